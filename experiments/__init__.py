@@ -1,0 +1,1 @@
+"""Sweeps over policies, capacities, P:D ratios, bandwidths and request rates, and their plots."""

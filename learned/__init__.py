@@ -1,0 +1,1 @@
+"""Learned eviction: online features, LightGBM training and batched inference (learned-eviction issue)."""

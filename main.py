@@ -1,0 +1,243 @@
+"""kvsim command line: multi-tier KV-cache policy simulator for LLM serving.
+
+Exit status: 0 success, 2 bad usage or bad input (the message names the file, row or
+key), 1 internal error.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# The project root must come before the standard library on sys.path: the stdlib has a
+# module named ``trace`` too, and kvsim's ``trace`` package must win (also when installed).
+_ROOT = str(Path(__file__).resolve().parent)
+if sys.path[:1] != [_ROOT]:
+    sys.path.insert(0, _ROOT)
+if "trace" in sys.modules and not hasattr(sys.modules["trace"], "__path__"):
+    del sys.modules["trace"]
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+import traceback  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from sim.config import Config, load_config  # noqa: E402
+from sim.errors import InputError  # noqa: E402
+from sim.report import RunResult, build_report, write_csv, write_json  # noqa: E402
+
+EXAMPLES = """\
+examples:
+  # statistics and the reuse ceiling of a trace (no simulation)
+  python main.py --trace-stats --workload-trace trace/data/azure_conv_2023.csv --report-json out/stats.json
+
+  # a synthetic multi-turn chat workload instead of a trace file
+  python main.py --trace-stats --set workload.synthetic.kind=multi-turn --preset smoke
+
+  # override any config key (validated like config.yaml; unknown keys are errors)
+  python main.py --trace-stats --workload-trace mooncake.jsonl --set serving.block_size=512
+
+modes (one at a time):
+  --trace-stats   trace statistics and the infinite-cache hit ratio
+  --cache-only    replay block accesses through the cache tiers, no timing (policy study)
+  (default)       single node: N workers with HBM sharing DRAM/SSD, with timing
+  --cluster       racks of nodes behind a prefix-aware router
+  --pd            prefill/decode disaggregated serving
+"""
+
+# Modes whose implementation has not landed yet: the issue that builds each.
+PENDING_MODES = {
+    "single": "single-node serving with timing is not implemented yet (serving-model issue)",
+    "cluster": "--cluster is not implemented yet (cluster issue)",
+    "pd": "--pd is not implemented yet (serving-model issue)",
+    "cache-only": "--cache-only is not implemented yet (cache-engine issue)",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # exit 2, as argparse does, with a hint
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n(see --help for examples)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="kvsim",
+        description="Multi-tier KV-cache policy simulator for LLM serving (HBM / DRAM / SSD / rack EIC).",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--trace-stats", action="store_true", help="trace statistics and reuse ceiling, no simulation")
+    mode.add_argument("--cache-only", action="store_true", help="replay block accesses through the cache tiers, no timing")
+    mode.add_argument("--cluster", action="store_true", help="racks of GPU nodes behind a router")
+    mode.add_argument("--pd", action="store_true", help="prefill/decode disaggregated serving")
+
+    cfg = p.add_argument_group("configuration")
+    cfg.add_argument("--config", metavar="PATH", help="YAML config (default: config.yaml here, else next to main.py)")
+    cfg.add_argument("--preset", choices=["smoke", "dev", "prod-eval"], help="scale the run (see presets in config.yaml)")
+    cfg.add_argument("--calibration-profile", metavar="PATH", action="append", default=[],
+                     help="YAML overlay merged over the config; repeatable, applied in order")
+    cfg.add_argument("--set", metavar="KEY=VALUE", dest="sets", action="append", default=[],
+                     help="override one config key, e.g. --set cache.tiers.dram.capacity_gib=64; repeatable")
+    cfg.add_argument("--seed", type=int, help="seed of every random choice (config key: seed)")
+
+    wl = p.add_argument_group("workload")
+    wl.add_argument("--workload-trace", metavar="PATH", help="trace file (Azure, BurstGPT, Mooncake, Splitwise, LLMServingSim)")
+    wl.add_argument("--workload-format", choices=["azure", "burstgpt", "mooncake", "splitwise", "llmservingsim", "auto"],
+                    help="trace format (default auto: sniffed from the header)")
+    wl.add_argument("--workload-limit", type=int, metavar="N", help="use only the first N valid requests")
+    wl.add_argument("--workload-time-unit", choices=["s", "ms", "us", "ns"], help="unit of numeric timestamps")
+    wl.add_argument("--strict-workload-validation", action="store_true",
+                    help="the first bad row is an error (default: bad rows are counted and skipped)")
+
+    cache = p.add_argument_group("cache")
+    cache.add_argument("--policy", metavar="NAME[,NAME...]", help="eviction policy; several = one run each, same trace")
+    cache.add_argument("--capacity-blocks", type=int, metavar="N", help="cache-only: single-tier capacity in blocks")
+
+    out = p.add_argument_group("output")
+    out.add_argument("--report-json", metavar="PATH", help="write the JSON report here")
+    out.add_argument("--report-csv", metavar="PATH", help="write one CSV row per run here")
+    out.add_argument("--plot-dir", metavar="DIR", help="where PNG plots go (default: beside --report-json, else kvsim-plots/)")
+    out.add_argument("--no-plot", action="store_true", help="skip plots")
+    out.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    return p
+
+
+def _default_config_path() -> Path | None:
+    for candidate in (Path("config.yaml"), Path(_ROOT) / "config.yaml"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def resolve_config(args: argparse.Namespace) -> Config:
+    """Config file → overlays → preset → --set → dedicated flags, each layer validated."""
+    path = Path(args.config) if args.config else _default_config_path()
+    if args.config and not path.is_file():
+        raise InputError(f"config file not found: {path}")
+    sets = list(args.sets)
+    flag_keys = {
+        "workload.trace": args.workload_trace,
+        "workload.format": args.workload_format,
+        "workload.limit": args.workload_limit,
+        "workload.time_unit": args.workload_time_unit,
+        "seed": args.seed,
+        "cache.capacity_blocks": args.capacity_blocks,
+    }
+    if args.strict_workload_validation:
+        flag_keys["workload.strict_validation"] = True
+    if args.policy:
+        flag_keys["cache.policy"] = args.policy.split(",")[0]
+    for key, value in flag_keys.items():
+        if value is not None:
+            sets.append(f"{key}={_yaml_scalar(value)}")
+    return load_config(path, overlays=args.calibration_profile, preset=args.preset, sets=sets)
+
+
+def _yaml_scalar(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return str(value)
+
+
+def load_workload(config: Config):
+    """The request stream: the trace file if given, else the synthetic generator."""
+    from trace.loaders import load_trace
+    from trace.synthetic import generate
+
+    if config.workload.trace is not None:
+        return load_trace(config.workload, config.serving.block_size)
+    rng = np.random.default_rng(config.seed)
+    return generate(config.workload.synthetic, config.serving.block_size, rng, limit=config.workload.limit)
+
+
+def _plot_dir(args: argparse.Namespace) -> Path:
+    if args.plot_dir:
+        return Path(args.plot_dir)
+    if args.report_json:
+        return Path(args.report_json).resolve().parent
+    return Path("kvsim-plots")
+
+
+def run_trace_stats(args: argparse.Namespace, config: Config) -> tuple[dict, list[RunResult], list[str]]:
+    from trace.stats import trace_stats
+
+    trace = load_workload(config)
+    metrics = trace_stats(trace)
+    notes = []
+    if not args.no_plot:
+        from sim.plots import plot_trace_stats
+
+        stem = Path(trace.provenance.path).stem if trace.provenance.path else trace.provenance.format.replace(":", "-")
+        png = plot_trace_stats(trace, _plot_dir(args) / f"trace_stats_{stem}.png")
+        notes.append(f"plot: {png}")
+    return trace.provenance.to_dict(), [RunResult(name="trace-stats", metrics=metrics)], notes
+
+
+def _summary(report: dict) -> str:
+    lines = []
+    trace = report.get("trace")
+    if trace:
+        skipped = ", ".join(f"{k}: {v}" for k, v in trace["skip_reasons"].items()) or "none"
+        lines.append(f"trace {trace['path'] or trace['format']} ({trace['format']}): {trace['rows_used']:,} requests used, "
+                     f"{trace['rows_skipped']:,} skipped ({skipped}); block ids: {trace['block_ids']}")
+    for run in report["runs"]:
+        lines.append(f"[{run['name']}]")
+        for key, value in run["metrics"].items():
+            if isinstance(value, dict):
+                inner = "  ".join(f"{k}={_fmt(v)}" for k, v in value.items())
+                lines.append(f"  {key:<26} {inner}")
+            else:
+                lines.append(f"  {key:<26} {_fmt(value)}")
+    return "\n".join(lines)
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:,.4f}" if abs(value) < 1e6 else f"{value:,.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    start = time.perf_counter()
+    try:
+        config = resolve_config(args)
+        if args.trace_stats:
+            mode, runner = "trace-stats", run_trace_stats
+        else:
+            mode = "cache-only" if args.cache_only else "cluster" if args.cluster else "pd" if args.pd else "single"
+            raise InputError(PENDING_MODES[mode])
+        trace, runs, notes = runner(args, config)
+        report = build_report(mode, config, trace, runs, wall_s=time.perf_counter() - start)
+        if args.report_json:
+            write_json(report, args.report_json)
+            notes.append(f"report: {args.report_json}")
+        if args.report_csv:
+            write_csv(report, args.report_csv)
+            notes.append(f"csv: {args.report_csv}")
+        if not args.quiet:
+            print(_summary(report))
+            for note in notes:
+                print(note)
+        return 0
+    except InputError as exc:
+        print(f"kvsim: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("kvsim: interrupted", file=sys.stderr)
+        return 1
+    except Exception:  # an internal error: a bug in kvsim, not bad input
+        traceback.print_exc()
+        print("kvsim: internal error (please report it with the command line above)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

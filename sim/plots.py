@@ -1,0 +1,31 @@
+"""PNG plots (matplotlib, headless Agg backend)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from trace.request import Trace  # noqa: E402
+from trace.stats import RATE_BIN_S, arrival_rate_bins  # noqa: E402
+
+
+def plot_trace_stats(trace: Trace, path: Path) -> Path:
+    """Arrival rate over time and prompt/output length distributions of one trace."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    rates = arrival_rate_bins(trace.arrival_s)
+    axes[0].plot([i * RATE_BIN_S for i in range(len(rates))], rates, drawstyle="steps-post")
+    axes[0].set(title=f"Arrival rate ({RATE_BIN_S:.0f} s bins)", xlabel="time (s)", ylabel="requests/s")
+    for ax, values, label in ((axes[1], trace.input_tokens, "input"), (axes[2], trace.output_tokens, "output")):
+        ax.hist(values, bins=60, color="tab:blue" if label == "input" else "tab:orange")
+        ax.set(title=f"{label} tokens per request", xlabel="tokens", ylabel="requests")
+    name = Path(trace.provenance.path).name if trace.provenance.path else trace.provenance.format
+    fig.suptitle(f"{name}: {len(trace):,} requests")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+    plt.close(fig)
+    return path

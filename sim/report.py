@@ -1,0 +1,107 @@
+"""Reports as in the Contract: a JSON document and a flat CSV with one row per run."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import resource
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import sim
+from sim.config import Config
+from sim.errors import InputError
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class RunResult:
+    """One simulated run (one policy, one override set) and its metrics."""
+
+    name: str
+    metrics: dict[str, Any]
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars/arrays → Python; NaN/inf → None (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()]
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        f = float(value)
+        return f if math.isfinite(f) else None
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def build_report(mode: str, config: Config, trace: dict[str, Any] | None, runs: list[RunResult], wall_s: float) -> dict[str, Any]:
+    """The report document; everything but ``timing`` is a function of config, trace and seed."""
+    return _plain(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "kvsim_version": sim.__version__,
+            "mode": mode,
+            "config": config.to_dict(),
+            "trace": trace,
+            "runs": [{"name": r.name, "overrides": r.overrides, "metrics": r.metrics} for r in runs],
+            "timing": {"wall_s": wall_s, "peak_rss_bytes": peak_rss_bytes()},
+        }
+    )
+
+
+def flatten(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested metrics → ``{"ttft_s.p99": x}``."""
+    out: dict[str, Any] = {}
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, name + "."))
+        elif isinstance(value, list):
+            continue  # curves and per-request series live in the JSON only
+        else:
+            out[name] = value
+    return out
+
+
+def _open_for_write(path: Path):
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path.open("w", newline="")
+    except OSError as exc:
+        raise InputError(f"cannot write report {path}: {exc.strerror or exc}") from None
+
+
+def write_json(report: dict[str, Any], path: str | Path) -> None:
+    with _open_for_write(Path(path)) as fh:
+        json.dump(report, fh, indent=2, allow_nan=False)
+        fh.write("\n")
+
+
+def write_csv(report: dict[str, Any], path: str | Path) -> None:
+    rows = [{"name": run["name"], **flatten(run["metrics"])} for run in report["runs"]]
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
+    with _open_for_write(Path(path)) as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)

@@ -1,0 +1,96 @@
+"""Model and GPU specs loaded from ``profiles/`` and converted to SI units."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from sim.errors import ConfigError
+
+PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
+
+DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
+GIB = 1024**3
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """A decoder-only transformer's shape."""
+
+    name: str
+    num_layers: int
+    hidden_size: int
+    num_attention_heads: int
+    num_kv_heads: int
+    head_dim: int
+    intermediate_size: int
+    vocab_size: int
+    num_parameters: int
+    max_position_embeddings: int
+    source: str
+
+    def kv_bytes_per_token(self, dtype_bytes: int, tensor_parallel_size: int = 1) -> int:
+        """K and V for every layer: 2 × layers × kv_heads × head_dim × dtype bytes, per TP rank.
+
+        KV heads are split across TP ranks (replicated when TP exceeds the KV-head count,
+        as vLLM does), so one rank holds ``max(1, kv_heads // tp)`` heads.
+        """
+        heads_per_rank = max(1, self.num_kv_heads // tensor_parallel_size)
+        return 2 * self.num_layers * heads_per_rank * self.head_dim * dtype_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class GPUSpec:
+    """One GPU's peak dense tensor throughput and memory, in SI units."""
+
+    name: str
+    peak_flops: float  # FLOP/s, dense BF16/FP16
+    memory_bytes: int
+    memory_bandwidth: float  # B/s
+    source: str
+
+
+def _read_table(filename: str) -> dict[str, dict]:
+    path = PROFILES_DIR / filename
+    with path.open() as fh:
+        data = yaml.safe_load(fh)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of names to specs")
+    return data
+
+
+def _lookup(table: dict[str, dict], name: str, kind: str, filename: str) -> dict:
+    if name not in table:
+        raise ConfigError(f"unknown {kind} {name!r}; known {kind}s (profiles/{filename}): {', '.join(sorted(table))}")
+    return table[name]
+
+
+@lru_cache(maxsize=None)
+def model_spec(name: str) -> ModelSpec:
+    """The spec of model ``name`` from ``profiles/models.yaml``."""
+    entry = _lookup(_read_table("models.yaml"), name, "model", "models.yaml")
+    return ModelSpec(name=name, **entry)
+
+
+@lru_cache(maxsize=None)
+def gpu_spec(name: str) -> GPUSpec:
+    """The spec of GPU ``name`` from ``profiles/gpus.yaml``, converted to SI."""
+    entry = _lookup(_read_table("gpus.yaml"), name, "GPU", "gpus.yaml")
+    return GPUSpec(
+        name=name,
+        peak_flops=float(entry["dense_bf16_tflops"]) * 1e12,
+        memory_bytes=int(round(float(entry["memory_gib"]) * GIB)),
+        memory_bandwidth=float(entry["memory_bandwidth_gbps"]) * 1e9,
+        source=entry["source"],
+    )
+
+
+def known_models() -> list[str]:
+    return sorted(_read_table("models.yaml"))
+
+
+def known_gpus() -> list[str]:
+    return sorted(_read_table("gpus.yaml"))

@@ -1,0 +1,150 @@
+"""Block model: prompts as chains of KV blocks with prefix-chained hashes, interned to dense ids.
+
+Every source of block identity (Mooncake hash ids, real token ids, session structure,
+synthetic shared prefixes) is reduced to one 64-bit *content key* per block. Block i's
+chained hash covers its content key and block i-1's chained hash, as vLLM's prefix
+cache does, so equal chained hashes mean equal prefixes. Chained hashes are then
+interned to dense integer ids in order of first appearance (deterministic).
+
+All work is vectorised over requests; the only Python loop runs over block depth.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+_U64 = np.uint64
+_GOLDEN = _U64(0x9E3779B97F4A7C15)
+
+# Tags that keep the key spaces of different content sources apart.
+TAG_UNIQUE = 0x5EED_0001
+TAG_SESSION = 0x5EED_0002
+TAG_PREFIX = 0x5EED_0003
+TAG_DOCUMENT = 0x5EED_0004
+TAG_SPLIT = 0x5EED_0005
+TAG_TOKENS = 0x5EED_0006
+
+
+def splitmix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64 finaliser over a uint64 array (wrapping arithmetic)."""
+    x = np.asarray(x, dtype=_U64) + _GOLDEN
+    x = (x ^ (x >> _U64(30))) * _U64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> _U64(27))) * _U64(0x94D049BB133111EB)
+    return x ^ (x >> _U64(31))
+
+
+def mix(*parts: np.ndarray | int) -> np.ndarray:
+    """Hash a tuple of integer arrays (broadcast) into one uint64 key array."""
+    with np.errstate(over="ignore"):
+        h = np.zeros(1, dtype=_U64)
+        for part in parts:
+            h = splitmix64(h ^ splitmix64(np.asarray(part).astype(_U64)))
+    return h
+
+
+def blocks_per_request(input_tokens: np.ndarray, block_size: int) -> np.ndarray:
+    """Blocks a prompt occupies: ceil(tokens / block_size); a partial last block counts."""
+    return (np.asarray(input_tokens, dtype=np.int64) + block_size - 1) // block_size
+
+
+def offsets_from_counts(counts: np.ndarray) -> np.ndarray:
+    """CSR offsets (length n+1) from per-request block counts."""
+    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    return offsets
+
+
+def block_positions(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For every block in CSR order: (owning request index, depth within its prompt)."""
+    counts = np.diff(offsets)
+    owner = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+    depth = np.arange(offsets[-1], dtype=np.int64) - offsets[owner]
+    return owner, depth
+
+
+def unique_keys(num_blocks: int, salt: int = 0) -> np.ndarray:
+    """Content keys that never repeat: one per block position in the stream."""
+    return mix(TAG_UNIQUE, salt, np.arange(num_blocks, dtype=np.int64))
+
+
+def session_keys(offsets: np.ndarray, input_tokens: np.ndarray, session: np.ndarray, block_size: int) -> np.ndarray:
+    """Content keys for conversations whose turns extend the previous context.
+
+    A full block at depth i of a session's prompt has the same content in every turn
+    (each turn's prompt is the earlier context plus new tokens), so its key is
+    (session, i). A partial last block, and every block of a request without a
+    session (session < 0), is unique.
+    """
+    owner, depth = block_positions(offsets)
+    full = (depth + 1) * block_size <= np.asarray(input_tokens, dtype=np.int64)[owner]
+    sess = np.asarray(session, dtype=np.int64)[owner]
+    shared = full & (sess >= 0)
+    keys = unique_keys(len(owner), salt=TAG_SESSION)
+    keys[shared] = mix(TAG_SESSION, sess[shared], depth[shared])
+    return keys
+
+
+def token_content_keys(token_ids: np.ndarray, token_offsets: np.ndarray, block_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Block offsets and content keys from real token ids (CSR per request).
+
+    A block's key hashes its tokens with their positions and its length, so two blocks
+    match only when they hold the same tokens.
+    """
+    counts = blocks_per_request(np.diff(token_offsets), block_size)
+    offsets = offsets_from_counts(counts)
+    tok_owner, _ = block_positions(token_offsets)
+    tok_pos = np.arange(len(token_ids), dtype=np.int64) - token_offsets[tok_owner]
+    block_of_token = offsets[tok_owner] + tok_pos // block_size
+    with np.errstate(over="ignore"):
+        term = splitmix64(mix(TAG_TOKENS, np.asarray(token_ids, dtype=np.int64), tok_pos % block_size))
+        keys = np.zeros(offsets[-1], dtype=_U64)
+        np.add.at(keys, block_of_token, term)
+        lengths = np.bincount(block_of_token, minlength=offsets[-1])
+        keys = mix(keys, lengths)
+    return offsets, keys
+
+
+def chain(offsets: np.ndarray, content_keys: np.ndarray) -> np.ndarray:
+    """Prefix-chained hashes: h[i] = mix(h[i-1], key[i]) within each request."""
+    keys = np.asarray(content_keys, dtype=_U64)
+    if len(keys) == 0:
+        return keys.copy()
+    _, depth = block_positions(offsets)
+    order = np.argsort(depth, kind="stable")
+    level_ends = np.searchsorted(depth[order], np.arange(depth.max() + 1), side="right")
+    hashes = np.empty_like(keys)
+    start = 0
+    for level, end in enumerate(level_ends):
+        idx = order[start:end]
+        parent = hashes[idx - 1] if level > 0 else np.zeros(len(idx), dtype=_U64)
+        hashes[idx] = mix(parent, keys[idx])
+        start = end
+    return hashes
+
+
+def intern(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """Dense integer ids in order of first appearance, and how many distinct values."""
+    codes, uniques = pd.factorize(np.asarray(values), sort=False)
+    return codes.astype(np.int64), len(uniques)
+
+
+def split_hash_blocks(
+    hash_ids: np.ndarray, hash_offsets: np.ndarray, input_tokens: np.ndarray, trace_block: int, block_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Convert trace blocks of ``trace_block`` tokens into ``block_size`` blocks.
+
+    Trace block j covers tokens [j·trace_block, min((j+1)·trace_block, L)); it becomes
+    ceil(covered / block_size) sub-blocks keyed (hash id, k). A trace hash id already
+    names the whole prefix, so (hash id, k) names the prefix through sub-block k.
+    Returns the new block offsets and content keys.
+    """
+    owner, depth = block_positions(hash_offsets)
+    covered = np.minimum(trace_block, np.asarray(input_tokens, dtype=np.int64)[owner] - depth * trace_block)
+    covered = np.maximum(covered, 1)
+    subs = blocks_per_request(covered, block_size)
+    sub_offsets = offsets_from_counts(subs)
+    parent_block, sub_index = block_positions(sub_offsets)
+    keys = mix(TAG_SPLIT, np.asarray(hash_ids, dtype=np.int64)[parent_block], sub_index)
+    counts = np.bincount(owner, weights=subs, minlength=len(hash_offsets) - 1).astype(np.int64)
+    return offsets_from_counts(counts), keys

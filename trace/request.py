@@ -1,0 +1,104 @@
+"""The request stream: a columnar ``Trace`` plus a small ``Request`` view of one row."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+BLOCK_ID_KINDS = ("hash_ids", "chained", "synthetic-sessions", "unique")
+
+
+@dataclass(slots=True)
+class TraceProvenance:
+    """Where a trace came from and what validation did to it (goes into every report)."""
+
+    path: str | None
+    format: str
+    sha256: str | None
+    rows_read: int
+    rows_used: int
+    rows_skipped: int
+    skip_reasons: dict[str, int]
+    block_ids: str
+    block_tokens: int
+    block_conversion: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {
+            "path": self.path,
+            "format": self.format,
+            "sha256": self.sha256,
+            "rows_read": self.rows_read,
+            "rows_used": self.rows_used,
+            "rows_skipped": self.rows_skipped,
+            "skip_reasons": dict(sorted(self.skip_reasons.items())),
+            "block_ids": self.block_ids,
+            "block_tokens": self.block_tokens,
+        }
+        if self.block_conversion:
+            out["block_conversion"] = self.block_conversion
+        return out
+
+
+@dataclass(slots=True)
+class Request:
+    """One request: arrival, token counts, session and its prompt's dense block ids."""
+
+    request_id: int
+    arrival_s: float
+    input_tokens: int
+    output_tokens: int
+    session_id: int
+    block_ids: np.ndarray
+
+
+@dataclass(slots=True)
+class Trace:
+    """Columnar requests sorted by arrival; prompt blocks in CSR form.
+
+    ``block_ids`` is None for the ``unique`` kind: block j of the stream then has id j,
+    so a 10-million-request token-count trace never materialises its block ids.
+    """
+
+    arrival_s: np.ndarray  # float64, seconds from the first request
+    input_tokens: np.ndarray  # int64
+    output_tokens: np.ndarray  # int64
+    session_id: np.ndarray  # int64, -1 where the trace has no session
+    block_offsets: np.ndarray  # int64, length n + 1
+    block_ids: np.ndarray | None  # int64 dense ids, or None (unique kind)
+    num_unique_blocks: int
+    provenance: TraceProvenance
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.arrival_s)
+
+    @property
+    def num_accesses(self) -> int:
+        """Block lookups if every prompt block of every request is looked up once."""
+        return int(self.block_offsets[-1])
+
+    def blocks(self, i: int) -> np.ndarray:
+        """Dense block ids of request ``i``'s prompt."""
+        lo, hi = int(self.block_offsets[i]), int(self.block_offsets[i + 1])
+        if self.block_ids is None:
+            return np.arange(lo, hi, dtype=np.int64)
+        return self.block_ids[lo:hi]
+
+    def access_stream(self) -> np.ndarray:
+        """Every prompt block of every request in arrival order (the plain access stream)."""
+        if self.block_ids is None:
+            return np.arange(self.num_accesses, dtype=np.int64)
+        return self.block_ids
+
+    def request(self, i: int) -> Request:
+        return Request(
+            request_id=i,
+            arrival_s=float(self.arrival_s[i]),
+            input_tokens=int(self.input_tokens[i]),
+            output_tokens=int(self.output_tokens[i]),
+            session_id=int(self.session_id[i]),
+            block_ids=self.blocks(i),
+        )
