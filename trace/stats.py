@@ -42,5 +42,5 @@ def trace_stats(trace: Trace) -> dict[str, object]:
         "accesses": accesses,
         "unique_blocks": trace.num_unique_blocks,
         # An infinite cache misses each distinct block once (its first use) and hits every reuse.
-        "infinite_cache_hit_ratio": 1.0 - trace.num_unique_blocks / accesses if accesses else 0.0,
+        "infinite_cache_hit_ratio": (accesses - trace.num_unique_blocks) / accesses if accesses else 0.0,
     }

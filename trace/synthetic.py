@@ -51,7 +51,7 @@ def _multi_turn(cfg: SyntheticConfig, rng: np.random.Generator, block_size: int)
 
 
 def _agentic(cfg: SyntheticConfig, rng: np.random.Generator, block_size: int):
-    steps = max(1, cfg.num_requests // cfg.num_sessions)
+    steps = -(-cfg.num_requests // cfg.num_sessions)  # ceil: enough steps for num_requests
     starts = _poisson_arrivals(rng, cfg.rate_rps / steps, cfg.num_sessions)
     gaps = rng.exponential(AGENT_STEP_GAP_MEAN_S, (cfg.num_sessions, steps))
     gaps[:, 0] = 0.0
@@ -60,7 +60,7 @@ def _agentic(cfg: SyntheticConfig, rng: np.random.Generator, block_size: int):
     n = len(arrival)
     new = _lengths(rng, cfg.input_tokens_mean, n)  # tool results appended each step
     out = _lengths(rng, cfg.output_tokens_mean, n)
-    order = np.argsort(arrival, kind="stable")
+    order = np.argsort(arrival, kind="stable")[: cfg.num_requests]
     arrival, session, new, out = arrival[order], session[order], new[order], out[order]
     prompt = _conversation_prompts(session, new, out)
     return arrival, prompt, out, session, None

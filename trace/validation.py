@@ -49,7 +49,7 @@ def numeric_column(raw: pd.Series, integer: bool = True) -> tuple[np.ndarray, np
         missing = absent | (text == "").to_numpy()
         nan_value = text.str.lower().isin(_NAN_WORDS).to_numpy()
         is_bool = obj.map(lambda v: isinstance(v, bool)).to_numpy() if obj.dtype == object else np.zeros(n, bool)
-        values = pd.to_numeric(text.where(~(missing | nan_value), None), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        values = pd.to_numeric(text.where(~(missing | nan_value), None), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
         non_numeric = (~missing & ~nan_value & np.isnan(values)) | is_bool
         values[non_numeric] = np.nan
     finite = np.isfinite(values)

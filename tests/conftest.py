@@ -1,0 +1,36 @@
+"""Shared fixtures: the public data folder ``../shared/data`` and a CLI runner."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("KVSIM_SHARED_DATA", ROOT.parent / "shared" / "data"))
+BUNDLED_AZURE = ROOT / "trace" / "data" / "azure_conv_2023.csv"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data``: skipped when absent on a newcomer's clone, a failure under CI=true."""
+    if not SHARED_DATA.is_dir():
+        message = f"public data folder {SHARED_DATA} not found (set KVSIM_SHARED_DATA or clone beside shared/)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + " — required under CI=true")
+        pytest.skip(message)
+    return SHARED_DATA
+
+
+@pytest.fixture
+def run_cli(tmp_path, capsys):
+    """Run ``main.main(argv)`` in-process; returns (exit status, stdout, stderr)."""
+    import main
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        status = main.main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    return run

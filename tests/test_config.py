@@ -1,0 +1,108 @@
+"""Config: validation names the dotted path; layers apply in order; config.yaml documents the defaults."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from sim.config import Config, load_config, parse_set
+from sim.errors import ConfigError
+from tests.conftest import ROOT
+
+
+def test_config_yaml_equals_dataclass_defaults():
+    assert load_config(ROOT / "config.yaml") == Config()
+
+
+def test_every_contract_key_exists():
+    c = Config()
+    for dotted in [
+        "model", "hardware.gpu", "serving.tensor_parallel_size", "serving.block_size", "serving.max_num_seqs",
+        "serving.max_num_batched_tokens", "serving.gpu_memory_utilization", "serving.num_gpu_blocks",
+        "serving.enable_prefix_caching", "serving.num_instances", "compute.backend", "compute.profile",
+        "cache.policy", "cache.learned_model", "network.bandwidth_gbps", "network.latency_us", "network.lookup",
+        "pd.num_prefill", "pd.num_decode", "pd.transfer", "slo.ttft_s", "slo.tpot_s", "slo.attainment",
+    ] + [f"cache.tiers.{t}.{k}" for t in ("hbm", "dram", "ssd", "eic")
+         for k in ("capacity_gib", "read_gbps", "write_gbps", "latency_us")]:
+        node = c
+        for part in dotted.split("."):
+            assert hasattr(node, part), dotted
+            node = getattr(node, part)
+
+
+def test_unknown_key_in_file_names_dotted_path_and_valid_keys(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"cache": {"tiers": {"dram": {"capacity_gb": 4}}}}))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    msg = str(err.value)
+    assert "cache.tiers.dram.capacity_gb" in msg and str(path) in msg
+    assert "capacity_gib" in msg  # the valid keys at that level
+
+
+def test_wrong_type_names_key_and_expected_type():
+    with pytest.raises(ConfigError, match=r"serving\.block_size.*expected int"):
+        load_config(None, sets=["serving.block_size=sixteen"])
+    with pytest.raises(ConfigError, match=r"pd\.transfer.*one of"):
+        load_config(None, sets=["pd.transfer=teleport"])
+    with pytest.raises(ConfigError, match=r"serving\.enable_prefix_caching.*bool"):
+        load_config(None, sets=["serving.enable_prefix_caching=3"])
+
+
+def test_set_values_are_yaml_scalars_and_validated():
+    c = load_config(None, sets=["cache.tiers.dram.capacity_gib=64", "serving.num_gpu_blocks=2588",
+                                "slo.ttft_s=null", "cache.policy=arc", "network.bandwidth_gbps=1e2"])
+    assert c.cache.tiers.dram.capacity_gib == 64.0 and isinstance(c.cache.tiers.dram.capacity_gib, float)
+    assert c.serving.num_gpu_blocks == 2588 and c.slo.ttft_s is None and c.cache.policy == "arc"
+    assert c.network.bandwidth_gbps == 100.0
+    with pytest.raises(ConfigError, match="cache.tierz"):
+        load_config(None, sets=["cache.tierz.hbm.capacity_gib=1"])
+    with pytest.raises(ConfigError, match="dotted.key=value"):
+        parse_set("no-equals-sign")
+
+
+def test_layers_apply_in_order(tmp_path):
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text("serving: {block_size: 32, max_num_seqs: 8}\n")
+    b.write_text("serving: {block_size: 64}\n")
+    c = load_config(ROOT / "config.yaml", overlays=[a, b], sets=["serving.max_num_seqs=4"])
+    assert c.serving.block_size == 64  # later overlay wins
+    assert c.serving.max_num_seqs == 4  # --set after overlays
+    assert c.serving.max_num_batched_tokens == Config().serving.max_num_batched_tokens  # untouched keys kept
+
+
+def test_overlay_error_names_the_overlay(tmp_path):
+    bad = tmp_path / "calib.yaml"
+    bad.write_text("compute: {backnd: profiled}\n")
+    with pytest.raises(ConfigError, match=r"calib\.yaml.*compute\.backnd"):
+        load_config(None, overlays=[bad])
+
+
+def test_presets_scale_the_run():
+    assert load_config(None, preset="smoke").workload.limit == 2000
+    assert load_config(None, preset="prod-eval").workload.limit is None
+    # --set after the preset wins
+    assert load_config(None, preset="smoke", sets=["workload.limit=7"]).workload.limit == 7
+    with pytest.raises(ConfigError, match="valid presets"):
+        load_config(None, preset="huge")
+
+
+def test_missing_or_invalid_file(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "list.yaml"
+    bad.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(bad)
+
+
+def test_config_is_frozen():
+    c = Config()
+    with pytest.raises(Exception):
+        c.serving.block_size = 8  # type: ignore[misc]
+
+
+def test_cli_unknown_key_exits_2_naming_path(run_cli):
+    status, _, err = run_cli("--trace-stats", "--set", "workload.synthetic.kindd=rag", "--no-plot")
+    assert status == 2
+    assert "workload.synthetic.kindd" in err and "num_requests" in err
