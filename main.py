@@ -35,6 +35,10 @@ examples:
   # a synthetic multi-turn chat workload instead of a trace file
   python main.py --trace-stats --set workload.synthetic.kind=multi-turn --preset smoke
 
+  # policy study: several policies over one trace, single tier of 5,000 blocks (512-token Mooncake blocks)
+  python main.py --cache-only --workload-trace mooncake.jsonl --set serving.block_size=512 \\
+      --policy lru,arc,s3fifo,sieve,belady --capacity-blocks 5000 --report-json out/policies.json
+
   # override any config key (validated like config.yaml; unknown keys are errors)
   python main.py --trace-stats --workload-trace mooncake.jsonl --set serving.block_size=512
 
@@ -51,7 +55,6 @@ PENDING_MODES = {
     "single": "single-node serving with timing is not implemented yet (serving-model issue)",
     "cluster": "--cluster is not implemented yet (cluster issue)",
     "pd": "--pd is not implemented yet (serving-model issue)",
-    "cache-only": "--cache-only is not implemented yet (cache-engine issue)",
 }
 
 
@@ -178,6 +181,15 @@ def run_trace_stats(args: argparse.Namespace, config: Config) -> tuple[dict, lis
     return trace.provenance.to_dict(), [RunResult(name="trace-stats", metrics=metrics)], notes
 
 
+def run_cache_only(args: argparse.Namespace, config: Config) -> tuple[dict, list[RunResult], list[str]]:
+    from sim.cache_only import run_cache_only as replay_policies
+
+    trace = load_workload(config)
+    policies = [p.strip() for p in args.policy.split(",") if p.strip()] if args.policy else [config.cache.policy]
+    runs = replay_policies(trace, config, policies, progress=not args.quiet)
+    return trace.provenance.to_dict(), runs, []
+
+
 def _summary(report: dict) -> str:
     lines = []
     trace = report.get("trace")
@@ -211,8 +223,10 @@ def main(argv: list[str] | None = None) -> int:
         config = resolve_config(args)
         if args.trace_stats:
             mode, runner = "trace-stats", run_trace_stats
+        elif args.cache_only:
+            mode, runner = "cache-only", run_cache_only
         else:
-            mode = "cache-only" if args.cache_only else "cluster" if args.cluster else "pd" if args.pd else "single"
+            mode = "cluster" if args.cluster else "pd" if args.pd else "single"
             raise InputError(PENDING_MODES[mode])
         trace, runs, notes = runner(args, config)
         report = build_report(mode, config, trace, runs, wall_s=time.perf_counter() - start)

@@ -34,6 +34,9 @@ from trace.validation import CODE, SkipLedger, combine, numeric_column
 CHUNK_ROWS = 500_000
 TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
 MOONCAKE_BLOCK_TOKENS = 512  # Mooncake FAST'25 traces: hash_ids cover 512-token blocks (trace README)
+# A malformed row (CSV: too many fields; JSONL: not a JSON object) is kept in its chunk as a row of
+# this placeholder, so it keeps its row number and is charged in file order like any other bad row.
+MALFORMED = "\x00malformed row"
 BURSTGPT_SESSION_COLUMNS = ("Session ID", "Conversation ID", "session_id", "conversation_id", "Session", "Conversation")
 
 
@@ -71,22 +74,32 @@ def _numbered(reader) -> Iterator[tuple[pd.DataFrame, int]]:
         first += len(frame)
 
 
-def _csv_chunks(path: Path, ledger: SkipLedger | None) -> Iterator[tuple[pd.DataFrame, int]]:
-    """CSV chunks as strings. With a ledger, rows of the wrong field count are counted and skipped
+def _no_implicit_index(reader) -> Iterator[pd.DataFrame]:
+    """The C engine takes the first column as the index when the first data row has one field more
+    than the header (shifting every column); treat that as a malformed row instead."""
+    for frame in reader:
+        if not isinstance(frame.index, pd.RangeIndex):
+            raise pd.errors.ParserError("the first data row has more fields than the header")
+        yield frame
+
+
+def _csv_chunks(path: Path, tolerant: bool) -> Iterator[tuple[pd.DataFrame, int]]:
+    """CSV chunks as strings. Tolerant: rows with too many fields become MALFORMED rows in place
     (pandas' python engine, slower: used only after the fast C engine met such a row)."""
     kwargs = dict(chunksize=CHUNK_ROWS, dtype=str, keep_default_na=False, skipinitialspace=True)
-    if ledger is None:
-        return _numbered(pd.read_csv(path, **kwargs))
+    if not tolerant:
+        return _numbered(_no_implicit_index(pd.read_csv(path, **kwargs)))
+    # Explicit names: a long first data row is then a bad line too, not an implicit index.
+    names = [str(c) for c in pd.read_csv(path, nrows=0, dtype=str, skipinitialspace=True).columns]
 
-    def bad_line(_fields: list[str]) -> None:
-        ledger.add("malformed_row")
-        return None
+    def bad_line(_fields: list[str]) -> list[str]:
+        return [MALFORMED] * len(names)
 
-    return _numbered(pd.read_csv(path, engine="python", on_bad_lines=bad_line, **kwargs))
+    return _numbered(pd.read_csv(path, engine="python", names=names, header=0, on_bad_lines=bad_line, **kwargs))
 
 
-def _jsonl_chunks(path: Path, ledger: SkipLedger) -> Iterator[tuple[pd.DataFrame, int]]:
-    """JSONL chunks; if any line is not valid JSON, a line-by-line parse counts and skips it."""
+def _jsonl_chunks(path: Path, fmt: TraceFormat) -> Iterator[tuple[pd.DataFrame, int]]:
+    """JSONL chunks; if any line is not valid JSON, a line-by-line parse keeps it as a MALFORMED row."""
     try:
         yield from list(_numbered(pd.read_json(path, lines=True, chunksize=CHUNK_ROWS, dtype=False, convert_dates=False)))
         return
@@ -94,7 +107,7 @@ def _jsonl_chunks(path: Path, ledger: SkipLedger) -> Iterator[tuple[pd.DataFrame
         pass
     rows = []
     with path.open() as fh:
-        for line_no, line in enumerate(fh, start=1):
+        for line in fh:
             if not line.strip():
                 continue
             try:
@@ -102,10 +115,7 @@ def _jsonl_chunks(path: Path, ledger: SkipLedger) -> Iterator[tuple[pd.DataFrame
                 if not isinstance(obj, dict):
                     raise ValueError("not an object")
             except ValueError:
-                if ledger.strict:
-                    raise TraceError(f"{path}: line {line_no}: malformed JSON") from None
-                ledger.add("malformed_row")
-                continue
+                obj = {key: MALFORMED for key in fmt.signature}
             rows.append(obj)
     yield pd.DataFrame(rows), 1
 
@@ -265,7 +275,7 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _scan(path: Path, fmt: TraceFormat, ledger: SkipLedger, limit: int | None, frames) -> tuple[list[Chunk], int]:
+def _scan(path: Path, fmt: TraceFormat, ledger: SkipLedger, limit: int | None, frames, malformed_rows: bool = True) -> tuple[list[Chunk], int]:
     """Validate chunks and keep valid rows (file order) until ``limit`` of them."""
     parser = _PARSERS[fmt.name]
     line_offset = 1 if fmt.kind == "csv" else 0
@@ -274,6 +284,11 @@ def _scan(path: Path, fmt: TraceFormat, ledger: SkipLedger, limit: int | None, f
     for frame, first in frames:
         _require_columns(path, fmt, frame.columns)
         chunk, cols, col_reasons = parser(frame)
+        first_col = frame[fmt.signature[0]]
+        if malformed_rows and not pd.api.types.is_numeric_dtype(first_col.dtype):  # charged that reason first
+            malformed = (first_col.astype(object) == MALFORMED).to_numpy(dtype=bool)
+            cols = [None] + cols
+            col_reasons = [np.where(malformed, CODE["malformed_row"], 0).astype(np.int8)] + col_reasons
         reason = combine(*col_reasons)
         ok = reason == 0
         stop = len(frame)
@@ -296,20 +311,22 @@ def _scan(path: Path, fmt: TraceFormat, ledger: SkipLedger, limit: int | None, f
         n_kept += len(idx)
         if limit is not None and n_kept >= limit:
             break
-    return kept, rows_read + ledger.counts.get("malformed_row", 0)
+    return kept, rows_read
 
 
 def _collect(path: Path, fmt: TraceFormat, ledger: SkipLedger, limit: int | None) -> tuple[list[Chunk], int]:
     ledger.row_label = "row" if fmt.kind == "csv" else "record"
     if fmt.kind == "jsonl":
-        return _scan(path, fmt, ledger, limit, _jsonl_chunks(path, ledger))
+        return _scan(path, fmt, ledger, limit, _jsonl_chunks(path, fmt))
     try:
-        return _scan(path, fmt, ledger, limit, _csv_chunks(path, None))
+        return _scan(path, fmt, ledger, limit, _csv_chunks(path, tolerant=False), malformed_rows=False)
+    except pd.errors.ParserError:
+        pass
+    ledger.counts.clear()  # rescan from the start, charging rows with too many fields in place
+    try:
+        return _scan(path, fmt, ledger, limit, _csv_chunks(path, tolerant=True))
     except pd.errors.ParserError as exc:
-        if ledger.strict:
-            raise TraceError(f"{path}: malformed CSV row: {exc}") from None
-    ledger.counts.clear()  # rescan from the start, counting rows with the wrong number of fields
-    return _scan(path, fmt, ledger, limit, _csv_chunks(path, ledger))
+        raise TraceError(f"{path}: malformed CSV: {exc}") from None
 
 
 def _flatten(lists: list) -> tuple[np.ndarray, np.ndarray]:

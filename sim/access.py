@@ -1,0 +1,35 @@
+"""Access-stream helpers shared by cache replays: next-use index and tokens per block."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from trace.request import Trace
+
+NEVER = np.iinfo(np.int64).max  # "never used again" (libCacheSim's INT64_MAX convention)
+
+
+def next_use_index(stream: np.ndarray) -> np.ndarray:
+    """For each position t, the position of the next access to ``stream[t]``, or ``NEVER``.
+
+    One stable sort groups each key's positions in order; each position's successor in
+    its group is its next use (equivalent to the backward pass over the stream).
+    """
+    stream = np.asarray(stream)
+    order = np.argsort(stream, kind="stable")
+    nxt = np.full(len(stream), NEVER, dtype=np.int64)
+    same = stream[order[1:]] == stream[order[:-1]]
+    nxt[order[:-1][same]] = order[1:][same]
+    return nxt
+
+
+def tokens_per_access(trace: Trace) -> np.ndarray:
+    """Prompt tokens each block access covers: block_size, or fewer for a prompt's last block."""
+    offsets = trace.block_offsets
+    bs = trace.provenance.block_tokens
+    tokens = np.full(int(offsets[-1]), bs, dtype=np.int64)
+    counts = np.diff(offsets)
+    has_blocks = counts > 0
+    last = offsets[1:][has_blocks] - 1
+    tokens[last] = trace.input_tokens[has_blocks] - (counts[has_blocks] - 1) * bs
+    return tokens
