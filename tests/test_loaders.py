@@ -12,7 +12,6 @@ import hashlib
 import json
 import math
 import struct
-from collections import Counter
 from pathlib import Path
 
 import numpy as np

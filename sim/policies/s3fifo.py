@@ -38,6 +38,7 @@ class S3FIFO(EvictionPolicy):
         self.freq: dict[int, int] = {}
         self.has_evicted = False
         self._victim: int | None = None
+        self._ghost_hit: int | None = None  # incoming key already taken out of the ghost
 
     def on_access(self, key: int, now: int) -> None:
         f = self.freq[key]
@@ -47,14 +48,13 @@ class S3FIFO(EvictionPolicy):
 
     def on_insert(self, key: int, now: int) -> None:
         self.freq[key] = 0
-        if key in self.ghost:
-            del self.ghost[key]
+        if key == self._ghost_hit or self.ghost.pop(key, 0) is None:
             self.main[key] = None
         elif not self.has_evicted and len(self.small) >= self.small_capacity:
             self.main[key] = None
         else:
             self.small[key] = None
-        self._victim = None
+        self._victim = self._ghost_hit = None
 
     def on_remove(self, key: int) -> None:
         evicted = key == self._victim
@@ -91,6 +91,9 @@ class S3FIFO(EvictionPolicy):
 
     def victim(self, incoming: int) -> int:
         if self._victim is None:
+            # A returning key leaves the ghost before eviction can push it out (libCacheSim's find).
+            if self.ghost.pop(incoming, 0) is None:
+                self._ghost_hit = incoming
             self.has_evicted = True
             key = None
             while key is None:
