@@ -10,6 +10,8 @@ from tqdm import tqdm
 from sim.access import next_use_index, tokens_per_access
 from sim.cache import MultiTierCache
 from sim.config import Config
+from sim.errors import ConfigError
+from sim.mrc import capacity_grid, lru_mrc
 from sim.policies import POLICIES, make_policy  # noqa: F401  (make_policy fills the registry)
 from sim.report import RunResult
 from sim.tiers import TIER_NAMES, build_tiers, kv_block_bytes
@@ -90,3 +92,18 @@ def run_cache_only(trace: Trace, config: Config, policies: list[str], progress: 
         runs.append(RunResult(name=name, metrics=cache_metrics(trace, cache, hit_tier, semantics),
                               overrides={"cache.policy": name}))
     return runs
+
+
+def run_mrc(trace: Trace, config: Config) -> RunResult:
+    """The LRU miss-ratio curve of the plain block stream, exact or SHARDS-sampled."""
+    rate = config.cache.mrc_sample_rate
+    if not 0.0 < rate <= 1.0:
+        raise ConfigError(f"config key 'cache.mrc_sample_rate' must be in (0, 1], got {rate}")
+    stream = trace.access_stream()
+    extra = (config.cache.capacity_blocks,) if config.cache.capacity_blocks else ()
+    curve = lru_mrc(stream, rate, capacities=capacity_grid(max(1, trace.num_unique_blocks), extra=extra), salt=config.seed)
+    metrics: dict[str, Any] = {"access_semantics": "plain", "requests_completed": len(trace), "accesses": len(stream)}
+    if config.cache.capacity_blocks:
+        metrics["hit_ratio"] = curve.hit_ratio_at(config.cache.capacity_blocks)
+    metrics["mrc"] = curve.to_dict()
+    return RunResult(name="lru-mrc", metrics=metrics, overrides={"cache.mrc_sample_rate": rate})

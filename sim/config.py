@@ -83,6 +83,7 @@ class CacheConfig:
     inclusion: Literal["exclusive", "inclusive"] = "exclusive"
     access_semantics: Literal["auto", "plain", "prefix"] = "auto"
     capacity_blocks: int | None = None  # cache-only: single-tier capacity in blocks
+    mrc_sample_rate: float = 1.0  # --mrc: 1 = exact; below 1 = SHARDS spatial sampling rate
     tiers: TiersConfig = TiersConfig()
 
 

@@ -29,3 +29,24 @@ def plot_trace_stats(trace: Trace, path: Path) -> Path:
     fig.savefig(path, dpi=100, metadata={"Software": None})
     plt.close(fig)
     return path
+
+
+def plot_mrc(runs: list[dict], path: Path, title: str) -> Path:
+    """The LRU miss-ratio curve (hit ratio vs capacity) with each policy's point at its capacity."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for run in runs:
+        metrics = run["metrics"]
+        if "mrc" in metrics:
+            curve = metrics["mrc"]
+            label = "LRU (exact MRC)" if curve["method"] == "exact" else f"LRU (SHARDS, rate {curve['sample_rate']:g})"
+            ax.plot(curve["capacity_blocks"], curve["hit_ratio"], label=label, color="black")
+        elif "capacity_blocks" in metrics and metrics["capacity_blocks"]:
+            ax.scatter([sum(metrics["capacity_blocks"].values())], [metrics["hit_ratio"]], label=run["name"], zorder=3)
+    ax.set(xscale="log", xlabel="cache capacity (blocks)", ylabel="block hit ratio", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+    plt.close(fig)
+    return path

@@ -1,0 +1,71 @@
+"""--cache-only and --mrc through the command line: report contents, determinism, knobs that must matter."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import BUNDLED_AZURE
+
+
+def _report(run_cli, tmp_path, name, *argv):
+    out = tmp_path / f"{name}.json"
+    status, _, err = run_cli(*argv, "--report-json", out, "--no-plot", "--quiet")
+    assert status == 0, err
+    report = json.loads(out.read_text())
+    report.pop("timing")
+    return report
+
+
+SYNTH = ("--cache-only", "--preset", "smoke", "--set", "workload.synthetic.kind=system-prompt")
+
+
+def test_policies_and_mrc_in_one_report(run_cli, tmp_path):
+    r = _report(run_cli, tmp_path, "a", *SYNTH, "--policy", "lru,arc,belady", "--capacity-blocks", "300", "--mrc")
+    assert r["mode"] == "cache-only" and [run["name"] for run in r["runs"]] == ["lru", "arc", "belady", "lru-mrc"]
+    lru, arc, belady, mrc = (run["metrics"] for run in r["runs"])
+    assert lru["hits"] <= belady["hits"] and arc["hits"] <= belady["hits"]
+    assert mrc["hit_ratio"] == lru["hit_ratio"]  # the curve at the run's capacity equals the LRU run
+    assert lru["access_semantics"] == "plain" and lru["accesses"] == r["runs"][0]["metrics"]["hits"] + (
+        lru["accesses"] - lru["hits"])
+    assert "ttft_s" not in lru  # latency metrics are absent (not zero) in cache-only mode
+    assert r["runs"][1]["overrides"] == {"cache.policy": "arc"}
+
+
+def test_same_seed_byte_identical_and_seed_matters(run_cli, tmp_path):
+    argv = (*SYNTH, "--policy", "s3fifo,sieve", "--capacity-blocks", "200", "--mrc", "--mrc-sample-rate", "0.5")
+    a = _report(run_cli, tmp_path, "a", *argv, "--seed", "1")
+    b = _report(run_cli, tmp_path, "b", *argv, "--seed", "1")
+    c = _report(run_cli, tmp_path, "c", *argv, "--seed", "2")
+    assert json.dumps(a) == json.dumps(b)
+    assert a["runs"] != c["runs"]
+
+
+@pytest.mark.parametrize("knob", [
+    "cache.tiers.dram.capacity_gib=2", "cache.inclusion=inclusive", "cache.access_semantics=prefix",
+    "serving.block_size=32", "cache.policy=fifo", "serving.num_gpu_blocks=100",
+])
+def test_every_cache_knob_changes_the_result(run_cli, tmp_path, knob):
+    base = ("--cache-only", "--preset", "smoke", "--set", "workload.synthetic.kind=multi-turn",
+            "--set", "workload.synthetic.num_sessions=10",
+            "--set", "serving.num_gpu_blocks=200", "--set", "cache.tiers.dram.capacity_gib=1",
+            "--set", "cache.tiers.ssd.capacity_gib=0")
+    before = _report(run_cli, tmp_path, "before", *base)["runs"][0]["metrics"]
+    after = _report(run_cli, tmp_path, "after", *base, "--set", knob)["runs"][0]["metrics"]
+    assert before != after, knob
+
+
+def test_multi_tier_report_counts_per_tier(run_cli, tmp_path):
+    r = _report(run_cli, tmp_path, "t", "--cache-only", "--preset", "smoke", "--set", "workload.synthetic.kind=multi-turn",
+                "--set", "serving.num_gpu_blocks=100", "--set", "cache.tiers.dram.capacity_gib=0.5")
+    m = r["runs"][0]["metrics"]
+    assert set(m["tiers"]) == {"hbm", "dram", "ssd"}  # eic is 0 GiB by default: disabled
+    assert m["capacity_blocks"]["dram"] == int(0.5 * 2**30) // (16 * 131072)
+    assert abs(sum(m["tier_hit_ratio"].values()) - m["hit_ratio"]) < 1e-12
+    assert m["tiers"]["hbm"]["demotions"] > 0 and m["tiers"]["dram"]["hits"] > 0
+
+
+def test_unknown_policy_exits_2(run_cli):
+    status, _, err = run_cli("--cache-only", "--workload-trace", BUNDLED_AZURE, "--policy", "lru,bogus", "--no-plot")
+    assert status == 2 and "bogus" in err and "valid policies" in err
