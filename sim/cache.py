@@ -19,6 +19,8 @@ Two access semantics:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from sim.tiers import Tier
@@ -50,10 +52,10 @@ class MultiTierCache:
 
     # --------------------------------------------------------------- operations
 
-    def touch(self, key: int, now: int) -> int:
+    def touch(self, key: int, now: int, admit: bool = True) -> int:
         """Use ``key`` at stream position ``now``: refresh it, promote it, or admit it to the top tier.
 
-        Returns the tier it was found in (-1: a miss, now admitted).
+        Returns the tier it was found in (-1: a miss, admitted unless ``admit`` is False).
         """
         if self.last_pos is not None:
             self.last_pos[key] = now
@@ -63,24 +65,30 @@ class MultiTierCache:
             tiers[0].policy.on_access(key, now)
             return 0
         if level > 0:
-            tier = tiers[level]
-            tier.stats.promotions += 1
-            tier.stats.bytes_read += self.block_bytes
-            if self.inclusive:
-                tier.policy.on_access(key, now)
-                for upper in range(level - 1, -1, -1):
-                    self._insert(upper, key, now)
-            else:
-                tier.policy.on_remove(key)
-                tier.resident.remove(key)
-                self._insert(0, key, now)
+            tiers[level].stats.promotions += 1
+            self._move_up(level, key, now)
             return level
+        if not admit:
+            return -1
         if self.inclusive:
             for i in range(len(tiers)):
                 self._insert(i, key, now)
         else:
             self._insert(0, key, now)
         return -1
+
+    def _move_up(self, level: int, key: int, now: int) -> None:
+        """Bring ``key`` from tier ``level`` to the top: moved (exclusive) or copied (inclusive)."""
+        tier = self.tiers[level]
+        tier.stats.bytes_read += self.block_bytes
+        if self.inclusive:
+            tier.policy.on_access(key, now)
+            for upper in range(level - 1, -1, -1):
+                self._insert(upper, key, now)
+        else:
+            tier.policy.on_remove(key)
+            tier.resident.remove(key)
+            self._insert(0, key, now)
 
     def _insert(self, level: int, key: int, now: int) -> None:
         """Admit ``key`` to tier ``level``; its victim is demoted (exclusive) or evicted (inclusive/last)."""
@@ -106,23 +114,67 @@ class MultiTierCache:
             if self.last_pos is not None:
                 now = self.last_pos[key]
 
+    def prefetch(self, key: int, now: int) -> bool:
+        """Bring ``key`` up to the top tier ahead of use if a lower tier holds it (counted, not a hit)."""
+        level = self.find(key)
+        if level <= 0:
+            return False
+        if self.last_pos is not None:
+            self.last_pos[key] = now
+        self.tiers[level].stats.prefetches += 1
+        self._move_up(level, key, now)
+        return True
+
     # ------------------------------------------------------------------ replays
 
-    def replay_plain(self, stream: np.ndarray, hit_tier: np.ndarray, start: int = 0) -> None:
-        """Look up every block of ``stream`` (positions ``start``…); record the tier of each hit (-1 miss)."""
-        if len(self.tiers) == 1 and self.last_pos is None:
-            self._replay_single_tier(stream, hit_tier, start)
+    def replay(self, blocks: np.ndarray, offsets: np.ndarray, hit_tier: np.ndarray, first: int, last: int,
+               prefix: bool, plugins: "CachePlugins | None" = None, sessions: np.ndarray | None = None) -> None:
+        """Replay requests ``first``…``last`` (CSR ``offsets`` into ``blocks``); record each access's hit tier.
+
+        ``prefix=False``: every block is looked up (libCacheSim's model). ``prefix=True``:
+        vLLM's semantics: hits are the request's longest cached prefix, then its blocks are
+        touched deepest first so a prefix is always more recent than its continuation.
+        """
+        plugins = plugins or CachePlugins()
+        if not prefix and plugins.inactive and len(self.tiers) == 1 and self.last_pos is None:
+            lo, hi = int(offsets[first]), int(offsets[last])
+            self._replay_single_tier(blocks[lo:hi], hit_tier, lo)
             return
-        touch = self.touch
+        find, touch = self.find, self.touch
         stats = [t.stats for t in self.tiers]
-        for offset, key in enumerate(stream.tolist()):
-            level = touch(key, start + offset)
-            hit_tier[start + offset] = level
-            if level >= 0:
-                stats[level].hits += 1
+        max_depth = plugins.selective_write_depth
+        previous_turn = plugins.previous_turn
+        for r in range(first, last):
+            lo, hi = int(offsets[r]), int(offsets[r + 1])
+            keys = blocks[lo:hi].tolist()
+            session = int(sessions[r]) if previous_turn is not None and sessions is not None else -1
+            if session >= 0:
+                for key in previous_turn.get(session, ()):
+                    self.prefetch(key, lo)
+            if prefix:
+                for j, key in enumerate(keys):
+                    level = find(key)
+                    if level < 0:
+                        break
+                    hit_tier[lo + j] = level
+                    stats[level].hits += 1
+                order = range(len(keys) - 1, -1, -1)
+            else:
+                order = range(len(keys))
+            for j in order:
+                level = touch(keys[j], lo + j, admit=max_depth is None or j < max_depth)
+                if not prefix:
+                    hit_tier[lo + j] = level
+                    if level >= 0:
+                        stats[level].hits += 1
+            if session >= 0:
+                previous_turn[session] = keys
 
     def _replay_single_tier(self, stream: np.ndarray, hit_tier: np.ndarray, start: int) -> None:
-        """``touch`` unrolled for one tier (the policy study's hot loop); same result as the general path."""
+        """Plain replay through one tier with no plug-ins: ``touch`` unrolled (the policy study's hot loop).
+
+        Gives the same result as the general path (a test checks it); it only saves calls.
+        """
         tier = self.tiers[0]
         resident, policy, capacity = tier.resident, tier.policy, tier.capacity
         on_access, on_insert, on_remove, victim = policy.on_access, policy.on_insert, policy.on_remove, policy.victim
@@ -149,20 +201,20 @@ class MultiTierCache:
         tier.stats.evictions += evictions
         tier.stats.bytes_written += misses * self.block_bytes
 
-    def replay_prefix(self, blocks: np.ndarray, offsets: np.ndarray, hit_tier: np.ndarray,
-                      first: int = 0, last: int | None = None) -> None:
-        """vLLM semantics for requests ``first``…``last``: hits are each request's longest cached prefix."""
-        last = len(offsets) - 1 if last is None else last
-        find, touch = self.find, self.touch
-        stats = [t.stats for t in self.tiers]
-        for r in range(first, last):
-            lo, hi = int(offsets[r]), int(offsets[r + 1])
-            keys = blocks[lo:hi].tolist()
-            for j, key in enumerate(keys):
-                level = find(key)
-                if level < 0:
-                    break
-                hit_tier[lo + j] = level
-                stats[level].hits += 1
-            for j in range(len(keys) - 1, -1, -1):  # deepest first: the prefix ends up most recent
-                touch(keys[j], lo + j)
+
+@dataclass
+class CachePlugins:
+    """Admission and prefetch plug-ins.
+
+    - ``selective_write_depth`` k: only blocks at prefix depth ≤ k (the first k blocks of
+      a prompt) are kept in the cache; deeper blocks are computed and used but not cached.
+    - ``previous_turn`` (session prefetch): before a session's turn, its previous turn's
+      blocks are brought up from lower tiers into HBM.
+    """
+
+    selective_write_depth: int | None = None
+    previous_turn: dict[int, list[int]] | None = None
+
+    @property
+    def inactive(self) -> bool:
+        return self.selective_write_depth is None and self.previous_turn is None

@@ -8,7 +8,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sim.access import next_use_index, tokens_per_access
-from sim.cache import MultiTierCache
+from sim.cache import CachePlugins, MultiTierCache
 from sim.config import Config
 from sim.errors import ConfigError
 from sim.mrc import capacity_grid, lru_mrc
@@ -53,6 +53,16 @@ def cache_metrics(trace: Trace, cache: MultiTierCache, hit_tier: np.ndarray, sem
     }
 
 
+def cache_plugins(config: Config) -> CachePlugins:
+    """The admission/prefetch plug-ins that ``cache.admission`` and ``cache.prefetch`` select."""
+    depth = None
+    if config.cache.admission == "selective_write":
+        if config.cache.selective_write_depth <= 0:
+            raise ConfigError(f"config key 'cache.selective_write_depth' must be positive, got {config.cache.selective_write_depth}")
+        depth = config.cache.selective_write_depth
+    return CachePlugins(selective_write_depth=depth, previous_turn={} if config.cache.prefetch == "session" else None)
+
+
 def replay(trace: Trace, config: Config, policy: str, semantics: str, capacity_blocks: int | None = None,
            next_use: np.ndarray | None = None, progress: bool = False) -> tuple[MultiTierCache, np.ndarray]:
     """Run one policy over the trace; returns the cache and the hit tier of every access (-1: miss)."""
@@ -62,18 +72,14 @@ def replay(trace: Trace, config: Config, policy: str, semantics: str, capacity_b
                            track_positions=clairvoyant and len(tiers) > 1)
     stream = trace.access_stream()
     hit_tier = np.full(len(stream), -1, dtype=np.int8)
+    plugins = cache_plugins(config)
+    offsets = trace.block_offsets
     bar = tqdm(total=len(stream), desc=policy, unit="acc", unit_scale=True, disable=not progress, leave=False)
-    if semantics == "plain":
-        for start in range(0, len(stream), CHUNK):
-            cache.replay_plain(stream[start:start + CHUNK], hit_tier, start)
-            bar.update(min(CHUNK, len(stream) - start))
-    else:
-        offsets = trace.block_offsets
-        bounds = np.searchsorted(offsets, np.arange(0, len(stream) + CHUNK, CHUNK), side="left")
-        bounds = np.unique(np.clip(bounds, 0, len(offsets) - 1))
-        for first, last in zip(bounds[:-1], bounds[1:]):
-            cache.replay_prefix(stream, offsets, hit_tier, int(first), int(last))
-            bar.update(int(offsets[last] - offsets[first]))
+    bounds = np.unique(np.clip(np.searchsorted(offsets, np.arange(0, len(stream) + CHUNK, CHUNK)), 0, len(offsets) - 1))
+    for first, last in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        cache.replay(stream, offsets, hit_tier, first, last, prefix=semantics == "prefix", plugins=plugins,
+                     sessions=trace.session_id)
+        bar.update(int(offsets[last] - offsets[first]))
     bar.close()
     return cache, hit_tier
 

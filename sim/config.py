@@ -84,6 +84,9 @@ class CacheConfig:
     access_semantics: Literal["auto", "plain", "prefix"] = "auto"
     capacity_blocks: int | None = None  # cache-only: single-tier capacity in blocks
     mrc_sample_rate: float = 1.0  # --mrc: 1 = exact; below 1 = SHARDS spatial sampling rate
+    admission: Literal["none", "selective_write"] = "none"
+    selective_write_depth: int = 64  # selective_write: keep only the first k blocks of each prompt
+    prefetch: Literal["none", "session"] = "none"  # session: a turn prefetches its previous turn's blocks
     tiers: TiersConfig = TiersConfig()
 
 

@@ -23,6 +23,7 @@ class TierStats:
     promotions: int = 0  # blocks moved up out of this tier on a hit
     demotions: int = 0  # blocks moved down out of this tier to make room
     evictions: int = 0  # blocks dropped from the cache by this tier
+    prefetches: int = 0  # blocks moved up out of this tier ahead of use
     bytes_read: int = 0
     bytes_written: int = 0
 

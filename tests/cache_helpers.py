@@ -32,5 +32,5 @@ def plain_hits(policy: str, capacities: list[int], stream, inclusive: bool = Fal
     stream = np.asarray(stream, dtype=np.int64)
     cache = make_cache(policy, capacities, stream, inclusive)
     hit_tier = np.full(len(stream), -1, dtype=np.int8)
-    cache.replay_plain(stream, hit_tier)
+    cache.replay(stream, np.arange(len(stream) + 1), hit_tier, 0, len(stream), prefix=False)
     return int((hit_tier >= 0).sum()), cache

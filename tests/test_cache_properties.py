@@ -97,7 +97,7 @@ def test_prefix_semantics_hits_are_a_prefix_and_prefixes_stay_whole(policy, capa
     parent = {ids[p]: ids[p[:-1]] for p in ids if len(p) > 1}
     cache, hit_tier, blocks, offsets = _prefix_replay(policy, capacities, requests)
     for r in range(len(requests)):
-        cache.replay_prefix(blocks, offsets, hit_tier, r, r + 1)
+        cache.replay(blocks, offsets, hit_tier, r, r + 1, prefix=True)
         hits = hit_tier[offsets[r]:offsets[r + 1]] >= 0
         assert not np.any(hits[1:] & ~hits[:-1])  # contiguous from the first block
         cached = set().union(*(t.resident for t in cache.tiers))
@@ -110,5 +110,42 @@ def test_prefix_semantics_stop_at_first_miss():
     # cached without its parent. r4 [p, c]: plain lookup would count c; prefix semantics recompute it.
     requests = [[0], [0, 1], [2], [3], [0, 1]]
     cache, hit_tier, blocks, offsets = _prefix_replay("fifo", [3], requests)
-    cache.replay_prefix(blocks, offsets, hit_tier)
+    cache.replay(blocks, offsets, hit_tier, 0, len(requests), prefix=True)
     assert hit_tier.tolist() == [-1, 0, -1, -1, -1, -1, -1]
+
+
+@settings(max_examples=80, deadline=None)
+@given(policy_names, st.integers(1, 12), streams)
+def test_single_tier_fast_path_equals_general_path(policy, capacity, stream):
+    from tests.cache_helpers import evictions
+
+    fast, cache = plain_hits(policy, [capacity], stream)  # unrolled single-tier loop
+    _, general = evictions(policy, capacity, stream)  # MultiTierCache.touch per access
+    assert fast == sum(general)
+
+
+def _plugin_replay(capacities, requests, sessions, **plugins):
+    from sim.cache import CachePlugins
+
+    cache, hit_tier, blocks, offsets = _prefix_replay("lru", capacities, requests)
+    cache.replay(blocks, offsets, hit_tier, 0, len(requests), prefix=True,
+                 plugins=CachePlugins(**plugins), sessions=np.array(sessions))
+    return cache, hit_tier
+
+
+def test_selective_write_keeps_only_shallow_blocks():
+    # depth limit 2: of [0,1,2,3] only blocks 0 and 1 are kept, so the repeat hits exactly 2
+    cache, hit_tier = _plugin_replay([10], [[0, 1, 2, 3], [0, 1, 2, 3]], [-1, -1], selective_write_depth=2)
+    assert hit_tier.tolist() == [-1] * 4 + [0, 0, -1, -1]
+    assert cache.tiers[0].resident == {0, 1}
+
+
+def test_session_prefetch_pulls_previous_turn_up_before_lookup():
+    # HBM 2, DRAM 10. Session 7's turn [0, 1]; another request [5, 6] pushes 0 and 1 down to DRAM;
+    # the next turn [0, 1] first prefetches them, so they hit in HBM instead of DRAM.
+    requests, sessions = [[0, 1], [5, 6], [0, 1]], [7, -1, 7]
+    without, hit_without = _plugin_replay([2, 10], requests, sessions)
+    assert hit_without[4:6].tolist() == [1, 1]
+    cache, hit_tier = _plugin_replay([2, 10], requests, sessions, previous_turn={})
+    assert hit_tier[4:6].tolist() == [0, 0]
+    assert cache.tiers[1].stats.prefetches == 2 and cache.tiers[1].stats.promotions == 0
