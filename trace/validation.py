@@ -48,7 +48,8 @@ def numeric_column(raw: pd.Series, integer: bool = True) -> tuple[np.ndarray, np
         text = obj.where(~absent, "").astype(str).str.strip()
         missing = absent | (text == "").to_numpy()
         nan_value = text.str.lower().isin(_NAN_WORDS).to_numpy()
-        is_bool = obj.map(lambda v: isinstance(v, bool)).to_numpy(dtype=bool) if obj.dtype == object else np.zeros(n, bool)
+        # Only JSON columns (object dtype) can hold booleans; CSV text columns never do.
+        is_bool = obj.map(lambda v: isinstance(v, bool)).to_numpy(dtype=bool) if raw.dtype == object else np.zeros(n, bool)
         values = pd.to_numeric(text.where(~(missing | nan_value), None), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
         non_numeric = (~missing & ~nan_value & np.isnan(values)) | is_bool
         values[non_numeric] = np.nan
