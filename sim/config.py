@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ class HardwareConfig:
 
     gpu: str = "h100-sxm"
     gpus_per_node: int = 8
+    intra_node_gbps: float = 450.0  # GB/s per direction between GPUs of a node (H100 NVLink 4: 900 GB/s total)
 
 
 @dataclass(frozen=True)
@@ -331,6 +333,23 @@ def _load_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+# Keys holding file or directory paths; in a YAML file they are relative to that file.
+PATH_KEYS = ("workload.trace", "network.lookup", "compute.profile", "cache.learned_model")
+
+
+def _resolve_paths(layer: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Rewrite relative path values of ``layer`` (read from a file in ``base``) relative to the cwd."""
+    out = copy.deepcopy(layer)
+    for dotted in PATH_KEYS:
+        node = out
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and isinstance(node.get(leaf), str) and not Path(node[leaf]).is_absolute():
+            node[leaf] = os.path.normpath(os.path.join(os.path.relpath(base), node[leaf]))
+    return out
+
+
 def _validated(layer: Mapping[str, Any], source: str) -> None:
     try:
         _build(Config, layer, "")
@@ -347,16 +366,18 @@ def load_config(
     """Resolve the config: base file, then overlays in order, then the preset, then ``--set``s.
 
     ``path=None`` starts from the built-in defaults. Each layer is validated on its own
-    so that an error names the file or flag it came from.
+    so that an error names the file or flag it came from. Relative paths in a YAML file
+    (``PATH_KEYS``) are relative to that file; on the command line, to the working directory.
     """
     raw: dict[str, Any] = {}
     if path is not None:
         raw = _load_yaml(Path(path))
         _validated(raw, f"config file {path}")
+        raw = _resolve_paths(raw, Path(path).parent)
     for overlay in overlays:
         layer = _load_yaml(Path(overlay))
         _validated(layer, f"calibration profile {overlay}")
-        raw = _merge(raw, layer)
+        raw = _merge(raw, _resolve_paths(layer, Path(overlay).parent))
     if preset is not None:
         presets = _build(Config, raw, "").presets
         if preset not in presets:

@@ -1,0 +1,208 @@
+"""Compute models: the time of one forward step of a batch, behind one interface.
+
+A step is described by ``StepShape`` aggregates so the per-step cost is O(1) whatever
+the batch size. ``RooflineCompute`` derives times from model and GPU specs;
+``ProfiledCompute`` interpolates measured operator times (Vidur's ``mlp.csv``) and
+uses the roofline for what the profile lacks (attention, when no attention table is
+given).
+
+Roofline per operator group (linear layers, attention, LM head), per layer:
+  C = FLOPs / (peak × flops_efficiency),  M = bytes / (bandwidth × bandwidth_efficiency),
+  t = sqrt(C² + M²).
+The plain roofline takes max(C, M); near the ridge point real kernels overlap compute
+and memory traffic only partly, and the 2-norm (equal to the max at either extreme, at
+most √2 × it at the ridge) models that without another parameter.
+FLOPs: linear layers 2 × parameters × tokens (once); attention 4 × heads × head_dim ×
+(query, key) pairs, causal within a prefill chunk.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from sim.config import Config
+from sim.errors import ConfigError
+from sim.network import AnalyticNetwork, NetworkModel
+from sim.specs import DTYPE_BYTES, GPUSpec, ModelSpec, gpu_spec, model_spec
+
+
+@dataclass(slots=True)
+class StepShape:
+    """Aggregates of one step's batch."""
+
+    prefill_tokens: int = 0  # new prompt tokens computed this step (all chunks)
+    prefill_pairs: float = 0.0  # Σ over chunks of n × (context + (n + 1) / 2): causal (query, key) pairs
+    prefill_kv_tokens: int = 0  # Σ over chunks of (context + n): KV tokens read by prefill attention
+    decode_seqs: int = 0  # sequences decoding one token
+    decode_kv_tokens: int = 0  # Σ over decodes of their KV length (keys each new token attends to)
+    output_seqs: int = 0  # sequences that sample a token this step (LM head rows)
+
+    @property
+    def tokens(self) -> int:
+        return self.prefill_tokens + self.decode_seqs
+
+    def add_prefill(self, chunk: int, context: int, samples: bool) -> None:
+        self.prefill_tokens += chunk
+        self.prefill_pairs += chunk * (context + (chunk + 1) / 2)
+        self.prefill_kv_tokens += context + chunk
+        self.output_seqs += samples
+
+    def add_decode(self, kv_len: int) -> None:
+        self.decode_seqs += 1
+        self.decode_kv_tokens += kv_len
+        self.output_seqs += 1
+
+
+class ComputeModel(Protocol):
+    name: str
+
+    def step_time(self, shape: StepShape) -> float: ...
+
+
+def _combine(compute_s: float, memory_s: float) -> float:
+    return math.hypot(compute_s, memory_s)
+
+
+@dataclass
+class RooflineCompute:
+    """Step time from model shape and GPU peak FLOP/s and memory bandwidth."""
+
+    model: ModelSpec
+    gpu: GPUSpec
+    dtype_bytes: int
+    kv_dtype_bytes: int
+    tensor_parallel_size: int = 1
+    flops_efficiency: float = 0.6
+    bandwidth_efficiency: float = 0.8
+    allreduce: NetworkModel | None = None  # intra-node link for TP all-reduces
+    name: str = "roofline"
+
+    def __post_init__(self) -> None:
+        m, tp = self.model, self.tensor_parallel_size
+        if not 0 < self.flops_efficiency <= 1 or not 0 < self.bandwidth_efficiency <= 1:
+            raise ConfigError("compute.flops_efficiency and compute.bandwidth_efficiency must be in (0, 1]")
+        kv_dim = m.num_kv_heads * m.head_dim
+        # q, k, v, o projections and the gated MLP (gate, up, down) of one layer
+        self.layer_params = m.hidden_size * (2 * m.hidden_size + 2 * kv_dim) + 3 * m.hidden_size * m.intermediate_size
+        self.peak = self.gpu.peak_flops * self.flops_efficiency
+        self.bandwidth = self.gpu.memory_bandwidth * self.bandwidth_efficiency
+        self.attn_flops_per_pair = 4 * m.num_attention_heads * m.head_dim / tp
+        self.kv_bytes_per_token_layer = m.kv_bytes_per_token(self.kv_dtype_bytes, tp) // m.num_layers
+        self.layer_weight_bytes = self.layer_params * self.dtype_bytes / tp
+        self.act_bytes_per_token = 2 * (m.hidden_size + m.intermediate_size) * self.dtype_bytes
+
+    def linear_layer_time(self, tokens: int) -> float:
+        """One layer's projections and MLP for ``tokens`` tokens."""
+        flops = 2 * self.layer_params * tokens / self.tensor_parallel_size
+        traffic = self.layer_weight_bytes + tokens * self.act_bytes_per_token / self.tensor_parallel_size
+        return _combine(flops / self.peak, traffic / self.bandwidth)
+
+    def attention_layer_time(self, shape: StepShape) -> float:
+        pairs = shape.prefill_pairs + shape.decode_kv_tokens
+        if pairs == 0:
+            return 0.0
+        flops = self.attn_flops_per_pair * pairs
+        kv_bytes = self.kv_bytes_per_token_layer * (shape.prefill_kv_tokens + shape.decode_kv_tokens + shape.decode_seqs)
+        return _combine(flops / self.peak, kv_bytes / self.bandwidth)
+
+    def lm_head_time(self, seqs: int) -> float:
+        if seqs == 0:
+            return 0.0
+        m, tp = self.model, self.tensor_parallel_size
+        flops = 2 * m.vocab_size * m.hidden_size * seqs / tp
+        traffic = m.vocab_size * m.hidden_size * self.dtype_bytes / tp
+        return _combine(flops / self.peak, traffic / self.bandwidth)
+
+    def allreduce_time(self, tokens: int) -> float:
+        """Two ring all-reduces of the hidden states per layer (after attention and after the MLP)."""
+        tp = self.tensor_parallel_size
+        if tp == 1 or self.allreduce is None or tokens == 0:
+            return 0.0
+        nbytes = tokens * self.model.hidden_size * self.dtype_bytes
+        return 2 * self.allreduce.isolated_time(2 * (tp - 1) / tp * nbytes)
+
+    def step_time(self, shape: StepShape) -> float:
+        tokens = shape.tokens
+        if tokens == 0:
+            return 0.0
+        per_layer = self.linear_layer_time(tokens) + self.attention_layer_time(shape) + self.allreduce_time(tokens)
+        return self.model.num_layers * per_layer + self.lm_head_time(shape.output_seqs)
+
+
+@dataclass
+class VidurProfile:
+    """Per-layer time of everything but the attention kernel, from Vidur's ``mlp.csv`` (ms, medians)."""
+
+    tokens: np.ndarray
+    seconds: np.ndarray
+    source: str
+
+    @classmethod
+    def load(cls, path: Path, model: ModelSpec, tensor_parallel_size: int, rows: np.ndarray | None = None) -> "VidurProfile":
+        frame = pd.read_csv(path)
+        if rows is not None:
+            frame = frame.iloc[rows]
+        needed = {"num_tokens", "num_tensor_parallel_workers"}
+        if not needed <= set(frame.columns):
+            raise ConfigError(f"{path}: not a Vidur mlp.csv (needs columns {sorted(needed)})")
+        for column, expected in (("n_embd", model.hidden_size), ("n_kv_head", model.num_kv_heads),
+                                 ("n_expanded_embd", model.intermediate_size)):
+            if column in frame.columns and not (frame[column] == expected).all():
+                raise ConfigError(f"{path}: profiled {column}={frame[column].iloc[0]} does not match model {model.name} ({expected})")
+        frame = frame[frame["num_tensor_parallel_workers"] == tensor_parallel_size]
+        if frame.empty:
+            raise ConfigError(f"{path}: no rows for tensor parallel size {tensor_parallel_size}")
+        ops = [c for c in frame.columns if c.startswith("time_stats.") and c.endswith(".median") and ".emb." not in c]
+        frame = frame.assign(total_ms=frame[ops].sum(axis=1)).groupby("num_tokens", as_index=False)["total_ms"].mean()
+        return cls(frame["num_tokens"].to_numpy(float), frame["total_ms"].to_numpy(float) / 1e3, str(path))
+
+    def layer_time(self, tokens: float) -> float:
+        """Interpolated linearly between profiled token counts; linear extrapolation beyond the largest."""
+        x, y = self.tokens, self.seconds
+        if tokens > x[-1]:
+            return float(y[-1] + (tokens - x[-1]) * (y[-1] - y[-2]) / (x[-1] - x[-2]))
+        return float(np.interp(tokens, x, y))
+
+
+@dataclass
+class ProfiledCompute:
+    """Measured per-layer operator times for linear layers; roofline for attention and the LM head."""
+
+    profile: VidurProfile
+    roofline: RooflineCompute
+    name: str = "profiled"
+
+    def step_time(self, shape: StepShape) -> float:
+        tokens = shape.tokens
+        if tokens == 0:
+            return 0.0
+        r = self.roofline
+        per_layer = self.profile.layer_time(tokens) + r.attention_layer_time(shape) + r.allreduce_time(tokens)
+        return r.model.num_layers * per_layer + r.lm_head_time(shape.output_seqs)
+
+
+def compute_model(config: Config) -> ComputeModel:
+    """The compute model that ``compute.backend`` selects."""
+    model, gpu = model_spec(config.model), gpu_spec(config.hardware.gpu)
+    dtype = DTYPE_BYTES[config.serving.dtype]
+    kv = config.serving.dtype if config.serving.kv_cache_dtype == "auto" else config.serving.kv_cache_dtype
+    roofline = RooflineCompute(
+        model, gpu, dtype, DTYPE_BYTES[kv], config.serving.tensor_parallel_size,
+        config.compute.flops_efficiency, config.compute.bandwidth_efficiency,
+        allreduce=AnalyticNetwork(bandwidth=config.hardware.intra_node_gbps * 1e9, latency=5e-6),
+    )
+    if config.compute.backend == "roofline":
+        return roofline
+    if not config.compute.profile:
+        raise ConfigError("compute.backend is 'profiled' but compute.profile (a profile directory) is not set")
+    directory = Path(config.compute.profile)
+    mlp = directory / "mlp.csv"
+    if mlp.is_file():
+        return ProfiledCompute(VidurProfile.load(mlp, model, config.serving.tensor_parallel_size), roofline)
+    raise ConfigError(f"compute.profile {directory}: no Vidur mlp.csv found there")

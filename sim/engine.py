@@ -1,0 +1,47 @@
+"""The discrete-event engine: one heap of (time, priority, sequence, callback) for every mode.
+
+Simulated time only (never the wall clock); ties break by priority, then by the order
+events were scheduled (a per-engine counter, as in SimPy), so runs are deterministic.
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import Any, Callable
+
+
+class Engine:
+    """A clock and an agenda of callbacks."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._heap: list[tuple[float, int, int, Callable[..., Any], tuple]] = []
+        self._seq = 0
+        self.events_run = 0
+
+    def at(self, time: float, callback: Callable[..., Any], *args: Any, priority: int = 0) -> None:
+        """Run ``callback(*args)`` at simulated ``time`` (not before now)."""
+        if time < self.now:
+            raise ValueError(f"cannot schedule in the past: {time} < now {self.now}")
+        heapq.heappush(self._heap, (time, priority, self._seq, callback, args))
+        self._seq += 1
+
+    def after(self, delay: float, callback: Callable[..., Any], *args: Any, priority: int = 0) -> None:
+        """Run ``callback(*args)`` ``delay`` seconds from now."""
+        self.at(self.now + delay, callback, *args, priority=priority)
+
+    def run(self, until: float | None = None) -> None:
+        """Process events in order until the agenda is empty (or simulated time passes ``until``)."""
+        heap = self._heap
+        while heap:
+            if until is not None and heap[0][0] > until:
+                self.now = until
+                return
+            time, _, _, callback, args = heapq.heappop(heap)
+            self.now = time
+            self.events_run += 1
+            callback(*args)
+
+    @property
+    def pending(self) -> int:
+        return len(self._heap)

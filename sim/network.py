@@ -1,0 +1,167 @@
+"""Network models: how long bytes take between two endpoints, alone or sharing a link.
+
+``NetworkModel.isolated_time(nbytes)`` is the time of one transfer with the link to
+itself: ``AnalyticNetwork`` is latency + bytes / bandwidth; ``LookupNetwork`` reads a
+bytes → seconds table (e.g. NS-3 packet-level results) and interpolates linearly
+between measured sizes, extending the last segment past the largest one.
+
+``Link`` adds contention: concurrent transfers share it max-min fairly (on one link,
+equal shares), re-timed whenever a transfer starts or ends. Each transfer needs
+``isolated_time(nbytes)`` seconds of the whole link (a processor-sharing server), so
+two equal transfers started together both finish after twice the isolated time,
+whichever model gives that time.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+
+from sim.config import NetworkConfig
+from sim.engine import Engine
+from sim.errors import ConfigError
+
+MIB = 1 << 20
+
+
+class NetworkModel(Protocol):
+    name: str
+
+    def isolated_time(self, nbytes: float) -> float: ...
+
+
+@dataclass(frozen=True)
+class AnalyticNetwork:
+    """latency + bytes / bandwidth."""
+
+    bandwidth: float  # bytes/s
+    latency: float = 0.0  # s
+    name: str = "analytic"
+
+    def isolated_time(self, nbytes: float) -> float:
+        return self.latency + nbytes / self.bandwidth if nbytes > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class LookupNetwork:
+    """Measured transfer times, interpolated (and extrapolated linearly) over size."""
+
+    sizes: np.ndarray  # bytes, increasing
+    times: np.ndarray  # seconds
+    source: str
+    name: str = "lookup"
+
+    def isolated_time(self, nbytes: float) -> float:
+        if nbytes <= 0:
+            return 0.0
+        s, t = self.sizes, self.times
+        if nbytes >= s[-1]:
+            slope = (t[-1] - t[-2]) / (s[-1] - s[-2])
+            return float(t[-1] + (nbytes - s[-1]) * slope)
+        if nbytes <= s[0]:
+            return float(t[0] * nbytes / s[0])  # through the origin below the smallest size
+        return float(np.interp(nbytes, s, t))
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> "LookupNetwork":
+        """A table in the NS-3 overlay format: ``{"rows": [{"size_mib": x, "ns3_ms": y}, ...]}``.
+
+        Also accepted per row: ``size_bytes`` instead of ``size_mib``, ``time_s`` or ``time_ms`` instead of ``ns3_ms``.
+        """
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"network lookup table {path}: cannot read it as JSON: {exc}") from None
+        rows = data.get("rows") if isinstance(data, dict) else None
+        if not rows:
+            raise ConfigError(f"network lookup table {path}: expected a 'rows' list")
+        sizes, times = [], []
+        for i, row in enumerate(rows):
+            try:
+                size = row["size_bytes"] if "size_bytes" in row else row["size_mib"] * MIB
+                time = row["time_s"] if "time_s" in row else (row["time_ms"] if "time_ms" in row else row["ns3_ms"]) / 1e3
+            except (KeyError, TypeError):
+                raise ConfigError(f"network lookup table {path}: row {i} needs size_mib|size_bytes and ns3_ms|time_ms|time_s") from None
+            sizes.append(float(size))
+            times.append(float(time))
+        order = np.argsort(sizes)
+        sizes_arr, times_arr = np.array(sizes)[order], np.array(times)[order]
+        if len(sizes_arr) < 2 or np.any(np.diff(sizes_arr) <= 0) or np.any(np.diff(times_arr) < 0):
+            raise ConfigError(f"network lookup table {path}: needs two or more distinct sizes with non-decreasing times")
+        return cls(sizes_arr, times_arr, source=str(path))
+
+
+def network_model(config: NetworkConfig) -> NetworkModel:
+    """The lookup table when ``network.lookup`` is set, else the analytic model."""
+    if config.lookup:
+        return LookupNetwork.from_json(config.lookup)
+    if config.bandwidth_gbps <= 0:
+        raise ConfigError(f"config key 'network.bandwidth_gbps' must be positive, got {config.bandwidth_gbps}")
+    return AnalyticNetwork(bandwidth=config.bandwidth_gbps * 1e9 / 8, latency=config.latency_us * 1e-6)
+
+
+class Link:
+    """One link shared max-min fairly by concurrent transfers (processor sharing)."""
+
+    def __init__(self, engine: Engine, model: NetworkModel, shared: bool = True):
+        self.engine = engine
+        self.model = model
+        self.shared = shared
+        self._remaining: dict[int, float] = {}  # transfer id -> seconds of exclusive link time left
+        self._done: dict[int, Callable[[float], None]] = {}
+        self._next_id = 0
+        self._last = 0.0
+        self._version = 0
+        self.bytes_sent = 0
+
+    @property
+    def active(self) -> int:
+        return len(self._remaining)
+
+    def send(self, nbytes: float, on_done: Callable[[float], None]) -> None:
+        """Start a transfer now; ``on_done(duration)`` runs when its last byte arrives."""
+        self.bytes_sent += int(nbytes)
+        start = self.engine.now
+        service = self.model.isolated_time(nbytes)
+        if not self.shared:
+            self.engine.after(service, on_done, service)
+            return
+        self._advance()
+        tid = self._next_id
+        self._next_id += 1
+        self._remaining[tid] = service
+        self._done[tid] = lambda: on_done(self.engine.now - start)
+        self._reschedule()
+
+    def _advance(self) -> None:
+        """Charge the time since the last change to every active transfer (equal shares)."""
+        now = self.engine.now
+        if self._remaining:
+            share = (now - self._last) / len(self._remaining)
+            for tid in self._remaining:
+                self._remaining[tid] -= share
+        self._last = now
+
+    def _reschedule(self) -> None:
+        self._version += 1
+        if self._remaining:
+            first = min(self._remaining.values())
+            self.engine.after(max(0.0, first) * len(self._remaining), self._complete, self._version)
+
+    def _complete(self, version: int) -> None:
+        if version != self._version:
+            return  # superseded by a later start or finish
+        self._advance()
+        eps = 1e-12
+        finished = sorted(tid for tid, left in self._remaining.items() if left <= eps)
+        for tid in finished:
+            del self._remaining[tid]
+        callbacks = [self._done.pop(tid) for tid in finished]
+        self._reschedule()
+        for callback in callbacks:
+            callback()

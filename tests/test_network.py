@@ -1,0 +1,71 @@
+"""Network models: analytic and NS-3 lookup times, fair sharing of a contended link."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sim.config import NetworkConfig
+from sim.engine import Engine
+from sim.errors import ConfigError
+from sim.network import MIB, AnalyticNetwork, Link, LookupNetwork, network_model
+from tests.conftest import ROOT
+
+NS3_TABLE = ROOT / "profiles" / "ns3_kv_transfer_100gbps.json"  # copy of shared/data/profiles' table
+
+
+def test_analytic_128_mib_over_100_gbps():
+    model = network_model(NetworkConfig(bandwidth_gbps=100.0, latency_us=0.0))
+    assert model.isolated_time(128 * MIB) * 1e3 == pytest.approx(10.737, abs=5e-4)  # 128·2^20·8 / 1e11
+
+
+def test_ns3_overlay_128_mib(shared_data):
+    model = network_model(NetworkConfig(lookup=str(shared_data / "profiles" / "ns3_kv_transfer_100gbps.json")))
+    assert model.isolated_time(128 * MIB) * 1e3 == pytest.approx(10.86)
+
+
+def test_lookup_interpolates_and_extrapolates():
+    model = LookupNetwork.from_json(NS3_TABLE)
+    rows = {r["size_mib"]: r["ns3_ms"] for r in json.loads(NS3_TABLE.read_text())["rows"]}
+    assert model.isolated_time(96 * MIB) * 1e3 == pytest.approx((rows[64] + rows[128]) / 2)
+    slope = (rows[512] - rows[256]) / 256
+    assert model.isolated_time(1024 * MIB) * 1e3 == pytest.approx(rows[512] + 512 * slope)
+
+
+def _run_flows(model, sizes_and_starts):
+    engine, finished = Engine(), {}
+    link = Link(engine, model)
+    for i, (size, start) in enumerate(sizes_and_starts):
+        engine.at(start, lambda i=i, size=size: link.send(size, lambda d, i=i: finished.__setitem__(i, engine.now)))
+    engine.run()
+    return finished
+
+
+def test_two_concurrent_flows_share_the_link():
+    model = AnalyticNetwork(bandwidth=100e9 / 8)
+    finished = _run_flows(model, [(128 * MIB, 0.0), (128 * MIB, 0.0)])
+    assert finished[0] * 1e3 == pytest.approx(21.47, abs=0.01) and finished[1] == pytest.approx(finished[0])
+
+
+def test_staggered_flows_by_hand():
+    # 1 s of service each; B starts at 0.5 s: A alone for 0.5 s, then both at half rate,
+    # A's last 0.5 s takes 1 s -> A done at 1.5 s; B alone for its last 0.5 s -> 2.0 s.
+    model = AnalyticNetwork(bandwidth=1.0)
+    finished = _run_flows(model, [(1.0, 0.0), (1.0, 0.5)])
+    assert finished == {0: pytest.approx(1.5), 1: pytest.approx(2.0)}
+
+
+def test_bad_tables_are_named(tmp_path):
+    bad = tmp_path / "t.json"
+    bad.write_text('{"rows": [{"size_mib": 1}]}')
+    with pytest.raises(ConfigError, match="t.json"):
+        LookupNetwork.from_json(bad)
+
+
+def test_overlay_paths_resolve_relative_to_the_overlay(tmp_path, monkeypatch):
+    from sim.config import load_config
+
+    monkeypatch.chdir(tmp_path)  # anywhere: the overlay names its table relative to itself
+    config = load_config(None, overlays=[ROOT / "profiles" / "rtx5090_llama3_8b_pd_study.yaml"])
+    assert network_model(config.network).isolated_time(128 * MIB) * 1e3 == pytest.approx(10.86)
