@@ -77,6 +77,36 @@ class MultiTierCache:
             self._insert(0, key, now)
         return -1
 
+    def take(self, key: int) -> int:
+        """Remove ``key`` from the cache for use by a running request (vLLM: a cached block leaves the
+        free queue); returns the tier it was in, or -1. A lower-tier copy counts as a promotion
+        (bytes read); inclusive mode keeps lower copies."""
+        level = self.find(key)
+        if level < 0:
+            return -1
+        tier = self.tiers[level]
+        if level > 0:
+            tier.stats.promotions += 1
+            tier.stats.bytes_read += self.block_bytes
+        if level == 0 or not self.inclusive:
+            tier.policy.on_remove(key)
+            tier.resident.remove(key)
+        return level
+
+    def resize_top(self, capacity: int) -> None:
+        """Set the top tier's capacity (free HBM blocks change as requests run); overflow is demoted."""
+        top = self.tiers[0]
+        top.capacity = max(0, capacity)
+        while len(top.resident) > top.capacity:
+            victim = top.policy.victim(-1)
+            top.policy.on_remove(victim)
+            top.resident.remove(victim)
+            if self.inclusive or len(self.tiers) == 1:
+                top.stats.evictions += 1
+            else:
+                top.stats.demotions += 1
+                self._insert(1, victim, self.last_pos.get(victim, 0) if self.last_pos is not None else 0)
+
     def _move_up(self, level: int, key: int, now: int) -> None:
         """Bring ``key`` from tier ``level`` to the top: moved (exclusive) or copied (inclusive)."""
         tier = self.tiers[level]
@@ -96,6 +126,11 @@ class MultiTierCache:
         while True:
             tier = tiers[level]
             victim = None
+            if tier.capacity <= 0:  # e.g. HBM fully used by running requests: nothing can be kept here
+                if self.inclusive or level + 1 == len(tiers):
+                    return
+                level += 1
+                continue
             if len(tier.resident) >= tier.capacity:
                 victim = tier.policy.victim(key)
                 tier.policy.on_remove(victim)
@@ -177,24 +212,31 @@ class MultiTierCache:
         """
         tier = self.tiers[0]
         resident, policy, capacity = tier.resident, tier.policy, tier.capacity
-        on_access, on_insert, on_remove, victim = policy.on_access, policy.on_insert, policy.on_remove, policy.victim
-        add, remove = resident.add, resident.remove
-        hits = evictions = 0
-        now = start
-        for key in stream.tolist():
-            if key in resident:
-                on_access(key, now)
-                hit_tier[now] = 0
-                hits += 1
-            else:
-                if len(resident) >= capacity:
-                    v = victim(key)
-                    on_remove(v)
-                    remove(v)
-                    evictions += 1
-                on_insert(key, now)
-                add(key)
-            now += 1
+        # A policy class may define ``replay_plain``: this same loop with its own hooks inlined
+        # (LRU, FIFO). Looked up on the class itself, so a subclass never inherits one silently.
+        kernel = type(policy).__dict__.get("replay_plain")
+        if kernel is not None:
+            hit_positions, evictions = kernel(policy, stream.tolist(), resident, capacity, start)
+        else:
+            on_access, on_insert, on_remove, victim = policy.on_access, policy.on_insert, policy.on_remove, policy.victim
+            add, remove = resident.add, resident.remove
+            hit_positions = []
+            hit = hit_positions.append
+            evictions = 0
+            for now, key in enumerate(stream.tolist(), start):
+                if key in resident:
+                    on_access(key, now)
+                    hit(now)
+                else:
+                    if len(resident) >= capacity:
+                        v = victim(key)
+                        on_remove(v)
+                        remove(v)
+                        evictions += 1
+                    on_insert(key, now)
+                    add(key)
+        hit_tier[hit_positions] = 0  # one vectorised store instead of a numpy item store per hit
+        hits = len(hit_positions)
         misses = len(stream) - hits
         tier.stats.hits += hits
         tier.stats.insertions += misses

@@ -64,6 +64,11 @@ class ComputeModel(Protocol):
 
     def step_time(self, shape: StepShape) -> float: ...
 
+    def decode_times(self, seqs: int, kv_tokens: np.ndarray) -> np.ndarray:
+        """Times of consecutive decode-only steps of ``seqs`` sequences whose summed KV lengths are
+        ``kv_tokens`` (one entry per step); equals ``step_time`` of each such step."""
+        ...
+
 
 def _combine(compute_s: float, memory_s: float) -> float:
     return math.hypot(compute_s, memory_s)
@@ -134,6 +139,17 @@ class RooflineCompute:
         per_layer = self.linear_layer_time(tokens) + self.attention_layer_time(shape) + self.allreduce_time(tokens)
         return self.model.num_layers * per_layer + self.lm_head_time(shape.output_seqs)
 
+    def decode_attention_times(self, seqs: int, kv_tokens: np.ndarray) -> np.ndarray:
+        """``attention_layer_time`` of decode-only steps, vectorised over steps."""
+        flops = self.attn_flops_per_pair * kv_tokens
+        kv_bytes = self.kv_bytes_per_token_layer * (kv_tokens + seqs)
+        return np.hypot(flops / self.peak, kv_bytes / self.bandwidth)
+
+    def decode_times(self, seqs: int, kv_tokens: np.ndarray) -> np.ndarray:
+        fixed = self.linear_layer_time(seqs) + self.allreduce_time(seqs)
+        layers = self.model.num_layers
+        return layers * (fixed + self.decode_attention_times(seqs, kv_tokens)) + self.lm_head_time(seqs)
+
 
 @dataclass
 class VidurProfile:
@@ -185,6 +201,11 @@ class ProfiledCompute:
         r = self.roofline
         per_layer = self.profile.layer_time(tokens) + r.attention_layer_time(shape) + r.allreduce_time(tokens)
         return r.model.num_layers * per_layer + r.lm_head_time(shape.output_seqs)
+
+    def decode_times(self, seqs: int, kv_tokens: np.ndarray) -> np.ndarray:
+        r = self.roofline
+        fixed = self.profile.layer_time(seqs) + r.allreduce_time(seqs)
+        return r.model.num_layers * (fixed + r.decode_attention_times(seqs, kv_tokens)) + r.lm_head_time(seqs)
 
 
 def compute_model(config: Config) -> ComputeModel:

@@ -26,3 +26,26 @@ class FIFO(EvictionPolicy):
 
     def victim(self, incoming: int) -> int:
         return next(iter(self._order))
+
+    def replay_plain(self, keys: list[int], resident: set, capacity: int, start: int) -> tuple[list[int], int]:
+        """The single-tier plain replay with the hooks above inlined (``MultiTierCache._replay_single_tier``).
+
+        ``keys`` are looked up at positions ``start``…; the victim (the earliest admitted
+        key) leaves ``resident`` and the order together. Returns the hit positions and the evictions.
+        """
+        order = self._order
+        pop_oldest = order.popitem
+        add, remove = resident.add, resident.remove
+        hit_positions: list[int] = []
+        hit = hit_positions.append
+        evictions = 0
+        for now, key in enumerate(keys, start):
+            if key in resident:
+                hit(now)
+            else:
+                if len(resident) >= capacity:
+                    remove(pop_oldest(False)[0])
+                    evictions += 1
+                order[key] = None
+                add(key)
+        return hit_positions, evictions
