@@ -39,22 +39,25 @@ examples:
   python main.py --cache-only --workload-trace mooncake.jsonl --set serving.block_size=512 \\
       --policy lru,arc,s3fifo,sieve,belady --capacity-blocks 5000 --report-json out/policies.json
 
+  # prefill/decode disaggregation on the bundled Azure trace, with a per-request CSV
+  python main.py --pd --workload-trace trace/data/azure_conv_2023.csv --set pd.num_prefill=2 \\
+      --set pd.num_decode=2 --report-json out/pd.json --requests-csv out/pd_requests.csv
+
   # override any config key (validated like config.yaml; unknown keys are errors)
   python main.py --trace-stats --workload-trace mooncake.jsonl --set serving.block_size=512
 
 modes (one at a time):
   --trace-stats   trace statistics and the infinite-cache hit ratio
   --cache-only    replay block accesses through the cache tiers, no timing (policy study)
-  (default)       single node: N workers with HBM sharing DRAM/SSD, with timing
+  (default)       single node: serving.num_instances workers, each with its HBM, sharing DRAM/SSD,
+                  behind a prefix-aware router; TTFT/TPOT/E2E and the TTFT breakdown
   --cluster       racks of nodes behind a prefix-aware router
   --pd            prefill/decode disaggregated serving
 """
 
 # Modes whose implementation has not landed yet: the issue that builds each.
 PENDING_MODES = {
-    "single": "single-node serving with timing is not implemented yet (serving-model issue)",
     "cluster": "--cluster is not implemented yet (cluster issue)",
-    "pd": "--pd is not implemented yet (serving-model issue)",
 }
 
 
@@ -106,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     out = p.add_argument_group("output")
     out.add_argument("--report-json", metavar="PATH", help="write the JSON report here")
     out.add_argument("--report-csv", metavar="PATH", help="write one CSV row per run here")
+    out.add_argument("--requests-csv", metavar="PATH", help="serving modes: one CSV row per request (times, breakdown)")
     out.add_argument("--plot-dir", metavar="DIR", help="where PNG plots go (default: beside --report-json, else kvsim-plots/)")
     out.add_argument("--no-plot", action="store_true", help="skip plots")
     out.add_argument("--quiet", action="store_true", help="print nothing but errors")
@@ -208,6 +212,20 @@ def run_cache_only(args: argparse.Namespace, config: Config) -> tuple[dict, list
     return trace.provenance.to_dict(), runs, notes
 
 
+def run_serving_mode(args: argparse.Namespace, config: Config) -> tuple[dict, list[RunResult], list[str]]:
+    from sim.metrics import write_requests_csv
+    from sim.serving import run_serving
+
+    trace = load_workload(config)
+    mode = "pd" if args.pd else "single"
+    result, records = run_serving(trace, config, mode, progress=not args.quiet)
+    notes = []
+    if args.requests_csv:
+        write_requests_csv(records, args.requests_csv)
+        notes.append(f"requests: {args.requests_csv}")
+    return trace.provenance.to_dict(), [result], notes
+
+
 def _summary(report: dict) -> str:
     lines = []
     trace = report.get("trace")
@@ -248,9 +266,10 @@ def main(argv: list[str] | None = None) -> int:
             mode, runner = "trace-stats", run_trace_stats
         elif args.cache_only or args.mrc:
             mode, runner = "cache-only", run_cache_only
+        elif args.cluster:
+            raise InputError(PENDING_MODES["cluster"])
         else:
-            mode = "cluster" if args.cluster else "pd" if args.pd else "single"
-            raise InputError(PENDING_MODES[mode])
+            mode, runner = ("pd" if args.pd else "single"), run_serving_mode
         trace, runs, notes = runner(args, config)
         report = build_report(mode, config, trace, runs, wall_s=time.perf_counter() - start)
         if args.report_json:

@@ -267,16 +267,31 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
     raise ConfigError(f"config key '{path}': expected {_type_name(tp)}, got {value!r}")
 
 
+def _field_default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return dataclasses.MISSING
+
+
 def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
-    """Build dataclass ``cls`` from a (possibly partial) mapping; unknown keys are errors."""
+    """Build dataclass ``cls`` from a (possibly partial) mapping; unknown keys are errors.
+
+    A partial mapping for a nested section fills in from *that field's* default (e.g. the
+    DRAM tier's own bandwidths), not from the section type's generic defaults.
+    """
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in data.items():
         path = f"{prefix}.{key}" if prefix else str(key)
         if key not in hints:
             where = f"'{prefix}'" if prefix else "the top level"
-            raise ConfigError(f"unknown config key '{path}'; valid keys at {where}: {', '.join(names)}")
+            raise ConfigError(f"unknown config key '{path}'; valid keys at {where}: {', '.join(fields)}")
+        default = _field_default(fields[key])
+        if dataclasses.is_dataclass(default) and isinstance(value, Mapping):
+            value = _merge(dataclasses.asdict(default), value)
         kwargs[key] = _convert(value, hints[key], path)
     return cls(**kwargs)
 

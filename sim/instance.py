@@ -85,7 +85,8 @@ class Instance:
 
     def __init__(self, index: int, role: str, engine: Engine, serving: ServingConfig, total_blocks: int,
                  cache: MultiTierCache, compute: ComputeModel, on_prefill_done: Callable[[Job], None] | None = None,
-                 on_finish: Callable[[Job], None] | None = None, itl_sink: list[float] | None = None):
+                 on_finish: Callable[[Job], None] | None = None, itl_sink: list[float] | None = None,
+                 prefix_caching: bool | None = None):
         if total_blocks <= 0:
             raise InputError(f"instance {index}: no KV blocks fit in GPU memory (num_gpu_blocks={total_blocks})")
         self.index = index
@@ -94,7 +95,8 @@ class Instance:
         self.block_size = serving.block_size
         self.max_tokens = serving.max_num_batched_tokens
         self.max_seqs = serving.max_num_seqs
-        self.prefix_caching = serving.enable_prefix_caching
+        # Off when disabled, or when the caller knows no block can repeat (nothing could ever hit).
+        self.prefix_caching = serving.enable_prefix_caching if prefix_caching is None else prefix_caching
         self.total_blocks = total_blocks
         self.cache = cache
         self.compute = compute
@@ -145,19 +147,23 @@ class Instance:
 
     def _grow(self, job: Job, tokens: int) -> None:
         prompt, anonymous = self._blocks_for(job, tokens)
-        in_use, take = self.in_use, self.cache.take
+        in_use = self.in_use
+        caching = self.prefix_caching
+        take = self.cache.take
         for key in job.blocks[job.held:prompt]:
             if key in in_use:
                 in_use[key] += 1
             else:
-                take(key)  # a cached copy (any tier) becomes this block; else it is computed
+                if caching:
+                    take(key)  # a cached copy (any tier) becomes this block; else it is computed
                 in_use[key] = 1
                 self.used += 1
         job.held = max(job.held, prompt)
         if anonymous > job.anonymous:
             self.used += anonymous - job.anonymous
             job.anonymous = anonymous
-        self.cache.resize_top(self.total_blocks - self.used)
+        if caching:
+            self.cache.resize_top(self.total_blocks - self.used)
 
     def release(self, job: Job) -> None:
         """Free a job's blocks; its prompt blocks return to the prefix cache, deepest first."""
@@ -172,8 +178,8 @@ class Instance:
                 freed.append(key)
         self.used -= len(freed) + job.anonymous
         job.held = job.anonymous = 0
-        self.cache.resize_top(self.total_blocks - self.used)
         if self.prefix_caching:
+            self.cache.resize_top(self.total_blocks - self.used)
             for offset, key in zip(range(len(freed) - 1, -1, -1), freed):
                 self.cache.touch(key, job.position + offset)
 
@@ -304,7 +310,10 @@ class Instance:
             return  # superseded by an interruption
         window, self.window = self.window, None
         k, start, now = window.steps, window.start, self.engine.now
-        gaps = np.diff(window.ends[:k], prepend=0.0).tolist()
+        ends = window.ends[:k]
+        gaps = ends.copy()
+        gaps[1:] -= ends[:-1]
+        gaps = gaps.tolist()
         finished = []
         bs = self.block_size
         for job, computed in zip(window.jobs, window.computed.tolist()):
@@ -323,7 +332,8 @@ class Instance:
                 job.anonymous = needed_anonymous
             if job.generated >= job.record.output_tokens:
                 finished.append(job)
-        self.cache.resize_top(self.total_blocks - self.used)
+        if self.prefix_caching:
+            self.cache.resize_top(self.total_blocks - self.used)
         self.stats.steps += k
         self.stats.busy_s += float(window.ends[k - 1])
         self._finish(finished)
@@ -368,7 +378,7 @@ class Instance:
             n = min(job.target - cached, budget)
             job.computed = 0
             if self._new_physical(job, cached + n) > self.total_blocks - self.used:
-                if not self.running and not batch:
+                if -(-(job.target + 1) // self.block_size) > self.total_blocks:  # could never fit, even alone
                     raise InputError(
                         f"request {job.record.request_id} ({job.target} tokens) needs more KV blocks than instance "
                         f"{self.index} has ({self.total_blocks} blocks of {self.block_size} tokens); raise "

@@ -48,6 +48,11 @@ class ServingRun:
         template = build_tiers(config, policy, next_use=next_use)
         self.shared_tiers = template[1:] if template[0].name == "hbm" else template
         self.hbm_blocks = hbm_capacity_blocks(config)
+        # A trace whose blocks never repeat cannot hit: skip cache bookkeeping (same timing and hits).
+        reusable = trace.num_unique_blocks < trace.num_accesses
+        self.prefix_caching = config.serving.enable_prefix_caching and reusable
+        self.prefix_cache_note = ("on" if self.prefix_caching else "off: serving.enable_prefix_caching is false"
+                                  if not config.serving.enable_prefix_caching else "off: no block repeats in this trace")
         self._next_use = next_use
         compute = compute_model(config)
         serving = config.serving
@@ -84,7 +89,8 @@ class ServingRun:
                                inclusive=self.config.cache.inclusion == "inclusive",
                                track_positions=self._next_use is not None)
         return Instance(index, role, self.engine, self.config.serving, self.hbm_blocks, cache, compute,
-                        on_prefill_done=self._prefill_done, on_finish=self._finished, itl_sink=self.itl)
+                        on_prefill_done=self._prefill_done, on_finish=self._finished, itl_sink=self.itl,
+                        prefix_caching=self.prefix_caching)
 
     # ------------------------------------------------------------- arrivals
 
@@ -179,6 +185,7 @@ class ServingRun:
                 tier_hits[names[level]] += count
         prompt_tokens = sum(s.prompt_tokens for s in front_stats)
         metrics.update({
+            "prefix_cache": self.prefix_cache_note,
             "access_semantics": "prefix",
             "accesses": accesses,
             "hits": hits,

@@ -69,10 +69,10 @@ def test_bad_input_exits_2_with_a_clear_message(run_cli, tmp_path):
 
 
 def test_modes_not_built_yet_exit_2(run_cli):
-    for flag in ("--pd", "--cluster"):
+    for flag in ("--cluster",):
         status, _, err = run_cli(flag, "--workload-trace", BUNDLED_AZURE)
         assert status == 2 and "not implemented yet" in err
-    assert run_cli("--workload-trace", BUNDLED_AZURE)[0] == 2
+
 
 
 def test_help_teaches_and_usage_errors_exit_2():

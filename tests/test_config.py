@@ -106,3 +106,10 @@ def test_cli_unknown_key_exits_2_naming_path(run_cli):
     status, _, err = run_cli("--trace-stats", "--set", "workload.synthetic.kindd=rag", "--no-plot")
     assert status == 2
     assert "workload.synthetic.kindd" in err and "num_requests" in err
+
+
+def test_partial_nested_section_keeps_that_fields_own_defaults():
+    c = load_config(None, sets=["cache.tiers.dram.capacity_gib=8"])
+    assert c.cache.tiers.dram.capacity_gib == 8.0
+    assert c.cache.tiers.dram.read_gbps == Config().cache.tiers.dram.read_gbps  # not TierConfig()'s 0.0
+    assert c.cache.tiers.ssd == Config().cache.tiers.ssd

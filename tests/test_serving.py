@@ -1,0 +1,139 @@
+"""Serving model: queueing theory, TTFT breakdown, decode windows, preemption, KV transfer accounting."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import sim.instance
+from sim.compute import StepShape, compute_model
+from sim.config import load_config
+from sim.errors import InputError
+from sim.metrics import BREAKDOWN
+from sim.serving import run_serving
+from trace import blocks as bm
+from trace.request import Trace, TraceProvenance
+
+
+def make_trace(arrival, inputs, outputs, block_size=16, block_lists=None) -> Trace:
+    n = len(arrival)
+    inputs = np.asarray(inputs, dtype=np.int64)
+    if block_lists is None:
+        offsets = bm.offsets_from_counts(bm.blocks_per_request(inputs, block_size))
+        ids, unique, kind = None, int(offsets[-1]), "unique"
+    else:
+        offsets = bm.offsets_from_counts(np.array([len(b) for b in block_lists]))
+        ids = np.array([k for b in block_lists for k in b], dtype=np.int64)
+        unique, kind = len(np.unique(ids)), "chained"
+    prov = TraceProvenance(None, "test", None, n, n, 0, {}, kind, block_size)
+    return Trace(np.asarray(arrival, float), inputs, np.asarray(outputs, dtype=np.int64), np.full(n, -1),
+                 offsets, ids, unique, prov)
+
+
+@pytest.mark.parametrize("load", [0.5, 0.8])
+def test_prefill_only_instance_is_an_md1_queue(load):
+    prompt, n = 1024, 40_000
+    config = load_config(None, sets=["serving.num_instances=1", "serving.max_num_seqs=1",
+                                     "serving.max_num_batched_tokens=2048"])
+    shape = StepShape()
+    shape.add_prefill(prompt, 0, samples=True)
+    service = compute_model(config).step_time(shape)  # D: deterministic service time
+    rate = load / service
+    arrival = np.cumsum(np.random.default_rng(11).exponential(1 / rate, n))
+    result, _ = run_serving(make_trace(arrival, [prompt] * n, [1] * n), config, "single")
+    expected = service + rate * service**2 / (2 * (1 - rate * service))  # M/D/1 mean response time
+    assert result.metrics["ttft_s"]["mean"] == pytest.approx(expected, rel=0.03)
+
+
+def _multi_turn_config(*extra):
+    return load_config(None, sets=["workload.synthetic.kind=multi-turn", "workload.synthetic.num_requests=300",
+                                   "workload.synthetic.num_sessions=12", "workload.synthetic.rate_rps=20",
+                                   "workload.synthetic.input_tokens_mean=150", "workload.synthetic.output_tokens_mean=40",
+                                   "serving.num_gpu_blocks=1500", "cache.tiers.dram.capacity_gib=8",
+                                   "serving.max_num_batched_tokens=2048", *extra])
+
+
+def _synthetic(config):
+    from trace.synthetic import generate
+
+    return generate(config.workload.synthetic, config.serving.block_size, np.random.default_rng(config.seed))
+
+
+@pytest.mark.parametrize("mode,transfer", [("single", "push"), ("pd", "push"), ("pd", "pull"), ("pd", "layerwise")])
+def test_ttft_breakdown_sums_to_ttft_per_request(mode, transfer):
+    config = _multi_turn_config(f"pd.transfer={transfer}", "pd.num_prefill=2", "pd.num_decode=2")
+    result, records = run_serving(_synthetic(config), config, mode)
+    for r in records:
+        parts = r.breakdown()
+        assert all(v >= -1e-12 for v in parts.values()), parts
+        assert sum(parts.values()) == pytest.approx(r.ttft, abs=1e-9)
+    means = result.metrics["ttft_breakdown_s"]
+    assert sum(means[k] for k in BREAKDOWN) == pytest.approx(result.metrics["ttft_s"]["mean"], rel=1e-9)
+    assert result.metrics["hits"] > 0 and result.metrics["prefix_cache"] == "on"
+    if mode == "pd":
+        assert means["kv_transfer"] > 0 and means["first_decode"] > 0
+    else:
+        assert means["kv_transfer"] == 0 and means["first_decode"] == 0
+
+
+def test_lower_tier_hits_are_loaded_not_recomputed():
+    # HBM far too small to keep sessions, DRAM large: reuse is served from DRAM, with load time
+    config = _multi_turn_config("serving.num_gpu_blocks=600", "serving.num_instances=1")
+    result, records = run_serving(_synthetic(config), config, "single")
+    assert result.metrics["tier_hit_ratio"]["dram"] > 0
+    assert result.metrics["ttft_breakdown_s"]["kv_load"] > 0
+    assert any(r.kv_load > 0 and r.cached_tokens > 0 for r in records)
+
+
+def test_decode_windows_equal_single_steps(monkeypatch):
+    config = _multi_turn_config("pd.num_prefill=1", "pd.num_decode=1")
+    trace = _synthetic(config)
+    for mode in ("single", "pd"):
+        windowed, _ = run_serving(trace, config, mode)
+        monkeypatch.setattr(sim.instance, "MAX_WINDOW_STEPS", 1)
+        stepped, _ = run_serving(trace, config, mode)
+        monkeypatch.undo()
+        for key in ("ttft_s", "tpot_s", "e2e_s", "itl_s"):
+            for stat, value in stepped.metrics[key].items():
+                assert windowed.metrics[key][stat] == pytest.approx(value, rel=1e-9), (mode, key, stat)
+        assert windowed.metrics["hits"] == stepped.metrics["hits"]
+        assert windowed.metrics["instances"]["steps"] == stepped.metrics["instances"]["steps"]
+
+
+def test_small_kv_memory_preempts_and_still_finishes():
+    n = 60
+    trace = make_trace(np.zeros(n), [500] * n, [400] * n)
+    config = load_config(None, sets=["serving.num_instances=1", "serving.num_gpu_blocks=200"])
+    result, records = run_serving(trace, config, "single")
+    assert result.metrics["preemptions"] > 0 and result.metrics["requests_completed"] == n
+    assert all(r.last_token >= r.first_token for r in records)
+
+
+def test_request_larger_than_memory_fails_loudly():
+    trace = make_trace([0.0], [5000], [10])
+    config = load_config(None, sets=["serving.num_instances=1", "serving.num_gpu_blocks=100"])
+    with pytest.raises(InputError, match="needs more KV blocks"):
+        run_serving(trace, config, "single")
+
+
+def test_kv_transfer_skips_blocks_the_decode_instance_already_holds():
+    # the same 64-block prompt twice, far apart: the second time the decode instance has it cached
+    blocks = list(range(64))
+    trace = make_trace([0.0, 100.0], [1024, 1024], [4, 4], block_lists=[blocks, blocks])
+    config = load_config(None, sets=["pd.num_prefill=1", "pd.num_decode=1"])
+    result, records = run_serving(trace, config, "pd")
+    block_bytes = 16 * 131072
+    assert records[0].kv_transfer_bytes == 64 * block_bytes
+    assert records[1].kv_transfer_bytes == 0
+    assert records[1].cached_tokens == 1023  # the prefill side hit too (the last token is recomputed)
+
+
+def test_analytic_kv_transfer_time_by_hand():
+    # one request, 1024 tokens = 64 blocks of 2 MiB = 128 MiB over 100 Gbps, no latency: 10.737 ms
+    trace = make_trace([0.0], [1024], [2])
+    config = load_config(None, sets=["pd.num_prefill=1", "pd.num_decode=1", "network.latency_us=0"])
+    _, records = run_serving(trace, config, "pd")
+    assert records[0].breakdown()["kv_transfer"] * 1e3 == pytest.approx(128 * 2**20 * 8 / 100e9 * 1e3)
+    assert math.isclose(records[0].kv_transfer_bytes, 128 * 2**20)
