@@ -162,9 +162,15 @@ def load_workload(config: Config):
     from trace.synthetic import generate
 
     if config.workload.trace is not None:
-        return load_trace(config.workload, config.serving.block_size)
-    rng = np.random.default_rng(config.seed)
-    return generate(config.workload.synthetic, config.serving.block_size, rng, limit=config.workload.limit)
+        trace = load_trace(config.workload, config.serving.block_size)
+    else:
+        rng = np.random.default_rng(config.seed)
+        trace = generate(config.workload.synthetic, config.serving.block_size, rng, limit=config.workload.limit)
+    if config.workload.max_input_tokens is not None:
+        if config.workload.max_input_tokens <= 0:
+            raise InputError("config key 'workload.max_input_tokens' must be positive")
+        trace.truncate_inputs(config.workload.max_input_tokens)
+    return trace
 
 
 def _plot_dir(args: argparse.Namespace) -> Path:

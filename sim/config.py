@@ -161,6 +161,7 @@ class WorkloadConfig:
     # Traces with their own block ids (Mooncake: 512 tokens a block) and a different
     # serving.block_size: "split" each trace block into block_size pieces, or "error".
     block_mismatch: Literal["split", "error"] = "split"
+    max_input_tokens: int | None = None  # truncate longer prompts to this many tokens (counted in the report)
     synthetic: SyntheticConfig = SyntheticConfig()
 
 

@@ -109,7 +109,9 @@ def serving_metrics(records: list[RequestRecord], itl: np.ndarray, slo: SLOConfi
         "itl_s": distribution(itl),
         "e2e_s": distribution(e2e),
         "ttft_breakdown_s": {k: float(v.mean()) for k, v in parts.items()},
-        "throughput_tokens_per_s": output_tokens / makespan if makespan > 0 else math.nan,
+        "throughput_tokens_per_s": output_tokens / makespan if makespan > 0 else math.nan,  # generated tokens
+        "total_throughput_tokens_per_s": (output_tokens + sum(r.input_tokens for r in records)) / makespan
+        if makespan > 0 else math.nan,  # prompt + generated tokens, as some simulators report
         "makespan_s": makespan,
         "preemptions": sum(r.preemptions for r in records),
         "kv_transfer_s": distribution(parts["kv_transfer"]) if any(r.kv_transfer_bytes for r in records) else None,

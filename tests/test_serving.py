@@ -137,3 +137,20 @@ def test_analytic_kv_transfer_time_by_hand():
     _, records = run_serving(trace, config, "pd")
     assert records[0].breakdown()["kv_transfer"] * 1e3 == pytest.approx(128 * 2**20 * 8 / 100e9 * 1e3)
     assert math.isclose(records[0].kv_transfer_bytes, 128 * 2**20)
+
+
+def test_reference_scenario_orders_aggregated_below_disaggregated_ttft():
+    """The SimAI/Vidur RTX 5090 study (profiles/rtx5090_llama3_8b_pd_study.yaml): 4 aggregated replicas
+    answer faster than 2P+2D on the Azure conversation trace (146 vs 383 ms mean TTFT there)."""
+    from main import load_workload
+    from tests.conftest import BUNDLED_AZURE, ROOT
+
+    config = load_config(None, overlays=[ROOT / "profiles" / "rtx5090_llama3_8b_pd_study.yaml"],
+                         sets=[f"workload.trace={BUNDLED_AZURE}"])
+    trace = load_workload(config)
+    assert len(trace) == 500 and trace.input_tokens.max() == 4096
+    aggregated, _ = run_serving(trace, config, "single")
+    disaggregated, _ = run_serving(trace, config, "pd")
+    assert aggregated.metrics["ttft_s"]["mean"] < disaggregated.metrics["ttft_s"]["mean"]
+    assert aggregated.metrics["ttft_s"]["p99"] < disaggregated.metrics["ttft_s"]["p99"]
+    assert disaggregated.metrics["ttft_breakdown_s"]["kv_transfer"] > 0

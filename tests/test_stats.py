@@ -43,3 +43,11 @@ def test_rates_and_distributions_by_hand():
     assert s["input_tokens"]["mean"] == 30.0 and s["input_tokens"]["p50"] == 30.0
     assert s["input_tokens"]["max"] == 50.0
     assert s["input_tokens"]["p99"] == 40 + 0.96 * 10  # numpy linear interpolation
+
+
+def test_truncate_inputs_cuts_prompts_and_their_blocks():
+    t = _trace([0, 1], [3, 1], [7, 8, 9, 7], inputs=[48, 16])
+    t.truncate_inputs(20)  # 20 tokens -> 2 blocks of 16
+    assert t.input_tokens.tolist() == [20, 16] and t.block_offsets.tolist() == [0, 2, 3]
+    assert t.block_ids.tolist() == [7, 8, 7] and t.num_unique_blocks == 2
+    assert t.provenance.inputs_truncated == 1

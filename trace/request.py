@@ -24,6 +24,7 @@ class TraceProvenance:
     block_ids: str
     block_tokens: int
     block_conversion: str | None = None
+    inputs_truncated: int = 0  # prompts cut to workload.max_input_tokens
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -39,6 +40,8 @@ class TraceProvenance:
         }
         if self.block_conversion:
             out["block_conversion"] = self.block_conversion
+        if self.inputs_truncated:
+            out["inputs_truncated"] = self.inputs_truncated
         return out
 
 
@@ -92,6 +95,25 @@ class Trace:
         if self.block_ids is None:
             return np.arange(self.num_accesses, dtype=np.int64)
         return self.block_ids
+
+    def truncate_inputs(self, max_tokens: int) -> None:
+        """Cut prompts longer than ``max_tokens`` (and their block lists); count them in the provenance."""
+        long = self.input_tokens > max_tokens
+        if not long.any():
+            return
+        bs = self.provenance.block_tokens
+        counts = np.diff(self.block_offsets)
+        kept = np.minimum(counts, -(-max_tokens // bs))
+        if self.block_ids is not None:
+            owner = np.repeat(np.arange(len(counts)), counts)
+            depth = np.arange(len(owner)) - self.block_offsets[owner]
+            self.block_ids = self.block_ids[depth < kept[owner]]
+            self.num_unique_blocks = int(np.unique(self.block_ids).size)
+        self.block_offsets = np.concatenate([[0], np.cumsum(kept)]).astype(np.int64)
+        if self.block_ids is None:
+            self.num_unique_blocks = int(self.block_offsets[-1])
+        self.input_tokens = np.minimum(self.input_tokens, max_tokens)
+        self.provenance.inputs_truncated = int(long.sum())
 
     def request(self, i: int) -> Request:
         return Request(
