@@ -208,6 +208,143 @@ class ProfiledCompute:
         return r.model.num_layers * (fixed + r.decode_attention_times(seqs, kv_tokens)) + r.lm_head_time(seqs)
 
 
+def _interp_extrapolate(x: np.ndarray, y: np.ndarray, value):
+    """Linear interpolation over sorted ``x``; linear extrapolation from the top two samples above it."""
+    if len(x) == 1:
+        return y[0] + 0 * np.asarray(value, dtype=float)
+    value = np.asarray(value, dtype=float)
+    slope = (y[-1] - y[-2]) / (x[-1] - x[-2])
+    return np.where(value > x[-1], y[-1] + (value - x[-1]) * slope, np.interp(value, x, y))
+
+
+class _GridNode:
+    """A ragged grid over several axes: each value of the first axis holds a sub-grid of the rest.
+
+    Lookup brackets the first axis between its two neighbouring values (linear blend) and
+    recurses; rows that exist only for some values of an axis are handled naturally.
+    """
+
+    def __init__(self, frame: pd.DataFrame, axes: list[str], value: str):
+        self.axis = axes[0]
+        self.keys = np.sort(frame[self.axis].unique()).astype(float)
+        if len(axes) == 1:
+            ordered = frame.groupby(self.axis)[value].mean()
+            self.leaf = ordered.reindex(self.keys).to_numpy(float)
+            self.children = None
+        else:
+            self.leaf = None
+            self.children = [_GridNode(frame[frame[self.axis] == k], axes[1:], value) for k in self.keys]
+
+    def lookup(self, point: tuple[float, ...]) -> float:
+        x = point[0]
+        if self.children is None:
+            return float(_interp_extrapolate(self.keys, self.leaf, x))
+        keys = self.keys
+        if len(keys) == 1:
+            return self.children[0].lookup(point[1:])
+        i = int(np.clip(np.searchsorted(keys, x, side="right") - 1, 0, len(keys) - 2))
+        lo, hi = keys[i], keys[i + 1]
+        w = (x - lo) / (hi - lo)  # > 1 above the grid: linear extrapolation from the top two
+        if w <= 0:
+            return self.children[i].lookup(point[1:])
+        a, b = self.children[i].lookup(point[1:]), self.children[i + 1].lookup(point[1:])
+        return a + w * (b - a)
+
+
+# One decoder layer's dense operators, as LLMServingSim names them (two RMSNorms per layer).
+_LAYER_OPS = ("layernorm", "layernorm", "qkv_proj", "rotary_emb", "o_proj", "gate_up_proj", "act_fn", "down_proj")
+_MODEL_OPS = ("embedding", "final_layernorm")
+
+
+@dataclass
+class LLMServingSimCompute:
+    """Step time from an LLMServingSim profile bundle (µs per layer, measured with vLLM).
+
+    dense.csv: per-operator time over total tokens; attention.csv: the attention kernel over
+    (prefill chunk tokens, query-weighted causal key length, decode count, decode KV
+    length); per_sequence.csv: LM head and sampler over sequences. A step is
+    layers × (dense operators + attention) + embedding + final norm + LM head + sampler.
+    """
+
+    dense: dict[str, tuple[np.ndarray, np.ndarray]]
+    per_sequence: dict[str, tuple[np.ndarray, np.ndarray]]
+    attention: _GridNode
+    decode_attention: _GridNode
+    num_layers: int
+    source: str
+    name: str = "profiled"
+
+    @classmethod
+    def load(cls, directory: Path, model: ModelSpec, tensor_parallel_size: int) -> "LLMServingSimCompute":
+        import yaml
+
+        meta = yaml.safe_load((directory / "meta.yaml").read_text()) or {}
+        overrides = (meta.get("engine_effective") or {}).get("hf_overrides") or {}
+        for key, expected in (("num_key_value_heads", model.num_kv_heads), ("intermediate_size", model.intermediate_size),
+                              ("num_attention_heads", model.num_attention_heads), ("vocab_size", model.vocab_size)):
+            if key in overrides and overrides[key] != expected:
+                raise ConfigError(f"{directory}/meta.yaml: profiled {key}={overrides[key]} does not match {model.name} ({expected})")
+        tp_dir = directory / f"tp{tensor_parallel_size}"
+        if not tp_dir.is_dir():
+            raise ConfigError(f"{directory}: no tp{tensor_parallel_size}/ folder (profiled TP degrees: {meta.get('tp_degrees')})")
+
+        def read(name: str) -> pd.DataFrame:
+            path = tp_dir / name
+            if not path.is_file():
+                raise ConfigError(f"{path}: missing from the LLMServingSim bundle")
+            return pd.read_csv(path)
+
+        def curves(frame: pd.DataFrame, axis: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+            out = {}
+            for layer, group in frame.groupby("layer"):
+                g = group.groupby(axis)["time_us"].mean()
+                out[str(layer)] = (g.index.to_numpy(float), g.to_numpy(float) * 1e-6)
+            return out
+
+        dense, per_seq = curves(read("dense.csv"), "tokens"), curves(read("per_sequence.csv"), "sequences")
+        missing = [op for op in (*_LAYER_OPS, *_MODEL_OPS) if op not in dense] + \
+                  [op for op in ("lm_head", "sampler") if op not in per_seq]
+        if missing:
+            raise ConfigError(f"{tp_dir}: bundle lacks operator(s) {', '.join(sorted(set(missing)))}")
+        attn = read("attention.csv")
+        if "prefill_key" not in attn.columns:  # legacy tables: one prefill per shot (documented relabelling)
+            attn = attn.assign(prefill_key=attn["kv_prefill"] + attn["prefill_chunk"] / 2)
+        attn = attn.assign(time_s=attn["time_us"] * 1e-6)
+        axes = ["prefill_chunk", "prefill_key", "n_decode", "kv_decode"]
+        decode_only = attn[attn["prefill_chunk"] == 0]
+        return cls(dense, per_seq, _GridNode(attn, axes, "time_s"),
+                   _GridNode(decode_only, ["n_decode", "kv_decode"], "time_s"), model.num_layers, str(directory))
+
+    def _op(self, table: dict, name: str, x):
+        xs, ys = table[name]
+        return _interp_extrapolate(xs, ys, x)
+
+    def _dense_layer(self, tokens: int) -> float:
+        return float(sum(self._op(self.dense, op, tokens) for op in _LAYER_OPS))
+
+    def _fixed(self, tokens: int, seqs: int) -> float:
+        once = sum(self._op(self.dense, op, tokens) for op in _MODEL_OPS)
+        if seqs:
+            once += self._op(self.per_sequence, "lm_head", seqs) + self._op(self.per_sequence, "sampler", seqs)
+        return float(once)
+
+    def step_time(self, shape: StepShape) -> float:
+        tokens = shape.tokens
+        if tokens == 0:
+            return 0.0
+        chunk = shape.prefill_tokens
+        key = shape.prefill_pairs / chunk if chunk else 0.0
+        kv = shape.decode_kv_tokens / shape.decode_seqs if shape.decode_seqs else 0.0
+        attention = self.attention.lookup((chunk, key, shape.decode_seqs, kv))
+        return self.num_layers * (self._dense_layer(tokens) + attention) + self._fixed(tokens, shape.output_seqs)
+
+    def decode_times(self, seqs: int, kv_tokens: np.ndarray) -> np.ndarray:
+        fixed = self.num_layers * self._dense_layer(seqs) + self._fixed(seqs, seqs)
+        node = self.decode_attention
+        attention = np.array([node.lookup((seqs, kv / seqs)) for kv in np.asarray(kv_tokens).tolist()])
+        return fixed + self.num_layers * attention
+
+
 def compute_model(config: Config) -> ComputeModel:
     """The compute model that ``compute.backend`` selects."""
     model, gpu = model_spec(config.model), gpu_spec(config.hardware.gpu)
@@ -226,4 +363,7 @@ def compute_model(config: Config) -> ComputeModel:
     mlp = directory / "mlp.csv"
     if mlp.is_file():
         return ProfiledCompute(VidurProfile.load(mlp, model, config.serving.tensor_parallel_size), roofline)
-    raise ConfigError(f"compute.profile {directory}: no Vidur mlp.csv found there")
+    if (directory / "meta.yaml").is_file():
+        return LLMServingSimCompute.load(directory, model, config.serving.tensor_parallel_size)
+    raise ConfigError(f"compute.profile {directory}: neither a Vidur profile (mlp.csv) nor an LLMServingSim bundle "
+                      "(meta.yaml + tpN/*.csv) found there")
