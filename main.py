@@ -243,15 +243,15 @@ def _summary(report: dict) -> str:
         lines.append(f"[{run['name']}]")
         for key, value in run["metrics"].items():
             if key == "mrc":
-                lines.append(f"  {key:<26} {value['method']} over {value['sampled_accesses']:,} accesses, "
+                lines.append(f"  {key:<30} {value['method']} over {value['sampled_accesses']:,} accesses, "
                              f"{len(value['capacity_blocks'])} capacities (see the JSON report / plot)")
             elif isinstance(value, dict):
                 if any(isinstance(v, dict) for v in value.values()):
                     continue  # per-tier counters: JSON report only
                 inner = "  ".join(f"{k}={_fmt(v)}" for k, v in value.items())
-                lines.append(f"  {key:<26} {inner}")
+                lines.append(f"  {key:<30} {inner}")
             else:
-                lines.append(f"  {key:<26} {_fmt(value)}")
+                lines.append(f"  {key:<30} {_fmt(value)}")
     return "\n".join(lines)
 
 
