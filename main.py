@@ -101,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     cache = p.add_argument_group("cache")
     cache.add_argument("--policy", metavar="NAME[,NAME...]", help="eviction policy; several = one run each, same trace")
     cache.add_argument("--capacity-blocks", type=int, metavar="N", help="cache-only: single-tier capacity in blocks")
+    cache.add_argument("--allow-train-test-overlap", action="store_true",
+                       help="let --policy learned be judged on requests its model was trained on (off: exit 2)")
     cache.add_argument("--mrc", action="store_true",
                        help="add the LRU miss-ratio curve (hit ratio at every capacity, one pass); implies --cache-only")
     cache.add_argument("--mrc-sample-rate", type=float, metavar="R",
@@ -140,6 +142,8 @@ def resolve_config(args: argparse.Namespace) -> Config:
     }
     if args.strict_workload_validation:
         flag_keys["workload.strict_validation"] = True
+    if args.allow_train_test_overlap:
+        flag_keys["cache.allow_train_test_overlap"] = True
     if args.policy:
         flag_keys["cache.policy"] = args.policy.split(",")[0]
     for key, value in flag_keys.items():
@@ -166,6 +170,10 @@ def load_workload(config: Config):
     else:
         rng = np.random.default_rng(config.seed)
         trace = generate(config.workload.synthetic, config.serving.block_size, rng, limit=config.workload.limit)
+    start, end = config.workload.range_start, config.workload.range_end
+    if not 0.0 <= start < end <= 1.0:
+        raise InputError(f"workload.range_start/range_end must satisfy 0 <= start < end <= 1, got {start}, {end}")
+    trace.select_range(start, end)
     if config.workload.max_input_tokens is not None:
         if config.workload.max_input_tokens <= 0:
             raise InputError("config key 'workload.max_input_tokens' must be positive")

@@ -64,10 +64,11 @@ def cache_plugins(config: Config) -> CachePlugins:
 
 
 def replay(trace: Trace, config: Config, policy: str, semantics: str, capacity_blocks: int | None = None,
-           next_use: np.ndarray | None = None, progress: bool = False) -> tuple[MultiTierCache, np.ndarray]:
+           next_use: np.ndarray | None = None, progress: bool = False,
+           predicted: np.ndarray | None = None) -> tuple[MultiTierCache, np.ndarray]:
     """Run one policy over the trace; returns the cache and the hit tier of every access (-1: miss)."""
-    tiers = build_tiers(config, policy, next_use=next_use, capacity_blocks=capacity_blocks)
-    clairvoyant = any(type(t.policy).needs_future for t in tiers)
+    tiers = build_tiers(config, policy, next_use=next_use, capacity_blocks=capacity_blocks, predicted=predicted)
+    clairvoyant = any(type(t.policy).needs_future or type(t.policy).needs_predictions for t in tiers)
     cache = MultiTierCache(tiers, kv_block_bytes(config), inclusive=config.cache.inclusion == "inclusive",
                            track_positions=clairvoyant and len(tiers) > 1)
     stream = trace.access_stream()
@@ -86,18 +87,35 @@ def replay(trace: Trace, config: Config, policy: str, semantics: str, capacity_b
 
 def run_cache_only(trace: Trace, config: Config, policies: list[str], progress: bool = False) -> list[RunResult]:
     """One run per policy over the same trace and tiers."""
+    placeholder = np.zeros(1)
     for name in policies:
-        make_policy(name, 1, next_use=np.zeros(1, dtype=np.int64))  # fail fast on an unknown name
+        make_policy(name, 1, next_use=placeholder, predicted=placeholder)  # fail fast on an unknown name
     semantics = access_semantics(config, "plain")
-    next_use = None
+    next_use = predicted = model = None
     if any(POLICIES[p].needs_future for p in policies):
         next_use = next_use_index(trace.access_stream())
+    if any(POLICIES[p].needs_predictions for p in policies):
+        model, predicted = learned_predictions(trace, config)
     runs = []
     for name in policies:
-        cache, hit_tier = replay(trace, config, name, semantics, config.cache.capacity_blocks, next_use, progress)
-        runs.append(RunResult(name=name, metrics=cache_metrics(trace, cache, hit_tier, semantics),
-                              overrides={"cache.policy": name}))
+        cache, hit_tier = replay(trace, config, name, semantics, config.cache.capacity_blocks, next_use, progress,
+                                 predicted)
+        metrics = cache_metrics(trace, cache, hit_tier, semantics)
+        if POLICIES[name].needs_predictions:
+            metrics["learned_model"] = model.describe()
+        runs.append(RunResult(name=name, metrics=metrics, overrides={"cache.policy": name}))
     return runs
+
+
+def learned_predictions(trace: Trace, config: Config):
+    """Load ``cache.learned_model``, refuse train/test overlap, and predict every access's next use."""
+    from learned.model import LearnedModel
+
+    if not config.cache.learned_model:
+        raise ConfigError("policy 'learned' needs cache.learned_model (train one: python -m learned.train --help)")
+    model = LearnedModel.load(config.cache.learned_model)
+    model.check_no_overlap(trace, config.cache.allow_train_test_overlap)
+    return model, model.predicted_next_use(trace)
 
 
 def run_mrc(trace: Trace, config: Config) -> RunResult:

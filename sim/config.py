@@ -82,6 +82,7 @@ class CacheConfig:
 
     policy: str = "lru"
     learned_model: str | None = None
+    allow_train_test_overlap: bool = False  # let a learned model be judged on the requests it was trained on
     inclusion: Literal["exclusive", "inclusive"] = "exclusive"
     access_semantics: Literal["auto", "plain", "prefix"] = "auto"
     capacity_blocks: int | None = None  # cache-only: single-tier capacity in blocks
@@ -162,6 +163,8 @@ class WorkloadConfig:
     # serving.block_size: "split" each trace block into block_size pieces, or "error".
     block_mismatch: Literal["split", "error"] = "split"
     max_input_tokens: int | None = None  # truncate longer prompts to this many tokens (counted in the report)
+    range_start: float = 0.0  # use requests from this fraction of the trace (arrival order) ...
+    range_end: float = 1.0  # ... up to this one: e.g. train on 0-0.5, evaluate on 0.5-1
     synthetic: SyntheticConfig = SyntheticConfig()
 
 

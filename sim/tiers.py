@@ -77,7 +77,7 @@ def hbm_capacity_blocks(config: Config) -> int:
 
 
 def build_tiers(config: Config, policy: str, next_use: np.ndarray | None = None,
-                capacity_blocks: int | None = None) -> list[Tier]:
+                capacity_blocks: int | None = None, predicted: np.ndarray | None = None) -> list[Tier]:
     """The enabled tiers, top down. ``capacity_blocks`` makes a single HBM tier of that size."""
     block_bytes = kv_block_bytes(config)
     specs: list[tuple[str, TierConfig, int]] = []
@@ -102,7 +102,7 @@ def build_tiers(config: Config, policy: str, next_use: np.ndarray | None = None,
             Tier(
                 name=name,
                 capacity=blocks,
-                policy=make_policy(tier_cfg.policy or policy, blocks, next_use),
+                policy=make_policy(tier_cfg.policy or policy, blocks, next_use, predicted),
                 read_bw=tier_cfg.read_gbps * 1e9,
                 write_bw=tier_cfg.write_gbps * 1e9,
                 latency_s=tier_cfg.latency_us * 1e-6,

@@ -25,6 +25,7 @@ class TraceProvenance:
     block_tokens: int
     block_conversion: str | None = None
     inputs_truncated: int = 0  # prompts cut to workload.max_input_tokens
+    request_range: tuple[int, int] | None = None  # [first, last) requests used, when a range was selected
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -42,6 +43,8 @@ class TraceProvenance:
             out["block_conversion"] = self.block_conversion
         if self.inputs_truncated:
             out["inputs_truncated"] = self.inputs_truncated
+        if self.request_range is not None:
+            out["request_range"] = list(self.request_range)
         return out
 
 
@@ -95,6 +98,29 @@ class Trace:
         if self.block_ids is None:
             return np.arange(self.num_accesses, dtype=np.int64)
         return self.block_ids
+
+    def select_range(self, start: float, end: float) -> None:
+        """Keep the requests between fractions ``start`` and ``end`` of the trace (arrival order).
+
+        Block ids keep their values (so they still match across ranges); time restarts at 0.
+        """
+        n = len(self)
+        first, last = int(round(start * n)), int(round(end * n))
+        if (first, last) == (0, n):
+            return
+        lo, hi = int(self.block_offsets[first]), int(self.block_offsets[last])
+        self.arrival_s = self.arrival_s[first:last] - (self.arrival_s[first] if last > first else 0.0)
+        self.input_tokens, self.output_tokens = self.input_tokens[first:last], self.output_tokens[first:last]
+        self.session_id = self.session_id[first:last]
+        self.block_offsets = self.block_offsets[first:last + 1] - lo
+        if self.block_ids is not None:
+            self.block_ids = self.block_ids[lo:hi]
+            self.num_unique_blocks = int(np.unique(self.block_ids).size)
+        else:
+            self.block_ids = np.arange(lo, hi, dtype=np.int64)  # keep the global ids of the unique kind
+            self.num_unique_blocks = hi - lo
+        self.provenance.request_range = (first, last)
+        self.provenance.rows_used = last - first
 
     def truncate_inputs(self, max_tokens: int) -> None:
         """Cut prompts longer than ``max_tokens`` (and their block lists); count them in the provenance."""

@@ -26,6 +26,7 @@ class EvictionPolicy:
 
     name: ClassVar[str] = ""
     needs_future: ClassVar[bool] = False  # True: requires next-use indexes (Belady)
+    needs_predictions: ClassVar[bool] = False  # True: requires a learned model's predicted next uses
 
     def __init__(self, capacity: int):
         self.capacity = capacity
@@ -53,13 +54,18 @@ def register(cls: type[EvictionPolicy]) -> type[EvictionPolicy]:
     return cls
 
 
-def make_policy(name: str, capacity: int, next_use: np.ndarray | None = None) -> EvictionPolicy:
+def make_policy(name: str, capacity: int, next_use: np.ndarray | None = None,
+                predicted: np.ndarray | None = None) -> EvictionPolicy:
     """A fresh policy by registry name; unknown names list the valid ones."""
     from sim import policies  # noqa: F401  (imports every policy module, filling the registry)
 
     if name not in POLICIES:
         raise ConfigError(f"unknown eviction policy {name!r}; valid policies: {', '.join(sorted(POLICIES))}")
     cls = POLICIES[name]
+    if cls.needs_predictions:
+        if predicted is None:
+            raise ConfigError(f"policy {name!r} needs a trained model: set cache.learned_model (python -m learned.train)")
+        return cls(capacity, predicted=predicted)
     if cls.needs_future:
         if next_use is None:
             raise ConfigError(f"policy {name!r} needs the future of the access stream (oracle data), which this run lacks")
