@@ -11,9 +11,13 @@ from sim.tiers import Tier
 
 
 def make_cache(policy: str, capacities: list[int], stream=None, inclusive: bool = False) -> MultiTierCache:
+    """Tiers of ``policy``; clairvoyant and learned policies get the stream's true next uses
+    (learned policies thus see a perfect predictor)."""
     next_use = next_use_index(np.asarray(stream)) if stream is not None else None
+    predicted = None if next_use is None else np.minimum(next_use, 10 * len(next_use) + 10).astype(np.float64)
     names = ["hbm", "dram", "ssd", "eic"]
-    tiers = [Tier(names[i], cap, make_policy(policy, cap, next_use), 1.0, 1.0, 0.0) for i, cap in enumerate(capacities)]
+    tiers = [Tier(names[i], cap, make_policy(policy, cap, next_use, predicted), 1.0, 1.0, 0.0)
+             for i, cap in enumerate(capacities)]
     return MultiTierCache(tiers, block_bytes=1, inclusive=inclusive, track_positions=next_use is not None and len(tiers) > 1)
 
 

@@ -71,7 +71,8 @@ def test_hit_sequence_equals_libcachesim_on_random_streams(policy):
 def test_victim_is_a_peek():
     for name in sorted(POLICIES):
         stream = [1, 2, 3, 1, 4, 2, 5]
-        policy = make_policy(name, 3, next_use_index(np.array(stream)))
+        nxt = next_use_index(np.array(stream))
+        policy = make_policy(name, 3, nxt, np.minimum(nxt, 100).astype(float))
         for t, key in enumerate(stream[:3]):
             policy.on_insert(key, t)
         policy.on_access(1, 3)
