@@ -2,10 +2,11 @@
 
 Predictions come from ``learned.model`` (LightGBM on online features), computed for the
 whole stream in one batch before the replay; each is a function of the past only, so
-this equals predicting at access time, without a per-access call into LightGBM. A block
-whose predicted reuse time has passed without a reuse is *overdue*: the model's bet
-failed, and its next use is then estimated, as LRU does, as far ahead as it has been
-idle; the victim is the block expected back last under these estimates. In the spirit of LRB (Song et al.,
+this equals predicting at access time, without a per-access call into LightGBM. A block is expected
+back no sooner than predicted and no sooner than it has already been idle (when a
+prediction fails, LRU's estimate takes over); the victim is the block expected back
+last, found in O(log n) as the larger of the farthest prediction and the least recently
+used block's estimate. In the spirit of LRB (Song et al.,
 "Learning Relaxed Belady for Content Distribution Network Caching", NSDI 2020), which
 also approximates Belady's choice with a learned next-use estimate.
 """
@@ -29,25 +30,21 @@ class Learned(EvictionPolicy):
         super().__init__(capacity)
         self.predicted = predicted
         self.expect: dict[int, float] = {}  # resident key -> predicted next-use position
-        self.last: dict[int, int] = {}  # resident key -> last use position
+        self.idle: OrderedDict[int, int] = OrderedDict()  # key -> last use position, least recent first
         self.farthest: list[tuple[float, int]] = []  # max-heap (negated) of (expected, key), lazy
-        self.soonest: list[tuple[float, int]] = []  # min-heap of (expected, key): finds overdue ones, lazy
-        self.overdue: list[tuple[int, int]] = []  # min-heap of (last use, key) of overdue blocks, lazy
         self.now = 0
 
     def _set(self, key: int, now: int) -> None:
         self.now = now
         expected = float(self.predicted[now])
         self.expect[key] = expected
-        self.last[key] = now
+        idle = self.idle
+        idle[key] = now
+        idle.move_to_end(key)
         heapq.heappush(self.farthest, (-expected, key))
-        heapq.heappush(self.soonest, (expected, key))
         if len(self.farthest) > 4 * len(self.expect) + 1024:  # drop stale entries; amortised O(log n)
             self.farthest = [(-e, k) for k, e in self.expect.items()]
-            self.soonest = [(e, k) for k, e in self.expect.items()]
-            self.overdue = [(self.last[k], k) for k, e in self.expect.items() if e < now]
-            for heap in (self.farthest, self.soonest, self.overdue):
-                heapq.heapify(heap)
+            heapq.heapify(self.farthest)
 
     def on_access(self, key: int, now: int) -> None:
         self._set(key, now)
@@ -57,23 +54,53 @@ class Learned(EvictionPolicy):
 
     def on_remove(self, key: int) -> None:
         del self.expect[key]
-        del self.last[key]
+        del self.idle[key]
+
+    def replay_plain(self, keys: list[int], resident: set, capacity: int, start: int) -> tuple[list[int], int]:
+        """The single-tier plain replay with the hooks of this class inlined (``MultiTierCache``'s fast path)."""
+        expect, idle, predicted = self.expect, self.idle, self.predicted
+        farthest = self.farthest
+        push, pop = heapq.heappush, heapq.heappop
+        touch, add, remove = idle.move_to_end, resident.add, resident.remove
+        hit_positions: list[int] = []
+        hit = hit_positions.append
+        evictions = 0
+        expected_of = predicted[start:start + len(keys)].tolist()
+        for offset, key in enumerate(keys):
+            now = start + offset
+            expected = expected_of[offset]
+            if key in resident:
+                hit(now)
+            else:
+                if len(resident) >= capacity:
+                    while expect.get(farthest[0][1]) != -farthest[0][0]:
+                        pop(farthest)
+                    oldest, last = next(iter(idle.items()))
+                    victim = oldest if 2 * (now - 1) - last >= -farthest[0][0] else farthest[0][1]
+                    del expect[victim], idle[victim]
+                    remove(victim)
+                    evictions += 1
+                add(key)
+            expect[key] = expected
+            idle[key] = now
+            touch(key)
+            push(farthest, (-expected, key))
+            if len(farthest) > 4 * len(expect) + 1024:
+                farthest[:] = [(-e, k) for k, e in expect.items()]
+                heapq.heapify(farthest)
+        self.now = start + len(keys) - 1
+        return hit_positions, evictions
 
     def victim(self, incoming: int) -> int:
-        """The block expected back last: the farthest prediction, or an overdue block (its prediction
-        failed, so, as LRU assumes, its next use is estimated as far ahead as it has been idle)."""
-        now, expect, last = self.now, self.expect, self.last
-        soonest, overdue, farthest = self.soonest, self.overdue, self.farthest
-        while soonest and soonest[0][0] < now:
-            expected, key = heapq.heappop(soonest)
-            if expect.get(key) == expected:
-                heapq.heappush(overdue, (last[key], key))
-        while overdue and last.get(overdue[0][1]) != overdue[0][0]:
-            heapq.heappop(overdue)
-        while farthest and (expect.get(farthest[0][1]) != -farthest[0][0] or -farthest[0][0] < now):
-            heapq.heappop(farthest)  # stale, or overdue (kept in the overdue heap)
-        if overdue and (not farthest or now + (now - overdue[0][0]) >= -farthest[0][0]):
-            return overdue[0][1]
+        """The block expected back last, each expected no sooner than predicted and no sooner than it
+        has been idle (a failed prediction falls back to LRU's estimate): the larger of the farthest
+        prediction and the least recently used block's now + idle time."""
+        farthest, expect = self.farthest, self.expect
+        while expect.get(farthest[0][1]) != -farthest[0][0]:
+            heapq.heappop(farthest)
+        oldest, last = next(iter(self.idle.items()))
+        if 2 * self.now - last >= -farthest[0][0]:
+            return oldest
         return farthest[0][1]
 
 
