@@ -76,7 +76,6 @@ def test_inclusive_writes_through_and_keeps_lower_copies():
 
 
 def _prefix_replay(policy, capacities, requests):
-    from sim.cache import MultiTierCache  # noqa: F401
 
     blocks = np.array([b for r in requests for b in r], dtype=np.int64)
     offsets = np.cumsum([0] + [len(r) for r in requests])

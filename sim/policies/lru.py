@@ -10,6 +10,7 @@ from sim.policies.base import EvictionPolicy, register
 @register
 class LRU(EvictionPolicy):
     name = "lru"
+    refresh_on_hit = True  # FIFO reuses this class with False
 
     def __init__(self, capacity: int):
         super().__init__(capacity)
@@ -34,14 +35,16 @@ class LRU(EvictionPolicy):
         ``resident`` and the order together. Returns the hit positions and the evictions.
         """
         order = self._order
-        touch, pop_oldest = order.move_to_end, order.popitem
+        touch = order.move_to_end if self.refresh_on_hit else None
+        pop_oldest = order.popitem
         add, remove = resident.add, resident.remove
         hit_positions: list[int] = []
         hit = hit_positions.append
         evictions = 0
         for now, key in enumerate(keys, start):
             if key in resident:
-                touch(key)
+                if touch is not None:
+                    touch(key)
                 hit(now)
             else:
                 if len(resident) >= capacity:

@@ -1,0 +1,163 @@
+"""Trace validation: bad rows are counted per reason; strict mode names the first bad row."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from sim.errors import TraceError
+
+ROOT = Path(__file__).resolve().parent.parent
+BUNDLED_AZURE = ROOT / "trace" / "data" / "azure_conv_2023.csv"
+
+from tests.loader_helpers import (  # noqa: F401  (chunk_rows is a fixture)
+    load, write, request_blocks, AZURE_HEADER, AZURE_BAD, AZURE_BAD_REASONS, chunk_rows, _mooncake_line, MOONCAKE_BAD,
+)
+
+# ----------------------------------------------------------------------------------------------
+# 3. Bad rows are counted per reason, good rows survive with their values
+def test_azure_bad_rows_counted(tmp_path, chunk_rows):
+    trace = load(write(tmp_path, "bad.csv", AZURE_BAD))
+    prov = trace.provenance
+    assert prov.format == "azure"
+    assert prov.skip_reasons == AZURE_BAD_REASONS
+    assert (prov.rows_read, prov.rows_used, prov.rows_skipped) == (11, 3, 8)
+    assert trace.arrival_s.tolist() == pytest.approx([0.0, 6.5, 10.25], abs=1e-6)
+    assert trace.input_tokens.tolist() == [100, 200, 300]
+    assert trace.output_tokens.tolist() == [10, 20, 30]
+    assert trace.num_accesses == math.ceil(100 / 16) + math.ceil(200 / 16) + math.ceil(300 / 16)
+
+
+def test_azure_too_many_fields_in_first_data_row(tmp_path):
+    """An extra field on the first data row must not shift the columns (pandas' implicit index)."""
+    text = AZURE_HEADER + "2023-11-16 18:15:46.0000000,100,10,7\n2023-11-16 18:15:47.0000000,200,20\n2023-11-16 18:15:49.0000000,300,30\n"
+    trace = load(write(tmp_path, "first.csv", text))
+    prov = trace.provenance
+    assert prov.skip_reasons == {"malformed_row": 1}
+    assert (prov.rows_read, prov.rows_used, prov.rows_skipped) == (3, 2, 1)
+    assert trace.input_tokens.tolist() == [200, 300]
+    assert trace.output_tokens.tolist() == [20, 30]
+    assert trace.arrival_s.tolist() == pytest.approx([0.0, 2.0])
+
+
+def test_splitwise_too_many_fields_in_first_data_row(tmp_path):
+    text = (
+        "request_id,request_type,application_id,arrival_timestamp,batch_size,prompt_size,token_size\n"
+        "0,2,0,1,1,4096,32,9\n"
+        "1,2,0,3,1,2048,8\n"
+        "2,2,0,4,1,1000,16\n"
+    )
+    trace = load(write(tmp_path, "sw.csv", text))
+    assert trace.provenance.skip_reasons == {"malformed_row": 1}
+    assert trace.input_tokens.tolist() == [2048, 1000]
+    assert trace.output_tokens.tolist() == [8, 16]
+    assert trace.arrival_s.tolist() == [0.0, 1.0]
+
+
+def test_mooncake_bad_records_counted(tmp_path, chunk_rows):
+    trace = load(write(tmp_path, "bad.jsonl", MOONCAKE_BAD), block_size=512)
+    prov = trace.provenance
+    assert prov.format == "mooncake"
+    assert prov.skip_reasons == {"empty_hash_ids": 1, "hash_ids_length_mismatch": 1, "malformed_row": 1}
+    assert (prov.rows_read, prov.rows_used, prov.rows_skipped) == (6, 3, 3)
+    assert trace.arrival_s.tolist() == pytest.approx([0.0, 0.04, 0.05])
+    assert trace.input_tokens.tolist() == [1000, 1100, 512]
+    assert trace.output_tokens.tolist() == [5, 7, 9]
+    # hash ids 1, 2, 3 -> dense ids 0, 1, 2 in order of first appearance
+    assert request_blocks(trace) == [[0, 1], [0, 1, 2], [0]]
+    assert (trace.num_accesses, trace.num_unique_blocks) == (6, 3)
+
+
+def test_mooncake_bad_values(tmp_path):
+    text = (
+        _mooncake_line(0, 600, 5, [1, 2])  # good
+        + _mooncake_line(1, "abc", 5, [3])  # non_numeric
+        + _mooncake_line(2, 600, 5.5, [4, 5])  # non_integer
+        + _mooncake_line(3, 600, -1, [6, 7])  # negative_value
+        + _mooncake_line(4, 0, 5, [])  # zero_input_tokens (checked before the hash ids)
+        + _mooncake_line(5, 600, 5, [8, "x"])  # bad_hash_ids
+        + json.dumps({"timestamp": 6, "input_length": 600, "output_length": 5}) + "\n"  # missing hash_ids
+        + _mooncake_line(7, 600, 6, [1, 9])  # good
+    )
+    trace = load(write(tmp_path, "vals.jsonl", text), block_size=512)
+    assert trace.provenance.skip_reasons == {
+        "non_numeric": 1,
+        "non_integer": 1,
+        "negative_value": 1,
+        "zero_input_tokens": 1,
+        "bad_hash_ids": 1,
+        "missing_value": 1,
+    }
+    assert trace.output_tokens.tolist() == [5, 6]
+    assert request_blocks(trace) == [[0, 1], [0, 2]]
+
+
+# ----------------------------------------------------------------------------------------------
+# 4. Strict validation: the first bad row is an error naming file, row and line
+
+
+def test_strict_azure_names_first_bad_row(tmp_path, chunk_rows):
+    path = write(tmp_path, "bad.csv", AZURE_BAD)
+    with pytest.raises(TraceError) as info:
+        load(path, strict_validation=True)
+    msg = str(info.value)
+    assert str(path) in msg
+    assert "row 2 " in msg and "(line 3)" in msg
+    assert "ContextTokens" in msg and "missing value" in msg
+
+
+def test_strict_malformed_row_is_first_bad_row(tmp_path, chunk_rows):
+    text = AZURE_HEADER + (
+        "2023-11-16 18:15:46.0000000,100,10\n"
+        "2023-11-16 18:15:47.0000000,100,10\n"
+        "2023-11-16 18:15:48.0000000,100,10,5\n"  # row 3: malformed
+        "2023-11-16 18:15:49.0000000,abc,10\n"  # row 4: non-numeric
+    )
+    path = write(tmp_path, "malformed.csv", text)
+    with pytest.raises(TraceError) as info:
+        load(path, strict_validation=True)
+    msg = str(info.value)
+    assert str(path) in msg
+    assert "row 3 " in msg and "(line 4)" in msg and "malformed" in msg
+
+
+def test_strict_mooncake_names_first_bad_record(tmp_path, chunk_rows):
+    path = write(tmp_path, "bad.jsonl", MOONCAKE_BAD)
+    with pytest.raises(TraceError) as info:
+        load(path, block_size=512, strict_validation=True)
+    msg = str(info.value)
+    assert str(path) in msg
+    assert "record 2 " in msg and "(line 2)" in msg and "empty hash ids" in msg
+
+
+def test_strict_mooncake_malformed_first(tmp_path):
+    text = _mooncake_line(0, 1000, 5, [1, 2]) + "{not json\n" + _mooncake_line(5, 100, 5, [])
+    path = write(tmp_path, "m.jsonl", text)
+    with pytest.raises(TraceError) as info:
+        load(path, block_size=512, strict_validation=True)
+    msg = str(info.value)
+    assert str(path) in msg and "line 2" in msg and "malformed" in msg
+
+
+def test_strict_clean_file_loads(tmp_path):
+    text = AZURE_HEADER + "2023-11-16 18:15:46.0000000,100,10\n2023-11-16 18:15:47.0000000,200,20\n"
+    trace = load(write(tmp_path, "ok.csv", text), strict_validation=True)
+    assert trace.input_tokens.tolist() == [100, 200]
+
+
+def test_cli_strict_exit_2_names_row(tmp_path, run_cli):
+    path = write(tmp_path, "bad.csv", AZURE_BAD)
+    status, out, err = run_cli("--trace-stats", "--workload-trace", path, "--strict-workload-validation", "--no-plot")
+    assert status == 2
+    assert str(path) in err and "row 2 " in err and "(line 3)" in err
+
+
+def test_cli_lenient_reports_skips(tmp_path, run_cli):
+    path = write(tmp_path, "bad.csv", AZURE_BAD)
+    status, out, err = run_cli("--trace-stats", "--workload-trace", path, "--no-plot")
+    assert status == 0, err
+    assert "3 requests used" in out and "8 skipped" in out
+    assert "malformed_row: 1" in out
