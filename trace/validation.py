@@ -30,6 +30,24 @@ CODE = {name: i for i, name in enumerate(REASONS)}
 _NAN_WORDS = ("nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "-infinity")
 
 
+def _plain_digits(raw: pd.Series) -> np.ndarray | None:
+    """The values, if every entry of a text column is 1-15 ASCII digits (the common case), else None."""
+    if raw.dtype == object or len(raw) == 0:
+        return None
+    try:
+        text = np.asarray(raw.to_numpy(), dtype="S")
+    except (UnicodeEncodeError, ValueError, TypeError):
+        return None
+    width = text.dtype.itemsize
+    if width == 0 or width > 15:
+        return None
+    chars = text.view(np.uint8).reshape(len(text), width)
+    digit, pad = (chars >= 48) & (chars <= 57), chars == 0
+    if not ((digit | pad).all() and digit[:, 0].all() and not (pad[:, :-1] & digit[:, 1:]).any()):
+        return None
+    return text.astype(np.int64).astype(np.float64)
+
+
 def numeric_column(raw: pd.Series, integer: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Parse a column that must hold non-negative (integer) numbers.
 
@@ -37,6 +55,9 @@ def numeric_column(raw: pd.Series, integer: bool = True) -> tuple[np.ndarray, np
     """
     n = len(raw)
     reason = np.zeros(n, dtype=np.int8)
+    digits = _plain_digits(raw)
+    if digits is not None:  # fast path: nothing to flag
+        return digits, reason
     if pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype):
         values = raw.to_numpy(dtype=np.float64, na_value=np.nan)
         missing = raw.isna().to_numpy()
