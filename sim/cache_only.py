@@ -49,8 +49,13 @@ def cache_metrics(trace: Trace, cache: MultiTierCache, hit_tier: np.ndarray, sem
         "tier_hit_ratio": tier_hit_ratio,
         "capacity_blocks": {name: t.capacity for name, t in by_tier.items()},
         "block_bytes": cache.block_bytes,
-        "tiers": {name: t.stats.to_dict() for name, t in by_tier.items()},
+        "tiers": {t.name: {**t.stats.to_dict(), "misses": _tier_misses(hit_tier, i)} for i, t in enumerate(cache.tiers)},
     }
+
+
+def _tier_misses(hit_tier: np.ndarray, level: int) -> int:
+    """Lookups that reached tier ``level`` and did not find the block there (tiers are searched top down)."""
+    return int(np.count_nonzero((hit_tier < 0) | (hit_tier > level)))
 
 
 def cache_plugins(config: Config) -> CachePlugins:

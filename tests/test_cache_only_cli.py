@@ -64,6 +64,9 @@ def test_multi_tier_report_counts_per_tier(run_cli, tmp_path):
     assert m["capacity_blocks"]["dram"] == int(0.5 * 2**30) // (16 * 131072)
     assert abs(sum(m["tier_hit_ratio"].values()) - m["hit_ratio"]) < 1e-12
     assert m["tiers"]["hbm"]["demotions"] > 0 and m["tiers"]["dram"]["hits"] > 0
+    # every lookup that misses HBM goes on to DRAM: its hits plus misses are HBM's misses
+    assert m["tiers"]["hbm"]["hits"] + m["tiers"]["hbm"]["misses"] == m["accesses"]
+    assert m["tiers"]["dram"]["hits"] + m["tiers"]["dram"]["misses"] == m["tiers"]["hbm"]["misses"]
 
 
 def test_unknown_policy_exits_2(run_cli):

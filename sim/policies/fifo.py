@@ -1,4 +1,8 @@
-"""FIFO: evict the block admitted earliest; hits do not change the order."""
+"""FIFO: evict the block admitted earliest; hits do not change the order.
+
+Studied with LRU and MIN in Belady, "A study of replacement algorithms for a virtual-storage
+computer", IBM Systems Journal 5(2), 1966 (where its capacity anomaly was later found).
+"""
 
 from __future__ import annotations
 

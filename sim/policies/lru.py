@@ -1,4 +1,8 @@
-"""LRU: evict the least recently used block."""
+"""LRU: evict the least recently used block.
+
+The classic stack algorithm (Mattson, Gecsei, Slutz & Traiger, "Evaluation techniques for
+storage hierarchies", IBM Systems Journal 9(2), 1970), whose inclusion property the MRC uses.
+"""
 
 from __future__ import annotations
 
