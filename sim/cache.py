@@ -146,8 +146,8 @@ class MultiTierCache:
                 return
             tier.stats.demotions += 1
             key, level = victim, level + 1
-            if self.last_pos is not None:
-                now = self.last_pos[key]
+            if self.last_pos is not None:  # a block another instance placed in a shared tier: use now
+                now = self.last_pos.get(key, now)
 
     def prefetch(self, key: int, now: int) -> bool:
         """Bring ``key`` up to the top tier ahead of use if a lower tier holds it (counted, not a hit)."""

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from sim.access import next_use_index
 from sim.cache import MultiTierCache
-from sim.cache_only import access_semantics
+from sim.cache_only import access_semantics, learned_predictions
 from sim.compute import compute_model
 from sim.config import Config
 from sim.engine import Engine
@@ -24,11 +24,11 @@ from sim.errors import ConfigError
 from sim.instance import DECODE, PREFILL, UNIFIED, Instance, Job
 from sim.metrics import RequestRecord, serving_metrics
 from sim.network import Link, network_model
-from sim.policies import POLICIES
+from sim.policies import POLICIES, make_policy
 from sim.report import RunResult
 from sim.routers import router
 from sim.tiers import TIER_NAMES, Tier, build_tiers, hbm_capacity_blocks, kv_block_bytes
-from sim.specs import DTYPE_BYTES, model_spec
+from sim.specs import model_spec
 from trace.request import Trace
 
 
@@ -44,8 +44,10 @@ class ServingRun:
         self.itl: list[float] = []
         self.block_bytes = kv_block_bytes(config)
         policy = config.cache.policy
-        next_use = next_use_index(trace.access_stream()) if POLICIES.get(policy) and POLICIES[policy].needs_future else None
-        template = build_tiers(config, policy, next_use=next_use)
+        kind = POLICIES.get(policy)
+        next_use = next_use_index(trace.access_stream()) if kind and kind.needs_future else None
+        self._predicted = learned_predictions(trace, config)[1] if kind and kind.needs_predictions else None
+        template = build_tiers(config, policy, next_use=next_use, predicted=self._predicted)
         self.shared_tiers = template[1:] if template[0].name == "hbm" else template
         self.hbm_blocks = hbm_capacity_blocks(config)
         # A trace whose blocks never repeat cannot hit: skip cache bookkeeping (same timing and hits).
@@ -76,18 +78,15 @@ class ServingRun:
             self.route = router(config.cluster.router, "cluster.router")
         self.progress = tqdm(total=len(trace), desc=mode, unit="req", disable=not progress, leave=False)
         self.model_layers = model_spec(config.model).num_layers
-        self.dtype_bytes = DTYPE_BYTES[config.serving.dtype]
 
     def _instance(self, index: int, role: str, compute) -> Instance:
         policy = self.config.cache.tiers.hbm.policy or self.config.cache.policy
-        from sim.policies import make_policy
-
-        hbm = Tier("hbm", self.hbm_blocks, make_policy(policy, self.hbm_blocks, self._next_use),
+        hbm = Tier("hbm", self.hbm_blocks, make_policy(policy, self.hbm_blocks, self._next_use, self._predicted),
                    self.config.cache.tiers.hbm.read_gbps * 1e9, self.config.cache.tiers.hbm.write_gbps * 1e9,
                    self.config.cache.tiers.hbm.latency_us * 1e-6)
         cache = MultiTierCache([hbm, *self.shared_tiers], self.block_bytes,
                                inclusive=self.config.cache.inclusion == "inclusive",
-                               track_positions=self._next_use is not None)
+                               track_positions=self._next_use is not None or self._predicted is not None)
         return Instance(index, role, self.engine, self.config.serving, self.hbm_blocks, cache, compute,
                         on_prefill_done=self._prefill_done, on_finish=self._finished, itl_sink=self.itl,
                         prefix_caching=self.prefix_caching)

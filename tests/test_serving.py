@@ -154,3 +154,11 @@ def test_reference_scenario_orders_aggregated_below_disaggregated_ttft():
     assert aggregated.metrics["ttft_s"]["mean"] < disaggregated.metrics["ttft_s"]["mean"]
     assert aggregated.metrics["ttft_s"]["p99"] < disaggregated.metrics["ttft_s"]["p99"]
     assert disaggregated.metrics["ttft_breakdown_s"]["kv_transfer"] > 0
+
+
+@pytest.mark.parametrize("policy", ["belady", "lfu", "s3fifo"])
+def test_any_policy_serves_with_shared_lower_tiers(policy):
+    # 4 instances share DRAM; small HBM forces demotions of blocks other instances placed there
+    config = _multi_turn_config(f"cache.policy={policy}", "serving.num_gpu_blocks=600", "serving.num_instances=4")
+    result, _ = run_serving(_synthetic(config), config, "single")
+    assert result.metrics["requests_completed"] == 300 and result.metrics["tier_hit_ratio"]["dram"] > 0
