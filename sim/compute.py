@@ -93,8 +93,9 @@ class RooflineCompute:
         if not 0 < self.flops_efficiency <= 1 or not 0 < self.bandwidth_efficiency <= 1:
             raise ConfigError("compute.flops_efficiency and compute.bandwidth_efficiency must be in (0, 1]")
         kv_dim = m.num_kv_heads * m.head_dim
+        q_dim = m.num_attention_heads * m.head_dim  # equals hidden_size except in models like Qwen3-32B
         # q, k, v, o projections and the gated MLP (gate, up, down) of one layer
-        self.layer_params = m.hidden_size * (2 * m.hidden_size + 2 * kv_dim) + 3 * m.hidden_size * m.intermediate_size
+        self.layer_params = m.hidden_size * (2 * q_dim + 2 * kv_dim) + 3 * m.hidden_size * m.intermediate_size
         self.peak = self.gpu.peak_flops * self.flops_efficiency
         self.bandwidth = self.gpu.memory_bandwidth * self.bandwidth_efficiency
         self.attn_flops_per_pair = 4 * m.num_attention_heads * m.head_dim / tp
@@ -251,9 +252,10 @@ class _GridNode:
         return a + w * (b - a)
 
 
-# One decoder layer's dense operators, as LLMServingSim names them (two RMSNorms per layer).
-_LAYER_OPS = ("layernorm", "layernorm", "qkv_proj", "rotary_emb", "o_proj", "gate_up_proj", "act_fn", "down_proj")
+# LLMServingSim's dense operators: those run once per model; "layernorm" runs twice per decoder layer
+# (before attention and before the MLP); every other operator in dense.csv runs once per layer.
 _MODEL_OPS = ("embedding", "final_layernorm")
+_REQUIRED_LAYER_OPS = ("layernorm", "qkv_proj", "o_proj", "down_proj")
 
 
 @dataclass
@@ -268,6 +270,7 @@ class LLMServingSimCompute:
 
     dense: dict[str, tuple[np.ndarray, np.ndarray]]
     per_sequence: dict[str, tuple[np.ndarray, np.ndarray]]
+    layer_ops: tuple[str, ...]
     attention: _GridNode
     decode_attention: _GridNode
     num_layers: int
@@ -280,10 +283,12 @@ class LLMServingSimCompute:
 
         meta = yaml.safe_load((directory / "meta.yaml").read_text()) or {}
         overrides = (meta.get("engine_effective") or {}).get("hf_overrides") or {}
+        # The profiler may record per-shard shapes (e.g. half the heads); a shape must divide the model's.
         for key, expected in (("num_key_value_heads", model.num_kv_heads), ("intermediate_size", model.intermediate_size),
                               ("num_attention_heads", model.num_attention_heads), ("vocab_size", model.vocab_size)):
-            if key in overrides and overrides[key] != expected:
-                raise ConfigError(f"{directory}/meta.yaml: profiled {key}={overrides[key]} does not match {model.name} ({expected})")
+            value = overrides.get(key)
+            if value is not None and (int(value) <= 0 or expected % int(value)):
+                raise ConfigError(f"{directory}/meta.yaml: profiled {key}={value} does not fit {model.name} ({expected})")
         tp_dir = directory / f"tp{tensor_parallel_size}"
         if not tp_dir.is_dir():
             raise ConfigError(f"{directory}: no tp{tensor_parallel_size}/ folder (profiled TP degrees: {meta.get('tp_degrees')})")
@@ -302,17 +307,22 @@ class LLMServingSimCompute:
             return out
 
         dense, per_seq = curves(read("dense.csv"), "tokens"), curves(read("per_sequence.csv"), "sequences")
-        missing = [op for op in (*_LAYER_OPS, *_MODEL_OPS) if op not in dense] + \
+        missing = [op for op in (*_REQUIRED_LAYER_OPS, *_MODEL_OPS) if op not in dense] + \
                   [op for op in ("lm_head", "sampler") if op not in per_seq]
         if missing:
             raise ConfigError(f"{tp_dir}: bundle lacks operator(s) {', '.join(sorted(set(missing)))}")
+        layer_ops = tuple(sorted(op for op in dense if op not in _MODEL_OPS)) + ("layernorm",)  # two norms a layer
         attn = read("attention.csv")
+        if "layer" in attn.columns:  # tables with several kernels: the softmax-attention one
+            attn = attn[attn["layer"] == "attention"]
+        if "decode_q_len" in attn.columns:  # speculative-verification rows aside
+            attn = attn[attn["decode_q_len"] == 1]
         if "prefill_key" not in attn.columns:  # legacy tables: one prefill per shot (documented relabelling)
             attn = attn.assign(prefill_key=attn["kv_prefill"] + attn["prefill_chunk"] / 2)
         attn = attn.assign(time_s=attn["time_us"] * 1e-6)
         axes = ["prefill_chunk", "prefill_key", "n_decode", "kv_decode"]
         decode_only = attn[attn["prefill_chunk"] == 0]
-        return cls(dense, per_seq, _GridNode(attn, axes, "time_s"),
+        return cls(dense, per_seq, layer_ops, _GridNode(attn, axes, "time_s"),
                    _GridNode(decode_only, ["n_decode", "kv_decode"], "time_s"), model.num_layers, str(directory))
 
     def _op(self, table: dict, name: str, x):
@@ -320,7 +330,7 @@ class LLMServingSimCompute:
         return _interp_extrapolate(xs, ys, x)
 
     def _dense_layer(self, tokens: int) -> float:
-        return float(sum(self._op(self.dense, op, tokens) for op in _LAYER_OPS))
+        return float(sum(self._op(self.dense, op, tokens) for op in self.layer_ops))
 
     def _fixed(self, tokens: int, seqs: int) -> float:
         once = sum(self._op(self.dense, op, tokens) for op in _MODEL_OPS)

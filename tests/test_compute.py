@@ -81,3 +81,32 @@ def test_profiled_backend_selected_by_config(shared_data):
     shape = StepShape()
     shape.add_prefill(2048, 0, samples=True)
     assert 0 < model.step_time(shape) < 1.0
+
+
+def test_newer_llmservingsim_bundle_format_by_hand(tmp_path):
+    """A bundle in the newer layout: attention rows tagged by kernel and decode_q_len, a prefill_key axis, an
+    extra per-layer operator (qk_norm), and per-shard shapes in meta.yaml. Step time by hand."""
+    from pathlib import Path
+
+    from sim.compute import LLMServingSimCompute
+
+    tp = Path(tmp_path) / "tp1"
+    tp.mkdir()
+    (Path(tmp_path) / "meta.yaml").write_text(
+        "tp_degrees: [1]\nengine_effective:\n  hf_overrides: {num_attention_heads: 16, num_key_value_heads: 4}\n")
+    ops = ["embedding", "final_layernorm", "layernorm", "qkv_proj", "qk_norm", "o_proj", "gate_up_proj", "act_fn",
+           "down_proj", "rotary_emb"]
+    (tp / "dense.csv").write_text("layer,tokens,time_us\n" + "".join(f"{op},1,1\n{op},101,101\n" for op in ops))
+    (tp / "per_sequence.csv").write_text("layer,sequences,time_us\nlm_head,1,100\nlm_head,11,200\nsampler,1,10\nsampler,11,10\n")
+    (tp / "attention.csv").write_text(
+        "layer,prefill_chunk,prefill_key,n_decode,kv_decode,decode_q_len,time_us\n"
+        "attention,0,0,1,100,1,10\nattention,0,0,1,300,1,30\nattention,0,0,2,100,1,20\nattention,0,0,2,300,1,40\n"
+        "attention,0,0,1,100,2,999\nother_kernel,0,0,1,100,1,999\n")
+    model = LLMServingSimCompute.load(Path(tmp_path), model_spec("llama-3-8b"), 1)
+    assert model.layer_ops.count("layernorm") == 2 and "qk_norm" in model.layer_ops
+    shape = StepShape()
+    shape.add_decode(200)  # the KV length it attends to, its own new token included
+    # per layer: 9 per-layer ops (8 distinct + a second layernorm) at 1 token = 9 us, attention(1 seq, kv 200) = 20 us
+    # once: embedding + final norm = 2 us, lm_head(1) = 100 us, sampler(1) = 10 us; 32 layers
+    assert model.step_time(shape) == pytest.approx((32 * (9 + 20) + 2 + 100 + 10) * 1e-6)
+    assert model.decode_times(1, np.array([200.0]))[0] == pytest.approx(model.step_time(shape))

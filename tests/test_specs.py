@@ -27,7 +27,7 @@ def test_required_models_and_gpus_exist_with_sources():
     assert {"h100-sxm", "h200", "a100-80gb", "rtx5090"} <= set(known_gpus())
     for name in known_models():
         m = model_spec(name)
-        assert m.source and m.head_dim * m.num_attention_heads == m.hidden_size
+        assert m.source and m.hidden_size % m.num_attention_heads == 0 and m.num_attention_heads % m.num_kv_heads == 0
     for name in known_gpus():
         assert gpu_spec(name).source
 
@@ -41,7 +41,7 @@ def test_gpu_units_are_si():
 
 def test_parameter_count_matches_architecture():
     # Llama: embeddings + lm_head + per layer (q,k,v,o + gate/up/down + 2 norms) + final norm.
-    for name in ("llama-3-8b", "llama-3-70b"):
+    for name in ("llama-3-8b", "llama-3-70b", "llama-3.1-70b"):
         m = model_spec(name)
         kv = m.num_kv_heads * m.head_dim
         per_layer = m.hidden_size * (2 * m.hidden_size + 2 * kv) + 3 * m.hidden_size * m.intermediate_size + 2 * m.hidden_size
