@@ -275,7 +275,29 @@ class LLMServingSimCompute:
     decode_attention: _GridNode
     num_layers: int
     source: str
+    hidden_size: int = 0
+    tensor_parallel_size: int = 1
+    allreduce: NetworkModel | None = None  # bytes -> seconds of one all-reduce across the TP group
+    dtype_bytes: int = 2
     name: str = "profiled"
+
+    @staticmethod
+    def measured_allreduce(directory: Path) -> NetworkModel | None:
+        """All-reduce times measured by LLMServingSim's profiler (``hardware.yaml`` above the bundle), if any."""
+        import yaml
+
+        for folder in [directory, *list(directory.parents)[:4]]:
+            path = folder / "hardware.yaml"
+            if path.is_file():
+                data = yaml.safe_load(path.read_text()) or {}
+                samples = ((data.get("measured") or {}).get("interconnect") or {}).get("samples") or []
+                rows = sorted((float(x["bytes"]), float(x["us"]) * 1e-6) for x in samples
+                              if x.get("collective") == "all_reduce")
+                if len(rows) >= 2:
+                    from sim.network import LookupNetwork
+
+                    return LookupNetwork(np.array([r[0] for r in rows]), np.array([r[1] for r in rows]), str(path))
+        return None
 
     @classmethod
     def load(cls, directory: Path, model: ModelSpec, tensor_parallel_size: int) -> "LLMServingSimCompute":
@@ -323,14 +345,19 @@ class LLMServingSimCompute:
         axes = ["prefill_chunk", "prefill_key", "n_decode", "kv_decode"]
         decode_only = attn[attn["prefill_chunk"] == 0]
         return cls(dense, per_seq, layer_ops, _GridNode(attn, axes, "time_s"),
-                   _GridNode(decode_only, ["n_decode", "kv_decode"], "time_s"), model.num_layers, str(directory))
+                   _GridNode(decode_only, ["n_decode", "kv_decode"], "time_s"), model.num_layers, str(directory),
+                   model.hidden_size, tensor_parallel_size, cls.measured_allreduce(directory))
 
     def _op(self, table: dict, name: str, x):
         xs, ys = table[name]
         return _interp_extrapolate(xs, ys, x)
 
     def _dense_layer(self, tokens: int) -> float:
-        return float(sum(self._op(self.dense, op, tokens) for op in self.layer_ops))
+        """One layer's operators (per TP shard, as profiled) plus its two all-reduces when TP > 1."""
+        ops = float(sum(self._op(self.dense, op, tokens) for op in self.layer_ops))
+        if self.tensor_parallel_size > 1 and self.allreduce is not None:
+            ops += 2 * self.allreduce.isolated_time(tokens * self.hidden_size * self.dtype_bytes)
+        return ops
 
     def _fixed(self, tokens: int, seqs: int) -> float:
         once = sum(self._op(self.dense, op, tokens) for op in _MODEL_OPS)
@@ -374,6 +401,10 @@ def compute_model(config: Config) -> ComputeModel:
     if mlp.is_file():
         return ProfiledCompute(VidurProfile.load(mlp, model, config.serving.tensor_parallel_size), roofline)
     if (directory / "meta.yaml").is_file():
-        return LLMServingSimCompute.load(directory, model, config.serving.tensor_parallel_size)
+        bundle = LLMServingSimCompute.load(directory, model, config.serving.tensor_parallel_size)
+        bundle.dtype_bytes = DTYPE_BYTES[config.serving.dtype]
+        if bundle.allreduce is None:  # no measured collectives: the configured intra-node link
+            bundle.allreduce = AnalyticNetwork(bandwidth=config.hardware.intra_node_gbps * 1e9, latency=5e-6)
+        return bundle
     raise ConfigError(f"compute.profile {directory}: neither a Vidur profile (mlp.csv) nor an LLMServingSim bundle "
                       "(meta.yaml + tpN/*.csv) found there")

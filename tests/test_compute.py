@@ -110,3 +110,30 @@ def test_newer_llmservingsim_bundle_format_by_hand(tmp_path):
     # once: embedding + final norm = 2 us, lm_head(1) = 100 us, sampler(1) = 10 us; 32 layers
     assert model.step_time(shape) == pytest.approx((32 * (9 + 20) + 2 + 100 + 10) * 1e-6)
     assert model.decode_times(1, np.array([200.0]))[0] == pytest.approx(model.step_time(shape))
+
+
+def test_bundle_at_tp2_adds_measured_allreduces(tmp_path):
+    """TP > 1: per-shard operator times plus two all-reduces per layer, timed from hardware.yaml samples."""
+    from pathlib import Path
+
+    from sim.compute import LLMServingSimCompute
+
+    hardware, bundle = Path(tmp_path), Path(tmp_path) / "org" / "model" / "bf16"
+    (bundle / "tp2").mkdir(parents=True)
+    (hardware / "hardware.yaml").write_text(
+        "measured:\n  interconnect:\n    samples:\n"
+        "    - {collective: all_reduce, bytes: 0, us: 10}\n"
+        "    - {collective: all_reduce, bytes: 1048576, us: 110}\n"
+        "    - {collective: all_gather, bytes: 1048576, us: 999}\n")
+    (bundle / "meta.yaml").write_text("tp_degrees: [2]\n")
+    ops = ["embedding", "final_layernorm", "layernorm", "qkv_proj", "o_proj", "down_proj"]
+    (bundle / "tp2" / "dense.csv").write_text("layer,tokens,time_us\n" + "".join(f"{op},1,1\n{op},1000,1\n" for op in ops))
+    (bundle / "tp2" / "per_sequence.csv").write_text("layer,sequences,time_us\nlm_head,1,0\nlm_head,2,0\nsampler,1,0\nsampler,2,0\n")
+    (bundle / "tp2" / "attention.csv").write_text("prefill_chunk,kv_prefill,n_decode,kv_decode,time_us\n"
+                                                 "128,0,0,0,5\n256,0,0,0,5\n0,0,1,16,5\n0,0,1,32,5\n")
+    model = LLMServingSimCompute.load(bundle, model_spec("llama-3-8b"), 2)
+    shape = StepShape()
+    shape.add_prefill(128, 0, samples=False)
+    allreduce = 10 + 100 * (128 * 4096 * 2) / 1048576  # us: 1 MiB of bf16 hidden states -> 110 us
+    per_layer = 5 * 1 + 5 + 2 * allreduce  # 4 per-layer ops + second layernorm, attention, two all-reduces
+    assert model.step_time(shape) == pytest.approx((32 * per_layer + 2) * 1e-6)
