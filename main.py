@@ -230,14 +230,22 @@ def run_serving_mode(args: argparse.Namespace, config: Config) -> tuple[dict, li
     from sim.metrics import write_requests_csv
     from sim.serving import run_serving
 
+    from sim.config import replace
+
     trace = load_workload(config)
     mode = "pd" if args.pd else "single"
-    result, records = run_serving(trace, config, mode, progress=not args.quiet)
-    notes = []
-    if args.requests_csv:
-        write_requests_csv(records, args.requests_csv)
-        notes.append(f"requests: {args.requests_csv}")
-    return trace.provenance.to_dict(), [result], notes
+    policies = [p.strip() for p in args.policy.split(",") if p.strip()] if args.policy else [config.cache.policy]
+    runs, notes = [], []
+    for policy in policies:  # one run per policy over the same trace
+        result, records = run_serving(trace, replace(config, **{"cache.policy": policy}), mode, progress=not args.quiet)
+        if len(policies) > 1:
+            result.name, result.overrides = f"{mode}-{policy}", {"cache.policy": policy}
+        runs.append(result)
+        if args.requests_csv:
+            path = args.requests_csv if len(policies) == 1 else str(Path(args.requests_csv).with_suffix(f".{policy}.csv"))
+            write_requests_csv(records, path)
+            notes.append(f"requests: {path}")
+    return trace.provenance.to_dict(), runs, notes
 
 
 def _summary(report: dict) -> str:

@@ -80,3 +80,9 @@ def test_serving_knobs_change_the_result(run_cli, tmp_path, knob):
     base = _run(run_cli, tmp_path, "base")["runs"][0]["metrics"]
     changed = _run(run_cli, tmp_path, "changed", "--set", knob)["runs"][0]["metrics"]
     assert base["ttft_s"] != changed["ttft_s"], knob
+
+
+def test_serving_runs_one_per_policy(run_cli, tmp_path):
+    report = _run(run_cli, tmp_path, "policies", "--policy", "lru,s3fifo", "--set", "workload.synthetic.kind=rag")
+    assert [r["name"] for r in report["runs"]] == ["pd-lru", "pd-s3fifo"]
+    assert report["runs"][1]["overrides"] == {"cache.policy": "s3fifo"}
