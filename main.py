@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--trace-stats", action="store_true", help="trace statistics and reuse ceiling, no simulation")
     mode.add_argument("--cache-only", action="store_true", help="replay block accesses through the cache tiers, no timing")
-    mode.add_argument("--cluster", action="store_true", help="racks of GPU nodes behind a router")
+    mode.add_argument("--cluster", action="store_true", help="racks of GPU nodes behind a router (not built yet: exits 2)")
     mode.add_argument("--pd", action="store_true", help="prefill/decode disaggregated serving")
 
     cfg = p.add_argument_group("configuration")
