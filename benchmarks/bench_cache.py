@@ -77,7 +77,6 @@ def truncate(trace, n: int):
         block_offsets=np.minimum(offsets[:reqs + 1], n),
         block_ids=np.ascontiguousarray(stream),
         num_unique_blocks=int(len(np.unique(stream))),
-        extras={},
     )
 
 

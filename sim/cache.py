@@ -47,9 +47,6 @@ class MultiTierCache:
                 return i
         return -1
 
-    def occupancy(self) -> list[int]:
-        return [len(t.resident) for t in self.tiers]
-
     # --------------------------------------------------------------- operations
 
     def touch(self, key: int, now: int, admit: bool = True) -> int:

@@ -41,7 +41,3 @@ class Engine:
             self.now = time
             self.events_run += 1
             callback(*args)
-
-    @property
-    def pending(self) -> int:
-        return len(self._heap)

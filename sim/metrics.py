@@ -12,6 +12,7 @@ import numpy as np
 
 from sim.config import SLOConfig
 from sim.errors import InputError
+from trace.stats import distribution as summarize
 
 BREAKDOWN = ("queue", "kv_load", "prefill", "kv_transfer", "first_decode")
 
@@ -65,13 +66,8 @@ class RequestRecord:
 
 
 def distribution(values: np.ndarray) -> dict[str, float]:
-    """mean / p50 / p90 / p99 of the finite values (NaN-free; empty gives NaN → null in JSON)."""
-    v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    if len(v) == 0:
-        return {"mean": math.nan, "p50": math.nan, "p90": math.nan, "p99": math.nan}
-    p50, p90, p99 = np.percentile(v, [50, 90, 99])
-    return {"mean": float(v.mean()), "p50": float(p50), "p90": float(p90), "p99": float(p99)}
+    """Latency summary: mean / p50 / p90 / p99 of the finite values (none: NaN, null in JSON)."""
+    return summarize(values, (50, 90, 99), with_max=False, empty=math.nan)
 
 
 def slo_pass(records: list[RequestRecord], slo: SLOConfig) -> np.ndarray | None:

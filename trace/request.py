@@ -1,8 +1,8 @@
-"""The request stream: a columnar ``Trace`` plus a small ``Request`` view of one row."""
+"""The request stream: a columnar ``Trace`` with its provenance."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -49,18 +49,6 @@ class TraceProvenance:
 
 
 @dataclass(slots=True)
-class Request:
-    """One request: arrival, token counts, session and its prompt's dense block ids."""
-
-    request_id: int
-    arrival_s: float
-    input_tokens: int
-    output_tokens: int
-    session_id: int
-    block_ids: np.ndarray
-
-
-@dataclass(slots=True)
 class Trace:
     """Columnar requests sorted by arrival; prompt blocks in CSR form.
 
@@ -76,7 +64,6 @@ class Trace:
     block_ids: np.ndarray | None  # int64 dense ids, or None (unique kind)
     num_unique_blocks: int
     provenance: TraceProvenance
-    extras: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.arrival_s)
@@ -140,13 +127,3 @@ class Trace:
             self.num_unique_blocks = int(self.block_offsets[-1])
         self.input_tokens = np.minimum(self.input_tokens, max_tokens)
         self.provenance.inputs_truncated = int(long.sum())
-
-    def request(self, i: int) -> Request:
-        return Request(
-            request_id=i,
-            arrival_s=float(self.arrival_s[i]),
-            input_tokens=int(self.input_tokens[i]),
-            output_tokens=int(self.output_tokens[i]),
-            session_id=int(self.session_id[i]),
-            block_ids=self.blocks(i),
-        )

@@ -9,13 +9,17 @@ from trace.request import Trace
 RATE_BIN_S = 10.0  # Contract: peak request rate over 10 s bins
 
 
-def distribution(values: np.ndarray) -> dict[str, float]:
-    """mean / p50 / p95 / p99 / max (numpy linear percentiles)."""
-    if len(values) == 0:
-        return {"mean": 0.0, "p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0}
+def distribution(values: np.ndarray, percentiles: tuple[int, ...] = (50, 95, 99), with_max: bool = True,
+                 empty: float = 0.0) -> dict[str, float]:
+    """mean, the given percentiles (numpy linear) and optionally the max of the finite values;
+    ``empty`` for every entry when there are none."""
     v = np.asarray(values, dtype=np.float64)
-    p50, p95, p99 = np.percentile(v, [50, 95, 99])
-    return {"mean": float(v.mean()), "p50": float(p50), "p95": float(p95), "p99": float(p99), "max": float(v.max())}
+    v = v[np.isfinite(v)]
+    keys = ["mean", *(f"p{p}" for p in percentiles), *(["max"] if with_max else [])]
+    if len(v) == 0:
+        return dict.fromkeys(keys, empty)
+    stats = [v.mean(), *np.percentile(v, percentiles), *([v.max()] if with_max else [])]
+    return {key: float(x) for key, x in zip(keys, stats)}
 
 
 def arrival_rate_bins(arrival_s: np.ndarray, bin_s: float = RATE_BIN_S) -> np.ndarray:

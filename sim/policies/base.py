@@ -14,7 +14,7 @@ Every hook is O(1) or O(log n): no scans over the resident set.
 
 from __future__ import annotations
 
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
@@ -44,7 +44,6 @@ class EvictionPolicy:
         raise NotImplementedError
 
 
-PolicyFactory = Callable[..., EvictionPolicy]
 POLICIES: dict[str, type[EvictionPolicy]] = {}
 
 
