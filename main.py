@@ -21,11 +21,11 @@ import argparse  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
 
-import numpy as np  # noqa: E402
 
 from sim.config import Config, load_config  # noqa: E402
 from sim.errors import InputError  # noqa: E402
-from sim.report import RunResult, build_report, write_csv, write_json  # noqa: E402
+from sim.report.document import RunResult, build_report, write_csv, write_json  # noqa: E402
+from trace.workload import load_workload  # noqa: E402
 
 EXAMPLES = """\
 examples:
@@ -160,27 +160,6 @@ def _yaml_scalar(value) -> str:
     return str(value)
 
 
-def load_workload(config: Config):
-    """The request stream: the trace file if given, else the synthetic generator."""
-    from trace.loaders import load_trace
-    from trace.synthetic import generate
-
-    if config.workload.trace is not None:
-        trace = load_trace(config.workload, config.serving.block_size)
-    else:
-        rng = np.random.default_rng(config.seed)
-        trace = generate(config.workload.synthetic, config.serving.block_size, rng, limit=config.workload.limit)
-    start, end = config.workload.range_start, config.workload.range_end
-    if not 0.0 <= start < end <= 1.0:
-        raise InputError(f"workload.range_start/range_end must satisfy 0 <= start < end <= 1, got {start}, {end}")
-    trace.select_range(start, end)
-    if config.workload.max_input_tokens is not None:
-        if config.workload.max_input_tokens <= 0:
-            raise InputError("config key 'workload.max_input_tokens' must be positive")
-        trace.truncate_inputs(config.workload.max_input_tokens)
-    return trace
-
-
 def _plot_dir(args: argparse.Namespace) -> Path:
     if args.plot_dir:
         return Path(args.plot_dir)
@@ -196,7 +175,7 @@ def run_trace_stats(args: argparse.Namespace, config: Config) -> tuple[dict, lis
     metrics = trace_stats(trace)
     notes = []
     if not args.no_plot:
-        from sim.plots import plot_trace_stats
+        from sim.report.plots import plot_trace_stats
 
         stem = Path(trace.provenance.path).stem if trace.provenance.path else trace.provenance.format.replace(":", "-")
         png = plot_trace_stats(trace, _plot_dir(args) / f"trace_stats_{stem}.png")
@@ -205,8 +184,8 @@ def run_trace_stats(args: argparse.Namespace, config: Config) -> tuple[dict, lis
 
 
 def run_cache_only(args: argparse.Namespace, config: Config) -> tuple[dict, list[RunResult], list[str]]:
-    from sim.cache_only import run_cache_only as replay_policies
-    from sim.cache_only import run_mrc
+    from sim.cache.replay import run_cache_only as replay_policies
+    from sim.cache.replay import run_mrc
 
     trace = load_workload(config)
     if args.policy:
@@ -218,7 +197,7 @@ def run_cache_only(args: argparse.Namespace, config: Config) -> tuple[dict, list
     if args.mrc:
         runs.append(run_mrc(trace, config))
         if not args.no_plot:
-            from sim.plots import plot_mrc
+            from sim.report.plots import plot_mrc
 
             stem = Path(trace.provenance.path).stem if trace.provenance.path else trace.provenance.format.replace(":", "-")
             png = plot_mrc([{"name": r.name, "metrics": r.metrics} for r in runs], _plot_dir(args) / f"mrc_{stem}.png", stem)
@@ -227,8 +206,8 @@ def run_cache_only(args: argparse.Namespace, config: Config) -> tuple[dict, list
 
 
 def run_serving_mode(args: argparse.Namespace, config: Config) -> tuple[dict, list[RunResult], list[str]]:
-    from sim.metrics import write_requests_csv
-    from sim.serving import run_serving
+    from sim.report.metrics import write_requests_csv
+    from sim.serving.run import run_serving
 
     from sim.config import replace
 

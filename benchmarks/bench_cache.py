@@ -5,7 +5,7 @@ Loads the Mooncake conversation trace with ``trace.loaders.load_trace`` at block
 capacity (default 10% of the unique blocks) times:
 
 - each policy through exactly the replay ``--cache-only`` runs
-  (``sim.cache_only.replay(trace, config, policy, "plain", capacity, next_use)``);
+  (``sim.cache.replay.replay(trace, config, policy, "plain", capacity, next_use)``);
   Belady's next-use index is built once and timed on its own;
 - (a) a bare ``collections.OrderedDict`` LRU loop (local bindings, ``in``, ``move_to_end``,
   ``popitem(last=False)``), over ``stream.tolist()`` (the conversion is inside the timing,
@@ -162,10 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeat <= 0:
         ap.error("--repeat must be positive")
 
-    from sim.access import next_use_index
-    from sim.cache_only import replay
+    from sim.cache.access import next_use_index
+    from sim.cache.replay import replay
     from sim.config import WorkloadConfig, load_config
-    from sim.policies import POLICIES, make_policy
+    from sim.cache.policies import POLICIES, make_policy
     from trace.loaders import load_trace
 
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]

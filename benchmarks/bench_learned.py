@@ -27,9 +27,10 @@ if "trace" in sys.modules and not hasattr(sys.modules["trace"], "__path__"):
 import numpy as np  # noqa: E402
 
 from learned.train import main as train_main  # noqa: E402
-from main import load_workload  # noqa: E402
-from sim.access import NEVER, next_use_index  # noqa: E402
-from sim.cache_only import learned_predictions, replay  # noqa: E402
+from trace.workload import load_workload  # noqa: E402
+from sim.cache.access import NEVER, next_use_index  # noqa: E402
+from sim.cache.access import learned_predictions  # noqa: E402
+from sim.cache.replay import replay  # noqa: E402
 from sim.config import load_config  # noqa: E402
 
 OURS = ("lru", "arc", "s3fifo", "sieve", "learned", "learned-insertion", "belady")

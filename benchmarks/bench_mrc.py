@@ -2,7 +2,7 @@
 
 Builds the stream from the Mooncake conversation trace (512-token blocks split into
 16-token blocks: ~9.06 M accesses; the first ``--accesses`` are used), times
-``sim.mrc.lru_mrc`` (exact, and SHARDS at 1%), and compares the exact curve with
+``sim.cache.mrc.lru_mrc`` (exact, and SHARDS at 1%), and compares the exact curve with
 separate LRU replays at 5 capacities (they must be equal).
 
 Run from the repository root::
@@ -22,11 +22,11 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from sim.cache import MultiTierCache  # noqa: E402
+from sim.cache.multitier import MultiTierCache  # noqa: E402
 from sim.config import WorkloadConfig  # noqa: E402
-from sim.mrc import lru_mrc  # noqa: E402
-from sim.policies import make_policy  # noqa: E402
-from sim.tiers import Tier  # noqa: E402
+from sim.cache.mrc import lru_mrc  # noqa: E402
+from sim.cache.policies import make_policy  # noqa: E402
+from sim.cache.tiers import Tier  # noqa: E402
 from trace.loaders import load_trace  # noqa: E402
 
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from sim.access import NEVER, next_use_index
-from sim.mrc import previous_use
+from sim.cache.access import NEVER, next_use_index
+from sim.cache.mrc import previous_use
 from trace.blocks import block_positions
 from trace.request import Trace
 

@@ -47,7 +47,7 @@ def train(config: Config, out: Path, rounds: int = 200, max_rows: int = 2_000_00
     """Fit on the configured trace range; write ``out`` and its sidecar; return the sidecar."""
     import lightgbm as lgb
 
-    from main import load_workload
+    from trace.workload import load_workload
 
     start = time.perf_counter()
     trace = load_workload(config)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.access import next_use_index
-from sim.cache import MultiTierCache
-from sim.policies import make_policy
-from sim.tiers import Tier
+from sim.cache.access import next_use_index
+from sim.cache.multitier import MultiTierCache
+from sim.cache.policies import make_policy
+from sim.cache.tiers import Tier
 
 
 def make_cache(policy: str, capacities: list[int], stream=None, inclusive: bool = False) -> MultiTierCache:

@@ -7,9 +7,9 @@ import struct
 import numpy as np
 import pytest
 
-from sim.access import NEVER, next_use_index
+from sim.cache.access import NEVER, next_use_index
 from sim.config import WorkloadConfig, load_config
-from sim.cache_only import run_cache_only
+from sim.cache.replay import run_cache_only
 from trace.loaders import load_trace
 
 lcs = pytest.importorskip("libcachesim")

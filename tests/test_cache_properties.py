@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.policies import POLICIES
+from sim.cache.policies import POLICIES
 from tests.cache_helpers import make_cache, plain_hits
 
 streams = st.lists(st.integers(0, 30), min_size=1, max_size=300)
@@ -124,7 +124,7 @@ def test_single_tier_fast_path_equals_general_path(policy, capacity, stream):
 
 
 def _plugin_replay(capacities, requests, sessions, **plugins):
-    from sim.cache import CachePlugins
+    from sim.cache.multitier import CachePlugins
 
     cache, hit_tier, blocks, offsets = _prefix_replay("lru", capacities, requests)
     cache.replay(blocks, offsets, hit_tier, 0, len(requests), prefix=True,

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sim.compute import RooflineCompute, StepShape, VidurProfile, compute_model
+from sim.serving.compute import RooflineCompute, StepShape, VidurProfile, compute_model
 from sim.config import load_config
 from sim.specs import gpu_spec, model_spec
 from tests.conftest import ROOT
@@ -88,7 +88,7 @@ def test_newer_llmservingsim_bundle_format_by_hand(tmp_path):
     extra per-layer operator (qk_norm), and per-shard shapes in meta.yaml. Step time by hand."""
     from pathlib import Path
 
-    from sim.compute import LLMServingSimCompute
+    from sim.serving.compute import LLMServingSimCompute
 
     tp = Path(tmp_path) / "tp1"
     tp.mkdir()
@@ -116,7 +116,7 @@ def test_bundle_at_tp2_adds_measured_allreduces(tmp_path):
     """TP > 1: per-shard operator times plus two all-reduces per layer, timed from hardware.yaml samples."""
     from pathlib import Path
 
-    from sim.compute import LLMServingSimCompute
+    from sim.serving.compute import LLMServingSimCompute
 
     hardware, bundle = Path(tmp_path), Path(tmp_path) / "org" / "model" / "bf16"
     (bundle / "tp2").mkdir(parents=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sim.engine import Engine
+from sim.serving.engine import Engine
 
 
 def test_events_run_in_time_then_priority_then_fifo_order():

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from learned.features import FEATURES, access_features, next_use_labels
-from sim.cache_only import run_cache_only
+from sim.cache.replay import run_cache_only
 from sim.config import load_config
 from tests.test_serving import make_trace
 
@@ -83,7 +83,7 @@ def test_evaluating_on_the_training_range_is_refused(mooncake_model, run_cli):
 
 @pytest.mark.parametrize("capacity", [1000, 3000, 5000])
 def test_learned_beats_lru_on_the_held_out_half(mooncake_model, capacity):
-    from main import load_workload
+    from trace.workload import load_workload
 
     trace, out = mooncake_model
     config = load_config(None, sets=["serving.block_size=512", f"workload.trace={trace}", "workload.range_start=0.5",

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from sim.config import SLOConfig
-from sim.metrics import RequestRecord, serving_metrics, slo_pass
+from sim.report.metrics import RequestRecord, serving_metrics, slo_pass
 from tests.conftest import BUNDLED_AZURE
 
 

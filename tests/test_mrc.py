@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.mrc import NO_REUSE, lru_mrc, stack_distances
+from sim.cache.mrc import NO_REUSE, lru_mrc, stack_distances
 from tests.cache_helpers import plain_hits
 
 

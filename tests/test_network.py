@@ -7,9 +7,9 @@ import json
 import pytest
 
 from sim.config import NetworkConfig
-from sim.engine import Engine
+from sim.serving.engine import Engine
 from sim.errors import ConfigError
-from sim.network import MIB, AnalyticNetwork, Link, LookupNetwork, network_model
+from sim.serving.network import MIB, AnalyticNetwork, Link, LookupNetwork, network_model
 from tests.conftest import ROOT
 
 NS3_TABLE = ROOT / "profiles" / "ns3_kv_transfer_100gbps.json"  # copy of shared/data/profiles' table

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim.access import NEVER, next_use_index
+from sim.cache.access import NEVER, next_use_index
 from sim.errors import ConfigError
-from sim.policies import POLICIES, make_policy
+from sim.cache.policies import POLICIES, make_policy
 from tests.cache_helpers import evictions
 
 lcs = pytest.importorskip("libcachesim")

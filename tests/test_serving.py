@@ -7,12 +7,12 @@ import math
 import numpy as np
 import pytest
 
-import sim.instance
-from sim.compute import StepShape, compute_model
+import sim.serving.instance
+from sim.serving.compute import StepShape, compute_model
 from sim.config import load_config
 from sim.errors import InputError
-from sim.metrics import BREAKDOWN
-from sim.serving import run_serving
+from sim.report.metrics import BREAKDOWN
+from sim.serving.run import run_serving
 from trace import blocks as bm
 from trace.request import Trace, TraceProvenance
 
@@ -92,7 +92,7 @@ def test_decode_windows_equal_single_steps(monkeypatch):
     trace = _synthetic(config)
     for mode in ("single", "pd"):
         windowed, _ = run_serving(trace, config, mode)
-        monkeypatch.setattr(sim.instance, "MAX_WINDOW_STEPS", 1)
+        monkeypatch.setattr(sim.serving.instance, "MAX_WINDOW_STEPS", 1)
         stepped, _ = run_serving(trace, config, mode)
         monkeypatch.undo()
         for key in ("ttft_s", "tpot_s", "e2e_s", "itl_s"):
@@ -142,7 +142,7 @@ def test_analytic_kv_transfer_time_by_hand():
 def test_reference_scenario_orders_aggregated_below_disaggregated_ttft():
     """The SimAI/Vidur RTX 5090 study (profiles/rtx5090_llama3_8b_pd_study.yaml): 4 aggregated replicas
     answer faster than 2P+2D on the Azure conversation trace (146 vs 383 ms mean TTFT there)."""
-    from main import load_workload
+    from trace.workload import load_workload
     from tests.conftest import BUNDLED_AZURE, ROOT
 
     config = load_config(None, overlays=[ROOT / "profiles" / "rtx5090_llama3_8b_pd_study.yaml"],

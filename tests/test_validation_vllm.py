@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from sim.config import load_config
-from sim.serving import run_serving
+from sim.serving.run import run_serving
 from tests.conftest import ROOT
 
 OVERLAY = ROOT / "profiles" / "rtx4090_llama31_8b_vllm.yaml"
@@ -26,7 +26,7 @@ def _measured(shared_data):
 
 
 def test_replay_matches_measured_vllm_within_5_percent(shared_data):
-    from main import load_workload
+    from trace.workload import load_workload
 
     trace_path = shared_data / "traces" / "llmservingsim_sharegpt_llama31_8b_300.jsonl"
     config = load_config(None, overlays=[OVERLAY], sets=[f"workload.trace={trace_path}"])

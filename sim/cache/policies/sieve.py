@@ -7,7 +7,7 @@ block; it then rests at that block's newer neighbour, wrapping to the tail.
 
 from __future__ import annotations
 
-from sim.policies.base import EvictionPolicy, register
+from sim.cache.policies.base import EvictionPolicy, register
 
 
 @register

@@ -3,7 +3,7 @@
 Exact and clairvoyant: evicts the resident block whose next use is farthest in the
 future; blocks never used again go first. Needs ``next_use[t]``: the stream index of
 the next access to the block accessed at index t (a sentinel past the end if none),
-built by one backward pass (``sim.access.next_use_index``). Like libCacheSim's
+built by one backward pass (``sim.cache.access.next_use_index``). Like libCacheSim's
 Belady it always admits on a miss. A lazy max-heap keeps every hook O(log n).
 """
 
@@ -13,7 +13,7 @@ import heapq
 
 import numpy as np
 
-from sim.policies.base import EvictionPolicy, register
+from sim.cache.policies.base import EvictionPolicy, register
 
 
 @register

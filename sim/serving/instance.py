@@ -29,12 +29,12 @@ import numpy as np
 from dataclasses import dataclass, field
 from typing import Callable
 
-from sim.cache import MultiTierCache
-from sim.compute import ComputeModel, StepShape
+from sim.cache.multitier import MultiTierCache
+from sim.serving.compute import ComputeModel, StepShape
 from sim.config import ServingConfig
-from sim.engine import Engine
+from sim.serving.engine import Engine
 from sim.errors import InputError
-from sim.metrics import RequestRecord
+from sim.report.metrics import RequestRecord
 
 UNIFIED, PREFILL, DECODE = "unified", "prefill", "decode"
 MAX_WINDOW_STEPS = 4096

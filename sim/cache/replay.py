@@ -7,23 +7,17 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from sim.access import next_use_index, tokens_per_access
-from sim.cache import CachePlugins, MultiTierCache
+from sim.cache.access import access_semantics, learned_predictions, next_use_index, tokens_per_access
+from sim.cache.multitier import CachePlugins, MultiTierCache
 from sim.config import Config
 from sim.errors import ConfigError
-from sim.mrc import capacity_grid, lru_mrc
-from sim.policies import POLICIES, make_policy  # noqa: F401  (make_policy fills the registry)
-from sim.report import RunResult
-from sim.tiers import TIER_NAMES, build_tiers, kv_block_bytes
+from sim.cache.mrc import capacity_grid, lru_mrc
+from sim.cache.policies import POLICIES, make_policy  # noqa: F401  (make_policy fills the registry)
+from sim.report.document import RunResult
+from sim.cache.tiers import TIER_NAMES, build_tiers, kv_block_bytes
 from trace.request import Trace
 
 CHUNK = 1 << 18  # accesses (plain) between progress updates
-
-
-def access_semantics(config: Config, default: str) -> str:
-    """``cache.access_semantics``, with ``auto`` resolved to the mode's default."""
-    chosen = config.cache.access_semantics
-    return default if chosen == "auto" else chosen
 
 
 def cache_metrics(trace: Trace, cache: MultiTierCache, hit_tier: np.ndarray, semantics: str) -> dict[str, Any]:
@@ -110,17 +104,6 @@ def run_cache_only(trace: Trace, config: Config, policies: list[str], progress: 
             metrics["learned_model"] = model.describe()
         runs.append(RunResult(name=name, metrics=metrics, overrides={"cache.policy": name}))
     return runs
-
-
-def learned_predictions(trace: Trace, config: Config):
-    """Load ``cache.learned_model``, refuse train/test overlap, and predict every access's next use."""
-    from learned.model import LearnedModel
-
-    if not config.cache.learned_model:
-        raise ConfigError("policy 'learned' needs cache.learned_model (train one: python -m learned.train --help)")
-    model = LearnedModel.load(config.cache.learned_model)
-    model.check_no_overlap(trace, config.cache.allow_train_test_overlap)
-    return model, model.predicted_next_use(trace)
 
 
 def run_mrc(trace: Trace, config: Config) -> RunResult:

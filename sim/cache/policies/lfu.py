@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from sim.policies.base import EvictionPolicy, register
+from sim.cache.policies.base import EvictionPolicy, register
 
 
 @register

@@ -6,8 +6,8 @@ computer", IBM Systems Journal 5(2), 1966 (where its capacity anomaly was later 
 
 from __future__ import annotations
 
-from sim.policies.base import register
-from sim.policies.lru import LRU
+from sim.cache.policies.base import register
+from sim.cache.policies.lru import LRU
 
 
 @register

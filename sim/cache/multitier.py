@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim.tiers import Tier
+from sim.cache.tiers import Tier
 
 
 class MultiTierCache:

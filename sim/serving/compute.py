@@ -28,7 +28,7 @@ import pandas as pd
 
 from sim.config import Config
 from sim.errors import ConfigError
-from sim.network import AnalyticNetwork, NetworkModel
+from sim.serving.network import AnalyticNetwork, NetworkModel
 from sim.specs import DTYPE_BYTES, GPUSpec, ModelSpec, gpu_spec, model_spec
 
 
@@ -294,7 +294,7 @@ class LLMServingSimCompute:
                 rows = sorted((float(x["bytes"]), float(x["us"]) * 1e-6) for x in samples
                               if x.get("collective") == "all_reduce")
                 if len(rows) >= 2:
-                    from sim.network import LookupNetwork
+                    from sim.serving.network import LookupNetwork
 
                     return LookupNetwork(np.array([r[0] for r in rows]), np.array([r[1] for r in rows]), str(path))
         return None

@@ -1,9 +1,12 @@
-"""Access-stream helpers shared by cache replays: next-use index and tokens per block."""
+"""Access-stream helpers shared by cache-only replay and serving: access semantics, the future
+(next-use index) for clairvoyant policies, a learned model's predicted next uses, tokens per block."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from sim.config import Config
+from sim.errors import ConfigError
 from trace.request import Trace
 
 NEVER = np.iinfo(np.int64).max  # "never used again" (libCacheSim's INT64_MAX convention)
@@ -33,3 +36,20 @@ def tokens_per_access(trace: Trace) -> np.ndarray:
     last = offsets[1:][has_blocks] - 1
     tokens[last] = trace.input_tokens[has_blocks] - (counts[has_blocks] - 1) * bs
     return tokens
+
+
+def access_semantics(config: Config, default: str) -> str:
+    """``cache.access_semantics``, with ``auto`` resolved to the mode's default."""
+    chosen = config.cache.access_semantics
+    return default if chosen == "auto" else chosen
+
+
+def learned_predictions(trace: Trace, config: Config):
+    """Load ``cache.learned_model``, refuse train/test overlap, and predict every access's next use."""
+    from learned.model import LearnedModel
+
+    if not config.cache.learned_model:
+        raise ConfigError("policy 'learned' needs cache.learned_model (train one: python -m learned.train --help)")
+    model = LearnedModel.load(config.cache.learned_model)
+    model.check_no_overlap(trace, config.cache.allow_train_test_overlap)
+    return model, model.predicted_next_use(trace)

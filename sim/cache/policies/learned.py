@@ -18,7 +18,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from sim.policies.base import EvictionPolicy, register
+from sim.cache.policies.base import EvictionPolicy, register
 
 
 @register

@@ -1,6 +1,6 @@
 """Serving runs: single-node (aggregated workers) and prefill/decode-disaggregated, on one event engine.
 
-Both modes are configurations of the same parts: instances (``sim.instance``), a router,
+Both modes are configurations of the same parts: instances (``sim.serving.instance``), a router,
 per-instance HBM tiers over shared lower tiers (the node's DRAM/SSD and the rack EIC),
 and, for PD, links that carry KV from prefill to decode instances.
 """
@@ -14,20 +14,19 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from sim.access import next_use_index
-from sim.cache import MultiTierCache
-from sim.cache_only import access_semantics, learned_predictions
-from sim.compute import compute_model
+from sim.cache.access import access_semantics, learned_predictions, next_use_index
+from sim.cache.multitier import MultiTierCache
+from sim.serving.compute import compute_model
 from sim.config import Config
-from sim.engine import Engine
+from sim.serving.engine import Engine
 from sim.errors import ConfigError
-from sim.instance import DECODE, PREFILL, UNIFIED, Instance, Job
-from sim.metrics import RequestRecord, serving_metrics
-from sim.network import Link, network_model
-from sim.policies import POLICIES, make_policy
-from sim.report import RunResult
-from sim.routers import router
-from sim.tiers import TIER_NAMES, Tier, build_tiers, hbm_capacity_blocks, kv_block_bytes
+from sim.serving.instance import DECODE, PREFILL, UNIFIED, Instance, Job
+from sim.report.metrics import RequestRecord, serving_metrics
+from sim.serving.network import Link, network_model
+from sim.cache.policies import POLICIES, make_policy
+from sim.report.document import RunResult
+from sim.serving.routers import router
+from sim.cache.tiers import TIER_NAMES, Tier, build_tiers, hbm_capacity_blocks, kv_block_bytes
 from sim.specs import model_spec
 from trace.request import Trace
 

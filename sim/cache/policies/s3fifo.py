@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from sim.policies.base import EvictionPolicy, register
+from sim.cache.policies.base import EvictionPolicy, register
 
 SMALL_RATIO = 0.10
 GHOST_RATIO = 0.90

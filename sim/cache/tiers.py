@@ -8,7 +8,7 @@ import numpy as np
 
 from sim.config import Config, TierConfig
 from sim.errors import ConfigError
-from sim.policies import EvictionPolicy, make_policy
+from sim.cache.policies import EvictionPolicy, make_policy
 from sim.specs import DTYPE_BYTES, GIB, gpu_spec, model_spec
 
 TIER_NAMES = ("hbm", "dram", "ssd", "eic")

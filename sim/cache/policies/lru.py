@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from sim.policies.base import EvictionPolicy, register
+from sim.cache.policies.base import EvictionPolicy, register
 
 
 @register

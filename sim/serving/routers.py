@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 from sim.errors import ConfigError
-from sim.instance import Instance
+from sim.serving.instance import Instance
 
 Router = Callable[[Sequence[Instance], list[int], int], Instance]
 

@@ -22,7 +22,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from sim.config import NetworkConfig
-from sim.engine import Engine
+from sim.serving.engine import Engine
 from sim.errors import ConfigError
 
 MIB = 1 << 20

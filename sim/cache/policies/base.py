@@ -56,7 +56,7 @@ def register(cls: type[EvictionPolicy]) -> type[EvictionPolicy]:
 def make_policy(name: str, capacity: int, next_use: np.ndarray | None = None,
                 predicted: np.ndarray | None = None) -> EvictionPolicy:
     """A fresh policy by registry name; unknown names list the valid ones."""
-    from sim import policies  # noqa: F401  (imports every policy module, filling the registry)
+    from sim.cache import policies  # noqa: F401  (imports every policy module, filling the registry)
 
     if name not in POLICIES:
         raise ConfigError(f"unknown eviction policy {name!r}; valid policies: {', '.join(sorted(POLICIES))}")

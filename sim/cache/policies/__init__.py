@@ -1,0 +1,6 @@
+"""Eviction policies behind one interface, registered by name (``POLICIES``, ``make_policy``)."""
+
+from sim.cache.policies.base import POLICIES, EvictionPolicy, make_policy, register
+from sim.cache.policies import arc, belady, fifo, learned, lfu, lru, s3fifo, sieve  # noqa: F401  (register themselves)
+
+__all__ = ["POLICIES", "EvictionPolicy", "make_policy", "register"]

@@ -1,0 +1,1 @@
+"""Results: per-request serving metrics, the report document (JSON/CSV) and plots."""
