@@ -25,3 +25,33 @@ def test_run_until_and_past_scheduling():
     assert log == [1] and engine.now == 2.0
     with pytest.raises(ValueError):
         engine.at(1.5, log.append, "past")
+
+
+def test_watchdog_turns_a_self_rescheduling_event_into_an_error():
+    """An event that keeps rescheduling itself at the same instant (the old link bug) must fail, not hang."""
+    from sim.serving.engine import StallError
+
+    engine = Engine(max_events_at_one_time=1000)
+
+    def again() -> None:
+        engine.after(0.0, again)
+
+    engine.at(2.0**20, again)
+    with pytest.raises(StallError, match="stopped at"):
+        engine.run()
+
+
+def test_link_completes_at_week_scale_times():
+    """At now ~ 6e5 s one ulp is ~1e-10 s: finishing transfers must still complete, in order."""
+    from sim.serving.network import AnalyticNetwork, Link
+
+    engine = Engine(max_events_at_one_time=1000)
+    link = Link(engine, AnalyticNetwork(bandwidth=12.5e9, latency=5e-6))
+    done = []
+    for k, start in enumerate([604_800.0, 604_800.0, 604_800.000001]):
+        engine.at(start, link.send, (k + 1) * 1e6, lambda d, k=k: done.append((k, engine.now)))
+    engine.run()
+    assert [k for k, _ in done] == [0, 1, 2]
+    # Processor sharing by hand: isolated times 85, 165, 245 us. Flows 0 and 1 share the first
+    # microsecond (0.5 us each); then three share, so flow 0's remaining 84.5 us take 3 x 84.5 us.
+    assert done[0][1] - 604_800.0 == pytest.approx(1e-6 + 3 * 84.5e-6, rel=1e-5)

@@ -10,10 +10,21 @@ import heapq
 from typing import Any, Callable
 
 
+# Events allowed at one simulated instant before the run is declared stalled: far above any
+# real burst (every request of a large trace arriving at once costs a few events each), far
+# below "forever". A stall is a bug in kvsim, so it raises instead of hanging.
+MAX_EVENTS_AT_ONE_TIME = 5_000_000
+
+
+class StallError(RuntimeError):
+    """Simulated time stopped advancing: an internal error, never a user's bad input."""
+
+
 class Engine:
     """A clock and an agenda of callbacks."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_events_at_one_time: int = MAX_EVENTS_AT_ONE_TIME) -> None:
+        self.max_events_at_one_time = max_events_at_one_time
         self.now = 0.0
         self._heap: list[tuple[float, int, int, Callable[..., Any], tuple]] = []
         self._seq = 0
@@ -33,11 +44,19 @@ class Engine:
     def run(self, until: float | None = None) -> None:
         """Process events in order until the agenda is empty (or simulated time passes ``until``)."""
         heap = self._heap
+        same_time = 0
         while heap:
             if until is not None and heap[0][0] > until:
                 self.now = until
                 return
             time, _, _, callback, args = heapq.heappop(heap)
+            if time == self.now:
+                same_time += 1
+                if same_time > self.max_events_at_one_time:
+                    raise StallError(f"simulated time stopped at {time!r} s: {same_time:,} events without progress "
+                                     f"(last: {getattr(callback, '__qualname__', callback)})")
+            else:
+                same_time = 0
             self.now = time
             self.events_run += 1
             callback(*args)

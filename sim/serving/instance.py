@@ -297,9 +297,12 @@ class Instance:
         window = self.window
         if window is None:
             return
-        elapsed = self.engine.now - window.start
-        done = int(np.searchsorted(window.ends[: window.steps], elapsed, side="right"))
-        steps = done if done and window.ends[done - 1] == elapsed else done + 1
+        # Step ends as absolute times, computed as their events are scheduled (start + offset):
+        # comparing ``now`` with them stays exact at any magnitude of simulated time.
+        now = self.engine.now
+        step_ends = window.start + window.ends[: window.steps]
+        done = int(np.searchsorted(step_ends, now, side="right"))
+        steps = done if done and step_ends[done - 1] == now else done + 1
         if steps < window.steps:
             window.steps = steps
             self._window_version += 1

@@ -14,6 +14,7 @@ whichever model gives that time.
 
 from __future__ import annotations
 
+import heapq
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,22 +107,32 @@ def network_model(config: NetworkConfig) -> NetworkModel:
 
 
 class Link:
-    """One link shared max-min fairly by concurrent transfers (processor sharing)."""
+    """One link shared max-min fairly by concurrent transfers (processor sharing).
+
+    Kept in *virtual time*: ``_virtual`` is the service each active transfer has received,
+    growing at 1/n per second while n transfers share the link. A transfer's finish tag
+    (virtual time at start + its isolated time) is fixed when it starts, so no remaining
+    work is ever re-subtracted and rounding cannot accumulate. The completion event sets
+    virtual time to the head tag itself, so at least one transfer finishes each time,
+    whatever the magnitude of simulated time (an absolute epsilon is below one ulp of
+    ``now`` past 2^14 s and made the completion event reschedule itself forever).
+    """
 
     def __init__(self, engine: Engine, model: NetworkModel, shared: bool = True):
         self.engine = engine
         self.model = model
         self.shared = shared
-        self._remaining: dict[int, float] = {}  # transfer id -> seconds of exclusive link time left
-        self._done: dict[int, Callable[[float], None]] = {}
+        self._tags: list[tuple[float, int]] = []  # heap of (finish tag, transfer id)
+        self._done: dict[int, Callable[[], None]] = {}
         self._next_id = 0
+        self._virtual = 0.0
         self._last = 0.0
         self._version = 0
         self.bytes_sent = 0
 
     @property
     def active(self) -> int:
-        return len(self._remaining)
+        return len(self._tags)
 
     def send(self, nbytes: float, on_done: Callable[[float], None]) -> None:
         """Start a transfer now; ``on_done(duration)`` runs when its last byte arrives."""
@@ -134,33 +145,35 @@ class Link:
         self._advance()
         tid = self._next_id
         self._next_id += 1
-        self._remaining[tid] = service
+        heapq.heappush(self._tags, (self._virtual + service, tid))
         self._done[tid] = lambda: on_done(self.engine.now - start)
         self._reschedule()
 
     def _advance(self) -> None:
-        """Charge the time since the last change to every active transfer (equal shares)."""
+        """Virtual time gained since the last change: elapsed time over the active transfers."""
         now = self.engine.now
-        if self._remaining:
-            share = (now - self._last) / len(self._remaining)
-            for tid in self._remaining:
-                self._remaining[tid] -= share
+        if self._tags:
+            self._virtual += (now - self._last) / len(self._tags)
+        else:
+            self._virtual = 0.0  # idle: restart virtual time (keeps its magnitude small)
         self._last = now
 
     def _reschedule(self) -> None:
         self._version += 1
-        if self._remaining:
-            first = min(self._remaining.values())
-            self.engine.after(max(0.0, first) * len(self._remaining), self._complete, self._version)
+        if self._tags:
+            head = self._tags[0][0]
+            self.engine.after(max(0.0, head - self._virtual) * len(self._tags), self._complete, self._version)
 
     def _complete(self, version: int) -> None:
         if version != self._version:
-            return  # superseded by a later start or finish
+            return  # superseded by a later start
         self._advance()
-        eps = 1e-12
-        finished = sorted(tid for tid, left in self._remaining.items() if left <= eps)
-        for tid in finished:
-            del self._remaining[tid]
+        tags = self._tags
+        self._virtual = max(self._virtual, tags[0][0])  # this event is the head's finish: never short of it
+        finished = []
+        while tags and tags[0][0] <= self._virtual:
+            finished.append(heapq.heappop(tags)[1])
+        finished.sort()
         callbacks = [self._done.pop(tid) for tid in finished]
         self._reschedule()
         for callback in callbacks:
