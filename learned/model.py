@@ -24,6 +24,11 @@ from sim.errors import InputError
 from trace.request import Trace
 
 SIDECAR_VERSION = 2
+# "Not used again within the horizon" is spread log-uniformly over the next ten doublings: an
+# uninformative prior under which a block idle longer is a little less likely back (LRU's
+# assumption) where the model has nothing to say. Measured on Mooncake (learned/README.md):
+# a hard "never" (inf) loses to LRU at capacities whose eviction age exceeds the horizon.
+BEYOND_SPAN = 2.0 ** 10
 PREDICT_CHUNK = 1 << 20  # rows per LightGBM call: bounds memory at ~100 MB for any trace
 
 
@@ -103,7 +108,8 @@ class LearnedModel:
             model._table = np.asarray(classes["table"], dtype=np.float64)
             model._thresholds = np.asarray(classes["thresholds"], dtype=np.float64)
             model._cuts = [int(c) for c in classes["cuts"]]
-            model._edges = np.r_[np.asarray(meta["label"]["edges"], dtype=np.float64), np.inf]
+            edges = np.asarray(meta["label"]["edges"], dtype=np.float64)
+            model._edges = np.r_[edges, edges[-1] * BEYOND_SPAN]
         except Exception as exc:  # LightGBM's own parse errors, malformed class tables
             raise _bad(path, f"cannot be read ({str(exc).splitlines()[0][:80] if str(exc) else type(exc).__name__})") from None
         buckets = len(model._edges) - 1

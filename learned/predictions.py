@@ -18,7 +18,7 @@ import numpy as np
 class Predictions:
     klass: np.ndarray  # int32 [accesses]: class of each access (stream position)
     dist: np.ndarray  # float64 [classes, buckets]: P(next-use distance in bucket) per class
-    edges: np.ndarray  # float64 [buckets + 1]: bucket j is (edges[j], edges[j+1]]; the last ends at inf
+    edges: np.ndarray  # float64 [buckets + 1]: bucket j is (edges[j], edges[j+1]], log-uniform inside
     num_ids: int  # block ids are below this
 
     @classmethod

@@ -187,6 +187,11 @@ def check_writable(out: Path) -> None:
     if out.is_dir():
         raise InputError(f"--out {out}: is a directory")
     directory = out.parent
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"--out {out}: {existing} is not a directory")
     try:
         directory.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".learned-train-", dir=directory)
