@@ -117,58 +117,74 @@ def previous_turn(trace: Trace, prev: np.ndarray, owner: np.ndarray) -> np.ndarr
 
 
 def access_features(trace: Trace) -> np.ndarray:
-    """An (accesses × len(FEATURES)) float32 matrix for the trace's plain access stream."""
+    """An (accesses × len(FEATURES)) float32 matrix for the trace's plain access stream.
+
+    Columns are written as they are computed and the temporaries dropped, so memory stays at
+    the matrix plus a few stream-length arrays (10 M accesses: about 3 GB at the peak).
+    """
     stream = trace.access_stream()
     n = len(stream)
+    out = np.empty((n, len(FEATURES)), dtype=np.float32)
+    column = {name: i for i, name in enumerate(FEATURES)}
+
+    def put(name: str, values: np.ndarray) -> None:
+        out[:, column[name]] = values
+
     t = np.arange(n, dtype=np.int64)
     prev = previous_use(stream)
-    prev2 = np.where(prev >= 0, prev[np.maximum(prev, 0)], -1)
-    gap1 = np.where(prev >= 0, t - prev, np.nan)
-    gap2 = _previous_gap(prev, prev)
-    gap3 = _previous_gap(prev, prev2)
+    put("log_gap1", _log(np.where(prev >= 0, t - prev, np.nan)))
+    put("log_gap2", _log(_previous_gap(prev, prev)))
+    put("log_gap3", _log(_previous_gap(prev, np.where(prev >= 0, prev[np.maximum(prev, 0)], -1))))
 
     order = np.argsort(stream, kind="stable")
     sorted_keys = stream[order]
     group_start = np.r_[0, np.flatnonzero(sorted_keys[1:] != sorted_keys[:-1]) + 1] if n else np.zeros(0, np.int64)
+    del sorted_keys
     starts = np.repeat(group_start, np.diff(np.r_[group_start, n]))
-    count = np.empty(n, dtype=np.int64)
-    count[order] = np.arange(n) - starts  # earlier uses of the same block
-    first = np.empty(n, dtype=np.int64)
-    first[order] = order[starts]
+    earlier = np.empty(n, dtype=np.int64)
+    earlier[order] = t - starts  # earlier uses of the same block
+    put("log_count", _log(earlier))
+    earlier[order] = order[starts]  # its first use
+    put("log_age", _log(t - earlier))
+    del order, starts, earlier
 
     owner, depth = block_positions(trace.block_offsets)
-    blocks_in_prompt = np.diff(trace.block_offsets)[owner]
     arrival = trace.arrival_s[owner]
-    gap1_s = np.where(prev >= 0, arrival - arrival[np.maximum(prev, 0)], np.nan)
-    fill = tokens_per_access(trace) / trace.provenance.block_tokens
+    put("gap1_seconds", np.where(prev >= 0, arrival - arrival[np.maximum(prev, 0)], np.nan))
+    del arrival
+    blocks_in_prompt = np.diff(trace.block_offsets)[owner]
+    put("depth", depth)
+    put("depth_fraction", depth / np.maximum(blocks_in_prompt, 1))
+    put("log_prompt_blocks", _log(blocks_in_prompt))
+    put("log_blocks_after", _log(blocks_in_prompt - depth - 1))
+    del blocks_in_prompt, depth
+    put("block_fill", tokens_per_access(trace) / trace.provenance.block_tokens)
 
     # Distinct children seen so far: first appearance of each (block, next block in the same prompt) pair.
     has_child = np.r_[owner[1:] == owner[:-1], False]
-    parents, children, when = stream[has_child], stream[np.r_[False, has_child[:-1]]], t[has_child]
-    pairs = pd.DataFrame({"p": parents, "c": children, "t": when}).drop_duplicates(["p", "c"], keep="first")
+    pairs = pd.DataFrame({"p": stream[has_child], "c": stream[np.r_[False, has_child[:-1]]], "t": t[has_child]})
+    pairs = pairs.drop_duplicates(["p", "c"], keep="first")
     combined = np.sort(pairs["p"].to_numpy(np.int64) * (n + 1) + pairs["t"].to_numpy(np.int64))
-    children_so_far = (np.searchsorted(combined, stream.astype(np.int64) * (n + 1) + t, side="right")
-                       - np.searchsorted(combined, stream.astype(np.int64) * (n + 1), side="left"))
+    del pairs, has_child
+    key = stream.astype(np.int64) * (n + 1)
+    put("log_children", _log(np.searchsorted(combined, key + t, side="right") - np.searchsorted(combined, key)))
+    del combined, key, t
 
     # Sessions and turns (request level, then broadcast to the request's blocks).
     parent = previous_turn(trace, prev, owner)
     turn, root = _chain_sessions(parent)
     has_parent = parent >= 0
     turn_gap = np.where(has_parent, trace.arrival_s - trace.arrival_s[np.maximum(parent, 0)], np.nan)
-    prev_turn_gap = np.where(has_parent, turn_gap[np.maximum(parent, 0)], np.nan)
-    session_age = trace.arrival_s - trace.arrival_s[root]
     blocks = np.diff(trace.block_offsets)
     seen_blocks = np.bincount(owner, weights=(prev >= 0), minlength=len(trace))
-    seen_fraction = seen_blocks / np.maximum(blocks, 1)
-
-    columns = [
-        _log(gap1), _log(gap2), _log(gap3), _log(count), _log(t - first), gap1_s,
-        depth.astype(np.float64), depth / np.maximum(blocks_in_prompt, 1), _log(blocks_in_prompt),
-        _log(blocks_in_prompt - depth - 1), fill, _log(children_so_far),
-        turn[owner].astype(np.float64), turn_gap[owner], prev_turn_gap[owner], session_age[owner],
-        seen_fraction[owner], _log((blocks - seen_blocks)[owner]), _log(trace.output_tokens[owner]),
-    ]
-    return np.column_stack(columns).astype(np.float32)
+    put("turn", turn[owner])
+    put("turn_gap_s", turn_gap[owner])
+    put("prev_turn_gap_s", np.where(has_parent, turn_gap[np.maximum(parent, 0)], np.nan)[owner])
+    put("session_age_s", (trace.arrival_s - trace.arrival_s[root])[owner])
+    put("seen_fraction", (seen_blocks / np.maximum(blocks, 1))[owner])
+    put("log_new_blocks", _log(blocks - seen_blocks)[owner])
+    put("log_output_tokens", _log(trace.output_tokens)[owner])
+    return out
 
 
 def next_use_distance(stream: np.ndarray) -> np.ndarray:
