@@ -50,7 +50,7 @@ B_OUT_PREV = 5  # links of the block's out-list
 B_OUT_NEXT = 6
 B_OUT = 7  # out-list of a block in the real cache: bit e set: expert e does not hold it (0: both do)
 B_CLASS = 8  # predicted class of the block's last access
-BLOCK_FIELDS = 16  # 9 used; 64 bytes: one cache line per block
+BLOCK_FIELDS = 9
 
 # Integer scalars.
 S_CAP = 0  # capacity of the experts (the policy's nominal capacity)
