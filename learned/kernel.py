@@ -107,7 +107,7 @@ def new_state(capacity: int, num_ids: int, dist: np.ndarray, edges: np.ndarray, 
     """Fresh state arrays for a policy of ``capacity`` blocks over ids ``[0, num_ids)``."""
     blocks = _new_blocks(max(1, num_ids))
     ints = np.zeros(INT_SLOTS, dtype=np.int64)
-    ints[S_CAP] = capacity
+    ints[S_CAP] = max(1, capacity)
     ints[S_CLOCK] = -1
     ints[S_RNG] = (seed * 0x9E3779B97F4A7C15 + 0x2545F4914F6CDD1D) & 0x7FFFFFFFFFFFFFFF or 1
     ints[S_LEADER] = MODEL  # trusted until ARC has had significantly more hits
@@ -186,6 +186,8 @@ def _hit_density(dist, edges, idle, horizon):
 @njit(cache=True)
 def age_bucket(age):
     """Bucket of an idle time in accesses: four steps per power of two of age + 1 (integer ops only)."""
+    if age < 1:  # (a lower tier may see a demoted block's older position: no negative ages)
+        return 0
     x = age + 1
     y, e = x, 0  # e = floor(log2(x))
     if y >> 32:
@@ -484,7 +486,11 @@ def on_access(blocks, last, model_slots, ints, floats, table, dist, edges, key, 
 
 @njit(cache=True)
 def on_insert(blocks, last, real_ids, model_slots, ints, floats, table, dist, edges, key, klass, now):
-    """``key`` enters the real cache (after any victim left)."""
+    """``key`` enters the real cache (after any victim left). Already there (a lower tier shared by
+    instances receives the same block from two of them): an access."""
+    if blocks[key, B_REAL] >= 0:
+        _experts_step(blocks, last, model_slots, ints, floats, table, dist, edges, key, klass, now)
+        return
     n = ints[S_NREAL]
     real_ids[n] = key
     blocks[key, B_REAL] = n
@@ -499,6 +505,8 @@ def on_insert(blocks, last, real_ids, model_slots, ints, floats, table, dist, ed
 def on_remove(blocks, real_ids, ints, key):
     """``key`` leaves the real cache."""
     slot = blocks[key, B_REAL]
+    if slot < 0:
+        return
     n = ints[S_NREAL] - 1
     moved = real_ids[n]
     real_ids[slot] = moved

@@ -186,3 +186,29 @@ def test_learned_is_at_least_the_best_classic_policy_on_the_held_out_half(moonca
 def config_sets(trace, model) -> list[str]:
     return ["serving.block_size=512", f"workload.trace={trace}", "workload.range_start=0.5",
             f"cache.learned_model={model}"]
+
+
+def test_a_block_inserted_twice_counts_once():
+    """A lower tier shared by instances can receive the same block from two of them."""
+    from sim.cache.policies import make_policy
+
+    policy = make_policy("learned", 2, predicted=np.array([5.0, 6.0, 7.0, 8.0]))
+    policy.on_insert(1, 0)
+    policy.on_insert(1, 1)
+    policy.on_insert(2, 2)
+    assert policy.state["ints"][kernel.S_NREAL] == 2 and policy.victim(3) in (1, 2)
+
+
+@pytest.mark.parametrize("mode", [[], ["--pd"]], ids=["single", "pd"])
+def test_serving_runs_with_the_learned_policy(mode, tmp_path, run_cli):
+    """Single-node and PD serving (instances sharing the DRAM/SSD tiers) with a small model."""
+    from learned.train import main as train_main
+
+    model = tmp_path / "m.txt"
+    common = ["--set", "serving.block_size=512", "--set", "workload.synthetic.num_requests=300"]
+    assert train_main(["--out", str(model), "--range", "0:1", "--rounds", "3", *common]) == 0
+    status, out, err = run_cli(*mode, "--policy", "learned", "--set", f"cache.learned_model={model}", "--seed", "1",
+                               *common, "--no-plot", "--quiet", "--report-json", tmp_path / "r.json")
+    assert status == 0, err
+    metrics = json.loads((tmp_path / "r.json").read_text())["runs"][0]["metrics"]
+    assert metrics["requests_completed"] == 300 and 0 < metrics["hit_ratio"] < 1
