@@ -104,6 +104,8 @@ def test_link_override_changes_the_step_and_is_refused_where_it_cannot(shared_da
     with pytest.raises(ConfigError, match="tensor_parallel_size is 1"):
         compute_model(load_config(None, sets=["hardware.gpu_link_gbps=48"]))
     vidur = shared_data / "profiles" / "vidur_network" / "a100_pairwise_nvlink"
+    with pytest.raises(ConfigError, match="compute.collectives set, but serving.tensor_parallel_size is 1"):
+        compute_model(load_config(None, sets=[f"compute.collectives={vidur}"]))
     with pytest.raises(ConfigError, match="collectives are measured"):
         compute_model(load_config(None, sets=[*base, "hardware.gpu_link_gbps=48", f"compute.collectives={vidur}"]))
     with pytest.raises(ConfigError, match="must be positive"):

@@ -620,20 +620,22 @@ def gpu_link(config: Config) -> LinkSpec:
 
 def collectives_model(config: Config, bundle: Path | None = None) -> RingCollectives | MeasuredCollectives:
     """Measured collectives (``compute.collectives``, else a bundle's ``hardware.yaml``) over the ring model of
-    the GPU's link; the ring model alone when nothing was measured. A link override that could change
-    nothing (TP 1, or a measured table in use) is an error."""
+    the GPU's link; the ring model alone when nothing was measured. A setting that could change nothing
+    (any of them at TP 1, or a link override beside a measured table) is an error."""
     ring = RingCollectives.over(gpu_link(config))
-    hw, tp = config.hardware, config.serving.tensor_parallel_size
-    override = [f"hardware.{k}" for k, v in (("gpu_link_gbps", hw.gpu_link_gbps),
-                                             ("gpu_link_latency_us", hw.gpu_link_latency_us)) if v is not None]
-    if override and tp == 1:
-        raise ConfigError(f"{', '.join(override)} set, but serving.tensor_parallel_size is 1: no GPU-to-GPU collectives")
+    hw = config.hardware
+    link_keys = [f"hardware.{k}" for k, v in (("gpu_link_gbps", hw.gpu_link_gbps),
+                                              ("gpu_link_latency_us", hw.gpu_link_latency_us)) if v is not None]
+    if config.serving.tensor_parallel_size == 1:
+        inert = link_keys + (["compute.collectives"] if config.compute.collectives else [])
+        if inert:
+            raise ConfigError(f"{', '.join(inert)} set, but serving.tensor_parallel_size is 1: no GPU-to-GPU collectives")
     source = config.compute.collectives or (bundle_hardware_yaml(bundle) if bundle is not None else None)
     if source is None:
         return ring
     measured = MeasuredCollectives.load(source, ring)
-    if override:
-        raise ConfigError(f"{', '.join(override)} set, but collectives are measured ({measured.source}); "
+    if link_keys:
+        raise ConfigError(f"{', '.join(link_keys)} set, but collectives are measured ({measured.source}); "
                           "drop the override or the table")
     return measured
 
