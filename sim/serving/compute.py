@@ -373,13 +373,12 @@ class SkewFit:
         t = t(mean KV) + alpha × (t(max KV) − t(mean KV)),
     alpha per bucket of (prefill chunk ``pc``, decode count ``n``, skew rate (mean − min) / (max − min),
     longest KV ``kv_big``, prefill KV history ``kp``), fitted by weighted least squares on measured
-    bimodal batches; a bucket the fit lacks takes the pooled ``alpha_default``. ``pc`` is a profiled
-    grid point: other chunk sizes blend the alphas of the two neighbouring grid points (exact at grid
-    points; clamped beyond the grid).
+    bimodal batches. ``pc`` is a bucket of its own per profiled chunk size. A batch in no fitted bucket
+    (a chunk size between grid points, more decodes or a longer KV than profiled) takes the pooled
+    ``alpha_default``, as LLMServingSim's ``_skew_alpha`` does.
     """
 
     alphas: dict[tuple[float, str, str, str, str], float]
-    pcs: np.ndarray  # profiled prefill chunk sizes, ascending
     axes: dict[str, tuple[np.ndarray, tuple[str, ...]]]  # n, skew_rate, kv_big, kp: (upper edges, labels)
     default: float
     source: str
@@ -426,29 +425,17 @@ class SkewFit:
             default = 0.0
         alphas = {(float(r.pc), str(r.n_label), str(r.skew_rate_label), str(r.kv_big_label), str(r.kp_label)): float(r.alpha)
                   for r in table.itertuples(index=False)}
-        return cls(alphas, np.sort(table["pc"].unique()).astype(float), axes, default, source)
+        return cls(alphas, axes, default, source)
 
     def _label(self, axis: str, value: float) -> str | None:
         edges, labels = self.axes[axis]
         i = int(np.searchsorted(edges, value, side="left"))  # first edge >= value: the (lo, edge] bucket
         return labels[i] if i < len(labels) else None
 
-    def _bucket(self, pc: float, labels: tuple) -> float:
-        return self.alphas.get((pc, *labels), self.default)
-
     def alpha(self, pc: float, n: int, skew_rate: float, kv_big: float, kp: float) -> float:
         labels = (self._label("n", n), self._label("skew_rate", min(1.0, max(0.0, skew_rate))),
                   self._label("kv_big", kv_big), self._label("kp", kp))
-        if None in labels:
-            return self.default
-        pcs = self.pcs
-        pc = min(max(pc, pcs[0]), pcs[-1])
-        i = int(np.searchsorted(pcs, pc, side="left"))
-        if pcs[i] == pc:
-            return self._bucket(pc, labels)
-        lo, hi = pcs[i - 1], pcs[i]
-        w = (pc - lo) / (hi - lo)
-        return (1 - w) * self._bucket(lo, labels) + w * self._bucket(hi, labels)
+        return self.alphas.get((float(pc), *labels), self.default)
 
 
 # LLMServingSim's dense operators: those run once per model; "layernorm" runs twice per decoder layer
