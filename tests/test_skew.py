@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,9 @@ from sim.specs import model_spec
 BUNDLE = "profiles/llmservingsim_rtx4090_llama31_8b"
 
 
+@functools.lru_cache(maxsize=None)
 def _bundle(shared_data, skew: str) -> LLMServingSimCompute:
+    """The shared RTX 4090 bundle's compute model (loaded once per mode; tests only read it)."""
     return compute_model(load_config(None, sets=["model=llama-3.1-8b", "hardware.gpu=rtx4090", "compute.backend=profiled",
                                                  f"compute.profile={shared_data / BUNDLE}",
                                                  f"compute.skew_correction={skew}"]))
