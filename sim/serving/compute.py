@@ -450,7 +450,7 @@ class LLMServingSimCompute:
 
     dense.csv: per-operator time over total tokens; attention.csv: the attention kernel over
     (prefill chunk tokens, query-weighted causal key length, decode count, decode KV
-    length), corrected for unequal decode KV lengths by skew_fit.csv when present;
+    length), corrected for unequal decode KV lengths by skew_fit.csv when enabled (``SkewFit``);
     per_sequence.csv: LM head and sampler over the step's sequences. A step is
     layers × (dense operators + attention) + embedding + final norm + LM head + sampler
     + the TP collectives.
