@@ -4,7 +4,7 @@ Replays the measured vLLM 0.19 run (RTX 4090, Llama-3.1-8B, 300 ShareGPT request
 with ``profiles/rtx4090_llama31_8b_vllm.yaml`` and prints each statistic and its signed error.
 Definitions as ``tests/test_validation_vllm.py``. Run from the repository root::
 
-    python benchmarks/replay_vllm_rtx4090.py [--shared PATH]
+    python benchmarks/replay_vllm_rtx4090.py [--shared PATH] [--set compute.skew_correction=always]
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", default=str(REPO.parent / "shared" / "data"), help="the shared data folder")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override over the overlay, as main.py's --set")
     args = parser.parse_args()
     shared = Path(args.shared)
     run = shared / "validation" / "llmservingsim_rtx4090_llama31_8b" / "vllm" / "requests.jsonl"
@@ -39,7 +41,7 @@ def main() -> None:
     }
     trace = shared / "traces" / "llmservingsim_sharegpt_llama31_8b_300.jsonl"
     config = load_config(None, overlays=[REPO / "profiles" / "rtx4090_llama31_8b_vllm.yaml"],
-                         sets=[f"workload.trace={trace}"])
+                         sets=[f"workload.trace={trace}", *args.sets])
     _, records = run_serving(load_workload(config), config, "single")
     simulated = {
         "ttft": np.array([r.ttft for r in records]),
