@@ -53,6 +53,9 @@ modes (one at a time):
                   behind a prefix-aware router; TTFT/TPOT/E2E and the TTFT breakdown
   --cluster       racks of nodes behind a prefix-aware router
   --pd            prefill/decode disaggregated serving
+  --check-calibration OVERLAY.yaml
+                  fit of the overlay's compute, collective and network tables (leave-one-out) beside the
+                  roofline / ring / analytic model on the same points
 """
 
 # Modes whose implementation has not landed yet: the issue that builds each.
@@ -79,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--cache-only", action="store_true", help="replay block accesses through the cache tiers, no timing")
     mode.add_argument("--cluster", action="store_true", help="racks of GPU nodes behind a router (not built yet: exits 2)")
     mode.add_argument("--pd", action="store_true", help="prefill/decode disaggregated serving")
+    mode.add_argument("--check-calibration", metavar="OVERLAY.yaml",
+                      help="how well each table the overlay provides fits its measured points, beside the analytic model")
 
     cfg = p.add_argument_group("configuration")
     cfg.add_argument("--config", metavar="PATH", help="YAML config (default: config.yaml here, else next to main.py)")
@@ -262,7 +267,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     start = time.perf_counter()
     try:
+        if args.check_calibration:  # the overlay applies last, over any --calibration-profile
+            args.calibration_profile = [*args.calibration_profile, args.check_calibration]
         config = resolve_config(args)
+        if args.check_calibration:
+            from sim.serving.calibration import run_check_calibration
+
+            return run_check_calibration(args, config, start)
         if args.trace_stats:
             mode, runner = "trace-stats", run_trace_stats
         elif args.cache_only or args.mrc:

@@ -32,7 +32,8 @@ class HardwareConfig:
 
     gpu: str = "h100-sxm"
     gpus_per_node: int = 8
-    intra_node_gbps: float = 450.0  # GB/s per direction between GPUs of a node (H100 NVLink 4: 900 GB/s total)
+    gpu_link_gbps: float | None = None  # GB/s per direction between GPUs of a node; None: the GPU's own link (gpus.yaml)
+    gpu_link_latency_us: float | None = None  # per ring step; None: the GPU's own link
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,8 @@ class ComputeConfig:
 
     backend: Literal["roofline", "profiled"] = "roofline"
     profile: str | None = None  # a Vidur profile or LLMServingSim bundle directory
+    collectives: str | None = None  # measured TP collectives: a Vidur network profile directory or a hardware.yaml
+    skew_correction: Literal["auto", "always", "never"] = "auto"  # LLMServingSim bundles: auto = as meta.yaml says
     flops_efficiency: float = 0.6
     bandwidth_efficiency: float = 0.8
 
@@ -353,7 +356,7 @@ def _load_yaml(path: Path) -> dict[str, Any]:
 
 
 # Keys holding file or directory paths; in a YAML file they are relative to that file.
-PATH_KEYS = ("workload.trace", "network.lookup", "compute.profile", "cache.learned_model")
+PATH_KEYS = ("workload.trace", "network.lookup", "compute.profile", "compute.collectives", "cache.learned_model")
 
 
 def _resolve_paths(layer: dict[str, Any], base: Path) -> dict[str, Any]:
