@@ -29,6 +29,7 @@ from sim.serving.routers import router
 from sim.cache.tiers import TIER_NAMES, Tier, build_tiers, hbm_capacity_blocks, kv_block_bytes
 from sim.specs import model_spec
 from trace.request import Trace
+from trace.workload import require_requests
 
 
 class ServingRun:
@@ -199,6 +200,35 @@ class ServingRun:
             },
         })
         return metrics
+
+
+def max_model_len(config: Config) -> int:
+    """vLLM's ``max_model_len``: ``serving.max_model_len``, by default the model's context length."""
+    return config.serving.max_model_len or model_spec(config.model).max_position_embeddings
+
+
+def admit(trace: Trace, config: Config) -> dict[str, int]:
+    """Skip (and count in the trace's skip reasons) the requests this serving configuration can
+    never run, as vLLM rejects them at admission instead of stalling its scheduler:
+
+    - ``exceeds_max_model_len``: prompt + output tokens above ``max_model_len`` (vLLM's
+      ``InputProcessor`` refuses a longer prompt; its OpenAI server refuses prompt + max_tokens);
+    - ``exceeds_kv_capacity``: the KV of prompt + output needs more blocks than one instance
+      holds, so the request could not finish even alone on an empty instance.
+
+    Checked once, vectorised over the trace, before any instance is built. Returns the counts.
+    """
+    capacity = hbm_capacity_blocks(config)
+    block = config.serving.block_size
+    if capacity <= 0:
+        raise ConfigError(f"no KV block of {block} tokens fits in one instance's memory (serving.num_gpu_blocks, "
+                          f"gpu_memory_utilization, tensor_parallel_size)")
+    tokens = trace.input_tokens + np.maximum(trace.output_tokens, 1)  # every request decodes at least one token
+    skipped = {"exceeds_max_model_len": trace.drop(tokens > max_model_len(config), "exceeds_max_model_len")}
+    tokens = trace.input_tokens + np.maximum(trace.output_tokens, 1)
+    skipped["exceeds_kv_capacity"] = trace.drop(-(-tokens // block) > capacity, "exceeds_kv_capacity")
+    require_requests(trace, f" that {config.model} with {capacity:,} KV blocks of {block} tokens per instance can run")
+    return {reason: n for reason, n in skipped.items() if n}
 
 
 def run_serving(trace: Trace, config: Config, mode: str, progress: bool = False) -> tuple[RunResult, list[RequestRecord]]:
