@@ -29,7 +29,7 @@ from dataclasses import dataclass, field  # noqa: E402
 
 try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
     from sim.config import Config, load_config  # noqa: E402
-    from sim.errors import InputError, quote  # noqa: E402
+    from sim.errors import QUOTE_LIMIT, InputError, quote  # noqa: E402
     from sim.report.document import RunResult, build_report, write_csv, write_json  # noqa: E402
     from sim.report.output import check_writable  # noqa: E402
     from trace.workload import load_workload, with_trace_block_size  # noqa: E402
@@ -116,9 +116,10 @@ MODE_SWITCHES = ("trace_stats", "cache_only", "cluster", "pd")
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # exit 2, as argparse does, with a hint
-        self.print_usage(sys.stderr)
-        self.exit(2, f"{self.prog}: error: {message}\n(see --help for examples)\n")
+    def error(self, message: str) -> None:  # exit 2, as argparse does, in one line like every other error
+        if len(message) > 2 * QUOTE_LIMIT:  # argparse quotes the offending argument whole
+            message = message[: 2 * QUOTE_LIMIT] + "..."
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -236,7 +237,7 @@ def resolve_config(args: argparse.Namespace) -> Config:
     if args.config and not path.is_file():
         raise InputError(f"config file not found: {path}")
     flags = [(_flag(dest), key, getattr(args, dest)) for dest, key in FLAG_KEYS.items()
-             if getattr(args, dest) not in (None, False)]
+             if getattr(args, dest) is not None and getattr(args, dest) is not False]
     if args.policy:
         flags.append(("--policy", "cache.policy", parse_policies(args.policy)[0]))
     return load_config(path, overlays=args.calibration_profile, preset=args.preset, sets=args.sets, flags=flags)
@@ -262,7 +263,7 @@ def check_config_for_mode(args: argparse.Namespace, config: Config, mode: str, p
 
     if config.workload.trace is None:
         for dest in ("workload_format", "workload_time_unit", "strict_workload_validation"):
-            if getattr(args, dest) not in (None, False):
+            if getattr(args, dest) is not None and getattr(args, dest) is not False:
                 raise InputError(f"{_flag(dest)} applies to a trace file; no --workload-trace is given (synthetic workload)")
     if args.allow_train_test_overlap and not any(POLICIES[p].needs_predictions for p in policies):
         raise InputError(f"--allow-train-test-overlap applies only to a learned policy (runs: {', '.join(policies)})")
@@ -289,13 +290,13 @@ def plan_outputs(args: argparse.Namespace, mode: str, policies: list[str], confi
     """Where each output goes; each must be writable and distinct, and none may overwrite an input."""
     outputs = Outputs()
     files: list[tuple[str, Path]] = []
-    if args.report_json:
+    if args.report_json is not None:
         outputs.report_json = check_writable(args.report_json, "--report-json")
         files.append(("--report-json", outputs.report_json))
-    if args.report_csv:
+    if args.report_csv is not None:
         outputs.report_csv = check_writable(args.report_csv, "--report-csv")
         files.append(("--report-csv", outputs.report_csv))
-    if args.requests_csv:
+    if args.requests_csv is not None:
         base = Path(args.requests_csv)
         for policy in policies:
             path = base if len(policies) == 1 else base.with_suffix(f".{policy}.csv")
@@ -303,7 +304,7 @@ def plan_outputs(args: argparse.Namespace, mode: str, policies: list[str], confi
             files.append(("--requests-csv", path))
     plots = mode == "trace-stats" or (mode == "cache-only" and args.mrc)
     if plots and not args.no_plot:
-        if args.plot_dir:
+        if args.plot_dir is not None:
             outputs.plot_dir = Path(args.plot_dir)
         elif args.report_json:
             outputs.plot_dir = Path(args.report_json).resolve().parent
@@ -451,7 +452,10 @@ def prepare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Run:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help (0) or a usage error (2, already printed in one line)
+        return done.code if isinstance(done.code, int) else 2
     start = time.perf_counter()
     try:
         run = prepare(args, parser)

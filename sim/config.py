@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import math
 import os
 import types
@@ -48,7 +49,7 @@ class Domain:
     names: str | None = None
 
     def describe(self) -> str:
-        parts = [f"{op} {bound:g}" for op, bound in ((">", self.gt), (">=", self.ge), ("<", self.lt), ("<=", self.le))
+        parts = [f"{op} {bound:,}" for op, bound in ((">", self.gt), (">=", self.ge), ("<", self.lt), ("<=", self.le))
                  if bound is not None]
         return " and ".join(parts)
 
@@ -361,14 +362,28 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
     for key, value in data.items():
         path = f"{prefix}.{key}" if prefix else str(key)
         if key not in hints:
-            where = f"'{prefix}'" if prefix else "the top level"
-            raise ConfigError(f"unknown config key {quote(path)}; valid keys at {where}: {', '.join(fields)}")
+            raise ConfigError(_unknown_key(path, prefix, list(fields)))
         default = _field_default(fields[key])
         if dataclasses.is_dataclass(default) and isinstance(value, Mapping):
             value = _merge(dataclasses.asdict(default), value)
         kwargs[key] = _convert(value, hints[key], path)
         _check_domain(fields[key], kwargs[key], path)
     return cls(**kwargs)
+
+
+def _unknown_key(path: str, prefix: str, valid: list[str]) -> str:
+    """Name the unknown key, suggest the closest valid one, and list the valid keys (cut short)."""
+    leaf = path.rsplit(".", 1)[-1]
+    close = difflib.get_close_matches(leaf, valid, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    listed = ""
+    for name in valid:
+        if len(listed) > 70:
+            listed += ", ..."
+            break
+        listed += (", " if listed else "") + name
+    where = f"'{prefix}'" if prefix else "the top level"
+    return f"unknown config key {quote(path)}{hint}; valid keys at {where}: {listed}"
 
 
 def _check_domain(f: dataclasses.Field, value: Any, path: str) -> None:
@@ -417,12 +432,13 @@ class UniqueKeyLoader(yaml.SafeLoader):
                 continue
             key = self.construct_object(key_node, deep=True)
             try:
-                line = first_line.setdefault(key, key_node.start_mark.line + 1)
+                seen = key in first_line
             except TypeError:  # an unhashable key: the base class reports it
                 continue
-            if line != key_node.start_mark.line + 1:
+            if seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {quote(key)} (first at line {line})", key_node.start_mark)
+                    None, None, f"duplicate key {quote(key)} (first at line {first_line[key]})", key_node.start_mark)
+            first_line[key] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep)
 
 
@@ -472,6 +488,7 @@ def _load_yaml(path: Path) -> dict[str, Any]:
 
 # Keys holding file or directory paths; in a YAML file they are relative to that file.
 PATH_KEYS = ("workload.trace", "network.lookup", "compute.profile", "cache.learned_model")
+DIRECTORY_KEYS = ("compute.profile",)  # may name a directory (a profile bundle); the others name files
 
 
 def _resolve_paths(layer: dict[str, Any], base: Path) -> dict[str, Any]:
@@ -619,6 +636,8 @@ def request_token_bound(workload: WorkloadConfig) -> int:
 
 def _synthetic_sizes(c: Config) -> None:
     """Synthetic shared parts must fit in one request, so generation never allocates beyond the bound."""
+    if c.workload.trace is not None:
+        return  # the synthetic generator is not used
     syn, bound = c.workload.synthetic, request_token_bound(c.workload)
     for key, tokens in (("prefix_tokens", syn.prefix_tokens), ("input_tokens_mean", syn.input_tokens_mean),
                         ("output_tokens_mean", syn.output_tokens_mean),
@@ -639,6 +658,8 @@ def _input_paths_exist(c: Config) -> None:
         path = Path(node)
         if not path.exists():
             raise ConfigError(f"config key '{dotted}': {quote(str(path))} does not exist")
+        if dotted not in DIRECTORY_KEYS and not path.is_file():
+            raise ConfigError(f"config key '{dotted}': {quote(str(path))} is not a file")
         if not os.access(path, os.R_OK):
             raise ConfigError(f"config key '{dotted}': {quote(str(path))} is not readable")
 

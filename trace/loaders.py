@@ -16,6 +16,7 @@ records provenance. Formats and their native time units:
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import hashlib
 import itertools
@@ -139,14 +140,17 @@ def _csv_chunks(path: Path, tolerant: bool) -> Iterator[RawChunk]:
     (pandas' python engine, slower: used only after the fast C engine met such a row)."""
     kwargs = dict(chunksize=CHUNK_ROWS, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8")
     if not tolerant:
-        return _numbered(_no_implicit_index(pd.read_csv(path, **kwargs)))
+        with pd.read_csv(path, **kwargs) as reader:
+            yield from _numbered(_no_implicit_index(reader))
+        return
     # Explicit names: a long first data row is then a bad line too, not an implicit index.
     names = [str(c) for c in pd.read_csv(path, nrows=0, dtype=str, skipinitialspace=True, encoding="utf-8").columns]
 
     def bad_line(_fields: list[str]) -> list[str]:
         return [MALFORMED] * len(names)
 
-    return _numbered(pd.read_csv(path, engine="python", names=names, header=0, on_bad_lines=bad_line, **kwargs))
+    with pd.read_csv(path, engine="python", names=names, header=0, on_bad_lines=bad_line, **kwargs) as reader:
+        yield from _numbered(reader)
 
 
 def _json_object(raw: bytes) -> dict | None:
@@ -197,7 +201,7 @@ def _require_columns(path: Path, fmt: TraceFormat, columns, header: str | None =
     missing = [c for c in fmt.signature if c not in columns]
     if missing:
         seen = f"; header: {quote(header)}" if header is not None else ""
-        raise TraceError(f"{path}: not a {fmt.name} trace: missing column(s) {', '.join(missing)}{seen}")
+        raise TraceError(f"{path}: not a trace in {fmt.name} format: missing column(s) {', '.join(missing)}{seen}")
 
 
 def _require_keys(path: Path, fmt: TraceFormat, chunk: RawChunk) -> None:
@@ -205,10 +209,10 @@ def _require_keys(path: Path, fmt: TraceFormat, chunk: RawChunk) -> None:
     if chunk.malformed is not None and chunk.malformed.all():
         with path.open("rb") as fh:
             sample = fh.readline(4 * QUOTE_LIMIT).decode("utf-8", "replace").strip()
-        raise TraceError(f"{path}: not a {fmt.name} trace (JSON lines): no line is a JSON object; line 1: {quote(sample)}")
+        raise TraceError(f"{path}: not a trace in {fmt.name} format (JSON lines): no line is a JSON object; line 1: {quote(sample)}")
     missing = [k for k in fmt.signature if k not in chunk.frame.attrs.get("keys_seen", ())]
     if missing:
-        raise TraceError(f"{path}: not a {fmt.name} trace: no record has key(s) {', '.join(missing)}")
+        raise TraceError(f"{path}: not a trace in {fmt.name} format: no record has key(s) {', '.join(missing)}")
 
 
 # ------------------------------------------------------------------- format parsers
@@ -343,7 +347,11 @@ def sniff_format(path: Path) -> str:
 
 
 def _csv_fields(line: str) -> list[str]:
-    return [field.strip() for field in next(csv.reader([line], skipinitialspace=True), [])]
+    try:
+        fields = next(csv.reader([line], skipinitialspace=True), [])
+    except csv.Error:  # e.g. a field above the csv module's size limit: no real header has one
+        fields = line.split(",")
+    return [f.strip() for f in fields]
 
 
 # --------------------------------------------------------------------------- loading
@@ -378,47 +386,50 @@ def csv_line_of_row(path: Path, row: int) -> int | None:
 def _scan(path: Path, fmt: TraceFormat, ledger: SkipLedger, limit: int | None, chunks: Iterator[RawChunk],
           max_tokens: int) -> tuple[list[Chunk], int]:
     """Validate chunks and keep valid rows (file order) until ``limit`` of them."""
-    parser = _PARSERS[fmt.name]
     kept: list[Chunk] = []
     n_kept = rows_read = 0
-    for raw in chunks:
-        frame = raw.frame
-        if fmt.kind == "csv":
-            _require_columns(path, fmt, frame.columns)
-        elif raw.first_row == 1:
-            _require_keys(path, fmt, raw)
-        chunk, cols, col_reasons = parser(frame)
-        if raw.malformed is not None and raw.malformed.any():  # charged that reason first
-            cols = [None] + cols
-            col_reasons = [np.where(raw.malformed, CODE["malformed_row"], 0).astype(np.int8)] + col_reasons
-        # Prompt + output above the bound: skipped before any array is sized by it.
-        with np.errstate(invalid="ignore"):
-            too_big = np.nan_to_num(chunk.input_tokens) + np.nan_to_num(chunk.output_tokens) > max_tokens
-        cols.append(None)
-        col_reasons.append(np.where(too_big, CODE["too_many_tokens"], 0).astype(np.int8))
-        reason = combine(*col_reasons)
-        ok = reason == 0
-        stop = len(frame)
-        if limit is not None and n_kept + int(ok.sum()) >= limit:
-            stop = int(np.flatnonzero(ok)[limit - n_kept - 1]) + 1  # rows up to the limit-th valid one
-            reason, ok, col_reasons = reason[:stop], ok[:stop], [r[:stop] for r in col_reasons]
-        ledger.charge(reason, raw.first_row, cols, col_reasons, raw.lines)
-        rows_read += stop
-        idx = np.flatnonzero(ok)
-        kept.append(
-            Chunk(
-                arrival=chunk.arrival[idx],
-                input_tokens=chunk.input_tokens[idx].astype(np.int64),
-                output_tokens=chunk.output_tokens[idx].astype(np.int64),
-                session=None if chunk.session is None else chunk.session[idx],
-                hash_ids=None if chunk.hash_ids is None else [chunk.hash_ids[i] for i in idx],
-                token_ids=None if chunk.token_ids is None else [chunk.token_ids[i] for i in idx],
+    with contextlib.closing(chunks):  # a limit stops early: the reader's file is closed now, not at exit
+        for raw in chunks:
+            reason, col_reasons, cols, chunk = _validate(path, fmt, raw, max_tokens)
+            ok = reason == 0
+            stop = len(reason)
+            if limit is not None and n_kept + int(ok.sum()) >= limit:
+                stop = int(np.flatnonzero(ok)[limit - n_kept - 1]) + 1  # rows up to the limit-th valid one
+                reason, ok, col_reasons = reason[:stop], ok[:stop], [r[:stop] for r in col_reasons]
+            ledger.charge(reason, raw.first_row, cols, col_reasons, raw.lines)
+            rows_read += stop
+            idx = np.flatnonzero(ok)
+            kept.append(
+                Chunk(
+                    arrival=chunk.arrival[idx],
+                    input_tokens=chunk.input_tokens[idx].astype(np.int64),
+                    output_tokens=chunk.output_tokens[idx].astype(np.int64),
+                    session=None if chunk.session is None else chunk.session[idx],
+                    hash_ids=None if chunk.hash_ids is None else [chunk.hash_ids[i] for i in idx],
+                    token_ids=None if chunk.token_ids is None else [chunk.token_ids[i] for i in idx],
+                )
             )
-        )
-        n_kept += len(idx)
-        if limit is not None and n_kept >= limit:
-            break
+            n_kept += len(idx)
+            if limit is not None and n_kept >= limit:
+                break
     return kept, rows_read
+
+
+def _validate(path: Path, fmt: TraceFormat, raw: RawChunk, max_tokens: int):
+    """A chunk's first failing reason per row, each column's reasons, and its parsed values."""
+    if fmt.kind == "csv":
+        _require_columns(path, fmt, raw.frame.columns)
+    elif raw.first_row == 1:
+        _require_keys(path, fmt, raw)
+    chunk, cols, col_reasons = _PARSERS[fmt.name](raw.frame)
+    if raw.malformed is not None and raw.malformed.any():  # charged that reason first
+        cols = [None] + cols
+        col_reasons = [np.where(raw.malformed, CODE["malformed_row"], 0).astype(np.int8)] + col_reasons
+    # Prompt + output above the bound: skipped before any array is sized by it.
+    too_big = np.nan_to_num(chunk.input_tokens) + np.nan_to_num(chunk.output_tokens) > max_tokens
+    cols.append(None)
+    col_reasons.append(np.where(too_big, CODE["too_many_tokens"], 0).astype(np.int8))
+    return combine(*col_reasons), col_reasons, cols, chunk
 
 
 def _collect(path: Path, fmt: TraceFormat, ledger: SkipLedger, limit: int | None, max_tokens: int) -> tuple[list[Chunk], int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from sim.config import Config, replace, request_token_bound
+from sim.errors import TraceError
 from trace.loaders import load_trace
 from trace.request import Trace
 from trace.synthetic import generate
@@ -13,18 +14,37 @@ from trace.validation import no_usable_requests
 
 def load_workload(config: Config) -> Trace:
     """The request stream: the trace file if given, else the synthetic generator; then the
-    configured request range and prompt cap. At least one request is left, else a TraceError."""
+    configured request range and prompt cap. At least one request is left, else a TraceError
+    (the loader already refuses a file with none)."""
     if config.workload.trace is not None:
         trace = load_trace(config.workload, config.serving.block_size)
+        check_time_span(trace, "a wrong workload.time_unit or a corrupt timestamp?")
     else:
         rng = np.random.default_rng(config.seed)
         trace = generate(config.workload.synthetic, config.serving.block_size, rng, limit=config.workload.limit)
         trace.drop(trace.input_tokens + trace.output_tokens > request_token_bound(config.workload), "too_many_tokens")
-    trace.select_range(config.workload.range_start, config.workload.range_end)
+        require_requests(trace, "")
+        check_time_span(trace, f"config key 'workload.synthetic.rate_rps'={config.workload.synthetic.rate_rps:g} is too low")
+    start, end = config.workload.range_start, config.workload.range_end
+    trace.select_range(start, end)
+    require_requests(trace, f" between workload.range_start={start} and range_end={end}")
     if config.workload.max_input_tokens is not None:
         trace.truncate_inputs(config.workload.max_input_tokens)
-    require_requests(trace, "")
     return trace
+
+
+# Arrivals spanning more than this are a unit mistake or a corrupt timestamp, not a workload: past it,
+# one ulp of simulated time (2^-22 s at 2^30 s) starts to swallow sub-microsecond compute steps.
+MAX_TRACE_SPAN_S = float(2**30)  # about 34 years
+
+
+def check_time_span(trace: Trace, likely_cause: str) -> None:
+    """Refuse arrival times spread over more than ``MAX_TRACE_SPAN_S`` (exit 2, naming the source)."""
+    span = float(trace.arrival_s[-1] - trace.arrival_s[0]) if len(trace) else 0.0
+    if not span <= MAX_TRACE_SPAN_S:
+        prov = trace.provenance
+        raise TraceError(f"{prov.path or prov.format}: arrivals span {span:.3g} s, more than {MAX_TRACE_SPAN_S:.3g} s "
+                         f"(34 years): {likely_cause}")
 
 
 def require_requests(trace: Trace, after: str) -> None:

@@ -73,9 +73,9 @@ def check_writable(path: str | Path, flag: str, directory: bool = False) -> Path
     A file target must not be a directory; a directory target must not be a file; missing
     parent directories must be creatable (the nearest existing one must be a writable directory).
     """
-    path = Path(path)
     if not str(path).strip():
         raise InputError(f"{flag}: empty path")
+    path = Path(path)
     if path.exists():
         if directory and not path.is_dir():
             raise InputError(f"{flag} {quote(str(path))}: exists and is not a directory")
