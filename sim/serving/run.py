@@ -59,8 +59,6 @@ class ServingRun:
         compute = compute_model(config)
         serving = config.serving
         if mode == "pd":
-            if config.pd.num_prefill <= 0 or config.pd.num_decode <= 0:
-                raise ConfigError("pd.num_prefill and pd.num_decode must be positive")
             self.prefill = [self._instance(i, PREFILL, compute) for i in range(config.pd.num_prefill)]
             self.decode = [self._instance(config.pd.num_prefill + i, DECODE, compute)
                            for i in range(config.pd.num_decode)]
@@ -71,8 +69,6 @@ class ServingRun:
             self.pending: deque[Job] = deque()  # prefilled, waiting for decode memory
             self.tp = serving.tensor_parallel_size
         else:
-            if serving.num_instances <= 0:
-                raise ConfigError("serving.num_instances must be positive")
             self.front = [self._instance(i, UNIFIED, compute) for i in range(serving.num_instances)]
             self.decode = []
             self.route = router(config.cluster.router, "cluster.router")
