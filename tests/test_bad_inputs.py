@@ -195,6 +195,9 @@ CASES: dict[str, Case] = {
                                  names=("no valid requests", "range")),
     "all_requests_exceed_kv": Case(["--pd", "--workload-trace", "{tmp}/t.csv", "--set", "serving.num_gpu_blocks=2", "--quiet"],
                                    names=("no valid requests", "exceeds_kv_capacity: 3"), files={"t.csv": AZURE_OK}),
+    "strict_request_exceeds_kv": Case(["--pd", "--workload-trace", "{tmp}/t.csv", "--set", "serving.num_gpu_blocks=19",
+                                       "--strict-workload-validation"], names=("t.csv", "300 prompt", "exceeds kv capacity"),
+                                      files={"t.csv": AZURE_OK}),
     # ---- counted skips (exit 0): the reason and its count are in the report
     "trailing_comma_json_counted": Case(trace_stats(trace="{tmp}/m.jsonl"), skips={"malformed_row": 1},
                                         files={"m.jsonl": MOONCAKE_OK + mooncake(30, 600, 5, [1, 2], tail=",")}),

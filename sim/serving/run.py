@@ -19,7 +19,7 @@ from sim.cache.multitier import MultiTierCache
 from sim.serving.compute import compute_model
 from sim.config import Config
 from sim.serving.engine import Engine
-from sim.errors import ConfigError
+from sim.errors import ConfigError, TraceError
 from sim.serving.instance import DECODE, PREFILL, UNIFIED, Instance, Job
 from sim.report.metrics import RequestRecord, serving_metrics
 from sim.serving.network import Link, network_model
@@ -212,17 +212,30 @@ def admit(trace: Trace, config: Config) -> dict[str, int]:
     - ``exceeds_kv_capacity``: the KV of prompt + output needs more blocks than one instance
       holds, so the request could not finish even alone on an empty instance.
 
-    Checked once, vectorised over the trace, before any instance is built. Returns the counts.
+    Checked once, vectorised over the trace, before any instance is built. Under
+    ``workload.strict_validation`` the first such request is an error instead. Returns the counts.
     """
     capacity = hbm_capacity_blocks(config)
     block = config.serving.block_size
     if capacity <= 0:
         raise ConfigError(f"no KV block of {block} tokens fits in one instance's memory (serving.num_gpu_blocks, "
                           f"gpu_memory_utilization, tensor_parallel_size)")
-    tokens = trace.input_tokens + np.maximum(trace.output_tokens, 1)  # every request decodes at least one token
-    skipped = {"exceeds_max_model_len": trace.drop(tokens > max_model_len(config), "exceeds_max_model_len")}
-    tokens = trace.input_tokens + np.maximum(trace.output_tokens, 1)
-    skipped["exceeds_kv_capacity"] = trace.drop(-(-tokens // block) > capacity, "exceeds_kv_capacity")
+    limits = {
+        "exceeds_max_model_len": (lambda tokens: tokens > max_model_len(config),
+                                  f"serving.max_model_len {max_model_len(config):,}"),
+        "exceeds_kv_capacity": (lambda tokens: -(-tokens // block) > capacity,
+                                f"{capacity:,} KV blocks of {block} tokens per instance"),
+    }
+    skipped = {}
+    for reason, (never_runs, limit) in limits.items():
+        tokens = trace.input_tokens + np.maximum(trace.output_tokens, 1)  # every request decodes at least one token
+        mask = never_runs(tokens)
+        if config.workload.strict_validation and mask.any():
+            i = int(np.flatnonzero(mask)[0])
+            raise TraceError(f"{trace.provenance.path or trace.provenance.format}: the request arriving at "
+                             f"{trace.arrival_s[i]:.6g} s ({trace.input_tokens[i]:,} prompt + {trace.output_tokens[i]:,} "
+                             f"output tokens) can never run: {reason.replace('_', ' ')} ({limit})")
+        skipped[reason] = trace.drop(mask, reason)
     require_requests(trace, f" that {config.model} with {capacity:,} KV blocks of {block} tokens per instance can run")
     return {reason: n for reason, n in skipped.items() if n}
 
