@@ -28,7 +28,7 @@ import traceback  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 
 try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
-    from sim.config import Config, load_config  # noqa: E402
+    from sim.config import PATH_KEYS, Config, load_config, setting  # noqa: E402
     from sim.errors import QUOTE_LIMIT, InputError, quote  # noqa: E402
     from sim.report.document import RunResult, build_report, write_csv, write_json  # noqa: E402
     from sim.report.output import check_writable  # noqa: E402
@@ -230,19 +230,6 @@ def _default_config_path() -> Path | None:
     return None
 
 
-def resolve_config(args: argparse.Namespace) -> Config:
-    """Config file → overlays → preset → --set → dedicated flags, each layer validated, then the
-    whole config once (``sim.config.validate``)."""
-    path = Path(args.config) if args.config else _default_config_path()
-    if args.config and not path.is_file():
-        raise InputError(f"config file not found: {path}")
-    flags = [(_flag(dest), key, getattr(args, dest)) for dest, key in FLAG_KEYS.items()
-             if getattr(args, dest) is not None and getattr(args, dest) is not False]
-    if args.policy:
-        flags.append(("--policy", "cache.policy", parse_policies(args.policy)[0]))
-    return load_config(path, overlays=args.calibration_profile, preset=args.preset, sets=args.sets, flags=flags)
-
-
 # The config key each dedicated flag sets (validated with the key's domain; errors name the flag).
 FLAG_KEYS = {
     "workload_trace": "workload.trace",
@@ -255,6 +242,19 @@ FLAG_KEYS = {
     "mrc_sample_rate": "cache.mrc_sample_rate",
     "allow_train_test_overlap": "cache.allow_train_test_overlap",
 }
+
+
+def resolve_config(args: argparse.Namespace) -> Config:
+    """Config file → overlays → preset → --set → dedicated flags, each layer validated, then the
+    whole config once (``sim.config.validate``)."""
+    path = Path(args.config) if args.config else _default_config_path()
+    if args.config and not path.is_file():
+        raise InputError(f"config file not found: {path}")
+    flags = [(_flag(dest), key, getattr(args, dest)) for dest, key in FLAG_KEYS.items()
+             if getattr(args, dest) is not None and getattr(args, dest) is not False]
+    if args.policy:
+        flags.append(("--policy", "cache.policy", parse_policies(args.policy)[0]))
+    return load_config(path, overlays=args.calibration_profile, preset=args.preset, sets=args.sets, flags=flags)
 
 
 def check_config_for_mode(args: argparse.Namespace, config: Config, mode: str, policies: list[str]) -> None:
@@ -311,9 +311,9 @@ def plan_outputs(args: argparse.Namespace, mode: str, policies: list[str], confi
         else:
             outputs.plot_dir = Path("kvsim-plots")
         check_writable(outputs.plot_dir, "--plot-dir", directory=True)
-    inputs = [("--config", args.config), ("--workload-trace", config.workload.trace),
-              *(("--calibration-profile", p) for p in args.calibration_profile)]
-    seen: dict[Path, str] = {Path(p).resolve(): flag for flag, p in inputs if p}
+    inputs = [("--config", args.config), *(("--calibration-profile", p) for p in args.calibration_profile),
+              *((f"config key '{key}'", setting(config, key)) for key in PATH_KEYS)]
+    seen: dict[Path, str] = {Path(p).resolve(): name for name, p in inputs if p}
     for flag, path in files:
         key = path.resolve()
         if key in seen:

@@ -647,15 +647,20 @@ def _synthetic_sizes(c: Config) -> None:
                               f"the request bound of {bound} (workload.max_request_tokens)")
 
 
+def setting(config: Config, dotted: str) -> Any:
+    """The value of a dotted key (``"cache.tiers.dram.capacity_gib"``)."""
+    node: Any = config
+    for part in dotted.split("."):
+        node = getattr(node, part)
+    return node
+
+
 def _input_paths_exist(c: Config) -> None:
     """Every input path that is set names something readable (found now, not after minutes of work)."""
     for dotted in PATH_KEYS:
-        node: Any = c
-        for part in dotted.split("."):
-            node = getattr(node, part)
-        if node is None:
+        if setting(c, dotted) is None:
             continue
-        path = Path(node)
+        path = Path(setting(c, dotted))
         if not path.exists():
             raise ConfigError(f"config key '{dotted}': {quote(str(path))} does not exist")
         if dotted not in DIRECTORY_KEYS and not path.is_file():

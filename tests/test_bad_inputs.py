@@ -157,7 +157,7 @@ CASES: dict[str, Case] = {
                                files={"f.txt": "x"}),
     "report_csv_same_as_report_json": Case([*TRACE_STATS, "--report-json", "{tmp}/r", "--report-csv", "{tmp}/r"],
                                            names=("--report-csv", "--report-json")),
-    "report_json_overwrites_trace": Case(trace_stats("--report-json", "{tmp}/t.csv"), names=("--report-json", "--workload-trace"),
+    "report_json_overwrites_trace": Case(trace_stats("--report-json", "{tmp}/t.csv"), names=("--report-json", "workload.trace"),
                                          files={"t.csv": AZURE_OK}),
     # ---- trace files
     "binary_with_explicit_format": Case(trace_stats("--workload-format", "azure", trace="{tmp}/t.bin"),
