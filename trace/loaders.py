@@ -2,7 +2,10 @@
 
 Each format reader yields validated columns in chunks; ``load_trace`` normalises time
 to seconds from the first request, applies the limit, builds the block model and
-records provenance. Formats and their native time units:
+records provenance. Input is checked at this boundary: the file must be UTF-8 text carrying
+the format's columns (else exit 2), JSON lines are parsed strictly (RFC 8259), and a row
+whose prompt + output exceeds ``workload.max_request_tokens`` is skipped before any array is
+sized by it. Formats and their native time units:
 
 | format        | file  | columns / keys                                                     | time unit |
 |---------------|-------|--------------------------------------------------------------------|-----------|
@@ -42,8 +45,8 @@ BOM_BYTES = BOM.encode()
 TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
 INT64_MAX = 2**63 - 1  # block and token ids are interned as int64
 MOONCAKE_BLOCK_TOKENS = 512  # Mooncake FAST'25 traces: hash_ids cover 512-token blocks (trace README)
-# A malformed row (CSV: too many fields; JSONL: not a JSON object) is kept in its chunk as a row of
-# this placeholder, so it keeps its row number and is charged in file order like any other bad row.
+# A CSV row with too many fields is kept in its chunk as a row of this placeholder (the tolerant
+# reader's), so it keeps its row number and is charged in file order like any other bad row.
 MALFORMED = "\x00malformed row"
 BURSTGPT_SESSION_COLUMNS = ("Session ID", "Conversation ID", "session_id", "conversation_id", "Session", "Conversation")
 
