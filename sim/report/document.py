@@ -15,7 +15,7 @@ import numpy as np
 
 import sim
 from sim.config import Config
-from sim.errors import InputError
+from sim.report.output import atomic_write
 
 SCHEMA_VERSION = 1
 
@@ -82,16 +82,8 @@ def flatten(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _open_for_write(path: Path):
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path.open("w", newline="")
-    except OSError as exc:
-        raise InputError(f"cannot write report {path}: {exc.strerror or exc}") from None
-
-
 def write_json(report: dict[str, Any], path: str | Path) -> None:
-    with _open_for_write(Path(path)) as fh:
+    with atomic_write(path) as fh:
         json.dump(report, fh, indent=2, allow_nan=False)
         fh.write("\n")
 
@@ -101,7 +93,7 @@ def write_csv(report: dict[str, Any], path: str | Path) -> None:
     columns: list[str] = []
     for row in rows:
         columns.extend(k for k in row if k not in columns)
-    with _open_for_write(Path(path)) as fh:
+    with atomic_write(path) as fh:
         writer = csv.DictWriter(fh, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)

@@ -9,13 +9,22 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from sim.report.output import atomic_write  # noqa: E402
 from trace.request import Trace  # noqa: E402
 from trace.stats import RATE_BIN_S, arrival_rate_bins  # noqa: E402
 
 
+def _save(fig, path: Path) -> None:
+    """Write the figure as PNG atomically (see ``sim.report.output``), then free it."""
+    try:
+        with atomic_write(path, binary=True) as fh:
+            fig.savefig(fh, format="png", dpi=100, metadata={"Software": None})
+    finally:
+        plt.close(fig)
+
+
 def plot_trace_stats(trace: Trace, path: Path) -> Path:
     """Arrival rate over time and prompt/output length distributions of one trace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     rates = arrival_rate_bins(trace.arrival_s)
     axes[0].plot([i * RATE_BIN_S for i in range(len(rates))], rates, drawstyle="steps-post")
@@ -26,14 +35,12 @@ def plot_trace_stats(trace: Trace, path: Path) -> Path:
     name = Path(trace.provenance.path).name if trace.provenance.path else trace.provenance.format
     fig.suptitle(f"{name}: {len(trace):,} requests")
     fig.tight_layout()
-    fig.savefig(path, dpi=100, metadata={"Software": None})
-    plt.close(fig)
+    _save(fig, path)
     return path
 
 
 def plot_mrc(runs: list[dict], path: Path, title: str) -> Path:
     """The LRU miss-ratio curve (hit ratio vs capacity) with each policy's point at its capacity."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for run in runs:
         metrics = run["metrics"]
@@ -47,6 +54,5 @@ def plot_mrc(runs: list[dict], path: Path, title: str) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100, metadata={"Software": None})
-    plt.close(fig)
+    _save(fig, path)
     return path

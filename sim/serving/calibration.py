@@ -20,8 +20,6 @@ one run per table.
 
 from __future__ import annotations
 
-import argparse
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +30,7 @@ import yaml
 
 from sim.config import Config
 from sim.errors import ConfigError, InputError
-from sim.report.document import RunResult, build_report, write_csv, write_json
+from sim.report.document import RunResult
 from sim.serving.collectives import (COLLECTIVES, MeasuredCollectives, RingCollectives, bundle_hardware_yaml,
                                      vidur_collective_rows)
 from sim.serving.compute import (RooflineCompute, SkewFit, StepShape, VidurAttention, VidurProfile, bundle_attention_rows,
@@ -41,10 +39,6 @@ from sim.serving.network import AnalyticNetwork, LookupNetwork
 from sim.specs import DTYPE_BYTES, gpu_spec, model_spec
 
 WORST_ROWS = 5
-# Flags that pick workloads or policies: --check-calibration reads tables only.
-IGNORED_FLAGS = ("workload_trace", "workload_format", "workload_limit", "workload_time_unit", "policy",
-                 "capacity_blocks", "mrc_sample_rate", "requests_csv")
-IGNORED_SWITCHES = ("strict_workload_validation", "allow_train_test_overlap", "mrc")
 
 
 @dataclass
@@ -361,25 +355,7 @@ def format_fits(overlay: Path, config: Config, runs: list[RunResult]) -> str:
     return "\n".join(lines)
 
 
-def run_check_calibration(args: argparse.Namespace, config: Config, start: float) -> int:
-    """The ``--check-calibration`` mode (``config`` already has the overlay applied); returns the exit status."""
-    ignored = [f"--{k.replace('_', '-')}" for k in IGNORED_FLAGS if getattr(args, k, None) is not None] + \
-              [f"--{k.replace('_', '-')}" for k in IGNORED_SWITCHES if getattr(args, k, False)]
-    if ignored:
-        raise InputError(f"--check-calibration reads the overlay's tables only; it ignores {', '.join(ignored)}")
-    overlay = Path(args.check_calibration)
-    fits = table_fits(overlay, config)
-    runs = [RunResult(name=f"{fit.kind}/{fit.table.split(' ')[0]}", metrics=fit.metrics()) for fit in fits]
-    report = build_report("check-calibration", config, None, runs, wall_s=time.perf_counter() - start)
-    notes = []
-    if args.report_json:
-        write_json(report, args.report_json)
-        notes.append(f"report: {args.report_json}")
-    if args.report_csv:
-        write_csv(report, args.report_csv)
-        notes.append(f"csv: {args.report_csv}")
-    if not args.quiet:
-        print(format_fits(overlay, config, runs))
-        for note in notes:
-            print(note)
-    return 0
+def calibration_runs(overlay: Path, config: Config) -> list[RunResult]:
+    """The ``--check-calibration`` mode (``config`` already has the overlay applied): one run per table."""
+    return [RunResult(name=f"{fit.kind}/{fit.table.split(' ')[0]}", metrics=fit.metrics())
+            for fit in table_fits(overlay, config)]
