@@ -151,6 +151,20 @@ class SyntheticConfig:
 
 
 @dataclass(frozen=True)
+class ArrivalsConfig:
+    """The arrival process laid over the workload's requests (kept in their order).
+
+    ``trace`` keeps the trace's (or the synthetic generator's) own arrival times;
+    ``poisson`` and ``gamma`` draw fresh inter-arrival times; ``resample`` re-draws the
+    workload's own inter-arrival times (with replacement) and rescales them to the rate.
+    """
+
+    process: Literal["trace", "poisson", "gamma", "resample"] = "trace"
+    rate_rps: float | None = None  # mean rate of the drawn process; None: the workload's own mean rate
+    cv: float = 1.0  # gamma: coefficient of variation of inter-arrival times (1 = Poisson, > 1 bursty)
+
+
+@dataclass(frozen=True)
 class WorkloadConfig:
     """Where requests come from and how rows are validated."""
 
@@ -165,6 +179,8 @@ class WorkloadConfig:
     max_input_tokens: int | None = None  # truncate longer prompts to this many tokens (counted in the report)
     range_start: float = 0.0  # use requests from this fraction of the trace (arrival order) ...
     range_end: float = 1.0  # ... up to this one: e.g. train on 0-0.5, evaluate on 0.5-1
+    rate_scale: float = 1.0  # divides every inter-arrival time (2 = twice the request rate)
+    arrivals: ArrivalsConfig = ArrivalsConfig()
     synthetic: SyntheticConfig = SyntheticConfig()
 
 

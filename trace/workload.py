@@ -6,6 +6,7 @@ import numpy as np
 
 from sim.config import Config
 from sim.errors import InputError
+from trace.arrivals import apply_arrivals, check_arrivals
 from trace.loaders import load_trace
 from trace.request import Trace
 from trace.synthetic import generate
@@ -13,7 +14,8 @@ from trace.synthetic import generate
 
 def load_workload(config: Config) -> Trace:
     """The request stream: the trace file if given, else the synthetic generator; then the
-    configured request range and prompt cap."""
+    configured request range, arrival process and load scale, and prompt cap."""
+    check_arrivals(config.workload)  # before the (possibly long) load
     if config.workload.trace is not None:
         trace = load_trace(config.workload, config.serving.block_size)
     else:
@@ -23,6 +25,7 @@ def load_workload(config: Config) -> Trace:
     if not 0.0 <= start < end <= 1.0:
         raise InputError(f"workload.range_start/range_end must satisfy 0 <= start < end <= 1, got {start}, {end}")
     trace.select_range(start, end)
+    trace.arrival_s = apply_arrivals(trace.arrival_s, config.workload, config.seed)
     if config.workload.max_input_tokens is not None:
         if config.workload.max_input_tokens <= 0:
             raise InputError("config key 'workload.max_input_tokens' must be positive")
