@@ -46,6 +46,11 @@ examples:
   # override any config key (validated like config.yaml; unknown keys are errors)
   python main.py --trace-stats --workload-trace mooncake.jsonl --set serving.block_size=512
 
+  # capacity planning: a sweep on 2 processes, the max rate under an SLO, the least-cost configuration
+  python main.py --sweep experiments/examples/sweep_policies.yaml --jobs 2 --report-csv out/sweep.csv
+  python main.py --max-rate --workload-trace trace/data/azure_conv_2023.csv --set slo.ttft_s=0.3
+  python main.py --plan experiments/examples/plan_azure.yaml --workload-limit 300 --html out/plan.html
+
 modes (one at a time):
   --trace-stats   trace statistics and the infinite-cache hit ratio
   --cache-only    replay block accesses through the cache tiers, no timing (policy study)
@@ -53,6 +58,8 @@ modes (one at a time):
                   behind a prefix-aware router; TTFT/TPOT/E2E and the TTFT breakdown
   --cluster       racks of nodes behind a prefix-aware router
   --pd            prefill/decode disaggregated serving
+  --sweep SPEC    every point of a sweep spec (mode, axes) on a process pool or Ray
+  --plan PLAN     the least-cost configuration that meets a hit-ratio or latency target
 """
 
 # Modes whose implementation has not landed yet: the issue that builds each.
@@ -79,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--cache-only", action="store_true", help="replay block accesses through the cache tiers, no timing")
     mode.add_argument("--cluster", action="store_true", help="racks of GPU nodes behind a router (not built yet: exits 2)")
     mode.add_argument("--pd", action="store_true", help="prefill/decode disaggregated serving")
+    mode.add_argument("--sweep", metavar="SPEC.yaml", help="run every point of a sweep spec (README: Capacity planning)")
+    mode.add_argument("--plan", metavar="PLAN.yaml", help="least-cost configuration that meets a target")
 
     cfg = p.add_argument_group("configuration")
     cfg.add_argument("--config", metavar="PATH", help="YAML config (default: config.yaml here, else next to main.py)")
@@ -108,11 +117,21 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--mrc-sample-rate", type=float, metavar="R",
                        help="SHARDS sampling rate for --mrc, e.g. 0.01 for very long traces (default 1 = exact)")
 
+    exp = p.add_argument_group("experiments")
+    exp.add_argument("--rate-scale", type=float, metavar="X", help="divide inter-arrival times by X (workload.rate_scale)")
+    exp.add_argument("--max-rate", action="store_true", help="highest rate scale meeting slo.* (bisection)")
+    exp.add_argument("--seeds", type=int, metavar="N", help="repeat with seeds seed..seed+N-1: means and 95%% intervals")
+    exp.add_argument("--jobs", type=int, metavar="N", help="--sweep/--plan: parallel points (default: the core count)")
+    exp.add_argument("--backend", choices=["local", "ray"], help="--sweep/--plan: process pool (default) or Ray")
+    exp.add_argument("--ray-address", metavar="ADDR", help="--backend ray: an existing cluster (default: start one)")
+    exp.add_argument("--resume", action="store_true", help="--sweep: run only the points missing from its journal")
+
     out = p.add_argument_group("output")
     out.add_argument("--report-json", metavar="PATH", help="write the JSON report here")
     out.add_argument("--report-csv", metavar="PATH", help="write one CSV row per run here")
     out.add_argument("--requests-csv", metavar="PATH", help="serving modes: one CSV row per request (times, breakdown)")
     out.add_argument("--plot-dir", metavar="DIR", help="where PNG plots go (default: beside --report-json, else kvsim-plots/)")
+    out.add_argument("--html", metavar="PATH", help="one self-contained HTML report (tables, plots, config)")
     out.add_argument("--no-plot", action="store_true", help="skip plots")
     out.add_argument("--quiet", action="store_true", help="print nothing but errors")
     return p
@@ -139,6 +158,7 @@ def resolve_config(args: argparse.Namespace) -> Config:
         "seed": args.seed,
         "cache.capacity_blocks": args.capacity_blocks,
         "cache.mrc_sample_rate": args.mrc_sample_rate,
+        "workload.rate_scale": args.rate_scale,
     }
     if args.strict_workload_validation:
         flag_keys["workload.strict_validation"] = True
@@ -262,6 +282,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     start = time.perf_counter()
     try:
+        from experiments.cli import check_flags, run_experiment, wrap_runner
+
+        check_flags(args)
+        if args.sweep or args.plan:
+            return run_experiment(args)
         config = resolve_config(args)
         if args.trace_stats:
             mode, runner = "trace-stats", run_trace_stats
@@ -271,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
             raise InputError(PENDING_MODES["cluster"])
         else:
             mode, runner = ("pd" if args.pd else "single"), run_serving_mode
-        trace, runs, notes = runner(args, config)
+        trace, runs, notes = wrap_runner(runner, args, mode)(args, config)
         report = build_report(mode, config, trace, runs, wall_s=time.perf_counter() - start)
         if args.report_json:
             write_json(report, args.report_json)
@@ -279,6 +304,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.report_csv:
             write_csv(report, args.report_csv)
             notes.append(f"csv: {args.report_csv}")
+        from sim.report.outputs import render_outputs
+
+        notes += render_outputs(report, runs, mode, _plot_dir(args), mode != "trace-stats" and not args.no_plot,
+                                args.html, notes)
         if not args.quiet:
             print(_summary(report))
             for note in notes:
