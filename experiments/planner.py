@@ -150,6 +150,11 @@ def load_plan(path: str | Path) -> Plan:
     if not isinstance(search, dict):
         raise _fail(path, "'search' must be a mapping (gpu, gpus, tensor_parallel_size, pd_split, tiers)")
     _check_keys(path, search, SEARCH_KEYS, "search.")
+    if hit is not None:
+        ignored = [k for k in ("gpus", "pd_split") if k in search]
+        if ignored:
+            raise _fail(path, f"'search.{ignored[0]}' does not apply to a hit-ratio target (a cache-only replay of one "
+                              f"instance: tensor_parallel_size GPUs)")
     gpu = search.get("gpu")
     if not isinstance(gpu, list) or not gpu or not all(isinstance(g, str) for g in gpu):
         raise _fail(path, "'search.gpu' must be a non-empty list of GPU names (profiles/gpus.yaml)")

@@ -17,6 +17,7 @@ import time
 
 from tqdm import tqdm
 
+from sim.errors import ConfigError
 from sim.report.document import build_report, flatten
 from experiments.execute import RunOptions, check_point
 from experiments.journal import Journal, fingerprint, journal_path
@@ -73,6 +74,9 @@ def run_sweep(args: argparse.Namespace) -> int:
     spec = load_spec(args.sweep)
     base = resolve_layers(spec.layers, args)
     options = run_options(args)
+    if options.max_rate and "workload.rate_scale" in spec.axis_keys:
+        raise ConfigError(f"sweep spec {spec.path}: a workload.rate_scale axis does nothing with --max-rate "
+                          f"(the search sets the rate); drop one of them")
     points = expand(spec)
     configs = [point_config(base, point, spec.path) for point in points]
     for point, config in zip(points, configs):  # everything refusable is refused before the first point runs

@@ -97,6 +97,7 @@ def test_hit_ratio_plan_uses_the_exact_curve_and_replays_agree(run_cli, tmp_path
     ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"]}, "prices": {"gpus": {"h100-sxm": {"usd": 1}}}},
      "prices.gpus.h100-sxm.usd"),
     ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"]}, "set": {"slo.ttft_z": 1}}, "slo.ttft_z"),
+    ({"target": {"hit_ratio": 0.2}, "search": {"gpu": ["h100-sxm"], "gpus": [1, 2]}}, "does not apply to a hit-ratio"),
 ])
 def test_bad_plans_exit_2_naming_the_key(run_cli, tmp_path, body, needle):
     body = {"workload": {"trace": str(BUNDLED_AZURE), "limit": 20}, **body}

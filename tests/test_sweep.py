@@ -187,6 +187,12 @@ def test_bad_specs_exit_2_before_any_point_runs(run_cli, tmp_path, body, needle)
     assert not (tmp_path / "out.journal.jsonl").exists() and not (tmp_path / "out.csv").exists()
 
 
+def test_a_rate_axis_with_max_rate_is_refused(run_cli, tmp_path):
+    spec = _spec(tmp_path, mode="single", set={"slo.ttft_s": 1.0}, axes={"workload.rate_scale": [1, 2]})
+    status, _, err = run_cli("--sweep", spec, "--max-rate", "--no-plot")
+    assert status == 2 and "does nothing with --max-rate" in err
+
+
 def test_zip_groups_paths_relative_to_the_spec_and_module_entry(tmp_path):
     sub = tmp_path / "specs"
     sub.mkdir()

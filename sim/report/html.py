@@ -45,8 +45,10 @@ def _fmt(value: Any) -> str:
         return f"{value:.4g}" if abs(value) < 1e5 else f"{value:,.0f}"
     if isinstance(value, int):
         return f"{value:,}"
-    if isinstance(value, (dict, list)):
-        return html.escape(", ".join(f"{k}={v}" for k, v in value.items()) if isinstance(value, dict) else str(value))
+    if isinstance(value, dict):
+        return ", ".join(f"{html.escape(str(k))}={_fmt(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
     return html.escape(str(value))
 
 
@@ -120,7 +122,7 @@ def render_html(report: dict, plots: list[Path], title: str | None = None) -> st
     trace = report.get("trace") or {}
     mode = report.get("mode", "")
     title = title or f"kvsim {mode} report"
-    summary = _table(["", ""], [["mode", mode], ["kvsim version", report.get("kvsim_version")],
+    summary = _table(["item", "value"], [["mode", mode], ["kvsim version", report.get("kvsim_version")],
                                 ["runs", len(report["runs"])],
                                 ["trace", trace.get("path") or trace.get("format")],
                                 ["requests used", trace.get("rows_used")],
@@ -130,13 +132,14 @@ def render_html(report: dict, plots: list[Path], title: str | None = None) -> st
         sections.append(_section("plan", "Plan", _plan(report["plan"])))
     if report.get("sweep"):
         sweep = report["sweep"]
-        sections.append(_section("sweep", "Sweep", _table(["", ""], [[k, v] for k, v in sweep.items()])))
+        sections.append(_section("sweep", "Sweep", _table(["item", "value"], [[k, v] for k, v in sweep.items()])))
     sections += [
         _section("runs", "Runs", _runs(report)),
         _section("plots", "Plots", _plots(plots)),
         _section("metrics", "Metrics", _metrics(report)),
         _section("config", "Resolved configuration", f"<pre>{html.escape(yaml.safe_dump(report['config'], sort_keys=False))}</pre>"),
-        _section("trace", "Trace provenance", _table(["", ""], [[k, v] for k, v in trace.items()]) if trace else "<p>none</p>"),
+        _section("trace", "Trace provenance", _table(["field", "value"], [[k, v] for k, v in trace.items()])
+                 if trace else "<p>none</p>"),
     ]
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>{''.join(sections)}</body></html>\n")

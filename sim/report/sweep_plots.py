@@ -102,14 +102,15 @@ def plot_goodput_vs_split(runs: list[dict], axes: list[str], base_config: dict, 
     return save(fig, path)
 
 
-def plot_max_rate(runs: list[dict], path: Path) -> Path | None:
+def plot_max_rate(runs: list[dict], axes: list[str], path: Path) -> Path | None:
     ok = [r for r in runs if not r.get("error") and r["metrics"].get("max_rate_rps") is not None]
     if not ok:
         return None
     fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(ok) + 3), 4.8))
     ax.bar(range(len(ok)), [r["metrics"]["max_rate_rps"] for r in ok], color="tab:blue")
     ax.set_xticks(range(len(ok)), [r["name"] for r in ok], rotation=30, ha="right")
-    ax.set(ylabel="max request rate meeting the SLO (req/s)", title="max rate under SLO, per point")
+    ax.set(xlabel=f"point ({' / '.join(axes)})", ylabel="max request rate meeting the SLO (req/s)",
+           title="max rate under SLO, per point")
     ax.grid(alpha=0.3, axis="y")
     return save(fig, path)
 
@@ -119,9 +120,10 @@ def plot_sweep(report: dict, axes: list[str], plot_dir: Path) -> list[Path]:
     runs = report["runs"]
     made = [
         plot_hit_ratio_vs_capacity(runs, axes, plot_dir / "sweep_hit_ratio_vs_capacity.png"),
+        None if (report.get("sweep") or {}).get("max_rate") else  # --max-rate sets each point's rate itself
         plot_latency_vs_rate(runs, axes, plot_dir / "sweep_latency_vs_rate.png"),
         plot_goodput_vs_split(runs, axes, report["config"], plot_dir / "sweep_goodput_vs_pd_split.png"),
-        plot_max_rate(runs, plot_dir / "sweep_max_rate.png"),
+        plot_max_rate(runs, axes, plot_dir / "sweep_max_rate.png"),
     ]
     return [p for p in made if p is not None]
 
