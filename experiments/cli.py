@@ -13,7 +13,7 @@ from typing import Callable
 from sim.config import Config
 from sim.errors import InputError
 
-# flag -> the invocations it applies to (checked before any work starts)
+# the runner flags (flag -> argparse attribute): --sweep and --plan only
 RUNNER_FLAGS = {"--jobs": "jobs", "--backend": "backend", "--ray-address": "ray_address", "--resume": "resume"}
 
 
@@ -76,9 +76,18 @@ def wrap_runner(runner: Callable, args: argparse.Namespace, mode: str) -> Callab
         options = run_options(args)
         check_point(mode, config, options)
         out = execute(mode, config, options)
-        return out.trace, out.runs, []
+        return out.trace, out.runs, [note for r in out.runs for note in _interval_notes(r)]
 
     return run
+
+
+SUMMARY_INTERVALS = ("hit_ratio", "ttft_s.mean", "ttft_s.p99", "tpot_s.mean", "e2e_s.p99", "slo_attainment", "max_rate_rps")
+
+
+def _interval_notes(run) -> list[str]:
+    """Printed after the summary: the 95% intervals of the headline metrics (all of them are in the JSON)."""
+    ci = run.metrics_ci95 or {}
+    return [f"[{run.name}] 95% interval of {k}: [{ci[k][0]:.6g}, {ci[k][1]:.6g}]" for k in SUMMARY_INTERVALS if k in ci]
 
 
 def run_experiment(args: argparse.Namespace) -> int:

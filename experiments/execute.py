@@ -12,6 +12,7 @@ from pathlib import Path
 
 from sim.config import Config, replace
 from sim.errors import ConfigError, InputError
+from sim.report.document import RunResult
 from experiments.confidence import aggregate
 from experiments.maxrate import TOLERANCE, check_slo, max_rate_run, search
 from experiments.modes import SERVING_MODES, ModeOutput, check_mode, run_mode
@@ -71,7 +72,7 @@ def _max_rate(mode: str, config: Config, options: RunOptions) -> ModeOutput:
         cfg = replace(config, **{"cache.policy": policy})
         outputs: list[ModeOutput] = []
 
-        def run_at(scale: float) -> object:
+        def run_at(scale: float) -> RunResult:
             out = run_mode(mode, replace(cfg, **{"workload.rate_scale": scale}))
             outputs.append(out)
             return out.runs[0]

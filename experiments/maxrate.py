@@ -107,7 +107,7 @@ def max_rate_run(result: MaxRateResult, base_rate_rps: float | None, slo: SLOCon
 
     note = None
     if result.meets is None:
-        note = "no rate tried meets the target, down to the smallest scale"
+        note = "no rate tried meets the target: it is missed even at the lowest load tried"
     elif result.fails is None:
         note = "every rate tried meets the target: the answer is a lower bound"
     metrics["max_rate_search"] = {

@@ -135,4 +135,5 @@ def run_sweep(args: argparse.Namespace) -> int:
 if __name__ == "__main__":  # python -m experiments.sweep SPEC.yaml [flags]: the same as main.py --sweep
     import main
 
-    sys.exit(main.main(["--sweep", *sys.argv[1:]]))
+    argv = sys.argv[1:]
+    sys.exit(main.main(argv if not argv or argv[0].startswith("-") else ["--sweep", *argv]))
