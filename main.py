@@ -61,6 +61,11 @@ examples:
   python main.py --trace-stats --workload-trace {MOONCAKE} \
       --set workload.block_mismatch=split --set serving.block_size=64
 
+  # capacity planning: a sweep on 2 processes, the max rate under an SLO, the least-cost configuration
+  python main.py --sweep experiments/examples/sweep_policies.yaml --jobs 2 --report-csv out/sweep.csv
+  python main.py --max-rate --workload-trace {AZURE} --set slo.ttft_s=0.3
+  python main.py --plan experiments/examples/plan_azure.yaml --workload-limit 300 --html out/plan.html
+
 modes (one at a time):
   --trace-stats   trace statistics and the infinite-cache hit ratio
   --cache-only    replay block accesses through the cache tiers, no timing (policy study)
@@ -71,19 +76,23 @@ modes (one at a time):
   --check-calibration OVERLAY.yaml
                   fit of the overlay's compute, collective and network tables (leave-one-out) beside the
                   roofline / ring / analytic model on the same points
+  --sweep SPEC    every point of a sweep spec (mode, axes) on a process pool or Ray
+  --plan PLAN     the least-cost configuration that meets a hit-ratio or latency target
 
 exit status: 0 success, 2 bad usage or input, 130 interrupted, 1 internal error
 """
 
 # ---------------------------------------------------------------------------- modes
 
-MODES = ("trace-stats", "cache-only", "single", "pd", "cluster", "check-calibration")
+MODES = ("trace-stats", "cache-only", "single", "pd", "cluster", "check-calibration", "sweep", "plan")
 MODE_FLAGS = {"trace-stats": "--trace-stats", "cache-only": "--cache-only", "single": "the single-node mode (default)",
-              "pd": "--pd", "cluster": "--cluster", "check-calibration": "--check-calibration"}
+              "pd": "--pd", "cluster": "--cluster", "check-calibration": "--check-calibration", "sweep": "--sweep",
+              "plan": "--plan"}
 ALL = frozenset(MODES)
 WITH_WORKLOAD = ALL - {"check-calibration"}  # modes that read a trace or generate a workload
-SIMULATING = WITH_WORKLOAD - {"trace-stats"}
+EXPERIMENTS = frozenset({"sweep", "plan"})  # many runs, each a mode of its own (experiments/)
 SERVING = frozenset({"single", "pd", "cluster"})
+SIMULATING = SERVING | {"cache-only"}  # one simulation per policy
 
 # Modes whose implementation has not landed yet: the issue that builds each.
 PENDING_MODES = {
@@ -106,17 +115,25 @@ FLAG_MODES: dict[str, frozenset[str]] = {
     "strict_workload_validation": WITH_WORKLOAD,
     "policy": SIMULATING,
     "capacity_blocks": frozenset({"cache-only"}),
-    "allow_train_test_overlap": SIMULATING,
+    "allow_train_test_overlap": SIMULATING | {"sweep"},
     "mrc": frozenset({"cache-only"}),
     "mrc_sample_rate": frozenset({"cache-only"}),
+    "rate_scale": WITH_WORKLOAD - {"plan"},  # the planner sets the rate itself
+    "max_rate": SERVING | {"sweep"},
+    "seeds": SIMULATING | {"sweep"},
+    "jobs": EXPERIMENTS,
+    "backend": EXPERIMENTS,
+    "ray_address": EXPERIMENTS,
+    "resume": frozenset({"sweep"}),
     "report_json": ALL,
     "report_csv": ALL,
     "requests_csv": SERVING,
-    "plot_dir": frozenset({"trace-stats", "cache-only"}),
+    "plot_dir": WITH_WORKLOAD,
+    "html": WITH_WORKLOAD,
     "no_plot": ALL,  # kvcache-sim scripts pass it everywhere; harmless where nothing is plotted
     "quiet": ALL,
 }
-MODE_SWITCHES = ("trace_stats", "cache_only", "cluster", "pd", "check_calibration")
+MODE_SWITCHES = ("trace_stats", "cache_only", "cluster", "pd", "check_calibration", "sweep", "plan")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -140,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--pd", action="store_true", help="prefill/decode disaggregated serving")
     mode.add_argument("--check-calibration", metavar="OVERLAY.yaml",
                       help="how well each table the overlay provides fits its measured points, beside the analytic model")
+    mode.add_argument("--sweep", metavar="SPEC.yaml", help="run every point of a sweep spec (README: Capacity planning)")
+    mode.add_argument("--plan", metavar="PLAN.yaml", help="least-cost configuration that meets a target")
 
     cfg = p.add_argument_group("configuration")
     cfg.add_argument("--config", metavar="PATH", help="YAML config (default: config.yaml here, else next to main.py)")
@@ -169,11 +188,21 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--mrc-sample-rate", type=float, metavar="R",
                        help="SHARDS sampling rate for --mrc, e.g. 0.01 for very long traces (default 1 = exact)")
 
+    exp = p.add_argument_group("experiments")
+    exp.add_argument("--rate-scale", type=float, metavar="X", help="divide inter-arrival times by X (workload.rate_scale)")
+    exp.add_argument("--max-rate", action="store_true", help="highest rate scale meeting slo.* (bisection)")
+    exp.add_argument("--seeds", type=int, metavar="N", help="repeat with seeds seed..seed+N-1: means and 95%% intervals")
+    exp.add_argument("--jobs", type=int, metavar="N", help="--sweep/--plan: parallel points (default: the core count)")
+    exp.add_argument("--backend", choices=["local", "ray"], help="--sweep/--plan: process pool (default) or Ray")
+    exp.add_argument("--ray-address", metavar="ADDR", help="--backend ray: an existing cluster (default: start one)")
+    exp.add_argument("--resume", action="store_true", help="--sweep: run only the points missing from its journal")
+
     out = p.add_argument_group("output")
     out.add_argument("--report-json", metavar="PATH", help="write the JSON report here")
     out.add_argument("--report-csv", metavar="PATH", help="write one CSV row per run here")
     out.add_argument("--requests-csv", metavar="PATH", help="serving modes: one CSV row per request (times, breakdown)")
     out.add_argument("--plot-dir", metavar="DIR", help="where PNG plots go (default: beside --report-json, else kvsim-plots/)")
+    out.add_argument("--html", metavar="PATH", help="one self-contained HTML report (tables, plots, config)")
     out.add_argument("--no-plot", action="store_true", help="skip plots")
     out.add_argument("--quiet", action="store_true", help="print nothing but errors")
     return p
@@ -184,6 +213,10 @@ def _flag(dest: str) -> str:
 
 
 def select_mode(args: argparse.Namespace) -> str:
+    if args.sweep:
+        return "sweep"
+    if args.plan:
+        return "plan"
     if args.check_calibration:
         return "check-calibration"
     if args.trace_stats:
@@ -207,8 +240,9 @@ def check_flags(args: argparse.Namespace, parser: argparse.ArgumentParser, mode:
         raise InputError("--mrc-sample-rate is used only with --mrc")
     if args.plot_dir is not None and args.no_plot:
         raise InputError("--plot-dir and --no-plot contradict each other")
-    if args.plot_dir is not None and mode == "cache-only" and not args.mrc:
-        raise InputError("--plot-dir: --cache-only plots only with --mrc")
+    from experiments.cli import check_experiment_flags
+
+    check_experiment_flags(args, mode)
 
 
 def parse_policies(text: str | None) -> list[str]:
@@ -249,6 +283,7 @@ FLAG_KEYS = {
     "capacity_blocks": "cache.capacity_blocks",
     "mrc_sample_rate": "cache.mrc_sample_rate",
     "allow_train_test_overlap": "cache.allow_train_test_overlap",
+    "rate_scale": "workload.rate_scale",
 }
 
 
@@ -292,9 +327,19 @@ class Outputs:
     report_csv: Path | None = None
     requests_csv: dict[str, Path] = field(default_factory=dict)  # per policy
     plot_dir: Path | None = None  # None: no plots
+    html: Path | None = None
 
 
-def plan_outputs(args: argparse.Namespace, mode: str, policies: list[str], config: Config) -> Outputs:
+def plot_dir(args: argparse.Namespace) -> Path:
+    """Where plots go: --plot-dir, else beside --report-json, else kvsim-plots/."""
+    if args.plot_dir is not None:
+        return Path(args.plot_dir)
+    if args.report_json:
+        return Path(args.report_json).resolve().parent
+    return Path("kvsim-plots")
+
+
+def plan_outputs(args: argparse.Namespace, mode: str, policies: list[str], config: Config | None) -> Outputs:
     """Where each output goes; each must be writable and distinct, and none may overwrite an input."""
     outputs = Outputs()
     files: list[tuple[str, Path]] = []
@@ -310,17 +355,13 @@ def plan_outputs(args: argparse.Namespace, mode: str, policies: list[str], confi
             path = base if len(policies) == 1 else base.with_suffix(f".{policy}.csv")
             outputs.requests_csv[policy] = check_writable(path, "--requests-csv")
             files.append(("--requests-csv", path))
-    plots = mode == "trace-stats" or (mode == "cache-only" and args.mrc)
-    if plots and not args.no_plot:
-        if args.plot_dir is not None:
-            outputs.plot_dir = Path(args.plot_dir)
-        elif args.report_json:
-            outputs.plot_dir = Path(args.report_json).resolve().parent
-        else:
-            outputs.plot_dir = Path("kvsim-plots")
-        check_writable(outputs.plot_dir, "--plot-dir", directory=True)
+    if args.html is not None:
+        outputs.html = check_writable(args.html, "--html")
+        files.append(("--html", outputs.html))
+    if mode in WITH_WORKLOAD and not args.no_plot:
+        outputs.plot_dir = check_writable(plot_dir(args), "--plot-dir", directory=True)
     inputs = [("--config", args.config), *(("--calibration-profile", p) for p in args.calibration_profile),
-              *((f"config key '{key}'", setting(config, key)) for key in PATH_KEYS)]
+              *((f"config key '{key}'", setting(config, key)) for key in PATH_KEYS if config is not None)]
     seen: dict[Path, str] = {Path(p).resolve(): name for name, p in inputs if p}
     for flag, path in files:
         key = path.resolve()
@@ -411,6 +452,12 @@ def run_serving_mode(run: Run) -> tuple[dict, list[RunResult]]:
     return trace.provenance.to_dict(), runs
 
 
+def run_quietly(mode: str, config: Config, policies: list[str]) -> tuple[dict, list[RunResult]]:
+    """One mode's runs exactly as the command line makes them, without printing, plots or files
+    (the experiments' entry point: sweeps, max-rate probes, seeds)."""
+    return RUNNERS[mode](Run(mode, config, policies, Outputs(), progress=False, mrc=False))
+
+
 def run_check_calibration(run: Run) -> tuple[None, list[RunResult]]:
     from sim.serving.calibration import calibration_runs, format_fits
 
@@ -479,8 +526,19 @@ def main(argv: list[str] | None = None) -> int:
         return done.code if isinstance(done.code, int) else 2
     start = time.perf_counter()
     try:
+        mode = select_mode(args)
+        if mode in EXPERIMENTS:
+            check_flags(args, parser, mode)
+            from experiments.cli import run_experiment
+
+            return run_experiment(args, mode)
         run = prepare(args, parser)
-        trace, runs = RUNNERS[run.mode](run)
+        runner = RUNNERS[run.mode]
+        if args.max_rate or args.seeds:
+            from experiments.cli import searched_runner
+
+            runner = searched_runner(args, run.mode)
+        trace, runs = runner(run)
         report = build_report(run.mode, run.config, trace, runs, wall_s=time.perf_counter() - start)
         if run.outputs.report_json:
             write_json(report, run.outputs.report_json)
@@ -488,6 +546,12 @@ def main(argv: list[str] | None = None) -> int:
         if run.outputs.report_csv:
             write_csv(report, run.outputs.report_csv)
             run.notes.append(f"csv: {run.outputs.report_csv}")
+        if run.mode != "check-calibration":
+            from sim.report.outputs import render_outputs
+
+            run.notes += render_outputs(report, runs, run.mode, run.outputs.plot_dir,
+                                        draw_plots=run.outputs.plot_dir is not None and run.mode != "trace-stats",
+                                        html_path=run.outputs.html, notes=run.notes)
         if not args.quiet:
             print(run.summary if run.summary is not None else _summary(report))
             for note in run.notes:

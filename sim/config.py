@@ -213,6 +213,20 @@ class SyntheticConfig:
 
 
 @dataclass(frozen=True)
+class ArrivalsConfig:
+    """The arrival process laid over the workload's requests (kept in their order).
+
+    ``trace`` keeps the trace's (or the synthetic generator's) own arrival times;
+    ``poisson`` and ``gamma`` draw fresh inter-arrival times; ``resample`` re-draws the
+    workload's own inter-arrival times (with replacement) and rescales them to the rate.
+    """
+
+    process: Literal["trace", "poisson", "gamma", "resample"] = "trace"
+    rate_rps: float | None = domain(None, **POSITIVE)  # mean rate of the drawn process; None: the workload's own
+    cv: float = domain(1.0, **POSITIVE)  # gamma: coefficient of variation of inter-arrival times (1 = Poisson, > 1 bursty)
+
+
+@dataclass(frozen=True)
 class WorkloadConfig:
     """Where requests come from and how rows are validated."""
 
@@ -232,6 +246,8 @@ class WorkloadConfig:
     max_request_tokens: int | None = domain(None, ge=1)
     range_start: float = domain(0.0, ge=0, lt=1)  # use requests from this fraction of the trace (arrival order) ...
     range_end: float = domain(1.0, gt=0, le=1)  # ... up to this one: e.g. train on 0-0.5, evaluate on 0.5-1
+    rate_scale: float = domain(1.0, **POSITIVE)  # divides every inter-arrival time (2 = twice the request rate)
+    arrivals: ArrivalsConfig = ArrivalsConfig()
     synthetic: SyntheticConfig = SyntheticConfig()
 
 
@@ -674,6 +690,16 @@ def _input_paths_exist(c: Config) -> None:
             raise ConfigError(f"config key '{dotted}': {quote(str(path))} is not readable")
 
 
+def _arrival_settings_apply(c: Config) -> None:
+    """``workload.arrivals.rate_rps`` and ``cv`` only mean something for the processes that draw with them."""
+    a = c.workload.arrivals
+    if a.process == "trace" and a.rate_rps is not None:
+        raise ConfigError("config key 'workload.arrivals.rate_rps' applies to process poisson, gamma or resample; "
+                          "scale the workload's own arrivals with workload.rate_scale (--rate-scale)")
+    if a.process != "gamma" and a.cv != 1.0:
+        raise ConfigError(f"config key 'workload.arrivals.cv' applies to process gamma, not {a.process!r}")
+
+
 CONSTRAINTS: tuple[typing.Callable[[Config], None], ...] = (
     _tensor_parallel_fits_model,
     _instances_fit_node,
@@ -681,6 +707,7 @@ CONSTRAINTS: tuple[typing.Callable[[Config], None], ...] = (
     _model_len_within_context,
     _request_range,
     _synthetic_sizes,
+    _arrival_settings_apply,
     _input_paths_exist,
 )
 

@@ -96,7 +96,9 @@ def test_main_runs_from_another_directory(tmp_path):
 
 def _switch(mode: str) -> list[str]:
     return {"single": [], "trace-stats": ["--trace-stats"], "cache-only": ["--cache-only"], "pd": ["--pd"],
-            "cluster": ["--cluster"], "check-calibration": ["--check-calibration", "profiles/vidur_a100_llama3_8b.yaml"]}[mode]
+            "cluster": ["--cluster"], "check-calibration": ["--check-calibration", "profiles/vidur_a100_llama3_8b.yaml"],
+            "sweep": ["--sweep", "experiments/examples/sweep_policies.yaml"],
+            "plan": ["--plan", "experiments/examples/plan_azure.yaml"]}[mode]
 
 
 def _sample(action) -> list[str]:

@@ -60,7 +60,8 @@ def test_example_runs_as_printed(command, run_cli, tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)  # the examples are written to run from the repository root
     argv = [str(tmp_path / a[len("out/"):]) if a.startswith("out/") else a for a in argv]
     limit = [] if "--check-calibration" in argv else ["--workload-limit", "50"]  # reads tables, no workload
-    status, _, err = run_cli(*argv, *limit, "--no-plot", "--quiet")
+    plots = [] if {"--plot-dir", "--html"} & set(argv) else ["--no-plot"]  # the example asks for its plots
+    status, _, err = run_cli(*argv, *limit, *plots, "--quiet")
     assert status == 0, f"{command!r}: {err[-2000:]}"
     for a in argv:
         if a.startswith(str(tmp_path)):

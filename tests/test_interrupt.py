@@ -105,7 +105,8 @@ def test_atomic_write_replaces_and_creates_with_the_usual_mode(tmp_path):
 def test_every_writer_goes_through_atomic_write():
     """No module writes a file any other way (open for writing, write_text/bytes, savefig to a path)."""
     offenders = []
-    for path in [ROOT / "main.py", *sorted((ROOT / "sim").rglob("*.py")), *sorted((ROOT / "trace").rglob("*.py"))]:
+    for path in [ROOT / "main.py", *sorted((ROOT / "sim").rglob("*.py")), *sorted((ROOT / "trace").rglob("*.py")),
+                 *sorted((ROOT / "experiments").rglob("*.py"))]:
         if path.name == "output.py":
             continue
         for node in ast.walk(ast.parse(path.read_text())):

@@ -6,6 +6,7 @@ import numpy as np
 
 from sim.config import Config, replace, request_token_bound
 from sim.errors import TraceError
+from trace.arrivals import apply_arrivals
 from trace.loaders import load_trace
 from trace.request import Trace
 from trace.synthetic import generate
@@ -14,8 +15,8 @@ from trace.validation import no_usable_requests
 
 def load_workload(config: Config) -> Trace:
     """The request stream: the trace file if given, else the synthetic generator; then the
-    configured request range and prompt cap. At least one request is left, else a TraceError
-    (the loader already refuses a file with none)."""
+    configured request range, arrival process and load scale, and prompt cap. At least one request
+    is left, else a TraceError (the loader already refuses a file with none)."""
     if config.workload.trace is not None:
         trace = load_trace(config.workload, config.serving.block_size)
         check_time_span(trace, "a wrong workload.time_unit or a corrupt timestamp?")
@@ -28,6 +29,8 @@ def load_workload(config: Config) -> Trace:
     start, end = config.workload.range_start, config.workload.range_end
     trace.select_range(start, end)
     require_requests(trace, f" between workload.range_start={start} and range_end={end}")
+    trace.arrival_s = apply_arrivals(trace.arrival_s, config.workload, config.seed)
+    check_time_span(trace, f"config key 'workload.rate_scale'={config.workload.rate_scale:g} stretches them too far")
     if config.workload.max_input_tokens is not None:
         trace.truncate_inputs(config.workload.max_input_tokens)
     return trace

@@ -123,6 +123,19 @@ def serving_metrics(records: list[RequestRecord], itl: np.ndarray, slo: SLOConfi
     return metrics
 
 
+def request_columns(records: list[RequestRecord]) -> dict[str, np.ndarray]:
+    """Per-request TTFT, TPOT and E2E (s) and the TTFT breakdown as arrays (for plots and pooling seeds)."""
+    columns = {
+        "ttft_s": np.array([r.ttft for r in records]),
+        "tpot_s": np.array([r.tpot for r in records]),
+        "e2e_s": np.array([r.last_token - r.arrival for r in records]),
+    }
+    breakdowns = [r.breakdown() for r in records]
+    for key in BREAKDOWN:
+        columns[f"{key}_s"] = np.array([b[key] for b in breakdowns])
+    return columns
+
+
 def write_requests_csv(records: list[RequestRecord], path: str | Path) -> None:
     """One row per request: its timestamps, TTFT/TPOT/E2E and breakdown."""
     names = [f.name for f in fields(RequestRecord)]

@@ -1,9 +1,12 @@
 """Output files: checked writable before a run starts, written atomically when it ends.
 
-``atomic_write`` is the one way kvsim writes a file (reports, CSVs, per-request CSVs, plots):
+``atomic_write`` is the one way kvsim writes a file (reports, CSVs, per-request CSVs, plots, HTML):
 the content goes to a temporary file in the target's directory, is flushed and fsynced, and
 then renamed over the target (``os.replace``, atomic on POSIX). A run killed at any moment
 leaves the previous file or none, never a truncated one, and no temporary file behind.
+``append_line`` is the one exception, for journals that grow a line at a time (sweeps): each
+line is one ``write`` on an ``O_APPEND`` descriptor, fsynced, so a killed process leaves whole
+lines plus at most one torn tail, which the reader drops.
 """
 
 from __future__ import annotations
@@ -48,6 +51,27 @@ def atomic_write(path: str | Path, binary: bool = False) -> Iterator[IO]:
         if isinstance(exc, OSError):
             raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
         raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """``text`` written to ``path`` atomically (``atomic_write``)."""
+    with atomic_write(path) as fh:
+        fh.write(text)
+    return Path(path)
+
+
+def append_line(path: str | Path, line: str) -> None:
+    """Append one line (no newline inside) with a single write, flushed to disk."""
+    data = (line.rstrip("\n") + "\n").encode("utf-8")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise InputError(f"cannot append to {path}: {exc.strerror or exc}") from None
 
 
 def _nearest_existing(path: Path) -> Path:

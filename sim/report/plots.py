@@ -14,13 +14,16 @@ from trace.request import Trace  # noqa: E402
 from trace.stats import RATE_BIN_S, arrival_rate_bins  # noqa: E402
 
 
-def _save(fig, path: Path) -> None:
-    """Write the figure as PNG atomically (see ``sim.report.output``), then free it."""
+def save(fig, path: Path) -> Path:
+    """Lay out and write a figure as PNG (no software stamp, so reruns give the same bytes), atomically
+    (see ``sim.report.output``), then close it."""
     try:
+        fig.tight_layout()
         with atomic_write(path, binary=True) as fh:
             fig.savefig(fh, format="png", dpi=100, metadata={"Software": None})
     finally:
         plt.close(fig)
+    return path
 
 
 def plot_trace_stats(trace: Trace, path: Path) -> Path:
@@ -34,9 +37,7 @@ def plot_trace_stats(trace: Trace, path: Path) -> Path:
         ax.set(title=f"{label} tokens per request", xlabel="tokens", ylabel="requests")
     name = Path(trace.provenance.path).name if trace.provenance.path else trace.provenance.format
     fig.suptitle(f"{name}: {len(trace):,} requests")
-    fig.tight_layout()
-    _save(fig, path)
-    return path
+    return save(fig, path)
 
 
 def plot_mrc(runs: list[dict], path: Path, title: str) -> Path:
@@ -53,6 +54,4 @@ def plot_mrc(runs: list[dict], path: Path, title: str) -> Path:
     ax.set(xscale="log", xlabel="cache capacity (blocks)", ylabel="block hit ratio", title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    _save(fig, path)
-    return path
+    return save(fig, path)

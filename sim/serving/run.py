@@ -21,7 +21,7 @@ from sim.config import Config
 from sim.serving.engine import Engine
 from sim.errors import ConfigError, TraceError
 from sim.serving.instance import DECODE, PREFILL, UNIFIED, Instance, Job
-from sim.report.metrics import RequestRecord, serving_metrics
+from sim.report.metrics import RequestRecord, request_columns, serving_metrics
 from sim.serving.network import Link, network_model
 from sim.cache.policies import POLICIES, make_policy
 from sim.report.document import RunResult
@@ -244,4 +244,5 @@ def run_serving(trace: Trace, config: Config, mode: str, progress: bool = False)
     """Simulate ``mode`` ("single" or "pd") over the trace; the run's metrics and per-request records."""
     run = ServingRun(trace, config, mode, progress)
     result = run.run()
+    result.per_request = request_columns(run.records)
     return result, run.records
