@@ -1,7 +1,12 @@
 """kvsim command line: multi-tier KV-cache policy simulator for LLM serving.
 
-Exit status: 0 success, 2 bad usage or bad input (the message names the file, row or
-key), 1 internal error.
+One path for every run: parse → pick the mode → check that every flag given is used by that
+mode → resolve and validate the whole config → check that every output can be written →
+run → write the outputs atomically. Everything that can be known wrong is found before the
+run starts.
+
+Exit status: 0 success, 2 bad usage or bad input (one line naming the file, row, key or
+flag), 130 interrupted (Ctrl-C), 1 internal error only.
 """
 
 from __future__ import annotations
@@ -20,31 +25,46 @@ if "trace" in sys.modules and not hasattr(sys.modules["trace"], "__path__"):
 import argparse  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
 
+try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
+    from sim.config import PATH_KEYS, Config, load_config, setting  # noqa: E402
+    from sim.errors import QUOTE_LIMIT, InputError, quote  # noqa: E402
+    from sim.report.document import RunResult, build_report, write_csv, write_json  # noqa: E402
+    from sim.report.output import check_writable  # noqa: E402
+    from trace.workload import load_workload, with_trace_block_size  # noqa: E402
+except KeyboardInterrupt:
+    print("kvsim: interrupted", file=sys.stderr)
+    sys.exit(130)
 
-from sim.config import Config, load_config  # noqa: E402
-from sim.errors import InputError  # noqa: E402
-from sim.report.document import RunResult, build_report, write_csv, write_json  # noqa: E402
-from trace.workload import load_workload  # noqa: E402
+MOONCAKE = "../shared/data/traces/mooncake_conversation.jsonl"
+AZURE = "trace/data/azure_conv_2023.csv"
 
-EXAMPLES = """\
+EXAMPLES = f"""\
 examples:
   # statistics and the reuse ceiling of a trace (no simulation)
-  python main.py --trace-stats --workload-trace trace/data/azure_conv_2023.csv --report-json out/stats.json
+  python main.py --trace-stats --workload-trace {AZURE} --report-json out/stats.json
 
   # a synthetic multi-turn chat workload instead of a trace file
   python main.py --trace-stats --set workload.synthetic.kind=multi-turn --preset smoke
 
-  # policy study: several policies over one trace, single tier of 5,000 blocks (512-token Mooncake blocks)
-  python main.py --cache-only --workload-trace mooncake.jsonl --set serving.block_size=512 \\
+  # policy study: several policies over one trace, single tier of 5,000 blocks (Mooncake's own 512-token blocks)
+  python main.py --cache-only --workload-trace {MOONCAKE} \\
       --policy lru,arc,s3fifo,sieve,belady --capacity-blocks 5000 --report-json out/policies.json
 
   # prefill/decode disaggregation on the bundled Azure trace, with a per-request CSV
-  python main.py --pd --workload-trace trace/data/azure_conv_2023.csv --set pd.num_prefill=2 \\
+  python main.py --pd --workload-trace {AZURE} --set pd.num_prefill=2 \\
       --set pd.num_decode=2 --report-json out/pd.json --requests-csv out/pd_requests.csv
 
-  # override any config key (validated like config.yaml; unknown keys are errors)
-  python main.py --trace-stats --workload-trace mooncake.jsonl --set serving.block_size=512
+  # override any config key (validated like config.yaml; unknown keys are errors):
+  # here Mooncake's 512-token blocks are split into 64-token ones
+  python main.py --trace-stats --workload-trace {MOONCAKE} \
+      --set workload.block_mismatch=split --set serving.block_size=64
+
+  # capacity planning: a sweep on 2 processes, the max rate under an SLO, the least-cost configuration
+  python main.py --sweep experiments/examples/sweep_policies.yaml --jobs 2 --report-csv out/sweep.csv
+  python main.py --max-rate --workload-trace {AZURE} --set slo.ttft_s=0.3
+  python main.py --plan experiments/examples/plan_azure.yaml --workload-limit 300 --html out/plan.html
 
 modes (one at a time):
   --trace-stats   trace statistics and the infinite-cache hit ratio
@@ -53,18 +73,74 @@ modes (one at a time):
                   behind a prefix-aware router; TTFT/TPOT/E2E and the TTFT breakdown
   --cluster       racks of nodes behind a prefix-aware router
   --pd            prefill/decode disaggregated serving
+  --check-calibration OVERLAY.yaml
+                  fit of the overlay's compute, collective and network tables (leave-one-out) beside the
+                  roofline / ring / analytic model on the same points
+  --sweep SPEC    every point of a sweep spec (mode, axes) on a process pool or Ray
+  --plan PLAN     the least-cost configuration that meets a hit-ratio or latency target
+
+exit status: 0 success, 2 bad usage or input, 130 interrupted, 1 internal error
 """
+
+# ---------------------------------------------------------------------------- modes
+
+MODES = ("trace-stats", "cache-only", "single", "pd", "cluster", "check-calibration", "sweep", "plan")
+MODE_FLAGS = {"trace-stats": "--trace-stats", "cache-only": "--cache-only", "single": "the single-node mode (default)",
+              "pd": "--pd", "cluster": "--cluster", "check-calibration": "--check-calibration", "sweep": "--sweep",
+              "plan": "--plan"}
+ALL = frozenset(MODES)
+WITH_WORKLOAD = ALL - {"check-calibration"}  # modes that read a trace or generate a workload
+EXPERIMENTS = frozenset({"sweep", "plan"})  # many runs, each a mode of its own (experiments/)
+SERVING = frozenset({"single", "pd", "cluster"})
+SIMULATING = SERVING | {"cache-only"}  # one simulation per policy
 
 # Modes whose implementation has not landed yet: the issue that builds each.
 PENDING_MODES = {
     "cluster": "--cluster is not implemented yet (cluster issue)",
 }
 
+# Which modes use each option (by argparse dest). A flag given in a mode that does not use it is
+# an error naming it, never silently ignored. Every option of the parser must appear here (a test
+# checks), so a new flag declares its modes. The mode switches themselves are not listed.
+FLAG_MODES: dict[str, frozenset[str]] = {
+    "config": ALL,
+    "preset": ALL,
+    "calibration_profile": ALL,
+    "sets": ALL,
+    "seed": WITH_WORKLOAD,
+    "workload_trace": WITH_WORKLOAD,
+    "workload_format": WITH_WORKLOAD,
+    "workload_limit": WITH_WORKLOAD,
+    "workload_time_unit": WITH_WORKLOAD,
+    "strict_workload_validation": WITH_WORKLOAD,
+    "policy": SIMULATING,
+    "capacity_blocks": frozenset({"cache-only"}),
+    "allow_train_test_overlap": SIMULATING | {"sweep"},
+    "mrc": frozenset({"cache-only"}),
+    "mrc_sample_rate": frozenset({"cache-only"}),
+    "rate_scale": WITH_WORKLOAD - {"plan"},  # the planner sets the rate itself
+    "max_rate": SERVING | {"sweep"},
+    "seeds": SIMULATING | {"sweep"},
+    "jobs": EXPERIMENTS,
+    "backend": EXPERIMENTS,
+    "ray_address": EXPERIMENTS,
+    "resume": frozenset({"sweep"}),
+    "report_json": ALL,
+    "report_csv": ALL,
+    "requests_csv": SERVING,
+    "plot_dir": WITH_WORKLOAD,
+    "html": WITH_WORKLOAD,
+    "no_plot": ALL,  # kvcache-sim scripts pass it everywhere; harmless where nothing is plotted
+    "quiet": ALL,
+}
+MODE_SWITCHES = ("trace_stats", "cache_only", "cluster", "pd", "check_calibration", "sweep", "plan")
+
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # exit 2, as argparse does, with a hint
-        self.print_usage(sys.stderr)
-        self.exit(2, f"{self.prog}: error: {message}\n(see --help for examples)\n")
+    def error(self, message: str) -> None:  # exit 2, as argparse does, in one line like every other error
+        if len(message) > 2 * QUOTE_LIMIT:  # argparse quotes the offending argument whole
+            message = message[: 2 * QUOTE_LIMIT] + "..."
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,6 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--cache-only", action="store_true", help="replay block accesses through the cache tiers, no timing")
     mode.add_argument("--cluster", action="store_true", help="racks of GPU nodes behind a router (not built yet: exits 2)")
     mode.add_argument("--pd", action="store_true", help="prefill/decode disaggregated serving")
+    mode.add_argument("--check-calibration", metavar="OVERLAY.yaml",
+                      help="how well each table the overlay provides fits its measured points, beside the analytic model")
+    mode.add_argument("--sweep", metavar="SPEC.yaml", help="run every point of a sweep spec (README: Capacity planning)")
+    mode.add_argument("--plan", metavar="PLAN.yaml", help="least-cost configuration that meets a target")
 
     cfg = p.add_argument_group("configuration")
     cfg.add_argument("--config", metavar="PATH", help="YAML config (default: config.yaml here, else next to main.py)")
@@ -87,13 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="YAML overlay merged over the config; repeatable, applied in order")
     cfg.add_argument("--set", metavar="KEY=VALUE", dest="sets", action="append", default=[],
                      help="override one config key, e.g. --set cache.tiers.dram.capacity_gib=64; repeatable")
-    cfg.add_argument("--seed", type=int, help="seed of every random choice (config key: seed)")
+    cfg.add_argument("--seed", type=int, help="seed of every random choice, >= 0 (config key: seed)")
 
     wl = p.add_argument_group("workload")
     wl.add_argument("--workload-trace", metavar="PATH", help="trace file (Azure, BurstGPT, Mooncake, Splitwise, LLMServingSim)")
     wl.add_argument("--workload-format", choices=["azure", "burstgpt", "mooncake", "splitwise", "llmservingsim", "auto"],
                     help="trace format (default auto: sniffed from the header)")
-    wl.add_argument("--workload-limit", type=int, metavar="N", help="use only the first N valid requests")
+    wl.add_argument("--workload-limit", type=int, metavar="N", help="use only the first N valid requests (N >= 1)")
     wl.add_argument("--workload-time-unit", choices=["s", "ms", "us", "ns"], help="unit of numeric timestamps")
     wl.add_argument("--strict-workload-validation", action="store_true",
                     help="the first bad row is an error (default: bad rows are counted and skipped)")
@@ -108,14 +188,81 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--mrc-sample-rate", type=float, metavar="R",
                        help="SHARDS sampling rate for --mrc, e.g. 0.01 for very long traces (default 1 = exact)")
 
+    exp = p.add_argument_group("experiments")
+    exp.add_argument("--rate-scale", type=float, metavar="X", help="divide inter-arrival times by X (workload.rate_scale)")
+    exp.add_argument("--max-rate", action="store_true", help="highest rate scale meeting slo.* (bisection)")
+    exp.add_argument("--seeds", type=int, metavar="N", help="repeat with seeds seed..seed+N-1: means and 95%% intervals")
+    exp.add_argument("--jobs", type=int, metavar="N", help="--sweep/--plan: parallel points (default: the core count)")
+    exp.add_argument("--backend", choices=["local", "ray"], help="--sweep/--plan: process pool (default) or Ray")
+    exp.add_argument("--ray-address", metavar="ADDR", help="--backend ray: an existing cluster (default: start one)")
+    exp.add_argument("--resume", action="store_true", help="--sweep: run only the points missing from its journal")
+
     out = p.add_argument_group("output")
     out.add_argument("--report-json", metavar="PATH", help="write the JSON report here")
     out.add_argument("--report-csv", metavar="PATH", help="write one CSV row per run here")
     out.add_argument("--requests-csv", metavar="PATH", help="serving modes: one CSV row per request (times, breakdown)")
     out.add_argument("--plot-dir", metavar="DIR", help="where PNG plots go (default: beside --report-json, else kvsim-plots/)")
+    out.add_argument("--html", metavar="PATH", help="one self-contained HTML report (tables, plots, config)")
     out.add_argument("--no-plot", action="store_true", help="skip plots")
     out.add_argument("--quiet", action="store_true", help="print nothing but errors")
     return p
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-") if dest != "sets" else "--set"
+
+
+def select_mode(args: argparse.Namespace) -> str:
+    if args.sweep:
+        return "sweep"
+    if args.plan:
+        return "plan"
+    if args.check_calibration:
+        return "check-calibration"
+    if args.trace_stats:
+        return "trace-stats"
+    if args.cache_only:
+        return "cache-only"
+    if args.cluster:
+        return "cluster"
+    if args.pd:
+        return "pd"
+    return "cache-only" if args.mrc else "single"  # --mrc implies --cache-only
+
+
+def check_flags(args: argparse.Namespace, parser: argparse.ArgumentParser, mode: str) -> None:
+    """Every flag given is used by ``mode`` (the ``FLAG_MODES`` table), and the flags agree with each other."""
+    for dest, modes in FLAG_MODES.items():
+        if getattr(args, dest) != parser.get_default(dest) and mode not in modes:
+            users = ", ".join(MODE_FLAGS[m] for m in MODES if m in modes)
+            raise InputError(f"{_flag(dest)} is not used by {MODE_FLAGS[mode]} (it applies to {users})")
+    if args.mrc_sample_rate is not None and not args.mrc:
+        raise InputError("--mrc-sample-rate is used only with --mrc")
+    if args.plot_dir is not None and args.no_plot:
+        raise InputError("--plot-dir and --no-plot contradict each other")
+    from experiments.cli import check_experiment_flags
+
+    check_experiment_flags(args, mode)
+
+
+def parse_policies(text: str | None) -> list[str]:
+    """``--policy a,b``: the names, each registered and given once."""
+    if text is None:
+        return []
+    from sim.cache.policies import POLICIES
+
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise InputError(f"--policy {quote(text)}: an empty policy name; give NAME[,NAME...]")
+    for i, name in enumerate(names):
+        if name not in POLICIES:
+            raise InputError(f"--policy: unknown policy {quote(name)}; valid policies: {', '.join(sorted(POLICIES))}")
+        if name in names[:i]:
+            raise InputError(f"--policy: {quote(name)} given twice (each run is named by its policy)")
+    return names
+
+
+# --------------------------------------------------------------------------- config
 
 
 def _default_config_path() -> Path | None:
@@ -125,106 +272,202 @@ def _default_config_path() -> Path | None:
     return None
 
 
+# The config key each dedicated flag sets (validated with the key's domain; errors name the flag).
+FLAG_KEYS = {
+    "workload_trace": "workload.trace",
+    "workload_format": "workload.format",
+    "workload_limit": "workload.limit",
+    "workload_time_unit": "workload.time_unit",
+    "strict_workload_validation": "workload.strict_validation",
+    "seed": "seed",
+    "capacity_blocks": "cache.capacity_blocks",
+    "mrc_sample_rate": "cache.mrc_sample_rate",
+    "allow_train_test_overlap": "cache.allow_train_test_overlap",
+    "rate_scale": "workload.rate_scale",
+}
+
+
 def resolve_config(args: argparse.Namespace) -> Config:
-    """Config file → overlays → preset → --set → dedicated flags, each layer validated."""
+    """Config file → overlays → preset → --set → dedicated flags, each layer validated, then the
+    whole config once (``sim.config.validate``)."""
     path = Path(args.config) if args.config else _default_config_path()
     if args.config and not path.is_file():
         raise InputError(f"config file not found: {path}")
-    sets = list(args.sets)
-    flag_keys = {
-        "workload.trace": args.workload_trace,
-        "workload.format": args.workload_format,
-        "workload.limit": args.workload_limit,
-        "workload.time_unit": args.workload_time_unit,
-        "seed": args.seed,
-        "cache.capacity_blocks": args.capacity_blocks,
-        "cache.mrc_sample_rate": args.mrc_sample_rate,
-    }
-    if args.strict_workload_validation:
-        flag_keys["workload.strict_validation"] = True
-    if args.allow_train_test_overlap:
-        flag_keys["cache.allow_train_test_overlap"] = True
+    flags = [(_flag(dest), key, getattr(args, dest)) for dest, key in FLAG_KEYS.items()
+             if getattr(args, dest) is not None and getattr(args, dest) is not False]
     if args.policy:
-        flag_keys["cache.policy"] = args.policy.split(",")[0]
-    for key, value in flag_keys.items():
-        if value is not None:
-            sets.append(f"{key}={_yaml_scalar(value)}")
-    return load_config(path, overlays=args.calibration_profile, preset=args.preset, sets=sets)
+        flags.append(("--policy", "cache.policy", parse_policies(args.policy)[0]))
+    return load_config(path, overlays=args.calibration_profile, preset=args.preset, sets=args.sets, flags=flags)
 
 
-def _yaml_scalar(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return "'" + value.replace("'", "''") + "'"
-    return str(value)
+def check_config_for_mode(args: argparse.Namespace, config: Config, mode: str, policies: list[str]) -> None:
+    """Flags and settings that only make sense together with others, judged on the resolved config."""
+    from sim.cache.policies import POLICIES
+
+    if config.workload.trace is None:
+        for dest in ("workload_format", "workload_time_unit", "strict_workload_validation"):
+            if getattr(args, dest) is not None and getattr(args, dest) is not False:
+                raise InputError(f"{_flag(dest)} applies to a trace file; no --workload-trace is given (synthetic workload)")
+    if args.allow_train_test_overlap and not any(POLICIES[p].needs_predictions for p in policies):
+        raise InputError(f"--allow-train-test-overlap applies only to a learned policy (runs: {', '.join(policies)})")
+    if mode in SERVING:
+        from sim.cache.tiers import hbm_capacity_blocks
+
+        hbm_capacity_blocks(config)  # the model's weights fit in GPU memory
 
 
-def _plot_dir(args: argparse.Namespace) -> Path:
-    if args.plot_dir:
+# -------------------------------------------------------------------------- outputs
+
+
+@dataclass
+class Outputs:
+    """Every file a run will write, checked writable before it starts."""
+
+    report_json: Path | None = None
+    report_csv: Path | None = None
+    requests_csv: dict[str, Path] = field(default_factory=dict)  # per policy
+    plot_dir: Path | None = None  # None: no plots
+    html: Path | None = None
+
+
+def plot_dir(args: argparse.Namespace) -> Path:
+    """Where plots go: --plot-dir, else beside --report-json, else kvsim-plots/."""
+    if args.plot_dir is not None:
         return Path(args.plot_dir)
     if args.report_json:
         return Path(args.report_json).resolve().parent
     return Path("kvsim-plots")
 
 
-def run_trace_stats(args: argparse.Namespace, config: Config) -> tuple[dict, list[RunResult], list[str]]:
+def plan_outputs(args: argparse.Namespace, mode: str, policies: list[str], config: Config | None) -> Outputs:
+    """Where each output goes; each must be writable and distinct, and none may overwrite an input."""
+    outputs = Outputs()
+    files: list[tuple[str, Path]] = []
+    if args.report_json is not None:
+        outputs.report_json = check_writable(args.report_json, "--report-json")
+        files.append(("--report-json", outputs.report_json))
+    if args.report_csv is not None:
+        outputs.report_csv = check_writable(args.report_csv, "--report-csv")
+        files.append(("--report-csv", outputs.report_csv))
+    if args.requests_csv is not None:
+        base = Path(args.requests_csv)
+        for policy in policies:
+            path = base if len(policies) == 1 else base.with_suffix(f".{policy}.csv")
+            outputs.requests_csv[policy] = check_writable(path, "--requests-csv")
+            files.append(("--requests-csv", path))
+    if args.html is not None:
+        outputs.html = check_writable(args.html, "--html")
+        files.append(("--html", outputs.html))
+    if mode in WITH_WORKLOAD and not args.no_plot:
+        outputs.plot_dir = check_writable(plot_dir(args), "--plot-dir", directory=True)
+    inputs = [("--config", args.config), *(("--calibration-profile", p) for p in args.calibration_profile),
+              *((f"config key '{key}'", setting(config, key)) for key in PATH_KEYS if config is not None)]
+    seen: dict[Path, str] = {Path(p).resolve(): name for name, p in inputs if p}
+    for flag, path in files:
+        key = path.resolve()
+        if key in seen:
+            raise InputError(f"{flag} {quote(str(path))} is also the path of {seen[key]}")
+        seen[key] = flag
+    return outputs
+
+
+# ---------------------------------------------------------------------------- runs
+
+
+@dataclass
+class Run:
+    """What one invocation does, resolved and checked before any work."""
+
+    mode: str
+    config: Config
+    policies: list[str]
+    outputs: Outputs
+    progress: bool
+    mrc: bool
+    overlay: Path | None = None  # --check-calibration
+    notes: list[str] = field(default_factory=list)
+    summary: str | None = None  # printed instead of the generic metrics summary
+
+
+def _stem(trace) -> str:
+    prov = trace.provenance
+    return Path(prov.path).stem if prov.path else prov.format.replace(":", "-")
+
+
+def run_trace_stats(run: Run) -> tuple[dict, list[RunResult]]:
     from trace.stats import trace_stats
 
-    trace = load_workload(config)
+    trace = load_workload(run.config)
+    run.config = with_trace_block_size(run.config, trace)
     metrics = trace_stats(trace)
-    notes = []
-    if not args.no_plot:
+    if run.outputs.plot_dir is not None:
         from sim.report.plots import plot_trace_stats
 
-        stem = Path(trace.provenance.path).stem if trace.provenance.path else trace.provenance.format.replace(":", "-")
-        png = plot_trace_stats(trace, _plot_dir(args) / f"trace_stats_{stem}.png")
-        notes.append(f"plot: {png}")
-    return trace.provenance.to_dict(), [RunResult(name="trace-stats", metrics=metrics)], notes
+        png = plot_trace_stats(trace, run.outputs.plot_dir / f"trace_stats_{_stem(trace)}.png")
+        run.notes.append(f"plot: {png}")
+    return trace.provenance.to_dict(), [RunResult(name="trace-stats", metrics=metrics)]
 
 
-def run_cache_only(args: argparse.Namespace, config: Config) -> tuple[dict, list[RunResult], list[str]]:
+def run_cache_only(run: Run) -> tuple[dict, list[RunResult]]:
     from sim.cache.replay import run_cache_only as replay_policies
     from sim.cache.replay import run_mrc
 
-    trace = load_workload(config)
-    if args.policy:
-        policies = [p.strip() for p in args.policy.split(",") if p.strip()]
-    else:
-        policies = [] if args.mrc else [config.cache.policy]
-    runs = replay_policies(trace, config, policies, progress=not args.quiet)
-    notes = []
-    if args.mrc:
+    trace = load_workload(run.config)
+    run.config = config = with_trace_block_size(run.config, trace)
+    policies = run.policies or ([] if run.mrc else [config.cache.policy])
+    runs = replay_policies(trace, config, policies, progress=run.progress)
+    if run.mrc:
         runs.append(run_mrc(trace, config))
-        if not args.no_plot:
+        if run.outputs.plot_dir is not None:
             from sim.report.plots import plot_mrc
 
-            stem = Path(trace.provenance.path).stem if trace.provenance.path else trace.provenance.format.replace(":", "-")
-            png = plot_mrc([{"name": r.name, "metrics": r.metrics} for r in runs], _plot_dir(args) / f"mrc_{stem}.png", stem)
-            notes.append(f"plot: {png}")
-    return trace.provenance.to_dict(), runs, notes
+            rate = config.cache.mrc_sample_rate
+            kind = "exact" if rate >= 1.0 else f"shards-{rate:g}"  # a sampled curve never overwrites the exact one
+            png = plot_mrc([{"name": r.name, "metrics": r.metrics} for r in runs],
+                           run.outputs.plot_dir / f"mrc_{kind}_{_stem(trace)}.png", _stem(trace))
+            run.notes.append(f"plot: {png}")
+    return trace.provenance.to_dict(), runs
 
 
-def run_serving_mode(args: argparse.Namespace, config: Config) -> tuple[dict, list[RunResult], list[str]]:
-    from sim.report.metrics import write_requests_csv
-    from sim.serving.run import run_serving
-
+def run_serving_mode(run: Run) -> tuple[dict, list[RunResult]]:
     from sim.config import replace
+    from sim.report.metrics import write_requests_csv
+    from sim.serving.run import admit, run_serving
 
-    trace = load_workload(config)
-    mode = "pd" if args.pd else "single"
-    policies = [p.strip() for p in args.policy.split(",") if p.strip()] if args.policy else [config.cache.policy]
-    runs, notes = [], []
+    trace = load_workload(run.config)
+    run.config = config = with_trace_block_size(run.config, trace)
+    admit(trace, config)
+    policies = run.policies or [config.cache.policy]
+    runs = []
     for policy in policies:  # one run per policy over the same trace
-        result, records = run_serving(trace, replace(config, **{"cache.policy": policy}), mode, progress=not args.quiet)
+        result, records = run_serving(trace, replace(config, **{"cache.policy": policy}), run.mode,
+                                      progress=run.progress)
         if len(policies) > 1:
-            result.name, result.overrides = f"{mode}-{policy}", {"cache.policy": policy}
+            result.name, result.overrides = f"{run.mode}-{policy}", {"cache.policy": policy}
         runs.append(result)
-        if args.requests_csv:
-            path = args.requests_csv if len(policies) == 1 else str(Path(args.requests_csv).with_suffix(f".{policy}.csv"))
+        path = run.outputs.requests_csv.get(policy)
+        if path is not None:
             write_requests_csv(records, path)
-            notes.append(f"requests: {path}")
-    return trace.provenance.to_dict(), runs, notes
+            run.notes.append(f"requests: {path}")
+    return trace.provenance.to_dict(), runs
+
+
+def run_quietly(mode: str, config: Config, policies: list[str]) -> tuple[dict, list[RunResult]]:
+    """One mode's runs exactly as the command line makes them, without printing, plots or files
+    (the experiments' entry point: sweeps, max-rate probes, seeds)."""
+    return RUNNERS[mode](Run(mode, config, policies, Outputs(), progress=False, mrc=False))
+
+
+def run_check_calibration(run: Run) -> tuple[None, list[RunResult]]:
+    from sim.serving.calibration import calibration_runs, format_fits
+
+    runs = calibration_runs(run.overlay, run.config)
+    run.summary = format_fits(run.overlay, run.config, runs)
+    return None, runs
+
+
+RUNNERS = {"trace-stats": run_trace_stats, "cache-only": run_cache_only, "single": run_serving_mode,
+           "pd": run_serving_mode, "check-calibration": run_check_calibration}
 
 
 def _summary(report: dict) -> str:
@@ -233,7 +476,8 @@ def _summary(report: dict) -> str:
     if trace:
         skipped = ", ".join(f"{k}: {v}" for k, v in trace["skip_reasons"].items()) or "none"
         lines.append(f"trace {trace['path'] or trace['format']} ({trace['format']}): {trace['rows_used']:,} requests used, "
-                     f"{trace['rows_skipped']:,} skipped ({skipped}); block ids: {trace['block_ids']}")
+                     f"{trace['rows_skipped']:,} skipped ({skipped}); block ids: {trace['block_ids']}, "
+                     f"{trace['block_tokens']} tokens a block")
     for run in report["runs"]:
         lines.append(f"[{run['name']}]")
         for key, value in run["metrics"].items():
@@ -258,30 +502,59 @@ def _fmt(value) -> str:
     return str(value)
 
 
+def prepare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Run:
+    """Everything checked before any work: mode and flags, the whole config, the outputs."""
+    mode = select_mode(args)
+    check_flags(args, parser, mode)
+    if mode in PENDING_MODES:
+        raise InputError(PENDING_MODES[mode])
+    policies = parse_policies(args.policy)
+    if mode == "check-calibration":  # the overlay applies last, over any --calibration-profile
+        args.calibration_profile = [*args.calibration_profile, args.check_calibration]
+    config = resolve_config(args)
+    check_config_for_mode(args, config, mode, policies or [config.cache.policy])
+    outputs = plan_outputs(args, mode, policies or [config.cache.policy], config)
+    return Run(mode, config, policies, outputs, progress=not args.quiet and sys.stderr.isatty(), mrc=args.mrc,
+               overlay=Path(args.check_calibration) if args.check_calibration else None)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help (0) or a usage error (2, already printed in one line)
+        return done.code if isinstance(done.code, int) else 2
     start = time.perf_counter()
     try:
-        config = resolve_config(args)
-        if args.trace_stats:
-            mode, runner = "trace-stats", run_trace_stats
-        elif args.cache_only or args.mrc:
-            mode, runner = "cache-only", run_cache_only
-        elif args.cluster:
-            raise InputError(PENDING_MODES["cluster"])
-        else:
-            mode, runner = ("pd" if args.pd else "single"), run_serving_mode
-        trace, runs, notes = runner(args, config)
-        report = build_report(mode, config, trace, runs, wall_s=time.perf_counter() - start)
-        if args.report_json:
-            write_json(report, args.report_json)
-            notes.append(f"report: {args.report_json}")
-        if args.report_csv:
-            write_csv(report, args.report_csv)
-            notes.append(f"csv: {args.report_csv}")
+        mode = select_mode(args)
+        if mode in EXPERIMENTS:
+            check_flags(args, parser, mode)
+            from experiments.cli import run_experiment
+
+            return run_experiment(args, mode)
+        run = prepare(args, parser)
+        runner = RUNNERS[run.mode]
+        if args.max_rate or args.seeds:
+            from experiments.cli import searched_runner
+
+            runner = searched_runner(args, run.mode)
+        trace, runs = runner(run)
+        report = build_report(run.mode, run.config, trace, runs, wall_s=time.perf_counter() - start)
+        if run.outputs.report_json:
+            write_json(report, run.outputs.report_json)
+            run.notes.append(f"report: {run.outputs.report_json}")
+        if run.outputs.report_csv:
+            write_csv(report, run.outputs.report_csv)
+            run.notes.append(f"csv: {run.outputs.report_csv}")
+        if run.mode != "check-calibration":
+            from sim.report.outputs import render_outputs
+
+            run.notes += render_outputs(report, runs, run.mode, run.outputs.plot_dir,
+                                        draw_plots=run.outputs.plot_dir is not None and run.mode != "trace-stats",
+                                        html_path=run.outputs.html, notes=run.notes)
         if not args.quiet:
-            print(_summary(report))
-            for note in notes:
+            print(run.summary if run.summary is not None else _summary(report))
+            for note in run.notes:
                 print(note)
         return 0
     except InputError as exc:
@@ -289,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print("kvsim: interrupted", file=sys.stderr)
-        return 1
+        return 130
     except Exception:  # an internal error: a bug in kvsim, not bad input
         traceback.print_exc()
         print("kvsim: internal error (please report it with the command line above)", file=sys.stderr)
@@ -297,4 +570,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # before main's own handler is in place (argument parsing)
+        print("kvsim: interrupted", file=sys.stderr)
+        sys.exit(130)

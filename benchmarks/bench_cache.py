@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         make_policy(name, 1, next_use=np.zeros(1, dtype=np.int64))  # fail fast on an unknown name
 
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)")
-    trace, load_s = timed(load_trace, WorkloadConfig(trace=str(args.trace)), 16)
+    trace, load_s = timed(load_trace, WorkloadConfig(trace=str(args.trace), block_mismatch="split"), 16)
     full_accesses = trace.num_accesses
     if args.limit is not None:
         trace = truncate(trace, args.limit)

@@ -44,7 +44,7 @@ def main() -> None:
     args = parser.parse_args()
     if not Path(args.trace).is_file():
         sys.exit(f"trace not found: {args.trace} (pass --trace PATH to the Mooncake conversation trace)")
-    stream = load_trace(WorkloadConfig(trace=args.trace), 16).access_stream()[: args.accesses]
+    stream = load_trace(WorkloadConfig(trace=args.trace, block_mismatch="split"), 16).access_stream()[: args.accesses]
     print(f"stream: {len(stream):,} accesses, {len(np.unique(stream)):,} distinct blocks")
     capacities = np.array([1_000, 10_000, 100_000, 300_000, 1_000_000])
     start = time.perf_counter()

@@ -1,1 +1,2 @@
-"""Sweeps over policies, capacities, P:D ratios, bandwidths and request rates, and their plots."""
+"""Capacity planning: sweeps and their runner (process pool or Ray), max rate under SLO, confidence
+intervals over seeds, prices and the least-cost planner."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
+import math
 import os
 import types
 import typing
@@ -20,8 +22,62 @@ from typing import Any, Literal, Mapping
 
 import yaml
 
-from sim.errors import ConfigError
+from sim.errors import ConfigError, quote
 
+
+# ------------------------------------------------------------------------ value domains
+
+INT64_MAX = 2**63 - 1
+MAX_INSTANCES = 1024  # instances per role (single-node workers, PD prefill/decode): a documented scale bound
+MAX_SYNTHETIC_REQUESTS = 100_000_000  # ten times the largest trace the loader is benchmarked on (10M rows)
+
+
+@dataclass(frozen=True)
+class Domain:
+    """The values a config field accepts beyond its type (``None``, "unset", is always accepted).
+
+    Declared next to the field (``block_size: int = domain(16, ge=1)``) and checked by the
+    one schema walker (``_build``) for every layer, so a new key is validated by declaring it.
+    ``names`` is a registry given as ``"module:attribute"`` (a mapping, or a function returning
+    the names), imported only when checked.
+    """
+
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+    names: str | None = None
+
+    def describe(self) -> str:
+        parts = [f"{op} {bound:,}" for op, bound in ((">", self.gt), (">=", self.ge), ("<", self.lt), ("<=", self.le))
+                 if bound is not None]
+        return " and ".join(parts)
+
+    def registry(self) -> list[str]:
+        module, _, attr = self.names.partition(":")
+        found = getattr(__import__(module, fromlist=[attr]), attr)
+        return sorted(found() if callable(found) else found)
+
+    def violation(self, value: Any) -> str | None:
+        """Why ``value`` is outside the domain, or None."""
+        if value is None:
+            return None
+        if self.names is not None:
+            valid = self.registry()
+            return None if value in valid else f"must be one of {', '.join(valid)}"
+        below = (self.gt is not None and not value > self.gt) or (self.ge is not None and not value >= self.ge)
+        above = (self.lt is not None and not value < self.lt) or (self.le is not None and not value <= self.le)
+        return f"must be {self.describe()}" if below or above else None
+
+
+def domain(default: Any, **bounds: Any) -> Any:
+    """A dataclass field with its value domain (see ``Domain``)."""
+    return field(default=default, metadata={"domain": Domain(**bounds)})
+
+
+POSITIVE = {"gt": 0}
+NON_NEGATIVE = {"ge": 0}
+FRACTION = {"gt": 0, "le": 1}  # (0, 1]
 
 # --------------------------------------------------------------------------- schema
 
@@ -30,36 +86,40 @@ from sim.errors import ConfigError
 class HardwareConfig:
     """The GPU kind (a name in ``profiles/gpus.yaml``) and the node shape."""
 
-    gpu: str = "h100-sxm"
-    gpus_per_node: int = 8
-    intra_node_gbps: float = 450.0  # GB/s per direction between GPUs of a node (H100 NVLink 4: 900 GB/s total)
+    gpu: str = domain("h100-sxm", names="sim.specs:known_gpus")
+    gpus_per_node: int = domain(8, ge=1, le=MAX_INSTANCES)
+    # GB/s per direction between GPUs of a node; None: the GPU's own link (profiles/gpus.yaml)
+    gpu_link_gbps: float | None = domain(None, **POSITIVE)
+    gpu_link_latency_us: float | None = domain(None, **NON_NEGATIVE)  # per ring step; None: the GPU's own link
 
 
 @dataclass(frozen=True)
 class ServingConfig:
     """Engine settings, named and meant as in vLLM's ``EngineArgs``."""
 
-    tensor_parallel_size: int = 1
-    block_size: int = 16
-    max_num_seqs: int = 256
-    max_num_batched_tokens: int = 8192
-    gpu_memory_utilization: float = 0.9
-    num_gpu_blocks: int | None = None  # overrides the KV capacity computed from memory
+    tensor_parallel_size: int = domain(1, ge=1)
+    block_size: int = domain(16, ge=1)
+    max_num_seqs: int = domain(256, ge=1)
+    max_num_batched_tokens: int = domain(8192, ge=1)
+    gpu_memory_utilization: float = domain(0.9, **FRACTION)
+    num_gpu_blocks: int | None = domain(None, ge=1)  # overrides the KV capacity computed from memory
     enable_prefix_caching: bool = True
-    num_instances: int = 4
+    num_instances: int = domain(4, ge=1, le=MAX_INSTANCES)
     dtype: Literal["bf16", "fp16", "fp32", "fp8"] = "bf16"
     kv_cache_dtype: Literal["auto", "bf16", "fp16", "fp32", "fp8"] = "auto"
+    # vLLM's max_model_len: a request whose prompt + output exceeds it is rejected (None: the model's context)
+    max_model_len: int | None = domain(None, ge=1)
 
 
 @dataclass(frozen=True)
 class TierConfig:
     """One storage tier: capacity, bandwidth (GB/s = 1e9 B/s) and access latency."""
 
-    capacity_gib: float = 0.0
-    read_gbps: float = 0.0
-    write_gbps: float = 0.0
-    latency_us: float = 0.0
-    policy: str | None = None  # None: use cache.policy
+    capacity_gib: float = domain(0.0, **NON_NEGATIVE)
+    read_gbps: float = domain(1.0, **POSITIVE)
+    write_gbps: float = domain(1.0, **POSITIVE)
+    latency_us: float = domain(0.0, **NON_NEGATIVE)
+    policy: str | None = domain(None, names="sim.cache.policies:POLICIES")  # None: use cache.policy
 
 
 @dataclass(frozen=True)
@@ -80,15 +140,15 @@ class TiersConfig:
 class CacheConfig:
     """Prefix-cache policy and tier layout."""
 
-    policy: str = "lru"
+    policy: str = domain("lru", names="sim.cache.policies:POLICIES")
     learned_model: str | None = None
     allow_train_test_overlap: bool = False  # let a learned model be judged on the requests it was trained on
     inclusion: Literal["exclusive", "inclusive"] = "exclusive"
     access_semantics: Literal["auto", "plain", "prefix"] = "auto"
-    capacity_blocks: int | None = None  # cache-only: single-tier capacity in blocks
-    mrc_sample_rate: float = 1.0  # --mrc: 1 = exact; below 1 = SHARDS spatial sampling rate
+    capacity_blocks: int | None = domain(None, ge=1)  # cache-only: single-tier capacity in blocks
+    mrc_sample_rate: float = domain(1.0, **FRACTION)  # --mrc: 1 = exact; below 1 = SHARDS spatial sampling rate
     admission: Literal["none", "selective_write"] = "none"
-    selective_write_depth: int = 64  # selective_write: keep only the first k blocks of each prompt
+    selective_write_depth: int = domain(64, ge=1)  # selective_write: keep only the first k blocks of each prompt
     prefetch: Literal["none", "session"] = "none"  # session: a turn prefetches its previous turn's blocks
     tiers: TiersConfig = TiersConfig()
 
@@ -99,16 +159,18 @@ class ComputeConfig:
 
     backend: Literal["roofline", "profiled"] = "roofline"
     profile: str | None = None  # a Vidur profile or LLMServingSim bundle directory
-    flops_efficiency: float = 0.6
-    bandwidth_efficiency: float = 0.8
+    collectives: str | None = None  # measured TP collectives: a Vidur network profile directory or a hardware.yaml
+    skew_correction: Literal["auto", "always", "never"] = "auto"  # LLMServingSim bundles: auto = as meta.yaml says
+    flops_efficiency: float = domain(0.6, **FRACTION)
+    bandwidth_efficiency: float = domain(0.8, **FRACTION)
 
 
 @dataclass(frozen=True)
 class NetworkConfig:
     """Inter-node links (KV transfer, EIC access)."""
 
-    bandwidth_gbps: float = 100.0  # Gb/s, as NICs are rated
-    latency_us: float = 5.0
+    bandwidth_gbps: float = domain(100.0, **POSITIVE)  # Gb/s, as NICs are rated
+    latency_us: float = domain(5.0, **NON_NEGATIVE)
     lookup: str | None = None  # an NS-3 bytes→seconds table JSON
     contention: bool = True
 
@@ -117,19 +179,19 @@ class NetworkConfig:
 class ClusterConfig:
     """Racks of GPU nodes behind a router."""
 
-    num_racks: int = 1
-    nodes_per_rack: int = 4
-    router: str = "prefix-aware"
+    num_racks: int = domain(1, ge=1)
+    nodes_per_rack: int = domain(4, ge=1)
+    router: str = domain("prefix-aware", names="sim.serving.routers:ROUTERS")
 
 
 @dataclass(frozen=True)
 class PDConfig:
     """Prefill/decode disaggregation."""
 
-    num_prefill: int = 1
-    num_decode: int = 1
+    num_prefill: int = domain(1, ge=1, le=MAX_INSTANCES)
+    num_decode: int = domain(1, ge=1, le=MAX_INSTANCES)
     transfer: Literal["push", "pull", "layerwise"] = "push"
-    router: str = "least-loaded"
+    router: str = domain("least-loaded", names="sim.serving.routers:ROUTERS")
 
 
 @dataclass(frozen=True)
@@ -137,17 +199,31 @@ class SyntheticConfig:
     """Seeded synthetic workload, used when no trace file is given."""
 
     kind: Literal["multi-turn", "system-prompt", "rag", "agentic"] = "multi-turn"
-    num_requests: int = 2000
-    rate_rps: float = 5.0
-    input_tokens_mean: int = 1024
-    output_tokens_mean: int = 200
-    num_sessions: int = 200  # multi-turn / agentic
-    num_prefixes: int = 20  # system-prompt: distinct system prompts
-    prefix_tokens: int = 1024  # system-prompt: tokens of each system prompt
-    num_documents: int = 500  # rag: document pool size
-    document_tokens: int = 2048  # rag: tokens per document
-    documents_per_request: int = 2  # rag
-    zipf_alpha: float = 1.0  # popularity skew of prefixes / documents
+    num_requests: int = domain(2000, ge=1, le=MAX_SYNTHETIC_REQUESTS)
+    rate_rps: float = domain(5.0, **POSITIVE)
+    input_tokens_mean: int = domain(1024, ge=1)
+    output_tokens_mean: int = domain(200, ge=1)
+    num_sessions: int = domain(200, ge=1)  # multi-turn / agentic
+    num_prefixes: int = domain(20, ge=1)  # system-prompt: distinct system prompts
+    prefix_tokens: int = domain(1024, ge=0)  # system-prompt: tokens of each system prompt
+    num_documents: int = domain(500, ge=1)  # rag: document pool size
+    document_tokens: int = domain(2048, ge=1)  # rag: tokens per document
+    documents_per_request: int = domain(2, ge=1)  # rag
+    zipf_alpha: float = domain(1.0, ge=0)  # popularity skew of prefixes / documents (0: uniform)
+
+
+@dataclass(frozen=True)
+class ArrivalsConfig:
+    """The arrival process laid over the workload's requests (kept in their order).
+
+    ``trace`` keeps the trace's (or the synthetic generator's) own arrival times;
+    ``poisson`` and ``gamma`` draw fresh inter-arrival times; ``resample`` re-draws the
+    workload's own inter-arrival times (with replacement) and rescales them to the rate.
+    """
+
+    process: Literal["trace", "poisson", "gamma", "resample"] = "trace"
+    rate_rps: float | None = domain(None, **POSITIVE)  # mean rate of the drawn process; None: the workload's own
+    cv: float = domain(1.0, **POSITIVE)  # gamma: coefficient of variation of inter-arrival times (1 = Poisson, > 1 bursty)
 
 
 @dataclass(frozen=True)
@@ -156,15 +232,22 @@ class WorkloadConfig:
 
     trace: str | None = None
     format: Literal["auto", "azure", "burstgpt", "mooncake", "splitwise", "llmservingsim"] = "auto"
-    limit: int | None = None
+    limit: int | None = domain(None, ge=1)
     time_unit: Literal["s", "ms", "us", "ns"] | None = None  # None: the format's own unit
     strict_validation: bool = False
-    # Traces with their own block ids (Mooncake: 512 tokens a block) and a different
-    # serving.block_size: "split" each trace block into block_size pieces, or "error".
-    block_mismatch: Literal["split", "error"] = "split"
-    max_input_tokens: int | None = None  # truncate longer prompts to this many tokens (counted in the report)
-    range_start: float = 0.0  # use requests from this fraction of the trace (arrival order) ...
-    range_end: float = 1.0  # ... up to this one: e.g. train on 0-0.5, evaluate on 0.5-1
+    # Traces with their own block ids (Mooncake: 512 tokens a block): "trace" replays them at the
+    # trace's block size (the run's serving.block_size becomes it); "split" cuts each into
+    # serving.block_size pieces; "error" refuses a serving.block_size that differs.
+    block_mismatch: Literal["trace", "split", "error"] = "trace"
+    max_input_tokens: int | None = domain(None, ge=1)  # truncate longer prompts to this many tokens (counted in the report)
+    # A request whose prompt + output exceeds this is skipped and counted (too_many_tokens), so a
+    # corrupt row never drives a huge allocation. None: the longest context of any model in
+    # profiles/models.yaml (see request_token_bound).
+    max_request_tokens: int | None = domain(None, ge=1)
+    range_start: float = domain(0.0, ge=0, lt=1)  # use requests from this fraction of the trace (arrival order) ...
+    range_end: float = domain(1.0, gt=0, le=1)  # ... up to this one: e.g. train on 0-0.5, evaluate on 0.5-1
+    rate_scale: float = domain(1.0, **POSITIVE)  # divides every inter-arrival time (2 = twice the request rate)
+    arrivals: ArrivalsConfig = ArrivalsConfig()
     synthetic: SyntheticConfig = SyntheticConfig()
 
 
@@ -172,9 +255,9 @@ class WorkloadConfig:
 class SLOConfig:
     """Latency targets; None means no target (a request with no target never counts as passing)."""
 
-    ttft_s: float | None = None
-    tpot_s: float | None = None
-    attainment: float = 0.9
+    ttft_s: float | None = domain(None, **POSITIVE)
+    tpot_s: float | None = domain(None, **POSITIVE)
+    attainment: float = domain(0.9, **FRACTION)
 
 
 _DEFAULT_PRESETS: dict[str, dict[str, Any]] = {
@@ -189,8 +272,8 @@ _DEFAULT_PRESETS: dict[str, dict[str, Any]] = {
 class Config:
     """The whole resolved configuration of one kvsim invocation."""
 
-    model: str = "llama-3.1-8b"
-    seed: int = 0
+    model: str = domain("llama-3.1-8b", names="sim.specs:known_models")
+    seed: int = domain(0, ge=0)  # numpy's SeedSequence takes non-negative integers
     hardware: HardwareConfig = HardwareConfig()
     serving: ServingConfig = ServingConfig()
     cache: CacheConfig = CacheConfig()
@@ -236,39 +319,47 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
                 return _convert(value, arg, path)
             except ConfigError:
                 continue
-        raise ConfigError(f"config key '{path}': expected {_type_name(tp)}, got {value!r}")
+        raise ConfigError(f"config key '{path}': expected {_type_name(tp)}, got {quote(value)}")
     if origin is Literal:
         if value in typing.get_args(tp):
             return value
-        raise ConfigError(f"config key '{path}': expected {_type_name(tp)}, got {value!r}")
+        raise ConfigError(f"config key '{path}': expected {_type_name(tp)}, got {quote(value)}")
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
-            raise ConfigError(f"config key '{path}': expected a mapping, got {value!r}")
+            raise ConfigError(f"config key '{path}': expected a mapping, got {quote(value)}")
         return _build(tp, value, path)
     if origin is dict:
         if not isinstance(value, Mapping):
-            raise ConfigError(f"config key '{path}': expected a mapping, got {value!r}")
-        return {str(k): copy.deepcopy(v) for k, v in value.items()}
+            raise ConfigError(f"config key '{path}': expected a mapping, got {quote(value)}")
+        _, inner = typing.get_args(tp)
+        return {str(k): copy.deepcopy(v) if inner is Any else _convert(v, inner, f"{path}.{k}") for k, v in value.items()}
     if tp is bool:
         if isinstance(value, bool):
             return value
     elif tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
-            return value
+            if -INT64_MAX - 1 <= value <= INT64_MAX:
+                return value
+            raise ConfigError(f"config key '{path}' must fit in a 64-bit integer, got {quote(value)}")
     elif tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "1e9" as a string
+            number = float(value) if abs(value) < 1e308 else math.inf
+        elif isinstance(value, str):  # YAML 1.1 reads "1e9" as a string
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
+        if number is not None:
+            if math.isfinite(number):
+                return number
+            raise ConfigError(f"config key '{path}' must be a finite number, got {quote(value)}")
     elif tp is str:
         if isinstance(value, str):
             return value
     else:  # pragma: no cover - schema uses only the types above
         raise TypeError(f"unsupported config annotation {tp!r} at {path}")
-    raise ConfigError(f"config key '{path}': expected {_type_name(tp)}, got {value!r}")
+    raise ConfigError(f"config key '{path}': expected {_type_name(tp)}, got {quote(value)}")
 
 
 def _field_default(f: dataclasses.Field) -> Any:
@@ -291,13 +382,36 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
     for key, value in data.items():
         path = f"{prefix}.{key}" if prefix else str(key)
         if key not in hints:
-            where = f"'{prefix}'" if prefix else "the top level"
-            raise ConfigError(f"unknown config key '{path}'; valid keys at {where}: {', '.join(fields)}")
+            raise ConfigError(_unknown_key(path, prefix, list(fields)))
         default = _field_default(fields[key])
         if dataclasses.is_dataclass(default) and isinstance(value, Mapping):
             value = _merge(dataclasses.asdict(default), value)
         kwargs[key] = _convert(value, hints[key], path)
+        _check_domain(fields[key], kwargs[key], path)
     return cls(**kwargs)
+
+
+def _unknown_key(path: str, prefix: str, valid: list[str]) -> str:
+    """Name the unknown key, suggest the closest valid one, and list the valid keys (cut short)."""
+    leaf = path.rsplit(".", 1)[-1]
+    close = difflib.get_close_matches(leaf, valid, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    listed = ""
+    for name in valid:
+        if len(listed) > 70:
+            listed += ", ..."
+            break
+        listed += (", " if listed else "") + name
+    where = f"'{prefix}'" if prefix else "the top level"
+    return f"unknown config key {quote(path)}{hint}; valid keys at {where}: {listed}"
+
+
+def _check_domain(f: dataclasses.Field, value: Any, path: str) -> None:
+    """The field's declared ``Domain`` (if any) accepts ``value``; else a ConfigError naming the key."""
+    declared = f.metadata.get("domain")
+    problem = declared.violation(value) if declared is not None else None
+    if problem:
+        raise ConfigError(f"config key '{path}' {problem}, got {quote(value)}")
 
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -323,28 +437,68 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a mapping with the same key twice is an error.
+
+    YAML requires unique keys, but PyYAML silently keeps the last one, so a config with the
+    same section twice would run with half of it ignored. Merge keys (``<<``) may still be
+    overridden, as YAML intends.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                seen = key in first_line
+            except TypeError:  # an unhashable key: the base class reports it
+                continue
+            if seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {quote(key)} (first at line {first_line[key]})", key_node.start_mark)
+            first_line[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A one-line description of a YAML error: line, column and problem (PyYAML's own text spans lines)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f"line {mark.line + 1} column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}{problem}"
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML text with ``UniqueKeyLoader``."""
+    return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def parse_set(assignment: str) -> tuple[str, Any]:
     """Split ``dotted.key=value``; the value is read as a YAML scalar (``null``, ``true``, ``3``, ``0.5``)."""
     key, sep, raw = assignment.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise ConfigError(f"--set expects dotted.key=value, got {assignment!r}")
+        raise ConfigError(f"--set expects dotted.key=value, got {quote(assignment)}")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {exc}") from exc
+        raise ConfigError(f"--set {quote(key)}: cannot parse value {quote(raw)}: {_yaml_problem(exc)}") from None
     return key, value
 
 
 def _load_yaml(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start})") from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        raise ConfigError(f"config file {path}: {_yaml_problem(exc)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -353,7 +507,9 @@ def _load_yaml(path: Path) -> dict[str, Any]:
 
 
 # Keys holding file or directory paths; in a YAML file they are relative to that file.
-PATH_KEYS = ("workload.trace", "network.lookup", "compute.profile", "cache.learned_model")
+PATH_KEYS = ("workload.trace", "network.lookup", "compute.profile", "compute.collectives", "cache.learned_model")
+# May name a directory (a profile bundle; a Vidur network profile); the others name files.
+DIRECTORY_KEYS = ("compute.profile", "compute.collectives")
 
 
 def _resolve_paths(layer: dict[str, Any], base: Path) -> dict[str, Any]:
@@ -381,8 +537,10 @@ def load_config(
     overlays: typing.Sequence[str | Path] = (),
     preset: str | None = None,
     sets: typing.Sequence[str] = (),
+    flags: typing.Sequence[tuple[str, str, Any]] = (),
 ) -> Config:
-    """Resolve the config: base file, then overlays in order, then the preset, then ``--set``s.
+    """Resolve the config: base file, then overlays in order, then the preset, then ``--set``s, then
+    ``flags`` (``(flag, dotted key, value)`` of the command line's dedicated flags, named in errors).
 
     ``path=None`` starts from the built-in defaults. Each layer is validated on its own
     so that an error names the file or flag it came from. Relative paths in a YAML file
@@ -410,9 +568,16 @@ def load_config(
         key, value = parse_set(assignment)
         layer = {}
         _set_dotted(layer, key, value)
-        _validated(layer, f"--set {assignment}")
+        _validated(layer, f"--set {quote(assignment)}")
         raw = _merge(raw, layer)
-    return _build(Config, raw, "")
+    for flag, key, value in flags:
+        layer = {}
+        _set_dotted(layer, key, value)
+        _validated(layer, flag)
+        raw = _merge(raw, layer)
+    config = _build(Config, raw, "")
+    validate(config)
+    return config
 
 
 def replace(config: Config, **dotted: Any) -> Config:
@@ -422,4 +587,132 @@ def replace(config: Config, **dotted: Any) -> Config:
     for key, value in dotted.items():
         _set_dotted(layer, key, value)
     _validated(layer, "override")
-    return _build(Config, _merge(raw, layer), "")
+    config = _build(Config, _merge(raw, layer), "")
+    validate(config)
+    return config
+
+
+# ---------------------------------------------------------------- cross-field rules
+# Each rule sees the whole resolved config and raises ConfigError naming the keys it relates.
+
+
+def _tensor_parallel_fits_model(c: Config) -> None:
+    """vLLM's rule: attention heads divide evenly over TP ranks; KV heads are split (kv_heads % tp == 0)
+    or replicated (tp % kv_heads == 0). Source: vLLM ``ModelConfig.verify_with_parallel_config``
+    ("Total number of attention heads must be divisible by tensor parallel size") and the
+    assertion in ``QKVParallelLinear.__init__``."""
+    from sim.specs import model_spec
+
+    spec, tp = model_spec(c.model), c.serving.tensor_parallel_size
+    kv = spec.num_kv_heads
+    if spec.num_attention_heads % tp or (kv % tp and tp % kv):
+        raise ConfigError(
+            f"config key 'serving.tensor_parallel_size'={tp} does not fit model {c.model} "
+            f"({spec.num_attention_heads} attention heads, {kv} KV heads): TP must divide the attention heads "
+            f"and divide or be a multiple of the KV heads")
+
+
+def _instances_fit_node(c: Config) -> None:
+    """An instance is tensor_parallel_size GPUs of one node; the single-node mode's workers share one node."""
+    tp, gpus, n = c.serving.tensor_parallel_size, c.hardware.gpus_per_node, c.serving.num_instances
+    if tp > gpus:
+        raise ConfigError(f"config key 'serving.tensor_parallel_size'={tp} exceeds 'hardware.gpus_per_node'={gpus}")
+    if n * tp > gpus:
+        raise ConfigError(f"config key 'serving.num_instances'={n} x tensor_parallel_size {tp} needs {n * tp} GPUs; "
+                          f"one node has 'hardware.gpus_per_node'={gpus}")
+
+
+def _batch_holds_its_sequences(c: Config) -> None:
+    """vLLM ``SchedulerConfig``: max_num_batched_tokens must be >= max_num_seqs (a decode takes one token)."""
+    s = c.serving
+    if s.max_num_batched_tokens < s.max_num_seqs:
+        raise ConfigError(f"config key 'serving.max_num_batched_tokens'={s.max_num_batched_tokens} must be >= "
+                          f"'serving.max_num_seqs'={s.max_num_seqs}")
+
+
+def _model_len_within_context(c: Config) -> None:
+    from sim.specs import model_spec
+
+    limit = model_spec(c.model).max_position_embeddings
+    if c.serving.max_model_len is not None and c.serving.max_model_len > limit:
+        raise ConfigError(f"config key 'serving.max_model_len'={c.serving.max_model_len} exceeds model {c.model}'s "
+                          f"context of {limit} tokens")
+
+
+def _request_range(c: Config) -> None:
+    start, end = c.workload.range_start, c.workload.range_end
+    if not start < end:
+        raise ConfigError(f"config keys 'workload.range_start'={start} and 'workload.range_end'={end}: start must be below end")
+
+
+def request_token_bound(workload: WorkloadConfig) -> int:
+    """Most tokens (prompt + output) one request may have: ``workload.max_request_tokens``, by default
+    the longest context any model in ``profiles/models.yaml`` supports (no model could serve more)."""
+    if workload.max_request_tokens is not None:
+        return workload.max_request_tokens
+    from sim.specs import known_models, model_spec
+
+    return max(model_spec(name).max_position_embeddings for name in known_models())
+
+
+def _synthetic_sizes(c: Config) -> None:
+    """Synthetic shared parts must fit in one request, so generation never allocates beyond the bound."""
+    if c.workload.trace is not None:
+        return  # the synthetic generator is not used
+    syn, bound = c.workload.synthetic, request_token_bound(c.workload)
+    for key, tokens in (("prefix_tokens", syn.prefix_tokens), ("input_tokens_mean", syn.input_tokens_mean),
+                        ("output_tokens_mean", syn.output_tokens_mean),
+                        ("document_tokens", syn.document_tokens * syn.documents_per_request)):
+        if tokens > bound:
+            raise ConfigError(f"config key 'workload.synthetic.{key}' gives {tokens} tokens per request, more than "
+                              f"the request bound of {bound} (workload.max_request_tokens)")
+
+
+def setting(config: Config, dotted: str) -> Any:
+    """The value of a dotted key (``"cache.tiers.dram.capacity_gib"``)."""
+    node: Any = config
+    for part in dotted.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def _input_paths_exist(c: Config) -> None:
+    """Every input path that is set names something readable (found now, not after minutes of work)."""
+    for dotted in PATH_KEYS:
+        if setting(c, dotted) is None:
+            continue
+        path = Path(setting(c, dotted))
+        if not path.exists():
+            raise ConfigError(f"config key '{dotted}': {quote(str(path))} does not exist")
+        if dotted not in DIRECTORY_KEYS and not path.is_file():
+            raise ConfigError(f"config key '{dotted}': {quote(str(path))} is not a file")
+        if not os.access(path, os.R_OK):
+            raise ConfigError(f"config key '{dotted}': {quote(str(path))} is not readable")
+
+
+def _arrival_settings_apply(c: Config) -> None:
+    """``workload.arrivals.rate_rps`` and ``cv`` only mean something for the processes that draw with them."""
+    a = c.workload.arrivals
+    if a.process == "trace" and a.rate_rps is not None:
+        raise ConfigError("config key 'workload.arrivals.rate_rps' applies to process poisson, gamma or resample; "
+                          "scale the workload's own arrivals with workload.rate_scale (--rate-scale)")
+    if a.process != "gamma" and a.cv != 1.0:
+        raise ConfigError(f"config key 'workload.arrivals.cv' applies to process gamma, not {a.process!r}")
+
+
+CONSTRAINTS: tuple[typing.Callable[[Config], None], ...] = (
+    _tensor_parallel_fits_model,
+    _instances_fit_node,
+    _batch_holds_its_sequences,
+    _model_len_within_context,
+    _request_range,
+    _synthetic_sizes,
+    _arrival_settings_apply,
+    _input_paths_exist,
+)
+
+
+def validate(config: Config) -> None:
+    """The cross-field rules over a whole resolved config (each field's own domain is checked as it is built)."""
+    for rule in CONSTRAINTS:
+        rule(config)

@@ -1,4 +1,8 @@
-"""Errors that map to the Contract's exit statuses."""
+"""Errors that map to the Contract's exit statuses, and the one way messages quote user input."""
+
+from __future__ import annotations
+
+QUOTE_LIMIT = 100  # characters of user input a message may echo (Contract: at most ~100)
 
 
 class InputError(Exception):
@@ -11,3 +15,20 @@ class ConfigError(InputError):
 
 class TraceError(InputError):
     """A trace file cannot be read or a row is invalid in strict mode; names file and row."""
+
+
+def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """``repr`` of user input for an error message, cut to ``limit`` characters.
+
+    Every message that echoes input (a header line, a value, a record) goes through here,
+    so a 200 MB line or a binary blob never floods the terminal.
+    """
+    if isinstance(value, (str, bytes, bytearray)):
+        size, unit = len(value), "characters" if isinstance(value, str) else "bytes"
+        text = repr(value[: limit + 1])  # never repr the whole of a huge input
+    else:
+        text = repr(value)
+        size, unit = len(text), "characters"
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({size:,} {unit})"

@@ -43,13 +43,24 @@ class ModelSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class LinkSpec:
+    """The link between two GPUs of a node, as a ring collective step sees it."""
+
+    kind: str  # e.g. nvlink4, pcie4-x16
+    bandwidth: float  # B/s per direction
+    step_latency: float  # s per ring step
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
 class GPUSpec:
-    """One GPU's peak dense tensor throughput and memory, in SI units."""
+    """One GPU's peak dense tensor throughput, memory and GPU-to-GPU link, in SI units."""
 
     name: str
     peak_flops: float  # FLOP/s, dense BF16/FP16
     memory_bytes: int
     memory_bandwidth: float  # B/s
+    link: LinkSpec
     source: str
 
 
@@ -79,11 +90,19 @@ def model_spec(name: str) -> ModelSpec:
 def gpu_spec(name: str) -> GPUSpec:
     """The spec of GPU ``name`` from ``profiles/gpus.yaml``, converted to SI."""
     entry = _lookup(_read_table("gpus.yaml"), name, "GPU", "gpus.yaml")
+    link = entry.get("link") or {}
+    try:
+        link_spec = LinkSpec(kind=str(link["kind"]), bandwidth=float(link["bandwidth_gbps"]) * 1e9,
+                             step_latency=float(link["step_latency_us"]) * 1e-6, source=str(link["source"]))
+    except (KeyError, TypeError, ValueError):
+        raise ConfigError(f"profiles/gpus.yaml: GPU {name!r} needs link.{{kind, bandwidth_gbps, step_latency_us, "
+                          "source}}") from None
     return GPUSpec(
         name=name,
         peak_flops=float(entry["dense_bf16_tflops"]) * 1e12,
         memory_bytes=int(round(float(entry["memory_gib"]) * GIB)),
         memory_bandwidth=float(entry["memory_bandwidth_gbps"]) * 1e9,
+        link=link_spec,
         source=entry["source"],
     )
 

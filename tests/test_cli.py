@@ -33,7 +33,7 @@ def test_trace_stats_report_schema(run_cli, tmp_path):
         assert key in metrics
     assert set(metrics["input_tokens"]) == {"mean", "p50", "p95", "p99", "max"}
     assert report["timing"]["wall_s"] > 0 and report["timing"]["peak_rss_bytes"] > 0
-    rows = list(csv.DictReader(out_csv.open()))
+    rows = list(csv.DictReader(out_csv.read_text().splitlines()))
     assert len(rows) == 1 and rows[0]["name"] == "trace-stats"
     assert float(rows[0]["input_tokens.p50"]) == 1020.0
     assert (tmp_path / "plots" / "trace_stats_azure_conv_2023.png").stat().st_size > 10_000
@@ -81,7 +81,7 @@ def test_help_teaches_and_usage_errors_exit_2():
     for needle in ("examples:", "--trace-stats", "--cache-only", "--pd", "--set", "--calibration-profile"):
         assert needle in help_text.stdout
     bad = subprocess.run([sys.executable, "main.py", "--trace-stats", "--pd"], cwd=ROOT, capture_output=True, text=True)
-    assert bad.returncode == 2 and "not allowed with" in bad.stderr
+    assert bad.returncode == 2 and "not allowed with" in bad.stderr and bad.stderr.count("\n") == 1
 
 
 def test_main_runs_from_another_directory(tmp_path):
@@ -89,3 +89,93 @@ def test_main_runs_from_another_directory(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "main.py"), "--trace-stats", "--workload-trace", str(BUNDLED_AZURE),
                            "--no-plot", "--quiet"], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+# ------------------------------------------------------------------ flags and modes
+
+
+def _switch(mode: str) -> list[str]:
+    return {"single": [], "trace-stats": ["--trace-stats"], "cache-only": ["--cache-only"], "pd": ["--pd"],
+            "cluster": ["--cluster"], "check-calibration": ["--check-calibration", "profiles/vidur_a100_llama3_8b.yaml"],
+            "sweep": ["--sweep", "experiments/examples/sweep_policies.yaml"],
+            "plan": ["--plan", "experiments/examples/plan_azure.yaml"]}[mode]
+
+
+def _sample(action) -> list[str]:
+    """The flag with a value its own type accepts."""
+    flag = action.option_strings[0]
+    if action.nargs == 0:
+        return [flag]
+    if action.choices:
+        return [flag, list(action.choices)[0]]
+    return [flag, {int: "1", float: "0.5"}.get(action.type, "x.yaml")]
+
+
+def test_flag_table_lists_every_option():
+    import main
+
+    dests = {a.dest for a in main.build_parser()._actions if a.option_strings and a.dest != "help"}
+    assert dests == set(main.FLAG_MODES) | set(main.MODE_SWITCHES)
+
+
+def test_every_flag_outside_its_modes_exits_2_naming_it(run_cli):
+    """The FLAG_MODES table, row by row: each flag given in each mode that does not use it."""
+    import main
+
+    actions = {a.dest: a for a in main.build_parser()._actions if a.option_strings}
+    checked = 0
+    for dest, modes in main.FLAG_MODES.items():
+        for mode in sorted(set(main.MODES) - modes):
+            if dest == "mrc" and mode == "single":
+                continue  # --mrc with no mode switch selects --cache-only
+            argv = [*_switch(mode), *_sample(actions[dest])]
+            status, _, err = run_cli(*argv)
+            assert status == 2 and actions[dest].option_strings[0] in err and err.count("\n") == 1, (argv, err)
+            checked += 1
+    assert checked >= 15
+
+
+def test_mooncake_replays_its_own_blocks_by_default(run_cli, tmp_path):
+    """The Contract: hash_ids are 512-token blocks, used as given unless workload.block_mismatch=split;
+    the run's block size is the same for the cache and the block pool, and the report records it."""
+    trace = tmp_path / "m.jsonl"
+    records = [(0, 1000, 5, [1, 2]), (10, 1100, 7, [1, 2, 3]), (20, 512, 9, [1])]
+    trace.write_text("".join(json.dumps({"timestamp": t, "input_length": n, "output_length": o, "hash_ids": h}) + "\n"
+                             for t, n, o, h in records))
+    reports = {}
+    for name, extra in (("trace", []), ("split", ["--set", "workload.block_mismatch=split"])):
+        out = tmp_path / f"{name}.json"
+        assert run_cli("--workload-trace", trace, "--report-json", out, "--quiet", *extra)[0] == 0
+        reports[name] = json.loads(out.read_text())
+    own, split = reports["trace"], reports["split"]
+    assert own["trace"]["block_tokens"] == own["config"]["serving"]["block_size"] == 512
+    assert split["trace"]["block_tokens"] == split["config"]["serving"]["block_size"] == 16
+    assert own["runs"][0]["metrics"]["accesses"] == 2 + 3 + 1  # the hash ids themselves
+    assert split["runs"][0]["metrics"]["accesses"] == 63 + 69 + 32  # ceil(covered tokens / 16) per trace block
+    # The block pool counts 512-token blocks: the same memory holds 32 times fewer of them.
+    kv = {k: r["runs"][0]["metrics"]["instances"]["kv_blocks_each"] for k, r in reports.items()}
+    assert kv["trace"] == kv["split"] // 32
+
+
+def test_plot_names_carry_the_run_kind(run_cli, tmp_path):
+    """An exact MRC, a sampled one and the trace statistics never overwrite each other."""
+    plots = tmp_path / "plots"
+    common = ["--workload-trace", BUNDLED_AZURE, "--workload-limit", "300", "--plot-dir", plots, "--quiet"]
+    assert run_cli("--trace-stats", *common)[0] == 0
+    assert run_cli("--mrc", *common)[0] == 0
+    assert run_cli("--mrc", "--mrc-sample-rate", "0.5", *common)[0] == 0
+    assert sorted(p.name for p in plots.iterdir()) == [
+        "mrc_exact_azure_conv_2023.png", "mrc_shards-0.5_azure_conv_2023.png", "trace_stats_azure_conv_2023.png"]
+
+
+def test_no_progress_bars_when_stderr_is_not_a_terminal(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "main.py"), "--cache-only", "--policy", "lru,arc",
+                           "--workload-trace", str(BUNDLED_AZURE), "--workload-limit", "2000"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stderr == ""
+
+
+def test_outputs_go_into_directories_created_on_demand(run_cli, tmp_path):
+    out = tmp_path / "a" / "b" / "r.json"
+    assert run_cli("--trace-stats", "--workload-trace", BUNDLED_AZURE, "--report-json", out, "--no-plot", "--quiet")[0] == 0
+    assert json.loads(out.read_text())["mode"] == "trace-stats"

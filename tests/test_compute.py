@@ -28,8 +28,8 @@ def test_roofline_within_15_percent_of_rtx5090_prefill():
     assert isinstance(model, RooflineCompute) and model.gpu.name == "rtx5090"
     for tokens, measured in _rtx5090_rows():
         shape = StepShape()
-        shape.add_prefill(tokens, 0, samples=False)
-        per_layer = (model.step_time(shape) - model.lm_head_time(shape.output_seqs)) / model.model.num_layers
+        shape.add_prefill(tokens, 0)
+        per_layer = (model.step_time(shape) - model.lm_head_time(shape.logit_rows)) / model.model.num_layers
         assert per_layer == pytest.approx(measured, rel=0.15), tokens
 
 
@@ -54,7 +54,7 @@ def test_attention_grows_with_context_and_tp_splits_work():
     assert r1.step_time(long) > r1.step_time(short)
     r8 = RooflineCompute(m, g, 2, 2, 8)
     prefill = StepShape()
-    prefill.add_prefill(8192, 0, samples=True)
+    prefill.add_prefill(8192, 0)
     assert r8.step_time(prefill) < r1.step_time(prefill) / 4
 
 
@@ -79,7 +79,7 @@ def test_profiled_backend_selected_by_config(shared_data):
     model = compute_model(config)
     assert model.name == "profiled"
     shape = StepShape()
-    shape.add_prefill(2048, 0, samples=True)
+    shape.add_prefill(2048, 0)
     assert 0 < model.step_time(shape) < 1.0
 
 
@@ -109,14 +109,23 @@ def test_newer_llmservingsim_bundle_format_by_hand(tmp_path):
     # per layer: 9 per-layer ops (8 distinct + a second layernorm) at 1 token = 9 us, attention(1 seq, kv 200) = 20 us
     # once: embedding + final norm = 2 us, lm_head(1) = 100 us, sampler(1) = 10 us; 32 layers
     assert model.step_time(shape) == pytest.approx((32 * (9 + 20) + 2 + 100 + 10) * 1e-6)
-    assert model.decode_times(1, np.array([200.0]))[0] == pytest.approx(model.step_time(shape))
+    assert model.decode_times(shape, 1)[0] == pytest.approx(model.step_time(shape))
+    # a partial prefill chunk joins: vLLM v1 runs the LM head and sampler on every scheduled sequence
+    # (gpu_model_runner: logits_indices = query_start_loc[1:] - 1) and discards the chunk's token
+    shape.add_prefill(50, 0)
+    assert shape.logit_rows == 2
+    # per layer: 9 ops at 51 tokens = 459 us, attention as before (the table has no prefill rows) = 20 us;
+    # once: embedding + final norm at 51 tokens = 102 us, lm_head(2) = 110 us, sampler(2) = 10 us
+    assert model.step_time(shape) == pytest.approx((32 * (459 + 20) + 102 + 110 + 10) * 1e-6)
 
 
-def test_bundle_at_tp2_adds_measured_allreduces(tmp_path):
-    """TP > 1: per-shard operator times plus two all-reduces per layer, timed from hardware.yaml samples."""
+def test_bundle_at_tp2_adds_measured_collectives(tmp_path):
+    """TP > 1: per-shard operator times plus vLLM's collectives, timed from the hardware.yaml NCCL samples:
+    two all-reduces a layer and one after the embedding (hidden states), one all-gather of the logits."""
     from pathlib import Path
 
     from sim.serving.compute import LLMServingSimCompute
+    from sim.serving.collectives import MeasuredCollectives, RingCollectives, TensorParallelComm, bundle_hardware_yaml
 
     hardware, bundle = Path(tmp_path), Path(tmp_path) / "org" / "model" / "bf16"
     (bundle / "tp2").mkdir(parents=True)
@@ -124,7 +133,8 @@ def test_bundle_at_tp2_adds_measured_allreduces(tmp_path):
         "measured:\n  interconnect:\n    samples:\n"
         "    - {collective: all_reduce, bytes: 0, us: 10}\n"
         "    - {collective: all_reduce, bytes: 1048576, us: 110}\n"
-        "    - {collective: all_gather, bytes: 1048576, us: 999}\n")
+        "    - {collective: all_gather, bytes: 0, us: 20}\n"
+        "    - {collective: all_gather, bytes: 1048576, us: 30}\n")
     (bundle / "meta.yaml").write_text("tp_degrees: [2]\n")
     ops = ["embedding", "final_layernorm", "layernorm", "qkv_proj", "o_proj", "down_proj"]
     (bundle / "tp2" / "dense.csv").write_text("layer,tokens,time_us\n" + "".join(f"{op},1,1\n{op},1000,1\n" for op in ops))
@@ -132,8 +142,12 @@ def test_bundle_at_tp2_adds_measured_allreduces(tmp_path):
     (bundle / "tp2" / "attention.csv").write_text("prefill_chunk,kv_prefill,n_decode,kv_decode,time_us\n"
                                                  "128,0,0,0,5\n256,0,0,0,5\n0,0,1,16,5\n0,0,1,32,5\n")
     model = LLMServingSimCompute.load(bundle, model_spec("llama-3-8b"), 2)
+    measured = MeasuredCollectives.load(bundle_hardware_yaml(bundle), RingCollectives(1e9, 0.0))
+    model.comm = TensorParallelComm(measured, 2, 32, 4096 * 2, 128256 * 2)
     shape = StepShape()
-    shape.add_prefill(128, 0, samples=False)
+    shape.add_prefill(128, 0)
     allreduce = 10 + 100 * (128 * 4096 * 2) / 1048576  # us: 1 MiB of bf16 hidden states -> 110 us
-    per_layer = 5 * 1 + 5 + 2 * allreduce  # 4 per-layer ops + second layernorm, attention, two all-reduces
-    assert model.step_time(shape) == pytest.approx((32 * per_layer + 2) * 1e-6)
+    allgather = 20 + 10 * (128256 * 2) / 1048576  # us: one sequence's bf16 logits
+    per_layer = 5 * 1 + 5  # 4 per-layer ops + second layernorm, attention
+    expected = 32 * per_layer + 2 + (2 * 32 + 1) * allreduce + allgather
+    assert model.step_time(shape) == pytest.approx(expected * 1e-6)

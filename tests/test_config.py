@@ -113,3 +113,68 @@ def test_partial_nested_section_keeps_that_fields_own_defaults():
     assert c.cache.tiers.dram.capacity_gib == 8.0
     assert c.cache.tiers.dram.read_gbps == Config().cache.tiers.dram.read_gbps  # not TierConfig()'s 0.0
     assert c.cache.tiers.ssd == Config().cache.tiers.ssd
+
+
+def _numeric_fields(cls=Config, prefix=""):
+    """(dotted key, field, base type) of every int/float field of the schema, recursively."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp, key = hints[f.name], prefix + f.name
+        default = getattr(cls(), f.name) if dataclasses.is_dataclass(cls) else None
+        if dataclasses.is_dataclass(tp):
+            yield from _numeric_fields(tp, key + ".")
+            continue
+        base = [a for a in typing.get_args(tp) if a is not type(None)] or [tp]
+        if base[0] in (int, float) and not isinstance(default, bool):
+            yield key, f, base[0]
+
+
+def test_every_numeric_key_declares_its_domain():
+    """A new int/float key must say which values it accepts (sim.config.domain)."""
+    undeclared = [key for key, f, _ in _numeric_fields() if "domain" not in f.metadata]
+    assert undeclared == []
+
+
+@pytest.mark.parametrize("key", [key for key, _, _ in _numeric_fields()])
+def test_value_just_outside_each_domain_names_the_key(key):
+    fields = {k: (f, tp) for k, f, tp in _numeric_fields()}
+    f, tp = fields[key]
+    domain = f.metadata["domain"]
+    step = 1 if tp is int else 1e-6
+    outside = []
+    if domain.gt is not None:
+        outside.append(domain.gt)
+    if domain.ge is not None:
+        outside.append(domain.ge - step)
+    if domain.le is not None:
+        outside.append(domain.le + step)
+    if domain.lt is not None:
+        outside.append(domain.lt)
+    assert outside, f"{key}: a domain with no bound"
+    for value in outside:
+        with pytest.raises(ConfigError, match=rf"'{key}'.*must be"):
+            load_config(None, sets=[f"{key}={tp(value)!r}"])
+
+
+def test_duplicate_keys_rejected_at_any_depth_but_merge_keys_may_override(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("cache:\n  tiers:\n    dram: {capacity_gib: 1, capacity_gib: 2}\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: line 3 .*duplicate key 'capacity_gib'"):
+        load_config(path)
+    path.write_text("presets:\n  base: &b {workload.limit: 5}\n  mine: {<<: *b, workload.limit: 7}\n")
+    assert load_config(path, preset="mine").workload.limit == 7
+
+
+def test_whole_config_rules_see_every_layer_together(tmp_path):
+    """A rule relating two keys judges the resolved config, not each layer: an overlay that sets TP=2
+    with a model whose heads it divides passes, though TP=2 alone is fine and the model alone too."""
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text("model: qwen2-7b\n")  # 28 attention heads, 4 KV heads
+    assert load_config(None, overlays=[overlay], sets=["serving.tensor_parallel_size=4",
+                                                                 "serving.num_instances=2"]).serving.tensor_parallel_size == 4
+    with pytest.raises(ConfigError, match="tensor_parallel_size'=8 does not fit model qwen2-7b"):
+        load_config(None, overlays=[overlay], sets=["serving.tensor_parallel_size=8",
+                                                                 "serving.num_instances=1"])

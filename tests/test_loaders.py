@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sim.config import load_config
 from sim.errors import ConfigError, TraceError
 from trace.stats import trace_stats
 
@@ -312,8 +313,9 @@ def test_limit_mooncake(tmp_path, chunk_rows):
 
 
 def test_limit_must_be_positive(tmp_path):
-    with pytest.raises(ConfigError):
-        load(BUNDLED_AZURE, limit=0)
+    for bad in ("0", "-1"):
+        with pytest.raises(ConfigError, match=r"workload\.limit.*>= 1"):
+            load_config(None, sets=[f"workload.limit={bad}"])
 
 
 def test_limit_on_bundled_azure():

@@ -66,7 +66,7 @@ def test_serving_report_is_byte_identical_and_complete(run_cli, tmp_path):
                 "ttft_breakdown_s", "throughput_tokens_per_s", "goodput_rps", "slo_attainment", "itl_s", "kv_transfer_s"):
         assert key in m, key
     assert set(m["ttft_s"]) == {"mean", "p50", "p90", "p99"}
-    rows = list(csv.DictReader((tmp_path / "req.csv").open()))
+    rows = list(csv.DictReader((tmp_path / "req.csv").read_text().splitlines()))
     assert len(rows) == 300 == m["requests_completed"]
     ttft = [float(r["ttft_s"]) for r in rows]
     assert np.mean(ttft) == pytest.approx(m["ttft_s"]["mean"])

@@ -38,7 +38,7 @@ def test_prefill_only_instance_is_an_md1_queue(load):
     config = load_config(None, sets=["serving.num_instances=1", "serving.max_num_seqs=1",
                                      "serving.max_num_batched_tokens=2048"])
     shape = StepShape()
-    shape.add_prefill(prompt, 0, samples=True)
+    shape.add_prefill(prompt, 0)
     service = compute_model(config).step_time(shape)  # D: deterministic service time
     rate = load / service
     arrival = np.cumsum(np.random.default_rng(11).exponential(1 / rate, n))

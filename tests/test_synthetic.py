@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from sim.config import SyntheticConfig
+from sim.config import load_config
 from sim.errors import ConfigError
 from trace.synthetic import generate
 
@@ -54,5 +55,6 @@ def test_multi_turn_prompts_grow_by_earlier_context():
 
 def test_limit_and_bad_parameters():
     assert len(generate(SyntheticConfig(kind="rag", num_requests=100), 16, np.random.default_rng(0), limit=10)) == 10
-    with pytest.raises(ConfigError, match="rate_rps"):
-        _gen(rate_rps=0.0)
+    for bad in ("rate_rps=0", "num_sessions=0", "documents_per_request=0", "kind=chat"):
+        with pytest.raises(ConfigError, match=bad.split("=")[0]):  # the config's domains, before generation
+            load_config(None, sets=[f"workload.synthetic.{bad}"])

@@ -109,6 +109,30 @@ class Trace:
         self.provenance.request_range = (first, last)
         self.provenance.rows_used = last - first
 
+    def drop(self, mask: np.ndarray, reason: str) -> int:
+        """Remove the requests where ``mask`` is true and count them under ``reason`` in the
+        provenance's skip reasons (requests a run can never serve are skipped, not simulated).
+        Arrival times and block ids of the others are unchanged. Returns how many were removed."""
+        mask = np.asarray(mask, dtype=bool)
+        removed = int(mask.sum())
+        if removed == 0:
+            return 0
+        keep = ~mask
+        counts = np.diff(self.block_offsets)
+        if self.block_ids is not None:
+            self.block_ids = self.block_ids[np.repeat(keep, counts)]
+            self.num_unique_blocks = int(np.unique(self.block_ids).size)
+        self.block_offsets = np.concatenate([[0], np.cumsum(counts[keep])]).astype(np.int64)
+        if self.block_ids is None:
+            self.num_unique_blocks = int(self.block_offsets[-1])
+        self.arrival_s, self.input_tokens = self.arrival_s[keep], self.input_tokens[keep]
+        self.output_tokens, self.session_id = self.output_tokens[keep], self.session_id[keep]
+        prov = self.provenance
+        prov.rows_used -= removed
+        prov.rows_skipped += removed
+        prov.skip_reasons[reason] = prov.skip_reasons.get(reason, 0) + removed
+        return removed
+
     def truncate_inputs(self, max_tokens: int) -> None:
         """Cut prompts longer than ``max_tokens`` (and their block lists); count them in the provenance."""
         long = self.input_tokens > max_tokens

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Callable, Mapping
 
 import numpy as np
 import pandas as pd
 
-from sim.errors import TraceError
+from sim.errors import TraceError, quote
 
 # Reason codes in the order they are checked; a row is charged its first failing reason.
 REASONS = (
@@ -24,6 +25,8 @@ REASONS = (
     "hash_ids_length_mismatch",
     "token_ids_length_mismatch",
     "malformed_row",
+    "id_out_of_range",  # a hash or token id beyond int64
+    "too_many_tokens",  # prompt + output above workload.max_request_tokens
 )
 CODE = {name: i for i, name in enumerate(REASONS)}
 
@@ -55,7 +58,7 @@ def numeric_column(raw: pd.Series, integer: bool = True) -> tuple[np.ndarray, np
     """
     n = len(raw)
     reason = np.zeros(n, dtype=np.int8)
-    digits = _plain_digits(raw)
+    digits = None if pd.api.types.is_numeric_dtype(raw.dtype) else _plain_digits(raw)
     if digits is not None:  # fast path: nothing to flag
         return digits, reason
     if pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype):
@@ -75,6 +78,7 @@ def numeric_column(raw: pd.Series, integer: bool = True) -> tuple[np.ndarray, np
         non_numeric = (~missing & ~nan_value & np.isnan(values)) | is_bool
         values[non_numeric] = np.nan
     finite = np.isfinite(values)
+    nan_value = nan_value | (~missing & ~non_numeric & ~finite)  # NaN, infinite, or too large for a float ("1e400")
     negative = finite & (values < 0)
     non_integer = finite & (values != np.floor(values)) if integer else np.zeros(n, dtype=bool)
     for name, mask in (
@@ -97,19 +101,24 @@ def combine(*reasons: np.ndarray) -> np.ndarray:
 
 
 class SkipLedger:
-    """Counts skipped rows per reason; in strict mode the first bad row is an error."""
+    """Counts skipped rows per reason; in strict mode the first bad row is an error.
 
-    def __init__(self, path: str, strict: bool, row_label: str = "row"):
+    ``line_of_row`` maps a row number to the file line it starts on, for readers that do not
+    track lines themselves (CSV: blank lines and quoted newlines make them differ).
+    """
+
+    def __init__(self, path: str, strict: bool, row_label: str = "row",
+                 line_of_row: Callable[[int], int | None] | None = None):
         self.path = path
         self.strict = strict
         self.row_label = row_label
+        self.line_of_row = line_of_row
         self.counts: Counter[str] = Counter()
 
-    def charge(self, reason: np.ndarray, first_row: int, columns: list[str], column_reasons: list[np.ndarray], line_offset: int) -> None:
-        """Record reasons of a chunk whose first row has 1-based number ``first_row``.
-
-        ``line_offset`` converts a row number to a file line number (1 for a CSV header).
-        """
+    def charge(self, reason: np.ndarray, first_row: int, columns: list[str | None], column_reasons: list[np.ndarray],
+               lines: np.ndarray | None = None) -> None:
+        """Record reasons of a chunk whose first row has 1-based number ``first_row``; ``lines`` holds
+        each row's file line when the reader knows it."""
         bad = np.flatnonzero(reason)
         if len(bad) == 0:
             return
@@ -117,9 +126,11 @@ class SkipLedger:
             i = int(bad[0])
             name = REASONS[int(reason[i])]
             column = next((c for c, r in zip(columns, column_reasons) if r[i] == reason[i]), None)
-            where = f" column '{column}'" if column else ""
+            where = f" column {quote(column)}" if column else ""
             row = first_row + i
-            raise TraceError(f"{self.path}: {self.row_label} {row} (line {row + line_offset}){where}: {name.replace('_', ' ')}")
+            line = int(lines[i]) if lines is not None else self.line_of_row(row) if self.line_of_row else None
+            at = f" (line {line})" if line is not None else ""
+            raise TraceError(f"{self.path}: {self.row_label} {row}{at}{where}: {name.replace('_', ' ')}")
         codes, counts = np.unique(reason[bad], return_counts=True)
         for code, count in zip(codes, counts):
             self.counts[REASONS[int(code)]] += int(count)
@@ -130,3 +141,12 @@ class SkipLedger:
     @property
     def total(self) -> int:
         return sum(self.counts.values())
+
+
+def no_usable_requests(source: str, rows_read: int, skip_reasons: Mapping[str, int], after: str = "") -> TraceError:
+    """The error for a workload left with no request: every mode needs at least one."""
+    top = sorted(skip_reasons.items(), key=lambda kv: (-kv[1], kv[0]))
+    listed = ", ".join(f"{name}: {count:,}" for name, count in top[:3]) + (", ..." if len(top) > 3 else "")
+    skipped = sum(skip_reasons.values())
+    why = f", {skipped:,} skipped ({listed})" if skipped else ""
+    return TraceError(f"no valid requests in {source}{after}: {rows_read:,} rows read{why}")

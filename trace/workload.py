@@ -4,27 +4,62 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.config import Config
-from sim.errors import InputError
+from sim.config import Config, replace, request_token_bound
+from sim.errors import TraceError
+from trace.arrivals import apply_arrivals
 from trace.loaders import load_trace
 from trace.request import Trace
 from trace.synthetic import generate
+from trace.validation import no_usable_requests
 
 
 def load_workload(config: Config) -> Trace:
     """The request stream: the trace file if given, else the synthetic generator; then the
-    configured request range and prompt cap."""
+    configured request range, arrival process and load scale, and prompt cap. At least one request
+    is left, else a TraceError (the loader already refuses a file with none)."""
     if config.workload.trace is not None:
         trace = load_trace(config.workload, config.serving.block_size)
+        check_time_span(trace, "a wrong workload.time_unit or a corrupt timestamp?")
     else:
         rng = np.random.default_rng(config.seed)
         trace = generate(config.workload.synthetic, config.serving.block_size, rng, limit=config.workload.limit)
+        trace.drop(trace.input_tokens + trace.output_tokens > request_token_bound(config.workload), "too_many_tokens")
+        require_requests(trace, "")
+        check_time_span(trace, f"config key 'workload.synthetic.rate_rps'={config.workload.synthetic.rate_rps:g} is too low")
     start, end = config.workload.range_start, config.workload.range_end
-    if not 0.0 <= start < end <= 1.0:
-        raise InputError(f"workload.range_start/range_end must satisfy 0 <= start < end <= 1, got {start}, {end}")
     trace.select_range(start, end)
+    require_requests(trace, f" between workload.range_start={start} and range_end={end}")
+    trace.arrival_s = apply_arrivals(trace.arrival_s, config.workload, config.seed)
+    check_time_span(trace, f"config key 'workload.rate_scale'={config.workload.rate_scale:g} stretches them too far")
     if config.workload.max_input_tokens is not None:
-        if config.workload.max_input_tokens <= 0:
-            raise InputError("config key 'workload.max_input_tokens' must be positive")
         trace.truncate_inputs(config.workload.max_input_tokens)
     return trace
+
+
+# Arrivals spanning more than this are a unit mistake or a corrupt timestamp, not a workload: past it,
+# one ulp of simulated time (2^-22 s at 2^30 s) starts to swallow sub-microsecond compute steps.
+MAX_TRACE_SPAN_S = float(2**30)  # about 34 years
+
+
+def check_time_span(trace: Trace, likely_cause: str) -> None:
+    """Refuse arrival times spread over more than ``MAX_TRACE_SPAN_S`` (exit 2, naming the source)."""
+    span = float(trace.arrival_s[-1] - trace.arrival_s[0]) if len(trace) else 0.0
+    if not span <= MAX_TRACE_SPAN_S:
+        prov = trace.provenance
+        raise TraceError(f"{prov.path or prov.format}: arrivals span {span:.3g} s, more than {MAX_TRACE_SPAN_S:.3g} s "
+                         f"(34 years): {likely_cause}")
+
+
+def require_requests(trace: Trace, after: str) -> None:
+    """Every mode needs at least one request: a workload left empty is bad input (exit 2)."""
+    if len(trace) == 0:
+        prov = trace.provenance
+        raise no_usable_requests(prov.path or prov.format, prov.rows_read, prov.skip_reasons, after)
+
+
+def with_trace_block_size(config: Config, trace: Trace) -> Config:
+    """The run's config at the trace's effective block size: a trace replayed with its own blocks
+    (Mooncake, ``workload.block_mismatch: trace``) sizes the cache and the block pool alike."""
+    if trace.provenance.block_tokens == config.serving.block_size:
+        return config
+    return replace(config, **{"serving.block_size": trace.provenance.block_tokens})

@@ -15,7 +15,7 @@ import numpy as np
 
 import sim
 from sim.config import Config
-from sim.errors import InputError
+from sim.report.output import atomic_write
 
 SCHEMA_VERSION = 1
 
@@ -27,6 +27,8 @@ class RunResult:
     name: str
     metrics: dict[str, Any]
     overrides: dict[str, Any] = field(default_factory=dict)
+    metrics_ci95: dict[str, list[float]] | None = None  # --seeds N: dotted metric -> [low, high]
+    per_request: dict[str, np.ndarray] | None = field(default=None, repr=False)  # serving: for plots, not reports
 
 
 def _plain(value: Any) -> Any:
@@ -62,10 +64,18 @@ def build_report(mode: str, config: Config, trace: dict[str, Any] | None, runs: 
             "mode": mode,
             "config": config.to_dict(),
             "trace": trace,
-            "runs": [{"name": r.name, "overrides": r.overrides, "metrics": r.metrics} for r in runs],
+            "runs": [run_entry(r) for r in runs],
             "timing": {"wall_s": wall_s, "peak_rss_bytes": peak_rss_bytes()},
         }
     )
+
+
+def run_entry(run: RunResult) -> dict[str, Any]:
+    """One run as the report lists it, JSON-ready (``metrics_ci95`` only with ``--seeds``)."""
+    entry = {"name": run.name, "overrides": run.overrides, "metrics": run.metrics}
+    if run.metrics_ci95 is not None:
+        entry["metrics_ci95"] = run.metrics_ci95
+    return _plain(entry)
 
 
 def flatten(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -82,16 +92,8 @@ def flatten(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _open_for_write(path: Path):
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path.open("w", newline="")
-    except OSError as exc:
-        raise InputError(f"cannot write report {path}: {exc.strerror or exc}") from None
-
-
 def write_json(report: dict[str, Any], path: str | Path) -> None:
-    with _open_for_write(Path(path)) as fh:
+    with atomic_write(path) as fh:
         json.dump(report, fh, indent=2, allow_nan=False)
         fh.write("\n")
 
@@ -101,7 +103,7 @@ def write_csv(report: dict[str, Any], path: str | Path) -> None:
     columns: list[str] = []
     for row in rows:
         columns.extend(k for k in row if k not in columns)
-    with _open_for_write(Path(path)) as fh:
+    with atomic_write(path) as fh:
         writer = csv.DictWriter(fh, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)

@@ -12,6 +12,7 @@ import numpy as np
 
 from sim.config import SLOConfig
 from sim.errors import InputError
+from sim.report.output import atomic_write
 from trace.stats import distribution as summarize
 
 BREAKDOWN = ("queue", "kv_load", "prefill", "kv_transfer", "first_decode")
@@ -122,18 +123,26 @@ def serving_metrics(records: list[RequestRecord], itl: np.ndarray, slo: SLOConfi
     return metrics
 
 
+def request_columns(records: list[RequestRecord]) -> dict[str, np.ndarray]:
+    """Per-request TTFT, TPOT and E2E (s) and the TTFT breakdown as arrays (for plots and pooling seeds)."""
+    columns = {
+        "ttft_s": np.array([r.ttft for r in records]),
+        "tpot_s": np.array([r.tpot for r in records]),
+        "e2e_s": np.array([r.last_token - r.arrival for r in records]),
+    }
+    breakdowns = [r.breakdown() for r in records]
+    for key in BREAKDOWN:
+        columns[f"{key}_s"] = np.array([b[key] for b in breakdowns])
+    return columns
+
+
 def write_requests_csv(records: list[RequestRecord], path: str | Path) -> None:
     """One row per request: its timestamps, TTFT/TPOT/E2E and breakdown."""
-    path = Path(path)
     names = [f.name for f in fields(RequestRecord)]
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", newline="") as fh:
-            writer = csv.writer(fh, lineterminator="\n")
-            writer.writerow(names + ["ttft_s", "tpot_s", "e2e_s"] + [f"{k}_s" for k in BREAKDOWN])
-            for r in records:
-                b = r.breakdown()
-                writer.writerow([getattr(r, n) for n in names] + [r.ttft, r.tpot, r.last_token - r.arrival]
-                                + [b[k] for k in BREAKDOWN])
-    except OSError as exc:
-        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    with atomic_write(path) as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(names + ["ttft_s", "tpot_s", "e2e_s"] + [f"{k}_s" for k in BREAKDOWN])
+        for r in records:
+            b = r.breakdown()
+            writer.writerow([getattr(r, n) for n in names] + [r.ttft, r.tpot, r.last_token - r.arrival]
+                            + [b[k] for k in BREAKDOWN])

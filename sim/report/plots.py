@@ -9,13 +9,25 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from sim.report.output import atomic_write  # noqa: E402
 from trace.request import Trace  # noqa: E402
 from trace.stats import RATE_BIN_S, arrival_rate_bins  # noqa: E402
 
 
+def save(fig, path: Path) -> Path:
+    """Lay out and write a figure as PNG (no software stamp, so reruns give the same bytes), atomically
+    (see ``sim.report.output``), then close it."""
+    try:
+        fig.tight_layout()
+        with atomic_write(path, binary=True) as fh:
+            fig.savefig(fh, format="png", dpi=100, metadata={"Software": None})
+    finally:
+        plt.close(fig)
+    return path
+
+
 def plot_trace_stats(trace: Trace, path: Path) -> Path:
     """Arrival rate over time and prompt/output length distributions of one trace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     rates = arrival_rate_bins(trace.arrival_s)
     axes[0].plot([i * RATE_BIN_S for i in range(len(rates))], rates, drawstyle="steps-post")
@@ -25,15 +37,11 @@ def plot_trace_stats(trace: Trace, path: Path) -> Path:
         ax.set(title=f"{label} tokens per request", xlabel="tokens", ylabel="requests")
     name = Path(trace.provenance.path).name if trace.provenance.path else trace.provenance.format
     fig.suptitle(f"{name}: {len(trace):,} requests")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100, metadata={"Software": None})
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def plot_mrc(runs: list[dict], path: Path, title: str) -> Path:
     """The LRU miss-ratio curve (hit ratio vs capacity) with each policy's point at its capacity."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for run in runs:
         metrics = run["metrics"]
@@ -46,7 +54,4 @@ def plot_mrc(runs: list[dict], path: Path, title: str) -> Path:
     ax.set(xscale="log", xlabel="cache capacity (blocks)", ylabel="block hit ratio", title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100, metadata={"Software": None})
-    plt.close(fig)
-    return path
+    return save(fig, path)

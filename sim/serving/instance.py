@@ -285,9 +285,8 @@ class Instance:
         computed = np.fromiter((job.computed for job in jobs), dtype=np.int64, count=len(jobs))
         for job in jobs:
             self._grow(job, job.computed + steps)
-        kv_first = int(computed.sum()) + len(jobs)
-        kv = kv_first + len(jobs) * np.arange(steps, dtype=np.float64)
-        ends = np.cumsum(self.compute.decode_times(len(jobs), kv))
+        first = StepShape.decode_batch(computed + 1)  # each new token attends to the KV before it and itself
+        ends = np.cumsum(self.compute.decode_times(first, steps))
         self.window = DecodeWindow(jobs, computed, ends, self.engine.now, steps)
         self._window_version += 1
         self.engine.at(self.engine.now + float(ends[-1]), self._window_done, self._window_version)
@@ -373,7 +372,7 @@ class Instance:
             if decoding:
                 shape.add_decode(job.computed + 1)
             else:
-                shape.add_prefill(n, job.computed, samples=job.computed + n >= job.target)
+                shape.add_prefill(n, job.computed)
             i += 1
         while not preempted and self.waiting and budget > 0 and len(self.running) < self.max_seqs:
             job = self.waiting[0]
@@ -407,7 +406,7 @@ class Instance:
             self.running.append(job)
             batch.append((job, n))
             budget -= n
-            shape.add_prefill(n, cached, samples=cached + n >= job.target)
+            shape.add_prefill(n, cached)
         if not batch:
             self.busy = False
             return

@@ -19,9 +19,9 @@ from sim.cache.multitier import MultiTierCache
 from sim.serving.compute import compute_model
 from sim.config import Config
 from sim.serving.engine import Engine
-from sim.errors import ConfigError
+from sim.errors import ConfigError, TraceError
 from sim.serving.instance import DECODE, PREFILL, UNIFIED, Instance, Job
-from sim.report.metrics import RequestRecord, serving_metrics
+from sim.report.metrics import RequestRecord, request_columns, serving_metrics
 from sim.serving.network import Link, network_model
 from sim.cache.policies import POLICIES, make_policy
 from sim.report.document import RunResult
@@ -29,6 +29,7 @@ from sim.serving.routers import router
 from sim.cache.tiers import TIER_NAMES, Tier, build_tiers, hbm_capacity_blocks, kv_block_bytes
 from sim.specs import model_spec
 from trace.request import Trace
+from trace.workload import require_requests
 
 
 class ServingRun:
@@ -58,8 +59,6 @@ class ServingRun:
         compute = compute_model(config)
         serving = config.serving
         if mode == "pd":
-            if config.pd.num_prefill <= 0 or config.pd.num_decode <= 0:
-                raise ConfigError("pd.num_prefill and pd.num_decode must be positive")
             self.prefill = [self._instance(i, PREFILL, compute) for i in range(config.pd.num_prefill)]
             self.decode = [self._instance(config.pd.num_prefill + i, DECODE, compute)
                            for i in range(config.pd.num_decode)]
@@ -70,8 +69,6 @@ class ServingRun:
             self.pending: deque[Job] = deque()  # prefilled, waiting for decode memory
             self.tp = serving.tensor_parallel_size
         else:
-            if serving.num_instances <= 0:
-                raise ConfigError("serving.num_instances must be positive")
             self.front = [self._instance(i, UNIFIED, compute) for i in range(serving.num_instances)]
             self.decode = []
             self.route = router(config.cluster.router, "cluster.router")
@@ -201,8 +198,51 @@ class ServingRun:
         return metrics
 
 
+def max_model_len(config: Config) -> int:
+    """vLLM's ``max_model_len``: ``serving.max_model_len``, by default the model's context length."""
+    return config.serving.max_model_len or model_spec(config.model).max_position_embeddings
+
+
+def admit(trace: Trace, config: Config) -> dict[str, int]:
+    """Skip (and count in the trace's skip reasons) the requests this serving configuration can
+    never run, as vLLM rejects them at admission instead of stalling its scheduler:
+
+    - ``exceeds_max_model_len``: prompt + output tokens above ``max_model_len`` (vLLM's
+      ``InputProcessor`` refuses a longer prompt; its OpenAI server refuses prompt + max_tokens);
+    - ``exceeds_kv_capacity``: the KV of prompt + output needs more blocks than one instance
+      holds, so the request could not finish even alone on an empty instance.
+
+    Checked once, vectorised over the trace, before any instance is built. Under
+    ``workload.strict_validation`` the first such request is an error instead. Returns the counts.
+    """
+    capacity = hbm_capacity_blocks(config)
+    block = config.serving.block_size
+    if capacity <= 0:
+        raise ConfigError(f"no KV block of {block} tokens fits in one instance's memory (serving.num_gpu_blocks, "
+                          f"gpu_memory_utilization, tensor_parallel_size)")
+    limits = {
+        "exceeds_max_model_len": (lambda tokens: tokens > max_model_len(config),
+                                  f"serving.max_model_len {max_model_len(config):,}"),
+        "exceeds_kv_capacity": (lambda tokens: -(-tokens // block) > capacity,
+                                f"{capacity:,} KV blocks of {block} tokens per instance"),
+    }
+    skipped = {}
+    for reason, (never_runs, limit) in limits.items():
+        tokens = trace.input_tokens + np.maximum(trace.output_tokens, 1)  # every request decodes at least one token
+        mask = never_runs(tokens)
+        if config.workload.strict_validation and mask.any():
+            i = int(np.flatnonzero(mask)[0])
+            raise TraceError(f"{trace.provenance.path or trace.provenance.format}: the request arriving at "
+                             f"{trace.arrival_s[i]:.6g} s ({trace.input_tokens[i]:,} prompt + {trace.output_tokens[i]:,} "
+                             f"output tokens) can never run: {reason.replace('_', ' ')} ({limit})")
+        skipped[reason] = trace.drop(mask, reason)
+    require_requests(trace, f" that {config.model} with {capacity:,} KV blocks of {block} tokens per instance can run")
+    return {reason: n for reason, n in skipped.items() if n}
+
+
 def run_serving(trace: Trace, config: Config, mode: str, progress: bool = False) -> tuple[RunResult, list[RequestRecord]]:
     """Simulate ``mode`` ("single" or "pd") over the trace; the run's metrics and per-request records."""
     run = ServingRun(trace, config, mode, progress)
     result = run.run()
+    result.per_request = request_columns(run.records)
     return result, run.records

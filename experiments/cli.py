@@ -1,0 +1,69 @@
+"""Command-line glue for the experiment flags (--sweep, --plan, --max-rate, --seeds, the runner flags).
+
+``main.py`` calls three things: ``check_experiment_flags`` before any work (the experiment
+flags' rules between each other), ``searched_runner`` in place of a mode's run function when
+``--max-rate`` or ``--seeds`` is given, and ``run_experiment`` for ``--sweep``/``--plan``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Callable
+
+from sim.errors import InputError
+
+def check_experiment_flags(args: argparse.Namespace, mode: str) -> None:
+    """The experiment flags' rules between each other (which modes use each flag is main.py's
+    ``FLAG_MODES`` table, checked before this)."""
+    if args.ray_address and args.backend != "ray":
+        raise InputError("--ray-address needs --backend ray")
+    if args.jobs is not None and args.jobs < 1:
+        raise InputError(f"--jobs must be >= 1, got {args.jobs}")
+    if args.seeds is not None and args.seeds < 2:
+        raise InputError(f"--seeds needs at least 2 seeds for an interval, got {args.seeds}")
+    if args.seeds and args.mrc:
+        raise InputError("--seeds applies to simulation runs, not to --mrc")
+    if (args.max_rate or args.seeds) and args.requests_csv:
+        raise InputError("--requests-csv does not combine with --max-rate or --seeds (they run many times)")
+    if mode in ("sweep", "plan") and args.policy:
+        raise InputError(f"--policy does not apply to --{mode}: " + ("make cache.policy an axis" if mode == "sweep"
+                                                                      else "set cache.policy in the plan"))
+
+
+def searched_runner(args: argparse.Namespace, mode: str) -> Callable:
+    """A runner (main.py's ``Run`` → trace, runs) that searches the max rate (``--max-rate``) and/or
+    repeats over seeds (``--seeds``) around the mode's own runs."""
+    from experiments.execute import check_point, execute
+    from experiments.sweep import run_options
+
+    def run(invocation):
+        options = run_options(args)
+        check_point(mode, invocation.config, options)
+        out = execute(mode, invocation.config, options)
+        invocation.notes += [note for r in out.runs for note in _interval_notes(r)]
+        return out.trace, out.runs
+
+    return run
+
+
+SUMMARY_INTERVALS = ("hit_ratio", "ttft_s.mean", "ttft_s.p99", "tpot_s.mean", "e2e_s.p99", "slo_attainment", "max_rate_rps")
+
+
+def _interval_notes(run) -> list[str]:
+    """Printed after the summary: the 95% intervals of the headline metrics (all of them are in the JSON)."""
+    ci = run.metrics_ci95 or {}
+    return [f"[{run.name}] 95% interval of {k}: [{ci[k][0]:.6g}, {ci[k][1]:.6g}]" for k in SUMMARY_INTERVALS if k in ci]
+
+
+def run_experiment(args: argparse.Namespace, mode: str) -> int:
+    """``--sweep SPEC`` or ``--plan PLAN``: exit status. Outputs are checked writable before any point runs."""
+    import main
+
+    outputs = main.plan_outputs(args, mode, [], None)
+    if mode == "sweep":
+        from experiments.sweep import run_sweep
+
+        return run_sweep(args, outputs)
+    from experiments.planner import run_plan
+
+    return run_plan(args, outputs)

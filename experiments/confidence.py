@@ -1,0 +1,93 @@
+"""Confidence intervals over repeated runs (``--seeds N``): means and Student-t 95% intervals.
+
+A run repeated with seeds s, s+1, ..., s+N−1 gives N samples of every numeric metric;
+the report keeps their mean in ``metrics`` and ``[mean − h, mean + h]`` in
+``metrics_ci95`` with h = t(0.975, N−1) · sd / √N (sd with N−1 in the denominator).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from sim.report.document import RunResult
+
+# Two-sided 95% critical values t(0.975, df) of Student's t distribution, from the NIST/SEMATECH
+# e-Handbook of Statistical Methods, section 1.3.6.7.2 "Critical Values of the Student's t
+# Distribution" (https://www.itl.nist.gov/div898/handbook/eda/section3/eda3672.htm).
+T_975: dict[int, float] = {
+    1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+    11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093,
+    20: 2.086, 21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064, 25: 2.060, 26: 2.056, 27: 2.052, 28: 2.048,
+    29: 2.045, 30: 2.042, 40: 2.021, 50: 2.009, 60: 2.000, 80: 1.990, 100: 1.984,
+}
+Z_975 = 1.960  # the normal limit (df → ∞), same table
+
+
+def t_critical(df: int) -> float:
+    """t(0.975, df): the table value, linear in 1/df between tabulated degrees of freedom (the usual
+    interpolation for t tables) and toward the normal value beyond 100."""
+    if df < 1:
+        raise ValueError(f"degrees of freedom must be >= 1, got {df}")
+    if df in T_975:
+        return T_975[df]
+    known = sorted(T_975)
+    lo = max(k for k in known if k < df)
+    hi = min((k for k in known if k > df), default=None)
+    x, x_lo = 1.0 / df, 1.0 / lo
+    x_hi, t_hi = (1.0 / hi, T_975[hi]) if hi is not None else (0.0, Z_975)
+    return t_hi + (T_975[lo] - t_hi) * (x - x_hi) / (x_lo - x_hi)
+
+
+def interval(values: list[float]) -> tuple[float, list[float]]:
+    """Mean and its 95% Student-t interval of ``values`` (at least two)."""
+    v = np.asarray(values, dtype=np.float64)
+    mean = float(v.mean())
+    half = t_critical(len(v) - 1) * float(v.std(ddof=1)) / math.sqrt(len(v))
+    return mean, [mean - half, mean + half]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def _mean_tree(trees: list[Any], path: str, ci: dict[str, list[float]]) -> Any:
+    """Mean of the numeric leaves of equally shaped nested dicts (first tree's shape); CIs into ``ci``."""
+    first = trees[0]
+    if isinstance(first, dict):
+        out = {}
+        for key, value in first.items():
+            same = [t.get(key) if isinstance(t, dict) else None for t in trees]
+            out[key] = _mean_tree([value] + same[1:], f"{path}{key}.", ci) if isinstance(value, dict) else \
+                _mean_leaf(same, f"{path}{key}", ci)
+        return out
+    return first
+
+
+def _mean_leaf(values: list[Any], name: str, ci: dict[str, list[float]]) -> Any:
+    if not all(_is_number(v) for v in values):
+        return values[0]  # names, notes, curves: as in the first run
+    floats = [float(v) for v in values]
+    if not all(math.isfinite(f) for f in floats):
+        return values[0]
+    mean, bounds = interval(floats)
+    ci[name] = bounds
+    if all(isinstance(v, (int, np.integer)) for v in values) and len(set(values)) == 1:
+        return values[0]  # an integer that did not vary stays an integer
+    return mean
+
+
+def aggregate(runs: list[RunResult]) -> RunResult:
+    """One run from the same run repeated over seeds: mean metrics, ``metrics_ci95``, pooled per-request values."""
+    if len(runs) < 2:
+        raise ValueError("an interval needs at least two runs")
+    ci: dict[str, list[float]] = {}
+    metrics = _mean_tree([r.metrics for r in runs], "", ci)
+    per_request = None
+    if all(r.per_request is not None for r in runs):
+        per_request = {k: np.concatenate([r.per_request[k] for r in runs]) for k in runs[0].per_request}
+    first = runs[0]
+    return RunResult(name=first.name, metrics=metrics, overrides=dict(first.overrides),
+                     metrics_ci95=ci, per_request=per_request)

@@ -1,0 +1,94 @@
+"""One experiment point: a mode run, optionally searched for its max rate and repeated over seeds.
+
+``execute(mode, config, options)`` is what the command line runs for ``--max-rate`` and
+``--seeds`` and what every sweep point and planner candidate runs: seeds wrap the
+max-rate search, which wraps the mode's own run function.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sim.config import Config, replace
+from sim.errors import ConfigError, InputError
+from sim.report.document import RunResult
+from experiments.confidence import aggregate
+from experiments.maxrate import TOLERANCE, check_slo, max_rate_run, search
+from experiments.modes import SERVING_MODES, ModeOutput, check_mode, run_mode
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run a point: which policies (one run each), a max-rate search, how many seeds."""
+
+    policies: tuple[str, ...] = ()
+    max_rate: bool = False
+    seeds: int = 1
+    tolerance: float = TOLERANCE
+
+
+def check_point(mode: str, config: Config, options: RunOptions, where: str = "") -> None:
+    """What about a point can be refused before any simulation starts (exit 2), beyond what the config's
+    own validation (every ``load_config``/``replace``) already checked: the mode and the search options."""
+    from sim.cache.policies import POLICIES
+
+    prefix = f"{where}: " if where else ""
+    try:
+        check_mode(mode)
+        for policy in options.policies:
+            if policy not in POLICIES:
+                raise ConfigError(f"unknown policy {policy!r}; valid: {', '.join(sorted(POLICIES))}")
+        if options.max_rate:
+            if mode not in SERVING_MODES:
+                raise ConfigError(f"--max-rate needs a serving mode ({', '.join(SERVING_MODES)}), not {mode}")
+            check_slo(config.slo)
+        if options.seeds < 1:
+            raise ConfigError(f"--seeds must be >= 1, got {options.seeds}")
+    except InputError as exc:
+        raise type(exc)(f"{prefix}{exc}") from None
+
+
+def base_rate_rps(config: Config) -> float | None:
+    """Mean request rate of the workload at ``rate_scale`` 1 (requests / duration, as ``--trace-stats``)."""
+    from trace.workload import load_workload
+
+    arrival = load_workload(replace(config, **{"workload.rate_scale": 1.0})).arrival_s
+    duration = float(arrival[-1] - arrival[0]) if len(arrival) else 0.0
+    return len(arrival) / duration if duration > 0 else None
+
+
+def _max_rate(mode: str, config: Config, options: RunOptions) -> ModeOutput:
+    policies = options.policies or (config.cache.policy,)
+    runs, trace = [], {}
+    base = base_rate_rps(config)
+    for policy in policies:
+        cfg = replace(config, **{"cache.policy": policy})
+        outputs: list[ModeOutput] = []
+
+        def run_at(scale: float) -> RunResult:
+            out = run_mode(mode, replace(cfg, **{"workload.rate_scale": scale}))
+            outputs.append(out)
+            return out.runs[0]
+
+        result = search(run_at, cfg.slo, start=cfg.workload.rate_scale, tolerance=options.tolerance)
+        run = max_rate_run(result, base, cfg.slo, options.tolerance)
+        if len(policies) > 1:  # named as main.py names one run per policy
+            run.name, run.overrides = f"{mode}-{policy}", {"cache.policy": policy}
+        runs.append(run)
+        trace = outputs[0].trace
+    return ModeOutput(trace, runs)
+
+
+def _once(mode: str, config: Config, options: RunOptions) -> ModeOutput:
+    if options.max_rate:
+        return _max_rate(mode, config, options)
+    return run_mode(mode, config, list(options.policies) or None)
+
+
+def execute(mode: str, config: Config, options: RunOptions = RunOptions()) -> ModeOutput:
+    """Run one point: seeds seed..seed+N−1 (mean and 95% intervals) around the max-rate search or plain run."""
+    if options.seeds <= 1:
+        return _once(mode, config, options)
+    outs = [_once(mode, replace(config, seed=config.seed + i), options) for i in range(options.seeds)]
+    runs = [aggregate([out.runs[j] for out in outs]) for j in range(len(outs[0].runs))]
+    return ModeOutput(outs[0].trace, runs)

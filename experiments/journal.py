@@ -1,0 +1,77 @@
+"""The sweep journal: one JSON line per finished point, appended as each completes.
+
+The first line identifies the sweep (a fingerprint of its mode, resolved base config,
+options and point list); ``--resume`` refuses a journal of another sweep. A killed run
+leaves whole lines and at most one torn last line, which is dropped (and cut off
+before anything is appended after it). A point's last line wins, so a point that
+failed and was re-run on resume counts once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from sim.errors import ConfigError, InputError
+from sim.report.output import append_line, atomic_write_text
+
+JOURNAL_KIND = "kvsim-sweep-journal"
+
+
+def fingerprint(*parts: Any) -> str:
+    """A stable hash of JSON-able parts."""
+    blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def journal_path(report_json: str | None, report_csv: str | None, spec: Path) -> Path:
+    """Beside the report: ``<report stem>.journal.jsonl``; without a report, ``<spec stem>.journal.jsonl`` here."""
+    if report_json or report_csv:
+        anchor = Path(report_json or report_csv)
+        return anchor.with_name(anchor.stem + ".journal.jsonl")
+    return Path(Path(spec).stem + ".journal.jsonl")
+
+
+class Journal:
+    """Finished points of one sweep, on disk."""
+
+    def __init__(self, path: Path, sweep_fingerprint: str):
+        self.path = Path(path)
+        self.fingerprint = sweep_fingerprint
+
+    def start(self, resume: bool) -> dict[str, dict]:
+        """Open for this sweep: the finished records by point key (``resume``), or a fresh journal."""
+        if resume and self.path.is_file():
+            return self._read()
+        atomic_write_text(self.path, json.dumps({"journal": JOURNAL_KIND, "fingerprint": self.fingerprint}) + "\n")
+        return {}
+
+    def _read(self) -> dict[str, dict]:
+        try:
+            raw = self.path.read_bytes()
+        except OSError as exc:
+            raise InputError(f"cannot read journal {self.path}: {exc.strerror or exc}") from None
+        whole = raw[: raw.rfind(b"\n") + 1]
+        if len(whole) != len(raw):  # a torn last line from a killed run: cut it before appending
+            with self.path.open("r+b") as fh:
+                fh.truncate(len(whole))
+        lines = whole.decode("utf-8").splitlines()
+        try:
+            header = json.loads(lines[0]) if lines else {}
+        except json.JSONDecodeError:
+            header = {}
+        if header.get("journal") != JOURNAL_KIND:
+            raise ConfigError(f"{self.path} is not a kvsim sweep journal; delete it or drop --resume")
+        if header.get("fingerprint") != self.fingerprint:
+            raise ConfigError(f"journal {self.path} was written by a different sweep (spec, config or options "
+                              f"changed); delete it or drop --resume")
+        records: dict[str, dict] = {}
+        for line in lines[1:]:
+            record = json.loads(line)
+            records[record["key"]] = record
+        return records
+
+    def append(self, record: dict) -> None:
+        append_line(self.path, json.dumps(record, separators=(",", ":"), allow_nan=False))

@@ -1,0 +1,122 @@
+"""Max rate under SLO (``--max-rate``): bisection on ``workload.rate_scale``.
+
+The fraction of requests meeting every configured target (``slo.ttft_s``, ``slo.tpot_s``)
+falls as the load rises. From the configured scale the search doubles (or halves) the
+scale until it holds one run that meets ``slo.attainment`` and one that fails (or until
+less load stops changing the attainment: then no rate meets the target), then bisects
+geometrically until they are within ``tolerance`` of each other. The answer is
+the highest scale seen to meet; the report keeps both bracketing runs (Vidur's capacity
+search; DistServe's goodput at an attainment target).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+from sim.config import SLOConfig
+from sim.errors import ConfigError
+from sim.report.document import RunResult
+
+TOLERANCE = 0.01  # relative width of the final bracket
+MAX_EXPANSIONS = 24  # doublings (or halvings) before giving up: scales 2^-24 .. 2^24 of the start
+# Halving stops early when this many probes in a row give the same attainment: requests no longer
+# meet each other in the queue, so less load cannot help (the target is missed even unloaded).
+UNLOADED_REPEATS = 3
+
+
+@dataclass
+class Probe:
+    """One run at one rate scale."""
+
+    scale: float
+    attainment: float
+    meets: bool
+    run: RunResult
+
+
+@dataclass
+class MaxRateResult:
+    """The bracket: the highest scale that met (None: none did) and the lowest that failed (None: none did)."""
+
+    meets: Probe | None
+    fails: Probe | None
+    steps: list[Probe] = field(default_factory=list)
+
+
+def check_slo(slo: SLOConfig) -> None:
+    if slo.ttft_s is None and slo.tpot_s is None:
+        raise ConfigError("--max-rate needs a latency target: set slo.ttft_s and/or slo.tpot_s")
+    if not 0.0 < slo.attainment <= 1.0:
+        raise ConfigError(f"config key 'slo.attainment' must be in (0, 1], got {slo.attainment}")
+
+
+def search(run_at: Callable[[float], RunResult], slo: SLOConfig, start: float = 1.0,
+           tolerance: float = TOLERANCE) -> MaxRateResult:
+    """Bracket and bisect the rate scale; ``run_at(scale)`` simulates one scale."""
+    check_slo(slo)
+    if not start > 0:
+        raise ConfigError(f"config key 'workload.rate_scale' must be > 0, got {start}")
+    result = MaxRateResult(None, None)
+
+    def probe(scale: float) -> Probe:
+        run = run_at(scale)
+        attainment = float(run.metrics["slo_attainment"])
+        p = Probe(scale, attainment, attainment >= slo.attainment, run)
+        result.steps.append(p)
+        if p.meets and (result.meets is None or scale > result.meets.scale):
+            result.meets = p
+        if not p.meets and (result.fails is None or scale < result.fails.scale):
+            result.fails = p
+        return p
+
+    first = probe(start)
+    factor = 2.0 if first.meets else 0.5
+    scale = start
+    for _ in range(MAX_EXPANSIONS):
+        if result.meets is not None and result.fails is not None:
+            break
+        last = result.steps[-UNLOADED_REPEATS:]
+        if not first.meets and len(last) == UNLOADED_REPEATS and len({p.attainment for p in last}) == 1:
+            break  # lower load no longer changes anything: the target is missed even unloaded
+        scale *= factor
+        probe(scale)
+    while result.meets is not None and result.fails is not None and result.meets.scale < result.fails.scale \
+            and result.fails.scale / result.meets.scale - 1.0 > tolerance:
+        probe(math.sqrt(result.meets.scale * result.fails.scale))
+    return result
+
+
+def max_rate_run(result: MaxRateResult, base_rate_rps: float | None, slo: SLOConfig,
+                 tolerance: float = TOLERANCE) -> RunResult:
+    """The reported run: the highest meeting run (else the lowest failing one) with the search's answer."""
+    best = result.meets or result.fails
+    scale = result.meets.scale if result.meets else 0.0
+    metrics = dict(best.run.metrics)
+    metrics["max_rate_scale"] = scale
+    metrics["max_rate_rps"] = scale * base_rate_rps if base_rate_rps is not None else None
+
+    def summary(p: Probe | None) -> dict | None:
+        if p is None:
+            return None
+        m = p.run.metrics
+        return {"rate_scale": p.scale, "rate_rps": p.scale * base_rate_rps if base_rate_rps is not None else None,
+                "slo_attainment": p.attainment, "ttft_s": m["ttft_s"], "tpot_s": m["tpot_s"],
+                "goodput_rps": m.get("goodput_rps")}
+
+    note = None
+    if result.meets is None:
+        note = "no rate tried meets the target: it is missed even at the lowest load tried"
+    elif result.fails is None:
+        note = "every rate tried meets the target: the answer is a lower bound"
+    metrics["max_rate_search"] = {
+        "target_attainment": slo.attainment,
+        "tolerance": tolerance,
+        "meets": summary(result.meets),
+        "fails": summary(result.fails),
+        "steps": [[p.scale, p.attainment] for p in result.steps],
+        **({"note": note} if note else {}),
+    }
+    return RunResult(name=best.run.name, metrics=metrics, overrides=dict(best.run.overrides),
+                     per_request=best.run.per_request)

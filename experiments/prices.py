@@ -1,0 +1,90 @@
+"""Prices and the cost of a configuration (USD per hour), from ``profiles/prices.yaml`` with plan overrides.
+
+cost = GPUs × usd_per_gpu_hour(gpu) + Σ tiers GiB × usd_per_gib / (amortization_years × 8766 h),
+with DRAM and SSD per node and EIC per rack (``profiles/prices.yaml`` says what is and is not counted).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from sim.errors import ConfigError
+from sim.specs import PROFILES_DIR
+
+HOURS_PER_YEAR = 8766.0  # 365.25 days
+TIERS = ("dram", "ssd", "eic")
+
+
+@dataclass(frozen=True)
+class Prices:
+    """Resolved prices: per GPU-hour by GPU name, per GiB by tier, and the amortisation period."""
+
+    gpus: dict[str, dict[str, Any]]
+    tiers: dict[str, dict[str, Any]]
+    amortization_years: float
+
+    def gpu_hour(self, gpu: str) -> float:
+        if gpu not in self.gpus or "usd_per_gpu_hour" not in self.gpus[gpu]:
+            raise ConfigError(f"no price for GPU {gpu!r}: add prices: {{gpus: {{{gpu}: {{usd_per_gpu_hour: X, "
+                              f"source: ...}}}}}} to the plan (priced: {', '.join(sorted(self.gpus))})")
+        return float(self.gpus[gpu]["usd_per_gpu_hour"])
+
+    def gib_hour(self, tier: str) -> float:
+        return float(self.tiers[tier]["usd_per_gib"]) / (self.amortization_years * HOURS_PER_YEAR)
+
+    def cost(self, gpu: str, gpus: int, tier_gib: dict[str, float], nodes: int = 1, racks: int = 1) -> float:
+        """USD per hour of ``gpus`` GPUs with ``tier_gib`` GiB of DRAM and SSD per node and EIC per rack."""
+        per_unit = {"dram": nodes, "ssd": nodes, "eic": racks}
+        return gpus * self.gpu_hour(gpu) + sum(tier_gib.get(t, 0.0) * per_unit[t] * self.gib_hour(t) for t in TIERS)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"amortization_years": self.amortization_years, "gpus": self.gpus, "tiers": self.tiers}
+
+
+def _merge(base: dict, over: dict, where: str) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value, f"{where}.{key}")
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_prices(overrides: dict | None = None, where: str = "prices") -> Prices:
+    """``profiles/prices.yaml`` merged with a plan's ``prices:``, validated (positive numbers, known keys)."""
+    data = yaml.safe_load((PROFILES_DIR / "prices.yaml").read_text())
+    if overrides:
+        if not isinstance(overrides, dict):
+            raise ConfigError(f"{where} must be a mapping")
+        unknown = [k for k in overrides if k not in ("amortization_years", "gpus", "tiers")]
+        if unknown:
+            raise ConfigError(f"unknown key '{where}.{unknown[0]}'; valid keys: amortization_years, gpus, tiers")
+        data = _merge(data, overrides, where)
+    years = data.get("amortization_years")
+    if not isinstance(years, (int, float)) or isinstance(years, bool) or years <= 0:
+        raise ConfigError(f"{where}.amortization_years must be a positive number, got {years!r}")
+    for gpu, entry in (data.get("gpus") or {}).items():
+        _check_price(entry, "usd_per_gpu_hour", f"{where}.gpus.{gpu}")
+    tiers = data.get("tiers") or {}
+    for tier in tiers:
+        if tier not in TIERS:
+            raise ConfigError(f"unknown tier '{where}.tiers.{tier}'; valid: {', '.join(TIERS)}")
+    for tier in TIERS:
+        _check_price(tiers.get(tier), "usd_per_gib", f"{where}.tiers.{tier}")
+    return Prices(dict(data.get("gpus") or {}), dict(tiers), float(years))
+
+
+def _check_price(entry: Any, key: str, where: str) -> None:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where} must be a mapping with '{key}' and 'source'")
+    unknown = [k for k in entry if k not in (key, "source")]
+    if unknown:
+        raise ConfigError(f"unknown key '{where}.{unknown[0]}'; valid keys: {key}, source")
+    value = entry.get(key)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+        raise ConfigError(f"{where}.{key} must be a number >= 0, got {value!r}")

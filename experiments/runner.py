@@ -1,0 +1,171 @@
+"""Running independent points: a local process pool (default) or Ray.
+
+A point's result depends only on its config (seeded from it), so every backend and
+every ``--jobs`` gives the same records; they arrive in completion order and the
+caller orders them. A point that raises is returned as an error record and the rest
+go on; a worker process that dies (killed, out of memory) breaks the pool, and the
+points it held are re-run one at a time, each in its own process, so only the one
+that kills its process is recorded as failed.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from sim.config import Config
+from sim.errors import InputError
+from experiments.execute import RunOptions
+
+ROOT = Path(__file__).resolve().parent.parent
+BACKENDS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class Task:
+    """One point to run: where it sits in the sweep and what to run."""
+
+    key: str
+    index: int
+    name: str
+    mode: str
+    config: Config
+    options: RunOptions = RunOptions()
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+def _ensure_root_first() -> None:
+    """kvsim's ``trace`` package must shadow the standard library's ``trace`` module (as main.py does)."""
+    root = str(ROOT)
+    if sys.path[:1] != [root]:
+        sys.path.insert(0, root)
+    if "trace" in sys.modules and not hasattr(sys.modules["trace"], "__path__"):
+        del sys.modules["trace"]
+
+
+def error_record(task: Task, message: str, kind: str, wall_s: float = 0.0) -> dict:
+    return {"key": task.key, "index": task.index, "name": task.name, "overrides": task.overrides, "trace": None,
+            "runs": [], "error": message, "error_kind": kind, "wall_s": wall_s}
+
+
+def run_task(task: Task) -> dict:
+    """Run one point; its JSON-ready record (runs, or the error that stopped it)."""
+    _ensure_root_first()
+    from experiments.execute import execute
+    from sim.report.document import run_entry
+
+    start = time.perf_counter()
+    try:
+        out = execute(task.mode, task.config, task.options)
+    except InputError as exc:
+        return error_record(task, str(exc), "input", time.perf_counter() - start)
+    except Exception as exc:  # a bug at this point: keep its traceback, let the other points go on
+        tail = "".join(traceback.format_exception(exc)[-6:])
+        return error_record(task, f"internal error: {type(exc).__name__}: {exc}\n{tail}", "internal",
+                            time.perf_counter() - start)
+    return {"key": task.key, "index": task.index, "name": task.name, "overrides": task.overrides,
+            "trace": out.trace, "runs": [run_entry(r) for r in out.runs], "error": None,
+            "wall_s": time.perf_counter() - start}
+
+
+def default_jobs() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    """Fork on Linux (workers start at once with everything imported and compiled; kvsim runs no threads that
+    a fork could catch mid-lock), spawn elsewhere."""
+    return multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+
+
+def _isolated(task: Task) -> dict:
+    with ProcessPoolExecutor(max_workers=1, mp_context=_context()) as pool:
+        try:
+            return pool.submit(run_task, task).result()
+        except BrokenProcessPool:
+            return error_record(task, "the worker process died while running this point (killed or out of memory)",
+                                "internal")
+
+
+def run_local(tasks: list[Task], jobs: int, on_result: Callable[[dict], None]) -> None:
+    """A process pool of ``jobs`` workers (``jobs`` 1: in this process)."""
+    if jobs <= 1 or len(tasks) <= 1:
+        for task in tasks:
+            on_result(run_task(task))
+        return
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=_context())
+    broken: list[Task] = []
+    try:
+        futures = {pool.submit(run_task, task): task for task in tasks}
+        for future in as_completed(futures):
+            try:
+                record = future.result()
+            except BrokenProcessPool:
+                broken.append(futures[future])
+                continue
+            on_result(record)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    for task in sorted(broken, key=lambda t: t.index):
+        on_result(_isolated(task))
+
+
+def run_ray(tasks: list[Task], jobs: int, address: str | None, on_result: Callable[[dict], None]) -> None:
+    """Ray tasks: a local Ray started for this run (``jobs`` CPUs), or the cluster at ``address``."""
+    try:
+        import ray
+    except ImportError:
+        raise InputError("--backend ray needs Ray: pip install -e '.[ray]' (or pip install 'ray>=2.9')") from None
+    import logging
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        if address:  # a remote cluster gets this checkout as the job's working directory
+            env = {"working_dir": str(ROOT), "excludes": [".git", "out", "kvsim-plots", "*.journal.jsonl"]}
+            ray.init(address=address, runtime_env=env, logging_level=logging.ERROR, log_to_driver=False)
+        else:
+            path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+            ray.init(num_cpus=jobs, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
+                     runtime_env={"env_vars": {"PYTHONPATH": path}})
+    try:
+        remote = ray.remote(num_cpus=1, max_retries=1)(run_task)
+        pending = {remote.remote(task): task for task in tasks}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                task = pending.pop(ref)
+                try:
+                    record = ray.get(ref)
+                except Exception as exc:  # the worker died (Ray retried once)
+                    record = error_record(task, f"the Ray worker failed: {type(exc).__name__}: {exc}", "internal")
+                on_result(record)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def run_tasks(tasks: list[Task], on_result: Callable[[dict], None], backend: str = "local", jobs: int | None = None,
+              ray_address: str | None = None) -> None:
+    """Run every task on ``backend``; ``on_result`` gets each record as it completes."""
+    jobs = jobs or default_jobs()
+    if not tasks:
+        return
+    if backend == "ray":
+        run_ray(tasks, jobs, ray_address, on_result)
+    elif backend == "local":
+        run_local(tasks, jobs, on_result)
+    else:
+        raise InputError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")

@@ -1,0 +1,224 @@
+"""Sweep specs (``--sweep SPEC.yaml``): parse, validate and expand into points.
+
+The Contract's format::
+
+    mode: cache-only | single | pd | cluster
+    config: config.yaml            # optional; overlays: [a.yaml, ...] optional
+    workload: {trace: PATH}        # or --workload-trace; any workload.* key
+    set: {serving.block_size: 512} # fixed overrides, dotted keys
+    axes:                          # cartesian product of dotted keys
+      cache.policy: [lru, arc]
+      cache.capacity_blocks: [1000, 5000]
+    zip:                           # optional: groups of keys that vary together
+      - {pd.num_prefill: [1, 2, 3], pd.num_decode: [3, 2, 1]}
+
+Points are the product of the axes (in the order written) and of the zip groups (each
+group one axis whose values are taken together). Paths in the spec are relative to the
+spec file. Everything is checked before any point runs: an unknown or mistyped key
+goes through the same validation as ``--set`` and names the key.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sim.config import PATH_KEYS, Config, load_config, replace
+from sim.errors import ConfigError
+from experiments.modes import check_mode
+
+SPEC_KEYS = ("mode", "config", "overlays", "workload", "set", "axes", "zip")
+
+
+@dataclass(frozen=True)
+class ConfigLayers:
+    """A spec's config layers: base file, overlays, and fixed dotted keys (``workload:`` then ``set:``)."""
+
+    source: str  # "sweep spec PATH" / "plan PATH": errors in the fixed keys name it
+    config: str | None = None
+    overlays: tuple[str, ...] = ()
+    sets: dict[str, Any] = field(default_factory=dict)
+
+    def assignments(self) -> list[str]:
+        """The fixed keys as ``--set`` assignments (values as JSON, which is valid YAML)."""
+        return [f"{k}={json.dumps(v)}" for k, v in self.sets.items()]
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A validated sweep spec; paths already resolved against the spec's folder."""
+
+    path: Path
+    mode: str
+    layers: ConfigLayers
+    axes: dict[str, list]  # dotted key -> values
+    zips: tuple[dict[str, list], ...] = ()
+
+    @property
+    def axis_keys(self) -> list[str]:
+        """Every varied key, in spec order (axes, then zip groups)."""
+        return [*self.axes, *(k for group in self.zips for k in group)]
+
+
+@dataclass(frozen=True)
+class Point:
+    """One point of a sweep: its overrides (axis order), a name and a stable key for the journal."""
+
+    index: int
+    name: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return json.dumps(self.overrides, sort_keys=True, separators=(",", ":"))
+
+
+def _fail(path: Path, message: str) -> ConfigError:
+    return ConfigError(f"sweep spec {path}: {message}")
+
+
+def _flatten(tree: dict, prefix: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            out.update(_flatten(value, dotted))
+        else:
+            out[dotted] = value
+    return out
+
+
+def _rebase(base: Path, value: Any) -> Any:
+    """A relative path written in the spec (relative to its folder), re-rooted to the working directory."""
+    if isinstance(value, str) and not Path(value).is_absolute():
+        return os.path.normpath(os.path.join(os.path.relpath(base), value))
+    return value
+
+
+def _relative_to(base: Path, key: str, value: Any) -> Any:
+    """The value of config key ``key``, re-rooted when the key holds a path."""
+    return _rebase(base, value) if key in PATH_KEYS else value
+
+
+def _value_list(path: Path, where: str, key: str, values: Any) -> list:
+    if not isinstance(values, list):
+        raise _fail(path, f"{where} '{key}' must be a list of values, got {values!r}")
+    if not values:
+        raise _fail(path, f"{where} '{key}' is empty")
+    return [_relative_to(path.parent, key, v) for v in values]
+
+
+def read_yaml_mapping(path: Path, what: str) -> dict:
+    """A YAML file whose top level is a mapping (exit-2 errors name the file)."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what} {path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} {path}: the top level must be a mapping")
+    return data
+
+
+def parse_layers(data: dict, path: Path, what: str) -> ConfigLayers:
+    """The ``config``, ``overlays``, ``workload`` and ``set`` keys of a spec or plan file."""
+    for key in ("workload", "set"):
+        if data.get(key) is not None and not isinstance(data[key], dict):
+            raise ConfigError(f"{what} {path}: '{key}' must be a mapping")
+    overlays = data.get("overlays") or []
+    if not isinstance(overlays, list) or not all(isinstance(o, str) for o in overlays):
+        raise ConfigError(f"{what} {path}: 'overlays' must be a list of file paths")
+    if data.get("config") is not None and not isinstance(data["config"], str):
+        raise ConfigError(f"{what} {path}: 'config' must be a file path")
+    sets = {**_flatten(data.get("workload") or {}, "workload"), **_flatten(data.get("set") or {}, "")}
+    layers = ConfigLayers(f"{what} {path}", _rebase(path.parent, data.get("config")) if data.get("config") else None,
+                        tuple(_rebase(path.parent, o) for o in overlays),
+                        {k: _relative_to(path.parent, k, v) for k, v in sets.items()})
+    for key, assignment in zip(layers.sets, layers.assignments()):  # each fixed key checked like --set, named here
+        try:
+            load_config(None, sets=[assignment])
+        except ConfigError as exc:
+            message = str(exc).split(": ", 1)[1] if str(exc).startswith("--set ") else str(exc)
+            raise ConfigError(f"{what} {path}: {message}") from None
+    return layers
+
+
+def resolve_layers(layers: ConfigLayers, args) -> Config:
+    """The base config through main.py's own resolution: config file → overlays (the file's, then
+    ``--calibration-profile``) → preset → the file's fixed keys → ``--set`` → dedicated flags."""
+    import argparse
+
+    import main
+
+    layered = argparse.Namespace(**vars(args))
+    layered.config = args.config or layers.config
+    layered.calibration_profile = [*layers.overlays, *args.calibration_profile]
+    layered.sets = [*layers.assignments(), *args.sets]
+    return main.resolve_config(layered)
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    """Read and structurally validate a sweep spec (keys, types, empty axes, zip lengths, mode)."""
+    path = Path(path)
+    data = read_yaml_mapping(path, "sweep spec")
+    unknown = [k for k in data if k not in SPEC_KEYS]
+    if unknown:
+        raise _fail(path, f"unknown key '{unknown[0]}'; valid keys: {', '.join(SPEC_KEYS)}")
+    if "mode" not in data:
+        raise _fail(path, "missing key 'mode'")
+    check_mode(str(data["mode"]), where=f"sweep spec {path}: mode")
+    layers = parse_layers(data, path, "sweep spec")
+    if data.get("axes") is not None and not isinstance(data["axes"], dict):
+        raise _fail(path, "'axes' must be a mapping of dotted keys to lists of values")
+    axes = {str(k): _value_list(path, "axis", str(k), v) for k, v in (data.get("axes") or {}).items()}
+    if data.get("zip") is not None and not isinstance(data["zip"], list):
+        raise _fail(path, "'zip' must be a list of groups")
+    zips = []
+    for i, group in enumerate(data.get("zip") or [], start=1):
+        if not isinstance(group, dict) or not group:
+            raise _fail(path, f"zip group {i} must be a mapping of keys to equally long lists")
+        lists = {str(k): _value_list(path, f"zip group {i} key", str(k), v) for k, v in group.items()}
+        lengths = {len(v) for v in lists.values()}
+        if len(lengths) > 1:
+            raise _fail(path, f"zip group {i}: lists of different lengths ({', '.join(f'{k}: {len(v)}' for k, v in lists.items())})")
+        zips.append(lists)
+    varied = [*axes, *(k for g in zips for k in g)]
+    repeated = sorted({k for k in varied if varied.count(k) > 1})
+    if repeated:
+        raise _fail(path, f"key '{repeated[0]}' is varied twice (axes and zip groups must not overlap)")
+    if not varied:
+        raise _fail(path, "no axes: give at least one key under 'axes' or 'zip'")
+    return SweepSpec(path, str(data["mode"]), layers, axes, tuple(zips))
+
+
+def _label(value: Any) -> str:
+    return Path(value).stem if isinstance(value, str) and os.sep in value else str(value)
+
+
+def expand(spec: SweepSpec) -> list[Point]:
+    """The points: product of the axes and zip groups, in spec order."""
+    dims: list[list[dict[str, Any]]] = [[{k: v} for v in values] for k, values in spec.axes.items()]
+    for group in spec.zips:
+        keys = list(group)
+        dims.append([dict(zip(keys, row)) for row in zip(*group.values())])
+    points = []
+    for index, combo in enumerate(itertools.product(*dims)):
+        overrides = {k: v for part in combo for k, v in part.items()}
+        points.append(Point(index, "/".join(_label(v) for v in overrides.values()), overrides))
+    return points
+
+
+def point_config(base: Config, point: Point, spec_path: Path) -> Config:
+    """``base`` with the point's overrides, validated like ``--set`` (the error names the key and value)."""
+    try:
+        return replace(base, **point.overrides)
+    except ConfigError as exc:
+        message = str(exc).removeprefix("override: ")
+        raise _fail(spec_path, f"point {point.name!r}: {message}") from None

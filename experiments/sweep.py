@@ -1,0 +1,142 @@
+"""Sweeps: every point of a spec run on a process pool or Ray, journaled, resumable.
+
+``python main.py --sweep SPEC.yaml`` (or ``python -m experiments.sweep SPEC.yaml``, same
+flags). The base config is resolved as the command line resolves one (config file →
+overlays → preset → the spec's ``workload:``/``set:`` → ``--set`` → dedicated flags);
+each point adds its axis values. All points are validated before the first runs. Each
+finished point is appended to ``<report>.journal.jsonl``; ``--resume`` runs only the
+points missing there (and those that failed). The report lists one run per point in
+point order, whatever the backend and the completion order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import TYPE_CHECKING
+
+from tqdm import tqdm
+
+from sim.errors import ConfigError
+from sim.report.document import build_report, flatten
+from experiments.execute import RunOptions, check_point
+from experiments.journal import Journal, fingerprint, journal_path
+from experiments.outputs import write_csv, write_json
+from experiments.runner import Task, default_jobs, run_tasks
+from experiments.spec import Point, expand, load_spec, point_config, resolve_layers
+
+if TYPE_CHECKING:  # main.py's checked output paths
+    from main import Outputs
+
+
+def run_options(args: argparse.Namespace) -> RunOptions:
+    policies = tuple(p.strip() for p in args.policy.split(",") if p.strip()) if getattr(args, "policy", None) else ()
+    return RunOptions(policies=policies, max_rate=bool(args.max_rate), seeds=args.seeds or 1)
+
+
+def _entries(points: list[Point], records: dict[str, dict]) -> tuple[dict | None, list[dict]]:
+    """Report runs in point order (a point with several runs: ``point/run``) and the shared trace provenance."""
+    trace = next((records[p.key]["trace"] for p in points if not records[p.key]["error"]), None)
+    entries = []
+    for point in points:
+        record = records[point.key]
+        if record["error"]:
+            entries.append({"name": point.name, "overrides": point.overrides, "metrics": {}, "error": record["error"]})
+            continue
+        for run in record["runs"]:
+            entry = dict(run)
+            entry["name"] = point.name if len(record["runs"]) == 1 else f"{point.name}/{run['name']}"
+            entry["overrides"] = {**point.overrides, **{k: v for k, v in run["overrides"].items() if k not in point.overrides}}
+            if record["trace"] != trace:
+                entry["trace"] = record["trace"]
+            entries.append(entry)
+    return trace, entries
+
+
+def _print_summary(report: dict, axis_keys: list[str]) -> None:
+    wanted = ("hit_ratio", "ttft_s.p99", "tpot_s.p99", "slo_attainment", "goodput_rps", "max_rate_rps")
+    flat = [flatten(run.get("metrics") or {}) for run in report["runs"]]
+    columns = [k for k in wanted if any(k in f for f in flat)]
+    width = max([len(r["name"]) for r in report["runs"]] + [5])
+    print(f"{'point':<{width}}  " + "  ".join(f"{c:>14}" for c in columns))
+    for run, f in zip(report["runs"], flat):
+        if run.get("error"):
+            print(f"{run['name']:<{width}}  FAILED: {run['error'].splitlines()[0][:100]}")
+            continue
+        cells = [f"{f[c]:>14.4g}" if isinstance(f.get(c), (int, float)) else f"{'–':>14}" for c in columns]
+        print(f"{run['name']:<{width}}  " + "  ".join(cells))
+
+
+def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
+    """The ``--sweep`` command: exit 0, or 2 (1) when a point failed on bad input (an internal error)."""
+    from sim.report.outputs import render_outputs
+    from sim.report.sweep_plots import plot_sweep
+
+    start = time.perf_counter()
+    spec = load_spec(args.sweep)
+    base = resolve_layers(spec.layers, args)
+    options = run_options(args)
+    if options.max_rate and "workload.rate_scale" in spec.axis_keys:
+        raise ConfigError(f"sweep spec {spec.path}: a workload.rate_scale axis does nothing with --max-rate "
+                          f"(the search sets the rate); drop one of them")
+    points = expand(spec)
+    configs = [point_config(base, point, spec.path) for point in points]
+    for point, config in zip(points, configs):  # everything refusable is refused before the first point runs
+        check_point(spec.mode, config, options, where=f"sweep spec {spec.path}: point {point.name!r}")
+
+    journal = Journal(journal_path(args.report_json, args.report_csv, spec.path),
+                      fingerprint(spec.mode, base.to_dict(), vars(options), [p.key for p in points]))
+    records = journal.start(resume=args.resume)
+    todo = [Task(p.key, p.index, p.name, spec.mode, c, options, p.overrides)
+            for p, c in zip(points, configs) if p.key not in records or records[p.key]["error"]]
+    backend, jobs = args.backend or "local", args.jobs or default_jobs()
+    if not args.quiet:
+        done = len(points) - len(todo)
+        print(f"sweep {spec.path}: {len(points)} points ({spec.mode})" + (f", {done} already done" if done else "")
+              + f"; running {len(todo)} on {backend} with {jobs} job{'s' if jobs != 1 else ''}; journal {journal.path}",
+              file=sys.stderr)
+    bar = tqdm(total=len(points), initial=len(points) - len(todo), unit="point", desc="sweep",
+               disable=args.quiet or not sys.stderr.isatty())
+
+    def finished(record: dict) -> None:
+        journal.append(record)
+        records[record["key"]] = record
+        bar.update(1)
+
+    try:
+        run_tasks(todo, finished, backend=backend, jobs=jobs, ray_address=args.ray_address)
+    finally:
+        bar.close()
+
+    trace, entries = _entries(points, records)
+    report = build_report(spec.mode, base, trace, [], wall_s=time.perf_counter() - start)
+    report["runs"] = entries
+    failed = [e for e in entries if e.get("error")]
+    report["sweep"] = {"spec": str(spec.path), "axes": spec.axis_keys, "points": len(points), "failed": len(failed),
+                       **({"max_rate": True} if options.max_rate else {}), **({"seeds": options.seeds} if options.seeds > 1 else {})}
+    notes = []
+    if outputs.report_json:
+        notes.append(f"report: {write_json(report, outputs.report_json)}")
+    if outputs.report_csv:
+        notes.append(f"csv: {write_csv(report, outputs.report_csv, spec.axis_keys)}")
+    plots = [] if outputs.plot_dir is None else plot_sweep(report, spec.axis_keys, outputs.plot_dir)
+    notes += [f"plot: {p}" for p in plots]
+    notes += render_outputs(report, [], "sweep", outputs.plot_dir, draw_plots=False, html_path=outputs.html, notes=notes)
+    if not args.quiet:
+        _print_summary(report, spec.axis_keys)
+        for note in notes:
+            print(note)
+    if failed:
+        kinds = {records[p.key].get("error_kind") for p in points if records[p.key]["error"]}
+        print(f"kvsim: {len(failed)} of {len(points)} sweep points failed (see the report's 'error' entries)",
+              file=sys.stderr)
+        return 1 if "internal" in kinds else 2
+    return 0
+
+
+if __name__ == "__main__":  # python -m experiments.sweep SPEC.yaml [flags]: the same as main.py --sweep
+    import main
+
+    argv = sys.argv[1:]
+    sys.exit(main.main(argv if not argv or argv[0].startswith("-") else ["--sweep", *argv]))

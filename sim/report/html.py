@@ -1,0 +1,149 @@
+"""A self-contained HTML report (``--html PATH``): one file that opens offline.
+
+Plots are embedded as base64 PNG, styles are inline, there is no script and no
+external resource. Sections (each an element with an ``id``): summary, runs, plan or
+sweep when present, plots, metrics, config, trace.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sim.report.output import atomic_write_text
+from sim.report.document import flatten
+
+KEY_METRICS = ("requests_completed", "hit_ratio", "ttft_s.p50", "ttft_s.p99", "tpot_s.p50", "tpot_s.p99",
+               "e2e_s.p99", "throughput_tokens_per_s", "slo_attainment", "goodput_rps", "max_rate_scale",
+               "max_rate_rps")
+
+STYLE = """
+body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1400px;
+       color: #222; padding: 0 1em; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 2px solid #ccd; padding-bottom: .2em; margin-top: 2em; }
+table { border-collapse: collapse; font-size: .85em; margin: .5em 0; }
+th, td { border: 1px solid #ccd; padding: .25em .6em; text-align: right; }
+th { background: #eef; } td.l, th.l { text-align: left; }
+tr.err td { background: #fee; } tr.chosen td { background: #efe; font-weight: bold; }
+pre { background: #f6f6fa; padding: 1em; overflow: auto; font-size: .8em; }
+figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #dde; }
+figcaption { font-size: .85em; color: #555; }
+.small { font-size: .85em; color: #555; }
+"""
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e5 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, dict):
+        return ", ".join(f"{html.escape(str(k))}={_fmt(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    return html.escape(str(value))
+
+
+def _table(header: list[str], rows: list[list[Any]], left: int = 1, row_classes: list[str] | None = None) -> str:
+    head = "".join(f'<th class="{"l" if i < left else ""}">{html.escape(h)}</th>' for i, h in enumerate(header))
+    body = []
+    for r, row in enumerate(rows):
+        cls = f' class="{row_classes[r]}"' if row_classes and row_classes[r] else ""
+        cells = "".join(f'<td class="{"l" if i < left else ""}">{_fmt(v)}</td>' for i, v in enumerate(row))
+        body.append(f"<tr{cls}>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _section(sid: str, title: str, body: str) -> str:
+    return f'<section id="{sid}"><h2>{html.escape(title)}</h2>{body}</section>'
+
+
+def _runs(report: dict) -> str:
+    runs = report["runs"]
+    flat = [flatten(r.get("metrics") or {}) for r in runs]
+    keys = [k for k in KEY_METRICS if any(k in f for f in flat)]
+    has_error = any(r.get("error") for r in runs)
+    header = ["run", "overrides", *keys, *(["error"] if has_error else [])]
+    rows = [[r["name"], r.get("overrides") or {}, *(f.get(k) for k in keys), *([r.get("error")] if has_error else [])]
+            for r, f in zip(runs, flat)]
+    return _table(header, rows, left=2, row_classes=["err" if r.get("error") else "" for r in runs])
+
+
+def _metrics(report: dict) -> str:
+    parts = []
+    for run in report["runs"]:
+        flat = flatten(run.get("metrics") or {})
+        ci = run.get("metrics_ci95") or {}
+        header = ["metric", "value", *(["95% interval"] if ci else [])]
+        rows = [[k, v, *([f"[{_fmt(ci[k][0])}, {_fmt(ci[k][1])}]" if k in ci else None] if ci else [])]
+                for k, v in flat.items()]
+        parts.append(f"<details><summary>{html.escape(run['name'])} ({len(rows)} metrics)</summary>"
+                     f"{_table(header, rows)}</details>")
+    return "".join(parts) or "<p>no runs</p>"
+
+
+def _plots(plots: list[Path]) -> str:
+    figures = []
+    for path in plots:
+        data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+        name = html.escape(Path(path).name)
+        figures.append(f'<figure><img alt="{name}" src="data:image/png;base64,{data}"><figcaption>{name}</figcaption></figure>')
+    return "".join(figures) or '<p class="small">no plots (run without --no-plot to draw them)</p>'
+
+
+def _plan(plan: dict) -> str:
+    out = [f"<p>target: {_fmt(plan['target'])}</p>"]
+    chosen = plan.get("chosen")
+    out.append(f"<p><b>chosen:</b> {html.escape(chosen['name'])} at {chosen['cost_usd_per_hour']:.2f} USD/h</p>"
+               if chosen else "<p><b>no candidate meets the target</b></p>")
+    proof = plan.get("proof") or {}
+    rows = [[role, p["name"], p["cost_usd_per_hour"], p.get("measured"), p.get("meets")]
+            for role, p in proof.items() if p]
+    if rows:
+        out.append("<h3>runs that prove the boundary</h3>" + _table(["role", "candidate", "USD/h", "measured", "meets"], rows, 2))
+    cands = plan["candidates"]
+    measure = plan["measure"]
+    rows = [[c["name"], c["cost_usd_per_hour"], c.get(measure), c.get("status"), c.get("pareto")] for c in cands]
+    out.append("<h3>candidates</h3>" + _table(["candidate", "USD/h", measure, "status", "Pareto"], rows, 1,
+                                              ["chosen" if c.get("chosen") else "" for c in cands]))
+    return "".join(out)
+
+
+def render_html(report: dict, plots: list[Path], title: str | None = None) -> str:
+    """The report document as one HTML page."""
+    trace = report.get("trace") or {}
+    mode = report.get("mode", "")
+    title = title or f"kvsim {mode} report"
+    summary = _table(["item", "value"], [["mode", mode], ["kvsim version", report.get("kvsim_version")],
+                                ["runs", len(report["runs"])],
+                                ["trace", trace.get("path") or trace.get("format")],
+                                ["requests used", trace.get("rows_used")],
+                                ["wall time (s)", (report.get("timing") or {}).get("wall_s")]])
+    sections = [_section("summary", "Summary", summary)]
+    if report.get("plan"):
+        sections.append(_section("plan", "Plan", _plan(report["plan"])))
+    if report.get("sweep"):
+        sweep = report["sweep"]
+        sections.append(_section("sweep", "Sweep", _table(["item", "value"], [[k, v] for k, v in sweep.items()])))
+    sections += [
+        _section("runs", "Runs", _runs(report)),
+        _section("plots", "Plots", _plots(plots)),
+        _section("metrics", "Metrics", _metrics(report)),
+        _section("config", "Resolved configuration", f"<pre>{html.escape(yaml.safe_dump(report['config'], sort_keys=False))}</pre>"),
+        _section("trace", "Trace provenance", _table(["field", "value"], [[k, v] for k, v in trace.items()])
+                 if trace else "<p>none</p>"),
+    ]
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>{''.join(sections)}</body></html>\n")
+
+
+def write_html(report: dict, plots: list[Path], path: str | Path) -> Path:
+    return atomic_write_text(path, render_html(report, plots))

@@ -1,0 +1,112 @@
+"""Output files: checked writable before a run starts, written atomically when it ends.
+
+``atomic_write`` is the one way kvsim writes a file (reports, CSVs, per-request CSVs, plots, HTML):
+the content goes to a temporary file in the target's directory, is flushed and fsynced, and
+then renamed over the target (``os.replace``, atomic on POSIX). A run killed at any moment
+leaves the previous file or none, never a truncated one, and no temporary file behind.
+``append_line`` is the one exception, for journals that grow a line at a time (sweeps): each
+line is one ``write`` on an ``O_APPEND`` descriptor, fsynced, so a killed process leaves whole
+lines plus at most one torn tail, which the reader drops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Iterator
+
+from sim.errors import InputError, quote
+
+TEMP_PREFIX = ".kvsim-"
+TEMP_SUFFIX = ".tmp"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path, binary: bool = False) -> Iterator[IO]:
+    """Open a temporary file beside ``path`` for writing; on success it replaces ``path``."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX + path.name + ".", suffix=TEMP_SUFFIX, dir=path.parent)
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes it 0600; an output gets the usual mode
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"newline": "", "encoding": "utf-8"})) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(temp, path)
+    except BaseException as exc:  # also KeyboardInterrupt: never leave the temporary file behind
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        if isinstance(exc, OSError):
+            raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """``text`` written to ``path`` atomically (``atomic_write``)."""
+    with atomic_write(path) as fh:
+        fh.write(text)
+    return Path(path)
+
+
+def append_line(path: str | Path, line: str) -> None:
+    """Append one line (no newline inside) with a single write, flushed to disk."""
+    data = (line.rstrip("\n") + "\n").encode("utf-8")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise InputError(f"cannot append to {path}: {exc.strerror or exc}") from None
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _probe_directory(directory: Path, flag: str, target: Path) -> None:
+    """Create and remove a file in ``directory``: the only test of writability that also holds for
+    root, read-only mounts and ACLs."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX, dir=directory)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise InputError(f"{flag} {quote(str(target))}: cannot write in {directory}: {exc.strerror or exc}") from None
+
+
+def check_writable(path: str | Path, flag: str, directory: bool = False) -> Path:
+    """Fail now (exit 2, naming ``flag``) if ``path`` could not be written when the run ends.
+
+    A file target must not be a directory; a directory target must not be a file; missing
+    parent directories must be creatable (the nearest existing one must be a writable directory).
+    """
+    if not str(path).strip():
+        raise InputError(f"{flag}: empty path")
+    path = Path(path)
+    if path.exists():
+        if directory and not path.is_dir():
+            raise InputError(f"{flag} {quote(str(path))}: exists and is not a directory")
+        if not directory and path.is_dir():
+            raise InputError(f"{flag} {quote(str(path))}: is a directory, not a file")
+    base = _nearest_existing(path if directory else path.parent)
+    if not base.is_dir():
+        raise InputError(f"{flag} {quote(str(path))}: {base} is not a directory")
+    _probe_directory(base, flag, path)
+    return path

@@ -1,0 +1,92 @@
+"""Plots of one invocation's runs: latency CDFs, the TTFT breakdown and per-tier hit ratios.
+
+Each figure overlays every run of the invocation (one per policy, say) and is named by
+the run kind (``pd_latency_cdf.png``, ``cache-only_tier_hits.png``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.ticker import NullFormatter
+
+from sim.report.document import RunResult
+from sim.report.metrics import BREAKDOWN
+from sim.report.plots import plt, save
+
+TIERS = ("hbm", "dram", "ssd", "eic")
+TIER_COLOURS = {"hbm": "tab:green", "dram": "tab:blue", "ssd": "tab:orange", "eic": "tab:purple"}
+BREAKDOWN_COLOURS = ("tab:gray", "tab:purple", "tab:blue", "tab:orange", "tab:green")
+
+
+def _cdf(ax, values: np.ndarray, label: str) -> None:
+    v = np.sort(values[np.isfinite(values)])
+    if len(v):
+        ax.step(v, np.arange(1, len(v) + 1) / len(v), where="post", label=label)
+
+
+def plot_latency_cdfs(runs: list[RunResult], path: Path, kind: str) -> Path | None:
+    """TTFT, TPOT and E2E empirical CDFs, one line per run (needs per-request values)."""
+    runs = [r for r in runs if r.per_request is not None]
+    if not runs:
+        return None
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    for ax, key, title in zip(axes, ("ttft_s", "tpot_s", "e2e_s"),
+                              ("time to first token", "time per output token", "end-to-end latency")):
+        for run in runs:
+            _cdf(ax, run.per_request[key], run.name)
+        ax.set(title=title, xlabel="seconds (log scale)", ylabel="fraction of requests", xscale="log", ylim=(0, 1.01))
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels on a short log range overlap
+        ax.grid(alpha=0.3, which="both")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{kind}: latency CDFs")
+    return save(fig, path)
+
+
+def plot_ttft_breakdown(runs: list[RunResult], path: Path, kind: str) -> Path | None:
+    """Mean TTFT split into queue, KV load, prefill, KV transfer and first decode, a stacked bar per run."""
+    runs = [r for r in runs if "ttft_breakdown_s" in r.metrics]
+    if not runs:
+        return None
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(runs) + 3), 4.5))
+    x = np.arange(len(runs))
+    bottom = np.zeros(len(runs))
+    for part, colour in zip(BREAKDOWN, BREAKDOWN_COLOURS):
+        values = np.array([r.metrics["ttft_breakdown_s"][part] or 0.0 for r in runs]) * 1e3
+        ax.bar(x, values, bottom=bottom, label=part.replace("_", " "), color=colour)
+        bottom += values
+    ax.set_xticks(x, [r.name for r in runs], rotation=20 if len(runs) > 3 else 0, ha="right" if len(runs) > 3 else "center")
+    ax.set(ylabel="mean TTFT (ms)", title=f"{kind}: TTFT breakdown")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    return save(fig, path)
+
+
+def plot_tier_hits(runs: list[RunResult], path: Path, kind: str) -> Path | None:
+    """Share of block lookups served by each tier (stacked), the rest being misses."""
+    runs = [r for r in runs if "tier_hit_ratio" in r.metrics]
+    if not runs:
+        return None
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(runs) + 3), 4.5))
+    x = np.arange(len(runs))
+    bottom = np.zeros(len(runs))
+    for tier in TIERS:
+        values = np.array([r.metrics["tier_hit_ratio"].get(tier) or 0.0 for r in runs])
+        ax.bar(x, values, bottom=bottom, label=tier.upper(), color=TIER_COLOURS[tier])
+        bottom += values
+    ax.bar(x, 1.0 - bottom, bottom=bottom, label="miss", color="lightgray")
+    ax.set_xticks(x, [r.name for r in runs], rotation=20 if len(runs) > 3 else 0, ha="right" if len(runs) > 3 else "center")
+    ax.set(ylabel="fraction of block lookups", ylim=(0, 1), title=f"{kind}: hits by tier")
+    ax.legend(fontsize=8, loc="upper right")
+    return save(fig, path)
+
+
+def plot_runs(runs: list[RunResult], plot_dir: Path, kind: str) -> list[Path]:
+    """Every plot that applies to these runs; the paths written."""
+    made = [
+        plot_latency_cdfs(runs, plot_dir / f"{kind}_latency_cdf.png", kind),
+        plot_ttft_breakdown(runs, plot_dir / f"{kind}_ttft_breakdown.png", kind),
+        plot_tier_hits(runs, plot_dir / f"{kind}_tier_hits.png", kind),
+    ]
+    return [p for p in made if p is not None]

@@ -1,0 +1,154 @@
+"""Plots across sweep points and planner candidates.
+
+Which plots a sweep gets follows from its axes: hit ratio vs capacity per policy (a
+``cache.policy`` axis and a capacity axis), latency percentiles vs rate per
+configuration (a rate axis), goodput vs P:D split (a ``pd.num_prefill`` axis in PD
+mode), and max rate per point (``--max-rate``). Each line is one combination of the
+other axes. File names start with the run kind (``sweep_``, ``plan_``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sim.report.plots import plt, save
+
+CAPACITY_SUFFIXES = ("capacity_blocks", "capacity_gib", "num_gpu_blocks")
+RATE_AXES = {
+    "workload.rate_scale": "load (× the workload's own request rate)",
+    "workload.arrivals.rate_rps": "request rate (req/s)",
+    "workload.synthetic.rate_rps": "request rate (req/s)",
+}
+
+
+def _series(runs: list[dict], axes: list[str], x_key: str, exclude: tuple[str, ...] = ()) -> dict[str, list[dict]]:
+    """Runs grouped by the values of the axes other than ``x_key`` (and ``exclude``), sorted by x."""
+    others = [k for k in axes if k != x_key and k not in exclude]
+    groups: dict[str, list[dict]] = {}
+    for run in runs:
+        if run.get("error") or x_key not in run["overrides"]:
+            continue
+        label = ", ".join(f"{k.split('.')[-1]}={run['overrides'].get(k)}" for k in others) or "all points"
+        groups.setdefault(label, []).append(run)
+    for members in groups.values():
+        members.sort(key=lambda r: r["overrides"][x_key])
+    return groups
+
+
+def _get(metrics: dict, dotted: str) -> float:
+    node: Any = metrics
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return float(node) if isinstance(node, (int, float)) else np.nan
+
+
+def plot_hit_ratio_vs_capacity(runs: list[dict], axes: list[str], path: Path) -> Path | None:
+    capacity = next((k for k in axes if k.endswith(CAPACITY_SUFFIXES)), None)
+    if "cache.policy" not in axes or capacity is None:
+        return None
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for policy in dict.fromkeys(r["overrides"].get("cache.policy") for r in runs if not r.get("error")):
+        mine = [r for r in runs if r["overrides"].get("cache.policy") == policy]
+        for label, members in _series(mine, axes, capacity, exclude=("cache.policy",)).items():
+            xs = [m["overrides"][capacity] for m in members]
+            ax.plot(xs, [_get(m["metrics"], "hit_ratio") for m in members], marker="o",
+                    label=policy if label == "all points" else f"{policy} ({label})")
+    unit = "GiB" if capacity.endswith("_gib") else "blocks"
+    ax.set(xscale="log", xlabel=f"{capacity} ({unit}, log scale)", ylabel="block hit ratio",
+           title="hit ratio vs capacity, per policy")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return save(fig, path)
+
+
+def plot_latency_vs_rate(runs: list[dict], axes: list[str], path: Path) -> Path | None:
+    rate = next((k for k in axes if k in RATE_AXES), None)
+    if rate is None or not any("ttft_s" in r["metrics"] for r in runs if not r.get("error")):
+        return None
+    fig, (ax_ttft, ax_tpot) = plt.subplots(1, 2, figsize=(13, 4.8))
+    for label, members in _series(runs, axes, rate).items():
+        xs = [m["overrides"][rate] for m in members]
+        for ax, metric in ((ax_ttft, "ttft_s"), (ax_tpot, "tpot_s")):
+            line, = ax.plot(xs, [_get(m["metrics"], f"{metric}.p50") for m in members], marker="o", label=f"{label} p50")
+            ax.plot(xs, [_get(m["metrics"], f"{metric}.p99") for m in members], marker="s", linestyle="--",
+                    color=line.get_color(), label=f"{label} p99")
+    for ax, title in ((ax_ttft, "time to first token"), (ax_tpot, "time per output token")):
+        ax.set(xlabel=RATE_AXES[rate], ylabel="seconds (log scale)", yscale="log", title=f"{title}: p50 and p99")
+        ax.grid(alpha=0.3, which="both")
+    ax_ttft.legend(fontsize=7)
+    return save(fig, path)
+
+
+def plot_goodput_vs_split(runs: list[dict], axes: list[str], base_config: dict, path: Path) -> Path | None:
+    if "pd.num_prefill" not in axes:
+        return None
+    ok = [r for r in runs if not r.get("error")]
+    metric = "goodput_rps" if any("goodput_rps" in r["metrics"] for r in ok) else "throughput_tokens_per_s"
+    if not any(metric in r["metrics"] for r in ok):
+        return None
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    default_decode = base_config["pd"]["num_decode"]
+    for label, members in _series(ok, axes, "pd.num_prefill", exclude=("pd.num_decode",)).items():
+        names = [f"{m['overrides']['pd.num_prefill']}:{m['overrides'].get('pd.num_decode', default_decode)}"
+                 for m in members]
+        ax.plot(names, [_get(m["metrics"], metric) for m in members], marker="o", label=label)
+    ylabel = "goodput (requests/s meeting the SLO)" if metric == "goodput_rps" else "throughput (output tokens/s)"
+    ax.set(xlabel="prefill : decode instances", ylabel=ylabel, title=f"{metric.split('_')[0]} vs P:D split")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return save(fig, path)
+
+
+def plot_max_rate(runs: list[dict], axes: list[str], path: Path) -> Path | None:
+    ok = [r for r in runs if not r.get("error") and r["metrics"].get("max_rate_rps") is not None]
+    if not ok:
+        return None
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(ok) + 3), 4.8))
+    ax.bar(range(len(ok)), [r["metrics"]["max_rate_rps"] for r in ok], color="tab:blue")
+    ax.set_xticks(range(len(ok)), [r["name"] for r in ok], rotation=30, ha="right")
+    ax.set(xlabel=f"point ({' / '.join(axes)})", ylabel="max request rate meeting the SLO (req/s)",
+           title="max rate under SLO, per point")
+    ax.grid(alpha=0.3, axis="y")
+    return save(fig, path)
+
+
+def plot_sweep(report: dict, axes: list[str], plot_dir: Path) -> list[Path]:
+    """Every sweep plot its axes allow; the paths written."""
+    runs = report["runs"]
+    made = [
+        plot_hit_ratio_vs_capacity(runs, axes, plot_dir / "sweep_hit_ratio_vs_capacity.png"),
+        None if (report.get("sweep") or {}).get("max_rate") else  # --max-rate sets each point's rate itself
+        plot_latency_vs_rate(runs, axes, plot_dir / "sweep_latency_vs_rate.png"),
+        plot_goodput_vs_split(runs, axes, report["config"], plot_dir / "sweep_goodput_vs_pd_split.png"),
+        plot_max_rate(runs, axes, plot_dir / "sweep_max_rate.png"),
+    ]
+    return [p for p in made if p is not None]
+
+
+def plot_pareto(candidates: list[dict], target: float | None, path: Path, y_key: str, y_label: str) -> Path:
+    """Planner: cost vs the target metric of every timed candidate, the Pareto front and the chosen point."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    timed = [c for c in candidates if c.get(y_key) is not None]
+    ax.scatter([c["cost_usd_per_hour"] for c in timed], [c[y_key] for c in timed], color="lightgray",
+               edgecolor="gray", label="candidates", zorder=2)
+    front = sorted((c for c in timed if c.get("pareto")), key=lambda c: c["cost_usd_per_hour"])
+    if front:
+        ax.plot([c["cost_usd_per_hour"] for c in front], [c[y_key] for c in front], marker="o", color="tab:blue",
+                drawstyle="steps-post", label="Pareto front", zorder=3)
+        for c in front:
+            ax.annotate(c["name"], (c["cost_usd_per_hour"], c[y_key]), fontsize=7, xytext=(4, 4),
+                        textcoords="offset points")
+    chosen = [c for c in timed if c.get("chosen")]
+    if chosen:
+        ax.scatter([chosen[0]["cost_usd_per_hour"]], [chosen[0][y_key]], marker="*", s=250, color="tab:red",
+                   label=f"chosen: {chosen[0]['name']}", zorder=4)
+    if target is not None:
+        ax.axhline(target, color="tab:red", linestyle=":", label=f"target {target:g}")
+    ax.margins(x=0.25)  # room for the labels of the front's last points
+    ax.set(xlabel="cost (USD per hour)", ylabel=y_label, title="planner: cost vs capability")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return save(fig, path)

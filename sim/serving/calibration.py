@@ -1,0 +1,361 @@
+"""``--check-calibration OVERLAY.yaml``: how well each table an overlay provides fits its own measured points.
+
+For every table (compute: a Vidur ``mlp.csv``/``attention.csv`` or an LLMServingSim bundle's
+``dense.csv``/``attention.csv``/``per_sequence.csv``/``skew.csv``; collectives: Vidur
+``all_reduce.csv``/``send_recv.csv`` or a bundle ``hardware.yaml``'s NCCL samples; network: an
+NS-3 lookup JSON) two predictions of every measured point are compared with it:
+
+- the model the table drives, which interpolates the table: each point is predicted from its two
+  neighbours along each axis of the table with the point itself left out (leave-one-out, averaged
+  over the axes where the point has a neighbour on both sides). A table interpolates its own points
+  exactly, so this is the honest measure of how well it predicts shapes between them; points with no
+  such neighbours (the grid's corners) are left out of both errors. The skew fit is the exception:
+  its prediction is the fitted alpha of the shot's bucket (in-sample, as the fit was made on these shots);
+- the analytic model the table replaces, on the same points: the roofline (compute), the ring over
+  the GPU's link (collectives), latency + bytes / bandwidth (network); for the skew fit, no correction.
+
+Reported per table: points, MAPE and the largest errors of each. A report (``--report-json``) has
+one run per table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from sim.config import Config
+from sim.errors import ConfigError, InputError
+from sim.report.document import RunResult
+from sim.serving.collectives import (COLLECTIVES, MeasuredCollectives, RingCollectives, bundle_hardware_yaml,
+                                     vidur_collective_rows)
+from sim.serving.compute import (RooflineCompute, SkewFit, StepShape, VidurAttention, VidurProfile, bundle_attention_rows,
+                                 bundle_curves, gpu_link, _MODEL_OPS, _vidur_op_columns)
+from sim.serving.network import AnalyticNetwork, LookupNetwork
+from sim.specs import DTYPE_BYTES, gpu_spec, model_spec
+
+WORST_ROWS = 5
+
+
+@dataclass
+class TableFit:
+    """Measured points of one table with the table-driven model's and the analytic reference's predictions."""
+
+    kind: str  # compute | collectives | network
+    table: str
+    source: str
+    keys: pd.DataFrame  # the columns naming each point
+    measured: np.ndarray  # seconds
+    model: np.ndarray  # seconds; NaN where the table cannot predict the point from its neighbours
+    reference: np.ndarray  # seconds
+    model_method: str
+    reference_method: str
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def _errors(self, predicted: np.ndarray, used: np.ndarray) -> dict[str, Any]:
+        error = (predicted[used] - self.measured[used]) / self.measured[used]
+        order = np.argsort(-np.abs(error), kind="stable")[:WORST_ROWS]
+        rows = self.keys.iloc[np.flatnonzero(used)[order]].to_dict("records")
+        worst = [{**{k: _plain(v) for k, v in row.items()}, "measured_s": float(self.measured[used][i]),
+                  "predicted_s": float(predicted[used][i]), "error": float(error[i])} for row, i in zip(rows, order)]
+        return {"mape": float(np.mean(np.abs(error))), "max_ape": float(np.max(np.abs(error))),
+                "bias": float(np.mean(error)), "worst": worst}
+
+    def metrics(self) -> dict[str, Any]:
+        used = np.isfinite(self.model) & np.isfinite(self.reference) & (self.measured > 0)
+        if not used.any():
+            raise InputError(f"{self.source}: no point of {self.table} can be checked (too few rows)")
+        return {"kind": self.kind, "table": self.table, "source": self.source, "points": int(used.sum()),
+                "points_in_table": int(len(self.measured)),
+                "model": {"method": self.model_method, **self._errors(self.model, used)},
+                "reference": {"method": self.reference_method, **self._errors(self.reference, used)},
+                **({"notes": self.notes} if self.notes else {})}
+
+
+def _plain(value):
+    value = value.item() if hasattr(value, "item") else value
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def leave_one_out(frame: pd.DataFrame, axes: list[str], value: str, groups: tuple[str, ...] = ()) -> np.ndarray:
+    """Each point predicted linearly from its two neighbours along each axis (the point left out), averaged over
+    the axes where it has neighbours on both sides; NaN where it has none. ``frame`` holds one row per point;
+    ``groups`` are columns that are not interpolated over (e.g. the TP degree)."""
+    y = frame[value].to_numpy(float)
+    total, count = np.zeros(len(frame)), np.zeros(len(frame))
+    for axis in axes:
+        by = [*groups, *(a for a in axes if a != axis)]
+        buckets = frame.groupby(by, sort=False).indices.values() if by else [np.arange(len(frame))]
+        x_all = frame[axis].to_numpy(float)
+        for idx in buckets:
+            idx = np.asarray(idx)
+            if len(idx) < 3:
+                continue
+            idx = idx[np.argsort(x_all[idx], kind="stable")]
+            x = x_all[idx]
+            x0, x1, x2 = x[:-2], x[1:-1], x[2:]
+            inside = (x0 < x1) & (x1 < x2)
+            guess = y[idx[:-2]] + (x1 - x0) / np.where(inside, x2 - x0, 1) * (y[idx[2:]] - y[idx[:-2]])
+            target = idx[1:-1][inside]
+            np.add.at(total, target, guess[inside])
+            np.add.at(count, target, 1)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+# ------------------------------------------------------------------------------------------- compute
+
+
+def _roofline(config: Config, tensor_parallel_size: int) -> RooflineCompute:
+    s = config.serving
+    kv = s.dtype if s.kv_cache_dtype == "auto" else s.kv_cache_dtype
+    return RooflineCompute(model_spec(config.model), gpu_spec(config.hardware.gpu), DTYPE_BYTES[s.dtype],
+                           DTYPE_BYTES[kv], tensor_parallel_size, config.compute.flops_efficiency,
+                           config.compute.bandwidth_efficiency)
+
+
+def _roofline_name(config: Config, what: str) -> str:
+    c = config.compute
+    return (f"roofline {what} ({config.hardware.gpu}, flops_efficiency {c.flops_efficiency}, "
+            f"bandwidth_efficiency {c.bandwidth_efficiency})")
+
+
+LOO = "table interpolation, leave-one-out"
+
+
+def _vidur_mlp(path: Path, config: Config) -> TableFit:
+    model = model_spec(config.model)
+    frame = pd.read_csv(path)
+    if "num_tensor_parallel_workers" not in frame.columns:
+        raise ConfigError(f"{path}: not a Vidur mlp.csv (needs num_tensor_parallel_workers)")
+    tps = sorted(int(t) for t in frame["num_tensor_parallel_workers"].unique())
+    for tp in tps:  # shape checks as the serving model makes them
+        VidurProfile.load(path, model, tp)
+    ops = _vidur_op_columns(frame, exclude=("emb",))
+    points = (frame.assign(seconds=frame[ops].sum(axis=1) * 1e-3)
+              .groupby(["num_tensor_parallel_workers", "num_tokens"], as_index=False)["seconds"].mean())
+    rooflines = {tp: _roofline(config, tp) for tp in tps}
+    reference = np.array([rooflines[int(tp)].linear_layer_time(int(t))
+                          for tp, t in zip(points["num_tensor_parallel_workers"], points["num_tokens"])])
+    return TableFit("compute", "mlp.csv (one layer but attention)", str(path),
+                    points[["num_tensor_parallel_workers", "num_tokens"]], points["seconds"].to_numpy(),
+                    leave_one_out(points, ["num_tokens"], "seconds", ("num_tensor_parallel_workers",)), reference,
+                    LOO, _roofline_name(config, "linear layers"))
+
+
+def _attention_reference(roofline: RooflineCompute, chunk: int, context: float, decodes: int, kv: float) -> float:
+    shape = StepShape()
+    if chunk:
+        shape.add_prefill(int(chunk), int(round(context)))
+    if decodes:
+        shape.decode_seqs, shape.decode_kv_tokens = int(decodes), int(round(decodes * kv))
+    return roofline.attention_layer_time(shape)
+
+
+def _vidur_attention(path: Path, config: Config) -> TableFit:
+    model = model_spec(config.model)
+    frame = pd.read_csv(path)
+    tps = sorted(int(t) for t in frame["num_tensor_parallel_workers"].unique())
+    for tp in tps:
+        VidurAttention.load(path, model, tp, config.serving.block_size)
+    frame = frame.assign(seconds=frame[_vidur_op_columns(frame)].sum(axis=1, min_count=1) * 1e-3,
+                         prefill=frame["is_prefill"].astype(str).str.lower() == "true")
+    keys = ["num_tensor_parallel_workers", "prefill", "batch_size", "prefill_chunk_size", "kv_cache_size"]
+    points = frame.groupby(keys, as_index=False)["seconds"].mean()
+    model_s = np.full(len(points), np.nan)
+    for prefill, axes in ((True, ["prefill_chunk_size", "kv_cache_size"]), (False, ["batch_size", "kv_cache_size"])):
+        part = points["prefill"] == prefill
+        if part.any():
+            model_s[part.to_numpy()] = leave_one_out(points[part].reset_index(drop=True), axes, "seconds",
+                                                     ("num_tensor_parallel_workers",))
+    rooflines = {tp: _roofline(config, tp) for tp in tps}
+    reference = np.array([
+        _attention_reference(rooflines[int(r.num_tensor_parallel_workers)], r.prefill_chunk_size if r.prefill else 0,
+                             r.kv_cache_size, 0 if r.prefill else r.batch_size, r.kv_cache_size + 1)
+        for r in points.itertuples(index=False)])
+    return TableFit("compute", "attention.csv", str(path), points[keys], points["seconds"].to_numpy(), model_s,
+                    reference, LOO, _roofline_name(config, "attention"))
+
+
+def _bundle_tables(directory: Path, config: Config) -> list[TableFit]:
+    meta = yaml.safe_load((directory / "meta.yaml").read_text()) or {}
+    fits = []
+    for tp_dir in sorted(directory.glob("tp[0-9]*")):
+        tp = int(tp_dir.name[2:])
+        roofline = _roofline(config, tp)
+        label = f"tp{tp}/"
+        dense = bundle_curves(pd.read_csv(tp_dir / "dense.csv"), "tokens")
+        layer_ops = [op for op in dense if op not in _MODEL_OPS] + ["layernorm"]  # two norms a layer
+        common = sorted(set.intersection(*(set(dense[op][0].tolist()) for op in layer_ops)))
+        per_layer = pd.DataFrame({"tokens": common, "seconds": [
+            sum(float(np.interp(t, *dense[op])) for op in layer_ops) for t in common]})
+        fits.append(TableFit("compute", label + "dense.csv (one layer's operators)", str(tp_dir / "dense.csv"),
+                             per_layer[["tokens"]], per_layer["seconds"].to_numpy(),
+                             leave_one_out(per_layer, ["tokens"], "seconds"),
+                             np.array([roofline.linear_layer_time(int(t)) for t in common]),
+                             LOO, _roofline_name(config, "linear layers")))
+
+        attn = bundle_attention_rows(pd.read_csv(tp_dir / "attention.csv"))
+        axes = ["prefill_chunk", "prefill_key", "n_decode", "kv_decode"]
+        points = attn.groupby(axes, as_index=False)["time_s"].mean()
+        context = points["prefill_key"] - points["prefill_chunk"] / 2  # undo the relabelling: the cached history
+        reference = np.array([_attention_reference(roofline, pc, ctx, n, kv) for pc, ctx, n, kv in
+                              zip(points["prefill_chunk"], context, points["n_decode"], points["kv_decode"])])
+        fits.append(TableFit("compute", label + "attention.csv", str(tp_dir / "attention.csv"), points[axes],
+                             points["time_s"].to_numpy(), leave_one_out(points, axes, "time_s"), reference,
+                             LOO, _roofline_name(config, "attention")))
+
+        per_seq = bundle_curves(pd.read_csv(tp_dir / "per_sequence.csv"), "sequences")
+        seqs = sorted(set(per_seq["lm_head"][0].tolist()) & set(per_seq["sampler"][0].tolist()))
+        head = pd.DataFrame({"sequences": seqs, "seconds": [
+            float(np.interp(s, *per_seq["lm_head"]) + np.interp(s, *per_seq["sampler"])) for s in seqs]})
+        fits.append(TableFit("compute", label + "per_sequence.csv (LM head + sampler)", str(tp_dir / "per_sequence.csv"),
+                             head[["sequences"]], head["seconds"].to_numpy(), leave_one_out(head, ["sequences"], "seconds"),
+                             np.array([roofline.lm_head_time(int(s)) for s in seqs]), LOO,
+                             _roofline_name(config, "LM head")))
+
+        skew = SkewFit.load(tp_dir, meta, tp)
+        if skew is not None and (tp_dir / "skew.csv").is_file():
+            fits.append(_skew_fit(tp_dir, skew, meta, config))
+    return fits
+
+
+def _skew_fit(tp_dir: Path, skew: SkewFit, meta: dict, config: Config) -> TableFit:
+    shots = pd.read_csv(tp_dir / "skew.csv").dropna(subset=["alpha"])
+    gap = shots["kv_big"] - shots["kvs"]
+    rate = ((shots["kv_mean"] - shots["kvs"]) / gap.where(gap > 0, 1)).to_numpy()
+    alpha = np.array([skew.alpha(pc, n, sr, kvb, kp) for pc, n, sr, kvb, kp in
+                      zip(shots["pc"], shots["n"], rate, shots["kv_big"], shots["kp"])])
+    t_mean, t_max = shots["t_mean_us"].to_numpy() * 1e-6, shots["t_max_us"].to_numpy() * 1e-6
+    enabled = bool((meta.get("skew_fit") or {}).get("enabled"))
+    mode = config.compute.skew_correction
+    applied = mode == "always" or (mode == "auto" and enabled)
+    return TableFit("compute", f"{tp_dir.name}/skew.csv (unequal decode KV lengths)", str(tp_dir / "skew_fit.csv"),
+                    shots[["regime", "n", "nb", "pc", "kp", "kvs", "kv_big"]].reset_index(drop=True),
+                    shots["t_skew_us"].to_numpy() * 1e-6, t_mean + alpha * (t_max - t_mean), t_mean,
+                    "skew_fit.csv alpha of the shot's bucket (in-sample: fitted on these shots)",
+                    "no correction (uniform batch at the mean KV length)",
+                    {"applied_in_serving": applied, "meta_skew_fit_enabled": enabled,
+                     "compute.skew_correction": mode, "alpha_default": skew.default})
+
+
+# --------------------------------------------------------------------------------------- collectives
+
+
+def _collective_fits(source: Path, config: Config) -> list[TableFit]:
+    link = gpu_link(config)
+    ring = RingCollectives.over(link)
+    reference_name = f"ring over {config.hardware.gpu}'s link ({link.kind}, {link.bandwidth / 1e9:g} GB/s, " \
+                     f"{link.step_latency * 1e6:g} us a step)"
+    if source.is_dir():
+        tables = [(name, str(source / f"{name}.csv"), vidur_collective_rows(source / f"{name}.csv", name))
+                  for name in ("all_reduce", "send_recv") if (source / f"{name}.csv").is_file()]
+    else:
+        measured = MeasuredCollectives.load(source, ring)
+        tables = []
+        for name in COLLECTIVES:
+            parts = [pd.DataFrame({"num_workers": ranks if ranks is not None else max(2, config.serving.tensor_parallel_size),
+                                   "size": sizes, "seconds": seconds})
+                     for (collective, ranks), (sizes, seconds) in measured.tables.items() if collective == name]
+            if parts:
+                tables.append((name, str(source), pd.concat(parts, ignore_index=True)))
+    if not tables:
+        raise ConfigError(f"compute.collectives {source}: no collective timings found")
+    fits = []
+    for name, path, rows in tables:
+        points = rows.groupby(["num_workers", "size"], as_index=False)["seconds"].mean()
+        if name == "send_recv":
+            reference = np.array([ring.send_recv(s) for s in points["size"]])
+        else:
+            price = ring.all_reduce if name == "all_reduce" else ring.all_gather
+            reference = np.array([price(s, int(n)) for n, s in zip(points["num_workers"], points["size"])])
+        fits.append(TableFit("collectives", name, path, points[["num_workers", "size"]], points["seconds"].to_numpy(),
+                             leave_one_out(points, ["size"], "seconds", ("num_workers",)), reference, LOO, reference_name))
+    return fits
+
+
+def _network_fit(path: Path, config: Config) -> TableFit:
+    table = LookupNetwork.from_json(path)
+    net = config.network
+    analytic = AnalyticNetwork(bandwidth=net.bandwidth_gbps * 1e9 / 8, latency=net.latency_us * 1e-6)
+    points = pd.DataFrame({"size_bytes": table.sizes, "seconds": table.times})
+    return TableFit("network", Path(path).name, str(path), points[["size_bytes"]], table.times,
+                    leave_one_out(points, ["size_bytes"], "seconds"),
+                    np.array([analytic.isolated_time(s) for s in table.sizes]), LOO,
+                    f"latency + bytes / bandwidth (network.bandwidth_gbps {net.bandwidth_gbps:g}, "
+                    f"network.latency_us {net.latency_us:g})")
+
+
+# ------------------------------------------------------------------------------------------- driver
+
+
+def _provided(overlay: Path) -> dict[str, bool]:
+    try:
+        raw = yaml.safe_load(overlay.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError(f"--check-calibration {overlay}: cannot read it: {exc}") from None
+    compute, network = raw.get("compute") or {}, raw.get("network") or {}
+    return {"compute": bool(compute.get("profile")), "collectives": bool(compute.get("collectives")),
+            "network": bool(network.get("lookup"))}
+
+
+def table_fits(overlay: Path, config: Config) -> list[TableFit]:
+    """The fit of every table the overlay provides (its paths resolved in ``config``)."""
+    provided = _provided(overlay)
+    fits: list[TableFit] = []
+    collectives = Path(config.compute.collectives) if provided["collectives"] else None
+    if provided["compute"]:
+        directory = Path(config.compute.profile)
+        if (directory / "mlp.csv").is_file():
+            fits.append(_vidur_mlp(directory / "mlp.csv", config))
+            if (directory / "attention.csv").is_file():
+                fits.append(_vidur_attention(directory / "attention.csv", config))
+        elif (directory / "meta.yaml").is_file():
+            fits.extend(_bundle_tables(directory, config))
+            collectives = collectives or bundle_hardware_yaml(directory)
+        else:
+            raise ConfigError(f"compute.profile {directory}: neither a Vidur profile (mlp.csv) nor an LLMServingSim "
+                              "bundle (meta.yaml + tpN/*.csv) found there")
+    if collectives is not None:
+        fits.extend(_collective_fits(collectives, config))
+    if provided["network"]:
+        fits.append(_network_fit(Path(config.network.lookup), config))
+    if not fits:
+        raise InputError(f"--check-calibration {overlay}: the overlay provides no table "
+                         "(compute.profile, compute.collectives or network.lookup)")
+    return fits
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.4g} ms"
+
+
+def format_fits(overlay: Path, config: Config, runs: list[RunResult]) -> str:
+    lines = [f"calibration check of {overlay} (model {config.model}, GPU {config.hardware.gpu})",
+             f"  {'table':<52} {'points':>7} {'model MAPE':>11} {'reference MAPE':>15}"]
+    for run in runs:
+        m = run.metrics
+        lines.append(f"  {m['kind'] + ' ' + m['table']:<52} {m['points']:>7} {m['model']['mape']:>10.2%} "
+                     f"{m['reference']['mape']:>14.2%}")
+    for run in runs:
+        m = run.metrics
+        lines.append(f"[{m['kind']} {m['table']}] {m['source']}")
+        for side in ("model", "reference"):
+            s = m[side]
+            lines.append(f"  {side}: {s['method']}: MAPE {s['mape']:.2%}, bias {s['bias']:+.2%}, worst:")
+            for row in s["worst"][:3]:
+                where = ", ".join(f"{k}={v}" for k, v in row.items() if k not in ("measured_s", "predicted_s", "error"))
+                lines.append(f"    {where}: measured {_ms(row['measured_s'])}, predicted {_ms(row['predicted_s'])} "
+                             f"({row['error']:+.1%})")
+        if "notes" in m:
+            lines.append("  notes: " + ", ".join(f"{k}={v}" for k, v in m["notes"].items()))
+    return "\n".join(lines)
+
+
+def calibration_runs(overlay: Path, config: Config) -> list[RunResult]:
+    """The ``--check-calibration`` mode (``config`` already has the overlay applied): one run per table."""
+    return [RunResult(name=f"{fit.kind}/{fit.table.split(' ')[0]}", metrics=fit.metrics())
+            for fit in table_fits(overlay, config)]

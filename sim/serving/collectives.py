@@ -1,0 +1,229 @@
+"""Collective communication between the GPUs of a tensor-parallel group, behind one interface.
+
+``CollectiveModel`` prices the three collectives a serving step can need:
+
+- ``all_reduce(nbytes, ranks)``: every rank holds ``nbytes`` and ends with their sum;
+- ``all_gather(nbytes, ranks)``: every rank holds ``nbytes / ranks`` and ends with all ``nbytes``;
+- ``send_recv(nbytes)``: one rank sends ``nbytes`` to another (pipeline-parallel stages).
+
+``RingCollectives`` is NCCL's ring algorithm over the GPU's own link: an all-reduce is
+2(N−1) steps (reduce-scatter, then all-gather), an all-gather N−1 steps and a send one
+step; each step moves ``nbytes / N`` bytes (a send: all of them) at the link's per-direction
+bandwidth plus the link's per-step latency. ``MeasuredCollectives`` interpolates measured
+timings (Vidur's ``all_reduce.csv``/``send_recv.csv``, or the NCCL samples in an
+LLMServingSim ``hardware.yaml``) and uses the ring model for what was not measured.
+
+``TensorParallelComm`` counts the collectives vLLM runs in one forward step of a TP group:
+one all-reduce of the hidden states after each attention block and each MLP
+(``RowParallelLinear(reduce_results=True)`` for ``o_proj`` and ``down_proj``), one after the
+vocab-parallel embedding (``VocabParallelEmbedding.forward``), and an all-gather of the
+logits (``LogitsProcessor._gather_logits``: all-gather under vLLM v1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from sim.errors import ConfigError
+from sim.specs import LinkSpec
+
+COLLECTIVES = ("all_reduce", "all_gather", "send_recv")
+# vLLM's all-reduces per decoder layer: after attention (o_proj) and after the MLP (down_proj), both
+# RowParallelLinear(reduce_results=True) in vllm/model_executor/models/llama.py (and qwen3.py)
+ALL_REDUCES_PER_LAYER = 2
+
+
+class CollectiveModel(Protocol):
+    name: str
+
+    def all_reduce(self, nbytes: float, ranks: int) -> float: ...
+
+    def all_gather(self, nbytes: float, ranks: int) -> float: ...
+
+    def send_recv(self, nbytes: float) -> float: ...
+
+
+@dataclass(frozen=True)
+class RingCollectives:
+    """Ring collectives over one link: each step moves a 1/N share at ``bandwidth`` after ``step_latency``."""
+
+    bandwidth: float  # bytes/s per direction
+    step_latency: float  # s per ring step
+    name: str = "ring"
+
+    @classmethod
+    def over(cls, link: LinkSpec) -> "RingCollectives":
+        return cls(link.bandwidth, link.step_latency)
+
+    def _ring(self, steps: int, share: float) -> float:
+        return steps * (self.step_latency + share / self.bandwidth)
+
+    def all_reduce(self, nbytes: float, ranks: int) -> float:
+        if ranks <= 1 or nbytes <= 0:
+            return 0.0
+        return self._ring(2 * (ranks - 1), nbytes / ranks)
+
+    def all_gather(self, nbytes: float, ranks: int) -> float:
+        if ranks <= 1 or nbytes <= 0:
+            return 0.0
+        return self._ring(ranks - 1, nbytes / ranks)
+
+    def send_recv(self, nbytes: float) -> float:
+        return self._ring(1, nbytes) if nbytes > 0 else 0.0
+
+
+def interpolate(x: np.ndarray, y: np.ndarray, value: float) -> float:
+    """Piecewise-linear over sorted ``x``; the first value below it; linear extrapolation from the top two above."""
+    if len(x) == 1 or value <= x[0]:
+        return float(y[0])
+    if value > x[-1]:
+        return float(y[-1] + (value - x[-1]) * (y[-1] - y[-2]) / (x[-1] - x[-2]))
+    return float(np.interp(value, x, y))
+
+
+@dataclass
+class MeasuredCollectives:
+    """Measured collective times, interpolated over size; the ring model for collectives or group sizes not measured.
+
+    ``tables[(collective, ranks)] = (sizes, seconds)``; ``ranks`` None means "measured on the TP
+    group in use" (samples that do not record their group size). Below the smallest measured size
+    the smallest's time is used (a collective's latency floor), above the largest the last segment
+    is extended.
+    """
+
+    tables: dict[tuple[str, int | None], tuple[np.ndarray, np.ndarray]]
+    fallback: RingCollectives
+    source: str
+    name: str = "measured"
+
+    def covers(self, collective: str, ranks: int) -> bool:
+        return (collective, ranks) in self.tables or (collective, None) in self.tables
+
+    def _measured(self, collective: str, ranks: int, nbytes: float) -> float | None:
+        table = self.tables.get((collective, ranks)) or self.tables.get((collective, None))
+        return None if table is None else interpolate(table[0], table[1], nbytes)
+
+    def all_reduce(self, nbytes: float, ranks: int) -> float:
+        if ranks <= 1 or nbytes <= 0:
+            return 0.0
+        measured = self._measured("all_reduce", ranks, nbytes)
+        return self.fallback.all_reduce(nbytes, ranks) if measured is None else measured
+
+    def all_gather(self, nbytes: float, ranks: int) -> float:
+        if ranks <= 1 or nbytes <= 0:
+            return 0.0
+        measured = self._measured("all_gather", ranks, nbytes)
+        if measured is None:  # a ring all-reduce is a reduce-scatter plus an all-gather of the same size
+            reduce = self._measured("all_reduce", ranks, nbytes)
+            measured = None if reduce is None else reduce / 2
+        return self.fallback.all_gather(nbytes, ranks) if measured is None else measured
+
+    def send_recv(self, nbytes: float) -> float:
+        if nbytes <= 0:
+            return 0.0
+        measured = self._measured("send_recv", 2, nbytes)
+        return self.fallback.send_recv(nbytes) if measured is None else measured
+
+    # ------------------------------------------------------------------ loading
+
+    @classmethod
+    def load(cls, path: str | Path, fallback: RingCollectives) -> "MeasuredCollectives":
+        """A Vidur network profile directory (``all_reduce.csv``, ``send_recv.csv``) or an LLMServingSim ``hardware.yaml``."""
+        path = Path(path)
+        if path.is_dir():
+            return cls.from_vidur(path, fallback)
+        if path.is_file() and path.suffix in (".yaml", ".yml"):
+            return cls.from_hardware_yaml(path, fallback)
+        raise ConfigError(f"compute.collectives {path}: neither a Vidur network profile directory "
+                          "(all_reduce.csv, send_recv.csv) nor an LLMServingSim hardware.yaml")
+
+    @classmethod
+    def from_vidur(cls, directory: Path, fallback: RingCollectives) -> "MeasuredCollectives":
+        """Vidur's collective profiles: ``time_stats.<collective>.median`` (ms) over ``size`` (bytes) per ``num_workers``.
+
+        Only rows with all workers on one node (``devices_per_node == num_workers``, as Vidur's own
+        predictor selects for TP all-reduces and intra-node sends) are used: a TP group is one node's GPUs.
+        """
+        tables: dict[tuple[str, int | None], tuple[np.ndarray, np.ndarray]] = {}
+        for collective in ("all_reduce", "send_recv"):
+            path = directory / f"{collective}.csv"
+            if not path.is_file():
+                continue
+            for ranks, frame in vidur_collective_rows(path, collective).groupby("num_workers"):
+                curve = frame.groupby("size")["seconds"].mean()
+                tables[(collective, int(ranks))] = (curve.index.to_numpy(float), curve.to_numpy(float))
+        if not tables:
+            raise ConfigError(f"compute.collectives {directory}: no all_reduce.csv or send_recv.csv rows with "
+                              "all workers on one node")
+        return cls(tables, fallback, str(directory))
+
+    @classmethod
+    def from_hardware_yaml(cls, path: Path, fallback: RingCollectives) -> "MeasuredCollectives":
+        """NCCL samples of an LLMServingSim ``hardware.yaml``: ``measured.interconnect.samples`` of
+        ``{collective, bytes, us[, ranks]}``; samples without ``ranks`` were measured on the TP group in use."""
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{path}: cannot read it as YAML: {exc}") from None
+        samples = ((data.get("measured") or {}).get("interconnect") or {}).get("samples") or []
+        rows: dict[tuple[str, int | None], list[tuple[float, float]]] = {}
+        for i, sample in enumerate(samples):
+            try:
+                key = (str(sample["collective"]), int(sample["ranks"]) if sample.get("ranks") is not None else None)
+                rows.setdefault(key, []).append((float(sample["bytes"]), float(sample["us"]) * 1e-6))
+            except (KeyError, TypeError, ValueError):
+                raise ConfigError(f"{path}: interconnect sample {i} needs collective, bytes and us") from None
+        tables = {}
+        for key, points in rows.items():
+            if key[0] not in COLLECTIVES:
+                continue
+            curve = pd.DataFrame(points, columns=["size", "seconds"]).groupby("size")["seconds"].mean()
+            tables[key] = (curve.index.to_numpy(float), curve.to_numpy(float))
+        if not tables:
+            raise ConfigError(f"{path}: no measured.interconnect.samples of {', '.join(COLLECTIVES)}")
+        return cls(tables, fallback, str(path))
+
+
+def vidur_collective_rows(path: Path, collective: str) -> pd.DataFrame:
+    """Vidur collective rows with all workers on one node: ``num_workers``, ``size`` (bytes), ``seconds`` (median)."""
+    frame = pd.read_csv(path)
+    column = f"time_stats.{collective}.median"
+    needed = {column, "num_workers", "size", "devices_per_node"}
+    if not needed <= set(frame.columns):
+        raise ConfigError(f"{path}: not a Vidur {collective} profile (needs columns {sorted(needed)})")
+    frame = frame[frame["devices_per_node"] == frame["num_workers"]]
+    return pd.DataFrame({"num_workers": frame["num_workers"].astype(int), "size": frame["size"].astype(float),
+                         "seconds": frame[column].astype(float) * 1e-3})
+
+
+def bundle_hardware_yaml(directory: Path) -> Path | None:
+    """The ``hardware.yaml`` LLMServingSim's profiler writes above a bundle (up to four folders up), if any."""
+    for folder in [directory, *list(directory.parents)[:4]]:
+        if (folder / "hardware.yaml").is_file():
+            return folder / "hardware.yaml"
+    return None
+
+
+@dataclass
+class TensorParallelComm:
+    """The collectives of one forward step of a TP group, as vLLM runs them."""
+
+    collectives: CollectiveModel
+    ranks: int
+    layers: int
+    hidden_bytes: int  # one token's hidden state: hidden_size × dtype bytes
+    logit_bytes: int  # one sequence's logits: vocab_size × dtype bytes
+
+    def step_time(self, tokens: int, logit_rows: int) -> float:
+        """Seconds of communication in a step of ``tokens`` tokens whose ``logit_rows`` sequences go through the LM head."""
+        if self.ranks <= 1 or tokens <= 0:
+            return 0.0
+        all_reduces = ALL_REDUCES_PER_LAYER * self.layers + 1  # + the vocab-parallel embedding's
+        return (all_reduces * self.collectives.all_reduce(tokens * self.hidden_bytes, self.ranks)
+                + self.collectives.all_gather(logit_rows * self.logit_bytes, self.ranks))

@@ -1,0 +1,261 @@
+"""Every bad input is one short line naming the file/row/key/flag (exit 2), or a counted skip (exit 0).
+
+One table: each row is a command line (with the files it writes into tmp_path) and its expected
+outcome. ``{tmp}`` in an argument is the test's tmp_path, ``{azure}`` the bundled Azure trace.
+No row may print a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import pytest
+
+from tests.conftest import BUNDLED_AZURE
+
+MAX_MESSAGE = 300
+AZURE_HEADER = "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+AZURE_ROWS = "".join(f"2023-11-16 18:15:{10 + i:02d}.0000000,{100 * (i + 1)},{10 + i}\n" for i in range(3))
+AZURE_OK = AZURE_HEADER + AZURE_ROWS
+
+
+def mooncake(ts: int, tokens: int, out: int, ids: list, tail: str = "") -> str:
+    return f'{{"timestamp": {ts}, "input_length": {tokens}, "output_length": {out}, "hash_ids": {ids}{tail}}}\n'
+
+
+MOONCAKE_OK = mooncake(0, 600, 5, [1, 2]) + mooncake(10, 1000, 7, [1, 2]) + mooncake(20, 512, 9, [3])
+TRACE_STATS = ["--trace-stats", "--no-plot", "--quiet"]
+
+
+@dataclass
+class Case:
+    argv: list[str]
+    names: tuple[str, ...] = ()  # exit 2: each must appear in the one-line message
+    skips: dict[str, int] | None = None  # exit 0: these counts in the report's trace.skip_reasons
+    files: dict[str, str | bytes] = field(default_factory=dict)
+
+
+def trace_stats(*extra: str, trace: str = "{tmp}/t.csv") -> list[str]:
+    return [*TRACE_STATS, "--workload-trace", trace, *extra]
+
+
+def setting(dotted: str, *names: str, mode: tuple[str, ...] = ("--trace-stats", "--no-plot")) -> Case:
+    """A config value outside its domain: exit 2 naming the key (and the value)."""
+    key, _, value = dotted.partition("=")
+    return Case([*mode, "--set", dotted], names=(key, *names))
+
+
+CASES: dict[str, Case] = {
+    # ---- values outside their domain (one declared domain per field, one walker)
+    "block_size_zero": setting("serving.block_size=0", "0"),
+    "tensor_parallel_zero": setting("serving.tensor_parallel_size=0"),
+    "max_num_seqs_zero": setting("serving.max_num_seqs=0", mode=("--pd",)),
+    "gpu_memory_utilization_above_1": setting("serving.gpu_memory_utilization=1.5", "1.5"),
+    "tp_does_not_divide_heads": setting("serving.tensor_parallel_size=3", "attention heads"),
+    "tp_above_gpus_per_node": Case(["--set", "model=llama-3.1-70b", "--set", "serving.tensor_parallel_size=16"],
+                                   names=("serving.tensor_parallel_size", "hardware.gpus_per_node")),
+    "instances_exceed_node": Case(["--set", "serving.num_instances=8", "--set", "serving.tensor_parallel_size=2"],
+                                  names=("serving.num_instances",)),
+    "num_instances_million": setting("serving.num_instances=1000000", "1000000", mode=()),
+    "negative_tier_latency": setting("cache.tiers.dram.latency_us=-5"),
+    "negative_network_latency": setting("network.latency_us=-1", mode=("--pd",)),
+    "negative_bandwidth": setting("network.bandwidth_gbps=-100", mode=("--pd",)),
+    "zero_tier_bandwidth": setting("cache.tiers.ssd.read_gbps=0", mode=("--cache-only",)),
+    "negative_capacity": setting("cache.tiers.dram.capacity_gib=-1", mode=("--cache-only",)),
+    "slo_attainment_zero": setting("slo.attainment=0"),
+    "slo_attainment_above_1": setting("slo.attainment=1.01"),
+    "slo_ttft_negative": setting("slo.ttft_s=-0.5"),
+    "nan_value": setting("network.latency_us=.nan", "nan"),
+    "int_beyond_int64": setting("serving.max_num_batched_tokens=100000000000000000000000"),
+    "unknown_model": setting("model=gpt-9", "gpt-9"),
+    "unknown_gpu": setting("hardware.gpu=tpu-v9", "tpu-v9"),
+    "unknown_tier_policy": setting("cache.tiers.dram.policy=mru", "mru"),
+    "unknown_router": setting("cluster.router=random", "random"),
+    "batched_tokens_below_seqs": Case(["--set", "serving.max_num_batched_tokens=64"],
+                                      names=("serving.max_num_batched_tokens", "serving.max_num_seqs")),
+    "max_model_len_beyond_context": Case(["--set", "model=llama-3-8b", "--set", "serving.max_model_len=9000"],
+                                         names=("serving.max_model_len", "8192")),
+    "range_start_after_end": Case([*TRACE_STATS, "--set", "workload.range_start=0.6", "--set", "workload.range_end=0.5"],
+                                  names=("workload.range_start", "workload.range_end")),
+    "mrc_sample_rate_zero": Case(["--mrc", "--mrc-sample-rate", "0", "--no-plot"], names=("--mrc-sample-rate", "cache.mrc_sample_rate")),
+    "mrc_sample_rate_above_1": Case(["--mrc", "--mrc-sample-rate", "2", "--no-plot"], names=("--mrc-sample-rate",)),
+    "capacity_blocks_zero": Case(["--cache-only", "--capacity-blocks", "0"], names=("--capacity-blocks",)),
+    "synthetic_prefix_too_long": setting("workload.synthetic.prefix_tokens=1000000000000", "max_request_tokens"),
+    "synthetic_requests_beyond_bound": setting("workload.synthetic.num_requests=1000000000000"),
+    "seed_negative": Case([*TRACE_STATS, "--seed", "-1"], names=("--seed", "seed")),
+    "seed_beyond_int64": Case([*TRACE_STATS, "--seed", str(2**64)], names=("--seed",)),
+    "workload_limit_zero_synthetic": Case([*TRACE_STATS, "--workload-limit", "0"], names=("--workload-limit",)),
+    "workload_limit_negative": Case(trace_stats("--workload-limit", "-1", trace="{azure}"), names=("--workload-limit",)),
+    "set_without_equals": Case([*TRACE_STATS, "--set", "serving.block_size"], names=("--set", "serving.block_size")),
+    "preset_not_a_mapping": Case([*TRACE_STATS, "--config", "{tmp}/c.yaml", "--preset", "smoke"],
+                                 names=("presets.smoke", "c.yaml"), files={"c.yaml": "presets:\n  smoke: 5\n"}),
+    "num_gpu_blocks_zero": setting("serving.num_gpu_blocks=0", mode=("--pd",)),
+    "model_does_not_fit_gpu": Case(["--set", "model=llama-3.1-70b"], names=("llama-3.1-70b", "tensor_parallel_size")),
+    "unknown_key_set": Case([*TRACE_STATS, "--set", "serving.blok_size=16"], names=("serving.blok_size", "block_size")),
+    "config_top_level_list": Case([*TRACE_STATS, "--config", "{tmp}/c.yaml"], names=("c.yaml", "mapping"),
+                                  files={"c.yaml": "- 1\n- 2\n"}),
+    "learned_policy_without_model": Case(["--cache-only", "--policy", "learned"], names=("cache.learned_model",)),
+    "mooncake_block_mismatch_error": Case(trace_stats("--set", "workload.block_mismatch=error", trace="{tmp}/m.jsonl"),
+                                          names=("m.jsonl", "block_mismatch", "512"), files={"m.jsonl": MOONCAKE_OK}),
+    "mooncake_split_non_divisor": Case(trace_stats("--set", "workload.block_mismatch=split", "--set", "serving.block_size=48",
+                                                   trace="{tmp}/m.jsonl"), names=("m.jsonl", "48"), files={"m.jsonl": MOONCAKE_OK}),
+    "arrival_span_absurd": Case(trace_stats(), names=("t.csv", "time_unit"),
+                                files={"t.csv": "request_id,request_type,application_id,arrival_timestamp,batch_size,"
+                                                "prompt_size,token_size\n0,2,0,0,1,100,8\n1,2,0,1e15,1,100,8\n"}),
+    "synthetic_rate_tiny": setting("workload.synthetic.rate_rps=1e-12", mode=("--trace-stats", "--no-plot")),
+    # ---- usage errors: one line too
+    "argparse_bad_int": Case([*TRACE_STATS, "--seed", "1.5"], names=("--seed", "1.5")),
+    "argparse_modes_exclusive": Case(["--trace-stats", "--pd"], names=("--pd", "--trace-stats")),
+    "argparse_unknown_flag": Case(["--trace-stats", "--polcy", "lru"], names=("--polcy",)),
+    "argparse_huge_argument": Case(["--trace-stats", "--workload-limit", "9" * 100_000], names=("--workload-limit",)),
+    # ---- flags the chosen mode does not use (the FLAG_MODES table)
+    "capacity_blocks_with_pd": Case(["--pd", "--capacity-blocks", "100"], names=("--capacity-blocks", "--pd")),
+    "capacity_blocks_single": Case(["--capacity-blocks", "100"], names=("--capacity-blocks", "single-node")),
+    "requests_csv_cache_only": Case(["--cache-only", "--requests-csv", "{tmp}/r.csv"], names=("--requests-csv", "--cache-only")),
+    "requests_csv_trace_stats": Case(["--trace-stats", "--requests-csv", "{tmp}/r.csv"], names=("--requests-csv",)),
+    "mrc_with_pd": Case(["--pd", "--mrc"], names=("--mrc", "--pd")),
+    "mrc_with_trace_stats": Case(["--trace-stats", "--mrc"], names=("--mrc", "--trace-stats")),
+    "mrc_sample_rate_without_mrc": Case(["--cache-only", "--mrc-sample-rate", "0.1"], names=("--mrc-sample-rate", "--mrc")),
+    "policy_with_trace_stats": Case(["--trace-stats", "--policy", "lru"], names=("--policy", "--trace-stats")),
+    "policy_only_commas": Case(["--cache-only", "--policy", ",,,"], names=("--policy", ",,,")),
+    "policy_twice": Case(["--cache-only", "--policy", "lru,lru"], names=("--policy", "lru", "twice")),
+    "policy_unknown": Case(["--pd", "--policy", "lru,mru"], names=("--policy", "mru")),
+    "plot_dir_with_check_calibration": Case(["--check-calibration", "profiles/rtx4090_llama31_8b_vllm.yaml",
+                                             "--plot-dir", "{tmp}/p"], names=("--plot-dir", "--check-calibration")),
+    "max_rate_with_cache_only": Case(["--cache-only", "--max-rate"], names=("--max-rate", "--cache-only")),
+    "resume_without_sweep": Case(["--pd", "--resume"], names=("--resume", "--pd")),
+    "jobs_with_single": Case(["--jobs", "2"], names=("--jobs",)),
+    "seeds_below_two": Case(["--cache-only", "--seeds", "1"], names=("--seeds",)),
+    "rate_scale_zero": Case([*TRACE_STATS, "--rate-scale", "0"], names=("--rate-scale", "workload.rate_scale")),
+    "plot_dir_with_no_plot": Case(["--trace-stats", "--plot-dir", "{tmp}/p", "--no-plot"], names=("--plot-dir", "--no-plot")),
+    "workload_format_without_trace": Case([*TRACE_STATS, "--workload-format", "azure"], names=("--workload-format",)),
+    "strict_without_trace": Case([*TRACE_STATS, "--strict-workload-validation"], names=("--strict-workload-validation",)),
+    "train_test_overlap_without_learned": Case(["--cache-only", "--allow-train-test-overlap"],
+                                               names=("--allow-train-test-overlap", "lru")),
+    "time_unit_on_datetimes": Case(trace_stats("--workload-time-unit", "ms", trace="{azure}"), names=("time_unit",)),
+    # ---- YAML files
+    "yaml_duplicate_section": Case([*TRACE_STATS, "--config", "{tmp}/c.yaml"], names=("c.yaml", "line 3", "serving"),
+                                   files={"c.yaml": "serving: {block_size: 32}\nseed: 1\nserving: {block_size: 64}\n"}),
+    "yaml_duplicate_nested_key_in_overlay": Case([*TRACE_STATS, "--calibration-profile", "{tmp}/o.yaml"],
+                                                 names=("o.yaml", "line 4", "latency_us"),
+                                                 files={"o.yaml": "network:\n  latency_us: 1\n  bandwidth_gbps: 5\n  latency_us: 2\n"}),
+    "yaml_syntax_error": Case([*TRACE_STATS, "--config", "{tmp}/c.yaml"], names=("c.yaml", "line 2"),
+                              files={"c.yaml": "serving:\n  block_size: 16: 32\n"}),
+    "yaml_unknown_key": Case([*TRACE_STATS, "--config", "{tmp}/c.yaml"], names=("c.yaml", "serving.blok_size"),
+                             files={"c.yaml": "serving: {blok_size: 16}\n"}),
+    "config_not_utf8": Case([*TRACE_STATS, "--config", "{tmp}/c.yaml"], names=("c.yaml", "UTF-8"),
+                            files={"c.yaml": b"seed: 1 # caf\xe9\n"}),
+    # ---- missing inputs and unwritable outputs, found before the run
+    "missing_trace": Case(trace_stats(trace="{tmp}/none.csv"), names=("none.csv",)),
+    "trace_is_a_directory": Case(trace_stats(trace="{tmp}"), names=("workload.trace", "not a file")),
+    "missing_overlay": Case([*TRACE_STATS, "--calibration-profile", "{tmp}/none.yaml"], names=("none.yaml",)),
+    "missing_network_lookup": setting("network.lookup={tmp}/ns3.json", "ns3.json", mode=("--pd",)),
+    "missing_learned_model": setting("cache.learned_model={tmp}/m.txt", "m.txt", mode=("--cache-only",)),
+    "report_json_under_a_file": Case([*TRACE_STATS, "--report-json", "{tmp}/f.txt/r.json"], names=("--report-json", "f.txt"),
+                                     files={"f.txt": "x"}),
+    "report_json_empty_path": Case([*TRACE_STATS, "--report-json", ""], names=("--report-json", "empty")),
+    "report_json_is_a_directory": Case([*TRACE_STATS, "--report-json", "{tmp}"], names=("--report-json", "directory")),
+    "report_csv_unwritable": Case([*TRACE_STATS, "--report-csv", "/proc/kvsim/r.csv"], names=("--report-csv", "/proc")),
+    "requests_csv_unwritable": Case(["--pd", "--requests-csv", "/proc/kvsim/r.csv"], names=("--requests-csv",)),
+    "plot_dir_is_a_file": Case(["--trace-stats", "--plot-dir", "{tmp}/f.txt"], names=("--plot-dir", "f.txt"),
+                               files={"f.txt": "x"}),
+    "report_csv_same_as_report_json": Case([*TRACE_STATS, "--report-json", "{tmp}/r", "--report-csv", "{tmp}/r"],
+                                           names=("--report-csv", "--report-json")),
+    "report_json_overwrites_trace": Case(trace_stats("--report-json", "{tmp}/t.csv"), names=("--report-json", "workload.trace"),
+                                         files={"t.csv": AZURE_OK}),
+    # ---- trace files
+    "binary_with_explicit_format": Case(trace_stats("--workload-format", "azure", trace="{tmp}/t.bin"),
+                                        names=("t.bin", "binary"), files={"t.bin": bytes(range(256)) * 64}),
+    "latin1_with_explicit_format": Case(trace_stats("--workload-format", "azure"), names=("t.csv", "UTF-8"),
+                                        files={"t.csv": (AZURE_HEADER + "2023-11-16 18:15:10,100,10 caf\xe9\n").encode("latin-1")}),
+    "latin1_after_the_sniffed_part": Case(trace_stats(), names=("t.csv", "UTF-8"),
+                                          files={"t.csv": (AZURE_OK * 9000 + "2023-11-16 18:15:10,1\xe9,10\n").encode("latin-1")}),
+    "empty_file": Case(trace_stats(), names=("t.csv", "empty"), files={"t.csv": ""}),
+    "header_only": Case(trace_stats(), names=("no valid requests", "t.csv", "0 rows"), files={"t.csv": AZURE_HEADER}),
+    "every_row_bad": Case(trace_stats(), names=("no valid requests", "t.csv", "non_numeric: 2"),
+                          files={"t.csv": AZURE_HEADER + "2023-11-16 18:15:10,x,1\n2023-11-16 18:15:11,y,1\n"}),
+    "azure_read_as_mooncake": Case(trace_stats("--workload-format", "mooncake"), names=("t.csv", "not a trace in mooncake format"),
+                                   files={"t.csv": AZURE_OK}),
+    "mooncake_read_as_azure": Case(trace_stats("--workload-format", "azure", trace="{tmp}/m.jsonl"),
+                                   names=("m.jsonl", "not a trace in azure format", "TIMESTAMP"), files={"m.jsonl": MOONCAKE_OK}),
+    "mooncake_key_absent": Case(trace_stats("--workload-format", "mooncake", trace="{tmp}/m.jsonl"),
+                                names=("m.jsonl", "hash_ids"), files={"m.jsonl": '{"timestamp": 0, "input_length": 5, "output_length": 1}\n'}),
+    "unrecognised_header": Case(trace_stats(), names=("t.csv", "unrecognised"), files={"t.csv": "a,b,c\n1,2,3\n"}),
+    "huge_header_line": Case(trace_stats(), names=("t.csv", "MiB"), files={"t.csv": "x" * (17 << 20) + "\n1,2,3\n"}),
+    "long_header_explicit_format": Case(trace_stats("--workload-format", "azure"), names=("t.csv", "ContextTokens"),
+                                        files={"t.csv": "TIMESTAMP," + "y" * 2_000_000 + "\n1,2\n"}),
+    "strict_trailing_comma_json": Case(trace_stats("--strict-workload-validation", trace="{tmp}/m.jsonl"),
+                                       names=("m.jsonl", "record 2", "line 3", "malformed"),
+                                       files={"m.jsonl": mooncake(0, 600, 5, [1, 2]) + "\n" + mooncake(10, 600, 5, [1, 2], tail=",")}),
+    "strict_line_after_blank_lines": Case(trace_stats("--strict-workload-validation"), names=("t.csv", "row 3", "line 6"),
+                                          files={"t.csv": AZURE_HEADER + "2023-11-16 18:15:10,100,10\n"
+                                                 "2023-11-16 18:15:11,200,20\n\n  \n2023-11-16 18:15:40,-5,1\n"}),
+    "strict_line_after_quoted_newline": Case(trace_stats("--strict-workload-validation"), names=("t.csv", "row 3", "line 5"),
+                                             files={"t.csv": "Timestamp,Model,Request tokens,Response tokens,Total tokens,"
+                                                    "Log Type\n0,ChatGPT,100,10,110,Conversation log\n"
+                                                    '1,"Chat\nGPT",100,10,110,Conversation log\n'
+                                                    "2,ChatGPT,-100,10,110,Conversation log\n"}),
+    "no_requests_in_range": Case(trace_stats("--set", "workload.range_end=0.1", trace="{azure}", ) + ["--workload-limit", "3"],
+                                 names=("no valid requests", "range")),
+    "all_requests_exceed_kv": Case(["--pd", "--workload-trace", "{tmp}/t.csv", "--set", "serving.num_gpu_blocks=2", "--quiet"],
+                                   names=("no valid requests", "exceeds_kv_capacity: 3"), files={"t.csv": AZURE_OK}),
+    "strict_request_exceeds_kv": Case(["--pd", "--workload-trace", "{tmp}/t.csv", "--set", "serving.num_gpu_blocks=19",
+                                       "--strict-workload-validation"], names=("t.csv", "300 prompt", "exceeds kv capacity"),
+                                      files={"t.csv": AZURE_OK}),
+    # ---- counted skips (exit 0): the reason and its count are in the report
+    "trailing_comma_json_counted": Case(trace_stats(trace="{tmp}/m.jsonl"), skips={"malformed_row": 1},
+                                        files={"m.jsonl": MOONCAKE_OK + mooncake(30, 600, 5, [1, 2], tail=",")}),
+    "json_nan_counted": Case(trace_stats(trace="{tmp}/m.jsonl"), skips={"malformed_row": 1},
+                             files={"m.jsonl": MOONCAKE_OK + '{"timestamp": NaN, "input_length": 5, "output_length": 1, "hash_ids": [1]}\n'}),
+    "hash_id_2_pow_63": Case(trace_stats(trace="{tmp}/m.jsonl"), skips={"id_out_of_range": 1},
+                             files={"m.jsonl": MOONCAKE_OK + mooncake(30, 600, 5, [1, 2**63])}),
+    "hash_id_beyond_uint64": Case(trace_stats(trace="{tmp}/m.jsonl"), skips={"bad_hash_ids": 1},
+                                  files={"m.jsonl": MOONCAKE_OK + mooncake(30, 600, 5, [1, 2**70])}),
+    "trillion_tokens": Case(trace_stats(), skips={"too_many_tokens": 1},
+                            files={"t.csv": AZURE_OK + "2023-11-16 18:16:00,1000000000000,10\n"}),
+    "tokens_beyond_float": Case(trace_stats(), skips={"nan_value": 1},
+                                files={"t.csv": AZURE_OK + "2023-11-16 18:16:00,1e400,10\n"}),
+    "trillion_tokens_mooncake": Case(trace_stats(trace="{tmp}/m.jsonl"), skips={"hash_ids_length_mismatch": 1},
+                                     files={"m.jsonl": MOONCAKE_OK + mooncake(30, 10**12, 5, [1, 2])}),
+    "max_request_tokens_setting": Case(trace_stats("--set", "workload.max_request_tokens=250"), skips={"too_many_tokens": 1},
+                                       files={"t.csv": AZURE_OK}),
+    "prompt_exceeds_kv_capacity_pd": Case(["--pd", "--workload-trace", "{tmp}/t.csv", "--set", "serving.num_gpu_blocks=19",
+                                           "--quiet"], skips={"exceeds_kv_capacity": 1}, files={"t.csv": AZURE_OK}),
+    "output_exceeds_kv_capacity_single": Case(["--workload-trace", "{tmp}/t.csv", "--set", "serving.num_gpu_blocks=8",
+                                               "--set", "serving.num_instances=1", "--quiet"],
+                                              skips={"exceeds_kv_capacity": 1},
+                                              files={"t.csv": AZURE_HEADER + "2023-11-16 18:15:10,100,10\n"
+                                                     "2023-11-16 18:15:11,100,40\n"}),
+    "exceeds_max_model_len": Case(["--workload-trace", "{tmp}/t.csv", "--set", "serving.max_model_len=150", "--quiet"],
+                                  skips={"exceeds_max_model_len": 2}, files={"t.csv": AZURE_OK}),
+    "bom_is_not_a_bad_row": Case(trace_stats(), skips={}, files={"t.csv": "\ufeff" + AZURE_OK}),
+}
+
+
+def _fill(arg: str, tmp_path) -> str:
+    return arg.replace("{tmp}", str(tmp_path)).replace("{azure}", str(BUNDLED_AZURE))
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bad_input(name, run_cli, tmp_path):
+    case = CASES[name]
+    for file, content in case.files.items():
+        (tmp_path / file).write_bytes(content if isinstance(content, bytes) else content.encode())
+    argv = [_fill(a, tmp_path) for a in case.argv]
+    report = tmp_path / "out" / "report.json"
+    if case.skips is not None:
+        argv += ["--report-json", str(report), "--no-plot"] if "--no-plot" not in argv else ["--report-json", str(report)]
+    status, out, err = run_cli(*argv)
+    assert "Traceback" not in out + err
+    if case.skips is None:
+        message = err.strip()
+        assert status == 2, (status, err[-2000:])
+        assert "\n" not in message and message.startswith("kvsim: error: "), message[:1000]
+        assert len(message) < MAX_MESSAGE, (len(message), message[:1000])
+        for needle in case.names:
+            assert _fill(needle, tmp_path) in message, (needle, message)
+    else:
+        assert status == 0, err[-2000:]
+        reasons = json.loads(report.read_text())["trace"]["skip_reasons"]
+        assert reasons == case.skips

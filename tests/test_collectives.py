@@ -1,0 +1,128 @@
+"""TP collectives: the ring closed form, Vidur's measured all-reduce table, the GPU's own link, the knobs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sim.config import load_config
+from sim.errors import ConfigError
+from sim.serving.collectives import MeasuredCollectives, RingCollectives, TensorParallelComm
+from sim.serving.compute import StepShape, compute_model
+from sim.specs import gpu_spec, model_spec
+
+MIB = 1 << 20
+
+
+@pytest.mark.parametrize("ranks", [2, 4, 8])
+def test_ring_collectives_match_the_closed_form(ranks):
+    """All-reduce: 2(N-1) steps of size/N; all-gather: N-1 steps of size/N; send: one step of everything."""
+    bandwidth, latency, size = 100e9, 5e-6, 64 * MIB
+    ring = RingCollectives(bandwidth, latency)
+    step = latency + size / ranks / bandwidth
+    assert ring.all_reduce(size, ranks) == pytest.approx(2 * (ranks - 1) * step, rel=1e-12)
+    assert ring.all_gather(size, ranks) == pytest.approx((ranks - 1) * step, rel=1e-12)
+    assert ring.send_recv(size) == pytest.approx(latency + size / bandwidth, rel=1e-12)
+    # bandwidth-bound limit: the bus bandwidth of a ring all-reduce is the link's (nccl-tests' busbw)
+    assert 2 * (ranks - 1) / ranks * size / (ring.all_reduce(size, ranks) - 2 * (ranks - 1) * latency) == \
+        pytest.approx(bandwidth, rel=1e-9)
+    assert ring.all_reduce(size, 1) == ring.all_gather(size, 1) == 0.0
+
+
+def _vidur_all_reduce(shared_data) -> pd.DataFrame:
+    frame = pd.read_csv(shared_data / "profiles" / "vidur_network" / "a100_pairwise_nvlink" / "all_reduce.csv")
+    return frame[frame["devices_per_node"] == frame["num_workers"]]
+
+
+def test_vidur_all_reduce_table_interpolates_its_own_rows(shared_data):
+    directory = shared_data / "profiles" / "vidur_network" / "a100_pairwise_nvlink"
+    measured = MeasuredCollectives.load(directory, RingCollectives(1e9, 0.0))
+    frame = _vidur_all_reduce(shared_data)
+    assert set(frame["num_workers"]) == {2, 4}
+    for ranks, rows in frame.groupby("num_workers"):
+        per_size = rows.groupby("size")["time_stats.all_reduce.median"].mean()  # one size is measured twice
+        assert len(per_size) >= len(rows) - 1
+        sizes, ms = per_size.index.to_numpy(float), per_size.to_numpy(float)
+        got = np.array([measured.all_reduce(s, int(ranks)) for s in sizes])
+        np.testing.assert_allclose(got * 1e3, ms, rtol=1e-12)  # every measured size, exactly
+        # halfway between two rows: their mean (linear in size)
+        mid = measured.all_reduce((sizes[10] + sizes[11]) / 2, int(ranks))
+        assert mid * 1e3 == pytest.approx((ms[10] + ms[11]) / 2, rel=1e-12)
+        # below the smallest size the smallest's time (latency floor); above the largest the last segment extended
+        assert measured.all_reduce(sizes[0] / 2, int(ranks)) * 1e3 == pytest.approx(ms[0])
+        slope = (ms[-1] - ms[-2]) / (sizes[-1] - sizes[-2])
+        assert measured.all_reduce(2 * sizes[-1], int(ranks)) * 1e3 == pytest.approx(ms[-1] + slope * sizes[-1])
+    # a group size the table lacks: the ring model over the fallback link
+    assert measured.all_reduce(8 * MIB, 8) == RingCollectives(1e9, 0.0).all_reduce(8 * MIB, 8)
+    # all-gather, not measured: half the measured all-reduce (a ring all-reduce = reduce-scatter + all-gather)
+    assert measured.all_gather(8 * MIB, 2) == pytest.approx(measured.all_reduce(8 * MIB, 2) / 2)
+
+
+def test_tp_step_communication_by_hand_on_the_gpus_own_link():
+    """TP=2 on two RTX 4090s (PCIe 4.0 x16: 24 GB/s, 5.7 us a step in gpus.yaml): 2 all-reduces per layer + one
+    after the embedding of tokens x hidden x 2 B, and an all-gather of the logits, as vLLM runs them."""
+    config = load_config(None, sets=["hardware.gpu=rtx4090", "serving.tensor_parallel_size=2", "model=llama-3.1-8b"])
+    model = compute_model(config)
+    m = model_spec("llama-3.1-8b")
+    shape = StepShape()
+    shape.add_prefill(1000, 0)
+    shape.add_decode(500)
+    tokens, rows = 1001, 2
+    bw, lat = 24e9, 5.7e-6
+    all_reduce = 2 * (2 - 1) * (lat + tokens * m.hidden_size * 2 / 2 / bw)
+    all_gather = (2 - 1) * (lat + rows * m.vocab_size * 2 / 2 / bw)
+    expected = (2 * m.num_layers + 1) * all_reduce + all_gather
+    assert model.comm.step_time(tokens, rows) == pytest.approx(expected, rel=1e-12)
+    no_comm = compute_model(load_config(None, sets=["hardware.gpu=rtx4090", "serving.tensor_parallel_size=2"]))
+    no_comm.comm = None
+    assert model.step_time(shape) - no_comm.step_time(shape) == pytest.approx(expected, rel=1e-9)
+
+
+def test_collectives_come_from_the_gpus_own_link():
+    """The same TP=2 step costs more on PCIe cards than on NVLink ones (PITFALLS: H100 NVLink for every GPU)."""
+    shape = StepShape()
+    shape.add_prefill(2048, 0)
+
+    def comm(gpu: str) -> float:
+        return compute_model(load_config(None, sets=[f"hardware.gpu={gpu}", "serving.tensor_parallel_size=2"])) \
+            .comm.step_time(shape.tokens, shape.logit_rows)
+
+    assert gpu_spec("rtx4090").link.kind.startswith("pcie") and gpu_spec("h100-sxm").link.kind.startswith("nvlink")
+    assert comm("rtx4090") > 10 * comm("h100-sxm")
+    assert comm("rtxpro6000") < comm("rtx4090")  # PCIe Gen 5 over Gen 4
+
+
+def test_link_override_changes_the_step_and_is_refused_where_it_cannot(shared_data):
+    shape = StepShape()
+    shape.add_prefill(2048, 0)
+    base = ["hardware.gpu=rtx4090", "serving.tensor_parallel_size=2"]
+    default = compute_model(load_config(None, sets=base)).step_time(shape)
+    faster = compute_model(load_config(None, sets=[*base, "hardware.gpu_link_gbps=48"])).step_time(shape)
+    slower = compute_model(load_config(None, sets=[*base, "hardware.gpu_link_latency_us=50"])).step_time(shape)
+    assert faster < default < slower
+    with pytest.raises(ConfigError, match="tensor_parallel_size is 1"):
+        compute_model(load_config(None, sets=["hardware.gpu_link_gbps=48"]))
+    vidur = shared_data / "profiles" / "vidur_network" / "a100_pairwise_nvlink"
+    with pytest.raises(ConfigError, match="compute.collectives set, but serving.tensor_parallel_size is 1"):
+        compute_model(load_config(None, sets=[f"compute.collectives={vidur}"]))
+    with pytest.raises(ConfigError, match="collectives are measured"):
+        compute_model(load_config(None, sets=[*base, "hardware.gpu_link_gbps=48", f"compute.collectives={vidur}"]))
+    with pytest.raises(ConfigError, match=r"hardware.gpu_link_gbps' must be > 0"):
+        load_config(None, sets=[*base, "hardware.gpu_link_gbps=0"])
+
+
+def test_measured_collectives_drive_the_step(shared_data):
+    vidur = shared_data / "profiles" / "vidur_network" / "a100_pairwise_nvlink"
+    config = load_config(None, sets=["hardware.gpu=a100-80gb", "serving.tensor_parallel_size=2",
+                                     f"compute.collectives={vidur}"])
+    model = compute_model(config)
+    assert isinstance(model.comm.collectives, MeasuredCollectives)
+    tokens = 512
+    nbytes = tokens * 4096 * 2
+    frame = _vidur_all_reduce(shared_data)
+    rows = frame[frame["num_workers"] == 2].groupby("size")["time_stats.all_reduce.median"].mean()
+    expected_ms = np.interp(nbytes, rows.index, rows.to_numpy())
+    assert model.comm.collectives.all_reduce(nbytes, 2) * 1e3 == pytest.approx(expected_ms)
+    comm = TensorParallelComm(model.comm.collectives, 2, 32, 4096 * 2, 128256 * 2)
+    assert comm.step_time(tokens, 1) == pytest.approx(65 * expected_ms / 1e3 + model.comm.collectives.all_gather(128256 * 2, 2))

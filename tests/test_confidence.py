@@ -1,0 +1,69 @@
+"""--seeds N: Student-t 95% intervals (table checked against scipy), means over seeds, intervals that cover."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from experiments.confidence import aggregate, interval, t_critical
+from sim.report.document import RunResult
+
+SMALL = ["--set", "workload.synthetic.num_requests=150", "--set", "workload.synthetic.num_sessions=30",
+         "--set", "workload.synthetic.num_documents=60", "--set", "workload.synthetic.input_tokens_mean=200"]
+
+
+def test_t_table_matches_scipy_within_its_rounding():
+    stats = pytest.importorskip("scipy.stats")
+    for df in range(1, 301):
+        assert t_critical(df) == pytest.approx(stats.t.ppf(0.975, df), abs=1.5e-3), df
+
+
+def test_interval_by_hand():
+    mean, (lo, hi) = interval([1.0, 2.0, 3.0, 6.0])
+    sd = math.sqrt(((1 - 3) ** 2 + (2 - 3) ** 2 + 0 + (6 - 3) ** 2) / 3)
+    assert mean == 3.0
+    assert (lo, hi) == pytest.approx((3 - 3.182 * sd / 2, 3 + 3.182 * sd / 2))
+
+
+def test_aggregate_keeps_shape_names_and_constant_integers():
+    runs = [RunResult("lru", {"hits": h, "requests_completed": 10, "ttft_s": {"p99": p}, "prefix_cache": "on"},
+                      per_request={"ttft_s": np.array([p])}) for h, p in ((3, 0.5), (5, 0.7))]
+    out = aggregate(runs)
+    assert out.metrics == {"hits": 4.0, "requests_completed": 10, "ttft_s": {"p99": pytest.approx(0.6)},
+                           "prefix_cache": "on"}
+    assert isinstance(out.metrics["requests_completed"], int)
+    assert set(out.metrics_ci95) == {"hits", "requests_completed", "ttft_s.p99"}
+    assert out.metrics_ci95["requests_completed"] == [10.0, 10.0]
+    assert out.per_request["ttft_s"].tolist() == [0.5, 0.7]  # pooled for the CDF plots
+
+
+def _seeded(run_cli, tmp_path, kind: str, seeds: int, *mode: str) -> dict:
+    out = tmp_path / f"{kind}-{seeds}.json"
+    status, _, err = run_cli(*mode, "--set", f"workload.synthetic.kind={kind}", *SMALL, "--seeds", str(seeds),
+                             "--report-json", out, "--no-plot", "--quiet")
+    assert status == 0, err
+    return json.loads(out.read_text())["runs"][0]
+
+
+@pytest.mark.parametrize("kind", ["multi-turn", "system-prompt", "rag", "agentic"])
+def test_five_seed_intervals_contain_the_twenty_seed_mean(run_cli, tmp_path, kind):
+    mode = ["--cache-only", "--capacity-blocks", "800"]
+    five, twenty = _seeded(run_cli, tmp_path, kind, 5, *mode), _seeded(run_cli, tmp_path, kind, 20, *mode)
+    for metric in ("hit_ratio", "token_hit_ratio"):
+        lo, hi = five["metrics_ci95"][metric]
+        assert lo < hi, metric  # the workload really is stochastic
+        assert lo <= twenty["metrics"][metric] <= hi, (metric, lo, hi, twenty["metrics"][metric])
+
+
+def test_serving_latency_intervals_contain_the_twenty_seed_mean(run_cli, tmp_path):
+    mode = ["--set", "serving.num_instances=1", "--set", "workload.synthetic.rate_rps=8"]
+    five, twenty = _seeded(run_cli, tmp_path, "multi-turn", 5, *mode), _seeded(run_cli, tmp_path, "multi-turn", 20, *mode)
+    for metric in ("ttft_s.mean", "e2e_s.p50", "hit_ratio"):
+        lo, hi = five["metrics_ci95"][metric]
+        head, *rest = metric.split(".")
+        value = twenty["metrics"][head][rest[0]] if rest else twenty["metrics"][head]
+        assert lo < value < hi, (metric, lo, hi, value)
+    assert five["metrics"]["requests_completed"] == 150  # the same in every seed: still an integer

@@ -1,0 +1,124 @@
+"""Outputs survive interruption: Ctrl-C exits 130 with one line, and never leaves a partial file.
+
+The SIGINT tests run main.py in a subprocess through a small harness that announces (on stdout)
+when the run has reached the moment to interrupt: the simulation loop, or the fsync of an output
+(which it then holds for a minute, so the signal lands mid-write every time).
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sim.report.output import TEMP_PREFIX, atomic_write
+from tests.conftest import BUNDLED_AZURE, ROOT
+
+HARNESS = """
+import os, sys, time
+sys.path.insert(0, {root!r})
+import main
+from sim.serving import engine
+
+when = sys.argv[1]
+if when == "writing":
+    def held_fsync(fd):
+        print("READY", flush=True)
+        time.sleep(60)
+    os.fsync = held_fsync
+else:
+    run = engine.Engine.run
+    def announced(self, until=None):
+        print("READY", flush=True)
+        return run(self, until)
+    engine.Engine.run = announced
+sys.exit(main.main(sys.argv[2:]))
+"""
+
+PREVIOUS = '{"previous": "report"}\n'
+
+
+def _interrupt(tmp_path: Path, when: str, argv: list[str]) -> subprocess.CompletedProcess:
+    """Start the harness, wait for READY, send SIGINT, return the finished process."""
+    proc = subprocess.Popen([sys.executable, "-c", HARNESS.format(root=str(ROOT)), when, *argv], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "READY", proc.stderr.read()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _leftovers(directory: Path) -> list[str]:
+    return [p.name for p in directory.iterdir() if p.name.startswith(TEMP_PREFIX)]
+
+
+@pytest.mark.parametrize("when", ["simulating", "writing"])
+def test_sigint_exits_130_and_keeps_the_previous_report(tmp_path, when):
+    report = tmp_path / "report.json"
+    report.write_text(PREVIOUS)
+    done = _interrupt(tmp_path, when, ["--workload-trace", str(BUNDLED_AZURE), "--report-json", str(report),
+                                       "--report-csv", str(tmp_path / "report.csv"), "--quiet"])
+    assert done.returncode == 130, done.stderr
+    assert done.stderr == "kvsim: interrupted\n"
+    assert report.read_text() == PREVIOUS  # the previous file, never a partial new one
+    assert not (tmp_path / "report.csv").exists()
+    assert _leftovers(tmp_path) == []
+
+
+def test_sigint_while_writing_a_plot_leaves_no_file(tmp_path):
+    done = _interrupt(tmp_path, "writing", ["--trace-stats", "--workload-trace", str(BUNDLED_AZURE),
+                                            "--plot-dir", str(tmp_path / "plots"), "--quiet"])
+    assert done.returncode == 130 and done.stderr == "kvsim: interrupted\n"
+    assert list((tmp_path / "plots").iterdir()) == []
+
+
+def test_atomic_write_interrupted_mid_write_keeps_previous(tmp_path):
+    target = tmp_path / "r.csv"
+    target.write_text("old\n")
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_write(target) as fh:
+            fh.write("new, half written")
+            raise KeyboardInterrupt
+    assert target.read_text() == "old\n" and _leftovers(tmp_path) == []
+
+
+def test_atomic_write_replaces_and_creates_with_the_usual_mode(tmp_path):
+    target = tmp_path / "sub" / "r.csv"
+    with atomic_write(target) as fh:
+        fh.write("a\n")
+    with atomic_write(target) as fh:
+        fh.write("b\n")
+    assert target.read_text() == "b\n" and _leftovers(target.parent) == []
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_every_writer_goes_through_atomic_write():
+    """No module writes a file any other way (open for writing, write_text/bytes, savefig to a path)."""
+    offenders = []
+    for path in [ROOT / "main.py", *sorted((ROOT / "sim").rglob("*.py")), *sorted((ROOT / "trace").rglob("*.py")),
+                 *sorted((ROOT / "experiments").rglob("*.py"))]:
+        if path.name == "output.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            name = getattr(node.func, "attr", getattr(node.func, "id", None))
+            modes = [a.value for a in node.args + [k.value for k in node.keywords]
+                     if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+            writes = (name in ("write_text", "write_bytes")
+                      or (name in ("open", "fdopen") and any(set(m) & set("wax") for m in modes if len(m) <= 3))
+                      or (name == "savefig" and not (node.args and isinstance(node.args[0], ast.Name)
+                                                     and node.args[0].id == "fh")))
+            if writes:
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert offenders == []

@@ -1,0 +1,103 @@
+"""--max-rate: bisection on the rate scale against the SLO, checked against Lindley's recursion."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from sim.config import load_config
+from sim.serving.compute import StepShape, compute_model
+from tests.conftest import BUNDLED_AZURE
+from trace.workload import load_workload
+
+PROMPT = 1024
+ONE_QUEUE = ["serving.num_instances=1", "serving.max_num_seqs=1", "serving.max_num_batched_tokens=2048"]
+
+
+def _fixed_length_trace(path, n: int, mean_gap_s: float, seed: int = 5) -> None:
+    """Splitwise CSV: Poisson arrivals, every prompt PROMPT tokens, one output token (prefill only)."""
+    t = np.cumsum(np.random.default_rng(seed).exponential(mean_gap_s, n))
+    rows = ["request_id,request_type,application_id,arrival_timestamp,batch_size,prompt_size,token_size"]
+    rows += [f"{i},2,0,{x:.9f},1,{PROMPT},1" for i, x in enumerate(t)]
+    path.write_text("\n".join(rows) + "\n")
+
+
+def _lindley_ttft(gaps: np.ndarray, service: float) -> np.ndarray:
+    """Response times of a FIFO single server with deterministic service: W_{n+1} = max(0, W_n + S − A_{n+1})."""
+    wait = np.empty(len(gaps) + 1)
+    wait[0] = 0.0
+    for i, gap in enumerate(gaps):
+        wait[i + 1] = max(0.0, wait[i] + service - gap)
+    return wait + service
+
+
+def _lindley_max_scale(gaps: np.ndarray, service: float, slo_s: float, attainment: float) -> float:
+    """Highest scale s (arrivals' gaps divided by s) at which ≥ attainment of requests meet slo_s (monotone in s)."""
+    def meets(s: float) -> bool:
+        return float(np.mean(_lindley_ttft(gaps / s, service) <= slo_s)) >= attainment
+
+    lo, hi = 1e-3, 1e3
+    assert meets(lo) and not meets(hi)
+    for _ in range(60):
+        mid = np.sqrt(lo * hi)
+        lo, hi = (mid, hi) if meets(mid) else (lo, mid)
+    return lo
+
+
+def test_max_rate_matches_lindleys_recursion(run_cli, tmp_path):
+    trace = tmp_path / "fixed.csv"
+    _fixed_length_trace(trace, n=2000, mean_gap_s=0.1)
+    sets = [*ONE_QUEUE, "slo.ttft_s=0.1", "slo.attainment=0.9"]
+    out = tmp_path / "r.json"
+    argv = ["--max-rate", "--workload-trace", trace, "--report-json", out, "--no-plot", "--quiet"]
+    for s in sets:
+        argv += ["--set", s]
+    status, _, err = run_cli(*argv)
+    assert status == 0, err
+    metrics = json.loads(out.read_text())["runs"][0]["metrics"]
+
+    config = load_config(None, sets=[*ONE_QUEUE, f"workload.trace={trace}"])
+    shape = StepShape()
+    shape.add_prefill(PROMPT, 0)
+    service = compute_model(config).step_time(shape)  # the deterministic service time of one prefill
+    arrival = load_workload(config).arrival_s  # the same arrivals kvsim scales
+    expected = _lindley_max_scale(np.diff(arrival), service, 0.1, 0.9)
+
+    assert metrics["max_rate_scale"] == pytest.approx(expected, rel=0.03)
+    assert metrics["max_rate_rps"] == pytest.approx(metrics["max_rate_scale"] * len(arrival) / arrival[-1], rel=1e-9)
+    search = metrics["max_rate_search"]
+    meets, fails = search["meets"], search["fails"]
+    assert meets["slo_attainment"] >= 0.9 > fails["slo_attainment"]
+    assert meets["rate_scale"] < fails["rate_scale"] <= meets["rate_scale"] * (1 + search["tolerance"])
+    assert meets["rate_scale"] == metrics["max_rate_scale"] and metrics["slo_attainment"] == meets["slo_attainment"]
+    # the simulator's per-request TTFTs at the reported scale are Lindley's own
+    lindley = _lindley_ttft(np.diff(arrival) / meets["rate_scale"], service)
+    assert float(np.mean(lindley <= 0.1)) == pytest.approx(meets["slo_attainment"], abs=1e-9)
+    assert meets["ttft_s"]["p99"] == pytest.approx(np.percentile(lindley, 99), rel=1e-6)
+
+
+def test_max_rate_in_pd_mode_and_per_policy(run_cli, tmp_path):
+    out = tmp_path / "pd.json"
+    status, _, err = run_cli("--pd", "--max-rate", "--workload-trace", BUNDLED_AZURE, "--workload-limit", "200",
+                             "--set", "slo.ttft_s=0.5", "--set", "slo.tpot_s=0.05", "--set", "slo.attainment=0.95",
+                             "--policy", "lru,fifo", "--report-json", out, "--no-plot", "--quiet")
+    assert status == 0, err
+    runs = json.loads(out.read_text())["runs"]
+    assert [r["name"] for r in runs] == ["pd-lru", "pd-fifo"]
+    for run in runs:
+        m = run["metrics"]
+        assert m["max_rate_scale"] > 0 and m["slo_attainment"] >= 0.95
+        assert m["max_rate_search"]["fails"]["slo_attainment"] < 0.95
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--max-rate"], "slo.ttft_s"),  # no target set
+    (["--cache-only", "--max-rate", "--set", "slo.ttft_s=1"], "--max-rate is not used by --cache-only"),
+    (["--trace-stats", "--max-rate"], "--max-rate is not used by --trace-stats"),
+    (["--max-rate", "--set", "slo.ttft_s=1", "--set", "slo.attainment=1.5"], "slo.attainment"),
+])
+def test_max_rate_refusals_exit_2(run_cli, argv, needle):
+    status, _, err = run_cli(*argv, "--workload-trace", BUNDLED_AZURE, "--workload-limit", "50", "--no-plot")
+    assert status == 2 and needle in err

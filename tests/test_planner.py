@@ -1,0 +1,118 @@
+"""--plan: least-cost configuration for a target, MRC pruning, proving runs, prices with sources."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from experiments.prices import load_prices
+from sim.specs import PROFILES_DIR
+from tests.conftest import BUNDLED_AZURE, ROOT
+
+# The README's planner example, exactly (tests/test_readme.py checks the README still shows it).
+README_PLAN = ["--plan", "experiments/examples/plan_azure.yaml", "--workload-limit", "300"]
+
+
+def _plan(tmp_path, body: dict, name="plan.yaml") -> str:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(body, sort_keys=False))
+    return str(path)
+
+
+def _attainment(run_cli, tmp_path, overrides: dict, rate_scale: float, slo: dict) -> float:
+    """An independent single run through the ordinary command line at the target rate."""
+    out = tmp_path / "check.json"
+    mode = ["--pd"] if "pd.num_prefill" in overrides else []
+    sets = [f"{k}={v}" for k, v in {**overrides, **{f"slo.{k}": v for k, v in slo.items()}}.items()]
+    argv = [*mode, "--workload-trace", BUNDLED_AZURE, "--workload-limit", "300", "--rate-scale", repr(rate_scale),
+            "--report-json", out, "--no-plot", "--quiet"]
+    for s in sets:
+        argv += ["--set", s]
+    assert run_cli(*argv)[0] == 0
+    return json.loads(out.read_text())["runs"][0]["metrics"]["slo_attainment"]
+
+
+def test_azure_plan_finds_the_least_cost_gpu_count_and_split(run_cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "plan.json"
+    status, stdout, err = run_cli(*README_PLAN, "--jobs", "2", "--report-json", out, "--plot-dir", tmp_path)
+    assert status == 0, err
+    plan = json.loads(out.read_text())["plan"]
+    chosen, proof, target = plan["chosen"], plan["proof"], plan["target"]
+    assert target["slo"] == {"ttft_s": 0.3, "attainment": 0.99}  # TTFT p99 <= 0.3 s
+    # what it prints: the GPU count and split of the answer, the Pareto front and both proving runs
+    chosen_line = next(line for line in stdout.splitlines() if line.startswith("chosen:"))
+    gpus = chosen["overrides"].get("serving.num_instances") or \
+        chosen["overrides"]["pd.num_prefill"] + chosen["overrides"]["pd.num_decode"]
+    assert f"{gpus} GPUs" in chosen_line
+    assert ("aggregated" in chosen_line) == ("serving.num_instances" in chosen["overrides"])
+    assert "Pareto front" in stdout and "proof (meets)" in stdout and "proof (fails)" in stdout
+    # the answer is the cheapest candidate whose searched max rate reaches the target ...
+    timed = [c for c in plan["candidates"] if c["status"] == "timed"]
+    cheaper = [c for c in timed if c["cost_usd_per_hour"] < chosen["cost_usd_per_hour"] - 1e-9]
+    assert chosen["max_rate_rps"] >= target["rate_rps"]
+    assert cheaper and all(c["max_rate_rps"] < target["rate_rps"] for c in cheaper)
+    # ... and the proving runs hold when rerun independently through the ordinary command line
+    assert proof["meets"]["name"] == chosen["name"] and proof["fails"]["cost_usd_per_hour"] < chosen["cost_usd_per_hour"]
+    slo = {"ttft_s": 0.3, "attainment": 0.99}
+    assert _attainment(run_cli, tmp_path, proof["meets"]["overrides"], target["rate_scale"], slo) >= 0.99
+    assert _attainment(run_cli, tmp_path, proof["fails"]["overrides"], target["rate_scale"], slo) < 0.99
+    # the Azure conversation trace has no block reuse, so the curve prunes every extra DRAM option
+    assert all(c["status"] == "pruned" for c in plan["candidates"] if "dram=256GiB" in c["name"])
+    assert all(c["status"] != "pruned" for c in plan["candidates"] if "dram=0GiB" in c["name"])
+    assert (tmp_path / "plan_pareto.png").stat().st_size > 10_000
+
+
+def test_hit_ratio_plan_uses_the_exact_curve_and_replays_agree(run_cli, tmp_path, shared_data):
+    trace = shared_data / "traces" / "mooncake_conversation.jsonl"
+    plan_path = _plan(tmp_path, {
+        "workload": {"trace": str(trace), "limit": 3000}, "set": {"serving.block_size": 512},
+        "target": {"hit_ratio": 0.2},
+        "search": {"gpu": ["h100-sxm"], "tiers": {"dram": [0, 256, 1024], "ssd": [0, 2048]}},
+    })
+    out = tmp_path / "plan.json"
+    status, stdout, err = run_cli("--plan", plan_path, "--jobs", "2", "--report-json", out, "--no-plot")
+    assert status == 0, err
+    plan = json.loads(out.read_text())["plan"]
+    timed = [c for c in plan["candidates"] if c["status"] == "timed"]
+    assert timed
+    for c in timed:  # an exclusive LRU hierarchy is one LRU stack: the replay equals the one-pass curve
+        assert c["hit_ratio"] == pytest.approx(c["mrc_hit_ratio"][-1], abs=1e-12)
+    meeting = sorted((c for c in plan["candidates"] if c["mrc_hit_ratio"][-1] >= 0.2),
+                     key=lambda c: c["cost_usd_per_hour"])
+    assert plan["chosen"]["name"] == meeting[0]["name"]
+    assert all(c["status"] == "pruned" for c in plan["candidates"] if c["mrc_hit_ratio"][-1] < 0.2)
+    assert plan["proof"]["fails"]["meets"] is False and plan["proof"]["fails"]["measured"] < 0.2
+
+
+@pytest.mark.parametrize("body, needle", [
+    ({"target": {"hit_ratio": 0.2}, "search": {"gpu": ["h100-sxm"]}, "extra": 1}, "unknown key 'extra'"),
+    ({"target": {"hit_ratio": 0.2, "slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"]}}, "exactly one target"),
+    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "gpus": [16]}}, "cluster mode"),
+    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["rtx4090"]}}, "no price for GPU 'rtx4090'"),
+    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "pd_split": ["2-1"]}}, "pd_split"),
+    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "tiers": {"hbm": [1]}}}, "search.tiers.hbm"),
+    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"]}, "prices": {"gpus": {"h100-sxm": {"usd": 1}}}},
+     "prices.gpus.h100-sxm.usd"),
+    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"]}, "set": {"slo.ttft_z": 1}}, "slo.ttft_z"),
+    ({"target": {"hit_ratio": 0.2}, "search": {"gpu": ["h100-sxm"], "gpus": [1, 2]}}, "does not apply to a hit-ratio"),
+])
+def test_bad_plans_exit_2_naming_the_key(run_cli, tmp_path, body, needle):
+    body = {"workload": {"trace": str(BUNDLED_AZURE), "limit": 20}, **body}
+    status, _, err = run_cli("--plan", _plan(tmp_path, body), "--no-plot")
+    assert status == 2 and needle in err, err
+
+
+def test_prices_cite_sources_and_plan_overrides_apply(run_cli, tmp_path):
+    table = yaml.safe_load((PROFILES_DIR / "prices.yaml").read_text())
+    for section in ("gpus", "tiers"):
+        for name, entry in table[section].items():
+            assert len(entry.get("source", "")) > 20, f"{section}.{name} has no source"
+    prices = load_prices({"gpus": {"h100-sxm": {"usd_per_gpu_hour": 1.0}}})
+    assert prices.gpu_hour("h100-sxm") == 1.0 and prices.gpu_hour("a100-80gb") == table["gpus"]["a100-80gb"]["usd_per_gpu_hour"]
+    # 1 GPU + 100 GiB DRAM: GPU-hours plus the DRAM's price spread over the amortisation period
+    years = table["amortization_years"]
+    expected = 1.0 + 100 * table["tiers"]["dram"]["usd_per_gib"] / (years * 8766)
+    assert prices.cost("h100-sxm", 1, {"dram": 100.0}) == pytest.approx(expected)

@@ -1,0 +1,93 @@
+"""tools/profile_gpu.py on CPU with tiny shapes: the tables it writes are the ones the profiled compute model reads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from sim.serving.collectives import MeasuredCollectives, RingCollectives
+from sim.serving.compute import ProfiledCompute, RooflineCompute, StepShape, VidurAttention, VidurProfile
+from sim.specs import ModelSpec, gpu_spec, model_spec
+from tests.conftest import ROOT
+
+torch = pytest.importorskip("torch", reason="PyTorch is not installed (optional extra: pip install 'kvsim[torch]')")
+
+
+@pytest.fixture
+def profile_gpu(monkeypatch):
+    """The tool as a module (tools/ stays on sys.path while it runs: its all-reduce workers are spawned processes)."""
+    monkeypatch.syspath_prepend(str(ROOT / "tools"))
+    import profile_gpu
+
+    return profile_gpu
+
+
+def _profile(tool, tmp_path, *extra: str):
+    out = tmp_path / "profile"
+    assert tool.main(["--model", "llama-3.1-8b", "--device", "cpu", "--tiny", "--dtype", "fp32",
+                      "--out", str(out), *extra]) == 0
+    return out
+
+
+def test_tiny_cpu_profile_round_trips_through_the_profiled_compute_model(profile_gpu, tmp_path):
+    out = _profile(profile_gpu, tmp_path)
+    meta = yaml.safe_load((out / "meta.yaml").read_text())
+    assert meta["device"] == "cpu" and meta["dtype"] == "fp32" and meta["torch_version"] == str(torch.__version__)
+    assert {"date", "driver", "cuda_version", "timing", "grid"} <= set(meta)
+    base = model_spec("llama-3.1-8b")
+    shape = meta["model_shape"]
+    # the tiny model keeps the 8B's proportions: GQA 4:1, MLP 3.5x wide
+    assert shape["num_attention_heads"] // shape["num_kv_heads"] == base.num_attention_heads // base.num_kv_heads
+    assert shape["intermediate_size"] / shape["hidden_size"] == base.intermediate_size / base.hidden_size
+    spec = ModelSpec(name="tiny", num_layers=4, num_parameters=0, max_position_embeddings=4096, source="test", **shape)
+
+    # Vidur's column layout
+    mlp = pd.read_csv(out / "mlp.csv")
+    vidur_mlp = pd.read_csv(ROOT.parent / "shared" / "data" / "profiles" / "vidur_a100_llama3_8b" / "mlp.csv", nrows=1) \
+        if (ROOT.parent / "shared" / "data").is_dir() else None
+    if vidur_mlp is not None:
+        assert list(mlp.columns) == list(vidur_mlp.columns)
+    attention = pd.read_csv(out / "attention.csv")
+    assert {"batch_size", "prefill_chunk_size", "kv_cache_size", "is_prefill", "time_stats.attn_prefill.median",
+            "time_stats.attn_decode.median", "time_stats.attn_kv_cache_save.median"} <= set(attention.columns)
+    assert (mlp.filter(like="time_stats.").to_numpy() > 0).all()
+
+    model = ProfiledCompute(VidurProfile.load(out / "mlp.csv", spec, 1),
+                            RooflineCompute(spec, gpu_spec("h100-sxm"), 4, 4),
+                            VidurAttention.load(out / "attention.csv", spec, 1, 16))
+    # a decode step of 2 sequences with 16 cached tokens each (17 keys, its own included), by hand from the CSVs
+    ops = [c for c in mlp.columns if c.endswith(".median") and ".emb." not in c]
+    mlp_ms = float(mlp.loc[mlp["num_tokens"] == 2, ops].sum(axis=1).iloc[0])
+    row = attention[(~attention["is_prefill"]) & (attention["batch_size"] == 2) & (attention["kv_cache_size"] == 16)]
+    attn_ms = float(row[["time_stats.attn_decode.median", "time_stats.attn_kv_cache_save.median"]].sum(axis=1).iloc[0])
+    step = StepShape.decode_batch(np.array([17, 17]))
+    expected = spec.num_layers * (mlp_ms + attn_ms) * 1e-3 + model.roofline.lm_head_time(2)
+    assert model.step_time(step) == pytest.approx(expected, rel=1e-9)
+    assert model.decode_times(step, 1)[0] == pytest.approx(expected, rel=1e-9)
+    # a prefill chunk of 8 over 16 cached tokens: the prefill row
+    prefill = StepShape()
+    prefill.add_prefill(8, 16)
+    row = attention[attention["is_prefill"] & (attention["prefill_chunk_size"] == 8) & (attention["kv_cache_size"] == 16)]
+    attn_ms = float(row[["time_stats.attn_prefill.median", "time_stats.attn_kv_cache_save.median"]].sum(axis=1).iloc[0])
+    mlp_ms = float(mlp.loc[mlp["num_tokens"] == 8, ops].sum(axis=1).iloc[0])
+    assert model.step_time(prefill) == pytest.approx(spec.num_layers * (mlp_ms + attn_ms) * 1e-3
+                                                     + model.roofline.lm_head_time(1), rel=1e-9)
+    assert not (out / "all_reduce.csv").exists()  # one device: no collectives
+
+
+def test_all_reduce_over_two_cpu_processes_in_vidurs_format(profile_gpu, tmp_path):
+    """--all-reduce-ranks 2 on CPU (gloo): Vidur's all_reduce.csv, which kvsim's measured collectives load."""
+    out = _profile(profile_gpu, tmp_path, "--all-reduce-ranks", "2")
+    reduce = pd.read_csv(out / "all_reduce.csv")
+    assert set(reduce["num_workers"]) == {2} and (reduce["devices_per_node"] == 2).all()
+    assert sorted(reduce["size"]) == [1024, 4096, 16384]
+    measured = MeasuredCollectives.load(out, RingCollectives(1e9, 0.0))
+    for size, ms in zip(reduce["size"], reduce["time_stats.all_reduce.median"]):
+        assert measured.all_reduce(size, 2) * 1e3 == pytest.approx(ms)
+
+
+def test_unknown_model_is_a_usage_error(profile_gpu, tmp_path, capsys):
+    assert profile_gpu.main(["--model", "no-such-model", "--device", "cpu", "--tiny", "--out", str(tmp_path)]) == 2
+    assert "no-such-model" in capsys.readouterr().err

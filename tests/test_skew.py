@@ -1,0 +1,130 @@
+"""LLMServingSim's skew correction (skew_fit.csv) on hand-made batches, against the bundle's own fitted values."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sim.config import load_config
+from sim.errors import ConfigError
+from sim.serving.compute import LLMServingSimCompute, StepShape, compute_model
+from sim.specs import model_spec
+
+BUNDLE = "profiles/llmservingsim_rtx4090_llama31_8b"
+
+
+@functools.lru_cache(maxsize=None)
+def _bundle(shared_data, skew: str) -> LLMServingSimCompute:
+    """The shared RTX 4090 bundle's compute model (loaded once per mode; tests only read it)."""
+    return compute_model(load_config(None, sets=["model=llama-3.1-8b", "hardware.gpu=rtx4090", "compute.backend=profiled",
+                                                 f"compute.profile={shared_data / BUNDLE}",
+                                                 f"compute.skew_correction={skew}"]))
+
+
+def _fitted(shared_data, pc, n, sr, kvb, kp) -> float:
+    table = pd.read_csv(shared_data / BUNDLE / "tp1" / "skew_fit.csv")
+    row = table[(table["pc"] == pc) & (table["n_label"] == n) & (table["skew_rate_label"] == sr)
+                & (table["kv_big_label"] == kvb) & (table["kp_label"] == kp)]
+    assert len(row) == 1
+    return float(row["alpha"].iloc[0])
+
+
+def _decode_attention_us(shared_data, n: int, kv: float) -> float:
+    """The uniform-batch attention time, by hand: linear between the two measured KV lengths at this decode count."""
+    attn = pd.read_csv(shared_data / BUNDLE / "tp1" / "attention.csv")
+    rows = attn[(attn["prefill_chunk"] == 0) & (attn["n_decode"] == n)].sort_values("kv_decode")
+    return float(np.interp(kv, rows["kv_decode"], rows["time_us"]))
+
+
+def test_decode_batch_skew_matches_the_bundles_fitted_alpha(shared_data):
+    """32 decodes, 24 at KV 512 and 8 at KV 2048: mean 896, skew rate (896-512)/(2048-512) = 0.25 (sr<=40%),
+    longest 2048 (kvB<=4k), no prefill (pc=0, kp=0). The bundle's row for that bucket gives alpha."""
+    kv = np.array([512] * 24 + [2048] * 8)
+    shape = StepShape.decode_batch(kv)
+    assert shape.decode_kv_tokens / shape.decode_seqs == 896
+    alpha = _fitted(shared_data, 0, "n<=32", "sr<=40%", "kvB<=4k", "kp=0")
+    t_mean, t_max = _decode_attention_us(shared_data, 32, 896), _decode_attention_us(shared_data, 32, 2048)
+    on, off = _bundle(shared_data, "always"), _bundle(shared_data, "never")
+    assert on.skew is not None and off.skew is None
+    assert on.attention_time(shape) * 1e6 == pytest.approx(t_mean + alpha * (t_max - t_mean), rel=1e-9)
+    assert off.attention_time(shape) * 1e6 == pytest.approx(t_mean, rel=1e-9)
+    layers = model_spec("llama-3.1-8b").num_layers
+    assert on.step_time(shape) - off.step_time(shape) == pytest.approx(layers * alpha * (t_max - t_mean) * 1e-6, rel=1e-9)
+    # equal lengths need no correction
+    uniform = StepShape.decode_batch(np.full(32, 896))
+    assert on.step_time(uniform) == off.step_time(uniform)
+
+
+def test_mixed_batch_buckets(shared_data):
+    fit = _bundle(shared_data, "always").skew
+    # a prefill chunk of 256 tokens over 1,000 cached ones (kp<=1k) beside the decodes above
+    at_grid = _fitted(shared_data, 256, "n<=32", "sr<=40%", "kvB<=4k", "kp<=1k")
+    assert fit.alpha(256, 32, 0.25, 2048, 1000) == pytest.approx(at_grid)
+    assert at_grid != pytest.approx(fit.default)
+    # a chunk size between the profiled ones (256, 512) is in no fitted bucket: the pooled default
+    assert fit.alpha(384, 32, 0.25, 2048, 1000) == pytest.approx(fit.default)
+
+
+def test_outside_the_fitted_buckets_the_pooled_default(shared_data):
+    """More decodes than profiled (n > 256) or a longer KV than profiled (> 16k): the pooled weighted-LS alpha
+    of all skew.csv shots, as LLMServingSim's fitter defines alpha_default (the RTX 4090 meta.yaml omits it)."""
+    shots = pd.read_csv(shared_data / BUNDLE / "tp1" / "skew.csv").dropna(subset=["alpha"])
+    gap, excess = shots["t_max_us"] - shots["t_mean_us"], shots["t_skew_us"] - shots["t_mean_us"]
+    pooled = float((gap * excess).sum() / (gap * gap).sum())
+    fit = _bundle(shared_data, "always").skew
+    assert fit.default == pytest.approx(pooled)
+    assert fit.alpha(0, 300, 0.25, 2048, 0) == pytest.approx(pooled)
+    assert fit.alpha(0, 32, 0.25, 20000, 0) == pytest.approx(pooled)
+
+
+def test_auto_follows_the_bundles_meta(shared_data, tmp_path):
+    """auto = as LLMServingSim reads a bundle: the shared RTX 4090 bundle's meta.yaml says skew_fit.enabled: false."""
+    assert _bundle(shared_data, "auto").skew is None
+    # a bundle whose meta enables the fit, with its axes, default and table inlined (older layout)
+    tp = Path(tmp_path) / "tp1"
+    tp.mkdir()
+    source = shared_data / BUNDLE / "tp1"
+    for name in ("dense.csv", "per_sequence.csv", "attention.csv"):
+        (tp / name).write_text((source / name).read_text())
+    (Path(tmp_path) / "meta.yaml").write_text(
+        "tp_degrees: [1]\nskew_fit:\n  enabled: true\n  bucket_axes:\n"
+        "    n_bins: [0, 16, 64, 1000000]\n    n_labels: [n<=16, n<=64, n>64]\n"
+        "    skew_rate_bins: [-0.01, 0.5, 1.01]\n    skew_rate_labels: [sr<=50%, sr>50%]\n"
+        "    kv_big_bins: [0, 4096, 1000000000]\n    kv_big_labels: [kvB<=4k, kvB>4k]\n"
+        "    kp_bins: [-1, 0, 1000000000]\n    kp_labels: [kp=0, kp>0]\n"
+        "  per_tp:\n    1:\n      alpha_default: 0.5\n"
+        "      alpha_by_bucket: {'pc=0|n<=64|sr<=50%|kvB<=4k|kp=0': 0.25}\n")
+    model = LLMServingSimCompute.load(Path(tmp_path), model_spec("llama-3.1-8b"), 1)
+    assert model.skew is not None
+    assert model.skew.alpha(0, 32, 0.25, 2048, 0) == 0.25  # the inlined bucket
+    assert model.skew.alpha(0, 100, 0.25, 2048, 0) == 0.5  # n>64: not fitted, the meta's default
+
+
+def test_decode_window_equals_single_steps_with_skew(shared_data):
+    """The decode-window path gets the same correction: the longest and shortest KV grow by one a step."""
+    model = _bundle(shared_data, "always")
+    kv = np.array([100, 300, 300, 2500, 700, 64])
+    window = model.decode_times(StepShape.decode_batch(kv), 6)
+    single = [model.step_time(StepShape.decode_batch(kv + k)) for k in range(6)]
+    np.testing.assert_allclose(window, single, rtol=1e-12)
+    assert window[0] > _bundle(shared_data, "never").decode_times(StepShape.decode_batch(kv), 1)[0]
+
+
+def test_skew_correction_knob_refused_where_it_does_nothing(tmp_path):
+    with pytest.raises(ConfigError, match="LLMServingSim bundles only"):
+        compute_model(load_config(None, sets=["compute.skew_correction=always"]))
+    with pytest.raises(ConfigError, match="skew_fit"):
+        tp = Path(tmp_path) / "tp1"
+        tp.mkdir()
+        (Path(tmp_path) / "meta.yaml").write_text("tp_degrees: [1]\n")
+        for name, text in (("dense.csv", "layer,tokens,time_us\n" + "".join(
+                f"{op},1,1\n{op},2,2\n" for op in ("embedding", "final_layernorm", "layernorm", "qkv_proj",
+                                                   "o_proj", "down_proj"))),
+                           ("per_sequence.csv", "layer,sequences,time_us\nlm_head,1,1\nsampler,1,1\n"),
+                           ("attention.csv", "prefill_chunk,kv_prefill,n_decode,kv_decode,time_us\n0,0,1,16,5\n")):
+            (tp / name).write_text(text)
+        LLMServingSimCompute.load(Path(tmp_path), model_spec("llama-3.1-8b"), 1, "always")

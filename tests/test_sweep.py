@@ -1,0 +1,220 @@
+"""Sweeps: spec validation before any point runs, equality with single runs, backends, journal and --resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from tests.conftest import BUNDLED_AZURE, ROOT
+
+POLICIES = ["lru", "arc", "s3fifo", "sieve"]
+CAPACITIES = [1000, 5000, 20000]
+LIMIT = 4000
+TINY_SYNTHETIC = {"synthetic": {"kind": "multi-turn", "num_requests": 120, "num_sessions": 20, "input_tokens_mean": 200}}
+
+
+def _spec(tmp_path, name="spec.yaml", **body) -> str:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(body, sort_keys=False))
+    return str(path)
+
+
+def _rows(path) -> list[dict]:
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_sweep_equals_single_runs_on_mooncake(run_cli, tmp_path, shared_data):
+    trace = shared_data / "traces" / "mooncake_conversation.jsonl"  # its first 4,000 requests (CI time)
+    spec = _spec(tmp_path, mode="cache-only", workload={"trace": str(trace), "limit": LIMIT}, set={"serving.block_size": 512},
+                 axes={"cache.policy": POLICIES, "cache.capacity_blocks": CAPACITIES})
+    out_csv, out_json = tmp_path / "sweep.csv", tmp_path / "sweep.json"
+    status, _, err = run_cli("--sweep", spec, "--jobs", "2", "--report-csv", out_csv, "--report-json", out_json,
+                             "--no-plot", "--quiet")
+    assert status == 0, err
+    rows = _rows(out_csv)
+    assert list(rows[0])[:3] == ["name", "cache.policy", "cache.capacity_blocks"]
+    assert [(r["cache.policy"], int(r["cache.capacity_blocks"])) for r in rows] == \
+        [(p, c) for p in POLICIES for c in CAPACITIES]  # the cartesian product, in spec order
+    report = json.loads(out_json.read_text())
+    assert report["mode"] == "cache-only" and report["sweep"]["points"] == 12
+    assert [r["overrides"] for r in report["runs"]] == [{"cache.policy": p, "cache.capacity_blocks": c}
+                                                        for p in POLICIES for c in CAPACITIES]
+    for capacity in CAPACITIES:  # the same hit ratios as single runs (all four policies at one capacity)
+        single = tmp_path / f"single-{capacity}.json"
+        assert run_cli("--cache-only", "--workload-trace", trace, "--workload-limit", LIMIT,
+                       "--set", "serving.block_size=512", "--policy",
+                       ",".join(POLICIES), "--capacity-blocks", capacity, "--report-json", single, "--no-plot",
+                       "--quiet")[0] == 0
+        for run in json.loads(single.read_text())["runs"]:
+            row = next(r for r in rows if r["cache.policy"] == run["name"] and int(r["cache.capacity_blocks"]) == capacity)
+            assert float(row["hit_ratio"]) == run["metrics"]["hit_ratio"]
+            assert int(row["hits"]) == run["metrics"]["hits"]
+
+
+def test_backends_and_job_counts_give_identical_reports(run_cli, tmp_path):
+    spec = _spec(tmp_path, mode="cache-only", workload=TINY_SYNTHETIC,
+                 axes={"cache.policy": ["lru", "sieve"], "cache.capacity_blocks": [300, 3000]})
+    outputs = {}
+    for label, flags in (("serial", ["--jobs", "1"]), ("pool", ["--jobs", "2"])):
+        out = tmp_path / label
+        assert run_cli("--sweep", spec, *flags, "--report-csv", f"{out}.csv", "--report-json", f"{out}.json",
+                       "--no-plot", "--quiet")[0] == 0
+        report = json.loads(Path(f"{out}.json").read_text())
+        report.pop("timing")
+        outputs[label] = (Path(f"{out}.csv").read_text(), json.dumps(report))
+    assert outputs["serial"] == outputs["pool"]
+
+
+def test_ray_backend_gives_the_same_csv_as_the_pool(tmp_path):
+    pytest.importorskip("ray", reason="Ray is optional (pip install -e '.[ray]'); CI does not install it")
+    spec = _spec(tmp_path, mode="cache-only", workload=TINY_SYNTHETIC,
+                 axes={"cache.policy": ["lru", "arc"], "cache.capacity_blocks": [300, 3000]})
+    csvs = {}
+    for label, flags in (("pool", ["--jobs", "2"]), ("ray", ["--backend", "ray", "--jobs", "2"])):
+        out = tmp_path / f"{label}.csv"
+        done = subprocess.run([sys.executable, "main.py", "--sweep", spec, *flags, "--report-csv", str(out),
+                               "--no-plot", "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        csvs[label] = out.read_text()
+    assert csvs["ray"] == csvs["pool"]
+
+
+def _journal_records(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()[1:]]
+
+
+def test_killed_sweep_resumes_with_only_the_missing_points(tmp_path):
+    spec = _spec(tmp_path, mode="single", workload={"trace": str(BUNDLED_AZURE), "limit": 150},
+                 axes={"serving.num_instances": [1, 2], "workload.rate_scale": [1, 2, 4, 8, 16]})
+    out = tmp_path / "sweep.csv"
+    journal = tmp_path / "sweep.journal.jsonl"
+    argv = [sys.executable, "main.py", "--sweep", spec, "--jobs", "1", "--report-csv", str(out), "--no-plot"]
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not journal.exists() or len(_journal_records(journal)) < 2):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = _journal_records(journal)
+    assert 2 <= len(before) < 10 and not out.exists(), "the sweep was not stopped midway"
+
+    resumed = subprocess.run(argv + ["--resume"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{len(before)} already done; running {10 - len(before)}" in resumed.stderr
+    after = _journal_records(journal)
+    assert after[: len(before)] == before  # the finished points were not run again
+    assert len(after) == 10 and len({r["key"] for r in after}) == 10
+
+    fresh = tmp_path / "fresh.csv"
+    assert subprocess.run([sys.executable, "main.py", "--sweep", spec, "--jobs", "2", "--report-csv", str(fresh),
+                           "--no-plot", "--quiet"], cwd=ROOT, timeout=300).returncode == 0
+    assert out.read_text() == fresh.read_text()  # resumed = uninterrupted, row for row
+
+
+def test_resume_refuses_a_journal_of_another_sweep(run_cli, tmp_path):
+    spec = _spec(tmp_path, mode="cache-only", workload=TINY_SYNTHETIC, axes={"cache.capacity_blocks": [300, 600]})
+    out = tmp_path / "s.csv"
+    assert run_cli("--sweep", spec, "--jobs", "1", "--report-csv", out, "--no-plot", "--quiet")[0] == 0
+    status, _, err = run_cli("--sweep", spec, "--jobs", "1", "--report-csv", out, "--no-plot", "--resume")
+    assert status == 0 and "2 already done; running 0" in err
+    _spec(tmp_path, mode="cache-only", workload=TINY_SYNTHETIC, axes={"cache.capacity_blocks": [300, 900]})
+    status, _, err = run_cli("--sweep", spec, "--report-csv", out, "--no-plot", "--quiet", "--resume")
+    assert status == 2 and "different sweep" in err
+
+
+def test_a_failing_point_is_recorded_and_the_others_go_on(run_cli, tmp_path, monkeypatch):
+    # a 70B model does not fit one 24 GB card: found when that point runs, not before
+    spec = _spec(tmp_path, mode="single", workload={"trace": str(BUNDLED_AZURE), "limit": 40},
+                 set={"hardware.gpu": "rtx4090"}, axes={"model": ["llama-3.1-8b", "llama-3-70b"]})
+    out_csv, out_json = tmp_path / "s.csv", tmp_path / "s.json"
+    status, _, err = run_cli("--sweep", spec, "--jobs", "2", "--report-csv", out_csv, "--report-json", out_json,
+                             "--no-plot", "--quiet")
+    assert status == 2 and "1 of 2 sweep points failed" in err
+    runs = json.loads(out_json.read_text())["runs"]
+    assert runs[0]["metrics"]["requests_completed"] == 40 and "error" not in runs[0]
+    assert "does not fit" in runs[1]["error"] and runs[1]["metrics"] == {}
+    rows = _rows(out_csv)
+    assert rows[0]["error"] == "" and "does not fit" in rows[1]["error"]
+
+
+def test_a_dying_worker_fails_only_its_own_point(run_cli, tmp_path, monkeypatch):
+    import experiments.execute
+
+    real = experiments.execute.run_mode
+
+    def run_mode(mode, config, policies=None):
+        if config.cache.capacity_blocks == 600:
+            os._exit(3)  # the worker process dies (as when killed for memory)
+        return real(mode, config, policies)
+
+    monkeypatch.setattr(experiments.execute, "run_mode", run_mode)  # forked workers inherit it
+    spec = _spec(tmp_path, mode="cache-only", workload=TINY_SYNTHETIC, axes={"cache.capacity_blocks": [300, 600, 900]})
+    out = tmp_path / "s.json"
+    status, _, err = run_cli("--sweep", spec, "--jobs", "2", "--report-json", out, "--no-plot", "--quiet")
+    assert status == 1
+    runs = json.loads(out.read_text())["runs"]
+    assert ["error" in r for r in runs] == [False, True, False]
+    assert "worker process died" in runs[1]["error"]
+
+
+@pytest.mark.parametrize("body, needle", [
+    ({"mode": "cache-only", "axes": {"cache.policy": []}}, "axis 'cache.policy' is empty"),
+    ({"mode": "cache-only", "axes": {"cache.polcy": ["lru"]}}, "cache.polcy"),
+    ({"mode": "cache-only", "axes": {"cache.capacity_blocks": ["many"]}}, "cache.capacity_blocks"),
+    ({"mode": "cache-only", "axes": {"cache.policy": ["lru", "nosuch"]}}, "'cache.policy' must be one of"),
+    ({"mode": "cache-only", "axez": {}}, "unknown key 'axez'"),
+    ({"mode": "cluster", "axes": {"cache.policy": ["lru"]}}, "not available yet"),
+    ({"mode": "warp", "axes": {"cache.policy": ["lru"]}}, "unknown mode 'warp'"),
+    ({"axes": {"cache.policy": ["lru"]}}, "missing key 'mode'"),
+    ({"mode": "pd", "set": {"slo.ttft_s": "fast"}, "axes": {"pd.num_prefill": [1]}}, "slo.ttft_s"),
+    ({"mode": "pd", "zip": [{"pd.num_prefill": [1, 2], "pd.num_decode": [1]}]}, "different lengths"),
+    ({"mode": "single", "axes": {"workload.rate_scale": [1, 0]}}, "workload.rate_scale"),
+    ({"mode": "single", "axes": {"model": ["llama-3.1-8b", "gpt-9"]}}, "'model' must be one of"),
+])
+def test_bad_specs_exit_2_before_any_point_runs(run_cli, tmp_path, body, needle):
+    spec = _spec(tmp_path, **body)
+    status, _, err = run_cli("--sweep", spec, "--report-csv", tmp_path / "out.csv", "--no-plot")
+    assert status == 2 and needle in err, err
+    assert str(spec) in err
+    assert not (tmp_path / "out.journal.jsonl").exists() and not (tmp_path / "out.csv").exists()
+
+
+def test_a_rate_axis_with_max_rate_is_refused(run_cli, tmp_path):
+    spec = _spec(tmp_path, mode="single", set={"slo.ttft_s": 1.0}, axes={"workload.rate_scale": [1, 2]})
+    status, _, err = run_cli("--sweep", spec, "--max-rate", "--no-plot")
+    assert status == 2 and "does nothing with --max-rate" in err
+
+
+def test_zip_groups_paths_relative_to_the_spec_and_module_entry(tmp_path):
+    sub = tmp_path / "specs"
+    sub.mkdir()
+    rel = os.path.relpath(BUNDLED_AZURE, sub)
+    spec = _spec(sub, mode="pd", workload={"trace": rel, "limit": 30},
+                 zip=[{"pd.num_prefill": [1, 2], "pd.num_decode": [2, 1]}])
+    out = tmp_path / "z.csv"
+    done = subprocess.run([sys.executable, "-m", "experiments.sweep", spec, "--jobs", "1", "--report-csv", str(out),
+                           "--no-plot", "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = _rows(out)
+    assert [(r["name"], r["pd.num_prefill"], r["pd.num_decode"]) for r in rows] == [("1/2", "1", "2"), ("2/1", "2", "1")]
+    assert all(r["requests_completed"] == "30" for r in rows)
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--jobs", "2"], "--jobs is not used by"),
+    (["--resume"], "--resume is not used by"),
+    (["--backend", "ray"], "--backend is not used by"),
+])
+def test_runner_flags_outside_sweeps_exit_2(run_cli, argv, needle):
+    status, _, err = run_cli("--trace-stats", "--workload-trace", BUNDLED_AZURE, *argv)
+    assert status == 2 and needle in err

@@ -1,0 +1,499 @@
+"""KV-transfer timings from packet-level ns-3: a lookup table for kvsim's NetworkModel.
+
+Two scenarios, both TCP (ns-3's BulkSend → PacketSink) over full-duplex point-to-point links:
+
+* ``point-to-point``: one sender, one receiver, one link of the given bandwidth, latency
+  and MTU. Its rows are the isolated transfer time per size: the table
+  ``--set network.lookup=FILE`` reads.
+* ``incast``: N senders into one receiver through a switch, every sender sending the same
+  size at the same moment. ns-3's plain bindings have no Ethernet switch, so the switch is
+  a router node (IPv4 forwarding, global routing) with a point-to-point link per port and
+  a drop-tail egress queue of ``--switch-buffer-kib`` on each port (the router's traffic-control
+  queue disc is removed, so that buffer is the only one). A router forwards each packet
+  as soon as it has arrived (store and forward), exactly as an Ethernet switch would; the
+  alternative, the bridge module over CSMA links, was not used because ns-3's CSMA
+  channel is half duplex (data and ACKs of one host share one medium) and so would
+  charge a contention no switched full-duplex network has. The file records each flow's
+  completion time for N = 1 (its ``rows``: a lookup table of the two-hop path) and for
+  every N asked, next to what kvsim's max-min ``Link`` predicts for the same flows from
+  the N = 1 times.
+
+A transfer's time runs from its first byte handed to an open TCP connection to its last
+byte delivered to the receiving application (a KV transfer reuses an established
+connection, so the handshake is left out; it is recorded apart). The TCP segment fills
+one MTU-sized packet (MTU − 20 IP − 20 TCP − 12 timestamp option bytes), and socket
+buffers default to twice the path's bandwidth-delay product, at least 64 segments, so a
+single flow is never window-limited.
+
+ns-3 is imported only when a simulation runs (the first import compiles headers for
+~10-20 s and prints harmless "Failed to materialize symbols" lines), so ``--help`` works
+without it; without the ``ns3`` package the tool exits 2.
+
+Wall time: ~20 s to import ns-3, then proportional to the packets simulated, 40-65 µs of
+one core per data packet on one link (about twice through the switch): at MTU 9000
+(8,948-byte segments) 5-7 s per GiB sent, at MTU 1500 ~7x that. The default
+point-to-point table (1-512 MiB, 1 GiB in all) takes ~25 s, ~70 s at MTU 1500; the
+default incast (16/64/128 MiB × N = 1, 2, 4, 8) ~60 s. Results are deterministic.
+Measurements and the comparison tables: tools/README.md.
+
+Examples::
+
+    python tools/ns3_kv_timing.py point-to-point --out ns3_100g.json
+    python tools/ns3_kv_timing.py point-to-point --bandwidth-gbps 25 --mtu 1500 --sizes-mib 1,4,16,64 --out t.json
+    python tools/ns3_kv_timing.py incast --senders 2,4,8 --sizes-mib 16,64,128 --out incast.json
+    python main.py --pd --set network.lookup=ns3_100g.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.metadata
+import importlib.util
+import json
+import math
+import os
+import shlex
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from sim.errors import InputError  # noqa: E402
+from sim.serving.engine import Engine  # noqa: E402
+from sim.serving.network import MIB, Link  # noqa: E402
+
+IP_TCP_HEADER_BYTES = 20 + 20 + 12  # IPv4 + TCP + timestamp option (RFC 7323; on in ns-3 and Linux by default)
+MIN_IPV4_MTU = 576  # RFC 791: every IPv4 host must accept datagrams of 576 bytes
+MAX_P2P_MTU = 65535  # ns-3 PointToPointNetDevice's largest MTU
+LINUX_MIN_RTO_MS = 200.0  # Linux TCP_RTO_MIN = HZ/5 (include/net/tcp.h); ns-3's own default is RFC 6298's 1 s
+# Linux TCP_DELACK_MIN = HZ/25 (include/net/tcp.h). ns-3's default delayed-ACK timeout, 200 ms, equals the
+# minimum RTO above: a lone segment's delayed ACK then loses the race with the sender's timer, every time.
+LINUX_DELAYED_ACK_MS = 40.0
+# A 32 × 100GbE switch on Broadcom Tomahawk (e.g. Arista 7060CX-32S datasheet) shares a 16 MB packet buffer among
+# its ports; under the usual dynamic threshold (Choudhury & Hahne 1998) with alpha = 1, one congested port can take
+# alpha / (1 + alpha) of it: 8 MB.
+SWITCH_BUFFER_KIB = 8 * 1024
+DEFAULT_SIZES_MIB = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+DEFAULT_INCAST_SIZES_MIB = (16, 64, 128)
+CONGESTION_CONTROLS = ("TcpCubic", "TcpNewReno", "TcpLinuxReno", "TcpBic", "TcpHighSpeed", "TcpVegas")
+
+
+@dataclass(frozen=True)
+class LinkParams:
+    """Every link of the scenario: bandwidth (Gb/s), one-way propagation delay (µs), MTU (bytes)."""
+
+    bandwidth_gbps: float = 100.0
+    latency_us: float = 1.0
+    mtu: int = 9000
+
+
+@dataclass(frozen=True)
+class TcpParams:
+    """The TCP settings of every flow."""
+
+    segment_bytes: int
+    socket_buffer_bytes: int
+    congestion_control: str = "TcpCubic"  # ns-3 3.44's default, as Linux's
+    min_rto_ms: float = LINUX_MIN_RTO_MS
+    delayed_ack_ms: float = LINUX_DELAYED_ACK_MS
+
+
+@dataclass(frozen=True)
+class FlowResult:
+    time_s: float  # first byte sent on the open connection → last byte received
+    handshake_s: float  # application start → first byte sent (connection set-up)
+
+
+def default_tcp(link: LinkParams, hops: int, congestion_control: str = "TcpCubic",
+                min_rto_ms: float = LINUX_MIN_RTO_MS, delayed_ack_ms: float = LINUX_DELAYED_ACK_MS,
+                segment_bytes: int | None = None, socket_buffer_bytes: int | None = None) -> TcpParams:
+    """Segment = one full MTU packet; buffers = 2 × bandwidth-delay product, at least 64 segments."""
+    segment = segment_bytes or link.mtu - IP_TCP_HEADER_BYTES
+    rate = link.bandwidth_gbps * 1e9 / 8
+    rtt = 2 * hops * (link.latency_us * 1e-6 + link.mtu / rate)
+    buffer = socket_buffer_bytes or max(64 * segment, math.ceil(2 * rate * rtt))
+    return TcpParams(segment, buffer, congestion_control, min_rto_ms, delayed_ack_ms)
+
+
+# --- ns-3 ---------------------------------------------------------------------------------
+
+_CLOCK_CPP = r"""
+#include "ns3/core-module.h"
+#include "ns3/network-module.h"
+#include "ns3/traffic-control-module.h"
+namespace kvtiming {
+int remaining = 0;  // flows not finished yet; the simulation stops when it reaches 0
+struct FlowClock {
+  uint64_t target = 0;
+  uint64_t received = 0;
+  int64_t first_tx_ns = -1;
+  int64_t last_rx_ns = -1;
+  void Tx(ns3::Ptr<const ns3::Packet>) {
+    if (first_tx_ns < 0) first_tx_ns = ns3::Simulator::Now().GetNanoSeconds();
+  }
+  void Rx(ns3::Ptr<const ns3::Packet> packet, const ns3::Address&) {
+    received += packet->GetSize();
+    if (last_rx_ns < 0 && received >= target) {
+      last_rx_ns = ns3::Simulator::Now().GetNanoSeconds();
+      if (--remaining == 0) ns3::Simulator::Stop();
+    }
+  }
+};
+struct DropCounter {
+  uint64_t packets = 0;
+  void Drop(ns3::Ptr<const ns3::Packet>) { ++packets; }
+};
+// a switch port's buffer overflows in its traffic-control layer (the device queue stops, the layer drops)
+// each returns whether every trace source was found (a wrong name is otherwise silently ignored)
+bool CountDrops(DropCounter* counter, ns3::Ptr<ns3::Node> node) {
+  return node->GetObject<ns3::TrafficControlLayer>()->TraceConnectWithoutContext(
+      "TcDrop", ns3::MakeCallback(&DropCounter::Drop, counter));
+}
+bool Attach(FlowClock* clock, ns3::Ptr<ns3::Application> sender, ns3::Ptr<ns3::Application> sink) {
+  return sender->TraceConnectWithoutContext("Tx", ns3::MakeCallback(&FlowClock::Tx, clock))
+      && sink->TraceConnectWithoutContext("Rx", ns3::MakeCallback(&FlowClock::Rx, clock));
+}
+}
+"""
+
+_NS3: Any = None
+
+
+def ns3_version() -> str | None:
+    """The installed ``ns3`` package's version, or None when it is not installed."""
+    if importlib.util.find_spec("ns3") is None:
+        return None
+    return importlib.metadata.version("ns3")
+
+
+def load_ns3() -> tuple[Any, Any]:
+    """The bindings and the compiled flow clock (slow the first time: compiles headers); InputError when absent."""
+    global _NS3
+    if _NS3 is None:
+        if ns3_version() is None:
+            raise InputError("ns-3 is not installed: pip install ns3 (or pip install -e '.[ns3]')")
+        from ns import ns
+        import cppyy
+
+        cppyy.cppdef(_CLOCK_CPP)
+        _NS3 = ns, cppyy.gbl.kvtiming
+    return _NS3
+
+
+def _configure_tcp(ns: Any, tcp: TcpParams) -> None:
+    ns.Config.SetDefault("ns3::TcpL4Protocol::SocketType", ns.StringValue(f"ns3::{tcp.congestion_control}"))
+    ns.Config.SetDefault("ns3::TcpSocket::SegmentSize", ns.UintegerValue(tcp.segment_bytes))
+    ns.Config.SetDefault("ns3::TcpSocket::SndBufSize", ns.UintegerValue(tcp.socket_buffer_bytes))
+    ns.Config.SetDefault("ns3::TcpSocket::RcvBufSize", ns.UintegerValue(tcp.socket_buffer_bytes))
+    ns.Config.SetDefault("ns3::TcpSocketBase::MinRto", ns.TimeValue(ns.Seconds(tcp.min_rto_ms / 1e3)))
+    ns.Config.SetDefault("ns3::TcpSocket::DelAckTimeout", ns.TimeValue(ns.Seconds(tcp.delayed_ack_ms / 1e3)))
+
+
+RECORDED_ATTRIBUTES = (  # ns-3's TCP settings as each run used them (set here or ns-3's defaults), for the record
+    ("ns3::TcpL4Protocol", "SocketType"), ("ns3::TcpSocket", "SegmentSize"), ("ns3::TcpSocket", "SndBufSize"),
+    ("ns3::TcpSocket", "RcvBufSize"), ("ns3::TcpSocket", "InitialCwnd"), ("ns3::TcpSocket", "DelAckCount"),
+    ("ns3::TcpSocket", "DelAckTimeout"), ("ns3::TcpSocketBase", "MinRto"), ("ns3::TcpSocketBase", "Sack"),
+    ("ns3::TcpSocketBase", "Timestamp"), ("ns3::TcpSocketBase", "WindowScaling"), ("ns3::TcpSocketState", "EnablePacing"),
+)
+
+
+def ns3_attributes(ns: Any) -> dict[str, str]:
+    """The current default of each recorded attribute, as ns-3 prints it."""
+    values = {}
+    for type_name, attribute in RECORDED_ATTRIBUTES:
+        info = ns.TypeId.AttributeInformation()
+        ns.TypeId.LookupByName(type_name).LookupAttributeByName(attribute, info)
+        values[f"{type_name}::{attribute}"] = str(info.initialValue.SerializeToString(info.checker))
+    return values
+
+
+def _connected(ok: bool) -> None:
+    if not ok:
+        raise RuntimeError("an ns-3 trace source was not found: this ns-3 version renamed it")
+
+
+def _link_helper(ns: Any, link: LinkParams) -> Any:
+    helper = ns.PointToPointHelper()
+    helper.SetDeviceAttribute("DataRate", ns.DataRateValue(ns.DataRate(int(round(link.bandwidth_gbps * 1e9)))))
+    helper.SetDeviceAttribute("Mtu", ns.UintegerValue(link.mtu))
+    helper.SetChannelAttribute("Delay", ns.TimeValue(ns.Seconds(link.latency_us * 1e-6)))
+    return helper
+
+
+def simulate(senders: int, nbytes: int, link: LinkParams, tcp: TcpParams,
+             switch_buffer_bytes: int | None) -> tuple[list[FlowResult | None], int]:
+    """``senders`` flows of ``nbytes`` each, started together, into one receiver.
+
+    ``switch_buffer_bytes`` None: one sender on a direct link. Otherwise a switch between
+    the senders and the receiver. Returns each flow's result (None for a flow still
+    unfinished after 1000 times its fair-share time plus 60 s) and the switch's drops.
+    """
+    ns, clocks_ns = load_ns3()
+    _configure_tcp(ns, tcp)
+    hosts = ns.NodeContainer()
+    hosts.Create(senders + 1)  # node `senders` is the receiver
+    stack = ns.InternetStackHelper()
+    stack.Install(hosts)
+    addresses = ns.Ipv4AddressHelper()
+    helper = _link_helper(ns, link)
+    drops = clocks_ns.DropCounter()
+    if switch_buffer_bytes is None:
+        devices = helper.Install(hosts.Get(0), hosts.Get(1))
+        addresses.SetBase(ns.Ipv4Address("10.0.0.0"), ns.Ipv4Mask("255.255.255.252"))
+        receiver_ip = addresses.Assign(devices).GetAddress(1)
+    else:
+        switch = ns.NodeContainer()
+        switch.Create(1)
+        stack.Install(switch)
+        for i in range(senders + 1):
+            devices = helper.Install(hosts.Get(i), switch.Get(0))
+            addresses.SetBase(ns.Ipv4Address(f"10.{i // 256}.{i % 256}.0"), ns.Ipv4Mask("255.255.255.252"))
+            receiver_ip = addresses.Assign(devices).GetAddress(0)  # the last host is the receiver
+            # Assign installed the default queue disc on the port: removed, so the port's drop-tail
+            # device queue of switch_buffer_bytes is its whole buffer
+            ns.TrafficControlHelper().Uninstall(devices.Get(1))
+            devices.Get(1).GetQueue().SetMaxSize(ns.QueueSize(f"{switch_buffer_bytes}B"))
+        _connected(clocks_ns.CountDrops(drops, switch.Get(0)))
+        ns.Ipv4GlobalRoutingHelper.PopulateRoutingTables()
+    receiver = hosts.Get(senders)
+    clocks = []
+    for i in range(senders):
+        port = 5000 + i
+        bulk = ns.BulkSendHelper("ns3::TcpSocketFactory", ns.InetSocketAddress(receiver_ip, port).ConvertTo())
+        bulk.SetAttribute("MaxBytes", ns.UintegerValue(nbytes))
+        bulk.SetAttribute("SendSize", ns.UintegerValue(tcp.segment_bytes))
+        sender_app = bulk.Install(hosts.Get(i))
+        sink = ns.PacketSinkHelper("ns3::TcpSocketFactory", ns.InetSocketAddress(ns.Ipv4Address.GetAny(), port).ConvertTo())
+        sink_app = sink.Install(receiver)
+        clock = clocks_ns.FlowClock()
+        clock.target = nbytes
+        _connected(clocks_ns.Attach(clock, sender_app.Get(0), sink_app.Get(0)))
+        clocks.append(clock)
+    clocks_ns.remaining = senders
+    ns.Simulator.Stop(ns.Seconds(1000 * senders * nbytes * 8 / (link.bandwidth_gbps * 1e9) + 60))
+    ns.Simulator.Run()
+    results = [FlowResult((c.last_rx_ns - c.first_tx_ns) / 1e9, c.first_tx_ns / 1e9) if c.last_rx_ns >= 0 else None
+               for c in clocks]
+    ns.Simulator.Destroy()
+    return results, int(drops.packets)
+
+
+# --- kvsim's contention model -----------------------------------------------------------------
+
+
+class _FixedTime:
+    """A NetworkModel whose isolated time is the measured one (N = 1 through the switch)."""
+
+    name = "ns3-isolated"
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def isolated_time(self, nbytes: float) -> float:
+        return self.seconds
+
+
+def kvsim_max_min(senders: int, isolated_s: float) -> list[float]:
+    """Completion times kvsim's shared ``Link`` gives ``senders`` equal flows started together."""
+    engine, finished = Engine(), []
+    link = Link(engine, _FixedTime(isolated_s))
+    for _ in range(senders):
+        link.send(1, lambda duration: finished.append(duration))
+    engine.run()
+    return finished
+
+
+# --- command line ---------------------------------------------------------------------------
+
+
+def _positive_list(text: str, kind: type, what: str) -> list:
+    try:
+        values = [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{what}: expected a comma-separated list, got {text[:100]!r}") from None
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"{what}: every value must be positive, got {text[:100]!r}")
+    return sorted(set(values))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ns3_kv_timing.py", description=__doc__.split("\n\n")[0],
+        epilog=__doc__[__doc__.index("Wall time:"):].replace("Examples::", "examples:"),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="scenario", required=True, metavar="{point-to-point,incast}")
+    for name, help_text, sizes in (
+        ("point-to-point", "one sender, one receiver, one link: isolated transfer times", DEFAULT_SIZES_MIB),
+        ("incast", "N senders into one receiver through a switch, all at once", DEFAULT_INCAST_SIZES_MIB),
+    ):
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--out", required=True, help="the JSON table to write (a network.lookup file)")
+        p.add_argument("--sizes-mib", type=lambda t: _positive_list(t, float, "--sizes-mib"),
+                       default=list(sizes), help=f"transfer sizes, MiB (default {','.join(map(str, sizes))})")
+        p.add_argument("--bandwidth-gbps", type=float, default=100.0, help="every link's bandwidth, Gb/s (default 100)")
+        p.add_argument("--latency-us", type=float, default=1.0, help="every link's one-way delay, µs (default 1)")
+        p.add_argument("--mtu", type=int, default=9000,
+                       help="bytes (default 9000; 1500 is ~3%% slower on the wire and ~10x slower to simulate)")
+        p.add_argument("--segment-bytes", type=int, default=None, help="TCP segment size (default MTU − 52)")
+        p.add_argument("--socket-buffer-kib", type=int, default=None,
+                       help="TCP send and receive buffers (default 2 × bandwidth-delay product, at least 64 segments)")
+        p.add_argument("--tcp", choices=CONGESTION_CONTROLS, default="TcpCubic", help="congestion control (default TcpCubic)")
+        p.add_argument("--min-rto-ms", type=float, default=LINUX_MIN_RTO_MS,
+                       help=f"TCP minimum retransmission timeout (default {LINUX_MIN_RTO_MS:g}, Linux's)")
+        p.add_argument("--delayed-ack-ms", type=float, default=LINUX_DELAYED_ACK_MS,
+                       help=f"receiver's delayed-ACK timeout (default {LINUX_DELAYED_ACK_MS:g}, Linux's minimum; keep "
+                            "it below --min-rto-ms)")
+        if name == "incast":
+            p.add_argument("--senders", type=lambda t: _positive_list(t, int, "--senders"), default=[2, 4, 8],
+                           help="numbers of concurrent senders (default 2,4,8; N = 1 is always run too)")
+            p.add_argument("--switch-buffer-kib", type=int, default=SWITCH_BUFFER_KIB,
+                           help=f"drop-tail buffer of each switch port, KiB (default {SWITCH_BUFFER_KIB}: what one "
+                                "congested port of a 16 MB-buffer 100GbE switch can hold)")
+    return parser
+
+
+def _validate(args: argparse.Namespace) -> None:
+    if not (args.bandwidth_gbps > 0 and math.isfinite(args.bandwidth_gbps)):
+        raise InputError(f"--bandwidth-gbps must be positive, got {args.bandwidth_gbps}")
+    if not (args.latency_us >= 0 and math.isfinite(args.latency_us)):
+        raise InputError(f"--latency-us must be zero or positive, got {args.latency_us}")
+    if not MIN_IPV4_MTU <= args.mtu <= MAX_P2P_MTU:
+        raise InputError(f"--mtu must be within {MIN_IPV4_MTU}..{MAX_P2P_MTU}, got {args.mtu}")
+    if args.segment_bytes is not None and not 0 < args.segment_bytes <= args.mtu - IP_TCP_HEADER_BYTES:
+        raise InputError(f"--segment-bytes must be within 1..MTU − {IP_TCP_HEADER_BYTES} = {args.mtu - IP_TCP_HEADER_BYTES}, "
+                         f"got {args.segment_bytes}")
+    if args.socket_buffer_kib is not None and args.socket_buffer_kib <= 0:
+        raise InputError(f"--socket-buffer-kib must be positive, got {args.socket_buffer_kib}")
+    if not (args.min_rto_ms > 0 and math.isfinite(args.min_rto_ms)):
+        raise InputError(f"--min-rto-ms must be positive, got {args.min_rto_ms}")
+    if not (args.delayed_ack_ms > 0 and math.isfinite(args.delayed_ack_ms)):
+        raise InputError(f"--delayed-ack-ms must be positive, got {args.delayed_ack_ms}")
+    if getattr(args, "switch_buffer_kib", 1) <= 0:
+        raise InputError(f"--switch-buffer-kib must be positive, got {args.switch_buffer_kib}")
+    if any(s * MIB < 1 for s in args.sizes_mib):
+        raise InputError("--sizes-mib: every size must be at least one byte")
+    if len(args.sizes_mib) < 2 and args.scenario == "point-to-point":
+        raise InputError("--sizes-mib: a lookup table needs two or more sizes")
+    out = Path(args.out)
+    if out.is_dir() or not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
+        raise InputError(f"--out {args.out}: not a writable file path")
+
+
+def _write_json(data: dict[str, Any], path: Path) -> None:
+    """Atomically: a temporary file in the same folder, then a rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2, allow_nan=False)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _row(size_mib: float, nbytes: int, flow: FlowResult, wall_s: float) -> dict[str, Any]:
+    return {"size_mib": size_mib, "size_bytes": nbytes, "time_s": flow.time_s, "ns3_ms": flow.time_s * 1e3,
+            "handshake_s": flow.handshake_s, "wall_s": round(wall_s, 3)}
+
+
+def _incast_row(senders: int, size_mib: float, nbytes: int, alone: FlowResult, flows: list[FlowResult | None],
+                drops: int, wall_s: float) -> dict[str, Any]:
+    """One incast point: every flow's time next to kvsim's max-min prediction from the lone flow's."""
+    times = [f.time_s if f else None for f in flows]
+    done = [t for t in times if t is not None]
+    predicted = kvsim_max_min(senders, alone.time_s)
+    return {
+        "senders": senders, "size_mib": size_mib, "size_bytes": nbytes, "isolated_s": alone.time_s,
+        "flow_times_s": times, "unfinished": senders - len(done), "switch_drops": drops,
+        "slowdown_max": max(done) / alone.time_s if len(done) == senders else None,
+        "slowdown_mean": sum(done) / senders / alone.time_s if len(done) == senders else None,
+        "kvsim_times_s": predicted, "kvsim_slowdown": max(predicted) / alone.time_s,
+        "handshakes_s": [f.handshake_s if f else None for f in flows], "wall_s": round(wall_s, 3)}
+
+
+def _describe(row: dict[str, Any]) -> str:
+    done = [t for t in row["flow_times_s"] if t is not None]
+    text = (f"{row['size_mib']:g} MiB × {row['senders']}: flows end {min(done) * 1e3:.3f}..{max(done) * 1e3:.3f} ms"
+            if done else f"{row['size_mib']:g} MiB × {row['senders']}: no flow ended")
+    if row["unfinished"]:
+        text += f", {row['unfinished']} UNFINISHED"
+    else:
+        text += f", slowdown {row['slowdown_max']:.3f} (kvsim {row['kvsim_slowdown']:.3f})"
+    return text + f", {row['switch_drops']} switch drops ({row['wall_s']:.2f} s wall)"
+
+
+def run(args: argparse.Namespace, command: str, log=print) -> dict[str, Any]:
+    """Simulate every point the arguments ask for; the JSON document to write."""
+    _validate(args)
+    link = LinkParams(args.bandwidth_gbps, args.latency_us, args.mtu)
+    incast = args.scenario == "incast"
+    tcp = default_tcp(link, hops=2 if incast else 1, congestion_control=args.tcp, min_rto_ms=args.min_rto_ms,
+                      delayed_ack_ms=args.delayed_ack_ms, segment_bytes=args.segment_bytes,
+                      socket_buffer_bytes=args.socket_buffer_kib * 1024 if args.socket_buffer_kib else None)
+    buffer = args.switch_buffer_kib * 1024 if incast else None
+    started = time.perf_counter()
+    load_ns3()
+    simulate(1, 64 * 1024, link, tcp, buffer)  # warm-up: cppyy compiles what a run uses (~1.5 s) outside every point
+    import_s = time.perf_counter() - started
+    log(f"ns-3 {ns3_version()} loaded and warmed up in {import_s:.1f} s")
+    rows, incast_rows = [], []
+    for size_mib in args.sizes_mib:
+        nbytes = int(round(size_mib * MIB))
+        t0 = time.perf_counter()
+        (alone,), _ = simulate(1, nbytes, link, tcp, buffer)
+        if alone is None:
+            raise RuntimeError(f"a lone transfer of {nbytes} bytes did not finish: a bug in this set-up")
+        rows.append(_row(size_mib, nbytes, alone, time.perf_counter() - t0))
+        log(f"{size_mib:g} MiB alone: {alone.time_s * 1e3:.4f} ms ({rows[-1]['wall_s']:.2f} s wall)")
+        for senders in args.senders if incast else ():
+            t0 = time.perf_counter()
+            flows, drops = simulate(senders, nbytes, link, tcp, buffer)
+            incast_rows.append(_incast_row(senders, size_mib, nbytes, alone, flows, drops, time.perf_counter() - t0))
+            log(_describe(incast_rows[-1]))
+    parameters = {**asdict(link), **asdict(tcp), "ns3_attributes": ns3_attributes(load_ns3()[0])}
+    if incast:
+        parameters.update(switch="router node, drop-tail egress queue per port", switch_buffer_bytes=buffer,
+                          senders=args.senders)
+    document = {
+        "_source": f"ns-3 {ns3_version()} packet-level TCP simulation by tools/ns3_kv_timing.py ({args.scenario}); "
+                   "time_s runs from the first byte sent on an open connection to the last byte received.",
+        "scenario": args.scenario,
+        "parameters": parameters,
+        "ns3_version": ns3_version(),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+        "setup_wall_s": round(import_s, 3),
+        "total_wall_s": round(time.perf_counter() - started, 3),
+        "rows": rows,
+    }
+    if incast:
+        document["incast"] = incast_rows
+    return document
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    try:
+        document = run(args, command=shlex.join(["tools/ns3_kv_timing.py", *argv]))
+        _write_json(document, Path(args.out))
+        print(f"table: {args.out}")
+        return 0
+    except InputError as exc:
+        print(f"ns3_kv_timing: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ns3_kv_timing: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

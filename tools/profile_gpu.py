@@ -1,0 +1,486 @@
+"""Operator profiler: Vidur-format compute tables for a model of ``profiles/models.yaml``, with random weights.
+
+Times one decoder layer's operators on this machine's GPU (CUDA events) or CPU (wall clock) and writes,
+under ``--out``, the tables kvsim's profiled compute model reads (``compute.backend: profiled``,
+``compute.profile: DIR``):
+
+- ``mlp.csv`` — Vidur's format (``vidur/profiling/mlp``): ``time_stats.<op>.{min,max,mean,median,std}``
+  in ms for emb, input_layernorm, attn_pre_proj, attn_rope, attn_post_proj, post_attention_layernorm,
+  mlp_up_proj, mlp_act, mlp_down_proj, add; then n_head, n_kv_head, n_embd, n_expanded_embd, vocab_size,
+  use_gated_mlp, num_tokens, num_tensor_parallel_workers.
+- ``attention.csv`` — Vidur's format (``vidur/profiling/attention``): ``time_stats.{attn_kv_cache_save,
+  attn_prefill, attn_decode}.*`` in ms (empty where an operator does not run), then n_embd, n_q_head,
+  n_kv_head, block_size, num_tensor_parallel_workers, max_model_len, batch_size, prefill_chunk_size,
+  kv_cache_size, is_prefill, attention_backend. Prefill rows: one sequence, a chunk over a cached
+  history (causal, aligned to the last key); decode rows: a batch of one-token queries over equal histories.
+- ``all_reduce.csv`` — Vidur's collective format, when ``--all-reduce-ranks N`` (default: every GPU when
+  there are two or more): NCCL on GPUs, gloo on CPU.
+- ``meta.yaml`` — provenance: device, driver, torch and CUDA versions, dtype, date, grids, model shape.
+
+Tensor parallelism is emulated on one device as Vidur does: each operator at its per-rank shape
+(heads, MLP width and vocabulary divided by ``--tp``). Attention uses PyTorch's fused
+``scaled_dot_product_attention`` on dense tensors, not vLLM's paged kernels; for vLLM's own kernels
+use LLMServingSim's profiler (its bundles load directly). Nothing is downloaded: weights are random.
+
+    python tools/profile_gpu.py --model llama-3.1-8b --out profiles/measured/h100_llama31_8b
+    python tools/profile_gpu.py --model llama-3.1-8b --device cpu --tiny --out /tmp/tiny   # seconds, for tests
+
+``--tiny`` keeps the model's proportions at a tiny width (hidden 64, 4 query heads) and tiny grids; its
+``meta.yaml`` records the profiled shape (``model_shape``) so the tables can be loaded against it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import math
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+MLP_OPS = ("emb", "input_layernorm", "attn_pre_proj", "attn_rope", "attn_post_proj", "post_attention_layernorm",
+           "mlp_up_proj", "mlp_act", "mlp_down_proj", "add")
+ATTENTION_OPS = ("attn_kv_cache_save", "attn_prefill", "attn_decode")
+STATS = ("min", "max", "mean", "median", "std")
+TORCH_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The profiled model's shape (a ``ModelSpec``'s fields that the operators need)."""
+
+    name: str
+    hidden_size: int
+    num_attention_heads: int
+    num_kv_heads: int
+    head_dim: int
+    intermediate_size: int
+    vocab_size: int
+
+
+@dataclass(frozen=True)
+class Grid:
+    """What to sweep."""
+
+    num_tokens: tuple[int, ...]
+    prefill_chunks: tuple[int, ...]
+    prefill_contexts: tuple[int, ...]
+    decode_batches: tuple[int, ...]
+    decode_contexts: tuple[int, ...]
+    max_kv_tokens: int  # a decode row's batch × (context + 1) stays within this (memory)
+    all_reduce_sizes: tuple[int, ...]
+
+
+def full_grid(max_tokens: int, max_context: int, max_batch: int, max_kv_tokens: int) -> Grid:
+    tokens = sorted({1, 2, 4, 8, *range(16, 257, 16), *range(384, 2049, 128), *range(2560, max_tokens + 1, 512)})
+    doubling = [2**i for i in range(4, 30)]
+    return Grid(
+        num_tokens=tuple(t for t in tokens if t <= max_tokens),
+        prefill_chunks=tuple(c for c in doubling if c <= max_tokens),
+        prefill_contexts=(0, *[c for c in doubling[5:] if c <= max_context]),
+        decode_batches=tuple(b for b in [1, 2, 4, 8, 16, 32, 64, 128, 256, 512] if b <= max_batch),
+        decode_contexts=tuple(c for c in doubling if c <= max_context),
+        max_kv_tokens=max_kv_tokens,
+        all_reduce_sizes=tuple(2**i for i in range(11, 30)),  # 2 KiB .. 512 MiB, as Vidur's collectives sweep
+    )
+
+
+TINY_GRID = Grid(num_tokens=(1, 2, 4, 8, 16, 32), prefill_chunks=(4, 8, 16), prefill_contexts=(0, 16, 32),
+                 decode_batches=(1, 2, 4), decode_contexts=(8, 16, 32), max_kv_tokens=1 << 12,
+                 all_reduce_sizes=(1 << 10, 1 << 12, 1 << 14))
+
+
+def model_shape(name: str) -> Shape:
+    from sim.specs import model_spec
+
+    m = model_spec(name)
+    return Shape(name, m.hidden_size, m.num_attention_heads, m.num_kv_heads, m.head_dim, m.intermediate_size, m.vocab_size)
+
+
+def tiny(shape: Shape) -> Shape:
+    """The same proportions at hidden 64, 4 query heads of 16 (KV heads and MLP width scaled alike)."""
+    kv = max(1, 4 * shape.num_kv_heads // shape.num_attention_heads)
+    inter = max(16, round(64 * shape.intermediate_size / shape.hidden_size / 16) * 16)
+    return replace(shape, name=f"{shape.name}-tiny", hidden_size=64, num_attention_heads=4, num_kv_heads=kv,
+                   head_dim=16, intermediate_size=inter, vocab_size=1024)
+
+
+# --------------------------------------------------------------------------------------------- timing
+
+
+class Timer:
+    """Times a callable: CUDA events on a GPU (the kernel time between two recorded events), wall clock on a CPU."""
+
+    def __init__(self, torch, device: str, warmup: int, iterations: int):
+        self.torch, self.device, self.warmup, self.iterations = torch, device, warmup, iterations
+        self.method = "cuda events" if device.startswith("cuda") else "wall clock (time.perf_counter)"
+
+    def __call__(self, fn: Callable[[], object]) -> dict[str, float]:
+        torch = self.torch
+        for _ in range(self.warmup):
+            fn()
+        times = []
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+            for _ in range(self.iterations):
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                fn()
+                end.record()
+                end.synchronize()
+                times.append(start.elapsed_time(end))  # ms
+        else:
+            for _ in range(self.iterations):
+                start = time.perf_counter()
+                fn()
+                times.append((time.perf_counter() - start) * 1e3)
+        return summary(times)
+
+
+def summary(times_ms: list[float]) -> dict[str, float]:
+    n = len(times_ms)
+    ordered = sorted(times_ms)
+    mean = sum(times_ms) / n
+    median = ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
+    std = math.sqrt(sum((t - mean) ** 2 for t in times_ms) / n)
+    return {"min": ordered[0], "max": ordered[-1], "mean": mean, "median": median, "std": std}
+
+
+def _stat_columns(ops: tuple[str, ...]) -> list[str]:
+    return [f"time_stats.{op}.{stat}" for op in ops for stat in STATS]
+
+
+# ------------------------------------------------------------------------------------------ operators
+
+
+def profile_mlp(torch, shape: Shape, tp: int, dtype, device: str, grid: Grid, timer: Timer) -> list[dict]:
+    """One decoder layer's non-attention operators at each token count, per TP rank (Vidur's mlp.csv rows)."""
+    F = torch.nn.functional
+    gen = torch.Generator(device="cpu").manual_seed(0)
+
+    def weight(rows: int, cols: int):
+        return (torch.randn(rows, cols, generator=gen) / math.sqrt(rows)).to(device=device, dtype=dtype)
+
+    heads, kv_heads, hd = shape.num_attention_heads // tp, max(1, shape.num_kv_heads // tp), shape.head_dim
+    q_dim, kv_dim, inter = heads * hd, kv_heads * hd, shape.intermediate_size // tp
+    embedding = weight(shape.vocab_size // tp, shape.hidden_size)
+    norm = torch.ones(shape.hidden_size, device=device, dtype=dtype)
+    w_qkv, w_o = weight(shape.hidden_size, q_dim + 2 * kv_dim), weight(q_dim, shape.hidden_size)
+    w_up, w_down = weight(shape.hidden_size, 2 * inter), weight(inter, shape.hidden_size)
+    inv_freq = 1.0 / (500000.0 ** (torch.arange(0, hd, 2, device=device, dtype=torch.float32) / hd))
+
+    def rms_norm(x):
+        return F.rms_norm(x, (shape.hidden_size,), norm, 1e-5)
+
+    def rope(q, k, positions):
+        angles = positions[:, None].float() * inv_freq[None, :]
+        cos, sin = angles.cos().to(dtype)[:, None, :], angles.sin().to(dtype)[:, None, :]
+
+        def rotate(x):
+            x1, x2 = x[..., : hd // 2], x[..., hd // 2:]
+            return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+
+        return rotate(q), rotate(k)
+
+    rows = []
+    for tokens in grid.num_tokens:
+        ids = torch.randint(0, shape.vocab_size // tp, (tokens,), generator=gen).to(device)
+        positions = torch.arange(tokens, device=device)
+        x = torch.randn(tokens, shape.hidden_size, generator=gen).to(device=device, dtype=dtype)
+        qkv = x @ w_qkv
+        q = qkv[:, :q_dim].reshape(tokens, heads, hd)
+        k = qkv[:, q_dim:q_dim + kv_dim].reshape(tokens, kv_heads, hd)
+        attn_out = torch.randn(tokens, q_dim, generator=gen).to(device=device, dtype=dtype)
+        gate_up = x @ w_up
+        act = F.silu(gate_up[:, :inter]) * gate_up[:, inter:]
+        timings = {
+            "emb": timer(lambda: F.embedding(ids, embedding)),
+            "input_layernorm": timer(lambda: rms_norm(x)),
+            "attn_pre_proj": timer(lambda: x @ w_qkv),
+            "attn_rope": timer(lambda: rope(q, k, positions)),
+            "attn_post_proj": timer(lambda: attn_out @ w_o),
+            "post_attention_layernorm": timer(lambda: rms_norm(x)),
+            "mlp_up_proj": timer(lambda: x @ w_up),
+            "mlp_act": timer(lambda: F.silu(gate_up[:, :inter]) * gate_up[:, inter:]),
+            "mlp_down_proj": timer(lambda: act @ w_down),
+            "add": timer(lambda: x + x),
+        }
+        row = {f"time_stats.{op}.{stat}": timings[op][stat] for op in MLP_OPS for stat in STATS}
+        row.update(n_head=shape.num_attention_heads, n_kv_head=shape.num_kv_heads, n_embd=shape.hidden_size,
+                   n_expanded_embd=shape.intermediate_size, vocab_size=shape.vocab_size, use_gated_mlp=True,
+                   num_tokens=tokens, num_tensor_parallel_workers=tp)
+        rows.append(row)
+    return rows
+
+
+def profile_attention(torch, shape: Shape, tp: int, dtype, device: str, grid: Grid, timer: Timer,
+                      block_size: int, max_model_len: int) -> list[dict]:
+    """The attention kernel and the KV-cache write: prefill rows over (chunk, cached history), decode rows over
+    (batch, cached history), per TP rank (Vidur's attention.csv rows)."""
+    from torch.nn.attention.bias import causal_lower_right
+
+    F = torch.nn.functional
+    gen = torch.Generator(device="cpu").manual_seed(1)
+    heads, kv_heads, hd = shape.num_attention_heads // tp, max(1, shape.num_kv_heads // tp), shape.head_dim
+
+    def rand(*dims):
+        return torch.randn(*dims, generator=gen).to(device=device, dtype=dtype)
+
+    def kv_write(cache, slots, k, v):
+        """Write new keys and values into a paged cache at their slots (vLLM's reshape_and_cache)."""
+        def run():
+            cache[0].index_copy_(0, slots, k)
+            cache[1].index_copy_(0, slots, v)
+        return run
+
+    def paged_cache(tokens: int):
+        slots_total = max(block_size, -(-tokens // block_size) * block_size) * 2
+        cache = torch.empty(2, slots_total, kv_heads, hd, device=device, dtype=dtype)
+        slots = torch.randperm(slots_total, generator=gen)[:tokens].to(device)
+        return cache, slots
+
+    meta = dict(n_embd=shape.hidden_size, n_q_head=shape.num_attention_heads, n_kv_head=shape.num_kv_heads,
+                block_size=block_size, num_tensor_parallel_workers=tp, max_model_len=max_model_len)
+    backend = f"torch.sdpa ({device})"
+    rows = []
+    for chunk in grid.prefill_chunks:
+        for context in grid.prefill_contexts:
+            if chunk + context > max_model_len:
+                continue
+            q = rand(1, heads, chunk, hd)
+            k, v = rand(1, kv_heads, context + chunk, hd), rand(1, kv_heads, context + chunk, hd)
+            mask = causal_lower_right(chunk, context + chunk)  # the chunk's queries end at the last key
+            cache, slots = paged_cache(chunk)
+            new_k, new_v = rand(chunk, kv_heads, hd), rand(chunk, kv_heads, hd)
+            timings = {"attn_prefill": timer(lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)),
+                       "attn_kv_cache_save": timer(kv_write(cache, slots, new_k, new_v))}
+            rows.append(_attention_row(timings, meta, 1, chunk, context, True, backend))
+    for batch in grid.decode_batches:
+        for context in grid.decode_contexts:
+            if batch * (context + 1) > grid.max_kv_tokens or context + 1 > max_model_len:
+                continue
+            q = rand(batch, heads, 1, hd)
+            k, v = rand(batch, kv_heads, context + 1, hd), rand(batch, kv_heads, context + 1, hd)
+            cache, slots = paged_cache(batch)
+            new_k, new_v = rand(batch, kv_heads, hd), rand(batch, kv_heads, hd)
+            timings = {"attn_decode": timer(lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True)),
+                       "attn_kv_cache_save": timer(kv_write(cache, slots, new_k, new_v))}
+            rows.append(_attention_row(timings, meta, batch, 0, context, False, backend))
+    return rows
+
+
+def _attention_row(timings: dict, meta: dict, batch: int, chunk: int, context: int, prefill: bool, backend: str) -> dict:
+    row = {f"time_stats.{op}.{stat}": (timings[op][stat] if op in timings else "") for op in ATTENTION_OPS for stat in STATS}
+    row.update(meta, batch_size=batch, prefill_chunk_size=chunk, kv_cache_size=context, is_prefill=prefill,
+               attention_backend=backend)
+    return row
+
+
+# ---------------------------------------------------------------------------------------- all-reduce
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _all_reduce_worker(rank: int, world: int, port: int, device: str, dtype_name: str, sizes: tuple[int, ...],
+                       warmup: int, iterations: int, out: str) -> None:
+    import torch
+    import torch.distributed as dist
+
+    cuda = device.startswith("cuda")
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world)
+    dev = f"cuda:{rank}" if cuda else "cpu"
+    if cuda:
+        torch.cuda.set_device(rank)
+    dtype = getattr(torch, TORCH_DTYPES[dtype_name])
+    timer = Timer(torch, dev, warmup, iterations)
+    rows = []
+    for size in sizes:
+        tensor = torch.ones(max(1, size // torch.finfo(dtype).bits * 8), device=dev, dtype=dtype)
+
+        def reduce():
+            dist.all_reduce(tensor)
+            if not cuda:
+                dist.barrier()
+
+        stats = timer(reduce)
+        rows.append({**{f"time_stats.all_reduce.{s}": stats[s] for s in STATS}, "rank": rank, "num_workers": world,
+                     "size": tensor.numel() * tensor.element_size(), "collective": "all_reduce",
+                     "devices_per_node": world, "max_devices_per_node": world})
+    dist.destroy_process_group()
+    if rank == 0:
+        with open(out, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+def profile_all_reduce(torch, ranks: int, device: str, dtype_name: str, grid: Grid, warmup: int, iterations: int,
+                       workdir: Path) -> list[dict]:
+    """Vidur's all_reduce.csv rows (rank 0's timings) for groups of 2, 4, ... up to ``ranks`` processes."""
+    import torch.multiprocessing as mp
+
+    rows = []
+    world = 2
+    while world <= ranks:
+        part = workdir / f".all_reduce_{world}.csv"
+        mp.spawn(_all_reduce_worker, args=(world, _free_port(), device, dtype_name, grid.all_reduce_sizes, warmup,
+                                           iterations, str(part)), nprocs=world, join=True)
+        with part.open() as fh:
+            rows.extend(csv.DictReader(fh))
+        part.unlink()
+        world *= 2
+    return rows
+
+
+# --------------------------------------------------------------------------------------------- output
+
+
+def write_csv(path: Path, rows: list[dict], columns: list[str], index: bool = False) -> None:
+    """Atomically (temp file + rename); ``index`` adds Vidur's unnamed leading index column."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(([""] if index else []) + columns)
+        for i, row in enumerate(rows):
+            writer.writerow(([i] if index else []) + [row[c] for c in columns])
+    tmp.replace(path)
+
+
+def device_info(torch, device: str) -> dict:
+    info = {"device": device, "torch_version": str(torch.__version__), "cuda_version": torch.version.cuda}
+    if device.startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+        info["gpu_count"] = torch.cuda.device_count()
+        smi = shutil.which("nvidia-smi")
+        if smi:
+            query = subprocess.run([smi, "--query-gpu=driver_version", "--format=csv,noheader"],
+                                   capture_output=True, text=True, check=False)
+            info["driver"] = query.stdout.strip().splitlines()[0] if query.stdout.strip() else None
+        else:
+            info["driver"] = None
+    else:
+        info["gpu"] = None
+        info["driver"] = None
+        info["cpu"] = platform.processor() or platform.machine()
+        info["cpu_threads"] = torch.get_num_threads()
+    return info
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="llama-3.1-8b", help="a model of profiles/models.yaml")
+    p.add_argument("--out", required=True, help="output directory (a Vidur profile kvsim loads as compute.profile)")
+    p.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu")
+    p.add_argument("--dtype", default="bf16", choices=sorted(TORCH_DTYPES))
+    p.add_argument("--tp", type=int, default=1, help="tensor-parallel degree to emulate (per-rank shapes)")
+    p.add_argument("--tiny", action="store_true", help="tiny model width and grids: the whole pipeline in seconds")
+    p.add_argument("--max-tokens", type=int, default=8192, help="largest token count of mlp.csv and prefill chunk")
+    p.add_argument("--max-context", type=int, default=16384, help="largest cached history of attention rows")
+    p.add_argument("--max-batch", type=int, default=256, help="largest decode batch")
+    p.add_argument("--max-kv-tokens", type=int, default=1 << 18, help="cap on a decode row's batch x (context + 1)")
+    p.add_argument("--block-size", type=int, default=16, help="KV block size recorded in attention.csv")
+    p.add_argument("--warmup", type=int, default=None, help="untimed runs per shot (default 3; 1 with --tiny)")
+    p.add_argument("--iterations", type=int, default=None, help="timed runs per shot (default 10; 3 with --tiny)")
+    p.add_argument("--all-reduce-ranks", type=int, default=None,
+                   help="profile all-reduce over 2, 4, ... up to N processes (default: every GPU when there are 2+)")
+    args = p.parse_args(argv)
+    if args.tp < 1 or args.block_size < 1:
+        p.error("--tp and --block-size must be positive")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        import torch
+    except ImportError:
+        print("profile_gpu: PyTorch is not installed (pip install 'kvsim[torch]')", file=sys.stderr)
+        return 2
+    from sim.errors import ConfigError
+
+    device = args.device
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        print("profile_gpu: no CUDA device here; use --device cpu", file=sys.stderr)
+        return 2
+    try:
+        shape = model_shape(args.model)
+    except ConfigError as exc:
+        print(f"profile_gpu: {exc}", file=sys.stderr)
+        return 2
+    if shape.num_attention_heads % args.tp or shape.intermediate_size % args.tp:
+        print(f"profile_gpu: --tp {args.tp} does not divide {args.model}'s heads and MLP width", file=sys.stderr)
+        return 2
+    if args.tiny:
+        shape, grid = tiny(shape), TINY_GRID
+        if shape.num_attention_heads % args.tp:
+            print("profile_gpu: --tiny profiles 4 query heads; use --tp 1, 2 or 4", file=sys.stderr)
+            return 2
+    else:
+        grid = full_grid(args.max_tokens, args.max_context, args.max_batch, args.max_kv_tokens)
+    warmup = args.warmup if args.warmup is not None else (1 if args.tiny else 3)
+    iterations = args.iterations if args.iterations is not None else (3 if args.tiny else 10)
+    ranks = args.all_reduce_ranks
+    if ranks is None:
+        ranks = torch.cuda.device_count() if device.startswith("cuda") else 0
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    dtype = getattr(torch, TORCH_DTYPES[args.dtype])
+    timer = Timer(torch, device, warmup, iterations)
+    max_model_len = max(max(grid.prefill_chunks) + max(grid.prefill_contexts), max(grid.decode_contexts) + 1)
+
+    with torch.inference_mode():
+        mlp = profile_mlp(torch, shape, args.tp, dtype, device, grid, timer)
+        attention = profile_attention(torch, shape, args.tp, dtype, device, grid, timer, args.block_size, max_model_len)
+    write_csv(out / "mlp.csv", mlp, list(mlp[0]))
+    write_csv(out / "attention.csv", attention, list(attention[0]))
+    written = ["mlp.csv", "attention.csv"]
+    if ranks >= 2:
+        reduce_rows = profile_all_reduce(torch, ranks, device, args.dtype, grid, warmup, iterations, out)
+        write_csv(out / "all_reduce.csv", reduce_rows, list(reduce_rows[0]), index=True)
+        written.append("all_reduce.csv")
+
+    import yaml
+
+    meta = {
+        "tool": "kvsim tools/profile_gpu.py",
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "model": args.model,
+        "model_shape": {k: v for k, v in asdict(shape).items() if k != "name"},
+        "tiny": args.tiny,
+        "dtype": args.dtype,
+        "tensor_parallel_size": args.tp,
+        **device_info(torch, device),
+        "timing": {"method": timer.method, "warmup": warmup, "iterations": iterations, "unit": "ms"},
+        "attention_kernel": "torch.nn.functional.scaled_dot_product_attention (dense, enable_gqa); "
+                            "KV write: index_copy_ into a paged cache",
+        "grid": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(grid).items()},
+        "all_reduce_ranks": ranks if ranks >= 2 else 0,
+        "files": written,
+    }
+    tmp = out / "meta.yaml.tmp"
+    tmp.write_text(yaml.safe_dump(meta, sort_keys=False))
+    tmp.replace(out / "meta.yaml")
+    print(f"profile_gpu: {', '.join(written)} and meta.yaml in {out} ({len(mlp)} mlp rows, {len(attention)} attention rows)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
