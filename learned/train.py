@@ -17,11 +17,9 @@ trace, range, seed and parameters give the same model file.
 from __future__ import annotations
 
 import argparse
-import contextlib
+import hashlib
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,7 +34,8 @@ import numpy as np  # noqa: E402
 from learned.features import FEATURES, access_features, next_use_distance  # noqa: E402
 from learned.model import SIDECAR_VERSION, class_codes, file_sha256, sidecar_path, workload_identity  # noqa: E402
 from sim.config import Config, load_config  # noqa: E402
-from sim.errors import InputError  # noqa: E402
+from sim.errors import InputError, quote  # noqa: E402
+from sim.report.output import atomic_write, check_writable  # noqa: E402
 
 DEFAULT_PARAMS = {
     "objective": "multiclass",
@@ -155,53 +154,16 @@ def train(config: Config, out: Path, rounds: int = 40, max_rows: int = 100_000) 
         "model_sha256": _sha256_text(model_text),
         "train_seconds": round(time.perf_counter() - start, 2),
     }
-    _write_atomically(out, model_text)
-    _write_atomically(sidecar_path(out), json.dumps(meta, indent=1) + "\n")
+    with atomic_write(out) as fh:
+        fh.write(model_text)
+    with atomic_write(sidecar_path(out)) as fh:
+        fh.write(json.dumps(meta, indent=1) + "\n")
     assert file_sha256(out) == meta["model_sha256"]
     return meta
 
 
 def _sha256_text(text: str) -> str:
-    import hashlib
-
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write to a temporary file beside ``path``, fsync, then rename over it: never a partial file."""
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-
-
-def check_writable(out: Path) -> None:
-    """Fail before training if ``out`` (or its sidecar) could not be written."""
-    if out.is_dir():
-        raise InputError(f"--out {out}: is a directory")
-    directory = out.parent
-    existing = directory
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise InputError(f"--out {out}: {existing} is not a directory")
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".learned-train-", dir=directory)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise InputError(f"--out {out}: cannot write in {directory}: {exc.strerror or exc}") from None
-    for target in (out, sidecar_path(out)):
-        if target.exists() and not os.access(target, os.W_OK):
-            raise InputError(f"--out {out}: {target} is not writable")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -223,9 +185,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             start, end = (float(x) for x in args.range.split(":"))
         except ValueError:
-            raise InputError(f"--range {args.range[:100]!r}: expected START:END fractions, e.g. 0:0.5") from None
-        out = Path(args.out)
-        check_writable(out)
+            raise InputError(f"--range {quote(args.range)}: expected START:END fractions, e.g. 0:0.5") from None
+        out = check_writable(args.out, "--out")
+        check_writable(sidecar_path(out), "--out (its sidecar)")
         sets = [*args.sets, f"workload.range_start={start}", f"workload.range_end={end}", f"seed={args.seed}"]
         if args.workload_trace is not None:
             sets.append(f"workload.trace={args.workload_trace}")

@@ -124,11 +124,11 @@ TRAIN_CASES = {
     # case: (argv, text the message must hold)
     "header-only trace": (["--workload-trace", "{tmp}/header.csv", "--out", "{tmp}/m.txt"], "{tmp}/header.csv"),
     "missing trace": (["--workload-trace", "{tmp}/nope.jsonl", "--out", "{tmp}/m.txt"], "{tmp}/nope.jsonl"),
-    "out is a directory": (["--workload-trace", "{tmp}/nope.jsonl", "--out", "{tmp}"], "--out {tmp}"),
+    "out is a directory": (["--workload-trace", "{tmp}/nope.jsonl", "--out", "{tmp}"], "{tmp}"),
     "out below a file": (["--workload-trace", "{tmp}/nope.jsonl", "--out", "{tmp}/header.csv/m.txt"],
                          "{tmp}/header.csv is not a directory"),
     "out in an unwritable place": (["--workload-trace", "{tmp}/nope.jsonl", "--out", "/proc/kvsim/m.txt"],
-                                   "--out /proc/kvsim/m.txt"),
+                                   "/proc/kvsim/m.txt"),
     "bad range": (["--out", "{tmp}/m.txt", "--range", "half"], "--range"),
     "range out of order": (["--out", "{tmp}/m.txt", "--range", "0.7:0.2"], "range"),
     "too few accesses": (["--out", "{tmp}/m.txt", "--set", "workload.synthetic.num_requests=2"], "block accesses"),
