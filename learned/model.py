@@ -152,4 +152,4 @@ class LearnedModel:
     def describe(self) -> dict[str, Any]:
         train = self.meta["train"]
         return {"path": self.path, "train_source": train["source"], "train_request_range": train["request_range"],
-                "block_tokens": self.meta["block_tokens"], "label": self.meta["label"]["definition"]}
+                "block_tokens": self.meta["block_tokens"]}
