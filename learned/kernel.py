@@ -2,7 +2,7 @@
 
 The policy is three caches of the same capacity fed the same accesses:
 - the *model expert*, a shadow cache (ids only) that evicts by hit density computed from the
-  model's predicted next-use distribution (see ``hit_density_table``) and declines blocks whose
+  model's predicted next-use distribution (see ``_hit_density``) and declines blocks whose
   hit density is below that of its would-be victim (admission);
 - the *ARC expert*, a shadow ARC (Megiddo & Modha, FAST 2003; the same cases as
   ``sim.cache.policies.arc``);
@@ -216,14 +216,6 @@ def bucket_age(b):
     """A representative idle time of age bucket ``b`` (its midpoint)."""
     octave, step = b // AGES_PER_OCTAVE, b % AGES_PER_OCTAVE
     return 2.0 ** octave * (1.0 + (step + 0.5) / AGES_PER_OCTAVE) - 1.0 if b > 0 else 0.0
-
-
-@njit(cache=True)
-def hit_density_table(dist, edges, horizon, table):
-    """``table[c, a]``: hit density of a block of class ``c`` idle for an age in bucket ``a``."""
-    for c in range(dist.shape[0]):
-        for a in range(AGE_BUCKETS):
-            table[c, a] = _hit_density(dist[c], edges, bucket_age(a), horizon)
 
 
 @njit(cache=True)

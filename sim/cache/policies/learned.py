@@ -59,6 +59,14 @@ class Learned(EvictionPolicy):
         return int(kernel.victim(self._blocks, self._last, s["real_ids"], self._ints, s["floats"], s["table"], s["dist"],
                                  s["edges"]))
 
+    def summary(self) -> dict:
+        """Which expert the cache follows at the end, how often that changed, and each one's decayed hits."""
+        ints, floats = self._ints, self.state["floats"]
+        return {"leader": "model" if ints[kernel.S_LEADER] == kernel.MODEL else "arc",
+                "leader_switches": int(ints[kernel.S_SWITCHES]),
+                "recent_hits": {"model": round(float(floats[kernel.X_SCORE + kernel.MODEL]), 1),
+                                "arc": round(float(floats[kernel.X_SCORE + kernel.ARC]), 1)}}
+
     def replay_plain(self, keys: list[int], resident: set, capacity: int, start: int) -> tuple[list[int], int]:
         """The single-tier plain replay in one compiled call (``MultiTierCache``'s fast path)."""
         stream = np.asarray(keys, dtype=np.int64)
