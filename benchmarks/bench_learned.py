@@ -6,12 +6,13 @@ miss-ratio curve: hit ratio, and the share of the best-classic→Belady gap ``le
 Workloads: the Mooncake conversation trace (its own 512-token blocks, halves), the ShareGPT trace
 (real token ids, exact 16-token chained blocks, halves), and the synthetic multi-turn workload
 (16-token blocks; trained on seed 1, judged on seed 2). Also prints the training time, the time
-to predict the judged stream, and replay speed (accesses/s) of every policy.
+to predict the judged stream, and replay speed (accesses/s) of every policy; and ("safety") the
+safety net against wrong models on Mooncake.
 
 Run from the repository root::
 
-    python benchmarks/bench_learned.py [--workloads mooncake,sharegpt,multi-turn] [--peers LRB,GLCache,ThreeLCache]
-                                       [--markdown]
+    python benchmarks/bench_learned.py [--workloads mooncake,sharegpt,multi-turn,safety]
+                                       [--peers LRB,GLCache,ThreeLCache] [--markdown]
 
 Mooncake and ShareGPT take about half a minute; multi-turn about ten (libCacheSim's LRB alone
 needs ~75 s per capacity on its 871,162 accesses; ``--peers GLCache,ThreeLCache`` skips it).
@@ -138,9 +139,42 @@ def bench(name: str, peers: list[str], markdown: bool) -> None:
           + f"; learned / lru = {speed['learned'] / speed['lru']:.2f}x")
 
 
+def bench_safety(markdown: bool) -> None:
+    """The safety net: Mooncake's judged half with a model of another workload (the synthetic multi-turn
+    one at 512-token blocks), with a perfect predictor turned upside down, and with the perfect one."""
+    from learned.predictions import Predictions
+
+    capacities = WORKLOADS["mooncake"][2]
+    with tempfile.TemporaryDirectory() as tmp:
+        model = Path(tmp) / "other.txt"
+        if train_main(["--range", "0:1", "--seed", "1", "--set", "serving.block_size=512", "--out", str(model)]) != 0:
+            sys.exit("safety: training failed")
+        config = load_config(None, sets=[*WORKLOADS["mooncake"][1], f"cache.learned_model={model}"])
+        trace = load_workload(config)
+        _, other = learned_predictions(trace, config)
+    stream = trace.access_stream()
+    next_use = next_use_index(stream)
+    perfect = Predictions.perfect(np.minimum(next_use, 10 * len(stream)).astype(float), int(stream.max()) + 1)
+    inverted = Predictions(perfect.klass, perfect.dist[::-1].copy(), perfect.edges, perfect.num_ids)
+    runs = {"arc": ("arc", None), "lru": ("lru", None), "learned, other workload's model": ("learned", other),
+            "learned, inverted perfect predictor": ("learned", inverted), "learned, perfect predictor": ("learned", perfect)}
+    table = {name: [float((replay(trace, config, policy, "plain", c, None, False, pred)[1] >= 0).mean())
+                    for c in capacities] for name, (policy, pred) in runs.items()}
+    worst = min(min(table[n][i] for n in list(runs)[2:4]) - table["arc"][i] for i in range(len(capacities)))
+    print(f"\n## safety net: Mooncake's judged half ({len(stream):,} accesses), wrong models")
+    header = ["policy", *[f"{c:,}" for c in capacities]]
+    if markdown:
+        print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+    for name, values in table.items():
+        cells = [f"{v:.4f}" for v in values]
+        print("| " + " | ".join([name, *cells]) + " |" if markdown else f"{name:<38}" + "".join(f"{c:>10}" for c in cells))
+    print(f"worst wrong model vs ARC: {worst:+.4f} of accesses")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workloads", default=",".join(WORKLOADS), help=f"comma list of {', '.join(WORKLOADS)}")
+    parser.add_argument("--workloads", default=",".join([*WORKLOADS, "safety"]),
+                        help=f"comma list of {', '.join(WORKLOADS)}, safety (wrong models on Mooncake)")
     parser.add_argument("--peers", default=",".join(PEERS), help="libCacheSim policies to run beside ours")
     parser.add_argument("--markdown", action="store_true", help="print markdown tables")
     args = parser.parse_args()
@@ -148,6 +182,9 @@ def main() -> None:
     if not set(peers) <= set(PEERS):
         sys.exit(f"unknown peers {sorted(set(peers) - set(PEERS))}; choose from {', '.join(PEERS)}")
     for name in args.workloads.split(","):
+        if name == "safety":
+            bench_safety(args.markdown)
+            continue
         if name not in WORKLOADS:
             sys.exit(f"unknown workload {name!r}; choose from {', '.join(WORKLOADS)}")
         bench(name, peers, args.markdown)
