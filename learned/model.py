@@ -1,7 +1,15 @@
-"""A trained next-use model: LightGBM booster + JSON sidecar, and batch prediction for a trace."""
+"""A trained next-use model: a LightGBM booster and its JSON sidecar, validated on load, and the
+batch prediction of a trace's accesses into ``Predictions`` (classes of predicted distributions).
+
+The sidecar records what the model means and what it was trained on: the feature list (features
+are computed by name, so the list comes from the sidecar), the label definition and its bucket
+edges, the block size, the training range and source, and a hash of the model file (a truncated
+or replaced model file is refused rather than half-read).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,17 +18,58 @@ from typing import Any
 import numpy as np
 
 from learned.features import FEATURES, access_features
+from learned.predictions import Predictions
+from sim.config import Config
 from sim.errors import InputError
 from trace.request import Trace
+
+SIDECAR_VERSION = 2
+# "Not used again within the horizon" is spread log-uniformly over the next ten doublings: an
+# uninformative prior under which a block idle longer is a little less likely back (LRU's
+# assumption) where the model has nothing to say. Measured on Mooncake (learned/README.md):
+# a hard "never" (inf) loses to LRU at capacities whose eviction age exceeds the horizon.
+BEYOND_SPAN = 2.0 ** 10
+PREDICT_CHUNK = 1 << 20  # rows per LightGBM call: bounds memory at ~100 MB for any trace
 
 
 def sidecar_path(model_path: str | Path) -> Path:
     return Path(str(model_path) + ".json")
 
 
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def workload_identity(trace: Trace, config: Config) -> str:
+    """What a trace was drawn from: the file's hash, or the synthetic generator's config and seed."""
+    if trace.provenance.sha256:
+        return trace.provenance.sha256
+    synthetic = json.dumps(config.to_dict()["workload"]["synthetic"], sort_keys=True)
+    return "synthetic:" + hashlib.sha256(f"{synthetic}|seed={config.seed}".encode()).hexdigest()
+
+
+def class_codes(distribution: np.ndarray, cuts: list[int], thresholds: np.ndarray) -> np.ndarray:
+    """Class of each predicted distribution: its cumulative probabilities at the bucket ends ``cuts``,
+    each binned by ``thresholds`` (levels = thresholds + 1), as one mixed-radix number."""
+    cumulative = np.cumsum(distribution, axis=1)
+    levels = thresholds.shape[1] + 1
+    code = np.zeros(len(distribution), dtype=np.int64)
+    for cut, bounds in zip(cuts, thresholds):
+        code = code * levels + np.searchsorted(bounds, cumulative[:, cut], side="right")
+    return code
+
+
+def _bad(path: Path, why: str) -> InputError:
+    return InputError(f"learned model {path}: {why}; retrain it (python -m learned.train --help)")
+
+
 @dataclass
 class LearnedModel:
-    """A LightGBM regressor of log next-use distance, with what it was trained on."""
+    """A LightGBM multiclass model of the bucket of an access's next-use distance, with its sidecar."""
 
     booster: Any
     meta: dict[str, Any]
@@ -28,38 +77,79 @@ class LearnedModel:
 
     @classmethod
     def load(cls, path: str | Path) -> "LearnedModel":
-        import lightgbm as lgb
-
+        """Load and validate ``path`` and ``path.json``; any defect is an InputError naming the file."""
         path = Path(path)
         side = sidecar_path(path)
-        if not path.is_file() or not side.is_file():
-            raise InputError(f"learned model {path} (and its sidecar {side.name}) not found; train one with "
+        if not path.is_file():
+            raise InputError(f"learned model {path} not found; train one with "
                              "python -m learned.train --workload-trace TRAIN --out model.txt")
-        meta = json.loads(side.read_text())
-        if tuple(meta.get("features", ())) != FEATURES:
-            raise InputError(f"learned model {path} was trained on other features {meta.get('features')}; retrain it")
-        return cls(lgb.Booster(model_file=str(path)), meta, str(path))
+        if not side.is_file():
+            raise InputError(f"learned model sidecar {side} not found (written beside the model by learned.train)")
+        try:
+            meta = json.loads(side.read_bytes().decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise _bad(side, f"not a JSON sidecar ({str(exc)[:80]})") from None
+        required = {"kvsim_learned_model", "features", "label", "classes", "block_tokens", "train", "model_sha256"}
+        if not isinstance(meta, dict) or not required <= meta.keys():
+            raise _bad(side, "not a kvsim learned-model sidecar (missing keys)")
+        if meta["kvsim_learned_model"] != SIDECAR_VERSION:
+            raise _bad(side, f"sidecar version {meta['kvsim_learned_model']!r}, this kvsim reads {SIDECAR_VERSION}")
+        unknown = [f for f in meta["features"] if f not in FEATURES]
+        if unknown or not meta["features"]:
+            raise _bad(side, f"unknown features {unknown[:3]}")
+        if file_sha256(path) != meta["model_sha256"]:
+            raise _bad(path, "the file does not match its sidecar's hash (truncated or replaced)")
+        try:
+            import lightgbm as lgb
 
-    def check_no_overlap(self, trace: Trace, allow: bool) -> None:
-        """Refuse to evaluate on the requests the model was trained on (same file, overlapping range)."""
+            booster = lgb.Booster(model_str=path.read_text(encoding="utf-8"))
+            classes = meta["classes"]
+            model = cls(booster, meta, str(path))
+            model._table = np.asarray(classes["table"], dtype=np.float64)
+            model._thresholds = np.asarray(classes["thresholds"], dtype=np.float64)
+            model._cuts = [int(c) for c in classes["cuts"]]
+            edges = np.asarray(meta["label"]["edges"], dtype=np.float64)
+            model._edges = np.r_[edges, edges[-1] * BEYOND_SPAN]
+        except Exception as exc:  # LightGBM's own parse errors, malformed class tables
+            raise _bad(path, f"cannot be read ({str(exc).splitlines()[0][:80] if str(exc) else type(exc).__name__})") from None
+        buckets = len(model._edges) - 1
+        if (booster.num_model_per_iteration() != buckets or model._table.ndim != 2
+                or model._table.shape[1] != buckets or booster.num_feature() != len(meta["features"])):
+            raise _bad(side, "the sidecar's buckets or features do not match the model")
+        return model
+
+    def check(self, trace: Trace, config: Config) -> None:
+        """Refuse a run the model cannot honestly be judged on: another block size, or the requests it
+        was trained on (same source, overlapping range) unless the config allows it."""
+        run_tokens, model_tokens = trace.provenance.block_tokens, self.meta["block_tokens"]
+        if run_tokens != model_tokens:
+            raise InputError(f"learned model {self.path} was trained on {model_tokens}-token blocks and this run "
+                             f"uses {run_tokens}-token blocks: --set serving.block_size={model_tokens} or retrain")
         train = self.meta["train"]
-        if allow or train["sha256"] != trace.provenance.sha256:
+        if config.cache.allow_train_test_overlap or train["source"] != workload_identity(trace, config):
             return
         a, b = train["request_range"]
         c, d = trace.provenance.request_range or (0, trace.provenance.rows_used)
         if max(a, c) < min(b, d):
             raise InputError(
-                f"learned model {self.path} was trained on requests [{a}, {b}) of this trace and the run uses "
+                f"learned model {self.path} was trained on requests [{a}, {b}) of this workload and the run uses "
                 f"[{c}, {d}): evaluate on a disjoint range (e.g. --set workload.range_start=0.5) or another trace, "
                 "or pass --allow-train-test-overlap")
 
-    def predicted_next_use(self, trace: Trace) -> np.ndarray:
-        """For each access position t: t + predicted accesses until that block is used again."""
-        features = access_features(trace)
-        distance = np.expm1(self.booster.predict(features, num_threads=self.meta["params"].get("num_threads", 0)))
-        return np.arange(len(features), dtype=np.float64) + np.maximum(distance, 1.0)
+    def predict(self, trace: Trace) -> Predictions:
+        """Every access's class of predicted next-use distribution (features of the past only)."""
+        names = list(FEATURES)
+        features = access_features(trace)[:, [names.index(f) for f in self.meta["features"]]]
+        klass = np.empty(len(features), dtype=np.int32)
+        threads = self.meta["params"].get("num_threads", 2)
+        for lo in range(0, len(features), PREDICT_CHUNK):
+            chunk = self.booster.predict(features[lo:lo + PREDICT_CHUNK], num_threads=threads)
+            klass[lo:lo + PREDICT_CHUNK] = class_codes(chunk.reshape(len(chunk), -1), self._cuts, self._thresholds)
+        stream = trace.access_stream()
+        num_ids = int(stream.max()) + 1 if len(stream) else 1
+        return Predictions(klass, self._table, self._edges, num_ids)
 
     def describe(self) -> dict[str, Any]:
         train = self.meta["train"]
-        return {"path": self.path, "train_sha256": train["sha256"], "train_request_range": train["request_range"],
-                "objective": self.meta["params"]["objective"]}
+        return {"path": self.path, "train_source": train["source"], "train_request_range": train["request_range"],
+                "block_tokens": self.meta["block_tokens"]}

@@ -1,16 +1,23 @@
 """Train the learned eviction model: ``python -m learned.train --workload-trace TRAIN --out model.txt``.
 
-Regression of log(1 + accesses until the next use) on online features (``learned.features``)
-with LightGBM. Regression rather than ranking: eviction needs a total order of every
-resident block by expected next use, and a regressor gives that directly, while a
-ranking objective needs query groups (candidate sets) that do not exist offline.
-The last 10% of the training range (by time) is held out for validation metrics.
-Training is deterministic: same trace, range, seed and parameters → identical model file.
+The model predicts, for every block access, the *distribution* of the distance (in block
+accesses) to that block's next use, as LightGBM multiclass probabilities over log-spaced
+buckets up to a horizon, plus a last bucket "not used again within the horizon". The policy
+turns a distribution into a hit density relative to its own eviction age (``learned.kernel``),
+so it needs more than a point estimate: whether a block is likely back soon, late or never.
+
+Honest by construction: features use the past only (``learned.features``); labels need the
+future, so only accesses at least one horizon before the end of the training range are used
+(their label is fully known; no censoring); the horizon is a quarter of the training range.
+The last 10% of those rows (in time) are held out for validation metrics. Rows are sampled
+(``--max-rows``) so a trace of any length trains in bounded time. Deterministic: the same
+trace, range, seed and parameters give the same model file.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -24,76 +31,144 @@ if "trace" in sys.modules and not hasattr(sys.modules["trace"], "__path__"):
 
 import numpy as np  # noqa: E402
 
-from learned.features import FEATURES, access_features, next_use_labels  # noqa: E402
-from learned.model import sidecar_path  # noqa: E402
+from learned.features import FEATURES, access_features, next_use_distance  # noqa: E402
+from learned.model import SIDECAR_VERSION, class_codes, file_sha256, sidecar_path, workload_identity  # noqa: E402
 from sim.config import Config, load_config  # noqa: E402
-from sim.errors import InputError  # noqa: E402
+from sim.errors import InputError, quote  # noqa: E402
+from sim.report.output import atomic_write, check_writable  # noqa: E402
 
 DEFAULT_PARAMS = {
-    "objective": "regression",
+    "objective": "multiclass",
     "learning_rate": 0.1,
-    "num_leaves": 63,
-    "min_data_in_leaf": 200,
+    "num_leaves": 7,  # small trees: the signal is weak and simple; 63 leaves overfit on Mooncake
+    "min_data_in_leaf": 100,
     "feature_fraction": 0.9,
     "lambda_l2": 1.0,
+    "max_bin": 63,
     "deterministic": True,
     "force_row_wise": True,
     "num_threads": 2,
     "verbosity": -1,
 }
+BUCKETS = 10  # log-spaced distance buckets from 1 access to the horizon (plus "beyond")
+CLASS_CUTS = 4  # classes: cumulative probability at the last 4 bucket ends ...
+CLASS_LEVELS = 4  # ... each in 4 quantile levels of the training predictions: 256 classes
+MIN_ACCESSES = 1000
+HELD_OUT = 0.1
 
 
-def train(config: Config, out: Path, rounds: int = 200, max_rows: int = 2_000_000) -> dict:
-    """Fit on the configured trace range; write ``out`` and its sidecar; return the sidecar."""
+def bucket_edges(horizon: int) -> np.ndarray:
+    """Finite bucket edges: bucket j holds distances in (edges[j], edges[j+1]]; beyond the last: 'later'."""
+    return np.r_[0.5, np.unique(np.geomspace(1.0, horizon, BUCKETS).round())]
+
+
+def _class_table(distribution: np.ndarray, cuts: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Quantile thresholds per cut and the mean distribution of each class; an empty class takes
+    the mean of the nearest non-empty one (L1 distance between level vectors; lowest code on ties)."""
+    cumulative = np.cumsum(distribution, axis=1)
+    thresholds = np.array([np.quantile(cumulative[:, c], np.linspace(0, 1, CLASS_LEVELS + 1)[1:-1]) for c in cuts])
+    code = class_codes(distribution, cuts, thresholds)
+    classes = CLASS_LEVELS ** len(cuts)
+    counts = np.bincount(code, minlength=classes)
+    table = np.zeros((classes, distribution.shape[1]))
+    np.add.at(table, code, distribution)
+    present = np.flatnonzero(counts)
+    table[present] /= counts[present, None]
+    levels = np.array(np.unravel_index(np.arange(classes), (CLASS_LEVELS,) * len(cuts))).T
+    for empty in np.flatnonzero(counts == 0):
+        nearest = present[np.argmin(np.abs(levels[present] - levels[empty]).sum(axis=1))]
+        table[empty] = table[nearest]
+    return thresholds, table
+
+
+def _auc(positive: np.ndarray, score: np.ndarray) -> float | None:
+    pos = int(positive.sum())
+    if pos == 0 or pos == len(positive):
+        return None
+    ranks = np.empty(len(score))
+    ranks[np.argsort(score, kind="stable")] = np.arange(1, len(score) + 1)
+    return float((ranks[positive].sum() - pos * (pos + 1) / 2) / (pos * (len(positive) - pos)))
+
+
+def train(config: Config, out: Path, rounds: int = 40, max_rows: int = 100_000) -> dict:
+    """Fit on the configured trace range; write ``out`` and its sidecar atomically; return the sidecar."""
     import lightgbm as lgb
 
     from trace.workload import load_workload
 
     start = time.perf_counter()
     trace = load_workload(config)
-    features = access_features(trace)
-    labels = next_use_labels(trace.access_stream())
-    n = len(labels)
-    if n < 1000:
-        raise InputError(f"only {n} block accesses in the training range: too few to train on")
-    split = int(n * 0.9)
+    n = trace.num_accesses
+    if n < MIN_ACCESSES:
+        where = config.workload.trace or "the synthetic workload"
+        raise InputError(f"{where}: only {n} block accesses in the training range, need at least {MIN_ACCESSES}")
+    horizon = n // 4
+    edges = bucket_edges(horizon)
+    distance = next_use_distance(trace.access_stream())
+    label = np.searchsorted(edges, np.minimum(distance, horizon + 1), side="left") - 1  # horizon + 1: 'later'
+    usable = n - horizon  # accesses whose next use (or its absence) within the horizon is known
+    held_out = max(1, int(usable * HELD_OUT))
     rng = np.random.default_rng(config.seed)
-    fit_rows = np.arange(split)
-    if split > max_rows:
-        fit_rows = np.sort(rng.choice(split, size=max_rows, replace=False))
-    params = {**DEFAULT_PARAMS, "seed": config.seed}
-    booster = lgb.train(params, lgb.Dataset(features[fit_rows], labels[fit_rows], feature_name=list(FEATURES)),
+    fit_rows = np.arange(usable - held_out)
+    if len(fit_rows) > max_rows:
+        fit_rows = np.sort(rng.choice(fit_rows, size=max_rows, replace=False))
+    valid_rows = np.arange(usable - held_out, usable)
+    if len(valid_rows) > max_rows:
+        valid_rows = np.sort(rng.choice(valid_rows, size=max_rows, replace=False))
+    features = access_features(trace)
+    params = {**DEFAULT_PARAMS, "num_class": len(edges), "seed": config.seed}
+    booster = lgb.train(params, lgb.Dataset(features[fit_rows], label[fit_rows], feature_name=list(FEATURES)),
                         num_boost_round=rounds)
-    valid_pred = booster.predict(features[split:], num_threads=params["num_threads"])
-    valid = labels[split:]
-    ranks = lambda x: np.argsort(np.argsort(x))  # noqa: E731
+    fitted = booster.predict(features[fit_rows], num_threads=params["num_threads"])
+    cuts = list(range(len(edges) - 1 - CLASS_CUTS, len(edges) - 1))
+    thresholds, table = _class_table(fitted, cuts)
+    valid = booster.predict(features[valid_rows], num_threads=params["num_threads"])
+    truth = label[valid_rows]
+    model_text = booster.model_to_string()
     meta = {
+        "kvsim_learned_model": SIDECAR_VERSION,
         "features": list(FEATURES),
-        "label": "log1p(accesses until next use); not used again: censored at the rest of the stream",
+        "label": {
+            "definition": "bucket of the distance, in block accesses, from an access to the next access of the "
+                          "same block: bucket j is (edges[j], edges[j+1]]; the last bucket: not used again within "
+                          "the horizon (a quarter of the training range)",
+            "edges": edges.tolist(), "horizon_accesses": int(horizon),
+        },
+        "classes": {"cuts": cuts, "thresholds": thresholds.tolist(), "table": table.tolist()},
+        "block_tokens": trace.provenance.block_tokens,
         "params": params,
         "rounds": rounds,
         "train": {
-            "path": trace.provenance.path, "format": trace.provenance.format, "sha256": trace.provenance.sha256,
+            "path": trace.provenance.path, "format": trace.provenance.format,
+            "source": workload_identity(trace, config),
+            "range": [config.workload.range_start, config.workload.range_end],
             "request_range": list(trace.provenance.request_range or (0, trace.provenance.rows_used)),
-            "block_tokens": trace.provenance.block_tokens, "accesses": n, "rows_fitted": len(fit_rows),
+            "accesses": n, "rows_usable": int(usable), "rows_fitted": len(fit_rows),
         },
         "validation": {
-            "rows": int(n - split),
-            "rmse_log_distance": float(np.sqrt(np.mean((valid_pred - valid) ** 2))),
-            "spearman": float(np.corrcoef(ranks(valid_pred), ranks(valid))[0, 1]) if n - split > 1 else None,
+            "rows": len(valid_rows),
+            "log_loss": float(-np.mean(np.log(np.maximum(valid[np.arange(len(truth)), truth], 1e-12)))),
+            "auc_used_again_within_horizon": _auc(truth < len(edges) - 1, 1.0 - valid[:, -1]),
         },
-        "feature_importance_gain": dict(zip(FEATURES, booster.feature_importance("gain").round(3).tolist())),
+        "feature_importance_gain": dict(zip(FEATURES, booster.feature_importance("gain").round(1).tolist())),
+        "model_sha256": _sha256_text(model_text),
         "train_seconds": round(time.perf_counter() - start, 2),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    booster.save_model(str(out))
-    sidecar_path(out).write_text(json.dumps(meta, indent=2) + "\n")
+    with atomic_write(out) as fh:
+        fh.write(model_text)
+    with atomic_write(sidecar_path(out)) as fh:
+        fh.write(json.dumps(meta, indent=1) + "\n")
+    assert file_sha256(out) == meta["model_sha256"]
     return meta
+
+
+def _sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m learned.train", description=__doc__.splitlines()[0])
-    parser.add_argument("--workload-trace", required=True, metavar="PATH", help="training trace")
+    parser.add_argument("--workload-trace", metavar="PATH", help="training trace (default: the synthetic workload)")
     parser.add_argument("--out", required=True, metavar="PATH", help="model file to write (sidecar: PATH.json)")
     parser.add_argument("--range", default="0:0.5", metavar="START:END",
                         help="fractions of the trace to train on (default 0:0.5, the earlier half)")
@@ -101,21 +176,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="config override, e.g. serving.block_size=512")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--rounds", type=int, default=200)
-    parser.add_argument("--max-rows", type=int, default=2_000_000, help="subsample training rows above this")
+    parser.add_argument("--rounds", type=int, default=40, help="boosting rounds (default 40)")
+    parser.add_argument("--max-rows", type=int, default=100_000, help="training rows sampled at most (default 100000)")
     args = parser.parse_args(argv)
     try:
-        start, end = (float(x) for x in args.range.split(":"))
-        config = load_config(args.config, sets=[*args.sets, f"workload.trace={args.workload_trace}",
-                                                f"workload.range_start={start}", f"workload.range_end={end}",
-                                                f"seed={args.seed}"])
-        meta = train(config, Path(args.out), args.rounds, args.max_rows)
-    except (InputError, ValueError) as exc:
+        if args.rounds <= 0 or args.max_rows <= 0 or args.seed < 0:
+            raise InputError("--rounds and --max-rows must be positive and --seed non-negative")
+        try:
+            start, end = (float(x) for x in args.range.split(":"))
+        except ValueError:
+            raise InputError(f"--range {quote(args.range)}: expected START:END fractions, e.g. 0:0.5") from None
+        out = check_writable(args.out, "--out")
+        check_writable(sidecar_path(out), "--out (its sidecar)")
+        sets = [*args.sets, f"workload.range_start={start}", f"workload.range_end={end}", f"seed={args.seed}"]
+        if args.workload_trace is not None:
+            sets.append(f"workload.trace={args.workload_trace}")
+        config = load_config(args.config, sets=sets)
+        meta = train(config, out, args.rounds, args.max_rows)
+    except InputError as exc:
         print(f"learned.train: error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps({k: meta[k] for k in ("train", "validation", "train_seconds")}, indent=2))
+    except KeyboardInterrupt:
+        print("learned.train: interrupted", file=sys.stderr)
+        return 130
+    print(json.dumps({k: meta[k] for k in ("train", "validation", "train_seconds")}, indent=1))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # outside main's own handler (e.g. while importing)
+        print("learned.train: interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1,5 +1,6 @@
-"""Learned eviction: features never see the future, training is reproducible, no train/test leakage,
-and on the held-out half of the Mooncake trace the learned policy beats LRU where LRU trails Belady."""
+"""Learned eviction: features never see the future, training is reproducible and honest, the compiled
+experts match their references, a wrong model falls back to ARC, and on the held-out half of the
+Mooncake trace the learned policy is at least the best classic policy at every capacity."""
 
 from __future__ import annotations
 
@@ -9,20 +10,26 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numba import njit
 
-from learned.features import FEATURES, access_features, next_use_labels
-from sim.cache.replay import run_cache_only
+from learned import kernel
+from learned.features import FEATURES, access_features, next_use_distance
+from learned.predictions import Predictions
+from sim.cache.access import NEVER, next_use_index
+from sim.cache.replay import replay, run_cache_only
 from sim.config import load_config
+from tests.cache_helpers import evictions, plain_hits
 from tests.test_serving import make_trace
 
+CAPACITIES = (1000, 2000, 5000, 10000, 20000)
+CLASSIC = ("lru", "arc", "s3fifo", "sieve")
 
-def _chained_trace(block_lists, arrival=None, sessions=None):
+
+def _chained_trace(block_lists, arrival=None, inputs=None):
     n = len(block_lists)
-    t = make_trace(arrival if arrival is not None else np.arange(n, dtype=float), [16 * len(b) for b in block_lists],
-                   [1] * n, block_lists=block_lists)
-    if sessions is not None:
-        t.session_id = np.asarray(sessions)
-    return t
+    return make_trace(arrival if arrival is not None else np.arange(n, dtype=float),
+                      inputs if inputs is not None else [16 * len(b) for b in block_lists], [7] * n,
+                      block_lists=block_lists)
 
 
 prompts = st.lists(st.lists(st.integers(0, 6), min_size=1, max_size=5), min_size=2, max_size=25)
@@ -37,17 +44,87 @@ def test_features_use_no_future(past, future):
     np.testing.assert_array_equal(alone, extended[: len(alone)])
 
 
-def test_features_and_labels_by_hand():
-    # stream: [1, 2] [1, 3] [1, 2]; block 1 at depth 0 is reused at distances 2 and 2
-    t = _chained_trace([[1, 2], [1, 3], [1, 2]])
-    f = access_features(t)
-    col = {name: f[:, i] for i, name in enumerate(FEATURES)}
+def test_features_by_hand():
+    # Requests [1, 2], [1, 3], [1, 2] at t = 0, 1, 2 s; the last one's second block holds 11 of 16 tokens.
+    t = _chained_trace([[1, 2], [1, 3], [1, 2]], inputs=[32, 32, 27])
+    col = {name: t_col for name, t_col in zip(FEATURES, access_features(t).T)}
     assert np.isnan(col["log_gap1"][0]) and col["log_gap1"][2] == pytest.approx(np.log1p(2))
     assert col["log_count"].tolist() == pytest.approx(np.log1p([0, 0, 1, 0, 2, 1]).tolist())
     assert col["log_children"][4] == pytest.approx(np.log1p(2))  # block 1 has been followed by 2 and 3
-    labels = next_use_labels(t.access_stream())
-    # block 1 at t=0 is next used at t=2; block 3 (t=3) never again: censored at the rest of the stream (6-3)
-    assert labels[0] == pytest.approx(np.log1p(2)) and labels[3] == pytest.approx(np.log1p(3))
+    assert col["block_fill"].tolist() == pytest.approx([1, 1, 1, 1, 1, 11 / 16])
+    assert col["log_blocks_after"].tolist() == pytest.approx(np.log1p([1, 0, 1, 0, 1, 0]).tolist())
+    # Request 2 holds every full block of request 0 (1, 2): it is request 0's next turn, 2 s later.
+    # Request 1 shares only block 1 with request 0 (whose prompt has two full blocks): a new session.
+    assert col["turn"].tolist() == [0, 0, 0, 0, 1, 1]
+    assert np.isnan(col["turn_gap_s"][2]) and col["turn_gap_s"][4] == 2.0
+    assert col["seen_fraction"].tolist() == [0, 0, 0.5, 0.5, 1, 1]
+    assert col["log_output_tokens"][0] == pytest.approx(np.log1p(7))
+
+
+def test_sessions_from_session_ids():
+    t = _chained_trace([[1], [2], [1, 3]], arrival=np.array([0.0, 5.0, 9.0]))
+    t.session_id = np.array([4, -1, 4])
+    col = {name: t_col for name, t_col in zip(FEATURES, access_features(t).T)}
+    assert col["turn"].tolist() == [0, 0, 1, 1] and col["turn_gap_s"][2] == 9.0
+
+
+def test_next_use_distance_by_hand():
+    assert next_use_distance(np.array([5, 6, 5, 7, 6])).tolist() == [2, 3, NEVER, NEVER, NEVER]
+
+
+def test_perfect_predictions_bucket_the_true_distance():
+    # next uses of positions 0..3: 1, 3, never (capped), never; power-of-two buckets (0.5,1], (1,2], (2,4]
+    p = Predictions.perfect(np.array([1.0, 3.0, 40.0, 40.0]))
+    assert p.klass.tolist() == [0, 1, len(p.edges) - 2, len(p.edges) - 2]
+    assert np.array_equal(p.dist, np.eye(len(p.edges) - 1))
+
+
+def test_belady_bypass_declines_a_block_needed_later_than_every_resident():
+    # One block of cache, a b a: Belady must take b (and loses a); with bypass a stays and hits.
+    assert plain_hits("belady", [1], [0, 1, 0])[0] == 0
+    assert plain_hits("belady-bypass", [1], [0, 1, 0])[0] == 1
+    assert evictions("belady-bypass", 2, [0, 1, 2, 0, 1, 2])[0] == []  # 2 is needed last: never admitted
+
+
+@njit
+def _arc_expert_hits(blocks, ints, floats, stream):
+    hits = np.zeros(len(stream), dtype=np.bool_)
+    for i in range(len(stream)):
+        hits[i] = kernel._arc_step(blocks, ints, floats, stream[i])
+    return hits
+
+
+@pytest.mark.parametrize("capacity", [3, 20, 150])
+def test_compiled_arc_expert_equals_the_arc_policy(capacity):
+    """The safety net's shadow ARC makes ARC's decisions (``arc`` matches libCacheSim hit for hit)."""
+    stream = np.random.default_rng(capacity).zipf(1.3, 4000) % 500
+    state = kernel.new_state(capacity, 500, np.eye(2), np.array([0.5, 1.0, np.inf]))
+    ours = _arc_expert_hits(state["blocks"], state["ints"], state["floats"], stream.astype(np.int64))
+    assert ours.tolist() == evictions("arc", capacity, stream.tolist())[1]
+
+
+def _mooncake(shared_data, *sets):
+    from trace.workload import load_workload
+
+    trace = shared_data / "traces" / "mooncake_conversation.jsonl"
+    config = load_config(None, sets=["serving.block_size=512", f"workload.trace={trace}", *sets])
+    return load_workload(config), config
+
+
+def test_a_wrong_model_never_costs_more_than_one_percent_against_arc(shared_data):
+    """A model that predicts 'soon' for blocks never used again and 'never' for the soonest (a perfect
+    predictor turned upside down): the cache follows ARC instead, within 1% of the accesses."""
+    trace, config = _mooncake(shared_data, "workload.range_start=0.5")
+    stream = trace.access_stream()
+    next_use = next_use_index(stream)
+    perfect = Predictions.perfect(np.minimum(next_use, 10 * len(stream)).astype(float), int(stream.max()) + 1)
+    inverted = Predictions(perfect.klass, perfect.dist[::-1].copy(), perfect.edges, perfect.num_ids)
+    for capacity in (1000, 5000, 20000):
+        arc = (replay(trace, config, "arc", "plain", capacity)[1] >= 0).mean()
+        wrong = (replay(trace, config, "learned", "plain", capacity, predicted=inverted)[1] >= 0).mean()
+        right = (replay(trace, config, "learned", "plain", capacity, predicted=perfect)[1] >= 0).mean()
+        assert wrong >= arc - 0.01, capacity
+        assert right > arc + 0.03, capacity  # and a good model is followed
 
 
 @pytest.fixture(scope="module")
@@ -60,15 +137,23 @@ def mooncake_model(shared_data, tmp_path_factory):
     return trace, out
 
 
-def test_training_is_reproducible(mooncake_model, tmp_path):
+def test_sidecar_records_what_the_model_means(mooncake_model):
+    _, out = mooncake_model
+    meta = json.loads((out.parent / "model.txt.json").read_text())
+    assert meta["features"] == list(FEATURES) and meta["block_tokens"] == 512
+    assert meta["train"]["request_range"] == [0, 6016] and meta["train"]["range"] == [0.0, 0.5]
+    assert meta["label"]["horizon_accesses"] == meta["train"]["accesses"] // 4
+    assert meta["train"]["rows_fitted"] <= 100_000 and "definition" in meta["label"]
+
+
+def test_training_is_reproducible(tmp_path):
     from learned.train import main as train_main
 
-    trace, out = mooncake_model
-    again = tmp_path / "again.txt"
-    assert train_main(["--workload-trace", str(trace), "--out", str(again), "--set", "serving.block_size=512"]) == 0
-    assert again.read_bytes() == out.read_bytes()
-    meta = json.loads((tmp_path / "again.txt.json").read_text())
-    assert meta["train"]["request_range"] == [0, 6016] and meta["train_seconds"] < 120
+    argv = ["--range", "0:1", "--seed", "3", "--set", "workload.synthetic.num_requests=300", "--rounds", "5"]
+    assert train_main([*argv, "--out", str(tmp_path / "a.txt")]) == 0
+    assert train_main([*argv, "--out", str(tmp_path / "b.txt")]) == 0
+    assert (tmp_path / "a.txt").read_bytes() == (tmp_path / "b.txt").read_bytes()
+    assert not list(tmp_path.glob(".*"))  # no temporary files left behind
 
 
 def test_evaluating_on_the_training_range_is_refused(mooncake_model, run_cli):
@@ -81,14 +166,49 @@ def test_evaluating_on_the_training_range_is_refused(mooncake_model, run_cli):
     assert run_cli(*argv, "--set", "workload.range_start=0.5")[0] == 0
 
 
-@pytest.mark.parametrize("capacity", [1000, 3000, 5000])
-def test_learned_beats_lru_on_the_held_out_half(mooncake_model, capacity):
+def test_learned_is_at_least_the_best_classic_policy_on_the_held_out_half(mooncake_model):
+    """Mooncake conversation trace, trained on the first half, judged on the second, 512-token blocks.
+    Measured (learned/README.md): the gap closed averages 0.17 (the issue asks 0.25; see the README)."""
     from trace.workload import load_workload
 
     trace, out = mooncake_model
-    config = load_config(None, sets=["serving.block_size=512", f"workload.trace={trace}", "workload.range_start=0.5",
-                                     f"cache.learned_model={out}", f"cache.capacity_blocks={capacity}"])
-    runs = {r.name: r.metrics for r in run_cache_only(load_workload(config), config, ["lru", "learned", "belady"])}
-    lru, learned, belady = (runs[p]["hit_ratio"] for p in ("lru", "learned", "belady"))
-    assert lru < learned <= belady
-    assert runs["learned"]["learned_model"]["train_request_range"] == [0, 6016]
+    workload = load_workload(load_config(None, sets=config_sets(trace, out)))
+    gaps = []
+    for capacity in CAPACITIES:
+        config = load_config(None, sets=[*config_sets(trace, out), f"cache.capacity_blocks={capacity}"])
+        runs = {r.name: r.metrics["hit_ratio"] for r in run_cache_only(workload, config, [*CLASSIC, "learned", "belady"])}
+        best = max(runs[p] for p in CLASSIC)
+        assert runs["learned"] >= best, (capacity, runs)
+        gaps.append((runs["learned"] - best) / (runs["belady"] - best))
+    assert np.mean(gaps) >= 0.12, gaps
+
+
+def config_sets(trace, model) -> list[str]:
+    return ["serving.block_size=512", f"workload.trace={trace}", "workload.range_start=0.5",
+            f"cache.learned_model={model}"]
+
+
+def test_a_block_inserted_twice_counts_once():
+    """A lower tier shared by instances can receive the same block from two of them."""
+    from sim.cache.policies import make_policy
+
+    policy = make_policy("learned", 2, predicted=np.array([5.0, 6.0, 7.0, 8.0]))
+    policy.on_insert(1, 0)
+    policy.on_insert(1, 1)
+    policy.on_insert(2, 2)
+    assert policy.state["ints"][kernel.S_NREAL] == 2 and policy.victim(3) in (1, 2)
+
+
+@pytest.mark.parametrize("mode", [[], ["--pd"]], ids=["single", "pd"])
+def test_serving_runs_with_the_learned_policy(mode, tmp_path, run_cli):
+    """Single-node and PD serving (instances sharing the DRAM/SSD tiers) with a small model."""
+    from learned.train import main as train_main
+
+    model = tmp_path / "m.txt"
+    common = ["--set", "serving.block_size=512", "--set", "workload.synthetic.num_requests=300"]
+    assert train_main(["--out", str(model), "--range", "0:1", "--rounds", "3", *common]) == 0
+    status, out, err = run_cli(*mode, "--policy", "learned", "--set", f"cache.learned_model={model}", "--seed", "1",
+                               *common, "--no-plot", "--quiet", "--report-json", tmp_path / "r.json")
+    assert status == 0, err
+    metrics = json.loads((tmp_path / "r.json").read_text())["runs"][0]["metrics"]
+    assert metrics["requests_completed"] == 300 and 0 < metrics["hit_ratio"] < 1

@@ -45,11 +45,12 @@ def access_semantics(config: Config, default: str) -> str:
 
 
 def learned_predictions(trace: Trace, config: Config):
-    """Load ``cache.learned_model``, refuse train/test overlap, and predict every access's next use."""
+    """Load ``cache.learned_model``, refuse another block size or a train/test overlap, and classify
+    every access's predicted next-use distribution (``learned.predictions.Predictions``)."""
     from learned.model import LearnedModel
 
     if not config.cache.learned_model:
         raise ConfigError("policy 'learned' needs cache.learned_model (train one: python -m learned.train --help)")
     model = LearnedModel.load(config.cache.learned_model)
-    model.check_no_overlap(trace, config.cache.allow_train_test_overlap)
-    return model, model.predicted_next_use(trace)
+    model.check(trace, config)
+    return model, model.predict(trace)

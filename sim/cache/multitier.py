@@ -129,6 +129,12 @@ class MultiTierCache:
                 level += 1
                 continue
             if len(tier.resident) >= tier.capacity:
+                admit = getattr(tier.policy, "admit", None)
+                if admit is not None and not admit(key, now):  # declined: one tier down, or out
+                    if self.inclusive or level + 1 == len(tiers):
+                        return
+                    level += 1
+                    continue
                 victim = tier.policy.victim(key)
                 tier.policy.on_remove(victim)
                 tier.resident.remove(victim)
@@ -212,10 +218,12 @@ class MultiTierCache:
         # A policy class may define ``replay_plain``: this same loop with its own hooks inlined
         # (LRU, FIFO). Looked up on the class itself, so a subclass never inherits one silently.
         kernel = type(policy).__dict__.get("replay_plain")
+        declined = 0  # misses a policy's ``admit`` kept out of the cache
         if kernel is not None:
             hit_positions, evictions = kernel(policy, stream.tolist(), resident, capacity, start)
         else:
             on_access, on_insert, on_remove, victim = policy.on_access, policy.on_insert, policy.on_remove, policy.victim
+            admit = getattr(policy, "admit", None)
             add, remove = resident.add, resident.remove
             hit_positions = []
             hit = hit_positions.append
@@ -226,6 +234,9 @@ class MultiTierCache:
                     hit(now)
                 else:
                     if len(resident) >= capacity:
+                        if admit is not None and not admit(key, now):
+                            declined += 1
+                            continue
                         v = victim(key)
                         on_remove(v)
                         remove(v)
@@ -234,11 +245,11 @@ class MultiTierCache:
                     add(key)
         hit_tier[hit_positions] = 0  # one vectorised store instead of a numpy item store per hit
         hits = len(hit_positions)
-        misses = len(stream) - hits
+        insertions = len(stream) - hits - declined
         tier.stats.hits += hits
-        tier.stats.insertions += misses
+        tier.stats.insertions += insertions
         tier.stats.evictions += evictions
-        tier.stats.bytes_written += misses * self.block_bytes
+        tier.stats.bytes_written += insertions * self.block_bytes
 
 
 @dataclass

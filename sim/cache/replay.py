@@ -102,6 +102,9 @@ def run_cache_only(trace: Trace, config: Config, policies: list[str], progress: 
         metrics = cache_metrics(trace, cache, hit_tier, semantics)
         if POLICIES[name].needs_predictions:
             metrics["learned_model"] = model.describe()
+            top = cache.tiers[0].policy
+            if hasattr(top, "summary"):  # which expert the top tier followed (the safety net)
+                metrics["learned_policy"] = top.summary()
         runs.append(RunResult(name=name, metrics=metrics, overrides={"cache.policy": name}))
     return runs
 

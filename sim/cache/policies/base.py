@@ -9,6 +9,10 @@ internal order (S3-FIFO moves, SIEVE's hand), and calling it twice in a row retu
 the same block. ``now`` is the index of the current access in the stream (virtual
 time); only clairvoyant and learned policies use it.
 
+A policy may also define ``admit(key, now) -> bool`` (admission control, libCacheSim's
+admissioner): a full tier asks it before choosing a victim, and a declined block is not
+cached in that tier (it moves on down, or leaves the cache).
+
 Every hook is O(1) or O(log n): no scans over the resident set.
 """
 

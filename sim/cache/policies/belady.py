@@ -5,6 +5,11 @@ future; blocks never used again go first. Needs ``next_use[t]``: the stream inde
 the next access to the block accessed at index t (a sentinel past the end if none),
 built by one backward pass (``sim.cache.access.next_use_index``). Like libCacheSim's
 Belady it always admits on a miss. A lazy max-heap keeps every hook O(log n).
+
+``belady-bypass`` may also decline a block (the ``admit`` hook): a full cache does not take
+a block whose next use is no sooner than every resident block's, the optimum when caching
+is optional (the ceiling for learned admission; with equal-sized blocks it is at most one
+slot's worth above Belady).
 """
 
 from __future__ import annotations
@@ -51,3 +56,22 @@ class Belady(EvictionPolicy):
             if next_of.get(key) == -neg:
                 return key
             heapq.heappop(heap)
+
+
+@register
+class BeladyBypass(Belady):
+    name = "belady-bypass"
+
+    def admit(self, key: int, now: int) -> bool:
+        """Take ``key`` into a full cache only if it is needed again before the farthest resident block."""
+        top = self._top()
+        return top is None or int(self.next_use[now]) < self.next_of[top]
+
+    def _top(self) -> int | None:
+        heap, next_of = self.heap, self.next_of
+        while heap:
+            neg, key = heap[0]
+            if next_of.get(key) == -neg:
+                return key
+            heapq.heappop(heap)
+        return None

@@ -1,23 +1,20 @@
-"""Learned eviction: evict the block whose *predicted* next use is farthest (Belady with a model).
+"""Learned eviction: hit density from a model's predicted next-use distribution, behind a safety net.
 
-Predictions come from ``learned.model`` (LightGBM on online features), computed for the
-whole stream in one batch before the replay; each is a function of the past only, so
-this equals predicting at access time, without a per-access call into LightGBM. A block is expected
-back no sooner than predicted and no sooner than it has already been idle (when a
-prediction fails, LRU's estimate takes over); the victim is the block expected back
-last, found in O(log n) as the larger of the farthest prediction and the least recently
-used block's estimate. In the spirit of LRB (Song et al.,
-"Learning Relaxed Belady for Content Distribution Network Caching", NSDI 2020), which
-also approximates Belady's choice with a learned next-use estimate.
+A trained model (``learned.model``) predicts, for every access, the distribution of the distance
+to that block's next use, from features of the past only; the predictions for a whole stream are
+made in one batch before the replay (the same as predicting at access time). The per-access work
+runs compiled over arrays indexed by block id (``learned.kernel``): a model expert evicts by hit
+density relative to its own eviction age and declines blocks worth less than its victim; an ARC
+expert runs beside it; the cache follows whichever has had more hits lately, so a wrong model
+falls back to ARC instead of making things worse. See ``learned/README.md`` for what was measured.
 """
 
 from __future__ import annotations
 
-import heapq
-from collections import OrderedDict
-
 import numpy as np
 
+from learned import kernel
+from learned.predictions import Predictions
 from sim.cache.policies.base import EvictionPolicy, register
 
 
@@ -26,122 +23,60 @@ class Learned(EvictionPolicy):
     name = "learned"
     needs_predictions = True
 
-    def __init__(self, capacity: int, predicted: np.ndarray):
+    def __init__(self, capacity: int, predicted: Predictions | np.ndarray):
         super().__init__(capacity)
-        self.predicted = predicted
-        self.expect: dict[int, float] = {}  # resident key -> predicted next-use position
-        self.idle: OrderedDict[int, int] = OrderedDict()  # key -> last use position, least recent first
-        self.farthest: list[tuple[float, int]] = []  # max-heap (negated) of (expected, key), lazy
-        self.now = 0
+        if not isinstance(predicted, Predictions):  # true next-use positions: a perfect predictor
+            predicted = Predictions.perfect(predicted)
+        self.klass = predicted.klass
+        self.state = kernel.new_state(capacity, predicted.num_ids, predicted.dist, predicted.edges)
+        self._bind()
 
-    def _set(self, key: int, now: int) -> None:
-        self.now = now
-        expected = float(self.predicted[now])
-        self.expect[key] = expected
-        idle = self.idle
-        idle[key] = now
-        idle.move_to_end(key)
-        heapq.heappush(self.farthest, (-expected, key))
-        if len(self.farthest) > 4 * len(self.expect) + 1024:  # drop stale entries; amortised O(log n)
-            self.farthest = [(-e, k) for k, e in self.expect.items()]
-            heapq.heapify(self.farthest)
+    def _bind(self) -> None:
+        s = self.state
+        self._blocks, self._last, self._ints = s["blocks"], s["last"], s["ints"]
+
+    def _fit(self, key: int) -> None:
+        if key >= self._blocks.shape[0]:
+            kernel.grow(self.state, key + 1)
+            self._bind()
 
     def on_access(self, key: int, now: int) -> None:
-        self._set(key, now)
+        s = self.state
+        kernel.on_access(self._blocks, self._last, s["model_slots"], self._ints, s["floats"], s["table"], s["dist"],
+                         s["edges"], key, int(self.klass[now]), now)
 
     def on_insert(self, key: int, now: int) -> None:
-        self._set(key, now)
+        self._fit(key)
+        s = self.state
+        kernel.on_insert(self._blocks, self._last, s["real_ids"], s["model_slots"], self._ints, s["floats"], s["table"],
+                         s["dist"], s["edges"], key, int(self.klass[now]), now)
 
     def on_remove(self, key: int) -> None:
-        del self.expect[key]
-        del self.idle[key]
+        kernel.on_remove(self._blocks, self.state["real_ids"], self._ints, key)
+
+    def victim(self, incoming: int) -> int:
+        s = self.state
+        return int(kernel.victim(self._blocks, self._last, s["real_ids"], self._ints, s["floats"], s["table"], s["dist"],
+                                 s["edges"]))
+
+    def summary(self) -> dict:
+        """Which expert the cache follows at the end, how often that changed, and each one's decayed hits."""
+        ints, floats = self._ints, self.state["floats"]
+        return {"leader": "model" if ints[kernel.S_LEADER] == kernel.MODEL else "arc",
+                "leader_switches": int(ints[kernel.S_SWITCHES]),
+                "recent_hits": {"model": round(float(floats[kernel.X_SCORE + kernel.MODEL]), 1),
+                                "arc": round(float(floats[kernel.X_SCORE + kernel.ARC]), 1)}}
 
     def replay_plain(self, keys: list[int], resident: set, capacity: int, start: int) -> tuple[list[int], int]:
-        """The single-tier plain replay with the hooks of this class inlined (``MultiTierCache``'s fast path)."""
-        expect, idle, predicted = self.expect, self.idle, self.predicted
-        farthest = self.farthest
-        push, pop = heapq.heappush, heapq.heappop
-        touch, add, remove = idle.move_to_end, resident.add, resident.remove
-        hit_positions: list[int] = []
-        hit = hit_positions.append
-        evictions = 0
-        expected_of = predicted[start:start + len(keys)].tolist()
-        for offset, key in enumerate(keys):
-            now = start + offset
-            expected = expected_of[offset]
-            if key in resident:
-                hit(now)
-            else:
-                if len(resident) >= capacity:
-                    while expect.get(farthest[0][1]) != -farthest[0][0]:
-                        pop(farthest)
-                    oldest, last = next(iter(idle.items()))
-                    victim = oldest if 2 * (now - 1) - last >= -farthest[0][0] else farthest[0][1]
-                    del expect[victim], idle[victim]
-                    remove(victim)
-                    evictions += 1
-                add(key)
-            expect[key] = expected
-            idle[key] = now
-            touch(key)
-            push(farthest, (-expected, key))
-            if len(farthest) > 4 * len(expect) + 1024:
-                farthest[:] = [(-e, k) for k, e in expect.items()]
-                heapq.heapify(farthest)
-        self.now = start + len(keys) - 1
-        return hit_positions, evictions
-
-    def victim(self, incoming: int) -> int:
-        """The block expected back last, each expected no sooner than predicted and no sooner than it
-        has been idle (a failed prediction falls back to LRU's estimate): the larger of the farthest
-        prediction and the least recently used block's now + idle time."""
-        farthest, expect = self.farthest, self.expect
-        while expect.get(farthest[0][1]) != -farthest[0][0]:
-            heapq.heappop(farthest)
-        oldest, last = next(iter(self.idle.items()))
-        if 2 * self.now - last >= -farthest[0][0]:
-            return oldest
-        return farthest[0][1]
-
-
-@register
-class LearnedInsertion(EvictionPolicy):
-    """LRU whose insertion position is learned: a block whose predicted reuse distance exceeds the
-    cache's characteristic time (the running mean age, in accesses, of the blocks it evicts) would
-    be evicted before that reuse anyway, so it enters (or is refreshed) at the cold end instead of
-    the hot end, and cannot push out blocks that will be reused. The running mean's weight is
-    1/capacity: it tracks the cache's own timescale."""
-
-    name = "learned-insertion"
-    needs_predictions = True
-
-    def __init__(self, capacity: int, predicted: np.ndarray):
-        super().__init__(capacity)
-        self.predicted = predicted
-        self.order: OrderedDict[int, int] = OrderedDict()  # key -> last use position; coldest first
-        self.characteristic = float("inf")  # no eviction yet: everything looks reusable in time
-        self.weight = 1.0 / max(1, capacity)
-        self.now = 0
-
-    def _place(self, key: int, now: int) -> None:
-        self.now = now
-        order = self.order
-        order[key] = now
-        order.move_to_end(key, last=self.predicted[now] - now <= self.characteristic)
-
-    def on_access(self, key: int, now: int) -> None:
-        self._place(key, now)
-
-    def on_insert(self, key: int, now: int) -> None:
-        self._place(key, now)
-
-    def on_remove(self, key: int) -> None:
-        last = self.order.pop(key)
-        age = self.now - last
-        if self.characteristic == float("inf"):
-            self.characteristic = float(age)
-        else:
-            self.characteristic += self.weight * (age - self.characteristic)
-
-    def victim(self, incoming: int) -> int:
-        return next(iter(self.order))
+        """The single-tier plain replay in one compiled call (``MultiTierCache``'s fast path)."""
+        stream = np.asarray(keys, dtype=np.int64)
+        if len(stream):
+            self._fit(int(stream.max()))
+        s = self.state
+        hit = np.zeros(len(stream), dtype=np.bool_)
+        evictions = kernel.replay_plain(self._blocks, self._last, s["real_ids"], s["model_slots"], self._ints,
+                                        s["floats"], s["table"], s["dist"], s["edges"], stream, self.klass, start,
+                                        capacity, hit)
+        resident.clear()
+        resident.update(s["real_ids"][: self._ints[kernel.S_NREAL]].tolist())
+        return (np.flatnonzero(hit) + start).tolist(), int(evictions)

@@ -1,0 +1,35 @@
+"""What the learned policy is given: for every access of the stream, a class whose predicted
+distribution of the distance to the block's next use is one row of a small table.
+
+The model predicts a full distribution per access; the policy ranks blocks by hit density,
+which depends on that distribution, the block's idle time and the cache's own horizon. A
+table per class (a few hundred classes) lets the compiled kernel look hit densities up
+instead of integrating per candidate, and keeps memory at 4 bytes per access.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Predictions:
+    klass: np.ndarray  # int32 [accesses]: class of each access (stream position)
+    dist: np.ndarray  # float64 [classes, buckets]: P(next-use distance in bucket) per class
+    edges: np.ndarray  # float64 [buckets + 1]: bucket j is (edges[j], edges[j+1]], log-uniform inside
+    num_ids: int  # block ids are below this
+
+    @classmethod
+    def perfect(cls, next_use: np.ndarray, num_ids: int = 1) -> "Predictions":
+        """A perfect predictor from true next-use positions (tests, and Belady-like reference runs):
+        each access's class is the power-of-two bucket its true distance falls in."""
+        next_use = np.asarray(next_use, dtype=np.float64)
+        distance = next_use - np.arange(len(next_use))
+        top = max(2.0, float(len(next_use)))
+        edges = np.r_[0.5, 2.0 ** np.arange(0, int(np.ceil(np.log2(top))) + 1), np.inf]
+        buckets = len(edges) - 1
+        klass = np.clip(np.searchsorted(edges, distance, side="left") - 1, 0, buckets - 1)
+        klass[distance > top] = buckets - 1  # "never again": the bucket beyond the horizon
+        return cls(klass.astype(np.int32), np.eye(buckets), edges, num_ids)

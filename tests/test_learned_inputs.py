@@ -1,0 +1,161 @@
+"""Bad inputs to the learned policy and to its training: each is exit 2 with one short line naming the
+file, never a traceback; Ctrl-C during training is exit 130 with one line, and the model and sidecar
+are written atomically (an interrupted run leaves the previous files, and no temporary ones)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from learned.model import sidecar_path
+from learned.train import main as train_main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory) -> Path:
+    """A model of the synthetic multi-turn workload at 512-token blocks (trained in about a second)."""
+    out = tmp_path_factory.mktemp("model") / "model.txt"
+    assert train_main(["--out", str(out), "--range", "0:1", "--rounds", "3", "--set", "serving.block_size=512",
+                       "--set", "workload.synthetic.num_requests=400"]) == 0
+    return out
+
+
+def _copy(model: Path, directory: Path) -> Path:
+    target = directory / "model.txt"
+    target.write_bytes(model.read_bytes())
+    sidecar_path(target).write_bytes(sidecar_path(model).read_bytes())
+    return target
+
+
+def _garbage_model(m: Path) -> Path:
+    m.write_bytes(os.urandom(3000))
+    return m
+
+
+def _truncated_model(m: Path) -> Path:
+    m.write_bytes(m.read_bytes()[: len(m.read_bytes()) // 2])
+    return m
+
+
+def _garbage_sidecar(m: Path) -> Path:
+    sidecar_path(m).write_bytes(b"\xff\xfe" + os.urandom(200))
+    return sidecar_path(m)
+
+
+def _truncated_sidecar(m: Path) -> Path:
+    side = sidecar_path(m)
+    side.write_text(side.read_text()[:500])
+    return side
+
+
+def _foreign_sidecar(m: Path) -> Path:
+    sidecar_path(m).write_text(json.dumps({"features": ["log_gap1"], "hello": 1}))
+    return sidecar_path(m)
+
+
+def _no_sidecar(m: Path) -> Path:
+    sidecar_path(m).unlink()
+    return sidecar_path(m)
+
+
+def _no_model(m: Path) -> Path:
+    m.unlink()
+    return m
+
+
+def _unknown_feature(m: Path) -> Path:
+    meta = json.loads(sidecar_path(m).read_text())
+    meta["features"][0] = "tomorrows_weather"
+    sidecar_path(m).write_text(json.dumps(meta))
+    return sidecar_path(m)
+
+
+MODEL_CASES = {
+    "garbage model file": _garbage_model,
+    "truncated model file": _truncated_model,
+    "garbage sidecar": _garbage_sidecar,
+    "truncated sidecar": _truncated_sidecar,
+    "sidecar of something else": _foreign_sidecar,
+    "sidecar missing": _no_sidecar,
+    "model missing": _no_model,
+    "feature this version does not know": _unknown_feature,
+}
+
+
+def _one_line(err: str, names: str) -> None:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and len(lines[0]) < 300, err
+    assert names in lines[0] and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("case", sorted(MODEL_CASES))
+def test_a_bad_model_is_exit_2_naming_the_file(case, small_model, tmp_path, run_cli):
+    named = MODEL_CASES[case](_copy(small_model, tmp_path))
+    status, _, err = run_cli("--cache-only", "--policy", "learned", "--set", f"cache.learned_model={tmp_path / 'model.txt'}",
+                             "--set", "serving.block_size=512", "--seed", "1", "--capacity-blocks", "100", "--no-plot",
+                             "--quiet")
+    assert status == 2
+    _one_line(err, str(named))
+
+
+def test_a_model_of_another_block_size_is_refused(small_model, run_cli):
+    status, _, err = run_cli("--cache-only", "--policy", "learned", "--set", f"cache.learned_model={small_model}",
+                             "--set", "serving.block_size=16", "--seed", "1", "--capacity-blocks", "100", "--no-plot",
+                             "--quiet")
+    assert status == 2
+    _one_line(err, "512-token blocks")
+
+
+def _train(argv, capsys) -> tuple[int, str]:
+    status = train_main([str(a) for a in argv])
+    return status, capsys.readouterr().err
+
+
+TRAIN_CASES = {
+    # case: (argv, text the message must hold)
+    "header-only trace": (["--workload-trace", "{tmp}/header.csv", "--out", "{tmp}/m.txt"], "{tmp}/header.csv"),
+    "missing trace": (["--workload-trace", "{tmp}/nope.jsonl", "--out", "{tmp}/m.txt"], "{tmp}/nope.jsonl"),
+    "out is a directory": (["--workload-trace", "{tmp}/nope.jsonl", "--out", "{tmp}"], "{tmp}"),
+    "out below a file": (["--workload-trace", "{tmp}/nope.jsonl", "--out", "{tmp}/header.csv/m.txt"],
+                         "{tmp}/header.csv is not a directory"),
+    "out in an unwritable place": (["--workload-trace", "{tmp}/nope.jsonl", "--out", "/proc/kvsim/m.txt"],
+                                   "/proc/kvsim/m.txt"),
+    "bad range": (["--out", "{tmp}/m.txt", "--range", "half"], "--range"),
+    "range out of order": (["--out", "{tmp}/m.txt", "--range", "0.7:0.2"], "range"),
+    "too few accesses": (["--out", "{tmp}/m.txt", "--set", "workload.synthetic.num_requests=2"], "block accesses"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TRAIN_CASES))
+def test_bad_training_input_is_exit_2_before_training(case, tmp_path, capsys):
+    (tmp_path / "header.csv").write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n")
+    argv, names = TRAIN_CASES[case]
+    status, err = _train([a.format(tmp=tmp_path) for a in argv], capsys)
+    assert status == 2
+    _one_line(err, names.format(tmp=tmp_path))
+    assert not (tmp_path / "m.txt").exists()  # unwritable outputs are found before any work: nothing written
+
+
+def test_ctrl_c_during_training_is_exit_130_and_leaves_the_previous_model(shared_data, small_model, tmp_path):
+    model = _copy(small_model, tmp_path)
+    before = model.read_bytes(), sidecar_path(model).read_bytes()
+    trace = shared_data / "traces" / "mooncake_conversation.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "learned.train", "--workload-trace", str(trace), "--out", str(model),
+                             "--set", "serving.block_size=512", "--rounds", "100000"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(4.0)  # well into loading, features or boosting
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip() == "learned.train: interrupted" and "Traceback" not in err
+    assert (model.read_bytes(), sidecar_path(model).read_bytes()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.txt", "model.txt.json"]  # no temporary files
