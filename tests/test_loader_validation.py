@@ -161,3 +161,18 @@ def test_cli_lenient_reports_skips(tmp_path, run_cli):
     assert status == 0, err
     assert "3 requests used" in out and "8 skipped" in out
     assert "malformed_row: 1" in out
+
+
+@pytest.mark.parametrize("chunk", [None, 1])
+def test_datetimes_beyond_nanosecond_range_are_bad(tmp_path, monkeypatch, chunk):
+    """Years outside 1677-2262 do not fit nanosecond timestamps: a bad timestamp, whatever else
+    shares the chunk (pandas parses a chunk of whole seconds in seconds, where they do fit)."""
+    from trace import loaders
+
+    if chunk is not None:
+        monkeypatch.setattr(loaders, "CHUNK_ROWS", chunk)
+    text = AZURE_HEADER + ("2023-11-16 18:15:46.0000000,100,10\n1600-01-01 00:00:00,100,10\n"
+                           "2300-01-01 00:00:00,100,10\n2023-11-16 18:15:47,200,20\n")
+    trace = load(write(tmp_path, "t.csv", text))
+    assert trace.provenance.skip_reasons == {"bad_timestamp": 2}
+    assert trace.arrival_s.tolist() == [0.0, 1.0]

@@ -12,7 +12,7 @@ All work is vectorised over requests; the only Python loop runs over block depth
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
 
 _U64 = np.uint64
 _GOLDEN = _U64(0x9E3779B97F4A7C15)
@@ -124,9 +124,22 @@ def chain(offsets: np.ndarray, content_keys: np.ndarray) -> np.ndarray:
 
 
 def intern(values: np.ndarray) -> tuple[np.ndarray, int]:
-    """Dense integer ids in order of first appearance, and how many distinct values."""
-    codes, uniques = pd.factorize(np.asarray(values), sort=False)
-    return codes.astype(np.int64), len(uniques)
+    """Dense integer ids in order of first appearance, and how many distinct values.
+
+    Small non-negative integers (a trace's own block ids, remapped densely as Mooncake's are) are
+    looked up in a table indexed by value; any others go through pyarrow's hash-based
+    dictionary encoding (one pass, first-seen order)."""
+    values = np.asarray(values)
+    n = len(values)
+    if n and values.dtype.kind in "iu" and values.min() >= 0 and values.max() < 4 * n + 1024:
+        first = np.full(int(values.max()) + 1, n, dtype=np.int64)  # each value's first position
+        np.minimum.at(first, values, np.arange(n, dtype=np.int64))
+        seen = np.flatnonzero(first < n)
+        code = np.empty(len(first), dtype=np.int64)
+        code[seen[np.argsort(first[seen], kind="stable")]] = np.arange(len(seen), dtype=np.int64)
+        return code[values], len(seen)
+    encoded = pa.array(values).dictionary_encode()
+    return encoded.indices.to_numpy().astype(np.int64), len(encoded.dictionary)
 
 
 def split_hash_blocks(
