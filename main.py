@@ -23,6 +23,7 @@ if "trace" in sys.modules and not hasattr(sys.modules["trace"], "__path__"):
     del sys.modules["trace"]
 
 import argparse  # noqa: E402
+import logging  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
@@ -113,6 +114,7 @@ FLAG_MODES: dict[str, frozenset[str]] = {
     "workload_limit": WITH_WORKLOAD,
     "workload_time_unit": WITH_WORKLOAD,
     "strict_workload_validation": WITH_WORKLOAD,
+    "workload_cache": WITH_WORKLOAD,
     "policy": SIMULATING,
     "capacity_blocks": frozenset({"cache-only"}),
     "allow_train_test_overlap": SIMULATING | {"sweep"},
@@ -177,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     wl.add_argument("--workload-time-unit", choices=["s", "ms", "us", "ns"], help="unit of numeric timestamps")
     wl.add_argument("--strict-workload-validation", action="store_true",
                     help="the first bad row is an error (default: bad rows are counted and skipped)")
+    wl.add_argument("--workload-cache", metavar="PATH",
+                    help="keep the loaded trace in this file (.npz); later runs read it while the trace file and the "
+                         "loader settings are unchanged, else rebuild it (config key: workload.cache)")
 
     cache = p.add_argument_group("cache")
     cache.add_argument("--policy", metavar="NAME[,NAME...]", help="eviction policy; several = one run each, same trace")
@@ -279,6 +284,7 @@ FLAG_KEYS = {
     "workload_limit": "workload.limit",
     "workload_time_unit": "workload.time_unit",
     "strict_workload_validation": "workload.strict_validation",
+    "workload_cache": "workload.cache",
     "seed": "seed",
     "capacity_blocks": "cache.capacity_blocks",
     "mrc_sample_rate": "cache.mrc_sample_rate",
@@ -360,6 +366,9 @@ def plan_outputs(args: argparse.Namespace, mode: str, policies: list[str], confi
         files.append(("--html", outputs.html))
     if mode in WITH_WORKLOAD and not args.no_plot:
         outputs.plot_dir = check_writable(plot_dir(args), "--plot-dir", directory=True)
+    cache = config.workload.cache if config is not None else args.workload_cache
+    if cache is not None:  # read if valid, else (re)written: found unwritable now, not after loading
+        files.append(("--workload-cache", check_writable(cache, "--workload-cache")))
     inputs = [("--config", args.config), *(("--calibration-profile", p) for p in args.calibration_profile),
               *((f"config key '{key}'", setting(config, key)) for key in PATH_KEYS if config is not None)]
     seen: dict[Path, str] = {Path(p).resolve(): name for name, p in inputs if p}
@@ -525,6 +534,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as done:  # --help (0) or a usage error (2, already printed in one line)
         return done.code if isinstance(done.code, int) else 2
     start = time.perf_counter()
+    # Notes from deep inside (the workload cache's) go through the "kvsim" logger: errors only with --quiet.
+    logging.getLogger("kvsim").setLevel(logging.ERROR if args.quiet else logging.NOTSET)
     try:
         mode = select_mode(args)
         if mode in EXPERIMENTS:
