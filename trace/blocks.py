@@ -12,7 +12,8 @@ All work is vectorised over requests; the only Python loop runs over block depth
 from __future__ import annotations
 
 import numpy as np
-import pyarrow as pa
+
+from trace.arrow import from_numpy, numpy_view
 
 _U64 = np.uint64
 _GOLDEN = _U64(0x9E3779B97F4A7C15)
@@ -138,8 +139,8 @@ def intern(values: np.ndarray) -> tuple[np.ndarray, int]:
         code = np.empty(len(first), dtype=np.int64)
         code[seen[np.argsort(first[seen], kind="stable")]] = np.arange(len(seen), dtype=np.int64)
         return code[values], len(seen)
-    encoded = pa.array(values).dictionary_encode()
-    return encoded.indices.to_numpy().astype(np.int64), len(encoded.dictionary)
+    encoded = from_numpy(values).dictionary_encode()
+    return numpy_view(encoded.indices).astype(np.int64), len(encoded.dictionary)
 
 
 def split_hash_blocks(

@@ -44,6 +44,7 @@ import pyarrow.json as pa_json
 from sim.config import WorkloadConfig, request_token_bound
 from sim.errors import QUOTE_LIMIT, ConfigError, TraceError, quote
 from trace import blocks as bm
+from trace.arrow import from_numpy, numpy_view, text_buffers, valid, with_nulls
 from trace.request import Trace, TraceProvenance
 from trace.validation import CODE, SkipLedger, combine, no_usable_requests, numeric_column
 
@@ -122,7 +123,7 @@ class Chunk:
             arrival=self.arrival[rows],
             input_tokens=self.input_tokens[rows],
             output_tokens=self.output_tokens[rows],
-            session=None if self.session is None else self.session.take(pa.array(rows)),
+            session=None if self.session is None else self.session.take(from_numpy(rows)),
             hash_ids=None if self.hash_ids is None else self.hash_ids.take(rows),
             token_ids=None if self.token_ids is None else self.token_ids.take(rows),
         )
@@ -279,19 +280,11 @@ def _fast_csv(data: bytes, names: list[str], columns: list[str]) -> dict[str, pa
         return None
     frame = {name: table.column(name).combine_chunks() for name in columns}
     for text in frame.values():
-        offsets, data = _text_buffers(text)
+        offsets, data = text_buffers(text)
         first = data[offsets[:-1][np.diff(offsets) > 0]]  # each non-empty field's first byte
         if ((first == ord(" ")) | (first == ord("\t"))).any():
             return None
     return frame
-
-
-def _text_buffers(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """A pyarrow text array's offsets (int64, rows + 1) and bytes, without copying the bytes."""
-    offset_type = np.int64 if pa.types.is_large_string(text.type) else np.int32
-    offsets = np.frombuffer(text.buffers()[1], dtype=offset_type)[text.offset:text.offset + len(text) + 1]
-    data = text.buffers()[2]
-    return offsets.astype(np.int64), np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
 
 
 def _numbered(frames, first_row: int) -> Iterator[RawChunk]:
@@ -432,11 +425,11 @@ def _fast_jsonl(data: bytes, line: int, first_row: int, fmt: TraceFormat) -> Raw
         if key in fmt.id_lists:
             if column.values.null_count:
                 return None
-            offsets = column.offsets.to_numpy().astype(np.int64)
-            values = column.values.to_numpy()[offsets[0]:offsets[-1]]
+            offsets = numpy_view(column.offsets).astype(np.int64)
+            values = numpy_view(column.values)[offsets[0]:offsets[-1]]
             frame[key] = IdLists(values, offsets - offsets[0])
         else:
-            values = column.to_numpy()
+            values = numpy_view(column)
             if (np.signbit(values) & (values == 0)).any():
                 return None
             frame[key] = values
@@ -503,7 +496,7 @@ def _datetime_ns(text: pa.Array) -> np.ndarray | None:
     n = len(text)
     if n == 0 or text.null_count:
         return None
-    offsets, data = _text_buffers(text)
+    offsets, data = text_buffers(text)
     lengths = np.diff(offsets)
     for width in ([int(lengths[0])] if lengths.min() == lengths.max() else np.unique(lengths).tolist()):
         if width != 19 and not 21 <= width <= 29:
@@ -518,7 +511,7 @@ def _datetime_ns(text: pa.Array) -> np.ndarray | None:
                 and ((separator == ord(" ")) | (separator == ord("T"))).all()):
             return None
     try:
-        return pc.cast(text, pa.timestamp("ns")).to_numpy().view(np.int64)
+        return numpy_view(pc.cast(text, pa.timestamp("ns")))
     except pa.ArrowException:
         return None
 
@@ -572,8 +565,8 @@ _ASCII_WHITESPACE = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"  # what Python's str.strip
 def _session_labels(raw) -> pa.Array:
     """Session labels as text, null where a row has none (blank or absent)."""
     if isinstance(raw, pa.Array):  # the fast reader's: ASCII text
-        blank = pc.equal(pc.ascii_trim(raw, _ASCII_WHITESPACE), "")
-        return pc.if_else(blank, pa.scalar(None, pa.string()), raw)
+        offsets, _ = text_buffers(pc.ascii_trim(raw, _ASCII_WHITESPACE))
+        return with_nulls(raw, np.diff(offsets) == 0)
     raw = raw.astype(object)
     labels = raw.where(raw.astype(str).str.strip() != "", None).to_numpy()
     return pa.array(labels, type=pa.string(), from_pandas=True)
@@ -782,8 +775,8 @@ def _collect(path: Path, fmt: TraceFormat, ledger: SkipLedger, limit: int | None
 
 def _dense_codes(labels: pa.Array) -> np.ndarray:
     """Dense int64 codes of text labels in order of first appearance; -1 for null."""
-    encoded = labels.dictionary_encode()
-    return pc.fill_null(encoded.indices, -1).to_numpy().astype(np.int64)
+    indices = labels.dictionary_encode().indices
+    return np.where(valid(indices), numpy_view(indices), -1).astype(np.int64)
 
 
 def load_trace(workload: WorkloadConfig, block_size: int, sha256: str | None = None) -> Trace:

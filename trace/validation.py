@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sim.errors import TraceError, quote
+from trace.arrow import numpy_view
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -89,11 +90,11 @@ def _numeric_text(text: pa.Array, integer: bool) -> tuple[np.ndarray, np.ndarray
     reference reader would parse it."""
     if len(text) == 0 or pc.all(pc.ascii_is_decimal(text)).as_py():
         try:
-            return numeric_values(pc.cast(text, pa.int64()).to_numpy().astype(np.float64), integer)
+            return numeric_values(numpy_view(pc.cast(text, pa.int64())).astype(np.float64), integer)
         except pa.ArrowException:  # beyond int64: a decimal below
             pass
     if pc.all(pc.match_substring_regex(text, _DECIMAL)).as_py():
-        return numeric_values(pc.cast(text, pa.float64()).to_numpy(), integer)
+        return numeric_values(numpy_view(pc.cast(text, pa.float64())), integer)
     import pandas as pd
 
     return numeric_column(pd.Series(text.to_numpy(zero_copy_only=False), dtype=str), integer)
