@@ -27,16 +27,19 @@ import logging  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
 
 try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
     from sim.config import PATH_KEYS, Config, load_config, setting  # noqa: E402
     from sim.errors import QUOTE_LIMIT, InputError, quote  # noqa: E402
-    from sim.report.document import RunResult, build_report, write_csv, write_json  # noqa: E402
     from sim.report.output import check_writable  # noqa: E402
-    from trace.workload import load_workload, with_trace_block_size  # noqa: E402
 except KeyboardInterrupt:
     print("kvsim: interrupted", file=sys.stderr)
     sys.exit(130)
+# numpy, pyarrow and the simulator load when a mode runs (``--help`` and usage errors stay quick):
+# sim.report.document and trace.workload are imported where they are used.
+if TYPE_CHECKING:
+    from sim.report.document import RunResult
 
 MOONCAKE = "../shared/data/traces/mooncake_conversation.jsonl"
 AZURE = "trace/data/azure_conv_2023.csv"
@@ -404,7 +407,9 @@ def _stem(trace) -> str:
 
 
 def run_trace_stats(run: Run) -> tuple[dict, list[RunResult]]:
+    from sim.report.document import RunResult
     from trace.stats import trace_stats
+    from trace.workload import load_workload, with_trace_block_size
 
     trace = load_workload(run.config)
     run.config = with_trace_block_size(run.config, trace)
@@ -420,6 +425,7 @@ def run_trace_stats(run: Run) -> tuple[dict, list[RunResult]]:
 def run_cache_only(run: Run) -> tuple[dict, list[RunResult]]:
     from sim.cache.replay import run_cache_only as replay_policies
     from sim.cache.replay import run_mrc
+    from trace.workload import load_workload, with_trace_block_size
 
     trace = load_workload(run.config)
     run.config = config = with_trace_block_size(run.config, trace)
@@ -442,6 +448,7 @@ def run_serving_mode(run: Run) -> tuple[dict, list[RunResult]]:
     from sim.config import replace
     from sim.report.metrics import write_requests_csv
     from sim.serving.run import admit, run_serving
+    from trace.workload import load_workload, with_trace_block_size
 
     trace = load_workload(run.config)
     run.config = config = with_trace_block_size(run.config, trace)
@@ -550,6 +557,8 @@ def main(argv: list[str] | None = None) -> int:
 
             runner = searched_runner(args, run.mode)
         trace, runs = runner(run)
+        from sim.report.document import build_report, write_csv, write_json
+
         report = build_report(run.mode, run.config, trace, runs, wall_s=time.perf_counter() - start)
         if run.outputs.report_json:
             write_json(report, run.outputs.report_json)
