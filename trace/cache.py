@@ -20,7 +20,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +55,14 @@ def cache_key(workload: WorkloadConfig, block_size: int, sha256: str) -> dict[st
         "workload.max_request_tokens": request_token_bound(workload),
         "serving.block_size": block_size,
         "loader code sha256": code.hexdigest(),
-        "libraries": {name: metadata.version(name) for name in LIBRARIES},
+        "libraries": {name: _version(name) for name in LIBRARIES},
     }
+
+
+def _version(library: str) -> str:
+    from importlib import metadata  # only when a cache is used: it costs a short run ~10 ms
+
+    return metadata.version(library)
 
 
 def load_trace_cached(workload: WorkloadConfig, block_size: int) -> Trace:
