@@ -160,7 +160,7 @@ def test_plain_traces_take_the_fast_readers(tmp_path):
     frame = loaders._fast_csv(azure, names, names)
     assert frame is not None and loaders._datetime_ns(frame["TIMESTAMP"]) is not None
     mooncake = b'{"timestamp": 0, "input_length": 600, "output_length": 5, "hash_ids": [1, 2]}\n' * 3
-    raw = loaders._fast_jsonl(mooncake, 1, 1, loaders.FORMATS["mooncake"])
+    raw = loaders._fast_jsonl(mooncake, 1, 1, loaders.FORMATS["mooncake"], loaders.FORMATS["mooncake"].signature)
     assert raw is not None and raw.rows == 3 and raw.frame["hash_ids"].values.tolist() == [1, 2] * 3
 
 
@@ -215,3 +215,21 @@ def test_jsonl_adversarial_lines(tmp_path, monkeypatch, name):
     path.write_text(GOOD + "\n" + ADVERSARIAL_JSONL[name] + "\n" + GOOD + "\n")
     _assert_same(path, monkeypatch, block_size=512, format="mooncake")
     _assert_same(path, monkeypatch, block_size=512, format="mooncake", strict_validation=True)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_llmservingsim_fast_equals_reference(tmp_path, monkeypatch, seed):
+    rng = random.Random(seed)
+    lines = []
+    for i in range(30):
+        n = rng.choice([1, 3, 17, 40])
+        record = {"input_toks": n, "output_toks": rng.choice([1, 9]), "arrival_time_ns": rng.choice([0, 10**6, 10**9 + i])}
+        if seed % 3 or i:  # a third of the files: no token ids in the first record
+            if rng.random() > 0.1:
+                record["input_tok_ids"] = [rng.randrange(4) for _ in range(n if rng.random() > 0.1 else n + 1)]
+        if rng.random() < 0.1:
+            record[rng.choice(list(record))] = rng.choice([None, -3, 2.5, "x", [-1]])
+        lines.append(json.dumps(record))
+    path = tmp_path / "l.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    _assert_same(path, monkeypatch, block_size=4)

@@ -176,3 +176,16 @@ def test_datetimes_beyond_nanosecond_range_are_bad(tmp_path, monkeypatch, chunk)
     trace = load(write(tmp_path, "t.csv", text))
     assert trace.provenance.skip_reasons == {"bad_timestamp": 2}
     assert trace.arrival_s.tolist() == [0.0, 1.0]
+
+
+def test_llmservingsim_token_ids_are_optional(tmp_path):
+    """A trace without input_tok_ids has token counts only (unique blocks); one whose first record
+    has them uses them, and a later record without them is missing a value."""
+    without = '{"input_toks": 20, "output_toks": 5, "arrival_time_ns": 0}\n{"input_toks": 40, "output_toks": 5, "arrival_time_ns": 1000}\n'
+    trace = load(write(tmp_path, "a.jsonl", without))
+    assert trace.provenance.format == "llmservingsim" and trace.provenance.block_ids == "unique"
+    assert (trace.input_tokens.tolist(), trace.num_accesses) == ([20, 40], 2 + 3)
+    with_ids = ('{"input_toks": 3, "output_toks": 5, "arrival_time_ns": 0, "input_tok_ids": [7, 8, 9]}\n'
+                '{"input_toks": 40, "output_toks": 5, "arrival_time_ns": 1000}\n')
+    trace = load(write(tmp_path, "b.jsonl", with_ids))
+    assert trace.provenance.block_ids == "chained" and trace.provenance.skip_reasons == {"missing_value": 1}

@@ -137,7 +137,7 @@ class TraceFormat:
     kind: str  # "csv" or "jsonl"
     signature: tuple[str, ...]  # columns/keys that identify it
     time_unit: str | None  # None: timestamps are datetimes
-    optional: tuple[str, ...] = ()  # columns/keys read when present
+    optional: tuple[str, ...] = ()  # columns read when present; JSONL keys read when the first record has them
     id_lists: tuple[str, ...] = ()  # JSONL keys whose values are lists of ids
 
 
@@ -393,7 +393,7 @@ def _slow_jsonl(data: bytes, line: int, first_row: int, keys: tuple[str, ...]) -
     return RawChunk(frame, first_row, len(objects), malformed, np.asarray(lines, dtype=np.int64), keys_seen)
 
 
-def _fast_jsonl(data: bytes, line: int, first_row: int, fmt: TraceFormat) -> RawChunk | None:
+def _fast_jsonl(data: bytes, line: int, first_row: int, fmt: TraceFormat, keys: tuple[str, ...]) -> RawChunk | None:
     """A chunk through pyarrow's JSON reader, or None where the result could differ from orjson's
     line by line: one ``{`` a line (no blank line, no nested object) and one row a line; ASCII
     text without NaN/Infinity (which pyarrow accepts and RFC 8259 does not) or escapes (where
@@ -404,7 +404,6 @@ def _fast_jsonl(data: bytes, line: int, first_row: int, fmt: TraceFormat) -> Raw
     line += body[:len(body) - len(lead)].count(b"\n")  # blank lines before the first record
     body = lead
     n = _lines(body)
-    keys = fmt.signature + fmt.optional
     if (not n or not body.isascii() or b"\\" in body or b"NaN" in body or b"Inf" in body
             or body.count(b"{") != n):
         return None
@@ -438,14 +437,16 @@ def _fast_jsonl(data: bytes, line: int, first_row: int, fmt: TraceFormat) -> Raw
 
 
 def _jsonl_chunks(path: Path, fmt: TraceFormat) -> Iterator[RawChunk]:
-    """The JSONL's records in chunks: pyarrow where it can decide, orjson line by line where not."""
-    keys = fmt.signature + fmt.optional
+    """The JSONL's records in chunks: pyarrow where it can decide, orjson line by line where not.
+    The format's optional keys are read when the first record has them."""
+    first = _json_object(first_line(path).encode()) or {}
+    keys = fmt.signature + tuple(key for key in fmt.optional if key in first)
     line = first_row = 1
     with path.open("rb") as fh:
         if fh.read(len(BOM_BYTES)) != BOM_BYTES:
             fh.seek(0)
         for data in _line_chunks(fh):
-            raw = _fast_jsonl(data, line, first_row, fmt) or _slow_jsonl(data, line, first_row, keys)
+            raw = _fast_jsonl(data, line, first_row, fmt, keys) or _slow_jsonl(data, line, first_row, keys)
             line += data.count(b"\n")
             if raw.rows:
                 yield raw
