@@ -690,8 +690,11 @@ def _csv_fields(line: str) -> list[str]:
 
 def file_sha256(path: Path) -> str:
     """The file's sha256 (hex), read in 8 MiB blocks."""
+    digest = hashlib.sha256()
     with path.open("rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
+        for block in iter(lambda: fh.read(8 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def csv_line_of_row(path: Path, row: int) -> int | None:
