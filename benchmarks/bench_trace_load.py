@@ -205,7 +205,7 @@ def load(repo: Path, path: Path, block_size: int, settings: dict, cache: Path | 
 def row(label: str, r: dict) -> str:
     rate = r["rows_read"] / r["load_s"] if r["load_s"] > 0 else float("inf")
     access_rate = r["accesses"] / r["load_s"] if r["load_s"] > 0 else float("inf")
-    return (f"  {label:<34} {r['load_s']:8.2f} s {rate:>14,.0f} {access_rate:>16,.0f} {r['peak_rss_bytes'] / GIB:8.2f} GiB"
+    return (f"  {label:<44} {r['load_s']:8.2f} s {rate:>14,.0f} {access_rate:>16,.0f} {r['peak_rss_bytes'] / GIB:8.2f} GiB"
             f"   ({r['rows_used']:,} rows, {r['accesses']:,} accesses, {r['unique']:,} distinct blocks,"
             f" pandas {'imported' if r['pandas_imported'] else 'not imported'})")
 
@@ -273,28 +273,28 @@ def main(argv: list[str] | None = None) -> int:
                            f"Path({str(args.mooncake_source)!r}))")
         files.append(("Mooncake JSONL", path, 512, {}))
     if "split" in parts:  # the 10 M-access stream: bench_cache.py's and bench_mrc.py's
-        files.append(("Mooncake conv., 16-token split", args.mooncake_source, 16, {"block_mismatch": "split"}))
+        files.append(("Mooncake 16-token split", args.mooncake_source, 16, {"block_mismatch": "split"}))
 
     if files:
-        print(f"\n  {'load':<34} {'wall':>10} {'rows/s':>14} {'accesses/s':>16} {'peak RSS':>12}")
+        print(f"\n  {'load':<44} {'wall':>10} {'rows/s':>14} {'accesses/s':>16} {'peak RSS':>12}")
     for label, path, block_size, settings in files:
         print(f"  {path} ({path.stat().st_size / GIB:.2f} GiB), block size {block_size}")
-        print(row(f"{label}: file", load(repo, path, block_size, settings, profile=args.profile)))
+        print(row(f"{label}, file", load(repo, path, block_size, settings, profile=args.profile)))
         if has_cache:
             cache = args.dir / f"{path.stem}.bs{block_size}.npz"
             cache.unlink(missing_ok=True)
-            print(row(f"{label}: file, cache written", load(repo, path, block_size, settings, cache, args.profile)))
-            print(row(f"{label}: from the cache", load(repo, path, block_size, settings, cache, args.profile)))
-            print(f"  {'':<34} cache file {cache.stat().st_size / (1 << 20):,.0f} MiB")
+            print(row(f"{label}, file + cache write", load(repo, path, block_size, settings, cache, args.profile)))
+            print(row(f"{label}, from cache", load(repo, path, block_size, settings, cache, args.profile)))
+            print(f"  {'':<44} cache file {cache.stat().st_size / (1 << 20):,.0f} MiB")
 
     if "startup" in parts:
         tiny = ["main.py", "--trace-stats", "--workload-trace", str(SPLITWISE_TINY), "--no-plot", "--quiet"]
         help_s, help_heavy = imports(["main.py", "--help"], repo, 7)
         tiny_s, tiny_heavy = imports(tiny, repo, 7)
         print("\n  start-up (best of 7 runs)")
-        print(f"  {'main.py --help':<34} {best_wall(['main.py', '--help'], repo, 7):8.2f} s wall; imports {help_s:.2f} s "
+        print(f"  {'main.py --help':<44} {best_wall(['main.py', '--help'], repo, 7):8.2f} s wall; imports {help_s:.2f} s "
               f"(-X importtime, summed self times); heavy: {', '.join(help_heavy) or 'none'}")
-        print(f"  {'--trace-stats, 3-row trace':<34} {best_wall(tiny, repo, 7):8.2f} s wall; imports {tiny_s:.2f} s; "
+        print(f"  {'--trace-stats, 3-row trace':<44} {best_wall(tiny, repo, 7):8.2f} s wall; imports {tiny_s:.2f} s; "
               f"heavy: {', '.join(tiny_heavy) or 'none'}")
     print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
     return 0

@@ -23,7 +23,6 @@ TAG_UNIQUE = 0x5EED_0001
 TAG_SESSION = 0x5EED_0002
 TAG_PREFIX = 0x5EED_0003
 TAG_DOCUMENT = 0x5EED_0004
-TAG_SPLIT = 0x5EED_0005
 TAG_TOKENS = 0x5EED_0006
 
 
@@ -151,7 +150,9 @@ def split_hash_blocks(
     Trace block j covers tokens [j·trace_block, min((j+1)·trace_block, L)); it becomes
     ceil(covered / block_size) sub-blocks keyed (hash id, k). A trace hash id already
     names the whole prefix, so (hash id, k) names the prefix through sub-block k.
-    Returns the new block offsets and content keys.
+    Returns the new block offsets and content keys: each pair as one exact integer (the hash
+    id's dense number times the most sub-blocks a trace block has, plus k), small enough for
+    ``intern``'s table lookup.
     """
     owner, depth = block_positions(hash_offsets)
     covered = np.minimum(trace_block, np.asarray(input_tokens, dtype=np.int64)[owner] - depth * trace_block)
@@ -159,6 +160,7 @@ def split_hash_blocks(
     subs = blocks_per_request(covered, block_size)
     sub_offsets = offsets_from_counts(subs)
     parent_block, sub_index = block_positions(sub_offsets)
-    keys = mix(TAG_SPLIT, np.asarray(hash_ids, dtype=np.int64)[parent_block], sub_index)
+    dense, _ = intern(hash_ids)
+    keys = dense[parent_block] * -(-trace_block // block_size) + sub_index
     counts = np.bincount(owner, weights=subs, minlength=len(hash_offsets) - 1).astype(np.int64)
     return offsets_from_counts(counts), keys
