@@ -108,7 +108,7 @@ def numeric_column(raw: Any, integer: bool = True) -> tuple[np.ndarray, np.ndarr
     """
     if isinstance(raw, np.ndarray):
         return numeric_values(raw, integer)
-    if isinstance(raw, (pa.Array, pa.ChunkedArray)):
+    if isinstance(raw, pa.Array):
         return _numeric_text(raw, integer)
     import pandas as pd
 
