@@ -23,19 +23,23 @@ if "trace" in sys.modules and not hasattr(sys.modules["trace"], "__path__"):
     del sys.modules["trace"]
 
 import argparse  # noqa: E402
+import logging  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
 
 try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
     from sim.config import PATH_KEYS, Config, load_config, setting  # noqa: E402
     from sim.errors import QUOTE_LIMIT, InputError, quote  # noqa: E402
-    from sim.report.document import RunResult, build_report, write_csv, write_json  # noqa: E402
     from sim.report.output import check_writable  # noqa: E402
-    from trace.workload import load_workload, with_trace_block_size  # noqa: E402
 except KeyboardInterrupt:
     print("kvsim: interrupted", file=sys.stderr)
     sys.exit(130)
+# numpy, pyarrow and the simulator load when a mode runs (``--help`` and usage errors stay quick):
+# sim.report.document and trace.workload are imported where they are used.
+if TYPE_CHECKING:
+    from sim.report.document import RunResult
 
 MOONCAKE = "../shared/data/traces/mooncake_conversation.jsonl"
 AZURE = "trace/data/azure_conv_2023.csv"
@@ -113,6 +117,7 @@ FLAG_MODES: dict[str, frozenset[str]] = {
     "workload_limit": WITH_WORKLOAD,
     "workload_time_unit": WITH_WORKLOAD,
     "strict_workload_validation": WITH_WORKLOAD,
+    "workload_cache": WITH_WORKLOAD,
     "policy": SIMULATING,
     "capacity_blocks": frozenset({"cache-only"}),
     "allow_train_test_overlap": SIMULATING | {"sweep"},
@@ -177,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     wl.add_argument("--workload-time-unit", choices=["s", "ms", "us", "ns"], help="unit of numeric timestamps")
     wl.add_argument("--strict-workload-validation", action="store_true",
                     help="the first bad row is an error (default: bad rows are counted and skipped)")
+    wl.add_argument("--workload-cache", metavar="PATH",
+                    help="keep the loaded trace in this file (.npz); later runs read it while the trace file and the "
+                         "loader settings are unchanged, else rebuild it (config key: workload.cache)")
 
     cache = p.add_argument_group("cache")
     cache.add_argument("--policy", metavar="NAME[,NAME...]", help="eviction policy; several = one run each, same trace")
@@ -279,6 +287,7 @@ FLAG_KEYS = {
     "workload_limit": "workload.limit",
     "workload_time_unit": "workload.time_unit",
     "strict_workload_validation": "workload.strict_validation",
+    "workload_cache": "workload.cache",
     "seed": "seed",
     "capacity_blocks": "cache.capacity_blocks",
     "mrc_sample_rate": "cache.mrc_sample_rate",
@@ -360,6 +369,9 @@ def plan_outputs(args: argparse.Namespace, mode: str, policies: list[str], confi
         files.append(("--html", outputs.html))
     if mode in WITH_WORKLOAD and not args.no_plot:
         outputs.plot_dir = check_writable(plot_dir(args), "--plot-dir", directory=True)
+    cache = config.workload.cache if config is not None else args.workload_cache
+    if cache is not None:  # read if valid, else (re)written: found unwritable now, not after loading
+        files.append(("--workload-cache", check_writable(cache, "--workload-cache")))
     inputs = [("--config", args.config), *(("--calibration-profile", p) for p in args.calibration_profile),
               *((f"config key '{key}'", setting(config, key)) for key in PATH_KEYS if config is not None)]
     seen: dict[Path, str] = {Path(p).resolve(): name for name, p in inputs if p}
@@ -395,7 +407,9 @@ def _stem(trace) -> str:
 
 
 def run_trace_stats(run: Run) -> tuple[dict, list[RunResult]]:
+    from sim.report.document import RunResult
     from trace.stats import trace_stats
+    from trace.workload import load_workload, with_trace_block_size
 
     trace = load_workload(run.config)
     run.config = with_trace_block_size(run.config, trace)
@@ -411,6 +425,7 @@ def run_trace_stats(run: Run) -> tuple[dict, list[RunResult]]:
 def run_cache_only(run: Run) -> tuple[dict, list[RunResult]]:
     from sim.cache.replay import run_cache_only as replay_policies
     from sim.cache.replay import run_mrc
+    from trace.workload import load_workload, with_trace_block_size
 
     trace = load_workload(run.config)
     run.config = config = with_trace_block_size(run.config, trace)
@@ -433,6 +448,7 @@ def run_serving_mode(run: Run) -> tuple[dict, list[RunResult]]:
     from sim.config import replace
     from sim.report.metrics import write_requests_csv
     from sim.serving.run import admit, run_serving
+    from trace.workload import load_workload, with_trace_block_size
 
     trace = load_workload(run.config)
     run.config = config = with_trace_block_size(run.config, trace)
@@ -525,6 +541,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as done:  # --help (0) or a usage error (2, already printed in one line)
         return done.code if isinstance(done.code, int) else 2
     start = time.perf_counter()
+    # Notes from deep inside (the workload cache's) go through the "kvsim" logger: errors only with --quiet.
+    logging.getLogger("kvsim").setLevel(logging.ERROR if args.quiet else logging.NOTSET)
     try:
         mode = select_mode(args)
         if mode in EXPERIMENTS:
@@ -539,6 +557,8 @@ def main(argv: list[str] | None = None) -> int:
 
             runner = searched_runner(args, run.mode)
         trace, runs = runner(run)
+        from sim.report.document import build_report, write_csv, write_json
+
         report = build_report(run.mode, run.config, trace, runs, wall_s=time.perf_counter() - start)
         if run.outputs.report_json:
             write_json(report, run.outputs.report_json)

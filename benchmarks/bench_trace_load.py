@@ -1,20 +1,34 @@
-"""Benchmark: load a large Azure-format trace through the project's real loader.
+"""Benchmark: trace loading through the project's real loader, from the file and from the workload cache.
 
-Generates (once) an Azure-format CSV (``TIMESTAMP,ContextTokens,GeneratedTokens``,
-increasing timestamps like ``2023-11-16 18:15:46.6805900``) with token counts resampled
-from the bundled ``trace/data/azure_conv_2023.csv`` by a seeded numpy Generator, then
-loads it in a fresh subprocess with ``trace.loaders.load_trace`` (block_size=16) and
-prints the load's wall time, rows/s, peak RSS, rows used and block accesses.
+Generates (once, seeded, kept outside the repository and reused when it has the requested size):
+
+- an Azure-format CSV (``TIMESTAMP,ContextTokens,GeneratedTokens``, increasing timestamps like
+  ``2023-11-16 18:15:46.6805900``) with token counts resampled from the bundled
+  ``trace/data/azure_conv_2023.csv`` (default 10,000,000 rows);
+- a Mooncake-format JSONL with about ``--accesses`` block accesses (default 10,000,000): whole
+  records (input/output length and their ``hash_ids``) drawn with replacement from the Mooncake
+  conversation trace (``../shared/data``), the ids of each pass over the source's length shifted
+  to a fresh range (so reuse stays within a pass, as in the source), inter-arrival gaps drawn
+  from the source's gaps.
+
+Then, each in a fresh subprocess, times ``load_trace`` (Azure at block_size 16: synthetic
+unique blocks; Mooncake at its own 512-token blocks: hash ids interned; and ``split``: the
+Mooncake conversation trace itself cut into 16-token blocks, the ~9 M-access stream of
+``bench_cache.py``), and the workload cache
+(``trace.cache.load_trace_cached``): a first load that builds it, then a load that reads it.
+Prints wall time, rows/s, block accesses/s and peak RSS of each, and the start-up costs: wall
+time of ``main.py --help`` and of a ``--trace-stats`` run on a 3-row trace (best of several),
+``-X importtime``'s total for ``--help``, and which heavy libraries the tiny run imports.
 
 Run from the repository root::
 
-    python benchmarks/bench_trace_load.py [--rows N] [--path FILE] [--seed S] [--profile]
+    python benchmarks/bench_trace_load.py [--rows N] [--accesses N] [--dir DIR] [--seed S]
+        [--only azure,mooncake,split,startup] [--repo PATH] [--profile]
 
-Defaults: 10,000,000 rows, file in the system temp dir (kept outside the repository and
-reused on the next run if it already has the requested row count). ``--profile`` runs the
-load under cProfile in the subprocess and prints the top functions by cumulative time
-(the timing figures then include profiler overhead). Timings are approximate: they depend
-on the machine and on whatever else is running.
+``--repo PATH`` loads with another checkout's loader (e.g. the commit before this one, exported
+with ``git archive``) for before/after figures; the cache rows are skipped where it has none.
+``--profile`` runs the loads under cProfile (timings then include its overhead). Timings depend
+on the machine and on whatever else runs; the load average is printed.
 """
 
 from __future__ import annotations
@@ -30,24 +44,26 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 BUNDLED = REPO / "trace" / "data" / "azure_conv_2023.csv"
+MOONCAKE_SOURCE = REPO.parent / "shared" / "data" / "traces" / "mooncake_conversation.jsonl"
+SPLITWISE_TINY = REPO.parent / "shared" / "data" / "traces" / "splitwise_test_trace.csv"
 HEADER = b"TIMESTAMP,ContextTokens,GeneratedTokens\n"
 GEN_CHUNK = 1_000_000
 START = "2023-11-16T18:15:46.680590"  # first row of the bundled trace
 MEAN_GAP_S = 0.18  # the bundled trace: 19,366 requests in ~58 min
+HEAVY = ("pandas", "matplotlib", "lightgbm", "numba", "ray", "pyarrow", "numpy")
+GIB = 1 << 30
 
 # ------------------------------------------------------------------------ generation
 
 
-def count_rows(path: Path) -> int:
-    """Data rows (lines after the header) of a CSV, read in 8 MiB blocks."""
+def count_lines(path: Path) -> int:
+    """Lines of a file (a last line without its newline counts), read in 8 MiB blocks."""
     lines, last = 0, b"\n"
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(8 << 20), b""):
             lines += block.count(b"\n")
             last = block[-1:]
-    if last != b"\n":
-        lines += 1
-    return max(lines - 1, 0)
+    return lines + (last != b"\n")
 
 
 def _digits(values, width: int):
@@ -80,15 +96,13 @@ def _format_chunk(ticks, inp, out) -> bytes:
     return rows[rows != 0].tobytes()
 
 
-def generate(path: Path, rows: int, seed: int) -> float:
-    """Write ``rows`` Azure-format rows to ``path`` in chunks; returns seconds taken."""
+def generate_azure(path: Path, rows: int, seed: int) -> None:
+    """Write ``rows`` Azure-format rows to ``path`` in chunks."""
     import numpy as np
 
-    t0 = time.perf_counter()
     src = np.loadtxt(BUNDLED, delimiter=",", skiprows=1, usecols=(1, 2), dtype=np.int64)
     rng = np.random.default_rng(seed)
     tick = int((np.datetime64(START, "us") - np.datetime64("1970-01-01T00:00:00", "us")).astype(np.int64)) * 10  # 100 ns units
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".partial")
     with tmp.open("wb") as fh:
         fh.write(HEADER)
@@ -100,49 +114,87 @@ def generate(path: Path, rows: int, seed: int) -> float:
             pick = rng.integers(0, len(src), n)
             fh.write(_format_chunk(ticks, src[pick, 0], src[pick, 1]))
     os.replace(tmp, path)
-    return time.perf_counter() - t0
+
+
+def generate_mooncake(path: Path, accesses: int, seed: int, source: Path) -> None:
+    """Write Mooncake-format records until ``accesses`` hash ids: records drawn with replacement
+    from ``source``, ids shifted to a fresh range every len(source) records, gaps drawn from its gaps."""
+    import numpy as np
+
+    records = [json.loads(line) for line in source.open() if line.strip()]
+    span = max(max(r["hash_ids"]) for r in records) + 1
+    gaps = np.diff(np.array([r["timestamp"] for r in records], dtype=np.int64))
+    rng = np.random.default_rng(seed)
+    tmp = path.with_name(path.name + ".partial")
+    written = timestamp = i = 0
+    with tmp.open("w") as fh:
+        while written < accesses:
+            picks, steps = rng.integers(0, len(records), 10_000), rng.choice(gaps, 10_000)
+            lines = []
+            for pick, step in zip(picks.tolist(), steps.tolist()):
+                record, shift = records[pick], (i // len(records)) * span
+                ids = [h + shift for h in record["hash_ids"]]
+                lines.append(json.dumps({"timestamp": timestamp, "input_length": record["input_length"],
+                                         "output_length": record["output_length"], "hash_ids": ids}))
+                written, timestamp, i = written + len(ids), timestamp + step, i + 1
+                if written >= accesses:
+                    break
+            fh.write("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+
+
+def ensure(path: Path, lines: int | None, make) -> None:
+    """Generate ``path`` in a child process unless it exists (with ``lines`` lines when given):
+    Linux carries a parent's peak RSS into the children it spawns, so this one stays small."""
+    if path.is_file() and (lines is None or count_lines(path) == lines):
+        print(f"reusing {path}")
+        return
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", make], check=True, cwd=REPO)
+    print(f"generated {path} in {time.perf_counter() - t0:.1f} s")
 
 
 # --------------------------------------------------------------------------- loading
 
 _CHILD = r"""
-import json, resource, sys, time
+import json, os, resource, sys, time
 sys.path.insert(0, {repo!r})  # the project's `trace` package, not the stdlib module
 from sim.config import WorkloadConfig
 from trace.loaders import load_trace
+workload = WorkloadConfig(trace={path!r}, **{settings!r}, **({{"cache": {cache!r}}} if {cache!r} else {{}}))
+if {cache!r}:
+    from trace.cache import load_trace_cached as load
+else:
+    load = load_trace
 rss_imports = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-workload = WorkloadConfig(trace={path!r})
 if {profile!r}:
     import cProfile, pstats
     prof = cProfile.Profile()
     t0 = time.perf_counter()
     prof.enable()
-    trace = load_trace(workload, block_size=16)
+    trace = load(workload, {block_size!r})
     prof.disable()
     wall = time.perf_counter() - t0
-    pstats.Stats(prof, stream=sys.stderr).sort_stats("cumulative").print_stats(40)
+    pstats.Stats(prof, stream=sys.stderr).sort_stats("cumulative").print_stats(30)
 else:
     t0 = time.perf_counter()
-    trace = load_trace(workload, block_size=16)
+    trace = load(workload, {block_size!r})
     wall = time.perf_counter() - t0
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-try:  # Linux: this process's own high-water mark, a cross-check of ru_maxrss
-    hwm = next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmHWM:"))
-except (OSError, StopIteration):
-    hwm = None
+hwm = next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmHWM:"))
 scale = 1 if sys.platform == "darwin" else 1024
 p = trace.provenance
-print(json.dumps(dict(
-    load_s=wall, peak_rss_bytes=rss * scale, rss_after_imports_bytes=rss_imports * scale, vm_hwm_bytes=hwm,
-    rows_read=p.rows_read, rows_used=p.rows_used, rows_skipped=p.rows_skipped,
-    skip_reasons=p.skip_reasons, accesses=trace.num_accesses, block_ids=p.block_ids,
-)))
+print(json.dumps(dict(load_s=wall, peak_rss_bytes=rss * scale, rss_after_imports_bytes=rss_imports * scale,
+                      vm_hwm_bytes=hwm, rows_read=p.rows_read, rows_used=p.rows_used, rows_skipped=p.rows_skipped,
+                      accesses=trace.num_accesses, unique=trace.num_unique_blocks, block_ids=p.block_ids,
+                      pandas_imported="pandas" in sys.modules)))
 """
 
 
-def load_in_subprocess(path: Path, profile: bool) -> dict:
-    code = _CHILD.format(repo=str(REPO), path=str(path), profile=profile)
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+def load(repo: Path, path: Path, block_size: int, settings: dict, cache: Path | None = None, profile: bool = False) -> dict:
+    code = _CHILD.format(repo=str(repo), path=str(path), block_size=block_size, settings=settings,
+                         cache=str(cache) if cache else "", profile=profile)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True)
     if proc.stderr:
         sys.stderr.write(proc.stderr)
     if proc.returncode != 0:
@@ -150,54 +202,101 @@ def load_in_subprocess(path: Path, profile: bool) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def row(label: str, r: dict) -> str:
+    rate = r["rows_read"] / r["load_s"] if r["load_s"] > 0 else float("inf")
+    access_rate = r["accesses"] / r["load_s"] if r["load_s"] > 0 else float("inf")
+    return (f"  {label:<44} {r['load_s']:8.2f} s {rate:>14,.0f} {access_rate:>16,.0f} {r['peak_rss_bytes'] / GIB:8.2f} GiB"
+            f"   ({r['rows_used']:,} rows, {r['accesses']:,} accesses, {r['unique']:,} distinct blocks,"
+            f" pandas {'imported' if r['pandas_imported'] else 'not imported'})")
+
+
+# ---------------------------------------------------------------------------- startup
+
+
+def best_wall(argv: list[str], repo: Path, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, *argv], cwd=repo, check=True, capture_output=True)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def imports(argv: list[str], repo: Path, repeat: int) -> tuple[float, list[str]]:
+    """``-X importtime``: the summed self time of every import (s, best of ``repeat`` runs), and
+    which HEAVY libraries were imported."""
+    best, seen = float("inf"), set()
+    for _ in range(repeat):
+        proc = subprocess.run([sys.executable, "-X", "importtime", *argv], cwd=repo, capture_output=True, text=True)
+        total = 0
+        for line in proc.stderr.splitlines():
+            if line.startswith("import time:") and "|" in line and "self" not in line:
+                self_us, _, name = line[len("import time:"):].split("|")
+                total += int(self_us)
+                seen.add(name.strip().split(".")[0])
+        best = min(best, total / 1e6)
+    return best, [name for name in HEAVY if name in seen]
+
+
 # ------------------------------------------------------------------------------ main
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rows", type=int, default=10_000_000, help="data rows to generate (default 10,000,000)")
-    ap.add_argument("--path", type=Path, default=None, help="CSV path (default: <tmpdir>/kvsim-bench/azure_<rows>.csv)")
-    ap.add_argument("--seed", type=int, default=0, help="numpy Generator seed for the token counts and gaps")
-    ap.add_argument("--profile", action="store_true", help="run the load under cProfile (cumtime) in the subprocess")
-    ap.add_argument("--generate-only", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--rows", type=int, default=10_000_000, help="Azure-format rows (default 10,000,000)")
+    ap.add_argument("--accesses", type=int, default=10_000_000, help="Mooncake-format block accesses (default 10,000,000)")
+    ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "kvsim-bench", help="where the files go")
+    ap.add_argument("--seed", type=int, default=0, help="numpy Generator seed of both generators")
+    ap.add_argument("--only", default="azure,mooncake,split,startup", help="comma-separated parts to run")
+    ap.add_argument("--repo", type=Path, default=REPO, help="the checkout whose loader is timed (default: this one)")
+    ap.add_argument("--mooncake-source", type=Path, default=MOONCAKE_SOURCE, help="trace the Mooncake generator draws from")
+    ap.add_argument("--profile", action="store_true", help="run the loads under cProfile (cumtime) in the subprocess")
     args = ap.parse_args(argv)
-    if args.rows <= 0:
-        ap.error("--rows must be positive")
-    path = args.path or Path(tempfile.gettempdir()) / "kvsim-bench" / f"azure_{args.rows}.csv"
+    if args.rows <= 0 or args.accesses <= 0:
+        ap.error("--rows and --accesses must be positive")
+    parts = set(args.only.split(","))
+    repo = args.repo.resolve()
+    has_cache = (repo / "trace" / "cache.py").is_file()
+    args.dir.mkdir(parents=True, exist_ok=True)
+    print(f"loader of {repo}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
 
-    if args.generate_only:
-        print(f"{generate(path, args.rows, args.seed):.1f}")
-        return 0
-    if path.is_file() and count_rows(path) == args.rows:
-        print(f"reusing {path} ({args.rows:,} rows)")
-    else:
-        # In a child process: Linux carries a parent's peak RSS into a child it spawns
-        # (ru_maxrss survives fork/exec), so this process stays small for the load's figures.
-        cmd = [sys.executable, __file__, "--generate-only", "--rows", str(args.rows), "--path", str(path), "--seed", str(args.seed)]
-        gen = subprocess.run(cmd, check=True, capture_output=True, text=True)
-        print(f"generated {path} ({args.rows:,} rows) in {float(gen.stdout.split()[-1]):.1f} s")
-    size = path.stat().st_size
+    files = []
+    if "azure" in parts:
+        path = args.dir / f"azure_{args.rows}.csv"
+        ensure(path, args.rows + 1, f"import sys; sys.path.insert(0, {str(REPO / 'benchmarks')!r}); import bench_trace_load as b; "
+                                    f"from pathlib import Path; b.generate_azure(Path({str(path)!r}), {args.rows}, {args.seed})")
+        files.append(("Azure CSV", path, 16, {}))
+    if "mooncake" in parts:
+        path = args.dir / f"mooncake_{args.accesses}_seed{args.seed}.jsonl"
+        ensure(path, None, f"import sys; sys.path.insert(0, {str(REPO / 'benchmarks')!r}); import bench_trace_load as b; "
+                           f"from pathlib import Path; b.generate_mooncake(Path({str(path)!r}), {args.accesses}, {args.seed}, "
+                           f"Path({str(args.mooncake_source)!r}))")
+        files.append(("Mooncake JSONL", path, 512, {}))
+    if "split" in parts:  # the issue's 10 M-access stream: bench_cache.py's and bench_mrc.py's
+        files.append(("Mooncake 16-token split", args.mooncake_source, 16, {"block_mismatch": "split"}))
 
-    r = load_in_subprocess(path, args.profile)
-    rate = r["rows_read"] / r["load_s"] if r["load_s"] > 0 else float("inf")
-    gib = 1 << 30
-    table = [
-        ("file", str(path)),
-        ("file size", f"{size:,} B ({size / gib:.2f} GiB)"),
-        ("rows read", f"{r['rows_read']:,}"),
-        ("rows used", f"{r['rows_used']:,}"),
-        ("rows skipped", f"{r['rows_skipped']:,} {r['skip_reasons'] or ''}".rstrip()),
-        ("accesses (blocks of 16)", f"{r['accesses']:,}"),
-        ("load wall time", f"{r['load_s']:.2f} s" + (" (under cProfile)" if args.profile else "")),
-        ("rows/s", f"{rate:,.0f}"),
-        ("peak RSS (ru_maxrss)", f"{r['peak_rss_bytes']:,} B ({r['peak_rss_bytes'] / gib:.2f} GiB)"),
-        ("peak RSS (VmHWM)", "n/a" if r["vm_hwm_bytes"] is None else f"{r['vm_hwm_bytes']:,} B ({r['vm_hwm_bytes'] / gib:.2f} GiB)"),
-        ("RSS after imports", f"{r['rss_after_imports_bytes']:,} B ({r['rss_after_imports_bytes'] / gib:.2f} GiB)"),
-    ]
-    width = max(len(k) for k, _ in table)
-    print()
-    for k, v in table:
-        print(f"  {k:<{width}}  {v}")
+    if files:
+        print(f"\n  {'load':<44} {'wall':>10} {'rows/s':>14} {'accesses/s':>16} {'peak RSS':>12}")
+    for label, path, block_size, settings in files:
+        print(f"  {path} ({path.stat().st_size / GIB:.2f} GiB), block size {block_size}")
+        print(row(f"{label}, file", load(repo, path, block_size, settings, profile=args.profile)))
+        if has_cache:
+            cache = args.dir / f"{path.stem}.bs{block_size}.npz"
+            cache.unlink(missing_ok=True)
+            print(row(f"{label}, file + cache write", load(repo, path, block_size, settings, cache, args.profile)))
+            print(row(f"{label}, from cache", load(repo, path, block_size, settings, cache, args.profile)))
+            print(f"  {'':<44} cache file {cache.stat().st_size / (1 << 20):,.0f} MiB")
+
+    if "startup" in parts:
+        tiny = ["main.py", "--trace-stats", "--workload-trace", str(SPLITWISE_TINY), "--no-plot", "--quiet"]
+        help_s, help_heavy = imports(["main.py", "--help"], repo, 7)
+        tiny_s, tiny_heavy = imports(tiny, repo, 7)
+        print("\n  start-up (best of 7 runs)")
+        print(f"  {'main.py --help':<44} {best_wall(['main.py', '--help'], repo, 7):8.2f} s wall; imports {help_s:.2f} s "
+              f"(-X importtime, summed self times); heavy: {', '.join(help_heavy) or 'none'}")
+        print(f"  {'--trace-stats, 3-row trace':<44} {best_wall(tiny, repo, 7):8.2f} s wall; imports {tiny_s:.2f} s; "
+              f"heavy: {', '.join(tiny_heavy) or 'none'}")
+    print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
     return 0
 
 

@@ -232,6 +232,7 @@ class WorkloadConfig:
 
     trace: str | None = None
     format: Literal["auto", "azure", "burstgpt", "mooncake", "splitwise", "llmservingsim"] = "auto"
+    cache: str | None = None  # --workload-cache: the loaded trace kept here (trace/cache.py), rebuilt when stale
     limit: int | None = domain(None, ge=1)
     time_unit: Literal["s", "ms", "us", "ns"] | None = None  # None: the format's own unit
     strict_validation: bool = False
@@ -510,12 +511,14 @@ def _load_yaml(path: Path) -> dict[str, Any]:
 PATH_KEYS = ("workload.trace", "network.lookup", "compute.profile", "compute.collectives", "cache.learned_model")
 # May name a directory (a profile bundle; a Vidur network profile); the others name files.
 DIRECTORY_KEYS = ("compute.profile", "compute.collectives")
+# Paths kvsim writes as well as reads (relative to a YAML file like PATH_KEYS, but need not exist yet).
+CACHE_KEYS = ("workload.cache",)
 
 
 def _resolve_paths(layer: dict[str, Any], base: Path) -> dict[str, Any]:
     """Rewrite relative path values of ``layer`` (read from a file in ``base``) relative to the cwd."""
     out = copy.deepcopy(layer)
-    for dotted in PATH_KEYS:
+    for dotted in PATH_KEYS + CACHE_KEYS:
         node = out
         *parents, leaf = dotted.split(".")
         for part in parents:
@@ -690,6 +693,22 @@ def _input_paths_exist(c: Config) -> None:
             raise ConfigError(f"config key '{dotted}': {quote(str(path))} is not readable")
 
 
+def _workload_cache_usable(c: Config) -> None:
+    """``workload.cache`` keeps a loaded trace file: it needs one, and may not be it or a directory."""
+    cache = c.workload.cache
+    if cache is None:
+        return
+    if c.workload.trace is None:
+        raise ConfigError("config key 'workload.cache' (--workload-cache) keeps a loaded trace file; no workload.trace "
+                          "is given (synthetic workload)")
+    if not cache.strip():
+        raise ConfigError("config key 'workload.cache': empty path")
+    if Path(cache).resolve() == Path(c.workload.trace).resolve():
+        raise ConfigError(f"config key 'workload.cache': {quote(cache)} is the trace file itself")
+    if Path(cache).is_dir():
+        raise ConfigError(f"config key 'workload.cache': {quote(cache)} is a directory, not a file")
+
+
 def _arrival_settings_apply(c: Config) -> None:
     """``workload.arrivals.rate_rps`` and ``cv`` only mean something for the processes that draw with them."""
     a = c.workload.arrivals
@@ -709,6 +728,7 @@ CONSTRAINTS: tuple[typing.Callable[[Config], None], ...] = (
     _synthetic_sizes,
     _arrival_settings_apply,
     _input_paths_exist,
+    _workload_cache_usable,
 )
 
 

@@ -164,6 +164,15 @@ CASES: dict[str, Case] = {
                                            names=("--report-csv", "--report-json")),
     "report_json_overwrites_trace": Case(trace_stats("--report-json", "{tmp}/t.csv"), names=("--report-json", "workload.trace"),
                                          files={"t.csv": AZURE_OK}),
+    "workload_cache_is_a_directory": Case(trace_stats("--workload-cache", "{tmp}"), names=("workload.cache", "directory"),
+                                          files={"t.csv": AZURE_OK}),
+    "workload_cache_unwritable": Case(trace_stats("--workload-cache", "/proc/kvsim/c.npz"), names=("--workload-cache", "/proc"),
+                                      files={"t.csv": AZURE_OK}),
+    "workload_cache_is_the_trace": Case(trace_stats("--workload-cache", "{tmp}/t.csv"), names=("workload.cache", "t.csv"),
+                                        files={"t.csv": AZURE_OK}),
+    "workload_cache_is_the_report": Case(trace_stats("--workload-cache", "{tmp}/r.json", "--report-json", "{tmp}/r.json"),
+                                         names=("--workload-cache", "--report-json"), files={"t.csv": AZURE_OK}),
+    "workload_cache_without_trace": Case([*TRACE_STATS, "--workload-cache", "{tmp}/c.npz"], names=("workload.cache", "synthetic")),
     # ---- trace files
     "binary_with_explicit_format": Case(trace_stats("--workload-format", "azure", trace="{tmp}/t.bin"),
                                         names=("t.bin", "binary"), files={"t.bin": bytes(range(256)) * 64}),
@@ -230,6 +239,8 @@ CASES: dict[str, Case] = {
     "exceeds_max_model_len": Case(["--workload-trace", "{tmp}/t.csv", "--set", "serving.max_model_len=150", "--quiet"],
                                   skips={"exceeds_max_model_len": 2}, files={"t.csv": AZURE_OK}),
     "bom_is_not_a_bad_row": Case(trace_stats(), skips={}, files={"t.csv": "\ufeff" + AZURE_OK}),
+    "workload_cache_damaged_is_rebuilt": Case(trace_stats("--workload-cache", "{tmp}/c.npz"), skips={},
+                                              files={"t.csv": AZURE_OK, "c.npz": b"PK\x03\x04 not a zip"}),
 }
 
 

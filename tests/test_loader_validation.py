@@ -161,3 +161,31 @@ def test_cli_lenient_reports_skips(tmp_path, run_cli):
     assert status == 0, err
     assert "3 requests used" in out and "8 skipped" in out
     assert "malformed_row: 1" in out
+
+
+@pytest.mark.parametrize("chunk", [None, 1])
+def test_datetimes_beyond_nanosecond_range_are_bad(tmp_path, monkeypatch, chunk):
+    """Years outside 1677-2262 do not fit nanosecond timestamps: a bad timestamp, whatever else
+    shares the chunk (pandas parses a chunk of whole seconds in seconds, where they do fit)."""
+    from trace import loaders
+
+    if chunk is not None:
+        monkeypatch.setattr(loaders, "CHUNK_ROWS", chunk)
+    text = AZURE_HEADER + ("2023-11-16 18:15:46.0000000,100,10\n1600-01-01 00:00:00,100,10\n"
+                           "2300-01-01 00:00:00,100,10\n2023-11-16 18:15:47,200,20\n")
+    trace = load(write(tmp_path, "t.csv", text))
+    assert trace.provenance.skip_reasons == {"bad_timestamp": 2}
+    assert trace.arrival_s.tolist() == [0.0, 1.0]
+
+
+def test_llmservingsim_token_ids_are_optional(tmp_path):
+    """A trace without input_tok_ids has token counts only (unique blocks); one whose first record
+    has them uses them, and a later record without them is missing a value."""
+    without = '{"input_toks": 20, "output_toks": 5, "arrival_time_ns": 0}\n{"input_toks": 40, "output_toks": 5, "arrival_time_ns": 1000}\n'
+    trace = load(write(tmp_path, "a.jsonl", without))
+    assert trace.provenance.format == "llmservingsim" and trace.provenance.block_ids == "unique"
+    assert (trace.input_tokens.tolist(), trace.num_accesses) == ([20, 40], 2 + 3)
+    with_ids = ('{"input_toks": 3, "output_toks": 5, "arrival_time_ns": 0, "input_tok_ids": [7, 8, 9]}\n'
+                '{"input_toks": 40, "output_toks": 5, "arrival_time_ns": 1000}\n')
+    trace = load(write(tmp_path, "b.jsonl", with_ids))
+    assert trace.provenance.block_ids == "chained" and trace.provenance.skip_reasons == {"missing_value": 1}

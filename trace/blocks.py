@@ -12,7 +12,8 @@ All work is vectorised over requests; the only Python loop runs over block depth
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
+
+from trace.arrow import from_numpy, numpy_view
 
 _U64 = np.uint64
 _GOLDEN = _U64(0x9E3779B97F4A7C15)
@@ -22,7 +23,6 @@ TAG_UNIQUE = 0x5EED_0001
 TAG_SESSION = 0x5EED_0002
 TAG_PREFIX = 0x5EED_0003
 TAG_DOCUMENT = 0x5EED_0004
-TAG_SPLIT = 0x5EED_0005
 TAG_TOKENS = 0x5EED_0006
 
 
@@ -124,9 +124,22 @@ def chain(offsets: np.ndarray, content_keys: np.ndarray) -> np.ndarray:
 
 
 def intern(values: np.ndarray) -> tuple[np.ndarray, int]:
-    """Dense integer ids in order of first appearance, and how many distinct values."""
-    codes, uniques = pd.factorize(np.asarray(values), sort=False)
-    return codes.astype(np.int64), len(uniques)
+    """Dense integer ids in order of first appearance, and how many distinct values.
+
+    Small non-negative integers (a trace's own block ids, remapped densely as Mooncake's are) are
+    looked up in a table indexed by value; any others go through pyarrow's hash-based
+    dictionary encoding (one pass, first-seen order)."""
+    values = np.asarray(values)
+    n = len(values)
+    if n and values.dtype.kind in "iu" and values.min() >= 0 and values.max() < 4 * n + 1024:
+        first = np.full(int(values.max()) + 1, n, dtype=np.int64)  # each value's first position
+        np.minimum.at(first, values, np.arange(n, dtype=np.int64))
+        seen = np.flatnonzero(first < n)
+        code = np.empty(len(first), dtype=np.int64)
+        code[seen[np.argsort(first[seen], kind="stable")]] = np.arange(len(seen), dtype=np.int64)
+        return code[values], len(seen)
+    encoded = from_numpy(values).dictionary_encode()
+    return numpy_view(encoded.indices).astype(np.int64), len(encoded.dictionary)
 
 
 def split_hash_blocks(
@@ -137,7 +150,9 @@ def split_hash_blocks(
     Trace block j covers tokens [j·trace_block, min((j+1)·trace_block, L)); it becomes
     ceil(covered / block_size) sub-blocks keyed (hash id, k). A trace hash id already
     names the whole prefix, so (hash id, k) names the prefix through sub-block k.
-    Returns the new block offsets and content keys.
+    Returns the new block offsets and content keys: each pair as one exact integer (the hash
+    id's dense number times the most sub-blocks a trace block has, plus k), small enough for
+    ``intern``'s table lookup.
     """
     owner, depth = block_positions(hash_offsets)
     covered = np.minimum(trace_block, np.asarray(input_tokens, dtype=np.int64)[owner] - depth * trace_block)
@@ -145,6 +160,7 @@ def split_hash_blocks(
     subs = blocks_per_request(covered, block_size)
     sub_offsets = offsets_from_counts(subs)
     parent_block, sub_index = block_positions(sub_offsets)
-    keys = mix(TAG_SPLIT, np.asarray(hash_ids, dtype=np.int64)[parent_block], sub_index)
+    dense, _ = intern(hash_ids)
+    keys = dense[parent_block] * -(-trace_block // block_size) + sub_index
     counts = np.bincount(owner, weights=subs, minlength=len(hash_offsets) - 1).astype(np.int64)
     return offsets_from_counts(counts), keys

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
-import pandas as pd
 
 from sim.config import SyntheticConfig
 from trace import blocks as bm
@@ -34,6 +33,8 @@ def _poisson_arrivals(rng: np.random.Generator, rate: float, n: int) -> np.ndarr
 
 def _conversation_prompts(session: np.ndarray, new_tokens: np.ndarray, output_tokens: np.ndarray) -> np.ndarray:
     """Prompt length of each turn: the session's earlier prompts' new tokens and outputs, plus its own new tokens."""
+    import pandas as pd  # only here: a trace-file run never loads pandas
+
     frame = pd.DataFrame({"s": session, "turn": new_tokens + output_tokens})
     earlier = frame.groupby("s", sort=False)["turn"].cumsum().to_numpy() - frame["turn"].to_numpy()
     return earlier + new_tokens

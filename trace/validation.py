@@ -1,14 +1,25 @@
-"""Vectorised row validation: every bad row gets one named reason, counted, never dropped silently."""
+"""Vectorised row validation: every bad row gets one named reason, counted, never dropped silently.
+
+Columns arrive in one of three forms: numbers already parsed (numpy arrays, from pyarrow's JSON
+reader), text (pyarrow string arrays, from pyarrow's CSV reader) or pandas Series (the exact
+reference reader, used where the fast readers cannot decide). Text that is not plain digits
+or a plain decimal goes through pandas, so every form gives the same values and reasons.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from sim.errors import TraceError, quote
+from trace.arrow import numpy_view
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Reason codes in the order they are checked; a row is charged its first failing reason.
 REASONS = (
@@ -51,32 +62,73 @@ def _plain_digits(raw: pd.Series) -> np.ndarray | None:
     return text.astype(np.int64).astype(np.float64)
 
 
-def numeric_column(raw: pd.Series, integer: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Parse a column that must hold non-negative (integer) numbers.
+def numeric_values(values: np.ndarray, integer: bool = True, missing: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Reasons for numbers already parsed (NaN or ``missing`` = absent): float64 values and a reason per row."""
+    values = np.asarray(values, dtype=np.float64)
+    n = len(values)
+    if missing is None:
+        missing = np.isnan(values)
+    finite = np.isfinite(values)
+    reason = np.zeros(n, dtype=np.int8)
+    for name, mask in (
+        ("missing_value", missing),
+        ("nan_value", ~missing & ~finite),  # infinite, or too large for a float ("1e400")
+        ("negative_value", finite & (values < 0)),
+        ("non_integer", finite & (values != np.floor(values)) if integer else None),
+    ):
+        if mask is not None:
+            reason[(reason == 0) & mask] = CODE[name]
+    return values, reason
+
+
+_DECIMAL = r"^[0-9]+(\.[0-9]+)?$"
+
+
+def _numeric_text(text: pa.Array, integer: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A text column (pyarrow, no nulls): plain digits and plain decimals are converted by pyarrow
+    (exact; the same doubles as pandas' parser); anything else goes through pandas, as the
+    reference reader would parse it."""
+    if len(text) == 0 or pc.all(pc.ascii_is_decimal(text)).as_py():
+        try:
+            return numeric_values(numpy_view(pc.cast(text, pa.int64())).astype(np.float64), integer)
+        except pa.ArrowException:  # beyond int64: a decimal below
+            pass
+    if pc.all(pc.match_substring_regex(text, _DECIMAL)).as_py():
+        return numeric_values(numpy_view(pc.cast(text, pa.float64())), integer)
+    import pandas as pd
+
+    return numeric_column(pd.Series(text.to_numpy(zero_copy_only=False), dtype=str), integer)
+
+
+def numeric_column(raw: Any, integer: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Parse a column that must hold non-negative (integer) numbers: a pandas Series (text or JSON
+    values), a pyarrow text array or a numpy array of numbers.
 
     Returns float64 values (NaN where bad) and a reason code per row (0 = ok).
     """
+    if isinstance(raw, np.ndarray):
+        return numeric_values(raw, integer)
+    if isinstance(raw, pa.Array):
+        return _numeric_text(raw, integer)
+    import pandas as pd
+
     n = len(raw)
-    reason = np.zeros(n, dtype=np.int8)
     digits = None if pd.api.types.is_numeric_dtype(raw.dtype) else _plain_digits(raw)
     if digits is not None:  # fast path: nothing to flag
-        return digits, reason
+        return digits, np.zeros(n, dtype=np.int8)
     if pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype):
-        values = raw.to_numpy(dtype=np.float64, na_value=np.nan)
-        missing = raw.isna().to_numpy()
-        nan_value = ~missing & ~np.isfinite(values)
-        non_numeric = np.zeros(n, dtype=bool)
-    else:
-        obj = raw.astype(object)
-        absent = obj.isna().to_numpy()
-        text = obj.where(~absent, "").astype(str).str.strip()
-        missing = absent | (text == "").to_numpy()
-        nan_value = text.str.lower().isin(_NAN_WORDS).to_numpy()
-        # Only JSON columns (object dtype) can hold booleans; CSV text columns never do.
-        is_bool = obj.map(lambda v: isinstance(v, bool)).to_numpy(dtype=bool) if raw.dtype == object else np.zeros(n, bool)
-        values = pd.to_numeric(text.where(~(missing | nan_value), None), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
-        non_numeric = (~missing & ~nan_value & np.isnan(values)) | is_bool
-        values[non_numeric] = np.nan
+        return numeric_values(raw.to_numpy(dtype=np.float64, na_value=np.nan), integer, missing=raw.isna().to_numpy())
+    reason = np.zeros(n, dtype=np.int8)
+    obj = raw.astype(object)
+    absent = obj.isna().to_numpy()
+    text = obj.where(~absent, "").astype(str).str.strip()
+    missing = absent | (text == "").to_numpy()
+    nan_value = text.str.lower().isin(_NAN_WORDS).to_numpy()
+    # Only JSON columns (object dtype) can hold booleans; CSV text columns never do.
+    is_bool = obj.map(lambda v: isinstance(v, bool)).to_numpy(dtype=bool) if raw.dtype == object else np.zeros(n, bool)
+    values = pd.to_numeric(text.where(~(missing | nan_value), None), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
+    non_numeric = (~missing & ~nan_value & np.isnan(values)) | is_bool
+    values[non_numeric] = np.nan
     finite = np.isfinite(values)
     nan_value = nan_value | (~missing & ~non_numeric & ~finite)  # NaN, infinite, or too large for a float ("1e400")
     negative = finite & (values < 0)

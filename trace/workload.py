@@ -7,18 +7,19 @@ import numpy as np
 from sim.config import Config, replace, request_token_bound
 from sim.errors import TraceError
 from trace.arrivals import apply_arrivals
-from trace.loaders import load_trace
+from trace.cache import load_trace_cached
 from trace.request import Trace
 from trace.synthetic import generate
 from trace.validation import no_usable_requests
 
 
 def load_workload(config: Config) -> Trace:
-    """The request stream: the trace file if given, else the synthetic generator; then the
-    configured request range, arrival process and load scale, and prompt cap. At least one request
-    is left, else a TraceError (the loader already refuses a file with none)."""
+    """The request stream: the trace file if given (through the workload cache when one is set),
+    else the synthetic generator; then the configured request range, arrival process and load
+    scale, and prompt cap. At least one request is left, else a TraceError (the loader already
+    refuses a file with none)."""
     if config.workload.trace is not None:
-        trace = load_trace(config.workload, config.serving.block_size)
+        trace = load_trace_cached(config.workload, config.serving.block_size)
         check_time_span(trace, "a wrong workload.time_unit or a corrupt timestamp?")
     else:
         rng = np.random.default_rng(config.seed)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from sim.errors import ConfigError
-from sim.serving.instance import Instance
 
-Router = Callable[[Sequence[Instance], list[int], int], Instance]
+if TYPE_CHECKING:  # annotations only: the config's check of router names imports this module, not the serving model
+    from sim.serving.instance import Instance
+
+Router = Callable[[Sequence["Instance"], list[int], int], "Instance"]
 
 
 def round_robin(instances: Sequence[Instance], blocks: list[int], request_id: int) -> Instance:

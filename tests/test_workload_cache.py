@@ -1,0 +1,201 @@
+"""The workload cache returns exactly what the loader returns, and is never used stale."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import zipfile
+
+import numpy as np
+import pytest
+
+from sim.config import WorkloadConfig
+from tests.conftest import BUNDLED_AZURE
+from tests.loader_helpers import AZURE_BAD, MOONCAKE_BAD, write
+from trace import cache as wc
+from trace.loaders import load_trace
+
+ARRAYS = ("arrival_s", "input_tokens", "output_tokens", "session_id", "block_offsets", "block_ids")
+BURST_SESSIONS = ("Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type,Session ID\n"
+                  "0,ChatGPT,40,10,50,Conversation log,A\n1,ChatGPT,50,10,60,Conversation log,B\n"
+                  "2,ChatGPT,70,10,80,Conversation log,A\n3,ChatGPT,20,10,30,API log,\n")
+
+
+@pytest.fixture(autouse=True)
+def _notes(caplog):
+    """The cache's notes reach caplog whatever level an earlier in-process --quiet run left on the logger."""
+    caplog.set_level(logging.INFO, logger="kvsim")
+
+
+def _same(a, b) -> None:
+    for name in ARRAYS:
+        x, y = getattr(a, name), getattr(b, name)
+        assert (x is None) == (y is None), name
+        if x is not None:
+            assert x.dtype == y.dtype == (np.float64 if name == "arrival_s" else np.int64), name
+            assert np.array_equal(x, y), name
+    assert a.num_unique_blocks == b.num_unique_blocks
+    assert a.provenance.to_dict() == b.provenance.to_dict()
+
+
+def _cached(trace_path, cache_path, block_size=16, **workload):
+    return wc.load_trace_cached(WorkloadConfig(trace=str(trace_path), cache=str(cache_path), **workload), block_size)
+
+
+def _fresh(trace_path, block_size=16, **workload):
+    return load_trace(WorkloadConfig(trace=str(trace_path), **workload), block_size)
+
+
+@pytest.fixture
+def traces(tmp_path, shared_data):
+    """(path, block size, settings) of every block-id kind, with skipped rows."""
+    return [
+        (write(tmp_path, "bad.csv", AZURE_BAD), 16, {}),  # unique blocks, skip reasons
+        (write(tmp_path, "bad.jsonl", MOONCAKE_BAD), 512, {}),  # hash_ids
+        (shared_data / "traces" / "mooncake_conversation.jsonl", 16, {"block_mismatch": "split", "limit": 2000}),
+        (write(tmp_path, "sessions.csv", BURST_SESSIONS), 16, {}),  # synthetic-sessions
+        (shared_data / "traces" / "llmservingsim_sharegpt_llama31_8b_300.jsonl", 16, {}),  # chained
+    ]
+
+
+def test_cache_hit_equals_the_loader(tmp_path, traces, caplog):
+    for i, (path, block_size, settings) in enumerate(traces):
+        cache = tmp_path / f"c{i}.npz"
+        fresh = _fresh(path, block_size, **settings)
+        built = _cached(path, cache, block_size, **settings)
+        assert cache.is_file()
+        _same(built, fresh)
+        with zipfile.ZipFile(cache) as z:  # numpy arrays and one JSON member: nothing pickled
+            assert all(name.endswith(".npy") for name in z.namelist())
+        _same(_cached(path, cache, block_size, **settings), fresh)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # first builds and hits warn of nothing
+
+
+@pytest.mark.parametrize("change", [{"block_size": 32}, {"limit": 2}, {"strict_validation": True}, {"time_unit": "ms"},
+                                    {"max_request_tokens": 250}, {"format": "splitwise"}])
+def test_a_changed_setting_rebuilds(tmp_path, caplog, change):
+    path = write(tmp_path, "t.csv", "request_id,request_type,application_id,arrival_timestamp,batch_size,prompt_size,"
+                                    "token_size\n0,2,0,1,1,100,8\n1,2,0,3,1,200,80\n2,2,0,7,1,300,8\n")
+    cache = tmp_path / "c.npz"
+    _cached(path, cache)
+    block_size = change.pop("block_size", 16)
+    trace = _cached(path, cache, block_size, **change)
+    _same(trace, _fresh(path, block_size, **change))
+    name = "serving.block_size" if block_size != 16 else f"workload.{next(iter(change))}"
+    assert any(name in r.getMessage() and "rebuilding" in r.getMessage() for r in caplog.records), caplog.text
+    caplog.clear()
+    _same(_cached(path, cache, block_size, **change), trace)  # the rebuilt cache is used next time
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_an_edited_trace_is_never_replayed_stale(tmp_path, caplog):
+    """Same size, same modification time, other content: the content hash sees it."""
+    path = write(tmp_path, "t.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46,100,10\n")
+    cache = tmp_path / "c.npz"
+    before = os.stat(path)
+    assert _cached(path, cache).input_tokens.tolist() == [100]
+    path.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46,900,10\n")
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    trace = _cached(path, cache)
+    assert trace.input_tokens.tolist() == [900]
+    _same(trace, _fresh(path))
+    assert "trace file" in caplog.text and "rebuilding" in caplog.text
+
+
+def test_same_content_elsewhere_is_a_hit(tmp_path):
+    first = write(tmp_path, "a.csv", BUNDLED_AZURE.read_text()[:5000].rsplit("\n", 1)[0] + "\n")
+    moved = tmp_path / "b.csv"
+    moved.write_bytes(first.read_bytes())
+    cache = tmp_path / "c.npz"
+    _cached(first, cache)
+    stamp = os.stat(cache).st_mtime_ns
+    trace = _cached(moved, cache)
+    assert os.stat(cache).st_mtime_ns == stamp  # read, not rewritten
+    assert trace.provenance.path == str(moved)
+    _same(trace, _fresh(moved))
+
+
+def _damage(cache, how: str) -> None:
+    data = cache.read_bytes()
+    if how == "garbage":
+        cache.write_bytes(b"not a cache\n" * 10)
+    elif how == "truncated":
+        cache.write_bytes(data[: len(data) // 2])
+    elif how == "flipped_byte":  # inside an array: the zip member's CRC no longer matches
+        cache.write_bytes(data[:200] + bytes([data[200] ^ 0xFF]) + data[201:])
+    elif how == "ids_out_of_range":
+        with np.load(cache) as z:
+            members = {name: z[name] for name in z.files}
+        members["block_ids"] = members["block_ids"] + 10**6
+        np.savez(cache, **members)
+    elif how == "meta_not_json":
+        with np.load(cache) as z:
+            members = {name: z[name] for name in z.files}
+        members["meta"] = np.frombuffer(b"{not json", dtype=np.uint8)
+        np.savez(cache, **members)
+    elif how == "empty":
+        cache.write_bytes(b"")
+
+
+@pytest.mark.parametrize("how", ["garbage", "truncated", "flipped_byte", "ids_out_of_range", "meta_not_json", "empty"])
+def test_a_damaged_cache_is_rebuilt_with_a_warning(tmp_path, caplog, how):
+    path = write(tmp_path, "bad.jsonl", MOONCAKE_BAD)
+    cache = tmp_path / "c.npz"
+    _cached(path, cache, 512)
+    _damage(cache, how)
+    trace = _cached(path, cache, 512)
+    _same(trace, _fresh(path, 512))
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "cannot be read" in warnings[0] and str(cache) in warnings[0]
+    caplog.clear()
+    _same(_cached(path, cache, 512), trace)  # rewritten whole
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_other_loader_code_rebuilds(tmp_path, caplog, monkeypatch):
+    path = write(tmp_path, "bad.csv", AZURE_BAD)
+    cache = tmp_path / "c.npz"
+    _cached(path, cache)
+    monkeypatch.setattr(wc, "SOURCES", wc.SOURCES[:-1])  # as if a module of the loader had changed
+    _cached(path, cache)
+    assert "loader code sha256" in caplog.text
+
+
+def test_cli_reports_identical_with_and_without_cache(tmp_path, shared_data, run_cli):
+    trace = shared_data / "traces" / "mooncake_conversation.jsonl"
+    cache = tmp_path / "c.npz"
+    reports = []
+    for i, extra in enumerate([[], ["--workload-cache", str(cache)], ["--workload-cache", str(cache)]]):
+        out = tmp_path / f"r{i}.json"
+        status, _, err = run_cli("--cache-only", "--workload-trace", trace, "--workload-limit", "3000", "--policy", "lru,arc",
+                                 "--capacity-blocks", "500", "--no-plot", "--quiet", "--report-json", out, *extra)
+        assert status == 0, err
+        report = json.loads(out.read_text())
+        report.pop("timing")
+        report["config"]["workload"].pop("cache")
+        reports.append(report)
+    assert reports[0] == reports[1] == reports[2]
+
+
+def test_cli_quiet_silences_the_rebuild_note(tmp_path, run_cli, caplog):
+    path = write(tmp_path, "t.csv", AZURE_BAD)
+    cache = tmp_path / "c.npz"
+    cache.write_bytes(b"garbage")
+    args = ("--trace-stats", "--workload-trace", path, "--workload-cache", cache, "--no-plot")
+    assert run_cli(*args, "--quiet")[0] == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    cache.write_bytes(b"garbage")
+    assert run_cli(*args)[0] == 0
+    assert "rebuilding" in caplog.text
+
+
+def test_cache_path_in_a_config_file_is_relative_to_it(tmp_path, monkeypatch):
+    from sim.config import load_config
+
+    (tmp_path / "cfg").mkdir()
+    write(tmp_path / "cfg", "t.csv", AZURE_BAD)
+    (tmp_path / "cfg" / "c.yaml").write_text("workload: {trace: t.csv, cache: cache/t.npz}\n")
+    monkeypatch.chdir(tmp_path)
+    config = load_config("cfg/c.yaml")
+    assert os.path.normpath(config.workload.cache) == os.path.join("cfg", "cache", "t.npz")

@@ -1,0 +1,168 @@
+"""The workload cache (``--workload-cache PATH``, ``workload.cache``): a loaded trace kept as a binary file.
+
+What is kept is ``load_trace``'s result — the validated, block-interned ``Trace`` arrays and their
+provenance — as an uncompressed numpy ``.npz`` (arrays plus one JSON member; nothing pickled),
+written atomically. It is keyed by the trace file's sha256 and by everything else that shapes
+that result: the loader settings (format, time unit, limit, strict validation, block size, block
+mismatch, request token bound), the source of the modules that build it and the versions of the
+libraries that parse it. A key that differs rebuilds the cache (and says so on stderr, logger
+``kvsim``); a cache that cannot be read is rebuilt with a warning. It is never used stale.
+
+The key hashes the file's content, every time: a size + mtime check could skip that, but an
+edit that keeps both (coarse timestamps, ``touch -d``, a copy over the file) would then replay
+an old trace silently. sha256 runs at about 1 GB/s here (SHA-NI); the report needs the file's
+hash anyway.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sim.config import WorkloadConfig, request_token_bound
+from sim.errors import InputError
+from sim.report.output import atomic_write
+from trace.loaders import file_sha256, load_trace
+from trace.request import Trace, TraceProvenance
+
+FORMAT_VERSION = 1  # of the file layout below
+ARRAYS = ("arrival_s", "input_tokens", "output_tokens", "session_id", "block_offsets", "block_ids")
+# The modules whose code decides what load_trace returns, and the libraries that parse for it.
+SOURCES = ("loaders.py", "validation.py", "blocks.py", "request.py", "cache.py")
+LIBRARIES = ("numpy", "pyarrow", "pandas", "orjson")
+LOG = logging.getLogger("kvsim.workload_cache")
+
+
+def cache_key(workload: WorkloadConfig, block_size: int, sha256: str) -> dict[str, Any]:
+    """Everything the loaded trace depends on: the file's content, the settings, the code."""
+    code = hashlib.sha256()
+    for name in SOURCES:
+        code.update((Path(__file__).parent / name).read_bytes())
+    return {
+        "format_version": FORMAT_VERSION,
+        "trace sha256": sha256,
+        "workload.format": workload.format,
+        "workload.time_unit": workload.time_unit,
+        "workload.limit": workload.limit,
+        "workload.strict_validation": workload.strict_validation,
+        "workload.block_mismatch": workload.block_mismatch,
+        "workload.max_request_tokens": request_token_bound(workload),
+        "serving.block_size": block_size,
+        "loader code sha256": code.hexdigest(),
+        "libraries": {name: _version(name) for name in LIBRARIES},
+    }
+
+
+def _version(library: str) -> str:
+    from importlib import metadata  # only when a cache is used: it costs a short run ~10 ms
+
+    return metadata.version(library)
+
+
+def load_trace_cached(workload: WorkloadConfig, block_size: int) -> Trace:
+    """``load_trace``, through the cache at ``workload.cache`` when one is set."""
+    path = Path(workload.trace) if workload.trace is not None else None
+    if workload.cache is None or path is None or not path.is_file():
+        return load_trace(workload, block_size)  # (a missing trace is load_trace's error to word)
+    cache = Path(workload.cache)
+    key = cache_key(workload, block_size, file_sha256(path))
+    trace, stale = _read(cache, key)
+    if trace is not None:
+        trace.provenance.path = str(path)  # the same content may have moved
+        return trace
+    if stale:
+        LOG.warning("kvsim: workload cache %s %s; rebuilding it", cache, stale)
+    trace = load_trace(workload, block_size, sha256=key["trace sha256"])
+    try:
+        _write(cache, key, trace)
+    except InputError as exc:  # the run goes on without a cache
+        LOG.warning("kvsim: workload cache not written: %s", exc)
+    else:
+        LOG.info("kvsim: workload cache %s written", cache)
+    return trace
+
+
+def _write(cache: Path, key: dict[str, Any], trace: Trace) -> None:
+    members, layout = {}, {}
+    for name in ARRAYS:
+        array = getattr(trace, name)
+        if array is not None:
+            members[name], layout[name] = _pack(array)
+    meta = {"key": key, "num_unique_blocks": trace.num_unique_blocks, "arrays": layout,
+            "provenance": dataclasses.asdict(trace.provenance)}
+    with atomic_write(cache, binary=True) as fh:
+        np.savez(fh, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **members)
+
+
+def _pack(array: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    """An array as stored, and how to restore it: integers in 32 bits when they fit, an array of
+    one repeated value (no session ids: all -1) as that value. Reading less makes loading faster."""
+    layout = {"dtype": array.dtype.str, "length": len(array), "repeated": False}
+    if array.dtype.kind != "i" or len(array) == 0:
+        return array, layout
+    low, high = int(array.min()), int(array.max())
+    if low == high:
+        layout["repeated"] = True
+        return array[:1], layout
+    if np.iinfo(np.int32).min <= low and high <= np.iinfo(np.int32).max:
+        return array.astype(np.int32), layout
+    return array, layout
+
+
+def _unpack(stored: np.ndarray, layout: dict[str, Any]) -> np.ndarray:
+    if layout["repeated"]:
+        if stored.shape != (1,):
+            raise ValueError("a repeated value stored as more than one")
+        return np.full(int(layout["length"]), stored[0], dtype=layout["dtype"])
+    return stored.astype(layout["dtype"], copy=False)
+
+
+def _read(cache: Path, key: dict[str, Any]) -> tuple[Trace | None, str | None]:
+    """The cached trace if ``cache`` holds one for ``key``; else None and why it is not used
+    (None: there is no cache yet)."""
+    if not cache.exists():
+        return None, None
+    try:
+        with cache.open("rb") as fh:
+            members = np.load(fh, allow_pickle=False)
+            if not isinstance(members, np.lib.npyio.NpzFile):
+                raise ValueError("not an .npz archive")
+            with members:
+                meta = json.loads(members["meta"].tobytes())
+                differ = [name for name in key if meta["key"].get(name) != key[name]]
+                if differ:
+                    return None, f"was built for another {'trace file' if differ == ['trace sha256'] else 'setting'} " \
+                                 f"({', '.join(differ)} changed)"
+                layout = meta["arrays"]
+                arrays = {name: _unpack(members[name], layout[name]) if name in layout else None for name in ARRAYS}
+        provenance = meta["provenance"]
+        if provenance["request_range"] is not None:
+            provenance["request_range"] = tuple(provenance["request_range"])
+        trace = Trace(**arrays, num_unique_blocks=int(meta["num_unique_blocks"]),
+                      provenance=TraceProvenance(**provenance))
+        _check_consistent(trace)
+    except Exception as exc:  # whatever is wrong with the file, the trace is rebuilt from its source (and the warning says why)
+        return None, f"cannot be read ({type(exc).__name__}: {str(exc)[:100]})"
+    return trace, None
+
+
+def _check_consistent(trace: Trace) -> None:
+    """The arrays fit together as ``load_trace`` makes them (a damaged file fails here, not in a run)."""
+    n = len(trace.arrival_s)
+    offsets = trace.block_offsets
+    shapes_ok = (all(getattr(trace, name).shape == (n,) for name in ARRAYS[:4]) and offsets.shape == (n + 1,)
+                 and all(getattr(trace, name).dtype == np.int64 for name in ARRAYS[1:] if getattr(trace, name) is not None)
+                 and trace.arrival_s.dtype == np.float64)
+    if not shapes_ok or n == 0 or offsets[0] != 0 or (np.diff(offsets) < 0).any():
+        raise ValueError("arrays of inconsistent shapes")
+    ids = trace.block_ids
+    if ids is not None and (ids.shape != (int(offsets[-1]),) or (len(ids) and not 0 <= ids.min() <= ids.max() < trace.num_unique_blocks)):
+        raise ValueError("block ids out of range")
+    if trace.provenance.rows_used != n:
+        raise ValueError("provenance does not match the arrays")
