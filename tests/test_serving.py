@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-import sim.serving.instance
+import sim.serving.scheduler
 from sim.serving.compute import StepShape, compute_model
 from sim.config import load_config
 from sim.errors import InputError
@@ -92,7 +92,7 @@ def test_decode_windows_equal_single_steps(monkeypatch):
     trace = _synthetic(config)
     for mode in ("single", "pd"):
         windowed, _ = run_serving(trace, config, mode)
-        monkeypatch.setattr(sim.serving.instance, "MAX_WINDOW_STEPS", 1)
+        monkeypatch.setattr(sim.serving.scheduler, "MAX_WINDOW_STEPS", 1)
         stepped, _ = run_serving(trace, config, mode)
         monkeypatch.undo()
         for key in ("ttft_s", "tpot_s", "e2e_s", "itl_s"):

@@ -115,9 +115,9 @@ class ServingRun:
         """Send prefilled KV, oldest first, to the least-loaded decode instance that has room."""
         while self.pending:
             job = self.pending[0]
-            targets = sorted(self.decode, key=lambda d: (d.used / d.total_blocks, d.load, d.index))
+            targets = sorted(self.decode, key=lambda d: (d.kv_usage, d.load, d.index))
             if self.config.pd.transfer == "pull":  # the decode side pulls only when it has a sequence slot
-                targets = [d for d in targets if len(d.running) + len(d.ready) < d.max_seqs]
+                targets = [d for d in targets if d.has_free_slot]
             prefill_instance = self.prefill[job.record.instance - self.prefill[0].index]
             source_job = job
             dest_job = Job(job.record, job.blocks, job.position, target=job.record.input_tokens)
@@ -152,7 +152,6 @@ class ServingRun:
     def _arrived(self, src: Instance, job: Job, dest: Instance, dest_job: Job) -> None:
         job.record.kv_ready = self.engine.now
         src.release(job)
-        src._kick()
         dest.submit(dest_job)
 
     # ------------------------------------------------------------------ run
@@ -170,7 +169,7 @@ class ServingRun:
     def metrics(self) -> dict[str, Any]:
         metrics = serving_metrics(self.records, np.array(self.itl), self.config.slo)
         instances = [*self.front, *self.decode]
-        front_stats = [inst.stats for inst in self.front]
+        front_stats = [inst.kv.stats for inst in self.front]
         accesses = sum(s.accesses for s in front_stats)
         hits = sum(s.hits for s in front_stats)
         tier_hits = {name: 0 for name in TIER_NAMES}

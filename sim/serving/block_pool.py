@@ -1,0 +1,68 @@
+"""An instance's physical KV blocks, as vLLM v1's ``BlockPool``: used and free counts, and
+reference counts of the prompt blocks running requests hold.
+
+A prompt block is identified by its block id (a prefix-chained hash, interned to a dense
+int), so requests sharing a prefix hold its blocks once: the first holder allocates the
+physical block, the last one to let go frees it. Blocks past a prompt (the KV of
+generated tokens) are private to their request and only counted. What a freed block
+still holds (its cached prefix) is the KV-cache manager's concern, not the pool's.
+"""
+
+from __future__ import annotations
+
+
+class BlockPool:
+    """``total`` physical blocks; ``used`` of them hold running requests' KV."""
+
+    def __init__(self, total: int):
+        self.total = total
+        self.used = 0
+        self.refs: dict[int, int] = {}  # prompt block id -> requests holding it
+
+    @property
+    def free(self) -> int:
+        return self.total - self.used
+
+    def __contains__(self, key: int) -> bool:
+        """Whether prompt block ``key`` is held by a running request."""
+        return key in self.refs
+
+    def count_fresh(self, keys: list[int]) -> int:
+        """How many of ``keys`` no running request holds (each would take a physical block)."""
+        refs = self.refs
+        return sum(1 for key in keys if key not in refs)
+
+    def hold(self, keys: list[int]) -> list[int]:
+        """One more holder for each prompt block of ``keys``; returns those newly allocated (in order)."""
+        refs = self.refs
+        fresh = []
+        for key in keys:
+            if key in refs:
+                refs[key] += 1
+            else:
+                refs[key] = 1
+                fresh.append(key)
+        self.used += len(fresh)
+        return fresh
+
+    def let_go(self, keys: list[int]) -> list[int]:
+        """One holder fewer for each block of ``keys`` (in the order given); returns those freed."""
+        refs = self.refs
+        freed = []
+        for key in keys:
+            count = refs[key] - 1
+            if count:
+                refs[key] = count
+            else:
+                del refs[key]
+                freed.append(key)
+        self.used -= len(freed)
+        return freed
+
+    def allocate(self, blocks: int) -> None:
+        """Take ``blocks`` private blocks (generated tokens' KV)."""
+        self.used += blocks
+
+    def release(self, blocks: int) -> None:
+        """Return ``blocks`` private blocks."""
+        self.used -= blocks

@@ -1,0 +1,24 @@
+"""A request's state on one instance (vLLM's ``Request`` as the scheduler sees it)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from sim.report.metrics import RequestRecord
+
+
+@dataclass(slots=True, eq=False)
+class Job:
+    """Token progress of a request on one instance and the KV blocks it holds there."""
+
+    record: RequestRecord
+    blocks: list[int]  # prompt block ids (prefix-chained)
+    position: int  # stream position of the prompt's first block (for clairvoyant policies)
+    target: int  # tokens whose KV must exist before the next token: prompt (+ generated, after preemption)
+    computed: int = 0  # tokens with KV on this instance
+    generated: int = 0  # output tokens produced so far
+    held: int = 0  # prompt blocks held (blocks[:held] are in the block pool's reference counts)
+    anonymous: int = 0  # blocks past the prompt's (generated tokens)
+    admitted_once: bool = False
+    last_token_time: float = math.nan

@@ -1,0 +1,169 @@
+"""An instance's KV-cache manager, as vLLM v1's ``KVCacheManager``: prefix lookup, allocation
+and freeing of a request's blocks, and prefix-hit accounting.
+
+The instance's cache is a ``MultiTierCache`` whose top tier is the instance's HBM (the free
+blocks that still hold a prefix) over lower tiers that may be shared with other instances
+(the node's DRAM/SSD, the rack's EIC). Its capacity follows the block pool's free count,
+so allocating a block evicts (demotes) cached content, and freeing a request's blocks
+returns them to the cache deepest first (vLLM frees in reverse order), keeping prefixes
+whole. A block in use by a running request is an HBM hit for another request.
+
+Four operations reach the cache, each a named method here (the only places that do):
+``cached_prefix_blocks`` and ``lookup`` (read the longest cached prefix), ``_take_cached``
+(a cached copy becomes a newly allocated block) and ``_return_to_cache`` (freed blocks
+become cached prefixes). A lookup returns a narrow ``PrefixMatch``; callers never see the
+tiers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sim.cache.multitier import MultiTierCache
+from sim.serving.block_pool import BlockPool
+from sim.serving.job import Job
+
+
+@dataclass(slots=True)
+class PrefixMatch:
+    """The longest cached prefix of a prompt."""
+
+    tier_of_each: list[int]  # tier index of each matched block, top first (0: HBM, in use or cached)
+    tokens: int  # prompt tokens it serves (vLLM recomputes at least the last token)
+    load_s: float  # seconds to read the part held in lower tiers
+
+    @property
+    def blocks(self) -> int:
+        return len(self.tier_of_each)
+
+
+@dataclass(slots=True)
+class PrefixCacheStats:
+    """Prefix-cache hits of one instance, counted once per request (at its first admission)."""
+
+    accesses: int = 0  # prompt blocks looked up
+    hits: int = 0
+    tier_hits: dict[int, int] = field(default_factory=dict)  # tier index -> hits (0 includes in-use blocks)
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+
+
+class KVCacheManager:
+    """Blocks of requests on one instance: what a prompt finds cached, what growing a request costs."""
+
+    def __init__(self, pool: BlockPool, cache: MultiTierCache, block_size: int, prefix_caching: bool):
+        self.pool = pool
+        self.cache = cache
+        self.block_size = block_size
+        self.prefix_caching = prefix_caching  # off: no lookups, no cache bookkeeping
+        self.stats = PrefixCacheStats()
+        cache.resize_top(pool.total)
+
+    # ------------------------------------------------------------- lookups
+
+    def cached_prefix_blocks(self, blocks: list[int]) -> int:
+        """Length of the longest prefix of ``blocks`` held in this instance's HBM (in use or cached)."""
+        top, pool = self.cache.tiers[0].resident, self.pool
+        n = 0
+        for key in blocks:
+            if key not in pool and key not in top:
+                break
+            n += 1
+        return n
+
+    def lookup(self, job: Job) -> PrefixMatch:
+        """The longest cached prefix of the job's prompt, across every tier, and the time to load it."""
+        levels: list[int] = []
+        if self.prefix_caching:
+            top, find, pool = self.cache.tiers[0].resident, self.cache.find, self.pool
+            for key in job.blocks:
+                level = 0 if key in pool or key in top else find(key)
+                if level < 0:
+                    break
+                levels.append(level)
+        bs = self.block_size
+        cached = min(len(levels) * bs, job.target - 1)  # vLLM recomputes at least one token
+        per_tier: dict[int, int] = {}
+        for level in levels[: -(-cached // bs) if cached else 0]:
+            if level > 0:
+                per_tier[level] = per_tier.get(level, 0) + 1
+        return PrefixMatch(levels, cached, self._load_time(per_tier))
+
+    def _load_time(self, per_tier: dict[int, int]) -> float:
+        """Seconds to read ``count`` blocks from each lower tier."""
+        load = 0.0
+        tiers, block_bytes = self.cache.tiers, self.cache.block_bytes
+        for level, count in per_tier.items():
+            load += tiers[level].read_time(count * block_bytes)
+        return load
+
+    def record_admission(self, job: Job, match: PrefixMatch) -> None:
+        """Count a request's prefix hits (once per request, not again after a preemption)."""
+        stats = self.stats
+        stats.accesses += len(job.blocks)
+        stats.hits += match.blocks
+        for level in match.tier_of_each:
+            stats.tier_hits[level] = stats.tier_hits.get(level, 0) + 1
+        stats.prompt_tokens += job.record.input_tokens
+        stats.cached_tokens += match.tokens
+
+    # ------------------------------------------------------------- allocation
+
+    def blocks_for(self, job: Job, tokens: int) -> tuple[int, int]:
+        """(prompt blocks, private blocks) a job holding KV for ``tokens`` tokens needs."""
+        need = -(-tokens // self.block_size)
+        prompt = min(need, len(job.blocks))
+        return prompt, need - prompt
+
+    def new_blocks(self, job: Job, tokens: int) -> int:
+        """Physical blocks that growing ``job`` to ``tokens`` tokens would allocate."""
+        prompt, private = self.blocks_for(job, tokens)
+        return self.pool.count_fresh(job.blocks[job.held:prompt]) + max(0, private - job.anonymous)
+
+    def allocate(self, job: Job, tokens: int) -> None:
+        """Grow ``job``'s blocks to hold ``tokens`` tokens (the caller checked they fit)."""
+        prompt, private = self.blocks_for(job, tokens)
+        fresh = self.pool.hold(job.blocks[job.held:prompt])
+        if self.prefix_caching:
+            self._take_cached(fresh)
+        job.held = max(job.held, prompt)
+        if private > job.anonymous:
+            self.pool.allocate(private - job.anonymous)
+            job.anonymous = private
+        if self.prefix_caching:
+            self.cache.resize_top(self.pool.free)
+
+    def free(self, job: Job) -> None:
+        """Free a job's blocks; its prompt blocks return to the prefix cache, deepest first."""
+        freed = self.pool.let_go(job.blocks[job.held - 1::-1] if job.held else [])
+        self.pool.release(job.anonymous)
+        job.held = job.anonymous = 0
+        if self.prefix_caching:
+            self.cache.resize_top(self.pool.free)
+            self._return_to_cache(freed, [job.position + offset for offset in range(len(freed) - 1, -1, -1)])
+
+    def trim(self, job: Job) -> None:
+        """Return private blocks planned beyond the job's computed tokens (a decode window cut short)."""
+        needed = max(0, -(-job.computed // self.block_size) - len(job.blocks)) if job.computed else 0
+        if job.anonymous > needed:
+            self.pool.release(job.anonymous - needed)
+            job.anonymous = needed
+
+    def sync_free(self) -> None:
+        """The HBM cache's capacity follows the pool's free blocks."""
+        if self.prefix_caching:
+            self.cache.resize_top(self.pool.free)
+
+    # ------------------------------------------------------------- the cache engine
+
+    def _take_cached(self, fresh: list[int]) -> None:
+        """Newly allocated prompt blocks: a cached copy (any tier) becomes the block; else it is computed."""
+        take = self.cache.take
+        for key in fresh:
+            take(key)
+
+    def _return_to_cache(self, freed: list[int], positions: list[int]) -> None:
+        """Freed prompt blocks (deepest first) become cached prefixes, used at these stream positions."""
+        touch = self.cache.touch
+        for key, position in zip(freed, positions):
+            touch(key, position)
