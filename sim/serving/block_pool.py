@@ -6,18 +6,24 @@ int), so requests sharing a prefix hold its blocks once: the first holder alloca
 physical block, the last one to let go frees it. Blocks past a prompt (the KV of
 generated tokens) are private to their request and only counted. What a freed block
 still holds (its cached prefix) is the KV-cache manager's concern, not the pool's.
+
+When no block id can occur in two requests (a trace whose blocks never repeat), sharing is
+impossible and the pool only counts (``shared=False``): same result, no per-block work.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 
 class BlockPool:
     """``total`` physical blocks; ``used`` of them hold running requests' KV."""
 
-    def __init__(self, total: int):
+    def __init__(self, total: int, shared: bool = True):
         self.total = total
         self.used = 0
-        self.refs: dict[int, int] = {}  # prompt block id -> requests holding it
+        self.shared = shared
+        self.refs: dict[int, int] = {}  # prompt block id -> requests holding it (shared pools only)
 
     @property
     def free(self) -> int:
@@ -27,13 +33,18 @@ class BlockPool:
         """Whether prompt block ``key`` is held by a running request."""
         return key in self.refs
 
-    def count_fresh(self, keys: list[int]) -> int:
+    def count_fresh(self, keys: Sequence[int]) -> int:
         """How many of ``keys`` no running request holds (each would take a physical block)."""
+        if not self.shared:
+            return len(keys)
         refs = self.refs
         return sum(1 for key in keys if key not in refs)
 
-    def hold(self, keys: list[int]) -> list[int]:
+    def hold(self, keys: Sequence[int]) -> Sequence[int]:
         """One more holder for each prompt block of ``keys``; returns those newly allocated (in order)."""
+        if not self.shared:
+            self.used += len(keys)
+            return keys
         refs = self.refs
         fresh = []
         for key in keys:
@@ -45,8 +56,11 @@ class BlockPool:
         self.used += len(fresh)
         return fresh
 
-    def let_go(self, keys: list[int]) -> list[int]:
+    def let_go(self, keys: Sequence[int]) -> Sequence[int]:
         """One holder fewer for each block of ``keys`` (in the order given); returns those freed."""
+        if not self.shared:
+            self.used -= len(keys)
+            return keys
         refs = self.refs
         freed = []
         for key in keys:

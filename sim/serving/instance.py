@@ -18,6 +18,7 @@ import numpy as np
 from sim.cache.multitier import MultiTierCache
 from sim.config import ServingConfig
 from sim.errors import InputError
+from sim.report.metrics import RequestTable, WeightedSamples
 from sim.serving.block_pool import BlockPool
 from sim.serving.compute import ComputeModel
 from sim.serving.engine import Engine
@@ -40,9 +41,10 @@ class Instance:
     """A scheduler, a block pool with its prefix cache, and a compute model, driven by the engine."""
 
     def __init__(self, index: int, role: str, engine: Engine, serving: ServingConfig, total_blocks: int,
-                 cache: MultiTierCache, compute: ComputeModel, on_prefill_done: Callable[[Job], None] | None = None,
-                 on_finish: Callable[[Job], None] | None = None, itl_sink: list[float] | None = None,
-                 prefix_caching: bool | None = None):
+                 cache: MultiTierCache, compute: ComputeModel, table: RequestTable, itl: WeightedSamples,
+                 on_prefill_done: Callable[[Job], None] | None = None,
+                 on_finish: Callable[[Job], None] | None = None, prefix_caching: bool | None = None,
+                 shared_blocks: bool = True):
         if total_blocks <= 0:
             raise InputError(f"instance {index}: no KV blocks fit in GPU memory (num_gpu_blocks={total_blocks})")
         self.index = index
@@ -51,11 +53,12 @@ class Instance:
         self.compute = compute
         self.on_prefill_done = on_prefill_done
         self.on_finish = on_finish
-        # Off when disabled, or when the caller knows no block can repeat (nothing could ever hit).
+        # Off when disabled, or when the caller knows no block can repeat (nothing could ever hit);
+        # ``shared_blocks`` False: no block id occurs in two requests, so the pool only counts.
         caching = serving.enable_prefix_caching if prefix_caching is None else prefix_caching
-        self.pool = BlockPool(total_blocks)
+        self.pool = BlockPool(total_blocks, shared=shared_blocks)
         self.kv = KVCacheManager(self.pool, cache, serving.block_size, caching)
-        self.scheduler = Scheduler(index, role, serving, self.kv, itl_sink if itl_sink is not None else [])
+        self.scheduler = Scheduler(index, role, serving, self.kv, table, itl)
         self.busy = False
         self.stats = InstanceStats()
         self.window: DecodeWindow | None = None
@@ -101,7 +104,7 @@ class Instance:
         """
         kv = self.kv
         present = kv.cached_prefix_blocks(job.blocks) if kv.prefix_caching else 0
-        tokens = job.record.input_tokens
+        tokens = job.input_tokens
         if kv.new_blocks(job, tokens + 1) > self.pool.free:
             return None
         kv.allocate(job, tokens + 1)
@@ -130,7 +133,8 @@ class Instance:
         if batch is None:
             self.busy = False
             return
-        duration = self.compute.step_time(batch.shape) + batch.load_s
+        batch.start = now
+        batch.duration = duration = self.compute.step_time(batch.shape) + batch.load_s
         self.stats.steps += 1
         self.stats.busy_s += duration
         self.engine.after(duration, self._step_done, batch)
@@ -171,11 +175,13 @@ class Instance:
 
     def _finish(self, finished: list[Job]) -> None:
         running = self.scheduler.running
+        last_token = self.scheduler.table.last_token
         for job in finished:
             running.remove(job)
             if self.role == PREFILL:
                 self.on_prefill_done(job)  # blocks stay held until its KV has been sent
             else:
+                last_token[job.rid] = job.last_token_time
                 self.kv.free(job)
                 if self.on_finish is not None:
                     self.on_finish(job)

@@ -1,19 +1,24 @@
-"""A request's state on one instance (vLLM's ``Request`` as the scheduler sees it)."""
+"""A request's state on one instance (vLLM's ``Request`` as the scheduler sees it).
+
+Only requests in flight have a ``Job``; what a run keeps of a request after it leaves is
+in the run's ``RequestTable`` (``sim.report.metrics``), indexed by ``rid``.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-
-from sim.report.metrics import RequestRecord
 
 
 @dataclass(slots=True, eq=False)
 class Job:
     """Token progress of a request on one instance and the KV blocks it holds there."""
 
-    record: RequestRecord
-    blocks: list[int]  # prompt block ids (prefix-chained)
+    rid: int  # request id: its row in the run's request table
+    input_tokens: int
+    output_tokens: int  # at least 1
+    blocks: Sequence[int]  # prompt block ids (prefix-chained); a range when no block can be shared
     position: int  # stream position of the prompt's first block (for clairvoyant policies)
     target: int  # tokens whose KV must exist before the next token: prompt (+ generated, after preemption)
     computed: int = 0  # tokens with KV on this instance

@@ -104,7 +104,7 @@ class KVCacheManager:
         stats.hits += match.blocks
         for level in match.tier_of_each:
             stats.tier_hits[level] = stats.tier_hits.get(level, 0) + 1
-        stats.prompt_tokens += job.record.input_tokens
+        stats.prompt_tokens += job.input_tokens
         stats.cached_tokens += match.tokens
 
     # ------------------------------------------------------------- allocation
@@ -117,8 +117,12 @@ class KVCacheManager:
 
     def new_blocks(self, job: Job, tokens: int) -> int:
         """Physical blocks that growing ``job`` to ``tokens`` tokens would allocate."""
-        prompt, private = self.blocks_for(job, tokens)
-        return self.pool.count_fresh(job.blocks[job.held:prompt]) + max(0, private - job.anonymous)
+        need = -(-tokens // self.block_size)
+        prompt = len(job.blocks)
+        if need <= prompt:  # within the prompt: no private blocks
+            return self.pool.count_fresh(job.blocks[job.held:need]) if need > job.held else 0
+        fresh = self.pool.count_fresh(job.blocks[job.held:]) if prompt > job.held else 0
+        return fresh + max(0, need - prompt - job.anonymous)
 
     def allocate(self, job: Job, tokens: int) -> None:
         """Grow ``job``'s blocks to hold ``tokens`` tokens (the caller checked they fit)."""

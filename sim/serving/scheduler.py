@@ -11,7 +11,11 @@ later (prompt + tokens generated so far).
 
 Decode windows: when every running request is decoding and nothing waits, each step is the
 same batch with one more token each, so K steps are planned at once (same result as K
-single steps) until the first request finishes or blocks run out.
+single steps) until the first request finishes or blocks run out. Planning, starting and
+finishing a window cost O(batch) in plain arithmetic, whatever K.
+
+Token gaps go to a ``WeightedSamples``: every decoding request in a step sees that step's
+duration as its gap, so a step adds one (gap, count) entry, a window one per step.
 
 Roles: ``unified`` (aggregated: prefill and decode), ``prefill`` (PD: a request leaves when
 its prefill is done) and ``decode`` (PD: requests arrive with their KV and wait in ``ready``
@@ -28,6 +32,7 @@ import numpy as np
 
 from sim.config import ServingConfig
 from sim.errors import InputError
+from sim.report.metrics import RequestTable, WeightedSamples
 from sim.serving.compute import StepShape
 from sim.serving.job import Job
 from sim.serving.kv_cache_manager import KVCacheManager
@@ -40,8 +45,9 @@ MAX_WINDOW_STEPS = 4096
 class DecodeWindow:
     """K consecutive decode-only steps planned at once (same result as K single steps)."""
 
-    jobs: list
-    computed: np.ndarray  # each job's computed tokens at the window start
+    jobs: list[Job]
+    computed: list[int]  # each job's computed tokens at the window start
+    times: np.ndarray  # each step's duration
     ends: np.ndarray  # cumulative step end times from the start
     start: float
     steps: int
@@ -49,23 +55,28 @@ class DecodeWindow:
 
 @dataclass(slots=True, eq=False)
 class StepBatch:
-    """One scheduled step: (job, tokens) per request, the step's shape and the lower-tier load time."""
+    """One scheduled step: (job, tokens) per request, the step's shape and the lower-tier load time;
+    ``start`` and ``duration`` are set when the step is priced."""
 
     jobs: list[tuple[Job, int]]
     shape: StepShape
     load_s: float
+    start: float = 0.0
+    duration: float = 0.0
 
 
 class Scheduler:
     """Queues and the per-step decision of which requests compute how many tokens."""
 
-    def __init__(self, index: int, role: str, serving: ServingConfig, kv: KVCacheManager, itl: list[float]):
+    def __init__(self, index: int, role: str, serving: ServingConfig, kv: KVCacheManager, table: RequestTable,
+                 itl: WeightedSamples):
         self.index = index
         self.role = role
         self.kv = kv
         self.block_size = serving.block_size
         self.max_tokens = serving.max_num_batched_tokens
         self.max_seqs = serving.max_num_seqs
+        self.table = table
         self.itl = itl
         self.waiting: deque[Job] = deque()  # to be (re)computed, FCFS
         self.ready: deque[Job] = deque()  # decode role: KV arrived, waiting for a sequence slot
@@ -94,69 +105,102 @@ class Scheduler:
     def _preempt(self, job: Job) -> None:
         self.running.remove(job)
         self.kv.free(job)
-        job.record.preemptions += 1
-        job.target = job.record.input_tokens + job.generated  # recompute prompt and generated tokens
+        self.table.preemptions[job.rid] += 1
+        job.target = job.input_tokens + job.generated  # recompute prompt and generated tokens
         job.computed = 0
         self.waiting.appendleft(job)
 
     # ------------------------------------------------------- decode windows
 
     def window_steps(self) -> int:
-        """How many decode-only steps can run back to back now (0: take a single step instead)."""
+        """How many decode-only steps can run back to back now (0 or 1: take a single step instead)."""
         running = self.running
         if self.waiting or self.ready or not running or len(running) > self.max_tokens:
             return 0
-        if any(job.computed < job.target for job in running):
-            return 0
-        steps = min(MAX_WINDOW_STEPS, min(job.record.output_tokens - job.generated for job in running))
-        computed = np.fromiter((job.computed for job in running), dtype=np.int64, count=len(running))
-        current = np.fromiter((job.held + job.anonymous for job in running), dtype=np.int64, count=len(running))
+        steps = MAX_WINDOW_STEPS
+        for job in running:
+            if job.computed < job.target:
+                return 0
+            left = job.output_tokens - job.generated
+            if left < steps:
+                steps = left
+        if steps <= 1:
+            return steps
         free = self.kv.pool.free
-        bs = self.block_size
-
-        def extra(k: int) -> int:
-            return int(np.maximum(0, -(-(computed + k) // bs) - current).sum())
-
-        if extra(steps) > free:  # largest k whose new blocks fit
+        if self._window_blocks(steps) > free:  # largest k whose new blocks fit
             lo, hi = 0, steps
             while lo < hi:
                 mid = (lo + hi + 1) // 2
-                lo, hi = (mid, hi) if extra(mid) <= free else (lo, mid - 1)
+                lo, hi = (mid, hi) if self._window_blocks(mid) <= free else (lo, mid - 1)
             steps = lo
         return steps
+
+    def _window_blocks(self, steps: int) -> int:
+        """New blocks the running batch needs for ``steps`` more tokens each."""
+        bs = self.block_size
+        extra = 0
+        for job in self.running:
+            more = -(-(job.computed + steps) // bs) - job.held - job.anonymous
+            if more > 0:
+                extra += more
+        return extra
 
     def start_window(self, steps: int, now: float, decode_times) -> DecodeWindow:
         """Allocate the blocks of ``steps`` decode steps of the running batch; ``decode_times`` prices them."""
         jobs = list(self.running)
-        computed = np.fromiter((job.computed for job in jobs), dtype=np.int64, count=len(jobs))
-        for job in jobs:
-            self.kv.allocate(job, job.computed + steps)
-        first = StepShape.decode_batch(computed + 1)  # each new token attends to the KV before it and itself
-        ends = np.cumsum(decode_times(first, steps))
-        return DecodeWindow(jobs, computed, ends, now, steps)
+        kv, pool, bs = self.kv, self.kv.pool, self.block_size
+        computed = [job.computed for job in jobs]
+        resize = False
+        for job, c in zip(jobs, computed):
+            need = -(-(c + steps) // bs)
+            prompt = len(job.blocks)
+            if need > prompt and job.held == prompt:  # only private blocks grow (the usual case)
+                private = need - prompt
+                if private > job.anonymous:
+                    pool.used += private - job.anonymous
+                    job.anonymous = private
+                    resize = True
+            else:
+                if resize:
+                    kv.sync_free()  # the cache sees the free count each allocation leaves, as it happens
+                    resize = False
+                kv.allocate(job, c + steps)
+        if resize:
+            kv.sync_free()
+        # each new token attends to the KV before it and itself
+        first = StepShape(decode_seqs=len(jobs), decode_kv_tokens=sum(computed) + len(jobs),
+                          decode_kv_max=max(computed) + 1, decode_kv_min=min(computed) + 1)
+        times = decode_times(first, steps)
+        return DecodeWindow(jobs, computed, times, np.cumsum(times), now, steps)
 
     def finish_window(self, window: DecodeWindow, now: float) -> list[Job]:
         """The window's ``steps`` steps are done: tokens emitted, unused planned blocks returned."""
-        k, start = window.steps, window.start
-        ends = window.ends[:k]
-        gaps = ends.copy()
-        gaps[1:] -= ends[:-1]
-        gaps = gaps.tolist()
+        k = window.steps
+        first_token = window.start + float(window.ends[0])
+        table_first = self.table.first_token
+        bs = self.block_size
         finished = []
-        for job, computed in zip(window.jobs, window.computed.tolist()):
-            first = job.generated == 0
-            job.computed = computed + k
+        released = 0
+        newcomers = 0
+        for job, c in zip(window.jobs, window.computed):
+            if job.generated == 0:
+                table_first[job.rid] = first_token
+                newcomers += 1
+            job.computed = computed = c + k
             job.generated += k
-            if first:
-                job.record.first_token = start + gaps[0]
-                self.itl.extend(gaps[1:])
-            else:
-                self.itl.extend(gaps)
-            job.record.last_token = job.last_token_time = now
-            self.kv.trim(job)  # blocks planned for steps an interruption cut off
-            if job.generated >= job.record.output_tokens:
+            job.last_token_time = now
+            needed = -(-computed // bs) - len(job.blocks)  # private blocks the computed tokens fill
+            if job.anonymous > needed:  # blocks planned for steps an interruption cut off
+                released += job.anonymous - max(0, needed)
+                job.anonymous = max(0, needed)
+            if job.generated >= job.output_tokens:
                 finished.append(job)
+        if released:
+            self.kv.pool.release(released)
         self.kv.sync_free()
+        counts = np.full(k, len(window.jobs), dtype=np.int64)
+        counts[0] -= newcomers  # a request's first token has no gap before it
+        self.itl.add_array(window.times[:k], counts)
         return finished
 
     # --------------------------------------------------------------- single steps
@@ -164,6 +208,7 @@ class Scheduler:
     def schedule(self, now: float) -> StepBatch | None:
         """The next step's batch (None: nothing to run)."""
         kv = self.kv
+        pool = kv.pool
         budget = self.max_tokens
         shape = StepShape()
         batch: list[tuple[Job, int]] = []
@@ -175,7 +220,7 @@ class Scheduler:
             job = running[i]
             decoding = job.computed >= job.target
             n = 1 if decoding else min(job.target - job.computed, budget)
-            while kv.new_blocks(job, job.computed + n) > kv.pool.free:
+            while kv.new_blocks(job, job.computed + n) > pool.free:
                 victim = running[-1]
                 self._preempt(victim)
                 preempted = True
@@ -197,11 +242,11 @@ class Scheduler:
             cached = match.tokens
             n = min(job.target - cached, budget)
             job.computed = 0
-            if kv.new_blocks(job, cached + n) > kv.pool.free:
-                if -(-(job.target + 1) // self.block_size) > kv.pool.total:  # could never fit, even alone
+            if kv.new_blocks(job, cached + n) > pool.free:
+                if -(-(job.target + 1) // self.block_size) > pool.total:  # could never fit, even alone
                     raise InputError(
-                        f"request {job.record.request_id} ({job.target} tokens) needs more KV blocks than instance "
-                        f"{self.index} has ({kv.pool.total} blocks of {self.block_size} tokens); raise "
+                        f"request {job.rid} ({job.target} tokens) needs more KV blocks than instance "
+                        f"{self.index} has ({pool.total} blocks of {self.block_size} tokens); raise "
                         f"gpu_memory_utilization, serving.num_gpu_blocks or tensor_parallel_size, or cap prompt lengths")
                 break
             self.waiting.popleft()
@@ -210,10 +255,11 @@ class Scheduler:
             if not job.admitted_once:  # hits count once per request, not again after a preemption
                 job.admitted_once = True
                 kv.record_admission(job, match)
-                job.record.scheduled = now
-                job.record.kv_load = match.load_s
-                job.record.cached_tokens = cached
-                job.record.instance = self.index
+                table, rid = self.table, job.rid
+                table.scheduled[rid] = now
+                table.kv_load[rid] = match.load_s
+                table.cached_tokens[rid] = cached
+                table.instance[rid] = self.index
             load_total += match.load_s
             running.append(job)
             batch.append((job, n))
@@ -223,31 +269,34 @@ class Scheduler:
             return None
         return StepBatch(batch, shape, load_total)
 
-    def _emit(self, job: Job, now: float) -> None:
-        job.generated += 1
-        record = job.record
-        if job.generated == 1:
-            record.first_token = now
-        else:
-            self.itl.append(now - job.last_token_time)
-        job.last_token_time = now
-        record.last_token = now
-
     def finish_step(self, batch: StepBatch, now: float) -> list[Job]:
         """The step is done: chunks and tokens recorded; returns the jobs that leave (finished, or
         prefilled on a prefill instance)."""
         finished = []
+        table = self.table
+        start = batch.start
+        in_step = 0  # decoding requests whose previous token ended the step before: their gap is this step
         for job, n in batch.jobs:
             decoding = job.computed >= job.target
             job.computed += n
-            if not decoding and job.computed < job.target:
-                continue  # more prefill chunks to go
-            if not decoding and math.isnan(job.record.prefill_done):
-                job.record.prefill_done = now
-                if self.role == PREFILL:
-                    finished.append(job)
-                    continue
-            self._emit(job, now)
-            if job.generated >= job.record.output_tokens:
+            if not decoding:
+                if job.computed < job.target:
+                    continue  # more prefill chunks to go
+                if math.isnan(table.prefill_done[job.rid]):
+                    table.prefill_done[job.rid] = now
+                    if self.role == PREFILL:
+                        finished.append(job)
+                        continue
+            job.generated += 1
+            if job.generated == 1:
+                table.first_token[job.rid] = now
+            elif job.last_token_time == start:
+                in_step += 1
+            else:
+                self.itl.add(now - job.last_token_time)  # e.g. recomputed after a preemption
+            job.last_token_time = now
+            if job.generated >= job.output_tokens:
                 finished.append(job)
+        if in_step:
+            self.itl.add(batch.duration, in_step)
         return finished
