@@ -108,34 +108,40 @@ class WeightedSamples:
     """Values with multiplicities; equal values are merged as they accumulate (memory grows with
     the distinct values). Summaries are exact: the same as over the expanded sample."""
 
-    COMPACT_AT = 1 << 17  # pending entries before equal values are merged
-
-    def __init__(self) -> None:
+    def __init__(self, compact_at: int = 1 << 17) -> None:
+        self.compact_at = compact_at  # pending entries before equal values are merged (at least as many as merged ones)
         self._values: list[float] = []
         self._counts: list[int] = []
         self._chunks: list[tuple[np.ndarray, np.ndarray]] = []
         self._chunked = 0
         self._merged = (np.empty(0), np.empty(0, dtype=np.int64))
+        self._limit = compact_at
 
     def add(self, value: float, count: int = 1) -> None:
         self._values.append(value)
         self._counts.append(count)
-        if len(self._values) >= self.COMPACT_AT:
+        if len(self._values) >= self._limit:
             self._compact()
 
-    def add_array(self, values: np.ndarray, counts: np.ndarray) -> None:
-        self._chunks.append((values, counts))
+    def add_array(self, values: np.ndarray, count: int) -> None:
+        """Each of ``values`` ``count`` times."""
+        self._chunks.append((values, count))
         self._chunked += len(values)
-        if self._chunked >= self.COMPACT_AT:
+        if self._chunked >= self._limit:
             self._compact()
 
     def _compact(self) -> None:
-        values = [self._merged[0], np.array(self._values, dtype=np.float64), *(v for v, _ in self._chunks)]
-        counts = [self._merged[1], np.array(self._counts, dtype=np.int64), *(c for _, c in self._chunks)]
-        unique, inverse = np.unique(np.concatenate(values), return_inverse=True)
-        merged = np.bincount(inverse, weights=np.concatenate(counts), minlength=len(unique))
+        """Merge equal values; the next merge waits for as many new entries as there are distinct
+        values, so merging costs O(log) per entry overall and memory stays within twice the distinct."""
+        chunks = [v for v, _ in self._chunks]
+        chunk_counts = np.repeat(np.array([c for _, c in self._chunks], dtype=np.int64), [len(v) for v in chunks])
+        values = np.concatenate([self._merged[0], np.array(self._values, dtype=np.float64), *chunks])
+        counts = np.concatenate([self._merged[1], np.array(self._counts, dtype=np.int64), chunk_counts])
+        unique, inverse = np.unique(values, return_inverse=True)
+        merged = np.bincount(inverse, weights=counts, minlength=len(unique))
         self._merged = (unique, merged.astype(np.int64))  # counts stay exact below 2**53
         self._values, self._counts, self._chunks, self._chunked = [], [], [], 0
+        self._limit = max(self.compact_at, len(unique))
 
     def sorted(self) -> tuple[np.ndarray, np.ndarray]:
         """Distinct values in increasing order and how many times each occurred (zero counts dropped)."""
@@ -168,6 +174,18 @@ def weighted_distribution(values: np.ndarray, counts: np.ndarray,
         diff = b - a  # numpy's _lerp, term by term
         out[f"p{p}"] = b - diff * (1 - t) if t >= 0.5 else a + diff * t
     return out
+
+
+def histogram_distribution(histograms: list[dict[int, int]]) -> dict[str, float]:
+    """mean / p50 / p90 / p99 / max of a sample given as value -> count histograms (added together)."""
+    total: dict[int, int] = {}
+    for histogram in histograms:
+        for value, count in histogram.items():
+            total[value] = total.get(value, 0) + count
+    values = np.array(sorted(total), dtype=np.float64)
+    summary = weighted_distribution(values, np.array([total[v] for v in sorted(total)], dtype=np.int64))
+    summary["max"] = float(values[-1]) if len(values) else math.nan
+    return summary
 
 
 def distribution(values: np.ndarray) -> dict[str, float]:

@@ -9,21 +9,46 @@ still holds (its cached prefix) is the KV-cache manager's concern, not the pool'
 
 When no block id can occur in two requests (a trace whose blocks never repeat), sharing is
 impossible and the pool only counts (``shared=False``): same result, no per-block work.
+
+Occupancy over time: every change of ``used`` adds the blocks in use × the simulated time
+since the previous change (block-seconds), and the peak is kept, so the time-weighted mean
+occupancy costs two multiplications per change.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
+
+
+class Clock(Protocol):
+    now: float
 
 
 class BlockPool:
     """``total`` physical blocks; ``used`` of them hold running requests' KV."""
 
-    def __init__(self, total: int, shared: bool = True):
+    def __init__(self, total: int, clock: Clock, shared: bool = True):
         self.total = total
         self.used = 0
         self.shared = shared
         self.refs: dict[int, int] = {}  # prompt block id -> requests holding it (shared pools only)
+        self.clock = clock
+        self.block_seconds = 0.0  # ∫ used dt up to ``since``
+        self.since = 0.0
+        self.peak = 0
+
+    def _change(self, delta: int) -> None:
+        now = self.clock.now
+        self.block_seconds += self.used * (now - self.since)
+        self.since = now
+        self.used += delta
+        if self.used > self.peak:
+            self.peak = self.used
+
+    def block_seconds_until(self, end: float) -> float:
+        """∫ used dt from time 0 to ``end`` (at or after the last change)."""
+        return self.block_seconds + self.used * (end - self.since)
 
     @property
     def free(self) -> int:
@@ -43,7 +68,7 @@ class BlockPool:
     def hold(self, keys: Sequence[int]) -> Sequence[int]:
         """One more holder for each prompt block of ``keys``; returns those newly allocated (in order)."""
         if not self.shared:
-            self.used += len(keys)
+            self._change(len(keys))
             return keys
         refs = self.refs
         fresh = []
@@ -53,13 +78,13 @@ class BlockPool:
             else:
                 refs[key] = 1
                 fresh.append(key)
-        self.used += len(fresh)
+        self._change(len(fresh))
         return fresh
 
     def let_go(self, keys: Sequence[int]) -> Sequence[int]:
         """One holder fewer for each block of ``keys`` (in the order given); returns those freed."""
         if not self.shared:
-            self.used -= len(keys)
+            self._change(-len(keys))
             return keys
         refs = self.refs
         freed = []
@@ -70,13 +95,13 @@ class BlockPool:
             else:
                 del refs[key]
                 freed.append(key)
-        self.used -= len(freed)
+        self._change(-len(freed))
         return freed
 
     def allocate(self, blocks: int) -> None:
         """Take ``blocks`` private blocks (generated tokens' KV)."""
-        self.used += blocks
+        self._change(blocks)
 
     def release(self, blocks: int) -> None:
         """Return ``blocks`` private blocks."""
-        self.used -= blocks
+        self._change(-blocks)

@@ -30,6 +30,11 @@ class Engine:
         self._seq = 0
         self.events_run = 0
 
+    @property
+    def pending(self) -> int:
+        """Events scheduled and not yet run."""
+        return len(self._heap)
+
     def at(self, time: float, callback: Callable[..., Any], *args: Any, priority: int = 0) -> None:
         """Run ``callback(*args)`` at simulated ``time`` (not before now)."""
         if time < self.now:

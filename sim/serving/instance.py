@@ -10,7 +10,6 @@ when its time has passed. Roles (``unified``, ``prefill``, ``decode``) are descr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -25,16 +24,9 @@ from sim.serving.engine import Engine
 from sim.serving.job import Job
 from sim.serving.kv_cache_manager import KVCacheManager
 from sim.serving.scheduler import DECODE, PREFILL, UNIFIED, DecodeWindow, Scheduler, StepBatch
+from sim.serving.utilization import WorkTotals
 
-__all__ = ["DECODE", "PREFILL", "UNIFIED", "Instance", "InstanceStats", "Job"]
-
-
-@dataclass(slots=True)
-class InstanceStats:
-    """Steps taken and time spent computing."""
-
-    steps: int = 0
-    busy_s: float = 0.0
+__all__ = ["DECODE", "PREFILL", "UNIFIED", "Instance", "Job"]
 
 
 class Instance:
@@ -56,11 +48,12 @@ class Instance:
         # Off when disabled, or when the caller knows no block can repeat (nothing could ever hit);
         # ``shared_blocks`` False: no block id occurs in two requests, so the pool only counts.
         caching = serving.enable_prefix_caching if prefix_caching is None else prefix_caching
-        self.pool = BlockPool(total_blocks, shared=shared_blocks)
+        self.pool = BlockPool(total_blocks, engine, shared=shared_blocks)
         self.kv = KVCacheManager(self.pool, cache, serving.block_size, caching)
         self.scheduler = Scheduler(index, role, serving, self.kv, table, itl)
         self.busy = False
-        self.stats = InstanceStats()
+        self.batch_tokens = 0  # tokens in the step in progress (0: idle)
+        self.work = WorkTotals()
         self.window: DecodeWindow | None = None
         self._window_version = 0
 
@@ -135,16 +128,18 @@ class Instance:
             return
         batch.start = now
         batch.duration = duration = self.compute.step_time(batch.shape) + batch.load_s
-        self.stats.steps += 1
-        self.stats.busy_s += duration
+        self.work.add_step(batch.shape, duration)
+        self.batch_tokens = batch.shape.tokens
         self.engine.after(duration, self._step_done, batch)
 
     def _step_done(self, batch: StepBatch) -> None:
+        self.batch_tokens = 0
         self._finish(self.scheduler.finish_step(batch, self.engine.now))
 
     def _start_window(self, steps: int) -> None:
         now = self.engine.now
         self.window = window = self.scheduler.start_window(steps, now, self.compute.decode_times)
+        self.batch_tokens = len(window.jobs)
         self._window_version += 1
         self.engine.at(now + float(window.ends[-1]), self._window_done, self._window_version)
 
@@ -168,9 +163,10 @@ class Instance:
         if version != self._window_version:
             return  # superseded by an interruption
         window, self.window = self.window, None
+        self.batch_tokens = 0
         finished = self.scheduler.finish_window(window, self.engine.now)
-        self.stats.steps += window.steps
-        self.stats.busy_s += float(window.ends[window.steps - 1])
+        self.work.add_decode_window(window.first.decode_seqs, window.first.decode_kv_tokens, window.steps,
+                                     float(window.ends[window.steps - 1]))
         self._finish(finished)
 
     def _finish(self, finished: list[Job]) -> None:

@@ -21,11 +21,13 @@ from sim.config import Config
 from sim.serving.engine import Engine
 from sim.errors import ConfigError, TraceError
 from sim.serving.instance import DECODE, PREFILL, UNIFIED, Instance, Job
-from sim.report.metrics import RequestTable, WeightedSamples, request_columns, serving_metrics
+from sim.report.metrics import RequestTable, WeightedSamples, distribution, request_columns, serving_metrics
 from sim.serving.network import Link, network_model
 from sim.cache.policies import POLICIES, make_policy
 from sim.report.document import RunResult
 from sim.serving.routers import router
+from sim.serving.timeline import Timeline
+from sim.serving.utilization import batch_metrics, instance_metrics, utilization_basis, work_counter
 from sim.cache.tiers import TIER_NAMES, Tier, build_tiers, hbm_capacity_blocks, kv_block_bytes
 from sim.specs import model_spec
 from trace.request import Trace
@@ -76,6 +78,10 @@ class ServingRun:
             self.route = router(config.cluster.router, "cluster.router")
         self.progress = tqdm(total=len(trace), desc=mode, unit="req", disable=not progress, leave=False)
         self.model_layers = model_spec(config.model).num_layers
+        self.instances = [*self.front, *self.decode]
+        span = float(trace.arrival_s[-1] - trace.arrival_s[0]) if len(trace) else 0.0
+        self.timeline = Timeline(self.engine, self.instances, float(trace.arrival_s[0]) if len(trace) else 0.0, span,
+                                 extra_queued=(lambda: len(self.pending)) if mode == "pd" else (lambda: 0))
 
     def _instance(self, index: int, role: str, compute) -> Instance:
         policy = self.config.cache.tiers.hbm.policy or self.config.cache.policy
@@ -164,6 +170,7 @@ class ServingRun:
     def run(self) -> RunResult:
         if len(self.trace):
             self.engine.at(float(self.trace.arrival_s[0]), self._arrive, 0, priority=-1)
+            self.timeline.begin()
         self.engine.run()
         self.progress.close()
         if self.completed != len(self.trace):
@@ -171,8 +178,10 @@ class ServingRun:
         return RunResult(name=self.mode, metrics=self.metrics(), overrides={})
 
     def metrics(self) -> dict[str, Any]:
-        metrics = serving_metrics(self.table, self.itl, self.config.slo)
-        instances = [*self.front, *self.decode]
+        table = self.table
+        metrics = serving_metrics(table, self.itl, self.config.slo)
+        instances = self.instances
+        makespan = metrics["makespan_s"]
         front_stats = [inst.kv.stats for inst in self.front]
         accesses = sum(s.accesses for s in front_stats)
         hits = sum(s.hits for s in front_stats)
@@ -193,10 +202,15 @@ class ServingRun:
             "instances": {
                 "count": len(instances),
                 "kv_blocks_each": self.hbm_blocks,
-                "busy_fraction_mean": float(np.mean([i.stats.busy_s for i in instances])) / metrics["makespan_s"]
-                if metrics["makespan_s"] > 0 else math.nan,
-                "steps": sum(i.stats.steps for i in instances),
+                "busy_fraction_mean": float(np.mean([i.work.busy_s for i in instances])) / makespan
+                if makespan > 0 else math.nan,
+                "steps": sum(i.work.steps for i in instances),
+                "utilization_basis": utilization_basis(self.config),
+                **instance_metrics(instances, work_counter(self.config), makespan, float(table.arrival.min()) + makespan),
             },
+            "batch": batch_metrics(instances),
+            "scheduling_delay_s": distribution(table.scheduled - table.arrival),
+            "timeseries": self.timeline.series(table),
         })
         return metrics
 

@@ -47,6 +47,7 @@ class DecodeWindow:
 
     jobs: list[Job]
     computed: list[int]  # each job's computed tokens at the window start
+    first: StepShape  # the first step's shape
     times: np.ndarray  # each step's duration
     ends: np.ndarray  # cumulative step end times from the start
     start: float
@@ -150,28 +151,29 @@ class Scheduler:
         jobs = list(self.running)
         kv, pool, bs = self.kv, self.kv.pool, self.block_size
         computed = [job.computed for job in jobs]
-        resize = False
+        grown = 0  # private blocks taken by the jobs so far, not yet seen by the pool
         for job, c in zip(jobs, computed):
             need = -(-(c + steps) // bs)
             prompt = len(job.blocks)
             if need > prompt and job.held == prompt:  # only private blocks grow (the usual case)
                 private = need - prompt
                 if private > job.anonymous:
-                    pool.used += private - job.anonymous
+                    grown += private - job.anonymous
                     job.anonymous = private
-                    resize = True
             else:
-                if resize:
+                if grown:
+                    pool.allocate(grown)
                     kv.sync_free()  # the cache sees the free count each allocation leaves, as it happens
-                    resize = False
+                    grown = 0
                 kv.allocate(job, c + steps)
-        if resize:
+        if grown:
+            pool.allocate(grown)
             kv.sync_free()
         # each new token attends to the KV before it and itself
         first = StepShape(decode_seqs=len(jobs), decode_kv_tokens=sum(computed) + len(jobs),
                           decode_kv_max=max(computed) + 1, decode_kv_min=min(computed) + 1)
         times = decode_times(first, steps)
-        return DecodeWindow(jobs, computed, times, np.cumsum(times), now, steps)
+        return DecodeWindow(jobs, computed, first, times, np.cumsum(times), now, steps)
 
     def finish_window(self, window: DecodeWindow, now: float) -> list[Job]:
         """The window's ``steps`` steps are done: tokens emitted, unused planned blocks returned."""
@@ -198,9 +200,10 @@ class Scheduler:
         if released:
             self.kv.pool.release(released)
         self.kv.sync_free()
-        counts = np.full(k, len(window.jobs), dtype=np.int64)
-        counts[0] -= newcomers  # a request's first token has no gap before it
-        self.itl.add_array(window.times[:k], counts)
+        batch = len(window.jobs)
+        if batch > newcomers:  # a request's first token has no gap before it
+            self.itl.add(float(window.times[0]), batch - newcomers)
+        self.itl.add_array(window.times[1:k], batch)
         return finished
 
     # --------------------------------------------------------------- single steps
