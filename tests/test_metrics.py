@@ -58,23 +58,30 @@ def test_slo_attainment_and_goodput_by_hand():
 
 def test_weighted_percentiles_equal_numpy_on_the_expanded_sample():
     """Gaps with multiplicities give exactly numpy's linear percentiles of every token's gap,
-    whether added one by one, in arrays, or merged across compactions."""
+    whether added one by one or as decode windows, and merged across compactions."""
     rng = np.random.default_rng(3)
     for trial in range(40):
         distinct = rng.choice([1, 2, 5, 50], p=[0.1, 0.2, 0.3, 0.4])
         values = np.round(rng.exponential(0.01, distinct), int(rng.integers(3, 12)))
-        counts = rng.integers(0, 6, distinct)
-        counts[rng.integers(distinct)] += 1  # at least one token
         gaps = WeightedSamples(compact_at=int(rng.integers(1, 8)))  # merge early and often
-        half = distinct // 2
-        for v, c in zip(values[:half], counts[:half]):
-            gaps.add(float(v), int(c))
-        for count in np.unique(counts[half:]):
-            gaps.add_array(values[half:][counts[half:] == count], int(count))
-        expanded = np.repeat(values, counts)
+        expanded = [values[0]]
+        gaps.add(float(values[0]))
+        i = 1
+        while i < distinct:
+            if rng.random() < 0.3:  # one value, one or more tokens
+                count = int(rng.integers(1, 4))
+                gaps.add(float(values[i]), count)
+                expanded += [values[i]] * count
+                i += 1
+                continue
+            run = values[i:i + int(rng.integers(1, 6))]
+            count, first = int(rng.integers(0, 4)), int(rng.integers(0, 4))
+            gaps.add_steps(np.concatenate([run, [9.0]]), len(run), count, first)  # steps past the window: unused
+            expanded += [run[0]] * first + [v for v in run[1:] for _ in range(count)]
+            i += len(run)
         got = gaps.distribution()
         assert [got[f"p{p}"] for p in (50, 90, 99)] == np.percentile(expanded, (50, 90, 99)).tolist(), trial
-        assert got["mean"] == pytest.approx(expanded.mean(), rel=1e-12)
+        assert got["mean"] == pytest.approx(np.mean(expanded), rel=1e-12)
     assert math.isnan(weighted_distribution(np.array([1.0]), np.array([0]))["p50"])  # no tokens: no gap
 
 

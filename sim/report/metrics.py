@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from sim.config import SLOConfig
 from sim.errors import InputError
@@ -112,7 +113,7 @@ class WeightedSamples:
         self.compact_at = compact_at  # pending entries before equal values are merged (at least as many as merged ones)
         self._values: list[float] = []
         self._counts: list[int] = []
-        self._chunks: list[tuple[np.ndarray, np.ndarray]] = []
+        self._chunks: list[tuple[np.ndarray, int, int, int]] = []
         self._chunked = 0
         self._merged = (np.empty(0), np.empty(0, dtype=np.int64))
         self._limit = compact_at
@@ -123,22 +124,27 @@ class WeightedSamples:
         if len(self._values) >= self._limit:
             self._compact()
 
-    def add_array(self, values: np.ndarray, count: int) -> None:
-        """Each of ``values`` ``count`` times."""
-        self._chunks.append((values, count))
-        self._chunked += len(values)
+    def add_steps(self, times: np.ndarray, steps: int, count: int, first_count: int) -> None:
+        """The first ``steps`` of ``times``: ``count`` times each, the first one ``first_count`` times
+        (a decode window: every request sees each step's duration, but a request's first token has
+        no gap before it)."""
+        self._chunks.append((times, steps, count, first_count))
+        self._chunked += steps
         if self._chunked >= self._limit:
             self._compact()
 
     def _compact(self) -> None:
         """Merge equal values; the next merge waits for as many new entries as there are distinct
-        values, so merging costs O(log) per entry overall and memory stays within twice the distinct."""
-        chunks = [v for v, _ in self._chunks]
-        chunk_counts = np.repeat(np.array([c for _, c in self._chunks], dtype=np.int64), [len(v) for v in chunks])
-        values = np.concatenate([self._merged[0], np.array(self._values, dtype=np.float64), *chunks])
+        values, so merging costs O(1) amortised per entry and memory stays within twice the distinct."""
+        chunks = self._chunks
+        steps = np.array([c[1] for c in chunks], dtype=np.int64)
+        chunk_counts = np.repeat(np.array([c[2] for c in chunks], dtype=np.int64), steps)
+        chunk_counts[np.cumsum(steps) - steps] = [c[3] for c in chunks]
+        values = np.concatenate([self._merged[0], np.array(self._values, dtype=np.float64),
+                                 *(times[:k] for times, k, _, _ in chunks)])
         counts = np.concatenate([self._merged[1], np.array(self._counts, dtype=np.int64), chunk_counts])
-        unique, inverse = np.unique(values, return_inverse=True)
-        merged = np.bincount(inverse, weights=counts, minlength=len(unique))
+        codes, unique = pd.factorize(values, use_na_sentinel=False)  # hashing: no sort until the summary
+        merged = np.bincount(codes, weights=counts, minlength=len(unique))
         self._merged = (unique, merged.astype(np.int64))  # counts stay exact below 2**53
         self._values, self._counts, self._chunks, self._chunked = [], [], [], 0
         self._limit = max(self.compact_at, len(unique))
@@ -147,7 +153,8 @@ class WeightedSamples:
         """Distinct values in increasing order and how many times each occurred (zero counts dropped)."""
         self._compact()
         values, counts = self._merged
-        keep = counts > 0
+        order = np.argsort(values, kind="stable")
+        keep = order[counts[order] > 0]
         return values[keep], counts[keep]
 
     def distribution(self, percentiles: tuple[int, ...] = PERCENTILES) -> dict[str, float]:
@@ -249,8 +256,6 @@ def request_columns(table: RequestTable) -> dict[str, np.ndarray]:
 
 def write_requests_csv(table: RequestTable, path: str | Path) -> None:
     """One row per request: its timestamps, TTFT/TPOT/E2E and breakdown."""
-    import pandas as pd
-
     frame = pd.DataFrame({"request_id": np.arange(len(table)),
                           **{name: getattr(table, name) for name in REQUEST_COLUMNS},
                           **request_columns(table)})

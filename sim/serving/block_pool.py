@@ -39,6 +39,8 @@ class BlockPool:
         self.peak = 0
 
     def _change(self, delta: int) -> None:
+        if not delta:
+            return
         now = self.clock.now
         self.block_seconds += self.used * (now - self.since)
         self.since = now
@@ -65,10 +67,11 @@ class BlockPool:
         refs = self.refs
         return sum(1 for key in keys if key not in refs)
 
-    def hold(self, keys: Sequence[int]) -> Sequence[int]:
-        """One more holder for each prompt block of ``keys``; returns those newly allocated (in order)."""
+    def hold(self, keys: Sequence[int], private: int = 0) -> Sequence[int]:
+        """One more holder for each prompt block of ``keys``, and ``private`` more private blocks (generated
+        tokens' KV); returns the prompt blocks newly allocated (in order)."""
         if not self.shared:
-            self._change(len(keys))
+            self._change(len(keys) + private)
             return keys
         refs = self.refs
         fresh = []
@@ -78,13 +81,14 @@ class BlockPool:
             else:
                 refs[key] = 1
                 fresh.append(key)
-        self._change(len(fresh))
+        self._change(len(fresh) + private)
         return fresh
 
-    def let_go(self, keys: Sequence[int]) -> Sequence[int]:
-        """One holder fewer for each block of ``keys`` (in the order given); returns those freed."""
+    def let_go(self, keys: Sequence[int], private: int = 0) -> Sequence[int]:
+        """One holder fewer for each block of ``keys`` (in the order given), and ``private`` private blocks
+        returned; returns the prompt blocks freed."""
         if not self.shared:
-            self._change(-len(keys))
+            self._change(-len(keys) - private)
             return keys
         refs = self.refs
         freed = []
@@ -95,7 +99,7 @@ class BlockPool:
             else:
                 del refs[key]
                 freed.append(key)
-        self._change(-len(freed))
+        self._change(-len(freed) - private)
         return freed
 
     def allocate(self, blocks: int) -> None:

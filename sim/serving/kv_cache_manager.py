@@ -63,6 +63,8 @@ class KVCacheManager:
 
     def cached_prefix_blocks(self, blocks: list[int]) -> int:
         """Length of the longest prefix of ``blocks`` held in this instance's HBM (in use or cached)."""
+        if not self.prefix_caching and not self.pool.shared:
+            return 0  # nothing is cached and no block is shared
         top, pool = self.cache.tiers[0].resident, self.pool
         n = 0
         for key in blocks:
@@ -127,31 +129,21 @@ class KVCacheManager:
     def allocate(self, job: Job, tokens: int) -> None:
         """Grow ``job``'s blocks to hold ``tokens`` tokens (the caller checked they fit)."""
         prompt, private = self.blocks_for(job, tokens)
-        fresh = self.pool.hold(job.blocks[job.held:prompt])
+        grow = private - job.anonymous if private > job.anonymous else 0
+        fresh = self.pool.hold(job.blocks[job.held:prompt], grow)
+        job.held = max(job.held, prompt)
+        job.anonymous += grow
         if self.prefix_caching:
             self._take_cached(fresh)
-        job.held = max(job.held, prompt)
-        if private > job.anonymous:
-            self.pool.allocate(private - job.anonymous)
-            job.anonymous = private
-        if self.prefix_caching:
             self.cache.resize_top(self.pool.free)
 
     def free(self, job: Job) -> None:
         """Free a job's blocks; its prompt blocks return to the prefix cache, deepest first."""
-        freed = self.pool.let_go(job.blocks[job.held - 1::-1] if job.held else [])
-        self.pool.release(job.anonymous)
+        freed = self.pool.let_go(job.blocks[job.held - 1::-1] if job.held else (), job.anonymous)
         job.held = job.anonymous = 0
         if self.prefix_caching:
             self.cache.resize_top(self.pool.free)
             self._return_to_cache(freed, [job.position + offset for offset in range(len(freed) - 1, -1, -1)])
-
-    def trim(self, job: Job) -> None:
-        """Return private blocks planned beyond the job's computed tokens (a decode window cut short)."""
-        needed = max(0, -(-job.computed // self.block_size) - len(job.blocks)) if job.computed else 0
-        if job.anonymous > needed:
-            self.pool.release(job.anonymous - needed)
-            job.anonymous = needed
 
     def sync_free(self) -> None:
         """The HBM cache's capacity follows the pool's free blocks."""

@@ -201,9 +201,7 @@ class Scheduler:
             self.kv.pool.release(released)
         self.kv.sync_free()
         batch = len(window.jobs)
-        if batch > newcomers:  # a request's first token has no gap before it
-            self.itl.add(float(window.times[0]), batch - newcomers)
-        self.itl.add_array(window.times[1:k], batch)
+        self.itl.add_steps(window.times, k, batch, batch - newcomers)  # a first token has no gap before it
         return finished
 
     # --------------------------------------------------------------- single steps
