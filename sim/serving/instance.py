@@ -150,10 +150,14 @@ class Instance:
             return
         # Step ends as absolute times, computed as their events are scheduled (start + offset):
         # comparing ``now`` with them stays exact at any magnitude of simulated time.
-        now = self.engine.now
-        step_ends = window.start + window.ends[: window.steps]
-        done = int(np.searchsorted(step_ends, now, side="right"))
-        steps = done if done and step_ends[done - 1] == now else done + 1
+        now, start, ends = self.engine.now, window.start, window.ends
+        # steps ended by now: located on the offsets, then settled on absolute times
+        done = int(np.searchsorted(ends[: window.steps], now - start, side="right"))
+        while done and start + ends[done - 1] > now:
+            done -= 1
+        while done < window.steps and start + ends[done] <= now:
+            done += 1
+        steps = done if done and start + ends[done - 1] == now else done + 1
         if steps < window.steps:
             window.steps = steps
             self._window_version += 1

@@ -128,9 +128,11 @@ class Scheduler:
         if steps <= 1:
             return steps
         free = self.kv.pool.free
-        if self._window_blocks(steps) > free:  # largest k whose new blocks fit
+        # A running request's blocks cover its computed tokens, so k more tokens need at most
+        # ceil(k / block_size) new blocks each: when that fits, the exact count is not needed.
+        if len(running) * -(-steps // self.block_size) > free and self._window_blocks(steps) > free:
             lo, hi = 0, steps
-            while lo < hi:
+            while lo < hi:  # largest k whose new blocks fit
                 mid = (lo + hi + 1) // 2
                 lo, hi = (mid, hi) if self._window_blocks(mid) <= free else (lo, mid - 1)
             steps = lo
