@@ -37,8 +37,14 @@ def plot_latency_cdfs(runs: list[RunResult], path: Path, kind: str) -> Path | No
                               ("time to first token", "time per output token", "end-to-end latency")):
         for run in runs:
             _cdf(ax, run.per_request[key], run.name)
-        ax.set(title=title, xlabel="seconds (log scale)", ylabel="fraction of requests", xscale="log", ylim=(0, 1.01))
-        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels on a short log range overlap
+        values = np.concatenate([run.per_request[key] for run in runs])
+        values = values[np.isfinite(values) & (values > 0)]
+        if len(values) and values.max() > 10 * values.min():  # a log axis only where it has decades to show
+            ax.set(xlabel="seconds (log scale)", xscale="log")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels on a short log range overlap
+        else:
+            ax.set(xlabel="seconds")
+        ax.set(title=title, ylabel="fraction of requests", ylim=(0, 1.01))
         ax.grid(alpha=0.3, which="both")
     axes[0].legend(fontsize=8)
     fig.suptitle(f"{kind}: latency CDFs")

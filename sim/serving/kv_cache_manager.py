@@ -8,7 +8,8 @@ so allocating a block evicts (demotes) cached content, and freeing a request's b
 returns them to the cache deepest first (vLLM frees in reverse order), keeping prefixes
 whole. A block in use by a running request is an HBM hit for another request.
 
-Four operations reach the cache, each a named method here (the only places that do):
+Besides its capacity (``resize_top``, through the ``TieredCache`` protocol), four operations reach
+the cache, each a named method here (the only places that do):
 ``cached_prefix_blocks`` and ``lookup`` (read the longest cached prefix), ``_take_cached``
 (a cached copy becomes a newly allocated block) and ``_return_to_cache`` (freed blocks
 become cached prefixes). A lookup returns a narrow ``PrefixMatch``; callers never see the
@@ -17,11 +18,36 @@ tiers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from sim.cache.multitier import MultiTierCache
 from sim.serving.block_pool import BlockPool
 from sim.serving.job import Job
+
+
+class TierView(Protocol):
+    """One tier as the manager sees it: which blocks it holds and how long reading bytes takes."""
+
+    resident: set
+
+    def read_time(self, nbytes: int) -> float: ...
+
+
+class TieredCache(Protocol):
+    """What the manager needs of the cache below it (``sim.cache.multitier.MultiTierCache`` today;
+    a node's or rack's shared tiers in the cluster): tier 0 is this instance's HBM."""
+
+    tiers: Sequence[TierView]
+    block_bytes: int
+
+    def find(self, key: int) -> int: ...
+
+    def take(self, key: int) -> int: ...
+
+    def touch(self, key: int, now: int, admit: bool = True) -> int: ...
+
+    def resize_top(self, capacity: int) -> None: ...
 
 
 @dataclass(slots=True)
@@ -51,7 +77,7 @@ class PrefixCacheStats:
 class KVCacheManager:
     """Blocks of requests on one instance: what a prompt finds cached, what growing a request costs."""
 
-    def __init__(self, pool: BlockPool, cache: MultiTierCache, block_size: int, prefix_caching: bool):
+    def __init__(self, pool: BlockPool, cache: TieredCache, block_size: int, prefix_caching: bool):
         self.pool = pool
         self.cache = cache
         self.block_size = block_size
@@ -61,7 +87,7 @@ class KVCacheManager:
 
     # ------------------------------------------------------------- lookups
 
-    def cached_prefix_blocks(self, blocks: list[int]) -> int:
+    def cached_prefix_blocks(self, blocks: Sequence[int]) -> int:
         """Length of the longest prefix of ``blocks`` held in this instance's HBM (in use or cached)."""
         if not self.prefix_caching and not self.pool.shared:
             return 0  # nothing is cached and no block is shared
@@ -152,13 +178,13 @@ class KVCacheManager:
 
     # ------------------------------------------------------------- the cache engine
 
-    def _take_cached(self, fresh: list[int]) -> None:
+    def _take_cached(self, fresh: Sequence[int]) -> None:
         """Newly allocated prompt blocks: a cached copy (any tier) becomes the block; else it is computed."""
         take = self.cache.take
         for key in fresh:
             take(key)
 
-    def _return_to_cache(self, freed: list[int], positions: list[int]) -> None:
+    def _return_to_cache(self, freed: Sequence[int], positions: list[int]) -> None:
         """Freed prompt blocks (deepest first) become cached prefixes, used at these stream positions."""
         touch = self.cache.touch
         for key, position in zip(freed, positions):
