@@ -456,14 +456,14 @@ def run_serving_mode(run: Run) -> tuple[dict, list[RunResult]]:
     policies = run.policies or [config.cache.policy]
     runs = []
     for policy in policies:  # one run per policy over the same trace
-        result, records = run_serving(trace, replace(config, **{"cache.policy": policy}), run.mode,
+        result, requests = run_serving(trace, replace(config, **{"cache.policy": policy}), run.mode,
                                       progress=run.progress)
         if len(policies) > 1:
             result.name, result.overrides = f"{run.mode}-{policy}", {"cache.policy": policy}
         runs.append(result)
         path = run.outputs.requests_csv.get(policy)
         if path is not None:
-            write_requests_csv(records, path)
+            write_requests_csv(requests, path)
             run.notes.append(f"requests: {path}")
     return trace.provenance.to_dict(), runs
 

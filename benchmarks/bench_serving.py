@@ -1,69 +1,133 @@
-"""Benchmark: wall time and peak memory of the headline serving runs.
+"""Benchmark: simulated requests per wall second and peak RSS of serving runs at scale.
 
-Runs ``main.py`` in a fresh subprocess for each case, so the figures are those of one
-real invocation (imports, trace loading, simulation, report), and prints wall time,
-peak RSS (from the report's ``timing``) and a few result figures.
+The bundled Azure conversation trace (trace/data/azure_conv_2023.csv, 19,366 requests over
+one hour) is repeated 1×, 16× and 64× back to back in time (copy i is shifted by i × (the
+trace's span + its mean inter-arrival gap), so the request rate stays the trace's own and
+×16 covers 16 simulated hours). Each repeated trace is written once to a temporary CSV in
+the trace's own format; each case runs ``main.py`` in a fresh subprocess (imports, trace
+loading, simulation and report all count) and is measured from process start to exit:
+
+- requests/s: requests completed ÷ wall seconds of the whole process;
+- peak RSS: the child's maximum resident set (``wait4`` rusage), MiB.
+
+Targets (issue 12): ×16 ≥ 10,000 requests/s and < 1 GiB in single-node and PD mode; ×64
+(1.24 M requests) < 2 minutes and < 2 GiB in PD mode.
+
+``--compare DIR`` runs the same cases with another kvsim checkout (e.g. the main branch
+before a change, extracted with ``git archive``) and prints both side by side. Timings
+depend on the machine and its load: each case's best of ``--repeat`` runs is shown.
 
 Run from the repository root::
 
-    python benchmarks/bench_serving.py [--trace PATH] [--repeat N]
-
-Default trace: the bundled Azure conversation trace (19,366 requests). Target for the
-``--pd`` case: under 10 s on a 2-core machine. Timings are approximate: they depend on
-the machine and on whatever else is running; the best of ``--repeat`` runs is shown.
+    python benchmarks/bench_serving.py [--scales 1,16,64] [--modes single,pd] [--repeat N] [--compare DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 REPO = Path(__file__).resolve().parent.parent
-CASES = {
-    "pd (1P+1D)": ["--pd"],
-    "pd (2P+2D, layerwise)": ["--pd", "--set", "pd.num_prefill=2", "--set", "pd.num_decode=2",
-                              "--set", "pd.transfer=layerwise"],
-    "single (4 workers)": [],
-}
+AZURE = REPO / "trace" / "data" / "azure_conv_2023.csv"
+MODES = {"single": [], "pd": ["--pd"]}
+TARGETS = "targets: x16 >= 10,000 req/s and < 1 GiB (single, pd); x64 < 120 s and < 2 GiB (pd)"
 
 
-def run_case(trace: str, flags: list[str], out: Path) -> tuple[float, dict]:
+@dataclass
+class Measure:
+    wall_s: float
+    cpu_s: float
+    peak_rss_bytes: int
+    requests: int
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.wall_s
+
+
+def repeat_trace(source: Path, times: int, dest: Path) -> int:
+    """Write ``source`` (Azure CSV) repeated ``times`` times back to back in time; returns the rows written."""
+    frame = pd.read_csv(source)
+    stamps = pd.to_datetime(frame["TIMESTAMP"], format="ISO8601").to_numpy(dtype="datetime64[ns]")
+    span = stamps.max() - stamps.min()
+    period = span + span // max(1, len(stamps) - 1)  # the next copy starts one mean gap after the last arrival
+    shifted = (stamps[None, :] + period * np.arange(times)[:, None]).ravel()
+    out = pd.DataFrame({"TIMESTAMP": np.datetime_as_string(shifted, unit="us"),
+                        "ContextTokens": np.tile(frame["ContextTokens"].to_numpy(), times),
+                        "GeneratedTokens": np.tile(frame["GeneratedTokens"].to_numpy(), times)})
+    out.to_csv(dest, index=False)
+    return len(out)
+
+
+def run_case(kvsim: Path, trace: Path, flags: list[str], report: Path) -> Measure:
+    """One main.py process: wall time from start to exit and its peak RSS."""
+    argv = [sys.executable, str(kvsim / "main.py"), "--workload-trace", str(trace), *flags,
+            "--quiet", "--no-plot", "--report-json", str(report)]
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, str(REPO / "main.py"), "--workload-trace", trace, *flags, "--quiet",
-                           "--no-plot", "--report-json", str(out)], cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.Popen(argv, cwd=kvsim, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
+    stderr = proc.stderr.read().decode(errors="replace")
+    proc.stderr.close()
+    proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        sys.exit(f"kvsim failed ({proc.returncode}):\n{proc.stderr}")
-    return wall, json.loads(out.read_text())
+        sys.exit(f"{kvsim}: kvsim failed ({proc.returncode}) on {' '.join(flags) or 'single'}:\n{stderr[-2000:]}")
+    requests = json.loads(report.read_text())["runs"][0]["metrics"]["requests_completed"]
+    return Measure(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024, requests)  # maxrss: KiB on Linux
+
+
+def best_of(kvsim: Path, trace: Path, flags: list[str], report: Path, repeat: int) -> Measure:
+    runs = [run_case(kvsim, trace, flags, report) for _ in range(repeat)]
+    best = min(runs, key=lambda m: m.wall_s)
+    best.peak_rss_bytes = min(m.peak_rss_bytes for m in runs)
+    return best
+
+
+def _cell(m: Measure) -> str:
+    return f"{m.wall_s:9.1f} {m.cpu_s:7.1f} {m.rate:10,.0f} {m.peak_rss_bytes / 2**20:9.0f}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trace", default=str(REPO / "trace" / "data" / "azure_conv_2023.csv"))
-    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--scales", default="1,16,64", help="repeat counts of the trace, comma-separated")
+    parser.add_argument("--modes", default="single,pd", help="serving modes: single, pd")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per case; the best is shown")
+    parser.add_argument("--compare", type=Path, help="another kvsim checkout to run the same cases with (before)")
+    parser.add_argument("--trace", type=Path, default=AZURE, help="an Azure-format CSV to repeat")
     args = parser.parse_args()
-    print(f"trace: {args.trace}")
-    print(f"{'case':<24} {'wall s':>7} {'sim s':>7} {'peak RSS MiB':>13} {'requests':>9} {'TTFT mean ms':>13} "
-          f"{'TPOT mean ms':>13} {'steps':>10}")
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, flags in CASES.items():
-            best = None
-            for i in range(args.repeat):
-                wall, report = run_case(args.trace, flags, Path(tmp) / f"r{i}.json")
-                if best is None or wall < best[0]:
-                    best = (wall, report)
-            wall, report = best
-            m = report["runs"][0]["metrics"]
-            timing = report["timing"]
-            print(f"{name:<24} {wall:7.2f} {timing['wall_s']:7.2f} {timing['peak_rss_bytes'] / 2**20:13.0f} "
-                  f"{m['requests_completed']:9,} {m['ttft_s']['mean'] * 1e3:13.2f} {m['tpot_s']['mean'] * 1e3:13.2f} "
-                  f"{m['instances']['steps']:10,}")
-    print("wall s: the whole process; sim s: main.py's own measure (config, load, simulation, report).")
+    scales = [int(s) for s in args.scales.split(",")]
+    modes = args.modes.split(",")
+    unknown = [m for m in modes if m not in MODES]
+    if unknown or any(s < 1 for s in scales) or args.repeat < 1:
+        parser.error(f"modes are {', '.join(MODES)}; scales and --repeat are positive integers")
+    checkouts = {"after": REPO} if args.compare is None else {"before": args.compare.resolve(), "after": REPO}
+    print(f"trace: {args.trace} repeated {', '.join(f'x{s}' for s in scales)}; best of {args.repeat} run(s); "
+          f"{os.cpu_count()} CPU(s)")
+    head = " ".join(f"{name + ' wall s':>9} {'cpu s':>7} {'req/s':>10} {'RSS MiB':>9}" for name in checkouts)
+    print(f"{'case':<12} {'requests':>10} {head}")
+    with tempfile.TemporaryDirectory(prefix="bench_serving_") as tmp:
+        for scale in scales:
+            trace = Path(tmp) / f"azure_conv_x{scale}.csv"
+            rows = repeat_trace(args.trace, scale, trace)
+            for mode in modes:
+                cells = [best_of(path, trace, MODES[mode], Path(tmp) / "report.json", args.repeat)
+                         for path in checkouts.values()]
+                print(f"{mode + f' x{scale}':<12} {rows:>10,} " + " ".join(_cell(m) for m in cells), flush=True)
+            trace.unlink()
+    print("wall s: the whole main.py process (start-up, trace loading, simulation, report); cpu s: its user + system "
+          "CPU time (less sensitive to other load on the machine); req/s: requests completed per wall second; RSS: "
+          "the process's peak resident set.")
+    print(TARGETS)
 
 
 if __name__ == "__main__":

@@ -42,11 +42,11 @@ def main() -> None:
     trace = shared / "traces" / "llmservingsim_sharegpt_llama31_8b_300.jsonl"
     config = load_config(None, overlays=[REPO / "profiles" / "rtx4090_llama31_8b_vllm.yaml"],
                          sets=[f"workload.trace={trace}", *args.sets])
-    _, records = run_serving(load_workload(config), config, "single")
+    _, requests = run_serving(load_workload(config), config, "single")
     simulated = {
-        "ttft": np.array([r.ttft for r in records]),
-        "tpot": np.array([r.tpot for r in records if r.output_tokens > 1]),
-        "e2e": np.array([r.last_token - r.arrival for r in records]),
+        "ttft": requests.ttft,
+        "tpot": requests.tpot[requests.output_tokens > 1],
+        "e2e": requests.e2e,
     }
     stats = {"mean": np.mean, "p50": np.median, "p99": lambda x: np.percentile(x, 99)}
     print(f"{'metric':<6} {'stat':<5} {'measured_ms':>12} {'simulated_ms':>13} {'error':>8}")

@@ -1,4 +1,5 @@
-"""Serving metrics by hand: TPOT, SLO attainment (no target never passes), goodput; reports and CSV."""
+"""Serving metrics by hand: TPOT, SLO attainment (no target never passes), goodput; exact weighted
+percentiles of token gaps; reports and CSV."""
 
 from __future__ import annotations
 
@@ -10,40 +11,78 @@ import numpy as np
 import pytest
 
 from sim.config import SLOConfig
-from sim.report.metrics import RequestRecord, serving_metrics, slo_pass
+from sim.report.metrics import RequestTable, WeightedSamples, serving_metrics, slo_pass, weighted_distribution
 from tests.conftest import BUNDLED_AZURE
 
 
-def _record(i, arrival, first, last, out, scheduled=None):
-    r = RequestRecord(i, arrival, 100, out)
-    r.scheduled = arrival if scheduled is None else scheduled
-    r.prefill_done = r.first_token = first
-    r.last_token = last
-    return r
+def _table(rows):
+    """Requests (arrival, first token, last token, output tokens), each scheduled on arrival."""
+    arrival, first, last, out = (np.array(col) for col in zip(*rows))
+    table = RequestTable(arrival, np.full(len(rows), 100), out)
+    table.scheduled[:] = arrival
+    table.prefill_done[:] = table.first_token[:] = first
+    table.last_token[:] = last
+    return table
 
 
-RECORDS = [
-    _record(0, 0.0, 0.1, 1.1, 11),  # TTFT 0.1, TPOT 0.1
-    _record(1, 1.0, 1.5, 2.5, 5),  # TTFT 0.5, TPOT 0.25
-    _record(2, 2.0, 2.2, 2.2, 1),  # TTFT 0.2, no TPOT (one token)
-]
+REQUESTS = _table([
+    (0.0, 0.1, 1.1, 11),  # TTFT 0.1, TPOT 0.1
+    (1.0, 1.5, 2.5, 5),  # TTFT 0.5, TPOT 0.25
+    (2.0, 2.2, 2.2, 1),  # TTFT 0.2, no TPOT (one token)
+])
+
+
+def _gaps(*values) -> WeightedSamples:
+    gaps = WeightedSamples()
+    for v in values:
+        gaps.add(v)
+    return gaps
 
 
 def test_no_target_means_no_slo_metrics():
-    assert slo_pass(RECORDS, SLOConfig()) is None
-    metrics = serving_metrics(RECORDS, np.array([0.1]), SLOConfig())
+    assert slo_pass(REQUESTS, SLOConfig()) is None
+    metrics = serving_metrics(REQUESTS, _gaps(0.1), SLOConfig())
     assert "slo_attainment" not in metrics and "goodput_rps" not in metrics
 
 
 def test_slo_attainment_and_goodput_by_hand():
-    ok = slo_pass(RECORDS, SLOConfig(ttft_s=0.3, tpot_s=0.2))
+    ok = slo_pass(REQUESTS, SLOConfig(ttft_s=0.3, tpot_s=0.2))
     assert ok.tolist() == [True, False, True]  # #1 misses both; #2 has no TPOT and passes on TTFT
-    metrics = serving_metrics(RECORDS, np.array([0.1]), SLOConfig(ttft_s=0.3, tpot_s=0.2))
+    metrics = serving_metrics(REQUESTS, _gaps(0.1), SLOConfig(ttft_s=0.3, tpot_s=0.2))
     assert metrics["slo_attainment"] == pytest.approx(2 / 3)
     assert metrics["goodput_rps"] == pytest.approx(2 / 2.5)  # 2 good requests over a 2.5 s makespan
     assert metrics["tpot_s"]["mean"] == pytest.approx((0.1 + 0.25) / 2)  # single-token request excluded
     assert metrics["throughput_tokens_per_s"] == pytest.approx(17 / 2.5)
     assert math.isclose(sum(metrics["ttft_breakdown_s"].values()), metrics["ttft_s"]["mean"])
+
+
+def test_weighted_percentiles_equal_numpy_on_the_expanded_sample():
+    """Gaps with multiplicities give exactly numpy's linear percentiles of every token's gap,
+    whether added one by one or as decode windows, and merged across compactions."""
+    rng = np.random.default_rng(3)
+    for trial in range(40):
+        distinct = rng.choice([1, 2, 5, 50], p=[0.1, 0.2, 0.3, 0.4])
+        values = np.round(rng.exponential(0.01, distinct), int(rng.integers(3, 12)))
+        gaps = WeightedSamples(compact_at=int(rng.integers(1, 8)))  # merge early and often
+        expanded = [values[0]]
+        gaps.add(float(values[0]))
+        i = 1
+        while i < distinct:
+            if rng.random() < 0.3:  # one value, one or more tokens
+                count = int(rng.integers(1, 4))
+                gaps.add(float(values[i]), count)
+                expanded += [values[i]] * count
+                i += 1
+                continue
+            run = values[i:i + int(rng.integers(1, 6))]
+            count, first = int(rng.integers(0, 4)), int(rng.integers(0, 4))
+            gaps.add_steps(np.concatenate([run, [9.0]]), len(run), count, first)  # steps past the window: unused
+            expanded += [run[0]] * first + [v for v in run[1:] for _ in range(count)]
+            i += len(run)
+        got = gaps.distribution()
+        assert [got[f"p{p}"] for p in (50, 90, 99)] == np.percentile(expanded, (50, 90, 99)).tolist(), trial
+        assert got["mean"] == pytest.approx(np.mean(expanded), rel=1e-12)
+    assert math.isnan(weighted_distribution(np.array([1.0]), np.array([0]))["p50"])  # no tokens: no gap
 
 
 def _run(run_cli, tmp_path, name, *extra):

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-import sim.serving.instance
+import sim.serving.scheduler
 from sim.serving.compute import StepShape, compute_model
 from sim.config import load_config
 from sim.errors import InputError
@@ -64,11 +64,10 @@ def _synthetic(config):
 @pytest.mark.parametrize("mode,transfer", [("single", "push"), ("pd", "push"), ("pd", "pull"), ("pd", "layerwise")])
 def test_ttft_breakdown_sums_to_ttft_per_request(mode, transfer):
     config = _multi_turn_config(f"pd.transfer={transfer}", "pd.num_prefill=2", "pd.num_decode=2")
-    result, records = run_serving(_synthetic(config), config, mode)
-    for r in records:
-        parts = r.breakdown()
-        assert all(v >= -1e-12 for v in parts.values()), parts
-        assert sum(parts.values()) == pytest.approx(r.ttft, abs=1e-9)
+    result, requests = run_serving(_synthetic(config), config, mode)
+    parts = requests.breakdown()
+    assert all((v >= -1e-12).all() for v in parts.values()), parts
+    np.testing.assert_allclose(sum(parts.values()), requests.ttft, rtol=0, atol=1e-9)
     means = result.metrics["ttft_breakdown_s"]
     assert sum(means[k] for k in BREAKDOWN) == pytest.approx(result.metrics["ttft_s"]["mean"], rel=1e-9)
     assert result.metrics["hits"] > 0 and result.metrics["prefix_cache"] == "on"
@@ -81,10 +80,10 @@ def test_ttft_breakdown_sums_to_ttft_per_request(mode, transfer):
 def test_lower_tier_hits_are_loaded_not_recomputed():
     # HBM far too small to keep sessions, DRAM large: reuse is served from DRAM, with load time
     config = _multi_turn_config("serving.num_gpu_blocks=600", "serving.num_instances=1")
-    result, records = run_serving(_synthetic(config), config, "single")
+    result, requests = run_serving(_synthetic(config), config, "single")
     assert result.metrics["tier_hit_ratio"]["dram"] > 0
     assert result.metrics["ttft_breakdown_s"]["kv_load"] > 0
-    assert any(r.kv_load > 0 and r.cached_tokens > 0 for r in records)
+    assert ((requests.kv_load > 0) & (requests.cached_tokens > 0)).any()
 
 
 def test_decode_windows_equal_single_steps(monkeypatch):
@@ -92,7 +91,7 @@ def test_decode_windows_equal_single_steps(monkeypatch):
     trace = _synthetic(config)
     for mode in ("single", "pd"):
         windowed, _ = run_serving(trace, config, mode)
-        monkeypatch.setattr(sim.serving.instance, "MAX_WINDOW_STEPS", 1)
+        monkeypatch.setattr(sim.serving.scheduler, "MAX_WINDOW_STEPS", 1)
         stepped, _ = run_serving(trace, config, mode)
         monkeypatch.undo()
         for key in ("ttft_s", "tpot_s", "e2e_s", "itl_s"):
@@ -106,9 +105,9 @@ def test_small_kv_memory_preempts_and_still_finishes():
     n = 60
     trace = make_trace(np.zeros(n), [500] * n, [400] * n)
     config = load_config(None, sets=["serving.num_instances=1", "serving.num_gpu_blocks=200"])
-    result, records = run_serving(trace, config, "single")
+    result, requests = run_serving(trace, config, "single")
     assert result.metrics["preemptions"] > 0 and result.metrics["requests_completed"] == n
-    assert all(r.last_token >= r.first_token for r in records)
+    assert (requests.last_token >= requests.first_token).all()
 
 
 def test_request_larger_than_memory_fails_loudly():
@@ -123,20 +122,19 @@ def test_kv_transfer_skips_blocks_the_decode_instance_already_holds():
     blocks = list(range(64))
     trace = make_trace([0.0, 100.0], [1024, 1024], [4, 4], block_lists=[blocks, blocks])
     config = load_config(None, sets=["pd.num_prefill=1", "pd.num_decode=1"])
-    result, records = run_serving(trace, config, "pd")
+    result, requests = run_serving(trace, config, "pd")
     block_bytes = 16 * 131072
-    assert records[0].kv_transfer_bytes == 64 * block_bytes
-    assert records[1].kv_transfer_bytes == 0
-    assert records[1].cached_tokens == 1023  # the prefill side hit too (the last token is recomputed)
+    assert requests.kv_transfer_bytes.tolist() == [64 * block_bytes, 0]
+    assert requests.cached_tokens[1] == 1023  # the prefill side hit too (the last token is recomputed)
 
 
 def test_analytic_kv_transfer_time_by_hand():
     # one request, 1024 tokens = 64 blocks of 2 MiB = 128 MiB over 100 Gbps, no latency: 10.737 ms
     trace = make_trace([0.0], [1024], [2])
     config = load_config(None, sets=["pd.num_prefill=1", "pd.num_decode=1", "network.latency_us=0"])
-    _, records = run_serving(trace, config, "pd")
-    assert records[0].breakdown()["kv_transfer"] * 1e3 == pytest.approx(128 * 2**20 * 8 / 100e9 * 1e3)
-    assert math.isclose(records[0].kv_transfer_bytes, 128 * 2**20)
+    _, requests = run_serving(trace, config, "pd")
+    assert requests.breakdown()["kv_transfer"][0] * 1e3 == pytest.approx(128 * 2**20 * 8 / 100e9 * 1e3)
+    assert math.isclose(requests.kv_transfer_bytes[0], 128 * 2**20)
 
 
 def test_reference_scenario_orders_aggregated_below_disaggregated_ttft():

@@ -32,11 +32,11 @@ def test_replay_matches_measured_vllm_within_5_percent(shared_data):
     config = load_config(None, overlays=[OVERLAY], sets=[f"workload.trace={trace_path}"])
     trace = load_workload(config)
     assert trace.provenance.block_ids == "chained"  # real token ids give exact prefix sharing
-    _, records = run_serving(trace, config, "single")
+    _, requests = run_serving(trace, config, "single")
     simulated = {
-        "ttft": np.array([r.ttft for r in records]),
-        "tpot": np.array([r.tpot for r in records if r.output_tokens > 1]),
-        "latency": np.array([r.last_token - r.arrival for r in records]),
+        "ttft": requests.ttft,
+        "tpot": requests.tpot[requests.output_tokens > 1],
+        "latency": requests.e2e,
     }
     measured = _measured(shared_data)
     assert len(measured["ttft"]) == len(simulated["ttft"]) == 300

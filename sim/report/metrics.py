@@ -1,14 +1,20 @@
-"""Serving metrics: per-request records and their summary (TTFT, TPOT, ITL, E2E, breakdown, SLOs)."""
+"""Serving metrics: per-request columns and their summary (TTFT, TPOT, ITL, E2E, breakdown, SLOs).
+
+A run keeps one ``RequestTable`` (a numpy column per field, indexed by request id) instead
+of an object per request, and its inter-token latencies as ``WeightedSamples`` (each
+distinct gap once, with the number of tokens that saw it) instead of a float per token:
+every token produced in one step shares that step's gap, so the memory grows with the
+distinct gaps, not with the tokens, and the percentiles stay exact.
+"""
 
 from __future__ import annotations
 
-import csv
 import math
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from sim.config import SLOConfig
 from sim.errors import InputError
@@ -16,11 +22,30 @@ from sim.report.output import atomic_write
 from trace.stats import distribution as summarize
 
 BREAKDOWN = ("queue", "kv_load", "prefill", "kv_transfer", "first_decode")
+PERCENTILES = (50, 90, 99)
+
+# name -> (dtype, value before it is known). Times are simulated seconds.
+REQUEST_COLUMNS: dict[str, tuple[type, float | int]] = {
+    "arrival": (np.float64, math.nan),
+    "input_tokens": (np.int64, 0),
+    "output_tokens": (np.int64, 0),
+    "scheduled": (np.float64, math.nan),  # first admitted to a batch
+    "kv_load": (np.float64, 0.0),  # seconds loading the cached prefix from lower tiers
+    "prefill_done": (np.float64, math.nan),
+    "kv_ready": (np.float64, math.nan),  # PD: KV arrived at the decode instance
+    "first_token": (np.float64, math.nan),
+    "last_token": (np.float64, math.nan),
+    "cached_tokens": (np.int64, 0),  # prompt tokens served from the prefix cache at first admission
+    "preemptions": (np.int32, 0),
+    "kv_transfer_bytes": (np.int64, 0),
+    "instance": (np.int32, -1),
+    "decode_instance": (np.int32, -1),
+}
 
 
-@dataclass(slots=True, eq=False)
-class RequestRecord:
-    """One request's life. Times are simulated seconds; the breakdown components sum to its TTFT:
+class RequestTable:
+    """Every request's life as columns indexed by request id. The breakdown components sum to
+    its TTFT:
 
     queue (arrival → first scheduled) + kv_load (cached prefix read from lower tiers) +
     prefill (first chunk → prefill done) + kv_transfer (prefill done → KV at the decode
@@ -28,35 +53,49 @@ class RequestRecord:
     since an aggregated node samples the first token in the prefill's last step).
     """
 
-    request_id: int
-    arrival: float
-    input_tokens: int
-    output_tokens: int
-    scheduled: float = math.nan
-    kv_load: float = 0.0
-    prefill_done: float = math.nan
-    kv_ready: float = math.nan
-    first_token: float = math.nan
-    last_token: float = math.nan
-    cached_tokens: int = 0  # prompt tokens served from the prefix cache at first admission
-    preemptions: int = 0
-    kv_transfer_bytes: int = 0
-    instance: int = -1
-    decode_instance: int = -1
+    arrival: np.ndarray
+    input_tokens: np.ndarray
+    output_tokens: np.ndarray
+    scheduled: np.ndarray
+    kv_load: np.ndarray
+    prefill_done: np.ndarray
+    kv_ready: np.ndarray
+    first_token: np.ndarray
+    last_token: np.ndarray
+    cached_tokens: np.ndarray
+    preemptions: np.ndarray
+    kv_transfer_bytes: np.ndarray
+    instance: np.ndarray
+    decode_instance: np.ndarray
+
+    def __init__(self, arrival: np.ndarray, input_tokens: np.ndarray, output_tokens: np.ndarray):
+        n = len(arrival)
+        for name, (dtype, initial) in REQUEST_COLUMNS.items():
+            setattr(self, name, np.full(n, initial, dtype=dtype))
+        self.arrival[:] = arrival
+        self.input_tokens[:] = input_tokens
+        self.output_tokens[:] = output_tokens
+
+    def __len__(self) -> int:
+        return len(self.arrival)
 
     @property
-    def ttft(self) -> float:
+    def ttft(self) -> np.ndarray:
         return self.first_token - self.arrival
 
     @property
-    def tpot(self) -> float:
+    def tpot(self) -> np.ndarray:
         """Mean time per output token after the first (NaN for single-token outputs)."""
-        if self.output_tokens <= 1:
-            return math.nan
-        return (self.last_token - self.first_token) / (self.output_tokens - 1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            tpot = (self.last_token - self.first_token) / (self.output_tokens - 1)
+        return np.where(self.output_tokens > 1, tpot, math.nan)
 
-    def breakdown(self) -> dict[str, float]:
-        kv_ready = self.prefill_done if math.isnan(self.kv_ready) else self.kv_ready
+    @property
+    def e2e(self) -> np.ndarray:
+        return self.last_token - self.arrival
+
+    def breakdown(self) -> dict[str, np.ndarray]:
+        kv_ready = np.where(np.isnan(self.kv_ready), self.prefill_done, self.kv_ready)
         return {
             "queue": self.scheduled - self.arrival,
             "kv_load": self.kv_load,
@@ -66,12 +105,102 @@ class RequestRecord:
         }
 
 
+class WeightedSamples:
+    """Values with multiplicities; equal values are merged as they accumulate (memory grows with
+    the distinct values). Summaries are exact: the same as over the expanded sample."""
+
+    def __init__(self, compact_at: int = 1 << 17) -> None:
+        self.compact_at = compact_at  # pending entries before equal values are merged (at least as many as merged ones)
+        self._values: list[float] = []
+        self._counts: list[int] = []
+        self._chunks: list[tuple[np.ndarray, int, int, int]] = []
+        self._chunked = 0
+        self._merged = (np.empty(0), np.empty(0, dtype=np.int64))
+        self._limit = compact_at
+
+    def add(self, value: float, count: int = 1) -> None:
+        self._values.append(value)
+        self._counts.append(count)
+        if len(self._values) >= self._limit:
+            self._compact()
+
+    def add_steps(self, times: np.ndarray, steps: int, count: int, first_count: int) -> None:
+        """The first ``steps`` of ``times``: ``count`` times each, the first one ``first_count`` times
+        (a decode window: every request sees each step's duration, but a request's first token has
+        no gap before it)."""
+        self._chunks.append((times, steps, count, first_count))
+        self._chunked += steps
+        if self._chunked >= self._limit:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Merge equal values; the next merge waits for as many new entries as there are distinct
+        values, so merging costs O(1) amortised per entry and memory stays within twice the distinct."""
+        chunks = self._chunks
+        steps = np.array([c[1] for c in chunks], dtype=np.int64)
+        chunk_counts = np.repeat(np.array([c[2] for c in chunks], dtype=np.int64), steps)
+        chunk_counts[np.cumsum(steps) - steps] = [c[3] for c in chunks]
+        values = np.concatenate([self._merged[0], np.array(self._values, dtype=np.float64),
+                                 *(times[:k] for times, k, _, _ in chunks)])
+        counts = np.concatenate([self._merged[1], np.array(self._counts, dtype=np.int64), chunk_counts])
+        codes, unique = pd.factorize(values, use_na_sentinel=False)  # hashing: no sort until the summary
+        merged = np.bincount(codes, weights=counts, minlength=len(unique))
+        self._merged = (unique, merged.astype(np.int64))  # counts stay exact below 2**53
+        self._values, self._counts, self._chunks, self._chunked = [], [], [], 0
+        self._limit = max(self.compact_at, len(unique))
+
+    def sorted(self) -> tuple[np.ndarray, np.ndarray]:
+        """Distinct values in increasing order and how many times each occurred (zero counts dropped)."""
+        self._compact()
+        values, counts = self._merged
+        order = np.argsort(values, kind="stable")
+        keep = order[counts[order] > 0]
+        return values[keep], counts[keep]
+
+    def distribution(self, percentiles: tuple[int, ...] = PERCENTILES) -> dict[str, float]:
+        return weighted_distribution(*self.sorted(), percentiles)
+
+
+def weighted_distribution(values: np.ndarray, counts: np.ndarray,
+                          percentiles: tuple[int, ...] = PERCENTILES) -> dict[str, float]:
+    """mean and percentiles of a sample given as sorted distinct finite ``values`` and their ``counts``,
+    exactly as numpy's default (linear) percentile of the expanded sample computes them."""
+    keys = ["mean", *(f"p{p}" for p in percentiles)]
+    finite = np.isfinite(values)
+    values, counts = values[finite], counts[finite]
+    n = int(counts.sum())
+    if n == 0:
+        return dict.fromkeys(keys, math.nan)
+    ends = np.cumsum(counts)  # the expanded sample's index of each value's last copy, plus one
+    out = {"mean": float(np.dot(values, counts) / n)}
+    for p, q in zip(percentiles, np.true_divide(percentiles, 100).tolist()):
+        virtual = (n - 1) * q
+        below = math.floor(virtual)
+        a, b = (float(values[int(np.searchsorted(ends, i, side="right"))]) for i in (below, min(below + 1, n - 1)))
+        t = virtual - below
+        diff = b - a  # numpy's _lerp, term by term
+        out[f"p{p}"] = b - diff * (1 - t) if t >= 0.5 else a + diff * t
+    return out
+
+
+def histogram_distribution(histograms: list[dict[int, int]]) -> dict[str, float]:
+    """mean / p50 / p90 / p99 / max of a sample given as value -> count histograms (added together)."""
+    total: dict[int, int] = {}
+    for histogram in histograms:
+        for value, count in histogram.items():
+            total[value] = total.get(value, 0) + count
+    values = np.array(sorted(total), dtype=np.float64)
+    summary = weighted_distribution(values, np.array([total[v] for v in sorted(total)], dtype=np.int64))
+    summary["max"] = float(values[-1]) if len(values) else math.nan
+    return summary
+
+
 def distribution(values: np.ndarray) -> dict[str, float]:
     """Latency summary: mean / p50 / p90 / p99 of the finite values (none: NaN, null in JSON)."""
-    return summarize(values, (50, 90, 99), with_max=False, empty=math.nan)
+    return summarize(values, PERCENTILES, with_max=False, empty=math.nan)
 
 
-def slo_pass(records: list[RequestRecord], slo: SLOConfig) -> np.ndarray | None:
+def slo_pass(table: RequestTable, slo: SLOConfig) -> np.ndarray | None:
     """Per request: meets every configured target. None when no target is configured.
 
     A request is judged only against targets that exist; a TPOT target cannot be judged
@@ -79,70 +208,56 @@ def slo_pass(records: list[RequestRecord], slo: SLOConfig) -> np.ndarray | None:
     """
     if slo.ttft_s is None and slo.tpot_s is None:
         return None
-    ok = np.ones(len(records), dtype=bool)
+    ok = np.ones(len(table), dtype=bool)
     if slo.ttft_s is not None:
-        ok &= np.array([r.ttft <= slo.ttft_s for r in records], dtype=bool)
+        ok &= table.ttft <= slo.ttft_s
     if slo.tpot_s is not None:
-        ok &= np.array([r.output_tokens <= 1 or r.tpot <= slo.tpot_s for r in records], dtype=bool)
+        ok &= (table.output_tokens <= 1) | (table.tpot <= slo.tpot_s)
     return ok
 
 
-def serving_metrics(records: list[RequestRecord], itl: np.ndarray, slo: SLOConfig) -> dict[str, Any]:
+def serving_metrics(table: RequestTable, itl: WeightedSamples, slo: SLOConfig) -> dict[str, Any]:
     """The Contract's latency metrics for completed requests."""
-    if not records:
+    if len(table) == 0:
         raise InputError("no request completed: nothing to report (is the trace empty?)")
-    ttft = np.array([r.ttft for r in records])
-    e2e = np.array([r.last_token - r.arrival for r in records])
-    tpot = np.array([r.tpot for r in records])
-    parts = {k: np.array([r.breakdown()[k] for r in records]) for k in BREAKDOWN}
-    start = min(r.arrival for r in records)
-    end = max(r.last_token for r in records)
-    makespan = end - start
-    output_tokens = sum(r.output_tokens for r in records)
+    parts = table.breakdown()
+    makespan = float(table.last_token.max() - table.arrival.min())
+    output_tokens = int(table.output_tokens.sum())
+    transferred = int(table.kv_transfer_bytes.sum())
     metrics: dict[str, Any] = {
-        "requests_completed": len(records),
-        "ttft_s": distribution(ttft),
-        "tpot_s": distribution(tpot),
-        "itl_s": distribution(itl),
-        "e2e_s": distribution(e2e),
+        "requests_completed": len(table),
+        "ttft_s": distribution(table.ttft),
+        "tpot_s": distribution(table.tpot),
+        "itl_s": itl.distribution(),
+        "e2e_s": distribution(table.e2e),
         "ttft_breakdown_s": {k: float(v.mean()) for k, v in parts.items()},
         "throughput_tokens_per_s": output_tokens / makespan if makespan > 0 else math.nan,  # generated tokens
-        "total_throughput_tokens_per_s": (output_tokens + sum(r.input_tokens for r in records)) / makespan
+        "total_throughput_tokens_per_s": (output_tokens + int(table.input_tokens.sum())) / makespan
         if makespan > 0 else math.nan,  # prompt + generated tokens, as some simulators report
         "makespan_s": makespan,
-        "preemptions": sum(r.preemptions for r in records),
-        "kv_transfer_s": distribution(parts["kv_transfer"]) if any(r.kv_transfer_bytes for r in records) else None,
-        "kv_transfer_bytes": sum(r.kv_transfer_bytes for r in records),
+        "preemptions": int(table.preemptions.sum()),
     }
-    if metrics["kv_transfer_s"] is None:
-        del metrics["kv_transfer_s"]
-    ok = slo_pass(records, slo)
+    if table.kv_transfer_bytes.any():
+        metrics["kv_transfer_s"] = distribution(parts["kv_transfer"])
+    metrics["kv_transfer_bytes"] = transferred
+    ok = slo_pass(table, slo)
     if ok is not None:
         metrics["slo_attainment"] = float(ok.mean())
         metrics["goodput_rps"] = float(ok.sum()) / makespan if makespan > 0 else math.nan
     return metrics
 
 
-def request_columns(records: list[RequestRecord]) -> dict[str, np.ndarray]:
+def request_columns(table: RequestTable) -> dict[str, np.ndarray]:
     """Per-request TTFT, TPOT and E2E (s) and the TTFT breakdown as arrays (for plots and pooling seeds)."""
-    columns = {
-        "ttft_s": np.array([r.ttft for r in records]),
-        "tpot_s": np.array([r.tpot for r in records]),
-        "e2e_s": np.array([r.last_token - r.arrival for r in records]),
-    }
-    breakdowns = [r.breakdown() for r in records]
-    for key in BREAKDOWN:
-        columns[f"{key}_s"] = np.array([b[key] for b in breakdowns])
+    columns = {"ttft_s": table.ttft, "tpot_s": table.tpot, "e2e_s": table.e2e}
+    columns.update({f"{key}_s": values for key, values in table.breakdown().items()})
     return columns
 
 
-def write_requests_csv(records: list[RequestRecord], path: str | Path) -> None:
+def write_requests_csv(table: RequestTable, path: str | Path) -> None:
     """One row per request: its timestamps, TTFT/TPOT/E2E and breakdown."""
-    names = [f.name for f in fields(RequestRecord)]
+    frame = pd.DataFrame({"request_id": np.arange(len(table)),
+                          **{name: getattr(table, name) for name in REQUEST_COLUMNS},
+                          **request_columns(table)})
     with atomic_write(path) as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(names + ["ttft_s", "tpot_s", "e2e_s"] + [f"{k}_s" for k in BREAKDOWN])
-        for r in records:
-            b = r.breakdown()
-            writer.writerow([getattr(r, n) for n in names] + [r.ttft, r.tpot, r.last_token - r.arrival]
-                            + [b[k] for k in BREAKDOWN])
+        frame.to_csv(fh, index=False, lineterminator="\n", na_rep="nan")

@@ -1,4 +1,5 @@
-"""Plots of one invocation's runs: latency CDFs, the TTFT breakdown and per-tier hit ratios.
+"""Plots of one invocation's runs: latency CDFs, the TTFT breakdown, per-tier hit ratios and the
+queue / batch / KV-cache timelines.
 
 Each figure overlays every run of the invocation (one per policy, say) and is named by
 the run kind (``pd_latency_cdf.png``, ``cache-only_tier_hits.png``).
@@ -36,8 +37,14 @@ def plot_latency_cdfs(runs: list[RunResult], path: Path, kind: str) -> Path | No
                               ("time to first token", "time per output token", "end-to-end latency")):
         for run in runs:
             _cdf(ax, run.per_request[key], run.name)
-        ax.set(title=title, xlabel="seconds (log scale)", ylabel="fraction of requests", xscale="log", ylim=(0, 1.01))
-        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels on a short log range overlap
+        values = np.concatenate([run.per_request[key] for run in runs])
+        values = values[np.isfinite(values) & (values > 0)]
+        if len(values) and values.max() > 10 * values.min():  # a log axis only where it has decades to show
+            ax.set(xlabel="seconds (log scale)", xscale="log")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels on a short log range overlap
+        else:
+            ax.set(xlabel="seconds")
+        ax.set(title=title, ylabel="fraction of requests", ylim=(0, 1.01))
         ax.grid(alpha=0.3, which="both")
     axes[0].legend(fontsize=8)
     fig.suptitle(f"{kind}: latency CDFs")
@@ -82,11 +89,54 @@ def plot_tier_hits(runs: list[RunResult], path: Path, kind: str) -> Path | None:
     return save(fig, path)
 
 
+def _time_axis(runs: list[RunResult]) -> tuple[float, str]:
+    """Seconds per unit and the unit's name for a time axis covering every run."""
+    end = max(float(r.metrics["timeseries"]["t_s"][-1]) for r in runs if len(r.metrics["timeseries"]["t_s"]))
+    return (3600.0, "h") if end > 3 * 3600 else (60.0, "min") if end > 3 * 60 else (1.0, "s")
+
+
+def plot_timelines(runs: list[RunResult], path: Path, kind: str) -> Path | None:
+    """Arrival and completion rates, queued and running requests, batch size (mean tokens per step in each
+    interval, per instance role) and KV-cache occupancy over simulated time (the report's ``timeseries``)."""
+    runs = [r for r in runs if len(r.metrics.get("timeseries", {}).get("t_s", ()))]
+    if not runs:
+        return None
+    scale, unit = _time_axis(runs)
+    fig, axes = plt.subplots(4, 1, figsize=(11, 10), sharex=True)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, run in enumerate(runs):
+        colour, ts = colours[i % len(colours)], run.metrics["timeseries"]
+        t = np.asarray(ts["t_s"], dtype=float) / scale
+        per_s = 1.0 / ts["interval_s"]
+        axes[0].step(t, np.asarray(ts["arrivals"]) * per_s, where="post", color=colour, lw=0.9,
+                     label=f"{run.name} arrivals")
+        axes[0].step(t, np.asarray(ts["completions"]) * per_s, where="post", color=colour, ls="--", lw=0.9,
+                     alpha=0.7, label=f"{run.name} completions")
+        axes[1].plot(t, ts["running"], color=colour, lw=0.9, label=f"{run.name} running")
+        axes[1].plot(t, ts["queued"], color=colour, ls="--", lw=0.9, alpha=0.7, label=f"{run.name} queued")
+        for style, (role, work) in zip(("-", "--", ":"), ts["work"].items()):
+            steps = np.asarray(work["steps"], dtype=float)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                batch = np.where(steps > 0, np.asarray(work["tokens"]) / steps, np.nan)
+            axes[2].step(t, batch, where="post", color=colour, ls=style, lw=0.9, label=f"{run.name} {role}")
+        axes[3].plot(t, np.asarray(ts["kv_usage"], dtype=float) * 100, color=colour, lw=0.9, label=run.name)
+    axes[0].set(ylabel="requests/s", title=f"{kind}: load, queue, batch and KV cache over time "
+                f"(intervals of {runs[0].metrics['timeseries']['interval_s']:.3g} s)")
+    axes[1].set(ylabel="requests")
+    axes[2].set(ylabel="tokens per step\n(interval mean)", yscale="log")
+    axes[3].set(ylabel="KV blocks in use (%)", xlabel=f"simulated time ({unit})", ylim=(0, None))
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper right", ncol=2)
+    return save(fig, path)
+
+
 def plot_runs(runs: list[RunResult], plot_dir: Path, kind: str) -> list[Path]:
     """Every plot that applies to these runs; the paths written."""
     made = [
         plot_latency_cdfs(runs, plot_dir / f"{kind}_latency_cdf.png", kind),
         plot_ttft_breakdown(runs, plot_dir / f"{kind}_ttft_breakdown.png", kind),
         plot_tier_hits(runs, plot_dir / f"{kind}_tier_hits.png", kind),
+        plot_timelines(runs, plot_dir / f"{kind}_timelines.png", kind),
     ]
     return [p for p in made if p is not None]

@@ -30,6 +30,11 @@ class Engine:
         self._seq = 0
         self.events_run = 0
 
+    @property
+    def pending(self) -> int:
+        """Events scheduled and not yet run."""
+        return len(self._heap)
+
     def at(self, time: float, callback: Callable[..., Any], *args: Any, priority: int = 0) -> None:
         """Run ``callback(*args)`` at simulated ``time`` (not before now)."""
         if time < self.now:
@@ -39,7 +44,10 @@ class Engine:
 
     def after(self, delay: float, callback: Callable[..., Any], *args: Any, priority: int = 0) -> None:
         """Run ``callback(*args)`` ``delay`` seconds from now."""
-        self.at(self.now + delay, callback, *args, priority=priority)
+        if delay < 0:
+            raise ValueError(f"cannot schedule in the past: delay {delay} s")
+        heapq.heappush(self._heap, (self.now + delay, priority, self._seq, callback, args))
+        self._seq += 1
 
     def run(self, until: float | None = None) -> None:
         """Process events in order until the agenda is empty (or simulated time passes ``until``)."""

@@ -21,11 +21,13 @@ from sim.config import Config
 from sim.serving.engine import Engine
 from sim.errors import ConfigError, TraceError
 from sim.serving.instance import DECODE, PREFILL, UNIFIED, Instance, Job
-from sim.report.metrics import RequestRecord, request_columns, serving_metrics
+from sim.report.metrics import RequestTable, WeightedSamples, distribution, request_columns, serving_metrics
 from sim.serving.network import Link, network_model
 from sim.cache.policies import POLICIES, make_policy
 from sim.report.document import RunResult
 from sim.serving.routers import router
+from sim.serving.timeline import Timeline
+from sim.serving.utilization import batch_metrics, instance_metrics, utilization_basis, work_counter
 from sim.cache.tiers import TIER_NAMES, Tier, build_tiers, hbm_capacity_blocks, kv_block_bytes
 from sim.specs import model_spec
 from trace.request import Trace
@@ -33,15 +35,16 @@ from trace.workload import require_requests
 
 
 class ServingRun:
-    """Builds the instances for a mode, feeds the trace's arrivals and collects records."""
+    """Builds the instances for a mode, feeds the trace's arrivals and fills the request table."""
 
     def __init__(self, trace: Trace, config: Config, mode: str, progress: bool = False):
         if access_semantics(config, "prefix") != "prefix":
             raise ConfigError("serving modes use prefix semantics; cache.access_semantics=plain applies to --cache-only")
         self.trace, self.config, self.mode = trace, config, mode
         self.engine = Engine()
-        self.records: list[RequestRecord] = []
-        self.itl: list[float] = []
+        self.table = RequestTable(trace.arrival_s, trace.input_tokens, np.maximum(trace.output_tokens, 1))
+        self.itl = WeightedSamples()  # token gaps with multiplicities
+        self.completed = 0
         self.block_bytes = kv_block_bytes(config)
         policy = config.cache.policy
         kind = POLICIES.get(policy)
@@ -52,6 +55,7 @@ class ServingRun:
         self.hbm_blocks = hbm_capacity_blocks(config)
         # A trace whose blocks never repeat cannot hit: skip cache bookkeeping (same timing and hits).
         reusable = trace.num_unique_blocks < trace.num_accesses
+        self.shared_blocks = reusable  # else no two requests hold the same block: pools only count
         self.prefix_caching = config.serving.enable_prefix_caching and reusable
         self.prefix_cache_note = ("on" if self.prefix_caching else "off: serving.enable_prefix_caching is false"
                                   if not config.serving.enable_prefix_caching else "off: no block repeats in this trace")
@@ -74,6 +78,10 @@ class ServingRun:
             self.route = router(config.cluster.router, "cluster.router")
         self.progress = tqdm(total=len(trace), desc=mode, unit="req", disable=not progress, leave=False)
         self.model_layers = model_spec(config.model).num_layers
+        self.instances = [*self.front, *self.decode]
+        span = float(trace.arrival_s[-1] - trace.arrival_s[0]) if len(trace) else 0.0
+        self.timeline = Timeline(self.engine, self.instances, float(trace.arrival_s[0]) if len(trace) else 0.0, span,
+                                 extra_queued=(lambda: len(self.pending)) if mode == "pd" else (lambda: 0))
 
     def _instance(self, index: int, role: str, compute) -> Instance:
         policy = self.config.cache.tiers.hbm.policy or self.config.cache.policy
@@ -83,24 +91,25 @@ class ServingRun:
         cache = MultiTierCache([hbm, *self.shared_tiers], self.block_bytes,
                                inclusive=self.config.cache.inclusion == "inclusive",
                                track_positions=self._next_use is not None or self._predicted is not None)
-        return Instance(index, role, self.engine, self.config.serving, self.hbm_blocks, cache, compute,
-                        on_prefill_done=self._prefill_done, on_finish=self._finished, itl_sink=self.itl,
-                        prefix_caching=self.prefix_caching)
+        return Instance(index, role, self.engine, self.config.serving, self.hbm_blocks, cache, compute, self.table,
+                        self.itl, on_prefill_done=self._prefill_done, on_finish=self._finished,
+                        prefix_caching=self.prefix_caching, shared_blocks=self.shared_blocks)
 
     # ------------------------------------------------------------- arrivals
 
     def _arrive(self, i: int) -> None:
-        trace = self.trace
-        record = RequestRecord(i, float(trace.arrival_s[i]), int(trace.input_tokens[i]), max(1, int(trace.output_tokens[i])))
-        lo = int(trace.block_offsets[i])
-        blocks = trace.blocks(i).tolist()
-        job = Job(record, blocks, lo, target=record.input_tokens)
+        trace, table = self.trace, self.table
+        lo, hi = int(trace.block_offsets[i]), int(trace.block_offsets[i + 1])
+        # with no shared blocks only the count matters: a range stands for the prompt's ids
+        blocks = trace.blocks(i).tolist() if self.shared_blocks else range(lo, hi)
+        prompt = int(table.input_tokens[i])
+        job = Job(i, prompt, int(table.output_tokens[i]), blocks, lo, target=prompt)
         self.route(self.front, blocks, i).submit(job)
         if i + 1 < len(trace):
             self.engine.at(float(trace.arrival_s[i + 1]), self._arrive, i + 1, priority=-1)
 
     def _finished(self, job: Job) -> None:
-        self.records.append(job.record)
+        self.completed += 1
         self.progress.update(1)
         if self.mode == "pd":
             self._start_transfers()
@@ -115,12 +124,13 @@ class ServingRun:
         """Send prefilled KV, oldest first, to the least-loaded decode instance that has room."""
         while self.pending:
             job = self.pending[0]
-            targets = sorted(self.decode, key=lambda d: (d.used / d.total_blocks, d.load, d.index))
+            targets = sorted(self.decode, key=lambda d: (d.kv_usage, d.load, d.index))
             if self.config.pd.transfer == "pull":  # the decode side pulls only when it has a sequence slot
-                targets = [d for d in targets if len(d.running) + len(d.ready) < d.max_seqs]
-            prefill_instance = self.prefill[job.record.instance - self.prefill[0].index]
+                targets = [d for d in targets if d.has_free_slot]
+            table = self.table
+            prefill_instance = self.prefill[int(table.instance[job.rid]) - self.prefill[0].index]
             source_job = job
-            dest_job = Job(job.record, job.blocks, job.position, target=job.record.input_tokens)
+            dest_job = Job(job.rid, job.input_tokens, job.output_tokens, job.blocks, job.position, target=job.input_tokens)
             for dest in targets:
                 blocks = dest.reserve(dest_job)
                 if blocks is not None:
@@ -130,8 +140,8 @@ class ServingRun:
             self.pending.popleft()
             dest_job.generated = 0
             nbytes = blocks * self.block_bytes
-            job.record.kv_transfer_bytes = nbytes * self.tp
-            job.record.decode_instance = dest.index
+            table.kv_transfer_bytes[job.rid] = nbytes * self.tp
+            table.decode_instance[job.rid] = dest.index
             link = self.links[prefill_instance.index]
             if self.config.pd.transfer == "layerwise":
                 self._layerwise(link, nbytes, prefill_instance, source_job, dest, dest_job)
@@ -141,7 +151,8 @@ class ServingRun:
     def _layerwise(self, link: Link, nbytes: int, src: Instance, job: Job, dest: Instance, dest_job: Job) -> None:
         """Layer i's KV is sent while layer i+1 computes: only the part the compute does not hide is exposed."""
         layers = self.model_layers
-        prefill_compute = max(0.0, job.record.prefill_done - job.record.scheduled - job.record.kv_load)
+        table, rid = self.table, job.rid
+        prefill_compute = max(0.0, float(table.prefill_done[rid] - table.scheduled[rid] - table.kv_load[rid]))
         per_layer_compute = prefill_compute / layers
         hidden_s = (layers - 1) * per_layer_compute  # transfer time the compute of layers 2..L can hide
         full = link.model.isolated_time(nbytes)
@@ -150,9 +161,8 @@ class ServingRun:
         link.bytes_sent += nbytes
 
     def _arrived(self, src: Instance, job: Job, dest: Instance, dest_job: Job) -> None:
-        job.record.kv_ready = self.engine.now
+        self.table.kv_ready[job.rid] = self.engine.now
         src.release(job)
-        src._kick()
         dest.submit(dest_job)
 
     # ------------------------------------------------------------------ run
@@ -160,17 +170,19 @@ class ServingRun:
     def run(self) -> RunResult:
         if len(self.trace):
             self.engine.at(float(self.trace.arrival_s[0]), self._arrive, 0, priority=-1)
+            self.timeline.begin()
         self.engine.run()
         self.progress.close()
-        if len(self.records) != len(self.trace):
-            raise RuntimeError(f"{len(self.trace) - len(self.records)} requests never completed (scheduler stall)")
-        self.records.sort(key=lambda r: r.request_id)
+        if self.completed != len(self.trace):
+            raise RuntimeError(f"{len(self.trace) - self.completed} requests never completed (scheduler stall)")
         return RunResult(name=self.mode, metrics=self.metrics(), overrides={})
 
     def metrics(self) -> dict[str, Any]:
-        metrics = serving_metrics(self.records, np.array(self.itl), self.config.slo)
-        instances = [*self.front, *self.decode]
-        front_stats = [inst.stats for inst in self.front]
+        table = self.table
+        metrics = serving_metrics(table, self.itl, self.config.slo)
+        instances = self.instances
+        makespan = metrics["makespan_s"]
+        front_stats = [inst.kv.stats for inst in self.front]
         accesses = sum(s.accesses for s in front_stats)
         hits = sum(s.hits for s in front_stats)
         tier_hits = {name: 0 for name in TIER_NAMES}
@@ -190,10 +202,15 @@ class ServingRun:
             "instances": {
                 "count": len(instances),
                 "kv_blocks_each": self.hbm_blocks,
-                "busy_fraction_mean": float(np.mean([i.stats.busy_s for i in instances])) / metrics["makespan_s"]
-                if metrics["makespan_s"] > 0 else math.nan,
-                "steps": sum(i.stats.steps for i in instances),
+                "busy_fraction_mean": float(np.mean([i.work.busy_s for i in instances])) / makespan
+                if makespan > 0 else math.nan,
+                "steps": sum(i.work.steps for i in instances),
+                "utilization_basis": utilization_basis(self.config),
+                **instance_metrics(instances, work_counter(self.config), makespan, float(table.arrival.min()) + makespan),
             },
+            "batch": batch_metrics(instances),
+            "scheduling_delay_s": distribution(table.scheduled - table.arrival),
+            "timeseries": self.timeline.series(table),
         })
         return metrics
 
@@ -240,9 +257,9 @@ def admit(trace: Trace, config: Config) -> dict[str, int]:
     return {reason: n for reason, n in skipped.items() if n}
 
 
-def run_serving(trace: Trace, config: Config, mode: str, progress: bool = False) -> tuple[RunResult, list[RequestRecord]]:
-    """Simulate ``mode`` ("single" or "pd") over the trace; the run's metrics and per-request records."""
+def run_serving(trace: Trace, config: Config, mode: str, progress: bool = False) -> tuple[RunResult, RequestTable]:
+    """Simulate ``mode`` ("single" or "pd") over the trace; the run's metrics and per-request table."""
     run = ServingRun(trace, config, mode, progress)
     result = run.run()
-    result.per_request = request_columns(run.records)
-    return result, run.records
+    result.per_request = request_columns(run.table)
+    return result, run.table

@@ -1,0 +1,29 @@
+"""A request's state on one instance (vLLM's ``Request`` as the scheduler sees it).
+
+Only requests in flight have a ``Job``; what a run keeps of a request after it leaves is
+in the run's ``RequestTable`` (``sim.report.metrics``), indexed by ``rid``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(slots=True, eq=False)
+class Job:
+    """Token progress of a request on one instance and the KV blocks it holds there."""
+
+    rid: int  # request id: its row in the run's request table
+    input_tokens: int
+    output_tokens: int  # at least 1
+    blocks: Sequence[int]  # prompt block ids (prefix-chained); a range when no block can be shared
+    position: int  # stream position of the prompt's first block (for clairvoyant policies)
+    target: int  # tokens whose KV must exist before the next token: prompt (+ generated, after preemption)
+    computed: int = 0  # tokens with KV on this instance
+    generated: int = 0  # output tokens produced so far
+    held: int = 0  # prompt blocks held (blocks[:held] are in the block pool's reference counts)
+    anonymous: int = 0  # blocks past the prompt's (generated tokens)
+    admitted_once: bool = False
+    last_token_time: float = math.nan

@@ -1,0 +1,191 @@
+"""An instance's KV-cache manager, as vLLM v1's ``KVCacheManager``: prefix lookup, allocation
+and freeing of a request's blocks, and prefix-hit accounting.
+
+The instance's cache is a ``MultiTierCache`` whose top tier is the instance's HBM (the free
+blocks that still hold a prefix) over lower tiers that may be shared with other instances
+(the node's DRAM/SSD, the rack's EIC). Its capacity follows the block pool's free count,
+so allocating a block evicts (demotes) cached content, and freeing a request's blocks
+returns them to the cache deepest first (vLLM frees in reverse order), keeping prefixes
+whole. A block in use by a running request is an HBM hit for another request.
+
+Besides its capacity (``resize_top``, through the ``TieredCache`` protocol), four operations reach
+the cache, each a named method here (the only places that do):
+``cached_prefix_blocks`` and ``lookup`` (read the longest cached prefix), ``_take_cached``
+(a cached copy becomes a newly allocated block) and ``_return_to_cache`` (freed blocks
+become cached prefixes). A lookup returns a narrow ``PrefixMatch``; callers never see the
+tiers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from sim.serving.block_pool import BlockPool
+from sim.serving.job import Job
+
+
+class TierView(Protocol):
+    """One tier as the manager sees it: which blocks it holds and how long reading bytes takes."""
+
+    resident: set
+
+    def read_time(self, nbytes: int) -> float: ...
+
+
+class TieredCache(Protocol):
+    """What the manager needs of the cache below it (``sim.cache.multitier.MultiTierCache`` today;
+    a node's or rack's shared tiers in the cluster): tier 0 is this instance's HBM."""
+
+    tiers: Sequence[TierView]
+    block_bytes: int
+
+    def find(self, key: int) -> int: ...
+
+    def take(self, key: int) -> int: ...
+
+    def touch(self, key: int, now: int, admit: bool = True) -> int: ...
+
+    def resize_top(self, capacity: int) -> None: ...
+
+
+@dataclass(slots=True)
+class PrefixMatch:
+    """The longest cached prefix of a prompt."""
+
+    tier_of_each: list[int]  # tier index of each matched block, top first (0: HBM, in use or cached)
+    tokens: int  # prompt tokens it serves (vLLM recomputes at least the last token)
+    load_s: float  # seconds to read the part held in lower tiers
+
+    @property
+    def blocks(self) -> int:
+        return len(self.tier_of_each)
+
+
+@dataclass(slots=True)
+class PrefixCacheStats:
+    """Prefix-cache hits of one instance, counted once per request (at its first admission)."""
+
+    accesses: int = 0  # prompt blocks looked up
+    hits: int = 0
+    tier_hits: dict[int, int] = field(default_factory=dict)  # tier index -> hits (0 includes in-use blocks)
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+
+
+class KVCacheManager:
+    """Blocks of requests on one instance: what a prompt finds cached, what growing a request costs."""
+
+    def __init__(self, pool: BlockPool, cache: TieredCache, block_size: int, prefix_caching: bool):
+        self.pool = pool
+        self.cache = cache
+        self.block_size = block_size
+        self.prefix_caching = prefix_caching  # off: no lookups, no cache bookkeeping
+        self.stats = PrefixCacheStats()
+        cache.resize_top(pool.total)
+
+    # ------------------------------------------------------------- lookups
+
+    def cached_prefix_blocks(self, blocks: Sequence[int]) -> int:
+        """Length of the longest prefix of ``blocks`` held in this instance's HBM (in use or cached)."""
+        if not self.prefix_caching and not self.pool.shared:
+            return 0  # nothing is cached and no block is shared
+        top, pool = self.cache.tiers[0].resident, self.pool
+        n = 0
+        for key in blocks:
+            if key not in pool and key not in top:
+                break
+            n += 1
+        return n
+
+    def lookup(self, job: Job) -> PrefixMatch:
+        """The longest cached prefix of the job's prompt, across every tier, and the time to load it."""
+        levels: list[int] = []
+        if self.prefix_caching:
+            top, find, pool = self.cache.tiers[0].resident, self.cache.find, self.pool
+            for key in job.blocks:
+                level = 0 if key in pool or key in top else find(key)
+                if level < 0:
+                    break
+                levels.append(level)
+        bs = self.block_size
+        cached = min(len(levels) * bs, job.target - 1)  # vLLM recomputes at least one token
+        per_tier: dict[int, int] = {}
+        for level in levels[: -(-cached // bs) if cached else 0]:
+            if level > 0:
+                per_tier[level] = per_tier.get(level, 0) + 1
+        return PrefixMatch(levels, cached, self._load_time(per_tier))
+
+    def _load_time(self, per_tier: dict[int, int]) -> float:
+        """Seconds to read ``count`` blocks from each lower tier."""
+        load = 0.0
+        tiers, block_bytes = self.cache.tiers, self.cache.block_bytes
+        for level, count in per_tier.items():
+            load += tiers[level].read_time(count * block_bytes)
+        return load
+
+    def record_admission(self, job: Job, match: PrefixMatch) -> None:
+        """Count a request's prefix hits (once per request, not again after a preemption)."""
+        stats = self.stats
+        stats.accesses += len(job.blocks)
+        stats.hits += match.blocks
+        for level in match.tier_of_each:
+            stats.tier_hits[level] = stats.tier_hits.get(level, 0) + 1
+        stats.prompt_tokens += job.input_tokens
+        stats.cached_tokens += match.tokens
+
+    # ------------------------------------------------------------- allocation
+
+    def blocks_for(self, job: Job, tokens: int) -> tuple[int, int]:
+        """(prompt blocks, private blocks) a job holding KV for ``tokens`` tokens needs."""
+        need = -(-tokens // self.block_size)
+        prompt = min(need, len(job.blocks))
+        return prompt, need - prompt
+
+    def new_blocks(self, job: Job, tokens: int) -> int:
+        """Physical blocks that growing ``job`` to ``tokens`` tokens would allocate."""
+        need = -(-tokens // self.block_size)
+        prompt = len(job.blocks)
+        if need <= prompt:  # within the prompt: no private blocks
+            return self.pool.count_fresh(job.blocks[job.held:need]) if need > job.held else 0
+        fresh = self.pool.count_fresh(job.blocks[job.held:]) if prompt > job.held else 0
+        return fresh + max(0, need - prompt - job.anonymous)
+
+    def allocate(self, job: Job, tokens: int) -> None:
+        """Grow ``job``'s blocks to hold ``tokens`` tokens (the caller checked they fit)."""
+        prompt, private = self.blocks_for(job, tokens)
+        grow = private - job.anonymous if private > job.anonymous else 0
+        fresh = self.pool.hold(job.blocks[job.held:prompt], grow)
+        job.held = max(job.held, prompt)
+        job.anonymous += grow
+        if self.prefix_caching:
+            self._take_cached(fresh)
+            self.cache.resize_top(self.pool.free)
+
+    def free(self, job: Job) -> None:
+        """Free a job's blocks; its prompt blocks return to the prefix cache, deepest first."""
+        freed = self.pool.let_go(job.blocks[job.held - 1::-1] if job.held else (), job.anonymous)
+        job.held = job.anonymous = 0
+        if self.prefix_caching:
+            self.cache.resize_top(self.pool.free)
+            self._return_to_cache(freed, [job.position + offset for offset in range(len(freed) - 1, -1, -1)])
+
+    def sync_free(self) -> None:
+        """The HBM cache's capacity follows the pool's free blocks."""
+        if self.prefix_caching:
+            self.cache.resize_top(self.pool.free)
+
+    # ------------------------------------------------------------- the cache engine
+
+    def _take_cached(self, fresh: Sequence[int]) -> None:
+        """Newly allocated prompt blocks: a cached copy (any tier) becomes the block; else it is computed."""
+        take = self.cache.take
+        for key in fresh:
+            take(key)
+
+    def _return_to_cache(self, freed: Sequence[int], positions: list[int]) -> None:
+        """Freed prompt blocks (deepest first) become cached prefixes, used at these stream positions."""
+        touch = self.cache.touch
+        for key, position in zip(freed, positions):
+            touch(key, position)

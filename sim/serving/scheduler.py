@@ -1,0 +1,305 @@
+"""An instance's scheduler, as vLLM v1's: a token budget per step, running and waiting queues,
+preemption, and decode windows.
+
+One token budget per step (``max_num_batched_tokens``) is spent on running requests first
+(a decode takes 1 token, an unfinished prefill its next chunk), then on waiting requests in
+FCFS order up to ``max_num_seqs``; a new request skips the compute of its longest cached
+prefix (at least its last token is recomputed) and loads the part held in lower tiers at
+their bandwidth and latency. When a running request needs a block and none is free, the
+most recently admitted request is preempted: its blocks are freed and it is recomputed
+later (prompt + tokens generated so far).
+
+Decode windows: when every running request is decoding and nothing waits, each step is the
+same batch with one more token each, so K steps are planned at once (same result as K
+single steps) until the first request finishes or blocks run out. Planning, starting and
+finishing a window cost O(batch) in plain arithmetic, whatever K.
+
+Token gaps go to a ``WeightedSamples``: every decoding request in a step sees that step's
+duration as its gap, so a step adds one (gap, count) entry, a window one per step.
+
+Roles: ``unified`` (aggregated: prefill and decode), ``prefill`` (PD: a request leaves when
+its prefill is done) and ``decode`` (PD: requests arrive with their KV and wait in ``ready``
+for a sequence slot; a preempted one is recomputed here).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim.config import ServingConfig
+from sim.errors import InputError
+from sim.report.metrics import RequestTable, WeightedSamples
+from sim.serving.compute import StepShape
+from sim.serving.job import Job
+from sim.serving.kv_cache_manager import KVCacheManager
+
+UNIFIED, PREFILL, DECODE = "unified", "prefill", "decode"
+MAX_WINDOW_STEPS = 4096
+
+
+@dataclass(slots=True, eq=False)
+class DecodeWindow:
+    """K consecutive decode-only steps planned at once (same result as K single steps)."""
+
+    jobs: list[Job]
+    computed: list[int]  # each job's computed tokens at the window start
+    first: StepShape  # the first step's shape
+    times: np.ndarray  # each step's duration
+    ends: np.ndarray  # cumulative step end times from the start
+    start: float
+    steps: int
+
+
+@dataclass(slots=True, eq=False)
+class StepBatch:
+    """One scheduled step: (job, tokens) per request, the step's shape and the lower-tier load time;
+    ``start`` and ``duration`` are set when the step is priced."""
+
+    jobs: list[tuple[Job, int]]
+    shape: StepShape
+    load_s: float
+    start: float = 0.0
+    duration: float = 0.0
+
+
+class Scheduler:
+    """Queues and the per-step decision of which requests compute how many tokens."""
+
+    def __init__(self, index: int, role: str, serving: ServingConfig, kv: KVCacheManager, table: RequestTable,
+                 itl: WeightedSamples):
+        self.index = index
+        self.role = role
+        self.kv = kv
+        self.block_size = serving.block_size
+        self.max_tokens = serving.max_num_batched_tokens
+        self.max_seqs = serving.max_num_seqs
+        self.table = table
+        self.itl = itl
+        self.waiting: deque[Job] = deque()  # to be (re)computed, FCFS
+        self.ready: deque[Job] = deque()  # decode role: KV arrived, waiting for a sequence slot
+        self.running: list[Job] = []
+
+    @property
+    def load(self) -> int:
+        """Requests queued or running here."""
+        return len(self.waiting) + len(self.ready) + len(self.running)
+
+    @property
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.running or self.ready)
+
+    def add(self, job: Job) -> None:
+        """A new request (unified/prefill) or one whose KV has arrived (decode)."""
+        if self.role == DECODE:
+            self.ready.append(job)
+        else:
+            self.waiting.append(job)
+
+    def admit_ready(self) -> None:
+        while self.ready and len(self.running) < self.max_seqs:
+            self.running.append(self.ready.popleft())
+
+    def _preempt(self, job: Job) -> None:
+        self.running.remove(job)
+        self.kv.free(job)
+        self.table.preemptions[job.rid] += 1
+        job.target = job.input_tokens + job.generated  # recompute prompt and generated tokens
+        job.computed = 0
+        self.waiting.appendleft(job)
+
+    # ------------------------------------------------------- decode windows
+
+    def window_steps(self) -> int:
+        """How many decode-only steps can run back to back now (0 or 1: take a single step instead)."""
+        running = self.running
+        if self.waiting or self.ready or not running or len(running) > self.max_tokens:
+            return 0
+        steps = MAX_WINDOW_STEPS
+        for job in running:
+            if job.computed < job.target:
+                return 0
+            left = job.output_tokens - job.generated
+            if left < steps:
+                steps = left
+        if steps <= 1:
+            return steps
+        free = self.kv.pool.free
+        # A running request's blocks cover its computed tokens, so k more tokens need at most
+        # ceil(k / block_size) new blocks each: when that fits, the exact count is not needed.
+        if len(running) * -(-steps // self.block_size) > free and self._window_blocks(steps) > free:
+            lo, hi = 0, steps
+            while lo < hi:  # largest k whose new blocks fit
+                mid = (lo + hi + 1) // 2
+                lo, hi = (mid, hi) if self._window_blocks(mid) <= free else (lo, mid - 1)
+            steps = lo
+        return steps
+
+    def _window_blocks(self, steps: int) -> int:
+        """New blocks the running batch needs for ``steps`` more tokens each."""
+        bs = self.block_size
+        extra = 0
+        for job in self.running:
+            more = -(-(job.computed + steps) // bs) - job.held - job.anonymous
+            if more > 0:
+                extra += more
+        return extra
+
+    def start_window(self, steps: int, now: float, decode_times) -> DecodeWindow:
+        """Allocate the blocks of ``steps`` decode steps of the running batch; ``decode_times`` prices them."""
+        jobs = list(self.running)
+        kv, pool, bs = self.kv, self.kv.pool, self.block_size
+        computed = [job.computed for job in jobs]
+        grown = 0  # private blocks taken by the jobs so far, not yet seen by the pool
+        for job, c in zip(jobs, computed):
+            need = -(-(c + steps) // bs)
+            prompt = len(job.blocks)
+            if need > prompt and job.held == prompt:  # only private blocks grow (the usual case)
+                private = need - prompt
+                if private > job.anonymous:
+                    grown += private - job.anonymous
+                    job.anonymous = private
+            else:
+                if grown:
+                    pool.allocate(grown)
+                    kv.sync_free()  # the cache sees the free count each allocation leaves, as it happens
+                    grown = 0
+                kv.allocate(job, c + steps)
+        if grown:
+            pool.allocate(grown)
+            kv.sync_free()
+        # each new token attends to the KV before it and itself
+        first = StepShape(decode_seqs=len(jobs), decode_kv_tokens=sum(computed) + len(jobs),
+                          decode_kv_max=max(computed) + 1, decode_kv_min=min(computed) + 1)
+        times = decode_times(first, steps)
+        return DecodeWindow(jobs, computed, first, times, np.cumsum(times), now, steps)
+
+    def finish_window(self, window: DecodeWindow, now: float) -> list[Job]:
+        """The window's ``steps`` steps are done: tokens emitted, unused planned blocks returned."""
+        k = window.steps
+        first_token = window.start + float(window.ends[0])
+        table_first = self.table.first_token
+        bs = self.block_size
+        finished = []
+        released = 0
+        newcomers = 0
+        for job, c in zip(window.jobs, window.computed):
+            if job.generated == 0:
+                table_first[job.rid] = first_token
+                newcomers += 1
+            job.computed = computed = c + k
+            job.generated += k
+            job.last_token_time = now
+            needed = -(-computed // bs) - len(job.blocks)  # private blocks the computed tokens fill
+            if job.anonymous > needed:  # blocks planned for steps an interruption cut off
+                released += job.anonymous - max(0, needed)
+                job.anonymous = max(0, needed)
+            if job.generated >= job.output_tokens:
+                finished.append(job)
+        if released:
+            self.kv.pool.release(released)
+        self.kv.sync_free()
+        batch = len(window.jobs)
+        self.itl.add_steps(window.times, k, batch, batch - newcomers)  # a first token has no gap before it
+        return finished
+
+    # --------------------------------------------------------------- single steps
+
+    def schedule(self, now: float) -> StepBatch | None:
+        """The next step's batch (None: nothing to run)."""
+        kv = self.kv
+        pool = kv.pool
+        budget = self.max_tokens
+        shape = StepShape()
+        batch: list[tuple[Job, int]] = []
+        load_total = 0.0
+        preempted = False
+        running = self.running
+        i = 0
+        while i < len(running) and budget > 0:
+            job = running[i]
+            decoding = job.computed >= job.target
+            n = 1 if decoding else min(job.target - job.computed, budget)
+            while kv.new_blocks(job, job.computed + n) > pool.free:
+                victim = running[-1]
+                self._preempt(victim)
+                preempted = True
+                if victim is job:
+                    break
+            if job not in running:
+                continue
+            kv.allocate(job, job.computed + n)
+            batch.append((job, n))
+            budget -= n
+            if decoding:
+                shape.add_decode(job.computed + 1)
+            else:
+                shape.add_prefill(n, job.computed)
+            i += 1
+        while not preempted and self.waiting and budget > 0 and len(running) < self.max_seqs:
+            job = self.waiting[0]
+            match = kv.lookup(job)
+            cached = match.tokens
+            n = min(job.target - cached, budget)
+            job.computed = 0
+            if kv.new_blocks(job, cached + n) > pool.free:
+                if -(-(job.target + 1) // self.block_size) > pool.total:  # could never fit, even alone
+                    raise InputError(
+                        f"request {job.rid} ({job.target} tokens) needs more KV blocks than instance "
+                        f"{self.index} has ({pool.total} blocks of {self.block_size} tokens); raise "
+                        f"gpu_memory_utilization, serving.num_gpu_blocks or tensor_parallel_size, or cap prompt lengths")
+                break
+            self.waiting.popleft()
+            kv.allocate(job, cached + n)
+            job.computed = cached
+            if not job.admitted_once:  # hits count once per request, not again after a preemption
+                job.admitted_once = True
+                kv.record_admission(job, match)
+                table, rid = self.table, job.rid
+                table.scheduled[rid] = now
+                table.kv_load[rid] = match.load_s
+                table.cached_tokens[rid] = cached
+                table.instance[rid] = self.index
+            load_total += match.load_s
+            running.append(job)
+            batch.append((job, n))
+            budget -= n
+            shape.add_prefill(n, cached)
+        if not batch:
+            return None
+        return StepBatch(batch, shape, load_total)
+
+    def finish_step(self, batch: StepBatch, now: float) -> list[Job]:
+        """The step is done: chunks and tokens recorded; returns the jobs that leave (finished, or
+        prefilled on a prefill instance)."""
+        finished = []
+        table = self.table
+        start = batch.start
+        in_step = 0  # decoding requests whose previous token ended the step before: their gap is this step
+        for job, n in batch.jobs:
+            decoding = job.computed >= job.target
+            job.computed += n
+            if not decoding:
+                if job.computed < job.target:
+                    continue  # more prefill chunks to go
+                if math.isnan(table.prefill_done[job.rid]):
+                    table.prefill_done[job.rid] = now
+                    if self.role == PREFILL:
+                        finished.append(job)
+                        continue
+            job.generated += 1
+            if job.generated == 1:
+                table.first_token[job.rid] = now
+            elif job.last_token_time == start:
+                in_step += 1
+            else:
+                self.itl.add(now - job.last_token_time)  # e.g. recomputed after a preemption
+            job.last_token_time = now
+            if job.generated >= job.output_tokens:
+                finished.append(job)
+        if in_step:
+            self.itl.add(batch.duration, in_step)
+        return finished

@@ -1,0 +1,153 @@
+"""What an instance computed: step totals, the FLOPs and bytes they amount to, and the batch sizes.
+
+``WorkTotals`` adds up each step's ``StepShape`` aggregates (a decode window of K steps in
+O(1)); ``WorkCounter`` turns them into the FLOPs and memory bytes per GPU that the roofline
+model charges for those steps (weights, activations, KV reads, LM head; collectives are
+communication, not counted), so MFU = FLOPs / (peak FLOP/s × time) and memory-bandwidth
+utilisation = bytes / (peak bandwidth × time) follow for every compute backend: with a
+profiled backend the time is the profile's and the FLOPs and bytes are still the model's.
+Batch sizes (tokens and sequences per step) are kept as value → steps histograms.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from sim.config import Config
+from sim.report.metrics import histogram_distribution
+from sim.serving.compute import RooflineCompute, StepShape
+from sim.specs import DTYPE_BYTES, gpu_spec, model_spec
+
+if TYPE_CHECKING:
+    from sim.serving.instance import Instance
+
+
+@dataclass(slots=True)
+class WorkTotals:
+    """Sums over an instance's steps of the aggregates the roofline prices."""
+
+    steps: int = 0
+    busy_s: float = 0.0
+    prefill_tokens: int = 0
+    prefill_pairs: float = 0.0  # causal (query, key) pairs of prefill attention
+    prefill_kv_tokens: int = 0
+    decode_tokens: int = 0  # = decoding sequences summed over steps
+    decode_kv_tokens: int = 0
+    logit_rows: int = 0
+    tokens_per_step: dict[int, int] = field(default_factory=dict)  # tokens -> steps
+    seqs_per_step: dict[int, int] = field(default_factory=dict)  # sequences -> steps
+
+    def add_step(self, shape: StepShape, duration: float) -> None:
+        self.steps += 1
+        self.busy_s += duration
+        self.prefill_tokens += shape.prefill_tokens
+        self.prefill_pairs += shape.prefill_pairs
+        self.prefill_kv_tokens += shape.prefill_kv_tokens
+        self.decode_tokens += shape.decode_seqs
+        self.decode_kv_tokens += shape.decode_kv_tokens
+        rows = shape.prefill_seqs + shape.decode_seqs
+        self.logit_rows += rows
+        tokens = shape.prefill_tokens + shape.decode_seqs
+        self.tokens_per_step[tokens] = self.tokens_per_step.get(tokens, 0) + 1
+        self.seqs_per_step[rows] = self.seqs_per_step.get(rows, 0) + 1
+
+    def add_decode_window(self, seqs: int, first_kv_tokens: int, steps: int, duration: float) -> None:
+        """``steps`` decode steps of ``seqs`` sequences, the first attending to ``first_kv_tokens`` keys
+        in all and each next one to ``seqs`` more."""
+        self.steps += steps
+        self.busy_s += duration
+        self.decode_tokens += seqs * steps
+        self.decode_kv_tokens += first_kv_tokens * steps + seqs * steps * (steps - 1) // 2
+        self.logit_rows += seqs * steps
+        self.tokens_per_step[seqs] = self.tokens_per_step.get(seqs, 0) + steps
+        self.seqs_per_step[seqs] = self.seqs_per_step.get(seqs, 0) + steps
+
+
+class WorkCounter:
+    """FLOPs and bytes per GPU of ``WorkTotals``, as ``RooflineCompute`` counts them per step."""
+
+    def __init__(self, roofline: RooflineCompute):
+        r, m = roofline, roofline.model
+        tp = r.tensor_parallel_size
+        self.layers = m.num_layers
+        self.linear_flops_per_token = 2 * r.layer_params / tp
+        self.attn_flops_per_pair = r.attn_flops_per_pair
+        self.layer_weight_bytes = r.layer_weight_bytes
+        self.act_bytes_per_token = r.act_bytes_per_token / tp
+        self.kv_bytes_per_token_layer = r.kv_bytes_per_token_layer
+        self.head_flops_per_row = 2 * m.vocab_size * m.hidden_size / tp
+        self.head_weight_bytes = m.vocab_size * m.hidden_size * r.dtype_bytes / tp
+        self.peak_flops = r.gpu.peak_flops
+        self.peak_bandwidth = r.gpu.memory_bandwidth
+
+    def flops(self, w: WorkTotals) -> float:
+        tokens = w.prefill_tokens + w.decode_tokens
+        per_layer = self.linear_flops_per_token * tokens + self.attn_flops_per_pair * (w.prefill_pairs + w.decode_kv_tokens)
+        return self.layers * per_layer + self.head_flops_per_row * w.logit_rows
+
+    def bytes(self, w: WorkTotals) -> float:
+        """Weights read once per step and layer, activations, and the KV each step's attention reads."""
+        tokens = w.prefill_tokens + w.decode_tokens
+        kv = w.prefill_kv_tokens + w.decode_kv_tokens + w.decode_tokens
+        per_layer = (self.layer_weight_bytes * w.steps + self.act_bytes_per_token * tokens
+                     + self.kv_bytes_per_token_layer * kv)
+        return self.layers * per_layer + self.head_weight_bytes * w.steps
+
+
+def work_counter(config: Config) -> WorkCounter:
+    """The roofline's FLOP and byte counts for the configured model, GPU, dtypes and TP degree."""
+    kv_dtype = config.serving.dtype if config.serving.kv_cache_dtype == "auto" else config.serving.kv_cache_dtype
+    roofline = RooflineCompute(model_spec(config.model), gpu_spec(config.hardware.gpu), DTYPE_BYTES[config.serving.dtype],
+                               DTYPE_BYTES[kv_dtype], config.serving.tensor_parallel_size)
+    return WorkCounter(roofline)
+
+
+def utilization_basis(config: Config) -> str:
+    if config.compute.backend == "roofline":
+        return "roofline: FLOPs and bytes of each step as the roofline prices them, over simulated time"
+    return ("profiled: step times from the profile; FLOPs and bytes counted from the model shape as the roofline "
+            "counts them (the profile measures time only)")
+
+
+def instance_metrics(instances: Sequence[Instance], counter: WorkCounter, makespan: float, end: float) -> dict[str, Any]:
+    """Per instance: busy fraction, MFU and memory-bandwidth utilisation (over the run and while busy),
+    time-weighted mean and peak KV-cache occupancy; and their means over instances."""
+    each = []
+    for inst in instances:
+        w, pool = inst.work, inst.pool
+        flops, nbytes = counter.flops(w), counter.bytes(w)
+        each.append({
+            "index": inst.index,
+            "role": inst.role,
+            "steps": w.steps,
+            "busy_fraction": w.busy_s / makespan if makespan > 0 else math.nan,
+            "mfu": flops / (counter.peak_flops * makespan) if makespan > 0 else math.nan,
+            "mfu_busy": flops / (counter.peak_flops * w.busy_s) if w.busy_s > 0 else math.nan,
+            "mbu": nbytes / (counter.peak_bandwidth * makespan) if makespan > 0 else math.nan,
+            "mbu_busy": nbytes / (counter.peak_bandwidth * w.busy_s) if w.busy_s > 0 else math.nan,
+            "kv_usage_mean": pool.block_seconds_until(end) / (pool.total * makespan) if makespan > 0 else math.nan,
+            "kv_usage_peak": pool.peak / pool.total,
+            "flops": flops,
+            "bytes": nbytes,
+        })
+    return {
+        "mfu_mean": float(np.mean([e["mfu"] for e in each])),
+        "mbu_mean": float(np.mean([e["mbu"] for e in each])),
+        "kv_usage_mean": float(np.mean([e["kv_usage_mean"] for e in each])),
+        "each": each,
+    }
+
+
+def batch_metrics(instances: Sequence[Instance]) -> dict[str, dict[str, dict[str, float]]]:
+    """Distribution over steps of the tokens and sequences per step, per instance role."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for role in dict.fromkeys(inst.role for inst in instances):
+        group = [inst.work for inst in instances if inst.role == role]
+        out[role] = {key: histogram_distribution([getattr(w, key) for w in group])
+                     for key in ("tokens_per_step", "seqs_per_step")}
+    return out

@@ -1,0 +1,116 @@
+"""Vidur-style serving metrics by hand and by theorem: batch sizes, scheduling delay, KV-cache
+occupancy, MFU / memory-bandwidth utilisation, and the bounded time series (Little's law)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sim.config import load_config
+from sim.serving.compute import StepShape
+from sim.serving.run import run_serving
+from sim.serving.utilization import WorkTotals, work_counter
+from sim.specs import model_spec
+from tests.test_serving import make_trace
+
+ONE = ["serving.num_instances=1", "serving.num_gpu_blocks=1000"]
+
+
+def test_batch_sizes_and_scheduling_delay_by_hand():
+    # two requests at t=0 on one instance with one sequence slot: the second waits for the first
+    trace = make_trace([0.0, 0.0], [100, 50], [3, 3])
+    config = load_config(None, sets=[*ONE, "serving.max_num_seqs=1"])
+    result, requests = run_serving(trace, config, "single")
+    m = result.metrics
+    # steps: prefill 100 (first token), 2 decodes of 1 token; then the same for the 50-token prompt
+    tokens = np.array([100, 1, 1, 50, 1, 1])
+    batch = m["batch"]["unified"]
+    assert batch["tokens_per_step"] == pytest.approx({"mean": tokens.mean(), "p50": 1.0, "p90": 75.0,
+                                                      "p99": np.percentile(tokens, 99), "max": 100.0})
+    assert batch["seqs_per_step"] == {"mean": 1.0, "p50": 1.0, "p90": 1.0, "p99": 1.0, "max": 1.0}
+    assert requests.scheduled[1] == requests.last_token[0]  # admitted when the first one leaves
+    assert m["scheduling_delay_s"]["mean"] == pytest.approx(requests.last_token[0] / 2)
+    assert m["scheduling_delay_s"]["p50"] == pytest.approx(requests.last_token[0] / 2)
+
+
+def test_kv_occupancy_of_a_lone_prefill_by_hand():
+    # one 1000-token prompt, one output token: ceil(1000 / 16) = 63 blocks held for the whole run
+    trace = make_trace([0.0], [1000], [1])
+    result, _ = run_serving(trace, load_config(None, sets=ONE), "single")
+    inst = result.metrics["instances"]["each"][0]
+    assert inst["kv_usage_peak"] == 63 / 1000
+    assert inst["kv_usage_mean"] == pytest.approx(63 / 1000, rel=1e-12)
+    assert inst["busy_fraction"] == pytest.approx(1.0)
+
+
+def test_flops_count_the_model_parameters():
+    """Linear layers do 2 FLOPs per parameter per token: a prompt's FLOPs, attention and LM head aside,
+    are 2 × (parameters − embedding and LM head) × tokens (norm weights are < 0.01% of the total)."""
+    config = load_config(None)
+    counter, spec = work_counter(config), model_spec(config.model)
+    work = WorkTotals()
+    shape = StepShape()
+    shape.add_prefill(1024, 0)
+    work.add_step(shape, 1.0)
+    attention = counter.layers * counter.attn_flops_per_pair * shape.prefill_pairs
+    head = 2 * spec.vocab_size * spec.hidden_size
+    body = 2 * (spec.num_parameters - 2 * spec.vocab_size * spec.hidden_size) * 1024
+    assert counter.flops(work) - attention - head == pytest.approx(body, rel=1e-3)
+
+
+def test_decode_window_totals_equal_its_steps():
+    window, steps = WorkTotals(), WorkTotals()
+    window.add_decode_window(seqs=3, first_kv_tokens=30, steps=5, duration=0.5)
+    for k in range(5):
+        steps.add_step(StepShape(decode_seqs=3, decode_kv_tokens=30 + 3 * k, decode_kv_max=12 + k, decode_kv_min=8 + k), 0.1)
+    assert window.busy_s == pytest.approx(steps.busy_s)
+    window.busy_s = steps.busy_s
+    assert window == steps
+
+
+@pytest.mark.parametrize("mode", ["single", "pd"])
+def test_utilisation_never_exceeds_the_roofline_efficiencies(mode):
+    """The roofline prices each operator group at >= its compute time and >= its memory time, so the
+    FLOPs and bytes it charges can never run faster than peak × efficiency."""
+    trace = make_trace(np.arange(300) * 0.02, np.full(300, 2000), np.full(300, 200))
+    config = load_config(None, sets=["serving.num_instances=2", "compute.flops_efficiency=0.5",
+                                     "compute.bandwidth_efficiency=0.7"])
+    result, _ = run_serving(trace, config, mode)
+    each = result.metrics["instances"]["each"]
+    for inst in each:
+        assert 0 < inst["mfu_busy"] <= 0.5 and 0 < inst["mbu_busy"] <= 0.7, inst
+        assert inst["mfu"] == pytest.approx(inst["mfu_busy"] * inst["busy_fraction"])
+    assert result.metrics["instances"]["mfu_mean"] == pytest.approx(np.mean([i["mfu"] for i in each]))
+
+
+def test_time_series_obey_littles_law_and_stay_bounded():
+    """L = λW: the time-average of requests in the system (queued + running, sampled on the grid) equals
+    the arrival rate times the mean time in system; the grid stays within 1,000 points."""
+    rng = np.random.default_rng(5)
+    n = 4000
+    arrival = np.cumsum(rng.exponential(0.05, n))
+    trace = make_trace(arrival, rng.integers(100, 2000, n), rng.integers(10, 300, n))
+    config = load_config(None, sets=["serving.num_instances=1", "serving.num_gpu_blocks=3000"])
+    result, requests = run_serving(trace, config, "single")
+    ts = result.metrics["timeseries"]
+    t = np.asarray(ts["t_s"])
+    assert len(t) <= 1000 and np.allclose(np.diff(t), ts["interval_s"])
+    assert ts["arrivals"].sum() == ts["completions"].sum() == n
+    in_system = (ts["queued"] + ts["running"]).mean()
+    makespan = requests.last_token.max() - requests.arrival.min()
+    little = n / makespan * requests.e2e.mean()
+    assert in_system == pytest.approx(little, rel=0.05)
+    # the sampled KV occupancy averages to the pool's exact time integral
+    assert ts["kv_usage"].mean() == pytest.approx(result.metrics["instances"]["kv_usage_mean"], rel=0.05)
+    assert ts["work"]["unified"]["steps"].sum() == result.metrics["instances"]["steps"]
+
+
+def test_a_run_far_longer_than_its_arrivals_keeps_a_bounded_regular_grid():
+    # 100 requests within 0.1 s served one at a time for minutes: the grid's interval doubles many times
+    trace = make_trace(np.linspace(0, 0.1, 100), np.full(100, 500), np.full(100, 400))
+    result, requests = run_serving(trace, load_config(None, sets=[*ONE, "serving.max_num_seqs=1"]), "single")
+    ts = result.metrics["timeseries"]
+    assert 500 <= len(ts["t_s"]) <= 1000 and ts["interval_s"] >= 0.1 / 500 * 2**10
+    assert np.allclose(np.diff(ts["t_s"]), ts["interval_s"])
+    assert abs(ts["t_s"][-1] - requests.last_token.max()) < ts["interval_s"]  # sampled until the run ends
+    assert ts["completions"].sum() == 100 and ts["queued"].max() == 99  # all but the running one wait
