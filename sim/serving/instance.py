@@ -123,13 +123,8 @@ class Instance:
 
     def cached_prefix_blocks(self, blocks: list[int]) -> int:
         """Length of the longest prefix of ``blocks`` held in this instance's HBM (in use or cached)."""
-        top = self.cache.tiers[0].resident
-        n = 0
-        for key in blocks:
-            if key not in self.in_use and key not in top:
-                break
-            n += 1
-        return n
+        levels = self.cache.lookup_prefix(blocks, [key in self.in_use for key in blocks])
+        return int(np.argmax(levels != 0)) if (levels != 0).any() else len(levels)
 
     # ------------------------------------------------------------ block pool
 
@@ -148,21 +143,21 @@ class Instance:
     def _grow(self, job: Job, tokens: int) -> None:
         prompt, anonymous = self._blocks_for(job, tokens)
         in_use = self.in_use
-        caching = self.prefix_caching
-        take = self.cache.take
+        fresh = []
         for key in job.blocks[job.held:prompt]:
             if key in in_use:
                 in_use[key] += 1
             else:
-                if caching:
-                    take(key)  # a cached copy (any tier) becomes this block; else it is computed
+                fresh.append(key)
                 in_use[key] = 1
-                self.used += 1
+        self.used += len(fresh)
+        if self.prefix_caching and fresh:
+            self.cache.take_chain(fresh)  # a cached copy (any tier) becomes each block; else it is computed
         job.held = max(job.held, prompt)
         if anonymous > job.anonymous:
             self.used += anonymous - job.anonymous
             job.anonymous = anonymous
-        if caching:
+        if self.prefix_caching:
             self.cache.resize_top(self.total_blocks - self.used)
 
     def release(self, job: Job) -> None:
@@ -180,8 +175,8 @@ class Instance:
         job.held = job.anonymous = 0
         if self.prefix_caching:
             self.cache.resize_top(self.total_blocks - self.used)
-            for offset, key in zip(range(len(freed) - 1, -1, -1), freed):
-                self.cache.touch(key, job.position + offset)
+            if freed:
+                self.cache.touch_chain(freed, job.position + np.arange(len(freed) - 1, -1, -1))
 
     def _preempt(self, job: Job) -> None:
         self.running.remove(job)
@@ -233,13 +228,8 @@ class Instance:
         """The tier of each block of the longest cached prefix, the tokens it covers, and the
         seconds to load the lower-tier part."""
         levels: list[int] = []
-        if self.prefix_caching:
-            top, find = self.cache.tiers[0].resident, self.cache.find
-            for key in job.blocks:
-                level = 0 if key in self.in_use or key in top else find(key)
-                if level < 0:
-                    break
-                levels.append(level)
+        if self.prefix_caching:  # blocks in use count as HBM hits
+            levels = self.cache.lookup_prefix(job.blocks, [key in self.in_use for key in job.blocks]).tolist()
         cached = min(len(levels) * self.block_size, job.target - 1)  # vLLM recomputes at least one token
         load = 0.0
         per_tier: dict[int, int] = {}

@@ -1,53 +1,58 @@
 """Belady's MIN (Belady, "A study of replacement algorithms for a virtual-storage computer", 1966).
 
 Exact and clairvoyant: evicts the resident block whose next use is farthest in the
-future; blocks never used again go first. Needs ``next_use[t]``: the stream index of
-the next access to the block accessed at index t (a sentinel past the end if none),
-built by one backward pass (``sim.cache.access.next_use_index``). Like libCacheSim's
-Belady it always admits on a miss. A lazy max-heap keeps every hook O(log n).
+future; blocks never used again go first (ties: the smallest block id). Needs
+``next_use[t]``: the stream index of the next access to the block accessed at index t
+(``NEVER`` if none), built once (``sim.cache.access.next_use_index``) and held by the
+arena (``future``). Like libCacheSim's Belady it always admits on a miss. A heap of the
+resident blocks keeps every hook O(log n).
 """
 
 from __future__ import annotations
 
-import heapq
+from sim.cache.arena import (PRIO, WHERE, arena_type, free_slot, heap_fix, heap_push, heap_remove, heap_top, kernel,
+                             new_slot)
+from sim.cache.policies.base import KernelPolicy, register
 
-import numpy as np
+KIND = 7
+BeladyArena = ARENA = arena_type("BeladyArena", __name__)
 
-from sim.cache.policies.base import EvictionPolicy, register
+
+def init(meta):
+    """No scalars of its own."""
+
+
+@kernel
+def access(a, t, s, now):
+    a.slots[s, PRIO] = a.future[now]
+    heap_fix(a, t, s)
+
+
+@kernel
+def insert(a, t, key, now):
+    s = new_slot(a, t, key)
+    a.slots[s, WHERE] = 0
+    a.slots[s, PRIO] = a.future[now]
+    heap_push(a, t, s)
+    return s
+
+
+readmit = access  # admitted again while resident (a shared tier): its next use is the new one
+
+
+@kernel
+def remove(a, t, s):
+    heap_remove(a, t, s)
+    free_slot(a, t, s)
+
+
+@kernel
+def victim(a, t, incoming):
+    return heap_top(a, t)
 
 
 @register
-class Belady(EvictionPolicy):
+class Belady(KernelPolicy):
     name = "belady"
+    kind = KIND
     needs_future = True
-
-    def __init__(self, capacity: int, next_use: np.ndarray):
-        super().__init__(capacity)
-        self.next_use = next_use
-        self.next_of: dict[int, int] = {}
-        self.heap: list[tuple[int, int]] = []  # (-next use, key); stale entries skipped lazily
-
-    def _set(self, key: int, now: int) -> None:
-        nxt = int(self.next_use[now])
-        self.next_of[key] = nxt
-        heapq.heappush(self.heap, (-nxt, key))
-        if len(self.heap) > 4 * len(self.next_of) + 1024:  # drop stale entries; amortised O(log n)
-            self.heap = [(-n, k) for k, n in self.next_of.items()]
-            heapq.heapify(self.heap)
-
-    def on_access(self, key: int, now: int) -> None:
-        self._set(key, now)
-
-    def on_insert(self, key: int, now: int) -> None:
-        self._set(key, now)
-
-    def on_remove(self, key: int) -> None:
-        del self.next_of[key]
-
-    def victim(self, incoming: int) -> int:
-        heap, next_of = self.heap, self.next_of
-        while True:
-            neg, key = heap[0]
-            if next_of.get(key) == -neg:
-                return key
-            heapq.heappop(heap)
