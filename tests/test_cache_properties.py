@@ -240,7 +240,8 @@ def test_lookup_prefix_counts_held_blocks_as_top_tier_hits():
     for t, k in enumerate([1, 2, 3]):  # 1 demoted to DRAM
         cache.touch(k, t)
     assert cache.lookup_prefix([2, 1, 9, 3]).tolist() == [0, 1]
-    assert cache.lookup_prefix([9, 2, 1], held=[True, False, False]).tolist() == [0, 0, 1]
+    assert cache.lookup_prefix([9, 2, 1], held={9}).tolist() == [0, 0, 1]
+    assert cache.lookup_prefix([2, 1, 3], held={1}).tolist() == [0, 0, 0]  # in use: its DRAM copy does not count
 
 
 def _plugin_replay(capacities, requests, sessions, **plugins):

@@ -70,7 +70,7 @@ def _operations(access, insert, readmit, remove, victim):
         Admitting to tier i: its victim is demoted to tier i+1 (exclusive) or evicted (inclusive,
         or the last tier). This is the one place the policy's hooks are inlined (compile time
         grows with every inlined copy)."""
-        first, stop, step = 0, 0, 1  # the tiers to admit the block to
+        first, stop, stride = 0, 0, 1  # the tiers to admit the block to
         level = -1
         if mode == DEMOTE:
             first, stop = 1, 2
@@ -88,7 +88,7 @@ def _operations(access, insert, readmit, remove, victim):
                     a.stats[t, PREFETCHES if mode == PREFETCH else PROMOTIONS] += 1
                     a.stats[t, BYTES_READ] += c.block_bytes
                     if c.inclusive:  # copy up: write to every tier above, nearest first
-                        first, stop, step = level - 1, -1, -1
+                        first, stop, stride = level - 1, -1, -1
                     else:  # move up
                         remove_c(a, t, s)
                         a.meta[t, RESIDENT] -= 1
@@ -96,7 +96,7 @@ def _operations(access, insert, readmit, remove, victim):
             elif admit:  # the top tier (exclusive) or every tier, top down (inclusive: write-through)
                 stop = len(c.tiers) if c.inclusive else 1
         n = len(c.tiers)
-        for target in range(first, stop, step):
+        for target in range(first, stop, stride):
             inserting, at, when = key, target, now
             while True:  # admit ``inserting`` to tier ``at``; a victim moves on down
                 t = c.tiers[at]
@@ -270,13 +270,13 @@ def replay(a, c, blocks, offsets, hit_tier, first, last, prefix, depth, sessions
 
 
 @entry
-def lookup(a, c, keys, held, prefix, out):
-    """The topmost tier holding each key (-1: none) into ``out``; a key with ``held[i]`` (in use by
-    a running request) counts as tier 0. ``prefix``: stop at the first miss. Returns how many keys
-    were looked up before it (all of them without ``prefix``). No state changes."""
+def lookup(a, c, keys, first, prefix, out):
+    """The topmost tier holding each of ``keys[first:]`` (-1: none) into ``out``; ``prefix``: stop
+    at the first miss. Returns how many keys were found before it (all of them without
+    ``prefix``). No state changes."""
     n = 0
-    for i in range(len(keys)):
-        level = 0 if held[i] else _find(a, c, keys[i])[0]
+    for i in range(first, len(keys)):
+        level = _find(a, c, keys[i])[0]
         out[i] = level
         if level < 0 and prefix:
             break

@@ -52,10 +52,10 @@ class HookedMultiTierCache:
     def resident(self, level: int) -> set[int]:
         return set(self.residents[level])
 
-    def lookup_prefix(self, keys, held=None) -> np.ndarray:
+    def lookup_prefix(self, keys, held=()) -> np.ndarray:
         levels = []
-        for i, key in enumerate(keys):
-            level = 0 if held is not None and held[i] else self.find(int(key))
+        for key in keys:
+            level = 0 if int(key) in held else self.find(int(key))
             if level < 0:
                 break
             levels.append(level)

@@ -23,6 +23,7 @@ a cache with a tier whose policy has no kernel runs the generic Python path
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,7 +33,6 @@ from sim.cache.engine import CacheView
 from sim.cache.tiers import Tier
 
 _EMPTY = np.zeros(0, dtype=np.int64)
-_NOT_HELD = np.zeros(1, dtype=np.bool_)
 
 
 @dataclass
@@ -90,21 +90,31 @@ class MultiTierCache:
     def find(self, key: int) -> int:
         """Index of the topmost tier holding ``key``, or -1. No state changes."""
         out = np.empty(1, dtype=np.int8)
-        engine.lookup(self.arena.state, self.view, self._keys([key]), _NOT_HELD, False, out)
+        engine.lookup(self.arena.state, self.view, self._keys([key]), 0, False, out)
         return int(out[0])
 
     def resident(self, level: int) -> set[int]:
         """Block ids resident in tier ``level`` (tests, inspection)."""
         return set(self.arena.resident_keys(self.tiers[level].index).tolist())
 
-    def lookup_prefix(self, keys, held=None) -> np.ndarray:
-        """The tier of each block of the longest prefix of ``keys`` that is cached, or held
-        (``held[i]`` true: in use by a running request, counted as the top tier). No state changes."""
+    def lookup_prefix(self, keys, held: Container[int] = ()) -> np.ndarray:
+        """The tier of each block of the longest prefix of ``keys`` that is ``held`` (in use by
+        running requests: counted as the top tier, whatever copies lower tiers keep) or cached.
+        No state changes."""
         keys = self._keys(keys)
-        held = np.zeros(len(keys), dtype=np.bool_) if held is None else np.asarray(held, dtype=np.bool_)
         out = np.empty(len(keys), dtype=np.int8)
-        n = engine.lookup(self.arena.state, self.view, keys, held, True, out)
-        return out[:n]
+        n = 0
+        while True:
+            found = engine.lookup(self.arena.state, self.view, keys, n, True, out)
+            for i in np.flatnonzero(out[n:n + found] > 0):  # a lower-tier copy of a held block
+                if int(keys[n + i]) in held:
+                    out[n + i] = 0
+            n += found
+            if n < len(keys) and int(keys[n]) in held:
+                out[n] = 0
+                n += 1
+                continue
+            return out[:n]
 
     # --------------------------------------------------------------- operations
 

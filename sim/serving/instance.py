@@ -27,7 +27,7 @@ from collections import deque
 
 import numpy as np
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 from sim.cache.multitier import MultiTierCache
 from sim.serving.compute import ComputeModel, StepShape
@@ -57,6 +57,7 @@ class Job:
 
     record: RequestRecord
     blocks: list[int]  # prompt block ids (prefix-chained)
+    chain: np.ndarray  # the same ids as an array (the cache's chain operations take it without a copy)
     position: int  # stream position of the prompt's first block (for clairvoyant policies)
     target: int  # tokens whose KV must exist before the next token: prompt (+ generated, after preemption)
     computed: int = 0  # tokens with KV on this instance
@@ -121,10 +122,11 @@ class Instance:
         """Requests queued or running here (the least-loaded router's measure)."""
         return len(self.waiting) + len(self.ready) + len(self.running)
 
-    def cached_prefix_blocks(self, blocks: list[int]) -> int:
+    def cached_prefix_blocks(self, blocks: Sequence[int]) -> int:
         """Length of the longest prefix of ``blocks`` held in this instance's HBM (in use or cached)."""
-        levels = self.cache.lookup_prefix(blocks, [key in self.in_use for key in blocks])
-        return int(np.argmax(levels != 0)) if (levels != 0).any() else len(levels)
+        levels = self.cache.lookup_prefix(blocks, self.in_use)
+        lower = np.flatnonzero(levels)  # held in a lower tier
+        return int(lower[0]) if len(lower) else len(levels)
 
     # ------------------------------------------------------------ block pool
 
@@ -205,7 +207,7 @@ class Instance:
         Returns the prompt blocks that must be transferred (those not already held here),
         or None when memory is short (the caller retries after a release).
         """
-        present = self.cached_prefix_blocks(job.blocks) if self.prefix_caching else 0
+        present = self.cached_prefix_blocks(job.chain) if self.prefix_caching else 0
         tokens = job.record.input_tokens
         if self._new_physical(job, tokens + 1) > self.total_blocks - self.used:
             return None
@@ -229,7 +231,7 @@ class Instance:
         seconds to load the lower-tier part."""
         levels: list[int] = []
         if self.prefix_caching:  # blocks in use count as HBM hits
-            levels = self.cache.lookup_prefix(job.blocks, [key in self.in_use for key in job.blocks]).tolist()
+            levels = self.cache.lookup_prefix(job.chain, self.in_use).tolist()
         cached = min(len(levels) * self.block_size, job.target - 1)  # vLLM recomputes at least one token
         load = 0.0
         per_tier: dict[int, int] = {}

@@ -100,9 +100,9 @@ class ServingRun:
         trace = self.trace
         record = RequestRecord(i, float(trace.arrival_s[i]), int(trace.input_tokens[i]), max(1, int(trace.output_tokens[i])))
         lo = int(trace.block_offsets[i])
-        blocks = trace.blocks(i).tolist()
-        job = Job(record, blocks, lo, target=record.input_tokens)
-        self.route(self.front, blocks, i).submit(job)
+        chain = trace.blocks(i)
+        job = Job(record, chain.tolist(), chain, lo, target=record.input_tokens)
+        self.route(self.front, chain, i).submit(job)
         if i + 1 < len(trace):
             self.engine.at(float(trace.arrival_s[i + 1]), self._arrive, i + 1, priority=-1)
 
@@ -127,7 +127,7 @@ class ServingRun:
                 targets = [d for d in targets if len(d.running) + len(d.ready) < d.max_seqs]
             prefill_instance = self.prefill[job.record.instance - self.prefill[0].index]
             source_job = job
-            dest_job = Job(job.record, job.blocks, job.position, target=job.record.input_tokens)
+            dest_job = Job(job.record, job.blocks, job.chain, job.position, target=job.record.input_tokens)
             for dest in targets:
                 blocks = dest.reserve(dest_job)
                 if blocks is not None:

@@ -7,7 +7,7 @@ dispatch. An arena mixing policies (``Arena``) switches on each tier's kind at r
 
 from __future__ import annotations
 
-from sim.cache.arena import KIND, kernel
+from sim.cache.arena import KIND, step
 from sim.cache.policies import arc, belady, fifo, lfu, lru, s3fifo, sieve
 
 KERNELS = {m.KIND: m for m in (lru, fifo, lfu, arc, s3fifo, sieve, belady)}  # kind -> policy module
@@ -24,10 +24,10 @@ def hooks_for(arena_class: type) -> tuple:
     return policy.access, policy.insert, policy.readmit, policy.remove, policy.victim
 
 
-# ---------------------------------------------------------------- mixed arenas: switch per tier
+# ------------------------------------------------- mixed arenas: switch per tier (called, not inlined)
 
 
-@kernel
+@step
 def access_any(a, t, s, now):
     k = a.meta[t, KIND]
     if k == LRU:
@@ -48,7 +48,7 @@ def access_any(a, t, s, now):
         raise RuntimeError("tier has no compiled policy")
 
 
-@kernel
+@step
 def insert_any(a, t, key, now):
     k = a.meta[t, KIND]
     if k == LRU or k == FIFO:
@@ -66,7 +66,7 @@ def insert_any(a, t, key, now):
     raise RuntimeError("tier has no compiled policy")
 
 
-@kernel
+@step
 def readmit_any(a, t, s, now):
     k = a.meta[t, KIND]
     if k == ARC:
@@ -79,7 +79,7 @@ def readmit_any(a, t, s, now):
         belady.readmit(a, t, s, now)
 
 
-@kernel
+@step
 def remove_any(a, t, s):
     k = a.meta[t, KIND]
     if k == LRU or k == FIFO:
@@ -98,7 +98,7 @@ def remove_any(a, t, s):
         raise RuntimeError("tier has no compiled policy")
 
 
-@kernel
+@step
 def victim_any(a, t, incoming):
     k = a.meta[t, KIND]
     if k == LRU or k == FIFO:
