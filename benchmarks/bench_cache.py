@@ -1,46 +1,41 @@
-"""Benchmark: cache-only replay speed per policy, against bare-Python and libCacheSim LRU references.
+"""Benchmark: kvsim's cache-only replay against libCacheSim's C ``process_trace``, per policy, one stream.
 
-Loads the Mooncake conversation trace with ``trace.loaders.load_trace`` at block_size=16
-(its 512-token blocks are split: ~9.06 M block accesses), then on that one stream and one
-capacity (default 10% of the unique blocks) times:
+The stream (reproducible from the shared data): the Mooncake conversation trace, its 512-token
+blocks split into 8-token blocks, first 6,285 requests (``--workload-limit 6285``): 10,000,352
+block accesses, 6.49 M distinct blocks. Capacity 20,000 blocks. For every policy both have
+(LRU, FIFO, LFU, ARC, S3-FIFO, SIEVE, Belady) it times:
 
-- each policy through exactly the replay ``--cache-only`` runs
-  (``sim.cache.replay.replay(trace, config, policy, "plain", capacity, next_use)``);
-  Belady's next-use index is built once and timed on its own;
-- (a) a bare ``collections.OrderedDict`` LRU loop (local bindings, ``in``, ``move_to_end``,
-  ``popitem(last=False)``), over ``stream.tolist()`` (the conversion is inside the timing,
-  as it is in the replay);
-- (b) libCacheSim's LRU through its Python bindings, one ``cache.get(req)`` per access (one
-  reused ``Request``, obj_size=1, hashpower sized to the capacity);
-- (c) libCacheSim's LRU in C, ``cache.process_trace`` over an oracleGeneral file (``<IQIq>``
-  records written with a numpy structured array's ``tofile``; writing is timed separately).
+- kvsim replay only: ``sim.cache.replay.replay`` on the loaded trace (what ``--cache-only``
+  runs after loading), after one warm-up call on a short stream (the compiled kernels are loaded);
+- kvsim end to end: a fresh ``python main.py --cache-only ... --policy X --capacity-blocks 20000``
+  subprocess (imports, trace loading, replay, report); its hit count is read from the report;
+- libCacheSim in C: ``cache.process_trace`` over an oracleGeneral file (``<IQIq>`` records:
+  clock, id, size 1, next-access index with INT64_MAX for never; hashpower sized to the
+  capacity), and the same plus building the next-use index and writing the file.
 
-All LRU variants must give the same hit count (a loud warning is printed if not). Prints a
-table of accesses/s, hit ratio and each row's speed as a ratio to (a), (b) and (c), then peak
-RSS and the load average (other processes on the machine skew the figures).
+Every policy's hit count must be equal in kvsim (both ways) and libCacheSim: the script exits 1
+otherwise. It prints accesses/s and the ratio kvsim / libCacheSim, the trace-loading time (the
+part of the end-to-end figure another module owns), and the cold start of the compiled kernels
+(one end-to-end LRU run with an empty numba cache directory).
 
 Run from the repository root::
 
-    python benchmarks/bench_cache.py [--trace PATH] [--capacity N] [--policies lru,fifo,...] [--limit N] [--repeat R]
+    python benchmarks/bench_cache.py [--policies lru,arc] [--repeat R] [--no-e2e] [--no-cold]
 
-Defaults: ``../shared/data/traces/mooncake_conversation.jsonl`` (relative to the repository
-root), capacity 10% of the stream's unique blocks, policies lru,fifo,lfu,arc,s3fifo,sieve,belady,
-the whole stream (``--limit N``: only its first N accesses, for quick runs), one timed run per
-case (``--repeat R``: R rounds, every case once per round, best time kept). A full run takes
-about two minutes per round. Timings are approximate: they depend on the machine and on whatever
-else is running (the load average is printed at the start and the end).
+A full run takes a few minutes. Timings depend on the machine and on whatever else runs on it
+(the load average is printed at the start and the end).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
-import resource
+import subprocess
 import sys
 import tempfile
 import time
-from collections import OrderedDict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -49,71 +44,16 @@ sys.path.insert(0, str(REPO))  # the project's `trace` package, not the stdlib m
 import numpy as np  # noqa: E402
 
 DEFAULT_TRACE = REPO / ".." / "shared" / "data" / "traces" / "mooncake_conversation.jsonl"
-DEFAULT_POLICIES = "lru,fifo,lfu,arc,s3fifo,sieve,belady"
+POLICIES = {"lru": "LRU", "fifo": "FIFO", "lfu": "LFU", "arc": "ARC", "s3fifo": "S3FIFO", "sieve": "Sieve",
+            "belady": "Belady"}  # kvsim name -> libCacheSim class
 ORACLE_GENERAL = np.dtype([("clock", "<u4"), ("obj_id", "<u8"), ("size", "<u4"), ("next", "<i8")])  # <IQIq
+INT64_MAX = np.iinfo(np.int64).max
 
 
-# ------------------------------------------------------------------------------ helpers
-
-
-def peak_rss_bytes() -> int:
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss if sys.platform == "darwin" else rss * 1024
-
-
-def truncate(trace, n: int):
-    """The first ``n`` block accesses of ``trace`` (the last request may be cut short)."""
-    offsets = trace.block_offsets
-    if n >= int(offsets[-1]):
-        return trace
-    reqs = int(np.searchsorted(offsets[:-1], n, side="left"))  # requests starting before access n
-    stream = trace.access_stream()[:n]
-    return dataclasses.replace(
-        trace,
-        arrival_s=trace.arrival_s[:reqs],
-        input_tokens=trace.input_tokens[:reqs],
-        output_tokens=trace.output_tokens[:reqs],
-        session_id=trace.session_id[:reqs],
-        block_offsets=np.minimum(offsets[:reqs + 1], n),
-        block_ids=np.ascontiguousarray(stream),
-        num_unique_blocks=int(len(np.unique(stream))),
-    )
-
-
-def bare_ordereddict_lru(stream: np.ndarray, capacity: int) -> int:
-    """Hits of LRU over ``stream``: the tightest reasonable pure-Python loop."""
-    od = OrderedDict()
-    move, pop = od.move_to_end, od.popitem
-    hits = 0
-    for key in stream.tolist():
-        if key in od:
-            move(key)
-            hits += 1
-        else:
-            if len(od) >= capacity:
-                pop(last=False)
-            od[key] = None
-    return hits
-
-
-def hashpower_for(capacity: int) -> int:
-    return max(10, capacity.bit_length() + 1)  # REFERENCE-TOOLS: the default 24 slows small caches
-
-
-def libcachesim_get_lru(stream: np.ndarray, capacity: int) -> int:
-    """Hits of libCacheSim's LRU, one Python ``get`` call per access."""
-    import libcachesim as lcs
-
-    cache = lcs.LRU(cache_size=capacity, hashpower=hashpower_for(capacity))
-    req = lcs.Request()
-    req.obj_size = 1
-    get = cache.get
-    hits = 0
-    for key in stream.tolist():
-        req.obj_id = key
-        if get(req):
-            hits += 1
-    return hits
+def timed(fn, *args):
+    start = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - start
 
 
 def write_oracle_general(stream: np.ndarray, next_use: np.ndarray, path: Path) -> None:
@@ -121,142 +61,137 @@ def write_oracle_general(stream: np.ndarray, next_use: np.ndarray, path: Path) -
     records["clock"] = np.arange(len(stream), dtype=np.uint32)
     records["obj_id"] = stream
     records["size"] = 1
-    records["next"] = next_use  # INT64_MAX where never used again (libCacheSim's convention)
+    records["next"] = np.where(next_use < 0, INT64_MAX, next_use)  # libCacheSim: INT64_MAX = never again
     records.tofile(path)
 
 
-def libcachesim_process_trace_lru(path: Path, n: int, capacity: int) -> int:
-    """Hits of libCacheSim's LRU over the oracleGeneral file, all in C."""
+def libcachesim_hits(policy: str, path: Path, n: int, capacity: int) -> int:
     import libcachesim as lcs
 
-    cache = lcs.LRU(cache_size=capacity, hashpower=hashpower_for(capacity))
-    reader = lcs.TraceReader(str(path), lcs.TraceType.ORACLE_GENERAL_TRACE)
-    miss_ratio, _ = cache.process_trace(reader)
+    hashpower = max(10, capacity.bit_length() + 1)  # REFERENCE-TOOLS: the default 24 slows small caches 20x
+    cache = getattr(lcs, POLICIES[policy])(cache_size=capacity, hashpower=hashpower)
+    miss_ratio, _ = cache.process_trace(lcs.TraceReader(str(path), lcs.TraceType.ORACLE_GENERAL_TRACE))
     return n - int(round(miss_ratio * n))
 
 
-def timed(fn, *args):
-    t0 = time.perf_counter()
-    out = fn(*args)
-    return out, time.perf_counter() - t0
+def main_argv(trace: Path, block_size: int, requests: int, capacity: int, policy: str, report: Path) -> list[str]:
+    return [sys.executable, str(REPO / "main.py"), "--cache-only", "--workload-trace", str(trace),
+            "--set", f"serving.block_size={block_size}", "--workload-limit", str(requests), "--policy", policy,
+            "--capacity-blocks", str(capacity), "--quiet", "--no-plot", "--report-json", str(report)]
 
 
-# --------------------------------------------------------------------------------- main
+def end_to_end(argv: list[str], report: Path, env: dict | None = None) -> tuple[int, float]:
+    """(hits, wall seconds) of one ``main.py`` process."""
+    start = time.perf_counter()
+    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"main.py failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    return json.loads(report.read_text())["runs"][0]["metrics"]["hits"], wall
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--trace", type=Path, default=DEFAULT_TRACE, help="Mooncake JSONL trace (default: %(default)s)")
-    ap.add_argument("--capacity", type=int, default=None, help="cache capacity in blocks (default: 10%% of unique blocks)")
-    ap.add_argument("--policies", default=DEFAULT_POLICIES, help="comma-separated policies (default: %(default)s)")
-    ap.add_argument("--limit", type=int, default=None, help="use only the first N block accesses")
-    ap.add_argument("--repeat", type=int, default=1, help="time every case N times, round robin, and keep the best")
+    ap.add_argument("--block-size", type=int, default=8, help="serving.block_size (default: %(default)s)")
+    ap.add_argument("--requests", type=int, default=6285, help="--workload-limit (default: %(default)s)")
+    ap.add_argument("--capacity", type=int, default=20_000, help="capacity in blocks (default: %(default)s)")
+    ap.add_argument("--policies", default=",".join(POLICIES), help="comma-separated (default: %(default)s)")
+    ap.add_argument("--repeat", type=int, default=1, help="time each case R times and keep the best")
+    ap.add_argument("--no-e2e", action="store_true", help="skip the end-to-end main.py runs")
+    ap.add_argument("--no-cold", action="store_true", help="skip the cold-start (empty numba cache) run")
     args = ap.parse_args(argv)
+    policies = [p.strip() for p in args.policies.split(",") if p.strip()]
+    unknown = [p for p in policies if p not in POLICIES]
+    if unknown:
+        ap.error(f"unknown policies {unknown}; valid: {', '.join(POLICIES)}")
     if not args.trace.is_file():
-        raise SystemExit(f"error: trace file not found: {args.trace}\n"
-                         f"(pass --trace PATH to the Mooncake conversation JSONL, e.g. mooncake_conversation.jsonl)")
-    if args.limit is not None and args.limit <= 0:
-        ap.error("--limit must be positive")
-    if args.capacity is not None and args.capacity <= 0:
-        ap.error("--capacity must be positive")
-    if args.repeat <= 0:
-        ap.error("--repeat must be positive")
+        raise SystemExit(f"trace not found: {args.trace} (pass --trace PATH to mooncake_conversation.jsonl)")
 
     from sim.cache.access import next_use_index
     from sim.cache.replay import replay
-    from sim.config import WorkloadConfig, load_config
-    from sim.cache.policies import POLICIES, make_policy
-    from trace.loaders import load_trace
-
-    policies = [p.strip() for p in args.policies.split(",") if p.strip()]
-    for name in policies:
-        make_policy(name, 1, next_use=np.zeros(1, dtype=np.int64))  # fail fast on an unknown name
+    from sim.config import load_config
+    from trace.workload import load_workload
 
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)")
-    trace, load_s = timed(load_trace, WorkloadConfig(trace=str(args.trace), block_mismatch="split"), 16)
-    full_accesses = trace.num_accesses
-    if args.limit is not None:
-        trace = truncate(trace, args.limit)
+    config = load_config(None, sets=[f"serving.block_size={args.block_size}", f"workload.trace={args.trace}",
+                                     f"workload.limit={args.requests}", f"cache.capacity_blocks={args.capacity}",
+                                     "workload.block_mismatch=split"])
+    trace, load_s = timed(load_workload, config)
     stream = trace.access_stream()
     n = len(stream)
-    unique = trace.num_unique_blocks
-    cap = args.capacity if args.capacity is not None else max(1, unique // 10)
-    print(f"trace: {args.trace.resolve()}")
-    print(f"loaded in {load_s:.2f} s: {len(trace):,} requests, {full_accesses:,} block accesses (block_size=16)")
-    if args.limit is not None:
-        print(f"--limit: using the first {n:,} accesses")
-    print(f"accesses: {n:,}   unique blocks: {unique:,}   reuse ceiling: {1 - unique / n:.4f}")
-    print(f"capacity: {cap:,} blocks" + ("" if args.capacity is not None else " (10% of unique blocks)")
-          + f"   libCacheSim hashpower: {hashpower_for(cap)}")
-
-    config = load_config(None, sets=["serving.block_size=16", f"cache.capacity_blocks={cap}"])
-    next_use, next_use_s = timed(next_use_index, stream)  # for Belady and the oracleGeneral file
-    print(f"next-use index: {next_use_s:.2f} s" + ("" if any(POLICIES[p].needs_future for p in policies)
-                                                    else " (for the oracleGeneral file only)"))
-
-    def kvsim(name: str):
-        def run() -> int:
-            cache, hit_tier = replay(trace, config, name, "plain", cap, next_use if POLICIES[name].needs_future else None)
-            return int((hit_tier >= 0).sum())
-        return run
-
+    print(f"stream: {args.trace.name}, block_size {args.block_size}, first {args.requests:,} requests: {n:,} accesses, "
+          f"{trace.num_unique_blocks:,} distinct blocks; capacity {args.capacity:,} blocks")
+    print(f"trace loading in process (load_workload): {load_s:.2f} s")
+    next_use, next_use_s = timed(next_use_index, stream)
     tmp = tempfile.TemporaryDirectory(prefix="kvsim-bench-")
-    path = Path(tmp.name) / "stream.oracleGeneral"
-    _, write_s = timed(write_oracle_general, stream, next_use, path)
-    size = path.stat().st_size
-    print(f"oracleGeneral file ({size / 2**20:,.0f} MiB) written in {write_s:.2f} s (not in (c)'s time)")
+    oracle = Path(tmp.name) / "stream.oracleGeneral"
+    _, write_s = timed(write_oracle_general, stream, next_use, oracle)
+    print(f"libCacheSim input: next-use index {next_use_s:.2f} s + oracleGeneral file "
+          f"({oracle.stat().st_size / 2**20:,.0f} MiB) written in {write_s:.2f} s")
 
-    cases = [(f"kvsim {name}", kvsim(name)) for name in policies] + [
-        ("(a) bare OrderedDict LRU", lambda: bare_ordereddict_lru(stream, cap)),
-        ("(b) libCacheSim LRU get()", lambda: libcachesim_get_lru(stream, cap)),
-        ("(c) libCacheSim LRU process_trace", lambda: libcachesim_process_trace_lru(path, n, cap)),
-    ]
-    best: dict[str, float] = {}
-    hits_of: dict[str, int] = {}
-    for rep in range(args.repeat):  # round robin, so drift in machine load hits every case alike
-        if args.repeat > 1:
-            print(f"round {rep + 1}/{args.repeat}")
-        for name, run in cases:
-            hits, secs = timed(run)
-            if hits_of.setdefault(name, hits) != hits:
-                print(f"!!! WARNING: {name} gave {hits:,} hits, {hits_of[name]:,} in an earlier round")
-            best[name] = min(best.get(name, secs), secs)
-            print(f"  {name:<34} {secs:7.2f} s  {n / secs / 1e6:6.2f} M acc/s  hit ratio {hits / n:.4f}", flush=True)
-    tmp.cleanup()
-    rows = [(name, best[name], hits_of[name]) for name, _ in cases]
-    refs = {k[1]: n / best[k] for k in best if k.startswith("(")}
-    lru_hits = {name: h for name, h in hits_of.items() if name == "kvsim lru" or name.startswith("(")}
+    k = 20  # a short copy (first 20 requests) to load the kernels
+    warm = dataclasses.replace(trace, arrival_s=trace.arrival_s[:k], input_tokens=trace.input_tokens[:k],
+                               output_tokens=trace.output_tokens[:k], session_id=trace.session_id[:k],
+                               block_offsets=trace.block_offsets[:k + 1],
+                               block_ids=stream[:int(trace.block_offsets[k])])
+    for policy in policies:  # warm-up: compile or load each kernel before the timed replays
+        replay(warm, config, policy, "plain", args.capacity, next_use)
 
-    # ------------------------------------------------------------------ agreement
+    rows, mismatch = [], False
+    for policy in policies:
+        best = {}
+        for _ in range(args.repeat):
+            (_, hit_tier), secs = timed(replay, trace, config, policy, "plain", args.capacity, next_use)
+            ours = int((hit_tier >= 0).sum())
+            best["replay"] = min(best.get("replay", secs), secs)
+            theirs, secs = timed(libcachesim_hits, policy, oracle, n, args.capacity)
+            best["lcs"] = min(best.get("lcs", secs), secs)
+            e2e_hits = ours
+            if not args.no_e2e:
+                report = Path(tmp.name) / f"{policy}.json"
+                e2e_hits, secs = end_to_end(main_argv(args.trace, args.block_size, args.requests, args.capacity,
+                                                      policy, report), report)
+                best["e2e"] = min(best.get("e2e", secs), secs)
+        ok = ours == theirs == e2e_hits
+        mismatch |= not ok
+        rows.append((policy, ours, theirs, ok, best))
+        e2e = f"{n / best['e2e'] / 1e6:6.2f} M/s e2e" if "e2e" in best else ""
+        print(f"  {policy:<7} replay {n / best['replay'] / 1e6:7.2f} M/s  {e2e}  libCacheSim "
+              f"{n / best['lcs'] / 1e6:6.2f} M/s  hits {ours:,} / {theirs:,} {'equal' if ok else 'DIFFER'}", flush=True)
+
     print()
-    if len(set(lru_hits.values())) == 1:
-        print(f"LRU hit counts agree: {next(iter(lru_hits.values())):,} hits in every LRU variant ({', '.join(lru_hits)})")
-    else:
-        bar = "!" * 78
-        print(f"{bar}\n!!! WARNING: LRU HIT COUNTS DIFFER BETWEEN VARIANTS:")
-        for k, v in lru_hits.items():
-            print(f"!!!   {k:<32} {v:,}")
-        print(bar)
-
-    # ---------------------------------------------------------------------- table
-    print()
-    best_of = f"best of {args.repeat} runs" if args.repeat > 1 else "one run each"
-    print(f"{n:,} accesses, capacity {cap:,} blocks, {best_of}; / (a),(b),(c): this row's accesses/s over the reference's")
-    head = f"{'name':<36} {'seconds':>8} {'accesses/s':>12} {'hit ratio':>9} {'/ (a)':>7} {'/ (b)':>7} {'/ (c)':>7}"
+    print(f"{n:,} accesses, capacity {args.capacity:,}, {'best of ' + str(args.repeat) if args.repeat > 1 else 'one run'}; "
+          "rates in M accesses/s; ratio = kvsim / libCacheSim process_trace")
+    head = (f"{'policy':<8} {'hit ratio':>9} {'kvsim replay':>12} {'kvsim e2e':>10} {'LCS C':>7} {'LCS C+file':>10} "
+            f"{'replay/C':>9} {'e2e/C':>7} {'e2e/(C+file)':>12}")
     print(head)
     print("-" * len(head))
-    for name, secs, hits in rows:
-        rate = n / secs
-        print(f"{name:<36} {secs:8.2f} {rate:12,.0f} {hits / n:9.4f} "
-              f"{rate / refs['a']:7.3f} {rate / refs['b']:7.3f} {rate / refs['c']:7.3f}")
-    print("-" * len(head))
-    ours = next((n / s for name, s, _ in rows if name == "kvsim lru"), None)
-    if ours is not None:
-        print(f"kvsim LRU rate = {ours / refs['a']:.3f}x (a) bare OrderedDict, {ours / refs['b']:.3f}x (b) libCacheSim get(), "
-              f"{ours / refs['c']:.3f}x (c) libCacheSim process_trace")
-    print(f"(c) including the file write: {n / (best['(c) libCacheSim LRU process_trace'] + write_s):,.0f} accesses/s")
-    print(f"peak RSS: {peak_rss_bytes() / 2**30:.2f} GiB")
-    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)")
+    file_s = next_use_s + write_s
+    for policy, ours, theirs, ok, best in rows:
+        replay_rate, lcs_rate, lcs_file_rate = n / best["replay"], n / best["lcs"], n / (best["lcs"] + file_s)
+        e2e_rate = n / best["e2e"] if "e2e" in best else float("nan")
+        print(f"{policy:<8} {ours / n:9.4f} {replay_rate / 1e6:12.2f} {e2e_rate / 1e6:10.2f} {lcs_rate / 1e6:7.2f} "
+              f"{lcs_file_rate / 1e6:10.2f} {replay_rate / lcs_rate:9.2f} {e2e_rate / lcs_rate:7.2f} "
+              f"{e2e_rate / lcs_file_rate:12.2f}" + ("" if ok else "  HIT COUNTS DIFFER"))
+    if not args.no_e2e:
+        mean_e2e = float(np.mean([best["e2e"] for *_, best in rows]))
+        print(f"trace loading: {load_s:.2f} s in process = {load_s / mean_e2e:.0%} of the mean end-to-end run "
+              f"({mean_e2e:.2f} s)")
+    if not args.no_cold:
+        cache_dir = Path(tmp.name) / "numba-cache"
+        env = {**os.environ, "NUMBA_CACHE_DIR": str(cache_dir)}
+        report = Path(tmp.name) / "cold.json"
+        argv_lru = main_argv(args.trace, args.block_size, args.requests, args.capacity, "lru", report)
+        _, cold_s = end_to_end(argv_lru, report, env)
+        _, warm_s = end_to_end(argv_lru, report, env)
+        print(f"LRU end to end with an empty numba cache: {cold_s:.2f} s; again with it filled: {warm_s:.2f} s "
+              f"(compile cost {cold_s - warm_s:+.2f} s)")
+    tmp.cleanup()
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if mismatch:
+        print("!!! HIT COUNTS DIFFER between kvsim and libCacheSim (see the rows marked above)")
+        return 1
     return 0
 
 

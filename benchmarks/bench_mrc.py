@@ -1,18 +1,25 @@
-"""Benchmark: the exact LRU miss-ratio curve of a >= 5-million-access stream, checked against LRU replays.
+"""Benchmark: exact LRU miss-ratio curves of 10 M and 50 M accesses, and a check against LRU replays.
 
-Builds the stream from the Mooncake conversation trace (512-token blocks split into
-16-token blocks: ~9.06 M accesses; the first ``--accesses`` are used), times
-``sim.cache.mrc.lru_mrc`` (exact, and SHARDS at 1%), and compares the exact curve with
-separate LRU replays at 5 capacities (they must be equal).
+1. Synthetic streams of 10 M and 50 M accesses from one seeded generator (keys
+   ``(zipf(1.1) - 1) mod 20,000,000``, numpy ``default_rng(0)``): times ``sim.cache.mrc.lru_mrc``
+   exact (the Fenwick-tree stack distances) and SHARDS at 1%, and prints the 50 M / 10 M
+   time ratio (5.0 is linear).
+2. The Mooncake conversation trace at 8-token blocks, first 6,285 requests (10,000,352 accesses,
+   the ``bench_cache.py`` stream): the exact curve at 5 capacities must equal separate LRU
+   replays (compiled kernel) exactly.
 
 Run from the repository root::
 
-    python benchmarks/bench_mrc.py [--trace PATH] [--accesses N]
+    python benchmarks/bench_mrc.py [--sizes 10000000,50000000] [--trace PATH] [--no-check]
+
+Times are CPU seconds of this process (``time.process_time``) and wall seconds; other
+processes on the machine skew the wall figure (the load average is printed).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -22,44 +29,81 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from sim.cache.multitier import MultiTierCache  # noqa: E402
-from sim.config import WorkloadConfig  # noqa: E402
-from sim.cache.mrc import lru_mrc  # noqa: E402
-from sim.cache.policies import make_policy  # noqa: E402
-from sim.cache.tiers import Tier  # noqa: E402
-from trace.loaders import load_trace  # noqa: E402
+from sim.cache.mrc import capacity_grid, lru_mrc  # noqa: E402
+
+DEFAULT_TRACE = REPO.parent / "shared" / "data" / "traces" / "mooncake_conversation.jsonl"
+KEY_SPACE = 20_000_000
+
+
+def timed(fn, *args, **kwargs):
+    cpu, wall = time.process_time(), time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.process_time() - cpu, time.perf_counter() - wall
+
+
+def synthetic(n: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return ((rng.zipf(1.1, n) - 1) % KEY_SPACE).astype(np.int64)
 
 
 def lru_hits(stream: np.ndarray, capacity: int) -> int:
-    tier = Tier("hbm", capacity, make_policy("lru", capacity), 1.0, 1.0, 0.0)
+    from sim.cache.arena import TierArena
+    from sim.cache.multitier import MultiTierCache
+    from sim.cache.tiers import new_tier
+
+    arena = TierArena(max_keys=int(stream.max()) + 1)
+    cache = MultiTierCache([new_tier(arena, "hbm", "lru", capacity, 1.0, 1.0, 0.0)], 1)
     hit_tier = np.full(len(stream), -1, dtype=np.int8)
-    MultiTierCache([tier], 1).replay(stream, np.array([0, len(stream)]), hit_tier, 0, 1, prefix=False)
+    cache.replay(stream, np.array([0, len(stream)]), hit_tier, 0, 1, prefix=False)
     return int((hit_tier >= 0).sum())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trace", default=str(REPO.parent / "shared" / "data" / "traces" / "mooncake_conversation.jsonl"))
-    parser.add_argument("--accesses", type=int, default=5_000_000)
+    parser.add_argument("--sizes", default="10000000,50000000", help="synthetic stream lengths (comma-separated)")
+    parser.add_argument("--trace", type=Path, default=DEFAULT_TRACE, help="Mooncake JSONL for the replay check")
+    parser.add_argument("--no-check", action="store_true", help="skip the Mooncake check against LRU replays")
     args = parser.parse_args()
-    if not Path(args.trace).is_file():
-        sys.exit(f"trace not found: {args.trace} (pass --trace PATH to the Mooncake conversation trace)")
-    stream = load_trace(WorkloadConfig(trace=args.trace, block_mismatch="split"), 16).access_stream()[: args.accesses]
-    print(f"stream: {len(stream):,} accesses, {len(np.unique(stream)):,} distinct blocks")
-    capacities = np.array([1_000, 10_000, 100_000, 300_000, 1_000_000])
-    start = time.perf_counter()
-    exact = lru_mrc(stream, capacities=capacities)
-    exact_s = time.perf_counter() - start
-    start = time.perf_counter()
-    shards = lru_mrc(stream, sample_rate=0.01, capacities=capacities)
-    shards_s = time.perf_counter() - start
-    print(f"exact MRC: {exact_s:.2f} s   SHARDS 1%: {shards_s:.2f} s ({shards.sampled_accesses:,} sampled accesses)")
-    print(f"{'capacity':>10} {'MRC exact':>10} {'LRU replay':>11} {'equal':>6} {'SHARDS':>8} {'replay s':>9}")
-    for cap, ratio, approx in zip(capacities, exact.hit_ratios, shards.hit_ratios):
-        start = time.perf_counter()
-        replay = lru_hits(stream, int(cap)) / len(stream)
-        print(f"{cap:>10,} {ratio:10.5f} {replay:11.5f} {str(ratio == replay):>6} {approx:8.5f} "
-              f"{time.perf_counter() - start:9.2f}")
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)")
+    lru_mrc(synthetic(1000))  # load the compiled kernel before timing
+    grid = capacity_grid(KEY_SPACE)
+    exact_cpu = {}
+    print(f"{'accesses':>12} {'distinct':>11} {'exact cpu s':>11} {'wall s':>7} {'M acc/s':>8} "
+          f"{'SHARDS 1% cpu s':>15} {'hit@100k':>9}")
+    for n in (int(x) for x in args.sizes.split(",")):
+        stream = synthetic(n)
+        curve, cpu, wall = timed(lru_mrc, stream, capacities=grid)
+        shards, shards_cpu, _ = timed(lru_mrc, stream, sample_rate=0.01, capacities=grid, salt=0)
+        exact_cpu[n] = cpu
+        print(f"{n:>12,} {len(np.unique(stream)):>11,} {cpu:11.2f} {wall:7.2f} {n / cpu / 1e6:8.1f} "
+              f"{shards_cpu:15.2f} {curve.hit_ratio_at(100_000):9.4f}", flush=True)
+        del stream
+    sizes = sorted(exact_cpu)
+    if len(sizes) >= 2:
+        lo, hi = sizes[0], sizes[-1]
+        print(f"cost ratio {hi // 1_000_000} M / {lo // 1_000_000} M: {exact_cpu[hi] / exact_cpu[lo]:.2f} "
+              f"(linear: {hi / lo:.2f})")
+    if not args.no_check:
+        if not args.trace.is_file():
+            sys.exit(f"trace not found: {args.trace} (pass --trace PATH, or --no-check)")
+        from sim.config import load_config
+        from trace.workload import load_workload
+
+        config = load_config(None, sets=["serving.block_size=8", f"workload.trace={args.trace}", "workload.limit=6285",
+                                                 "workload.block_mismatch=split"])
+        stream = load_workload(config).access_stream()
+        capacities = np.array([1_000, 20_000, 100_000, 1_000_000, 5_000_000])
+        curve, cpu, _ = timed(lru_mrc, stream, capacities=capacities)
+        print(f"Mooncake, 8-token blocks, first 6,285 requests: {len(stream):,} accesses; exact MRC {cpu:.2f} s cpu")
+        print(f"{'capacity':>10} {'MRC':>8} {'LRU replay':>11} {'equal':>6}")
+        equal = True
+        for cap, ratio in zip(capacities, curve.hit_ratios):
+            replay = lru_hits(stream, int(cap)) / len(stream)
+            equal &= ratio == replay
+            print(f"{cap:>10,} {ratio:8.5f} {replay:11.5f} {str(ratio == replay):>6}")
+        if not equal:
+            sys.exit("!!! the exact MRC differs from LRU replays")
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

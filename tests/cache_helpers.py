@@ -1,24 +1,53 @@
-"""Small harness for cache tests: build a cache over given tiers and record what it evicts."""
+"""Small harness for cache tests: build a compiled cache (or the reference one) over given tiers
+and record what it evicts."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from sim.cache.access import next_use_index
-from sim.cache.multitier import MultiTierCache
-from sim.cache.policies import make_policy
-from sim.cache.tiers import Tier
+from sim.cache.arena import TierArena
+from sim.cache.hooked import HookedMultiTierCache
+from sim.cache.multitier import build_cache
+from sim.cache.tiers import new_tier
+from tests.reference import REFERENCE
+
+NAMES = ["hbm", "dram", "ssd", "eic"]
 
 
-def make_cache(policy: str, capacities: list[int], stream=None, inclusive: bool = False) -> MultiTierCache:
-    """Tiers of ``policy``; clairvoyant and learned policies get the stream's true next uses
-    (learned policies thus see a perfect predictor)."""
-    next_use = next_use_index(np.asarray(stream)) if stream is not None else None
-    predicted = None if next_use is None else np.minimum(next_use, 10 * len(next_use) + 10).astype(np.float64)
-    names = ["hbm", "dram", "ssd", "eic"]
-    tiers = [Tier(names[i], cap, make_policy(policy, cap, next_use, predicted), 1.0, 1.0, 0.0)
-             for i, cap in enumerate(capacities)]
-    return MultiTierCache(tiers, block_bytes=1, inclusive=inclusive, track_positions=next_use is not None and len(tiers) > 1)
+def oracle_inputs(stream) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The stream's true next uses, for clairvoyant policies, and as a learned policy's (perfect) predictions."""
+    if stream is None:
+        return None, None
+    next_use = next_use_index(np.asarray(stream, dtype=np.int64))
+    return next_use, np.minimum(next_use, 10 * len(next_use) + 10).astype(np.float64)
+
+
+def make_tiers(policies: list[str], capacities: list[int], stream=None, num_blocks: int = 64,
+               arena: TierArena | None = None, names: list[str] | None = None):
+    next_use, predicted = oracle_inputs(stream)
+    arena = arena or TierArena(future=next_use, max_keys=num_blocks)
+    names = names or NAMES
+    return [new_tier(arena, names[i], policy, cap, 1.0, 1.0, 0.0, next_use, predicted)
+            for i, (policy, cap) in enumerate(zip(policies, capacities))]
+
+
+def make_cache(policy: str | list[str], capacities: list[int], stream=None, inclusive: bool = False,
+               reference: bool = False, num_blocks: int = 64):
+    """Tiers of ``policy`` (one name, or one per tier), compiled; ``reference``: the pure-Python
+    reference policies on the generic path instead. Clairvoyant and learned policies get the
+    stream's true next uses (learned policies thus see a perfect predictor)."""
+    policies = [policy] * len(capacities) if isinstance(policy, str) else policy
+    if stream is not None:
+        num_blocks = max(num_blocks, int(np.max(stream)) + 1)
+    tiers = make_tiers(policies, capacities, stream, num_blocks)
+    track = stream is not None and len(tiers) > 1
+    if reference:
+        next_use, _ = oracle_inputs(stream)
+        hooks = [REFERENCE[p](cap, next_use=next_use) if REFERENCE[p].needs_future else REFERENCE[p](cap)
+                 for p, cap in zip(policies, capacities)]
+        return HookedMultiTierCache(tiers, 1, inclusive, track, hooks=hooks)
+    return build_cache(tiers, 1, inclusive, track, num_blocks)
 
 
 def evictions(policy: str, capacity: int, stream: list[int]) -> tuple[list[int], list[bool]]:
@@ -26,13 +55,13 @@ def evictions(policy: str, capacity: int, stream: list[int]) -> tuple[list[int],
     cache = make_cache(policy, [capacity], stream)
     out, hits = [], []
     for now, key in enumerate(stream):
-        before = set(cache.tiers[0].resident)
+        before = cache.resident(0)
         hits.append(cache.touch(key, now) >= 0)
-        out.extend(sorted(before - cache.tiers[0].resident))
+        out.extend(sorted(before - cache.resident(0)))
     return out, hits
 
 
-def plain_hits(policy: str, capacities: list[int], stream, inclusive: bool = False) -> tuple[int, MultiTierCache]:
+def plain_hits(policy: str, capacities: list[int], stream, inclusive: bool = False):
     stream = np.asarray(stream, dtype=np.int64)
     cache = make_cache(policy, capacities, stream, inclusive)
     hit_tier = np.full(len(stream), -1, dtype=np.int8)

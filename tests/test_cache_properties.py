@@ -1,4 +1,5 @@
-"""Invariants of the cache engine, checked after every step (hypothesis), and tier semantics by hand."""
+"""The compiled cache engine: invariants checked after every step (hypothesis), step-by-step equality
+with the pure-Python reference policies on the generic path, and tier semantics by hand."""
 
 from __future__ import annotations
 
@@ -6,32 +7,129 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sim.cache.arena import TierArena
+from sim.cache.hooked import HookedMultiTierCache
+from sim.cache.multitier import CachePlugins, build_cache
 from sim.cache.policies import POLICIES
-from tests.cache_helpers import make_cache, plain_hits
+from tests.cache_helpers import NAMES, make_cache, make_tiers, oracle_inputs, plain_hits
+from tests.reference import REFERENCE
 
+CLASSIC = sorted(REFERENCE)
 streams = st.lists(st.integers(0, 30), min_size=1, max_size=300)
 capacity_lists = st.lists(st.integers(1, 12), min_size=1, max_size=4)
 policy_names = st.sampled_from(sorted(POLICIES))
+# serving-like operations: mostly uses, some takes (a running request holds the block), some top-tier resizes
+operation = st.one_of(st.tuples(st.sampled_from(["touch", "touch", "touch", "take"]), st.integers(0, 30)),
+                      st.tuples(st.just("resize"), st.integers(0, 12)))
+operations = st.lists(operation, min_size=1, max_size=200)
+
+
+def _state(cache) -> tuple:
+    return tuple(frozenset(cache.resident(i)) for i in range(len(cache.tiers)))
+
+
+def _stats(cache) -> list[dict]:
+    return [t.stats.to_dict() for t in cache.tiers]
+
+
+def _apply(cache, op: str, arg: int, now: int) -> int:
+    if op == "touch":
+        return cache.touch(arg, now)
+    if op == "take":
+        return cache.take(arg)
+    cache.resize_top(min(arg, cache.tiers[0].arena.built_capacity(cache.tiers[0].index)))  # shrink, or grow back
+    return 0
 
 
 @settings(max_examples=150, deadline=None)
 @given(policy_names, capacity_lists, streams, st.booleans())
 def test_capacity_never_exceeded_and_placement_is_consistent(policy, capacities, stream, inclusive):
     cache = make_cache(policy, capacities, stream, inclusive)
-    hits = 0
     for now, key in enumerate(stream):
-        hits += cache.touch(key, now) >= 0
-        for tier in cache.tiers:
-            assert len(tier.resident) <= tier.capacity
-        if not hasattr(cache.tiers[0].policy, "admit"):  # a policy with admission control may decline it
-            assert key in cache.tiers[0].resident  # a used block is in the top tier afterwards
+        cache.touch(key, now)
+        tiers = [cache.resident(i) for i in range(len(capacities))]
+        for resident, capacity in zip(tiers, capacities):
+            assert len(resident) <= capacity
+        if policy != "belady-bypass":  # a policy with admission control may decline it
+            assert key in tiers[0]  # a used block is in the top tier afterwards
         if not inclusive:  # exclusive: a block lives in at most one tier
-            assert sum(len(t.resident) for t in cache.tiers) == len(set().union(*(t.resident for t in cache.tiers)))
-    stats = [t.stats for t in cache.tiers]
-    assert hits + (len(stream) - hits) == len(stream)
+            assert sum(len(r) for r in tiers) == len(set().union(*tiers))
     # every insertion is matched by the block still being there or having left
-    for tier, s in zip(cache.tiers, stats):
-        assert s.insertions == len(tier.resident) + s.promotions * (not inclusive) + s.demotions + s.evictions
+    for i, tier in enumerate(cache.tiers):
+        s = tier.stats
+        assert s.insertions == len(cache.resident(i)) + s.promotions * (not inclusive) + s.demotions + s.evictions
+
+
+@settings(max_examples=250, deadline=None)
+@given(st.sampled_from(CLASSIC), capacity_lists, operations, st.booleans())
+def test_compiled_engine_equals_the_reference_step_by_step(policy, capacities, ops, inclusive):
+    # Same operations through the compiled kernels and through the reference policies on the generic
+    # path: the same tier answers, the same residents of every tier after every step (so the same
+    # evictions, in the same order), the same counters at the end.
+    keys = [arg if op != "resize" else 0 for op, arg in ops]
+    compiled = make_cache(policy, capacities, keys, inclusive)
+    reference = make_cache(policy, capacities, keys, inclusive, reference=True)
+    for now, (op, arg) in enumerate(ops):
+        assert _apply(compiled, op, arg, now) == _apply(reference, op, arg, now), (now, op, arg)
+        assert _state(compiled) == _state(reference), (now, op, arg)
+    assert _stats(compiled) == _stats(reference)
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.sampled_from(["lru", "fifo", "belady"]), st.lists(st.integers(1, 8), min_size=2, max_size=3),
+       st.lists(st.tuples(st.integers(0, 1), operation), min_size=1, max_size=200))
+def test_tiers_shared_by_two_caches_equal_the_reference(policy, capacities, ops):
+    # Two instances' caches over one set of lower tiers (serving): a block demoted into a shared tier
+    # that already holds the other instance's copy. (The other reference policies corrupt their own
+    # state when admitting a block they hold; the kernels keep its place.)
+    keys = [arg if op != "resize" else 0 for _, (op, arg) in ops]
+    next_use, _ = oracle_inputs(keys)
+    caches = {}
+    for kind in ("compiled", "reference"):
+        arena = TierArena(future=next_use, max_keys=64)
+        shared = make_tiers([policy] * (len(capacities) - 1), capacities[1:], keys, arena=arena, names=NAMES[1:])
+        tops = [make_tiers([policy], capacities[:1], keys, arena=arena)[0] for _ in range(2)]
+        if kind == "compiled":
+            caches[kind] = [build_cache([top, *shared], 1, track_positions=True, num_blocks=64) for top in tops]
+        else:
+            cls = REFERENCE[policy]
+            hooks = {t.index: cls(t.capacity, next_use=next_use) if cls.needs_future else cls(t.capacity)
+                     for t in [*tops, *shared]}
+            caches[kind] = [HookedMultiTierCache([top, *shared], 1, track_positions=True,
+                                                 hooks=[hooks[t.index] for t in [top, *shared]]) for top in tops]
+    for now, (which, (op, arg)) in enumerate(ops):
+        compiled, reference = caches["compiled"][which], caches["reference"][which]
+        assert _apply(compiled, op, arg, now) == _apply(reference, op, arg, now), (now, which, op, arg)
+        for c, r in zip(caches["compiled"], caches["reference"]):
+            assert _state(c) == _state(r), (now, which, op, arg)
+    assert _stats(caches["compiled"][0]) == _stats(caches["reference"][0])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(CLASSIC), min_size=2, max_size=3), st.lists(st.integers(1, 8), min_size=3, max_size=3),
+       streams, st.booleans())
+def test_tiers_with_different_policies_equal_the_reference(policies, capacities, stream, inclusive):
+    capacities = capacities[:len(policies)]
+    compiled = make_cache(policies, capacities, stream, inclusive)
+    reference = make_cache(policies, capacities, stream, inclusive, reference=True)
+    for now, key in enumerate(stream):
+        assert compiled.touch(key, now) == reference.touch(key, now)
+        assert _state(compiled) == _state(reference)
+    assert _stats(compiled) == _stats(reference)
+
+
+def test_a_learned_tier_above_a_compiled_one_runs_the_generic_path():
+    # learned HBM over LRU DRAM: the LRU kernel is driven through its Python hooks; it must act as
+    # the reference LRU does under the same learned tier.
+    rng = np.random.default_rng(5)
+    stream = (rng.zipf(1.3, 600) % 40).tolist()
+    compiled = make_cache(["learned", "lru"], [5, 8], stream)
+    assert isinstance(compiled, HookedMultiTierCache)
+    reference = make_cache(["learned", "lru"], [5, 8], stream)
+    reference.policies[1] = REFERENCE["lru"](8)
+    for now, key in enumerate(stream):
+        assert compiled.touch(key, now) == reference.touch(key, now)
+        assert _state(compiled) == _state(reference)
 
 
 @settings(max_examples=150, deadline=None)
@@ -62,28 +160,52 @@ def test_exclusive_lru_hierarchy_equals_one_lru_of_the_total_size(c1, c2, stream
     assert plain_hits("lru", [c1, c2], stream)[0] == plain_hits("lru", [c1 + c2], stream)[0]
 
 
+@settings(max_examples=80, deadline=None)
+@given(policy_names, st.integers(1, 12), streams)
+def test_whole_stream_replay_equals_one_touch_at_a_time(policy, capacity, stream):
+    replayed, cache = plain_hits(policy, [capacity], stream)
+    stepped = make_cache(policy, [capacity], stream)
+    levels = stepped.touch_chain(stream, np.arange(len(stream)))
+    assert replayed == int((levels >= 0).sum())
+    assert _state(cache) == _state(stepped)
+    replay_stats, touch_stats = _stats(cache)[0], _stats(stepped)[0]
+    assert replay_stats.pop("hits") == replayed and touch_stats.pop("hits") == 0  # a replay counts its hits
+    assert replay_stats == touch_stats
+
+
 def test_exclusive_promotion_and_demotion_by_hand():
     # HBM 1 block, DRAM 1 block, LRU. a: miss; b: miss, a demoted; a: DRAM hit, promoted, b demoted.
+    a, b, c = 1, 2, 3
     cache = make_cache("lru", [1, 1])
-    assert [cache.touch(k, t) for t, k in enumerate(["a", "b", "a", "c"])] == [-1, -1, 1, -1]
+    assert [cache.touch(k, t) for t, k in enumerate([a, b, a, c])] == [-1, -1, 1, -1]
+    assert cache.resident(0) == {c} and cache.resident(1) == {a}  # c demoted a; b fell out of DRAM
     hbm, dram = cache.tiers
-    assert hbm.resident == {"c"} and dram.resident == {"a"}  # c demoted a; b fell out of DRAM
     # HBM demoted a, then b (to make room for the promoted a), then a again; DRAM dropped only b
     assert (dram.stats.promotions, hbm.stats.demotions, dram.stats.evictions) == (1, 3, 1)
 
 
 def test_inclusive_writes_through_and_keeps_lower_copies():
+    a, b = 1, 2
     cache = make_cache("lru", [1, 3], inclusive=True)
-    for t, k in enumerate(["a", "b"]):
+    for t, k in enumerate([a, b]):
         cache.touch(k, t)
-    hbm, dram = cache.tiers
-    assert hbm.resident == {"b"} and dram.resident == {"a", "b"}  # a dropped from HBM, copy kept below
-    assert cache.touch("a", 2) == 1 and hbm.resident == {"a"} and dram.resident == {"a", "b"}
+    assert cache.resident(0) == {b} and cache.resident(1) == {a, b}  # a dropped from HBM, copy kept below
+    assert cache.touch(a, 2) == 1 and cache.resident(0) == {a} and cache.resident(1) == {a, b}
+    hbm = cache.tiers[0]
     assert hbm.stats.demotions == 0 and hbm.stats.evictions == 2
 
 
-def _prefix_replay(policy, capacities, requests):
+def test_a_shrinking_top_tier_demotes_its_least_recent_blocks():
+    cache = make_cache("lru", [4, 4])
+    for t, k in enumerate([1, 2, 3, 4]):
+        cache.touch(k, t)
+    cache.resize_top(1)
+    assert cache.resident(0) == {4} and cache.resident(1) == {1, 2, 3}
+    assert cache.take(2) == 1 and cache.resident(1) == {1, 3}  # taken for a running request: out of the cache
+    assert cache.tiers[1].stats.promotions == 1
 
+
+def _prefix_replay(policy, capacities, requests):
     blocks = np.array([b for r in requests for b in r], dtype=np.int64)
     offsets = np.cumsum([0] + [len(r) for r in requests])
     cache = make_cache(policy, capacities, blocks)
@@ -106,7 +228,7 @@ def test_prefix_semantics_hits_are_a_prefix_and_prefixes_stay_whole(policy, capa
         cache.replay(blocks, offsets, hit_tier, r, r + 1, prefix=True)
         hits = hit_tier[offsets[r]:offsets[r + 1]] >= 0
         assert not np.any(hits[1:] & ~hits[:-1])  # contiguous from the first block
-        cached = set().union(*(t.resident for t in cache.tiers))
+        cached = set().union(*(cache.resident(i) for i in range(len(capacities))))
         for b in cached:  # leaves are evicted first: every cached block's parent is cached
             assert b not in parent or parent[b] in cached
 
@@ -120,19 +242,16 @@ def test_prefix_semantics_stop_at_first_miss():
     assert hit_tier.tolist() == [-1, 0, -1, -1, -1, -1, -1]
 
 
-@settings(max_examples=80, deadline=None)
-@given(policy_names, st.integers(1, 12), streams)
-def test_single_tier_fast_path_equals_general_path(policy, capacity, stream):
-    from tests.cache_helpers import evictions
-
-    fast, cache = plain_hits(policy, [capacity], stream)  # unrolled single-tier loop
-    _, general = evictions(policy, capacity, stream)  # MultiTierCache.touch per access
-    assert fast == sum(general)
+def test_lookup_prefix_counts_held_blocks_as_top_tier_hits():
+    cache = make_cache("lru", [2, 4])
+    for t, k in enumerate([1, 2, 3]):  # 1 demoted to DRAM
+        cache.touch(k, t)
+    assert cache.lookup_prefix([2, 1, 9, 3]).tolist() == [0, 1]
+    assert cache.lookup_prefix([9, 2, 1], held={9}).tolist() == [0, 0, 1]
+    assert cache.lookup_prefix([2, 1, 3], held={1}).tolist() == [0, 0, 0]  # in use: its DRAM copy does not count
 
 
 def _plugin_replay(capacities, requests, sessions, **plugins):
-    from sim.cache.multitier import CachePlugins
-
     cache, hit_tier, blocks, offsets = _prefix_replay("lru", capacities, requests)
     cache.replay(blocks, offsets, hit_tier, 0, len(requests), prefix=True,
                  plugins=CachePlugins(**plugins), sessions=np.array(sessions))
@@ -143,7 +262,7 @@ def test_selective_write_keeps_only_shallow_blocks():
     # depth limit 2: of [0,1,2,3] only blocks 0 and 1 are kept, so the repeat hits exactly 2
     cache, hit_tier = _plugin_replay([10], [[0, 1, 2, 3], [0, 1, 2, 3]], [-1, -1], selective_write_depth=2)
     assert hit_tier.tolist() == [-1] * 4 + [0, 0, -1, -1]
-    assert cache.tiers[0].resident == {0, 1}
+    assert cache.resident(0) == {0, 1}
 
 
 def test_session_prefetch_pulls_previous_turn_up_before_lookup():
@@ -152,6 +271,6 @@ def test_session_prefetch_pulls_previous_turn_up_before_lookup():
     requests, sessions = [[0, 1], [5, 6], [0, 1]], [7, -1, 7]
     without, hit_without = _plugin_replay([2, 10], requests, sessions)
     assert hit_without[4:6].tolist() == [1, 1]
-    cache, hit_tier = _plugin_replay([2, 10], requests, sessions, previous_turn={})
+    cache, hit_tier = _plugin_replay([2, 10], requests, sessions, session_prefetch=True)
     assert hit_tier[4:6].tolist() == [0, 0]
     assert cache.tiers[1].stats.prefetches == 2 and cache.tiers[1].stats.promotions == 0

@@ -26,6 +26,17 @@ def next_use_index(stream: np.ndarray) -> np.ndarray:
     return nxt
 
 
+def block_id_space(trace: Trace) -> int:
+    """One more than the largest block id of the trace: what arrays indexed by block id need.
+
+    Ids are dense from 0 (``trace.blocks.intern``), except that a request range of the
+    ``unique`` kind keeps the global ids of its blocks.
+    """
+    if trace.block_ids is None:
+        return trace.num_accesses
+    return int(trace.block_ids.max()) + 1 if len(trace.block_ids) else 0
+
+
 def tokens_per_access(trace: Trace) -> np.ndarray:
     """Prompt tokens each block access covers: block_size, or fewer for a prompt's last block."""
     offsets = trace.block_offsets

@@ -5,13 +5,10 @@ Mattson et al., "Evaluation techniques for storage hierarchies" (IBM Systems Jou
 blocks used since the previous use of the same block) is at most C, so one pass gives
 the hit ratio at every capacity.
 
-Computing distances: for a reuse at t whose previous use is p, the blocks used in
-(p, t) number (t − p − 1) minus the repeats among them, and a repeat at j is exactly a
-reuse with p < prev(j) (with j < t). So distance(t) = t − p − R(t), where R(t) counts
-earlier reuses j whose prev(j) > prev(t): a per-element inversion count over the
-``prev`` values of the reuse accesses. A bottom-up merge sort counts it in
-O(n log n); each level merges all row pairs at once with numpy's stable sort (timsort
-merges two sorted runs in linear time), so there is no Python loop per access.
+Computing distances (compiled, O(N log N)): a mark at the last use of every block seen so
+far, counted by a Fenwick tree over stream positions. For a reuse at t whose previous use is
+p, the distinct blocks used in (p, t) are the marks after p: all marks (the distinct blocks
+seen) minus the prefix count up to p. The mark then moves from p to t.
 
 SHARDS (Waldspurger et al., "Efficient MRC Construction with SHARDS", FAST 2015):
 keep only accesses whose key hashes below rate R, compute distances on that
@@ -24,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from trace.blocks import splitmix64
 
@@ -41,41 +39,85 @@ def previous_use(stream: np.ndarray) -> np.ndarray:
     return prev
 
 
-def _later_greater_counts(values: np.ndarray) -> np.ndarray:
-    """For each i, how many j < i have values[j] > values[i] (values distinct)."""
-    m = len(values)
-    if m <= 1:
-        return np.zeros(m, dtype=np.int64)
-    size = 1 << (m - 1).bit_length()
-    vals = np.full(size, NO_REUSE, dtype=np.int64)  # padding sorts last and never counts
-    vals[:m] = values
-    ids = np.arange(size, dtype=np.int64)
-    counts = np.zeros(size, dtype=np.int64)
-    half = 1
-    while half < size:
-        rows_v = vals.reshape(-1, 2 * half)
-        rows_i = ids.reshape(-1, 2 * half)
-        order = np.argsort(rows_v, axis=1, kind="stable")
-        position = np.empty_like(order)
-        np.put_along_axis(position, order, np.arange(2 * half, dtype=np.int64)[None, :], axis=1)
-        # A right-half element at merged position q with rank r in its half has q − r left
-        # elements below it; the other (half − (q − r)) are greater and came earlier.
-        greater = half - (position[:, half:] - np.arange(half, dtype=np.int64)[None, :])
-        counts[rows_i[:, half:].ravel()] += greater.ravel()
-        vals = np.take_along_axis(rows_v, order, axis=1).ravel()
-        ids = np.take_along_axis(rows_i, order, axis=1).ravel()
-        half *= 2
-    return counts[:m]
+_M1, _M2, _M4, _H01 = (np.uint64(0x5555555555555555), np.uint64(0x3333333333333333),
+                      np.uint64(0x0F0F0F0F0F0F0F0F), np.uint64(0x0101010101010101))
+BLOCK_BITS = 9  # positions per Fenwick node: 512 (8 words of the bit set, one cache line)
+
+
+@njit(inline="always")
+def _popcount(x):
+    x = x - ((x >> np.uint64(1)) & _M1)
+    x = (x & _M2) + ((x >> np.uint64(2)) & _M2)
+    x = (x + (x >> np.uint64(4))) & _M4
+    return np.int64((x * _H01) >> np.uint64(56))
+
+
+@njit(cache=True)
+def _fenwick_distances(keys: np.ndarray, last: np.ndarray, out: np.ndarray) -> int:
+    """Stack distance of every access of ``keys`` into ``out``; returns the number of distinct
+    keys. ``last`` (-1 for each key id: int32 when positions fit, half the memory traffic) holds
+    each key's last position.
+
+    The marks are a bit set over positions; a Fenwick tree counts them per block of 512
+    positions, so it stays small enough to live in cache, and a prefix count is a tree walk
+    plus the popcounts of at most 8 words.
+    """
+    n = len(keys)
+    bits = np.zeros((n >> 6) + 1, dtype=np.uint64)
+    blocks = (n >> BLOCK_BITS) + 1
+    tree = np.zeros(blocks + 1, dtype=np.int64)  # 1-based: node b counts marks of blocks (b - lowbit(b), b]
+    one = np.uint64(1)
+    distinct = 0
+    for t in range(n):
+        k = keys[t]
+        p = last[k]
+        if p < 0:
+            out[t] = NO_REUSE
+            distinct += 1
+        else:
+            block = p >> BLOCK_BITS
+            before = 0  # marks at positions <= p
+            i = block
+            while i > 0:
+                before += tree[i]
+                i -= i & -i
+            word = p >> 6
+            for w in range(block << (BLOCK_BITS - 6), word):
+                before += _popcount(bits[w])
+            shift = np.uint64(p & 63)
+            before += _popcount(bits[word] & ((np.uint64(2) << shift) - one))
+            out[t] = distinct - before + 1
+            bits[word] &= ~(one << shift)
+            i = block + 1
+            while i <= blocks:
+                tree[i] -= 1
+                i += i & -i
+        bits[t >> 6] |= one << np.uint64(t & 63)
+        i = (t >> BLOCK_BITS) + 1
+        while i <= blocks:
+            tree[i] += 1
+            i += i & -i
+        last[k] = t
+    return distinct
+
+
+def _distances(stream: np.ndarray) -> tuple[np.ndarray, int]:
+    """(stack distances, distinct keys) of ``stream``."""
+    stream = np.ascontiguousarray(stream, dtype=np.int64)
+    out = np.empty(len(stream), dtype=np.int64)
+    if not len(stream):
+        return out, 0
+    low, high = int(stream.min()), int(stream.max())
+    if low < 0 or high >= 2 * len(stream) + 1024:  # sparse ids: make them dense first
+        stream = np.unique(stream, return_inverse=True)[1].astype(np.int64)
+        high = int(stream.max())
+    last = np.full(high + 1, -1, dtype=np.int32 if len(stream) < 2**31 else np.int64)
+    return out, _fenwick_distances(stream, last, out)
 
 
 def stack_distances(stream: np.ndarray) -> np.ndarray:
     """LRU stack distance of every access (``NO_REUSE`` for first uses)."""
-    prev = previous_use(stream)
-    reuse = np.flatnonzero(prev >= 0)
-    distances = np.full(len(prev), NO_REUSE, dtype=np.int64)
-    p = prev[reuse]
-    distances[reuse] = reuse - p - _later_greater_counts(p)
-    return distances
+    return _distances(stream)[0]
 
 
 @dataclass(frozen=True)
@@ -121,14 +163,14 @@ def lru_mrc(stream: np.ndarray, sample_rate: float = 1.0, capacities: np.ndarray
     if sample_rate < 1.0:
         hashed = splitmix64(stream.astype(np.uint64) ^ np.uint64(salt)) % np.uint64(SHARDS_MODULUS)
         sampled = stream[hashed < np.uint64(int(sample_rate * SHARDS_MODULUS))]
-    distances = stack_distances(sampled)
+    distances, distinct = _distances(sampled)
     finite = distances[distances != NO_REUSE]
     scaled = np.ceil(finite / sample_rate).astype(np.int64) if sample_rate < 1.0 else finite
     if capacities is None:
-        unique = int(np.unique(sampled).size / sample_rate) if len(sampled) else 1
-        capacities = capacity_grid(unique)
+        capacities = capacity_grid(int(distinct / sample_rate) if len(sampled) else 1)
     capacities = np.asarray(capacities, dtype=np.int64)
-    hits_at = np.searchsorted(np.sort(scaled), capacities, side="right").astype(np.float64)
+    at_most = np.cumsum(np.bincount(scaled, minlength=1))  # at_most[d]: accesses with distance <= d
+    hits_at = at_most[np.clip(capacities, 0, len(at_most) - 1)].astype(np.float64)
     total = float(len(sampled))
     if sample_rate < 1.0:
         # SHARDS-adj: correct for the sample holding more or fewer accesses than n·R.

@@ -7,12 +7,13 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from sim.cache.access import access_semantics, learned_predictions, next_use_index, tokens_per_access
-from sim.cache.multitier import CachePlugins, MultiTierCache
+from sim.cache.access import access_semantics, block_id_space, learned_predictions, next_use_index, tokens_per_access
+from sim.cache.arena import TierArena
+from sim.cache.multitier import CachePlugins, MultiTierCache, build_cache
 from sim.config import Config
 from sim.errors import ConfigError
 from sim.cache.mrc import capacity_grid, lru_mrc
-from sim.cache.policies import POLICIES, make_policy  # noqa: F401  (make_policy fills the registry)
+from sim.cache.policies import POLICIES, policy_class
 from sim.report.document import RunResult
 from sim.cache.tiers import TIER_NAMES, build_tiers, kv_block_bytes
 from trace.request import Trace
@@ -59,17 +60,20 @@ def cache_plugins(config: Config) -> CachePlugins:
         if config.cache.selective_write_depth <= 0:
             raise ConfigError(f"config key 'cache.selective_write_depth' must be positive, got {config.cache.selective_write_depth}")
         depth = config.cache.selective_write_depth
-    return CachePlugins(selective_write_depth=depth, previous_turn={} if config.cache.prefetch == "session" else None)
+    return CachePlugins(selective_write_depth=depth, session_prefetch=config.cache.prefetch == "session")
 
 
 def replay(trace: Trace, config: Config, policy: str, semantics: str, capacity_blocks: int | None = None,
            next_use: np.ndarray | None = None, progress: bool = False,
            predicted: np.ndarray | None = None) -> tuple[MultiTierCache, np.ndarray]:
     """Run one policy over the trace; returns the cache and the hit tier of every access (-1: miss)."""
-    tiers = build_tiers(config, policy, next_use=next_use, capacity_blocks=capacity_blocks, predicted=predicted)
-    clairvoyant = any(type(t.policy).needs_future or type(t.policy).needs_predictions for t in tiers)
-    cache = MultiTierCache(tiers, kv_block_bytes(config), inclusive=config.cache.inclusion == "inclusive",
-                           track_positions=clairvoyant and len(tiers) > 1)
+    num_blocks = block_id_space(trace)
+    arena = TierArena(future=next_use, max_keys=num_blocks)
+    tiers = build_tiers(config, policy, next_use=next_use, capacity_blocks=capacity_blocks, predicted=predicted,
+                        arena=arena)
+    clairvoyant = any(POLICIES[t.policy].needs_future or POLICIES[t.policy].needs_predictions for t in tiers)
+    cache = build_cache(tiers, kv_block_bytes(config), inclusive=config.cache.inclusion == "inclusive",
+                        track_positions=clairvoyant and len(tiers) > 1, num_blocks=num_blocks)
     stream = trace.access_stream()
     hit_tier = np.full(len(stream), -1, dtype=np.int8)
     plugins = cache_plugins(config)
@@ -86,9 +90,8 @@ def replay(trace: Trace, config: Config, policy: str, semantics: str, capacity_b
 
 def run_cache_only(trace: Trace, config: Config, policies: list[str], progress: bool = False) -> list[RunResult]:
     """One run per policy over the same trace and tiers."""
-    placeholder = np.zeros(1)
     for name in policies:
-        make_policy(name, 1, next_use=placeholder, predicted=placeholder)  # fail fast on an unknown name
+        policy_class(name)  # fail fast on an unknown name
     semantics = access_semantics(config, "plain")
     next_use = predicted = model = None
     if any(POLICIES[p].needs_future for p in policies):

@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sim.cache.arena import STAT_FIELDS, TierArena
+from sim.cache.policies import EvictionPolicy, KernelPolicy, check_policy_inputs, make_policy
 from sim.config import Config, TierConfig
 from sim.errors import ConfigError
-from sim.cache.policies import EvictionPolicy, make_policy
 from sim.specs import DTYPE_BYTES, GIB, gpu_spec, model_spec
 
 TIER_NAMES = ("hbm", "dram", "ssd", "eic")
@@ -31,22 +32,58 @@ class TierStats:
         return {k: getattr(self, k) for k in self.__slots__}
 
 
-@dataclass(slots=True)
+@dataclass(eq=False)
 class Tier:
-    """One level of the hierarchy; ``resident`` is the set of block ids it holds."""
+    """One level of the hierarchy: tier ``index`` of ``arena``, which holds its policy state and counters."""
 
     name: str
-    capacity: int  # blocks
-    policy: EvictionPolicy
+    policy: str  # registry name
     read_bw: float  # B/s
     write_bw: float  # B/s
     latency_s: float
-    resident: set = field(default_factory=set)
-    stats: TierStats = field(default_factory=TierStats)
+    arena: TierArena
+    index: int
+    next_use: np.ndarray | None = None  # what the policy's Python hooks need (generic path)
+    predicted: np.ndarray | None = None
+    resident_set: set = field(default_factory=set)  # the generic path's record of resident blocks
+    _hooks: EvictionPolicy | None = None
+
+    @property
+    def compiled(self) -> bool:
+        """True when the policy runs as a compiled kernel."""
+        return self.arena.kind(self.index) != 0
+
+    @property
+    def capacity(self) -> int:
+        """Blocks this tier may hold now (the top tier's follows the free HBM blocks)."""
+        return self.arena.capacity(self.index)
+
+    @property
+    def stats(self) -> TierStats:
+        row = self.arena.stats_row(self.index) if self.arena.allocated else np.zeros(STAT_FIELDS, np.int64)
+        return TierStats(*(int(x) for x in row))
+
+    @property
+    def hooks(self) -> EvictionPolicy:
+        """The policy's Python hooks (the generic path); a kernel policy's act on this tier's arena state."""
+        if self._hooks is None:
+            self._hooks = make_policy(self.policy, self.capacity, self.next_use, self.predicted, arena=self.arena,
+                                      tier=self.index)
+        return self._hooks
 
     def read_time(self, nbytes: int) -> float:
         """Seconds to read ``nbytes`` from this tier (latency + bytes / bandwidth)."""
         return self.latency_s + nbytes / self.read_bw if nbytes else 0.0
+
+
+def new_tier(arena: TierArena, name: str, policy: str, capacity: int, read_bw: float, write_bw: float,
+             latency_s: float, next_use: np.ndarray | None = None, predicted: np.ndarray | None = None) -> Tier:
+    """Add a tier of ``capacity`` blocks run by ``policy`` to ``arena``."""
+    cls = check_policy_inputs(policy, next_use, predicted)
+    kernel = issubclass(cls, KernelPolicy)
+    bound = capacity if arena.max_keys is None else min(capacity, arena.max_keys)
+    index = arena.add_tier(cls.kind if kernel else 0, capacity, cls.slots(bound) if kernel else 0)
+    return Tier(name, policy, read_bw, write_bw, latency_s, arena, index, next_use, predicted)
 
 
 def kv_block_bytes(config: Config) -> int:
@@ -76,9 +113,21 @@ def hbm_capacity_blocks(config: Config) -> int:
     return int(free // kv_block_bytes(config))
 
 
+def tier_from_config(arena: TierArena, name: str, tier_cfg: TierConfig, policy: str, capacity: int,
+                     next_use: np.ndarray | None = None, predicted: np.ndarray | None = None) -> Tier:
+    """A tier with ``tier_cfg``'s bandwidths and latency (and policy, if it names one)."""
+    for key in ("read_gbps", "write_gbps"):
+        if getattr(tier_cfg, key) <= 0:
+            raise ConfigError(f"config key 'cache.tiers.{name}.{key}' must be positive, got {getattr(tier_cfg, key)}")
+    return new_tier(arena, name, tier_cfg.policy or policy, capacity, tier_cfg.read_gbps * 1e9,
+                    tier_cfg.write_gbps * 1e9, tier_cfg.latency_us * 1e-6, next_use, predicted)
+
+
 def build_tiers(config: Config, policy: str, next_use: np.ndarray | None = None,
-                capacity_blocks: int | None = None, predicted: np.ndarray | None = None) -> list[Tier]:
-    """The enabled tiers, top down. ``capacity_blocks`` makes a single HBM tier of that size."""
+                capacity_blocks: int | None = None, predicted: np.ndarray | None = None,
+                arena: TierArena | None = None, top: bool = True) -> list[Tier]:
+    """The enabled tiers, top down, in ``arena`` (a fresh one if None). ``capacity_blocks`` makes a
+    single HBM tier of that size; ``top=False`` leaves out HBM (serving: one per instance)."""
     block_bytes = kv_block_bytes(config)
     specs: list[tuple[str, TierConfig, int]] = []
     if capacity_blocks is not None:
@@ -90,22 +139,11 @@ def build_tiers(config: Config, policy: str, next_use: np.ndarray | None = None,
             tier_cfg: TierConfig = getattr(config.cache.tiers, name)
             if tier_cfg.capacity_gib < 0:
                 raise ConfigError(f"config key 'cache.tiers.{name}.capacity_gib' must be >= 0, got {tier_cfg.capacity_gib}")
+            if name == "hbm" and not top:
+                continue
             blocks = hbm_capacity_blocks(config) if name == "hbm" else int(tier_cfg.capacity_gib * GIB // block_bytes)
             if blocks > 0:
                 specs.append((name, tier_cfg, blocks))
-    tiers = []
-    for name, tier_cfg, blocks in specs:
-        for key in ("read_gbps", "write_gbps"):
-            if getattr(tier_cfg, key) <= 0:
-                raise ConfigError(f"config key 'cache.tiers.{name}.{key}' must be positive, got {getattr(tier_cfg, key)}")
-        tiers.append(
-            Tier(
-                name=name,
-                capacity=blocks,
-                policy=make_policy(tier_cfg.policy or policy, blocks, next_use, predicted),
-                read_bw=tier_cfg.read_gbps * 1e9,
-                write_bw=tier_cfg.write_gbps * 1e9,
-                latency_s=tier_cfg.latency_us * 1e-6,
-            )
-        )
-    return tiers
+    arena = arena if arena is not None else TierArena(future=next_use)
+    return [tier_from_config(arena, name, tier_cfg, policy, blocks, next_use, predicted)
+            for name, tier_cfg, blocks in specs]

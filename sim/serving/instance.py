@@ -10,11 +10,11 @@ when its time has passed. Roles (``unified``, ``prefill``, ``decode``) are descr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Callable
 
 import numpy as np
 
-from sim.cache.multitier import MultiTierCache
 from sim.config import ServingConfig
 from sim.errors import InputError
 from sim.report.metrics import RequestTable, WeightedSamples
@@ -22,7 +22,7 @@ from sim.serving.block_pool import BlockPool
 from sim.serving.compute import ComputeModel
 from sim.serving.engine import Engine
 from sim.serving.job import Job
-from sim.serving.kv_cache_manager import KVCacheManager
+from sim.serving.kv_cache_manager import KVCacheManager, TieredCache
 from sim.serving.scheduler import DECODE, PREFILL, UNIFIED, DecodeWindow, Scheduler, StepBatch
 from sim.serving.utilization import WorkTotals
 
@@ -33,7 +33,7 @@ class Instance:
     """A scheduler, a block pool with its prefix cache, and a compute model, driven by the engine."""
 
     def __init__(self, index: int, role: str, engine: Engine, serving: ServingConfig, total_blocks: int,
-                 cache: MultiTierCache, compute: ComputeModel, table: RequestTable, itl: WeightedSamples,
+                 cache: TieredCache, compute: ComputeModel, table: RequestTable, itl: WeightedSamples,
                  on_prefill_done: Callable[[Job], None] | None = None,
                  on_finish: Callable[[Job], None] | None = None, prefix_caching: bool | None = None,
                  shared_blocks: bool = True):
@@ -75,7 +75,7 @@ class Instance:
         s = self.scheduler
         return len(s.running) + len(s.ready) < s.max_seqs
 
-    def cached_prefix_blocks(self, blocks: list[int]) -> int:
+    def cached_prefix_blocks(self, blocks: Sequence[int]) -> int:
         """Length of the longest prefix of ``blocks`` held in this instance's HBM (in use or cached)."""
         return self.kv.cached_prefix_blocks(blocks)
 
@@ -96,7 +96,7 @@ class Instance:
         or None when memory is short (the caller retries after a release).
         """
         kv = self.kv
-        present = kv.cached_prefix_blocks(job.blocks) if kv.prefix_caching else 0
+        present = kv.cached_prefix_blocks(job.chain if job.chain is not None else job.blocks) if kv.prefix_caching else 0
         tokens = job.input_tokens
         if kv.new_blocks(job, tokens + 1) > self.pool.free:
             return None

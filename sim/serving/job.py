@@ -10,6 +10,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 
 @dataclass(slots=True, eq=False)
 class Job:
@@ -27,3 +29,4 @@ class Job:
     anonymous: int = 0  # blocks past the prompt's (generated tokens)
     admitted_once: bool = False
     last_token_time: float = math.nan
+    chain: np.ndarray | None = None  # ``blocks`` as an array (the cache's chain operations take it without a copy)

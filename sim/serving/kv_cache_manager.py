@@ -18,18 +18,18 @@ tiers.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
+
+import numpy as np
 
 from sim.serving.block_pool import BlockPool
 from sim.serving.job import Job
 
 
 class TierView(Protocol):
-    """One tier as the manager sees it: which blocks it holds and how long reading bytes takes."""
-
-    resident: set
+    """One tier as the manager sees it: how long reading bytes from it takes."""
 
     def read_time(self, nbytes: int) -> float: ...
 
@@ -41,11 +41,11 @@ class TieredCache(Protocol):
     tiers: Sequence[TierView]
     block_bytes: int
 
-    def find(self, key: int) -> int: ...
+    def lookup_prefix(self, keys: Sequence[int], held: Container[int] = ()) -> np.ndarray: ...
 
-    def take(self, key: int) -> int: ...
+    def take_chain(self, keys: Sequence[int]) -> np.ndarray: ...
 
-    def touch(self, key: int, now: int, admit: bool = True) -> int: ...
+    def touch_chain(self, keys: Sequence[int], positions: np.ndarray) -> np.ndarray: ...
 
     def resize_top(self, capacity: int) -> None: ...
 
@@ -91,24 +91,16 @@ class KVCacheManager:
         """Length of the longest prefix of ``blocks`` held in this instance's HBM (in use or cached)."""
         if not self.prefix_caching and not self.pool.shared:
             return 0  # nothing is cached and no block is shared
-        top, pool = self.cache.tiers[0].resident, self.pool
-        n = 0
-        for key in blocks:
-            if key not in pool and key not in top:
-                break
-            n += 1
-        return n
+        levels = self.cache.lookup_prefix(blocks, self.pool)
+        lower = np.flatnonzero(levels)  # the first block held only in a lower tier ends the HBM prefix
+        return int(lower[0]) if len(lower) else len(levels)
 
     def lookup(self, job: Job) -> PrefixMatch:
         """The longest cached prefix of the job's prompt, across every tier, and the time to load it."""
         levels: list[int] = []
-        if self.prefix_caching:
-            top, find, pool = self.cache.tiers[0].resident, self.cache.find, self.pool
-            for key in job.blocks:
-                level = 0 if key in pool or key in top else find(key)
-                if level < 0:
-                    break
-                levels.append(level)
+        if self.prefix_caching:  # blocks in use by running requests count as HBM hits
+            keys = job.chain if job.chain is not None else job.blocks
+            levels = self.cache.lookup_prefix(keys, self.pool).tolist()
         bs = self.block_size
         cached = min(len(levels) * bs, job.target - 1)  # vLLM recomputes at least one token
         per_tier: dict[int, int] = {}
@@ -169,7 +161,7 @@ class KVCacheManager:
         job.held = job.anonymous = 0
         if self.prefix_caching:
             self.cache.resize_top(self.pool.free)
-            self._return_to_cache(freed, [job.position + offset for offset in range(len(freed) - 1, -1, -1)])
+            self._return_to_cache(freed, job.position + np.arange(len(freed) - 1, -1, -1))
 
     def sync_free(self) -> None:
         """The HBM cache's capacity follows the pool's free blocks."""
@@ -180,12 +172,10 @@ class KVCacheManager:
 
     def _take_cached(self, fresh: Sequence[int]) -> None:
         """Newly allocated prompt blocks: a cached copy (any tier) becomes the block; else it is computed."""
-        take = self.cache.take
-        for key in fresh:
-            take(key)
+        if len(fresh):
+            self.cache.take_chain(fresh)
 
-    def _return_to_cache(self, freed: Sequence[int], positions: list[int]) -> None:
+    def _return_to_cache(self, freed: Sequence[int], positions: np.ndarray) -> None:
         """Freed prompt blocks (deepest first) become cached prefixes, used at these stream positions."""
-        touch = self.cache.touch
-        for key, position in zip(freed, positions):
-            touch(key, position)
+        if len(freed):
+            self.cache.touch_chain(freed, positions)

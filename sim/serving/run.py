@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from sim.cache.access import access_semantics, learned_predictions, next_use_index
-from sim.cache.multitier import MultiTierCache
+from sim.cache.access import access_semantics, block_id_space, learned_predictions, next_use_index
+from sim.cache.arena import TierArena
+from sim.cache.multitier import build_cache
 from sim.serving.compute import compute_model
 from sim.config import Config
 from sim.serving.engine import Engine
@@ -23,12 +24,12 @@ from sim.errors import ConfigError, TraceError
 from sim.serving.instance import DECODE, PREFILL, UNIFIED, Instance, Job
 from sim.report.metrics import RequestTable, WeightedSamples, distribution, request_columns, serving_metrics
 from sim.serving.network import Link, network_model
-from sim.cache.policies import POLICIES, make_policy
+from sim.cache.policies import POLICIES
 from sim.report.document import RunResult
 from sim.serving.routers import router
 from sim.serving.timeline import Timeline
 from sim.serving.utilization import batch_metrics, instance_metrics, utilization_basis, work_counter
-from sim.cache.tiers import TIER_NAMES, Tier, build_tiers, hbm_capacity_blocks, kv_block_bytes
+from sim.cache.tiers import TIER_NAMES, build_tiers, hbm_capacity_blocks, kv_block_bytes, tier_from_config
 from sim.specs import model_spec
 from trace.request import Trace
 from trace.workload import require_requests
@@ -50,8 +51,12 @@ class ServingRun:
         kind = POLICIES.get(policy)
         next_use = next_use_index(trace.access_stream()) if kind and kind.needs_future else None
         self._predicted = learned_predictions(trace, config)[1] if kind and kind.needs_predictions else None
-        template = build_tiers(config, policy, next_use=next_use, predicted=self._predicted)
-        self.shared_tiers = template[1:] if template[0].name == "hbm" else template
+        # Every tier of the run (each instance's HBM, the shared lower tiers) lives in one arena,
+        # whose arrays are sized by the trace's block-id space.
+        self.num_blocks = block_id_space(trace)
+        self.arena = TierArena(future=next_use, max_keys=self.num_blocks)
+        self.shared_tiers = build_tiers(config, policy, next_use=next_use, predicted=self._predicted, arena=self.arena,
+                                        top=False)
         self.hbm_blocks = hbm_capacity_blocks(config)
         # A trace whose blocks never repeat cannot hit: skip cache bookkeeping (same timing and hits).
         reusable = trace.num_unique_blocks < trace.num_accesses
@@ -84,13 +89,12 @@ class ServingRun:
                                  extra_queued=(lambda: len(self.pending)) if mode == "pd" else (lambda: 0))
 
     def _instance(self, index: int, role: str, compute) -> Instance:
-        policy = self.config.cache.tiers.hbm.policy or self.config.cache.policy
-        hbm = Tier("hbm", self.hbm_blocks, make_policy(policy, self.hbm_blocks, self._next_use, self._predicted),
-                   self.config.cache.tiers.hbm.read_gbps * 1e9, self.config.cache.tiers.hbm.write_gbps * 1e9,
-                   self.config.cache.tiers.hbm.latency_us * 1e-6)
-        cache = MultiTierCache([hbm, *self.shared_tiers], self.block_bytes,
-                               inclusive=self.config.cache.inclusion == "inclusive",
-                               track_positions=self._next_use is not None or self._predicted is not None)
+        hbm = tier_from_config(self.arena, "hbm", self.config.cache.tiers.hbm, self.config.cache.policy,
+                               self.hbm_blocks, self._next_use, self._predicted)
+        cache = build_cache([hbm, *self.shared_tiers], self.block_bytes,
+                            inclusive=self.config.cache.inclusion == "inclusive",
+                            track_positions=self._next_use is not None or self._predicted is not None,
+                            num_blocks=self.num_blocks)
         return Instance(index, role, self.engine, self.config.serving, self.hbm_blocks, cache, compute, self.table,
                         self.itl, on_prefill_done=self._prefill_done, on_finish=self._finished,
                         prefix_caching=self.prefix_caching, shared_blocks=self.shared_blocks)
@@ -101,10 +105,11 @@ class ServingRun:
         trace, table = self.trace, self.table
         lo, hi = int(trace.block_offsets[i]), int(trace.block_offsets[i + 1])
         # with no shared blocks only the count matters: a range stands for the prompt's ids
-        blocks = trace.blocks(i).tolist() if self.shared_blocks else range(lo, hi)
+        chain = trace.blocks(i) if self.shared_blocks else None
+        blocks = chain.tolist() if chain is not None else range(lo, hi)
         prompt = int(table.input_tokens[i])
-        job = Job(i, prompt, int(table.output_tokens[i]), blocks, lo, target=prompt)
-        self.route(self.front, blocks, i).submit(job)
+        job = Job(i, prompt, int(table.output_tokens[i]), blocks, lo, target=prompt, chain=chain)
+        self.route(self.front, chain if chain is not None else blocks, i).submit(job)
         if i + 1 < len(trace):
             self.engine.at(float(trace.arrival_s[i + 1]), self._arrive, i + 1, priority=-1)
 
@@ -130,7 +135,8 @@ class ServingRun:
             table = self.table
             prefill_instance = self.prefill[int(table.instance[job.rid]) - self.prefill[0].index]
             source_job = job
-            dest_job = Job(job.rid, job.input_tokens, job.output_tokens, job.blocks, job.position, target=job.input_tokens)
+            dest_job = Job(job.rid, job.input_tokens, job.output_tokens, job.blocks, job.position, target=job.input_tokens,
+                           chain=job.chain)
             for dest in targets:
                 blocks = dest.reserve(dest_job)
                 if blocks is not None:

@@ -1,91 +1,133 @@
 """ARC: Megiddo & Modha, "ARC: A Self-Tuning, Low Overhead Replacement Cache", FAST 2003.
 
-T1/T2 hold resident blocks seen once / more than once; B1/B2 are ghost lists of
-recently evicted keys whose hits adapt the target size ``p`` of T1. Follows the
-paper's Fig. 4; the adaptation for an incoming key runs once, before its victim is
-chosen (REPLACE depends on it) or at its insertion when no eviction is needed.
+T1/T2 (lists 0, 1) hold resident blocks seen once / more than once; B1/B2 (lists 2, 3) are
+ghost lists of recently evicted keys whose hits adapt the target size ``p`` of T1. Follows
+the paper's Fig. 4; the adaptation for an incoming key runs once, before its victim is
+chosen (REPLACE depends on it) or at its insertion when no eviction is needed. ``c`` is the
+capacity the policy was built with (the paper's cache size), also when the tier shrinks.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from sim.cache.arena import (HEAD, KEY, NONE, PCAP, SIZE, WHERE, X0, append, arena_type, free_slot, kernel, lookup,
+                             move_to_tail, new_slot, unlink)
+from sim.cache.policies.base import KernelPolicy, register
 
-from sim.cache.policies.base import EvictionPolicy, register
+KIND = 4
+ARCArena = ARENA = arena_type("ARCArena", __name__)
+T1, T2, B1, B2 = 0, 1, 2, 3
+PREPARED = X0  # key whose adaptation ran (NONE: none since the last insertion)
+VICTIM = X0 + 1  # slot chosen by victim() (-1: none)
+TO_GHOST = X0 + 2  # 1: that victim goes to its ghost list when removed
+PREPARED_SLOT = X0 + 3  # the prepared key's slot (a ghost entry), -1: none
+
+
+def init(meta):
+    """The policy's scalars in its tier's ``meta`` row (``PCAP`` is set)."""
+    meta[PREPARED] = NONE
+    meta[VICTIM] = -1
+    meta[TO_GHOST] = 0
+    meta[PREPARED_SLOT] = -1
+
+
+@kernel
+def _prepare(a, t, key):
+    """Adapt p on a ghost hit, or trim the ghost directory on a complete miss (paper cases II-IV).
+
+    Returns the key's ghost slot (-1: none), remembered until the key is inserted: no ghost
+    entry is freed in between (only a later preparation trims).
+    """
+    if a.meta[t, PREPARED] == key:
+        return a.meta[t, PREPARED_SLOT]
+    a.meta[t, PREPARED] = key
+    s = lookup(a, t, key)
+    if s >= 0 and a.slots[s, WHERE] <= T2:  # resident: not a ghost hit
+        s = -1
+    a.meta[t, PREPARED_SLOT] = s
+    c = a.meta[t, PCAP]
+    t1, t2, b1, b2 = a.meta[t, SIZE + T1], a.meta[t, SIZE + T2], a.meta[t, SIZE + B1], a.meta[t, SIZE + B2]
+    where = a.slots[s, WHERE] if s >= 0 else -1
+    if where == B1:
+        a.real[t] = min(a.real[t] + max(b2 / b1, 1.0), float(c))
+    elif where == B2:
+        a.real[t] = max(a.real[t] - max(b1 / b2, 1.0), 0.0)
+    else:
+        l1 = t1 + b1
+        if l1 >= c:
+            if t1 < c and b1:
+                g = a.meta[t, HEAD + B1]
+                unlink(a, t, g)
+                free_slot(a, t, g)
+        elif l1 + t2 + b2 >= 2 * c and b2:
+            g = a.meta[t, HEAD + B2]
+            unlink(a, t, g)
+            free_slot(a, t, g)
+    return s
+
+
+@kernel
+def access(a, t, s, now):
+    move_to_tail(a, t, T2, s)
+
+
+@kernel
+def insert(a, t, key, now):
+    s = _prepare(a, t, key)
+    if s >= 0:  # a ghost hit (B1 or B2) returns to T2
+        move_to_tail(a, t, T2, s)
+    else:
+        s = new_slot(a, t, key)
+        append(a, t, T1, s)
+    a.meta[t, PREPARED] = NONE
+    a.meta[t, VICTIM] = -1
+    return s
+
+
+@kernel
+def readmit(a, t, s, now):
+    """Admitted again while resident (a shared tier): the adaptation for the key runs as for an
+    insertion (a complete miss: the ghost directory may be trimmed); its place stays."""
+    _prepare(a, t, a.slots[s, KEY])
+    a.meta[t, PREPARED] = NONE
+    a.meta[t, VICTIM] = -1
+
+
+@kernel
+def remove(a, t, s):
+    ghost = a.meta[t, TO_GHOST] == 1 and s == a.meta[t, VICTIM]
+    where = a.slots[s, WHERE]
+    unlink(a, t, s)
+    if ghost:
+        append(a, t, B1 if where == T1 else B2, s)
+    else:
+        free_slot(a, t, s)
+    a.meta[t, VICTIM] = -1
+
+
+@kernel
+def victim(a, t, incoming):
+    g = _prepare(a, t, incoming)
+    where = a.slots[g, WHERE] if g >= 0 else -1
+    in_ghost = where == B1 or where == B2
+    c = a.meta[t, PCAP]
+    t1 = a.meta[t, SIZE + T1]
+    p = a.real[t]
+    if not in_ghost and t1 + a.meta[t, SIZE + B1] >= c and t1 >= c:
+        s, to_ghost = a.meta[t, HEAD + T1], 0  # case IV.A: T1 is the whole cache; no ghost
+    elif (t1 > 0 and (t1 > p or (where == B2 and t1 == p))) or a.meta[t, SIZE + T2] == 0:
+        s, to_ghost = a.meta[t, HEAD + T1], 1  # REPLACE: LRU of T1 -> B1
+    else:
+        s, to_ghost = a.meta[t, HEAD + T2], 1  # REPLACE: LRU of T2 -> B2
+    a.meta[t, VICTIM] = s
+    a.meta[t, TO_GHOST] = to_ghost
+    return s
 
 
 @register
-class ARC(EvictionPolicy):
+class ARC(KernelPolicy):
     name = "arc"
+    kind = KIND
 
-    def __init__(self, capacity: int):
-        super().__init__(capacity)
-        self.t1: OrderedDict[int, None] = OrderedDict()  # LRU first
-        self.t2: OrderedDict[int, None] = OrderedDict()
-        self.b1: OrderedDict[int, None] = OrderedDict()
-        self.b2: OrderedDict[int, None] = OrderedDict()
-        self.p = 0.0
-        self._prepared: int | None = None
-        self._victim: int | None = None
-        self._victim_to_ghost = False
-
-    def _prepare(self, key: int) -> None:
-        """Adapt p on a ghost hit, or trim the ghost directory on a complete miss (paper cases II-IV)."""
-        if self._prepared == key:
-            return
-        self._prepared = key
-        c = self.capacity
-        if key in self.b1:
-            self.p = min(self.p + max(len(self.b2) / len(self.b1), 1.0), c)
-        elif key in self.b2:
-            self.p = max(self.p - max(len(self.b1) / len(self.b2), 1.0), 0.0)
-        else:
-            l1 = len(self.t1) + len(self.b1)
-            if l1 >= c:
-                if len(self.t1) < c and self.b1:
-                    self.b1.popitem(last=False)
-            elif l1 + len(self.t2) + len(self.b2) >= 2 * c and self.b2:
-                self.b2.popitem(last=False)
-
-    def on_access(self, key: int, now: int) -> None:
-        if key in self.t1:
-            del self.t1[key]
-            self.t2[key] = None
-        else:
-            self.t2.move_to_end(key)
-
-    def on_insert(self, key: int, now: int) -> None:
-        self._prepare(key)
-        if key in self.b1:
-            del self.b1[key]
-            self.t2[key] = None
-        elif key in self.b2:
-            del self.b2[key]
-            self.t2[key] = None
-        else:
-            self.t1[key] = None
-        self._prepared = self._victim = None
-
-    def on_remove(self, key: int) -> None:
-        ghost = self._victim_to_ghost and key == self._victim
-        if key in self.t1:
-            del self.t1[key]
-            if ghost:
-                self.b1[key] = None
-        else:
-            del self.t2[key]
-            if ghost:
-                self.b2[key] = None
-        self._victim = None
-
-    def victim(self, incoming: int) -> int:
-        self._prepare(incoming)
-        in_ghost = incoming in self.b1 or incoming in self.b2
-        t1 = len(self.t1)
-        if not in_ghost and t1 + len(self.b1) >= self.capacity and t1 >= self.capacity:
-            key, to_ghost = next(iter(self.t1)), False  # case IV.A: T1 is the whole cache; no ghost
-        elif t1 and (t1 > self.p or (incoming in self.b2 and t1 == self.p)) or not self.t2:
-            key, to_ghost = next(iter(self.t1)), True  # REPLACE: LRU of T1 -> B1
-        else:
-            key, to_ghost = next(iter(self.t2)), True  # REPLACE: LRU of T2 -> B2
-        self._victim, self._victim_to_ghost = key, to_ghost
-        return key
+    @classmethod
+    def slots(cls, capacity: int) -> int:
+        return 2 * capacity + 2  # |T1| + |T2| + |B1| + |B2| <= 2c

@@ -1,19 +1,36 @@
 """The eviction-policy interface and its registry.
 
 A policy is a few hooks; the tier that owns it owns capacity (libCacheSim's
-find/insert/evict/remove split). The tier calls ``on_access`` on a hit, ``on_insert``
-after admitting a block, ``on_remove`` when a block leaves (evicted, promoted or
-demoted), and ``victim(incoming)`` to learn which resident block to evict before
-admitting ``incoming``. ``victim`` never changes the resident set; it may reorganise
-internal order (S3-FIFO moves, SIEVE's hand), and calling it twice in a row returns
-the same block. ``now`` is the index of the current access in the stream (virtual
-time); only clairvoyant and learned policies use it.
+find/insert/evict/remove split). The tier calls ``access`` on a hit, ``insert`` to
+admit a block, ``remove`` when a block leaves (evicted, promoted, demoted or taken), and
+``victim(incoming)`` to learn which resident block to evict before admitting
+``incoming``. ``victim`` never changes the resident set; it may reorganise internal order
+(S3-FIFO moves, SIEVE's hand), and calling it twice in a row returns the same block.
+``now`` is the index of the current access in the stream (virtual time); only clairvoyant
+and learned policies use it. Every hook is O(1) or O(log n): no scans over the resident set.
 
-A policy may also define ``admit(key, now) -> bool`` (admission control, libCacheSim's
+A Python policy may also define ``admit(key, now) -> bool`` (admission control, libCacheSim's
 admissioner): a full tier asks it before choosing a victim, and a declined block is not
 cached in that tier (it moves on down, or leaves the cache).
 
-Every hook is O(1) or O(log n): no scans over the resident set.
+Kernel policies (every classic policy) implement the hooks as compiled functions over a
+tier's state in a ``TierArena`` (``sim.cache.arena``), in a module exposing::
+
+    KIND: int                                   # unique, listed in policies/dispatch.py
+    ARENA = arena_type("XArena", __name__)      # its arena class (compiled code specialises on it)
+    init(meta_row) -> None                      # Python: set the policy's scalars in meta[X0:]
+    access(a, t, slot: int, now: int) -> None   # hit on a resident slot
+    insert(a, t, key: int, now: int) -> int     # admit key (not resident here); returns its slot
+    readmit(a, t, slot: int, now: int) -> None  # admit a key already resident (a tier shared by
+                                                #   several caches receiving another one's copy)
+    remove(a, t, slot: int) -> None             # a resident slot leaves (free it or make it a ghost)
+    victim(a, t, incoming: int) -> int          # the slot to evict next (a peek; may reorder)
+
+and a registered ``KernelPolicy`` subclass naming it (``kind``, ``slots(capacity)``: slots
+the policy may hold, resident plus ghost). The compiled multi-tier engine
+(``sim.cache.engine``) calls these hooks with no Python in between. A policy without a
+kernel (the learned policies) subclasses ``EvictionPolicy`` with Python hooks; a cache
+holding one runs the generic Python path (``sim.cache.hooked``).
 """
 
 from __future__ import annotations
@@ -22,15 +39,17 @@ from typing import ClassVar
 
 import numpy as np
 
+from sim.cache.arena import TierArena
 from sim.errors import ConfigError
 
 
 class EvictionPolicy:
-    """Base class: subclasses keep their own order over the blocks resident in one tier."""
+    """Python hooks over the blocks resident in one tier (the generic path's interface)."""
 
     name: ClassVar[str] = ""
     needs_future: ClassVar[bool] = False  # True: requires next-use indexes (Belady)
     needs_predictions: ClassVar[bool] = False  # True: requires a learned model's predicted next uses
+    kind: ClassVar[int] = 0  # compiled kernel kind; 0: Python hooks only
 
     def __init__(self, capacity: int):
         self.capacity = capacity
@@ -48,6 +67,47 @@ class EvictionPolicy:
         raise NotImplementedError
 
 
+class KernelPolicy(EvictionPolicy):
+    """A compiled policy seen through Python hooks: one tier of a ``TierArena``.
+
+    The compiled engine never goes through these methods; they serve the generic path
+    (a cache that mixes in a Python-only policy) and tests that drive a policy by hand.
+    """
+
+    def __init__(self, capacity: int, next_use: np.ndarray | None = None, arena: TierArena | None = None,
+                 tier: int | None = None):
+        super().__init__(capacity)
+        if arena is None:
+            arena = TierArena(future=next_use)
+            tier = arena.add_tier(self.kind, capacity, self.slots(capacity))
+        self.arena, self.tier = arena, tier
+
+    @classmethod
+    def slots(cls, capacity: int) -> int:
+        """Slots the policy may hold at ``capacity``: resident blocks, plus ghost entries."""
+        return capacity + 1
+
+    def on_access(self, key: int, now: int) -> None:
+        from sim.cache import engine
+
+        engine.hook(self.arena.state, self.tier, engine.HOOK_ACCESS, key, now)
+
+    def on_insert(self, key: int, now: int) -> None:
+        from sim.cache import engine
+
+        engine.hook(self.arena.state, self.tier, engine.HOOK_INSERT, key, now)
+
+    def on_remove(self, key: int) -> None:
+        from sim.cache import engine
+
+        engine.hook(self.arena.state, self.tier, engine.HOOK_REMOVE, key, 0)
+
+    def victim(self, incoming: int) -> int:
+        from sim.cache import engine
+
+        return int(engine.hook(self.arena.state, self.tier, engine.HOOK_VICTIM, incoming, 0))
+
+
 POLICIES: dict[str, type[EvictionPolicy]] = {}
 
 
@@ -57,20 +117,35 @@ def register(cls: type[EvictionPolicy]) -> type[EvictionPolicy]:
     return cls
 
 
-def make_policy(name: str, capacity: int, next_use: np.ndarray | None = None,
-                predicted: np.ndarray | None = None) -> EvictionPolicy:
-    """A fresh policy by registry name; unknown names list the valid ones."""
+def policy_class(name: str) -> type[EvictionPolicy]:
+    """The registered policy ``name``; unknown names list the valid ones."""
     from sim.cache import policies  # noqa: F401  (imports every policy module, filling the registry)
 
     if name not in POLICIES:
         raise ConfigError(f"unknown eviction policy {name!r}; valid policies: {', '.join(sorted(POLICIES))}")
-    cls = POLICIES[name]
+    return POLICIES[name]
+
+
+def check_policy_inputs(name: str, next_use: np.ndarray | None, predicted: np.ndarray | None) -> type[EvictionPolicy]:
+    """The policy's class, after checking that the run provides the data it needs."""
+    cls = policy_class(name)
+    if cls.needs_predictions and predicted is None:
+        raise ConfigError(f"policy {name!r} needs a trained model: set cache.learned_model (python -m learned.train)")
+    if cls.needs_future and next_use is None:
+        raise ConfigError(f"policy {name!r} needs the future of the access stream (oracle data), which this run lacks")
+    return cls
+
+
+def make_policy(name: str, capacity: int, next_use: np.ndarray | None = None,
+                predicted: np.ndarray | None = None, arena: TierArena | None = None,
+                tier: int | None = None) -> EvictionPolicy:
+    """A policy's Python hooks by registry name: on tier ``tier`` of ``arena`` (a kernel policy
+    already registered there), or on a fresh single-tier arena of its own."""
+    cls = check_policy_inputs(name, next_use, predicted)
     if cls.needs_predictions:
-        if predicted is None:
-            raise ConfigError(f"policy {name!r} needs a trained model: set cache.learned_model (python -m learned.train)")
         return cls(capacity, predicted=predicted)
+    if issubclass(cls, KernelPolicy):
+        return cls(capacity, next_use=next_use, arena=arena, tier=tier)
     if cls.needs_future:
-        if next_use is None:
-            raise ConfigError(f"policy {name!r} needs the future of the access stream (oracle data), which this run lacks")
-        return cls(capacity, next_use=next_use)
+        return cls(capacity, next_use)
     return cls(capacity)

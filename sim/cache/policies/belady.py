@@ -1,15 +1,17 @@
 """Belady's MIN (Belady, "A study of replacement algorithms for a virtual-storage computer", 1966).
 
 Exact and clairvoyant: evicts the resident block whose next use is farthest in the
-future; blocks never used again go first. Needs ``next_use[t]``: the stream index of
-the next access to the block accessed at index t (a sentinel past the end if none),
-built by one backward pass (``sim.cache.access.next_use_index``). Like libCacheSim's
-Belady it always admits on a miss. A lazy max-heap keeps every hook O(log n).
+future; blocks never used again go first (ties: the smallest block id). Needs
+``next_use[t]``: the stream index of the next access to the block accessed at index t
+(``NEVER`` if none), built once (``sim.cache.access.next_use_index``) and held by the
+arena (``future``). Like libCacheSim's Belady it always admits on a miss. A heap of the
+resident blocks keeps every hook O(log n).
 
 ``belady-bypass`` may also decline a block (the ``admit`` hook): a full cache does not take
 a block whose next use is no sooner than every resident block's, the optimum when caching
 is optional (the ceiling for learned admission; with equal-sized blocks it is at most one
-slot's worth above Belady).
+slot's worth above Belady). It is an analysis ceiling, not a production policy, so it runs
+through the generic Python path (``sim.cache.hooked``) that honours ``admit``.
 """
 
 from __future__ import annotations
@@ -18,12 +20,59 @@ import heapq
 
 import numpy as np
 
-from sim.cache.policies.base import EvictionPolicy, register
+from sim.cache.arena import (PRIO, WHERE, arena_type, free_slot, heap_fix, heap_push, heap_remove, heap_top, kernel,
+                             new_slot)
+from sim.cache.policies.base import EvictionPolicy, KernelPolicy, register
+
+KIND = 7
+BeladyArena = ARENA = arena_type("BeladyArena", __name__)
+
+
+def init(meta):
+    """No scalars of its own."""
+
+
+@kernel
+def access(a, t, s, now):
+    a.slots[s, PRIO] = a.future[now]
+    heap_fix(a, t, s)
+
+
+@kernel
+def insert(a, t, key, now):
+    s = new_slot(a, t, key)
+    a.slots[s, WHERE] = 0
+    a.slots[s, PRIO] = a.future[now]
+    heap_push(a, t, s)
+    return s
+
+
+readmit = access  # admitted again while resident (a shared tier): its next use is the new one
+
+
+@kernel
+def remove(a, t, s):
+    heap_remove(a, t, s)
+    free_slot(a, t, s)
+
+
+@kernel
+def victim(a, t, incoming):
+    return heap_top(a, t)
 
 
 @register
-class Belady(EvictionPolicy):
+class Belady(KernelPolicy):
     name = "belady"
+    kind = KIND
+    needs_future = True
+
+
+@register
+class BeladyBypass(EvictionPolicy):
+    """Belady's MIN that may decline admission: Python hooks over a lazy max-heap of next uses."""
+
+    name = "belady-bypass"
     needs_future = True
 
     def __init__(self, capacity: int, next_use: np.ndarray):
@@ -50,17 +99,10 @@ class Belady(EvictionPolicy):
         del self.next_of[key]
 
     def victim(self, incoming: int) -> int:
-        heap, next_of = self.heap, self.next_of
-        while True:
-            neg, key = heap[0]
-            if next_of.get(key) == -neg:
-                return key
-            heapq.heappop(heap)
-
-
-@register
-class BeladyBypass(Belady):
-    name = "belady-bypass"
+        top = self._top()
+        if top is None:
+            raise ValueError("victim() of an empty tier")
+        return top
 
     def admit(self, key: int, now: int) -> bool:
         """Take ``key`` into a full cache only if it is needed again before the farthest resident block."""

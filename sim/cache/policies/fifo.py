@@ -2,22 +2,26 @@
 
 Studied with LRU and MIN in Belady, "A study of replacement algorithms for a virtual-storage
 computer", IBM Systems Journal 5(2), 1966 (where its capacity anomaly was later found).
+LRU's list without the refresh on a hit.
 """
 
 from __future__ import annotations
 
-from sim.cache.policies.base import register
-from sim.cache.policies.lru import LRU
+from sim.cache.arena import arena_type, kernel
+from sim.cache.policies import lru
+from sim.cache.policies.base import KernelPolicy, register
+
+KIND = 2
+FIFOArena = ARENA = arena_type("FIFOArena", __name__)
+init, insert, readmit, remove, victim = lru.init, lru.insert, lru.readmit, lru.remove, lru.victim
+
+
+@kernel
+def access(a, t, s, now):
+    pass
 
 
 @register
-class FIFO(LRU):
-    """LRU's insertion-ordered queue without the refresh on a hit."""
-
+class FIFO(KernelPolicy):
     name = "fifo"
-    refresh_on_hit = False
-
-    def on_access(self, key: int, now: int) -> None:
-        pass
-
-    replay_plain = LRU.replay_plain  # declared, not inherited: the kernel honours refresh_on_hit
+    kind = KIND

@@ -1,57 +1,132 @@
 """LFU with recency tie-break: evict the least frequently used block, the least recent among equals.
 
-O(1) frequency buckets (Shah, Mitra & Matani, "An O(1) algorithm for implementing the
-LFU cache eviction scheme", 2010). A block's count starts at 1 when admitted and is
-forgotten when it leaves the tier.
+O(1) frequency buckets (Shah, Mitra & Matani, "An O(1) algorithm for implementing the LFU
+cache eviction scheme", 2010): one bucket per use count held by some block, linked in
+ascending count; each bucket lists its blocks in the order they reached that count. A
+block's count starts at 1 when admitted and is forgotten when it leaves the tier.
+
+Buckets are slots of the tier's pool that are not in the directory (``where == BUCKET``):
+a bucket's ``count`` is its use count, ``prev``/``next`` link the buckets, ``prio`` and
+``hpos`` hold its first and last block. A block's ``prio`` names its bucket and its
+``prev``/``next`` link it within the bucket.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from sim.cache.arena import (COUNT, HPOS, NEXT, PREV, PRIO, WHERE, X0, alloc_slot, arena_type, free_slot, keep_place,
+                             kernel, new_slot, release_slot)
+from sim.cache.policies.base import KernelPolicy, register
 
-from sim.cache.policies.base import EvictionPolicy, register
+KIND = 3
+LFUArena = ARENA = arena_type("LFUArena", __name__)
+BUCKET = 3  # ``where`` of a bucket slot
+LOWEST = X0  # the bucket of the lowest count (-1: none)
+
+
+def init(meta):
+    """The policy's scalars in its tier's ``meta`` row."""
+    meta[LOWEST] = -1
+
+
+@kernel
+def _new_bucket(a, t, count, after):
+    """A bucket for ``count``, linked after bucket ``after`` (-1: first)."""
+    b = alloc_slot(a, t)
+    a.slots[b, WHERE] = BUCKET
+    a.slots[b, COUNT] = count
+    a.slots[b, PRIO] = -1
+    a.slots[b, HPOS] = -1
+    nxt = a.slots[after, NEXT] if after >= 0 else a.meta[t, LOWEST]
+    a.slots[b, PREV] = after
+    a.slots[b, NEXT] = nxt
+    if after >= 0:
+        a.slots[after, NEXT] = b
+    else:
+        a.meta[t, LOWEST] = b
+    if nxt >= 0:
+        a.slots[nxt, PREV] = b
+    return b
+
+
+@kernel
+def _join(a, t, b, s):
+    """Put block ``s`` last in bucket ``b``."""
+    last = a.slots[b, HPOS]
+    a.slots[s, PRIO] = b
+    a.slots[s, PREV] = last
+    a.slots[s, NEXT] = -1
+    if last >= 0:
+        a.slots[last, NEXT] = s
+    else:
+        a.slots[b, PRIO] = s
+    a.slots[b, HPOS] = s
+    a.slots[s, COUNT] = a.slots[b, COUNT]
+
+
+@kernel
+def _leave(a, t, s):
+    """Take block ``s`` out of its bucket; drop the bucket if it is left empty."""
+    b = a.slots[s, PRIO]
+    p, n = a.slots[s, PREV], a.slots[s, NEXT]
+    if p >= 0:
+        a.slots[p, NEXT] = n
+    else:
+        a.slots[b, PRIO] = n
+    if n >= 0:
+        a.slots[n, PREV] = p
+    else:
+        a.slots[b, HPOS] = p
+    if a.slots[b, PRIO] < 0:
+        bp, bn = a.slots[b, PREV], a.slots[b, NEXT]
+        if bp >= 0:
+            a.slots[bp, NEXT] = bn
+        else:
+            a.meta[t, LOWEST] = bn
+        if bn >= 0:
+            a.slots[bn, PREV] = bp
+        release_slot(a, t, b)
+
+
+@kernel
+def access(a, t, s, now):
+    b = a.slots[s, PRIO]
+    nb = a.slots[b, NEXT]
+    if nb < 0 or a.slots[nb, COUNT] != a.slots[b, COUNT] + 1:
+        nb = _new_bucket(a, t, a.slots[b, COUNT] + 1, b)
+    _leave(a, t, s)
+    _join(a, t, nb, s)
+
+
+@kernel
+def insert(a, t, key, now):
+    s = new_slot(a, t, key)
+    a.slots[s, WHERE] = 0
+    b = a.meta[t, LOWEST]
+    if b < 0 or a.slots[b, COUNT] != 1:
+        b = _new_bucket(a, t, 1, -1)
+    _join(a, t, b, s)
+    return s
+
+
+readmit = keep_place  # admitted again while resident (a shared tier): count and place stay
+
+
+@kernel
+def remove(a, t, s):
+    _leave(a, t, s)
+    free_slot(a, t, s)
+
+
+@kernel
+def victim(a, t, incoming):
+    return a.slots[a.meta[t, LOWEST], PRIO]
 
 
 @register
-class LFU(EvictionPolicy):
+class LFU(KernelPolicy):
     name = "lfu"
+    kind = KIND
 
-    def __init__(self, capacity: int):
-        super().__init__(capacity)
-        self._freq: dict[int, int] = {}
-        self._buckets: dict[int, OrderedDict[int, None]] = {}  # count -> keys, least recent first
-        self._min = 0
-
-    def _bucket(self, count: int) -> OrderedDict[int, None]:
-        bucket = self._buckets.get(count)
-        if bucket is None:
-            bucket = self._buckets[count] = OrderedDict()
-        return bucket
-
-    def on_access(self, key: int, now: int) -> None:
-        count = self._freq[key]
-        bucket = self._buckets[count]
-        del bucket[key]
-        if not bucket:
-            del self._buckets[count]
-            if self._min == count:
-                self._min = count + 1
-        self._freq[key] = count + 1
-        self._bucket(count + 1)[key] = None
-
-    def on_insert(self, key: int, now: int) -> None:
-        self._freq[key] = 1
-        self._bucket(1)[key] = None
-        self._min = 1
-
-    def on_remove(self, key: int) -> None:
-        count = self._freq.pop(key)
-        bucket = self._buckets[count]
-        del bucket[key]
-        if not bucket:
-            del self._buckets[count]
-            if self._min == count and self._buckets:
-                self._min = min(self._buckets)  # O(distinct counts), only when the min bucket empties
-
-    def victim(self, incoming: int) -> int:
-        return next(iter(self._buckets[self._min]))
+    @classmethod
+    def slots(cls, capacity: int) -> int:
+        return 2 * capacity + 2  # blocks, and at most one bucket per block

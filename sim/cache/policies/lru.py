@@ -2,58 +2,49 @@
 
 The classic stack algorithm (Mattson, Gecsei, Slutz & Traiger, "Evaluation techniques for
 storage hierarchies", IBM Systems Journal 9(2), 1970), whose inclusion property the MRC uses.
+One intrusive list, least recent at its head.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from sim.cache.arena import HEAD, append, arena_type, free_slot, keep_place, kernel, move_to_tail, new_slot, unlink
+from sim.cache.policies.base import KernelPolicy, register
 
-from sim.cache.policies.base import EvictionPolicy, register
+KIND = 1
+LRUArena = ARENA = arena_type("LRUArena", __name__)
+
+
+def init(meta):
+    """No scalars of its own."""
+
+
+@kernel
+def access(a, t, s, now):
+    move_to_tail(a, t, 0, s)
+
+
+@kernel
+def insert(a, t, key, now):
+    s = new_slot(a, t, key)
+    append(a, t, 0, s)
+    return s
+
+
+readmit = keep_place  # admitted again while resident (a shared tier): its place stays
+
+
+@kernel
+def remove(a, t, s):
+    unlink(a, t, s)
+    free_slot(a, t, s)
+
+
+@kernel
+def victim(a, t, incoming):
+    return a.meta[t, HEAD]
 
 
 @register
-class LRU(EvictionPolicy):
+class LRU(KernelPolicy):
     name = "lru"
-    refresh_on_hit = True  # FIFO reuses this class with False
-
-    def __init__(self, capacity: int):
-        super().__init__(capacity)
-        self._order: OrderedDict[int, None] = OrderedDict()  # least recent first
-
-    def on_access(self, key: int, now: int) -> None:
-        self._order.move_to_end(key)
-
-    def on_insert(self, key: int, now: int) -> None:
-        self._order[key] = None
-
-    def on_remove(self, key: int) -> None:
-        del self._order[key]
-
-    def victim(self, incoming: int) -> int:
-        return next(iter(self._order))
-
-    def replay_plain(self, keys: list[int], resident: set, capacity: int, start: int) -> tuple[list[int], int]:
-        """The single-tier plain replay with the hooks above inlined (``MultiTierCache._replay_single_tier``).
-
-        ``keys`` are looked up at positions ``start``…; the victim (the oldest key) leaves
-        ``resident`` and the order together. Returns the hit positions and the evictions.
-        """
-        order = self._order
-        touch = order.move_to_end if self.refresh_on_hit else None
-        pop_oldest = order.popitem
-        add, remove = resident.add, resident.remove
-        hit_positions: list[int] = []
-        hit = hit_positions.append
-        evictions = 0
-        for now, key in enumerate(keys, start):
-            if key in resident:
-                if touch is not None:
-                    touch(key)
-                hit(now)
-            else:
-                if len(resident) >= capacity:
-                    remove(pop_oldest(False)[0])
-                    evictions += 1
-                order[key] = None
-                add(key)
-        return hit_positions, evictions
+    kind = KIND

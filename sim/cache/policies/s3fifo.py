@@ -1,9 +1,9 @@
 """S3-FIFO: Yang et al., "FIFO queues are all you need for cache eviction", SOSP 2023.
 
-A small FIFO S (10% of capacity) filters one-hit wonders; blocks reused while in S
-move to the main FIFO M, which reinserts blocks with a non-zero 2-bit frequency
-(decrementing it); a ghost FIFO G (keys only, 90% of capacity) remembers keys evicted
-from S so that their return goes straight to M.
+A small FIFO S (list 0, 10% of capacity) filters one-hit wonders; blocks reused while in S
+move to the main FIFO M (list 1), which reinserts blocks with a non-zero 2-bit frequency
+(decrementing it); a ghost FIFO G (list 2, keys only, 90% of capacity) remembers keys
+evicted from S so that their return goes straight to M.
 
 Variant: libCacheSim's current ``S3FIFO`` (its S3FIFO.c, 2024; the paper's version is
 its ``S3FIFOv0``), so results compare exactly with the oracle: a block moves S→M after
@@ -13,93 +13,132 @@ or S is empty, and until the first eviction a miss that finds S full goes to M.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from sim.cache.arena import (COUNT, HEAD, NONE, PCAP, SIZE, WHERE, X0, append, arena_type, free_slot, kernel, lookup,
+                             move_to_tail, new_slot, unlink)
+from sim.cache.policies.base import KernelPolicy, register
 
-from sim.cache.policies.base import EvictionPolicy, register
-
+KIND = 5
+S3FIFOArena = ARENA = arena_type("S3FIFOArena", __name__)
+SMALL, MAIN, GHOST = 0, 1, 2
 SMALL_RATIO = 0.10
 GHOST_RATIO = 0.90
 MOVE_TO_MAIN_THRESHOLD = 2
 MAX_FREQ = 3
+SMALL_CAP, MAIN_CAP, GHOST_CAP = X0, X0 + 1, X0 + 2
+HAS_EVICTED = X0 + 3  # 1 after the first eviction
+VICTIM = X0 + 4  # slot chosen by victim() (-1: none)
+GHOST_HIT = X0 + 5  # incoming key that victim() took out of the ghost (NONE: none)
+
+
+def init(meta):
+    """The policy's scalars in its tier's ``meta`` row (``PCAP`` is set)."""
+    c = meta[PCAP]
+    small = max(1, int(c * SMALL_RATIO))
+    meta[SMALL_CAP] = small
+    meta[MAIN_CAP] = c - small
+    meta[GHOST_CAP] = int(c * GHOST_RATIO)
+    meta[HAS_EVICTED] = 0
+    meta[VICTIM] = -1
+    meta[GHOST_HIT] = NONE
+
+
+@kernel
+def access(a, t, s, now):
+    if a.slots[s, COUNT] < MAX_FREQ:
+        a.slots[s, COUNT] += 1
+    a.meta[t, VICTIM] = -1
+
+
+@kernel
+def insert(a, t, key, now):
+    s = lookup(a, t, key)
+    if key == a.meta[t, GHOST_HIT]:
+        s = new_slot(a, t, key)  # victim() already took it out of the ghost
+        append(a, t, MAIN, s)
+    elif s >= 0:  # a ghost entry: straight to main
+        move_to_tail(a, t, MAIN, s)
+    else:
+        s = new_slot(a, t, key)
+        if a.meta[t, HAS_EVICTED] == 0 and a.meta[t, SIZE + SMALL] >= a.meta[t, SMALL_CAP]:
+            append(a, t, MAIN, s)
+        else:
+            append(a, t, SMALL, s)
+    a.slots[s, COUNT] = 0
+    a.meta[t, VICTIM] = -1
+    a.meta[t, GHOST_HIT] = NONE
+    return s
+
+
+@kernel
+def readmit(a, t, s, now):
+    """Admitted again while resident (a shared tier): its frequency restarts at 0; its queue and
+    place stay."""
+    a.slots[s, COUNT] = 0
+    a.meta[t, VICTIM] = -1
+    a.meta[t, GHOST_HIT] = NONE
+
+
+@kernel
+def remove(a, t, s):
+    evicted = s == a.meta[t, VICTIM]
+    where = a.slots[s, WHERE]
+    unlink(a, t, s)
+    if where == SMALL and evicted and a.meta[t, GHOST_CAP] > 0:
+        append(a, t, GHOST, s)
+        if a.meta[t, SIZE + GHOST] > a.meta[t, GHOST_CAP]:
+            g = a.meta[t, HEAD + GHOST]
+            unlink(a, t, g)
+            free_slot(a, t, g)
+    else:
+        free_slot(a, t, s)
+    a.meta[t, VICTIM] = -1
+
+
+@kernel
+def _main_victim(a, t):
+    while True:
+        s = a.meta[t, HEAD + MAIN]
+        if a.slots[s, COUNT] == 0:
+            return s
+        a.slots[s, COUNT] -= 1
+        move_to_tail(a, t, MAIN, s)
+
+
+@kernel
+def _small_victim(a, t):
+    while a.meta[t, SIZE + SMALL]:
+        s = a.meta[t, HEAD + SMALL]
+        if a.slots[s, COUNT] < MOVE_TO_MAIN_THRESHOLD:
+            return s
+        move_to_tail(a, t, MAIN, s)
+        a.slots[s, COUNT] = 0
+    return -1
+
+
+@kernel
+def victim(a, t, incoming):
+    if a.meta[t, VICTIM] < 0:
+        g = lookup(a, t, incoming)
+        if g >= 0 and a.slots[g, WHERE] == GHOST:  # a returning key leaves the ghost before eviction can push it out (libCacheSim's find)
+            unlink(a, t, g)
+            free_slot(a, t, g)
+            a.meta[t, GHOST_HIT] = incoming
+        a.meta[t, HAS_EVICTED] = 1
+        s = -1
+        while s < 0:
+            if a.meta[t, SIZE + MAIN] > a.meta[t, MAIN_CAP] or a.meta[t, SIZE + SMALL] == 0:
+                s = _main_victim(a, t)
+            else:
+                s = _small_victim(a, t)
+        a.meta[t, VICTIM] = s
+    return a.meta[t, VICTIM]
 
 
 @register
-class S3FIFO(EvictionPolicy):
+class S3FIFO(KernelPolicy):
     name = "s3fifo"
+    kind = KIND
 
-    def __init__(self, capacity: int):
-        super().__init__(capacity)
-        self.small_capacity = max(1, int(capacity * SMALL_RATIO))
-        self.main_capacity = capacity - self.small_capacity
-        self.ghost_capacity = int(capacity * GHOST_RATIO)
-        self.small: OrderedDict[int, None] = OrderedDict()  # oldest first
-        self.main: OrderedDict[int, None] = OrderedDict()
-        self.ghost: OrderedDict[int, None] = OrderedDict()
-        self.freq: dict[int, int] = {}
-        self.has_evicted = False
-        self._victim: int | None = None
-        self._ghost_hit: int | None = None  # incoming key already taken out of the ghost
-
-    def on_access(self, key: int, now: int) -> None:
-        f = self.freq[key]
-        if f < MAX_FREQ:
-            self.freq[key] = f + 1
-        self._victim = None
-
-    def on_insert(self, key: int, now: int) -> None:
-        self.freq[key] = 0
-        if key == self._ghost_hit or self.ghost.pop(key, 0) is None:
-            self.main[key] = None
-        elif not self.has_evicted and len(self.small) >= self.small_capacity:
-            self.main[key] = None
-        else:
-            self.small[key] = None
-        self._victim = self._ghost_hit = None
-
-    def on_remove(self, key: int) -> None:
-        evicted = key == self._victim
-        del self.freq[key]
-        if key in self.small:
-            del self.small[key]
-            if evicted and self.ghost_capacity > 0:
-                self.ghost[key] = None
-                if len(self.ghost) > self.ghost_capacity:
-                    self.ghost.popitem(last=False)
-        else:
-            del self.main[key]
-        self._victim = None
-
-    def _main_victim(self) -> int:
-        main, freq = self.main, self.freq
-        while True:
-            key = next(iter(main))
-            if freq[key] == 0:
-                return key
-            freq[key] -= 1
-            main.move_to_end(key)
-
-    def _small_victim(self) -> int | None:
-        small, main, freq = self.small, self.main, self.freq
-        while small:
-            head = next(iter(small))
-            if freq[head] < MOVE_TO_MAIN_THRESHOLD:
-                return head
-            del small[head]
-            main[head] = None
-            freq[head] = 0
-        return None
-
-    def victim(self, incoming: int) -> int:
-        if self._victim is None:
-            # A returning key leaves the ghost before eviction can push it out (libCacheSim's find).
-            if self.ghost.pop(incoming, 0) is None:
-                self._ghost_hit = incoming
-            self.has_evicted = True
-            key = None
-            while key is None:
-                if len(self.main) > self.main_capacity or not self.small:
-                    key = self._main_victim()
-                else:
-                    key = self._small_victim()
-            self._victim = key
-        return self._victim
+    @classmethod
+    def slots(cls, capacity: int) -> int:
+        return capacity + int(capacity * GHOST_RATIO) + 2  # resident + ghost (+1 while the ghost overflows)

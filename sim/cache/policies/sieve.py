@@ -1,62 +1,68 @@
 """SIEVE: Zhang et al., "SIEVE is Simpler than LRU: an Efficient Turn-Key Eviction Algorithm for Web Caches", NSDI 2024.
 
-New blocks enter at the head of a FIFO; a hit only sets a visited bit. A hand walks
-from the tail towards the head, clearing visited bits, and evicts the first unvisited
-block; it then rests at that block's newer neighbour, wrapping to the tail.
+New blocks enter at the newest end of a FIFO list; a hit only sets a visited bit. A hand
+walks from the oldest block towards the newest, clearing visited bits, and evicts the first
+unvisited block; it then rests at that block's newer neighbour, wrapping to the oldest.
 """
 
 from __future__ import annotations
 
-from sim.cache.policies.base import EvictionPolicy, register
+from sim.cache.arena import COUNT, HEAD, NEXT, X0, append, arena_type, free_slot, kernel, new_slot, unlink
+from sim.cache.policies.base import KernelPolicy, register
+
+KIND = 6
+SIEVEArena = ARENA = arena_type("SIEVEArena", __name__)
+HAND = X0  # slot the hand rests at, -1: none (start from the oldest)
+
+
+def init(meta):
+    """The policy's scalars in its tier's ``meta`` row (``PCAP`` is set)."""
+    meta[HAND] = -1
+
+
+@kernel
+def access(a, t, s, now):
+    a.slots[s, COUNT] = 1
+
+
+@kernel
+def insert(a, t, key, now):
+    s = new_slot(a, t, key)
+    append(a, t, 0, s)
+    a.slots[s, COUNT] = 0
+    return s
+
+
+@kernel
+def readmit(a, t, s, now):
+    """Admitted again while resident (a shared tier): its place stays, unvisited as on insertion."""
+    a.slots[s, COUNT] = 0
+
+
+@kernel
+def remove(a, t, s):
+    newer = a.slots[s, NEXT]
+    unlink(a, t, s)
+    if a.meta[t, HAND] == s:
+        a.meta[t, HAND] = newer
+    free_slot(a, t, s)
+
+
+@kernel
+def victim(a, t, incoming):
+    s = a.meta[t, HAND]
+    if s < 0:
+        s = a.meta[t, HEAD]
+    while a.slots[s, COUNT]:
+        a.slots[s, COUNT] = 0
+        s = a.slots[s, NEXT]
+        if s < 0:
+            s = a.meta[t, HEAD]
+    a.meta[t, HAND] = s
+    return s
 
 
 @register
-class SIEVE(EvictionPolicy):
+class SIEVE(KernelPolicy):
     name = "sieve"
-
-    def __init__(self, capacity: int):
-        super().__init__(capacity)
-        self.newer: dict[int, int | None] = {}  # towards the head
-        self.older: dict[int, int | None] = {}  # towards the tail
-        self.visited: dict[int, bool] = {}
-        self.head: int | None = None  # newest
-        self.tail: int | None = None  # oldest
-        self.hand: int | None = None
-
-    def on_access(self, key: int, now: int) -> None:
-        self.visited[key] = True
-
-    def on_insert(self, key: int, now: int) -> None:
-        self.newer[key] = None
-        self.older[key] = self.head
-        if self.head is not None:
-            self.newer[self.head] = key
-        self.head = key
-        if self.tail is None:
-            self.tail = key
-        self.visited[key] = False
-
-    def on_remove(self, key: int) -> None:
-        newer, older = self.newer.pop(key), self.older.pop(key)
-        del self.visited[key]
-        if newer is not None:
-            self.older[newer] = older
-        else:
-            self.head = older
-        if older is not None:
-            self.newer[older] = newer
-        else:
-            self.tail = newer
-        if self.hand == key:
-            self.hand = newer
-
-    def victim(self, incoming: int) -> int:
-        key = self.hand if self.hand is not None else self.tail
-        visited, newer = self.visited, self.newer
-        while visited[key]:
-            visited[key] = False
-            key = newer[key]
-            if key is None:
-                key = self.tail
-        self.hand = key
-        return key
+    kind = KIND

@@ -1,0 +1,336 @@
+"""The compiled multi-tier cache: HBM → DRAM → SSD → EIC operations over a ``TierArena``.
+
+The named operations of ``sim.cache.multitier`` (hit, promote, demote, evict, exclusive or
+inclusive, write-through), compiled. A cache is a ``CacheView``: its tiers' indices in the
+arena, top down (instances share their lower tiers by sharing indices). Entry points work
+on a whole request's block chain, so Python pays one call per request, not per block:
+
+- ``replay``: cache-only replay of a range of requests (plain or prefix semantics, plug-ins);
+- ``lookup``: the tier of each block of a chain (or of its longest cached prefix);
+- ``touch_chain`` / ``take_chain``: use / take out a chain's blocks in order;
+- ``resize_top``: set the top tier's capacity, demoting the overflow;
+- ``hook``: one policy hook by block id (for the generic Python path and tests).
+
+The operations are built once per policy (``_operations``) with that policy's hooks inlined,
+and chosen at compile time from the arena's class (``policies/dispatch.py``): each entry point
+compiles once per policy and never dispatches per access.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from numba.extending import overload
+
+from sim.cache.arena import (BYTES_READ, BYTES_WRITTEN, CAP, DEMOTIONS, EVICTIONS, HITS, INSERTIONS, KEY, PREFETCHES,
+                             PROMOTIONS, RESIDENT, USERS, entry, kernel, resident, step)
+from sim.cache.policies.dispatch import hooks_for
+from sim.errors import InputError
+from sim.report.output import atomic_write_text
+
+HOOK_ACCESS, HOOK_INSERT, HOOK_REMOVE, HOOK_VICTIM = range(4)
+USE, PREFETCH, DEMOTE = range(3)  # what ``use`` does
+_OPTIONS = {"_nrt": False}
+
+
+class CacheView(NamedTuple):
+    """One cache's tiers in an arena and its settings, as compiled code sees them."""
+
+    tiers: np.ndarray  # int64 tier indices, top down
+    inclusive: bool
+    block_bytes: int
+    last_pos: np.ndarray  # int64, per block id: its last use position (-1: none); empty when not tracked
+
+
+@kernel
+def _find(a, c, key):
+    """(level, slot) of the topmost tier holding ``key``, or (-1, -1)."""
+    for level in range(len(c.tiers)):
+        s = resident(a, c.tiers[level], key)
+        if s >= 0:
+            return level, s
+    return -1, -1
+
+
+def _operations(access, insert, readmit, remove, victim):
+    """The multi-tier operations over one policy's compiled hooks: Python functions that the
+    overloads below hand to numba. The hot path (a use, an admission) inlines the hooks; the
+    other operations call a compiled copy (inlining every call site would multiply compile time)."""
+    access_c, insert_c, readmit_c, remove_c, victim_c = (step(f.py_func) for f in (access, insert, readmit, remove,
+                                                                                    victim))
+
+    def use(a, c, key, now, admit, mode):
+        """``USE`` ``key`` at stream position ``now``: refresh it, promote it (moved, or copied when
+        inclusive), or admit it to the top tier (every tier when inclusive). ``PREFETCH``: only
+        bring it up from a lower tier ahead of use (counted as a prefetch, not a promotion).
+        ``DEMOTE``: admit it to the second tier (it has left the top one).
+        Returns the tier it was found in (-1: a miss, admitted unless ``admit`` is False).
+
+        Admitting to tier i: its victim is demoted to tier i+1 (exclusive) or evicted (inclusive,
+        or the last tier). This is the one place the policy's hooks are inlined (compile time
+        grows with every inlined copy)."""
+        first, stop, stride = 0, 0, 1  # the tiers to admit the block to
+        level = -1
+        if mode == DEMOTE:
+            first, stop = 1, 2
+        else:
+            level, s = _find(a, c, key)
+            if mode == PREFETCH and level <= 0:
+                return level
+            if len(c.last_pos):
+                c.last_pos[key] = now
+            if level >= 0:
+                t = c.tiers[level]
+                if level == 0 or c.inclusive:  # a hit, or a copy kept below: refresh it there
+                    access(a, t, s, now)
+                if level > 0:
+                    a.stats[t, PREFETCHES if mode == PREFETCH else PROMOTIONS] += 1
+                    a.stats[t, BYTES_READ] += c.block_bytes
+                    if c.inclusive:  # copy up: write to every tier above, nearest first
+                        first, stop, stride = level - 1, -1, -1
+                    else:  # move up
+                        remove_c(a, t, s)
+                        a.meta[t, RESIDENT] -= 1
+                        stop = 1
+            elif admit:  # the top tier (exclusive) or every tier, top down (inclusive: write-through)
+                stop = len(c.tiers) if c.inclusive else 1
+        n = len(c.tiers)
+        for target in range(first, stop, stride):
+            inserting, at, when = key, target, now
+            while True:  # admit ``inserting`` to tier ``at``; a victim moves on down
+                t = c.tiers[at]
+                if a.meta[t, CAP] <= 0:  # e.g. HBM fully used by running requests: nothing can be kept here
+                    if c.inclusive or at + 1 == n:
+                        break
+                    at += 1
+                    continue
+                demoted = -1
+                has_victim = a.meta[t, RESIDENT] >= a.meta[t, CAP]
+                if has_victim:
+                    v = victim(a, t, inserting)
+                    demoted = a.slots[v, KEY]
+                    remove(a, t, v)
+                    a.meta[t, RESIDENT] -= 1
+                s = resident(a, t, inserting) if a.meta[t, USERS] > 1 else -1
+                if s >= 0:  # a shared tier already holding another instance's copy (it still made room)
+                    readmit_c(a, t, s, when)
+                else:
+                    insert(a, t, inserting, when)
+                    a.meta[t, RESIDENT] += 1
+                a.stats[t, INSERTIONS] += 1
+                a.stats[t, BYTES_WRITTEN] += c.block_bytes
+                if not has_victim:
+                    break
+                if c.inclusive or at + 1 == n:
+                    a.stats[t, EVICTIONS] += 1
+                    break
+                a.stats[t, DEMOTIONS] += 1
+                inserting = demoted
+                at += 1
+                if len(c.last_pos) and c.last_pos[inserting] >= 0:  # placed by another instance: use now
+                    when = c.last_pos[inserting]
+        return level
+
+    def take(a, c, key):
+        """Take ``key`` out of the cache for use by a running request (vLLM: a cached block leaves
+        the free queue); the tier it was in, or -1. A lower-tier copy counts as a promotion
+        (bytes read); inclusive mode keeps lower copies."""
+        level, s = _find(a, c, key)
+        if level < 0:
+            return -1
+        t = c.tiers[level]
+        if level > 0:
+            a.stats[t, PROMOTIONS] += 1
+            a.stats[t, BYTES_READ] += c.block_bytes
+        if level == 0 or not c.inclusive:
+            remove_c(a, t, s)
+            a.meta[t, RESIDENT] -= 1
+        return level
+
+    def resize(a, c, capacity):
+        """Set the top tier's capacity; its overflow is demoted (evicted when inclusive or alone)."""
+        top = c.tiers[0]
+        a.meta[top, CAP] = max(0, capacity)
+        while a.meta[top, RESIDENT] > a.meta[top, CAP]:
+            v = victim_c(a, top, -1)
+            key = a.slots[v, KEY]
+            remove_c(a, top, v)
+            a.meta[top, RESIDENT] -= 1
+            if c.inclusive or len(c.tiers) == 1:
+                a.stats[top, EVICTIONS] += 1
+            else:
+                a.stats[top, DEMOTIONS] += 1
+                now = c.last_pos[key] if len(c.last_pos) and c.last_pos[key] >= 0 else 0
+                _use(a, c, key, now, True, DEMOTE)
+
+    def hook(a, t, op, key, now):
+        """One policy hook on tier ``t`` by block id; ``HOOK_VICTIM`` returns the victim's key."""
+        if op == HOOK_ACCESS:
+            access_c(a, t, resident(a, t, key), now)
+        elif op == HOOK_INSERT:
+            insert_c(a, t, key, now)
+            a.meta[t, RESIDENT] += 1
+        elif op == HOOK_REMOVE:
+            remove_c(a, t, resident(a, t, key))
+            a.meta[t, RESIDENT] -= 1
+        else:
+            if a.meta[t, RESIDENT] == 0:
+                raise ValueError("victim() of an empty tier")
+            return a.slots[victim_c(a, t, key), KEY]
+        return -1
+
+    return {"use": use, "take": take, "resize": resize, "hook": hook}
+
+
+_BUILT: dict[type, dict] = {}
+
+
+def _for(arena) -> dict:
+    cls = arena.instance_class
+    if cls not in _BUILT:
+        _BUILT[cls] = _operations(*hooks_for(cls))
+    return _BUILT[cls]
+
+
+# Stubs that compiled code calls; each overload compiles the policy's own version.
+def _use(a, c, key, now, admit, mode):
+    raise NotImplementedError("compiled code only")
+
+
+def _take(a, c, key):
+    raise NotImplementedError("compiled code only")
+
+
+def _resize(a, c, capacity):
+    raise NotImplementedError("compiled code only")
+
+
+def _hook(a, t, op, key, now):
+    raise NotImplementedError("compiled code only")
+
+
+@overload(_use, jit_options=_OPTIONS)
+def _use_for(a, c, key, now, admit, mode):
+    return _for(a)["use"]
+
+
+@overload(_take, jit_options=_OPTIONS)
+def _take_for(a, c, key):
+    return _for(a)["take"]
+
+
+@overload(_resize, jit_options=_OPTIONS)
+def _resize_for(a, c, capacity):
+    return _for(a)["resize"]
+
+
+@overload(_hook, jit_options=_OPTIONS)
+def _hook_for(a, t, op, key, now):
+    return _for(a)["hook"]
+
+
+# ------------------------------------------------------------------ entry points
+
+
+@entry
+def replay(a, c, blocks, offsets, hit_tier, first, last, prefix, depth, sessions, previous):
+    """Replay requests ``first``…``last`` (CSR ``offsets`` into ``blocks``); record each access's hit tier.
+
+    ``prefix``: a request's hits are its longest cached prefix, then its blocks are touched
+    deepest first; else every block is looked up. ``depth`` >= 0: selective write (only the
+    first ``depth`` blocks of a prompt are admitted). ``previous`` (per session, the request
+    index of its last turn, -1: none; empty: no session prefetch): before a turn, its
+    session's previous turn is prefetched.
+    """
+    for r in range(first, last):
+        lo, hi = offsets[r], offsets[r + 1]
+        session = sessions[r] if len(previous) else -1
+        if session >= 0 and previous[session] >= 0:
+            p = previous[session]
+            for j in range(offsets[p], offsets[p + 1]):
+                _use(a, c, blocks[j], lo, True, PREFETCH)
+        if prefix:
+            for j in range(lo, hi):
+                level = _find(a, c, blocks[j])[0]
+                if level < 0:
+                    break
+                hit_tier[j] = level
+                a.stats[c.tiers[level], HITS] += 1
+            for j in range(hi - 1, lo - 1, -1):
+                _use(a, c, blocks[j], j, depth < 0 or j - lo < depth, USE)
+        else:
+            for j in range(lo, hi):
+                level = _use(a, c, blocks[j], j, depth < 0 or j - lo < depth, USE)
+                hit_tier[j] = level
+                if level >= 0:
+                    a.stats[c.tiers[level], HITS] += 1
+        if session >= 0:
+            previous[session] = r
+
+
+@entry
+def lookup(a, c, keys, first, prefix, out):
+    """The topmost tier holding each of ``keys[first:]`` (-1: none) into ``out``; ``prefix``: stop
+    at the first miss. Returns how many keys were found before it (all of them without
+    ``prefix``). No state changes."""
+    n = 0
+    for i in range(first, len(keys)):
+        level = _find(a, c, keys[i])[0]
+        out[i] = level
+        if level < 0 and prefix:
+            break
+        n += 1
+    return n
+
+
+@entry
+def touch_chain(a, c, keys, positions, admit, out):
+    """Use ``keys[i]`` at stream position ``positions[i]``, in order; ``out[i]``: the tier it was in."""
+    for i in range(len(keys)):
+        out[i] = _use(a, c, keys[i], positions[i], admit, USE)
+
+
+@entry
+def take_chain(a, c, keys, out):
+    """Take each key out of the cache in order (see ``take``); ``out[i]``: the tier it was in, or -1."""
+    for i in range(len(keys)):
+        out[i] = _take(a, c, keys[i])
+
+
+@entry
+def resize_top(a, c, capacity):
+    """Set the top tier's capacity (free HBM blocks change as requests run); overflow is demoted."""
+    _resize(a, c, capacity)
+
+
+@entry
+def hook(a, t, op, key, now):
+    """One policy hook on tier ``t`` by block id (the generic path, tests)."""
+    return _hook(a, t, op, key, now)
+
+
+def _flush_cache_if_sources_changed() -> None:
+    """numba keys a cached entry point on its own source file only, but these inline code from the
+    arena and the policy modules too. A digest of all of them is kept beside the cache; when it
+    changes (a developer's edit, never an installed release), the entry points' caches are flushed."""
+    sources = [Path(__file__), *sorted((Path(__file__).parent / "policies").glob("*.py")),
+               Path(__file__).parent / "arena.py"]
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()
+    stamp = Path(replay._cache.cache_path) / "kvsim-kernels.sha256"
+    try:
+        if stamp.read_text() == digest:
+            return
+    except OSError:
+        pass
+    for function in (replay, lookup, touch_chain, take_chain, resize_top, hook):
+        function._cache.flush()
+    try:
+        atomic_write_text(stamp, digest)  # two processes starting at once never see half a stamp
+    except (OSError, InputError):
+        pass  # an unwritable cache directory: numba does not cache there either
+
+
+_flush_cache_if_sources_changed()

@@ -1,0 +1,248 @@
+"""The generic multi-tier path: the same operations as the compiled engine, through Python hooks.
+
+Used for a cache with a tier whose policy has no compiled kernel (the learned policies);
+its other tiers' kernels are driven through their Python hooks (``KernelPolicy``). Tests
+also run it with the pure-Python reference policies (tests/reference) as the oracle the
+compiled engine is compared with, access by access. Resident sets are Python sets here;
+counters live in the arena, as for compiled tiers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sim.cache.arena import (BYTES_READ, CAP, BYTES_WRITTEN, DEMOTIONS, EVICTIONS, HITS, INSERTIONS, PREFETCHES,
+                             PROMOTIONS)
+from sim.cache.policies import EvictionPolicy
+from sim.cache.tiers import Tier
+
+
+class HookedMultiTierCache:
+    """``MultiTierCache``'s interface over Python hooks (see ``sim.cache.multitier``)."""
+
+    def __init__(self, tiers: list[Tier], block_bytes: int, inclusive: bool = False, track_positions: bool = False,
+                 hooks: list[EvictionPolicy] | None = None):
+        self.tiers = tiers
+        for tier in tiers:
+            tier.arena.add_user(tier.index)
+        self.block_bytes = block_bytes
+        self.inclusive = inclusive
+        self.policies = hooks if hooks is not None else [t.hooks for t in tiers]
+        self.residents: list[set[int]] = [t.resident_set for t in tiers]  # shared with other caches of a tier
+        # Clairvoyant policies need a demoted block's last access position (its next use).
+        self.last_pos: dict[int, int] | None = {} if track_positions else None
+        self._previous_turn: dict[int, list[int]] = {}
+
+    def _capacity(self, level: int) -> int:
+        return self.tiers[level].capacity
+
+    def _counters(self, level: int) -> np.ndarray:
+        """The tier's counter row (looked up each time: the arena reallocates when tiers are added)."""
+        tier = self.tiers[level]
+        return tier.arena.stats_row(tier.index)
+
+    # ------------------------------------------------------------------ queries
+
+    def find(self, key: int) -> int:
+        for i, resident in enumerate(self.residents):
+            if key in resident:
+                return i
+        return -1
+
+    def resident(self, level: int) -> set[int]:
+        return set(self.residents[level])
+
+    def lookup_prefix(self, keys, held=()) -> np.ndarray:
+        levels = []
+        for key in keys:
+            level = 0 if int(key) in held else self.find(int(key))
+            if level < 0:
+                break
+            levels.append(level)
+        return np.array(levels, dtype=np.int8)
+
+    # --------------------------------------------------------------- operations
+
+    def touch(self, key: int, now: int, admit: bool = True) -> int:
+        if self.last_pos is not None:
+            self.last_pos[key] = now
+        level = self.find(key)
+        if level == 0:
+            self.policies[0].on_access(key, now)
+            return 0
+        if level > 0:
+            self._counters(level)[PROMOTIONS] += 1
+            self._move_up(level, key, now)
+            return level
+        if not admit:
+            return -1
+        if self.inclusive:
+            for i in range(len(self.tiers)):
+                self._insert(i, key, now)
+        else:
+            self._insert(0, key, now)
+        return -1
+
+    def touch_chain(self, keys, positions) -> np.ndarray:
+        return np.array([self.touch(int(k), int(p)) for k, p in zip(keys, positions)], dtype=np.int8)
+
+    def take(self, key: int) -> int:
+        level = self.find(key)
+        if level < 0:
+            return -1
+        if level > 0:
+            self._counters(level)[PROMOTIONS] += 1
+            self._counters(level)[BYTES_READ] += self.block_bytes
+        if level == 0 or not self.inclusive:
+            self.policies[level].on_remove(key)
+            self.residents[level].remove(key)
+        return level
+
+    def take_chain(self, keys) -> np.ndarray:
+        return np.array([self.take(int(k)) for k in keys], dtype=np.int8)
+
+    def resize_top(self, capacity: int) -> None:
+        self.tiers[0].arena.state.meta[self.tiers[0].index, CAP] = max(0, capacity)
+        top, policy = self.residents[0], self.policies[0]
+        while len(top) > self._capacity(0):
+            victim = policy.victim(-1)
+            policy.on_remove(victim)
+            top.remove(victim)
+            if self.inclusive or len(self.tiers) == 1:
+                self._counters(0)[EVICTIONS] += 1
+            else:
+                self._counters(0)[DEMOTIONS] += 1
+                self._insert(1, victim, self.last_pos.get(victim, 0) if self.last_pos is not None else 0)
+
+    def _move_up(self, level: int, key: int, now: int) -> None:
+        self._counters(level)[BYTES_READ] += self.block_bytes
+        if self.inclusive:
+            self.policies[level].on_access(key, now)
+            for upper in range(level - 1, -1, -1):
+                self._insert(upper, key, now)
+        else:
+            self.policies[level].on_remove(key)
+            self.residents[level].remove(key)
+            self._insert(0, key, now)
+
+    def _insert(self, level: int, key: int, now: int) -> None:
+        n = len(self.tiers)
+        while True:
+            victim = None
+            if self._capacity(level) <= 0:
+                if self.inclusive or level + 1 == n:
+                    return
+                level += 1
+                continue
+            policy, resident, counters = self.policies[level], self.residents[level], self._counters(level)
+            if len(resident) >= self._capacity(level):
+                admit = getattr(policy, "admit", None)
+                if admit is not None and not admit(key, now):  # declined: one tier down, or out
+                    if self.inclusive or level + 1 == n:
+                        return
+                    level += 1
+                    continue
+                victim = policy.victim(key)
+                policy.on_remove(victim)
+                resident.remove(victim)
+            policy.on_insert(key, now)
+            resident.add(key)
+            counters[INSERTIONS] += 1
+            counters[BYTES_WRITTEN] += self.block_bytes
+            if victim is None:
+                return
+            if self.inclusive or level + 1 == n:
+                counters[EVICTIONS] += 1
+                return
+            counters[DEMOTIONS] += 1
+            key, level = victim, level + 1
+            if self.last_pos is not None:  # a block another instance placed in a shared tier: use now
+                now = self.last_pos.get(key, now)
+
+    def _prefetch(self, key: int, now: int) -> None:
+        level = self.find(key)
+        if level <= 0:
+            return
+        if self.last_pos is not None:
+            self.last_pos[key] = now
+        self._counters(level)[PREFETCHES] += 1
+        self._move_up(level, key, now)
+
+    # ------------------------------------------------------------------ replays
+
+    def replay(self, blocks: np.ndarray, offsets: np.ndarray, hit_tier: np.ndarray, first: int, last: int,
+               prefix: bool, plugins=None, sessions: np.ndarray | None = None) -> None:
+        from sim.cache.multitier import CachePlugins
+
+        plugins = plugins or CachePlugins()
+        if not prefix and plugins.inactive and len(self.tiers) == 1 and self.last_pos is None:
+            lo, hi = int(offsets[first]), int(offsets[last])
+            self._replay_single_tier(blocks[lo:hi], hit_tier, lo)
+            return
+        max_depth = plugins.selective_write_depth
+        prefetch = plugins.session_prefetch and sessions is not None
+        for r in range(first, last):
+            lo, hi = int(offsets[r]), int(offsets[r + 1])
+            keys = blocks[lo:hi].tolist()
+            session = int(sessions[r]) if prefetch else -1
+            if session >= 0:
+                for key in self._previous_turn.get(session, ()):
+                    self._prefetch(key, lo)
+            if prefix:
+                for j, key in enumerate(keys):
+                    level = self.find(key)
+                    if level < 0:
+                        break
+                    hit_tier[lo + j] = level
+                    self._counters(level)[HITS] += 1
+                order = range(len(keys) - 1, -1, -1)
+            else:
+                order = range(len(keys))
+            for j in order:
+                level = self.touch(keys[j], lo + j, admit=max_depth is None or j < max_depth)
+                if not prefix:
+                    hit_tier[lo + j] = level
+                    if level >= 0:
+                        self._counters(level)[HITS] += 1
+            if session >= 0:
+                self._previous_turn[session] = keys
+
+    def _replay_single_tier(self, stream: np.ndarray, hit_tier: np.ndarray, start: int) -> None:
+        """Plain replay through one tier with no plug-ins: ``touch`` unrolled. A policy class may define
+        ``replay_plain``, this loop with its own hooks inlined (looked up on the class itself, so a
+        subclass never inherits one silently)."""
+        resident, policy, capacity = self.residents[0], self.policies[0], self._capacity(0)
+        kernel = type(policy).__dict__.get("replay_plain")
+        declined = 0  # misses a policy's ``admit`` kept out of the cache
+        if kernel is not None:
+            hit_positions, evictions = kernel(policy, stream.tolist(), resident, capacity, start)
+        else:
+            on_access, on_insert, on_remove, victim = policy.on_access, policy.on_insert, policy.on_remove, policy.victim
+            admit = getattr(policy, "admit", None)
+            add, remove = resident.add, resident.remove
+            hit_positions = []
+            hit = hit_positions.append
+            evictions = 0
+            for now, key in enumerate(stream.tolist(), start):
+                if key in resident:
+                    on_access(key, now)
+                    hit(now)
+                else:
+                    if len(resident) >= capacity:
+                        if admit is not None and not admit(key, now):
+                            declined += 1
+                            continue
+                        v = victim(key)
+                        on_remove(v)
+                        remove(v)
+                        evictions += 1
+                    on_insert(key, now)
+                    add(key)
+        hit_tier[hit_positions] = 0  # one vectorised store instead of a numpy item store per hit
+        hits = len(hit_positions)
+        insertions = len(stream) - hits - declined
+        counters = self._counters(0)
+        counters[HITS] += hits
+        counters[INSERTIONS] += insertions
+        counters[EVICTIONS] += evictions
+        counters[BYTES_WRITTEN] += insertions * self.block_bytes

@@ -1,0 +1,58 @@
+"""LFU with recency tie-break: evict the least frequently used block, the least recent among equals.
+
+O(1) frequency buckets (Shah, Mitra & Matani, "An O(1) algorithm for implementing the
+LFU cache eviction scheme", 2010). A block's count starts at 1 when admitted and is
+forgotten when it leaves the tier.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from sim.cache.policies.base import EvictionPolicy
+from tests.reference.base import register
+
+
+@register
+class LFU(EvictionPolicy):
+    name = "lfu"
+
+    def __init__(self, capacity: int):
+        super().__init__(capacity)
+        self._freq: dict[int, int] = {}
+        self._buckets: dict[int, OrderedDict[int, None]] = {}  # count -> keys, least recent first
+        self._min = 0
+
+    def _bucket(self, count: int) -> OrderedDict[int, None]:
+        bucket = self._buckets.get(count)
+        if bucket is None:
+            bucket = self._buckets[count] = OrderedDict()
+        return bucket
+
+    def on_access(self, key: int, now: int) -> None:
+        count = self._freq[key]
+        bucket = self._buckets[count]
+        del bucket[key]
+        if not bucket:
+            del self._buckets[count]
+            if self._min == count:
+                self._min = count + 1
+        self._freq[key] = count + 1
+        self._bucket(count + 1)[key] = None
+
+    def on_insert(self, key: int, now: int) -> None:
+        self._freq[key] = 1
+        self._bucket(1)[key] = None
+        self._min = 1
+
+    def on_remove(self, key: int) -> None:
+        count = self._freq.pop(key)
+        bucket = self._buckets[count]
+        del bucket[key]
+        if not bucket:
+            del self._buckets[count]
+            if self._min == count and self._buckets:
+                self._min = min(self._buckets)  # O(distinct counts), only when the min bucket empties
+
+    def victim(self, incoming: int) -> int:
+        return next(iter(self._buckets[self._min]))
