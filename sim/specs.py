@@ -64,10 +64,12 @@ class GPUSpec:
     source: str
 
 
+@lru_cache(maxsize=None)
 def _read_table(filename: str) -> dict[str, dict]:
+    """A spec table, parsed once per process (callers only read it)."""
     path = PROFILES_DIR / filename
     with path.open() as fh:
-        data = yaml.safe_load(fh)
+        data = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 (a safe loader)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of names to specs")
     return data
