@@ -25,13 +25,12 @@ if "trace" in sys.modules and not hasattr(sys.modules["trace"], "__path__"):
 import argparse  # noqa: E402
 import logging  # noqa: E402
 import time  # noqa: E402
-import traceback  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from typing import TYPE_CHECKING  # noqa: E402
 
 try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
     from sim.config import PATH_KEYS, Config, load_config, setting  # noqa: E402
-    from sim.errors import QUOTE_LIMIT, InputError, quote  # noqa: E402
+    from sim.errors import QUOTE_LIMIT, InputError, command_status, quote  # noqa: E402
     from sim.report.output import check_writable  # noqa: E402
 except KeyboardInterrupt:
     print("kvsim: interrupted", file=sys.stderr)
@@ -543,50 +542,44 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     # Notes from deep inside (the workload cache's) go through the "kvsim" logger: errors only with --quiet.
     logging.getLogger("kvsim").setLevel(logging.ERROR if args.quiet else logging.NOTSET)
-    try:
-        mode = select_mode(args)
-        if mode in EXPERIMENTS:
-            check_flags(args, parser, mode)
-            from experiments.cli import run_experiment
+    return command_status("kvsim", lambda: _run(args, parser, start))
 
-            return run_experiment(args, mode)
-        run = prepare(args, parser)
-        runner = RUNNERS[run.mode]
-        if args.max_rate or args.seeds:
-            from experiments.cli import searched_runner
 
-            runner = searched_runner(args, run.mode)
-        trace, runs = runner(run)
-        from sim.report.document import build_report, write_csv, write_json
+def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, start: float) -> int:
+    """The chosen mode, end to end: validate, run, write the outputs, print the summary."""
+    mode = select_mode(args)
+    if mode in EXPERIMENTS:
+        check_flags(args, parser, mode)
+        from experiments.cli import run_experiment
 
-        report = build_report(run.mode, run.config, trace, runs, wall_s=time.perf_counter() - start)
-        if run.outputs.report_json:
-            write_json(report, run.outputs.report_json)
-            run.notes.append(f"report: {run.outputs.report_json}")
-        if run.outputs.report_csv:
-            write_csv(report, run.outputs.report_csv)
-            run.notes.append(f"csv: {run.outputs.report_csv}")
-        if run.mode != "check-calibration":
-            from sim.report.outputs import render_outputs
+        return run_experiment(args, mode)
+    run = prepare(args, parser)
+    runner = RUNNERS[run.mode]
+    if args.max_rate or args.seeds:
+        from experiments.cli import searched_runner
 
-            run.notes += render_outputs(report, runs, run.mode, run.outputs.plot_dir,
-                                        draw_plots=run.outputs.plot_dir is not None and run.mode != "trace-stats",
-                                        html_path=run.outputs.html, notes=run.notes)
-        if not args.quiet:
-            print(run.summary if run.summary is not None else _summary(report))
-            for note in run.notes:
-                print(note)
-        return 0
-    except InputError as exc:
-        print(f"kvsim: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("kvsim: interrupted", file=sys.stderr)
-        return 130
-    except Exception:  # an internal error: a bug in kvsim, not bad input
-        traceback.print_exc()
-        print("kvsim: internal error (please report it with the command line above)", file=sys.stderr)
-        return 1
+        runner = searched_runner(args, run.mode)
+    trace, runs = runner(run)
+    from sim.report.document import build_report, write_csv, write_json
+
+    report = build_report(run.mode, run.config, trace, runs, wall_s=time.perf_counter() - start)
+    if run.outputs.report_json:
+        write_json(report, run.outputs.report_json)
+        run.notes.append(f"report: {run.outputs.report_json}")
+    if run.outputs.report_csv:
+        write_csv(report, run.outputs.report_csv)
+        run.notes.append(f"csv: {run.outputs.report_csv}")
+    if run.mode != "check-calibration":
+        from sim.report.outputs import render_outputs
+
+        run.notes += render_outputs(report, runs, run.mode, run.outputs.plot_dir,
+                                    draw_plots=run.outputs.plot_dir is not None and run.mode != "trace-stats",
+                                    html_path=run.outputs.html, notes=run.notes)
+    if not args.quiet:
+        print(run.summary if run.summary is not None else _summary(report))
+        for note in run.notes:
+            print(note)
+    return 0
 
 
 if __name__ == "__main__":

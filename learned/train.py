@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 from learned.features import FEATURES, access_features, next_use_distance  # noqa: E402
 from learned.model import SIDECAR_VERSION, class_codes, file_sha256, sidecar_path, workload_identity  # noqa: E402
 from sim.config import Config, load_config  # noqa: E402
-from sim.errors import InputError, quote  # noqa: E402
+from sim.errors import InputError, command_status, quote  # noqa: E402
 from sim.report.output import atomic_write, check_writable  # noqa: E402
 
 DEFAULT_PARAMS = {
@@ -179,26 +179,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=40, help="boosting rounds (default 40)")
     parser.add_argument("--max-rows", type=int, default=100_000, help="training rows sampled at most (default 100000)")
     args = parser.parse_args(argv)
+    return command_status("learned.train", lambda: _train_command(args))
+
+
+def _train_command(args: argparse.Namespace) -> int:
+    """Validate the arguments (before any work), train, print the model's summary."""
+    if args.rounds <= 0 or args.max_rows <= 0 or args.seed < 0:
+        raise InputError("--rounds and --max-rows must be positive and --seed non-negative")
     try:
-        if args.rounds <= 0 or args.max_rows <= 0 or args.seed < 0:
-            raise InputError("--rounds and --max-rows must be positive and --seed non-negative")
-        try:
-            start, end = (float(x) for x in args.range.split(":"))
-        except ValueError:
-            raise InputError(f"--range {quote(args.range)}: expected START:END fractions, e.g. 0:0.5") from None
-        out = check_writable(args.out, "--out")
-        check_writable(sidecar_path(out), "--out (its sidecar)")
-        sets = [*args.sets, f"workload.range_start={start}", f"workload.range_end={end}", f"seed={args.seed}"]
-        if args.workload_trace is not None:
-            sets.append(f"workload.trace={args.workload_trace}")
-        config = load_config(args.config, sets=sets)
-        meta = train(config, out, args.rounds, args.max_rows)
-    except InputError as exc:
-        print(f"learned.train: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("learned.train: interrupted", file=sys.stderr)
-        return 130
+        start, end = (float(x) for x in args.range.split(":"))
+    except ValueError:
+        raise InputError(f"--range {quote(args.range)}: expected START:END fractions, e.g. 0:0.5") from None
+    out = check_writable(args.out, "--out")
+    check_writable(sidecar_path(out), "--out (its sidecar)")
+    sets = [*args.sets, f"workload.range_start={start}", f"workload.range_end={end}", f"seed={args.seed}"]
+    if args.workload_trace is not None:
+        sets.append(f"workload.trace={args.workload_trace}")
+    config = load_config(args.config, sets=sets)
+    meta = train(config, out, args.rounds, args.max_rows)
     print(json.dumps({k: meta[k] for k in ("train", "validation", "train_seconds")}, indent=1))
     return 0
 

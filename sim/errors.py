@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+import traceback
+from typing import Callable
+
 QUOTE_LIMIT = 100  # characters of user input a message may echo (Contract: at most ~100)
 
 
@@ -32,3 +36,21 @@ def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]}... ({size:,} {unit})"
+
+
+def command_status(program: str, body: Callable[[], int]) -> int:
+    """Run a command's ``body`` and map how it ends to the Contract's exit status: its own status,
+    2 for bad input (one line naming what to fix), 130 for Ctrl-C, 1 for an internal error
+    (the only case that prints a traceback)."""
+    try:
+        return body()
+    except InputError as exc:
+        print(f"{program}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{program}: interrupted", file=sys.stderr)
+        return 130
+    except Exception:  # a bug, not bad input
+        traceback.print_exc()
+        print(f"{program}: internal error (please report it with the command line above)", file=sys.stderr)
+        return 1

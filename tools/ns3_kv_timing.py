@@ -65,7 +65,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from sim.errors import InputError  # noqa: E402
+from sim.errors import InputError, command_status  # noqa: E402
 from sim.serving.engine import Engine  # noqa: E402
 from sim.serving.network import MIB, Link  # noqa: E402
 
@@ -482,17 +482,14 @@ def run(args: argparse.Namespace, command: str, log=print) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
-    try:
+
+    def build_table() -> int:
         document = run(args, command=shlex.join(["tools/ns3_kv_timing.py", *argv]))
         _write_json(document, Path(args.out))
         print(f"table: {args.out}")
         return 0
-    except InputError as exc:
-        print(f"ns3_kv_timing: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("ns3_kv_timing: interrupted", file=sys.stderr)
-        return 130
+
+    return command_status("ns3_kv_timing", build_table)
 
 
 if __name__ == "__main__":

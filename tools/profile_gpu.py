@@ -354,13 +354,13 @@ def profile_all_reduce(torch, ranks: int, device: str, dtype_name: str, grid: Gr
 
 def write_csv(path: Path, rows: list[dict], columns: list[str], index: bool = False) -> None:
     """Atomically (temp file + rename); ``index`` adds Vidur's unnamed leading index column."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", newline="") as fh:
+    from sim.report.output import atomic_write
+
+    with atomic_write(path) as fh:
         writer = csv.writer(fh)
         writer.writerow(([""] if index else []) + columns)
         for i, row in enumerate(rows):
             writer.writerow(([i] if index else []) + [row[c] for c in columns])
-    tmp.replace(path)
 
 
 def device_info(torch, device: str) -> dict:
@@ -409,30 +409,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from sim.errors import command_status
+
+    return command_status("profile_gpu", lambda: profile(args))
+
+
+def profile(args: argparse.Namespace) -> int:
+    """Check the request (exit 2 before any timing), time the operators, write the tables and meta.yaml."""
+    from sim.errors import InputError
+
     try:
         import torch
     except ImportError:
-        print("profile_gpu: PyTorch is not installed (pip install 'kvsim[torch]')", file=sys.stderr)
-        return 2
-    from sim.errors import ConfigError
-
+        raise InputError("PyTorch is not installed (pip install 'kvsim[torch]')") from None
     device = args.device
     if device.startswith("cuda") and not torch.cuda.is_available():
-        print("profile_gpu: no CUDA device here; use --device cpu", file=sys.stderr)
-        return 2
-    try:
-        shape = model_shape(args.model)
-    except ConfigError as exc:
-        print(f"profile_gpu: {exc}", file=sys.stderr)
-        return 2
+        raise InputError("no CUDA device here; use --device cpu")
+    shape = model_shape(args.model)
     if shape.num_attention_heads % args.tp or shape.intermediate_size % args.tp:
-        print(f"profile_gpu: --tp {args.tp} does not divide {args.model}'s heads and MLP width", file=sys.stderr)
-        return 2
+        raise InputError(f"--tp {args.tp} does not divide {args.model}'s heads and MLP width")
     if args.tiny:
         shape, grid = tiny(shape), TINY_GRID
         if shape.num_attention_heads % args.tp:
-            print("profile_gpu: --tiny profiles 4 query heads; use --tp 1, 2 or 4", file=sys.stderr)
-            return 2
+            raise InputError("--tiny profiles 4 query heads; use --tp 1, 2 or 4")
     else:
         grid = full_grid(args.max_tokens, args.max_context, args.max_batch, args.max_kv_tokens)
     warmup = args.warmup if args.warmup is not None else (1 if args.tiny else 3)
@@ -475,9 +474,9 @@ def main(argv: list[str] | None = None) -> int:
         "all_reduce_ranks": ranks if ranks >= 2 else 0,
         "files": written,
     }
-    tmp = out / "meta.yaml.tmp"
-    tmp.write_text(yaml.safe_dump(meta, sort_keys=False))
-    tmp.replace(out / "meta.yaml")
+    from sim.report.output import atomic_write_text
+
+    atomic_write_text(out / "meta.yaml", yaml.safe_dump(meta, sort_keys=False))
     print(f"profile_gpu: {', '.join(written)} and meta.yaml in {out} ({len(mlp)} mlp rows, {len(attention)} attention rows)")
     return 0
 
