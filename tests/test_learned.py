@@ -205,7 +205,8 @@ def test_serving_runs_with_the_learned_policy(mode, tmp_path, run_cli):
     from learned.train import main as train_main
 
     model = tmp_path / "m.txt"
-    common = ["--set", "serving.block_size=512", "--set", "workload.synthetic.num_requests=300"]
+    common = ["--set", "serving.block_size=512", "--set", "workload.synthetic.num_requests=300",
+              "--set", "workload.synthetic.think_time_median_s=5"]  # conversations come back within the minute
     assert train_main(["--out", str(model), "--range", "0:1", "--rounds", "3", *common]) == 0
     status, out, err = run_cli(*mode, "--policy", "learned", "--set", f"cache.learned_model={model}", "--seed", "1",
                                *common, "--no-plot", "--quiet", "--report-json", tmp_path / "r.json")
