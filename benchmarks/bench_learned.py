@@ -52,7 +52,9 @@ WORKLOADS = {
     "sharegpt": (["--workload-trace", str(TRACES / "llmservingsim_sharegpt_llama31_8b_300.jsonl")],
                  [f"workload.trace={TRACES / 'llmservingsim_sharegpt_llama31_8b_300.jsonl'}",
                   "workload.range_start=0.5"], [100, 300, 1000, 3000]),
-    "multi-turn": (["--range", "0:1", "--seed", "1"], ["seed=2"], [1000, 2000, 5000, 10000, 20000]),
+    # 10,000 requests: about 2,000 s, so most of it is past the first think times' warm-up
+    "multi-turn": (["--range", "0:1", "--seed", "1", "--set", "workload.synthetic.num_requests=10000"],
+                   ["seed=2", "workload.synthetic.num_requests=10000"], [1000, 2000, 5000, 10000, 20000]),
 }
 
 

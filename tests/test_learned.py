@@ -103,6 +103,23 @@ def test_compiled_arc_expert_equals_the_arc_policy(capacity):
     assert ours.tolist() == evictions("arc", capacity, stream.tolist())[1]
 
 
+@njit
+def _lru_expert_hits(blocks, ints, stream):
+    hits = np.zeros(len(stream), dtype=np.bool_)
+    for i in range(len(stream)):
+        hits[i] = kernel._lru_step(blocks, ints, stream[i])
+    return hits
+
+
+@pytest.mark.parametrize("capacity", [1, 20, 150])
+def test_compiled_lru_expert_equals_the_lru_policy(capacity):
+    stream = np.random.default_rng(capacity).zipf(1.3, 4000) % 500
+    state = kernel.new_state(capacity, 500, np.eye(2), np.array([0.5, 1.0, np.inf]))
+    ours = _lru_expert_hits(state["blocks"], state["ints"], stream.astype(np.int64))
+    assert ours.tolist() == evictions("lru", capacity, stream.tolist())[1]
+    assert state["ints"][kernel.S_LRU_SIZE] == min(capacity, len(np.unique(stream)))
+
+
 def _mooncake(shared_data, *sets):
     from trace.workload import load_workload
 
