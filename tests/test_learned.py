@@ -200,6 +200,28 @@ def test_learned_is_at_least_the_best_classic_policy_on_the_held_out_half(moonca
     assert np.mean(gaps) >= 0.12, gaps
 
 
+def test_learned_on_the_synthetic_multi_turn_workload(tmp_path):
+    """Synthetic chat with session dynamics (trained on seed 1, judged on seed 2, 10,000 requests each, as in
+    ``benchmarks/bench_learned.py``). Measured (learned/README.md): at or above the best classic policy at
+    1k, 5k, 10k and 20k blocks; at 2k 0.0008 below S3-FIFO (the issue's bar is not met there). Checked: never
+    more than 1% of accesses below the better of ARC and LRU (the safety net), and above the best classic
+    policy where the cache holds several conversations (5k-20k blocks)."""
+    from learned.train import main as train_main
+    from trace.workload import load_workload
+
+    model = tmp_path / "m.txt"
+    size = "workload.synthetic.num_requests=10000"
+    assert train_main(["--out", str(model), "--range", "0:1", "--seed", "1", "--set", size]) == 0
+    sets = ["seed=2", size, f"cache.learned_model={model}"]
+    workload = load_workload(load_config(None, sets=sets))
+    for capacity in CAPACITIES:
+        config = load_config(None, sets=[*sets, f"cache.capacity_blocks={capacity}"])
+        runs = {r.name: r.metrics["hit_ratio"] for r in run_cache_only(workload, config, [*CLASSIC, "learned"])}
+        assert runs["learned"] >= max(runs["arc"], runs["lru"]) - 0.01, (capacity, runs)
+        if capacity >= 5000:
+            assert runs["learned"] >= max(runs[p] for p in CLASSIC), (capacity, runs)
+
+
 def config_sets(trace, model) -> list[str]:
     return ["serving.block_size=512", f"workload.trace={trace}", "workload.range_start=0.5",
             f"cache.learned_model={model}"]
