@@ -5,7 +5,7 @@ policy is judged on a later, disjoint part, at several capacities and at the kne
 miss-ratio curve: hit ratio, and the share of the best-classic→Belady gap ``learned`` closes.
 Workloads: the Mooncake conversation trace (its own 512-token blocks, halves), the ShareGPT trace
 (real token ids, exact 16-token chained blocks, halves), and the synthetic multi-turn workload
-(16-token blocks; trained on seed 1, judged on seed 2). Also prints the training time, the time
+(16-token blocks; trained on seed 1, judged on seed 2; 10,000 requests each). Also prints the training time, the time
 to predict the judged stream, and replay speed (accesses/s) of every policy; and ("safety") the
 safety net against wrong models on Mooncake.
 
@@ -14,8 +14,9 @@ Run from the repository root::
     python benchmarks/bench_learned.py [--workloads mooncake,sharegpt,multi-turn,safety]
                                        [--peers LRB,GLCache,ThreeLCache] [--markdown]
 
-Mooncake and ShareGPT take about half a minute; multi-turn about ten (libCacheSim's LRB alone
-needs ~75 s per capacity on its 871,162 accesses; ``--peers GLCache,ThreeLCache`` skips it).
+Mooncake and ShareGPT take about half a minute; multi-turn about a minute without the peers
+(``--peers ""``) and far longer with them (libCacheSim's LRB needed ~75 s per capacity on 871,162
+accesses; the multi-turn stream has 1,434,959; ``--peers GLCache,ThreeLCache`` skips LRB).
 """
 
 from __future__ import annotations
@@ -52,7 +53,9 @@ WORKLOADS = {
     "sharegpt": (["--workload-trace", str(TRACES / "llmservingsim_sharegpt_llama31_8b_300.jsonl")],
                  [f"workload.trace={TRACES / 'llmservingsim_sharegpt_llama31_8b_300.jsonl'}",
                   "workload.range_start=0.5"], [100, 300, 1000, 3000]),
-    "multi-turn": (["--range", "0:1", "--seed", "1"], ["seed=2"], [1000, 2000, 5000, 10000, 20000]),
+    # 10,000 requests: about 2,000 s, so most of it is past the first think times' warm-up
+    "multi-turn": (["--range", "0:1", "--seed", "1", "--set", "workload.synthetic.num_requests=10000"],
+                   ["seed=2", "workload.synthetic.num_requests=10000"], [1000, 2000, 5000, 10000, 20000]),
 }
 
 

@@ -1,17 +1,18 @@
 """Compiled per-access bookkeeping of the learned policy, over arrays indexed by dense block id.
 
-The policy is three caches of the same capacity fed the same accesses:
+The policy is four caches of the same capacity fed the same accesses:
 - the *model expert*, a shadow cache (ids only) that evicts by hit density computed from the
   model's predicted next-use distribution (see ``_hit_density``) and declines blocks whose
   hit density is below that of its would-be victim (admission);
 - the *ARC expert*, a shadow ARC (Megiddo & Modha, FAST 2003; the same cases as
-  ``sim.cache.policies.arc``);
-- the *real* cache, which follows whichever expert has had more hits recently (exponentially
+  ``sim.cache.policies.arc``), and the *LRU expert*, a shadow LRU (where recency is all there is to
+  know, LRU beats ARC, e.g. chat sessions that come back after a think time);
+- the *real* cache, which follows whichever expert has had the most hits recently (exponentially
   decayed over a few capacities' worth of accesses; LeCaR/Cacheus's idea, FAST 2018/2021, with
   shadow caches instead of regret weights): it evicts first the blocks it holds and the leader
   does not (kept per expert as a linked list), so it converges to the leader's contents and
   its hit ratio to the leader's. A weak model therefore costs at most the switching lag against
-  ARC, and a good one is followed.
+  the better of ARC and LRU, and a good one is followed.
 
 Hit density (LHD, Beckmann et al., NSDI 2018): a block's expected hits per unit of cache space
 it will occupy, P(next use within the horizon | idle so far) / E[space-time until then], from its
@@ -50,7 +51,9 @@ B_OUT_PREV = 5  # links of the block's out-list
 B_OUT_NEXT = 6
 B_OUT = 7  # out-list of a block in the real cache: bit e set: expert e does not hold it (0: both do)
 B_CLASS = 8  # predicted class of the block's last access
-BLOCK_FIELDS = 9
+B_LRU_PREV = 9  # links of the LRU expert's list (-2: not held by it)
+B_LRU_NEXT = 10
+BLOCK_FIELDS = 11
 
 # Integer scalars.
 S_CAP = 0  # capacity of the experts (the policy's nominal capacity)
@@ -62,29 +65,35 @@ S_LEADER = 5  # 0 model, 1 ARC
 S_ARC_HEAD = 6  # + list - 1 (T1, T2, B1, B2)
 S_ARC_TAIL = 10
 S_ARC_SIZE = 14
-S_OUT_HEAD = 18  # + out-list - 1 (1: not held by the model expert, 2: not by ARC, 3: by neither)
-S_OUT_TAIL = 21
-S_OUT_SIZE = 24
-S_SAMPLES = 27
-S_NEXT_TABLE = 28  # clock after which the hit-density table may be recomputed
-S_REMOVALS = 29  # real-cache removals so far (seeds the victim peek's sample)
-S_TABLES = 30  # hit-density tables computed
-S_SWITCHES = 31  # leader changes
-INT_SLOTS = 32
+S_OUT_HEAD = 18  # + out-list - 1 (the list's bit e set: expert e does not hold the block; 7: none does)
+S_OUT_TAIL = 25
+S_OUT_SIZE = 32
+S_SAMPLES = 39
+S_NEXT_TABLE = 40  # clock after which the hit-density table may be recomputed
+S_REMOVALS = 41  # real-cache removals so far (seeds the victim peek's sample)
+S_TABLES = 42  # hit-density tables computed
+S_SWITCHES = 43  # leader changes
+S_LRU_HEAD = 44  # the LRU expert's least recent block
+S_LRU_TAIL = 45
+S_LRU_SIZE = 46
+INT_SLOTS = 47
 
 # Float scalars.
 X_P = 0  # ARC's target size of T1
 X_SCORE = 1  # + expert: decayed hits
-X_DECAY = 3  # per-access decay of the scores
-X_SIGMAS = 4  # lead (in standard deviations of the hit counts) needed to switch experts
-X_AGE = 5  # running mean eviction age of the model expert (accesses)
-X_AGE_WEIGHT = 6  # weight of one eviction in that mean
-X_HORIZON = 7  # horizon the current table was computed for
-X_HORIZON_AGES = 8  # horizon = this many mean eviction ages
-FLOAT_SLOTS = 9
+X_DECAY = 4  # per-access decay of the scores
+X_SIGMAS = 5  # lead (in standard deviations of the hit counts) needed to switch experts
+X_AGE = 6  # running mean eviction age of the model expert (accesses)
+X_AGE_WEIGHT = 7  # weight of one eviction in that mean
+X_HORIZON = 8  # horizon the current table was computed for
+X_HORIZON_AGES = 9  # horizon = this many mean eviction ages
+FLOAT_SLOTS = 10
 
-MODEL, ARC = 0, 1
-NEITHER = 3  # out-list of blocks neither expert holds
+MODEL, ARC, LRU = 0, 1, 2
+EXPERTS = 3
+EXPERT_NAMES = ("model", "arc", "lru")
+NONE_HOLDS = (1 << EXPERTS) - 1  # out-list of blocks no expert holds
+OUT_LISTS = NONE_HOLDS
 T1, T2, B1, B2 = 1, 2, 3, 4
 AGES_PER_OCTAVE = 4  # age_bucket's bit arithmetic assumes 4
 AGE_BUCKETS = AGES_PER_OCTAVE * 36  # ages up to 2^36 accesses
@@ -100,6 +109,7 @@ SWITCH_SIGMAS = 3.0  # the other expert takes over when its lead is 3 sigma of a
 def _new_blocks(size: int) -> np.ndarray:
     blocks = np.full((size, BLOCK_FIELDS), -1, dtype=np.int32)
     blocks[:, [B_ARC, B_OUT, B_CLASS]] = 0
+    blocks[:, B_LRU_PREV] = -2
     return blocks
 
 
@@ -110,11 +120,13 @@ def new_state(capacity: int, num_ids: int, dist: np.ndarray, edges: np.ndarray, 
     ints[S_CAP] = max(1, capacity)
     ints[S_CLOCK] = -1
     ints[S_RNG] = (seed * 0x9E3779B97F4A7C15 + 0x2545F4914F6CDD1D) & 0x7FFFFFFFFFFFFFFF or 1
-    ints[S_LEADER] = MODEL  # trusted until ARC has had significantly more hits
+    ints[S_LEADER] = MODEL  # trusted until another expert has had significantly more hits
     ints[S_ARC_HEAD:S_ARC_HEAD + 4] = -1
     ints[S_ARC_TAIL:S_ARC_TAIL + 4] = -1
-    ints[S_OUT_HEAD:S_OUT_HEAD + 3] = -1
-    ints[S_OUT_TAIL:S_OUT_TAIL + 3] = -1
+    ints[S_OUT_HEAD:S_OUT_HEAD + OUT_LISTS] = -1
+    ints[S_OUT_TAIL:S_OUT_TAIL + OUT_LISTS] = -1
+    ints[S_LRU_HEAD] = -1
+    ints[S_LRU_TAIL] = -1
     ints[S_SAMPLES] = SAMPLES
     floats = np.zeros(FLOAT_SLOTS, dtype=np.float64)
     floats[X_DECAY] = 1.0 - 1.0 / (SCORE_WINDOW_CAPACITIES * max(capacity, 256))
@@ -374,6 +386,46 @@ def _arc_step(blocks, ints, floats, key):
 
 
 @njit(cache=True)
+def _lru_step(blocks, ints, key):
+    """The LRU expert sees an access to ``key``; returns True on a hit."""
+    hit = blocks[key, B_LRU_PREV] != -2
+    if hit:  # unlink
+        prev, nxt = blocks[key, B_LRU_PREV], blocks[key, B_LRU_NEXT]
+        if prev >= 0:
+            blocks[prev, B_LRU_NEXT] = nxt
+        else:
+            ints[S_LRU_HEAD] = nxt
+        if nxt >= 0:
+            blocks[nxt, B_LRU_PREV] = prev
+        else:
+            ints[S_LRU_TAIL] = prev
+        ints[S_LRU_SIZE] -= 1
+    elif ints[S_LRU_SIZE] >= ints[S_CAP]:
+        victim = ints[S_LRU_HEAD]
+        nxt = blocks[victim, B_LRU_NEXT]
+        ints[S_LRU_HEAD] = nxt
+        if nxt >= 0:
+            blocks[nxt, B_LRU_PREV] = -1
+        else:
+            ints[S_LRU_TAIL] = -1
+        blocks[victim, B_LRU_PREV] = -2
+        ints[S_LRU_SIZE] -= 1
+        _expert_drops(blocks, ints, LRU, victim)
+    tail = ints[S_LRU_TAIL]
+    blocks[key, B_LRU_PREV] = tail if tail >= 0 else -1
+    blocks[key, B_LRU_NEXT] = -1
+    if tail >= 0:
+        blocks[tail, B_LRU_NEXT] = key
+    else:
+        ints[S_LRU_HEAD] = key
+    ints[S_LRU_TAIL] = key
+    ints[S_LRU_SIZE] += 1
+    if not hit:
+        _expert_gains(blocks, ints, LRU, key)
+    return hit
+
+
+@njit(cache=True)
 def _draw(x):
     x ^= x << np.uint64(13)
     x ^= x >> np.uint64(7)
@@ -450,17 +502,23 @@ def _real_fallback(blocks, last, real_ids, ints, floats, table, dist, edges):
 
 @njit(cache=True)
 def _experts_step(blocks, last, model_slots, ints, floats, table, dist, edges, key, klass, now):
-    """Both experts see the access; the leader is re-elected on their decayed hit counts."""
+    """Every expert sees the access; the leader is re-elected on their decayed hit counts: the expert
+    with the most hits takes over when its lead is significant (``X_SIGMAS`` of a Poisson count)."""
     hit_model = _model_step(blocks, last, model_slots, ints, floats, table, dist, edges, key, klass, now)
     hit_arc = _arc_step(blocks, ints, floats, key)
+    hit_lru = _lru_step(blocks, ints, key)
     decay = floats[X_DECAY]
     floats[X_SCORE + MODEL] = floats[X_SCORE + MODEL] * decay + hit_model
     floats[X_SCORE + ARC] = floats[X_SCORE + ARC] * decay + hit_arc
+    floats[X_SCORE + LRU] = floats[X_SCORE + LRU] * decay + hit_lru
     leader = ints[S_LEADER]
-    other = 1 - leader
-    lead = floats[X_SCORE + other] - floats[X_SCORE + leader]
-    if lead > floats[X_SIGMAS] * np.sqrt(floats[X_SCORE + other] + floats[X_SCORE + leader] + 1.0):
-        ints[S_LEADER] = other
+    best = leader
+    for e in range(EXPERTS):
+        if floats[X_SCORE + e] > floats[X_SCORE + best]:
+            best = e
+    lead = floats[X_SCORE + best] - floats[X_SCORE + leader]
+    if best != leader and lead > floats[X_SIGMAS] * np.sqrt(floats[X_SCORE + best] + floats[X_SCORE + leader] + 1.0):
+        ints[S_LEADER] = best
         ints[S_SWITCHES] += 1
     last[key] = now
     blocks[key, B_CLASS] = klass
@@ -489,7 +547,8 @@ def on_insert(blocks, last, real_ids, model_slots, ints, floats, table, dist, ed
     ints[S_NREAL] = n + 1
     not_model = blocks[key, B_MODEL] < 0
     not_arc = blocks[key, B_ARC] != T1 and blocks[key, B_ARC] != T2
-    _out_set(blocks, ints, key, (1 << MODEL) * not_model + (1 << ARC) * not_arc, True)
+    not_lru = blocks[key, B_LRU_PREV] == -2
+    _out_set(blocks, ints, key, (1 << MODEL) * not_model + (1 << ARC) * not_arc + (1 << LRU) * not_lru, True)
     _experts_step(blocks, last, model_slots, ints, floats, table, dist, edges, key, klass, now)
 
 
@@ -511,15 +570,27 @@ def on_remove(blocks, real_ids, ints, key):
 
 @njit(cache=True)
 def victim(blocks, last, real_ids, ints, floats, table, dist, edges):
-    """The real cache's victim (a peek): the oldest block it holds that neither expert holds, else the
-    oldest that the leader does not hold, else the lowest hit density among a sample of its blocks."""
-    head = ints[S_OUT_HEAD + NEITHER - 1]
+    """The real cache's victim (a peek): the oldest block it holds that no expert holds, else the oldest
+    that the leader does not hold (held by fewer experts first), else the lowest hit density among a
+    sample of its blocks."""
+    head = ints[S_OUT_HEAD + NONE_HOLDS - 1]
     if head >= 0:
         return head
-    head = ints[S_OUT_HEAD + (1 << ints[S_LEADER]) - 1]  # held by the other expert only
-    if head >= 0:
-        return head
+    bit = 1 << ints[S_LEADER]
+    for held_by in range(1, EXPERTS):  # other experts holding it: 1, then 2
+        for lst in range(1, OUT_LISTS):
+            if lst & bit and _popcount(lst) == EXPERTS - held_by and ints[S_OUT_HEAD + lst - 1] >= 0:
+                return ints[S_OUT_HEAD + lst - 1]
     return _real_fallback(blocks, last, real_ids, ints, floats, table, dist, edges)
+
+
+@njit(cache=True)
+def _popcount(x):
+    count = 0
+    while x:
+        count += x & 1
+        x >>= 1
+    return count
 
 
 @njit(cache=True)

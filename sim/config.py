@@ -203,7 +203,20 @@ class SyntheticConfig:
     rate_rps: float = domain(5.0, **POSITIVE)
     input_tokens_mean: int = domain(1024, ge=1)
     output_tokens_mean: int = domain(200, ge=1)
-    num_sessions: int = domain(200, ge=1)  # multi-turn / agentic
+    num_sessions: int = domain(200, ge=1)  # agentic: concurrent agents (multi-turn conversations follow from the rate)
+    # multi-turn: conversations start as a Poisson process at rate_rps / turns_mean. Turns per
+    # conversation: beta-geometric with this mean (LMSYS-Chat-1M, Zheng et al., ICLR 2024, Table 1:
+    # 2.0 turns per conversation; ShareGPT 3.5) ...
+    turns_mean: float = domain(2.0, ge=1)
+    # ... and this concentration (a + b of the Beta of each conversation's chance to go on; lower: the
+    # chance rises faster with the turns taken; assumed, not measured).
+    turns_concentration: float = domain(4.0, gt=1)
+    # Seconds from one turn's arrival to the next's (response + the user's think time): log-normal.
+    # Measured on the bundled Mooncake conversation trace (FAST'25) between turns found by prefix
+    # containment (learned.features.previous_turn): quartiles 39 / 93 / 225 s, so median 93 s and
+    # sigma (ln 225 - ln 39) / 1.349 = 1.3.
+    think_time_median_s: float = domain(93.0, **POSITIVE)
+    think_time_sigma: float = domain(1.3, ge=0)
     num_prefixes: int = domain(20, ge=1)  # system-prompt: distinct system prompts
     prefix_tokens: int = domain(1024, ge=0)  # system-prompt: tokens of each system prompt
     num_documents: int = domain(500, ge=1)  # rag: document pool size

@@ -48,7 +48,7 @@ def test_same_seed_byte_identical_and_seed_matters(run_cli, tmp_path):
 ])
 def test_every_cache_knob_changes_the_result(run_cli, tmp_path, knob):
     base = ("--cache-only", "--preset", "smoke", "--set", "workload.synthetic.kind=multi-turn",
-            "--set", "workload.synthetic.num_sessions=10",
+            "--set", "workload.synthetic.turns_mean=20", "--set", "workload.synthetic.think_time_median_s=2",
             "--set", "serving.num_gpu_blocks=200", "--set", "cache.tiers.dram.capacity_gib=1",
             "--set", "cache.tiers.ssd.capacity_gib=0")
     before = _report(run_cli, tmp_path, "before", *base)["runs"][0]["metrics"]
@@ -58,7 +58,7 @@ def test_every_cache_knob_changes_the_result(run_cli, tmp_path, knob):
 
 def test_multi_tier_report_counts_per_tier(run_cli, tmp_path):
     r = _report(run_cli, tmp_path, "t", "--cache-only", "--preset", "smoke", "--set", "workload.synthetic.kind=multi-turn",
-                "--set", "serving.num_gpu_blocks=100", "--set", "cache.tiers.dram.capacity_gib=0.5")
+                "--set", "workload.synthetic.think_time_median_s=10", "--set", "serving.num_gpu_blocks=100", "--set", "cache.tiers.dram.capacity_gib=0.5")
     m = r["runs"][0]["metrics"]
     assert set(m["tiers"]) == {"hbm", "dram", "ssd"}  # eic is 0 GiB by default: disabled
     assert m["capacity_blocks"]["dram"] == int(0.5 * 2**30) // (16 * 131072)

@@ -103,6 +103,23 @@ def test_compiled_arc_expert_equals_the_arc_policy(capacity):
     assert ours.tolist() == evictions("arc", capacity, stream.tolist())[1]
 
 
+@njit
+def _lru_expert_hits(blocks, ints, stream):
+    hits = np.zeros(len(stream), dtype=np.bool_)
+    for i in range(len(stream)):
+        hits[i] = kernel._lru_step(blocks, ints, stream[i])
+    return hits
+
+
+@pytest.mark.parametrize("capacity", [1, 20, 150])
+def test_compiled_lru_expert_equals_the_lru_policy(capacity):
+    stream = np.random.default_rng(capacity).zipf(1.3, 4000) % 500
+    state = kernel.new_state(capacity, 500, np.eye(2), np.array([0.5, 1.0, np.inf]))
+    ours = _lru_expert_hits(state["blocks"], state["ints"], stream.astype(np.int64))
+    assert ours.tolist() == evictions("lru", capacity, stream.tolist())[1]
+    assert state["ints"][kernel.S_LRU_SIZE] == min(capacity, len(np.unique(stream)))
+
+
 def _mooncake(shared_data, *sets):
     from trace.workload import load_workload
 
@@ -183,6 +200,28 @@ def test_learned_is_at_least_the_best_classic_policy_on_the_held_out_half(moonca
     assert np.mean(gaps) >= 0.12, gaps
 
 
+def test_learned_on_the_synthetic_multi_turn_workload(tmp_path):
+    """Synthetic chat with session dynamics (trained on seed 1, judged on seed 2, 10,000 requests each, as in
+    ``benchmarks/bench_learned.py``). Measured (learned/README.md): at or above the best classic policy at
+    1k, 5k, 10k and 20k blocks; at 2k 0.0008 below S3-FIFO (the issue's bar is not met there). Checked: never
+    more than 1% of accesses below the better of ARC and LRU (the safety net), and above the best classic
+    policy where the cache holds several conversations (5k-20k blocks)."""
+    from learned.train import main as train_main
+    from trace.workload import load_workload
+
+    model = tmp_path / "m.txt"
+    size = "workload.synthetic.num_requests=10000"
+    assert train_main(["--out", str(model), "--range", "0:1", "--seed", "1", "--set", size]) == 0
+    sets = ["seed=2", size, f"cache.learned_model={model}"]
+    workload = load_workload(load_config(None, sets=sets))
+    for capacity in CAPACITIES:
+        config = load_config(None, sets=[*sets, f"cache.capacity_blocks={capacity}"])
+        runs = {r.name: r.metrics["hit_ratio"] for r in run_cache_only(workload, config, [*CLASSIC, "learned"])}
+        assert runs["learned"] >= max(runs["arc"], runs["lru"]) - 0.01, (capacity, runs)
+        if capacity >= 5000:
+            assert runs["learned"] >= max(runs[p] for p in CLASSIC), (capacity, runs)
+
+
 def config_sets(trace, model) -> list[str]:
     return ["serving.block_size=512", f"workload.trace={trace}", "workload.range_start=0.5",
             f"cache.learned_model={model}"]
@@ -205,7 +244,8 @@ def test_serving_runs_with_the_learned_policy(mode, tmp_path, run_cli):
     from learned.train import main as train_main
 
     model = tmp_path / "m.txt"
-    common = ["--set", "serving.block_size=512", "--set", "workload.synthetic.num_requests=300"]
+    common = ["--set", "serving.block_size=512", "--set", "workload.synthetic.num_requests=300",
+              "--set", "workload.synthetic.think_time_median_s=5"]  # conversations come back within the minute
     assert train_main(["--out", str(model), "--range", "0:1", "--rounds", "3", *common]) == 0
     status, out, err = run_cli(*mode, "--policy", "learned", "--set", f"cache.learned_model={model}", "--seed", "1",
                                *common, "--no-plot", "--quiet", "--report-json", tmp_path / "r.json")

@@ -49,7 +49,8 @@ def test_prefill_only_instance_is_an_md1_queue(load):
 
 def _multi_turn_config(*extra):
     return load_config(None, sets=["workload.synthetic.kind=multi-turn", "workload.synthetic.num_requests=300",
-                                   "workload.synthetic.num_sessions=12", "workload.synthetic.rate_rps=20",
+                                   "workload.synthetic.turns_mean=25", "workload.synthetic.think_time_median_s=0.5",
+                                   "workload.synthetic.rate_rps=20",
                                    "workload.synthetic.input_tokens_mean=150", "workload.synthetic.output_tokens_mean=40",
                                    "serving.num_gpu_blocks=1500", "cache.tiers.dram.capacity_gib=8",
                                    "serving.max_num_batched_tokens=2048", *extra])

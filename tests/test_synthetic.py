@@ -58,3 +58,72 @@ def test_limit_and_bad_parameters():
     for bad in ("rate_rps=0", "num_sessions=0", "documents_per_request=0", "kind=chat"):
         with pytest.raises(ConfigError, match=bad.split("=")[0]):  # the config's domains, before generation
             load_config(None, sets=[f"workload.synthetic.{bad}"])
+
+
+@pytest.mark.parametrize("kind", ["multi-turn", "agentic"])
+def test_session_block_ids_equal_the_hashed_chain(kind):
+    """The compiled id assignment gives exactly the ids of hashing (session, depth) keys along the chain."""
+    from trace import blocks as bm
+
+    t = _gen(3, kind=kind, num_requests=1500, num_sessions=40, think_time_median_s=5.0)
+    keys = bm.session_keys(t.block_offsets, t.input_tokens, t.session_id, 16)
+    ids, unique = bm.intern(bm.chain(t.block_offsets, keys))
+    assert np.array_equal(ids, t.block_ids) and unique == t.num_unique_blocks
+
+
+def test_multi_turn_context_cap_drops_the_oldest_tokens():
+    """Past the context limit a turn keeps the latest tokens: prompt + output fit, and its blocks (shifted
+    content) are new; before it, each turn extends the previous one."""
+    limit = 3000
+    t = generate(SyntheticConfig(num_requests=4000, input_tokens_mean=300, output_tokens_mean=100, turns_mean=6,
+                                 think_time_median_s=2.0), 16, np.random.default_rng(5), context_tokens=limit)
+    assert np.all(t.input_tokens + t.output_tokens <= limit)
+    capped = 0
+    for s in np.unique(t.session_id):
+        idx = np.flatnonzero(t.session_id == s)
+        for prev, cur in zip(idx[:-1], idx[1:]):
+            if t.input_tokens[cur] + t.output_tokens[cur] == limit:  # its context was cut to fit
+                capped += 1
+                earlier = np.concatenate([t.blocks(i) for i in idx[idx < cur]])
+                assert not np.isin(t.blocks(cur), earlier).any()
+            else:
+                full_prev = t.input_tokens[prev] // 16
+                assert np.array_equal(t.blocks(cur)[:full_prev], t.blocks(prev)[:full_prev])
+    assert capped > 100
+
+
+def test_multi_turn_turns_follow_the_beta_geometric_law():
+    """Turns per conversation: mean turns_mean; the chance of another turn after k turns is (a + k - 1) /
+    (a + b + k - 1) for the Beta(a, b) of the config (the posterior mean of a conversation's chance)."""
+    from trace.synthetic import _conversation_turns
+
+    cfg = SyntheticConfig(turns_mean=2.0, turns_concentration=4.0)
+    b = (4.0 + 1.0) / 2.0
+    a = 4.0 - b  # mean 1 + a / (b - 1) = 2
+    turns = _conversation_turns(cfg, np.random.default_rng(0), 400_000)
+    assert turns.mean() == pytest.approx(2.0, rel=0.03)
+    for k in (1, 2, 3):
+        assert (turns > k).sum() / (turns >= k).sum() == pytest.approx((a + k - 1) / (a + b + k - 1), abs=0.01)
+    assert np.all(_conversation_turns(SyntheticConfig(turns_mean=1.0), np.random.default_rng(0), 100) == 1)
+
+
+def test_multi_turn_think_times_and_rate():
+    """Gaps between a conversation's turns are log-normal(median, sigma); requests arrive at rate_rps."""
+    t = _gen(2, num_requests=40_000, rate_rps=20.0, input_tokens_mean=20, output_tokens_mean=5,
+             think_time_median_s=30.0, think_time_sigma=0.8)
+    order = np.lexsort((t.arrival_s, t.session_id))
+    same = t.session_id[order][1:] == t.session_id[order][:-1]
+    gaps = np.diff(t.arrival_s[order])[same]
+    assert np.median(gaps) == pytest.approx(30.0, rel=0.05)
+    assert np.log(gaps).std() == pytest.approx(0.8, rel=0.05)
+    assert len(t) / t.arrival_s[-1] == pytest.approx(20.0, rel=0.05)
+
+
+def test_multi_turn_context_is_vllms_max_model_len():
+    from trace.workload import load_workload
+
+    config = load_config(None, sets=["serving.max_model_len=2000", "workload.synthetic.num_requests=3000",
+                                     "workload.synthetic.think_time_median_s=5", "workload.synthetic.turns_mean=8"])
+    t = load_workload(config)
+    total = t.input_tokens + t.output_tokens
+    assert total.max() == 2000 and len(t) == 3000  # capped, none dropped as too long

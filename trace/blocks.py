@@ -12,6 +12,7 @@ All work is vectorised over requests; the only Python loop runs over block depth
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from trace.arrow import from_numpy, numpy_view
 
@@ -83,6 +84,44 @@ def session_keys(offsets: np.ndarray, input_tokens: np.ndarray, session: np.ndar
     keys = unique_keys(len(owner), salt=TAG_SESSION)
     keys[shared] = mix(TAG_SESSION, sess[shared], depth[shared])
     return keys
+
+
+def session_block_ids(offsets: np.ndarray, input_tokens: np.ndarray, session: np.ndarray, block_size: int,
+                      context_start: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """Dense block ids of conversations, as ``intern(chain(offsets, session_keys(...)))`` gives them, without
+    hashing: full block i of a session's context is one block in every turn; a partial last block, every
+    block of a request without a session (-1) and every block of a turn whose context lost its first
+    ``context_start`` tokens (a start that never repeats within a session) are new. One compiled pass in
+    request order (ids in order of first appearance); memory: the ids plus one slot per session depth."""
+    tokens = np.asarray(input_tokens, dtype=np.int64)
+    session = np.asarray(session, dtype=np.int64)
+    start = np.zeros(len(tokens), np.int64) if context_start is None else np.asarray(context_start, np.int64)
+    full = tokens // block_size
+    shared = (session >= 0) & (start == 0)
+    depth_of = np.zeros(int(session.max()) + 1 if len(session) else 0, dtype=np.int64)
+    np.maximum.at(depth_of, session[shared], full[shared])
+    pool_offsets = offsets_from_counts(depth_of)
+    return _session_block_ids(np.asarray(offsets, dtype=np.int64), full, session, shared, pool_offsets)
+
+
+@njit(cache=True)
+def _session_block_ids(offsets, full, session, shared, pool_offsets):
+    ids = np.empty(offsets[-1], dtype=np.int64)
+    pool = np.full(pool_offsets[-1], -1, dtype=np.int64)
+    fresh = 0
+    for r in range(len(full)):
+        base = pool_offsets[session[r]] if shared[r] else 0
+        for d in range(offsets[r + 1] - offsets[r]):
+            k = offsets[r] + d
+            if shared[r] and d < full[r]:
+                if pool[base + d] < 0:
+                    pool[base + d] = fresh
+                    fresh += 1
+                ids[k] = pool[base + d]
+            else:
+                ids[k] = fresh
+                fresh += 1
+    return ids, fresh
 
 
 def token_content_keys(token_ids: np.ndarray, token_offsets: np.ndarray, block_size: int) -> tuple[np.ndarray, np.ndarray]:

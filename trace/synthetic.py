@@ -7,6 +7,7 @@ prefixes and documents is Zipf(alpha) over a finite set.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -16,6 +17,34 @@ from trace import blocks as bm
 from trace.request import Trace, TraceProvenance
 
 AGENT_STEP_GAP_MEAN_S = 2.0  # mean think/tool time between an agent's steps (assumed, not measured)
+MAX_TURNS = 4096  # a conversation's turns are capped here (a bound on memory; the beta-geometric tail is long)
+
+
+@dataclass
+class Drawn:
+    """What a generator drew, per request in arrival order: either sessions (block keys follow from
+    each session's growing context; ``context_start``: tokens of it dropped at the front) or explicit
+    CSR block keys."""
+
+    arrival: np.ndarray
+    prompt: np.ndarray
+    out: np.ndarray
+    session: np.ndarray | None = None
+    context_start: np.ndarray | None = None
+    block_offsets: np.ndarray | None = None
+    block_keys: np.ndarray | None = None
+
+    def first(self, limit: int) -> "Drawn":
+        """The first ``limit`` requests."""
+        def cut(a):
+            return None if a is None else a[:limit]
+
+        offsets, keys = self.block_offsets, self.block_keys
+        if offsets is not None:
+            offsets = offsets[: limit + 1]
+            keys = keys[: offsets[-1]]
+        return Drawn(cut(self.arrival), cut(self.prompt), cut(self.out), cut(self.session), cut(self.context_start),
+                     offsets, keys)
 
 
 def _lengths(rng: np.random.Generator, mean: float, n: int) -> np.ndarray:
@@ -40,17 +69,60 @@ def _conversation_prompts(session: np.ndarray, new_tokens: np.ndarray, output_to
     return earlier + new_tokens
 
 
-def _multi_turn(cfg: SyntheticConfig, rng: np.random.Generator, block_size: int):
+def _conversation_turns(cfg: SyntheticConfig, rng: np.random.Generator, count: int) -> np.ndarray:
+    """Turns of ``count`` conversations: geometric, each conversation with its own chance ``q`` to go on
+    after a turn, ``q ~ Beta(a, b)`` (a beta-geometric law). Mean ``1 + a / (b - 1)`` = ``turns_mean``;
+    ``a + b`` = ``turns_concentration``. The mixture makes the chance of another turn rise with the
+    turns already taken (a long conversation is likely a chatty one), as real chat logs show."""
+    extra = cfg.turns_mean - 1.0
+    if extra <= 0:
+        return np.ones(count, dtype=np.int64)
+    b = (cfg.turns_concentration + extra) / cfg.turns_mean  # from a / (b - 1) = extra and a + b = concentration
+    q = rng.beta(cfg.turns_concentration - b, b, count)
+    return np.minimum(rng.geometric(np.maximum(1.0 - q, 1e-12)), MAX_TURNS).astype(np.int64)
+
+
+def _multi_turn(cfg: SyntheticConfig, rng: np.random.Generator, block_size: int, context_tokens: int | None = None):
+    """Conversations start as a Poisson process (``rate_rps / turns_mean`` a second, so requests arrive at
+    ``rate_rps`` on average); each has a beta-geometric number of turns, a log-normal think time
+    between turns, and each turn's prompt is the conversation so far (earlier turns' new tokens and
+    responses) plus its own new tokens. A conversation longer than ``context_tokens`` keeps its most
+    recent tokens (the oldest are dropped, as chat front-ends do), so its prefix changes from then on.
+    The first ``num_requests`` turns in arrival order are the workload."""
     n = cfg.num_requests
-    arrival = _poisson_arrivals(rng, cfg.rate_rps, n)
-    session = rng.integers(0, cfg.num_sessions, n)
-    new = _lengths(rng, cfg.input_tokens_mean, n)
-    out = _lengths(rng, cfg.output_tokens_mean, n)
-    prompt = _conversation_prompts(session, new, out)
-    return arrival, prompt, out, session, None
+    conversations = int(n / cfg.turns_mean * 1.1) + 64
+    while True:  # enough conversations that no later one could arrive before the n-th request
+        turns = _conversation_turns(cfg, rng, conversations)
+        starts = _poisson_arrivals(rng, cfg.rate_rps / cfg.turns_mean, conversations)
+        total = int(turns.sum())
+        first = np.zeros(conversations, dtype=np.int64)
+        np.cumsum(turns[:-1], out=first[1:])
+        session = np.repeat(np.arange(conversations, dtype=np.int64), turns)
+        think = rng.lognormal(np.log(cfg.think_time_median_s), cfg.think_time_sigma, total)
+        think[first] = 0.0
+        arrival = np.cumsum(think)
+        arrival += (starts - arrival[first])[session]  # each conversation's sum starts at its start
+        complete = arrival < starts[-1]  # later conversations (not drawn) start after starts[-1]
+        if complete.sum() >= n:
+            break
+        conversations *= 2
+    new = _lengths(rng, cfg.input_tokens_mean, total)
+    out = _lengths(rng, cfg.output_tokens_mean, total)
+    step = new + out
+    history = np.cumsum(step) - step  # tokens of the conversation before this turn ...
+    history -= history[first][session]  # ... counted from the conversation's start
+    prompt = history + new
+    dropped = np.zeros(total, dtype=np.int64)
+    if context_tokens is not None:
+        out = np.minimum(out, max(1, context_tokens - 1))
+        room = context_tokens - out
+        dropped = np.maximum(prompt - room, 0)
+        prompt = prompt - dropped
+    order = np.argsort(arrival, kind="stable")[:n]
+    return Drawn(arrival[order], prompt[order], out[order], session[order], context_start=dropped[order])
 
 
-def _agentic(cfg: SyntheticConfig, rng: np.random.Generator, block_size: int):
+def _agentic(cfg: SyntheticConfig, rng: np.random.Generator, block_size: int, context_tokens: int | None = None):
     steps = -(-cfg.num_requests // cfg.num_sessions)  # ceil: enough steps for num_requests
     starts = _poisson_arrivals(rng, cfg.rate_rps / steps, cfg.num_sessions)
     gaps = rng.exponential(AGENT_STEP_GAP_MEAN_S, (cfg.num_sessions, steps))
@@ -63,10 +135,10 @@ def _agentic(cfg: SyntheticConfig, rng: np.random.Generator, block_size: int):
     order = np.argsort(arrival, kind="stable")[: cfg.num_requests]
     arrival, session, new, out = arrival[order], session[order], new[order], out[order]
     prompt = _conversation_prompts(session, new, out)
-    return arrival, prompt, out, session, None
+    return Drawn(arrival, prompt, out, session)
 
 
-def _system_prompt(cfg: SyntheticConfig, rng: np.random.Generator, block_size: int):
+def _system_prompt(cfg: SyntheticConfig, rng: np.random.Generator, block_size: int, context_tokens: int | None = None):
     n = cfg.num_requests
     arrival = _poisson_arrivals(rng, cfg.rate_rps, n)
     prefix = _zipf_choice(rng, cfg.num_prefixes, cfg.zipf_alpha, n)
@@ -77,10 +149,10 @@ def _system_prompt(cfg: SyntheticConfig, rng: np.random.Generator, block_size: i
     keys = bm.unique_keys(len(owner), salt=bm.TAG_PREFIX)
     shared = (depth + 1) * block_size <= cfg.prefix_tokens
     keys[shared] = bm.mix(bm.TAG_PREFIX, prefix[owner[shared]], depth[shared])
-    return arrival, prompt, out, None, (offsets, keys)
+    return Drawn(arrival, prompt, out, block_offsets=offsets, block_keys=keys)
 
 
-def _rag(cfg: SyntheticConfig, rng: np.random.Generator, block_size: int):
+def _rag(cfg: SyntheticConfig, rng: np.random.Generator, block_size: int, context_tokens: int | None = None):
     n, k, doc_len = cfg.num_requests, cfg.documents_per_request, cfg.document_tokens
     arrival = _poisson_arrivals(rng, cfg.rate_rps, n)
     docs = _zipf_choice(rng, cfg.num_documents, cfg.zipf_alpha, (n, k))
@@ -96,7 +168,7 @@ def _rag(cfg: SyntheticConfig, rng: np.random.Generator, block_size: int):
     doc_first = docs[o, first_tok[in_docs] // doc_len]
     doc_last = docs[o, last_tok[in_docs] // doc_len]
     keys[in_docs] = bm.mix(bm.TAG_DOCUMENT, doc_first, doc_last, depth[in_docs])
-    return arrival, prompt, out, None, (offsets, keys)
+    return Drawn(arrival, prompt, out, block_offsets=offsets, block_keys=keys)
 
 
 GENERATORS: dict[str, Callable] = {
@@ -107,26 +179,25 @@ GENERATORS: dict[str, Callable] = {
 }
 
 
-def generate(cfg: SyntheticConfig, block_size: int, rng: np.random.Generator, limit: int | None = None) -> Trace:
-    """A synthetic ``Trace`` of ``cfg.kind``; ``limit`` caps the request count. ``cfg`` is validated
+def generate(cfg: SyntheticConfig, block_size: int, rng: np.random.Generator, limit: int | None = None,
+             context_tokens: int | None = None) -> Trace:
+    """A synthetic ``Trace`` of ``cfg.kind``; ``limit`` caps the request count; ``context_tokens`` caps a
+    multi-turn conversation's context (its oldest tokens are dropped). ``cfg`` is validated
     (``sim.config``: the kind is a Literal, every size has its declared domain)."""
-    arrival, prompt, out, session, block_keys = GENERATORS[cfg.kind](cfg, rng, block_size)
+    drawn = GENERATORS[cfg.kind](cfg, rng, block_size, context_tokens)
     if limit is not None:
-        arrival, prompt, out = arrival[:limit], prompt[:limit], out[:limit]
-        session = None if session is None else session[:limit]
-        if block_keys is not None:
-            offsets, keys = block_keys
-            block_keys = (offsets[: limit + 1], keys[: offsets[min(limit, len(offsets) - 1)]])
+        drawn = drawn.first(limit)
+    arrival, prompt, out, session = drawn.arrival, drawn.prompt, drawn.out, drawn.session
     n = len(arrival)
     arrival = arrival - arrival[0]
     if session is not None:
         offsets = bm.offsets_from_counts(bm.blocks_per_request(prompt, block_size))
-        keys = bm.session_keys(offsets, prompt, session, block_size)
+        block_ids, num_unique = bm.session_block_ids(offsets, prompt, session, block_size, drawn.context_start)
         kind = "synthetic-sessions"
     else:
-        offsets, keys = block_keys
+        offsets = drawn.block_offsets
+        block_ids, num_unique = bm.intern(bm.chain(offsets, drawn.block_keys))
         kind = "chained"
-    block_ids, num_unique = bm.intern(bm.chain(offsets, keys))
     provenance = TraceProvenance(
         path=None, format=f"synthetic:{cfg.kind}", sha256=None, rows_read=n, rows_used=n, rows_skipped=0,
         skip_reasons={}, block_ids=kind, block_tokens=block_size,

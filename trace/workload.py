@@ -23,7 +23,8 @@ def load_workload(config: Config) -> Trace:
         check_time_span(trace, "a wrong workload.time_unit or a corrupt timestamp?")
     else:
         rng = np.random.default_rng(config.seed)
-        trace = generate(config.workload.synthetic, config.serving.block_size, rng, limit=config.workload.limit)
+        trace = generate(config.workload.synthetic, config.serving.block_size, rng, limit=config.workload.limit,
+                         context_tokens=context_tokens(config))
         trace.drop(trace.input_tokens + trace.output_tokens > request_token_bound(config.workload), "too_many_tokens")
         require_requests(trace, "")
         check_time_span(trace, f"config key 'workload.synthetic.rate_rps'={config.workload.synthetic.rate_rps:g} is too low")
@@ -35,6 +36,15 @@ def load_workload(config: Config) -> Trace:
     if config.workload.max_input_tokens is not None:
         trace.truncate_inputs(config.workload.max_input_tokens)
     return trace
+
+
+def context_tokens(config: Config) -> int:
+    """The longest context a synthetic conversation keeps: vLLM's ``max_model_len`` (``serving.max_model_len``,
+    by default the model's context length), and never more than a request may hold."""
+    from sim.specs import model_spec
+
+    model_len = config.serving.max_model_len or model_spec(config.model).max_position_embeddings
+    return min(model_len, request_token_bound(config.workload))
 
 
 # Arrivals spanning more than this are a unit mistake or a corrupt timestamp, not a workload: past it,

@@ -4,9 +4,9 @@ A trained model (``learned.model``) predicts, for every access, the distribution
 to that block's next use, from features of the past only; the predictions for a whole stream are
 made in one batch before the replay (the same as predicting at access time). The per-access work
 runs compiled over arrays indexed by block id (``learned.kernel``): a model expert evicts by hit
-density relative to its own eviction age and declines blocks worth less than its victim; an ARC
-expert runs beside it; the cache follows whichever has had more hits lately, so a wrong model
-falls back to ARC instead of making things worse. See ``learned/README.md`` for what was measured.
+density relative to its own eviction age and declines blocks worth less than its victim; ARC
+and LRU experts run beside it; the cache follows whichever has had the most hits lately, so a wrong
+model falls back to the better of ARC and LRU instead of making things worse. See ``learned/README.md`` for what was measured.
 """
 
 from __future__ import annotations
@@ -62,10 +62,10 @@ class Learned(EvictionPolicy):
     def summary(self) -> dict:
         """Which expert the cache follows at the end, how often that changed, and each one's decayed hits."""
         ints, floats = self._ints, self.state["floats"]
-        return {"leader": "model" if ints[kernel.S_LEADER] == kernel.MODEL else "arc",
+        return {"leader": kernel.EXPERT_NAMES[ints[kernel.S_LEADER]],
                 "leader_switches": int(ints[kernel.S_SWITCHES]),
-                "recent_hits": {"model": round(float(floats[kernel.X_SCORE + kernel.MODEL]), 1),
-                                "arc": round(float(floats[kernel.X_SCORE + kernel.ARC]), 1)}}
+                "recent_hits": {name: round(float(floats[kernel.X_SCORE + e]), 1)
+                                for e, name in enumerate(kernel.EXPERT_NAMES)}}
 
     def replay_plain(self, keys: list[int], resident: set, capacity: int, start: int) -> tuple[list[int], int]:
         """The single-tier plain replay in one compiled call (``MultiTierCache``'s fast path)."""
