@@ -355,6 +355,10 @@ def check_config_for_mode(args: argparse.Namespace, config: Config, mode: str, p
         from sim.cache.tiers import hbm_capacity_blocks
 
         hbm_capacity_blocks(config)  # the model's weights fit in GPU memory
+    if mode == "single":
+        from sim.config import single_node_fits
+
+        single_node_fits(config)
     if mode == "cluster":
         from sim.cluster.topology import Topology
 

@@ -643,10 +643,16 @@ def _tensor_parallel_fits_model(c: Config) -> None:
 
 
 def _instances_fit_node(c: Config) -> None:
-    """An instance is tensor_parallel_size GPUs of one node; the single-node mode's workers share one node."""
-    tp, gpus, n = c.serving.tensor_parallel_size, c.hardware.gpus_per_node, c.serving.num_instances
+    """An instance is tensor_parallel_size GPUs of one node (the single-node mode's workers share one
+    node: ``single_node_fits``, checked by that mode only, since a cluster ignores serving.num_instances)."""
+    tp, gpus = c.serving.tensor_parallel_size, c.hardware.gpus_per_node
     if tp > gpus:
         raise ConfigError(f"config key 'serving.tensor_parallel_size'={tp} exceeds 'hardware.gpus_per_node'={gpus}")
+
+
+def single_node_fits(c: Config) -> None:
+    """The single-node mode's serving.num_instances workers of tensor_parallel_size GPUs share one node."""
+    tp, gpus, n = c.serving.tensor_parallel_size, c.hardware.gpus_per_node, c.serving.num_instances
     if n * tp > gpus:
         raise ConfigError(f"config key 'serving.num_instances'={n} x tensor_parallel_size {tp} needs {n * tp} GPUs; "
                           f"one node has 'hardware.gpus_per_node'={gpus}")

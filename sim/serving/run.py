@@ -18,7 +18,7 @@ from sim.cache.access import access_semantics, block_id_space, learned_predictio
 from sim.cache.arena import TierArena
 from sim.cache.multitier import build_cache
 from sim.serving.compute import compute_model
-from sim.config import Config
+from sim.config import Config, single_node_fits
 from sim.serving.engine import Engine
 from sim.errors import ConfigError, TraceError
 from sim.serving.instance import DECODE, PREFILL, UNIFIED, Instance, Job
@@ -94,6 +94,7 @@ class ServingRun:
             model = network_model(config.network)
             self.links = [Link(self.engine, model, shared=config.network.contention) for _ in self.prefill]
         else:
+            single_node_fits(config)
             self.front = [self._instance(i, UNIFIED, compute) for i in range(config.serving.num_instances)]
             self.decode = []
             self.route = router(config.cluster.router, "cluster.router")
