@@ -74,7 +74,9 @@ modes (one at a time):
   --cache-only    replay block accesses through the cache tiers, no timing (policy study)
   (default)       single node: serving.num_instances workers, each with its HBM, sharing DRAM/SSD,
                   behind a prefix-aware router; TTFT/TPOT/E2E and the TTFT breakdown
-  --cluster       racks of nodes behind a prefix-aware router
+  --cluster       racks x nodes x GPUs (cluster.*, hardware.gpus_per_node) behind a hierarchical router
+                  (--router NAME[,NAME...]); HBM per instance, DRAM/SSD per node, EIC per rack; with --pd,
+                  prefill/decode pools in every rack (pd.num_prefill/num_decode per rack)
   --pd            prefill/decode disaggregated serving
   --check-calibration OVERLAY.yaml
                   fit of the overlay's compute, collective and network tables (leave-one-out) beside the
@@ -98,9 +100,7 @@ SERVING = frozenset({"single", "pd", "cluster"})
 SIMULATING = SERVING | {"cache-only"}  # one simulation per policy
 
 # Modes whose implementation has not landed yet: the issue that builds each.
-PENDING_MODES = {
-    "cluster": "--cluster is not implemented yet (cluster issue)",
-}
+PENDING_MODES: dict[str, str] = {}
 
 # Which modes use each option (by argparse dest). A flag given in a mode that does not use it is
 # an error naming it, never silently ignored. Every option of the parser must appear here (a test
@@ -118,6 +118,7 @@ FLAG_MODES: dict[str, frozenset[str]] = {
     "strict_workload_validation": WITH_WORKLOAD,
     "workload_cache": WITH_WORKLOAD,
     "policy": SIMULATING,
+    "router": frozenset({"single", "cluster"}),
     "capacity_blocks": frozenset({"cache-only"}),
     "allow_train_test_overlap": SIMULATING | {"sweep"},
     "mrc": frozenset({"cache-only"}),
@@ -138,6 +139,7 @@ FLAG_MODES: dict[str, frozenset[str]] = {
     "quiet": ALL,
 }
 MODE_SWITCHES = ("trace_stats", "cache_only", "cluster", "pd", "check_calibration", "sweep", "plan")
+CLUSTER_COMBINES_WITH = ("pd",)  # --cluster --pd: prefill/decode pools in every rack
 
 
 class _Parser(argparse.ArgumentParser):
@@ -157,7 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--trace-stats", action="store_true", help="trace statistics and reuse ceiling, no simulation")
     mode.add_argument("--cache-only", action="store_true", help="replay block accesses through the cache tiers, no timing")
-    mode.add_argument("--cluster", action="store_true", help="racks of GPU nodes behind a router (not built yet: exits 2)")
+    p.add_argument("--cluster", action="store_true",
+                   help="racks of GPU nodes (cluster.*, hardware.gpus_per_node) behind a hierarchical router; "
+                        "with --pd, prefill/decode pools in every rack")
     mode.add_argument("--pd", action="store_true", help="prefill/decode disaggregated serving")
     mode.add_argument("--check-calibration", metavar="OVERLAY.yaml",
                       help="how well each table the overlay provides fits its measured points, beside the analytic model")
@@ -187,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     cache = p.add_argument_group("cache")
     cache.add_argument("--policy", metavar="NAME[,NAME...]", help="eviction policy; several = one run each, same trace")
+    cache.add_argument("--router", metavar="NAME[,NAME...]",
+                       help="single/cluster modes: round-robin, least-loaded, session-affinity, prefix-aware or "
+                            "precise-prefix (cluster.router); several = one run each, named by it")
     cache.add_argument("--capacity-blocks", type=int, metavar="N", help="cache-only: single-tier capacity in blocks")
     cache.add_argument("--allow-train-test-overlap", action="store_true",
                        help="let --policy learned be judged on requests its model was trained on (off: exit 2)")
@@ -220,6 +227,11 @@ def _flag(dest: str) -> str:
 
 
 def select_mode(args: argparse.Namespace) -> str:
+    if args.cluster:
+        others = [f"--{name.replace('_', '-')}" for name in MODE_SWITCHES
+                  if name != "cluster" and name not in CLUSTER_COMBINES_WITH and getattr(args, name)]
+        if others:
+            raise InputError(f"--cluster is not allowed with {others[0]} (it combines only with --pd)")
     if args.sweep:
         return "sweep"
     if args.plan:
@@ -250,6 +262,23 @@ def check_flags(args: argparse.Namespace, parser: argparse.ArgumentParser, mode:
     from experiments.cli import check_experiment_flags
 
     check_experiment_flags(args, mode)
+
+
+def parse_routers(text: str | None) -> list[str]:
+    """``--router a,b``: the names, each registered and given once."""
+    if text is None:
+        return []
+    from sim.serving.routers import ROUTERS
+
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise InputError(f"--router {quote(text)}: an empty router name; give NAME[,NAME...]")
+    for i, name in enumerate(names):
+        if name not in ROUTERS:
+            raise InputError(f"--router: unknown router {quote(name)}; valid routers: {', '.join(ROUTERS)}")
+        if name in names[:i]:
+            raise InputError(f"--router: {quote(name)} given twice (each run is named by its router)")
+    return names
 
 
 def parse_policies(text: str | None) -> list[str]:
@@ -305,7 +334,10 @@ def resolve_config(args: argparse.Namespace) -> Config:
              if getattr(args, dest) is not None and getattr(args, dest) is not False]
     if args.policy:
         flags.append(("--policy", "cache.policy", parse_policies(args.policy)[0]))
-    return load_config(path, overlays=args.calibration_profile, preset=args.preset, sets=args.sets, flags=flags)
+    if args.router:
+        flags.append(("--router", "cluster.router", parse_routers(args.router)[0]))
+    return load_config(path, overlays=args.calibration_profile, preset=args.preset, sets=args.sets, flags=flags,
+                       mode=select_mode(args))
 
 
 def check_config_for_mode(args: argparse.Namespace, config: Config, mode: str, policies: list[str]) -> None:
@@ -322,6 +354,14 @@ def check_config_for_mode(args: argparse.Namespace, config: Config, mode: str, p
         from sim.cache.tiers import hbm_capacity_blocks
 
         hbm_capacity_blocks(config)  # the model's weights fit in GPU memory
+    if mode == "single":
+        from sim.config import single_node_fits
+
+        single_node_fits(config)
+    if mode == "cluster":
+        from sim.cluster.topology import Topology
+
+        Topology.from_config(config, pd=args.pd)  # an impossible fleet is found before the trace loads
 
 
 # -------------------------------------------------------------------------- outputs
@@ -347,7 +387,8 @@ def plot_dir(args: argparse.Namespace) -> Path:
     return Path("kvsim-plots")
 
 
-def plan_outputs(args: argparse.Namespace, mode: str, policies: list[str], config: Config | None) -> Outputs:
+def plan_outputs(args: argparse.Namespace, mode: str, policies: list[str], config: Config | None,
+                 routers: list[str] = ()) -> Outputs:
     """Where each output goes; each must be writable and distinct, and none may overwrite an input."""
     outputs = Outputs()
     files: list[tuple[str, Path]] = []
@@ -359,9 +400,10 @@ def plan_outputs(args: argparse.Namespace, mode: str, policies: list[str], confi
         files.append(("--report-csv", outputs.report_csv))
     if args.requests_csv is not None:
         base = Path(args.requests_csv)
-        for policy in policies:
-            path = base if len(policies) == 1 else base.with_suffix(f".{policy}.csv")
-            outputs.requests_csv[policy] = check_writable(path, "--requests-csv")
+        names = [f"{p}/{r}" if len(policies) > 1 else r for p in policies for r in routers] if routers else policies
+        for name in names:
+            path = base if len(names) == 1 else base.with_suffix(f".{name.replace('/', '-')}.csv")
+            outputs.requests_csv[name] = check_writable(path, "--requests-csv")
             files.append(("--requests-csv", path))
     if args.html is not None:
         outputs.html = check_writable(args.html, "--html")
@@ -396,6 +438,8 @@ class Run:
     progress: bool
     mrc: bool
     overlay: Path | None = None  # --check-calibration
+    routers: list[str] = field(default_factory=list)  # --router
+    cluster_pd: bool = False  # --cluster --pd
     notes: list[str] = field(default_factory=list)
     summary: str | None = None  # printed instead of the generic metrics summary
 
@@ -453,17 +497,32 @@ def run_serving_mode(run: Run) -> tuple[dict, list[RunResult]]:
     run.config = config = with_trace_block_size(run.config, trace)
     admit(trace, config)
     policies = run.policies or [config.cache.policy]
+    routers = run.routers or [config.cluster.router]
     runs = []
-    for policy in policies:  # one run per policy over the same trace
-        result, requests = run_serving(trace, replace(config, **{"cache.policy": policy}), run.mode,
-                                      progress=run.progress)
-        if len(policies) > 1:
-            result.name, result.overrides = f"{run.mode}-{policy}", {"cache.policy": policy}
-        runs.append(result)
-        path = run.outputs.requests_csv.get(policy)
-        if path is not None:
-            write_requests_csv(requests, path)
-            run.notes.append(f"requests: {path}")
+    for policy in policies:  # one run per policy (and router) over the same trace
+        for router in routers:
+            overrides = {"cache.policy": policy, "cluster.router": router}
+            if run.mode == "cluster":
+                from sim.cluster.run import run_cluster
+
+                result, requests = run_cluster(trace, replace(config, **overrides), pd=run.cluster_pd,
+                                               progress=run.progress)
+                result.name = f"{policy}/{router}" if len(policies) > 1 else router
+            else:
+                result, requests = run_serving(trace, replace(config, **overrides), run.mode, progress=run.progress)
+                if len(policies) > 1 or len(routers) > 1:
+                    result.name = "/".join(([f"{run.mode}-{policy}"] if len(policies) > 1 else [])
+                                           + ([router] if len(routers) > 1 else []))
+            if len(policies) > 1 or len(routers) > 1:
+                result.overrides = {k: v for k, v in overrides.items()
+                                    if (k == "cache.policy" and len(policies) > 1)
+                                    or (k == "cluster.router" and (len(routers) > 1 or run.mode == "cluster"))}
+            runs.append(result)
+            key = (f"{policy}/{router}" if len(policies) > 1 else router) if len(routers) > 1 else policy
+            path = run.outputs.requests_csv.get(key)
+            if path is not None:
+                write_requests_csv(requests, path)
+                run.notes.append(f"requests: {path}")
     return trace.provenance.to_dict(), runs
 
 
@@ -482,7 +541,7 @@ def run_check_calibration(run: Run) -> tuple[None, list[RunResult]]:
 
 
 RUNNERS = {"trace-stats": run_trace_stats, "cache-only": run_cache_only, "single": run_serving_mode,
-           "pd": run_serving_mode, "check-calibration": run_check_calibration}
+           "pd": run_serving_mode, "cluster": run_serving_mode, "check-calibration": run_check_calibration}
 
 
 def _summary(report: dict) -> str:
@@ -502,7 +561,8 @@ def _summary(report: dict) -> str:
             elif isinstance(value, dict):
                 if any(isinstance(v, dict) for v in value.values()):
                     continue  # per-tier counters: JSON report only
-                inner = "  ".join(f"{k}={_fmt(v)}" for k, v in value.items())
+                inner = "  ".join(f"{k}={_fmt(v) if not isinstance(v, list) else f'[{len(v)} entries]'}"
+                                  for k, v in value.items())
                 lines.append(f"  {key:<30} {inner}")
             else:
                 lines.append(f"  {key:<30} {_fmt(value)}")
@@ -524,13 +584,16 @@ def prepare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Run:
     if mode in PENDING_MODES:
         raise InputError(PENDING_MODES[mode])
     policies = parse_policies(args.policy)
+    routers = parse_routers(args.router)
     if mode == "check-calibration":  # the overlay applies last, over any --calibration-profile
         args.calibration_profile = [*args.calibration_profile, args.check_calibration]
     config = resolve_config(args)
     check_config_for_mode(args, config, mode, policies or [config.cache.policy])
-    outputs = plan_outputs(args, mode, policies or [config.cache.policy], config)
+    outputs = plan_outputs(args, mode, policies or [config.cache.policy], config,
+                           [r for r in routers if len(routers) > 1])
     return Run(mode, config, policies, outputs, progress=not args.quiet and sys.stderr.isatty(), mrc=args.mrc,
-               overlay=Path(args.check_calibration) if args.check_calibration else None)
+               overlay=Path(args.check_calibration) if args.check_calibration else None, routers=routers,
+               cluster_pd=mode == "cluster" and args.pd)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -91,6 +91,9 @@ class HardwareConfig:
     # GB/s per direction between GPUs of a node; None: the GPU's own link (profiles/gpus.yaml)
     gpu_link_gbps: float | None = domain(None, **POSITIVE)
     gpu_link_latency_us: float | None = domain(None, **NON_NEGATIVE)  # per ring step; None: the GPU's own link
+    # GB/s per direction between one GPU and its host (cluster mode: DRAM/SSD/NIC traffic into HBM).
+    # PCIe 5.0 x16: 32 GT/s x 16 lanes x 128/130 encoding / 8 = 63 GB/s per direction (PCI-SIG PCIe 5.0 spec).
+    pcie_gbps: float = domain(63.0, **POSITIVE)
 
 
 @dataclass(frozen=True)
@@ -177,11 +180,25 @@ class NetworkConfig:
 
 @dataclass(frozen=True)
 class ClusterConfig:
-    """Racks of GPU nodes behind a router."""
+    """Racks of GPU nodes behind a router (``sim.cluster``): GPUs = racks x nodes x hardware.gpus_per_node."""
 
-    num_racks: int = domain(1, ge=1)
-    nodes_per_rack: int = domain(4, ge=1)
+    num_racks: int = domain(1, ge=1, le=100_000)
+    nodes_per_rack: int = domain(4, ge=1, le=MAX_INSTANCES)
     router: str = domain("prefix-aware", names="sim.serving.routers:ROUTERS")
+    # Rack uplink to the spine: None = the rack's NICs (nodes x network.bandwidth_gbps) over the oversubscription.
+    uplink_gbps: float | None = domain(None, **POSITIVE)  # Gb/s
+    # Downlink : uplink capacity of a rack switch. 1 = non-blocking fat tree, as NVIDIA's DGX SuperPOD
+    # reference architecture builds its compute fabric; 3 is common in oversubscribed Ethernet leaf-spine.
+    oversubscription: float = domain(1.0, ge=1)
+    # One more switch tier each way (leaf -> spine -> leaf): ~1 us, above 400G switch datasheets'
+    # sub-microsecond port-to-port latency (e.g. NVIDIA Quantum-2: 130 ns).
+    uplink_latency_us: float = domain(1.0, **NON_NEGATIVE)
+    # prefix-aware router (SGLang's cache-aware router, sgl-router defaults): route by cached prefix when
+    # the matched fraction exceeds cache_threshold, unless loads are imbalanced: max - min load >
+    # balance_abs_threshold and max > balance_rel_threshold x min (then the least loaded).
+    cache_threshold: float = domain(0.5, ge=0, le=1)
+    balance_abs_threshold: int = domain(32, ge=0)
+    balance_rel_threshold: float = domain(1.0001, ge=1)
 
 
 @dataclass(frozen=True)
@@ -279,6 +296,12 @@ _DEFAULT_PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {"workload.limit": 2000, "workload.synthetic.num_requests": 500},
     "dev": {"workload.limit": 20000, "workload.synthetic.num_requests": 5000},
     "prod-eval": {"workload.limit": None, "workload.synthetic.num_requests": 100000},
+    # Applied after "prod-eval" in cluster mode (PRESET@MODE): the 10,240-GPU fleet of kvcache-sim's default
+    # and a multi-turn workload sized so it is busy but not swamped (numbers explained in config.yaml).
+    "prod-eval@cluster": {"cluster.num_racks": 160, "cluster.nodes_per_rack": 8, "hardware.gpus_per_node": 8,
+                          "workload.synthetic.kind": "multi-turn", "workload.synthetic.num_requests": 1_000_000,
+                          "workload.synthetic.num_sessions": 250_000, "workload.synthetic.rate_rps": 15_000.0,
+                          "workload.synthetic.input_tokens_mean": 512, "workload.synthetic.output_tokens_mean": 128},
 }
 
 
@@ -557,9 +580,10 @@ def load_config(
     preset: str | None = None,
     sets: typing.Sequence[str] = (),
     flags: typing.Sequence[tuple[str, str, Any]] = (),
+    mode: str | None = None,
 ) -> Config:
-    """Resolve the config: base file, then overlays in order, then the preset, then ``--set``s, then
-    ``flags`` (``(flag, dotted key, value)`` of the command line's dedicated flags, named in errors).
+    """Resolve the config: base file, then overlays in order, then the preset (and ``PRESET@mode`` when the
+    mode has one), then ``--set``s, then ``flags`` (``(flag, dotted key, value)`` of the command line's dedicated flags, named in errors).
 
     ``path=None`` starts from the built-in defaults. Each layer is validated on its own
     so that an error names the file or flag it came from. Relative paths in a YAML file
@@ -578,11 +602,14 @@ def load_config(
         presets = _build(Config, raw, "").presets
         if preset not in presets:
             raise ConfigError(f"unknown preset {preset!r}; valid presets: {', '.join(sorted(presets))}")
-        layer: dict[str, Any] = {}
-        for dotted, value in presets[preset].items():
-            _set_dotted(layer, dotted, value)
-        _validated(layer, f"preset {preset!r}")
-        raw = _merge(raw, layer)
+        for name in (preset, f"{preset}@{mode}"):  # PRESET@MODE: more keys for that mode only
+            if name not in presets:
+                continue
+            layer: dict[str, Any] = {}
+            for dotted, value in presets[name].items():
+                _set_dotted(layer, dotted, value)
+            _validated(layer, f"preset {name!r}")
+            raw = _merge(raw, layer)
     for assignment in sets:
         key, value = parse_set(assignment)
         layer = {}
@@ -632,10 +659,16 @@ def _tensor_parallel_fits_model(c: Config) -> None:
 
 
 def _instances_fit_node(c: Config) -> None:
-    """An instance is tensor_parallel_size GPUs of one node; the single-node mode's workers share one node."""
-    tp, gpus, n = c.serving.tensor_parallel_size, c.hardware.gpus_per_node, c.serving.num_instances
+    """An instance is tensor_parallel_size GPUs of one node (the single-node mode's workers share one
+    node: ``single_node_fits``, checked by that mode only, since a cluster ignores serving.num_instances)."""
+    tp, gpus = c.serving.tensor_parallel_size, c.hardware.gpus_per_node
     if tp > gpus:
         raise ConfigError(f"config key 'serving.tensor_parallel_size'={tp} exceeds 'hardware.gpus_per_node'={gpus}")
+
+
+def single_node_fits(c: Config) -> None:
+    """The single-node mode's serving.num_instances workers of tensor_parallel_size GPUs share one node."""
+    tp, gpus, n = c.serving.tensor_parallel_size, c.hardware.gpus_per_node, c.serving.num_instances
     if n * tp > gpus:
         raise ConfigError(f"config key 'serving.num_instances'={n} x tensor_parallel_size {tp} needs {n * tp} GPUs; "
                           f"one node has 'hardware.gpus_per_node'={gpus}")

@@ -68,12 +68,6 @@ def test_bad_input_exits_2_with_a_clear_message(run_cli, tmp_path):
     assert status == 2 and "nope.yaml" in err
 
 
-def test_modes_not_built_yet_exit_2(run_cli):
-    for flag in ("--cluster",):
-        status, _, err = run_cli(flag, "--workload-trace", BUNDLED_AZURE)
-        assert status == 2 and "not implemented yet" in err
-
-
 
 def test_help_teaches_and_usage_errors_exit_2():
     help_text = subprocess.run([sys.executable, "main.py", "--help"], cwd=ROOT, capture_output=True, text=True)

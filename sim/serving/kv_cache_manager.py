@@ -87,11 +87,14 @@ class KVCacheManager:
 
     # ------------------------------------------------------------- lookups
 
-    def cached_prefix_blocks(self, blocks: Sequence[int]) -> int:
-        """Length of the longest prefix of ``blocks`` held in this instance's HBM (in use or cached)."""
+    def cached_prefix_blocks(self, blocks: Sequence[int], every_tier: bool = False) -> int:
+        """Length of the longest prefix of ``blocks`` held in this instance's HBM (in use or cached),
+        or, with ``every_tier``, in any tier of its cache."""
         if not self.prefix_caching and not self.pool.shared:
             return 0  # nothing is cached and no block is shared
         levels = self.cache.lookup_prefix(blocks, self.pool)
+        if every_tier:
+            return len(levels)
         lower = np.flatnonzero(levels)  # the first block held only in a lower tier ends the HBM prefix
         return int(lower[0]) if len(lower) else len(levels)
 

@@ -9,27 +9,55 @@ from sim.errors import ConfigError
 if TYPE_CHECKING:  # annotations only: the config's check of router names imports this module, not the serving model
     from sim.serving.instance import Instance
 
-Router = Callable[[Sequence["Instance"], Sequence[int], int], "Instance"]
+# (instances, the prompt's block ids, request id, session id or -1) -> the instance that serves it
+Router = Callable[[Sequence["Instance"], Sequence[int], int, int], "Instance"]
 
 
-def round_robin(instances: Sequence[Instance], blocks: Sequence[int], request_id: int) -> Instance:
+def round_robin(instances: Sequence[Instance], blocks: Sequence[int], request_id: int, session: int = -1) -> Instance:
     return instances[request_id % len(instances)]
 
 
-def least_loaded(instances: Sequence[Instance], blocks: Sequence[int], request_id: int) -> Instance:
+def least_loaded(instances: Sequence[Instance], blocks: Sequence[int], request_id: int, session: int = -1) -> Instance:
     """Fewest requests queued or running; ties go to the lowest index."""
     return min(instances, key=lambda inst: (inst.load, inst.index))
 
 
-def prefix_aware(instances: Sequence[Instance], blocks: Sequence[int], request_id: int) -> Instance:
+def prefix_aware(instances: Sequence[Instance], blocks: Sequence[int], request_id: int, session: int = -1) -> Instance:
     """Longest prefix already in an instance's HBM; ties (and no hit anywhere) go to the least loaded."""
     return min(instances, key=lambda inst: (-inst.cached_prefix_blocks(blocks), inst.load, inst.index))
 
 
+def session_affinity(instances: Sequence[Instance], blocks: Sequence[int], request_id: int, session: int = -1) -> Instance:
+    """Every turn of a session on one instance (the session id hashed); a request without a session
+    id (the trace has none) goes to the least-loaded instance: with no affinity to keep, balance."""
+    if session < 0:
+        return least_loaded(instances, blocks, request_id)
+    return instances[affinity_hash(session) % len(instances)]
+
+
+def precise_prefix(instances: Sequence[Instance], blocks: Sequence[int], request_id: int, session: int = -1) -> Instance:
+    """Longest prefix held in any tier of an instance's cache, then the longest in its HBM, then the least loaded.
+    (In one node the lower tiers are shared; the cluster's version also weighs where each block is.)"""
+    return min(instances, key=lambda inst: (-inst.kv.cached_prefix_blocks(blocks, every_tier=True),
+                                            -inst.cached_prefix_blocks(blocks), inst.load, inst.index))
+
+
+def affinity_hash(key: int) -> int:
+    """A well-mixed non-negative hash of an id: splitmix64's finaliser, so consecutive ids spread over instances."""
+    z = (key + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return z ^ (z >> 31)
+
+
+# One registry of router names for every mode; the cluster runs the same names hierarchically
+# (rack, node, instance: ``sim.cluster.routers``).
 ROUTERS: dict[str, Router] = {
     "round-robin": round_robin,
     "least-loaded": least_loaded,
+    "session-affinity": session_affinity,
     "prefix-aware": prefix_aware,
+    "precise-prefix": precise_prefix,
 }
 
 

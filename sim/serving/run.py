@@ -18,7 +18,7 @@ from sim.cache.access import access_semantics, block_id_space, learned_predictio
 from sim.cache.arena import TierArena
 from sim.cache.multitier import build_cache
 from sim.serving.compute import compute_model
-from sim.config import Config
+from sim.config import Config, single_node_fits
 from sim.serving.engine import Engine
 from sim.errors import ConfigError, TraceError
 from sim.serving.instance import DECODE, PREFILL, UNIFIED, Instance, Job
@@ -38,10 +38,11 @@ from trace.workload import require_requests
 class ServingRun:
     """Builds the instances for a mode, feeds the trace's arrivals and fills the request table."""
 
-    def __init__(self, trace: Trace, config: Config, mode: str, progress: bool = False):
+    def __init__(self, trace: Trace, config: Config, mode: str, progress: bool = False, pd: bool | None = None):
         if access_semantics(config, "prefix") != "prefix":
             raise ConfigError("serving modes use prefix semantics; cache.access_semantics=plain applies to --cache-only")
         self.trace, self.config, self.mode = trace, config, mode
+        self._pd = mode == "pd" if pd is None else pd  # prefill/decode pools (cluster: --cluster --pd)
         self.engine = Engine()
         self.table = RequestTable(trace.arrival_s, trace.input_tokens, np.maximum(trace.output_tokens, 1))
         self.itl = WeightedSamples()  # token gaps with multiplicities
@@ -55,8 +56,8 @@ class ServingRun:
         # whose arrays are sized by the trace's block-id space.
         self.num_blocks = block_id_space(trace)
         self.arena = TierArena(future=next_use, max_keys=self.num_blocks)
-        self.shared_tiers = build_tiers(config, policy, next_use=next_use, predicted=self._predicted, arena=self.arena,
-                                        top=False)
+        self._next_use = next_use
+        self.shared_tiers = self._lower_tiers()
         self.hbm_blocks = hbm_capacity_blocks(config)
         # A trace whose blocks never repeat cannot hit: skip cache bookkeeping (same timing and hits).
         reusable = trace.num_unique_blocks < trace.num_accesses
@@ -64,10 +65,27 @@ class ServingRun:
         self.prefix_caching = config.serving.enable_prefix_caching and reusable
         self.prefix_cache_note = ("on" if self.prefix_caching else "off: serving.enable_prefix_caching is false"
                                   if not config.serving.enable_prefix_caching else "off: no block repeats in this trace")
-        self._next_use = next_use
-        compute = compute_model(config)
-        serving = config.serving
-        if mode == "pd":
+        self.compute = compute_model(config)
+        self.pending: deque[Job] = deque()  # PD: prefilled, waiting for decode memory
+        self.tp = config.serving.tensor_parallel_size
+        self._build()
+        self.progress = tqdm(total=len(trace), desc=mode, unit="req", disable=not progress, leave=False)
+        self.model_layers = model_spec(config.model).num_layers
+        self.instances = [*self.front, *self.decode]
+        span = float(trace.arrival_s[-1] - trace.arrival_s[0]) if len(trace) else 0.0
+        self.timeline = Timeline(self.engine, self.instances, float(trace.arrival_s[0]) if len(trace) else 0.0, span,
+                                 extra_queued=(lambda: len(self.pending)) if self._pd else (lambda: 0))
+
+    def _lower_tiers(self) -> list:
+        """The DRAM/SSD/EIC tiers every instance of a single-node or PD run shares."""
+        return build_tiers(self.config, self.config.cache.policy, next_use=self._next_use, predicted=self._predicted,
+                           arena=self.arena, top=False)
+
+    def _build(self) -> None:
+        """The instances and the router: every instance up front (single: ``serving.num_instances``
+        workers; PD: ``pd.num_prefill`` + ``pd.num_decode``). The cluster builds them lazily."""
+        config, compute = self.config, self.compute
+        if self.mode == "pd":
             self.prefill = [self._instance(i, PREFILL, compute) for i in range(config.pd.num_prefill)]
             self.decode = [self._instance(config.pd.num_prefill + i, DECODE, compute)
                            for i in range(config.pd.num_decode)]
@@ -75,23 +93,18 @@ class ServingRun:
             self.route = router(config.pd.router, "pd.router")
             model = network_model(config.network)
             self.links = [Link(self.engine, model, shared=config.network.contention) for _ in self.prefill]
-            self.pending: deque[Job] = deque()  # prefilled, waiting for decode memory
-            self.tp = serving.tensor_parallel_size
         else:
-            self.front = [self._instance(i, UNIFIED, compute) for i in range(serving.num_instances)]
+            single_node_fits(config)
+            self.front = [self._instance(i, UNIFIED, compute) for i in range(config.serving.num_instances)]
             self.decode = []
             self.route = router(config.cluster.router, "cluster.router")
-        self.progress = tqdm(total=len(trace), desc=mode, unit="req", disable=not progress, leave=False)
-        self.model_layers = model_spec(config.model).num_layers
-        self.instances = [*self.front, *self.decode]
-        span = float(trace.arrival_s[-1] - trace.arrival_s[0]) if len(trace) else 0.0
-        self.timeline = Timeline(self.engine, self.instances, float(trace.arrival_s[0]) if len(trace) else 0.0, span,
-                                 extra_queued=(lambda: len(self.pending)) if mode == "pd" else (lambda: 0))
 
-    def _instance(self, index: int, role: str, compute) -> Instance:
+    def _instance(self, index: int, role: str, compute, lower: list | None = None) -> Instance:
+        """An instance with its own HBM tier over ``lower`` tiers (default: the run's shared ones)."""
         hbm = tier_from_config(self.arena, "hbm", self.config.cache.tiers.hbm, self.config.cache.policy,
                                self.hbm_blocks, self._next_use, self._predicted)
-        cache = build_cache([hbm, *self.shared_tiers], self.block_bytes,
+        lower = self.shared_tiers if lower is None else lower
+        cache = build_cache([hbm, *lower], self.block_bytes,
                             inclusive=self.config.cache.inclusion == "inclusive",
                             track_positions=self._next_use is not None or self._predicted is not None,
                             num_blocks=self.num_blocks)
@@ -109,14 +122,18 @@ class ServingRun:
         blocks = chain.tolist() if chain is not None else range(lo, hi)
         prompt = int(table.input_tokens[i])
         job = Job(i, prompt, int(table.output_tokens[i]), blocks, lo, target=prompt, chain=chain)
-        self.route(self.front, chain if chain is not None else blocks, i).submit(job)
+        self._dispatch(job, chain if chain is not None else blocks, i)
         if i + 1 < len(trace):
             self.engine.at(float(trace.arrival_s[i + 1]), self._arrive, i + 1, priority=-1)
+
+    def _dispatch(self, job: Job, keys, i: int) -> None:
+        """Send a new request to the instance the router picks."""
+        self.route(self.front, keys, i, int(self.trace.session_id[i])).submit(job)
 
     def _finished(self, job: Job) -> None:
         self.completed += 1
         self.progress.update(1)
-        if self.mode == "pd":
+        if self._pd:
             self._start_transfers()
 
     # ------------------------------------------------------------------ PD
@@ -129,11 +146,11 @@ class ServingRun:
         """Send prefilled KV, oldest first, to the least-loaded decode instance that has room."""
         while self.pending:
             job = self.pending[0]
-            targets = sorted(self.decode, key=lambda d: (d.kv_usage, d.load, d.index))
+            table = self.table
+            prefill_instance = self._prefill_of(job)
+            targets = self._decode_targets(prefill_instance)
             if self.config.pd.transfer == "pull":  # the decode side pulls only when it has a sequence slot
                 targets = [d for d in targets if d.has_free_slot]
-            table = self.table
-            prefill_instance = self.prefill[int(table.instance[job.rid]) - self.prefill[0].index]
             source_job = job
             dest_job = Job(job.rid, job.input_tokens, job.output_tokens, job.blocks, job.position, target=job.input_tokens,
                            chain=job.chain)
@@ -148,11 +165,25 @@ class ServingRun:
             nbytes = blocks * self.block_bytes
             table.kv_transfer_bytes[job.rid] = nbytes * self.tp
             table.decode_instance[job.rid] = dest.index
-            link = self.links[prefill_instance.index]
+            link = self._kv_link(prefill_instance, dest)
             if self.config.pd.transfer == "layerwise":
                 self._layerwise(link, nbytes, prefill_instance, source_job, dest, dest_job)
             else:
-                link.send(nbytes, lambda _d, s=source_job, p=prefill_instance, d=dest, j=dest_job: self._arrived(p, s, d, j))
+                self._send_kv(link, nbytes, lambda s=source_job, p=prefill_instance, d=dest, j=dest_job: self._arrived(p, s, d, j))
+
+    def _prefill_of(self, job: Job) -> Instance:
+        return self.prefill[int(self.table.instance[job.rid]) - self.prefill[0].index]
+
+    def _decode_targets(self, prefill: Instance) -> list[Instance]:
+        """Decode instances a prefilled job may go to, best first: least KV in use, then least loaded."""
+        return sorted(self.decode, key=lambda d: (d.kv_usage, d.load, d.index))
+
+    def _kv_link(self, src: Instance, dest: Instance):
+        """The link a prefill instance's KV crosses to ``dest`` (one per prefill instance)."""
+        return self.links[src.index]
+
+    def _send_kv(self, link, nbytes: int, arrived) -> None:
+        link.send(nbytes, lambda _d: arrived())
 
     def _layerwise(self, link: Link, nbytes: int, src: Instance, job: Job, dest: Instance, dest_job: Job) -> None:
         """Layer i's KV is sent while layer i+1 computes: only the part the compute does not hide is exposed."""
@@ -183,11 +214,8 @@ class ServingRun:
             raise RuntimeError(f"{len(self.trace) - self.completed} requests never completed (scheduler stall)")
         return RunResult(name=self.mode, metrics=self.metrics(), overrides={})
 
-    def metrics(self) -> dict[str, Any]:
-        table = self.table
-        metrics = serving_metrics(table, self.itl, self.config.slo)
-        instances = self.instances
-        makespan = metrics["makespan_s"]
+    def _hit_metrics(self) -> dict[str, Any]:
+        """Prefix-cache hits of the front instances, counted once per request at admission."""
         front_stats = [inst.kv.stats for inst in self.front]
         accesses = sum(s.accesses for s in front_stats)
         hits = sum(s.hits for s in front_stats)
@@ -197,14 +225,21 @@ class ServingRun:
             for level, count in s.tier_hits.items():
                 tier_hits[names[level]] += count
         prompt_tokens = sum(s.prompt_tokens for s in front_stats)
-        metrics.update({
-            "prefix_cache": self.prefix_cache_note,
-            "access_semantics": "prefix",
+        return {
             "accesses": accesses,
             "hits": hits,
             "hit_ratio": hits / accesses if accesses else 0.0,
             "token_hit_ratio": sum(s.cached_tokens for s in front_stats) / prompt_tokens if prompt_tokens else 0.0,
             "tier_hit_ratio": {k: v / accesses if accesses else 0.0 for k, v in tier_hits.items()},
+        }
+
+    def metrics(self) -> dict[str, Any]:
+        table = self.table
+        metrics = serving_metrics(table, self.itl, self.config.slo)
+        instances = self.instances
+        makespan = metrics["makespan_s"]
+        metrics.update({"prefix_cache": self.prefix_cache_note, "access_semantics": "prefix", **self._hit_metrics()})
+        metrics.update({
             "instances": {
                 "count": len(instances),
                 "kv_blocks_each": self.hbm_blocks,

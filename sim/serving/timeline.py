@@ -45,6 +45,14 @@ class Timeline:
         self.work = np.zeros((len(self.roles), 3, max_points), dtype=np.int64)  # steps, tokens, seqs so far
         self.n = 0
 
+    def add(self, instance: Instance) -> None:
+        """An instance created during the run (the cluster builds them lazily)."""
+        self.instances.append(instance)
+        self.total_blocks += instance.pool.total
+        if instance.role not in self.roles:
+            self.roles.append(instance.role)
+            self.work = np.concatenate([self.work, np.zeros((1, *self.work.shape[1:]), dtype=np.int64)])
+
     def begin(self) -> None:
         self.engine.at(self.start, self._sample, priority=SAMPLE_PRIORITY)
 

@@ -1,0 +1,61 @@
+"""Cluster mode at fleet scale: wall time, requests/s, block accesses/s and peak RSS.
+
+The ``--cluster --preset prod-eval`` fleet (160 racks x 8 nodes x 8 GPUs = 10,240 GPUs) serving
+the preset's synthetic multi-turn workload, cut to ``--requests`` requests (default 1 M, the
+preset's own size). Sessions shrink with the request count so a conversation keeps its turns
+(4 on average) and the arrival rate stays the preset's, so the fleet is as busy as at full size.
+
+    python benchmarks/bench_cluster.py --requests 50000
+    python -m cProfile -s cumtime benchmarks/bench_cluster.py --requests 20000 | head -40
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=1_000_000)
+    parser.add_argument("--router", default=None, help="cluster.router (default: the config's)")
+    args = parser.parse_args()
+
+    from sim.cluster.run import run_cluster
+    from sim.config import load_config
+    from sim.serving.run import admit
+    from trace.workload import load_workload, with_trace_block_size
+
+    base = load_config(ROOT / "config.yaml", preset="prod-eval", mode="cluster")
+    syn = base.workload.synthetic
+    sessions = max(1, round(syn.num_sessions * args.requests / syn.num_requests))
+    sets = [f"workload.synthetic.num_requests={args.requests}", f"workload.synthetic.num_sessions={sessions}"]
+    if args.router:
+        sets.append(f"cluster.router={args.router}")
+    config = load_config(ROOT / "config.yaml", preset="prod-eval", mode="cluster", sets=sets)
+    start = time.perf_counter()
+    trace = load_workload(config)
+    config = with_trace_block_size(config, trace)
+    admit(trace, config)
+    loaded = time.perf_counter()
+    result, _ = run_cluster(trace, config)
+    wall = time.perf_counter() - start
+    simulate = time.perf_counter() - loaded
+    m = result.metrics
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+    print(f"fleet: {m['cluster']['gpus']:,} GPUs ({m['cluster']['racks']} racks x {m['cluster']['nodes_per_rack']} nodes), "
+          f"router {config.cluster.router}; instances built {m['cluster']['instances_used']:,}")
+    print(f"requests: {len(trace):,}  block accesses: {m['accesses']:,}  hit ratio: {m['hit_ratio']:.4f}")
+    print(f"wall: {wall:.1f} s (load {loaded - start:.1f} s, simulate {simulate:.1f} s)")
+    print(f"requests/s: {len(trace) / simulate:,.0f}  block accesses/s: {m['accesses'] / simulate:,.0f}")
+    print(f"peak RSS: {rss / 2**30:.2f} GiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""Cluster routers: the registry's names (``sim.serving.routers.ROUTERS``) run hierarchically.
+
+Each picks a rack, then a node, then an instance (or goes straight to the instances that hold
+the prompt's prefix, found through the prefix index), so a decision costs O(racks + nodes per
+rack + instances per node + chain length), never O(instances). Loads are requests routed to an
+instance and not yet done with it (a unified instance: finished; a prefill instance: prefilled).
+
+- ``round-robin``: request k goes to rack k mod R, then the rack's next front instance in turn.
+- ``least-loaded``: least-loaded rack, then node in it, then instance in it (ties: lowest id).
+- ``session-affinity``: the session id hashed to an instance, so a conversation's turns meet
+  their own KV; a request without a session id (the trace has none) goes to the least loaded.
+- ``prefix-aware``: SGLang's cache-aware router (sgl-router ``CacheAwarePolicy``). The router
+  keeps its own approximate record of which instance it last sent each block to (SGLang: a
+  radix tree of routed requests per worker); a prompt's match is its longest recorded prefix,
+  owned by the instance of its deepest block. If loads are imbalanced (max - min >
+  ``cluster.balance_abs_threshold`` and max > ``cluster.balance_rel_threshold`` x min, over
+  the front instances) it takes the least loaded; else the match's instance if the matched
+  fraction exceeds ``cluster.cache_threshold``; else the least loaded (SGLang: the worker with
+  the smallest tree, i.e. the most free cache; the least loaded stands in for it).
+- ``precise-prefix``: Mooncake's conductor, over the true contents of every tier: for each
+  instance that holds the prefix in its HBM, the least-loaded instance of each node whose
+  DRAM/SSD holds it and of each rack whose EIC holds it, and the least-loaded instance, an
+  estimated TTFT = queued prompt tokens / prefill rate + the time to load the held prefix
+  there (each block from its cheapest holder: bytes over the slowest link of the path); the
+  smallest wins (ties: fewer queued tokens, lowest id).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from sim.serving.routers import ROUTERS, affinity_hash
+
+if TYPE_CHECKING:
+    from sim.cluster.run import ClusterRun
+
+
+class ClusterRouter:
+    """Base: the hierarchical least-loaded pick every router falls back to."""
+
+    def __init__(self, run: "ClusterRun"):
+        self.run = run
+        self.decisions: dict[str, int] = {}
+
+    def _count(self, reason: str) -> None:
+        self.decisions[reason] = self.decisions.get(reason, 0) + 1
+
+    def least_loaded(self, rack: int | None = None) -> int:
+        run, topo = self.run, self.run.topo
+        if rack is None:
+            rack = int(np.argmin(run.rack_load))
+        nodes = rack * topo.nodes_per_rack + run.front_nodes
+        node = int(nodes[int(np.argmin(run.node_load[nodes]))])
+        return self.least_loaded_in_node(node)
+
+    def least_loaded_in_node(self, node: int) -> int:
+        run = self.run
+        ids = run.front_ids_of_node(node)
+        return int(ids[int(np.argmin(run.inst_load[ids]))])
+
+    def pick(self, keys: np.ndarray, rid: int, session: int) -> int:
+        raise NotImplementedError
+
+
+class RoundRobin(ClusterRouter):
+    def __init__(self, run):
+        super().__init__(run)
+        self.turn = np.zeros(run.topo.num_racks, dtype=np.int64)
+        self.k = 0
+
+    def pick(self, keys, rid, session):
+        topo, front = self.run.topo, self.run.front_slots
+        rack = self.k % topo.num_racks
+        self.k += 1
+        slot = int(front[self.turn[rack] % len(front)])
+        self.turn[rack] += 1
+        return rack * topo.instances_per_rack + slot
+
+
+class LeastLoaded(ClusterRouter):
+    def pick(self, keys, rid, session):
+        return self.least_loaded()
+
+
+class SessionAffinity(ClusterRouter):
+    def pick(self, keys, rid, session):
+        topo, front = self.run.topo, self.run.front_slots
+        if session < 0:
+            self._count("no_session_least_loaded")
+            return self.least_loaded()
+        self._count("session")
+        h = affinity_hash(session)
+        return (h % topo.num_racks) * topo.instances_per_rack + int(front[(h // topo.num_racks) % len(front)])
+
+
+class PrefixAware(ClusterRouter):
+    def __init__(self, run):
+        super().__init__(run)
+        self.owner = np.full(run.num_blocks, -1, dtype=np.int32)  # instance each block was last routed to
+        c = run.config.cluster
+        self.threshold, self.abs_gap, self.rel_gap = c.cache_threshold, c.balance_abs_threshold, c.balance_rel_threshold
+
+    def pick(self, keys, rid, session):
+        loads = self.run.load_range
+        if loads.max - loads.min > self.abs_gap and loads.max > self.rel_gap * loads.min:
+            self._count("imbalance")
+            choice = self.least_loaded()
+        else:
+            owners = self.owner[keys] if len(keys) else np.zeros(0, np.int32)
+            misses = np.flatnonzero(owners < 0)
+            matched = int(misses[0]) if len(misses) else len(owners)
+            if matched and matched / len(keys) > self.threshold:
+                self._count("cache")
+                choice = int(owners[matched - 1])
+            else:
+                self._count("least_loaded")
+                choice = self.least_loaded()
+        if len(keys):
+            self.owner[keys] = choice
+        return choice
+
+
+class PrecisePrefix(ClusterRouter):
+    def pick(self, keys, rid, session):
+        run = self.run
+        found, offsets, tiers = run.holders(keys, run.all_tier_candidates())
+        fallback = self.least_loaded()
+        if not found:
+            self._count("least_loaded")
+            return fallback
+        first = tiers[offsets[0]:offsets[1]]
+        candidates = {fallback}
+        for t in first.tolist():
+            kind, rack, node, inst = run.tier_place(t)
+            if inst >= 0:
+                if run.is_front(inst):
+                    candidates.add(inst)
+            elif node >= 0:
+                if len(run.front_ids_of_node(node)):
+                    candidates.add(self.least_loaded_in_node(node))
+            else:
+                candidates.add(self.least_loaded(rack))
+        best, best_key = fallback, None
+        for c in sorted(candidates):
+            load_s = run.estimated_load_s(c, offsets, tiers)
+            key = (run.queued_tokens[c] / run.prefill_rate + load_s, run.queued_tokens[c], c)
+            if best_key is None or key < best_key:
+                best, best_key = c, key
+        self._count("least_loaded" if best == fallback else "prefix")
+        return best
+
+
+CLUSTER_ROUTERS: dict[str, Callable[["ClusterRun"], ClusterRouter]] = {
+    "round-robin": RoundRobin,
+    "least-loaded": LeastLoaded,
+    "session-affinity": SessionAffinity,
+    "prefix-aware": PrefixAware,
+    "precise-prefix": PrecisePrefix,
+}
+assert set(CLUSTER_ROUTERS) == set(ROUTERS), "every router name runs in every mode"

@@ -1,0 +1,430 @@
+"""Cluster mode: racks of nodes of GPU instances behind a hierarchical router, on the serving model.
+
+A ``ClusterRun`` is a ``ServingRun`` whose instances (today's ``Instance``) are built lazily,
+the first time the router (or, in PD, a prefill instance's KV) sends one work: its HBM tier,
+its node's DRAM and SSD tiers (shared by the node's instances), its rack's EIC pool (shared
+by the rack), and the links on the way, each created once, all in the run's one arena. An
+idle rack, node or GPU costs nothing but a few counters.
+
+Before a request reaches its instance's scheduler its cached prefix is *fetched* (vLLM's KV
+connector: the request waits for its remote KV, then is scheduled): each block of the prompt's
+longest prefix held anywhere is classified once, by where its cheapest copy is:
+
+- ``instance``: the instance's HBM (cached, or in use by a running request);
+- ``node``: its node's DRAM or SSD;
+- ``rack``: its rack's EIC pool, or another node's DRAM/SSD in the rack;
+- ``cross_rack``: another rack's EIC or a node's DRAM/SSD there;
+
+and loaded over the links it crosses (the source tier, which is a link too, the source node's
+NIC, the rack uplinks, the destination node's NIC, the GPU's PCIe; ``sim.cluster.links``), all
+with max-min sharing. Loaded blocks enter the instance's HBM (a copy: remote holders keep
+theirs). Every other block of the prompt is a miss. The hit counters are these
+classifications, so every block access is exactly one of {hit in tier T at location L, miss}.
+
+``--cluster --pd``: each rack has ``pd.num_prefill`` prefill and ``pd.num_decode`` decode
+instances; a prefilled request's KV goes to a decode instance of its own rack when one has
+room, else of another rack, over the links between them; only the blocks the decode instance
+does not already hold are sent (``Instance.reserve``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from sim.cache.arena import RESIDENT
+from sim.cache.tiers import GIB, TIER_NAMES, Tier, tier_from_config
+from sim.cluster.links import LoadTracker, Path
+from sim.cluster.prefix_index import holders_chain
+from sim.cluster.routers import CLUSTER_ROUTERS
+from sim.cluster.topology import Topology
+from sim.config import Config
+from sim.errors import ConfigError
+from sim.serving.compute import StepShape
+from sim.serving.instance import DECODE, PREFILL, UNIFIED, Instance, Job
+from sim.serving.network import AnalyticNetwork, Link, network_model
+from sim.serving.run import ServingRun
+from trace.request import Trace
+
+HBM, DRAM, SSD, EIC = range(4)  # tier kinds, as TIER_NAMES
+LOCATIONS = ("instance", "node", "rack", "cross_rack")
+INSTANCE, NODE, RACK, CROSS_RACK = range(4)
+_EMPTY = np.zeros(0, dtype=np.int64)
+
+
+class ClusterRun(ServingRun):
+    """Racks x nodes x instances built on demand; routing, fetching and PD transfers across them."""
+
+    def __init__(self, trace: Trace, config: Config, progress: bool = False, pd: bool = False):
+        self.topo = Topology.from_config(config, pd)
+        super().__init__(trace, config, "cluster", progress, pd=pd)
+
+    # ------------------------------------------------------------------ building
+
+    def _lower_tiers(self) -> list:
+        return []  # per node and per rack, built lazily
+
+    def _build(self) -> None:
+        topo, config = self.topo, self.config
+        self.front, self.decode = [], []
+        self.insts: dict[int, Instance] = {}
+        self.node_tiers: dict[int, list[Tier]] = {}  # node -> [dram?, ssd?]
+        self.rack_tiers: dict[int, list[Tier]] = {}  # rack -> [eic?]
+        self.pcie: dict[int, Link] = {}
+        self.nic: dict[int, Link] = {}
+        self.uplink: dict[int, Link] = {}
+        self.tier_link: dict[int, Link] = {}  # arena tier index -> its read link (DRAM, SSD, EIC)
+        # arena tier index -> (kind, rack, global node or -1, instance or -1)
+        self._place: list[tuple[int, int, int, int]] = []
+        self._candidates: dict[str, np.ndarray | None] = {"all": None, "shared": None}
+        self.front_slots = topo.front_slots()
+        self.front_nodes = np.unique(self.front_slots // topo.instances_per_node)
+        self.inst_load = np.zeros(topo.num_instances, dtype=np.int64)
+        self.node_load = np.zeros(topo.num_nodes, dtype=np.int64)
+        self.rack_load = np.zeros(topo.num_racks, dtype=np.int64)
+        self.load_range = LoadTracker(topo.num_racks * len(self.front_slots))
+        self.queued_tokens = np.zeros(topo.num_instances, dtype=np.int64)
+        self.fetch_s = np.zeros(len(self.trace), dtype=np.float64)
+        self._routed_to = np.full(len(self.trace), -1, dtype=np.int64)
+        self.hit_blocks = np.zeros((len(TIER_NAMES), len(LOCATIONS)), dtype=np.int64)
+        self.accesses = 0
+        self.rack_accesses = np.zeros(topo.num_racks, dtype=np.int64)
+        self.rack_hits = np.zeros(topo.num_racks, dtype=np.int64)
+        self.moved_blocks = dict.fromkeys(("node", "rack", "cross_rack"), 0)  # fetched blocks by links crossed
+        self.kv_transfer_blocks = dict.fromkeys(("node", "rack", "cross_rack"), 0)  # PD prefill -> decode
+        self.net = network_model(config.network)
+        uplink_gbps = config.cluster.uplink_gbps or (
+            topo.nodes_per_rack * config.network.bandwidth_gbps / config.cluster.oversubscription)
+        self.uplink_model = AnalyticNetwork(uplink_gbps * 1e9 / 8, config.cluster.uplink_latency_us * 1e-6)
+        self.pcie_model = AnalyticNetwork(config.hardware.pcie_gbps * 1e9)
+        tiers = config.cache.tiers
+        self.lower_capacity = {name: int(getattr(tiers, name).capacity_gib * GIB // self.block_bytes)
+                               for name in ("dram", "ssd", "eic")}
+        for name, blocks in self.lower_capacity.items():
+            if getattr(tiers, name).capacity_gib < 0:
+                raise ConfigError(f"config key 'cache.tiers.{name}.capacity_gib' must be >= 0")
+        shape = StepShape()
+        chunk = config.serving.max_num_batched_tokens
+        shape.add_prefill(chunk, 0)
+        self.prefill_rate = chunk / self.compute.step_time(shape)  # tokens/s of one full prefill step
+        self.route_name = config.cluster.router
+        self.router = CLUSTER_ROUTERS[self.route_name](self)
+
+    def _link(self, model) -> Link:
+        return Link(self.engine, model, shared=self.config.network.contention)
+
+    def _tier(self, name: str, kind: int, rack: int, node: int, inst: int, capacity: int) -> Tier:
+        cfg = getattr(self.config.cache.tiers, name)
+        tier = tier_from_config(self.arena, name, cfg, self.config.cache.policy, capacity, self._next_use,
+                                self._predicted)
+        while len(self._place) <= tier.index:
+            self._place.append((-1, -1, -1, -1))
+        self._place[tier.index] = (kind, rack, node, inst)
+        if kind != HBM:
+            self.tier_link[tier.index] = self._link(AnalyticNetwork(cfg.read_gbps * 1e9, cfg.latency_us * 1e-6))
+        self._candidates = {"all": None, "shared": None}
+        return tier
+
+    def _rack(self, rack: int) -> list[Tier]:
+        if rack not in self.rack_tiers:
+            cap = self.lower_capacity["eic"]
+            self.rack_tiers[rack] = [self._tier("eic", EIC, rack, -1, -1, cap)] if cap > 0 else []
+            self.uplink[rack] = self._link(self.uplink_model)
+        return self.rack_tiers[rack]
+
+    def _node(self, node: int) -> list[Tier]:
+        if node not in self.node_tiers:
+            rack = node // self.topo.nodes_per_rack
+            self.node_tiers[node] = [self._tier(name, kind, rack, node, -1, self.lower_capacity[name])
+                                     for name, kind in (("dram", DRAM), ("ssd", SSD)) if self.lower_capacity[name] > 0]
+            self.nic[node] = self._link(self.net)
+        return self.node_tiers[node]
+
+    def instance(self, inst_id: int) -> Instance:
+        """The instance ``inst_id``, built (with its node's and rack's state) the first time it is needed."""
+        inst = self.insts.get(inst_id)
+        if inst is not None:
+            return inst
+        topo = self.topo
+        rack, _, _ = topo.locate(inst_id)
+        node = topo.node_of(inst_id)
+        lower = [*self._node(node), *self._rack(rack)]
+        slot = inst_id - rack * topo.instances_per_rack
+        role = UNIFIED if not topo.pd else (PREFILL if slot < topo.num_prefill else DECODE)
+        inst = self._instance(inst_id, role, self.compute, lower)
+        hbm = inst.kv.cache.tiers[0]
+        while len(self._place) <= hbm.index:
+            self._place.append((-1, -1, -1, -1))
+        self._place[hbm.index] = (HBM, rack, node, inst_id)
+        self._candidates = {"all": None, "shared": None}
+        inst.kinds = [HBM] + [self._place[t.index][0] for t in lower]  # kind of each level of its cache
+        self.insts[inst_id] = inst
+        self.pcie[inst_id] = self._link(self.pcie_model)
+        (self.decode if role == DECODE else self.front).append(inst)
+        if hasattr(self, "timeline"):
+            self.instances.append(inst)
+            self.timeline.add(inst)
+        return inst
+
+    # ------------------------------------------------------------------ index
+
+    def tier_place(self, tier: int) -> tuple[int, int, int, int]:
+        """(kind, rack, global node or -1, instance or -1) of an arena tier."""
+        return self._place[tier]
+
+    def all_tier_candidates(self) -> np.ndarray:
+        if self._candidates["all"] is None:
+            self._candidates["all"] = np.array([t for t, p in enumerate(self._place) if p[0] >= 0], dtype=np.int64)
+        return self._candidates["all"]
+
+    def shared_tier_candidates(self) -> np.ndarray:
+        if self._candidates["shared"] is None:
+            self._candidates["shared"] = np.array([t for t, p in enumerate(self._place) if p[0] > HBM], dtype=np.int64)
+        return self._candidates["shared"]
+
+    def holders(self, keys: np.ndarray, candidates: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+        """The prefix index: the tiers holding each key of the chain's held prefix (CSR)."""
+        return holders_chain(self.arena, candidates, keys)
+
+    def is_front(self, inst_id: int) -> bool:
+        slot = inst_id % self.topo.instances_per_rack
+        return not self.topo.pd or slot < self.topo.num_prefill
+
+    def front_ids_of_node(self, node: int) -> np.ndarray:
+        topo = self.topo
+        rack, local = divmod(node, topo.nodes_per_rack)
+        lo = local * topo.instances_per_node
+        slots = self.front_slots[(self.front_slots >= lo) & (self.front_slots < lo + topo.instances_per_node)]
+        return rack * topo.instances_per_rack + slots
+
+    def _scope(self, kind: int, rack: int, node: int, inst_id: int) -> int:
+        """Where a copy in tier (kind, rack, node) is, seen from instance ``inst_id``."""
+        if kind == HBM:
+            return INSTANCE
+        if rack != self.topo.rack_of(inst_id):
+            return CROSS_RACK
+        if kind == EIC or node != self.topo.node_of(inst_id):
+            return RACK
+        return NODE
+
+    def _block_seconds(self, tier: int, inst_id: int) -> float:
+        """Seconds per block from ``tier`` to instance ``inst_id`` on the slowest link of the path, alone."""
+        kind, rack, node, holder = self._place[tier]
+        if kind == HBM:
+            return 0.0 if holder == inst_id else float("inf")
+        # the path's models (the instance and its node may not be built yet)
+        models = [self.tier_link[tier].model, self.pcie_model]
+        if kind == EIC or node != self.topo.node_of(inst_id):
+            models.append(self.net)
+        if rack != self.topo.rack_of(inst_id):
+            models.append(self.uplink_model)
+        return max(model.isolated_time(self.block_bytes) for model in models)
+
+    def estimated_load_s(self, inst_id: int, offsets: np.ndarray, tiers: np.ndarray) -> float:
+        """Time to load a held prefix (CSR of holders) into ``inst_id``: each block from its cheapest holder."""
+        if not len(tiers):
+            return 0.0
+        unique = np.unique(tiers)
+        cost = np.array([self._block_seconds(int(t), inst_id) for t in unique])
+        per_block = np.minimum.reduceat(cost[np.searchsorted(unique, tiers)], offsets[:-1])
+        return float(np.sum(np.where(np.isfinite(per_block), per_block, 0.0)))
+
+    # ------------------------------------------------------------------ links
+
+    def _path_links(self, tier: int, inst_id: int) -> list[Link]:
+        """Links a block from ``tier`` crosses into instance ``inst_id``'s HBM."""
+        kind, rack, node, _ = self._place[tier]
+        dest_node, dest_rack = self.topo.node_of(inst_id), self.topo.rack_of(inst_id)
+        links = [self.tier_link[tier]]
+        if kind != EIC and node != dest_node:
+            links.append(self.nic[node])
+        if rack != dest_rack:
+            links += [self.uplink[rack], self.uplink[dest_rack]]
+        if kind == EIC or node != dest_node:
+            links.append(self.nic[dest_node])
+        links.append(self.pcie[inst_id])
+        return links
+
+    # ------------------------------------------------------------------ arrivals
+
+    def _dispatch(self, job: Job, keys, i: int) -> None:
+        keys = np.asarray(keys, dtype=np.int64)
+        choice = self.router.pick(keys, i, int(self.trace.session_id[i]))
+        inst = self.instance(choice)
+        self._load(choice, +1, job.input_tokens)
+        self._routed_to[i] = choice
+        self._fetch(inst, job, keys)
+
+    def _load(self, inst_id: int, delta: int, tokens: int) -> None:
+        old = int(self.inst_load[inst_id])
+        self.inst_load[inst_id] = old + delta
+        self.node_load[self.topo.node_of(inst_id)] += delta
+        self.rack_load[self.topo.rack_of(inst_id)] += delta
+        self.queued_tokens[inst_id] += delta * tokens
+        self.load_range.change(old, old + delta)
+
+    def _fetch(self, inst: Instance, job: Job, keys: np.ndarray) -> None:
+        """Classify the prompt's held prefix by location, load it over its links, then submit the job."""
+        rack = self.topo.rack_of(inst.index)
+        self.accesses += len(keys)
+        self.rack_accesses[rack] += len(keys)
+        if not self.prefix_caching or not len(keys):
+            inst.submit(job)
+            return
+        levels = inst.kv.cache.lookup_prefix(keys, inst.pool)
+        n_local = len(levels)
+        sources: dict[int, int] = {}  # source tier -> blocks
+        lower = np.flatnonzero(levels > 0)
+        for level, count in zip(*np.unique(levels, return_counts=True)):
+            kind = inst.kinds[int(level)]
+            self.hit_blocks[kind, INSTANCE if kind == HBM else (RACK if kind == EIC else NODE)] += int(count)
+            if level > 0:
+                sources[inst.kv.cache.tiers[int(level)].index] = int(count)
+        hits = n_local
+        remote_keys = _EMPTY
+        if n_local < len(keys):
+            found, offsets, tiers = self.holders(keys[n_local:], self.shared_tier_candidates())
+            if found:
+                unique = np.unique(tiers)
+                cost = np.array([self._block_seconds(int(t), inst.index) for t in unique])
+                ranked = cost[np.searchsorted(unique, tiers)]
+                best_cost = np.minimum.reduceat(ranked, offsets[:-1])
+                # the first holder of each key at its best cost
+                pos = np.repeat(np.arange(found), np.diff(offsets))
+                first = np.flatnonzero(ranked == best_cost[pos])
+                _, take = np.unique(pos[first], return_index=True)
+                best = tiers[first[take]]
+                for t, count in zip(*np.unique(best, return_counts=True)):
+                    kind, t_rack, t_node, _ = self._place[int(t)]
+                    self.hit_blocks[kind, self._scope(kind, t_rack, t_node, inst.index)] += int(count)
+                    sources[int(t)] = sources.get(int(t), 0) + int(count)
+                hits += found
+                remote_keys = keys[n_local:n_local + found]
+        self.rack_hits[rack] += hits
+        if not sources:
+            inst.submit(job)
+            return
+        # blocks that leave a lower tier or another location, deepest first so prefixes stay more recent
+        moved = np.concatenate([keys[:n_local][lower], remote_keys])[::-1]
+        pending = [len(sources)]
+        start = self.engine.now
+
+        def arrived(_duration: float) -> None:
+            pending[0] -= 1
+            if pending[0]:
+                return
+            self.fetch_s[job.rid] = self.engine.now - start
+            inst.kv.cache.touch_chain(moved, np.full(len(moved), job.position, dtype=np.int64))
+            inst.submit(job)
+
+        for tier, count in sources.items():
+            kind, t_rack, t_node, _ = self._place[tier]
+            scope = LOCATIONS[self._scope(kind, t_rack, t_node, inst.index)]
+            self.moved_blocks[scope] += count
+            Path(self._path_links(tier, inst.index), scope).send(count * self.block_bytes, arrived)
+
+    def _finished(self, job: Job) -> None:
+        if not self._pd:
+            self._load(int(self._routed_to[job.rid]), -1, job.input_tokens)
+        super()._finished(job)
+
+    # ------------------------------------------------------------------ PD
+
+    def _prefill_done(self, job: Job) -> None:
+        self._load(int(self._routed_to[job.rid]), -1, job.input_tokens)
+        super()._prefill_done(job)
+
+    def _prefill_of(self, job: Job) -> Instance:
+        return self.insts[int(self._routed_to[job.rid])]
+
+    def _decode_targets(self, prefill: Instance) -> list[Instance]:
+        """The prefill instance's rack's decode pool first (best first), then the other racks' built ones."""
+        topo = self.topo
+        rack = topo.rack_of(prefill.index)
+        own = [self.instance(rack * topo.instances_per_rack + int(s)) for s in topo.decode_slots()]
+        key = lambda d: (d.kv_usage, d.load, d.index)  # noqa: E731
+        others = [d for d in self.decode if topo.rack_of(d.index) != rack]
+        return sorted(own, key=key) + sorted(others, key=key)
+
+    def _kv_link(self, src: Instance, dest: Instance) -> Path:
+        topo = self.topo
+        s_node, d_node = topo.node_of(src.index), topo.node_of(dest.index)
+        if s_node == d_node:  # within a node: the GPUs' host path stands in for NVLink (conservative)
+            return Path([self.pcie[src.index], self.pcie[dest.index]], "node")
+        links = [self.nic[s_node], self.nic[d_node]]
+        s_rack, d_rack = topo.rack_of(src.index), topo.rack_of(dest.index)
+        if s_rack != d_rack:
+            return Path([*links, self.uplink[s_rack], self.uplink[d_rack]], "cross_rack")
+        return Path(links, "rack")
+
+    def _send_kv(self, link: Path, nbytes: int, arrived) -> None:
+        self.kv_transfer_blocks[link.scope] += nbytes // self.block_bytes
+        super()._send_kv(link, nbytes, arrived)
+
+    # ------------------------------------------------------------------ results
+
+    def run(self):
+        result = super().run()
+        result.name = self.route_name
+        return result
+
+    def metrics(self) -> dict[str, Any]:
+        # the fetch ran before the scheduler saw the request: it is KV loading, not queueing
+        table = self.table
+        table.kv_load += self.fetch_s
+        table.scheduled -= self.fetch_s
+        return super().metrics()
+
+    def _hit_metrics(self) -> dict[str, Any]:
+        accesses = self.accesses
+        per_tier = self.hit_blocks.sum(axis=1)
+        per_location = self.hit_blocks.sum(axis=0)
+        hits = int(per_tier.sum())
+        ratio = (lambda n: n / accesses if accesses else 0.0)
+        stats = [inst.kv.stats for inst in self.front]
+        prompt_tokens = sum(s.prompt_tokens for s in stats)
+        topo = self.topo
+        eic = [tiers[0] for tiers in self.rack_tiers.values() if tiers]
+        eic_used = [int(self.arena.state.meta[t.index, RESIDENT]) if self.arena.allocated else 0 for t in eic]
+        racks = sorted(self.rack_tiers)
+        return {
+            "accesses": accesses,
+            "hits": hits,
+            "hit_ratio": ratio(hits),
+            "token_hit_ratio": sum(s.cached_tokens for s in stats) / prompt_tokens if prompt_tokens else 0.0,
+            "tier_hit_ratio": {name: ratio(int(per_tier[k])) for k, name in enumerate(TIER_NAMES)},
+            "location_hit_ratio": {name: ratio(int(per_location[k])) for k, name in enumerate(LOCATIONS)},
+            "cluster": {
+                "racks": topo.num_racks, "nodes_per_rack": topo.nodes_per_rack, "gpus": topo.num_gpus,
+                "instances": topo.num_instances, "pd": topo.pd,
+                "racks_used": len(self.rack_tiers), "nodes_used": len(self.node_tiers), "instances_used": len(self.insts),
+                "hit_blocks": {name: {loc: int(self.hit_blocks[k, j]) for j, loc in enumerate(LOCATIONS)}
+                               for k, name in enumerate(TIER_NAMES)},
+                "rack_hit_ratio": {str(r): float(self.rack_hits[r] / self.rack_accesses[r])
+                                   for r in racks if self.rack_accesses[r]},
+                "eic_occupancy": {
+                    "capacity_blocks_each": self.lower_capacity["eic"],
+                    "mean": float(np.mean(eic_used) / self.lower_capacity["eic"]) if eic else 0.0,
+                    "max": float(np.max(eic_used) / self.lower_capacity["eic"]) if eic else 0.0,
+                },
+                "block_bytes": self.block_bytes,
+                "fetched_blocks": dict(self.moved_blocks),
+                "fetched_bytes": {k: v * self.block_bytes for k, v in self.moved_blocks.items()},
+                "kv_transfer_blocks": dict(self.kv_transfer_blocks),
+                "kv_transfer_bytes": {k: v * self.block_bytes for k, v in self.kv_transfer_blocks.items()},
+                "router": {"name": self.route_name, "decisions": dict(sorted(self.router.decisions.items())),
+                           "requests_per_instance_max": int(np.max(np.bincount(self._routed_to[self._routed_to >= 0])))
+                           if (self._routed_to >= 0).any() else 0},
+            },
+        }
+
+
+def run_cluster(trace: Trace, config: Config, pd: bool = False, progress: bool = False):
+    """Simulate the cluster (``--cluster``, with ``--pd`` the per-rack prefill/decode pools)."""
+    from sim.report.metrics import request_columns
+
+    run = ClusterRun(trace, config, progress, pd=pd)
+    result = run.run()
+    result.per_request = request_columns(run.table)
+    return result, run.table
