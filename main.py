@@ -99,9 +99,6 @@ EXPERIMENTS = frozenset({"sweep", "plan"})  # many runs, each a mode of its own 
 SERVING = frozenset({"single", "pd", "cluster"})
 SIMULATING = SERVING | {"cache-only"}  # one simulation per policy
 
-# Modes whose implementation has not landed yet: the issue that builds each.
-PENDING_MODES: dict[str, str] = {}
-
 # Which modes use each option (by argparse dest). A flag given in a mode that does not use it is
 # an error naming it, never silently ignored. Every option of the parser must appear here (a test
 # checks), so a new flag declares its modes. The mode switches themselves are not listed.
@@ -581,8 +578,6 @@ def prepare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Run:
     """Everything checked before any work: mode and flags, the whole config, the outputs."""
     mode = select_mode(args)
     check_flags(args, parser, mode)
-    if mode in PENDING_MODES:
-        raise InputError(PENDING_MODES[mode])
     policies = parse_policies(args.policy)
     routers = parse_routers(args.router)
     if mode == "check-calibration":  # the overlay applies last, over any --calibration-profile

@@ -32,10 +32,7 @@ def main() -> None:
     from sim.serving.run import admit
     from trace.workload import load_workload, with_trace_block_size
 
-    base = load_config(ROOT / "config.yaml", preset="prod-eval", mode="cluster")
-    syn = base.workload.synthetic
-    sessions = max(1, round(syn.num_sessions * args.requests / syn.num_requests))
-    sets = [f"workload.synthetic.num_requests={args.requests}", f"workload.synthetic.num_sessions={sessions}"]
+    sets = [f"workload.synthetic.num_requests={args.requests}"]  # same rate: fewer requests span less time
     if args.router:
         sets.append(f"cluster.router={args.router}")
     config = load_config(ROOT / "config.yaml", preset="prod-eval", mode="cluster", sets=sets)

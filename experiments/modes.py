@@ -2,8 +2,7 @@
 
 ``run_mode(mode, config)`` runs one mode exactly as the command line does (same
 function, same results), minus printing and plots, and returns the trace provenance
-and the runs. Modes not built yet are listed in ``PENDING`` with the reason, so
-adding one is one registry entry.
+and the runs. Adding a mode is one registry entry.
 """
 
 from __future__ import annotations
@@ -20,11 +19,9 @@ MODES: dict[str, str | None] = {
     "cache-only": "--cache-only",
     "single": None,
     "pd": "--pd",
+    "cluster": "--cluster",
 }
-SERVING_MODES = ("single", "pd")
-PENDING: dict[str, str] = {
-    "cluster": "mode 'cluster' is not available yet (cluster issue)",
-}
+SERVING_MODES = ("single", "pd", "cluster")
 
 
 @dataclass
@@ -36,11 +33,9 @@ class ModeOutput:
 
 
 def check_mode(mode: str, where: str = "mode") -> None:
-    """Exit-2 error for an unknown or not-yet-built mode, naming the key."""
-    if mode in PENDING:
-        raise ConfigError(f"{where}: {PENDING[mode]}")
+    """Exit-2 error for an unknown mode, naming the key."""
     if mode not in MODES:
-        raise ConfigError(f"{where}: unknown mode {mode!r}; valid: {', '.join([*MODES, *PENDING])}")
+        raise ConfigError(f"{where}: unknown mode {mode!r}; valid: {', '.join(MODES)}")
 
 
 def run_mode(mode: str, config: Config, policies: list[str] | None = None) -> ModeOutput:

@@ -300,7 +300,7 @@ _DEFAULT_PRESETS: dict[str, dict[str, Any]] = {
     # and a multi-turn workload sized so it is busy but not swamped (numbers explained in config.yaml).
     "prod-eval@cluster": {"cluster.num_racks": 160, "cluster.nodes_per_rack": 8, "hardware.gpus_per_node": 8,
                           "workload.synthetic.kind": "multi-turn", "workload.synthetic.num_requests": 1_000_000,
-                          "workload.synthetic.num_sessions": 250_000, "workload.synthetic.rate_rps": 15_000.0,
+                          "workload.synthetic.rate_rps": 5_000.0,
                           "workload.synthetic.input_tokens_mean": 512, "workload.synthetic.output_tokens_mean": 128},
 }
 

@@ -101,7 +101,7 @@ def test_every_block_access_is_one_hit_or_a_miss(racks, nodes, gpus, router, eic
         f"cluster.num_racks={racks}", f"cluster.nodes_per_rack={nodes}", f"hardware.gpus_per_node={gpus}",
         "serving.num_instances=1", f"cluster.router={router}", f"cache.tiers.eic.capacity_gib={eic}",
         f"cache.tiers.dram.capacity_gib={dram}", "cache.tiers.ssd.capacity_gib=0.001", "serving.num_gpu_blocks=400",
-        "workload.synthetic.num_requests=60", "workload.synthetic.num_sessions=6", "workload.synthetic.rate_rps=50",
+        "workload.synthetic.num_requests=60", "workload.synthetic.turns_mean=6", "workload.synthetic.think_time_median_s=0.2", "workload.synthetic.rate_rps=50",
         "workload.synthetic.input_tokens_mean=200", "workload.synthetic.output_tokens_mean=8", f"seed={seed}"])
     run = CheckedRun(trace, config, pd=pd)
     metrics = run.run().metrics
@@ -124,7 +124,7 @@ def test_every_block_access_is_one_hit_or_a_miss(racks, nodes, gpus, router, eic
 def test_a_10240_gpu_cluster_runs_a_small_trace_building_only_what_it_uses():
     trace, config = _trace_and_config([
         "cluster.num_racks=160", "cluster.nodes_per_rack=8", "hardware.gpus_per_node=8", "cluster.router=least-loaded",
-        "workload.synthetic.num_requests=300", "workload.synthetic.num_sessions=40", "workload.synthetic.rate_rps=200",
+        "workload.synthetic.num_requests=300", "workload.synthetic.turns_mean=4", "workload.synthetic.think_time_median_s=0.5", "workload.synthetic.rate_rps=200",
         "workload.synthetic.input_tokens_mean=256", "workload.synthetic.output_tokens_mean=16"])
     result, _ = run_cluster(trace, config)
     cluster = result.metrics["cluster"]

@@ -19,7 +19,8 @@ from tests.conftest import BUNDLED_AZURE, ROOT
 POLICIES = ["lru", "arc", "s3fifo", "sieve"]
 CAPACITIES = [1000, 5000, 20000]
 LIMIT = 4000
-TINY_SYNTHETIC = {"synthetic": {"kind": "multi-turn", "num_requests": 120, "num_sessions": 20, "input_tokens_mean": 200}}
+TINY_SYNTHETIC = {"synthetic": {"kind": "multi-turn", "num_requests": 120, "turns_mean": 6, "think_time_median_s": 2.0,
+                                 "input_tokens_mean": 200}}
 
 
 def _spec(tmp_path, name="spec.yaml", **body) -> str:
@@ -59,6 +60,25 @@ def test_sweep_equals_single_runs_on_mooncake(run_cli, tmp_path, shared_data):
             row = next(r for r in rows if r["cache.policy"] == run["name"] and int(r["cache.capacity_blocks"]) == capacity)
             assert float(row["hit_ratio"]) == run["metrics"]["hit_ratio"]
             assert int(row["hits"]) == run["metrics"]["hits"]
+
+
+def test_cluster_sweep_over_routers_equals_one_cluster_run_per_router(run_cli, tmp_path):
+    fleet = {"cluster.num_racks": 2, "cluster.nodes_per_rack": 2, "hardware.gpus_per_node": 2,
+             "serving.num_gpu_blocks": 300}
+    routers = ["round-robin", "prefix-aware"]
+    spec = _spec(tmp_path, mode="cluster", workload=TINY_SYNTHETIC, set=fleet, axes={"cluster.router": routers})
+    out = tmp_path / "sweep.csv"
+    status, _, err = run_cli("--sweep", spec, "--jobs", "1", "--report-csv", out, "--no-plot", "--quiet")
+    assert status == 0, err
+    rows = {r["cluster.router"]: r for r in _rows(out)}
+    single = tmp_path / "single.json"
+    sets = [arg for key, value in {**fleet, **{f"workload.synthetic.{k}": v for k, v in TINY_SYNTHETIC["synthetic"].items()}}.items()
+            for arg in ("--set", f"{key}={value}")]
+    assert run_cli("--cluster", "--router", ",".join(routers), *sets, "--report-json", single, "--no-plot",
+                   "--quiet")[0] == 0
+    for run in json.loads(single.read_text())["runs"]:
+        assert float(rows[run["name"]]["hit_ratio"]) == run["metrics"]["hit_ratio"]
+        assert float(rows[run["name"]]["ttft_s.mean"]) == run["metrics"]["ttft_s"]["mean"]
 
 
 def test_backends_and_job_counts_give_identical_reports(run_cli, tmp_path):
@@ -173,7 +193,7 @@ def test_a_dying_worker_fails_only_its_own_point(run_cli, tmp_path, monkeypatch)
     ({"mode": "cache-only", "axes": {"cache.capacity_blocks": ["many"]}}, "cache.capacity_blocks"),
     ({"mode": "cache-only", "axes": {"cache.policy": ["lru", "nosuch"]}}, "'cache.policy' must be one of"),
     ({"mode": "cache-only", "axez": {}}, "unknown key 'axez'"),
-    ({"mode": "cluster", "axes": {"cache.policy": ["lru"]}}, "not available yet"),
+    ({"mode": "cluster", "axes": {"cluster.router": ["round-robin", "nosuch"]}}, "cluster.router"),
     ({"mode": "warp", "axes": {"cache.policy": ["lru"]}}, "unknown mode 'warp'"),
     ({"axes": {"cache.policy": ["lru"]}}, "missing key 'mode'"),
     ({"mode": "pd", "set": {"slo.ttft_s": "fast"}, "axes": {"pd.num_prefill": [1]}}, "slo.ttft_s"),
