@@ -227,7 +227,7 @@ def enumerate_candidates(plan: Plan, base: Config, prices: Prices) -> list[Candi
     for count in plan.gpus:
         if count > base.hardware.gpus_per_node:
             raise _fail(plan.path, f"'search.gpus': {count} GPUs exceed hardware.gpus_per_node="
-                                   f"{base.hardware.gpus_per_node}; multi-node plans need cluster mode (not available yet)")
+                                   f"{base.hardware.gpus_per_node}; --plan searches one node; size a fleet with a --sweep in mode: cluster")
     out = []
     for gpu in plan.gpu:
         try:

@@ -1,2 +1,2 @@
-"""Cluster mode: racks of GPU nodes, rack-shared EIC pools, a global prefix index and
-hierarchical routing (the cluster issue builds it)."""
+"""Cluster mode: racks of GPU nodes, rack-shared EIC pools, prefix fetch by location over shared links,
+and hierarchical routing (``run.py`` builds the fleet lazily on the serving model)."""
