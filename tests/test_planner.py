@@ -90,7 +90,7 @@ def test_hit_ratio_plan_uses_the_exact_curve_and_replays_agree(run_cli, tmp_path
 @pytest.mark.parametrize("body, needle", [
     ({"target": {"hit_ratio": 0.2}, "search": {"gpu": ["h100-sxm"]}, "extra": 1}, "unknown key 'extra'"),
     ({"target": {"hit_ratio": 0.2, "slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"]}}, "exactly one target"),
-    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "gpus": [16]}}, "cluster mode"),
+    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "gpus": [16]}}, "mode: cluster"),
     ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["rtx4090"]}}, "no price for GPU 'rtx4090'"),
     ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "pd_split": ["2-1"]}}, "pd_split"),
     ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "tiers": {"hbm": [1]}}}, "search.tiers.hbm"),
