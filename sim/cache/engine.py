@@ -11,6 +11,10 @@ on a whole request's block chain, so Python pays one call per request, not per b
 - ``resize_top``: set the top tier's capacity, demoting the overflow;
 - ``hook``: one policy hook by block id (for the generic Python path and tests).
 
+Entry points that may add blocks first check that the arena's arrays have room for them
+(``arena.room``); if not they return at once, before any change (``replay``: before the
+request it stopped at), and the Python wrapper grows the arena and calls again.
+
 The operations are built once per policy (``_operations``) with that policy's hooks inlined,
 and chosen at compile time from the arena's class (``policies/dispatch.py``): each entry point
 compiles once per policy and never dispatches per access.
@@ -26,13 +30,14 @@ import numpy as np
 from numba.extending import overload
 
 from sim.cache.arena import (BYTES_READ, BYTES_WRITTEN, CAP, DEMOTIONS, EVICTIONS, HITS, INSERTIONS, KEY, PREFETCHES,
-                             PROMOTIONS, RESIDENT, USERS, entry, kernel, resident, step)
+                             PROMOTIONS, RESIDENT, USERS, entry, kernel, resident, room, step)
 from sim.cache.policies.dispatch import hooks_for
 from sim.errors import InputError
 from sim.report.output import atomic_write_text
 
 HOOK_ACCESS, HOOK_INSERT, HOOK_REMOVE, HOOK_VICTIM = range(4)
 USE, PREFETCH, DEMOTE = range(3)  # what ``use`` does
+NO_ROOM = -2  # ``hook``: the arena must grow first (``TierArena.reserve``)
 _OPTIONS = {"_nrt": False}
 
 
@@ -243,13 +248,17 @@ def replay(a, c, blocks, offsets, hit_tier, first, last, prefix, depth, sessions
     deepest first; else every block is looked up. ``depth`` >= 0: selective write (only the
     first ``depth`` blocks of a prompt are admitted). ``previous`` (per session, the request
     index of its last turn, -1: none; empty: no session prefetch): before a turn, its
-    session's previous turn is prefetched.
+    session's previous turn is prefetched. Returns the request it stopped at: ``last``, or
+    an earlier one whose uses the arena has no room for yet.
     """
     for r in range(first, last):
         lo, hi = offsets[r], offsets[r + 1]
         session = sessions[r] if len(previous) else -1
-        if session >= 0 and previous[session] >= 0:
-            p = previous[session]
+        p = previous[session] if session >= 0 else -1
+        uses = hi - lo + (offsets[p + 1] - offsets[p] if p >= 0 else 0)
+        if not room(a, c.tiers, uses):
+            return r
+        if p >= 0:
             for j in range(offsets[p], offsets[p + 1]):
                 _use(a, c, blocks[j], lo, True, PREFETCH)
         if prefix:
@@ -269,6 +278,7 @@ def replay(a, c, blocks, offsets, hit_tier, first, last, prefix, depth, sessions
                     a.stats[c.tiers[level], HITS] += 1
         if session >= 0:
             previous[session] = r
+    return last
 
 
 @entry
@@ -288,27 +298,39 @@ def lookup(a, c, keys, first, prefix, out):
 
 @entry
 def touch_chain(a, c, keys, positions, admit, out):
-    """Use ``keys[i]`` at stream position ``positions[i]``, in order; ``out[i]``: the tier it was in."""
+    """Use ``keys[i]`` at stream position ``positions[i]``, in order; ``out[i]``: the tier it was in.
+    False (and nothing done) when the arena has no room for them yet."""
+    if not room(a, c.tiers, len(keys)):
+        return False
     for i in range(len(keys)):
         out[i] = _use(a, c, keys[i], positions[i], admit, USE)
+    return True
 
 
 @entry
 def take_chain(a, c, keys, out):
-    """Take each key out of the cache in order (see ``take``); ``out[i]``: the tier it was in, or -1."""
+    """Take each key out of the cache in order (see ``take``); ``out[i]``: the tier it was in, or -1.
+    (Taking a block never adds one: no room check.)"""
     for i in range(len(keys)):
         out[i] = _take(a, c, keys[i])
 
 
 @entry
 def resize_top(a, c, capacity):
-    """Set the top tier's capacity (free HBM blocks change as requests run); overflow is demoted."""
+    """Set the top tier's capacity (free HBM blocks change as requests run); overflow is demoted.
+    False (and nothing done) when the arena has no room for the demotions yet."""
+    if not room(a, c.tiers, max(0, a.meta[c.tiers[0], RESIDENT] - max(0, capacity))):
+        return False
     _resize(a, c, capacity)
+    return True
 
 
 @entry
 def hook(a, t, op, key, now):
-    """One policy hook on tier ``t`` by block id (the generic path, tests)."""
+    """One policy hook on tier ``t`` by block id (the generic path, tests); ``NO_ROOM`` when the
+    arena must grow first."""
+    if (op == HOOK_ACCESS or op == HOOK_INSERT) and not room(a, (t,), 1):
+        return NO_ROOM
     return _hook(a, t, op, key, now)
 
 
