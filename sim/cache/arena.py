@@ -5,23 +5,23 @@ one ``TierArena``, so a compiled operation on a cache reaches any of its tiers b
 Python in between. Memory follows what the tiers hold, not their capacities:
 
 - one pool of *slots* shared by every tier, one slot per block a tier's policy tracks
-  (resident blocks, plus ghost entries for ARC and S3-FIFO, bucket nodes for LFU): an
-  80-byte row of ``slots`` holding the block id, its tier, the links of its block's holder
+  (resident blocks, plus ghost entries for ARC and S3-FIFO, bucket nodes for LFU): a
+  72-byte row of ``slots`` holding the block id, its tier, the links of its block's holder
   chain, list links, list id, a counter, a priority and a heap position. Free slots form one
   free list; the pool grows by doubling;
 - one open-addressing hash directory (linear probing, backward-shift deletion, load <= 1/2)
   over the slots of every tier, which is also the *block index across tiers*. The slots of
-  one block id in different tiers form a doubly linked holder chain (``SPREV``/``SNEXT``);
+  one block id in different tiers form a doubly linked holder chain (``CHAIN``);
   the chain's head is filed under the block id alone, every other member under the pair
   (block id, tier). So ``lookup(t, key)`` is one or two probes however many tiers hold the
   block (a popular prefix held by thousands of instances), and ``holders(key)`` walks the
   chain: O(holders), never O(tiers). Each directory slot has exactly one entry, so the
   directory is no larger than a per-tier one;
 - up to four intrusive doubly linked lists per tier over its slots (heads, tails, sizes in
-  ``meta``) and a binary heap per tier (Belady) in a region of ``heap`` that moves to a
+  ``meta``) and a binary heap per tier (Belady) in a region of ``aux`` that moves to a
   larger one (doubling) as the tier grows;
-- a row of ``meta`` (capacity, counts, list ends, the policy's own scalars) and of ``stats``
-  per tier; their rows grow by doubling, so adding a tier is amortised O(1).
+- a row of ``meta`` per tier (capacity, counts, list ends, the policy's own scalars, its
+  counters); its rows grow by doubling, so adding a tier is amortised O(1).
 
 Compiled code never allocates (``_nrt=False``): each compiled entry point first checks that
 the arrays have room for what its operations may add (``room``: at most ``GROWTH`` slots per
@@ -43,26 +43,30 @@ import numpy as np
 from numba import njit
 
 # ---- meta columns (per tier)
-KIND, CAP, PCAP, BOUND, USED, HEAP0, HEAPCAP, HEAPED, RESIDENT, HEAPN, USERS = range(11)
-HEAD, TAIL, SIZE = 11, 15, 19  # + list id (0..3)
-X0 = 23  # first of the policy's own scalars
-META_FIELDS = X0 + 8
-# BOUND: slots the tier's policy may hold at most; USED: slots it holds now; HEAP0/HEAPCAP:
-# its heap region in ``heap`` (HEAPED: its policy keeps a heap)
+KIND, CAP, PCAP, BOUND, HEAP0, HEAPCAP, HEAPED, RESIDENT, HEAPN, USERS = range(10)
+HEAD, TAIL, SIZE = 10, 14, 18  # + list id (0..3)
+X0 = 22  # first of the policy's own scalars
+STAT0 = X0 + 8  # the tier's counters (``STAT_FIELDS`` of them, in ``TierStats``' order)
+META_FIELDS = STAT0 + 8
+# BOUND: slots the tier's policy may hold at most; HEAP0/HEAPCAP: its heap region in ``heap``
+# (HEAPED: its policy keeps a heap)
 
 # ---- slot columns
-KEY, TIER, SPREV, SNEXT, PREV, NEXT, WHERE, COUNT, PRIO, HPOS = range(10)  # NEXT also chains the free pool
-SLOT_FIELDS = 10  # KEY and TIER first: a directory probe reads them together
-# SPREV/SNEXT: the other slots of the same block id (other tiers); SPREV -1: the chain's head
+KEY, TIER, CHAIN, PREV, NEXT, WHERE, COUNT, PRIO, HPOS = range(9)  # NEXT also chains the free pool
+SLOT_FIELDS = 9  # KEY, TIER and CHAIN first: a directory probe reads them together
+# CHAIN: the neighbours in the holder chain of the same block id (other tiers), packed as
+# (previous + 1) | (next + 1) << 32 (slot numbers fit in 31 bits); no previous: the head;
+# 0: the block's only slot
 
-# ---- arena-wide scalars (``glob``)
-FREE, IN_USE, ENTRIES, SHIFT, HEAP_END, WANT = range(6)
-GLOB_FIELDS = 6
+# ---- arena-wide scalars (the first ``GLOB_FIELDS`` entries of ``aux``)
+FREE, IN_USE, ENTRIES, SHIFT, HEAP_END, WANT, ABSENT = range(7)
+GLOB_FIELDS = 7
 # FREE: first free slot (-1: none); IN_USE: slots taken; ENTRIES: directory entries;
 # SHIFT: 64 - log2(directory size); HEAP_END: used length of ``heap``; WANT: uses an entry
-# point asked room for
+# point asked room for; ABSENT: a block id that no tier tracks, as the last lookup found
+# (NONE: unknown), so filing it right after a miss takes no second search
 
-# ---- stats columns (the order of TierStats' fields)
+# ---- stats columns, from ``STAT0`` in a tier's ``meta`` row (the order of TierStats' fields)
 HITS, INSERTIONS, PROMOTIONS, DEMOTIONS, EVICTIONS, PREFETCHES, BYTES_READ, BYTES_WRITTEN = range(8)
 STAT_FIELDS = 8
 
@@ -96,17 +100,16 @@ class Arena(NamedTuple):
     This class serves arenas whose tiers run different policies (the policy is looked up per
     tier at run time). An arena whose kernel tiers all run one policy uses that policy's own
     class of the same fields (``arena_type``), so compiled code is specialised to the policy
-    with no per-access dispatch. ``meta``, ``real`` and ``stats`` have rows to spare beyond
-    the tiers added (the arrays grow by doubling).
+    with no per-access dispatch. ``meta`` and ``real`` have rows to spare beyond the tiers
+    added (the arrays grow by doubling). Few arrays on purpose: compiled calls pass each
+    array's fields, and every extra array slows every non-inlined call.
     """
 
-    meta: np.ndarray  # int64 [tier rows, META_FIELDS]
+    meta: np.ndarray  # int64 [tier rows, META_FIELDS]: a tier's settings, state and counters
     real: np.ndarray  # float64 [tier rows]: a policy's real-valued scalar (ARC's target p)
-    stats: np.ndarray  # int64 [tier rows, STAT_FIELDS]
     slots: np.ndarray  # int64 [pool, SLOT_FIELDS]; KEY -1 and WHERE -1 when free
     table: np.ndarray  # int32 [directory, a power of two]: a slot, -1 when empty
-    heap: np.ndarray  # int64: the tiers' heap regions (heap entry i of tier t at HEAP0 + i)
-    glob: np.ndarray  # int64 [GLOB_FIELDS]: the arena-wide scalars
+    aux: np.ndarray  # int64: the arena-wide scalars, then the tiers' heap regions (entry i of tier t at HEAP0 + i)
     future: np.ndarray  # int64 [stream]: next use of the block accessed at each position (Belady)
 
 
@@ -120,7 +123,7 @@ def arena_type(name: str, module: str) -> type:
 def _free_rows(n: int) -> np.ndarray:
     """``n`` free slot rows, chained in order (the last one's NEXT is set by the caller)."""
     rows = np.full((n, SLOT_FIELDS), -1, dtype=np.int64)
-    rows[:, COUNT] = rows[:, PRIO] = 0
+    rows[:, CHAIN] = rows[:, COUNT] = rows[:, PRIO] = 0
     return rows
 
 
@@ -135,11 +138,10 @@ class TierArena:
         self._kinds: set[int] = set()
         rows = 4
         meta = np.zeros((rows, META_FIELDS), dtype=np.int64)
-        glob = np.zeros(GLOB_FIELDS, dtype=np.int64)
-        glob[FREE], glob[SHIFT] = -1, 64 - 4
-        self._arrays = dict(meta=meta, real=np.zeros(rows), stats=np.zeros((rows, STAT_FIELDS), dtype=np.int64),
-                            slots=_free_rows(0), table=np.full(16, -1, dtype=np.int32),
-                            heap=np.zeros(0, dtype=np.int64), glob=glob, future=self.future)
+        aux = np.zeros(GLOB_FIELDS, dtype=np.int64)
+        aux[FREE], aux[SHIFT], aux[HEAP_END], aux[ABSENT] = -1, 64 - 4, GLOB_FIELDS, NONE
+        self._arrays = dict(meta=meta, real=np.zeros(rows), slots=_free_rows(0), table=np.full(16, -1, dtype=np.int32),
+                            aux=aux, future=self.future)
         self._state: Arena | None = None
 
     # ----------------------------------------------------------------- tiers
@@ -150,7 +152,7 @@ class TierArena:
 
         t = self.num_tiers
         if t == len(self._arrays["meta"]):
-            for name in ("meta", "real", "stats"):
+            for name in ("meta", "real"):
                 old = self._arrays[name]
                 new = np.zeros((2 * len(old), *old.shape[1:]), dtype=old.dtype)
                 new[:t] = old
@@ -202,7 +204,7 @@ class TierArena:
 
     def stats_row(self, tier: int) -> np.ndarray:
         """``tier``'s counters (a view: fetch it again after adding tiers)."""
-        return self._arrays["stats"][tier]
+        return self._arrays["meta"][tier, STAT0:STAT0 + STAT_FIELDS]
 
     def resident_count(self, tier: int) -> int:
         """Blocks resident in ``tier`` (a compiled tier; the generic path keeps Python sets)."""
@@ -252,14 +254,14 @@ class TierArena:
     @property
     def wanted(self) -> int:
         """The block uses the last entry point that found no room asked for."""
-        return int(self._arrays["glob"][WANT])
+        return int(self._arrays["aux"][WANT])
 
     def reserve(self, tiers, uses: int) -> None:
         """Grow the arrays so that ``uses`` block uses on ``tiers`` fit (what ``room`` checks)."""
-        meta, glob = self._arrays["meta"], self._arrays["glob"]
+        meta, glob = self._arrays["meta"], self._arrays["aux"]
         tiers = np.asarray(tiers, dtype=np.int64)
         rows = meta[tiers]
-        need = int(np.clip(np.minimum(rows[:, BOUND] - rows[:, USED], GROWTH * uses), 0, None).sum())
+        need = int(np.minimum(rows[:, BOUND], GROWTH * uses).sum())
         slots = self._arrays["slots"]
         if len(slots) - glob[IN_USE] < need:
             self._grow_slots(max(2 * len(slots), int(glob[IN_USE]) + need, 16))
@@ -277,7 +279,7 @@ class TierArena:
     def _grow_slots(self, size: int) -> None:
         if size > MAX_SLOTS:
             raise MemoryError(f"a tier arena holds at most {MAX_SLOTS} slots")
-        old, glob = self._arrays["slots"], self._arrays["glob"]
+        old, glob = self._arrays["slots"], self._arrays["aux"]
         new = _free_rows(size)
         new[:len(old)] = old
         new[len(old):, NEXT] = np.arange(len(old) + 1, size + 1)
@@ -289,20 +291,20 @@ class TierArena:
         table = np.full(size, -1, dtype=np.int32)
         _refile(self._arrays["slots"], self._arrays["table"], table, 64 - (size.bit_length() - 1))
         self._arrays["table"] = table
-        self._arrays["glob"][SHIFT] = 64 - (size.bit_length() - 1)
+        self._arrays["aux"][SHIFT] = 64 - (size.bit_length() - 1)
 
     def _move_heap(self, t: int, capacity: int) -> None:
-        """Give tier ``t``'s heap a region of ``capacity`` entries at the end of ``heap``."""
-        meta, glob, heap = self._arrays["meta"], self._arrays["glob"], self._arrays["heap"]
-        end = int(glob[HEAP_END])
-        if end + capacity > len(heap):
-            grown = np.zeros(max(2 * len(heap), end + capacity), dtype=np.int64)
-            grown[:end] = heap[:end]
-            heap = self._arrays["heap"] = grown
+        """Give tier ``t``'s heap a region of ``capacity`` entries at the end of ``aux``."""
+        meta, aux = self._arrays["meta"], self._arrays["aux"]
+        end = int(aux[HEAP_END])
+        if end + capacity > len(aux):
+            grown = np.zeros(max(2 * len(aux), end + capacity), dtype=np.int64)
+            grown[:end] = aux[:end]
+            aux = self._arrays["aux"] = grown
         lo, n = int(meta[t, HEAP0]), int(meta[t, HEAPN])
-        heap[end:end + n] = heap[lo:lo + n]
+        aux[end:end + n] = aux[lo:lo + n]
         meta[t, HEAP0], meta[t, HEAPCAP] = end, capacity
-        glob[HEAP_END] = end + capacity
+        aux[HEAP_END] = end + capacity
 
 
 # ------------------------------------------------------------------ directory
@@ -322,9 +324,29 @@ def _home_pair(key: int, t: int, shift: int) -> int:
     return np.int64(x >> np.uint64(shift))
 
 
+LOW = (1 << 32) - 1
+
+
+@kernel
+def _prev(slots, s: int) -> int:
+    """The previous slot in ``s``'s holder chain (-1: ``s`` is the head)."""
+    return (slots[s, CHAIN] & LOW) - 1
+
+
+@kernel
+def _next(slots, s: int) -> int:
+    """The next slot in ``s``'s holder chain (-1: none)."""
+    return (slots[s, CHAIN] >> 32) - 1
+
+
+@kernel
+def _link(slots, s: int, prev: int, nxt: int) -> None:
+    slots[s, CHAIN] = (prev + 1) | ((nxt + 1) << 32)
+
+
 @kernel
 def _home_of(slots, s: int, shift: int) -> int:
-    if slots[s, SPREV] < 0:
+    if slots[s, CHAIN] & LOW == 0:
         return _home_key(slots[s, KEY], shift)
     return _home_pair(slots[s, KEY], slots[s, TIER], shift)
 
@@ -333,12 +355,12 @@ def _home_of(slots, s: int, shift: int) -> int:
 def _cell_of_head(a, key: int) -> int:
     """The directory cell of ``key``'s chain head, or -1 (no tier tracks ``key``)."""
     mask = len(a.table) - 1
-    i = _home_key(key, a.glob[SHIFT])
+    i = _home_key(key, a.aux[SHIFT])
     while True:
         s = a.table[i]
         if s < 0:
             return -1
-        if a.slots[s, KEY] == key and a.slots[s, SPREV] < 0:
+        if a.slots[s, KEY] == key and a.slots[s, CHAIN] & LOW == 0:
             return i
         i = (i + 1) & mask
 
@@ -347,7 +369,7 @@ def _cell_of_head(a, key: int) -> int:
 def _cell_of(a, s: int) -> int:
     """The directory cell holding slot ``s``."""
     mask = len(a.table) - 1
-    i = _home_of(a.slots, s, a.glob[SHIFT])
+    i = _home_of(a.slots, s, a.aux[SHIFT])
     while a.table[i] != s:
         i = (i + 1) & mask
     return i
@@ -366,7 +388,7 @@ def _empty_cell(a, i: int) -> int:
 def _vacate(a, i: int) -> None:
     """Empty directory cell ``i``; backward-shift deletion keeps every probe sequence unbroken."""
     mask = len(a.table) - 1
-    shift = a.glob[SHIFT]
+    shift = a.aux[SHIFT]
     j = i
     while True:
         j = (j + 1) & mask
@@ -378,7 +400,7 @@ def _vacate(a, i: int) -> None:
             a.table[i] = other
             i = j
     a.table[i] = -1
-    a.glob[ENTRIES] -= 1
+    a.aux[ENTRIES] -= 1
 
 
 @kernel
@@ -393,18 +415,19 @@ def lookup(a, t: int, key: int) -> int:
     """The slot of ``key`` in tier ``t`` (resident or ghost), or -1: one probe for the chain's
     head, a second for another member."""
     mask = len(a.table) - 1
-    shift = a.glob[SHIFT]
+    shift = a.aux[SHIFT]
     i = _home_key(key, shift)
     while True:
         s = a.table[i]
         if s < 0:
-            return -1  # no tier tracks key
-        if a.slots[s, KEY] == key and a.slots[s, SPREV] < 0:
+            a.aux[ABSENT] = key  # no tier tracks key (until a slot is filed)
+            return -1
+        if a.slots[s, KEY] == key and a.slots[s, CHAIN] & LOW == 0:
             break
         i = (i + 1) & mask
     if a.slots[s, TIER] == t:
         return s
-    if a.slots[s, SNEXT] < 0:
+    if a.slots[s, CHAIN] == 0:
         return -1  # the head is the only member
     i = _home_pair(key, t, shift)
     while True:
@@ -432,24 +455,23 @@ def room(a, tiers, uses: int) -> bool:
     need = 0
     heap_ok = True
     for t in tiers:
-        need += max(0, min(a.meta[t, BOUND] - a.meta[t, USED], GROWTH * uses))
+        need += min(a.meta[t, BOUND], GROWTH * uses)
         if a.meta[t, HEAPED] and a.meta[t, HEAPCAP] < min(a.meta[t, BOUND], a.meta[t, HEAPN] + uses):
             heap_ok = False
-    if heap_ok and len(a.slots) - a.glob[IN_USE] >= need and 2 * (a.glob[ENTRIES] + need) <= len(a.table):
+    if heap_ok and len(a.slots) - a.aux[IN_USE] >= need and 2 * (a.aux[ENTRIES] + need) <= len(a.table):
         return True
-    a.glob[WANT] = uses
+    a.aux[WANT] = uses
     return False
 
 
 @kernel
 def alloc_slot(a, t: int) -> int:
     """Take a slot from the free pool for tier ``t`` (not entered in the directory)."""
-    s = a.glob[FREE]
+    s = a.aux[FREE]
     if s < 0:
         raise RuntimeError("tier arena slot pool exhausted (an entry point without a room check?)")
-    a.glob[FREE] = a.slots[s, NEXT]
-    a.glob[IN_USE] += 1
-    a.meta[t, USED] += 1
+    a.aux[FREE] = a.slots[s, NEXT]
+    a.aux[IN_USE] += 1
     a.slots[s, TIER] = t
     a.slots[s, PREV] = -1
     a.slots[s, NEXT] = -1
@@ -461,10 +483,9 @@ def release_slot(a, t: int, s: int) -> None:
     """Return a slot that is not in the directory to the free pool."""
     a.slots[s, KEY] = -1
     a.slots[s, WHERE] = -1
-    a.slots[s, NEXT] = a.glob[FREE]
-    a.glob[FREE] = s
-    a.glob[IN_USE] -= 1
-    a.meta[t, USED] -= 1
+    a.slots[s, NEXT] = a.aux[FREE]
+    a.aux[FREE] = s
+    a.aux[IN_USE] -= 1
 
 
 @kernel
@@ -472,47 +493,68 @@ def keep_place(a, t: int, s: int, now: int) -> None:
     """``readmit`` of a policy whose order does not change when a resident block is admitted again."""
 
 
+class _Directory(NamedTuple):
+    """The arrays the directory functions use, for the rarely taken paths compiled apart
+    (a call passing the whole arena costs more than the work)."""
+
+    slots: np.ndarray
+    table: np.ndarray
+    aux: np.ndarray
+
+
 @step
+def _file_member(slots, table, aux, s: int, h: int, t: int) -> None:
+    """File slot ``s`` of tier ``t`` as the member after chain head ``h`` (its block has holders)."""
+    d = _Directory(slots, table, aux)
+    n = _next(slots, h)
+    _link(slots, s, h, n)
+    _link(slots, h, -1, s)
+    if n >= 0:
+        _link(slots, n, s, _next(slots, n))
+    table[_empty_cell(d, _home_pair(slots[s, KEY], t, aux[SHIFT]))] = s
+
+
+@step
+def _unfile_member(slots, table, aux, s: int) -> None:
+    """Drop slot ``s`` of a holder chain of two or more from the directory and the chain."""
+    d = _Directory(slots, table, aux)
+    p, n = _prev(slots, s), _next(slots, s)
+    if p >= 0:  # a member past the head
+        _vacate(d, _cell_of(d, s))
+        _link(slots, p, _prev(slots, p), n)
+        if n >= 0:
+            _link(slots, n, p, _next(slots, n))
+    else:  # the head: its successor takes its cell
+        _vacate(d, _cell_of(d, n))
+        table[_cell_of(d, s)] = n
+        _link(slots, n, -1, _next(slots, n))
+
+
+@kernel
 def new_slot(a, t: int, key: int) -> int:
     """Take a free slot for ``key`` in tier ``t`` (which does not track it yet) and file it: as its
     block's chain head, or as the member after the head."""
     s = alloc_slot(a, t)
     a.slots[s, KEY] = key
-    shift = a.glob[SHIFT]
-    i = _cell_of_head(a, key)
+    i = -1 if a.aux[ABSENT] == key else _cell_of_head(a, key)
+    a.aux[ABSENT] = NONE
     if i < 0:
-        a.slots[s, SPREV] = -1
-        a.slots[s, SNEXT] = -1
-        a.table[_empty_cell(a, _home_key(key, shift))] = s
+        a.slots[s, CHAIN] = 0
+        a.table[_empty_cell(a, _home_key(key, a.aux[SHIFT]))] = s
     else:
-        h = a.table[i]
-        n = a.slots[h, SNEXT]
-        a.slots[s, SPREV] = h
-        a.slots[s, SNEXT] = n
-        a.slots[h, SNEXT] = s
-        if n >= 0:
-            a.slots[n, SPREV] = s
-        a.table[_empty_cell(a, _home_pair(key, t, shift))] = s
-    a.glob[ENTRIES] += 1
+        _file_member(a.slots, a.table, a.aux, s, a.table[i], t)
+    a.aux[ENTRIES] += 1
     return s
 
 
-@step
+@kernel
 def free_slot(a, t: int, s: int) -> None:
     """Return slot ``s`` (already unlinked from any list/heap) to the pool and drop it from the
     directory and its block's holder chain (the next member becomes the head)."""
-    p, n = a.slots[s, SPREV], a.slots[s, SNEXT]
-    if p >= 0:  # a member past the head
+    if a.slots[s, CHAIN] == 0:  # its block's only slot
         _vacate(a, _cell_of(a, s))
-        a.slots[p, SNEXT] = n
-        if n >= 0:
-            a.slots[n, SPREV] = p
-    elif n < 0:  # the only member
-        _vacate(a, _cell_of(a, s))
-    else:  # the head of a longer chain: its successor takes its cell
-        _vacate(a, _cell_of(a, n))
-        a.table[_cell_of(a, s)] = n
-        a.slots[n, SPREV] = -1
+    else:
+        _unfile_member(a.slots, a.table, a.aux, s)
     release_slot(a, t, s)
 
 
@@ -538,7 +580,7 @@ def _holders(a, key, out):
             if n < len(out):
                 out[n] = a.slots[s, TIER]
             n += 1
-        s = a.slots[s, SNEXT]
+        s = _next(a.slots, s)
     return n
 
 
@@ -555,7 +597,7 @@ def _holders_chain(a, keys, first, offsets, tiers):
                     return -1 - i
                 tiers[n] = a.slots[s, TIER]
                 n += 1
-            s = a.slots[s, SNEXT]
+            s = _next(a.slots, s)
         if n == offsets[i]:
             return i
         offsets[i + 1] = n
@@ -615,16 +657,16 @@ def _before(a: Arena, x: int, y: int) -> bool:
 @kernel
 def _sift_up(a: Arena, t: int, i: int) -> None:
     base = a.meta[t, HEAP0]
-    s = a.heap[base + i]
+    s = a.aux[base + i]
     while i > 0:
         parent = (i - 1) >> 1
-        p = a.heap[base + parent]
+        p = a.aux[base + parent]
         if not _before(a, s, p):
             break
-        a.heap[base + i] = p
+        a.aux[base + i] = p
         a.slots[p, HPOS] = i
         i = parent
-    a.heap[base + i] = s
+    a.aux[base + i] = s
     a.slots[s, HPOS] = i
 
 
@@ -632,23 +674,23 @@ def _sift_up(a: Arena, t: int, i: int) -> None:
 def _sift_down(a: Arena, t: int, i: int) -> None:
     base = a.meta[t, HEAP0]
     n = a.meta[t, HEAPN]
-    s = a.heap[base + i]
+    s = a.aux[base + i]
     while True:
         child = 2 * i + 1
         if child >= n:
             break
-        c = a.heap[base + child]
+        c = a.aux[base + child]
         if child + 1 < n:
-            c2 = a.heap[base + child + 1]
+            c2 = a.aux[base + child + 1]
             if _before(a, c2, c):
                 child += 1
                 c = c2
         if not _before(a, c, s):
             break
-        a.heap[base + i] = c
+        a.aux[base + i] = c
         a.slots[c, HPOS] = i
         i = child
-    a.heap[base + i] = s
+    a.aux[base + i] = s
     a.slots[s, HPOS] = i
 
 
@@ -657,7 +699,7 @@ def heap_push(a: Arena, t: int, s: int) -> None:
     n = a.meta[t, HEAPN]
     if n >= a.meta[t, HEAPCAP]:
         raise RuntimeError("tier heap region full (an entry point without a room check?)")
-    a.heap[a.meta[t, HEAP0] + n] = s
+    a.aux[a.meta[t, HEAP0] + n] = s
     a.slots[s, HPOS] = n
     a.meta[t, HEAPN] = n + 1
     _sift_up(a, t, n)
@@ -679,12 +721,12 @@ def heap_remove(a: Arena, t: int, s: int) -> None:
     a.slots[s, HPOS] = -1
     if i == n:
         return
-    last = a.heap[base + n]
-    a.heap[base + i] = last
+    last = a.aux[base + n]
+    a.aux[base + i] = last
     a.slots[last, HPOS] = i
     heap_fix(a, t, last)
 
 
 @kernel
 def heap_top(a: Arena, t: int) -> int:
-    return a.heap[a.meta[t, HEAP0]]
+    return a.aux[a.meta[t, HEAP0]]

@@ -30,7 +30,7 @@ import numpy as np
 from numba.extending import overload
 
 from sim.cache.arena import (BYTES_READ, BYTES_WRITTEN, CAP, DEMOTIONS, EVICTIONS, HITS, INSERTIONS, KEY, PREFETCHES,
-                             PROMOTIONS, RESIDENT, USERS, entry, kernel, resident, room, step)
+                             PROMOTIONS, RESIDENT, STAT0, USERS, entry, kernel, resident, room, step)
 from sim.cache.policies.dispatch import hooks_for
 from sim.errors import InputError
 from sim.report.output import atomic_write_text
@@ -92,8 +92,8 @@ def _operations(access, insert, readmit, remove, victim):
                 if level == 0 or c.inclusive:  # a hit, or a copy kept below: refresh it there
                     access(a, t, s, now)
                 if level > 0:
-                    a.stats[t, PREFETCHES if mode == PREFETCH else PROMOTIONS] += 1
-                    a.stats[t, BYTES_READ] += c.block_bytes
+                    a.meta[t, STAT0 + (PREFETCHES if mode == PREFETCH else PROMOTIONS)] += 1
+                    a.meta[t, STAT0 + BYTES_READ] += c.block_bytes
                     if c.inclusive:  # copy up: write to every tier above, nearest first
                         first, stop, stride = level - 1, -1, -1
                     else:  # move up
@@ -125,14 +125,14 @@ def _operations(access, insert, readmit, remove, victim):
                 else:
                     insert(a, t, inserting, when)
                     a.meta[t, RESIDENT] += 1
-                a.stats[t, INSERTIONS] += 1
-                a.stats[t, BYTES_WRITTEN] += c.block_bytes
+                a.meta[t, STAT0 + INSERTIONS] += 1
+                a.meta[t, STAT0 + BYTES_WRITTEN] += c.block_bytes
                 if not has_victim:
                     break
                 if c.inclusive or at + 1 == n:
-                    a.stats[t, EVICTIONS] += 1
+                    a.meta[t, STAT0 + EVICTIONS] += 1
                     break
-                a.stats[t, DEMOTIONS] += 1
+                a.meta[t, STAT0 + DEMOTIONS] += 1
                 inserting = demoted
                 at += 1
                 if len(c.last_pos) and c.last_pos[inserting] >= 0:  # placed by another instance: use now
@@ -148,8 +148,8 @@ def _operations(access, insert, readmit, remove, victim):
             return -1
         t = c.tiers[level]
         if level > 0:
-            a.stats[t, PROMOTIONS] += 1
-            a.stats[t, BYTES_READ] += c.block_bytes
+            a.meta[t, STAT0 + PROMOTIONS] += 1
+            a.meta[t, STAT0 + BYTES_READ] += c.block_bytes
         if level == 0 or not c.inclusive:
             remove_c(a, t, s)
             a.meta[t, RESIDENT] -= 1
@@ -165,9 +165,9 @@ def _operations(access, insert, readmit, remove, victim):
             remove_c(a, top, v)
             a.meta[top, RESIDENT] -= 1
             if c.inclusive or len(c.tiers) == 1:
-                a.stats[top, EVICTIONS] += 1
+                a.meta[top, STAT0 + EVICTIONS] += 1
             else:
-                a.stats[top, DEMOTIONS] += 1
+                a.meta[top, STAT0 + DEMOTIONS] += 1
                 now = c.last_pos[key] if len(c.last_pos) and c.last_pos[key] >= 0 else 0
                 _use(a, c, key, now, True, DEMOTE)
 
@@ -267,7 +267,7 @@ def replay(a, c, blocks, offsets, hit_tier, first, last, prefix, depth, sessions
                 if level < 0:
                     break
                 hit_tier[j] = level
-                a.stats[c.tiers[level], HITS] += 1
+                a.meta[c.tiers[level], STAT0 + HITS] += 1
             for j in range(hi - 1, lo - 1, -1):
                 _use(a, c, blocks[j], j, depth < 0 or j - lo < depth, USE)
         else:
@@ -275,7 +275,7 @@ def replay(a, c, blocks, offsets, hit_tier, first, last, prefix, depth, sessions
                 level = _use(a, c, blocks[j], j, depth < 0 or j - lo < depth, USE)
                 hit_tier[j] = level
                 if level >= 0:
-                    a.stats[c.tiers[level], HITS] += 1
+                    a.meta[c.tiers[level], STAT0 + HITS] += 1
         if session >= 0:
             previous[session] = r
     return last
