@@ -19,6 +19,12 @@ Two access semantics:
 The operations run compiled (``sim.cache.engine``), one call per request's block chain;
 a cache with a tier whose policy has no kernel runs the generic Python path
 (``sim.cache.hooked``) behind the same interface. ``build_cache`` picks.
+
+Every cache's tiers live in one ``TierArena``, which also indexes which tiers hold each block
+(``holders``, ``holders_chain``: any cache's tiers, for routing across instances). The index
+covers tiers run by compiled kernels; a tier of a Python-only policy keeps a Python set.
+When an operation needs more room than the arena's arrays have, the compiled call returns
+before changing anything, the arena grows, and the call runs again.
 """
 
 from __future__ import annotations
