@@ -76,8 +76,9 @@ def libcachesim_hits(policy: str, path: Path, n: int, capacity: int) -> int:
 
 def main_argv(trace: Path, block_size: int, requests: int, capacity: int, policy: str, report: Path) -> list[str]:
     return [sys.executable, str(REPO / "main.py"), "--cache-only", "--workload-trace", str(trace),
-            "--set", f"serving.block_size={block_size}", "--workload-limit", str(requests), "--policy", policy,
-            "--capacity-blocks", str(capacity), "--quiet", "--no-plot", "--report-json", str(report)]
+            "--set", f"serving.block_size={block_size}", "--set", "workload.block_mismatch=split",  # as in process
+            "--workload-limit", str(requests), "--policy", policy, "--capacity-blocks", str(capacity), "--quiet",
+            "--no-plot", "--report-json", str(report)]
 
 
 def end_to_end(argv: list[str], report: Path, env: dict | None = None) -> tuple[int, float]:
