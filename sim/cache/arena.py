@@ -227,7 +227,7 @@ class TierArena:
         tiers only (a tier of the generic path is not indexed)."""
         out = np.empty(8, dtype=np.int64)
         while True:
-            n = _holders(self.state, key, out)
+            n = holders(self.state, key, out)
             if n <= len(out):
                 return out[:n]
             out = np.empty(n, dtype=np.int64)
@@ -241,7 +241,7 @@ class TierArena:
         tiers = np.empty(max(16, 2 * len(keys)), dtype=np.int64)
         first = 0
         while True:
-            found = _holders_chain(self.state, keys, first, offsets, tiers)
+            found = holders_chain(self.state, keys, first, offsets, tiers)
             if found >= 0:
                 return found, offsets[:found + 1], tiers[:offsets[found]]
             first = -1 - found  # out of room at that key: grow and go on from it
@@ -571,7 +571,7 @@ def _refile(slots, old, table, shift):
 
 
 @njit(cache=True, _nrt=False)
-def _holders(a, key, out):
+def holders(a, key, out):
     """Tiers where ``key`` is resident, written to ``out`` (as many as fit); how many there are."""
     n = 0
     s = head_slot(a, key)
@@ -585,7 +585,7 @@ def _holders(a, key, out):
 
 
 @njit(cache=True, _nrt=False)
-def _holders_chain(a, keys, first, offsets, tiers):
+def holders_chain(a, keys, first, offsets, tiers):
     """CSR holders of ``keys[first:]`` (``offsets[first]`` set) up to the first key held nowhere:
     how many keys have holders, or -1 - i when ``tiers`` has no room for key i's."""
     for i in range(first, len(keys)):

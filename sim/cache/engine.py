@@ -9,7 +9,9 @@ on a whole request's block chain, so Python pays one call per request, not per b
 - ``lookup``: the tier of each block of a chain (or of its longest cached prefix);
 - ``touch_chain`` / ``take_chain``: use / take out a chain's blocks in order;
 - ``resize_top``: set the top tier's capacity, demoting the overflow;
-- ``hook``: one policy hook by block id (for the generic Python path and tests).
+- ``hook``: one policy hook by block id (for the generic Python path and tests);
+- ``holders`` / ``holders_chain`` (from ``sim.cache.arena``): the tiers holding a block, or
+  each block of a chain up to the first held nowhere (the block index across tiers).
 
 Entry points that may add blocks first check that the arena's arrays have room for them
 (``arena.room``); if not they return at once, before any change (``replay``: before the
@@ -30,7 +32,8 @@ import numpy as np
 from numba.extending import overload
 
 from sim.cache.arena import (BYTES_READ, BYTES_WRITTEN, CAP, DEMOTIONS, EVICTIONS, HITS, INSERTIONS, KEY, PREFETCHES,
-                             PROMOTIONS, RESIDENT, STAT0, USERS, entry, kernel, resident, room, step)
+                             PROMOTIONS, RESIDENT, STAT0, USERS, entry, holders, holders_chain, kernel, resident,
+                             room, step)
 from sim.cache.policies.dispatch import hooks_for
 from sim.errors import InputError
 from sim.report.output import atomic_write_text
@@ -39,6 +42,8 @@ HOOK_ACCESS, HOOK_INSERT, HOOK_REMOVE, HOOK_VICTIM = range(4)
 USE, PREFETCH, DEMOTE = range(3)  # what ``use`` does
 NO_ROOM = -2  # ``hook``: the arena must grow first (``TierArena.reserve``)
 _OPTIONS = {"_nrt": False}
+__all__ = ["CacheView", "holders", "holders_chain", "hook", "lookup", "replay", "resize_top", "take_chain",
+           "touch_chain"]
 
 
 class CacheView(NamedTuple):
