@@ -80,11 +80,12 @@ class CheckedRun(ClusterRun):
         if not self.arena.allocated:
             return
         meta = self.arena.state.meta
-        tiers = self.all_tier_candidates()
+        wanted = self.all_tier_candidates()
+        tiers = np.flatnonzero(wanted)
         assert all(meta[t, RESIDENT] <= max(meta[t, CAP], 0) for t in tiers)
         contents = {int(t): set(self.arena.resident_keys(int(t)).tolist()) for t in tiers}
         for key in np.asarray(keys)[:3].tolist():
-            found, offsets, holders = self.holders(np.array([key]), tiers)
+            found, offsets, holders = self.holders(np.array([key]), wanted)
             expected = sorted(t for t, held in contents.items() if key in held)
             assert sorted(holders.tolist()) == expected
 

@@ -1,27 +1,38 @@
 """The arrays every tier's eviction state lives in, and the compiled primitives policies build on.
 
-All tiers of one run (each instance's HBM and the shared DRAM/SSD/EIC) live in one
-``TierArena``, so a compiled operation on a cache reaches any of its tiers by index without
-Python in between. Per tier:
+All tiers of one run (each instance's HBM, the DRAM/SSD/EIC tiers, a whole cluster's) live in
+one ``TierArena``, so a compiled operation on a cache reaches any of its tiers by index without
+Python in between. Memory follows what the tiers hold, not their capacities:
 
-- a pool of *slots*, one per block the policy tracks (resident blocks, plus ghost entries for
-  ARC and S3-FIFO, bucket nodes for LFU): a 64-byte row of ``slots`` holding the block id,
-  list links, list id, a counter, a priority and a heap position (one cache line per slot);
-- an open-addressing hash directory (linear probing, backward-shift deletion) from block id
-  to slot, sized to at least twice the slot count;
-- up to four intrusive doubly linked lists over its slots (heads, tails, sizes in ``meta``)
-  and a binary heap of slots (Belady), kept in the slot rows' ``HEAP`` column;
-- a row of ``meta`` (capacity, counts, list ends, the policy's own scalars) and of ``stats``.
+- one pool of *slots* shared by every tier, one slot per block a tier's policy tracks
+  (resident blocks, plus ghost entries for ARC and S3-FIFO, bucket nodes for LFU): a
+  72-byte row of ``slots`` holding the block id, its tier, the links of its block's holder
+  chain, list links, list id, a counter, a priority and a heap position. Free slots form one
+  free list; the pool grows by doubling;
+- one open-addressing hash directory (linear probing, backward-shift deletion, load <= 1/2)
+  over the slots of every tier, which is also the *block index across tiers*. The slots of
+  one block id in different tiers form a doubly linked holder chain (``CHAIN``);
+  the chain's head is filed under the block id alone, every other member under the pair
+  (block id, tier). So ``lookup(t, key)`` is one or two probes however many tiers hold the
+  block (a popular prefix held by thousands of instances), and ``holders(key)`` walks the
+  chain: O(holders), never O(tiers). Each directory slot has exactly one entry, so the
+  directory is no larger than a per-tier one;
+- up to four intrusive doubly linked lists per tier over its slots (heads, tails, sizes in
+  ``meta``) and a binary heap per tier (Belady) in a region of ``aux`` that moves to a
+  larger one (doubling) as the tier grows;
+- a row of ``meta`` per tier (capacity, counts, list ends, the policy's own scalars, its
+  counters); its rows grow by doubling, so adding a tier is amortised O(1).
 
-Sizing: a tier needs ``policy.slots(c)`` slots (c, more for policies with ghost entries or
-bucket nodes) where c is its capacity, or the number of distinct blocks the run can touch if
-that is smaller (``max_keys``: the trace's block-id space, ``sim.cache.access.block_id_space``).
-So a 100 TB SSD tier over a trace of 5 M distinct blocks allocates about 5 M slots, not
-billions. Memory: about 80 bytes per slot. Arrays are allocated on first use, after the tiers
-have been added (a tier added later reallocates them).
+Compiled code never allocates (``_nrt=False``): each compiled entry point first checks that
+the arrays have room for what its operations may add (``room``: at most ``GROWTH`` slots per
+tier per block use, bounded by what each tier's policy may hold at all, ``policy.slots(c)``
+for c its capacity or the block-id space ``max_keys`` if smaller) and, if not, returns at
+once, asking for that many uses (``WANT``); the Python wrapper grows the arrays
+(``TierArena.reserve``) and calls again.
 
 List convention: lists 0 and 1 hold resident blocks, 2 and 3 ghost entries (``WHERE``); a
 list's head is its oldest entry. Policies without lists mark resident slots ``WHERE = 0``.
+A slot is resident iff it is in the directory with ``WHERE`` <= 1.
 """
 
 from __future__ import annotations
@@ -32,21 +43,38 @@ import numpy as np
 from numba import njit
 
 # ---- meta columns (per tier)
-KIND, CAP, PCAP, SLOT0, NSLOTS, FREE, TABLE0, SHIFT, RESIDENT, HEAPN, USERS = range(11)
-HEAD, TAIL, SIZE = 11, 15, 19  # + list id (0..3)
-X0 = 23  # first of the policy's own scalars
-META_FIELDS = X0 + 8
+KIND, CAP, PCAP, BOUND, HEAP0, HEAPCAP, HEAPED, RESIDENT, HEAPN, USERS = range(10)
+HEAD, TAIL, SIZE = 10, 14, 18  # + list id (0..3)
+X0 = 22  # first of the policy's own scalars
+STAT0 = X0 + 8  # the tier's counters (``STAT_FIELDS`` of them, in ``TierStats``' order)
+META_FIELDS = STAT0 + 8
+# BOUND: slots the tier's policy may hold at most; HEAP0/HEAPCAP: its heap region in ``heap``
+# (HEAPED: its policy keeps a heap)
 
 # ---- slot columns
-KEY, PREV, NEXT, WHERE, COUNT, PRIO, HPOS, HEAP = range(8)  # NEXT also chains the free pool
-SLOT_FIELDS = 8  # a row is 64 bytes; HEAP of row SLOT0 + i is the tier's heap entry i (not row i's own)
+KEY, TIER, CHAIN, PREV, NEXT, WHERE, COUNT, PRIO, HPOS = range(9)  # NEXT also chains the free pool
+SLOT_FIELDS = 9  # KEY, TIER and CHAIN first: a directory probe reads them together
+# CHAIN: the neighbours in the holder chain of the same block id (other tiers), packed as
+# (previous + 1) | (next + 1) << 32 (slot numbers fit in 31 bits); no previous: the head;
+# 0: the block's only slot
 
-# ---- stats columns (the order of TierStats' fields)
+# ---- arena-wide scalars (the first ``GLOB_FIELDS`` entries of ``aux``)
+FREE, IN_USE, ENTRIES, SHIFT, HEAP_END, WANT, ABSENT = range(7)
+GLOB_FIELDS = 7
+# FREE: first free slot (-1: none); IN_USE: slots taken; ENTRIES: directory entries;
+# SHIFT: 64 - log2(directory size); HEAP_END: used length of ``heap``; WANT: uses an entry
+# point asked room for; ABSENT: a block id that no tier tracks, as the last lookup found
+# (NONE: unknown), so filing it right after a miss takes no second search
+
+# ---- stats columns, from ``STAT0`` in a tier's ``meta`` row (the order of TierStats' fields)
 HITS, INSERTIONS, PROMOTIONS, DEMOTIONS, EVICTIONS, PREFETCHES, BYTES_READ, BYTES_WRITTEN = range(8)
 STAT_FIELDS = 8
 
+GROWTH = 3  # slots one block use may add to one tier (LFU: a block and its bucket, and a hit's new bucket)
 NONE = -(1 << 62)  # "no key" in policy scalars (block ids are >= 0; -1 is a legal "incoming" key)
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+MIX = np.uint64(0xBF58476D1CE4E5B9)  # splitmix64's multiplier: spreads (block id, tier) pairs
+MAX_SLOTS = (1 << 31) - 1  # the directory holds int32 slot numbers
 
 
 def kernel(fn):
@@ -72,14 +100,16 @@ class Arena(NamedTuple):
     This class serves arenas whose tiers run different policies (the policy is looked up per
     tier at run time). An arena whose kernel tiers all run one policy uses that policy's own
     class of the same fields (``arena_type``), so compiled code is specialised to the policy
-    with no per-access dispatch.
+    with no per-access dispatch. ``meta`` and ``real`` have rows to spare beyond the tiers
+    added (the arrays grow by doubling). Few arrays on purpose: compiled calls pass each
+    array's fields, and every extra array slows every non-inlined call.
     """
 
-    meta: np.ndarray  # int64 [tiers, META_FIELDS]
-    real: np.ndarray  # float64 [tiers]: a policy's real-valued scalar (ARC's target p)
-    stats: np.ndarray  # int64 [tiers, STAT_FIELDS]
-    slots: np.ndarray  # int64 [slots, SLOT_FIELDS]; KEY -1 and WHERE -1 when free
-    table: np.ndarray  # int32 [directory]: slot of a block id, -1 when empty
+    meta: np.ndarray  # int64 [tier rows, META_FIELDS]: a tier's settings, state and counters
+    real: np.ndarray  # float64 [tier rows]: a policy's real-valued scalar (ARC's target p)
+    slots: np.ndarray  # int64 [pool, SLOT_FIELDS]; KEY -1 and WHERE -1 when free
+    table: np.ndarray  # int32 [directory, a power of two]: a slot, -1 when empty
+    aux: np.ndarray  # int64: the arena-wide scalars, then the tiers' heap regions (entry i of tier t at HEAP0 + i)
     future: np.ndarray  # int64 [stream]: next use of the block accessed at each position (Belady)
 
 
@@ -90,128 +120,327 @@ def arena_type(name: str, module: str) -> type:
     return cls
 
 
+def _free_rows(n: int) -> np.ndarray:
+    """``n`` free slot rows, chained in order (the last one's NEXT is set by the caller)."""
+    rows = np.full((n, SLOT_FIELDS), -1, dtype=np.int64)
+    rows[:, CHAIN] = rows[:, COUNT] = rows[:, PRIO] = 0
+    return rows
+
+
 class TierArena:
-    """Owns the arrays of a set of tiers; tiers are added first, arrays allocated on first use."""
+    """Owns the arrays of a set of tiers. Tiers may be added at any time (amortised O(1)); the
+    arrays grow as blocks arrive, at the points where compiled code asks for room."""
 
     def __init__(self, future: np.ndarray | None = None, max_keys: int | None = None):
         self.future = np.ascontiguousarray(future, dtype=np.int64) if future is not None else np.zeros(0, np.int64)
         self.max_keys = max_keys
-        self._tiers: list[tuple[int, int, int, int, int]] = []  # (kind, capacity, policy capacity, slots, users)
+        self.num_tiers = 0
+        self._kinds: set[int] = set()
+        rows = 4
+        meta = np.zeros((rows, META_FIELDS), dtype=np.int64)
+        aux = np.zeros(GLOB_FIELDS, dtype=np.int64)
+        aux[FREE], aux[SHIFT], aux[HEAP_END], aux[ABSENT] = -1, 64 - 4, GLOB_FIELDS, NONE
+        self._arrays = dict(meta=meta, real=np.zeros(rows), slots=_free_rows(0), table=np.full(16, -1, dtype=np.int32),
+                            aux=aux, future=self.future)
         self._state: Arena | None = None
 
+    # ----------------------------------------------------------------- tiers
+
     def add_tier(self, kind: int, capacity: int, slots: int) -> int:
-        """Register a tier (policy ``kind``, ``capacity`` blocks, ``slots`` it may need); its index."""
-        self._tiers.append((kind, capacity, capacity, max(1, slots), 0))
-        if self._state is not None:  # added after allocation: copy the old tiers' state over
-            old, self._state = self._state, _allocate(self._tiers, self.future)
-            n, slots_used, table_used = len(old.meta), len(old.slots), len(old.table)
-            self._state.meta[:n] = old.meta
-            self._state.real[:n] = old.real
-            self._state.stats[:n] = old.stats
-            self._state.slots[:slots_used] = old.slots
-            self._state.table[:table_used] = old.table
-        return len(self._tiers) - 1
+        """Register a tier (policy ``kind``, ``capacity`` blocks, at most ``slots`` slots held); its index."""
+        from sim.cache.policies.dispatch import KERNELS  # noqa: PLC0415  (the policies import this module)
+
+        t = self.num_tiers
+        if t == len(self._arrays["meta"]):
+            for name in ("meta", "real"):
+                old = self._arrays[name]
+                new = np.zeros((2 * len(old), *old.shape[1:]), dtype=old.dtype)
+                new[:t] = old
+                self._arrays[name] = new
+        row = self._arrays["meta"][t]
+        row[KIND], row[CAP], row[PCAP], row[BOUND] = kind, capacity, capacity, max(1, slots)
+        row[HEAD:HEAD + 4] = row[TAIL:TAIL + 4] = -1
+        if kind:
+            row[HEAPED] = int(getattr(KERNELS[kind], "USES_HEAP", False))
+            KERNELS[kind].init(row)
+            if kind not in self._kinds:
+                self._kinds.add(kind)
+        self.num_tiers = t + 1
+        self._state = None
+        return t
 
     @property
     def allocated(self) -> bool:
-        return self._state is not None
+        """Always True: the arrays exist from the start and grow with the tiers' contents."""
+        return True
 
     @property
     def state(self) -> Arena:
         if self._state is None:
-            self._state = _allocate(self._tiers, self.future)
+            from sim.cache.policies.dispatch import KERNELS  # noqa: PLC0415
+
+            cls = KERNELS[next(iter(self._kinds))].ARENA if len(self._kinds) == 1 else Arena
+            self._state = cls(**self._arrays)
         return self._state
 
     def add_user(self, tier: int) -> None:
         """One more cache uses ``tier`` (a tier several caches share may receive a block it holds)."""
-        kind, capacity, pcap, slots, users = self._tiers[tier]
-        self._tiers[tier] = (kind, capacity, pcap, slots, users + 1)
-        if self._state is not None:
-            self._state.meta[tier, USERS] = users + 1
+        self._arrays["meta"][tier, USERS] += 1
 
     def built_capacity(self, tier: int) -> int:
-        """The capacity ``tier`` was added with (its policy's capacity; slots are sized to it)."""
-        return self._tiers[tier][2]
+        """The capacity ``tier`` was added with (its policy's capacity)."""
+        return int(self._arrays["meta"][tier, PCAP])
 
     def kind(self, tier: int) -> int:
-        return self._tiers[tier][0]
+        return int(self._arrays["meta"][tier, KIND])
 
     def capacity(self, tier: int) -> int:
-        return int(self._state.meta[tier, CAP]) if self._state is not None else self._tiers[tier][1]
+        return int(self._arrays["meta"][tier, CAP])
 
     def set_capacity(self, tier: int, capacity: int) -> None:
-        """Before allocation only (afterwards compiled code changes ``meta``); the policy keeps
-        the capacity it was registered with (``PCAP``)."""
-        kind, _, pcap, slots, users = self._tiers[tier]
-        self._tiers[tier] = (kind, capacity, pcap, slots, users)
+        """For a tier holding nothing yet (with blocks, ``MultiTierCache.resize_top`` moves the
+        overflow); the policy keeps the capacity it was registered with (``PCAP``)."""
+        self._arrays["meta"][tier, CAP] = capacity
 
     def stats_row(self, tier: int) -> np.ndarray:
-        return self.state.stats[tier]
+        """``tier``'s counters (a view: fetch it again after adding tiers)."""
+        return self._arrays["meta"][tier, STAT0:STAT0 + STAT_FIELDS]
+
+    def resident_count(self, tier: int) -> int:
+        """Blocks resident in ``tier`` (a compiled tier; the generic path keeps Python sets)."""
+        return int(self._arrays["meta"][tier, RESIDENT])
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays the arena holds (the next-use index it was given excluded)."""
+        return sum(a.nbytes for name, a in self._arrays.items() if name != "future")
 
     def resident_keys(self, tier: int) -> np.ndarray:
-        """Sorted block ids resident in ``tier`` (tests, inspection)."""
-        if self._state is None:
-            return np.zeros(0, np.int64)
-        a = self._state
-        lo = int(a.meta[tier, SLOT0])
-        rows = a.slots[lo:lo + int(a.meta[tier, NSLOTS])]
-        return np.sort(rows[(rows[:, WHERE] == 0) | (rows[:, WHERE] == 1), KEY])
+        """Sorted block ids resident in ``tier`` (tests, inspection: scans the pool)."""
+        rows = self._arrays["slots"]
+        return np.sort(rows[(rows[:, TIER] == tier) & (rows[:, WHERE] >= 0) & (rows[:, WHERE] <= 1), KEY])
 
+    # ------------------------------------------------------------ block index
 
-def _allocate(tiers: list[tuple[int, int, int, int, int]], future: np.ndarray) -> Arena:
-    from sim.cache.policies.dispatch import KERNELS  # noqa: PLC0415  (the policies import this module)
+    def holders(self, key: int) -> np.ndarray:
+        """Tiers in which block ``key`` is resident (not a ghost), in no particular order; compiled
+        tiers only (a tier of the generic path is not indexed)."""
+        out = np.empty(8, dtype=np.int64)
+        while True:
+            n = holders(self.state, key, out)
+            if n <= len(out):
+                return out[:n]
+            out = np.empty(n, dtype=np.int64)
 
-    n = len(tiers)
-    meta = np.zeros((n, META_FIELDS), dtype=np.int64)
-    total, table_size = 0, 0
-    for t, (kind, capacity, pcap, slots, users) in enumerate(tiers):
-        bits = max(4, int(2 * slots - 1).bit_length())  # a directory of 2^bits >= 2 x slots entries
-        meta[t, KIND], meta[t, CAP], meta[t, PCAP], meta[t, USERS] = kind, capacity, pcap, users
-        meta[t, SLOT0], meta[t, NSLOTS], meta[t, FREE] = total, slots, total
-        meta[t, TABLE0], meta[t, SHIFT] = table_size, 64 - bits
-        meta[t, HEAD:HEAD + 4] = meta[t, TAIL:TAIL + 4] = -1
-        total += slots
-        table_size += 1 << bits
-    slots = np.zeros((total, SLOT_FIELDS), dtype=np.int64)
-    slots[:, KEY] = slots[:, PREV] = slots[:, WHERE] = slots[:, HPOS] = slots[:, HEAP] = -1
-    slots[:, NEXT] = np.arange(1, total + 1)
-    for t in range(n):  # each tier's free pool ends within its region
-        slots[meta[t, SLOT0] + meta[t, NSLOTS] - 1, NEXT] = -1
-    kinds = {kind for kind, *_ in tiers if kind}
-    cls = KERNELS[kinds.pop()].ARENA if len(kinds) == 1 else Arena
-    for t, (kind, *_) in enumerate(tiers):
-        if kind:
-            KERNELS[kind].init(meta[t])
-    return cls(meta=meta, real=np.zeros(n), stats=np.zeros((n, STAT_FIELDS), dtype=np.int64), slots=slots,
-               table=np.full(table_size, -1, dtype=np.int32), future=future)
+    def holders_chain(self, keys) -> tuple[int, np.ndarray, np.ndarray]:
+        """Holders of a block chain up to the first block held nowhere (prefix routing):
+        ``(found, offsets, tiers)`` with the holders of ``keys[i]`` (i < found) in
+        ``tiers[offsets[i]:offsets[i + 1]]``. O(chain length x holders)."""
+        keys = np.ascontiguousarray(keys, dtype=np.int64)
+        offsets = np.zeros(len(keys) + 1, dtype=np.int64)
+        tiers = np.empty(max(16, 2 * len(keys)), dtype=np.int64)
+        first = 0
+        while True:
+            found = holders_chain(self.state, keys, first, offsets, tiers)
+            if found >= 0:
+                return found, offsets[:found + 1], tiers[:offsets[found]]
+            first = -1 - found  # out of room at that key: grow and go on from it
+            grown = np.empty(2 * len(tiers), dtype=np.int64)
+            grown[:offsets[first]] = tiers[:offsets[first]]
+            tiers = grown
+
+    # ---------------------------------------------------------------- growth
+
+    @property
+    def wanted(self) -> int:
+        """The block uses the last entry point that found no room asked for."""
+        return int(self._arrays["aux"][WANT])
+
+    def reserve(self, tiers, uses: int) -> None:
+        """Grow the arrays so that ``uses`` block uses on ``tiers`` fit (what ``room`` checks)."""
+        meta, glob = self._arrays["meta"], self._arrays["aux"]
+        tiers = np.asarray(tiers, dtype=np.int64)
+        rows = meta[tiers]
+        need = int(np.minimum(rows[:, BOUND], GROWTH * uses).sum())
+        slots = self._arrays["slots"]
+        if len(slots) - glob[IN_USE] < need:
+            self._grow_slots(max(2 * len(slots), int(glob[IN_USE]) + need, 16))
+        if 2 * (glob[ENTRIES] + need) > len(self._arrays["table"]):
+            size = 2 * len(self._arrays["table"])
+            while 2 * (glob[ENTRIES] + need) > size:
+                size *= 2
+            self._grow_table(size)
+        for t in tiers[rows[:, HEAPED] == 1].tolist():
+            want = min(int(meta[t, BOUND]), int(meta[t, HEAPN]) + uses)
+            if meta[t, HEAPCAP] < want:
+                self._move_heap(t, max(want, 2 * int(meta[t, HEAPCAP])))
+        self._state = None
+
+    def _grow_slots(self, size: int) -> None:
+        if size > MAX_SLOTS:
+            raise MemoryError(f"a tier arena holds at most {MAX_SLOTS} slots")
+        old, glob = self._arrays["slots"], self._arrays["aux"]
+        new = _free_rows(size)
+        new[:len(old)] = old
+        new[len(old):, NEXT] = np.arange(len(old) + 1, size + 1)
+        new[size - 1, NEXT] = glob[FREE]  # the old free list follows the new rows
+        glob[FREE] = len(old)
+        self._arrays["slots"] = new
+
+    def _grow_table(self, size: int) -> None:
+        table = np.full(size, -1, dtype=np.int32)
+        _refile(self._arrays["slots"], self._arrays["table"], table, 64 - (size.bit_length() - 1))
+        self._arrays["table"] = table
+        self._arrays["aux"][SHIFT] = 64 - (size.bit_length() - 1)
+
+    def _move_heap(self, t: int, capacity: int) -> None:
+        """Give tier ``t``'s heap a region of ``capacity`` entries at the end of ``aux``."""
+        meta, aux = self._arrays["meta"], self._arrays["aux"]
+        end = int(aux[HEAP_END])
+        if end + capacity > len(aux):
+            grown = np.zeros(max(2 * len(aux), end + capacity), dtype=np.int64)
+            grown[:end] = aux[:end]
+            aux = self._arrays["aux"] = grown
+        lo, n = int(meta[t, HEAP0]), int(meta[t, HEAPN])
+        aux[end:end + n] = aux[lo:lo + n]
+        meta[t, HEAP0], meta[t, HEAPCAP] = end, capacity
+        aux[HEAP_END] = end + capacity
 
 
 # ------------------------------------------------------------------ directory
 
 
 @kernel
-def _home(a: Arena, t: int, key: int) -> int:
-    h = (np.uint64(key) * GOLDEN) >> np.uint64(a.meta[t, SHIFT])
-    return a.meta[t, TABLE0] + np.int64(h)
+def _home_key(key: int, shift: int) -> int:
+    """Directory home of a holder chain's head: its block id alone."""
+    return np.int64((np.uint64(key) * GOLDEN) >> np.uint64(shift))
 
 
 @kernel
-def lookup(a: Arena, t: int, key: int) -> int:
-    """The slot of ``key`` in tier ``t`` (resident or ghost), or -1."""
-    base = a.meta[t, TABLE0]
-    mask = (np.int64(1) << (64 - a.meta[t, SHIFT])) - 1
-    i = _home(a, t, key) - base
+def _home_pair(key: int, t: int, shift: int) -> int:
+    """Directory home of a chain member past the head: its (block id, tier)."""
+    x = np.uint64(key) * GOLDEN + np.uint64(t + 1)
+    x = (x ^ (x >> np.uint64(31))) * MIX
+    return np.int64(x >> np.uint64(shift))
+
+
+LOW = (1 << 32) - 1
+
+
+@kernel
+def _prev(slots, s: int) -> int:
+    """The previous slot in ``s``'s holder chain (-1: ``s`` is the head)."""
+    return (slots[s, CHAIN] & LOW) - 1
+
+
+@kernel
+def _next(slots, s: int) -> int:
+    """The next slot in ``s``'s holder chain (-1: none)."""
+    return (slots[s, CHAIN] >> 32) - 1
+
+
+@kernel
+def _link(slots, s: int, prev: int, nxt: int) -> None:
+    slots[s, CHAIN] = (prev + 1) | ((nxt + 1) << 32)
+
+
+@kernel
+def _home_of(slots, s: int, shift: int) -> int:
+    if slots[s, CHAIN] & LOW == 0:
+        return _home_key(slots[s, KEY], shift)
+    return _home_pair(slots[s, KEY], slots[s, TIER], shift)
+
+
+@kernel
+def _cell_of_head(a, key: int) -> int:
+    """The directory cell of ``key``'s chain head, or -1 (no tier tracks ``key``)."""
+    mask = len(a.table) - 1
+    i = _home_key(key, a.aux[SHIFT])
     while True:
-        s = a.table[base + i]
+        s = a.table[i]
         if s < 0:
             return -1
-        if a.slots[s, KEY] == key:
+        if a.slots[s, KEY] == key and a.slots[s, CHAIN] & LOW == 0:
+            return i
+        i = (i + 1) & mask
+
+
+@kernel
+def _cell_of(a, s: int) -> int:
+    """The directory cell holding slot ``s``."""
+    mask = len(a.table) - 1
+    i = _home_of(a.slots, s, a.aux[SHIFT])
+    while a.table[i] != s:
+        i = (i + 1) & mask
+    return i
+
+
+@kernel
+def _empty_cell(a, i: int) -> int:
+    """The first empty directory cell from ``i`` on (linear probing)."""
+    mask = len(a.table) - 1
+    while a.table[i] >= 0:
+        i = (i + 1) & mask
+    return i
+
+
+@kernel
+def _vacate(a, i: int) -> None:
+    """Empty directory cell ``i``; backward-shift deletion keeps every probe sequence unbroken."""
+    mask = len(a.table) - 1
+    shift = a.aux[SHIFT]
+    j = i
+    while True:
+        j = (j + 1) & mask
+        other = a.table[j]
+        if other < 0:
+            break
+        home = _home_of(a.slots, other, shift)
+        if (j > i and (home <= i or home > j)) or (j < i and (home <= i and home > j)):
+            a.table[i] = other
+            i = j
+    a.table[i] = -1
+    a.aux[ENTRIES] -= 1
+
+
+@kernel
+def head_slot(a, key: int) -> int:
+    """The head of ``key``'s holder chain (a slot of some tier, resident or ghost), or -1."""
+    i = _cell_of_head(a, key)
+    return a.table[i] if i >= 0 else -1
+
+
+@kernel
+def lookup(a, t: int, key: int) -> int:
+    """The slot of ``key`` in tier ``t`` (resident or ghost), or -1: one probe for the chain's
+    head, a second for another member."""
+    mask = len(a.table) - 1
+    shift = a.aux[SHIFT]
+    i = _home_key(key, shift)
+    while True:
+        s = a.table[i]
+        if s < 0:
+            a.aux[ABSENT] = key  # no tier tracks key (until a slot is filed)
+            return -1
+        if a.slots[s, KEY] == key and a.slots[s, CHAIN] & LOW == 0:
+            break
+        i = (i + 1) & mask
+    if a.slots[s, TIER] == t:
+        return s
+    if a.slots[s, CHAIN] == 0:
+        return -1  # the head is the only member
+    i = _home_pair(key, t, shift)
+    while True:
+        s = a.table[i]
+        if s < 0:
+            return -1
+        if a.slots[s, KEY] == key and a.slots[s, TIER] == t:
             return s
         i = (i + 1) & mask
 
 
 @kernel
-def resident(a: Arena, t: int, key: int) -> int:
+def resident(a, t: int, key: int) -> int:
     """The slot of ``key`` if it is resident in tier ``t`` (not a ghost), else -1."""
     s = lookup(a, t, key)
     if s >= 0 and a.slots[s, WHERE] <= 1:
@@ -220,65 +449,159 @@ def resident(a: Arena, t: int, key: int) -> int:
 
 
 @kernel
-def alloc_slot(a: Arena, t: int) -> int:
-    """Take a slot from tier ``t``'s free pool (not entered in the directory)."""
-    s = a.meta[t, FREE]
+def room(a, tiers, uses: int) -> bool:
+    """Whether ``uses`` block uses on ``tiers`` fit in the arrays as they are: free slots, directory
+    cells and heap entries for what they may add. If not, ``WANT`` says how many uses to reserve."""
+    need = 0
+    heap_ok = True
+    for t in tiers:
+        need += min(a.meta[t, BOUND], GROWTH * uses)
+        if a.meta[t, HEAPED] and a.meta[t, HEAPCAP] < min(a.meta[t, BOUND], a.meta[t, HEAPN] + uses):
+            heap_ok = False
+    if heap_ok and len(a.slots) - a.aux[IN_USE] >= need and 2 * (a.aux[ENTRIES] + need) <= len(a.table):
+        return True
+    a.aux[WANT] = uses
+    return False
+
+
+@kernel
+def alloc_slot(a, t: int) -> int:
+    """Take a slot from the free pool for tier ``t`` (not entered in the directory)."""
+    s = a.aux[FREE]
     if s < 0:
-        raise RuntimeError("tier slot pool exhausted (a block id outside the arena's block-id space?)")
-    a.meta[t, FREE] = a.slots[s, NEXT]
+        raise RuntimeError("tier arena slot pool exhausted (an entry point without a room check?)")
+    a.aux[FREE] = a.slots[s, NEXT]
+    a.aux[IN_USE] += 1
+    a.slots[s, TIER] = t
     a.slots[s, PREV] = -1
     a.slots[s, NEXT] = -1
     return s
 
 
 @kernel
-def release_slot(a: Arena, t: int, s: int) -> None:
+def release_slot(a, t: int, s: int) -> None:
     """Return a slot that is not in the directory to the free pool."""
     a.slots[s, KEY] = -1
     a.slots[s, WHERE] = -1
-    a.slots[s, NEXT] = a.meta[t, FREE]
-    a.meta[t, FREE] = s
+    a.slots[s, NEXT] = a.aux[FREE]
+    a.aux[FREE] = s
+    a.aux[IN_USE] -= 1
 
 
 @kernel
-def keep_place(a: Arena, t: int, s: int, now: int) -> None:
+def keep_place(a, t: int, s: int, now: int) -> None:
     """``readmit`` of a policy whose order does not change when a resident block is admitted again."""
 
 
+class _Directory(NamedTuple):
+    """The arrays the directory functions use, for the rarely taken paths compiled apart
+    (a call passing the whole arena costs more than the work)."""
+
+    slots: np.ndarray
+    table: np.ndarray
+    aux: np.ndarray
+
+
 @step
-def new_slot(a: Arena, t: int, key: int) -> int:
-    """Take a free slot for ``key`` (not in the directory) and enter it in the directory."""
+def _file_member(slots, table, aux, s: int, h: int, t: int) -> None:
+    """File slot ``s`` of tier ``t`` as the member after chain head ``h`` (its block has holders)."""
+    d = _Directory(slots, table, aux)
+    n = _next(slots, h)
+    _link(slots, s, h, n)
+    _link(slots, h, -1, s)
+    if n >= 0:
+        _link(slots, n, s, _next(slots, n))
+    table[_empty_cell(d, _home_pair(slots[s, KEY], t, aux[SHIFT]))] = s
+
+
+@step
+def _unfile_member(slots, table, aux, s: int) -> None:
+    """Drop slot ``s`` of a holder chain of two or more from the directory and the chain."""
+    d = _Directory(slots, table, aux)
+    p, n = _prev(slots, s), _next(slots, s)
+    if p >= 0:  # a member past the head
+        _vacate(d, _cell_of(d, s))
+        _link(slots, p, _prev(slots, p), n)
+        if n >= 0:
+            _link(slots, n, p, _next(slots, n))
+    else:  # the head: its successor takes its cell
+        _vacate(d, _cell_of(d, n))
+        table[_cell_of(d, s)] = n
+        _link(slots, n, -1, _next(slots, n))
+
+
+@kernel
+def new_slot(a, t: int, key: int) -> int:
+    """Take a free slot for ``key`` in tier ``t`` (which does not track it yet) and file it: as its
+    block's chain head, or as the member after the head."""
     s = alloc_slot(a, t)
     a.slots[s, KEY] = key
-    base = a.meta[t, TABLE0]
-    mask = (np.int64(1) << (64 - a.meta[t, SHIFT])) - 1
-    i = _home(a, t, key) - base
-    while a.table[base + i] >= 0:
-        i = (i + 1) & mask
-    a.table[base + i] = s
+    i = -1 if a.aux[ABSENT] == key else _cell_of_head(a, key)
+    a.aux[ABSENT] = NONE
+    if i < 0:
+        a.slots[s, CHAIN] = 0
+        a.table[_empty_cell(a, _home_key(key, a.aux[SHIFT]))] = s
+    else:
+        _file_member(a.slots, a.table, a.aux, s, a.table[i], t)
+    a.aux[ENTRIES] += 1
     return s
 
 
-@step
-def free_slot(a: Arena, t: int, s: int) -> None:
-    """Return slot ``s`` (already unlinked from any list/heap) to the pool and drop it from the directory."""
-    base = a.meta[t, TABLE0]
-    mask = (np.int64(1) << (64 - a.meta[t, SHIFT])) - 1
-    i = _home(a, t, a.slots[s, KEY]) - base
-    while a.table[base + i] != s:
-        i = (i + 1) & mask
-    j = i
-    while True:  # backward-shift deletion keeps every probe chain unbroken
-        j = (j + 1) & mask
-        other = a.table[base + j]
-        if other < 0:
-            break
-        home = _home(a, t, a.slots[other, KEY]) - base
-        if (j > i and (home <= i or home > j)) or (j < i and (home <= i and home > j)):
-            a.table[base + i] = other
-            i = j
-    a.table[base + i] = -1
+@kernel
+def free_slot(a, t: int, s: int) -> None:
+    """Return slot ``s`` (already unlinked from any list/heap) to the pool and drop it from the
+    directory and its block's holder chain (the next member becomes the head)."""
+    if a.slots[s, CHAIN] == 0:  # its block's only slot
+        _vacate(a, _cell_of(a, s))
+    else:
+        _unfile_member(a.slots, a.table, a.aux, s)
     release_slot(a, t, s)
+
+
+@njit(cache=True, _nrt=False)
+def _refile(slots, old, table, shift):
+    """Enter every slot of directory ``old`` in the larger ``table`` (its hash ``shift``)."""
+    mask = len(table) - 1
+    for s in old:
+        if s >= 0:
+            i = _home_of(slots, s, shift)
+            while table[i] >= 0:
+                i = (i + 1) & mask
+            table[i] = s
+
+
+@njit(cache=True, _nrt=False)
+def holders(a, key, out):
+    """Tiers where ``key`` is resident, written to ``out`` (as many as fit); how many there are."""
+    n = 0
+    s = head_slot(a, key)
+    while s >= 0:
+        if a.slots[s, WHERE] <= 1:
+            if n < len(out):
+                out[n] = a.slots[s, TIER]
+            n += 1
+        s = _next(a.slots, s)
+    return n
+
+
+@njit(cache=True, _nrt=False)
+def holders_chain(a, keys, first, offsets, tiers):
+    """CSR holders of ``keys[first:]`` (``offsets[first]`` set) up to the first key held nowhere:
+    how many keys have holders, or -1 - i when ``tiers`` has no room for key i's."""
+    for i in range(first, len(keys)):
+        n = offsets[i]
+        s = head_slot(a, keys[i])
+        while s >= 0:
+            if a.slots[s, WHERE] <= 1:
+                if n == len(tiers):
+                    return -1 - i
+                tiers[n] = a.slots[s, TIER]
+                n += 1
+            s = _next(a.slots, s)
+        if n == offsets[i]:
+            return i
+        offsets[i + 1] = n
+    return len(keys)
 
 
 # ------------------------------------------------------------------ lists
@@ -333,48 +656,50 @@ def _before(a: Arena, x: int, y: int) -> bool:
 
 @kernel
 def _sift_up(a: Arena, t: int, i: int) -> None:
-    base = a.meta[t, SLOT0]
-    s = a.slots[base + i, HEAP]
+    base = a.meta[t, HEAP0]
+    s = a.aux[base + i]
     while i > 0:
         parent = (i - 1) >> 1
-        p = a.slots[base + parent, HEAP]
+        p = a.aux[base + parent]
         if not _before(a, s, p):
             break
-        a.slots[base + i, HEAP] = p
+        a.aux[base + i] = p
         a.slots[p, HPOS] = i
         i = parent
-    a.slots[base + i, HEAP] = s
+    a.aux[base + i] = s
     a.slots[s, HPOS] = i
 
 
 @kernel
 def _sift_down(a: Arena, t: int, i: int) -> None:
-    base = a.meta[t, SLOT0]
+    base = a.meta[t, HEAP0]
     n = a.meta[t, HEAPN]
-    s = a.slots[base + i, HEAP]
+    s = a.aux[base + i]
     while True:
         child = 2 * i + 1
         if child >= n:
             break
-        c = a.slots[base + child, HEAP]
+        c = a.aux[base + child]
         if child + 1 < n:
-            c2 = a.slots[base + child + 1, HEAP]
+            c2 = a.aux[base + child + 1]
             if _before(a, c2, c):
                 child += 1
                 c = c2
         if not _before(a, c, s):
             break
-        a.slots[base + i, HEAP] = c
+        a.aux[base + i] = c
         a.slots[c, HPOS] = i
         i = child
-    a.slots[base + i, HEAP] = s
+    a.aux[base + i] = s
     a.slots[s, HPOS] = i
 
 
 @kernel
 def heap_push(a: Arena, t: int, s: int) -> None:
     n = a.meta[t, HEAPN]
-    a.slots[a.meta[t, SLOT0] + n, HEAP] = s
+    if n >= a.meta[t, HEAPCAP]:
+        raise RuntimeError("tier heap region full (an entry point without a room check?)")
+    a.aux[a.meta[t, HEAP0] + n] = s
     a.slots[s, HPOS] = n
     a.meta[t, HEAPN] = n + 1
     _sift_up(a, t, n)
@@ -389,19 +714,19 @@ def heap_fix(a: Arena, t: int, s: int) -> None:
 
 @kernel
 def heap_remove(a: Arena, t: int, s: int) -> None:
-    base = a.meta[t, SLOT0]
+    base = a.meta[t, HEAP0]
     i = a.slots[s, HPOS]
     n = a.meta[t, HEAPN] - 1
     a.meta[t, HEAPN] = n
     a.slots[s, HPOS] = -1
     if i == n:
         return
-    last = a.slots[base + n, HEAP]
-    a.slots[base + i, HEAP] = last
+    last = a.aux[base + n]
+    a.aux[base + i] = last
     a.slots[last, HPOS] = i
     heap_fix(a, t, last)
 
 
 @kernel
 def heap_top(a: Arena, t: int) -> int:
-    return a.slots[a.meta[t, SLOT0], HEAP]
+    return a.aux[a.meta[t, HEAP0]]

@@ -9,7 +9,13 @@ on a whole request's block chain, so Python pays one call per request, not per b
 - ``lookup``: the tier of each block of a chain (or of its longest cached prefix);
 - ``touch_chain`` / ``take_chain``: use / take out a chain's blocks in order;
 - ``resize_top``: set the top tier's capacity, demoting the overflow;
-- ``hook``: one policy hook by block id (for the generic Python path and tests).
+- ``hook``: one policy hook by block id (for the generic Python path and tests);
+- ``holders`` / ``holders_chain`` (from ``sim.cache.arena``): the tiers holding a block, or
+  each block of a chain up to the first held nowhere (the block index across tiers).
+
+Entry points that may add blocks first check that the arena's arrays have room for them
+(``arena.room``); if not they return at once, before any change (``replay``: before the
+request it stopped at), and the Python wrapper grows the arena and calls again.
 
 The operations are built once per policy (``_operations``) with that policy's hooks inlined,
 and chosen at compile time from the arena's class (``policies/dispatch.py``): each entry point
@@ -26,14 +32,18 @@ import numpy as np
 from numba.extending import overload
 
 from sim.cache.arena import (BYTES_READ, BYTES_WRITTEN, CAP, DEMOTIONS, EVICTIONS, HITS, INSERTIONS, KEY, PREFETCHES,
-                             PROMOTIONS, RESIDENT, USERS, entry, kernel, resident, step)
+                             PROMOTIONS, RESIDENT, STAT0, USERS, entry, holders, holders_chain, kernel, resident,
+                             room, step)
 from sim.cache.policies.dispatch import hooks_for
 from sim.errors import InputError
 from sim.report.output import atomic_write_text
 
 HOOK_ACCESS, HOOK_INSERT, HOOK_REMOVE, HOOK_VICTIM = range(4)
 USE, PREFETCH, DEMOTE = range(3)  # what ``use`` does
+NO_ROOM = -2  # ``hook``: the arena must grow first (``TierArena.reserve``)
 _OPTIONS = {"_nrt": False}
+__all__ = ["CacheView", "holders", "holders_chain", "hook", "lookup", "replay", "resize_top", "take_chain",
+           "touch_chain"]
 
 
 class CacheView(NamedTuple):
@@ -87,8 +97,8 @@ def _operations(access, insert, readmit, remove, victim):
                 if level == 0 or c.inclusive:  # a hit, or a copy kept below: refresh it there
                     access(a, t, s, now)
                 if level > 0:
-                    a.stats[t, PREFETCHES if mode == PREFETCH else PROMOTIONS] += 1
-                    a.stats[t, BYTES_READ] += c.block_bytes
+                    a.meta[t, STAT0 + (PREFETCHES if mode == PREFETCH else PROMOTIONS)] += 1
+                    a.meta[t, STAT0 + BYTES_READ] += c.block_bytes
                     if c.inclusive:  # copy up: write to every tier above, nearest first
                         first, stop, stride = level - 1, -1, -1
                     else:  # move up
@@ -120,14 +130,14 @@ def _operations(access, insert, readmit, remove, victim):
                 else:
                     insert(a, t, inserting, when)
                     a.meta[t, RESIDENT] += 1
-                a.stats[t, INSERTIONS] += 1
-                a.stats[t, BYTES_WRITTEN] += c.block_bytes
+                a.meta[t, STAT0 + INSERTIONS] += 1
+                a.meta[t, STAT0 + BYTES_WRITTEN] += c.block_bytes
                 if not has_victim:
                     break
                 if c.inclusive or at + 1 == n:
-                    a.stats[t, EVICTIONS] += 1
+                    a.meta[t, STAT0 + EVICTIONS] += 1
                     break
-                a.stats[t, DEMOTIONS] += 1
+                a.meta[t, STAT0 + DEMOTIONS] += 1
                 inserting = demoted
                 at += 1
                 if len(c.last_pos) and c.last_pos[inserting] >= 0:  # placed by another instance: use now
@@ -143,8 +153,8 @@ def _operations(access, insert, readmit, remove, victim):
             return -1
         t = c.tiers[level]
         if level > 0:
-            a.stats[t, PROMOTIONS] += 1
-            a.stats[t, BYTES_READ] += c.block_bytes
+            a.meta[t, STAT0 + PROMOTIONS] += 1
+            a.meta[t, STAT0 + BYTES_READ] += c.block_bytes
         if level == 0 or not c.inclusive:
             remove_c(a, t, s)
             a.meta[t, RESIDENT] -= 1
@@ -160,9 +170,9 @@ def _operations(access, insert, readmit, remove, victim):
             remove_c(a, top, v)
             a.meta[top, RESIDENT] -= 1
             if c.inclusive or len(c.tiers) == 1:
-                a.stats[top, EVICTIONS] += 1
+                a.meta[top, STAT0 + EVICTIONS] += 1
             else:
-                a.stats[top, DEMOTIONS] += 1
+                a.meta[top, STAT0 + DEMOTIONS] += 1
                 now = c.last_pos[key] if len(c.last_pos) and c.last_pos[key] >= 0 else 0
                 _use(a, c, key, now, True, DEMOTE)
 
@@ -243,13 +253,17 @@ def replay(a, c, blocks, offsets, hit_tier, first, last, prefix, depth, sessions
     deepest first; else every block is looked up. ``depth`` >= 0: selective write (only the
     first ``depth`` blocks of a prompt are admitted). ``previous`` (per session, the request
     index of its last turn, -1: none; empty: no session prefetch): before a turn, its
-    session's previous turn is prefetched.
+    session's previous turn is prefetched. Returns the request it stopped at: ``last``, or
+    an earlier one whose uses the arena has no room for yet.
     """
     for r in range(first, last):
         lo, hi = offsets[r], offsets[r + 1]
         session = sessions[r] if len(previous) else -1
-        if session >= 0 and previous[session] >= 0:
-            p = previous[session]
+        p = previous[session] if session >= 0 else -1
+        uses = hi - lo + (offsets[p + 1] - offsets[p] if p >= 0 else 0)
+        if not room(a, c.tiers, uses):
+            return r
+        if p >= 0:
             for j in range(offsets[p], offsets[p + 1]):
                 _use(a, c, blocks[j], lo, True, PREFETCH)
         if prefix:
@@ -258,7 +272,7 @@ def replay(a, c, blocks, offsets, hit_tier, first, last, prefix, depth, sessions
                 if level < 0:
                     break
                 hit_tier[j] = level
-                a.stats[c.tiers[level], HITS] += 1
+                a.meta[c.tiers[level], STAT0 + HITS] += 1
             for j in range(hi - 1, lo - 1, -1):
                 _use(a, c, blocks[j], j, depth < 0 or j - lo < depth, USE)
         else:
@@ -266,9 +280,10 @@ def replay(a, c, blocks, offsets, hit_tier, first, last, prefix, depth, sessions
                 level = _use(a, c, blocks[j], j, depth < 0 or j - lo < depth, USE)
                 hit_tier[j] = level
                 if level >= 0:
-                    a.stats[c.tiers[level], HITS] += 1
+                    a.meta[c.tiers[level], STAT0 + HITS] += 1
         if session >= 0:
             previous[session] = r
+    return last
 
 
 @entry
@@ -288,27 +303,39 @@ def lookup(a, c, keys, first, prefix, out):
 
 @entry
 def touch_chain(a, c, keys, positions, admit, out):
-    """Use ``keys[i]`` at stream position ``positions[i]``, in order; ``out[i]``: the tier it was in."""
+    """Use ``keys[i]`` at stream position ``positions[i]``, in order; ``out[i]``: the tier it was in.
+    False (and nothing done) when the arena has no room for them yet."""
+    if not room(a, c.tiers, len(keys)):
+        return False
     for i in range(len(keys)):
         out[i] = _use(a, c, keys[i], positions[i], admit, USE)
+    return True
 
 
 @entry
 def take_chain(a, c, keys, out):
-    """Take each key out of the cache in order (see ``take``); ``out[i]``: the tier it was in, or -1."""
+    """Take each key out of the cache in order (see ``take``); ``out[i]``: the tier it was in, or -1.
+    (Taking a block never adds one: no room check.)"""
     for i in range(len(keys)):
         out[i] = _take(a, c, keys[i])
 
 
 @entry
 def resize_top(a, c, capacity):
-    """Set the top tier's capacity (free HBM blocks change as requests run); overflow is demoted."""
+    """Set the top tier's capacity (free HBM blocks change as requests run); overflow is demoted.
+    False (and nothing done) when the arena has no room for the demotions yet."""
+    if not room(a, c.tiers, max(0, a.meta[c.tiers[0], RESIDENT] - max(0, capacity))):
+        return False
     _resize(a, c, capacity)
+    return True
 
 
 @entry
 def hook(a, t, op, key, now):
-    """One policy hook on tier ``t`` by block id (the generic path, tests)."""
+    """One policy hook on tier ``t`` by block id (the generic path, tests); ``NO_ROOM`` when the
+    arena must grow first."""
+    if (op == HOOK_ACCESS or op == HOOK_INSERT) and not room(a, (t,), 1):
+        return NO_ROOM
     return _hook(a, t, op, key, now)
 
 

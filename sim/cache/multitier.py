@@ -19,6 +19,12 @@ Two access semantics:
 The operations run compiled (``sim.cache.engine``), one call per request's block chain;
 a cache with a tier whose policy has no kernel runs the generic Python path
 (``sim.cache.hooked``) behind the same interface. ``build_cache`` picks.
+
+Every cache's tiers live in one ``TierArena``, which also indexes which tiers hold each block
+(``holders``, ``holders_chain``: any cache's tiers, for routing across instances). The index
+covers tiers run by compiled kernels; a tier of a Python-only policy keeps a Python set.
+When an operation needs more room than the arena's arrays have, the compiled call returns
+before changing anything, the arena grows, and the call runs again.
 """
 
 from __future__ import annotations
@@ -85,7 +91,19 @@ class MultiTierCache:
             raise ValueError(f"block id outside the cache's block-id space [0, {self._num_blocks})")
         return keys
 
+    def _reserve(self) -> None:
+        """Grow the arena for the block uses an entry point just asked room for."""
+        self.arena.reserve(self.view.tiers, self.arena.wanted)
+
     # ------------------------------------------------------------------ queries
+
+    def holders(self, key: int) -> np.ndarray:
+        """Arena tiers (indices, any cache's) in which ``key`` is resident (``TierArena.holders``)."""
+        return self.arena.holders(key)
+
+    def holders_chain(self, keys) -> tuple[int, np.ndarray, np.ndarray]:
+        """Holders of each block of a chain up to the first held nowhere (``TierArena.holders_chain``)."""
+        return self.arena.holders_chain(keys)
 
     def find(self, key: int) -> int:
         """Index of the topmost tier holding ``key``, or -1. No state changes."""
@@ -124,15 +142,18 @@ class MultiTierCache:
         Returns the tier it was found in (-1: a miss, admitted unless ``admit`` is False).
         """
         out = np.empty(1, dtype=np.int8)
-        engine.touch_chain(self.arena.state, self.view, self._keys([key]), np.array([now], dtype=np.int64), admit, out)
+        keys, positions = self._keys([key]), np.array([now], dtype=np.int64)
+        while not engine.touch_chain(self.arena.state, self.view, keys, positions, admit, out):
+            self._reserve()
         return int(out[0])
 
     def touch_chain(self, keys, positions) -> np.ndarray:
         """``touch`` each key at its stream position, in order; the tier each was in."""
         keys = self._keys(keys)
         out = np.empty(len(keys), dtype=np.int8)
-        engine.touch_chain(self.arena.state, self.view, keys, np.ascontiguousarray(positions, dtype=np.int64), True,
-                           out)
+        positions = np.ascontiguousarray(positions, dtype=np.int64)
+        while not engine.touch_chain(self.arena.state, self.view, keys, positions, True, out):
+            self._reserve()
         return out
 
     def take(self, key: int) -> int:
@@ -154,10 +175,8 @@ class MultiTierCache:
         top = self.tiers[0].index
         if capacity > self.arena.built_capacity(top):
             raise ValueError(f"top tier capacity {capacity} exceeds the {self.arena.built_capacity(top)} it was built with")
-        if not self.arena.allocated:  # nothing cached yet: no arrays needed
-            self.arena.set_capacity(top, max(0, capacity))
-            return
-        engine.resize_top(self.arena.state, self.view, capacity)
+        while not engine.resize_top(self.arena.state, self.view, capacity):
+            self._reserve()
 
     # ------------------------------------------------------------------ replays
 
@@ -180,8 +199,11 @@ class MultiTierCache:
         offsets = np.ascontiguousarray(offsets, dtype=np.int64)
         blocks = np.ascontiguousarray(blocks, dtype=np.int64)
         self._keys(blocks[offsets[first]:offsets[last]])  # range check only
-        engine.replay(self.arena.state, self.view, blocks, offsets, hit_tier, first, last, prefix, depth, sessions,
-                      previous)
+        while first < last:
+            first = engine.replay(self.arena.state, self.view, blocks, offsets, hit_tier, first, last, prefix, depth,
+                                  sessions, previous)
+            if first < last:
+                self._reserve()
 
 
 def build_cache(tiers: list[Tier], block_bytes: int, inclusive: bool = False, track_positions: bool = False,

@@ -1,43 +1,44 @@
-"""The global prefix index: which tiers hold each block of a chain.
+"""The global prefix index: which tiers hold each block of a chain, among the tiers a caller asks about.
 
-``holders_chain(arena, candidates, keys) -> (found, offsets, tiers)``: for keys[0], keys[1],
-... the tiers (among ``candidates``) holding each as a resident block, as CSR (``tiers
-[offsets[i]:offsets[i + 1]]`` for key i), stopping at the first key held nowhere; ``found`` is
-how many keys are held. This version probes every candidate tier's hash directory per key
-(compiled; correct, O(chain x candidates)). The arena's own compiled block index
-(``TierArena.holders_chain``) replaces it with one line at merge, O(chain x holders).
+``holders_chain(arena, wanted, keys) -> (found, offsets, tiers)``: for keys[0], keys[1], ... the tiers
+with ``wanted[tier]`` True that hold the key as a resident block, as CSR (``tiers[offsets[i]:offsets[i +
+1]]`` for key i), stopping at the first key no wanted tier holds; ``found`` is how many keys are held.
+The arena's own compiled block index (``TierArena.holders_chain``: every holder of each key, one or two
+directory probes per key) answers first; the wanted filter is a vectorised pass over its answer, so the
+cost is O(chain x holders), never O(tiers in the fleet).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
-from sim.cache.arena import TierArena, resident
+from sim.cache.arena import TierArena
 
-
-@njit(cache=True, _nrt=True)
-def _probe(a, candidates, keys):
-    offsets = np.zeros(len(keys) + 1, dtype=np.int64)
-    out = np.empty(len(keys) * max(1, len(candidates)), dtype=np.int64)
-    n = 0
-    found = 0
-    for i in range(len(keys)):
-        start = n
-        for t in candidates:
-            if resident(a, t, keys[i]) >= 0:
-                out[n] = t
-                n += 1
-        if n == start:
-            break
-        found += 1
-        offsets[found] = n
-    return found, offsets[:found + 1], out[:n]
+_NONE = (0, np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64))
 
 
-def holders_chain(arena: TierArena, candidates: np.ndarray, keys: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
-    """(found, offsets, tiers): the candidate tiers holding each key of the chain's held prefix."""
-    if not arena.allocated or not len(candidates) or not len(keys):
-        return 0, np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    return _probe(arena.state, np.ascontiguousarray(candidates, dtype=np.int64),
-                  np.ascontiguousarray(keys, dtype=np.int64))
+def holders_chain(arena: TierArena, wanted: np.ndarray, keys: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """(found, offsets, tiers): the wanted tiers holding each key of the chain's held prefix."""
+    if not len(keys):
+        return _NONE
+    found, offsets, tiers = arena.holders_chain(np.ascontiguousarray(keys, dtype=np.int64))
+    if not found:
+        return _NONE
+    keep = wanted[tiers] if len(wanted) >= arena.num_tiers else _pad(wanted, arena.num_tiers)[tiers]
+    per_key = np.add.reduceat(keep, offsets[:-1]) if len(tiers) else np.zeros(found, dtype=np.int64)
+    held = np.flatnonzero(per_key == 0)
+    found = int(held[0]) if len(held) else found
+    if not found:
+        return _NONE
+    cut = int(offsets[found])
+    kept = tiers[:cut][keep[:cut]]
+    out_offsets = np.zeros(found + 1, dtype=np.int64)
+    np.cumsum(per_key[:found], out=out_offsets[1:])
+    return found, out_offsets, kept
+
+
+def _pad(wanted: np.ndarray, size: int) -> np.ndarray:
+    """``wanted`` extended with False for tiers added after it was built."""
+    out = np.zeros(size, dtype=bool)
+    out[:len(wanted)] = wanted
+    return out

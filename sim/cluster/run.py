@@ -77,7 +77,8 @@ class ClusterRun(ServingRun):
         self.tier_link: dict[int, Link] = {}  # arena tier index -> its read link (DRAM, SSD, EIC)
         # arena tier index -> (kind, rack, global node or -1, instance or -1)
         self._place: list[tuple[int, int, int, int]] = []
-        self._candidates: dict[str, np.ndarray | None] = {"all": None, "shared": None}
+        self._wanted_all = np.zeros(0, dtype=bool)  # per arena tier: part of the fleet (the prefix index's filters)
+        self._wanted_shared = np.zeros(0, dtype=bool)  # per arena tier: DRAM, SSD or EIC (a prefix can be fetched)
         self.front_slots = topo.front_slots()
         self.front_nodes = np.unique(self.front_slots // topo.instances_per_node)
         self.inst_load = np.zeros(topo.num_instances, dtype=np.int64)
@@ -118,13 +119,24 @@ class ClusterRun(ServingRun):
         cfg = getattr(self.config.cache.tiers, name)
         tier = tier_from_config(self.arena, name, cfg, self.config.cache.policy, capacity, self._next_use,
                                 self._predicted)
-        while len(self._place) <= tier.index:
-            self._place.append((-1, -1, -1, -1))
-        self._place[tier.index] = (kind, rack, node, inst)
+        self._place_tier(tier.index, (kind, rack, node, inst))
         if kind != HBM:
             self.tier_link[tier.index] = self._link(AnalyticNetwork(cfg.read_gbps * 1e9, cfg.latency_us * 1e-6))
-        self._candidates = {"all": None, "shared": None}
         return tier
+
+    def _place_tier(self, index: int, place: tuple[int, int, int, int]) -> None:
+        """Record where arena tier ``index`` is, and mark it in the prefix index's tier filters
+        (grown by doubling, so building a fleet tier by tier stays linear)."""
+        while len(self._place) <= index:
+            self._place.append((-1, -1, -1, -1))
+        self._place[index] = place
+        if index >= len(self._wanted_all):
+            size = max(64, 2 * (index + 1))
+            self._wanted_all = np.concatenate([self._wanted_all, np.zeros(size - len(self._wanted_all), dtype=bool)])
+            self._wanted_shared = np.concatenate([self._wanted_shared,
+                                                  np.zeros(size - len(self._wanted_shared), dtype=bool)])
+        self._wanted_all[index] = place[0] >= 0
+        self._wanted_shared[index] = place[0] > HBM
 
     def _rack(self, rack: int) -> list[Tier]:
         if rack not in self.rack_tiers:
@@ -154,10 +166,7 @@ class ClusterRun(ServingRun):
         role = UNIFIED if not topo.pd else (PREFILL if slot < topo.num_prefill else DECODE)
         inst = self._instance(inst_id, role, self.compute, lower)
         hbm = inst.kv.cache.tiers[0]
-        while len(self._place) <= hbm.index:
-            self._place.append((-1, -1, -1, -1))
-        self._place[hbm.index] = (HBM, rack, node, inst_id)
-        self._candidates = {"all": None, "shared": None}
+        self._place_tier(hbm.index, (HBM, rack, node, inst_id))
         inst.kinds = [HBM] + [self._place[t.index][0] for t in lower]  # kind of each level of its cache
         self.insts[inst_id] = inst
         self.pcie[inst_id] = self._link(self.pcie_model)
@@ -174,18 +183,16 @@ class ClusterRun(ServingRun):
         return self._place[tier]
 
     def all_tier_candidates(self) -> np.ndarray:
-        if self._candidates["all"] is None:
-            self._candidates["all"] = np.array([t for t, p in enumerate(self._place) if p[0] >= 0], dtype=np.int64)
-        return self._candidates["all"]
+        """Per arena tier: True for every tier of the fleet (HBM, DRAM, SSD, EIC)."""
+        return self._wanted_all
 
     def shared_tier_candidates(self) -> np.ndarray:
-        if self._candidates["shared"] is None:
-            self._candidates["shared"] = np.array([t for t, p in enumerate(self._place) if p[0] > HBM], dtype=np.int64)
-        return self._candidates["shared"]
+        """Per arena tier: True for the tiers a prefix can be fetched from (DRAM, SSD, EIC)."""
+        return self._wanted_shared
 
-    def holders(self, keys: np.ndarray, candidates: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
-        """The prefix index: the tiers holding each key of the chain's held prefix (CSR)."""
-        return holders_chain(self.arena, candidates, keys)
+    def holders(self, keys: np.ndarray, wanted: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+        """The prefix index: the wanted tiers holding each key of the chain's held prefix (CSR)."""
+        return holders_chain(self.arena, wanted, keys)
 
     def is_front(self, inst_id: int) -> bool:
         slot = inst_id % self.topo.instances_per_rack

@@ -87,25 +87,34 @@ class KernelPolicy(EvictionPolicy):
         """Slots the policy may hold at ``capacity``: resident blocks, plus ghost entries."""
         return capacity + 1
 
+    def _hook(self, op: int, key: int, now: int) -> int:
+        from sim.cache import engine
+
+        while True:
+            out = int(engine.hook(self.arena.state, self.tier, op, key, now))
+            if out != engine.NO_ROOM:
+                return out
+            self.arena.reserve([self.tier], 1)
+
     def on_access(self, key: int, now: int) -> None:
         from sim.cache import engine
 
-        engine.hook(self.arena.state, self.tier, engine.HOOK_ACCESS, key, now)
+        self._hook(engine.HOOK_ACCESS, key, now)
 
     def on_insert(self, key: int, now: int) -> None:
         from sim.cache import engine
 
-        engine.hook(self.arena.state, self.tier, engine.HOOK_INSERT, key, now)
+        self._hook(engine.HOOK_INSERT, key, now)
 
     def on_remove(self, key: int) -> None:
         from sim.cache import engine
 
-        engine.hook(self.arena.state, self.tier, engine.HOOK_REMOVE, key, 0)
+        self._hook(engine.HOOK_REMOVE, key, 0)
 
     def victim(self, incoming: int) -> int:
         from sim.cache import engine
 
-        return int(engine.hook(self.arena.state, self.tier, engine.HOOK_VICTIM, incoming, 0))
+        return self._hook(engine.HOOK_VICTIM, incoming, 0)
 
 
 POLICIES: dict[str, type[EvictionPolicy]] = {}

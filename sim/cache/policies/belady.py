@@ -26,6 +26,7 @@ from sim.cache.policies.base import EvictionPolicy, KernelPolicy, register
 
 KIND = 7
 BeladyArena = ARENA = arena_type("BeladyArena", __name__)
+USES_HEAP = True  # the arena gives each Belady tier a heap region
 
 
 def init(meta):

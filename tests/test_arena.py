@@ -1,0 +1,161 @@
+"""The tier arena: its block index across tiers always equals the tiers' contents, its memory
+follows what the tiers hold (not their capacities), and tiers added while caches run leave
+every cache exact."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sim.cache.arena import META_FIELDS, SLOT_FIELDS, TierArena
+from sim.cache.hooked import HookedMultiTierCache
+from sim.cache.multitier import MultiTierCache, build_cache
+from sim.cache.tiers import new_tier
+from tests.cache_helpers import NAMES, make_tiers, oracle_inputs
+from tests.reference import REFERENCE
+
+KEYS = 24
+KERNEL_POLICIES = ["lru", "fifo", "lfu", "arc", "s3fifo", "sieve", "belady"]
+op = st.one_of(
+    st.tuples(st.just("touch"), st.integers(0, 3), st.lists(st.integers(0, KEYS - 1), min_size=1, max_size=6)),
+    st.tuples(st.just("take"), st.integers(0, 3), st.lists(st.integers(0, KEYS - 1), min_size=1, max_size=3)),
+    st.tuples(st.just("resize"), st.integers(0, 3), st.integers(0, 6)),
+    st.tuples(st.just("add"), st.integers(0, 3), st.integers(1, 6)),  # a new cache over the shared tiers
+)
+
+
+def _expected_holders(arena: TierArena) -> dict[int, set[int]]:
+    """Block id -> tiers holding it, from each tier's resident set (a scan of the slot pool)."""
+    held: dict[int, set[int]] = {}
+    for t in range(arena.num_tiers):
+        for key in arena.resident_keys(t).tolist():
+            held.setdefault(key, set()).add(t)
+    return held
+
+
+def _check_index(arena: TierArena, chain: list[int]) -> None:
+    held = _expected_holders(arena)
+    for key in range(KEYS):
+        tiers = arena.holders(key).tolist()
+        assert len(tiers) == len(set(tiers)) and set(tiers) == held.get(key, set()), key
+    for t in range(arena.num_tiers):
+        assert arena.resident_count(t) == len(arena.resident_keys(t)) <= arena.capacity(t)
+    found, offsets, tiers = arena.holders_chain(chain)
+    expected = next((i for i, key in enumerate(chain) if key not in held), len(chain))
+    assert found == expected and len(offsets) == found + 1 and offsets[-1] == len(tiers)
+    for i in range(found):
+        assert set(tiers[offsets[i]:offsets[i + 1]].tolist()) == held[chain[i]]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(KERNEL_POLICIES), min_size=2, max_size=4), st.integers(1, 2),
+       st.lists(st.integers(1, 6), min_size=4, max_size=4), st.booleans(), st.lists(op, min_size=1, max_size=60),
+       st.lists(st.integers(0, KEYS - 1), min_size=1, max_size=8))
+def test_the_block_index_equals_the_tiers_contents_after_every_operation(policies, shared, capacities, inclusive,
+                                                                         ops, chain):
+    # Several caches with their own top tier over shared lower tiers (serving's layout), tiers of any
+    # kernel policy (ghost entries, LFU buckets, heaps), caches added between operations: after every
+    # touch, take and resize, holders(k) is exactly the set of tiers whose resident set holds k.
+    stream = np.arange(4 * KEYS) % KEYS  # a next-use index long enough for any position used below
+    next_use, _ = oracle_inputs(stream)
+    arena = TierArena(future=next_use, max_keys=KEYS)
+    lower = make_tiers(policies[1:1 + shared], capacities[1:1 + shared], stream, num_blocks=KEYS, arena=arena,
+                       names=NAMES[1:])
+    caches: list[MultiTierCache] = []
+
+    def add_cache(capacity: int) -> None:
+        top = make_tiers(policies[:1], [capacity], stream, num_blocks=KEYS, arena=arena)[0]
+        caches.append(build_cache([top, *lower], 1, inclusive, track_positions=True, num_blocks=KEYS))
+
+    add_cache(capacities[0])
+    now = 0
+    for kind, which, arg in ops:
+        cache = caches[which % len(caches)]
+        if kind == "touch":
+            cache.touch_chain(arg, np.arange(now, now + len(arg)) % len(stream))
+            now += len(arg)
+        elif kind == "take":
+            cache.take_chain(arg)
+        elif kind == "resize":
+            cache.resize_top(min(arg, arena.built_capacity(cache.tiers[0].index)))
+        else:
+            add_cache(arg)
+        _check_index(arena, chain)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(["lru", "fifo", "belady"]), st.lists(st.integers(1, 6), min_size=2, max_size=3),
+       st.lists(st.tuples(st.integers(0, 2), st.sampled_from(["touch", "touch", "take", "resize"]),
+                          st.integers(0, 20)), min_size=1, max_size=120), st.integers(0, 40))
+def test_caches_stay_exact_while_tiers_are_added(policy, capacities, ops, join_at):
+    # Two caches over shared tiers from the start, a third joins after ``join_at`` operations (its
+    # tier is added to the arena while the others hold blocks; the arrays grow under them). Every
+    # step equals the reference policies on the generic path, for every cache.
+    keys = [arg for *_, arg in ops]
+    next_use, _ = oracle_inputs(keys)
+    sides = {}
+    for kind in ("compiled", "reference"):
+        arena = TierArena(future=next_use, max_keys=32)
+        shared = make_tiers([policy] * (len(capacities) - 1), capacities[1:], keys, num_blocks=32, arena=arena,
+                            names=NAMES[1:])
+        hooks = {}
+
+        def cache_of(arena=arena, shared=shared, hooks=hooks, kind=kind):
+            top = make_tiers([policy], capacities[:1], keys, num_blocks=32, arena=arena)[0]
+            if kind == "compiled":
+                return build_cache([top, *shared], 1, track_positions=True, num_blocks=32)
+            cls = REFERENCE[policy]
+            for t in [top, *shared]:
+                hooks.setdefault(t.index, cls(t.capacity, next_use=next_use) if cls.needs_future else cls(t.capacity))
+            return HookedMultiTierCache([top, *shared], 1, track_positions=True,
+                                        hooks=[hooks[t.index] for t in [top, *shared]])
+
+        sides[kind] = (cache_of, [cache_of(), cache_of()])
+    for now, (which, kind, arg) in enumerate(ops):
+        if now == join_at:
+            for make, caches in sides.values():
+                caches.append(make())
+        results = []
+        for _, caches in sides.values():
+            cache = caches[which % len(caches)]
+            if kind == "touch":
+                results.append(cache.touch(arg, now))
+            elif kind == "take":
+                results.append(cache.take(arg))
+            else:
+                cache.resize_top(min(arg, capacities[0]))
+        assert len(set(results)) <= 1, (now, which, kind, arg)
+        compiled, reference = sides["compiled"][1], sides["reference"][1]
+        for c, r in zip(compiled, reference):
+            assert [c.resident(i) for i in range(len(c.tiers))] == [r.resident(i) for i in range(len(r.tiers))]
+    for c, r in zip(sides["compiled"][1], sides["reference"][1]):
+        assert [t.stats for t in c.tiers] == [t.stats for t in r.tiers]
+
+
+def test_ten_thousand_large_tiers_holding_ten_blocks_each_take_memory_for_their_blocks():
+    # 10,000 tiers of 30,000 blocks each (a fleet's HBM tiers), each holding the same 10 blocks
+    # (a prefix every instance caches). Preallocating every tier's slots and directory, as the arena
+    # did before, would take 10,000 x (30,001 x 64 + 65,536 x 4) bytes = 21.8 GB. Memory for what is
+    # held: per tier a meta row and an ARC scalar; per block held a 72-byte slot and directory cells
+    # at load <= 1/2. Each array at most doubles past what it needs, and each call reserves room
+    # for its own uses (GROWTH = 3 slots per block use).
+    tiers, blocks, capacity = 10_000, 10, 30_000
+    arena = TierArena(max_keys=1 << 40)
+    keys = np.arange(blocks, dtype=np.int64)
+    positions = np.zeros(blocks, dtype=np.int64)
+    for _ in range(tiers):
+        cache = MultiTierCache([new_tier(arena, "hbm", "lru", capacity, 1.0, 1.0, 0.0)], 1)
+        assert (cache.touch_chain(keys, positions) == -1).all()
+    held, reserve = tiers * blocks, 3 * blocks
+    bound = (2 * tiers * (META_FIELDS * 8 + 8)  # meta and real rows
+             + 2 * (held + reserve) * SLOT_FIELDS * 8  # the slot pool
+             + 4 * (held + reserve) * 4  # int32 directory cells: a power of two >= twice the entries
+             + 1024)  # the arena-wide scalars
+    assert arena.nbytes <= bound < 50 * 2**20
+    # the index across tiers: every tier holds every block, and a chain's holders come in one call
+    assert sorted(arena.holders(3).tolist()) == list(range(tiers))
+    found, offsets, holders = arena.holders_chain([0, 1, blocks + 1])
+    assert found == 2 and np.diff(offsets).tolist() == [tiers, tiers]
+    assert sorted(holders[offsets[1]:].tolist()) == list(range(tiers))
+    assert arena.resident_count(tiers - 1) == blocks
