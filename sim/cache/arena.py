@@ -264,7 +264,7 @@ class TierArena:
         need = int(np.minimum(rows[:, BOUND], GROWTH * uses).sum())
         slots = self._arrays["slots"]
         if len(slots) - glob[IN_USE] < need:
-            self._grow_slots(max(2 * len(slots), int(glob[IN_USE]) + need, 16))
+            self._grow_slots(max(len(slots) + len(slots) // 2, int(glob[IN_USE]) + need, 16))
         if 2 * (glob[ENTRIES] + need) > len(self._arrays["table"]):
             size = 2 * len(self._arrays["table"])
             while 2 * (glob[ENTRIES] + need) > size:
@@ -279,13 +279,18 @@ class TierArena:
     def _grow_slots(self, size: int) -> None:
         if size > MAX_SLOTS:
             raise MemoryError(f"a tier arena holds at most {MAX_SLOTS} slots")
-        old, glob = self._arrays["slots"], self._arrays["aux"]
-        new = _free_rows(size)
-        new[:len(old)] = old
-        new[len(old):, NEXT] = np.arange(len(old) + 1, size + 1)
+        slots, glob = self._arrays["slots"], self._arrays["aux"]
+        used = len(slots)
+        # In place (realloc): the pool never exists twice, so the peak is the grown pool, not old + new.
+        # Nothing outside the arena keeps a view of it; the compiled-state tuple is rebuilt after a reserve.
+        self._state = None
+        slots.resize((size, SLOT_FIELDS), refcheck=False)
+        new = slots
+        new[used:] = -1
+        new[used:, CHAIN] = new[used:, COUNT] = new[used:, PRIO] = 0
+        new[used:, NEXT] = np.arange(used + 1, size + 1)
         new[size - 1, NEXT] = glob[FREE]  # the old free list follows the new rows
-        glob[FREE] = len(old)
-        self._arrays["slots"] = new
+        glob[FREE] = used
 
     def _grow_table(self, size: int) -> None:
         table = np.full(size, -1, dtype=np.int32)
