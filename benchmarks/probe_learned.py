@@ -7,15 +7,19 @@ Belady from ``bench_learned.py``'s table, which does not depend on the model). F
 in learned/README.md ("What was tried"); run-to-run spread from the tree and sampling seeds is about
 ±0.015 of mean gap.
 
-    python benchmarks/probe_learned.py [classes,online,pool,features,oracle]
+    python benchmarks/probe_learned.py [classes,seeds,online,pool,features,continues,oracle]
 
 - ``classes``: class resolution (cuts × quantile levels) of the predicted distributions;
+- ``seeds``: the spread across tree seeds (bagging 0.8) and kernel sampling seeds, at 4×4 and 3×16 classes;
 - ``online``: LRB-style retraining every 20,000 judged accesses on the latest 120,000 accesses of the
   past (training half, then the judged stream so far): only fully labelled rows ("lag"), censored rows
   labelled "beyond" (LRB), or dropped;
 - ``pool``: one distribution per request for its private full blocks (they share their next turn);
 - ``features``: recent access rate (accesses in the last 60 s and 300 s, the turn gap in accesses)
   and larger or slower-learning ensembles;
+- ``continues``: a request-level classifier of "does the conversation continue" (AUC on the later half), with
+  the request features and with five more (new user tokens, input tokens, input / first turn's, partial-block
+  tokens, share of new sessions in the last minute);
 - ``oracle``: the true "reused within the horizon?" with the model's timing, and the model's
   "whether" with the true timing: which half of the prediction limits the policy.
 """
@@ -187,6 +191,53 @@ def probe_features(setup: Setup) -> None:
               booster.predict(judged_features, num_threads=2))
 
 
+def probe_seeds(setup: Setup) -> None:
+    chosen = T.CLASS_CUTS, T.CLASS_LEVELS
+    new_state = kernel.new_state
+    for cuts, levels in [(4, 4), (3, 16)]:
+        T.CLASS_CUTS, T.CLASS_LEVELS = cuts, levels
+        for seed in range(3):
+            booster = setup.fit(setup.f_train, setup.label, setup.rows,
+                                {"bagging_fraction": 0.8, "bagging_freq": 1, "seed": seed})
+            kernel.new_state = lambda *args, seed=seed: new_state(*args, seed=seed)
+            judge(setup, f"classes {cuts} x {levels}, seed {seed}", booster.predict(setup.f_train[setup.rows]),
+                  booster.predict(setup.f_judged))
+    kernel.new_state = new_state
+    T.CLASS_CUTS, T.CLASS_LEVELS = chosen
+
+
+def probe_continues(setup: Setup) -> None:
+    from learned.features import _chain_sessions, previous_turn
+    from sim.cache.mrc import previous_use
+
+    trace = load(0, 1)
+    stream = trace.access_stream()
+    owner, _ = block_positions(trace.block_offsets)
+    parent = previous_turn(trace, previous_use(stream), owner)
+    turn, root = _chain_sessions(parent)
+    n = len(trace)
+    continues = np.zeros(n, bool)
+    continues[parent[parent >= 0]] = True
+    names = ["log_prompt_blocks", "turn", "turn_gap_s", "prev_turn_gap_s", "session_age_s", "seen_fraction",
+             "log_new_blocks", "log_output_tokens"]
+    base = access_features(trace)[trace.block_offsets[:-1]][:, [FEATURES.index(c) for c in names]]
+    p = np.maximum(parent, 0)
+    new_tokens = np.where(parent >= 0, trace.input_tokens - trace.input_tokens[p] - trace.output_tokens[p], np.nan)
+    arrival = trace.arrival_s
+    earliest = np.searchsorted(arrival, arrival - 60.0, side="right")
+    firsts = np.r_[0, np.cumsum(turn == 0)]
+    new_share = (firsts[1:] - firsts[earliest]) / np.maximum(np.arange(1, n + 1) - earliest, 1)
+    more = np.column_stack([base, np.sign(new_tokens) * np.log1p(np.abs(new_tokens)), np.log1p(trace.input_tokens),
+                            np.log(trace.input_tokens / trace.input_tokens[root]),
+                            np.log1p(trace.input_tokens % trace.provenance.block_tokens), new_share])
+    half = n // 2
+    params = {"objective": "binary", "num_leaves": 7, "learning_rate": 0.05, "min_data_in_leaf": 50, "verbosity": -1,
+              "num_threads": 2}
+    for name, x in [("request features", base), ("+ five more", more)]:
+        booster = lgb.train(params, lgb.Dataset(x[:half], continues[:half]), 200)
+        print(f"continues, {name}: AUC on the later half {T._auc(continues[half:], booster.predict(x[half:])):.4f}")
+
+
 def probe_oracle(setup: Setup) -> None:
     booster = setup.fit(setup.f_train, setup.label, setup.rows)
     model = booster.predict(setup.f_judged, num_threads=2)
@@ -206,8 +257,8 @@ def probe_oracle(setup: Setup) -> None:
         judge(setup, name, p, p)
 
 
-PROBES = {"classes": probe_classes, "online": probe_online, "pool": probe_pool, "features": probe_features,
-          "oracle": probe_oracle}
+PROBES = {"classes": probe_classes, "seeds": probe_seeds, "online": probe_online, "pool": probe_pool,
+          "features": probe_features, "continues": probe_continues, "oracle": probe_oracle}
 
 
 def main() -> None:
