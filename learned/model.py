@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from learned.features import FEATURES, access_features
+from learned.kernel import CLASS_BITS
 from learned.predictions import Predictions
 from sim.config import Config
 from sim.errors import InputError
@@ -114,6 +115,7 @@ class LearnedModel:
             raise _bad(path, f"cannot be read ({str(exc).splitlines()[0][:80] if str(exc) else type(exc).__name__})") from None
         buckets = len(model._edges) - 1
         if (booster.num_model_per_iteration() != buckets or model._table.ndim != 2
+                or len(model._table) > 1 << CLASS_BITS
                 or model._table.shape[1] != buckets or booster.num_feature() != len(meta["features"])):
             raise _bad(side, "the sidecar's buckets or features do not match the model")
         return model

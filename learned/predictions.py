@@ -3,7 +3,7 @@ distribution of the distance to the block's next use is one row of a small table
 
 The model predicts a full distribution per access; the policy ranks blocks by hit density,
 which depends on that distribution, the block's idle time and the cache's own horizon. A
-table per class (a few hundred classes) lets the compiled kernel look hit densities up
+table per class (a few thousand classes) lets the compiled kernel look hit densities up
 instead of integrating per candidate, and keeps memory at 4 bytes per access.
 """
 

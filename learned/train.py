@@ -51,8 +51,9 @@ DEFAULT_PARAMS = {
     "verbosity": -1,
 }
 BUCKETS = 10  # log-spaced distance buckets from 1 access to the horizon (plus "beyond")
-CLASS_CUTS = 4  # classes: cumulative probability at the last 4 bucket ends ...
-CLASS_LEVELS = 4  # ... each in 4 quantile levels of the training predictions: 256 classes
+CLASS_CUTS = 3  # classes: cumulative probability at the last 3 bucket ends ...
+CLASS_LEVELS = 16  # ... each in 16 quantile levels of the training predictions: 4,096 classes (small caches
+# keep only the top few percent of blocks, which quartiles lumped together; measured in learned/README.md)
 MIN_ACCESSES = 1000
 HELD_OUT = 0.1
 

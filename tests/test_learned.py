@@ -185,7 +185,8 @@ def test_evaluating_on_the_training_range_is_refused(mooncake_model, run_cli):
 
 def test_learned_is_at_least_the_best_classic_policy_on_the_held_out_half(mooncake_model):
     """Mooncake conversation trace, trained on the first half, judged on the second, 512-token blocks.
-    Measured (learned/README.md): the gap closed averages 0.17 (the issue asks 0.25; see the README)."""
+    Measured (learned/README.md): the gap closed averages 0.18 (the issue asks 0.25; see the README); checked
+    with a margin for the spread across tree and sampling seeds (about ±0.015): 0.15."""
     from trace.workload import load_workload
 
     trace, out = mooncake_model
@@ -197,15 +198,15 @@ def test_learned_is_at_least_the_best_classic_policy_on_the_held_out_half(moonca
         best = max(runs[p] for p in CLASSIC)
         assert runs["learned"] >= best, (capacity, runs)
         gaps.append((runs["learned"] - best) / (runs["belady"] - best))
-    assert np.mean(gaps) >= 0.12, gaps
+    assert np.mean(gaps) >= 0.15, gaps
 
 
 def test_learned_on_the_synthetic_multi_turn_workload(tmp_path):
     """Synthetic chat with session dynamics (trained on seed 1, judged on seed 2, 10,000 requests each, as in
     ``benchmarks/bench_learned.py``). Measured (learned/README.md): at or above the best classic policy at
-    1k, 5k, 10k and 20k blocks; at 2k 0.0008 below S3-FIFO (the issue's bar is not met there). Checked: never
-    more than 1% of accesses below the better of ARC and LRU (the safety net), and above the best classic
-    policy where the cache holds several conversations (5k-20k blocks)."""
+    every capacity from 1k to 20k blocks, at 2k by only 0.0002 over S3-FIFO. Checked: never more than 1% of
+    accesses below the better of ARC and LRU (the safety net), and above the best classic policy where the
+    margin is not that thin (5k-20k blocks)."""
     from learned.train import main as train_main
     from trace.workload import load_workload
 

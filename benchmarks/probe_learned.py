@@ -1,0 +1,275 @@
+"""Probes of the learned policy on Mooncake (issue 14, round 3): what limits the predictor.
+
+Each probe trains on the first half of the bundled Mooncake conversation trace (512-token blocks,
+all usable rows, no sampling) and replays the learned kernel alone over the second half at 1k-20k
+blocks, printing hit ratios and the share of the best-classic→Belady gap closed (best classic and
+Belady from ``bench_learned.py``'s table, which does not depend on the model). Figures are recorded
+in learned/README.md ("What was tried"); run-to-run spread from the tree and sampling seeds is about
+±0.015 of mean gap.
+
+    python benchmarks/probe_learned.py [classes,seeds,online,pool,features,continues,oracle]
+
+- ``classes``: class resolution (cuts × quantile levels) of the predicted distributions;
+- ``seeds``: the spread across tree seeds (bagging 0.8) and kernel sampling seeds, at 4×4 and 3×16 classes;
+- ``online``: LRB-style retraining every 20,000 judged accesses on the latest 120,000 accesses of the
+  past (training half, then the judged stream so far): only fully labelled rows ("lag"), censored rows
+  labelled "beyond" (LRB), or dropped;
+- ``pool``: one distribution per request for its private full blocks (they share their next turn);
+- ``features``: recent access rate (accesses in the last 60 s and 300 s, the turn gap in accesses)
+  and larger or slower-learning ensembles;
+- ``continues``: a request-level classifier of "does the conversation continue" (AUC on the later half), with
+  the request features and with five more (new user tokens, input tokens, input / first turn's, partial-block
+  tokens, share of new sessions in the last minute);
+- ``oracle``: the true "reused within the horizon?" with the model's timing, and the model's
+  "whether" with the true timing: which half of the prediction limits the policy.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+if "trace" in sys.modules and not hasattr(sys.modules["trace"], "__path__"):
+    del sys.modules["trace"]
+
+import lightgbm as lgb  # noqa: E402
+import numpy as np  # noqa: E402
+
+from learned import kernel  # noqa: E402
+from learned import train as T  # noqa: E402
+from learned.features import FEATURES, access_features, next_use_distance  # noqa: E402
+from learned.model import BEYOND_SPAN, class_codes  # noqa: E402
+from sim.cache.access import NEVER, next_use_index  # noqa: E402
+from sim.config import load_config  # noqa: E402
+from trace.blocks import block_positions  # noqa: E402
+from trace.workload import load_workload  # noqa: E402
+
+TRACE = REPO.parent / "shared" / "data" / "traces" / "mooncake_conversation.jsonl"
+CAPACITIES = [1000, 2000, 5000, 10000, 20000]
+BEST_CLASSIC = np.array([0.0597, 0.0685, 0.1310, 0.2146, 0.2779])  # bench_learned.py --workloads mooncake
+BELADY = np.array([0.1864, 0.2459, 0.3228, 0.3365, 0.3365])
+
+
+def load(start: float, end: float):
+    sets = [f"workload.trace={TRACE}", "serving.block_size=512", f"workload.range_start={start}",
+            f"workload.range_end={end}"]
+    return load_workload(load_config(None, sets=sets))
+
+
+class Setup:
+    """Both halves, their features, the training labels and bucket edges (as ``learned.train``)."""
+
+    def __init__(self) -> None:
+        self.train, self.judged = load(0, 0.5), load(0.5, 1)
+        self.f_train, self.f_judged = access_features(self.train), access_features(self.judged)
+        self.s_train, self.s_judged = self.train.access_stream(), self.judged.access_stream()
+        n = len(self.s_train)
+        self.horizon = n // 4
+        self.edges = T.bucket_edges(self.horizon)
+        self.label = self.bucket(next_use_distance(self.s_train))
+        usable = n - self.horizon
+        self.rows = np.arange(usable - int(usable * T.HELD_OUT))
+        self.edges_full = np.r_[self.edges, self.edges[-1] * BEYOND_SPAN]
+
+    def bucket(self, distance: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.edges, np.minimum(distance, self.horizon + 1), side="left") - 1
+
+    def fit(self, features, label, rows, params=None, rounds=40):
+        p = {**T.DEFAULT_PARAMS, "num_class": len(self.edges), "seed": 0, **(params or {})}
+        return lgb.train(p, lgb.Dataset(features[rows], label[rows]), num_boost_round=rounds)
+
+    def cuts(self) -> list[int]:
+        k = len(self.edges)
+        return list(range(k - 1 - T.CLASS_CUTS, k - 1))
+
+
+def replay(stream: np.ndarray, klass: np.ndarray, table: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Hit ratio of the learned kernel at each capacity."""
+    out = []
+    for capacity in CAPACITIES:
+        s = kernel.new_state(capacity, int(stream.max()) + 1, table, edges)
+        hit = np.zeros(len(stream), dtype=np.bool_)
+        kernel.replay_plain(s["blocks"], s["last"], s["real_ids"], s["model_slots"], s["ints"], s["floats"],
+                            s["table"], s["dist"], s["edges"], stream.astype(np.int64), klass.astype(np.int32), 0,
+                            capacity, hit)
+        out.append(hit.mean())
+    return np.array(out)
+
+
+def judge(setup: Setup, name: str, fitted: np.ndarray, judged: np.ndarray) -> None:
+    """Classes from ``fitted`` (training predictions), applied to ``judged``; replay and print."""
+    thresholds, table = T._class_table(fitted, setup.cuts())
+    klass = class_codes(judged, setup.cuts(), thresholds)
+    report(name, replay(setup.s_judged, klass, table, setup.edges_full))
+
+
+def report(name: str, hits: np.ndarray) -> None:
+    gap = (hits - BEST_CLASSIC) / (BELADY - BEST_CLASSIC)
+    print(f"{name:44s} " + " ".join(f"{v:.4f}" for v in hits) + " | gap " + " ".join(f"{g:+.3f}" for g in gap)
+          + f" | mean {gap.mean():+.3f}", flush=True)
+
+
+def probe_classes(setup: Setup) -> None:
+    booster = setup.fit(setup.f_train, setup.label, setup.rows)
+    fitted = booster.predict(setup.f_train[setup.rows], num_threads=2)
+    judged = booster.predict(setup.f_judged, num_threads=2)
+    chosen = T.CLASS_CUTS, T.CLASS_LEVELS
+    for cuts, levels in [(4, 4), (6, 4), (4, 8), (5, 8), (4, 12), (3, 16), (3, 32), (2, 64), (1, 256)]:
+        T.CLASS_CUTS, T.CLASS_LEVELS = cuts, levels
+        judge(setup, f"classes: {cuts} cuts x {levels} levels", fitted, judged)
+    T.CLASS_CUTS, T.CLASS_LEVELS = chosen
+
+
+def probe_online(setup: Setup, segment: int = 20_000, window: int = 120_000) -> None:
+    features = np.vstack([setup.f_train, setup.f_judged])
+    stream = np.r_[setup.s_train, setup.s_judged]  # one id space: both halves keep the trace's hash ids
+    n = len(setup.s_train)
+    for mode in ("lag", "lrb", "drop"):
+        tables, klass, offset = [], np.empty(len(setup.s_judged), np.int64), 0
+        for lo in range(0, len(setup.s_judged), segment):
+            t = n + lo  # the judged stream's past: accesses before t
+            nxt = next_use_index(stream[:t])
+            distance = np.where(nxt == NEVER, np.inf, nxt - np.arange(t))
+            label = setup.bucket(distance)
+            censored = np.isinf(distance) & (t - np.arange(t) < setup.horizon)
+            usable = {"lag": np.arange(t) < t - setup.horizon, "lrb": np.ones(t, bool), "drop": ~censored}[mode]
+            rows = np.flatnonzero(usable)
+            rows = rows[rows >= rows[-1] - window]
+            booster = setup.fit(features, label, rows)
+            thresholds, table = T._class_table(booster.predict(features[rows], num_threads=2), setup.cuts())
+            part = slice(lo, lo + segment)
+            klass[part] = class_codes(booster.predict(setup.f_judged[part], num_threads=2), setup.cuts(),
+                                      thresholds) + offset
+            tables.append(table)
+            offset += len(table)
+        report(f"online {mode}, every {segment:,}, window {window:,}",
+               replay(setup.s_judged, klass, np.vstack(tables), setup.edges_full))
+
+
+def probe_pool(setup: Setup) -> None:
+    booster = setup.fit(setup.f_train, setup.label, setup.rows)
+    fill = FEATURES.index("block_fill")
+
+    def pooled(trace, features):
+        p = booster.predict(features, num_threads=2)
+        owner, depth = block_positions(trace.block_offsets)
+        private = (depth >= 1) & (features[:, fill] >= 1)
+        counts = np.maximum(np.bincount(owner[private], minlength=len(trace)), 1)
+        for j in range(p.shape[1]):
+            sums = np.bincount(owner[private], weights=p[private, j], minlength=len(trace))
+            p[private, j] = (sums / counts)[owner[private]]
+        return p
+
+    judge(setup, "pooled per request", pooled(setup.train, setup.f_train)[setup.rows],
+          pooled(setup.judged, setup.f_judged))
+
+
+def rate_features(trace, features: np.ndarray) -> np.ndarray:
+    arrival, offsets = trace.arrival_s, trace.block_offsets
+    owner, _ = block_positions(offsets)
+    columns = [features]
+    for window in (60.0, 300.0):
+        earliest = np.searchsorted(arrival, arrival - window, side="right")
+        columns.append(np.log1p(offsets[1:] - offsets[earliest])[owner, None])
+    rate = (offsets[1:] - offsets[np.searchsorted(arrival, arrival - 300.0, side="right")]) / 300.0
+    turn_gap = features[:, FEATURES.index("turn_gap_s")]
+    columns.append(np.log1p(rate[owner] * turn_gap)[:, None])  # NaN stays NaN (a first turn)
+    return np.hstack(columns).astype(np.float32)
+
+
+def probe_features(setup: Setup) -> None:
+    variants = [("rate features", rate_features(setup.train, setup.f_train), rate_features(setup.judged, setup.f_judged),
+                 {}, 40),
+                ("15 leaves, 80 rounds, rate 0.05", setup.f_train, setup.f_judged,
+                 {"num_leaves": 15, "learning_rate": 0.05}, 80),
+                ("7 leaves, 150 rounds, rate 0.03", setup.f_train, setup.f_judged, {"learning_rate": 0.03}, 150)]
+    for name, train_features, judged_features, params, rounds in variants:
+        booster = setup.fit(train_features, setup.label, setup.rows, params, rounds)
+        judge(setup, name, booster.predict(train_features[setup.rows], num_threads=2),
+              booster.predict(judged_features, num_threads=2))
+
+
+def probe_seeds(setup: Setup) -> None:
+    chosen = T.CLASS_CUTS, T.CLASS_LEVELS
+    new_state = kernel.new_state
+    for cuts, levels in [(4, 4), (3, 16)]:
+        T.CLASS_CUTS, T.CLASS_LEVELS = cuts, levels
+        for seed in range(3):
+            booster = setup.fit(setup.f_train, setup.label, setup.rows,
+                                {"bagging_fraction": 0.8, "bagging_freq": 1, "seed": seed})
+            kernel.new_state = lambda *args, seed=seed: new_state(*args, seed=seed)
+            judge(setup, f"classes {cuts} x {levels}, seed {seed}", booster.predict(setup.f_train[setup.rows]),
+                  booster.predict(setup.f_judged))
+    kernel.new_state = new_state
+    T.CLASS_CUTS, T.CLASS_LEVELS = chosen
+
+
+def probe_continues(setup: Setup) -> None:
+    from learned.features import _chain_sessions, previous_turn
+    from sim.cache.mrc import previous_use
+
+    trace = load(0, 1)
+    stream = trace.access_stream()
+    owner, _ = block_positions(trace.block_offsets)
+    parent = previous_turn(trace, previous_use(stream), owner)
+    turn, root = _chain_sessions(parent)
+    n = len(trace)
+    continues = np.zeros(n, bool)
+    continues[parent[parent >= 0]] = True
+    names = ["log_prompt_blocks", "turn", "turn_gap_s", "prev_turn_gap_s", "session_age_s", "seen_fraction",
+             "log_new_blocks", "log_output_tokens"]
+    base = access_features(trace)[trace.block_offsets[:-1]][:, [FEATURES.index(c) for c in names]]
+    p = np.maximum(parent, 0)
+    new_tokens = np.where(parent >= 0, trace.input_tokens - trace.input_tokens[p] - trace.output_tokens[p], np.nan)
+    arrival = trace.arrival_s
+    earliest = np.searchsorted(arrival, arrival - 60.0, side="right")
+    firsts = np.r_[0, np.cumsum(turn == 0)]
+    new_share = (firsts[1:] - firsts[earliest]) / np.maximum(np.arange(1, n + 1) - earliest, 1)
+    more = np.column_stack([base, np.sign(new_tokens) * np.log1p(np.abs(new_tokens)), np.log1p(trace.input_tokens),
+                            np.log(trace.input_tokens / trace.input_tokens[root]),
+                            np.log1p(trace.input_tokens % trace.provenance.block_tokens), new_share])
+    half = n // 2
+    params = {"objective": "binary", "num_leaves": 7, "learning_rate": 0.05, "min_data_in_leaf": 50, "verbosity": -1,
+              "num_threads": 2}
+    for name, x in [("request features", base), ("+ five more", more)]:
+        booster = lgb.train(params, lgb.Dataset(x[:half], continues[:half]), 200)
+        print(f"continues, {name}: AUC on the later half {T._auc(continues[half:], booster.predict(x[half:])):.4f}")
+
+
+def probe_oracle(setup: Setup) -> None:
+    booster = setup.fit(setup.f_train, setup.label, setup.rows)
+    model = booster.predict(setup.f_judged, num_threads=2)
+    truth = setup.bucket(next_use_distance(setup.s_judged))
+    beyond = len(setup.edges) - 1
+    reused = truth < beyond
+    onehot = np.eye(beyond + 1)[truth]
+    whether = model.copy()  # the true "reused within the horizon?", the model's timing
+    whether[:, -1] = 0.0
+    whether /= whether.sum(axis=1, keepdims=True)
+    whether[~reused] = onehot[~reused]
+    when = model.copy()  # the model's "whether", the true timing
+    when[reused, :-1] = 0.0
+    when[reused, truth[reused]] = 1.0 - model[reused, -1]
+    for name, p in [("model", model), ("oracle whether, model's timing", whether),
+                    ("model's whether, oracle timing", when), ("oracle bucket", onehot)]:
+        judge(setup, name, p, p)
+
+
+PROBES = {"classes": probe_classes, "seeds": probe_seeds, "online": probe_online, "pool": probe_pool,
+          "features": probe_features, "continues": probe_continues, "oracle": probe_oracle}
+
+
+def main() -> None:
+    names = sys.argv[1].split(",") if len(sys.argv) > 1 else list(PROBES)
+    unknown = [n for n in names if n not in PROBES]
+    if unknown:
+        sys.exit(f"unknown probes {unknown}; choose from {', '.join(PROBES)}")
+    setup = Setup()
+    for name in names:
+        PROBES[name](setup)
+
+
+if __name__ == "__main__":
+    main()
