@@ -267,15 +267,7 @@ def parse_routers(text: str | None) -> list[str]:
         return []
     from sim.serving.routers import ROUTERS
 
-    names = [name.strip() for name in text.split(",")]
-    if not all(names):
-        raise InputError(f"--router {quote(text)}: an empty router name; give NAME[,NAME...]")
-    for i, name in enumerate(names):
-        if name not in ROUTERS:
-            raise InputError(f"--router: unknown router {quote(name)}; valid routers: {', '.join(ROUTERS)}")
-        if name in names[:i]:
-            raise InputError(f"--router: {quote(name)} given twice (each run is named by its router)")
-    return names
+    return _parse_names(text, "--router", "router", list(ROUTERS))
 
 
 def parse_policies(text: str | None) -> list[str]:
@@ -284,14 +276,20 @@ def parse_policies(text: str | None) -> list[str]:
         return []
     from sim.cache.policies import POLICIES
 
+    return _parse_names(text, "--policy", "policy", sorted(POLICIES))
+
+
+def _parse_names(text: str, flag: str, kind: str, valid: list[str]) -> list[str]:
+    """A comma-separated list of registry names: none empty, unknown or repeated (each names a run)."""
     names = [name.strip() for name in text.split(",")]
     if not all(names):
-        raise InputError(f"--policy {quote(text)}: an empty policy name; give NAME[,NAME...]")
+        raise InputError(f"{flag} {quote(text)}: an empty {kind} name; give NAME[,NAME...]")
     for i, name in enumerate(names):
-        if name not in POLICIES:
-            raise InputError(f"--policy: unknown policy {quote(name)}; valid policies: {', '.join(sorted(POLICIES))}")
+        if name not in valid:
+            plural = "policies" if kind == "policy" else f"{kind}s"
+            raise InputError(f"{flag}: unknown {kind} {quote(name)}; valid {plural}: {', '.join(valid)}")
         if name in names[:i]:
-            raise InputError(f"--policy: {quote(name)} given twice (each run is named by its policy)")
+            raise InputError(f"{flag}: {quote(name)} given twice (each run is named by its {kind})")
     return names
 
 
