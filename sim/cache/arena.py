@@ -271,7 +271,7 @@ class TierArena:
         need = int(np.minimum(rows[:, BOUND], GROWTH * uses).sum())
         slots = self._arrays["slots"]
         if len(slots) - glob[IN_USE] < need:
-            self._grow_slots(max(len(slots) + len(slots) // 4, int(glob[IN_USE]) + need, 16))
+            self._grow_slots(max(len(slots) + len(slots) // 10, int(glob[IN_USE]) + need, 16))
         if _overloaded.py_func(glob[ENTRIES] + need, len(self._arrays["table"])):
             size = 2 * len(self._arrays["table"])
             while _overloaded.py_func(glob[ENTRIES] + need, size):
@@ -288,7 +288,7 @@ class TierArena:
             raise MemoryError(f"a tier arena holds at most {MAX_SLOTS} slots")
         slots, glob = self._arrays["slots"], self._arrays["aux"]
         used = len(slots)
-        # In place (realloc): the pool never exists twice, so the peak is the grown pool (at most a quarter
+        # In place (realloc): the pool never exists twice, so the peak is the grown pool (at most a tenth
         # over what is used), not old + new. Nothing outside the arena keeps a view of it; the
         # compiled-state tuple is rebuilt after a reserve.
         self._state = None
