@@ -267,7 +267,7 @@ def parse_routers(text: str | None) -> list[str]:
         return []
     from sim.serving.routers import ROUTERS
 
-    return _parse_names(text, "--router", "router", list(ROUTERS))
+    return _parse_names(text, "--router", "router", "routers", list(ROUTERS))
 
 
 def parse_policies(text: str | None) -> list[str]:
@@ -276,18 +276,17 @@ def parse_policies(text: str | None) -> list[str]:
         return []
     from sim.cache.policies import POLICIES
 
-    return _parse_names(text, "--policy", "policy", sorted(POLICIES))
+    return _parse_names(text, "--policy", "policy", "policies", sorted(POLICIES))
 
 
-def _parse_names(text: str, flag: str, kind: str, valid: list[str]) -> list[str]:
+def _parse_names(text: str, flag: str, kind: str, kinds: str, valid: list[str]) -> list[str]:
     """A comma-separated list of registry names: none empty, unknown or repeated (each names a run)."""
     names = [name.strip() for name in text.split(",")]
     if not all(names):
         raise InputError(f"{flag} {quote(text)}: an empty {kind} name; give NAME[,NAME...]")
     for i, name in enumerate(names):
         if name not in valid:
-            plural = "policies" if kind == "policy" else f"{kind}s"
-            raise InputError(f"{flag}: unknown {kind} {quote(name)}; valid {plural}: {', '.join(valid)}")
+            raise InputError(f"{flag}: unknown {kind} {quote(name)}; valid {kinds}: {', '.join(valid)}")
         if name in names[:i]:
             raise InputError(f"{flag}: {quote(name)} given twice (each run is named by its {kind})")
     return names

@@ -18,14 +18,15 @@ _NONE = (0, np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64))
 
 
 def holders_chain(arena: TierArena, wanted: np.ndarray, keys: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
-    """(found, offsets, tiers): the wanted tiers holding each key of the chain's held prefix."""
+    """(found, offsets, tiers): the wanted tiers holding each key of the chain's held prefix. ``wanted``
+    covers every tier of the arena (the cluster marks each tier as it builds it)."""
     if not len(keys):
         return _NONE
     found, offsets, tiers = arena.holders_chain(np.ascontiguousarray(keys, dtype=np.int64))
     if not found:
         return _NONE
-    keep = wanted[tiers] if len(wanted) >= arena.num_tiers else _pad(wanted, arena.num_tiers)[tiers]
-    per_key = np.add.reduceat(keep, offsets[:-1]) if len(tiers) else np.zeros(found, dtype=np.int64)
+    keep = wanted[tiers]  # every held key has a holder, so ``tiers`` is not empty
+    per_key = np.add.reduceat(keep, offsets[:-1])
     held = np.flatnonzero(per_key == 0)
     found = int(held[0]) if len(held) else found
     if not found:
@@ -35,10 +36,3 @@ def holders_chain(arena: TierArena, wanted: np.ndarray, keys: np.ndarray) -> tup
     out_offsets = np.zeros(found + 1, dtype=np.int64)
     np.cumsum(per_key[:found], out=out_offsets[1:])
     return found, out_offsets, kept
-
-
-def _pad(wanted: np.ndarray, size: int) -> np.ndarray:
-    """``wanted`` extended with False for tiers added after it was built."""
-    out = np.zeros(size, dtype=bool)
-    out[:len(wanted)] = wanted
-    return out

@@ -51,19 +51,26 @@ def plot_latency_cdfs(runs: list[RunResult], path: Path, kind: str) -> Path | No
     return save(fig, path)
 
 
+def _stacked_bars(runs: list[RunResult], segments: list[tuple[str, str, np.ndarray]]):
+    """A bar per run stacked from ``segments`` (label, colour, value per run): (fig, ax, x, stacked top)."""
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(runs) + 3), 4.5))
+    x = np.arange(len(runs))
+    bottom = np.zeros(len(runs))
+    for label, colour, values in segments:
+        ax.bar(x, values, bottom=bottom, label=label, color=colour)
+        bottom += values
+    ax.set_xticks(x, [r.name for r in runs], rotation=20 if len(runs) > 3 else 0, ha="right" if len(runs) > 3 else "center")
+    return fig, ax, x, bottom
+
+
 def plot_ttft_breakdown(runs: list[RunResult], path: Path, kind: str) -> Path | None:
     """Mean TTFT split into queue, KV load, prefill, KV transfer and first decode, a stacked bar per run."""
     runs = [r for r in runs if "ttft_breakdown_s" in r.metrics]
     if not runs:
         return None
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(runs) + 3), 4.5))
-    x = np.arange(len(runs))
-    bottom = np.zeros(len(runs))
-    for part, colour in zip(BREAKDOWN, BREAKDOWN_COLOURS):
-        values = np.array([r.metrics["ttft_breakdown_s"][part] or 0.0 for r in runs]) * 1e3
-        ax.bar(x, values, bottom=bottom, label=part.replace("_", " "), color=colour)
-        bottom += values
-    ax.set_xticks(x, [r.name for r in runs], rotation=20 if len(runs) > 3 else 0, ha="right" if len(runs) > 3 else "center")
+    fig, ax, _, _ = _stacked_bars(runs, [
+        (part.replace("_", " "), colour, np.array([r.metrics["ttft_breakdown_s"][part] or 0.0 for r in runs]) * 1e3)
+        for part, colour in zip(BREAKDOWN, BREAKDOWN_COLOURS)])
     ax.set(ylabel="mean TTFT (ms)", title=f"{kind}: TTFT breakdown")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, axis="y")
@@ -75,15 +82,10 @@ def plot_tier_hits(runs: list[RunResult], path: Path, kind: str) -> Path | None:
     runs = [r for r in runs if "tier_hit_ratio" in r.metrics]
     if not runs:
         return None
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(runs) + 3), 4.5))
-    x = np.arange(len(runs))
-    bottom = np.zeros(len(runs))
-    for tier in TIERS:
-        values = np.array([r.metrics["tier_hit_ratio"].get(tier) or 0.0 for r in runs])
-        ax.bar(x, values, bottom=bottom, label=tier.upper(), color=TIER_COLOURS[tier])
-        bottom += values
+    fig, ax, x, bottom = _stacked_bars(runs, [
+        (tier.upper(), TIER_COLOURS[tier], np.array([r.metrics["tier_hit_ratio"].get(tier) or 0.0 for r in runs]))
+        for tier in TIERS])
     ax.bar(x, 1.0 - bottom, bottom=bottom, label="miss", color="lightgray")
-    ax.set_xticks(x, [r.name for r in runs], rotation=20 if len(runs) > 3 else 0, ha="right" if len(runs) > 3 else "center")
     ax.set(ylabel="fraction of block lookups", ylim=(0, 1), title=f"{kind}: hits by tier")
     ax.legend(fontsize=8, loc="upper right")
     return save(fig, path)

@@ -96,7 +96,7 @@ class Instance:
         or None when memory is short (the caller retries after a release).
         """
         kv = self.kv
-        present = kv.cached_prefix_blocks(job.chain if job.chain is not None else job.blocks) if kv.prefix_caching else 0
+        present = kv.cached_prefix_blocks(job.prompt_ids) if kv.prefix_caching else 0
         tokens = job.input_tokens
         if kv.new_blocks(job, tokens + 1) > self.pool.free:
             return None

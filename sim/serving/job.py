@@ -30,3 +30,8 @@ class Job:
     admitted_once: bool = False
     last_token_time: float = math.nan
     chain: np.ndarray | None = None  # ``blocks`` as an array (the cache's chain operations take it without a copy)
+
+    @property
+    def prompt_ids(self) -> Sequence[int]:
+        """The prompt's block ids in the form the cache takes cheapest: the array when there is one."""
+        return self.chain if self.chain is not None else self.blocks

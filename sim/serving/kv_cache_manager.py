@@ -102,8 +102,7 @@ class KVCacheManager:
         """The longest cached prefix of the job's prompt, across every tier, and the time to load it."""
         levels: list[int] = []
         if self.prefix_caching:  # blocks in use by running requests count as HBM hits
-            keys = job.chain if job.chain is not None else job.blocks
-            levels = self.cache.lookup_prefix(keys, self.pool).tolist()
+            levels = self.cache.lookup_prefix(job.prompt_ids, self.pool).tolist()
         bs = self.block_size
         cached = min(len(levels) * bs, job.target - 1)  # vLLM recomputes at least one token
         per_tier: dict[int, int] = {}

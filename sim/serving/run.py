@@ -122,7 +122,7 @@ class ServingRun:
         blocks = chain.tolist() if chain is not None else range(lo, hi)
         prompt = int(table.input_tokens[i])
         job = Job(i, prompt, int(table.output_tokens[i]), blocks, lo, target=prompt, chain=chain)
-        self._dispatch(job, chain if chain is not None else blocks, i)
+        self._dispatch(job, job.prompt_ids, i)
         if i + 1 < len(trace):
             self.engine.at(float(trace.arrival_s[i + 1]), self._arrive, i + 1, priority=-1)
 
