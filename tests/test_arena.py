@@ -8,9 +8,10 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.cache.arena import META_FIELDS, SLOT_FIELDS, TierArena
+from sim.cache.arena import META_FIELDS, TierArena
 from sim.cache.hooked import HookedMultiTierCache
 from sim.cache.multitier import MultiTierCache, build_cache
+from sim.cache.policies import lru
 from sim.cache.tiers import new_tier
 from tests.cache_helpers import NAMES, make_tiers, oracle_inputs
 from tests.reference import REFERENCE
@@ -85,12 +86,14 @@ def test_the_block_index_equals_the_tiers_contents_after_every_operation(policie
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.sampled_from(["lru", "fifo", "belady"]), st.lists(st.integers(1, 6), min_size=2, max_size=3),
+@given(st.sampled_from(["lru", "fifo", "belady"]), st.sampled_from(["lru", "lfu", "s3fifo", "sieve", "belady"]),
+       st.lists(st.integers(1, 6), min_size=2, max_size=3),
        st.lists(st.tuples(st.integers(0, 2), st.sampled_from(["touch", "touch", "take", "resize"]),
                           st.integers(0, 20)), min_size=1, max_size=120), st.integers(0, 40))
-def test_caches_stay_exact_while_tiers_are_added(policy, capacities, ops, join_at):
+def test_caches_stay_exact_while_tiers_are_added(policy, joiner, capacities, ops, join_at):
     # Two caches over shared tiers from the start, a third joins after ``join_at`` operations (its
-    # tier is added to the arena while the others hold blocks; the arrays grow under them). Every
+    # tier, of policy ``joiner``, is added to the arena while the others hold blocks; the arrays grow
+    # under them, and widen when the joiner's policy uses slot columns the others do not). Every
     # step equals the reference policies on the generic path, for every cache.
     keys = [arg for *_, arg in ops]
     next_use, _ = oracle_inputs(keys)
@@ -101,12 +104,12 @@ def test_caches_stay_exact_while_tiers_are_added(policy, capacities, ops, join_a
                             names=NAMES[1:])
         hooks = {}
 
-        def cache_of(arena=arena, shared=shared, hooks=hooks, kind=kind):
-            top = make_tiers([policy], capacities[:1], keys, num_blocks=32, arena=arena)[0]
+        def cache_of(top_policy=policy, arena=arena, shared=shared, hooks=hooks, kind=kind):
+            top = make_tiers([top_policy], capacities[:1], keys, num_blocks=32, arena=arena)[0]
             if kind == "compiled":
                 return build_cache([top, *shared], 1, track_positions=True, num_blocks=32)
-            cls = REFERENCE[policy]
-            for t in [top, *shared]:
+            for t, name in [(top, top_policy), *((t, policy) for t in shared)]:
+                cls = REFERENCE[name]
                 hooks.setdefault(t.index, cls(t.capacity, next_use=next_use) if cls.needs_future else cls(t.capacity))
             return HookedMultiTierCache([top, *shared], 1, track_positions=True,
                                         hooks=[hooks[t.index] for t in [top, *shared]])
@@ -115,7 +118,7 @@ def test_caches_stay_exact_while_tiers_are_added(policy, capacities, ops, join_a
     for now, (which, kind, arg) in enumerate(ops):
         if now == join_at:
             for make, caches in sides.values():
-                caches.append(make())
+                caches.append(make(joiner))
         results = []
         for _, caches in sides.values():
             cache = caches[which % len(caches)]
@@ -137,9 +140,9 @@ def test_ten_thousand_large_tiers_holding_ten_blocks_each_take_memory_for_their_
     # 10,000 tiers of 30,000 blocks each (a fleet's HBM tiers), each holding the same 10 blocks
     # (a prefix every instance caches). Preallocating every tier's slots and directory, as the arena
     # did before, would take 10,000 x (30,001 x 64 + 65,536 x 4) bytes = 21.8 GB. Memory for what is
-    # held: per tier a meta row and an ARC scalar; per block held a 72-byte slot and directory cells
-    # at load <= 1/2. Each array at most doubles past what it needs, and each call reserves room
-    # for its own uses (GROWTH = 3 slots per block use).
+    # held: per tier a meta row and an ARC scalar; per block held a 48-byte LRU slot and directory cells
+    # at load <= 0.7. The pool grows by a tenth, other arrays at most double past what they need,
+    # and each call reserves room for its own uses (GROWTH = 3 slots per block use).
     tiers, blocks, capacity = 10_000, 10, 30_000
     arena = TierArena(max_keys=1 << 40)
     keys = np.arange(blocks, dtype=np.int64)
@@ -149,7 +152,7 @@ def test_ten_thousand_large_tiers_holding_ten_blocks_each_take_memory_for_their_
         assert (cache.touch_chain(keys, positions) == -1).all()
     held, reserve = tiers * blocks, 3 * blocks
     bound = (2 * tiers * (META_FIELDS * 8 + 8)  # meta and real rows
-             + 2 * (held + reserve) * SLOT_FIELDS * 8  # the slot pool
+             + (held + reserve) * 5 // 4 * lru.SLOT_FIELDS * 8  # the slot pool (LRU's columns only)
              + 4 * (held + reserve) * 4  # int32 directory cells: a power of two >= twice the entries
              + 1024)  # the arena-wide scalars
     assert arena.nbytes <= bound < 50 * 2**20

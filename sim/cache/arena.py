@@ -6,10 +6,11 @@ Python in between. Memory follows what the tiers hold, not their capacities:
 
 - one pool of *slots* shared by every tier, one slot per block a tier's policy tracks
   (resident blocks, plus ghost entries for ARC and S3-FIFO, bucket nodes for LFU): a
-  72-byte row of ``slots`` holding the block id, its tier, the links of its block's holder
-  chain, list links, list id, a counter, a priority and a heap position. Free slots form one
-  free list; the pool grows by doubling;
-- one open-addressing hash directory (linear probing, backward-shift deletion, load <= 1/2)
+  row of ``slots`` holding the block id, its tier, the links of its block's holder chain,
+  list links, list id, and, for the policies that use them, a counter, a priority and a heap
+  position (48 to 72 bytes: the pool is as wide as its widest policy needs). Free slots form
+  one free list; the pool grows by a tenth;
+- one open-addressing hash directory (linear probing, backward-shift deletion, load <= 0.7)
   over the slots of every tier, which is also the *block index across tiers*. The slots of
   one block id in different tiers form a doubly linked holder chain (``CHAIN``);
   the chain's head is filed under the block id alone, every other member under the pair
@@ -54,6 +55,9 @@ META_FIELDS = STAT0 + 8
 # ---- slot columns
 KEY, TIER, CHAIN, PREV, NEXT, WHERE, COUNT, PRIO, HPOS = range(9)  # NEXT also chains the free pool
 SLOT_FIELDS = 9  # KEY, TIER and CHAIN first: a directory probe reads them together
+BASE_FIELDS = WHERE + 1  # the columns every policy uses; COUNT, PRIO, HPOS only policies that declare them
+# A policy module's ``SLOT_FIELDS`` says how many leading columns it uses; the pool is as wide as the widest
+# policy of its tiers (an LRU fleet's slot is 48 bytes, not 72: the pool is most of a cluster's memory).
 # CHAIN: the neighbours in the holder chain of the same block id (other tiers), packed as
 # (previous + 1) | (next + 1) << 32 (slot numbers fit in 31 bits); no previous: the head;
 # 0: the block's only slot
@@ -127,11 +131,12 @@ def arena_type(name: str, module: str) -> type:
     return cls
 
 
-def _free_rows(n: int) -> np.ndarray:
-    """``n`` free slot rows, chained in order (the last one's NEXT is set by the caller)."""
-    rows = np.full((n, SLOT_FIELDS), -1, dtype=np.int64)
-    rows[:, CHAIN] = rows[:, COUNT] = rows[:, PRIO] = 0
-    return rows
+def _clear_rows(rows: np.ndarray) -> None:
+    """Set ``rows`` (of any width) to a free slot's values (NEXT, the free-list link, is set by the caller)."""
+    rows[:] = -1
+    for column in (CHAIN, COUNT, PRIO):
+        if column < rows.shape[1]:
+            rows[:, column] = 0
 
 
 class TierArena:
@@ -147,7 +152,8 @@ class TierArena:
         meta = np.zeros((rows, META_FIELDS), dtype=np.int64)
         aux = np.zeros(GLOB_FIELDS, dtype=np.int64)
         aux[FREE], aux[SHIFT], aux[HEAP_END], aux[ABSENT] = -1, 64 - 4, GLOB_FIELDS, NONE
-        self._arrays = dict(meta=meta, real=np.zeros(rows), slots=_free_rows(0), table=np.full(16, -1, dtype=np.int32),
+        self._arrays = dict(meta=meta, real=np.zeros(rows), slots=np.zeros((0, BASE_FIELDS), dtype=np.int64),
+                            table=np.full(16, -1, dtype=np.int32),
                             aux=aux, future=self.future)
         self._state: Arena | None = None
 
@@ -170,8 +176,8 @@ class TierArena:
         if kind:
             row[HEAPED] = int(getattr(KERNELS[kind], "USES_HEAP", False))
             KERNELS[kind].init(row)
-            if kind not in self._kinds:
-                self._kinds.add(kind)
+            self._kinds.add(kind)
+            self._widen(KERNELS[kind].SLOT_FIELDS)
         self.num_tiers = t + 1
         self._state = None
         return t
@@ -292,13 +298,24 @@ class TierArena:
         # over what is used), not old + new. Nothing outside the arena keeps a view of it; the
         # compiled-state tuple is rebuilt after a reserve.
         self._state = None
-        slots.resize((size, SLOT_FIELDS), refcheck=False)
+        slots.resize((size, slots.shape[1]), refcheck=False)
         new = slots
-        new[used:] = -1
-        new[used:, CHAIN] = new[used:, COUNT] = new[used:, PRIO] = 0
+        _clear_rows(new[used:])
         new[used:, NEXT] = np.arange(used + 1, size + 1)
         new[size - 1, NEXT] = glob[FREE]  # the old free list follows the new rows
         glob[FREE] = used
+
+    def _widen(self, width: int) -> None:
+        """Give every slot at least ``width`` columns (a tier whose policy uses more joined); the new
+        columns hold a free slot's values, which no other policy reads."""
+        slots = self._arrays["slots"]
+        if width <= slots.shape[1]:
+            return
+        wide = np.empty((len(slots), width), dtype=np.int64)
+        _clear_rows(wide)
+        wide[:, :slots.shape[1]] = slots
+        self._arrays["slots"] = wide
+        self._state = None
 
     def _grow_table(self, size: int) -> None:
         table = np.full(size, -1, dtype=np.int32)

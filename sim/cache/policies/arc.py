@@ -9,11 +9,12 @@ capacity the policy was built with (the paper's cache size), also when the tier 
 
 from __future__ import annotations
 
-from sim.cache.arena import (HEAD, KEY, NONE, PCAP, SIZE, WHERE, X0, append, arena_type, free_slot, kernel, lookup,
+from sim.cache.arena import (BASE_FIELDS, HEAD, KEY, NONE, PCAP, SIZE, WHERE, X0, append, arena_type, free_slot, kernel, lookup,
                              move_to_tail, new_slot, unlink)
 from sim.cache.policies.base import KernelPolicy, register
 
 KIND = 4
+SLOT_FIELDS = BASE_FIELDS  # slot columns used: the arena's base columns: four lists
 ARCArena = ARENA = arena_type("ARCArena", __name__)
 T1, T2, B1, B2 = 0, 1, 2, 3
 PREPARED = X0  # key whose adaptation ran (NONE: none since the last insertion)

@@ -20,11 +20,12 @@ import heapq
 
 import numpy as np
 
-from sim.cache.arena import (PRIO, WHERE, arena_type, free_slot, heap_fix, heap_push, heap_remove, heap_top, kernel,
+from sim.cache.arena import (HPOS, PRIO, WHERE, arena_type, free_slot, heap_fix, heap_push, heap_remove, heap_top, kernel,
                              new_slot)
 from sim.cache.policies.base import EvictionPolicy, KernelPolicy, register
 
 KIND = 7
+SLOT_FIELDS = HPOS + 1  # slot columns used: plus PRIO, HPOS: the next-use heap
 BeladyArena = ARENA = arena_type("BeladyArena", __name__)
 USES_HEAP = True  # the arena gives each Belady tier a heap region
 

@@ -7,11 +7,12 @@ LRU's list without the refresh on a hit.
 
 from __future__ import annotations
 
-from sim.cache.arena import arena_type, kernel
+from sim.cache.arena import BASE_FIELDS, arena_type, kernel
 from sim.cache.policies import lru
 from sim.cache.policies.base import KernelPolicy, register
 
 KIND = 2
+SLOT_FIELDS = BASE_FIELDS  # slot columns used: the arena's base columns: one list
 FIFOArena = ARENA = arena_type("FIFOArena", __name__)
 init, insert, readmit, remove, victim = lru.init, lru.insert, lru.readmit, lru.remove, lru.victim
 

@@ -18,6 +18,7 @@ from sim.cache.arena import (COUNT, HPOS, NEXT, PREV, PRIO, WHERE, X0, alloc_slo
 from sim.cache.policies.base import KernelPolicy, register
 
 KIND = 3
+SLOT_FIELDS = HPOS + 1  # slot columns used: plus COUNT, PRIO, HPOS: the frequency buckets
 LFUArena = ARENA = arena_type("LFUArena", __name__)
 BUCKET = 3  # ``where`` of a bucket slot
 LOWEST = X0  # the bucket of the lowest count (-1: none)

@@ -7,10 +7,11 @@ One intrusive list, least recent at its head.
 
 from __future__ import annotations
 
-from sim.cache.arena import HEAD, append, arena_type, free_slot, keep_place, kernel, move_to_tail, new_slot, unlink
+from sim.cache.arena import BASE_FIELDS, HEAD, append, arena_type, free_slot, keep_place, kernel, move_to_tail, new_slot, unlink
 from sim.cache.policies.base import KernelPolicy, register
 
 KIND = 1
+SLOT_FIELDS = BASE_FIELDS  # slot columns used: the arena's base columns: one list
 LRUArena = ARENA = arena_type("LRUArena", __name__)
 
 

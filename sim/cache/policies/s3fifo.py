@@ -18,6 +18,7 @@ from sim.cache.arena import (COUNT, HEAD, NONE, PCAP, SIZE, WHERE, X0, append, a
 from sim.cache.policies.base import KernelPolicy, register
 
 KIND = 5
+SLOT_FIELDS = COUNT + 1  # slot columns used: plus COUNT, the access counter
 S3FIFOArena = ARENA = arena_type("S3FIFOArena", __name__)
 SMALL, MAIN, GHOST = 0, 1, 2
 SMALL_RATIO = 0.10

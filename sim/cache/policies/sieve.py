@@ -11,6 +11,7 @@ from sim.cache.arena import COUNT, HEAD, NEXT, X0, append, arena_type, free_slot
 from sim.cache.policies.base import KernelPolicy, register
 
 KIND = 6
+SLOT_FIELDS = COUNT + 1  # slot columns used: plus COUNT, the visited bit
 SIEVEArena = ARENA = arena_type("SIEVEArena", __name__)
 HAND = X0  # slot the hand rests at, -1: none (start from the oldest)
 
