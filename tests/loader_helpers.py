@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 
 import main  # noqa: F401  (puts the project root first: kvsim's ``trace`` package, not the stdlib one)
 from sim.config import WorkloadConfig
@@ -71,15 +70,6 @@ AZURE_BAD_REASONS = {
     "zero_input_tokens": 1,
     "malformed_row": 1,
 }
-
-
-
-@pytest.fixture(params=[None, 1, 2, 3], ids=["one-chunk", "chunk1", "chunk2", "chunk3"])
-def chunk_rows(request, monkeypatch):
-    """Run a test with the default chunk size and with tiny chunks (chunk-boundary bookkeeping)."""
-    if request.param is not None:
-        monkeypatch.setattr(loaders, "CHUNK_ROWS", request.param)
-    return request.param
 
 
 

@@ -13,8 +13,8 @@ from sim.errors import TraceError
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_AZURE = ROOT / "trace" / "data" / "azure_conv_2023.csv"
 
-from tests.loader_helpers import (  # noqa: F401  (chunk_rows is a fixture)
-    load, write, request_blocks, AZURE_HEADER, AZURE_BAD, AZURE_BAD_REASONS, chunk_rows, _mooncake_line, MOONCAKE_BAD,
+from tests.loader_helpers import (
+    load, write, request_blocks, AZURE_HEADER, AZURE_BAD, AZURE_BAD_REASONS, _mooncake_line, MOONCAKE_BAD,
 )
 
 # ----------------------------------------------------------------------------------------------

@@ -23,8 +23,8 @@ from trace.stats import trace_stats
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_AZURE = ROOT / "trace" / "data" / "azure_conv_2023.csv"
-from tests.loader_helpers import (  # noqa: F401  (chunk_rows is a fixture)
-    load, write, request_blocks, first_appearance_ids, assert_bijection, AZURE_HEADER, chunk_rows, _mooncake_line, MOONCAKE_BAD,
+from tests.loader_helpers import (
+    load, write, request_blocks, first_appearance_ids, assert_bijection, AZURE_HEADER, _mooncake_line, MOONCAKE_BAD,
 )
 
 
