@@ -2,8 +2,8 @@
 
 The ``--cluster --preset prod-eval`` fleet (160 racks x 8 nodes x 8 GPUs = 10,240 GPUs) serving
 the preset's synthetic multi-turn workload, cut to ``--requests`` requests (default 1 M, the
-preset's own size). Sessions shrink with the request count so a conversation keeps its turns
-(4 on average) and the arrival rate stays the preset's, so the fleet is as busy as at full size.
+preset's own size). The arrival rate stays the preset's (conversations start as a Poisson process), so
+fewer requests span less simulated time and the fleet is as busy as at full size.
 
     python benchmarks/bench_cluster.py --requests 50000
     python -m cProfile -s cumtime benchmarks/bench_cluster.py --requests 20000 | head -40
