@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -131,3 +133,22 @@ def test_a_10240_gpu_cluster_runs_a_small_trace_building_only_what_it_uses():
     cluster = result.metrics["cluster"]
     assert cluster["gpus"] == 10_240 and result.metrics["requests_completed"] == 300
     assert 0 < cluster["instances_used"] <= 300 and cluster["racks_used"] <= 160
+
+
+def test_precise_prefix_counts_the_prefill_a_cached_prefix_saves(tmp_path):
+    # Two instances, HBM only. Prompt A goes to instance 0; prompt B arrives while A queues there, so to
+    # instance 1; long after both finish, B's next turn (B + one block) arrives with both instances idle.
+    # The conductor's TTFT estimate there: instance 1 computes one block (512 tokens), instance 0 all five
+    # (2,560): it must go to instance 1 and hit B's four blocks, though instance 0 is as idle and has the
+    # lower id. (Counting only queues and fetch times, as a router that forgets the prefill it saves,
+    # ties them and takes instance 0: no hit at all.)
+    lines = [(0.0, 2048, [1, 2, 3, 4]), (1.0, 2048, [5, 6, 7, 8]), (600_000.0, 2560, [5, 6, 7, 8, 9])]
+    path = tmp_path / "turns.jsonl"
+    path.write_text("".join(json.dumps({"timestamp": ms, "input_length": n, "output_length": 4, "hash_ids": ids}) + "\n"
+                            for ms, n, ids in lines))
+    trace, config = _trace_and_config([
+        f"workload.trace={path}", "cluster.num_racks=1", "cluster.nodes_per_rack=1", "hardware.gpus_per_node=2",
+        "cache.tiers.dram.capacity_gib=0", "cache.tiers.ssd.capacity_gib=0", "cache.tiers.eic.capacity_gib=0",
+        "cluster.router=precise-prefix"])
+    metrics = run_cluster(trace, config)[0].metrics
+    assert (metrics["accesses"], metrics["hits"]) == (13, 4)

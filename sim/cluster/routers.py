@@ -20,9 +20,11 @@ instance and not yet done with it (a unified instance: finished; a prefill insta
 - ``precise-prefix``: Mooncake's conductor, over the true contents of every tier: for each
   instance that holds the prefix in its HBM, the least-loaded instance of each node whose
   DRAM/SSD holds it and of each rack whose EIC holds it, and the least-loaded instance, an
-  estimated TTFT = queued prompt tokens / prefill rate + the time to load the held prefix
-  there (each block from its cheapest holder: bytes over the slowest link of the path); the
-  smallest wins (ties: fewer queued tokens, lowest id).
+  estimated TTFT = (queued prompt tokens + the prompt's tokens past the prefix reachable
+  there) / prefill rate + the time to fetch that prefix's blocks not in its HBM (each from
+  its cheapest holder: bytes over the slowest link of the path); a prefix is reachable up to
+  its first block held only in other instances' HBM. The smallest wins (ties: fewer queued
+  tokens, lowest id).
 """
 
 from __future__ import annotations
@@ -142,10 +144,10 @@ class PrecisePrefix(ClusterRouter):
                     candidates.add(self.least_loaded_in_node(node))
             else:
                 candidates.add(self.least_loaded(rack))
+        prompt_tokens = int(run.trace.input_tokens[rid])
         best, best_key = fallback, None
         for c in sorted(candidates):
-            load_s = run.estimated_load_s(c, offsets, tiers)
-            key = (run.queued_tokens[c] / run.prefill_rate + load_s, run.queued_tokens[c], c)
+            key = (run.estimated_ttft_s(c, offsets, tiers, prompt_tokens), run.queued_tokens[c], c)
             if best_key is None or key < best_key:
                 best, best_key = c, key
         self._count("least_loaded" if best == fallback else "prefix")

@@ -228,14 +228,21 @@ class ClusterRun(ServingRun):
             models.append(self.uplink_model)
         return max(model.isolated_time(self.block_bytes) for model in models)
 
-    def estimated_load_s(self, inst_id: int, offsets: np.ndarray, tiers: np.ndarray) -> float:
-        """Time to load a held prefix (CSR of holders) into ``inst_id``: each block from its cheapest holder."""
-        if not len(tiers):
-            return 0.0
-        unique = np.unique(tiers)
-        cost = np.array([self._block_seconds(int(t), inst_id) for t in unique])
-        per_block = np.minimum.reduceat(cost[np.searchsorted(unique, tiers)], offsets[:-1])
-        return float(np.sum(np.where(np.isfinite(per_block), per_block, 0.0)))
+    def estimated_ttft_s(self, inst_id: int, offsets: np.ndarray, tiers: np.ndarray, prompt_tokens: int) -> float:
+        """Mooncake's conductor estimate of a prompt's TTFT at ``inst_id``, from the held prefix (CSR of
+        holders): its queued prompt tokens and this prompt's tokens past the prefix it can reach (blocks
+        in its HBM, or fetchable from a DRAM/SSD/EIC holder, up to the first that is neither) over the
+        prefill rate, plus the time to fetch the reachable blocks, each from its cheapest holder."""
+        reachable, fetch_s = 0, 0.0
+        if len(tiers):
+            unique = np.unique(tiers)
+            cost = np.array([self._block_seconds(int(t), inst_id) for t in unique])
+            per_block = np.minimum.reduceat(cost[np.searchsorted(unique, tiers)], offsets[:-1])
+            unreachable = np.flatnonzero(~np.isfinite(per_block))
+            reachable = int(unreachable[0]) if len(unreachable) else len(per_block)
+            fetch_s = float(per_block[:reachable].sum())
+        compute = max(1, prompt_tokens - reachable * self.config.serving.block_size)  # the last token is always computed
+        return (int(self.queued_tokens[inst_id]) + compute) / self.prefill_rate + fetch_s
 
     # ------------------------------------------------------------------ links
 
