@@ -96,14 +96,17 @@ class CheckedRun(ClusterRun):
 @given(racks=st.integers(1, 3), nodes=st.integers(1, 2), gpus=st.sampled_from([1, 2]),
        router=st.sampled_from(["round-robin", "least-loaded", "session-affinity", "prefix-aware", "precise-prefix"]),
        eic=st.sampled_from([0.0, 0.002]), dram=st.sampled_from([0.0, 0.002]), seed=st.integers(0, 50),
-       pd=st.booleans())
-def test_every_block_access_is_one_hit_or_a_miss(racks, nodes, gpus, router, eic, dram, seed, pd):
+       pd=st.booleans(), lower_policy=st.sampled_from(["lru", "s3fifo", "lfu"]))
+def test_every_block_access_is_one_hit_or_a_miss(racks, nodes, gpus, router, eic, dram, seed, pd, lower_policy):
+    # (``lower_policy`` runs the node and rack tiers: a wider policy's tier, built lazily mid-run, widens the
+    # arena's slot pool under the HBM tiers' blocks)
     if pd and nodes * gpus < 2:
         pd = False
     trace, config = _trace_and_config([
         f"cluster.num_racks={racks}", f"cluster.nodes_per_rack={nodes}", f"hardware.gpus_per_node={gpus}",
         "serving.num_instances=1", f"cluster.router={router}", f"cache.tiers.eic.capacity_gib={eic}",
         f"cache.tiers.dram.capacity_gib={dram}", "cache.tiers.ssd.capacity_gib=0.001", "serving.num_gpu_blocks=400",
+        *(f"cache.tiers.{tier}.policy={lower_policy}" for tier in ("dram", "ssd", "eic")),
         "workload.synthetic.num_requests=60", "workload.synthetic.turns_mean=6", "workload.synthetic.think_time_median_s=0.2", "workload.synthetic.rate_rps=50",
         "workload.synthetic.input_tokens_mean=200", "workload.synthetic.output_tokens_mean=8", f"seed={seed}"])
     run = CheckedRun(trace, config, pd=pd)
