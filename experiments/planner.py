@@ -1,7 +1,8 @@
 """The planner (``--plan PLAN.yaml``): the least-cost configuration that meets a target.
 
 A plan names a workload, a search space (GPU types, GPU counts, tensor parallelism,
-prefill:decode splits, tier capacities) and one target: a hit ratio, or latency SLOs
+prefill:decode splits, tier capacities; or, for a fleet, racks and nodes per rack) and one
+target: a hit ratio, or latency SLOs
 (``slo.ttft_s``/``slo.tpot_s`` at ``slo.attainment``, e.g. 0.99 for a p99 target) at a
 request rate. Every candidate gets a cost from ``profiles/prices.yaml`` (overridable in
 the plan). Then:
@@ -11,12 +12,16 @@ the plan). Then:
    tier level (HBM, +DRAM, +SSD, +EIC), its curve hit ratio is no more than ``mrc_epsilon``
    above a cheaper mix's. For a hit-ratio target with exclusive LRU tiers the curve is
    exact (an exclusive LRU hierarchy holds the most recent blocks of one LRU stack), so
-   candidates whose curve misses the target are dropped too.
+   candidates whose curve misses the target are dropped too. A fleet's candidates (``search.racks``
+   / ``search.nodes_per_rack``: cluster mode, racks x nodes x ``hardware.gpus_per_node`` GPUs,
+   DRAM/SSD per node, EIC per rack) are pruned the same way on their fleet-wide capacities,
+   never against the target: routing splits the stream over many caches, so the curve is a guide.
 2. The rest are run (in parallel, on the sweep runner): a max-rate search each for an
    SLO target, a cache-only replay each for a hit-ratio target.
 3. The Pareto front (cost vs max rate, or vs hit ratio), the cheapest candidate that
    meets the target, and the runs that prove the boundary: that candidate run at the
-   target (meets) and the next cheaper timed candidate run at the target (fails).
+   target (meets) and the next cheaper timed candidate run at the target (fails). A fleet's
+   hit ratio comes from its serving run (cluster mode has no cache-only replay).
 """
 
 from __future__ import annotations
@@ -46,7 +51,8 @@ if TYPE_CHECKING:  # main.py's checked output paths
 PLAN_KEYS = ("config", "overlays", "workload", "set", "target", "search", "prices")
 TARGET_KEYS = ("hit_ratio", "slo", "rate_rps")
 SLO_KEYS = ("ttft_s", "tpot_s", "attainment")
-SEARCH_KEYS = ("gpu", "gpus", "tensor_parallel_size", "pd_split", "tiers", "mrc_epsilon", "rate_tolerance")
+SEARCH_KEYS = ("gpu", "gpus", "tensor_parallel_size", "pd_split", "tiers", "racks", "nodes_per_rack", "mrc_epsilon",
+               "rate_tolerance")
 MRC_EPSILON = 0.001  # hit ratio a pricier tier mix must add at some tier level to be timed
 RATE_TOLERANCE = 0.02  # max-rate bracket width per candidate (the proof runs settle the boundary exactly)
 
@@ -65,9 +71,15 @@ class Plan:
     tensor_parallel_size: list[int]
     pd_split: list[str]
     tiers: dict[str, list[float]]
+    racks: list[int] | None  # a fleet plan (cluster mode) when racks or nodes_per_rack is searched
+    nodes_per_rack: list[int] | None
     mrc_epsilon: float
     rate_tolerance: float
     prices: dict[str, Any]
+
+    @property
+    def fleet(self) -> bool:
+        return self.racks is not None or self.nodes_per_rack is not None
 
 
 @dataclass
@@ -79,6 +91,8 @@ class Candidate:
     tp: int
     split: tuple[int, int] | None  # (prefill, decode) instances; None = aggregated
     tier_gib: dict[str, float]
+    racks: int | None = None  # a fleet candidate: racks x nodes per rack (cluster mode)
+    nodes: int | None = None
     name: str = ""
     mode: str = "single"
     config: Config | None = None
@@ -95,7 +109,9 @@ class Candidate:
     def overrides(self) -> dict[str, Any]:
         out: dict[str, Any] = {"hardware.gpu": self.gpu, "serving.tensor_parallel_size": self.tp}
         instances = self.gpus // self.tp
-        if self.split is None:
+        if self.racks is not None:
+            out["cluster.num_racks"], out["cluster.nodes_per_rack"] = self.racks, self.nodes
+        elif self.split is None:
             out["serving.num_instances"] = instances
         else:
             out["pd.num_prefill"], out["pd.num_decode"] = self.split
@@ -153,7 +169,14 @@ def load_plan(path: str | Path) -> Plan:
     if not isinstance(search, dict):
         raise _fail(path, "'search' must be a mapping (gpu, gpus, tensor_parallel_size, pd_split, tiers)")
     _check_keys(path, search, SEARCH_KEYS, "search.")
-    if hit is not None:
+    fleet = "racks" in search or "nodes_per_rack" in search
+    if fleet:
+        ignored = [k for k in ("gpus", "pd_split") if k in search]
+        if ignored:
+            raise _fail(path, f"'search.{ignored[0]}' does not apply to a fleet plan (search.racks / search.nodes_per_rack: "
+                              f"racks x nodes x hardware.gpus_per_node GPUs, aggregated instances of "
+                              f"tensor_parallel_size GPUs)")
+    elif hit is not None:
         ignored = [k for k in ("gpus", "pd_split") if k in search]
         if ignored:
             raise _fail(path, f"'search.{ignored[0]}' does not apply to a hit-ratio target (a cache-only replay of one "
@@ -178,6 +201,9 @@ def load_plan(path: str | Path) -> Plan:
         tensor_parallel_size=_numbers(path, "search.tensor_parallel_size", search.get("tensor_parallel_size", [1]), int, 1),
         pd_split=[str(s) for s in splits],
         tiers={t: _numbers(path, f"search.tiers.{t}", v, float, 0) for t, v in tiers.items()},
+        racks=_numbers(path, "search.racks", search["racks"], int, 1) if "racks" in search else None,
+        nodes_per_rack=(_numbers(path, "search.nodes_per_rack", search["nodes_per_rack"], int, 1)
+                        if "nodes_per_rack" in search else None),
         mrc_epsilon=float(search.get("mrc_epsilon", MRC_EPSILON)),
         rate_tolerance=float(search.get("rate_tolerance", RATE_TOLERANCE)),
         prices=data.get("prices") or {},
@@ -210,24 +236,38 @@ def _splits(plan: Plan, instances: int) -> list[tuple[int, int] | None]:
 
 
 def _label(c: Candidate, varied_tiers: list[str]) -> str:
-    split = "aggregated" if c.split is None else f"{c.split[0]}P:{c.split[1]}D"
     tiers = "".join(f" {t}={c.tier_gib[t]:g}GiB" for t in varied_tiers)
+    if c.racks is not None:
+        return f"{c.racks}x{c.nodes}x{c.gpus // (c.racks * c.nodes)}x{c.gpu} tp{c.tp}{tiers}"
+    split = "aggregated" if c.split is None else f"{c.split[0]}P:{c.split[1]}D"
     return f"{c.gpus}x{c.gpu} tp{c.tp} {split}{tiers}"
+
+
+def _shapes(plan: Plan, base: Config, tp: int) -> list[tuple[int | None, int | None, int]]:
+    """(racks, nodes per rack, GPUs) of each GPU count searched: a fleet plan's racks x nodes, or one node's counts."""
+    if plan.fleet:
+        gpn = base.hardware.gpus_per_node
+        return [(r, n, r * n * gpn) for r in plan.racks or [base.cluster.num_racks]
+                for n in plan.nodes_per_rack or [base.cluster.nodes_per_rack]]
+    if plan.hit_ratio is not None:
+        return [(None, None, tp)]
+    return [(None, None, n) for n in plan.gpus if n % tp == 0]
 
 
 def enumerate_candidates(plan: Plan, base: Config, prices: Prices) -> list[Candidate]:
     """Every (GPU, count, TP, split, tier mix) of the search space with its config and cost; refusals name the key."""
     from sim.cache.tiers import hbm_capacity_blocks
+    from sim.cluster.topology import Topology
     from sim.specs import gpu_spec
 
     hit_target = plan.hit_ratio is not None
     tier_names = [t for t in TIERS if t in plan.tiers]
     varied = [t for t in tier_names if len(plan.tiers[t]) > 1]
     tier_mixes = [dict(zip(tier_names, combo)) for combo in itertools.product(*(plan.tiers[t] for t in tier_names))]
-    for count in plan.gpus:
+    for count in [] if plan.fleet else plan.gpus:
         if count > base.hardware.gpus_per_node:
             raise _fail(plan.path, f"'search.gpus': {count} GPUs exceed hardware.gpus_per_node="
-                                   f"{base.hardware.gpus_per_node}; --plan searches one node; size a fleet with a --sweep in mode: cluster")
+                                   f"{base.hardware.gpus_per_node} (one node); plan a fleet with search.racks / search.nodes_per_rack")
     out = []
     for gpu in plan.gpu:
         try:
@@ -236,21 +276,24 @@ def enumerate_candidates(plan: Plan, base: Config, prices: Prices) -> list[Candi
         except ConfigError as exc:
             raise _fail(plan.path, f"search.gpu: {exc}") from None
         for tp in plan.tensor_parallel_size:
-            counts = [tp] if hit_target else [n for n in plan.gpus if n % tp == 0]
-            for count in counts:
-                splits = [None] if hit_target else _splits(plan, count // tp)
+            for racks, nodes, count in _shapes(plan, base, tp):
+                splits = [None] if hit_target or plan.fleet else _splits(plan, count // tp)
                 for split in splits:
                     for mix in tier_mixes:
-                        c = Candidate(gpu, count, tp, split, mix)
+                        c = Candidate(gpu, count, tp, split, mix, racks, nodes)
                         c.name = _label(c, varied)
-                        c.mode = "cache-only" if hit_target else ("single" if split is None else "pd")
+                        c.mode = ("cluster" if plan.fleet else "cache-only" if hit_target else
+                                  "single" if split is None else "pd")
                         try:
                             c.config = replace(base, **c.overrides)
                         except ConfigError as exc:
                             raise _fail(plan.path, f"candidate {c.name}: {str(exc).removeprefix('override: ')}") from None
-                        c.cost = prices.cost(gpu, count, mix)
+                        c.cost = (prices.cost(gpu, count, mix, nodes=racks * nodes, racks=racks) if plan.fleet
+                                  else prices.cost(gpu, count, mix))
                         try:
                             hbm_capacity_blocks(c.config)
+                            if plan.fleet:
+                                Topology.from_config(c.config)
                         except ConfigError as exc:
                             c.status, c.reason = "infeasible", str(exc)
                         out.append(c)
@@ -275,9 +318,12 @@ def _mrc_levels(candidates: list[Candidate], stream: np.ndarray, unique: int) ->
         front = c.split[0] if c.split else c.gpus // c.tp  # instances whose HBM holds prefixes (PD: prefill)
         if c.mode == "cache-only":
             front = 1  # cache-only replays one instance's HBM over the shared tiers
+        # copies of each tier: one per node (DRAM, SSD) and per rack (EIC) in a fleet, one in a node
+        copies = {"dram": 1, "ssd": 1, "eic": 1} if c.racks is None else \
+            {"dram": c.racks * c.nodes, "ssd": c.racks * c.nodes, "eic": c.racks}
         caps = [front * hbm_capacity_blocks(c.config)]
         for tier in TIERS:
-            caps.append(caps[-1] + int(c.tier_gib.get(tier, 0.0) * GIB // block))
+            caps.append(caps[-1] + copies[tier] * int(c.tier_gib.get(tier, 0.0) * GIB // block))
         levels[id(c)] = caps
     if unique >= len(stream):  # no block repeats: every capacity hits nothing
         for c in feasible:
@@ -294,7 +340,7 @@ def prune_with_mrc(candidates: list[Candidate], epsilon: float, hit_target: floa
     groups: dict[tuple, list[Candidate]] = {}
     for c in candidates:
         if c.status != "infeasible":
-            groups.setdefault((c.gpu, c.gpus, c.tp, c.split), []).append(c)
+            groups.setdefault((c.gpu, c.gpus, c.tp, c.split, c.racks, c.nodes), []).append(c)
     for members in groups.values():
         kept: list[Candidate] = []
         for c in sorted(members, key=lambda m: m.cost):
@@ -411,7 +457,7 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
         target_rate = plan.rate_rps or base_rate * base.workload.rate_scale
         target_scale = target_rate / base_rate
     _mrc_levels(candidates, trace.access_stream(), trace.num_unique_blocks)
-    prune_with_mrc(candidates, plan.mrc_epsilon, hit_target, _mrc_is_exact(base))
+    prune_with_mrc(candidates, plan.mrc_epsilon, hit_target, _mrc_is_exact(base) and not plan.fleet)
     pending = [c for c in candidates if c.status == "pending"]
     if not args.quiet:
         print(f"plan {plan.path}: {len(candidates)} candidates, {sum(c.status == 'pruned' for c in candidates)} pruned by "
@@ -458,8 +504,10 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
     if outputs.report_json:
         notes.append(f"report: {write_json(report, outputs.report_json)}")
     if outputs.report_csv:
-        leading = ["hardware.gpu", "serving.tensor_parallel_size", "serving.num_instances", "pd.num_prefill",
-                   "pd.num_decode", *(f"cache.tiers.{t}.capacity_gib" for t in plan.tiers)]
+        layout = (["cluster.num_racks", "cluster.nodes_per_rack"] if plan.fleet else
+                  ["serving.num_instances", "pd.num_prefill", "pd.num_decode"])
+        leading = ["hardware.gpu", "serving.tensor_parallel_size", *layout,
+                   *(f"cache.tiers.{t}.capacity_gib" for t in plan.tiers)]
         notes.append(f"csv: {write_csv(report, outputs.report_csv, leading)}")
     plots = []
     if outputs.plot_dir is not None:
@@ -547,9 +595,11 @@ def _summary(plan: dict, candidates: list[Candidate], chosen: Candidate | None) 
     if chosen is None:
         lines.append("chosen: none — no candidate meets the target")
         return "\n".join(lines)
+    layout = ("aggregated" if chosen.split is None else f"P:D = {chosen.split[0]}:{chosen.split[1]}")
+    if chosen.racks is not None:
+        layout = f"{chosen.racks} racks x {chosen.nodes} nodes"
     lines.append(f"chosen: {chosen.name}: {chosen.gpus} GPUs ({chosen.gpu}), tensor parallel {chosen.tp}, "
-                 f"{'aggregated' if chosen.split is None else f'P:D = {chosen.split[0]}:{chosen.split[1]}'}"
-                 f", {chosen.cost:.2f} USD/h")
+                 f"{layout}, {chosen.cost:.2f} USD/h")
     quantity = "SLO attainment" if measure == "max_rate_rps" else "hit ratio"
     for role in ("meets", "fails"):
         p = plan["proof"].get(role)

@@ -90,7 +90,10 @@ def test_hit_ratio_plan_uses_the_exact_curve_and_replays_agree(run_cli, tmp_path
 @pytest.mark.parametrize("body, needle", [
     ({"target": {"hit_ratio": 0.2}, "search": {"gpu": ["h100-sxm"]}, "extra": 1}, "unknown key 'extra'"),
     ({"target": {"hit_ratio": 0.2, "slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"]}}, "exactly one target"),
-    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "gpus": [16]}}, "mode: cluster"),
+    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "gpus": [16]}}, "search.racks"),
+    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "racks": [1], "gpus": [8]}},
+     "'search.gpus' does not apply to a fleet plan"),
+    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "nodes_per_rack": [0]}}, "search.nodes_per_rack"),
     ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["rtx4090"]}}, "no price for GPU 'rtx4090'"),
     ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "pd_split": ["2-1"]}}, "pd_split"),
     ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "tiers": {"hbm": [1]}}}, "search.tiers.hbm"),
@@ -116,3 +119,48 @@ def test_prices_cite_sources_and_plan_overrides_apply(run_cli, tmp_path):
     years = table["amortization_years"]
     expected = 1.0 + 100 * table["tiers"]["dram"]["usd_per_gib"] / (years * 8766)
     assert prices.cost("h100-sxm", 1, {"dram": 100.0}) == pytest.approx(expected)
+
+
+def _cluster_hit_ratio(run_cli, tmp_path, base: list[str], overrides: dict) -> float:
+    """An independent run of the fleet through the ordinary command line (``--cluster``)."""
+    out = tmp_path / "fleet.json"
+    argv = ["--cluster", *base, "--report-json", out, "--no-plot", "--quiet"]
+    for key, value in overrides.items():
+        argv += ["--set", f"{key}={value}"]
+    assert run_cli(*argv)[0] == 0
+    return json.loads(out.read_text())["runs"][0]["metrics"]["hit_ratio"]
+
+
+def test_fleet_plan_sizes_rack_eic_for_a_hit_ratio(run_cli, tmp_path, shared_data):
+    # Small HBM and no node tiers: only the rack's EIC pool can lift the hit ratio. The plan searches
+    # racks x nodes and EIC GiB per rack; costs are GPUs plus EIC per rack, as priced in profiles/prices.yaml.
+    trace = shared_data / "traces" / "mooncake_conversation.jsonl"
+    fixed = {"serving.num_gpu_blocks": 200, "cache.tiers.dram.capacity_gib": 0, "cache.tiers.ssd.capacity_gib": 0,
+             "cluster.router": "round-robin"}
+    plan_path = _plan(tmp_path, {
+        "workload": {"trace": str(trace), "limit": 2000}, "set": fixed, "target": {"hit_ratio": 0.1},
+        "search": {"gpu": ["h100-sxm"], "racks": [1, 2], "nodes_per_rack": [2], "tiers": {"eic": [0, 256]}},
+    })
+    out = tmp_path / "plan.json"
+    status, stdout, err = run_cli("--plan", plan_path, "--jobs", "2", "--report-json", out, "--no-plot")
+    assert status == 0, err
+    plan = json.loads(out.read_text())["plan"]
+    table = yaml.safe_load((PROFILES_DIR / "prices.yaml").read_text())
+    gib_hour = table["tiers"]["eic"]["usd_per_gib"] / (table["amortization_years"] * 8766)
+    for c in plan["candidates"]:
+        racks, eic = c["overrides"]["cluster.num_racks"], c["overrides"]["cache.tiers.eic.capacity_gib"]
+        gpus = racks * 2 * 8  # hardware.gpus_per_node defaults to 8
+        assert c["mode"] == "cluster"
+        assert c["cost_usd_per_hour"] == pytest.approx(gpus * table["gpus"]["h100-sxm"]["usd_per_gpu_hour"]
+                                                       + eic * racks * gib_hour)
+    meeting = sorted((c for c in plan["candidates"] if (c["hit_ratio"] or 0) >= 0.1), key=lambda c: c["cost_usd_per_hour"])
+    chosen = plan["chosen"]
+    assert meeting and chosen["name"] == meeting[0]["name"]
+    assert chosen["overrides"]["cache.tiers.eic.capacity_gib"] > 0  # without EIC no fleet reaches it
+    assert "1 racks x 2 nodes" in next(line for line in stdout.splitlines() if line.startswith("chosen:"))
+    base = ["--workload-trace", str(trace), "--workload-limit", "2000"] + [a for k, v in fixed.items()
+                                                                           for a in ("--set", f"{k}={v}")]
+    meets, fails = plan["proof"]["meets"], plan["proof"]["fails"]
+    assert meets["measured"] >= 0.1 > fails["measured"] and fails["cost_usd_per_hour"] < meets["cost_usd_per_hour"]
+    assert _cluster_hit_ratio(run_cli, tmp_path, base, meets["overrides"]) == pytest.approx(meets["measured"])
+    assert _cluster_hit_ratio(run_cli, tmp_path, base, fails["overrides"]) == pytest.approx(fails["measured"])
