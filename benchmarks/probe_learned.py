@@ -1,4 +1,4 @@
-"""Probes of the learned policy on Mooncake (issue 14, round 3): what limits the predictor.
+"""Probes of the learned policy on Mooncake (issue 14, rounds 3-4): what limits the predictor.
 
 Each probe trains on the first half of the bundled Mooncake conversation trace (512-token blocks,
 all usable rows, no sampling) and replays the learned kernel alone over the second half at 1k-20k
@@ -7,7 +7,9 @@ Belady from ``bench_learned.py``'s table, which does not depend on the model). F
 in learned/README.md ("What was tried"); run-to-run spread from the tree and sampling seeds is about
 ±0.015 of mean gap.
 
-    python benchmarks/probe_learned.py [classes,seeds,online,pool,features,continues,oracle]
+    python benchmarks/probe_learned.py [law,classes,seeds,online,pool,features,continues,oracle]
+
+- ``law``: (the synthetic multi-turn workload, not Mooncake) its generator's exact laws as the predictor;
 
 - ``classes``: class resolution (cuts × quantile levels) of the predicted distributions;
 - ``seeds``: the spread across tree seeds (bagging 0.8) and kernel sampling seeds, at 4×4 and 3×16 classes;
@@ -257,7 +259,53 @@ def probe_oracle(setup: Setup) -> None:
         judge(setup, name, p, p)
 
 
-PROBES = {"classes": probe_classes, "seeds": probe_seeds, "online": probe_online, "pool": probe_pool,
+def probe_law(setup: Setup) -> None:
+    """The synthetic multi-turn workload's own law as the predictor: a ceiling for any past-only policy.
+
+    The judged stream of bench_learned's multi-turn case (seed 2, 10,000 requests, 16-token blocks) is replayed
+    with every access's exact next-use distribution under the generator's laws, which no learned model can beat
+    in expectation: a conversation at turn k goes on with probability E[q | k - 1 continuations] =
+    (a + k - 1) / (a + b + k - 1) (q ~ Beta(a, b), trace/synthetic.py), after a log-normal think time (the
+    config's median and sigma) turned into accesses at the stream's mean rate; a partly filled last block
+    is never used again (the next turn's prompt extends it). The kernel's idle-time conditioning does
+    the rest. Best classic and Belady are bench_learned's multi-turn figures."""
+    from math import erf, log, sqrt
+
+    best = np.array([0.0019, 0.0120, 0.0333, 0.0629, 0.1263])  # bench_learned.py --workloads multi-turn
+    belady = np.array([0.0717, 0.1174, 0.2070, 0.2954, 0.3884])
+    config = load_config(None, sets=["seed=2", "workload.synthetic.num_requests=10000"])
+    trace = load_workload(config)
+    stream = trace.access_stream()
+    syn = config.workload.synthetic
+    extra = syn.turns_mean - 1.0
+    b = (syn.turns_concentration + extra) / syn.turns_mean  # as trace/synthetic.py's _conversation_turns
+    a = syn.turns_concentration - b
+    session = trace.session_id
+    order = np.argsort(session, kind="stable")  # requests are in arrival order: a session's turns in order
+    turn = np.empty(len(trace), np.int64)
+    starts = np.r_[0, np.flatnonzero(np.diff(session[order])) + 1]
+    turn[order] = np.arange(len(trace)) - np.repeat(starts, np.diff(np.r_[starts, len(trace)]))  # 0-based
+    owner, depth = block_positions(trace.block_offsets)
+    block_tokens = trace.provenance.block_tokens
+    partial = (depth == np.diff(trace.block_offsets)[owner] - 1) & (trace.input_tokens[owner] % block_tokens > 0)
+    rate = len(stream) / float(trace.arrival_s[-1] - trace.arrival_s[0])  # accesses a second
+    edges = T.bucket_edges(len(stream) // 4)
+    cdf = np.array([0.5 * (1 + erf((log(e / rate) - log(syn.think_time_median_s)) / (syn.think_time_sigma * sqrt(2))))
+                    for e in edges])
+    timing = np.r_[np.diff(cdf), 1.0 - cdf[-1]]  # P(think in bucket j), then beyond the last edge
+    max_turn = 256
+    k = np.arange(max_turn) + 1  # turns taken so far
+    go_on = (a + k - 1) / (a + b + k - 1)
+    table = np.vstack([np.r_[np.zeros(len(edges) - 1), 1.0],  # class 0: never again
+                       go_on[:, None] * timing[None, :] + np.r_[np.zeros(len(edges) - 1), 1.0][None, :] * (1 - go_on[:, None])])
+    klass = np.where(partial, 0, 1 + np.minimum(turn[owner], max_turn - 1))
+    hits = replay(stream, klass, table, np.r_[edges, edges[-1] * BEYOND_SPAN])
+    gap = (hits - best) / (belady - best)
+    print("law oracle (synthetic multi-turn)            " + " ".join(f"{v:.4f}" for v in hits) + " | gap "
+          + " ".join(f"{g:+.3f}" for g in gap) + f" | mean {gap.mean():+.3f}", flush=True)
+
+
+PROBES = {"law": probe_law, "classes": probe_classes, "seeds": probe_seeds, "online": probe_online, "pool": probe_pool,
           "features": probe_features, "continues": probe_continues, "oracle": probe_oracle}
 
 
