@@ -183,8 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     wl.add_argument("--strict-workload-validation", action="store_true",
                     help="the first bad row is an error (default: bad rows are counted and skipped)")
     wl.add_argument("--workload-cache", metavar="PATH",
-                    help="keep the loaded trace in this file (.npz); later runs read it while the trace file and the "
-                         "loader settings are unchanged, else rebuild it (config key: workload.cache)")
+                    help="keep the loaded trace in this binary file; later runs map it into memory while the trace file "
+                         "and the loader settings are unchanged, else rebuild it (config key: workload.cache)")
 
     cache = p.add_argument_group("cache")
     cache.add_argument("--policy", metavar="NAME[,NAME...]", help="eviction policy; several = one run each, same trace")

@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                 e2e_hits, secs = end_to_end(main_argv(args.trace, args.block_size, args.requests, args.capacity,
                                                       policy, report), report)
                 best["e2e"] = min(best.get("e2e", secs), secs)
-                cached = Path(tmp.name) / "workload.npz"  # built by the first policy's first run, then reused
+                cached = Path(tmp.name) / "workload.cache"  # built by the first policy's first run, then reused
                 if not cached.exists():
                     end_to_end(main_argv(args.trace, args.block_size, args.requests, args.capacity, policy, report,
                                          cached), report)
