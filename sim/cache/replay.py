@@ -5,14 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from sim.cache.access import access_semantics, block_id_space, learned_predictions, next_use_index
 from sim.cache.arena import TierArena
 from sim.cache.multitier import CachePlugins, MultiTierCache, build_cache
 from sim.config import Config
 from sim.errors import ConfigError
-from sim.cache.mrc import capacity_grid, lru_mrc
 from sim.cache.policies import POLICIES, policy_class
 from sim.report.document import RunResult
 from sim.cache.tiers import TIER_NAMES, build_tiers, kv_block_bytes
@@ -90,7 +88,13 @@ def replay(trace: Trace, config: Config, policy: str, semantics: str, capacity_b
     hit_tier = np.full(len(stream), -1, dtype=np.int8)
     plugins = cache_plugins(config)
     offsets = trace.block_offsets
-    bar = tqdm(total=len(stream), desc=policy, unit="acc", unit_scale=True, disable=not progress, leave=False)
+    if not progress:  # one compiled call
+        cache.replay(stream, offsets, hit_tier, 0, len(trace), prefix=semantics == "prefix", plugins=plugins,
+                     sessions=trace.session_id)
+        return cache, hit_tier
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(stream), desc=policy, unit="acc", unit_scale=True, leave=False)
     bounds = np.unique(np.clip(np.searchsorted(offsets, np.arange(0, len(stream) + CHUNK, CHUNK)), 0, len(offsets) - 1))
     for first, last in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
         cache.replay(stream, offsets, hit_tier, first, last, prefix=semantics == "prefix", plugins=plugins,
@@ -126,6 +130,8 @@ def run_cache_only(trace: Trace, config: Config, policies: list[str], progress: 
 
 def run_mrc(trace: Trace, config: Config) -> RunResult:
     """The LRU miss-ratio curve of the plain block stream, exact or SHARDS-sampled."""
+    from sim.cache.mrc import capacity_grid, lru_mrc
+
     rate = config.cache.mrc_sample_rate
     if not 0.0 < rate <= 1.0:
         raise ConfigError(f"config key 'cache.mrc_sample_rate' must be in (0, 1], got {rate}")
