@@ -67,10 +67,12 @@ class _LeanLoad(FunctionCache):
 
 
 def njit(function: Callable | None = None, **options: Any):
-    """``numba.njit``; a function cached on disk (``cache=True``) loads through ``_LeanLoad``."""
+    """``numba.njit`` (no eager signatures); a function cached on disk (``cache=True``) loads through
+    ``_LeanLoad``, which stands in for numba's own cache of it."""
     if function is None:
         return lambda f: njit(f, **options)
+    cache = options.pop("cache", False)
     dispatcher = numba.njit(**options)(function)
-    if options.get("cache") and isinstance(getattr(dispatcher, "_cache", None), FunctionCache):
-        dispatcher._cache = _LeanLoad(dispatcher.py_func)
+    if cache:
+        dispatcher._cache = _LeanLoad(dispatcher.py_func)  # what numba's enable_caching does, with its own class
     return dispatcher
