@@ -281,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {path} ({path.stat().st_size / GIB:.2f} GiB), block size {block_size}")
         print(row(f"{label}, file", load(repo, path, block_size, settings, profile=args.profile)))
         if has_cache:
-            cache = args.dir / f"{path.stem}.bs{block_size}.npz"
+            cache = args.dir / f"{path.stem}.bs{block_size}.cache"
             cache.unlink(missing_ok=True)
             print(row(f"{label}, file + cache write", load(repo, path, block_size, settings, cache, args.profile)))
             print(row(f"{label}, from cache", load(repo, path, block_size, settings, cache, args.profile)))

@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from numba import njit
 
 from sim.cache.access import NEVER, next_use_index, tokens_per_access
 from sim.cache.mrc import previous_use
+from sim.jit import njit
 from trace.blocks import block_positions
 from trace.request import Trace
 

@@ -39,7 +39,8 @@ hook-by-hook path give identical results.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from sim.jit import njit
 
 # Per-block fields (a row per block id).
 B_REAL = 0  # slot in real_ids, -1: not in the real cache

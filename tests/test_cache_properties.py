@@ -7,6 +7,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sim.cache.access import NEVER, next_use_index
 from sim.cache.arena import TierArena
 from sim.cache.hooked import HookedMultiTierCache
 from sim.cache.multitier import CachePlugins, build_cache
@@ -274,3 +275,17 @@ def test_session_prefetch_pulls_previous_turn_up_before_lookup():
     cache, hit_tier = _plugin_replay([2, 10], requests, sessions, session_prefetch=True)
     assert hit_tier[4:6].tolist() == [0, 0]
     assert cache.tiers[1].stats.prefetches == 2 and cache.tiers[1].stats.promotions == 0
+
+
+def test_next_use_index_by_hand():
+    #         a  b  a  c  b  a          (positions 0..5)
+    assert next_use_index(np.array([7, 3, 7, 9, 3, 7])).tolist() == [2, 4, 5, NEVER, NEVER, NEVER]
+    assert next_use_index(np.array([], dtype=np.int64)).tolist() == []
+
+
+@given(st.lists(st.one_of(st.integers(0, 20), st.integers(-2**62, 2**62)), max_size=200))
+@settings(max_examples=60, deadline=None)
+def test_next_use_index_is_the_next_position_of_the_same_key(stream):
+    """Dense ids, and sparse or negative ones (taken by rank), against a forward scan."""
+    expected = [next((u for u in range(t + 1, len(stream)) if stream[u] == key), NEVER) for t, key in enumerate(stream)]
+    assert next_use_index(np.array(stream, dtype=np.int64)).tolist() == expected

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import zipfile
 
 import numpy as np
 import pytest
@@ -66,8 +65,8 @@ def test_cache_hit_equals_the_loader(tmp_path, traces, caplog):
         built = _cached(path, cache, block_size, **settings)
         assert cache.is_file()
         _same(built, fresh)
-        with zipfile.ZipFile(cache) as z:  # numpy arrays and one JSON member: nothing pickled
-            assert all(name.endswith(".npy") for name in z.namelist())
+        header = _header(cache)  # a JSON header, then raw arrays where it says: nothing pickled
+        assert set(header["arrays"]) == {name for name in ARRAYS if getattr(fresh, name) is not None}
         _same(_cached(path, cache, block_size, **settings), fresh)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # first builds and hits warn of nothing
 
@@ -116,29 +115,39 @@ def test_same_content_elsewhere_is_a_hit(tmp_path):
     _same(trace, _fresh(moved))
 
 
+def _header(cache) -> dict:
+    data = cache.read_bytes()
+    start = len(wc.MAGIC) + 8
+    assert data[:len(wc.MAGIC)] == wc.MAGIC
+    return json.loads(data[start:start + int.from_bytes(data[len(wc.MAGIC):start], "little")])
+
+
 def _damage(cache, how: str) -> None:
     data = cache.read_bytes()
+    start = len(wc.MAGIC) + 8
+    header_end = start + int.from_bytes(data[len(wc.MAGIC):start], "little")
     if how == "garbage":
         cache.write_bytes(b"not a cache\n" * 10)
     elif how == "truncated":
         cache.write_bytes(data[: len(data) // 2])
-    elif how == "flipped_byte":  # inside an array: the zip member's CRC no longer matches
-        cache.write_bytes(data[:200] + bytes([data[200] ^ 0xFF]) + data[201:])
-    elif how == "ids_out_of_range":
-        with np.load(cache) as z:
-            members = {name: z[name] for name in z.files}
-        members["block_ids"] = members["block_ids"] + 10**6
-        np.savez(cache, **members)
+    elif how == "truncated_array":  # the header whole, the block ids (the last array) cut short
+        cache.write_bytes(data[:header_end + _header(cache)["arrays"]["block_ids"]["offset"] + 8])
+    elif how == "flipped_byte":  # inside the block ids: their CRC-32 no longer matches
+        at = header_end + _header(cache)["arrays"]["block_ids"]["offset"]
+        cache.write_bytes(data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:])
+    elif how == "ids_out_of_range":  # written whole (CRCs match) by the cache's own writer
+        header = _header(cache)
+        trace = wc._read(cache, header["key"])[0]
+        trace.block_ids = trace.block_ids + 10**6
+        wc._write(cache, header["key"], trace)
     elif how == "meta_not_json":
-        with np.load(cache) as z:
-            members = {name: z[name] for name in z.files}
-        members["meta"] = np.frombuffer(b"{not json", dtype=np.uint8)
-        np.savez(cache, **members)
+        cache.write_bytes(data[:start] + b"{not json" + data[start + 9:])
     elif how == "empty":
         cache.write_bytes(b"")
 
 
-@pytest.mark.parametrize("how", ["garbage", "truncated", "flipped_byte", "ids_out_of_range", "meta_not_json", "empty"])
+@pytest.mark.parametrize("how", ["garbage", "truncated", "truncated_array", "flipped_byte", "ids_out_of_range",
+                                 "meta_not_json", "empty"])
 def test_a_damaged_cache_is_rebuilt_with_a_warning(tmp_path, caplog, how):
     path = write(tmp_path, "bad.jsonl", MOONCAKE_BAD)
     cache = tmp_path / "c.npz"
@@ -199,3 +208,16 @@ def test_cache_path_in_a_config_file_is_relative_to_it(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     config = load_config("cfg/c.yaml")
     assert os.path.normpath(config.workload.cache) == os.path.join("cfg", "cache", "t.npz")
+
+
+def test_a_hit_maps_the_file_copy_on_write(tmp_path):
+    """A hit's arrays are the file's pages, yet writable: a change stays in the process, never in the file."""
+    path = write(tmp_path, "bad.jsonl", MOONCAKE_BAD)
+    cache = tmp_path / "c.npz"
+    _cached(path, cache, 512)
+    stored = cache.read_bytes()
+    trace = _cached(path, cache, 512)
+    assert trace.block_ids.flags.writeable and trace.block_ids.flags.aligned
+    trace.block_ids[:] = -7
+    assert cache.read_bytes() == stored
+    _same(_cached(path, cache, 512), _fresh(path, 512))

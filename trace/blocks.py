@@ -12,7 +12,8 @@ All work is vectorised over requests; the only Python loop runs over block depth
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from sim.jit import njit
 
 from trace.arrow import from_numpy, numpy_view
 

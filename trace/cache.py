@@ -1,11 +1,16 @@
 """The workload cache (``--workload-cache PATH``, ``workload.cache``): a loaded trace kept as a binary file.
 
 What is kept is ``load_trace``'s result — the validated, block-interned ``Trace`` arrays and their
-provenance — as an uncompressed numpy ``.npz`` (arrays plus one JSON member; nothing pickled),
-written atomically. It is keyed by the trace file's sha256 and by everything else that shapes
-that result: the loader settings (format, time unit, limit, strict validation, block size, block
-mismatch, request token bound), the source of the modules that build it and the versions of the
-libraries that parse it. A key that differs rebuilds the cache (and says so on stderr, logger
+provenance — in one binary file written atomically: a JSON header (the key, the provenance, where
+each array lies, its CRC-32) and then each array's raw bytes in the dtype the simulator uses, at
+64-byte-aligned offsets (nothing pickled). A hit memory-maps the file (copy on write): the arrays
+are the file's pages in the page cache, so a 10 M-access stream is neither read into fresh memory
+nor converted (``np.load`` of an ``.npz`` copies every array, and narrowed ones twice); reading it
+costs a CRC-32 pass, which checks that no byte of it changed.
+
+It is keyed by the trace file's sha256 and by everything else that shapes that result: the loader
+settings (format, time unit, limit, strict validation, block size, block mismatch, request token
+bound), the source of the modules that build it and the versions of the libraries that parse it. A key that differs rebuilds the cache (and says so on stderr, logger
 ``kvsim``); a cache that cannot be read is rebuilt with a warning. It is never used stale.
 
 The key hashes the file's content, every time: a size + mtime check could skip that, but an
@@ -20,6 +25,9 @@ import dataclasses
 import hashlib
 import json
 import logging
+import mmap
+import struct
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +36,11 @@ import numpy as np
 from sim.config import WorkloadConfig, request_token_bound
 from sim.errors import InputError
 from sim.report.output import atomic_write
-from trace.loaders import file_sha256, load_trace
-from trace.request import Trace, TraceProvenance
+from trace.request import Trace, TraceProvenance, file_sha256
 
-FORMAT_VERSION = 1  # of the file layout below
+FORMAT_VERSION = 2  # of the file layout below (1: an .npz)
+MAGIC = b"kvsim-workload-cache\n"  # then the header's length (uint64, little-endian), the header, the arrays
+ALIGN = 64  # each array starts at a multiple of this: aligned like any numpy array
 ARRAYS = ("arrival_s", "input_tokens", "output_tokens", "session_id", "block_offsets", "block_ids")
 # The modules whose code decides what load_trace returns, and the libraries that parse for it.
 SOURCES = ("loaders.py", "validation.py", "blocks.py", "request.py", "cache.py")
@@ -88,39 +97,56 @@ def load_trace_cached(workload: WorkloadConfig, block_size: int) -> Trace:
     return trace
 
 
+def load_trace(workload: WorkloadConfig, block_size: int, sha256: str | None = None) -> Trace:
+    """``trace.loaders.load_trace``, imported only when a trace file is read: pyarrow and the parsers are
+    ~0.1 s of imports that a cache hit does without."""
+    from trace.loaders import load_trace as read
+
+    return read(workload, block_size, sha256=sha256)
+
+
 def _write(cache: Path, key: dict[str, Any], trace: Trace) -> None:
-    members, layout = {}, {}
+    stored, layout, offset = [], {}, 0
     for name in ARRAYS:
         array = getattr(trace, name)
-        if array is not None:
-            members[name], layout[name] = _pack(array)
+        if array is None:
+            continue
+        data, layout[name] = _pack(array)
+        layout[name]["offset"] = offset  # from the end of the header
+        stored.append(data)
+        offset += -(-data.nbytes // ALIGN) * ALIGN
     meta = {"key": key, "num_unique_blocks": trace.num_unique_blocks, "arrays": layout,
             "provenance": dataclasses.asdict(trace.provenance)}
+    header = json.dumps(meta).encode()
+    header += b" " * (-(len(MAGIC) + 8 + len(header)) % ALIGN)  # the arrays start aligned
     with atomic_write(cache, binary=True) as fh:
-        np.savez(fh, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **members)
+        fh.write(MAGIC + struct.pack("<Q", len(header)) + header)
+        for data in stored:
+            fh.write(data)
+            fh.write(b"\0" * (-data.nbytes % ALIGN))
 
 
 def _pack(array: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
-    """An array as stored, and how to restore it: integers in 32 bits when they fit, an array of
-    one repeated value (no session ids: all -1) as that value. Reading less makes loading faster."""
+    """An array as stored, and how to restore it: as it is, or an array of one repeated value (no
+    session ids: all -1) as that value."""
     layout = {"dtype": array.dtype.str, "length": len(array), "repeated": False}
-    if array.dtype.kind != "i" or len(array) == 0:
-        return array, layout
-    low, high = int(array.min()), int(array.max())
-    if low == high:
+    if len(array) > 1 and array.dtype.kind == "i" and array.min() == array.max():
         layout["repeated"] = True
-        return array[:1], layout
-    if np.iinfo(np.int32).min <= low and high <= np.iinfo(np.int32).max:
-        return array.astype(np.int32), layout
+        array = array[:1]
+    array = np.ascontiguousarray(array)
+    layout["crc32"] = zlib.crc32(array)
     return array, layout
 
 
-def _unpack(stored: np.ndarray, layout: dict[str, Any]) -> np.ndarray:
+def _unpack(mapped: mmap.mmap, start: int, layout: dict[str, Any]) -> np.ndarray:
+    """One array of the file, a view of its mapped pages (copy on write); a repeated value expanded."""
+    count = 1 if layout["repeated"] else int(layout["length"])
+    array = np.frombuffer(mapped, dtype=np.dtype(layout["dtype"]), count=count, offset=start + int(layout["offset"]))
+    if zlib.crc32(array) != layout["crc32"]:
+        raise ValueError("an array's CRC-32 does not match: the file was changed or damaged")
     if layout["repeated"]:
-        if stored.shape != (1,):
-            raise ValueError("a repeated value stored as more than one")
-        return np.full(int(layout["length"]), stored[0], dtype=layout["dtype"])
-    return stored.astype(layout["dtype"], copy=False)
+        return np.full(int(layout["length"]), array[0], dtype=array.dtype)
+    return array
 
 
 def _read(cache: Path, key: dict[str, Any]) -> tuple[Trace | None, str | None]:
@@ -130,17 +156,20 @@ def _read(cache: Path, key: dict[str, Any]) -> tuple[Trace | None, str | None]:
         return None, None
     try:
         with cache.open("rb") as fh:
-            members = np.load(fh, allow_pickle=False)
-            if not isinstance(members, np.lib.npyio.NpzFile):
-                raise ValueError("not an .npz archive")
-            with members:
-                meta = json.loads(members["meta"].tobytes())
-                differ = [name for name in key if meta["key"].get(name) != key[name]]
-                if differ:
-                    return None, f"was built for another {'trace file' if differ == ['trace sha256'] else 'setting'} " \
-                                 f"({', '.join(differ)} changed)"
-                layout = meta["arrays"]
-                arrays = {name: _unpack(members[name], layout[name]) if name in layout else None for name in ARRAYS}
+            if fh.read(len(MAGIC)) != MAGIC:
+                raise ValueError("not a kvsim workload cache")
+            (length,) = struct.unpack("<Q", fh.read(8))
+            if length > 1 << 30:
+                raise ValueError("a header longer than any kvsim writes")
+            meta = json.loads(fh.read(length))
+            differ = [name for name in key if meta["key"].get(name) != key[name]]
+            if differ:
+                return None, f"was built for another {'trace file' if differ == ['trace sha256'] else 'setting'} " \
+                             f"({', '.join(differ)} changed)"
+            mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_COPY)  # arrays beyond its end fail, not fault
+        start = len(MAGIC) + 8 + length
+        layout = meta["arrays"]
+        arrays = {name: _unpack(mapped, start, layout[name]) if name in layout else None for name in ARRAYS}
         provenance = meta["provenance"]
         if provenance["request_range"] is not None:
             provenance["request_range"] = tuple(provenance["request_range"])

@@ -28,7 +28,6 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
-import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +44,7 @@ from sim.config import WorkloadConfig, request_token_bound
 from sim.errors import QUOTE_LIMIT, ConfigError, TraceError, quote
 from trace import blocks as bm
 from trace.arrow import from_numpy, numpy_view, text_buffers, valid, with_nulls
-from trace.request import Trace, TraceProvenance
+from trace.request import Trace, TraceProvenance, file_sha256
 from trace.validation import CODE, SkipLedger, combine, no_usable_requests, numeric_column
 
 if TYPE_CHECKING:
@@ -686,15 +685,6 @@ def _csv_fields(line: str) -> list[str]:
 
 
 # --------------------------------------------------------------------------- loading
-
-
-def file_sha256(path: Path) -> str:
-    """The file's sha256 (hex), read in 8 MiB blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(8 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def csv_line_of_row(path: Path, row: int) -> int | None:

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 BLOCK_ID_KINDS = ("hash_ids", "chained", "synthetic-sessions", "unique")
+
+
+def file_sha256(path: Path) -> str:
+    """A trace file's sha256 (hex), as its provenance records it, read in 8 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(8 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @dataclass(slots=True)

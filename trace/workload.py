@@ -9,8 +9,6 @@ from sim.errors import TraceError
 from trace.arrivals import apply_arrivals
 from trace.cache import load_trace_cached
 from trace.request import Trace
-from trace.synthetic import generate
-from trace.validation import no_usable_requests
 
 
 def load_workload(config: Config) -> Trace:
@@ -22,6 +20,8 @@ def load_workload(config: Config) -> Trace:
         trace = load_trace_cached(config.workload, config.serving.block_size)
         check_time_span(trace, "a wrong workload.time_unit or a corrupt timestamp?")
     else:
+        from trace.synthetic import generate  # the block model (pyarrow): only for a synthetic workload
+
         rng = np.random.default_rng(config.seed)
         trace = generate(config.workload.synthetic, config.serving.block_size, rng, limit=config.workload.limit,
                          context_tokens=context_tokens(config))
@@ -64,6 +64,8 @@ def check_time_span(trace: Trace, likely_cause: str) -> None:
 def require_requests(trace: Trace, after: str) -> None:
     """Every mode needs at least one request: a workload left empty is bad input (exit 2)."""
     if len(trace) == 0:
+        from trace.validation import no_usable_requests  # (pyarrow: imported when needed)
+
         prov = trace.provenance
         raise no_usable_requests(prov.path or prov.format, prov.rows_read, prov.skip_reasons, after)
 

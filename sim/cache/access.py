@@ -7,6 +7,7 @@ import numpy as np
 
 from sim.config import Config
 from sim.errors import ConfigError
+from sim.jit import njit
 from trace.request import Trace
 
 NEVER = np.iinfo(np.int64).max  # "never used again" (libCacheSim's INT64_MAX convention)
@@ -15,15 +16,28 @@ NEVER = np.iinfo(np.int64).max  # "never used again" (libCacheSim's INT64_MAX co
 def next_use_index(stream: np.ndarray) -> np.ndarray:
     """For each position t, the position of the next access to ``stream[t]``, or ``NEVER``.
 
-    One stable sort groups each key's positions in order; each position's successor in
-    its group is its next use (equivalent to the backward pass over the stream).
+    One backward pass over the stream, compiled, remembering each key's latest position in an
+    array indexed by key: the stream's values where they are dense ids (as block ids are), else
+    their ranks. (A stable argsort does the same in O(n log n): 4x slower at 10 M accesses.)
     """
-    stream = np.asarray(stream)
-    order = np.argsort(stream, kind="stable")
-    nxt = np.full(len(stream), NEVER, dtype=np.int64)
-    same = stream[order[1:]] == stream[order[:-1]]
-    nxt[order[:-1][same]] = order[1:][same]
+    stream = np.ascontiguousarray(stream, dtype=np.int64)
+    nxt = np.empty(len(stream), dtype=np.int64)
+    if not len(stream):
+        return nxt
+    low, high = int(stream.min()), int(stream.max())
+    if low < 0 or high >= 2 * len(stream) + 1024:  # sparse ids: their ranks instead
+        stream = np.unique(stream, return_inverse=True)[1].reshape(-1).astype(np.int64)
+        high = int(stream.max())
+    _next_uses(stream, np.full(high + 1, NEVER, dtype=np.int64), nxt)
     return nxt
+
+
+@njit(cache=True, _nrt=False)
+def _next_uses(stream, latest, out):
+    for t in range(len(stream) - 1, -1, -1):
+        key = stream[t]
+        out[t] = latest[key]
+        latest[key] = t
 
 
 def block_id_space(trace: Trace) -> int:

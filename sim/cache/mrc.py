@@ -21,8 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
+from sim.jit import njit
 from trace.blocks import splitmix64
 
 NO_REUSE = np.iinfo(np.int64).max

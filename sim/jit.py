@@ -1,0 +1,78 @@
+"""numba for kvsim's compiled code: ``njit``, with a lean start-up.
+
+Every module with compiled code takes ``njit`` from here. Before numba runs a compiled function
+the first time in a process, even one whose machine code it loads from its on-disk cache
+(``cache=True``), it initialises its CPU target: it imports and registers every numba
+implementation module (~0.25 s), one of which (``numba.np.arraymath``) probes for a BLAS by
+importing ``scipy.linalg.cython_blas`` (~0.2 s more with scipy installed: scipy.linalg pulls in
+numpy.f2py and more). A short run pays that for nothing: the registries serve the compiler, and
+kvsim's kernels use no BLAS. So:
+
+- *Loading* a cached kvsim function (``_LeanLoad``) starts only numba's runtime (the symbols
+  cached code may call, such as its allocator); loading needs nothing else.
+- When one must be *compiled* (a cold cache), the whole target is started first
+  (``start_target``), with the BLAS probe's module hidden while it does.
+
+What that changes, in this process only: numba's ``np.correlate``/``np.convolve`` of float arrays
+use numba's own loop instead of BLAS if kvsim compiled first (the probe's only users); everything
+else is as before. numba's compiler starts the target itself whenever anything else compiles, the
+hidden entry is removed at once (``import scipy.linalg`` works later), numba's linear algebra
+(``np.dot``, ``np.linalg``) checks for scipy's BLAS when a function using it compiles, and nothing
+is hidden when scipy's BLAS is already imported.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable
+
+import numba
+from numba.core.caching import FunctionCache
+from numba.core.registry import cpu_target
+from numba.core.runtime.nrt import rtsys
+
+__all__ = ["njit", "start_target"]
+
+BLAS_PROBE = "scipy.linalg.cython_blas"  # what numba.np.arraymath imports to decide whether a BLAS exists
+
+
+def start_target() -> None:
+    """Initialise numba's whole CPU target now, hiding scipy's BLAS from numba's probe (see above)."""
+    hide = BLAS_PROBE not in sys.modules and "numba.np.arraymath" not in sys.modules
+    if hide:
+        sys.modules[BLAS_PROBE] = None  # an import of it fails at once, without importing scipy.linalg
+    try:
+        cpu_target.target_context.refresh()
+    finally:
+        if hide and BLAS_PROBE in sys.modules and sys.modules[BLAS_PROBE] is None:
+            del sys.modules[BLAS_PROBE]
+
+
+class _LeanLoad(FunctionCache):
+    """numba's on-disk cache of one function, loading without the target's full initialisation.
+
+    numba's ``Cache.load_overload`` first refreshes the whole target (its registries) and then
+    loads; loading itself reads the machine code, links it and wraps it. This starts numba's
+    runtime instead (its symbols, which cached code may call), and the whole target only when
+    nothing was loaded, since numba compiles next."""
+
+    def load_overload(self, sig, target_context):
+        rtsys.initialize(target_context)
+        loaded = None
+        with self._guard_against_spurious_io_errors():
+            loaded = self._load_overload(sig, target_context)
+        if loaded is None:
+            start_target()
+        return loaded
+
+
+def njit(function: Callable | None = None, **options: Any):
+    """``numba.njit`` (no eager signatures); a function cached on disk (``cache=True``) loads through
+    ``_LeanLoad``, which stands in for numba's own cache of it."""
+    if function is None:
+        return lambda f: njit(f, **options)
+    cache = options.pop("cache", False)
+    dispatcher = numba.njit(**options)(function)
+    if cache:
+        dispatcher._cache = _LeanLoad(dispatcher.py_func)  # what numba's enable_caching does, with its own class
+    return dispatcher

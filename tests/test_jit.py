@@ -1,0 +1,69 @@
+"""sim.jit: cached kernels load without numba's whole target, the target starts without importing
+scipy, and what the same process does next (compiling, scipy, numba's BLAS users) still works."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Run in fresh processes (the test process has its target started, maybe scipy imported).
+START_TARGET = textwrap.dedent("""
+    import sys
+    from sim.jit import start_target
+    start_target()
+    assert "numba.np.arraymath" in sys.modules, "the CPU target was not started"
+    assert "scipy.linalg" not in sys.modules, "starting the target imported scipy.linalg"
+    assert "scipy.linalg.cython_blas" not in sys.modules, "the hidden probe was left in sys.modules"
+""")
+BLAS_AFTERWARDS = textwrap.dedent("""
+    import numpy as np
+    import scipy.linalg
+    from numba import njit
+
+    @njit
+    def product(a, b):
+        return np.dot(a, b) + np.zeros(1)  # numba calls scipy's BLAS for this, and allocates
+
+    a = np.arange(12.0).reshape(3, 4)
+    assert np.array_equal(product(a, a.T), a @ a.T)  # small integers: exact in any summation order
+    assert np.array_equal(scipy.linalg.inv(np.diag([2.0, 4.0])), np.diag([0.5, 0.25]))
+    print("ok")
+""")
+# LRU stack distances (the smallest LRU cache that hits) of a b a c b a: -, -, 2, -, 3, 3; by a cached
+# kernel that allocates (it needs numba's runtime).
+LOAD_CACHED = textwrap.dedent("""
+    import sys
+    import numpy as np
+    from sim.cache.mrc import stack_distances
+    d = stack_distances(np.array([0, 1, 0, 2, 1, 0]))
+    assert d.tolist()[2] == 2 and d.tolist()[4:] == [3, 3], d
+    lean = "numba.np.arraymath" not in sys.modules
+""")
+
+
+def _run(code: str, cache_dir: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NUMBA_CACHE_DIR": str(cache_dir)}
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=env)
+
+
+def test_target_starts_without_scipy_and_scipy_blas_still_works_afterwards(tmp_path):
+    pytest.importorskip("scipy")
+    proc = _run(START_TARGET + BLAS_AFTERWARDS, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "ok"
+
+
+def test_a_cached_kernel_loads_without_the_whole_target_and_compiling_works_after_it(tmp_path):
+    pytest.importorskip("scipy")
+    cold = _run(LOAD_CACHED + "assert not lean, 'compiled without the target'\nprint('ok')", tmp_path)
+    assert cold.returncode == 0 and cold.stdout.strip() == "ok", cold.stderr[-2000:]
+    warm = _run(LOAD_CACHED + "assert lean, 'loading started the whole target'\n" + BLAS_AFTERWARDS, tmp_path)
+    assert warm.returncode == 0, warm.stderr[-2000:]
+    assert warm.stdout.strip() == "ok"
