@@ -57,10 +57,14 @@ class _LeanLoad(FunctionCache):
     nothing was loaded, since numba compiles next."""
 
     def load_overload(self, sig, target_context):
-        rtsys.initialize(target_context)
-        loaded = None
-        with self._guard_against_spurious_io_errors():
-            loaded = self._load_overload(sig, target_context)
+        try:
+            rtsys.initialize(target_context)
+            loaded = None
+            with self._guard_against_spurious_io_errors():
+                loaded = self._load_overload(sig, target_context)
+        except Exception:  # noqa: BLE001  a numba whose internals differ from these: its own way, target first
+            start_target()
+            return super().load_overload(sig, target_context)
         if loaded is None:
             start_target()
         return loaded

@@ -67,3 +67,21 @@ def test_a_cached_kernel_loads_without_the_whole_target_and_compiling_works_afte
     warm = _run(LOAD_CACHED + "assert lean, 'loading started the whole target'\n" + BLAS_AFTERWARDS, tmp_path)
     assert warm.returncode == 0, warm.stderr[-2000:]
     assert warm.stdout.strip() == "ok"
+
+
+BROKEN_INTERNALS = textwrap.dedent("""
+    import sim.jit
+
+    class Broken:  # stands for a numba whose internals differ from what sim.jit expects
+        def initialize(self, context):
+            raise AttributeError("no such internal")
+
+    sim.jit.rtsys = Broken()
+""")
+
+
+def test_a_numba_with_other_internals_still_loads_cached_kernels_its_own_way(tmp_path):
+    assert _run(LOAD_CACHED + "print('ok')", tmp_path).stdout.strip() == "ok"  # fill the cache
+    proc = _run(BROKEN_INTERNALS + LOAD_CACHED + "assert not lean, 'numba\\'s own path starts the target'\n"
+                + "print('ok')", tmp_path)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
