@@ -77,3 +77,14 @@ def test_interning_is_deterministic_and_dense():
     keys = np.array([5, 3, 5, 9, 3], dtype=np.uint64)
     ids, n = bm.intern(keys)
     assert ids.tolist() == [0, 1, 0, 2, 1] and n == 3
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 300), max_size=200), st.sampled_from([0, 1 << 40, -(1 << 20)]))
+def test_interning_numbers_values_in_order_of_first_appearance(values, shift):
+    # small non-negative ids (the table path) and large or negative ones (the hash path) alike
+    keys = np.array(values, dtype=np.int64) + shift
+    first_seen: dict[int, int] = {}
+    expected = [first_seen.setdefault(v, len(first_seen)) for v in keys.tolist()]
+    ids, n = bm.intern(keys)
+    assert ids.tolist() == expected and n == len(first_seen)

@@ -172,14 +172,25 @@ def intern(values: np.ndarray) -> tuple[np.ndarray, int]:
     values = np.asarray(values)
     n = len(values)
     if n and values.dtype.kind in "iu" and values.min() >= 0 and values.max() < 4 * n + 1024:
-        first = np.full(int(values.max()) + 1, n, dtype=np.int64)  # each value's first position
-        np.minimum.at(first, values, np.arange(n, dtype=np.int64))
-        seen = np.flatnonzero(first < n)
-        code = np.empty(len(first), dtype=np.int64)
-        code[seen[np.argsort(first[seen], kind="stable")]] = np.arange(len(seen), dtype=np.int64)
-        return code[values], len(seen)
+        return _intern_small(values.astype(np.int64, copy=False), int(values.max()) + 1)
     encoded = from_numpy(values).dictionary_encode()
     return numpy_view(encoded.indices).astype(np.int64), len(encoded.dictionary)
+
+
+@njit(cache=True)
+def _intern_small(values, size):
+    """``intern`` of values in [0, size): one pass, each new value numbered as it first appears."""
+    code = np.full(size, -1, dtype=np.int64)
+    out = np.empty(len(values), dtype=np.int64)
+    seen = 0
+    for i in range(len(values)):
+        c = code[values[i]]
+        if c < 0:
+            c = seen
+            code[values[i]] = c
+            seen += 1
+        out[i] = c
+    return out, seen
 
 
 def split_hash_blocks(
