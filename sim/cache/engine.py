@@ -6,6 +6,7 @@ arena, top down (instances share their lower tiers by sharing indices). Entry po
 on a whole request's block chain, so Python pays one call per request, not per block:
 
 - ``replay``: cache-only replay of a range of requests (plain or prefix semantics, plug-ins);
+  ``replay_plain`` the same for plain semantics without plug-ins, its per-block use compiled in;
 - ``lookup``: the tier of each block of a chain (or of its longest cached prefix);
 - ``touch_chain`` / ``take_chain``: use / take out a chain's blocks in order;
 - ``resize_top``: set the top tier's capacity, demoting the overflow;
@@ -42,8 +43,8 @@ HOOK_ACCESS, HOOK_INSERT, HOOK_REMOVE, HOOK_VICTIM = range(4)
 USE, PREFETCH, DEMOTE = range(3)  # what ``use`` does
 NO_ROOM = -2  # ``hook``: the arena must grow first (``TierArena.reserve``)
 _OPTIONS = {"_nrt": False}
-__all__ = ["CacheView", "holders", "holders_chain", "hook", "lookup", "replay", "resize_top", "take_chain",
-           "touch_chain"]
+__all__ = ["CacheView", "holders", "holders_chain", "hook", "lookup", "replay", "replay_plain", "resize_top",
+           "take_chain", "touch_chain"]
 
 
 class CacheView(NamedTuple):
@@ -210,6 +211,13 @@ def _use(a, c, key, now, admit, mode):
     raise NotImplementedError("compiled code only")
 
 
+def _use_inlined(a, c, key, now, admit, mode):
+    """``_use`` compiled into its caller: the plain replay's one call site, where a call per access
+    (passing every field of the arena's arrays) costs as much as the work. One site only: each
+    inlined copy of the policy's hooks adds compile time."""
+    raise NotImplementedError("compiled code only")
+
+
 def _take(a, c, key):
     raise NotImplementedError("compiled code only")
 
@@ -224,6 +232,11 @@ def _hook(a, t, op, key, now):
 
 @overload(_use, jit_options=_OPTIONS)
 def _use_for(a, c, key, now, admit, mode):
+    return _for(a)["use"]
+
+
+@overload(_use_inlined, jit_options=_OPTIONS, inline="always")
+def _use_inlined_for(a, c, key, now, admit, mode):
     return _for(a)["use"]
 
 
@@ -283,6 +296,22 @@ def replay(a, c, blocks, offsets, hit_tier, first, last, prefix, depth, sessions
                     a.meta[c.tiers[level], STAT0 + HITS] += 1
         if session >= 0:
             previous[session] = r
+    return last
+
+
+@entry
+def replay_plain(a, c, blocks, offsets, hit_tier, first, last, depth):
+    """``replay`` of plain semantics without session prefetch (libCacheSim's model, cache-only's usual
+    case), with the use compiled into the loop (``_use_inlined``). The same operations as ``replay``."""
+    for r in range(first, last):
+        lo, hi = offsets[r], offsets[r + 1]
+        if not room(a, c.tiers, hi - lo):
+            return r
+        for j in range(lo, hi):
+            level = _use_inlined(a, c, blocks[j], j, depth < 0 or j - lo < depth, USE)
+            hit_tier[j] = level
+            if level >= 0:
+                a.meta[c.tiers[level], STAT0 + HITS] += 1
     return last
 
 

@@ -199,9 +199,13 @@ class MultiTierCache:
         offsets = np.ascontiguousarray(offsets, dtype=np.int64)
         blocks = np.ascontiguousarray(blocks, dtype=np.int64)
         self._keys(blocks[offsets[first]:offsets[last]])  # range check only
+        plain = not prefix and not len(previous)
         while first < last:
-            first = engine.replay(self.arena.state, self.view, blocks, offsets, hit_tier, first, last, prefix, depth,
-                                  sessions, previous)
+            if plain:
+                first = engine.replay_plain(self.arena.state, self.view, blocks, offsets, hit_tier, first, last, depth)
+            else:
+                first = engine.replay(self.arena.state, self.view, blocks, offsets, hit_tier, first, last, prefix,
+                                      depth, sessions, previous)
             if first < last:
                 self._reserve()
 
