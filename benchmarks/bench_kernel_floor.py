@@ -35,6 +35,31 @@ from sim.cache.arena import GOLDEN  # noqa: E402
 TRACE = REPO / ".." / "shared" / "data" / "traces" / "mooncake_conversation.jsonl"
 
 
+@njit(inline="always")
+def _to_tail(prev, nxt, s, head, tail):
+    """Move slot ``s`` of the LRU list to its tail (most recent); the new (head, tail)."""
+    if s != tail:
+        p, q = prev[s], nxt[s]
+        if p >= 0:
+            nxt[p] = q
+        else:
+            head = q
+        prev[q] = p
+        prev[s], nxt[s], nxt[tail], tail = tail, -1, s, s
+    return head, tail
+
+
+@njit(inline="always")
+def _append(prev, nxt, s, head, tail):
+    """Put slot ``s`` at the tail of the LRU list; the new (head, tail)."""
+    prev[s], nxt[s] = tail, -1
+    if tail >= 0:
+        nxt[tail] = s
+    else:
+        head = s
+    return head, s
+
+
 @njit
 def dense_lru(stream, num_ids, capacity):
     """Hits of an LRU cache of ``capacity`` blocks over ids in [0, num_ids)."""
@@ -49,14 +74,7 @@ def dense_lru(stream, num_ids, capacity):
         s = slot_of[k]
         if s >= 0:
             hits += 1
-            if s != tail:  # move to the tail (most recent)
-                p, q = prev[s], nxt[s]
-                if p >= 0:
-                    nxt[p] = q
-                else:
-                    head = q
-                prev[q] = p
-                prev[s], nxt[s], nxt[tail], tail = tail, -1, s, s
+            head, tail = _to_tail(prev, nxt, s, head, tail)
             continue
         if used < capacity:
             s, used = used, used + 1
@@ -66,16 +84,11 @@ def dense_lru(stream, num_ids, capacity):
             prev[head] = -1
             slot_of[key[s]] = -1
         key[s], slot_of[k] = k, s
-        prev[s], nxt[s] = tail, -1
-        if tail >= 0:
-            nxt[tail] = s
-        else:
-            head = s
-        tail = s
+        head, tail = _append(prev, nxt, s, head, tail)
     return hits
 
 
-@njit
+@njit(inline="always")
 def _home(k, shift):
     return np.int64((np.uint64(k) * GOLDEN) >> np.uint64(shift))
 
@@ -101,14 +114,7 @@ def hashed_lru(stream, capacity, bits):
             j = (j + 1) & mask
         if s >= 0:
             hits += 1
-            if s != tail:
-                p, q = prev[s], nxt[s]
-                if p >= 0:
-                    nxt[p] = q
-                else:
-                    head = q
-                prev[q] = p
-                prev[s], nxt[s], nxt[tail], tail = tail, -1, s, s
+            head, tail = _to_tail(prev, nxt, s, head, tail)
             continue
         if used < capacity:
             s, used = used, used + 1
@@ -134,12 +140,7 @@ def hashed_lru(stream, capacity, bits):
             while table[j] >= 0:
                 j = (j + 1) & mask
         key[s], table[j] = k, s
-        prev[s], nxt[s] = tail, -1
-        if tail >= 0:
-            nxt[tail] = s
-        else:
-            head = s
-        tail = s
+        head, tail = _append(prev, nxt, s, head, tail)
     return hits
 
 
