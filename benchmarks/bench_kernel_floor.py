@@ -36,6 +36,12 @@ TRACE = REPO / ".." / "shared" / "data" / "traces" / "mooncake_conversation.json
 
 
 @njit(inline="always")
+def _slots(capacity):
+    """The cache's slots: the block each holds, and its LRU list's links."""
+    return np.empty(capacity, np.int64), np.empty(capacity, np.int32), np.empty(capacity, np.int32)
+
+
+@njit(inline="always")
 def _to_tail(prev, nxt, s, head, tail):
     """Move slot ``s`` of the LRU list to its tail (most recent); the new (head, tail)."""
     if s != tail:
@@ -64,9 +70,7 @@ def _append(prev, nxt, s, head, tail):
 def dense_lru(stream, num_ids, capacity):
     """Hits of an LRU cache of ``capacity`` blocks over ids in [0, num_ids)."""
     slot_of = np.full(num_ids, -1, np.int32)
-    key = np.empty(capacity, np.int64)
-    prev = np.empty(capacity, np.int32)
-    nxt = np.empty(capacity, np.int32)
+    key, prev, nxt = _slots(capacity)
     head = tail = -1
     used = hits = 0
     for i in range(len(stream)):
@@ -98,9 +102,7 @@ def hashed_lru(stream, capacity, bits):
     """``dense_lru`` with a linear-probing directory of 2**bits cells instead of the id-indexed array."""
     mask, shift = (1 << bits) - 1, 64 - bits
     table = np.full(1 << bits, -1, np.int32)
-    key = np.empty(capacity, np.int64)
-    prev = np.empty(capacity, np.int32)
-    nxt = np.empty(capacity, np.int32)
+    key, prev, nxt = _slots(capacity)
     head = tail = -1
     used = hits = 0
     for i in range(len(stream)):

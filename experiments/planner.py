@@ -288,8 +288,7 @@ def enumerate_candidates(plan: Plan, base: Config, prices: Prices) -> list[Candi
                             c.config = replace(base, **c.overrides)
                         except ConfigError as exc:
                             raise _fail(plan.path, f"candidate {c.name}: {str(exc).removeprefix('override: ')}") from None
-                        c.cost = (prices.cost(gpu, count, mix, nodes=racks * nodes, racks=racks) if plan.fleet
-                                  else prices.cost(gpu, count, mix))
+                        c.cost = prices.cost(gpu, count, mix, nodes=(racks or 1) * (nodes or 1), racks=racks or 1)
                         try:
                             hbm_capacity_blocks(c.config)
                             if plan.fleet:
