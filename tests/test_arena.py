@@ -52,15 +52,16 @@ def _check_index(arena: TierArena, chain: list[int]) -> None:
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.sampled_from(KERNEL_POLICIES), min_size=2, max_size=4), st.integers(1, 2),
        st.lists(st.integers(1, 6), min_size=4, max_size=4), st.booleans(), st.lists(op, min_size=1, max_size=60),
-       st.lists(st.integers(0, KEYS - 1), min_size=1, max_size=8))
+       st.lists(st.integers(0, KEYS - 1), min_size=1, max_size=8), st.booleans())
 def test_the_block_index_equals_the_tiers_contents_after_every_operation(policies, shared, capacities, inclusive,
-                                                                         ops, chain):
+                                                                         ops, chain, dense):
     # Several caches with their own top tier over shared lower tiers (serving's layout), tiers of any
     # kernel policy (ghost entries, LFU buckets, heaps), caches added between operations: after every
     # touch, take and resize, holders(k) is exactly the set of tiers whose resident set holds k.
+    # Both directories: hashed, and direct-mapped (``dense``: one cell per block id, chains walked).
     stream = np.arange(4 * KEYS) % KEYS  # a next-use index long enough for any position used below
     next_use, _ = oracle_inputs(stream)
-    arena = TierArena(future=next_use, max_keys=KEYS)
+    arena = TierArena(future=next_use, max_keys=KEYS, dense=dense)
     lower = make_tiers(policies[1:1 + shared], capacities[1:1 + shared], stream, num_blocks=KEYS, arena=arena,
                        names=NAMES[1:])
     caches: list[MultiTierCache] = []
@@ -89,17 +90,17 @@ def test_the_block_index_equals_the_tiers_contents_after_every_operation(policie
 @given(st.sampled_from(["lru", "fifo", "belady"]), st.sampled_from(["lru", "lfu", "s3fifo", "sieve", "belady"]),
        st.lists(st.integers(1, 6), min_size=2, max_size=3),
        st.lists(st.tuples(st.integers(0, 2), st.sampled_from(["touch", "touch", "take", "resize"]),
-                          st.integers(0, 20)), min_size=1, max_size=120), st.integers(0, 40))
-def test_caches_stay_exact_while_tiers_are_added(policy, joiner, capacities, ops, join_at):
+                          st.integers(0, 20)), min_size=1, max_size=120), st.integers(0, 40), st.booleans())
+def test_caches_stay_exact_while_tiers_are_added(policy, joiner, capacities, ops, join_at, dense):
     # Two caches over shared tiers from the start, a third joins after ``join_at`` operations (its
     # tier, of policy ``joiner``, is added to the arena while the others hold blocks; the arrays grow
     # under them, and widen when the joiner's policy uses slot columns the others do not). Every
-    # step equals the reference policies on the generic path, for every cache.
+    # step equals the reference policies on the generic path, for every cache, with either directory.
     keys = [arg for *_, arg in ops]
     next_use, _ = oracle_inputs(keys)
     sides = {}
     for kind in ("compiled", "reference"):
-        arena = TierArena(future=next_use, max_keys=32)
+        arena = TierArena(future=next_use, max_keys=32, dense=dense)
         shared = make_tiers([policy] * (len(capacities) - 1), capacities[1:], keys, num_blocks=32, arena=arena,
                             names=NAMES[1:])
         hooks = {}

@@ -17,7 +17,12 @@ Python in between. Memory follows what the tiers hold, not their capacities:
   (block id, tier). So ``lookup(t, key)`` is one or two probes however many tiers hold the
   block (a popular prefix held by thousands of instances), and ``holders(key)`` walks the
   chain: O(holders), never O(tiers). Each directory slot has exactly one entry, so the
-  directory is no larger than a per-tier one;
+  directory is no larger than a per-tier one. Or, for an arena of few tiers over a known
+  block-id space (``dense``: cache-only replay), a *direct-mapped* directory: one cell per
+  block id holding its chain's head, the other members found by walking the chain (at most
+  one per tier). A lookup is one load and filing or dropping a head one store (no hashing,
+  probing or backward shifts), for 4 bytes per block id of the trace, half of what the
+  trace's own access array takes per distinct block;
 - up to four intrusive doubly linked lists per tier over its slots (heads, tails, sizes in
   ``meta``) and a binary heap per tier (Belady) in a region of ``aux`` that moves to a
   larger one (doubling) as the tier grows;
@@ -67,7 +72,7 @@ BASE_FIELDS = WHERE + 1  # the columns every policy uses; COUNT, PRIO, HPOS only
 FREE, IN_USE, ENTRIES, SHIFT, HEAP_END, WANT, ABSENT = range(7)
 GLOB_FIELDS = 7
 # FREE: first free slot (-1: none); IN_USE: slots taken; ENTRIES: directory entries;
-# SHIFT: 64 - log2(directory size); HEAP_END: used length of ``heap``; WANT: uses an entry
+# SHIFT: 64 - log2(directory size), 0: direct-mapped (a cell per block id); HEAP_END: used length of ``heap``; WANT: uses an entry
 # point asked room for; ABSENT: a block id that no tier tracks, as the last lookup found
 # (NONE: unknown), so filing it right after a miss takes no second search
 
@@ -144,7 +149,12 @@ class TierArena:
     """Owns the arrays of a set of tiers. Tiers may be added at any time (amortised O(1)); the
     arrays grow as blocks arrive, at the points where compiled code asks for room."""
 
-    def __init__(self, future: np.ndarray | None = None, max_keys: int | None = None):
+    def __init__(self, future: np.ndarray | None = None, max_keys: int | None = None, dense: bool = False):
+        """``max_keys``: block ids are below it (it bounds what a tier may hold). ``dense``: a direct-mapped
+        directory over those ids, for arenas of few tiers (a lookup walks its block's holder chain)."""
+        if dense and max_keys is None:
+            raise ValueError("a direct-mapped directory needs the block-id space (max_keys)")
+        self.dense = dense
         self.future = np.ascontiguousarray(future, dtype=np.int64) if future is not None else np.zeros(0, np.int64)
         self.max_keys = max_keys
         self.num_tiers = 0
@@ -152,9 +162,9 @@ class TierArena:
         rows = 4
         meta = np.zeros((rows, META_FIELDS), dtype=np.int64)
         aux = np.zeros(GLOB_FIELDS, dtype=np.int64)
-        aux[FREE], aux[SHIFT], aux[HEAP_END], aux[ABSENT] = -1, 64 - 4, GLOB_FIELDS, NONE
+        aux[FREE], aux[SHIFT], aux[HEAP_END], aux[ABSENT] = -1, 0 if dense else 64 - 4, GLOB_FIELDS, NONE
         self._arrays = dict(meta=meta, real=np.zeros(rows), slots=np.zeros((0, BASE_FIELDS), dtype=np.int64),
-                            table=np.full(16, -1, dtype=np.int32),
+                            table=np.full(max(1, max_keys) if dense else 16, -1, dtype=np.int32),
                             aux=aux, future=self.future)
         self._state: Arena | None = None
 
@@ -279,7 +289,7 @@ class TierArena:
         slots = self._arrays["slots"]
         if len(slots) - glob[IN_USE] < need:
             self._grow_slots(max(len(slots) + len(slots) // 10, int(glob[IN_USE]) + need, 16))
-        if _overloaded.py_func(glob[ENTRIES] + need, len(self._arrays["table"])):
+        if not self.dense and _overloaded.py_func(glob[ENTRIES] + need, len(self._arrays["table"])):
             size = 2 * len(self._arrays["table"])
             while _overloaded.py_func(glob[ENTRIES] + need, size):
                 size *= 2
@@ -385,6 +395,8 @@ def _home_of(slots, s: int, shift: int) -> int:
 @kernel
 def _cell_of_head(a, key: int) -> int:
     """The directory cell of ``key``'s chain head, or -1 (no tier tracks ``key``)."""
+    if a.aux[SHIFT] == 0:
+        return key if a.table[key] >= 0 else -1
     mask = len(a.table) - 1
     i = _home_key(key, a.aux[SHIFT])
     while True:
@@ -444,9 +456,19 @@ def head_slot(a, key: int) -> int:
 @kernel
 def lookup(a, t: int, key: int) -> int:
     """The slot of ``key`` in tier ``t`` (resident or ghost), or -1: one probe for the chain's
-    head, a second for another member."""
+    head, a second for another member (direct-mapped: one load, then a walk along the chain)."""
     mask = len(a.table) - 1
     shift = a.aux[SHIFT]
+    if shift == 0:
+        s = a.table[key]
+        if s < 0:
+            a.aux[ABSENT] = key
+            return -1
+        while a.slots[s, TIER] != t:
+            s = _next(a.slots, s)
+            if s < 0:
+                return -1
+        return s
     i = _home_key(key, shift)
     while True:
         s = a.table[i]
@@ -489,7 +511,8 @@ def room(a, tiers, uses: int) -> bool:
         need += min(a.meta[t, BOUND], GROWTH * uses)
         if a.meta[t, HEAPED] and a.meta[t, HEAPCAP] < min(a.meta[t, BOUND], a.meta[t, HEAPN] + uses):
             heap_ok = False
-    if heap_ok and len(a.slots) - a.aux[IN_USE] >= need and not _overloaded(a.aux[ENTRIES] + need, len(a.table)):
+    if heap_ok and len(a.slots) - a.aux[IN_USE] >= need and (
+            a.aux[SHIFT] == 0 or not _overloaded(a.aux[ENTRIES] + need, len(a.table))):
         return True
     a.aux[WANT] = uses
     return False
@@ -542,7 +565,8 @@ def _file_member(slots, table, aux, s: int, h: int, t: int) -> None:
     _link(slots, h, -1, s)
     if n >= 0:
         _link(slots, n, s, _next(slots, n))
-    table[_empty_cell(d, _home_pair(slots[s, KEY], t, aux[SHIFT]))] = s
+    if aux[SHIFT] != 0:  # direct-mapped: only a chain's head has a cell
+        table[_empty_cell(d, _home_pair(slots[s, KEY], t, aux[SHIFT]))] = s
 
 
 @step
@@ -550,14 +574,22 @@ def _unfile_member(slots, table, aux, s: int) -> None:
     """Drop slot ``s`` of a holder chain of two or more from the directory and the chain."""
     d = _Directory(slots, table, aux)
     p, n = _prev(slots, s), _next(slots, s)
+    dense = aux[SHIFT] == 0
     if p >= 0:  # a member past the head
-        _vacate(d, _cell_of(d, s))
+        if dense:
+            aux[ENTRIES] -= 1
+        else:
+            _vacate(d, _cell_of(d, s))
         _link(slots, p, _prev(slots, p), n)
         if n >= 0:
             _link(slots, n, p, _next(slots, n))
     else:  # the head: its successor takes its cell
-        _vacate(d, _cell_of(d, n))
-        table[_cell_of(d, s)] = n
+        if dense:
+            aux[ENTRIES] -= 1
+            table[slots[s, KEY]] = n
+        else:
+            _vacate(d, _cell_of(d, n))
+            table[_cell_of(d, s)] = n
         _link(slots, n, -1, _next(slots, n))
 
 
@@ -571,7 +603,7 @@ def new_slot(a, t: int, key: int) -> int:
     a.aux[ABSENT] = NONE
     if i < 0:
         a.slots[s, CHAIN] = 0
-        a.table[_empty_cell(a, _home_key(key, a.aux[SHIFT]))] = s
+        a.table[key if a.aux[SHIFT] == 0 else _empty_cell(a, _home_key(key, a.aux[SHIFT]))] = s
     else:
         _file_member(a.slots, a.table, a.aux, s, a.table[i], t)
     a.aux[ENTRIES] += 1
@@ -583,7 +615,11 @@ def free_slot(a, t: int, s: int) -> None:
     """Return slot ``s`` (already unlinked from any list/heap) to the pool and drop it from the
     directory and its block's holder chain (the next member becomes the head)."""
     if a.slots[s, CHAIN] == 0:  # its block's only slot
-        _vacate(a, _cell_of(a, s))
+        if a.aux[SHIFT] == 0:
+            a.table[a.slots[s, KEY]] = -1
+            a.aux[ENTRIES] -= 1
+        else:
+            _vacate(a, _cell_of(a, s))
     else:
         _unfile_member(a.slots, a.table, a.aux, s)
     release_slot(a, t, s)

@@ -381,7 +381,7 @@ def _flush_cache_if_sources_changed() -> None:
             return
     except OSError:
         pass
-    for function in (replay, lookup, touch_chain, take_chain, resize_top, hook):
+    for function in _ENTRY_POINTS:
         function._cache.flush()
     try:
         atomic_write_text(stamp, digest)  # two processes starting at once never see half a stamp
@@ -389,4 +389,7 @@ def _flush_cache_if_sources_changed() -> None:
         pass  # an unwritable cache directory: numba does not cache there either
 
 
+# every compiled function of this module (the @entry points above; one left out would load stale code)
+_ENTRY_POINTS = tuple(f for f in list(globals().values()) if getattr(f, "py_func", None) is not None
+                      and f.py_func.__module__ == __name__ and hasattr(f, "_cache"))
 _flush_cache_if_sources_changed()

@@ -78,7 +78,7 @@ def replay(trace: Trace, config: Config, policy: str, semantics: str, capacity_b
            predicted: np.ndarray | None = None) -> tuple[MultiTierCache, np.ndarray]:
     """Run one policy over the trace; returns the cache and the hit tier of every access (-1: miss)."""
     num_blocks = block_id_space(trace)
-    arena = TierArena(future=next_use, max_keys=num_blocks)
+    arena = TierArena(future=next_use, max_keys=num_blocks, dense=True)  # few tiers: a direct-mapped block index
     tiers = build_tiers(config, policy, next_use=next_use, capacity_blocks=capacity_blocks, predicted=predicted,
                         arena=arena)
     clairvoyant = any(POLICIES[t.policy].needs_future or POLICIES[t.policy].needs_predictions for t in tiers)
