@@ -9,12 +9,14 @@ numpy.f2py and more). A short run pays that for nothing: the registries serve th
 kvsim's kernels use no BLAS. So:
 
 - *Loading* a cached kvsim function (``_LeanLoad``) starts only numba's runtime (the symbols
-  cached code may call, such as its allocator); loading needs nothing else.
+  cached code may call, such as its allocator); loading needs nothing else. (Loading imports
+  the numba modules whose functions the cached code calls, ``numba.np.arraymath`` among them
+  for an array method: the BLAS probe is hidden while it does.)
 - When one must be *compiled* (a cold cache), the whole target is started first
   (``start_target``), with the BLAS probe's module hidden while it does.
 
 What that changes, in this process only: numba's ``np.correlate``/``np.convolve`` of float arrays
-use numba's own loop instead of BLAS if kvsim compiled first (the probe's only users); everything
+use numba's own loop instead of BLAS if kvsim compiled or loaded first (the probe's only users); everything
 else is as before. numba's compiler starts the target itself whenever anything else compiles, the
 hidden entry is removed at once (``import scipy.linalg`` works later), numba's linear algebra
 (``np.dot``, ``np.linalg``) checks for scipy's BLAS when a function using it compiles, and nothing
@@ -24,7 +26,8 @@ is hidden when scipy's BLAS is already imported.
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import numba
 from numba.core.caching import FunctionCache
@@ -36,16 +39,24 @@ __all__ = ["njit", "start_target"]
 BLAS_PROBE = "scipy.linalg.cython_blas"  # what numba.np.arraymath imports to decide whether a BLAS exists
 
 
-def start_target() -> None:
-    """Initialise numba's whole CPU target now, hiding scipy's BLAS from numba's probe (see above)."""
+@contextmanager
+def _blas_probe_hidden() -> Iterator[None]:
+    """While inside, numba's BLAS probe finds no scipy BLAS (unless scipy's BLAS or numba's
+    ``arraymath`` is imported already: then nothing is hidden, nothing changes)."""
     hide = BLAS_PROBE not in sys.modules and "numba.np.arraymath" not in sys.modules
     if hide:
         sys.modules[BLAS_PROBE] = None  # an import of it fails at once, without importing scipy.linalg
     try:
-        cpu_target.target_context.refresh()
+        yield
     finally:
         if hide and BLAS_PROBE in sys.modules and sys.modules[BLAS_PROBE] is None:
             del sys.modules[BLAS_PROBE]
+
+
+def start_target() -> None:
+    """Initialise numba's whole CPU target now, hiding scipy's BLAS from numba's probe (see above)."""
+    with _blas_probe_hidden():
+        cpu_target.target_context.refresh()
 
 
 class _LeanLoad(FunctionCache):
@@ -60,7 +71,9 @@ class _LeanLoad(FunctionCache):
         try:
             rtsys.initialize(target_context)
             loaded = None
-            with self._guard_against_spurious_io_errors():
+            # a cached function's environment imports the numba modules of what it calls (an array
+            # method: numba.np.arraymath, whose import runs the BLAS probe)
+            with self._guard_against_spurious_io_errors(), _blas_probe_hidden():
                 loaded = self._load_overload(sig, target_context)
         except Exception:  # noqa: BLE001  a numba whose internals differ from these: its own way, target first
             start_target()

@@ -60,17 +60,44 @@ def test_session_keys_share_full_blocks_only():
     assert not set(other) & (set(t1) | set(t2))
 
 
-def test_split_hash_blocks_covers_tokens():
+def test_split_block_ids_covers_tokens():
     # two requests of 1,100 and 600 tokens in 512-token trace blocks, split into 256-token blocks
     hash_ids = np.array([10, 11, 12, 10, 13])
     hash_offsets = np.array([0, 3, 5])
     inputs = np.array([1100, 600])
-    offsets, keys = bm.split_hash_blocks(hash_ids, hash_offsets, inputs, 512, 256)
+    offsets, ids, n = bm.split_block_ids(hash_ids, hash_offsets, inputs, 512, 256)
     # request 0: 512 -> 2, 512 -> 2, 76 -> 1; request 1: 512 -> 2, 88 -> 1
     assert offsets.tolist() == [0, 5, 8]
-    ids, _ = bm.intern(keys)
-    assert ids[0:2].tolist() == ids[5:7].tolist()  # shared trace block 10 -> shared sub-blocks
-    assert len(set(ids[2:5].tolist()) & set(ids[7:8].tolist())) == 0
+    assert ids.tolist() == [0, 1, 2, 3, 4, 0, 1, 5] and n == 6  # trace block 10 shared -> its sub-blocks shared
+
+
+def _split_reference(hash_ids, hash_offsets, inputs, trace_block, block_size):
+    """Sub-block (hash id, k) names, numbered in order of first appearance: a plain loop."""
+    numbers: dict[tuple[int, int], int] = {}
+    ids, counts = [], []
+    for r in range(len(inputs)):
+        count = 0
+        for depth, h in enumerate(hash_ids[hash_offsets[r]:hash_offsets[r + 1]]):
+            covered = max(1, min(trace_block, inputs[r] - depth * trace_block))
+            for k in range(-(-covered // block_size)):
+                ids.append(numbers.setdefault((int(h), k), len(numbers)))
+                count += 1
+        counts.append(count)
+    return counts, ids, len(numbers)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.lists(st.integers(0, 6), min_size=1, max_size=5), st.integers(1, 3000)),
+                min_size=1, max_size=8), st.sampled_from([16, 64, 128, 512]))
+def test_split_block_ids_equal_a_plain_loop(requests, block_size):
+    # Random requests over a few shared trace hash ids (prompts ending anywhere in a trace block, or
+    # shorter than their hash ids cover): offsets, ids and their count equal the loop's.
+    hash_ids = np.array([h for ids, _ in requests for h in ids], dtype=np.int64)
+    hash_offsets = bm.offsets_from_counts(np.array([len(ids) for ids, _ in requests]))
+    inputs = np.array([tokens for _, tokens in requests], dtype=np.int64)
+    offsets, ids, n = bm.split_block_ids(hash_ids, hash_offsets, inputs, 512, block_size)
+    counts, expected, expected_n = _split_reference(hash_ids, hash_offsets, inputs, 512, block_size)
+    assert np.diff(offsets).tolist() == counts and ids.tolist() == expected and n == expected_n
 
 
 def test_interning_is_deterministic_and_dense():

@@ -85,3 +85,32 @@ def test_a_numba_with_other_internals_still_loads_cached_kernels_its_own_way(tmp
     proc = _run(BROKEN_INTERNALS + LOAD_CACHED + "assert not lean, 'numba\\'s own path starts the target'\n"
                 + "print('ok')", tmp_path)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+ARRAY_METHOD_KERNEL = textwrap.dedent("""
+    from sim.jit import njit
+
+    @njit(cache=True)
+    def largest(a):
+        return a.max()  # numba's implementation lives in numba.np.arraymath, whose import probes for a BLAS
+""")
+LOAD_ARRAY_METHOD = textwrap.dedent("""
+    import sys
+    import numpy as np
+    sys.path.insert(0, sys.argv[1])
+    from array_method_kernel import largest
+    assert largest(np.array([3, 9, 4])) == 9
+    assert "scipy.linalg" not in sys.modules, "loading the cached kernel imported scipy.linalg"
+""")
+
+
+def test_loading_a_cached_kernel_that_calls_numpy_methods_does_not_import_scipy(tmp_path):
+    # Loading rebuilds the environments of the numba functions the kernel calls, importing their modules.
+    pytest.importorskip("scipy")
+    (tmp_path / "array_method_kernel.py").write_text(ARRAY_METHOD_KERNEL)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    for code in (LOAD_ARRAY_METHOD, LOAD_ARRAY_METHOD + BLAS_AFTERWARDS):  # compile, then load from the cache
+        proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                              env=env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "ok"

@@ -172,16 +172,21 @@ def intern(values: np.ndarray) -> tuple[np.ndarray, int]:
     values = np.asarray(values)
     n = len(values)
     if n and values.dtype.kind in "iu" and values.min() >= 0 and values.max() < 4 * n + 1024:
-        return _intern_small(values.astype(np.int64, copy=False), int(values.max()) + 1)
+        out = np.empty(n, dtype=np.int64)
+        seen = _intern_small(values.astype(np.int64, copy=False), np.full(int(values.max()) + 1, -1, np.int64), out)
+        return out, seen
     encoded = from_numpy(values).dictionary_encode()
     return numpy_view(encoded.indices).astype(np.int64), len(encoded.dictionary)
 
 
+# The compiled passes below take their arrays from Python: a cached function that allocates (or
+# calls an array method) makes every process that loads it import numba's array modules (~50 ms).
+
+
 @njit(cache=True)
-def _intern_small(values, size):
-    """``intern`` of values in [0, size): one pass, each new value numbered as it first appears."""
-    code = np.full(size, -1, dtype=np.int64)
-    out = np.empty(len(values), dtype=np.int64)
+def _intern_small(values, code, out):
+    """``intern`` of values in [0, len(code)) into ``out`` (``code`` all -1): one pass, each new value
+    numbered as it first appears; how many distinct values."""
     seen = 0
     for i in range(len(values)):
         c = code[values[i]]
@@ -190,28 +195,60 @@ def _intern_small(values, size):
             code[values[i]] = c
             seen += 1
         out[i] = c
-    return out, seen
+    return seen
 
 
-def split_hash_blocks(
+
+def split_block_ids(
     hash_ids: np.ndarray, hash_offsets: np.ndarray, input_tokens: np.ndarray, trace_block: int, block_size: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Convert trace blocks of ``trace_block`` tokens into ``block_size`` blocks.
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Convert trace blocks of ``trace_block`` tokens into ``block_size`` blocks, with dense ids.
 
-    Trace block j covers tokens [j·trace_block, min((j+1)·trace_block, L)); it becomes
-    ceil(covered / block_size) sub-blocks keyed (hash id, k). A trace hash id already
-    names the whole prefix, so (hash id, k) names the prefix through sub-block k.
-    Returns the new block offsets and content keys: each pair as one exact integer (the hash
-    id's dense number times the most sub-blocks a trace block has, plus k), small enough for
-    ``intern``'s table lookup.
+    Trace block j covers tokens [j·trace_block, min((j+1)·trace_block, L)) (at least one token);
+    it becomes ceil(covered / block_size) sub-blocks named (hash id, k). A trace hash id already
+    names the whole prefix, so (hash id, k) names the prefix through sub-block k. Returns the new
+    block offsets, the sub-blocks' ids (dense, in order of first appearance, as ``intern`` numbers
+    them) and how many distinct ones. One compiled pass over the trace blocks: no array per
+    sub-block but the ids themselves.
     """
-    owner, depth = block_positions(hash_offsets)
-    covered = np.minimum(trace_block, np.asarray(input_tokens, dtype=np.int64)[owner] - depth * trace_block)
-    covered = np.maximum(covered, 1)
-    subs = blocks_per_request(covered, block_size)
-    sub_offsets = offsets_from_counts(subs)
-    parent_block, sub_index = block_positions(sub_offsets)
-    dense, _ = intern(hash_ids)
-    keys = dense[parent_block] * -(-trace_block // block_size) + sub_index
-    counts = np.bincount(owner, weights=subs, minlength=len(hash_offsets) - 1).astype(np.int64)
-    return offsets_from_counts(counts), keys
+    parents, num_parents = intern(hash_ids)
+    hash_offsets = np.asarray(hash_offsets, dtype=np.int64)
+    input_tokens = np.asarray(input_tokens, dtype=np.int64)
+    per = -(-trace_block // block_size)  # sub-blocks of a whole trace block
+    offsets = np.zeros(len(hash_offsets), dtype=np.int64)
+    _split_offsets(hash_offsets, input_tokens, trace_block, block_size, offsets)
+    ids = np.empty(offsets[-1], dtype=np.int64)
+    # (p, k) -> id in code[p * per + k], valid for k < known[p] (never read before it is written)
+    seen = _split_ids(parents, hash_offsets, input_tokens, trace_block, block_size, per,
+                      np.zeros(num_parents, np.int64), np.empty(num_parents * per, np.int64), ids)
+    return offsets, ids, seen
+
+
+@njit(cache=True)
+def _split_offsets(hash_offsets, input_tokens, trace_block, block_size, offsets):
+    """CSR offsets of the sub-blocks, per request."""
+    for r in range(len(hash_offsets) - 1):
+        subs = 0
+        for depth in range(hash_offsets[r + 1] - hash_offsets[r]):
+            covered = max(1, min(trace_block, input_tokens[r] - depth * trace_block))
+            subs += (covered + block_size - 1) // block_size
+        offsets[r + 1] = offsets[r] + subs
+
+
+@njit(cache=True)
+def _split_ids(parents, hash_offsets, input_tokens, trace_block, block_size, per, known, code, ids):
+    """The sub-blocks' dense ids into ``ids``; how many distinct."""
+    seen = 0
+    out = 0
+    for r in range(len(hash_offsets) - 1):
+        for depth in range(hash_offsets[r + 1] - hash_offsets[r]):
+            p = parents[hash_offsets[r] + depth]
+            covered = max(1, min(trace_block, input_tokens[r] - depth * trace_block))
+            for k in range((covered + block_size - 1) // block_size):
+                if k == known[p]:  # sub-blocks of a parent appear as a prefix 0, 1, ...: k is new
+                    code[p * per + k] = seen
+                    known[p] = k + 1
+                    seen += 1
+                ids[out] = code[p * per + k]
+                out += 1
+    return seen

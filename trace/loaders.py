@@ -828,8 +828,8 @@ def load_trace(workload: WorkloadConfig, block_size: int, sha256: str | None = N
             block_size = MOONCAKE_BLOCK_TOKENS  # the trace's own blocks, as given (the Contract's default)
             block_ids, num_unique = bm.intern(flat)
         elif workload.block_mismatch == "split" and MOONCAKE_BLOCK_TOKENS % block_size == 0:
-            offsets, keys = bm.split_hash_blocks(flat, offsets, input_tokens, MOONCAKE_BLOCK_TOKENS, block_size)
-            block_ids, num_unique = bm.intern(keys)
+            offsets, block_ids, num_unique = bm.split_block_ids(flat, offsets, input_tokens, MOONCAKE_BLOCK_TOKENS,
+                                                                block_size)
             conversion = f"split {MOONCAKE_BLOCK_TOKENS}-token trace blocks into {block_size}-token blocks"
         else:
             raise ConfigError(
