@@ -4,9 +4,10 @@ with the pure-Python reference policies on the generic path, and tier semantics 
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from sim.cache import engine
 from sim.cache.access import NEVER, next_use_index
 from sim.cache.arena import TierArena
 from sim.cache.hooked import HookedMultiTierCache
@@ -171,6 +172,35 @@ def test_whole_stream_replay_equals_one_touch_at_a_time(policy, capacity, stream
     assert _state(cache) == _state(stepped)
     replay_stats, touch_stats = _stats(cache)[0], _stats(stepped)[0]
     assert replay_stats.pop("hits") == replayed and touch_stats.pop("hits") == 0  # a replay counts its hits
+    assert replay_stats == touch_stats
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.sampled_from(sorted(name for name, cls in POLICIES.items() if cls.kind)), st.integers(0, 12),
+       st.lists(st.lists(st.integers(0, 30), max_size=12), min_size=1, max_size=30), st.one_of(st.none(), st.integers(1, 4)))
+def test_a_one_tier_replay_equals_the_multi_tier_use_block_by_block(policy, capacity, requests, depth):
+    # A cache of one tier replays through its own lean loop (``engine.replay_single``); each access must do
+    # exactly what the multi-tier use does to it: the same hit, the same contents, the same counters, with
+    # selective write (a request's first ``depth`` blocks admitted, the rest looked up only) and capacity 0.
+    stream = np.array([k for r in requests for k in r], dtype=np.int64)
+    assume(len(stream) > 0)
+    offsets = np.cumsum([0] + [len(r) for r in requests])
+    replayed = make_cache(policy, [capacity], stream)
+    hit_tier = np.full(len(stream), -2, dtype=np.int8)
+    replayed.replay(stream, offsets, hit_tier, 0, len(requests), prefix=False,
+                    plugins=CachePlugins(selective_write_depth=depth))
+    stepped = make_cache(policy, [capacity], stream)
+    levels = np.empty(len(stream), dtype=np.int8)
+    for r in range(len(requests)):
+        for j in range(offsets[r], offsets[r + 1]):
+            admit = depth is None or j - offsets[r] < depth
+            while not engine.touch_chain(stepped.arena.state, stepped.view, stream[j:j + 1], np.array([j]), admit,
+                                         levels[j:j + 1]):
+                stepped._reserve()
+    assert hit_tier.tolist() == levels.tolist()
+    assert _state(replayed) == _state(stepped)
+    replay_stats, touch_stats = _stats(replayed)[0], _stats(stepped)[0]
+    assert replay_stats.pop("hits") == int((levels >= 0).sum()) and touch_stats.pop("hits") == 0
     assert replay_stats == touch_stats
 
 

@@ -211,6 +211,10 @@ class TierArena:
         """One more cache uses ``tier`` (a tier several caches share may receive a block it holds)."""
         self._arrays["meta"][tier, USERS] += 1
 
+    def users(self, tier: int) -> int:
+        """How many caches use ``tier``."""
+        return int(self._arrays["meta"][tier, USERS])
+
     def built_capacity(self, tier: int) -> int:
         """The capacity ``tier`` was added with (its policy's capacity)."""
         return int(self._arrays["meta"][tier, PCAP])

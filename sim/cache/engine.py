@@ -7,6 +7,7 @@ on a whole request's block chain, so Python pays one call per request, not per b
 
 - ``replay``: cache-only replay of a range of requests (plain or prefix semantics, plug-ins);
   ``replay_plain`` the same for plain semantics without plug-ins, its per-block use compiled in;
+  ``replay_single`` that for a cache of one tier no other cache shares;
 - ``lookup``: the tier of each block of a chain (or of its longest cached prefix);
 - ``touch_chain`` / ``take_chain``: use / take out a chain's blocks in order;
 - ``resize_top``: set the top tier's capacity, demoting the overflow;
@@ -41,10 +42,11 @@ from sim.report.output import atomic_write_text
 
 HOOK_ACCESS, HOOK_INSERT, HOOK_REMOVE, HOOK_VICTIM = range(4)
 USE, PREFETCH, DEMOTE = range(3)  # what ``use`` does
+HIT, MISS, KEPT, EVICTED = 0, -1, -2, -3  # what ``use_single`` did
 NO_ROOM = -2  # ``hook``: the arena must grow first (``TierArena.reserve``)
 _OPTIONS = {"_nrt": False}
-__all__ = ["CacheView", "holders", "holders_chain", "hook", "lookup", "replay", "replay_plain", "resize_top",
-           "take_chain", "touch_chain"]
+__all__ = ["CacheView", "holders", "holders_chain", "hook", "lookup", "replay", "replay_plain", "replay_single",
+           "resize_top", "take_chain", "touch_chain"]
 
 
 class CacheView(NamedTuple):
@@ -145,6 +147,26 @@ def _operations(access, insert, readmit, remove, victim):
                     when = c.last_pos[inserting]
         return level
 
+    def use_single(a, t, key, now, admit):
+        """``use`` on a cache of the one tier ``t``, which no other cache uses (cache-only's usual case):
+        the same hooks and order, without the tier walk, the demotion chain and the counters, which
+        the caller keeps. Returns ``HIT``, ``MISS`` (not admitted), ``KEPT`` (admitted) or ``EVICTED``
+        (admitted in a victim's place)."""
+        s = resident(a, t, key)
+        if s >= 0:
+            access(a, t, s, now)
+            return HIT
+        if not admit or a.meta[t, CAP] <= 0:
+            return MISS
+        outcome = KEPT
+        if a.meta[t, RESIDENT] >= a.meta[t, CAP]:
+            remove(a, t, victim(a, t, key))
+            a.meta[t, RESIDENT] -= 1
+            outcome = EVICTED
+        insert(a, t, key, now)
+        a.meta[t, RESIDENT] += 1
+        return outcome
+
     def take(a, c, key):
         """Take ``key`` out of the cache for use by a running request (vLLM: a cached block leaves
         the free queue); the tier it was in, or -1. A lower-tier copy counts as a promotion
@@ -193,7 +215,7 @@ def _operations(access, insert, readmit, remove, victim):
             return a.slots[victim_c(a, t, key), KEY]
         return -1
 
-    return {"use": use, "take": take, "resize": resize, "hook": hook}
+    return {"use": use, "use_single": use_single, "take": take, "resize": resize, "hook": hook}
 
 
 _BUILT: dict[type, dict] = {}
@@ -218,6 +240,11 @@ def _use_inlined(a, c, key, now, admit, mode):
     raise NotImplementedError("compiled code only")
 
 
+def _use_single_inlined(a, t, key, now, admit):
+    """``use_single``, compiled into ``replay_single``'s loop (its one call site)."""
+    raise NotImplementedError("compiled code only")
+
+
 def _take(a, c, key):
     raise NotImplementedError("compiled code only")
 
@@ -238,6 +265,11 @@ def _use_for(a, c, key, now, admit, mode):
 @overload(_use_inlined, jit_options=_OPTIONS, inline="always")
 def _use_inlined_for(a, c, key, now, admit, mode):
     return _for(a)["use"]
+
+
+@overload(_use_single_inlined, jit_options=_OPTIONS, inline="always")
+def _use_single_inlined_for(a, t, key, now, admit):
+    return _for(a)["use_single"]
 
 
 @overload(_take, jit_options=_OPTIONS)
@@ -313,6 +345,37 @@ def replay_plain(a, c, blocks, offsets, hit_tier, first, last, depth):
             if level >= 0:
                 a.meta[c.tiers[level], STAT0 + HITS] += 1
     return last
+
+
+@entry
+def replay_single(a, c, blocks, offsets, hit_tier, first, last, depth):
+    """``replay_plain`` for a cache of one tier that no other cache uses (cache-only's usual case):
+    the same hooks in the same order, about twice as fast (a use compiled in is a fraction of the
+    multi-tier one's code, and the tier's counters are kept in locals)."""
+    t = c.tiers[0]
+    hits = kept = evicted = 0
+    stop = last
+    for r in range(first, last):
+        lo, hi = offsets[r], offsets[r + 1]
+        if not room(a, c.tiers, hi - lo):
+            stop = r
+            break
+        for j in range(lo, hi):
+            outcome = _use_single_inlined(a, t, blocks[j], j, depth < 0 or j - lo < depth)
+            if outcome == HIT:
+                hits += 1
+                hit_tier[j] = 0
+            else:
+                hit_tier[j] = -1
+                if outcome != MISS:
+                    kept += 1
+                    if outcome == EVICTED:
+                        evicted += 1
+    a.meta[t, STAT0 + HITS] += hits
+    a.meta[t, STAT0 + INSERTIONS] += kept
+    a.meta[t, STAT0 + BYTES_WRITTEN] += kept * c.block_bytes
+    a.meta[t, STAT0 + EVICTIONS] += evicted
+    return stop
 
 
 @entry

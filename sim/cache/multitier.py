@@ -200,8 +200,11 @@ class MultiTierCache:
         blocks = np.ascontiguousarray(blocks, dtype=np.int64)
         self._keys(blocks[offsets[first]:offsets[last]])  # range check only
         plain = not prefix and not len(previous)
+        single = plain and len(self.tiers) == 1 and self.arena.users(self.tiers[0].index) == 1
         while first < last:
-            if plain:
+            if single:
+                first = engine.replay_single(self.arena.state, self.view, blocks, offsets, hit_tier, first, last, depth)
+            elif plain:
                 first = engine.replay_plain(self.arena.state, self.view, blocks, offsets, hit_tier, first, last, depth)
             else:
                 first = engine.replay(self.arena.state, self.view, blocks, offsets, hit_tier, first, last, prefix,
