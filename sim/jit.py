@@ -67,9 +67,12 @@ class _LeanLoad(FunctionCache):
     runtime instead (its symbols, which cached code may call), and the whole target only when
     nothing was loaded, since numba compiles next."""
 
+    uses_runtime = True  # False: compiled with ``_nrt=False`` (no allocation): its code calls no runtime symbol
+
     def load_overload(self, sig, target_context):
         try:
-            rtsys.initialize(target_context)
+            if self.uses_runtime:
+                rtsys.initialize(target_context)
             loaded = None
             # a cached function's environment imports the numba modules of what it calls (an array
             # method: numba.np.arraymath, whose import runs the BLAS probe)
@@ -92,4 +95,5 @@ def njit(function: Callable | None = None, **options: Any):
     dispatcher = numba.njit(**options)(function)
     if cache:
         dispatcher._cache = _LeanLoad(dispatcher.py_func)  # what numba's enable_caching does, with its own class
+        dispatcher._cache.uses_runtime = options.get("_nrt", True)
     return dispatcher
