@@ -218,9 +218,11 @@ def split_block_ids(
     offsets = np.zeros(len(hash_offsets), dtype=np.int64)
     _split_offsets(hash_offsets, input_tokens, trace_block, block_size, offsets)
     ids = np.empty(offsets[-1], dtype=np.int64)
-    # (p, k) -> id in code[p * per + k], valid for k < known[p] (never read before it is written)
+    # (p, k) -> id in code[p * per + k], valid for k < known[p] (never read before it is written); 32-bit
+    # where every id fits: the table is mostly fresh memory, whose first touch costs more than the pass
+    code = np.empty(num_parents * per, np.int32 if len(ids) < 2**31 else np.int64)
     seen = _split_ids(parents, hash_offsets, input_tokens, trace_block, block_size, per,
-                      np.zeros(num_parents, np.int64), np.empty(num_parents * per, np.int64), ids)
+                      np.zeros(num_parents, np.int64), code, ids)
     return offsets, ids, seen
 
 

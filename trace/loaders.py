@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Iterator
 import numpy as np
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 
@@ -510,6 +509,8 @@ def _datetime_ns(text: pa.Array) -> np.ndarray | None:
         if not (((chars >= _DATETIME_LOW[:width]) & (chars <= _DATETIME_HIGH[:width])).all()
                 and ((separator == ord(" ")) | (separator == ord("T"))).all()):
             return None
+    import pyarrow.compute as pc  # ~30 ms to import: only the readers that parse text need it
+
     try:
         return numpy_view(pc.cast(text, pa.timestamp("ns")))
     except pa.ArrowException:
@@ -565,6 +566,8 @@ _ASCII_WHITESPACE = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"  # what Python's str.strip
 def _session_labels(raw) -> pa.Array:
     """Session labels as text, null where a row has none (blank or absent)."""
     if isinstance(raw, pa.Array):  # the fast reader's: ASCII text
+        import pyarrow.compute as pc  # ~30 ms to import: only the readers that parse text need it
+
         offsets, _ = text_buffers(pc.ascii_trim(raw, _ASCII_WHITESPACE))
         return with_nulls(raw, np.diff(offsets) == 0)
     raw = raw.astype(object)

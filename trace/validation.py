@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from sim.errors import TraceError, quote
 from trace.arrow import numpy_view
@@ -88,6 +87,8 @@ def _numeric_text(text: pa.Array, integer: bool) -> tuple[np.ndarray, np.ndarray
     """A text column (pyarrow, no nulls): plain digits and plain decimals are converted by pyarrow
     (exact; the same doubles as pandas' parser); anything else goes through pandas, as the
     reference reader would parse it."""
+    import pyarrow.compute as pc  # ~30 ms to import: only text columns need it
+
     if len(text) == 0 or pc.all(pc.ascii_is_decimal(text)).as_py():
         try:
             return numeric_values(numpy_view(pc.cast(text, pa.int64())).astype(np.float64), integer)
