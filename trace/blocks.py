@@ -180,10 +180,11 @@ def intern(values: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 # The compiled passes below take their arrays from Python: a cached function that allocates (or
-# calls an array method) makes every process that loads it import numba's array modules (~50 ms).
+# calls an array method) makes every process that loads it import numba's array modules (~50 ms)
+# and start numba's runtime (~20 ms); without allocations they compile with ``_nrt=False``.
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _intern_small(values, code, out):
     """``intern`` of values in [0, len(code)) into ``out`` (``code`` all -1): one pass, each new value
     numbered as it first appears; how many distinct values."""
@@ -226,7 +227,7 @@ def split_block_ids(
     return offsets, ids, seen
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _split_offsets(hash_offsets, input_tokens, trace_block, block_size, offsets):
     """CSR offsets of the sub-blocks, per request."""
     for r in range(len(hash_offsets) - 1):
@@ -237,7 +238,7 @@ def _split_offsets(hash_offsets, input_tokens, trace_block, block_size, offsets)
         offsets[r + 1] = offsets[r] + subs
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _split_ids(parents, hash_offsets, input_tokens, trace_block, block_size, per, known, code, ids):
     """The sub-blocks' dense ids into ``ids``; how many distinct."""
     seen = 0
