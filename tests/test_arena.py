@@ -5,6 +5,7 @@ every cache exact."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -163,3 +164,15 @@ def test_ten_thousand_large_tiers_holding_ten_blocks_each_take_memory_for_their_
     assert found == 2 and np.diff(offsets).tolist() == [tiers, tiers]
     assert sorted(holders[offsets[1]:].tolist()) == list(range(tiers))
     assert arena.resident_count(tiers - 1) == blocks
+
+
+def test_a_direct_mapped_arena_refuses_block_ids_beyond_its_space():
+    # Compiled code indexes the direct-mapped directory by block id without bounds checks: an id past the
+    # space the arena was made for must be refused before any compiled call (not written past the table).
+    arena = TierArena(max_keys=8, dense=True)
+    cache = build_cache([new_tier(arena, "hbm", "lru", 4, 1.0, 1.0, 0.0)], 1)
+    hit_tier = np.full(2, -1, dtype=np.int8)
+    with pytest.raises(ValueError, match="block-id space"):
+        cache.replay(np.array([3, 8]), np.array([0, 2]), hit_tier, 0, 1, prefix=False)
+    cache.replay(np.array([3, 7]), np.array([0, 2]), hit_tier, 0, 1, prefix=False)
+    assert hit_tier.tolist() == [-1, -1] and arena.resident_keys(0).tolist() == [3, 7]
