@@ -176,3 +176,5 @@ def test_a_direct_mapped_arena_refuses_block_ids_beyond_its_space():
         cache.replay(np.array([3, 8]), np.array([0, 2]), hit_tier, 0, 1, prefix=False)
     cache.replay(np.array([3, 7]), np.array([0, 2]), hit_tier, 0, 1, prefix=False)
     assert hit_tier.tolist() == [-1, -1] and arena.resident_keys(0).tolist() == [3, 7]
+    with pytest.raises(ValueError, match="block-id space"):
+        cache.replay(np.array([-1, 7]), np.array([0, 2]), hit_tier, 0, 1, prefix=False)

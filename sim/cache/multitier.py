@@ -89,7 +89,8 @@ class MultiTierCache:
 
     def _keys(self, keys) -> np.ndarray:
         keys = np.ascontiguousarray(keys, dtype=np.int64)
-        if self._num_blocks is not None and len(keys) and (keys.min() < 0 or keys.max() >= self._num_blocks):
+        # one pass: read as unsigned, a negative id is larger than any bound
+        if self._num_blocks is not None and len(keys) and keys.view(np.uint64).max() >= self._num_blocks:
             raise ValueError(f"block id outside the cache's block-id space [0, {self._num_blocks})")
         return keys
 
