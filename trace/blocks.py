@@ -199,7 +199,6 @@ def _intern_small(values, code, out):
     return seen
 
 
-
 def split_block_ids(
     hash_ids: np.ndarray, hash_offsets: np.ndarray, input_tokens: np.ndarray, trace_block: int, block_size: int
 ) -> tuple[np.ndarray, np.ndarray, int]:
@@ -227,14 +226,21 @@ def split_block_ids(
     return offsets, ids, seen
 
 
+@njit(_nrt=False, inline="always")
+def _sub_blocks(tokens, depth, trace_block, block_size):
+    """Sub-blocks of trace block ``depth`` of a prompt of ``tokens``: the tokens it covers (at least one)
+    in ``block_size`` blocks."""
+    covered = max(1, min(trace_block, tokens - depth * trace_block))
+    return (covered + block_size - 1) // block_size
+
+
 @njit(cache=True, _nrt=False)
 def _split_offsets(hash_offsets, input_tokens, trace_block, block_size, offsets):
     """CSR offsets of the sub-blocks, per request."""
     for r in range(len(hash_offsets) - 1):
         subs = 0
         for depth in range(hash_offsets[r + 1] - hash_offsets[r]):
-            covered = max(1, min(trace_block, input_tokens[r] - depth * trace_block))
-            subs += (covered + block_size - 1) // block_size
+            subs += _sub_blocks(input_tokens[r], depth, trace_block, block_size)
         offsets[r + 1] = offsets[r] + subs
 
 
@@ -246,8 +252,7 @@ def _split_ids(parents, hash_offsets, input_tokens, trace_block, block_size, per
     for r in range(len(hash_offsets) - 1):
         for depth in range(hash_offsets[r + 1] - hash_offsets[r]):
             p = parents[hash_offsets[r] + depth]
-            covered = max(1, min(trace_block, input_tokens[r] - depth * trace_block))
-            for k in range((covered + block_size - 1) // block_size):
+            for k in range(_sub_blocks(input_tokens[r], depth, trace_block, block_size)):
                 if k == known[p]:  # sub-blocks of a parent appear as a prefix 0, 1, ...: k is new
                     code[p * per + k] = seen
                     known[p] = k + 1
