@@ -67,6 +67,18 @@ def _append(prev, nxt, s, head, tail):
     return head, s
 
 
+@njit(inline="always")
+def _slot_for_new(prev, nxt, head, used, capacity):
+    """A slot for a block not cached: an unused one, else the least recent (taken off the list's head);
+    (slot, new head, slots used, whether a block was evicted from it)."""
+    if used < capacity:
+        return used, head, used + 1, False
+    s = head
+    head = nxt[s]
+    prev[head] = -1
+    return s, head, used, True
+
+
 @njit
 def dense_lru(stream, num_ids, capacity):
     """Hits of an LRU cache of ``capacity`` blocks over ids in [0, num_ids)."""
@@ -81,12 +93,8 @@ def dense_lru(stream, num_ids, capacity):
             hits += 1
             head, tail = _to_tail(prev, nxt, s, head, tail)
             continue
-        if used < capacity:
-            s, used = used, used + 1
-        else:  # evict the head (least recent)
-            s = head
-            head = nxt[s]
-            prev[head] = -1
+        s, head, used, evicted = _slot_for_new(prev, nxt, head, used, capacity)
+        if evicted:
             slot_of[key[s]] = -1
         key[s], slot_of[k] = k, s
         head, tail = _append(prev, nxt, s, head, tail)
@@ -119,12 +127,8 @@ def hashed_lru(stream, capacity, bits):
             hits += 1
             head, tail = _to_tail(prev, nxt, s, head, tail)
             continue
-        if used < capacity:
-            s, used = used, used + 1
-        else:
-            s = head
-            head = nxt[s]
-            prev[head] = -1
+        s, head, used, evicted = _slot_for_new(prev, nxt, head, used, capacity)
+        if evicted:
             d = _home(key[s], shift)  # the victim's cell, then backward-shift deletion
             while table[d] != s:
                 d = (d + 1) & mask
