@@ -13,6 +13,7 @@ Run from the repository root::
 
     python benchmarks/bench_learned.py [--workloads mooncake,sharegpt,multi-turn,safety]
                                        [--peers LRB,GLCache,ThreeLCache] [--markdown]
+                                       [--trace OTHER.jsonl [--block-size 512]]
 
 Mooncake and ShareGPT take about half a minute; multi-turn about a minute without the peers
 (``--peers ""``) and far longer with them (libCacheSim's LRB needed ~75 s per capacity on 871,162
@@ -89,8 +90,15 @@ def peer_hit_ratio(name: str, capacity: int, path: Path) -> float | None:
     return 1.0 - miss_ratio
 
 
-def bench(name: str, peers: list[str], markdown: bool) -> None:
-    train_args, sets, capacities = WORKLOADS[name]
+def trace_workload(path: Path, block_size: int) -> tuple[list[str], list[str], list[int]]:
+    """A user's trace as a workload: trained on its first half, judged on the second, at ``block_size``."""
+    return (["--workload-trace", str(path), "--set", f"serving.block_size={block_size}"],
+            [f"workload.trace={path}", f"serving.block_size={block_size}", "workload.range_start=0.5"],
+            [1000, 2000, 5000, 10000, 20000])
+
+
+def bench(name: str, peers: list[str], markdown: bool, workload=None) -> None:
+    train_args, sets, capacities = workload or WORKLOADS[name]
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(tmp) / "model.txt"
         start = time.perf_counter()
@@ -180,17 +188,22 @@ def main() -> None:
                         help=f"comma list of {', '.join(WORKLOADS)}, safety (wrong models on Mooncake)")
     parser.add_argument("--peers", default=",".join(PEERS), help="libCacheSim policies to run beside ours")
     parser.add_argument("--markdown", action="store_true", help="print markdown tables")
+    parser.add_argument("--trace", type=Path, action="append", default=[],
+                        help="also bench this trace (halves, capacities 1k-20k; repeatable), e.g. another Mooncake trace")
+    parser.add_argument("--block-size", type=int, default=512, help="block size for --trace (Mooncake: 512)")
     args = parser.parse_args()
     peers = [p for p in args.peers.split(",") if p]
     if not set(peers) <= set(PEERS):
         sys.exit(f"unknown peers {sorted(set(peers) - set(PEERS))}; choose from {', '.join(PEERS)}")
-    for name in args.workloads.split(","):
+    for name in filter(None, args.workloads.split(",")):
         if name == "safety":
             bench_safety(args.markdown)
             continue
         if name not in WORKLOADS:
             sys.exit(f"unknown workload {name!r}; choose from {', '.join(WORKLOADS)}")
         bench(name, peers, args.markdown)
+    for path in args.trace:
+        bench(path.name, peers, args.markdown, trace_workload(path, args.block_size))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ The policy is four caches of the same capacity fed the same accesses:
   know, LRU beats ARC, e.g. chat sessions that come back after a think time);
 - the *real* cache, which follows whichever expert has had the most hits recently (exponentially
   decayed over a few capacities' worth of accesses; LeCaR/Cacheus's idea, FAST 2018/2021, with
-  shadow caches instead of regret weights): it evicts first the blocks it holds and the leader
+  shadow caches instead of regret weights), once its lead is significant by McNemar's test on the
+  accesses only one of the two hit (most hits are common to all experts and say nothing): it evicts first the blocks it holds and the leader
   does not (kept per expert as a linked list), so it converges to the leader's contents and
   its hit ratio to the leader's. A weak model therefore costs at most the switching lag against
   the better of ARC and LRU, and a good one is followed.
@@ -88,7 +89,8 @@ X_AGE = 6  # running mean eviction age of the model expert (accesses)
 X_AGE_WEIGHT = 7  # weight of one eviction in that mean
 X_HORIZON = 8  # horizon the current table was computed for
 X_HORIZON_AGES = 9  # horizon = this many mean eviction ages
-FLOAT_SLOTS = 10
+X_DISCORD = 10  # + a * EXPERTS + b: decayed count of accesses expert a hit and expert b missed
+FLOAT_SLOTS = X_DISCORD + 9
 
 MODEL, ARC, LRU = 0, 1, 2
 EXPERTS = 3
@@ -104,7 +106,7 @@ SAMPLES = 32  # victim candidates per eviction (LRB, LHD: 64)
 HORIZON_AGES = 4.0  # a block's hit chance is judged over this many mean eviction ages (2-8 measured alike)
 SCORE_WINDOW_CAPACITIES = 4.0  # experts' hits decay over this many capacities' worth of accesses
 HORIZON_STEP = np.log(1.5)  # recompute the table when the horizon has moved by 1.5x (2x-8x measured alike)
-SWITCH_SIGMAS = 3.0  # the other expert takes over when its lead is 3 sigma of a Poisson count (not noise)
+SWITCH_SIGMAS = 3.0  # another expert takes over when its lead is 3 sigma of the accesses only one of the two hit (not noise)
 
 
 def _new_blocks(size: int) -> np.ndarray:
@@ -509,16 +511,22 @@ def _experts_step(blocks, last, model_slots, ints, floats, table, dist, edges, k
     hit_arc = _arc_step(blocks, ints, floats, key)
     hit_lru = _lru_step(blocks, ints, key)
     decay = floats[X_DECAY]
-    floats[X_SCORE + MODEL] = floats[X_SCORE + MODEL] * decay + hit_model
-    floats[X_SCORE + ARC] = floats[X_SCORE + ARC] * decay + hit_arc
-    floats[X_SCORE + LRU] = floats[X_SCORE + LRU] * decay + hit_lru
+    hits = (hit_model, hit_arc, hit_lru)
+    for a in range(EXPERTS):
+        floats[X_SCORE + a] = floats[X_SCORE + a] * decay + hits[a]
+        for b in range(EXPERTS):
+            d = X_DISCORD + a * EXPERTS + b
+            floats[d] = floats[d] * decay + (hits[a] and not hits[b])
     leader = ints[S_LEADER]
     best = leader
     for e in range(EXPERTS):
         if floats[X_SCORE + e] > floats[X_SCORE + best]:
             best = e
-    lead = floats[X_SCORE + best] - floats[X_SCORE + leader]
-    if best != leader and lead > floats[X_SIGMAS] * np.sqrt(floats[X_SCORE + best] + floats[X_SCORE + leader] + 1.0):
+    # best's lead = accesses only it hit - accesses only the leader hit; under "no difference" each
+    # discordant access is a fair coin (McNemar's test), so the lead's spread is that of their sum
+    won = floats[X_DISCORD + best * EXPERTS + leader]
+    lost = floats[X_DISCORD + leader * EXPERTS + best]
+    if best != leader and won - lost > floats[X_SIGMAS] * np.sqrt(won + lost + 1.0):
         ints[S_LEADER] = best
         ints[S_SWITCHES] += 1
     last[key] = now
