@@ -1,13 +1,14 @@
-"""Probes of the learned policy on Mooncake (issue 14, rounds 3-4): what limits the predictor.
+"""Probes of the learned policy on Mooncake (issue 14, rounds 3-5): what limits the predictor.
 
-Each probe trains on the first half of the bundled Mooncake conversation trace (512-token blocks,
-all usable rows, no sampling) and replays the learned kernel alone over the second half at 1k-20k
+Each probe trains on the first half of the bundled Mooncake conversation trace (or ``--trace``; 512-token
+blocks, all usable rows, no sampling) and replays the learned kernel alone over the second half at 1k-20k
 blocks, printing hit ratios and the share of the best-classic→Belady gap closed (best classic and
-Belady from ``bench_learned.py``'s table, which does not depend on the model). Figures are recorded
+Belady replayed on the judged half, as in ``bench_learned.py``). Figures are recorded
 in learned/README.md ("What was tried"); run-to-run spread from the tree and sampling seeds is about
 ±0.015 of mean gap.
 
-    python benchmarks/probe_learned.py [law,classes,seeds,online,pool,features,continues,oracle]
+    python benchmarks/probe_learned.py [law,classes,seeds,online,online-judged,drift,pool,features,continues,oracle]
+                                       [--trace OTHER.jsonl]
 
 - ``law``: (the synthetic multi-turn workload, not Mooncake) its generator's exact laws as the predictor;
 
@@ -16,6 +17,9 @@ in learned/README.md ("What was tried"); run-to-run spread from the tree and sam
 - ``online``: LRB-style retraining every 20,000 judged accesses on the latest 120,000 accesses of the
   past (training half, then the judged stream so far): only fully labelled rows ("lag"), censored rows
   labelled "beyond" (LRB), or dropped;
+- ``online-judged``: the same with only the judged stream's own past (what a judged run has), every 10,000
+  accesses on the latest 100,000;
+- ``drift``: the static model's AUC on its own half and the judged half, and the reuse chance by tenth;
 - ``pool``: one distribution per request for its private full blocks (they share their next turn);
 - ``features``: recent access rate (accesses in the last 60 s and 300 s, the turn gap in accesses)
   and larger or slower-learning ensembles;
@@ -28,6 +32,7 @@ in learned/README.md ("What was tried"); run-to-run spread from the tree and sam
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -44,27 +49,27 @@ from learned import train as T  # noqa: E402
 from learned.features import FEATURES, access_features, next_use_distance  # noqa: E402
 from learned.model import BEYOND_SPAN, class_codes  # noqa: E402
 from sim.cache.access import NEVER, next_use_index  # noqa: E402
+from sim.cache.replay import replay as cache_replay  # noqa: E402
 from sim.config import load_config  # noqa: E402
 from trace.blocks import block_positions  # noqa: E402
 from trace.workload import load_workload  # noqa: E402
 
 TRACE = REPO.parent / "shared" / "data" / "traces" / "mooncake_conversation.jsonl"
 CAPACITIES = [1000, 2000, 5000, 10000, 20000]
-BEST_CLASSIC = np.array([0.0597, 0.0685, 0.1310, 0.2146, 0.2779])  # bench_learned.py --workloads mooncake
-BELADY = np.array([0.1864, 0.2459, 0.3228, 0.3365, 0.3365])
 
 
-def load(start: float, end: float):
-    sets = [f"workload.trace={TRACE}", "serving.block_size=512", f"workload.range_start={start}",
+def load(trace: Path, start: float, end: float):
+    sets = [f"workload.trace={trace}", "serving.block_size=512", f"workload.range_start={start}",
             f"workload.range_end={end}"]
     return load_workload(load_config(None, sets=sets))
 
 
 class Setup:
-    """Both halves, their features, the training labels and bucket edges (as ``learned.train``)."""
+    """Both halves, their features, the training labels and bucket edges (as ``learned.train``), and
+    the judged half's best classic and Belady hit ratios at each capacity."""
 
-    def __init__(self) -> None:
-        self.train, self.judged = load(0, 0.5), load(0.5, 1)
+    def __init__(self, trace: Path = TRACE) -> None:
+        self.train, self.judged = load(trace, 0, 0.5), load(trace, 0.5, 1)
         self.f_train, self.f_judged = access_features(self.train), access_features(self.judged)
         self.s_train, self.s_judged = self.train.access_stream(), self.judged.access_stream()
         n = len(self.s_train)
@@ -74,6 +79,12 @@ class Setup:
         usable = n - self.horizon
         self.rows = np.arange(usable - int(usable * T.HELD_OUT))
         self.edges_full = np.r_[self.edges, self.edges[-1] * BEYOND_SPAN]
+        config = load_config(None, sets=["serving.block_size=512"])
+        next_use = next_use_index(self.s_judged)
+        hit_ratio = {p: np.array([(cache_replay(self.judged, config, p, "plain", c, next_use)[1] >= 0).mean()
+                                  for c in CAPACITIES]) for p in ("lru", "arc", "s3fifo", "sieve", "belady")}
+        self.belady = hit_ratio.pop("belady")
+        self.best = np.max(list(hit_ratio.values()), axis=0)
 
     def bucket(self, distance: np.ndarray) -> np.ndarray:
         return np.searchsorted(self.edges, np.minimum(distance, self.horizon + 1), side="left") - 1
@@ -104,11 +115,11 @@ def judge(setup: Setup, name: str, fitted: np.ndarray, judged: np.ndarray) -> No
     """Classes from ``fitted`` (training predictions), applied to ``judged``; replay and print."""
     thresholds, table = T._class_table(fitted, setup.cuts())
     klass = class_codes(judged, setup.cuts(), thresholds)
-    report(name, replay(setup.s_judged, klass, table, setup.edges_full))
+    report(setup, name, replay(setup.s_judged, klass, table, setup.edges_full))
 
 
-def report(name: str, hits: np.ndarray) -> None:
-    gap = (hits - BEST_CLASSIC) / (BELADY - BEST_CLASSIC)
+def report(setup: Setup, name: str, hits: np.ndarray) -> None:
+    gap = (hits - setup.best) / (setup.belady - setup.best)
     print(f"{name:44s} " + " ".join(f"{v:.4f}" for v in hits) + " | gap " + " ".join(f"{g:+.3f}" for g in gap)
           + f" | mean {gap.mean():+.3f}", flush=True)
 
@@ -124,12 +135,18 @@ def probe_classes(setup: Setup) -> None:
     T.CLASS_CUTS, T.CLASS_LEVELS = chosen
 
 
-def probe_online(setup: Setup, segment: int = 20_000, window: int = 120_000) -> None:
-    features = np.vstack([setup.f_train, setup.f_judged])
-    stream = np.r_[setup.s_train, setup.s_judged]  # one id space: both halves keep the trace's hash ids
-    n = len(setup.s_train)
+def probe_online(setup: Setup, segment: int = 20_000, window: int = 120_000, judged_only: bool = False) -> None:
+    """Retrain every ``segment`` judged accesses on the latest ``window`` accesses of the past: the training
+    half and the judged stream so far, or (``judged_only``, what a judged run has) the judged stream so far,
+    with the static model until it has 5,000 usable rows."""
+    static = setup.fit(setup.f_train, setup.label, setup.rows)
+    static_thresholds, static_table = T._class_table(static.predict(setup.f_train[setup.rows], num_threads=2), setup.cuts())
+    if judged_only:
+        features, stream, n = setup.f_judged, setup.s_judged, 0
+    else:  # one id space: both halves keep the trace's hash ids
+        features, stream, n = np.vstack([setup.f_train, setup.f_judged]), np.r_[setup.s_train, setup.s_judged], len(setup.s_train)
     for mode in ("lag", "lrb", "drop"):
-        tables, klass, offset = [], np.empty(len(setup.s_judged), np.int64), 0
+        tables, klass, offset = [static_table], np.empty(len(setup.s_judged), np.int64), len(static_table)
         for lo in range(0, len(setup.s_judged), segment):
             t = n + lo  # the judged stream's past: accesses before t
             nxt = next_use_index(stream[:t])
@@ -138,16 +155,40 @@ def probe_online(setup: Setup, segment: int = 20_000, window: int = 120_000) -> 
             censored = np.isinf(distance) & (t - np.arange(t) < setup.horizon)
             usable = {"lag": np.arange(t) < t - setup.horizon, "lrb": np.ones(t, bool), "drop": ~censored}[mode]
             rows = np.flatnonzero(usable)
-            rows = rows[rows >= rows[-1] - window]
+            rows = rows[rows >= t - window]
+            part = slice(lo, lo + segment)
+            if len(rows) < 5000:
+                klass[part] = class_codes(static.predict(setup.f_judged[part], num_threads=2), setup.cuts(),
+                                          static_thresholds)
+                continue
             booster = setup.fit(features, label, rows)
             thresholds, table = T._class_table(booster.predict(features[rows], num_threads=2), setup.cuts())
-            part = slice(lo, lo + segment)
             klass[part] = class_codes(booster.predict(setup.f_judged[part], num_threads=2), setup.cuts(),
                                       thresholds) + offset
             tables.append(table)
             offset += len(table)
-        report(f"online {mode}, every {segment:,}, window {window:,}",
+        past = "judged stream's past" if judged_only else "both halves' past"
+        report(setup, f"online {mode}, every {segment:,}, window {window:,}, {past}",
                replay(setup.s_judged, klass, np.vstack(tables), setup.edges_full))
+
+
+def probe_online_judged(setup: Setup) -> None:
+    probe_online(setup, segment=10_000, window=100_000, judged_only=True)
+
+
+def probe_drift(setup: Setup, within: int = 3000) -> None:
+    """Is the trace stationary? The static model's AUC for "back within ``within`` accesses" on its own half
+    and on the judged half, and that chance in each tenth of the whole trace."""
+    booster = setup.fit(setup.f_train, setup.label, setup.rows)
+    cut = int(np.searchsorted(setup.edges, within)) - 1
+    for name, features, stream in [("training half", setup.f_train, setup.s_train),
+                                   ("judged half", setup.f_judged, setup.s_judged)]:
+        back = next_use_distance(stream) <= within
+        soon = np.cumsum(booster.predict(features, num_threads=2), axis=1)[:, cut]
+        print(f"drift, {name}: P(back within {within:,}) {back.mean():.3f}, model AUC {T._auc(back, soon):.3f}")
+    whole = np.r_[setup.s_train, setup.s_judged]
+    back = next_use_distance(whole) <= within
+    print("drift, P(back) by tenth of the trace: " + " ".join(f"{part.mean():.3f}" for part in np.array_split(back, 10)))
 
 
 def probe_pool(setup: Setup) -> None:
@@ -305,16 +346,21 @@ def probe_law(setup: Setup) -> None:
           + " ".join(f"{g:+.3f}" for g in gap) + f" | mean {gap.mean():+.3f}", flush=True)
 
 
-PROBES = {"law": probe_law, "classes": probe_classes, "seeds": probe_seeds, "online": probe_online, "pool": probe_pool,
+PROBES = {"law": probe_law, "classes": probe_classes, "seeds": probe_seeds, "online": probe_online,
+          "online-judged": probe_online_judged, "drift": probe_drift, "pool": probe_pool,
           "features": probe_features, "continues": probe_continues, "oracle": probe_oracle}
 
 
 def main() -> None:
-    names = sys.argv[1].split(",") if len(sys.argv) > 1 else list(PROBES)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("probes", nargs="?", default=",".join(PROBES), help=f"comma list of {', '.join(PROBES)}")
+    parser.add_argument("--trace", type=Path, default=TRACE, help="a Mooncake-format trace (default: the bundled one)")
+    args = parser.parse_args()
+    names = args.probes.split(",")
     unknown = [n for n in names if n not in PROBES]
     if unknown:
         sys.exit(f"unknown probes {unknown}; choose from {', '.join(PROBES)}")
-    setup = Setup()
+    setup = Setup(args.trace)
     for name in names:
         PROBES[name](setup)
 
