@@ -6,12 +6,12 @@ miss-ratio curve: hit ratio, and the share of the best-classic→Belady gap ``le
 Workloads: the Mooncake conversation trace (its own 512-token blocks, halves), the ShareGPT trace
 (real token ids, exact 16-token chained blocks, halves), and the synthetic multi-turn workload
 (16-token blocks; trained on seed 1, judged on seed 2; 10,000 requests each). Also prints the training time, the time
-to predict the judged stream, and replay speed (accesses/s) of every policy; and ("safety") the
-safety net against wrong models on Mooncake.
+to predict the judged stream, and replay speed (accesses/s) of every policy; ("safety") the
+safety net against wrong models on Mooncake; and ("cross") every workload's model judged on every other.
 
 Run from the repository root::
 
-    python benchmarks/bench_learned.py [--workloads mooncake,sharegpt,multi-turn,safety]
+    python benchmarks/bench_learned.py [--workloads mooncake,sharegpt,multi-turn,safety,cross]
                                        [--peers LRB,GLCache,ThreeLCache] [--markdown]
                                        [--trace OTHER.jsonl [--block-size 512]]
 
@@ -182,10 +182,56 @@ def bench_safety(markdown: bool) -> None:
     print(f"worst wrong model vs ARC: {worst:+.4f} of accesses")
 
 
+def bench_cross(traces: list[Path], markdown: bool) -> None:
+    """Every model judged on every workload's later part (512-token blocks): the Mooncake conversation trace's
+    halves, the synthetic multi-turn workload (4,000 requests; trained on seed 1, judged on seed 2: a short
+    stream, where a wrong model must be left quickly) and each ``--trace``'s halves. Prints the worst
+    ``learned - arc`` over the capacities (the safety net's bound: -0.01)."""
+    conversation = TRACES / "mooncake_conversation.jsonl"
+    multi_turn = ["workload.synthetic.num_requests=4000"]
+    workloads = {"conversation": (["--workload-trace", str(conversation)],
+                                  [f"workload.trace={conversation}", "workload.range_start=0.5"]),
+                 "multi-turn": (["--range", "0:1", "--seed", "1", *sum((["--set", s] for s in multi_turn), [])],
+                                ["seed=2", *multi_turn])}
+    for path in traces:
+        workloads[path.name] = (["--workload-trace", str(path)], [f"workload.trace={path}", "workload.range_start=0.5"])
+    capacities = WORKLOADS["mooncake"][2]
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (train_args, _) in workloads.items():
+            if train_main([*train_args, "--set", "serving.block_size=512", "--out", str(Path(tmp) / f"{name}.txt")]) != 0:
+                sys.exit(f"cross: training on {name} failed")
+        worst = {}
+        for judged, (_, sets) in workloads.items():
+            config = load_config(None, sets=[*sets, "serving.block_size=512"])
+            trace = load_workload(config)
+            arc = np.array([(replay(trace, config, "arc", "plain", c)[1] >= 0).mean() for c in capacities])
+            for model in workloads:
+                with_model = load_config(None, sets=[*sets, "serving.block_size=512", "cache.allow_train_test_overlap=true",
+                                                     f"cache.learned_model={Path(tmp) / model}.txt"])
+                _, predicted = learned_predictions(trace, with_model)
+                ours = np.array([(replay(trace, with_model, "learned", "plain", c, None, False, predicted)[1] >= 0).mean()
+                                 for c in capacities])
+                worst[judged, model] = float(np.min(ours - arc))
+    names = list(workloads)
+    print(f"\n## models judged on other workloads: worst learned - arc over {', '.join(f'{c:,}' for c in capacities)} "
+          "blocks (512-token blocks; the diagonal is the model's own workload)")
+    header = ["judged on \\ model of", *names]
+    rows = [[judged, *[f"{worst[judged, model]:+.4f}" for model in names]] for judged in names]
+    if markdown:
+        print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+        for row in rows:
+            print("| " + " | ".join(row) + " |")
+    else:
+        for row in [header, *rows]:
+            print(f"{row[0]:<28}" + "".join(f"{c:>20}" for c in row[1:]))
+    print(f"worst model of another workload vs ARC: {min(v for (j, m), v in worst.items() if j != m):+.4f} of accesses")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workloads", default=",".join([*WORKLOADS, "safety"]),
-                        help=f"comma list of {', '.join(WORKLOADS)}, safety (wrong models on Mooncake)")
+    parser.add_argument("--workloads", default=",".join([*WORKLOADS, "safety", "cross"]),
+                        help=f"comma list of {', '.join(WORKLOADS)}, safety (wrong models on Mooncake), "
+                             "cross (every model judged on every workload, --trace ones included)")
     parser.add_argument("--peers", default=",".join(PEERS), help="libCacheSim policies to run beside ours")
     parser.add_argument("--markdown", action="store_true", help="print markdown tables")
     parser.add_argument("--trace", type=Path, action="append", default=[],
@@ -198,6 +244,9 @@ def main() -> None:
     for name in filter(None, args.workloads.split(",")):
         if name == "safety":
             bench_safety(args.markdown)
+            continue
+        if name == "cross":
+            bench_cross(args.trace, args.markdown)
             continue
         if name not in WORKLOADS:
             sys.exit(f"unknown workload {name!r}; choose from {', '.join(WORKLOADS)}")

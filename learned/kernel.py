@@ -1,19 +1,21 @@
 """Compiled per-access bookkeeping of the learned policy, over arrays indexed by dense block id.
 
-The policy is four caches of the same capacity fed the same accesses:
+The policy is five caches of the same capacity fed the same accesses:
 - the *model expert*, a shadow cache (ids only) that evicts by hit density computed from the
   model's predicted next-use distribution (see ``_hit_density``) and declines blocks whose
   hit density is below that of its would-be victim (admission);
-- the *ARC expert*, a shadow ARC (Megiddo & Modha, FAST 2003; the same cases as
-  ``sim.cache.policies.arc``), and the *LRU expert*, a shadow LRU (where recency is all there is to
-  know, LRU beats ARC, e.g. chat sessions that come back after a think time);
+- three classic experts: a shadow ARC (Megiddo & Modha, FAST 2003; the same cases as
+  ``sim.cache.policies.arc``), a shadow LRU (where recency is all there is to know, LRU beats ARC,
+  e.g. chat sessions that come back after a think time) and a shadow S3-FIFO (Yang et al., SOSP
+  2023; the cases of ``sim.cache.policies.s3fifo``: where one-time blocks dominate it beats both);
 - the *real* cache, which follows whichever expert has had the most hits recently (exponentially
-  decayed over a few capacities' worth of accesses; LeCaR/Cacheus's idea, FAST 2018/2021, with
+  decayed over a few of the model expert's horizons; LeCaR/Cacheus's idea, FAST 2018/2021, with
   shadow caches instead of regret weights), once its lead is significant by McNemar's test on the
-  accesses only one of the two hit (most hits are common to all experts and say nothing): it evicts first the blocks it holds and the leader
-  does not (kept per expert as a linked list), so it converges to the leader's contents and
-  its hit ratio to the leader's. A weak model therefore costs at most the switching lag against
-  the better of ARC and LRU, and a good one is followed.
+  accesses only one of the two hit (most hits are common to all experts and say nothing). It evicts
+  first the blocks it holds and the leader does not (kept per set of experts not holding them as a
+  linked list), so it converges to the leader's contents and its hit ratio to the leader's. A weak
+  model therefore costs at most the switching lag against the best classic expert, and a good one
+  is followed.
 
 Hit density (LHD, Beckmann et al., NSDI 2018): a block's expected hits per unit of cache space
 it will occupy, P(next use within the horizon | idle so far) / E[space-time until then], from its
@@ -43,6 +45,12 @@ import numpy as np
 
 from sim.jit import njit
 
+MODEL, ARC, LRU, S3FIFO = 0, 1, 2, 3
+EXPERTS = 4
+EXPERT_NAMES = ("model", "arc", "lru", "s3fifo")
+NONE_HOLDS = (1 << EXPERTS) - 1  # out-list of blocks no expert holds
+OUT_LISTS = NONE_HOLDS
+
 # Per-block fields (a row per block id).
 B_REAL = 0  # slot in real_ids, -1: not in the real cache
 B_MODEL = 1  # slot in model_slots, -1: not held by the model expert
@@ -51,11 +59,14 @@ B_ARC_PREV = 3
 B_ARC_NEXT = 4
 B_OUT_PREV = 5  # links of the block's out-list
 B_OUT_NEXT = 6
-B_OUT = 7  # out-list of a block in the real cache: bit e set: expert e does not hold it (0: both do)
+B_OUT = 7  # out-list of a block in the real cache: bit e set: expert e does not hold it (0: all do)
 B_CLASS = 8  # predicted class of the block's last access
 B_LRU_PREV = 9  # links of the LRU expert's list (-2: not held by it)
 B_LRU_NEXT = 10
-BLOCK_FIELDS = 11
+B_S3 = 11  # the S3-FIFO expert's queue << 2 | its 2-bit frequency (queue 0: none)
+B_S3_PREV = 12
+B_S3_NEXT = 13
+BLOCK_FIELDS = 14
 
 # Integer scalars.
 S_CAP = 0  # capacity of the experts (the policy's nominal capacity)
@@ -63,55 +74,59 @@ S_NREAL = 1
 S_NMODEL = 2
 S_CLOCK = 3  # position of the last access seen
 S_RNG = 4
-S_LEADER = 5  # 0 model, 1 ARC
+S_LEADER = 5  # the expert the real cache follows
 S_ARC_HEAD = 6  # + list - 1 (T1, T2, B1, B2)
-S_ARC_TAIL = 10
-S_ARC_SIZE = 14
-S_OUT_HEAD = 18  # + out-list - 1 (the list's bit e set: expert e does not hold the block; 7: none does)
-S_OUT_TAIL = 25
-S_OUT_SIZE = 32
-S_SAMPLES = 39
-S_NEXT_TABLE = 40  # clock after which the hit-density table may be recomputed
-S_REMOVALS = 41  # real-cache removals so far (seeds the victim peek's sample)
-S_TABLES = 42  # hit-density tables computed
-S_SWITCHES = 43  # leader changes
-S_LRU_HEAD = 44  # the LRU expert's least recent block
-S_LRU_TAIL = 45
-S_LRU_SIZE = 46
-INT_SLOTS = 47
+S_ARC_TAIL = S_ARC_HEAD + 4
+S_ARC_SIZE = S_ARC_TAIL + 4
+S_OUT_HEAD = S_ARC_SIZE + 4  # + out-list - 1 (the list's bit e set: expert e does not hold the block)
+S_OUT_TAIL = S_OUT_HEAD + OUT_LISTS
+S_OUT_SIZE = S_OUT_TAIL + OUT_LISTS
+S_SAMPLES = S_OUT_SIZE + OUT_LISTS
+S_NEXT_TABLE = S_SAMPLES + 1  # clock after which the hit-density table may be recomputed
+S_REMOVALS = S_SAMPLES + 2  # real-cache removals so far (seeds the victim peek's sample)
+S_TABLES = S_SAMPLES + 3  # hit-density tables computed
+S_SWITCHES = S_SAMPLES + 4  # leader changes
+S_LRU_HEAD = S_SAMPLES + 5  # the LRU expert's least recent block
+S_LRU_TAIL = S_SAMPLES + 6
+S_LRU_SIZE = S_SAMPLES + 7
+S_S3_HEAD = S_SAMPLES + 8  # + queue - 1 (small, main, ghost)
+S_S3_TAIL = S_S3_HEAD + 3
+S_S3_SIZE = S_S3_TAIL + 3
+S_S3_CAPS = S_S3_SIZE + 3  # + queue - 1: the queues' capacities
+S_S3_EVICTED = S_S3_CAPS + 3  # 1 after the S3-FIFO expert's first eviction
+INT_SLOTS = S_S3_EVICTED + 1
 
 # Float scalars.
 X_P = 0  # ARC's target size of T1
 X_SCORE = 1  # + expert: decayed hits
-X_DECAY = 4  # per-access decay of the scores
-X_SIGMAS = 5  # lead (in standard deviations of the hit counts) needed to switch experts
-X_AGE = 6  # running mean eviction age of the model expert (accesses)
-X_AGE_WEIGHT = 7  # weight of one eviction in that mean
-X_HORIZON = 8  # horizon the current table was computed for
-X_HORIZON_AGES = 9  # horizon = this many mean eviction ages
-X_DISCORD = 10  # + a * EXPERTS + b: decayed count of accesses expert a hit and expert b missed
-FLOAT_SLOTS = X_DISCORD + 9
+X_SIGMAS = X_SCORE + EXPERTS  # lead (in standard deviations of the discordant hits) needed to switch experts
+X_AGE = X_SIGMAS + 1  # running mean eviction age of the model expert (accesses)
+X_AGE_WEIGHT = X_SIGMAS + 2  # weight of one eviction in that mean
+X_HORIZON = X_SIGMAS + 3  # horizon the current table was computed for
+X_HORIZON_AGES = X_SIGMAS + 4  # horizon = this many mean eviction ages
+X_DISCORD = X_SIGMAS + 5  # + a * EXPERTS + b: decayed count of accesses expert a hit and expert b missed
+FLOAT_SLOTS = X_DISCORD + EXPERTS * EXPERTS
 
-MODEL, ARC, LRU = 0, 1, 2
-EXPERTS = 3
-EXPERT_NAMES = ("model", "arc", "lru")
-NONE_HOLDS = (1 << EXPERTS) - 1  # out-list of blocks no expert holds
-OUT_LISTS = NONE_HOLDS
 T1, T2, B1, B2 = 1, 2, 3, 4
+SMALL, MAIN, GHOST = 1, 2, 3  # the S3-FIFO expert's queues
 AGES_PER_OCTAVE = 4  # age_bucket's bit arithmetic assumes 4
 AGE_BUCKETS = AGES_PER_OCTAVE * 36  # ages up to 2^36 accesses
 CLASS_BITS = 16  # classes < 65,536 (a table per retrained model; positions < 2^47)
 CLASS_MASK = (1 << CLASS_BITS) - 1
 SAMPLES = 32  # victim candidates per eviction (LRB, LHD: 64)
 HORIZON_AGES = 4.0  # a block's hit chance is judged over this many mean eviction ages (2-8 measured alike)
-SCORE_WINDOW_CAPACITIES = 4.0  # experts' hits decay over this many capacities' worth of accesses
+# Experts' hits decay over this many of the model expert's mean eviction ages: four of its horizons, as its
+# choices pay off only within one (a window of 4 capacities switched to the classic experts' short-term
+# leads and back, at a cost: synthetic multi-turn mean gap 0.045 against 0.083; learned/README.md round 5).
+SCORE_WINDOW_AGES = 16.0
 HORIZON_STEP = np.log(1.5)  # recompute the table when the horizon has moved by 1.5x (2x-8x measured alike)
+S3_SMALL_RATIO, S3_GHOST_RATIO, S3_TO_MAIN, S3_MAX_FREQ = 0.10, 0.90, 2, 3  # sim.cache.policies.s3fifo's
 SWITCH_SIGMAS = 3.0  # another expert takes over when its lead is 3 sigma of the accesses only one of the two hit (not noise)
 
 
 def _new_blocks(size: int) -> np.ndarray:
     blocks = np.full((size, BLOCK_FIELDS), -1, dtype=np.int32)
-    blocks[:, [B_ARC, B_OUT, B_CLASS]] = 0
+    blocks[:, [B_ARC, B_OUT, B_CLASS, B_S3]] = 0
     blocks[:, B_LRU_PREV] = -2
     return blocks
 
@@ -130,9 +145,12 @@ def new_state(capacity: int, num_ids: int, dist: np.ndarray, edges: np.ndarray, 
     ints[S_OUT_TAIL:S_OUT_TAIL + OUT_LISTS] = -1
     ints[S_LRU_HEAD] = -1
     ints[S_LRU_TAIL] = -1
+    ints[S_S3_HEAD:S_S3_HEAD + 3] = -1
+    ints[S_S3_TAIL:S_S3_TAIL + 3] = -1
+    small = max(1, int(ints[S_CAP] * S3_SMALL_RATIO))  # as sim.cache.policies.s3fifo (libCacheSim's S3FIFO)
+    ints[S_S3_CAPS:S_S3_CAPS + 3] = small, ints[S_CAP] - small, int(ints[S_CAP] * S3_GHOST_RATIO)
     ints[S_SAMPLES] = SAMPLES
     floats = np.zeros(FLOAT_SLOTS, dtype=np.float64)
-    floats[X_DECAY] = 1.0 - 1.0 / (SCORE_WINDOW_CAPACITIES * max(capacity, 256))
     floats[X_SIGMAS] = SWITCH_SIGMAS
     floats[X_AGE] = float(capacity)  # before any eviction: the time to fill the cache once
     floats[X_AGE_WEIGHT] = 1.0 / max(capacity, 1)
@@ -298,7 +316,7 @@ def _out_unlink(blocks, ints, key):
 
 @njit(cache=True)
 def _out_set(blocks, ints, key, lst, front):
-    """Put ``key`` (in the real cache) on out-list ``lst`` (bit e: expert e does not hold it; 0: both
+    """Put ``key`` (in the real cache) on out-list ``lst`` (bit e: expert e does not hold it; 0: all
     hold it, no list); ``front``: it will be evicted before the others."""
     if blocks[key, B_OUT] == lst:
         return
@@ -429,6 +447,91 @@ def _lru_step(blocks, ints, key):
 
 
 @njit(cache=True)
+def _s3_push(blocks, ints, queue, key):
+    """Append ``key`` at the tail of S3-FIFO queue ``queue`` (its frequency restarts at 0)."""
+    tail = ints[S_S3_TAIL + queue - 1]
+    blocks[key, B_S3] = queue << 2
+    blocks[key, B_S3_PREV] = tail
+    blocks[key, B_S3_NEXT] = -1
+    if tail >= 0:
+        blocks[tail, B_S3_NEXT] = key
+    else:
+        ints[S_S3_HEAD + queue - 1] = key
+    ints[S_S3_TAIL + queue - 1] = key
+    ints[S_S3_SIZE + queue - 1] += 1
+
+
+@njit(cache=True)
+def _s3_unlink(blocks, ints, key):
+    queue = blocks[key, B_S3] >> 2
+    prev, nxt = blocks[key, B_S3_PREV], blocks[key, B_S3_NEXT]
+    if prev >= 0:
+        blocks[prev, B_S3_NEXT] = nxt
+    else:
+        ints[S_S3_HEAD + queue - 1] = nxt
+    if nxt >= 0:
+        blocks[nxt, B_S3_PREV] = prev
+    else:
+        ints[S_S3_TAIL + queue - 1] = prev
+    ints[S_S3_SIZE + queue - 1] -= 1
+    blocks[key, B_S3] = 0
+
+
+@njit(cache=True)
+def _s3_evict(blocks, ints):
+    """The S3-FIFO expert frees one place (the cases of ``sim.cache.policies.s3fifo.victim``/``remove``)."""
+    while True:
+        if ints[S_S3_SIZE + MAIN - 1] > ints[S_S3_CAPS + MAIN - 1] or ints[S_S3_SIZE + SMALL - 1] == 0:
+            key = ints[S_S3_HEAD + MAIN - 1]
+            while blocks[key, B_S3] & 3:  # reinserted with its frequency decremented
+                freq = (blocks[key, B_S3] & 3) - 1
+                _s3_unlink(blocks, ints, key)
+                _s3_push(blocks, ints, MAIN, key)
+                blocks[key, B_S3] |= freq
+                key = ints[S_S3_HEAD + MAIN - 1]
+            _s3_unlink(blocks, ints, key)
+            _expert_drops(blocks, ints, S3FIFO, key)
+            return
+        while ints[S_S3_SIZE + SMALL - 1] > 0:  # reused while in the small queue: on to main (frequency 0)
+            key = ints[S_S3_HEAD + SMALL - 1]
+            freq = blocks[key, B_S3] & 3
+            _s3_unlink(blocks, ints, key)
+            if freq >= S3_TO_MAIN:
+                _s3_push(blocks, ints, MAIN, key)
+                continue
+            if ints[S_S3_CAPS + GHOST - 1] > 0:
+                _s3_push(blocks, ints, GHOST, key)
+                if ints[S_S3_SIZE + GHOST - 1] > ints[S_S3_CAPS + GHOST - 1]:
+                    _s3_unlink(blocks, ints, ints[S_S3_HEAD + GHOST - 1])
+            _expert_drops(blocks, ints, S3FIFO, key)
+            return
+
+
+@njit(cache=True)
+def _s3_step(blocks, ints, key):
+    """The S3-FIFO expert sees an access to ``key``; returns True on a hit."""
+    state = blocks[key, B_S3]
+    queue = state >> 2
+    if queue == SMALL or queue == MAIN:
+        if state & 3 < S3_MAX_FREQ:
+            blocks[key, B_S3] = state + 1
+        return True
+    if queue == GHOST:  # a returning key leaves the ghost before any eviction (libCacheSim's find)
+        _s3_unlink(blocks, ints, key)
+    if ints[S_S3_SIZE + SMALL - 1] + ints[S_S3_SIZE + MAIN - 1] >= ints[S_CAP]:
+        ints[S_S3_EVICTED] = 1
+        _s3_evict(blocks, ints)
+    if queue == GHOST:
+        _s3_push(blocks, ints, MAIN, key)
+    elif ints[S_S3_EVICTED] == 0 and ints[S_S3_SIZE + SMALL - 1] >= ints[S_S3_CAPS + SMALL - 1]:
+        _s3_push(blocks, ints, MAIN, key)
+    else:
+        _s3_push(blocks, ints, SMALL, key)
+    _expert_gains(blocks, ints, S3FIFO, key)
+    return False
+
+
+@njit(cache=True)
 def _draw(x):
     x ^= x << np.uint64(13)
     x ^= x >> np.uint64(7)
@@ -510,8 +613,9 @@ def _experts_step(blocks, last, model_slots, ints, floats, table, dist, edges, k
     hit_model = _model_step(blocks, last, model_slots, ints, floats, table, dist, edges, key, klass, now)
     hit_arc = _arc_step(blocks, ints, floats, key)
     hit_lru = _lru_step(blocks, ints, key)
-    decay = floats[X_DECAY]
-    hits = (hit_model, hit_arc, hit_lru)
+    hit_s3 = _s3_step(blocks, ints, key)
+    decay = 1.0 - 1.0 / (SCORE_WINDOW_AGES * max(floats[X_AGE], 256.0))
+    hits = (hit_model, hit_arc, hit_lru, hit_s3)
     for a in range(EXPERTS):
         floats[X_SCORE + a] = floats[X_SCORE + a] * decay + hits[a]
         for b in range(EXPERTS):
@@ -557,7 +661,9 @@ def on_insert(blocks, last, real_ids, model_slots, ints, floats, table, dist, ed
     not_model = blocks[key, B_MODEL] < 0
     not_arc = blocks[key, B_ARC] != T1 and blocks[key, B_ARC] != T2
     not_lru = blocks[key, B_LRU_PREV] == -2
-    _out_set(blocks, ints, key, (1 << MODEL) * not_model + (1 << ARC) * not_arc + (1 << LRU) * not_lru, True)
+    not_s3 = blocks[key, B_S3] >> 2 != SMALL and blocks[key, B_S3] >> 2 != MAIN
+    _out_set(blocks, ints, key,
+             (1 << MODEL) * not_model + (1 << ARC) * not_arc + (1 << LRU) * not_lru + (1 << S3FIFO) * not_s3, True)
     _experts_step(blocks, last, model_slots, ints, floats, table, dist, edges, key, klass, now)
 
 
@@ -586,7 +692,7 @@ def victim(blocks, last, real_ids, ints, floats, table, dist, edges):
     if head >= 0:
         return head
     bit = 1 << ints[S_LEADER]
-    for held_by in range(1, EXPERTS):  # other experts holding it: 1, then 2
+    for held_by in range(1, EXPERTS):  # other experts holding it: 1, then 2, ...
         for lst in range(1, OUT_LISTS):
             if lst & bit and _popcount(lst) == EXPERTS - held_by and ints[S_OUT_HEAD + lst - 1] >= 0:
                 return ints[S_OUT_HEAD + lst - 1]

@@ -120,6 +120,28 @@ def test_compiled_lru_expert_equals_the_lru_policy(capacity):
     assert state["ints"][kernel.S_LRU_SIZE] == min(capacity, len(np.unique(stream)))
 
 
+@njit
+def _s3fifo_expert_hits(blocks, ints, stream):
+    hits = np.zeros(len(stream), dtype=np.bool_)
+    for i in range(len(stream)):
+        hits[i] = kernel._s3_step(blocks, ints, stream[i])
+    return hits
+
+
+@pytest.mark.parametrize("capacity", [1, 9, 20, 150])
+def test_compiled_s3fifo_expert_equals_the_s3fifo_policy(capacity):
+    """The safety net's shadow S3-FIFO makes S3-FIFO's decisions (``s3fifo`` matches libCacheSim hit for hit);
+    a scan of new keys every 300 accesses sends blocks through the small queue, the ghost and main."""
+    rng = np.random.default_rng(capacity)
+    stream = rng.zipf(1.2, 5000) % 400
+    stream[::300] = 400 + np.arange(len(stream[::300]))
+    state = kernel.new_state(capacity, 1000, np.eye(2), np.array([0.5, 1.0, np.inf]))
+    ours = _s3fifo_expert_hits(state["blocks"], state["ints"], stream.astype(np.int64))
+    assert ours.tolist() == evictions("s3fifo", capacity, stream.tolist())[1]
+    resident = state["ints"][kernel.S_S3_SIZE] + state["ints"][kernel.S_S3_SIZE + 1]
+    assert resident == min(capacity, len(np.unique(stream)))
+
+
 def _mooncake(shared_data, *sets):
     from trace.workload import load_workload
 
@@ -220,10 +242,10 @@ def test_learned_is_at_least_the_best_classic_policy_on_the_held_out_half(moonca
 
 def test_learned_on_the_synthetic_multi_turn_workload(tmp_path):
     """Synthetic chat with session dynamics (trained on seed 1, judged on seed 2, 10,000 requests each, as in
-    ``benchmarks/bench_learned.py``). Measured (learned/README.md): at or above the best classic policy at
-    every capacity from 1k to 20k blocks, at 2k by only 0.0002 over S3-FIFO. Checked: never more than 1% of
-    accesses below the better of ARC and LRU (the safety net), and above the best classic policy where the
-    margin is not that thin (5k-20k blocks)."""
+    ``benchmarks/bench_learned.py``). Measured (learned/README.md, round 5): above the best classic policy at
+    every capacity from 1k to 20k blocks by 0.004-0.021 (0.0075 / 0.0201 / 0.0487 / 0.0865 / 0.1437 against
+    0.0019 / 0.0120 / 0.0333 / 0.0629 / 0.1263). Checked: at least the best classic policy at every capacity,
+    and the gap to Belady closed by at least 0.05 on average (measured 0.083)."""
     from learned.train import main as train_main
     from trace.workload import load_workload
 
@@ -232,12 +254,14 @@ def test_learned_on_the_synthetic_multi_turn_workload(tmp_path):
     assert train_main(["--out", str(model), "--range", "0:1", "--seed", "1", "--set", size]) == 0
     sets = ["seed=2", size, f"cache.learned_model={model}"]
     workload = load_workload(load_config(None, sets=sets))
+    gaps = []
     for capacity in CAPACITIES:
         config = load_config(None, sets=[*sets, f"cache.capacity_blocks={capacity}"])
-        runs = {r.name: r.metrics["hit_ratio"] for r in run_cache_only(workload, config, [*CLASSIC, "learned"])}
-        assert runs["learned"] >= max(runs["arc"], runs["lru"]) - 0.01, (capacity, runs)
-        if capacity >= 5000:
-            assert runs["learned"] >= max(runs[p] for p in CLASSIC), (capacity, runs)
+        runs = {r.name: r.metrics["hit_ratio"] for r in run_cache_only(workload, config, [*CLASSIC, "learned", "belady"])}
+        best = max(runs[p] for p in CLASSIC)
+        assert runs["learned"] >= best, (capacity, runs)
+        gaps.append((runs["learned"] - best) / (runs["belady"] - best))
+    assert np.mean(gaps) >= 0.05, gaps
 
 
 def config_sets(trace, model) -> list[str]:

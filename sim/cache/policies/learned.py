@@ -4,9 +4,10 @@ A trained model (``learned.model``) predicts, for every access, the distribution
 to that block's next use, from features of the past only; the predictions for a whole stream are
 made in one batch before the replay (the same as predicting at access time). The per-access work
 runs compiled over arrays indexed by block id (``learned.kernel``): a model expert evicts by hit
-density relative to its own eviction age and declines blocks worth less than its victim; ARC
-and LRU experts run beside it; the cache follows whichever has had the most hits lately, so a wrong
-model falls back to the better of ARC and LRU instead of making things worse. See ``learned/README.md`` for what was measured.
+density relative to its own eviction age and declines blocks worth less than its victim; ARC,
+LRU and S3-FIFO experts run beside it; the cache follows whichever has had significantly more hits
+lately, so a wrong model falls back to the best of them instead of making things worse. See
+``learned/README.md`` for what was measured.
 """
 
 from __future__ import annotations
