@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))  # the project's `trace` package, not the stdlib m
 import numpy as np  # noqa: E402
 from numba import njit  # noqa: E402
 
-from sim.cache.arena import GOLDEN  # noqa: E402
+from sim.cache.arena_layout import GOLDEN  # noqa: E402
 
 TRACE = REPO / ".." / "shared" / "data" / "traces" / "mooncake_conversation.jsonl"
 

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.cache.arena import META_FIELDS, TierArena
+from sim.cache.arena import TierArena
+from sim.cache.arena_layout import META_FIELDS
 from sim.cache.hooked import HookedMultiTierCache
 from sim.cache.multitier import MultiTierCache, build_cache
 from sim.cache.policies import lru

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sim.cache.arena import CAP, RESIDENT
+from sim.cache.arena_layout import CAP, RESIDENT
 from sim.cluster.run import LOCATIONS, ClusterRun, run_cluster
 from sim.cluster.topology import Topology
 from sim.config import load_config, replace

@@ -31,11 +31,14 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+from numba.core.caching import NullCache
 from numba.extending import overload
 
-from sim.cache.arena import (BYTES_READ, BYTES_WRITTEN, CAP, DEMOTIONS, EVICTIONS, HITS, INSERTIONS, KEY, PREFETCHES,
-                             PROMOTIONS, RESIDENT, STAT0, USERS, entry, holders, holders_chain, kernel, resident,
-                             room, step)
+from sim.cache.arena import room
+from sim.cache.arena_layout import (BYTES_READ, BYTES_WRITTEN, CAP, DEMOTIONS, EVICTIONS, HITS, INSERTIONS, KEY,
+                                    PREFETCHES, PROMOTIONS, RESIDENT, STAT0, USERS, entry, kernel, step)
+from sim.cache import block_index
+from sim.cache.block_index import holders, holders_chain, resident
 from sim.cache.policies.dispatch import hooks_for
 from sim.errors import InputError
 from sim.report.output import atomic_write_text
@@ -432,11 +435,13 @@ def hook(a, t, op, key, now):
 
 
 def _flush_cache_if_sources_changed() -> None:
-    """numba keys a cached entry point on its own source file only, but these inline code from the
-    arena and the policy modules too. A digest of all of them is kept beside the cache; when it
-    changes (a developer's edit, never an installed release), the entry points' caches are flushed."""
-    sources = [Path(__file__), *sorted((Path(__file__).parent / "policies").glob("*.py")),
-               Path(__file__).parent / "arena.py"]
+    """numba keys a cached entry point on its own source file only, but these (and the block index's)
+    inline code from the arena, its layout and the policy modules too. A digest of all of them is kept
+    beside the cache; when it changes (a developer's edit, never an installed release), the entry
+    points' caches are flushed."""
+    here = Path(__file__).parent
+    sources = [Path(__file__), *sorted((here / "policies").glob("*.py")),
+               *(here / name for name in ("arena.py", "arena_layout.py", "block_index.py"))]
     digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()
     stamp = Path(replay._cache.cache_path) / "kvsim-kernels.sha256"
     try:
@@ -452,7 +457,8 @@ def _flush_cache_if_sources_changed() -> None:
         pass  # an unwritable cache directory: numba does not cache there either
 
 
-# every compiled function of this module (the @entry points above; one left out would load stale code)
-_ENTRY_POINTS = tuple(f for f in list(globals().values()) if getattr(f, "py_func", None) is not None
-                      and f.py_func.__module__ == __name__ and hasattr(f, "_cache"))
+# every cached compiled function of this module and of the block index (one left out would load stale code)
+_ENTRY_POINTS = tuple({id(f): f for module in (globals(), vars(block_index)) for f in list(module.values())
+                       if getattr(f, "py_func", None) is not None and f.py_func.__module__ in (__name__, block_index.__name__)
+                       and not isinstance(getattr(f, "_cache", None), (NullCache, type(None)))}.values())
 _flush_cache_if_sources_changed()

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sim.cache.arena import STAT_FIELDS, TierArena
+from sim.cache.arena import TierArena
+from sim.cache.arena_layout import STAT_FIELDS
 from sim.cache.policies import EvictionPolicy, KernelPolicy, check_policy_inputs, make_policy
 from sim.config import Config, TierConfig
 from sim.errors import ConfigError

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from sim.cache.arena import RESIDENT
+from sim.cache.arena_layout import RESIDENT
 from sim.cache.tiers import GIB, TIER_NAMES, Tier, tier_from_config
 from sim.cluster.links import LoadTracker, Path
 from sim.cluster.prefix_index import holders_chain

@@ -9,8 +9,9 @@ capacity the policy was built with (the paper's cache size), also when the tier 
 
 from __future__ import annotations
 
-from sim.cache.arena import (BASE_FIELDS, HEAD, KEY, NONE, PCAP, SIZE, WHERE, X0, append, arena_type, free_slot, kernel, lookup,
-                             move_to_tail, new_slot, unlink)
+from sim.cache.arena import append, free_slot, move_to_tail, new_slot, unlink
+from sim.cache.arena_layout import BASE_FIELDS, HEAD, KEY, NONE, PCAP, SIZE, WHERE, X0, arena_type, kernel
+from sim.cache.block_index import lookup
 from sim.cache.policies.base import KernelPolicy, register
 
 KIND = 4

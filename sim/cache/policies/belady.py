@@ -20,8 +20,8 @@ import heapq
 
 import numpy as np
 
-from sim.cache.arena import (HPOS, PRIO, WHERE, arena_type, free_slot, heap_fix, heap_push, heap_remove, heap_top, kernel,
-                             new_slot)
+from sim.cache.arena import free_slot, heap_fix, heap_push, heap_remove, heap_top, new_slot
+from sim.cache.arena_layout import HPOS, PRIO, WHERE, arena_type, kernel
 from sim.cache.policies.base import EvictionPolicy, KernelPolicy, register
 
 KIND = 7

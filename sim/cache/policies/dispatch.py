@@ -7,7 +7,7 @@ dispatch. An arena mixing policies (``Arena``) switches on each tier's kind at r
 
 from __future__ import annotations
 
-from sim.cache.arena import KIND, step
+from sim.cache.arena_layout import KIND, step
 from sim.cache.policies import arc, belady, fifo, lfu, lru, s3fifo, sieve
 
 KERNELS = {m.KIND: m for m in (lru, fifo, lfu, arc, s3fifo, sieve, belady)}  # kind -> policy module

@@ -7,7 +7,7 @@ LRU's list without the refresh on a hit.
 
 from __future__ import annotations
 
-from sim.cache.arena import BASE_FIELDS, arena_type, kernel
+from sim.cache.arena_layout import BASE_FIELDS, arena_type, kernel
 from sim.cache.policies import lru
 from sim.cache.policies.base import KernelPolicy, register
 

@@ -13,8 +13,8 @@ a bucket's ``count`` is its use count, ``prev``/``next`` link the buckets, ``pri
 
 from __future__ import annotations
 
-from sim.cache.arena import (COUNT, HPOS, NEXT, PREV, PRIO, WHERE, X0, alloc_slot, arena_type, free_slot, keep_place,
-                             kernel, new_slot, release_slot)
+from sim.cache.arena import alloc_slot, free_slot, keep_place, new_slot, release_slot
+from sim.cache.arena_layout import COUNT, HPOS, NEXT, PREV, PRIO, WHERE, X0, arena_type, kernel
 from sim.cache.policies.base import KernelPolicy, register
 
 KIND = 3

@@ -7,7 +7,8 @@ One intrusive list, least recent at its head.
 
 from __future__ import annotations
 
-from sim.cache.arena import BASE_FIELDS, HEAD, append, arena_type, free_slot, keep_place, kernel, move_to_tail, new_slot, unlink
+from sim.cache.arena import append, free_slot, keep_place, move_to_tail, new_slot, unlink
+from sim.cache.arena_layout import BASE_FIELDS, HEAD, arena_type, kernel
 from sim.cache.policies.base import KernelPolicy, register
 
 KIND = 1

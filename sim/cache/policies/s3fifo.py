@@ -13,8 +13,9 @@ or S is empty, and until the first eviction a miss that finds S full goes to M.
 
 from __future__ import annotations
 
-from sim.cache.arena import (COUNT, HEAD, NONE, PCAP, SIZE, WHERE, X0, append, arena_type, free_slot, kernel, lookup,
-                             move_to_tail, new_slot, unlink)
+from sim.cache.arena import append, free_slot, move_to_tail, new_slot, unlink
+from sim.cache.arena_layout import COUNT, HEAD, NONE, PCAP, SIZE, WHERE, X0, arena_type, kernel
+from sim.cache.block_index import lookup
 from sim.cache.policies.base import KernelPolicy, register
 
 KIND = 5

@@ -7,7 +7,8 @@ unvisited block; it then rests at that block's newer neighbour, wrapping to the 
 
 from __future__ import annotations
 
-from sim.cache.arena import COUNT, HEAD, NEXT, X0, append, arena_type, free_slot, kernel, new_slot, unlink
+from sim.cache.arena import append, free_slot, new_slot, unlink
+from sim.cache.arena_layout import COUNT, HEAD, NEXT, X0, arena_type, kernel
 from sim.cache.policies.base import KernelPolicy, register
 
 KIND = 6

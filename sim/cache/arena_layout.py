@@ -1,0 +1,91 @@
+"""The layout of the tier arena's arrays (column and scalar indices), the compiled-function
+decorators every cache kernel uses, and the ``Arena`` tuple compiled code receives (``sim.cache.arena``
+explains what the arrays hold)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from sim.jit import njit
+
+# ---- meta columns (per tier)
+KIND, CAP, PCAP, BOUND, HEAP0, HEAPCAP, HEAPED, RESIDENT, HEAPN, USERS = range(10)
+HEAD, TAIL, SIZE = 10, 14, 18  # + list id (0..3)
+X0 = 22  # first of the policy's own scalars
+STAT0 = X0 + 8  # the tier's counters (``STAT_FIELDS`` of them, in ``TierStats``' order)
+META_FIELDS = STAT0 + 8
+# BOUND: slots the tier's policy may hold at most; HEAP0/HEAPCAP: its heap region in ``heap``
+# (HEAPED: its policy keeps a heap)
+
+# ---- slot columns
+KEY, TIER, CHAIN, PREV, NEXT, WHERE, COUNT, PRIO, HPOS = range(9)  # NEXT also chains the free pool
+SLOT_FIELDS = 9  # KEY, TIER and CHAIN first: a directory probe reads them together
+BASE_FIELDS = WHERE + 1  # the columns every policy uses; COUNT, PRIO, HPOS only policies that declare them
+# A policy module's ``SLOT_FIELDS`` says how many leading columns it uses; the pool is as wide as the widest
+# policy of its tiers (an LRU fleet's slot is 48 bytes, not 72: the pool is most of a cluster's memory).
+# CHAIN: the neighbours in the holder chain of the same block id (other tiers), packed as
+# (previous + 1) | (next + 1) << 32 (slot numbers fit in 31 bits); no previous: the head;
+# 0: the block's only slot
+
+# ---- arena-wide scalars (the first ``GLOB_FIELDS`` entries of ``aux``)
+FREE, IN_USE, ENTRIES, SHIFT, HEAP_END, WANT, ABSENT = range(7)
+GLOB_FIELDS = 7
+# FREE: first free slot (-1: none); IN_USE: slots taken; ENTRIES: directory entries;
+# SHIFT: 64 - log2(directory size), 0: direct-mapped (a cell per block id); HEAP_END: used length of ``heap``; WANT: uses an entry
+# point asked room for; ABSENT: a block id that no tier tracks, as the last lookup found
+# (NONE: unknown), so filing it right after a miss takes no second search
+
+# ---- stats columns, from ``STAT0`` in a tier's ``meta`` row (the order of TierStats' fields)
+HITS, INSERTIONS, PROMOTIONS, DEMOTIONS, EVICTIONS, PREFETCHES, BYTES_READ, BYTES_WRITTEN = range(8)
+STAT_FIELDS = 8
+
+GROWTH = 3  # slots one block use may add to one tier (LFU: a block and its bucket, and a hit's new bucket)
+NONE = -(1 << 62)  # "no key" in policy scalars (block ids are >= 0; -1 is a legal "incoming" key)
+GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+MIX = np.uint64(0xBF58476D1CE4E5B9)  # splitmix64's multiplier: spreads (block id, tier) pairs
+MAX_SLOTS = (1 << 31) - 1  # the directory holds int32 slot numbers
+
+
+def kernel(fn):
+    """A small compiled cache function, inlined into its callers. No reference counting
+    (``_nrt=False``): kernels never allocate, and counting references to the arena's arrays on
+    every call costs more than the work."""
+    return njit(_nrt=False, inline="always")(fn)
+
+
+def step(fn):
+    """A compiled multi-tier operation: a ``kernel`` not inlined (it is called from several places)."""
+    return njit(_nrt=False)(fn)
+
+
+def entry(fn):
+    """A compiled function called from Python: a ``kernel`` whose machine code is cached on disk."""
+    return njit(cache=True, _nrt=False)(fn)
+
+
+class Arena(NamedTuple):
+    """The arrays of a ``TierArena``, passed to compiled code as one argument.
+
+    This class serves arenas whose tiers run different policies (the policy is looked up per
+    tier at run time). An arena whose kernel tiers all run one policy uses that policy's own
+    class of the same fields (``arena_type``), so compiled code is specialised to the policy
+    with no per-access dispatch. ``meta`` and ``real`` have rows to spare beyond the tiers
+    added (the arrays grow by doubling). Few arrays on purpose: compiled calls pass each
+    array's fields, and every extra array slows every non-inlined call.
+    """
+
+    meta: np.ndarray  # int64 [tier rows, META_FIELDS]: a tier's settings, state and counters
+    real: np.ndarray  # float64 [tier rows]: a policy's real-valued scalar (ARC's target p)
+    slots: np.ndarray  # int64 [pool, SLOT_FIELDS]; KEY -1 and WHERE -1 when free
+    table: np.ndarray  # int32 [directory, a power of two]: a slot, -1 when empty
+    aux: np.ndarray  # int64: the arena-wide scalars, then the tiers' heap regions (entry i of tier t at HEAP0 + i)
+    future: np.ndarray  # int64 [stream]: next use of the block accessed at each position (Belady)
+
+
+def arena_type(name: str, module: str) -> type:
+    """A class with ``Arena``'s fields, for one policy's arenas (defined as ``module.name``)."""
+    cls = NamedTuple(name, list(Arena.__annotations__.items()))
+    cls.__module__ = module
+    return cls

@@ -1,0 +1,303 @@
+"""The block index across tiers: which slot of the tier arena's pool holds a block id in a tier,
+and which tiers hold it (``sim.cache.arena`` owns the pool; this module files and finds its slots).
+
+The index is one open-addressing hash directory (linear probing, backward-shift deletion, load <= 0.7)
+over the slots of every tier, which is also the *block index across tiers*. The slots of
+one block id in different tiers form a doubly linked holder chain (``CHAIN``);
+the chain's head is filed under the block id alone, every other member under the pair
+(block id, tier). So ``lookup(t, key)`` is one or two probes however many tiers hold the
+block (a popular prefix held by thousands of instances), and ``holders(key)`` walks the
+chain: O(holders), never O(tiers). Each directory slot has exactly one entry, so the
+directory is no larger than a per-tier one. Or, for an arena of few tiers over a known
+block-id space (``dense``: cache-only replay), a *direct-mapped* directory: one cell per
+block id holding its chain's head, the other members found by walking the chain (at most
+one per tier). A lookup is one load and filing or dropping a head one store (no hashing,
+probing or backward shifts), for 4 bytes per block id of the trace, half of what the
+trace's own access array takes per distinct block.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from sim.cache.arena_layout import ABSENT, CHAIN, ENTRIES, GOLDEN, KEY, MIX, NONE, SHIFT, TIER, WHERE, kernel, step
+from sim.jit import njit
+
+
+@kernel
+def overloaded(entries, size):
+    """A directory of ``size`` entries is too full for ``entries`` above a load of 0.7: linear probing
+    stays short (about 2 probes a hit, 6 a miss) and a fleet-sized directory is half the bytes of 0.5."""
+    return 10 * entries > 7 * size
+
+
+@kernel
+def _home_key(key: int, shift: int) -> int:
+    """Directory home of a holder chain's head: its block id alone."""
+    return np.int64((np.uint64(key) * GOLDEN) >> np.uint64(shift))
+
+
+@kernel
+def _home_pair(key: int, t: int, shift: int) -> int:
+    """Directory home of a chain member past the head: its (block id, tier)."""
+    x = np.uint64(key) * GOLDEN + np.uint64(t + 1)
+    x = (x ^ (x >> np.uint64(31))) * MIX
+    return np.int64(x >> np.uint64(shift))
+
+
+LOW = (1 << 32) - 1
+
+
+@kernel
+def _prev(slots, s: int) -> int:
+    """The previous slot in ``s``'s holder chain (-1: ``s`` is the head)."""
+    return (slots[s, CHAIN] & LOW) - 1
+
+
+@kernel
+def _next(slots, s: int) -> int:
+    """The next slot in ``s``'s holder chain (-1: none)."""
+    return (slots[s, CHAIN] >> 32) - 1
+
+
+@kernel
+def _link(slots, s: int, prev: int, nxt: int) -> None:
+    slots[s, CHAIN] = (prev + 1) | ((nxt + 1) << 32)
+
+
+@kernel
+def _home_of(slots, s: int, shift: int) -> int:
+    if slots[s, CHAIN] & LOW == 0:
+        return _home_key(slots[s, KEY], shift)
+    return _home_pair(slots[s, KEY], slots[s, TIER], shift)
+
+
+@kernel
+def _cell_of_head(a, key: int) -> int:
+    """The directory cell of ``key``'s chain head, or -1 (no tier tracks ``key``)."""
+    if a.aux[SHIFT] == 0:
+        return key if a.table[key] >= 0 else -1
+    mask = len(a.table) - 1
+    i = _home_key(key, a.aux[SHIFT])
+    while True:
+        s = a.table[i]
+        if s < 0:
+            return -1
+        if a.slots[s, KEY] == key and a.slots[s, CHAIN] & LOW == 0:
+            return i
+        i = (i + 1) & mask
+
+
+@kernel
+def _cell_of(a, s: int) -> int:
+    """The directory cell holding slot ``s``."""
+    mask = len(a.table) - 1
+    i = _home_of(a.slots, s, a.aux[SHIFT])
+    while a.table[i] != s:
+        i = (i + 1) & mask
+    return i
+
+
+@kernel
+def _empty_cell(a, i: int) -> int:
+    """The first empty directory cell from ``i`` on (linear probing)."""
+    mask = len(a.table) - 1
+    while a.table[i] >= 0:
+        i = (i + 1) & mask
+    return i
+
+
+@kernel
+def _vacate(a, i: int) -> None:
+    """Empty directory cell ``i``; backward-shift deletion keeps every probe sequence unbroken."""
+    mask = len(a.table) - 1
+    shift = a.aux[SHIFT]
+    j = i
+    while True:
+        j = (j + 1) & mask
+        other = a.table[j]
+        if other < 0:
+            break
+        home = _home_of(a.slots, other, shift)
+        if (j > i and (home <= i or home > j)) or (j < i and (home <= i and home > j)):
+            a.table[i] = other
+            i = j
+    a.table[i] = -1
+    a.aux[ENTRIES] -= 1
+
+
+@kernel
+def head_slot(a, key: int) -> int:
+    """The head of ``key``'s holder chain (a slot of some tier, resident or ghost), or -1."""
+    i = _cell_of_head(a, key)
+    return a.table[i] if i >= 0 else -1
+
+
+@kernel
+def lookup(a, t: int, key: int) -> int:
+    """The slot of ``key`` in tier ``t`` (resident or ghost), or -1: one probe for the chain's
+    head, a second for another member (direct-mapped: one load, then a walk along the chain)."""
+    mask = len(a.table) - 1
+    shift = a.aux[SHIFT]
+    if shift == 0:
+        s = a.table[key]
+        if s < 0:
+            a.aux[ABSENT] = key
+            return -1
+        while a.slots[s, TIER] != t:
+            s = _next(a.slots, s)
+            if s < 0:
+                return -1
+        return s
+    i = _home_key(key, shift)
+    while True:
+        s = a.table[i]
+        if s < 0:
+            a.aux[ABSENT] = key  # no tier tracks key (until a slot is filed)
+            return -1
+        if a.slots[s, KEY] == key and a.slots[s, CHAIN] & LOW == 0:
+            break
+        i = (i + 1) & mask
+    if a.slots[s, TIER] == t:
+        return s
+    if a.slots[s, CHAIN] == 0:
+        return -1  # the head is the only member
+    i = _home_pair(key, t, shift)
+    while True:
+        s = a.table[i]
+        if s < 0:
+            return -1
+        if a.slots[s, KEY] == key and a.slots[s, TIER] == t:
+            return s
+        i = (i + 1) & mask
+
+
+@kernel
+def resident(a, t: int, key: int) -> int:
+    """The slot of ``key`` if it is resident in tier ``t`` (not a ghost), else -1."""
+    s = lookup(a, t, key)
+    if s >= 0 and a.slots[s, WHERE] <= 1:
+        return s
+    return -1
+
+
+class _Directory(NamedTuple):
+    """The arrays the directory functions use, for the rarely taken paths compiled apart
+    (a call passing the whole arena costs more than the work)."""
+
+    slots: np.ndarray
+    table: np.ndarray
+    aux: np.ndarray
+
+
+@step
+def _file_member(slots, table, aux, s: int, h: int, t: int) -> None:
+    """File slot ``s`` of tier ``t`` as the member after chain head ``h`` (its block has holders)."""
+    d = _Directory(slots, table, aux)
+    n = _next(slots, h)
+    _link(slots, s, h, n)
+    _link(slots, h, -1, s)
+    if n >= 0:
+        _link(slots, n, s, _next(slots, n))
+    if aux[SHIFT] != 0:  # direct-mapped: only a chain's head has a cell
+        table[_empty_cell(d, _home_pair(slots[s, KEY], t, aux[SHIFT]))] = s
+
+
+@step
+def _unfile_member(slots, table, aux, s: int) -> None:
+    """Drop slot ``s`` of a holder chain of two or more from the directory and the chain."""
+    d = _Directory(slots, table, aux)
+    p, n = _prev(slots, s), _next(slots, s)
+    dense = aux[SHIFT] == 0
+    if p >= 0:  # a member past the head
+        if dense:
+            aux[ENTRIES] -= 1
+        else:
+            _vacate(d, _cell_of(d, s))
+        _link(slots, p, _prev(slots, p), n)
+        if n >= 0:
+            _link(slots, n, p, _next(slots, n))
+    else:  # the head: its successor takes its cell
+        if dense:
+            aux[ENTRIES] -= 1
+            table[slots[s, KEY]] = n
+        else:
+            _vacate(d, _cell_of(d, n))
+            table[_cell_of(d, s)] = n
+        _link(slots, n, -1, _next(slots, n))
+
+
+@kernel
+def file_slot(a, t: int, s: int, key: int) -> None:
+    """Enter slot ``s`` of tier ``t`` (which does not track ``key`` yet) under ``key``: as its block's
+    chain head, or as the member after the head."""
+    a.slots[s, KEY] = key
+    i = -1 if a.aux[ABSENT] == key else _cell_of_head(a, key)
+    a.aux[ABSENT] = NONE
+    if i < 0:
+        a.slots[s, CHAIN] = 0
+        a.table[key if a.aux[SHIFT] == 0 else _empty_cell(a, _home_key(key, a.aux[SHIFT]))] = s
+    else:
+        _file_member(a.slots, a.table, a.aux, s, a.table[i], t)
+    a.aux[ENTRIES] += 1
+
+
+@kernel
+def unfile_slot(a, s: int) -> None:
+    """Drop slot ``s`` from the index and from its block's holder chain (the next member becomes the head)."""
+    if a.slots[s, CHAIN] == 0:  # its block's only slot
+        if a.aux[SHIFT] == 0:
+            a.table[a.slots[s, KEY]] = -1
+            a.aux[ENTRIES] -= 1
+        else:
+            _vacate(a, _cell_of(a, s))
+    else:
+        _unfile_member(a.slots, a.table, a.aux, s)
+
+
+@njit(cache=True, _nrt=False)
+def refile(slots, old, table, shift):
+    """Enter every slot of directory ``old`` in the larger ``table`` (its hash ``shift``)."""
+    mask = len(table) - 1
+    for s in old:
+        if s >= 0:
+            i = _home_of(slots, s, shift)
+            while table[i] >= 0:
+                i = (i + 1) & mask
+            table[i] = s
+
+
+@njit(cache=True, _nrt=False)
+def holders(a, key, out):
+    """Tiers where ``key`` is resident, written to ``out`` (as many as fit); how many there are."""
+    n = 0
+    s = head_slot(a, key)
+    while s >= 0:
+        if a.slots[s, WHERE] <= 1:
+            if n < len(out):
+                out[n] = a.slots[s, TIER]
+            n += 1
+        s = _next(a.slots, s)
+    return n
+
+
+@njit(cache=True, _nrt=False)
+def holders_chain(a, keys, first, offsets, tiers):
+    """CSR holders of ``keys[first:]`` (``offsets[first]`` set) up to the first key held nowhere:
+    how many keys have holders, or -1 - i when ``tiers`` has no room for key i's."""
+    for i in range(first, len(keys)):
+        n = offsets[i]
+        s = head_slot(a, keys[i])
+        while s >= 0:
+            if a.slots[s, WHERE] <= 1:
+                if n == len(tiers):
+                    return -1 - i
+                tiers[n] = a.slots[s, TIER]
+                n += 1
+            s = _next(a.slots, s)
+        if n == offsets[i]:
+            return i
+        offsets[i + 1] = n
+    return len(keys)
