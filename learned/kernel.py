@@ -264,34 +264,64 @@ def _density(table, dist, edges, floats, c, a):
 # ----------------------------------------------------------------------------- linked lists
 
 
+# A family of ``lists`` linked lists keeps its heads, tails and sizes in three runs of ``ints`` (the list
+# whose head is ``ints[head]`` has its tail at ``ints[head + lists]`` and its size at ``ints[head + 2 * lists]``);
+# a block is linked through two adjacent fields of its row, ``link`` (previous) and ``link + 1`` (next).
+
+
+@njit(cache=True)
+def _append(blocks, ints, key, link, head, lists):
+    """Link ``key`` at the tail of a list (the end evicted last)."""
+    tail = ints[head + lists]
+    blocks[key, link] = tail
+    blocks[key, link + 1] = -1
+    if tail >= 0:
+        blocks[tail, link + 1] = key
+    else:
+        ints[head] = key
+    ints[head + lists] = key
+    ints[head + 2 * lists] += 1
+
+
+@njit(cache=True)
+def _prepend(blocks, ints, key, link, head, lists):
+    """Link ``key`` at the head of a list (the end evicted first)."""
+    first = ints[head]
+    blocks[key, link] = -1
+    blocks[key, link + 1] = first
+    if first >= 0:
+        blocks[first, link] = key
+    else:
+        ints[head + lists] = key
+    ints[head] = key
+    ints[head + 2 * lists] += 1
+
+
+@njit(cache=True)
+def _unlink(blocks, ints, key, link, head, lists):
+    """Take ``key`` out of the list it is linked in."""
+    prev, nxt = blocks[key, link], blocks[key, link + 1]
+    if prev >= 0:
+        blocks[prev, link + 1] = nxt
+    else:
+        ints[head] = nxt
+    if nxt >= 0:
+        blocks[nxt, link] = prev
+    else:
+        ints[head + lists] = prev
+    ints[head + 2 * lists] -= 1
+
+
 @njit(cache=True)
 def _arc_push(blocks, ints, lst, key):
     """Append ``key`` at the MRU end of ARC list ``lst``."""
-    tail = ints[S_ARC_TAIL + lst - 1]
     blocks[key, B_ARC] = lst
-    blocks[key, B_ARC_PREV] = tail
-    blocks[key, B_ARC_NEXT] = -1
-    if tail >= 0:
-        blocks[tail, B_ARC_NEXT] = key
-    else:
-        ints[S_ARC_HEAD + lst - 1] = key
-    ints[S_ARC_TAIL + lst - 1] = key
-    ints[S_ARC_SIZE + lst - 1] += 1
+    _append(blocks, ints, key, B_ARC_PREV, S_ARC_HEAD + lst - 1, 4)
 
 
 @njit(cache=True)
 def _arc_unlink(blocks, ints, key):
-    lst = blocks[key, B_ARC]
-    prev, nxt = blocks[key, B_ARC_PREV], blocks[key, B_ARC_NEXT]
-    if prev >= 0:
-        blocks[prev, B_ARC_NEXT] = nxt
-    else:
-        ints[S_ARC_HEAD + lst - 1] = nxt
-    if nxt >= 0:
-        blocks[nxt, B_ARC_PREV] = prev
-    else:
-        ints[S_ARC_TAIL + lst - 1] = prev
-    ints[S_ARC_SIZE + lst - 1] -= 1
+    _unlink(blocks, ints, key, B_ARC_PREV, S_ARC_HEAD + blocks[key, B_ARC] - 1, 4)
     blocks[key, B_ARC] = 0
 
 
@@ -301,16 +331,7 @@ def _out_unlink(blocks, ints, key):
     lst = blocks[key, B_OUT]
     if lst == 0:
         return
-    prev, nxt = blocks[key, B_OUT_PREV], blocks[key, B_OUT_NEXT]
-    if prev >= 0:
-        blocks[prev, B_OUT_NEXT] = nxt
-    else:
-        ints[S_OUT_HEAD + lst - 1] = nxt
-    if nxt >= 0:
-        blocks[nxt, B_OUT_PREV] = prev
-    else:
-        ints[S_OUT_TAIL + lst - 1] = prev
-    ints[S_OUT_SIZE + lst - 1] -= 1
+    _unlink(blocks, ints, key, B_OUT_PREV, S_OUT_HEAD + lst - 1, OUT_LISTS)
     blocks[key, B_OUT] = 0
 
 
@@ -325,24 +346,9 @@ def _out_set(blocks, ints, key, lst, front):
         return
     blocks[key, B_OUT] = lst
     if front:
-        head = ints[S_OUT_HEAD + lst - 1]
-        blocks[key, B_OUT_PREV] = -1
-        blocks[key, B_OUT_NEXT] = head
-        if head >= 0:
-            blocks[head, B_OUT_PREV] = key
-        else:
-            ints[S_OUT_TAIL + lst - 1] = key
-        ints[S_OUT_HEAD + lst - 1] = key
+        _prepend(blocks, ints, key, B_OUT_PREV, S_OUT_HEAD + lst - 1, OUT_LISTS)
     else:
-        tail = ints[S_OUT_TAIL + lst - 1]
-        blocks[key, B_OUT_NEXT] = -1
-        blocks[key, B_OUT_PREV] = tail
-        if tail >= 0:
-            blocks[tail, B_OUT_NEXT] = key
-        else:
-            ints[S_OUT_HEAD + lst - 1] = key
-        ints[S_OUT_TAIL + lst - 1] = key
-    ints[S_OUT_SIZE + lst - 1] += 1
+        _append(blocks, ints, key, B_OUT_PREV, S_OUT_HEAD + lst - 1, OUT_LISTS)
 
 
 @njit(cache=True)
@@ -410,37 +416,14 @@ def _arc_step(blocks, ints, floats, key):
 def _lru_step(blocks, ints, key):
     """The LRU expert sees an access to ``key``; returns True on a hit."""
     hit = blocks[key, B_LRU_PREV] != -2
-    if hit:  # unlink
-        prev, nxt = blocks[key, B_LRU_PREV], blocks[key, B_LRU_NEXT]
-        if prev >= 0:
-            blocks[prev, B_LRU_NEXT] = nxt
-        else:
-            ints[S_LRU_HEAD] = nxt
-        if nxt >= 0:
-            blocks[nxt, B_LRU_PREV] = prev
-        else:
-            ints[S_LRU_TAIL] = prev
-        ints[S_LRU_SIZE] -= 1
+    if hit:
+        _unlink(blocks, ints, key, B_LRU_PREV, S_LRU_HEAD, 1)
     elif ints[S_LRU_SIZE] >= ints[S_CAP]:
         victim = ints[S_LRU_HEAD]
-        nxt = blocks[victim, B_LRU_NEXT]
-        ints[S_LRU_HEAD] = nxt
-        if nxt >= 0:
-            blocks[nxt, B_LRU_PREV] = -1
-        else:
-            ints[S_LRU_TAIL] = -1
+        _unlink(blocks, ints, victim, B_LRU_PREV, S_LRU_HEAD, 1)
         blocks[victim, B_LRU_PREV] = -2
-        ints[S_LRU_SIZE] -= 1
         _expert_drops(blocks, ints, LRU, victim)
-    tail = ints[S_LRU_TAIL]
-    blocks[key, B_LRU_PREV] = tail if tail >= 0 else -1
-    blocks[key, B_LRU_NEXT] = -1
-    if tail >= 0:
-        blocks[tail, B_LRU_NEXT] = key
-    else:
-        ints[S_LRU_HEAD] = key
-    ints[S_LRU_TAIL] = key
-    ints[S_LRU_SIZE] += 1
+    _append(blocks, ints, key, B_LRU_PREV, S_LRU_HEAD, 1)
     if not hit:
         _expert_gains(blocks, ints, LRU, key)
     return hit
@@ -449,31 +432,13 @@ def _lru_step(blocks, ints, key):
 @njit(cache=True)
 def _s3_push(blocks, ints, queue, key):
     """Append ``key`` at the tail of S3-FIFO queue ``queue`` (its frequency restarts at 0)."""
-    tail = ints[S_S3_TAIL + queue - 1]
     blocks[key, B_S3] = queue << 2
-    blocks[key, B_S3_PREV] = tail
-    blocks[key, B_S3_NEXT] = -1
-    if tail >= 0:
-        blocks[tail, B_S3_NEXT] = key
-    else:
-        ints[S_S3_HEAD + queue - 1] = key
-    ints[S_S3_TAIL + queue - 1] = key
-    ints[S_S3_SIZE + queue - 1] += 1
+    _append(blocks, ints, key, B_S3_PREV, S_S3_HEAD + queue - 1, 3)
 
 
 @njit(cache=True)
 def _s3_unlink(blocks, ints, key):
-    queue = blocks[key, B_S3] >> 2
-    prev, nxt = blocks[key, B_S3_PREV], blocks[key, B_S3_NEXT]
-    if prev >= 0:
-        blocks[prev, B_S3_NEXT] = nxt
-    else:
-        ints[S_S3_HEAD + queue - 1] = nxt
-    if nxt >= 0:
-        blocks[nxt, B_S3_PREV] = prev
-    else:
-        ints[S_S3_TAIL + queue - 1] = prev
-    ints[S_S3_SIZE + queue - 1] -= 1
+    _unlink(blocks, ints, key, B_S3_PREV, S_S3_HEAD + (blocks[key, B_S3] >> 2) - 1, 3)
     blocks[key, B_S3] = 0
 
 
