@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from numba import njit
 
 from learned import kernel
 from learned.features import FEATURES, access_features, next_use_distance
@@ -86,12 +85,9 @@ def test_belady_bypass_declines_a_block_needed_later_than_every_resident():
     assert evictions("belady-bypass", 2, [0, 1, 2, 0, 1, 2])[0] == []  # 2 is needed last: never admitted
 
 
-@njit
-def _arc_expert_hits(blocks, ints, floats, stream):
-    hits = np.zeros(len(stream), dtype=np.bool_)
-    for i in range(len(stream)):
-        hits[i] = kernel._arc_step(blocks, ints, floats, stream[i])
-    return hits
+def _expert_hits(step, stream, *state):
+    """Hit or miss of one shadow expert's ``step(*state, key)`` for every key of ``stream``."""
+    return [bool(step(*state, key)) for key in stream.tolist()]
 
 
 @pytest.mark.parametrize("capacity", [3, 20, 150])
@@ -99,33 +95,17 @@ def test_compiled_arc_expert_equals_the_arc_policy(capacity):
     """The safety net's shadow ARC makes ARC's decisions (``arc`` matches libCacheSim hit for hit)."""
     stream = np.random.default_rng(capacity).zipf(1.3, 4000) % 500
     state = kernel.new_state(capacity, 500, np.eye(2), np.array([0.5, 1.0, np.inf]))
-    ours = _arc_expert_hits(state["blocks"], state["ints"], state["floats"], stream.astype(np.int64))
-    assert ours.tolist() == evictions("arc", capacity, stream.tolist())[1]
-
-
-@njit
-def _lru_expert_hits(blocks, ints, stream):
-    hits = np.zeros(len(stream), dtype=np.bool_)
-    for i in range(len(stream)):
-        hits[i] = kernel._lru_step(blocks, ints, stream[i])
-    return hits
+    ours = _expert_hits(kernel._arc_step, stream, state["blocks"], state["ints"], state["floats"])
+    assert ours == evictions("arc", capacity, stream.tolist())[1]
 
 
 @pytest.mark.parametrize("capacity", [1, 20, 150])
 def test_compiled_lru_expert_equals_the_lru_policy(capacity):
     stream = np.random.default_rng(capacity).zipf(1.3, 4000) % 500
     state = kernel.new_state(capacity, 500, np.eye(2), np.array([0.5, 1.0, np.inf]))
-    ours = _lru_expert_hits(state["blocks"], state["ints"], stream.astype(np.int64))
-    assert ours.tolist() == evictions("lru", capacity, stream.tolist())[1]
+    ours = _expert_hits(kernel._lru_step, stream, state["blocks"], state["ints"])
+    assert ours == evictions("lru", capacity, stream.tolist())[1]
     assert state["ints"][kernel.S_LRU_SIZE] == min(capacity, len(np.unique(stream)))
-
-
-@njit
-def _s3fifo_expert_hits(blocks, ints, stream):
-    hits = np.zeros(len(stream), dtype=np.bool_)
-    for i in range(len(stream)):
-        hits[i] = kernel._s3_step(blocks, ints, stream[i])
-    return hits
 
 
 @pytest.mark.parametrize("capacity", [1, 9, 20, 150])
@@ -136,8 +116,8 @@ def test_compiled_s3fifo_expert_equals_the_s3fifo_policy(capacity):
     stream = rng.zipf(1.2, 5000) % 400
     stream[::300] = 400 + np.arange(len(stream[::300]))
     state = kernel.new_state(capacity, 1000, np.eye(2), np.array([0.5, 1.0, np.inf]))
-    ours = _s3fifo_expert_hits(state["blocks"], state["ints"], stream.astype(np.int64))
-    assert ours.tolist() == evictions("s3fifo", capacity, stream.tolist())[1]
+    ours = _expert_hits(kernel._s3_step, stream, state["blocks"], state["ints"])
+    assert ours == evictions("s3fifo", capacity, stream.tolist())[1]
     resident = state["ints"][kernel.S_S3_SIZE] + state["ints"][kernel.S_S3_SIZE + 1]
     assert resident == min(capacity, len(np.unique(stream)))
 
