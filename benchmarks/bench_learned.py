@@ -97,7 +97,7 @@ def trace_workload(path: Path, block_size: int) -> tuple[list[str], list[str], l
             [1000, 2000, 5000, 10000, 20000])
 
 
-def bench(name: str, peers: list[str], markdown: bool, workload=None) -> None:
+def bench(name: str, peers: list[str], markdown: bool, workload: tuple | None = None) -> None:
     train_args, sets, capacities = workload or WORKLOADS[name]
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(tmp) / "model.txt"
@@ -188,11 +188,10 @@ def bench_cross(traces: list[Path], markdown: bool) -> None:
     stream, where a wrong model must be left quickly) and each ``--trace``'s halves. Prints the worst
     ``learned - arc`` over the capacities (the safety net's bound: -0.01)."""
     conversation = TRACES / "mooncake_conversation.jsonl"
-    multi_turn = ["workload.synthetic.num_requests=4000"]
+    requests = "workload.synthetic.num_requests=4000"
     workloads = {"conversation": (["--workload-trace", str(conversation)],
                                   [f"workload.trace={conversation}", "workload.range_start=0.5"]),
-                 "multi-turn": (["--range", "0:1", "--seed", "1", *sum((["--set", s] for s in multi_turn), [])],
-                                ["seed=2", *multi_turn])}
+                 "multi-turn": (["--range", "0:1", "--seed", "1", "--set", requests], ["seed=2", requests])}
     for path in traces:
         workloads[path.name] = (["--workload-trace", str(path)], [f"workload.trace={path}", "workload.range_start=0.5"])
     capacities = WORKLOADS["mooncake"][2]
