@@ -108,6 +108,11 @@ def train(config: Config, out: Path, rounds: int = 40, max_rows: int = 100_000) 
     distance = next_use_distance(trace.access_stream())
     label = np.searchsorted(edges, np.minimum(distance, horizon + 1), side="left") - 1  # horizon + 1: 'later'
     usable = n - horizon  # accesses whose next use (or its absence) within the horizon is known
+    if not np.any(label[:usable] < len(edges) - 1):
+        where = config.workload.trace or "the synthetic workload"
+        why = " (no block ids: every prompt block is new)" if trace.provenance.block_ids == "unique" else ""
+        raise InputError(f"{where}: no block is used again within {horizon:,} accesses{why}; nothing to learn "
+                         "(train on a trace with prefix reuse, e.g. Mooncake hash_ids)")
     held_out = max(1, int(usable * HELD_OUT))
     rng = np.random.default_rng(config.seed)
     fit_rows = np.arange(usable - held_out)

@@ -132,12 +132,17 @@ TRAIN_CASES = {
     "bad range": (["--out", "{tmp}/m.txt", "--range", "half"], "--range"),
     "range out of order": (["--out", "{tmp}/m.txt", "--range", "0.7:0.2"], "range"),
     "too few accesses": (["--out", "{tmp}/m.txt", "--set", "workload.synthetic.num_requests=2"], "block accesses"),
+    "no reuse to learn from": (["--workload-trace", "{tmp}/unique.csv", "--out", "{tmp}/m.txt"],
+                               "{tmp}/unique.csv: no block is used again"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(TRAIN_CASES))
 def test_bad_training_input_is_exit_2_before_training(case, tmp_path, capsys):
     (tmp_path / "header.csv").write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n")
+    # token counts only (Azure's format): 40 prompts of 100 blocks, none shared with another
+    rows = [f"2023-11-16 18:{i // 60:02d}:{i % 60:02d}.0000000,1600,10" for i in range(40)]
+    (tmp_path / "unique.csv").write_text("\n".join(["TIMESTAMP,ContextTokens,GeneratedTokens", *rows]) + "\n")
     argv, names = TRAIN_CASES[case]
     status, err = _train([a.format(tmp=tmp_path) for a in argv], capsys)
     assert status == 2
