@@ -27,6 +27,7 @@ compiles once per policy and never dispatches per access.
 from __future__ import annotations
 
 import hashlib
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
@@ -457,8 +458,12 @@ def _flush_cache_if_sources_changed() -> None:
         pass  # an unwritable cache directory: numba does not cache there either
 
 
+def _cached_functions(module) -> list:
+    """The compiled functions ``module`` defines whose machine code numba caches on disk."""
+    return [f for f in vars(module).values() if getattr(f, "py_func", None) is not None
+            and f.py_func.__module__ == module.__name__ and not isinstance(f._cache, NullCache)]
+
+
 # every cached compiled function of this module and of the block index (one left out would load stale code)
-_ENTRY_POINTS = tuple({id(f): f for module in (globals(), vars(block_index)) for f in list(module.values())
-                       if getattr(f, "py_func", None) is not None and f.py_func.__module__ in (__name__, block_index.__name__)
-                       and not isinstance(getattr(f, "_cache", None), (NullCache, type(None)))}.values())
+_ENTRY_POINTS = (*_cached_functions(sys.modules[__name__]), *_cached_functions(block_index))
 _flush_cache_if_sources_changed()
