@@ -43,6 +43,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from sim.cache.policies.s3fifo import (GHOST_RATIO as S3_GHOST_RATIO, MAX_FREQ as S3_MAX_FREQ,
+                                       MOVE_TO_MAIN_THRESHOLD as S3_TO_MAIN, SMALL_RATIO as S3_SMALL_RATIO)
 from sim.jit import njit
 
 MODEL, ARC, LRU, S3FIFO = 0, 1, 2, 3
@@ -120,7 +122,6 @@ HORIZON_AGES = 4.0  # a block's hit chance is judged over this many mean evictio
 # leads and back, at a cost: synthetic multi-turn mean gap 0.045 against 0.083; learned/README.md round 5).
 SCORE_WINDOW_AGES = 16.0
 HORIZON_STEP = np.log(1.5)  # recompute the table when the horizon has moved by 1.5x (2x-8x measured alike)
-S3_SMALL_RATIO, S3_GHOST_RATIO, S3_TO_MAIN, S3_MAX_FREQ = 0.10, 0.90, 2, 3  # sim.cache.policies.s3fifo's
 SWITCH_SIGMAS = 3.0  # another expert takes over when its lead is 3 sigma of the accesses only one of the two hit (not noise)
 
 
@@ -147,7 +148,7 @@ def new_state(capacity: int, num_ids: int, dist: np.ndarray, edges: np.ndarray, 
     ints[S_LRU_TAIL] = -1
     ints[S_S3_HEAD:S_S3_HEAD + 3] = -1
     ints[S_S3_TAIL:S_S3_TAIL + 3] = -1
-    small = max(1, int(ints[S_CAP] * S3_SMALL_RATIO))  # as sim.cache.policies.s3fifo (libCacheSim's S3FIFO)
+    small = max(1, int(ints[S_CAP] * S3_SMALL_RATIO))  # the queues' sizes as sim.cache.policies.s3fifo's
     ints[S_S3_CAPS:S_S3_CAPS + 3] = small, ints[S_CAP] - small, int(ints[S_CAP] * S3_GHOST_RATIO)
     ints[S_SAMPLES] = SAMPLES
     floats = np.zeros(FLOAT_SLOTS, dtype=np.float64)
