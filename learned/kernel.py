@@ -41,11 +41,15 @@ hook-by-hook path give identical results.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 
+from sim.cache.policies import s3fifo
 from sim.cache.policies.s3fifo import (GHOST_RATIO as S3_GHOST_RATIO, MAX_FREQ as S3_MAX_FREQ,
                                        MOVE_TO_MAIN_THRESHOLD as S3_TO_MAIN, SMALL_RATIO as S3_SMALL_RATIO)
-from sim.jit import njit
+from sim.jit import cached_functions, flush_when_sources_change, njit
 
 MODEL, ARC, LRU, S3FIFO = 0, 1, 2, 3
 EXPERTS = 4
@@ -694,3 +698,8 @@ def replay_plain(blocks, last, real_ids, model_slots, ints, floats, table, dist,
             evictions += 1
         on_insert(blocks, last, real_ids, model_slots, ints, floats, table, dist, edges, key, c, now)
     return evictions
+
+
+# the compiled hooks inline S3-FIFO's thresholds from its policy module
+flush_when_sources_change(cached_functions(sys.modules[__name__]), [Path(__file__), Path(s3fifo.__file__)],
+                          "learned-kernel.sha256")

@@ -25,16 +25,22 @@ is hidden when scipy's BLAS is already imported.
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, Iterable, Iterator
 
 import numba
-from numba.core.caching import FunctionCache
+from numba.core.caching import FunctionCache, NullCache
 from numba.core.registry import cpu_target
 from numba.core.runtime.nrt import rtsys
 
-__all__ = ["njit", "start_target"]
+from sim.errors import InputError
+from sim.report.output import atomic_write_text
+
+__all__ = ["cached_functions", "flush_when_sources_change", "njit", "start_target"]
 
 BLAS_PROBE = "scipy.linalg.cython_blas"  # what numba.np.arraymath imports to decide whether a BLAS exists
 
@@ -97,3 +103,31 @@ def njit(function: Callable | None = None, **options: Any):
         dispatcher._cache = _LeanLoad(dispatcher.py_func)  # what numba's enable_caching does, with its own class
         dispatcher._cache.uses_runtime = options.get("_nrt", True)
     return dispatcher
+
+
+def cached_functions(module: ModuleType) -> list:
+    """The compiled functions ``module`` defines whose machine code numba caches on disk."""
+    return [f for f in vars(module).values() if getattr(f, "py_func", None) is not None
+            and f.py_func.__module__ == module.__name__ and not isinstance(f._cache, NullCache)]
+
+
+def flush_when_sources_change(functions: Iterable, sources: Iterable[Path], stamp: str) -> None:
+    """numba keys a cached function on its own source file only, but compiled code inlines what it
+    calls and the constants it reads from other modules: an edit there would leave stale machine code.
+    A digest of ``sources`` is kept beside the first function's cache (file ``stamp``); when it
+    changes (a developer's edit, never an installed release), every function's cache is flushed.
+    ``functions`` must hold every cached function that reads the sources (one left out loads stale code)."""
+    functions = list(functions)
+    digest = hashlib.sha256(b"".join(Path(p).read_bytes() for p in sources)).hexdigest()
+    path = Path(functions[0]._cache.cache_path) / stamp
+    try:
+        if path.read_text() == digest:
+            return
+    except OSError:
+        pass
+    for function in functions:
+        function._cache.flush()
+    try:
+        atomic_write_text(path, digest)  # two processes starting at once never see half a stamp
+    except (OSError, InputError):
+        pass  # an unwritable cache directory: numba does not cache there either

@@ -114,3 +114,46 @@ def test_loading_a_cached_kernel_that_calls_numpy_methods_does_not_import_scipy(
                               env=env)
         assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "ok"
+
+
+STALE_KERNEL = textwrap.dedent("""
+    import os
+    import sys
+    from pathlib import Path
+    from sim.jit import cached_functions, flush_when_sources_change, njit
+    from stalepkg import consts
+    from stalepkg.consts import LIMIT
+
+    @njit(cache=True)
+    def limit():
+        return LIMIT
+
+    if os.environ.get("FLUSH") == "1":
+        flush_when_sources_change(cached_functions(sys.modules[__name__]), [Path(__file__), Path(consts.__file__)],
+                                  "stalepkg.sha256")
+""")
+
+
+def _read_limit(package: Path, cache_dir: Path, flush: bool) -> str:
+    env = {**os.environ, "PYTHONPATH": f"{package}{os.pathsep}{ROOT}", "NUMBA_CACHE_DIR": str(cache_dir),
+           "FLUSH": "1" if flush else "0"}
+    proc = subprocess.run([sys.executable, "-c", "from stalepkg.kernel import limit; print(limit())"], cwd=package,
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout.strip()
+
+
+@pytest.mark.parametrize("flush", [False, True])
+def test_a_constant_edited_in_another_module_reaches_cached_code_only_with_the_flush(tmp_path, flush):
+    """numba keys a cached function on its own file: a constant it inlines from another module, once
+    edited, stays stale in the cached machine code unless ``flush_when_sources_change`` sees the edit
+    (what the engine and the learned kernel rely on)."""
+    package = tmp_path / "src"
+    (package / "stalepkg").mkdir(parents=True)
+    (package / "stalepkg" / "__init__.py").write_text("")
+    (package / "stalepkg" / "kernel.py").write_text(STALE_KERNEL)
+    consts = package / "stalepkg" / "consts.py"
+    consts.write_text("LIMIT = 1\n")
+    assert _read_limit(package, tmp_path / "cache", flush) == "1"
+    consts.write_text("LIMIT = 2\n")
+    assert _read_limit(package, tmp_path / "cache", flush) == ("2" if flush else "1")  # False: numba's staleness

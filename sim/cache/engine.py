@@ -26,13 +26,11 @@ compiles once per policy and never dispatches per access.
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from numba.core.caching import NullCache
 from numba.extending import overload
 
 from sim.cache.arena import room
@@ -41,8 +39,7 @@ from sim.cache.arena_layout import (BYTES_READ, BYTES_WRITTEN, CAP, DEMOTIONS, E
 from sim.cache import block_index
 from sim.cache.block_index import holders, holders_chain, resident
 from sim.cache.policies.dispatch import hooks_for
-from sim.errors import InputError
-from sim.report.output import atomic_write_text
+from sim.jit import cached_functions, flush_when_sources_change
 
 HOOK_ACCESS, HOOK_INSERT, HOOK_REMOVE, HOOK_VICTIM = range(4)
 USE, PREFETCH, DEMOTE = range(3)  # what ``use`` does
@@ -435,35 +432,11 @@ def hook(a, t, op, key, now):
     return _hook(a, t, op, key, now)
 
 
-def _flush_cache_if_sources_changed() -> None:
-    """numba keys a cached entry point on its own source file only, but these (and the block index's)
-    inline code from the arena, its layout and the policy modules too. A digest of all of them is kept
-    beside the cache; when it changes (a developer's edit, never an installed release), the entry
-    points' caches are flushed."""
-    here = Path(__file__).parent
-    sources = [Path(__file__), *sorted((here / "policies").glob("*.py")),
-               *(here / name for name in ("arena.py", "arena_layout.py", "block_index.py"))]
-    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()
-    stamp = Path(replay._cache.cache_path) / "kvsim-kernels.sha256"
-    try:
-        if stamp.read_text() == digest:
-            return
-    except OSError:
-        pass
-    for function in _ENTRY_POINTS:
-        function._cache.flush()
-    try:
-        atomic_write_text(stamp, digest)  # two processes starting at once never see half a stamp
-    except (OSError, InputError):
-        pass  # an unwritable cache directory: numba does not cache there either
-
-
-def _cached_functions(module) -> list:
-    """The compiled functions ``module`` defines whose machine code numba caches on disk."""
-    return [f for f in vars(module).values() if getattr(f, "py_func", None) is not None
-            and f.py_func.__module__ == module.__name__ and not isinstance(f._cache, NullCache)]
-
-
-# every cached compiled function of this module and of the block index (one left out would load stale code)
-_ENTRY_POINTS = (*_cached_functions(sys.modules[__name__]), *_cached_functions(block_index))
-_flush_cache_if_sources_changed()
+# The entry points inline code from the arena, its layout, the block index and the policy modules; so do
+# the block index's own cached functions (layout constants).
+_HERE = Path(__file__).parent
+flush_when_sources_change(
+    (*cached_functions(sys.modules[__name__]), *cached_functions(block_index)),
+    [Path(__file__), *sorted((_HERE / "policies").glob("*.py")),
+     *(_HERE / name for name in ("arena.py", "arena_layout.py", "block_index.py"))],
+    "kvsim-kernels.sha256")
