@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from learned.features import FEATURES, access_features
-from learned.kernel import CLASS_BITS
+from learned.state_layout import CLASS_BITS
 from learned.predictions import Predictions
 from sim.config import Config
 from sim.errors import InputError

@@ -3,7 +3,7 @@
 The model predicts, for every block access, the *distribution* of the distance (in block
 accesses) to that block's next use, as LightGBM multiclass probabilities over log-spaced
 buckets up to a horizon, plus a last bucket "not used again within the horizon". The policy
-turns a distribution into a hit density relative to its own eviction age (``learned.kernel``),
+turns a distribution into a hit density relative to its own eviction age (``learned.hit_density``),
 so it needs more than a point estimate: whether a block is likely back soon, late or never.
 
 Honest by construction: features use the past only (``learned.features``); labels need the

@@ -40,7 +40,7 @@ from numba.core.runtime.nrt import rtsys
 from sim.errors import InputError
 from sim.report.output import atomic_write_text
 
-__all__ = ["cached_functions", "flush_when_sources_change", "njit", "start_target"]
+__all__ = ["flush_when_sources_change", "njit", "start_target"]
 
 BLAS_PROBE = "scipy.linalg.cython_blas"  # what numba.np.arraymath imports to decide whether a BLAS exists
 
@@ -105,29 +105,32 @@ def njit(function: Callable | None = None, **options: Any):
     return dispatcher
 
 
-def cached_functions(module: ModuleType) -> list:
+def _cached_functions(module: ModuleType) -> list:
     """The compiled functions ``module`` defines whose machine code numba caches on disk."""
     return [f for f in vars(module).values() if getattr(f, "py_func", None) is not None
             and f.py_func.__module__ == module.__name__ and not isinstance(f._cache, NullCache)]
 
 
-def flush_when_sources_change(functions: Iterable, sources: Iterable[Path], stamp: str) -> None:
-    """numba keys a cached function on its own source file only, but compiled code inlines what it
-    calls and the constants it reads from other modules: an edit there would leave stale machine code.
-    A digest of ``sources`` is kept beside the first function's cache (file ``stamp``); when it
-    changes (a developer's edit, never an installed release), every function's cache is flushed.
-    ``functions`` must hold every cached function that reads the sources (one left out loads stale code)."""
-    functions = list(functions)
-    digest = hashlib.sha256(b"".join(Path(p).read_bytes() for p in sources)).hexdigest()
-    path = Path(functions[0]._cache.cache_path) / stamp
+def flush_when_sources_change(module: ModuleType, sources: Iterable[Path]) -> None:
+    """numba keys a cached function on its own source file only, but compiled code inlines the compiled
+    functions it calls and the constants it reads from other modules: an edit there would leave stale
+    machine code. A digest of ``module``'s file and ``sources`` (every file its compiled code reads) is
+    kept beside its cache; when it changes (a developer's edit, never an installed release), the cache of
+    every compiled function ``module`` defines is flushed. Call it at the end of the module."""
+    functions = _cached_functions(module)
+    if not functions:
+        return
+    files = [Path(module.__file__), *sources]
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()
+    stamp = Path(functions[0]._cache.cache_path) / f"{module.__name__}.sources.sha256"
     try:
-        if path.read_text() == digest:
+        if stamp.read_text() == digest:
             return
     except OSError:
         pass
     for function in functions:
         function._cache.flush()
     try:
-        atomic_write_text(path, digest)  # two processes starting at once never see half a stamp
+        atomic_write_text(stamp, digest)  # two processes starting at once never see half a stamp
     except (OSError, InputError):
         pass  # an unwritable cache directory: numba does not cache there either

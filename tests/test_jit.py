@@ -120,7 +120,7 @@ STALE_KERNEL = textwrap.dedent("""
     import os
     import sys
     from pathlib import Path
-    from sim.jit import cached_functions, flush_when_sources_change, njit
+    from sim.jit import flush_when_sources_change, njit
     from stalepkg import consts
     from stalepkg.consts import LIMIT
 
@@ -129,8 +129,7 @@ STALE_KERNEL = textwrap.dedent("""
         return LIMIT
 
     if os.environ.get("FLUSH") == "1":
-        flush_when_sources_change(cached_functions(sys.modules[__name__]), [Path(__file__), Path(consts.__file__)],
-                                  "stalepkg.sha256")
+        flush_when_sources_change(sys.modules[__name__], [Path(consts.__file__)])
 """)
 
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from learned import kernel
+from learned import kernel, shadow_experts, state_layout
 from learned.features import FEATURES, access_features, next_use_distance
 from learned.predictions import Predictions
 from sim.cache.access import NEVER, next_use_index
@@ -95,7 +95,7 @@ def test_compiled_arc_expert_equals_the_arc_policy(capacity):
     """The safety net's shadow ARC makes ARC's decisions (``arc`` matches libCacheSim hit for hit)."""
     stream = np.random.default_rng(capacity).zipf(1.3, 4000) % 500
     state = kernel.new_state(capacity, 500, np.eye(2), np.array([0.5, 1.0, np.inf]))
-    ours = _expert_hits(kernel._arc_step, stream, state["blocks"], state["ints"], state["floats"])
+    ours = _expert_hits(shadow_experts.arc_step, stream, state["blocks"], state["ints"], state["floats"])
     assert ours == evictions("arc", capacity, stream.tolist())[1]
 
 
@@ -103,9 +103,9 @@ def test_compiled_arc_expert_equals_the_arc_policy(capacity):
 def test_compiled_lru_expert_equals_the_lru_policy(capacity):
     stream = np.random.default_rng(capacity).zipf(1.3, 4000) % 500
     state = kernel.new_state(capacity, 500, np.eye(2), np.array([0.5, 1.0, np.inf]))
-    ours = _expert_hits(kernel._lru_step, stream, state["blocks"], state["ints"])
+    ours = _expert_hits(shadow_experts.lru_step, stream, state["blocks"], state["ints"])
     assert ours == evictions("lru", capacity, stream.tolist())[1]
-    assert state["ints"][kernel.S_LRU_SIZE] == min(capacity, len(np.unique(stream)))
+    assert state["ints"][state_layout.S_LRU_SIZE] == min(capacity, len(np.unique(stream)))
 
 
 @pytest.mark.parametrize("capacity", [1, 9, 20, 150])
@@ -116,9 +116,9 @@ def test_compiled_s3fifo_expert_equals_the_s3fifo_policy(capacity):
     stream = rng.zipf(1.2, 5000) % 400
     stream[::300] = 400 + np.arange(len(stream[::300]))
     state = kernel.new_state(capacity, 1000, np.eye(2), np.array([0.5, 1.0, np.inf]))
-    ours = _expert_hits(kernel._s3_step, stream, state["blocks"], state["ints"])
+    ours = _expert_hits(shadow_experts.s3_step, stream, state["blocks"], state["ints"])
     assert ours == evictions("s3fifo", capacity, stream.tolist())[1]
-    resident = state["ints"][kernel.S_S3_SIZE] + state["ints"][kernel.S_S3_SIZE + 1]
+    resident = state["ints"][state_layout.S_S3_SIZE] + state["ints"][state_layout.S_S3_SIZE + 1]
     assert resident == min(capacity, len(np.unique(stream)))
 
 
@@ -257,7 +257,7 @@ def test_a_block_inserted_twice_counts_once():
     policy.on_insert(1, 0)
     policy.on_insert(1, 1)
     policy.on_insert(2, 2)
-    assert policy.state["ints"][kernel.S_NREAL] == 2 and policy.victim(3) in (1, 2)
+    assert policy.state["ints"][state_layout.S_NREAL] == 2 and policy.victim(3) in (1, 2)
 
 
 @pytest.mark.parametrize("mode", [[], ["--pd"]], ids=["single", "pd"])

@@ -18,12 +18,14 @@ trace's own access array takes per distinct block.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
 from sim.cache.arena_layout import ABSENT, CHAIN, ENTRIES, GOLDEN, KEY, MIX, NONE, SHIFT, TIER, WHERE, kernel, step
-from sim.jit import njit
+from sim.jit import flush_when_sources_change, njit
 
 
 @kernel
@@ -301,3 +303,6 @@ def holders_chain(a, keys, first, offsets, tiers):
             return i
         offsets[i + 1] = n
     return len(keys)
+
+
+flush_when_sources_change(sys.modules[__name__], [Path(__file__).with_name("arena_layout.py")])  # inlines the layout

@@ -36,10 +36,9 @@ from numba.extending import overload
 from sim.cache.arena import room
 from sim.cache.arena_layout import (BYTES_READ, BYTES_WRITTEN, CAP, DEMOTIONS, EVICTIONS, HITS, INSERTIONS, KEY,
                                     PREFETCHES, PROMOTIONS, RESIDENT, STAT0, USERS, entry, kernel, step)
-from sim.cache import block_index
 from sim.cache.block_index import holders, holders_chain, resident
 from sim.cache.policies.dispatch import hooks_for
-from sim.jit import cached_functions, flush_when_sources_change
+from sim.jit import flush_when_sources_change
 
 HOOK_ACCESS, HOOK_INSERT, HOOK_REMOVE, HOOK_VICTIM = range(4)
 USE, PREFETCH, DEMOTE = range(3)  # what ``use`` does
@@ -432,11 +431,7 @@ def hook(a, t, op, key, now):
     return _hook(a, t, op, key, now)
 
 
-# The entry points inline code from the arena, its layout, the block index and the policy modules; so do
-# the block index's own cached functions (layout constants).
+# the entry points inline code from the arena, its layout, the block index and the policy modules
 _HERE = Path(__file__).parent
-flush_when_sources_change(
-    (*cached_functions(sys.modules[__name__]), *cached_functions(block_index)),
-    [Path(__file__), *sorted((_HERE / "policies").glob("*.py")),
-     *(_HERE / name for name in ("arena.py", "arena_layout.py", "block_index.py"))],
-    "kvsim-kernels.sha256")
+flush_when_sources_change(sys.modules[__name__], [*sorted((_HERE / "policies").glob("*.py")),
+                                                  *(_HERE / name for name in ("arena.py", "arena_layout.py", "block_index.py"))])

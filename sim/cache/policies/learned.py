@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from learned import kernel
+from learned.state_layout import EXPERT_NAMES, S_LEADER, S_NREAL, S_SWITCHES, X_SCORE
 from learned.predictions import Predictions
 from sim.cache.policies.base import EvictionPolicy, register
 
@@ -63,10 +64,10 @@ class Learned(EvictionPolicy):
     def summary(self) -> dict:
         """Which expert the cache follows at the end, how often that changed, and each one's decayed hits."""
         ints, floats = self._ints, self.state["floats"]
-        return {"leader": kernel.EXPERT_NAMES[ints[kernel.S_LEADER]],
-                "leader_switches": int(ints[kernel.S_SWITCHES]),
-                "recent_hits": {name: round(float(floats[kernel.X_SCORE + e]), 1)
-                                for e, name in enumerate(kernel.EXPERT_NAMES)}}
+        return {"leader": EXPERT_NAMES[ints[S_LEADER]],
+                "leader_switches": int(ints[S_SWITCHES]),
+                "recent_hits": {name: round(float(floats[X_SCORE + e]), 1)
+                                for e, name in enumerate(EXPERT_NAMES)}}
 
     def replay_plain(self, keys: list[int], resident: set, capacity: int, start: int) -> tuple[list[int], int]:
         """The single-tier plain replay in one compiled call (``MultiTierCache``'s fast path)."""
@@ -79,5 +80,5 @@ class Learned(EvictionPolicy):
                                         s["floats"], s["table"], s["dist"], s["edges"], stream, self.klass, start,
                                         capacity, hit)
         resident.clear()
-        resident.update(s["real_ids"][: self._ints[kernel.S_NREAL]].tolist())
+        resident.update(s["real_ids"][: self._ints[S_NREAL]].tolist())
         return (np.flatnonzero(hit) + start).tolist(), int(evictions)
