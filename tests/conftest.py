@@ -39,8 +39,8 @@ def run_cli(tmp_path, capsys):
 @pytest.fixture(params=[None, 1, 2, 3], ids=["one-chunk", "chunk1", "chunk2", "chunk3"])
 def chunk_rows(request, monkeypatch):
     """Run a test with the default chunk size and with tiny chunks (chunk-boundary bookkeeping)."""
-    from trace import loaders  # noqa: PLC0415  (after main has put the project root first)
+    from trace import readers  # noqa: PLC0415  (after main has put the project root first)
 
     if request.param is not None:
-        monkeypatch.setattr(loaders, "CHUNK_ROWS", request.param)
+        monkeypatch.setattr(readers, "CHUNK_ROWS", request.param)
     return request.param

@@ -9,13 +9,13 @@ from pathlib import Path
 import main  # noqa: F401  (puts the project root first: kvsim's ``trace`` package, not the stdlib one)
 from sim.config import WorkloadConfig
 
-from trace import loaders
 from trace.loaders import load_trace
+from trace.request import Trace
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_AZURE = ROOT / "trace" / "data" / "azure_conv_2023.csv"
 
-def load(path, block_size: int = 16, **workload) -> "loaders.Trace":
+def load(path, block_size: int = 16, **workload) -> Trace:
     return load_trace(WorkloadConfig(trace=str(path), **workload), block_size=block_size)
 
 

@@ -17,7 +17,8 @@ import pytest
 
 from sim.errors import InputError
 from tests.loader_helpers import load
-from trace import loaders
+from trace import readers
+from trace.formats import FORMATS, _datetime_ns
 
 PLAIN_TS = ["2023-11-16 18:15:46.6805900", "2023-11-16 18:15:47.0000000", "2023-11-16T18:15:48.123456789",
             "2023-11-16 18:15:49", "2024-02-29 00:00:00.5"]
@@ -75,10 +76,10 @@ def _mooncake_text(rng: random.Random, rows: int, odd: float) -> str:
 def _load_outcome(path, monkeypatch, fast: bool, chunk_rows: int | None, **workload):
     with monkeypatch.context() as patch:
         if chunk_rows is not None:
-            patch.setattr(loaders, "CHUNK_ROWS", chunk_rows)
+            patch.setattr(readers, "CHUNK_ROWS", chunk_rows)
         if not fast:  # the reference readers only: whole-file pandas for CSV, orjson line by line for JSONL
-            patch.setattr(loaders, "_csv_layout", lambda _path: None)
-            patch.setattr(loaders, "_fast_jsonl", lambda *_args: None)
+            patch.setattr(readers, "_csv_layout", lambda _path: None)
+            patch.setattr(readers, "_fast_jsonl", lambda *_args: None)
         try:
             trace = load(path, **workload)
         except InputError as exc:
@@ -157,10 +158,10 @@ def test_plain_traces_take_the_fast_readers(tmp_path):
     """The shortcut is taken for plain files (else the speed-up would silently vanish)."""
     azure = b"2023-11-16 18:15:46.6805900,1137,509\n2023-11-16 18:15:46.8641174,4074,30\n"
     names = ["TIMESTAMP", "ContextTokens", "GeneratedTokens"]
-    frame = loaders._fast_csv(azure, names, names)
-    assert frame is not None and loaders._datetime_ns(frame["TIMESTAMP"]) is not None
+    frame = readers._fast_csv(azure, names, names)
+    assert frame is not None and _datetime_ns(frame["TIMESTAMP"]) is not None
     mooncake = b'{"timestamp": 0, "input_length": 600, "output_length": 5, "hash_ids": [1, 2]}\n' * 3
-    raw = loaders._fast_jsonl(mooncake, 1, 1, loaders.FORMATS["mooncake"], loaders.FORMATS["mooncake"].signature)
+    raw = readers._fast_jsonl(mooncake, 1, 1, FORMATS["mooncake"].signature, FORMATS["mooncake"].id_lists)
     assert raw is not None and raw.rows == 3 and raw.frame["hash_ids"].values.tolist() == [1, 2] * 3
 
 
@@ -177,7 +178,7 @@ def test_datetimes_match_pandas():
         digits = i % 10
         texts.append(stamp + ("." + "".join(str(d) for d in rng.integers(0, 10, digits)) if digits else ""))
     texts += ["2024-02-29 23:59:59.999999999", "2000-02-29 00:00:00", "1970-01-01 00:00:00"]
-    got = loaders._datetime_ns(pa.array(texts))
+    got = _datetime_ns(pa.array(texts))
     expected = pd.to_datetime(pd.Series(texts), format="ISO8601", utc=True).to_numpy(dtype="datetime64[ns]").astype(np.int64)
     assert got is not None and got.tolist() == expected.tolist()
 

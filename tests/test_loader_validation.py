@@ -167,10 +167,10 @@ def test_cli_lenient_reports_skips(tmp_path, run_cli):
 def test_datetimes_beyond_nanosecond_range_are_bad(tmp_path, monkeypatch, chunk):
     """Years outside 1677-2262 do not fit nanosecond timestamps: a bad timestamp, whatever else
     shares the chunk (pandas parses a chunk of whole seconds in seconds, where they do fit)."""
-    from trace import loaders
+    from trace import readers
 
     if chunk is not None:
-        monkeypatch.setattr(loaders, "CHUNK_ROWS", chunk)
+        monkeypatch.setattr(readers, "CHUNK_ROWS", chunk)
     text = AZURE_HEADER + ("2023-11-16 18:15:46.0000000,100,10\n1600-01-01 00:00:00,100,10\n"
                            "2300-01-01 00:00:00,100,10\n2023-11-16 18:15:47,200,20\n")
     trace = load(write(tmp_path, "t.csv", text))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -169,6 +171,28 @@ def test_other_loader_code_rebuilds(tmp_path, caplog, monkeypatch):
     monkeypatch.setattr(wc, "SOURCES", wc.SOURCES[:-1])  # as if a module of the loader had changed
     _cached(path, cache)
     assert "loader code sha256" in caplog.text
+
+
+def test_sources_list_every_trace_module_the_loader_runs():
+    """The key hashes the code of every ``trace`` module that ``load_trace`` imports, directly or
+    through another (found here by parsing their import statements), so an edit to any of them
+    (a reader, a parser) rebuilds the cache instead of replaying a stale workload."""
+    folder = Path(wc.__file__).parent
+    todo, seen = ["loaders"], set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for node in ast.walk(ast.parse((folder / f"{name}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "trace":
+                todo += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("trace."):
+                todo.append(node.module.split(".")[1])
+            elif isinstance(node, ast.Import):
+                todo += [alias.name.split(".")[1] for alias in node.names if alias.name.startswith("trace.")]
+    assert {"loaders", "readers", "formats", "validation", "blocks"} <= seen  # the walk follows imports
+    assert sorted(f"{name}.py" for name in seen if f"{name}.py" not in wc.SOURCES) == []
 
 
 def test_cli_reports_identical_with_and_without_cache(tmp_path, shared_data, run_cli):

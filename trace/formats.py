@@ -1,0 +1,277 @@
+"""Trace formats: what each file holds, how its rows become request arrays, how a file's format is recognised.
+
+A format is a ``TraceFormat`` in the ``FORMATS`` registry: the columns (CSV) or keys (JSONL)
+that identify it, its native time unit and its parser. A parser turns one chunk of rows as read
+(``trace.readers``: text, or JSON values) into a ``Chunk`` of flat arrays with a skip reason per
+row for each column it checks; ``trace.loaders`` keeps the rows without one. Formats and their
+native time units:
+
+| format        | file  | columns / keys                                                     | time unit |
+|---------------|-------|--------------------------------------------------------------------|-----------|
+| azure         | CSV   | TIMESTAMP (datetime), ContextTokens, GeneratedTokens               | datetime  |
+| burstgpt      | CSV   | Timestamp, Model, Request tokens, Response tokens, Total tokens, Log Type [, session id] | s |
+| mooncake      | JSONL | timestamp, input_length, output_length, hash_ids (512-token blocks) | ms        |
+| splitwise     | CSV   | request_id, ..., arrival_timestamp, prompt_size, token_size        | s         |
+| llmservingsim | JSONL | input_toks, output_toks, arrival_time_ns [, input_tok_ids]         | ns        |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pyarrow as pa
+
+from sim.errors import TraceError, quote
+from trace.arrow import from_numpy, numpy_view, text_buffers, with_nulls
+from trace.readers import IdLists, csv_fields, first_line, json_object
+from trace.validation import CODE, numeric_column
+
+TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
+INT64_MAX = 2**63 - 1  # block and token ids are interned as int64
+MOONCAKE_BLOCK_TOKENS = 512  # Mooncake FAST'25 traces: hash_ids cover 512-token blocks (trace README)
+BURSTGPT_SESSION_COLUMNS = ("Session ID", "Conversation ID", "session_id", "conversation_id", "Session", "Conversation")
+
+
+@dataclass(slots=True)
+class Chunk:
+    """Parsed rows of one chunk, as flat arrays (validation decides which rows are kept)."""
+
+    arrival: np.ndarray  # float64 in the format's unit (datetime formats: seconds since epoch)
+    input_tokens: np.ndarray
+    output_tokens: np.ndarray
+    session: pa.Array | None = None  # text labels, null where a row has none
+    hash_ids: IdLists | None = None
+    token_ids: IdLists | None = None
+
+    def take(self, rows: np.ndarray) -> Chunk:
+        """The rows ``rows`` (increasing): validation keeps rows in file order."""
+        if len(rows) == len(self.arrival):
+            return self  # every row, in order
+        return Chunk(
+            arrival=self.arrival[rows],
+            input_tokens=self.input_tokens[rows],
+            output_tokens=self.output_tokens[rows],
+            session=None if self.session is None else self.session.take(from_numpy(rows)),
+            hash_ids=None if self.hash_ids is None else self.hash_ids.take(rows),
+            token_ids=None if self.token_ids is None else self.token_ids.take(rows),
+        )
+
+
+@dataclass(frozen=True)
+class TraceFormat:
+    """A trace format: how to recognise it and how to read it."""
+
+    name: str
+    kind: str  # "csv" or "jsonl"
+    signature: tuple[str, ...]  # columns/keys that identify it
+    time_unit: str | None  # None: timestamps are datetimes
+    parse: Callable[[Any], tuple[Chunk, list, list]]  # a chunk's columns -> (Chunk of all rows, columns, column reasons)
+    optional: tuple[str, ...] = ()  # columns read when present; JSONL keys read when the first record has them
+    id_lists: tuple[str, ...] = ()  # JSONL keys whose values are lists of ids
+
+
+# ------------------------------------------------------------------- format parsers
+# Each parser validates one chunk: returns (Chunk of all rows, columns, column reasons).
+
+
+def _column(frame, name: str):
+    """A column of the chunk; all missing (None) where the chunk lacks it."""
+    if name in frame:
+        return frame[name]
+    import pandas as pd
+
+    return pd.Series([None] * len(frame), index=frame.index, dtype=object)
+
+
+# ``YYYY-MM-DD HH:MM:SS.fffffffff`` byte by byte: the lowest and highest byte allowed at each position
+# (position 10, the date/time separator, is checked on its own: a blank or "T").
+_DATETIME_LOW = np.frombuffer(b"0000-00-00 00:00:00.000000000", dtype=np.uint8)
+_DATETIME_HIGH = np.frombuffer(b"9999-99-99T99:99:99.999999999", dtype=np.uint8)
+
+
+def _datetime_ns(text: pa.Array) -> np.ndarray | None:
+    """Nanoseconds since the epoch of ``YYYY-MM-DD HH:MM:SS[.fraction]`` texts (``T`` or a blank
+    between date and time, 1-9 fraction digits, no zone: UTC), through pyarrow's ISO 8601 parser;
+    None if any text has another shape or is not a valid time (pyarrow refuses 02-30, 24:00, a
+    60th second, years beyond nanosecond timestamps): pandas then decides, so every result is
+    pandas' ISO 8601 one."""
+    n = len(text)
+    if n == 0 or text.null_count:
+        return None
+    offsets, data = text_buffers(text)
+    lengths = np.diff(offsets)
+    for width in ([int(lengths[0])] if lengths.min() == lengths.max() else np.unique(lengths).tolist()):
+        if width != 19 and not 21 <= width <= 29:
+            return None
+        if lengths.min() == lengths.max():  # the usual case: the rows are the buffer's consecutive bytes
+            chars = data[offsets[0]:offsets[-1]].reshape(n, width)
+        else:
+            starts = offsets[:-1][lengths == width]
+            chars = np.stack([data[starts + c] for c in range(width)], axis=1)
+        separator = chars[:, 10]
+        if not (((chars >= _DATETIME_LOW[:width]) & (chars <= _DATETIME_HIGH[:width])).all()
+                and ((separator == ord(" ")) | (separator == ord("T"))).all()):
+            return None
+    import pyarrow.compute as pc  # ~30 ms to import: only the readers that parse text need it
+
+    try:
+        return numpy_view(pc.cast(text, pa.timestamp("ns")))
+    except pa.ArrowException:
+        return None
+
+
+def _parse_datetimes(raw) -> tuple[np.ndarray, np.ndarray]:
+    """Seconds since the epoch (UTC) of ISO 8601 texts, and a reason per row."""
+    if isinstance(raw, pa.Array):
+        ns = _datetime_ns(raw)
+        if ns is not None:
+            return ns / 1e9, np.zeros(len(ns), dtype=np.int8)
+    import pandas as pd
+
+    if isinstance(raw, pa.Array):
+        raw = pd.Series(raw.to_numpy(zero_copy_only=False), dtype=str)
+    raw = raw.astype(object)
+    missing = raw.isna().to_numpy() | (raw.astype(str).str.strip() == "").to_numpy()
+    parsed = pd.to_datetime(raw.where(~missing, None), format="ISO8601", errors="coerce", utc=True)
+    # pandas picks the unit from the texts (a chunk of whole seconds parses in seconds), so a time
+    # beyond nanosecond timestamps' range (years 1677-2262) would overflow below: it is a bad one.
+    utc_min, utc_max = pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC")
+    parsed = parsed.where((parsed >= utc_min) & (parsed <= utc_max)).dt.as_unit("ns")
+    bad = ~missing & parsed.isna().to_numpy()
+    reason = np.where(missing, CODE["missing_value"], np.where(bad, CODE["bad_timestamp"], 0)).astype(np.int8)
+    arrival = np.where(parsed.isna(), np.nan, parsed.to_numpy(dtype="datetime64[ns]").astype(np.int64) / 1e9)
+    return arrival, reason
+
+
+def _parse_tokens(frame, ts: str, inp: str, out: str, ts_numeric: bool):
+    if ts_numeric:
+        arrival, r_ts = numeric_column(_column(frame, ts), integer=False)
+    else:
+        arrival, r_ts = _parse_datetimes(_column(frame, ts))
+    input_tokens, r_in = numeric_column(_column(frame, inp))
+    output_tokens, r_out = numeric_column(_column(frame, out))
+    r_zero = np.where((r_in == 0) & (input_tokens == 0), CODE["zero_input_tokens"], 0).astype(np.int8)
+    chunk = Chunk(arrival=arrival, input_tokens=input_tokens, output_tokens=output_tokens)
+    return chunk, [ts, inp, out, inp], [r_ts, r_in, r_out, r_zero]
+
+
+def _parse_azure(frame):
+    return _parse_tokens(frame, "TIMESTAMP", "ContextTokens", "GeneratedTokens", ts_numeric=False)
+
+
+def _parse_splitwise(frame):
+    return _parse_tokens(frame, "arrival_timestamp", "prompt_size", "token_size", ts_numeric=True)
+
+
+_ASCII_WHITESPACE = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"  # what Python's str.strip() removes from ASCII text
+
+
+def _session_labels(raw) -> pa.Array:
+    """Session labels as text, null where a row has none (blank or absent)."""
+    if isinstance(raw, pa.Array):  # the fast reader's: ASCII text
+        import pyarrow.compute as pc  # ~30 ms to import: only the readers that parse text need it
+
+        offsets, _ = text_buffers(pc.ascii_trim(raw, _ASCII_WHITESPACE))
+        return with_nulls(raw, np.diff(offsets) == 0)
+    raw = raw.astype(object)
+    labels = raw.where(raw.astype(str).str.strip() != "", None).to_numpy()
+    return pa.array(labels, type=pa.string(), from_pandas=True)
+
+
+def _parse_burstgpt(frame):
+    chunk, cols, reasons = _parse_tokens(frame, "Timestamp", "Request tokens", "Response tokens", ts_numeric=True)
+    session_col = next((c for c in BURSTGPT_SESSION_COLUMNS if c in frame), None)
+    if session_col is not None:
+        chunk.session = _session_labels(frame[session_col])
+    return chunk, cols, reasons
+
+
+def _id_list_reason(ids: list) -> int:
+    """0 for a list of ids that fit numpy's int64; else why not."""
+    if not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in ids):
+        return CODE["bad_hash_ids"]
+    return CODE["id_out_of_range"] if max(ids) > INT64_MAX else 0
+
+
+def _list_column(values, empty_reason: str) -> tuple[IdLists, np.ndarray, np.ndarray]:
+    """A column of id lists as flat ids, a reason per row (missing, not a list of non-negative
+    integers, empty, an id beyond int64) and each row's length as written (-1: not a list).
+    The reference reader's rows that are not a valid list hold no ids."""
+    if isinstance(values, IdLists):  # the fast reader's: lists of int64, none null
+        lengths = values.lengths
+        reason = np.where(lengths == 0, CODE[empty_reason], 0).astype(np.int8)
+        negative = np.zeros(len(values), dtype=bool)
+        negative[np.searchsorted(values.offsets, np.flatnonzero(values.values < 0), side="right") - 1] = True
+        reason[(reason == 0) & negative] = CODE["bad_hash_ids"]
+        return values, reason, lengths
+    is_list = values.map(lambda v: isinstance(v, list)).to_numpy()
+    missing = values.map(lambda v: v is None or (isinstance(v, float) and np.isnan(v))).to_numpy()
+    lengths = values.map(lambda v: len(v) if isinstance(v, list) else -1).to_numpy()
+    reason = np.zeros(len(values), dtype=np.int8)
+    reason[missing] = CODE["missing_value"]
+    reason[(reason == 0) & ~is_list] = CODE["bad_hash_ids"]
+    reason[(reason == 0) & (lengths == 0)] = CODE[empty_reason]
+    ok_lists = np.flatnonzero(reason == 0)
+    if len(ok_lists):
+        reason[ok_lists] = values.iloc[ok_lists].map(_id_list_reason).to_numpy(dtype=np.int8)
+    lists = IdLists.from_lists([v if r == 0 else () for v, r in zip(values.tolist(), reason)])
+    return lists, reason, lengths
+
+
+def _parse_mooncake(frame):
+    chunk, cols, reasons = _parse_tokens(frame, "timestamp", "input_length", "output_length", ts_numeric=True)
+    hash_ids, r_hash, lengths = _list_column(_column(frame, "hash_ids"), "empty_hash_ids")
+    expected = np.ceil(np.nan_to_num(chunk.input_tokens) / MOONCAKE_BLOCK_TOKENS)
+    r_len = np.where((r_hash == 0) & (lengths != expected), CODE["hash_ids_length_mismatch"], 0).astype(np.int8)
+    chunk.hash_ids = hash_ids
+    return chunk, cols + ["hash_ids", "hash_ids"], reasons + [r_hash, r_len]
+
+
+def _parse_llmservingsim(frame):
+    chunk, cols, reasons = _parse_tokens(frame, "arrival_time_ns", "input_toks", "output_toks", ts_numeric=True)
+    if "input_tok_ids" in frame:
+        token_ids, r_ids, lengths = _list_column(frame["input_tok_ids"], "missing_value")
+        r_ids[r_ids == CODE["bad_hash_ids"]] = CODE["non_numeric"]
+        r_len = np.where((r_ids == 0) & (lengths != chunk.input_tokens), CODE["token_ids_length_mismatch"], 0).astype(np.int8)
+        cols += ["input_tok_ids", "input_tok_ids"]
+        reasons += [r_ids, r_len]
+        chunk.token_ids = token_ids
+    return chunk, cols, reasons
+
+
+# ----------------------------------------------------------------- registry and sniffing
+
+
+FORMATS: dict[str, TraceFormat] = {
+    "azure": TraceFormat("azure", "csv", ("TIMESTAMP", "ContextTokens", "GeneratedTokens"), None, _parse_azure),
+    "burstgpt": TraceFormat("burstgpt", "csv", ("Timestamp", "Request tokens", "Response tokens"), "s", _parse_burstgpt,
+                            optional=BURSTGPT_SESSION_COLUMNS),
+    "mooncake": TraceFormat("mooncake", "jsonl", ("timestamp", "input_length", "output_length", "hash_ids"), "ms",
+                            _parse_mooncake, id_lists=("hash_ids",)),
+    "splitwise": TraceFormat("splitwise", "csv", ("arrival_timestamp", "prompt_size", "token_size"), "s", _parse_splitwise),
+    "llmservingsim": TraceFormat("llmservingsim", "jsonl", ("input_toks", "output_toks", "arrival_time_ns"), "ns",
+                                 _parse_llmservingsim, optional=("input_tok_ids",), id_lists=("input_tok_ids",)),
+}
+
+
+def sniff_format(path: Path) -> str:
+    """Recognise a trace's format from its header line (CSV) or first object's keys (JSONL)."""
+    first = first_line(path)
+    if first.startswith("{"):
+        obj = json_object(first.encode())
+        if obj is None:
+            raise TraceError(f"{path}: line 1 is not a JSON object, so the format cannot be detected "
+                             f"(pass --workload-format): {quote(first)}")
+        keys = set(obj)
+        candidates = [f for f in FORMATS.values() if f.kind == "jsonl"]
+    else:
+        keys = set(csv_fields(first))
+        candidates = [f for f in FORMATS.values() if f.kind == "csv"]
+    for fmt in candidates:
+        if set(fmt.signature) <= keys:
+            return fmt.name
+    raise TraceError(f"{path}: unrecognised trace header {quote(first)}; pass --workload-format "
+                     f"({', '.join(FORMATS)}; their columns are listed in README.md)")
