@@ -61,24 +61,11 @@ def age_bucket(age):
     if age < 1:  # (a lower tier may see a demoted block's older position: no negative ages)
         return 0
     x = age + 1
-    y, e = x, 0  # e = floor(log2(x))
-    if y >> 32:
-        y >>= 32
-        e += 32
-    if y >> 16:
-        y >>= 16
-        e += 16
-    if y >> 8:
-        y >>= 8
-        e += 8
-    if y >> 4:
-        y >>= 4
-        e += 4
-    if y >> 2:
-        y >>= 2
-        e += 2
-    if y >> 1:
-        e += 1
+    y, e = x, 0  # e = floor(log2(x)), by halving the shift
+    for shift in (32, 16, 8, 4, 2, 1):
+        if y >> shift:
+            y >>= shift
+            e += shift
     b = e * AGES_PER_OCTAVE + (((x << 2) >> e) & 3)  # the two bits after the leading one
     return b if b < AGE_BUCKETS else AGE_BUCKETS - 1
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from learned import kernel, shadow_experts, state_layout
+from learned import hit_density, kernel, shadow_experts, state_layout
 from learned.features import FEATURES, access_features, next_use_distance
 from learned.predictions import Predictions
 from sim.cache.access import NEVER, next_use_index
@@ -88,6 +88,19 @@ def test_belady_bypass_declines_a_block_needed_later_than_every_resident():
 def _expert_hits(step, stream, *state):
     """Hit or miss of one shadow expert's ``step(*state, key)`` for every key of ``stream``."""
     return [bool(step(*state, key)) for key in stream.tolist()]
+
+
+@settings(deadline=None, max_examples=300)
+@given(st.integers(-5, 2**47 - 1))
+def test_age_buckets_are_quarter_octaves(age):
+    """An idle time's bucket is 4 * floor(log2(age + 1)) plus the two bits after the leading one (capped), and
+    the bucket's representative age lies inside it."""
+    x = max(age, 0) + 1
+    e = x.bit_length() - 1
+    expected = min(e * 4 + (((x << 2) >> e) & 3), hit_density.AGE_BUCKETS - 1) if age >= 1 else 0
+    assert hit_density.age_bucket(age) == expected
+    if 1 <= age and expected < hit_density.AGE_BUCKETS - 1:
+        assert hit_density.age_bucket(int(hit_density.bucket_age(expected))) == expected
 
 
 @pytest.mark.parametrize("capacity", [3, 20, 150])
