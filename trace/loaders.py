@@ -39,7 +39,8 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 
-from sim.config import WorkloadConfig, request_token_bound
+from sim.config import WorkloadConfig
+from sim.config_rules import request_token_bound
 from sim.errors import QUOTE_LIMIT, ConfigError, TraceError, quote
 from trace import blocks as bm
 from trace.arrow import from_numpy, numpy_view, text_buffers, valid, with_nulls
