@@ -30,7 +30,9 @@ from dataclasses import dataclass, field  # noqa: E402
 from typing import TYPE_CHECKING  # noqa: E402
 
 try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
-    from sim.config import PATH_KEYS, Config, load_config, setting  # noqa: E402
+    from sim.config import Config, load_config  # noqa: E402
+    from sim.config_fields import setting  # noqa: E402
+    from sim.config_yaml import PATH_KEYS  # noqa: E402
     from sim.errors import QUOTE_LIMIT, InputError, command_status, quote  # noqa: E402
     from sim.report.output import check_writable  # noqa: E402
 except KeyboardInterrupt:
@@ -321,7 +323,7 @@ FLAG_KEYS = {
 
 def resolve_config(args: argparse.Namespace) -> Config:
     """Config file → overlays → preset → --set → dedicated flags, each layer validated, then the
-    whole config once (``sim.config.validate``)."""
+    whole config once (``sim.config_rules.validate``)."""
     path = Path(args.config) if args.config else _default_config_path()
     if args.config and not path.is_file():
         raise InputError(f"config file not found: {path}")
@@ -350,7 +352,7 @@ def check_config_for_mode(args: argparse.Namespace, config: Config, mode: str, p
 
         hbm_capacity_blocks(config)  # the model's weights fit in GPU memory
     if mode == "single":
-        from sim.config import single_node_fits
+        from sim.config_rules import single_node_fits
 
         single_node_fits(config)
     if mode == "cluster":

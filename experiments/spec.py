@@ -29,7 +29,8 @@ from typing import Any
 
 import yaml
 
-from sim.config import PATH_KEYS, Config, load_config, replace
+from sim.config import Config, load_config, replace
+from sim.config_yaml import PATH_KEYS
 from sim.errors import ConfigError
 from experiments.modes import check_mode
 

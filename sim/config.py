@@ -1,83 +1,31 @@
-"""Typed, frozen configuration: YAML + overlays + presets + ``--set`` overrides.
+"""Typed, frozen configuration: the schema, and YAML + overlays + presets + ``--set`` resolved into it.
 
 Every layer is validated against the same dataclass schema, so an unknown key or a
 wrong type fails with the full dotted path wherever it came from (config file,
 calibration overlay, preset or command line). The dataclass defaults are the
 single source of default values; ``config.yaml`` documents them (a test keeps the
-two equal).
+two equal). How a field declares and checks its values is ``sim.config_fields``,
+reading YAML is ``sim.config_yaml``, and the rules relating several keys are ``sim.config_rules``.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
-import math
-import os
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-import yaml
-
+from sim.config_fields import FRACTION, NON_NEGATIVE, POSITIVE, build_dataclass, deep_merge, domain, set_dotted
+from sim.config_rules import validate
+from sim.config_yaml import parse_set, read_config_file, resolve_paths
 from sim.errors import ConfigError, quote
 
+# ------------------------------------------------------------------------ value bounds
 
-# ------------------------------------------------------------------------ value domains
-
-INT64_MAX = 2**63 - 1
 MAX_INSTANCES = 1024  # instances per role (single-node workers, PD prefill/decode): a documented scale bound
 MAX_SYNTHETIC_REQUESTS = 100_000_000  # ten times the largest trace the loader is benchmarked on (10M rows)
-
-
-@dataclass(frozen=True)
-class Domain:
-    """The values a config field accepts beyond its type (``None``, "unset", is always accepted).
-
-    Declared next to the field (``block_size: int = domain(16, ge=1)``) and checked by the
-    one schema walker (``_build``) for every layer, so a new key is validated by declaring it.
-    ``names`` is a registry given as ``"module:attribute"`` (a mapping, or a function returning
-    the names), imported only when checked.
-    """
-
-    gt: float | None = None
-    ge: float | None = None
-    lt: float | None = None
-    le: float | None = None
-    names: str | None = None
-
-    def describe(self) -> str:
-        parts = [f"{op} {bound:,}" for op, bound in ((">", self.gt), (">=", self.ge), ("<", self.lt), ("<=", self.le))
-                 if bound is not None]
-        return " and ".join(parts)
-
-    def registry(self) -> list[str]:
-        module, _, attr = self.names.partition(":")
-        found = getattr(__import__(module, fromlist=[attr]), attr)
-        return sorted(found() if callable(found) else found)
-
-    def violation(self, value: Any) -> str | None:
-        """Why ``value`` is outside the domain, or None."""
-        if value is None:
-            return None
-        if self.names is not None:
-            valid = self.registry()
-            return None if value in valid else f"must be one of {', '.join(valid)}"
-        below = (self.gt is not None and not value > self.gt) or (self.ge is not None and not value >= self.ge)
-        above = (self.lt is not None and not value < self.lt) or (self.le is not None and not value <= self.le)
-        return f"must be {self.describe()}" if below or above else None
-
-
-def domain(default: Any, **bounds: Any) -> Any:
-    """A dataclass field with its value domain (see ``Domain``)."""
-    return field(default=default, metadata={"domain": Domain(**bounds)})
-
-
-POSITIVE = {"gt": 0}
-NON_NEGATIVE = {"ge": 0}
-FRACTION = {"gt": 0, "le": 1}  # (0, 1]
 
 # --------------------------------------------------------------------------- schema
 
@@ -327,249 +275,11 @@ class Config:
         return dataclasses.asdict(self)
 
 
-# ----------------------------------------------------------------------- validation
-
-
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
-    if tp is type(None):
-        return "null"
-    if dataclasses.is_dataclass(tp):
-        return "a mapping"
-    return getattr(tp, "__name__", str(tp))
-
-
-def _convert(value: Any, tp: Any, path: str) -> Any:
-    """Check ``value`` against annotation ``tp``; return it converted (ints to floats, dicts to dataclasses)."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in typing.get_args(tp):
-            return None
-        for arg in typing.get_args(tp):
-            if arg is type(None):
-                continue
-            try:
-                return _convert(value, arg, path)
-            except ConfigError:
-                continue
-        raise ConfigError(f"config key '{path}': expected {_type_name(tp)}, got {quote(value)}")
-    if origin is Literal:
-        if value in typing.get_args(tp):
-            return value
-        raise ConfigError(f"config key '{path}': expected {_type_name(tp)}, got {quote(value)}")
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"config key '{path}': expected a mapping, got {quote(value)}")
-        return _build(tp, value, path)
-    if origin is dict:
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"config key '{path}': expected a mapping, got {quote(value)}")
-        _, inner = typing.get_args(tp)
-        return {str(k): copy.deepcopy(v) if inner is Any else _convert(v, inner, f"{path}.{k}") for k, v in value.items()}
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            if -INT64_MAX - 1 <= value <= INT64_MAX:
-                return value
-            raise ConfigError(f"config key '{path}' must fit in a 64-bit integer, got {quote(value)}")
-    elif tp is float:
-        number = None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            number = float(value) if abs(value) < 1e308 else math.inf
-        elif isinstance(value, str):  # YAML 1.1 reads "1e9" as a string
-            try:
-                number = float(value)
-            except ValueError:
-                pass
-        if number is not None:
-            if math.isfinite(number):
-                return number
-            raise ConfigError(f"config key '{path}' must be a finite number, got {quote(value)}")
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    else:  # pragma: no cover - schema uses only the types above
-        raise TypeError(f"unsupported config annotation {tp!r} at {path}")
-    raise ConfigError(f"config key '{path}': expected {_type_name(tp)}, got {quote(value)}")
-
-
-def _field_default(f: dataclasses.Field) -> Any:
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-        return f.default_factory()  # type: ignore[misc]
-    return dataclasses.MISSING
-
-
-def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
-    """Build dataclass ``cls`` from a (possibly partial) mapping; unknown keys are errors.
-
-    A partial mapping for a nested section fills in from *that field's* default (e.g. the
-    DRAM tier's own bandwidths), not from the section type's generic defaults.
-    """
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in data.items():
-        path = f"{prefix}.{key}" if prefix else str(key)
-        if key not in hints:
-            raise ConfigError(_unknown_key(path, prefix, list(fields)))
-        default = _field_default(fields[key])
-        if dataclasses.is_dataclass(default) and isinstance(value, Mapping):
-            value = _merge(dataclasses.asdict(default), value)
-        kwargs[key] = _convert(value, hints[key], path)
-        _check_domain(fields[key], kwargs[key], path)
-    return cls(**kwargs)
-
-
-def _unknown_key(path: str, prefix: str, valid: list[str]) -> str:
-    """Name the unknown key, suggest the closest valid one, and list the valid keys (cut short)."""
-    leaf = path.rsplit(".", 1)[-1]
-    close = difflib.get_close_matches(leaf, valid, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    listed = ""
-    for name in valid:
-        if len(listed) > 70:
-            listed += ", ..."
-            break
-        listed += (", " if listed else "") + name
-    where = f"'{prefix}'" if prefix else "the top level"
-    return f"unknown config key {quote(path)}{hint}; valid keys at {where}: {listed}"
-
-
-def _check_domain(f: dataclasses.Field, value: Any, path: str) -> None:
-    """The field's declared ``Domain`` (if any) accepts ``value``; else a ConfigError naming the key."""
-    declared = f.metadata.get("domain")
-    problem = declared.violation(value) if declared is not None else None
-    if problem:
-        raise ConfigError(f"config key '{path}' {problem}, got {quote(value)}")
-
-
-def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """Deep-merge ``over`` into a copy of ``base``; mappings merge, everything else replaces."""
-    out = copy.deepcopy(base)
-    for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict) and key != "presets":
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    parts = dotted.split(".")
-    node = tree
-    for part in parts[:-1]:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = {}
-            node[part] = child
-        node = child
-    node[parts[-1]] = value
-
-
-_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when PyYAML was built with it: ~10x faster
-
-
-class UniqueKeyLoader(_SAFE_LOADER):
-    """PyYAML's safe loader, except that a mapping with the same key twice is an error.
-
-    YAML requires unique keys, but PyYAML silently keeps the last one, so a config with the
-    same section twice would run with half of it ignored. Merge keys (``<<``) may still be
-    overridden, as YAML intends.
-    """
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        first_line: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=True)
-            try:
-                seen = key in first_line
-            except TypeError:  # an unhashable key: the base class reports it
-                continue
-            if seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {quote(key)} (first at line {first_line[key]})", key_node.start_mark)
-            first_line[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep)
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    """A one-line description of a YAML error: line, column and problem (PyYAML's own text spans lines)."""
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    where = f"line {mark.line + 1} column {mark.column + 1}: " if mark is not None else ""
-    return f"{where}{problem}"
-
-
-def load_yaml(text: str) -> Any:
-    """Parse YAML text with ``UniqueKeyLoader``."""
-    return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
-
-
-def parse_set(assignment: str) -> tuple[str, Any]:
-    """Split ``dotted.key=value``; the value is read as a YAML scalar (``null``, ``true``, ``3``, ``0.5``)."""
-    key, sep, raw = assignment.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise ConfigError(f"--set expects dotted.key=value, got {quote(assignment)}")
-    try:
-        value = load_yaml(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {quote(key)}: cannot parse value {quote(raw)}: {_yaml_problem(exc)}") from None
-    return key, value
-
-
-def _load_yaml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start})") from None
-    try:
-        data = load_yaml(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path}: {_yaml_problem(exc)}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {path}: the top level must be a mapping, got {type(data).__name__}")
-    return data
-
-
-# Keys holding file or directory paths; in a YAML file they are relative to that file.
-PATH_KEYS = ("workload.trace", "network.lookup", "compute.profile", "compute.collectives", "cache.learned_model")
-# May name a directory (a profile bundle; a Vidur network profile); the others name files.
-DIRECTORY_KEYS = ("compute.profile", "compute.collectives")
-# Paths kvsim writes as well as reads (relative to a YAML file like PATH_KEYS, but need not exist yet).
-CACHE_KEYS = ("workload.cache",)
-
-
-def _resolve_paths(layer: dict[str, Any], base: Path) -> dict[str, Any]:
-    """Rewrite relative path values of ``layer`` (read from a file in ``base``) relative to the cwd."""
-    out = copy.deepcopy(layer)
-    for dotted in PATH_KEYS + CACHE_KEYS:
-        node = out
-        *parents, leaf = dotted.split(".")
-        for part in parents:
-            node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, dict) and isinstance(node.get(leaf), str) and not Path(node[leaf]).is_absolute():
-            node[leaf] = os.path.normpath(os.path.join(os.path.relpath(base), node[leaf]))
-    return out
-
+# ----------------------------------------------------------------------- loading
 
 def _validated(layer: Mapping[str, Any], source: str) -> None:
     try:
-        _build(Config, layer, "")
+        build_dataclass(Config, layer, "")
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
 
@@ -587,19 +297,19 @@ def load_config(
 
     ``path=None`` starts from the built-in defaults. Each layer is validated on its own
     so that an error names the file or flag it came from. Relative paths in a YAML file
-    (``PATH_KEYS``) are relative to that file; on the command line, to the working directory.
+    (``sim.config_yaml.PATH_KEYS``) are relative to that file; on the command line, to the working directory.
     """
     raw: dict[str, Any] = {}
     if path is not None:
-        raw = _load_yaml(Path(path))
+        raw = read_config_file(Path(path))
         _validated(raw, f"config file {path}")
-        raw = _resolve_paths(raw, Path(path).parent)
+        raw = resolve_paths(raw, Path(path).parent)
     for overlay in overlays:
-        layer = _load_yaml(Path(overlay))
+        layer = read_config_file(Path(overlay))
         _validated(layer, f"calibration profile {overlay}")
-        raw = _merge(raw, _resolve_paths(layer, Path(overlay).parent))
+        raw = deep_merge(raw, resolve_paths(layer, Path(overlay).parent))
     if preset is not None:
-        presets = _build(Config, raw, "").presets
+        presets = build_dataclass(Config, raw, "").presets
         if preset not in presets:
             raise ConfigError(f"unknown preset {preset!r}; valid presets: {', '.join(sorted(presets))}")
         for name in (preset, f"{preset}@{mode}"):  # PRESET@MODE: more keys for that mode only
@@ -607,21 +317,21 @@ def load_config(
                 continue
             layer: dict[str, Any] = {}
             for dotted, value in presets[name].items():
-                _set_dotted(layer, dotted, value)
+                set_dotted(layer, dotted, value)
             _validated(layer, f"preset {name!r}")
-            raw = _merge(raw, layer)
+            raw = deep_merge(raw, layer)
     for assignment in sets:
         key, value = parse_set(assignment)
         layer = {}
-        _set_dotted(layer, key, value)
+        set_dotted(layer, key, value)
         _validated(layer, f"--set {quote(assignment)}")
-        raw = _merge(raw, layer)
+        raw = deep_merge(raw, layer)
     for flag, key, value in flags:
         layer = {}
-        _set_dotted(layer, key, value)
+        set_dotted(layer, key, value)
         _validated(layer, flag)
-        raw = _merge(raw, layer)
-    config = _build(Config, raw, "")
+        raw = deep_merge(raw, layer)
+    config = build_dataclass(Config, raw, "")
     validate(config)
     return config
 
@@ -631,157 +341,8 @@ def replace(config: Config, **dotted: Any) -> Config:
     raw = config.to_dict()
     layer: dict[str, Any] = {}
     for key, value in dotted.items():
-        _set_dotted(layer, key, value)
+        set_dotted(layer, key, value)
     _validated(layer, "override")
-    config = _build(Config, _merge(raw, layer), "")
+    config = build_dataclass(Config, deep_merge(raw, layer), "")
     validate(config)
     return config
-
-
-# ---------------------------------------------------------------- cross-field rules
-# Each rule sees the whole resolved config and raises ConfigError naming the keys it relates.
-
-
-def _tensor_parallel_fits_model(c: Config) -> None:
-    """vLLM's rule: attention heads divide evenly over TP ranks; KV heads are split (kv_heads % tp == 0)
-    or replicated (tp % kv_heads == 0). Source: vLLM ``ModelConfig.verify_with_parallel_config``
-    ("Total number of attention heads must be divisible by tensor parallel size") and the
-    assertion in ``QKVParallelLinear.__init__``."""
-    from sim.specs import model_spec
-
-    spec, tp = model_spec(c.model), c.serving.tensor_parallel_size
-    kv = spec.num_kv_heads
-    if spec.num_attention_heads % tp or (kv % tp and tp % kv):
-        raise ConfigError(
-            f"config key 'serving.tensor_parallel_size'={tp} does not fit model {c.model} "
-            f"({spec.num_attention_heads} attention heads, {kv} KV heads): TP must divide the attention heads "
-            f"and divide or be a multiple of the KV heads")
-
-
-def _instances_fit_node(c: Config) -> None:
-    """An instance is tensor_parallel_size GPUs of one node (the single-node mode's workers share one
-    node: ``single_node_fits``, checked by that mode only, since a cluster ignores serving.num_instances)."""
-    tp, gpus = c.serving.tensor_parallel_size, c.hardware.gpus_per_node
-    if tp > gpus:
-        raise ConfigError(f"config key 'serving.tensor_parallel_size'={tp} exceeds 'hardware.gpus_per_node'={gpus}")
-
-
-def single_node_fits(c: Config) -> None:
-    """The single-node mode's serving.num_instances workers of tensor_parallel_size GPUs share one node."""
-    tp, gpus, n = c.serving.tensor_parallel_size, c.hardware.gpus_per_node, c.serving.num_instances
-    if n * tp > gpus:
-        raise ConfigError(f"config key 'serving.num_instances'={n} x tensor_parallel_size {tp} needs {n * tp} GPUs; "
-                          f"one node has 'hardware.gpus_per_node'={gpus}")
-
-
-def _batch_holds_its_sequences(c: Config) -> None:
-    """vLLM ``SchedulerConfig``: max_num_batched_tokens must be >= max_num_seqs (a decode takes one token)."""
-    s = c.serving
-    if s.max_num_batched_tokens < s.max_num_seqs:
-        raise ConfigError(f"config key 'serving.max_num_batched_tokens'={s.max_num_batched_tokens} must be >= "
-                          f"'serving.max_num_seqs'={s.max_num_seqs}")
-
-
-def _model_len_within_context(c: Config) -> None:
-    from sim.specs import model_spec
-
-    limit = model_spec(c.model).max_position_embeddings
-    if c.serving.max_model_len is not None and c.serving.max_model_len > limit:
-        raise ConfigError(f"config key 'serving.max_model_len'={c.serving.max_model_len} exceeds model {c.model}'s "
-                          f"context of {limit} tokens")
-
-
-def _request_range(c: Config) -> None:
-    start, end = c.workload.range_start, c.workload.range_end
-    if not start < end:
-        raise ConfigError(f"config keys 'workload.range_start'={start} and 'workload.range_end'={end}: start must be below end")
-
-
-def request_token_bound(workload: WorkloadConfig) -> int:
-    """Most tokens (prompt + output) one request may have: ``workload.max_request_tokens``, by default
-    the longest context any model in ``profiles/models.yaml`` supports (no model could serve more)."""
-    if workload.max_request_tokens is not None:
-        return workload.max_request_tokens
-    from sim.specs import known_models, model_spec
-
-    return max(model_spec(name).max_position_embeddings for name in known_models())
-
-
-def _synthetic_sizes(c: Config) -> None:
-    """Synthetic shared parts must fit in one request, so generation never allocates beyond the bound."""
-    if c.workload.trace is not None:
-        return  # the synthetic generator is not used
-    syn, bound = c.workload.synthetic, request_token_bound(c.workload)
-    for key, tokens in (("prefix_tokens", syn.prefix_tokens), ("input_tokens_mean", syn.input_tokens_mean),
-                        ("output_tokens_mean", syn.output_tokens_mean),
-                        ("document_tokens", syn.document_tokens * syn.documents_per_request)):
-        if tokens > bound:
-            raise ConfigError(f"config key 'workload.synthetic.{key}' gives {tokens} tokens per request, more than "
-                              f"the request bound of {bound} (workload.max_request_tokens)")
-
-
-def setting(config: Config, dotted: str) -> Any:
-    """The value of a dotted key (``"cache.tiers.dram.capacity_gib"``)."""
-    node: Any = config
-    for part in dotted.split("."):
-        node = getattr(node, part)
-    return node
-
-
-def _input_paths_exist(c: Config) -> None:
-    """Every input path that is set names something readable (found now, not after minutes of work)."""
-    for dotted in PATH_KEYS:
-        if setting(c, dotted) is None:
-            continue
-        path = Path(setting(c, dotted))
-        if not path.exists():
-            raise ConfigError(f"config key '{dotted}': {quote(str(path))} does not exist")
-        if dotted not in DIRECTORY_KEYS and not path.is_file():
-            raise ConfigError(f"config key '{dotted}': {quote(str(path))} is not a file")
-        if not os.access(path, os.R_OK):
-            raise ConfigError(f"config key '{dotted}': {quote(str(path))} is not readable")
-
-
-def _workload_cache_usable(c: Config) -> None:
-    """``workload.cache`` keeps a loaded trace file: it needs one, and may not be it or a directory."""
-    cache = c.workload.cache
-    if cache is None:
-        return
-    if c.workload.trace is None:
-        raise ConfigError("config key 'workload.cache' (--workload-cache) keeps a loaded trace file; no workload.trace "
-                          "is given (synthetic workload)")
-    if not cache.strip():
-        raise ConfigError("config key 'workload.cache': empty path")
-    if Path(cache).resolve() == Path(c.workload.trace).resolve():
-        raise ConfigError(f"config key 'workload.cache': {quote(cache)} is the trace file itself")
-    if Path(cache).is_dir():
-        raise ConfigError(f"config key 'workload.cache': {quote(cache)} is a directory, not a file")
-
-
-def _arrival_settings_apply(c: Config) -> None:
-    """``workload.arrivals.rate_rps`` and ``cv`` only mean something for the processes that draw with them."""
-    a = c.workload.arrivals
-    if a.process == "trace" and a.rate_rps is not None:
-        raise ConfigError("config key 'workload.arrivals.rate_rps' applies to process poisson, gamma or resample; "
-                          "scale the workload's own arrivals with workload.rate_scale (--rate-scale)")
-    if a.process != "gamma" and a.cv != 1.0:
-        raise ConfigError(f"config key 'workload.arrivals.cv' applies to process gamma, not {a.process!r}")
-
-
-CONSTRAINTS: tuple[typing.Callable[[Config], None], ...] = (
-    _tensor_parallel_fits_model,
-    _instances_fit_node,
-    _batch_holds_its_sequences,
-    _model_len_within_context,
-    _request_range,
-    _synthetic_sizes,
-    _arrival_settings_apply,
-    _input_paths_exist,
-    _workload_cache_usable,
-)
-
-
-def validate(config: Config) -> None:
-    """The cross-field rules over a whole resolved config (each field's own domain is checked as it is built)."""
-    for rule in CONSTRAINTS:
-        rule(config)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from sim.config import Config, load_config, parse_set
+from sim.config import Config, load_config
+from sim.config_yaml import parse_set
 from sim.errors import ConfigError
 from tests.conftest import ROOT
 
@@ -133,7 +134,7 @@ def _numeric_fields(cls=Config, prefix=""):
 
 
 def test_every_numeric_key_declares_its_domain():
-    """A new int/float key must say which values it accepts (sim.config.domain)."""
+    """A new int/float key must say which values it accepts (sim.config_fields.domain)."""
     undeclared = [key for key, f, _ in _numeric_fields() if "domain" not in f.metadata]
     assert undeclared == []
 

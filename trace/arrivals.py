@@ -49,7 +49,7 @@ def draw_arrivals(arrival_s: np.ndarray, workload: WorkloadConfig, rng: np.rando
 
 def apply_arrivals(arrival_s: np.ndarray, workload: WorkloadConfig, seed: int) -> np.ndarray:
     """The configured arrival process, then ``rate_scale`` (inter-arrival times divided by it). Domains and
-    which settings apply to which process are checked with the config (``sim.config``)."""
+    which settings apply to which process are checked with the config (``sim.config``, ``sim.config_rules``)."""
     out = draw_arrivals(arrival_s, workload, np.random.default_rng([seed, ARRIVALS_STREAM]))
     if workload.rate_scale != 1.0:
         out = (out - out[0]) / workload.rate_scale if len(out) else out

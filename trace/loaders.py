@@ -23,7 +23,8 @@ from typing import Iterator
 import numpy as np
 import pyarrow as pa
 
-from sim.config import WorkloadConfig, request_token_bound
+from sim.config import WorkloadConfig
+from sim.config_rules import request_token_bound
 from sim.errors import QUOTE_LIMIT, ConfigError, TraceError, quote
 from trace import blocks as bm
 from trace.arrow import numpy_view, valid

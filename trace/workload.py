@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.config import Config, replace, request_token_bound
+from sim.config import Config, replace
+from sim.config_rules import request_token_bound
 from sim.errors import TraceError
 from trace.arrivals import apply_arrivals
 from trace.cache import load_trace_cached

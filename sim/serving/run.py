@@ -18,7 +18,8 @@ from sim.cache.access import access_semantics, block_id_space, learned_predictio
 from sim.cache.arena import TierArena
 from sim.cache.multitier import build_cache
 from sim.serving.compute import compute_model
-from sim.config import Config, single_node_fits
+from sim.config import Config
+from sim.config_rules import single_node_fits
 from sim.serving.engine import Engine
 from sim.errors import ConfigError, TraceError
 from sim.serving.instance import DECODE, PREFILL, UNIFIED, Instance, Job

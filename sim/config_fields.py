@@ -1,0 +1,237 @@
+"""Declaring and checking config fields: value domains and the schema walker.
+
+A config dataclass declares each field's type and, beside it, the values it accepts
+(``block_size: int = domain(16, ge=1)``). ``build_dataclass`` walks a dataclass's type hints
+and builds it from a (possibly partial) mapping, checking every value's type and domain, so a
+layer from any source (file, overlay, preset, ``--set``) fails with one message naming the
+dotted key. The schema itself is ``sim.config``; the dotted-key helpers read and write it.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Mapping
+
+from sim.errors import ConfigError, quote
+
+if TYPE_CHECKING:
+    from sim.config import Config
+
+
+# ------------------------------------------------------------------------ value domains
+
+INT64_MAX = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class Domain:
+    """The values a config field accepts beyond its type (``None``, "unset", is always accepted).
+
+    Declared next to the field (``block_size: int = domain(16, ge=1)``) and checked by the
+    one schema walker (``build_dataclass``) for every layer, so a new key is validated by declaring it.
+    ``names`` is a registry given as ``"module:attribute"`` (a mapping, or a function returning
+    the names), imported only when checked.
+    """
+
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+    names: str | None = None
+
+    def describe(self) -> str:
+        parts = [f"{op} {bound:,}" for op, bound in ((">", self.gt), (">=", self.ge), ("<", self.lt), ("<=", self.le))
+                 if bound is not None]
+        return " and ".join(parts)
+
+    def registry(self) -> list[str]:
+        module, _, attr = self.names.partition(":")
+        found = getattr(__import__(module, fromlist=[attr]), attr)
+        return sorted(found() if callable(found) else found)
+
+    def violation(self, value: Any) -> str | None:
+        """Why ``value`` is outside the domain, or None."""
+        if value is None:
+            return None
+        if self.names is not None:
+            valid = self.registry()
+            return None if value in valid else f"must be one of {', '.join(valid)}"
+        below = (self.gt is not None and not value > self.gt) or (self.ge is not None and not value >= self.ge)
+        above = (self.lt is not None and not value < self.lt) or (self.le is not None and not value <= self.le)
+        return f"must be {self.describe()}" if below or above else None
+
+
+def domain(default: Any, **bounds: Any) -> Any:
+    """A dataclass field with its value domain (see ``Domain``)."""
+    return field(default=default, metadata={"domain": Domain(**bounds)})
+
+
+POSITIVE = {"gt": 0}
+NON_NEGATIVE = {"ge": 0}
+FRACTION = {"gt": 0, "le": 1}  # (0, 1]
+
+# ------------------------------------------------------------------------ building and type checking
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, path: str) -> Any:
+    """Check ``value`` against annotation ``tp``; return it converted (ints to floats, dicts to dataclasses)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(tp):
+            return None
+        for arg in typing.get_args(tp):
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, path)
+            except ConfigError:
+                continue
+        raise ConfigError(f"config key '{path}': expected {_type_name(tp)}, got {quote(value)}")
+    if origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+        raise ConfigError(f"config key '{path}': expected {_type_name(tp)}, got {quote(value)}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"config key '{path}': expected a mapping, got {quote(value)}")
+        return build_dataclass(tp, value, path)
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"config key '{path}': expected a mapping, got {quote(value)}")
+        _, inner = typing.get_args(tp)
+        return {str(k): copy.deepcopy(v) if inner is Any else _convert(v, inner, f"{path}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            if -INT64_MAX - 1 <= value <= INT64_MAX:
+                return value
+            raise ConfigError(f"config key '{path}' must fit in a 64-bit integer, got {quote(value)}")
+    elif tp is float:
+        number = None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            number = float(value) if abs(value) < 1e308 else math.inf
+        elif isinstance(value, str):  # YAML 1.1 reads "1e9" as a string
+            try:
+                number = float(value)
+            except ValueError:
+                pass
+        if number is not None:
+            if math.isfinite(number):
+                return number
+            raise ConfigError(f"config key '{path}' must be a finite number, got {quote(value)}")
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    else:  # pragma: no cover - schema uses only the types above
+        raise TypeError(f"unsupported config annotation {tp!r} at {path}")
+    raise ConfigError(f"config key '{path}': expected {_type_name(tp)}, got {quote(value)}")
+
+
+def _field_default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return dataclasses.MISSING
+
+
+def build_dataclass(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
+    """Build dataclass ``cls`` from a (possibly partial) mapping; unknown keys are errors.
+
+    A partial mapping for a nested section fills in from *that field's* default (e.g. the
+    DRAM tier's own bandwidths), not from the section type's generic defaults.
+    """
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if key not in hints:
+            raise ConfigError(_unknown_key(path, prefix, list(fields)))
+        default = _field_default(fields[key])
+        if dataclasses.is_dataclass(default) and isinstance(value, Mapping):
+            value = deep_merge(dataclasses.asdict(default), value)
+        kwargs[key] = _convert(value, hints[key], path)
+        _check_domain(fields[key], kwargs[key], path)
+    return cls(**kwargs)
+
+
+def _unknown_key(path: str, prefix: str, valid: list[str]) -> str:
+    """Name the unknown key, suggest the closest valid one, and list the valid keys (cut short)."""
+    leaf = path.rsplit(".", 1)[-1]
+    close = difflib.get_close_matches(leaf, valid, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    listed = ""
+    for name in valid:
+        if len(listed) > 70:
+            listed += ", ..."
+            break
+        listed += (", " if listed else "") + name
+    where = f"'{prefix}'" if prefix else "the top level"
+    return f"unknown config key {quote(path)}{hint}; valid keys at {where}: {listed}"
+
+
+def _check_domain(f: dataclasses.Field, value: Any, path: str) -> None:
+    """The field's declared ``Domain`` (if any) accepts ``value``; else a ConfigError naming the key."""
+    declared = f.metadata.get("domain")
+    problem = declared.violation(value) if declared is not None else None
+    if problem:
+        raise ConfigError(f"config key '{path}' {problem}, got {quote(value)}")
+
+
+# ------------------------------------------------------------------------ layers and dotted keys
+
+
+def deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``over`` into a copy of ``base``; mappings merge, everything else replaces.
+
+    ``presets`` is replaced whole: a layer's presets are a new set, not edits of the base's."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict) and key != "presets":
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``dotted`` (``"cache.tiers.dram.capacity_gib"``) in a nested mapping, creating the sections on the way."""
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def setting(config: Config, dotted: str) -> Any:
+    """The value of a dotted key (``"cache.tiers.dram.capacity_gib"``)."""
+    node: Any = config
+    for part in dotted.split("."):
+        node = getattr(node, part)
+    return node

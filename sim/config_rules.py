@@ -1,0 +1,161 @@
+"""Cross-field rules over a whole resolved config, and the request bound they share.
+
+A field's own type and domain are checked as it is built (``sim.config_fields``); a rule here relates
+several keys (TP and the model's heads, a range's start and end, input paths that must exist) and
+raises a ConfigError naming them. ``validate`` applies every rule; ``single_node_fits`` is the
+single-node mode's own; ``request_token_bound`` also caps the requests the trace loaders keep.
+"""
+
+from __future__ import annotations
+
+import os
+import typing
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sim.config_fields import setting
+from sim.config_yaml import DIRECTORY_KEYS, PATH_KEYS
+from sim.errors import ConfigError, quote
+
+if TYPE_CHECKING:
+    from sim.config import Config, WorkloadConfig
+
+
+# Each rule sees the whole resolved config and raises ConfigError naming the keys it relates.
+
+
+def _tensor_parallel_fits_model(c: Config) -> None:
+    """vLLM's rule: attention heads divide evenly over TP ranks; KV heads are split (kv_heads % tp == 0)
+    or replicated (tp % kv_heads == 0). Source: vLLM ``ModelConfig.verify_with_parallel_config``
+    ("Total number of attention heads must be divisible by tensor parallel size") and the
+    assertion in ``QKVParallelLinear.__init__``."""
+    from sim.specs import model_spec
+
+    spec, tp = model_spec(c.model), c.serving.tensor_parallel_size
+    kv = spec.num_kv_heads
+    if spec.num_attention_heads % tp or (kv % tp and tp % kv):
+        raise ConfigError(
+            f"config key 'serving.tensor_parallel_size'={tp} does not fit model {c.model} "
+            f"({spec.num_attention_heads} attention heads, {kv} KV heads): TP must divide the attention heads "
+            f"and divide or be a multiple of the KV heads")
+
+
+def _instances_fit_node(c: Config) -> None:
+    """An instance is tensor_parallel_size GPUs of one node (the single-node mode's workers share one
+    node: ``single_node_fits``, checked by that mode only, since a cluster ignores serving.num_instances)."""
+    tp, gpus = c.serving.tensor_parallel_size, c.hardware.gpus_per_node
+    if tp > gpus:
+        raise ConfigError(f"config key 'serving.tensor_parallel_size'={tp} exceeds 'hardware.gpus_per_node'={gpus}")
+
+
+def single_node_fits(c: Config) -> None:
+    """The single-node mode's serving.num_instances workers of tensor_parallel_size GPUs share one node."""
+    tp, gpus, n = c.serving.tensor_parallel_size, c.hardware.gpus_per_node, c.serving.num_instances
+    if n * tp > gpus:
+        raise ConfigError(f"config key 'serving.num_instances'={n} x tensor_parallel_size {tp} needs {n * tp} GPUs; "
+                          f"one node has 'hardware.gpus_per_node'={gpus}")
+
+
+def _batch_holds_its_sequences(c: Config) -> None:
+    """vLLM ``SchedulerConfig``: max_num_batched_tokens must be >= max_num_seqs (a decode takes one token)."""
+    s = c.serving
+    if s.max_num_batched_tokens < s.max_num_seqs:
+        raise ConfigError(f"config key 'serving.max_num_batched_tokens'={s.max_num_batched_tokens} must be >= "
+                          f"'serving.max_num_seqs'={s.max_num_seqs}")
+
+
+def _model_len_within_context(c: Config) -> None:
+    from sim.specs import model_spec
+
+    limit = model_spec(c.model).max_position_embeddings
+    if c.serving.max_model_len is not None and c.serving.max_model_len > limit:
+        raise ConfigError(f"config key 'serving.max_model_len'={c.serving.max_model_len} exceeds model {c.model}'s "
+                          f"context of {limit} tokens")
+
+
+def _request_range(c: Config) -> None:
+    start, end = c.workload.range_start, c.workload.range_end
+    if not start < end:
+        raise ConfigError(f"config keys 'workload.range_start'={start} and 'workload.range_end'={end}: start must be below end")
+
+
+def request_token_bound(workload: WorkloadConfig) -> int:
+    """Most tokens (prompt + output) one request may have: ``workload.max_request_tokens``, by default
+    the longest context any model in ``profiles/models.yaml`` supports (no model could serve more)."""
+    if workload.max_request_tokens is not None:
+        return workload.max_request_tokens
+    from sim.specs import known_models, model_spec
+
+    return max(model_spec(name).max_position_embeddings for name in known_models())
+
+
+def _synthetic_sizes(c: Config) -> None:
+    """Synthetic shared parts must fit in one request, so generation never allocates beyond the bound."""
+    if c.workload.trace is not None:
+        return  # the synthetic generator is not used
+    syn, bound = c.workload.synthetic, request_token_bound(c.workload)
+    for key, tokens in (("prefix_tokens", syn.prefix_tokens), ("input_tokens_mean", syn.input_tokens_mean),
+                        ("output_tokens_mean", syn.output_tokens_mean),
+                        ("document_tokens", syn.document_tokens * syn.documents_per_request)):
+        if tokens > bound:
+            raise ConfigError(f"config key 'workload.synthetic.{key}' gives {tokens} tokens per request, more than "
+                              f"the request bound of {bound} (workload.max_request_tokens)")
+
+
+def _input_paths_exist(c: Config) -> None:
+    """Every input path that is set names something readable (found now, not after minutes of work)."""
+    for dotted in PATH_KEYS:
+        if setting(c, dotted) is None:
+            continue
+        path = Path(setting(c, dotted))
+        if not path.exists():
+            raise ConfigError(f"config key '{dotted}': {quote(str(path))} does not exist")
+        if dotted not in DIRECTORY_KEYS and not path.is_file():
+            raise ConfigError(f"config key '{dotted}': {quote(str(path))} is not a file")
+        if not os.access(path, os.R_OK):
+            raise ConfigError(f"config key '{dotted}': {quote(str(path))} is not readable")
+
+
+def _workload_cache_usable(c: Config) -> None:
+    """``workload.cache`` keeps a loaded trace file: it needs one, and may not be it or a directory."""
+    cache = c.workload.cache
+    if cache is None:
+        return
+    if c.workload.trace is None:
+        raise ConfigError("config key 'workload.cache' (--workload-cache) keeps a loaded trace file; no workload.trace "
+                          "is given (synthetic workload)")
+    if not cache.strip():
+        raise ConfigError("config key 'workload.cache': empty path")
+    if Path(cache).resolve() == Path(c.workload.trace).resolve():
+        raise ConfigError(f"config key 'workload.cache': {quote(cache)} is the trace file itself")
+    if Path(cache).is_dir():
+        raise ConfigError(f"config key 'workload.cache': {quote(cache)} is a directory, not a file")
+
+
+def _arrival_settings_apply(c: Config) -> None:
+    """``workload.arrivals.rate_rps`` and ``cv`` only mean something for the processes that draw with them."""
+    a = c.workload.arrivals
+    if a.process == "trace" and a.rate_rps is not None:
+        raise ConfigError("config key 'workload.arrivals.rate_rps' applies to process poisson, gamma or resample; "
+                          "scale the workload's own arrivals with workload.rate_scale (--rate-scale)")
+    if a.process != "gamma" and a.cv != 1.0:
+        raise ConfigError(f"config key 'workload.arrivals.cv' applies to process gamma, not {a.process!r}")
+
+
+CONSTRAINTS: tuple[typing.Callable[[Config], None], ...] = (
+    _tensor_parallel_fits_model,
+    _instances_fit_node,
+    _batch_holds_its_sequences,
+    _model_len_within_context,
+    _request_range,
+    _synthetic_sizes,
+    _arrival_settings_apply,
+    _input_paths_exist,
+    _workload_cache_usable,
+)
+
+
+def validate(config: Config) -> None:
+    """The cross-field rules over a whole resolved config (each field's own domain is checked as it is built)."""
+    for rule in CONSTRAINTS:
+        rule(config)

@@ -1,0 +1,111 @@
+"""Reading config layers as text: YAML files with unique keys, ``--set`` values, relative paths.
+
+Every config layer that arrives as text goes through one strict YAML loader, and each problem is a
+one-line ConfigError naming the file or ``--set`` it came from. The keys holding paths are declared
+here because a path in a YAML file is relative to that file (``resolve_paths``).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sim.errors import ConfigError, quote
+
+
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when PyYAML was built with it: ~10x faster
+
+
+class UniqueKeyLoader(_SAFE_LOADER):
+    """PyYAML's safe loader, except that a mapping with the same key twice is an error.
+
+    YAML requires unique keys, but PyYAML silently keeps the last one, so a config with the
+    same section twice would run with half of it ignored. Merge keys (``<<``) may still be
+    overridden, as YAML intends.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                seen = key in first_line
+            except TypeError:  # an unhashable key: the base class reports it
+                continue
+            if seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {quote(key)} (first at line {first_line[key]})", key_node.start_mark)
+            first_line[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A one-line description of a YAML error: line, column and problem (PyYAML's own text spans lines)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f"line {mark.line + 1} column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}{problem}"
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML text with ``UniqueKeyLoader``."""
+    return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
+def parse_set(assignment: str) -> tuple[str, Any]:
+    """Split ``dotted.key=value``; the value is read as a YAML scalar (``null``, ``true``, ``3``, ``0.5``)."""
+    key, sep, raw = assignment.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set expects dotted.key=value, got {quote(assignment)}")
+    try:
+        value = load_yaml(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {quote(key)}: cannot parse value {quote(raw)}: {_yaml_problem(exc)}") from None
+    return key, value
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The top-level mapping of a YAML config file (``{}`` when empty); any problem names the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start})") from None
+    try:
+        data = load_yaml(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path}: {_yaml_problem(exc)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: the top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+# Keys holding file or directory paths; in a YAML file they are relative to that file.
+PATH_KEYS = ("workload.trace", "network.lookup", "compute.profile", "compute.collectives", "cache.learned_model")
+# May name a directory (a profile bundle; a Vidur network profile); the others name files.
+DIRECTORY_KEYS = ("compute.profile", "compute.collectives")
+# Paths kvsim writes as well as reads (relative to a YAML file like PATH_KEYS, but need not exist yet).
+CACHE_KEYS = ("workload.cache",)
+
+
+def resolve_paths(layer: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Rewrite relative path values of ``layer`` (read from a file in ``base``) relative to the cwd."""
+    out = copy.deepcopy(layer)
+    for dotted in PATH_KEYS + CACHE_KEYS:
+        node = out
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and isinstance(node.get(leaf), str) and not Path(node[leaf]).is_absolute():
+            node[leaf] = os.path.normpath(os.path.join(os.path.relpath(base), node[leaf]))
+    return out
