@@ -8,6 +8,7 @@ single-node mode's own; ``request_token_bound`` also caps the requests the trace
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import typing
 from pathlib import Path
@@ -132,6 +133,27 @@ def _workload_cache_usable(c: Config) -> None:
         raise ConfigError(f"config key 'workload.cache': {quote(cache)} is a directory, not a file")
 
 
+# The workload.synthetic keys only some kinds read (trace.synthetic's generators); every kind reads the others.
+SYNTHETIC_KIND_KEYS: dict[str, tuple[str, ...]] = {
+    "turns_mean": ("multi-turn",), "turns_concentration": ("multi-turn",),
+    "think_time_median_s": ("multi-turn",), "think_time_sigma": ("multi-turn",),
+    "num_sessions": ("agentic",),
+    "num_prefixes": ("system-prompt",), "prefix_tokens": ("system-prompt",),
+    "num_documents": ("rag",), "document_tokens": ("rag",), "documents_per_request": ("rag",),
+    "zipf_alpha": ("system-prompt", "rag"),
+}
+
+
+def _synthetic_settings_apply(c: Config) -> None:
+    """A synthetic key that only other kinds read must keep its default (set, it would be silently ignored)."""
+    synthetic = c.workload.synthetic
+    for f in dataclasses.fields(synthetic):
+        kinds = SYNTHETIC_KIND_KEYS.get(f.name)
+        if kinds and synthetic.kind not in kinds and getattr(synthetic, f.name) != f.default:
+            raise ConfigError(f"config key 'workload.synthetic.{f.name}' applies to kind {' or '.join(kinds)}, "
+                              f"not {synthetic.kind!r}")
+
+
 def _arrival_settings_apply(c: Config) -> None:
     """``workload.arrivals.rate_rps`` and ``cv`` only mean something for the processes that draw with them."""
     a = c.workload.arrivals
@@ -149,6 +171,7 @@ CONSTRAINTS: tuple[typing.Callable[[Config], None], ...] = (
     _model_len_within_context,
     _request_range,
     _synthetic_sizes,
+    _synthetic_settings_apply,
     _arrival_settings_apply,
     _input_paths_exist,
     _workload_cache_usable,

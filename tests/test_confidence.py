@@ -11,8 +11,9 @@ import pytest
 from experiments.confidence import aggregate, interval, t_critical
 from sim.report.document import RunResult
 
-SMALL = ["--set", "workload.synthetic.num_requests=150", "--set", "workload.synthetic.num_sessions=30",
-         "--set", "workload.synthetic.num_documents=60", "--set", "workload.synthetic.input_tokens_mean=200"]
+SMALL = ["--set", "workload.synthetic.num_requests=150", "--set", "workload.synthetic.input_tokens_mean=200"]
+SMALL_BY_KIND = {"agentic": ["--set", "workload.synthetic.num_sessions=30"],
+                 "rag": ["--set", "workload.synthetic.num_documents=60"]}  # the keys only that kind reads
 
 
 def test_t_table_matches_scipy_within_its_rounding():
@@ -42,7 +43,7 @@ def test_aggregate_keeps_shape_names_and_constant_integers():
 
 def _seeded(run_cli, tmp_path, kind: str, seeds: int, *mode: str) -> dict:
     out = tmp_path / f"{kind}-{seeds}.json"
-    status, _, err = run_cli(*mode, "--set", f"workload.synthetic.kind={kind}", *SMALL, "--seeds", str(seeds),
+    status, _, err = run_cli(*mode, "--set", f"workload.synthetic.kind={kind}", *SMALL, *SMALL_BY_KIND.get(kind, []), "--seeds", str(seeds),
                              "--report-json", out, "--no-plot", "--quiet")
     assert status == 0, err
     return json.loads(out.read_text())["runs"][0]

@@ -127,3 +127,28 @@ def test_multi_turn_context_is_vllms_max_model_len():
     t = load_workload(config)
     total = t.input_tokens + t.output_tokens
     assert total.max() == 2000 and len(t) == 3000  # capped, none dropped as too long
+
+
+# A changed value for every workload.synthetic key but the kind (a new key must be added here, and classified).
+ALTERED = {"num_requests": 250, "rate_rps": 9.0, "input_tokens_mean": 333, "output_tokens_mean": 77, "num_sessions": 7,
+           "turns_mean": 4.0, "turns_concentration": 9.0, "think_time_median_s": 20.0, "think_time_sigma": 0.4,
+           "num_prefixes": 3, "prefix_tokens": 300, "num_documents": 40, "document_tokens": 700,
+           "documents_per_request": 3, "zipf_alpha": 0.3}
+
+
+@pytest.mark.parametrize("kind", ["multi-turn", "system-prompt", "rag", "agentic"])
+def test_the_keys_each_kind_reads_are_the_ones_the_config_rule_allows(kind):
+    """Changing a key changes a kind's trace exactly when the rule lets that kind set it (else the rule
+    would reject a key that matters, or let a user set one the generator ignores)."""
+    import dataclasses
+
+    from sim.config_rules import SYNTHETIC_KIND_KEYS
+
+    assert sorted(ALTERED) == sorted(f.name for f in dataclasses.fields(SyntheticConfig) if f.name != "kind")
+    base = _gen(1, kind=kind, num_requests=200)
+    for key, value in ALTERED.items():
+        other = _gen(1, kind=kind, **{"num_requests": 200, key: value})
+        same = (len(base) == len(other) and np.array_equal(base.arrival_s, other.arrival_s)
+                and np.array_equal(base.input_tokens, other.input_tokens)
+                and np.array_equal(base.output_tokens, other.output_tokens) and np.array_equal(base.block_ids, other.block_ids))
+        assert same == (kind not in SYNTHETIC_KIND_KEYS.get(key, (kind,))), key
