@@ -27,10 +27,10 @@ import gc  # noqa: E402
 import logging  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
-from typing import TYPE_CHECKING  # noqa: E402
+from typing import TYPE_CHECKING, get_args, get_type_hints  # noqa: E402
 
 try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
-    from sim.config import Config, load_config  # noqa: E402
+    from sim.config import Config, WorkloadConfig, load_config  # noqa: E402
     from sim.config_fields import setting  # noqa: E402
     from sim.config_yaml import PATH_KEYS  # noqa: E402
     from sim.errors import QUOTE_LIMIT, InputError, command_status, quote  # noqa: E402
@@ -149,6 +149,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def _workload_choices(key: str) -> tuple[str, ...]:
+    """The values config key ``workload.<key>`` (a ``Literal``, maybe ``| None``) takes: one list for it and its flag."""
+    hint = get_type_hints(WorkloadConfig)[key]
+    return tuple(value for arg in get_args(hint) for value in (get_args(arg) or (arg,)) if isinstance(value, str))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="kvsim",
@@ -179,10 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     wl = p.add_argument_group("workload")
     wl.add_argument("--workload-trace", metavar="PATH", help="trace file (Azure, BurstGPT, Mooncake, Splitwise, LLMServingSim)")
-    wl.add_argument("--workload-format", choices=["azure", "burstgpt", "mooncake", "splitwise", "llmservingsim", "auto"],
+    wl.add_argument("--workload-format", choices=_workload_choices("format"),
                     help="trace format (default auto: sniffed from the header)")
     wl.add_argument("--workload-limit", type=int, metavar="N", help="use only the first N valid requests (N >= 1)")
-    wl.add_argument("--workload-time-unit", choices=["s", "ms", "us", "ns"], help="unit of numeric timestamps")
+    wl.add_argument("--workload-time-unit", choices=_workload_choices("time_unit"), help="unit of numeric timestamps")
     wl.add_argument("--strict-workload-validation", action="store_true",
                     help="the first bad row is an error (default: bad rows are counted and skipped)")
     wl.add_argument("--workload-cache", metavar="PATH",

@@ -429,3 +429,15 @@ def test_cli_unknown_header_and_missing_file(tmp_path, run_cli):
     missing = tmp_path / "missing.jsonl"
     status, _, err = run_cli("--trace-stats", "--workload-trace", missing, "--no-plot")
     assert status == 2 and str(missing) in err
+
+
+def test_the_format_and_time_unit_lists_agree():
+    """The config keys' Literal values (which the flags use too) are exactly the loader's formats and units."""
+    import typing
+
+    from sim.config import WorkloadConfig
+    from trace.formats import FORMATS, TIME_UNITS
+
+    hints = typing.get_type_hints(WorkloadConfig)
+    assert set(typing.get_args(hints["format"])) == {*FORMATS, "auto"}
+    assert set(typing.get_args(typing.get_args(hints["time_unit"])[0])) == set(TIME_UNITS)
