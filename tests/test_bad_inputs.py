@@ -119,6 +119,10 @@ CASES: dict[str, Case] = {
                                 files={"t.csv": "request_id,request_type,application_id,arrival_timestamp,batch_size,"
                                                 "prompt_size,token_size\n0,2,0,0,1,100,8\n1,2,0,1e15,1,100,8\n"}),
     "synthetic_rate_tiny": setting("workload.synthetic.rate_rps=1e-12", mode=("--trace-stats", "--no-plot")),
+    "prefetch_in_a_serving_mode": Case(["--pd", "--preset", "smoke", "--set", "cache.prefetch=session", "--quiet"],
+                                       names=("cache.prefetch", "--cache-only")),
+    "admission_in_a_serving_mode": Case(["--preset", "smoke", "--set", "cache.admission=selective_write", "--quiet"],
+                                        names=("cache.admission", "--cache-only")),
     "synthetic_key_of_another_kind": Case([*TRACE_STATS, "--set", "workload.synthetic.kind=rag", "--set",
                                            "workload.synthetic.think_time_median_s=20"],
                                           names=("workload.synthetic.think_time_median_s", "multi-turn", "rag")),

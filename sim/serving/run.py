@@ -36,12 +36,21 @@ from trace.request import Trace
 from trace.workload import require_requests
 
 
+def check_serving_settings(config: Config) -> None:
+    """Refuse the cache settings only the cache-only replay models (the serving modes would ignore them)."""
+    if access_semantics(config, "prefix") != "prefix":
+        raise ConfigError("serving modes use prefix semantics; cache.access_semantics=plain applies to --cache-only")
+    for key, value in (("admission", config.cache.admission), ("prefetch", config.cache.prefetch)):
+        if value != "none":
+            raise ConfigError(f"config key 'cache.{key}'={value} applies to --cache-only; the serving modes do not "
+                              "model it (set it to none)")
+
+
 class ServingRun:
     """Builds the instances for a mode, feeds the trace's arrivals and fills the request table."""
 
     def __init__(self, trace: Trace, config: Config, mode: str, progress: bool = False, pd: bool | None = None):
-        if access_semantics(config, "prefix") != "prefix":
-            raise ConfigError("serving modes use prefix semantics; cache.access_semantics=plain applies to --cache-only")
+        check_serving_settings(config)
         self.trace, self.config, self.mode = trace, config, mode
         self._pd = mode == "pd" if pd is None else pd  # prefill/decode pools (cluster: --cluster --pd)
         self.engine = Engine()
