@@ -98,6 +98,8 @@ def _synthetic_sizes(c: Config) -> None:
     for key, tokens in (("prefix_tokens", syn.prefix_tokens), ("input_tokens_mean", syn.input_tokens_mean),
                         ("output_tokens_mean", syn.output_tokens_mean),
                         ("document_tokens", syn.document_tokens * syn.documents_per_request)):
+        if syn.kind not in SYNTHETIC_KIND_KEYS.get(key, (syn.kind,)):
+            continue  # another kind's part: this workload never generates it
         if tokens > bound:
             raise ConfigError(f"config key 'workload.synthetic.{key}' gives {tokens} tokens per request, more than "
                               f"the request bound of {bound} (workload.max_request_tokens)")

@@ -179,3 +179,11 @@ def test_whole_config_rules_see_every_layer_together(tmp_path):
     with pytest.raises(ConfigError, match="tensor_parallel_size'=8 does not fit model qwen2-7b"):
         load_config(None, overlays=[overlay], sets=["serving.tensor_parallel_size=8",
                                                                  "serving.num_instances=1"])
+
+
+def test_request_bound_judges_only_the_parts_the_kind_generates():
+    """rag's documents (2 x 2,048 tokens by default) do not count against a multi-turn workload's bound."""
+    config = load_config(None, sets=["workload.max_request_tokens=1500"])
+    assert config.workload.synthetic.kind == "multi-turn"
+    with pytest.raises(ConfigError, match="document_tokens"):
+        load_config(None, sets=["workload.max_request_tokens=1500", "workload.synthetic.kind=rag"])
