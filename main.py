@@ -571,7 +571,21 @@ def _summary(report: dict) -> str:
                 lines.append(f"  {key:<30} {inner}")
             else:
                 lines.append(f"  {key:<30} {_fmt(value)}")
+        lines += _oversubscribed_tiers(run["metrics"])
     return "\n".join(lines)
+
+
+def _oversubscribed_tiers(metrics: dict) -> list[str]:
+    """A line for each lower tier whose traffic exceeded its bandwidth (serving runs do not queue tier
+    transfers, so their load times are then optimistic)."""
+    lines = []
+    for tier, traffic in metrics.get("tiers", {}).items():
+        for way in ("read", "write"):
+            share = traffic.get(f"{way}_utilization_max", 0.0)
+            if share > 1:
+                lines.append(f"  ! {tier} {way}s needed {share:.2f}x cache.tiers.{tier}.{way}_gbps over the run; "
+                             f"transfers are not queued, so load times are optimistic")
+    return lines
 
 
 def _fmt(value) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -76,6 +77,29 @@ class Tier:
         """Seconds to read ``nbytes`` from this tier (latency + bytes / bandwidth)."""
         return self.latency_s + nbytes / self.read_bw if nbytes else 0.0
 
+
+
+def tier_traffic(tiers: list[Tier], span_s: float) -> dict[str, dict[str, float | int]]:
+    """Bytes each kind of lower tier (DRAM, SSD, EIC) read and wrote over a serving run of ``span_s``
+    seconds, summed over its copies (a node's DRAM/SSD, a rack's EIC), and the busiest copy's share of
+    its bandwidth. A load is charged latency + bytes / read bandwidth as if it had the tier to itself and
+    a demotion takes no time, so a share above 1 says the tier could not keep up: the run's load times
+    are optimistic (``cache.tiers.<tier>.read_gbps``/``write_gbps``)."""
+    traffic: dict[str, dict[str, float | int]] = {}
+    for name in TIER_NAMES[1:]:
+        group = [t for t in tiers if t.name == name]
+        if not group:
+            continue
+        stats = [t.stats for t in group]
+        share = (lambda nbytes, bandwidth: nbytes / (bandwidth * span_s) if span_s > 0 else math.nan)  # noqa: E731
+        traffic[name] = {
+            "copies": len(group),
+            "bytes_read": sum(s.bytes_read for s in stats),
+            "bytes_written": sum(s.bytes_written for s in stats),
+            "read_utilization_max": max(share(s.bytes_read, t.read_bw) for s, t in zip(stats, group, strict=True)),
+            "write_utilization_max": max(share(s.bytes_written, t.write_bw) for s, t in zip(stats, group, strict=True)),
+        }
+    return traffic
 
 def new_tier(arena: TierArena, name: str, policy: str, capacity: int, read_bw: float, write_bw: float,
              latency_s: float, next_use: np.ndarray | None = None, predicted: np.ndarray | None = None) -> Tier:

@@ -290,7 +290,7 @@ class ClusterRun(ServingRun):
         n_local = len(levels)
         sources: dict[int, int] = {}  # source tier -> blocks
         lower = np.flatnonzero(levels > 0)
-        for level, count in zip(*np.unique(levels, return_counts=True)):
+        for level, count in zip(*np.unique(levels, return_counts=True), strict=True):
             kind = inst.kinds[int(level)]
             self.hit_blocks[kind, INSTANCE if kind == HBM else (RACK if kind == EIC else NODE)] += int(count)
             if level > 0:
@@ -309,7 +309,7 @@ class ClusterRun(ServingRun):
                 first = np.flatnonzero(ranked == best_cost[pos])
                 _, take = np.unique(pos[first], return_index=True)
                 best = tiers[first[take]]
-                for t, count in zip(*np.unique(best, return_counts=True)):
+                for t, count in zip(*np.unique(best, return_counts=True), strict=True):
                     kind, t_rack, t_node, _ = self._place[int(t)]
                     self.hit_blocks[kind, self._scope(kind, t_rack, t_node, inst.index)] += int(count)
                     sources[int(t)] = sources.get(int(t), 0) + int(count)
@@ -389,6 +389,10 @@ class ClusterRun(ServingRun):
         table.kv_load += self.fetch_s
         table.scheduled -= self.fetch_s
         return super().metrics()
+
+    def lower_tier_copies(self) -> list[Tier]:
+        """Every node's DRAM/SSD and every rack's EIC the run built."""
+        return [t for tiers in (*self.node_tiers.values(), *self.rack_tiers.values()) for t in tiers]
 
     def _hit_metrics(self) -> dict[str, Any]:
         accesses = self.accesses

@@ -30,7 +30,8 @@ from sim.report.document import RunResult
 from sim.serving.routers import router
 from sim.serving.timeline import Timeline
 from sim.serving.utilization import batch_metrics, instance_metrics, utilization_basis, work_counter
-from sim.cache.tiers import TIER_NAMES, build_tiers, hbm_capacity_blocks, kv_block_bytes, tier_from_config
+from sim.cache.tiers import (TIER_NAMES, Tier, build_tiers, hbm_capacity_blocks, kv_block_bytes, tier_from_config,
+                             tier_traffic)
 from sim.specs import model_spec
 from trace.request import Trace
 from trace.workload import require_requests
@@ -224,6 +225,10 @@ class ServingRun:
             raise RuntimeError(f"{len(self.trace) - self.completed} requests never completed (scheduler stall)")
         return RunResult(name=self.mode, metrics=self.metrics(), overrides={})
 
+    def lower_tier_copies(self) -> list[Tier]:
+        """Every lower tier of the run (single node and PD: the DRAM/SSD/EIC its instances share)."""
+        return self.shared_tiers
+
     def _hit_metrics(self) -> dict[str, Any]:
         """Prefix-cache hits of the front instances, counted once per request at admission."""
         front_stats = [inst.kv.stats for inst in self.front]
@@ -260,6 +265,7 @@ class ServingRun:
                 **instance_metrics(instances, work_counter(self.config), makespan, float(table.arrival.min()) + makespan),
             },
             "batch": batch_metrics(instances),
+            "tiers": tier_traffic(self.lower_tier_copies(), makespan),
             "scheduling_delay_s": distribution(table.scheduled - table.arrival),
             "timeseries": self.timeline.series(table),
         })

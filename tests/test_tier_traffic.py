@@ -1,0 +1,76 @@
+"""A serving run's lower-tier traffic (``metrics.tiers``): bytes each DRAM/SSD/EIC read and wrote, and the
+busiest copy's share of its bandwidth. Loads are charged latency + bytes / read bandwidth as if alone and
+demotions take no time, so the shares are the report's warning that a tier could not keep up."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+# Llama-3.1-8B's KV per token: 32 layers x 8 KV heads x 128 head dim x (K, V) x 2 bytes (bf16)
+# (meta-llama/Llama-3.1-8B config.json: num_hidden_layers, num_key_value_heads, hidden_size / num_attention_heads)
+KV_BYTES_PER_TOKEN = 32 * 8 * 128 * 2 * 2
+BLOCK_TOKENS = 16
+
+WORKLOAD = ["workload.synthetic.kind=multi-turn", "workload.synthetic.num_requests=300",
+            "workload.synthetic.turns_mean=10", "workload.synthetic.think_time_median_s=8",
+            "workload.synthetic.rate_rps=8", "workload.synthetic.input_tokens_mean=400",
+            "model=llama-3.1-8b", f"serving.block_size={BLOCK_TOKENS}", "serving.num_gpu_blocks=1500",
+            "cache.tiers.dram.capacity_gib=1", "cache.tiers.ssd.capacity_gib=4"]
+
+
+def _run(run_cli, tmp_path, *flags: str, sets: tuple[str, ...] = ()) -> dict:
+    out = tmp_path / "r.json"
+    argv = [*flags, "--preset", "smoke", "--quiet", "--no-plot", "--report-json", out]
+    for assignment in [*WORKLOAD, *sets]:
+        argv += ["--set", assignment]
+    status, _, err = run_cli(*argv)
+    assert status == 0, err[-2000:]
+    return json.loads(out.read_text())["runs"][0]["metrics"]
+
+
+def test_each_lower_tier_hit_reads_one_block(run_cli, tmp_path):
+    metrics = _run(run_cli, tmp_path)
+    assert metrics["preemptions"] == 0  # a preempted request would read its blocks again
+    block_bytes = BLOCK_TOKENS * KV_BYTES_PER_TOKEN
+    for tier in ("dram", "ssd"):
+        hits = round(metrics["tier_hit_ratio"][tier] * metrics["accesses"])
+        assert hits > 0, tier
+        assert metrics["tiers"][tier]["bytes_read"] == hits * block_bytes, tier
+        assert metrics["tiers"][tier]["bytes_written"] % block_bytes == 0, tier
+    assert "eic" not in metrics["tiers"]  # a tier of capacity 0 is not built
+
+
+def test_write_bandwidth_is_reported_not_charged(run_cli, tmp_path):
+    before = _run(run_cli, tmp_path)
+    after = _run(run_cli, tmp_path, sets=("cache.tiers.ssd.write_gbps=2.5",))  # half the default 5 GB/s
+    ssd_before, ssd_after = before["tiers"].pop("ssd"), after["tiers"].pop("ssd")
+    assert ssd_after["write_utilization_max"] == pytest.approx(2 * ssd_before["write_utilization_max"], rel=1e-12)
+    assert ssd_after["write_utilization_max"] == pytest.approx(
+        ssd_after["bytes_written"] / (2.5e9 * after["makespan_s"]), rel=1e-12)
+    ssd_before.pop("write_utilization_max"), ssd_after.pop("write_utilization_max")
+    assert ssd_after == ssd_before
+    assert after == before  # demotions take no simulated time: nothing else moves
+
+
+def test_cluster_counts_every_copy(run_cli, tmp_path):
+    metrics = _run(run_cli, tmp_path, "--cluster",
+                   sets=("cluster.num_racks=2", "cluster.nodes_per_rack=2", "hardware.gpus_per_node=2",
+                         "cache.tiers.eic.capacity_gib=1"))
+    cluster = metrics["cluster"]
+    assert metrics["tiers"]["dram"]["copies"] == metrics["tiers"]["ssd"]["copies"] == cluster["nodes_used"]
+    assert metrics["tiers"]["eic"]["copies"] == cluster["racks_used"]
+    assert cluster["nodes_used"] > 1
+
+
+def test_summary_flags_a_tier_that_could_not_keep_up():
+    import main
+
+    metrics = {"tiers": {"dram": {"read_utilization_max": 0.2, "write_utilization_max": 1.0},
+                         "ssd": {"read_utilization_max": 0.5, "write_utilization_max": 7.46}}}
+    assert main._oversubscribed_tiers(metrics) == [
+        "  ! ssd writes needed 7.46x cache.tiers.ssd.write_gbps over the run; transfers are not queued, "
+        "so load times are optimistic"]
+    cache_only = {"tiers": {"hbm": {"hits": 3, "bytes_read": 0}}}  # cache-only tiers carry no time
+    assert main._oversubscribed_tiers(cache_only) == []
