@@ -3,7 +3,8 @@
 One path for every run: parse → pick the mode → check that every flag given is used by that
 mode → resolve and validate the whole config → check that every output can be written →
 run → write the outputs atomically. Everything that can be known wrong is found before the
-run starts.
+run starts. The parser, the modes and the flags each mode uses are ``sim/cli.py``; this module
+resolves the config and outputs and runs the mode.
 
 Exit status: 0 success, 2 bad usage or bad input (one line naming the file, row, key or
 flag), 130 interrupted (Ctrl-C), 1 internal error only.
@@ -27,13 +28,15 @@ import gc  # noqa: E402
 import logging  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
-from typing import TYPE_CHECKING, get_args, get_type_hints  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
 
 try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
-    from sim.config import Config, WorkloadConfig, load_config  # noqa: E402
+    from sim.cli import (EXPERIMENTS, SERVING, WITH_WORKLOAD, build_parser, check_flags, flag_name,  # noqa: E402
+                         parse_policies, parse_routers, select_mode)
+    from sim.config import Config, load_config  # noqa: E402
     from sim.config_fields import setting  # noqa: E402
     from sim.config_yaml import PATH_KEYS  # noqa: E402
-    from sim.errors import QUOTE_LIMIT, InputError, command_status, quote  # noqa: E402
+    from sim.errors import InputError, command_status, quote  # noqa: E402
     from sim.report.output import check_writable  # noqa: E402
 except KeyboardInterrupt:
     print("kvsim: interrupted", file=sys.stderr)
@@ -42,263 +45,6 @@ except KeyboardInterrupt:
 # sim.report.document and trace.workload are imported where they are used.
 if TYPE_CHECKING:
     from sim.report.document import RunResult
-
-MOONCAKE = "../shared/data/traces/mooncake_conversation.jsonl"
-AZURE = "trace/data/azure_conv_2023.csv"
-
-EXAMPLES = f"""\
-examples:
-  # statistics and the reuse ceiling of a trace (no simulation)
-  python main.py --trace-stats --workload-trace {AZURE} --report-json out/stats.json
-
-  # a synthetic multi-turn chat workload instead of a trace file
-  python main.py --trace-stats --set workload.synthetic.kind=multi-turn --preset smoke
-
-  # policy study: several policies over one trace, single tier of 5,000 blocks (Mooncake's own 512-token blocks)
-  python main.py --cache-only --workload-trace {MOONCAKE} \\
-      --policy lru,arc,s3fifo,sieve,belady --capacity-blocks 5000 --report-json out/policies.json
-
-  # prefill/decode disaggregation on the bundled Azure trace, with a per-request CSV
-  python main.py --pd --workload-trace {AZURE} --set pd.num_prefill=2 \\
-      --set pd.num_decode=2 --report-json out/pd.json --requests-csv out/pd_requests.csv
-
-  # override any config key (validated like config.yaml; unknown keys are errors):
-  # here Mooncake's 512-token blocks are split into 64-token ones
-  python main.py --trace-stats --workload-trace {MOONCAKE} \
-      --set workload.block_mismatch=split --set serving.block_size=64
-
-  # capacity planning: a sweep on 2 processes, the max rate under an SLO, the least-cost configuration
-  python main.py --sweep experiments/examples/sweep_policies.yaml --jobs 2 --report-csv out/sweep.csv
-  python main.py --max-rate --workload-trace {AZURE} --set slo.ttft_s=0.3
-  python main.py --plan experiments/examples/plan_azure.yaml --workload-limit 300 --html out/plan.html
-
-modes (one at a time):
-  --trace-stats   trace statistics and the infinite-cache hit ratio
-  --cache-only    replay block accesses through the cache tiers, no timing (policy study)
-  (default)       single node: serving.num_instances workers, each with its HBM, sharing DRAM/SSD,
-                  behind a prefix-aware router; TTFT/TPOT/E2E and the TTFT breakdown
-  --cluster       racks x nodes x GPUs (cluster.*, hardware.gpus_per_node) behind a hierarchical router
-                  (--router NAME[,NAME...]); HBM per instance, DRAM/SSD per node, EIC per rack; with --pd,
-                  prefill/decode pools in every rack (pd.num_prefill/num_decode per rack)
-  --pd            prefill/decode disaggregated serving
-  --check-calibration OVERLAY.yaml
-                  fit of the overlay's compute, collective and network tables (leave-one-out) beside the
-                  roofline / ring / analytic model on the same points
-  --sweep SPEC    every point of a sweep spec (mode, axes) on a process pool or Ray
-  --plan PLAN     the least-cost configuration that meets a hit-ratio or latency target
-
-exit status: 0 success, 2 bad usage or input, 130 interrupted, 1 internal error
-"""
-
-# ---------------------------------------------------------------------------- modes
-
-MODES = ("trace-stats", "cache-only", "single", "pd", "cluster", "check-calibration", "sweep", "plan")
-MODE_FLAGS = {"trace-stats": "--trace-stats", "cache-only": "--cache-only", "single": "the single-node mode (default)",
-              "pd": "--pd", "cluster": "--cluster", "check-calibration": "--check-calibration", "sweep": "--sweep",
-              "plan": "--plan"}
-ALL = frozenset(MODES)
-WITH_WORKLOAD = ALL - {"check-calibration"}  # modes that read a trace or generate a workload
-EXPERIMENTS = frozenset({"sweep", "plan"})  # many runs, each a mode of its own (experiments/)
-SERVING = frozenset({"single", "pd", "cluster"})
-SIMULATING = SERVING | {"cache-only"}  # one simulation per policy
-
-# Which modes use each option (by argparse dest). A flag given in a mode that does not use it is
-# an error naming it, never silently ignored. Every option of the parser must appear here (a test
-# checks), so a new flag declares its modes. The mode switches themselves are not listed.
-FLAG_MODES: dict[str, frozenset[str]] = {
-    "config": ALL,
-    "preset": ALL,
-    "calibration_profile": ALL,
-    "sets": ALL,
-    "seed": WITH_WORKLOAD,
-    "workload_trace": WITH_WORKLOAD,
-    "workload_format": WITH_WORKLOAD,
-    "workload_limit": WITH_WORKLOAD,
-    "workload_time_unit": WITH_WORKLOAD,
-    "strict_workload_validation": WITH_WORKLOAD,
-    "workload_cache": WITH_WORKLOAD,
-    "policy": SIMULATING,
-    "router": frozenset({"single", "cluster"}),
-    "capacity_blocks": frozenset({"cache-only"}),
-    "allow_train_test_overlap": SIMULATING | {"sweep"},
-    "mrc": frozenset({"cache-only"}),
-    "mrc_sample_rate": frozenset({"cache-only"}),
-    "rate_scale": WITH_WORKLOAD - {"plan"},  # the planner sets the rate itself
-    "max_rate": SERVING | {"sweep"},
-    "seeds": SIMULATING | {"sweep"},
-    "jobs": EXPERIMENTS,
-    "backend": EXPERIMENTS,
-    "ray_address": EXPERIMENTS,
-    "resume": frozenset({"sweep"}),
-    "report_json": ALL,
-    "report_csv": ALL,
-    "requests_csv": SERVING,
-    "plot_dir": WITH_WORKLOAD,
-    "html": WITH_WORKLOAD,
-    "no_plot": ALL,  # kvcache-sim scripts pass it everywhere; harmless where nothing is plotted
-    "quiet": ALL,
-}
-MODE_SWITCHES = ("trace_stats", "cache_only", "cluster", "pd", "check_calibration", "sweep", "plan")
-CLUSTER_COMBINES_WITH = ("pd",)  # --cluster --pd: prefill/decode pools in every rack
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # exit 2, as argparse does, in one line like every other error
-        if len(message) > 2 * QUOTE_LIMIT:  # argparse quotes the offending argument whole
-            message = message[: 2 * QUOTE_LIMIT] + "..."
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def _workload_choices(key: str) -> tuple[str, ...]:
-    """The values config key ``workload.<key>`` (a ``Literal``, maybe ``| None``) takes: one list for it and its flag."""
-    hint = get_type_hints(WorkloadConfig)[key]
-    return tuple(value for arg in get_args(hint) for value in (get_args(arg) or (arg,)) if isinstance(value, str))
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
-        prog="kvsim",
-        description="Multi-tier KV-cache policy simulator for LLM serving (HBM / DRAM / SSD / rack EIC).",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--trace-stats", action="store_true", help="trace statistics and reuse ceiling, no simulation")
-    mode.add_argument("--cache-only", action="store_true", help="replay block accesses through the cache tiers, no timing")
-    p.add_argument("--cluster", action="store_true",
-                   help="racks of GPU nodes (cluster.*, hardware.gpus_per_node) behind a hierarchical router; "
-                        "with --pd, prefill/decode pools in every rack")
-    mode.add_argument("--pd", action="store_true", help="prefill/decode disaggregated serving")
-    mode.add_argument("--check-calibration", metavar="OVERLAY.yaml",
-                      help="how well each table the overlay provides fits its measured points, beside the analytic model")
-    mode.add_argument("--sweep", metavar="SPEC.yaml", help="run every point of a sweep spec (README: Capacity planning)")
-    mode.add_argument("--plan", metavar="PLAN.yaml", help="least-cost configuration that meets a target")
-
-    cfg = p.add_argument_group("configuration")
-    cfg.add_argument("--config", metavar="PATH", help="YAML config (default: config.yaml here, else next to main.py)")
-    cfg.add_argument("--preset", choices=["smoke", "dev", "prod-eval"], help="scale the run (see presets in config.yaml)")
-    cfg.add_argument("--calibration-profile", metavar="PATH", action="append", default=[],
-                     help="YAML overlay merged over the config; repeatable, applied in order")
-    cfg.add_argument("--set", metavar="KEY=VALUE", dest="sets", action="append", default=[],
-                     help="override one config key, e.g. --set cache.tiers.dram.capacity_gib=64; repeatable")
-    cfg.add_argument("--seed", type=int, help="seed of every random choice, >= 0 (config key: seed)")
-
-    wl = p.add_argument_group("workload")
-    wl.add_argument("--workload-trace", metavar="PATH", help="trace file (Azure, BurstGPT, Mooncake, Splitwise, LLMServingSim)")
-    wl.add_argument("--workload-format", choices=_workload_choices("format"),
-                    help="trace format (default auto: sniffed from the header)")
-    wl.add_argument("--workload-limit", type=int, metavar="N", help="use only the first N valid requests (N >= 1)")
-    wl.add_argument("--workload-time-unit", choices=_workload_choices("time_unit"), help="unit of numeric timestamps")
-    wl.add_argument("--strict-workload-validation", action="store_true",
-                    help="the first bad row is an error (default: bad rows are counted and skipped)")
-    wl.add_argument("--workload-cache", metavar="PATH",
-                    help="keep the loaded trace in this binary file; later runs map it into memory while the trace file "
-                         "and the loader settings are unchanged, else rebuild it (config key: workload.cache)")
-
-    cache = p.add_argument_group("cache")
-    cache.add_argument("--policy", metavar="NAME[,NAME...]", help="eviction policy; several = one run each, same trace")
-    cache.add_argument("--router", metavar="NAME[,NAME...]",
-                       help="single/cluster modes: round-robin, least-loaded, session-affinity, prefix-aware or "
-                            "precise-prefix (cluster.router); several = one run each, named by it")
-    cache.add_argument("--capacity-blocks", type=int, metavar="N", help="cache-only: single-tier capacity in blocks")
-    cache.add_argument("--allow-train-test-overlap", action="store_true",
-                       help="let --policy learned be judged on requests its model was trained on (off: exit 2)")
-    cache.add_argument("--mrc", action="store_true",
-                       help="add the LRU miss-ratio curve (hit ratio at every capacity, one pass); implies --cache-only")
-    cache.add_argument("--mrc-sample-rate", type=float, metavar="R",
-                       help="SHARDS sampling rate for --mrc, e.g. 0.01 for very long traces (default 1 = exact)")
-
-    exp = p.add_argument_group("experiments")
-    exp.add_argument("--rate-scale", type=float, metavar="X", help="divide inter-arrival times by X (workload.rate_scale)")
-    exp.add_argument("--max-rate", action="store_true", help="highest rate scale meeting slo.* (bisection)")
-    exp.add_argument("--seeds", type=int, metavar="N", help="repeat with seeds seed..seed+N-1: means and 95%% intervals")
-    exp.add_argument("--jobs", type=int, metavar="N", help="--sweep/--plan: parallel points (default: the core count)")
-    exp.add_argument("--backend", choices=["local", "ray"], help="--sweep/--plan: process pool (default) or Ray")
-    exp.add_argument("--ray-address", metavar="ADDR", help="--backend ray: an existing cluster (default: start one)")
-    exp.add_argument("--resume", action="store_true", help="--sweep: run only the points missing from its journal")
-
-    out = p.add_argument_group("output")
-    out.add_argument("--report-json", metavar="PATH", help="write the JSON report here")
-    out.add_argument("--report-csv", metavar="PATH", help="write one CSV row per run here")
-    out.add_argument("--requests-csv", metavar="PATH", help="serving modes: one CSV row per request (times, breakdown)")
-    out.add_argument("--plot-dir", metavar="DIR", help="where PNG plots go (default: beside --report-json, else kvsim-plots/)")
-    out.add_argument("--html", metavar="PATH", help="one self-contained HTML report (tables, plots, config)")
-    out.add_argument("--no-plot", action="store_true", help="skip plots")
-    out.add_argument("--quiet", action="store_true", help="print nothing but errors")
-    return p
-
-
-def _flag(dest: str) -> str:
-    return "--" + dest.replace("_", "-") if dest != "sets" else "--set"
-
-
-def select_mode(args: argparse.Namespace) -> str:
-    if args.cluster:
-        others = [f"--{name.replace('_', '-')}" for name in MODE_SWITCHES
-                  if name != "cluster" and name not in CLUSTER_COMBINES_WITH and getattr(args, name)]
-        if others:
-            raise InputError(f"--cluster is not allowed with {others[0]} (it combines only with --pd)")
-    if args.sweep:
-        return "sweep"
-    if args.plan:
-        return "plan"
-    if args.check_calibration:
-        return "check-calibration"
-    if args.trace_stats:
-        return "trace-stats"
-    if args.cache_only:
-        return "cache-only"
-    if args.cluster:
-        return "cluster"
-    if args.pd:
-        return "pd"
-    return "cache-only" if args.mrc else "single"  # --mrc implies --cache-only
-
-
-def check_flags(args: argparse.Namespace, parser: argparse.ArgumentParser, mode: str) -> None:
-    """Every flag given is used by ``mode`` (the ``FLAG_MODES`` table), and the flags agree with each other."""
-    for dest, modes in FLAG_MODES.items():
-        if getattr(args, dest) != parser.get_default(dest) and mode not in modes:
-            users = ", ".join(MODE_FLAGS[m] for m in MODES if m in modes)
-            raise InputError(f"{_flag(dest)} is not used by {MODE_FLAGS[mode]} (it applies to {users})")
-    if args.mrc_sample_rate is not None and not args.mrc:
-        raise InputError("--mrc-sample-rate is used only with --mrc")
-    if args.plot_dir is not None and args.no_plot:
-        raise InputError("--plot-dir and --no-plot contradict each other")
-    from experiments.cli import check_experiment_flags
-
-    check_experiment_flags(args, mode)
-
-
-def parse_routers(text: str | None) -> list[str]:
-    """``--router a,b``: the names, each registered and given once."""
-    if text is None:
-        return []
-    from sim.serving.routers import ROUTERS
-
-    return _parse_names(text, "--router", "router", "routers", list(ROUTERS))
-
-
-def parse_policies(text: str | None) -> list[str]:
-    """``--policy a,b``: the names, each registered and given once."""
-    if text is None:
-        return []
-    from sim.cache.policies import POLICIES
-
-    return _parse_names(text, "--policy", "policy", "policies", sorted(POLICIES))
-
-
-def _parse_names(text: str, flag: str, kind: str, kinds: str, valid: list[str]) -> list[str]:
-    """A comma-separated list of registry names: none empty, unknown or repeated (each names a run)."""
-    names = [name.strip() for name in text.split(",")]
-    if not all(names):
-        raise InputError(f"{flag} {quote(text)}: an empty {kind} name; give NAME[,NAME...]")
-    for i, name in enumerate(names):
-        if name not in valid:
-            raise InputError(f"{flag}: unknown {kind} {quote(name)}; valid {kinds}: {', '.join(valid)}")
-        if name in names[:i]:
-            raise InputError(f"{flag}: {quote(name)} given twice (each run is named by its {kind})")
-    return names
 
 
 # --------------------------------------------------------------------------- config
@@ -333,7 +79,7 @@ def resolve_config(args: argparse.Namespace) -> Config:
     path = Path(args.config) if args.config else _default_config_path()
     if args.config and not path.is_file():
         raise InputError(f"config file not found: {path}")
-    flags = [(_flag(dest), key, getattr(args, dest)) for dest, key in FLAG_KEYS.items()
+    flags = [(flag_name(dest), key, getattr(args, dest)) for dest, key in FLAG_KEYS.items()
              if getattr(args, dest) is not None and getattr(args, dest) is not False]
     if args.policy:
         flags.append(("--policy", "cache.policy", parse_policies(args.policy)[0]))
@@ -350,7 +96,7 @@ def check_config_for_mode(args: argparse.Namespace, config: Config, mode: str, p
     if config.workload.trace is None:
         for dest in ("workload_format", "workload_time_unit", "strict_workload_validation"):
             if getattr(args, dest) is not None and getattr(args, dest) is not False:
-                raise InputError(f"{_flag(dest)} applies to a trace file; no --workload-trace is given (synthetic workload)")
+                raise InputError(f"{flag_name(dest)} applies to a trace file; no --workload-trace is given (synthetic workload)")
     if args.allow_train_test_overlap and not any(POLICIES[p].needs_predictions for p in policies):
         raise InputError(f"--allow-train-test-overlap applies only to a learned policy (runs: {', '.join(policies)})")
     if mode in SERVING:
@@ -596,10 +342,8 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def prepare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Run:
-    """Everything checked before any work: mode and flags, the whole config, the outputs."""
-    mode = select_mode(args)
-    check_flags(args, parser, mode)
+def prepare(args: argparse.Namespace, mode: str) -> Run:
+    """Everything else checked before any work (the mode and its flags are): the whole config, the outputs."""
     policies = parse_policies(args.policy)
     routers = parse_routers(args.router)
     if mode == "check-calibration":  # the overlay applies last, over any --calibration-profile
@@ -628,12 +372,15 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, start: float) -> int:
     """The chosen mode, end to end: validate, run, write the outputs, print the summary."""
     mode = select_mode(args)
+    check_flags(args, parser, mode)
+    from experiments.cli import check_experiment_flags
+
+    check_experiment_flags(args, mode)
     if mode in EXPERIMENTS:
-        check_flags(args, parser, mode)
         from experiments.cli import run_experiment
 
         return run_experiment(args, mode)
-    run = prepare(args, parser)
+    run = prepare(args, mode)
     runner = RUNNERS[run.mode]
     if args.max_rate or args.seeds:
         from experiments.cli import searched_runner

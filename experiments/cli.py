@@ -13,7 +13,7 @@ from typing import Callable
 from sim.errors import InputError
 
 def check_experiment_flags(args: argparse.Namespace, mode: str) -> None:
-    """The experiment flags' rules between each other (which modes use each flag is main.py's
+    """The experiment flags' rules between each other (which modes use each flag is sim/cli.py's
     ``FLAG_MODES`` table, checked before this)."""
     if args.ray_address and args.backend != "ray":
         raise InputError("--ray-address needs --backend ray")

@@ -22,349 +22,33 @@ the plan). Then:
    meets the target, and the runs that prove the boundary: that candidate run at the
    target (meets) and the next cheaper timed candidate run at the target (fails). A fleet's
    hit ratio comes from its serving run (cluster mode has no cache-only replay).
+
+``experiments.plan_file`` reads and validates the plan, ``experiments.plan_candidates`` enumerates
+and prunes the candidates (step 1); this module runs them, proves the choice and reports (2, 3).
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import sys
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sim.config import Config, replace
-from sim.errors import ConfigError, InputError
+from sim.config import replace
+from sim.errors import InputError
 from sim.report.document import build_report
 from experiments.execute import RunOptions, check_point
 from experiments.outputs import write_csv, write_json
-from experiments.prices import TIERS, Prices, load_prices
+from experiments.plan_candidates import Candidate, enumerate_candidates, mrc_is_exact, mrc_levels, prune_with_mrc
+from experiments.plan_file import load_plan, plan_error
+from experiments.prices import load_prices
 from experiments.runner import Task, default_jobs, run_task, run_tasks
-from experiments.spec import ConfigLayers, parse_layers, read_yaml_mapping, resolve_layers
+from experiments.spec import resolve_layers
 
 if TYPE_CHECKING:  # main.py's checked output paths
     from main import Outputs
-
-PLAN_KEYS = ("config", "overlays", "workload", "set", "target", "search", "prices")
-TARGET_KEYS = ("hit_ratio", "slo", "rate_rps")
-SLO_KEYS = ("ttft_s", "tpot_s", "attainment")
-SEARCH_KEYS = ("gpu", "gpus", "tensor_parallel_size", "pd_split", "tiers", "racks", "nodes_per_rack", "mrc_epsilon",
-               "rate_tolerance")
-MRC_EPSILON = 0.001  # hit ratio a pricier tier mix must add at some tier level to be timed
-RATE_TOLERANCE = 0.02  # max-rate bracket width per candidate (the proof runs settle the boundary exactly)
-
-
-@dataclass(frozen=True)
-class Plan:
-    """A validated plan file."""
-
-    path: Path
-    layers: ConfigLayers
-    hit_ratio: float | None
-    slo: dict[str, float | None]
-    rate_rps: float | None
-    gpu: list[str]
-    gpus: list[int]
-    tensor_parallel_size: list[int]
-    pd_split: list[str]
-    tiers: dict[str, list[float]]
-    racks: list[int] | None  # a fleet plan (cluster mode) when racks or nodes_per_rack is searched
-    nodes_per_rack: list[int] | None
-    mrc_epsilon: float
-    rate_tolerance: float
-    prices: dict[str, Any]
-
-    @property
-    def fleet(self) -> bool:
-        return self.racks is not None or self.nodes_per_rack is not None
-
-
-@dataclass
-class Candidate:
-    """One configuration of the search space and what the planner learned about it."""
-
-    gpu: str
-    gpus: int
-    tp: int
-    split: tuple[int, int] | None  # (prefill, decode) instances; None = aggregated
-    tier_gib: dict[str, float]
-    racks: int | None = None  # a fleet candidate: racks x nodes per rack (cluster mode)
-    nodes: int | None = None
-    name: str = ""
-    mode: str = "single"
-    config: Config | None = None
-    cost: float = 0.0
-    status: str = "pending"  # pending | infeasible | pruned | timed | failed
-    reason: str = ""
-    mrc_levels: tuple[float, ...] = ()
-    measured: float | None = None
-    metrics: dict = field(default_factory=dict)
-    pareto: bool = False
-    chosen: bool = False
-
-    @property
-    def overrides(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"hardware.gpu": self.gpu, "serving.tensor_parallel_size": self.tp}
-        instances = self.gpus // self.tp
-        if self.racks is not None:
-            out["cluster.num_racks"], out["cluster.nodes_per_rack"] = self.racks, self.nodes
-        elif self.split is None:
-            out["serving.num_instances"] = instances
-        else:
-            out["pd.num_prefill"], out["pd.num_decode"] = self.split
-        for tier, gib in self.tier_gib.items():
-            out[f"cache.tiers.{tier}.capacity_gib"] = gib
-        return out
-
-
-# ------------------------------------------------------------------------------ plan file
-
-
-def _fail(path: Path, message: str) -> ConfigError:
-    return ConfigError(f"plan {path}: {message}")
-
-
-def _check_keys(path: Path, data: dict, valid: tuple[str, ...], where: str) -> None:
-    unknown = [k for k in data if k not in valid]
-    if unknown:
-        raise _fail(path, f"unknown key '{where}{unknown[0]}'; valid keys: {', '.join(valid)}")
-
-
-def _numbers(path: Path, key: str, values: Any, kind: type, minimum: float) -> list:
-    if not isinstance(values, list) or not values:
-        raise _fail(path, f"'{key}' must be a non-empty list")
-    for v in values:
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or (kind is int and not isinstance(v, int)) or v < minimum:
-            raise _fail(path, f"'{key}': {v!r} is not {'an integer' if kind is int else 'a number'} >= {minimum}")
-    return [kind(v) for v in values]
-
-
-def load_plan(path: str | Path) -> Plan:
-    """Read and validate a plan file (every key checked, the target exactly one of its kinds)."""
-    path = Path(path)
-    data = read_yaml_mapping(path, "plan")
-    _check_keys(path, data, PLAN_KEYS, "")
-    layers = parse_layers(data, path, "plan")
-    target = data.get("target")
-    if not isinstance(target, dict):
-        raise _fail(path, "'target' must be a mapping: {hit_ratio: X} or {slo: {ttft_s: ..., attainment: ...}, rate_rps: ...}")
-    _check_keys(path, target, TARGET_KEYS, "target.")
-    slo = target.get("slo") or {}
-    if not isinstance(slo, dict):
-        raise _fail(path, "'target.slo' must be a mapping")
-    _check_keys(path, slo, SLO_KEYS, "target.slo.")
-    has_slo = slo.get("ttft_s") is not None or slo.get("tpot_s") is not None
-    if (target.get("hit_ratio") is not None) == has_slo:
-        raise _fail(path, "give exactly one target: 'target.hit_ratio', or latency targets under 'target.slo'")
-    hit = target.get("hit_ratio")
-    if hit is not None and not (isinstance(hit, (int, float)) and 0 < hit <= 1):
-        raise _fail(path, f"'target.hit_ratio' must be in (0, 1], got {hit!r}")
-    rate = target.get("rate_rps")
-    if rate is not None and (hit is not None or not isinstance(rate, (int, float)) or rate <= 0):
-        raise _fail(path, "'target.rate_rps' must be a positive number and goes with an SLO target")
-    search = data.get("search")
-    if not isinstance(search, dict):
-        raise _fail(path, "'search' must be a mapping (gpu, gpus, tensor_parallel_size, pd_split, tiers)")
-    _check_keys(path, search, SEARCH_KEYS, "search.")
-    fleet = "racks" in search or "nodes_per_rack" in search
-    if fleet:
-        ignored = [k for k in ("gpus", "pd_split") if k in search]
-        if ignored:
-            raise _fail(path, f"'search.{ignored[0]}' does not apply to a fleet plan (search.racks / search.nodes_per_rack: "
-                              f"racks x nodes x hardware.gpus_per_node GPUs, aggregated instances of "
-                              f"tensor_parallel_size GPUs)")
-    elif hit is not None:
-        ignored = [k for k in ("gpus", "pd_split") if k in search]
-        if ignored:
-            raise _fail(path, f"'search.{ignored[0]}' does not apply to a hit-ratio target (a cache-only replay of one "
-                              f"instance: tensor_parallel_size GPUs)")
-    gpu = search.get("gpu")
-    if not isinstance(gpu, list) or not gpu or not all(isinstance(g, str) for g in gpu):
-        raise _fail(path, "'search.gpu' must be a non-empty list of GPU names (profiles/gpus.yaml)")
-    splits = search.get("pd_split", ["aggregated"])
-    if not isinstance(splits, list) or not splits:
-        raise _fail(path, "'search.pd_split' must be a non-empty list")
-    for split in splits:
-        if split not in ("aggregated", "all") and _ratio(split) is None:
-            raise _fail(path, f"'search.pd_split': {split!r} is not 'aggregated', 'all' or a ratio like '1:3'")
-    tiers = search.get("tiers") or {}
-    if not isinstance(tiers, dict):
-        raise _fail(path, "'search.tiers' must be a mapping of dram/ssd/eic to lists of GiB")
-    _check_keys(path, tiers, TIERS, "search.tiers.")
-    return Plan(
-        path=path, layers=layers, hit_ratio=float(hit) if hit is not None else None,
-        slo={k: slo.get(k) for k in SLO_KEYS}, rate_rps=float(rate) if rate is not None else None,
-        gpu=list(gpu), gpus=_numbers(path, "search.gpus", search.get("gpus", [1]), int, 1),
-        tensor_parallel_size=_numbers(path, "search.tensor_parallel_size", search.get("tensor_parallel_size", [1]), int, 1),
-        pd_split=[str(s) for s in splits],
-        tiers={t: _numbers(path, f"search.tiers.{t}", v, float, 0) for t, v in tiers.items()},
-        racks=_numbers(path, "search.racks", search["racks"], int, 1) if "racks" in search else None,
-        nodes_per_rack=(_numbers(path, "search.nodes_per_rack", search["nodes_per_rack"], int, 1)
-                        if "nodes_per_rack" in search else None),
-        mrc_epsilon=float(search.get("mrc_epsilon", MRC_EPSILON)),
-        rate_tolerance=float(search.get("rate_tolerance", RATE_TOLERANCE)),
-        prices=data.get("prices") or {},
-    )
-
-
-def _ratio(text: Any) -> tuple[int, int] | None:
-    parts = str(text).split(":")
-    if len(parts) == 2 and all(p.strip().isdigit() and int(p) > 0 for p in parts):
-        return int(parts[0]), int(parts[1])
-    return None
-
-
-# ------------------------------------------------------------------------------ candidates
-
-
-def _splits(plan: Plan, instances: int) -> list[tuple[int, int] | None]:
-    out: list[tuple[int, int] | None] = []
-    for split in plan.pd_split:
-        if split == "aggregated":
-            out.append(None)
-        elif split == "all":
-            out += [(p, instances - p) for p in range(1, instances)]
-        else:
-            p, d = _ratio(split)
-            if instances % (p + d) == 0:
-                k = instances // (p + d)
-                out.append((p * k, d * k))
-    return list(dict.fromkeys(out))
-
-
-def _label(c: Candidate, varied_tiers: list[str]) -> str:
-    tiers = "".join(f" {t}={c.tier_gib[t]:g}GiB" for t in varied_tiers)
-    if c.racks is not None:
-        return f"{c.racks}x{c.nodes}x{c.gpus // (c.racks * c.nodes)}x{c.gpu} tp{c.tp}{tiers}"
-    split = "aggregated" if c.split is None else f"{c.split[0]}P:{c.split[1]}D"
-    return f"{c.gpus}x{c.gpu} tp{c.tp} {split}{tiers}"
-
-
-def _shapes(plan: Plan, base: Config, tp: int) -> list[tuple[int | None, int | None, int]]:
-    """(racks, nodes per rack, GPUs) of each GPU count searched: a fleet plan's racks x nodes, or one node's counts."""
-    if plan.fleet:
-        gpn = base.hardware.gpus_per_node
-        return [(r, n, r * n * gpn) for r in plan.racks or [base.cluster.num_racks]
-                for n in plan.nodes_per_rack or [base.cluster.nodes_per_rack]]
-    if plan.hit_ratio is not None:
-        return [(None, None, tp)]
-    return [(None, None, n) for n in plan.gpus if n % tp == 0]
-
-
-def enumerate_candidates(plan: Plan, base: Config, prices: Prices) -> list[Candidate]:
-    """Every (GPU, count, TP, split, tier mix) of the search space with its config and cost; refusals name the key."""
-    from sim.cache.tiers import hbm_capacity_blocks
-    from sim.cluster.topology import Topology
-    from sim.specs import gpu_spec
-
-    hit_target = plan.hit_ratio is not None
-    tier_names = [t for t in TIERS if t in plan.tiers]
-    varied = [t for t in tier_names if len(plan.tiers[t]) > 1]
-    tier_mixes = [dict(zip(tier_names, combo)) for combo in itertools.product(*(plan.tiers[t] for t in tier_names))]
-    for count in [] if plan.fleet else plan.gpus:
-        if count > base.hardware.gpus_per_node:
-            raise _fail(plan.path, f"'search.gpus': {count} GPUs exceed hardware.gpus_per_node="
-                                   f"{base.hardware.gpus_per_node} (one node); plan a fleet with search.racks / search.nodes_per_rack")
-    out = []
-    for gpu in plan.gpu:
-        try:
-            gpu_spec(gpu)
-            prices.gpu_hour(gpu)
-        except ConfigError as exc:
-            raise _fail(plan.path, f"search.gpu: {exc}") from None
-        for tp in plan.tensor_parallel_size:
-            for racks, nodes, count in _shapes(plan, base, tp):
-                splits = [None] if hit_target or plan.fleet else _splits(plan, count // tp)
-                for split in splits:
-                    for mix in tier_mixes:
-                        c = Candidate(gpu, count, tp, split, mix, racks, nodes)
-                        c.name = _label(c, varied)
-                        c.mode = ("cluster" if plan.fleet else "cache-only" if hit_target else
-                                  "single" if split is None else "pd")
-                        try:
-                            c.config = replace(base, **c.overrides)
-                        except ConfigError as exc:
-                            raise _fail(plan.path, f"candidate {c.name}: {str(exc).removeprefix('override: ')}") from None
-                        c.cost = prices.cost(gpu, count, mix, nodes=(racks or 1) * (nodes or 1), racks=racks or 1)
-                        try:
-                            hbm_capacity_blocks(c.config)
-                            if plan.fleet:
-                                Topology.from_config(c.config)
-                        except ConfigError as exc:
-                            c.status, c.reason = "infeasible", str(exc)
-                        out.append(c)
-    if not out:
-        raise _fail(plan.path, "the search space is empty (no GPU count divisible by a tensor-parallel size?)")
-    return out
-
-
-# ------------------------------------------------------------------------------ MRC pruning
-
-
-def _mrc_levels(candidates: list[Candidate], stream: np.ndarray, unique: int) -> None:
-    """Each feasible candidate's LRU hit ratio at its cumulative tier capacities (HBM, +DRAM, +SSD, +EIC)."""
-    from sim.cache.mrc import lru_mrc
-    from sim.cache.tiers import hbm_capacity_blocks, kv_block_bytes
-    from sim.specs import GIB
-
-    feasible = [c for c in candidates if c.status != "infeasible"]
-    levels = {}
-    for c in feasible:
-        block = kv_block_bytes(c.config)
-        front = c.split[0] if c.split else c.gpus // c.tp  # instances whose HBM holds prefixes (PD: prefill)
-        if c.mode == "cache-only":
-            front = 1  # cache-only replays one instance's HBM over the shared tiers
-        # copies of each tier: one per node (DRAM, SSD) and per rack (EIC) in a fleet, one in a node
-        copies = {"dram": 1, "ssd": 1, "eic": 1} if c.racks is None else \
-            {"dram": c.racks * c.nodes, "ssd": c.racks * c.nodes, "eic": c.racks}
-        caps = [front * hbm_capacity_blocks(c.config)]
-        for tier in TIERS:
-            caps.append(caps[-1] + copies[tier] * int(c.tier_gib.get(tier, 0.0) * GIB // block))
-        levels[id(c)] = caps
-    if unique >= len(stream):  # no block repeats: every capacity hits nothing
-        for c in feasible:
-            c.mrc_levels = (0.0,) * (len(TIERS) + 1)
-        return
-    grid = np.unique(np.array([v for caps in levels.values() for v in caps], dtype=np.int64).clip(min=1))
-    curve = lru_mrc(stream, capacities=grid)
-    for c in feasible:
-        c.mrc_levels = tuple(curve.hit_ratio_at(v) if v > 0 else 0.0 for v in levels[id(c)])
-
-
-def prune_with_mrc(candidates: list[Candidate], epsilon: float, hit_target: float | None, exact: bool) -> None:
-    """Mark tier mixes that the miss-ratio curve shows cannot help (and, when exact, misses of a hit target)."""
-    groups: dict[tuple, list[Candidate]] = {}
-    for c in candidates:
-        if c.status != "infeasible":
-            groups.setdefault((c.gpu, c.gpus, c.tp, c.split, c.racks, c.nodes), []).append(c)
-    for members in groups.values():
-        kept: list[Candidate] = []
-        for c in sorted(members, key=lambda m: m.cost):
-            better = next((k for k in kept if all(a <= b + epsilon for a, b in zip(c.mrc_levels, k.mrc_levels))), None)
-            if better is not None:
-                c.status = "pruned"
-                c.reason = f"miss-ratio curve: no tier level gains over {better.name} (cheaper)"
-            else:
-                kept.append(c)
-    if hit_target is not None and exact:
-        for c in candidates:
-            if c.status == "pending" and c.mrc_levels[-1] < hit_target:
-                c.status = "pruned"
-                c.reason = f"miss-ratio curve: hit ratio {c.mrc_levels[-1]:.4f} < target (exact for exclusive LRU)"
-
-
-def _mrc_is_exact(config: Config) -> bool:
-    """The LRU curve gives the cache-only hit ratio exactly: exclusive LRU tiers, plain lookups, no plug-ins."""
-    tiers = config.cache.tiers
-    policies = {config.cache.policy, *(getattr(tiers, t).policy or config.cache.policy for t in ("hbm", *TIERS))}
-    return (policies == {"lru"} and config.cache.inclusion == "exclusive" and config.cache.access_semantics in ("auto", "plain")
-            and config.cache.admission == "none" and config.cache.prefetch == "none")
-
-
-# ------------------------------------------------------------------------------ the search
 
 
 def _order(c: Candidate) -> tuple:
@@ -452,11 +136,11 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
     target_rate = target_scale = None
     if hit_target is None:
         if base_rate is None:
-            raise _fail(plan.path, "the workload's requests all arrive at once: its rate, and so a target rate, is undefined")
+            raise plan_error(plan.path, "the workload's requests all arrive at once: its rate, and so a target rate, is undefined")
         target_rate = plan.rate_rps or base_rate * base.workload.rate_scale
         target_scale = target_rate / base_rate
-    _mrc_levels(candidates, trace.access_stream(), trace.num_unique_blocks)
-    prune_with_mrc(candidates, plan.mrc_epsilon, hit_target, _mrc_is_exact(base) and not plan.fleet)
+    mrc_levels(candidates, trace.access_stream(), trace.num_unique_blocks)
+    prune_with_mrc(candidates, plan.mrc_epsilon, hit_target, mrc_is_exact(base) and not plan.fleet)
     pending = [c for c in candidates if c.status == "pending"]
     if not args.quiet:
         print(f"plan {plan.path}: {len(candidates)} candidates, {sum(c.status == 'pruned' for c in candidates)} pruned by "

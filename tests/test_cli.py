@@ -106,20 +106,20 @@ def _sample(action) -> list[str]:
 
 
 def test_flag_table_lists_every_option():
-    import main
+    from sim.cli import FLAG_MODES, MODE_SWITCHES, build_parser
 
-    dests = {a.dest for a in main.build_parser()._actions if a.option_strings and a.dest != "help"}
-    assert dests == set(main.FLAG_MODES) | set(main.MODE_SWITCHES)
+    dests = {a.dest for a in build_parser()._actions if a.option_strings and a.dest != "help"}
+    assert dests == set(FLAG_MODES) | set(MODE_SWITCHES)
 
 
 def test_every_flag_outside_its_modes_exits_2_naming_it(run_cli):
     """The FLAG_MODES table, row by row: each flag given in each mode that does not use it."""
-    import main
+    from sim.cli import FLAG_MODES, MODES, build_parser
 
-    actions = {a.dest: a for a in main.build_parser()._actions if a.option_strings}
+    actions = {a.dest: a for a in build_parser()._actions if a.option_strings}
     checked = 0
-    for dest, modes in main.FLAG_MODES.items():
-        for mode in sorted(set(main.MODES) - modes):
+    for dest, modes in FLAG_MODES.items():
+        for mode in sorted(set(MODES) - modes):
             if dest == "mrc" and mode == "single":
                 continue  # --mrc with no mode switch selects --cache-only
             argv = [*_switch(mode), *_sample(actions[dest])]

@@ -9,7 +9,8 @@ import pytest
 from sim.config import load_config
 from sim.errors import ConfigError
 from sim.serving.collectives import MeasuredCollectives, RingCollectives, TensorParallelComm
-from sim.serving.compute import StepShape, compute_model
+from sim.serving.compute import StepShape
+from sim.serving.compute_backend import compute_model
 from sim.specs import gpu_spec, model_spec
 
 MIB = 1 << 20

@@ -8,7 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sim.serving.compute import RooflineCompute, StepShape, VidurProfile, compute_model
+from sim.serving.compute import RooflineCompute, StepShape
+from sim.serving.compute_backend import compute_model
+from sim.serving.vidur_compute import VidurProfile
 from sim.config import load_config
 from sim.specs import gpu_spec, model_spec
 from tests.conftest import ROOT
@@ -88,7 +90,7 @@ def test_newer_llmservingsim_bundle_format_by_hand(tmp_path):
     extra per-layer operator (qk_norm), and per-shard shapes in meta.yaml. Step time by hand."""
     from pathlib import Path
 
-    from sim.serving.compute import LLMServingSimCompute
+    from sim.serving.llmservingsim_compute import LLMServingSimCompute
 
     tp = Path(tmp_path) / "tp1"
     tp.mkdir()
@@ -124,7 +126,7 @@ def test_bundle_at_tp2_adds_measured_collectives(tmp_path):
     two all-reduces a layer and one after the embedding (hidden states), one all-gather of the logits."""
     from pathlib import Path
 
-    from sim.serving.compute import LLMServingSimCompute
+    from sim.serving.llmservingsim_compute import LLMServingSimCompute
     from sim.serving.collectives import MeasuredCollectives, RingCollectives, TensorParallelComm, bundle_hardware_yaml
 
     hardware, bundle = Path(tmp_path), Path(tmp_path) / "org" / "model" / "bf16"

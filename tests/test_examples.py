@@ -8,7 +8,7 @@ import shlex
 
 import pytest
 
-import main
+from sim.cli import build_parser
 from tests.conftest import ROOT, SHARED_DATA
 
 INPUT_FLAGS = ("--workload-trace", "--config", "--calibration-profile")
@@ -31,7 +31,7 @@ def _commands(text: str) -> list[str]:
 
 
 README_COMMANDS = _commands((ROOT / "README.md").read_text())
-HELP_COMMANDS = _commands(main.build_parser().epilog)
+HELP_COMMANDS = _commands(build_parser().epilog)
 
 
 def test_examples_are_found():

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from sim.config import load_config
-from sim.serving.compute import StepShape, compute_model
+from sim.serving.compute import StepShape
+from sim.serving.compute_backend import compute_model
 from tests.conftest import BUNDLED_AZURE
 from trace.workload import load_workload
 

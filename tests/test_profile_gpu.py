@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from sim.serving.collectives import MeasuredCollectives, RingCollectives
-from sim.serving.compute import ProfiledCompute, RooflineCompute, StepShape, VidurAttention, VidurProfile
+from sim.serving.compute import RooflineCompute, StepShape
+from sim.serving.vidur_compute import ProfiledCompute, VidurAttention, VidurProfile
 from sim.specs import ModelSpec, gpu_spec, model_spec
 from tests.conftest import ROOT
 

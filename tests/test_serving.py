@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import sim.serving.scheduler
-from sim.serving.compute import StepShape, compute_model
+from sim.serving.compute import StepShape
+from sim.serving.compute_backend import compute_model
 from sim.config import load_config
 from sim.errors import InputError
 from sim.report.metrics import BREAKDOWN

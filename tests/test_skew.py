@@ -11,7 +11,9 @@ import pytest
 
 from sim.config import load_config
 from sim.errors import ConfigError
-from sim.serving.compute import LLMServingSimCompute, StepShape, compute_model
+from sim.serving.compute import StepShape
+from sim.serving.compute_backend import compute_model
+from sim.serving.llmservingsim_compute import LLMServingSimCompute
 from sim.specs import model_spec
 
 BUNDLE = "profiles/llmservingsim_rtx4090_llama31_8b"

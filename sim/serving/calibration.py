@@ -33,8 +33,10 @@ from sim.errors import ConfigError, InputError
 from sim.report.document import RunResult
 from sim.serving.collectives import (COLLECTIVES, MeasuredCollectives, RingCollectives, bundle_hardware_yaml,
                                      vidur_collective_rows)
-from sim.serving.compute import (RooflineCompute, SkewFit, StepShape, VidurAttention, VidurProfile, bundle_attention_rows,
-                                 bundle_curves, gpu_link, _MODEL_OPS, _vidur_op_columns)
+from sim.serving.compute import RooflineCompute, StepShape
+from sim.serving.compute_backend import gpu_link
+from sim.serving.llmservingsim_compute import MODEL_OPS, SkewFit, bundle_attention_rows, bundle_curves
+from sim.serving.vidur_compute import VidurAttention, VidurProfile, vidur_op_columns
 from sim.serving.network import AnalyticNetwork, LookupNetwork
 from sim.specs import DTYPE_BYTES, gpu_spec, model_spec
 
@@ -134,7 +136,7 @@ def _vidur_mlp(path: Path, config: Config) -> TableFit:
     tps = sorted(int(t) for t in frame["num_tensor_parallel_workers"].unique())
     for tp in tps:  # shape checks as the serving model makes them
         VidurProfile.load(path, model, tp)
-    ops = _vidur_op_columns(frame, exclude=("emb",))
+    ops = vidur_op_columns(frame, exclude=("emb",))
     points = (frame.assign(seconds=frame[ops].sum(axis=1) * 1e-3)
               .groupby(["num_tensor_parallel_workers", "num_tokens"], as_index=False)["seconds"].mean())
     rooflines = {tp: _roofline(config, tp) for tp in tps}
@@ -161,7 +163,7 @@ def _vidur_attention(path: Path, config: Config) -> TableFit:
     tps = sorted(int(t) for t in frame["num_tensor_parallel_workers"].unique())
     for tp in tps:
         VidurAttention.load(path, model, tp, config.serving.block_size)
-    frame = frame.assign(seconds=frame[_vidur_op_columns(frame)].sum(axis=1, min_count=1) * 1e-3,
+    frame = frame.assign(seconds=frame[vidur_op_columns(frame)].sum(axis=1, min_count=1) * 1e-3,
                          prefill=frame["is_prefill"].astype(str).str.lower() == "true")
     keys = ["num_tensor_parallel_workers", "prefill", "batch_size", "prefill_chunk_size", "kv_cache_size"]
     points = frame.groupby(keys, as_index=False)["seconds"].mean()
@@ -188,7 +190,7 @@ def _bundle_tables(directory: Path, config: Config) -> list[TableFit]:
         roofline = _roofline(config, tp)
         label = f"tp{tp}/"
         dense = bundle_curves(pd.read_csv(tp_dir / "dense.csv"), "tokens")
-        layer_ops = [op for op in dense if op not in _MODEL_OPS] + ["layernorm"]  # two norms a layer
+        layer_ops = [op for op in dense if op not in MODEL_OPS] + ["layernorm"]  # two norms a layer
         common = sorted(set.intersection(*(set(dense[op][0].tolist()) for op in layer_ops)))
         per_layer = pd.DataFrame({"tokens": common, "seconds": [
             sum(float(np.interp(t, *dense[op])) for op in layer_ops) for t in common]})

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from sim.cache.access import access_semantics, block_id_space, learned_predictions, next_use_index
 from sim.cache.arena import TierArena
 from sim.cache.multitier import build_cache
-from sim.serving.compute import compute_model
+from sim.serving.compute_backend import compute_model
 from sim.config import Config
 from sim.config_rules import single_node_fits
 from sim.serving.engine import Engine

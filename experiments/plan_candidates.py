@@ -1,0 +1,202 @@
+"""The planner's search space: every candidate configuration with its cost, pruned by the miss-ratio curve.
+
+``enumerate_candidates`` expands a ``Plan`` into ``Candidate`` configurations (GPU, count, tensor
+parallelism, prefill:decode split or fleet shape, tier mix), each priced and checked for
+feasibility; ``mrc_levels`` and ``prune_with_mrc`` drop, before any timing run, the tier mixes that
+the one-pass LRU miss-ratio curve shows cannot help.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sim.config import Config, replace
+from sim.errors import ConfigError
+from experiments.plan_file import Plan, pd_ratio, plan_error
+from experiments.prices import TIERS, Prices
+
+
+@dataclass
+class Candidate:
+    """One configuration of the search space and what the planner learned about it."""
+
+    gpu: str
+    gpus: int
+    tp: int
+    split: tuple[int, int] | None  # (prefill, decode) instances; None = aggregated
+    tier_gib: dict[str, float]
+    racks: int | None = None  # a fleet candidate: racks x nodes per rack (cluster mode)
+    nodes: int | None = None
+    name: str = ""
+    mode: str = "single"
+    config: Config | None = None
+    cost: float = 0.0
+    status: str = "pending"  # pending | infeasible | pruned | timed | failed
+    reason: str = ""
+    mrc_levels: tuple[float, ...] = ()
+    measured: float | None = None
+    metrics: dict = field(default_factory=dict)
+    pareto: bool = False
+    chosen: bool = False
+
+    @property
+    def overrides(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"hardware.gpu": self.gpu, "serving.tensor_parallel_size": self.tp}
+        instances = self.gpus // self.tp
+        if self.racks is not None:
+            out["cluster.num_racks"], out["cluster.nodes_per_rack"] = self.racks, self.nodes
+        elif self.split is None:
+            out["serving.num_instances"] = instances
+        else:
+            out["pd.num_prefill"], out["pd.num_decode"] = self.split
+        for tier, gib in self.tier_gib.items():
+            out[f"cache.tiers.{tier}.capacity_gib"] = gib
+        return out
+
+
+def _splits(plan: Plan, instances: int) -> list[tuple[int, int] | None]:
+    out: list[tuple[int, int] | None] = []
+    for split in plan.pd_split:
+        if split == "aggregated":
+            out.append(None)
+        elif split == "all":
+            out += [(p, instances - p) for p in range(1, instances)]
+        else:
+            p, d = pd_ratio(split)
+            if instances % (p + d) == 0:
+                k = instances // (p + d)
+                out.append((p * k, d * k))
+    return list(dict.fromkeys(out))
+
+
+def _label(c: Candidate, varied_tiers: list[str]) -> str:
+    tiers = "".join(f" {t}={c.tier_gib[t]:g}GiB" for t in varied_tiers)
+    if c.racks is not None:
+        return f"{c.racks}x{c.nodes}x{c.gpus // (c.racks * c.nodes)}x{c.gpu} tp{c.tp}{tiers}"
+    split = "aggregated" if c.split is None else f"{c.split[0]}P:{c.split[1]}D"
+    return f"{c.gpus}x{c.gpu} tp{c.tp} {split}{tiers}"
+
+
+def _shapes(plan: Plan, base: Config, tp: int) -> list[tuple[int | None, int | None, int]]:
+    """(racks, nodes per rack, GPUs) of each GPU count searched: a fleet plan's racks x nodes, or one node's counts."""
+    if plan.fleet:
+        gpn = base.hardware.gpus_per_node
+        return [(r, n, r * n * gpn) for r in plan.racks or [base.cluster.num_racks]
+                for n in plan.nodes_per_rack or [base.cluster.nodes_per_rack]]
+    if plan.hit_ratio is not None:
+        return [(None, None, tp)]
+    return [(None, None, n) for n in plan.gpus if n % tp == 0]
+
+
+def enumerate_candidates(plan: Plan, base: Config, prices: Prices) -> list[Candidate]:
+    """Every (GPU, count, TP, split, tier mix) of the search space with its config and cost; refusals name the key."""
+    from sim.cache.tiers import hbm_capacity_blocks
+    from sim.cluster.topology import Topology
+    from sim.specs import gpu_spec
+
+    hit_target = plan.hit_ratio is not None
+    tier_names = [t for t in TIERS if t in plan.tiers]
+    varied = [t for t in tier_names if len(plan.tiers[t]) > 1]
+    tier_mixes = [dict(zip(tier_names, combo)) for combo in itertools.product(*(plan.tiers[t] for t in tier_names))]
+    for count in [] if plan.fleet else plan.gpus:
+        if count > base.hardware.gpus_per_node:
+            raise plan_error(plan.path, f"'search.gpus': {count} GPUs exceed hardware.gpus_per_node="
+                                   f"{base.hardware.gpus_per_node} (one node); plan a fleet with search.racks / search.nodes_per_rack")
+    out = []
+    for gpu in plan.gpu:
+        try:
+            gpu_spec(gpu)
+            prices.gpu_hour(gpu)
+        except ConfigError as exc:
+            raise plan_error(plan.path, f"search.gpu: {exc}") from None
+        for tp in plan.tensor_parallel_size:
+            for racks, nodes, count in _shapes(plan, base, tp):
+                splits = [None] if hit_target or plan.fleet else _splits(plan, count // tp)
+                for split in splits:
+                    for mix in tier_mixes:
+                        c = Candidate(gpu, count, tp, split, mix, racks, nodes)
+                        c.name = _label(c, varied)
+                        c.mode = ("cluster" if plan.fleet else "cache-only" if hit_target else
+                                  "single" if split is None else "pd")
+                        try:
+                            c.config = replace(base, **c.overrides)
+                        except ConfigError as exc:
+                            raise plan_error(plan.path, f"candidate {c.name}: {str(exc).removeprefix('override: ')}") from None
+                        c.cost = prices.cost(gpu, count, mix, nodes=(racks or 1) * (nodes or 1), racks=racks or 1)
+                        try:
+                            hbm_capacity_blocks(c.config)
+                            if plan.fleet:
+                                Topology.from_config(c.config)
+                        except ConfigError as exc:
+                            c.status, c.reason = "infeasible", str(exc)
+                        out.append(c)
+    if not out:
+        raise plan_error(plan.path, "the search space is empty (no GPU count divisible by a tensor-parallel size?)")
+    return out
+
+
+# ------------------------------------------------------------------------------ MRC pruning
+
+
+def mrc_levels(candidates: list[Candidate], stream: np.ndarray, unique: int) -> None:
+    """Each feasible candidate's LRU hit ratio at its cumulative tier capacities (HBM, +DRAM, +SSD, +EIC)."""
+    from sim.cache.mrc import lru_mrc
+    from sim.cache.tiers import hbm_capacity_blocks, kv_block_bytes
+    from sim.specs import GIB
+
+    feasible = [c for c in candidates if c.status != "infeasible"]
+    levels = {}
+    for c in feasible:
+        block = kv_block_bytes(c.config)
+        front = c.split[0] if c.split else c.gpus // c.tp  # instances whose HBM holds prefixes (PD: prefill)
+        if c.mode == "cache-only":
+            front = 1  # cache-only replays one instance's HBM over the shared tiers
+        # copies of each tier: one per node (DRAM, SSD) and per rack (EIC) in a fleet, one in a node
+        copies = {"dram": 1, "ssd": 1, "eic": 1} if c.racks is None else \
+            {"dram": c.racks * c.nodes, "ssd": c.racks * c.nodes, "eic": c.racks}
+        caps = [front * hbm_capacity_blocks(c.config)]
+        for tier in TIERS:
+            caps.append(caps[-1] + copies[tier] * int(c.tier_gib.get(tier, 0.0) * GIB // block))
+        levels[id(c)] = caps
+    if unique >= len(stream):  # no block repeats: every capacity hits nothing
+        for c in feasible:
+            c.mrc_levels = (0.0,) * (len(TIERS) + 1)
+        return
+    grid = np.unique(np.array([v for caps in levels.values() for v in caps], dtype=np.int64).clip(min=1))
+    curve = lru_mrc(stream, capacities=grid)
+    for c in feasible:
+        c.mrc_levels = tuple(curve.hit_ratio_at(v) if v > 0 else 0.0 for v in levels[id(c)])
+
+
+def prune_with_mrc(candidates: list[Candidate], epsilon: float, hit_target: float | None, exact: bool) -> None:
+    """Mark tier mixes that the miss-ratio curve shows cannot help (and, when exact, misses of a hit target)."""
+    groups: dict[tuple, list[Candidate]] = {}
+    for c in candidates:
+        if c.status != "infeasible":
+            groups.setdefault((c.gpu, c.gpus, c.tp, c.split, c.racks, c.nodes), []).append(c)
+    for members in groups.values():
+        kept: list[Candidate] = []
+        for c in sorted(members, key=lambda m: m.cost):
+            better = next((k for k in kept if all(a <= b + epsilon for a, b in zip(c.mrc_levels, k.mrc_levels))), None)
+            if better is not None:
+                c.status = "pruned"
+                c.reason = f"miss-ratio curve: no tier level gains over {better.name} (cheaper)"
+            else:
+                kept.append(c)
+    if hit_target is not None and exact:
+        for c in candidates:
+            if c.status == "pending" and c.mrc_levels[-1] < hit_target:
+                c.status = "pruned"
+                c.reason = f"miss-ratio curve: hit ratio {c.mrc_levels[-1]:.4f} < target (exact for exclusive LRU)"
+
+
+def mrc_is_exact(config: Config) -> bool:
+    """The LRU curve gives the cache-only hit ratio exactly: exclusive LRU tiers, plain lookups, no plug-ins."""
+    tiers = config.cache.tiers
+    policies = {config.cache.policy, *(getattr(tiers, t).policy or config.cache.policy for t in ("hbm", *TIERS))}
+    return (policies == {"lru"} and config.cache.inclusion == "exclusive" and config.cache.access_semantics in ("auto", "plain")
+            and config.cache.admission == "none" and config.cache.prefetch == "none")

@@ -1,0 +1,142 @@
+"""The plan file of ``--plan PLAN.yaml``: its keys, their validation, and the validated ``Plan``.
+
+Every key is checked before any work starts and a bad one is refused naming it (exit 2), so a
+plan that would run for minutes cannot fail at the end on a typo.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sim.errors import ConfigError
+from experiments.prices import TIERS
+from experiments.spec import ConfigLayers, parse_layers, read_yaml_mapping
+
+PLAN_KEYS = ("config", "overlays", "workload", "set", "target", "search", "prices")
+TARGET_KEYS = ("hit_ratio", "slo", "rate_rps")
+SLO_KEYS = ("ttft_s", "tpot_s", "attainment")
+SEARCH_KEYS = ("gpu", "gpus", "tensor_parallel_size", "pd_split", "tiers", "racks", "nodes_per_rack", "mrc_epsilon",
+               "rate_tolerance")
+MRC_EPSILON = 0.001  # hit ratio a pricier tier mix must add at some tier level to be timed
+RATE_TOLERANCE = 0.02  # max-rate bracket width per candidate (the proof runs settle the boundary exactly)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A validated plan file."""
+
+    path: Path
+    layers: ConfigLayers
+    hit_ratio: float | None
+    slo: dict[str, float | None]
+    rate_rps: float | None
+    gpu: list[str]
+    gpus: list[int]
+    tensor_parallel_size: list[int]
+    pd_split: list[str]
+    tiers: dict[str, list[float]]
+    racks: list[int] | None  # a fleet plan (cluster mode) when racks or nodes_per_rack is searched
+    nodes_per_rack: list[int] | None
+    mrc_epsilon: float
+    rate_tolerance: float
+    prices: dict[str, Any]
+
+    @property
+    def fleet(self) -> bool:
+        return self.racks is not None or self.nodes_per_rack is not None
+
+
+def plan_error(path: Path, message: str) -> ConfigError:
+    return ConfigError(f"plan {path}: {message}")
+
+
+def _check_keys(path: Path, data: dict, valid: tuple[str, ...], where: str) -> None:
+    unknown = [k for k in data if k not in valid]
+    if unknown:
+        raise plan_error(path, f"unknown key '{where}{unknown[0]}'; valid keys: {', '.join(valid)}")
+
+
+def _numbers(path: Path, key: str, values: Any, kind: type, minimum: float) -> list:
+    if not isinstance(values, list) or not values:
+        raise plan_error(path, f"'{key}' must be a non-empty list")
+    for v in values:
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or (kind is int and not isinstance(v, int)) or v < minimum:
+            raise plan_error(path, f"'{key}': {v!r} is not {'an integer' if kind is int else 'a number'} >= {minimum}")
+    return [kind(v) for v in values]
+
+
+def load_plan(path: str | Path) -> Plan:
+    """Read and validate a plan file (every key checked, the target exactly one of its kinds)."""
+    path = Path(path)
+    data = read_yaml_mapping(path, "plan")
+    _check_keys(path, data, PLAN_KEYS, "")
+    layers = parse_layers(data, path, "plan")
+    target = data.get("target")
+    if not isinstance(target, dict):
+        raise plan_error(path, "'target' must be a mapping: {hit_ratio: X} or {slo: {ttft_s: ..., attainment: ...}, rate_rps: ...}")
+    _check_keys(path, target, TARGET_KEYS, "target.")
+    slo = target.get("slo") or {}
+    if not isinstance(slo, dict):
+        raise plan_error(path, "'target.slo' must be a mapping")
+    _check_keys(path, slo, SLO_KEYS, "target.slo.")
+    has_slo = slo.get("ttft_s") is not None or slo.get("tpot_s") is not None
+    if (target.get("hit_ratio") is not None) == has_slo:
+        raise plan_error(path, "give exactly one target: 'target.hit_ratio', or latency targets under 'target.slo'")
+    hit = target.get("hit_ratio")
+    if hit is not None and not (isinstance(hit, (int, float)) and 0 < hit <= 1):
+        raise plan_error(path, f"'target.hit_ratio' must be in (0, 1], got {hit!r}")
+    rate = target.get("rate_rps")
+    if rate is not None and (hit is not None or not isinstance(rate, (int, float)) or rate <= 0):
+        raise plan_error(path, "'target.rate_rps' must be a positive number and goes with an SLO target")
+    search = data.get("search")
+    if not isinstance(search, dict):
+        raise plan_error(path, "'search' must be a mapping (gpu, gpus, tensor_parallel_size, pd_split, tiers)")
+    _check_keys(path, search, SEARCH_KEYS, "search.")
+    fleet = "racks" in search or "nodes_per_rack" in search
+    if fleet:
+        ignored = [k for k in ("gpus", "pd_split") if k in search]
+        if ignored:
+            raise plan_error(path, f"'search.{ignored[0]}' does not apply to a fleet plan (search.racks / search.nodes_per_rack: "
+                              f"racks x nodes x hardware.gpus_per_node GPUs, aggregated instances of "
+                              f"tensor_parallel_size GPUs)")
+    elif hit is not None:
+        ignored = [k for k in ("gpus", "pd_split") if k in search]
+        if ignored:
+            raise plan_error(path, f"'search.{ignored[0]}' does not apply to a hit-ratio target (a cache-only replay of one "
+                              f"instance: tensor_parallel_size GPUs)")
+    gpu = search.get("gpu")
+    if not isinstance(gpu, list) or not gpu or not all(isinstance(g, str) for g in gpu):
+        raise plan_error(path, "'search.gpu' must be a non-empty list of GPU names (profiles/gpus.yaml)")
+    splits = search.get("pd_split", ["aggregated"])
+    if not isinstance(splits, list) or not splits:
+        raise plan_error(path, "'search.pd_split' must be a non-empty list")
+    for split in splits:
+        if split not in ("aggregated", "all") and pd_ratio(split) is None:
+            raise plan_error(path, f"'search.pd_split': {split!r} is not 'aggregated', 'all' or a ratio like '1:3'")
+    tiers = search.get("tiers") or {}
+    if not isinstance(tiers, dict):
+        raise plan_error(path, "'search.tiers' must be a mapping of dram/ssd/eic to lists of GiB")
+    _check_keys(path, tiers, TIERS, "search.tiers.")
+    return Plan(
+        path=path, layers=layers, hit_ratio=float(hit) if hit is not None else None,
+        slo={k: slo.get(k) for k in SLO_KEYS}, rate_rps=float(rate) if rate is not None else None,
+        gpu=list(gpu), gpus=_numbers(path, "search.gpus", search.get("gpus", [1]), int, 1),
+        tensor_parallel_size=_numbers(path, "search.tensor_parallel_size", search.get("tensor_parallel_size", [1]), int, 1),
+        pd_split=[str(s) for s in splits],
+        tiers={t: _numbers(path, f"search.tiers.{t}", v, float, 0) for t, v in tiers.items()},
+        racks=_numbers(path, "search.racks", search["racks"], int, 1) if "racks" in search else None,
+        nodes_per_rack=(_numbers(path, "search.nodes_per_rack", search["nodes_per_rack"], int, 1)
+                        if "nodes_per_rack" in search else None),
+        mrc_epsilon=float(search.get("mrc_epsilon", MRC_EPSILON)),
+        rate_tolerance=float(search.get("rate_tolerance", RATE_TOLERANCE)),
+        prices=data.get("prices") or {},
+    )
+
+
+def pd_ratio(text: Any) -> tuple[int, int] | None:
+    parts = str(text).split(":")
+    if len(parts) == 2 and all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        return int(parts[0]), int(parts[1])
+    return None

@@ -1,0 +1,88 @@
+"""Which compute model a config selects, with the tensor-parallel collectives every model adds.
+
+``compute.backend`` picks the roofline or a profiled model; for ``profiled``, ``compute.profile``
+names a directory whose contents say which family (a Vidur profile or an LLMServingSim bundle).
+Collectives come from a measured table when there is one, else the ring model over the GPU's link.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sim.config import Config
+from sim.errors import ConfigError
+from sim.serving.collectives import MeasuredCollectives, RingCollectives, TensorParallelComm, bundle_hardware_yaml
+from sim.serving.compute import RooflineCompute
+from sim.serving.llmservingsim_compute import LLMServingSimCompute
+from sim.serving.vidur_compute import ProfiledCompute, VidurAttention, VidurProfile
+from sim.specs import DTYPE_BYTES, LinkSpec, gpu_spec, model_spec
+
+
+def gpu_link(config: Config) -> LinkSpec:
+    """The GPU's own link, with ``hardware.gpu_link_*`` overrides applied."""
+    link = gpu_spec(config.hardware.gpu).link
+    hw = config.hardware
+    return LinkSpec(
+        kind=link.kind if hw.gpu_link_gbps is None else "override",
+        bandwidth=link.bandwidth if hw.gpu_link_gbps is None else hw.gpu_link_gbps * 1e9,
+        step_latency=link.step_latency if hw.gpu_link_latency_us is None else hw.gpu_link_latency_us * 1e-6,
+        source=link.source if hw.gpu_link_gbps is None and hw.gpu_link_latency_us is None else "hardware.gpu_link_*",
+    )
+
+
+def collectives_model(config: Config, bundle: Path | None = None) -> RingCollectives | MeasuredCollectives:
+    """Measured collectives (``compute.collectives``, else a bundle's ``hardware.yaml``) over the ring model of
+    the GPU's link; the ring model alone when nothing was measured. A setting that could change nothing
+    (any of them at TP 1, or a link override beside a measured table) is an error."""
+    ring = RingCollectives.over(gpu_link(config))
+    hw = config.hardware
+    link_keys = [f"hardware.{k}" for k, v in (("gpu_link_gbps", hw.gpu_link_gbps),
+                                              ("gpu_link_latency_us", hw.gpu_link_latency_us)) if v is not None]
+    if config.serving.tensor_parallel_size == 1:
+        inert = link_keys + (["compute.collectives"] if config.compute.collectives else [])
+        if inert:
+            raise ConfigError(f"{', '.join(inert)} set, but serving.tensor_parallel_size is 1: no GPU-to-GPU collectives")
+    source = config.compute.collectives or (bundle_hardware_yaml(bundle) if bundle is not None else None)
+    if source is None:
+        return ring
+    measured = MeasuredCollectives.load(source, ring)
+    if link_keys:
+        raise ConfigError(f"{', '.join(link_keys)} set, but collectives are measured ({measured.source}); "
+                          "drop the override or the table")
+    return measured
+
+
+def compute_model(config: Config) -> RooflineCompute | ProfiledCompute | LLMServingSimCompute:
+    """The compute model that ``compute.backend`` selects."""
+    model, gpu = model_spec(config.model), gpu_spec(config.hardware.gpu)
+    dtype = DTYPE_BYTES[config.serving.dtype]
+    kv = config.serving.dtype if config.serving.kv_cache_dtype == "auto" else config.serving.kv_cache_dtype
+    tp = config.serving.tensor_parallel_size
+    bundle = None
+    if config.compute.backend == "profiled":
+        if not config.compute.profile:
+            raise ConfigError("compute.backend is 'profiled' but compute.profile (a profile directory) is not set")
+        directory = Path(config.compute.profile)
+        if not (directory / "mlp.csv").is_file():
+            if not (directory / "meta.yaml").is_file():
+                raise ConfigError(f"compute.profile {directory}: neither a Vidur profile (mlp.csv) nor an LLMServingSim "
+                                  "bundle (meta.yaml + tpN/*.csv) found there")
+            bundle = directory
+    comm = TensorParallelComm(collectives_model(config, bundle), tp, model.num_layers,
+                              model.hidden_size * dtype, model.vocab_size * dtype)
+    roofline = RooflineCompute(model, gpu, dtype, DTYPE_BYTES[kv], tp, config.compute.flops_efficiency,
+                               config.compute.bandwidth_efficiency, comm=comm)
+    if bundle is None and config.compute.skew_correction != "auto":
+        raise ConfigError(f"compute.skew_correction is '{config.compute.skew_correction}', but it applies to "
+                          "LLMServingSim bundles only (compute.backend 'profiled' with a bundle in compute.profile)")
+    if config.compute.backend == "roofline":
+        return roofline
+    directory = Path(config.compute.profile)
+    if bundle is None:
+        attention = directory / "attention.csv"
+        return ProfiledCompute(VidurProfile.load(directory / "mlp.csv", model, tp), roofline,
+                               VidurAttention.load(attention, model, tp, config.serving.block_size)
+                               if attention.is_file() else None)
+    compute = LLMServingSimCompute.load(directory, model, tp, config.compute.skew_correction)
+    compute.comm = comm
+    return compute

@@ -1,0 +1,260 @@
+"""LLMServingSim-profiled compute: step times from an LLMServingSim profile bundle.
+
+A bundle (``meta.yaml`` + ``tp<N>/*.csv``, measured with vLLM) holds per-operator dense times,
+the attention kernel over a four-axis grid, the LM head and sampler per sequence, and optionally
+LLMServingSim's fitted correction for decode batches of unequal KV lengths (``SkewFit``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sim.errors import ConfigError
+from sim.serving.collectives import TensorParallelComm, interpolate
+from sim.serving.compute import StepShape, window_kv
+from sim.serving.profile_grid import GridNode
+from sim.specs import ModelSpec
+
+
+def _bucket_edges(labels: list[str]) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Upper edges of the ``<prefix><=X`` / ``<prefix>=X`` bucket labels LLMServingSim's fitter writes
+    (``n<=128``, ``sr<=15%``, ``kvB<=1k``, ``kp=0``; ``k`` = ×1024, ``%`` = /100), ascending. Overflow labels
+    (``n>256``) get no edge: a value past the last edge falls in no fitted bucket."""
+    edges = []
+    for label in set(labels):
+        for op in ("<=", "="):
+            if op in label:
+                raw = label.split(op, 1)[1]
+                scale = 1024 if raw.endswith("k") else 0.01 if raw.endswith("%") else 1
+                edges.append((float(raw.rstrip("k%")) * scale, label))
+                break
+    edges.sort()
+    return np.array([e for e, _ in edges]), tuple(label for _, label in edges)
+
+
+@dataclass
+class SkewFit:
+    """LLMServingSim's correction of decode attention for batches of unequal KV lengths (``skew_fit.csv``).
+
+    The attention grid was measured with every decode at one KV length; a batch with the same
+    mean but a longer tail is slower. LLMServingSim (``docs/docs/profiler/skew-alpha-fit.md``,
+    ``serving/core/trace_generator.py``) predicts
+        t = t(mean KV) + alpha × (t(max KV) − t(mean KV)),
+    alpha per bucket of (prefill chunk ``pc``, decode count ``n``, skew rate (mean − min) / (max − min),
+    longest KV ``kv_big``, prefill KV history ``kp``), fitted by weighted least squares on measured
+    bimodal batches. ``pc`` is a bucket of its own per profiled chunk size. A batch in no fitted bucket
+    (a chunk size between grid points, more decodes or a longer KV than profiled) takes the pooled
+    ``alpha_default``, as LLMServingSim's ``_skew_alpha`` does.
+    """
+
+    alphas: dict[tuple[float, str, str, str, str], float]
+    axes: dict[str, tuple[np.ndarray, tuple[str, ...]]]  # n, skew_rate, kv_big, kp: (upper edges, labels)
+    default: float
+    source: str
+
+    @classmethod
+    def load(cls, tp_dir: Path, meta: dict, tensor_parallel_size: int) -> "SkewFit | None":
+        """The bundle's fit (``tp<N>/skew_fit.csv``, or an ``alpha_by_bucket`` map inlined in ``meta.yaml``), or None.
+
+        Bucket axes and ``alpha_default`` come from ``meta.yaml::skew_fit`` when it records them; else the
+        axes from the table's own labels and the default as the fitter defines it (pooled weighted least
+        squares over ``skew.csv``: Σ gap·excess / Σ gap², gap = t_max − t_mean, excess = t_skew − t_mean;
+        0 without it, LLMServingSim's no-measurement fallback)."""
+        fit = (meta or {}).get("skew_fit") or {}
+        per_tp = fit.get("per_tp") or {}
+        entry = per_tp.get(tensor_parallel_size) or per_tp.get(str(tensor_parallel_size)) or {}
+        path = tp_dir / "skew_fit.csv"
+        columns = ["pc", "n_label", "skew_rate_label", "kv_big_label", "kp_label", "alpha"]
+        if path.is_file():
+            table = pd.read_csv(path)
+            if not set(columns) <= set(table.columns):
+                raise ConfigError(f"{path}: not an LLMServingSim skew_fit.csv (needs columns {columns})")
+            source = str(path)
+        elif entry.get("alpha_by_bucket"):  # older bundles inline the table: "pc=0|n<=8|sr<=5%|kvB<=1k|kp=0": alpha
+            keys = [str(k).split("|") for k in entry["alpha_by_bucket"]]
+            table = pd.DataFrame([[float(k[0].removeprefix("pc=")), *k[1:], float(v)]
+                                  for k, v in zip(keys, entry["alpha_by_bucket"].values())], columns=columns)
+            source = str(tp_dir.parent / "meta.yaml")
+        else:
+            return None
+        recorded = entry.get("bucket_axes") or fit.get("bucket_axes")
+        axes = {}
+        for axis, column in (("n", "n_label"), ("skew_rate", "skew_rate_label"), ("kv_big", "kv_big_label"), ("kp", "kp_label")):
+            if recorded and f"{axis}_bins" in recorded:
+                axes[axis] = (np.array(recorded[f"{axis}_bins"][1:], dtype=float), tuple(recorded[f"{axis}_labels"]))
+            else:
+                axes[axis] = _bucket_edges(table[column].astype(str).tolist())
+        if "alpha_default" in entry:
+            default = float(entry["alpha_default"])
+        elif (tp_dir / "skew.csv").is_file():
+            shots = pd.read_csv(tp_dir / "skew.csv").dropna(subset=["alpha"])
+            gap, excess = shots["t_max_us"] - shots["t_mean_us"], shots["t_skew_us"] - shots["t_mean_us"]
+            default = float((gap * excess).sum() / (gap**2).sum()) if (gap**2).sum() > 0 else 0.0
+        else:
+            default = 0.0
+        alphas = {(float(r.pc), str(r.n_label), str(r.skew_rate_label), str(r.kv_big_label), str(r.kp_label)): float(r.alpha)
+                  for r in table.itertuples(index=False)}
+        return cls(alphas, axes, default, source)
+
+    def _label(self, axis: str, value: float) -> str | None:
+        edges, labels = self.axes[axis]
+        i = int(np.searchsorted(edges, value, side="left"))  # first edge >= value: the (lo, edge] bucket
+        return labels[i] if i < len(labels) else None
+
+    def alpha(self, pc: float, n: int, skew_rate: float, kv_big: float, kp: float) -> float:
+        labels = (self._label("n", n), self._label("skew_rate", min(1.0, max(0.0, skew_rate))),
+                  self._label("kv_big", kv_big), self._label("kp", kp))
+        return self.alphas.get((float(pc), *labels), self.default)
+
+
+# LLMServingSim's dense operators: those run once per model; "layernorm" runs twice per decoder layer
+# (before attention and before the MLP); every other operator in dense.csv runs once per layer.
+MODEL_OPS = ("embedding", "final_layernorm")
+_REQUIRED_LAYER_OPS = ("layernorm", "qkv_proj", "o_proj", "down_proj")
+
+
+@dataclass
+class LLMServingSimCompute:
+    """Step time from an LLMServingSim profile bundle (µs per layer, measured with vLLM).
+
+    dense.csv: per-operator time over total tokens; attention.csv: the attention kernel over
+    (prefill chunk tokens, query-weighted causal key length, decode count, decode KV
+    length), corrected for unequal decode KV lengths by skew_fit.csv when enabled (``SkewFit``);
+    per_sequence.csv: LM head and sampler over the step's sequences. A step is
+    layers × (dense operators + attention) + embedding + final norm + LM head + sampler
+    + the TP collectives.
+    """
+
+    dense: dict[str, tuple[np.ndarray, np.ndarray]]
+    per_sequence: dict[str, tuple[np.ndarray, np.ndarray]]
+    layer_ops: tuple[str, ...]
+    attention: GridNode
+    decode_attention: GridNode
+    num_layers: int
+    source: str
+    skew: SkewFit | None = None
+    comm: TensorParallelComm | None = None
+    name: str = "profiled"
+
+    @classmethod
+    def load(cls, directory: Path, model: ModelSpec, tensor_parallel_size: int,
+             skew_correction: str = "auto") -> "LLMServingSimCompute":
+        """``skew_correction``: ``auto`` applies the skew fit when ``meta.yaml::skew_fit.enabled`` says so (as
+        LLMServingSim reads a bundle), ``always`` whenever the bundle has one, ``never`` not at all."""
+        import yaml
+
+        meta = yaml.safe_load((directory / "meta.yaml").read_text()) or {}
+        overrides = (meta.get("engine_effective") or {}).get("hf_overrides") or {}
+        # The profiler may record per-shard shapes (e.g. half the heads); a shape must divide the model's.
+        for key, expected in (("num_key_value_heads", model.num_kv_heads), ("intermediate_size", model.intermediate_size),
+                              ("num_attention_heads", model.num_attention_heads), ("vocab_size", model.vocab_size)):
+            value = overrides.get(key)
+            if value is not None and (int(value) <= 0 or expected % int(value)):
+                raise ConfigError(f"{directory}/meta.yaml: profiled {key}={value} does not fit {model.name} ({expected})")
+        tp_dir = directory / f"tp{tensor_parallel_size}"
+        if not tp_dir.is_dir():
+            raise ConfigError(f"{directory}: no tp{tensor_parallel_size}/ folder (profiled TP degrees: {meta.get('tp_degrees')})")
+
+        def read(name: str) -> pd.DataFrame:
+            path = tp_dir / name
+            if not path.is_file():
+                raise ConfigError(f"{path}: missing from the LLMServingSim bundle")
+            return pd.read_csv(path)
+
+        dense, per_seq = bundle_curves(read("dense.csv"), "tokens"), bundle_curves(read("per_sequence.csv"), "sequences")
+        missing = [op for op in (*_REQUIRED_LAYER_OPS, *MODEL_OPS) if op not in dense] + \
+                  [op for op in ("lm_head", "sampler") if op not in per_seq]
+        if missing:
+            raise ConfigError(f"{tp_dir}: bundle lacks operator(s) {', '.join(sorted(set(missing)))}")
+        layer_ops = tuple(sorted(op for op in dense if op not in MODEL_OPS)) + ("layernorm",)  # two norms a layer
+        attn = bundle_attention_rows(read("attention.csv"))
+        axes = ["prefill_chunk", "prefill_key", "n_decode", "kv_decode"]
+        decode_only = attn[attn["prefill_chunk"] == 0]
+        skew = None
+        if skew_correction == "always" or (skew_correction == "auto" and ((meta.get("skew_fit") or {}).get("enabled"))):
+            skew = SkewFit.load(tp_dir, meta, tensor_parallel_size)
+            if skew is None and skew_correction == "always":
+                raise ConfigError(f"compute.skew_correction is 'always' but {tp_dir} has no skew_fit.csv")
+        return cls(dense, per_seq, layer_ops, GridNode(attn, axes, "time_s"),
+                   GridNode(decode_only, ["n_decode", "kv_decode"], "time_s"), model.num_layers, str(directory), skew)
+
+    def _op(self, table: dict, name: str, x):
+        xs, ys = table[name]
+        return interpolate(xs, ys, x)
+
+    def _dense_layer(self, tokens: int) -> float:
+        """One layer's operators (per TP shard, as profiled)."""
+        return float(sum(self._op(self.dense, op, tokens) for op in self.layer_ops))
+
+    def _fixed(self, tokens: int, seqs: int) -> float:
+        once = sum(self._op(self.dense, op, tokens) for op in MODEL_OPS)
+        if seqs:
+            once += self._op(self.per_sequence, "lm_head", seqs) + self._op(self.per_sequence, "sampler", seqs)
+        if self.comm is not None:
+            once += self.comm.step_time(tokens, seqs)
+        return float(once)
+
+    def _skewed(self, t_mean: float, t_max: float, pc: float, n: int, kv_mean: float, kv_max: float,
+                kv_min: float, kp: float) -> float:
+        """``t_mean`` corrected towards ``t_max`` by the bucket's alpha (as LLMServingSim's
+        ``_lookup_attention_with_skew``: none for one decode, equal lengths, or t_max <= t_mean)."""
+        if self.skew is None or n <= 1 or kv_max == kv_mean or t_max <= t_mean:
+            return t_mean
+        skew_rate = (kv_mean - kv_min) / (kv_max - kv_min)
+        return t_mean + self.skew.alpha(pc, n, skew_rate, kv_max, kp) * (t_max - t_mean)
+
+    def attention_time(self, shape: StepShape) -> float:
+        """One layer's attention kernel for the step."""
+        chunk, n = shape.prefill_tokens, shape.decode_seqs
+        key = shape.prefill_pairs / chunk if chunk else 0.0
+        kv = shape.decode_kv_tokens / n if n else 0.0
+        t_mean = self.attention.lookup((chunk, key, n, kv))
+        if self.skew is None or n <= 1 or shape.decode_kv_max == kv:
+            return t_mean
+        t_max = self.attention.lookup((chunk, key, n, shape.decode_kv_max))
+        return self._skewed(t_mean, t_max, chunk, n, kv, shape.decode_kv_max, shape.decode_kv_min, shape.prefill_context)
+
+    def step_time(self, shape: StepShape) -> float:
+        tokens = shape.tokens
+        if tokens == 0:
+            return 0.0
+        return self.num_layers * (self._dense_layer(tokens) + self.attention_time(shape)) + \
+            self._fixed(tokens, shape.logit_rows)
+
+    def decode_times(self, first: StepShape, steps: int) -> np.ndarray:
+        seqs = first.decode_seqs
+        fixed = self.num_layers * self._dense_layer(seqs) + self._fixed(seqs, seqs)
+        node = self.decode_attention
+        kv_tokens, kv_max, kv_min = window_kv(first, steps)
+        attention = []
+        for total, longest, shortest in zip(kv_tokens.tolist(), kv_max.tolist(), kv_min.tolist()):
+            mean = total / seqs
+            t_mean = node.lookup((seqs, mean))
+            if self.skew is not None and seqs > 1 and longest != mean:
+                t_mean = self._skewed(t_mean, node.lookup((seqs, longest)), 0, seqs, mean, longest, shortest, 0)
+            attention.append(t_mean)
+        return fixed + self.num_layers * np.array(attention)
+
+
+def bundle_curves(frame: pd.DataFrame, axis: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per-operator (axis values, seconds) of a bundle's ``dense.csv`` or ``per_sequence.csv``."""
+    out = {}
+    for layer, group in frame.groupby("layer"):
+        g = group.groupby(axis)["time_us"].mean()
+        out[str(layer)] = (g.index.to_numpy(float), g.to_numpy(float) * 1e-6)
+    return out
+
+
+def bundle_attention_rows(attn: pd.DataFrame) -> pd.DataFrame:
+    """A bundle's softmax-attention rows with a ``prefill_key`` axis and ``time_s``."""
+    if "layer" in attn.columns:  # tables with several kernels: the softmax-attention one
+        attn = attn[attn["layer"] == "attention"]
+    if "decode_q_len" in attn.columns:  # speculative-verification rows aside
+        attn = attn[attn["decode_q_len"] == 1]
+    if "prefill_key" not in attn.columns:  # legacy tables: one prefill per shot (documented relabelling)
+        attn = attn.assign(prefill_key=attn["kv_prefill"] + attn["prefill_chunk"] / 2)
+    return attn.assign(time_s=attn["time_us"] * 1e-6)

@@ -1,0 +1,47 @@
+"""A ragged grid of measured times, interpolated over several axes.
+
+Profiled operator tables (Vidur's ``attention.csv``, an LLMServingSim bundle's ``attention.csv``)
+are measured on uneven grids; both profiled compute families look their attention kernels up
+through this one interpolation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from sim.serving.collectives import interpolate
+
+
+class GridNode:
+    """A ragged grid over several axes: each value of the first axis holds a sub-grid of the rest.
+
+    Lookup brackets the first axis between its two neighbouring values (linear blend) and
+    recurses; rows that exist only for some values of an axis are handled naturally.
+    """
+
+    def __init__(self, frame: pd.DataFrame, axes: list[str], value: str):
+        self.axis = axes[0]
+        self.keys = np.sort(frame[self.axis].unique()).astype(float)
+        if len(axes) == 1:
+            ordered = frame.groupby(self.axis)[value].mean()
+            self.leaf = ordered.reindex(self.keys).to_numpy(float)
+            self.children = None
+        else:
+            self.leaf = None
+            self.children = [GridNode(frame[frame[self.axis] == k], axes[1:], value) for k in self.keys]
+
+    def lookup(self, point: tuple[float, ...]) -> float:
+        x = point[0]
+        if self.children is None:
+            return interpolate(self.keys, self.leaf, x)
+        keys = self.keys
+        if len(keys) == 1:
+            return self.children[0].lookup(point[1:])
+        i = int(np.clip(np.searchsorted(keys, x, side="right") - 1, 0, len(keys) - 2))
+        lo, hi = keys[i], keys[i + 1]
+        w = (x - lo) / (hi - lo)  # > 1 above the grid: linear extrapolation from the top two
+        if w <= 0:
+            return self.children[i].lookup(point[1:])
+        a, b = self.children[i].lookup(point[1:]), self.children[i + 1].lookup(point[1:])
+        return a + w * (b - a)

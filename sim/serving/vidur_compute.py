@@ -1,0 +1,147 @@
+"""Vidur-profiled compute: per-layer operator times measured by Vidur's profiler.
+
+``ProfiledCompute`` interpolates Vidur's ``mlp.csv`` (every operator but the attention kernel,
+over token counts) and, when given, ``attention.csv`` (the attention kernel over prefill chunk or
+decode batch and KV history); the roofline prices attention otherwise, and always the LM head
+and the TP collectives.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sim.errors import ConfigError
+from sim.serving.collectives import interpolate
+from sim.serving.compute import RooflineCompute, StepShape, window_kv
+from sim.serving.profile_grid import GridNode
+from sim.specs import ModelSpec
+
+
+def vidur_op_columns(frame: pd.DataFrame, exclude: tuple[str, ...] = ()) -> list[str]:
+    """The per-operator median-time columns (``time_stats.<op>.median``) of a Vidur table, less ``exclude`` ops."""
+    return [c for c in frame.columns if c.startswith("time_stats.") and c.endswith(".median")
+            and c.split(".")[1] not in exclude]
+
+
+@dataclass
+class VidurProfile:
+    """Per-layer time of everything but the attention kernel, from Vidur's ``mlp.csv`` (ms, medians)."""
+
+    tokens: np.ndarray
+    seconds: np.ndarray
+    source: str
+
+    @classmethod
+    def load(cls, path: Path, model: ModelSpec, tensor_parallel_size: int, rows: np.ndarray | None = None) -> "VidurProfile":
+        frame = pd.read_csv(path)
+        if rows is not None:
+            frame = frame.iloc[rows]
+        needed = {"num_tokens", "num_tensor_parallel_workers"}
+        if not needed <= set(frame.columns):
+            raise ConfigError(f"{path}: not a Vidur mlp.csv (needs columns {sorted(needed)})")
+        for column, expected in (("n_embd", model.hidden_size), ("n_kv_head", model.num_kv_heads),
+                                 ("n_expanded_embd", model.intermediate_size)):
+            if column in frame.columns and not (frame[column] == expected).all():
+                raise ConfigError(f"{path}: profiled {column}={frame[column].iloc[0]} does not match model {model.name} ({expected})")
+        frame = frame[frame["num_tensor_parallel_workers"] == tensor_parallel_size]
+        if frame.empty:
+            raise ConfigError(f"{path}: no rows for tensor parallel size {tensor_parallel_size}")
+        ops = vidur_op_columns(frame, exclude=("emb",))
+        frame = frame.assign(total_ms=frame[ops].sum(axis=1)).groupby("num_tokens", as_index=False)["total_ms"].mean()
+        return cls(frame["num_tokens"].to_numpy(float), frame["total_ms"].to_numpy(float) / 1e3, str(path))
+
+    def layer_time(self, tokens: float) -> float:
+        """Interpolated linearly between profiled token counts; linear extrapolation beyond the largest."""
+        return interpolate(self.tokens, self.seconds, tokens)
+
+
+@dataclass
+class VidurAttention:
+    """One layer's attention from Vidur's ``attention.csv`` (ms, medians of every ``time_stats`` operator in a row).
+
+    Prefill rows (batch 1) over (prefill_chunk_size, kv_cache_size); decode rows over (batch_size,
+    kv_cache_size). Several prefills in a step are one lookup at Vidur's aggregate: KV history
+    Σ kv, chunk sqrt(Σ chunk²) (its ``_get_attention_prefill_execution_time``); decodes at their mean KV history.
+    """
+
+    prefill: GridNode | None
+    decode: GridNode | None
+    source: str
+
+    @classmethod
+    def load(cls, path: Path, model: ModelSpec, tensor_parallel_size: int, block_size: int) -> "VidurAttention":
+        frame = pd.read_csv(path)
+        needed = {"num_tensor_parallel_workers", "batch_size", "prefill_chunk_size", "kv_cache_size", "is_prefill"}
+        if not needed <= set(frame.columns):
+            raise ConfigError(f"{path}: not a Vidur attention.csv (needs columns {sorted(needed)})")
+        for column, expected in (("n_embd", model.hidden_size), ("n_q_head", model.num_attention_heads),
+                                 ("n_kv_head", model.num_kv_heads)):
+            if column in frame.columns and not (frame[column] == expected).all():
+                raise ConfigError(f"{path}: profiled {column}={frame[column].iloc[0]} does not match model {model.name} ({expected})")
+        frame = frame[frame["num_tensor_parallel_workers"] == tensor_parallel_size]
+        if frame.empty:
+            raise ConfigError(f"{path}: no rows for tensor parallel size {tensor_parallel_size}")
+        if "block_size" in frame.columns:  # the profiled block size nearest the served one
+            sizes = frame["block_size"].unique()
+            frame = frame[frame["block_size"] == min(sizes, key=lambda b: (abs(b - block_size), b))]
+        frame = frame.assign(time_s=frame[vidur_op_columns(frame)].sum(axis=1, min_count=1) * 1e-3)
+        prefill = frame[frame["is_prefill"].astype(str).str.lower() == "true"]
+        decode = frame[frame["is_prefill"].astype(str).str.lower() != "true"]
+        return cls(GridNode(prefill, ["prefill_chunk_size", "kv_cache_size"], "time_s") if len(prefill) else None,
+                   GridNode(decode, ["batch_size", "kv_cache_size"], "time_s") if len(decode) else None, str(path))
+
+    def _missing(self, kind: str) -> ConfigError:
+        return ConfigError(f"{self.source}: no {kind} rows, but the step has {kind} sequences")
+
+    def layer_time(self, shape: StepShape) -> float:
+        total = 0.0
+        if shape.prefill_seqs:
+            if self.prefill is None:
+                raise self._missing("prefill")
+            total += self.prefill.lookup((math.sqrt(shape.prefill_chunk_sq), shape.prefill_context))
+        if shape.decode_seqs:
+            total += self.decode_time(shape.decode_seqs, shape.decode_kv_tokens / shape.decode_seqs)
+        return total
+
+    def decode_time(self, seqs: int, kv_mean: float) -> float:
+        """``kv_mean``: keys each new token attends to (its own included); Vidur's axis is the cached history."""
+        if self.decode is None:
+            raise self._missing("decode")
+        return self.decode.lookup((seqs, kv_mean - 1))
+
+
+@dataclass
+class ProfiledCompute:
+    """Vidur's measured per-layer operator times (``mlp.csv``; ``attention.csv`` when given, else the roofline's
+    attention); the roofline's LM head."""
+
+    profile: VidurProfile
+    roofline: RooflineCompute
+    attention: VidurAttention | None = None
+    name: str = "profiled"
+
+    def _attention_time(self, shape: StepShape) -> float:
+        return self.roofline.attention_layer_time(shape) if self.attention is None else self.attention.layer_time(shape)
+
+    def step_time(self, shape: StepShape) -> float:
+        tokens = shape.tokens
+        if tokens == 0:
+            return 0.0
+        r, rows = self.roofline, shape.logit_rows
+        per_layer = self.profile.layer_time(tokens) + self._attention_time(shape)
+        return r.model.num_layers * per_layer + r.lm_head_time(rows) + r.comm_time(tokens, rows)
+
+    def decode_times(self, first: StepShape, steps: int) -> np.ndarray:
+        r, seqs = self.roofline, first.decode_seqs
+        kv_tokens, _, _ = window_kv(first, steps)
+        if self.attention is None:
+            attention = r.decode_attention_times(seqs, kv_tokens)
+        else:
+            attention = np.array([self.attention.decode_time(seqs, kv / seqs) for kv in kv_tokens.tolist()])
+        once = r.lm_head_time(seqs) + r.comm_time(seqs, seqs)
+        return r.model.num_layers * (self.profile.layer_time(seqs) + attention) + once
