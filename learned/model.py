@@ -59,7 +59,7 @@ def class_codes(distribution: np.ndarray, cuts: list[int], thresholds: np.ndarra
     cumulative = np.cumsum(distribution, axis=1)
     levels = thresholds.shape[1] + 1
     code = np.zeros(len(distribution), dtype=np.int64)
-    for cut, bounds in zip(cuts, thresholds):
+    for cut, bounds in zip(cuts, thresholds, strict=True):
         code = code * levels + np.searchsorted(bounds, cumulative[:, cut], side="right")
     return code
 

@@ -156,7 +156,7 @@ def train(config: Config, out: Path, rounds: int = 40, max_rows: int = 100_000) 
             "log_loss": float(-np.mean(np.log(np.maximum(valid[np.arange(len(truth)), truth], 1e-12)))),
             "auc_used_again_within_horizon": _auc(truth < len(edges) - 1, 1.0 - valid[:, -1]),
         },
-        "feature_importance_gain": dict(zip(FEATURES, booster.feature_importance("gain").round(1).tolist())),
+        "feature_importance_gain": dict(zip(FEATURES, booster.feature_importance("gain").round(1).tolist(), strict=True)),
         "model_sha256": _sha256_text(model_text),
         "train_seconds": round(time.perf_counter() - start, 2),
     }

@@ -46,7 +46,7 @@ def test_features_use_no_future(past, future):
 def test_features_by_hand():
     # Requests [1, 2], [1, 3], [1, 2] at t = 0, 1, 2 s; the last one's second block holds 11 of 16 tokens.
     t = _chained_trace([[1, 2], [1, 3], [1, 2]], inputs=[32, 32, 27])
-    col = {name: t_col for name, t_col in zip(FEATURES, access_features(t).T)}
+    col = {name: t_col for name, t_col in zip(FEATURES, access_features(t).T, strict=True)}
     assert np.isnan(col["log_gap1"][0]) and col["log_gap1"][2] == pytest.approx(np.log1p(2))
     assert col["log_count"].tolist() == pytest.approx(np.log1p([0, 0, 1, 0, 2, 1]).tolist())
     assert col["log_children"][4] == pytest.approx(np.log1p(2))  # block 1 has been followed by 2 and 3
@@ -63,7 +63,7 @@ def test_features_by_hand():
 def test_sessions_from_session_ids():
     t = _chained_trace([[1], [2], [1, 3]], arrival=np.array([0.0, 5.0, 9.0]))
     t.session_id = np.array([4, -1, 4])
-    col = {name: t_col for name, t_col in zip(FEATURES, access_features(t).T)}
+    col = {name: t_col for name, t_col in zip(FEATURES, access_features(t).T, strict=True)}
     assert col["turn"].tolist() == [0, 0, 1, 1] and col["turn_gap_s"][2] == 9.0
 
 
