@@ -20,7 +20,7 @@ from typing import Any, Literal, Mapping
 from sim.config_fields import FRACTION, NON_NEGATIVE, POSITIVE, build_dataclass, deep_merge, domain, set_dotted
 from sim.config_rules import validate
 from sim.config_yaml import parse_set, read_config_file, resolve_paths
-from sim.errors import ConfigError, quote
+from sim.errors import ConfigError
 
 # ------------------------------------------------------------------------ value bounds
 
@@ -324,7 +324,7 @@ def load_config(
         key, value = parse_set(assignment)
         layer = {}
         set_dotted(layer, key, value)
-        _validated(layer, f"--set {quote(assignment)}")
+        _validated(layer, "--set")  # the message names the key and quotes the value (once, cut to ~100 characters)
         raw = deep_merge(raw, layer)
     for flag, key, value in flags:
         layer = {}

@@ -67,6 +67,7 @@ CASES: dict[str, Case] = {
     "slo_attainment_above_1": setting("slo.attainment=1.01"),
     "slo_ttft_negative": setting("slo.ttft_s=-0.5"),
     "nan_value": setting("network.latency_us=.nan", "nan"),
+    "set_long_value_quoted_once": Case([*TRACE_STATS, "--set", "model=" + "x" * 5000], names=("--set", "model", "5,000 characters")),
     "int_beyond_int64": setting("serving.max_num_batched_tokens=100000000000000000000000"),
     "unknown_model": setting("model=gpt-9", "gpt-9"),
     "unknown_gpu": setting("hardware.gpu=tpu-v9", "tpu-v9"),
