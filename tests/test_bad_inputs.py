@@ -92,6 +92,7 @@ CASES: dict[str, Case] = {
                                       names=("serving.max_num_batched_tokens", "serving.max_num_seqs")),
     "max_model_len_beyond_context": Case(["--set", "model=llama-3-8b", "--set", "serving.max_model_len=9000"],
                                          names=("serving.max_model_len", "8192")),
+    "max_model_len_below_one_request": setting("serving.max_model_len=1", ">= 2", mode=("--preset", "smoke", "--no-plot")),
     "range_start_after_end": Case([*TRACE_STATS, "--set", "workload.range_start=0.6", "--set", "workload.range_end=0.5"],
                                   names=("workload.range_start", "workload.range_end")),
     "mrc_sample_rate_zero": Case(["--mrc", "--mrc-sample-rate", "0", "--no-plot"], names=("--mrc-sample-rate", "cache.mrc_sample_rate")),
