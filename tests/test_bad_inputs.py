@@ -202,6 +202,15 @@ CASES: dict[str, Case] = {
                                            names=("--report-csv", "--report-json")),
     "report_json_overwrites_trace": Case(trace_stats("--report-json", "{tmp}/t.csv"), names=("--report-json", "workload.trace"),
                                          files={"t.csv": AZURE_OK}),
+    "report_json_overwrites_config": Case([*TRACE_STATS, "--config", "{tmp}/c.yaml", "--report-json", "{tmp}/c.yaml"],
+                                          names=("--report-json", "--config"), files={"c.yaml": "seed: 1\n"}),
+    "html_overwrites_sweep_spec": Case(["--sweep", "{tmp}/s.yaml", "--html", "{tmp}/s.yaml"], names=("--html", "--sweep"),
+                                       files={"s.yaml": "mode: cache-only\naxes: {cache.policy: [lru]}\n"}),
+    "plot_dir_is_the_report_json": Case(["--trace-stats", "--report-json", "{tmp}/p", "--plot-dir", "{tmp}/p"],
+                                        names=("--plot-dir", "--report-json")),
+    "report_json_name_too_long": Case([*TRACE_STATS, "--report-json", "{tmp}/" + "x" * 300], names=("--report-json", "too long")),
+    "trace_name_too_long": Case(trace_stats(trace="{tmp}/" + "x" * 300), names=("workload.trace", "too long")),
+    "config_name_too_long": Case([*TRACE_STATS, "--config", "{tmp}/" + "x" * 300], names=("--config", "too long")),
     "workload_cache_is_a_directory": Case(trace_stats("--workload-cache", "{tmp}"), names=("workload.cache", "directory"),
                                           files={"t.csv": AZURE_OK}),
     "workload_cache_unwritable": Case(trace_stats("--workload-cache", "/proc/kvsim/c.npz"), names=("--workload-cache", "/proc"),
@@ -309,3 +318,13 @@ def test_bad_input(name, run_cli, tmp_path):
         assert status == 0, err[-2000:]
         reasons = json.loads(report.read_text())["trace"]["skip_reasons"]
         assert reasons == case.skips
+
+
+def test_outputs_never_overwrite_the_default_config(run_cli, tmp_path, monkeypatch):
+    """The config file read without --config (./config.yaml) is an input like any other."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.yaml").write_text("seed: 3\n")
+    for flag in ("--html", "--report-json"):
+        status, _, err = run_cli("--trace-stats", "--no-plot", "--quiet", flag, "config.yaml")
+        assert status == 2 and flag in err and "default config file" in err, err
+    assert (tmp_path / "config.yaml").read_text() == "seed: 3\n"

@@ -100,13 +100,16 @@ def check_writable(path: str | Path, flag: str, directory: bool = False) -> Path
     if not str(path).strip():
         raise InputError(f"{flag}: empty path")
     path = Path(path)
-    if path.exists():
-        if directory and not path.is_dir():
-            raise InputError(f"{flag} {quote(str(path))}: exists and is not a directory")
-        if not directory and path.is_dir():
-            raise InputError(f"{flag} {quote(str(path))}: is a directory, not a file")
-    base = _nearest_existing(path if directory else path.parent)
-    if not base.is_dir():
-        raise InputError(f"{flag} {quote(str(path))}: {base} is not a directory")
+    try:  # exists() raises what it cannot answer: a name too long, a loop of links, no permission
+        if path.exists():
+            if directory and not path.is_dir():
+                raise InputError(f"{flag} {quote(str(path))}: exists and is not a directory")
+            if not directory and path.is_dir():
+                raise InputError(f"{flag} {quote(str(path))}: is a directory, not a file")
+        base = _nearest_existing(path if directory else path.parent)
+        if not base.is_dir():
+            raise InputError(f"{flag} {quote(str(path))}: {base} is not a directory")
+    except OSError as exc:
+        raise InputError(f"{flag} {quote(str(path))}: {exc.strerror or exc}") from None
     _probe_directory(base, flag, path)
     return path
