@@ -151,6 +151,7 @@ CASES: dict[str, Case] = {
     "max_rate_with_cache_only": Case(["--cache-only", "--max-rate"], names=("--max-rate", "--cache-only")),
     "resume_without_sweep": Case(["--pd", "--resume"], names=("--resume", "--pd")),
     "jobs_with_single": Case(["--jobs", "2"], names=("--jobs",)),
+    "seeds_past_the_largest_seed": Case(["--cache-only", "--seed", str(2**63 - 1), "--seeds", "2"], names=("--seeds", "largest seed")),
     "seeds_below_two": Case(["--cache-only", "--seeds", "1"], names=("--seeds",)),
     "rate_scale_zero": Case([*TRACE_STATS, "--rate-scale", "0"], names=("--rate-scale", "workload.rate_scale")),
     "plot_dir_with_no_plot": Case(["--trace-stats", "--plot-dir", "{tmp}/p", "--no-plot"], names=("--plot-dir", "--no-plot")),
