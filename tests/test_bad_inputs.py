@@ -185,6 +185,17 @@ CASES: dict[str, Case] = {
                                 files={"s.yaml": "mode: cache-only # caf\xe9\naxes: {cache.policy: [lru]}\n".encode("latin-1")}),
     "plan_syntax_error_one_line": Case(["--plan", "{tmp}/p.yaml"], names=("p.yaml", "line 2"), files={"p.yaml": "target: {slo: [\n"}),
     "plan_empty": Case(["--plan", "{tmp}/p.yaml"], names=("p.yaml", "empty"), files={"p.yaml": "# nothing yet\n"}),
+    # ---- calibration profiles: each file read at one boundary
+    "bundle_meta_not_yaml": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set", "compute.profile={tmp}/b"],
+                                 names=("meta.yaml", "line 2"), files={"b/meta.yaml": "model: [\n"}),
+    "bundle_table_not_a_number": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set", "compute.profile={tmp}/b"],
+                                      names=("dense.csv", "row 1", "time_us", "fast"),
+                                      files={"b/meta.yaml": "{}\n", "b/tp1/dense.csv": "layer,tokens,time_us\nqkv_proj,1,fast\n"}),
+    "bundle_table_column_missing": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set", "compute.profile={tmp}/b"],
+                                        names=("dense.csv", "missing column", "time_us"),
+                                        files={"b/meta.yaml": "{}\n", "b/tp1/dense.csv": "layer,tokens\nqkv_proj,1\n"}),
+    "vidur_table_malformed": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set", "compute.profile={tmp}/v"],
+                                  names=("mlp.csv", "line 3"), files={"v/mlp.csv": "a,b\n1,2\n1,2,3\n"}),
     # ---- missing inputs and unwritable outputs, found before the run
     "missing_trace": Case(trace_stats(trace="{tmp}/none.csv"), names=("none.csv",)),
     "trace_is_a_directory": Case(trace_stats(trace="{tmp}"), names=("workload.trace", "not a file")),
@@ -300,6 +311,7 @@ def _fill(arg: str, tmp_path) -> str:
 def test_bad_input(name, run_cli, tmp_path):
     case = CASES[name]
     for file, content in case.files.items():
+        (tmp_path / file).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / file).write_bytes(content if isinstance(content, bytes) else content.encode())
     argv = [_fill(a, tmp_path) for a in case.argv]
     report = tmp_path / "out" / "report.json"
