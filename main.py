@@ -77,7 +77,11 @@ def resolve_config(args: argparse.Namespace) -> Config:
     """Config file → overlays → preset → --set → dedicated flags, each layer validated, then the
     whole config once (``sim.config_rules.validate``)."""
     path = Path(args.config) if args.config else _default_config_path()
-    if args.config and not path.is_file():
+    try:
+        missing = args.config and not path.is_file()
+    except OSError as exc:  # a name too long, a loop of links, no permission
+        raise InputError(f"--config {quote(str(path))}: {exc.strerror or exc}") from None
+    if missing:
         raise InputError(f"config file not found: {path}")
     flags = [(flag_name(dest), key, getattr(args, dest)) for dest, key in FLAG_KEYS.items()
              if getattr(args, dest) is not None and getattr(args, dest) is not False]
@@ -164,9 +168,16 @@ def plan_outputs(args: argparse.Namespace, mode: str, policies: list[str], confi
     cache = config.workload.cache if config is not None else args.workload_cache
     if cache is not None:  # read if valid, else (re)written: found unwritable now, not after loading
         files.append(("--workload-cache", check_writable(cache, "--workload-cache")))
-    inputs = [("--config", args.config), *(("--calibration-profile", p) for p in args.calibration_profile),
-              *((f"config key '{key}'", setting(config, key)) for key in PATH_KEYS if config is not None)]
+    # Every file kvsim reads: the config file (also the default one), overlays, the sweep spec or
+    # plan, and each path the config names (before a config exists: the trace flag).
+    config_file = ("--config", args.config) if args.config else ("the default config file", _default_config_path())
+    inputs = [config_file, ("--sweep", args.sweep), ("--plan", args.plan),
+              *(("--calibration-profile", p) for p in args.calibration_profile),
+              *((f"config key '{key}'", setting(config, key)) for key in PATH_KEYS if config is not None),
+              ("--workload-trace", args.workload_trace if config is None else None)]
     seen: dict[Path, str] = {Path(p).resolve(): name for name, p in inputs if p}
+    if outputs.plot_dir is not None:
+        files.append(("--plot-dir", outputs.plot_dir))
     for flag, path in files:
         key = path.resolve()
         if key in seen:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sim.config import Config, replace
+from sim.config_fields import INT64_MAX
 from sim.errors import ConfigError, InputError
 from sim.report.document import RunResult
 from experiments.confidence import aggregate
@@ -44,6 +45,8 @@ def check_point(mode: str, config: Config, options: RunOptions, where: str = "")
             check_slo(config.slo)
         if options.seeds < 1:
             raise ConfigError(f"--seeds must be >= 1, got {options.seeds}")
+        if config.seed + options.seeds - 1 > INT64_MAX:  # found now, not after the first seed's run
+            raise ConfigError(f"--seeds {options.seeds} from seed {config.seed} goes past the largest seed, {INT64_MAX}")
     except InputError as exc:
         raise type(exc)(f"{prefix}{exc}") from None
 

@@ -27,10 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from sim.config import Config, load_config, replace
-from sim.config_yaml import PATH_KEYS
+from sim.config_yaml import PATH_KEYS, read_config_file
 from sim.errors import ConfigError
 from experiments.modes import check_mode
 
@@ -116,15 +114,11 @@ def _value_list(path: Path, where: str, key: str, values: Any) -> list:
 
 
 def read_yaml_mapping(path: Path, what: str) -> dict:
-    """A YAML file whose top level is a mapping (exit-2 errors name the file)."""
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{what} {path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{what} {path}: the top level must be a mapping")
+    """A YAML file whose top level is a mapping, read as strictly as a config file (unique keys,
+    UTF-8, one-line errors naming the file); an empty file is refused."""
+    data = read_config_file(path, what)
+    if not data:
+        raise ConfigError(f"{what} {path} is empty: its top level must be a mapping")
     return data
 
 

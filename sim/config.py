@@ -20,7 +20,7 @@ from typing import Any, Literal, Mapping
 from sim.config_fields import FRACTION, NON_NEGATIVE, POSITIVE, build_dataclass, deep_merge, domain, set_dotted
 from sim.config_rules import validate
 from sim.config_yaml import parse_set, read_config_file, resolve_paths
-from sim.errors import ConfigError, quote
+from sim.errors import ConfigError
 
 # ------------------------------------------------------------------------ value bounds
 
@@ -58,8 +58,9 @@ class ServingConfig:
     num_instances: int = domain(4, ge=1, le=MAX_INSTANCES)
     dtype: Literal["bf16", "fp16", "fp32", "fp8"] = "bf16"
     kv_cache_dtype: Literal["auto", "bf16", "fp16", "fp32", "fp8"] = "auto"
-    # vLLM's max_model_len: a request whose prompt + output exceeds it is rejected (None: the model's context)
-    max_model_len: int | None = domain(None, ge=1)
+    # vLLM's max_model_len: a request whose prompt + output exceeds it is rejected (None: the model's context).
+    # At least 2: a request has a prompt token and decodes one (at 1 the synthetic chat made empty prompts)
+    max_model_len: int | None = domain(None, ge=2)
 
 
 @dataclass(frozen=True)
@@ -324,7 +325,7 @@ def load_config(
         key, value = parse_set(assignment)
         layer = {}
         set_dotted(layer, key, value)
-        _validated(layer, f"--set {quote(assignment)}")
+        _validated(layer, "--set")  # the message names the key and quotes the value (once, cut to ~100 characters)
         raw = deep_merge(raw, layer)
     for flag, key, value in flags:
         layer = {}

@@ -111,9 +111,13 @@ def _input_paths_exist(c: Config) -> None:
         if setting(c, dotted) is None:
             continue
         path = Path(setting(c, dotted))
-        if not path.exists():
+        try:  # exists() raises what it cannot answer: a name too long, a loop of links, no permission
+            exists, is_file = path.exists(), path.is_file()
+        except OSError as exc:
+            raise ConfigError(f"config key '{dotted}': {quote(str(path))}: {exc.strerror or exc}") from None
+        if not exists:
             raise ConfigError(f"config key '{dotted}': {quote(str(path))} does not exist")
-        if dotted not in DIRECTORY_KEYS and not path.is_file():
+        if dotted not in DIRECTORY_KEYS and not is_file:
             raise ConfigError(f"config key '{dotted}': {quote(str(path))} is not a file")
         if not os.access(path, os.R_OK):
             raise ConfigError(f"config key '{dotted}': {quote(str(path))} is not readable")
@@ -131,7 +135,11 @@ def _workload_cache_usable(c: Config) -> None:
         raise ConfigError("config key 'workload.cache': empty path")
     if Path(cache).resolve() == Path(c.workload.trace).resolve():
         raise ConfigError(f"config key 'workload.cache': {quote(cache)} is the trace file itself")
-    if Path(cache).is_dir():
+    try:
+        is_dir = Path(cache).is_dir()
+    except OSError as exc:  # a name too long, a loop of links, no permission
+        raise ConfigError(f"config key 'workload.cache': {quote(cache)}: {exc.strerror or exc}") from None
+    if is_dir:
         raise ConfigError(f"config key 'workload.cache': {quote(cache)} is a directory, not a file")
 
 

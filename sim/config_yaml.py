@@ -44,6 +44,16 @@ class UniqueKeyLoader(_SAFE_LOADER):
             first_line[key] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep)
 
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        """A scalar that its resolver recognises but Python cannot hold (a 5,000-digit integer, the date
+        2023-02-30) is a YAML error at its line, like any other, not a ValueError from deep inside PyYAML."""
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, OverflowError) as exc:
+            problem = str(exc).split(";")[0]  # Python's advice after ';' is for programmers
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {quote(node.value)}: {problem}", node.start_mark) from None
+
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
     """A one-line description of a YAML error: line, column and problem (PyYAML's own text spans lines)."""
@@ -53,8 +63,27 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return f"{where}{problem}"
 
 
+MAX_YAML_DEPTH = 32  # nested mappings/sequences; kvsim's deepest file (a plan's search.tiers.dram) has 4
+
+
+def _check_depth(text: str) -> None:
+    """Refuse YAML nested deeper than ``MAX_YAML_DEPTH``, from the parser's flat event stream, before
+    anything recursive sees it: PyYAML builds nodes recursively (libyaml's binding overflowed the C
+    stack and crashed the process at 100,000 nested brackets; the Python one raises RecursionError)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=UniqueKeyLoader):
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                raise yaml.parser.ParserError(None, None, f"nested more than {MAX_YAML_DEPTH} levels deep",
+                                              event.start_mark)
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+
+
 def load_yaml(text: str) -> Any:
     """Parse YAML text with ``UniqueKeyLoader``."""
+    _check_depth(text)
     return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
 
 
@@ -71,22 +100,23 @@ def parse_set(assignment: str) -> tuple[str, Any]:
     return key, value
 
 
-def read_config_file(path: Path) -> dict[str, Any]:
-    """The top-level mapping of a YAML config file (``{}`` when empty); any problem names the file."""
+def read_config_file(path: Path, what: str = "config file") -> dict[str, Any]:
+    """The top-level mapping of a YAML file of kvsim's (``{}`` when empty): a config file or overlay,
+    a sweep spec, a plan (``what`` says which); any problem names the file."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start})") from None
+        raise ConfigError(f"{what} {path} is not UTF-8 text (byte {exc.start})") from None
     try:
         data = load_yaml(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path}: {_yaml_problem(exc)}") from None
+        raise ConfigError(f"{what} {path}: {_yaml_problem(exc)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path}: the top level must be a mapping, got {type(data).__name__}")
+        raise ConfigError(f"{what} {path}: the top level must be a mapping, got {type(data).__name__}")
     return data
 
 

@@ -67,6 +67,7 @@ CASES: dict[str, Case] = {
     "slo_attainment_above_1": setting("slo.attainment=1.01"),
     "slo_ttft_negative": setting("slo.ttft_s=-0.5"),
     "nan_value": setting("network.latency_us=.nan", "nan"),
+    "set_long_value_quoted_once": Case([*TRACE_STATS, "--set", "model=" + "x" * 5000], names=("--set", "model", "5,000 characters")),
     "int_beyond_int64": setting("serving.max_num_batched_tokens=100000000000000000000000"),
     "unknown_model": setting("model=gpt-9", "gpt-9"),
     "unknown_gpu": setting("hardware.gpu=tpu-v9", "tpu-v9"),
@@ -91,6 +92,7 @@ CASES: dict[str, Case] = {
                                       names=("serving.max_num_batched_tokens", "serving.max_num_seqs")),
     "max_model_len_beyond_context": Case(["--set", "model=llama-3-8b", "--set", "serving.max_model_len=9000"],
                                          names=("serving.max_model_len", "8192")),
+    "max_model_len_below_one_request": setting("serving.max_model_len=1", ">= 2", mode=("--preset", "smoke", "--no-plot")),
     "range_start_after_end": Case([*TRACE_STATS, "--set", "workload.range_start=0.6", "--set", "workload.range_end=0.5"],
                                   names=("workload.range_start", "workload.range_end")),
     "mrc_sample_rate_zero": Case(["--mrc", "--mrc-sample-rate", "0", "--no-plot"], names=("--mrc-sample-rate", "cache.mrc_sample_rate")),
@@ -149,6 +151,7 @@ CASES: dict[str, Case] = {
     "max_rate_with_cache_only": Case(["--cache-only", "--max-rate"], names=("--max-rate", "--cache-only")),
     "resume_without_sweep": Case(["--pd", "--resume"], names=("--resume", "--pd")),
     "jobs_with_single": Case(["--jobs", "2"], names=("--jobs",)),
+    "seeds_past_the_largest_seed": Case(["--cache-only", "--seed", str(2**63 - 1), "--seeds", "2"], names=("--seeds", "largest seed")),
     "seeds_below_two": Case(["--cache-only", "--seeds", "1"], names=("--seeds",)),
     "rate_scale_zero": Case([*TRACE_STATS, "--rate-scale", "0"], names=("--rate-scale", "workload.rate_scale")),
     "plot_dir_with_no_plot": Case(["--trace-stats", "--plot-dir", "{tmp}/p", "--no-plot"], names=("--plot-dir", "--no-plot")),
@@ -169,6 +172,30 @@ CASES: dict[str, Case] = {
                              files={"c.yaml": "serving: {blok_size: 16}\n"}),
     "config_not_utf8": Case([*TRACE_STATS, "--config", "{tmp}/c.yaml"], names=("c.yaml", "UTF-8"),
                             files={"c.yaml": b"seed: 1 # caf\xe9\n"}),
+    "yaml_int_beyond_python": Case([*TRACE_STATS, "--config", "{tmp}/c.yaml"], names=("c.yaml", "line 1", "5,001 characters"),
+                                   files={"c.yaml": "seed: 1" + "0" * 5000 + "\n"}),
+    "yaml_impossible_date": Case([*TRACE_STATS, "--calibration-profile", "{tmp}/o.yaml"], names=("o.yaml", "line 1", "2023-02-30"),
+                                 files={"o.yaml": "seed: 2023-02-30\n"}),
+    "yaml_nested_too_deep": Case([*TRACE_STATS, "--config", "{tmp}/c.yaml"], names=("c.yaml", "nested"),
+                                 files={"c.yaml": "a: " + "[" * 100_000 + "]" * 100_000 + "\n"}),
+    "set_value_nested_too_deep": Case([*TRACE_STATS, "--set", "seed=" + "[" * 5000 + "]" * 5000], names=("--set", "seed", "nested")),
+    "sweep_spec_duplicate_key": Case(["--sweep", "{tmp}/s.yaml"], names=("s.yaml", "line 3", "duplicate key 'axes'"),
+                                     files={"s.yaml": "mode: cache-only\naxes: {cache.policy: [lru]}\naxes: {cache.policy: [arc]}\n"}),
+    "sweep_spec_not_utf8": Case(["--sweep", "{tmp}/s.yaml"], names=("s.yaml", "UTF-8"),
+                                files={"s.yaml": "mode: cache-only # caf\xe9\naxes: {cache.policy: [lru]}\n".encode("latin-1")}),
+    "plan_syntax_error_one_line": Case(["--plan", "{tmp}/p.yaml"], names=("p.yaml", "line 2"), files={"p.yaml": "target: {slo: [\n"}),
+    "plan_empty": Case(["--plan", "{tmp}/p.yaml"], names=("p.yaml", "empty"), files={"p.yaml": "# nothing yet\n"}),
+    # ---- calibration profiles: each file read at one boundary
+    "bundle_meta_not_yaml": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set", "compute.profile={tmp}/b"],
+                                 names=("meta.yaml", "line 2"), files={"b/meta.yaml": "model: [\n"}),
+    "bundle_table_not_a_number": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set", "compute.profile={tmp}/b"],
+                                      names=("dense.csv", "row 1", "time_us", "fast"),
+                                      files={"b/meta.yaml": "{}\n", "b/tp1/dense.csv": "layer,tokens,time_us\nqkv_proj,1,fast\n"}),
+    "bundle_table_column_missing": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set", "compute.profile={tmp}/b"],
+                                        names=("dense.csv", "missing column", "time_us"),
+                                        files={"b/meta.yaml": "{}\n", "b/tp1/dense.csv": "layer,tokens\nqkv_proj,1\n"}),
+    "vidur_table_malformed": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set", "compute.profile={tmp}/v"],
+                                  names=("mlp.csv", "line 3"), files={"v/mlp.csv": "a,b\n1,2\n1,2,3\n"}),
     # ---- missing inputs and unwritable outputs, found before the run
     "missing_trace": Case(trace_stats(trace="{tmp}/none.csv"), names=("none.csv",)),
     "trace_is_a_directory": Case(trace_stats(trace="{tmp}"), names=("workload.trace", "not a file")),
@@ -187,6 +214,15 @@ CASES: dict[str, Case] = {
                                            names=("--report-csv", "--report-json")),
     "report_json_overwrites_trace": Case(trace_stats("--report-json", "{tmp}/t.csv"), names=("--report-json", "workload.trace"),
                                          files={"t.csv": AZURE_OK}),
+    "report_json_overwrites_config": Case([*TRACE_STATS, "--config", "{tmp}/c.yaml", "--report-json", "{tmp}/c.yaml"],
+                                          names=("--report-json", "--config"), files={"c.yaml": "seed: 1\n"}),
+    "html_overwrites_sweep_spec": Case(["--sweep", "{tmp}/s.yaml", "--html", "{tmp}/s.yaml"], names=("--html", "--sweep"),
+                                       files={"s.yaml": "mode: cache-only\naxes: {cache.policy: [lru]}\n"}),
+    "plot_dir_is_the_report_json": Case(["--trace-stats", "--report-json", "{tmp}/p", "--plot-dir", "{tmp}/p"],
+                                        names=("--plot-dir", "--report-json")),
+    "report_json_name_too_long": Case([*TRACE_STATS, "--report-json", "{tmp}/" + "x" * 300], names=("--report-json", "too long")),
+    "trace_name_too_long": Case(trace_stats(trace="{tmp}/" + "x" * 300), names=("workload.trace", "too long")),
+    "config_name_too_long": Case([*TRACE_STATS, "--config", "{tmp}/" + "x" * 300], names=("--config", "too long")),
     "workload_cache_is_a_directory": Case(trace_stats("--workload-cache", "{tmp}"), names=("workload.cache", "directory"),
                                           files={"t.csv": AZURE_OK}),
     "workload_cache_unwritable": Case(trace_stats("--workload-cache", "/proc/kvsim/c.npz"), names=("--workload-cache", "/proc"),
@@ -275,6 +311,7 @@ def _fill(arg: str, tmp_path) -> str:
 def test_bad_input(name, run_cli, tmp_path):
     case = CASES[name]
     for file, content in case.files.items():
+        (tmp_path / file).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / file).write_bytes(content if isinstance(content, bytes) else content.encode())
     argv = [_fill(a, tmp_path) for a in case.argv]
     report = tmp_path / "out" / "report.json"
@@ -294,3 +331,13 @@ def test_bad_input(name, run_cli, tmp_path):
         assert status == 0, err[-2000:]
         reasons = json.loads(report.read_text())["trace"]["skip_reasons"]
         assert reasons == case.skips
+
+
+def test_outputs_never_overwrite_the_default_config(run_cli, tmp_path, monkeypatch):
+    """The config file read without --config (./config.yaml) is an input like any other."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.yaml").write_text("seed: 3\n")
+    for flag in ("--html", "--report-json"):
+        status, _, err = run_cli("--trace-stats", "--no-plot", "--quiet", flag, "config.yaml")
+        assert status == 2 and flag in err and "default config file" in err, err
+    assert (tmp_path / "config.yaml").read_text() == "seed: 3\n"

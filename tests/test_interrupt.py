@@ -102,6 +102,32 @@ def test_atomic_write_replaces_and_creates_with_the_usual_mode(tmp_path):
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
+def test_atomic_write_keeps_links_devices_and_fifos(tmp_path, run_cli):
+    """A link's target is replaced, not the link; a FIFO (like /dev/null, a device) is written in
+    place: renaming a file over it replaced the node itself (root's --report-json /dev/null)."""
+    import threading
+
+    target = tmp_path / "runs" / "r1.json"
+    target.parent.mkdir()
+    target.write_text("old\n")
+    link = tmp_path / "latest.json"
+    link.symlink_to(target)
+    with atomic_write(link) as fh:
+        fh.write("new\n")
+    assert link.is_symlink() and target.read_text() == "new\n" and _leftovers(tmp_path) == []
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text()), daemon=True)
+    reader.start()
+    status, _, err = run_cli("--trace-stats", "--no-plot", "--quiet", "--workload-trace", str(BUNDLED_AZURE),
+                             "--workload-limit", "5", "--report-json", str(fifo))
+    reader.join(timeout=30)
+    assert status == 0, err
+    assert fifo.is_fifo() and '"schema_version": 1' in received[0]
+
+
 def test_every_writer_goes_through_atomic_write():
     """No module writes a file any other way (open for writing, write_text/bytes, savefig to a path)."""
     offenders = []

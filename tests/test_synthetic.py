@@ -119,6 +119,19 @@ def test_multi_turn_think_times_and_rate():
     assert len(t) / t.arrival_s[-1] == pytest.approx(20.0, rel=0.05)
 
 
+@pytest.mark.parametrize("sigma", [40.0, 1000.0])
+def test_multi_turn_wide_think_times_keep_poisson_conversation_starts(sigma):
+    """Conversations start as a Poisson process at rate_rps / turns_mean whatever the think times:
+    astronomically long (sigma 40) or overflowing (sigma 1000: inf) gaps of one conversation must not
+    move another's start (they did: a running sum over every conversation lost the starts' digits,
+    and an inf made them NaN and the generator looped for ever)."""
+    t = _gen(3, num_requests=4000, rate_rps=10.0, turns_mean=2.0, think_time_sigma=sigma)
+    assert len(t) == 4000 and np.isfinite(t.arrival_s).all()
+    first_turn = np.unique(t.session_id, return_index=True)[1]
+    starts = np.sort(t.arrival_s[first_turn])
+    assert np.diff(starts).mean() == pytest.approx(2.0 / 10.0, rel=0.1)
+
+
 def test_multi_turn_context_is_vllms_max_model_len():
     from trace.workload import load_workload
 

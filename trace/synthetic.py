@@ -69,6 +69,13 @@ def _conversation_prompts(session: np.ndarray, new_tokens: np.ndarray, output_to
     return earlier + new_tokens
 
 
+def _running_sums(values: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """Running sums of ``values`` within each group (``group`` ids in contiguous runs), each from 0."""
+    import pandas as pd  # only here: a trace-file run never loads pandas
+
+    return pd.Series(values).groupby(group, sort=False).cumsum().to_numpy()
+
+
 def _conversation_turns(cfg: SyntheticConfig, rng: np.random.Generator, count: int) -> np.ndarray:
     """Turns of ``count`` conversations: geometric, each conversation with its own chance ``q`` to go on
     after a turn, ``q ~ Beta(a, b)`` (a beta-geometric law). Mean ``1 + a / (b - 1)`` = ``turns_mean``;
@@ -100,8 +107,11 @@ def _multi_turn(cfg: SyntheticConfig, rng: np.random.Generator, block_size: int,
         session = np.repeat(np.arange(conversations, dtype=np.int64), turns)
         think = rng.lognormal(np.log(cfg.think_time_median_s), cfg.think_time_sigma, total)
         think[first] = 0.0
-        arrival = np.cumsum(think)
-        arrival += (starts - arrival[first])[session]  # each conversation's sum starts at its start
+        # Each conversation's own running sum: a sum over all conversations minus its value at the
+        # conversation's start loses every digit below that sum's ulp, and one overflowing think
+        # time (a wide think_time_sigma) made every later start inf - inf = NaN, so no request was
+        # ever complete and this loop never ended.
+        arrival = starts[session] + _running_sums(think, session)
         complete = arrival < starts[-1]  # later conversations (not drawn) start after starts[-1]
         if complete.sum() >= n:
             break

@@ -29,10 +29,37 @@ def _umask() -> int:
     return mask
 
 
+def _special(path: Path) -> bool:
+    """An existing target that is not a regular file or a directory: a device (``/dev/null``) or a FIFO."""
+    try:
+        return path.exists() and not path.is_file() and not path.is_dir()
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _write_in_place(path: Path, binary: bool) -> Iterator[IO]:
+    """A device or FIFO is written as it is: renaming a file over it would replace the device node
+    itself (as root: ``--report-json /dev/null`` turned /dev/null into a regular file)."""
+    try:
+        fh = open(path, "wb" if binary else "w", **({} if binary else {"newline": "", "encoding": "utf-8"}))
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    with fh:
+        yield fh
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | Path, binary: bool = False) -> Iterator[IO]:
-    """Open a temporary file beside ``path`` for writing; on success it replaces ``path``."""
+    """Open a temporary file beside ``path`` for writing; on success it replaces ``path``. A symbolic
+    link's target is what is replaced (the link stays); a device or FIFO is written in place."""
     path = Path(path)
+    if path.is_symlink():
+        path = path.resolve()
+    if _special(path):
+        with _write_in_place(path, binary) as fh:
+            yield fh
+        return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX + path.name + ".", suffix=TEMP_SUFFIX, dir=path.parent)
@@ -96,17 +123,27 @@ def check_writable(path: str | Path, flag: str, directory: bool = False) -> Path
 
     A file target must not be a directory; a directory target must not be a file; missing
     parent directories must be creatable (the nearest existing one must be a writable directory).
+    A symbolic link is judged by its target, a device or FIFO by its own permission (both as
+    ``atomic_write`` writes them).
     """
     if not str(path).strip():
         raise InputError(f"{flag}: empty path")
     path = Path(path)
-    if path.exists():
-        if directory and not path.is_dir():
-            raise InputError(f"{flag} {quote(str(path))}: exists and is not a directory")
-        if not directory and path.is_dir():
-            raise InputError(f"{flag} {quote(str(path))}: is a directory, not a file")
-    base = _nearest_existing(path if directory else path.parent)
-    if not base.is_dir():
-        raise InputError(f"{flag} {quote(str(path))}: {base} is not a directory")
+    try:  # exists() raises what it cannot answer: a name too long, a loop of links, no permission
+        target = path.resolve() if path.is_symlink() else path
+        if not directory and _special(target):
+            if not os.access(target, os.W_OK):
+                raise InputError(f"{flag} {quote(str(path))}: not writable")
+            return path
+        if target.exists():
+            if directory and not target.is_dir():
+                raise InputError(f"{flag} {quote(str(path))}: exists and is not a directory")
+            if not directory and target.is_dir():
+                raise InputError(f"{flag} {quote(str(path))}: is a directory, not a file")
+        base = _nearest_existing(target if directory else target.parent)
+        if not base.is_dir():
+            raise InputError(f"{flag} {quote(str(path))}: {base} is not a directory")
+    except OSError as exc:
+        raise InputError(f"{flag} {quote(str(path))}: {exc.strerror or exc}") from None
     _probe_directory(base, flag, path)
     return path

@@ -30,6 +30,7 @@ import yaml
 
 from sim.config import Config
 from sim.errors import ConfigError, InputError
+from sim.serving.profile_files import read_bundle_table, read_profile_csv, read_profile_yaml
 from sim.report.document import RunResult
 from sim.serving.collectives import (COLLECTIVES, MeasuredCollectives, RingCollectives, bundle_hardware_yaml,
                                      vidur_collective_rows)
@@ -130,7 +131,7 @@ LOO = "table interpolation, leave-one-out"
 
 def _vidur_mlp(path: Path, config: Config) -> TableFit:
     model = model_spec(config.model)
-    frame = pd.read_csv(path)
+    frame = read_profile_csv(path)
     if "num_tensor_parallel_workers" not in frame.columns:
         raise ConfigError(f"{path}: not a Vidur mlp.csv (needs num_tensor_parallel_workers)")
     tps = sorted(int(t) for t in frame["num_tensor_parallel_workers"].unique())
@@ -159,7 +160,7 @@ def _attention_reference(roofline: RooflineCompute, chunk: int, context: float, 
 
 def _vidur_attention(path: Path, config: Config) -> TableFit:
     model = model_spec(config.model)
-    frame = pd.read_csv(path)
+    frame = read_profile_csv(path)
     tps = sorted(int(t) for t in frame["num_tensor_parallel_workers"].unique())
     for tp in tps:
         VidurAttention.load(path, model, tp, config.serving.block_size)
@@ -183,13 +184,13 @@ def _vidur_attention(path: Path, config: Config) -> TableFit:
 
 
 def _bundle_tables(directory: Path, config: Config) -> list[TableFit]:
-    meta = yaml.safe_load((directory / "meta.yaml").read_text()) or {}
+    meta = read_profile_yaml(directory / "meta.yaml", "LLMServingSim bundle file")
     fits = []
     for tp_dir in sorted(directory.glob("tp[0-9]*")):
         tp = int(tp_dir.name[2:])
         roofline = _roofline(config, tp)
         label = f"tp{tp}/"
-        dense = bundle_curves(pd.read_csv(tp_dir / "dense.csv"), "tokens")
+        dense = bundle_curves(read_bundle_table(tp_dir, "dense.csv"), "tokens")
         layer_ops = [op for op in dense if op not in MODEL_OPS] + ["layernorm"]  # two norms a layer
         common = sorted(set.intersection(*(set(dense[op][0].tolist()) for op in layer_ops)))
         per_layer = pd.DataFrame({"tokens": common, "seconds": [
@@ -200,7 +201,7 @@ def _bundle_tables(directory: Path, config: Config) -> list[TableFit]:
                              np.array([roofline.linear_layer_time(int(t)) for t in common]),
                              LOO, _roofline_name(config, "linear layers")))
 
-        attn = bundle_attention_rows(pd.read_csv(tp_dir / "attention.csv"))
+        attn = bundle_attention_rows(read_bundle_table(tp_dir, "attention.csv"))
         axes = ["prefill_chunk", "prefill_key", "n_decode", "kv_decode"]
         points = attn.groupby(axes, as_index=False)["time_s"].mean()
         context = points["prefill_key"] - points["prefill_chunk"] / 2  # undo the relabelling: the cached history
@@ -210,7 +211,7 @@ def _bundle_tables(directory: Path, config: Config) -> list[TableFit]:
                              points["time_s"].to_numpy(), leave_one_out(points, axes, "time_s"), reference,
                              LOO, _roofline_name(config, "attention")))
 
-        per_seq = bundle_curves(pd.read_csv(tp_dir / "per_sequence.csv"), "sequences")
+        per_seq = bundle_curves(read_bundle_table(tp_dir, "per_sequence.csv"), "sequences")
         seqs = sorted(set(per_seq["lm_head"][0].tolist()) & set(per_seq["sampler"][0].tolist()))
         head = pd.DataFrame({"sequences": seqs, "seconds": [
             float(np.interp(s, *per_seq["lm_head"]) + np.interp(s, *per_seq["sampler"])) for s in seqs]})
@@ -226,7 +227,7 @@ def _bundle_tables(directory: Path, config: Config) -> list[TableFit]:
 
 
 def _skew_fit(tp_dir: Path, skew: SkewFit, meta: dict, config: Config) -> TableFit:
-    shots = pd.read_csv(tp_dir / "skew.csv").dropna(subset=["alpha"])
+    shots = read_bundle_table(tp_dir, "skew.csv").dropna(subset=["alpha"])
     gap = shots["kv_big"] - shots["kvs"]
     rate = ((shots["kv_mean"] - shots["kvs"]) / gap.where(gap > 0, 1)).to_numpy()
     alpha = np.array([skew.alpha(pc, n, sr, kvb, kp) for pc, n, sr, kvb, kp in

@@ -28,9 +28,9 @@ from typing import Protocol
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from sim.errors import ConfigError
+from sim.serving.profile_files import read_profile_csv, read_profile_yaml
 from sim.specs import LinkSpec
 
 COLLECTIVES = ("all_reduce", "all_gather", "send_recv")
@@ -167,10 +167,7 @@ class MeasuredCollectives:
     def from_hardware_yaml(cls, path: Path, fallback: RingCollectives) -> "MeasuredCollectives":
         """NCCL samples of an LLMServingSim ``hardware.yaml``: ``measured.interconnect.samples`` of
         ``{collective, bytes, us[, ranks]}``; samples without ``ranks`` were measured on the TP group in use."""
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{path}: cannot read it as YAML: {exc}") from None
+        data = read_profile_yaml(path, "compute.collectives file")
         samples = ((data.get("measured") or {}).get("interconnect") or {}).get("samples") or []
         rows: dict[tuple[str, int | None], list[tuple[float, float]]] = {}
         for i, sample in enumerate(samples):
@@ -192,7 +189,7 @@ class MeasuredCollectives:
 
 def vidur_collective_rows(path: Path, collective: str) -> pd.DataFrame:
     """Vidur collective rows with all workers on one node: ``num_workers``, ``size`` (bytes), ``seconds`` (median)."""
-    frame = pd.read_csv(path)
+    frame = read_profile_csv(path)
     column = f"time_stats.{collective}.median"
     needed = {column, "num_workers", "size", "devices_per_node"}
     if not needed <= set(frame.columns):

@@ -16,6 +16,7 @@ import pandas as pd
 from sim.errors import ConfigError
 from sim.serving.collectives import TensorParallelComm, interpolate
 from sim.serving.compute import StepShape, window_kv
+from sim.serving.profile_files import read_bundle_table, read_profile_csv, read_profile_yaml
 from sim.serving.profile_grid import GridNode
 from sim.specs import ModelSpec
 
@@ -70,7 +71,7 @@ class SkewFit:
         path = tp_dir / "skew_fit.csv"
         columns = ["pc", "n_label", "skew_rate_label", "kv_big_label", "kp_label", "alpha"]
         if path.is_file():
-            table = pd.read_csv(path)
+            table = read_profile_csv(path, what="LLMServingSim skew_fit.csv")
             if not set(columns) <= set(table.columns):
                 raise ConfigError(f"{path}: not an LLMServingSim skew_fit.csv (needs columns {columns})")
             source = str(path)
@@ -91,7 +92,7 @@ class SkewFit:
         if "alpha_default" in entry:
             default = float(entry["alpha_default"])
         elif (tp_dir / "skew.csv").is_file():
-            shots = pd.read_csv(tp_dir / "skew.csv").dropna(subset=["alpha"])
+            shots = read_bundle_table(tp_dir, "skew.csv").dropna(subset=["alpha"])
             gap, excess = shots["t_max_us"] - shots["t_mean_us"], shots["t_skew_us"] - shots["t_mean_us"]
             default = float((gap * excess).sum() / (gap**2).sum()) if (gap**2).sum() > 0 else 0.0
         else:
@@ -145,9 +146,7 @@ class LLMServingSimCompute:
              skew_correction: str = "auto") -> "LLMServingSimCompute":
         """``skew_correction``: ``auto`` applies the skew fit when ``meta.yaml::skew_fit.enabled`` says so (as
         LLMServingSim reads a bundle), ``always`` whenever the bundle has one, ``never`` not at all."""
-        import yaml
-
-        meta = yaml.safe_load((directory / "meta.yaml").read_text()) or {}
+        meta = read_profile_yaml(directory / "meta.yaml", "LLMServingSim bundle file")
         overrides = (meta.get("engine_effective") or {}).get("hf_overrides") or {}
         # The profiler may record per-shard shapes (e.g. half the heads); a shape must divide the model's.
         for key, expected in (("num_key_value_heads", model.num_kv_heads), ("intermediate_size", model.intermediate_size),
@@ -159,19 +158,14 @@ class LLMServingSimCompute:
         if not tp_dir.is_dir():
             raise ConfigError(f"{directory}: no tp{tensor_parallel_size}/ folder (profiled TP degrees: {meta.get('tp_degrees')})")
 
-        def read(name: str) -> pd.DataFrame:
-            path = tp_dir / name
-            if not path.is_file():
-                raise ConfigError(f"{path}: missing from the LLMServingSim bundle")
-            return pd.read_csv(path)
-
-        dense, per_seq = bundle_curves(read("dense.csv"), "tokens"), bundle_curves(read("per_sequence.csv"), "sequences")
+        dense = bundle_curves(read_bundle_table(tp_dir, "dense.csv"), "tokens")
+        per_seq = bundle_curves(read_bundle_table(tp_dir, "per_sequence.csv"), "sequences")
         missing = [op for op in (*_REQUIRED_LAYER_OPS, *MODEL_OPS) if op not in dense] + \
                   [op for op in ("lm_head", "sampler") if op not in per_seq]
         if missing:
             raise ConfigError(f"{tp_dir}: bundle lacks operator(s) {', '.join(sorted(set(missing)))}")
         layer_ops = tuple(sorted(op for op in dense if op not in MODEL_OPS)) + ("layernorm",)  # two norms a layer
-        attn = bundle_attention_rows(read("attention.csv"))
+        attn = bundle_attention_rows(read_bundle_table(tp_dir, "attention.csv"))
         axes = ["prefill_chunk", "prefill_key", "n_decode", "kv_decode"]
         decode_only = attn[attn["prefill_chunk"] == 0]
         skew = None

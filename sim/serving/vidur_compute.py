@@ -18,6 +18,7 @@ import pandas as pd
 from sim.errors import ConfigError
 from sim.serving.collectives import interpolate
 from sim.serving.compute import RooflineCompute, StepShape, window_kv
+from sim.serving.profile_files import read_profile_csv
 from sim.serving.profile_grid import GridNode
 from sim.specs import ModelSpec
 
@@ -38,7 +39,7 @@ class VidurProfile:
 
     @classmethod
     def load(cls, path: Path, model: ModelSpec, tensor_parallel_size: int, rows: np.ndarray | None = None) -> "VidurProfile":
-        frame = pd.read_csv(path)
+        frame = read_profile_csv(path, what="Vidur mlp.csv")
         if rows is not None:
             frame = frame.iloc[rows]
         needed = {"num_tokens", "num_tensor_parallel_workers"}
@@ -75,7 +76,7 @@ class VidurAttention:
 
     @classmethod
     def load(cls, path: Path, model: ModelSpec, tensor_parallel_size: int, block_size: int) -> "VidurAttention":
-        frame = pd.read_csv(path)
+        frame = read_profile_csv(path, what="Vidur attention.csv")
         needed = {"num_tensor_parallel_workers", "batch_size", "prefill_chunk_size", "kv_cache_size", "is_prefill"}
         if not needed <= set(frame.columns):
             raise ConfigError(f"{path}: not a Vidur attention.csv (needs columns {sorted(needed)})")
