@@ -190,7 +190,27 @@ def load_spec(path: str | Path) -> SweepSpec:
         raise _fail(path, f"key '{repeated[0]}' is varied twice (axes and zip groups must not overlap)")
     if not varied:
         raise _fail(path, "no axes: give at least one key under 'axes' or 'zip'")
-    return SweepSpec(path, str(data["mode"]), layers, axes, tuple(zips))
+    fixed = [k for k in varied if k in layers.sets]
+    if fixed:
+        raise _fail(path, f"key '{fixed[0]}' is both fixed (under 'set' or 'workload') and varied: keep one")
+    spec = SweepSpec(path, str(data["mode"]), layers, axes, tuple(zips))
+    _check_points_distinct(spec)
+    return spec
+
+
+def _check_points_distinct(spec: SweepSpec) -> None:
+    """Two points with the same overrides would run twice under one journal key, and two with the same
+    name (a value repeated on an axis, or two paths with one file name) would mix in the report."""
+    keys: dict[str, Point] = {}
+    names: dict[str, Point] = {}
+    for point in expand(spec):
+        if point.key in keys:
+            raise _fail(spec.path, f"point {point.index + 1} repeats point {keys[point.key].index + 1} "
+                                   f"({point.name}): a value is repeated on an axis or a zip group")
+        if point.name in names:
+            raise _fail(spec.path, f"points {names[point.name].index + 1} and {point.index + 1} would both be named "
+                                   f"'{point.name}' (two paths with one file name?): their results would mix")
+        keys[point.key] = names[point.name] = point
 
 
 def _label(value: Any) -> str:

@@ -183,6 +183,13 @@ CASES: dict[str, Case] = {
                                      files={"s.yaml": "mode: cache-only\naxes: {cache.policy: [lru]}\naxes: {cache.policy: [arc]}\n"}),
     "sweep_spec_not_utf8": Case(["--sweep", "{tmp}/s.yaml"], names=("s.yaml", "UTF-8"),
                                 files={"s.yaml": "mode: cache-only # caf\xe9\naxes: {cache.policy: [lru]}\n".encode("latin-1")}),
+    "sweep_axis_value_repeated": Case(["--sweep", "{tmp}/s.yaml"], names=("s.yaml", "point 2 repeats point 1", "lru"),
+                                      files={"s.yaml": "mode: cache-only\naxes: {cache.policy: [lru, lru]}\n"}),
+    "sweep_points_same_name": Case(["--sweep", "{tmp}/s.yaml"], names=("s.yaml", "both be named 'x'"),
+                                   files={"s.yaml": "mode: cache-only\naxes: {workload.trace: [a/x.csv, b/x.csv]}\n"}),
+    "sweep_key_fixed_and_varied": Case(["--sweep", "{tmp}/s.yaml"], names=("s.yaml", "'cache.policy'", "fixed"),
+                                       files={"s.yaml": "mode: cache-only\nset: {cache.policy: arc}\n"
+                                                        "axes: {cache.policy: [lru, fifo]}\n"}),
     "plan_syntax_error_one_line": Case(["--plan", "{tmp}/p.yaml"], names=("p.yaml", "line 2"), files={"p.yaml": "target: {slo: [\n"}),
     "plan_empty": Case(["--plan", "{tmp}/p.yaml"], names=("p.yaml", "empty"), files={"p.yaml": "# nothing yet\n"}),
     # ---- calibration profiles: each file read at one boundary
