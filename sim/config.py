@@ -304,10 +304,12 @@ def load_config(
     if path is not None:
         raw = read_config_file(Path(path))
         _validated(raw, f"config file {path}")
+        _check_presets(raw, f"config file {path}")
         raw = resolve_paths(raw, Path(path).parent)
     for overlay in overlays:
         layer = read_config_file(Path(overlay))
         _validated(layer, f"calibration profile {overlay}")
+        _check_presets(layer, f"calibration profile {overlay}")
         raw = deep_merge(raw, resolve_paths(layer, Path(overlay).parent))
     if preset is not None:
         presets = build_dataclass(Config, raw, "").presets
@@ -316,9 +318,7 @@ def load_config(
         for name in (preset, f"{preset}@{mode}"):  # PRESET@MODE: more keys for that mode only
             if name not in presets:
                 continue
-            layer: dict[str, Any] = {}
-            for dotted, value in presets[name].items():
-                set_dotted(layer, dotted, value)
+            layer = _preset_layer(presets[name])
             _validated(layer, f"preset {name!r}")
             raw = deep_merge(raw, layer)
     for assignment in sets:
@@ -335,6 +335,20 @@ def load_config(
     config = build_dataclass(Config, raw, "")
     validate(config)
     return config
+
+
+def _preset_layer(keys: dict[str, Any]) -> dict[str, Any]:
+    layer: dict[str, Any] = {}
+    for dotted, value in keys.items():
+        set_dotted(layer, dotted, value)
+    return layer
+
+
+def _check_presets(raw: dict[str, Any], source: str) -> None:
+    """Every preset a file defines, validated when the file is read, not only when ``--preset`` picks it
+    (a typo in an unused preset would otherwise wait for the day someone uses it)."""
+    for name, keys in (raw.get("presets") or {}).items():
+        _validated(_preset_layer(keys), f"preset {name!r} of {source}")
 
 
 def replace(config: Config, **dotted: Any) -> Config:
