@@ -37,7 +37,7 @@ try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
     from sim.config_fields import setting  # noqa: E402
     from sim.config_yaml import PATH_KEYS  # noqa: E402
     from sim.errors import InputError, command_status, quote  # noqa: E402
-    from sim.report.output import check_writable  # noqa: E402
+    from sim.report.output import check_writable, is_device_or_pipe  # noqa: E402
 except KeyboardInterrupt:
     print("kvsim: interrupted", file=sys.stderr)
     sys.exit(130)
@@ -134,10 +134,10 @@ class Outputs:
 
 
 def plot_dir(args: argparse.Namespace) -> Path:
-    """Where plots go: --plot-dir, else beside --report-json, else kvsim-plots/."""
+    """Where plots go: --plot-dir, else beside --report-json (a file, not /dev/stdout), else kvsim-plots/."""
     if args.plot_dir is not None:
         return Path(args.plot_dir)
-    if args.report_json:
+    if args.report_json and not is_device_or_pipe(Path(args.report_json)):
         return Path(args.report_json).resolve().parent
     return Path("kvsim-plots")
 

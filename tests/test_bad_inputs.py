@@ -186,6 +186,7 @@ CASES: dict[str, Case] = {
     "unused_preset_unknown_key": Case([*TRACE_STATS, "--config", "{tmp}/c.yaml"],
                                       names=("c.yaml", "preset 'mine'", "cache.polcy"),
                                       files={"c.yaml": "presets:\n  mine:\n    cache.polcy: lru\n"}),
+    "report_json_dash": Case([*TRACE_STATS, "--report-json", "-"], names=("--report-json -", "/dev/stdout")),
     "sweep_axis_value_repeated": Case(["--sweep", "{tmp}/s.yaml"], names=("s.yaml", "point 2 repeats point 1", "lru"),
                                       files={"s.yaml": "mode: cache-only\naxes: {cache.policy: [lru, lru]}\n"}),
     "sweep_points_same_name": Case(["--sweep", "{tmp}/s.yaml"], names=("s.yaml", "both be named 'x'"),

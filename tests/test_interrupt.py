@@ -8,6 +8,7 @@ when the run has reached the moment to interrupt: the simulation loop, or the fs
 from __future__ import annotations
 
 import ast
+import json
 import os
 import signal
 import subprocess
@@ -127,6 +128,17 @@ def test_atomic_write_keeps_links_devices_and_fifos(tmp_path, run_cli):
     assert status == 0, err
     assert fifo.is_fifo() and '"schema_version": 1' in received[0]
 
+
+
+def test_report_to_standard_output_through_a_pipe(tmp_path):
+    """``--report-json /dev/stdout`` into a pipe: the link ends at a pipe with no name, so the report is
+    written in place; plots go to kvsim-plots/, not beside the pipe."""
+    done = subprocess.run([sys.executable, str(ROOT / "main.py"), "--trace-stats", "--quiet", "--workload-trace",
+                           str(BUNDLED_AZURE), "--workload-limit", "5", "--report-json", "/dev/stdout"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["mode"] == "trace-stats"
+    assert [p.parent.name for p in tmp_path.rglob("*.png")] == ["kvsim-plots"]
 
 def test_every_writer_goes_through_atomic_write():
     """No module writes a file any other way (open for writing, write_text/bytes, savefig to a path)."""

@@ -29,12 +29,21 @@ def _umask() -> int:
     return mask
 
 
-def _special(path: Path) -> bool:
+def is_device_or_pipe(path: Path) -> bool:
     """An existing target that is not a regular file or a directory: a device (``/dev/null``) or a FIFO."""
     try:
         return path.exists() and not path.is_file() and not path.is_dir()
     except OSError:
         return False
+
+
+def _write_target(path: Path) -> Path:
+    """Where a write to ``path`` lands: the path itself when it reaches a device, FIFO or pipe (through
+    links too: ``/dev/stdout`` is a link to ``/proc/self/fd/1``, whose target has no name when it is a
+    pipe), else a symbolic link's target (replaced, the link stays), else the path."""
+    if is_device_or_pipe(path):
+        return path
+    return path.resolve() if path.is_symlink() else path
 
 
 @contextlib.contextmanager
@@ -53,10 +62,8 @@ def _write_in_place(path: Path, binary: bool) -> Iterator[IO]:
 def atomic_write(path: str | Path, binary: bool = False) -> Iterator[IO]:
     """Open a temporary file beside ``path`` for writing; on success it replaces ``path``. A symbolic
     link's target is what is replaced (the link stays); a device or FIFO is written in place."""
-    path = Path(path)
-    if path.is_symlink():
-        path = path.resolve()
-    if _special(path):
+    path = _write_target(Path(path))
+    if is_device_or_pipe(path):
         with _write_in_place(path, binary) as fh:
             yield fh
         return
@@ -128,10 +135,12 @@ def check_writable(path: str | Path, flag: str, directory: bool = False) -> Path
     """
     if not str(path).strip():
         raise InputError(f"{flag}: empty path")
+    if str(path) == "-":  # a file named '-' is never what was meant
+        raise InputError(f"{flag} -: give a file path (standard output: {flag} /dev/stdout, with --quiet)")
     path = Path(path)
     try:  # exists() raises what it cannot answer: a name too long, a loop of links, no permission
-        target = path.resolve() if path.is_symlink() else path
-        if not directory and _special(target):
+        target = _write_target(path)
+        if not directory and is_device_or_pipe(target):
             if not os.access(target, os.W_OK):
                 raise InputError(f"{flag} {quote(str(path))}: not writable")
             return path
