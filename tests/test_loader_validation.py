@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from sim.errors import TraceError
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_AZURE = ROOT / "trace" / "data" / "azure_conv_2023.csv"
 
+from tests.conftest import ROOT
 from tests.loader_helpers import (
     load, write, request_blocks, AZURE_HEADER, AZURE_BAD, AZURE_BAD_REASONS, _mooncake_line, MOONCAKE_BAD,
 )
@@ -189,3 +192,18 @@ def test_llmservingsim_token_ids_are_optional(tmp_path):
                 '{"input_toks": 40, "output_toks": 5, "arrival_time_ns": 1000}\n')
     trace = load(write(tmp_path, "b.jsonl", with_ids))
     assert trace.provenance.block_ids == "chained" and trace.provenance.skip_reasons == {"missing_value": 1}
+
+
+@pytest.mark.parametrize("unit, warned", [("ms", False), ("ns", True)])
+def test_implausible_arrival_rate_warns_of_the_time_unit(tmp_path, unit, warned):
+    """200 Mooncake requests 1,000 timestamp units apart: 1 s apart in ms (plausible), 1 µs apart in ns
+    (a million requests a second: the unit is wrong) — a warning naming the flag, the run goes on."""
+    records = "".join(f'{{"timestamp": {1000 * i}, "input_length": 512, "output_length": 8, "hash_ids": [{i}]}}\n'
+                      for i in range(200))
+    (tmp_path / "m.jsonl").write_text(records)
+    done = subprocess.run([sys.executable, str(ROOT / "main.py"), "--trace-stats", "--no-plot", "--workload-trace",
+                           str(tmp_path / "m.jsonl"), "--workload-time-unit", unit],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    warning = "requests/s on average): are its timestamps in another unit? (--workload-time-unit)"
+    assert (warning in done.stderr) == warned, done.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from sim.config import Config, replace
@@ -20,6 +22,7 @@ def load_workload(config: Config) -> Trace:
     if config.workload.trace is not None:
         trace = load_trace_cached(config.workload, config.serving.block_size)
         check_time_span(trace, "a wrong workload.time_unit or a corrupt timestamp?")
+        warn_if_rate_implausible(trace)
     else:
         from trace.synthetic import generate  # the block model (pyarrow): only for a synthetic workload
 
@@ -51,6 +54,12 @@ def context_tokens(config: Config) -> int:
 # Arrivals spanning more than this are a unit mistake or a corrupt timestamp, not a workload: past it,
 # one ulp of simulated time (2^-22 s at 2^30 s) starts to swallow sub-microsecond compute steps.
 MAX_TRACE_SPAN_S = float(2**30)  # about 34 years
+# A mean arrival rate this high suggests a wrong time unit: ~1,800x the bundled Azure conversation trace
+# (5.5 requests/s over its hour) and ~2,900x Mooncake's conversation trace (3.4/s), far beyond one
+# deployment's traffic; over too few requests a mean rate says little.
+IMPLAUSIBLE_RATE_RPS = 10_000.0
+MIN_REQUESTS_FOR_RATE = 100
+LOG = logging.getLogger("kvsim.workload")
 
 
 def check_time_span(trace: Trace, likely_cause: str) -> None:
@@ -60,6 +69,18 @@ def check_time_span(trace: Trace, likely_cause: str) -> None:
         prov = trace.provenance
         raise TraceError(f"{prov.path or prov.format}: arrivals span {span:.3g} s, more than {MAX_TRACE_SPAN_S:.3g} s "
                          f"(34 years): {likely_cause}")
+
+
+def warn_if_rate_implausible(trace: Trace) -> None:
+    """Warn when a trace's requests arrive implausibly fast on average: the sign of timestamps read in a
+    unit 1,000x too coarse (a Mooncake trace in seconds read as its milliseconds), which the data
+    cannot otherwise reveal. A warning, not an error: such a rate may be meant."""
+    span = float(trace.arrival_s[-1] - trace.arrival_s[0]) if len(trace) else 0.0
+    if len(trace) >= MIN_REQUESTS_FOR_RATE and span > 0 and len(trace) / span > IMPLAUSIBLE_RATE_RPS:
+        prov = trace.provenance
+        LOG.warning("kvsim: warning: %s: %s requests arrive within %.3g s (%.3g requests/s on average): are its "
+                    "timestamps in another unit? (--workload-time-unit)", prov.path or prov.format,
+                    f"{len(trace):,}", span, len(trace) / span)
 
 
 def require_requests(trace: Trace, after: str) -> None:
