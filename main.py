@@ -333,15 +333,16 @@ def _summary(report: dict) -> str:
 
 
 def _oversubscribed_tiers(metrics: dict) -> list[str]:
-    """A line for each lower tier whose traffic exceeded its bandwidth (serving runs do not queue tier
-    transfers, so their load times are then optimistic)."""
+    """A line for each lower tier whose traffic exceeded its bandwidth: its load times are optimistic."""
+    why = {"read": "loads of different readers were not queued (cache.tiers.{tier}.shared_read_gbps queues them)",
+           "write": "writes take no simulated time"}
     lines = []
     for tier, traffic in metrics.get("tiers", {}).items():
         for way in ("read", "write"):
             share = traffic.get(f"{way}_utilization_max", 0.0)
             if share > 1:
                 lines.append(f"  ! {tier} {way}s needed {share:.2f}x cache.tiers.{tier}.{way}_gbps over the run; "
-                             f"transfers are not queued, so load times are optimistic")
+                             f"{why[way].format(tier=tier)}, so load times are optimistic")
     return lines
 
 

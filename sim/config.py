@@ -72,6 +72,9 @@ class TierConfig:
     write_gbps: float = domain(1.0, **POSITIVE)
     latency_us: float = domain(0.0, **NON_NEGATIVE)
     policy: str | None = domain(None, names="sim.cache.policies:POLICIES")  # None: use cache.policy
+    # What all readers of one copy (a node's SSD, a rack's EIC) share, GB/s: their loads queue for it, first
+    # come first served. None: every reader has read_gbps to itself (DRAM: each GPU its own PCIe link).
+    shared_read_gbps: float | None = domain(None, **POSITIVE)
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,8 @@ class TiersConfig:
     # PCIe Gen5 x16 host link ~64 GB/s per direction (PCI-SIG spec); ~50 GB/s usable.
     dram: TierConfig = TierConfig(capacity_gib=256.0, read_gbps=50.0, write_gbps=50.0, latency_us=5.0)
     # One NVMe Gen4 SSD, ~7 GB/s read / ~5 GB/s write class (vendor datasheets), ~80 us access.
-    ssd: TierConfig = TierConfig(capacity_gib=2048.0, read_gbps=7.0, write_gbps=5.0, latency_us=80.0)
+    ssd: TierConfig = TierConfig(capacity_gib=2048.0, read_gbps=7.0, write_gbps=5.0, latency_us=80.0,
+                                 shared_read_gbps=7.0)  # the node's GPUs read the one SSD
     # Rack-shared pool over 400 Gb/s RDMA NICs (= 50 GB/s); 0 GiB disables it.
     eic: TierConfig = TierConfig(capacity_gib=0.0, read_gbps=50.0, write_gbps=50.0, latency_us=10.0)
 

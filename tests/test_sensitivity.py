@@ -65,16 +65,19 @@ CASES: dict[str, tuple[str, list[str], str]] = {
     "cache.tiers.dram.capacity_gib": ("cache-only", [], "0.05"),
     "cache.tiers.dram.read_gbps": ("single", [], "0.5"),
     "cache.tiers.dram.write_gbps": ("single", [], "0.5"),  # tiers.dram.write_utilization_max
+    "cache.tiers.dram.shared_read_gbps": ("single", [], "0.01"),
     "cache.tiers.dram.latency_us": ("single", [], "5000"),
     "cache.tiers.dram.policy": ("cache-only", INCLUSIVE, "fifo"),
     "cache.tiers.ssd.capacity_gib": ("cache-only", [], "0.1"),
     "cache.tiers.ssd.read_gbps": ("single", [], "0.5"),
     "cache.tiers.ssd.write_gbps": ("single", [], "0.5"),  # tiers.ssd.write_utilization_max
+    "cache.tiers.ssd.shared_read_gbps": ("single", [], "0.01"),
     "cache.tiers.ssd.latency_us": ("single", [], "5000"),
     "cache.tiers.ssd.policy": ("cache-only", INCLUSIVE, "fifo"),
     "cache.tiers.eic.capacity_gib": ("cluster", [], "0.5"),
     "cache.tiers.eic.read_gbps": ("single", [], "0.5"),
     "cache.tiers.eic.write_gbps": ("single", [], "0.5"),  # tiers.eic.write_utilization_max
+    "cache.tiers.eic.shared_read_gbps": ("single", [], "0.01"),
     "cache.tiers.eic.latency_us": ("single", [], "5000"),
     "cache.tiers.eic.policy": ("cluster", INCLUSIVE_EIC, "fifo"),
     "compute.flops_efficiency": ("single", [], "0.3"),
@@ -147,6 +150,7 @@ NOT_MODELLED: dict[str, str] = {
     "cache.tiers.hbm.read_gbps": "an HBM hit is the GPU's own memory: no load time is charged",
     "cache.tiers.hbm.latency_us": "an HBM hit is the GPU's own memory: no load time is charged",
     "cache.tiers.hbm.write_gbps": "HBM is the GPU's own memory: its traffic is not charged or reported",
+    "cache.tiers.hbm.shared_read_gbps": "an HBM hit is the GPU's own memory: no load time is charged",
 }
 
 

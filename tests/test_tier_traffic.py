@@ -67,10 +67,44 @@ def test_cluster_counts_every_copy(run_cli, tmp_path):
 def test_summary_flags_a_tier_that_could_not_keep_up():
     import main
 
-    metrics = {"tiers": {"dram": {"read_utilization_max": 0.2, "write_utilization_max": 1.0},
+    metrics = {"tiers": {"dram": {"read_utilization_max": 2.5, "write_utilization_max": 1.0},
                          "ssd": {"read_utilization_max": 0.5, "write_utilization_max": 7.46}}}
     assert main._oversubscribed_tiers(metrics) == [
-        "  ! ssd writes needed 7.46x cache.tiers.ssd.write_gbps over the run; transfers are not queued, "
+        "  ! dram reads needed 2.50x cache.tiers.dram.read_gbps over the run; loads of different readers were not "
+        "queued (cache.tiers.dram.shared_read_gbps queues them), so load times are optimistic",
+        "  ! ssd writes needed 7.46x cache.tiers.ssd.write_gbps over the run; writes take no simulated time, "
         "so load times are optimistic"]
     cache_only = {"tiers": {"hbm": {"hits": 3, "bytes_read": 0}}}  # cache-only tiers carry no time
     assert main._oversubscribed_tiers(cache_only) == []
+
+
+def test_a_shared_device_queues_its_readers_first_come_first_served():
+    """Hand-computed: 7 MB reads from an SSD of 7 GB/s shared by its readers (80 us access): alone 1 ms +
+    80 us; a second read issued at the same time waits for the first (2 ms + 80 us); a reader whose own
+    link is slower (1 GB/s: 7 ms) is bound by its link, not the queue; after the queue drains, no wait."""
+    from sim.cache.arena import TierArena
+    from sim.cache.tiers import new_tier
+
+    ssd = new_tier(TierArena(), "ssd", "lru", 10, read_bw=7e9, write_bw=5e9, latency_s=80e-6, shared_read_bw=7e9)
+    assert ssd.reserve_read(7_000_000, 0.0) == pytest.approx(1e-3 + 80e-6)
+    assert ssd.reserve_read(7_000_000, 0.0) == pytest.approx(2e-3 + 80e-6)
+    assert ssd.reserve_read(7_000_000, 10e-3) == pytest.approx(1e-3 + 80e-6)  # the queue drained at 2 ms
+    ssd.read_bw = 1e9  # one reader's link at 1 GB/s: its 7 ms exceed the device's queue (11 ms + 1 ms - 10.5 ms)
+    assert ssd.reserve_read(7_000_000, 10.5e-3) == pytest.approx(7e-3 + 80e-6)
+    private = new_tier(TierArena(), "dram", "lru", 10, read_bw=50e9, write_bw=50e9, latency_s=5e-6)
+    assert [private.reserve_read(50_000_000, 0.0) for _ in range(2)] == [pytest.approx(1e-3 + 5e-6)] * 2
+    assert ssd.reserve_read(0, 0.0) == private.reserve_read(0, 0.0) == 0.0
+
+
+def test_instances_loading_from_one_ssd_wait_for_each_other(run_cli, tmp_path):
+    """Four instances over one node's SSD: when its shared bandwidth is scarce, loads queue and the
+    TTFT's kv_load grows; one instance cannot queue behind itself (its steps serialise its loads), so
+    there a shared bandwidth equal to its read bandwidth changes nothing."""
+    ssd_only = ("cache.tiers.dram.capacity_gib=0",)
+    private = _run(run_cli, tmp_path, sets=(*ssd_only, "cache.tiers.ssd.shared_read_gbps=null"))
+    scarce = _run(run_cli, tmp_path, sets=(*ssd_only, "cache.tiers.ssd.shared_read_gbps=0.5"))
+    assert private["instances"]["count"] > 1 and private["tier_hit_ratio"]["ssd"] > 0
+    assert scarce["ttft_breakdown_s"]["kv_load"] > private["ttft_breakdown_s"]["kv_load"]
+    one = ("serving.num_instances=1", *ssd_only)
+    assert (_run(run_cli, tmp_path, sets=(*one, "cache.tiers.ssd.shared_read_gbps=null"))
+            == _run(run_cli, tmp_path, sets=(*one, "cache.tiers.ssd.shared_read_gbps=7")))

@@ -49,6 +49,8 @@ class Tier:
     predicted: np.ndarray | None = None
     resident_set: set = field(default_factory=set)  # the generic path's record of resident blocks
     _hooks: EvictionPolicy | None = None
+    shared_read_bw: float | None = None  # B/s all readers of this copy share (None: each has read_bw)
+    read_free_at: float = 0.0  # simulated time at which the shared device has served the reads queued so far
 
     @property
     def compiled(self) -> bool:
@@ -74,17 +76,31 @@ class Tier:
         return self._hooks
 
     def read_time(self, nbytes: int) -> float:
-        """Seconds to read ``nbytes`` from this tier (latency + bytes / bandwidth)."""
+        """Seconds to read ``nbytes`` from this tier alone (latency + bytes / bandwidth)."""
         return self.latency_s + nbytes / self.read_bw if nbytes else 0.0
+
+    def reserve_read(self, nbytes: int, start: float) -> float:
+        """Seconds from ``start`` until ``nbytes`` read from this tier have arrived: ``read_time``, or, on a
+        device its readers share (``shared_read_bw``), the end of its queue once these bytes join it (first
+        come, first served) if that is later. Reserves the device's time."""
+        if not nbytes:
+            return 0.0
+        if self.shared_read_bw is None:
+            return self.read_time(nbytes)
+        wait = max(0.0, self.read_free_at - start)
+        on_device = nbytes / self.shared_read_bw
+        self.read_free_at = start + wait + on_device
+        return self.latency_s + max(nbytes / self.read_bw, wait + on_device)
 
 
 
 def tier_traffic(tiers: list[Tier], span_s: float) -> dict[str, dict[str, float | int]]:
     """Bytes each kind of lower tier (DRAM, SSD, EIC) read and wrote over a serving run of ``span_s``
     seconds, summed over its copies (a node's DRAM/SSD, a rack's EIC), and the busiest copy's share of
-    its bandwidth. A load is charged latency + bytes / read bandwidth as if it had the tier to itself and
-    a demotion takes no time, so a share above 1 says the tier could not keep up: the run's load times
-    are optimistic (``cache.tiers.<tier>.read_gbps``/``write_gbps``)."""
+    its bandwidth: reads of its shared bandwidth if it has one (they queue for it, so at most 1), else of
+    one reader's; writes of its write bandwidth. Loads of readers that share no bandwidth are not queued
+    and demotions take no time, so a share above 1 says the tier could not keep up: the run's load times
+    are optimistic (``cache.tiers.<tier>.shared_read_gbps``/``write_gbps``)."""
     traffic: dict[str, dict[str, float | int]] = {}
     for name in TIER_NAMES[1:]:
         group = [t for t in tiers if t.name == name]
@@ -96,19 +112,23 @@ def tier_traffic(tiers: list[Tier], span_s: float) -> dict[str, dict[str, float 
             "copies": len(group),
             "bytes_read": sum(s.bytes_read for s in stats),
             "bytes_written": sum(s.bytes_written for s in stats),
-            "read_utilization_max": max(share(s.bytes_read, t.read_bw) for s, t in zip(stats, group, strict=True)),
+            "read_utilization_max": max(share(s.bytes_read, t.shared_read_bw or t.read_bw)
+                                        for s, t in zip(stats, group, strict=True)),
             "write_utilization_max": max(share(s.bytes_written, t.write_bw) for s, t in zip(stats, group, strict=True)),
         }
     return traffic
 
+
 def new_tier(arena: TierArena, name: str, policy: str, capacity: int, read_bw: float, write_bw: float,
-             latency_s: float, next_use: np.ndarray | None = None, predicted: np.ndarray | None = None) -> Tier:
+             latency_s: float, next_use: np.ndarray | None = None, predicted: np.ndarray | None = None,
+             shared_read_bw: float | None = None) -> Tier:
     """Add a tier of ``capacity`` blocks run by ``policy`` to ``arena``."""
     cls = check_policy_inputs(policy, next_use, predicted)
     kernel = issubclass(cls, KernelPolicy)
     bound = capacity if arena.max_keys is None else min(capacity, arena.max_keys)
     index = arena.add_tier(cls.kind if kernel else 0, capacity, cls.slots(bound) if kernel else 0)
-    return Tier(name, policy, read_bw, write_bw, latency_s, arena, index, next_use, predicted)
+    return Tier(name, policy, read_bw, write_bw, latency_s, arena, index, next_use, predicted,
+                shared_read_bw=shared_read_bw)
 
 
 def kv_block_bytes(config: Config) -> int:
@@ -144,8 +164,10 @@ def tier_from_config(arena: TierArena, name: str, tier_cfg: TierConfig, policy: 
     for key in ("read_gbps", "write_gbps"):
         if getattr(tier_cfg, key) <= 0:
             raise ConfigError(f"config key 'cache.tiers.{name}.{key}' must be positive, got {getattr(tier_cfg, key)}")
+    shared = tier_cfg.shared_read_gbps
     return new_tier(arena, name, tier_cfg.policy or policy, capacity, tier_cfg.read_gbps * 1e9,
-                    tier_cfg.write_gbps * 1e9, tier_cfg.latency_us * 1e-6, next_use, predicted)
+                    tier_cfg.write_gbps * 1e9, tier_cfg.latency_us * 1e-6, next_use, predicted,
+                    shared_read_bw=None if shared is None else shared * 1e9)
 
 
 def build_tiers(config: Config, policy: str, next_use: np.ndarray | None = None,

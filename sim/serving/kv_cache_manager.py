@@ -29,9 +29,10 @@ from sim.serving.job import Job
 
 
 class TierView(Protocol):
-    """One tier as the manager sees it: how long reading bytes from it takes."""
+    """One tier as the manager sees it: how long reading bytes from it takes, from a start time (a
+    device its readers share queues them)."""
 
-    def read_time(self, nbytes: int) -> float: ...
+    def reserve_read(self, nbytes: int, start: float) -> float: ...
 
 
 class TieredCache(Protocol):
@@ -56,7 +57,7 @@ class PrefixMatch:
 
     tier_of_each: list[int]  # tier index of each matched block, top first (0: HBM, in use or cached)
     tokens: int  # prompt tokens it serves (vLLM recomputes at least the last token)
-    load_s: float  # seconds to read the part held in lower tiers
+    to_load: dict[int, int]  # lower tier index -> blocks to read from it (``KVCacheManager.load``)
 
     @property
     def blocks(self) -> int:
@@ -109,15 +110,16 @@ class KVCacheManager:
         for level in levels[: -(-cached // bs) if cached else 0]:
             if level > 0:
                 per_tier[level] = per_tier.get(level, 0) + 1
-        return PrefixMatch(levels, cached, self._load_time(per_tier))
+        return PrefixMatch(levels, cached, per_tier)
 
-    def _load_time(self, per_tier: dict[int, int]) -> float:
-        """Seconds to read ``count`` blocks from each lower tier."""
-        load = 0.0
+    def load(self, match: PrefixMatch, start: float) -> float:
+        """Seconds, from ``start``, to read the match's blocks held in lower tiers, one tier after
+        another (top first); a shared device's time is reserved, so call it once the job is admitted."""
+        seconds = 0.0
         tiers, block_bytes = self.cache.tiers, self.cache.block_bytes
-        for level, count in per_tier.items():
-            load += tiers[level].read_time(count * block_bytes)
-        return load
+        for level in sorted(match.to_load):
+            seconds += tiers[level].reserve_read(match.to_load[level] * block_bytes, start + seconds)
+        return seconds
 
     def record_admission(self, job: Job, match: PrefixMatch) -> None:
         """Count a request's prefix hits (once per request, not again after a preemption)."""

@@ -255,15 +255,16 @@ class Scheduler:
             self.waiting.popleft()
             kv.allocate(job, cached + n)
             job.computed = cached
+            load = kv.load(match, now + load_total)  # after the step's earlier loads
             if not job.admitted_once:  # hits count once per request, not again after a preemption
                 job.admitted_once = True
                 kv.record_admission(job, match)
                 table, rid = self.table, job.rid
                 table.scheduled[rid] = now
-                table.kv_load[rid] = match.load_s
+                table.kv_load[rid] = load
                 table.cached_tokens[rid] = cached
                 table.instance[rid] = self.index
-            load_total += match.load_s
+            load_total += load
             running.append(job)
             batch.append((job, n))
             budget -= n
