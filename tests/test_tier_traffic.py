@@ -54,14 +54,26 @@ def test_write_bandwidth_is_reported_not_charged(run_cli, tmp_path):
     assert after == before  # demotions take no simulated time: nothing else moves
 
 
+CLUSTER = ("cluster.num_racks=2", "cluster.nodes_per_rack=2", "hardware.gpus_per_node=2", "cache.tiers.eic.capacity_gib=1")
+
+
 def test_cluster_counts_every_copy(run_cli, tmp_path):
-    metrics = _run(run_cli, tmp_path, "--cluster",
-                   sets=("cluster.num_racks=2", "cluster.nodes_per_rack=2", "hardware.gpus_per_node=2",
-                         "cache.tiers.eic.capacity_gib=1"))
+    metrics = _run(run_cli, tmp_path, "--cluster", sets=CLUSTER)
     cluster = metrics["cluster"]
     assert metrics["tiers"]["dram"]["copies"] == metrics["tiers"]["ssd"]["copies"] == cluster["nodes_used"]
     assert metrics["tiers"]["eic"]["copies"] == cluster["racks_used"]
     assert cluster["nodes_used"] > 1
+
+
+def test_cluster_tier_link_is_the_shared_bandwidth(run_cli, tmp_path):
+    """In the cluster every transfer crosses links shared max-min fairly: a tier copy's link carries its
+    shared bandwidth, or its read bandwidth when it has none (so the SSD's default, equal to its read
+    bandwidth, changes nothing)."""
+    base = _run(run_cli, tmp_path, "--cluster", sets=CLUSTER)
+    assert base == _run(run_cli, tmp_path, "--cluster", sets=(*CLUSTER, "cache.tiers.ssd.shared_read_gbps=null"))
+    scarce = _run(run_cli, tmp_path, "--cluster", sets=(*CLUSTER, "cache.tiers.dram.shared_read_gbps=0.05"))
+    assert base["tier_hit_ratio"]["dram"] > 0
+    assert scarce["ttft_breakdown_s"]["kv_load"] > base["ttft_breakdown_s"]["kv_load"]
 
 
 def test_summary_flags_a_tier_that_could_not_keep_up():

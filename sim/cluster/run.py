@@ -120,8 +120,9 @@ class ClusterRun(ServingRun):
         tier = tier_from_config(self.arena, name, cfg, self.config.cache.policy, capacity, self._next_use,
                                 self._predicted)
         self._place_tier(tier.index, (kind, rack, node, inst))
-        if kind != HBM:
-            self.tier_link[tier.index] = self._link(AnalyticNetwork(cfg.read_gbps * 1e9, cfg.latency_us * 1e-6))
+        if kind != HBM:  # the copy's read link, which its readers share (each GPU's own PCIe link is another)
+            bandwidth = cfg.shared_read_gbps or cfg.read_gbps
+            self.tier_link[tier.index] = self._link(AnalyticNetwork(bandwidth * 1e9, cfg.latency_us * 1e-6))
         return tier
 
     def _place_tier(self, index: int, place: tuple[int, int, int, int]) -> None:
