@@ -29,6 +29,25 @@ def vidur_op_columns(frame: pd.DataFrame, exclude: tuple[str, ...] = ()) -> list
             and c.split(".")[1] not in exclude]
 
 
+
+def _vidur_rows(path: Path, table: str, needed: set[str], shapes: tuple[tuple[str, int], ...], model: ModelSpec,
+                tensor_parallel_size: int, rows: np.ndarray | None = None) -> pd.DataFrame:
+    """The rows of Vidur's ``table`` profiled at ``tensor_parallel_size`` (of ``rows`` if given), after checking
+    its columns and that each profiled shape column (``shapes``: column, the model's value) matches the model."""
+    frame = read_profile_csv(path, what=f"Vidur {table}")
+    if rows is not None:
+        frame = frame.iloc[rows]
+    needed = needed | {"num_tensor_parallel_workers"}
+    if not needed <= set(frame.columns):
+        raise ConfigError(f"{path}: not a Vidur {table} (needs columns {sorted(needed)})")
+    for column, expected in shapes:
+        if column in frame.columns and not (frame[column] == expected).all():
+            raise ConfigError(f"{path}: profiled {column}={frame[column].iloc[0]} does not match model {model.name} ({expected})")
+    frame = frame[frame["num_tensor_parallel_workers"] == tensor_parallel_size]
+    if frame.empty:
+        raise ConfigError(f"{path}: no rows for tensor parallel size {tensor_parallel_size}")
+    return frame
+
 @dataclass
 class VidurProfile:
     """Per-layer time of everything but the attention kernel, from Vidur's ``mlp.csv`` (ms, medians)."""
@@ -39,19 +58,9 @@ class VidurProfile:
 
     @classmethod
     def load(cls, path: Path, model: ModelSpec, tensor_parallel_size: int, rows: np.ndarray | None = None) -> "VidurProfile":
-        frame = read_profile_csv(path, what="Vidur mlp.csv")
-        if rows is not None:
-            frame = frame.iloc[rows]
-        needed = {"num_tokens", "num_tensor_parallel_workers"}
-        if not needed <= set(frame.columns):
-            raise ConfigError(f"{path}: not a Vidur mlp.csv (needs columns {sorted(needed)})")
-        for column, expected in (("n_embd", model.hidden_size), ("n_kv_head", model.num_kv_heads),
-                                 ("n_expanded_embd", model.intermediate_size)):
-            if column in frame.columns and not (frame[column] == expected).all():
-                raise ConfigError(f"{path}: profiled {column}={frame[column].iloc[0]} does not match model {model.name} ({expected})")
-        frame = frame[frame["num_tensor_parallel_workers"] == tensor_parallel_size]
-        if frame.empty:
-            raise ConfigError(f"{path}: no rows for tensor parallel size {tensor_parallel_size}")
+        frame = _vidur_rows(path, "mlp.csv", {"num_tokens"}, (("n_embd", model.hidden_size),
+                            ("n_kv_head", model.num_kv_heads), ("n_expanded_embd", model.intermediate_size)),
+                            model, tensor_parallel_size, rows)
         ops = vidur_op_columns(frame, exclude=("emb",))
         frame = frame.assign(total_ms=frame[ops].sum(axis=1)).groupby("num_tokens", as_index=False)["total_ms"].mean()
         return cls(frame["num_tokens"].to_numpy(float), frame["total_ms"].to_numpy(float) / 1e3, str(path))
@@ -76,17 +85,9 @@ class VidurAttention:
 
     @classmethod
     def load(cls, path: Path, model: ModelSpec, tensor_parallel_size: int, block_size: int) -> "VidurAttention":
-        frame = read_profile_csv(path, what="Vidur attention.csv")
-        needed = {"num_tensor_parallel_workers", "batch_size", "prefill_chunk_size", "kv_cache_size", "is_prefill"}
-        if not needed <= set(frame.columns):
-            raise ConfigError(f"{path}: not a Vidur attention.csv (needs columns {sorted(needed)})")
-        for column, expected in (("n_embd", model.hidden_size), ("n_q_head", model.num_attention_heads),
-                                 ("n_kv_head", model.num_kv_heads)):
-            if column in frame.columns and not (frame[column] == expected).all():
-                raise ConfigError(f"{path}: profiled {column}={frame[column].iloc[0]} does not match model {model.name} ({expected})")
-        frame = frame[frame["num_tensor_parallel_workers"] == tensor_parallel_size]
-        if frame.empty:
-            raise ConfigError(f"{path}: no rows for tensor parallel size {tensor_parallel_size}")
+        frame = _vidur_rows(path, "attention.csv", {"batch_size", "prefill_chunk_size", "kv_cache_size", "is_prefill"},
+                            (("n_embd", model.hidden_size), ("n_q_head", model.num_attention_heads),
+                             ("n_kv_head", model.num_kv_heads)), model, tensor_parallel_size)
         if "block_size" in frame.columns:  # the profiled block size nearest the served one
             sizes = frame["block_size"].unique()
             frame = frame[frame["block_size"] == min(sizes, key=lambda b: (abs(b - block_size), b))]
