@@ -194,11 +194,12 @@ def test_llmservingsim_token_ids_are_optional(tmp_path):
     assert trace.provenance.block_ids == "chained" and trace.provenance.skip_reasons == {"missing_value": 1}
 
 
-@pytest.mark.parametrize("unit, warned", [("ms", False), ("ns", True)])
+@pytest.mark.parametrize("unit, warned", [("ms", False), ("us", True)])
 def test_implausible_arrival_rate_warns_of_the_time_unit(tmp_path, unit, warned):
-    """200 Mooncake requests 1,000 timestamp units apart: 1 s apart in ms (plausible), 1 µs apart in ns
-    (a million requests a second: the unit is wrong) — a warning naming the flag, the run goes on."""
-    records = "".join(f'{{"timestamp": {1000 * i}, "input_length": 512, "output_length": 8, "hash_ids": [{i}]}}\n'
+    """200 Mooncake requests 300 timestamp units apart: 0.3 s apart in ms (3.3 a second, as Mooncake's own
+    trace), 0.3 ms apart in us (the same trace read in a unit 1,000x too coarse: 3,300 a second) — a
+    warning naming the flag, and the run goes on."""
+    records = "".join(f'{{"timestamp": {300 * i}, "input_length": 512, "output_length": 8, "hash_ids": [{i}]}}\n'
                       for i in range(200))
     (tmp_path / "m.jsonl").write_text(records)
     done = subprocess.run([sys.executable, str(ROOT / "main.py"), "--trace-stats", "--no-plot", "--workload-trace",
