@@ -193,24 +193,7 @@ def load_spec(path: str | Path) -> SweepSpec:
     fixed = [k for k in varied if k in layers.sets]
     if fixed:
         raise _fail(path, f"key '{fixed[0]}' is both fixed (under 'set' or 'workload') and varied: keep one")
-    spec = SweepSpec(path, str(data["mode"]), layers, axes, tuple(zips))
-    _check_points_distinct(spec)
-    return spec
-
-
-def _check_points_distinct(spec: SweepSpec) -> None:
-    """Two points with the same overrides would run twice under one journal key, and two with the same
-    name (a value repeated on an axis, or two paths with one file name) would mix in the report."""
-    keys: dict[str, Point] = {}
-    names: dict[str, Point] = {}
-    for point in expand(spec):
-        if point.key in keys:
-            raise _fail(spec.path, f"point {point.index + 1} repeats point {keys[point.key].index + 1} "
-                                   f"({point.name}): a value is repeated on an axis or a zip group")
-        if point.name in names:
-            raise _fail(spec.path, f"points {names[point.name].index + 1} and {point.index + 1} would both be named "
-                                   f"'{point.name}' (two paths with one file name?): their results would mix")
-        keys[point.key] = names[point.name] = point
+    return SweepSpec(path, str(data["mode"]), layers, axes, tuple(zips))
 
 
 def _label(value: Any) -> str:
@@ -218,15 +201,27 @@ def _label(value: Any) -> str:
 
 
 def expand(spec: SweepSpec) -> list[Point]:
-    """The points: product of the axes and zip groups, in spec order."""
+    """The points: product of the axes and zip groups, in spec order. Two points with the same overrides
+    would run twice under one journal key, and two with the same name (a value repeated on an axis, or
+    two paths with one file name) would mix in the report: both are refused."""
     dims: list[list[dict[str, Any]]] = [[{k: v} for v in values] for k, values in spec.axes.items()]
     for group in spec.zips:
         keys = list(group)
         dims.append([dict(zip(keys, row)) for row in zip(*group.values())])
-    points = []
+    points: list[Point] = []
+    by_key: dict[str, Point] = {}
+    by_name: dict[str, Point] = {}
     for index, combo in enumerate(itertools.product(*dims)):
         overrides = {k: v for part in combo for k, v in part.items()}
-        points.append(Point(index, "/".join(_label(v) for v in overrides.values()), overrides))
+        point = Point(index, "/".join(_label(v) for v in overrides.values()), overrides)
+        if point.key in by_key:
+            raise _fail(spec.path, f"point {index + 1} repeats point {by_key[point.key].index + 1} "
+                                   f"({point.name}): a value is repeated on an axis or a zip group")
+        if point.name in by_name:
+            raise _fail(spec.path, f"points {by_name[point.name].index + 1} and {index + 1} would both be named "
+                                   f"'{point.name}' (two paths with one file name?): their results would mix")
+        by_key[point.key] = by_name[point.name] = point
+        points.append(point)
     return points
 
 

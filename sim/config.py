@@ -306,15 +306,9 @@ def load_config(
     """
     raw: dict[str, Any] = {}
     if path is not None:
-        raw = read_config_file(Path(path))
-        _validated(raw, f"config file {path}")
-        _check_presets(raw, f"config file {path}")
-        raw = resolve_paths(raw, Path(path).parent)
+        raw = _file_layer(Path(path), f"config file {path}")
     for overlay in overlays:
-        layer = read_config_file(Path(overlay))
-        _validated(layer, f"calibration profile {overlay}")
-        _check_presets(layer, f"calibration profile {overlay}")
-        raw = deep_merge(raw, resolve_paths(layer, Path(overlay).parent))
+        raw = deep_merge(raw, _file_layer(Path(overlay), f"calibration profile {overlay}"))
     if preset is not None:
         presets = build_dataclass(Config, raw, "").presets
         if preset not in presets:
@@ -322,18 +316,16 @@ def load_config(
         for name in (preset, f"{preset}@{mode}"):  # PRESET@MODE: more keys for that mode only
             if name not in presets:
                 continue
-            layer = _preset_layer(presets[name])
+            layer = _dotted_layer(presets[name])
             _validated(layer, f"preset {name!r}")
             raw = deep_merge(raw, layer)
     for assignment in sets:
         key, value = parse_set(assignment)
-        layer = {}
-        set_dotted(layer, key, value)
+        layer = _dotted_layer({key: value})
         _validated(layer, "--set")  # the message names the key and quotes the value (once, cut to ~100 characters)
         raw = deep_merge(raw, layer)
     for flag, key, value in flags:
-        layer = {}
-        set_dotted(layer, key, value)
+        layer = _dotted_layer({key: value})
         _validated(layer, flag)
         raw = deep_merge(raw, layer)
     config = build_dataclass(Config, raw, "")
@@ -341,26 +333,29 @@ def load_config(
     return config
 
 
-def _preset_layer(keys: dict[str, Any]) -> dict[str, Any]:
+def _dotted_layer(keys: dict[str, Any]) -> dict[str, Any]:
+    """A nested config layer from dotted keys (``{"cache.policy": "arc"}``)."""
     layer: dict[str, Any] = {}
     for dotted, value in keys.items():
         set_dotted(layer, dotted, value)
     return layer
 
 
-def _check_presets(raw: dict[str, Any], source: str) -> None:
-    """Every preset a file defines, validated when the file is read, not only when ``--preset`` picks it
-    (a typo in an unused preset would otherwise wait for the day someone uses it)."""
-    for name, keys in (raw.get("presets") or {}).items():
-        _validated(_preset_layer(keys), f"preset {name!r} of {source}")
+def _file_layer(path: Path, source: str) -> dict[str, Any]:
+    """A config file or overlay as a layer, validated with every preset it defines (not only when
+    ``--preset`` picks one: a typo would otherwise wait for the day someone uses it), its relative paths
+    resolved against its folder."""
+    layer = read_config_file(path)
+    _validated(layer, source)
+    for name, keys in (layer.get("presets") or {}).items():
+        _validated(_dotted_layer(keys), f"preset {name!r} of {source}")
+    return resolve_paths(layer, path.parent)
 
 
 def replace(config: Config, **dotted: Any) -> Config:
     """A copy of ``config`` with dotted keys (``"cache.policy"``) changed, validated."""
     raw = config.to_dict()
-    layer: dict[str, Any] = {}
-    for key, value in dotted.items():
-        set_dotted(layer, key, value)
+    layer = _dotted_layer(dotted)
     _validated(layer, "override")
     config = build_dataclass(Config, deep_merge(raw, layer), "")
     validate(config)

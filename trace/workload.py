@@ -63,9 +63,13 @@ MIN_REQUESTS_FOR_RATE = 100
 LOG = logging.getLogger("kvsim.workload")
 
 
+def _arrival_span_s(trace: Trace) -> float:
+    return float(trace.arrival_s[-1] - trace.arrival_s[0]) if len(trace) else 0.0
+
+
 def check_time_span(trace: Trace, likely_cause: str) -> None:
     """Refuse arrival times spread over more than ``MAX_TRACE_SPAN_S`` (exit 2, naming the source)."""
-    span = float(trace.arrival_s[-1] - trace.arrival_s[0]) if len(trace) else 0.0
+    span = _arrival_span_s(trace)
     if not span <= MAX_TRACE_SPAN_S:
         prov = trace.provenance
         raise TraceError(f"{prov.path or prov.format}: arrivals span {span:.3g} s, more than {MAX_TRACE_SPAN_S:.3g} s "
@@ -76,7 +80,7 @@ def warn_if_rate_implausible(trace: Trace) -> None:
     """Warn when a trace's requests arrive implausibly fast on average: the sign of timestamps read in a
     unit 1,000x too coarse (a Mooncake trace in seconds read as its milliseconds), which the data
     cannot otherwise reveal. A warning, not an error: such a rate may be meant."""
-    span = float(trace.arrival_s[-1] - trace.arrival_s[0]) if len(trace) else 0.0
+    span = _arrival_span_s(trace)
     if len(trace) >= MIN_REQUESTS_FOR_RATE and span > 0 and len(trace) / span > IMPLAUSIBLE_RATE_RPS:
         prov = trace.provenance
         LOG.warning("kvsim: warning: %s: %s requests arrive within %.3g s (%.3g requests/s on average): are its "

@@ -92,6 +92,10 @@ class Tier:
         self.read_free_at = start + wait + on_device
         return self.latency_s + max(nbytes / self.read_bw, wait + on_device)
 
+    @property
+    def copy_read_bw(self) -> float:
+        """B/s this copy can serve all its readers together: its shared bandwidth, else one reader's."""
+        return self.shared_read_bw or self.read_bw
 
 
 def tier_traffic(tiers: list[Tier], span_s: float) -> dict[str, dict[str, float | int]]:
@@ -101,20 +105,20 @@ def tier_traffic(tiers: list[Tier], span_s: float) -> dict[str, dict[str, float 
     one reader's; writes of its write bandwidth. Loads of readers that share no bandwidth are not queued
     and demotions take no time, so a share above 1 says the tier could not keep up: the run's load times
     are optimistic (``cache.tiers.<tier>.shared_read_gbps``/``write_gbps``)."""
+    def share(nbytes: int, bandwidth: float) -> float:
+        return nbytes / (bandwidth * span_s) if span_s > 0 else math.nan
+
     traffic: dict[str, dict[str, float | int]] = {}
     for name in TIER_NAMES[1:]:
-        group = [t for t in tiers if t.name == name]
-        if not group:
+        copies = [(t, t.stats) for t in tiers if t.name == name]
+        if not copies:
             continue
-        stats = [t.stats for t in group]
-        share = (lambda nbytes, bandwidth: nbytes / (bandwidth * span_s) if span_s > 0 else math.nan)  # noqa: E731
         traffic[name] = {
-            "copies": len(group),
-            "bytes_read": sum(s.bytes_read for s in stats),
-            "bytes_written": sum(s.bytes_written for s in stats),
-            "read_utilization_max": max(share(s.bytes_read, t.shared_read_bw or t.read_bw)
-                                        for s, t in zip(stats, group, strict=True)),
-            "write_utilization_max": max(share(s.bytes_written, t.write_bw) for s, t in zip(stats, group, strict=True)),
+            "copies": len(copies),
+            "bytes_read": sum(s.bytes_read for _, s in copies),
+            "bytes_written": sum(s.bytes_written for _, s in copies),
+            "read_utilization_max": max(share(s.bytes_read, t.copy_read_bw) for t, s in copies),
+            "write_utilization_max": max(share(s.bytes_written, t.write_bw) for t, s in copies),
         }
     return traffic
 

@@ -121,8 +121,7 @@ class ClusterRun(ServingRun):
                                 self._predicted)
         self._place_tier(tier.index, (kind, rack, node, inst))
         if kind != HBM:  # the copy's read link, which its readers share (each GPU's own PCIe link is another)
-            bandwidth = cfg.shared_read_gbps or cfg.read_gbps
-            self.tier_link[tier.index] = self._link(AnalyticNetwork(bandwidth * 1e9, cfg.latency_us * 1e-6))
+            self.tier_link[tier.index] = self._link(AnalyticNetwork(tier.copy_read_bw, tier.latency_s))
         return tier
 
     def _place_tier(self, index: int, place: tuple[int, int, int, int]) -> None:

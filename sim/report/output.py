@@ -37,13 +37,18 @@ def is_device_or_pipe(path: Path) -> bool:
         return False
 
 
-def _write_target(path: Path) -> Path:
-    """Where a write to ``path`` lands: the path itself when it reaches a device, FIFO or pipe (through
-    links too: ``/dev/stdout`` is a link to ``/proc/self/fd/1``, whose target has no name when it is a
-    pipe), else a symbolic link's target (replaced, the link stays), else the path."""
+def _write_target(path: Path) -> tuple[Path, bool]:
+    """Where a write to ``path`` lands, and whether in place: the path itself when it reaches a device,
+    FIFO or pipe (through links too: ``/dev/stdout`` is a link to ``/proc/self/fd/1``, whose target has
+    no name when it is a pipe), else a symbolic link's target (replaced, the link stays), else the path."""
     if is_device_or_pipe(path):
-        return path
-    return path.resolve() if path.is_symlink() else path
+        return path, True
+    return (path.resolve() if path.is_symlink() else path), False
+
+
+def _open_mode(binary: bool) -> tuple[str, dict]:
+    """``open``'s mode and text options for an output (text: UTF-8, newlines as written)."""
+    return ("wb", {}) if binary else ("w", {"newline": "", "encoding": "utf-8"})
 
 
 @contextlib.contextmanager
@@ -51,7 +56,8 @@ def _write_in_place(path: Path, binary: bool) -> Iterator[IO]:
     """A device or FIFO is written as it is: renaming a file over it would replace the device node
     itself (as root: ``--report-json /dev/null`` turned /dev/null into a regular file)."""
     try:
-        fh = open(path, "wb" if binary else "w", **({} if binary else {"newline": "", "encoding": "utf-8"}))
+        mode, options = _open_mode(binary)
+        fh = open(path, mode, **options)
     except OSError as exc:
         raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
     with fh:
@@ -62,8 +68,8 @@ def _write_in_place(path: Path, binary: bool) -> Iterator[IO]:
 def atomic_write(path: str | Path, binary: bool = False) -> Iterator[IO]:
     """Open a temporary file beside ``path`` for writing; on success it replaces ``path``. A symbolic
     link's target is what is replaced (the link stays); a device or FIFO is written in place."""
-    path = _write_target(Path(path))
-    if is_device_or_pipe(path):
+    path, in_place = _write_target(Path(path))
+    if in_place:
         with _write_in_place(path, binary) as fh:
             yield fh
         return
@@ -74,7 +80,8 @@ def atomic_write(path: str | Path, binary: bool = False) -> Iterator[IO]:
         raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes it 0600; an output gets the usual mode
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"newline": "", "encoding": "utf-8"})) as fh:
+        mode, options = _open_mode(binary)
+        with os.fdopen(fd, mode, **options) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
@@ -139,8 +146,8 @@ def check_writable(path: str | Path, flag: str, directory: bool = False) -> Path
         raise InputError(f"{flag} -: give a file path (standard output: {flag} /dev/stdout, with --quiet)")
     path = Path(path)
     try:  # exists() raises what it cannot answer: a name too long, a loop of links, no permission
-        target = _write_target(path)
-        if not directory and is_device_or_pipe(target):
+        target, in_place = _write_target(path)
+        if not directory and in_place:
             if not os.access(target, os.W_OK):
                 raise InputError(f"{flag} {quote(str(path))}: not writable")
             return path
