@@ -73,7 +73,8 @@ class TierConfig:
     latency_us: float = domain(0.0, **NON_NEGATIVE)
     policy: str | None = domain(None, names="sim.cache.policies:POLICIES")  # None: use cache.policy
     # What all readers of one copy (a node's SSD, a rack's EIC) share, GB/s: their loads queue for it, first
-    # come first served. None: every reader has read_gbps to itself (DRAM: each GPU its own PCIe link).
+    # come first served, with the copy's writes (bytes / write_gbps each). None: every reader has read_gbps to
+    # itself and writes take no time (DRAM: each GPU its own PCIe link, one direction each).
     shared_read_gbps: float | None = domain(None, **POSITIVE)
 
 

@@ -79,8 +79,6 @@ class CheckedRun(ClusterRun):
 
     def _dispatch(self, job, keys, i):
         super()._dispatch(job, keys, i)
-        if not self.arena.allocated:
-            return
         meta = self.arena.state.meta
         wanted = self.all_tier_candidates()
         tiers = np.flatnonzero(wanted)

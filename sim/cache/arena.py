@@ -100,11 +100,6 @@ class TierArena:
         return t
 
     @property
-    def allocated(self) -> bool:
-        """Always True: the arrays exist from the start and grow with the tiers' contents."""
-        return True
-
-    @property
     def state(self) -> Arena:
         if self._state is None:
             from sim.cache.policies.dispatch import KERNELS  # noqa: PLC0415

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from sim.cache.arena import TierArena
-from sim.cache.arena_layout import STAT_FIELDS
+from sim.cache.arena_layout import BYTES_WRITTEN
 from sim.cache.policies import EvictionPolicy, KernelPolicy, check_policy_inputs, make_policy
 from sim.config import Config, TierConfig
 from sim.errors import ConfigError
@@ -49,8 +50,11 @@ class Tier:
     predicted: np.ndarray | None = None
     resident_set: set = field(default_factory=set)  # the generic path's record of resident blocks
     _hooks: EvictionPolicy | None = None
-    shared_read_bw: float | None = None  # B/s all readers of this copy share (None: each has read_bw)
-    read_free_at: float = 0.0  # simulated time at which the shared device has served the reads queued so far
+    # B/s all readers of this copy share (None: each has read_bw); a shared device also serves the copy's writes
+    shared_read_bw: float | None = None
+    device_free_at: float = 0.0  # simulated time at which the shared device has served what is queued so far
+    written_charged: int = 0  # bytes written whose device time is charged (``charge_writes``)
+    write_sink: Callable[[float], None] | None = None  # takes writes' device seconds instead of the queue (cluster)
 
     @property
     def compiled(self) -> bool:
@@ -64,8 +68,7 @@ class Tier:
 
     @property
     def stats(self) -> TierStats:
-        row = self.arena.stats_row(self.index) if self.arena.allocated else np.zeros(STAT_FIELDS, np.int64)
-        return TierStats(*(int(x) for x in row))
+        return TierStats(*(int(x) for x in self.arena.stats_row(self.index)))
 
     @property
     def hooks(self) -> EvictionPolicy:
@@ -87,10 +90,28 @@ class Tier:
             return 0.0
         if self.shared_read_bw is None:
             return self.read_time(nbytes)
-        wait = max(0.0, self.read_free_at - start)
+        wait = max(0.0, self.device_free_at - start)
         on_device = nbytes / self.shared_read_bw
-        self.read_free_at = start + wait + on_device
+        self.device_free_at = start + wait + on_device
         return self.latency_s + max(nbytes / self.read_bw, wait + on_device)
+
+    def charge_writes(self, now: float) -> None:
+        """Charge a shared device for the bytes written into this copy (demotions) since the last call:
+        bytes / write bandwidth of device time each, queued from ``now`` behind what is queued already
+        (first come, first served with the reads; nobody waits for a write itself: it is written back),
+        or handed to ``write_sink``. A copy without a shared device writes over each writer's own link
+        (a GPU's PCIe link carries writes one way, loads the other): no time is charged."""
+        if self.shared_read_bw is None:
+            return
+        written = int(self.arena.stats_row(self.index)[BYTES_WRITTEN])
+        if written == self.written_charged:
+            return
+        seconds = (written - self.written_charged) / self.write_bw
+        self.written_charged = written
+        if self.write_sink is not None:
+            self.write_sink(seconds)
+        else:
+            self.device_free_at = max(self.device_free_at, now) + seconds
 
     @property
     def copy_read_bw(self) -> float:
@@ -101,10 +122,11 @@ class Tier:
 def tier_traffic(tiers: list[Tier], span_s: float) -> dict[str, dict[str, float | int]]:
     """Bytes each kind of lower tier (DRAM, SSD, EIC) read and wrote over a serving run of ``span_s``
     seconds, summed over its copies (a node's DRAM/SSD, a rack's EIC), and the busiest copy's share of
-    its bandwidth: reads of its shared bandwidth if it has one (they queue for it, so at most 1), else of
-    one reader's; writes of its write bandwidth. Loads of readers that share no bandwidth are not queued
-    and demotions take no time, so a share above 1 says the tier could not keep up: the run's load times
-    are optimistic (``cache.tiers.<tier>.shared_read_gbps``/``write_gbps``)."""
+    its bandwidth: reads of its shared bandwidth if it has one, else of one reader's; writes of its write
+    bandwidth. On a shared device (``cache.tiers.<tier>.shared_read_gbps`` set) reads and writes queue for
+    one channel, so together their shares stay near 1 at most; elsewhere loads of different readers are
+    not queued and writes take no time, so a share above 1 says the tier could not keep up: the run's
+    load times are optimistic."""
     def share(nbytes: int, bandwidth: float) -> float:
         return nbytes / (bandwidth * span_s) if span_s > 0 else math.nan
 

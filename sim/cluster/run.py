@@ -53,6 +53,10 @@ INSTANCE, NODE, RACK, CROSS_RACK = range(4)
 _EMPTY = np.zeros(0, dtype=np.int64)
 
 
+def _written(_duration: float) -> None:
+    """A write-back ends: nobody waits for it."""
+
+
 class ClusterRun(ServingRun):
     """Racks x nodes x instances built on demand; routing, fetching and PD transfers across them."""
 
@@ -121,7 +125,8 @@ class ClusterRun(ServingRun):
                                 self._predicted)
         self._place_tier(tier.index, (kind, rack, node, inst))
         if kind != HBM:  # the copy's read link, which its readers share (each GPU's own PCIe link is another)
-            self.tier_link[tier.index] = self._link(AnalyticNetwork(tier.copy_read_bw, tier.latency_s))
+            link = self.tier_link[tier.index] = self._link(AnalyticNetwork(tier.copy_read_bw, tier.latency_s))
+            tier.write_sink = lambda seconds: link.occupy(seconds, _written)  # a shared device's writes share it
         return tier
 
     def _place_tier(self, index: int, place: tuple[int, int, int, int]) -> None:
@@ -329,7 +334,7 @@ class ClusterRun(ServingRun):
             if pending[0]:
                 return
             self.fetch_s[job.rid] = self.engine.now - start
-            inst.kv.cache.touch_chain(moved, np.full(len(moved), job.position, dtype=np.int64))
+            inst.kv.cache_fetched(moved, job.position)
             inst.submit(job)
 
         for tier, count in sources.items():
@@ -404,7 +409,7 @@ class ClusterRun(ServingRun):
         prompt_tokens = sum(s.prompt_tokens for s in stats)
         topo = self.topo
         eic = [tiers[0] for tiers in self.rack_tiers.values() if tiers]
-        eic_used = [int(self.arena.state.meta[t.index, RESIDENT]) if self.arena.allocated else 0 for t in eic]
+        eic_used = [int(self.arena.state.meta[t.index, RESIDENT]) for t in eic]
         racks = sorted(self.rack_tiers)
         return {
             "accesses": accesses,

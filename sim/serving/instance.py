@@ -49,7 +49,7 @@ class Instance:
         # ``shared_blocks`` False: no block id occurs in two requests, so the pool only counts.
         caching = serving.enable_prefix_caching if prefix_caching is None else prefix_caching
         self.pool = BlockPool(total_blocks, engine, shared=shared_blocks)
-        self.kv = KVCacheManager(self.pool, cache, serving.block_size, caching)
+        self.kv = KVCacheManager(self.pool, cache, serving.block_size, caching, clock=lambda: engine.now)
         self.scheduler = Scheduler(index, role, serving, self.kv, table, itl)
         self.busy = False
         self.batch_tokens = 0  # tokens in the step in progress (0: idle)

@@ -18,7 +18,7 @@ tiers.
 
 from __future__ import annotations
 
-from collections.abc import Container, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -30,9 +30,11 @@ from sim.serving.job import Job
 
 class TierView(Protocol):
     """One tier as the manager sees it: how long reading bytes from it takes, from a start time (a
-    device its readers share queues them)."""
+    device its readers share queues them), and the device time of what was written into it."""
 
     def reserve_read(self, nbytes: int, start: float) -> float: ...
+
+    def charge_writes(self, now: float) -> None: ...
 
 
 class TieredCache(Protocol):
@@ -78,9 +80,11 @@ class PrefixCacheStats:
 class KVCacheManager:
     """Blocks of requests on one instance: what a prompt finds cached, what growing a request costs."""
 
-    def __init__(self, pool: BlockPool, cache: TieredCache, block_size: int, prefix_caching: bool):
+    def __init__(self, pool: BlockPool, cache: TieredCache, block_size: int, prefix_caching: bool,
+                 clock: Callable[[], float]):
         self.pool = pool
         self.cache = cache
+        self.clock = clock  # the simulated time now: when demotions made by the cache's changes are written
         self.block_size = block_size
         self.prefix_caching = prefix_caching  # off: no lookups, no cache bookkeeping
         self.stats = PrefixCacheStats()
@@ -158,6 +162,7 @@ class KVCacheManager:
         if self.prefix_caching:
             self._take_cached(fresh)
             self.cache.resize_top(self.pool.free)
+            self._charge_writes()
 
     def free(self, job: Job) -> None:
         """Free a job's blocks; its prompt blocks return to the prefix cache, deepest first."""
@@ -166,11 +171,19 @@ class KVCacheManager:
         if self.prefix_caching:
             self.cache.resize_top(self.pool.free)
             self._return_to_cache(freed, job.position + np.arange(len(freed) - 1, -1, -1))
+            self._charge_writes()
 
     def sync_free(self) -> None:
         """The HBM cache's capacity follows the pool's free blocks."""
         if self.prefix_caching:
             self.cache.resize_top(self.pool.free)
+            self._charge_writes()
+
+    def cache_fetched(self, keys: Sequence[int], position: int) -> None:
+        """Blocks fetched from another location (the cluster's shared tiers, another node) become
+        cached prefixes here, used at stream ``position``."""
+        self.cache.touch_chain(keys, np.full(len(keys), position, dtype=np.int64))
+        self._charge_writes()
 
     # ------------------------------------------------------------- the cache engine
 
@@ -183,3 +196,10 @@ class KVCacheManager:
         """Freed prompt blocks (deepest first) become cached prefixes, used at these stream positions."""
         if len(freed):
             self.cache.touch_chain(freed, positions)
+
+    def _charge_writes(self) -> None:
+        """The blocks the cache's last change demoted are written into lower tiers now: a shared
+        device's time is taken (``Tier.charge_writes``)."""
+        now = self.clock()
+        for tier in self.cache.tiers[1:]:
+            tier.charge_writes(now)

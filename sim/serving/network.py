@@ -137,8 +137,11 @@ class Link:
     def send(self, nbytes: float, on_done: Callable[[float], None]) -> None:
         """Start a transfer now; ``on_done(duration)`` runs when its last byte arrives."""
         self.bytes_sent += int(nbytes)
+        self.occupy(self.model.isolated_time(nbytes), on_done)
+
+    def occupy(self, service: float, on_done: Callable[[float], None]) -> None:
+        """Start work that would take ``service`` seconds alone (a transfer, or a device's write) now."""
         start = self.engine.now
-        service = self.model.isolated_time(nbytes)
         if not self.shared:
             self.engine.after(service, on_done, service)
             return

@@ -253,9 +253,9 @@ class Scheduler:
                         f"gpu_memory_utilization, serving.num_gpu_blocks or tensor_parallel_size, or cap prompt lengths")
                 break
             self.waiting.popleft()
-            kv.allocate(job, cached + n)
+            load = kv.load(match, now + load_total)  # after the step's earlier loads, before the writes
+            kv.allocate(job, cached + n)  # that taking its blocks demotes
             job.computed = cached
-            load = kv.load(match, now + load_total)  # after the step's earlier loads
             if not job.admitted_once:  # hits count once per request, not again after a preemption
                 job.admitted_once = True
                 kv.record_admission(job, match)
