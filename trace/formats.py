@@ -69,7 +69,7 @@ class TraceFormat:
     signature: tuple[str, ...]  # columns/keys that identify it
     time_unit: str | None  # None: timestamps are datetimes
     parse: Callable[[Any], tuple[Chunk, list, list]]  # a chunk's columns -> (Chunk of all rows, columns, column reasons)
-    optional: tuple[str, ...] = ()  # columns read when present; JSONL keys read when the first record has them
+    optional: tuple[str, ...] = ()  # columns read when present; JSONL keys read when any record has them
     id_lists: tuple[str, ...] = ()  # JSONL keys whose values are lists of ids
 
 
