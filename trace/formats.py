@@ -217,7 +217,7 @@ def _list_column(values, empty_reason: str) -> tuple[IdLists, np.ndarray, np.nda
     ok_lists = np.flatnonzero(reason == 0)
     if len(ok_lists):
         reason[ok_lists] = values.iloc[ok_lists].map(_id_list_reason).to_numpy(dtype=np.int8)
-    lists = IdLists.from_lists([v if r == 0 else () for v, r in zip(values.tolist(), reason)])
+    lists = IdLists.from_lists([v if r == 0 else () for v, r in zip(values.tolist(), reason, strict=True)])
     return lists, reason, lengths
 
 
