@@ -97,7 +97,7 @@ def main() -> None:
         print(f"Mooncake, 8-token blocks, first 6,285 requests: {len(stream):,} accesses; exact MRC {cpu:.2f} s cpu")
         print(f"{'capacity':>10} {'MRC':>8} {'LRU replay':>11} {'equal':>6}")
         equal = True
-        for cap, ratio in zip(capacities, curve.hit_ratios):
+        for cap, ratio in zip(capacities, curve.hit_ratios, strict=True):
             replay = lru_hits(stream, int(cap)) / len(stream)
             equal &= ratio == replay
             print(f"{cap:>10,} {ratio:8.5f} {replay:11.5f} {str(ratio == replay):>6}")

@@ -131,7 +131,7 @@ def generate_mooncake(path: Path, accesses: int, seed: int, source: Path) -> Non
         while written < accesses:
             picks, steps = rng.integers(0, len(records), 10_000), rng.choice(gaps, 10_000)
             lines = []
-            for pick, step in zip(picks.tolist(), steps.tolist()):
+            for pick, step in zip(picks.tolist(), steps.tolist(), strict=True):
                 record, shift = records[pick], (i // len(records)) * span
                 ids = [h + shift for h in record["hash_ids"]]
                 lines.append(json.dumps({"timestamp": timestamp, "input_length": record["input_length"],

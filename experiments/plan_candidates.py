@@ -101,7 +101,8 @@ def enumerate_candidates(plan: Plan, base: Config, prices: Prices) -> list[Candi
     hit_target = plan.hit_ratio is not None
     tier_names = [t for t in TIERS if t in plan.tiers]
     varied = [t for t in tier_names if len(plan.tiers[t]) > 1]
-    tier_mixes = [dict(zip(tier_names, combo)) for combo in itertools.product(*(plan.tiers[t] for t in tier_names))]
+    tier_mixes = [dict(zip(tier_names, combo, strict=True))
+                  for combo in itertools.product(*(plan.tiers[t] for t in tier_names))]
     for count in [] if plan.fleet else plan.gpus:
         if count > base.hardware.gpus_per_node:
             raise plan_error(plan.path, f"'search.gpus': {count} GPUs exceed hardware.gpus_per_node="
@@ -181,7 +182,8 @@ def prune_with_mrc(candidates: list[Candidate], epsilon: float, hit_target: floa
     for members in groups.values():
         kept: list[Candidate] = []
         for c in sorted(members, key=lambda m: m.cost):
-            better = next((k for k in kept if all(a <= b + epsilon for a, b in zip(c.mrc_levels, k.mrc_levels))), None)
+            better = next((k for k in kept
+                           if all(a <= b + epsilon for a, b in zip(c.mrc_levels, k.mrc_levels, strict=True))), None)
             if better is not None:
                 c.status = "pruned"
                 c.reason = f"miss-ratio curve: no tier level gains over {better.name} (cheaper)"

@@ -6,12 +6,12 @@ with DRAM and SSD per node and EIC per rack (``profiles/prices.yaml`` says what 
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
+from sim.config_fields import deep_merge
 from sim.errors import ConfigError
 from sim.specs import PROFILES_DIR
 
@@ -45,16 +45,6 @@ class Prices:
         return {"amortization_years": self.amortization_years, "gpus": self.gpus, "tiers": self.tiers}
 
 
-def _merge(base: dict, over: dict, where: str) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value, f"{where}.{key}")
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
 def load_prices(overrides: dict | None = None, where: str = "prices") -> Prices:
     """``profiles/prices.yaml`` merged with a plan's ``prices:``, validated (positive numbers, known keys)."""
     data = yaml.safe_load((PROFILES_DIR / "prices.yaml").read_text())
@@ -64,7 +54,7 @@ def load_prices(overrides: dict | None = None, where: str = "prices") -> Prices:
         unknown = [k for k in overrides if k not in ("amortization_years", "gpus", "tiers")]
         if unknown:
             raise ConfigError(f"unknown key '{where}.{unknown[0]}'; valid keys: amortization_years, gpus, tiers")
-        data = _merge(data, overrides, where)
+        data = deep_merge(data, overrides)
     years = data.get("amortization_years")
     if not isinstance(years, (int, float)) or isinstance(years, bool) or years <= 0:
         raise ConfigError(f"{where}.amortization_years must be a positive number, got {years!r}")

@@ -136,7 +136,8 @@ def parse_layers(data: dict, path: Path, what: str) -> ConfigLayers:
     layers = ConfigLayers(f"{what} {path}", _rebase(path.parent, data.get("config")) if data.get("config") else None,
                         tuple(_rebase(path.parent, o) for o in overlays),
                         {k: _relative_to(path.parent, k, v) for k, v in sets.items()})
-    for key, assignment in zip(layers.sets, layers.assignments()):  # each fixed key checked like --set, named here
+    # each fixed key checked like --set, named here
+    for key, assignment in zip(layers.sets, layers.assignments(), strict=True):
         try:
             load_config(None, sets=[assignment])
         except ConfigError as exc:
@@ -207,7 +208,7 @@ def expand(spec: SweepSpec) -> list[Point]:
     dims: list[list[dict[str, Any]]] = [[{k: v} for v in values] for k, values in spec.axes.items()]
     for group in spec.zips:
         keys = list(group)
-        dims.append([dict(zip(keys, row)) for row in zip(*group.values())])
+        dims.append([dict(zip(keys, row, strict=True)) for row in zip(*group.values(), strict=True)])
     points: list[Point] = []
     by_key: dict[str, Point] = {}
     by_name: dict[str, Point] = {}

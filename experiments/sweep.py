@@ -60,7 +60,7 @@ def _print_summary(report: dict, axis_keys: list[str]) -> None:
     columns = [k for k in wanted if any(k in f for f in flat)]
     width = max([len(r["name"]) for r in report["runs"]] + [5])
     print(f"{'point':<{width}}  " + "  ".join(f"{c:>14}" for c in columns))
-    for run, f in zip(report["runs"], flat):
+    for run, f in zip(report["runs"], flat, strict=True):
         if run.get("error"):
             print(f"{run['name']:<{width}}  FAILED: {run['error'].splitlines()[0][:100]}")
             continue
@@ -82,14 +82,15 @@ def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
                           f"(the search sets the rate); drop one of them")
     points = expand(spec)
     configs = [point_config(base, point, spec.path) for point in points]
-    for point, config in zip(points, configs):  # everything refusable is refused before the first point runs
+    # everything refusable is refused before the first point runs
+    for point, config in zip(points, configs, strict=True):
         check_point(spec.mode, config, options, where=f"sweep spec {spec.path}: point {point.name!r}")
 
     journal = Journal(journal_path(args.report_json, args.report_csv, spec.path),
                       fingerprint(spec.mode, base.to_dict(), vars(options), [p.key for p in points]))
     records = journal.start(resume=args.resume)
     todo = [Task(p.key, p.index, p.name, spec.mode, c, options, p.overrides)
-            for p, c in zip(points, configs) if p.key not in records or records[p.key]["error"]]
+            for p, c in zip(points, configs, strict=True) if p.key not in records or records[p.key]["error"]]
     backend, jobs = args.backend or "local", args.jobs or default_jobs()
     if not args.quiet:
         done = len(points) - len(todo)

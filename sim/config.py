@@ -309,7 +309,7 @@ def load_config(
     if path is not None:
         raw = _file_layer(Path(path), f"config file {path}")
     for overlay in overlays:
-        raw = deep_merge(raw, _file_layer(Path(overlay), f"calibration profile {overlay}"))
+        raw = _merge_layer(raw, _file_layer(Path(overlay), f"calibration profile {overlay}"))
     if preset is not None:
         presets = build_dataclass(Config, raw, "").presets
         if preset not in presets:
@@ -319,19 +319,24 @@ def load_config(
                 continue
             layer = _dotted_layer(presets[name])
             _validated(layer, f"preset {name!r}")
-            raw = deep_merge(raw, layer)
+            raw = _merge_layer(raw, layer)
     for assignment in sets:
         key, value = parse_set(assignment)
         layer = _dotted_layer({key: value})
         _validated(layer, "--set")  # the message names the key and quotes the value (once, cut to ~100 characters)
-        raw = deep_merge(raw, layer)
+        raw = _merge_layer(raw, layer)
     for flag, key, value in flags:
         layer = _dotted_layer({key: value})
         _validated(layer, flag)
-        raw = deep_merge(raw, layer)
+        raw = _merge_layer(raw, layer)
     config = build_dataclass(Config, raw, "")
     validate(config)
     return config
+
+
+def _merge_layer(raw: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
+    """``layer`` over ``raw``; its ``presets`` replace the base's whole (a new set, not edits of them)."""
+    return deep_merge(raw, layer, whole=("presets",))
 
 
 def _dotted_layer(keys: dict[str, Any]) -> dict[str, Any]:
@@ -358,6 +363,6 @@ def replace(config: Config, **dotted: Any) -> Config:
     raw = config.to_dict()
     layer = _dotted_layer(dotted)
     _validated(layer, "override")
-    config = build_dataclass(Config, deep_merge(raw, layer), "")
+    config = build_dataclass(Config, _merge_layer(raw, layer), "")
     validate(config)
     return config

@@ -16,7 +16,7 @@ import math
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Collection, Literal, Mapping
 
 from sim.errors import ConfigError, quote
 
@@ -203,14 +203,13 @@ def _check_domain(f: dataclasses.Field, value: Any, path: str) -> None:
 # ------------------------------------------------------------------------ layers and dotted keys
 
 
-def deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """Deep-merge ``over`` into a copy of ``base``; mappings merge, everything else replaces.
-
-    ``presets`` is replaced whole: a layer's presets are a new set, not edits of the base's."""
+def deep_merge(base: dict[str, Any], over: Mapping[str, Any], whole: Collection[str] = ()) -> dict[str, Any]:
+    """Deep-merge ``over`` into a copy of ``base``; mappings merge, everything else replaces, and so
+    does the value of a key in ``whole`` (at any depth)."""
     out = copy.deepcopy(base)
     for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict) and key != "presets":
-            out[key] = deep_merge(out[key], value)
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict) and key not in whole:
+            out[key] = deep_merge(out[key], value, whole)
         else:
             out[key] = copy.deepcopy(value)
     return out

@@ -28,8 +28,9 @@ def make_tiers(policies: list[str], capacities: list[int], stream=None, num_bloc
     next_use, predicted = oracle_inputs(stream)
     arena = arena or TierArena(future=next_use, max_keys=num_blocks)
     names = names or NAMES
+    # a tier per policy: spare capacities are unused (test_arena draws four for two to four policies)
     return [new_tier(arena, names[i], policy, cap, 1.0, 1.0, 0.0, next_use, predicted)
-            for i, (policy, cap) in enumerate(zip(policies, capacities))]
+            for i, (policy, cap) in enumerate(zip(policies, capacities, strict=False))]
 
 
 def make_cache(policy: str | list[str], capacities: list[int], stream=None, inclusive: bool = False,
@@ -45,7 +46,7 @@ def make_cache(policy: str | list[str], capacities: list[int], stream=None, incl
     if reference:
         next_use, _ = oracle_inputs(stream)
         hooks = [REFERENCE[p](cap, next_use=next_use) if REFERENCE[p].needs_future else REFERENCE[p](cap)
-                 for p, cap in zip(policies, capacities)]
+                 for p, cap in zip(policies, capacities, strict=False)]  # a hook per tier, as make_tiers
         return HookedMultiTierCache(tiers, 1, inclusive, track, hooks=hooks)
     return build_cache(tiers, 1, inclusive, track, num_blocks)
 

@@ -40,7 +40,7 @@ def assert_bijection(keys, ids) -> None:
     assert len(keys) == len(ids)
     key_to_id: dict = {}
     id_to_key: dict = {}
-    for k, i in zip(keys, ids):
+    for k, i in zip(keys, ids, strict=True):
         assert key_to_id.setdefault(k, i) == i, f"key {k!r} got two ids"
         assert id_to_key.setdefault(i, k) == k, f"id {i} given to two different keys"
 

@@ -133,9 +133,9 @@ def test_caches_stay_exact_while_tiers_are_added(policy, joiner, capacities, ops
                 cache.resize_top(min(arg, capacities[0]))
         assert len(set(results)) <= 1, (now, which, kind, arg)
         compiled, reference = sides["compiled"][1], sides["reference"][1]
-        for c, r in zip(compiled, reference):
+        for c, r in zip(compiled, reference, strict=True):
             assert [c.resident(i) for i in range(len(c.tiers))] == [r.resident(i) for i in range(len(r.tiers))]
-    for c, r in zip(sides["compiled"][1], sides["reference"][1]):
+    for c, r in zip(sides["compiled"][1], sides["reference"][1], strict=True):
         assert [t.stats for t in c.tiers] == [t.stats for t in r.tiers]
 
 

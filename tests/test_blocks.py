@@ -37,7 +37,7 @@ def test_partial_block_differs_from_full_block_with_same_start():
 def test_equal_ids_iff_equal_token_prefix(lists, block_size):
     ids, _ = _ids_from_token_lists(lists, block_size)
     seen: dict[tuple, int] = {}
-    for lst, blocks in zip(lists, ids):
+    for lst, blocks in zip(lists, ids, strict=True):
         for i, block_id in enumerate(blocks):
             prefix = tuple(lst[: (i + 1) * block_size])
             if prefix in seen:

@@ -50,7 +50,7 @@ def test_capacity_never_exceeded_and_placement_is_consistent(policy, capacities,
     for now, key in enumerate(stream):
         cache.touch(key, now)
         tiers = [cache.resident(i) for i in range(len(capacities))]
-        for resident, capacity in zip(tiers, capacities):
+        for resident, capacity in zip(tiers, capacities, strict=True):
             assert len(resident) <= capacity
         if policy != "belady-bypass":  # a policy with admission control may decline it
             assert key in tiers[0]  # a used block is in the top tier afterwards
@@ -102,7 +102,7 @@ def test_tiers_shared_by_two_caches_equal_the_reference(policy, capacities, ops)
     for now, (which, (op, arg)) in enumerate(ops):
         compiled, reference = caches["compiled"][which], caches["reference"][which]
         assert _apply(compiled, op, arg, now) == _apply(reference, op, arg, now), (now, which, op, arg)
-        for c, r in zip(caches["compiled"], caches["reference"]):
+        for c, r in zip(caches["compiled"], caches["reference"], strict=True):
             assert _state(c) == _state(r), (now, which, op, arg)
     assert _stats(caches["compiled"][0]) == _stats(caches["reference"][0])
 

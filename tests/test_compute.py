@@ -69,7 +69,7 @@ def test_profiled_predicts_held_out_vidur_rows(shared_data):
     for tp in sorted(frame["num_tensor_parallel_workers"].unique()):
         profile = VidurProfile.load(path, model_spec("llama-3-8b"), int(tp), rows=np.flatnonzero(~held_out))
         test = frame[held_out & (frame["num_tensor_parallel_workers"] == tp)]
-        for tokens, actual_ms in zip(test["num_tokens"], test[ops].sum(axis=1)):
+        for tokens, actual_ms in zip(test["num_tokens"], test[ops].sum(axis=1), strict=True):
             errors.append(abs(profile.layer_time(tokens) * 1e3 - actual_ms) / actual_ms)
     assert len(errors) > 300
     assert np.mean(errors) <= 0.05  # MAPE

@@ -169,6 +169,18 @@ def test_duplicate_keys_rejected_at_any_depth_but_merge_keys_may_override(tmp_pa
     assert load_config(path, preset="mine").workload.limit == 7
 
 
+def test_an_overlays_presets_replace_the_bases_while_other_sections_merge(tmp_path):
+    """An overlay's presets are a new set (the base's are gone), while its other sections merge key by key."""
+    base, overlay = tmp_path / "base.yaml", tmp_path / "o.yaml"
+    base.write_text("presets:\n  a: {workload.limit: 5}\ncache:\n  tiers:\n    dram: {capacity_gib: 1, read_gbps: 9}\n")
+    overlay.write_text("presets:\n  b: {workload.limit: 7}\ncache:\n  tiers:\n    dram: {capacity_gib: 2}\n")
+    config = load_config(base, overlays=[overlay], preset="b")
+    assert set(config.presets) == {"b"} and config.workload.limit == 7
+    assert (config.cache.tiers.dram.capacity_gib, config.cache.tiers.dram.read_gbps) == (2, 9)
+    with pytest.raises(ConfigError, match="unknown preset 'a'; valid presets: b"):
+        load_config(base, overlays=[overlay], preset="a")
+
+
 def test_whole_config_rules_see_every_layer_together(tmp_path):
     """A rule relating two keys judges the resolved config, not each layer: an overlay that sets TP=2
     with a model whose heads it divides passes, though TP=2 alone is fine and the model alone too."""

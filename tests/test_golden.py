@@ -90,7 +90,7 @@ def _compare(got, want, where: str) -> list[str]:
     if isinstance(want, list) and isinstance(got, list):
         if len(want) != len(got):
             return [f"{where}: length {len(got)} != {len(want)}"]
-        return [d for i, (g, w) in enumerate(zip(got, want)) for d in _compare(g, w, f"{where}[{i}]")]
+        return [d for i, (g, w) in enumerate(zip(got, want, strict=True)) for d in _compare(g, w, f"{where}[{i}]")]
     if isinstance(want, float) and isinstance(got, (int, float)) and not isinstance(got, bool):
         ok = math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-12)
         return [] if ok else [f"{where}: {got!r} != {want!r}"]

@@ -194,6 +194,42 @@ def test_llmservingsim_token_ids_are_optional(tmp_path):
     assert trace.provenance.block_ids == "chained" and trace.provenance.skip_reasons == {"missing_value": 1}
 
 
+_WITH_IDS = '{"input_toks": 3, "output_toks": 5, "arrival_time_ns": %d, "input_tok_ids": [7, 8, 9]}\n'
+_WITHOUT_IDS = '{"input_toks": 3, "output_toks": 5, "arrival_time_ns": %d}\n'
+
+
+@pytest.mark.parametrize("missing_at", [0, 1, 2])
+def test_llmservingsim_record_without_token_ids_is_missing_wherever_it_lies(tmp_path, chunk_rows, missing_at):
+    """A trace whose records carry input_tok_ids: the one record without them is missing a value in
+    any position, the first included (its ids were once ignored for the whole trace: every block
+    unique). The two others share their 3 one-token blocks: 6 accesses, 3 unique."""
+    text = "".join((_WITHOUT_IDS if i == missing_at else _WITH_IDS) % (1000 * i) for i in range(3))
+    trace = load(write(tmp_path, "t.jsonl", text), block_size=1)
+    prov = trace.provenance
+    assert (prov.block_ids, prov.skip_reasons, prov.rows_used) == ("chained", {"missing_value": 1}, 2)
+    assert request_blocks(trace) == [[0, 1, 2], [0, 1, 2]]
+    with pytest.raises(TraceError, match=f"record {missing_at + 1} .*'input_tok_ids': missing value"):
+        load(tmp_path / "t.jsonl", block_size=1, strict_validation=True)
+
+
+@pytest.mark.parametrize("line", [
+    '{"input_toks": 3, "output_toks": 5, "arrival_time_ns": 9, "note": "input_tok_ids"}\n',  # a value, not a key
+    '{"input_toks": 3, "output_toks": 5, "arrival_time_ns": 9, "x": "\\u0041"}\n',  # an escape, no such key
+])
+def test_llmservingsim_key_name_outside_a_key_is_no_token_ids(tmp_path, line):
+    """Only a record's key counts: the name in a string value, or an escape that spells another key,
+    leaves a trace of token counts only."""
+    trace = load(write(tmp_path, "t.jsonl", _WITHOUT_IDS % 0 + line), block_size=1)
+    assert (trace.provenance.block_ids, trace.provenance.skip_reasons) == ("unique", {})
+
+
+def test_llmservingsim_escaped_key_counts(tmp_path):
+    """A later record's key spelled with a JSON escape is the same key (orjson decodes it)."""
+    escaped = '{"input_toks": 3, "output_toks": 5, "arrival_time_ns": 9, "input\\u005ftok_ids": [7, 8, 9]}\n'
+    trace = load(write(tmp_path, "t.jsonl", _WITHOUT_IDS % 0 + escaped), block_size=1)
+    assert (trace.provenance.block_ids, trace.provenance.skip_reasons) == ("chained", {"missing_value": 1})
+
+
 @pytest.mark.parametrize("unit, warned", [("ms", False), ("us", True)])
 def test_implausible_arrival_rate_warns_of_the_time_unit(tmp_path, unit, warned):
     """200 Mooncake requests 300 timestamp units apart: 0.3 s apart in ms (3.3 a second, as Mooncake's own

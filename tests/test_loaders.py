@@ -320,7 +320,7 @@ def test_limit_must_be_positive(tmp_path):
 
 def test_limit_on_bundled_azure():
     with BUNDLED_AZURE.open(newline="") as fh:
-        rows = [r for _, r in zip(range(100), csv.DictReader(fh))]
+        rows = [r for _, r in zip(range(100), csv.DictReader(fh), strict=False)]
     trace = load(BUNDLED_AZURE, limit=100)
     assert trace.provenance.rows_read == trace.provenance.rows_used == 100
     assert trace.input_tokens.tolist() == [int(r["ContextTokens"]) for r in rows]

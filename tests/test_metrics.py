@@ -17,7 +17,7 @@ from tests.conftest import BUNDLED_AZURE
 
 def _table(rows):
     """Requests (arrival, first token, last token, output tokens), each scheduled on arrival."""
-    arrival, first, last, out = (np.array(col) for col in zip(*rows))
+    arrival, first, last, out = (np.array(col) for col in zip(*rows, strict=True))
     table = RequestTable(arrival, np.full(len(rows), 100), out)
     table.scheduled[:] = arrival
     table.prefill_done[:] = table.first_token[:] = first

@@ -38,7 +38,7 @@ def test_distances_equal_brute_force(stream):
 def test_mrc_equals_separate_lru_runs(stream, capacities):
     caps = np.unique(capacities)
     curve = lru_mrc(np.array(stream), capacities=caps)
-    for cap, ratio in zip(caps, curve.hit_ratios):
+    for cap, ratio in zip(caps, curve.hit_ratios, strict=True):
         assert ratio == plain_hits("lru", [int(cap)], stream)[0] / len(stream)
 
 

@@ -81,7 +81,7 @@ def test_missing_ns3_exits_2_with_the_install_command(tool, tmp_path, capsys, mo
 def test_bad_input_exits_2_before_ns3_loads(tool, tmp_path, capsys, monkeypatch, argv, named):
     monkeypatch.setattr(tool, "load_ns3", lambda: pytest.fail("ns-3 loaded before the input was checked"))
     base = {"--out": str(tmp_path / "t.json"), "--sizes-mib": "1,2"}
-    base.update(dict(zip(argv[::2], argv[1::2])))
+    base.update(dict(zip(argv[::2], argv[1::2], strict=True)))
     status = tool.main(["point-to-point", *[x for kv in base.items() for x in kv]])
     assert status == 2
     assert named in capsys.readouterr().err

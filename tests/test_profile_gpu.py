@@ -85,7 +85,7 @@ def test_all_reduce_over_two_cpu_processes_in_vidurs_format(profile_gpu, tmp_pat
     assert set(reduce["num_workers"]) == {2} and (reduce["devices_per_node"] == 2).all()
     assert sorted(reduce["size"]) == [1024, 4096, 16384]
     measured = MeasuredCollectives.load(out, RingCollectives(1e9, 0.0))
-    for size, ms in zip(reduce["size"], reduce["time_stats.all_reduce.median"]):
+    for size, ms in zip(reduce["size"], reduce["time_stats.all_reduce.median"], strict=True):
         assert measured.all_reduce(size, 2) * 1e3 == pytest.approx(ms)
 
 

@@ -46,7 +46,7 @@ def test_multi_turn_prompts_grow_by_earlier_context():
     t = _gen(kind="multi-turn", num_requests=500, num_sessions=20)
     for s in range(20):
         idx = np.flatnonzero(t.session_id == s)
-        for prev, cur in zip(idx[:-1], idx[1:]):
+        for prev, cur in zip(idx[:-1], idx[1:], strict=True):
             # a turn's prompt holds the previous prompt and its output, then new tokens
             assert t.input_tokens[cur] > t.input_tokens[prev] + t.output_tokens[prev]
             full_prev = t.input_tokens[prev] // 16
@@ -81,7 +81,7 @@ def test_multi_turn_context_cap_drops_the_oldest_tokens():
     capped = 0
     for s in np.unique(t.session_id):
         idx = np.flatnonzero(t.session_id == s)
-        for prev, cur in zip(idx[:-1], idx[1:]):
+        for prev, cur in zip(idx[:-1], idx[1:], strict=True):
             if t.input_tokens[cur] + t.output_tokens[cur] == limit:  # its context was cut to fit
                 capped += 1
                 earlier = np.concatenate([t.blocks(i) for i in idx[idx < cur]])

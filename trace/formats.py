@@ -24,13 +24,13 @@ from typing import Any, Callable
 import numpy as np
 import pyarrow as pa
 
+from sim.config_fields import INT64_MAX  # block and token ids are interned as int64
 from sim.errors import TraceError, quote
 from trace.arrow import from_numpy, numpy_view, text_buffers, with_nulls
 from trace.readers import IdLists, csv_fields, first_line, json_object
 from trace.validation import CODE, numeric_column
 
 TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
-INT64_MAX = 2**63 - 1  # block and token ids are interned as int64
 MOONCAKE_BLOCK_TOKENS = 512  # Mooncake FAST'25 traces: hash_ids cover 512-token blocks (trace README)
 BURSTGPT_SESSION_COLUMNS = ("Session ID", "Conversation ID", "session_id", "conversation_id", "Session", "Conversation")
 
@@ -69,7 +69,7 @@ class TraceFormat:
     signature: tuple[str, ...]  # columns/keys that identify it
     time_unit: str | None  # None: timestamps are datetimes
     parse: Callable[[Any], tuple[Chunk, list, list]]  # a chunk's columns -> (Chunk of all rows, columns, column reasons)
-    optional: tuple[str, ...] = ()  # columns read when present; JSONL keys read when the first record has them
+    optional: tuple[str, ...] = ()  # columns read when present; JSONL keys read when any record has them
     id_lists: tuple[str, ...] = ()  # JSONL keys whose values are lists of ids
 
 
@@ -217,7 +217,7 @@ def _list_column(values, empty_reason: str) -> tuple[IdLists, np.ndarray, np.nda
     ok_lists = np.flatnonzero(reason == 0)
     if len(ok_lists):
         reason[ok_lists] = values.iloc[ok_lists].map(_id_list_reason).to_numpy(dtype=np.int8)
-    lists = IdLists.from_lists([v if r == 0 else () for v, r in zip(values.tolist(), reason)])
+    lists = IdLists.from_lists([v if r == 0 else () for v, r in zip(values.tolist(), reason, strict=True)])
     return lists, reason, lengths
 
 

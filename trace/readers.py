@@ -17,6 +17,8 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import mmap
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Iterator
@@ -388,13 +390,32 @@ def _fast_jsonl(data: bytes, line: int, first_row: int, keys: tuple[str, ...], i
     return RawChunk(frame, first_row, n, lines=lines, keys_seen=frozenset(keys))
 
 
+def _some_record_has(path: Path, key: str) -> bool:
+    """Whether any record of a JSONL file has ``key``: a search of the file's bytes (memory-mapped)
+    in which only the lines holding the key's quoted name, or an escape (which could spell it), are parsed."""
+    with path.open("rb") as fh:
+        if not os.fstat(fh.fileno()).st_size:
+            return False
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            for needle in (f'"{key}"'.encode(), b"\\"):
+                at = data.find(needle)
+                while at >= 0:
+                    start, end = data.rfind(b"\n", 0, at) + 1, data.find(b"\n", at)
+                    end = len(data) if end < 0 else end
+                    if key in (json_object(data[start:end].removeprefix(BOM_BYTES)) or {}):
+                        return True
+                    at = data.find(needle, end)
+    return False
+
+
 def jsonl_chunks(path: Path, required: tuple[str, ...], optional: tuple[str, ...],
                  id_lists: tuple[str, ...]) -> Iterator[RawChunk]:
     """The JSONL's records in chunks: pyarrow where it can decide, orjson line by line where not.
-    The ``required`` keys are read, and those of ``optional`` the first record has; the values
-    of the ``id_lists`` keys are lists of integer ids."""
+    The ``required`` keys are read, and those of ``optional`` that any record has (so a record
+    without one is missing a value wherever it lies in the file); the values of the ``id_lists``
+    keys are lists of integer ids."""
     first = json_object(first_line(path).encode()) or {}
-    keys = required + tuple(key for key in optional if key in first)
+    keys = required + tuple(key for key in optional if key in first or _some_record_has(path, key))
     line = first_row = 1
     with path.open("rb") as fh:
         if fh.read(len(BOM_BYTES)) != BOM_BYTES:

@@ -19,7 +19,7 @@ def distribution(values: np.ndarray, percentiles: tuple[int, ...] = (50, 95, 99)
     if len(v) == 0:
         return dict.fromkeys(keys, empty)
     stats = [v.mean(), *np.percentile(v, percentiles), *([v.max()] if with_max else [])]
-    return {key: float(x) for key, x in zip(keys, stats)}
+    return {key: float(x) for key, x in zip(keys, stats, strict=True)}
 
 
 def arrival_rate_bins(arrival_s: np.ndarray, bin_s: float = RATE_BIN_S) -> np.ndarray:

@@ -178,14 +178,14 @@ class SkipLedger:
         if self.strict:
             i = int(bad[0])
             name = REASONS[int(reason[i])]
-            column = next((c for c, r in zip(columns, column_reasons) if r[i] == reason[i]), None)
+            column = next((c for c, r in zip(columns, column_reasons, strict=True) if r[i] == reason[i]), None)
             where = f" column {quote(column)}" if column else ""
             row = first_row + i
             line = int(lines[i]) if lines is not None else self.line_of_row(row) if self.line_of_row else None
             at = f" (line {line})" if line is not None else ""
             raise TraceError(f"{self.path}: {self.row_label} {row}{at}{where}: {name.replace('_', ' ')}")
         codes, counts = np.unique(reason[bad], return_counts=True)
-        for code, count in zip(codes, counts):
+        for code, count in zip(codes, counts, strict=True):
             self.counts[REASONS[int(code)]] += int(count)
 
     def add(self, name: str, count: int = 1) -> None:

@@ -84,7 +84,7 @@ class HookedMultiTierCache:
         return -1
 
     def touch_chain(self, keys, positions) -> np.ndarray:
-        return np.array([self.touch(int(k), int(p)) for k, p in zip(keys, positions)], dtype=np.int8)
+        return np.array([self.touch(int(k), int(p)) for k, p in zip(keys, positions, strict=True)], dtype=np.int8)
 
     def take(self, key: int) -> int:
         level = self.find(key)

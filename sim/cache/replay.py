@@ -96,7 +96,7 @@ def replay(trace: Trace, config: Config, policy: str, semantics: str, capacity_b
 
     bar = tqdm(total=len(stream), desc=policy, unit="acc", unit_scale=True, leave=False)
     bounds = np.unique(np.clip(np.searchsorted(offsets, np.arange(0, len(stream) + CHUNK, CHUNK)), 0, len(offsets) - 1))
-    for first, last in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+    for first, last in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
         cache.replay(stream, offsets, hit_tier, first, last, prefix=semantics == "prefix", plugins=plugins,
                      sessions=trace.session_id)
         bar.update(int(offsets[last] - offsets[first]))

@@ -73,7 +73,7 @@ def _runs(report: dict) -> str:
     has_error = any(r.get("error") for r in runs)
     header = ["run", "overrides", *keys, *(["error"] if has_error else [])]
     rows = [[r["name"], r.get("overrides") or {}, *(f.get(k) for k in keys), *([r.get("error")] if has_error else [])]
-            for r, f in zip(runs, flat)]
+            for r, f in zip(runs, flat, strict=True)]
     return _table(header, rows, left=2, row_classes=["err" if r.get("error") else "" for r in runs])
 
 

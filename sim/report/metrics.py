@@ -173,7 +173,7 @@ def weighted_distribution(values: np.ndarray, counts: np.ndarray,
         return dict.fromkeys(keys, math.nan)
     ends = np.cumsum(counts)  # the expanded sample's index of each value's last copy, plus one
     out = {"mean": float(np.dot(values, counts) / n)}
-    for p, q in zip(percentiles, np.true_divide(percentiles, 100).tolist()):
+    for p, q in zip(percentiles, np.true_divide(percentiles, 100).tolist(), strict=True):
         virtual = (n - 1) * q
         below = math.floor(virtual)
         a, b = (float(values[int(np.searchsorted(ends, i, side="right"))]) for i in (below, min(below + 1, n - 1)))

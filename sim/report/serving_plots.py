@@ -34,7 +34,7 @@ def plot_latency_cdfs(runs: list[RunResult], path: Path, kind: str) -> Path | No
         return None
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     for ax, key, title in zip(axes, ("ttft_s", "tpot_s", "e2e_s"),
-                              ("time to first token", "time per output token", "end-to-end latency")):
+                              ("time to first token", "time per output token", "end-to-end latency"), strict=True):
         for run in runs:
             _cdf(ax, run.per_request[key], run.name)
         values = np.concatenate([run.per_request[key] for run in runs])
@@ -70,7 +70,7 @@ def plot_ttft_breakdown(runs: list[RunResult], path: Path, kind: str) -> Path | 
         return None
     fig, ax, _, _ = _stacked_bars(runs, [
         (part.replace("_", " "), colour, np.array([r.metrics["ttft_breakdown_s"][part] or 0.0 for r in runs]) * 1e3)
-        for part, colour in zip(BREAKDOWN, BREAKDOWN_COLOURS)])
+        for part, colour in zip(BREAKDOWN, BREAKDOWN_COLOURS, strict=True)])
     ax.set(ylabel="mean TTFT (ms)", title=f"{kind}: TTFT breakdown")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, axis="y")
@@ -116,7 +116,8 @@ def plot_timelines(runs: list[RunResult], path: Path, kind: str) -> Path | None:
                      alpha=0.7, label=f"{run.name} completions")
         axes[1].plot(t, ts["running"], color=colour, lw=0.9, label=f"{run.name} running")
         axes[1].plot(t, ts["queued"], color=colour, ls="--", lw=0.9, alpha=0.7, label=f"{run.name} queued")
-        for style, (role, work) in zip(("-", "--", ":"), ts["work"].items()):
+        # a line style per role: at most three (unified, prefill, decode), most runs have one or two
+        for style, (role, work) in zip(("-", "--", ":"), ts["work"].items(), strict=False):
             steps = np.asarray(work["steps"], dtype=float)
             with np.errstate(invalid="ignore", divide="ignore"):
                 batch = np.where(steps > 0, np.asarray(work["tokens"]) / steps, np.nan)

@@ -64,7 +64,8 @@ class TableFit:
         order = np.argsort(-np.abs(error), kind="stable")[:WORST_ROWS]
         rows = self.keys.iloc[np.flatnonzero(used)[order]].to_dict("records")
         worst = [{**{k: _plain(v) for k, v in row.items()}, "measured_s": float(self.measured[used][i]),
-                  "predicted_s": float(predicted[used][i]), "error": float(error[i])} for row, i in zip(rows, order)]
+                  "predicted_s": float(predicted[used][i]), "error": float(error[i])}
+                 for row, i in zip(rows, order, strict=True)]
         return {"mape": float(np.mean(np.abs(error))), "max_ape": float(np.max(np.abs(error))),
                 "bias": float(np.mean(error)), "worst": worst}
 
@@ -142,7 +143,7 @@ def _vidur_mlp(path: Path, config: Config) -> TableFit:
               .groupby(["num_tensor_parallel_workers", "num_tokens"], as_index=False)["seconds"].mean())
     rooflines = {tp: _roofline(config, tp) for tp in tps}
     reference = np.array([rooflines[int(tp)].linear_layer_time(int(t))
-                          for tp, t in zip(points["num_tensor_parallel_workers"], points["num_tokens"])])
+                          for tp, t in zip(points["num_tensor_parallel_workers"], points["num_tokens"], strict=True)])
     return TableFit("compute", "mlp.csv (one layer but attention)", str(path),
                     points[["num_tensor_parallel_workers", "num_tokens"]], points["seconds"].to_numpy(),
                     leave_one_out(points, ["num_tokens"], "seconds", ("num_tensor_parallel_workers",)), reference,
@@ -206,7 +207,8 @@ def _bundle_tables(directory: Path, config: Config) -> list[TableFit]:
         points = attn.groupby(axes, as_index=False)["time_s"].mean()
         context = points["prefill_key"] - points["prefill_chunk"] / 2  # undo the relabelling: the cached history
         reference = np.array([_attention_reference(roofline, pc, ctx, n, kv) for pc, ctx, n, kv in
-                              zip(points["prefill_chunk"], context, points["n_decode"], points["kv_decode"])])
+                              zip(points["prefill_chunk"], context, points["n_decode"], points["kv_decode"],
+                                  strict=True)])
         fits.append(TableFit("compute", label + "attention.csv", str(tp_dir / "attention.csv"), points[axes],
                              points["time_s"].to_numpy(), leave_one_out(points, axes, "time_s"), reference,
                              LOO, _roofline_name(config, "attention")))
@@ -231,7 +233,7 @@ def _skew_fit(tp_dir: Path, skew: SkewFit, meta: dict, config: Config) -> TableF
     gap = shots["kv_big"] - shots["kvs"]
     rate = ((shots["kv_mean"] - shots["kvs"]) / gap.where(gap > 0, 1)).to_numpy()
     alpha = np.array([skew.alpha(pc, n, sr, kvb, kp) for pc, n, sr, kvb, kp in
-                      zip(shots["pc"], shots["n"], rate, shots["kv_big"], shots["kp"])])
+                      zip(shots["pc"], shots["n"], rate, shots["kv_big"], shots["kp"], strict=True)])
     t_mean, t_max = shots["t_mean_us"].to_numpy() * 1e-6, shots["t_max_us"].to_numpy() * 1e-6
     enabled = bool((meta.get("skew_fit") or {}).get("enabled"))
     mode = config.compute.skew_correction
@@ -274,7 +276,7 @@ def _collective_fits(source: Path, config: Config) -> list[TableFit]:
             reference = np.array([ring.send_recv(s) for s in points["size"]])
         else:
             price = ring.all_reduce if name == "all_reduce" else ring.all_gather
-            reference = np.array([price(s, int(n)) for n, s in zip(points["num_workers"], points["size"])])
+            reference = np.array([price(s, int(n)) for n, s in zip(points["num_workers"], points["size"], strict=True)])
         fits.append(TableFit("collectives", name, path, points[["num_workers", "size"]], points["seconds"].to_numpy(),
                              leave_one_out(points, ["size"], "seconds", ("num_workers",)), reference, LOO, reference_name))
     return fits

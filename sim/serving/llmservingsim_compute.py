@@ -78,7 +78,8 @@ class SkewFit:
         elif entry.get("alpha_by_bucket"):  # older bundles inline the table: "pc=0|n<=8|sr<=5%|kvB<=1k|kp=0": alpha
             keys = [str(k).split("|") for k in entry["alpha_by_bucket"]]
             table = pd.DataFrame([[float(k[0].removeprefix("pc=")), *k[1:], float(v)]
-                                  for k, v in zip(keys, entry["alpha_by_bucket"].values())], columns=columns)
+                                  for k, v in zip(keys, entry["alpha_by_bucket"].values(), strict=True)],
+                                 columns=columns)
             source = str(tp_dir.parent / "meta.yaml")
         else:
             return None
@@ -225,7 +226,7 @@ class LLMServingSimCompute:
         node = self.decode_attention
         kv_tokens, kv_max, kv_min = window_kv(first, steps)
         attention = []
-        for total, longest, shortest in zip(kv_tokens.tolist(), kv_max.tolist(), kv_min.tolist()):
+        for total, longest, shortest in zip(kv_tokens.tolist(), kv_max.tolist(), kv_min.tolist(), strict=True):
             mean = total / seqs
             t_mean = node.lookup((seqs, mean))
             if self.skew is not None and seqs > 1 and longest != mean:

@@ -17,21 +17,28 @@ from tqdm import tqdm
 from sim.cache.access import access_semantics, block_id_space, learned_predictions, next_use_index
 from sim.cache.arena import TierArena
 from sim.cache.multitier import build_cache
-from sim.serving.compute_backend import compute_model
+from sim.cache.policies import POLICIES
+from sim.cache.tiers import (
+    TIER_NAMES,
+    Tier,
+    build_tiers,
+    hbm_capacity_blocks,
+    kv_block_bytes,
+    tier_from_config,
+    tier_traffic,
+)
 from sim.config import Config
 from sim.config_rules import single_node_fits
-from sim.serving.engine import Engine
 from sim.errors import ConfigError, TraceError
-from sim.serving.instance import DECODE, PREFILL, UNIFIED, Instance, Job
-from sim.report.metrics import RequestTable, WeightedSamples, distribution, request_columns, serving_metrics
-from sim.serving.network import Link, network_model
-from sim.cache.policies import POLICIES
 from sim.report.document import RunResult
+from sim.report.metrics import RequestTable, WeightedSamples, distribution, request_columns, serving_metrics
+from sim.serving.compute_backend import compute_model
+from sim.serving.engine import Engine
+from sim.serving.instance import DECODE, PREFILL, UNIFIED, Instance, Job
+from sim.serving.network import Link, network_model
 from sim.serving.routers import router
 from sim.serving.timeline import Timeline
 from sim.serving.utilization import batch_metrics, instance_metrics, utilization_basis, work_counter
-from sim.cache.tiers import (TIER_NAMES, Tier, build_tiers, hbm_capacity_blocks, kv_block_bytes, tier_from_config,
-                             tier_traffic)
 from sim.specs import model_spec
 from trace.request import Trace
 from trace.workload import require_requests

@@ -1,8 +1,11 @@
-"""Eviction policies behind one interface, registered by name (``POLICIES``, ``make_policy``)."""
+"""Eviction policies behind one interface, registered by name (``POLICIES``, ``make_policy``).
+
+A policy's module is imported when its class is first looked up in ``POLICIES`` (its compiled
+kernels import numba): listing or validating the names imports none of them.
+"""
 
 from sim.cache.policies.base import (POLICIES, EvictionPolicy, KernelPolicy, check_policy_inputs, make_policy,
                                      policy_class, register)
-from sim.cache.policies import arc, belady, fifo, learned, lfu, lru, s3fifo, sieve  # noqa: F401  (register themselves)
 
 __all__ = ["POLICIES", "EvictionPolicy", "KernelPolicy", "check_policy_inputs", "make_policy", "policy_class",
            "register"]
