@@ -154,7 +154,7 @@ class Scheduler:
         kv, pool, bs = self.kv, self.kv.pool, self.block_size
         computed = [job.computed for job in jobs]
         grown = 0  # private blocks taken by the jobs so far, not yet seen by the pool
-        for job, c in zip(jobs, computed):
+        for job, c in zip(jobs, computed, strict=True):
             need = -(-(c + steps) // bs)
             prompt = len(job.blocks)
             if need > prompt and job.held == prompt:  # only private blocks grow (the usual case)
@@ -186,7 +186,7 @@ class Scheduler:
         finished = []
         released = 0
         newcomers = 0
-        for job, c in zip(window.jobs, window.computed):
+        for job, c in zip(window.jobs, window.computed, strict=True):
             if job.generated == 0:
                 table_first[job.rid] = first_token
                 newcomers += 1
