@@ -16,6 +16,7 @@ import numpy as np
 import sim
 from sim.config import Config
 from sim.report.output import atomic_write
+from sim.specs import model_spec
 
 SCHEMA_VERSION = 1
 
@@ -56,13 +57,15 @@ def peak_rss_bytes() -> int:
 
 
 def build_report(mode: str, config: Config, trace: dict[str, Any] | None, runs: list[RunResult], wall_s: float) -> dict[str, Any]:
-    """The report document; everything but ``timing`` is a function of config, trace and seed."""
+    """The report document; everything but ``timing`` is a function of config, trace and seed. ``model``
+    names where the model's shape came from (a models.yaml entry's source, or a config.json and its sha256)."""
     return _plain(
         {
             "schema_version": SCHEMA_VERSION,
             "kvsim_version": sim.__version__,
             "mode": mode,
             "config": config.to_dict(),
+            "model": {"name": config.model, "source": model_spec(config.model).source},
             "trace": trace,
             "runs": [run_entry(r) for r in runs],
             "timing": {"wall_s": wall_s, "peak_rss_bytes": peak_rss_bytes()},
