@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 CONFIG_NAME = "config.json"  # the file a Hugging Face model folder holds its architecture in
 MAX_CONFIG_BYTES = 1 << 20  # published config.json files are a few KB; a larger file is not one
+MAX_DIMENSION = 2**31 - 1  # any shape or context length (int32, as the engines index them); keeps sizes in int64
 
 
 @dataclass(frozen=True)
@@ -43,9 +44,11 @@ class Family:
 
 
 FAMILIES: dict[str, Family] = {
-    # LlamaConfig: num_key_value_heads, head_dim None (derived); attention_bias, mlp_bias false; no sliding window.
+    # LlamaConfig: num_key_value_heads, head_dim None (derived); attention_bias, mlp_bias false; no window of its
+    # own (in any family, a sliding_window narrower than the context is refused).
     "llama": Family(bias_switches=("attention_bias", "mlp_bias")),
-    # MistralConfig: num_key_value_heads 8, head_dim None, sliding_window 4096 (v0.1; v0.2 on set it null); no biases.
+    # MistralConfig: num_key_value_heads 8, head_dim None, sliding_window 4096 (Mistral-7B-v0.1; later
+    # versions set it null); no biases.
     "mistral": Family(num_key_value_heads=8, sliding_window=4096),
     # Qwen2Config: num_key_value_heads 32, sliding_window 4096 only with use_sliding_window (false); q/k/v biases.
     "qwen2": Family(qkv_bias=True, num_key_value_heads=32, sliding_window=4096,
@@ -119,7 +122,7 @@ def _family(config: dict[str, Any], path: Path) -> Family:
     model_type = config.get("model_type")
     if model_type is None:
         raise ConfigError(f"model config {path}: no model_type (not a Hugging Face model config.json?)")
-    if model_type not in FAMILIES:
+    if not isinstance(model_type, str) or model_type not in FAMILIES:
         raise ConfigError(f"model config {path}: model_type {quote(model_type)} is not modelled: the compute model is a "
                           f"dense decoder with a gated MLP ({', '.join(FAMILIES)}; not a mixture of experts or MLA)")
     return FAMILIES[model_type]
@@ -138,8 +141,9 @@ class _Keys:
             if key in REQUIRED or default is None:
                 raise ConfigError(f"model config {self.path}: missing key {key!r}")
             return default
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ConfigError(f"model config {self.path}: key {key!r} must be a positive integer, got {quote(value)}")
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_DIMENSION:
+            raise ConfigError(f"model config {self.path}: key {key!r} must be a positive integer up to "
+                              f"{MAX_DIMENSION:,}, got {quote(value)}")
         return value
 
     def flag(self, key: str) -> bool:

@@ -167,7 +167,9 @@ def _without(key: str) -> dict:
     ({**LLAMA_3_8B, "num_attention_heads": 0}, "'num_attention_heads'"),
     ({**LLAMA_3_8B, "num_key_value_heads": 5}, "num_key_value_heads 5"),  # 32 heads are not groups of 5
     ({**LLAMA_3_8B, "tie_word_embeddings": "no"}, "'tie_word_embeddings'"),
-], ids=["no-hidden", "no-vocab", "no-type", "string", "float", "bool", "zero", "groups", "flag"])
+    ({**LLAMA_3_8B, "hidden_size": 10**30}, "'hidden_size'"),
+    ({**LLAMA_3_8B, "model_type": ["llama"]}, "model_type"),
+], ids=["no-hidden", "no-vocab", "no-type", "string", "float", "bool", "zero", "groups", "flag", "huge", "type-list"])
 def test_bad_keys_are_named(config, key, tmp_path, run_cli):
     path = write_config(tmp_path, config)
     message = refused(run_cli, path)
