@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from sim.config import Config, load_config, replace
-from sim.config_yaml import PATH_KEYS, read_config_file
+from sim.config_yaml import read_config_file, rebase_path, rebase_setting
 from sim.errors import ConfigError
 from experiments.modes import check_mode
 
@@ -93,24 +93,12 @@ def _flatten(tree: dict, prefix: str) -> dict[str, Any]:
     return out
 
 
-def _rebase(base: Path, value: Any) -> Any:
-    """A relative path written in the spec (relative to its folder), re-rooted to the working directory."""
-    if isinstance(value, str) and not Path(value).is_absolute():
-        return os.path.normpath(os.path.join(os.path.relpath(base), value))
-    return value
-
-
-def _relative_to(base: Path, key: str, value: Any) -> Any:
-    """The value of config key ``key``, re-rooted when the key holds a path."""
-    return _rebase(base, value) if key in PATH_KEYS else value
-
-
 def _value_list(path: Path, where: str, key: str, values: Any) -> list:
     if not isinstance(values, list):
         raise _fail(path, f"{where} '{key}' must be a list of values, got {values!r}")
     if not values:
         raise _fail(path, f"{where} '{key}' is empty")
-    return [_relative_to(path.parent, key, v) for v in values]
+    return [rebase_setting(path.parent, key, v) for v in values]
 
 
 def read_yaml_mapping(path: Path, what: str) -> dict:
@@ -133,9 +121,9 @@ def parse_layers(data: dict, path: Path, what: str) -> ConfigLayers:
     if data.get("config") is not None and not isinstance(data["config"], str):
         raise ConfigError(f"{what} {path}: 'config' must be a file path")
     sets = {**_flatten(data.get("workload") or {}, "workload"), **_flatten(data.get("set") or {}, "")}
-    layers = ConfigLayers(f"{what} {path}", _rebase(path.parent, data.get("config")) if data.get("config") else None,
-                        tuple(_rebase(path.parent, o) for o in overlays),
-                        {k: _relative_to(path.parent, k, v) for k, v in sets.items()})
+    layers = ConfigLayers(f"{what} {path}", rebase_path(path.parent, data.get("config")) if data.get("config") else None,
+                        tuple(rebase_path(path.parent, o) for o in overlays),
+                        {k: rebase_setting(path.parent, k, v) for k, v in sets.items()})
     # each fixed key checked like --set, named here
     for key, assignment in zip(layers.sets, layers.assignments(), strict=True):
         try:

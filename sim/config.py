@@ -19,7 +19,7 @@ from typing import Any, Literal, Mapping
 
 from sim.config_fields import FRACTION, NON_NEGATIVE, POSITIVE, build_dataclass, deep_merge, domain, set_dotted
 from sim.config_rules import validate
-from sim.config_yaml import parse_set, read_config_file, resolve_paths
+from sim.config_yaml import MODEL_PATH_HINT, parse_set, read_config_file, resolve_paths
 from sim.errors import ConfigError
 
 # ------------------------------------------------------------------------ value bounds
@@ -263,7 +263,8 @@ _DEFAULT_PRESETS: dict[str, dict[str, Any]] = {
 class Config:
     """The whole resolved configuration of one kvsim invocation."""
 
-    model: str = domain("llama-3.1-8b", names="sim.specs:known_models")
+    # a name in profiles/models.yaml, or a path to a Hugging Face config.json or its folder (sim.hf_config)
+    model: str = domain("llama-3.1-8b", names="sim.specs:known_models", or_path=MODEL_PATH_HINT)
     seed: int = domain(0, ge=0)  # numpy's SeedSequence takes non-negative integers
     hardware: HardwareConfig = HardwareConfig()
     serving: ServingConfig = ServingConfig()

@@ -18,6 +18,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Collection, Literal, Mapping
 
+from sim.config_yaml import names_a_path
 from sim.errors import ConfigError, quote
 
 if TYPE_CHECKING:
@@ -36,7 +37,8 @@ class Domain:
     Declared next to the field (``block_size: int = domain(16, ge=1)``) and checked by the
     one schema walker (``build_dataclass``) for every layer, so a new key is validated by declaring it.
     ``names`` is a registry given as ``"module:attribute"`` (a mapping, or a function returning
-    the names), imported only when checked.
+    the names), imported only when checked; ``or_path`` (a hint for the message) accepts besides
+    them any value written as a path (``sim.config_yaml.names_a_path``), found and read later.
     """
 
     gt: float | None = None
@@ -44,6 +46,7 @@ class Domain:
     lt: float | None = None
     le: float | None = None
     names: str | None = None
+    or_path: str | None = None
 
     def describe(self) -> str:
         parts = [f"{op} {bound:,}" for op, bound in ((">", self.gt), (">=", self.ge), ("<", self.lt), ("<=", self.le))
@@ -61,7 +64,9 @@ class Domain:
             return None
         if self.names is not None:
             valid = self.registry()
-            return None if value in valid else f"must be one of {', '.join(valid)}"
+            if value in valid or (self.or_path is not None and isinstance(value, str) and names_a_path(value)):
+                return None
+            return f"must be one of {', '.join(valid)}" + (f", {self.or_path}" if self.or_path else "")
         below = (self.gt is not None and not value > self.gt) or (self.ge is not None and not value >= self.ge)
         above = (self.lt is not None and not value < self.lt) or (self.le is not None and not value <= self.le)
         return f"must be {self.describe()}" if below or above else None

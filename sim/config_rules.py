@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sim.config_fields import setting
-from sim.config_yaml import DIRECTORY_KEYS, PATH_KEYS
+from sim.config_yaml import DIRECTORY_KEYS, PATH_KEYS, is_path_value
 from sim.errors import ConfigError, quote
 
 if TYPE_CHECKING:
@@ -108,8 +108,8 @@ def _synthetic_sizes(c: Config) -> None:
 def _input_paths_exist(c: Config) -> None:
     """Every input path that is set names something readable (found now, not after minutes of work)."""
     for dotted in PATH_KEYS:
-        if setting(c, dotted) is None:
-            continue
+        if not is_path_value(dotted, setting(c, dotted)):
+            continue  # unset, or a name (model)
         path = Path(setting(c, dotted))
         try:  # exists() raises what it cannot answer: a name too long, a loop of links, no permission
             exists, is_file = path.exists(), path.is_file()
@@ -175,6 +175,7 @@ def _arrival_settings_apply(c: Config) -> None:
 
 
 CONSTRAINTS: tuple[typing.Callable[[Config], None], ...] = (
+    _input_paths_exist,  # first: the rules after it read the model's file
     _tensor_parallel_fits_model,
     _instances_fit_node,
     _batch_holds_its_sequences,
@@ -183,7 +184,6 @@ CONSTRAINTS: tuple[typing.Callable[[Config], None], ...] = (
     _synthetic_sizes,
     _synthetic_settings_apply,
     _arrival_settings_apply,
-    _input_paths_exist,
     _workload_cache_usable,
 )
 

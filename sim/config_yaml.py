@@ -121,11 +121,30 @@ def read_config_file(path: Path, what: str = "config file") -> dict[str, Any]:
 
 
 # Keys holding file or directory paths; in a YAML file they are relative to that file.
-PATH_KEYS = ("workload.trace", "network.lookup", "compute.profile", "compute.collectives", "cache.learned_model")
-# May name a directory (a profile bundle; a Vidur network profile); the others name files.
-DIRECTORY_KEYS = ("compute.profile", "compute.collectives")
+PATH_KEYS = ("model", "workload.trace", "network.lookup", "compute.profile", "compute.collectives",
+             "cache.learned_model")
+# May name a directory (a profile bundle; a Vidur network profile; a Hugging Face model folder); the others name files.
+DIRECTORY_KEYS = ("model", "compute.profile", "compute.collectives")
+# Path keys that also take a name (``model``: an entry of profiles/models.yaml): only a value written as a
+# path (``names_a_path``) is one.
+NAME_OR_PATH_KEYS = ("model",)
+MODEL_PATH_HINT = "or ./PATH to a Hugging Face config.json"  # (or its folder); short: messages stay one line
 # Paths kvsim writes as well as reads (relative to a YAML file like PATH_KEYS, but need not exist yet).
 CACHE_KEYS = ("workload.cache",)
+
+
+def names_a_path(value: str) -> bool:
+    """Whether a name-or-path value is written as a path: it has a folder separator or ends in .json
+    (the names in profiles/ have neither)."""
+    return "/" in value or os.sep in value or value.endswith(".json")
+
+
+def is_path_value(dotted: str, value: Any) -> bool:
+    """Whether ``value`` of config key ``dotted`` is a path kvsim reads or writes (relative ones are
+    relative to the YAML file that gives them)."""
+    if not isinstance(value, str) or dotted not in PATH_KEYS + CACHE_KEYS:
+        return False
+    return dotted not in NAME_OR_PATH_KEYS or names_a_path(value)
 
 
 def resolve_paths(layer: dict[str, Any], base: Path) -> dict[str, Any]:
@@ -136,6 +155,20 @@ def resolve_paths(layer: dict[str, Any], base: Path) -> dict[str, Any]:
         *parents, leaf = dotted.split(".")
         for part in parents:
             node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, dict) and isinstance(node.get(leaf), str) and not Path(node[leaf]).is_absolute():
-            node[leaf] = os.path.normpath(os.path.join(os.path.relpath(base), node[leaf]))
+        if isinstance(node, dict) and leaf in node:
+            node[leaf] = rebase_setting(base, dotted, node[leaf])
     return out
+
+
+def rebase_path(base: Path, value: str) -> str:
+    """A path written in a file in folder ``base``, re-rooted to the working directory (absolute: unchanged)."""
+    return value if Path(value).is_absolute() else os.path.normpath(os.path.join(os.path.relpath(base), value))
+
+
+def rebase_setting(base: Path, dotted: str, value: Any) -> Any:
+    """The value of config key ``dotted`` written in a file in folder ``base``: re-rooted when it is a path,
+    and still written as one (``./NAME``, not ``NAME``) for a name-or-path key."""
+    if not is_path_value(dotted, value):
+        return value
+    rebased = rebase_path(base, value)
+    return rebased if dotted not in NAME_OR_PATH_KEYS or names_a_path(rebased) else os.path.join(os.curdir, rebased)

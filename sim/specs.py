@@ -8,7 +8,9 @@ from pathlib import Path
 
 import yaml
 
+from sim.config_yaml import MODEL_PATH_HINT, names_a_path
 from sim.errors import ConfigError
+from sim.hf_config import hf_model_spec
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
 
@@ -75,17 +77,21 @@ def _read_table(filename: str) -> dict[str, dict]:
     return data
 
 
-def _lookup(table: dict[str, dict], name: str, kind: str, filename: str) -> dict:
+def _lookup(table: dict[str, dict], name: str, kind: str, filename: str, alternative: str = "") -> dict:
     if name not in table:
-        raise ConfigError(f"unknown {kind} {name!r}; known {kind}s (profiles/{filename}): {', '.join(sorted(table))}")
+        raise ConfigError(f"unknown {kind} {name!r}; known {kind}s (profiles/{filename}): {', '.join(sorted(table))}"
+                          f"{alternative}")
     return table[name]
 
 
 @lru_cache(maxsize=None)
 def model_spec(name: str) -> ModelSpec:
-    """The spec of model ``name`` from ``profiles/models.yaml``."""
-    entry = _lookup(_read_table("models.yaml"), name, "model", "models.yaml")
-    return ModelSpec(name=name, **entry)
+    """The spec of model ``name``: an entry of ``profiles/models.yaml``, or a path (written with a '/' or
+    ending in .json) to a Hugging Face config.json or its folder (``sim.hf_config``)."""
+    table = _read_table("models.yaml")
+    if name not in table and names_a_path(name):
+        return hf_model_spec(name)
+    return ModelSpec(name=name, **_lookup(table, name, "model", "models.yaml", f"; {MODEL_PATH_HINT}"))
 
 
 @lru_cache(maxsize=None)

@@ -1,0 +1,187 @@
+"""A model's shape from its Hugging Face ``config.json`` (``model: PATH``), for the dense families kvsim models.
+
+The roofline compute model (``sim.serving.compute``) and the KV size assume a dense decoder-only
+transformer whose every layer has full attention (q, k, v, o projections) and a gated MLP (gate, up and
+down matrices). The families below are built that way by transformers; any other ``model_type`` (a
+mixture of experts such as mixtral or qwen2_moe, MLA such as deepseek_v3) is refused rather than run as
+something it is not, and so are sliding-window layers and quantized checkpoints, which those models
+do not describe. Each problem is one exit-2 line naming the file, as for the calibration profiles
+(``sim.serving.profile_files``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sim.errors import ConfigError, quote
+
+if TYPE_CHECKING:
+    from sim.specs import ModelSpec
+
+CONFIG_NAME = "config.json"  # the file a Hugging Face model folder holds its architecture in
+MAX_CONFIG_BYTES = 1 << 20  # published config.json files are a few KB; a larger file is not one
+MAX_DIMENSION = 2**31 - 1  # any shape or context length (int32, as the engines index them); keeps sizes in int64
+
+
+@dataclass(frozen=True)
+class Family:
+    """Where one ``model_type``'s decoder layers differ, as transformers builds them (source: its
+    ``configuration_<type>.py`` defaults and ``modeling_<type>.py`` layers)."""
+
+    qkv_bias: bool = False  # q, k and v always carry biases (Qwen2Attention: bias=True)
+    bias_switches: tuple[str, ...] = ()  # config booleans adding biases: attention_bias (q, k, v, o), mlp_bias (gate, up, down)
+    qk_norm: bool = False  # an RMSNorm over head_dim on q and on k (Qwen3Attention.q_norm, k_norm)
+    # the config class's defaults for keys a config.json may leave out; None: derived (KV heads = attention
+    # heads, head_dim = hidden_size // num_attention_heads)
+    num_key_value_heads: int | None = None
+    head_dim: int | None = None
+    sliding_window: int | None = None
+    sliding_window_switch: str | None = None  # the boolean that turns the window on (None: on whenever set)
+
+
+FAMILIES: dict[str, Family] = {
+    # LlamaConfig: num_key_value_heads, head_dim None (derived); attention_bias, mlp_bias false; no window of its
+    # own (in any family, a sliding_window narrower than the context is refused).
+    "llama": Family(bias_switches=("attention_bias", "mlp_bias")),
+    # MistralConfig: num_key_value_heads 8, head_dim None, sliding_window 4096 (Mistral-7B-v0.1; later
+    # versions set it null); no biases.
+    "mistral": Family(num_key_value_heads=8, sliding_window=4096),
+    # Qwen2Config: num_key_value_heads 32, sliding_window 4096 only with use_sliding_window (false); q/k/v biases.
+    "qwen2": Family(qkv_bias=True, num_key_value_heads=32, sliding_window=4096,
+                    sliding_window_switch="use_sliding_window"),
+    # Qwen3Config: num_key_value_heads 32, head_dim 128, attention_bias false, q/k norms; window as Qwen2.
+    "qwen3": Family(bias_switches=("attention_bias",), qk_norm=True, num_key_value_heads=32, head_dim=128,
+                    sliding_window=4096, sliding_window_switch="use_sliding_window"),
+}
+
+# Keys every config.json must give (transformers has defaults for them, but a model's shape taken from
+# a library default is a mistake waiting to happen).
+REQUIRED = ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size", "vocab_size",
+            "max_position_embeddings")
+
+
+def config_file(path: Path) -> Path:
+    """The config.json that ``path`` names: the file itself, or the one in the folder it names."""
+    return path / CONFIG_NAME if path.is_dir() else path
+
+
+def read_hf_config(path: Path) -> tuple[dict[str, Any], str]:
+    """The JSON object of a config.json and its sha256 (hex)."""
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read model config {path}: {exc.strerror or exc}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"model config {path}: over {MAX_CONFIG_BYTES:,} bytes, not a Hugging Face config.json")
+    try:
+        config = json.loads(data)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"model config {path}: not JSON: {quote(str(exc))}") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"model config {path}: the top level must be a JSON object, got {type(config).__name__}")
+    return config, hashlib.sha256(data).hexdigest()
+
+
+def hf_model_spec(name: str) -> ModelSpec:
+    """The ``ModelSpec`` of the config.json at ``name`` (a file or its folder); ``source`` names the file and its sha256."""
+    from sim.specs import ModelSpec
+
+    path = config_file(Path(name))
+    config, digest = read_hf_config(path)
+    family, keys = _family(config, path), _Keys(config, path)
+    layers, hidden, heads, intermediate, vocab, context = (keys.positive(k) for k in REQUIRED)
+    kv_heads = keys.positive("num_key_value_heads", family.num_key_value_heads or heads)
+    if family.head_dim is None and config.get("head_dim") is None and hidden % heads:
+        raise ConfigError(f"model config {path}: hidden_size {hidden} is not a multiple of num_attention_heads {heads} "
+                          "and no head_dim is given")
+    head_dim = keys.positive("head_dim", family.head_dim or hidden // heads)
+    if heads % kv_heads:
+        raise ConfigError(f"model config {path}: num_attention_heads {heads} is not a multiple of "
+                          f"num_key_value_heads {kv_heads}")
+    _check_full_attention(keys, family, context)
+    quantization = config.get("quantization_config")
+    if quantization is not None:
+        method = quantization.get("quant_method") if isinstance(quantization, dict) else quantization
+        raise ConfigError(f"model config {path}: a quantized checkpoint (quantization_config {quote(method)}) is not "
+                          "modelled: weights take serving.dtype; use the unquantized model's config.json")
+    return ModelSpec(
+        name=name, num_layers=layers, hidden_size=hidden, num_attention_heads=heads, num_kv_heads=kv_heads,
+        head_dim=head_dim, intermediate_size=intermediate, vocab_size=vocab,
+        num_parameters=_parameter_count(keys, family, layers, hidden, heads * head_dim, kv_heads * head_dim,
+                                        head_dim, intermediate, vocab),
+        max_position_embeddings=context, source=f"{path} (sha256 {digest})",
+    )
+
+
+def _family(config: dict[str, Any], path: Path) -> Family:
+    model_type = config.get("model_type")
+    if model_type is None:
+        raise ConfigError(f"model config {path}: no model_type (not a Hugging Face model config.json?)")
+    if not isinstance(model_type, str) or model_type not in FAMILIES:
+        raise ConfigError(f"model config {path}: model_type {quote(model_type)} is not modelled: the compute model is a "
+                          f"dense decoder with a gated MLP ({', '.join(FAMILIES)}; not a mixture of experts or MLA)")
+    return FAMILIES[model_type]
+
+
+class _Keys:
+    """Typed reads of one config.json's keys, each problem naming the file and the key."""
+
+    def __init__(self, config: dict[str, Any], path: Path) -> None:
+        self.config, self.path = config, path
+
+    def positive(self, key: str, default: int | None = None) -> int:
+        """A positive integer; ``default`` when the key is absent or null (required keys have none)."""
+        value = self.config.get(key)
+        if value is None:
+            if key in REQUIRED or default is None:
+                raise ConfigError(f"model config {self.path}: missing key {key!r}")
+            return default
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_DIMENSION:
+            raise ConfigError(f"model config {self.path}: key {key!r} must be a positive integer up to "
+                              f"{MAX_DIMENSION:,}, got {quote(value)}")
+        return value
+
+    def flag(self, key: str) -> bool:
+        """A boolean (false when absent, as every family's config class defaults it)."""
+        value = self.config.get(key, False)
+        if not isinstance(value, bool):
+            raise ConfigError(f"model config {self.path}: key {key!r} must be true or false, got {quote(value)}")
+        return value
+
+
+def _check_full_attention(keys: _Keys, family: Family, context: int) -> None:
+    """Every layer attends to the whole context: kvsim's KV size and attention cost assume it."""
+    config, path = keys.config, keys.path
+    layer_types = config.get("layer_types")
+    if isinstance(layer_types, list) and any(kind != "full_attention" for kind in layer_types):
+        raise ConfigError(f"model config {path}: layer_types other than full_attention are not modelled")
+    switch = family.sliding_window_switch
+    if switch is not None and not keys.flag(switch):
+        return
+    window = config.get("sliding_window", family.sliding_window)
+    if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < context):
+        raise ConfigError(f"model config {path}: sliding-window attention (sliding_window {quote(window)} < context "
+                          f"{context}) is not modelled: KV size and attention assume full attention")
+
+
+def _parameter_count(keys: _Keys, family: Family, layers: int, hidden: int, q_dim: int, kv_dim: int,
+                     head_dim: int, intermediate: int, vocab: int) -> int:
+    """Parameters from the shapes: embeddings, the LM head unless tied to them, per layer the q/k/v/o
+    projections, the gate/up/down matrices, two RMSNorm vectors and the family's biases and q/k norms,
+    and the final norm."""
+    per_layer = 2 * hidden * q_dim + 2 * hidden * kv_dim + 3 * hidden * intermediate + 2 * hidden
+    if family.qkv_bias:
+        per_layer += q_dim + 2 * kv_dim
+    if "attention_bias" in family.bias_switches and keys.flag("attention_bias"):
+        per_layer += q_dim + 2 * kv_dim + hidden
+    if "mlp_bias" in family.bias_switches and keys.flag("mlp_bias"):
+        per_layer += 2 * intermediate + hidden
+    if family.qk_norm:
+        per_layer += 2 * head_dim
+    head = 0 if keys.flag("tie_word_embeddings") else vocab * hidden
+    return vocab * hidden + head + layers * per_layer + hidden

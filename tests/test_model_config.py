@@ -1,0 +1,254 @@
+"""``model: PATH``: a model's shape from its Hugging Face config.json (sim.hf_config).
+
+The configs below are the published config.json files, transcribed field by field. Each equals its
+profiles/models.yaml entry (transcribed separately, from the same source), and the parameter count
+computed from the shapes is within 0.5% of the figure its model card publishes: the independent check
+of the counting rule (embeddings, LM head unless tied, q/k/v/o, three MLP matrices, norms, biases).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from sim.config import load_config
+from sim.errors import ConfigError
+from sim.specs import known_models, model_spec
+
+# huggingface.co/meta-llama/Meta-Llama-3-8B/blob/main/config.json
+LLAMA_3_8B = {
+    "architectures": ["LlamaForCausalLM"], "attention_bias": False, "attention_dropout": 0.0,
+    "bos_token_id": 128000, "eos_token_id": 128001, "hidden_act": "silu", "hidden_size": 4096,
+    "initializer_range": 0.02, "intermediate_size": 14336, "max_position_embeddings": 8192, "model_type": "llama",
+    "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 8, "pretraining_tp": 1,
+    "rms_norm_eps": 1e-05, "rope_scaling": None, "rope_theta": 500000.0, "tie_word_embeddings": False,
+    "torch_dtype": "bfloat16", "transformers_version": "4.40.0.dev0", "use_cache": True, "vocab_size": 128256,
+}
+LLAMA_31_ROPE = {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                 "original_max_position_embeddings": 8192, "rope_type": "llama3"}
+# huggingface.co/meta-llama/Llama-3.1-8B/blob/main/config.json (copy: github.com/citsjtu2020/LLM-Prof sglang/Model_Config.md)
+LLAMA_31_8B = {**LLAMA_3_8B, "max_position_embeddings": 131072, "mlp_bias": False, "rope_scaling": LLAMA_31_ROPE,
+               "transformers_version": "4.43.0.dev0"}
+# huggingface.co/meta-llama/Meta-Llama-3-70B/blob/main/config.json
+LLAMA_3_70B = {**LLAMA_3_8B, "hidden_size": 8192, "intermediate_size": 28672, "num_attention_heads": 64,
+               "num_hidden_layers": 80}
+# huggingface.co/meta-llama/Llama-3.1-70B/blob/main/config.json (shapes also in github.com/casys-kaist/LLMServingSim
+# model_config/meta-llama/Llama-3.1-70B.json)
+LLAMA_31_70B = {**LLAMA_31_8B, "hidden_size": 8192, "intermediate_size": 28672, "num_attention_heads": 64,
+                "num_hidden_layers": 80}
+# huggingface.co/Qwen/Qwen2-7B/blob/main/config.json
+QWEN2_7B = {
+    "architectures": ["Qwen2ForCausalLM"], "attention_dropout": 0.0, "bos_token_id": 151643, "eos_token_id": 151643,
+    "hidden_act": "silu", "hidden_size": 3584, "initializer_range": 0.02, "intermediate_size": 18944,
+    "max_position_embeddings": 131072, "max_window_layers": 28, "model_type": "qwen2", "num_attention_heads": 28,
+    "num_hidden_layers": 28, "num_key_value_heads": 4, "rms_norm_eps": 1e-06, "rope_theta": 1000000.0,
+    "sliding_window": 131072, "tie_word_embeddings": False, "torch_dtype": "bfloat16",
+    "transformers_version": "4.37.2", "use_cache": True, "use_sliding_window": False, "vocab_size": 152064,
+}
+# huggingface.co/Qwen/Qwen3-32B/blob/main/config.json (copy: github.com/citsjtu2020/LLM-Prof sglang/Model_Config.md)
+QWEN3_32B = {
+    "architectures": ["Qwen3ForCausalLM"], "attention_bias": False, "attention_dropout": 0.0, "bos_token_id": 151643,
+    "eos_token_id": 151645, "head_dim": 128, "hidden_act": "silu", "hidden_size": 5120, "initializer_range": 0.02,
+    "intermediate_size": 25600, "max_position_embeddings": 40960, "max_window_layers": 64, "model_type": "qwen3",
+    "num_attention_heads": 64, "num_hidden_layers": 64, "num_key_value_heads": 8, "rms_norm_eps": 1e-06,
+    "rope_scaling": None, "rope_theta": 1000000, "sliding_window": None, "tie_word_embeddings": False,
+    "torch_dtype": "bfloat16", "transformers_version": "4.51.0", "use_cache": True, "use_sliding_window": False,
+    "vocab_size": 151936,
+}
+# Tied embeddings (no separate LM head). huggingface.co/meta-llama/Llama-3.2-3B/blob/main/config.json and
+# huggingface.co/Qwen/Qwen2.5-3B/blob/main/config.json (copies: github.com/citsjtu2020/LLM-Prof sglang/Model_Config.md)
+LLAMA_32_3B = {**LLAMA_31_8B, "head_dim": 128, "hidden_size": 3072, "intermediate_size": 8192,
+               "num_attention_heads": 24, "num_hidden_layers": 28, "tie_word_embeddings": True,
+               "rope_scaling": {**LLAMA_31_ROPE, "factor": 32.0}, "transformers_version": "4.45.0.dev0"}
+QWEN25_3B = {**QWEN2_7B, "hidden_size": 2048, "intermediate_size": 11008, "max_position_embeddings": 32768,
+             "max_window_layers": 36, "num_attention_heads": 16, "num_hidden_layers": 36, "num_key_value_heads": 2,
+             "sliding_window": 32768, "tie_word_embeddings": True, "use_mrope": False, "vocab_size": 151936,
+             "transformers_version": "4.40.1"}
+
+# name -> (config.json, models.yaml entry or None, the model card's parameter count)
+MODELS = {
+    "llama-3-8b": (LLAMA_3_8B, "llama-3-8b", 8.03e9),  # Meta-Llama-3-8B model card: 8.03B (safetensors)
+    "llama-3.1-8b": (LLAMA_31_8B, "llama-3.1-8b", 8.03e9),  # Llama-3.1-8B model card: 8.03B
+    "llama-3-70b": (LLAMA_3_70B, "llama-3-70b", 70.6e9),  # Meta-Llama-3-70B model card: 70.6B
+    "llama-3.1-70b": (LLAMA_31_70B, "llama-3.1-70b", 70.6e9),  # Llama-3.1-70B model card: 70.6B
+    "qwen2-7b": (QWEN2_7B, "qwen2-7b", 7.62e9),  # Qwen2 technical report (arXiv 2407.10671) / model card: 7.62B
+    "qwen3-32b": (QWEN3_32B, "qwen3-32b", 32.8e9),  # Qwen3-32B model card: 32.8B
+    "llama-3.2-3b-tied": (LLAMA_32_3B, None, 3.21e9),  # Llama 3.2 model card: 3.21B
+    "qwen2.5-3b-tied": (QWEN25_3B, None, 3.09e9),  # Qwen2.5-3B model card: 3.09B
+}
+
+
+def write_config(folder: Path, config: dict, name: str = "config.json") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(json.dumps(config, indent=2))
+    return path
+
+
+SHAPE_FIELDS = [f.name for f in dataclasses.fields(model_spec("llama-3-8b")) if f.name not in ("name", "source")]
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_published_config_gives_the_models_yaml_spec(name, tmp_path):
+    config, entry, card_parameters = MODELS[name]
+    path = write_config(tmp_path / name, config)
+    spec = model_spec(str(path))
+    if entry is not None:
+        reference = model_spec(entry)
+        assert {f: getattr(spec, f) for f in SHAPE_FIELDS} == {f: getattr(reference, f) for f in SHAPE_FIELDS}
+    assert spec.num_parameters == pytest.approx(card_parameters, rel=0.005)
+    assert spec.source == f"{path} (sha256 {hashlib.sha256(path.read_bytes()).hexdigest()})"
+    assert model_spec(str(path.parent)) == dataclasses.replace(spec, name=str(path.parent))  # its folder
+
+
+def test_every_models_yaml_entry_with_a_config_is_covered():
+    assert set(known_models()) <= {entry for _, entry, _ in MODELS.values()}
+
+
+def test_tied_embeddings_drop_the_lm_head(tmp_path):
+    untied = model_spec(str(write_config(tmp_path / "a", {**LLAMA_32_3B, "tie_word_embeddings": False})))
+    tied = model_spec(str(write_config(tmp_path / "b", LLAMA_32_3B)))
+    assert untied.num_parameters - tied.num_parameters == 128256 * 3072  # vocab x hidden
+
+
+def test_biases_follow_the_family(tmp_path):
+    # Qwen2 always has q/k/v biases (q 3584 + k 512 + v 512 per layer); Llama only with attention_bias (then o too).
+    qwen_llama_shaped = model_spec(str(write_config(tmp_path / "q", {**QWEN2_7B, "model_type": "llama"})))
+    assert model_spec(str(write_config(tmp_path / "r", QWEN2_7B))).num_parameters - qwen_llama_shaped.num_parameters \
+        == 28 * (3584 + 2 * 512)
+    biased = model_spec(str(write_config(tmp_path / "b", {**LLAMA_3_8B, "attention_bias": True, "mlp_bias": True})))
+    assert biased.num_parameters - model_spec("llama-3-8b").num_parameters == 32 * ((4096 + 2 * 1024 + 4096) +
+                                                                                   (2 * 14336 + 4096))
+
+
+def test_defaults_of_optional_keys(tmp_path):
+    bare = {k: v for k, v in LLAMA_3_8B.items() if k not in ("num_key_value_heads", "tie_word_embeddings")}
+    spec = model_spec(str(write_config(tmp_path / "l", bare)))
+    assert (spec.num_kv_heads, spec.head_dim) == (32, 128)  # LlamaConfig: KV heads = heads, head_dim = 4096 / 32
+    qwen3 = {k: v for k, v in QWEN3_32B.items() if k != "head_dim"}
+    assert model_spec(str(write_config(tmp_path / "q", qwen3))).head_dim == 128  # Qwen3Config's default, not 5120/64
+
+
+# ---------------------------------------------------------------- refusals: exit 2, one line naming file and key
+
+
+def refused(run_cli, model: str) -> str:
+    status, _, err = run_cli("--preset", "smoke", "--no-plot", "--quiet", "--set", f"model={model}")
+    assert status == 2, err
+    message = err.strip()
+    assert "\n" not in message and message.startswith("kvsim: error: ") and "Traceback" not in message
+    return message
+
+
+@pytest.mark.parametrize("model_type", ["mixtral", "qwen2_moe", "deepseek_v3", "gemma2"])
+def test_other_model_types_are_refused(model_type, tmp_path, run_cli):
+    path = write_config(tmp_path, {**LLAMA_3_8B, "model_type": model_type})
+    message = refused(run_cli, path)
+    assert str(path) in message and f"model_type '{model_type}' is not modelled" in message
+
+
+def _without(key: str) -> dict:
+    config = copy.deepcopy(LLAMA_3_8B)
+    del config[key]
+    return config
+
+
+@pytest.mark.parametrize("config, key", [
+    (_without("hidden_size"), "'hidden_size'"), (_without("vocab_size"), "'vocab_size'"),
+    (_without("model_type"), "model_type"),
+    ({**LLAMA_3_8B, "num_hidden_layers": "32"}, "'num_hidden_layers'"),
+    ({**LLAMA_3_8B, "intermediate_size": 14336.0}, "'intermediate_size'"),
+    ({**LLAMA_3_8B, "num_key_value_heads": True}, "'num_key_value_heads'"),
+    ({**LLAMA_3_8B, "num_attention_heads": 0}, "'num_attention_heads'"),
+    ({**LLAMA_3_8B, "num_key_value_heads": 5}, "num_key_value_heads 5"),  # 32 heads are not groups of 5
+    ({**LLAMA_3_8B, "tie_word_embeddings": "no"}, "'tie_word_embeddings'"),
+    ({**LLAMA_3_8B, "hidden_size": 10**30}, "'hidden_size'"),
+    ({**LLAMA_3_8B, "model_type": ["llama"]}, "model_type"),
+], ids=["no-hidden", "no-vocab", "no-type", "string", "float", "bool", "zero", "groups", "flag", "huge", "type-list"])
+def test_bad_keys_are_named(config, key, tmp_path, run_cli):
+    path = write_config(tmp_path, config)
+    message = refused(run_cli, path)
+    assert str(path) in message and key in message
+
+
+@pytest.mark.parametrize("config, words", [
+    ({**LLAMA_3_8B, "model_type": "mistral", "sliding_window": 4096}, "sliding_window 4096"),  # Mistral-7B-v0.1
+    ({**LLAMA_3_8B, "model_type": "mistral"}, "sliding_window 4096"),  # MistralConfig's default window
+    ({**QWEN2_7B, "use_sliding_window": True, "sliding_window": 4096}, "sliding_window 4096"),
+    ({**LLAMA_3_8B, "layer_types": ["full_attention", "sliding_attention"]}, "layer_types"),
+    ({**LLAMA_3_8B, "quantization_config": {"quant_method": "awq", "bits": 4}}, "'awq'"),
+], ids=["mistral-v0.1", "mistral-default", "qwen2-window-on", "layer-types", "quantized"])
+def test_what_the_model_does_not_describe_is_refused(config, words, tmp_path, run_cli):
+    path = write_config(tmp_path, config)
+    message = refused(run_cli, path)
+    assert str(path) in message and words in message
+
+
+def test_windows_covering_the_context_are_full_attention(tmp_path):
+    # Mistral-7B-v0.3 sets sliding_window null; Qwen2-7B's 131072 window with use_sliding_window false is off.
+    mistral = model_spec(str(write_config(tmp_path / "m", {**LLAMA_3_8B, "model_type": "mistral", "sliding_window": None})))
+    assert mistral.num_parameters == model_spec("llama-3-8b").num_parameters  # same shapes, no biases
+    assert model_spec(str(write_config(tmp_path / "q", {**QWEN2_7B, "use_sliding_window": True}))).num_layers == 28
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"{not json", "not JSON"), (b"[1, 2]", "must be a JSON object, got list"), (b"\xff\xfe", "not JSON"),
+], ids=["syntax", "array", "binary"])
+def test_unreadable_files_are_named(content, words, tmp_path, run_cli):
+    path = tmp_path / "config.json"
+    path.write_bytes(content)
+    message = refused(run_cli, path)
+    assert str(path) in message and words in message
+
+
+def test_missing_paths_are_named(tmp_path, run_cli):
+    assert "config key 'model'" in refused(run_cli, tmp_path / "absent.json")
+    (tmp_path / "empty").mkdir()
+    assert str(tmp_path / "empty" / "config.json") in refused(run_cli, f"{tmp_path}/empty/")
+
+
+def test_unknown_names_list_the_known_ones_and_the_path_form(run_cli):
+    message = refused(run_cli, "mistral-7b")
+    assert "'mistral-7b'" in message and all(name in message for name in known_models())
+    assert "./PATH to a Hugging Face config.json" in message
+    with pytest.raises(ConfigError, match="qwen3-32b.*Hugging Face config.json"):
+        model_spec("llama-9")
+
+
+# ---------------------------------------------------------------- relative paths and the end-to-end run
+
+
+def test_relative_paths_resolve_like_the_other_path_keys(tmp_path, monkeypatch):
+    write_config(tmp_path / "cfg" / "models" / "l3", LLAMA_3_8B)
+    config_file = tmp_path / "cfg" / "kvsim.yaml"
+    config_file.write_text("model: models/l3/config.json\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    config = load_config(config_file)  # relative to the config file, as compute.profile is
+    assert Path(config.model).resolve() == tmp_path / "cfg" / "models" / "l3" / "config.json"
+    config_file.write_text("model: models/l3\n")  # a folder written without ./ is still a path: it has a '/'
+    assert Path(load_config(config_file).model).resolve() == tmp_path / "cfg" / "models" / "l3"
+    config_file.write_text("model: llama-3-8b\n")  # a name stays a name
+    assert load_config(config_file).model == "llama-3-8b"
+    monkeypatch.chdir(tmp_path / "cfg" / "models")  # on the command line: relative to the working directory
+    assert load_config(None, sets=["model=./l3"]).model == "./l3"
+
+
+def test_report_with_a_config_json_equals_the_named_models(tmp_path, run_cli):
+    path = write_config(tmp_path / "Llama-3.1-8B", LLAMA_31_8B)
+    reports = {}
+    for model in ("llama-3.1-8b", str(path.parent)):
+        out = tmp_path / f"{len(reports)}.json"
+        status, _, err = run_cli("--preset", "smoke", "--set", "workload.synthetic.num_requests=120", "--set",
+                                 f"model={model}", "--no-plot", "--quiet", "--report-json", out)
+        assert status == 0, err
+        reports[model] = json.loads(out.read_text())
+    named, from_file = reports["llama-3.1-8b"], reports[str(path.parent)]
+    assert from_file["config"] == {**named["config"], "model": str(path.parent)}
+    assert json.dumps(from_file["runs"]) == json.dumps(named["runs"])  # the same shapes: byte-identical metrics
