@@ -176,3 +176,32 @@ def test_instances_loading_from_one_ssd_wait_for_each_other(run_cli, tmp_path):
     scarce = _run(run_cli, tmp_path, sets=(*ssd_only, "cache.tiers.ssd.shared_read_gbps=0.5"))
     assert private["instances"]["count"] > 1 and private["tier_hit_ratio"]["ssd"] > 0
     assert scarce["ttft_breakdown_s"]["kv_load"] > private["ttft_breakdown_s"]["kv_load"]
+
+
+@pytest.mark.parametrize("path", ["compiled", "generic"])
+def test_a_shared_tier_already_holding_a_block_writes_nothing(path):
+    """Two instances' HBM (1 block each) over one shared DRAM: both hold block 1; the first demotes it
+    (one block written), then the second demotes the same content into the DRAM that holds it: an
+    insertion (the policy sees it again) but nothing written. Block bytes = 1."""
+    from sim.cache.arena import TierArena
+    from sim.cache.hooked import HookedMultiTierCache
+    from sim.cache.multitier import build_cache
+    from tests.cache_helpers import make_tiers
+    from tests.reference import REFERENCE
+
+    arena = TierArena(max_keys=16)
+    (dram,) = make_tiers(["lru"], [4], arena=arena, names=["dram"])
+    tops = [make_tiers(["lru"], [1], arena=arena)[0] for _ in range(2)]
+    if path == "compiled":
+        caches = [build_cache([top, dram], 1, track_positions=True, num_blocks=16) for top in tops]
+    else:
+        shared_hook = REFERENCE["lru"](4)
+        caches = [HookedMultiTierCache([top, dram], 1, track_positions=True, hooks=[REFERENCE["lru"](1), shared_hook])
+                  for top in tops]
+    first, second = caches
+    assert first.touch(1, 0) == -1 and second.touch(1, 1) == -1  # each computes block 1 into its HBM
+    first.touch(2, 2)  # demotes block 1 into the DRAM
+    assert (dram.stats.insertions, dram.stats.bytes_written) == (1, 1)
+    second.touch(3, 3)  # demotes its own copy of block 1: already there
+    assert (dram.stats.insertions, dram.stats.bytes_written) == (2, 1)
+    assert dram.stats.demotions == dram.stats.evictions == 0

@@ -128,13 +128,13 @@ def _operations(access, insert, readmit, remove, victim):
                     remove(a, t, v)
                     a.meta[t, RESIDENT] -= 1
                 s = resident(a, t, inserting) if a.meta[t, USERS] > 1 else -1
-                if s >= 0:  # a shared tier already holding another instance's copy (it still made room)
-                    readmit_c(a, t, s, when)
+                if s >= 0:  # a shared tier already holding another instance's copy (it still made room);
+                    readmit_c(a, t, s, when)  # the same content: nothing to write
                 else:
                     insert(a, t, inserting, when)
                     a.meta[t, RESIDENT] += 1
+                    a.meta[t, STAT0 + BYTES_WRITTEN] += c.block_bytes
                 a.meta[t, STAT0 + INSERTIONS] += 1
-                a.meta[t, STAT0 + BYTES_WRITTEN] += c.block_bytes
                 if not has_victim:
                     break
                 if c.inclusive or at + 1 == n:
