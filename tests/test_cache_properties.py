@@ -105,6 +105,11 @@ def test_tiers_shared_by_two_caches_equal_the_reference(policy, capacities, ops)
         for c, r in zip(caches["compiled"], caches["reference"], strict=True):
             assert _state(c) == _state(r), (now, which, op, arg)
     assert _stats(caches["compiled"][0]) == _stats(caches["reference"][0])
+    # a copy enters a shared tier once: every insertion is still there or has left (a readmission is none)
+    for level, tier in enumerate(caches["compiled"][0].tiers[1:], start=1):
+        s = tier.stats
+        assert s.insertions == len(caches["compiled"][0].resident(level)) + s.promotions + s.demotions + s.evictions
+        assert s.bytes_written == s.insertions  # block bytes = 1
 
 
 @settings(max_examples=60, deadline=None)

@@ -120,6 +120,10 @@ def _operations(access, insert, readmit, remove, victim):
                         break
                     at += 1
                     continue
+                s = resident(a, t, inserting) if a.meta[t, USERS] > 1 else -1
+                if s >= 0:  # a shared tier already holding another instance's copy: the same content, so
+                    readmit_c(a, t, s, when)  # nothing enters, is written or need make room (the policy sees it)
+                    break
                 demoted = -1
                 has_victim = a.meta[t, RESIDENT] >= a.meta[t, CAP]
                 if has_victim:
@@ -127,14 +131,10 @@ def _operations(access, insert, readmit, remove, victim):
                     demoted = a.slots[v, KEY]
                     remove(a, t, v)
                     a.meta[t, RESIDENT] -= 1
-                s = resident(a, t, inserting) if a.meta[t, USERS] > 1 else -1
-                if s >= 0:  # a shared tier already holding another instance's copy (it still made room);
-                    readmit_c(a, t, s, when)  # the same content: nothing to write
-                else:
-                    insert(a, t, inserting, when)
-                    a.meta[t, RESIDENT] += 1
-                    a.meta[t, STAT0 + BYTES_WRITTEN] += c.block_bytes
+                insert(a, t, inserting, when)
+                a.meta[t, RESIDENT] += 1
                 a.meta[t, STAT0 + INSERTIONS] += 1
+                a.meta[t, STAT0 + BYTES_WRITTEN] += c.block_bytes
                 if not has_victim:
                     break
                 if c.inclusive or at + 1 == n:
@@ -203,9 +203,13 @@ def _operations(access, insert, readmit, remove, victim):
         """One policy hook on tier ``t`` by block id; ``HOOK_VICTIM`` returns the victim's key."""
         if op == HOOK_ACCESS:
             access_c(a, t, resident(a, t, key), now)
-        elif op == HOOK_INSERT:
-            insert_c(a, t, key, now)
-            a.meta[t, RESIDENT] += 1
+        elif op == HOOK_INSERT:  # of a resident key (a shared tier receiving another cache's copy): readmit
+            s = resident(a, t, key)
+            if s >= 0:
+                readmit_c(a, t, s, now)
+            else:
+                insert_c(a, t, key, now)
+                a.meta[t, RESIDENT] += 1
         elif op == HOOK_REMOVE:
             remove_c(a, t, resident(a, t, key))
             a.meta[t, RESIDENT] -= 1

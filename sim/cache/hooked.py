@@ -135,7 +135,9 @@ class HookedMultiTierCache:
                 level += 1
                 continue
             policy, resident, counters = self.policies[level], self.residents[level], self._counters(level)
-            written = key not in resident  # a shared tier may hold another instance's copy: nothing to write
+            if key in resident:  # a shared tier holding another instance's copy: the same content, so nothing
+                policy.on_insert(key, now)  # enters, is written or need make room (a readmission: the policy sees it)
+                return
             if len(resident) >= self._capacity(level):
                 admit = getattr(policy, "admit", None)
                 if admit is not None and not admit(key, now):  # declined: one tier down, or out
@@ -149,7 +151,7 @@ class HookedMultiTierCache:
             policy.on_insert(key, now)
             resident.add(key)
             counters[INSERTIONS] += 1
-            counters[BYTES_WRITTEN] += self.block_bytes if written else 0
+            counters[BYTES_WRITTEN] += self.block_bytes
             if victim is None:
                 return
             if self.inclusive or level + 1 == n:
