@@ -30,6 +30,7 @@ from typing import Any
 from sim.config import Config, load_config, replace
 from sim.config_yaml import read_config_file, rebase_path, rebase_setting
 from sim.errors import ConfigError
+from sim.hf_config import CONFIG_NAME
 from experiments.modes import check_mode
 
 SPEC_KEYS = ("mode", "config", "overlays", "workload", "set", "axes", "zip")
@@ -186,7 +187,12 @@ def load_spec(path: str | Path) -> SweepSpec:
 
 
 def _label(value: Any) -> str:
-    return Path(value).stem if isinstance(value, str) and os.sep in value else str(value)
+    """A point's name for one value: a path by its file's stem, or by its folder's name when the file has a
+    conventional name (a Hugging Face model's config.json), so `a/config.json` and `b/config.json` are a, b."""
+    if not (isinstance(value, str) and os.sep in value):
+        return str(value)
+    path = Path(value)
+    return path.parent.name if path.name == CONFIG_NAME and path.parent.name else path.stem
 
 
 def expand(spec: SweepSpec) -> list[Point]:

@@ -252,3 +252,13 @@ def test_report_with_a_config_json_equals_the_named_models(tmp_path, run_cli):
     named, from_file = reports["llama-3.1-8b"], reports[str(path.parent)]
     assert from_file["config"] == {**named["config"], "model": str(path.parent)}
     assert json.dumps(from_file["runs"]) == json.dumps(named["runs"])  # the same shapes: byte-identical metrics
+
+
+def test_a_sweep_over_config_files_names_points_by_their_folders(tmp_path):
+    from experiments.spec import expand, load_spec
+
+    for name in ("Llama-3-8B", "Llama-3.1-8B"):
+        write_config(tmp_path / name, LLAMA_3_8B if name == "Llama-3-8B" else LLAMA_31_8B)
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text("mode: single\naxes:\n  model: [Llama-3-8B/config.json, Llama-3.1-8B/config.json, llama-3-8b]\n")
+    assert [p.name for p in expand(load_spec(spec))] == ["Llama-3-8B", "Llama-3.1-8B", "llama-3-8b"]
