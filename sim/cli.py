@@ -35,7 +35,7 @@ examples:
 
   # override any config key (validated like config.yaml; unknown keys are errors):
   # here Mooncake's 512-token blocks are split into 64-token ones
-  python main.py --trace-stats --workload-trace {MOONCAKE} \
+  python main.py --trace-stats --workload-trace {MOONCAKE} \\
       --set workload.block_mismatch=split --set serving.block_size=64
 
   # capacity planning: a sweep on 2 processes, the max rate under an SLO, the least-cost configuration
