@@ -3,9 +3,9 @@
 A policy is a few hooks; the tier that owns it owns capacity (libCacheSim's
 find/insert/evict/remove split). The tier calls ``access`` on a hit, ``insert`` to
 admit a block (also one it holds already: a tier shared by several caches receiving
-another one's copy, a readmission that evicts nothing), ``remove`` when a block leaves (evicted, promoted, demoted or taken), and
-``victim(incoming)`` to learn which resident block to evict before admitting
-``incoming``. ``victim`` never changes the resident set; it may reorganise internal order
+another one's copy, a readmission that evicts nothing), ``remove`` when a block leaves
+(evicted, promoted, demoted or taken), and ``victim(incoming)`` to learn which resident
+block to evict before admitting ``incoming``. ``victim`` never changes the resident set; it may reorganise internal order
 (S3-FIFO moves, SIEVE's hand), and calling it twice in a row returns the same block.
 ``now`` is the index of the current access in the stream (virtual time); only clairvoyant
 and learned policies use it. Every hook is O(1) or O(log n): no scans over the resident set.
