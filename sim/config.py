@@ -34,7 +34,7 @@ MAX_SYNTHETIC_REQUESTS = 100_000_000  # ten times the largest trace the loader i
 class HardwareConfig:
     """The GPU kind (a name in ``profiles/gpus.yaml``) and the node shape."""
 
-    gpu: str = domain("h100-sxm", names="sim.specs:known_gpus")
+    gpu: str = domain("h100-sxm", names="sim.specs:known_gpus", canonical="sim.specs:canonical_gpu")
     gpus_per_node: int = domain(8, ge=1, le=MAX_INSTANCES)
     # GB/s per direction between GPUs of a node; None: the GPU's own link (profiles/gpus.yaml)
     gpu_link_gbps: float | None = domain(None, **POSITIVE)
@@ -264,7 +264,8 @@ class Config:
     """The whole resolved configuration of one kvsim invocation."""
 
     # a name in profiles/models.yaml, or a path to a Hugging Face config.json or its folder (sim.hf_config)
-    model: str = domain("llama-3.1-8b", names="sim.specs:known_models", or_path=MODEL_PATH_HINT)
+    model: str = domain("llama-3.1-8b", names="sim.specs:known_models", or_path=MODEL_PATH_HINT,
+                        canonical="sim.specs:canonical_model")
     seed: int = domain(0, ge=0)  # numpy's SeedSequence takes non-negative integers
     hardware: HardwareConfig = HardwareConfig()
     serving: ServingConfig = ServingConfig()

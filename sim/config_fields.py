@@ -38,7 +38,9 @@ class Domain:
     one schema walker (``build_dataclass``) for every layer, so a new key is validated by declaring it.
     ``names`` is a registry given as ``"module:attribute"`` (a mapping, or a function returning
     the names), imported only when checked; ``or_path`` (a hint for the message) accepts besides
-    them any value written as a path (``sim.config_yaml.names_a_path``), found and read later.
+    them any value written as a path (``sim.config_yaml.names_a_path``), found and read later;
+    ``canonical`` (``"module:function"``) maps another spelling of a name to the name itself, which the
+    config then holds.
     """
 
     gt: float | None = None
@@ -47,6 +49,7 @@ class Domain:
     le: float | None = None
     names: str | None = None
     or_path: str | None = None
+    canonical: str | None = None
 
     def describe(self) -> str:
         parts = [f"{op} {bound:,}" for op, bound in ((">", self.gt), (">=", self.ge), ("<", self.lt), ("<=", self.le))
@@ -54,9 +57,12 @@ class Domain:
         return " and ".join(parts)
 
     def registry(self) -> list[str]:
-        module, _, attr = self.names.partition(":")
-        found = getattr(__import__(module, fromlist=[attr]), attr)
+        found = _imported(self.names)
         return sorted(found() if callable(found) else found)
+
+    def canonical_form(self, value: Any) -> Any:
+        """``value`` as the registry names it (the value itself when it is not another spelling of a name)."""
+        return (_imported(self.canonical)(value) or value) if self.canonical is not None else value
 
     def violation(self, value: Any) -> str | None:
         """Why ``value`` is outside the domain, or None."""
@@ -66,10 +72,18 @@ class Domain:
             valid = self.registry()
             if value in valid or (self.or_path is not None and isinstance(value, str) and names_a_path(value)):
                 return None
-            return f"must be one of {', '.join(valid)}" + (f", {self.or_path}" if self.or_path else "")
+            close = difflib.get_close_matches(value, valid, n=1) if isinstance(value, str) else []
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            return f"must be one of {_listed(valid)}" + (f", {self.or_path}" if self.or_path else "") + hint
         below = (self.gt is not None and not value > self.gt) or (self.ge is not None and not value >= self.ge)
         above = (self.lt is not None and not value < self.lt) or (self.le is not None and not value <= self.le)
         return f"must be {self.describe()}" if below or above else None
+
+
+def _imported(reference: str) -> Any:
+    """The attribute a ``"module:attribute"`` reference names."""
+    module, _, attr = reference.partition(":")
+    return getattr(__import__(module, fromlist=[attr]), attr)
 
 
 def domain(default: Any, **bounds: Any) -> Any:
@@ -177,7 +191,10 @@ def build_dataclass(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
         default = _field_default(fields[key])
         if dataclasses.is_dataclass(default) and isinstance(value, Mapping):
             value = deep_merge(dataclasses.asdict(default), value)
+        declared = fields[key].metadata.get("domain")
         kwargs[key] = _convert(value, hints[key], path)
+        if declared is not None:
+            kwargs[key] = declared.canonical_form(kwargs[key])
         _check_domain(fields[key], kwargs[key], path)
     return cls(**kwargs)
 
@@ -187,14 +204,18 @@ def _unknown_key(path: str, prefix: str, valid: list[str]) -> str:
     leaf = path.rsplit(".", 1)[-1]
     close = difflib.get_close_matches(leaf, valid, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    listed = ""
-    for name in valid:
-        if len(listed) > 70:
-            listed += ", ..."
-            break
-        listed += (", " if listed else "") + name
     where = f"'{prefix}'" if prefix else "the top level"
-    return f"unknown config key {quote(path)}{hint}; valid keys at {where}: {listed}"
+    return f"unknown config key {quote(path)}{hint}; valid keys at {where}: {_listed(valid)}"
+
+
+def _listed(names: list[str]) -> str:
+    """Names for a one-line message, cut short after about 50 characters (then saying how many there are)."""
+    listed = ""
+    for name in names:
+        if len(listed) > 50:
+            return f"{listed}, ... ({len(names)} in all)"
+        listed += (", " if listed else "") + name
+    return listed
 
 
 def _check_domain(f: dataclasses.Field, value: Any, path: str) -> None:

@@ -171,4 +171,12 @@ def rebase_setting(base: Path, dotted: str, value: Any) -> Any:
     if not is_path_value(dotted, value):
         return value
     rebased = rebase_path(base, value)
+    if dotted in NAME_OR_PATH_KEYS and not os.path.exists(rebased) and _names_an_entry(value):
+        return value  # a model's Hugging Face id (meta-llama/Llama-3.1-8B) with no such folder: the name
     return rebased if dotted not in NAME_OR_PATH_KEYS or names_a_path(rebased) else os.path.join(os.curdir, rebased)
+
+
+def _names_an_entry(value: str) -> bool:
+    from sim.specs import canonical_model  # specs reads paths with this module's helpers
+
+    return canonical_model(value) is not None

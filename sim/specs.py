@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -91,7 +92,8 @@ def model_spec(name: str) -> ModelSpec:
     table = _read_table("models.yaml")
     if name not in table and names_a_path(name):
         return hf_model_spec(name)
-    return ModelSpec(name=name, **_lookup(table, name, "model", "models.yaml", f"; {MODEL_PATH_HINT}"))
+    entry = _lookup(table, name, "model", "models.yaml", f"; {MODEL_PATH_HINT}")
+    return ModelSpec(name=name, **{k: v for k, v in entry.items() if k != "aliases"})
 
 
 @lru_cache(maxsize=None)
@@ -121,3 +123,33 @@ def known_models() -> list[str]:
 
 def known_gpus() -> list[str]:
     return sorted(_read_table("gpus.yaml"))
+
+
+def _spelling(name: str) -> str:
+    """A name with case, spaces and punctuation dropped: ``Llama-3.1-8B`` and ``llama_3_1_8b`` spell one name."""
+    return re.sub(r"[^0-9a-z]", "", name.casefold())
+
+
+@lru_cache(maxsize=None)
+def _spellings(filename: str) -> dict[str, str | None]:
+    """Each entry's name and ``aliases`` (as other tools write it: a Hugging Face id, an ``nvidia-smi`` name), by
+    spelling; None where two entries share one (then neither is guessed)."""
+    index: dict[str, str | None] = {}
+    for name, entry in _read_table(filename).items():
+        for spelling in {_spelling(n) for n in [name, *(entry.get("aliases") or [])]}:
+            index[spelling] = name if index.get(spelling, name) == name else None
+    return index
+
+
+def canonical_model(value: object) -> str | None:
+    """The profiles/models.yaml entry that ``value`` names however it is spelled or aliased (a Hugging Face id such
+    as ``meta-llama/Llama-3.1-8B``), or None. A value that names an existing path is the path (a config.json)."""
+    if not isinstance(value, str) or (names_a_path(value) and Path(value).exists()):
+        return None
+    return _spellings("models.yaml").get(_spelling(value))
+
+
+def canonical_gpu(value: object) -> str | None:
+    """The profiles/gpus.yaml entry that ``value`` names however it is spelled or aliased (``RTXPRO6000``,
+    ``NVIDIA GeForce RTX 4090``), or None."""
+    return _spellings("gpus.yaml").get(_spelling(value)) if isinstance(value, str) else None

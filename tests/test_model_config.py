@@ -70,6 +70,25 @@ QWEN25_3B = {**QWEN2_7B, "hidden_size": 2048, "intermediate_size": 11008, "max_p
              "sliding_window": 32768, "tie_word_embeddings": True, "use_mrope": False, "vocab_size": 151936,
              "transformers_version": "4.40.1"}
 
+# huggingface.co/meta-llama/Llama-2-7b-hf/blob/main/config.json (the shapes also in github.com/microsoft/vidur
+# vidur/config/model_config.py, Llama2_7BModelConfig; Vidur pads the vocabulary to 32768)
+LLAMA_2_7B = {
+    "architectures": ["LlamaForCausalLM"], "bos_token_id": 1, "eos_token_id": 2, "hidden_act": "silu",
+    "hidden_size": 4096, "initializer_range": 0.02, "intermediate_size": 11008, "max_position_embeddings": 4096,
+    "model_type": "llama", "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 32,
+    "pretraining_tp": 1, "rms_norm_eps": 1e-05, "rope_scaling": None, "tie_word_embeddings": False,
+    "torch_dtype": "float16", "transformers_version": "4.31.0.dev0", "use_cache": True, "vocab_size": 32000,
+}
+# huggingface.co/meta-llama/Llama-2-13b-hf and Llama-2-70b-hf config.json (70B: Vidur's Llama2_70BModelConfig)
+LLAMA_2_13B = {**LLAMA_2_7B, "hidden_size": 5120, "intermediate_size": 13824, "num_attention_heads": 40,
+               "num_hidden_layers": 40, "num_key_value_heads": 40}
+LLAMA_2_70B = {**LLAMA_2_7B, "hidden_size": 8192, "intermediate_size": 28672, "num_attention_heads": 64,
+               "num_hidden_layers": 80, "num_key_value_heads": 8}
+# huggingface.co/codellama/CodeLlama-34b-Instruct-hf/blob/main/config.json (Vidur's CodeLlama34BModelConfig)
+CODELLAMA_34B = {**LLAMA_2_7B, "hidden_size": 8192, "intermediate_size": 22016, "max_position_embeddings": 16384,
+                 "num_attention_heads": 64, "num_hidden_layers": 48, "num_key_value_heads": 8,
+                 "rope_theta": 1000000, "torch_dtype": "bfloat16"}
+
 # name -> (config.json, models.yaml entry or None, the model card's parameter count)
 MODELS = {
     "llama-3-8b": (LLAMA_3_8B, "llama-3-8b", 8.03e9),  # Meta-Llama-3-8B model card: 8.03B (safetensors)
@@ -78,6 +97,10 @@ MODELS = {
     "llama-3.1-70b": (LLAMA_31_70B, "llama-3.1-70b", 70.6e9),  # Llama-3.1-70B model card: 70.6B
     "qwen2-7b": (QWEN2_7B, "qwen2-7b", 7.62e9),  # Qwen2 technical report (arXiv 2407.10671) / model card: 7.62B
     "qwen3-32b": (QWEN3_32B, "qwen3-32b", 32.8e9),  # Qwen3-32B model card: 32.8B
+    "llama-2-7b": (LLAMA_2_7B, "llama-2-7b", 6.74e9),  # Llama-2-7b-hf: 6.74B (safetensors)
+    "llama-2-13b": (LLAMA_2_13B, "llama-2-13b", 13.0e9),  # Llama-2-13b-hf: 13.0B
+    "llama-2-70b": (LLAMA_2_70B, "llama-2-70b", 69.0e9),  # Llama-2-70b-hf: 69.0B
+    "codellama-34b": (CODELLAMA_34B, "codellama-34b", 33.7e9),  # CodeLlama-34b-Instruct-hf: 33.7B
     "llama-3.2-3b-tied": (LLAMA_32_3B, None, 3.21e9),  # Llama 3.2 model card: 3.21B
     "qwen2.5-3b-tied": (QWEN25_3B, None, 3.09e9),  # Qwen2.5-3B model card: 3.09B
 }
@@ -214,7 +237,9 @@ def test_missing_paths_are_named(tmp_path, run_cli):
 
 def test_unknown_names_list_the_known_ones_and_the_path_form(run_cli):
     message = refused(run_cli, "mistral-7b")
-    assert "'mistral-7b'" in message and all(name in message for name in known_models())
+    names = sorted(known_models())
+    assert "'mistral-7b'" in message and names[0] in message and f"({len(names)} in all)" in message  # one line
+    assert "(did you mean 'llama-2-7b'?)" in refused(run_cli, "llama-2-7")
     assert "./PATH to a Hugging Face config.json" in message
     with pytest.raises(ConfigError, match="qwen3-32b.*Hugging Face config.json"):
         model_spec("llama-9")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from sim.config import load_config
 from sim.errors import ConfigError
-from sim.specs import DTYPE_BYTES, gpu_spec, known_gpus, known_models, model_spec
+from sim.specs import DTYPE_BYTES, _read_table, _spelling, gpu_spec, known_gpus, known_models, model_spec
 
 
 def test_llama3_8b_kv_bytes_per_token_fp16():
@@ -54,3 +57,47 @@ def test_unknown_names_list_known_ones():
         model_spec("llama-9")
     with pytest.raises(ConfigError, match="h100-sxm"):
         gpu_spec("tpu")
+
+
+def test_other_tools_names_for_a_model_or_gpu_resolve_to_the_entry(tmp_path):
+    """Hugging Face ids (as vLLM, Vidur and LLMServingSim write them) and nvidia-smi / profiler GPU names, in any
+    case or punctuation, select the profiles/ entry; the resolved config holds the entry's own name."""
+    config = load_config(None, sets=["model=meta-llama/Llama-3.1-8B", "hardware.gpu=RTXPRO6000"])
+    assert (config.model, config.hardware.gpu) == ("llama-3.1-8b", "rtxpro6000")
+    config = load_config(None, sets=["model=LLAMA_2_70B", "hardware.gpu=NVIDIA GeForce RTX 4090"])
+    assert (config.model, config.hardware.gpu) == ("llama-2-70b", "rtx4090")
+    assert load_config(None, sets=["hardware.gpu=h100-80gb"]).hardware.gpu == "h100-sxm"  # Splitwise's name
+    # in a config file in another folder: a Hugging Face id is not rebased into a path there
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    (folder / "run.yaml").write_text("model: codellama/CodeLlama-34b-Instruct-hf\nhardware: {gpu: A40}\n")
+    config = load_config(folder / "run.yaml")
+    assert (config.model, config.hardware.gpu) == ("codellama-34b", "a40")
+
+
+def test_an_existing_folder_named_like_a_model_id_is_the_path(tmp_path, monkeypatch):
+    """A Hugging Face checkout at ./meta-llama/Llama-3.1-8B is read as a config.json folder, not as the entry."""
+    folder = tmp_path / "meta-llama" / "Llama-3.1-8B"
+    folder.mkdir(parents=True)
+    shape = {"model_type": "llama", "hidden_size": 1024, "intermediate_size": 4096, "num_attention_heads": 8,
+             "num_hidden_layers": 4, "num_key_value_heads": 8, "vocab_size": 1000, "max_position_embeddings": 2048}
+    (folder / "config.json").write_text(json.dumps(shape))
+    monkeypatch.chdir(tmp_path)
+    config = load_config(None, sets=["model=meta-llama/Llama-3.1-8B"])
+    assert config.model == "meta-llama/Llama-3.1-8B" and model_spec(config.model).num_layers == 4
+
+
+def test_every_alias_names_one_entry():
+    """No spelling of a name or alias is shared by two entries (such a spelling would be guessed at)."""
+    for filename, names in (("models.yaml", known_models()), ("gpus.yaml", known_gpus())):
+        owners: dict[str, set[str]] = {}
+        for name in names:
+            for alias in [name, *(_read_table(filename)[name].get("aliases") or [])]:
+                owners.setdefault(_spelling(alias), set()).add(name)
+        assert all(len(o) == 1 for o in owners.values()), {s: o for s, o in owners.items() if len(o) > 1}
+
+
+def test_llama2_kv_bytes_per_token_by_hand():
+    # Llama-2-7B is multi-head: 2 x 32 layers x 32 KV heads x 128 x 2 bytes = 524,288 B, 4x Llama-3-8B's GQA
+    assert model_spec("llama-2-7b").kv_bytes_per_token(2) == 524_288
+    assert model_spec("llama-2-70b").kv_bytes_per_token(2) == 2 * 80 * 8 * 128 * 2
