@@ -2,13 +2,16 @@
 
 A measured run is a folder in LLMServingSim's ``bench/examples/<GPU>/<model>/`` layout: ``vllm/requests.jsonl``
 (per request ``input_toks``, ``output_toks`` and monotonic ``queued_ts``, ``first_token_ts``,
-``last_token_ts`` in seconds) and, when LLMServingSim replayed it too, ``validation/summary.txt`` — whose
-prediction is then printed beside kvsim's, the peer's error next to ours. The run is replayed in single-node
-mode with an overlay that states the engine (``profiles/rtx4090_llama31_8b_vllm.yaml`` is one) and the trace
-the server was fed. Definitions as ``tests/test_validation_vllm.py``. Defaults: the bundled RTX 4090 run.
-Run from the repository root::
+``last_token_ts`` in seconds), ``vllm/meta.json`` (the engine's arguments, its KV cache and GPU) and, when
+LLMServingSim replayed it too, ``validation/summary.txt`` — whose prediction is then printed beside kvsim's, the
+peer's error next to ours. The run is replayed in single-node mode on the trace the server was fed, with the
+engine that ``meta.json`` states (``engine_overlay``: model and GPU by their own names, TP, data-parallel
+instances, engine limits, KV blocks; no offloading tiers; for TP > 1 the GPU link as LLMServingSim's
+``config.json`` beside it states it, unless the bundle measured its collectives) and the profile bundle given,
+or with ``--overlay`` instead. Definitions as ``tests/test_validation_vllm.py``. Defaults: the bundled RTX 4090 run. From the
+repository root::
 
-    python benchmarks/replay_vllm.py [--run DIR --overlay YAML --trace JSONL] [--set KEY=VALUE ...]
+    python benchmarks/replay_vllm.py [--run DIR --trace JSONL [--profile BUNDLE | --overlay YAML]] [--set K=V ...]
 """
 
 from __future__ import annotations
@@ -17,12 +20,16 @@ import argparse
 import json
 import re
 import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from sim.serving.collectives import bundle_hardware_yaml  # noqa: E402 (after the path)
 
 SHARED = REPO.parent / "shared" / "data"
 STATS = {"mean": np.mean, "p50": np.median, "p99": lambda x: np.percentile(x, 99)}
@@ -55,25 +62,86 @@ def peer_prediction(summary: Path) -> dict[tuple[str, str], float]:
     return {key: rows[name] for key, name in PEER_ROWS.items() if name in rows}
 
 
+DTYPES = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "float32": "fp32", "auto": "bf16"}
+
+
+def engine_overlay(run: Path, profile: Path | None) -> dict[str, Any]:
+    """The served engine as a kvsim config layer, from the run's ``vllm/meta.json`` (and LLMServingSim's
+    ``config.json`` for the GPU when meta.json lacks it)."""
+    meta = json.loads((run / "vllm" / "meta.json").read_text())
+    engine, kv = meta.get("engine_kwargs") or {}, meta.get("kv_cache") or {}
+    tp, dp = int(engine.get("tensor_parallel_size") or 1), int(engine.get("data_parallel_size") or 1)
+    gpu = (meta.get("hardware") or {}).get("device_name")
+    if gpu is None and (run / "config.json").is_file():
+        gpu = json.loads((run / "config.json").read_text())["nodes"][0]["instances"][0]["hardware"]
+    serving: dict[str, Any] = {
+        "tensor_parallel_size": tp, "num_instances": dp, "dtype": DTYPES[str(engine.get("dtype", "auto"))],
+        "max_num_seqs": engine.get("max_num_seqs", 256), "max_num_batched_tokens": engine.get("max_num_batched_tokens"),
+        "block_size": kv.get("block_size", 16), "enable_prefix_caching": kv.get("enable_prefix_caching", True),
+        "gpu_memory_utilization": kv.get("gpu_memory_utilization", 0.9), "num_gpu_blocks": kv.get("num_gpu_blocks"),
+    }
+    overlay: dict[str, Any] = {
+        "model": engine.get("model") or meta["model"],
+        "hardware": {"gpu": gpu, "gpus_per_node": tp * dp},
+        "serving": {k: v for k, v in serving.items() if v is not None},
+        # vLLM without CPU offloading (num_cpu_blocks null): HBM only
+        "cache": {"tiers": {tier: {"capacity_gib": 0} for tier in ("dram", "ssd", "eic")}},
+    }
+    if profile is not None:
+        overlay["compute"] = {"backend": "profiled", "profile": str(profile.resolve())}
+    link = _stated_link(run)
+    if tp > 1 and link is not None and (profile is None or bundle_hardware_yaml(profile) is None):
+        overlay["hardware"].update(gpu_link_gbps=link[0], gpu_link_latency_us=link[1])
+    return overlay
+
+
+def _stated_link(run: Path) -> tuple[float, float] | None:
+    """The GPU-to-GPU link as the run's LLMServingSim ``config.json`` states it (``link_bw`` GB/s, ``link_latency``
+    ns, one value for every dimension): both simulators then see the same machine. None where it is not stated."""
+    path = run / "config.json"
+    if not path.is_file():
+        return None
+    cluster = json.loads(path.read_text())
+    bandwidth, latency = cluster.get("link_bw"), cluster.get("link_latency")
+    if not isinstance(bandwidth, (int, float)) or not isinstance(latency, (int, float)):
+        return None  # absent, or one per topology dimension
+    return float(bandwidth), float(latency) / 1e3
+
+
 def main() -> None:
     from sim.config import load_config
+    from sim.errors import InputError
     from sim.serving.run import run_serving
     from trace.workload import load_workload
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=Path, default=SHARED / "validation" / "llmservingsim_rtx4090_llama31_8b",
-                        help="the measured run's folder (holds vllm/requests.jsonl)")
-    parser.add_argument("--overlay", type=Path, default=REPO / "profiles" / "rtx4090_llama31_8b_vllm.yaml",
-                        help="calibration overlay stating the served engine (model, GPU, engine limits, profile)")
-    parser.add_argument("--trace", type=Path, default=SHARED / "traces" / "llmservingsim_sharegpt_llama31_8b_300.jsonl",
-                        help="the workload the server was fed")
+    parser.add_argument("--run", type=Path, help="the measured run's folder (vllm/requests.jsonl, vllm/meta.json); "
+                        "default: the bundled RTX 4090 run")
+    parser.add_argument("--trace", type=Path, help="the workload the server was fed (required with --run)")
+    parser.add_argument("--profile", type=Path, help="the LLMServingSim profile bundle to time steps with "
+                        "(default: the roofline; the bundled run's bundle for the bundled run)")
+    parser.add_argument("--overlay", type=Path, help="a calibration overlay stating the engine, instead of meta.json")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override over the overlay, as main.py's --set")
+                        help="config override over the engine, as main.py's --set")
     args = parser.parse_args()
+    if args.run is None:
+        args.run = SHARED / "validation" / "llmservingsim_rtx4090_llama31_8b"
+        args.trace = args.trace or SHARED / "traces" / "llmservingsim_sharegpt_llama31_8b_300.jsonl"
+        args.profile = args.profile or SHARED / "profiles" / "llmservingsim_rtx4090_llama31_8b"
+    elif args.trace is None:
+        parser.error("--run needs --trace (the workload the server was fed)")
     measured = measured_latencies(args.run / "vllm" / "requests.jsonl")
     peer = peer_prediction(args.run / "validation" / "summary.txt")
-    config = load_config(None, overlays=[args.overlay], sets=[f"workload.trace={args.trace}", *args.sets])
-    _, requests = run_serving(load_workload(config), config, "single")
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            overlay = args.overlay
+            if overlay is None:
+                overlay = Path(folder) / "engine.yaml"
+                overlay.write_text(json.dumps(engine_overlay(args.run, args.profile)))  # JSON is YAML
+            config = load_config(None, overlays=[overlay], sets=[f"workload.trace={args.trace.resolve()}", *args.sets])
+        _, requests = run_serving(load_workload(config), config, "single")
+    except InputError as exc:
+        sys.exit(f"replay_vllm: {exc}")
     simulated = {"ttft": requests.ttft, "tpot": requests.tpot[requests.output_tokens > 1], "e2e": requests.e2e}
     print(f"{'metric':<6} {'stat':<5} {'measured_ms':>12} {'kvsim_ms':>10} {'error':>8}"
           + (f" {'llmservingsim_ms':>17} {'error':>8}" if peer else ""))

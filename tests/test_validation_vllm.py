@@ -4,6 +4,7 @@ with the LLMServingSim profile bundle it was calibrated with; TTFT, TPOT and lat
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -43,3 +44,20 @@ def test_replay_matches_measured_vllm_within_5_percent(shared_data):
     for metric in ("ttft", "tpot", "latency"):
         for stat in (np.mean, np.median, lambda x: np.percentile(x, 99)):
             assert stat(simulated[metric]) == pytest.approx(stat(measured[metric]), rel=0.05), metric
+
+
+def test_the_engine_read_from_meta_json_is_the_hand_written_overlay(shared_data, tmp_path):
+    """benchmarks/replay_vllm.py states a measured run's engine from its vllm/meta.json; for the bundled run that
+    is the engine profiles/rtx4090_llama31_8b_vllm.yaml was written to state (model, GPU, engine limits, KV)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("replay_vllm", ROOT / "benchmarks" / "replay_vllm.py")
+    replay = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(replay)
+    run = shared_data / "validation" / "llmservingsim_rtx4090_llama31_8b"
+    overlay = tmp_path / "engine.yaml"
+    overlay.write_text(json.dumps(replay.engine_overlay(run, shared_data / "profiles" / "llmservingsim_rtx4090_llama31_8b")))
+    derived, written = load_config(None, overlays=[overlay]), load_config(None, overlays=[OVERLAY])
+    assert (derived.model, derived.hardware, derived.cache) == (written.model, written.hardware, written.cache)
+    assert derived.serving == written.serving
+    assert Path(derived.compute.profile).resolve() == Path(written.compute.profile).resolve()
