@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from sim.specs import known_models
 from tests.conftest import BUNDLED_AZURE
 
 MAX_MESSAGE = 300
@@ -205,6 +206,21 @@ CASES: dict[str, Case] = {
     "bundle_table_column_missing": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set", "compute.profile={tmp}/b"],
                                         names=("dense.csv", "missing column", "time_us"),
                                         files={"b/meta.yaml": "{}\n", "b/tp1/dense.csv": "layer,tokens\nqkv_proj,1\n"}),
+    "bundle_moe_model_without_moe_csv": Case(["--quiet", "--no-plot", "--set", "model=qwen3-30b-a3b", "--set",
+                                              "compute.backend=profiled", "--set", "compute.profile={tmp}/b"],
+                                             names=("{tmp}/b/tp1/moe.csv", "mixture of experts"),
+                                             files={"b/meta.yaml": "{}\n", "b/tp1/dense.csv": "layer,tokens,time_us\n"
+                                                    "down_proj,1,1\n", "b/tp1/per_sequence.csv":
+                                                    "layer,sequences,time_us\nlm_head,1,1\n"}),
+    "bundle_moe_csv_for_dense_model": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set",
+                                            "compute.profile={tmp}/b"], names=("{tmp}/b/tp1/moe.csv", "is dense"),
+                                           files={"b/meta.yaml": "{}\n", "b/tp1/dense.csv": "layer,tokens,time_us\n"
+                                                  "qkv_proj,1,1\n", "b/tp1/per_sequence.csv":
+                                                  "layer,sequences,time_us\nlm_head,1,1\n",
+                                                  "b/tp1/moe.csv": "tokens,activated_experts,time_us\n1,8,50\n"}),
+    "vidur_profile_for_moe_model": Case(["--quiet", "--no-plot", "--set", "model=qwen3-30b-a3b", "--set",
+                                         "compute.backend=profiled", "--set", "compute.profile={tmp}/v"],
+                                        names=("{tmp}/v", "mlp.csv", "mixture of experts"), files={"v/mlp.csv": "a,b\n"}),
     "vidur_table_malformed": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set", "compute.profile={tmp}/v"],
                                   names=("mlp.csv", "line 3"), files={"v/mlp.csv": "a,b\n1,2\n1,2,3\n"}),
     # ---- missing inputs and unwritable outputs, found before the run
@@ -334,7 +350,8 @@ def test_bad_input(name, run_cli, tmp_path):
         message = err.strip()
         assert status == 2, (status, err[-2000:])
         assert "\n" not in message and message.startswith("kvsim: error: "), message[:1000]
-        own = message.replace(str(tmp_path), "{tmp}")  # the user's path is not the message's verbosity
+        # neither the user's path nor the list of valid names (it grows with profiles/) is the message's verbosity
+        own = message.replace(str(tmp_path), "{tmp}").replace(", ".join(known_models()), "{models}")
         assert len(own) < MAX_MESSAGE, (len(own), message[:1000])
         for needle in case.names:
             assert _fill(needle, tmp_path) in message, (needle, message)

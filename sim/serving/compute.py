@@ -18,6 +18,12 @@ and memory traffic only partly, and the 2-norm (equal to the max at either extre
 most √2 × it at the ridge) models that without another parameter.
 FLOPs: linear layers 2 × parameters × tokens (once); attention 4 × heads × head_dim ×
 (query, key) pairs, causal within a prefill chunk.
+Mixture-of-experts layers (``ModelSpec.num_experts``): the linear group is the attention
+projections, the router (replicated on every TP rank: vLLM's ``ReplicatedLinear`` gate) and the
+experts; FLOPs count each token's ``num_experts_per_tok`` experts, weight bytes the distinct experts
+the step's tokens touch, their uniform-routing expectation (``sim.serving.moe``). Experts are
+sharded over TP ranks as vLLM's ``FusedMoE`` does without expert parallelism (each expert's
+width / TP on every rank).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import numpy as np
 
 from sim.errors import ConfigError
 from sim.serving.collectives import TensorParallelComm
+from sim.serving.moe import expected_distinct_experts
 from sim.specs import GPUSpec, ModelSpec
 
 
@@ -131,12 +138,44 @@ class RooflineCompute:
         self.kv_bytes_per_token_layer = m.kv_bytes_per_token(self.kv_dtype_bytes, tp) // m.num_layers
         self.layer_weight_bytes = self.layer_params * self.dtype_bytes / tp
         self.act_bytes_per_token = 2 * (m.hidden_size + m.intermediate_size) * self.dtype_bytes
+        if m.is_moe:
+            # per MoE layer and GPU: projections and experts split over TP, the router replicated
+            attn_params = m.hidden_size * (2 * q_dim + 2 * kv_dim)
+            router_params = m.hidden_size * m.num_experts
+            self.moe_flops_per_token = 2 * (attn_params + m.num_experts_per_tok * m.expert_parameters) / tp + \
+                2 * router_params
+            self.moe_fixed_bytes = (attn_params / tp + router_params) * self.dtype_bytes
+            self.expert_bytes = m.expert_parameters * self.dtype_bytes / tp
+            self.moe_act_bytes_per_token = 2 * (m.hidden_size + m.num_experts_per_tok * m.moe_intermediate_size) * \
+                self.dtype_bytes / tp
 
-    def linear_layer_time(self, tokens: int) -> float:
-        """One layer's projections and MLP for ``tokens`` tokens."""
+    def dense_layer_time(self, tokens: int) -> float:
+        """One dense layer's projections and MLP for ``tokens`` tokens."""
         flops = 2 * self.layer_params * tokens / self.tensor_parallel_size
         traffic = self.layer_weight_bytes + tokens * self.act_bytes_per_token / self.tensor_parallel_size
         return _combine(flops / self.peak, traffic / self.bandwidth)
+
+    def moe_weight_bytes(self, tokens: int) -> float:
+        """Weights one MoE layer reads for a step of ``tokens`` tokens: projections, router and the expected
+        distinct experts."""
+        m = self.model
+        return self.moe_fixed_bytes + self.expert_bytes * expected_distinct_experts(tokens, m.num_experts_per_tok,
+                                                                                    m.num_experts)
+
+    def moe_layer_time(self, tokens: int) -> float:
+        """One MoE layer's projections, router and experts for ``tokens`` tokens."""
+        flops = self.moe_flops_per_token * tokens
+        traffic = self.moe_weight_bytes(tokens) + tokens * self.moe_act_bytes_per_token
+        return _combine(flops / self.peak, traffic / self.bandwidth)
+
+    def linear_layer_time(self, tokens: int) -> float:
+        """One layer's projections and MLP for ``tokens`` tokens; the mean over the layers when some are MoE."""
+        m = self.model
+        if not m.is_moe:
+            return self.dense_layer_time(tokens)
+        dense_layers = m.num_layers - m.moe_layers
+        dense = self.dense_layer_time(tokens) if dense_layers else 0.0
+        return (dense_layers * dense + m.moe_layers * self.moe_layer_time(tokens)) / m.num_layers
 
     def attention_layer_time(self, shape: StepShape) -> float:
         pairs = shape.prefill_pairs + shape.decode_kv_tokens

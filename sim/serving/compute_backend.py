@@ -79,6 +79,10 @@ def compute_model(config: Config) -> RooflineCompute | ProfiledCompute | LLMServ
         return roofline
     directory = Path(config.compute.profile)
     if bundle is None:
+        if model.is_moe:
+            raise ConfigError(f"compute.profile {directory}: a Vidur profile (mlp.csv) has no expert operators, and "
+                              f"{config.model} is a mixture of experts; use an LLMServingSim bundle with moe.csv or "
+                              "compute.backend 'roofline'")
         attention = directory / "attention.csv"
         return ProfiledCompute(VidurProfile.load(directory / "mlp.csv", model, tp), roofline,
                                VidurAttention.load(attention, model, tp, config.serving.block_size)
