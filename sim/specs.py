@@ -73,6 +73,19 @@ class ModelSpec:
         return 3 * self.hidden_size * (self.moe_intermediate_size or 0)
 
     @property
+    def routed_expert_parameters(self) -> int:
+        """Every routed expert's parameters, over all MoE layers (0 for a dense model)."""
+        return self.moe_layers * (self.num_experts or 0) * self.expert_parameters
+
+    def weight_bytes_per_gpu(self, dtype_bytes: int, tensor_parallel_size: int, data_parallel_size: int = 1) -> float:
+        """Weights one GPU holds: all of them over the TP ranks, the routed experts over the data-parallel
+        group's data_parallel_size × tensor_parallel_size GPUs (``sim.serving.moe``)."""
+        if data_parallel_size == 1 or not self.is_moe:
+            return self.num_parameters * dtype_bytes / tensor_parallel_size
+        experts = self.routed_expert_parameters
+        return (self.num_parameters - experts + experts / data_parallel_size) * dtype_bytes / tensor_parallel_size
+
+    @property
     def active_parameters(self) -> int:
         """Parameters one token computes with: all but the experts it is not routed to (the router counts)."""
         if not self.is_moe:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from sim.errors import ConfigError
+from sim.serving.collectives import RingCollectives, TensorParallelComm
 from sim.serving.compute import RooflineCompute, StepShape
 from sim.serving.llmservingsim_compute import LLMServingSimCompute
 from sim.serving.moe import expected_distinct_experts
@@ -171,3 +172,45 @@ def test_bundle_and_model_must_agree_on_experts(tmp_path):
         LLMServingSimCompute.load(_bundle(tmp_path / "c", 1, 1), dataclasses.replace(TINY, num_experts=2), 1)
     with pytest.raises(ConfigError, match="dense MLP layers among its MoE layers"):
         LLMServingSimCompute.load(_bundle(tmp_path / "d", 1, 1), dataclasses.replace(TINY, num_moe_layers=1), 1)
+
+
+# ---------------------------------------------------------------- data-parallel groups sharing the experts
+
+
+def test_data_parallel_rank_reads_its_share_of_the_groups_experts():
+    r = RooflineCompute(TINY, _unit_gpu(), 2, 2, 1, flops_efficiency=1.0, bandwidth_efficiency=1.0,
+                        data_parallel_size=2)
+    # 1 token here, 2 in the group: 3.5 experts touched, half of them on this GPU: (192 + 64 + 1.75 x 144) x 2 B
+    assert r.moe_weight_bytes(1) == pytest.approx((192 + 64 + 1.75 * 144) * 2)
+    # FLOPs are this rank's share of the group's pairs: the same as without the group
+    alone = RooflineCompute(TINY, _unit_gpu(), 2, 2, 1, flops_efficiency=1.0, bandwidth_efficiency=1.0)
+    assert r.moe_flops_per_token == alone.moe_flops_per_token
+
+
+def test_data_parallel_exchange_replaces_the_moe_all_reduce():
+    ring = RingCollectives(bandwidth=1e9, step_latency=0.0)
+    # TP 1, D 2: no all-reduces; per MoE layer an all-gather and a reduce-scatter of the group's 2 x 3 tokens x 16 B
+    # over 2 GPUs, one ring step of 48 B each: 2 layers x 2 x 48 ns
+    comm = TensorParallelComm(ring, 1, 2, 16, 32, moe_layers=2, data_parallel_size=2)
+    assert comm.step_time(3, 1) == pytest.approx(2 * 2 * 48e-9)
+    # TP 2, D 2: the attention all-reduces (2) and the embedding's (1) over 2 GPUs: 2 steps of 24 B; the logits'
+    # all-gather: 1 step of 16 B; the exchange over 4 GPUs: 3 steps of 24 B
+    comm = TensorParallelComm(ring, 2, 2, 16, 32, moe_layers=2, data_parallel_size=2)
+    assert comm.step_time(3, 1) == pytest.approx((3 * 2 * 24 + 16 + 2 * 2 * 3 * 24) * 1e-9)
+    # a dense model's comm ignores the group
+    dense = TensorParallelComm(ring, 2, 2, 16, 32)
+    assert dense.step_time(3, 1) == pytest.approx((5 * 2 * 24 + 16) * 1e-9)
+
+
+def test_data_parallel_group_holds_the_experts_once():
+    m = model_spec("qwen3-30b-a3b")
+    experts = 48 * 128 * 3 * 2048 * 768  # 28,991,029,248 routed-expert parameters
+    assert m.weight_bytes_per_gpu(2, 1, 4) == pytest.approx((30_532_122_624 - experts + experts / 4) * 2)
+    assert m.weight_bytes_per_gpu(2, 2, 4) == pytest.approx((30_532_122_624 - experts + experts / 4) * 2 / 2)
+    assert model_spec("llama-3-8b").weight_bytes_per_gpu(2, 2, 4) == 8_030_261_248  # dense: TP only
+
+
+def test_bundle_data_parallel_rank_looks_up_its_share(tmp_path):
+    model = LLMServingSimCompute.load(_bundle(tmp_path, 1, 1), TINY, 1, data_parallel_size=2)
+    # 2 tokens here, 4 in the group: 5.46875 experts, 2.734375 on this rank, looked up at this rank's 2 tokens
+    assert model.experts.layer_time(2) == pytest.approx((20 + 0.3671875 * 30) * 1e-6)

@@ -174,7 +174,8 @@ def hbm_capacity_blocks(config: Config) -> int:
     if tier.capacity_gib > 0:
         return int(tier.capacity_gib * GIB // kv_block_bytes(config))
     gpu, model = gpu_spec(config.hardware.gpu), model_spec(config.model)
-    weights = model.num_parameters * DTYPE_BYTES[config.serving.dtype] / config.serving.tensor_parallel_size
+    weights = model.weight_bytes_per_gpu(DTYPE_BYTES[config.serving.dtype], config.serving.tensor_parallel_size,
+                                         config.serving.data_parallel_size)
     free = gpu.memory_bytes * config.serving.gpu_memory_utilization - weights
     if free <= 0:
         raise ConfigError(

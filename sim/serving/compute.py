@@ -23,7 +23,9 @@ projections, the router (replicated on every TP rank: vLLM's ``ReplicatedLinear`
 experts; FLOPs count each token's ``num_experts_per_tok`` experts, weight bytes the distinct experts
 the step's tokens touch, their uniform-routing expectation (``sim.serving.moe``). Experts are
 sharded over TP ranks as vLLM's ``FusedMoE`` does without expert parallelism (each expert's
-width / TP on every rank).
+width / TP on every rank), and with ``data_parallel_size`` D > 1 over the D × TP GPUs of a
+data-parallel group (``sim.serving.moe``: the group's D × T tokens, this GPU's 1/(D × TP) of the
+expert weights they touch).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import numpy as np
 
 from sim.errors import ConfigError
 from sim.serving.collectives import TensorParallelComm
-from sim.serving.moe import expected_distinct_experts
+from sim.serving.moe import group_experts
 from sim.specs import GPUSpec, ModelSpec
 
 
@@ -122,6 +124,7 @@ class RooflineCompute:
     flops_efficiency: float = 0.6
     bandwidth_efficiency: float = 0.8
     comm: TensorParallelComm | None = None  # TP collectives of a step (None: no communication)
+    data_parallel_size: int = 1  # instances whose GPUs share a mixture of experts' MoE layers
     name: str = "roofline"
 
     def __post_init__(self) -> None:
@@ -156,11 +159,9 @@ class RooflineCompute:
         return _combine(flops / self.peak, traffic / self.bandwidth)
 
     def moe_weight_bytes(self, tokens: int) -> float:
-        """Weights one MoE layer reads for a step of ``tokens`` tokens: projections, router and the expected
-        distinct experts."""
-        m = self.model
-        return self.moe_fixed_bytes + self.expert_bytes * expected_distinct_experts(tokens, m.num_experts_per_tok,
-                                                                                    m.num_experts)
+        """Weights one MoE layer reads for a step of ``tokens`` tokens: projections, router and this GPU's share
+        of the expected distinct experts (of the data-parallel group's tokens: ``group_experts``)."""
+        return self.moe_fixed_bytes + self.expert_bytes * group_experts(tokens, self.model, self.data_parallel_size)
 
     def moe_layer_time(self, tokens: int) -> float:
         """One MoE layer's projections, router and experts for ``tokens`` tokens."""

@@ -17,7 +17,7 @@ import pandas as pd
 from sim.errors import ConfigError
 from sim.serving.collectives import TensorParallelComm, interpolate
 from sim.serving.compute import StepShape, window_kv
-from sim.serving.moe import expected_distinct_experts
+from sim.serving.moe import group_experts
 from sim.serving.profile_files import read_bundle_table, read_profile_csv, read_profile_yaml
 from sim.serving.profile_grid import GridNode
 from sim.specs import ModelSpec
@@ -132,17 +132,19 @@ class BundleExperts:
     kvsim does the same with each rank's share of the work: T / N tokens (the rank's 1/N of the T × k token-expert
     pairs, at k each) over 1/N of the distinct experts. (LLMServingSim gives a rank every token with at least
     one expert there, each counted with all k, which overstates a rank's pairs about N-fold when k ≥ N.)
+    With ``data_parallel_size`` D the group's D × T tokens are shared by D times as many ranks
+    (``sim.serving.moe``): a rank's lookup is at the same T / N tokens over 1/(D × N) of the group's experts.
     """
 
     table: GridNode  # axes activated_experts, tokens -> seconds
-    experts: int
-    experts_per_token: int
+    model: ModelSpec
     ranks: int  # ranks sharing the work the table was measured for (1: measured at the TP in use)
     source: str
+    data_parallel_size: int = 1
 
     @classmethod
-    def load(cls, tp_dir: Path, model: ModelSpec, ranks: int) -> "BundleExperts":
-        """``tp_dir/moe.csv`` for ``model``, its work shared by ``ranks`` ranks."""
+    def load(cls, tp_dir: Path, model: ModelSpec, ranks: int, data_parallel_size: int = 1) -> "BundleExperts":
+        """``tp_dir/moe.csv`` for ``model``, its work shared by ``ranks`` ranks (per data-parallel rank)."""
         path = tp_dir / "moe.csv"
         frame = read_bundle_table(tp_dir, "moe.csv").dropna(subset=["tokens", "activated_experts", "time_us"])
         if frame.empty:
@@ -154,14 +156,14 @@ class BundleExperts:
             raise ConfigError(f"{path}: profiles up to {most} activated experts, but {model.name} has "
                               f"{model.num_experts} experts: a bundle of another model?")
         frame = frame.assign(time_s=frame["time_us"] * 1e-6)
-        return cls(GridNode(frame, ["activated_experts", "tokens"], "time_s"), model.num_experts,
-                   model.num_experts_per_tok, ranks, str(path))
+        return cls(GridNode(frame, ["activated_experts", "tokens"], "time_s"), model, ranks, str(path),
+                   data_parallel_size)
 
     def layer_time(self, tokens: float) -> float:
         """One MoE layer (router and experts) for a step of ``tokens`` tokens, per rank."""
         if tokens <= 0:
             return 0.0
-        activated = expected_distinct_experts(tokens, self.experts_per_token, self.experts)
+        activated = group_experts(tokens, self.model, self.data_parallel_size)
         return self.table.lookup((activated / self.ranks, tokens / self.ranks))
 
 # LLMServingSim's dense operators: those run once per model; "layernorm" runs twice per decoder layer
@@ -197,9 +199,10 @@ class LLMServingSimCompute:
 
     @classmethod
     def load(cls, directory: Path, model: ModelSpec, tensor_parallel_size: int,
-             skew_correction: str = "auto") -> "LLMServingSimCompute":
+             skew_correction: str = "auto", data_parallel_size: int = 1) -> "LLMServingSimCompute":
         """``skew_correction``: ``auto`` applies the skew fit when ``meta.yaml::skew_fit.enabled`` says so (as
-        LLMServingSim reads a bundle), ``always`` whenever the bundle has one, ``never`` not at all."""
+        LLMServingSim reads a bundle), ``always`` whenever the bundle has one, ``never`` not at all.
+        ``data_parallel_size``: instances sharing a mixture of experts' MoE layers (``BundleExperts``)."""
         meta = read_profile_yaml(directory / "meta.yaml", "LLMServingSim bundle file")
         overrides = (meta.get("engine_effective") or {}).get("hf_overrides") or {}
         # The profiler may record per-shard shapes (e.g. half the heads); a shape must divide the model's.
@@ -214,7 +217,7 @@ class LLMServingSimCompute:
 
         dense = bundle_curves(read_bundle_table(tp_dir, "dense.csv"), "tokens")
         per_seq = bundle_curves(read_bundle_table(tp_dir, "per_sequence.csv"), "sequences")
-        experts = _bundle_experts(directory, tp_dir, model, tensor_parallel_size)
+        experts = _bundle_experts(directory, tp_dir, model, tensor_parallel_size, data_parallel_size)
         mlp = () if experts is not None else ("down_proj",)
         missing = [op for op in (*_REQUIRED_LAYER_OPS, *mlp, *MODEL_OPS) if op not in dense] + \
                   [op for op in ("lm_head", "sampler") if op not in per_seq]
@@ -292,7 +295,8 @@ class LLMServingSimCompute:
         return fixed + self.num_layers * np.array(attention)
 
 
-def _bundle_experts(directory: Path, tp_dir: Path, model: ModelSpec, tensor_parallel_size: int) -> BundleExperts | None:
+def _bundle_experts(directory: Path, tp_dir: Path, model: ModelSpec, tensor_parallel_size: int,
+                    data_parallel_size: int) -> BundleExperts | None:
     """The bundle's MoE table for ``model`` (None for a dense model): ``tp<N>/moe.csv``, else ``tp1/moe.csv`` shared
     by the N ranks (LLMServingSim profiles it at TP 1 only). A mixture of experts without one, or a dense model with
     one, is an error naming the file."""
@@ -307,9 +311,9 @@ def _bundle_experts(directory: Path, tp_dir: Path, model: ModelSpec, tensor_para
                           f"({model.moe_layers} of {model.num_layers} are MoE); a bundle's operators are per layer "
                           "and cannot tell the two apart: use compute.backend 'roofline'")
     if own.is_file():
-        return BundleExperts.load(tp_dir, model, 1)
+        return BundleExperts.load(tp_dir, model, 1, data_parallel_size)
     if tp1.is_file():
-        return BundleExperts.load(tp1.parent, model, tensor_parallel_size)
+        return BundleExperts.load(tp1.parent, model, tensor_parallel_size, data_parallel_size)
     raise ConfigError(f"{own}: missing: {model.name} is a mixture of experts and the bundle has no moe.csv "
                       f"(in tp{tensor_parallel_size}/ or tp1/): a bundle profiled for a dense model?")
 

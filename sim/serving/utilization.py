@@ -118,7 +118,8 @@ def work_counter(config: Config) -> WorkCounter:
     """The roofline's FLOP and byte counts for the configured model, GPU, dtypes and TP degree."""
     kv_dtype = config.serving.dtype if config.serving.kv_cache_dtype == "auto" else config.serving.kv_cache_dtype
     roofline = RooflineCompute(model_spec(config.model), gpu_spec(config.hardware.gpu), DTYPE_BYTES[config.serving.dtype],
-                               DTYPE_BYTES[kv_dtype], config.serving.tensor_parallel_size)
+                               DTYPE_BYTES[kv_dtype], config.serving.tensor_parallel_size,
+                               data_parallel_size=config.serving.data_parallel_size)
     return WorkCounter(roofline)
 
 
