@@ -6,6 +6,7 @@ import dataclasses
 import itertools
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sim.errors import ConfigError
@@ -214,3 +215,27 @@ def test_bundle_data_parallel_rank_looks_up_its_share(tmp_path):
     model = LLMServingSimCompute.load(_bundle(tmp_path, 1, 1), TINY, 1, data_parallel_size=2)
     # 2 tokens here, 4 in the group: 5.46875 experts, 2.734375 on this rank, looked up at this rank's 2 tokens
     assert model.experts.layer_time(2) == pytest.approx((20 + 0.3671875 * 30) * 1e-6)
+
+
+def test_check_calibration_fits_moe_csv_against_the_router_and_experts(tmp_path):
+    """A bundle's moe.csv is checked like its other tables; its roofline reference is the router and the
+    row's experts alone, and dense.csv's (no MLP in an MoE bundle) the attention projections alone."""
+    from sim.config import load_config
+    from sim.serving.calibration import _bundle_tables
+
+    bundle = _bundle(tmp_path, 1, None)
+    (bundle / "tp1" / "moe.csv").write_text("tokens,activated_experts,time_us\n1,8,50\n2,8,56\n4,8,57\n2,16,135\n")
+    config = load_config(None, sets=["model=qwen3-30b-a3b", "compute.backend=profiled", f"compute.profile={bundle}"])
+    fits = {fit.table: fit for fit in _bundle_tables(bundle, config)}
+    moe = fits["tp1/moe.csv (one MoE block)"]
+    assert len(moe.measured) == 4 and moe.measured[0] == pytest.approx(50e-6)
+    # 1 token, 8 experts (H100 at 0.6 x 989.4 TFLOP/s, 0.8 x 3.35 TB/s): FLOPs 2 x (8 x 3 x 2048 x 768 + 2048 x 128)
+    # = 76,021,760; bytes (2048 x 128 + 8 x 4,718,592) x 2 + 2 x (2048 + 8 x 768) x 2 = 76,054,528
+    expected = np.hypot(76_021_760 / (0.6 * 989.4e12), 76_054_528 / (0.8 * 3350e9))
+    first = moe.keys.to_dict("records").index({"activated_experts": 8, "tokens": 1})
+    assert moe.reference[first] == pytest.approx(expected)
+    # the 8-expert row's middle point, predicted from its neighbours at 1 and 4 tokens: 50 + (57 - 50) / 3 us
+    second = moe.keys.to_dict("records").index({"activated_experts": 8, "tokens": 2})
+    assert moe.model[second] == pytest.approx((50 + (57 - 50) / 3) * 1e-6)
+    dense = fits["tp1/dense.csv (one layer's operators)"]
+    assert "attention projections" in dense.reference_method

@@ -181,6 +181,7 @@ def hbm_capacity_blocks(config: Config) -> int:
         raise ConfigError(
             f"model {config.model} ({weights / GIB:.1f} GiB of weights per GPU) does not fit in {config.hardware.gpu} "
             f"at gpu_memory_utilization={config.serving.gpu_memory_utilization}; raise serving.tensor_parallel_size"
+            + (" or serving.data_parallel_size" if model.is_moe else "")
         )
     return int(free // kv_block_bytes(config))
 

@@ -148,6 +148,7 @@ class RooflineCompute:
             self.moe_flops_per_token = 2 * (attn_params + m.num_experts_per_tok * m.expert_parameters) / tp + \
                 2 * router_params
             self.moe_fixed_bytes = (attn_params / tp + router_params) * self.dtype_bytes
+            self.attn_params, self.router_params = attn_params, router_params
             self.expert_bytes = m.expert_parameters * self.dtype_bytes / tp
             self.moe_act_bytes_per_token = 2 * (m.hidden_size + m.num_experts_per_tok * m.moe_intermediate_size) * \
                 self.dtype_bytes / tp
@@ -167,6 +168,22 @@ class RooflineCompute:
         """One MoE layer's projections, router and experts for ``tokens`` tokens."""
         flops = self.moe_flops_per_token * tokens
         traffic = self.moe_weight_bytes(tokens) + tokens * self.moe_act_bytes_per_token
+        return _combine(flops / self.peak, traffic / self.bandwidth)
+
+    def moe_block_time(self, tokens: int, experts: float) -> float:
+        """The router and ``experts`` distinct experts alone for ``tokens`` tokens: what a bundle's moe.csv
+        measures (``--check-calibration``'s reference for it)."""
+        m, tp = self.model, self.tensor_parallel_size
+        flops = (2 * m.num_experts_per_tok * m.expert_parameters / tp + 2 * self.router_params) * tokens
+        traffic = self.router_params * self.dtype_bytes + experts * self.expert_bytes + tokens * self.moe_act_bytes_per_token
+        return _combine(flops / self.peak, traffic / self.bandwidth)
+
+    def projections_time(self, tokens: int) -> float:
+        """The q/k/v/o projections alone for ``tokens`` tokens: a bundle's dense.csv linear operators for an MoE
+        model (``--check-calibration``'s reference for them)."""
+        tp = self.tensor_parallel_size
+        flops = 2 * self.attn_params * tokens / tp
+        traffic = (self.attn_params * self.dtype_bytes + 2 * tokens * self.model.hidden_size * self.dtype_bytes) / tp
         return _combine(flops / self.peak, traffic / self.bandwidth)
 
     def linear_layer_time(self, tokens: int) -> float:
