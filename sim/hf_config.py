@@ -5,8 +5,8 @@ whose every layer has full attention (q, k, v, o projections) and either a gated
 matrices) or a mixture of such MLPs behind a router (Qwen3-MoE, Mixtral: routed experts only). The
 families below are built that way by transformers; any other ``model_type`` (shared experts such as
 qwen2_moe, MLA such as deepseek_v3) is refused rather than run as something it is not, and so are
-sliding-window layers and quantized checkpoints, which those models do not describe. Each problem is one exit-2 line naming the file, as for the calibration profiles
-(``sim.serving.profile_files``).
+sliding-window layers and quantized checkpoints, which those models do not describe. Each problem is
+one exit-2 line naming the file, as for the calibration profiles (``sim.serving.profile_files``).
 """
 
 from __future__ import annotations
@@ -177,7 +177,8 @@ def _experts(keys: _Keys, family: Family, layers: int) -> _MoE | None:
                                               for i in dense):
             raise ConfigError(f"model config {path}: key 'mlp_only_layers' must be a list of layer indices below "
                               f"{layers}, got {quote(dense)}")
-        moe_layers = sum(1 for i in range(layers) if i not in set(dense) and (i + 1) % step == 0)
+        dense_layers = set(dense)
+        moe_layers = sum(1 for i in range(layers) if i not in dense_layers and (i + 1) % step == 0)
     return _MoE(experts, per_token, width, moe_layers) if moe_layers else None
 
 
@@ -187,7 +188,8 @@ def _family(config: dict[str, Any], path: Path) -> Family:
         raise ConfigError(f"model config {path}: no model_type (not a Hugging Face model config.json?)")
     if not isinstance(model_type, str) or model_type not in FAMILIES:
         raise ConfigError(f"model config {path}: model_type {quote(model_type)} is not modelled: the compute model is a "
-                          f"decoder with a gated MLP or routed experts ({', '.join(FAMILIES)}; not shared experts or MLA)")
+                          f"decoder with a gated MLP or routed experts ({', '.join(FAMILIES)}; not shared experts "
+                          "or MLA)")
     return FAMILIES[model_type]
 
 

@@ -51,8 +51,8 @@ class ModelSpec:
         if all(v is None for v in moe):
             return
         if any(v is None or isinstance(v, bool) or not isinstance(v, int) for v in moe):
-            raise ConfigError(f"model {self.name!r}: a mixture of experts needs integer num_experts, num_experts_per_tok, "
-                              f"moe_intermediate_size and num_moe_layers (got {moe})")
+            raise ConfigError(f"model {self.name!r}: a mixture of experts needs integer num_experts, "
+                              f"num_experts_per_tok, moe_intermediate_size and num_moe_layers (got {moe})")
         if not (1 <= self.num_experts_per_tok <= self.num_experts and self.moe_intermediate_size > 0
                 and 1 <= self.num_moe_layers <= self.num_layers):
             raise ConfigError(f"model {self.name!r}: needs 1 <= num_experts_per_tok <= num_experts, "

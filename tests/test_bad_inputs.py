@@ -227,7 +227,8 @@ CASES: dict[str, Case] = {
                                                   "b/tp1/moe.csv": "tokens,activated_experts,time_us\n1,8,50\n"}),
     "vidur_profile_for_moe_model": Case(["--quiet", "--no-plot", "--set", "model=qwen3-30b-a3b", "--set",
                                          "compute.backend=profiled", "--set", "compute.profile={tmp}/v"],
-                                        names=("{tmp}/v", "mlp.csv", "mixture of experts"), files={"v/mlp.csv": "a,b\n"}),
+                                        names=("{tmp}/v", "mlp.csv", "mixture of experts"),
+                                        files={"v/mlp.csv": "a,b\n"}),
     "vidur_table_malformed": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set", "compute.profile={tmp}/v"],
                                   names=("mlp.csv", "line 3"), files={"v/mlp.csv": "a,b\n1,2\n1,2,3\n"}),
     # ---- missing inputs and unwritable outputs, found before the run

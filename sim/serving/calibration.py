@@ -1,7 +1,7 @@
 """``--check-calibration OVERLAY.yaml``: how well each table an overlay provides fits its own measured points.
 
 For every table (compute: a Vidur ``mlp.csv``/``attention.csv`` or an LLMServingSim bundle's
-``dense.csv``/``attention.csv``/``per_sequence.csv``/``skew.csv``, and ``moe.csv`` for a mixture of experts; collectives: Vidur
+``dense.csv``/``attention.csv``/``per_sequence.csv``/``skew.csv``/``moe.csv`` (a mixture of experts); collectives: Vidur
 ``all_reduce.csv``/``send_recv.csv`` or a bundle ``hardware.yaml``'s NCCL samples; network: an
 NS-3 lookup JSON) two predictions of every measured point are compared with it:
 

@@ -233,6 +233,7 @@ class TensorParallelComm:
         exchange = 0.0
         if dp > 1:  # the MoE layers' all-reduces give way to the group's all-gather and reduce-scatter
             all_reduces -= self.moe_layers
-            exchange = 2 * self.moe_layers * self.collectives.all_gather(dp * tokens * self.hidden_bytes, dp * self.ranks)
+            group = self.collectives.all_gather(dp * tokens * self.hidden_bytes, dp * self.ranks)
+            exchange = 2 * self.moe_layers * group
         return (all_reduces * self.collectives.all_reduce(tokens * self.hidden_bytes, self.ranks)
                 + self.collectives.all_gather(logit_rows * self.logit_bytes, self.ranks) + exchange)

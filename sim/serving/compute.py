@@ -175,7 +175,8 @@ class RooflineCompute:
         measures (``--check-calibration``'s reference for it)."""
         m, tp = self.model, self.tensor_parallel_size
         flops = (2 * m.num_experts_per_tok * m.expert_parameters / tp + 2 * self.router_params) * tokens
-        traffic = self.router_params * self.dtype_bytes + experts * self.expert_bytes + tokens * self.moe_act_bytes_per_token
+        traffic = (self.router_params * self.dtype_bytes + experts * self.expert_bytes
+                   + tokens * self.moe_act_bytes_per_token)
         return _combine(flops / self.peak, traffic / self.bandwidth)
 
     def projections_time(self, tokens: int) -> float:

@@ -41,8 +41,8 @@ def collectives_model(config: Config, bundle: Path | None = None) -> RingCollect
     if config.serving.tensor_parallel_size == 1 and config.serving.data_parallel_size == 1:
         inert = link_keys + (["compute.collectives"] if config.compute.collectives else [])
         if inert:
-            raise ConfigError(f"{', '.join(inert)} set, but serving.tensor_parallel_size is 1 (and data_parallel_size 1): "
-                              "no GPU-to-GPU collectives")
+            raise ConfigError(f"{', '.join(inert)} set, but serving.tensor_parallel_size is 1 (and "
+                              "data_parallel_size 1): no GPU-to-GPU collectives")
     source = config.compute.collectives or (bundle_hardware_yaml(bundle) if bundle is not None else None)
     if source is None:
         return ring

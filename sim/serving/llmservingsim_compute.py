@@ -166,6 +166,7 @@ class BundleExperts:
         activated = group_experts(tokens, self.model, self.data_parallel_size)
         return self.table.lookup((activated / self.ranks, tokens / self.ranks))
 
+
 # LLMServingSim's dense operators: those run once per model; "layernorm" runs twice per decoder layer
 # (before attention and before the MLP); every other operator in dense.csv runs once per layer.
 MODEL_OPS = ("embedding", "final_layernorm")

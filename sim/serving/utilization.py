@@ -82,9 +82,9 @@ class WorkCounter:
         self.act_bytes_per_token = r.act_bytes_per_token / tp
         self.moe_layers = m.moe_layers
         if self.moe_layers:  # per-layer means over dense and MoE layers
-            dense, moe = self.layers - self.moe_layers, self.moe_layers
-            self.linear_flops_per_token = (dense * self.linear_flops_per_token + moe * r.moe_flops_per_token) / self.layers
-            self.act_bytes_per_token = (dense * self.act_bytes_per_token + moe * r.moe_act_bytes_per_token) / self.layers
+            dense, moe, layers = self.layers - self.moe_layers, self.moe_layers, self.layers
+            self.linear_flops_per_token = (dense * self.linear_flops_per_token + moe * r.moe_flops_per_token) / layers
+            self.act_bytes_per_token = (dense * self.act_bytes_per_token + moe * r.moe_act_bytes_per_token) / layers
         self.kv_bytes_per_token_layer = r.kv_bytes_per_token_layer
         self.head_flops_per_row = 2 * m.vocab_size * m.hidden_size / tp
         self.head_weight_bytes = m.vocab_size * m.hidden_size * r.dtype_bytes / tp
