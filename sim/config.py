@@ -49,6 +49,9 @@ class ServingConfig:
     """Engine settings, named and meant as in vLLM's ``EngineArgs``."""
 
     tensor_parallel_size: int = domain(1, ge=1)
+    # vLLM's data_parallel_size, for a mixture of experts: groups of this many instances (each
+    # tensor_parallel_size GPUs of one node) shard their MoE layers over the group's GPUs (sim.serving.moe)
+    data_parallel_size: int = domain(1, ge=1)
     block_size: int = domain(16, ge=1)
     max_num_seqs: int = domain(256, ge=1)
     max_num_batched_tokens: int = domain(8192, ge=1)

@@ -55,6 +55,32 @@ def single_node_fits(c: Config) -> None:
     if n * tp > gpus:
         raise ConfigError(f"config key 'serving.num_instances'={n} x tensor_parallel_size {tp} needs {n * tp} GPUs; "
                           f"one node has 'hardware.gpus_per_node'={gpus}")
+    data_parallel_groups_fit(c, {"config key 'serving.num_instances'": n})
+
+
+def _data_parallel_fits(c: Config) -> None:
+    """Data-parallel groups shard a mixture of experts' MoE layers over their GPUs, all on one node (vLLM
+    ``data_parallel_size``; a dense model's replicas are ``serving.num_instances``)."""
+    from sim.specs import model_spec
+
+    dp, tp, gpus = c.serving.data_parallel_size, c.serving.tensor_parallel_size, c.hardware.gpus_per_node
+    if dp == 1:
+        return
+    if not model_spec(c.model).is_moe:
+        raise ConfigError(f"config key 'serving.data_parallel_size'={dp} applies to mixture-of-experts models only; "
+                          f"{c.model} is dense (its replicas are serving.num_instances)")
+    if dp * tp > gpus:
+        raise ConfigError(f"config key 'serving.data_parallel_size'={dp} x tensor_parallel_size {tp} needs {dp * tp} "
+                          f"GPUs of one node; one node has 'hardware.gpus_per_node'={gpus}")
+
+
+def data_parallel_groups_fit(c: Config, instances: dict[str, int]) -> None:
+    """Each pool of instances (named by the keys that size it) splits into whole data-parallel groups."""
+    dp = c.serving.data_parallel_size
+    for what, count in instances.items():
+        if count % dp:
+            raise ConfigError(f"{what}={count} is not a multiple of 'serving.data_parallel_size'={dp}: instances form "
+                              "data-parallel groups of that many")
 
 
 def _batch_holds_its_sequences(c: Config) -> None:
@@ -178,6 +204,7 @@ CONSTRAINTS: tuple[typing.Callable[[Config], None], ...] = (
     _input_paths_exist,  # first: the rules after it read the model's file
     _tensor_parallel_fits_model,
     _instances_fit_node,
+    _data_parallel_fits,
     _batch_holds_its_sequences,
     _model_len_within_context,
     _request_range,

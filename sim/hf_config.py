@@ -1,12 +1,12 @@
-"""A model's shape from its Hugging Face ``config.json`` (``model: PATH``), for the dense families kvsim models.
+"""A model's shape from its Hugging Face ``config.json`` (``model: PATH``), for the families kvsim models.
 
-The roofline compute model (``sim.serving.compute``) and the KV size assume a dense decoder-only
-transformer whose every layer has full attention (q, k, v, o projections) and a gated MLP (gate, up and
-down matrices). The families below are built that way by transformers; any other ``model_type`` (a
-mixture of experts such as mixtral or qwen2_moe, MLA such as deepseek_v3) is refused rather than run as
-something it is not, and so are sliding-window layers and quantized checkpoints, which those models
-do not describe. Each problem is one exit-2 line naming the file, as for the calibration profiles
-(``sim.serving.profile_files``).
+The roofline compute model (``sim.serving.compute``) and the KV size assume a decoder-only transformer
+whose every layer has full attention (q, k, v, o projections) and either a gated MLP (gate, up and down
+matrices) or a mixture of such MLPs behind a router (Qwen3-MoE, Mixtral: routed experts only). The
+families below are built that way by transformers; any other ``model_type`` (shared experts such as
+qwen2_moe, MLA such as deepseek_v3) is refused rather than run as something it is not, and so are
+sliding-window layers and quantized checkpoints, which those models do not describe. Each problem is
+one exit-2 line naming the file, as for the calibration profiles (``sim.serving.profile_files``).
 """
 
 from __future__ import annotations
@@ -28,6 +28,18 @@ MAX_DIMENSION = 2**31 - 1  # any shape or context length (int32, as the engines 
 
 
 @dataclass(frozen=True)
+class Experts:
+    """How a mixture-of-experts family gives its experts (transformers' config class defaults; ``num_experts`` and
+    ``num_local_experts`` are one key there, aliased by the classes' ``attribute_map``)."""
+
+    num_experts: int  # default number of routed experts
+    experts_per_token: int  # default num_experts_per_tok
+    width_key: str  # the key giving one expert's MLP width
+    width_default: int | None = None  # its default (None: a required key)
+    sparse_layout: bool = False  # decoder_sparse_step and mlp_only_layers pick the MoE layers (Qwen3MoeConfig)
+
+
+@dataclass(frozen=True)
 class Family:
     """Where one ``model_type``'s decoder layers differ, as transformers builds them (source: its
     ``configuration_<type>.py`` defaults and ``modeling_<type>.py`` layers)."""
@@ -41,6 +53,7 @@ class Family:
     head_dim: int | None = None
     sliding_window: int | None = None
     sliding_window_switch: str | None = None  # the boolean that turns the window on (None: on whenever set)
+    experts: Experts | None = None  # a mixture of experts in place of the MLP (None: dense)
 
 
 FAMILIES: dict[str, Family] = {
@@ -56,6 +69,15 @@ FAMILIES: dict[str, Family] = {
     # Qwen3Config: num_key_value_heads 32, head_dim 128, attention_bias false, q/k norms; window as Qwen2.
     "qwen3": Family(bias_switches=("attention_bias",), qk_norm=True, num_key_value_heads=32, head_dim=128,
                     sliding_window=4096, sliding_window_switch="use_sliding_window"),
+    # Qwen3MoeConfig: Qwen3 attention (q/k norms, attention_bias), num_key_value_heads 4, no head_dim default
+    # (derived); 128 experts, 8 per token, moe_intermediate_size 768, decoder_sparse_step 1, mlp_only_layers [];
+    # window as Qwen2. No shared expert (Qwen3MoeSparseMoeBlock: gate + experts).
+    "qwen3_moe": Family(bias_switches=("attention_bias",), qk_norm=True, num_key_value_heads=4, sliding_window=4096,
+                        sliding_window_switch="use_sliding_window",
+                        experts=Experts(128, 8, "moe_intermediate_size", 768, sparse_layout=True)),
+    # MixtralConfig: num_key_value_heads 8, head_dim None, sliding_window None, no biases; num_local_experts 8,
+    # num_experts_per_tok 2, each expert intermediate_size wide (MixtralSparseMoeBlock: every layer).
+    "mixtral": Family(num_key_value_heads=8, experts=Experts(8, 2, "intermediate_size")),
 }
 
 # Keys every config.json must give (transformers has defaults for them, but a model's shape taken from
@@ -109,13 +131,55 @@ def hf_model_spec(name: str) -> ModelSpec:
         method = quantization.get("quant_method") if isinstance(quantization, dict) else quantization
         raise ConfigError(f"model config {path}: a quantized checkpoint (quantization_config {quote(method)}) is not "
                           "modelled: weights take serving.dtype; use the unquantized model's config.json")
+    moe = _experts(keys, family, layers)
     return ModelSpec(
         name=name, num_layers=layers, hidden_size=hidden, num_attention_heads=heads, num_kv_heads=kv_heads,
         head_dim=head_dim, intermediate_size=intermediate, vocab_size=vocab,
         num_parameters=_parameter_count(keys, family, layers, hidden, heads * head_dim, kv_heads * head_dim,
-                                        head_dim, intermediate, vocab),
+                                        head_dim, intermediate, vocab, moe),
         max_position_embeddings=context, source=f"{path} (sha256 {digest})",
+        **(moe.fields() if moe is not None else {}),
     )
+
+
+@dataclass(frozen=True)
+class _MoE:
+    experts: int
+    per_token: int
+    width: int
+    layers: int
+
+    def fields(self) -> dict[str, int]:
+        return {"num_experts": self.experts, "num_experts_per_tok": self.per_token,
+                "moe_intermediate_size": self.width, "num_moe_layers": self.layers}
+
+
+def _experts(keys: _Keys, family: Family, layers: int) -> _MoE | None:
+    """The family's experts as the config.json gives them; None for a dense family (or every layer dense)."""
+    spec = family.experts
+    if spec is None:
+        return None
+    config, path = keys.config, keys.path
+    named = [k for k in ("num_experts", "num_local_experts") if config.get(k) is not None]
+    if len(named) == 2 and config["num_experts"] != config["num_local_experts"]:
+        raise ConfigError(f"model config {path}: num_experts {quote(config['num_experts'])} and num_local_experts "
+                          f"{quote(config['num_local_experts'])} disagree (one key in transformers)")
+    experts = keys.positive(named[0] if named else "num_experts", spec.num_experts)
+    per_token = keys.positive("num_experts_per_tok", spec.experts_per_token)
+    if per_token > experts:
+        raise ConfigError(f"model config {path}: num_experts_per_tok {per_token} exceeds the {experts} experts")
+    width = keys.positive(spec.width_key, spec.width_default)
+    moe_layers = layers
+    if spec.sparse_layout:  # Qwen3MoeDecoderLayer: experts unless in mlp_only_layers or off the sparse step
+        step = keys.positive("decoder_sparse_step", 1)
+        dense = config.get("mlp_only_layers") or []
+        if not isinstance(dense, list) or any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < layers
+                                              for i in dense):
+            raise ConfigError(f"model config {path}: key 'mlp_only_layers' must be a list of layer indices below "
+                              f"{layers}, got {quote(dense)}")
+        dense_layers = set(dense)
+        moe_layers = sum(1 for i in range(layers) if i not in dense_layers and (i + 1) % step == 0)
+    return _MoE(experts, per_token, width, moe_layers) if moe_layers else None
 
 
 def _family(config: dict[str, Any], path: Path) -> Family:
@@ -124,7 +188,8 @@ def _family(config: dict[str, Any], path: Path) -> Family:
         raise ConfigError(f"model config {path}: no model_type (not a Hugging Face model config.json?)")
     if not isinstance(model_type, str) or model_type not in FAMILIES:
         raise ConfigError(f"model config {path}: model_type {quote(model_type)} is not modelled: the compute model is a "
-                          f"dense decoder with a gated MLP ({', '.join(FAMILIES)}; not a mixture of experts or MLA)")
+                          f"decoder with a gated MLP or routed experts ({', '.join(FAMILIES)}; not shared experts "
+                          "or MLA)")
     return FAMILIES[model_type]
 
 
@@ -170,11 +235,15 @@ def _check_full_attention(keys: _Keys, family: Family, context: int) -> None:
 
 
 def _parameter_count(keys: _Keys, family: Family, layers: int, hidden: int, q_dim: int, kv_dim: int,
-                     head_dim: int, intermediate: int, vocab: int) -> int:
+                     head_dim: int, intermediate: int, vocab: int, moe: _MoE | None = None) -> int:
     """Parameters from the shapes: embeddings, the LM head unless tied to them, per layer the q/k/v/o
-    projections, the gate/up/down matrices, two RMSNorm vectors and the family's biases and q/k norms,
-    and the final norm."""
-    per_layer = 2 * hidden * q_dim + 2 * hidden * kv_dim + 3 * hidden * intermediate + 2 * hidden
+    projections, the gate/up/down matrices (in an MoE layer: the router and every expert's), two RMSNorm
+    vectors and the family's biases and q/k norms, and the final norm."""
+    moe_layers = moe.layers if moe is not None else 0
+    per_layer = 2 * hidden * q_dim + 2 * hidden * kv_dim + 2 * hidden
+    mlps = (layers - moe_layers) * 3 * hidden * intermediate
+    if moe is not None:
+        mlps += moe_layers * (hidden * moe.experts + moe.experts * 3 * hidden * moe.width)
     if family.qkv_bias:
         per_layer += q_dim + 2 * kv_dim
     if "attention_bias" in family.bias_switches and keys.flag("attention_bias"):
@@ -184,4 +253,4 @@ def _parameter_count(keys: _Keys, family: Family, layers: int, hidden: int, q_di
     if family.qk_norm:
         per_layer += 2 * head_dim
     head = 0 if keys.flag("tie_word_embeddings") else vocab * hidden
-    return vocab * hidden + head + layers * per_layer + hidden
+    return vocab * hidden + head + layers * per_layer + mlps + hidden

@@ -21,7 +21,15 @@ GIB = 1024**3
 
 @dataclass(frozen=True, slots=True)
 class ModelSpec:
-    """A decoder-only transformer's shape."""
+    """A decoder-only transformer's shape.
+
+    A mixture-of-experts model (Qwen3-MoE, Mixtral) sets the four MoE fields: in each of its
+    ``num_moe_layers`` MoE layers a router (hidden × experts) sends every token to
+    ``num_experts_per_tok`` of ``num_experts`` gated-MLP experts of width ``moe_intermediate_size``;
+    the other layers have a dense gated MLP of width ``intermediate_size``. Dense models leave them None.
+    ``num_parameters`` counts every parameter (the weights held in memory); ``active_parameters`` those a
+    token computes with.
+    """
 
     name: str
     num_layers: int
@@ -29,11 +37,62 @@ class ModelSpec:
     num_attention_heads: int
     num_kv_heads: int
     head_dim: int
-    intermediate_size: int
+    intermediate_size: int  # the dense MLP's width (layers without experts)
     vocab_size: int
     num_parameters: int
     max_position_embeddings: int
     source: str
+    num_experts: int | None = None  # routed experts per MoE layer
+    num_experts_per_tok: int | None = None  # experts each token is routed to (top-k)
+    moe_intermediate_size: int | None = None  # one expert's gated-MLP width
+    num_moe_layers: int | None = None  # layers whose MLP is the experts (the rest are dense)
+
+    def __post_init__(self) -> None:
+        moe = (self.num_experts, self.num_experts_per_tok, self.moe_intermediate_size, self.num_moe_layers)
+        if all(v is None for v in moe):
+            return
+        if any(v is None or isinstance(v, bool) or not isinstance(v, int) for v in moe):
+            raise ConfigError(f"model {self.name!r}: a mixture of experts needs integer num_experts, "
+                              f"num_experts_per_tok, moe_intermediate_size and num_moe_layers (got {moe})")
+        if not (1 <= self.num_experts_per_tok <= self.num_experts and self.moe_intermediate_size > 0
+                and 1 <= self.num_moe_layers <= self.num_layers):
+            raise ConfigError(f"model {self.name!r}: needs 1 <= num_experts_per_tok <= num_experts, "
+                              f"moe_intermediate_size > 0 and 1 <= num_moe_layers <= num_layers (got {moe})")
+
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts is not None
+
+    @property
+    def moe_layers(self) -> int:
+        """Layers whose MLP is a mixture of experts (0 for a dense model)."""
+        return self.num_moe_layers or 0
+
+    @property
+    def expert_parameters(self) -> int:
+        """One expert's parameters: gate, up and down matrices (no biases in either family)."""
+        return 3 * self.hidden_size * (self.moe_intermediate_size or 0)
+
+    @property
+    def routed_expert_parameters(self) -> int:
+        """Every routed expert's parameters, over all MoE layers (0 for a dense model)."""
+        return self.moe_layers * (self.num_experts or 0) * self.expert_parameters
+
+    def weight_bytes_per_gpu(self, dtype_bytes: int, tensor_parallel_size: int, data_parallel_size: int = 1) -> float:
+        """Weights one GPU holds: all of them over the TP ranks, the routed experts over the data-parallel
+        group's data_parallel_size × tensor_parallel_size GPUs (``sim.serving.moe``)."""
+        if data_parallel_size == 1 or not self.is_moe:
+            return self.num_parameters * dtype_bytes / tensor_parallel_size
+        experts = self.routed_expert_parameters
+        return (self.num_parameters - experts + experts / data_parallel_size) * dtype_bytes / tensor_parallel_size
+
+    @property
+    def active_parameters(self) -> int:
+        """Parameters one token computes with: all but the experts it is not routed to (the router counts)."""
+        if not self.is_moe:
+            return self.num_parameters
+        idle = self.num_experts - self.num_experts_per_tok
+        return self.num_parameters - self.moe_layers * idle * self.expert_parameters
 
     def kv_bytes_per_token(self, dtype_bytes: int, tensor_parallel_size: int = 1) -> int:
         """K and V for every layer: 2 × layers × kv_heads × head_dim × dtype bytes, per TP rank.

@@ -57,6 +57,13 @@ CASES: dict[str, Case] = {
                                    names=("serving.tensor_parallel_size", "hardware.gpus_per_node")),
     "instances_exceed_node": Case(["--set", "serving.num_instances=8", "--set", "serving.tensor_parallel_size=2"],
                                   names=("serving.num_instances",)),
+    "data_parallel_dense_model": setting("serving.data_parallel_size=2", "mixture-of-experts", "llama-3.1-8b"),
+    "data_parallel_beyond_node": Case([*TRACE_STATS, "--set", "model=qwen3-30b-a3b", "--set",
+                                       "serving.data_parallel_size=16"],
+                                      names=("serving.data_parallel_size", "hardware.gpus_per_node")),
+    "data_parallel_splits_instances": Case(["--quiet", "--no-plot", "--set", "model=qwen3-30b-a3b", "--set",
+                                            "serving.data_parallel_size=2", "--set", "serving.num_instances=3"],
+                                           names=("serving.num_instances", "serving.data_parallel_size")),
     "num_instances_million": setting("serving.num_instances=1000000", "1000000", mode=()),
     "negative_tier_latency": setting("cache.tiers.dram.latency_us=-5"),
     "negative_network_latency": setting("network.latency_us=-1", mode=("--pd",)),
@@ -205,6 +212,22 @@ CASES: dict[str, Case] = {
     "bundle_table_column_missing": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set", "compute.profile={tmp}/b"],
                                         names=("dense.csv", "missing column", "time_us"),
                                         files={"b/meta.yaml": "{}\n", "b/tp1/dense.csv": "layer,tokens\nqkv_proj,1\n"}),
+    "bundle_moe_model_without_moe_csv": Case(["--quiet", "--no-plot", "--set", "model=qwen3-30b-a3b", "--set",
+                                              "compute.backend=profiled", "--set", "compute.profile={tmp}/b"],
+                                             names=("{tmp}/b/tp1/moe.csv", "mixture of experts"),
+                                             files={"b/meta.yaml": "{}\n", "b/tp1/dense.csv": "layer,tokens,time_us\n"
+                                                    "down_proj,1,1\n", "b/tp1/per_sequence.csv":
+                                                    "layer,sequences,time_us\nlm_head,1,1\n"}),
+    "bundle_moe_csv_for_dense_model": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set",
+                                            "compute.profile={tmp}/b"], names=("{tmp}/b/tp1/moe.csv", "is dense"),
+                                           files={"b/meta.yaml": "{}\n", "b/tp1/dense.csv": "layer,tokens,time_us\n"
+                                                  "qkv_proj,1,1\n", "b/tp1/per_sequence.csv":
+                                                  "layer,sequences,time_us\nlm_head,1,1\n",
+                                                  "b/tp1/moe.csv": "tokens,activated_experts,time_us\n1,8,50\n"}),
+    "vidur_profile_for_moe_model": Case(["--quiet", "--no-plot", "--set", "model=qwen3-30b-a3b", "--set",
+                                         "compute.backend=profiled", "--set", "compute.profile={tmp}/v"],
+                                        names=("{tmp}/v", "mlp.csv", "mixture of experts"),
+                                        files={"v/mlp.csv": "a,b\n"}),
     "vidur_table_malformed": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set", "compute.profile={tmp}/v"],
                                   names=("mlp.csv", "line 3"), files={"v/mlp.csv": "a,b\n1,2\n1,2,3\n"}),
     # ---- missing inputs and unwritable outputs, found before the run

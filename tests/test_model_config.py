@@ -69,6 +69,29 @@ QWEN25_3B = {**QWEN2_7B, "hidden_size": 2048, "intermediate_size": 11008, "max_p
              "max_window_layers": 36, "num_attention_heads": 16, "num_hidden_layers": 36, "num_key_value_heads": 2,
              "sliding_window": 32768, "tie_word_embeddings": True, "use_mrope": False, "vocab_size": 151936,
              "transformers_version": "4.40.1"}
+# Mixtures of experts. huggingface.co/Qwen/Qwen3-30B-A3B-Instruct-2507/blob/main/config.json and
+# huggingface.co/mistralai/Mixtral-8x7B-v0.1/blob/main/config.json (copies: github.com/casys-kaist/LLMServingSim
+# configs/model/Qwen/Qwen3-30B-A3B-Instruct-2507.json, configs/model/mistralai/Mixtral-8x7B-v0.1.json)
+QWEN3_30B_A3B = {
+    "architectures": ["Qwen3MoeForCausalLM"], "attention_bias": False, "attention_dropout": 0.0,
+    "bos_token_id": 151643, "decoder_sparse_step": 1, "eos_token_id": 151645, "head_dim": 128, "hidden_act": "silu",
+    "hidden_size": 2048, "initializer_range": 0.02, "intermediate_size": 6144, "max_position_embeddings": 262144,
+    "max_window_layers": 48, "mlp_only_layers": [], "model_type": "qwen3_moe", "moe_intermediate_size": 768,
+    "norm_topk_prob": True, "num_attention_heads": 32, "num_experts": 128, "num_experts_per_tok": 8,
+    "num_hidden_layers": 48, "num_key_value_heads": 4, "output_router_logits": False, "rms_norm_eps": 1e-06,
+    "rope_scaling": None, "rope_theta": 10000000, "router_aux_loss_coef": 0.001, "sliding_window": None,
+    "tie_word_embeddings": False, "torch_dtype": "bfloat16", "transformers_version": "4.51.0", "use_cache": True,
+    "use_sliding_window": False, "vocab_size": 151936,
+}
+MIXTRAL_8X7B = {
+    "architectures": ["MixtralForCausalLM"], "attention_dropout": 0.0, "bos_token_id": 1, "eos_token_id": 2,
+    "hidden_act": "silu", "hidden_size": 4096, "initializer_range": 0.02, "intermediate_size": 14336,
+    "max_position_embeddings": 32768, "model_type": "mixtral", "num_attention_heads": 32, "num_experts_per_tok": 2,
+    "num_hidden_layers": 32, "num_key_value_heads": 8, "num_local_experts": 8, "output_router_logits": False,
+    "rms_norm_eps": 1e-05, "rope_theta": 1000000.0, "router_aux_loss_coef": 0.02, "sliding_window": None,
+    "tie_word_embeddings": False, "torch_dtype": "bfloat16", "transformers_version": "4.36.0.dev0", "use_cache": True,
+    "vocab_size": 32000,
+}
 
 # huggingface.co/meta-llama/Llama-2-7b-hf/blob/main/config.json (the shapes also in github.com/microsoft/vidur
 # vidur/config/model_config.py, Llama2_7BModelConfig; Vidur pads the vocabulary to 32768)
@@ -103,6 +126,8 @@ MODELS = {
     "codellama-34b": (CODELLAMA_34B, "codellama-34b", 33.7e9),  # CodeLlama-34b-Instruct-hf: 33.7B
     "llama-3.2-3b-tied": (LLAMA_32_3B, None, 3.21e9),  # Llama 3.2 model card: 3.21B
     "qwen2.5-3b-tied": (QWEN25_3B, None, 3.09e9),  # Qwen2.5-3B model card: 3.09B
+    "qwen3-30b-a3b": (QWEN3_30B_A3B, "qwen3-30b-a3b", 30.5e9),  # Qwen3-30B-A3B-Instruct-2507 model card: 30.5B
+    "mixtral-8x7b": (MIXTRAL_8X7B, "mixtral-8x7b", 46.7e9),  # Mixtral-8x7B model card / blog post: 46.7B
 }
 
 
@@ -168,7 +193,39 @@ def refused(run_cli, model: str) -> str:
     return message
 
 
-@pytest.mark.parametrize("model_type", ["mixtral", "qwen2_moe", "deepseek_v3", "gemma2"])
+def test_active_parameters_match_the_model_cards():
+    # Mixtral-8x7B: "12.9B active parameters" (model card, mistral.ai/news/mixtral-of-experts) to 3 figures.
+    assert model_spec("mixtral-8x7b").active_parameters == pytest.approx(12.9e9, rel=0.005)
+    # Qwen3-30B-A3B-Instruct-2507 model card: "3.3B activated", two figures (3.35B counted, embeddings included as
+    # for Mixtral's figure and this card's 30.5B total): within the figure's last digit.
+    assert 3.3e9 <= model_spec("qwen3-30b-a3b").active_parameters < 3.4e9
+
+
+def test_moe_families_take_transformers_defaults_and_layouts(tmp_path):
+    bare = {k: v for k, v in QWEN3_30B_A3B.items()
+            if k not in ("num_experts", "num_experts_per_tok", "moe_intermediate_size", "decoder_sparse_step",
+                         "mlp_only_layers", "head_dim")}
+    spec = model_spec(str(write_config(tmp_path / "q", bare)))
+    # Qwen3MoeConfig defaults: 128 experts, 8 per token, 768 wide; no head_dim default: 2048 / 32
+    assert (spec.num_experts, spec.num_experts_per_tok, spec.moe_intermediate_size, spec.num_moe_layers,
+            spec.head_dim) == (128, 8, 768, 48, 64)
+    # MoE on every second layer (decoder_sparse_step 2: layers 1, 3, ...) but layer 1 (mlp_only_layers): 23 of 48;
+    # each dense layer trades the router and 128 experts for one 6144-wide MLP
+    sparse = model_spec(str(write_config(tmp_path / "s", {**QWEN3_30B_A3B, "decoder_sparse_step": 2,
+                                                           "mlp_only_layers": [1]})))
+    assert sparse.num_moe_layers == 23
+    full = model_spec("qwen3-30b-a3b")
+    assert full.num_parameters - sparse.num_parameters == 25 * (2048 * 128 + 128 * 3 * 2048 * 768 - 3 * 2048 * 6144)
+    # num_experts and num_local_experts are one key (transformers' attribute_map)
+    mixtral = {k: v for k, v in MIXTRAL_8X7B.items() if k != "num_local_experts"}
+    assert model_spec(str(write_config(tmp_path / "m", {**mixtral, "num_experts": 4}))).num_experts == 4
+    assert model_spec(str(write_config(tmp_path / "d", mixtral))).num_experts == 8  # MixtralConfig's default
+    # every layer dense: a dense model
+    dense = model_spec(str(write_config(tmp_path / "x", {**QWEN3_30B_A3B, "mlp_only_layers": list(range(48))})))
+    assert not dense.is_moe and dense.active_parameters == dense.num_parameters
+
+
+@pytest.mark.parametrize("model_type", ["qwen2_moe", "deepseek_v3", "gemma2"])
 def test_other_model_types_are_refused(model_type, tmp_path, run_cli):
     path = write_config(tmp_path, {**LLAMA_3_8B, "model_type": model_type})
     message = refused(run_cli, path)
@@ -192,7 +249,12 @@ def _without(key: str) -> dict:
     ({**LLAMA_3_8B, "tie_word_embeddings": "no"}, "'tie_word_embeddings'"),
     ({**LLAMA_3_8B, "hidden_size": 10**30}, "'hidden_size'"),
     ({**LLAMA_3_8B, "model_type": ["llama"]}, "model_type"),
-], ids=["no-hidden", "no-vocab", "no-type", "string", "float", "bool", "zero", "groups", "flag", "huge", "type-list"])
+    ({**MIXTRAL_8X7B, "num_experts_per_tok": 9}, "num_experts_per_tok 9"),
+    ({**MIXTRAL_8X7B, "num_experts": 4}, "disagree"),
+    ({**QWEN3_30B_A3B, "mlp_only_layers": [48]}, "'mlp_only_layers'"),
+    ({**QWEN3_30B_A3B, "decoder_sparse_step": 0}, "'decoder_sparse_step'"),
+], ids=["no-hidden", "no-vocab", "no-type", "string", "float", "bool", "zero", "groups", "flag", "huge", "type-list",
+        "top-k", "two-counts", "dense-layer", "sparse-step"])
 def test_bad_keys_are_named(config, key, tmp_path, run_cli):
     path = write_config(tmp_path, config)
     message = refused(run_cli, path)

@@ -92,3 +92,10 @@ def test_all_reduce_over_two_cpu_processes_in_vidurs_format(profile_gpu, tmp_pat
 def test_unknown_model_is_a_usage_error(profile_gpu, tmp_path, capsys):
     assert profile_gpu.main(["--model", "no-such-model", "--device", "cpu", "--tiny", "--out", str(tmp_path)]) == 2
     assert "no-such-model" in capsys.readouterr().err
+
+
+def test_a_mixture_of_experts_is_refused_before_timing(profile_gpu, tmp_path, capsys):
+    """Its tables would be a dense mlp.csv, which serving refuses for an MoE model: nothing is timed or written."""
+    out = tmp_path / "out"
+    assert profile_gpu.main(["--model", "mixtral-8x7b", "--device", "cpu", "--tiny", "--out", str(out)]) == 2
+    assert "mixtral-8x7b is a mixture of experts" in capsys.readouterr().err and not out.exists()

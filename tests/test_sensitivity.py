@@ -42,6 +42,7 @@ CASES: dict[str, tuple[str, list[str], str]] = {
     "hardware.gpu_link_latency_us": ("single", ["serving.tensor_parallel_size=2"], "500"),
     "hardware.pcie_gbps": ("cluster", [], "0.5"),
     "serving.tensor_parallel_size": ("single", [], "2"),
+    "serving.data_parallel_size": ("single", ["model=qwen3-30b-a3b"], "2"),
     "serving.block_size": ("cache-only", [], "32"),
     "serving.max_num_seqs": ("single", [], "4"),
     "serving.max_num_batched_tokens": ("single", [], "16384"),

@@ -103,9 +103,13 @@ TINY_GRID = Grid(num_tokens=(1, 2, 4, 8, 16, 32), prefill_chunks=(4, 8, 16), pre
 
 
 def model_shape(name: str) -> Shape:
+    from sim.errors import InputError
     from sim.specs import model_spec
 
     m = model_spec(name)
+    if m.is_moe:  # the tables written here are Vidur's dense mlp.csv, which serving refuses for such a model
+        raise InputError(f"{name} is a mixture of experts: this profiler times a dense MLP; profile it with "
+                         "LLMServingSim's profiler (a bundle with moe.csv) or use compute.backend 'roofline'")
     return Shape(name, m.hidden_size, m.num_attention_heads, m.num_kv_heads, m.head_dim, m.intermediate_size, m.vocab_size)
 
 

@@ -174,12 +174,14 @@ def hbm_capacity_blocks(config: Config) -> int:
     if tier.capacity_gib > 0:
         return int(tier.capacity_gib * GIB // kv_block_bytes(config))
     gpu, model = gpu_spec(config.hardware.gpu), model_spec(config.model)
-    weights = model.num_parameters * DTYPE_BYTES[config.serving.dtype] / config.serving.tensor_parallel_size
+    weights = model.weight_bytes_per_gpu(DTYPE_BYTES[config.serving.dtype], config.serving.tensor_parallel_size,
+                                         config.serving.data_parallel_size)
     free = gpu.memory_bytes * config.serving.gpu_memory_utilization - weights
     if free <= 0:
         raise ConfigError(
             f"model {config.model} ({weights / GIB:.1f} GiB of weights per GPU) does not fit in {config.hardware.gpu} "
             f"at gpu_memory_utilization={config.serving.gpu_memory_utilization}; raise serving.tensor_parallel_size"
+            + (" or serving.data_parallel_size" if model.is_moe else "")
         )
     return int(free // kv_block_bytes(config))
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sim.config import Config
+from sim.config_rules import data_parallel_groups_fit
 from sim.errors import ConfigError
 
 
@@ -35,6 +36,10 @@ class Topology:
                               f"an instance is tensor_parallel_size GPUs of one node, so TP must divide the node's GPUs")
         topo = cls(config.cluster.num_racks, config.cluster.nodes_per_rack, gpus, tp,
                    config.pd.num_prefill if pd else 0, config.pd.num_decode if pd else 0)
+        data_parallel_groups_fit(config, {"config key 'pd.num_prefill'": topo.num_prefill,
+                                          "config key 'pd.num_decode'": topo.num_decode} if pd else
+                                 {"instances per node (hardware.gpus_per_node / serving.tensor_parallel_size)":
+                                  topo.instances_per_node})
         if pd and topo.num_prefill + topo.num_decode > topo.instances_per_rack:
             raise ConfigError(f"config keys 'pd.num_prefill'={topo.num_prefill} + 'pd.num_decode'={topo.num_decode} "
                               f"(per rack in cluster mode) exceed the rack's {topo.instances_per_rack} instances "

@@ -1,7 +1,7 @@
 """``--check-calibration OVERLAY.yaml``: how well each table an overlay provides fits its own measured points.
 
 For every table (compute: a Vidur ``mlp.csv``/``attention.csv`` or an LLMServingSim bundle's
-``dense.csv``/``attention.csv``/``per_sequence.csv``/``skew.csv``; collectives: Vidur
+``dense.csv``/``attention.csv``/``per_sequence.csv``/``skew.csv``/``moe.csv`` (a mixture of experts); collectives: Vidur
 ``all_reduce.csv``/``send_recv.csv`` or a bundle ``hardware.yaml``'s NCCL samples; network: an
 NS-3 lookup JSON) two predictions of every measured point are compared with it:
 
@@ -196,11 +196,15 @@ def _bundle_tables(directory: Path, config: Config) -> list[TableFit]:
         common = sorted(set.intersection(*(set(dense[op][0].tolist()) for op in layer_ops)))
         per_layer = pd.DataFrame({"tokens": common, "seconds": [
             sum(float(np.interp(t, *dense[op])) for op in layer_ops) for t in common]})
+        moe = roofline.model.is_moe  # its dense.csv has no MLP: moe.csv times the MoE block
+        linear = roofline.projections_time if moe else roofline.linear_layer_time
         fits.append(TableFit("compute", label + "dense.csv (one layer's operators)", str(tp_dir / "dense.csv"),
                              per_layer[["tokens"]], per_layer["seconds"].to_numpy(),
                              leave_one_out(per_layer, ["tokens"], "seconds"),
-                             np.array([roofline.linear_layer_time(int(t)) for t in common]),
-                             LOO, _roofline_name(config, "linear layers")))
+                             np.array([linear(int(t)) for t in common]),
+                             LOO, _roofline_name(config, "attention projections" if moe else "linear layers")))
+        if moe and (tp_dir / "moe.csv").is_file():
+            fits.append(_moe_fit(tp_dir, roofline, config))
 
         attn = bundle_attention_rows(read_bundle_table(tp_dir, "attention.csv"))
         axes = ["prefill_chunk", "prefill_key", "n_decode", "kv_decode"]
@@ -226,6 +230,18 @@ def _bundle_tables(directory: Path, config: Config) -> list[TableFit]:
         if skew is not None and (tp_dir / "skew.csv").is_file():
             fits.append(_skew_fit(tp_dir, skew, meta, config))
     return fits
+
+
+def _moe_fit(tp_dir: Path, roofline: RooflineCompute, config: Config) -> TableFit:
+    """A bundle's moe.csv over (activated experts, tokens), against the roofline of the router and those experts."""
+    table = read_bundle_table(tp_dir, "moe.csv").dropna(subset=["tokens", "activated_experts", "time_us"])
+    axes = ["activated_experts", "tokens"]
+    points = table.assign(seconds=table["time_us"] * 1e-6).groupby(axes, as_index=False)["seconds"].mean()
+    reference = np.array([roofline.moe_block_time(int(t), float(a))
+                          for a, t in zip(points["activated_experts"], points["tokens"], strict=True)])
+    return TableFit("compute", f"{tp_dir.name}/moe.csv (one MoE block)", str(tp_dir / "moe.csv"), points[axes],
+                    points["seconds"].to_numpy(), leave_one_out(points, axes, "seconds"), reference, LOO,
+                    _roofline_name(config, "router and experts"))
 
 
 def _skew_fit(tp_dir: Path, skew: SkewFit, meta: dict, config: Config) -> TableFit:

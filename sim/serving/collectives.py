@@ -17,7 +17,11 @@ LLMServingSim ``hardware.yaml``) and uses the ring model for what was not measur
 one all-reduce of the hidden states after each attention block and each MLP
 (``RowParallelLinear(reduce_results=True)`` for ``o_proj`` and ``down_proj``), one after the
 vocab-parallel embedding (``VocabParallelEmbedding.forward``), and an all-gather of the
-logits (``LogitsProcessor._gather_logits``: all-gather under vLLM v1).
+logits (``LogitsProcessor._gather_logits``: all-gather under vLLM v1). With data parallelism over a
+mixture of experts (``serving.data_parallel_size`` D > 1), each MoE layer's all-reduce becomes the
+exchange of vLLM's default ``allgather_reducescatter`` all-to-all backend over the group's D × TP
+GPUs: an all-gather of the group's D × T hidden states, then a reduce-scatter of the same size (a
+ring reduce-scatter takes the same N − 1 steps of 1/N as an all-gather); see ``sim.serving.moe``.
 """
 
 from __future__ import annotations
@@ -209,18 +213,27 @@ def bundle_hardware_yaml(directory: Path) -> Path | None:
 
 @dataclass
 class TensorParallelComm:
-    """The collectives of one forward step of a TP group, as vLLM runs them."""
+    """The collectives of one forward step of a TP group, as vLLM runs them (and a data-parallel group's MoE
+    token exchange, when there is one)."""
 
     collectives: CollectiveModel
     ranks: int
     layers: int
     hidden_bytes: int  # one token's hidden state: hidden_size × dtype bytes
     logit_bytes: int  # one sequence's logits: vocab_size × dtype bytes
+    moe_layers: int = 0  # layers whose MLP is a mixture of experts
+    data_parallel_size: int = 1  # instances sharing those layers' experts (1: none)
 
     def step_time(self, tokens: int, logit_rows: int) -> float:
         """Seconds of communication in a step of ``tokens`` tokens whose ``logit_rows`` sequences go through the LM head."""
-        if self.ranks <= 1 or tokens <= 0:
+        dp = self.data_parallel_size if self.moe_layers else 1
+        if (self.ranks <= 1 and dp <= 1) or tokens <= 0:
             return 0.0
         all_reduces = ALL_REDUCES_PER_LAYER * self.layers + 1  # + the vocab-parallel embedding's
+        exchange = 0.0
+        if dp > 1:  # the MoE layers' all-reduces give way to the group's all-gather and reduce-scatter
+            all_reduces -= self.moe_layers
+            group = self.collectives.all_gather(dp * tokens * self.hidden_bytes, dp * self.ranks)
+            exchange = 2 * self.moe_layers * group
         return (all_reduces * self.collectives.all_reduce(tokens * self.hidden_bytes, self.ranks)
-                + self.collectives.all_gather(logit_rows * self.logit_bytes, self.ranks))
+                + self.collectives.all_gather(logit_rows * self.logit_bytes, self.ranks) + exchange)

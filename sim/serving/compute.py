@@ -18,6 +18,14 @@ and memory traffic only partly, and the 2-norm (equal to the max at either extre
 most √2 × it at the ridge) models that without another parameter.
 FLOPs: linear layers 2 × parameters × tokens (once); attention 4 × heads × head_dim ×
 (query, key) pairs, causal within a prefill chunk.
+Mixture-of-experts layers (``ModelSpec.num_experts``): the linear group is the attention
+projections, the router (replicated on every TP rank: vLLM's ``ReplicatedLinear`` gate) and the
+experts; FLOPs count each token's ``num_experts_per_tok`` experts, weight bytes the distinct experts
+the step's tokens touch, their uniform-routing expectation (``sim.serving.moe``). Experts are
+sharded over TP ranks as vLLM's ``FusedMoE`` does without expert parallelism (each expert's
+width / TP on every rank), and with ``data_parallel_size`` D > 1 over the D × TP GPUs of a
+data-parallel group (``sim.serving.moe``: the group's D × T tokens, this GPU's 1/(D × TP) of the
+expert weights they touch).
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ import numpy as np
 
 from sim.errors import ConfigError
 from sim.serving.collectives import TensorParallelComm
+from sim.serving.moe import group_experts
 from sim.specs import GPUSpec, ModelSpec
 
 
@@ -115,6 +124,7 @@ class RooflineCompute:
     flops_efficiency: float = 0.6
     bandwidth_efficiency: float = 0.8
     comm: TensorParallelComm | None = None  # TP collectives of a step (None: no communication)
+    data_parallel_size: int = 1  # instances whose GPUs share a mixture of experts' MoE layers
     name: str = "roofline"
 
     def __post_init__(self) -> None:
@@ -131,12 +141,60 @@ class RooflineCompute:
         self.kv_bytes_per_token_layer = m.kv_bytes_per_token(self.kv_dtype_bytes, tp) // m.num_layers
         self.layer_weight_bytes = self.layer_params * self.dtype_bytes / tp
         self.act_bytes_per_token = 2 * (m.hidden_size + m.intermediate_size) * self.dtype_bytes
+        if m.is_moe:
+            # per MoE layer and GPU: projections and experts split over TP, the router replicated
+            attn_params = m.hidden_size * (2 * q_dim + 2 * kv_dim)
+            router_params = m.hidden_size * m.num_experts
+            self.moe_flops_per_token = 2 * (attn_params + m.num_experts_per_tok * m.expert_parameters) / tp + \
+                2 * router_params
+            self.moe_fixed_bytes = (attn_params / tp + router_params) * self.dtype_bytes
+            self.attn_params, self.router_params = attn_params, router_params
+            self.expert_bytes = m.expert_parameters * self.dtype_bytes / tp
+            self.moe_act_bytes_per_token = 2 * (m.hidden_size + m.num_experts_per_tok * m.moe_intermediate_size) * \
+                self.dtype_bytes / tp
 
-    def linear_layer_time(self, tokens: int) -> float:
-        """One layer's projections and MLP for ``tokens`` tokens."""
+    def dense_layer_time(self, tokens: int) -> float:
+        """One dense layer's projections and MLP for ``tokens`` tokens."""
         flops = 2 * self.layer_params * tokens / self.tensor_parallel_size
         traffic = self.layer_weight_bytes + tokens * self.act_bytes_per_token / self.tensor_parallel_size
         return _combine(flops / self.peak, traffic / self.bandwidth)
+
+    def moe_weight_bytes(self, tokens: int) -> float:
+        """Weights one MoE layer reads for a step of ``tokens`` tokens: projections, router and this GPU's share
+        of the expected distinct experts (of the data-parallel group's tokens: ``group_experts``)."""
+        return self.moe_fixed_bytes + self.expert_bytes * group_experts(tokens, self.model, self.data_parallel_size)
+
+    def moe_layer_time(self, tokens: int) -> float:
+        """One MoE layer's projections, router and experts for ``tokens`` tokens."""
+        flops = self.moe_flops_per_token * tokens
+        traffic = self.moe_weight_bytes(tokens) + tokens * self.moe_act_bytes_per_token
+        return _combine(flops / self.peak, traffic / self.bandwidth)
+
+    def moe_block_time(self, tokens: int, experts: float) -> float:
+        """The router and ``experts`` distinct experts alone for ``tokens`` tokens: what a bundle's moe.csv
+        measures (``--check-calibration``'s reference for it)."""
+        m, tp = self.model, self.tensor_parallel_size
+        flops = (2 * m.num_experts_per_tok * m.expert_parameters / tp + 2 * self.router_params) * tokens
+        traffic = (self.router_params * self.dtype_bytes + experts * self.expert_bytes
+                   + tokens * self.moe_act_bytes_per_token)
+        return _combine(flops / self.peak, traffic / self.bandwidth)
+
+    def projections_time(self, tokens: int) -> float:
+        """The q/k/v/o projections alone for ``tokens`` tokens: a bundle's dense.csv linear operators for an MoE
+        model (``--check-calibration``'s reference for them)."""
+        tp = self.tensor_parallel_size
+        flops = 2 * self.attn_params * tokens / tp
+        traffic = (self.attn_params * self.dtype_bytes + 2 * tokens * self.model.hidden_size * self.dtype_bytes) / tp
+        return _combine(flops / self.peak, traffic / self.bandwidth)
+
+    def linear_layer_time(self, tokens: int) -> float:
+        """One layer's projections and MLP for ``tokens`` tokens; the mean over the layers when some are MoE."""
+        m = self.model
+        if not m.is_moe:
+            return self.dense_layer_time(tokens)
+        dense_layers = m.num_layers - m.moe_layers
+        dense = self.dense_layer_time(tokens) if dense_layers else 0.0
+        return (dense_layers * dense + m.moe_layers * self.moe_layer_time(tokens)) / m.num_layers
 
     def attention_layer_time(self, shape: StepShape) -> float:
         pairs = shape.prefill_pairs + shape.decode_kv_tokens

@@ -38,10 +38,11 @@ def collectives_model(config: Config, bundle: Path | None = None) -> RingCollect
     hw = config.hardware
     link_keys = [f"hardware.{k}" for k, v in (("gpu_link_gbps", hw.gpu_link_gbps),
                                               ("gpu_link_latency_us", hw.gpu_link_latency_us)) if v is not None]
-    if config.serving.tensor_parallel_size == 1:
+    if config.serving.tensor_parallel_size == 1 and config.serving.data_parallel_size == 1:
         inert = link_keys + (["compute.collectives"] if config.compute.collectives else [])
         if inert:
-            raise ConfigError(f"{', '.join(inert)} set, but serving.tensor_parallel_size is 1: no GPU-to-GPU collectives")
+            raise ConfigError(f"{', '.join(inert)} set, but serving.tensor_parallel_size is 1 (and "
+                              "data_parallel_size 1): no GPU-to-GPU collectives")
     source = config.compute.collectives or (bundle_hardware_yaml(bundle) if bundle is not None else None)
     if source is None:
         return ring
@@ -68,10 +69,11 @@ def compute_model(config: Config) -> RooflineCompute | ProfiledCompute | LLMServ
                 raise ConfigError(f"compute.profile {directory}: neither a Vidur profile (mlp.csv) nor an LLMServingSim "
                                   "bundle (meta.yaml + tpN/*.csv) found there")
             bundle = directory
+    dp = config.serving.data_parallel_size
     comm = TensorParallelComm(collectives_model(config, bundle), tp, model.num_layers,
-                              model.hidden_size * dtype, model.vocab_size * dtype)
+                              model.hidden_size * dtype, model.vocab_size * dtype, model.moe_layers, dp)
     roofline = RooflineCompute(model, gpu, dtype, DTYPE_BYTES[kv], tp, config.compute.flops_efficiency,
-                               config.compute.bandwidth_efficiency, comm=comm)
+                               config.compute.bandwidth_efficiency, comm=comm, data_parallel_size=dp)
     if bundle is None and config.compute.skew_correction != "auto":
         raise ConfigError(f"compute.skew_correction is '{config.compute.skew_correction}', but it applies to "
                           "LLMServingSim bundles only (compute.backend 'profiled' with a bundle in compute.profile)")
@@ -79,10 +81,14 @@ def compute_model(config: Config) -> RooflineCompute | ProfiledCompute | LLMServ
         return roofline
     directory = Path(config.compute.profile)
     if bundle is None:
+        if model.is_moe:
+            raise ConfigError(f"compute.profile {directory}: a Vidur profile (mlp.csv) has no expert operators, and "
+                              f"{config.model} is a mixture of experts; use an LLMServingSim bundle with moe.csv or "
+                              "compute.backend 'roofline'")
         attention = directory / "attention.csv"
         return ProfiledCompute(VidurProfile.load(directory / "mlp.csv", model, tp), roofline,
                                VidurAttention.load(attention, model, tp, config.serving.block_size)
                                if attention.is_file() else None)
-    compute = LLMServingSimCompute.load(directory, model, tp, config.compute.skew_correction)
+    compute = LLMServingSimCompute.load(directory, model, tp, config.compute.skew_correction, dp)
     compute.comm = comm
     return compute

@@ -1,7 +1,8 @@
 """LLMServingSim-profiled compute: step times from an LLMServingSim profile bundle.
 
 A bundle (``meta.yaml`` + ``tp<N>/*.csv``, measured with vLLM) holds per-operator dense times,
-the attention kernel over a four-axis grid, the LM head and sampler per sequence, and optionally
+the attention kernel over a four-axis grid, the LM head and sampler per sequence, for a mixture of
+experts the MoE block over (tokens, distinct experts) (``BundleExperts``), and optionally
 LLMServingSim's fitted correction for decode batches of unequal KV lengths (``SkewFit``).
 """
 
@@ -16,6 +17,7 @@ import pandas as pd
 from sim.errors import ConfigError
 from sim.serving.collectives import TensorParallelComm, interpolate
 from sim.serving.compute import StepShape, window_kv
+from sim.serving.moe import group_experts
 from sim.serving.profile_files import read_bundle_table, read_profile_csv, read_profile_yaml
 from sim.serving.profile_grid import GridNode
 from sim.specs import ModelSpec
@@ -113,10 +115,62 @@ class SkewFit:
         return self.alphas.get((float(pc), *labels), self.default)
 
 
+@dataclass
+class BundleExperts:
+    """One MoE layer's time from a bundle's ``moe.csv`` (``tokens, activated_experts, time_us``: the whole
+    sparse MoE block, router and fused experts, measured with routing forced onto ``activated_experts``
+    distinct experts; LLMServingSim ``docs/docs/profiler/output-bundle.md``, ``profiler/core/categories.py``).
+
+    A step of T tokens is looked up at T and the distinct experts its tokens touch, their uniform-routing
+    expectation (``sim.serving.moe``), with LLMServingSim's interpolation (``serving/core/trace_generator.py``
+    ``_lookup_moe``: linear in tokens within each profiled expert count, then linear across the two
+    neighbouring counts; the nearest row below the grid, the last segment extended above it). Its routing
+    default takes min(T × k, E) distinct experts instead, the most a step can touch.
+
+    LLMServingSim's profiler measures moe.csv at TP 1 only and its simulator reads that table at any TP
+    (``_lookup_moe``), treating the TP ranks as expert-parallel ranks. At TP N without a ``tp<N>/moe.csv``,
+    kvsim does the same with each rank's share of the work: T / N tokens (the rank's 1/N of the T × k token-expert
+    pairs, at k each) over 1/N of the distinct experts. (LLMServingSim gives a rank every token with at least
+    one expert there, each counted with all k, which overstates a rank's pairs about N-fold when k ≥ N.)
+    With ``data_parallel_size`` D the group's D × T tokens are shared by D times as many ranks
+    (``sim.serving.moe``): a rank's lookup is at the same T / N tokens over 1/(D × N) of the group's experts.
+    """
+
+    table: GridNode  # axes activated_experts, tokens -> seconds
+    model: ModelSpec
+    ranks: int  # ranks sharing the work the table was measured for (1: measured at the TP in use)
+    source: str
+    data_parallel_size: int = 1
+
+    @classmethod
+    def load(cls, tp_dir: Path, model: ModelSpec, ranks: int, data_parallel_size: int = 1) -> "BundleExperts":
+        """``tp_dir/moe.csv`` for ``model``, its work shared by ``ranks`` ranks (per data-parallel rank)."""
+        path = tp_dir / "moe.csv"
+        frame = read_bundle_table(tp_dir, "moe.csv").dropna(subset=["tokens", "activated_experts", "time_us"])
+        if frame.empty:
+            raise ConfigError(f"{path}: no rows")
+        if (frame[["tokens", "activated_experts"]] <= 0).any().any() or (frame["time_us"] < 0).any():
+            raise ConfigError(f"{path}: tokens and activated_experts must be positive, time_us not negative")
+        most = int(frame["activated_experts"].max())
+        if most > model.num_experts:
+            raise ConfigError(f"{path}: profiles up to {most} activated experts, but {model.name} has "
+                              f"{model.num_experts} experts: a bundle of another model?")
+        frame = frame.assign(time_s=frame["time_us"] * 1e-6)
+        return cls(GridNode(frame, ["activated_experts", "tokens"], "time_s"), model, ranks, str(path),
+                   data_parallel_size)
+
+    def layer_time(self, tokens: float) -> float:
+        """One MoE layer (router and experts) for a step of ``tokens`` tokens, per rank."""
+        if tokens <= 0:
+            return 0.0
+        activated = group_experts(tokens, self.model, self.data_parallel_size)
+        return self.table.lookup((activated / self.ranks, tokens / self.ranks))
+
+
 # LLMServingSim's dense operators: those run once per model; "layernorm" runs twice per decoder layer
 # (before attention and before the MLP); every other operator in dense.csv runs once per layer.
 MODEL_OPS = ("embedding", "final_layernorm")
-_REQUIRED_LAYER_OPS = ("layernorm", "qkv_proj", "o_proj", "down_proj")
+_REQUIRED_LAYER_OPS = ("layernorm", "qkv_proj", "o_proj")  # and the MLP: down_proj in dense.csv, or moe.csv
 
 
 @dataclass
@@ -126,8 +180,9 @@ class LLMServingSimCompute:
     dense.csv: per-operator time over total tokens; attention.csv: the attention kernel over
     (prefill chunk tokens, query-weighted causal key length, decode count, decode KV
     length), corrected for unequal decode KV lengths by skew_fit.csv when enabled (``SkewFit``);
-    per_sequence.csv: LM head and sampler over the step's sequences. A step is
-    layers × (dense operators + attention) + embedding + final norm + LM head + sampler
+    per_sequence.csv: LM head and sampler over the step's sequences; moe.csv (a mixture of experts):
+    the MoE block in place of the dense MLP operators (``BundleExperts``). A step is
+    layers × (dense operators + attention [+ MoE block]) + embedding + final norm + LM head + sampler
     + the TP collectives.
     """
 
@@ -139,14 +194,16 @@ class LLMServingSimCompute:
     num_layers: int
     source: str
     skew: SkewFit | None = None
+    experts: BundleExperts | None = None
     comm: TensorParallelComm | None = None
     name: str = "profiled"
 
     @classmethod
     def load(cls, directory: Path, model: ModelSpec, tensor_parallel_size: int,
-             skew_correction: str = "auto") -> "LLMServingSimCompute":
+             skew_correction: str = "auto", data_parallel_size: int = 1) -> "LLMServingSimCompute":
         """``skew_correction``: ``auto`` applies the skew fit when ``meta.yaml::skew_fit.enabled`` says so (as
-        LLMServingSim reads a bundle), ``always`` whenever the bundle has one, ``never`` not at all."""
+        LLMServingSim reads a bundle), ``always`` whenever the bundle has one, ``never`` not at all.
+        ``data_parallel_size``: instances sharing a mixture of experts' MoE layers (``BundleExperts``)."""
         meta = read_profile_yaml(directory / "meta.yaml", "LLMServingSim bundle file")
         overrides = (meta.get("engine_effective") or {}).get("hf_overrides") or {}
         # The profiler may record per-shard shapes (e.g. half the heads); a shape must divide the model's.
@@ -161,7 +218,9 @@ class LLMServingSimCompute:
 
         dense = bundle_curves(read_bundle_table(tp_dir, "dense.csv"), "tokens")
         per_seq = bundle_curves(read_bundle_table(tp_dir, "per_sequence.csv"), "sequences")
-        missing = [op for op in (*_REQUIRED_LAYER_OPS, *MODEL_OPS) if op not in dense] + \
+        experts = _bundle_experts(directory, tp_dir, model, tensor_parallel_size, data_parallel_size)
+        mlp = () if experts is not None else ("down_proj",)
+        missing = [op for op in (*_REQUIRED_LAYER_OPS, *mlp, *MODEL_OPS) if op not in dense] + \
                   [op for op in ("lm_head", "sampler") if op not in per_seq]
         if missing:
             raise ConfigError(f"{tp_dir}: bundle lacks operator(s) {', '.join(sorted(set(missing)))}")
@@ -175,15 +234,17 @@ class LLMServingSimCompute:
             if skew is None and skew_correction == "always":
                 raise ConfigError(f"compute.skew_correction is 'always' but {tp_dir} has no skew_fit.csv")
         return cls(dense, per_seq, layer_ops, GridNode(attn, axes, "time_s"),
-                   GridNode(decode_only, ["n_decode", "kv_decode"], "time_s"), model.num_layers, str(directory), skew)
+                   GridNode(decode_only, ["n_decode", "kv_decode"], "time_s"), model.num_layers, str(directory), skew,
+                   experts)
 
     def _op(self, table: dict, name: str, x):
         xs, ys = table[name]
         return interpolate(xs, ys, x)
 
     def _dense_layer(self, tokens: int) -> float:
-        """One layer's operators (per TP shard, as profiled)."""
-        return float(sum(self._op(self.dense, op, tokens) for op in self.layer_ops))
+        """One layer's operators (per TP shard, as profiled), the MoE block included."""
+        dense = float(sum(self._op(self.dense, op, tokens) for op in self.layer_ops))
+        return dense if self.experts is None else dense + self.experts.layer_time(tokens)
 
     def _fixed(self, tokens: int, seqs: int) -> float:
         once = sum(self._op(self.dense, op, tokens) for op in MODEL_OPS)
@@ -233,6 +294,29 @@ class LLMServingSimCompute:
                 t_mean = self._skewed(t_mean, node.lookup((seqs, longest)), 0, seqs, mean, longest, shortest, 0)
             attention.append(t_mean)
         return fixed + self.num_layers * np.array(attention)
+
+
+def _bundle_experts(directory: Path, tp_dir: Path, model: ModelSpec, tensor_parallel_size: int,
+                    data_parallel_size: int) -> BundleExperts | None:
+    """The bundle's MoE table for ``model`` (None for a dense model): ``tp<N>/moe.csv``, else ``tp1/moe.csv`` shared
+    by the N ranks (LLMServingSim profiles it at TP 1 only). A mixture of experts without one, or a dense model with
+    one, is an error naming the file."""
+    own, tp1 = tp_dir / "moe.csv", directory / "tp1" / "moe.csv"
+    if not model.is_moe:
+        for path in (own, tp1):
+            if path.is_file():
+                raise ConfigError(f"{path}: the bundle profiles a mixture of experts, but {model.name} is dense")
+        return None
+    if model.moe_layers != model.num_layers:
+        raise ConfigError(f"{directory}: {model.name} has dense MLP layers among its MoE layers "
+                          f"({model.moe_layers} of {model.num_layers} are MoE); a bundle's operators are per layer "
+                          "and cannot tell the two apart: use compute.backend 'roofline'")
+    if own.is_file():
+        return BundleExperts.load(tp_dir, model, 1, data_parallel_size)
+    if tp1.is_file():
+        return BundleExperts.load(tp1.parent, model, tensor_parallel_size, data_parallel_size)
+    raise ConfigError(f"{own}: missing: {model.name} is a mixture of experts and the bundle has no moe.csv "
+                      f"(in tp{tensor_parallel_size}/ or tp1/): a bundle profiled for a dense model?")
 
 
 def bundle_curves(frame: pd.DataFrame, axis: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:

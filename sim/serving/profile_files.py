@@ -44,6 +44,7 @@ BUNDLE_COLUMNS = {
     "dense.csv": ("layer", "tokens", "time_us"),
     "per_sequence.csv": ("layer", "sequences", "time_us"),
     "attention.csv": ("prefill_chunk", "n_decode", "kv_decode", "time_us"),
+    "moe.csv": ("tokens", "activated_experts", "time_us"),
     "skew.csv": ("n", "pc", "kp", "kvs", "kv_big", "kv_mean", "t_mean_us", "t_max_us", "t_skew_us", "alpha"),
 }
 

@@ -74,11 +74,17 @@ class WorkCounter:
     def __init__(self, roofline: RooflineCompute):
         r, m = roofline, roofline.model
         tp = r.tensor_parallel_size
+        self.roofline = r
         self.layers = m.num_layers
         self.linear_flops_per_token = 2 * r.layer_params / tp
         self.attn_flops_per_pair = r.attn_flops_per_pair
         self.layer_weight_bytes = r.layer_weight_bytes
         self.act_bytes_per_token = r.act_bytes_per_token / tp
+        self.moe_layers = m.moe_layers
+        if self.moe_layers:  # per-layer means over dense and MoE layers
+            dense, moe, layers = self.layers - self.moe_layers, self.moe_layers, self.layers
+            self.linear_flops_per_token = (dense * self.linear_flops_per_token + moe * r.moe_flops_per_token) / layers
+            self.act_bytes_per_token = (dense * self.act_bytes_per_token + moe * r.moe_act_bytes_per_token) / layers
         self.kv_bytes_per_token_layer = r.kv_bytes_per_token_layer
         self.head_flops_per_row = 2 * m.vocab_size * m.hidden_size / tp
         self.head_weight_bytes = m.vocab_size * m.hidden_size * r.dtype_bytes / tp
@@ -90,11 +96,20 @@ class WorkCounter:
         per_layer = self.linear_flops_per_token * tokens + self.attn_flops_per_pair * (w.prefill_pairs + w.decode_kv_tokens)
         return self.layers * per_layer + self.head_flops_per_row * w.logit_rows
 
+    def weight_bytes(self, w: WorkTotals) -> float:
+        """One layer's weights read over the steps (mean over layers): an MoE layer reads the experts each step's
+        tokens touch, so its share follows the steps' token counts."""
+        if not self.moe_layers:
+            return self.layer_weight_bytes * w.steps
+        moe = sum(steps * self.roofline.moe_weight_bytes(tokens) for tokens, steps in w.tokens_per_step.items())
+        dense = self.layer_weight_bytes * w.steps
+        return ((self.layers - self.moe_layers) * dense + self.moe_layers * moe) / self.layers
+
     def bytes(self, w: WorkTotals) -> float:
         """Weights read once per step and layer, activations, and the KV each step's attention reads."""
         tokens = w.prefill_tokens + w.decode_tokens
         kv = w.prefill_kv_tokens + w.decode_kv_tokens + w.decode_tokens
-        per_layer = (self.layer_weight_bytes * w.steps + self.act_bytes_per_token * tokens
+        per_layer = (self.weight_bytes(w) + self.act_bytes_per_token * tokens
                      + self.kv_bytes_per_token_layer * kv)
         return self.layers * per_layer + self.head_weight_bytes * w.steps
 
@@ -103,7 +118,8 @@ def work_counter(config: Config) -> WorkCounter:
     """The roofline's FLOP and byte counts for the configured model, GPU, dtypes and TP degree."""
     kv_dtype = config.serving.dtype if config.serving.kv_cache_dtype == "auto" else config.serving.kv_cache_dtype
     roofline = RooflineCompute(model_spec(config.model), gpu_spec(config.hardware.gpu), DTYPE_BYTES[config.serving.dtype],
-                               DTYPE_BYTES[kv_dtype], config.serving.tensor_parallel_size)
+                               DTYPE_BYTES[kv_dtype], config.serving.tensor_parallel_size,
+                               data_parallel_size=config.serving.data_parallel_size)
     return WorkCounter(roofline)
 
 

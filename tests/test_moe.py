@@ -1,0 +1,241 @@
+"""Mixture-of-experts models: distinct experts per step, the roofline's MoE layer and a bundle's moe.csv, by hand."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sim.errors import ConfigError
+from sim.serving.collectives import RingCollectives, TensorParallelComm
+from sim.serving.compute import RooflineCompute, StepShape
+from sim.serving.llmservingsim_compute import LLMServingSimCompute
+from sim.serving.moe import expected_distinct_experts
+from sim.serving.utilization import WorkCounter, WorkTotals
+from sim.specs import ModelSpec, gpu_spec, model_spec
+
+# A tiny MoE: attention 8 x (2 x 8 + 2 x 4) = 192 parameters a layer; router 8 x 8 = 64; one expert 3 x 8 x 6 = 144.
+TINY = ModelSpec(name="tiny-moe", num_layers=2, hidden_size=8, num_attention_heads=2, num_kv_heads=1, head_dim=4,
+                 intermediate_size=10, vocab_size=16, num_parameters=0, max_position_embeddings=1024, source="test",
+                 num_experts=8, num_experts_per_tok=2, moe_intermediate_size=6, num_moe_layers=2)
+
+
+def test_expected_distinct_experts_by_hand():
+    assert expected_distinct_experts(0, 2, 8) == 0
+    assert expected_distinct_experts(1, 8, 128) == pytest.approx(8)  # one token: its k experts
+    assert expected_distinct_experts(2, 2, 8) == pytest.approx(3.5)  # 8 x (1 - (3/4)^2) = 8 x 7/16
+    assert expected_distinct_experts(5, 8, 8) == 8  # every token takes every expert
+    assert expected_distinct_experts(10**6, 8, 128) == pytest.approx(128)
+
+
+@pytest.mark.parametrize("tokens, k, experts", [(2, 2, 4), (3, 2, 5), (2, 3, 6)])
+def test_expected_distinct_experts_equals_enumeration(tokens, k, experts):
+    """Mean over every equally likely routing (each token a k-subset of the experts) of the experts touched."""
+    subsets = list(itertools.combinations(range(experts), k))
+    routings = list(itertools.product(subsets, repeat=tokens))
+    mean = sum(len(set().union(*routing)) for routing in routings) / len(routings)
+    assert expected_distinct_experts(tokens, k, experts) == pytest.approx(mean, rel=1e-12)
+
+
+def test_active_parameters_by_hand():
+    # Mixtral-8x7B: 46,702,792,704 in all, less 32 layers x 6 idle experts x 3 x 4096 x 14336
+    assert model_spec("mixtral-8x7b").active_parameters == 46_702_792_704 - 32 * 6 * 3 * 4096 * 14336
+    assert model_spec("llama-3-8b").active_parameters == model_spec("llama-3-8b").num_parameters
+
+
+@pytest.mark.parametrize("fields", [
+    dict(num_experts=8, num_experts_per_tok=None, moe_intermediate_size=None, num_moe_layers=None),  # partial
+    dict(num_experts_per_tok=9),  # more experts per token than experts
+    dict(num_moe_layers=3),  # more MoE layers than layers
+])
+def test_inconsistent_moe_fields_are_refused(fields):
+    with pytest.raises(ConfigError, match="tiny-moe"):
+        dataclasses.replace(TINY, **fields)
+
+
+def _unit_gpu():
+    """1 kFLOP/s and 1 kB/s: times in ms are FLOPs and bytes."""
+    return dataclasses.replace(gpu_spec("h100-sxm"), peak_flops=1e3, memory_bandwidth=1e3)
+
+
+def test_roofline_moe_layer_by_hand():
+    r = RooflineCompute(TINY, _unit_gpu(), 2, 2, 1, flops_efficiency=1.0, bandwidth_efficiency=1.0)
+    # 2 tokens: FLOPs 2 x (192 + 2 experts x 144) x 2 tokens + 2 x 64 (router) x 2 = 1920 + 256 = 2176
+    # bytes: (192 + 64 + 3.5 distinct experts x 144) x 2 B = 1520; activations 2 x (8 + 2 x 6) x 2 B x 2 tokens = 160
+    assert r.moe_layer_time(2) == pytest.approx(((2176 / 1e3) ** 2 + (1680 / 1e3) ** 2) ** 0.5)
+    assert r.linear_layer_time(2) == pytest.approx(r.moe_layer_time(2))
+    # TP 2: projections, experts and activations halve, the router is replicated:
+    # FLOPs 1920 / 2 + 256 = 1216; bytes (96 + 64) x 2 + 3.5 x 144 x 2 / 2 + 160 / 2 = 320 + 504 + 80 = 904
+    r2 = RooflineCompute(TINY, _unit_gpu(), 2, 2, 2, flops_efficiency=1.0, bandwidth_efficiency=1.0)
+    assert r2.moe_layer_time(2) == pytest.approx(((1216 / 1e3) ** 2 + (904 / 1e3) ** 2) ** 0.5)
+
+
+def test_roofline_mixes_dense_and_moe_layers():
+    """One dense layer and one MoE layer: the step's linear time is the sum of the two layers' (the mean x 2)."""
+    mixed = dataclasses.replace(TINY, num_moe_layers=1)
+    r = RooflineCompute(mixed, _unit_gpu(), 2, 2, 1, flops_efficiency=1.0, bandwidth_efficiency=1.0)
+    # the dense layer: 192 + 3 x 8 x 10 = 432 parameters; 2 tokens: 1728 FLOPs, 864 + 2 x 2 x (8 + 10) x 2 = 1008 bytes
+    dense = ((1728 / 1e3) ** 2 + (1008 / 1e3) ** 2) ** 0.5
+    assert r.dense_layer_time(2) == pytest.approx(dense)
+    assert 2 * r.linear_layer_time(2) == pytest.approx(dense + r.moe_layer_time(2))
+
+
+def test_roofline_moe_step_and_decode_window_agree():
+    r = RooflineCompute(model_spec("qwen3-30b-a3b"), gpu_spec("h100-sxm"), 2, 2, 1)
+    first = StepShape.decode_batch([100, 200, 300])
+    times = r.decode_times(first, 3)
+    for step in range(3):
+        assert times[step] == pytest.approx(r.step_time(StepShape.decode_batch([100 + step, 200 + step, 300 + step])))
+
+
+def test_decode_reads_few_experts_and_prefill_reads_all():
+    """Qwen3-30B-A3B: one decode token reads its 8 experts' weights, a 4096-token prefill every expert's."""
+    m = model_spec("qwen3-30b-a3b")
+    r = RooflineCompute(m, gpu_spec("h100-sxm"), 2, 2, 1)
+    fixed = (m.hidden_size * (2 * 4096 + 2 * 512) + m.hidden_size * 128) * 2  # projections + router, bf16
+    assert r.moe_weight_bytes(1) == pytest.approx(fixed + 8 * 3 * 2048 * 768 * 2)
+    assert r.moe_weight_bytes(4096) == pytest.approx(fixed + 128 * 3 * 2048 * 768 * 2)
+
+
+def test_utilization_counts_the_moe_roofline():
+    """The work counter's FLOPs and bytes of one step are the roofline's own of that step."""
+    r = RooflineCompute(TINY, _unit_gpu(), 2, 2, 1, flops_efficiency=1.0, bandwidth_efficiency=1.0)
+    work = WorkTotals()
+    shape = StepShape()
+    shape.add_prefill(2, 0)
+    work.add_step(shape, 1.0)
+    counter = WorkCounter(r)
+    head = 2 * 16 * 8  # LM head FLOPs for one sequence: 2 x vocab x hidden
+    assert counter.flops(work) == pytest.approx(2 * 2176 + head + 2 * r.attn_flops_per_pair * shape.prefill_pairs)
+    kv = r.kv_bytes_per_token_layer * 2
+    assert counter.bytes(work) == pytest.approx(2 * (1680 + kv) + 16 * 8 * 2)
+
+
+# ---------------------------------------------------------------- a bundle's moe.csv
+
+MOE_CSV = "tokens,activated_experts,time_us\n1,2,10\n4,2,40\n2,4,50\n4,4,70\n"
+
+
+def _bundle(root: Path, tp: int, moe_in: int | None) -> Path:
+    """Per-layer operators of 1 us each (two norms, qkv, o), attention 5 us, LM head and sampler free."""
+    folder = root / f"tp{tp}"
+    folder.mkdir(parents=True)
+    (root / "meta.yaml").write_text(f"tp_degrees: [{tp}]\n")
+    ops = ["embedding", "final_layernorm", "layernorm", "qkv_proj", "o_proj"]
+    (folder / "dense.csv").write_text("layer,tokens,time_us\n" + "".join(f"{op},1,1\n{op},100,1\n" for op in ops))
+    (folder / "per_sequence.csv").write_text("layer,sequences,time_us\nlm_head,1,0\nlm_head,9,0\nsampler,1,0\n"
+                                             "sampler,9,0\n")
+    (folder / "attention.csv").write_text("prefill_chunk,kv_prefill,n_decode,kv_decode,time_us\n"
+                                          "0,0,1,16,5\n0,0,1,32,5\n0,0,8,16,5\n0,0,8,32,5\n")
+    if moe_in is not None:
+        (root / f"tp{moe_in}").mkdir(exist_ok=True)
+        (root / f"tp{moe_in}" / "moe.csv").write_text(MOE_CSV)
+    return root
+
+
+def test_bundle_moe_step_by_hand(tmp_path):
+    model = LLMServingSimCompute.load(_bundle(tmp_path, 1, 1), TINY, 1)
+    shape = StepShape.decode_batch([16, 16])
+    # 2 tokens touch 8 x (1 - (3/4)^2) = 3.5 experts: between the 2- and 4-expert rows (weight 3/4); at 2 tokens the
+    # 2-expert row gives 20 us (between 10 at 1 and 40 at 4), the 4-expert row 50 us: 20 + 0.75 x 30 = 42.5 us
+    assert model.experts.layer_time(2) == pytest.approx(42.5e-6)
+    # per layer: 4 operators (two norms, qkv, o) + attention 5 + MoE 42.5; 2 layers; embedding + final norm 2
+    assert model.step_time(shape) == pytest.approx((2 * (4 + 5 + 42.5) + 2) * 1e-6)
+    assert model.decode_times(shape, 1)[0] == pytest.approx(model.step_time(shape))
+    # below the grid the nearest row (1 token touches 2 experts: 10 us), above it the last segment extended
+    assert model.experts.layer_time(1) == pytest.approx(10e-6)
+    # 8 tokens: 8 x (1 - (3/4)^8) = 7.20 experts, past the 4-expert row: extrapolated from the 2- and 4-expert rows
+    # at 8 tokens (2: 40 + 4 x 10 = 80 us; 4: 70 + 4 x 10 = 110 us)
+    activated = 8 * (1 - 0.75**8)
+    assert model.experts.layer_time(8) == pytest.approx((80 + (activated - 2) / 2 * 30) * 1e-6)
+
+
+def test_bundle_at_tp2_shares_the_tp1_moe_table(tmp_path):
+    """LLMServingSim profiles moe.csv at TP 1 only; at TP 2 each rank takes half the tokens and half the experts."""
+    model = LLMServingSimCompute.load(_bundle(tmp_path, 2, 1), TINY, 2)
+    # 4 tokens touch 8 x (1 - (3/4)^4) = 5.46875 experts; a rank: 2 tokens over 2.734375 experts, between the
+    # 2- and 4-expert rows with weight 0.3671875: 20 + 0.3671875 x 30 us
+    assert model.experts.layer_time(4) == pytest.approx((20 + 0.3671875 * 30) * 1e-6)
+    # a table measured at TP 2 itself is read as it is, like the bundle's other tp2 tables
+    own = LLMServingSimCompute.load(_bundle(tmp_path / "own", 2, 2), TINY, 2)
+    assert own.experts.layer_time(2) == pytest.approx(42.5e-6)
+
+
+def test_bundle_and_model_must_agree_on_experts(tmp_path):
+    with pytest.raises(ConfigError, match="moe.csv: missing: tiny-moe is a mixture of experts"):
+        LLMServingSimCompute.load(_bundle(tmp_path / "a", 1, None), TINY, 1)
+    with pytest.raises(ConfigError, match="moe.csv: the bundle profiles a mixture of experts, but llama-3-8b is dense"):
+        LLMServingSimCompute.load(_bundle(tmp_path / "b", 1, 1), model_spec("llama-3-8b"), 1)
+    with pytest.raises(ConfigError, match="up to 4 activated experts, but .* has 2 experts"):
+        LLMServingSimCompute.load(_bundle(tmp_path / "c", 1, 1), dataclasses.replace(TINY, num_experts=2), 1)
+    with pytest.raises(ConfigError, match="dense MLP layers among its MoE layers"):
+        LLMServingSimCompute.load(_bundle(tmp_path / "d", 1, 1), dataclasses.replace(TINY, num_moe_layers=1), 1)
+
+
+# ---------------------------------------------------------------- data-parallel groups sharing the experts
+
+
+def test_data_parallel_rank_reads_its_share_of_the_groups_experts():
+    r = RooflineCompute(TINY, _unit_gpu(), 2, 2, 1, flops_efficiency=1.0, bandwidth_efficiency=1.0,
+                        data_parallel_size=2)
+    # 1 token here, 2 in the group: 3.5 experts touched, half of them on this GPU: (192 + 64 + 1.75 x 144) x 2 B
+    assert r.moe_weight_bytes(1) == pytest.approx((192 + 64 + 1.75 * 144) * 2)
+    # FLOPs are this rank's share of the group's pairs: the same as without the group
+    alone = RooflineCompute(TINY, _unit_gpu(), 2, 2, 1, flops_efficiency=1.0, bandwidth_efficiency=1.0)
+    assert r.moe_flops_per_token == alone.moe_flops_per_token
+
+
+def test_data_parallel_exchange_replaces_the_moe_all_reduce():
+    ring = RingCollectives(bandwidth=1e9, step_latency=0.0)
+    # TP 1, D 2: no all-reduces; per MoE layer an all-gather and a reduce-scatter of the group's 2 x 3 tokens x 16 B
+    # over 2 GPUs, one ring step of 48 B each: 2 layers x 2 x 48 ns
+    comm = TensorParallelComm(ring, 1, 2, 16, 32, moe_layers=2, data_parallel_size=2)
+    assert comm.step_time(3, 1) == pytest.approx(2 * 2 * 48e-9)
+    # TP 2, D 2: the attention all-reduces (2) and the embedding's (1) over 2 GPUs: 2 steps of 24 B; the logits'
+    # all-gather: 1 step of 16 B; the exchange over 4 GPUs: 3 steps of 24 B
+    comm = TensorParallelComm(ring, 2, 2, 16, 32, moe_layers=2, data_parallel_size=2)
+    assert comm.step_time(3, 1) == pytest.approx((3 * 2 * 24 + 16 + 2 * 2 * 3 * 24) * 1e-9)
+    # a dense model's comm ignores the group
+    dense = TensorParallelComm(ring, 2, 2, 16, 32)
+    assert dense.step_time(3, 1) == pytest.approx((5 * 2 * 24 + 16) * 1e-9)
+
+
+def test_data_parallel_group_holds_the_experts_once():
+    m = model_spec("qwen3-30b-a3b")
+    experts = 48 * 128 * 3 * 2048 * 768  # 28,991,029,248 routed-expert parameters
+    assert m.weight_bytes_per_gpu(2, 1, 4) == pytest.approx((30_532_122_624 - experts + experts / 4) * 2)
+    assert m.weight_bytes_per_gpu(2, 2, 4) == pytest.approx((30_532_122_624 - experts + experts / 4) * 2 / 2)
+    assert model_spec("llama-3-8b").weight_bytes_per_gpu(2, 2, 4) == 8_030_261_248  # dense: TP only
+
+
+def test_bundle_data_parallel_rank_looks_up_its_share(tmp_path):
+    model = LLMServingSimCompute.load(_bundle(tmp_path, 1, 1), TINY, 1, data_parallel_size=2)
+    # 2 tokens here, 4 in the group: 5.46875 experts, 2.734375 on this rank, looked up at this rank's 2 tokens
+    assert model.experts.layer_time(2) == pytest.approx((20 + 0.3671875 * 30) * 1e-6)
+
+
+def test_check_calibration_fits_moe_csv_against_the_router_and_experts(tmp_path):
+    """A bundle's moe.csv is checked like its other tables; its roofline reference is the router and the
+    row's experts alone, and dense.csv's (no MLP in an MoE bundle) the attention projections alone."""
+    from sim.config import load_config
+    from sim.serving.calibration import _bundle_tables
+
+    bundle = _bundle(tmp_path, 1, None)
+    (bundle / "tp1" / "moe.csv").write_text("tokens,activated_experts,time_us\n1,8,50\n2,8,56\n4,8,57\n2,16,135\n")
+    config = load_config(None, sets=["model=qwen3-30b-a3b", "compute.backend=profiled", f"compute.profile={bundle}"])
+    fits = {fit.table: fit for fit in _bundle_tables(bundle, config)}
+    moe = fits["tp1/moe.csv (one MoE block)"]
+    assert len(moe.measured) == 4 and moe.measured[0] == pytest.approx(50e-6)
+    # 1 token, 8 experts (H100 at 0.6 x 989.4 TFLOP/s, 0.8 x 3.35 TB/s): FLOPs 2 x (8 x 3 x 2048 x 768 + 2048 x 128)
+    # = 76,021,760; bytes (2048 x 128 + 8 x 4,718,592) x 2 + 2 x (2048 + 8 x 768) x 2 = 76,054,528
+    expected = np.hypot(76_021_760 / (0.6 * 989.4e12), 76_054_528 / (0.8 * 3350e9))
+    first = moe.keys.to_dict("records").index({"activated_experts": 8, "tokens": 1})
+    assert moe.reference[first] == pytest.approx(expected)
+    # the 8-expert row's middle point, predicted from its neighbours at 1 and 4 tokens: 50 + (57 - 50) / 3 us
+    second = moe.keys.to_dict("records").index({"activated_experts": 8, "tokens": 2})
+    assert moe.model[second] == pytest.approx((50 + (57 - 50) / 3) * 1e-6)
+    dense = fits["tp1/dense.csv (one layer's operators)"]
+    assert "attention projections" in dense.reference_method
