@@ -6,8 +6,9 @@ A measured run is a folder in LLMServingSim's ``bench/examples/<GPU>/<model>/`` 
 LLMServingSim replayed it too, ``validation/summary.txt`` — whose prediction is then printed beside kvsim's, the
 peer's error next to ours. The run is replayed in single-node mode on the trace the server was fed, with the
 engine that ``meta.json`` states (``engine_overlay``: model and GPU by their own names, TP, data-parallel
-instances, engine limits, KV blocks; no offloading tiers; for TP > 1 the GPU link as LLMServingSim's
-``config.json`` beside it states it, unless the bundle measured its collectives) and the profile bundle given,
+instances, engine limits, KV blocks; no offloading tiers; where GPUs exchange data (TP > 1, or a data-parallel
+group sharing experts) the GPU link as LLMServingSim's ``config.json`` beside it states it, unless the bundle
+measured its collectives) and the profile bundle given,
 or with ``--overlay`` instead. Definitions as ``tests/test_validation_vllm.py``. Defaults: the bundled RTX 4090 run. From the
 repository root::
 
@@ -80,8 +81,11 @@ def engine_overlay(run: Path, profile: Path | None) -> dict[str, Any]:
         "block_size": kv.get("block_size", 16), "enable_prefix_caching": kv.get("enable_prefix_caching", True),
         "gpu_memory_utilization": kv.get("gpu_memory_utilization", 0.9), "num_gpu_blocks": kv.get("num_gpu_blocks"),
     }
+    model = engine.get("model") or meta["model"]
+    if dp > 1 and _is_moe(model):
+        serving["data_parallel_size"] = dp  # the group's ranks share the experts (vLLM's DP with MoE layers)
     overlay: dict[str, Any] = {
-        "model": engine.get("model") or meta["model"],
+        "model": model,
         "hardware": {"gpu": gpu, "gpus_per_node": tp * dp},
         "serving": {k: v for k, v in serving.items() if v is not None},
         # vLLM without CPU offloading (num_cpu_blocks null): HBM only
@@ -90,9 +94,16 @@ def engine_overlay(run: Path, profile: Path | None) -> dict[str, Any]:
     if profile is not None:
         overlay["compute"] = {"backend": "profiled", "profile": str(profile.resolve())}
     link = _stated_link(run)
-    if tp > 1 and link is not None and (profile is None or bundle_hardware_yaml(profile) is None):
+    if (tp > 1 or "data_parallel_size" in serving) and link is not None and (profile is None or bundle_hardware_yaml(profile) is None):
         overlay["hardware"].update(gpu_link_gbps=link[0], gpu_link_latency_us=link[1])
     return overlay
+
+
+def _is_moe(model: str) -> bool:
+    from sim.specs import canonical_model, model_spec
+
+    name = canonical_model(model)
+    return name is not None and model_spec(name).is_moe
 
 
 def _stated_link(run: Path) -> tuple[float, float] | None:
