@@ -95,13 +95,15 @@ def resolve_config(args: argparse.Namespace) -> Config:
 
 def check_config_for_mode(args: argparse.Namespace, config: Config, mode: str, policies: list[str]) -> None:
     """Flags and settings that only make sense together with others, judged on the resolved config."""
+    from sim.cache.access import policies_in_use
     from sim.cache.policies import POLICIES
 
     if config.workload.trace is None:
         for dest in ("workload_format", "workload_time_unit", "strict_workload_validation"):
             if getattr(args, dest) is not None and getattr(args, dest) is not False:
                 raise InputError(f"{flag_name(dest)} applies to a trace file; no --workload-trace is given (synthetic workload)")
-    if args.allow_train_test_overlap and not any(POLICIES[p].needs_predictions for p in policies):
+    if args.allow_train_test_overlap and not any(POLICIES[q].needs_predictions
+                                                 for p in policies for q in policies_in_use(config, p)):
         raise InputError(f"--allow-train-test-overlap applies only to a learned policy (runs: {', '.join(policies)})")
     if mode in SERVING:
         from sim.cache.tiers import hbm_capacity_blocks

@@ -72,3 +72,19 @@ def test_multi_tier_report_counts_per_tier(run_cli, tmp_path):
 def test_unknown_policy_exits_2(run_cli):
     status, _, err = run_cli("--cache-only", "--workload-trace", BUNDLED_AZURE, "--policy", "lru,bogus", "--no-plot")
     assert status == 2 and "bogus" in err and "valid policies" in err
+
+
+@pytest.mark.parametrize("mode", ["--cache-only", "--pd"])
+def test_a_tier_policy_gets_the_data_it_needs(run_cli, tmp_path, mode):
+    # Belady named for a tier only (cache.tiers.hbm.policy, cache.policy lru) once exited 2: the run
+    # prepared the future of the stream only for cache.policy. With HBM the only tier, it is the
+    # same cache as cache.policy=belady, hit for hit.
+    base = (mode, "--preset", "smoke", "--set", "workload.synthetic.kind=multi-turn",
+            "--set", "workload.synthetic.num_requests=200", "--set", "workload.synthetic.think_time_median_s=2",
+            "--set", "serving.num_gpu_blocks=300", "--set", "cache.tiers.dram.capacity_gib=0",
+            "--set", "cache.tiers.ssd.capacity_gib=0")
+    everywhere = _report(run_cli, tmp_path, "a", *base, "--set", "cache.policy=belady")["runs"][0]["metrics"]
+    tier_only = _report(run_cli, tmp_path, "b", *base, "--set", "cache.policy=lru",
+                        "--set", "cache.tiers.hbm.policy=belady")["runs"][0]["metrics"]
+    lru = _report(run_cli, tmp_path, "c", *base, "--set", "cache.policy=lru")["runs"][0]["metrics"]
+    assert tier_only == everywhere and everywhere["hits"] > lru["hits"]

@@ -112,6 +112,19 @@ def test_small_kv_memory_preempts_and_still_finishes():
     assert (requests.last_token >= requests.first_token).all()
 
 
+def test_decode_preemption_with_one_sequence_slot_still_finishes():
+    # PD, one sequence slot and 10 KV blocks of 16 tokens per instance, three 64 + 90-token requests
+    # (each fits alone): the decode instance preempts its running request while the next one's KV
+    # holds blocks in the ready queue; that one must take the freed slot, not leave the instance idle
+    n = 3
+    trace = make_trace(np.arange(n) * 1e-3, [64] * n, [90] * n)
+    config = load_config(None, sets=["pd.num_prefill=1", "pd.num_decode=1", "serving.num_gpu_blocks=10",
+                                     "serving.max_num_seqs=1"])
+    result, requests = run_serving(trace, config, "pd")
+    assert result.metrics["requests_completed"] == n and result.metrics["preemptions"] > 0
+    assert np.isfinite(requests.last_token).all() and (requests.last_token > requests.first_token).all()
+
+
 def test_request_larger_than_memory_fails_loudly():
     trace = make_trace([0.0], [5000], [10])
     config = load_config(None, sets=["serving.num_instances=1", "serving.num_gpu_blocks=100"])

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import numpy as np
 
 from sim.config import Config
@@ -38,6 +40,13 @@ def _next_uses(stream, latest, out):
         key = stream[t]
         out[t] = latest[key]
         latest[key] = t
+
+
+def policies_in_use(config: Config, policy: str) -> list[str]:
+    """The eviction policies of a run whose tiers default to ``policy``: it and each tier's own
+    (``cache.tiers.<tier>.policy``), so the data a clairvoyant or learned tier needs is prepared."""
+    tiers = config.cache.tiers
+    return [policy, *(tier.policy for tier in (getattr(tiers, f.name) for f in fields(tiers)) if tier.policy)]
 
 
 def block_id_space(trace: Trace) -> int:

@@ -6,7 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from sim.cache.access import access_semantics, block_id_space, learned_predictions, next_use_index
+from sim.cache.access import (access_semantics, block_id_space, learned_predictions, next_use_index,
+                              policies_in_use)
 from sim.cache.arena import TierArena
 from sim.cache.multitier import CachePlugins, MultiTierCache, build_cache
 from sim.config import Config
@@ -110,16 +111,17 @@ def run_cache_only(trace: Trace, config: Config, policies: list[str], progress: 
         policy_class(name)  # fail fast on an unknown name
     semantics = access_semantics(config, "plain")
     next_use = predicted = model = None
-    if any(POLICIES[p].needs_future for p in policies):
+    in_use = [POLICIES[p] for name in policies for p in policies_in_use(config, name)]
+    if any(kind.needs_future for kind in in_use):
         next_use = next_use_index(trace.access_stream())
-    if any(POLICIES[p].needs_predictions for p in policies):
+    if any(kind.needs_predictions for kind in in_use):
         model, predicted = learned_predictions(trace, config)
     runs = []
     for name in policies:
         cache, hit_tier = replay(trace, config, name, semantics, config.cache.capacity_blocks, next_use, progress,
                                  predicted)
         metrics = cache_metrics(trace, cache, hit_tier, semantics)
-        if POLICIES[name].needs_predictions:
+        if any(POLICIES[p].needs_predictions for p in policies_in_use(config, name)):
             metrics["learned_model"] = model.describe()
             top = cache.tiers[0].policy
             if hasattr(top, "summary"):  # which expert the top tier followed (the safety net)

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from sim.cache.access import access_semantics, block_id_space, learned_predictions, next_use_index
+from sim.cache.access import (access_semantics, block_id_space, learned_predictions, next_use_index,
+                              policies_in_use)
 from sim.cache.arena import TierArena
 from sim.cache.multitier import build_cache
 from sim.cache.policies import POLICIES
@@ -67,9 +68,9 @@ class ServingRun:
         self.completed = 0
         self.block_bytes = kv_block_bytes(config)
         policy = config.cache.policy
-        kind = POLICIES.get(policy)
-        next_use = next_use_index(trace.access_stream()) if kind and kind.needs_future else None
-        self._predicted = learned_predictions(trace, config)[1] if kind and kind.needs_predictions else None
+        kinds = [POLICIES[p] for p in policies_in_use(config, policy) if p in POLICIES]
+        next_use = next_use_index(trace.access_stream()) if any(k.needs_future for k in kinds) else None
+        self._predicted = learned_predictions(trace, config)[1] if any(k.needs_predictions for k in kinds) else None
         # Every tier of the run (each instance's HBM, the shared lower tiers) lives in one arena,
         # whose arrays are sized by the trace's block-id space.
         self.num_blocks = block_id_space(trace)

@@ -209,7 +209,19 @@ class Scheduler:
     # --------------------------------------------------------------- single steps
 
     def schedule(self, now: float) -> StepBatch | None:
-        """The next step's batch (None: nothing to run)."""
+        """The next step's batch (None: nothing to run).
+
+        A step whose preemptions left it empty is planned again: the freed slots and blocks go to the
+        requests that can use them (a decode instance's ``ready`` ones hold their blocks and can finish),
+        else the instance would go idle with work queued and nothing to wake it."""
+        while True:
+            batch, preempted = self._plan(now)
+            if batch is not None or not preempted:
+                return batch
+            self.admit_ready()
+
+    def _plan(self, now: float) -> tuple[StepBatch | None, bool]:
+        """One attempt at the next step's batch, and whether it preempted a request."""
         kv = self.kv
         pool = kv.pool
         budget = self.max_tokens
@@ -270,8 +282,8 @@ class Scheduler:
             budget -= n
             shape.add_prefill(n, cached)
         if not batch:
-            return None
-        return StepBatch(batch, shape, load_total)
+            return None, preempted
+        return StepBatch(batch, shape, load_total), preempted
 
     def finish_step(self, batch: StepBatch, now: float) -> list[Job]:
         """The step is done: chunks and tokens recorded; returns the jobs that leave (finished, or
