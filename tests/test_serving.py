@@ -125,6 +125,21 @@ def test_decode_preemption_with_one_sequence_slot_still_finishes():
     assert np.isfinite(requests.last_token).all() and (requests.last_token > requests.first_token).all()
 
 
+def test_decode_side_preemption_keeps_the_prefill_admission():
+    # PD, six 32-block prompts at once, 100 KV blocks per instance: the decode instance preempts and
+    # recomputes; each request's admission (scheduled time, instance, breakdown) stays its prefill's
+    n = 6
+    blocks = [list(range(i * 100, i * 100 + 32)) for i in range(n)]
+    trace = make_trace(np.zeros(n), [512] * n, [300] * n, block_lists=blocks)
+    config = load_config(None, sets=["pd.num_prefill=1", "pd.num_decode=1", "serving.num_gpu_blocks=100"])
+    result, requests = run_serving(trace, config, "pd")
+    assert result.metrics["preemptions"] > 0 and result.metrics["requests_completed"] == n
+    assert requests.instance.tolist() == [0] * n and requests.decode_instance.tolist() == [1] * n
+    assert (requests.scheduled <= requests.prefill_done).all()
+    assert all((v >= 0).all() for v in requests.breakdown().values())
+    assert (requests.cached_tokens < requests.input_tokens).all()
+
+
 def test_request_larger_than_memory_fails_loudly():
     trace = make_trace([0.0], [5000], [10])
     config = load_config(None, sets=["serving.num_instances=1", "serving.num_gpu_blocks=100"])

@@ -173,8 +173,10 @@ class ServingRun:
             if self.config.pd.transfer == "pull":  # the decode side pulls only when it has a sequence slot
                 targets = [d for d in targets if d.has_free_slot]
             source_job = job
+            # admitted (scheduled, hits counted) on the prefill instance: a preemption on the decode
+            # instance recomputes it there without recording a second admission over the first
             dest_job = Job(job.rid, job.input_tokens, job.output_tokens, job.blocks, job.position, target=job.input_tokens,
-                           chain=job.chain)
+                           chain=job.chain, admitted_once=True)
             for dest in targets:
                 blocks = dest.reserve(dest_job)
                 if blocks is not None:
