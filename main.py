@@ -115,6 +115,10 @@ def check_config_for_mode(args: argparse.Namespace, config: Config, mode: str, p
         from sim.config_rules import single_node_fits
 
         single_node_fits(config)
+    if mode == "pd":
+        from sim.config_rules import pd_groups_fit
+
+        pd_groups_fit(config)
     if mode == "cluster":
         from sim.cluster.topology import Topology
 

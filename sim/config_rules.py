@@ -74,6 +74,12 @@ def _data_parallel_fits(c: Config) -> None:
                           f"GPUs of one node; one node has 'hardware.gpus_per_node'={gpus}")
 
 
+def pd_groups_fit(c: Config) -> None:
+    """PD's prefill and decode pools each split into whole data-parallel groups."""
+    data_parallel_groups_fit(c, {"config key 'pd.num_prefill'": c.pd.num_prefill,
+                                 "config key 'pd.num_decode'": c.pd.num_decode})
+
+
 def data_parallel_groups_fit(c: Config, instances: dict[str, int]) -> None:
     """Each pool of instances (named by the keys that size it) splits into whole data-parallel groups."""
     dp = c.serving.data_parallel_size
