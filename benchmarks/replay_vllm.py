@@ -8,9 +8,8 @@ peer's error next to ours. The run is replayed in single-node mode on the trace 
 engine that ``meta.json`` states (``engine_overlay``: model and GPU by their own names, TP, data-parallel
 instances, engine limits, KV blocks; no offloading tiers; where GPUs exchange data (TP > 1, or a data-parallel
 group sharing experts) the GPU link as LLMServingSim's ``config.json`` beside it states it, unless the bundle
-measured its collectives) and the profile bundle given,
-or with ``--overlay`` instead. Definitions as ``tests/test_validation_vllm.py``. Defaults: the bundled RTX 4090 run. From the
-repository root::
+measured its collectives) and the profile bundle given, or with ``--overlay`` instead. Definitions as
+``tests/test_validation_vllm.py``. Defaults: the bundled RTX 4090 run. From the repository root::
 
     python benchmarks/replay_vllm.py [--run DIR --trace JSONL [--profile BUNDLE | --overlay YAML]] [--set K=V ...]
 """
@@ -31,6 +30,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from sim.serving.collectives import bundle_hardware_yaml  # noqa: E402 (after the path)
+from sim.specs import canonical_model, model_spec  # noqa: E402
+
+DTYPES = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "float32": "fp32", "auto": "bf16"}
 
 SHARED = REPO.parent / "shared" / "data"
 STATS = {"mean": np.mean, "p50": np.median, "p99": lambda x: np.percentile(x, 99)}
@@ -63,9 +65,6 @@ def peer_prediction(summary: Path) -> dict[tuple[str, str], float]:
     return {key: rows[name] for key, name in PEER_ROWS.items() if name in rows}
 
 
-DTYPES = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "float32": "fp32", "auto": "bf16"}
-
-
 def engine_overlay(run: Path, profile: Path | None) -> dict[str, Any]:
     """The served engine as a kvsim config layer, from the run's ``vllm/meta.json`` (and LLMServingSim's
     ``config.json`` for the GPU when meta.json lacks it)."""
@@ -77,7 +76,8 @@ def engine_overlay(run: Path, profile: Path | None) -> dict[str, Any]:
         gpu = json.loads((run / "config.json").read_text())["nodes"][0]["instances"][0]["hardware"]
     serving: dict[str, Any] = {
         "tensor_parallel_size": tp, "num_instances": dp, "dtype": DTYPES[str(engine.get("dtype", "auto"))],
-        "max_num_seqs": engine.get("max_num_seqs", 256), "max_num_batched_tokens": engine.get("max_num_batched_tokens"),
+        "max_num_seqs": engine.get("max_num_seqs", 256),
+        "max_num_batched_tokens": engine.get("max_num_batched_tokens"),
         "block_size": kv.get("block_size", 16), "enable_prefix_caching": kv.get("enable_prefix_caching", True),
         "gpu_memory_utilization": kv.get("gpu_memory_utilization", 0.9), "num_gpu_blocks": kv.get("num_gpu_blocks"),
     }
@@ -94,14 +94,13 @@ def engine_overlay(run: Path, profile: Path | None) -> dict[str, Any]:
     if profile is not None:
         overlay["compute"] = {"backend": "profiled", "profile": str(profile.resolve())}
     link = _stated_link(run)
-    if (tp > 1 or "data_parallel_size" in serving) and link is not None and (profile is None or bundle_hardware_yaml(profile) is None):
+    measured = profile is not None and bundle_hardware_yaml(profile) is not None
+    if (tp > 1 or "data_parallel_size" in serving) and link is not None and not measured:
         overlay["hardware"].update(gpu_link_gbps=link[0], gpu_link_latency_us=link[1])
     return overlay
 
 
 def _is_moe(model: str) -> bool:
-    from sim.specs import canonical_model, model_spec
-
     name = canonical_model(model)
     return name is not None and model_spec(name).is_moe
 

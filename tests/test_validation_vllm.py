@@ -56,7 +56,8 @@ def test_the_engine_read_from_meta_json_is_the_hand_written_overlay(shared_data,
     spec.loader.exec_module(replay)
     run = shared_data / "validation" / "llmservingsim_rtx4090_llama31_8b"
     overlay = tmp_path / "engine.yaml"
-    overlay.write_text(json.dumps(replay.engine_overlay(run, shared_data / "profiles" / "llmservingsim_rtx4090_llama31_8b")))
+    bundle = shared_data / "profiles" / "llmservingsim_rtx4090_llama31_8b"
+    overlay.write_text(json.dumps(replay.engine_overlay(run, bundle)))
     derived, written = load_config(None, overlays=[overlay]), load_config(None, overlays=[OVERLAY])
     assert (derived.model, derived.hardware, derived.cache) == (written.model, written.hardware, written.cache)
     assert derived.serving == written.serving
