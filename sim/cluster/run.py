@@ -158,6 +158,11 @@ class ClusterRun(ServingRun):
             self.nic[node] = self._link(self.net)
         return self.node_tiers[node]
 
+    def _group_key(self, index: int) -> tuple[int, int]:
+        """D consecutive slots of one rack's pool (PD: the prefill slots, a whole number of groups, first)."""
+        rack = index // self.topo.instances_per_rack
+        return rack, (index - rack * self.topo.instances_per_rack) // self.config.serving.data_parallel_size
+
     def instance(self, inst_id: int) -> Instance:
         """The instance ``inst_id``, built (with its node's and rack's state) the first time it is needed."""
         inst = self.insts.get(inst_id)

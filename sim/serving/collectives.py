@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from sim.errors import ConfigError
+from sim.serving.moe import DataParallelShare, group_tokens
 from sim.serving.profile_files import read_profile_csv, read_profile_yaml
 from sim.specs import LinkSpec
 
@@ -224,8 +225,9 @@ class TensorParallelComm:
     moe_layers: int = 0  # layers whose MLP is a mixture of experts
     data_parallel_size: int = 1  # instances sharing those layers' experts (1: none)
 
-    def step_time(self, tokens: int, logit_rows: int) -> float:
-        """Seconds of communication in a step of ``tokens`` tokens whose ``logit_rows`` sequences go through the LM head."""
+    def step_time(self, tokens: int, logit_rows: int, share: DataParallelShare | None = None) -> float:
+        """Seconds of communication in a step of ``tokens`` tokens whose ``logit_rows`` sequences go through the LM
+        head; ``share``: the data-parallel group's tokens in a lockstep step (None: D ranks of ``tokens`` each)."""
         dp = self.data_parallel_size if self.moe_layers else 1
         if (self.ranks <= 1 and dp <= 1) or tokens <= 0:
             return 0.0
@@ -233,7 +235,7 @@ class TensorParallelComm:
         exchange = 0.0
         if dp > 1:  # the MoE layers' all-reduces give way to the group's all-gather and reduce-scatter
             all_reduces -= self.moe_layers
-            group = self.collectives.all_gather(dp * tokens * self.hidden_bytes, dp * self.ranks)
+            group = self.collectives.all_gather(group_tokens(tokens, dp, share) * self.hidden_bytes, dp * self.ranks)
             exchange = 2 * self.moe_layers * group
         return (all_reduces * self.collectives.all_reduce(tokens * self.hidden_bytes, self.ranks)
                 + self.collectives.all_gather(logit_rows * self.logit_bytes, self.ranks) + exchange)

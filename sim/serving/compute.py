@@ -24,8 +24,9 @@ experts; FLOPs count each token's ``num_experts_per_tok`` experts, weight bytes 
 the step's tokens touch, their uniform-routing expectation (``sim.serving.moe``). Experts are
 sharded over TP ranks as vLLM's ``FusedMoE`` does without expert parallelism (each expert's
 width / TP on every rank), and with ``data_parallel_size`` D > 1 over the D × TP GPUs of a
-data-parallel group (``sim.serving.moe``: the group's D × T tokens, this GPU's 1/(D × TP) of the
-expert weights they touch).
+data-parallel group (``sim.serving.moe``: the group's tokens, this GPU's 1/(D × TP) of the token-expert
+pairs and of the expert weights they touch). ``step_time``'s ``share`` gives a lockstep step's own padded
+tokens and the group's (``sim.serving.data_parallel``); without it the group is D ranks like this one.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import numpy as np
 
 from sim.errors import ConfigError
 from sim.serving.collectives import TensorParallelComm
-from sim.serving.moe import group_experts
+from sim.serving.moe import DataParallelShare, group_tokens, rank_experts
 from sim.specs import GPUSpec, ModelSpec
 
 
@@ -94,11 +95,13 @@ class StepShape:
 class ComputeModel(Protocol):
     name: str
 
-    def step_time(self, shape: StepShape) -> float: ...
+    def step_time(self, shape: StepShape, share: DataParallelShare | None = None) -> float:
+        """Seconds of one step; ``share``: this rank's part in a data-parallel group's lockstep step."""
+        ...
 
-    def decode_times(self, first: StepShape, steps: int) -> np.ndarray:
+    def decode_times(self, first: StepShape, steps: int, share: DataParallelShare | None = None) -> np.ndarray:
         """Times of ``steps`` consecutive decode-only steps, the first of shape ``first`` and each next one with
-        one more KV token in every sequence; equals ``step_time`` of each such step."""
+        one more KV token in every sequence; equals ``step_time`` of each such step (with the same ``share``)."""
         ...
 
 
@@ -145,8 +148,9 @@ class RooflineCompute:
             # per MoE layer and GPU: projections and experts split over TP, the router replicated
             attn_params = m.hidden_size * (2 * q_dim + 2 * kv_dim)
             router_params = m.hidden_size * m.num_experts
-            self.moe_flops_per_token = 2 * (attn_params + m.num_experts_per_tok * m.expert_parameters) / tp + \
-                2 * router_params
+            self.moe_own_flops_per_token = 2 * attn_params / tp + 2 * router_params  # per token of its own
+            self.expert_flops_per_token = 2 * m.num_experts_per_tok * m.expert_parameters / tp  # per routed token
+            self.moe_flops_per_token = self.moe_own_flops_per_token + self.expert_flops_per_token
             self.moe_fixed_bytes = (attn_params / tp + router_params) * self.dtype_bytes
             self.attn_params, self.router_params = attn_params, router_params
             self.expert_bytes = m.expert_parameters * self.dtype_bytes / tp
@@ -159,15 +163,18 @@ class RooflineCompute:
         traffic = self.layer_weight_bytes + tokens * self.act_bytes_per_token / self.tensor_parallel_size
         return _combine(flops / self.peak, traffic / self.bandwidth)
 
-    def moe_weight_bytes(self, tokens: int) -> float:
+    def moe_weight_bytes(self, tokens: int, share: DataParallelShare | None = None) -> float:
         """Weights one MoE layer reads for a step of ``tokens`` tokens: projections, router and this GPU's share
-        of the expected distinct experts (of the data-parallel group's tokens: ``group_experts``)."""
-        return self.moe_fixed_bytes + self.expert_bytes * group_experts(tokens, self.model, self.data_parallel_size)
+        of the expected distinct experts the data-parallel group's tokens touch (``rank_experts``)."""
+        dp = self.data_parallel_size
+        return self.moe_fixed_bytes + self.expert_bytes * rank_experts(group_tokens(tokens, dp, share), self.model, dp)
 
-    def moe_layer_time(self, tokens: int) -> float:
-        """One MoE layer's projections, router and experts for ``tokens`` tokens."""
-        flops = self.moe_flops_per_token * tokens
-        traffic = self.moe_weight_bytes(tokens) + tokens * self.moe_act_bytes_per_token
+    def moe_layer_time(self, tokens: int, share: DataParallelShare | None = None) -> float:
+        """One MoE layer's projections and router for ``tokens`` tokens, and this GPU's share of the experts' work
+        on the group's tokens (``share``; None: D ranks of ``tokens`` each)."""
+        routed = group_tokens(tokens, self.data_parallel_size, share) / self.data_parallel_size
+        flops = self.moe_own_flops_per_token * tokens + self.expert_flops_per_token * routed
+        traffic = self.moe_weight_bytes(tokens, share) + routed * self.moe_act_bytes_per_token
         return _combine(flops / self.peak, traffic / self.bandwidth)
 
     def moe_block_time(self, tokens: int, experts: float) -> float:
@@ -187,14 +194,14 @@ class RooflineCompute:
         traffic = (self.attn_params * self.dtype_bytes + 2 * tokens * self.model.hidden_size * self.dtype_bytes) / tp
         return _combine(flops / self.peak, traffic / self.bandwidth)
 
-    def linear_layer_time(self, tokens: int) -> float:
+    def linear_layer_time(self, tokens: int, share: DataParallelShare | None = None) -> float:
         """One layer's projections and MLP for ``tokens`` tokens; the mean over the layers when some are MoE."""
         m = self.model
         if not m.is_moe:
             return self.dense_layer_time(tokens)
         dense_layers = m.num_layers - m.moe_layers
         dense = self.dense_layer_time(tokens) if dense_layers else 0.0
-        return (dense_layers * dense + m.moe_layers * self.moe_layer_time(tokens)) / m.num_layers
+        return (dense_layers * dense + m.moe_layers * self.moe_layer_time(tokens, share)) / m.num_layers
 
     def attention_layer_time(self, shape: StepShape) -> float:
         pairs = shape.prefill_pairs + shape.decode_kv_tokens
@@ -212,16 +219,16 @@ class RooflineCompute:
         traffic = m.vocab_size * m.hidden_size * self.dtype_bytes / tp
         return _combine(flops / self.peak, traffic / self.bandwidth)
 
-    def comm_time(self, tokens: int, logit_rows: int) -> float:
-        return 0.0 if self.comm is None else self.comm.step_time(tokens, logit_rows)
+    def comm_time(self, tokens: int, logit_rows: int, share: DataParallelShare | None = None) -> float:
+        return 0.0 if self.comm is None else self.comm.step_time(tokens, logit_rows, share)
 
-    def step_time(self, shape: StepShape) -> float:
-        tokens = shape.tokens
-        if tokens == 0:
+    def step_time(self, shape: StepShape, share: DataParallelShare | None = None) -> float:
+        if shape.tokens == 0:
             return 0.0
-        per_layer = self.linear_layer_time(tokens) + self.attention_layer_time(shape)
+        tokens = shape.tokens if share is None else share.tokens  # padded: the layers run on them all
+        per_layer = self.linear_layer_time(tokens, share) + self.attention_layer_time(shape)
         rows = shape.logit_rows
-        return self.model.num_layers * per_layer + self.lm_head_time(rows) + self.comm_time(tokens, rows)
+        return self.model.num_layers * per_layer + self.lm_head_time(rows) + self.comm_time(tokens, rows, share)
 
     def decode_attention_times(self, seqs: int, kv_tokens: np.ndarray) -> np.ndarray:
         """``attention_layer_time`` of decode-only steps, vectorised over steps."""
@@ -229,9 +236,10 @@ class RooflineCompute:
         kv_bytes = self.kv_bytes_per_token_layer * (kv_tokens + seqs)
         return np.hypot(flops / self.peak, kv_bytes / self.bandwidth)
 
-    def decode_times(self, first: StepShape, steps: int) -> np.ndarray:
+    def decode_times(self, first: StepShape, steps: int, share: DataParallelShare | None = None) -> np.ndarray:
         seqs = first.decode_seqs
+        tokens = seqs if share is None else share.tokens
         kv_tokens, _, _ = window_kv(first, steps)
         layers = self.model.num_layers
-        once = self.lm_head_time(seqs) + self.comm_time(seqs, seqs)
-        return layers * (self.linear_layer_time(seqs) + self.decode_attention_times(seqs, kv_tokens)) + once
+        once = self.lm_head_time(seqs) + self.comm_time(tokens, seqs, share)
+        return layers * (self.linear_layer_time(tokens, share) + self.decode_attention_times(seqs, kv_tokens)) + once

@@ -20,6 +20,7 @@ from sim.errors import InputError
 from sim.report.metrics import RequestTable, WeightedSamples
 from sim.serving.block_pool import BlockPool
 from sim.serving.compute import ComputeModel
+from sim.serving.data_parallel import LockstepGroup
 from sim.serving.engine import Engine
 from sim.serving.job import Job
 from sim.serving.kv_cache_manager import KVCacheManager, TieredCache
@@ -56,6 +57,7 @@ class Instance:
         self.work = WorkTotals()
         self.window: DecodeWindow | None = None
         self._window_version = 0
+        self.group: LockstepGroup | None = None  # its data-parallel group, which then drives its steps
 
     # ------------------------------------------------------------------ load
 
@@ -84,7 +86,10 @@ class Instance:
     def submit(self, job: Job) -> None:
         """A new request (unified/prefill) or one whose KV has arrived (decode)."""
         self.scheduler.add(job)
-        self._interrupt_window()
+        if self.group is not None:
+            self.group.interrupt()  # the whole group's window ends with the step in progress
+        else:
+            self.interrupt_window()
         if self.role == DECODE and self.window is None:
             self.scheduler.admit_ready()
         self._kick()
@@ -110,7 +115,10 @@ class Instance:
         self._kick()
 
     def _kick(self) -> None:
-        if not self.busy and self.scheduler.has_work:
+        if self.group is not None:
+            if self.scheduler.has_work:
+                self.group.wake()
+        elif not self.busy and self.scheduler.has_work:
             self.busy = True
             self.engine.after(0.0, self._step)
 
@@ -126,8 +134,13 @@ class Instance:
         if batch is None:
             self.busy = False
             return
-        batch.start = now
-        batch.duration = duration = self.compute.step_time(batch.shape) + batch.load_s
+        self.run_batch(batch, self.compute.step_time(batch.shape) + batch.load_s)
+
+    def run_batch(self, batch: StepBatch, duration: float) -> None:
+        """Run a planned step that takes ``duration`` seconds from now (its own time, or its group's)."""
+        self.busy = True
+        batch.start = self.engine.now
+        batch.duration = duration
         self.work.add_step(batch.shape, duration)
         self.batch_tokens = batch.shape.tokens
         self.engine.after(duration, self._step_done, batch)
@@ -137,13 +150,17 @@ class Instance:
         self._finish(self.scheduler.finish_step(batch, self.engine.now))
 
     def _start_window(self, steps: int) -> None:
-        now = self.engine.now
-        self.window = window = self.scheduler.start_window(steps, now, self.compute.decode_times)
+        self.run_window(self.scheduler.start_window(steps, self.engine.now, self.compute.decode_times))
+
+    def run_window(self, window: DecodeWindow) -> None:
+        """Run a planned decode window (its steps priced by this instance, or by its group)."""
+        self.busy = True
+        self.window = window
         self.batch_tokens = len(window.jobs)
         self._window_version += 1
-        self.engine.at(now + float(window.ends[-1]), self._window_done, self._window_version)
+        self.engine.at(window.start + float(window.ends[-1]), self._window_done, self._window_version)
 
-    def _interrupt_window(self) -> None:
+    def interrupt_window(self) -> None:
         """Work arrived: end the window with the step in progress, so it joins the next step."""
         window = self.window
         if window is None:

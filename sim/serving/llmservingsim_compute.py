@@ -17,7 +17,7 @@ import pandas as pd
 from sim.errors import ConfigError
 from sim.serving.collectives import TensorParallelComm, interpolate
 from sim.serving.compute import StepShape, window_kv
-from sim.serving.moe import group_experts
+from sim.serving.moe import DataParallelShare, group_tokens, rank_experts
 from sim.serving.profile_files import read_bundle_table, read_profile_csv, read_profile_yaml
 from sim.serving.profile_grid import GridNode
 from sim.specs import ModelSpec
@@ -159,12 +159,14 @@ class BundleExperts:
         return cls(GridNode(frame, ["activated_experts", "tokens"], "time_s"), model, ranks, str(path),
                    data_parallel_size)
 
-    def layer_time(self, tokens: float) -> float:
-        """One MoE layer (router and experts) for a step of ``tokens`` tokens, per rank."""
+    def layer_time(self, tokens: float, share: DataParallelShare | None = None) -> float:
+        """One MoE layer (router and experts) for a step of ``tokens`` tokens, per rank (``share``: the group's
+        tokens in a lockstep step; None: D ranks of ``tokens`` each)."""
         if tokens <= 0:
             return 0.0
-        activated = group_experts(tokens, self.model, self.data_parallel_size)
-        return self.table.lookup((activated / self.ranks, tokens / self.ranks))
+        dp = self.data_parallel_size
+        routed = group_tokens(tokens, dp, share)
+        return self.table.lookup((rank_experts(routed, self.model, dp) / self.ranks, routed / dp / self.ranks))
 
 
 # LLMServingSim's dense operators: those run once per model; "layernorm" runs twice per decoder layer
@@ -241,17 +243,17 @@ class LLMServingSimCompute:
         xs, ys = table[name]
         return interpolate(xs, ys, x)
 
-    def _dense_layer(self, tokens: int) -> float:
+    def _dense_layer(self, tokens: int, share: DataParallelShare | None = None) -> float:
         """One layer's operators (per TP shard, as profiled), the MoE block included."""
         dense = float(sum(self._op(self.dense, op, tokens) for op in self.layer_ops))
-        return dense if self.experts is None else dense + self.experts.layer_time(tokens)
+        return dense if self.experts is None else dense + self.experts.layer_time(tokens, share)
 
-    def _fixed(self, tokens: int, seqs: int) -> float:
+    def _fixed(self, tokens: int, seqs: int, share: DataParallelShare | None = None) -> float:
         once = sum(self._op(self.dense, op, tokens) for op in MODEL_OPS)
         if seqs:
             once += self._op(self.per_sequence, "lm_head", seqs) + self._op(self.per_sequence, "sampler", seqs)
         if self.comm is not None:
-            once += self.comm.step_time(tokens, seqs)
+            once += self.comm.step_time(tokens, seqs, share)
         return float(once)
 
     def _skewed(self, t_mean: float, t_max: float, pc: float, n: int, kv_mean: float, kv_max: float,
@@ -274,16 +276,17 @@ class LLMServingSimCompute:
         t_max = self.attention.lookup((chunk, key, n, shape.decode_kv_max))
         return self._skewed(t_mean, t_max, chunk, n, kv, shape.decode_kv_max, shape.decode_kv_min, shape.prefill_context)
 
-    def step_time(self, shape: StepShape) -> float:
-        tokens = shape.tokens
-        if tokens == 0:
+    def step_time(self, shape: StepShape, share: DataParallelShare | None = None) -> float:
+        if shape.tokens == 0:
             return 0.0
-        return self.num_layers * (self._dense_layer(tokens) + self.attention_time(shape)) + \
-            self._fixed(tokens, shape.logit_rows)
+        tokens = shape.tokens if share is None else share.tokens  # padded: the layers run on them all
+        return self.num_layers * (self._dense_layer(tokens, share) + self.attention_time(shape)) + \
+            self._fixed(tokens, shape.logit_rows, share)
 
-    def decode_times(self, first: StepShape, steps: int) -> np.ndarray:
+    def decode_times(self, first: StepShape, steps: int, share: DataParallelShare | None = None) -> np.ndarray:
         seqs = first.decode_seqs
-        fixed = self.num_layers * self._dense_layer(seqs) + self._fixed(seqs, seqs)
+        tokens = seqs if share is None else share.tokens
+        fixed = self.num_layers * self._dense_layer(tokens, share) + self._fixed(tokens, seqs, share)
         node = self.decode_attention
         kv_tokens, kv_max, kv_min = window_kv(first, steps)
         attention = []

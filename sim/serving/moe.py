@@ -12,17 +12,18 @@ Data parallelism (``serving.data_parallel_size`` D, vLLM's): D instances step in
 layers form one group over their D × TP GPUs (expert-parallel with ``enable_expert_parallel``, else
 tensor-parallel over D × TP ranks; either way each GPU computes 1/(D × TP) of the group's token-expert
 pairs and reads 1/(D × TP) of the weights of the experts the group's tokens touch, in expectation).
-kvsim's engine runs instances independently, so an instance's step is priced as one rank of a group
-whose D ranks all carry a step like its own: D × T tokens touching E · (1 − (1 − k/E)^(D·T)) experts,
-tokens exchanged by an all-gather and a reduce-scatter of their hidden states over the group every
-MoE layer (vLLM's default ``allgather_reducescatter`` all-to-all backend;
-``sim.serving.collectives.TensorParallelComm``). Not modelled: lockstep itself (a rank waits for the
-slowest, idle ranks run dummy steps), uneven loads across the group.
+The group's instances step in lockstep (``sim.serving.data_parallel``): a step's MoE layers see the
+group's G tokens (the ranks' own, padded as vLLM pads them), touching E · (1 − (1 − k/E)^G) experts,
+and exchange the group's hidden states by an all-gather and a reduce-scatter every MoE layer (vLLM's
+default ``allgather_reducescatter`` all-to-all backend; ``sim.serving.collectives.TensorParallelComm``).
+A step priced without its group (``DataParallelShare`` None: the planner's estimates, decode windows,
+calibration) takes a group of D ranks each carrying a step like its own, G = D × T.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -45,8 +46,21 @@ def expected_distinct_experts(tokens: float, experts_per_token: int, experts: in
 
 
 
-def group_experts(tokens: float, model: ModelSpec, data_parallel_size: int = 1) -> float:
-    """Expected distinct experts per data-parallel rank: of the group's ``data_parallel_size`` × ``tokens``
-    tokens, the 1/``data_parallel_size`` share one rank's GPUs hold (the experts themselves for D = 1)."""
-    touched = expected_distinct_experts(data_parallel_size * tokens, model.num_experts_per_tok, model.num_experts)
+@dataclass(frozen=True, slots=True)
+class DataParallelShare:
+    """One rank's part in a lockstep step of its data-parallel group."""
+
+    tokens: int  # tokens this rank's layers compute (its own, padded to the group's largest when vLLM pads)
+    group_tokens: int  # Σ over the group's ranks of their ``tokens``: what the MoE layers route
+
+
+def group_tokens(tokens: float, data_parallel_size: int, share: DataParallelShare | None) -> float:
+    """The group's tokens in a step of ``tokens`` tokens: the share's, else D ranks each with ``tokens``."""
+    return data_parallel_size * tokens if share is None else share.group_tokens
+
+
+def rank_experts(group_tokens: float, model: ModelSpec, data_parallel_size: int = 1) -> float:
+    """Expected distinct experts per data-parallel rank: of the experts the group's ``group_tokens`` tokens
+    touch, the 1/``data_parallel_size`` share one rank's GPUs hold (all of them for D = 1)."""
+    touched = expected_distinct_experts(group_tokens, model.num_experts_per_tok, model.num_experts)
     return touched if data_parallel_size == 1 else touched / data_parallel_size

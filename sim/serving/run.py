@@ -34,6 +34,7 @@ from sim.errors import ConfigError, TraceError
 from sim.report.document import RunResult
 from sim.report.metrics import RequestTable, WeightedSamples, distribution, request_columns, serving_metrics
 from sim.serving.compute_backend import compute_model
+from sim.serving.data_parallel import LockstepGroup, cudagraph_capture_tokens
 from sim.serving.engine import Engine
 from sim.serving.instance import DECODE, PREFILL, UNIFIED, Instance, Job
 from sim.serving.network import Link, network_model
@@ -87,6 +88,7 @@ class ServingRun:
         self.compute = compute_model(config)
         self.pending: deque[Job] = deque()  # PD: prefilled, waiting for decode memory
         self.tp = config.serving.tensor_parallel_size
+        self.groups: dict = {}  # data-parallel groups by ``_group_key``
         self._build()
         self.progress = tqdm(total=len(trace), desc=mode, unit="req", disable=not progress, leave=False)
         self.model_layers = model_spec(config.model).num_layers
@@ -128,9 +130,21 @@ class ServingRun:
                             inclusive=self.config.cache.inclusion == "inclusive",
                             track_positions=self._next_use is not None or self._predicted is not None,
                             num_blocks=self.num_blocks)
-        return Instance(index, role, self.engine, self.config.serving, self.hbm_blocks, cache, compute, self.table,
+        inst = Instance(index, role, self.engine, self.config.serving, self.hbm_blocks, cache, compute, self.table,
                         self.itl, on_prefill_done=self._prefill_done, on_finish=self._finished,
                         prefix_caching=self.prefix_caching, shared_blocks=self.shared_blocks)
+        dp = self.config.serving.data_parallel_size
+        if dp > 1:
+            key = self._group_key(index)
+            if key not in self.groups:
+                self.groups[key] = LockstepGroup(self.engine, dp, cudagraph_capture_tokens(self.config.serving))
+            self.groups[key].add(inst)
+        return inst
+
+    def _group_key(self, index: int):
+        """Which data-parallel group instance ``index`` belongs to: D consecutive instances of one pool (PD's
+        prefill pool comes first and is a whole number of groups)."""
+        return index // self.config.serving.data_parallel_size
 
     # ------------------------------------------------------------- arrivals
 

@@ -18,6 +18,7 @@ import pandas as pd
 from sim.errors import ConfigError
 from sim.serving.collectives import interpolate
 from sim.serving.compute import RooflineCompute, StepShape, window_kv
+from sim.serving.moe import DataParallelShare
 from sim.serving.profile_files import read_profile_csv
 from sim.serving.profile_grid import GridNode
 from sim.specs import ModelSpec
@@ -130,7 +131,8 @@ class ProfiledCompute:
     def _attention_time(self, shape: StepShape) -> float:
         return self.roofline.attention_layer_time(shape) if self.attention is None else self.attention.layer_time(shape)
 
-    def step_time(self, shape: StepShape) -> float:
+    def step_time(self, shape: StepShape, share: DataParallelShare | None = None) -> float:
+        """``share`` is always None: a Vidur profile serves dense models, which have no data-parallel groups."""
         tokens = shape.tokens
         if tokens == 0:
             return 0.0
@@ -138,7 +140,7 @@ class ProfiledCompute:
         per_layer = self.profile.layer_time(tokens) + self._attention_time(shape)
         return r.model.num_layers * per_layer + r.lm_head_time(rows) + r.comm_time(tokens, rows)
 
-    def decode_times(self, first: StepShape, steps: int) -> np.ndarray:
+    def decode_times(self, first: StepShape, steps: int, share: DataParallelShare | None = None) -> np.ndarray:
         r, seqs = self.roofline, first.decode_seqs
         kv_tokens, _, _ = window_kv(first, steps)
         if self.attention is None:

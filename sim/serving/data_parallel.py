@@ -1,0 +1,144 @@
+"""Data-parallel groups of a mixture of experts: D instances that step in lockstep, as vLLM's DP ranks do.
+
+With ``data_parallel_size`` D > 1 the MoE layers of D instances form one group (``sim.serving.moe``), and
+vLLM runs the ranks' forward passes together: every step starts with an all-reduce of each rank's token
+count (``vllm/v1/worker/dp_utils.py``, ``coordinate_batch_across_dp``) and each MoE layer exchanges the
+group's hidden states, so a step lasts as long as its slowest rank's, and a rank with nothing to run
+takes a dummy step of one token (``execute_dummy_batch``) so that the others' collectives complete. When
+every rank's step runs as a CUDA graph (at most ``cudagraph_capture_tokens`` tokens each), vLLM pads every
+rank to the group's largest token count (``_post_process_dp_padding``); the layers compute the padding,
+attention and the LM head do not. A step here is therefore: each member with work plans its batch; the
+group's tokens G are the ranks' own (padded); each member's step is priced with its own shape and G
+(``DataParallelShare``); all of them end after the slowest. When every member with work can take a decode
+window (``Scheduler.window_steps``), the group takes one of the fewest steps, each step as long as its slowest
+member's (a decode-only step's shares do not change within it), and work arriving at any member ends it for all.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from sim.config import ServingConfig
+from sim.serving.engine import Engine
+from sim.serving.moe import DataParallelShare
+
+if TYPE_CHECKING:
+    from sim.serving.instance import Instance
+    from sim.serving.scheduler import StepBatch
+
+# Tokens a dummy step runs (vLLM ``EngineCore.execute_dummy_batch`` -> ``_dummy_run(1)``).
+DUMMY_STEP_TOKENS = 1
+# vLLM's default largest CUDA-graph batch (``VllmConfig._set_cudagraph_sizes``:
+# min(max_num_seqs × 2, 512, max_num_batched_tokens)); a larger step runs eagerly, unpadded.
+CUDAGRAPH_CAPTURE_LIMIT = 512
+
+
+def cudagraph_capture_tokens(serving: ServingConfig) -> int:
+    """The largest step vLLM captures as a CUDA graph under these engine limits (its default)."""
+    return min(2 * serving.max_num_seqs, CUDAGRAPH_CAPTURE_LIMIT, serving.max_num_batched_tokens)
+
+
+class LockstepGroup:
+    """The instances of one data-parallel group; members not built yet (the cluster builds lazily) take dummy
+    steps."""
+
+    def __init__(self, engine: Engine, size: int, capture_tokens: int):
+        self.engine = engine
+        self.size = size
+        self.capture_tokens = capture_tokens
+        self.members: list[Instance] = []
+        self.stepping = False  # a step or window is planned or in progress
+        self._end = 0.0  # when the one in progress ends
+        self._version = 0  # of its end event (an interruption moves it)
+
+    def add(self, instance: Instance) -> None:
+        if len(self.members) == self.size:
+            raise ValueError(f"data-parallel group already has its {self.size} instances")
+        self.members.append(instance)
+        instance.group = self
+
+    def wake(self) -> None:
+        """A member has work: the group steps now, or when its step in progress ends."""
+        if not self.stepping:
+            self.stepping = True
+            self.engine.after(0.0, self._step)
+
+    def interrupt(self) -> None:
+        """Work arrived at a member: a decode window in progress ends, for every member, with its step in
+        progress, so the newcomer joins the group's next step."""
+        end = None
+        for member in self.members:
+            window = member.window
+            if window is not None:
+                member.interrupt_window()
+                end = window.start + float(window.ends[window.steps - 1])
+        if end is not None and end != self._end:
+            self._end_at(end)
+
+    def shares(self, own_tokens: list[int]) -> list[DataParallelShare]:
+        """Each rank's tokens after vLLM's padding, and the group's (``own_tokens``: every rank's, dummies'
+        included)."""
+        own_tokens = own_tokens + [DUMMY_STEP_TOKENS] * (self.size - len(own_tokens))  # members not built yet
+        top = max(own_tokens)
+        tokens = [top] * len(own_tokens) if top <= self.capture_tokens else own_tokens
+        group = sum(tokens)
+        return [DataParallelShare(t, group) for t in tokens]
+
+    def _step(self) -> None:
+        now = self.engine.now
+        steps = self._window_steps()
+        if steps > 1:
+            self._start_window(steps, now)
+            return
+        batches: list[StepBatch | None] = [m.scheduler.schedule(now) for m in self.members]
+        if all(b is None for b in batches):
+            self.stepping = False
+            return
+        shares = self.shares([DUMMY_STEP_TOKENS if b is None else b.shape.tokens for b in batches])
+        # a dummy rank's step (one token, or the padding without attention) is never the slowest
+        duration = max(m.compute.step_time(b.shape, share) + b.load_s
+                       for m, b, share in zip(self.members, batches, shares) if b is not None)
+        for member, batch in zip(self.members, batches):
+            if batch is not None:
+                member.run_batch(batch, duration)
+        self._end_at(now + duration)
+
+    def _window_steps(self) -> int:
+        """Decode-only steps every member with work can take back to back (0: take a single step)."""
+        steps = 0
+        for member in self.members:
+            if member.scheduler.has_work:
+                own = member.scheduler.window_steps()
+                if own < 2:
+                    return 0
+                steps = own if steps == 0 else min(steps, own)
+        return steps
+
+    def _start_window(self, steps: int, now: float) -> None:
+        """``steps`` decode steps of the members with work, each step as long as its slowest member's."""
+        busy = [m.scheduler.has_work for m in self.members]
+        shares = self.shares([len(m.scheduler.running) if b else DUMMY_STEP_TOKENS for m, b in zip(self.members, busy)])
+        running = [(m, m.scheduler.start_window(steps, now, partial(m.compute.decode_times, share=share)))
+                   for m, b, share in zip(self.members, busy, shares) if b]
+        times = np.max([window.times for _, window in running], axis=0)
+        ends = np.cumsum(times)
+        for member, window in running:
+            window.times, window.ends = times, ends
+            member.run_window(window)
+        self._end_at(now + float(ends[-1]))
+
+    def _end_at(self, time: float) -> None:
+        """The step or window in progress ends at ``time``: after its members' own ends, scheduled first."""
+        self._end = time
+        self._version += 1
+        self.engine.at(time, self._stepped, self._version)
+
+    def _stepped(self, version: int) -> None:
+        if version != self._version:
+            return  # moved by an interruption
+        self.stepping = False
+        if any(m.scheduler.has_work for m in self.members):
+            self.wake()

@@ -1,0 +1,119 @@
+"""Data-parallel groups of a mixture of experts step in lockstep (vLLM's DP ranks): step times by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sim.config import load_config
+from sim.serving.compute import StepShape
+from sim.serving.compute_backend import compute_model
+from sim.serving.data_parallel import cudagraph_capture_tokens
+from sim.serving.moe import DataParallelShare
+from sim.serving.run import run_serving
+from tests.test_serving import make_trace
+
+# Two instances of one group on one node, requests dealt to them in turn (request i to instance i mod 2).
+GROUP = ["model=qwen3-30b-a3b", "serving.num_instances=2", "serving.data_parallel_size=2",
+         "cluster.router=round-robin", "cache.tiers.dram.capacity_gib=0", "cache.tiers.ssd.capacity_gib=0"]
+
+
+def _prefill(tokens: int) -> StepShape:
+    shape = StepShape()
+    shape.add_prefill(tokens, 0)
+    return shape
+
+
+def _ttft(config, arrival, inputs) -> np.ndarray:
+    _, requests = run_serving(make_trace(arrival, inputs, [1] * len(inputs)), config, "single")
+    return requests.ttft
+
+
+def test_vllm_capture_limit_by_hand():
+    # min(2 x max_num_seqs, 512, max_num_batched_tokens): vLLM's default largest CUDA-graph batch
+    assert cudagraph_capture_tokens(load_config(None).serving) == 512
+    assert cudagraph_capture_tokens(load_config(None, sets=["serving.max_num_seqs=8"]).serving) == 16
+    assert cudagraph_capture_tokens(load_config(None, sets=["serving.max_num_seqs=64",
+                                                           "serving.max_num_batched_tokens=100"]).serving) == 100
+
+
+def test_an_idle_rank_takes_a_padded_dummy_step():
+    config = load_config(None, sets=GROUP)
+    compute = compute_model(config)
+    # one 100-token prefill on rank 0; rank 1 runs a 1-token dummy, padded to 100 (both under the capture limit)
+    expected = compute.step_time(_prefill(100), DataParallelShare(100, 200))
+    assert _ttft(config, [0.0], [100]) == pytest.approx([expected], rel=1e-12)
+    # the group's tokens matter: the same step priced for a lone rank (G = 100 + 1) is faster
+    assert compute.step_time(_prefill(100), DataParallelShare(100, 101)) < expected
+
+
+def test_ranks_wait_for_the_slowest():
+    config = load_config(None, sets=GROUP)
+    compute = compute_model(config)
+    # 100 and 1,000 tokens: 1,000 is above the capture limit (512), so nobody is padded: G = 1,100
+    slow = compute.step_time(_prefill(1000), DataParallelShare(1000, 1100))
+    fast = compute.step_time(_prefill(100), DataParallelShare(100, 1100))
+    assert fast < slow
+    assert _ttft(config, [0.0, 0.0], [1000, 100]) == pytest.approx([slow, slow], rel=1e-12)
+
+
+def test_a_rank_joins_the_groups_next_step():
+    config = load_config(None, sets=GROUP)
+    compute = compute_model(config)
+    # rank 0 starts a 1,000-token prefill at 0 (rank 1 a dummy: 1 token, unpadded); a request reaching the idle
+    # rank 1 a microsecond later waits for that step, then runs with rank 0's dummy, both padded to 100 tokens
+    first = compute.step_time(_prefill(1000), DataParallelShare(1000, 1001))
+    second = compute.step_time(_prefill(100), DataParallelShare(100, 200))
+    assert _ttft(config, [0.0, 1e-6], [1000, 100]) == pytest.approx([first, first - 1e-6 + second], rel=1e-12)
+
+
+def test_a_share_of_d_equal_ranks_prices_as_the_groupless_step():
+    config = load_config(None, sets=GROUP)
+    compute = compute_model(config)
+    shape = _prefill(300)
+    shape.add_decode(700)
+    assert compute.step_time(shape, DataParallelShare(shape.tokens, 2 * shape.tokens)) == \
+        pytest.approx(compute.step_time(shape), rel=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["single", "pd"])
+def test_grouped_runs_finish_with_consistent_breakdowns(mode):
+    config = load_config(None, sets=[*GROUP[:3], "serving.num_instances=4", "pd.num_prefill=2", "pd.num_decode=2",
+                                     "workload.synthetic.kind=multi-turn", "workload.synthetic.num_requests=120",
+                                     "workload.synthetic.rate_rps=20", "serving.num_gpu_blocks=400"])
+    from trace.synthetic import generate
+
+    trace = generate(config.workload.synthetic, config.serving.block_size, np.random.default_rng(config.seed))
+    result, requests = run_serving(trace, config, mode)
+    assert result.metrics["requests_completed"] == len(trace)
+    parts = requests.breakdown()
+    assert all((v >= -1e-12).all() for v in parts.values())
+    np.testing.assert_allclose(sum(parts.values()), requests.ttft, rtol=0, atol=1e-9)
+
+
+def test_a_groups_decode_window_equals_its_single_steps(monkeypatch):
+    import sim.serving.scheduler
+
+    config = load_config(None, sets=[*GROUP[:3], "serving.num_instances=4", "workload.synthetic.kind=multi-turn",
+                                     "workload.synthetic.num_requests=200", "workload.synthetic.rate_rps=20"])
+    from trace.synthetic import generate
+
+    trace = generate(config.workload.synthetic, config.serving.block_size, np.random.default_rng(config.seed))
+    windowed, _ = run_serving(trace, config, "single")
+    monkeypatch.setattr(sim.serving.scheduler, "MAX_WINDOW_STEPS", 1)
+    stepped, _ = run_serving(trace, config, "single")
+    for key in ("ttft_s", "tpot_s", "e2e_s", "itl_s"):
+        for stat, value in stepped.metrics[key].items():
+            assert windowed.metrics[key][stat] == pytest.approx(value, rel=1e-9), (key, stat)
+    assert windowed.metrics["instances"]["steps"] == stepped.metrics["instances"]["steps"]
+
+
+def test_decode_times_with_a_share_equal_its_steps():
+    config = load_config(None, sets=GROUP)
+    compute = compute_model(config)
+    first = StepShape.decode_batch(np.array([100, 250, 40]))
+    share = DataParallelShare(3, 5)
+    times = compute.decode_times(first, 4, share)
+    for k in range(4):
+        step = StepShape.decode_batch(np.array([100, 250, 40]) + k)
+        assert times[k] == pytest.approx(compute.step_time(step, share), rel=1e-12)
