@@ -69,7 +69,7 @@ class Family:
     head_dim_key: str = "head_dim"  # the key giving head_dim (Qwen 1: kv_channels)
     multi_head_only: bool = False  # no KV-head key: as many KV heads as query heads (Qwen 1)
     fused_mlp_width: bool = False  # intermediate_size is gate + up together: each is half (QWenMLP w1, w2)
-    context_caps: tuple[str, ...] = ()  # keys also bounding the context: vLLM takes the least (seq_length)
+    context_caps: tuple[str, ...] = ()  # keys also bounding the context (vLLM's max_model_len: the least of them)
     sliding_window: int | None = None
     sliding_window_switch: str | None = None  # the boolean that turns the window on (None: on whenever set)
     experts: Experts | None = None  # a mixture of experts in place of the MLP (None: dense)
@@ -109,7 +109,7 @@ FAMILIES: dict[str, Family] = {
     # QWenConfig (Qwen 1, model code huggingface.co/Qwen/Qwen-7B configuration_qwen.py, modeling_qwen.py): no KV-head
     # key (multi-head attention), kv_channels 128 per head; c_attn (q, k, v fused) always biased, c_proj and the
     # MLP only without no_bias (default true); QWenMLP's w1 and w2 are intermediate_size // 2 wide each (gate and up
-    # of a SwiGLU: c_proj(w1(x) * silu(w2(x)))); RMSNorms as Llama; seq_length (2048) also bounds the context.
+    # of a SwiGLU: c_proj(w1(x) * silu(w2(x)))); RMSNorms as Llama; seq_length, when given, also bounds the context.
     "qwen": Family(biases=("qkv",), bias_switches=(BiasSwitch("no_bias", ("o", "mlp"), default=True, inverted=True),),
                    head_dim=128, head_dim_key="kv_channels", multi_head_only=True, fused_mlp_width=True,
                    context_caps=("seq_length",)),
