@@ -1,9 +1,10 @@
 """A model's shape from its Hugging Face ``config.json`` (``model: PATH``), for the families kvsim models.
 
 The roofline compute model (``sim.serving.compute``) and the KV size assume a decoder-only transformer
-whose every layer has full attention (q, k, v, o projections) and either a gated MLP (gate, up and down
-matrices) or a mixture of such MLPs behind a router (Qwen3-MoE, Mixtral: routed experts only). The
-families below are built that way by transformers; any other ``model_type`` (shared experts such as
+whose every layer has full attention (q, k, v, o projections) and either an MLP (gate, up and down
+matrices; or a plain up, down MLP as Phi's) or a mixture of gated MLPs behind a router (Qwen3-MoE,
+Mixtral: routed experts only). The families below are built that way by transformers or by the model's own
+code (``trust_remote_code``: Qwen 1, InternLM); any other ``model_type`` (shared experts such as
 qwen2_moe, MLA such as deepseek_v3) is refused rather than run as something it is not, and so are
 sliding-window layers and quantized checkpoints, which those models do not describe. Each problem is
 one exit-2 line naming the file, as for the calibration profiles (``sim.serving.profile_files``).
@@ -40,44 +41,82 @@ class Experts:
 
 
 @dataclass(frozen=True)
-class Family:
-    """Where one ``model_type``'s decoder layers differ, as transformers builds them (source: its
-    ``configuration_<type>.py`` defaults and ``modeling_<type>.py`` layers)."""
+class BiasSwitch:
+    """A config key that puts biases on some projections: ``parts`` of "qkv" (q, k, v), "o", "mlp"."""
 
-    qkv_bias: bool = False  # q, k and v always carry biases (Qwen2Attention: bias=True)
-    bias_switches: tuple[str, ...] = ()  # config booleans adding biases: attention_bias (q, k, v, o), mlp_bias (gate, up, down)
-    qk_norm: bool = False  # an RMSNorm over head_dim on q and on k (Qwen3Attention.q_norm, k_norm)
+    key: str
+    parts: tuple[str, ...]
+    default: bool = False  # the config class's default when the key is absent
+    inverted: bool = False  # the key turns the biases off (Qwen 1's no_bias)
+
+
+@dataclass(frozen=True)
+class Family:
+    """Where one ``model_type``'s decoder layers differ, as transformers (or the model's own code) builds them
+    (source: its ``configuration_<type>.py`` defaults and ``modeling_<type>.py`` layers)."""
+
+    biases: tuple[str, ...] = ()  # parts always biased: "qkv", "o", "mlp", "lm_head"
+    bias_switches: tuple[BiasSwitch, ...] = ()  # config keys adding biases
+    qk_norm: bool = False  # a norm over head_dim on q and on k (Qwen3Attention.q_norm, k_norm)
+    qk_norm_switch: str | None = None  # the boolean that adds them (Phi's qk_layernorm)
+    gated_mlp: bool = True  # gate, up and down matrices; False: up and down (PhiMLP fc1, fc2)
+    norm_vectors: int = 1  # vectors per norm: RMSNorm 1 (weight), LayerNorm 2 (weight and bias)
+    norms_per_layer: int = 2  # before attention and before the MLP; 1 in a parallel block (Phi)
     # the config class's defaults for keys a config.json may leave out; None: derived (KV heads = attention
     # heads, head_dim = hidden_size // num_attention_heads)
     num_key_value_heads: int | None = None
     head_dim: int | None = None
+    head_dim_key: str = "head_dim"  # the key giving head_dim (Qwen 1: kv_channels)
+    multi_head_only: bool = False  # no KV-head key: as many KV heads as query heads (Qwen 1)
+    fused_mlp_width: bool = False  # intermediate_size is gate + up together: each is half (QWenMLP w1, w2)
+    context_caps: tuple[str, ...] = ()  # keys also bounding the context (vLLM's max_model_len: the least of them)
     sliding_window: int | None = None
     sliding_window_switch: str | None = None  # the boolean that turns the window on (None: on whenever set)
     experts: Experts | None = None  # a mixture of experts in place of the MLP (None: dense)
 
 
+LLAMA_BIASES = (BiasSwitch("attention_bias", ("qkv", "o")), BiasSwitch("mlp_bias", ("mlp",)))
+
 FAMILIES: dict[str, Family] = {
     # LlamaConfig: num_key_value_heads, head_dim None (derived); attention_bias, mlp_bias false; no window of its
     # own (in any family, a sliding_window narrower than the context is refused).
-    "llama": Family(bias_switches=("attention_bias", "mlp_bias")),
+    "llama": Family(bias_switches=LLAMA_BIASES),
     # MistralConfig: num_key_value_heads 8, head_dim None, sliding_window 4096 (Mistral-7B-v0.1; later
     # versions set it null); no biases.
     "mistral": Family(num_key_value_heads=8, sliding_window=4096),
     # Qwen2Config: num_key_value_heads 32, sliding_window 4096 only with use_sliding_window (false); q/k/v biases.
-    "qwen2": Family(qkv_bias=True, num_key_value_heads=32, sliding_window=4096,
+    "qwen2": Family(biases=("qkv",), num_key_value_heads=32, sliding_window=4096,
                     sliding_window_switch="use_sliding_window"),
     # Qwen3Config: num_key_value_heads 32, head_dim 128, attention_bias false, q/k norms; window as Qwen2.
-    "qwen3": Family(bias_switches=("attention_bias",), qk_norm=True, num_key_value_heads=32, head_dim=128,
+    "qwen3": Family(bias_switches=LLAMA_BIASES[:1], qk_norm=True, num_key_value_heads=32, head_dim=128,
                     sliding_window=4096, sliding_window_switch="use_sliding_window"),
     # Qwen3MoeConfig: Qwen3 attention (q/k norms, attention_bias), num_key_value_heads 4, no head_dim default
     # (derived); 128 experts, 8 per token, moe_intermediate_size 768, decoder_sparse_step 1, mlp_only_layers [];
     # window as Qwen2. No shared expert (Qwen3MoeSparseMoeBlock: gate + experts).
-    "qwen3_moe": Family(bias_switches=("attention_bias",), qk_norm=True, num_key_value_heads=4, sliding_window=4096,
+    "qwen3_moe": Family(bias_switches=LLAMA_BIASES[:1], qk_norm=True, num_key_value_heads=4, sliding_window=4096,
                         sliding_window_switch="use_sliding_window",
                         experts=Experts(128, 8, "moe_intermediate_size", 768, sparse_layout=True)),
     # MixtralConfig: num_key_value_heads 8, head_dim None, sliding_window None, no biases; num_local_experts 8,
     # num_experts_per_tok 2, each expert intermediate_size wide (MixtralSparseMoeBlock: every layer).
     "mixtral": Family(num_key_value_heads=8, experts=Experts(8, 2, "intermediate_size")),
+    # PhiConfig (phi-1, phi-1.5, phi-2): num_key_value_heads None (= heads), head_dim derived; PhiDecoderLayer is a
+    # parallel block (one input_layernorm, a LayerNorm with bias, feeds attention and MLP); PhiAttention's q, k, v
+    # and dense carry biases, and with qk_layernorm (false) LayerNorms on q and k; PhiMLP is fc1 -> gelu_new ->
+    # fc2, both biased; PhiForCausalLM's lm_head has a bias; final_layernorm a LayerNorm. partial_rotary_factor
+    # rotates part of each head (no effect on size or time).
+    "phi": Family(biases=("qkv", "o", "mlp", "lm_head"), qk_norm_switch="qk_layernorm", gated_mlp=False,
+                  norm_vectors=2, norms_per_layer=1),
+    # QWenConfig (Qwen 1, model code huggingface.co/Qwen/Qwen-7B configuration_qwen.py, modeling_qwen.py): no KV-head
+    # key (multi-head attention), kv_channels 128 per head; c_attn (q, k, v fused) always biased, c_proj and the
+    # MLP only without no_bias (default true); QWenMLP's w1 and w2 are intermediate_size // 2 wide each (gate and up
+    # of a SwiGLU: c_proj(w1(x) * silu(w2(x)))); RMSNorms as Llama; seq_length, when given, also bounds the context.
+    "qwen": Family(biases=("qkv",), bias_switches=(BiasSwitch("no_bias", ("o", "mlp"), default=True, inverted=True),),
+                   head_dim=128, head_dim_key="kv_channels", multi_head_only=True, fused_mlp_width=True,
+                   context_caps=("seq_length",)),
+    # InternLMConfig (InternLM 1, model code huggingface.co/internlm/internlm-7b configuration_internlm.py): Llama's
+    # layers; bias (default true) puts biases on q, k, v and o (InternLMAttention; vLLM reads it as Llama's
+    # attention_bias); the MLP has none. num_key_value_heads as Llama (absent: = heads).
+    "internlm": Family(bias_switches=(BiasSwitch("bias", ("qkv", "o"), default=True),)),
 }
 
 # Keys every config.json must give (transformers has defaults for them, but a model's shape taken from
@@ -117,11 +156,18 @@ def hf_model_spec(name: str) -> ModelSpec:
     config, digest = read_hf_config(path)
     family, keys = _family(config, path), _Keys(config, path)
     layers, hidden, heads, intermediate, vocab, context = (keys.positive(k) for k in REQUIRED)
-    kv_heads = keys.positive("num_key_value_heads", family.num_key_value_heads or heads)
-    if family.head_dim is None and config.get("head_dim") is None and hidden % heads:
+    kv_heads = heads if family.multi_head_only else keys.positive("num_key_value_heads",
+                                                                   family.num_key_value_heads or heads)
+    if family.head_dim is None and config.get(family.head_dim_key) is None and hidden % heads:
         raise ConfigError(f"model config {path}: hidden_size {hidden} is not a multiple of num_attention_heads {heads} "
-                          "and no head_dim is given")
-    head_dim = keys.positive("head_dim", family.head_dim or hidden // heads)
+                          f"and no {family.head_dim_key} is given")
+    head_dim = keys.positive(family.head_dim_key, family.head_dim or hidden // heads)
+    if family.fused_mlp_width:  # the key is gate + up: each projection is half as wide
+        if intermediate % 2:
+            raise ConfigError(f"model config {path}: intermediate_size {intermediate} is gate and up together here "
+                              "and must be even")
+        intermediate //= 2
+    context = min([context, *(keys.positive(k, context) for k in family.context_caps)])
     if heads % kv_heads:
         raise ConfigError(f"model config {path}: num_attention_heads {heads} is not a multiple of "
                           f"num_key_value_heads {kv_heads}")
@@ -137,7 +183,7 @@ def hf_model_spec(name: str) -> ModelSpec:
         head_dim=head_dim, intermediate_size=intermediate, vocab_size=vocab,
         num_parameters=_parameter_count(keys, family, layers, hidden, heads * head_dim, kv_heads * head_dim,
                                         head_dim, intermediate, vocab, moe),
-        max_position_embeddings=context, source=f"{path} (sha256 {digest})",
+        max_position_embeddings=context, source=f"{path} (sha256 {digest})", gated_mlp=family.gated_mlp,
         **(moe.fields() if moe is not None else {}),
     )
 
@@ -188,7 +234,7 @@ def _family(config: dict[str, Any], path: Path) -> Family:
         raise ConfigError(f"model config {path}: no model_type (not a Hugging Face model config.json?)")
     if not isinstance(model_type, str) or model_type not in FAMILIES:
         raise ConfigError(f"model config {path}: model_type {quote(model_type)} is not modelled: the compute model is a "
-                          f"decoder with a gated MLP or routed experts ({', '.join(FAMILIES)}; not shared experts "
+                          f"decoder with an MLP or routed experts ({', '.join(FAMILIES)}; not shared experts "
                           "or MLA)")
     return FAMILIES[model_type]
 
@@ -211,9 +257,9 @@ class _Keys:
                               f"{MAX_DIMENSION:,}, got {quote(value)}")
         return value
 
-    def flag(self, key: str) -> bool:
-        """A boolean (false when absent, as every family's config class defaults it)."""
-        value = self.config.get(key, False)
+    def flag(self, key: str, default: bool = False) -> bool:
+        """A boolean; ``default`` (the family's config class default) when absent."""
+        value = self.config.get(key, default)
         if not isinstance(value, bool):
             raise ConfigError(f"model config {self.path}: key {key!r} must be true or false, got {quote(value)}")
         return value
@@ -234,23 +280,33 @@ def _check_full_attention(keys: _Keys, family: Family, context: int) -> None:
                           f"{context}) is not modelled: KV size and attention assume full attention")
 
 
+def _biased_parts(keys: _Keys, family: Family) -> set[str]:
+    """The parts carrying biases: the family's own and those its config's switches turn on."""
+    parts = set(family.biases)
+    for switch in family.bias_switches:
+        if keys.flag(switch.key, switch.default) != switch.inverted:
+            parts.update(switch.parts)
+    return parts
+
+
 def _parameter_count(keys: _Keys, family: Family, layers: int, hidden: int, q_dim: int, kv_dim: int,
                      head_dim: int, intermediate: int, vocab: int, moe: _MoE | None = None) -> int:
     """Parameters from the shapes: embeddings, the LM head unless tied to them, per layer the q/k/v/o
-    projections, the gate/up/down matrices (in an MoE layer: the router and every expert's), two RMSNorm
-    vectors and the family's biases and q/k norms, and the final norm."""
+    projections, the MLP's matrices (gate, up, down; a plain MLP up, down; in an MoE layer: the router and every
+    expert's), the norms (RMSNorm: a weight; LayerNorm: weight and bias) and the family's biases and q/k
+    norms, and the final norm."""
     moe_layers = moe.layers if moe is not None else 0
-    per_layer = 2 * hidden * q_dim + 2 * hidden * kv_dim + 2 * hidden
-    mlps = (layers - moe_layers) * 3 * hidden * intermediate
+    mlp_matrices = 3 if family.gated_mlp else 2
+    per_layer = 2 * hidden * q_dim + 2 * hidden * kv_dim + family.norms_per_layer * family.norm_vectors * hidden
+    mlps = (layers - moe_layers) * mlp_matrices * hidden * intermediate
     if moe is not None:
         mlps += moe_layers * (hidden * moe.experts + moe.experts * 3 * hidden * moe.width)
-    if family.qkv_bias:
-        per_layer += q_dim + 2 * kv_dim
-    if "attention_bias" in family.bias_switches and keys.flag("attention_bias"):
-        per_layer += q_dim + 2 * kv_dim + hidden
-    if "mlp_bias" in family.bias_switches and keys.flag("mlp_bias"):
-        per_layer += 2 * intermediate + hidden
-    if family.qk_norm:
-        per_layer += 2 * head_dim
+    biased = _biased_parts(keys, family)
+    per_layer += (q_dim + 2 * kv_dim if "qkv" in biased else 0) + (hidden if "o" in biased else 0)
+    if "mlp" in biased:
+        per_layer += (mlp_matrices - 1) * intermediate + hidden
+    if family.qk_norm or (family.qk_norm_switch is not None and keys.flag(family.qk_norm_switch)):
+        per_layer += 2 * family.norm_vectors * head_dim
     head = 0 if keys.flag("tie_word_embeddings") else vocab * hidden
-    return vocab * hidden + head + layers * per_layer + mlps + hidden
+    head += vocab if "lm_head" in biased else 0
+    return vocab * hidden + head + layers * per_layer + mlps + family.norm_vectors * hidden

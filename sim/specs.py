@@ -28,7 +28,8 @@ class ModelSpec:
     ``num_experts_per_tok`` of ``num_experts`` gated-MLP experts of width ``moe_intermediate_size``;
     the other layers have a dense gated MLP of width ``intermediate_size``. Dense models leave them None.
     ``num_parameters`` counts every parameter (the weights held in memory); ``active_parameters`` those a
-    token computes with.
+    token computes with. ``intermediate_size`` is the MLP's hidden width (each of gate and up's outputs);
+    ``gated_mlp`` False for a plain MLP (up, activation, down: Phi's fc1 -> gelu -> fc2) of two matrices, not three.
     """
 
     name: str
@@ -42,12 +43,15 @@ class ModelSpec:
     num_parameters: int
     max_position_embeddings: int
     source: str
+    gated_mlp: bool = True  # gate, up and down matrices (SwiGLU); False: up and down only
     num_experts: int | None = None  # routed experts per MoE layer
     num_experts_per_tok: int | None = None  # experts each token is routed to (top-k)
     moe_intermediate_size: int | None = None  # one expert's gated-MLP width
     num_moe_layers: int | None = None  # layers whose MLP is the experts (the rest are dense)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.gated_mlp, bool):
+            raise ConfigError(f"model {self.name!r}: gated_mlp must be true or false (got {self.gated_mlp!r})")
         moe = (self.num_experts, self.num_experts_per_tok, self.moe_intermediate_size, self.num_moe_layers)
         if all(v is None for v in moe):
             return
@@ -67,6 +71,11 @@ class ModelSpec:
     def moe_layers(self) -> int:
         """Layers whose MLP is a mixture of experts (0 for a dense model)."""
         return self.num_moe_layers or 0
+
+    @property
+    def dense_mlp_parameters(self) -> int:
+        """One dense MLP's weight matrices: gate, up and down (a plain MLP: up and down), biases aside."""
+        return (3 if self.gated_mlp else 2) * self.hidden_size * self.intermediate_size
 
     @property
     def expert_parameters(self) -> int:

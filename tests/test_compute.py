@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,7 @@ from sim.serving.compute import RooflineCompute, StepShape
 from sim.serving.compute_backend import compute_model
 from sim.serving.vidur_compute import VidurProfile
 from sim.config import load_config
+from sim.errors import ConfigError
 from sim.specs import gpu_spec, model_spec
 from tests.conftest import ROOT
 
@@ -153,3 +155,70 @@ def test_bundle_at_tp2_adds_measured_collectives(tmp_path):
     per_layer = 5 * 1 + 5  # 4 per-layer ops + second layernorm, attention
     expected = 32 * per_layer + 2 + (2 * 32 + 1) * allreduce + allgather
     assert model.step_time(shape) == pytest.approx(expected * 1e-6)
+
+
+# Vidur's phi-2 mlp.csv times these operators (github.com/microsoft/vidur data/profiling/compute/*/microsoft/phi-2):
+# a plain MLP (mlp_up_proj is fc1, no gate) and a parallel block (no post_attention_layernorm).
+PHI_2_OPS = ("emb", "input_layernorm", "attn_pre_proj", "attn_rope", "attn_post_proj", "mlp_up_proj", "mlp_act",
+             "mlp_down_proj", "add")
+
+
+def _write_vidur_mlp(folder, shape: dict, medians: dict[int, list[float]]) -> None:
+    """A Vidur mlp.csv at TP 1: per token count, each operator's median (ms); the mean column differs (unused)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [{**{f"time_stats.{op}.{stat}": value * (2 if stat == "mean" else 1) for op, value in zip(PHI_2_OPS, ms)
+                for stat in ("mean", "median")},
+             **shape, "num_tokens": tokens, "num_tensor_parallel_workers": 1} for tokens, ms in medians.items()]
+    pd.DataFrame(rows).to_csv(folder / "mlp.csv", index=False)
+
+
+PHI_2_SHAPE = {"n_head": 32, "n_kv_head": 32, "n_embd": 2560, "n_expanded_embd": 10240, "vocab_size": 51200,
+               "use_gated_mlp": False}
+
+
+def test_vidur_plain_mlp_profile_prices_phi_2_by_hand(tmp_path):
+    # per layer at 1 token: 0.01 + 0.05 + 0.01 + 0.02 + 0.03 + 0.01 + 0.03 + 0.01 = 0.17 ms (emb 5 ms: once a step,
+    # left out); at 101 tokens twice each: 0.34 ms
+    one = [5.0, 0.01, 0.05, 0.01, 0.02, 0.03, 0.01, 0.03, 0.01]
+    _write_vidur_mlp(tmp_path / "p", PHI_2_SHAPE, {1: one, 101: [2 * v for v in one]})
+    config = load_config(None, sets=["compute.backend=profiled", f"compute.profile={tmp_path / 'p'}",
+                                     "model=microsoft/phi-2", "hardware.gpu=h100-sxm"])
+    model = compute_model(config)
+    assert model.name == "profiled" and not model.roofline.model.gated_mlp
+    step = StepShape()
+    step.add_decode(100)
+    attention = model.roofline.attention_layer_time(step)  # no attention.csv: the roofline's
+    assert model.step_time(step) == pytest.approx(32 * (0.17e-3 + attention) + model.roofline.lm_head_time(1), rel=1e-9)
+    # 51 decodes: halfway between the rows, 0.255 ms a layer
+    kv = np.full(51, 100)
+    batch = StepShape.decode_batch(kv)
+    assert model.step_time(batch) == pytest.approx(
+        32 * (0.255e-3 + model.roofline.attention_layer_time(batch)) + model.roofline.lm_head_time(51), rel=1e-9)
+    # the table says how the MLP is built: a gated table does not price phi-2, nor the plain one a gated model
+    _write_vidur_mlp(tmp_path / "g", {**PHI_2_SHAPE, "use_gated_mlp": True}, {1: one, 101: one})
+    with pytest.raises(ConfigError, match="use_gated_mlp=True does not match model phi-2"):
+        VidurProfile.load(tmp_path / "g" / "mlp.csv", model_spec("phi-2"), 1)
+    gated = dataclasses.replace(model_spec("phi-2"), gated_mlp=True)
+    with pytest.raises(ConfigError, match="use_gated_mlp=False"):
+        VidurProfile.load(tmp_path / "p" / "mlp.csv", gated, 1)
+
+
+def test_vidur_qwen_1_table_is_the_per_projection_width(tmp_path):
+    # Vidur's Qwen-72B mlp.csv: n_expanded_embd 24576, QWenMLP's w1/w2 width (config.json intermediate_size 49152 / 2)
+    shape = {"n_head": 64, "n_kv_head": 64, "n_embd": 8192, "vocab_size": 152064, "use_gated_mlp": True}
+    one = [1.0] * len(PHI_2_OPS)
+    _write_vidur_mlp(tmp_path / "q", {**shape, "n_expanded_embd": 24576}, {1: one, 9: one})
+    assert VidurProfile.load(tmp_path / "q" / "mlp.csv", model_spec("qwen-72b"), 1).layer_time(5) == \
+        pytest.approx(8e-3)  # eight operators of 1 ms (emb aside)
+    _write_vidur_mlp(tmp_path / "f", {**shape, "n_expanded_embd": 49152}, {1: one, 9: one})
+    with pytest.raises(ConfigError, match="n_expanded_embd=49152"):
+        VidurProfile.load(tmp_path / "f" / "mlp.csv", model_spec("qwen-72b"), 1)
+
+
+def test_roofline_counts_a_plain_mlp_as_two_matrices():
+    m = model_spec("phi-2")
+    r = RooflineCompute(m, gpu_spec("h100-sxm"), 2, 2, flops_efficiency=1.0, bandwidth_efficiency=1.0)
+    assert r.layer_params == 4 * 2560 * 2560 + 2 * 2560 * 10240  # q, k, v, dense; fc1, fc2
+    # the layers' matrices are the parameters less embeddings and LM head (biases and norms aside: < 0.1%)
+    assert r.layer_params * m.num_layers == pytest.approx(m.num_parameters - 2 * 51200 * 2560, rel=1e-3)
+    assert r.linear_layer_time(16384) == pytest.approx(2 * r.layer_params * 16384 / 989.4e12, rel=0.01)

@@ -3,7 +3,7 @@
 The configs below are the published config.json files, transcribed field by field. Each equals its
 profiles/models.yaml entry (transcribed separately, from the same source), and the parameter count
 computed from the shapes is within 0.5% of the figure its model card publishes: the independent check
-of the counting rule (embeddings, LM head unless tied, q/k/v/o, three MLP matrices, norms, biases).
+of the counting rule (embeddings, LM head unless tied, q/k/v/o, the MLP's matrices, norms, biases).
 """
 
 from __future__ import annotations
@@ -112,6 +112,44 @@ CODELLAMA_34B = {**LLAMA_2_7B, "hidden_size": 8192, "intermediate_size": 22016, 
                  "num_attention_heads": 64, "num_hidden_layers": 48, "num_key_value_heads": 8,
                  "rope_theta": 1000000, "torch_dtype": "bfloat16"}
 
+# The other models of Vidur's public profiles (shapes also in github.com/microsoft/vidur vidur/config/model_config.py).
+# huggingface.co/microsoft/phi-2/blob/main/config.json (copy: github.com/sdpython/experimental-experiment,
+# get_phi2_untrained)
+PHI_2 = {
+    "_name_or_path": "microsoft/phi-2", "architectures": ["PhiForCausalLM"], "attention_dropout": 0.0,
+    "bos_token_id": 50256, "embd_pdrop": 0.0, "eos_token_id": 50256, "hidden_act": "gelu_new", "hidden_size": 2560,
+    "initializer_range": 0.02, "intermediate_size": 10240, "layer_norm_eps": 1e-05, "max_position_embeddings": 2048,
+    "model_type": "phi", "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 32,
+    "partial_rotary_factor": 0.4, "qk_layernorm": False, "resid_pdrop": 0.1, "rope_scaling": None,
+    "rope_theta": 10000.0, "tie_word_embeddings": False, "torch_dtype": "float16", "transformers_version": "4.37.0",
+    "use_cache": True, "vocab_size": 51200,
+}
+# huggingface.co/internlm/internlm-20b/blob/main/config.json (a copy printed in a public InternLM course write-up;
+# Vidur's InternLM_20BModelConfig: no biases)
+INTERNLM_20B = {
+    "architectures": ["InternLMForCausalLM"],
+    "auto_map": {"AutoConfig": "configuration_internlm.InternLMConfig",
+                 "AutoModel": "modeling_internlm.InternLMForCausalLM",
+                 "AutoModelForCausalLM": "modeling_internlm.InternLMForCausalLM"},
+    "bias": False, "bos_token_id": 1, "eos_token_id": 2, "hidden_act": "silu", "hidden_size": 5120,
+    "initializer_range": 0.02, "intermediate_size": 13824, "max_position_embeddings": 4096, "model_type": "internlm",
+    "num_attention_heads": 40, "num_hidden_layers": 60, "num_key_value_heads": 40, "pad_token_id": 2,
+    "pretraining_tp": 1, "rms_norm_eps": 1e-06, "tie_word_embeddings": False, "torch_dtype": "bfloat16",
+    "transformers_version": "4.33.1", "use_cache": True, "vocab_size": 103168, "rotary": {"base": 10000, "type": "dynamic"},
+}
+# Qwen 1: the keys of huggingface.co/Qwen/Qwen-7B's config.json (copy: github.com/stanford-crfm/levanter
+# tests/test_qwen.py) with Qwen-72B's values (huggingface.co/Qwen/Qwen-72B config.json; Vidur's Qwen72BModelConfig:
+# 80 layers, 64 heads, 8192 wide, MLP 24576 = 49152 / 2, vocabulary 152064, context 32768, rope theta 1e6)
+QWEN_72B = {
+    "architectures": ["QWenLMHeadModel"], "attn_dropout_prob": 0.0, "bf16": False, "emb_dropout_prob": 0.0,
+    "fp16": False, "fp32": False, "hidden_size": 8192, "intermediate_size": 49152, "initializer_range": 0.02,
+    "kv_channels": 128, "layer_norm_epsilon": 1e-06, "max_position_embeddings": 32768, "model_type": "qwen",
+    "no_bias": True, "num_attention_heads": 64, "num_hidden_layers": 80, "onnx_safe": None,
+    "rotary_emb_base": 1000000, "rotary_pct": 1.0, "scale_attn_weights": True, "seq_length": 32768,
+    "tie_word_embeddings": False, "tokenizer_class": "QWenTokenizer", "use_cache": True, "use_dynamic_ntk": False,
+    "use_flash_attn": "auto", "use_logn_attn": False, "vocab_size": 152064,
+}
+
 # name -> (config.json, models.yaml entry or None, the model card's parameter count)
 MODELS = {
     "llama-3-8b": (LLAMA_3_8B, "llama-3-8b", 8.03e9),  # Meta-Llama-3-8B model card: 8.03B (safetensors)
@@ -128,6 +166,9 @@ MODELS = {
     "qwen2.5-3b-tied": (QWEN25_3B, None, 3.09e9),  # Qwen2.5-3B model card: 3.09B
     "qwen3-30b-a3b": (QWEN3_30B_A3B, "qwen3-30b-a3b", 30.5e9),  # Qwen3-30B-A3B-Instruct-2507 model card: 30.5B
     "mixtral-8x7b": (MIXTRAL_8X7B, "mixtral-8x7b", 46.7e9),  # Mixtral-8x7B model card / blog post: 46.7B
+    "phi-2": (PHI_2, "phi-2", 2.78e9),  # phi-2 model card: 2.7B (2.78B in safetensors)
+    "internlm-20b": (INTERNLM_20B, "internlm-20b", 20.0e9),  # internlm-20b model card: 20B
+    "qwen-72b": (QWEN_72B, "qwen-72b", 72.3e9),  # Qwen-72B model card: 72B (72.3B in safetensors)
 }
 
 
@@ -172,6 +213,41 @@ def test_biases_follow_the_family(tmp_path):
     biased = model_spec(str(write_config(tmp_path / "b", {**LLAMA_3_8B, "attention_bias": True, "mlp_bias": True})))
     assert biased.num_parameters - model_spec("llama-3-8b").num_parameters == 32 * ((4096 + 2 * 1024 + 4096) +
                                                                                    (2 * 14336 + 4096))
+
+
+def test_phi_is_a_parallel_block_with_a_plain_mlp_and_biases(tmp_path):
+    spec = model_spec(str(write_config(tmp_path / "p", PHI_2)))
+    assert not spec.gated_mlp and spec.dense_mlp_parameters == 2 * 2560 * 10240  # fc1 and fc2, no gate
+    # per layer: q, k, v, dense (2560 x 2560 + bias) + fc1 (+ 10240 bias) + fc2 (+ 2560 bias) + one LayerNorm (weight
+    # and bias); embeddings, lm_head with its bias, final LayerNorm: hand-added from the module printout
+    layer = 4 * (2560 * 2560 + 2560) + (2560 * 10240 + 10240) + (10240 * 2560 + 2560) + 2 * 2560
+    assert spec.num_parameters == 51200 * 2560 + (51200 * 2560 + 51200) + 32 * layer + 2 * 2560
+    assert spec.head_dim == 80 and spec.num_kv_heads == 32
+    normed = model_spec(str(write_config(tmp_path / "n", {**PHI_2, "qk_layernorm": True})))
+    assert normed.num_parameters - spec.num_parameters == 32 * 2 * (2 * 80)  # LayerNorms over head_dim on q and k
+
+
+def test_qwen_1_keys(tmp_path):
+    spec = model_spec(str(write_config(tmp_path / "q", QWEN_72B)))
+    # QWenMLP: w1 and w2 are intermediate_size // 2 wide each; kv_channels is the head size; no GQA
+    assert (spec.intermediate_size, spec.head_dim, spec.num_kv_heads, spec.gated_mlp) == (24576, 128, 64, True)
+    biased = model_spec(str(write_config(tmp_path / "b", {**QWEN_72B, "no_bias": False})))
+    # c_attn is always biased; without no_bias also the attention's c_proj and the MLP's w1, w2, c_proj
+    assert biased.num_parameters - spec.num_parameters == 80 * (8192 + 2 * 24576 + 8192)
+    assert model_spec(str(write_config(tmp_path / "k", {**QWEN_72B, "num_key_value_heads": 8}))).num_kv_heads == 64
+    # Qwen-7B's later config: 32768 positions, trained at seq_length 8192: vLLM takes the least
+    assert model_spec(str(write_config(tmp_path / "s", {**QWEN_72B, "seq_length": 8192}))).max_position_embeddings \
+        == 8192
+    bare = {k: v for k, v in QWEN_72B.items() if k not in ("no_bias", "kv_channels")}
+    assert model_spec(str(write_config(tmp_path / "d", bare))).num_parameters == spec.num_parameters  # defaults
+
+
+def test_internlm_bias_defaults_on(tmp_path):
+    spec = model_spec(str(write_config(tmp_path / "i", INTERNLM_20B)))
+    assert spec.num_parameters == model_spec(str(write_config(tmp_path / "l", {**INTERNLM_20B, "model_type": "llama"}))
+                                             ).num_parameters  # bias false: Llama's shapes
+    default = model_spec(str(write_config(tmp_path / "d", {k: v for k, v in INTERNLM_20B.items() if k != "bias"})))
+    assert default.num_parameters - spec.num_parameters == 60 * (3 * 5120 + 5120)  # InternLMConfig: bias=True
 
 
 def test_defaults_of_optional_keys(tmp_path):

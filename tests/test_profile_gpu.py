@@ -99,3 +99,10 @@ def test_a_mixture_of_experts_is_refused_before_timing(profile_gpu, tmp_path, ca
     out = tmp_path / "out"
     assert profile_gpu.main(["--model", "mixtral-8x7b", "--device", "cpu", "--tiny", "--out", str(out)]) == 2
     assert "mixtral-8x7b is a mixture of experts" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_plain_mlp_is_refused_before_timing(profile_gpu, tmp_path, capsys):
+    """phi-2's MLP is fc1 -> gelu -> fc2; this profiler times a gated one, whose table serving would refuse."""
+    out = tmp_path / "out"
+    assert profile_gpu.main(["--model", "phi-2", "--device", "cpu", "--tiny", "--out", str(out)]) == 2
+    assert "phi-2 has a plain (non-gated) MLP" in capsys.readouterr().err and not out.exists()

@@ -136,13 +136,14 @@ class RooflineCompute:
             raise ConfigError("compute.flops_efficiency and compute.bandwidth_efficiency must be in (0, 1]")
         kv_dim = m.num_kv_heads * m.head_dim
         q_dim = m.num_attention_heads * m.head_dim  # equals hidden_size except in models like Qwen3-32B
-        # q, k, v, o projections and the gated MLP (gate, up, down) of one layer
-        self.layer_params = m.hidden_size * (2 * q_dim + 2 * kv_dim) + 3 * m.hidden_size * m.intermediate_size
+        # q, k, v, o projections and the MLP (gate, up, down; a plain MLP up, down) of one layer
+        self.layer_params = m.hidden_size * (2 * q_dim + 2 * kv_dim) + m.dense_mlp_parameters
         self.peak = self.gpu.peak_flops * self.flops_efficiency
         self.bandwidth = self.gpu.memory_bandwidth * self.bandwidth_efficiency
         self.attn_flops_per_pair = 4 * m.num_attention_heads * m.head_dim / tp
         self.kv_bytes_per_token_layer = m.kv_bytes_per_token(self.kv_dtype_bytes, tp) // m.num_layers
         self.layer_weight_bytes = self.layer_params * self.dtype_bytes / tp
+        # the MLP's input and its intermediate_size-wide activation, written and read (gated or not)
         self.act_bytes_per_token = 2 * (m.hidden_size + m.intermediate_size) * self.dtype_bytes
         if m.is_moe:
             # per MoE layer and GPU: projections and experts split over TP, the router replicated

@@ -31,7 +31,7 @@ def vidur_op_columns(frame: pd.DataFrame, exclude: tuple[str, ...] = ()) -> list
 
 
 
-def _vidur_rows(path: Path, table: str, needed: set[str], shapes: tuple[tuple[str, int], ...], model: ModelSpec,
+def _vidur_rows(path: Path, table: str, needed: set[str], shapes: tuple[tuple[str, int | bool], ...], model: ModelSpec,
                 tensor_parallel_size: int, rows: np.ndarray | None = None) -> pd.DataFrame:
     """The rows of Vidur's ``table`` profiled at ``tensor_parallel_size`` (of ``rows`` if given), after checking
     its columns and that each profiled shape column (``shapes``: column, the model's value) matches the model."""
@@ -42,7 +42,12 @@ def _vidur_rows(path: Path, table: str, needed: set[str], shapes: tuple[tuple[st
     if not needed <= set(frame.columns):
         raise ConfigError(f"{path}: not a Vidur {table} (needs columns {sorted(needed)})")
     for column, expected in shapes:
-        if column in frame.columns and not (frame[column] == expected).all():
+        if column not in frame.columns:
+            continue
+        values, wanted = frame[column], expected
+        if isinstance(expected, bool):  # True/False however pandas parsed the column
+            values, wanted = values.astype(str).str.lower(), str(expected).lower()
+        if not (values == wanted).all():
             raise ConfigError(f"{path}: profiled {column}={frame[column].iloc[0]} does not match model {model.name} ({expected})")
     frame = frame[frame["num_tensor_parallel_workers"] == tensor_parallel_size]
     if frame.empty:
@@ -51,7 +56,10 @@ def _vidur_rows(path: Path, table: str, needed: set[str], shapes: tuple[tuple[st
 
 @dataclass
 class VidurProfile:
-    """Per-layer time of everything but the attention kernel, from Vidur's ``mlp.csv`` (ms, medians)."""
+    """Per-layer time of everything but the attention kernel, from Vidur's ``mlp.csv`` (ms, medians): the sum of
+    every operator the table times (less the embedding, once per step), whichever the model has: a gated MLP's
+    fused gate/up ``mlp_up_proj`` or a plain MLP's fc1 (``use_gated_mlp`` False, checked against the model), a
+    second norm or none (Phi's parallel block has no ``post_attention_layernorm``)."""
 
     tokens: np.ndarray
     seconds: np.ndarray
@@ -60,7 +68,8 @@ class VidurProfile:
     @classmethod
     def load(cls, path: Path, model: ModelSpec, tensor_parallel_size: int, rows: np.ndarray | None = None) -> "VidurProfile":
         frame = _vidur_rows(path, "mlp.csv", {"num_tokens"}, (("n_embd", model.hidden_size),
-                            ("n_kv_head", model.num_kv_heads), ("n_expanded_embd", model.intermediate_size)),
+                            ("n_head", model.num_attention_heads), ("n_kv_head", model.num_kv_heads),
+                            ("n_expanded_embd", model.intermediate_size), ("use_gated_mlp", model.gated_mlp)),
                             model, tensor_parallel_size, rows)
         ops = vidur_op_columns(frame, exclude=("emb",))
         frame = frame.assign(total_ms=frame[ops].sum(axis=1)).groupby("num_tokens", as_index=False)["total_ms"].mean()
