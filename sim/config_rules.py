@@ -100,10 +100,13 @@ def _batch_holds_its_sequences(c: Config) -> None:
 def _model_len_within_context(c: Config) -> None:
     from sim.specs import model_spec
 
-    limit = model_spec(c.model).max_position_embeddings
+    spec = model_spec(c.model)
+    limit = spec.longest_request
     if c.serving.max_model_len is not None and c.serving.max_model_len > limit:
+        what = (f"context of {limit} tokens" if limit == spec.max_position_embeddings else
+                f"sliding window of {limit} tokens (kvsim serves requests up to it, where it equals full attention)")
         raise ConfigError(f"config key 'serving.max_model_len'={c.serving.max_model_len} exceeds model {c.model}'s "
-                          f"context of {limit} tokens")
+                          + what)
 
 
 def _request_range(c: Config) -> None:

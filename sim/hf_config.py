@@ -3,11 +3,13 @@
 The roofline compute model (``sim.serving.compute``) and the KV size assume a decoder-only transformer
 whose every layer has full attention (q, k, v, o projections) and either an MLP (gate, up and down
 matrices; or a plain up, down MLP as Phi's) or a mixture of gated MLPs behind a router (Qwen3-MoE,
-Mixtral: routed experts only). The families below are built that way by transformers or by the model's own
-code (``trust_remote_code``: Qwen 1, InternLM); any other ``model_type`` (shared experts such as
-qwen2_moe, MLA such as deepseek_v3) is refused rather than run as something it is not, and so are
-sliding-window layers and quantized checkpoints, which those models do not describe. Each problem is
-one exit-2 line naming the file, as for the calibration profiles (``sim.serving.profile_files``).
+Mixtral, Phi-MoE: routed experts only). The families below are built that way by transformers or by the
+model's own code (``trust_remote_code``: Qwen 1, InternLM); any other ``model_type`` (shared experts such
+as qwen2_moe, MLA such as deepseek_v3) is refused rather than run as something it is not, and so are
+layers of different attention kinds and quantized checkpoints, which those models do not describe. A
+sliding window narrower than the context bounds the requests served (``ModelSpec.longest_request``).
+Each problem is one exit-2 line naming the file, as for the calibration profiles
+(``sim.serving.profile_files``).
 """
 
 from __future__ import annotations
@@ -117,6 +119,13 @@ FAMILIES: dict[str, Family] = {
     # layers; bias (default true) puts biases on q, k, v and o (InternLMAttention; vLLM reads it as Llama's
     # attention_bias); the MLP has none. num_key_value_heads as Llama (absent: = heads).
     "internlm": Family(bias_switches=(BiasSwitch("bias", ("qkv", "o"), default=True),)),
+    # PhimoeConfig (Phi-3.5-MoE, Phi-mini-MoE; transformers configuration_phimoe.py, vLLM phimoe.py):
+    # num_key_value_heads 8, head_dim derived, sliding_window None; attention_bias (false) puts biases on q, k, v
+    # and o, lm_head_bias (false) on the LM head; LayerNorms with bias (PhiMoEDecoderLayer's two, the final norm);
+    # num_local_experts 16, num_experts_per_tok 2, each expert a gated MLP intermediate_size wide (w1, w3, w2; no
+    # biases) behind a router without bias, in every layer.
+    "phimoe": Family(bias_switches=(BiasSwitch("attention_bias", ("qkv", "o")), BiasSwitch("lm_head_bias", ("lm_head",))),
+                     norm_vectors=2, num_key_value_heads=8, experts=Experts(16, 2, "intermediate_size")),
 }
 
 # Keys every config.json must give (transformers has defaults for them, but a model's shape taken from
@@ -171,7 +180,7 @@ def hf_model_spec(name: str) -> ModelSpec:
     if heads % kv_heads:
         raise ConfigError(f"model config {path}: num_attention_heads {heads} is not a multiple of "
                           f"num_key_value_heads {kv_heads}")
-    _check_full_attention(keys, family, context)
+    window = _sliding_window(keys, family, context)
     quantization = config.get("quantization_config")
     if quantization is not None:
         method = quantization.get("quant_method") if isinstance(quantization, dict) else quantization
@@ -184,6 +193,7 @@ def hf_model_spec(name: str) -> ModelSpec:
         num_parameters=_parameter_count(keys, family, layers, hidden, heads * head_dim, kv_heads * head_dim,
                                         head_dim, intermediate, vocab, moe),
         max_position_embeddings=context, source=f"{path} (sha256 {digest})", gated_mlp=family.gated_mlp,
+        sliding_window=window,
         **(moe.fields() if moe is not None else {}),
     )
 
@@ -265,19 +275,21 @@ class _Keys:
         return value
 
 
-def _check_full_attention(keys: _Keys, family: Family, context: int) -> None:
-    """Every layer attends to the whole context: kvsim's KV size and attention cost assume it."""
+def _sliding_window(keys: _Keys, family: Family, context: int) -> int | None:
+    """Every layer's sliding window where narrower than the context (None: full attention). kvsim serves such a
+    model's requests up to the window only (``ModelSpec.longest_request``), where it attends to every token; layers
+    of different kinds (Gemma's alternating local and global layers) are refused."""
     config, path = keys.config, keys.path
     layer_types = config.get("layer_types")
     if isinstance(layer_types, list) and any(kind != "full_attention" for kind in layer_types):
         raise ConfigError(f"model config {path}: layer_types other than full_attention are not modelled")
     switch = family.sliding_window_switch
     if switch is not None and not keys.flag(switch):
-        return
-    window = config.get("sliding_window", family.sliding_window)
-    if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < context):
-        raise ConfigError(f"model config {path}: sliding-window attention (sliding_window {quote(window)} < context "
-                          f"{context}) is not modelled: KV size and attention assume full attention")
+        return None
+    if config.get("sliding_window", family.sliding_window) is None:
+        return None
+    window = keys.positive("sliding_window", family.sliding_window)
+    return window if window < context else None
 
 
 def _biased_parts(keys: _Keys, family: Family) -> set[str]:

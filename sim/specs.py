@@ -44,6 +44,8 @@ class ModelSpec:
     max_position_embeddings: int
     source: str
     gated_mlp: bool = True  # gate, up and down matrices (SwiGLU); False: up and down only
+    # Tokens each query attends to (itself included) where narrower than the context; None: full attention
+    sliding_window: int | None = None
     num_experts: int | None = None  # routed experts per MoE layer
     num_experts_per_tok: int | None = None  # experts each token is routed to (top-k)
     moe_intermediate_size: int | None = None  # one expert's gated-MLP width
@@ -52,6 +54,9 @@ class ModelSpec:
     def __post_init__(self) -> None:
         if not isinstance(self.gated_mlp, bool):
             raise ConfigError(f"model {self.name!r}: gated_mlp must be true or false (got {self.gated_mlp!r})")
+        window = self.sliding_window
+        if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window <= 0):
+            raise ConfigError(f"model {self.name!r}: sliding_window must be a positive integer (got {window!r})")
         moe = (self.num_experts, self.num_experts_per_tok, self.moe_intermediate_size, self.num_moe_layers)
         if all(v is None for v in moe):
             return
@@ -71,6 +76,15 @@ class ModelSpec:
     def moe_layers(self) -> int:
         """Layers whose MLP is a mixture of experts (0 for a dense model)."""
         return self.num_moe_layers or 0
+
+    @property
+    def longest_request(self) -> int:
+        """The most tokens (prompt and output) kvsim serves a request of this model: its context, or its sliding
+        window where narrower. Up to the window a sliding-window model attends to every token, as kvsim's KV size
+        and attention cost assume; beyond it vLLM drops the oldest blocks, which kvsim does not model."""
+        if self.sliding_window is None:
+            return self.max_position_embeddings
+        return min(self.max_position_embeddings, self.sliding_window)
 
     @property
     def dense_mlp_parameters(self) -> int:

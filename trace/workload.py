@@ -44,10 +44,10 @@ def load_workload(config: Config) -> Trace:
 
 def context_tokens(config: Config) -> int:
     """The longest context a synthetic conversation keeps: vLLM's ``max_model_len`` (``serving.max_model_len``,
-    by default the model's context length), and never more than a request may hold."""
+    by default the model's context length or narrower sliding window), and never more than a request may hold."""
     from sim.specs import model_spec
 
-    model_len = config.serving.max_model_len or model_spec(config.model).max_position_embeddings
+    model_len = config.serving.max_model_len or model_spec(config.model).longest_request
     return min(model_len, request_token_bound(config.workload))
 
 

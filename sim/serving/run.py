@@ -298,8 +298,18 @@ class ServingRun:
 
 
 def max_model_len(config: Config) -> int:
-    """vLLM's ``max_model_len``: ``serving.max_model_len``, by default the model's context length."""
-    return config.serving.max_model_len or model_spec(config.model).max_position_embeddings
+    """vLLM's ``max_model_len``: ``serving.max_model_len``, by default the model's context length (or its sliding
+    window, where narrower: ``ModelSpec.longest_request``)."""
+    return config.serving.max_model_len or model_spec(config.model).longest_request
+
+
+def _model_len_limit(config: Config) -> str:
+    """What bounds a request's tokens, for the skip message."""
+    spec = model_spec(config.model)
+    if config.serving.max_model_len is None and spec.longest_request < spec.max_position_embeddings:
+        return (f"model {config.model}'s {spec.longest_request:,}-token sliding window (kvsim serves requests up to "
+                "it, where it equals full attention)")
+    return f"serving.max_model_len {max_model_len(config):,}"
 
 
 def admit(trace: Trace, config: Config) -> dict[str, int]:
@@ -320,8 +330,7 @@ def admit(trace: Trace, config: Config) -> dict[str, int]:
         raise ConfigError(f"no KV block of {block} tokens fits in one instance's memory (serving.num_gpu_blocks, "
                           f"gpu_memory_utilization, tensor_parallel_size)")
     limits = {
-        "exceeds_max_model_len": (lambda tokens: tokens > max_model_len(config),
-                                  f"serving.max_model_len {max_model_len(config):,}"),
+        "exceeds_max_model_len": (lambda tokens: tokens > max_model_len(config), _model_len_limit(config)),
         "exceeds_kv_capacity": (lambda tokens: -(-tokens // block) > capacity,
                                 f"{capacity:,} KV blocks of {block} tokens per instance"),
     }
