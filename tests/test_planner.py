@@ -164,3 +164,17 @@ def test_fleet_plan_sizes_rack_eic_for_a_hit_ratio(run_cli, tmp_path, shared_dat
     assert meets["measured"] >= 0.1 > fails["measured"] and fails["cost_usd_per_hour"] < meets["cost_usd_per_hour"]
     assert _cluster_hit_ratio(run_cli, tmp_path, base, meets["overrides"]) == pytest.approx(meets["measured"])
     assert _cluster_hit_ratio(run_cli, tmp_path, base, fails["overrides"]) == pytest.approx(fails["measured"])
+
+
+def test_moe_data_parallel_groups_rule_out_candidates_before_any_run(tmp_path):
+    from experiments.plan_candidates import enumerate_candidates
+    from experiments.plan_file import load_plan
+    from sim.config import load_config
+
+    plan = load_plan(_plan(tmp_path, {"workload": {"trace": str(BUNDLED_AZURE)}, "target": {
+        "slo": {"ttft_s": 0.3, "attainment": 0.99}, "rate_rps": 40}, "search": {
+        "gpu": ["h100-sxm"], "gpus": [1, 2, 4], "tensor_parallel_size": [1], "pd_split": ["aggregated", "all"]}}))
+    base = load_config(None, sets=["model=qwen3-30b-a3b", "serving.data_parallel_size=2"])
+    feasible = {c.name for c in enumerate_candidates(plan, base, load_prices({})) if c.status != "infeasible"}
+    # groups of 2 instances: 1 GPU cannot hold one, and a pool of 1 or 3 instances does not split into groups
+    assert feasible == {"2xh100-sxm tp1 aggregated", "4xh100-sxm tp1 aggregated", "4xh100-sxm tp1 2P:2D"}
