@@ -88,8 +88,14 @@ def test_lower_tier_hits_are_loaded_not_recomputed():
     assert ((requests.kv_load > 0) & (requests.cached_tokens > 0)).any()
 
 
-def test_decode_windows_equal_single_steps(monkeypatch):
-    config = _multi_turn_config("pd.num_prefill=1", "pd.num_decode=1")
+# roomy: the prefix cache keeps every block; tight: windows' blocks push cached prefixes down to the SSD (a shared
+# device, whose writes delay the prefill instance's loads), and PD's transfers wait for decode memory
+@pytest.mark.parametrize("extra", [["serving.num_gpu_blocks=1500"],
+                                   ["serving.num_gpu_blocks=520", "cache.tiers.dram.capacity_gib=0"]],
+                         ids=["roomy", "tight"])
+def test_decode_windows_equal_single_steps(monkeypatch, extra):
+    # two decode instances: PD picks one by its KV in use and reserves blocks there while its window runs
+    config = _multi_turn_config("pd.num_prefill=1", "pd.num_decode=2", *extra)
     trace = _synthetic(config)
     for mode in ("single", "pd"):
         windowed, _ = run_serving(trace, config, mode)
@@ -101,6 +107,8 @@ def test_decode_windows_equal_single_steps(monkeypatch):
                 assert windowed.metrics[key][stat] == pytest.approx(value, rel=1e-9), (mode, key, stat)
         assert windowed.metrics["hits"] == stepped.metrics["hits"]
         assert windowed.metrics["instances"]["steps"] == stepped.metrics["instances"]["steps"]
+        for w, o in zip(windowed.metrics["instances"]["each"], stepped.metrics["instances"]["each"], strict=True):
+            assert (w["kv_usage_mean"], w["kv_usage_peak"]) == pytest.approx((o["kv_usage_mean"], o["kv_usage_peak"]), rel=1e-9)
 
 
 def test_small_kv_memory_preempts_and_still_finishes():

@@ -44,7 +44,7 @@ from sim.errors import ConfigError
 from sim.serving.compute import StepShape
 from sim.serving.instance import DECODE, PREFILL, UNIFIED, Instance, Job
 from sim.serving.network import AnalyticNetwork, Link, network_model
-from sim.serving.run import ServingRun
+from sim.serving.run import ServingRun, decode_rank, settled
 from trace.request import Trace
 
 HBM, DRAM, SSD, EIC = range(4)  # tier kinds, as TIER_NAMES
@@ -367,9 +367,8 @@ class ClusterRun(ServingRun):
         topo = self.topo
         rack = topo.rack_of(prefill.index)
         own = [self.instance(rack * topo.instances_per_rack + int(s)) for s in topo.decode_slots()]
-        key = lambda d: (d.kv_usage, d.load, d.index)  # noqa: E731
         others = [d for d in self.decode if topo.rack_of(d.index) != rack]
-        return sorted(own, key=key) + sorted(others, key=key)
+        return sorted(settled(own), key=decode_rank) + sorted(settled(others), key=decode_rank)
 
     def _kv_link(self, src: Instance, dest: Instance) -> Path:
         topo = self.topo

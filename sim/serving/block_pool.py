@@ -26,11 +26,13 @@ class Clock(Protocol):
 
 
 class BlockPool:
-    """``total`` physical blocks; ``used`` of them hold running requests' KV."""
+    """``total`` physical blocks; ``used`` of them hold running requests' KV, ``reserved`` more are promised to a
+    decode window's later steps (taken from the free ones, not yet in use: ``claim`` when their step starts)."""
 
     def __init__(self, total: int, clock: Clock, shared: bool = True):
         self.total = total
         self.used = 0
+        self.reserved = 0
         self.shared = shared
         self.refs: dict[int, int] = {}  # prompt block id -> requests holding it (shared pools only)
         self.clock = clock
@@ -54,6 +56,12 @@ class BlockPool:
 
     @property
     def free(self) -> int:
+        """Blocks neither in use nor reserved."""
+        return self.total - self.used - self.reserved
+
+    @property
+    def unused(self) -> int:
+        """Blocks not in use (free or reserved): what the prefix cache may hold, as with single steps."""
         return self.total - self.used
 
     def __contains__(self, key: int) -> bool:
@@ -109,3 +117,16 @@ class BlockPool:
     def release(self, blocks: int) -> None:
         """Return ``blocks`` private blocks."""
         self._change(-blocks)
+
+    def reserve(self, blocks: int) -> None:
+        """Promise ``blocks`` private blocks to later steps."""
+        self.reserved += blocks
+
+    def claim(self, blocks: int) -> None:
+        """``blocks`` reserved blocks come into use (their step starts)."""
+        self.reserved -= blocks
+        self._change(blocks)
+
+    def unreserve(self, blocks: int) -> None:
+        """``blocks`` reserved blocks are not needed after all (their steps were cut off)."""
+        self.reserved -= blocks

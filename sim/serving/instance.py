@@ -90,7 +90,7 @@ class Instance:
             self.group.interrupt()  # the whole group's window ends with the step in progress
         else:
             self.interrupt_window()
-        if self.role == DECODE and self.window is None:
+        if self.role == DECODE:  # it joins the running batch now (its next step), window or not
             self.scheduler.admit_ready()
         self._kick()
 
@@ -153,12 +153,35 @@ class Instance:
         self.run_window(self.scheduler.start_window(steps, self.engine.now, self.compute.decode_times))
 
     def run_window(self, window: DecodeWindow) -> None:
-        """Run a planned decode window (its steps priced by this instance, or by its group)."""
+        """Run a planned decode window (its steps priced by this instance, or by its group). The blocks it took for
+        later steps leave the prefix cache as those steps start, as single steps would take them."""
         self.busy = True
         self.window = window
         self.batch_tokens = len(window.jobs)
         self._window_version += 1
+        if len(window.later_blocks):
+            steps, counts = np.unique(window.later_blocks, return_counts=True)
+            for step, count in zip(steps.tolist(), counts.tolist(), strict=True):
+                self.engine.at(window.start + float(window.ends[step - 2]), self._claim_blocks, window, step, count)
         self.engine.at(window.start + float(window.ends[-1]), self._window_done, self._window_version)
+
+    def _claim_blocks(self, window: DecodeWindow, step: int, blocks: int) -> None:
+        """Step ``step`` of ``window`` starts: its reserved blocks come into use and leave the prefix cache (unless
+        the window was cut short before it)."""
+        if self.window is window and step <= window.steps:
+            self.pool.claim(blocks)
+            self.kv.sync_free()
+
+    def settle(self) -> None:
+        """Bring a decode window in progress to what single steps hold now: it ends with its step in progress and
+        the blocks planned beyond are returned (PD's transfers read a decode instance's free and used blocks)."""
+        if self.window is None:
+            return
+        if self.group is not None:
+            self.group.interrupt()
+        else:
+            self.interrupt_window()
+        self.scheduler.release_planned(self.window)
 
     def interrupt_window(self) -> None:
         """Work arrived: end the window with the step in progress, so it joins the next step."""

@@ -161,7 +161,7 @@ class KVCacheManager:
         job.anonymous += grow
         if self.prefix_caching:
             self._take_cached(fresh)
-            self.cache.resize_top(self.pool.free)
+            self.cache.resize_top(self.pool.unused)
             self._charge_writes()
 
     def free(self, job: Job) -> None:
@@ -169,14 +169,15 @@ class KVCacheManager:
         freed = self.pool.let_go(job.blocks[job.held - 1::-1] if job.held else (), job.anonymous)
         job.held = job.anonymous = 0
         if self.prefix_caching:
-            self.cache.resize_top(self.pool.free)
+            self.cache.resize_top(self.pool.unused)
             self._return_to_cache(freed, job.position + np.arange(len(freed) - 1, -1, -1))
             self._charge_writes()
 
     def sync_free(self) -> None:
-        """The HBM cache's capacity follows the pool's free blocks."""
+        """The HBM cache's capacity follows the pool's blocks not in use (a decode window's reserved blocks leave
+        it only as their steps start, as single steps would take them)."""
         if self.prefix_caching:
-            self.cache.resize_top(self.pool.free)
+            self.cache.resize_top(self.pool.unused)
             self._charge_writes()
 
     def cache_fetched(self, keys: Sequence[int], position: int) -> None:

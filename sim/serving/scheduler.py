@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -52,6 +52,9 @@ class DecodeWindow:
     ends: np.ndarray  # cumulative step end times from the start
     start: float
     steps: int
+    # the step (1-based, ascending) each private block reserved at the window's start for a later step comes into
+    # use at, as single steps would take it (``Instance.run_window`` claims it then)
+    later_blocks: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 @dataclass(slots=True, eq=False)
@@ -153,7 +156,8 @@ class Scheduler:
         jobs = list(self.running)
         kv, pool, bs = self.kv, self.kv.pool, self.block_size
         computed = [job.computed for job in jobs]
-        grown = 0  # private blocks taken by the jobs so far, not yet seen by the pool
+        grown = 0  # private blocks the jobs take, allocated together below
+        later = []  # the step each private block is first needed at, beyond the first step
         for job, c in zip(jobs, computed, strict=True):
             need = -(-(c + steps) // bs)
             prompt = len(job.blocks)
@@ -161,47 +165,55 @@ class Scheduler:
                 private = need - prompt
                 if private > job.anonymous:
                     grown += private - job.anonymous
+                    # the block past the job's (prompt + anonymous) × bs tokens is first needed at step
+                    # (prompt + anonymous) × bs - c + 1, each next one bs steps later
+                    needed_at = np.arange((prompt + job.anonymous) * bs - c + 1, steps + 1, bs)
+                    later.append(needed_at[needed_at > 1])
                     job.anonymous = private
-            else:
-                if grown:
-                    pool.allocate(grown)
-                    kv.sync_free()  # the cache sees the free count each allocation leaves, as it happens
-                    grown = 0
+            else:  # its next tokens still fit in its prompt's blocks (a decode's first steps): nothing to take
                 kv.allocate(job, c + steps)
-        if grown:
-            pool.allocate(grown)
+        later_blocks = np.sort(np.concatenate(later)) if later else np.zeros(0, dtype=np.int64)
+        if grown:  # the first step's blocks are in use now; the later steps' are reserved until they start
+            pool.allocate(grown - len(later_blocks))
+            pool.reserve(len(later_blocks))
             kv.sync_free()
         # each new token attends to the KV before it and itself
         first = StepShape(decode_seqs=len(jobs), decode_kv_tokens=sum(computed) + len(jobs),
                           decode_kv_max=max(computed) + 1, decode_kv_min=min(computed) + 1)
         times = decode_times(first, steps)
-        return DecodeWindow(jobs, computed, first, times, np.cumsum(times), now, steps)
+        return DecodeWindow(jobs, computed, first, times, np.cumsum(times), now, steps, later_blocks)
+
+    def release_planned(self, window: DecodeWindow) -> None:
+        """Give back the private blocks reserved for the window's steps after its ``steps`` (cut short by an
+        interruption): single steps would not have taken them."""
+        bs = self.block_size
+        released = 0
+        for job, c in zip(window.jobs, window.computed, strict=True):
+            needed = -(-(c + window.steps) // bs) - len(job.blocks)  # private blocks the steps' tokens fill
+            if job.anonymous > needed:
+                released += job.anonymous - max(0, needed)
+                job.anonymous = max(0, needed)
+        if released:  # blocks of steps that never start: reserved, never claimed
+            self.kv.pool.unreserve(released)
+            self.kv.sync_free()
 
     def finish_window(self, window: DecodeWindow, now: float) -> list[Job]:
         """The window's ``steps`` steps are done: tokens emitted, unused planned blocks returned."""
         k = window.steps
         first_token = window.start + float(window.ends[0])
         table_first = self.table.first_token
-        bs = self.block_size
         finished = []
-        released = 0
         newcomers = 0
+        self.release_planned(window)  # blocks planned for steps an interruption cut off
         for job, c in zip(window.jobs, window.computed, strict=True):
             if job.generated == 0:
                 table_first[job.rid] = first_token
                 newcomers += 1
-            job.computed = computed = c + k
+            job.computed = c + k
             job.generated += k
             job.last_token_time = now
-            needed = -(-computed // bs) - len(job.blocks)  # private blocks the computed tokens fill
-            if job.anonymous > needed:  # blocks planned for steps an interruption cut off
-                released += job.anonymous - max(0, needed)
-                job.anonymous = max(0, needed)
             if job.generated >= job.output_tokens:
                 finished.append(job)
-        if released:
-            self.kv.pool.release(released)
-        self.kv.sync_free()
         batch = len(window.jobs)
         self.itl.add_steps(window.times, k, batch, batch - newcomers)  # a first token has no gap before it
         return finished
