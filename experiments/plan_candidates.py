@@ -124,12 +124,9 @@ def enumerate_candidates(plan: Plan, base: Config, prices: Prices) -> list[Candi
                         c.name = _label(c, varied)
                         c.mode = ("cluster" if plan.fleet else "cache-only" if hit_target else
                                   "single" if split is None else "pd")
-                        try:
-                            c.config = replace(base, **c.overrides)
-                        except ConfigError as exc:
-                            raise plan_error(plan.path, f"candidate {c.name}: {str(exc).removeprefix('override: ')}") from None
                         c.cost = prices.cost(gpu, count, mix, nodes=(racks or 1) * (nodes or 1), racks=racks or 1)
-                        try:
+                        try:  # a candidate the config rules refuse (TP x data-parallel size beyond a node, ...)
+                            c.config = replace(base, **c.overrides)
                             hbm_capacity_blocks(c.config)
                             if plan.fleet:
                                 Topology.from_config(c.config)
@@ -138,7 +135,7 @@ def enumerate_candidates(plan: Plan, base: Config, prices: Prices) -> list[Candi
                             elif c.mode == "pd":
                                 pd_groups_fit(c.config)  # a mixture of experts' data-parallel groups
                         except ConfigError as exc:
-                            c.status, c.reason = "infeasible", str(exc)
+                            c.status, c.reason = "infeasible", str(exc).removeprefix("override: ")
                         out.append(c)
     if not out:
         raise plan_error(plan.path, "the search space is empty (no GPU count divisible by a tensor-parallel size?)")

@@ -61,7 +61,8 @@ class ServingConfig:
     num_instances: int = domain(4, ge=1, le=MAX_INSTANCES)
     dtype: Literal["bf16", "fp16", "fp32", "fp8"] = "bf16"
     kv_cache_dtype: Literal["auto", "bf16", "fp16", "fp32", "fp8"] = "auto"
-    # vLLM's max_model_len: a request whose prompt + output exceeds it is rejected (None: the model's context).
+    # vLLM's max_model_len: a request whose prompt + output exceeds it is rejected (None: the model's context,
+    # or its sliding window where narrower: ModelSpec.longest_request).
     # At least 2: a request has a prompt token and decodes one (at 1 the synthetic chat made empty prompts)
     max_model_len: int | None = domain(None, ge=2)
 

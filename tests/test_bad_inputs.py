@@ -68,6 +68,12 @@ CASES: dict[str, Case] = {
                                           "--set", "serving.data_parallel_size=2", "--set", "pd.num_prefill=1",
                                           "--set", "pd.num_decode=2"],
                                          names=("pd.num_prefill", "serving.data_parallel_size")),
+    # cluster PD: pools of 6 and 3 split into groups of 3, but 8 instances a node would put a group on two nodes
+    "data_parallel_group_across_nodes": Case(["--cluster", "--pd", "--quiet", "--no-plot", "--set",
+                                              "model=qwen3-30b-a3b", "--set", "serving.data_parallel_size=3",
+                                              "--set", "pd.num_prefill=6", "--set", "pd.num_decode=3",
+                                              "--set", "cluster.nodes_per_rack=2"],
+                                             names=("instances per node", "serving.data_parallel_size")),
     "num_instances_million": setting("serving.num_instances=1000000", "1000000", mode=()),
     "negative_tier_latency": setting("cache.tiers.dram.latency_us=-5"),
     "negative_network_latency": setting("network.latency_us=-1", mode=("--pd",)),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from pathlib import Path
 
 import numpy as np
@@ -239,3 +240,17 @@ def test_check_calibration_fits_moe_csv_against_the_router_and_experts(tmp_path)
     assert moe.model[second] == pytest.approx((50 + (57 - 50) / 3) * 1e-6)
     dense = fits["tp1/dense.csv (one layer's operators)"]
     assert "attention projections" in dense.reference_method
+
+
+def test_data_parallel_rank_with_unequal_group_load_by_hand():
+    from sim.serving.moe import DataParallelShare
+
+    r = RooflineCompute(TINY, _unit_gpu(), 2, 2, 1, flops_efficiency=1.0, bandwidth_efficiency=1.0,
+                        data_parallel_size=2)
+    # this rank 2 tokens, the group 10 (the other rank 8): projections 2 x 192 x 2 and router 2 x 64 x 2 on its own
+    # tokens (1024 FLOPs); its half of the group's routed work, 5 tokens x 2 experts x 2 x 144 (2880 FLOPs)
+    # bytes: (192 + 64) x 2 = 512; half of 8 x (1 - (6/8)^10) distinct experts x 144 x 2 B; 5 tokens' activations
+    # 5 x 2 x (8 + 2 x 6) x 2 B = 400
+    experts = 8 * (1 - (6 / 8) ** 10) / 2
+    flops, traffic = 1024 + 2880, 512 + experts * 144 * 2 + 400
+    assert r.moe_layer_time(2, DataParallelShare(2, 10)) == pytest.approx(math.hypot(flops / 1e3, traffic / 1e3))

@@ -173,8 +173,11 @@ def test_moe_data_parallel_groups_rule_out_candidates_before_any_run(tmp_path):
 
     plan = load_plan(_plan(tmp_path, {"workload": {"trace": str(BUNDLED_AZURE)}, "target": {
         "slo": {"ttft_s": 0.3, "attainment": 0.99}, "rate_rps": 40}, "search": {
-        "gpu": ["h100-sxm"], "gpus": [1, 2, 4], "tensor_parallel_size": [1], "pd_split": ["aggregated", "all"]}}))
-    base = load_config(None, sets=["model=qwen3-30b-a3b", "serving.data_parallel_size=2"])
-    feasible = {c.name for c in enumerate_candidates(plan, base, load_prices({})) if c.status != "infeasible"}
-    # groups of 2 instances: 1 GPU cannot hold one, and a pool of 1 or 3 instances does not split into groups
+        "gpu": ["h100-sxm"], "gpus": [1, 2, 4], "tensor_parallel_size": [1, 4], "pd_split": ["aggregated", "all"]}}))
+    base = load_config(None, sets=["model=qwen3-30b-a3b", "serving.data_parallel_size=2", "hardware.gpus_per_node=4"])
+    candidates = enumerate_candidates(plan, base, load_prices({}))
+    feasible = {c.name for c in candidates if c.status != "infeasible"}
+    # groups of 2 instances: 1 GPU cannot hold one, and a pool of 1 or 3 instances does not split into groups;
+    # at TP 4 a group needs 8 GPUs of a 4-GPU node (refused by the config rules: infeasible, not a failed plan)
     assert feasible == {"2xh100-sxm tp1 aggregated", "4xh100-sxm tp1 aggregated", "4xh100-sxm tp1 2P:2D"}
+    assert "needs 8 GPUs" in next(c.reason for c in candidates if c.name == "4xh100-sxm tp4 aggregated")

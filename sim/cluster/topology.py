@@ -36,10 +36,12 @@ class Topology:
                               f"an instance is tensor_parallel_size GPUs of one node, so TP must divide the node's GPUs")
         topo = cls(config.cluster.num_racks, config.cluster.nodes_per_rack, gpus, tp,
                    config.pd.num_prefill if pd else 0, config.pd.num_decode if pd else 0)
-        data_parallel_groups_fit(config, {"config key 'pd.num_prefill'": topo.num_prefill,
-                                          "config key 'pd.num_decode'": topo.num_decode} if pd else
-                                 {"instances per node (hardware.gpus_per_node / serving.tensor_parallel_size)":
-                                  topo.instances_per_node})
+        # a group's instances share one node (its MoE exchange runs over the node's GPU link): the node's
+        # instances, and in PD each pool, split into whole groups
+        data_parallel_groups_fit(config, {
+            "instances per node (hardware.gpus_per_node / serving.tensor_parallel_size)": topo.instances_per_node,
+            **({"config key 'pd.num_prefill'": topo.num_prefill, "config key 'pd.num_decode'": topo.num_decode}
+               if pd else {})})
         if pd and topo.num_prefill + topo.num_decode > topo.instances_per_rack:
             raise ConfigError(f"config keys 'pd.num_prefill'={topo.num_prefill} + 'pd.num_decode'={topo.num_decode} "
                               f"(per rack in cluster mode) exceed the rack's {topo.instances_per_rack} instances "

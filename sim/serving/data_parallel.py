@@ -1,17 +1,19 @@
 """Data-parallel groups of a mixture of experts: D instances that step in lockstep, as vLLM's DP ranks do.
 
-With ``data_parallel_size`` D > 1 the MoE layers of D instances form one group (``sim.serving.moe``), and
-vLLM runs the ranks' forward passes together: every step starts with an all-reduce of each rank's token
-count (``vllm/v1/worker/dp_utils.py``, ``coordinate_batch_across_dp``) and each MoE layer exchanges the
-group's hidden states, so a step lasts as long as its slowest rank's, and a rank with nothing to run
-takes a dummy step of one token (``execute_dummy_batch``) so that the others' collectives complete. When
-every rank's step runs as a CUDA graph (at most ``cudagraph_capture_tokens`` tokens each), vLLM pads every
-rank to the group's largest token count (``_post_process_dp_padding``); the layers compute the padding,
-attention and the LM head do not. A step here is therefore: each member with work plans its batch; the
-group's tokens G are the ranks' own (padded); each member's step is priced with its own shape and G
-(``DataParallelShare``); all of them end after the slowest. When every member with work can take a decode
-window (``Scheduler.window_steps``), the group takes one of the fewest steps, each step as long as its slowest
-member's (a decode-only step's shares do not change within it), and work arriving at any member ends it for all.
+With ``data_parallel_size`` D > 1 the MoE layers of D instances form one group (``sim.serving.moe``), and vLLM
+runs the ranks' forward passes together: every step starts with an all-reduce of each rank's token count
+(``vllm/v1/worker/dp_utils.py``, ``coordinate_batch_across_dp``) and each MoE layer exchanges the group's
+hidden states, so a step lasts as long as its slowest rank's, and a rank with nothing to run takes a dummy
+step of one token (``execute_dummy_batch``) so that the others' collectives complete. When every rank's step
+runs as a CUDA graph (at most ``cudagraph_capture_tokens`` tokens each), vLLM pads every rank to the group's
+largest token count (``_post_process_dp_padding``, vLLM v1 of late 2025; vLLM 0.10's ``get_dp_padding`` padded
+whenever CUDA graphs were on; kvsim does not round a step up to its capture size, for a single instance
+either); the layers compute the padding, attention and the LM head do not. A step here is therefore: each
+member with work plans its batch; the group's tokens G are the ranks' own (padded); each member's step is
+priced with its own shape and G (``DataParallelShare``); all of them end after the slowest. When every member
+with work can take a decode window (``Scheduler.window_steps``), the group takes one of the fewest steps, each
+step as long as its slowest member's (a decode-only step's shares do not change within it), and work arriving
+at any member ends it for all.
 """
 
 from __future__ import annotations

@@ -8,16 +8,15 @@ which a gate trained with a load-balancing loss approaches. LLMServingSim's defa
 ``serving/core/gate_function.py``) takes min(tokens × k, experts) instead, the most a step can touch;
 the expectation is lower whenever two tokens share an expert.
 
-Data parallelism (``serving.data_parallel_size`` D, vLLM's): D instances step in lockstep and their MoE
-layers form one group over their D × TP GPUs (expert-parallel with ``enable_expert_parallel``, else
+Data parallelism (``serving.data_parallel_size`` D, vLLM's): the MoE layers of D instances form one group over their D × TP GPUs (expert-parallel with ``enable_expert_parallel``, else
 tensor-parallel over D × TP ranks; either way each GPU computes 1/(D × TP) of the group's token-expert
 pairs and reads 1/(D × TP) of the weights of the experts the group's tokens touch, in expectation).
 The group's instances step in lockstep (``sim.serving.data_parallel``): a step's MoE layers see the
 group's G tokens (the ranks' own, padded as vLLM pads them), touching E · (1 − (1 − k/E)^G) experts,
 and exchange the group's hidden states by an all-gather and a reduce-scatter every MoE layer (vLLM's
 default ``allgather_reducescatter`` all-to-all backend; ``sim.serving.collectives.TensorParallelComm``).
-A step priced without its group (``DataParallelShare`` None: the planner's estimates, decode windows,
-calibration) takes a group of D ranks each carrying a step like its own, G = D × T.
+A step priced without its group (``DataParallelShare`` None: the planner's estimates, calibration) takes a
+group of D ranks each carrying a step like its own, G = D × T.
 """
 
 from __future__ import annotations
