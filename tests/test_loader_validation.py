@@ -62,6 +62,19 @@ def test_splitwise_too_many_fields_in_first_data_row(tmp_path):
     assert trace.arrival_s.tolist() == [0.0, 1.0]
 
 
+@pytest.mark.parametrize("header", [AZURE_HEADER, SPLITWISE_HEADER], ids=["azure", "splitwise"])
+def test_old_mac_line_ends_read_as_line_ends(tmp_path, header):
+    """Lone carriage returns end lines for pandas and the csv module: the header is sniffed from the
+    first of them (it was the whole file as one header line, refused when a signature column came last)."""
+    rows = ("2023-11-16 18:15:4{i}.0000000,{p},{o}\n" if header == AZURE_HEADER else "{i},2,0,{i},1,{p},{o}\n")
+    text = header + "".join(rows.format(i=i, p=100 * (i + 1), o=10 + i) for i in range(3))
+    unix, mac = load(write(tmp_path, "unix.csv", text)), load(write(tmp_path, "mac.csv", text.replace("\n", "\r")))
+    assert mac.provenance.format == unix.provenance.format
+    assert (mac.provenance.rows_read, mac.provenance.rows_skipped) == (3, 0)
+    for attr in ("arrival_s", "input_tokens", "output_tokens"):
+        assert getattr(mac, attr).tolist() == getattr(unix, attr).tolist()
+
+
 def test_every_row_one_field_too_many_is_malformed_not_shifted(tmp_path):
     """A trailing comma on every data row but not the header: no row may be read one column to the
     left (pandas' readers take the first field as an index), every row is malformed."""

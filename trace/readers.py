@@ -114,7 +114,9 @@ def check_text(path: Path, head: bytes) -> None:
 
 
 def first_line(path: Path) -> str:
-    """The first non-blank line of a text trace (BOM removed), read with a bound on its length."""
+    """The first non-blank line of a text trace (BOM removed), read with a bound on its length.
+    Outside a JSON record a lone carriage return ends a line too, as the CSV readers (pandas, csv)
+    take it: a file with old Mac line ends is sniffed by its header, not as one long line."""
     try:
         with path.open("rb") as fh:
             check_text(path, fh.read(SNIFF_BYTES))
@@ -123,7 +125,9 @@ def first_line(path: Path) -> str:
                 line = fh.readline(MAX_LINE_BYTES)
                 if not line:
                     return ""
-                if len(line) == MAX_LINE_BYTES and not line.endswith(b"\n"):
+                if not line.removeprefix(BOM_BYTES).lstrip().startswith(b"{"):  # in JSON a carriage return is a blank
+                    line = next((part + b"\r" for part in line.split(b"\r")[:-1] if part.strip()), line)
+                if len(line) == MAX_LINE_BYTES and not line.endswith((b"\n", b"\r")):
                     raise TraceError(f"{path}: the first line is longer than {MAX_LINE_BYTES >> 20} MiB, so it is not "
                                      f"a trace header or record; it starts {quote(line.decode('utf-8', 'replace'))}")
                 if line.strip():
