@@ -265,3 +265,13 @@ def test_vidur_row_without_an_operator_time_is_not_used(tmp_path):
     assert profile.tokens.tolist() == [1, 101]
     assert profile.layer_time(51) == pytest.approx(0.255e-3)
 
+
+def test_measured_tables_never_extrapolate_a_negative_time():
+    """Beyond the largest measured size a table extends its top segment; a falling one stops at 0 s."""
+    from sim.serving.collectives import interpolate
+    from sim.serving.profile_grid import GridNode
+
+    x, y = np.array([1.0, 2.0]), np.array([2.0, 1.0])
+    assert interpolate(x, y, 1.5) == 1.5 and interpolate(x, y, 3.0) == 0.0 and interpolate(x, y, 10.0) == 0.0
+    grid = GridNode(pd.DataFrame({"a": [1, 1, 2, 2], "b": [1, 2, 1, 2], "t": [2.0, 2.0, 1.0, 1.0]}), ["a", "b"], "t")
+    assert grid.lookup((1.5, 1.0)) == 1.5 and grid.lookup((5.0, 1.0)) == 0.0

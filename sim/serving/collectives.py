@@ -84,11 +84,12 @@ class RingCollectives:
 
 
 def interpolate(x: np.ndarray, y: np.ndarray, value: float) -> float:
-    """Piecewise-linear over sorted ``x``; the first value below it; linear extrapolation from the top two above."""
+    """Piecewise-linear over sorted ``x``; the first value below it; linear extrapolation from the top two above,
+    never below 0 (a measured time that falls over the top two points must not extrapolate to a negative one)."""
     if len(x) == 1 or value <= x[0]:
         return float(y[0])
     if value > x[-1]:
-        return float(y[-1] + (value - x[-1]) * (y[-1] - y[-2]) / (x[-1] - x[-2]))
+        return max(0.0, float(y[-1] + (value - x[-1]) * (y[-1] - y[-2]) / (x[-1] - x[-2])))
     return float(np.interp(value, x, y))
 
 
