@@ -189,6 +189,8 @@ CASES: dict[str, Case] = {
                                  files={"o.yaml": "seed: 2023-02-30\n"}),
     "yaml_nested_too_deep": Case([*TRACE_STATS, "--config", "{tmp}/c.yaml"], names=("c.yaml", "nested"),
                                  files={"c.yaml": "a: " + "[" * 100_000 + "]" * 100_000 + "\n"}),
+    "model_config_nested_too_deep": Case([*TRACE_STATS, "--set", "model={tmp}/m/config.json"], names=("config.json", "not JSON"),
+                                         files={"m/config.json": '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}"}),
     "set_value_nested_too_deep": Case([*TRACE_STATS, "--set", "seed=" + "[" * 5000 + "]" * 5000], names=("--set", "seed", "nested")),
     "sweep_spec_duplicate_key": Case(["--sweep", "{tmp}/s.yaml"], names=("s.yaml", "line 3", "duplicate key 'axes'"),
                                      files={"s.yaml": "mode: cache-only\naxes: {cache.policy: [lru]}\naxes: {cache.policy: [arc]}\n"}),
