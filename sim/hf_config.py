@@ -150,7 +150,7 @@ def read_hf_config(path: Path) -> tuple[dict[str, Any], str]:
         raise ConfigError(f"model config {path}: over {MAX_CONFIG_BYTES:,} bytes, not a Hugging Face config.json")
     try:
         config = json.loads(data)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: arrays nested too deep
         raise ConfigError(f"model config {path}: not JSON: {quote(str(exc))}") from None
     if not isinstance(config, dict):
         raise ConfigError(f"model config {path}: the top level must be a JSON object, got {type(config).__name__}")

@@ -222,3 +222,56 @@ def test_roofline_counts_a_plain_mlp_as_two_matrices():
     # the layers' matrices are the parameters less embeddings and LM head (biases and norms aside: < 0.1%)
     assert r.layer_params * m.num_layers == pytest.approx(m.num_parameters - 2 * 51200 * 2560, rel=1e-3)
     assert r.linear_layer_time(16384) == pytest.approx(2 * r.layer_params * 16384 / 989.4e12, rel=0.01)
+
+
+def _hand_bundle(root, dense_extra: str = "", attention: str | None = None):
+    """The newer-layout bundle above (every operator 1 us a token from 1 to 101 tokens), with extra dense.csv rows."""
+    from pathlib import Path
+
+    from sim.serving.llmservingsim_compute import LLMServingSimCompute
+
+    tp = Path(root) / "tp1"
+    tp.mkdir(parents=True)
+    (Path(root) / "meta.yaml").write_text("tp_degrees: [1]\n")
+    ops = ["embedding", "final_layernorm", "layernorm", "qkv_proj", "o_proj", "gate_up_proj", "act_fn", "down_proj"]
+    (tp / "dense.csv").write_text("layer,tokens,time_us\n" + "".join(f"{op},1,1\n{op},101,101\n" for op in ops) + dense_extra)
+    (tp / "per_sequence.csv").write_text("layer,sequences,time_us\nlm_head,1,100\nsampler,1,10\n")
+    (tp / "attention.csv").write_text(attention or "prefill_chunk,kv_prefill,n_decode,kv_decode,time_us\n0,0,1,100,10\n0,0,1,300,30\n")
+    return LLMServingSimCompute.load(Path(root), model_spec("llama-3-8b"), 1)
+
+
+def test_bundle_row_with_a_blank_time_is_not_used(tmp_path):
+    """A blank time_us is a row not measured: the operator is interpolated over its other rows (51 us at 51
+    tokens), never NaN carried into every step (the run then reported no latency at all)."""
+    model = _hand_bundle(tmp_path / "b", dense_extra="qkv_proj,51,\n")
+    assert model._op(model.dense, "qkv_proj", 51) == pytest.approx(51e-6)
+    shape = StepShape()
+    shape.add_decode(200)
+    assert np.isfinite(model.step_time(shape))
+
+
+def test_bundle_attention_without_pure_decode_rows_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="attention.csv: no pure-decode"):
+        _hand_bundle(tmp_path / "b", attention="prefill_chunk,kv_prefill,n_decode,kv_decode,time_us\n16,0,0,0,5\n")
+
+
+def test_vidur_row_without_an_operator_time_is_not_used(tmp_path):
+    """A row missing one operator's median prices the layer without that operator if summed as read; it is left
+    out, so 51 tokens lie halfway between the 1- and 101-token rows (0.255 ms, as in the phi-2 case above)."""
+    one = [5.0, 0.01, 0.05, 0.01, 0.02, 0.03, 0.01, 0.03, 0.01]
+    partial = [5.0, 0.01, 0.05, 0.01, 0.02, 0.03, float("nan"), 0.03, 0.01]  # mlp_up_proj not measured
+    _write_vidur_mlp(tmp_path / "p", PHI_2_SHAPE, {1: one, 51: partial, 101: [2 * v for v in one]})
+    profile = VidurProfile.load(tmp_path / "p" / "mlp.csv", model_spec("phi-2"), 1)
+    assert profile.tokens.tolist() == [1, 101]
+    assert profile.layer_time(51) == pytest.approx(0.255e-3)
+
+
+def test_measured_tables_never_extrapolate_a_negative_time():
+    """Beyond the largest measured size a table extends its top segment; a falling one stops at 0 s."""
+    from sim.serving.collectives import interpolate
+    from sim.serving.profile_grid import GridNode
+
+    x, y = np.array([1.0, 2.0]), np.array([2.0, 1.0])
+    assert interpolate(x, y, 1.5) == 1.5 and interpolate(x, y, 3.0) == 0.0 and interpolate(x, y, 10.0) == 0.0
+    grid = GridNode(pd.DataFrame({"a": [1, 1, 2, 2], "b": [1, 2, 1, 2], "t": [2.0, 2.0, 1.0, 1.0]}), ["a", "b"], "t")
+    assert grid.lookup((1.5, 1.0)) == 1.5 and grid.lookup((5.0, 1.0)) == 0.0

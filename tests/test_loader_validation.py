@@ -20,6 +20,8 @@ from tests.loader_helpers import (
     load, write, request_blocks, AZURE_HEADER, AZURE_BAD, AZURE_BAD_REASONS, _mooncake_line, MOONCAKE_BAD,
 )
 
+SPLITWISE_HEADER = "request_id,request_type,application_id,arrival_timestamp,batch_size,prompt_size,token_size\n"
+
 # ----------------------------------------------------------------------------------------------
 # 3. Bad rows are counted per reason, good rows survive with their values
 def test_azure_bad_rows_counted(tmp_path, chunk_rows):
@@ -58,6 +60,43 @@ def test_splitwise_too_many_fields_in_first_data_row(tmp_path):
     assert trace.input_tokens.tolist() == [2048, 1000]
     assert trace.output_tokens.tolist() == [8, 16]
     assert trace.arrival_s.tolist() == [0.0, 1.0]
+
+
+@pytest.mark.parametrize("header", [AZURE_HEADER, SPLITWISE_HEADER], ids=["azure", "splitwise"])
+def test_old_mac_line_ends_read_as_line_ends(tmp_path, header):
+    """Lone carriage returns end lines for pandas and the csv module: the header is sniffed from the
+    first of them (it was the whole file as one header line, refused when a signature column came last)."""
+    rows = ("2023-11-16 18:15:4{i}.0000000,{p},{o}\n" if header == AZURE_HEADER else "{i},2,0,{i},1,{p},{o}\n")
+    text = header + "".join(rows.format(i=i, p=100 * (i + 1), o=10 + i) for i in range(3))
+    unix, mac = load(write(tmp_path, "unix.csv", text)), load(write(tmp_path, "mac.csv", text.replace("\n", "\r")))
+    assert mac.provenance.format == unix.provenance.format
+    assert (mac.provenance.rows_read, mac.provenance.rows_skipped) == (3, 0)
+    for attr in ("arrival_s", "input_tokens", "output_tokens"):
+        assert getattr(mac, attr).tolist() == getattr(unix, attr).tolist()
+
+
+def test_every_row_one_field_too_many_is_malformed_not_shifted(tmp_path):
+    """A trailing comma on every data row but not the header: no row may be read one column to the
+    left (pandas' readers take the first field as an index), every row is malformed."""
+    rows = "".join(f"{i},2,0,{i},1,{1000 + i},{10 + i},\n" for i in range(3))
+    path = write(tmp_path, "sw.csv", SPLITWISE_HEADER + rows)
+    with pytest.raises(TraceError, match="malformed_row: 3"):
+        load(path)
+    trace = load(write(tmp_path, "sw2.csv", SPLITWISE_HEADER + rows + "3,2,0,3,1,2000,40\n"))
+    assert trace.provenance.skip_reasons == {"malformed_row": 3}
+    assert (trace.input_tokens.tolist(), trace.output_tokens.tolist()) == ([2000], [40])
+
+
+@pytest.mark.parametrize("damage, line", [
+    ('"2023-11-16 18:15:48.0000000,300,30\n2023-11-16 18:15:49.0000000,400,40\n', "line 4"),  # a quote never closed: not the rest of the file as one field
+    ("2023-11-16 18:15:48.0000000,300,30," + "9" * 200_000 + "\n", "line 4"),  # beyond the csv module's field limit
+], ids=["unclosed_quote", "field_above_csv_limit"])
+def test_csv_damage_after_a_long_row_is_exit_2(tmp_path, damage, line):
+    """A row with too many fields sends the file to the tolerant reader; damage it cannot read is
+    bad input naming the line, not an internal error or rows silently lost."""
+    text = AZURE_HEADER + "2023-11-16 18:15:46.0000000,100,10,7\n2023-11-16 18:15:47.0000000,200,20\n" + damage
+    with pytest.raises(TraceError, match=f"malformed CSV: .*{line}"):
+        load(write(tmp_path, "t.csv", text))
 
 
 def test_mooncake_bad_records_counted(tmp_path, chunk_rows):

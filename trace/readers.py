@@ -114,7 +114,9 @@ def check_text(path: Path, head: bytes) -> None:
 
 
 def first_line(path: Path) -> str:
-    """The first non-blank line of a text trace (BOM removed), read with a bound on its length."""
+    """The first non-blank line of a text trace (BOM removed), read with a bound on its length.
+    Outside a JSON record a lone carriage return ends a line too, as the CSV readers (pandas, csv)
+    take it: a file with old Mac line ends is sniffed by its header, not as one long line."""
     try:
         with path.open("rb") as fh:
             check_text(path, fh.read(SNIFF_BYTES))
@@ -123,7 +125,9 @@ def first_line(path: Path) -> str:
                 line = fh.readline(MAX_LINE_BYTES)
                 if not line:
                     return ""
-                if len(line) == MAX_LINE_BYTES and not line.endswith(b"\n"):
+                if not line.removeprefix(BOM_BYTES).lstrip().startswith(b"{"):  # in JSON a carriage return is a blank
+                    line = next((part + b"\r" for part in line.split(b"\r")[:-1] if part.strip()), line)
+                if len(line) == MAX_LINE_BYTES and not line.endswith((b"\n", b"\r")):
                     raise TraceError(f"{path}: the first line is longer than {MAX_LINE_BYTES >> 20} MiB, so it is not "
                                      f"a trace header or record; it starts {quote(line.decode('utf-8', 'replace'))}")
                 if line.strip():
@@ -260,40 +264,71 @@ def _no_implicit_index(reader) -> Iterator[pd.DataFrame]:
         yield frame
 
 
-def _pandas_csv(source: Path | BinaryIO, tolerant: bool = False, first_row: int = 1) -> Iterator[RawChunk]:
-    """CSV chunks as strings through pandas, the reference reader; ``source`` starts with the
-    header line, its rows are numbered from ``first_row``. Tolerant (``source`` the file's path):
-    rows with too many fields become MALFORMED rows in place (pandas' python engine, slower: used
-    only after the C engine met such a row)."""
+def _pandas_csv(source: Path | BinaryIO, first_row: int = 1) -> Iterator[RawChunk]:
+    """CSV chunks as strings through pandas' C engine, the reference reader; ``source`` starts with
+    the header line, its rows are numbered from ``first_row``."""
     import pandas as pd
 
     try:
-        if not tolerant:
-            with pd.read_csv(source, chunksize=CHUNK_ROWS, **PANDAS_CSV) as reader:
-                yield from _numbered(_no_implicit_index(reader), first_row)
-            return
-        # Explicit names: a long first data row is then a bad line too, not an implicit index.
-        names = [str(c) for c in pd.read_csv(source, nrows=0, dtype=str, skipinitialspace=True, encoding="utf-8").columns]
-
-        def bad_line(_fields: list[str]) -> list[str]:
-            return [MALFORMED] * len(names)
-
-        with pd.read_csv(source, engine="python", names=names, header=0, on_bad_lines=bad_line, chunksize=CHUNK_ROWS,
-                         **PANDAS_CSV) as reader:
-            yield from _numbered(reader, first_row)
+        with pd.read_csv(source, chunksize=CHUNK_ROWS, **PANDAS_CSV) as reader:
+            yield from _numbered(_no_implicit_index(reader), first_row)
     except pd.errors.ParserError as exc:
         raise CsvParserError(str(exc).strip()) from None
+
+
+def _blank(fields: list[str]) -> bool:
+    """A line that is not a row: empty or blanks only (pandas skips it with skipinitialspace)."""
+    return not fields or (len(fields) == 1 and not fields[0].strip())
+
+
+def _tolerant_csv(path: Path) -> Iterator[RawChunk]:
+    """The whole CSV through Python's csv module, used only after pandas' C engine met a row it
+    cannot hold. A row with more fields than the header becomes a MALFORMED row in place, whatever
+    its position (pandas' readers take a long first row's extra fields as an index and shift every
+    column); a short row is padded with missing values, as pandas pads it. Strict: an unclosed
+    quote or a field above the csv module's size limit is an error naming its line, never the rest
+    of the file read as one field."""
+    import pandas as pd
+
+    names = [str(c) for c in pd.read_csv(path, nrows=0, dtype=str, skipinitialspace=True, encoding="utf-8").columns]
+    first_row, rows = 1, []
+
+    def chunk() -> Iterator[RawChunk]:
+        yield from _numbered([pd.DataFrame(rows, columns=names, dtype=str)], first_row)
+
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh, skipinitialspace=True, strict=True)
+        start = 1  # the line the record being read begins on
+        try:
+            next(reader, None)  # the header
+            start = reader.line_num + 1
+            for fields in reader:
+                start = reader.line_num + 1
+                if _blank(fields):
+                    continue
+                rows.append([MALFORMED] * len(names) if len(fields) > len(names)
+                            else fields + [None] * (len(names) - len(fields)))
+                if len(rows) == CHUNK_ROWS:
+                    yield from chunk()
+                    first_row, rows = first_row + len(rows), []
+        except csv.Error as exc:
+            raise CsvParserError(f"the record from line {start}: {exc}") from None
+    if rows:
+        yield from chunk()
 
 
 def csv_chunks(path: Path, required: tuple[str, ...], optional: tuple[str, ...], tolerant: bool) -> Iterator[RawChunk]:
     """The CSV's rows in chunks: pyarrow where it can decide, pandas' C engine where not (under the
     file's header, so it parses exactly as it would the whole file). A chunk with a quote hands
     the rest of the file to pandas, which alone knows where quoted records end. Tolerant: the
-    whole file through pandas' tolerant reader (a row with too many fields was met). pyarrow
+    whole file through the csv module (pandas met a row it cannot hold). pyarrow
     reads the ``required`` columns and those of ``optional`` the header has; pandas reads all."""
-    layout = None if tolerant else _csv_layout(path)
+    if tolerant:
+        yield from _tolerant_csv(path)
+        return
+    layout = _csv_layout(path)
     if layout is None:
-        yield from _pandas_csv(path, tolerant)
+        yield from _pandas_csv(path)
         return
     header, names = layout
     columns = [*required, *(c for c in optional if c in names)]

@@ -30,14 +30,16 @@ import yaml
 
 from sim.config import Config
 from sim.errors import ConfigError, InputError
-from sim.serving.profile_files import read_bundle_table, read_profile_csv, read_profile_yaml
+from sim.serving.profile_files import read_bundle_table, read_profile_yaml
 from sim.report.document import RunResult
 from sim.serving.collectives import (COLLECTIVES, MeasuredCollectives, RingCollectives, bundle_hardware_yaml,
                                      vidur_collective_rows)
 from sim.serving.compute import RooflineCompute, StepShape
 from sim.serving.compute_backend import gpu_link
-from sim.serving.llmservingsim_compute import MODEL_OPS, SkewFit, bundle_attention_rows, bundle_curves
-from sim.serving.vidur_compute import VidurAttention, VidurProfile, vidur_op_columns
+from sim.serving.llmservingsim_compute import (MODEL_OPS, SkewFit, bundle_attention_rows, bundle_curves,
+                                              require_bundle_ops)
+from sim.serving.vidur_compute import (VidurAttention, VidurProfile, read_vidur_table, vidur_layer_ms,
+                                      vidur_op_columns)
 from sim.serving.network import AnalyticNetwork, LookupNetwork
 from sim.specs import DTYPE_BYTES, gpu_spec, model_spec
 
@@ -132,14 +134,13 @@ LOO = "table interpolation, leave-one-out"
 
 def _vidur_mlp(path: Path, config: Config) -> TableFit:
     model = model_spec(config.model)
-    frame = read_profile_csv(path)
+    frame = read_vidur_table(path, "mlp.csv", {"num_tokens"})
     if "num_tensor_parallel_workers" not in frame.columns:
         raise ConfigError(f"{path}: not a Vidur mlp.csv (needs num_tensor_parallel_workers)")
     tps = sorted(int(t) for t in frame["num_tensor_parallel_workers"].unique())
     for tp in tps:  # shape checks as the serving model makes them
         VidurProfile.load(path, model, tp)
-    ops = vidur_op_columns(frame, exclude=("emb",))
-    points = (frame.assign(seconds=frame[ops].sum(axis=1) * 1e-3)
+    points = (frame.assign(seconds=vidur_layer_ms(frame, path) * 1e-3).dropna(subset=["seconds"])
               .groupby(["num_tensor_parallel_workers", "num_tokens"], as_index=False)["seconds"].mean())
     rooflines = {tp: _roofline(config, tp) for tp in tps}
     reference = np.array([rooflines[int(tp)].linear_layer_time(int(t))
@@ -161,7 +162,7 @@ def _attention_reference(roofline: RooflineCompute, chunk: int, context: float, 
 
 def _vidur_attention(path: Path, config: Config) -> TableFit:
     model = model_spec(config.model)
-    frame = read_profile_csv(path)
+    frame = read_vidur_table(path, "attention.csv", {"batch_size", "prefill_chunk_size", "kv_cache_size"})
     tps = sorted(int(t) for t in frame["num_tensor_parallel_workers"].unique())
     for tp in tps:
         VidurAttention.load(path, model, tp, config.serving.block_size)
@@ -192,6 +193,8 @@ def _bundle_tables(directory: Path, config: Config) -> list[TableFit]:
         roofline = _roofline(config, tp)
         label = f"tp{tp}/"
         dense = bundle_curves(read_bundle_table(tp_dir, "dense.csv"), "tokens")
+        per_seq = bundle_curves(read_bundle_table(tp_dir, "per_sequence.csv"), "sequences")
+        require_bundle_ops(tp_dir, dense, per_seq, moe=roofline.model.is_moe)
         layer_ops = [op for op in dense if op not in MODEL_OPS] + ["layernorm"]  # two norms a layer
         common = sorted(set.intersection(*(set(dense[op][0].tolist()) for op in layer_ops)))
         per_layer = pd.DataFrame({"tokens": common, "seconds": [
@@ -217,7 +220,6 @@ def _bundle_tables(directory: Path, config: Config) -> list[TableFit]:
                              points["time_s"].to_numpy(), leave_one_out(points, axes, "time_s"), reference,
                              LOO, _roofline_name(config, "attention")))
 
-        per_seq = bundle_curves(read_bundle_table(tp_dir, "per_sequence.csv"), "sequences")
         seqs = sorted(set(per_seq["lm_head"][0].tolist()) & set(per_seq["sampler"][0].tolist()))
         head = pd.DataFrame({"sequences": seqs, "seconds": [
             float(np.interp(s, *per_seq["lm_head"]) + np.interp(s, *per_seq["sampler"])) for s in seqs]})

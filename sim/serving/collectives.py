@@ -84,11 +84,12 @@ class RingCollectives:
 
 
 def interpolate(x: np.ndarray, y: np.ndarray, value: float) -> float:
-    """Piecewise-linear over sorted ``x``; the first value below it; linear extrapolation from the top two above."""
+    """Piecewise-linear over sorted ``x``; the first value below it; linear extrapolation from the top two above,
+    never below 0 (a measured time that falls over the top two points must not extrapolate to a negative one)."""
     if len(x) == 1 or value <= x[0]:
         return float(y[0])
     if value > x[-1]:
-        return float(y[-1] + (value - x[-1]) * (y[-1] - y[-2]) / (x[-1] - x[-2]))
+        return max(0.0, float(y[-1] + (value - x[-1]) * (y[-1] - y[-2]) / (x[-1] - x[-2])))
     return float(np.interp(value, x, y))
 
 
@@ -194,7 +195,8 @@ class MeasuredCollectives:
 
 def vidur_collective_rows(path: Path, collective: str) -> pd.DataFrame:
     """Vidur collective rows with all workers on one node: ``num_workers``, ``size`` (bytes), ``seconds`` (median)."""
-    frame = read_profile_csv(path)
+    frame = read_profile_csv(path, numeric=("time_stats.*", "num_workers", "size", "devices_per_node"),
+                             keys=("num_workers", "size", "devices_per_node"), positive=("num_workers", "devices_per_node"))
     column = f"time_stats.{collective}.median"
     needed = {column, "num_workers", "size", "devices_per_node"}
     if not needed <= set(frame.columns):

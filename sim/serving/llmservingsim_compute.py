@@ -73,7 +73,8 @@ class SkewFit:
         path = tp_dir / "skew_fit.csv"
         columns = ["pc", "n_label", "skew_rate_label", "kv_big_label", "kp_label", "alpha"]
         if path.is_file():
-            table = read_profile_csv(path, what="LLMServingSim skew_fit.csv")
+            table = read_profile_csv(path, numeric=("pc", "alpha"), what="LLMServingSim skew_fit.csv", keys=columns[:-1],
+                                     signed=("alpha",))
             if not set(columns) <= set(table.columns):
                 raise ConfigError(f"{path}: not an LLMServingSim skew_fit.csv (needs columns {columns})")
             source = str(path)
@@ -221,15 +222,14 @@ class LLMServingSimCompute:
         dense = bundle_curves(read_bundle_table(tp_dir, "dense.csv"), "tokens")
         per_seq = bundle_curves(read_bundle_table(tp_dir, "per_sequence.csv"), "sequences")
         experts = _bundle_experts(directory, tp_dir, model, tensor_parallel_size, data_parallel_size)
-        mlp = () if experts is not None else ("down_proj",)
-        missing = [op for op in (*_REQUIRED_LAYER_OPS, *mlp, *MODEL_OPS) if op not in dense] + \
-                  [op for op in ("lm_head", "sampler") if op not in per_seq]
-        if missing:
-            raise ConfigError(f"{tp_dir}: bundle lacks operator(s) {', '.join(sorted(set(missing)))}")
+        require_bundle_ops(tp_dir, dense, per_seq, moe=experts is not None)
         layer_ops = tuple(sorted(op for op in dense if op not in MODEL_OPS)) + ("layernorm",)  # two norms a layer
         attn = bundle_attention_rows(read_bundle_table(tp_dir, "attention.csv"))
         axes = ["prefill_chunk", "prefill_key", "n_decode", "kv_decode"]
         decode_only = attn[attn["prefill_chunk"] == 0]
+        for rows, kind in ((attn, "attention"), (decode_only, "pure-decode (prefill_chunk 0)")):
+            if rows.empty:
+                raise ConfigError(f"{tp_dir / 'attention.csv'}: no {kind} rows to price a step's attention from")
         skew = None
         if skew_correction == "always" or (skew_correction == "auto" and ((meta.get("skew_fit") or {}).get("enabled"))):
             skew = SkewFit.load(tp_dir, meta, tensor_parallel_size)
@@ -320,6 +320,15 @@ def _bundle_experts(directory: Path, tp_dir: Path, model: ModelSpec, tensor_para
         return BundleExperts.load(tp1.parent, model, tensor_parallel_size, data_parallel_size)
     raise ConfigError(f"{own}: missing: {model.name} is a mixture of experts and the bundle has no moe.csv "
                       f"(in tp{tensor_parallel_size}/ or tp1/): a bundle profiled for a dense model?")
+
+
+def require_bundle_ops(tp_dir: Path, dense: dict, per_seq: dict, moe: bool) -> None:
+    """The operators a step is priced from must each have rows (``moe``: moe.csv times the MLP, not down_proj)."""
+    mlp = () if moe else ("down_proj",)
+    missing = [op for op in (*_REQUIRED_LAYER_OPS, *mlp, *MODEL_OPS) if op not in dense] + \
+              [op for op in ("lm_head", "sampler") if op not in per_seq]
+    if missing:
+        raise ConfigError(f"{tp_dir}: bundle lacks operator(s) {', '.join(sorted(set(missing)))}")
 
 
 def bundle_curves(frame: pd.DataFrame, axis: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:

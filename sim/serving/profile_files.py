@@ -7,18 +7,24 @@ it, never a pandas or PyYAML traceback from deep inside a compute model.
 
 from __future__ import annotations
 
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Iterable
 
+import numpy as np
 import pandas as pd
 
 from sim.config_yaml import read_config_file
 from sim.errors import ConfigError, quote
 
 
-def read_profile_csv(path: Path, needed: Iterable[str] = (), numeric: Iterable[str] = (), what: str = "") -> pd.DataFrame:
-    """A profile's CSV table: it must parse, have the ``needed`` columns, and numbers in the ``numeric`` ones
-    (blank cells allowed: readers drop or interpolate them). ``what`` names the table in errors."""
+def read_profile_csv(path: Path, needed: Iterable[str] = (), numeric: Iterable[str] = (), what: str = "",
+                     keys: Iterable[str] = (), signed: Iterable[str] = (), positive: Iterable[str] = ()) -> pd.DataFrame:
+    """A profile's CSV table: it must parse and have the ``needed`` columns. The columns matching a
+    ``numeric`` name or pattern (``time_stats.*``) must hold finite numbers, not below 0 unless ``signed``
+    (times, sizes and counts; blank cells allowed: readers drop or interpolate them). The ``keys``
+    (the sweep's axes, which rows are looked up by) must be in every row, and whole numbers where numeric;
+    the ``positive`` ones at least 1 (a TP degree, a worker count). ``what`` names the table in errors."""
     kind = f" ({what})" if what else ""
     try:
         frame = pd.read_csv(path)
@@ -28,18 +34,40 @@ def read_profile_csv(path: Path, needed: Iterable[str] = (), numeric: Iterable[s
     missing = [c for c in needed if c not in frame.columns]
     if missing:
         raise ConfigError(f"{path}{kind}: missing column(s) {', '.join(missing)}")
-    for column in numeric:
+
+    def refuse(column: str, rows, problem: str) -> ConfigError:
+        row = int(np.asarray(rows).argmax())
+        value = "" if problem == "missing" else f": {quote(str(frame[column].iloc[row]))}"
+        return ConfigError(f"{path}{kind}: row {row + 1} column {column}: {problem}{value}")
+
+    patterns, keys, signed, positive = tuple(numeric), set(keys), set(signed), set(positive)
+    for column in [c for c in frame.columns if any(fnmatchcase(str(c), p) for p in patterns)]:
         values = pd.to_numeric(frame[column], errors="coerce")
-        bad = values.isna() & frame[column].notna()
-        if bad.any():
-            row = int(bad.to_numpy().argmax())
-            raise ConfigError(f"{path}{kind}: row {row + 1} column {column}: not a number: {quote(str(frame[column].iloc[row]))}")
+        present = frame[column].notna().to_numpy()
+        for bad, problem in ((values.isna().to_numpy() & present, "not a number"),
+                             (present & ~np.isfinite(values.to_numpy(float, na_value=0.0)), "not finite"),
+                             (present & (values < 0).to_numpy() & (column not in signed), "negative"),
+                             (present & (values < 1).to_numpy() & (column in positive), "below 1"),
+                             (present & (values % 1 != 0).to_numpy() & (column in keys), "not a whole number")):
+            if bad.any():
+                raise refuse(column, bad, problem)
         frame[column] = values
+    for column in [c for c in frame.columns if c in keys]:
+        if frame[column].isna().any():
+            raise refuse(column, frame[column].isna().to_numpy(), "missing")
     return frame
 
 
 # The columns kvsim reads from each table of an LLMServingSim bundle's tpN/ folder (LLMServingSim
-# docs/docs/profiler/output-bundle.md); all but ``layer`` hold numbers.
+# docs/docs/profiler/output-bundle.md): the axes rows are looked up by (keys), then the rest; all but
+# ``layer`` hold numbers, none negative but the skew factor ``alpha``.
+BUNDLE_KEYS = {
+    "dense.csv": ("layer", "tokens"),
+    "per_sequence.csv": ("layer", "sequences"),
+    "attention.csv": ("prefill_chunk", "n_decode", "kv_decode"),
+    "moe.csv": ("tokens", "activated_experts"),
+    "skew.csv": ("n", "pc", "kp"),
+}
 BUNDLE_COLUMNS = {
     "dense.csv": ("layer", "tokens", "time_us"),
     "per_sequence.csv": ("layer", "sequences", "time_us"),
@@ -50,12 +78,15 @@ BUNDLE_COLUMNS = {
 
 
 def read_bundle_table(tp_dir: Path, name: str) -> pd.DataFrame:
-    """One table of an LLMServingSim bundle's ``tpN/`` folder, with the columns kvsim reads."""
+    """One table of an LLMServingSim bundle's ``tpN/`` folder, with the columns kvsim reads; a row with a
+    blank among them is not used (a blank time would be read as NaN and carried into every step it prices)."""
     path = tp_dir / name
     if not path.is_file():
         raise ConfigError(f"{path}: missing from the LLMServingSim bundle")
     columns = BUNDLE_COLUMNS[name]
-    return read_profile_csv(path, columns, [c for c in columns if c != "layer"], "LLMServingSim bundle")
+    numeric = [c for c in columns if c != "layer"] + (["kv_prefill", "prefill_key", "decode_q_len"] if name == "attention.csv" else [])
+    frame = read_profile_csv(path, columns, numeric, "LLMServingSim bundle", keys=BUNDLE_KEYS[name], signed=("alpha",))
+    return frame.dropna(subset=list(columns))
 
 
 def read_profile_yaml(path: Path, what: str) -> dict[str, Any]:

@@ -44,4 +44,4 @@ class GridNode:
         if w <= 0:
             return self.children[i].lookup(point[1:])
         a, b = self.children[i].lookup(point[1:]), self.children[i + 1].lookup(point[1:])
-        return a + w * (b - a)
+        return max(0.0, a + w * (b - a))  # extrapolated over a falling pair: never a negative time

@@ -31,11 +31,35 @@ def vidur_op_columns(frame: pd.DataFrame, exclude: tuple[str, ...] = ()) -> list
 
 
 
+# Operators every model's decoder layer has, so every Vidur mlp.csv times them (github.com/microsoft/vidur
+# vidur/profiling/mlp: the gated MLP's fused gate/up and a plain MLP's fc1 are both ``mlp_up_proj``).
+VIDUR_LAYER_OPS = ("input_layernorm", "attn_pre_proj", "attn_post_proj", "mlp_up_proj", "mlp_act", "mlp_down_proj")
+
+
+def vidur_layer_ms(frame: pd.DataFrame, path: Path) -> pd.Series:
+    """Each mlp.csv row's per-layer time (ms): the sum of the operators it times, less the embedding;
+    NaN where a row lacks one of their times (a partial sum would price the layer without it)."""
+    ops = vidur_op_columns(frame, exclude=("emb",))
+    missing = [op for op in VIDUR_LAYER_OPS if f"time_stats.{op}.median" not in ops]
+    if missing:
+        raise ConfigError(f"{path}: no time_stats.<op>.median column of operator(s) {', '.join(missing)}")
+    return frame[ops].sum(axis=1, min_count=len(ops))
+
+
+def read_vidur_table(path: Path, table: str, keys: set[str], shapes: tuple[tuple[str, int | bool], ...] = ()) -> pd.DataFrame:
+    """A Vidur table with its numbers checked: operator times (``time_stats.*``, ms) finite and not negative,
+    its sweep ``keys`` and numeric model ``shapes`` whole numbers in every row, the TP degree at least 1."""
+    shape_keys = {column for column, value in shapes if not isinstance(value, bool)}
+    keys = keys | shape_keys | {"num_tensor_parallel_workers"}
+    return read_profile_csv(path, numeric=("time_stats.*", *sorted(keys)), what=f"Vidur {table}", keys=keys,
+                            positive=("num_tensor_parallel_workers",))
+
+
 def _vidur_rows(path: Path, table: str, needed: set[str], shapes: tuple[tuple[str, int | bool], ...], model: ModelSpec,
                 tensor_parallel_size: int, rows: np.ndarray | None = None) -> pd.DataFrame:
     """The rows of Vidur's ``table`` profiled at ``tensor_parallel_size`` (of ``rows`` if given), after checking
     its columns and that each profiled shape column (``shapes``: column, the model's value) matches the model."""
-    frame = read_profile_csv(path, what=f"Vidur {table}")
+    frame = read_vidur_table(path, table, needed, shapes)
     if rows is not None:
         frame = frame.iloc[rows]
     needed = needed | {"num_tensor_parallel_workers"}
@@ -71,8 +95,10 @@ class VidurProfile:
                             ("n_head", model.num_attention_heads), ("n_kv_head", model.num_kv_heads),
                             ("n_expanded_embd", model.intermediate_size), ("use_gated_mlp", model.gated_mlp)),
                             model, tensor_parallel_size, rows)
-        ops = vidur_op_columns(frame, exclude=("emb",))
-        frame = frame.assign(total_ms=frame[ops].sum(axis=1)).groupby("num_tokens", as_index=False)["total_ms"].mean()
+        frame = frame.assign(total_ms=vidur_layer_ms(frame, path)).dropna(subset=["total_ms"])
+        if frame.empty:
+            raise ConfigError(f"{path}: no row at tensor parallel size {tensor_parallel_size} times every operator")
+        frame = frame.groupby("num_tokens", as_index=False)["total_ms"].mean()
         return cls(frame["num_tokens"].to_numpy(float), frame["total_ms"].to_numpy(float) / 1e3, str(path))
 
     def layer_time(self, tokens: float) -> float:
