@@ -44,7 +44,7 @@ from sim.errors import ConfigError
 from sim.serving.compute import StepShape
 from sim.serving.instance import DECODE, PREFILL, UNIFIED, Instance, Job
 from sim.serving.network import AnalyticNetwork, Link, network_model
-from sim.serving.run import ServingRun, decode_rank, settled
+from sim.serving.run import ServingRun, decode_rank
 from trace.request import Trace
 
 HBM, DRAM, SSD, EIC = range(4)  # tier kinds, as TIER_NAMES
@@ -368,7 +368,7 @@ class ClusterRun(ServingRun):
         rack = topo.rack_of(prefill.index)
         own = [self.instance(rack * topo.instances_per_rack + int(s)) for s in topo.decode_slots()]
         others = [d for d in self.decode if topo.rack_of(d.index) != rack]
-        return sorted(settled(own), key=decode_rank) + sorted(settled(others), key=decode_rank)
+        return sorted(own, key=decode_rank) + sorted(others, key=decode_rank)
 
     def _kv_link(self, src: Instance, dest: Instance) -> Path:
         topo = self.topo

@@ -17,6 +17,8 @@ occupancy costs two multiplications per change.
 
 from __future__ import annotations
 
+import math
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -27,11 +29,12 @@ class Clock(Protocol):
 
 class BlockPool:
     """``total`` physical blocks; ``used`` of them hold running requests' KV, ``reserved`` more are promised to a
-    decode window's later steps (taken from the free ones, not yet in use: ``claim`` when their step starts)."""
+    decode window's later steps: taken from the free ones at the window's start, each comes into use (and counts
+    in ``used``, the occupancy and the peak) at its own step's start time, as a single step would take it."""
 
     def __init__(self, total: int, clock: Clock, shared: bool = True):
         self.total = total
-        self.used = 0
+        self._used = 0
         self.reserved = 0
         self.shared = shared
         self.refs: dict[int, int] = {}  # prompt block id -> requests holding it (shared pools only)
@@ -39,20 +42,57 @@ class BlockPool:
         self.block_seconds = 0.0  # ∫ used dt up to ``since``
         self.since = 0.0
         self.peak = 0
+        self._claim_times: list[float] = []  # when reserved blocks come into use, ascending ...
+        self._claim_counts: list[int] = []  # ... and how many at each
+        self._next_claim = 0
+        self._next_claim_at = math.inf
+
+    @property
+    def used(self) -> int:
+        """Blocks in use now (reserved ones whose step started before now included)."""
+        if self._next_claim_at < self.clock.now:
+            self.claim_due(self.clock.now)
+        return self._used
+
+    def claim_due(self, now: float, inclusive: bool = False) -> None:
+        """Reserved blocks whose step starts before ``now`` (or at it, ``inclusive``) come into use, each at its
+        own time (the occupancy integral counts them from then)."""
+        first, times = self._next_claim, self._claim_times
+        last = (bisect_right if inclusive else bisect_left)(times, now, first)
+        if last == first:
+            return
+        counts = self._claim_counts
+        at = times[last - 1]
+        blocks = 0
+        late = 0.0  # Σ blocks × (at - their time): what the integral to ``at`` must not count
+        for i in range(first, last):
+            blocks += counts[i]
+            late += counts[i] * (at - times[i])
+        self.block_seconds += self._used * (at - self.since) + late
+        self.since = at
+        self._used += blocks
+        self.reserved -= blocks
+        if self._used > self.peak:
+            self.peak = self._used
+        self._next_claim = last
+        self._next_claim_at = times[last] if last < len(times) else math.inf
 
     def _change(self, delta: int) -> None:
         if not delta:
             return
         now = self.clock.now
-        self.block_seconds += self.used * (now - self.since)
+        if self._next_claim_at < now:
+            self.claim_due(now)
+        self.block_seconds += self._used * (now - self.since)
         self.since = now
-        self.used += delta
-        if self.used > self.peak:
-            self.peak = self.used
+        self._used += delta
+        if self._used > self.peak:
+            self.peak = self._used
 
     def block_seconds_until(self, end: float) -> float:
         """∫ used dt from time 0 to ``end`` (at or after the last change)."""
-        return self.block_seconds + self.used * (end - self.since)
+        self.claim_due(end, inclusive=True)
+        return self.block_seconds + self._used * (end - self.since)
 
     @property
     def free(self) -> int:
@@ -118,15 +158,19 @@ class BlockPool:
         """Return ``blocks`` private blocks."""
         self._change(-blocks)
 
-    def reserve(self, blocks: int) -> None:
-        """Promise ``blocks`` private blocks to later steps."""
-        self.reserved += blocks
+    def reserve(self, times: list[float], counts: list[int]) -> None:
+        """Promise private blocks to a decode window's later steps: ``counts[i]`` of them come into use at
+        ``times[i]`` (ascending, after now; an instance's previous window's have all come due by then)."""
+        if self._next_claim_at <= self.clock.now:
+            self.claim_due(self.clock.now, inclusive=True)
+        self._claim_times, self._claim_counts, self._next_claim = times, counts, 0
+        self._next_claim_at = times[0] if times else math.inf
+        self.reserved += sum(counts)
 
-    def claim(self, blocks: int) -> None:
-        """``blocks`` reserved blocks come into use (their step starts)."""
-        self.reserved -= blocks
-        self._change(blocks)
-
-    def unreserve(self, blocks: int) -> None:
-        """``blocks`` reserved blocks are not needed after all (their steps were cut off)."""
-        self.reserved -= blocks
+    def cancel_reserved(self, since: float) -> None:
+        """The reserved blocks due at or after ``since`` are not needed: their steps were cut off."""
+        cut = max(self._next_claim, bisect_left(self._claim_times, since))
+        self.reserved -= sum(self._claim_counts[cut:])
+        del self._claim_times[cut:], self._claim_counts[cut:]
+        if cut <= self._next_claim:
+            self._next_claim_at = math.inf

@@ -29,6 +29,11 @@ from sim.serving.utilization import WorkTotals
 
 __all__ = ["DECODE", "PREFILL", "UNIFIED", "Instance", "Job"]
 
+# A window's reserved blocks come into use after the other events of their step's first instant (a single step is
+# planned by an event scheduled at that instant, after those already there): work arriving then still cuts the
+# window before that step, and its blocks are never taken.
+CLAIM_PRIORITY = 1
+
 
 class Instance:
     """A scheduler, a block pool with its prefix cache, and a compute model, driven by the engine."""
@@ -103,7 +108,12 @@ class Instance:
         kv = self.kv
         present = kv.cached_prefix_blocks(job.prompt_ids) if kv.prefix_caching else 0
         tokens = job.input_tokens
-        if kv.new_blocks(job, tokens + 1) > self.pool.free:
+        need = kv.new_blocks(job, tokens + 1)
+        if need > self.pool.free:
+            if need > self.pool.free + self.pool.reserved:
+                return None
+            self.settle()  # the blocks a decode window reserved for later steps are free as single steps see them
+        if need > self.pool.free:
             return None
         kv.allocate(job, tokens + 1)
         job.computed = job.target = tokens
@@ -159,22 +169,24 @@ class Instance:
         self.window = window
         self.batch_tokens = len(window.jobs)
         self._window_version += 1
-        if len(window.later_blocks):
-            steps, counts = np.unique(window.later_blocks, return_counts=True)
-            for step, count in zip(steps.tolist(), counts.tolist(), strict=True):
-                self.engine.at(window.start + float(window.ends[step - 2]), self._claim_blocks, window, step, count)
+        if window.claim_steps:  # the later steps' blocks, reserved until each step starts (at its group's pace)
+            ends, start = window.ends, window.start
+            claim_times = [start + float(ends[step - 2]) for step in window.claim_steps]
+            self.pool.reserve(claim_times, window.claim_counts)
+            if self.kv.prefix_caching:  # the cache gives them up as their steps start (after the instant's other
+                for at in claim_times:  # events, as a single step plans itself last: CLAIM_PRIORITY)
+                    self.engine.at(at, self._claim_blocks, at, priority=CLAIM_PRIORITY)
         self.engine.at(window.start + float(window.ends[-1]), self._window_done, self._window_version)
 
-    def _claim_blocks(self, window: DecodeWindow, step: int, blocks: int) -> None:
-        """Step ``step`` of ``window`` starts: its reserved blocks come into use and leave the prefix cache (unless
+    def _claim_blocks(self, at: float) -> None:
+        """A window's step starts at ``at``: its reserved blocks come into use and leave the prefix cache (none if
         the window was cut short before it)."""
-        if self.window is window and step <= window.steps:
-            self.pool.claim(blocks)
-            self.kv.sync_free()
+        self.pool.claim_due(at, inclusive=True)
+        self.kv.sync_free()
 
     def settle(self) -> None:
         """Bring a decode window in progress to what single steps hold now: it ends with its step in progress and
-        the blocks planned beyond are returned (PD's transfers read a decode instance's free and used blocks)."""
+        the blocks reserved beyond it are returned."""
         if self.window is None:
             return
         if self.group is not None:
@@ -200,6 +212,7 @@ class Instance:
         steps = done if done and start + ends[done - 1] == now else done + 1
         if steps < window.steps:
             window.steps = steps
+            self.pool.cancel_reserved(start + float(ends[steps - 1]))  # the later steps' blocks: never in use
             self._window_version += 1
             self.engine.at(window.start + float(window.ends[steps - 1]), self._window_done, self._window_version)
 

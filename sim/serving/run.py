@@ -212,7 +212,7 @@ class ServingRun:
 
     def _decode_targets(self, prefill: Instance) -> list[Instance]:
         """Decode instances a prefilled job may go to, best first: least KV in use, then least loaded."""
-        return sorted(settled(self.decode), key=decode_rank)
+        return sorted(self.decode, key=decode_rank)
 
     def _kv_link(self, src: Instance, dest: Instance):
         """The link a prefill instance's KV crosses to ``dest`` (one per prefill instance)."""
@@ -295,14 +295,6 @@ class ServingRun:
             "timeseries": self.timeline.series(table),
         })
         return metrics
-
-
-def settled(instances: list[Instance]) -> list[Instance]:
-    """``instances`` with their decode windows settled (``Instance.settle``): their blocks as single steps hold them,
-    so a decision on them does not depend on the windows (a speed-up only)."""
-    for inst in instances:
-        inst.settle()
-    return instances
 
 
 def decode_rank(inst: Instance) -> tuple[float, int, int]:

@@ -52,9 +52,10 @@ class DecodeWindow:
     ends: np.ndarray  # cumulative step end times from the start
     start: float
     steps: int
-    # the step (1-based, ascending) each private block reserved at the window's start for a later step comes into
-    # use at, as single steps would take it (``Instance.run_window`` claims it then)
-    later_blocks: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # the later steps (2, 3, ...) that take new private blocks, and how many each: reserved at the window's start,
+    # in use from their step's start (``Instance.run_window``, ``BlockPool.reserve``)
+    claim_steps: list[int] = field(default_factory=list)
+    claim_counts: list[int] = field(default_factory=list)
 
 
 @dataclass(slots=True, eq=False)
@@ -156,36 +157,43 @@ class Scheduler:
         jobs = list(self.running)
         kv, pool, bs = self.kv, self.kv.pool, self.block_size
         computed = [job.computed for job in jobs]
-        grown = 0  # private blocks the jobs take, allocated together below
-        later = []  # the step each private block is first needed at, beyond the first step
+        now_blocks = 0  # new private blocks the first step takes
+        later: dict[int, int] = {}  # later step -> new private blocks it takes
         for job, c in zip(jobs, computed, strict=True):
             need = -(-(c + steps) // bs)
             prompt = len(job.blocks)
             if need > prompt and job.held == prompt:  # only private blocks grow (the usual case)
                 private = need - prompt
                 if private > job.anonymous:
-                    grown += private - job.anonymous
-                    # the block past the job's (prompt + anonymous) × bs tokens is first needed at step
-                    # (prompt + anonymous) × bs - c + 1, each next one bs steps later
-                    needed_at = np.arange((prompt + job.anonymous) * bs - c + 1, steps + 1, bs)
-                    later.append(needed_at[needed_at > 1])
+                    # the block past its (prompt + anonymous) × bs tokens is needed from step (prompt + anonymous)
+                    # × bs - c + 1 on (the first step at the earliest), each next one bs steps later
+                    step = (prompt + job.anonymous) * bs - c + 1
+                    if step == 1:
+                        now_blocks += 1
+                        step += bs
+                    for step in range(step, steps + 1, bs):
+                        later[step] = later.get(step, 0) + 1
                     job.anonymous = private
             else:  # its next tokens still fit in its prompt's blocks (a decode's first steps): nothing to take
                 kv.allocate(job, c + steps)
-        later_blocks = np.sort(np.concatenate(later)) if later else np.zeros(0, dtype=np.int64)
-        if grown:  # the first step's blocks are in use now; the later steps' are reserved until they start
-            pool.allocate(grown - len(later_blocks))
-            pool.reserve(len(later_blocks))
-            kv.sync_free()
         # each new token attends to the KV before it and itself
         first = StepShape(decode_seqs=len(jobs), decode_kv_tokens=sum(computed) + len(jobs),
                           decode_kv_max=max(computed) + 1, decode_kv_min=min(computed) + 1)
         times = decode_times(first, steps)
-        return DecodeWindow(jobs, computed, first, times, np.cumsum(times), now, steps, later_blocks)
+        window = DecodeWindow(jobs, computed, first, times, np.cumsum(times), now, steps)
+        if later:  # reserved until their steps start (``Instance.run_window``)
+            window.claim_steps = sorted(later)
+            window.claim_counts = [later[step] for step in window.claim_steps]
+        if now_blocks:
+            pool.allocate(now_blocks)
+            kv.sync_free()
+        return window
 
     def release_planned(self, window: DecodeWindow) -> None:
         """Give back the private blocks reserved for the window's steps after its ``steps`` (cut short by an
         interruption): single steps would not have taken them."""
+        if window.steps == len(window.times):
+            return  # not cut short: every block it reserved is in use
         bs = self.block_size
         released = 0
         for job, c in zip(window.jobs, window.computed, strict=True):
@@ -193,9 +201,8 @@ class Scheduler:
             if job.anonymous > needed:
                 released += job.anonymous - max(0, needed)
                 job.anonymous = max(0, needed)
-        if released:  # blocks of steps that never start: reserved, never claimed
-            self.kv.pool.unreserve(released)
-            self.kv.sync_free()
+        if released:  # blocks of steps that never start: reserved, never in use
+            self.kv.pool.cancel_reserved(window.start + float(window.ends[window.steps - 1]))
 
     def finish_window(self, window: DecodeWindow, now: float) -> list[Job]:
         """The window's ``steps`` steps are done: tokens emitted, unused planned blocks returned."""
