@@ -18,9 +18,13 @@ occupancy costs two multiplications per change.
 from __future__ import annotations
 
 import math
-from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from sim.serving.scheduler import DecodeWindow
 
 
 class Clock(Protocol):
@@ -28,61 +32,120 @@ class Clock(Protocol):
 
 
 class BlockPool:
-    """``total`` physical blocks; ``used`` of them hold running requests' KV, ``reserved`` more are promised to a
-    decode window's later steps: taken from the free ones at the window's start, each comes into use (and counts
-    in ``used``, the occupancy and the peak) at its own step's start time, as a single step would take it."""
+    """``total`` physical blocks; ``used`` of them hold running requests' KV. A decode window reserves, at its
+    start, the private blocks its later steps need (``reserve``); each comes into use at its own step's start
+    time, as a single step would take it, and counts in ``used``, the occupancy integral and the peak from then
+    (evaluated when read, so a window costs no event per step)."""
 
     def __init__(self, total: int, clock: Clock, shared: bool = True):
         self.total = total
-        self._used = 0
-        self.reserved = 0
+        self._used = 0  # in use, the active window's reserved blocks aside
         self.shared = shared
         self.refs: dict[int, int] = {}  # prompt block id -> requests holding it (shared pools only)
         self.clock = clock
-        self.block_seconds = 0.0  # ∫ used dt up to ``since``
+        self.block_seconds = 0.0  # ∫ used dt up to ``since`` (the active window's reserved blocks aside)
         self.since = 0.0
         self.peak = 0
-        self._claim_times: list[float] = []  # when reserved blocks come into use, ascending ...
-        self._claim_counts: list[int] = []  # ... and how many at each
-        self._next_claim = 0
-        self._next_claim_at = math.inf
+        self._window: DecodeWindow | None = None  # the window holding reserved blocks
+        self._growth: list[tuple[int, int]] = []  # per growing job: the step of its first reserved block, how many
+        self._block_size = 1
+        self._taken_memo = (1, 0)
+        self._started_memo = (0.0, -1.0, 1)
+
+    # ------------------------------------------------------------ a window's reserved blocks
+
+    def reserve(self, window: DecodeWindow, growth: list[tuple[int, int]], block_size: int) -> None:
+        """Reserve blocks for ``window``'s later steps: for each ``(first, count)`` of ``growth``, one block from
+        step ``first`` (2 or later) on and every ``block_size`` steps after, ``count`` of them. Steps an
+        interruption cuts off (``window.steps``) take none."""
+        self._window, self._growth, self._block_size = window, growth, block_size
+        self._taken_memo = (1, 0)  # the first step takes no reserved block
+        self._started_memo = (0.0, -1.0, 1)  # (after, up to, steps started): empty
+
+    def _started(self, t: float, inclusive: bool = False) -> int:
+        """Steps of the window started before ``t`` (or at it, ``inclusive``): step b >= 2 starts at
+        start + ends[b - 2] (absolute times, as the window's events are scheduled)."""
+        lo, hi, known = self._started_memo
+        if not inclusive and lo < t <= hi:
+            return known
+        w = self._window
+        start, ends, last = w.start, w.ends, w.steps - 1
+        i = int(np.searchsorted(ends[:last], t - start, side="right" if inclusive else "left"))
+        if inclusive:
+            while i and start + ends[i - 1] > t:
+                i -= 1
+            while i < last and start + ends[i] <= t:
+                i += 1
+        else:
+            while i and start + ends[i - 1] >= t:
+                i -= 1
+            while i < last and start + ends[i] < t:
+                i += 1
+            # the same answer for any time after step i + 1's start and up to the next one's
+            self._started_memo = (start + float(ends[i - 1]) if i else -math.inf,
+                                  start + float(ends[i]) if i < last else math.inf, i + 1)
+        return i + 1
+
+    def _taken(self, steps: int) -> int:
+        """Reserved blocks the window's first ``steps`` steps take (the last answer is kept: reads between two step
+        starts ask the same)."""
+        if steps != self._taken_memo[0]:
+            bs = self._block_size
+            self._taken_memo = (steps, sum(min(count, (steps - first) // bs + 1)
+                                           for first, count in self._growth if steps >= first))
+        return self._taken_memo[1]
+
+    def _claimed(self, t: float, inclusive: bool = False) -> int:
+        return self._taken(self._started(t, inclusive)) if self._window is not None else 0
+
+    @property
+    def reserved(self) -> int:
+        """Blocks reserved for steps that have not started (none for steps an interruption cut off)."""
+        if self._window is None:
+            return 0
+        return self._taken(self._window.steps) - self._claimed(self.clock.now)
 
     @property
     def used(self) -> int:
-        """Blocks in use now (reserved ones whose step started before now included)."""
-        if self._next_claim_at < self.clock.now:
-            self.claim_due(self.clock.now)
-        return self._used
+        """Blocks in use now."""
+        return self._used + self._claimed(self.clock.now) if self._window is not None else self._used
 
-    def claim_due(self, now: float, inclusive: bool = False) -> None:
-        """Reserved blocks whose step starts before ``now`` (or at it, ``inclusive``) come into use, each at its
-        own time (the occupancy integral counts them from then)."""
-        first, times = self._next_claim, self._claim_times
-        last = (bisect_right if inclusive else bisect_left)(times, now, first)
-        if last == first:
+    def unused_through(self, t: float) -> int:
+        """Blocks not in use once the steps starting at ``t`` have taken theirs."""
+        return self.total - self._used - self._claimed(t, inclusive=True)
+
+    def finish_window(self) -> None:
+        """The window ended: the blocks its steps took are in use from their steps' start times on (the occupancy
+        integral counts them from then); the rest were never taken."""
+        w = self._window
+        if w is None:
             return
-        counts = self._claim_counts
-        at = times[last - 1]
-        blocks = 0
-        late = 0.0  # Σ blocks × (at - their time): what the integral to ``at`` must not count
-        for i in range(first, last):
-            blocks += counts[i]
-            late += counts[i] * (at - times[i])
-        self.block_seconds += self._used * (at - self.since) + late
-        self.since = at
+        now, bs, steps = self.clock.now, self._block_size, w.steps
+        ends = w.ends.tolist()
+        whole = steps == len(ends)  # not cut short: every reserved block was taken
+        blocks, offsets = 0, 0.0
+        for first, count in self._growth:
+            if whole or steps >= first:
+                taken = count if whole else min(count, (steps - first) // bs + 1)
+                blocks += taken
+                offsets += sum(ends[first - 2:first - 2 + taken * bs:bs])  # their start times, from the window's
+        self._window, self._growth = None, []
+        self.block_seconds += self._used * (now - self.since) + blocks * (now - w.start) - offsets
+        self.since = now
         self._used += blocks
-        self.reserved -= blocks
         if self._used > self.peak:
             self.peak = self._used
-        self._next_claim = last
-        self._next_claim_at = times[last] if last < len(times) else math.inf
+
+    # ------------------------------------------------------------ changes
 
     def _change(self, delta: int) -> None:
         if not delta:
             return
         now = self.clock.now
-        if self._next_claim_at < now:
-            self.claim_due(now)
+        if self._window is not None and delta < 0:
+            # the window's blocks only grow until it ends (``finish_window`` takes the peak then): a peak before a
+            # fall is taken now
+            self.peak = max(self.peak, self.used)
         self.block_seconds += self._used * (now - self.since)
         self.since = now
         self._used += delta
@@ -91,13 +154,14 @@ class BlockPool:
 
     def block_seconds_until(self, end: float) -> float:
         """∫ used dt from time 0 to ``end`` (at or after the last change)."""
-        self.claim_due(end, inclusive=True)
         return self.block_seconds + self._used * (end - self.since)
 
     @property
     def free(self) -> int:
         """Blocks neither in use nor reserved."""
-        return self.total - self.used - self.reserved
+        if self._window is None:
+            return self.total - self._used
+        return self.total - self._used - self._taken(self._window.steps)
 
     @property
     def unused(self) -> int:
@@ -158,19 +222,3 @@ class BlockPool:
         """Return ``blocks`` private blocks."""
         self._change(-blocks)
 
-    def reserve(self, times: list[float], counts: list[int]) -> None:
-        """Promise private blocks to a decode window's later steps: ``counts[i]`` of them come into use at
-        ``times[i]`` (ascending, after now; an instance's previous window's have all come due by then)."""
-        if self._next_claim_at <= self.clock.now:
-            self.claim_due(self.clock.now, inclusive=True)
-        self._claim_times, self._claim_counts, self._next_claim = times, counts, 0
-        self._next_claim_at = times[0] if times else math.inf
-        self.reserved += sum(counts)
-
-    def cancel_reserved(self, since: float) -> None:
-        """The reserved blocks due at or after ``since`` are not needed: their steps were cut off."""
-        cut = max(self._next_claim, bisect_left(self._claim_times, since))
-        self.reserved -= sum(self._claim_counts[cut:])
-        del self._claim_times[cut:], self._claim_counts[cut:]
-        if cut <= self._next_claim:
-            self._next_claim_at = math.inf

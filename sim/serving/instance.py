@@ -169,20 +169,22 @@ class Instance:
         self.window = window
         self.batch_tokens = len(window.jobs)
         self._window_version += 1
-        if window.claim_steps:  # the later steps' blocks, reserved until each step starts (at its group's pace)
-            ends, start = window.ends, window.start
-            claim_times = [start + float(ends[step - 2]) for step in window.claim_steps]
-            self.pool.reserve(claim_times, window.claim_counts)
+        if window.growth:  # the later steps' blocks, reserved until each step starts (at its group's pace)
+            bs = self.scheduler.block_size
+            self.pool.reserve(window, window.growth, bs)
             if self.kv.prefix_caching:  # the cache gives them up as their steps start (after the instant's other
-                for at in claim_times:  # events, as a single step plans itself last: CLAIM_PRIORITY)
+                steps = sorted({step for first, count in window.growth  # events, as a single step plans itself
+                                for step in range(first, first + count * bs, bs)})  # last: CLAIM_PRIORITY)
+                ends, start = window.ends, window.start
+                for step in steps:
+                    at = start + float(ends[step - 2])
                     self.engine.at(at, self._claim_blocks, at, priority=CLAIM_PRIORITY)
         self.engine.at(window.start + float(window.ends[-1]), self._window_done, self._window_version)
 
     def _claim_blocks(self, at: float) -> None:
         """A window's step starts at ``at``: its reserved blocks come into use and leave the prefix cache (none if
         the window was cut short before it)."""
-        self.pool.claim_due(at, inclusive=True)
-        self.kv.sync_free()
+        self.kv.sync_free(self.pool.unused_through(at))
 
     def settle(self) -> None:
         """Bring a decode window in progress to what single steps hold now: it ends with its step in progress and
@@ -211,8 +213,7 @@ class Instance:
             done += 1
         steps = done if done and start + ends[done - 1] == now else done + 1
         if steps < window.steps:
-            window.steps = steps
-            self.pool.cancel_reserved(start + float(ends[steps - 1]))  # the later steps' blocks: never in use
+            window.steps = steps  # the later steps' reserved blocks are never taken
             self._window_version += 1
             self.engine.at(window.start + float(window.ends[steps - 1]), self._window_done, self._window_version)
 

@@ -173,11 +173,11 @@ class KVCacheManager:
             self._return_to_cache(freed, job.position + np.arange(len(freed) - 1, -1, -1))
             self._charge_writes()
 
-    def sync_free(self) -> None:
-        """The HBM cache's capacity follows the pool's blocks not in use (a decode window's reserved blocks leave
-        it only as their steps start, as single steps would take them)."""
+    def sync_free(self, unused: int | None = None) -> None:
+        """The HBM cache's capacity follows the pool's blocks not in use (``unused``: as of a later instant; a decode
+        window's reserved blocks leave it only as their steps start, as single steps would take them)."""
         if self.prefix_caching:
-            self.cache.resize_top(self.pool.unused)
+            self.cache.resize_top(self.pool.unused if unused is None else unused)
             self._charge_writes()
 
     def cache_fetched(self, keys: Sequence[int], position: int) -> None:

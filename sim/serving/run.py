@@ -212,7 +212,7 @@ class ServingRun:
 
     def _decode_targets(self, prefill: Instance) -> list[Instance]:
         """Decode instances a prefilled job may go to, best first: least KV in use, then least loaded."""
-        return sorted(self.decode, key=decode_rank)
+        return sorted(self.decode, key=decode_rank) if len(self.decode) > 1 else self.decode
 
     def _kv_link(self, src: Instance, dest: Instance):
         """The link a prefill instance's KV crosses to ``dest`` (one per prefill instance)."""

@@ -52,10 +52,10 @@ class DecodeWindow:
     ends: np.ndarray  # cumulative step end times from the start
     start: float
     steps: int
-    # the later steps (2, 3, ...) that take new private blocks, and how many each: reserved at the window's start,
-    # in use from their step's start (``Instance.run_window``, ``BlockPool.reserve``)
-    claim_steps: list[int] = field(default_factory=list)
-    claim_counts: list[int] = field(default_factory=list)
+    # per job whose private blocks grow after the first step: the step its first such block is needed at (2 or
+    # later) and how many, one every block_size steps; reserved at the window's start, each in use from its
+    # step's start (``BlockPool.reserve``)
+    growth: list[tuple[int, int]] = field(default_factory=list)
 
 
 @dataclass(slots=True, eq=False)
@@ -158,7 +158,7 @@ class Scheduler:
         kv, pool, bs = self.kv, self.kv.pool, self.block_size
         computed = [job.computed for job in jobs]
         now_blocks = 0  # new private blocks the first step takes
-        later: dict[int, int] = {}  # later step -> new private blocks it takes
+        growth = []  # (first later step, blocks) per job growing after the first step
         for job, c in zip(jobs, computed, strict=True):
             need = -(-(c + steps) // bs)
             prompt = len(job.blocks)
@@ -167,12 +167,12 @@ class Scheduler:
                 if private > job.anonymous:
                     # the block past its (prompt + anonymous) × bs tokens is needed from step (prompt + anonymous)
                     # × bs - c + 1 on (the first step at the earliest), each next one bs steps later
-                    step = (prompt + job.anonymous) * bs - c + 1
+                    step, blocks = (prompt + job.anonymous) * bs - c + 1, private - job.anonymous
                     if step == 1:
                         now_blocks += 1
-                        step += bs
-                    for step in range(step, steps + 1, bs):
-                        later[step] = later.get(step, 0) + 1
+                        step, blocks = step + bs, blocks - 1
+                    if blocks:
+                        growth.append((step, blocks))
                     job.anonymous = private
             else:  # its next tokens still fit in its prompt's blocks (a decode's first steps): nothing to take
                 kv.allocate(job, c + steps)
@@ -180,29 +180,22 @@ class Scheduler:
         first = StepShape(decode_seqs=len(jobs), decode_kv_tokens=sum(computed) + len(jobs),
                           decode_kv_max=max(computed) + 1, decode_kv_min=min(computed) + 1)
         times = decode_times(first, steps)
-        window = DecodeWindow(jobs, computed, first, times, np.cumsum(times), now, steps)
-        if later:  # reserved until their steps start (``Instance.run_window``)
-            window.claim_steps = sorted(later)
-            window.claim_counts = [later[step] for step in window.claim_steps]
+        window = DecodeWindow(jobs, computed, first, times, np.cumsum(times), now, steps, growth)
         if now_blocks:
             pool.allocate(now_blocks)
             kv.sync_free()
         return window
 
     def release_planned(self, window: DecodeWindow) -> None:
-        """Give back the private blocks reserved for the window's steps after its ``steps`` (cut short by an
+        """Give back the private blocks planned for the window's steps after its ``steps`` (cut short by an
         interruption): single steps would not have taken them."""
         if window.steps == len(window.times):
             return  # not cut short: every block it reserved is in use
-        bs = self.block_size
-        released = 0
+        bs, steps = self.block_size, window.steps
         for job, c in zip(window.jobs, window.computed, strict=True):
-            needed = -(-(c + window.steps) // bs) - len(job.blocks)  # private blocks the steps' tokens fill
-            if job.anonymous > needed:
-                released += job.anonymous - max(0, needed)
+            needed = -(-(c + steps) // bs) - len(job.blocks)  # private blocks the steps' tokens fill
+            if job.anonymous > needed:  # (the pool counts only the blocks of the steps that ran)
                 job.anonymous = max(0, needed)
-        if released:  # blocks of steps that never start: reserved, never in use
-            self.kv.pool.cancel_reserved(window.start + float(window.ends[window.steps - 1]))
 
     def finish_window(self, window: DecodeWindow, now: float) -> list[Job]:
         """The window's ``steps`` steps are done: tokens emitted, unused planned blocks returned."""
@@ -212,6 +205,7 @@ class Scheduler:
         finished = []
         newcomers = 0
         self.release_planned(window)  # blocks planned for steps an interruption cut off
+        self.kv.pool.finish_window()
         for job, c in zip(window.jobs, window.computed, strict=True):
             if job.generated == 0:
                 table_first[job.rid] = first_token
