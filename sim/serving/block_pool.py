@@ -21,8 +21,6 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
-import numpy as np
-
 if TYPE_CHECKING:
     from sim.serving.scheduler import DecodeWindow
 
@@ -69,21 +67,11 @@ class BlockPool:
         if not inclusive and lo < t <= hi:
             return known
         w = self._window
-        start, ends, last = w.start, w.ends, w.steps - 1
-        i = int(np.searchsorted(ends[:last], t - start, side="right" if inclusive else "left"))
-        if inclusive:
-            while i and start + ends[i - 1] > t:
-                i -= 1
-            while i < last and start + ends[i] <= t:
-                i += 1
-        else:
-            while i and start + ends[i - 1] >= t:
-                i -= 1
-            while i < last and start + ends[i] < t:
-                i += 1
-            # the same answer for any time after step i + 1's start and up to the next one's
-            self._started_memo = (start + float(ends[i - 1]) if i else -math.inf,
-                                  start + float(ends[i]) if i < last else math.inf, i + 1)
+        last = w.steps - 1
+        i = w.ended(t, last, inclusive)  # step i + 1 starts as step i ends
+        if not inclusive:  # the same answer for any time after step i + 1's start and up to the next one's
+            self._started_memo = (w.start + float(w.ends[i - 1]) if i else -math.inf,
+                                  w.start + float(w.ends[i]) if i < last else math.inf, i + 1)
         return i + 1
 
     def _taken(self, steps: int) -> int:

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Callable
 
-import numpy as np
 
 from sim.config import ServingConfig
 from sim.errors import InputError
@@ -91,10 +90,7 @@ class Instance:
     def submit(self, job: Job) -> None:
         """A new request (unified/prefill) or one whose KV has arrived (decode)."""
         self.scheduler.add(job)
-        if self.group is not None:
-            self.group.interrupt()  # the whole group's window ends with the step in progress
-        else:
-            self.interrupt_window()
+        self._cut_window()
         if self.role == DECODE:  # it joins the running batch now (its next step), window or not
             self.scheduler.admit_ready()
         self._kick()
@@ -109,9 +105,7 @@ class Instance:
         present = kv.cached_prefix_blocks(job.prompt_ids) if kv.prefix_caching else 0
         tokens = job.input_tokens
         need = kv.new_blocks(job, tokens + 1)
-        if need > self.pool.free:
-            if need > self.pool.free + self.pool.reserved:
-                return None
+        if self.pool.free < need <= self.pool.free + self.pool.reserved:
             self.settle()  # the blocks a decode window reserved for later steps are free as single steps see them
         if need > self.pool.free:
             return None
@@ -191,27 +185,24 @@ class Instance:
         the blocks reserved beyond it are returned."""
         if self.window is None:
             return
+        self._cut_window()
+        self.scheduler.release_planned(self.window)
+
+    def _cut_window(self) -> None:
+        """End the window in progress with its step in progress (the whole group's, in a data-parallel group)."""
         if self.group is not None:
             self.group.interrupt()
         else:
             self.interrupt_window()
-        self.scheduler.release_planned(self.window)
 
     def interrupt_window(self) -> None:
         """Work arrived: end the window with the step in progress, so it joins the next step."""
         window = self.window
         if window is None:
             return
-        # Step ends as absolute times, computed as their events are scheduled (start + offset):
-        # comparing ``now`` with them stays exact at any magnitude of simulated time.
-        now, start, ends = self.engine.now, window.start, window.ends
-        # steps ended by now: located on the offsets, then settled on absolute times
-        done = int(np.searchsorted(ends[: window.steps], now - start, side="right"))
-        while done and start + ends[done - 1] > now:
-            done -= 1
-        while done < window.steps and start + ends[done] <= now:
-            done += 1
-        steps = done if done and start + ends[done - 1] == now else done + 1
+        now = self.engine.now
+        done = window.ended(now, window.steps)
+        steps = done if done and window.start + window.ends[done - 1] == now else done + 1
         if steps < window.steps:
             window.steps = steps  # the later steps' reserved blocks are never taken
             self._window_version += 1

@@ -57,6 +57,24 @@ class DecodeWindow:
     # step's start (``BlockPool.reserve``)
     growth: list[tuple[int, int]] = field(default_factory=list)
 
+    def ended(self, t: float, among: int, inclusive: bool = True) -> int:
+        """How many of the first ``among`` steps end before ``t`` (or at it, ``inclusive``). Step ends are compared as
+        absolute times, computed as their events are scheduled (start + offset), which stays exact at any magnitude
+        of simulated time: located on the offsets, then settled on absolute times."""
+        start, ends = self.start, self.ends
+        i = int(np.searchsorted(ends[:among], t - start, side="right" if inclusive else "left"))
+        if inclusive:
+            while i and start + ends[i - 1] > t:
+                i -= 1
+            while i < among and start + ends[i] <= t:
+                i += 1
+        else:
+            while i and start + ends[i - 1] >= t:
+                i -= 1
+            while i < among and start + ends[i] < t:
+                i += 1
+        return i
+
 
 @dataclass(slots=True, eq=False)
 class StepBatch:
