@@ -109,6 +109,20 @@ def _combine(compute_s: float, memory_s: float) -> float:
     return math.hypot(compute_s, memory_s)
 
 
+_step_offsets = np.arange(4096, dtype=np.float64)  # 0, 1, 2, ...: a window's steps after its first (grown on demand)
+
+
+def window_kv_tokens(first: StepShape, steps: int) -> np.ndarray:
+    """Σ decode KV length of each step of a decode window (whole numbers, as floats: exact below 2**53, and what
+    the step-time arithmetic converts them to anyway). Windows are short and many, so the step range is made once."""
+    global _step_offsets
+    if steps > len(_step_offsets):
+        _step_offsets = np.arange(max(steps, 2 * len(_step_offsets)), dtype=np.float64)
+    kv = _step_offsets[:steps] * first.decode_seqs
+    kv += first.decode_kv_tokens
+    return kv
+
+
 def window_kv(first: StepShape, steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Σ, max and min decode KV length of each step of a decode window."""
     k = np.arange(steps, dtype=np.int64)
@@ -145,6 +159,7 @@ class RooflineCompute:
         self.layer_weight_bytes = self.layer_params * self.dtype_bytes / tp
         # the MLP's input and its intermediate_size-wide activation, written and read (gated or not)
         self.act_bytes_per_token = 2 * (m.hidden_size + m.intermediate_size) * self.dtype_bytes
+        self._decode_fixed_memo: dict[int, tuple[float, float]] = {}
         if m.is_moe:
             # per MoE layer and GPU: projections and experts split over TP, the router replicated
             attn_params = m.hidden_size * (2 * q_dim + 2 * kv_dim)
@@ -232,15 +247,33 @@ class RooflineCompute:
         return self.model.num_layers * per_layer + self.lm_head_time(rows) + self.comm_time(tokens, rows, share)
 
     def decode_attention_times(self, seqs: int, kv_tokens: np.ndarray) -> np.ndarray:
-        """``attention_layer_time`` of decode-only steps, vectorised over steps."""
-        flops = self.attn_flops_per_pair * kv_tokens
-        kv_bytes = self.kv_bytes_per_token_layer * (kv_tokens + seqs)
-        return np.hypot(flops / self.peak, kv_bytes / self.bandwidth)
+        """``attention_layer_time`` of decode-only steps, vectorised over steps (``kv_tokens``: floats, as
+        ``window_kv_tokens`` gives)."""
+        compute = kv_tokens * self.attn_flops_per_pair  # (in place from here: windows are many and short)
+        compute /= self.peak
+        memory = kv_tokens + seqs
+        memory *= self.kv_bytes_per_token_layer
+        memory /= self.bandwidth
+        return np.hypot(compute, memory, out=compute)
 
     def decode_times(self, first: StepShape, steps: int, share: DataParallelShare | None = None) -> np.ndarray:
         seqs = first.decode_seqs
+        linear, once = self._decode_fixed(seqs) if share is None else self._decode_fixed_parts(seqs, share)
+        times = self.decode_attention_times(seqs, window_kv_tokens(first, steps))
+        times += linear
+        times *= self.model.num_layers
+        times += once
+        return times
+
+    def _decode_fixed_parts(self, seqs: int, share: DataParallelShare | None) -> tuple[float, float]:
+        """A decode step's linear layers (one layer's) and its once-per-step parts (LM head, collectives): they depend
+        on the batch size alone, not on the KV lengths."""
         tokens = seqs if share is None else share.tokens
-        kv_tokens, _, _ = window_kv(first, steps)
-        layers = self.model.num_layers
-        once = self.lm_head_time(seqs) + self.comm_time(tokens, seqs, share)
-        return layers * (self.linear_layer_time(tokens, share) + self.decode_attention_times(seqs, kv_tokens)) + once
+        return self.linear_layer_time(tokens, share), self.lm_head_time(seqs) + self.comm_time(tokens, seqs, share)
+
+    def _decode_fixed(self, seqs: int) -> tuple[float, float]:
+        """``_decode_fixed_parts`` without a group, kept per batch size (decode windows are many and short)."""
+        fixed = self._decode_fixed_memo.get(seqs)
+        if fixed is None:
+            fixed = self._decode_fixed_memo[seqs] = self._decode_fixed_parts(seqs, None)
+        return fixed

@@ -192,7 +192,7 @@ class Scheduler:
                     if blocks:
                         growth.append((step, blocks))
                     job.anonymous = private
-            else:  # its next tokens still fit in its prompt's blocks (a decode's first steps): nothing to take
+            elif need > job.held:  # a prompt not wholly held yet (else its next tokens fit in its prompt's blocks)
                 kv.allocate(job, c + steps)
         # each new token attends to the KV before it and itself
         first = StepShape(decode_seqs=len(jobs), decode_kv_tokens=sum(computed) + len(jobs),

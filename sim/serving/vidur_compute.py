@@ -17,7 +17,7 @@ import pandas as pd
 
 from sim.errors import ConfigError
 from sim.serving.collectives import interpolate
-from sim.serving.compute import RooflineCompute, StepShape, window_kv
+from sim.serving.compute import RooflineCompute, StepShape, window_kv_tokens
 from sim.serving.moe import DataParallelShare
 from sim.serving.profile_files import read_profile_csv
 from sim.serving.profile_grid import GridNode
@@ -177,7 +177,7 @@ class ProfiledCompute:
 
     def decode_times(self, first: StepShape, steps: int, share: DataParallelShare | None = None) -> np.ndarray:
         r, seqs = self.roofline, first.decode_seqs
-        kv_tokens, _, _ = window_kv(first, steps)
+        kv_tokens = window_kv_tokens(first, steps)
         if self.attention is None:
             attention = r.decode_attention_times(seqs, kv_tokens)
         else:
