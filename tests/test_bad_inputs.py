@@ -170,6 +170,10 @@ CASES: dict[str, Case] = {
     "jobs_with_single": Case(["--jobs", "2"], names=("--jobs",)),
     "seeds_past_the_largest_seed": Case(["--cache-only", "--seed", str(2**63 - 1), "--seeds", "2"], names=("--seeds", "largest seed")),
     "seeds_below_two": Case(["--cache-only", "--seeds", "1"], names=("--seeds",)),
+    # a count beyond the bound would start a run per seed for ever (found before the first one)
+    "seeds_beyond_the_bound": Case(["--cache-only", "--seeds", "1001"], names=("--seeds", "1,001", "1,000")),
+    "seeds_huge": Case(["--pd", "--seeds", str(10**30)], names=("--seeds", "more than 1,000")),
+    "seeds_a_list": Case(["--cache-only", "--seeds", "1,2"], names=("--seeds", "'1,2'")),
     "rate_scale_zero": Case([*TRACE_STATS, "--rate-scale", "0"], names=("--rate-scale", "workload.rate_scale")),
     "plot_dir_with_no_plot": Case(["--trace-stats", "--plot-dir", "{tmp}/p", "--no-plot"], names=("--plot-dir", "--no-plot")),
     "workload_format_without_trace": Case([*TRACE_STATS, "--workload-format", "azure"], names=("--workload-format",)),
