@@ -57,6 +57,12 @@ CASES: dict[str, Case] = {
                                    names=("serving.tensor_parallel_size", "hardware.gpus_per_node")),
     "instances_exceed_node": Case(["--set", "serving.num_instances=8", "--set", "serving.tensor_parallel_size=2"],
                                   names=("serving.num_instances",)),
+    # single-node PD: both pools share the node, as the single-node mode's workers do (12 GPUs asked of 8)
+    "pd_pools_exceed_node": Case(["--pd", "--set", "pd.num_prefill=6", "--set", "pd.num_decode=6"],
+                                 names=("pd.num_prefill", "pd.num_decode", "12 GPUs", "hardware.gpus_per_node")),
+    "pd_pools_with_tp_exceed_node": Case(["--pd", "--set", "model=llama-3.1-70b", "--set", "serving.tensor_parallel_size=4",
+                                          "--set", "pd.num_prefill=2", "--set", "pd.num_decode=1"],
+                                         names=("pd.num_prefill", "tensor_parallel_size 4", "12 GPUs")),
     "data_parallel_dense_model": setting("serving.data_parallel_size=2", "mixture-of-experts", "llama-3.1-8b"),
     "data_parallel_beyond_node": Case([*TRACE_STATS, "--set", "model=qwen3-30b-a3b", "--set",
                                        "serving.data_parallel_size=16"],
