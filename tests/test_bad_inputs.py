@@ -243,6 +243,11 @@ CASES: dict[str, Case] = {
     "vidur_time_infinite": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set", "compute.profile={tmp}/v"],
                                 names=("mlp.csv", "row 1", "time_stats.mlp_up_proj.median", "not finite"),
                                 files={"v/mlp.csv": "time_stats.mlp_up_proj.median,num_tokens,num_tensor_parallel_workers\ninf,1,1\n"}),
+    "vidur_time_beyond_an_hour": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set",
+                                       "compute.profile={tmp}/v"],
+                                      names=("mlp.csv", "row 2", "time_stats.mlp_up_proj.median", "longer than an hour"),
+                                      files={"v/mlp.csv": "time_stats.mlp_up_proj.median,num_tokens,num_tensor_parallel_workers\n"
+                                                          "1,1,1\n1e30,8,1\n"}),
     "vidur_tp_zero_in_check": Case(["--check-calibration", "{tmp}/o.yaml"], names=("mlp.csv", "num_tensor_parallel_workers", "below 1"),
                                    files={"o.yaml": "compute: {backend: profiled, profile: v}\n", "v/mlp.csv":
                                           "time_stats.mlp_up_proj.median,num_tokens,num_tensor_parallel_workers\n1,1,1\n2,8,0\n"}),

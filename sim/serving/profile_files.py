@@ -17,20 +17,36 @@ import pandas as pd
 from sim.config_yaml import read_config_file
 from sim.errors import ConfigError, quote
 
+# The longest time a profile may give one measured operator or collective: an hour. A profile times one
+# decoder layer's operator (or one collective) at a time; the longest in the public profiles is 35 ms
+# (Vidur's A100 Llama-3-8B mlp.csv, 32,768 tokens: max of its time_stats columns), and a whole model's
+# prefill of 128k tokens at 405B parameters is ~1e17 FLOP, under two minutes on one 1-PFLOP/s GPU. A time
+# beyond an hour is a unit or data error, and a finite 1e30 would otherwise silently dominate every step.
+MAX_PROFILED_TIME_S = 3600.0
+
 
 def read_profile_csv(path: Path, needed: Iterable[str] = (), numeric: Iterable[str] = (), what: str = "",
-                     keys: Iterable[str] = (), signed: Iterable[str] = (), positive: Iterable[str] = ()) -> pd.DataFrame:
+                     keys: Iterable[str] = (), signed: Iterable[str] = (), positive: Iterable[str] = (),
+                     times: dict[str, float] | None = None) -> pd.DataFrame:
     """A profile's CSV table: it must parse and have the ``needed`` columns. The columns matching a
     ``numeric`` name or pattern (``time_stats.*``) must hold finite numbers, not below 0 unless ``signed``
     (times, sizes and counts; blank cells allowed: readers drop or interpolate them). The ``keys``
     (the sweep's axes, which rows are looked up by) must be in every row, and whole numbers where numeric;
-    the ``positive`` ones at least 1 (a TP degree, a worker count). ``what`` names the table in errors."""
+    the ``positive`` ones at least 1 (a TP degree, a worker count). ``times`` maps the names or patterns of
+    the columns holding times to their unit in seconds (``{"time_us": 1e-6}``): none may exceed
+    ``MAX_PROFILED_TIME_S``. Header names are read as pandas' ``skipinitialspace`` reads them, and stripped
+    (``a, b, c`` is ``a,b,c``). ``what`` names the table in errors."""
     kind = f" ({what})" if what else ""
     try:
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(path, skipinitialspace=True)
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"{path}{kind}: cannot read it as CSV: {quote(problem)}") from None
+    names = [str(c).strip() for c in frame.columns]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ConfigError(f"{path}{kind}: column(s) {', '.join(quote(n) for n in twice)} more than once in the header")
+    frame.columns = names
     missing = [c for c in needed if c not in frame.columns]
     if missing:
         raise ConfigError(f"{path}{kind}: missing column(s) {', '.join(missing)}")
@@ -52,12 +68,19 @@ def read_profile_csv(path: Path, needed: Iterable[str] = (), numeric: Iterable[s
             if bad.any():
                 raise refuse(column, bad, problem)
         frame[column] = values
+    for pattern, unit_s in (times or {}).items():
+        for column in [c for c in frame.columns if fnmatchcase(str(c), pattern)]:
+            too_long = (frame[column] * unit_s > MAX_PROFILED_TIME_S).to_numpy()
+            if too_long.any():
+                raise refuse(column, too_long, f"longer than an hour ({MAX_PROFILED_TIME_S:g} s), beyond any one operator's time")
     for column in [c for c in frame.columns if c in keys]:
         if frame[column].isna().any():
             raise refuse(column, frame[column].isna().to_numpy(), "missing")
     return frame
 
 
+# An LLMServingSim bundle's times are microseconds (LLMServingSim docs/docs/profiler/output-bundle.md).
+BUNDLE_TIMES = {"time_us": 1e-6, "t_*_us": 1e-6}
 # The columns kvsim reads from each table of an LLMServingSim bundle's tpN/ folder (LLMServingSim
 # docs/docs/profiler/output-bundle.md): the axes rows are looked up by (keys), then the rest; all but
 # ``layer`` hold numbers, none negative but the skew factor ``alpha``.
@@ -85,7 +108,8 @@ def read_bundle_table(tp_dir: Path, name: str) -> pd.DataFrame:
         raise ConfigError(f"{path}: missing from the LLMServingSim bundle")
     columns = BUNDLE_COLUMNS[name]
     numeric = [c for c in columns if c != "layer"] + (["kv_prefill", "prefill_key", "decode_q_len"] if name == "attention.csv" else [])
-    frame = read_profile_csv(path, columns, numeric, "LLMServingSim bundle", keys=BUNDLE_KEYS[name], signed=("alpha",))
+    frame = read_profile_csv(path, columns, numeric, "LLMServingSim bundle", keys=BUNDLE_KEYS[name], signed=("alpha",),
+                             times=BUNDLE_TIMES)
     return frame.dropna(subset=list(columns))
 
 

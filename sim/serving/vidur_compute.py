@@ -47,12 +47,12 @@ def vidur_layer_ms(frame: pd.DataFrame, path: Path) -> pd.Series:
 
 
 def read_vidur_table(path: Path, table: str, keys: set[str], shapes: tuple[tuple[str, int | bool], ...] = ()) -> pd.DataFrame:
-    """A Vidur table with its numbers checked: operator times (``time_stats.*``, ms) finite and not negative,
-    its sweep ``keys`` and numeric model ``shapes`` whole numbers in every row, the TP degree at least 1."""
+    """A Vidur table with its numbers checked: operator times (``time_stats.*``, ms) finite, not negative, at most
+    an hour; its sweep ``keys`` and numeric model ``shapes`` whole numbers in every row, the TP degree at least 1."""
     shape_keys = {column for column, value in shapes if not isinstance(value, bool)}
     keys = keys | shape_keys | {"num_tensor_parallel_workers"}
     return read_profile_csv(path, numeric=("time_stats.*", *sorted(keys)), what=f"Vidur {table}", keys=keys,
-                            positive=("num_tensor_parallel_workers",))
+                            positive=("num_tensor_parallel_workers",), times={"time_stats.*": 1e-3})
 
 
 def _vidur_rows(path: Path, table: str, needed: set[str], shapes: tuple[tuple[str, int | bool], ...], model: ModelSpec,
