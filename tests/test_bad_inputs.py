@@ -26,6 +26,10 @@ def mooncake(ts: int, tokens: int, out: int, ids: list, tail: str = "") -> str:
 
 MOONCAKE_OK = mooncake(0, 600, 5, [1, 2]) + mooncake(10, 1000, 7, [1, 2]) + mooncake(20, 512, 9, [3])
 TRACE_STATS = ["--trace-stats", "--no-plot", "--quiet"]
+# A Vidur mlp.csv with one row (every operator of a layer, 0.1 ms each) at TP 1
+VIDUR_OPS = ("input_layernorm", "attn_pre_proj", "attn_post_proj", "mlp_up_proj", "mlp_act", "mlp_down_proj")
+VIDUR_ONE_ROW = (",".join(f"time_stats.{op}.median" for op in VIDUR_OPS) + ",num_tokens,num_tensor_parallel_workers\n"
+                 + ",".join("0.1" for _ in VIDUR_OPS) + ",128,1\n")
 
 
 @dataclass
@@ -248,24 +252,43 @@ CASES: dict[str, Case] = {
                                       names=("mlp.csv", "row 2", "time_stats.mlp_up_proj.median", "longer than an hour"),
                                       files={"v/mlp.csv": "time_stats.mlp_up_proj.median,num_tokens,num_tensor_parallel_workers\n"
                                                           "1,1,1\n1e30,8,1\n"}),
+    # one point at the served TP: the run would price every step at it; the run and --check-calibration refuse it alike
+    "vidur_one_point_at_tp_run": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set",
+                                       "compute.profile={tmp}/v"],
+                                      names=("mlp.csv: too few rows in mlp.csv: 1 point (num_tokens) at tensor parallel size 1",),
+                                      files={"v/mlp.csv": VIDUR_ONE_ROW}),
+    "vidur_one_point_at_tp_check": Case(["--check-calibration", "{tmp}/o.yaml"],
+                                        names=("mlp.csv: too few rows in mlp.csv: 1 point (num_tokens) at tensor parallel size 1",),
+                                        files={"o.yaml": "compute: {backend: profiled, profile: v}\n", "v/mlp.csv": VIDUR_ONE_ROW}),
+    "bundle_attention_one_point": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set",
+                                        "compute.profile={tmp}/b"],
+                                       names=("attention.csv: too few rows in attention.csv: 1 point", "tp1/"),
+                                       files={"b/meta.yaml": "{}\n", "b/tp1/attention.csv":
+                                              "prefill_chunk,kv_prefill,n_decode,kv_decode,time_us\n0,0,1,16,5\n",
+                                              "b/tp1/dense.csv": "layer,tokens,time_us\n" + "".join(
+                                                  f"{op},{t},1\n" for op in ("embedding", "final_layernorm", "layernorm",
+                                                                              "qkv_proj", "o_proj", "down_proj")
+                                                  for t in (1, 8)),
+                                              "b/tp1/per_sequence.csv": "layer,sequences,time_us\nlm_head,1,1\n"
+                                                                        "lm_head,8,1\nsampler,1,1\nsampler,8,1\n"}),
     "vidur_tp_zero_in_check": Case(["--check-calibration", "{tmp}/o.yaml"], names=("mlp.csv", "num_tensor_parallel_workers", "below 1"),
                                    files={"o.yaml": "compute: {backend: profiled, profile: v}\n", "v/mlp.csv":
                                           "time_stats.mlp_up_proj.median,num_tokens,num_tensor_parallel_workers\n1,1,1\n2,8,0\n"}),
     "bundle_lacks_operator_in_check": Case(["--check-calibration", "{tmp}/o.yaml"], names=("tp1", "bundle lacks operator"),
                                            files={"o.yaml": "compute: {backend: profiled, profile: b}\n", "b/meta.yaml": "{}\n",
                                                   "b/tp1/dense.csv": "layer,tokens,time_us\nqkv_proj,1,1\nqkv_proj,8,2\n",
-                                                  "b/tp1/per_sequence.csv": "layer,sequences,time_us\nlm_head,1,1\n"}),
+                                                  "b/tp1/per_sequence.csv": "layer,sequences,time_us\nlm_head,1,1\nlm_head,8,1\n"}),
     "bundle_moe_model_without_moe_csv": Case(["--quiet", "--no-plot", "--set", "model=qwen3-30b-a3b", "--set",
                                               "compute.backend=profiled", "--set", "compute.profile={tmp}/b"],
                                              names=("{tmp}/b/tp1/moe.csv", "mixture of experts"),
                                              files={"b/meta.yaml": "{}\n", "b/tp1/dense.csv": "layer,tokens,time_us\n"
-                                                    "down_proj,1,1\n", "b/tp1/per_sequence.csv":
-                                                    "layer,sequences,time_us\nlm_head,1,1\n"}),
+                                                    "down_proj,1,1\ndown_proj,8,1\n", "b/tp1/per_sequence.csv":
+                                                    "layer,sequences,time_us\nlm_head,1,1\nlm_head,8,1\n"}),
     "bundle_moe_csv_for_dense_model": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set",
                                             "compute.profile={tmp}/b"], names=("{tmp}/b/tp1/moe.csv", "is dense"),
                                            files={"b/meta.yaml": "{}\n", "b/tp1/dense.csv": "layer,tokens,time_us\n"
-                                                  "qkv_proj,1,1\n", "b/tp1/per_sequence.csv":
-                                                  "layer,sequences,time_us\nlm_head,1,1\n",
+                                                  "qkv_proj,1,1\nqkv_proj,8,1\n", "b/tp1/per_sequence.csv":
+                                                  "layer,sequences,time_us\nlm_head,1,1\nlm_head,8,1\n",
                                                   "b/tp1/moe.csv": "tokens,activated_experts,time_us\n1,8,50\n"}),
     "vidur_profile_for_moe_model": Case(["--quiet", "--no-plot", "--set", "model=qwen3-30b-a3b", "--set",
                                          "compute.backend=profiled", "--set", "compute.profile={tmp}/v"],

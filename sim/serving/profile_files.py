@@ -25,6 +25,21 @@ from sim.errors import ConfigError, quote
 MAX_PROFILED_TIME_S = 3600.0
 
 
+def too_few_rows(source: object, table: str, why: str) -> ConfigError:
+    """The one wording for a profile table too thin to use: a run's table with a single point (it would price
+    every step at that point) and ``--check-calibration``'s table with no point it can check."""
+    return ConfigError(f"{source}: too few rows in {table}: {why}")
+
+
+def require_points(frame: pd.DataFrame, axes: list[str], source: object, table: str, where: str) -> None:
+    """A table a run interpolates needs at least two distinct points over its ``axes`` (``where``: at the served
+    TP degree); with one, every step would be priced at that single measurement, whatever its shape."""
+    points = len(frame[axes].drop_duplicates())
+    if points < 2:
+        raise too_few_rows(source, table, f"{points} point{'' if points == 1 else 's'} ({', '.join(axes)}) {where}; "
+                                          "a run interpolates between at least 2")
+
+
 def read_profile_csv(path: Path, needed: Iterable[str] = (), numeric: Iterable[str] = (), what: str = "",
                      keys: Iterable[str] = (), signed: Iterable[str] = (), positive: Iterable[str] = (),
                      times: dict[str, float] | None = None) -> pd.DataFrame:
@@ -102,7 +117,9 @@ BUNDLE_COLUMNS = {
 
 def read_bundle_table(tp_dir: Path, name: str) -> pd.DataFrame:
     """One table of an LLMServingSim bundle's ``tpN/`` folder, with the columns kvsim reads; a row with a
-    blank among them is not used (a blank time would be read as NaN and carried into every step it prices)."""
+    blank among them is not used (a blank time would be read as NaN and carried into every step it prices).
+    A table steps are priced from holds at least two points over its axes (``require_points``; skew.csv's
+    shots are fitted, not interpolated)."""
     path = tp_dir / name
     if not path.is_file():
         raise ConfigError(f"{path}: missing from the LLMServingSim bundle")
@@ -110,7 +127,10 @@ def read_bundle_table(tp_dir: Path, name: str) -> pd.DataFrame:
     numeric = [c for c in columns if c != "layer"] + (["kv_prefill", "prefill_key", "decode_q_len"] if name == "attention.csv" else [])
     frame = read_profile_csv(path, columns, numeric, "LLMServingSim bundle", keys=BUNDLE_KEYS[name], signed=("alpha",),
                              times=BUNDLE_TIMES)
-    return frame.dropna(subset=list(columns))
+    frame = frame.dropna(subset=list(columns))
+    if name != "skew.csv":
+        require_points(frame, [k for k in BUNDLE_KEYS[name] if k != "layer"], path, name, f"in {tp_dir.name}/")
+    return frame
 
 
 def read_profile_yaml(path: Path, what: str) -> dict[str, Any]:
