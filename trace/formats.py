@@ -27,7 +27,7 @@ import pyarrow as pa
 from sim.config_fields import INT64_MAX  # block and token ids are interned as int64
 from sim.errors import TraceError, quote
 from trace.arrow import from_numpy, numpy_view, text_buffers, with_nulls
-from trace.readers import IdLists, csv_fields, first_line, json_object
+from trace.readers import JSONL_EXPECTED, IdLists, csv_fields, first_line, json_line_problem, json_object
 from trace.validation import CODE, numeric_column
 
 TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
@@ -263,8 +263,8 @@ def sniff_format(path: Path) -> str:
     if first.startswith("{"):
         obj = json_object(first.encode())
         if obj is None:
-            raise TraceError(f"{path}: line 1 is not a JSON object, so the format cannot be detected "
-                             f"(pass --workload-format): {quote(first)}")
+            raise TraceError(f"{path}: line 1 is {json_line_problem(first)}, so the format cannot be detected "
+                             f"({JSONL_EXPECTED}): {quote(first)}")
         keys = set(obj)
         candidates = [f for f in FORMATS.values() if f.kind == "jsonl"]
     else:
@@ -273,5 +273,8 @@ def sniff_format(path: Path) -> str:
     for fmt in candidates:
         if set(fmt.signature) <= keys:
             return fmt.name
+    if first.startswith("["):  # no CSV header starts so: JSON, an array (of records) rather than JSON Lines
+        raise TraceError(f"{path}: line 1 is {json_line_problem(first)}, not a CSV header; a JSON trace must be "
+                         f"JSON Lines, one object per line: {quote(first)}")
     raise TraceError(f"{path}: unrecognised trace header {quote(first)}; pass --workload-format "
                      f"({', '.join(FORMATS)}; their columns are listed in README.md)")
