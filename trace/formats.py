@@ -13,6 +13,16 @@ native time units:
 | mooncake      | JSONL | timestamp, input_length, output_length, hash_ids (512-token blocks) | ms        |
 | splitwise     | CSV   | request_id, ..., arrival_timestamp, prompt_size, token_size        | s         |
 | llmservingsim | JSONL | input_toks, output_toks, arrival_time_ns [, input_tok_ids]         | ns        |
+
+Each numeric unit is the one its publisher documents, so it is the default: BurstGPT's ``Timestamp`` is
+seconds (NVIDIA Dynamo's benchmarks/burstgpt_loadgen/README.md on BurstGPT release v1.1: "Request timestamp
+in seconds", multiplied by 1,000 into Mooncake's ms); Mooncake's ``timestamp`` is milliseconds since the first
+request (kvcache-ai/Mooncake FAST25-release/traces README); splitwise-sim's ``arrival_timestamp`` is seconds
+(Mutinifni/splitwise-sim generate_trace.py: exponential gaps of scale 1/request_rate up to end_time=600);
+LLMServingSim's key names its unit. Splitwise's public traces (Azure/AzurePublicDataset
+AzureLLMInferenceTrace_*.csv) are the ``azure`` format, with datetimes, so no unit applies to them. A file
+with these columns in another unit is told only by an implausible span or rate (``trace.workload``), whose
+messages name the likely ``--workload-time-unit``.
 """
 
 from __future__ import annotations
