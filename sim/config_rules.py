@@ -58,8 +58,9 @@ def node_fits(c: Config, pools: dict[str, int]) -> None:
     n = sum(pools.values())
     if n * tp > gpus:
         keys = " + ".join(f"'{key}'={count}" for key, count in pools.items())
-        raise ConfigError(f"config key{'s' if len(pools) > 1 else ''} {keys} x tensor_parallel_size {tp} "
-                          f"need{'' if len(pools) > 1 else 's'} {n * tp} GPUs; one node has 'hardware.gpus_per_node'={gpus}")
+        verb = "need" if len(pools) > 1 else "needs"
+        raise ConfigError(f"config key{'s' if len(pools) > 1 else ''} {keys} x tensor_parallel_size {tp} {verb} "
+                          f"{n * tp} GPUs; one node has 'hardware.gpus_per_node'={gpus}")
     data_parallel_groups_fit(c, {f"config key '{key}'": count for key, count in pools.items()})
 
 

@@ -19,9 +19,10 @@ from sim.errors import ConfigError, quote
 
 # The longest time a profile may give one measured operator or collective: an hour. A profile times one
 # decoder layer's operator (or one collective) at a time; the longest in the public profiles is 35 ms
-# (Vidur's A100 Llama-3-8B mlp.csv, 32,768 tokens: max of its time_stats columns), and a whole model's
-# prefill of 128k tokens at 405B parameters is ~1e17 FLOP, under two minutes on one 1-PFLOP/s GPU. A time
-# beyond an hour is a unit or data error, and a finite 1e30 would otherwise silently dominate every step.
+# (Vidur's A100 Llama-3-8B mlp.csv, 32,768 tokens: max of its time_stats columns), and even a whole 405B-parameter
+# model's prefill of 128k tokens is ~2e17 FLOP (2 x parameters x tokens, plus attention's 4 x layers x hidden x
+# tokens^2), a few minutes on one 1-PFLOP/s GPU. A time beyond an hour is a unit or data error, and a finite
+# 1e30 would otherwise silently dominate every step.
 MAX_PROFILED_TIME_S = 3600.0
 
 
@@ -85,9 +86,10 @@ def read_profile_csv(path: Path, needed: Iterable[str] = (), numeric: Iterable[s
         frame[column] = values
     for pattern, unit_s in (times or {}).items():
         for column in [c for c in frame.columns if fnmatchcase(str(c), pattern)]:
-            too_long = (frame[column] * unit_s > MAX_PROFILED_TIME_S).to_numpy()
+            too_long = (pd.to_numeric(frame[column], errors="coerce") * unit_s > MAX_PROFILED_TIME_S).to_numpy()
             if too_long.any():
-                raise refuse(column, too_long, f"longer than an hour ({MAX_PROFILED_TIME_S:g} s), beyond any one operator's time")
+                raise refuse(column, too_long,
+                             f"longer than an hour ({MAX_PROFILED_TIME_S:g} s), beyond any one operator's time")
     for column in [c for c in frame.columns if c in keys]:
         if frame[column].isna().any():
             raise refuse(column, frame[column].isna().to_numpy(), "missing")

@@ -134,7 +134,8 @@ class VidurAttention:
         for rows, axes, kind in ((prefill, ["prefill_chunk_size", "kv_cache_size"], "prefill"),
                                  (decode, ["batch_size", "kv_cache_size"], "decode")):
             if len(rows):
-                require_points(rows, axes, path, "attention.csv", f"of {kind} at tensor parallel size {tensor_parallel_size}")
+                require_points(rows, axes, path, "attention.csv",
+                               f"of {kind} at tensor parallel size {tensor_parallel_size}")
         return cls(GridNode(prefill, ["prefill_chunk_size", "kv_cache_size"], "time_s") if len(prefill) else None,
                    GridNode(decode, ["batch_size", "kv_cache_size"], "time_s") if len(decode) else None, str(path))
 
