@@ -116,9 +116,9 @@ def check_config_for_mode(args: argparse.Namespace, config: Config, mode: str, p
 
         single_node_fits(config)
     if mode == "pd":
-        from sim.config_rules import pd_groups_fit
+        from sim.config_rules import pd_node_fits
 
-        pd_groups_fit(config)
+        pd_node_fits(config)
     if mode == "cluster":
         from sim.cluster.topology import Topology
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Callable
 
+from experiments.confidence import MAX_SEEDS
 from sim.errors import InputError
 
 def check_experiment_flags(args: argparse.Namespace, mode: str) -> None:
@@ -21,6 +22,9 @@ def check_experiment_flags(args: argparse.Namespace, mode: str) -> None:
         raise InputError(f"--jobs must be >= 1, got {args.jobs}")
     if args.seeds is not None and args.seeds < 2:
         raise InputError(f"--seeds needs at least 2 seeds for an interval, got {args.seeds}")
+    if args.seeds is not None and args.seeds > MAX_SEEDS:
+        raise InputError(f"--seeds {args.seeds:,} is more than {MAX_SEEDS:,}: each seed is a whole simulation, and "
+                         f"{MAX_SEEDS:,} already narrow the 95% interval to 6% of one run's spread")
     if args.seeds and args.mrc:
         raise InputError("--seeds applies to simulation runs, not to --mrc")
     if (args.max_rate or args.seeds) and args.requests_csv:

@@ -13,7 +13,7 @@ from sim.config import Config, replace
 from sim.config_fields import INT64_MAX
 from sim.errors import ConfigError, InputError
 from sim.report.document import RunResult
-from experiments.confidence import aggregate
+from experiments.confidence import MAX_SEEDS, aggregate
 from experiments.maxrate import TOLERANCE, check_slo, max_rate_run, search
 from experiments.modes import SERVING_MODES, ModeOutput, check_mode, run_mode
 
@@ -43,8 +43,8 @@ def check_point(mode: str, config: Config, options: RunOptions, where: str = "")
             if mode not in SERVING_MODES:
                 raise ConfigError(f"--max-rate needs a serving mode ({', '.join(SERVING_MODES)}), not {mode}")
             check_slo(config.slo)
-        if options.seeds < 1:
-            raise ConfigError(f"--seeds must be >= 1, got {options.seeds}")
+        if not 1 <= options.seeds <= MAX_SEEDS:
+            raise ConfigError(f"--seeds must be between 1 and {MAX_SEEDS:,}, got {options.seeds:,}")
         if config.seed + options.seeds - 1 > INT64_MAX:  # found now, not after the first seed's run
             raise ConfigError(f"--seeds {options.seeds} from seed {config.seed} goes past the largest seed, {INT64_MAX}")
     except InputError as exc:

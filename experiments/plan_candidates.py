@@ -96,7 +96,7 @@ def enumerate_candidates(plan: Plan, base: Config, prices: Prices) -> list[Candi
     """Every (GPU, count, TP, split, tier mix) of the search space with its config and cost; refusals name the key."""
     from sim.cache.tiers import hbm_capacity_blocks
     from sim.cluster.topology import Topology
-    from sim.config_rules import pd_groups_fit, single_node_fits
+    from sim.config_rules import pd_node_fits, single_node_fits
     from sim.specs import gpu_spec
 
     hit_target = plan.hit_ratio is not None
@@ -133,7 +133,7 @@ def enumerate_candidates(plan: Plan, base: Config, prices: Prices) -> list[Candi
                             elif c.mode == "single":
                                 single_node_fits(c.config)
                             elif c.mode == "pd":
-                                pd_groups_fit(c.config)  # a mixture of experts' data-parallel groups
+                                pd_node_fits(c.config)  # the node's GPUs, a mixture of experts' data-parallel groups
                         except ConfigError as exc:
                             c.status, c.reason = "infeasible", str(exc).removeprefix("override: ")
                         out.append(c)

@@ -2,8 +2,9 @@
 
 A field's own type and domain are checked as it is built (``sim.config_fields``); a rule here relates
 several keys (TP and the model's heads, a range's start and end, input paths that must exist) and
-raises a ConfigError naming them. ``validate`` applies every rule; ``single_node_fits`` is the
-single-node mode's own; ``request_token_bound`` also caps the requests the trace loaders keep.
+raises a ConfigError naming them. ``validate`` applies every rule; ``single_node_fits`` and ``pd_node_fits``
+(one ``node_fits``) are the single-node and PD modes' own; ``request_token_bound`` also caps the requests
+the trace loaders keep.
 """
 
 from __future__ import annotations
@@ -49,13 +50,23 @@ def _instances_fit_node(c: Config) -> None:
         raise ConfigError(f"config key 'serving.tensor_parallel_size'={tp} exceeds 'hardware.gpus_per_node'={gpus}")
 
 
+def node_fits(c: Config, pools: dict[str, int]) -> None:
+    """Instances of tensor_parallel_size GPUs that share one node (``pools``: the dotted key sizing each pool, and
+    its count): together they fit the node's GPUs, and each pool splits into whole data-parallel groups (a
+    group's members are instances, so they are counted in the GPUs already)."""
+    tp, gpus = c.serving.tensor_parallel_size, c.hardware.gpus_per_node
+    n = sum(pools.values())
+    if n * tp > gpus:
+        keys = " + ".join(f"'{key}'={count}" for key, count in pools.items())
+        verb = "need" if len(pools) > 1 else "needs"
+        raise ConfigError(f"config key{'s' if len(pools) > 1 else ''} {keys} x tensor_parallel_size {tp} {verb} "
+                          f"{n * tp} GPUs; one node has 'hardware.gpus_per_node'={gpus}")
+    data_parallel_groups_fit(c, {f"config key '{key}'": count for key, count in pools.items()})
+
+
 def single_node_fits(c: Config) -> None:
     """The single-node mode's serving.num_instances workers of tensor_parallel_size GPUs share one node."""
-    tp, gpus, n = c.serving.tensor_parallel_size, c.hardware.gpus_per_node, c.serving.num_instances
-    if n * tp > gpus:
-        raise ConfigError(f"config key 'serving.num_instances'={n} x tensor_parallel_size {tp} needs {n * tp} GPUs; "
-                          f"one node has 'hardware.gpus_per_node'={gpus}")
-    data_parallel_groups_fit(c, {"config key 'serving.num_instances'": n})
+    node_fits(c, {"serving.num_instances": c.serving.num_instances})
 
 
 def _data_parallel_fits(c: Config) -> None:
@@ -74,10 +85,10 @@ def _data_parallel_fits(c: Config) -> None:
                           f"GPUs of one node; one node has 'hardware.gpus_per_node'={gpus}")
 
 
-def pd_groups_fit(c: Config) -> None:
-    """PD's prefill and decode pools each split into whole data-parallel groups."""
-    data_parallel_groups_fit(c, {"config key 'pd.num_prefill'": c.pd.num_prefill,
-                                 "config key 'pd.num_decode'": c.pd.num_decode})
+def pd_node_fits(c: Config) -> None:
+    """Single-node PD: the prefill and decode instances share one node, as the single-node mode's workers do; each
+    pool splits into whole data-parallel groups."""
+    node_fits(c, {"pd.num_prefill": c.pd.num_prefill, "pd.num_decode": c.pd.num_decode})
 
 
 def data_parallel_groups_fit(c: Config, instances: dict[str, int]) -> None:

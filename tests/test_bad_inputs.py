@@ -26,6 +26,10 @@ def mooncake(ts: int, tokens: int, out: int, ids: list, tail: str = "") -> str:
 
 MOONCAKE_OK = mooncake(0, 600, 5, [1, 2]) + mooncake(10, 1000, 7, [1, 2]) + mooncake(20, 512, 9, [3])
 TRACE_STATS = ["--trace-stats", "--no-plot", "--quiet"]
+# A Vidur mlp.csv with one row (every operator of a layer, 0.1 ms each) at TP 1
+VIDUR_OPS = ("input_layernorm", "attn_pre_proj", "attn_post_proj", "mlp_up_proj", "mlp_act", "mlp_down_proj")
+VIDUR_ONE_ROW = (",".join(f"time_stats.{op}.median" for op in VIDUR_OPS) + ",num_tokens,num_tensor_parallel_workers\n"
+                 + ",".join("0.1" for _ in VIDUR_OPS) + ",128,1\n")
 
 
 @dataclass
@@ -57,6 +61,12 @@ CASES: dict[str, Case] = {
                                    names=("serving.tensor_parallel_size", "hardware.gpus_per_node")),
     "instances_exceed_node": Case(["--set", "serving.num_instances=8", "--set", "serving.tensor_parallel_size=2"],
                                   names=("serving.num_instances",)),
+    # single-node PD: both pools share the node, as the single-node mode's workers do (12 GPUs asked of 8)
+    "pd_pools_exceed_node": Case(["--pd", "--set", "pd.num_prefill=6", "--set", "pd.num_decode=6"],
+                                 names=("pd.num_prefill", "pd.num_decode", "12 GPUs", "hardware.gpus_per_node")),
+    "pd_pools_with_tp_exceed_node": Case(["--pd", "--set", "model=llama-3.1-70b", "--set", "serving.tensor_parallel_size=4",
+                                          "--set", "pd.num_prefill=2", "--set", "pd.num_decode=1"],
+                                         names=("pd.num_prefill", "tensor_parallel_size 4", "12 GPUs")),
     "data_parallel_dense_model": setting("serving.data_parallel_size=2", "mixture-of-experts", "llama-3.1-8b"),
     "data_parallel_beyond_node": Case([*TRACE_STATS, "--set", "model=qwen3-30b-a3b", "--set",
                                        "serving.data_parallel_size=16"],
@@ -170,6 +180,10 @@ CASES: dict[str, Case] = {
     "jobs_with_single": Case(["--jobs", "2"], names=("--jobs",)),
     "seeds_past_the_largest_seed": Case(["--cache-only", "--seed", str(2**63 - 1), "--seeds", "2"], names=("--seeds", "largest seed")),
     "seeds_below_two": Case(["--cache-only", "--seeds", "1"], names=("--seeds",)),
+    # a count beyond the bound would start a run per seed for ever (found before the first one)
+    "seeds_beyond_the_bound": Case(["--cache-only", "--seeds", "1001"], names=("--seeds", "1,001", "1,000")),
+    "seeds_huge": Case(["--pd", "--seeds", str(10**30)], names=("--seeds", "more than 1,000")),
+    "seeds_a_list": Case(["--cache-only", "--seeds", "1,2"], names=("--seeds", "'1,2'")),
     "rate_scale_zero": Case([*TRACE_STATS, "--rate-scale", "0"], names=("--rate-scale", "workload.rate_scale")),
     "plot_dir_with_no_plot": Case(["--trace-stats", "--plot-dir", "{tmp}/p", "--no-plot"], names=("--plot-dir", "--no-plot")),
     "workload_format_without_trace": Case([*TRACE_STATS, "--workload-format", "azure"], names=("--workload-format",)),
@@ -233,24 +247,48 @@ CASES: dict[str, Case] = {
     "vidur_time_infinite": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set", "compute.profile={tmp}/v"],
                                 names=("mlp.csv", "row 1", "time_stats.mlp_up_proj.median", "not finite"),
                                 files={"v/mlp.csv": "time_stats.mlp_up_proj.median,num_tokens,num_tensor_parallel_workers\ninf,1,1\n"}),
+    "vidur_time_beyond_an_hour": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set",
+                                       "compute.profile={tmp}/v"],
+                                      names=("mlp.csv", "row 2", "time_stats.mlp_up_proj.median", "longer than an hour"),
+                                      files={"v/mlp.csv": "time_stats.mlp_up_proj.median,num_tokens,num_tensor_parallel_workers\n"
+                                                          "1,1,1\n1e30,8,1\n"}),
+    # one point at the served TP: the run would price every step at it; the run and --check-calibration refuse it alike
+    "vidur_one_point_at_tp_run": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set",
+                                       "compute.profile={tmp}/v"],
+                                      names=("mlp.csv: too few rows in mlp.csv: 1 point (num_tokens) at tensor parallel size 1",),
+                                      files={"v/mlp.csv": VIDUR_ONE_ROW}),
+    "vidur_one_point_at_tp_check": Case(["--check-calibration", "{tmp}/o.yaml"],
+                                        names=("mlp.csv: too few rows in mlp.csv: 1 point (num_tokens) at tensor parallel size 1",),
+                                        files={"o.yaml": "compute: {backend: profiled, profile: v}\n", "v/mlp.csv": VIDUR_ONE_ROW}),
+    "bundle_attention_one_point": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set",
+                                        "compute.profile={tmp}/b"],
+                                       names=("attention.csv: too few rows in attention.csv: 1 point", "tp1/"),
+                                       files={"b/meta.yaml": "{}\n", "b/tp1/attention.csv":
+                                              "prefill_chunk,kv_prefill,n_decode,kv_decode,time_us\n0,0,1,16,5\n",
+                                              "b/tp1/dense.csv": "layer,tokens,time_us\n" + "".join(
+                                                  f"{op},{t},1\n" for op in ("embedding", "final_layernorm", "layernorm",
+                                                                              "qkv_proj", "o_proj", "down_proj")
+                                                  for t in (1, 8)),
+                                              "b/tp1/per_sequence.csv": "layer,sequences,time_us\nlm_head,1,1\n"
+                                                                        "lm_head,8,1\nsampler,1,1\nsampler,8,1\n"}),
     "vidur_tp_zero_in_check": Case(["--check-calibration", "{tmp}/o.yaml"], names=("mlp.csv", "num_tensor_parallel_workers", "below 1"),
                                    files={"o.yaml": "compute: {backend: profiled, profile: v}\n", "v/mlp.csv":
                                           "time_stats.mlp_up_proj.median,num_tokens,num_tensor_parallel_workers\n1,1,1\n2,8,0\n"}),
     "bundle_lacks_operator_in_check": Case(["--check-calibration", "{tmp}/o.yaml"], names=("tp1", "bundle lacks operator"),
                                            files={"o.yaml": "compute: {backend: profiled, profile: b}\n", "b/meta.yaml": "{}\n",
                                                   "b/tp1/dense.csv": "layer,tokens,time_us\nqkv_proj,1,1\nqkv_proj,8,2\n",
-                                                  "b/tp1/per_sequence.csv": "layer,sequences,time_us\nlm_head,1,1\n"}),
+                                                  "b/tp1/per_sequence.csv": "layer,sequences,time_us\nlm_head,1,1\nlm_head,8,1\n"}),
     "bundle_moe_model_without_moe_csv": Case(["--quiet", "--no-plot", "--set", "model=qwen3-30b-a3b", "--set",
                                               "compute.backend=profiled", "--set", "compute.profile={tmp}/b"],
                                              names=("{tmp}/b/tp1/moe.csv", "mixture of experts"),
                                              files={"b/meta.yaml": "{}\n", "b/tp1/dense.csv": "layer,tokens,time_us\n"
-                                                    "down_proj,1,1\n", "b/tp1/per_sequence.csv":
-                                                    "layer,sequences,time_us\nlm_head,1,1\n"}),
+                                                    "down_proj,1,1\ndown_proj,8,1\n", "b/tp1/per_sequence.csv":
+                                                    "layer,sequences,time_us\nlm_head,1,1\nlm_head,8,1\n"}),
     "bundle_moe_csv_for_dense_model": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set",
                                             "compute.profile={tmp}/b"], names=("{tmp}/b/tp1/moe.csv", "is dense"),
                                            files={"b/meta.yaml": "{}\n", "b/tp1/dense.csv": "layer,tokens,time_us\n"
-                                                  "qkv_proj,1,1\n", "b/tp1/per_sequence.csv":
-                                                  "layer,sequences,time_us\nlm_head,1,1\n",
+                                                  "qkv_proj,1,1\nqkv_proj,8,1\n", "b/tp1/per_sequence.csv":
+                                                  "layer,sequences,time_us\nlm_head,1,1\nlm_head,8,1\n",
                                                   "b/tp1/moe.csv": "tokens,activated_experts,time_us\n1,8,50\n"}),
     "vidur_profile_for_moe_model": Case(["--quiet", "--no-plot", "--set", "model=qwen3-30b-a3b", "--set",
                                          "compute.backend=profiled", "--set", "compute.profile={tmp}/v"],
@@ -311,6 +349,24 @@ CASES: dict[str, Case] = {
                                    names=("m.jsonl", "not a trace in azure format", "TIMESTAMP"), files={"m.jsonl": MOONCAKE_OK}),
     "mooncake_key_absent": Case(trace_stats("--workload-format", "mooncake", trace="{tmp}/m.jsonl"),
                                 names=("m.jsonl", "hash_ids"), files={"m.jsonl": '{"timestamp": 0, "input_length": 5, "output_length": 1}\n'}),
+    # a JSON array where JSON Lines are expected: said so, with the file and line, not a generic "not a JSON object"
+    "json_array_file_sniffed": Case(trace_stats(trace="{tmp}/m.json"), names=("m.json", "line 1 is a JSON array", "JSON Lines"),
+                                    files={"m.json": "[" + MOONCAKE_OK.replace("\n", ",", 2).rstrip() + "]\n"}),
+    "json_array_over_lines_sniffed": Case(trace_stats(trace="{tmp}/m.json"),
+                                          names=("m.json", "line 1 is part of a JSON array", "JSON Lines"),
+                                          files={"m.json": "[\n" + MOONCAKE_OK.replace("}\n", "},\n", 2) + "]\n"}),
+    "json_array_file_explicit": Case(trace_stats("--workload-format", "mooncake", trace="{tmp}/m.json"),
+                                     names=("m.json", "JSON Lines", "line 1 is a JSON array"),
+                                     files={"m.json": "[" + MOONCAKE_OK.replace("\n", ",", 2).rstrip() + "]\n"}),
+    "strict_json_array_line": Case(trace_stats("--strict-workload-validation", trace="{tmp}/m.jsonl"),
+                                   names=("m.jsonl", "record 2 (line 2)", "a JSON array", "one JSON object per line"),
+                                   files={"m.jsonl": mooncake(0, 600, 5, [1, 2]) + "[0, 600, 5, [1, 2]]\n"}),
+    "strict_json_number_line": Case(trace_stats("--strict-workload-validation", trace="{tmp}/m.jsonl"),
+                                    names=("m.jsonl", "record 3 (line 4)", "a JSON number"),
+                                    files={"m.jsonl": MOONCAKE_OK[:MOONCAKE_OK.index("\n", MOONCAKE_OK.index("\n") + 1) + 1]
+                                           + "\n17\n"}),
+    "json_array_line_counted": Case(trace_stats(trace="{tmp}/m.jsonl"), skips={"malformed_row": 1},
+                                    files={"m.jsonl": MOONCAKE_OK + "[0, 600, 5, [1, 2]]\n"}),
     "unrecognised_header": Case(trace_stats(), names=("t.csv", "unrecognised"), files={"t.csv": "a,b,c\n1,2,3\n"}),
     "huge_header_line": Case(trace_stats(), names=("t.csv", "MiB"), files={"t.csv": "x" * (17 << 20) + "\n1,2,3\n"}),
     "long_header_explicit_format": Case(trace_stats("--workload-format", "azure"), names=("t.csv", "ContextTokens"),

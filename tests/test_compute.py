@@ -235,7 +235,7 @@ def _hand_bundle(root, dense_extra: str = "", attention: str | None = None):
     (Path(root) / "meta.yaml").write_text("tp_degrees: [1]\n")
     ops = ["embedding", "final_layernorm", "layernorm", "qkv_proj", "o_proj", "gate_up_proj", "act_fn", "down_proj"]
     (tp / "dense.csv").write_text("layer,tokens,time_us\n" + "".join(f"{op},1,1\n{op},101,101\n" for op in ops) + dense_extra)
-    (tp / "per_sequence.csv").write_text("layer,sequences,time_us\nlm_head,1,100\nsampler,1,10\n")
+    (tp / "per_sequence.csv").write_text("layer,sequences,time_us\nlm_head,1,100\nlm_head,11,100\nsampler,1,10\n")
     (tp / "attention.csv").write_text(attention or "prefill_chunk,kv_prefill,n_decode,kv_decode,time_us\n0,0,1,100,10\n0,0,1,300,30\n")
     return LLMServingSimCompute.load(Path(root), model_spec("llama-3-8b"), 1)
 
@@ -252,7 +252,8 @@ def test_bundle_row_with_a_blank_time_is_not_used(tmp_path):
 
 def test_bundle_attention_without_pure_decode_rows_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="attention.csv: no pure-decode"):
-        _hand_bundle(tmp_path / "b", attention="prefill_chunk,kv_prefill,n_decode,kv_decode,time_us\n16,0,0,0,5\n")
+        _hand_bundle(tmp_path / "b", attention="prefill_chunk,kv_prefill,n_decode,kv_decode,time_us\n16,0,0,0,5\n"
+                                               "32,0,0,0,5\n")
 
 
 def test_vidur_row_without_an_operator_time_is_not_used(tmp_path):
@@ -275,3 +276,46 @@ def test_measured_tables_never_extrapolate_a_negative_time():
     assert interpolate(x, y, 1.5) == 1.5 and interpolate(x, y, 3.0) == 0.0 and interpolate(x, y, 10.0) == 0.0
     grid = GridNode(pd.DataFrame({"a": [1, 1, 2, 2], "b": [1, 2, 1, 2], "t": [2.0, 2.0, 1.0, 1.0]}), ["a", "b"], "t")
     assert grid.lookup((1.5, 1.0)) == 1.5 and grid.lookup((5.0, 1.0)) == 0.0
+
+
+def test_vidur_header_with_spaces_after_commas_loads_as_the_clean_one(tmp_path):
+    """``a, b, c``: a hand-edited or spreadsheet-exported header, read as pandas' skipinitialspace reads it (the
+    names stripped), to the same table and the same per-layer times as the clean file."""
+    from sim.serving.profile_files import read_profile_csv
+
+    one = [5.0, 0.01, 0.05, 0.01, 0.02, 0.03, 0.01, 0.03, 0.01]
+    _write_vidur_mlp(tmp_path / "clean", PHI_2_SHAPE, {1: one, 101: [2 * v for v in one]})
+    clean = (tmp_path / "clean" / "mlp.csv").read_text().splitlines()
+    (tmp_path / "spaced").mkdir()
+    (tmp_path / "spaced" / "mlp.csv").write_text("\n".join([clean[0].replace(",", ", ")] + clean[1:]) + "\n")
+    assert ", time_stats." in (tmp_path / "spaced" / "mlp.csv").read_text()
+    pd.testing.assert_frame_equal(read_profile_csv(tmp_path / "spaced" / "mlp.csv", numeric=("time_stats.*",)),
+                                  read_profile_csv(tmp_path / "clean" / "mlp.csv", numeric=("time_stats.*",)))
+    spaced = VidurProfile.load(tmp_path / "spaced" / "mlp.csv", model_spec("phi-2"), 1)
+    assert spaced.tokens.tolist() == [1, 101]
+    assert spaced.seconds == pytest.approx([0.17e-3, 0.34e-3])  # the hand sums of the test above
+
+
+def test_profile_time_beyond_an_hour_is_refused(tmp_path):
+    """A finite but absurd operator time (1e30 ms) would dominate every step: refused, naming file, row, column."""
+    from sim.serving.llmservingsim_compute import LLMServingSimCompute
+
+    one = [5.0, 0.01, 0.05, 0.01, 0.02, 0.03, 0.01, 0.03, 0.01]
+    absurd = one[:5] + [1e30] + one[6:]  # mlp_up_proj
+    _write_vidur_mlp(tmp_path / "v", PHI_2_SHAPE, {1: one, 101: absurd})
+    with pytest.raises(ConfigError, match=r"mlp\.csv \(Vidur mlp\.csv\): row 2 column time_stats\.mlp_up_proj\.mean: "
+                                          r"longer than an hour"):
+        VidurProfile.load(tmp_path / "v" / "mlp.csv", model_spec("phi-2"), 1)
+    # the bound itself: 3,600,000 ms is an hour and is read; a bundle's microseconds are bounded alike
+    _write_vidur_mlp(tmp_path / "h", PHI_2_SHAPE, {1: one, 101: one[:5] + [3.6e6 / 2] + one[6:]})  # mean = 2 x median
+    assert VidurProfile.load(tmp_path / "h" / "mlp.csv", model_spec("phi-2"), 1).seconds[1] > 1800
+    bundle = tmp_path / "b" / "tp1"
+    bundle.mkdir(parents=True)
+    (tmp_path / "b" / "meta.yaml").write_text("tp_degrees: [1]\n")
+    ops = ["embedding", "final_layernorm", "layernorm", "qkv_proj", "o_proj", "down_proj"]
+    (bundle / "dense.csv").write_text("layer,tokens,time_us\n" + "".join(f"{op},1,1\n{op},101,101\n" for op in ops)
+                                      + "qkv_proj,201,3600000001\n")
+    (bundle / "per_sequence.csv").write_text("layer,sequences,time_us\nlm_head,1,1\nlm_head,9,1\nsampler,1,1\nsampler,9,1\n")
+    (bundle / "attention.csv").write_text("prefill_chunk,kv_prefill,n_decode,kv_decode,time_us\n0,0,1,16,5\n0,0,1,32,5\n")
+    with pytest.raises(ConfigError, match=r"dense\.csv \(LLMServingSim bundle\): row 13 column time_us: longer than an hour"):
+        LLMServingSimCompute.load(tmp_path / "b", model_spec("llama-3-8b"), 1)

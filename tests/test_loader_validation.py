@@ -272,8 +272,8 @@ def test_llmservingsim_escaped_key_counts(tmp_path):
 @pytest.mark.parametrize("unit, warned", [("ms", False), ("us", True)])
 def test_implausible_arrival_rate_warns_of_the_time_unit(tmp_path, unit, warned):
     """200 Mooncake requests 300 timestamp units apart: 0.3 s apart in ms (3.3 a second, as Mooncake's own
-    trace), 0.3 ms apart in us (the same trace read in a unit 1,000x too coarse: 3,300 a second) — a
-    warning naming the flag, and the run goes on."""
+    trace), 0.3 ms apart in us (the same trace read in a unit 1,000x too fine: 3,300 a second) — a
+    warning naming the flag and the unit, and the run goes on."""
     records = "".join(f'{{"timestamp": {300 * i}, "input_length": 512, "output_length": 8, "hash_ids": [{i}]}}\n'
                       for i in range(200))
     (tmp_path / "m.jsonl").write_text(records)
@@ -281,5 +281,28 @@ def test_implausible_arrival_rate_warns_of_the_time_unit(tmp_path, unit, warned)
                            str(tmp_path / "m.jsonl"), "--workload-time-unit", unit],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    warning = "requests/s on average): are its timestamps in another unit? (--workload-time-unit)"
+    # the warning names the coarser unit that makes the rate plausible: 300 us apart read as ms, 3.3 a second
+    warning = "requests/s on average): are its timestamps in another unit? (--workload-time-unit ms, if they are in ms)"
     assert (warning in done.stderr) == warned, done.stderr
+
+
+@pytest.mark.parametrize("last, unit, names", [
+    (2_000_000_000, None, "timestamps in ms read as s? then pass --workload-time-unit ms"),  # 23 days in ms
+    (2_000_000_000, "us", None),  # read as us the same file spans 2,000 s: plausible, no error
+    (10**15, None, "timestamps in us read as s? then pass --workload-time-unit us"),
+    (10**25, None, "a corrupt timestamp? (no --workload-time-unit makes the span plausible)"),
+    (10**13, "ms", "timestamps in us read as ms? then pass --workload-time-unit us"),  # from the unit given
+])
+def test_absurd_arrival_span_names_the_likely_time_unit(tmp_path, run_cli, last, unit, names):
+    """Splitwise's arrival_timestamp is seconds (splitwise-sim generate_trace.py: exponential gaps of scale
+    1/request_rate, end_time 600 s), so a file of the same columns in milliseconds is told only by its span:
+    beyond 34 years the error names the nearest finer unit under which the span fits, or a corrupt timestamp."""
+    path = tmp_path / "t.csv"
+    path.write_text("request_id,request_type,application_id,arrival_timestamp,batch_size,prompt_size,token_size\n"
+                    f"0,2,0,0,1,100,8\n1,2,0,{last},1,100,8\n")
+    status, _, err = run_cli("--trace-stats", "--no-plot", "--quiet", "--workload-trace", str(path),
+                             *(["--workload-time-unit", unit] if unit else []))
+    if names is None:
+        assert status == 0, err
+    else:
+        assert status == 2 and f"{path}: arrivals span" in err and names in err, err

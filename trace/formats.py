@@ -13,6 +13,16 @@ native time units:
 | mooncake      | JSONL | timestamp, input_length, output_length, hash_ids (512-token blocks) | ms        |
 | splitwise     | CSV   | request_id, ..., arrival_timestamp, prompt_size, token_size        | s         |
 | llmservingsim | JSONL | input_toks, output_toks, arrival_time_ns [, input_tok_ids]         | ns        |
+
+Each numeric unit is the one its publisher documents, so it is the default: BurstGPT's ``Timestamp`` is
+seconds (NVIDIA Dynamo's benchmarks/burstgpt_loadgen/README.md on BurstGPT release v1.1: "Request timestamp
+in seconds", multiplied by 1,000 into Mooncake's ms); Mooncake's ``timestamp`` is milliseconds since the first
+request (kvcache-ai/Mooncake FAST25-release/traces README); splitwise-sim's ``arrival_timestamp`` is seconds
+(Mutinifni/splitwise-sim generate_trace.py: exponential gaps of scale 1/request_rate up to end_time=600);
+LLMServingSim's key names its unit. Splitwise's public traces (Azure/AzurePublicDataset
+AzureLLMInferenceTrace_*.csv) are the ``azure`` format, with datetimes, so no unit applies to them. A file
+with these columns in another unit is told only by an implausible span or rate (``trace.workload``), whose
+messages name the likely ``--workload-time-unit``.
 """
 
 from __future__ import annotations
@@ -27,7 +37,7 @@ import pyarrow as pa
 from sim.config_fields import INT64_MAX  # block and token ids are interned as int64
 from sim.errors import TraceError, quote
 from trace.arrow import from_numpy, numpy_view, text_buffers, with_nulls
-from trace.readers import IdLists, csv_fields, first_line, json_object
+from trace.readers import JSONL_EXPECTED, IdLists, csv_fields, first_line, json_line_problem, json_object
 from trace.validation import CODE, numeric_column
 
 TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
@@ -263,8 +273,8 @@ def sniff_format(path: Path) -> str:
     if first.startswith("{"):
         obj = json_object(first.encode())
         if obj is None:
-            raise TraceError(f"{path}: line 1 is not a JSON object, so the format cannot be detected "
-                             f"(pass --workload-format): {quote(first)}")
+            raise TraceError(f"{path}: line 1 is {json_line_problem(first)}, so the format cannot be detected "
+                             f"({JSONL_EXPECTED}): {quote(first)}")
         keys = set(obj)
         candidates = [f for f in FORMATS.values() if f.kind == "jsonl"]
     else:
@@ -273,5 +283,8 @@ def sniff_format(path: Path) -> str:
     for fmt in candidates:
         if set(fmt.signature) <= keys:
             return fmt.name
+    if first.startswith("["):  # no CSV header starts so: JSON, an array (of records) rather than JSON Lines
+        raise TraceError(f"{path}: line 1 is {json_line_problem(first)}, not a CSV header; a JSON trace must be "
+                         f"JSON Lines, one object per line: {quote(first)}")
     raise TraceError(f"{path}: unrecognised trace header {quote(first)}; pass --workload-format "
                      f"({', '.join(FORMATS)}; their columns are listed in README.md)")

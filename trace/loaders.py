@@ -29,7 +29,8 @@ from sim.errors import QUOTE_LIMIT, ConfigError, TraceError, quote
 from trace import blocks as bm
 from trace.arrow import numpy_view, valid
 from trace.formats import FORMATS, MOONCAKE_BLOCK_TOKENS, TIME_UNITS, Chunk, TraceFormat, sniff_format
-from trace.readers import CsvParserError, IdLists, RawChunk, csv_chunks, csv_fields, first_line, jsonl_chunks
+from trace.readers import (JSONL_EXPECTED, CsvParserError, IdLists, RawChunk, csv_chunks, csv_fields, first_line,
+                           json_line_problem, jsonl_chunks, jsonl_line)
 from trace.request import Trace, TraceProvenance, file_sha256
 from trace.validation import CODE, SkipLedger, combine, no_usable_requests
 
@@ -47,7 +48,8 @@ def _require_keys(path: Path, fmt: TraceFormat, chunk: RawChunk) -> None:
     if chunk.malformed is not None and chunk.malformed.all():
         with path.open("rb") as fh:
             sample = fh.readline(4 * QUOTE_LIMIT).decode("utf-8", "replace").strip()
-        raise TraceError(f"{path}: not a trace in {fmt.name} format (JSON lines): no line is a JSON object; line 1: {quote(sample)}")
+        raise TraceError(f"{path}: not a trace in {fmt.name} format, JSON Lines: no line is one JSON object; line 1 is "
+                         f"{json_line_problem(sample)}: {quote(sample)}")
     missing = [k for k in fmt.signature if k not in (chunk.keys_seen or ())]
     if missing:
         raise TraceError(f"{path}: not a trace in {fmt.name} format: no record has key(s) {', '.join(missing)}")
@@ -112,9 +114,16 @@ def _validate(path: Path, fmt: TraceFormat, raw: RawChunk, max_tokens: int):
     return combine(*col_reasons), col_reasons, cols, chunk
 
 
+def _malformed_jsonl(path: Path, line: int | None) -> str | None:
+    """Why a JSONL line is a malformed record: what it is instead of one JSON object."""
+    raw = jsonl_line(path, line) if line is not None else None
+    return None if raw is None else f"{json_line_problem(raw)}, {JSONL_EXPECTED}"
+
+
 def _collect(path: Path, fmt: TraceFormat, ledger: SkipLedger, limit: int | None, max_tokens: int) -> tuple[list[Chunk], int]:
     ledger.row_label = "row" if fmt.kind == "csv" else "record"
     if fmt.kind == "jsonl":
+        ledger.explain = {"malformed_row": lambda line: _malformed_jsonl(path, line)}
         return _scan(path, fmt, ledger, limit, jsonl_chunks(path, fmt.signature, fmt.optional, fmt.id_lists), max_tokens)
     ledger.line_of_row = lambda row: csv_line_of_row(path, row)
     header = first_line(path)

@@ -364,6 +364,41 @@ def json_object(raw: bytes) -> dict | None:
     return obj if isinstance(obj, dict) else None
 
 
+_JSON_KINDS = ((list, "a JSON array"), (str, "a JSON string"), (bool, "a JSON boolean"), ((int, float), "a JSON number"),
+               (type(None), "a JSON null"))
+
+
+def json_line_problem(raw: bytes | str) -> str:
+    """What a JSONL line that is not one JSON object is instead (for an error message): a JSON array
+    (a whole-file array on one line, or a record written as a list), another JSON value, a line of an
+    array or object spread over several lines, or text that is not JSON."""
+    text = raw.encode() if isinstance(raw, str) else raw
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        stripped = text.strip()
+        if stripped.startswith(b"[") or stripped.endswith((b"]", b"],")):
+            return "part of a JSON array spread over several lines"
+        if stripped.startswith(b"{") or stripped.endswith((b"}", b"},")):
+            return "not one complete JSON object (RFC 8259: no trailing comma, NaN or comment)"
+        return "not JSON"
+    if isinstance(value, dict):
+        return "a JSON object"
+    return next(name for kind, name in _JSON_KINDS if isinstance(value, kind))
+
+
+JSONL_EXPECTED = "expected JSON Lines, one JSON object per line"
+
+
+def jsonl_line(path: Path, line: int) -> bytes | None:
+    """Line ``line`` (1-based) of a file, to word an error (it may rescan the file); None past its end."""
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            if number == line:
+                return raw.removeprefix(BOM_BYTES) if number == 1 else raw
+    return None
+
+
 def _slow_jsonl(data: bytes, line: int, first_row: int, keys: tuple[str, ...]) -> RawChunk:
     """A chunk line by line through orjson, the reference reader. Blank lines are not records (but
     keep the line numbers right); a line that is not one JSON object is a malformed row in place."""

@@ -157,7 +157,9 @@ class SkipLedger:
     """Counts skipped rows per reason; in strict mode the first bad row is an error.
 
     ``line_of_row`` maps a row number to the file line it starts on, for readers that do not
-    track lines themselves (CSV: blank lines and quoted newlines make them differ).
+    track lines themselves (CSV: blank lines and quoted newlines make them differ). ``explain`` maps a
+    reason to a function of the file line that says more about it in strict mode's error (JSONL: what
+    a malformed line is instead of one JSON object).
     """
 
     def __init__(self, path: str, strict: bool, row_label: str = "row",
@@ -166,6 +168,7 @@ class SkipLedger:
         self.strict = strict
         self.row_label = row_label
         self.line_of_row = line_of_row
+        self.explain: dict[str, Callable[[int | None], str | None]] = {}
         self.counts: Counter[str] = Counter()
 
     def charge(self, reason: np.ndarray, first_row: int, columns: list[str | None], column_reasons: list[np.ndarray],
@@ -183,7 +186,9 @@ class SkipLedger:
             row = first_row + i
             line = int(lines[i]) if lines is not None else self.line_of_row(row) if self.line_of_row else None
             at = f" (line {line})" if line is not None else ""
-            raise TraceError(f"{self.path}: {self.row_label} {row}{at}{where}: {name.replace('_', ' ')}")
+            detail = self.explain[name](line) if name in self.explain else None
+            raise TraceError(f"{self.path}: {self.row_label} {row}{at}{where}: {name.replace('_', ' ')}"
+                             + (f": {detail}" if detail else ""))
         codes, counts = np.unique(reason[bad], return_counts=True)
         for code, count in zip(codes, counts, strict=True):
             self.counts[REASONS[int(code)]] += int(count)

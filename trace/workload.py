@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+from typing import Callable
 
 import numpy as np
 
@@ -21,8 +23,8 @@ def load_workload(config: Config) -> Trace:
     refuses a file with none)."""
     if config.workload.trace is not None:
         trace = load_trace_cached(config.workload, config.serving.block_size)
-        check_time_span(trace, "a wrong workload.time_unit or a corrupt timestamp?")
-        warn_if_rate_implausible(trace)
+        check_time_span(trace, _span_cause(trace, config.workload.time_unit))
+        warn_if_rate_implausible(trace, config.workload.time_unit)
     else:
         from trace.synthetic import generate  # the block model (pyarrow): only for a synthetic workload
 
@@ -67,6 +69,40 @@ def _arrival_span_s(trace: Trace) -> float:
     return float(trace.arrival_s[-1] - trace.arrival_s[0]) if len(trace) else 0.0
 
 
+def _read_unit(trace: Trace, time_unit: str | None) -> str | None:
+    """The unit a trace's numeric timestamps were read in (the flag's, else the format's own); None for datetimes."""
+    from trace.formats import FORMATS
+
+    fmt = FORMATS.get(trace.provenance.format)
+    return None if fmt is None or fmt.time_unit is None else time_unit or fmt.time_unit
+
+
+def likely_unit(trace: Trace, time_unit: str | None, fits: Callable[[float], bool], finer: bool) -> str | None:
+    """The unit nearest the one the timestamps were read in, finer or coarser, under which the trace becomes
+    plausible (``fits``: its arrival span in seconds under that unit); None if none does or they are datetimes.
+    The publishers' units are each format's default (``trace.formats``); a file of the same columns in another
+    unit is told only by such implausibility."""
+    from trace.formats import TIME_UNITS
+
+    used = _read_unit(trace, time_unit)
+    if used is None:
+        return None
+    span = _arrival_span_s(trace)
+    others = sorted((u for u in TIME_UNITS if (TIME_UNITS[u] < TIME_UNITS[used]) == finer and u != used),
+                    key=lambda u: abs(math.log(TIME_UNITS[u] / TIME_UNITS[used])))
+    return next((u for u in others if fits(span * TIME_UNITS[u] / TIME_UNITS[used])), None)
+
+
+def _span_cause(trace: Trace, time_unit: str | None) -> str:
+    """The likely cause of an absurd arrival span: a finer unit read as seconds (ms as s: 1,000x too long), named
+    with its flag when one makes the span plausible; else a corrupt timestamp."""
+    unit = likely_unit(trace, time_unit, lambda span: span <= MAX_TRACE_SPAN_S, finer=True)
+    if unit is None:
+        return "a corrupt timestamp? (no --workload-time-unit makes the span plausible)"
+    return (f"timestamps in {unit} read as {_read_unit(trace, time_unit)}? then pass --workload-time-unit {unit} "
+            "(workload.time_unit); else a timestamp is corrupt")
+
+
 def check_time_span(trace: Trace, likely_cause: str) -> None:
     """Refuse arrival times spread over more than ``MAX_TRACE_SPAN_S`` (exit 2, naming the source)."""
     span = _arrival_span_s(trace)
@@ -76,16 +112,18 @@ def check_time_span(trace: Trace, likely_cause: str) -> None:
                          f"(34 years): {likely_cause}")
 
 
-def warn_if_rate_implausible(trace: Trace) -> None:
+def warn_if_rate_implausible(trace: Trace, time_unit: str | None = None) -> None:
     """Warn when a trace's requests arrive implausibly fast on average: the sign of timestamps read in a
-    unit 1,000x too coarse (a Mooncake trace in seconds read as its milliseconds), which the data
-    cannot otherwise reveal. A warning, not an error: such a rate may be meant."""
-    span = _arrival_span_s(trace)
-    if len(trace) >= MIN_REQUESTS_FOR_RATE and span > 0 and len(trace) / span > IMPLAUSIBLE_RATE_RPS:
+    unit 1,000x too fine (a Mooncake trace in seconds read as its milliseconds), which the data
+    cannot otherwise reveal; the warning names the coarser unit that makes the rate plausible. A warning,
+    not an error: such a rate may be meant."""
+    span, n = _arrival_span_s(trace), len(trace)
+    if n >= MIN_REQUESTS_FOR_RATE and span > 0 and n / span > IMPLAUSIBLE_RATE_RPS:
         prov = trace.provenance
+        unit = likely_unit(trace, time_unit, lambda s: s > 0 and n / s <= IMPLAUSIBLE_RATE_RPS, finer=False)
+        fix = f"--workload-time-unit {unit}, if they are in {unit}" if unit else "--workload-time-unit"
         LOG.warning("kvsim: warning: %s: %s requests arrive within %.3g s (%.3g requests/s on average): are its "
-                    "timestamps in another unit? (--workload-time-unit)", prov.path or prov.format,
-                    f"{len(trace):,}", span, len(trace) / span)
+                    "timestamps in another unit? (%s)", prov.path or prov.format, f"{n:,}", span, n / span, fix)
 
 
 def require_requests(trace: Trace, after: str) -> None:

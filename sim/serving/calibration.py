@@ -30,7 +30,7 @@ import yaml
 
 from sim.config import Config
 from sim.errors import ConfigError, InputError
-from sim.serving.profile_files import read_bundle_table, read_profile_yaml
+from sim.serving.profile_files import read_bundle_table, read_profile_yaml, too_few_rows
 from sim.report.document import RunResult
 from sim.serving.collectives import (COLLECTIVES, MeasuredCollectives, RingCollectives, bundle_hardware_yaml,
                                      vidur_collective_rows)
@@ -74,7 +74,8 @@ class TableFit:
     def metrics(self) -> dict[str, Any]:
         used = np.isfinite(self.model) & np.isfinite(self.reference) & (self.measured > 0)
         if not used.any():
-            raise InputError(f"{self.source}: no point of {self.table} can be checked (too few rows)")
+            raise too_few_rows(self.source, self.table, "no point has measured neighbours on both sides to be checked "
+                                                        "against")
         return {"kind": self.kind, "table": self.table, "source": self.source, "points": int(used.sum()),
                 "points_in_table": int(len(self.measured)),
                 "model": {"method": self.model_method, **self._errors(self.model, used)},

@@ -196,7 +196,9 @@ class MeasuredCollectives:
 def vidur_collective_rows(path: Path, collective: str) -> pd.DataFrame:
     """Vidur collective rows with all workers on one node: ``num_workers``, ``size`` (bytes), ``seconds`` (median)."""
     frame = read_profile_csv(path, numeric=("time_stats.*", "num_workers", "size", "devices_per_node"),
-                             keys=("num_workers", "size", "devices_per_node"), positive=("num_workers", "devices_per_node"))
+                             keys=("num_workers", "size", "devices_per_node"),
+                             positive=("num_workers", "devices_per_node"),
+                             times={"time_stats.*": 1e-3})  # Vidur's collective times are ms
     column = f"time_stats.{collective}.median"
     needed = {column, "num_workers", "size", "devices_per_node"}
     if not needed <= set(frame.columns):

@@ -17,20 +17,52 @@ import pandas as pd
 from sim.config_yaml import read_config_file
 from sim.errors import ConfigError, quote
 
+# The longest time a profile may give one measured operator or collective: an hour. A profile times one
+# decoder layer's operator (or one collective) at a time; the longest in the public profiles is 35 ms
+# (Vidur's A100 Llama-3-8B mlp.csv, 32,768 tokens: max of its time_stats columns), and even a whole 405B-parameter
+# model's prefill of 128k tokens is ~2e17 FLOP (2 x parameters x tokens, plus attention's 4 x layers x hidden x
+# tokens^2), a few minutes on one 1-PFLOP/s GPU. A time beyond an hour is a unit or data error, and a finite
+# 1e30 would otherwise silently dominate every step.
+MAX_PROFILED_TIME_S = 3600.0
+
+
+def too_few_rows(source: object, table: str, why: str) -> ConfigError:
+    """The one wording for a profile table too thin to use: a run's table with a single point (it would price
+    every step at that point) and ``--check-calibration``'s table with no point it can check."""
+    return ConfigError(f"{source}: too few rows in {table}: {why}")
+
+
+def require_points(frame: pd.DataFrame, axes: list[str], source: object, table: str, where: str) -> None:
+    """A table a run interpolates needs at least two distinct points over its ``axes`` (``where``: at the served
+    TP degree); with one, every step would be priced at that single measurement, whatever its shape."""
+    points = len(frame[axes].drop_duplicates())
+    if points < 2:
+        raise too_few_rows(source, table, f"{points} point{'' if points == 1 else 's'} ({', '.join(axes)}) {where}; "
+                                          "a run interpolates between at least 2")
+
 
 def read_profile_csv(path: Path, needed: Iterable[str] = (), numeric: Iterable[str] = (), what: str = "",
-                     keys: Iterable[str] = (), signed: Iterable[str] = (), positive: Iterable[str] = ()) -> pd.DataFrame:
+                     keys: Iterable[str] = (), signed: Iterable[str] = (), positive: Iterable[str] = (),
+                     times: dict[str, float] | None = None) -> pd.DataFrame:
     """A profile's CSV table: it must parse and have the ``needed`` columns. The columns matching a
     ``numeric`` name or pattern (``time_stats.*``) must hold finite numbers, not below 0 unless ``signed``
     (times, sizes and counts; blank cells allowed: readers drop or interpolate them). The ``keys``
     (the sweep's axes, which rows are looked up by) must be in every row, and whole numbers where numeric;
-    the ``positive`` ones at least 1 (a TP degree, a worker count). ``what`` names the table in errors."""
+    the ``positive`` ones at least 1 (a TP degree, a worker count). ``times`` maps the names or patterns of
+    the columns holding times to their unit in seconds (``{"time_us": 1e-6}``): none may exceed
+    ``MAX_PROFILED_TIME_S``. Header names are read as pandas' ``skipinitialspace`` reads them, and stripped
+    (``a, b, c`` is ``a,b,c``). ``what`` names the table in errors."""
     kind = f" ({what})" if what else ""
     try:
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(path, skipinitialspace=True)
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"{path}{kind}: cannot read it as CSV: {quote(problem)}") from None
+    names = [str(c).strip() for c in frame.columns]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ConfigError(f"{path}{kind}: column(s) {', '.join(quote(n) for n in twice)} more than once in the header")
+    frame.columns = names
     missing = [c for c in needed if c not in frame.columns]
     if missing:
         raise ConfigError(f"{path}{kind}: missing column(s) {', '.join(missing)}")
@@ -52,12 +84,20 @@ def read_profile_csv(path: Path, needed: Iterable[str] = (), numeric: Iterable[s
             if bad.any():
                 raise refuse(column, bad, problem)
         frame[column] = values
+    for pattern, unit_s in (times or {}).items():
+        for column in [c for c in frame.columns if fnmatchcase(str(c), pattern)]:
+            too_long = (pd.to_numeric(frame[column], errors="coerce") * unit_s > MAX_PROFILED_TIME_S).to_numpy()
+            if too_long.any():
+                raise refuse(column, too_long,
+                             f"longer than an hour ({MAX_PROFILED_TIME_S:g} s), beyond any one operator's time")
     for column in [c for c in frame.columns if c in keys]:
         if frame[column].isna().any():
             raise refuse(column, frame[column].isna().to_numpy(), "missing")
     return frame
 
 
+# An LLMServingSim bundle's times are microseconds (LLMServingSim docs/docs/profiler/output-bundle.md).
+BUNDLE_TIMES = {"time_us": 1e-6, "t_*_us": 1e-6}
 # The columns kvsim reads from each table of an LLMServingSim bundle's tpN/ folder (LLMServingSim
 # docs/docs/profiler/output-bundle.md): the axes rows are looked up by (keys), then the rest; all but
 # ``layer`` hold numbers, none negative but the skew factor ``alpha``.
@@ -79,14 +119,20 @@ BUNDLE_COLUMNS = {
 
 def read_bundle_table(tp_dir: Path, name: str) -> pd.DataFrame:
     """One table of an LLMServingSim bundle's ``tpN/`` folder, with the columns kvsim reads; a row with a
-    blank among them is not used (a blank time would be read as NaN and carried into every step it prices)."""
+    blank among them is not used (a blank time would be read as NaN and carried into every step it prices).
+    A table steps are priced from holds at least two points over its axes (``require_points``; skew.csv's
+    shots are fitted, not interpolated)."""
     path = tp_dir / name
     if not path.is_file():
         raise ConfigError(f"{path}: missing from the LLMServingSim bundle")
     columns = BUNDLE_COLUMNS[name]
     numeric = [c for c in columns if c != "layer"] + (["kv_prefill", "prefill_key", "decode_q_len"] if name == "attention.csv" else [])
-    frame = read_profile_csv(path, columns, numeric, "LLMServingSim bundle", keys=BUNDLE_KEYS[name], signed=("alpha",))
-    return frame.dropna(subset=list(columns))
+    frame = read_profile_csv(path, columns, numeric, "LLMServingSim bundle", keys=BUNDLE_KEYS[name], signed=("alpha",),
+                             times=BUNDLE_TIMES)
+    frame = frame.dropna(subset=list(columns))
+    if name != "skew.csv":
+        require_points(frame, [k for k in BUNDLE_KEYS[name] if k != "layer"], path, name, f"in {tp_dir.name}/")
+    return frame
 
 
 def read_profile_yaml(path: Path, what: str) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from sim.cache.tiers import (
     tier_traffic,
 )
 from sim.config import Config
-from sim.config_rules import pd_groups_fit, single_node_fits
+from sim.config_rules import pd_node_fits, single_node_fits
 from sim.errors import ConfigError, TraceError
 from sim.report.document import RunResult
 from sim.report.metrics import RequestTable, WeightedSamples, distribution, request_columns, serving_metrics
@@ -107,7 +107,7 @@ class ServingRun:
         workers; PD: ``pd.num_prefill`` + ``pd.num_decode``). The cluster builds them lazily."""
         config, compute = self.config, self.compute
         if self.mode == "pd":
-            pd_groups_fit(config)
+            pd_node_fits(config)
             self.prefill = [self._instance(i, PREFILL, compute) for i in range(config.pd.num_prefill)]
             self.decode = [self._instance(config.pd.num_prefill + i, DECODE, compute)
                            for i in range(config.pd.num_decode)]

@@ -19,7 +19,7 @@ from sim.errors import ConfigError
 from sim.serving.collectives import interpolate
 from sim.serving.compute import RooflineCompute, StepShape, window_kv_tokens
 from sim.serving.moe import DataParallelShare
-from sim.serving.profile_files import read_profile_csv
+from sim.serving.profile_files import read_profile_csv, require_points
 from sim.serving.profile_grid import GridNode
 from sim.specs import ModelSpec
 
@@ -47,12 +47,12 @@ def vidur_layer_ms(frame: pd.DataFrame, path: Path) -> pd.Series:
 
 
 def read_vidur_table(path: Path, table: str, keys: set[str], shapes: tuple[tuple[str, int | bool], ...] = ()) -> pd.DataFrame:
-    """A Vidur table with its numbers checked: operator times (``time_stats.*``, ms) finite and not negative,
-    its sweep ``keys`` and numeric model ``shapes`` whole numbers in every row, the TP degree at least 1."""
+    """A Vidur table with its numbers checked: operator times (``time_stats.*``, ms) finite, not negative, at most
+    an hour; its sweep ``keys`` and numeric model ``shapes`` whole numbers in every row, the TP degree at least 1."""
     shape_keys = {column for column, value in shapes if not isinstance(value, bool)}
     keys = keys | shape_keys | {"num_tensor_parallel_workers"}
     return read_profile_csv(path, numeric=("time_stats.*", *sorted(keys)), what=f"Vidur {table}", keys=keys,
-                            positive=("num_tensor_parallel_workers",))
+                            positive=("num_tensor_parallel_workers",), times={"time_stats.*": 1e-3})
 
 
 def _vidur_rows(path: Path, table: str, needed: set[str], shapes: tuple[tuple[str, int | bool], ...], model: ModelSpec,
@@ -99,6 +99,7 @@ class VidurProfile:
         if frame.empty:
             raise ConfigError(f"{path}: no row at tensor parallel size {tensor_parallel_size} times every operator")
         frame = frame.groupby("num_tokens", as_index=False)["total_ms"].mean()
+        require_points(frame, ["num_tokens"], path, "mlp.csv", f"at tensor parallel size {tensor_parallel_size}")
         return cls(frame["num_tokens"].to_numpy(float), frame["total_ms"].to_numpy(float) / 1e3, str(path))
 
     def layer_time(self, tokens: float) -> float:
@@ -130,6 +131,11 @@ class VidurAttention:
         frame = frame.assign(time_s=frame[vidur_op_columns(frame)].sum(axis=1, min_count=1) * 1e-3)
         prefill = frame[frame["is_prefill"].astype(str).str.lower() == "true"]
         decode = frame[frame["is_prefill"].astype(str).str.lower() != "true"]
+        for rows, axes, kind in ((prefill, ["prefill_chunk_size", "kv_cache_size"], "prefill"),
+                                 (decode, ["batch_size", "kv_cache_size"], "decode")):
+            if len(rows):
+                require_points(rows, axes, path, "attention.csv",
+                               f"of {kind} at tensor parallel size {tensor_parallel_size}")
         return cls(GridNode(prefill, ["prefill_chunk_size", "kv_cache_size"], "time_s") if len(prefill) else None,
                    GridNode(decode, ["batch_size", "kv_cache_size"], "time_s") if len(decode) else None, str(path))
 
