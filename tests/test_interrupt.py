@@ -44,10 +44,17 @@ sys.exit(main.main(sys.argv[2:]))
 PREVIOUS = '{"previous": "report"}\n'
 
 
+def _sigint_default() -> None:
+    """The child takes Ctrl-C as a terminal would deliver it. A test run started in the background by a
+    non-interactive shell (`pytest &`, a CI step) inherits SIGINT ignored, and Python then keeps it ignored:
+    the interruption under test would never happen."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupt(tmp_path: Path, when: str, argv: list[str]) -> subprocess.CompletedProcess:
     """Start the harness, wait for READY, send SIGINT, return the finished process."""
     proc = subprocess.Popen([sys.executable, "-c", HARNESS.format(root=str(ROOT)), when, *argv], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_sigint_default)
     try:
         assert proc.stdout.readline().strip() == "READY", proc.stderr.read()
         proc.send_signal(signal.SIGINT)

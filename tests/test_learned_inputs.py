@@ -156,7 +156,8 @@ def test_ctrl_c_during_training_is_exit_130_and_leaves_the_previous_model(shared
     trace = shared_data / "traces" / "mooncake_conversation.jsonl"
     proc = subprocess.Popen([sys.executable, "-m", "learned.train", "--workload-trace", str(trace), "--out", str(model),
                              "--set", "serving.block_size=512", "--rounds", "100000"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # see test_interrupt.py
     time.sleep(4.0)  # well into loading, features or boosting
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
