@@ -77,7 +77,7 @@ def _read_unit(trace: Trace, time_unit: str | None) -> str | None:
     return None if fmt is None or fmt.time_unit is None else time_unit or fmt.time_unit
 
 
-def likely_unit(trace: Trace, time_unit: str | None, fits: Callable[[float], bool], finer: bool) -> str | None:
+def _likely_unit(trace: Trace, time_unit: str | None, fits: Callable[[float], bool], finer: bool) -> str | None:
     """The unit nearest the one the timestamps were read in, finer or coarser, under which the trace becomes
     plausible (``fits``: its arrival span in seconds under that unit); None if none does or they are datetimes.
     The publishers' units are each format's default (``trace.formats``); a file of the same columns in another
@@ -96,7 +96,7 @@ def likely_unit(trace: Trace, time_unit: str | None, fits: Callable[[float], boo
 def _span_cause(trace: Trace, time_unit: str | None) -> str:
     """The likely cause of an absurd arrival span: a finer unit read as seconds (ms as s: 1,000x too long), named
     with its flag when one makes the span plausible; else a corrupt timestamp."""
-    unit = likely_unit(trace, time_unit, lambda span: span <= MAX_TRACE_SPAN_S, finer=True)
+    unit = _likely_unit(trace, time_unit, lambda span: span <= MAX_TRACE_SPAN_S, finer=True)
     if unit is None:
         return "a corrupt timestamp? (no --workload-time-unit makes the span plausible)"
     return (f"timestamps in {unit} read as {_read_unit(trace, time_unit)}? then pass --workload-time-unit {unit} "
@@ -120,7 +120,7 @@ def warn_if_rate_implausible(trace: Trace, time_unit: str | None = None) -> None
     span, n = _arrival_span_s(trace), len(trace)
     if n >= MIN_REQUESTS_FOR_RATE and span > 0 and n / span > IMPLAUSIBLE_RATE_RPS:
         prov = trace.provenance
-        unit = likely_unit(trace, time_unit, lambda s: s > 0 and n / s <= IMPLAUSIBLE_RATE_RPS, finer=False)
+        unit = _likely_unit(trace, time_unit, lambda s: s > 0 and n / s <= IMPLAUSIBLE_RATE_RPS, finer=False)
         fix = f"--workload-time-unit {unit}, if they are in {unit}" if unit else "--workload-time-unit"
         LOG.warning("kvsim: warning: %s: %s requests arrive within %.3g s (%.3g requests/s on average): are its "
                     "timestamps in another unit? (%s)", prov.path or prov.format, f"{n:,}", span, n / span, fix)

@@ -112,21 +112,26 @@ def _combine(compute_s: float, memory_s: float) -> float:
 _step_offsets = np.arange(4096, dtype=np.float64)  # 0, 1, 2, ...: a window's steps after its first (grown on demand)
 
 
-def window_kv_tokens(first: StepShape, steps: int) -> np.ndarray:
-    """Σ decode KV length of each step of a decode window (whole numbers, as floats: exact below 2**53, and what
-    the step-time arithmetic converts them to anyway). Windows are short and many, so the step range is made once."""
+def _window_steps(steps: int) -> np.ndarray:
+    """0 … steps − 1 as floats (a view: windows are short and many, so the range is made once)."""
     global _step_offsets
     if steps > len(_step_offsets):
         _step_offsets = np.arange(max(steps, 2 * len(_step_offsets)), dtype=np.float64)
-    kv = _step_offsets[:steps] * first.decode_seqs
+    return _step_offsets[:steps]
+
+
+def window_kv_tokens(first: StepShape, steps: int) -> np.ndarray:
+    """Σ decode KV length of each step of a decode window (whole numbers, as floats: exact below 2**53, and what
+    the step-time arithmetic converts them to anyway)."""
+    kv = _window_steps(steps) * first.decode_seqs
     kv += first.decode_kv_tokens
     return kv
 
 
 def window_kv(first: StepShape, steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Σ, max and min decode KV length of each step of a decode window."""
-    k = np.arange(steps, dtype=np.int64)
-    return first.decode_kv_tokens + first.decode_seqs * k, first.decode_kv_max + k, first.decode_kv_min + k
+    """Σ, max and min decode KV length of each step of a decode window (as ``window_kv_tokens``, floats)."""
+    k = _window_steps(steps)
+    return window_kv_tokens(first, steps), first.decode_kv_max + k, first.decode_kv_min + k
 
 
 @dataclass
