@@ -257,6 +257,12 @@ CASES: dict[str, Case] = {
                                        "compute.profile={tmp}/v"],
                                       names=("mlp.csv: too few rows in mlp.csv: 1 point (num_tokens) at tensor parallel size 1",),
                                       files={"v/mlp.csv": VIDUR_ONE_ROW}),
+    # the profile is checked before the trace loads: its error comes first, though the trace is bad too
+    "vidur_profile_checked_before_trace": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set",
+                                                "compute.profile={tmp}/v", "--workload-trace", "{tmp}/t.csv",
+                                                "--strict-workload-validation"],
+                                               names=("mlp.csv", "too few rows"),
+                                               files={"v/mlp.csv": VIDUR_ONE_ROW, "t.csv": AZURE_OK + "not,a,row\n"}),
     "vidur_one_point_at_tp_check": Case(["--check-calibration", "{tmp}/o.yaml"],
                                         names=("mlp.csv: too few rows in mlp.csv: 1 point (num_tokens) at tensor parallel size 1",),
                                         files={"o.yaml": "compute: {backend: profiled, profile: v}\n", "v/mlp.csv": VIDUR_ONE_ROW}),
