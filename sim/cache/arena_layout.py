@@ -51,8 +51,13 @@ MAX_SLOTS = (1 << 31) - 1  # the directory holds int32 slot numbers
 def kernel(fn):
     """A small compiled cache function, inlined into its callers. No reference counting
     (``_nrt=False``): kernels never allocate, and counting references to the arena's arrays on
-    every call costs more than the work."""
-    return njit(_nrt=False, inline="always")(fn)
+    every call costs more than the work.
+
+    Inlined by LLVM (``forceinline``: its ``alwaysinline``), not by numba (``inline="always"``):
+    numba's inliner deep-copies the callee's IR at every call site, recursively, which made a
+    cold compile of the ARC replay take 190 s (LRU 42 s) on a 2-core machine, for machine code
+    no faster than LLVM's (15 s; ``benchmarks/bench_cache.py``)."""
+    return njit(_nrt=False, forceinline=True)(fn)
 
 
 def step(fn):
