@@ -263,6 +263,11 @@ CASES: dict[str, Case] = {
                                                 "--strict-workload-validation"],
                                                names=("mlp.csv", "too few rows"),
                                                files={"v/mlp.csv": VIDUR_ONE_ROW, "t.csv": AZURE_OK + "not,a,row\n"}),
+    # each operator of a bundle table is interpolated alone: one with a single point is refused by name
+    "bundle_operator_one_point": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set",
+                                       "compute.profile={tmp}/b"], names=("dense.csv", "1 point (tokens) for layer 'o_proj'"),
+                                      files={"b/meta.yaml": "{}\n", "b/tp1/dense.csv": "layer,tokens,time_us\nqkv_proj,1,1\n"
+                                                                                     "qkv_proj,8,2\no_proj,8,1\n"}),
     "vidur_one_point_at_tp_check": Case(["--check-calibration", "{tmp}/o.yaml"],
                                         names=("mlp.csv: too few rows in mlp.csv: 1 point (num_tokens) at tensor parallel size 1",),
                                         files={"o.yaml": "compute: {backend: profiled, profile: v}\n", "v/mlp.csv": VIDUR_ONE_ROW}),

@@ -235,7 +235,7 @@ def _hand_bundle(root, dense_extra: str = "", attention: str | None = None):
     (Path(root) / "meta.yaml").write_text("tp_degrees: [1]\n")
     ops = ["embedding", "final_layernorm", "layernorm", "qkv_proj", "o_proj", "gate_up_proj", "act_fn", "down_proj"]
     (tp / "dense.csv").write_text("layer,tokens,time_us\n" + "".join(f"{op},1,1\n{op},101,101\n" for op in ops) + dense_extra)
-    (tp / "per_sequence.csv").write_text("layer,sequences,time_us\nlm_head,1,100\nlm_head,11,100\nsampler,1,10\n")
+    (tp / "per_sequence.csv").write_text("layer,sequences,time_us\nlm_head,1,100\nlm_head,11,100\nsampler,1,10\nsampler,11,10\n")
     (tp / "attention.csv").write_text(attention or "prefill_chunk,kv_prefill,n_decode,kv_decode,time_us\n0,0,1,100,10\n0,0,1,300,30\n")
     return LLMServingSimCompute.load(Path(root), model_spec("llama-3-8b"), 1)
 

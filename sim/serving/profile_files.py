@@ -32,13 +32,19 @@ def too_few_rows(source: object, table: str, why: str) -> ConfigError:
     return ConfigError(f"{source}: too few rows in {table}: {why}")
 
 
-def require_points(frame: pd.DataFrame, axes: list[str], source: object, table: str, where: str) -> None:
+def require_points(frame: pd.DataFrame, axes: list[str], source: object, table: str, where: str,
+                   per: str | None = None) -> None:
     """A table a run interpolates needs at least two distinct points over its ``axes`` (``where``: at the served
-    TP degree); with one, every step would be priced at that single measurement, whatever its shape."""
-    points = len(frame[axes].drop_duplicates())
-    if points < 2:
-        raise too_few_rows(source, table, f"{points} point{'' if points == 1 else 's'} ({', '.join(axes)}) {where}; "
-                                          "a run interpolates between at least 2")
+    TP degree); with one, every step would be priced at that single measurement, whatever its shape. ``per``:
+    the column naming the operators a table times separately (a bundle's ``layer``), each interpolated alone,
+    so each needs its two points."""
+    groups = frame.groupby(per, sort=True) if per is not None and len(frame) else [(None, frame)]
+    for name, rows in groups:
+        points = len(rows[axes].drop_duplicates())
+        if points < 2:
+            whose = f" for {per} {quote(str(name))}" if per is not None else ""
+            raise too_few_rows(source, table, f"{points} point{'' if points == 1 else 's'} ({', '.join(axes)}){whose} "
+                                              f"{where}; a run interpolates between at least 2")
 
 
 def read_profile_csv(path: Path, needed: Iterable[str] = (), numeric: Iterable[str] = (), what: str = "",
@@ -131,7 +137,8 @@ def read_bundle_table(tp_dir: Path, name: str) -> pd.DataFrame:
                              times=BUNDLE_TIMES)
     frame = frame.dropna(subset=list(columns))
     if name != "skew.csv":
-        require_points(frame, [k for k in BUNDLE_KEYS[name] if k != "layer"], path, name, f"in {tp_dir.name}/")
+        require_points(frame, [k for k in BUNDLE_KEYS[name] if k != "layer"], path, name, f"in {tp_dir.name}/",
+                       per="layer" if "layer" in BUNDLE_KEYS[name] else None)
     return frame
 
 
