@@ -102,9 +102,13 @@ def check_config_for_mode(args: argparse.Namespace, config: Config, mode: str, p
         for dest in ("workload_format", "workload_time_unit", "strict_workload_validation"):
             if getattr(args, dest) is not None and getattr(args, dest) is not False:
                 raise InputError(f"{flag_name(dest)} applies to a trace file; no --workload-trace is given (synthetic workload)")
-    if args.allow_train_test_overlap and not any(POLICIES[q].needs_predictions
-                                                 for p in policies for q in policies_in_use(config, p)):
+    learned = any(POLICIES[q].needs_predictions for p in policies for q in policies_in_use(config, p))
+    if args.allow_train_test_overlap and not learned:
         raise InputError(f"--allow-train-test-overlap applies only to a learned policy (runs: {', '.join(policies)})")
+    if learned and (mode == "cache-only" or mode in SERVING):
+        from sim.cache.access import load_learned_model
+
+        load_learned_model(config)  # the model and its sidecar are checked before the trace loads
     if mode in SERVING:
         from sim.cache.tiers import hbm_capacity_blocks
         from sim.serving.compute_backend import compute_model

@@ -313,6 +313,12 @@ CASES: dict[str, Case] = {
     "missing_overlay": Case([*TRACE_STATS, "--calibration-profile", "{tmp}/none.yaml"], names=("none.yaml",)),
     "missing_network_lookup": setting("network.lookup={tmp}/ns3.json", "ns3.json", mode=("--pd",)),
     "missing_learned_model": setting("cache.learned_model={tmp}/m.txt", "m.txt", mode=("--cache-only",)),
+    # the model is checked before the trace loads: its error comes first, though the trace is bad too
+    "learned_model_checked_before_trace": Case(["--cache-only", "--policy", "learned", "--set",
+                                                "cache.learned_model={tmp}/m.txt", "--workload-trace", "{tmp}/t.csv",
+                                                "--strict-workload-validation", "--quiet", "--no-plot"],
+                                               names=("m.txt.json", "not found"),
+                                               files={"m.txt": "not a model\n", "t.csv": AZURE_OK + "not,a,row\n"}),
     "report_json_under_a_file": Case([*TRACE_STATS, "--report-json", "{tmp}/f.txt/r.json"], names=("--report-json", "f.txt"),
                                      files={"f.txt": "x"}),
     "report_json_empty_path": Case([*TRACE_STATS, "--report-json", ""], names=("--report-json", "empty")),

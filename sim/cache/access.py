@@ -81,10 +81,16 @@ def access_semantics(config: Config, default: str) -> str:
 def learned_predictions(trace: Trace, config: Config):
     """Load ``cache.learned_model``, refuse another block size or a train/test overlap, and classify
     every access's predicted next-use distribution (``learned.predictions.Predictions``)."""
+    model = load_learned_model(config)
+    model.check(trace, config)
+    return model, model.predict(trace)
+
+
+def load_learned_model(config: Config):
+    """``cache.learned_model`` and its sidecar, read and checked (what needs no trace: a run calls it before
+    the trace loads, so a missing or damaged model is refused first)."""
     from learned.model import LearnedModel
 
     if not config.cache.learned_model:
         raise ConfigError("policy 'learned' needs cache.learned_model (train one: python -m learned.train --help)")
-    model = LearnedModel.load(config.cache.learned_model)
-    model.check(trace, config)
-    return model, model.predict(trace)
+    return LearnedModel.load(config.cache.learned_model)
