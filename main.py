@@ -129,6 +129,10 @@ def check_config_for_mode(args: argparse.Namespace, config: Config, mode: str, p
         from sim.cluster.topology import Topology
 
         Topology.from_config(config, pd=args.pd)  # an impossible fleet is found before the trace loads
+    if mode in ("pd", "cluster"):
+        from sim.serving.network import network_model
+
+        network_model(config.network)  # a network.lookup table is read and checked before the trace loads
 
 
 # -------------------------------------------------------------------------- outputs

@@ -314,6 +314,10 @@ CASES: dict[str, Case] = {
     "missing_network_lookup": setting("network.lookup={tmp}/ns3.json", "ns3.json", mode=("--pd",)),
     "missing_learned_model": setting("cache.learned_model={tmp}/m.txt", "m.txt", mode=("--cache-only",)),
     # the model is checked before the trace loads: its error comes first, though the trace is bad too
+    "network_lookup_checked_before_trace": Case(["--pd", "--set", "network.lookup={tmp}/n.json", "--workload-trace",
+                                                 "{tmp}/t.csv", "--strict-workload-validation", "--quiet", "--no-plot"],
+                                                names=("n.json",), files={"n.json": "not json\n",
+                                                                          "t.csv": AZURE_OK + "not,a,row\n"}),
     "learned_model_checked_before_trace": Case(["--cache-only", "--policy", "learned", "--set",
                                                 "cache.learned_model={tmp}/m.txt", "--workload-trace", "{tmp}/t.csv",
                                                 "--strict-workload-validation", "--quiet", "--no-plot"],
