@@ -109,6 +109,18 @@ FLAG_MODES: dict[str, frozenset[str]] = {
     "no_plot": ALL,  # kvcache-sim scripts pass it everywhere; harmless where nothing is plotted
     "quiet": ALL,
 }
+# Config keys (a dotted prefix: a section or one key) that only some modes read. One given with --set in
+# another mode is an error naming it, as a flag would be: the user asked for something the run would not do.
+# A config file may hold every section (config.yaml does), so only --set is checked; a sweep's or a plan's
+# runs are modes of their own. CLUSTER_PD: --cluster --pd (prefill/decode pools in every rack).
+CLUSTER_PD = "cluster --pd"
+SETTING_MODES: dict[str, frozenset[str]] = {
+    "pd.": frozenset({"pd", CLUSTER_PD}),
+    "network.": frozenset({"pd", "cluster", CLUSTER_PD, "check-calibration"}),  # KV transfers, moves between nodes
+    "slo.": SERVING | {CLUSTER_PD},
+    **{f"cluster.{key}": frozenset({"cluster", CLUSTER_PD})
+       for key in ("num_racks", "nodes_per_rack", "uplink_gbps", "oversubscription", "uplink_latency_us")},
+}
 MODE_SWITCHES = ("trace_stats", "cache_only", "cluster", "pd", "check_calibration", "sweep", "plan")
 CLUSTER_COMBINES_WITH = ("pd",)  # --cluster --pd: prefill/decode pools in every rack
 
@@ -233,6 +245,14 @@ def check_flags(args: argparse.Namespace, parser: argparse.ArgumentParser, mode:
         if getattr(args, dest) != parser.get_default(dest) and mode not in modes:
             users = ", ".join(MODE_FLAGS[m] for m in MODES if m in modes)
             raise InputError(f"{flag_name(dest)} is not used by {MODE_FLAGS[mode]} (it applies to {users})")
+    if mode not in EXPERIMENTS:
+        here = CLUSTER_PD if mode == "cluster" and args.pd else mode
+        for setting in args.sets:
+            key = setting.partition("=")[0].strip()
+            for prefix, modes in SETTING_MODES.items():
+                if (key == prefix or key.startswith(prefix)) and here not in modes:
+                    users = ", ".join(MODE_FLAGS.get(m, f"--{m}") for m in (*MODES, CLUSTER_PD) if m in modes)
+                    raise InputError(f"--set {key}: not used by {MODE_FLAGS.get(here, f'--{here}')} (it applies to {users})")
     if args.mrc_sample_rate is not None and not args.mrc:
         raise InputError("--mrc-sample-rate is used only with --mrc")
     if args.plot_dir is not None and args.no_plot:
