@@ -94,6 +94,17 @@ CASES: dict[str, Case] = {
     "slo_attainment_above_1": setting("slo.attainment=1.01"),
     "slo_ttft_negative": setting("slo.ttft_s=-0.5"),
     "nan_value": setting("network.latency_us=.nan", "nan"),
+    # physical bounds (sim.config): past them a capacity overflowed to NaN blocks (traceback), a transfer of ~1e300 s
+    # stalled the engine (traceback) or left negative queue times, and a subnormal rate or efficiency hung the run
+    "tier_capacity_beyond_an_exbibyte": setting("cache.tiers.dram.capacity_gib=1e300", "1,073,741,824", mode=("--cache-only",)),
+    "eic_capacity_beyond_an_exbibyte": setting("cache.tiers.eic.capacity_gib=1e300", mode=("--cluster", "--no-plot")),
+    "network_bandwidth_below_1_mbps": setting("network.bandwidth_gbps=1e-300", ">= 0.001", mode=("--pd", "--no-plot")),
+    "pcie_below_1_mbps": setting("hardware.pcie_gbps=1e-300", mode=("--cluster", "--no-plot")),
+    "tier_read_below_1_mbps": setting("cache.tiers.dram.read_gbps=1e-300", mode=("--no-plot",)),
+    "tier_latency_beyond_an_hour": setting("cache.tiers.ssd.latency_us=1e300", "3,600,000,000", mode=("--no-plot",)),
+    "flops_efficiency_subnormal": setting("compute.flops_efficiency=1e-320", "too close to 0", mode=("--no-plot",)),
+    "synthetic_rate_subnormal": setting("workload.synthetic.rate_rps=1e-320", "too close to 0"),
+    "rate_scale_subnormal_one_line": Case([*TRACE_STATS, "--rate-scale", "1e-320"], names=("--rate-scale", "workload.rate_scale")),
     "set_long_value_quoted_once": Case([*TRACE_STATS, "--set", "model=" + "x" * 5000], names=("--set", "model", "5,000 characters")),
     "int_beyond_int64": setting("serving.max_num_batched_tokens=100000000000000000000000"),
     "unknown_model": setting("model=gpt-9", "gpt-9"),
