@@ -327,6 +327,18 @@ CASES: dict[str, Case] = {
     "report_json_under_a_file": Case([*TRACE_STATS, "--report-json", "{tmp}/f.txt/r.json"], names=("--report-json", "f.txt"),
                                      files={"f.txt": "x"}),
     "report_json_empty_path": Case([*TRACE_STATS, "--report-json", ""], names=("--report-json", "empty")),
+    # an empty path is refused by name: as a mode flag it read as "not given" (another mode ran, exit 0), as
+    # --config the default config was used, and as a path key (YAML: rebased to the file's folder) the working directory
+    "sweep_empty_path": Case(["--sweep", ""], names=("--sweep", "empty path")),
+    "plan_empty_path": Case(["--plan", " "], names=("--plan", "empty path")),
+    "check_calibration_empty_path": Case(["--check-calibration", ""], names=("--check-calibration", "empty path")),
+    "config_empty_path": Case([*TRACE_STATS, "--config", ""], names=("--config", "empty path")),
+    "plot_dir_empty_path": Case(["--trace-stats", "--quiet", "--plot-dir", ""], names=("--plot-dir", "empty path")),
+    "requests_csv_empty_path": Case(["--pd", "--requests-csv", ""], names=("--requests-csv", "empty path")),
+    "trace_empty_path": Case(trace_stats(trace=""), names=("--workload-trace", "empty path")),
+    "profile_key_empty_path": setting("compute.profile=", "empty path", mode=("--no-plot",)),
+    "profile_key_empty_in_overlay": Case([*TRACE_STATS, "--calibration-profile", "{tmp}/o.yaml"],
+                                         names=("compute.profile", "empty path"), files={"o.yaml": "compute: {profile: ''}\n"}),
     "report_json_is_a_directory": Case([*TRACE_STATS, "--report-json", "{tmp}"], names=("--report-json", "directory")),
     "report_csv_unwritable": Case([*TRACE_STATS, "--report-csv", "/proc/kvsim/r.csv"], names=("--report-csv", "/proc")),
     "requests_csv_unwritable": Case(["--pd", "--requests-csv", "/proc/kvsim/r.csv"], names=("--requests-csv",)),
