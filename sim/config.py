@@ -33,6 +33,8 @@ MAX_CAPACITY_GIB = float(2**30)  # 1 EiB per tier: capacity_gib x 2**30 bytes st
 MIN_GBPS = 1e-3  # 1 MB/s (network: 1 Mb/s): llama-3.1-70b's 262,144-token KV (320 KiB a token, 86 GB) moves in a day
 MAX_LATENCY_US = 3.6e9  # an hour, the bound on profiled times too (sim.serving.profile_files.MAX_PROFILED_TIME_S)
 MIN_EFFICIENCY = 1e-3  # compute.*_efficiency: a step 1,000x slower than the roofline at most
+# SHARDS keeps the blocks whose hash (mod 2**24, sim.cache.mrc.SHARDS_MODULUS) is below rate x 2**24: below this, none
+MIN_MRC_SAMPLE_RATE = 2**-24
 CAPACITY = {"ge": 0, "le": MAX_CAPACITY_GIB}
 BANDWIDTH = {"ge": MIN_GBPS}
 LATENCY = {"ge": 0, "le": MAX_LATENCY_US}
@@ -118,7 +120,7 @@ class CacheConfig:
     inclusion: Literal["exclusive", "inclusive"] = "exclusive"
     access_semantics: Literal["auto", "plain", "prefix"] = "auto"
     capacity_blocks: int | None = domain(None, ge=1)  # cache-only: single-tier capacity in blocks
-    mrc_sample_rate: float = domain(1.0, **FRACTION)  # --mrc: 1 = exact; below 1 = SHARDS spatial sampling rate
+    mrc_sample_rate: float = domain(1.0, ge=MIN_MRC_SAMPLE_RATE, le=1)  # --mrc: 1 = exact; below 1 = SHARDS spatial sampling rate
     admission: Literal["none", "selective_write"] = "none"
     selective_write_depth: int = domain(64, ge=1)  # selective_write: keep only the first k blocks of each prompt
     prefetch: Literal["none", "session"] = "none"  # session: a turn prefetches its previous turn's blocks

@@ -135,6 +135,11 @@ CASES: dict[str, Case] = {
                                   names=("workload.range_start", "workload.range_end")),
     "mrc_sample_rate_zero": Case(["--mrc", "--mrc-sample-rate", "0", "--no-plot"], names=("--mrc-sample-rate", "cache.mrc_sample_rate")),
     "mrc_sample_rate_above_1": Case(["--mrc", "--mrc-sample-rate", "2", "--no-plot"], names=("--mrc-sample-rate",)),
+    # a rate that samples no access: SHARDS' size correction reported a hit ratio of 1.0 at every capacity (exit 0)
+    "mrc_sample_rate_below_shards_resolution": Case(["--mrc", "--mrc-sample-rate", "1e-9", "--no-plot"],
+                                                    names=("--mrc-sample-rate", "cache.mrc_sample_rate", "1e-09")),
+    "mrc_sample_rate_samples_nothing": Case(["--mrc", "--mrc-sample-rate", "1e-5", "--no-plot", "--quiet", "--preset", "smoke",
+                                             "--workload-limit", "200"], names=("cache.mrc_sample_rate", "samples none")),
     "capacity_blocks_zero": Case(["--cache-only", "--capacity-blocks", "0"], names=("--capacity-blocks",)),
     "synthetic_prefix_too_long": setting("workload.synthetic.prefix_tokens=1000000000000", "max_request_tokens",
                                          mode=("--trace-stats", "--no-plot", "--set", "workload.synthetic.kind=system-prompt")),
