@@ -108,11 +108,13 @@ def check_config_for_mode(args: argparse.Namespace, config: Config, mode: str, p
     if mode in SERVING:
         from sim.cache.tiers import hbm_capacity_blocks
         from sim.serving.compute_backend import compute_model
+        from sim.serving.network import network_model
         from sim.serving.run import check_serving_settings
 
         hbm_capacity_blocks(config)  # the model's weights fit in GPU memory
         check_serving_settings(config)  # before the trace loads
         compute_model(config)  # a profile's files are read and checked before the trace loads, too
+        network_model(config.network)  # and the network lookup table (read when the run was built, after the trace)
     if mode == "single":
         from sim.config_rules import single_node_fits
 

@@ -26,6 +26,7 @@ def mooncake(ts: int, tokens: int, out: int, ids: list, tail: str = "") -> str:
 
 MOONCAKE_OK = mooncake(0, 600, 5, [1, 2]) + mooncake(10, 1000, 7, [1, 2]) + mooncake(20, 512, 9, [3])
 TRACE_STATS = ["--trace-stats", "--no-plot", "--quiet"]
+LOOKUP_PD = ["--pd", "--quiet", "--no-plot", "--set", "network.lookup={tmp}/n.json"]
 # A Vidur mlp.csv with one row (every operator of a layer, 0.1 ms each) at TP 1
 VIDUR_OPS = ("input_layernorm", "attn_pre_proj", "attn_post_proj", "mlp_up_proj", "mlp_act", "mlp_down_proj")
 VIDUR_ONE_ROW = (",".join(f"time_stats.{op}.median" for op in VIDUR_OPS) + ",num_tokens,num_tensor_parallel_workers\n"
@@ -328,6 +329,20 @@ CASES: dict[str, Case] = {
     "trace_is_a_directory": Case(trace_stats(trace="{tmp}"), names=("workload.trace", "not a file")),
     "missing_overlay": Case([*TRACE_STATS, "--calibration-profile", "{tmp}/none.yaml"], names=("none.yaml",)),
     "missing_network_lookup": setting("network.lookup={tmp}/ns3.json", "ns3.json", mode=("--pd",)),
+    # a network lookup table's every size and time is a finite number >= 0, read before the trace loads: a string was a
+    # traceback, NaN or Infinity stalled the engine (traceback after minutes), negative times ran to exit 0
+    "lookup_time_nan": Case([*LOOKUP_PD], names=("n.json", "row 0 ns3_ms", "finite"),
+                            files={"n.json": '{"rows": [{"size_mib": 1, "ns3_ms": NaN}, {"size_mib": 2, "ns3_ms": 1}]}'}),
+    "lookup_size_not_a_number": Case([*LOOKUP_PD], names=("n.json", "row 0 size_bytes", "'abc'"),
+                                     files={"n.json": '{"rows": [{"size_bytes": "abc", "time_s": 1}, {"size_bytes": 9, "time_s": 2}]}'}),
+    "lookup_time_negative": Case([*LOOKUP_PD], names=("n.json", "row 0 time_ms", ">= 0"),
+                                 files={"n.json": '{"rows": [{"size_mib": 1, "time_ms": -5}, {"size_mib": 2, "time_ms": -4}]}'}),
+    "lookup_nested_too_deep": Case([*LOOKUP_PD], names=("n.json", "nested too deep"),
+                                   files={"n.json": '{"rows": ' + "[" * 100_000 + "]" * 100_000 + "}"}),
+    "lookup_checked_before_trace": Case(["--pd", "--quiet", "--no-plot", "--set", "network.lookup={tmp}/n.json", "--workload-trace",
+                                         "{tmp}/t.csv", "--strict-workload-validation"], names=("n.json", "row 0 ns3_ms"),
+                                        files={"n.json": '{"rows": [{"size_mib": 1, "ns3_ms": NaN}, {"size_mib": 2, "ns3_ms": 1}]}',
+                                               "t.csv": AZURE_OK + "not,a,row\n"}),
     "missing_learned_model": setting("cache.learned_model={tmp}/m.txt", "m.txt", mode=("--cache-only",)),
     "report_json_under_a_file": Case([*TRACE_STATS, "--report-json", "{tmp}/f.txt/r.json"], names=("--report-json", "f.txt"),
                                      files={"f.txt": "x"}),
