@@ -246,6 +246,14 @@ CASES: dict[str, Case] = {
                                                         "axes: {cache.policy: [lru, fifo]}\n"}),
     "plan_syntax_error_one_line": Case(["--plan", "{tmp}/p.yaml"], names=("p.yaml", "line 2"), files={"p.yaml": "target: {slo: [\n"}),
     "plan_empty": Case(["--plan", "{tmp}/p.yaml"], names=("p.yaml", "empty"), files={"p.yaml": "# nothing yet\n"}),
+    # a plan's target and search values are judged in the plan, by its key: they were found as a run's override
+    # ("override: config key 'slo.ttft_s' must be > 0"), naming neither the plan nor its key
+    "plan_slo_negative": Case(["--plan", "{tmp}/p.yaml", "--workload-limit", "50"], names=("p.yaml", "'target.slo.ttft_s'", "-1"),
+                              files={"p.yaml": "target: {slo: {ttft_s: -1}}\nsearch: {gpu: [h100-sxm], gpus: [1]}\n"}),
+    "plan_rate_nan": Case(["--plan", "{tmp}/p.yaml", "--workload-limit", "50"], names=("p.yaml", "'target.rate_rps'"),
+                          files={"p.yaml": "target: {slo: {ttft_s: 0.3}, rate_rps: .nan}\nsearch: {gpu: [h100-sxm], gpus: [1]}\n"}),
+    "plan_tier_nan": Case(["--plan", "{tmp}/p.yaml", "--workload-limit", "50"], names=("p.yaml", "'search.tiers.dram'", "nan"),
+                          files={"p.yaml": "target: {slo: {ttft_s: 0.3}}\nsearch: {gpu: [h100-sxm], gpus: [1], tiers: {dram: [.nan]}}\n"}),
     # ---- calibration profiles: each file read at one boundary
     "bundle_meta_not_yaml": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set", "compute.profile={tmp}/b"],
                                  names=("meta.yaml", "line 2"), files={"b/meta.yaml": "model: [\n"}),
