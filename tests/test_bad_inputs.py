@@ -181,6 +181,8 @@ CASES: dict[str, Case] = {
     # ---- flags the chosen mode does not use (the FLAG_MODES table)
     "capacity_blocks_with_pd": Case(["--pd", "--capacity-blocks", "100"], names=("--capacity-blocks", "--pd")),
     "capacity_blocks_single": Case(["--capacity-blocks", "100"], names=("--capacity-blocks", "single-node")),
+    # the key, as the flag: set by --set or a config file it was ignored by the serving modes (exit 0)
+    "capacity_blocks_key_with_pd": setting("cache.capacity_blocks=10", "--cache-only", mode=("--pd", "--no-plot")),
     "requests_csv_cache_only": Case(["--cache-only", "--requests-csv", "{tmp}/r.csv"], names=("--requests-csv", "--cache-only")),
     "requests_csv_trace_stats": Case(["--trace-stats", "--requests-csv", "{tmp}/r.csv"], names=("--requests-csv",)),
     "mrc_with_pd": Case(["--pd", "--mrc"], names=("--mrc", "--pd")),
