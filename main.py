@@ -31,8 +31,8 @@ from dataclasses import dataclass, field  # noqa: E402
 from typing import TYPE_CHECKING  # noqa: E402
 
 try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
-    from sim.cli import (EXPERIMENTS, SERVING, WITH_WORKLOAD, build_parser, check_flags, flag_name,  # noqa: E402
-                         parse_policies, parse_routers, select_mode)
+    from sim.cli import (EXPERIMENTS, SERVING, WITH_WORKLOAD, build_parser, check_flags, check_paths_given,  # noqa: E402
+                         flag_name, parse_policies, parse_routers, select_mode)
     from sim.config import Config, load_config  # noqa: E402
     from sim.config_fields import setting  # noqa: E402
     from sim.config_yaml import PATH_KEYS, is_path_value  # noqa: E402
@@ -405,6 +405,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, start: float) -> int:
     """The chosen mode, end to end: validate, run, write the outputs, print the summary."""
+    check_paths_given(args)
     mode = select_mode(args)
     check_flags(args, parser, mode)
     from experiments.cli import check_experiment_flags

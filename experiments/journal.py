@@ -57,21 +57,45 @@ class Journal:
         if len(whole) != len(raw):  # a torn last line from a killed run: cut it before appending
             with self.path.open("r+b") as fh:
                 fh.truncate(len(whole))
-        lines = whole.decode("utf-8").splitlines()
         try:
-            header = json.loads(lines[0]) if lines else {}
-        except json.JSONDecodeError:
-            header = {}
-        if header.get("journal") != JOURNAL_KIND:
+            lines = whole.decode("utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise ConfigError(f"{self.path} is not a kvsim sweep journal (not UTF-8 text); delete it or drop --resume") from None
+        header = _json_line(lines[0]) if lines else None
+        if not isinstance(header, dict) or header.get("journal") != JOURNAL_KIND:
             raise ConfigError(f"{self.path} is not a kvsim sweep journal; delete it or drop --resume")
         if header.get("fingerprint") != self.fingerprint:
             raise ConfigError(f"journal {self.path} was written by a different sweep (spec, config or options "
                               f"changed); delete it or drop --resume")
         records: dict[str, dict] = {}
-        for line in lines[1:]:
-            record = json.loads(line)
+        for number, line in enumerate(lines[1:], start=2):
+            record = _json_line(line)
+            if not _is_record(record):
+                raise ConfigError(f"journal {self.path} line {number:,} is not a point's record (damaged); delete the "
+                                  "journal or drop --resume")
             records[record["key"]] = record
         return records
 
     def append(self, record: dict) -> None:
         append_line(self.path, json.dumps(record, separators=(",", ":"), allow_nan=False))
+
+
+def _json_line(line: str) -> object:
+    """One journal line's JSON value, or None when it is not JSON."""
+    try:
+        return json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+
+
+
+def _is_record(record: object) -> bool:
+    """Whether a journal line has the shape of a point's record (experiments.runner): what the sweep and the
+    planner read of it."""
+    if not isinstance(record, dict) or not isinstance(record.get("key"), str) or "trace" not in record:
+        return False
+    error, runs = record.get("error", False), record.get("runs")
+    if not (error is None or isinstance(error, str)) or not isinstance(runs, list):
+        return False
+    return error is not None or (bool(runs) and all(isinstance(r, dict) and isinstance(r.get("name"), str)
+                                                    and isinstance(r.get("metrics"), dict) for r in runs))

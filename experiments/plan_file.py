@@ -6,6 +6,7 @@ plan that would run for minutes cannot fail at the end on a typo.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,11 +59,17 @@ def _check_keys(path: Path, data: dict, valid: tuple[str, ...], where: str) -> N
         raise plan_error(path, f"unknown key '{where}{unknown[0]}'; valid keys: {', '.join(valid)}")
 
 
+def _finite(value: Any) -> bool:
+    """A finite int or float (YAML's .nan and .inf are floats; a bool is not a number here)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _numbers(path: Path, key: str, values: Any, kind: type, minimum: float) -> list:
     if not isinstance(values, list) or not values:
         raise plan_error(path, f"'{key}' must be a non-empty list")
     for v in values:
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or (kind is int and not isinstance(v, int)) or v < minimum:
+        if (not isinstance(v, (int, float)) or isinstance(v, bool) or (kind is int and not isinstance(v, int))
+                or not math.isfinite(v) or v < minimum):
             raise plan_error(path, f"'{key}': {v!r} is not {'an integer' if kind is int else 'a number'} >= {minimum}")
     return [kind(v) for v in values]
 
@@ -81,6 +88,10 @@ def load_plan(path: str | Path) -> Plan:
     if not isinstance(slo, dict):
         raise plan_error(path, "'target.slo' must be a mapping")
     _check_keys(path, slo, SLO_KEYS, "target.slo.")
+    for key, value in slo.items():  # as the slo.* config keys take them, but named here (not as a run's override)
+        if value is not None and (not _finite(value) or value <= 0 or (key == "attainment" and value > 1)):
+            raise plan_error(path, f"'target.slo.{key}' must be a number > 0" + (" and <= 1" if key == "attainment" else "")
+                             + f", got {value!r}")
     has_slo = slo.get("ttft_s") is not None or slo.get("tpot_s") is not None
     if (target.get("hit_ratio") is not None) == has_slo:
         raise plan_error(path, "give exactly one target: 'target.hit_ratio', or latency targets under 'target.slo'")
@@ -88,7 +99,7 @@ def load_plan(path: str | Path) -> Plan:
     if hit is not None and not (isinstance(hit, (int, float)) and 0 < hit <= 1):
         raise plan_error(path, f"'target.hit_ratio' must be in (0, 1], got {hit!r}")
     rate = target.get("rate_rps")
-    if rate is not None and (hit is not None or not isinstance(rate, (int, float)) or rate <= 0):
+    if rate is not None and (hit is not None or not _finite(rate) or rate <= 0):
         raise plan_error(path, "'target.rate_rps' must be a positive number and goes with an SLO target")
     search = data.get("search")
     if not isinstance(search, dict):

@@ -117,10 +117,10 @@ def parse_layers(data: dict, path: Path, what: str) -> ConfigLayers:
         if data.get(key) is not None and not isinstance(data[key], dict):
             raise ConfigError(f"{what} {path}: '{key}' must be a mapping")
     overlays = data.get("overlays") or []
-    if not isinstance(overlays, list) or not all(isinstance(o, str) for o in overlays):
+    if not isinstance(overlays, list) or not all(isinstance(o, str) and o.strip() for o in overlays):
         raise ConfigError(f"{what} {path}: 'overlays' must be a list of file paths")
-    if data.get("config") is not None and not isinstance(data["config"], str):
-        raise ConfigError(f"{what} {path}: 'config' must be a file path")
+    if data.get("config") is not None and (not isinstance(data["config"], str) or not data["config"].strip()):
+        raise ConfigError(f"{what} {path}: 'config' must be a file path")  # '' read as "not given": the default config
     sets = {**_flatten(data.get("workload") or {}, "workload"), **_flatten(data.get("set") or {}, "")}
     layers = ConfigLayers(f"{what} {path}", rebase_path(path.parent, data.get("config")) if data.get("config") else None,
                         tuple(rebase_path(path.parent, o) for o in overlays),

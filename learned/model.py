@@ -90,6 +90,8 @@ class LearnedModel:
             meta = json.loads(side.read_bytes().decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise _bad(side, f"not a JSON sidecar ({str(exc)[:80]})") from None
+        except RecursionError:  # json's recursive decoder, on arrays or objects nested thousands deep
+            raise _bad(side, "not a JSON sidecar (nested too deep)") from None
         required = {"kvsim_learned_model", "features", "label", "classes", "block_tokens", "train", "model_sha256"}
         if not isinstance(meta, dict) or not required <= meta.keys():
             raise _bad(side, "not a kvsim learned-model sidecar (missing keys)")

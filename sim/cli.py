@@ -215,6 +215,21 @@ def flag_name(dest: str) -> str:
     return "--" + dest.replace("_", "-") if dest != "sets" else "--set"
 
 
+# Flags that name a file or directory (read or written).
+PATH_FLAGS = ("config", "calibration_profile", "workload_trace", "workload_cache", "sweep", "plan", "check_calibration",
+              "report_json", "report_csv", "requests_csv", "plot_dir", "html")
+
+
+def check_paths_given(args: argparse.Namespace) -> None:
+    """No path flag is empty: an empty --sweep, --plan, --check-calibration or --config read as "not given" (another mode
+    ran, or the default config, exit 0), and an empty --plot-dir or --requests-csv as the working directory."""
+    for dest in PATH_FLAGS:
+        value = getattr(args, dest)
+        for path in value if isinstance(value, list) else [value]:
+            if path is not None and not path.strip():
+                raise InputError(f"{flag_name(dest)}: empty path")
+
+
 def select_mode(args: argparse.Namespace) -> str:
     if args.cluster:
         others = [f"--{name.replace('_', '-')}" for name in MODE_SWITCHES

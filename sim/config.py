@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from sim.config_fields import FRACTION, NON_NEGATIVE, POSITIVE, build_dataclass, deep_merge, domain, set_dotted
+from sim.config_fields import FRACTION, POSITIVE, build_dataclass, deep_merge, domain, set_dotted
 from sim.config_rules import validate
 from sim.config_yaml import MODEL_PATH_HINT, parse_set, read_config_file, resolve_paths
 from sim.errors import ConfigError
@@ -26,6 +26,19 @@ from sim.errors import ConfigError
 
 MAX_INSTANCES = 1024  # instances per role (single-node workers, PD prefill/decode): a documented scale bound
 MAX_SYNTHETIC_REQUESTS = 100_000_000  # ten times the largest trace the loader is benchmarked on (10M rows)
+# Physical quantities: far outside any real hardware, yet every simulated duration stays finite and far above float
+# precision. Past them a capacity overflowed to NaN blocks (traceback), and a transfer or step of ~1e300 s stalled the
+# engine or left negative queue times in the report.
+MAX_CAPACITY_GIB = float(2**30)  # 1 EiB per tier: capacity_gib x 2**30 bytes stays finite, block counts within int64
+MIN_GBPS = 1e-3  # 1 MB/s (network: 1 Mb/s): llama-3.1-70b's 262,144-token KV (320 KiB a token, 86 GB) moves in a day
+MAX_LATENCY_US = 3.6e9  # an hour, the bound on profiled times too (sim.serving.profile_files.MAX_PROFILED_TIME_S)
+MIN_EFFICIENCY = 1e-3  # compute.*_efficiency: a step 1,000x slower than the roofline at most
+# SHARDS keeps the blocks whose hash (mod 2**24, sim.cache.mrc.SHARDS_MODULUS) is below rate x 2**24: below this, none
+MIN_MRC_SAMPLE_RATE = 2**-24
+CAPACITY = {"ge": 0, "le": MAX_CAPACITY_GIB}
+BANDWIDTH = {"ge": MIN_GBPS}
+LATENCY = {"ge": 0, "le": MAX_LATENCY_US}
+EFFICIENCY = {"ge": MIN_EFFICIENCY, "le": 1}
 
 # --------------------------------------------------------------------------- schema
 
@@ -37,11 +50,11 @@ class HardwareConfig:
     gpu: str = domain("h100-sxm", names="sim.specs:known_gpus", canonical="sim.specs:canonical_gpu")
     gpus_per_node: int = domain(8, ge=1, le=MAX_INSTANCES)
     # GB/s per direction between GPUs of a node; None: the GPU's own link (profiles/gpus.yaml)
-    gpu_link_gbps: float | None = domain(None, **POSITIVE)
-    gpu_link_latency_us: float | None = domain(None, **NON_NEGATIVE)  # per ring step; None: the GPU's own link
+    gpu_link_gbps: float | None = domain(None, **BANDWIDTH)
+    gpu_link_latency_us: float | None = domain(None, **LATENCY)  # per ring step; None: the GPU's own link
     # GB/s per direction between one GPU and its host (cluster mode: DRAM/SSD/NIC traffic into HBM).
     # PCIe 5.0 x16: 32 GT/s x 16 lanes x 128/130 encoding / 8 = 63 GB/s per direction (PCI-SIG PCIe 5.0 spec).
-    pcie_gbps: float = domain(63.0, **POSITIVE)
+    pcie_gbps: float = domain(63.0, **BANDWIDTH)
 
 
 @dataclass(frozen=True)
@@ -71,15 +84,15 @@ class ServingConfig:
 class TierConfig:
     """One storage tier: capacity, bandwidth (GB/s = 1e9 B/s) and access latency."""
 
-    capacity_gib: float = domain(0.0, **NON_NEGATIVE)
-    read_gbps: float = domain(1.0, **POSITIVE)
-    write_gbps: float = domain(1.0, **POSITIVE)
-    latency_us: float = domain(0.0, **NON_NEGATIVE)
+    capacity_gib: float = domain(0.0, **CAPACITY)
+    read_gbps: float = domain(1.0, **BANDWIDTH)
+    write_gbps: float = domain(1.0, **BANDWIDTH)
+    latency_us: float = domain(0.0, **LATENCY)
     policy: str | None = domain(None, names="sim.cache.policies:POLICIES")  # None: use cache.policy
     # What all readers of one copy (a node's SSD, a rack's EIC) share, GB/s: their loads queue for it, first
     # come first served, with the copy's writes (bytes / write_gbps each). None: every reader has read_gbps to
     # itself and writes take no time (DRAM: each GPU its own PCIe link, one direction each).
-    shared_read_gbps: float | None = domain(None, **POSITIVE)
+    shared_read_gbps: float | None = domain(None, **BANDWIDTH)
 
 
 @dataclass(frozen=True)
@@ -107,7 +120,7 @@ class CacheConfig:
     inclusion: Literal["exclusive", "inclusive"] = "exclusive"
     access_semantics: Literal["auto", "plain", "prefix"] = "auto"
     capacity_blocks: int | None = domain(None, ge=1)  # cache-only: single-tier capacity in blocks
-    mrc_sample_rate: float = domain(1.0, **FRACTION)  # --mrc: 1 = exact; below 1 = SHARDS spatial sampling rate
+    mrc_sample_rate: float = domain(1.0, ge=MIN_MRC_SAMPLE_RATE, le=1)  # --mrc: 1 = exact; below 1 = SHARDS spatial sampling rate
     admission: Literal["none", "selective_write"] = "none"
     selective_write_depth: int = domain(64, ge=1)  # selective_write: keep only the first k blocks of each prompt
     prefetch: Literal["none", "session"] = "none"  # session: a turn prefetches its previous turn's blocks
@@ -122,16 +135,16 @@ class ComputeConfig:
     profile: str | None = None  # a Vidur profile or LLMServingSim bundle directory
     collectives: str | None = None  # measured TP collectives: a Vidur network profile directory or a hardware.yaml
     skew_correction: Literal["auto", "always", "never"] = "auto"  # LLMServingSim bundles: auto = as meta.yaml says
-    flops_efficiency: float = domain(0.6, **FRACTION)
-    bandwidth_efficiency: float = domain(0.8, **FRACTION)
+    flops_efficiency: float = domain(0.6, **EFFICIENCY)
+    bandwidth_efficiency: float = domain(0.8, **EFFICIENCY)
 
 
 @dataclass(frozen=True)
 class NetworkConfig:
     """Inter-node links (KV transfer, EIC access)."""
 
-    bandwidth_gbps: float = domain(100.0, **POSITIVE)  # Gb/s, as NICs are rated
-    latency_us: float = domain(5.0, **NON_NEGATIVE)
+    bandwidth_gbps: float = domain(100.0, **BANDWIDTH)  # Gb/s, as NICs are rated
+    latency_us: float = domain(5.0, **LATENCY)
     lookup: str | None = None  # an NS-3 bytes→seconds table JSON
     contention: bool = True
 
@@ -144,13 +157,13 @@ class ClusterConfig:
     nodes_per_rack: int = domain(4, ge=1, le=MAX_INSTANCES)
     router: str = domain("prefix-aware", names="sim.serving.routers:ROUTERS")
     # Rack uplink to the spine: None = the rack's NICs (nodes x network.bandwidth_gbps) over the oversubscription.
-    uplink_gbps: float | None = domain(None, **POSITIVE)  # Gb/s
+    uplink_gbps: float | None = domain(None, **BANDWIDTH)  # Gb/s
     # Downlink : uplink capacity of a rack switch. 1 = non-blocking fat tree, as NVIDIA's DGX SuperPOD
     # reference architecture builds its compute fabric; 3 is common in oversubscribed Ethernet leaf-spine.
     oversubscription: float = domain(1.0, ge=1)
     # One more switch tier each way (leaf -> spine -> leaf): ~1 us, above 400G switch datasheets'
     # sub-microsecond port-to-port latency (e.g. NVIDIA Quantum-2: 130 ns).
-    uplink_latency_us: float = domain(1.0, **NON_NEGATIVE)
+    uplink_latency_us: float = domain(1.0, **LATENCY)
     # prefix-aware router (SGLang's cache-aware router, sgl-router defaults): route by cached prefix when
     # the matched fraction exceeds cache_threshold, unless loads are imbalanced: max - min load >
     # balance_abs_threshold and max > balance_rel_threshold x min (then the least loaded).

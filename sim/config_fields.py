@@ -13,6 +13,7 @@ import copy
 import dataclasses
 import difflib
 import math
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
@@ -156,9 +157,11 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
             except ValueError:
                 pass
         if number is not None:
-            if math.isfinite(number):
-                return number
-            raise ConfigError(f"config key '{path}' must be a finite number, got {quote(value)}")
+            if not math.isfinite(number):
+                raise ConfigError(f"config key '{path}' must be a finite number, got {quote(value)}")
+            if 0 < abs(number) < sys.float_info.min:  # subnormal: dividing by it overflows (a rate of 1e-320 hung a run)
+                raise ConfigError(f"config key '{path}' is too close to 0 (below {sys.float_info.min:.3g}), got {quote(value)}")
+            return number
     elif tp is str:
         if isinstance(value, str):
             return value

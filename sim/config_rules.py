@@ -156,6 +156,8 @@ def _input_paths_exist(c: Config) -> None:
     for dotted in PATH_KEYS:
         if not is_path_value(dotted, setting(c, dotted)):
             continue  # unset, or a name (model)
+        if not setting(c, dotted).strip():  # Path("") is the working directory: "'.' is not a file", or read as a profile
+            raise ConfigError(f"config key '{dotted}': empty path")
         path = Path(setting(c, dotted))
         try:  # exists() raises what it cannot answer: a name too long, a loop of links, no permission
             exists, is_file = path.exists(), path.is_file()

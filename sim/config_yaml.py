@@ -168,8 +168,8 @@ def rebase_path(base: Path, value: str) -> str:
 def rebase_setting(base: Path, dotted: str, value: Any) -> Any:
     """The value of config key ``dotted`` written in a file in folder ``base``: re-rooted when it is a path,
     and still written as one (``./NAME``, not ``NAME``) for a name-or-path key."""
-    if not is_path_value(dotted, value):
-        return value
+    if not is_path_value(dotted, value) or not value.strip():
+        return value  # not a path, or an empty one (kept empty, to be refused as such, not read as the file's folder)
     rebased = rebase_path(base, value)
     if dotted in NAME_OR_PATH_KEYS and not os.path.exists(rebased) and _names_an_entry(value):
         return value  # a model's Hugging Face id (meta-llama/Llama-3.1-8B) with no such folder: the name

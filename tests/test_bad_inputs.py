@@ -26,6 +26,7 @@ def mooncake(ts: int, tokens: int, out: int, ids: list, tail: str = "") -> str:
 
 MOONCAKE_OK = mooncake(0, 600, 5, [1, 2]) + mooncake(10, 1000, 7, [1, 2]) + mooncake(20, 512, 9, [3])
 TRACE_STATS = ["--trace-stats", "--no-plot", "--quiet"]
+LOOKUP_PD = ["--pd", "--quiet", "--no-plot", "--set", "network.lookup={tmp}/n.json"]
 # A Vidur mlp.csv with one row (every operator of a layer, 0.1 ms each) at TP 1
 VIDUR_OPS = ("input_layernorm", "attn_pre_proj", "attn_post_proj", "mlp_up_proj", "mlp_act", "mlp_down_proj")
 VIDUR_ONE_ROW = (",".join(f"time_stats.{op}.median" for op in VIDUR_OPS) + ",num_tokens,num_tensor_parallel_workers\n"
@@ -94,6 +95,17 @@ CASES: dict[str, Case] = {
     "slo_attainment_above_1": setting("slo.attainment=1.01"),
     "slo_ttft_negative": setting("slo.ttft_s=-0.5"),
     "nan_value": setting("network.latency_us=.nan", "nan", mode=("--pd",)),
+    # physical bounds (sim.config): past them a capacity overflowed to NaN blocks (traceback), a transfer of ~1e300 s
+    # stalled the engine (traceback) or left negative queue times, and a subnormal rate or efficiency hung the run
+    "tier_capacity_beyond_an_exbibyte": setting("cache.tiers.dram.capacity_gib=1e300", "1,073,741,824", mode=("--cache-only",)),
+    "eic_capacity_beyond_an_exbibyte": setting("cache.tiers.eic.capacity_gib=1e300", mode=("--cluster", "--no-plot")),
+    "network_bandwidth_below_1_mbps": setting("network.bandwidth_gbps=1e-300", ">= 0.001", mode=("--pd", "--no-plot")),
+    "pcie_below_1_mbps": setting("hardware.pcie_gbps=1e-300", mode=("--cluster", "--no-plot")),
+    "tier_read_below_1_mbps": setting("cache.tiers.dram.read_gbps=1e-300", mode=("--no-plot",)),
+    "tier_latency_beyond_an_hour": setting("cache.tiers.ssd.latency_us=1e300", "3,600,000,000", mode=("--no-plot",)),
+    "flops_efficiency_subnormal": setting("compute.flops_efficiency=1e-320", "too close to 0", mode=("--no-plot",)),
+    "synthetic_rate_subnormal": setting("workload.synthetic.rate_rps=1e-320", "too close to 0"),
+    "rate_scale_subnormal_one_line": Case([*TRACE_STATS, "--rate-scale", "1e-320"], names=("--rate-scale", "workload.rate_scale")),
     "set_long_value_quoted_once": Case([*TRACE_STATS, "--set", "model=" + "x" * 5000], names=("--set", "model", "5,000 characters")),
     "int_beyond_int64": setting("serving.max_num_batched_tokens=100000000000000000000000"),
     "unknown_model": setting("model=gpt-9", "gpt-9"),
@@ -124,6 +136,11 @@ CASES: dict[str, Case] = {
                                   names=("workload.range_start", "workload.range_end")),
     "mrc_sample_rate_zero": Case(["--mrc", "--mrc-sample-rate", "0", "--no-plot"], names=("--mrc-sample-rate", "cache.mrc_sample_rate")),
     "mrc_sample_rate_above_1": Case(["--mrc", "--mrc-sample-rate", "2", "--no-plot"], names=("--mrc-sample-rate",)),
+    # a rate that samples no access: SHARDS' size correction reported a hit ratio of 1.0 at every capacity (exit 0)
+    "mrc_sample_rate_below_shards_resolution": Case(["--mrc", "--mrc-sample-rate", "1e-9", "--no-plot"],
+                                                    names=("--mrc-sample-rate", "cache.mrc_sample_rate", "1e-09")),
+    "mrc_sample_rate_samples_nothing": Case(["--mrc", "--mrc-sample-rate", "1e-5", "--no-plot", "--quiet", "--preset", "smoke",
+                                             "--workload-limit", "200"], names=("cache.mrc_sample_rate", "samples none")),
     "capacity_blocks_zero": Case(["--cache-only", "--capacity-blocks", "0"], names=("--capacity-blocks",)),
     "synthetic_prefix_too_long": setting("workload.synthetic.prefix_tokens=1000000000000", "max_request_tokens",
                                          mode=("--trace-stats", "--no-plot", "--set", "workload.synthetic.kind=system-prompt")),
@@ -164,6 +181,8 @@ CASES: dict[str, Case] = {
     # ---- flags the chosen mode does not use (the FLAG_MODES table)
     "capacity_blocks_with_pd": Case(["--pd", "--capacity-blocks", "100"], names=("--capacity-blocks", "--pd")),
     "capacity_blocks_single": Case(["--capacity-blocks", "100"], names=("--capacity-blocks", "single-node")),
+    # the key, as the flag: set by --set or a config file it was ignored by the serving modes (exit 0)
+    "capacity_blocks_key_with_pd": setting("cache.capacity_blocks=10", "--cache-only", mode=("--pd", "--no-plot")),
     "requests_csv_cache_only": Case(["--cache-only", "--requests-csv", "{tmp}/r.csv"], names=("--requests-csv", "--cache-only")),
     "requests_csv_trace_stats": Case(["--trace-stats", "--requests-csv", "{tmp}/r.csv"], names=("--requests-csv",)),
     "mrc_with_pd": Case(["--pd", "--mrc"], names=("--mrc", "--pd")),
@@ -214,6 +233,10 @@ CASES: dict[str, Case] = {
     "set_value_nested_too_deep": Case([*TRACE_STATS, "--set", "seed=" + "[" * 5000 + "]" * 5000], names=("--set", "seed", "nested")),
     "sweep_spec_duplicate_key": Case(["--sweep", "{tmp}/s.yaml"], names=("s.yaml", "line 3", "duplicate key 'axes'"),
                                      files={"s.yaml": "mode: cache-only\naxes: {cache.policy: [lru]}\naxes: {cache.policy: [arc]}\n"}),
+    "sweep_spec_config_empty": Case(["--sweep", "{tmp}/s.yaml"], names=("s.yaml", "'config' must be a file path"),
+                                    files={"s.yaml": "mode: cache-only\nconfig: ''\naxes: {cache.policy: [lru]}\n"}),
+    "plan_overlay_empty": Case(["--plan", "{tmp}/p.yaml"], names=("p.yaml", "'overlays' must be a list of file paths"),
+                               files={"p.yaml": "overlays: ['']\ntarget: {hit_ratio: 0.5}\nsearch: {gpu: [h100-sxm]}\n"}),
     "sweep_spec_not_utf8": Case(["--sweep", "{tmp}/s.yaml"], names=("s.yaml", "UTF-8"),
                                 files={"s.yaml": "mode: cache-only # caf\xe9\naxes: {cache.policy: [lru]}\n".encode("latin-1")}),
     "unused_preset_unknown_key": Case([*TRACE_STATS, "--config", "{tmp}/c.yaml"],
@@ -229,6 +252,14 @@ CASES: dict[str, Case] = {
                                                         "axes: {cache.policy: [lru, fifo]}\n"}),
     "plan_syntax_error_one_line": Case(["--plan", "{tmp}/p.yaml"], names=("p.yaml", "line 2"), files={"p.yaml": "target: {slo: [\n"}),
     "plan_empty": Case(["--plan", "{tmp}/p.yaml"], names=("p.yaml", "empty"), files={"p.yaml": "# nothing yet\n"}),
+    # a plan's target and search values are judged in the plan, by its key: they were found as a run's override
+    # ("override: config key 'slo.ttft_s' must be > 0"), naming neither the plan nor its key
+    "plan_slo_negative": Case(["--plan", "{tmp}/p.yaml", "--workload-limit", "50"], names=("p.yaml", "'target.slo.ttft_s'", "-1"),
+                              files={"p.yaml": "target: {slo: {ttft_s: -1}}\nsearch: {gpu: [h100-sxm], gpus: [1]}\n"}),
+    "plan_rate_nan": Case(["--plan", "{tmp}/p.yaml", "--workload-limit", "50"], names=("p.yaml", "'target.rate_rps'"),
+                          files={"p.yaml": "target: {slo: {ttft_s: 0.3}, rate_rps: .nan}\nsearch: {gpu: [h100-sxm], gpus: [1]}\n"}),
+    "plan_tier_nan": Case(["--plan", "{tmp}/p.yaml", "--workload-limit", "50"], names=("p.yaml", "'search.tiers.dram'", "nan"),
+                          files={"p.yaml": "target: {slo: {ttft_s: 0.3}}\nsearch: {gpu: [h100-sxm], gpus: [1], tiers: {dram: [.nan]}}\n"}),
     # ---- calibration profiles: each file read at one boundary
     "bundle_meta_not_yaml": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set", "compute.profile={tmp}/b"],
                                  names=("meta.yaml", "line 2"), files={"b/meta.yaml": "model: [\n"}),
@@ -312,8 +343,21 @@ CASES: dict[str, Case] = {
     "trace_is_a_directory": Case(trace_stats(trace="{tmp}"), names=("workload.trace", "not a file")),
     "missing_overlay": Case([*TRACE_STATS, "--calibration-profile", "{tmp}/none.yaml"], names=("none.yaml",)),
     "missing_network_lookup": setting("network.lookup={tmp}/ns3.json", "ns3.json", mode=("--pd",)),
+    # a network lookup table's every size and time is a finite number >= 0, read before the trace loads: a string was a
+    # traceback, NaN or Infinity stalled the engine (traceback after minutes), negative times ran to exit 0
+    "lookup_time_nan": Case([*LOOKUP_PD], names=("n.json", "row 0 ns3_ms", "finite"),
+                            files={"n.json": '{"rows": [{"size_mib": 1, "ns3_ms": NaN}, {"size_mib": 2, "ns3_ms": 1}]}'}),
+    "lookup_size_not_a_number": Case([*LOOKUP_PD], names=("n.json", "row 0 size_bytes", "'abc'"),
+                                     files={"n.json": '{"rows": [{"size_bytes": "abc", "time_s": 1}, {"size_bytes": 9, "time_s": 2}]}'}),
+    "lookup_time_negative": Case([*LOOKUP_PD], names=("n.json", "row 0 time_ms", ">= 0"),
+                                 files={"n.json": '{"rows": [{"size_mib": 1, "time_ms": -5}, {"size_mib": 2, "time_ms": -4}]}'}),
+    "lookup_nested_too_deep": Case([*LOOKUP_PD], names=("n.json", "nested too deep"),
+                                   files={"n.json": '{"rows": ' + "[" * 100_000 + "]" * 100_000 + "}"}),
+    "lookup_checked_before_trace": Case(["--pd", "--quiet", "--no-plot", "--set", "network.lookup={tmp}/n.json", "--workload-trace",
+                                         "{tmp}/t.csv", "--strict-workload-validation"], names=("n.json", "row 0 ns3_ms"),
+                                        files={"n.json": '{"rows": [{"size_mib": 1, "ns3_ms": NaN}, {"size_mib": 2, "ns3_ms": 1}]}',
+                                               "t.csv": AZURE_OK + "not,a,row\n"}),
     "missing_learned_model": setting("cache.learned_model={tmp}/m.txt", "m.txt", mode=("--cache-only",)),
-    # the model is checked before the trace loads: its error comes first, though the trace is bad too
     # a --set key the mode never reads is refused, as a flag would be
     "set_pd_key_in_single_node": Case(["--set", "pd.num_prefill=3", "--workload-limit", "20"],
                                       names=("--set pd.num_prefill", "single-node", "--pd")),
@@ -328,14 +372,30 @@ CASES: dict[str, Case] = {
                                                  "{tmp}/t.csv", "--strict-workload-validation", "--quiet", "--no-plot"],
                                                 names=("n.json",), files={"n.json": "not json\n",
                                                                           "t.csv": AZURE_OK + "not,a,row\n"}),
+    # the model is checked before the trace loads: its error comes first, though the trace is bad too
     "learned_model_checked_before_trace": Case(["--cache-only", "--policy", "learned", "--set",
                                                 "cache.learned_model={tmp}/m.txt", "--workload-trace", "{tmp}/t.csv",
                                                 "--strict-workload-validation", "--quiet", "--no-plot"],
                                                names=("m.txt.json", "not found"),
                                                files={"m.txt": "not a model\n", "t.csv": AZURE_OK + "not,a,row\n"}),
+    "learned_sidecar_nested_too_deep": Case(["--cache-only", "--quiet", "--no-plot", "--policy", "learned", "--set",
+                                             "cache.learned_model={tmp}/m.txt"], names=("m.txt.json", "nested too deep"),
+                                            files={"m.txt": "x", "m.txt.json": "[" * 100_000 + "]" * 100_000}),
     "report_json_under_a_file": Case([*TRACE_STATS, "--report-json", "{tmp}/f.txt/r.json"], names=("--report-json", "f.txt"),
                                      files={"f.txt": "x"}),
     "report_json_empty_path": Case([*TRACE_STATS, "--report-json", ""], names=("--report-json", "empty")),
+    # an empty path is refused by name: as a mode flag it read as "not given" (another mode ran, exit 0), as
+    # --config the default config was used, and as a path key (YAML: rebased to the file's folder) the working directory
+    "sweep_empty_path": Case(["--sweep", ""], names=("--sweep", "empty path")),
+    "plan_empty_path": Case(["--plan", " "], names=("--plan", "empty path")),
+    "check_calibration_empty_path": Case(["--check-calibration", ""], names=("--check-calibration", "empty path")),
+    "config_empty_path": Case([*TRACE_STATS, "--config", ""], names=("--config", "empty path")),
+    "plot_dir_empty_path": Case(["--trace-stats", "--quiet", "--plot-dir", ""], names=("--plot-dir", "empty path")),
+    "requests_csv_empty_path": Case(["--pd", "--requests-csv", ""], names=("--requests-csv", "empty path")),
+    "trace_empty_path": Case(trace_stats(trace=""), names=("--workload-trace", "empty path")),
+    "profile_key_empty_path": setting("compute.profile=", "empty path", mode=("--no-plot",)),
+    "profile_key_empty_in_overlay": Case([*TRACE_STATS, "--calibration-profile", "{tmp}/o.yaml"],
+                                         names=("compute.profile", "empty path"), files={"o.yaml": "compute: {profile: ''}\n"}),
     "report_json_is_a_directory": Case([*TRACE_STATS, "--report-json", "{tmp}"], names=("--report-json", "directory")),
     "report_csv_unwritable": Case([*TRACE_STATS, "--report-csv", "/proc/kvsim/r.csv"], names=("--report-csv", "/proc")),
     "requests_csv_unwritable": Case(["--pd", "--requests-csv", "/proc/kvsim/r.csv"], names=("--requests-csv",)),

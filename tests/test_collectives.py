@@ -109,7 +109,7 @@ def test_link_override_changes_the_step_and_is_refused_where_it_cannot(shared_da
         compute_model(load_config(None, sets=[f"compute.collectives={vidur}"]))
     with pytest.raises(ConfigError, match="collectives are measured"):
         compute_model(load_config(None, sets=[*base, "hardware.gpu_link_gbps=48", f"compute.collectives={vidur}"]))
-    with pytest.raises(ConfigError, match=r"hardware.gpu_link_gbps' must be > 0"):
+    with pytest.raises(ConfigError, match=r"hardware.gpu_link_gbps' must be >= 0.001"):
         load_config(None, sets=[*base, "hardware.gpu_link_gbps=0"])
 
 

@@ -238,3 +238,25 @@ def test_zip_groups_paths_relative_to_the_spec_and_module_entry(tmp_path):
 def test_runner_flags_outside_sweeps_exit_2(run_cli, argv, needle):
     status, _, err = run_cli("--trace-stats", "--workload-trace", BUNDLED_AZURE, *argv)
     assert status == 2 and needle in err
+
+
+@pytest.mark.parametrize("damage, names", [
+    (lambda header, record: b"[1]\n", ("not a kvsim sweep journal",)),
+    (lambda header, record: header + b"\xe9\n", ("not UTF-8",)),
+    (lambda header, record: header + b'{"key": \n', ("line 2", "damaged")),
+    (lambda header, record: header + record + b"[1]\n", ("line 3", "damaged")),
+    (lambda header, record: header + json.dumps({"key": json.loads(record)["key"]}).encode() + b"\n", ("line 2", "damaged")),
+], ids=["header-a-list", "not-utf8", "record-not-json", "record-a-list", "record-without-runs"])
+def test_resume_from_a_damaged_journal_names_it(run_cli, tmp_path, damage, names):
+    """A journal edited or damaged between runs: --resume names it and the line (exit 2); each was a traceback."""
+    spec = _spec(tmp_path, mode="cache-only", workload=TINY_SYNTHETIC, axes={"cache.policy": ["lru", "fifo"]})
+    report = tmp_path / "r.json"
+    argv = ["--sweep", spec, "--jobs", "1", "--no-plot", "--quiet", "--report-json", str(report)]
+    assert run_cli(*argv)[0] == 0
+    journal = tmp_path / "r.journal.jsonl"
+    header, record, _ = journal.read_bytes().splitlines(keepends=True)
+    journal.write_bytes(damage(header, record))
+    status, out, err = run_cli(*argv, "--resume")
+    assert status == 2 and "Traceback" not in out + err, err[-2000:]
+    message = err.strip()
+    assert "\n" not in message and str(journal) in message and all(n in message for n in names), message

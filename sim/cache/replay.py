@@ -140,6 +140,9 @@ def run_mrc(trace: Trace, config: Config) -> RunResult:
     stream = trace.access_stream()
     extra = (config.cache.capacity_blocks,) if config.cache.capacity_blocks else ()
     curve = lru_mrc(stream, rate, capacities=capacity_grid(max(1, trace.num_unique_blocks), extra=extra), salt=config.seed)
+    if curve.sampled_accesses == 0:  # SHARDS' correction would then report a hit ratio of 1 at every capacity
+        raise ConfigError(f"config key 'cache.mrc_sample_rate' (--mrc-sample-rate) {rate:g} samples none of the "
+                          f"{len(stream):,} accesses ({trace.num_unique_blocks:,} distinct blocks); raise it")
     metrics: dict[str, Any] = {"access_semantics": "plain", "requests_completed": len(trace), "accesses": len(stream)}
     if config.cache.capacity_blocks:
         metrics["hit_ratio"] = curve.hit_ratio_at(config.cache.capacity_blocks)

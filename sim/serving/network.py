@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
@@ -27,6 +28,7 @@ from sim.serving.engine import Engine
 from sim.errors import ConfigError
 
 MIB = 1 << 20
+MAX_TRANSFER_S = 3600.0  # a measured transfer beyond an hour is not one (as profiled times: MAX_PROFILED_TIME_S)
 
 
 class NetworkModel(Protocol):
@@ -75,26 +77,41 @@ class LookupNetwork:
         """
         path = Path(path)
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except RecursionError:
+            raise ConfigError(f"network lookup table {path}: cannot read it as JSON: nested too deep") from None
         except (OSError, ValueError) as exc:
-            raise ConfigError(f"network lookup table {path}: cannot read it as JSON: {exc}") from None
+            raise ConfigError(f"network lookup table {path}: cannot read it as JSON: {str(exc)[:100]}") from None
         rows = data.get("rows") if isinstance(data, dict) else None
-        if not rows:
+        if not rows or not isinstance(rows, list):
             raise ConfigError(f"network lookup table {path}: expected a 'rows' list")
         sizes, times = [], []
         for i, row in enumerate(rows):
-            try:
-                size = row["size_bytes"] if "size_bytes" in row else row["size_mib"] * MIB
-                time = row["time_s"] if "time_s" in row else (row["time_ms"] if "time_ms" in row else row["ns3_ms"]) / 1e3
-            except (KeyError, TypeError):
-                raise ConfigError(f"network lookup table {path}: row {i} needs size_mib|size_bytes and ns3_ms|time_ms|time_s") from None
-            sizes.append(float(size))
-            times.append(float(time))
+            size_key = "size_bytes" if isinstance(row, dict) and "size_bytes" in row else "size_mib"
+            time_key = next((k for k in ("time_s", "time_ms", "ns3_ms") if isinstance(row, dict) and k in row), None)
+            if not isinstance(row, dict) or size_key not in row or time_key is None:
+                raise ConfigError(f"network lookup table {path}: row {i} needs size_mib|size_bytes and ns3_ms|time_ms|time_s")
+            sizes.append(_table_number(path, i, size_key, row[size_key]) * (1 if size_key == "size_bytes" else MIB))
+            times.append(_table_number(path, i, time_key, row[time_key]) / (1 if time_key == "time_s" else 1e3))
+            if not 0 < sizes[-1] < math.inf:
+                raise ConfigError(f"network lookup table {path}: row {i} {size_key} must be > 0 (and finite in bytes), "
+                                  f"got {row[size_key]!r}")
+            if times[-1] > MAX_TRANSFER_S:
+                raise ConfigError(f"network lookup table {path}: row {i} {time_key} {row[time_key]!r} is longer than an hour")
         order = np.argsort(sizes)
         sizes_arr, times_arr = np.array(sizes)[order], np.array(times)[order]
         if len(sizes_arr) < 2 or np.any(np.diff(sizes_arr) <= 0) or np.any(np.diff(times_arr) < 0):
             raise ConfigError(f"network lookup table {path}: needs two or more distinct sizes with non-decreasing times")
         return cls(sizes_arr, times_arr, source=str(path))
+
+
+def _table_number(path: Path, row: int, key: str, value: object) -> float:
+    """A lookup table's size or time: a finite number >= 0 (JSON allows NaN and Infinity, Python any integer)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value) if abs(value) < 1e308 else math.inf
+        if math.isfinite(number) and number >= 0:
+            return number
+    raise ConfigError(f"network lookup table {path}: row {row} {key} must be a finite number >= 0, got {str(value)[:40]!r}")
 
 
 def network_model(config: NetworkConfig) -> NetworkModel:

@@ -54,6 +54,9 @@ def check_serving_settings(config: Config) -> None:
         if value != "none":
             raise ConfigError(f"config key 'cache.{key}'={value} applies to --cache-only; the serving modes do not "
                               "model it (set it to none)")
+    if config.cache.capacity_blocks is not None:  # as the --capacity-blocks flag is refused in these modes
+        raise ConfigError(f"config key 'cache.capacity_blocks'={config.cache.capacity_blocks} applies to --cache-only; the "
+                          "serving modes size HBM from serving.num_gpu_blocks or GPU memory (set it to null)")
 
 
 class ServingRun:
