@@ -1,55 +1,16 @@
 """Every bad input is one short line naming the file/row/key/flag (exit 2), or a counted skip (exit 0).
 
 One table: each row is a command line (with the files it writes into tmp_path) and its expected
-outcome. ``{tmp}`` in an argument is the test's tmp_path, ``{azure}`` the bundled Azure trace.
-No row may print a traceback.
+outcome (``tests/bad_input_helpers.py``). Calibration inputs (profiles, network tables) have their own
+table in ``tests/test_bad_calibration_inputs.py``.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
-
 import pytest
 
-from tests.conftest import BUNDLED_AZURE
-
-MAX_MESSAGE = 300
-AZURE_HEADER = "TIMESTAMP,ContextTokens,GeneratedTokens\n"
-AZURE_ROWS = "".join(f"2023-11-16 18:15:{10 + i:02d}.0000000,{100 * (i + 1)},{10 + i}\n" for i in range(3))
-AZURE_OK = AZURE_HEADER + AZURE_ROWS
-
-
-def mooncake(ts: int, tokens: int, out: int, ids: list, tail: str = "") -> str:
-    return f'{{"timestamp": {ts}, "input_length": {tokens}, "output_length": {out}, "hash_ids": {ids}{tail}}}\n'
-
-
-MOONCAKE_OK = mooncake(0, 600, 5, [1, 2]) + mooncake(10, 1000, 7, [1, 2]) + mooncake(20, 512, 9, [3])
-TRACE_STATS = ["--trace-stats", "--no-plot", "--quiet"]
-LOOKUP_PD = ["--pd", "--quiet", "--no-plot", "--set", "network.lookup={tmp}/n.json"]
-# A Vidur mlp.csv with one row (every operator of a layer, 0.1 ms each) at TP 1
-VIDUR_OPS = ("input_layernorm", "attn_pre_proj", "attn_post_proj", "mlp_up_proj", "mlp_act", "mlp_down_proj")
-VIDUR_ONE_ROW = (",".join(f"time_stats.{op}.median" for op in VIDUR_OPS) + ",num_tokens,num_tensor_parallel_workers\n"
-                 + ",".join("0.1" for _ in VIDUR_OPS) + ",128,1\n")
-
-
-@dataclass
-class Case:
-    argv: list[str]
-    names: tuple[str, ...] = ()  # exit 2: each must appear in the one-line message
-    skips: dict[str, int] | None = None  # exit 0: these counts in the report's trace.skip_reasons
-    files: dict[str, str | bytes] = field(default_factory=dict)
-
-
-def trace_stats(*extra: str, trace: str = "{tmp}/t.csv") -> list[str]:
-    return [*TRACE_STATS, "--workload-trace", trace, *extra]
-
-
-def setting(dotted: str, *names: str, mode: tuple[str, ...] = ("--trace-stats", "--no-plot")) -> Case:
-    """A config value outside its domain: exit 2 naming the key (and the value)."""
-    key, _, value = dotted.partition("=")
-    return Case([*mode, "--set", dotted], names=(key, *names))
-
+from tests.bad_input_helpers import (AZURE_HEADER, AZURE_OK, MOONCAKE_OK, TRACE_STATS, Case, check_bad_input, mooncake,
+                                     setting, trace_stats)
 
 CASES: dict[str, Case] = {
     # ---- values outside their domain (one declared domain per field, one walker)
@@ -210,6 +171,16 @@ CASES: dict[str, Case] = {
     "train_test_overlap_without_learned": Case(["--cache-only", "--allow-train-test-overlap"],
                                                names=("--allow-train-test-overlap", "lru")),
     "time_unit_on_datetimes": Case(trace_stats("--workload-time-unit", "ms", trace="{azure}"), names=("time_unit",)),
+    # a --set key the mode never reads is refused, as a flag would be
+    "set_pd_key_in_single_node": Case(["--set", "pd.num_prefill=3", "--workload-limit", "20"],
+                                      names=("--set pd.num_prefill", "single-node", "--pd")),
+    "set_pd_key_in_cluster_without_pd": Case(["--cluster", "--set", "pd.num_decode=2", "--workload-limit", "20"],
+                                             names=("--set pd.num_decode", "--cluster --pd")),
+    "set_network_key_in_cache_only": Case(["--cache-only", "--set", "network.bandwidth_gbps=1", "--workload-limit", "20"],
+                                          names=("--set network.bandwidth_gbps", "--cache-only")),
+    "set_slo_key_in_trace_stats": Case([*TRACE_STATS, "--set", "slo.ttft_s=1"], names=("--set slo.ttft_s", "--trace-stats")),
+    "set_rack_count_in_pd": Case(["--pd", "--set", "cluster.num_racks=2", "--workload-limit", "20"],
+                                 names=("--set cluster.num_racks", "--pd", "--cluster")),
     # ---- YAML files
     "yaml_duplicate_section": Case([*TRACE_STATS, "--config", "{tmp}/c.yaml"], names=("c.yaml", "line 3", "serving"),
                                    files={"c.yaml": "serving: {block_size: 32}\nseed: 1\nserving: {block_size: 64}\n"}),
@@ -260,118 +231,12 @@ CASES: dict[str, Case] = {
                           files={"p.yaml": "target: {slo: {ttft_s: 0.3}, rate_rps: .nan}\nsearch: {gpu: [h100-sxm], gpus: [1]}\n"}),
     "plan_tier_nan": Case(["--plan", "{tmp}/p.yaml", "--workload-limit", "50"], names=("p.yaml", "'search.tiers.dram'", "nan"),
                           files={"p.yaml": "target: {slo: {ttft_s: 0.3}}\nsearch: {gpu: [h100-sxm], gpus: [1], tiers: {dram: [.nan]}}\n"}),
-    # ---- calibration profiles: each file read at one boundary
-    "bundle_meta_not_yaml": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set", "compute.profile={tmp}/b"],
-                                 names=("meta.yaml", "line 2"), files={"b/meta.yaml": "model: [\n"}),
-    "bundle_table_not_a_number": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set", "compute.profile={tmp}/b"],
-                                      names=("dense.csv", "row 1", "time_us", "fast"),
-                                      files={"b/meta.yaml": "{}\n", "b/tp1/dense.csv": "layer,tokens,time_us\nqkv_proj,1,fast\n"}),
-    "bundle_table_column_missing": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set", "compute.profile={tmp}/b"],
-                                        names=("dense.csv", "missing column", "time_us"),
-                                        files={"b/meta.yaml": "{}\n", "b/tp1/dense.csv": "layer,tokens\nqkv_proj,1\n"}),
-    "bundle_negative_time": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set", "compute.profile={tmp}/b"],
-                                 names=("dense.csv", "row 2", "time_us", "negative"),
-                                 files={"b/meta.yaml": "{}\n", "b/tp1/dense.csv": "layer,tokens,time_us\nqkv_proj,1,1\nqkv_proj,8,-3\n"}),
-    "bundle_row_cut_short": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set", "compute.profile={tmp}/b"],
-                                 names=("dense.csv", "row 2", "tokens", "missing"),
-                                 files={"b/meta.yaml": "{}\n", "b/tp1/dense.csv": "layer,tokens,time_us\nqkv_proj,1,1\nqkv_proj\n"}),
-    "vidur_time_infinite": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set", "compute.profile={tmp}/v"],
-                                names=("mlp.csv", "row 1", "time_stats.mlp_up_proj.median", "not finite"),
-                                files={"v/mlp.csv": "time_stats.mlp_up_proj.median,num_tokens,num_tensor_parallel_workers\ninf,1,1\n"}),
-    "vidur_time_beyond_an_hour": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set",
-                                       "compute.profile={tmp}/v"],
-                                      names=("mlp.csv", "row 2", "time_stats.mlp_up_proj.median", "longer than an hour"),
-                                      files={"v/mlp.csv": "time_stats.mlp_up_proj.median,num_tokens,num_tensor_parallel_workers\n"
-                                                          "1,1,1\n1e30,8,1\n"}),
-    # one point at the served TP: the run would price every step at it; the run and --check-calibration refuse it alike
-    "vidur_one_point_at_tp_run": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set",
-                                       "compute.profile={tmp}/v"],
-                                      names=("mlp.csv: too few rows in mlp.csv: 1 point (num_tokens) at tensor parallel size 1",),
-                                      files={"v/mlp.csv": VIDUR_ONE_ROW}),
-    # the profile is checked before the trace loads: its error comes first, though the trace is bad too
-    "vidur_profile_checked_before_trace": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set",
-                                                "compute.profile={tmp}/v", "--workload-trace", "{tmp}/t.csv",
-                                                "--strict-workload-validation"],
-                                               names=("mlp.csv", "too few rows"),
-                                               files={"v/mlp.csv": VIDUR_ONE_ROW, "t.csv": AZURE_OK + "not,a,row\n"}),
-    # each operator of a bundle table is interpolated alone: one with a single point is refused by name
-    "bundle_operator_one_point": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set",
-                                       "compute.profile={tmp}/b"], names=("dense.csv", "1 point (tokens) for layer 'o_proj'"),
-                                      files={"b/meta.yaml": "{}\n", "b/tp1/dense.csv": "layer,tokens,time_us\nqkv_proj,1,1\n"
-                                                                                     "qkv_proj,8,2\no_proj,8,1\n"}),
-    "vidur_one_point_at_tp_check": Case(["--check-calibration", "{tmp}/o.yaml"],
-                                        names=("mlp.csv: too few rows in mlp.csv: 1 point (num_tokens) at tensor parallel size 1",),
-                                        files={"o.yaml": "compute: {backend: profiled, profile: v}\n", "v/mlp.csv": VIDUR_ONE_ROW}),
-    "bundle_attention_one_point": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set",
-                                        "compute.profile={tmp}/b"],
-                                       names=("attention.csv: too few rows in attention.csv: 1 point", "tp1/"),
-                                       files={"b/meta.yaml": "{}\n", "b/tp1/attention.csv":
-                                              "prefill_chunk,kv_prefill,n_decode,kv_decode,time_us\n0,0,1,16,5\n",
-                                              "b/tp1/dense.csv": "layer,tokens,time_us\n" + "".join(
-                                                  f"{op},{t},1\n" for op in ("embedding", "final_layernorm", "layernorm",
-                                                                              "qkv_proj", "o_proj", "down_proj")
-                                                  for t in (1, 8)),
-                                              "b/tp1/per_sequence.csv": "layer,sequences,time_us\nlm_head,1,1\n"
-                                                                        "lm_head,8,1\nsampler,1,1\nsampler,8,1\n"}),
-    "vidur_tp_zero_in_check": Case(["--check-calibration", "{tmp}/o.yaml"], names=("mlp.csv", "num_tensor_parallel_workers", "below 1"),
-                                   files={"o.yaml": "compute: {backend: profiled, profile: v}\n", "v/mlp.csv":
-                                          "time_stats.mlp_up_proj.median,num_tokens,num_tensor_parallel_workers\n1,1,1\n2,8,0\n"}),
-    "bundle_lacks_operator_in_check": Case(["--check-calibration", "{tmp}/o.yaml"], names=("tp1", "bundle lacks operator"),
-                                           files={"o.yaml": "compute: {backend: profiled, profile: b}\n", "b/meta.yaml": "{}\n",
-                                                  "b/tp1/dense.csv": "layer,tokens,time_us\nqkv_proj,1,1\nqkv_proj,8,2\n",
-                                                  "b/tp1/per_sequence.csv": "layer,sequences,time_us\nlm_head,1,1\nlm_head,8,1\n"}),
-    "bundle_moe_model_without_moe_csv": Case(["--quiet", "--no-plot", "--set", "model=qwen3-30b-a3b", "--set",
-                                              "compute.backend=profiled", "--set", "compute.profile={tmp}/b"],
-                                             names=("{tmp}/b/tp1/moe.csv", "mixture of experts"),
-                                             files={"b/meta.yaml": "{}\n", "b/tp1/dense.csv": "layer,tokens,time_us\n"
-                                                    "down_proj,1,1\ndown_proj,8,1\n", "b/tp1/per_sequence.csv":
-                                                    "layer,sequences,time_us\nlm_head,1,1\nlm_head,8,1\n"}),
-    "bundle_moe_csv_for_dense_model": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set",
-                                            "compute.profile={tmp}/b"], names=("{tmp}/b/tp1/moe.csv", "is dense"),
-                                           files={"b/meta.yaml": "{}\n", "b/tp1/dense.csv": "layer,tokens,time_us\n"
-                                                  "qkv_proj,1,1\nqkv_proj,8,1\n", "b/tp1/per_sequence.csv":
-                                                  "layer,sequences,time_us\nlm_head,1,1\nlm_head,8,1\n",
-                                                  "b/tp1/moe.csv": "tokens,activated_experts,time_us\n1,8,50\n"}),
-    "vidur_profile_for_moe_model": Case(["--quiet", "--no-plot", "--set", "model=qwen3-30b-a3b", "--set",
-                                         "compute.backend=profiled", "--set", "compute.profile={tmp}/v"],
-                                        names=("{tmp}/v", "mlp.csv", "mixture of experts"),
-                                        files={"v/mlp.csv": "a,b\n"}),
-    "vidur_table_malformed": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set", "compute.profile={tmp}/v"],
-                                  names=("mlp.csv", "line 3"), files={"v/mlp.csv": "a,b\n1,2\n1,2,3\n"}),
     # ---- missing inputs and unwritable outputs, found before the run
     "missing_trace": Case(trace_stats(trace="{tmp}/none.csv"), names=("none.csv",)),
     "trace_is_a_directory": Case(trace_stats(trace="{tmp}"), names=("workload.trace", "not a file")),
     "missing_overlay": Case([*TRACE_STATS, "--calibration-profile", "{tmp}/none.yaml"], names=("none.yaml",)),
     "missing_network_lookup": setting("network.lookup={tmp}/ns3.json", "ns3.json", mode=("--pd",)),
-    # a network lookup table's every size and time is a finite number >= 0, read before the trace loads: a string was a
-    # traceback, NaN or Infinity stalled the engine (traceback after minutes), negative times ran to exit 0
-    "lookup_time_nan": Case([*LOOKUP_PD], names=("n.json", "row 0 ns3_ms", "finite"),
-                            files={"n.json": '{"rows": [{"size_mib": 1, "ns3_ms": NaN}, {"size_mib": 2, "ns3_ms": 1}]}'}),
-    "lookup_size_not_a_number": Case([*LOOKUP_PD], names=("n.json", "row 0 size_bytes", "'abc'"),
-                                     files={"n.json": '{"rows": [{"size_bytes": "abc", "time_s": 1}, {"size_bytes": 9, "time_s": 2}]}'}),
-    "lookup_time_negative": Case([*LOOKUP_PD], names=("n.json", "row 0 time_ms", ">= 0"),
-                                 files={"n.json": '{"rows": [{"size_mib": 1, "time_ms": -5}, {"size_mib": 2, "time_ms": -4}]}'}),
-    "lookup_nested_too_deep": Case([*LOOKUP_PD], names=("n.json", "nested too deep"),
-                                   files={"n.json": '{"rows": ' + "[" * 100_000 + "]" * 100_000 + "}"}),
-    "lookup_checked_before_trace": Case(["--pd", "--quiet", "--no-plot", "--set", "network.lookup={tmp}/n.json", "--workload-trace",
-                                         "{tmp}/t.csv", "--strict-workload-validation"], names=("n.json", "row 0 ns3_ms"),
-                                        files={"n.json": '{"rows": [{"size_mib": 1, "ns3_ms": NaN}, {"size_mib": 2, "ns3_ms": 1}]}',
-                                               "t.csv": AZURE_OK + "not,a,row\n"}),
     "missing_learned_model": setting("cache.learned_model={tmp}/m.txt", "m.txt", mode=("--cache-only",)),
-    # a --set key the mode never reads is refused, as a flag would be
-    "set_pd_key_in_single_node": Case(["--set", "pd.num_prefill=3", "--workload-limit", "20"],
-                                      names=("--set pd.num_prefill", "single-node", "--pd")),
-    "set_pd_key_in_cluster_without_pd": Case(["--cluster", "--set", "pd.num_decode=2", "--workload-limit", "20"],
-                                             names=("--set pd.num_decode", "--cluster --pd")),
-    "set_network_key_in_cache_only": Case(["--cache-only", "--set", "network.bandwidth_gbps=1", "--workload-limit", "20"],
-                                          names=("--set network.bandwidth_gbps", "--cache-only")),
-    "set_slo_key_in_trace_stats": Case([*TRACE_STATS, "--set", "slo.ttft_s=1"], names=("--set slo.ttft_s", "--trace-stats")),
-    "set_rack_count_in_pd": Case(["--pd", "--set", "cluster.num_racks=2", "--workload-limit", "20"],
-                                 names=("--set cluster.num_racks", "--pd", "--cluster")),
-    "network_lookup_checked_before_trace": Case(["--pd", "--set", "network.lookup={tmp}/n.json", "--workload-trace",
-                                                 "{tmp}/t.csv", "--strict-workload-validation", "--quiet", "--no-plot"],
-                                                names=("n.json",), files={"n.json": "not json\n",
-                                                                          "t.csv": AZURE_OK + "not,a,row\n"}),
     # the model is checked before the trace loads: its error comes first, though the trace is bad too
     "learned_model_checked_before_trace": Case(["--cache-only", "--policy", "learned", "--set",
                                                 "cache.learned_model={tmp}/m.txt", "--workload-trace", "{tmp}/t.csv",
@@ -512,34 +377,10 @@ CASES: dict[str, Case] = {
 }
 
 
-def _fill(arg: str, tmp_path) -> str:
-    return arg.replace("{tmp}", str(tmp_path)).replace("{azure}", str(BUNDLED_AZURE))
-
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_bad_input(name, run_cli, tmp_path):
-    case = CASES[name]
-    for file, content in case.files.items():
-        (tmp_path / file).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / file).write_bytes(content if isinstance(content, bytes) else content.encode())
-    argv = [_fill(a, tmp_path) for a in case.argv]
-    report = tmp_path / "out" / "report.json"
-    if case.skips is not None:
-        argv += ["--report-json", str(report), "--no-plot"] if "--no-plot" not in argv else ["--report-json", str(report)]
-    status, out, err = run_cli(*argv)
-    assert "Traceback" not in out + err
-    if case.skips is None:
-        message = err.strip()
-        assert status == 2, (status, err[-2000:])
-        assert "\n" not in message and message.startswith("kvsim: error: "), message[:1000]
-        own = message.replace(str(tmp_path), "{tmp}")  # the user's path is not the message's verbosity
-        assert len(own) < MAX_MESSAGE, (len(own), message[:1000])
-        for needle in case.names:
-            assert _fill(needle, tmp_path) in message, (needle, message)
-    else:
-        assert status == 0, err[-2000:]
-        reasons = json.loads(report.read_text())["trace"]["skip_reasons"]
-        assert reasons == case.skips
+    check_bad_input(CASES[name], run_cli, tmp_path)
 
 
 def test_outputs_never_overwrite_the_default_config(run_cli, tmp_path, monkeypatch):

@@ -26,9 +26,9 @@ import numpy as np
 from sim.config import NetworkConfig
 from sim.serving.engine import Engine
 from sim.errors import ConfigError
+from sim.serving.profile_files import MAX_PROFILED_TIME_S
 
 MIB = 1 << 20
-MAX_TRANSFER_S = 3600.0  # a measured transfer beyond an hour is not one (as profiled times: MAX_PROFILED_TIME_S)
 
 
 class NetworkModel(Protocol):
@@ -96,7 +96,7 @@ class LookupNetwork:
             if not 0 < sizes[-1] < math.inf:
                 raise ConfigError(f"network lookup table {path}: row {i} {size_key} must be > 0 (and finite in bytes), "
                                   f"got {row[size_key]!r}")
-            if times[-1] > MAX_TRANSFER_S:
+            if times[-1] > MAX_PROFILED_TIME_S:  # a measured transfer beyond an hour is not one
                 raise ConfigError(f"network lookup table {path}: row {i} {time_key} {row[time_key]!r} is longer than an hour")
         order = np.argsort(sizes)
         sizes_arr, times_arr = np.array(sizes)[order], np.array(times)[order]
@@ -118,8 +118,6 @@ def network_model(config: NetworkConfig) -> NetworkModel:
     """The lookup table when ``network.lookup`` is set, else the analytic model."""
     if config.lookup:
         return LookupNetwork.from_json(config.lookup)
-    if config.bandwidth_gbps <= 0:
-        raise ConfigError(f"config key 'network.bandwidth_gbps' must be positive, got {config.bandwidth_gbps}")
     return AnalyticNetwork(bandwidth=config.bandwidth_gbps * 1e9 / 8, latency=config.latency_us * 1e-6)
 
 

@@ -1,0 +1,117 @@
+"""Bad calibration inputs (compute profiles, LLMServingSim bundles, network lookup tables): one short line naming
+the file, row and column (exit 2), each file read at one boundary, before the trace loads. The row type and
+the check: ``tests/bad_input_helpers.py``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.bad_input_helpers import AZURE_OK, Case, check_bad_input
+
+LOOKUP_PD = ["--pd", "--quiet", "--no-plot", "--set", "network.lookup={tmp}/n.json"]
+# A Vidur mlp.csv with one row (every operator of a layer, 0.1 ms each) at TP 1
+VIDUR_OPS = ("input_layernorm", "attn_pre_proj", "attn_post_proj", "mlp_up_proj", "mlp_act", "mlp_down_proj")
+VIDUR_ONE_ROW = (",".join(f"time_stats.{op}.median" for op in VIDUR_OPS) + ",num_tokens,num_tensor_parallel_workers\n"
+                 + ",".join("0.1" for _ in VIDUR_OPS) + ",128,1\n")
+
+CASES: dict[str, Case] = {
+    # ---- compute profiles
+    "bundle_meta_not_yaml": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set", "compute.profile={tmp}/b"],
+                                 names=("meta.yaml", "line 2"), files={"b/meta.yaml": "model: [\n"}),
+    "bundle_table_not_a_number": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set", "compute.profile={tmp}/b"],
+                                      names=("dense.csv", "row 1", "time_us", "fast"),
+                                      files={"b/meta.yaml": "{}\n", "b/tp1/dense.csv": "layer,tokens,time_us\nqkv_proj,1,fast\n"}),
+    "bundle_table_column_missing": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set", "compute.profile={tmp}/b"],
+                                        names=("dense.csv", "missing column", "time_us"),
+                                        files={"b/meta.yaml": "{}\n", "b/tp1/dense.csv": "layer,tokens\nqkv_proj,1\n"}),
+    "bundle_negative_time": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set", "compute.profile={tmp}/b"],
+                                 names=("dense.csv", "row 2", "time_us", "negative"),
+                                 files={"b/meta.yaml": "{}\n", "b/tp1/dense.csv": "layer,tokens,time_us\nqkv_proj,1,1\nqkv_proj,8,-3\n"}),
+    "bundle_row_cut_short": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set", "compute.profile={tmp}/b"],
+                                 names=("dense.csv", "row 2", "tokens", "missing"),
+                                 files={"b/meta.yaml": "{}\n", "b/tp1/dense.csv": "layer,tokens,time_us\nqkv_proj,1,1\nqkv_proj\n"}),
+    "vidur_time_infinite": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set", "compute.profile={tmp}/v"],
+                                names=("mlp.csv", "row 1", "time_stats.mlp_up_proj.median", "not finite"),
+                                files={"v/mlp.csv": "time_stats.mlp_up_proj.median,num_tokens,num_tensor_parallel_workers\ninf,1,1\n"}),
+    "vidur_time_beyond_an_hour": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set",
+                                       "compute.profile={tmp}/v"],
+                                      names=("mlp.csv", "row 2", "time_stats.mlp_up_proj.median", "longer than an hour"),
+                                      files={"v/mlp.csv": "time_stats.mlp_up_proj.median,num_tokens,num_tensor_parallel_workers\n"
+                                                          "1,1,1\n1e30,8,1\n"}),
+    # one point at the served TP: the run would price every step at it; the run and --check-calibration refuse it alike
+    "vidur_one_point_at_tp_run": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set",
+                                       "compute.profile={tmp}/v"],
+                                      names=("mlp.csv: too few rows in mlp.csv: 1 point (num_tokens) at tensor parallel size 1",),
+                                      files={"v/mlp.csv": VIDUR_ONE_ROW}),
+    # the profile is checked before the trace loads: its error comes first, though the trace is bad too
+    "vidur_profile_checked_before_trace": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set",
+                                                "compute.profile={tmp}/v", "--workload-trace", "{tmp}/t.csv",
+                                                "--strict-workload-validation"],
+                                               names=("mlp.csv", "too few rows"),
+                                               files={"v/mlp.csv": VIDUR_ONE_ROW, "t.csv": AZURE_OK + "not,a,row\n"}),
+    # each operator of a bundle table is interpolated alone: one with a single point is refused by name
+    "bundle_operator_one_point": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set",
+                                       "compute.profile={tmp}/b"], names=("dense.csv", "1 point (tokens) for layer 'o_proj'"),
+                                      files={"b/meta.yaml": "{}\n", "b/tp1/dense.csv": "layer,tokens,time_us\nqkv_proj,1,1\n"
+                                                                                     "qkv_proj,8,2\no_proj,8,1\n"}),
+    "vidur_one_point_at_tp_check": Case(["--check-calibration", "{tmp}/o.yaml"],
+                                        names=("mlp.csv: too few rows in mlp.csv: 1 point (num_tokens) at tensor parallel size 1",),
+                                        files={"o.yaml": "compute: {backend: profiled, profile: v}\n", "v/mlp.csv": VIDUR_ONE_ROW}),
+    "bundle_attention_one_point": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set",
+                                        "compute.profile={tmp}/b"],
+                                       names=("attention.csv: too few rows in attention.csv: 1 point", "tp1/"),
+                                       files={"b/meta.yaml": "{}\n", "b/tp1/attention.csv":
+                                              "prefill_chunk,kv_prefill,n_decode,kv_decode,time_us\n0,0,1,16,5\n",
+                                              "b/tp1/dense.csv": "layer,tokens,time_us\n" + "".join(
+                                                  f"{op},{t},1\n" for op in ("embedding", "final_layernorm", "layernorm",
+                                                                              "qkv_proj", "o_proj", "down_proj")
+                                                  for t in (1, 8)),
+                                              "b/tp1/per_sequence.csv": "layer,sequences,time_us\nlm_head,1,1\n"
+                                                                        "lm_head,8,1\nsampler,1,1\nsampler,8,1\n"}),
+    "vidur_tp_zero_in_check": Case(["--check-calibration", "{tmp}/o.yaml"], names=("mlp.csv", "num_tensor_parallel_workers", "below 1"),
+                                   files={"o.yaml": "compute: {backend: profiled, profile: v}\n", "v/mlp.csv":
+                                          "time_stats.mlp_up_proj.median,num_tokens,num_tensor_parallel_workers\n1,1,1\n2,8,0\n"}),
+    "bundle_lacks_operator_in_check": Case(["--check-calibration", "{tmp}/o.yaml"], names=("tp1", "bundle lacks operator"),
+                                           files={"o.yaml": "compute: {backend: profiled, profile: b}\n", "b/meta.yaml": "{}\n",
+                                                  "b/tp1/dense.csv": "layer,tokens,time_us\nqkv_proj,1,1\nqkv_proj,8,2\n",
+                                                  "b/tp1/per_sequence.csv": "layer,sequences,time_us\nlm_head,1,1\nlm_head,8,1\n"}),
+    "bundle_moe_model_without_moe_csv": Case(["--quiet", "--no-plot", "--set", "model=qwen3-30b-a3b", "--set",
+                                              "compute.backend=profiled", "--set", "compute.profile={tmp}/b"],
+                                             names=("{tmp}/b/tp1/moe.csv", "mixture of experts"),
+                                             files={"b/meta.yaml": "{}\n", "b/tp1/dense.csv": "layer,tokens,time_us\n"
+                                                    "down_proj,1,1\ndown_proj,8,1\n", "b/tp1/per_sequence.csv":
+                                                    "layer,sequences,time_us\nlm_head,1,1\nlm_head,8,1\n"}),
+    "bundle_moe_csv_for_dense_model": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set",
+                                            "compute.profile={tmp}/b"], names=("{tmp}/b/tp1/moe.csv", "is dense"),
+                                           files={"b/meta.yaml": "{}\n", "b/tp1/dense.csv": "layer,tokens,time_us\n"
+                                                  "qkv_proj,1,1\nqkv_proj,8,1\n", "b/tp1/per_sequence.csv":
+                                                  "layer,sequences,time_us\nlm_head,1,1\nlm_head,8,1\n",
+                                                  "b/tp1/moe.csv": "tokens,activated_experts,time_us\n1,8,50\n"}),
+    "vidur_profile_for_moe_model": Case(["--quiet", "--no-plot", "--set", "model=qwen3-30b-a3b", "--set",
+                                         "compute.backend=profiled", "--set", "compute.profile={tmp}/v"],
+                                        names=("{tmp}/v", "mlp.csv", "mixture of experts"),
+                                        files={"v/mlp.csv": "a,b\n"}),
+    "vidur_table_malformed": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set", "compute.profile={tmp}/v"],
+                                  names=("mlp.csv", "line 3"), files={"v/mlp.csv": "a,b\n1,2\n1,2,3\n"}),
+    # ---- network lookup tables
+    # a network lookup table's every size and time is a finite number >= 0, read before the trace loads: a string was a
+    # traceback, NaN or Infinity stalled the engine (traceback after minutes), negative times ran to exit 0
+    "lookup_time_nan": Case([*LOOKUP_PD], names=("n.json", "row 0 ns3_ms", "finite"),
+                            files={"n.json": '{"rows": [{"size_mib": 1, "ns3_ms": NaN}, {"size_mib": 2, "ns3_ms": 1}]}'}),
+    "lookup_size_not_a_number": Case([*LOOKUP_PD], names=("n.json", "row 0 size_bytes", "'abc'"),
+                                     files={"n.json": '{"rows": [{"size_bytes": "abc", "time_s": 1}, {"size_bytes": 9, "time_s": 2}]}'}),
+    "lookup_time_negative": Case([*LOOKUP_PD], names=("n.json", "row 0 time_ms", ">= 0"),
+                                 files={"n.json": '{"rows": [{"size_mib": 1, "time_ms": -5}, {"size_mib": 2, "time_ms": -4}]}'}),
+    "lookup_nested_too_deep": Case([*LOOKUP_PD], names=("n.json", "nested too deep"),
+                                   files={"n.json": '{"rows": ' + "[" * 100_000 + "]" * 100_000 + "}"}),
+    "lookup_checked_before_trace": Case(["--pd", "--quiet", "--no-plot", "--set", "network.lookup={tmp}/n.json", "--workload-trace",
+                                         "{tmp}/t.csv", "--strict-workload-validation"], names=("n.json", "row 0 ns3_ms"),
+                                        files={"n.json": '{"rows": [{"size_mib": 1, "ns3_ms": NaN}, {"size_mib": 2, "ns3_ms": 1}]}',
+                                               "t.csv": AZURE_OK + "not,a,row\n"}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bad_calibration_input(name, run_cli, tmp_path):
+    check_bad_input(CASES[name], run_cli, tmp_path)
