@@ -88,7 +88,6 @@ def _json_line(line: str) -> object:
         return None
 
 
-
 def _is_record(record: object) -> bool:
     """Whether a journal line has the shape of a point's record (experiments.runner): what the sweep and the
     planner read of it."""

@@ -68,8 +68,7 @@ def _numbers(path: Path, key: str, values: Any, kind: type, minimum: float) -> l
     if not isinstance(values, list) or not values:
         raise plan_error(path, f"'{key}' must be a non-empty list")
     for v in values:
-        if (not isinstance(v, (int, float)) or isinstance(v, bool) or (kind is int and not isinstance(v, int))
-                or not math.isfinite(v) or v < minimum):
+        if not _finite(v) or (kind is int and not isinstance(v, int)) or v < minimum:
             raise plan_error(path, f"'{key}': {v!r} is not {'an integer' if kind is int else 'a number'} >= {minimum}")
     return [kind(v) for v in values]
 
