@@ -105,6 +105,20 @@ def check_config_for_mode(args: argparse.Namespace, config: Config, mode: str, p
     learned = any(POLICIES[q].needs_predictions for p in policies for q in policies_in_use(config, p))
     if args.allow_train_test_overlap and not learned:
         raise InputError(f"--allow-train-test-overlap applies only to a learned policy (runs: {', '.join(policies)})")
+    check_mode_settings(mode, config, policies, cluster_pd=mode == "cluster" and args.pd)
+
+
+def check_mode_settings(mode: str, config: Config, policies: list[str], cluster_pd: bool = False,
+                        fits: bool = True) -> None:
+    """What of ``config`` the mode reads, checked before the trace loads: a learned model, the serving settings,
+    the compute model's profile, a network table and (``fits``) whether the model and the instances fit their GPUs,
+    node or fleet. The command line checks its one run; a sweep or a plan checks each point without ``fits``
+    (``experiments.execute.check_point``): a point that does not fit fails alone and the others go on, as a
+    sweep across sizes expects, while a mistake in the settings stops the sweep before it starts."""
+    from sim.cache.access import policies_in_use
+    from sim.cache.policies import POLICIES
+
+    learned = any(POLICIES[q].needs_predictions for p in policies for q in policies_in_use(config, p))
     if learned and (mode == "cache-only" or mode in SERVING):
         from sim.cache.access import load_learned_model
 
@@ -114,21 +128,22 @@ def check_config_for_mode(args: argparse.Namespace, config: Config, mode: str, p
         from sim.serving.compute_backend import compute_model
         from sim.serving.run import check_serving_settings
 
-        hbm_capacity_blocks(config)  # the model's weights fit in GPU memory
         check_serving_settings(config)  # before the trace loads
         compute_model(config)  # a profile's files are read and checked before the trace loads, too
-    if mode == "single":
+        if fits:
+            hbm_capacity_blocks(config)  # the model's weights fit in GPU memory
+    if fits and mode == "single":
         from sim.config_rules import single_node_fits
 
         single_node_fits(config)
-    if mode == "pd":
+    if fits and mode == "pd":
         from sim.config_rules import pd_node_fits
 
         pd_node_fits(config)
-    if mode == "cluster":
+    if fits and mode == "cluster":
         from sim.cluster.topology import Topology
 
-        Topology.from_config(config, pd=args.pd)  # an impossible fleet is found before the trace loads
+        Topology.from_config(config, pd=cluster_pd)  # an impossible fleet is found before the trace loads
     if mode in ("pd", "cluster"):
         from sim.serving.network import network_model
 

@@ -42,7 +42,7 @@ def searched_runner(args: argparse.Namespace, mode: str) -> Callable:
 
     def run(invocation):
         options = run_options(args)
-        check_point(mode, invocation.config, options)
+        check_point(mode, invocation.config, options, cluster_pd=invocation.cluster_pd)
         out = execute(mode, invocation.config, options)
         invocation.notes += [note for r in out.runs for note in _interval_notes(r)]
         return out.trace, out.runs

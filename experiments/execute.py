@@ -28,9 +28,12 @@ class RunOptions:
     tolerance: float = TOLERANCE
 
 
-def check_point(mode: str, config: Config, options: RunOptions, where: str = "") -> None:
+def check_point(mode: str, config: Config, options: RunOptions, where: str = "", cluster_pd: bool = False) -> None:
     """What about a point can be refused before any simulation starts (exit 2), beyond what the config's
-    own validation (every ``load_config``/``replace``) already checked: the mode and the search options."""
+    own validation (every ``load_config``/``replace``) already checked: the mode, the search options and what
+    the mode reads of the config (as the command line checks its one run: ``main.check_mode_settings``; a point
+    that does not fit its GPUs fails when it runs, alone)."""
+    import main
     from sim.cache.policies import POLICIES
 
     prefix = f"{where}: " if where else ""
@@ -47,6 +50,7 @@ def check_point(mode: str, config: Config, options: RunOptions, where: str = "")
             raise ConfigError(f"--seeds must be between 1 and {MAX_SEEDS:,}, got {options.seeds:,}")
         if config.seed + options.seeds - 1 > INT64_MAX:  # found now, not after the first seed's run
             raise ConfigError(f"--seeds {options.seeds} from seed {config.seed} goes past the largest seed, {INT64_MAX}")
+        main.check_mode_settings(mode, config, list(options.policies) or [config.cache.policy], cluster_pd, fits=False)
     except InputError as exc:
         raise type(exc)(f"{prefix}{exc}") from None
 

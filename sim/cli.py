@@ -118,6 +118,7 @@ SETTING_MODES: dict[str, frozenset[str]] = {
     "pd.": frozenset({"pd", CLUSTER_PD}),
     "network.": frozenset({"pd", "cluster", CLUSTER_PD, "check-calibration"}),  # KV transfers, moves between nodes
     "slo.": SERVING | {CLUSTER_PD},
+    "compute.": SERVING | {CLUSTER_PD, "check-calibration"},  # step times; the cache-only replay has no clock
     **{f"cluster.{key}": frozenset({"cluster", CLUSTER_PD})
        for key in ("num_racks", "nodes_per_rack", "uplink_gbps", "oversubscription", "uplink_latency_us")},
 }

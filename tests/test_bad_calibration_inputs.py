@@ -17,6 +17,9 @@ VIDUR_ONE_ROW = (",".join(f"time_stats.{op}.median" for op in VIDUR_OPS) + ",num
 
 CASES: dict[str, Case] = {
     # ---- compute profiles
+    "profile_with_roofline_backend": Case(["--quiet", "--no-plot", "--set", "compute.profile={tmp}/v", "--workload-limit", "20"],
+                                          names=("compute.profile", "{tmp}/v", "compute.backend=profiled"),
+                                          files={"v/mlp.csv": VIDUR_ONE_ROW}),
     "bundle_meta_not_yaml": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set", "compute.profile={tmp}/b"],
                                  names=("meta.yaml", "line 2"), files={"b/meta.yaml": "model: [\n"}),
     "bundle_table_not_a_number": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set", "compute.profile={tmp}/b"],

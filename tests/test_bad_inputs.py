@@ -178,6 +178,8 @@ CASES: dict[str, Case] = {
                                              names=("--set pd.num_decode", "--cluster --pd")),
     "set_network_key_in_cache_only": Case(["--cache-only", "--set", "network.bandwidth_gbps=1", "--workload-limit", "20"],
                                           names=("--set network.bandwidth_gbps", "--cache-only")),
+    "set_compute_key_in_cache_only": Case(["--cache-only", "--set", "compute.flops_efficiency=0.5", "--workload-limit", "20"],
+                                          names=("--set compute.flops_efficiency", "--cache-only")),
     "set_slo_key_in_trace_stats": Case([*TRACE_STATS, "--set", "slo.ttft_s=1"], names=("--set slo.ttft_s", "--trace-stats")),
     "set_rack_count_in_pd": Case(["--pd", "--set", "cluster.num_racks=2", "--workload-limit", "20"],
                                  names=("--set cluster.num_racks", "--pd", "--cluster")),

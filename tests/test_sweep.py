@@ -200,6 +200,9 @@ def test_a_dying_worker_fails_only_its_own_point(run_cli, tmp_path, monkeypatch)
     ({"mode": "pd", "zip": [{"pd.num_prefill": [1, 2], "pd.num_decode": [1]}]}, "different lengths"),
     ({"mode": "single", "axes": {"workload.rate_scale": [1, 0]}}, "workload.rate_scale"),
     ({"mode": "single", "axes": {"model": ["llama-3.1-8b", "gpt-9"]}}, "'model' must be one of"),
+    # what a mode reads of its point, as the command line checks it: refused before the first point, not by it
+    ({"mode": "pd", "axes": {"cache.capacity_blocks": [100, 200]}}, "'cache.capacity_blocks'=100 applies to --cache-only"),
+    ({"mode": "single", "axes": {"compute.profile": [None, "nowhere"]}}, "compute.profile"),
 ])
 def test_bad_specs_exit_2_before_any_point_runs(run_cli, tmp_path, body, needle):
     spec = _spec(tmp_path, **body)

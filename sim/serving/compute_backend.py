@@ -78,6 +78,9 @@ def compute_model(config: Config) -> RooflineCompute | ProfiledCompute | LLMServ
         raise ConfigError(f"compute.skew_correction is '{config.compute.skew_correction}', but it applies to "
                           "LLMServingSim bundles only (compute.backend 'profiled' with a bundle in compute.profile)")
     if config.compute.backend == "roofline":
+        if config.compute.profile:
+            raise ConfigError(f"compute.profile is set ({config.compute.profile}), but compute.backend 'roofline' does not "
+                              "read it: set compute.backend=profiled to use it, or compute.profile=null for the roofline")
         return roofline
     directory = Path(config.compute.profile)
     if bundle is None:
