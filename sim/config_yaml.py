@@ -64,26 +64,43 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
 
 
 MAX_YAML_DEPTH = 32  # nested mappings/sequences; kvsim's deepest file (a plan's search.tiers.dram) has 4
+MAX_YAML_VALUES = 1_000_000  # scalars and collections once aliases are expanded; kvsim's files hold hundreds
 
 
-def _check_depth(text: str) -> None:
-    """Refuse YAML nested deeper than ``MAX_YAML_DEPTH``, from the parser's flat event stream, before
-    anything recursive sees it: PyYAML builds nodes recursively (libyaml's binding overflowed the C
-    stack and crashed the process at 100,000 nested brackets; the Python one raises RecursionError)."""
-    depth = 0
+def _check_shape(text: str) -> None:
+    """Refuse YAML nested deeper than ``MAX_YAML_DEPTH`` or holding more than ``MAX_YAML_VALUES`` values with its
+    aliases expanded, from the parser's flat event stream, before anything recursive sees it: PyYAML builds
+    nodes recursively (libyaml's binding overflowed the C stack and crashed the process at 100,000 nested
+    brackets; the Python one raises RecursionError), and a few lines of aliases of aliases ("billion laughs")
+    stand for 10^9 values, which printing or walking the config never finishes."""
+    sizes: dict[str, int] = {}  # an anchor's expanded size
+    open_counts: list[tuple[int, str | None]] = []  # per open collection: values before it, its anchor
+    total = 0
     for event in yaml.parse(text, Loader=UniqueKeyLoader):
-        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
-            depth += 1
-            if depth > MAX_YAML_DEPTH:
+        if isinstance(event, yaml.AliasEvent):
+            total += sizes.get(event.anchor, 1)
+        elif isinstance(event, yaml.ScalarEvent):
+            total += 1
+            if event.anchor is not None:
+                sizes[event.anchor] = 1
+        elif isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            open_counts.append((total, event.anchor))
+            total += 1
+            if len(open_counts) > MAX_YAML_DEPTH:
                 raise yaml.parser.ParserError(None, None, f"nested more than {MAX_YAML_DEPTH} levels deep",
                                               event.start_mark)
         elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
-            depth -= 1
+            before, anchor = open_counts.pop()
+            if anchor is not None:
+                sizes[anchor] = total - before
+        if total > MAX_YAML_VALUES:
+            raise yaml.parser.ParserError(None, None, f"more than {MAX_YAML_VALUES:,} values once its aliases are "
+                                          "expanded", event.start_mark)
 
 
 def load_yaml(text: str) -> Any:
     """Parse YAML text with ``UniqueKeyLoader``."""
-    _check_depth(text)
+    _check_shape(text)
     return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
 
 

@@ -12,6 +12,8 @@ import pytest
 from tests.bad_input_helpers import (AZURE_HEADER, AZURE_OK, MOONCAKE_OK, TRACE_STATS, Case, check_bad_input, mooncake,
                                      setting, trace_stats)
 
+ALIAS_BOMB = "[&a0 [1,1,1,1,1,1,1,1,1], " + ", ".join(f"&a{i} [{','.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)) + "]"
+
 CASES: dict[str, Case] = {
     # ---- values outside their domain (one declared domain per field, one walker)
     "block_size_zero": setting("serving.block_size=0", "0"),
@@ -201,6 +203,12 @@ CASES: dict[str, Case] = {
                                  files={"o.yaml": "seed: 2023-02-30\n"}),
     "yaml_nested_too_deep": Case([*TRACE_STATS, "--config", "{tmp}/c.yaml"], names=("c.yaml", "nested"),
                                  files={"c.yaml": "a: " + "[" * 100_000 + "]" * 100_000 + "\n"}),
+    # aliases of aliases, 9 levels of 9 ("billion laughs"): 9^9 values in 300 bytes; a type error quoted it whole (52 s, 2.6 GB)
+    "yaml_aliases_expand_beyond_bound": Case([*TRACE_STATS, "--config", "{tmp}/c.yaml"], names=("c.yaml", "aliases are expanded"),
+                                             files={"c.yaml": "seed: " + ALIAS_BOMB + "\n"}),
+    "sweep_axis_aliases_expand_beyond_bound": Case(["--sweep", "{tmp}/s.yaml"], names=("s.yaml", "aliases are expanded"),
+                                                   files={"s.yaml": "mode: cache-only\naxes: {cache.capacity_blocks: "
+                                                                    + ALIAS_BOMB + "}\n"}),
     "model_config_nested_too_deep": Case([*TRACE_STATS, "--set", "model={tmp}/m/config.json"], names=("config.json", "not JSON"),
                                          files={"m/config.json": '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}"}),
     "set_value_nested_too_deep": Case([*TRACE_STATS, "--set", "seed=" + "[" * 5000 + "]" * 5000], names=("--set", "seed", "nested")),
