@@ -64,6 +64,7 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
 
 
 MAX_YAML_DEPTH = 32  # nested mappings/sequences; kvsim's deepest file (a plan's search.tiers.dram) has 4
+MAX_YAML_BYTES = 16 << 20  # a config, overlay, sweep spec or plan: kvsim's own are a few KB
 MAX_YAML_VALUES = 1_000_000  # scalars and collections once aliases are expanded; kvsim's files hold hundreds
 
 
@@ -121,7 +122,13 @@ def read_config_file(path: Path, what: str = "config file") -> dict[str, Any]:
     """The top-level mapping of a YAML file of kvsim's (``{}`` when empty): a config file or overlay,
     a sweep spec, a plan (``what`` says which); any problem names the file."""
     try:
-        text = path.read_text(encoding="utf-8")
+        if path.exists() and not path.is_file():  # a device or FIFO (/dev/zero) would be read forever
+            raise ConfigError(f"{what} {path}: not a file")
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_YAML_BYTES + 1)
+        if len(raw) > MAX_YAML_BYTES:
+            raise ConfigError(f"{what} {path}: over {MAX_YAML_BYTES:,} bytes, not one of kvsim's YAML files")
+        text = raw.decode("utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:

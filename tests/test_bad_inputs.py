@@ -212,6 +212,11 @@ CASES: dict[str, Case] = {
     "model_config_nested_too_deep": Case([*TRACE_STATS, "--set", "model={tmp}/m/config.json"], names=("config.json", "not JSON"),
                                          files={"m/config.json": '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}"}),
     "set_value_nested_too_deep": Case([*TRACE_STATS, "--set", "seed=" + "[" * 5000 + "]" * 5000], names=("--set", "seed", "nested")),
+    # a device is read forever (it hung): refused by what it is, as a trace or a model file is
+    "sweep_spec_is_a_device": Case(["--sweep", "/dev/zero"], names=("sweep spec /dev/zero", "not a file")),
+    "overlay_is_a_directory": Case([*TRACE_STATS, "--calibration-profile", "{tmp}"], names=("{tmp}", "not a file")),
+    "sweep_spec_beyond_size_bound": Case(["--sweep", "{tmp}/s.yaml"], names=("s.yaml", "over 16,777,216 bytes"),
+                                         files={"s.yaml": "mode: cache-only\n" + "#" * (16 << 20) + "\n"}),
     "sweep_spec_duplicate_key": Case(["--sweep", "{tmp}/s.yaml"], names=("s.yaml", "line 3", "duplicate key 'axes'"),
                                      files={"s.yaml": "mode: cache-only\naxes: {cache.policy: [lru]}\naxes: {cache.policy: [arc]}\n"}),
     "sweep_spec_config_empty": Case(["--sweep", "{tmp}/s.yaml"], names=("s.yaml", "'config' must be a file path"),

@@ -136,6 +136,13 @@ def test_atomic_write_keeps_links_devices_and_fifos(tmp_path, run_cli):
     assert fifo.is_fifo() and '"schema_version": 1' in received[0]
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full (a Linux device whose every write fails ENOSPC)")
+def test_a_device_that_refuses_the_write_is_named(run_cli):
+    """A device written in place that fails (full) is one line naming it, exit 2 (it was a traceback, exit 1)."""
+    status, _, err = run_cli("--trace-stats", "--no-plot", "--quiet", "--workload-trace", str(BUNDLED_AZURE),
+                             "--workload-limit", "5", "--report-json", "/dev/full")
+    assert status == 2 and err.strip() == "kvsim: error: cannot write /dev/full: No space left on device"
+
 
 def test_report_to_standard_output_through_a_pipe(tmp_path):
     """``--report-json /dev/stdout`` into a pipe: the link ends at a pipe with no name, so the report is

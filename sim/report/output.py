@@ -60,8 +60,11 @@ def _write_in_place(path: Path, binary: bool) -> Iterator[IO]:
         fh = open(path, mode, **options)
     except OSError as exc:
         raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
-    with fh:
-        yield fh
+    try:
+        with fh:
+            yield fh
+    except OSError as exc:  # a full device (/dev/full), a FIFO whose reader left
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 @contextlib.contextmanager
