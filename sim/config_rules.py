@@ -184,11 +184,13 @@ def _workload_cache_usable(c: Config) -> None:
     if Path(cache).resolve() == Path(c.workload.trace).resolve():
         raise ConfigError(f"config key 'workload.cache': {quote(cache)} is the trace file itself")
     try:
-        is_dir = Path(cache).is_dir()
+        is_dir, special = Path(cache).is_dir(), Path(cache).exists() and not Path(cache).is_file()
     except OSError as exc:  # a name too long, a loop of links, no permission
         raise ConfigError(f"config key 'workload.cache': {quote(cache)}: {exc.strerror or exc}") from None
     if is_dir:
         raise ConfigError(f"config key 'workload.cache': {quote(cache)} is a directory, not a file")
+    if special:  # it is read back and replaced: a FIFO blocks the read, a device loses the write
+        raise ConfigError(f"config key 'workload.cache': {quote(cache)} is a device or FIFO, not a file")
 
 
 # The workload.synthetic keys only some kinds read (trace.synthetic's generators); every kind reads the others.
