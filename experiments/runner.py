@@ -10,8 +10,10 @@ that kills its process is recorded as failed.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
+import signal
 import sys
 import time
 import traceback
@@ -89,13 +91,45 @@ def _context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
 
 
+PR_SET_PDEATHSIG = 1  # Linux prctl(2): the signal this process gets when its parent dies
+
+
+def _worker_start(parent: int) -> None:
+    """A worker dies with its sweep, never outlives it computing and appending to the journal: SIGTERM is back to
+    its default (the parent's handler, inherited by the fork, would raise an exception the pool reports and the
+    worker survives), and on Linux the kernel sends it SIGTERM when the parent dies, even by SIGKILL."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before the line above
+        os._exit(1)
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_worker_start,
+                               initargs=(os.getpid(),))
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """An interrupted sweep (Ctrl-C, SIGTERM) stops its workers now, mid-point: shutting the pool down alone
+    would wait at exit for the points they run."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    for child in multiprocessing.active_children():
+        child.terminate()
+
+
 def _isolated(task: Task) -> dict:
-    with ProcessPoolExecutor(max_workers=1, mp_context=_context()) as pool:
-        try:
-            return pool.submit(run_task, task).result()
-        except BrokenProcessPool:
-            return error_record(task, "the worker process died while running this point (killed or out of memory)",
-                                "internal")
+    pool = _pool(1)
+    try:
+        record = pool.submit(run_task, task).result()
+    except BrokenProcessPool:
+        record = error_record(task, "the worker process died while running this point (killed or out of memory)",
+                              "internal")
+    except BaseException:
+        _stop(pool)
+        raise
+    pool.shutdown()
+    return record
 
 
 def run_local(tasks: list[Task], jobs: int, on_result: Callable[[dict], None]) -> None:
@@ -104,7 +138,7 @@ def run_local(tasks: list[Task], jobs: int, on_result: Callable[[dict], None]) -
         for task in tasks:
             on_result(run_task(task))
         return
-    pool = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=_context())
+    pool = _pool(min(jobs, len(tasks)))
     broken: list[Task] = []
     try:
         futures = {pool.submit(run_task, task): task for task in tasks}
@@ -116,7 +150,7 @@ def run_local(tasks: list[Task], jobs: int, on_result: Callable[[dict], None]) -
                 continue
             on_result(record)
     except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
+        _stop(pool)
         raise
     pool.shutdown()
     for task in sorted(broken, key=lambda t: t.index):

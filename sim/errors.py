@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import traceback
 from typing import Callable
 
@@ -19,6 +21,15 @@ class ConfigError(InputError):
 
 class TraceError(InputError):
     """A trace file cannot be read or a row is invalid in strict mode; names file and row."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a batch scheduler's time limit, ``kill``, ``timeout``): an interruption like Ctrl-C, so every path
+    that cleans up after one (atomic writes, a sweep's worker pool) cleans up after it; exit status 143."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
 
 
 def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
@@ -40,13 +51,27 @@ def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
 
 def command_status(program: str, body: Callable[[], int]) -> int:
     """Run a command's ``body`` and map how it ends to the Contract's exit status: its own status,
-    2 for bad input (one line naming what to fix), 130 for Ctrl-C, 1 for an internal error
+    2 for bad input (one line naming what to fix), 130 for Ctrl-C, 143 for SIGTERM, 1 for an internal error
     (the only case that prints a traceback)."""
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return _status(program, body)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _status(program: str, body: Callable[[], int]) -> int:
     try:
         return body()
     except InputError as exc:
         print(f"{program}: error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(f"{program}: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print(f"{program}: interrupted", file=sys.stderr)
         return 130

@@ -51,13 +51,13 @@ def _sigint_default() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def _interrupt(tmp_path: Path, when: str, argv: list[str]) -> subprocess.CompletedProcess:
-    """Start the harness, wait for READY, send SIGINT, return the finished process."""
+def _interrupt(tmp_path: Path, when: str, argv: list[str], signum: int = signal.SIGINT) -> subprocess.CompletedProcess:
+    """Start the harness, wait for READY, send ``signum``, return the finished process."""
     proc = subprocess.Popen([sys.executable, "-c", HARNESS.format(root=str(ROOT)), when, *argv], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_sigint_default)
     try:
         assert proc.stdout.readline().strip() == "READY", proc.stderr.read()
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         out, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
@@ -68,14 +68,17 @@ def _leftovers(directory: Path) -> list[str]:
     return [p.name for p in directory.iterdir() if p.name.startswith(TEMP_PREFIX)]
 
 
+@pytest.mark.parametrize("signum, status, message", [(signal.SIGINT, 130, "interrupted"),
+                                                     (signal.SIGTERM, 143, "terminated")])  # 128 + the signal
 @pytest.mark.parametrize("when", ["simulating", "writing"])
-def test_sigint_exits_130_and_keeps_the_previous_report(tmp_path, when):
+def test_sigint_exits_130_and_keeps_the_previous_report(tmp_path, when, signum, status, message):
+    """Ctrl-C, and SIGTERM (a scheduler's time limit, ``timeout``) alike: the previous report stays, no partial file."""
     report = tmp_path / "report.json"
     report.write_text(PREVIOUS)
     done = _interrupt(tmp_path, when, ["--workload-trace", str(BUNDLED_AZURE), "--report-json", str(report),
-                                       "--report-csv", str(tmp_path / "report.csv"), "--quiet"])
-    assert done.returncode == 130, done.stderr
-    assert done.stderr == "kvsim: interrupted\n"
+                                       "--report-csv", str(tmp_path / "report.csv"), "--quiet"], signum)
+    assert done.returncode == status, done.stderr
+    assert done.stderr == f"kvsim: {message}\n"
     assert report.read_text() == PREVIOUS  # the previous file, never a partial new one
     assert not (tmp_path / "report.csv").exists()
     assert _leftovers(tmp_path) == []

@@ -141,6 +141,66 @@ def test_killed_sweep_resumes_with_only_the_missing_points(tmp_path):
     assert out.read_text() == fresh.read_text()  # resumed = uninterrupted, row for row
 
 
+def _children(pid: int) -> list[int]:
+    """Live (not zombie) processes whose parent is ``pid``, from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, parent = stat.read_text().rsplit(")", 1)[1].split()[:2]
+        except (OSError, IndexError):
+            continue
+        if int(parent) == pid and state != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+SLOW_POINTS = """
+import sys, time
+sys.path.insert(0, {root!r})
+import experiments.runner, main
+def slow(task):  # each point takes ten minutes: long past any wait below
+    time.sleep(600)
+experiments.runner.run_task = slow  # forked workers inherit it
+sys.exit(main.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; the kernel's parent-death signal is Linux's")
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+def test_a_killed_sweep_leaves_no_worker_running(tmp_path, signum):
+    """A scheduler's SIGTERM, or SIGKILL, of the sweep stops its workers at once: they went on as orphans,
+    computing points after the sweep had ended (SIGKILL), or the sweep waited for their points (SIGTERM)."""
+    spec = _spec(tmp_path, mode="cache-only", workload=TINY_SYNTHETIC, axes={"cache.capacity_blocks": [300, 600, 900]})
+    argv = [sys.executable, "-c", SLOW_POINTS.format(root=str(ROOT)), "--sweep", spec, "--jobs", "2",
+            "--report-csv", str(tmp_path / "s.csv"), "--no-plot", "--quiet"]
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    workers: list[int] = []
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and len(workers := _children(proc.pid)) < 2:
+            time.sleep(0.05)
+        assert len(workers) == 2, "the sweep's two workers did not start"
+        proc.send_signal(signum)
+        proc.wait(timeout=60)
+        deadline = time.time() + 30
+        while time.time() < deadline and any(_alive(w) for w in workers):
+            time.sleep(0.05)
+        assert not any(_alive(w) for w in workers), "a worker outlived its sweep"
+    finally:
+        proc.kill()
+        for w in filter(_alive, workers):  # an orphan of a failing run would sleep on
+            os.kill(w, signal.SIGKILL)
+    if signum == signal.SIGTERM:
+        assert proc.returncode == 143 and proc.stderr.read() == "kvsim: terminated\n"
+
+
 def test_resume_refuses_a_journal_of_another_sweep(run_cli, tmp_path):
     spec = _spec(tmp_path, mode="cache-only", workload=TINY_SYNTHETIC, axes={"cache.capacity_blocks": [300, 600]})
     out = tmp_path / "s.csv"
