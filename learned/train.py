@@ -91,6 +91,11 @@ def _auc(positive: np.ndarray, score: np.ndarray) -> float | None:
     return float((ranks[positive].sum() - pos * (pos + 1) / 2) / (pos * (len(positive) - pos)))
 
 
+# Boosting rounds at most: each round adds a tree per label bucket, every judged access is predicted through all of
+# them, and past a few hundred rounds the seven-leaf model only overfits (learned/README.md: 80 rounds lost to 40)
+MAX_ROUNDS = 10_000
+
+
 def train(config: Config, out: Path, rounds: int = 40, max_rows: int = 100_000) -> dict:
     """Fit on the configured trace range; write ``out`` and its sidecar atomically; return the sidecar."""
     import lightgbm as lgb
@@ -192,6 +197,8 @@ def _train_command(args: argparse.Namespace) -> int:
     """Validate the arguments (before any work), train, print the model's summary."""
     if args.rounds <= 0 or args.max_rows <= 0 or args.seed < 0:
         raise InputError("--rounds and --max-rows must be positive and --seed non-negative")
+    if args.rounds > MAX_ROUNDS:
+        raise InputError(f"--rounds {args.rounds:,}: at most {MAX_ROUNDS:,} (the default, 40, is what the bench measures)")
     try:
         start, end = (float(x) for x in args.range.split(":"))
     except ValueError:

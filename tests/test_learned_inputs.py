@@ -124,6 +124,7 @@ TRAIN_CASES = {
     # case: (argv, text the message must hold)
     "header-only trace": (["--workload-trace", "{tmp}/header.csv", "--out", "{tmp}/m.txt"], "{tmp}/header.csv"),
     "missing trace": (["--workload-trace", "{tmp}/nope.jsonl", "--out", "{tmp}/m.txt"], "{tmp}/nope.jsonl"),
+    "rounds beyond the bound": (["--out", "{tmp}/m.txt", "--rounds", "100000000"], "--rounds 100,000,000"),  # trained for hours
     "out is a directory": (["--workload-trace", "{tmp}/nope.jsonl", "--out", "{tmp}"], "{tmp}"),
     "out below a file": (["--workload-trace", "{tmp}/nope.jsonl", "--out", "{tmp}/header.csv/m.txt"],
                          "{tmp}/header.csv is not a directory"),
@@ -155,7 +156,7 @@ def test_ctrl_c_during_training_is_exit_130_and_leaves_the_previous_model(shared
     before = model.read_bytes(), sidecar_path(model).read_bytes()
     trace = shared_data / "traces" / "mooncake_conversation.jsonl"
     proc = subprocess.Popen([sys.executable, "-m", "learned.train", "--workload-trace", str(trace), "--out", str(model),
-                             "--set", "serving.block_size=512", "--rounds", "100000"],
+                             "--set", "serving.block_size=512", "--rounds", "10000"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # see test_interrupt.py
     time.sleep(4.0)  # well into loading, features or boosting
