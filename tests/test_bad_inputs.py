@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.bad_input_helpers import (AZURE_HEADER, AZURE_OK, MOONCAKE_OK, TRACE_STATS, Case, check_bad_input, mooncake,
-                                     setting, trace_stats)
+from tests.bad_input_helpers import (AZURE_HEADER, AZURE_OK, MOONCAKE_OK, TRACE_STATS, Case, bailian, check_bad_input,
+                                     mooncake, setting, trace_stats)
 
 CASES: dict[str, Case] = {
     # ---- values outside their domain (one declared domain per field, one walker)
@@ -371,6 +371,11 @@ CASES: dict[str, Case] = {
                                                      "2023-11-16 18:15:11,100,40\n"}),
     "exceeds_max_model_len": Case(["--workload-trace", "{tmp}/t.csv", "--set", "serving.max_model_len=150", "--quiet"],
                                   skips={"exceeds_max_model_len": 2}, files={"t.csv": AZURE_OK}),
+    # ---- published variants and their look-alikes (tests/samples/README.md)
+    "bailian_parent_chain_loops": Case(trace_stats(trace="{tmp}/b.jsonl"), names=("b.jsonl", "parent_chat_id", "loop"),
+                                       files={"b.jsonl": bailian(0, 1, 0.0) + bailian(1, 0, 1.5)}),
+    "hash_ids_block_size_ambiguous": Case(trace_stats(trace="{tmp}/m.jsonl"), names=("m.jsonl", "1024 or 2048 or more tokens"),
+                                          files={"m.jsonl": mooncake(0, 600, 5, [1]) + mooncake(9, 1000, 5, [2])}),
     "bom_is_not_a_bad_row": Case(trace_stats(), skips={}, files={"t.csv": "\ufeff" + AZURE_OK}),
     "workload_cache_damaged_is_rebuilt": Case(trace_stats("--workload-cache", "{tmp}/c.npz"), skips={},
                                               files={"t.csv": AZURE_OK, "c.npz": b"PK\x03\x04 not a zip"}),
