@@ -41,11 +41,17 @@ LOG = logging.getLogger("kvsim.trace")
 
 
 def _require_columns(path: Path, fmt: TraceFormat, columns, header: str | None = None) -> None:
-    """A CSV format's identifying columns must all be in the header (else it is another format)."""
+    """A CSV format's identifying columns must all be in the header (else it is another format), and no
+    column it reads may be named twice (which one is meant cannot be told)."""
     missing = [c for c in fmt.signature if c not in columns]
     if missing:
         seen = f"; header: {quote(header)}" if header is not None else ""
         raise TraceError(f"{path}: not a trace in {fmt.name} format: missing column(s) {', '.join(missing)}{seen}")
+    columns = list(columns)
+    twice = [c for c in (*fmt.signature, *fmt.optional) if columns.count(c) > 1]
+    if twice:
+        raise TraceError(f"{path}: the header names column {quote(twice[0])} {columns.count(twice[0])} times, so which "
+                         "one to read cannot be told")
 
 
 def _require_keys(path: Path, fmt: TraceFormat, chunk: RawChunk) -> None:
