@@ -181,6 +181,11 @@ def test_datetimes_match_pandas():
     got = _datetime_ns(pa.array(texts))
     expected = pd.to_datetime(pd.Series(texts), format="ISO8601", utc=True).to_numpy(dtype="datetime64[ns]").astype(np.int64)
     assert got is not None and got.tolist() == expected.tolist()
+    # Azure's 2024 traces: "+00:00" on every time (with and without a fraction), the same instants
+    with_offset = _datetime_ns(pa.array([t + "+00:00" for t in texts]))
+    assert with_offset is not None and with_offset.tolist() == expected.tolist()
+    assert _datetime_ns(pa.array([texts[0] + "+00:00", texts[1]])) is None  # mixed: pandas decides
+    assert _datetime_ns(pa.array([t + "+01:00" for t in texts[:3]])) is None  # another zone: pandas decides
 
 
 @pytest.mark.parametrize("zero", ["-0", "-0.0", "0.0", "-0e0"])
