@@ -296,11 +296,9 @@ def infer_block_tokens(input_tokens: np.ndarray, lengths: np.ndarray, default: i
     and every size that ties with it (more than one: the records cannot tell them apart)."""
     if not len(lengths):
         return default, [default]
-    tokens = input_tokens.astype(np.float64)[:, None]
-    n = lengths.astype(np.float64)[:, None]
-    sizes = BLOCK_TOKEN_CANDIDATES.astype(np.float64)[None, :]
-    fits = ((n - 1) * sizes < tokens) & (tokens <= n * sizes)
-    counts = fits.sum(axis=0)
+    tokens, n = input_tokens.astype(np.float64), lengths.astype(np.float64)
+    counts = np.array([np.count_nonzero(((n - 1) * size < tokens) & (tokens <= n * size))
+                       for size in BLOCK_TOKEN_CANDIDATES.tolist()])  # one pass per size: no rows x sizes matrix
     best = int(counts.max())
     winners = BLOCK_TOKEN_CANDIDATES[counts == best].tolist()
     if best == 0 or default in winners:
