@@ -523,3 +523,18 @@ def test_mooncake_arxiv_records():
     assert (trace.provenance.block_tokens, trace.provenance.rows_used) == (512, 2)
     assert trace.arrival_s.tolist() == pytest.approx([0.0, 3.053])
     assert (trace.num_accesses, trace.num_unique_blocks) == (27, 15)
+
+
+def test_bailian_keys_beyond_the_first_record(tmp_path):
+    """The variant is told by keys any record carries (as its keys are read): a first record without them is a
+    missing_value row, not a reason to read the rest in milliseconds; a file with parents but no chat ids at all
+    skips every record by name, with no internal error."""
+    lines = (SAMPLES / "bailian_qwen_blksz_16.jsonl").read_text().splitlines(keepends=True)
+    bare = json.dumps({"timestamp": 0.5, "input_length": 16, "output_length": 3, "hash_ids": [99]}) + "\n"
+    trace = load(write(tmp_path, "b.jsonl", bare + "".join(lines)))
+    prov = trace.provenance
+    assert (prov.variant, prov.time_unit, prov.skip_reasons) == ("bailian", "s", {"missing_value": 1})
+    assert trace.arrival_s[-1] == pytest.approx(120.0)
+    no_chat = "".join(json.dumps({k: v for k, v in json.loads(line).items() if k != "chat_id"}) + "\n" for line in lines)
+    with pytest.raises(TraceError, match="no valid requests.*missing_value: 5"):
+        load(write(tmp_path, "p.jsonl", no_chat))

@@ -108,9 +108,9 @@ class Variant:
 BAILIAN = Variant("bailian", ("chat_id", "parent_chat_id"), "s")
 
 
-def variant_of(fmt: TraceFormat, first_keys: set[str]) -> Variant | None:
-    """The published variant whose keys the file's first record carries, if any."""
-    return next((v for v in fmt.variants if set(v.keys) <= first_keys), None)
+def variant_of(fmt: TraceFormat, has: Callable[[str], bool]) -> Variant | None:
+    """The published variant whose keys the file's records carry (``has``: whether any record has a key), if any."""
+    return next((v for v in fmt.variants if all(has(key) for key in v.keys)), None)
 
 
 # ------------------------------------------------------------------- format parsers
@@ -121,6 +121,8 @@ def _column(frame, name: str):
     """A column of the chunk; all missing (None) where the chunk lacks it."""
     if name in frame:
         return frame[name]
+    if isinstance(frame, dict):  # the fast readers' arrays: no value is a missing one
+        return np.full(len(next(iter(frame.values()))), np.nan)
     import pandas as pd
 
     return pd.Series([None] * len(frame), index=frame.index, dtype=object)

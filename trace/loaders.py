@@ -33,7 +33,7 @@ from trace.arrow import numpy_view, valid
 from trace.formats import (FORMATS, TIME_UNITS, Chunk, TraceFormat, hash_ids_mismatch, infer_block_tokens, sniff_format,
                            variant_of)
 from trace.readers import (JSONL_EXPECTED, CsvParserError, IdLists, RawChunk, csv_chunks, csv_fields, first_line,
-                           json_line_problem, json_object, jsonl_chunks, jsonl_line)
+                           json_line_problem, json_object, jsonl_chunks, jsonl_line, some_record_has)
 from trace.request import Trace, TraceProvenance, file_sha256
 from trace.validation import CODE, SkipLedger, combine, no_usable_requests
 
@@ -233,7 +233,10 @@ def load_trace(workload: WorkloadConfig, block_size: int, sha256: str | None = N
     fmt = FORMATS[name]
     if workload.time_unit is not None and fmt.time_unit is None:
         raise ConfigError(f"{path}: {name} timestamps are datetimes; workload.time_unit does not apply to them")
-    variant = variant_of(fmt, set(json_object(first_line(path).encode()) or {})) if fmt.kind == "jsonl" else None
+    variant = None
+    if fmt.variants:  # told by the keys any record has, as the optional keys are read
+        first = json_object(first_line(path).encode()) or {}
+        variant = variant_of(fmt, lambda key: key in first or some_record_has(path, key))
     time_unit = None if fmt.time_unit is None else workload.time_unit or (variant or fmt).time_unit
     ledger = SkipLedger(str(path), workload.strict_validation)
     blocks = _Blocks()

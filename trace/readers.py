@@ -475,7 +475,7 @@ def _fast_jsonl(data: bytes, line: int, first_row: int, keys: tuple[str, ...], i
     return RawChunk(frame, first_row, n, lines=lines, keys_seen=frozenset(keys))
 
 
-def _some_record_has(path: Path, key: str) -> bool:
+def some_record_has(path: Path, key: str) -> bool:
     """Whether any record of a JSONL file has ``key``: a search of the file's bytes (memory-mapped)
     in which only the lines holding the key's quoted name, or an escape (which could spell it), are parsed."""
     with path.open("rb") as fh:
@@ -500,7 +500,7 @@ def jsonl_chunks(path: Path, required: tuple[str, ...], optional: tuple[str, ...
     without one is missing a value wherever it lies in the file); the values of the ``id_lists``
     keys are lists of integer ids."""
     first = json_object(first_line(path).encode()) or {}
-    keys = required + tuple(key for key in optional if key in first or _some_record_has(path, key))
+    keys = required + tuple(key for key in optional if key in first or some_record_has(path, key))
     line = first_row = 1
     with path.open("rb") as fh:
         if fh.read(len(BOM_BYTES)) != BOM_BYTES:
