@@ -23,6 +23,12 @@ def mooncake(ts: int, tokens: int, out: int, ids: list, tail: str = "") -> str:
     return f'{{"timestamp": {ts}, "input_length": {tokens}, "output_length": {out}, "hash_ids": {ids}{tail}}}\n'
 
 
+def bailian(chat: int, parent, ts: float) -> str:
+    """A record in Alibaba Bailian's keys (tests/samples/README.md): 40 tokens, 3 blocks of 16."""
+    return (f'{{"chat_id": {chat}, "parent_chat_id": {parent}, "timestamp": {ts}, "input_length": 40, '
+            f'"output_length": 5, "type": "text", "turn": 1, "hash_ids": [{chat}, {chat + 100}, {chat + 200}]}}\n')
+
+
 MOONCAKE_OK = mooncake(0, 600, 5, [1, 2]) + mooncake(10, 1000, 7, [1, 2]) + mooncake(20, 512, 9, [3])
 
 

@@ -7,10 +7,12 @@ table in ``tests/test_bad_calibration_inputs.py``.
 
 from __future__ import annotations
 
+import gzip
+
 import pytest
 
-from tests.bad_input_helpers import (AZURE_HEADER, AZURE_OK, MOONCAKE_OK, TRACE_STATS, Case, check_bad_input, mooncake,
-                                     setting, trace_stats)
+from tests.bad_input_helpers import (AZURE_HEADER, AZURE_OK, MOONCAKE_OK, TRACE_STATS, Case, bailian, check_bad_input,
+                                     mooncake, setting, trace_stats)
 
 ALIAS_BOMB = "[&a0 [1,1,1,1,1,1,1,1,1], " + ", ".join(f"&a{i} [{','.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)) + "]"
 
@@ -388,6 +390,28 @@ CASES: dict[str, Case] = {
                                                      "2023-11-16 18:15:11,100,40\n"}),
     "exceeds_max_model_len": Case(["--workload-trace", "{tmp}/t.csv", "--set", "serving.max_model_len=150", "--quiet"],
                                   skips={"exceeds_max_model_len": 2}, files={"t.csv": AZURE_OK}),
+    # ---- published variants and their look-alikes (tests/samples/README.md)
+    "gzip_trace_named": Case(trace_stats(trace="{tmp}/t.csv.gz"), names=("t.csv.gz", "gzip-compressed", "gunzip"),
+                             files={"t.csv.gz": gzip.compress(AZURE_OK.encode(), mtime=0)}),
+    "duplicate_column_read": Case(trace_stats(), names=("t.csv", "'ContextTokens' 2 times"),
+                                  files={"t.csv": "TIMESTAMP,ContextTokens,GeneratedTokens,ContextTokens\n"
+                                         "2023-11-16 18:15:10,100,10,7\n"}),
+    "json_string_numbers": Case(trace_stats(trace="{tmp}/m.jsonl"), skips={"non_numeric": 2},
+                                files={"m.jsonl": MOONCAKE_OK + mooncake(30, '"600"', 5, [1, 2])
+                                       + mooncake('"40"', 600, 5, [1, 2])}),
+    "json_string_number_strict": Case(trace_stats("--strict-workload-validation", trace="{tmp}/m.jsonl"),
+                                      names=("m.jsonl", "record 4", "'input_length'", "non numeric"),
+                                      files={"m.jsonl": MOONCAKE_OK + mooncake(30, '"600"', 5, [1, 2])}),
+    "bailian_parent_chain_loops": Case(trace_stats(trace="{tmp}/b.jsonl"), names=("b.jsonl", "parent_chat_id", "loop"),
+                                       files={"b.jsonl": bailian(0, 1, 0.0) + bailian(1, 0, 1.5)}),
+    "bailian_parent_not_a_number": Case(trace_stats(trace="{tmp}/b.jsonl"), skips={"negative_value": 1, "non_numeric": 1},
+                                        files={"b.jsonl": bailian(0, -1, 0.0) + bailian(1, -2, 1.5)
+                                               + bailian(2, '"0"', 2.0) + bailian(3, 0, 3.0)}),
+    "bailian_chat_id_beyond_exact": Case(trace_stats(trace="{tmp}/b.jsonl"), skips={"id_out_of_range": 1},
+                                         files={"b.jsonl": bailian(0, -1, 0.0) + bailian(1, 0, 1.5)
+                                                + bailian(2**60, 0, 2.0)}),
+    "hash_ids_block_size_ambiguous": Case(trace_stats(trace="{tmp}/m.jsonl"), names=("m.jsonl", "1024 or 2048 or more tokens"),
+                                          files={"m.jsonl": mooncake(0, 600, 5, [1]) + mooncake(9, 1000, 5, [2])}),
     "bom_is_not_a_bad_row": Case(trace_stats(), skips={}, files={"t.csv": "\ufeff" + AZURE_OK}),
     "workload_cache_damaged_is_rebuilt": Case(trace_stats("--workload-cache", "{tmp}/c.npz"), skips={},
                                               files={"t.csv": AZURE_OK, "c.npz": b"PK\x03\x04 not a zip"}),

@@ -181,6 +181,11 @@ def test_datetimes_match_pandas():
     got = _datetime_ns(pa.array(texts))
     expected = pd.to_datetime(pd.Series(texts), format="ISO8601", utc=True).to_numpy(dtype="datetime64[ns]").astype(np.int64)
     assert got is not None and got.tolist() == expected.tolist()
+    # Azure's 2024 traces: "+00:00" on every time (with and without a fraction), the same instants
+    with_offset = _datetime_ns(pa.array([t + "+00:00" for t in texts]))
+    assert with_offset is not None and with_offset.tolist() == expected.tolist()
+    assert _datetime_ns(pa.array([texts[0] + "+00:00", texts[1]])) is None  # mixed: pandas decides
+    assert _datetime_ns(pa.array([t + "+01:00" for t in texts[:3]])) is None  # another zone: pandas decides
 
 
 @pytest.mark.parametrize("zero", ["-0", "-0.0", "0.0", "-0e0"])
@@ -234,3 +239,21 @@ def test_llmservingsim_fast_equals_reference(tmp_path, monkeypatch, seed):
     path = tmp_path / "l.jsonl"
     path.write_text("\n".join(lines) + "\n")
     _assert_same(path, monkeypatch, block_size=4)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_bailian_fast_equals_reference(tmp_path, monkeypatch, seed):
+    """Bailian's records (tests/samples/README.md): chat ids, parent chains (-1: a first turn), odd values."""
+    rng = random.Random(seed)
+    lines = []
+    for chat in range(rng.randrange(1, 30)):
+        tokens = rng.randrange(1, 200)
+        record = {"chat_id": chat, "parent_chat_id": rng.choice([-1, -1, rng.randrange(0, chat + 3)]),
+                  "timestamp": round(chat * 0.7 + rng.random(), 3), "input_length": tokens, "output_length": 5,
+                  "type": rng.choice(["text", "search"]), "turn": 1, "hash_ids": list(range(chat, chat + -(-tokens // 16)))}
+        if rng.random() < [0.0, 0.1, 0.3][seed % 3]:
+            record[rng.choice(["chat_id", "parent_chat_id"])] = rng.choice(["7", -2, 1.5, None, True, "x"])
+        lines.append(json.dumps(record))
+    path = tmp_path / "b.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    _assert_same(path, monkeypatch)

@@ -441,3 +441,100 @@ def test_the_format_and_time_unit_lists_agree():
     hints = typing.get_type_hints(WorkloadConfig)
     assert set(typing.get_args(hints["format"])) == {*FORMATS, "auto"}
     assert set(typing.get_args(typing.get_args(hints["time_unit"])[0])) == set(TIME_UNITS)
+
+
+# ----------------------------------------------------------------------------------------------
+# 9. Published variants (tests/samples/README.md names each file's source)
+
+SAMPLES = ROOT / "tests" / "samples"
+
+
+def test_bailian_variant_seconds_16_token_blocks_sessions():
+    """Bailian's records carry Mooncake's keys: read as Mooncake (ms, 512-token blocks) all but one were
+    skipped as hash_ids_length_mismatch and the times were 1,000x too short. Its publisher documents
+    seconds and 16-token blocks; sessions follow parent_chat_id to the first turn."""
+    trace = load(SAMPLES / "bailian_qwen_blksz_16.jsonl", block_size=16)
+    prov = trace.provenance
+    assert (prov.format, prov.variant, prov.time_unit) == ("mooncake", "bailian", "s")
+    assert (prov.rows_read, prov.rows_used, prov.skip_reasons) == (5, 5, {})
+    assert (prov.block_ids, prov.block_tokens) == ("hash_ids", 16)
+    assert trace.arrival_s.tolist() == pytest.approx([0.0, 1.25, 61.114, 90.5, 120.0])
+    # chats 0 <- 2 <- 3 are one session; chats 1 and 4 are their own
+    assert trace.session_id.tolist() == [0, 1, 0, 0, 2]
+    # hash ids 0..31 are the first chat's 32 blocks; 32..37 are new: 38 distinct of 32 + 3 + 33 + 35 + 1
+    assert (trace.num_accesses, trace.num_unique_blocks) == (104, 38)
+    assert trace_stats(trace)["duration_s"] == pytest.approx(120.0)
+
+
+def test_bailian_limit_and_orphan_parent(tmp_path):
+    """A parent outside the trace (the limit cut it, or it came before the trace's start) roots a session of its
+    own: the records that share it share it."""
+    lines = (SAMPLES / "bailian_qwen_blksz_16.jsonl").read_text().splitlines(keepends=True)
+    path = write(tmp_path, "b.jsonl", "".join(lines[2:4]) + lines[1])  # chats 2 (parent 0, absent), 3 (parent 2), 1
+    trace = load(path)
+    assert trace.session_id.tolist() == [1, 0, 0]  # in arrival order: chat 1 (1.25 s), chat 2, chat 3
+    assert load(path, limit=1).session_id.tolist() == [0]
+
+
+def test_block_size_inferred_from_hash_ids(tmp_path):
+    """Mooncake's keys over 16-token blocks, no Bailian keys: the size is the one whose ceil(input_length / size)
+    matches len(hash_ids) in the most records; a record that fits no size is still counted as a mismatch.
+    The time unit stays Mooncake's (ms)."""
+    text = (_mooncake_line(0, 40, 5, [1, 2, 3])  # 16: 3 blocks (32: 2)
+            + _mooncake_line(500, 100, 5, [1, 2, 3, 4, 5, 6, 7])  # 16: 7 (8: 13, 32: 4)
+            + _mooncake_line(1000, 100, 5, [1, 2]))  # fits 64 or 128 only: skipped
+    trace = load(write(tmp_path, "m16.jsonl", text))
+    prov = trace.provenance
+    assert (prov.block_tokens, prov.variant, prov.time_unit) == (16, None, "ms")
+    assert prov.skip_reasons == {"hash_ids_length_mismatch": 1}
+    assert trace.arrival_s.tolist() == pytest.approx([0.0, 0.5])
+    assert request_blocks(trace) == [[0, 1, 2], [0, 1, 2, 3, 4, 5, 6]]
+
+
+def test_block_size_512_kept_when_it_fits_as_many(tmp_path):
+    """512 (Mooncake's documented size) is kept whenever it fits as many records as any other size."""
+    trace = load(write(tmp_path, "m.jsonl", _mooncake_line(0, 600, 5, [1, 2]) + _mooncake_line(10, 100, 5, [1])),
+                 block_size=512)
+    assert trace.provenance.block_tokens == 512
+
+
+def test_azure_2024_week_trace_utc_offsets():
+    """The 2024 week-long traces write times with a +00:00 offset, some without a fraction (CRLF ends)."""
+    trace = load(SAMPLES / "azure_llm_2024_1week.csv")
+    assert (trace.provenance.format, trace.provenance.rows_used) == ("azure", 5)
+    assert trace.arrival_s.tolist() == pytest.approx([0.0, 0.007405, 0.012384, 0.99007, 1.07396], abs=1e-6)  # epoch seconds in float64: ~0.2 us apart
+    assert trace.input_tokens.tolist() == [2162, 2399, 76, 2376, 7670]
+
+
+def test_burstgpt_v2_release_sessions():
+    """BurstGPT v2.0's 8 columns (Session ID, Elapsed time between Timestamp and Model), read by name; the
+    API-log row has no session; a failed response (0 tokens) is a request like any other."""
+    trace = load(SAMPLES / "burstgpt_3.csv")
+    prov = trace.provenance
+    assert (prov.format, prov.rows_used, prov.skip_reasons, prov.block_ids) == ("burstgpt", 5, {}, "synthetic-sessions")
+    assert trace.arrival_s.tolist() == [0.0, 51.0, 82.0, 144.0, 190.0]
+    assert trace.input_tokens.tolist() == [906, 36, 1779, 935, 120]
+    assert trace.output_tokens.tolist() == [446, 29, 123, 178, 0]
+    assert trace.session_id.tolist() == [0, 1, 2, 3, -1]
+
+
+def test_mooncake_arxiv_records():
+    trace = load(SAMPLES / "mooncake_arxiv.jsonl")
+    assert (trace.provenance.block_tokens, trace.provenance.rows_used) == (512, 2)
+    assert trace.arrival_s.tolist() == pytest.approx([0.0, 3.053])
+    assert (trace.num_accesses, trace.num_unique_blocks) == (27, 15)
+
+
+def test_bailian_keys_beyond_the_first_record(tmp_path):
+    """The variant is told by keys any record carries (as its keys are read): a first record without them is a
+    missing_value row, not a reason to read the rest in milliseconds; a file with parents but no chat ids at all
+    skips every record by name, with no internal error."""
+    lines = (SAMPLES / "bailian_qwen_blksz_16.jsonl").read_text().splitlines(keepends=True)
+    bare = json.dumps({"timestamp": 0.5, "input_length": 16, "output_length": 3, "hash_ids": [99]}) + "\n"
+    trace = load(write(tmp_path, "b.jsonl", bare + "".join(lines)))
+    prov = trace.provenance
+    assert (prov.variant, prov.time_unit, prov.skip_reasons) == ("bailian", "s", {"missing_value": 1})
+    assert trace.arrival_s[-1] == pytest.approx(120.0)
+    no_chat = "".join(json.dumps({k: v for k, v in json.loads(line).items() if k != "chat_id"}) + "\n" for line in lines)
+    with pytest.raises(TraceError, match="no valid requests.*missing_value: 5"):
+        load(write(tmp_path, "p.jsonl", no_chat))

@@ -11,6 +11,7 @@ native time units:
 | azure         | CSV   | TIMESTAMP (datetime), ContextTokens, GeneratedTokens               | datetime  |
 | burstgpt      | CSV   | Timestamp, Model, Request tokens, Response tokens, Total tokens, Log Type [, session id] | s |
 | mooncake      | JSONL | timestamp, input_length, output_length, hash_ids (512-token blocks) | ms        |
+|  (bailian)    | JSONL | the same + chat_id, parent_chat_id, type, turn (16-token blocks)   | s         |
 | splitwise     | CSV   | request_id, ..., arrival_timestamp, prompt_size, token_size        | s         |
 | llmservingsim | JSONL | input_toks, output_toks, arrival_time_ns [, input_tok_ids]         | ns        |
 
@@ -19,7 +20,9 @@ seconds (NVIDIA Dynamo's benchmarks/burstgpt_loadgen/README.md on BurstGPT relea
 in seconds", multiplied by 1,000 into Mooncake's ms); Mooncake's ``timestamp`` is milliseconds since the first
 request (kvcache-ai/Mooncake FAST25-release/traces README); splitwise-sim's ``arrival_timestamp`` is seconds
 (Mutinifni/splitwise-sim generate_trace.py: exponential gaps of scale 1/request_rate up to end_time=600);
-LLMServingSim's key names its unit. Splitwise's public traces (Azure/AzurePublicDataset
+LLMServingSim's key names its unit; Alibaba's Bailian traces, a variant of Mooncake's keys told by ``chat_id`` and
+``parent_chat_id`` (``Variant``), are seconds (their README). A ``hash_ids`` trace's block size is inferred
+(``infer_block_tokens``): Mooncake's 512 whenever it fits as many records as any other size. Splitwise's public traces (Azure/AzurePublicDataset
 AzureLLMInferenceTrace_*.csv) are the ``azure`` format, with datetimes, so no unit applies to them. A file
 with these columns in another unit is told only by an implausible span or rate (``trace.workload``), whose
 messages name the likely ``--workload-time-unit``.
@@ -55,6 +58,8 @@ class Chunk:
     session: pa.Array | None = None  # text labels, null where a row has none
     hash_ids: IdLists | None = None
     token_ids: IdLists | None = None
+    chat_id: np.ndarray | None = None  # Bailian: each record's chat id and its parent's (-1: a first turn)
+    parent_id: np.ndarray | None = None
 
     def take(self, rows: np.ndarray) -> Chunk:
         """The rows ``rows`` (increasing): validation keeps rows in file order."""
@@ -67,6 +72,8 @@ class Chunk:
             session=None if self.session is None else self.session.take(from_numpy(rows)),
             hash_ids=None if self.hash_ids is None else self.hash_ids.take(rows),
             token_ids=None if self.token_ids is None else self.token_ids.take(rows),
+            chat_id=None if self.chat_id is None else self.chat_id[rows],
+            parent_id=None if self.parent_id is None else self.parent_id[rows],
         )
 
 
@@ -81,6 +88,29 @@ class TraceFormat:
     parse: Callable[[Any], tuple[Chunk, list, list]]  # a chunk's columns -> (Chunk of all rows, columns, column reasons)
     optional: tuple[str, ...] = ()  # columns read when present; JSONL keys read when any record has them
     id_lists: tuple[str, ...] = ()  # JSONL keys whose values are lists of ids
+    block_tokens: int | None = None  # the documented block size of its hash_ids (the size inferred when they tie)
+    variants: tuple[Variant, ...] = ()  # published variants with the same keys, told apart by more keys
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A published variant of a format: the format's keys plus ``keys`` (all in the file's first record),
+    whose publisher documents another time unit."""
+
+    name: str
+    keys: tuple[str, ...]
+    time_unit: str
+
+
+# Alibaba's Qwen Bailian traces (alibaba-edu/qwen-bailian-usagetraces-anon README, qwen_*_blksz_16.jsonl): Mooncake's
+# keys plus chat_id, parent_chat_id (-1: first turn), type and turn; "timestamp": "Seconds since request arrive"
+# (61.114); hash_ids over 16-token blocks (told by infer_block_tokens, not by this record).
+BAILIAN = Variant("bailian", ("chat_id", "parent_chat_id"), "s")
+
+
+def variant_of(fmt: TraceFormat, has: Callable[[str], bool]) -> Variant | None:
+    """The published variant whose keys the file's records carry (``has``: whether any record has a key), if any."""
+    return next((v for v in fmt.variants if all(has(key) for key in v.keys)), None)
 
 
 # ------------------------------------------------------------------- format parsers
@@ -91,6 +121,8 @@ def _column(frame, name: str):
     """A column of the chunk; all missing (None) where the chunk lacks it."""
     if name in frame:
         return frame[name]
+    if isinstance(frame, dict):  # the fast readers' arrays: no value is a missing one
+        return np.full(len(next(iter(frame.values()))), np.nan)
     import pandas as pd
 
     return pd.Series([None] * len(frame), index=frame.index, dtype=object)
@@ -102,15 +134,22 @@ _DATETIME_LOW = np.frombuffer(b"0000-00-00 00:00:00.000000000", dtype=np.uint8)
 _DATETIME_HIGH = np.frombuffer(b"9999-99-99T99:99:99.999999999", dtype=np.uint8)
 
 
+UTC_SUFFIX = "+00:00"  # the offset every time of Azure's 2024 traces carries (AzureLLMInferenceDataset2024.ipynb)
+
+
 def _datetime_ns(text: pa.Array) -> np.ndarray | None:
     """Nanoseconds since the epoch of ``YYYY-MM-DD HH:MM:SS[.fraction]`` texts (``T`` or a blank
-    between date and time, 1-9 fraction digits, no zone: UTC), through pyarrow's ISO 8601 parser;
+    between date and time, 1-9 fraction digits, no zone or, on every text, ``+00:00``: UTC), through pyarrow's ISO 8601 parser;
     None if any text has another shape or is not a valid time (pyarrow refuses 02-30, 24:00, a
     60th second, years beyond nanosecond timestamps): pandas then decides, so every result is
     pandas' ISO 8601 one."""
     n = len(text)
     if n == 0 or text.null_count:
         return None
+    import pyarrow.compute as pc  # ~30 ms to import: only the readers that parse text need it
+
+    if pc.all(pc.ends_with(text, UTC_SUFFIX)).as_py():  # Azure's 2024 traces: every time in UTC, "+00:00"
+        text = pc.utf8_slice_codeunits(text, 0, -len(UTC_SUFFIX))
     offsets, data = text_buffers(text)
     lengths = np.diff(offsets)
     for width in ([int(lengths[0])] if lengths.min() == lengths.max() else np.unique(lengths).tolist()):
@@ -125,8 +164,6 @@ def _datetime_ns(text: pa.Array) -> np.ndarray | None:
         if not (((chars >= _DATETIME_LOW[:width]) & (chars <= _DATETIME_HIGH[:width])).all()
                 and ((separator == ord(" ")) | (separator == ord("T"))).all()):
             return None
-    import pyarrow.compute as pc  # ~30 ms to import: only the readers that parse text need it
-
     try:
         return numpy_view(pc.cast(text, pa.timestamp("ns")))
     except pa.ArrowException:
@@ -232,12 +269,52 @@ def _list_column(values, empty_reason: str) -> tuple[IdLists, np.ndarray, np.nda
 
 
 def _parse_mooncake(frame):
+    """Mooncake's keys; whether each row's ``hash_ids`` cover its prompt in blocks of the trace's size is
+    checked by the loader (``hash_ids_mismatch``), once that size is known (``infer_block_tokens``)."""
     chunk, cols, reasons = _parse_tokens(frame, "timestamp", "input_length", "output_length", ts_numeric=True)
-    hash_ids, r_hash, lengths = _list_column(_column(frame, "hash_ids"), "empty_hash_ids")
-    expected = np.ceil(np.nan_to_num(chunk.input_tokens) / MOONCAKE_BLOCK_TOKENS)
-    r_len = np.where((r_hash == 0) & (lengths != expected), CODE["hash_ids_length_mismatch"], 0).astype(np.int8)
+    hash_ids, r_hash, _ = _list_column(_column(frame, "hash_ids"), "empty_hash_ids")
     chunk.hash_ids = hash_ids
-    return chunk, cols + ["hash_ids", "hash_ids"], reasons + [r_hash, r_len]
+    if "parent_chat_id" in frame:  # Alibaba Bailian's variant: chats chained by their parents
+        chunk.chat_id, r_chat = numeric_column(_column(frame, "chat_id"))
+        raw = _column(frame, "parent_chat_id")
+        if isinstance(raw, np.ndarray):  # the fast reader's numbers
+            first = raw == -1
+        else:  # JSON values: -1 the number, not a string or a boolean
+            first = raw.map(lambda v: type(v) in (int, float) and v == -1).to_numpy(dtype=bool)
+        parent, r_parent = numeric_column(raw.where(~first, 0) if not isinstance(raw, np.ndarray) else np.where(first, 0, raw))
+        chunk.parent_id = np.where(first, -1.0, parent)  # -1: a chat's first turn (any other negative id is bad)
+        for ids, r in ((chunk.chat_id, r_chat), (chunk.parent_id, r_parent)):  # read as float64: exact to 2^53
+            r[(r == 0) & (ids > MAX_CHAT_ID)] = CODE["id_out_of_range"]
+        cols, reasons = cols + ["chat_id", "parent_chat_id"], reasons + [r_chat, r_parent]
+    return chunk, cols + ["hash_ids"], reasons + [r_hash]
+
+
+MAX_CHAT_ID = 2**53  # chat ids are read as JSON numbers (float64): exact up to here (Bailian's count from 0)
+
+# Block sizes a trace's hash_ids may cover: powers of two, as in every published trace (Mooncake: 512
+# tokens; Alibaba Bailian: 16) and every serving engine's block (page) size.
+BLOCK_TOKEN_CANDIDATES = 2 ** np.arange(0, 21)
+
+
+def infer_block_tokens(input_tokens: np.ndarray, lengths: np.ndarray, default: int) -> tuple[int, list[int]]:
+    """The block size (tokens) whose count, ``ceil(input_length / size)``, matches the most records'
+    ``len(hash_ids)`` (valid records only), the format's documented ``default`` when it matches as many;
+    and every size that ties with it (more than one: the records cannot tell them apart)."""
+    if not len(lengths):
+        return default, [default]
+    tokens, n = input_tokens.astype(np.float64), lengths.astype(np.float64)
+    counts = np.array([np.count_nonzero(((n - 1) * size < tokens) & (tokens <= n * size))
+                       for size in BLOCK_TOKEN_CANDIDATES.tolist()])  # one pass per size: no rows x sizes matrix
+    best = int(counts.max())
+    winners = BLOCK_TOKEN_CANDIDATES[counts == best].tolist()
+    if best == 0 or default in winners:
+        return default, [default]
+    return int(winners[0]), winners
+
+
+def hash_ids_mismatch(input_tokens: np.ndarray, lengths: np.ndarray, block_tokens: int) -> np.ndarray:
+    """Rows whose ``hash_ids`` do not number ``ceil(input_length / block_tokens)``."""
+    return lengths != np.ceil(np.nan_to_num(input_tokens) / block_tokens)
 
 
 def _parse_llmservingsim(frame):
@@ -260,7 +337,8 @@ FORMATS: dict[str, TraceFormat] = {
     "burstgpt": TraceFormat("burstgpt", "csv", ("Timestamp", "Request tokens", "Response tokens"), "s", _parse_burstgpt,
                             optional=BURSTGPT_SESSION_COLUMNS),
     "mooncake": TraceFormat("mooncake", "jsonl", ("timestamp", "input_length", "output_length", "hash_ids"), "ms",
-                            _parse_mooncake, id_lists=("hash_ids",)),
+                            _parse_mooncake, optional=("chat_id", "parent_chat_id"), id_lists=("hash_ids",),
+                            block_tokens=MOONCAKE_BLOCK_TOKENS, variants=(BAILIAN,)),
     "splitwise": TraceFormat("splitwise", "csv", ("arrival_timestamp", "prompt_size", "token_size"), "s", _parse_splitwise),
     "llmservingsim": TraceFormat("llmservingsim", "jsonl", ("input_toks", "output_toks", "arrival_time_ns"), "ns",
                                  _parse_llmservingsim, optional=("input_tok_ids",), id_lists=("input_tok_ids",)),

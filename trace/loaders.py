@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -28,19 +30,28 @@ from sim.config_rules import request_token_bound
 from sim.errors import QUOTE_LIMIT, ConfigError, TraceError, quote
 from trace import blocks as bm
 from trace.arrow import numpy_view, valid
-from trace.formats import FORMATS, MOONCAKE_BLOCK_TOKENS, TIME_UNITS, Chunk, TraceFormat, sniff_format
+from trace.formats import (FORMATS, TIME_UNITS, Chunk, TraceFormat, hash_ids_mismatch, infer_block_tokens, sniff_format,
+                           variant_of)
 from trace.readers import (JSONL_EXPECTED, CsvParserError, IdLists, RawChunk, csv_chunks, csv_fields, first_line,
-                           json_line_problem, jsonl_chunks, jsonl_line)
+                           json_line_problem, json_object, jsonl_chunks, jsonl_line, some_record_has)
 from trace.request import Trace, TraceProvenance, file_sha256
 from trace.validation import CODE, SkipLedger, combine, no_usable_requests
 
+LOG = logging.getLogger("kvsim.trace")
+
 
 def _require_columns(path: Path, fmt: TraceFormat, columns, header: str | None = None) -> None:
-    """A CSV format's identifying columns must all be in the header (else it is another format)."""
+    """A CSV format's identifying columns must all be in the header (else it is another format), and no
+    column it reads may be named twice (which one is meant cannot be told)."""
     missing = [c for c in fmt.signature if c not in columns]
     if missing:
         seen = f"; header: {quote(header)}" if header is not None else ""
         raise TraceError(f"{path}: not a trace in {fmt.name} format: missing column(s) {', '.join(missing)}{seen}")
+    columns = list(columns)
+    twice = [c for c in (*fmt.signature, *fmt.optional) if columns.count(c) > 1]
+    if twice:
+        raise TraceError(f"{path}: the header names column {quote(twice[0])} {columns.count(twice[0])} times, so which "
+                         "one to read cannot be told")
 
 
 def _require_keys(path: Path, fmt: TraceFormat, chunk: RawChunk) -> None:
@@ -74,13 +85,13 @@ def csv_line_of_row(path: Path, row: int) -> int | None:
 
 
 def _scan(path: Path, fmt: TraceFormat, ledger: SkipLedger, limit: int | None, chunks: Iterator[RawChunk],
-          max_tokens: int) -> tuple[list[Chunk], int]:
+          max_tokens: int, blocks: _Blocks) -> tuple[list[Chunk], int]:
     """Validate chunks and keep valid rows (file order) until ``limit`` of them."""
     kept: list[Chunk] = []
     n_kept = rows_read = 0
     with contextlib.closing(chunks):  # a limit stops early: the reader's file is closed now, not at exit
         for raw in chunks:
-            reason, col_reasons, cols, chunk = _validate(path, fmt, raw, max_tokens)
+            reason, col_reasons, cols, chunk = _validate(path, fmt, raw, max_tokens, blocks)
             ok = reason == 0
             stop = len(reason)
             if limit is not None and n_kept + int(ok.sum()) >= limit:
@@ -96,7 +107,32 @@ def _scan(path: Path, fmt: TraceFormat, ledger: SkipLedger, limit: int | None, c
     return kept, rows_read
 
 
-def _validate(path: Path, fmt: TraceFormat, raw: RawChunk, max_tokens: int):
+@dataclass(slots=True)
+class _Blocks:
+    """The block size of a trace's hash_ids: inferred from its first chunk (``infer_block_tokens``), then
+    every record is checked against it."""
+
+    tokens: int | None = None
+    records: int = 0  # valid records it was inferred from
+
+
+def _block_check(path: Path, fmt: TraceFormat, chunk: Chunk, prior: np.ndarray, blocks: _Blocks) -> np.ndarray:
+    """``hash_ids_length_mismatch`` where a record otherwise valid holds other than ceil(input_length /
+    block size) hash ids."""
+    ok = prior == 0
+    lengths = chunk.hash_ids.lengths
+    if blocks.tokens is None:
+        blocks.tokens, ties = infer_block_tokens(chunk.input_tokens[ok], lengths[ok], fmt.block_tokens)
+        blocks.records = int(ok.sum())
+        if len(ties) > 1:
+            sizes = f"{ties[0]} or {ties[1]}{' or more' if len(ties) > 2 else ''}"
+            raise TraceError(f"{path}: cannot tell the block size of the hash_ids: blocks of {sizes} tokens fit as "
+                             f"many of the first {blocks.records:,} valid records (each one block long)")
+    return np.where(ok & hash_ids_mismatch(chunk.input_tokens, lengths, blocks.tokens),
+                    CODE["hash_ids_length_mismatch"], 0).astype(np.int8)
+
+
+def _validate(path: Path, fmt: TraceFormat, raw: RawChunk, max_tokens: int, blocks: _Blocks):
     """A chunk's first failing reason per row, each column's reasons, and its parsed values."""
     if fmt.kind == "csv":
         if not isinstance(raw.frame, dict):
@@ -107,6 +143,9 @@ def _validate(path: Path, fmt: TraceFormat, raw: RawChunk, max_tokens: int):
     if raw.malformed is not None and raw.malformed.any():  # charged that reason first
         cols = [None] + cols
         col_reasons = [np.where(raw.malformed, CODE["malformed_row"], 0).astype(np.int8)] + col_reasons
+    if chunk.hash_ids is not None:
+        cols.append("hash_ids")
+        col_reasons.append(_block_check(path, fmt, chunk, combine(*col_reasons), blocks))
     # Prompt + output above the bound: skipped before any array is sized by it.
     too_big = np.nan_to_num(chunk.input_tokens) + np.nan_to_num(chunk.output_tokens) > max_tokens
     cols.append(None)
@@ -120,22 +159,26 @@ def _malformed_jsonl(path: Path, line: int | None) -> str | None:
     return None if raw is None else f"{json_line_problem(raw)}, {JSONL_EXPECTED}"
 
 
-def _collect(path: Path, fmt: TraceFormat, ledger: SkipLedger, limit: int | None, max_tokens: int) -> tuple[list[Chunk], int]:
+def _collect(path: Path, fmt: TraceFormat, ledger: SkipLedger, limit: int | None, max_tokens: int,
+             blocks: _Blocks) -> tuple[list[Chunk], int]:
     ledger.row_label = "row" if fmt.kind == "csv" else "record"
     if fmt.kind == "jsonl":
         ledger.explain = {"malformed_row": lambda line: _malformed_jsonl(path, line)}
-        return _scan(path, fmt, ledger, limit, jsonl_chunks(path, fmt.signature, fmt.optional, fmt.id_lists), max_tokens)
+        return _scan(path, fmt, ledger, limit, jsonl_chunks(path, fmt.signature, fmt.optional, fmt.id_lists), max_tokens,
+                     blocks)
     ledger.line_of_row = lambda row: csv_line_of_row(path, row)
     header = first_line(path)
     _require_columns(path, fmt, csv_fields(header), header)
     try:
         try:
-            return _scan(path, fmt, ledger, limit, csv_chunks(path, fmt.signature, fmt.optional, tolerant=False), max_tokens)
+            return _scan(path, fmt, ledger, limit, csv_chunks(path, fmt.signature, fmt.optional, tolerant=False), max_tokens,
+                         blocks)
         except CsvParserError:
             pass
         ledger.counts.clear()  # rescan from the start, charging rows with too many fields in place
         try:
-            return _scan(path, fmt, ledger, limit, csv_chunks(path, fmt.signature, fmt.optional, tolerant=True), max_tokens)
+            return _scan(path, fmt, ledger, limit, csv_chunks(path, fmt.signature, fmt.optional, tolerant=True), max_tokens,
+                         blocks)
         except CsvParserError as exc:
             raise TraceError(f"{path}: malformed CSV: {quote(str(exc))}") from None
     except UnicodeDecodeError as exc:
@@ -146,6 +189,29 @@ def _dense_codes(labels: pa.Array) -> np.ndarray:
     """Dense int64 codes of text labels in order of first appearance; -1 for null."""
     indices = labels.dictionary_encode().indices
     return np.where(valid(indices), numpy_view(indices), -1).astype(np.int64)
+
+
+def chat_sessions(path: Path, chat: np.ndarray, parent: np.ndarray) -> np.ndarray:
+    """Dense session codes (order of first appearance) of records chained by their parent chat ids
+    (-1: a first turn): a record's session is its first turn's chat id, found by pointer doubling; a
+    parent not in the trace (before its start, or past a limit) roots a session of its own. A chain that
+    loops is bad input."""
+    order = np.argsort(chat, kind="stable")
+    at = np.searchsorted(chat[order], parent).clip(0, len(chat) - 1)
+    found = (parent >= 0) & (chat[order][at] == parent)
+    up = np.where(found, order[at], -1)  # the parent's record (its first, if chat ids repeat)
+    root_label = np.where(parent >= 0, parent, chat)  # a record without a parent record: its own session
+    for _ in range(64):
+        step = up >= 0
+        if not step.any():
+            break
+        nxt = np.where(step, up[np.where(step, up, 0)], -1)
+        root_label = np.where(step, root_label[np.where(step, up, 0)], root_label)
+        up = nxt
+    else:
+        raise TraceError(f"{path}: parent_chat_id chains loop (a chat is its own ancestor), so sessions cannot be told")
+    codes = pa.array(root_label).dictionary_encode().indices
+    return numpy_view(codes).astype(np.int64)
 
 
 def load_trace(workload: WorkloadConfig, block_size: int, sha256: str | None = None) -> Trace:
@@ -167,8 +233,14 @@ def load_trace(workload: WorkloadConfig, block_size: int, sha256: str | None = N
     fmt = FORMATS[name]
     if workload.time_unit is not None and fmt.time_unit is None:
         raise ConfigError(f"{path}: {name} timestamps are datetimes; workload.time_unit does not apply to them")
+    variant = None
+    if fmt.variants:  # told by the keys any record has, as the optional keys are read
+        first = json_object(first_line(path).encode()) or {}
+        variant = variant_of(fmt, lambda key: key in first or some_record_has(path, key))
+    time_unit = None if fmt.time_unit is None else workload.time_unit or (variant or fmt).time_unit
     ledger = SkipLedger(str(path), workload.strict_validation)
-    kept, rows_read = _collect(path, fmt, ledger, workload.limit, request_token_bound(workload))
+    blocks = _Blocks()
+    kept, rows_read = _collect(path, fmt, ledger, workload.limit, request_token_bound(workload), blocks)
     if not sum(len(c.arrival) for c in kept):
         raise no_usable_requests(str(path), rows_read, ledger.counts)
 
@@ -176,14 +248,16 @@ def load_trace(workload: WorkloadConfig, block_size: int, sha256: str | None = N
         return np.concatenate([getattr(c, attr) for c in kept]).astype(dtype)
 
     arrival = cat("arrival", np.float64)
-    if fmt.time_unit is not None:
-        arrival = arrival * TIME_UNITS[workload.time_unit or fmt.time_unit]
+    if time_unit is not None:
+        arrival = arrival * TIME_UNITS[time_unit]
     input_tokens = cat("input_tokens", np.int64)
     output_tokens = cat("output_tokens", np.int64)
     n = len(arrival)
     session = np.full(n, -1, dtype=np.int64)
     if kept[0].session is not None:
         session = _dense_codes(pa.concat_arrays([c.session for c in kept]))
+    elif kept[0].parent_id is not None:
+        session = chat_sessions(path, cat("chat_id", np.int64), cat("parent_id", np.int64))
 
     # Arrival order, stable so equal timestamps keep file order; time from the first request.
     order = None if (np.diff(arrival) >= 0).all() else np.argsort(arrival, kind="stable")
@@ -195,22 +269,27 @@ def load_trace(workload: WorkloadConfig, block_size: int, sha256: str | None = N
         return lists if order is None else lists.take(order)
 
     conversion = None
-    if fmt.name == "mooncake":
+    if kept[0].hash_ids is not None:
         lists = ordered(IdLists.concat([c.hash_ids for c in kept]))
         flat, offsets = lists.values, lists.offsets
         kind = "hash_ids"
-        if block_size == MOONCAKE_BLOCK_TOKENS or workload.block_mismatch == "trace":
-            block_size = MOONCAKE_BLOCK_TOKENS  # the trace's own blocks, as given (the Contract's default)
+        trace_tokens = blocks.tokens
+        if trace_tokens != fmt.block_tokens:
+            LOG.warning("kvsim: note: %s: its hash_ids cover %d-token blocks (not %s's %d): the count that matches "
+                        "input_length in %s of the first %s valid records", path, trace_tokens, fmt.name,
+                        fmt.block_tokens, "all" if not ledger.counts.get("hash_ids_length_mismatch") else "most",
+                        f"{blocks.records:,}")
+        if block_size == trace_tokens or workload.block_mismatch == "trace":
+            block_size = trace_tokens  # the trace's own blocks, as given (the Contract's default)
             block_ids, num_unique = bm.intern(flat)
-        elif workload.block_mismatch == "split" and MOONCAKE_BLOCK_TOKENS % block_size == 0:
-            offsets, block_ids, num_unique = bm.split_block_ids(flat, offsets, input_tokens, MOONCAKE_BLOCK_TOKENS,
-                                                                block_size)
-            conversion = f"split {MOONCAKE_BLOCK_TOKENS}-token trace blocks into {block_size}-token blocks"
+        elif workload.block_mismatch == "split" and trace_tokens % block_size == 0:
+            offsets, block_ids, num_unique = bm.split_block_ids(flat, offsets, input_tokens, trace_tokens, block_size)
+            conversion = f"split {trace_tokens}-token trace blocks into {block_size}-token blocks"
         else:
             raise ConfigError(
-                f"{path}: trace blocks are {MOONCAKE_BLOCK_TOKENS} tokens but serving.block_size is {block_size} "
+                f"{path}: trace blocks are {trace_tokens} tokens but serving.block_size is {block_size} "
                 f"(workload.block_mismatch={workload.block_mismatch}); use workload.block_mismatch=trace to replay the "
-                f"trace's blocks, or split with a block_size that divides {MOONCAKE_BLOCK_TOKENS}")
+                f"trace's blocks, or split with a block_size that divides {trace_tokens}")
     elif kept[0].token_ids is not None:
         lists = ordered(IdLists.concat([c.token_ids for c in kept]))
         offsets, keys = bm.token_content_keys(lists.values, lists.offsets, block_size)
@@ -237,6 +316,8 @@ def load_trace(workload: WorkloadConfig, block_size: int, sha256: str | None = N
         block_ids=kind,
         block_tokens=block_size,
         block_conversion=conversion,
+        time_unit=time_unit,
+        variant=None if variant is None else variant.name,
     )
     return Trace(
         arrival_s=arrival,

@@ -100,10 +100,19 @@ class RawChunk:
 # ---------------------------------------------------------------- text checks and chunks
 
 
+# Compressed files by their magic bytes (RFC 1952 gzip, bzip2, xz, Zstandard, zip): named, so a user who
+# downloaded ``trace.csv.gz`` learns to decompress it instead of reading "binary data".
+COMPRESSED = ((b"\x1f\x8b", "gzip", "gunzip"), (b"BZh", "bzip2", "bunzip2"), (b"\xfd7zXZ\x00", "xz", "unxz"),
+              (b"\x28\xb5\x2f\xfd", "Zstandard", "unzstd"), (b"PK\x03\x04", "zip", "unzip"))
+
+
 def check_text(path: Path, head: bytes) -> None:
-    """A trace is UTF-8 text: reject an empty, binary or otherwise encoded file by its first bytes."""
+    """A trace is UTF-8 text: reject an empty, compressed, binary or otherwise encoded file by its first bytes."""
     if not head:
         raise TraceError(f"{path}: the file is empty")
+    for magic, kind, tool in COMPRESSED:
+        if head.startswith(magic) and (kind != "bzip2" or head[3:4].isdigit()):
+            raise TraceError(f"{path}: {kind}-compressed, not a text trace: decompress it first ({tool} {path.name})")
     nul = head.find(b"\x00")
     if nul >= 0:
         raise TraceError(f"{path}: binary data (a NUL byte at offset {nul}), not a text trace")
@@ -412,9 +421,15 @@ def _slow_jsonl(data: bytes, line: int, first_row: int, keys: tuple[str, ...]) -
             lines.append(line + i)
     malformed = np.fromiter((o is None for o in objects), dtype=bool, count=len(objects))
     present = [o if o is not None else {} for o in objects]
-    frame = pd.DataFrame({key: [o.get(key) for o in present] for key in keys})
+    frame = pd.DataFrame({key: [_not_text(o.get(key)) for o in present] for key in keys})
     keys_seen = frozenset(key for key in keys if any(key in o for o in present))
     return RawChunk(frame, first_row, len(objects), malformed, np.asarray(lines, dtype=np.int64), keys_seen)
+
+
+def _not_text(value):
+    """Every key a JSONL format reads holds numbers (or lists of them): a JSON string, even "512", is not
+    one, so it is kept as its JSON spelling (with its quotes), which no number parser reads."""
+    return orjson.dumps(value).decode() if isinstance(value, str) else value
 
 
 def _fast_jsonl(data: bytes, line: int, first_row: int, keys: tuple[str, ...], id_lists: tuple[str, ...]) -> RawChunk | None:
@@ -460,7 +475,7 @@ def _fast_jsonl(data: bytes, line: int, first_row: int, keys: tuple[str, ...], i
     return RawChunk(frame, first_row, n, lines=lines, keys_seen=frozenset(keys))
 
 
-def _some_record_has(path: Path, key: str) -> bool:
+def some_record_has(path: Path, key: str) -> bool:
     """Whether any record of a JSONL file has ``key``: a search of the file's bytes (memory-mapped)
     in which only the lines holding the key's quoted name, or an escape (which could spell it), are parsed."""
     with path.open("rb") as fh:
@@ -485,7 +500,7 @@ def jsonl_chunks(path: Path, required: tuple[str, ...], optional: tuple[str, ...
     without one is missing a value wherever it lies in the file); the values of the ``id_lists``
     keys are lists of integer ids."""
     first = json_object(first_line(path).encode()) or {}
-    keys = required + tuple(key for key in optional if key in first or _some_record_has(path, key))
+    keys = required + tuple(key for key in optional if key in first or some_record_has(path, key))
     line = first_row = 1
     with path.open("rb") as fh:
         if fh.read(len(BOM_BYTES)) != BOM_BYTES:

@@ -37,6 +37,8 @@ class TraceProvenance:
     block_conversion: str | None = None
     inputs_truncated: int = 0  # prompts cut to workload.max_input_tokens
     request_range: tuple[int, int] | None = None  # [first, last) requests used, when a range was selected
+    time_unit: str | None = None  # the unit numeric timestamps were read in (None: datetimes)
+    variant: str | None = None  # a published variant of the format (trace.formats.Variant), told by its keys
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -56,6 +58,8 @@ class TraceProvenance:
             out["inputs_truncated"] = self.inputs_truncated
         if self.request_range is not None:
             out["request_range"] = list(self.request_range)
+        if self.variant is not None:
+            out["variant"] = self.variant
         return out
 
 

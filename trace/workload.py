@@ -70,9 +70,12 @@ def _arrival_span_s(trace: Trace) -> float:
 
 
 def _read_unit(trace: Trace, time_unit: str | None) -> str | None:
-    """The unit a trace's numeric timestamps were read in (the flag's, else the format's own); None for datetimes."""
+    """The unit a trace's numeric timestamps were read in (the flag's, else the format's or its variant's own);
+    None for datetimes."""
     from trace.formats import FORMATS
 
+    if trace.provenance.time_unit is not None:
+        return trace.provenance.time_unit
     fmt = FORMATS.get(trace.provenance.format)
     return None if fmt is None or fmt.time_unit is None else time_unit or fmt.time_unit
 
