@@ -92,6 +92,10 @@ def compute_model(config: Config) -> RooflineCompute | ProfiledCompute | LLMServ
         return ProfiledCompute(VidurProfile.load(directory / "mlp.csv", model, tp), roofline,
                                VidurAttention.load(attention, model, tp, config.serving.block_size)
                                if attention.is_file() else None)
+    if model.is_mla or model.shared_expert_intermediate_size:
+        what = "multi-head latent attention" if model.is_mla else "shared experts"
+        raise ConfigError(f"compute.profile {directory}: an LLMServingSim bundle's operators are q/k/v/o attention and "
+                          f"routed experts, and {config.model} has {what}; use compute.backend 'roofline'")
     compute = LLMServingSimCompute.load(directory, model, tp, config.compute.skew_correction, dp)
     compute.comm = comm
     return compute
