@@ -13,6 +13,7 @@ layer by layer, not read back from kvsim.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -253,6 +254,30 @@ def test_bad_deepseek_keys_are_named(change, words, tmp_path, run_cli):
     path = write_config(tmp_path, {**published("DeepSeek-V2-Lite"), **change})
     message = refused(run_cli, path)
     assert str(path) in message and words in message
+
+
+def test_a_vidur_profile_is_refused_for_a_dense_mla_model(tmp_path, run_cli):
+    path = write_config(tmp_path / "lite", {**published("DeepSeek-V2-Lite"), "n_routed_experts": None})
+    assert not model_spec(str(path)).is_moe and model_spec(str(path)).is_mla  # vLLM: every layer dense
+    (tmp_path / "vidur").mkdir()
+    (tmp_path / "vidur" / "mlp.csv").write_text("")
+    status, _, err = run_cli("--preset", "smoke", "--no-plot", "--quiet", "--set", f"model={path}", "--set",
+                             "compute.backend=profiled", "--set", f"compute.profile={tmp_path / 'vidur'}")
+    assert status == 2 and "Traceback" not in err
+    assert "a Vidur profile times q/k/v/o attention" in err and "multi-head latent attention" in err
+
+
+def test_inconsistent_mla_specs_are_refused():
+    from sim.errors import ConfigError
+    from sim.specs import ModelSpec
+
+    v3 = model_spec("deepseek-v3")
+    with pytest.raises(ConfigError, match="num_kv_heads is 1 and head_dim the latent"):
+        dataclasses.replace(v3, num_kv_heads=128, head_dim=128)  # a models.yaml entry written as config.json gives it
+    with pytest.raises(ConfigError, match="positive integer v_head_dim"):
+        dataclasses.replace(v3, v_head_dim=None)
+    with pytest.raises(ConfigError, match="shared experts need a mixture of experts"):
+        ModelSpec(**{**dataclasses.asdict(model_spec("llama-3-8b")), "shared_expert_intermediate_size": 1024})
 
 
 def test_a_bundle_is_refused_for_mla(tmp_path, run_cli):
