@@ -105,6 +105,22 @@ def test_qwen15_moe_counts(tmp_path):
     assert spec.shared_expert_gate and spec.shared_expert_intermediate_size == 5632 and spec.num_kv_heads == 16
 
 
+def test_qwen2_57b_a14b_counts(tmp_path):
+    # huggingface.co/Qwen/Qwen2-57B-A14B config.json shape keys (Qwen2 technical report, arXiv 2407.10671, table 1:
+    # hidden 3584, 28 layers, 28 query / 4 KV heads, 64 experts, 8 activated, expert width 2560, shared 20480)
+    config = {**published("Qwen1.5-MoE-A2.7B-Chat"), "hidden_size": 3584, "intermediate_size": 18944,
+              "max_position_embeddings": 131072, "moe_intermediate_size": 2560, "num_attention_heads": 28,
+              "num_experts": 64, "num_experts_per_tok": 8, "num_hidden_layers": 28, "num_key_value_heads": 4,
+              "shared_expert_intermediate_size": 20480, "sliding_window": 131072}
+    spec = spec_of(tmp_path, config)
+    attention = 2 * 3584 * 3584 + 2 * 3584 * 512 + 3584 + 2 * 512  # q, o; k, v (4 heads x 128); q/k/v biases
+    moe = 64 * 3584 + 64 * 3 * 3584 * 2560 + 3 * 3584 * 20480 + 3584  # router, experts, shared expert, its gate
+    assert spec.num_parameters == 2 * 151936 * 3584 + 28 * (attention + moe + 2 * 3584) + 3584
+    # Qwen2 report / model card: 57B total, 14B activated ("A14B"), two figures (57.41B and 14.25B counted)
+    assert 56.5e9 <= spec.num_parameters < 57.5e9 and 13.5e9 <= spec.active_parameters < 14.5e9
+    assert spec.kv_bytes_per_token(2, 4) == 2 * 28 * 1 * 128 * 2  # GQA: 4 KV heads over TP 4
+
+
 # Each fixture equals its profiles/models.yaml entry: tests/test_model_config.py MODELS.
 
 
