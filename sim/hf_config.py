@@ -18,6 +18,7 @@ Each problem is one exit-2 line naming the file, as for the calibration profiles
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -240,8 +241,6 @@ def _mla_model_spec(name: str, keys: _Keys, family: Family, digest: str) -> Mode
     sliding window, other layer kinds and quantized checkpoints are refused as for the other families. The MTP
     module (num_nextn_predict_layers) is not counted: vLLM's DeepseekV2ForCausalLM skips its weights
     (``get_spec_layer_idx_from_weight_name``) unless a speculative config serves it, which kvsim does not model."""
-    import dataclasses
-
     from sim.specs import ModelSpec
 
     config, path = keys.config, keys.path
