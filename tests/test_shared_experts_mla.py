@@ -216,6 +216,28 @@ def test_work_counter_counts_what_the_roofline_prices():
     assert counter.flops(totals) == pytest.approx(expected, rel=1e-12)
 
 
+@pytest.mark.parametrize("model, aside", [
+    ("deepseek-v2-lite", 27 * (2 * 2048 + 512) + 2048),  # RMSNorms: two a layer, kv_a_layernorm, the final one
+    ("qwen1.5-moe-a2.7b", 24 * (2 * 2048 + 3 * 2048) + 2048),  # RMSNorms and q/k/v biases
+])
+def test_a_prompts_linear_flops_are_twice_its_active_parameters(model, aside):
+    """As tests/test_serving_metrics.py checks for a dense model: attention and LM head aside, a prompt's FLOPs are
+    2 x (active parameters - embedding and LM head - norms and biases) x tokens at TP 1: the dense first layer,
+    MLA's projections, the shared experts and num_experts_per_tok routed experts per token."""
+    from sim.serving.compute import StepShape
+    from sim.serving.utilization import WorkCounter, WorkTotals
+
+    r, spec = roofline(model, 1), model_spec(model)
+    shape = StepShape()
+    shape.add_prefill(1024, 0)
+    work = WorkTotals()
+    work.add_step(shape, 1.0)
+    attention = spec.num_layers * r.attention_flops(shape.prefill_pairs, 0, 0)
+    head = 2 * spec.vocab_size * spec.hidden_size
+    body = 2 * (spec.active_parameters - 2 * spec.vocab_size * spec.hidden_size - aside) * 1024
+    assert WorkCounter(r).flops(work) - attention - head == pytest.approx(body, rel=1e-12)
+
+
 # ---------------------------------------------------------------- layouts and defaults
 
 

@@ -77,6 +77,7 @@ class WorkCounter:
         self.roofline = r
         self.layers = m.num_layers
         self.linear_flops_per_token = 2 * r.layer_params / tp + 2 * r.replicated_params
+        self.attn_flops_per_pair = r.attn_flops_per_pair  # decode pairs (MLA: prefill pairs differ, attention_flops)
         self.layer_weight_bytes = r.layer_weight_bytes
         self.act_bytes_per_token = r.act_bytes_per_token / tp
         self.moe_layers = m.moe_layers
