@@ -1,12 +1,16 @@
 """A model's shape from its Hugging Face ``config.json`` (``model: PATH``), for the families kvsim models.
 
 The roofline compute model (``sim.serving.compute``) and the KV size assume a decoder-only transformer
-whose every layer has full attention (q, k, v, o projections) and either an MLP (gate, up and down
+whose every layer has full attention (q, k, v, o projections; or DeepSeek's multi-head latent attention,
+deepseek_v2 and deepseek_v3, whose cache holds one latent per token) and either an MLP (gate, up and down
 matrices; or a plain up, down MLP as Phi's) or a mixture of gated MLPs behind a router (Qwen3-MoE,
-Mixtral, Phi-MoE: routed experts only). The families below are built that way by transformers or by the
-model's own code (``trust_remote_code``: Qwen 1, InternLM); any other ``model_type`` (shared experts such
-as qwen2_moe, MLA such as deepseek_v3) is refused rather than run as something it is not, and so are
-layers of different attention kinds and quantized checkpoints, which those models do not describe. A
+Mixtral, Phi-MoE: routed experts only; Qwen2-MoE and DeepSeek: routed experts beside shared experts that
+every token runs; DeepSeek's first layers dense). The families below are built that way by transformers or
+by the model's own code (``trust_remote_code``: Qwen 1, InternLM, DeepSeek); any other ``model_type`` is
+refused rather than run as something it is not, and so are layers of different attention kinds, DeepSeek's
+sparse-attention indexer (V3.2) and quantized checkpoints (DeepSeek-V3's published FP8 config.json among
+them), which those models do not describe. DeepSeek's MTP module (num_nextn_predict_layers) is not counted:
+vLLM loads it only for MTP speculative decoding, which kvsim does not model. A
 sliding window narrower than the context bounds the requests served (``ModelSpec.longest_request``).
 Each problem is one exit-2 line naming the file, as for the calibration profiles
 (``sim.serving.profile_files``).
@@ -14,6 +18,7 @@ Each problem is one exit-2 line naming the file, as for the calibration profiles
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -35,11 +40,17 @@ class Experts:
     """How a mixture-of-experts family gives its experts (transformers' config class defaults; ``num_experts`` and
     ``num_local_experts`` are one key there, aliased by the classes' ``attribute_map``)."""
 
-    num_experts: int  # default number of routed experts
-    experts_per_token: int  # default num_experts_per_tok
+    num_experts: int | None  # default number of routed experts (None: a required key)
+    experts_per_token: int | None  # default num_experts_per_tok (None: a required key)
     width_key: str  # the key giving one expert's MLP width
     width_default: int | None = None  # its default (None: a required key)
     sparse_layout: bool = False  # decoder_sparse_step and mlp_only_layers pick the MoE layers (Qwen3MoeConfig)
+    # DeepSeek: n_routed_experts names the routed experts (null: every layer dense), layer i is MoE when
+    # i >= first_k_dense_replace and i % moe_layer_freq == 0 (vLLM DeepseekV2DecoderLayer)
+    deepseek_layout: bool = False
+    shared_width_key: str | None = None  # Qwen2-MoE: shared_expert_intermediate_size (0: none)
+    shared_width_default: int | None = None
+    shared_expert_gate: bool = False  # Qwen2-MoE: a sigmoid gate Linear(hidden, 1) on the shared expert
 
 
 @dataclass(frozen=True)
@@ -75,6 +86,7 @@ class Family:
     sliding_window: int | None = None
     sliding_window_switch: str | None = None  # the boolean that turns the window on (None: on whenever set)
     experts: Experts | None = None  # a mixture of experts in place of the MLP (None: dense)
+    mla: bool = False  # multi-head latent attention (DeepSeek-V2/V3) in place of q/k/v/o
 
 
 LLAMA_BIASES = (BiasSwitch("attention_bias", ("qkv", "o")), BiasSwitch("mlp_bias", ("mlp",)))
@@ -126,7 +138,26 @@ FAMILIES: dict[str, Family] = {
     # biases) behind a router without bias, in every layer.
     "phimoe": Family(bias_switches=(BiasSwitch("attention_bias", ("qkv", "o")), BiasSwitch("lm_head_bias", ("lm_head",))),
                      norm_vectors=2, num_key_value_heads=8, experts=Experts(16, 2, "intermediate_size")),
+    # Qwen2MoeConfig (Qwen1.5-MoE-A2.7B, Qwen2-57B-A14B; transformers configuration_qwen2_moe.py, vLLM qwen2_moe.py):
+    # Qwen2 attention (q/k/v biases), num_key_value_heads 16, window as Qwen2; 60 experts, 4 per token,
+    # moe_intermediate_size 1408, decoder_sparse_step 1, mlp_only_layers []; every MoE layer adds a shared expert
+    # (a gated MLP shared_expert_intermediate_size 5632 wide, MergedColumnParallel + RowParallel in vLLM: split
+    # over TP) scaled by sigmoid(shared_expert_gate), a Linear(hidden, 1) without bias held whole on every rank.
+    "qwen2_moe": Family(biases=("qkv",), num_key_value_heads=16, sliding_window=4096,
+                        sliding_window_switch="use_sliding_window",
+                        experts=Experts(60, 4, "moe_intermediate_size", 1408, sparse_layout=True,
+                                        shared_width_key="shared_expert_intermediate_size", shared_width_default=5632,
+                                        shared_expert_gate=True)),
+    # DeepseekV2Config / DeepseekV3Config (DeepSeek-V2, V2-Lite, V3, R1; Kimi K2 is deepseek_v3 too): multi-head
+    # latent attention (vLLM deepseek_v2.py DeepseekV2MLAAttention; no biases) and, from layer
+    # first_k_dense_replace on every moe_layer_freq-th layer, n_routed_experts experts moe_intermediate_size wide
+    # (num_experts_per_tok per token) beside n_shared_experts shared ones (vLLM: one DeepseekV2MLP
+    # n_shared_experts × moe_intermediate_size wide, split over TP); the first layers a dense MLP of
+    # intermediate_size. Every shape key is required (the two classes' defaults differ; none is taken).
+    "deepseek_v2": Family(mla=True, experts=Experts(None, None, "moe_intermediate_size", deepseek_layout=True)),
+    "deepseek_v3": Family(mla=True, experts=Experts(None, None, "moe_intermediate_size", deepseek_layout=True)),
 }
+MLA_KEYS = ("kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim")
 
 # Keys every config.json must give (transformers has defaults for them, but a model's shape taken from
 # a library default is a mistake waiting to happen).
@@ -165,6 +196,8 @@ def hf_model_spec(name: str) -> ModelSpec:
     config, digest = read_hf_config(path)
     family, keys = _family(config, path), _Keys(config, path)
     layers, hidden, heads, intermediate, vocab, context = (keys.positive(k) for k in REQUIRED)
+    if family.mla:
+        return _mla_model_spec(name, keys, family, digest)
     kv_heads = heads if family.multi_head_only else keys.positive("num_key_value_heads",
                                                                    family.num_key_value_heads or heads)
     if family.head_dim is None and config.get(family.head_dim_key) is None and hidden % heads:
@@ -181,11 +214,7 @@ def hf_model_spec(name: str) -> ModelSpec:
         raise ConfigError(f"model config {path}: num_attention_heads {heads} is not a multiple of "
                           f"num_key_value_heads {kv_heads}")
     window = _sliding_window(keys, family, context)
-    quantization = config.get("quantization_config")
-    if quantization is not None:
-        method = quantization.get("quant_method") if isinstance(quantization, dict) else quantization
-        raise ConfigError(f"model config {path}: a quantized checkpoint (quantization_config {quote(method)}) is not "
-                          "modelled: weights take serving.dtype; use the unquantized model's config.json")
+    _refuse_quantized(keys)
     moe = _experts(keys, family, layers)
     return ModelSpec(
         name=name, num_layers=layers, hidden_size=hidden, num_attention_heads=heads, num_kv_heads=kv_heads,
@@ -198,16 +227,65 @@ def hf_model_spec(name: str) -> ModelSpec:
     )
 
 
+def _refuse_quantized(keys: _Keys) -> None:
+    quantization = keys.config.get("quantization_config")
+    if quantization is not None:
+        method = quantization.get("quant_method") if isinstance(quantization, dict) else quantization
+        raise ConfigError(f"model config {keys.path}: a quantized checkpoint (quantization_config {quote(method)}) is "
+                          "not modelled: weights take serving.dtype; use the unquantized model's config.json")
+
+
+def _mla_model_spec(name: str, keys: _Keys, family: Family, digest: str) -> ModelSpec:
+    """DeepSeek-V2/V3: multi-head latent attention and DeepSeek's experts (``Family.mla``). The KV cache holds the
+    latent (num_kv_heads 1, head_dim kv_lora_rank + qk_rope_head_dim, as vLLM's MLA backends see it); a
+    sliding window, other layer kinds and quantized checkpoints are refused as for the other families. The MTP
+    module (num_nextn_predict_layers) is not counted: vLLM's DeepseekV2ForCausalLM skips its weights
+    (``get_spec_layer_idx_from_weight_name``) unless a speculative config serves it, which kvsim does not model."""
+    from sim.specs import ModelSpec
+
+    config, path = keys.config, keys.path
+    layers, hidden, heads, intermediate, vocab, context = (keys.positive(k) for k in REQUIRED)
+    lora, nope, rope, v_dim = (keys.positive(k) for k in MLA_KEYS)
+    q_lora = keys.positive("q_lora_rank") if config.get("q_lora_rank") is not None else None  # null: one q_proj
+    if config.get("layer_types") is not None or config.get("sliding_window") is not None:
+        raise ConfigError(f"model config {path}: layer_types or sliding_window with multi-head latent attention are "
+                          "not modelled")
+    if config.get("index_topk") is not None:  # DeepSeek-V3.2's sparse attention indexer
+        raise ConfigError(f"model config {path}: key 'index_topk' (DeepSeek sparse attention) is not modelled")
+    _refuse_quantized(keys)
+    moe = _experts(keys, family, layers)
+    fields = dict(
+        name=name, num_layers=layers, hidden_size=hidden, num_attention_heads=heads, num_kv_heads=1,
+        head_dim=lora + rope, intermediate_size=intermediate, vocab_size=vocab, max_position_embeddings=context,
+        source=f"{path} (sha256 {digest})", q_lora_rank=q_lora, kv_lora_rank=lora, qk_nope_head_dim=nope,
+        qk_rope_head_dim=rope, v_head_dim=v_dim, **(moe.fields() if moe is not None else {}))
+    shape = ModelSpec(num_parameters=0, **fields)
+    # per layer: the projections, q_a_layernorm (with q_lora_rank) and kv_a_layernorm (RMSNorm weights)
+    attention = shape.attention_parameters + (q_lora or 0) + lora
+    count = _parameter_count(keys, family, layers, hidden, 0, 0, 0, intermediate, vocab, moe, attention=attention)
+    return dataclasses.replace(shape, num_parameters=count)
+
+
 @dataclass(frozen=True)
 class _MoE:
     experts: int
     per_token: int
     width: int
     layers: int
+    shared_width: int | None = None  # the shared experts' total width (None: none)
+    shared_gate: bool = False
+    router_bias: bool = False  # DeepSeek-V3's e_score_correction_bias (topk_method noaux_tc): one value per expert
 
-    def fields(self) -> dict[str, int]:
+    def fields(self) -> dict[str, Any]:
         return {"num_experts": self.experts, "num_experts_per_tok": self.per_token,
-                "moe_intermediate_size": self.width, "num_moe_layers": self.layers}
+                "moe_intermediate_size": self.width, "num_moe_layers": self.layers,
+                "shared_expert_intermediate_size": self.shared_width, "shared_expert_gate": self.shared_gate}
+
+    def layer_parameters(self, hidden: int) -> int:
+        """One MoE layer's router (and its bias), routed experts, shared experts and their gate."""
+        shared = 3 * hidden * (self.shared_width or 0) + (hidden if self.shared_gate else 0)
+        router = hidden * self.experts + (self.experts if self.router_bias else 0)
+        return router + self.experts * 3 * hidden * self.width + shared
 
 
 def _experts(keys: _Keys, family: Family, layers: int) -> _MoE | None:
@@ -216,6 +294,8 @@ def _experts(keys: _Keys, family: Family, layers: int) -> _MoE | None:
     if spec is None:
         return None
     config, path = keys.config, keys.path
+    if spec.deepseek_layout:
+        return _deepseek_experts(keys, spec, layers)
     named = [k for k in ("num_experts", "num_local_experts") if config.get(k) is not None]
     if len(named) == 2 and config["num_experts"] != config["num_local_experts"]:
         raise ConfigError(f"model config {path}: num_experts {quote(config['num_experts'])} and num_local_experts "
@@ -235,7 +315,30 @@ def _experts(keys: _Keys, family: Family, layers: int) -> _MoE | None:
                               f"{layers}, got {quote(dense)}")
         dense_layers = set(dense)
         moe_layers = sum(1 for i in range(layers) if i not in dense_layers and (i + 1) % step == 0)
-    return _MoE(experts, per_token, width, moe_layers) if moe_layers else None
+    shared = None
+    if spec.shared_width_key is not None:  # Qwen2MoeSparseMoeBlock: a shared expert unless its width is 0
+        shared = keys.count(spec.shared_width_key, spec.shared_width_default) or None
+    return _MoE(experts, per_token, width, moe_layers, shared, spec.shared_expert_gate) if moe_layers else None
+
+
+def _deepseek_experts(keys: _Keys, spec: Experts, layers: int) -> _MoE | None:
+    """DeepSeek's MoE block (vLLM DeepseekV2MoE): routed experts from layer first_k_dense_replace on, every
+    moe_layer_freq-th layer; n_shared_experts shared experts as one MLP n × moe_intermediate_size wide."""
+    config, path = keys.config, keys.path
+    if config.get("n_routed_experts") is None:  # vLLM: no MoE layer
+        return None
+    experts = keys.positive("n_routed_experts")
+    per_token = keys.positive("num_experts_per_tok")
+    if per_token > experts:
+        raise ConfigError(f"model config {path}: num_experts_per_tok {per_token} exceeds the {experts} experts")
+    width = keys.positive(spec.width_key)
+    first_dense = keys.count("first_k_dense_replace", 0)
+    freq = keys.positive("moe_layer_freq", 1)
+    moe_layers = sum(1 for i in range(layers) if i >= first_dense and i % freq == 0)
+    shared = keys.count("n_shared_experts", 0) * width or None
+    if not moe_layers:
+        return None
+    return _MoE(experts, per_token, width, moe_layers, shared, router_bias=config.get("topk_method") == "noaux_tc")
 
 
 def _family(config: dict[str, Any], path: Path) -> Family:
@@ -244,8 +347,7 @@ def _family(config: dict[str, Any], path: Path) -> Family:
         raise ConfigError(f"model config {path}: no model_type (not a Hugging Face model config.json?)")
     if not isinstance(model_type, str) or model_type not in FAMILIES:
         raise ConfigError(f"model config {path}: model_type {quote(model_type)} is not modelled: the compute model is a "
-                          f"decoder with an MLP or routed experts ({', '.join(FAMILIES)}; not shared experts "
-                          "or MLA)")
+                          f"decoder with an MLP or experts ({', '.join(FAMILIES)})")
     return FAMILIES[model_type]
 
 
@@ -264,6 +366,16 @@ class _Keys:
             return default
         if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_DIMENSION:
             raise ConfigError(f"model config {self.path}: key {key!r} must be a positive integer up to "
+                              f"{MAX_DIMENSION:,}, got {quote(value)}")
+        return value
+
+    def count(self, key: str, default: int) -> int:
+        """A non-negative integer (0 allowed: none of something); ``default`` when absent or null."""
+        value = self.config.get(key)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_DIMENSION:
+            raise ConfigError(f"model config {self.path}: key {key!r} must be a non-negative integer up to "
                               f"{MAX_DIMENSION:,}, got {quote(value)}")
         return value
 
@@ -302,17 +414,19 @@ def _biased_parts(keys: _Keys, family: Family) -> set[str]:
 
 
 def _parameter_count(keys: _Keys, family: Family, layers: int, hidden: int, q_dim: int, kv_dim: int,
-                     head_dim: int, intermediate: int, vocab: int, moe: _MoE | None = None) -> int:
+                     head_dim: int, intermediate: int, vocab: int, moe: _MoE | None = None,
+                     attention: int | None = None) -> int:
     """Parameters from the shapes: embeddings, the LM head unless tied to them, per layer the q/k/v/o
-    projections, the MLP's matrices (gate, up, down; a plain MLP up, down; in an MoE layer: the router and every
-    expert's), the norms (RMSNorm: a weight; LayerNorm: weight and bias) and the family's biases and q/k
-    norms, and the final norm."""
+    projections (``attention``: MLA's projections and norms instead), the MLP's matrices (gate, up, down; a plain
+    MLP up, down; in an MoE layer: the router and every expert's, the shared experts and their gate), the norms
+    (RMSNorm: a weight; LayerNorm: weight and bias) and the family's biases and q/k norms, and the final norm."""
     moe_layers = moe.layers if moe is not None else 0
     mlp_matrices = 3 if family.gated_mlp else 2
-    per_layer = 2 * hidden * q_dim + 2 * hidden * kv_dim + family.norms_per_layer * family.norm_vectors * hidden
+    projections = 2 * hidden * q_dim + 2 * hidden * kv_dim if attention is None else attention
+    per_layer = projections + family.norms_per_layer * family.norm_vectors * hidden
     mlps = (layers - moe_layers) * mlp_matrices * hidden * intermediate
     if moe is not None:
-        mlps += moe_layers * (hidden * moe.experts + moe.experts * 3 * hidden * moe.width)
+        mlps += moe_layers * moe.layer_parameters(hidden)
     biased = _biased_parts(keys, family)
     per_layer += (q_dim + 2 * kv_dim if "qkv" in biased else 0) + (hidden if "o" in biased else 0)
     if "mlp" in biased:

@@ -30,6 +30,17 @@ class ModelSpec:
     ``num_parameters`` counts every parameter (the weights held in memory); ``active_parameters`` those a
     token computes with. ``intermediate_size`` is the MLP's hidden width (each of gate and up's outputs);
     ``gated_mlp`` False for a plain MLP (up, activation, down: Phi's fc1 -> gelu -> fc2) of two matrices, not three.
+
+    Shared experts (Qwen2-MoE, DeepSeek): every MoE layer also runs a gated MLP of width
+    ``shared_expert_intermediate_size`` on every token (DeepSeek's ``n_shared_experts`` experts are one MLP
+    n × ``moe_intermediate_size`` wide, as vLLM builds them), sharded over TP like the dense MLP; Qwen2-MoE
+    scales it by a sigmoid gate (hidden × 1, replicated) when ``shared_expert_gate``.
+
+    Multi-head latent attention (DeepSeek-V2/V3: ``kv_lora_rank`` set) replaces q/k/v/o with q_a/q_b (or q_proj
+    when ``q_lora_rank`` is None), kv_a_proj_with_mqa, kv_b_proj and o_proj; the KV cache holds one latent of
+    ``kv_lora_rank + qk_rope_head_dim`` values per token and layer. Such a spec gives ``num_kv_heads`` 1 and
+    ``head_dim`` that latent width, as vLLM's MLA backends see the cache (``MLAAttentionSpec``: one vector, not
+    K and V, on every TP rank).
     """
 
     name: str
@@ -50,6 +61,14 @@ class ModelSpec:
     num_experts_per_tok: int | None = None  # experts each token is routed to (top-k)
     moe_intermediate_size: int | None = None  # one expert's gated-MLP width
     num_moe_layers: int | None = None  # layers whose MLP is the experts (the rest are dense)
+    shared_expert_intermediate_size: int | None = None  # the always-on shared experts' total width (None: none)
+    shared_expert_gate: bool = False  # a sigmoid gate (hidden x 1) scales the shared experts (Qwen2-MoE)
+    # Multi-head latent attention (None: q/k/v/o attention)
+    q_lora_rank: int | None = None  # q_a_proj's width (None with MLA: one q_proj, as DeepSeek-V2-Lite)
+    kv_lora_rank: int | None = None  # the cached latent's compressed K/V part
+    qk_nope_head_dim: int | None = None  # per-head query/key width without rotary embedding
+    qk_rope_head_dim: int | None = None  # the rotary part (one shared key part, cached beside the latent)
+    v_head_dim: int | None = None  # per-head value width
 
     def __post_init__(self) -> None:
         if not isinstance(self.gated_mlp, bool):
@@ -57,8 +76,18 @@ class ModelSpec:
         window = self.sliding_window
         if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window <= 0):
             raise ConfigError(f"model {self.name!r}: sliding_window must be a positive integer (got {window!r})")
+        self._check_mla()
+        shared = self.shared_expert_intermediate_size
+        if shared is not None and (isinstance(shared, bool) or not isinstance(shared, int) or shared <= 0):
+            raise ConfigError(f"model {self.name!r}: shared_expert_intermediate_size must be a positive integer "
+                              f"(got {shared!r})")
+        if not isinstance(self.shared_expert_gate, bool):
+            raise ConfigError(f"model {self.name!r}: shared_expert_gate must be true or false "
+                              f"(got {self.shared_expert_gate!r})")
         moe = (self.num_experts, self.num_experts_per_tok, self.moe_intermediate_size, self.num_moe_layers)
         if all(v is None for v in moe):
+            if shared is not None or self.shared_expert_gate:
+                raise ConfigError(f"model {self.name!r}: shared experts need a mixture of experts (num_experts ...)")
             return
         if any(v is None or isinstance(v, bool) or not isinstance(v, int) for v in moe):
             raise ConfigError(f"model {self.name!r}: a mixture of experts needs integer num_experts, "
@@ -68,9 +97,72 @@ class ModelSpec:
             raise ConfigError(f"model {self.name!r}: needs 1 <= num_experts_per_tok <= num_experts, "
                               f"moe_intermediate_size > 0 and 1 <= num_moe_layers <= num_layers (got {moe})")
 
+    def _check_mla(self) -> None:
+        dims = {"kv_lora_rank": self.kv_lora_rank, "qk_nope_head_dim": self.qk_nope_head_dim,
+                "qk_rope_head_dim": self.qk_rope_head_dim, "v_head_dim": self.v_head_dim}
+        if all(v is None for v in dims.values()) and self.q_lora_rank is None:
+            return
+        if self.q_lora_rank is not None:
+            dims["q_lora_rank"] = self.q_lora_rank
+        for key, value in dims.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"model {self.name!r}: multi-head latent attention needs a positive integer {key} "
+                                  f"(got {value!r})")
+        latent = self.kv_lora_rank + self.qk_rope_head_dim
+        if (self.num_kv_heads, self.head_dim) != (1, latent):
+            raise ConfigError(f"model {self.name!r}: with multi-head latent attention num_kv_heads is 1 and head_dim "
+                              f"the latent, kv_lora_rank + qk_rope_head_dim = {latent} (got {self.num_kv_heads}, "
+                              f"{self.head_dim})")
+
     @property
     def is_moe(self) -> bool:
         return self.num_experts is not None
+
+    @property
+    def is_mla(self) -> bool:
+        """Multi-head latent attention (DeepSeek-V2/V3)."""
+        return self.kv_lora_rank is not None
+
+    @property
+    def attention_parameters(self) -> int:
+        """One layer's attention projection weights (norms and biases aside). q/k/v/o: hidden × (2 q_dim + 2 kv_dim).
+        MLA: q_a (hidden × q_lora_rank) and q_b (q_lora_rank × heads × qk head) or one q_proj (hidden × heads × qk
+        head), kv_a_proj_with_mqa (hidden × latent), kv_b_proj (kv_lora_rank × heads × (nope + v)), o_proj (heads ×
+        v × hidden); source: vLLM ``DeepseekV2MLAAttention``."""
+        h, heads = self.hidden_size, self.num_attention_heads
+        if not self.is_mla:
+            return h * (2 * heads * self.head_dim + 2 * self.num_kv_heads * self.head_dim)
+        qk_head = self.qk_nope_head_dim + self.qk_rope_head_dim
+        q = h * heads * qk_head if self.q_lora_rank is None else self.q_lora_rank * (h + heads * qk_head)
+        return (q + h * self.head_dim + self.kv_b_parameters + heads * self.v_head_dim * h)
+
+    @property
+    def kv_b_parameters(self) -> int:
+        """MLA's kv_b_proj (kv_lora_rank × heads × (qk_nope + v)): the latent's up-projection (0 without MLA)."""
+        if not self.is_mla:
+            return 0
+        return self.kv_lora_rank * self.num_attention_heads * (self.qk_nope_head_dim + self.v_head_dim)
+
+    @property
+    def replicated_attention_parameters(self) -> int:
+        """Attention weights every TP rank holds whole: MLA's q_a_proj and kv_a_proj_with_mqa (vLLM builds them as
+        ``ReplicatedLinear`` / a ``MergedColumnParallelLinear`` with ``disable_tp``: deepseek_v2.py
+        ``DeepseekV2MLAAttention``); 0 for q/k/v/o attention, whose projections are all split over TP."""
+        if not self.is_mla:
+            return 0
+        return self.hidden_size * ((self.q_lora_rank or 0) + self.head_dim)
+
+    @property
+    def replicated_parameters(self) -> int:
+        """Weights every TP rank holds whole, over all layers (``replicated_attention_parameters``); the routers
+        (replicated too, a few MB) are not counted here, as before."""
+        return self.num_layers * self.replicated_attention_parameters
+
+    @property
+    def shared_expert_parameters(self) -> int:
+        """One MoE layer's shared experts (gate, up, down) and their gate, if any (0 without shared experts)."""
+        width = self.shared_expert_intermediate_size or 0
+        return 3 * self.hidden_size * width + (self.hidden_size if self.shared_expert_gate else 0)
 
     @property
     def moe_layers(self) -> int:
@@ -104,6 +196,11 @@ class ModelSpec:
     def weight_bytes_per_gpu(self, dtype_bytes: int, tensor_parallel_size: int, data_parallel_size: int = 1) -> float:
         """Weights one GPU holds: all of them over the TP ranks, the routed experts over the data-parallel
         group's data_parallel_size × tensor_parallel_size GPUs (``sim.serving.moe``)."""
+        replicated = self.replicated_parameters
+        if replicated:  # MLA: q_a and kv_a projections whole on every rank
+            experts = self.routed_expert_parameters if data_parallel_size > 1 and self.is_moe else 0
+            sharded = self.num_parameters - replicated - experts + experts / data_parallel_size
+            return (sharded / tensor_parallel_size + replicated) * dtype_bytes
         if data_parallel_size == 1 or not self.is_moe:
             return self.num_parameters * dtype_bytes / tensor_parallel_size
         experts = self.routed_expert_parameters
@@ -122,9 +219,13 @@ class ModelSpec:
 
         KV heads are split across TP ranks (replicated when TP exceeds the KV-head count,
         as vLLM does), so one rank holds ``max(1, kv_heads // tp)`` heads.
+        With MLA the cache holds one latent (not K and V) of ``head_dim`` = kv_lora_rank + qk_rope_head_dim
+        values per layer, whole on every TP rank: layers × latent × dtype bytes (vLLM ``MLAAttentionSpec``
+        page size: block × num_kv_heads 1 × head_size, no factor 2; v1/kv_cache_interface.py).
         """
         heads_per_rank = max(1, self.num_kv_heads // tensor_parallel_size)
-        return 2 * self.num_layers * heads_per_rank * self.head_dim * dtype_bytes
+        copies = 1 if self.is_mla else 2
+        return copies * self.num_layers * heads_per_rank * self.head_dim * dtype_bytes
 
 
 @dataclass(frozen=True, slots=True)

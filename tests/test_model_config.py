@@ -185,6 +185,17 @@ MODELS = {
     "qwen-72b": (QWEN_72B, "qwen-72b", 72.3e9),  # Qwen-72B model card: 72B (72.3B in safetensors)
 }
 
+# Shared experts and MLA: the published config.json files in tests/fixtures/hf_configs (their sources and the
+# active-parameter figures: tests/test_shared_experts_mla.py); DeepSeek-V3's without its FP8 quantization_config
+_HF = Path(__file__).resolve().parent / "fixtures" / "hf_configs"
+_V3 = {k: v for k, v in json.loads((_HF / "DeepSeek-V3.json").read_text()).items() if k != "quantization_config"}
+MODELS.update({
+    "deepseek-v3": (_V3, "deepseek-v3", 671e9),  # README_WEIGHTS.md: 671B main model (MTP module aside)
+    "deepseek-v2": (json.loads((_HF / "DeepSeek-V2.json").read_text()), "deepseek-v2", 236e9),  # card: 236B
+    "deepseek-v2-lite": (json.loads((_HF / "DeepSeek-V2-Lite.json").read_text()), "deepseek-v2-lite", 15.7e9),
+    "qwen1.5-moe-a2.7b": (json.loads((_HF / "Qwen1.5-MoE-A2.7B-Chat.json").read_text()), "qwen1.5-moe-a2.7b", 14.3e9),
+})
+
 # Cards that give two figures only: within half a unit of the last one (7.6B: 7.55B to 7.65B)
 CARD_TOLERANCE = {"phi-mini-moe": 0.05 / 7.6}
 
@@ -320,7 +331,7 @@ def test_moe_families_take_transformers_defaults_and_layouts(tmp_path):
     assert not dense.is_moe and dense.active_parameters == dense.num_parameters
 
 
-@pytest.mark.parametrize("model_type", ["qwen2_moe", "deepseek_v3", "gemma2"])
+@pytest.mark.parametrize("model_type", ["deepseek", "gemma2", "qwen3_next"])  # DeepSeek-MoE v1: MHA + experts
 def test_other_model_types_are_refused(model_type, tmp_path, run_cli):
     path = write_config(tmp_path, {**LLAMA_3_8B, "model_type": model_type})
     message = refused(run_cli, path)

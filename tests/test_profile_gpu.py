@@ -101,6 +101,17 @@ def test_a_mixture_of_experts_is_refused_before_timing(profile_gpu, tmp_path, ca
     assert "mixtral-8x7b is a mixture of experts" in capsys.readouterr().err and not out.exists()
 
 
+def test_multi_head_latent_attention_is_refused_before_timing(profile_gpu, tmp_path, capsys):
+    """DeepSeek-V2-Lite without experts (n_routed_experts null): a dense MLP, but MLA, not the q/k/v/o timed here."""
+    from tests.test_shared_experts_mla import published
+    from tests.test_model_config import write_config
+
+    path = write_config(tmp_path / "lite", {**published("DeepSeek-V2-Lite"), "n_routed_experts": None})
+    out = tmp_path / "out"
+    assert profile_gpu.main(["--model", str(path), "--device", "cpu", "--tiny", "--out", str(out)]) == 2
+    assert "multi-head latent attention" in capsys.readouterr().err and not out.exists()
+
+
 def test_a_plain_mlp_is_refused_before_timing(profile_gpu, tmp_path, capsys):
     """phi-2's MLP is fc1 -> gelu -> fc2; this profiler times a gated one, whose table serving would refuse."""
     out = tmp_path / "out"

@@ -110,6 +110,9 @@ def model_shape(name: str) -> Shape:
     if m.is_moe:  # the tables written here are Vidur's dense mlp.csv, which serving refuses for such a model
         raise InputError(f"{name} is a mixture of experts: this profiler times a dense MLP; profile it with "
                          "LLMServingSim's profiler (a bundle with moe.csv) or use compute.backend 'roofline'")
+    if m.is_mla:  # the attention timed here is q/k/v/o over K and V heads
+        raise InputError(f"{name} has multi-head latent attention: this profiler times q/k/v/o attention; use "
+                         "compute.backend 'roofline'")
     if not m.gated_mlp:  # the operators timed here are a gated (SwiGLU) MLP's; serving checks use_gated_mlp
         raise InputError(f"{name} has a plain (non-gated) MLP: this profiler times a gated one; use Vidur's profiler "
                          "(use_gated_mlp false) or compute.backend 'roofline'")

@@ -17,7 +17,10 @@ The plain roofline takes max(C, M); near the ridge point real kernels overlap co
 and memory traffic only partly, and the 2-norm (equal to the max at either extreme, at
 most √2 × it at the ridge) models that without another parameter.
 FLOPs: linear layers 2 × parameters × tokens (once); attention 4 × heads × head_dim ×
-(query, key) pairs, causal within a prefill chunk.
+(query, key) pairs, causal within a prefill chunk. Multi-head latent attention (DeepSeek, ``ModelSpec.is_mla``)
+as vLLM runs it: decode pairs 2 × heads × (latent + kv_lora_rank) (attention over the cached latent after
+weight absorption), prefill pairs 2 × heads × (qk_nope + qk_rope + v) (per-head k and v up-projected), plus
+kv_b_proj over each prefill chunk's cached context; the q_a and kv_a projections are whole on every TP rank.
 Mixture-of-experts layers (``ModelSpec.num_experts``): the linear group is the attention
 projections, the router (replicated on every TP rank: vLLM's ``ReplicatedLinear`` gate) and the
 experts; FLOPs count each token's ``num_experts_per_tok`` experts, weight bytes the distinct experts
@@ -153,34 +156,51 @@ class RooflineCompute:
         m, tp = self.model, self.tensor_parallel_size
         if not 0 < self.flops_efficiency <= 1 or not 0 < self.bandwidth_efficiency <= 1:
             raise ConfigError("compute.flops_efficiency and compute.bandwidth_efficiency must be in (0, 1]")
-        kv_dim = m.num_kv_heads * m.head_dim
-        q_dim = m.num_attention_heads * m.head_dim  # equals hidden_size except in models like Qwen3-32B
-        # q, k, v, o projections and the MLP (gate, up, down; a plain MLP up, down) of one layer
-        self.layer_params = m.hidden_size * (2 * q_dim + 2 * kv_dim) + m.dense_mlp_parameters
+        # q, k, v, o projections (MLA: q_a/q_b, kv_a, kv_b, o) split over TP and the MLP (gate, up, down; a plain
+        # MLP up, down) of one layer; MLA's q_a and kv_a projections are whole on every rank (``replicated_params``)
+        self.replicated_params = m.replicated_attention_parameters
+        attn_params = m.attention_parameters - self.replicated_params
+        self.layer_params = attn_params + m.dense_mlp_parameters
         self.peak = self.gpu.peak_flops * self.flops_efficiency
         self.bandwidth = self.gpu.memory_bandwidth * self.bandwidth_efficiency
         self.attn_flops_per_pair = 4 * m.num_attention_heads * m.head_dim / tp
+        self.prefill_attn_flops_per_pair = self.attn_flops_per_pair
+        self.context_flops_per_token = 0.0
+        if m.is_mla:
+            # vLLM's MLA (v1/attention/backends/mla/common.py): decode absorbs W_UK into q and attends over the
+            # latent, MQA-like with QK width kv_lora_rank + rope (head_dim here) and V width kv_lora_rank; prefill
+            # up-projects the latent with kv_b_proj to per-head k (nope + rope) and v and runs MHA over them, the
+            # cached context's latent too (its chunks through kv_b_proj: ``context_flops_per_token``).
+            # kv_b_proj's FLOPs on each new token (prefill) or absorbed per decode token count with the projections.
+            heads = m.num_attention_heads / tp
+            self.attn_flops_per_pair = 2 * heads * (m.head_dim + m.kv_lora_rank)
+            self.prefill_attn_flops_per_pair = 2 * heads * (m.qk_nope_head_dim + m.qk_rope_head_dim + m.v_head_dim)
+            self.context_flops_per_token = 2 * m.kv_b_parameters / tp
         self.kv_bytes_per_token_layer = m.kv_bytes_per_token(self.kv_dtype_bytes, tp) // m.num_layers
-        self.layer_weight_bytes = self.layer_params * self.dtype_bytes / tp
+        self.layer_weight_bytes = self.layer_params * self.dtype_bytes / tp + self.replicated_params * self.dtype_bytes
         # the MLP's input and its intermediate_size-wide activation, written and read (gated or not)
         self.act_bytes_per_token = 2 * (m.hidden_size + m.intermediate_size) * self.dtype_bytes
         self._decode_fixed_memo: dict[int, tuple[float, float]] = {}
         if m.is_moe:
-            # per MoE layer and GPU: projections and experts split over TP, the router replicated
-            attn_params = m.hidden_size * (2 * q_dim + 2 * kv_dim)
+            # per MoE layer and GPU: projections, shared experts and routed experts split over TP (vLLM builds the
+            # shared experts as a dense MLP: qwen2_moe.py Qwen2MoeMLP, deepseek_v2.py DeepseekV2MLP), the router,
+            # Qwen2-MoE's shared-expert gate and MLA's q_a/kv_a projections whole on every rank
             router_params = m.hidden_size * m.num_experts
-            self.moe_own_flops_per_token = 2 * attn_params / tp + 2 * router_params  # per token of its own
+            gate = m.hidden_size if m.shared_expert_gate else 0
+            shared = m.shared_expert_parameters - gate  # run by every token, read every step
+            whole = router_params + self.replicated_params + gate
+            self.moe_own_flops_per_token = 2 * (attn_params + shared) / tp + 2 * whole  # per token of its own
             self.expert_flops_per_token = 2 * m.num_experts_per_tok * m.expert_parameters / tp  # per routed token
             self.moe_flops_per_token = self.moe_own_flops_per_token + self.expert_flops_per_token
-            self.moe_fixed_bytes = (attn_params / tp + router_params) * self.dtype_bytes
+            self.moe_fixed_bytes = ((attn_params + shared) / tp + whole) * self.dtype_bytes
             self.attn_params, self.router_params = attn_params, router_params
             self.expert_bytes = m.expert_parameters * self.dtype_bytes / tp
-            self.moe_act_bytes_per_token = 2 * (m.hidden_size + m.num_experts_per_tok * m.moe_intermediate_size) * \
-                self.dtype_bytes / tp
+            routed_width = m.num_experts_per_tok * m.moe_intermediate_size + (m.shared_expert_intermediate_size or 0)
+            self.moe_act_bytes_per_token = 2 * (m.hidden_size + routed_width) * self.dtype_bytes / tp
 
     def dense_layer_time(self, tokens: int) -> float:
         """One dense layer's projections and MLP for ``tokens`` tokens."""
-        flops = 2 * self.layer_params * tokens / self.tensor_parallel_size
+        flops = 2 * self.layer_params * tokens / self.tensor_parallel_size + 2 * self.replicated_params * tokens
         traffic = self.layer_weight_bytes + tokens * self.act_bytes_per_token / self.tensor_parallel_size
         return _combine(flops / self.peak, traffic / self.bandwidth)
 
@@ -224,11 +244,19 @@ class RooflineCompute:
         dense = self.dense_layer_time(tokens) if dense_layers else 0.0
         return (dense_layers * dense + m.moe_layers * self.moe_layer_time(tokens, share)) / m.num_layers
 
+    def attention_flops(self, prefill_pairs: float, decode_kv_tokens: float, prefill_context: float) -> float:
+        """One layer's attention FLOPs: (query, key) pairs of prefill and of decode, and with MLA the up-projection
+        of the prefill chunks' cached context (``prefill_context``: Σ KV tokens before the chunks)."""
+        if not self.model.is_mla:
+            return self.attn_flops_per_pair * (prefill_pairs + decode_kv_tokens)
+        return (self.prefill_attn_flops_per_pair * prefill_pairs + self.attn_flops_per_pair * decode_kv_tokens
+                + self.context_flops_per_token * prefill_context)
+
     def attention_layer_time(self, shape: StepShape) -> float:
         pairs = shape.prefill_pairs + shape.decode_kv_tokens
         if pairs == 0:
             return 0.0
-        flops = self.attn_flops_per_pair * pairs
+        flops = self.attention_flops(shape.prefill_pairs, shape.decode_kv_tokens, shape.prefill_context)
         kv_bytes = self.kv_bytes_per_token_layer * (shape.prefill_kv_tokens + shape.decode_kv_tokens + shape.decode_seqs)
         return _combine(flops / self.peak, kv_bytes / self.bandwidth)
 

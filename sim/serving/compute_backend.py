@@ -83,6 +83,10 @@ def compute_model(config: Config) -> RooflineCompute | ProfiledCompute | LLMServ
                               "read it: set compute.backend=profiled to use it, or compute.profile=null for the roofline")
         return roofline
     directory = Path(config.compute.profile)
+    if model.is_mla:  # both kinds time q/k/v/o projections and attention over K and V heads
+        kind = "a Vidur profile" if bundle is None else "an LLMServingSim bundle"
+        raise ConfigError(f"compute.profile {directory}: {kind} times q/k/v/o attention, and {config.model} has "
+                          "multi-head latent attention; use compute.backend 'roofline'")
     if bundle is None:
         if model.is_moe:
             raise ConfigError(f"compute.profile {directory}: a Vidur profile (mlp.csv) has no expert operators, and "
@@ -92,6 +96,9 @@ def compute_model(config: Config) -> RooflineCompute | ProfiledCompute | LLMServ
         return ProfiledCompute(VidurProfile.load(directory / "mlp.csv", model, tp), roofline,
                                VidurAttention.load(attention, model, tp, config.serving.block_size)
                                if attention.is_file() else None)
+    if model.shared_expert_intermediate_size:
+        raise ConfigError(f"compute.profile {directory}: an LLMServingSim bundle times routed experts only, and "
+                          f"{config.model} has shared experts; use compute.backend 'roofline'")
     compute = LLMServingSimCompute.load(directory, model, tp, config.compute.skew_correction, dp)
     compute.comm = comm
     return compute

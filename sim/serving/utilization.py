@@ -76,8 +76,8 @@ class WorkCounter:
         tp = r.tensor_parallel_size
         self.roofline = r
         self.layers = m.num_layers
-        self.linear_flops_per_token = 2 * r.layer_params / tp
-        self.attn_flops_per_pair = r.attn_flops_per_pair
+        self.linear_flops_per_token = 2 * r.layer_params / tp + 2 * r.replicated_params
+        self.attn_flops_per_pair = r.attn_flops_per_pair  # decode pairs (MLA: prefill pairs differ, attention_flops)
         self.layer_weight_bytes = r.layer_weight_bytes
         self.act_bytes_per_token = r.act_bytes_per_token / tp
         self.moe_layers = m.moe_layers
@@ -93,7 +93,9 @@ class WorkCounter:
 
     def flops(self, w: WorkTotals) -> float:
         tokens = w.prefill_tokens + w.decode_tokens
-        per_layer = self.linear_flops_per_token * tokens + self.attn_flops_per_pair * (w.prefill_pairs + w.decode_kv_tokens)
+        context = w.prefill_kv_tokens - w.prefill_tokens
+        attention = self.roofline.attention_flops(w.prefill_pairs, w.decode_kv_tokens, context)
+        per_layer = self.linear_flops_per_token * tokens + attention
         return self.layers * per_layer + self.head_flops_per_row * w.logit_rows
 
     def weight_bytes(self, w: WorkTotals) -> float:
