@@ -231,8 +231,10 @@ def _refuse_quantized(keys: _Keys) -> None:
     quantization = keys.config.get("quantization_config")
     if quantization is not None:
         method = quantization.get("quant_method") if isinstance(quantization, dict) else quantization
+        fp8 = " (an FP8 checkpoint is serving.dtype=fp8 over the same shape)" if method == "fp8" else ""
         raise ConfigError(f"model config {keys.path}: a quantized checkpoint (quantization_config {quote(method)}) is "
-                          "not modelled: weights take serving.dtype; use the unquantized model's config.json")
+                          f"not modelled: weights take serving.dtype{fp8}; use the unquantized model's config.json, or "
+                          "this one without quantization_config")
 
 
 def _mla_model_spec(name: str, keys: _Keys, family: Family, digest: str) -> ModelSpec:
