@@ -115,6 +115,30 @@ def test_cluster_counts_every_copy(run_cli, tmp_path):
     assert cluster["nodes_used"] > 1
 
 
+def test_cluster_a_block_fetched_from_another_nodes_dram_is_read_there(run_cli, tmp_path):
+    """A prefix held in another node's DRAM is read out of that DRAM (README Cluster: the load crosses the
+    source tier's link), so it counts in that tier's ``bytes_read`` as a local DRAM hit does. Hand-made
+    trace, 2 nodes x 1 GPU, round-robin (r0, r2 -> node 0; r1, r3 -> node 1), 4 HBM blocks of 512 tokens:
+    r2's 4 blocks push r0's 3 blocks [1, 2, 3] down to node 0's DRAM; r3 asks for [1, 2, 3] on node 1 and
+    fetches all 3 from there: 3 blocks read, none otherwise (no preemption, no local DRAM hit)."""
+    trace = tmp_path / "remote.jsonl"
+    rows = [(0, 1500, [1, 2, 3]), (10_000, 1000, [20, 21]), (20_000, 2000, [30, 31, 32, 33]), (30_000, 1500, [1, 2, 3])]
+    trace.write_text("".join(json.dumps({"timestamp": t, "input_length": n, "output_length": 1, "hash_ids": ids}) + "\n"
+                             for t, n, ids in rows))
+    out = tmp_path / "r.json"
+    status, _, err = run_cli("--cluster", "--workload-trace", trace, "--router", "round-robin", "--quiet", "--no-plot",
+                             "--report-json", out, "--set", "cluster.num_racks=1", "--set", "cluster.nodes_per_rack=2",
+                             "--set", "hardware.gpus_per_node=1", "--set", "serving.num_gpu_blocks=4")
+    assert status == 0, err[-2000:]
+    metrics = json.loads(out.read_text())["runs"][0]["metrics"]
+    block_bytes = 512 * KV_BYTES_PER_TOKEN
+    assert metrics["preemptions"] == 0
+    assert metrics["cluster"]["hit_blocks"]["dram"] == {"instance": 0, "node": 0, "rack": 3, "cross_rack": 0}
+    assert metrics["tiers"]["dram"]["bytes_read"] == 3 * block_bytes
+    # written: r0's 3 blocks (r2 needs all 4), then 1 of r1's (r3 takes 3 of node 1's 4 blocks)
+    assert metrics["tiers"]["dram"]["bytes_written"] == 4 * block_bytes
+
+
 def test_cluster_tier_link_is_the_shared_bandwidth(run_cli, tmp_path):
     """In the cluster every transfer crosses links shared max-min fairly: a tier copy's link carries its
     shared bandwidth, or its read bandwidth when it has none (so the SSD's default, equal to its read

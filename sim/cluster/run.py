@@ -323,6 +323,8 @@ class ClusterRun(ServingRun):
                     kind, t_rack, t_node, _ = self._place[int(t)]
                     self.hit_blocks[kind, self._scope(kind, t_rack, t_node, inst.index)] += int(count)
                     sources[int(t)] = sources.get(int(t), 0) + int(count)
+                    # read out of that copy, which keeps the blocks (a local copy counts when promoted)
+                    self.arena.count_read(int(t), int(count) * self.block_bytes)
                 hits += found
                 remote_keys = keys[n_local:n_local + found]
         self.rack_hits[rack] += hits
