@@ -235,3 +235,23 @@ def test_a_shared_tier_already_holding_a_block_readmits_it(path):
     assert set(second.resident(1)) == {1, 2}
     assert (dram.stats.insertions, dram.stats.bytes_written, dram.stats.evictions) == (2, 2, 0)
     assert second.touch(2, 5) == 1  # block 2 is still there to hit
+
+
+@pytest.mark.parametrize("mode", ["--cache-only", "--cluster"])
+def test_a_lower_tier_holds_every_tp_ranks_shard_of_a_block(run_cli, tmp_path, mode):
+    """A node's DRAM/SSD and a rack's EIC hold each block's KV from every TP rank (each rank offloads its
+    shard), so 1 GiB holds 1 GiB / (KV per token x 16 tokens) blocks whatever the TP degree: 512 blocks of
+    2 MiB for Llama-3.1-8B. Per-rank bytes (1 MiB at TP 2) counted 1,024, twice what fits. HBM is one GPU's:
+    it holds one shard per block."""
+    full_block = BLOCK_TOKENS * KV_BYTES_PER_TOKEN  # 2 MiB: all 8 KV heads, whichever ranks hold them
+    assert 2**30 // full_block == 512
+    sets = ("serving.tensor_parallel_size=2", "serving.num_instances=1", "cache.tiers.dram.capacity_gib=1",
+            "cache.tiers.eic.capacity_gib=1", "workload.synthetic.num_requests=30")
+    if mode == "--cache-only":
+        sets = tuple(s for s in sets if not s.startswith("serving.num_instances"))
+        metrics = _run(run_cli, tmp_path, mode, sets=sets)
+        assert metrics["capacity_blocks"]["dram"] == metrics["capacity_blocks"]["eic"] == 512
+        assert metrics["block_bytes"] == full_block // 2  # one rank's shard, as HBM holds it
+    else:
+        metrics = _run(run_cli, tmp_path, mode, sets=tuple(s for s in sets if "num_instances" not in s))
+        assert metrics["cluster"]["eic_occupancy"]["capacity_blocks_each"] == 512

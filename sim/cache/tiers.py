@@ -165,6 +165,19 @@ def kv_block_bytes(config: Config) -> int:
     return config.serving.block_size * per_token
 
 
+def stored_block_bytes(config: Config) -> int:
+    """Bytes one KV block takes in a lower tier (a node's DRAM/SSD, a rack's EIC): every TP rank of the
+    instance holds its shard of the block and offloads it there, so ``tensor_parallel_size`` shards
+    (``kv_block_bytes`` each; with replicated KV heads, each rank's copy). The capacity of a lower tier in
+    blocks; HBM, one GPU's, holds one shard per block (``kv_block_bytes``)."""
+    return kv_block_bytes(config) * config.serving.tensor_parallel_size
+
+
+def lower_tier_blocks(capacity_gib: float, config: Config) -> int:
+    """KV blocks that ``capacity_gib`` of a lower tier holds (``stored_block_bytes`` each)."""
+    return int(capacity_gib * GIB // stored_block_bytes(config))
+
+
 def hbm_capacity_blocks(config: Config) -> int:
     """KV blocks that fit in one GPU's HBM (vLLM's way): ``num_gpu_blocks`` if set, else
     (memory × utilisation − weights per rank) / block bytes. Activation memory is not modelled."""
@@ -203,7 +216,6 @@ def build_tiers(config: Config, policy: str, next_use: np.ndarray | None = None,
                 arena: TierArena | None = None, top: bool = True) -> list[Tier]:
     """The enabled tiers, top down, in ``arena`` (a fresh one if None). ``capacity_blocks`` makes a
     single HBM tier of that size; ``top=False`` leaves out HBM (serving: one per instance)."""
-    block_bytes = kv_block_bytes(config)
     specs: list[tuple[str, TierConfig, int]] = []
     if capacity_blocks is not None:
         if capacity_blocks <= 0:
@@ -216,7 +228,7 @@ def build_tiers(config: Config, policy: str, next_use: np.ndarray | None = None,
                 raise ConfigError(f"config key 'cache.tiers.{name}.capacity_gib' must be >= 0, got {tier_cfg.capacity_gib}")
             if name == "hbm" and not top:
                 continue
-            blocks = hbm_capacity_blocks(config) if name == "hbm" else int(tier_cfg.capacity_gib * GIB // block_bytes)
+            blocks = hbm_capacity_blocks(config) if name == "hbm" else lower_tier_blocks(tier_cfg.capacity_gib, config)
             if blocks > 0:
                 specs.append((name, tier_cfg, blocks))
     arena = arena if arena is not None else TierArena(future=next_use)

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from sim.cache.arena_layout import RESIDENT
-from sim.cache.tiers import GIB, TIER_NAMES, Tier, tier_from_config
+from sim.cache.tiers import TIER_NAMES, Tier, lower_tier_blocks, tier_from_config
 from sim.cluster.links import LoadTracker, Path
 from sim.cluster.prefix_index import holders_chain
 from sim.cluster.routers import CLUSTER_ROUTERS
@@ -104,7 +104,7 @@ class ClusterRun(ServingRun):
         self.uplink_model = AnalyticNetwork(uplink_gbps * 1e9 / 8, config.cluster.uplink_latency_us * 1e-6)
         self.pcie_model = AnalyticNetwork(config.hardware.pcie_gbps * 1e9)
         tiers = config.cache.tiers
-        self.lower_capacity = {name: int(getattr(tiers, name).capacity_gib * GIB // self.block_bytes)
+        self.lower_capacity = {name: lower_tier_blocks(getattr(tiers, name).capacity_gib, config)
                                for name in ("dram", "ssd", "eic")}
         for name, blocks in self.lower_capacity.items():
             if getattr(tiers, name).capacity_gib < 0:
