@@ -251,7 +251,32 @@ def test_a_lower_tier_holds_every_tp_ranks_shard_of_a_block(run_cli, tmp_path, m
         sets = tuple(s for s in sets if not s.startswith("serving.num_instances"))
         metrics = _run(run_cli, tmp_path, mode, sets=sets)
         assert metrics["capacity_blocks"]["dram"] == metrics["capacity_blocks"]["eic"] == 512
-        assert metrics["block_bytes"] == full_block // 2  # one rank's shard, as HBM holds it
+        assert metrics["block_bytes"] == full_block  # every rank's shard
     else:
         metrics = _run(run_cli, tmp_path, mode, sets=tuple(s for s in sets if "num_instances" not in s))
         assert metrics["cluster"]["eic_occupancy"]["capacity_blocks_each"] == 512
+
+
+def test_a_tp_instance_loads_every_ranks_shard_from_the_one_ssd(run_cli, tmp_path):
+    """At TP 2 each GPU reads its half of a block over its own PCIe link, but the node's one SSD (a shared
+    device, 7 GB/s) serves both halves. Hand-made trace on one instance of 4 HBM blocks (512 tokens), no DRAM:
+    r1's 4 blocks push r0's 3 blocks [1, 2, 3] to the SSD; r2 asks for them 10 s later (the queue of writes
+    has drained): its kv_load is 80 us + 3 x 64 MiB / 7 GB/s (Llama-3.1-8B: 64 MiB per 512-token block, both
+    shards), and the SSD reads 3 x 64 MiB."""
+    trace = tmp_path / "ssd.jsonl"
+    rows = [(0, 1500, [1, 2, 3]), (10_000, 2000, [20, 21, 22, 23]), (20_000, 1500, [1, 2, 3])]
+    trace.write_text("".join(json.dumps({"timestamp": t, "input_length": n, "output_length": 1, "hash_ids": ids}) + "\n"
+                             for t, n, ids in rows))
+    out, requests = tmp_path / "r.json", tmp_path / "req.csv"
+    status, _, err = run_cli("--workload-trace", trace, "--quiet", "--no-plot", "--report-json", out,
+                             "--requests-csv", requests, "--set", "serving.tensor_parallel_size=2",
+                             "--set", "serving.num_instances=1", "--set", "serving.num_gpu_blocks=4",
+                             "--set", "cache.tiers.dram.capacity_gib=0")
+    assert status == 0, err[-2000:]
+    metrics = json.loads(out.read_text())["runs"][0]["metrics"]
+    block = 512 * KV_BYTES_PER_TOKEN  # both ranks' shards
+    assert metrics["tiers"]["ssd"]["bytes_read"] == 3 * block
+    import pandas as pd  # noqa: PLC0415
+    kv_load = pd.read_csv(requests)["kv_load"].tolist()
+    assert kv_load[:2] == [0.0, 0.0]
+    assert kv_load[2] == pytest.approx(80e-6 + 3 * block / 7e9, rel=1e-9)

@@ -102,7 +102,8 @@ class ClusterRun(ServingRun):
         uplink_gbps = config.cluster.uplink_gbps or (
             topo.nodes_per_rack * config.network.bandwidth_gbps / config.cluster.oversubscription)
         self.uplink_model = AnalyticNetwork(uplink_gbps * 1e9 / 8, config.cluster.uplink_latency_us * 1e-6)
-        self.pcie_model = AnalyticNetwork(config.hardware.pcie_gbps * 1e9)
+        # an instance's GPUs each have their PCIe link: a block's shards cross them side by side
+        self.pcie_model = AnalyticNetwork(config.hardware.pcie_gbps * 1e9 * config.serving.tensor_parallel_size)
         tiers = config.cache.tiers
         self.lower_capacity = {name: lower_tier_blocks(getattr(tiers, name).capacity_gib, config)
                                for name in ("dram", "ssd", "eic")}
@@ -122,7 +123,7 @@ class ClusterRun(ServingRun):
     def _tier(self, name: str, kind: int, rack: int, node: int, inst: int, capacity: int) -> Tier:
         cfg = getattr(self.config.cache.tiers, name)
         tier = tier_from_config(self.arena, name, cfg, self.config.cache.policy, capacity, self._next_use,
-                                self._predicted)
+                                self._predicted, lanes=1 if kind == HBM else self.config.serving.tensor_parallel_size)
         self._place_tier(tier.index, (kind, rack, node, inst))
         if kind != HBM:  # the copy's read link, which its readers share (each GPU's own PCIe link is another)
             link = self.tier_link[tier.index] = self._link(AnalyticNetwork(tier.copy_read_bw, tier.latency_s))
@@ -236,7 +237,7 @@ class ClusterRun(ServingRun):
             models.append(self.net)
         if rack != self.topo.rack_of(inst_id):
             models.append(self.uplink_model)
-        return max(model.isolated_time(self.block_bytes) for model in models)
+        return max(model.isolated_time(self.stored_bytes) for model in models)
 
     def estimated_ttft_s(self, inst_id: int, offsets: np.ndarray, tiers: np.ndarray, prompt_tokens: int) -> float:
         """Mooncake's conductor estimate of a prompt's TTFT at ``inst_id``, from the held prefix (CSR of
@@ -324,7 +325,7 @@ class ClusterRun(ServingRun):
                     self.hit_blocks[kind, self._scope(kind, t_rack, t_node, inst.index)] += int(count)
                     sources[int(t)] = sources.get(int(t), 0) + int(count)
                     # read out of that copy, which keeps the blocks (a local copy counts when promoted)
-                    self.arena.count_read(int(t), int(count) * self.block_bytes)
+                    self.arena.count_read(int(t), int(count) * self.stored_bytes)
                 hits += found
                 remote_keys = keys[n_local:n_local + found]
         self.rack_hits[rack] += hits
@@ -348,7 +349,7 @@ class ClusterRun(ServingRun):
             kind, t_rack, t_node, _ = self._place[tier]
             scope = LOCATIONS[self._scope(kind, t_rack, t_node, inst.index)]
             self.moved_blocks[scope] += count
-            Path(self._path_links(tier, inst.index), scope).send(count * self.block_bytes, arrived)
+            Path(self._path_links(tier, inst.index), scope).send(count * self.stored_bytes, arrived)
 
     def _finished(self, job: Job) -> None:
         if not self._pd:
@@ -437,11 +438,11 @@ class ClusterRun(ServingRun):
                     "mean": float(np.mean(eic_used) / self.lower_capacity["eic"]) if eic else 0.0,
                     "max": float(np.max(eic_used) / self.lower_capacity["eic"]) if eic else 0.0,
                 },
-                "block_bytes": self.block_bytes,
+                "block_bytes": self.stored_bytes,
                 "fetched_blocks": dict(self.moved_blocks),
-                "fetched_bytes": {k: v * self.block_bytes for k, v in self.moved_blocks.items()},
+                "fetched_bytes": {k: v * self.stored_bytes for k, v in self.moved_blocks.items()},
                 "kv_transfer_blocks": dict(self.kv_transfer_blocks),
-                "kv_transfer_bytes": {k: v * self.block_bytes for k, v in self.kv_transfer_blocks.items()},
+                "kv_transfer_bytes": {k: v * self.stored_bytes for k, v in self.kv_transfer_blocks.items()},
                 "router": {"name": self.route_name, "decisions": dict(sorted(self.router.decisions.items())),
                            "requests_per_instance_max": int(np.max(np.bincount(self._routed_to[self._routed_to >= 0])))
                            if (self._routed_to >= 0).any() else 0},
