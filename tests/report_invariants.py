@@ -89,10 +89,24 @@ def check_run(metrics: dict[str, Any], trace: dict[str, Any] | None, mode: str, 
                 if not _close(total, metrics["hit_ratio"], abs_=1e-12):
                     bad.append(f"sum of {group} {total} != hit_ratio {metrics['hit_ratio']}")
     cl = metrics.get("cluster")
-    if cl and hits is not None:
+    if cl and hits is not None and not means:
         total = sum(n for per in cl["hit_blocks"].values() for n in per.values())
-        if total != hits and not means:
+        if total != hits:
             bad.append(f"cluster.hit_blocks sum {total} != hits {hits}")
+        # README Cluster: blocks and bytes fetched and KV-transferred by scope, of the same blocks
+        bb = cl["block_bytes"]
+        for kind in ("fetched", "kv_transfer"):
+            for scope, n in cl[f"{kind}_blocks"].items():
+                if cl[f"{kind}_bytes"][scope] != n * bb:
+                    bad.append(f"cluster.{kind}_bytes.{scope} != {kind}_blocks x block_bytes")
+        if sum(cl["kv_transfer_bytes"].values()) != metrics.get("kv_transfer_bytes", 0):
+            bad.append(f"cluster.kv_transfer_bytes sum {sum(cl['kv_transfer_bytes'].values())} != kv_transfer_bytes "
+                       f"{metrics.get('kv_transfer_bytes', 0)}")
+        # every hit block in a lower tier is read out of it at least once (preemptions read again)
+        for tier, per in cl["hit_blocks"].items():
+            if tier in metrics.get("tiers", {}) and metrics["tiers"][tier]["bytes_read"] < sum(per.values()) * bb:
+                bad.append(f"tiers.{tier}.bytes_read {metrics['tiers'][tier]['bytes_read']} < its hit blocks x "
+                           f"block_bytes {sum(per.values()) * bb}")
     # ratios in [0, 1]
     for path, value in _walk(metrics, ""):
         leaf = path.rsplit(".", 1)[-1].split("[")[0]

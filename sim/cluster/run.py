@@ -384,9 +384,8 @@ class ClusterRun(ServingRun):
             return Path([*links, self.uplink[s_rack], self.uplink[d_rack]], "cross_rack")
         return Path(links, "rack")
 
-    def _send_kv(self, link: Path, nbytes: int, arrived) -> None:
+    def _record_transfer(self, link: Path, nbytes: int) -> None:
         self.kv_transfer_blocks[link.scope] += nbytes // self.block_bytes
-        super()._send_kv(link, nbytes, arrived)
 
     # ------------------------------------------------------------------ results
 

@@ -207,6 +207,7 @@ class ServingRun:
             table.kv_transfer_bytes[job.rid] = nbytes * self.tp
             table.decode_instance[job.rid] = dest.index
             link = self._kv_link(prefill_instance, dest)
+            self._record_transfer(link, nbytes)
             if self.config.pd.transfer == "layerwise":
                 self._layerwise(link, nbytes, prefill_instance, source_job, dest, dest_job)
             else:
@@ -222,6 +223,10 @@ class ServingRun:
     def _kv_link(self, src: Instance, dest: Instance):
         """The link a prefill instance's KV crosses to ``dest`` (one per prefill instance)."""
         return self.links[src.index]
+
+    def _record_transfer(self, link, nbytes: int) -> None:
+        """Count a KV transfer of ``nbytes`` (one rank's) over ``link``, whichever way it is sent (the cluster counts
+        them by scope)."""
 
     def _send_kv(self, link, nbytes: int, arrived) -> None:
         link.send(nbytes, lambda _d: arrived())
