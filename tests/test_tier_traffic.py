@@ -115,22 +115,48 @@ def test_cluster_counts_every_copy(run_cli, tmp_path):
     assert cluster["nodes_used"] > 1
 
 
+REMOTE_ROWS = [(0, 1500, [1, 2, 3]), (10_000, 1000, [20, 21]), (20_000, 2000, [30, 31, 32, 33]),
+               (30_000, 1500, [1, 2, 3])]
+
+
+def _remote_run(run_cli, tmp_path, *extra: str) -> dict:
+    """REMOTE_ROWS on 2 nodes x 1 GPU (round-robin: r0, r2 -> node 0; r1, r3 -> node 1), 4 HBM blocks."""
+    trace = tmp_path / "remote.jsonl"
+    trace.write_text("".join(json.dumps({"timestamp": t, "input_length": n, "output_length": 1, "hash_ids": ids}) + "\n"
+                             for t, n, ids in REMOTE_ROWS))
+    out = tmp_path / "r.json"
+    status, _, err = run_cli("--cluster", "--workload-trace", trace, "--router", "round-robin", "--quiet", "--no-plot",
+                             "--report-json", out, "--set", "cluster.num_racks=1", "--set", "cluster.nodes_per_rack=2",
+                             "--set", "hardware.gpus_per_node=1", "--set", "serving.num_gpu_blocks=4", *extra)
+    assert status == 0, err[-2000:]
+    return json.loads(out.read_text())["runs"][0]["metrics"]
+
+
+def test_cluster_a_request_waiting_for_its_fetch_is_not_yet_scheduled(run_cli, tmp_path):
+    """README Reports: ``scheduling_delay_s`` is arrival to first admission (the requests CSV's ``scheduled``).
+    In the cluster the prefix is fetched before the request is scheduled (vLLM's KV connector), so r3 of
+    REMOTE_ROWS is admitted after its 3-block fetch from node 0's DRAM: 3 x 64 MiB over the 100 Gb/s NICs, its
+    slowest links (12.5 GB/s; the links' microsecond latencies aside). The TTFT breakdown counts the fetch as
+    kv_load, not queue, as before."""
+    requests = tmp_path / "req.csv"
+    metrics = _remote_run(run_cli, tmp_path, "--requests-csv", str(requests))
+    import pandas as pd  # noqa: PLC0415
+    r3 = pd.read_csv(requests).iloc[3]
+    fetch = 3 * 512 * KV_BYTES_PER_TOKEN / 12.5e9
+    assert r3["fetch"] == pytest.approx(fetch, abs=20e-6)
+    assert r3["scheduled"] == r3["arrival"] + r3["fetch"]
+    assert (r3["queue_s"], r3["kv_load_s"]) == (0.0, r3["fetch"])
+    assert metrics["scheduling_delay_s"]["mean"] == pytest.approx(r3["fetch"] / 4, rel=1e-12)  # the others wait 0
+    assert metrics["ttft_breakdown_s"]["queue"] == 0.0
+
+
 def test_cluster_a_block_fetched_from_another_nodes_dram_is_read_there(run_cli, tmp_path):
     """A prefix held in another node's DRAM is read out of that DRAM (README Cluster: the load crosses the
     source tier's link), so it counts in that tier's ``bytes_read`` as a local DRAM hit does. Hand-made
     trace, 2 nodes x 1 GPU, round-robin (r0, r2 -> node 0; r1, r3 -> node 1), 4 HBM blocks of 512 tokens:
     r2's 4 blocks push r0's 3 blocks [1, 2, 3] down to node 0's DRAM; r3 asks for [1, 2, 3] on node 1 and
     fetches all 3 from there: 3 blocks read, none otherwise (no preemption, no local DRAM hit)."""
-    trace = tmp_path / "remote.jsonl"
-    rows = [(0, 1500, [1, 2, 3]), (10_000, 1000, [20, 21]), (20_000, 2000, [30, 31, 32, 33]), (30_000, 1500, [1, 2, 3])]
-    trace.write_text("".join(json.dumps({"timestamp": t, "input_length": n, "output_length": 1, "hash_ids": ids}) + "\n"
-                             for t, n, ids in rows))
-    out = tmp_path / "r.json"
-    status, _, err = run_cli("--cluster", "--workload-trace", trace, "--router", "round-robin", "--quiet", "--no-plot",
-                             "--report-json", out, "--set", "cluster.num_racks=1", "--set", "cluster.nodes_per_rack=2",
-                             "--set", "hardware.gpus_per_node=1", "--set", "serving.num_gpu_blocks=4")
-    assert status == 0, err[-2000:]
-    metrics = json.loads(out.read_text())["runs"][0]["metrics"]
+    metrics = _remote_run(run_cli, tmp_path)
     block_bytes = 512 * KV_BYTES_PER_TOKEN
     assert metrics["preemptions"] == 0
     assert metrics["cluster"]["hit_blocks"]["dram"] == {"instance": 0, "node": 0, "rack": 3, "cross_rack": 0}

@@ -397,8 +397,7 @@ class ClusterRun(ServingRun):
     def metrics(self) -> dict[str, Any]:
         # the fetch ran before the scheduler saw the request: it is KV loading, not queueing
         table = self.table
-        table.kv_load += self.fetch_s
-        table.scheduled -= self.fetch_s
+        table.fetch[:] = self.fetch_s
         return super().metrics()
 
     def lower_tier_copies(self) -> list[Tier]:
