@@ -148,13 +148,11 @@ def enumerate_candidates(plan: Plan, base: Config, prices: Prices) -> list[Candi
 def mrc_levels(candidates: list[Candidate], stream: np.ndarray, unique: int) -> None:
     """Each feasible candidate's LRU hit ratio at its cumulative tier capacities (HBM, +DRAM, +SSD, +EIC)."""
     from sim.cache.mrc import lru_mrc
-    from sim.cache.tiers import hbm_capacity_blocks, kv_block_bytes
-    from sim.specs import GIB
+    from sim.cache.tiers import hbm_capacity_blocks, lower_tier_blocks
 
     feasible = [c for c in candidates if c.status != "infeasible"]
     levels = {}
     for c in feasible:
-        block = kv_block_bytes(c.config)
         front = c.split[0] if c.split else c.gpus // c.tp  # instances whose HBM holds prefixes (PD: prefill)
         if c.mode == "cache-only":
             front = 1  # cache-only replays one instance's HBM over the shared tiers
@@ -163,7 +161,7 @@ def mrc_levels(candidates: list[Candidate], stream: np.ndarray, unique: int) -> 
             {"dram": c.racks * c.nodes, "ssd": c.racks * c.nodes, "eic": c.racks}
         caps = [front * hbm_capacity_blocks(c.config)]
         for tier in TIERS:
-            caps.append(caps[-1] + copies[tier] * int(c.tier_gib.get(tier, 0.0) * GIB // block))
+            caps.append(caps[-1] + copies[tier] * lower_tier_blocks(c.tier_gib.get(tier, 0.0), c.config))
         levels[id(c)] = caps
     if unique >= len(stream):  # no block repeats: every capacity hits nothing
         for c in feasible:

@@ -115,6 +115,56 @@ def test_cluster_counts_every_copy(run_cli, tmp_path):
     assert cluster["nodes_used"] > 1
 
 
+REMOTE_ROWS = [(0, 1500, [1, 2, 3]), (10_000, 1000, [20, 21]), (20_000, 2000, [30, 31, 32, 33]),
+               (30_000, 1500, [1, 2, 3])]
+
+
+def _remote_run(run_cli, tmp_path, *extra: str) -> dict:
+    """REMOTE_ROWS on 2 nodes x 1 GPU (round-robin: r0, r2 -> node 0; r1, r3 -> node 1), 4 HBM blocks."""
+    trace = tmp_path / "remote.jsonl"
+    trace.write_text("".join(json.dumps({"timestamp": t, "input_length": n, "output_length": 1, "hash_ids": ids}) + "\n"
+                             for t, n, ids in REMOTE_ROWS))
+    out = tmp_path / "r.json"
+    status, _, err = run_cli("--cluster", "--workload-trace", trace, "--router", "round-robin", "--quiet", "--no-plot",
+                             "--report-json", out, "--set", "cluster.num_racks=1", "--set", "cluster.nodes_per_rack=2",
+                             "--set", "hardware.gpus_per_node=1", "--set", "serving.num_gpu_blocks=4", *extra)
+    assert status == 0, err[-2000:]
+    return json.loads(out.read_text())["runs"][0]["metrics"]
+
+
+def test_cluster_a_request_waiting_for_its_fetch_is_not_yet_scheduled(run_cli, tmp_path):
+    """README Reports: ``scheduling_delay_s`` is arrival to first admission (the requests CSV's ``scheduled``).
+    In the cluster the prefix is fetched before the request is scheduled (vLLM's KV connector), so r3 of
+    REMOTE_ROWS is admitted after its 3-block fetch from node 0's DRAM: 3 x 64 MiB over the 100 Gb/s NICs, its
+    slowest links (12.5 GB/s; the links' microsecond latencies aside). The TTFT breakdown counts the fetch as
+    kv_load, not queue, as before."""
+    requests = tmp_path / "req.csv"
+    metrics = _remote_run(run_cli, tmp_path, "--requests-csv", str(requests))
+    import pandas as pd  # noqa: PLC0415
+    r3 = pd.read_csv(requests).iloc[3]
+    fetch = 3 * 512 * KV_BYTES_PER_TOKEN / 12.5e9
+    assert r3["fetch"] == pytest.approx(fetch, abs=20e-6)
+    assert r3["scheduled"] == r3["arrival"] + r3["fetch"]
+    assert (r3["queue_s"], r3["kv_load_s"]) == (0.0, r3["fetch"])
+    assert metrics["scheduling_delay_s"]["mean"] == pytest.approx(r3["fetch"] / 4, rel=1e-12)  # the others wait 0
+    assert metrics["ttft_breakdown_s"]["queue"] == 0.0
+
+
+def test_cluster_a_block_fetched_from_another_nodes_dram_is_read_there(run_cli, tmp_path):
+    """A prefix held in another node's DRAM is read out of that DRAM (README Cluster: the load crosses the
+    source tier's link), so it counts in that tier's ``bytes_read`` as a local DRAM hit does. Hand-made
+    trace, 2 nodes x 1 GPU, round-robin (r0, r2 -> node 0; r1, r3 -> node 1), 4 HBM blocks of 512 tokens:
+    r2's 4 blocks push r0's 3 blocks [1, 2, 3] down to node 0's DRAM; r3 asks for [1, 2, 3] on node 1 and
+    fetches all 3 from there: 3 blocks read, none otherwise (no preemption, no local DRAM hit)."""
+    metrics = _remote_run(run_cli, tmp_path)
+    block_bytes = 512 * KV_BYTES_PER_TOKEN
+    assert metrics["preemptions"] == 0
+    assert metrics["cluster"]["hit_blocks"]["dram"] == {"instance": 0, "node": 0, "rack": 3, "cross_rack": 0}
+    assert metrics["tiers"]["dram"]["bytes_read"] == 3 * block_bytes
+    # written: r0's 3 blocks (r2 needs all 4), then 1 of r1's (r3 takes 3 of node 1's 4 blocks)
+    assert metrics["tiers"]["dram"]["bytes_written"] == 4 * block_bytes
+
+
 def test_cluster_tier_link_is_the_shared_bandwidth(run_cli, tmp_path):
     """In the cluster every transfer crosses links shared max-min fairly: a tier copy's link carries its
     shared bandwidth, or its read bandwidth when it has none (so the SSD's default, equal to its read
@@ -211,3 +261,48 @@ def test_a_shared_tier_already_holding_a_block_readmits_it(path):
     assert set(second.resident(1)) == {1, 2}
     assert (dram.stats.insertions, dram.stats.bytes_written, dram.stats.evictions) == (2, 2, 0)
     assert second.touch(2, 5) == 1  # block 2 is still there to hit
+
+
+@pytest.mark.parametrize("mode", ["--cache-only", "--cluster"])
+def test_a_lower_tier_holds_every_tp_ranks_shard_of_a_block(run_cli, tmp_path, mode):
+    """A node's DRAM/SSD and a rack's EIC hold each block's KV from every TP rank (each rank offloads its
+    shard), so 1 GiB holds 1 GiB / (KV per token x 16 tokens) blocks whatever the TP degree: 512 blocks of
+    2 MiB for Llama-3.1-8B. Per-rank bytes (1 MiB at TP 2) counted 1,024, twice what fits. HBM is one GPU's:
+    it holds one shard per block."""
+    full_block = BLOCK_TOKENS * KV_BYTES_PER_TOKEN  # 2 MiB: all 8 KV heads, whichever ranks hold them
+    assert 2**30 // full_block == 512
+    sets = ("serving.tensor_parallel_size=2", "serving.num_instances=1", "cache.tiers.dram.capacity_gib=1",
+            "cache.tiers.eic.capacity_gib=1", "workload.synthetic.num_requests=30")
+    if mode == "--cache-only":
+        sets = tuple(s for s in sets if not s.startswith("serving.num_instances"))
+        metrics = _run(run_cli, tmp_path, mode, sets=sets)
+        assert metrics["capacity_blocks"]["dram"] == metrics["capacity_blocks"]["eic"] == 512
+        assert metrics["block_bytes"] == full_block  # every rank's shard
+    else:
+        metrics = _run(run_cli, tmp_path, mode, sets=tuple(s for s in sets if "num_instances" not in s))
+        assert metrics["cluster"]["eic_occupancy"]["capacity_blocks_each"] == 512
+
+
+def test_a_tp_instance_loads_every_ranks_shard_from_the_one_ssd(run_cli, tmp_path):
+    """At TP 2 each GPU reads its half of a block over its own PCIe link, but the node's one SSD (a shared
+    device, 7 GB/s) serves both halves. Hand-made trace on one instance of 4 HBM blocks (512 tokens), no DRAM:
+    r1's 4 blocks push r0's 3 blocks [1, 2, 3] to the SSD; r2 asks for them 10 s later (the queue of writes
+    has drained): its kv_load is 80 us + 3 x 64 MiB / 7 GB/s (Llama-3.1-8B: 64 MiB per 512-token block, both
+    shards), and the SSD reads 3 x 64 MiB."""
+    trace = tmp_path / "ssd.jsonl"
+    rows = [(0, 1500, [1, 2, 3]), (10_000, 2000, [20, 21, 22, 23]), (20_000, 1500, [1, 2, 3])]
+    trace.write_text("".join(json.dumps({"timestamp": t, "input_length": n, "output_length": 1, "hash_ids": ids}) + "\n"
+                             for t, n, ids in rows))
+    out, requests = tmp_path / "r.json", tmp_path / "req.csv"
+    status, _, err = run_cli("--workload-trace", trace, "--quiet", "--no-plot", "--report-json", out,
+                             "--requests-csv", requests, "--set", "serving.tensor_parallel_size=2",
+                             "--set", "serving.num_instances=1", "--set", "serving.num_gpu_blocks=4",
+                             "--set", "cache.tiers.dram.capacity_gib=0")
+    assert status == 0, err[-2000:]
+    metrics = json.loads(out.read_text())["runs"][0]["metrics"]
+    block = 512 * KV_BYTES_PER_TOKEN  # both ranks' shards
+    assert metrics["tiers"]["ssd"]["bytes_read"] == 3 * block
+    import pandas as pd  # noqa: PLC0415
+    kv_load = pd.read_csv(requests)["kv_load"].tolist()
+    assert kv_load[:2] == [0.0, 0.0]
+    assert kv_load[2] == pytest.approx(80e-6 + 3 * block / 7e9, rel=1e-9)

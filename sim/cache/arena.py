@@ -36,10 +36,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.cache.arena_layout import (ABSENT, Arena, BASE_FIELDS, BOUND, CAP, CHAIN, COUNT, ENTRIES, FREE, GLOB_FIELDS,
-                                    GROWTH, HEAD, HEAP0, HEAPCAP, HEAPED, HEAPN, HEAP_END, HPOS, IN_USE, KEY, KIND,
-                                    MAX_SLOTS, META_FIELDS, NEXT, NONE, PCAP, PREV, PRIO, RESIDENT, SHIFT, SIZE, STAT0,
-                                    STAT_FIELDS, TAIL, TIER, USERS, WANT, WHERE, kernel)
+from sim.cache.arena_layout import (ABSENT, Arena, BASE_FIELDS, BOUND, BYTES_READ, CAP, CHAIN, COUNT, ENTRIES, FREE,
+                                    GLOB_FIELDS, GROWTH, HEAD, HEAP0, HEAPCAP, HEAPED, HEAPN, HEAP_END, HPOS, IN_USE,
+                                    KEY, KIND, MAX_SLOTS, META_FIELDS, NEXT, NONE, PCAP, PREV, PRIO, RESIDENT, SHIFT,
+                                    SIZE, STAT0, STAT_FIELDS, TAIL, TIER, USERS, WANT, WHERE, kernel)
 from sim.cache.block_index import file_slot, holders, holders_chain, overloaded, refile, unfile_slot
 
 
@@ -134,6 +134,11 @@ class TierArena:
     def stats_row(self, tier: int) -> np.ndarray:
         """``tier``'s counters (a view: fetch it again after adding tiers)."""
         return self._arrays["meta"][tier, STAT0:STAT0 + STAT_FIELDS]
+
+    def count_read(self, tier: int, nbytes: int) -> None:
+        """``nbytes`` read out of ``tier`` by another location's fetch, which copies its blocks and leaves
+        them there (no promotion: the cluster's remote prefix loads)."""
+        self._arrays["meta"][tier, STAT0 + BYTES_READ] += nbytes
 
     def resident_count(self, tier: int) -> int:
         """Blocks resident in ``tier`` (a compiled tier; the generic path keeps Python sets)."""

@@ -14,7 +14,7 @@ from sim.config import Config
 from sim.errors import ConfigError
 from sim.cache.policies import POLICIES, policy_class
 from sim.report.document import RunResult
-from sim.cache.tiers import TIER_NAMES, build_tiers, kv_block_bytes
+from sim.cache.tiers import TIER_NAMES, build_tiers, stored_block_bytes
 from trace.request import Trace
 
 CHUNK = 1 << 18  # accesses (plain) between progress updates
@@ -83,7 +83,7 @@ def replay(trace: Trace, config: Config, policy: str, semantics: str, capacity_b
     tiers = build_tiers(config, policy, next_use=next_use, capacity_blocks=capacity_blocks, predicted=predicted,
                         arena=arena)
     clairvoyant = any(POLICIES[t.policy].needs_future or POLICIES[t.policy].needs_predictions for t in tiers)
-    cache = build_cache(tiers, kv_block_bytes(config), inclusive=config.cache.inclusion == "inclusive",
+    cache = build_cache(tiers, stored_block_bytes(config), inclusive=config.cache.inclusion == "inclusive",
                         track_positions=clairvoyant and len(tiers) > 1, num_blocks=num_blocks)
     stream = trace.access_stream()
     hit_tier = np.full(len(stream), -1, dtype=np.int8)

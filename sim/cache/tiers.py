@@ -55,6 +55,9 @@ class Tier:
     device_free_at: float = 0.0  # simulated time at which the shared device has served what is queued so far
     written_charged: int = 0  # bytes written whose device time is charged (``charge_writes``)
     write_sink: Callable[[float], None] | None = None  # takes writes' device seconds instead of the queue (cluster)
+    # links one reader reads a block over in parallel: an instance's TP ranks each move their shard of it over their
+    # own link (PCIe), so its read path is lanes x read_bw; a shared device serves every shard (stored_block_bytes)
+    lanes: int = 1
 
     @property
     def compiled(self) -> bool:
@@ -79,8 +82,8 @@ class Tier:
         return self._hooks
 
     def read_time(self, nbytes: int) -> float:
-        """Seconds to read ``nbytes`` from this tier alone (latency + bytes / bandwidth)."""
-        return self.latency_s + nbytes / self.read_bw if nbytes else 0.0
+        """Seconds to read ``nbytes`` from this tier alone (latency + bytes / one reader's bandwidth)."""
+        return self.latency_s + nbytes / self.reader_bw if nbytes else 0.0
 
     def reserve_read(self, nbytes: int, start: float) -> float:
         """Seconds from ``start`` until ``nbytes`` read from this tier have arrived: ``read_time``, or, on a
@@ -93,7 +96,7 @@ class Tier:
         wait = max(0.0, self.device_free_at - start)
         on_device = nbytes / self.shared_read_bw
         self.device_free_at = start + wait + on_device
-        return self.latency_s + max(nbytes / self.read_bw, wait + on_device)
+        return self.latency_s + max(nbytes / self.reader_bw, wait + on_device)
 
     def charge_writes(self, now: float) -> None:
         """Charge a shared device for the bytes written into this copy (demotions) since the last call:
@@ -114,9 +117,19 @@ class Tier:
             self.device_free_at = max(self.device_free_at, now) + seconds
 
     @property
+    def reader_bw(self) -> float:
+        """B/s one reader (an instance: its ``lanes`` GPUs' links together) reads this tier at."""
+        return self.read_bw * self.lanes
+
+    @property
     def copy_read_bw(self) -> float:
         """B/s this copy can serve all its readers together: its shared bandwidth, else one reader's."""
-        return self.shared_read_bw or self.read_bw
+        return self.shared_read_bw or self.reader_bw
+
+    @property
+    def copy_write_bw(self) -> float:
+        """B/s of the copy's writes: its shared device's write bandwidth, else one writer's links together."""
+        return self.write_bw if self.shared_read_bw is not None else self.write_bw * self.lanes
 
 
 def tier_traffic(tiers: list[Tier], span_s: float) -> dict[str, dict[str, float | int]]:
@@ -140,21 +153,21 @@ def tier_traffic(tiers: list[Tier], span_s: float) -> dict[str, dict[str, float 
             "bytes_read": sum(s.bytes_read for _, s in copies),
             "bytes_written": sum(s.bytes_written for _, s in copies),
             "read_utilization_max": max(share(s.bytes_read, t.copy_read_bw) for t, s in copies),
-            "write_utilization_max": max(share(s.bytes_written, t.write_bw) for t, s in copies),
+            "write_utilization_max": max(share(s.bytes_written, t.copy_write_bw) for t, s in copies),
         }
     return traffic
 
 
 def new_tier(arena: TierArena, name: str, policy: str, capacity: int, read_bw: float, write_bw: float,
              latency_s: float, next_use: np.ndarray | None = None, predicted: np.ndarray | None = None,
-             shared_read_bw: float | None = None) -> Tier:
+             shared_read_bw: float | None = None, lanes: int = 1) -> Tier:
     """Add a tier of ``capacity`` blocks run by ``policy`` to ``arena``."""
     cls = check_policy_inputs(policy, next_use, predicted)
     kernel = issubclass(cls, KernelPolicy)
     bound = capacity if arena.max_keys is None else min(capacity, arena.max_keys)
     index = arena.add_tier(cls.kind if kernel else 0, capacity, cls.slots(bound) if kernel else 0)
     return Tier(name, policy, read_bw, write_bw, latency_s, arena, index, next_use, predicted,
-                shared_read_bw=shared_read_bw)
+                shared_read_bw=shared_read_bw, lanes=lanes)
 
 
 def kv_block_bytes(config: Config) -> int:
@@ -163,6 +176,19 @@ def kv_block_bytes(config: Config) -> int:
     dtype = config.serving.dtype if config.serving.kv_cache_dtype == "auto" else config.serving.kv_cache_dtype
     per_token = model.kv_bytes_per_token(DTYPE_BYTES[dtype], config.serving.tensor_parallel_size)
     return config.serving.block_size * per_token
+
+
+def stored_block_bytes(config: Config) -> int:
+    """Bytes one KV block takes in a lower tier (a node's DRAM/SSD, a rack's EIC): every TP rank of the
+    instance holds its shard of the block and offloads it there, so ``tensor_parallel_size`` shards
+    (``kv_block_bytes`` each; with replicated KV heads, each rank's copy). The capacity of a lower tier in
+    blocks; HBM, one GPU's, holds one shard per block (``kv_block_bytes``)."""
+    return kv_block_bytes(config) * config.serving.tensor_parallel_size
+
+
+def lower_tier_blocks(capacity_gib: float, config: Config) -> int:
+    """KV blocks that ``capacity_gib`` of a lower tier holds (``stored_block_bytes`` each)."""
+    return int(capacity_gib * GIB // stored_block_bytes(config))
 
 
 def hbm_capacity_blocks(config: Config) -> int:
@@ -187,15 +213,16 @@ def hbm_capacity_blocks(config: Config) -> int:
 
 
 def tier_from_config(arena: TierArena, name: str, tier_cfg: TierConfig, policy: str, capacity: int,
-                     next_use: np.ndarray | None = None, predicted: np.ndarray | None = None) -> Tier:
-    """A tier with ``tier_cfg``'s bandwidths and latency (and policy, if it names one)."""
+                     next_use: np.ndarray | None = None, predicted: np.ndarray | None = None, lanes: int = 1) -> Tier:
+    """A tier with ``tier_cfg``'s bandwidths and latency (and policy, if it names one); ``lanes``: the links an
+    instance reads it over (its TP degree, for a lower tier)."""
     for key in ("read_gbps", "write_gbps"):
         if getattr(tier_cfg, key) <= 0:
             raise ConfigError(f"config key 'cache.tiers.{name}.{key}' must be positive, got {getattr(tier_cfg, key)}")
     shared = tier_cfg.shared_read_gbps
     return new_tier(arena, name, tier_cfg.policy or policy, capacity, tier_cfg.read_gbps * 1e9,
                     tier_cfg.write_gbps * 1e9, tier_cfg.latency_us * 1e-6, next_use, predicted,
-                    shared_read_bw=None if shared is None else shared * 1e9)
+                    shared_read_bw=None if shared is None else shared * 1e9, lanes=lanes)
 
 
 def build_tiers(config: Config, policy: str, next_use: np.ndarray | None = None,
@@ -203,7 +230,6 @@ def build_tiers(config: Config, policy: str, next_use: np.ndarray | None = None,
                 arena: TierArena | None = None, top: bool = True) -> list[Tier]:
     """The enabled tiers, top down, in ``arena`` (a fresh one if None). ``capacity_blocks`` makes a
     single HBM tier of that size; ``top=False`` leaves out HBM (serving: one per instance)."""
-    block_bytes = kv_block_bytes(config)
     specs: list[tuple[str, TierConfig, int]] = []
     if capacity_blocks is not None:
         if capacity_blocks <= 0:
@@ -216,9 +242,10 @@ def build_tiers(config: Config, policy: str, next_use: np.ndarray | None = None,
                 raise ConfigError(f"config key 'cache.tiers.{name}.capacity_gib' must be >= 0, got {tier_cfg.capacity_gib}")
             if name == "hbm" and not top:
                 continue
-            blocks = hbm_capacity_blocks(config) if name == "hbm" else int(tier_cfg.capacity_gib * GIB // block_bytes)
+            blocks = hbm_capacity_blocks(config) if name == "hbm" else lower_tier_blocks(tier_cfg.capacity_gib, config)
             if blocks > 0:
                 specs.append((name, tier_cfg, blocks))
     arena = arena if arena is not None else TierArena(future=next_use)
-    return [tier_from_config(arena, name, tier_cfg, policy, blocks, next_use, predicted)
+    return [tier_from_config(arena, name, tier_cfg, policy, blocks, next_use, predicted,
+                             lanes=1 if name == "hbm" else config.serving.tensor_parallel_size)
             for name, tier_cfg, blocks in specs]

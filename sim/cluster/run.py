@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from sim.cache.arena_layout import RESIDENT
-from sim.cache.tiers import GIB, TIER_NAMES, Tier, tier_from_config
+from sim.cache.tiers import TIER_NAMES, Tier, lower_tier_blocks, tier_from_config
 from sim.cluster.links import LoadTracker, Path
 from sim.cluster.prefix_index import holders_chain
 from sim.cluster.routers import CLUSTER_ROUTERS
@@ -102,9 +102,10 @@ class ClusterRun(ServingRun):
         uplink_gbps = config.cluster.uplink_gbps or (
             topo.nodes_per_rack * config.network.bandwidth_gbps / config.cluster.oversubscription)
         self.uplink_model = AnalyticNetwork(uplink_gbps * 1e9 / 8, config.cluster.uplink_latency_us * 1e-6)
-        self.pcie_model = AnalyticNetwork(config.hardware.pcie_gbps * 1e9)
+        # an instance's GPUs each have their PCIe link: a block's shards cross them side by side
+        self.pcie_model = AnalyticNetwork(config.hardware.pcie_gbps * 1e9 * config.serving.tensor_parallel_size)
         tiers = config.cache.tiers
-        self.lower_capacity = {name: int(getattr(tiers, name).capacity_gib * GIB // self.block_bytes)
+        self.lower_capacity = {name: lower_tier_blocks(getattr(tiers, name).capacity_gib, config)
                                for name in ("dram", "ssd", "eic")}
         for name, blocks in self.lower_capacity.items():
             if getattr(tiers, name).capacity_gib < 0:
@@ -122,7 +123,7 @@ class ClusterRun(ServingRun):
     def _tier(self, name: str, kind: int, rack: int, node: int, inst: int, capacity: int) -> Tier:
         cfg = getattr(self.config.cache.tiers, name)
         tier = tier_from_config(self.arena, name, cfg, self.config.cache.policy, capacity, self._next_use,
-                                self._predicted)
+                                self._predicted, lanes=1 if kind == HBM else self.config.serving.tensor_parallel_size)
         self._place_tier(tier.index, (kind, rack, node, inst))
         if kind != HBM:  # the copy's read link, which its readers share (each GPU's own PCIe link is another)
             link = self.tier_link[tier.index] = self._link(AnalyticNetwork(tier.copy_read_bw, tier.latency_s))
@@ -236,7 +237,7 @@ class ClusterRun(ServingRun):
             models.append(self.net)
         if rack != self.topo.rack_of(inst_id):
             models.append(self.uplink_model)
-        return max(model.isolated_time(self.block_bytes) for model in models)
+        return max(model.isolated_time(self.stored_bytes) for model in models)
 
     def estimated_ttft_s(self, inst_id: int, offsets: np.ndarray, tiers: np.ndarray, prompt_tokens: int) -> float:
         """Mooncake's conductor estimate of a prompt's TTFT at ``inst_id``, from the held prefix (CSR of
@@ -323,6 +324,8 @@ class ClusterRun(ServingRun):
                     kind, t_rack, t_node, _ = self._place[int(t)]
                     self.hit_blocks[kind, self._scope(kind, t_rack, t_node, inst.index)] += int(count)
                     sources[int(t)] = sources.get(int(t), 0) + int(count)
+                    # read out of that copy, which keeps the blocks (a local copy counts when promoted)
+                    self.arena.count_read(int(t), int(count) * self.stored_bytes)
                 hits += found
                 remote_keys = keys[n_local:n_local + found]
         self.rack_hits[rack] += hits
@@ -346,7 +349,7 @@ class ClusterRun(ServingRun):
             kind, t_rack, t_node, _ = self._place[tier]
             scope = LOCATIONS[self._scope(kind, t_rack, t_node, inst.index)]
             self.moved_blocks[scope] += count
-            Path(self._path_links(tier, inst.index), scope).send(count * self.block_bytes, arrived)
+            Path(self._path_links(tier, inst.index), scope).send(count * self.stored_bytes, arrived)
 
     def _finished(self, job: Job) -> None:
         if not self._pd:
@@ -381,9 +384,8 @@ class ClusterRun(ServingRun):
             return Path([*links, self.uplink[s_rack], self.uplink[d_rack]], "cross_rack")
         return Path(links, "rack")
 
-    def _send_kv(self, link: Path, nbytes: int, arrived) -> None:
+    def _record_transfer(self, link: Path, nbytes: int) -> None:
         self.kv_transfer_blocks[link.scope] += nbytes // self.block_bytes
-        super()._send_kv(link, nbytes, arrived)
 
     # ------------------------------------------------------------------ results
 
@@ -395,8 +397,7 @@ class ClusterRun(ServingRun):
     def metrics(self) -> dict[str, Any]:
         # the fetch ran before the scheduler saw the request: it is KV loading, not queueing
         table = self.table
-        table.kv_load += self.fetch_s
-        table.scheduled -= self.fetch_s
+        table.fetch[:] = self.fetch_s
         return super().metrics()
 
     def lower_tier_copies(self) -> list[Tier]:
@@ -435,11 +436,11 @@ class ClusterRun(ServingRun):
                     "mean": float(np.mean(eic_used) / self.lower_capacity["eic"]) if eic else 0.0,
                     "max": float(np.max(eic_used) / self.lower_capacity["eic"]) if eic else 0.0,
                 },
-                "block_bytes": self.block_bytes,
+                "block_bytes": self.stored_bytes,
                 "fetched_blocks": dict(self.moved_blocks),
-                "fetched_bytes": {k: v * self.block_bytes for k, v in self.moved_blocks.items()},
+                "fetched_bytes": {k: v * self.stored_bytes for k, v in self.moved_blocks.items()},
                 "kv_transfer_blocks": dict(self.kv_transfer_blocks),
-                "kv_transfer_bytes": {k: v * self.block_bytes for k, v in self.kv_transfer_blocks.items()},
+                "kv_transfer_bytes": {k: v * self.stored_bytes for k, v in self.kv_transfer_blocks.items()},
                 "router": {"name": self.route_name, "decisions": dict(sorted(self.router.decisions.items())),
                            "requests_per_instance_max": int(np.max(np.bincount(self._routed_to[self._routed_to >= 0])))
                            if (self._routed_to >= 0).any() else 0},

@@ -30,7 +30,8 @@ REQUEST_COLUMNS: dict[str, tuple[type, float | int]] = {
     "input_tokens": (np.int64, 0),
     "output_tokens": (np.int64, 0),
     "scheduled": (np.float64, math.nan),  # first admitted to a batch
-    "kv_load": (np.float64, 0.0),  # seconds loading the cached prefix from lower tiers
+    "kv_load": (np.float64, 0.0),  # seconds loading the cached prefix from lower tiers once admitted
+    "fetch": (np.float64, 0.0),  # cluster: seconds fetching the prefix from other locations before admission
     "prefill_done": (np.float64, math.nan),
     "kv_ready": (np.float64, math.nan),  # PD: KV arrived at the decode instance
     "first_token": (np.float64, math.nan),
@@ -47,9 +48,9 @@ class RequestTable:
     """Every request's life as columns indexed by request id. The breakdown components sum to
     its TTFT:
 
-    queue (arrival → first scheduled) + kv_load (cached prefix read from lower tiers) +
-    prefill (first chunk → prefill done) + kv_transfer (prefill done → KV at the decode
-    node; PD only) + first_decode (KV complete on the decoding node → first token; PD only,
+    queue (arrival → first scheduled, less a cluster's fetch before it) + kv_load (cached prefix read
+    from lower tiers: the fetch before admission and the loads after it) + prefill (first chunk →
+    prefill done) + kv_transfer (prefill done → KV at the decode node; PD only) + first_decode (KV complete on the decoding node → first token; PD only,
     since an aggregated node samples the first token in the prefill's last step).
     """
 
@@ -58,6 +59,7 @@ class RequestTable:
     output_tokens: np.ndarray
     scheduled: np.ndarray
     kv_load: np.ndarray
+    fetch: np.ndarray
     prefill_done: np.ndarray
     kv_ready: np.ndarray
     first_token: np.ndarray
@@ -97,8 +99,8 @@ class RequestTable:
     def breakdown(self) -> dict[str, np.ndarray]:
         kv_ready = np.where(np.isnan(self.kv_ready), self.prefill_done, self.kv_ready)
         return {
-            "queue": self.scheduled - self.arrival,
-            "kv_load": self.kv_load,
+            "queue": self.scheduled - self.arrival - self.fetch,
+            "kv_load": self.fetch + self.kv_load,
             "prefill": self.prefill_done - self.scheduled - self.kv_load,
             "kv_transfer": kv_ready - self.prefill_done,
             "first_decode": self.first_token - kv_ready,

@@ -25,6 +25,7 @@ from sim.cache.tiers import (
     build_tiers,
     hbm_capacity_blocks,
     kv_block_bytes,
+    stored_block_bytes,
     tier_from_config,
     tier_traffic,
 )
@@ -70,7 +71,8 @@ class ServingRun:
         self.table = RequestTable(trace.arrival_s, trace.input_tokens, np.maximum(trace.output_tokens, 1))
         self.itl = WeightedSamples()  # token gaps with multiplicities
         self.completed = 0
-        self.block_bytes = kv_block_bytes(config)
+        self.block_bytes = kv_block_bytes(config)  # one TP rank's shard of a block (HBM, a rank's KV transfer)
+        self.stored_bytes = stored_block_bytes(config)  # every rank's shard: a block in the tiers' byte counts
         policy = config.cache.policy
         kinds = [POLICIES[p] for p in policies_in_use(config, policy) if p in POLICIES]
         next_use = next_use_index(trace.access_stream()) if any(k.needs_future for k in kinds) else None
@@ -129,7 +131,7 @@ class ServingRun:
         hbm = tier_from_config(self.arena, "hbm", self.config.cache.tiers.hbm, self.config.cache.policy,
                                self.hbm_blocks, self._next_use, self._predicted)
         lower = self.shared_tiers if lower is None else lower
-        cache = build_cache([hbm, *lower], self.block_bytes,
+        cache = build_cache([hbm, *lower], self.stored_bytes,
                             inclusive=self.config.cache.inclusion == "inclusive",
                             track_positions=self._next_use is not None or self._predicted is not None,
                             num_blocks=self.num_blocks)
@@ -205,6 +207,7 @@ class ServingRun:
             table.kv_transfer_bytes[job.rid] = nbytes * self.tp
             table.decode_instance[job.rid] = dest.index
             link = self._kv_link(prefill_instance, dest)
+            self._record_transfer(link, nbytes)
             if self.config.pd.transfer == "layerwise":
                 self._layerwise(link, nbytes, prefill_instance, source_job, dest, dest_job)
             else:
@@ -220,6 +223,10 @@ class ServingRun:
     def _kv_link(self, src: Instance, dest: Instance):
         """The link a prefill instance's KV crosses to ``dest`` (one per prefill instance)."""
         return self.links[src.index]
+
+    def _record_transfer(self, link, nbytes: int) -> None:
+        """Count a KV transfer of ``nbytes`` (one rank's) over ``link``, whichever way it is sent (the cluster counts
+        them by scope)."""
 
     def _send_kv(self, link, nbytes: int, arrived) -> None:
         link.send(nbytes, lambda _d: arrived())

@@ -1,0 +1,226 @@
+"""A test helper (not a product feature): the invariants an independent reader expects of any report.
+
+``check_report(report)`` returns a list of violations (empty = the report is consistent); each is derived
+from a definition in ../shared/DESIGN.md (Contract: report JSON) or README.md, cited beside its check:
+
+- request conservation: ``rows_read = rows_used + rows_skipped``, ``rows_skipped = sum(skip_reasons)``
+  (DESIGN: "rows used/skipped"; README: skips "counted per reason"), and every run completes every used
+  request (README Serving: a request a configuration can never run is skipped and counted *before* the run);
+- no NaN or inf anywhere in the metrics (they become JSON null: DESIGN's report has numbers; an empty
+  distribution is the only null allowed: ``tpot_s`` and ``itl_s`` when no request has two output tokens
+  (then generated tokens = requests), and an instance's MFU/MBU while busy when it never ran a step, README Reports);
+- hits <= accesses, ``hit_ratio = hits / accesses``, per-tier (and per-location) hit ratios sum to it
+  (DESIGN: "hits those served from any tier"), every ratio, fraction and utilisation in [0, 1]
+  (tier read/write utilisation excepted: README Serving says a share above 1 is reported, by design);
+- distributions: ``0 <= p50 <= p90 <= p99 (<= p95 ordering too) <= max`` and ``mean <= max``;
+- TTFT breakdown parts >= 0 and summing to ``ttft_s.mean`` (DESIGN: "means; they sum to ttft_s.mean");
+- goodput <= completed requests / makespan, ``slo_attainment = goodput * makespan / completed``;
+- makespan >= every request's e2e (makespan = last token - first arrival);
+- cache-only per-tier traffic: a lower tier's ``bytes_read = hits x block_bytes`` (README Policy study: bytes
+  moved per tier), ``tier_hit_ratio.<t> = tiers.<t>.hits / accesses``;
+- timeseries: arrivals and completions each sum to the completed requests.
+Optional arguments add what the report alone cannot know (the workload's arrival span and token totals).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+REL = 1e-9  # float sums of ~1e3 terms; far below any real inconsistency
+RATIO_KEYS = ("hit_ratio", "token_hit_ratio", "slo_attainment", "busy_fraction", "busy_fraction_mean", "mfu",
+              "mfu_mean", "mbu", "mbu_mean", "kv_usage_mean", "kv_usage_peak", "kv_usage_max", "kv_usage",
+              "busy_fraction_while_busy")
+ADMISSION_SKIPS = ("exceeds_max_model_len", "exceeds_kv_capacity")  # sim/serving/run.py admit()
+BREAKDOWN = ("queue", "kv_load", "prefill", "kv_transfer", "first_decode")
+
+
+def _close(a: float, b: float, rel: float = REL, abs_: float = 1e-12) -> bool:
+    return abs(a - b) <= max(abs_, rel * max(abs(a), abs(b)))
+
+
+def _walk(value: Any, path: str):
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _walk(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _walk(v, f"{path}[{i}]")
+    else:
+        yield path, value
+
+
+def _distributions(metrics: dict, path: str = ""):
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            name = f"{path}.{key}" if path else key
+            if "p50" in value and "p90" in value:
+                yield name, value
+            else:
+                yield from _distributions(value, name)
+
+
+def check_run(metrics: dict[str, Any], trace: dict[str, Any] | None, mode: str, *,
+              arrival_span_s: float | None = None, output_tokens: int | None = None,
+              input_tokens: int | None = None, means: bool = False) -> list[str]:
+    bad: list[str] = []
+    serving = mode != "cache-only"
+    # no NaN / inf (null in JSON)
+    for path, value in _walk(metrics, ""):
+        idle = (path.startswith("instances.each[") and path.endswith(("mfu_busy", "mbu_busy"))
+                and metrics["instances"]["each"][int(path[len("instances.each["):].split("]")[0])]["steps"] == 0)
+        if value is None and not path.startswith(("tpot_s.", "itl_s.")) and not idle:  # idle: no busy time, undefined
+            bad.append(f"{path} is null (NaN or inf)")
+        if isinstance(value, float) and not math.isfinite(value):
+            bad.append(f"{path} = {value}")
+    if trace is not None and "requests_completed" in metrics and not means:
+        if metrics["requests_completed"] != trace["rows_used"]:
+            bad.append(f"requests_completed {metrics['requests_completed']} != trace.rows_used {trace['rows_used']}")
+    # hits
+    acc, hits = metrics.get("accesses"), metrics.get("hits")
+    if acc is not None and hits is not None:
+        if not 0 <= hits <= acc:
+            bad.append(f"hits {hits} not in [0, accesses {acc}]")
+        if acc and not means and not _close(metrics["hit_ratio"], hits / acc):
+            bad.append(f"hit_ratio {metrics['hit_ratio']} != hits/accesses {hits / acc}")
+        for group in ("tier_hit_ratio", "location_hit_ratio"):
+            if group in metrics and acc:
+                total = sum(v for v in metrics[group].values() if v is not None)
+                if not _close(total, metrics["hit_ratio"], abs_=1e-12):
+                    bad.append(f"sum of {group} {total} != hit_ratio {metrics['hit_ratio']}")
+    cl = metrics.get("cluster")
+    if cl and hits is not None and not means:
+        total = sum(n for per in cl["hit_blocks"].values() for n in per.values())
+        if total != hits:
+            bad.append(f"cluster.hit_blocks sum {total} != hits {hits}")
+        # README Cluster: blocks and bytes fetched and KV-transferred by scope, of the same blocks
+        bb = cl["block_bytes"]
+        for kind in ("fetched", "kv_transfer"):
+            for scope, n in cl[f"{kind}_blocks"].items():
+                if cl[f"{kind}_bytes"][scope] != n * bb:
+                    bad.append(f"cluster.{kind}_bytes.{scope} != {kind}_blocks x block_bytes")
+        if sum(cl["kv_transfer_bytes"].values()) != metrics.get("kv_transfer_bytes", 0):
+            bad.append(f"cluster.kv_transfer_bytes sum {sum(cl['kv_transfer_bytes'].values())} != kv_transfer_bytes "
+                       f"{metrics.get('kv_transfer_bytes', 0)}")
+        # every hit block in a lower tier is read out of it at least once (preemptions read again)
+        for tier, per in cl["hit_blocks"].items():
+            if tier in metrics.get("tiers", {}) and metrics["tiers"][tier]["bytes_read"] < sum(per.values()) * bb:
+                bad.append(f"tiers.{tier}.bytes_read {metrics['tiers'][tier]['bytes_read']} < its hit blocks x "
+                           f"block_bytes {sum(per.values()) * bb}")
+    # ratios in [0, 1]
+    for path, value in _walk(metrics, ""):
+        leaf = path.rsplit(".", 1)[-1].split("[")[0]
+        parent = path.rsplit(".", 1)[0] if "." in path else ""
+        is_ratio = (leaf in RATIO_KEYS or parent.split(".")[-1] in ("tier_hit_ratio", "location_hit_ratio",
+                    "rack_hit_ratio") or (parent.endswith("eic_occupancy") and leaf in ("mean", "max"))
+                    or path.startswith("timeseries.kv_usage"))
+        if is_ratio and isinstance(value, (int, float)) and not 0 <= value <= 1 + 1e-12:
+            bad.append(f"{path} = {value} not in [0, 1]")
+        if leaf.endswith("_utilization_max") and isinstance(value, (int, float)) and value < 0:
+            bad.append(f"{path} = {value} < 0")
+        if (isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0
+                and not path.startswith(("config",)) and leaf not in ("index",)):
+            bad.append(f"{path} = {value} < 0")
+    # distributions
+    for name, d in _distributions(metrics):
+        keys = [k for k in ("p50", "p90", "p95", "p99", "max") if d.get(k) is not None]
+        values = [d[k] for k in keys]
+        if any(a > b * (1 + 1e-12) + 1e-15 for a, b in zip(values, values[1:])):
+            bad.append(f"{name} percentiles out of order: {dict(zip(keys, values))}")
+        if d.get("max") is not None and d.get("mean") is not None and d["mean"] > d["max"] * (1 + 1e-12):
+            bad.append(f"{name}.mean {d['mean']} > max {d['max']}")
+    if serving and "ttft_breakdown_s" in metrics and metrics.get("ttft_s", {}).get("mean") is not None:
+        parts = metrics["ttft_breakdown_s"]
+        for k in BREAKDOWN:
+            if parts[k] is None or parts[k] < -1e-12:
+                bad.append(f"ttft_breakdown_s.{k} = {parts[k]} < 0")
+        total = sum(parts[k] or 0.0 for k in BREAKDOWN)
+        if not _close(total, metrics["ttft_s"]["mean"], rel=1e-9):
+            bad.append(f"ttft_breakdown_s sums to {total}, ttft_s.mean is {metrics['ttft_s']['mean']}")
+    makespan = metrics.get("makespan_s")
+    if serving and makespan is not None:
+        done = metrics["requests_completed"]
+        if metrics.get("e2e_s", {}).get("p99") is not None and metrics["e2e_s"]["p99"] > makespan * (1 + 1e-12):
+            bad.append(f"e2e_s.p99 {metrics['e2e_s']['p99']} > makespan {makespan}")
+        if arrival_span_s is not None and makespan < arrival_span_s * (1 - 1e-12):
+            bad.append(f"makespan {makespan} < arrival span {arrival_span_s}")
+        if "goodput_rps" in metrics and makespan > 0 and not means:
+            if metrics["goodput_rps"] > done / makespan * (1 + 1e-12):
+                bad.append(f"goodput_rps {metrics['goodput_rps']} > completed/makespan {done / makespan}")
+            if not _close(metrics["goodput_rps"] * makespan, metrics["slo_attainment"] * done, rel=1e-9):
+                bad.append("goodput_rps x makespan != slo_attainment x requests_completed")
+        if output_tokens is not None and makespan > 0:
+            if not _close(metrics["throughput_tokens_per_s"] * makespan, output_tokens, rel=1e-9):
+                bad.append(f"throughput x makespan {metrics['throughput_tokens_per_s'] * makespan} != output tokens "
+                           f"{output_tokens}")
+            if input_tokens is not None and not _close(metrics["total_throughput_tokens_per_s"] * makespan,
+                                                       output_tokens + input_tokens, rel=1e-9):
+                bad.append("total_throughput x makespan != input + output tokens")
+        if (metrics.get("tpot_s", {}).get("mean") is None and makespan > 0 and not means
+                and not _close(metrics["throughput_tokens_per_s"] * makespan, done, rel=1e-9)):
+            bad.append("tpot_s is null but some request generated two tokens or more")
+        if ("kv_transfer_s" in metrics) != (metrics.get("kv_transfer_bytes", 0) > 0):
+            bad.append("kv_transfer_s present iff kv_transfer_bytes > 0 does not hold")
+        ts = metrics.get("timeseries")
+        if ts:
+            for key in ("arrivals", "completions"):
+                if sum(ts[key]) != done and not means:
+                    bad.append(f"timeseries.{key} sums to {sum(ts[key])}, requests_completed is {done}")
+    if not serving and acc and "tiers" in metrics:
+        bb = metrics.get("block_bytes")
+        for name, t in metrics["tiers"].items():
+            if not _close(metrics["tier_hit_ratio"][name], t["hits"] / acc, abs_=1e-12):
+                bad.append(f"tier_hit_ratio.{name} != tiers.{name}.hits / accesses")
+            if name != "hbm" and bb is not None and t["bytes_read"] != t["hits"] * bb:
+                bad.append(f"tiers.{name}.bytes_read {t['bytes_read']} != hits x block_bytes {t['hits'] * bb}")
+    return bad
+
+
+def check_report(report: dict[str, Any], **expect: Any) -> list[str]:
+    """Every violation in ``report`` (a loaded ``--report-json``), each prefixed with its run's name."""
+    bad: list[str] = []
+    trace = report.get("trace")
+    if trace and trace.get("request_range"):
+        # workload.range_start/end keep requests [lo, hi) of the valid ones (trace.request_range); the rest are
+        # neither used nor skipped. Of [lo, hi), only the serving admission skips (README Serving) leave.
+        lo, hi = trace["request_range"]
+        admitted_out = sum(n for r, n in trace["skip_reasons"].items() if r in ADMISSION_SKIPS)
+        if trace["rows_used"] + admitted_out != hi - lo:
+            bad.append(f"trace: rows_used {trace['rows_used']} + admission skips {admitted_out} != request_range "
+                       f"size {hi - lo}")
+        if hi > trace["rows_read"] - trace["rows_skipped"] + admitted_out:
+            bad.append(f"trace: request_range ends at {hi}, past the valid rows")
+    elif trace:
+        if trace["rows_read"] != trace["rows_used"] + trace["rows_skipped"]:
+            bad.append(f"trace: rows_read {trace['rows_read']} != used {trace['rows_used']} + skipped "
+                       f"{trace['rows_skipped']}")
+        if sum(trace["skip_reasons"].values()) != trace["rows_skipped"]:
+            bad.append(f"trace: skip_reasons sum {sum(trace['skip_reasons'].values())} != rows_skipped "
+                       f"{trace['rows_skipped']}")
+    for run in report["runs"]:
+        if "mrc" in run["metrics"]:
+            bad.extend(f"{run['name']}: {v}" for v in check_mrc(run["metrics"]))
+            continue
+        if "metrics_ci95" in run:
+            # --seeds N: metrics are per-seed means (README Confidence), so ratios of means (hits / accesses,
+            # completed / makespan) need not equal the mean ratios; ranges, orderings and finiteness still hold
+            expect = {**expect, "means": True}
+        bad.extend(f"{run['name']}: {v}" for v in check_run(run["metrics"], trace, report["mode"], **expect))
+    return bad
+
+
+def check_mrc(metrics: dict[str, Any]) -> list[str]:
+    """An LRU miss-ratio curve (README: hit ratio at every capacity): capacities increasing, hit ratios in
+    [0, 1] and non-decreasing (LRU's inclusion property)."""
+    curve = metrics["mrc"]
+    caps, ratios = curve["capacity_blocks"], curve["hit_ratio"]
+    bad = []
+    if len(caps) != len(ratios):
+        bad.append("mrc: capacity_blocks and hit_ratio differ in length")
+    if any(b <= a for a, b in zip(caps, caps[1:])):
+        bad.append("mrc: capacities not increasing")
+    if any(r is None or not 0 <= r <= 1 for r in ratios):
+        bad.append("mrc: a hit ratio outside [0, 1] or null")
+    if any(b is not None and a is not None and b < a - 1e-12 for a, b in zip(ratios, ratios[1:])):
+        bad.append("mrc: hit ratio decreases with capacity")
+    return bad

@@ -1,0 +1,141 @@
+"""Reports stay consistent under edge conditions in every mode (``tests/report_invariants.py`` lists each
+invariant and the definition it comes from). Expectations beside the invariants are computed here from the
+hand-made traces, not from the simulator."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from report_invariants import check_report
+
+# Hand-made Mooncake rows (512-token blocks): (arrival ms, prompt tokens, output tokens, block ids)
+EDGE_ROWS = [(i * 50, n * 512 - 3, [0, 1, 2, 5][i % 4], [0, 1][:min(n, 2)] + [100 + 10 * i + j for j in range(n - 2)])
+             for i, n in enumerate([1, 3, 6, 2, 5, 4, 1, 6, 3, 2, 6, 5, 4, 3, 2, 1, 6, 6, 2, 3] * 2)]
+SAME_TIME_ROWS = [(1000, n * 512, 1 + 37 * i % 300, [0] + [1000 + 10 * i + j for j in range(n - 1)])
+                  for i, n in enumerate([1, 8, 3, 5, 2, 7, 4, 6] * 5)]
+
+
+def _write(tmp_path, name: str, rows) -> str:
+    path = tmp_path / name
+    path.write_text("".join(json.dumps({"timestamp": t, "input_length": n, "output_length": o, "hash_ids": ids}) + "\n"
+                            for t, n, o, ids in rows))
+    return str(path)
+
+
+def _report(run_cli, tmp_path, *argv: str, sets: tuple[str, ...] = ()) -> dict:
+    out = tmp_path / "r.json"
+    args = [*argv, "--quiet", "--no-plot", "--report-json", out]
+    for s in sets:
+        args += ["--set", s]
+    status, _, err = run_cli(*args)
+    assert status == 0, err[-2000:]
+    return json.loads(out.read_text())
+
+
+def _tokens(rows, keep=lambda n, o: True) -> tuple[int, int]:
+    """(prompt, output) tokens of the rows kept; every request decodes at least one token (run.admit)."""
+    kept = [(n, max(o, 1)) for _, n, o, _ in rows if keep(n, o)]
+    return sum(n for n, _ in kept), sum(o for _, o in kept)
+
+
+SERVING = {  # mode flags, --set keys
+    "single-tiny-hbm": (["--router", "round-robin,least-loaded,session-affinity,prefix-aware,precise-prefix"],
+                        ["serving.num_gpu_blocks=5", "cache.tiers.dram.capacity_gib=0.0625"]),
+    "single-max-model-len": ([], ["serving.max_model_len=2000", "slo.ttft_s=0.05", "slo.tpot_s=0.01"]),
+    "pd-1p3d-layerwise": (["--pd"], ["pd.num_prefill=1", "pd.num_decode=3", "pd.transfer=layerwise",
+                                     "serving.num_gpu_blocks=8"]),
+    "pd-3p1d-pull-inclusive": (["--pd"], ["pd.num_prefill=3", "pd.num_decode=1", "pd.transfer=pull",
+                                          "cache.inclusion=inclusive", "serving.num_gpu_blocks=8"]),
+    "pd-tp4-push": (["--pd"], ["serving.tensor_parallel_size=4", "serving.num_gpu_blocks=8"]),
+    "cluster-pd-racks": (["--cluster", "--pd"], ["cluster.num_racks=3", "cluster.nodes_per_rack=2",
+                                                 "hardware.gpus_per_node=2", "cluster.oversubscription=8",
+                                                 "serving.num_gpu_blocks=8", "cache.tiers.eic.capacity_gib=0.0625",
+                                                 "cache.tiers.dram.capacity_gib=0.0625",
+                                                 "cache.tiers.ssd.capacity_gib=0.0625"]),
+    "cluster-pd-tp2": (["--cluster", "--pd"], ["cluster.num_racks=2", "serving.tensor_parallel_size=2",
+                                               "serving.num_gpu_blocks=10", "cache.tiers.eic.capacity_gib=1"]),
+    "cluster-pd-layerwise": (["--cluster", "--pd"], ["pd.transfer=layerwise", "serving.num_gpu_blocks=10"]),
+    "cluster-routers-tp8": (["--cluster", "--router", "round-robin,precise-prefix", "--policy", "belady"],
+                            ["cluster.num_racks=2", "serving.tensor_parallel_size=8", "serving.num_gpu_blocks=10",
+                             "cache.tiers.eic.capacity_gib=1"]),
+}
+
+
+@pytest.mark.parametrize("name", SERVING)
+def test_serving_reports_hold_their_invariants(run_cli, tmp_path, name):
+    """Rejections (HBM of 5 blocks, max_model_len), 0- and 1-token outputs, every router, 1:3 and 3:1 PD with
+    each transfer mode, TP up to a node, racks behind an 8:1 oversubscribed uplink, one-block tiers."""
+    flags, sets = SERVING[name]
+    trace = _write(tmp_path, "edge.jsonl", EDGE_ROWS)
+    report = _report(run_cli, tmp_path, *flags, "--workload-trace", trace, sets=tuple(sets))
+    limit = 2000 if "max_model_len=2000" in " ".join(sets) else None
+    blocks = 5 if "num_gpu_blocks=5" in " ".join(sets) else None
+    keep = (lambda n, o: (limit is None or n + max(o, 1) <= limit)
+            and (blocks is None or -(-(n + max(o, 1)) // 512) <= blocks))
+    prompt, output = _tokens(EDGE_ROWS, keep)
+    span = (EDGE_ROWS[-1][0] - EDGE_ROWS[0][0]) / 1000
+    if limit is None and blocks is None:
+        assert report["trace"]["rows_skipped"] == 0
+    else:
+        assert report["trace"]["rows_skipped"] == sum(not keep(n, o) for _, n, o, _ in EDGE_ROWS) > 0
+    assert check_report(report, output_tokens=output, input_tokens=prompt, arrival_span_s=span) == []
+
+
+def test_same_timestamp_overload_and_a_single_request(run_cli, tmp_path):
+    """Forty requests at one instant on one instance (a queue), then one request alone."""
+    trace = _write(tmp_path, "same.jsonl", SAME_TIME_ROWS)
+    prompt, output = _tokens(SAME_TIME_ROWS)
+    report = _report(run_cli, tmp_path, "--workload-trace", trace, "--rate-scale", "1000",
+                     sets=("serving.num_instances=1",))
+    assert check_report(report, output_tokens=output, input_tokens=prompt, arrival_span_s=0.0) == []
+    assert report["runs"][0]["metrics"]["ttft_breakdown_s"]["queue"] > 0
+    one = _write(tmp_path, "one.jsonl", SAME_TIME_ROWS[:1])
+    report = _report(run_cli, tmp_path, "--pd", "--workload-trace", one)
+    assert check_report(report, output_tokens=SAME_TIME_ROWS[0][2], input_tokens=512, arrival_span_s=0.0) == []
+
+
+def test_cache_only_reports_hold_their_invariants(run_cli, tmp_path):
+    """Every policy over one-block lower tiers, inclusive; a sampled miss-ratio curve."""
+    trace = _write(tmp_path, "edge.jsonl", EDGE_ROWS)
+    report = _report(run_cli, tmp_path, "--cache-only", "--workload-trace", trace,
+                     "--policy", "lru,fifo,lfu,arc,s3fifo,sieve,belady",
+                     sets=("cache.tiers.hbm.capacity_gib=0.25", "cache.tiers.dram.capacity_gib=0.0625",
+                           "cache.tiers.ssd.capacity_gib=0.0625", "cache.tiers.eic.capacity_gib=0.0625",
+                           "cache.inclusion=inclusive"))
+    assert check_report(report) == []
+    assert report["runs"][0]["metrics"]["accesses"] == sum(len(ids) for *_, ids in EDGE_ROWS)
+    report = _report(run_cli, tmp_path, "--cache-only", "--mrc", "--mrc-sample-rate", "0.5", "--workload-trace", trace)
+    assert check_report(report) == []
+
+
+def test_same_config_and_seed_give_the_same_report(run_cli, tmp_path):
+    trace = _write(tmp_path, "edge.jsonl", EDGE_ROWS)
+    argv = ("--cluster", "--pd", "--workload-trace", trace, "--router", "precise-prefix")
+    sets = ("cluster.num_racks=2", "serving.num_gpu_blocks=8")
+    first, second = (_report(run_cli, tmp_path, *argv, sets=sets) for _ in range(2))
+    first.pop("timing"), second.pop("timing")
+    assert json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
+
+
+def test_the_checker_catches_each_kind_of_inconsistency(run_cli, tmp_path):
+    """The checker can fail: each corruption of a consistent report is reported."""
+    trace = _write(tmp_path, "edge.jsonl", EDGE_ROWS)
+    report = _report(run_cli, tmp_path, "--pd", "--workload-trace", trace, sets=("slo.ttft_s=0.05",))
+    assert check_report(report) == []
+    corruptions = {
+        "rows_used": lambda r: r["trace"].__setitem__("rows_used", r["trace"]["rows_used"] - 1),
+        "null": lambda r: r["runs"][0]["metrics"]["e2e_s"].__setitem__("mean", None),
+        "hit_ratio": lambda r: r["runs"][0]["metrics"]["tier_hit_ratio"].__setitem__("dram", 1.5),
+        "percentiles": lambda r: r["runs"][0]["metrics"]["ttft_s"].__setitem__("p50", 1e3),
+        "ttft_breakdown_s": lambda r: r["runs"][0]["metrics"]["ttft_breakdown_s"].__setitem__("queue", 1.0),
+        "goodput_rps": lambda r: r["runs"][0]["metrics"].__setitem__("goodput_rps", 1e6),
+        "timeseries": lambda r: r["runs"][0]["metrics"]["timeseries"]["arrivals"].append(1),
+    }
+    for needle, corrupt in corruptions.items():
+        bad = copy.deepcopy(report)
+        corrupt(bad)
+        found = check_report(bad)
+        assert found and any(needle in v for v in found), (needle, found)
