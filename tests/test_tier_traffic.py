@@ -283,6 +283,27 @@ def test_a_lower_tier_holds_every_tp_ranks_shard_of_a_block(run_cli, tmp_path, m
         assert metrics["cluster"]["eic_occupancy"]["capacity_blocks_each"] == 512
 
 
+@pytest.mark.parametrize("sets, stored, lanes", [
+    # DeepSeek-V2-Lite (MLA): one latent of kv_lora_rank 512 + rope 64 = 576 values a layer, 27 layers, bf16, whole
+    # on every rank (tests/fixtures/hf_configs/DeepSeek-V2-Lite.json): the same bytes on both GPUs, stored once and
+    # read by both at once over their own links
+    (("model=deepseek-v2-lite", "serving.tensor_parallel_size=2"), 16 * 27 * 576 * 2, 1),
+    # Llama-3.1-8B's 8 KV heads at TP 16: each rank holds one head, each head on two ranks: 8 distinct shards
+    (("serving.tensor_parallel_size=16", "hardware.gpus_per_node=16", "serving.num_instances=1"), 16 * KV_BYTES_PER_TOKEN, 8),
+    (("serving.tensor_parallel_size=2",), 16 * KV_BYTES_PER_TOKEN, 2),
+])
+def test_a_lower_tier_stores_each_distinct_shard_once(sets, stored, lanes):
+    """Replicated KV (MLA's latent, KV heads fewer than the TP ranks) is the same bytes on several GPUs: a lower
+    tier stores it once (counting every rank's copy filled it TP times faster), and a load takes one shard's bytes
+    over one link."""
+    from sim.cache.tiers import kv_block_bytes, read_lanes, stored_block_bytes
+    from sim.config import load_config
+
+    config = load_config(None, sets=list(sets))
+    assert (stored_block_bytes(config), read_lanes(config)) == (stored, lanes)
+    assert stored_block_bytes(config) == lanes * kv_block_bytes(config)  # a load: one shard per link
+
+
 def test_a_tp_instance_loads_every_ranks_shard_from_the_one_ssd(run_cli, tmp_path):
     """At TP 2 each GPU reads its half of a block over its own PCIe link, but the node's one SSD (a shared
     device, 7 GB/s) serves both halves. Hand-made trace on one instance of 4 HBM blocks (512 tokens), no DRAM:

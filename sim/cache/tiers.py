@@ -170,20 +170,31 @@ def new_tier(arena: TierArena, name: str, policy: str, capacity: int, read_bw: f
                 shared_read_bw=shared_read_bw, lanes=lanes)
 
 
-def kv_block_bytes(config: Config) -> int:
-    """Bytes of one KV block on one GPU: tokens per block × KV bytes per token (per TP rank)."""
+def _block_bytes(config: Config, tensor_parallel_size: int) -> int:
     model = model_spec(config.model)
     dtype = config.serving.dtype if config.serving.kv_cache_dtype == "auto" else config.serving.kv_cache_dtype
-    per_token = model.kv_bytes_per_token(DTYPE_BYTES[dtype], config.serving.tensor_parallel_size)
-    return config.serving.block_size * per_token
+    return config.serving.block_size * model.kv_bytes_per_token(DTYPE_BYTES[dtype], tensor_parallel_size)
+
+
+def kv_block_bytes(config: Config) -> int:
+    """Bytes of one KV block on one GPU: tokens per block × KV bytes per token (per TP rank)."""
+    return _block_bytes(config, config.serving.tensor_parallel_size)
 
 
 def stored_block_bytes(config: Config) -> int:
-    """Bytes one KV block takes in a lower tier (a node's DRAM/SSD, a rack's EIC): every TP rank of the
-    instance holds its shard of the block and offloads it there, so ``tensor_parallel_size`` shards
-    (``kv_block_bytes`` each; with replicated KV heads, each rank's copy). The capacity of a lower tier in
-    blocks; HBM, one GPU's, holds one shard per block (``kv_block_bytes``)."""
-    return kv_block_bytes(config) * config.serving.tensor_parallel_size
+    """Bytes one KV block takes in a lower tier (a node's DRAM/SSD, a rack's EIC): the instance's distinct shards
+    of it, each once: every KV head's share (``tensor_parallel_size`` shards, ``kv_block_bytes`` each, when the
+    KV heads divide among the ranks), but a head a rank only replicates (TP above the KV-head count) and MLA's
+    latent, whole on every rank, are the same bytes on several GPUs and stored once. The capacity of a lower tier
+    in blocks; HBM, one GPU's, holds one shard per block (``kv_block_bytes``)."""
+    return _block_bytes(config, 1)
+
+
+def read_lanes(config: Config) -> int:
+    """Links an instance reads a lower-tier block over in parallel: one per distinct shard, each rank fetching its own
+    over its own link (PCIe), so a load takes a shard's bytes / one link's bandwidth (MLA: the one latent, which
+    every rank reads at once)."""
+    return max(1, stored_block_bytes(config) // kv_block_bytes(config))
 
 
 def lower_tier_blocks(capacity_gib: float, config: Config) -> int:
@@ -247,5 +258,5 @@ def build_tiers(config: Config, policy: str, next_use: np.ndarray | None = None,
                 specs.append((name, tier_cfg, blocks))
     arena = arena if arena is not None else TierArena(future=next_use)
     return [tier_from_config(arena, name, tier_cfg, policy, blocks, next_use, predicted,
-                             lanes=1 if name == "hbm" else config.serving.tensor_parallel_size)
+                             lanes=1 if name == "hbm" else read_lanes(config))
             for name, tier_cfg, blocks in specs]

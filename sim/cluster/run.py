@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from sim.cache.arena_layout import RESIDENT
-from sim.cache.tiers import TIER_NAMES, Tier, lower_tier_blocks, tier_from_config
+from sim.cache.tiers import TIER_NAMES, Tier, lower_tier_blocks, read_lanes, tier_from_config
 from sim.cluster.links import LoadTracker, Path
 from sim.cluster.prefix_index import holders_chain
 from sim.cluster.routers import CLUSTER_ROUTERS
@@ -102,8 +102,8 @@ class ClusterRun(ServingRun):
         uplink_gbps = config.cluster.uplink_gbps or (
             topo.nodes_per_rack * config.network.bandwidth_gbps / config.cluster.oversubscription)
         self.uplink_model = AnalyticNetwork(uplink_gbps * 1e9 / 8, config.cluster.uplink_latency_us * 1e-6)
-        # an instance's GPUs each have their PCIe link: a block's shards cross them side by side
-        self.pcie_model = AnalyticNetwork(config.hardware.pcie_gbps * 1e9 * config.serving.tensor_parallel_size)
+        # an instance's GPUs each have their PCIe link: a block's distinct shards cross them side by side
+        self.pcie_model = AnalyticNetwork(config.hardware.pcie_gbps * 1e9 * read_lanes(config))
         tiers = config.cache.tiers
         self.lower_capacity = {name: lower_tier_blocks(getattr(tiers, name).capacity_gib, config)
                                for name in ("dram", "ssd", "eic")}
@@ -123,7 +123,7 @@ class ClusterRun(ServingRun):
     def _tier(self, name: str, kind: int, rack: int, node: int, inst: int, capacity: int) -> Tier:
         cfg = getattr(self.config.cache.tiers, name)
         tier = tier_from_config(self.arena, name, cfg, self.config.cache.policy, capacity, self._next_use,
-                                self._predicted, lanes=1 if kind == HBM else self.config.serving.tensor_parallel_size)
+                                self._predicted, lanes=1 if kind == HBM else read_lanes(self.config))
         self._place_tier(tier.index, (kind, rack, node, inst))
         if kind != HBM:  # the copy's read link, which its readers share (each GPU's own PCIe link is another)
             link = self.tier_link[tier.index] = self._link(AnalyticNetwork(tier.copy_read_bw, tier.latency_s))
@@ -440,7 +440,8 @@ class ClusterRun(ServingRun):
                 "fetched_blocks": dict(self.moved_blocks),
                 "fetched_bytes": {k: v * self.stored_bytes for k, v in self.moved_blocks.items()},
                 "kv_transfer_blocks": dict(self.kv_transfer_blocks),
-                "kv_transfer_bytes": {k: v * self.stored_bytes for k, v in self.kv_transfer_blocks.items()},
+                # every rank's shard, as the request table counts a transfer (MLA: each rank's copy of the latent)
+                "kv_transfer_bytes": {k: v * self.block_bytes * self.tp for k, v in self.kv_transfer_blocks.items()},
                 "router": {"name": self.route_name, "decisions": dict(sorted(self.router.decisions.items())),
                            "requests_per_instance_max": int(np.max(np.bincount(self._routed_to[self._routed_to >= 0])))
                            if (self._routed_to >= 0).any() else 0},
