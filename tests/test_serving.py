@@ -198,3 +198,29 @@ def test_any_policy_serves_with_shared_lower_tiers(policy):
     config = _multi_turn_config(f"cache.policy={policy}", "serving.num_gpu_blocks=600", "serving.num_instances=4")
     result, _ = run_serving(_synthetic(config), config, "single")
     assert result.metrics["requests_completed"] == 300 and result.metrics["tier_hit_ratio"]["dram"] > 0
+
+
+def test_layerwise_transfers_share_their_link(run_cli, tmp_path):
+    """Two layerwise KV transfers from one prefill instance overlap on its link: the part the compute does not hide
+    (full transfer - 31/32 of the prefill compute, Llama-3.1-8B's 32 layers) is shared max-min fairly while both
+    cross. Hand-run processor sharing of the two from the run's own prefill times; each was charged as if alone."""
+    import json
+
+    import pandas as pd
+
+    trace = tmp_path / "t.jsonl"  # two 51,200-token prompts (100 blocks of 512 tokens), nothing shared
+    trace.write_text("".join(json.dumps({"timestamp": 0, "input_length": 51200, "output_length": 2,
+                                         "hash_ids": list(range(100 * r + 1, 100 * r + 101))}) + "\n" for r in range(2)))
+    csv = tmp_path / "r.csv"
+    status, _, err = run_cli("--pd", "--workload-trace", trace, "--quiet", "--no-plot", "--requests-csv", csv,
+                             "--set", "pd.transfer=layerwise", "--set", "network.bandwidth_gbps=10",
+                             "--set", "network.latency_us=0")
+    assert status == 0, err
+    rows = pd.read_csv(csv)
+    full = 51200 * 131072 / 1.25e9  # KV bytes (32 layers x 8 heads x 128 x 2 x bf16) over 10 Gb/s
+    start = rows["prefill_done"].to_numpy()
+    work = [max(full / 32, full - 31 / 32 * p) for p in rows["prefill_s"]]
+    assert start[0] < start[1] < start[0] + work[0]  # they overlap
+    done0 = start[1] + 2 * (work[0] - (start[1] - start[0]))  # alone, then at half rate
+    done1 = done0 + work[1] - (done0 - start[1]) / 2  # half rate while both cross, then alone
+    assert rows["kv_ready"].tolist() == pytest.approx([done0, done1], rel=1e-9)

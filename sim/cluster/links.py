@@ -39,6 +39,10 @@ class Path:
 
     def send(self, nbytes: float, on_done: Callable[[float], None]) -> None:
         self.bytes_sent += int(nbytes)
+        self.occupy_share(nbytes, 1.0, on_done)
+
+    def occupy_share(self, nbytes: float, share: float, on_done: Callable[[float], None]) -> None:
+        """``share`` of a transfer of ``nbytes`` on every link at once (``Link.occupy_share``); bytes not counted."""
         if not self.links or nbytes <= 0:
             on_done(0.0)
             return
@@ -51,7 +55,7 @@ class Path:
                 on_done(remaining[1])
 
         for link in self.links:
-            link.send(nbytes, one_done)
+            link.occupy_share(nbytes, share, one_done)
 
 
 class LoadTracker:

@@ -154,6 +154,11 @@ class Link:
         self.bytes_sent += int(nbytes)
         self.occupy(self.model.isolated_time(nbytes), on_done)
 
+    def occupy_share(self, nbytes: float, share: float, on_done: Callable[[float], None]) -> None:
+        """The last ``share`` of a transfer of ``nbytes`` (the part a layerwise transfer's compute did not hide),
+        sharing the link from now; its bytes are counted by the caller."""
+        self.occupy(share * self.model.isolated_time(nbytes), on_done)
+
     def occupy(self, service: float, on_done: Callable[[float], None]) -> None:
         """Start work that would take ``service`` seconds alone (a transfer, or a device's write) now."""
         start = self.engine.now

@@ -240,7 +240,11 @@ class ServingRun:
         hidden_s = (layers - 1) * per_layer_compute  # transfer time the compute of layers 2..L can hide
         full = link.model.isolated_time(nbytes)
         exposed = max(full / layers, full - hidden_s)
-        self.engine.after(exposed, self._arrived, src, job, dest, dest_job)
+        # the exposed part shares the link with the transfers on it then (the hidden part crossed during compute)
+        if full <= 0:
+            self.engine.after(0.0, self._arrived, src, job, dest, dest_job)
+        else:
+            link.occupy_share(nbytes, exposed / full, lambda _d: self._arrived(src, job, dest, dest_job))
         link.bytes_sent += nbytes
 
     def _arrived(self, src: Instance, job: Job, dest: Instance, dest_job: Job) -> None:
