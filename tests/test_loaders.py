@@ -498,6 +498,30 @@ def test_block_size_512_kept_when_it_fits_as_many(tmp_path):
     assert trace.provenance.block_tokens == 512
 
 
+def test_block_size_told_by_a_later_chunk_when_the_first_is_all_one_block(tmp_path, monkeypatch):
+    """A first chunk whose records are each one block long fits every size from their lengths up, so it cannot
+    tell 16 from 512: the size was 512 (the tie's default) and every longer record after it was skipped as
+    hash_ids_length_mismatch, the same file read whole giving 16 and no skip. The chunks up to the first holding a
+    longer record decide: here 16 (ceil(100 / 16) = 7 hash ids, ceil(100 / 512) = 1), at any chunk size."""
+    from trace import readers
+
+    text = ("".join(_mooncake_line(i, 10, 5, [i]) for i in range(4))  # 10 tokens, 1 id: every size >= 16 fits
+            + "".join(_mooncake_line(10 + i, 100, 5, list(range(100 + 7 * i, 107 + 7 * i))) for i in range(4)))
+    path = write(tmp_path, "m16.jsonl", text)
+    for rows in (None, 4, 1):
+        if rows is not None:
+            monkeypatch.setattr(readers, "CHUNK_ROWS", rows)
+        prov = load(path, block_size=16).provenance
+        assert (prov.block_tokens, prov.rows_used, prov.skip_reasons) == (16, 8, {}), rows
+    # Mooncake's own 512 over the same chunking: one-block records first, then 600 tokens in 2 ids
+    mooncake = "".join(_mooncake_line(i, 300, 5, [i]) for i in range(4)) + _mooncake_line(9, 600, 5, [7, 8])
+    prov = load(write(tmp_path, "m512.jsonl", mooncake), block_size=512).provenance
+    assert (prov.block_tokens, prov.rows_used, prov.skip_reasons) == (512, 5, {})
+    # every record one block long, to the end: the tie's default, as before
+    prov = load(write(tmp_path, "one.jsonl", mooncake.rsplit("\n", 2)[0] + "\n"), block_size=512).provenance
+    assert (prov.block_tokens, prov.rows_used) == (512, 4)
+
+
 def test_azure_2024_week_trace_utc_offsets():
     """The 2024 week-long traces write times with a +00:00 offset, some without a fraction (CRLF ends)."""
     trace = load(SAMPLES / "azure_llm_2024_1week.csv")

@@ -296,20 +296,30 @@ MAX_CHAT_ID = 2**53  # chat ids are read as JSON numbers (float64): exact up to 
 BLOCK_TOKEN_CANDIDATES = 2 ** np.arange(0, 21)
 
 
+def block_token_counts(input_tokens: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """For each of ``BLOCK_TOKEN_CANDIDATES``, how many records' ``len(hash_ids)`` is ``ceil(input_length / size)``."""
+    tokens, n = input_tokens.astype(np.float64), lengths.astype(np.float64)
+    return np.array([np.count_nonzero(((n - 1) * size < tokens) & (tokens <= n * size))
+                     for size in BLOCK_TOKEN_CANDIDATES.tolist()])  # one pass per size: no rows x sizes matrix
+
+
+def pick_block_tokens(counts: np.ndarray, default: int) -> tuple[int, list[int]]:
+    """The size of ``block_token_counts`` matching the most records, ``default`` when it matches as many; and every
+    size that ties with it (more than one: the records cannot tell them apart)."""
+    best = int(counts.max()) if len(counts) else 0
+    winners = BLOCK_TOKEN_CANDIDATES[counts == best].tolist()
+    if best == 0 or default in winners:
+        return default, [default]
+    return int(winners[0]), winners
+
+
 def infer_block_tokens(input_tokens: np.ndarray, lengths: np.ndarray, default: int) -> tuple[int, list[int]]:
     """The block size (tokens) whose count, ``ceil(input_length / size)``, matches the most records'
     ``len(hash_ids)`` (valid records only), the format's documented ``default`` when it matches as many;
     and every size that ties with it (more than one: the records cannot tell them apart)."""
     if not len(lengths):
         return default, [default]
-    tokens, n = input_tokens.astype(np.float64), lengths.astype(np.float64)
-    counts = np.array([np.count_nonzero(((n - 1) * size < tokens) & (tokens <= n * size))
-                       for size in BLOCK_TOKEN_CANDIDATES.tolist()])  # one pass per size: no rows x sizes matrix
-    best = int(counts.max())
-    winners = BLOCK_TOKEN_CANDIDATES[counts == best].tolist()
-    if best == 0 or default in winners:
-        return default, [default]
-    return int(winners[0]), winners
+    return pick_block_tokens(block_token_counts(input_tokens, lengths), default)
 
 
 def hash_ids_mismatch(input_tokens: np.ndarray, lengths: np.ndarray, block_tokens: int) -> np.ndarray:

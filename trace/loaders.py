@@ -20,7 +20,7 @@ import csv
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -30,8 +30,8 @@ from sim.config_rules import request_token_bound
 from sim.errors import QUOTE_LIMIT, ConfigError, TraceError, quote
 from trace import blocks as bm
 from trace.arrow import numpy_view, valid
-from trace.formats import (FORMATS, TIME_UNITS, Chunk, TraceFormat, hash_ids_mismatch, infer_block_tokens, sniff_format,
-                           variant_of)
+from trace.formats import (FORMATS, TIME_UNITS, Chunk, TraceFormat, block_token_counts, hash_ids_mismatch,
+                           pick_block_tokens, sniff_format, variant_of)
 from trace.readers import (JSONL_EXPECTED, CsvParserError, IdLists, RawChunk, csv_chunks, csv_fields, first_line,
                            json_line_problem, json_object, jsonl_chunks, jsonl_line, some_record_has)
 from trace.request import Trace, TraceProvenance, file_sha256
@@ -109,11 +109,14 @@ def _scan(path: Path, fmt: TraceFormat, ledger: SkipLedger, limit: int | None, c
 
 @dataclass(slots=True)
 class _Blocks:
-    """The block size of a trace's hash_ids: inferred from its first chunk (``infer_block_tokens``), then
-    every record is checked against it."""
+    """The block size of a trace's hash_ids: inferred from its first chunk (``infer_block_tokens``), or, when every
+    valid record there is one block long (which fits every size from its length up), from the chunks up to the
+    first that holds a longer record (``later``: the valid records' input lengths and hash id counts of the chunks
+    after the first); then every record is checked against it."""
 
     tokens: int | None = None
     records: int = 0  # valid records it was inferred from
+    later: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]] | None = None
 
 
 def _block_check(path: Path, fmt: TraceFormat, chunk: Chunk, prior: np.ndarray, blocks: _Blocks) -> np.ndarray:
@@ -122,8 +125,16 @@ def _block_check(path: Path, fmt: TraceFormat, chunk: Chunk, prior: np.ndarray, 
     ok = prior == 0
     lengths = chunk.hash_ids.lengths
     if blocks.tokens is None:
-        blocks.tokens, ties = infer_block_tokens(chunk.input_tokens[ok], lengths[ok], fmt.block_tokens)
+        counts = block_token_counts(chunk.input_tokens[ok], lengths[ok])
         blocks.records = int(ok.sum())
+        if blocks.later is not None and not (lengths[ok] > 1).any():
+            with contextlib.closing(blocks.later()) as more:
+                for tokens, n in more:
+                    counts += block_token_counts(tokens, n)
+                    blocks.records += len(n)
+                    if (n > 1).any():
+                        break
+        blocks.tokens, ties = pick_block_tokens(counts, fmt.block_tokens)
         if len(ties) > 1:
             sizes = f"{ties[0]} or {ties[1]}{' or more' if len(ties) > 2 else ''}"
             raise TraceError(f"{path}: cannot tell the block size of the hash_ids: blocks of {sizes} tokens fit as "
@@ -132,8 +143,8 @@ def _block_check(path: Path, fmt: TraceFormat, chunk: Chunk, prior: np.ndarray, 
                     CODE["hash_ids_length_mismatch"], 0).astype(np.int8)
 
 
-def _validate(path: Path, fmt: TraceFormat, raw: RawChunk, max_tokens: int, blocks: _Blocks):
-    """A chunk's first failing reason per row, each column's reasons, and its parsed values."""
+def _parse(path: Path, fmt: TraceFormat, raw: RawChunk):
+    """A chunk's parsed values, the columns checked and each one's reasons (hash_ids' block count aside)."""
     if fmt.kind == "csv":
         if not isinstance(raw.frame, dict):
             _require_columns(path, fmt, raw.frame.columns)
@@ -143,6 +154,24 @@ def _validate(path: Path, fmt: TraceFormat, raw: RawChunk, max_tokens: int, bloc
     if raw.malformed is not None and raw.malformed.any():  # charged that reason first
         cols = [None] + cols
         col_reasons = [np.where(raw.malformed, CODE["malformed_row"], 0).astype(np.int8)] + col_reasons
+    return chunk, cols, col_reasons
+
+
+def _later_hash_ids(path: Path, fmt: TraceFormat) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The valid records' input lengths and hash id counts, chunk by chunk, after the file's first chunk
+    (``_Blocks.later``)."""
+    chunks = jsonl_chunks(path, fmt.signature, fmt.optional, fmt.id_lists)
+    with contextlib.closing(chunks):
+        next(chunks, None)  # the first chunk: counted already
+        for raw in chunks:
+            chunk, _, col_reasons = _parse(path, fmt, raw)
+            ok = combine(*col_reasons) == 0
+            yield chunk.input_tokens[ok], chunk.hash_ids.lengths[ok]
+
+
+def _validate(path: Path, fmt: TraceFormat, raw: RawChunk, max_tokens: int, blocks: _Blocks):
+    """A chunk's first failing reason per row, each column's reasons, and its parsed values."""
+    chunk, cols, col_reasons = _parse(path, fmt, raw)
     if chunk.hash_ids is not None:
         cols.append("hash_ids")
         col_reasons.append(_block_check(path, fmt, chunk, combine(*col_reasons), blocks))
@@ -164,6 +193,8 @@ def _collect(path: Path, fmt: TraceFormat, ledger: SkipLedger, limit: int | None
     ledger.row_label = "row" if fmt.kind == "csv" else "record"
     if fmt.kind == "jsonl":
         ledger.explain = {"malformed_row": lambda line: _malformed_jsonl(path, line)}
+        if fmt.block_tokens is not None:
+            blocks.later = lambda: _later_hash_ids(path, fmt)
         return _scan(path, fmt, ledger, limit, jsonl_chunks(path, fmt.signature, fmt.optional, fmt.id_lists), max_tokens,
                      blocks)
     ledger.line_of_row = lambda row: csv_line_of_row(path, row)
