@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import itertools
 import logging
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -89,9 +91,30 @@ def _scan(path: Path, fmt: TraceFormat, ledger: SkipLedger, limit: int | None, c
     """Validate chunks and keep valid rows (file order) until ``limit`` of them."""
     kept: list[Chunk] = []
     n_kept = rows_read = 0
+    ahead: deque[tuple[RawChunk, tuple]] = deque()  # chunks read (and parsed) by the block size's look-ahead
+
+    def look_ahead() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for raw in chunks:  # consumed here first, then validated in turn below
+            parsed = _parse(path, fmt, raw)
+            ahead.append((raw, parsed))
+            chunk, _, col_reasons = parsed
+            ok = combine(*col_reasons) == 0
+            yield chunk.input_tokens[ok], chunk.hash_ids.lengths[ok]
+
+    def in_order() -> Iterator[tuple[RawChunk, tuple | None]]:
+        while True:
+            if ahead:
+                yield ahead.popleft()
+                continue
+            raw = next(chunks, None)
+            if raw is None:
+                return
+            yield raw, None
+
+    blocks.later = look_ahead
     with contextlib.closing(chunks):  # a limit stops early: the reader's file is closed now, not at exit
-        for raw in chunks:
-            reason, col_reasons, cols, chunk = _validate(path, fmt, raw, max_tokens, blocks)
+        for raw, parsed in in_order():
+            reason, col_reasons, cols, chunk = _validate(path, fmt, raw, max_tokens, blocks, parsed)
             ok = reason == 0
             stop = len(reason)
             if limit is not None and n_kept + int(ok.sum()) >= limit:
@@ -107,12 +130,17 @@ def _scan(path: Path, fmt: TraceFormat, ledger: SkipLedger, limit: int | None, c
     return kept, rows_read
 
 
+# Chunks the block size's look-ahead reads past a first chunk of one-block records, at most (each up to
+# readers.CHUNK_ROWS records and CHUNK_BYTES bytes): they are held, read once, until validated in turn.
+LOOK_AHEAD_CHUNKS = 8
+
+
 @dataclass(slots=True)
 class _Blocks:
     """The block size of a trace's hash_ids: inferred from its first chunk (``infer_block_tokens``), or, when every
     valid record there is one block long (which fits every size from its length up), from the chunks up to the
-    first that holds a longer record (``later``: the valid records' input lengths and hash id counts of the chunks
-    after the first); then every record is checked against it."""
+    first that holds a longer record, ``LOOK_AHEAD_CHUNKS`` more at most (``later``: the valid records' input
+    lengths and hash id counts of the chunks after the first); then every record is checked against it."""
 
     tokens: int | None = None
     records: int = 0  # valid records it was inferred from
@@ -129,7 +157,7 @@ def _block_check(path: Path, fmt: TraceFormat, chunk: Chunk, prior: np.ndarray, 
         blocks.records = int(ok.sum())
         if blocks.later is not None and not (lengths[ok] > 1).any():
             with contextlib.closing(blocks.later()) as more:
-                for tokens, n in more:
+                for tokens, n in itertools.islice(more, LOOK_AHEAD_CHUNKS):
                     counts += block_token_counts(tokens, n)
                     blocks.records += len(n)
                     if (n > 1).any():
@@ -157,21 +185,10 @@ def _parse(path: Path, fmt: TraceFormat, raw: RawChunk):
     return chunk, cols, col_reasons
 
 
-def _later_hash_ids(path: Path, fmt: TraceFormat) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """The valid records' input lengths and hash id counts, chunk by chunk, after the file's first chunk
-    (``_Blocks.later``)."""
-    chunks = jsonl_chunks(path, fmt.signature, fmt.optional, fmt.id_lists)
-    with contextlib.closing(chunks):
-        next(chunks, None)  # the first chunk: counted already
-        for raw in chunks:
-            chunk, _, col_reasons = _parse(path, fmt, raw)
-            ok = combine(*col_reasons) == 0
-            yield chunk.input_tokens[ok], chunk.hash_ids.lengths[ok]
-
-
-def _validate(path: Path, fmt: TraceFormat, raw: RawChunk, max_tokens: int, blocks: _Blocks):
-    """A chunk's first failing reason per row, each column's reasons, and its parsed values."""
-    chunk, cols, col_reasons = _parse(path, fmt, raw)
+def _validate(path: Path, fmt: TraceFormat, raw: RawChunk, max_tokens: int, blocks: _Blocks, parsed: tuple | None = None):
+    """A chunk's first failing reason per row, each column's reasons, and its parsed values (``parsed``: ``_parse``'s,
+    when the look-ahead has parsed it)."""
+    chunk, cols, col_reasons = _parse(path, fmt, raw) if parsed is None else parsed
     if chunk.hash_ids is not None:
         cols.append("hash_ids")
         col_reasons.append(_block_check(path, fmt, chunk, combine(*col_reasons), blocks))
@@ -193,8 +210,6 @@ def _collect(path: Path, fmt: TraceFormat, ledger: SkipLedger, limit: int | None
     ledger.row_label = "row" if fmt.kind == "csv" else "record"
     if fmt.kind == "jsonl":
         ledger.explain = {"malformed_row": lambda line: _malformed_jsonl(path, line)}
-        if fmt.block_tokens is not None:
-            blocks.later = lambda: _later_hash_ids(path, fmt)
         return _scan(path, fmt, ledger, limit, jsonl_chunks(path, fmt.signature, fmt.optional, fmt.id_lists), max_tokens,
                      blocks)
     ledger.line_of_row = lambda row: csv_line_of_row(path, row)
