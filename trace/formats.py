@@ -283,13 +283,15 @@ def _parse_mooncake(frame):
             first = raw.map(lambda v: type(v) in (int, float) and v == -1).to_numpy(dtype=bool)
         parent, r_parent = numeric_column(raw.where(~first, 0) if not isinstance(raw, np.ndarray) else np.where(first, 0, raw))
         chunk.parent_id = np.where(first, -1.0, parent)  # -1: a chat's first turn (any other negative id is bad)
-        for ids, r in ((chunk.chat_id, r_chat), (chunk.parent_id, r_parent)):  # read as float64: exact to 2^53
-            r[(r == 0) & (ids > MAX_CHAT_ID)] = CODE["id_out_of_range"]
+        for ids, r in ((chunk.chat_id, r_chat), (chunk.parent_id, r_parent)):  # read as float64: exact below 2^53
+            r[(r == 0) & (ids >= MAX_CHAT_ID)] = CODE["id_out_of_range"]
         cols, reasons = cols + ["chat_id", "parent_chat_id"], reasons + [r_chat, r_parent]
     return chunk, cols + ["hash_ids"], reasons + [r_hash]
 
 
-MAX_CHAT_ID = 2**53  # chat ids are read as JSON numbers (float64): exact up to here (Bailian's count from 0)
+# chat ids are read as JSON numbers (float64): exact below this (Bailian's count from 0); 2^53 + 1 reads as 2^53, so
+# an id read as 2^53 or more may be another one rounded
+MAX_CHAT_ID = 2**53
 
 # Block sizes a trace's hash_ids may cover: powers of two, as in every published trace (Mooncake: 512
 # tokens; Alibaba Bailian: 16) and every serving engine's block (page) size.
