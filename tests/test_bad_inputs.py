@@ -404,6 +404,11 @@ CASES: dict[str, Case] = {
                                       files={"m.jsonl": MOONCAKE_OK + mooncake(30, '"600"', 5, [1, 2])}),
     "bailian_parent_chain_loops": Case(trace_stats(trace="{tmp}/b.jsonl"), names=("b.jsonl", "parent_chat_id", "loop"),
                                        files={"b.jsonl": bailian(0, 1, 0.0) + bailian(1, 0, 1.5)}),
+    # chat 5's chain runs into the loop 0 <-> 1: a chat in the loop is named, not 5
+    "bailian_parent_chain_runs_into_a_loop": Case(trace_stats(trace="{tmp}/b.jsonl"),
+                                                  names=("b.jsonl", "parent_chat_id", "chat 1 is its own ancestor"),
+                                                  files={"b.jsonl": bailian(5, 0, 0.0) + bailian(0, 1, 0.5)
+                                                         + bailian(1, 0, 1.5)}),
     "bailian_parent_not_a_number": Case(trace_stats(trace="{tmp}/b.jsonl"), skips={"negative_value": 1, "non_numeric": 1},
                                         files={"b.jsonl": bailian(0, -1, 0.0) + bailian(1, -2, 1.5)
                                                + bailian(2, '"0"', 2.0) + bailian(3, 0, 3.0)}),

@@ -254,8 +254,10 @@ def chat_sessions(path: Path, chat: np.ndarray, parent: np.ndarray) -> np.ndarra
         nxt = np.where(step, up[np.where(step, up, 0)], -1)
         root_label = np.where(step, root_label[np.where(step, up, 0)], root_label)
         up = nxt
-    else:
-        raise TraceError(f"{path}: parent_chat_id chains loop (a chat is its own ancestor), so sessions cannot be told")
+    else:  # 2^64 steps up from a record still stepping is past any tail into its loop (fewer than 2^63 records)
+        looped = int(chat[up[np.flatnonzero(up >= 0)[0]]])
+        raise TraceError(f"{path}: parent_chat_id chains loop (chat {looped} is its own ancestor), so sessions cannot "
+                         "be told")
     codes = pa.array(root_label).dictionary_encode().indices
     return numpy_view(codes).astype(np.int64)
 
