@@ -476,6 +476,23 @@ def test_bailian_limit_and_orphan_parent(tmp_path):
     assert load(path, limit=1).session_id.tolist() == [0]
 
 
+def test_bailian_repeated_chat_ids_are_told(tmp_path, caplog):
+    """Two Bailian files each count chats from 0: concatenated, chats 0 and 1 of each merged into one session, and
+    the second file's turn (parent 0) joined the first file's chat, with nothing said. The sessions stay as they
+    were (a repeat shares its first record's session); a note counts the repeats and names one."""
+    lines = (SAMPLES / "bailian_qwen_blksz_16.jsonl").read_text().splitlines(keepends=True)
+    path = write(tmp_path, "b.jsonl", "".join(lines[:3]) + "".join(lines[:2]))  # chats 0, 1, 2 (parent 0), 0, 1
+    with caplog.at_level("WARNING", logger="kvsim.trace"):
+        trace = load(path)
+    assert trace.provenance.rows_used == 5
+    notes = [r.getMessage() for r in caplog.records if "records repeat" in r.getMessage()]
+    assert len(notes) == 1 and "2 records repeat" in notes[0] and "chat_id (e.g. 0)" in notes[0], notes
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="kvsim.trace"):
+        load(SAMPLES / "bailian_qwen_blksz_16.jsonl")
+    assert not [r for r in caplog.records if "records repeat" in r.getMessage()]
+
+
 def test_block_size_inferred_from_hash_ids(tmp_path):
     """Mooncake's keys over 16-token blocks, no Bailian keys: the size is the one whose ceil(input_length / size)
     matches len(hash_ids) in the most records; a record that fits no size is still counted as a mismatch.
