@@ -479,7 +479,7 @@ def test_bailian_limit_and_orphan_parent(tmp_path):
 def test_bailian_repeated_chat_ids_are_told(tmp_path, caplog):
     """Two Bailian files each count chats from 0: concatenated, chats 0 and 1 of each merged into one session, and
     the second file's turn (parent 0) joined the first file's chat, with nothing said. The sessions stay as they
-    were (a repeat shares its first record's session); a note counts the repeats and names one."""
+    were (a repeated first turn shares the earlier chat's session); a note counts the repeats and names one."""
     lines = (SAMPLES / "bailian_qwen_blksz_16.jsonl").read_text().splitlines(keepends=True)
     path = write(tmp_path, "b.jsonl", "".join(lines[:3]) + "".join(lines[:2]))  # chats 0, 1, 2 (parent 0), 0, 1
     with caplog.at_level("WARNING", logger="kvsim.trace"):

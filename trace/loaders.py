@@ -245,8 +245,8 @@ def chat_sessions(path: Path, chat: np.ndarray, parent: np.ndarray) -> np.ndarra
     order = np.argsort(chat, kind="stable")
     repeats = np.flatnonzero(np.diff(chat[order]) == 0)
     if len(repeats):  # e.g. two traces, each counting chats from 0, in one file: sessions of both are merged
-        LOG.warning("kvsim: note: %s: %s records repeat an earlier record's chat_id (e.g. %d); they share its session "
-                    "and a child of that id is chained to its first record", path, f"{len(repeats):,}",
+        LOG.warning("kvsim: note: %s: %s records repeat an earlier record's chat_id (e.g. %d): a first turn among them "
+                    "shares that chat's session, and a child of that id follows its first record", path, f"{len(repeats):,}",
                     int(chat[order][repeats[0]]))
     at = np.searchsorted(chat[order], parent).clip(0, len(chat) - 1)
     found = (parent >= 0) & (chat[order][at] == parent)
