@@ -485,6 +485,7 @@ def test_bailian_repeated_chat_ids_are_told(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="kvsim.trace"):
         trace = load(path)
     assert trace.provenance.rows_used == 5
+    assert trace.session_id.tolist() == [0, 0, 1, 1, 0]  # arrival order: chats 0, 0, 1, 1 (0 s, 1.25 s), then 2 (parent 0)
     notes = [r.getMessage() for r in caplog.records if "records repeat" in r.getMessage()]
     assert len(notes) == 1 and "2 records repeat" in notes[0] and "chat_id (e.g. 0)" in notes[0], notes
     caplog.clear()
