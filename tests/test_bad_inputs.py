@@ -404,12 +404,21 @@ CASES: dict[str, Case] = {
                                       files={"m.jsonl": MOONCAKE_OK + mooncake(30, '"600"', 5, [1, 2])}),
     "bailian_parent_chain_loops": Case(trace_stats(trace="{tmp}/b.jsonl"), names=("b.jsonl", "parent_chat_id", "loop"),
                                        files={"b.jsonl": bailian(0, 1, 0.0) + bailian(1, 0, 1.5)}),
+    # chat 5's chain runs into the loop 0 <-> 1: a chat in the loop is named, not 5
+    "bailian_parent_chain_runs_into_a_loop": Case(trace_stats(trace="{tmp}/b.jsonl"),
+                                                  names=("b.jsonl", "parent_chat_id", "chat 1 is its own ancestor"),
+                                                  files={"b.jsonl": bailian(5, 0, 0.0) + bailian(0, 1, 0.5)
+                                                         + bailian(1, 0, 1.5)}),
     "bailian_parent_not_a_number": Case(trace_stats(trace="{tmp}/b.jsonl"), skips={"negative_value": 1, "non_numeric": 1},
                                         files={"b.jsonl": bailian(0, -1, 0.0) + bailian(1, -2, 1.5)
                                                + bailian(2, '"0"', 2.0) + bailian(3, 0, 3.0)}),
     "bailian_chat_id_beyond_exact": Case(trace_stats(trace="{tmp}/b.jsonl"), skips={"id_out_of_range": 1},
                                          files={"b.jsonl": bailian(0, -1, 0.0) + bailian(1, 0, 1.5)
                                                 + bailian(2**60, 0, 2.0)}),
+    # 2^53 + 1 reads as 2^53 (float64): the two were one chat, and the third record's parent ambiguous
+    "bailian_chat_id_rounded_to_2_pow_53": Case(trace_stats(trace="{tmp}/b.jsonl"), skips={"id_out_of_range": 3},
+                                                files={"b.jsonl": bailian(0, -1, 0.0) + bailian(2**53, -1, 1.0)
+                                                       + bailian(2**53 + 1, -1, 1.5) + bailian(7, 2**53 + 1, 2.0)}),
     "hash_ids_block_size_ambiguous": Case(trace_stats(trace="{tmp}/m.jsonl"), names=("m.jsonl", "1024 or 2048 or more tokens"),
                                           files={"m.jsonl": mooncake(0, 600, 5, [1]) + mooncake(9, 1000, 5, [2])}),
     "bom_is_not_a_bad_row": Case(trace_stats(), skips={}, files={"t.csv": "\ufeff" + AZURE_OK}),

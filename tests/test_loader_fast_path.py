@@ -257,3 +257,16 @@ def test_bailian_fast_equals_reference(tmp_path, monkeypatch, seed):
     path = tmp_path / "b.jsonl"
     path.write_text("\n".join(lines) + "\n")
     _assert_same(path, monkeypatch)
+
+
+def test_block_size_look_ahead_fast_equals_reference(tmp_path, monkeypatch):
+    """A first chunk of one-block records sends the block size's inference to the later chunks
+    (trace.loaders._later_hash_ids): read alike by both readers, odd records among them."""
+    lines = [json.dumps({"timestamp": i, "input_length": 9, "output_length": 2, "hash_ids": [i]}) for i in range(3)]
+    lines += ['{"timestamp": 5, "input_length": "40", "output_length": 2, "hash_ids": [1, 2, 3]}', "not json",
+              json.dumps({"timestamp": 6, "input_length": 40, "output_length": 2, "hash_ids": [7, 8, 9]}),
+              json.dumps({"timestamp": 7, "input_length": 40, "output_length": 2, "hash_ids": [7, 8]})]
+    path = tmp_path / "m.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    _assert_same(path, monkeypatch, block_size=16, format="mooncake")
+    _assert_same(path, monkeypatch, block_size=16, format="mooncake", limit=2)

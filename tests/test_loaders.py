@@ -476,6 +476,24 @@ def test_bailian_limit_and_orphan_parent(tmp_path):
     assert load(path, limit=1).session_id.tolist() == [0]
 
 
+def test_bailian_repeated_chat_ids_are_told(tmp_path, caplog):
+    """Two Bailian files each count chats from 0: concatenated, chats 0 and 1 of each merged into one session, and
+    the second file's turn (parent 0) joined the first file's chat, with nothing said. The sessions stay as they
+    were (a repeated first turn shares the earlier chat's session); a note counts the repeats and names one."""
+    lines = (SAMPLES / "bailian_qwen_blksz_16.jsonl").read_text().splitlines(keepends=True)
+    path = write(tmp_path, "b.jsonl", "".join(lines[:3]) + "".join(lines[:2]))  # chats 0, 1, 2 (parent 0), 0, 1
+    with caplog.at_level("WARNING", logger="kvsim.trace"):
+        trace = load(path)
+    assert trace.provenance.rows_used == 5
+    assert trace.session_id.tolist() == [0, 0, 1, 1, 0]  # arrival order: chats 0, 0, 1, 1 (0 s, 1.25 s), then 2 (parent 0)
+    notes = [r.getMessage() for r in caplog.records if "records repeat" in r.getMessage()]
+    assert len(notes) == 1 and "2 records repeat" in notes[0] and "chat_id (e.g. 0)" in notes[0], notes
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="kvsim.trace"):
+        load(SAMPLES / "bailian_qwen_blksz_16.jsonl")
+    assert not [r for r in caplog.records if "records repeat" in r.getMessage()]
+
+
 def test_block_size_inferred_from_hash_ids(tmp_path):
     """Mooncake's keys over 16-token blocks, no Bailian keys: the size is the one whose ceil(input_length / size)
     matches len(hash_ids) in the most records; a record that fits no size is still counted as a mismatch.
@@ -496,6 +514,30 @@ def test_block_size_512_kept_when_it_fits_as_many(tmp_path):
     trace = load(write(tmp_path, "m.jsonl", _mooncake_line(0, 600, 5, [1, 2]) + _mooncake_line(10, 100, 5, [1])),
                  block_size=512)
     assert trace.provenance.block_tokens == 512
+
+
+def test_block_size_told_by_a_later_chunk_when_the_first_is_all_one_block(tmp_path, monkeypatch):
+    """A first chunk whose records are each one block long fits every size from their lengths up, so it cannot
+    tell 16 from 512: the size was 512 (the tie's default) and every longer record after it was skipped as
+    hash_ids_length_mismatch, the same file read whole giving 16 and no skip. The chunks up to the first holding a
+    longer record decide: here 16 (ceil(100 / 16) = 7 hash ids, ceil(100 / 512) = 1), at any chunk size."""
+    from trace import readers
+
+    text = ("".join(_mooncake_line(i, 10, 5, [i]) for i in range(4))  # 10 tokens, 1 id: every size >= 16 fits
+            + "".join(_mooncake_line(10 + i, 100, 5, list(range(100 + 7 * i, 107 + 7 * i))) for i in range(4)))
+    path = write(tmp_path, "m16.jsonl", text)
+    for rows in (None, 4, 1):
+        if rows is not None:
+            monkeypatch.setattr(readers, "CHUNK_ROWS", rows)
+        prov = load(path, block_size=16).provenance
+        assert (prov.block_tokens, prov.rows_used, prov.skip_reasons) == (16, 8, {}), rows
+    # Mooncake's own 512 over the same chunking: one-block records first, then 600 tokens in 2 ids
+    mooncake = "".join(_mooncake_line(i, 300, 5, [i]) for i in range(4)) + _mooncake_line(9, 600, 5, [7, 8])
+    prov = load(write(tmp_path, "m512.jsonl", mooncake), block_size=512).provenance
+    assert (prov.block_tokens, prov.rows_used, prov.skip_reasons) == (512, 5, {})
+    # every record one block long, to the end: the tie's default, as before
+    prov = load(write(tmp_path, "one.jsonl", mooncake.rsplit("\n", 2)[0] + "\n"), block_size=512).provenance
+    assert (prov.block_tokens, prov.rows_used) == (512, 4)
 
 
 def test_azure_2024_week_trace_utc_offsets():

@@ -23,6 +23,8 @@ from sim.config import load_config
 from sim.specs import model_spec
 from tests.test_model_config import refused, write_config
 
+ROOT = Path(__file__).resolve().parent.parent
+
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "hf_configs"
 
 
@@ -325,6 +327,21 @@ def test_a_bundle_is_refused_for_mla(tmp_path, run_cli):
                              "compute.backend=profiled", "--set", f"compute.profile={tmp_path / 'bundle'}")
     assert status == 2 and "\n" not in err.strip() and "Traceback" not in err
     assert str(tmp_path / "bundle") in err and "multi-head latent attention" in err and "roofline" in err
+
+
+@pytest.mark.parametrize("overlay, model, words", [
+    ("rtx4090_llama31_8b_vllm.yaml", "deepseek-v2-lite", "multi-head latent attention"),
+    ("vidur_a100_llama3_8b.yaml", "deepseek-v2-lite", "multi-head latent attention"),
+    ("rtx4090_llama31_8b_vllm.yaml", "qwen1.5-moe-a2.7b", "shared experts"),
+])
+def test_check_calibration_refuses_a_profile_the_model_cannot_use(overlay, model, words, run_cli):
+    """--check-calibration held Llama's q/k/v/o attention tables against an MLA model's roofline (exit 0, a 61%
+    "reference MAPE" of nothing); the serving modes refuse that profile for that model, and so does the check."""
+    overlay = ROOT / "profiles" / overlay
+    status, _, err = run_cli("--check-calibration", str(overlay), "--set", f"model={model}", "--set",
+                             "serving.num_gpu_blocks=null", "--no-plot", "--quiet")
+    assert status == 2 and "\n" not in err.strip() and "Traceback" not in err, err
+    assert str(overlay) in err and words in err and model in err
 
 
 # ---------------------------------------------------------------- end to end

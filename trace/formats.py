@@ -283,17 +283,36 @@ def _parse_mooncake(frame):
             first = raw.map(lambda v: type(v) in (int, float) and v == -1).to_numpy(dtype=bool)
         parent, r_parent = numeric_column(raw.where(~first, 0) if not isinstance(raw, np.ndarray) else np.where(first, 0, raw))
         chunk.parent_id = np.where(first, -1.0, parent)  # -1: a chat's first turn (any other negative id is bad)
-        for ids, r in ((chunk.chat_id, r_chat), (chunk.parent_id, r_parent)):  # read as float64: exact to 2^53
-            r[(r == 0) & (ids > MAX_CHAT_ID)] = CODE["id_out_of_range"]
+        for ids, r in ((chunk.chat_id, r_chat), (chunk.parent_id, r_parent)):  # read as float64: exact below 2^53
+            r[(r == 0) & (ids >= MAX_CHAT_ID)] = CODE["id_out_of_range"]
         cols, reasons = cols + ["chat_id", "parent_chat_id"], reasons + [r_chat, r_parent]
     return chunk, cols + ["hash_ids"], reasons + [r_hash]
 
 
-MAX_CHAT_ID = 2**53  # chat ids are read as JSON numbers (float64): exact up to here (Bailian's count from 0)
+# chat ids are read as JSON numbers (float64): exact below this (Bailian's count from 0); 2^53 + 1 reads as 2^53, so
+# an id read as 2^53 or more may be another one rounded
+MAX_CHAT_ID = 2**53
 
 # Block sizes a trace's hash_ids may cover: powers of two, as in every published trace (Mooncake: 512
 # tokens; Alibaba Bailian: 16) and every serving engine's block (page) size.
 BLOCK_TOKEN_CANDIDATES = 2 ** np.arange(0, 21)
+
+
+def block_token_counts(input_tokens: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """For each of ``BLOCK_TOKEN_CANDIDATES``, how many records' ``len(hash_ids)`` is ``ceil(input_length / size)``."""
+    tokens, n = input_tokens.astype(np.float64), lengths.astype(np.float64)
+    return np.array([np.count_nonzero(((n - 1) * size < tokens) & (tokens <= n * size))
+                     for size in BLOCK_TOKEN_CANDIDATES.tolist()])  # one pass per size: no rows x sizes matrix
+
+
+def pick_block_tokens(counts: np.ndarray, default: int) -> tuple[int, list[int]]:
+    """The size of ``block_token_counts`` matching the most records, ``default`` when it matches as many; and every
+    size that ties with it (more than one: the records cannot tell them apart)."""
+    best = int(counts.max()) if len(counts) else 0
+    winners = BLOCK_TOKEN_CANDIDATES[counts == best].tolist()
+    if best == 0 or default in winners:
+        return default, [default]
+    return int(winners[0]), winners
 
 
 def infer_block_tokens(input_tokens: np.ndarray, lengths: np.ndarray, default: int) -> tuple[int, list[int]]:
@@ -302,14 +321,7 @@ def infer_block_tokens(input_tokens: np.ndarray, lengths: np.ndarray, default: i
     and every size that ties with it (more than one: the records cannot tell them apart)."""
     if not len(lengths):
         return default, [default]
-    tokens, n = input_tokens.astype(np.float64), lengths.astype(np.float64)
-    counts = np.array([np.count_nonzero(((n - 1) * size < tokens) & (tokens <= n * size))
-                       for size in BLOCK_TOKEN_CANDIDATES.tolist()])  # one pass per size: no rows x sizes matrix
-    best = int(counts.max())
-    winners = BLOCK_TOKEN_CANDIDATES[counts == best].tolist()
-    if best == 0 or default in winners:
-        return default, [default]
-    return int(winners[0]), winners
+    return pick_block_tokens(block_token_counts(input_tokens, lengths), default)
 
 
 def hash_ids_mismatch(input_tokens: np.ndarray, lengths: np.ndarray, block_tokens: int) -> np.ndarray:

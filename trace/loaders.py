@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import itertools
 import logging
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -30,8 +32,8 @@ from sim.config_rules import request_token_bound
 from sim.errors import QUOTE_LIMIT, ConfigError, TraceError, quote
 from trace import blocks as bm
 from trace.arrow import numpy_view, valid
-from trace.formats import (FORMATS, TIME_UNITS, Chunk, TraceFormat, hash_ids_mismatch, infer_block_tokens, sniff_format,
-                           variant_of)
+from trace.formats import (FORMATS, TIME_UNITS, Chunk, TraceFormat, block_token_counts, hash_ids_mismatch,
+                           pick_block_tokens, sniff_format, variant_of)
 from trace.readers import (JSONL_EXPECTED, CsvParserError, IdLists, RawChunk, csv_chunks, csv_fields, first_line,
                            json_line_problem, json_object, jsonl_chunks, jsonl_line, some_record_has)
 from trace.request import Trace, TraceProvenance, file_sha256
@@ -89,9 +91,30 @@ def _scan(path: Path, fmt: TraceFormat, ledger: SkipLedger, limit: int | None, c
     """Validate chunks and keep valid rows (file order) until ``limit`` of them."""
     kept: list[Chunk] = []
     n_kept = rows_read = 0
+    ahead: deque[tuple[RawChunk, tuple]] = deque()  # chunks read (and parsed) by the block size's look-ahead
+
+    def look_ahead() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for raw in chunks:  # consumed here first, then validated in turn below
+            parsed = _parse(path, fmt, raw)
+            ahead.append((raw, parsed))
+            chunk, _, col_reasons = parsed
+            ok = combine(*col_reasons) == 0
+            yield chunk.input_tokens[ok], chunk.hash_ids.lengths[ok]
+
+    def in_order() -> Iterator[tuple[RawChunk, tuple | None]]:
+        while True:
+            if ahead:
+                yield ahead.popleft()
+                continue
+            raw = next(chunks, None)
+            if raw is None:
+                return
+            yield raw, None
+
+    blocks.later = look_ahead
     with contextlib.closing(chunks):  # a limit stops early: the reader's file is closed now, not at exit
-        for raw in chunks:
-            reason, col_reasons, cols, chunk = _validate(path, fmt, raw, max_tokens, blocks)
+        for raw, parsed in in_order():
+            reason, col_reasons, cols, chunk = _validate(path, fmt, raw, max_tokens, blocks, parsed)
             ok = reason == 0
             stop = len(reason)
             if limit is not None and n_kept + int(ok.sum()) >= limit:
@@ -107,13 +130,21 @@ def _scan(path: Path, fmt: TraceFormat, ledger: SkipLedger, limit: int | None, c
     return kept, rows_read
 
 
+# Chunks the block size's look-ahead reads past a first chunk of one-block records, at most (each up to
+# readers.CHUNK_ROWS records and CHUNK_BYTES bytes): they are held, read once, until validated in turn.
+LOOK_AHEAD_CHUNKS = 8
+
+
 @dataclass(slots=True)
 class _Blocks:
-    """The block size of a trace's hash_ids: inferred from its first chunk (``infer_block_tokens``), then
-    every record is checked against it."""
+    """The block size of a trace's hash_ids: inferred from its first chunk (``infer_block_tokens``), or, when every
+    valid record there is one block long (which fits every size from its length up), from the chunks up to the
+    first that holds a longer record, ``LOOK_AHEAD_CHUNKS`` more at most (``later``: the valid records' input
+    lengths and hash id counts of the chunks after the first); then every record is checked against it."""
 
     tokens: int | None = None
     records: int = 0  # valid records it was inferred from
+    later: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]] | None = None
 
 
 def _block_check(path: Path, fmt: TraceFormat, chunk: Chunk, prior: np.ndarray, blocks: _Blocks) -> np.ndarray:
@@ -122,8 +153,16 @@ def _block_check(path: Path, fmt: TraceFormat, chunk: Chunk, prior: np.ndarray, 
     ok = prior == 0
     lengths = chunk.hash_ids.lengths
     if blocks.tokens is None:
-        blocks.tokens, ties = infer_block_tokens(chunk.input_tokens[ok], lengths[ok], fmt.block_tokens)
+        counts = block_token_counts(chunk.input_tokens[ok], lengths[ok])
         blocks.records = int(ok.sum())
+        if blocks.later is not None and not (lengths[ok] > 1).any():
+            with contextlib.closing(blocks.later()) as more:
+                for tokens, n in itertools.islice(more, LOOK_AHEAD_CHUNKS):
+                    counts += block_token_counts(tokens, n)
+                    blocks.records += len(n)
+                    if (n > 1).any():
+                        break
+        blocks.tokens, ties = pick_block_tokens(counts, fmt.block_tokens)
         if len(ties) > 1:
             sizes = f"{ties[0]} or {ties[1]}{' or more' if len(ties) > 2 else ''}"
             raise TraceError(f"{path}: cannot tell the block size of the hash_ids: blocks of {sizes} tokens fit as "
@@ -132,8 +171,8 @@ def _block_check(path: Path, fmt: TraceFormat, chunk: Chunk, prior: np.ndarray, 
                     CODE["hash_ids_length_mismatch"], 0).astype(np.int8)
 
 
-def _validate(path: Path, fmt: TraceFormat, raw: RawChunk, max_tokens: int, blocks: _Blocks):
-    """A chunk's first failing reason per row, each column's reasons, and its parsed values."""
+def _parse(path: Path, fmt: TraceFormat, raw: RawChunk):
+    """A chunk's parsed values, the columns checked and each one's reasons (hash_ids' block count aside)."""
     if fmt.kind == "csv":
         if not isinstance(raw.frame, dict):
             _require_columns(path, fmt, raw.frame.columns)
@@ -143,6 +182,13 @@ def _validate(path: Path, fmt: TraceFormat, raw: RawChunk, max_tokens: int, bloc
     if raw.malformed is not None and raw.malformed.any():  # charged that reason first
         cols = [None] + cols
         col_reasons = [np.where(raw.malformed, CODE["malformed_row"], 0).astype(np.int8)] + col_reasons
+    return chunk, cols, col_reasons
+
+
+def _validate(path: Path, fmt: TraceFormat, raw: RawChunk, max_tokens: int, blocks: _Blocks, parsed: tuple | None = None):
+    """A chunk's first failing reason per row, each column's reasons, and its parsed values (``parsed``: ``_parse``'s,
+    when the look-ahead has parsed it)."""
+    chunk, cols, col_reasons = _parse(path, fmt, raw) if parsed is None else parsed
     if chunk.hash_ids is not None:
         cols.append("hash_ids")
         col_reasons.append(_block_check(path, fmt, chunk, combine(*col_reasons), blocks))
@@ -197,6 +243,11 @@ def chat_sessions(path: Path, chat: np.ndarray, parent: np.ndarray) -> np.ndarra
     parent not in the trace (before its start, or past a limit) roots a session of its own. A chain that
     loops is bad input."""
     order = np.argsort(chat, kind="stable")
+    repeats = np.flatnonzero(np.diff(chat[order]) == 0)
+    if len(repeats):  # e.g. two traces, each counting chats from 0, in one file: sessions of both are merged
+        LOG.warning("kvsim: note: %s: %s records repeat an earlier record's chat_id (e.g. %d): a first turn among them "
+                    "shares that chat's session, and a child of that id follows its first record", path, f"{len(repeats):,}",
+                    int(chat[order][repeats[0]]))
     at = np.searchsorted(chat[order], parent).clip(0, len(chat) - 1)
     found = (parent >= 0) & (chat[order][at] == parent)
     up = np.where(found, order[at], -1)  # the parent's record (its first, if chat ids repeat)
@@ -208,8 +259,10 @@ def chat_sessions(path: Path, chat: np.ndarray, parent: np.ndarray) -> np.ndarra
         nxt = np.where(step, up[np.where(step, up, 0)], -1)
         root_label = np.where(step, root_label[np.where(step, up, 0)], root_label)
         up = nxt
-    else:
-        raise TraceError(f"{path}: parent_chat_id chains loop (a chat is its own ancestor), so sessions cannot be told")
+    else:  # 2^64 steps up from a record still stepping is past any tail into its loop (fewer than 2^63 records)
+        looped = int(chat[up[np.flatnonzero(up >= 0)[0]]])
+        raise TraceError(f"{path}: parent_chat_id chains loop (chat {looped} is its own ancestor), so sessions cannot "
+                         "be told")
     codes = pa.array(root_label).dictionary_encode().indices
     return numpy_view(codes).astype(np.int64)
 

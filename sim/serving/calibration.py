@@ -35,7 +35,7 @@ from sim.report.document import RunResult
 from sim.serving.collectives import (COLLECTIVES, MeasuredCollectives, RingCollectives, bundle_hardware_yaml,
                                      vidur_collective_rows)
 from sim.serving.compute import RooflineCompute, StepShape
-from sim.serving.compute_backend import gpu_link
+from sim.serving.compute_backend import gpu_link, profile_misfit
 from sim.serving.llmservingsim_compute import (MODEL_OPS, SkewFit, bundle_attention_rows, bundle_curves,
                                               require_bundle_ops)
 from sim.serving.vidur_compute import (VidurAttention, VidurProfile, read_vidur_table, vidur_layer_ms,
@@ -333,6 +333,9 @@ def table_fits(overlay: Path, config: Config) -> list[TableFit]:
     collectives = Path(config.compute.collectives) if provided["collectives"] else None
     if provided["compute"]:
         directory = Path(config.compute.profile)
+        unfit = profile_misfit(directory, model_spec(config.model), config.model, not (directory / "mlp.csv").is_file())
+        if unfit:  # as the serving modes refuse it: its times are another model's operators
+            raise ConfigError(f"--check-calibration {overlay}: {unfit}, so its tables cannot be checked against it")
         if (directory / "mlp.csv").is_file():
             fits.append(_vidur_mlp(directory / "mlp.csv", config))
             if (directory / "attention.csv").is_file():

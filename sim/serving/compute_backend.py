@@ -15,7 +15,7 @@ from sim.serving.collectives import MeasuredCollectives, RingCollectives, Tensor
 from sim.serving.compute import RooflineCompute
 from sim.serving.llmservingsim_compute import LLMServingSimCompute
 from sim.serving.vidur_compute import ProfiledCompute, VidurAttention, VidurProfile
-from sim.specs import DTYPE_BYTES, LinkSpec, gpu_spec, model_spec
+from sim.specs import DTYPE_BYTES, LinkSpec, ModelSpec, gpu_spec, model_spec
 
 
 def gpu_link(config: Config) -> LinkSpec:
@@ -53,6 +53,23 @@ def collectives_model(config: Config, bundle: Path | None = None) -> RingCollect
     return measured
 
 
+def profile_misfit(directory: Path, model: ModelSpec, name: str, bundle: bool) -> str | None:
+    """Why a profile (a Vidur one, or an LLMServingSim bundle) cannot time ``model``'s layers, if it cannot: both
+    kinds time q/k/v/o attention (not multi-head latent attention), a Vidur profile has no expert operators and a
+    bundle times routed experts only (no shared experts). The serving modes and ``--check-calibration`` alike."""
+    if model.is_mla:  # both kinds time q/k/v/o projections and attention over K and V heads
+        kind = "an LLMServingSim bundle" if bundle else "a Vidur profile"
+        return (f"compute.profile {directory}: {kind} times q/k/v/o attention, and {name} has multi-head latent "
+                "attention")
+    if not bundle and model.is_moe:
+        return (f"compute.profile {directory}: a Vidur profile (mlp.csv) has no expert operators, and {name} is a "
+                "mixture of experts")
+    if bundle and model.shared_expert_intermediate_size:
+        return (f"compute.profile {directory}: an LLMServingSim bundle times routed experts only, and {name} has "
+                "shared experts")
+    return None
+
+
 def compute_model(config: Config) -> RooflineCompute | ProfiledCompute | LLMServingSimCompute:
     """The compute model that ``compute.backend`` selects."""
     model, gpu = model_spec(config.model), gpu_spec(config.hardware.gpu)
@@ -83,22 +100,15 @@ def compute_model(config: Config) -> RooflineCompute | ProfiledCompute | LLMServ
                               "read it: set compute.backend=profiled to use it, or compute.profile=null for the roofline")
         return roofline
     directory = Path(config.compute.profile)
-    if model.is_mla:  # both kinds time q/k/v/o projections and attention over K and V heads
-        kind = "a Vidur profile" if bundle is None else "an LLMServingSim bundle"
-        raise ConfigError(f"compute.profile {directory}: {kind} times q/k/v/o attention, and {config.model} has "
-                          "multi-head latent attention; use compute.backend 'roofline'")
+    unfit = profile_misfit(directory, model, config.model, bundle is not None)
+    if unfit:
+        moe_bundle = "an LLMServingSim bundle with moe.csv or " if bundle is None and model.is_moe and not model.is_mla else ""
+        raise ConfigError(f"{unfit}; use {moe_bundle}compute.backend 'roofline'")
     if bundle is None:
-        if model.is_moe:
-            raise ConfigError(f"compute.profile {directory}: a Vidur profile (mlp.csv) has no expert operators, and "
-                              f"{config.model} is a mixture of experts; use an LLMServingSim bundle with moe.csv or "
-                              "compute.backend 'roofline'")
         attention = directory / "attention.csv"
         return ProfiledCompute(VidurProfile.load(directory / "mlp.csv", model, tp), roofline,
                                VidurAttention.load(attention, model, tp, config.serving.block_size)
                                if attention.is_file() else None)
-    if model.shared_expert_intermediate_size:
-        raise ConfigError(f"compute.profile {directory}: an LLMServingSim bundle times routed experts only, and "
-                          f"{config.model} has shared experts; use compute.backend 'roofline'")
     compute = LLMServingSimCompute.load(directory, model, tp, config.compute.skew_correction, dp)
     compute.comm = comm
     return compute
