@@ -7,7 +7,8 @@ run starts. The parser, the modes and the flags each mode uses are ``sim/cli.py`
 resolves the config and outputs and runs the mode.
 
 Exit status: 0 success, 2 bad usage or bad input (one line naming the file, row, key or
-flag), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM), 1 internal error only.
+flag), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM), 141 standard output's reader gone (``| head``),
+1 internal error only.
 """
 
 from __future__ import annotations
