@@ -205,10 +205,13 @@ def _train_command(args: argparse.Namespace) -> int:
         raise InputError(f"--range {quote(args.range)}: expected START:END fractions, e.g. 0:0.5") from None
     out = check_writable(args.out, "--out")
     check_writable(sidecar_path(out), "--out (its sidecar)")
-    sets = [*args.sets, f"workload.range_start={start}", f"workload.range_end={end}", f"seed={args.seed}"]
+    # The dedicated flags go in typed, as main.py's do: a path is a path (as a --set it was YAML, so a trace
+    # named 'null' or '~' trained on the synthetic workload), and an error names the flag, not '--set'.
+    flags = [("--range", "workload.range_start", start), ("--range", "workload.range_end", end),
+             ("--seed", "seed", args.seed)]
     if args.workload_trace is not None:
-        sets.append(f"workload.trace={args.workload_trace}")
-    config = load_config(args.config, sets=sets)
+        flags.append(("--workload-trace", "workload.trace", args.workload_trace))
+    config = load_config(args.config, sets=args.sets, flags=flags)
     meta = train(config, out, args.rounds, args.max_rows)
     print(json.dumps({k: meta[k] for k in ("train", "validation", "train_seconds")}, indent=1))
     return 0
