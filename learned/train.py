@@ -193,6 +193,19 @@ def main(argv: list[str] | None = None) -> int:
     return command_status("learned.train", lambda: _train_command(args))
 
 
+def _check_outputs_are_not_inputs(args: argparse.Namespace, config: Config, out: Path) -> None:
+    """Neither file written (the model, its sidecar) may be a file read: --out TRACE would overwrite the trace."""
+    from sim.config_fields import setting
+    from sim.config_yaml import PATH_KEYS, is_path_value
+
+    inputs = [("--config", args.config), *((f"config key '{key}'", setting(config, key)) for key in PATH_KEYS
+                                           if is_path_value(key, setting(config, key)))]
+    read = {Path(path).resolve(): name for name, path in inputs if path}
+    for flag, path in (("--out", out), ("--out (its sidecar)", sidecar_path(out))):
+        if path.resolve() in read:
+            raise InputError(f"{flag} {quote(str(path))} is also the path of {read[path.resolve()]}")
+
+
 def _train_command(args: argparse.Namespace) -> int:
     """Validate the arguments (before any work), train, print the model's summary."""
     if args.rounds <= 0 or args.max_rows <= 0 or args.seed < 0:
@@ -212,6 +225,7 @@ def _train_command(args: argparse.Namespace) -> int:
     if args.workload_trace is not None:
         flags.append(("--workload-trace", "workload.trace", args.workload_trace))
     config = load_config(args.config, sets=args.sets, flags=flags)
+    _check_outputs_are_not_inputs(args, config, out)
     meta = train(config, out, args.rounds, args.max_rows)
     print(json.dumps({k: meta[k] for k in ("train", "validation", "train_seconds")}, indent=1))
     return 0
