@@ -407,8 +407,8 @@ def prepare(args: argparse.Namespace, mode: str) -> Run:
                cluster_pd=mode == "cluster" and args.pd)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
+    parser = parser or build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as done:  # --help (0) or a usage error (2, already printed in one line)
