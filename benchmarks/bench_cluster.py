@@ -34,13 +34,14 @@ def main() -> None:
     from sim.serving.run import admit
     from trace.workload import load_workload, with_trace_block_size
 
-    sets = [f"workload.synthetic.num_requests={args.requests}"]  # same rate: fewer requests span less time
+    # typed flags, as main.py's: an error names the flag (same rate: fewer requests span less time)
+    flags = [("--requests", "workload.synthetic.num_requests", args.requests)]
     if args.router:
-        sets.append(f"cluster.router={args.router}")
+        flags.append(("--router", "cluster.router", args.router))
     from sim.errors import ConfigError
 
     try:
-        config = load_config(ROOT / "config.yaml", preset="prod-eval", mode="cluster", sets=sets)
+        config = load_config(ROOT / "config.yaml", preset="prod-eval", mode="cluster", flags=flags)
     except ConfigError as exc:  # an unknown --router, a --requests past the bound: one line, exit 2
         parser.error(str(exc))
     start = time.perf_counter()

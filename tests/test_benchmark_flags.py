@@ -14,7 +14,7 @@ CASES = [
     ("bench_cache.py", ["--requests", "0"], "--requests must be at least 1, got 0"),  # ConfigError traceback
     ("bench_cache.py", ["--repeat", "0"], "--repeat must be at least 1, got 0"),  # IndexError after the runs
     ("bench_cluster.py", ["--requests", "-1"], "--requests must be at least 1, got -1"),
-    ("bench_cluster.py", ["--router", "nope", "--requests", "10"], "config key 'cluster.router'"),
+    ("bench_cluster.py", ["--router", "nope", "--requests", "10"], "--router: config key 'cluster.router'"),
     ("bench_kernel_floor.py", ["--repeat", "0"], "--repeat must be at least 1, got 0"),  # UnboundLocalError
     ("bench_mrc.py", ["--sizes", "x"], "--sizes: expected comma-separated positive integers"),  # ValueError
     ("bench_mrc.py", ["--sizes", "0"], "--sizes: every length must be at least 1"),
