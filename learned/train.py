@@ -31,10 +31,17 @@ if "trace" in sys.modules and not hasattr(sys.modules["trace"], "__path__"):
 
 import numpy as np  # noqa: E402
 
-from learned.features import FEATURES, access_features, next_use_distance  # noqa: E402
-from learned.model import SIDECAR_VERSION, class_codes, file_sha256, sidecar_path, workload_identity  # noqa: E402
-from sim.config import Config, load_config  # noqa: E402
 from sim.errors import InputError, command_status, quote  # noqa: E402
+
+try:  # the compiled kernels load here: an environment that refuses them (NUMBA_DISABLE_JIT) is one line, exit 2
+    from learned.features import FEATURES, access_features, next_use_distance  # noqa: E402
+    from learned.model import SIDECAR_VERSION, class_codes, file_sha256, sidecar_path, workload_identity  # noqa: E402
+except InputError as _refused:
+    if __name__ != "__main__":
+        raise
+    print(f"learned.train: error: {_refused}", file=sys.stderr)
+    sys.exit(2)
+from sim.config import Config, load_config  # noqa: E402
 from sim.report.output import atomic_write, check_writable  # noqa: E402
 
 DEFAULT_PARAMS = {
