@@ -7,7 +7,8 @@ run starts. The parser, the modes and the flags each mode uses are ``sim/cli.py`
 resolves the config and outputs and runs the mode.
 
 Exit status: 0 success, 2 bad usage or bad input (one line naming the file, row, key or
-flag), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM), 1 internal error only.
+flag), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM), 141 standard output's reader gone (``| head``),
+1 internal error only.
 """
 
 from __future__ import annotations
@@ -406,8 +407,8 @@ def prepare(args: argparse.Namespace, mode: str) -> Run:
                cluster_pd=mode == "cluster" and args.pd)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
+    parser = parser or build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as done:  # --help (0) or a usage error (2, already printed in one line)

@@ -140,6 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-e2e", action="store_true", help="skip the end-to-end main.py runs")
     ap.add_argument("--no-cold", action="store_true", help="skip the cold-start (empty numba cache) run")
     args = ap.parse_args(argv)
+    for flag, value in (("--block-size", args.block_size), ("--requests", args.requests),
+                        ("--capacity", args.capacity), ("--repeat", args.repeat)):
+        if value < 1:  # --repeat 0 was an IndexError after the runs, --requests 0 a ConfigError traceback
+            ap.error(f"{flag} must be at least 1, got {value}")
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
     unknown = [p for p in policies if p not in POLICIES]
     if unknown:

@@ -26,16 +26,24 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1_000_000)
     parser.add_argument("--router", default=None, help="cluster.router (default: the config's)")
     args = parser.parse_args()
+    if args.requests < 1:  # was a ConfigError traceback (exit 1) naming a --set never given
+        parser.error(f"--requests must be at least 1, got {args.requests}")
 
     from sim.cluster.run import run_cluster
     from sim.config import load_config
     from sim.serving.run import admit
     from trace.workload import load_workload, with_trace_block_size
 
-    sets = [f"workload.synthetic.num_requests={args.requests}"]  # same rate: fewer requests span less time
+    # typed flags, as main.py's: an error names the flag (same rate: fewer requests span less time)
+    flags = [("--requests", "workload.synthetic.num_requests", args.requests)]
     if args.router:
-        sets.append(f"cluster.router={args.router}")
-    config = load_config(ROOT / "config.yaml", preset="prod-eval", mode="cluster", sets=sets)
+        flags.append(("--router", "cluster.router", args.router))
+    from sim.errors import ConfigError
+
+    try:
+        config = load_config(ROOT / "config.yaml", preset="prod-eval", mode="cluster", flags=flags)
+    except ConfigError as exc:  # an unknown --router, a --requests past the bound: one line, exit 2
+        parser.error(str(exc))
     start = time.perf_counter()
     trace = load_workload(config)
     config = with_trace_block_size(config, trace)

@@ -164,6 +164,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeat", type=int, default=3, help="time each replay R times and keep the best")
     args = ap.parse_args()
+    if args.repeat < 1:  # --repeat 0 timed nothing, then failed on an unset result (a traceback, exit 1)
+        ap.error(f"--repeat must be at least 1, got {args.repeat}")
     if not TRACE.is_file():
         raise SystemExit(f"trace not found: {TRACE}")
     from sim.cache.replay import replay

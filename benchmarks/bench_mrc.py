@@ -64,13 +64,19 @@ def main() -> None:
     parser.add_argument("--trace", type=Path, default=DEFAULT_TRACE, help="Mooncake JSONL for the replay check")
     parser.add_argument("--no-check", action="store_true", help="skip the Mooncake check against LRU replays")
     args = parser.parse_args()
+    try:  # checked before the kernel loads: 'x' was a ValueError traceback, 0 an empty stream timed
+        sizes = [int(x) for x in args.sizes.split(",")]
+    except ValueError:
+        parser.error(f"--sizes: expected comma-separated positive integers, got {args.sizes[:100]!r}")
+    if any(n < 1 for n in sizes):
+        parser.error(f"--sizes: every length must be at least 1, got {args.sizes[:100]!r}")
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)")
     lru_mrc(synthetic(1000))  # load the compiled kernel before timing
     grid = capacity_grid(KEY_SPACE)
     exact_cpu = {}
     print(f"{'accesses':>12} {'distinct':>11} {'exact cpu s':>11} {'wall s':>7} {'M acc/s':>8} "
           f"{'SHARDS 1% cpu s':>15} {'hit@100k':>9}")
-    for n in (int(x) for x in args.sizes.split(",")):
+    for n in sizes:
         stream = synthetic(n)
         curve, cpu, wall = timed(lru_mrc, stream, capacities=grid)
         shards, shards_cpu, _ = timed(lru_mrc, stream, sample_rate=0.01, capacities=grid, salt=0)

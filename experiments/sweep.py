@@ -136,8 +136,8 @@ def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
     return 0
 
 
-if __name__ == "__main__":  # python -m experiments.sweep SPEC.yaml [flags]: the same as main.py --sweep
+if __name__ == "__main__":  # python -m experiments.sweep SPEC.yaml [flags]: the same as main.py --sweep SPEC.yaml [flags]
     import main
+    from sim.cli import build_parser
 
-    argv = sys.argv[1:]
-    sys.exit(main.main(argv if not argv or argv[0].startswith("-") else ["--sweep", *argv]))
+    sys.exit(main.main(sys.argv[1:], build_parser(sweep_module=True)))

@@ -31,10 +31,17 @@ if "trace" in sys.modules and not hasattr(sys.modules["trace"], "__path__"):
 
 import numpy as np  # noqa: E402
 
-from learned.features import FEATURES, access_features, next_use_distance  # noqa: E402
-from learned.model import SIDECAR_VERSION, class_codes, file_sha256, sidecar_path, workload_identity  # noqa: E402
-from sim.config import Config, load_config  # noqa: E402
 from sim.errors import InputError, command_status, quote  # noqa: E402
+
+try:  # the compiled kernels load here: an environment that refuses them (NUMBA_DISABLE_JIT) is one line, exit 2
+    from learned.features import FEATURES, access_features, next_use_distance  # noqa: E402
+    from learned.model import SIDECAR_VERSION, class_codes, file_sha256, sidecar_path, workload_identity  # noqa: E402
+except InputError as _refused:
+    if __name__ != "__main__":
+        raise
+    print(f"learned.train: error: {_refused}", file=sys.stderr)
+    sys.exit(2)
+from sim.config import Config, load_config  # noqa: E402
 from sim.report.output import atomic_write, check_writable  # noqa: E402
 
 DEFAULT_PARAMS = {
@@ -193,6 +200,19 @@ def main(argv: list[str] | None = None) -> int:
     return command_status("learned.train", lambda: _train_command(args))
 
 
+def _check_outputs_are_not_inputs(args: argparse.Namespace, config: Config, out: Path) -> None:
+    """Neither file written (the model, its sidecar) may be a file read: --out TRACE would overwrite the trace."""
+    from sim.config_fields import setting
+    from sim.config_yaml import PATH_KEYS, is_path_value
+
+    inputs = [("--config", args.config), *((f"config key '{key}'", setting(config, key)) for key in PATH_KEYS
+                                           if is_path_value(key, setting(config, key)))]
+    read = {Path(path).resolve(): name for name, path in inputs if path}
+    for flag, path in (("--out", out), ("--out (its sidecar)", sidecar_path(out))):
+        if path.resolve() in read:
+            raise InputError(f"{flag} {quote(str(path))} is also the path of {read[path.resolve()]}")
+
+
 def _train_command(args: argparse.Namespace) -> int:
     """Validate the arguments (before any work), train, print the model's summary."""
     if args.rounds <= 0 or args.max_rows <= 0 or args.seed < 0:
@@ -205,10 +225,14 @@ def _train_command(args: argparse.Namespace) -> int:
         raise InputError(f"--range {quote(args.range)}: expected START:END fractions, e.g. 0:0.5") from None
     out = check_writable(args.out, "--out")
     check_writable(sidecar_path(out), "--out (its sidecar)")
-    sets = [*args.sets, f"workload.range_start={start}", f"workload.range_end={end}", f"seed={args.seed}"]
+    # The dedicated flags go in typed, as main.py's do: a path is a path (as a --set it was YAML, so a trace
+    # named 'null' or '~' trained on the synthetic workload), and an error names the flag, not '--set'.
+    flags = [("--range", "workload.range_start", start), ("--range", "workload.range_end", end),
+             ("--seed", "seed", args.seed)]
     if args.workload_trace is not None:
-        sets.append(f"workload.trace={args.workload_trace}")
-    config = load_config(args.config, sets=sets)
+        flags.append(("--workload-trace", "workload.trace", args.workload_trace))
+    config = load_config(args.config, sets=args.sets, flags=flags)
+    _check_outputs_are_not_inputs(args, config, out)
     meta = train(config, out, args.rounds, args.max_rows)
     print(json.dumps({k: meta[k] for k in ("train", "validation", "train_seconds")}, indent=1))
     return 0

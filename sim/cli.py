@@ -133,15 +133,42 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+class _SpecAction(argparse.Action):
+    """``python -m experiments.sweep SPEC.yaml``: the positional spec is ``--sweep SPEC.yaml``, given once."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        if values is None:  # no positional: argparse hands over the default
+            return
+        if namespace.sweep is not None:
+            parser.error(f"the sweep spec is given twice: {quote(namespace.sweep)} and {quote(values)}")
+        namespace.sweep = values
+
+
+class _SweepModuleParser(_Parser):
+    """``python -m experiments.sweep SPEC.yaml [flags]``: main.py's flags, the spec a positional argument anywhere
+    among them (it was the first argument or nothing: flags first read the spec as an unknown argument, and no
+    spec at all ran the single-node simulation)."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        parsed, extras = super().parse_known_args(args, namespace)
+        if parsed.sweep is None:
+            self.error("a sweep spec is required: python -m experiments.sweep SPEC.yaml [flags]")
+        others = [f"--{name.replace('_', '-')}" for name in MODE_SWITCHES if name != "sweep" and getattr(parsed, name)]
+        if others:  # the positional spec is not in --sweep's group of exclusive modes: checked here
+            self.error(f"a sweep spec is not allowed with {others[0]} (a sweep's mode is the spec's 'mode:')")
+        return parsed, extras
+
+
 def _workload_choices(key: str) -> tuple[str, ...]:
     """The values config key ``workload.<key>`` (a ``Literal``, maybe ``| None``) takes: one list for it and its flag."""
     hint = get_type_hints(WorkloadConfig)[key]
     return tuple(value for arg in get_args(hint) for value in (get_args(arg) or (arg,)) if isinstance(value, str))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
-        prog="kvsim",
+def build_parser(sweep_module: bool = False) -> argparse.ArgumentParser:
+    """main.py's parser; ``sweep_module``: ``python -m experiments.sweep``'s, the same flags and a positional spec."""
+    p = (_SweepModuleParser if sweep_module else _Parser)(
+        prog="python -m experiments.sweep" if sweep_module else "kvsim",
         description="Multi-tier KV-cache policy simulator for LLM serving (HBM / DRAM / SSD / rack EIC).",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -157,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="how well each table the overlay provides fits its measured points, beside the analytic model")
     mode.add_argument("--sweep", metavar="SPEC.yaml", help="run every point of a sweep spec (README: Capacity planning)")
     mode.add_argument("--plan", metavar="PLAN.yaml", help="least-cost configuration that meets a target")
+    if sweep_module:
+        p.add_argument("spec", nargs="?", metavar="SPEC.yaml", action=_SpecAction, help="the sweep spec (as --sweep)")
 
     cfg = p.add_argument_group("configuration")
     cfg.add_argument("--config", metavar="PATH", help="YAML config (default: config.yaml here, else next to main.py)")

@@ -10,6 +10,7 @@ the trace loaders keep.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import typing
 from pathlib import Path
@@ -181,12 +182,15 @@ def _workload_cache_usable(c: Config) -> None:
                           "is given (synthetic workload)")
     if not cache.strip():
         raise ConfigError("config key 'workload.cache': empty path")
-    if Path(cache).resolve() == Path(c.workload.trace).resolve():
-        raise ConfigError(f"config key 'workload.cache': {quote(cache)} is the trace file itself")
     try:
         is_dir, special = Path(cache).is_dir(), Path(cache).exists() and not Path(cache).is_file()
+        same = Path(cache).resolve() == Path(c.workload.trace).resolve()
     except OSError as exc:  # a name too long, a loop of links, no permission
         raise ConfigError(f"config key 'workload.cache': {quote(cache)}: {exc.strerror or exc}") from None
+    except RuntimeError:  # a loop of links, as pathlib's resolve (Python < 3.13) says it
+        raise ConfigError(f"config key 'workload.cache': {quote(cache)}: {os.strerror(errno.ELOOP)}") from None
+    if same:
+        raise ConfigError(f"config key 'workload.cache': {quote(cache)} is the trace file itself")
     if is_dir:
         raise ConfigError(f"config key 'workload.cache': {quote(cache)} is a directory, not a file")
     if special:  # it is read back and replaced: a FIFO blocks the read, a device loses the write

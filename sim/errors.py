@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import select
 import signal
 import sys
 import threading
@@ -63,19 +65,59 @@ def command_status(program: str, body: Callable[[], int]) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
+def _say(text: str) -> None:
+    """One line on standard error; a closed or broken stderr (``2>&-``, a reader gone) must not turn the
+    status the line explains into an internal error."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except (OSError, ValueError, AttributeError):  # EBADF, EPIPE; a closed file object; sys.stderr None
+        pass
+
+
+def _reader_gone() -> bool:
+    """Whether standard output is a pipe whose reader has gone (``kvsim ... | head -1``): polled, the pipe reports
+    an error. Then standard output points at /dev/null, so the interpreter's last flush does not fail again. A broken
+    pipe of anything else (a worker's) is no such thing."""
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        if not any(events & select.POLLERR for _, events in poller.poll(0)):
+            return False
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+        return True
+    except (OSError, ValueError, AttributeError):  # no file descriptor; no poll() on this system
+        return False
+
+
 def _status(program: str, body: Callable[[], int]) -> int:
     try:
         return body()
     except InputError as exc:
-        print(f"{program}: error: {exc}", file=sys.stderr)
+        _say(f"{program}: error: {exc}")
         return 2
     except Terminated:
-        print(f"{program}: terminated", file=sys.stderr)
+        _say(f"{program}: terminated")
         return 128 + signal.SIGTERM
     except KeyboardInterrupt:
-        print(f"{program}: interrupted", file=sys.stderr)
+        _say(f"{program}: interrupted")
         return 130
+    except BrokenPipeError:
+        if not _reader_gone():
+            return _internal(program)
+        # the reader of standard output went away: every file is written, only printing stopped. The status a
+        # shell gives a process that SIGPIPE ended (``yes | head -1``), as Python's own docs advise, not a traceback
+        return 128 + signal.SIGPIPE
     except Exception:  # a bug, not bad input
+        return _internal(program)
+
+
+def _internal(program: str) -> int:
+    try:
         traceback.print_exc()
-        print(f"{program}: internal error (please report it with the command line above)", file=sys.stderr)
-        return 1
+    except (OSError, ValueError, AttributeError):
+        pass
+    _say(f"{program}: internal error (please report it with the command line above)")
+    return 1

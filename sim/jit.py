@@ -95,6 +95,9 @@ class _LeanLoad(FunctionCache):
 def njit(function: Callable | None = None, **options: Any):
     """``numba.njit`` (no eager signatures); a function cached on disk (``cache=True``) loads through
     ``_LeanLoad``, which stands in for numba's own cache of it."""
+    if numba.config.DISABLE_JIT:  # the kernels call numba intrinsics that have no Python fallback ("compiled code
+        # only"): it was a traceback, "internal error", at the first compiled function's import
+        raise InputError("NUMBA_DISABLE_JIT is set: kvsim's cache and serving kernels run only compiled; unset it")
     if function is None:
         return lambda f: njit(f, **options)
     cache = options.pop("cache", False)

@@ -11,6 +11,7 @@ import gzip
 
 import pytest
 
+from tests.conftest import BUNDLED_AZURE
 from tests.bad_input_helpers import (AZURE_HEADER, AZURE_OK, MOONCAKE_OK, TRACE_STATS, Case, bailian, check_bad_input,
                                      mooncake, setting, trace_stats)
 
@@ -441,3 +442,14 @@ def test_outputs_never_overwrite_the_default_config(run_cli, tmp_path, monkeypat
         status, _, err = run_cli("--trace-stats", "--no-plot", "--quiet", flag, "config.yaml")
         assert status == 2 and flag in err and "default config file" in err, err
     assert (tmp_path / "config.yaml").read_text() == "seed: 3\n"
+
+
+@pytest.mark.parametrize("flag, named", [("--report-json", "--report-json"),
+                                         ("--workload-cache", "config key 'workload.cache':")])
+def test_an_output_that_is_a_loop_of_links_is_named(flag, named, run_cli, tmp_path):
+    """loop1 -> loop2 -> loop1: pathlib's RuntimeError was a traceback and "internal error" (exit 1)."""
+    (tmp_path / "loop1").symlink_to(tmp_path / "loop2")
+    (tmp_path / "loop2").symlink_to(tmp_path / "loop1")
+    status, _, err = run_cli(*TRACE_STATS, "--workload-trace", str(BUNDLED_AZURE), flag, str(tmp_path / "loop1"))
+    assert status == 2 and "Traceback" not in err
+    assert err.strip() == f"kvsim: error: {named} '{tmp_path}/loop1': Too many levels of symbolic links", err

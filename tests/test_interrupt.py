@@ -157,6 +157,39 @@ def test_report_to_standard_output_through_a_pipe(tmp_path):
     assert json.loads(done.stdout)["mode"] == "trace-stats"
     assert [p.parent.name for p in tmp_path.rglob("*.png")] == ["kvsim-plots"]
 
+def _closed_pipe() -> int:
+    """The write end of a pipe whose reader has already gone (``| head -1`` after its line)."""
+    read, write = os.pipe()
+    os.close(read)
+    return write
+
+
+def test_a_reader_that_goes_away_is_not_an_internal_error(tmp_path):
+    """``kvsim ... | head -1``: the summary's print fails (EPIPE) after every output is written. It was a traceback
+    and "internal error", exit 1; now no message and the status of a process that SIGPIPE ended (128 + 13)."""
+    report = tmp_path / "r.json"
+    write = _closed_pipe()
+    try:
+        done = subprocess.run([sys.executable, str(ROOT / "main.py"), "--trace-stats", "--no-plot", "--workload-trace",
+                               str(BUNDLED_AZURE), "--workload-limit", "5", "--report-json", str(report)],
+                              cwd=tmp_path, stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert done.returncode == 141 and done.stderr == "", (done.returncode, done.stderr)
+    assert json.loads(report.read_text())["trace"]["rows_used"] == 5
+
+
+def test_bad_input_with_standard_error_gone_still_exits_2(tmp_path):
+    """The one-line message cannot be printed (stderr's reader gone): the status still says bad input (it was 1)."""
+    write = _closed_pipe()
+    try:
+        done = subprocess.run([sys.executable, str(ROOT / "main.py"), "--trace-stats", "--no-plot", "--set",
+                               "model=gpt-9"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=write, timeout=120)
+    finally:
+        os.close(write)
+    assert done.returncode == 2
+
+
 def test_every_writer_goes_through_atomic_write():
     """No module writes a file any other way (open for writing, write_text/bytes, savefig to a path)."""
     offenders = []

@@ -156,3 +156,14 @@ def test_a_constant_edited_in_another_module_reaches_cached_code_only_with_the_f
     assert _read_limit(package, tmp_path / "cache", flush) == "1"
     consts.write_text("LIMIT = 2\n")
     assert _read_limit(package, tmp_path / "cache", flush) == ("2" if flush else "1")  # False: numba's staleness
+
+
+@pytest.mark.parametrize("argv", [["main.py", "--trace-stats", "--no-plot", "--preset", "smoke"],
+                                  ["-m", "learned.train", "--out", "{tmp}/m.txt"]])
+def test_numba_disable_jit_is_one_line_exit_2(argv, tmp_path):
+    """The kernels call numba intrinsics with no Python fallback: NUMBA_DISABLE_JIT=1 was a traceback, exit 1."""
+    done = subprocess.run([sys.executable, *[a.format(tmp=tmp_path) for a in argv]], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "NUMBA_DISABLE_JIT": "1"})
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert done.stderr.strip().endswith("error: NUMBA_DISABLE_JIT is set: kvsim's cache and serving kernels run "
+                                        "only compiled; unset it"), done.stderr

@@ -135,6 +135,14 @@ TRAIN_CASES = {
     "too few accesses": (["--out", "{tmp}/m.txt", "--set", "workload.synthetic.num_requests=2"], "block accesses"),
     "no reuse to learn from": (["--workload-trace", "{tmp}/unique.csv", "--out", "{tmp}/m.txt"],
                                "{tmp}/unique.csv: no block is used again"),
+    # a file read must never be a file written (the trace was overwritten when it trained)
+    "out is the trace": (["--workload-trace", "{tmp}/unique.csv", "--out", "{tmp}/unique.csv"],
+                         "is also the path of config key 'workload.trace'"),
+    "out's sidecar is the config": (["--config", "{tmp}/m.txt.json", "--out", "{tmp}/m.txt"],
+                                    "--out (its sidecar) '{tmp}/m.txt.json' is also the path of --config"),
+    # the message names the flag given, not a '--set' the user never wrote
+    "seed beyond 64 bits": (["--out", "{tmp}/m.txt", "--seed", str(2**64)], "--seed: config key 'seed'"),
+    "range end not finite": (["--out", "{tmp}/m.txt", "--range", "0:inf"], "--range: config key 'workload.range_end'"),
 }
 
 
@@ -144,11 +152,23 @@ def test_bad_training_input_is_exit_2_before_training(case, tmp_path, capsys):
     # token counts only (Azure's format): 40 prompts of 100 blocks, none shared with another
     rows = [f"2023-11-16 18:{i // 60:02d}:{i % 60:02d}.0000000,1600,10" for i in range(40)]
     (tmp_path / "unique.csv").write_text("\n".join(["TIMESTAMP,ContextTokens,GeneratedTokens", *rows]) + "\n")
+    (tmp_path / "m.txt.json").write_text("seed: 0\n")
     argv, names = TRAIN_CASES[case]
     status, err = _train([a.format(tmp=tmp_path) for a in argv], capsys)
     assert status == 2
     _one_line(err, names.format(tmp=tmp_path))
     assert not (tmp_path / "m.txt").exists()  # unwritable outputs are found before any work: nothing written
+    assert (tmp_path / "unique.csv").read_text().count("\n") == 41 and (tmp_path / "m.txt.json").read_text() == "seed: 0\n"
+
+
+def test_a_trace_named_like_a_yaml_word_is_a_path(tmp_path, capsys, monkeypatch):
+    """--workload-trace null: the file ./null, not YAML's null (it trained on the synthetic workload instead)."""
+    monkeypatch.chdir(tmp_path)
+    rows = [f"2023-11-16 18:{i // 60:02d}:{i % 60:02d}.0000000,1600,10" for i in range(40)]
+    (tmp_path / "null").write_text("\n".join(["TIMESTAMP,ContextTokens,GeneratedTokens", *rows]) + "\n")
+    status, err = _train(["--workload-trace", "null", "--out", "m.txt"], capsys)
+    assert status == 2
+    _one_line(err, "null: no block is used again")
 
 
 def test_ctrl_c_during_training_is_exit_130_and_leaves_the_previous_model(shared_data, small_model, tmp_path):

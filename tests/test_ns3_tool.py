@@ -77,12 +77,21 @@ def test_missing_ns3_exits_2_with_the_install_command(tool, tmp_path, capsys, mo
     (["--segment-bytes", "9000"], "--segment-bytes"),
     (["--sizes-mib", "4"], "--sizes-mib"),
     (["--out", "/nonexistent-dir/t.json"], "--out"),
+    # passed the checks: ns-3 then failed on int(nan) / int(inf) (a traceback) or simulated 1e300 MiB
+    (["--sizes-mib", "nan,1"], "--sizes-mib: every value must be positive and finite"),
+    (["--sizes-mib", "1,inf"], "--sizes-mib: every value must be positive and finite"),
+    (["--sizes-mib", "1,1e300"], "--sizes-mib: at most 65,536 MiB"),
+    (["incast", "--senders", "100000000"], "--senders: at most 1,024 senders"),
 ])
 def test_bad_input_exits_2_before_ns3_loads(tool, tmp_path, capsys, monkeypatch, argv, named):
     monkeypatch.setattr(tool, "load_ns3", lambda: pytest.fail("ns-3 loaded before the input was checked"))
+    scenario, argv = (argv[0], argv[1:]) if argv[0] == "incast" else ("point-to-point", argv)
     base = {"--out": str(tmp_path / "t.json"), "--sizes-mib": "1,2"}
     base.update(dict(zip(argv[::2], argv[1::2], strict=True)))
-    status = tool.main(["point-to-point", *[x for kv in base.items() for x in kv]])
+    try:  # argparse's checks exit; the rest return the status
+        status = tool.main([scenario, *[x for kv in base.items() for x in kv]])
+    except SystemExit as done:
+        status = done.code
     assert status == 2
     assert named in capsys.readouterr().err
 

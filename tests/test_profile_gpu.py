@@ -117,3 +117,34 @@ def test_a_plain_mlp_is_refused_before_timing(profile_gpu, tmp_path, capsys):
     out = tmp_path / "out"
     assert profile_gpu.main(["--model", "phi-2", "--device", "cpu", "--tiny", "--out", str(out)]) == 2
     assert "phi-2 has a plain (non-gated) MLP" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.parametrize("argv, named", [
+    # each was a traceback and "internal error" (exit 1), some after the model loaded
+    (["--device", "bogus"], "--device 'bogus': expected cuda, cuda:N or cpu"),  # torch's RuntimeError
+    (["--device", "meta"], "--device 'meta': expected cuda, cuda:N or cpu"),
+    (["--out", "{tmp}/file"], "--out '{tmp}/file': exists and is not a directory"),  # FileExistsError
+    (["--iterations", "0"], "--iterations must be at least 1, got 0"),  # ZeroDivisionError
+    (["--warmup", "-1"], "--warmup must be at least 0, got -1"),
+    (["--max-tokens", "8"], "--max-tokens must be at least 16, got 8"),  # empty grid: max() of nothing
+    (["--max-context", "0"], "--max-context must be at least 16, got 0"),
+    (["--max-kv-tokens", "0"], "--max-kv-tokens must be at least 17, got 0"),
+    (["--all-reduce-ranks", "-3"], "--all-reduce-ranks must be at least 0, got -3"),
+    # hours of work or a process a rank, refused before any
+    (["--max-tokens", "99999999999"], "--max-tokens must be at most 131,072"),
+    (["--iterations", "1000000000"], "--iterations must be at most 1,000"),
+    (["--all-reduce-ranks", "100000"], "--all-reduce-ranks 100,000: at most"),
+])
+def test_bad_flags_are_one_line_exit_2_before_any_timing(profile_gpu, tmp_path, capsys, argv, named):
+    (tmp_path / "file").write_text("")
+    base = {"--device": "cpu", "--out": str(tmp_path / "out")}
+    base.update(dict(zip(argv[::2], (a.format(tmp=tmp_path) for a in argv[1::2]), strict=True)))
+    try:  # argparse's checks exit; the rest return the status
+        status = profile_gpu.main([x for kv in base.items() for x in kv])
+    except SystemExit as done:
+        status = done.code
+    assert status == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("profile_gpu: error: "), err
+    assert named.format(tmp=tmp_path) in err, err
+    assert not (tmp_path / "out").exists()

@@ -293,6 +293,38 @@ def test_zip_groups_paths_relative_to_the_spec_and_module_entry(tmp_path):
     assert all(r["requests_completed"] == "30" for r in rows)
 
 
+def _sweep_module(*argv: str) -> int:
+    """``python -m experiments.sweep ARGV`` in-process: its parser, main.py's run."""
+    import main
+    from sim.cli import build_parser
+
+    return main.main([str(a) for a in argv], build_parser(sweep_module=True))
+
+
+def test_module_entry_takes_the_spec_after_its_flags(tmp_path, capsys):
+    """Flags before the spec (the spec was read as an unknown argument, exit 2 naming it)."""
+    spec = _spec(tmp_path, mode="cache-only", workload={"trace": str(BUNDLED_AZURE), "limit": 20},
+                 axes={"cache.policy": ["lru", "fifo"]})
+    out = tmp_path / "m.csv"
+    assert _sweep_module("--jobs", "1", "--no-plot", "--quiet", "--report-csv", out, spec) == 0, capsys.readouterr().err
+    assert [r["name"] for r in _rows(out)] == ["lru", "fifo"]
+
+
+@pytest.mark.parametrize("argv, needle", [
+    ([], "a sweep spec is required"),  # it ran the single-node simulation and wrote plots into kvsim-plots/ (exit 0)
+    (["--quiet"], "a sweep spec is required"),
+    (["{spec}", "--pd"], "not allowed with --pd"),  # --pd was silently dropped: the spec's mode ran
+    (["--sweep", "{spec}", "{spec}"], "given twice"),
+])
+def test_module_entry_without_one_spec_is_a_usage_error(tmp_path, capsys, monkeypatch, argv, needle):
+    monkeypatch.chdir(tmp_path)
+    spec = _spec(tmp_path, mode="cache-only", axes={"cache.policy": ["lru"]})
+    assert _sweep_module(*[a.format(spec=spec) for a in argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and "\n" not in err and err.startswith("python -m experiments.sweep: error: "), err
+    assert list(tmp_path.iterdir()) == [tmp_path / "spec.yaml"]  # nothing ran, nothing written
+
+
 @pytest.mark.parametrize("argv, needle", [
     (["--jobs", "2"], "--jobs is not used by"),
     (["--resume"], "--resume is not used by"),

@@ -82,6 +82,8 @@ LINUX_DELAYED_ACK_MS = 40.0
 SWITCH_BUFFER_KIB = 8 * 1024
 DEFAULT_SIZES_MIB = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 DEFAULT_INCAST_SIZES_MIB = (16, 64, 128)
+MAX_SIZE_MIB = 64 * 1024  # 64 GiB, 128x the largest default size; nan, inf or 1e300 MiB passed the checks
+MAX_SENDERS = 1024  # incast senders, each an ns-3 node: 10^8 built nodes until memory ran out
 CONGESTION_CONTROLS = ("TcpCubic", "TcpNewReno", "TcpLinuxReno", "TcpBic", "TcpHighSpeed", "TcpVegas")
 
 
@@ -318,13 +320,18 @@ def _positive_list(text: str, kind: type, what: str) -> list:
         values = [kind(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"{what}: expected a comma-separated list, got {text[:100]!r}") from None
-    if not values or any(v <= 0 for v in values):
-        raise argparse.ArgumentTypeError(f"{what}: every value must be positive, got {text[:100]!r}")
+    if not values or any(not (v > 0 and math.isfinite(v)) for v in values):  # nan > 0 is False; inf is not a size
+        raise argparse.ArgumentTypeError(f"{what}: every value must be positive and finite, got {text[:100]!r}")
     return sorted(set(values))
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # exit 2, as argparse does, in one line as every other error of the tool
+        self.exit(2, f"ns3_kv_timing: error: {message[:200]} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ns3_kv_timing.py", description=__doc__.split("\n\n")[0],
         epilog=__doc__[__doc__.index("Wall time:"):].replace("Examples::", "examples:"),
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -379,6 +386,10 @@ def _validate(args: argparse.Namespace) -> None:
         raise InputError(f"--switch-buffer-kib must be positive, got {args.switch_buffer_kib}")
     if any(s * MIB < 1 for s in args.sizes_mib):
         raise InputError("--sizes-mib: every size must be at least one byte")
+    if max(args.sizes_mib) > MAX_SIZE_MIB:  # packet-level: wall time grows with the bytes (512 MiB takes seconds)
+        raise InputError(f"--sizes-mib: at most {MAX_SIZE_MIB:,} MiB a transfer, got {max(args.sizes_mib):g}")
+    if max(getattr(args, "senders", [1])) > MAX_SENDERS:  # a node, a link and a socket each
+        raise InputError(f"--senders: at most {MAX_SENDERS:,} senders, got {max(args.senders):,}")
     if len(args.sizes_mib) < 2 and args.scenario == "point-to-point":
         raise InputError("--sizes-mib: a lookup table needs two or more sizes")
     out = Path(args.out)

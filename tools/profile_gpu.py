@@ -393,8 +393,13 @@ def device_info(torch, device: str) -> dict:
     return info
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # exit 2, as argparse does, in one line as every other error of the tool
+        self.exit(2, f"profile_gpu: error: {message[:200]} (see --help)\n")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+    p = _Parser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="llama-3.1-8b", help="a model of profiles/models.yaml")
     p.add_argument("--out", required=True, help="output directory (a Vidur profile kvsim loads as compute.profile)")
@@ -414,7 +419,43 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.tp < 1 or args.block_size < 1:
         p.error("--tp and --block-size must be positive")
+    # Each grid needs a point (the smallest prefill chunk and decode context are 16 tokens, a decode row of one
+    # sequence over 16 cached tokens holds 17); below these the tables came out empty (a traceback, exit 1).
+    for flag, value, least in (("--max-tokens", args.max_tokens, 16), ("--max-context", args.max_context, 16),
+                               ("--max-batch", args.max_batch, 1), ("--max-kv-tokens", args.max_kv_tokens, 17),
+                               ("--warmup", args.warmup, 0), ("--iterations", args.iterations, 1),
+                               ("--all-reduce-ranks", args.all_reduce_ranks, 0)):
+        if value is not None and value < least:
+            p.error(f"{flag} must be at least {least}, got {value}")
+    # Bounds on the work asked for, found before it starts: --max-tokens adds a row every 512 tokens past 2,560
+    # (131,072 tokens: 252 rows, each a shot of every operator), and every shot runs warmup + iterations times.
+    for flag, value, most in (("--max-tokens", args.max_tokens, MAX_TOKENS), ("--warmup", args.warmup, MAX_RUNS),
+                              ("--iterations", args.iterations, MAX_RUNS)):
+        if value is not None and value > most:
+            p.error(f"{flag} must be at most {most:,}, got {value:,}")
     return args
+
+
+MAX_TOKENS = 1 << 17
+MAX_RUNS = 1000
+
+
+def _check_device(torch, device: str) -> None:
+    """``cuda``, ``cuda:N`` of a GPU here, or ``cpu``; anything else is one line, not torch's traceback."""
+    from sim.errors import InputError
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise InputError(f"--device {device[:100]!r}: expected cuda, cuda:N or cpu") from None
+    if parsed.type not in ("cuda", "cpu"):
+        raise InputError(f"--device {device[:100]!r}: expected cuda, cuda:N or cpu")
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError("no CUDA device here; use --device cpu")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise InputError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                             f"cuda:0..cuda:{torch.cuda.device_count() - 1}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -433,8 +474,16 @@ def profile(args: argparse.Namespace) -> int:
     except ImportError:
         raise InputError("PyTorch is not installed (pip install 'kvsim[torch]')") from None
     device = args.device
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("no CUDA device here; use --device cpu")
+    _check_device(torch, device)
+    from sim.report.output import check_writable
+
+    check_writable(args.out, "--out", directory=True)  # a file there was FileExistsError after the model loaded
+    if args.all_reduce_ranks is not None and args.all_reduce_ranks >= 2:
+        # one process per rank: on GPUs one a device, on a CPU at most one a core (or two, the least a group has)
+        most = torch.cuda.device_count() if device.startswith("cuda") else max(2, os.cpu_count() or 1)
+        if args.all_reduce_ranks > most:
+            raise InputError(f"--all-reduce-ranks {args.all_reduce_ranks:,}: at most {most} here "
+                             f"({'CUDA devices' if device.startswith('cuda') else 'CPU cores'})")
     shape = model_shape(args.model)
     if shape.num_attention_heads % args.tp or shape.intermediate_size % args.tp:
         raise InputError(f"--tp {args.tp} does not divide {args.model}'s heads and MLP width")

@@ -12,6 +12,7 @@ lines plus at most one torn tail, which the reader drops.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -43,7 +44,12 @@ def _write_target(path: Path) -> tuple[Path, bool]:
     no name when it is a pipe), else a symbolic link's target (replaced, the link stays), else the path."""
     if is_device_or_pipe(path):
         return path, True
-    return (path.resolve() if path.is_symlink() else path), False
+    if not path.is_symlink():
+        return path, False
+    try:
+        return path.resolve(), False
+    except RuntimeError:  # a loop of links: pathlib (Python < 3.13) raises RuntimeError, not the OSError callers name
+        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), str(path)) from None
 
 
 def _open_mode(binary: bool) -> tuple[str, dict]:

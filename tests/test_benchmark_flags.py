@@ -1,0 +1,29 @@
+"""A benchmark given a bad flag is exit 2 with argparse's message naming it, before any timed work
+(each was a traceback, exit 1, or a long run: bench_mrc --sizes 0 timed a 5 M-access stream)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+CASES = [
+    ("bench_cache.py", ["--requests", "0"], "--requests must be at least 1, got 0"),  # ConfigError traceback
+    ("bench_cache.py", ["--repeat", "0"], "--repeat must be at least 1, got 0"),  # IndexError after the runs
+    ("bench_cluster.py", ["--requests", "-1"], "--requests must be at least 1, got -1"),
+    ("bench_cluster.py", ["--router", "nope", "--requests", "10"], "--router: config key 'cluster.router'"),
+    ("bench_kernel_floor.py", ["--repeat", "0"], "--repeat must be at least 1, got 0"),  # UnboundLocalError
+    ("bench_mrc.py", ["--sizes", "x"], "--sizes: expected comma-separated positive integers"),  # ValueError
+    ("bench_mrc.py", ["--sizes", "0"], "--sizes: every length must be at least 1"),
+]
+
+
+@pytest.mark.parametrize("script, argv, named", CASES, ids=[f"{s}{' '.join(a)}" for s, a, _ in CASES])
+def test_a_bad_benchmark_flag_is_exit_2(script, argv, named):
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *argv], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, (done.returncode, done.stderr[-2000:])
+    assert f"{script}: error: {named}" in done.stderr, done.stderr
