@@ -26,10 +26,11 @@ def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def journal_path(report_json: str | None, report_csv: str | None, spec: Path) -> Path:
-    """Beside the report: ``<report stem>.journal.jsonl``; without a report, ``<spec stem>.journal.jsonl`` here."""
-    if report_json or report_csv:
-        anchor = Path(report_json or report_csv)
+def journal_path(report_json: str | None, report_csv: str | None, spec: Path, html: str | None = None) -> Path:
+    """Beside the report (JSON, else CSV, else the HTML page): ``<report stem>.journal.jsonl``; without one,
+    ``<spec stem>.journal.jsonl`` here."""
+    if report_json or report_csv or html:
+        anchor = Path(report_json or report_csv or html)
         return anchor.with_name(anchor.stem + ".journal.jsonl")
     return Path(Path(spec).stem + ".journal.jsonl")
 

@@ -86,7 +86,7 @@ def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
     for point, config in zip(points, configs, strict=True):
         check_point(spec.mode, config, options, where=f"sweep spec {spec.path}: point {point.name!r}")
 
-    journal = Journal(journal_path(args.report_json, args.report_csv, spec.path),
+    journal = Journal(journal_path(args.report_json, args.report_csv, spec.path, args.html),
                       fingerprint(spec.mode, base.to_dict(), vars(options), [p.key for p in points]))
     records = journal.start(resume=args.resume)
     todo = [Task(p.key, p.index, p.name, spec.mode, c, options, p.overrides)

@@ -60,7 +60,9 @@ def test_example_runs_as_printed(command, run_cli, tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)  # the examples are written to run from the repository root
     argv = [str(tmp_path / a[len("out/"):]) if a.startswith("out/") else a for a in argv]
     limit = [] if "--check-calibration" in argv else ["--workload-limit", "50"]  # reads tables, no workload
-    plots = [] if {"--plot-dir", "--html"} & set(argv) else ["--no-plot"]  # the example asks for its plots
+    plots = ["--no-plot"]
+    if "--plot-dir" in argv or "--html" in argv:  # the example asks for its plots: in tmp_path, not the checkout
+        plots = [] if "--plot-dir" in argv else ["--plot-dir", str(tmp_path / "plots")]
     status, _, err = run_cli(*argv, *limit, *plots, "--quiet")
     assert status == 0, f"{command!r}: {err[-2000:]}"
     for a in argv:

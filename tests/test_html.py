@@ -86,3 +86,4 @@ def test_sweep_html_embeds_the_sweep_plots(browser, run_cli, tmp_path):
     assert names == ["sweep_latency_vs_rate.png"]  # no capacity axis, no P:D axis, no --max-rate here
     dom = _assert_report_page(browser, tmp_path, page, plots=1)
     assert '<section id="sweep">' in dom and "lru/4" in dom
+    assert (tmp_path / "sweep.journal.jsonl").is_file()  # beside the page, not in the working directory
