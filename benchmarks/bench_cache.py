@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"unknown policies {unknown}; valid: {', '.join(POLICIES)}")
     if not args.trace.is_file():
-        raise SystemExit(f"trace not found: {args.trace} (pass --trace PATH to mooncake_conversation.jsonl)")
+        ap.error(f"trace not found: {args.trace} (pass --trace PATH to mooncake_conversation.jsonl)")
 
     from sim.cache.access import next_use_index
     from sim.cache.replay import replay

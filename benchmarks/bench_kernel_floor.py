@@ -167,7 +167,7 @@ def main() -> None:
     if args.repeat < 1:  # --repeat 0 timed nothing, then failed on an unset result (a traceback, exit 1)
         ap.error(f"--repeat must be at least 1, got {args.repeat}")
     if not TRACE.is_file():
-        raise SystemExit(f"trace not found: {TRACE}")
+        ap.error(f"trace not found: {TRACE}")
     from sim.cache.replay import replay
     from sim.config import load_config
     from trace.workload import load_workload

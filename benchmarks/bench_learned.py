@@ -239,16 +239,18 @@ def main() -> None:
     args = parser.parse_args()
     peers = [p for p in args.peers.split(",") if p]
     if not set(peers) <= set(PEERS):
-        sys.exit(f"unknown peers {sorted(set(peers) - set(PEERS))}; choose from {', '.join(PEERS)}")
-    for name in filter(None, args.workloads.split(",")):
+        parser.error(f"unknown peers {sorted(set(peers) - set(PEERS))}; choose from {', '.join(PEERS)}")
+    names = list(filter(None, args.workloads.split(",")))
+    unknown = [n for n in names if n not in (*WORKLOADS, "safety", "cross")]
+    if unknown:  # before any workload runs, not after the ones before it
+        parser.error(f"unknown workloads {unknown}; choose from {', '.join((*WORKLOADS, 'safety', 'cross'))}")
+    for name in names:
         if name == "safety":
             bench_safety(args.markdown)
             continue
         if name == "cross":
             bench_cross(args.trace, args.markdown)
             continue
-        if name not in WORKLOADS:
-            sys.exit(f"unknown workload {name!r}; choose from {', '.join(WORKLOADS)}")
         bench(name, peers, args.markdown)
     for path in args.trace:
         bench(path.name, peers, args.markdown, trace_workload(path, args.block_size))

@@ -70,6 +70,8 @@ def main() -> None:
         parser.error(f"--sizes: expected comma-separated positive integers, got {args.sizes[:100]!r}")
     if any(n < 1 for n in sizes):
         parser.error(f"--sizes: every length must be at least 1, got {args.sizes[:100]!r}")
+    if not args.no_check and not args.trace.is_file():  # found before the timed runs, not after them
+        parser.error(f"trace not found: {args.trace} (pass --trace PATH, or --no-check)")
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)")
     lru_mrc(synthetic(1000))  # load the compiled kernel before timing
     grid = capacity_grid(KEY_SPACE)
@@ -90,8 +92,6 @@ def main() -> None:
         print(f"cost ratio {hi // 1_000_000} M / {lo // 1_000_000} M: {exact_cpu[hi] / exact_cpu[lo]:.2f} "
               f"(linear: {hi / lo:.2f})")
     if not args.no_check:
-        if not args.trace.is_file():
-            sys.exit(f"trace not found: {args.trace} (pass --trace PATH, or --no-check)")
         from sim.config import load_config
         from trace.workload import load_workload
 

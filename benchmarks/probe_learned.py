@@ -359,7 +359,7 @@ def main() -> None:
     names = args.probes.split(",")
     unknown = [n for n in names if n not in PROBES]
     if unknown:
-        sys.exit(f"unknown probes {unknown}; choose from {', '.join(PROBES)}")
+        parser.error(f"unknown probes {unknown}; choose from {', '.join(PROBES)}")
     setup = Setup(args.trace)
     for name in names:
         PROBES[name](setup)

@@ -18,6 +18,12 @@ CASES = [
     ("bench_kernel_floor.py", ["--repeat", "0"], "--repeat must be at least 1, got 0"),  # UnboundLocalError
     ("bench_mrc.py", ["--sizes", "x"], "--sizes: expected comma-separated positive integers"),  # ValueError
     ("bench_mrc.py", ["--sizes", "0"], "--sizes: every length must be at least 1"),
+    # a missing trace, an unknown workload or probe: exit 1 (sys.exit with a message), bench_mrc after its timed runs,
+    # bench_learned after the workloads named before it
+    ("bench_mrc.py", ["--sizes", "10", "--trace", "/nonexistent.jsonl"], "trace not found: /nonexistent.jsonl"),
+    ("bench_cache.py", ["--trace", "/nonexistent.jsonl"], "trace not found: /nonexistent.jsonl"),
+    ("bench_learned.py", ["--workloads", "mooncake,nope", "--peers", ""], "unknown workloads ['nope']"),
+    ("probe_learned.py", ["nope"], "unknown probes ['nope']"),
 ]
 
 
