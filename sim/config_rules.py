@@ -165,7 +165,8 @@ def _input_paths_exist(c: Config) -> None:
         except OSError as exc:
             raise ConfigError(f"config key '{dotted}': {quote(str(path))}: {exc.strerror or exc}") from None
         if not exists:
-            raise ConfigError(f"config key '{dotted}': {quote(str(path))} does not exist")
+            why = "is a symbolic link to nothing that exists (or a loop of links)" if path.is_symlink() else "does not exist"
+            raise ConfigError(f"config key '{dotted}': {quote(str(path))} {why}")
         if dotted not in DIRECTORY_KEYS and not is_file:
             raise ConfigError(f"config key '{dotted}': {quote(str(path))} is not a file")
         if not os.access(path, os.R_OK):

@@ -453,3 +453,13 @@ def test_an_output_that_is_a_loop_of_links_is_named(flag, named, run_cli, tmp_pa
     status, _, err = run_cli(*TRACE_STATS, "--workload-trace", str(BUNDLED_AZURE), flag, str(tmp_path / "loop1"))
     assert status == 2 and "Traceback" not in err
     assert err.strip() == f"kvsim: error: {named} '{tmp_path}/loop1': Too many levels of symbolic links", err
+
+
+def test_an_input_that_is_a_loop_of_links_says_so(run_cli, tmp_path):
+    """A trace path that is a loop of links (or a dangling link) was reported as not existing, which the user, who
+    sees the name in the directory, cannot square with it."""
+    (tmp_path / "loop1").symlink_to(tmp_path / "loop2")
+    (tmp_path / "loop2").symlink_to(tmp_path / "loop1")
+    status, _, err = run_cli(*TRACE_STATS, "--workload-trace", str(tmp_path / "loop1"))
+    assert status == 2 and err.strip() == (f"kvsim: error: config key 'workload.trace': '{tmp_path}/loop1' is a symbolic "
+                                           "link to nothing that exists (or a loop of links)")
