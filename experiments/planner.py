@@ -20,7 +20,7 @@ the plan). Then:
    SLO target, a cache-only replay each for a hit-ratio target.
 3. The Pareto front (cost vs max rate, or vs hit ratio), the cheapest candidate that
    meets the target, and the runs that prove the boundary: that candidate run at the
-   target (meets) and the next cheaper timed candidate run at the target (fails). A fleet's
+   target (meets) and the cheaper timed candidate nearest the target (highest max rate) run at it (fails). A fleet's
    hit ratio comes from its serving run (cluster mode has no cache-only replay).
 
 ``experiments.plan_file`` reads and validates the plan, ``experiments.plan_candidates`` enumerates
@@ -99,7 +99,9 @@ def _prove_slo(timed: list[Candidate], target_scale: float, attainment: float) -
         proof = {"meets": _proof_entry(chosen, run, value, ok, "meets"), "fails": None}
         cheaper = [c for c in order if c.cost < chosen.cost - 1e-9]
         while cheaper:
-            below = cheaper[-1]
+            # the cheaper candidate nearest the target (highest searched max rate; the dearer on a tie): the one
+            # whose bracket noise could hide a pass, not whichever sorts last (an equal-cost weaker split)
+            below = max(cheaper, key=lambda c: (c.metrics.get("max_rate_scale") or 0.0, c.cost))
             run_b, value_b, ok_b = at_target(below)
             if not ok_b:
                 proof["fails"] = _proof_entry(below, run_b, value_b, ok_b, "fails")

@@ -181,3 +181,33 @@ def test_moe_data_parallel_groups_rule_out_candidates_before_any_run(tmp_path):
     # at TP 4 a group needs 8 GPUs of a 4-GPU node (refused by the config rules: infeasible, not a failed plan)
     assert feasible == {"2xh100-sxm tp1 aggregated", "4xh100-sxm tp1 aggregated", "4xh100-sxm tp1 2P:2D"}
     assert "needs 8 GPUs" in next(c.reason for c in candidates if c.name == "4xh100-sxm tp4 aggregated")
+
+
+def test_slo_proof_runs_the_cheaper_candidate_nearest_the_target(monkeypatch):
+    """The proof reruns, at the target rate, the cheaper candidate whose searched max rate came nearest the target
+    (the one a bracket off by noise could hide): not whichever sorts last among the cheaper ones. Hand-made
+    candidates, target scale 1.0 and attainment 0.99: A (10 USD/h) searched to 0.99x but meets at the target
+    (0.995); B (10 USD/h, 0.2x) and D (5 USD/h, 0.1x) miss it; C (20 USD/h, 2x) meets. The cheapest that meets
+    is A, and the next cheaper, D, fails."""
+    from experiments import planner
+    from experiments.plan_candidates import Candidate
+    from sim.config import Config
+
+    at_target = {"A": 0.995, "B": 0.5, "C": 1.0, "D": 0.1}
+    ran = []
+
+    def fake_run_task(task):
+        ran.append(task.name)
+        return {"error": None, "runs": [{"metrics": {"slo_attainment": at_target[task.name]}}]}
+
+    monkeypatch.setattr(planner, "run_task", fake_run_task)
+    candidates = []
+    for name, cost, scale in (("A", 10.0, 0.99), ("B", 10.0, 0.2), ("C", 20.0, 2.0), ("D", 5.0, 0.1)):
+        c = Candidate("h100-sxm", 1, 1, None, {}, name=name, config=Config(), cost=cost, status="timed")
+        c.metrics, c.measured = {"max_rate_scale": scale}, scale * 3.0
+        candidates.append(c)
+    chosen, proof = planner._prove_slo(candidates, target_scale=1.0, attainment=0.99)
+    assert chosen.name == "A"
+    assert proof["meets"]["name"] == "A" and proof["meets"]["measured"] == 0.995
+    assert proof["fails"]["name"] == "D" and proof["fails"]["meets"] is False
+    assert "B" not in ran  # B was never the strongest cheaper candidate
