@@ -211,3 +211,32 @@ def test_slo_proof_runs_the_cheaper_candidate_nearest_the_target(monkeypatch):
     assert proof["meets"]["name"] == "A" and proof["meets"]["measured"] == 0.995
     assert proof["fails"]["name"] == "D" and proof["fails"]["meets"] is False
     assert "B" not in ran  # B was never the strongest cheaper candidate
+
+
+def test_hit_proof_that_meets_becomes_the_answer(monkeypatch):
+    """A hit-ratio plan proves its boundary by replaying the cheaper candidate nearest the target; when that
+    candidate (pruned by the curve, which is only a guide for a non-LRU policy) in fact meets the target, it is
+    the cheaper answer, not a "fails" proof reported with meets = True beside a dearer choice. Hand-made: target
+    0.25; T (20 USD/h) replayed 0.30; P (10 USD/h, pruned, curve 0.20) replays to 0.26; D (5 USD/h, timed, 0.10).
+    Cheapest meeting: P; the next cheaper, D, fails."""
+    from experiments import planner
+    from experiments.plan_candidates import Candidate
+    from sim.config import Config
+
+    replayed = {"P": 0.26}
+
+    def fake_run_task(task):
+        return {"error": None, "runs": [{"metrics": {"hit_ratio": replayed[task.name]}}]}
+
+    monkeypatch.setattr(planner, "run_task", fake_run_task)
+    cands = []
+    for name, cost, status, measured, curve in (("T", 20.0, "timed", 0.30, 0.30), ("P", 10.0, "pruned", None, 0.20),
+                                                ("D", 5.0, "timed", 0.10, 0.10)):
+        c = Candidate("h100-sxm", 1, 1, None, {}, name=name, mode="cache-only", config=Config(), cost=cost, status=status)
+        c.measured, c.mrc_levels = measured, (0.0, curve)
+        c.metrics = {"hit_ratio": measured} if measured is not None else {}
+        cands.append(c)
+    timed = [c for c in cands if c.status == "timed"]
+    chosen, proof = planner._prove_hit(cands, timed, 0.25)
+    assert chosen.name == "P" and proof["meets"]["name"] == "P" and proof["meets"]["measured"] == 0.26
+    assert proof["fails"]["name"] == "D" and proof["fails"]["meets"] is False
