@@ -124,7 +124,9 @@ def enumerate_candidates(plan: Plan, base: Config, prices: Prices) -> list[Candi
                         c.name = _label(c, varied)
                         c.mode = ("cluster" if plan.fleet else "cache-only" if hit_target else
                                   "single" if split is None else "pd")
-                        c.cost = prices.cost(gpu, count, mix, nodes=(racks or 1) * (nodes or 1), racks=racks or 1)
+                        # priced as it runs: the searched tiers, and the config's capacity of those not searched
+                        priced = {t: getattr(base.cache.tiers, t).capacity_gib for t in TIERS} | mix
+                        c.cost = prices.cost(gpu, count, priced, nodes=(racks or 1) * (nodes or 1), racks=racks or 1)
                         try:  # a candidate the config rules refuse (TP x data-parallel size beyond a node, ...)
                             c.config = replace(base, **c.overrides)
                             hbm_capacity_blocks(c.config)

@@ -240,3 +240,22 @@ def test_hit_proof_that_meets_becomes_the_answer(monkeypatch):
     chosen, proof = planner._prove_hit(cands, timed, 0.25)
     assert chosen.name == "P" and proof["meets"]["name"] == "P" and proof["meets"]["measured"] == 0.26
     assert proof["fails"]["name"] == "D" and proof["fails"]["meets"] is False
+
+
+def test_cost_counts_the_configured_tiers_the_search_does_not_vary(run_cli, tmp_path):
+    """Every candidate runs with the tiers its config gives it, so it pays for them: a plan that searches DRAM only
+    still runs each candidate with the config's SSD (here 100 GiB per node) and is charged for it. By hand from
+    profiles/prices.yaml: 1 H100-hour + (dram GiB x DRAM + 100 GiB x SSD price per GiB) / (5 years x 8,766 h)."""
+    plan_path = _plan(tmp_path, {
+        "workload": {"synthetic": {"kind": "multi-turn", "num_requests": 60, "input_tokens_mean": 128}},
+        "set": {"serving.num_gpu_blocks": 100, "cache.tiers.ssd.capacity_gib": 100},
+        "target": {"hit_ratio": 0.01}, "search": {"gpu": ["h100-sxm"], "tiers": {"dram": [0, 8]}},
+    })
+    out = tmp_path / "plan.json"
+    status, _, err = run_cli("--plan", plan_path, "--jobs", "1", "--report-json", out, "--no-plot", "--quiet")
+    assert status == 0, err
+    candidates = json.loads(out.read_text())["plan"]["candidates"]
+    by_dram = {c["overrides"]["cache.tiers.dram.capacity_gib"]: c["cost_usd_per_hour"] for c in candidates}
+    hours = 5 * 8766  # amortization_years in profiles/prices.yaml
+    assert by_dram[0.0] == pytest.approx(12.29 + 100 * 0.099 / hours)
+    assert by_dram[8.0] == pytest.approx(12.29 + (8 * 6.71 + 100 * 0.099) / hours)
