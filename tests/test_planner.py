@@ -259,3 +259,29 @@ def test_cost_counts_the_configured_tiers_the_search_does_not_vary(run_cli, tmp_
     hours = 5 * 8766  # amortization_years in profiles/prices.yaml
     assert by_dram[0.0] == pytest.approx(12.29 + 100 * 0.099 / hours)
     assert by_dram[8.0] == pytest.approx(12.29 + (8 * 6.71 + 100 * 0.099) / hours)
+
+
+def test_curve_counts_the_configured_tiers_the_search_does_not_vary(run_cli, tmp_path):
+    """The miss-ratio curve's tier levels are the candidate's tiers as it runs: a plan searching SSD only, over a
+    config with 16 GiB of DRAM, must not price the curve as if DRAM were absent and prune (as an exact miss) a
+    candidate whose replay meets the target. The expectation is an independent cache-only run of the same config."""
+    synthetic = {"kind": "multi-turn", "num_requests": 300, "rate_rps": 20, "input_tokens_mean": 512,
+                 "think_time_median_s": 20}
+    fixed = {"serving.num_gpu_blocks": 300, "cache.tiers.dram.capacity_gib": 16, "cache.tiers.ssd.capacity_gib": 0}
+    out = tmp_path / "alone.json"
+    argv = ["--cache-only", "--report-json", out, "--no-plot", "--quiet"]
+    for key, value in {**{f"workload.synthetic.{k}": v for k, v in synthetic.items()}, **fixed}.items():
+        argv += ["--set", f"{key}={value}"]
+    assert run_cli(*argv)[0] == 0
+    alone = json.loads(out.read_text())["runs"][0]["metrics"]["hit_ratio"]
+    assert alone > 0.05  # the DRAM holds the conversations: without it HBM alone gets well under 0.01
+    plan_path = _plan(tmp_path, {
+        "workload": {"synthetic": synthetic}, "set": {k: v for k, v in fixed.items() if "ssd" not in k},
+        "target": {"hit_ratio": round(alone - 0.005, 4)}, "search": {"gpu": ["h100-sxm"], "tiers": {"ssd": [0, 1]}},
+    })
+    plan_out = tmp_path / "plan.json"
+    status, _, err = run_cli("--plan", plan_path, "--jobs", "1", "--report-json", plan_out, "--no-plot", "--quiet")
+    assert status == 0, err
+    plan = json.loads(plan_out.read_text())["plan"]
+    assert plan["chosen"] is not None and plan["chosen"]["overrides"]["cache.tiers.ssd.capacity_gib"] == 0
+    assert plan["chosen"]["hit_ratio"] == pytest.approx(alone)
