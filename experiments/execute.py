@@ -50,6 +50,17 @@ def check_point(mode: str, config: Config, options: RunOptions, where: str = "",
             raise ConfigError(f"--seeds must be between 1 and {MAX_SEEDS:,}, got {options.seeds:,}")
         if config.seed + options.seeds - 1 > INT64_MAX:  # found now, not after the first seed's run
             raise ConfigError(f"--seeds {options.seeds} from seed {config.seed} goes past the largest seed, {INT64_MAX}")
+        if options.seeds > 1 and config.workload.trace is not None and (
+                mode == "cache-only" or config.workload.arrivals.process == "trace"):
+            # The seed draws only the workload (trace/workload.py: the synthetic generator, the arrival process,
+            # whose times a cache-only replay never reads): a trace gives every seed the same run there, and a
+            # zero-width "interval".
+            raise ConfigError(f"--seeds {options.seeds}: a trace " + (
+                "replayed cache-only (request order only)" if mode == "cache-only" else
+                "replayed at its own arrival times (workload.arrivals.process=trace)") +
+                " draws nothing from the seed, so every seed gives the same run" + (
+                "; use a synthetic workload" if mode == "cache-only" else
+                "; set workload.arrivals.process (poisson, gamma or resample) to vary its arrivals"))
         main.check_mode_settings(mode, config, list(options.policies) or [config.cache.policy], cluster_pd, fits=False)
     except InputError as exc:
         raise type(exc)(f"{prefix}{exc}") from None

@@ -110,6 +110,9 @@ def max_rate_run(result: MaxRateResult, base_rate_rps: float | None, slo: SLOCon
         note = "no rate tried meets the target: it is missed even at the lowest load tried"
     elif result.fails is None:
         note = "every rate tried meets the target: the answer is a lower bound"
+    burst = _burst(result.meets, metrics["max_rate_rps"])
+    if burst:
+        note = f"{note}; {burst}" if note else burst
     metrics["max_rate_search"] = {
         "target_attainment": slo.attainment,
         "tolerance": tolerance,
@@ -117,6 +120,25 @@ def max_rate_run(result: MaxRateResult, base_rate_rps: float | None, slo: SLOCon
         "fails": summary(result.fails),
         "steps": [[p.scale, p.attainment] for p in result.steps],
         **({"note": note} if note else {}),
+        **({"steady_state": False} if burst else {}),
     }
     return RunResult(name=best.run.name, metrics=metrics, overrides=dict(best.run.overrides),
                      per_request=best.run.per_request)
+
+
+def _burst(meets: Probe | None, rate_rps: float | None) -> str | None:
+    """Why the answer is no sustained rate, if it is not: by Little's law (L = λW) a steady state at the answered
+    rate holds rate x mean E2E requests at once; a workload of no more requests than that arrives within one
+    request's lifetime, as one burst, which a finite run can absorb at any rate (a short trace's artifact)."""
+    if meets is None or rate_rps is None:
+        return None
+    m = meets.run.metrics
+    e2e = (m.get("e2e_s") or {}).get("mean")
+    requests = m.get("requests_completed")
+    if not isinstance(e2e, (int, float)) or not isinstance(requests, (int, float)) or not math.isfinite(e2e):
+        return None
+    in_system = rate_rps * e2e
+    if requests > in_system:
+        return None
+    return (f"not a sustained rate: at {rate_rps:.4g} req/s the {requests:,} requests arrive within one mean E2E "
+            f"({e2e:.3g} s; Little's law: {in_system:,.0f} in the system at once), one burst; replay more requests")

@@ -28,7 +28,7 @@ class Candidate:
     gpus: int
     tp: int
     split: tuple[int, int] | None  # (prefill, decode) instances; None = aggregated
-    tier_gib: dict[str, float]
+    tier_gib: dict[str, float]  # the searched tiers (the label and overrides)
     racks: int | None = None  # a fleet candidate: racks x nodes per rack (cluster mode)
     nodes: int | None = None
     name: str = ""
@@ -42,6 +42,7 @@ class Candidate:
     metrics: dict = field(default_factory=dict)
     pareto: bool = False
     chosen: bool = False
+    run_tier_gib: dict[str, float] = field(default_factory=dict)  # every lower tier as it runs: searched or the config's
 
     @property
     def overrides(self) -> dict[str, Any]:
@@ -124,7 +125,9 @@ def enumerate_candidates(plan: Plan, base: Config, prices: Prices) -> list[Candi
                         c.name = _label(c, varied)
                         c.mode = ("cluster" if plan.fleet else "cache-only" if hit_target else
                                   "single" if split is None else "pd")
-                        c.cost = prices.cost(gpu, count, mix, nodes=(racks or 1) * (nodes or 1), racks=racks or 1)
+                        # as it runs (priced and on the curve): the searched tiers, the config's capacity of the others
+                        c.run_tier_gib = {t: getattr(base.cache.tiers, t).capacity_gib for t in TIERS} | mix
+                        c.cost = prices.cost(gpu, count, c.run_tier_gib, nodes=(racks or 1) * (nodes or 1), racks=racks or 1)
                         try:  # a candidate the config rules refuse (TP x data-parallel size beyond a node, ...)
                             c.config = replace(base, **c.overrides)
                             hbm_capacity_blocks(c.config)
@@ -161,7 +164,7 @@ def mrc_levels(candidates: list[Candidate], stream: np.ndarray, unique: int) -> 
             {"dram": c.racks * c.nodes, "ssd": c.racks * c.nodes, "eic": c.racks}
         caps = [front * hbm_capacity_blocks(c.config)]
         for tier in TIERS:
-            caps.append(caps[-1] + copies[tier] * lower_tier_blocks(c.tier_gib.get(tier, 0.0), c.config))
+            caps.append(caps[-1] + copies[tier] * lower_tier_blocks(c.run_tier_gib.get(tier, 0.0), c.config))
         levels[id(c)] = caps
     if unique >= len(stream):  # no block repeats: every capacity hits nothing
         for c in feasible:

@@ -169,6 +169,15 @@ CASES: dict[str, Case] = {
     "seeds_beyond_the_bound": Case(["--cache-only", "--seeds", "1001"], names=("--seeds", "1,001", "1,000")),
     "seeds_huge": Case(["--pd", "--seeds", str(10**30)], names=("--seeds", "more than 1,000")),
     "seeds_a_list": Case(["--cache-only", "--seeds", "1,2"], names=("--seeds", "'1,2'")),
+    # a trace replayed at its own times draws nothing from the seed: N identical runs, a zero-width "interval"
+    "seeds_on_a_replayed_trace": Case(["--cache-only", "--workload-trace", "{azure}", "--workload-limit", "20", "--seeds", "3"],
+                                      names=("--seeds", "cache-only", "same run")),
+    # cache-only reads the requests' order, never their times: drawn arrivals change nothing there either
+    "seeds_on_a_trace_cache_only_poisson": Case(["--cache-only", "--workload-trace", "{azure}", "--workload-limit", "20",
+                                                 "--set", "workload.arrivals.process=poisson", "--seeds", "2"],
+                                                names=("--seeds", "same run")),
+    "seeds_on_a_replayed_trace_pd": Case(["--pd", "--preset", "smoke", "--workload-trace", "{azure}", "--seeds", "2"],
+                                         names=("--seeds", "workload.arrivals.process")),
     "rate_scale_zero": Case([*TRACE_STATS, "--rate-scale", "0"], names=("--rate-scale", "workload.rate_scale")),
     "plot_dir_with_no_plot": Case(["--trace-stats", "--plot-dir", "{tmp}/p", "--no-plot"], names=("--plot-dir", "--no-plot")),
     "workload_format_without_trace": Case([*TRACE_STATS, "--workload-format", "azure"], names=("--workload-format",)),

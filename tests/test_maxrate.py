@@ -102,3 +102,29 @@ def test_max_rate_in_pd_mode_and_per_policy(run_cli, tmp_path):
 def test_max_rate_refusals_exit_2(run_cli, argv, needle):
     status, _, err = run_cli(*argv, "--workload-trace", BUNDLED_AZURE, "--workload-limit", "50", "--no-plot")
     assert status == 2 and needle in err
+
+
+def _probe(scale: float, requests: int, e2e_mean_s: float):
+    from experiments.maxrate import Probe
+    from sim.report.document import RunResult
+
+    metrics = {"slo_attainment": 1.0, "requests_completed": requests, "e2e_s": {"mean": e2e_mean_s},
+               "ttft_s": {"p99": 0.1}, "tpot_s": {"p99": 0.01}}
+    return Probe(scale, 1.0, True, RunResult(name="r", metrics=metrics, overrides={}))
+
+
+def test_an_answer_the_whole_workload_arrives_within_is_flagged_as_a_burst():
+    """Little's law (L = λW): 40 requests at 3,482 req/s with a 4.7 s mean E2E would need 16,364 in the system at
+    once: the 40 arrive within 11 ms, one burst, and the "max rate" is the short trace's artifact (a 4-GPU
+    llama-3.1-70b plan on 40 Azure rows reported 3,482 req/s beside 16.7 req/s for half the GPUs). 150 requests at
+    18.3 req/s with a 0.6 s mean E2E (11 in the system) are a steady state, unflagged."""
+    from experiments.maxrate import MaxRateResult, max_rate_run
+    from sim.config import SLOConfig
+
+    slo = SLOConfig(ttft_s=2.0, attainment=0.9)
+    burst = _probe(3481.8, 40, 4.7)
+    report = max_rate_run(MaxRateResult(burst, _probe(3500.0, 40, 4.7), [burst]), 1.0, slo).metrics["max_rate_search"]
+    assert report["steady_state"] is False and "burst" in report["note"] and "16,364 in the system" in report["note"]  # 3,481.8 x 4.7 = 16,364.5
+    steady = _probe(18.3, 150, 0.6)
+    report = max_rate_run(MaxRateResult(steady, _probe(18.5, 150, 0.6), [steady]), 1.0, slo).metrics["max_rate_search"]
+    assert "steady_state" not in report and "note" not in report
