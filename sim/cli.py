@@ -58,7 +58,7 @@ modes (one at a time):
   --sweep SPEC    every point of a sweep spec (mode, axes) on a process pool or Ray
   --plan PLAN     the least-cost configuration that meets a hit-ratio or latency target
 
-exit status: 0 success, 2 bad usage or input, 130 interrupted, 143 terminated (SIGTERM), 1 internal error
+exit status: 0 success, 2 bad usage or input, 130 interrupted, 143 terminated (SIGTERM), 141 output reader gone, 1 internal error
 """
 
 # ---------------------------------------------------------------------------- modes
