@@ -230,8 +230,8 @@ def _prove_hit(candidates: list[Candidate], timed: list[Candidate], target: floa
                                             (c.mrc_levels[-1] if c.mrc_levels else 0.0), c.cost))
         if below.status == "pruned" and below.measured is None:  # pruned by the curve: replay it to prove the boundary
             record = run_task(Task(below.name, 0, below.name, below.mode, below.config, RunOptions(), below.overrides))
-            if record["error"]:
-                break
+            if record["error"]:  # as the SLO proof: not "none, it is the cheapest candidate"
+                raise InputError(f"proof run of {below.name} failed: {record['error']}")
             below.metrics = record["runs"][0]["metrics"]
             below.measured = below.metrics["hit_ratio"]
         if below.measured is None:

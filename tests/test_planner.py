@@ -242,6 +242,25 @@ def test_hit_proof_that_meets_becomes_the_answer(monkeypatch):
     assert proof["fails"]["name"] == "D" and proof["fails"]["meets"] is False
 
 
+def test_hit_proof_whose_replay_fails_is_named(monkeypatch):
+    """The cheaper candidate replayed to prove a hit-ratio boundary fails to run: the plan names it (exit 2, as the
+    SLO proof does), not "proof (fails): none, it is the cheapest candidate" beside a dearer choice."""
+    from experiments import planner
+    from experiments.plan_candidates import Candidate
+    from sim.config import Config
+    from sim.errors import InputError
+
+    monkeypatch.setattr(planner, "run_task", lambda task: {"error": "out of memory", "runs": []})
+    cands = []
+    for name, cost, status, measured in (("T", 20.0, "timed", 0.30), ("P", 10.0, "pruned", None)):
+        c = Candidate("h100-sxm", 1, 1, None, {}, name=name, mode="cache-only", config=Config(), cost=cost, status=status)
+        c.measured, c.mrc_levels = measured, (0.0, 0.2)
+        c.metrics = {"hit_ratio": measured} if measured is not None else {}
+        cands.append(c)
+    with pytest.raises(InputError, match="proof run of P failed: out of memory"):
+        planner._prove_hit(cands, [cands[0]], 0.25)
+
+
 def test_cost_counts_the_configured_tiers_the_search_does_not_vary(run_cli, tmp_path):
     """Every candidate runs with the tiers its config gives it, so it pays for them: a plan that searches DRAM only
     still runs each candidate with the config's SSD (here 100 GiB per node) and is charged for it. By hand from
