@@ -94,8 +94,8 @@ class TraceFormat:
 
 @dataclass(frozen=True)
 class Variant:
-    """A published variant of a format: the format's keys plus ``keys`` (all in the file's first record),
-    whose publisher documents another time unit."""
+    """A published variant of a format: the format's keys plus ``keys`` (optional keys of the format, each in some
+    record), whose publisher documents another time unit."""
 
     name: str
     keys: tuple[str, ...]
@@ -108,9 +108,9 @@ class Variant:
 BAILIAN = Variant("bailian", ("chat_id", "parent_chat_id"), "s")
 
 
-def variant_of(fmt: TraceFormat, has: Callable[[str], bool]) -> Variant | None:
-    """The published variant whose keys the file's records carry (``has``: whether any record has a key), if any."""
-    return next((v for v in fmt.variants if all(has(key) for key in v.keys)), None)
+def variant_of(fmt: TraceFormat, present: tuple[str, ...]) -> Variant | None:
+    """The published variant whose keys the file's records carry (``present``: the keys some record has), if any."""
+    return next((v for v in fmt.variants if all(key in present for key in v.keys)), None)
 
 
 # ------------------------------------------------------------------- format parsers

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import itertools
 import logging
 from collections import deque
@@ -35,7 +36,7 @@ from trace.arrow import numpy_view, valid
 from trace.formats import (FORMATS, TIME_UNITS, Chunk, TraceFormat, block_token_counts, hash_ids_mismatch,
                            pick_block_tokens, sniff_format, variant_of)
 from trace.readers import (JSONL_EXPECTED, CsvParserError, IdLists, RawChunk, csv_chunks, csv_fields, first_line,
-                           json_line_problem, json_object, jsonl_chunks, jsonl_line, some_record_has)
+                           json_line_problem, jsonl_chunks, jsonl_line, keys_in_records)
 from trace.request import Trace, TraceProvenance, file_sha256
 from trace.validation import CODE, SkipLedger, combine, no_usable_requests
 
@@ -286,10 +287,9 @@ def load_trace(workload: WorkloadConfig, block_size: int, sha256: str | None = N
     fmt = FORMATS[name]
     if workload.time_unit is not None and fmt.time_unit is None:
         raise ConfigError(f"{path}: {name} timestamps are datetimes; workload.time_unit does not apply to them")
-    variant = None
-    if fmt.variants:  # told by the keys any record has, as the optional keys are read
-        first = json_object(first_line(path).encode()) or {}
-        variant = variant_of(fmt, lambda key: key in first or some_record_has(path, key))
+    if fmt.kind == "jsonl" and fmt.optional:  # the optional keys some record has, searched for once: read, and
+        fmt = dataclasses.replace(fmt, optional=keys_in_records(path, fmt.optional))  # they tell a variant
+    variant = variant_of(fmt, fmt.optional)
     time_unit = None if fmt.time_unit is None else workload.time_unit or (variant or fmt).time_unit
     ledger = SkipLedger(str(path), workload.strict_validation)
     blocks = _Blocks()

@@ -493,14 +493,20 @@ def some_record_has(path: Path, key: str) -> bool:
     return False
 
 
+def keys_in_records(path: Path, keys: tuple[str, ...]) -> tuple[str, ...]:
+    """Those of ``keys`` that some record of a JSONL file has: in its first record, else found by a search of the
+    file (``some_record_has``, a pass over its bytes for each key no record has)."""
+    first = json_object(first_line(path).encode()) or {}
+    return tuple(key for key in keys if key in first or some_record_has(path, key))
+
+
 def jsonl_chunks(path: Path, required: tuple[str, ...], optional: tuple[str, ...],
                  id_lists: tuple[str, ...]) -> Iterator[RawChunk]:
     """The JSONL's records in chunks: pyarrow where it can decide, orjson line by line where not.
     The ``required`` keys are read, and those of ``optional`` that any record has (so a record
     without one is missing a value wherever it lies in the file); the values of the ``id_lists``
     keys are lists of integer ids."""
-    first = json_object(first_line(path).encode()) or {}
-    keys = required + tuple(key for key in optional if key in first or some_record_has(path, key))
+    keys = required + keys_in_records(path, optional)
     line = first_row = 1
     with path.open("rb") as fh:
         if fh.read(len(BOM_BYTES)) != BOM_BYTES:
