@@ -96,15 +96,13 @@ def resolve_config(args: argparse.Namespace) -> Config:
 
 def check_config_for_mode(args: argparse.Namespace, config: Config, mode: str, policies: list[str]) -> None:
     """Flags and settings that only make sense together with others, judged on the resolved config."""
-    from sim.cache.access import policies_in_use
-    from sim.cache.policies import POLICIES
+    from sim.cache.access import uses_learned_policy
 
     if config.workload.trace is None:
         for dest in ("workload_format", "workload_time_unit", "strict_workload_validation"):
             if getattr(args, dest) is not None and getattr(args, dest) is not False:
                 raise InputError(f"{flag_name(dest)} applies to a trace file; no --workload-trace is given (synthetic workload)")
-    learned = any(POLICIES[q].needs_predictions for p in policies for q in policies_in_use(config, p))
-    if args.allow_train_test_overlap and not learned:
+    if args.allow_train_test_overlap and not uses_learned_policy(config, policies):
         raise InputError(f"--allow-train-test-overlap applies only to a learned policy (runs: {', '.join(policies)})")
     check_mode_settings(mode, config, policies, cluster_pd=mode == "cluster" and args.pd)
 
@@ -116,11 +114,9 @@ def check_mode_settings(mode: str, config: Config, policies: list[str], cluster_
     node or fleet. The command line checks its one run; a sweep or a plan checks each point without ``fits``
     (``experiments.execute.check_point``): a point that does not fit fails alone and the others go on, as a
     sweep across sizes expects, while a mistake in the settings stops the sweep before it starts."""
-    from sim.cache.access import policies_in_use
-    from sim.cache.policies import POLICIES
+    from sim.cache.access import uses_learned_policy
 
-    learned = any(POLICIES[q].needs_predictions for p in policies for q in policies_in_use(config, p))
-    if learned and (mode == "cache-only" or mode in SERVING):
+    if uses_learned_policy(config, policies) and (mode == "cache-only" or mode in SERVING):
         from sim.cache.access import load_learned_model
 
         load_learned_model(config)  # the model and its sidecar are checked before the trace loads

@@ -183,9 +183,10 @@ def _workload_cache_usable(c: Config) -> None:
                           "is given (synthetic workload)")
     if not cache.strip():
         raise ConfigError("config key 'workload.cache': empty path")
+    path = Path(cache)
     try:
-        is_dir, special = Path(cache).is_dir(), Path(cache).exists() and not Path(cache).is_file()
-        same = Path(cache).resolve() == Path(c.workload.trace).resolve()
+        is_dir, special = path.is_dir(), path.exists() and not path.is_file()
+        same = path.resolve() == Path(c.workload.trace).resolve()
     except OSError as exc:  # a name too long, a loop of links, no permission
         raise ConfigError(f"config key 'workload.cache': {quote(cache)}: {exc.strerror or exc}") from None
     except RuntimeError:  # a loop of links, as pathlib's resolve (Python < 3.13) says it

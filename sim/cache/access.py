@@ -49,6 +49,13 @@ def policies_in_use(config: Config, policy: str) -> list[str]:
     return [policy, *(tier.policy for tier in (getattr(tiers, f.name) for f in fields(tiers)) if tier.policy)]
 
 
+def uses_learned_policy(config: Config, policies: list[str]) -> bool:
+    """Whether any of the runs of ``policies`` (each with the tiers' own policies) needs a learned model."""
+    from sim.cache.policies import POLICIES
+
+    return any(POLICIES[q].needs_predictions for p in policies for q in policies_in_use(config, p))
+
+
 def block_id_space(trace: Trace) -> int:
     """One more than the largest block id of the trace: what arrays indexed by block id need.
 

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from sim.cache.access import (access_semantics, block_id_space, learned_predictions, next_use_index,
-                              policies_in_use)
+                              policies_in_use, uses_learned_policy)
 from sim.cache.arena import TierArena
 from sim.cache.multitier import CachePlugins, MultiTierCache, build_cache
 from sim.config import Config
@@ -121,7 +121,7 @@ def run_cache_only(trace: Trace, config: Config, policies: list[str], progress: 
         cache, hit_tier = replay(trace, config, name, semantics, config.cache.capacity_blocks, next_use, progress,
                                  predicted)
         metrics = cache_metrics(trace, cache, hit_tier, semantics)
-        if any(POLICIES[p].needs_predictions for p in policies_in_use(config, name)):
+        if uses_learned_policy(config, [name]):
             metrics["learned_model"] = model.describe()
             top = cache.tiers[0].policy
             if hasattr(top, "summary"):  # which expert the top tier followed (the safety net)
