@@ -103,7 +103,8 @@ class ClusterRun(ServingRun):
             topo.nodes_per_rack * config.network.bandwidth_gbps / config.cluster.oversubscription)
         self.uplink_model = AnalyticNetwork(uplink_gbps * 1e9 / 8, config.cluster.uplink_latency_us * 1e-6)
         # an instance's GPUs each have their PCIe link: a block's distinct shards cross them side by side
-        self.pcie_model = AnalyticNetwork(config.hardware.pcie_gbps * 1e9 * read_lanes(config))
+        self.lanes = read_lanes(config)
+        self.pcie_model = AnalyticNetwork(config.hardware.pcie_gbps * 1e9 * self.lanes)
         tiers = config.cache.tiers
         self.lower_capacity = {name: lower_tier_blocks(getattr(tiers, name).capacity_gib, config)
                                for name in ("dram", "ssd", "eic")}
@@ -123,7 +124,7 @@ class ClusterRun(ServingRun):
     def _tier(self, name: str, kind: int, rack: int, node: int, inst: int, capacity: int) -> Tier:
         cfg = getattr(self.config.cache.tiers, name)
         tier = tier_from_config(self.arena, name, cfg, self.config.cache.policy, capacity, self._next_use,
-                                self._predicted, lanes=1 if kind == HBM else read_lanes(self.config))
+                                self._predicted, lanes=1 if kind == HBM else self.lanes)
         self._place_tier(tier.index, (kind, rack, node, inst))
         if kind != HBM:  # the copy's read link, which its readers share (each GPU's own PCIe link is another)
             link = self.tier_link[tier.index] = self._link(AnalyticNetwork(tier.copy_read_bw, tier.latency_s))
