@@ -35,10 +35,9 @@ try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
     from sim.cli import (EXPERIMENTS, SERVING, WITH_WORKLOAD, build_parser, check_flags, check_paths_given,  # noqa: E402
                          flag_name, parse_policies, parse_routers, select_mode)
     from sim.config import Config, load_config  # noqa: E402
-    from sim.config_fields import setting  # noqa: E402
-    from sim.config_yaml import PATH_KEYS, is_path_value  # noqa: E402
+    from sim.config_fields import path_settings  # noqa: E402
     from sim.errors import InputError, command_status, quote  # noqa: E402
-    from sim.report.output import check_writable, is_device_or_pipe  # noqa: E402
+    from sim.report.output import check_distinct, check_writable, is_device_or_pipe  # noqa: E402
 except KeyboardInterrupt:
     print("kvsim: interrupted", file=sys.stderr)
     sys.exit(130)
@@ -201,17 +200,11 @@ def plan_outputs(args: argparse.Namespace, mode: str, policies: list[str], confi
     config_file = ("--config", args.config) if args.config else ("the default config file", _default_config_path())
     inputs = [config_file, ("--sweep", args.sweep), ("--plan", args.plan),
               *(("--calibration-profile", p) for p in args.calibration_profile),
-              *((f"config key '{key}'", setting(config, key)) for key in PATH_KEYS
-                if config is not None and is_path_value(key, setting(config, key))),
+              *((f"config key '{key}'", path) for key, path in (path_settings(config) if config is not None else [])),
               ("--workload-trace", args.workload_trace if config is None else None)]
-    seen: dict[Path, str] = {Path(p).resolve(): name for name, p in inputs if p}
     if outputs.plot_dir is not None:
         files.append(("--plot-dir", outputs.plot_dir))
-    for flag, path in files:
-        key = path.resolve()
-        if key in seen:
-            raise InputError(f"{flag} {quote(str(path))} is also the path of {seen[key]}")
-        seen[key] = flag
+    check_distinct(inputs, files)
     return outputs
 
 

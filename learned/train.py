@@ -42,7 +42,7 @@ except InputError as _refused:
     print(f"learned.train: error: {_refused}", file=sys.stderr)
     sys.exit(2)
 from sim.config import Config, load_config  # noqa: E402
-from sim.report.output import atomic_write, check_writable  # noqa: E402
+from sim.report.output import atomic_write, check_distinct, check_writable  # noqa: E402
 
 DEFAULT_PARAMS = {
     "objective": "multiclass",
@@ -202,15 +202,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _check_outputs_are_not_inputs(args: argparse.Namespace, config: Config, out: Path) -> None:
     """Neither file written (the model, its sidecar) may be a file read: --out TRACE would overwrite the trace."""
-    from sim.config_fields import setting
-    from sim.config_yaml import PATH_KEYS, is_path_value
+    from sim.config_fields import path_settings
 
-    inputs = [("--config", args.config), *((f"config key '{key}'", setting(config, key)) for key in PATH_KEYS
-                                           if is_path_value(key, setting(config, key)))]
-    read = {Path(path).resolve(): name for name, path in inputs if path}
-    for flag, path in (("--out", out), ("--out (its sidecar)", sidecar_path(out))):
-        if path.resolve() in read:
-            raise InputError(f"{flag} {quote(str(path))} is also the path of {read[path.resolve()]}")
+    check_distinct([("--config", args.config), *((f"config key '{key}'", path) for key, path in path_settings(config))],
+                   [("--out", out), ("--out (its sidecar)", sidecar_path(out))])
 
 
 def _train_command(args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Collection, Literal, Mapping
 
-from sim.config_yaml import names_a_path
+from sim.config_yaml import PATH_KEYS, is_path_value, names_a_path
 from sim.errors import ConfigError, quote
 
 if TYPE_CHECKING:
@@ -263,3 +263,8 @@ def setting(config: Config, dotted: str) -> Any:
     for part in dotted.split("."):
         node = getattr(node, part)
     return node
+
+
+def path_settings(config: Config) -> list[tuple[str, str]]:
+    """The keys of ``config`` that name a file or folder it reads (set, and not a model's name), with their paths."""
+    return [(key, value) for key in PATH_KEYS if is_path_value(key, value := setting(config, key))]

@@ -16,8 +16,8 @@ import typing
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sim.config_fields import setting
-from sim.config_yaml import DIRECTORY_KEYS, PATH_KEYS, is_path_value
+from sim.config_fields import path_settings
+from sim.config_yaml import DIRECTORY_KEYS
 from sim.errors import ConfigError, quote
 
 if TYPE_CHECKING:
@@ -154,12 +154,10 @@ def _synthetic_sizes(c: Config) -> None:
 
 def _input_paths_exist(c: Config) -> None:
     """Every input path that is set names something readable (found now, not after minutes of work)."""
-    for dotted in PATH_KEYS:
-        if not is_path_value(dotted, setting(c, dotted)):
-            continue  # unset, or a name (model)
-        if not setting(c, dotted).strip():  # Path("") is the working directory: "'.' is not a file", or read as a profile
+    for dotted, value in path_settings(c):  # set, and not a name (model)
+        if not value.strip():  # Path("") is the working directory: "'.' is not a file", or read as a profile
             raise ConfigError(f"config key '{dotted}': empty path")
-        path = Path(setting(c, dotted))
+        path = Path(value)
         try:  # exists() raises what it cannot answer: a name too long, a loop of links, no permission
             exists, is_file = path.exists(), path.is_file()
         except OSError as exc:

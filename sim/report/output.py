@@ -141,6 +141,17 @@ def _probe_directory(directory: Path, flag: str, target: Path) -> None:
         raise InputError(f"{flag} {quote(str(target))}: cannot write in {directory}: {exc.strerror or exc}") from None
 
 
+def check_distinct(inputs: list[tuple[str, str | Path | None]], outputs: list[tuple[str, Path]]) -> None:
+    """No output is a file read or another output (``inputs``, ``outputs``: what names each, its path; an input
+    of None is not given): ``--report-json TRACE`` would overwrite the trace. One line naming both."""
+    seen: dict[Path, str] = {Path(p).resolve(): name for name, p in inputs if p}
+    for flag, path in outputs:
+        key = Path(path).resolve()
+        if key in seen:
+            raise InputError(f"{flag} {quote(str(path))} is also the path of {seen[key]}")
+        seen[key] = flag
+
+
 def check_writable(path: str | Path, flag: str, directory: bool = False) -> Path:
     """Fail now (exit 2, naming ``flag``) if ``path`` could not be written when the run ends.
 
