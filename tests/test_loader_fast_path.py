@@ -17,7 +17,7 @@ import pytest
 
 from sim.errors import InputError
 from tests.loader_helpers import load
-from trace import readers
+from trace import csv_reader, jsonl_reader, readers
 from trace.formats import FORMATS, _datetime_ns
 
 PLAIN_TS = ["2023-11-16 18:15:46.6805900", "2023-11-16 18:15:47.0000000", "2023-11-16T18:15:48.123456789",
@@ -78,8 +78,8 @@ def _load_outcome(path, monkeypatch, fast: bool, chunk_rows: int | None, **workl
         if chunk_rows is not None:
             patch.setattr(readers, "CHUNK_ROWS", chunk_rows)
         if not fast:  # the reference readers only: whole-file pandas for CSV, orjson line by line for JSONL
-            patch.setattr(readers, "_csv_layout", lambda _path: None)
-            patch.setattr(readers, "_fast_jsonl", lambda *_args: None)
+            patch.setattr(csv_reader, "_csv_layout", lambda _path: None)
+            patch.setattr(jsonl_reader, "_fast_jsonl", lambda *_args: None)
         try:
             trace = load(path, **workload)
         except InputError as exc:
@@ -158,10 +158,10 @@ def test_plain_traces_take_the_fast_readers(tmp_path):
     """The shortcut is taken for plain files (else the speed-up would silently vanish)."""
     azure = b"2023-11-16 18:15:46.6805900,1137,509\n2023-11-16 18:15:46.8641174,4074,30\n"
     names = ["TIMESTAMP", "ContextTokens", "GeneratedTokens"]
-    frame = readers._fast_csv(azure, names, names)
+    frame = csv_reader._fast_csv(azure, names, names)
     assert frame is not None and _datetime_ns(frame["TIMESTAMP"]) is not None
     mooncake = b'{"timestamp": 0, "input_length": 600, "output_length": 5, "hash_ids": [1, 2]}\n' * 3
-    raw = readers._fast_jsonl(mooncake, 1, 1, FORMATS["mooncake"].signature, FORMATS["mooncake"].id_lists)
+    raw = jsonl_reader._fast_jsonl(mooncake, 1, 1, FORMATS["mooncake"].signature, FORMATS["mooncake"].id_lists)
     assert raw is not None and raw.rows == 3 and raw.frame["hash_ids"].values.tolist() == [1, 2] * 3
 
 

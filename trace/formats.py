@@ -40,7 +40,9 @@ import pyarrow as pa
 from sim.config_fields import INT64_MAX  # block and token ids are interned as int64
 from sim.errors import TraceError, quote
 from trace.arrow import from_numpy, numpy_view, text_buffers, with_nulls
-from trace.readers import JSONL_EXPECTED, IdLists, csv_fields, first_line, json_line_problem, json_object
+from trace.csv_reader import csv_fields
+from trace.jsonl_reader import JSONL_EXPECTED, json_line_problem, json_object
+from trace.readers import IdLists, first_line
 from trace.validation import CODE, numeric_column
 
 TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}

@@ -33,10 +33,11 @@ from sim.config_rules import request_token_bound
 from sim.errors import QUOTE_LIMIT, ConfigError, TraceError, quote
 from trace import blocks as bm
 from trace.arrow import numpy_view, valid
+from trace.csv_reader import CsvParserError, csv_chunks, csv_fields
 from trace.formats import (FORMATS, TIME_UNITS, Chunk, TraceFormat, block_token_counts, hash_ids_mismatch,
                            pick_block_tokens, sniff_format, variant_of)
-from trace.readers import (JSONL_EXPECTED, CsvParserError, IdLists, RawChunk, csv_chunks, csv_fields, first_line,
-                           json_line_problem, jsonl_chunks, jsonl_line, keys_in_records)
+from trace.jsonl_reader import JSONL_EXPECTED, json_line_problem, jsonl_chunks, jsonl_line, keys_in_records
+from trace.readers import IdLists, RawChunk, first_line
 from trace.request import Trace, TraceProvenance, file_sha256
 from trace.validation import CODE, SkipLedger, combine, no_usable_requests
 

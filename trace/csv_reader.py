@@ -1,0 +1,205 @@
+"""The CSV reader: pyarrow's CSV reader where it decides exactly, pandas' C engine (the reference) where not,
+and Python's csv module where pandas meets a row it cannot hold (``trace.readers`` for the shared parts)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+
+from trace import readers
+from trace.arrow import text_buffers
+from trace.readers import BOM_BYTES, MAX_LINE_BYTES, RawChunk, line_chunks
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# A CSV row with too many fields is kept in its chunk as a row of this placeholder (the tolerant
+# reader's), so it keeps its row number and is charged in file order like any other bad row.
+MALFORMED = "\x00malformed row"
+PANDAS_CSV = dict(dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8")
+
+def csv_fields(line: str) -> list[str]:
+    """The fields of one CSV line (a header), blanks around each removed."""
+    try:
+        fields = next(csv.reader([line], skipinitialspace=True), [])
+    except csv.Error:  # e.g. a field above the csv module's size limit: no real header has one
+        fields = line.split(",")
+    return [f.strip() for f in fields]
+
+
+class CsvParserError(Exception):
+    """pandas' C reader met a row it cannot hold (too many fields): the tolerant reader must decide."""
+
+
+def _csv_layout(path: Path) -> tuple[bytes, list[str]] | None:
+    """The header line (as bytes) and the column names, when the fast reader may read this file:
+    the header is line 1, ASCII, without quotes, and names each column once (pandas would rename
+    a repeated name). Otherwise None: pandas reads the whole file."""
+    with path.open("rb") as fh:
+        line = fh.readline(MAX_LINE_BYTES)
+    text = line[len(BOM_BYTES):] if line.startswith(BOM_BYTES) else line
+    if not text.strip() or not text.isascii() or b'"' in text or not line.endswith(b"\n"):
+        return None
+    names = csv_fields(text.decode())
+    return (line, names) if len(set(names)) == len(names) else None
+
+
+class _HeaderThen(io.RawIOBase):
+    """The header line, then a file from a record boundary on: one CSV for pandas to read."""
+
+    def __init__(self, header: bytes, rest: BinaryIO):
+        self._header, self._rest = header, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self._header:
+            n = min(len(buffer), len(self._header))
+            buffer[:n] = self._header[:n]
+            self._header = self._header[n:]
+            return n
+        return self._rest.readinto(buffer)
+
+
+def _plain_csv(data: bytes) -> bool:
+    """A chunk that pyarrow's CSV reader splits into the same rows and fields as pandas' reader:
+    ASCII (so valid UTF-8), no quote (no quoted newline or delimiter), no NUL, no lone carriage return."""
+    return (data.isascii() and b'"' not in data and b"\x00" not in data
+            and (b"\r" not in data or data.count(b"\r") == data.count(b"\r\n")))
+
+
+def _fast_csv(data: bytes, names: list[str], columns: list[str]) -> dict[str, pa.Array] | None:
+    """``columns`` of a chunk as text through pyarrow's CSV reader, or None where it cannot decide
+    (then pandas reads the chunk). A field read that starts with a blank is such a case: pandas
+    drops blanks before a field (skipinitialspace), pyarrow keeps them."""
+    if not _plain_csv(data):
+        return None
+    try:
+        table = pa_csv.read_csv(
+            pa.BufferReader(data),
+            read_options=pa_csv.ReadOptions(column_names=names),
+            parse_options=pa_csv.ParseOptions(newlines_in_values=False),
+            convert_options=pa_csv.ConvertOptions(include_columns=columns, column_types={c: pa.string() for c in columns},
+                                                  null_values=[], strings_can_be_null=False,
+                                                  quoted_strings_can_be_null=False))
+    except pa.ArrowException:  # e.g. a row with another number of fields, a whitespace-only line
+        return None
+    frame = {name: table.column(name).combine_chunks() for name in columns}
+    for text in frame.values():
+        offsets, data = text_buffers(text)
+        first = data[offsets[:-1][np.diff(offsets) > 0]]  # each non-empty field's first byte
+        if ((first == ord(" ")) | (first == ord("\t"))).any():
+            return None
+    return frame
+
+
+def _numbered(frames, first_row: int) -> Iterator[RawChunk]:
+    """Attach each frame's first 1-based row number and its malformed rows (the tolerant reader's MALFORMED)."""
+    for frame in frames:
+        frame.columns = [str(c).strip() for c in frame.columns]
+        malformed = (frame.iloc[:, 0] == MALFORMED).to_numpy(dtype=bool) if len(frame.columns) else None
+        yield RawChunk(frame, first_row, len(frame), malformed)
+        first_row += len(frame)
+
+
+def _no_implicit_index(reader) -> Iterator[pd.DataFrame]:
+    """The C engine takes the first column as the index when the first data row has one field more
+    than the header (shifting every column); treat that as a malformed row instead."""
+    import pandas as pd
+
+    for frame in reader:
+        if not isinstance(frame.index, pd.RangeIndex):
+            raise CsvParserError("the first data row has more fields than the header")
+        yield frame
+
+
+def _pandas_csv(source: Path | BinaryIO, first_row: int = 1) -> Iterator[RawChunk]:
+    """CSV chunks as strings through pandas' C engine, the reference reader; ``source`` starts with
+    the header line, its rows are numbered from ``first_row``."""
+    import pandas as pd
+
+    try:
+        with pd.read_csv(source, chunksize=readers.CHUNK_ROWS, **PANDAS_CSV) as reader:
+            yield from _numbered(_no_implicit_index(reader), first_row)
+    except pd.errors.ParserError as exc:
+        raise CsvParserError(str(exc).strip()) from None
+
+
+def _blank(fields: list[str]) -> bool:
+    """A line that is not a row: empty or blanks only (pandas skips it with skipinitialspace)."""
+    return not fields or (len(fields) == 1 and not fields[0].strip())
+
+
+def _tolerant_csv(path: Path) -> Iterator[RawChunk]:
+    """The whole CSV through Python's csv module, used only after pandas' C engine met a row it
+    cannot hold. A row with more fields than the header becomes a MALFORMED row in place, whatever
+    its position (pandas' readers take a long first row's extra fields as an index and shift every
+    column); a short row is padded with missing values, as pandas pads it. Strict: an unclosed
+    quote or a field above the csv module's size limit is an error naming its line, never the rest
+    of the file read as one field."""
+    import pandas as pd
+
+    names = [str(c) for c in pd.read_csv(path, nrows=0, dtype=str, skipinitialspace=True, encoding="utf-8").columns]
+    first_row, rows = 1, []
+
+    def chunk() -> Iterator[RawChunk]:
+        yield from _numbered([pd.DataFrame(rows, columns=names, dtype=str)], first_row)
+
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh, skipinitialspace=True, strict=True)
+        start = 1  # the line the record being read begins on
+        try:
+            next(reader, None)  # the header
+            start = reader.line_num + 1
+            for fields in reader:
+                start = reader.line_num + 1
+                if _blank(fields):
+                    continue
+                rows.append([MALFORMED] * len(names) if len(fields) > len(names)
+                            else fields + [None] * (len(names) - len(fields)))
+                if len(rows) == readers.CHUNK_ROWS:
+                    yield from chunk()
+                    first_row, rows = first_row + len(rows), []
+        except csv.Error as exc:
+            raise CsvParserError(f"the record from line {start}: {exc}") from None
+    if rows:
+        yield from chunk()
+
+
+def csv_chunks(path: Path, required: tuple[str, ...], optional: tuple[str, ...], tolerant: bool) -> Iterator[RawChunk]:
+    """The CSV's rows in chunks: pyarrow where it can decide, pandas' C engine where not (under the
+    file's header, so it parses exactly as it would the whole file). A chunk with a quote hands
+    the rest of the file to pandas, which alone knows where quoted records end. Tolerant: the
+    whole file through the csv module (pandas met a row it cannot hold). pyarrow
+    reads the ``required`` columns and those of ``optional`` the header has; pandas reads all."""
+    if tolerant:
+        yield from _tolerant_csv(path)
+        return
+    layout = _csv_layout(path)
+    if layout is None:
+        yield from _pandas_csv(path)
+        return
+    header, names = layout
+    columns = [*required, *(c for c in optional if c in names)]
+    first_row, start = 1, len(header)
+    with path.open("rb") as fh:
+        fh.seek(start)
+        for data in line_chunks(fh):
+            if b'"' in data:
+                fh.seek(start)
+                yield from _pandas_csv(io.BufferedReader(_HeaderThen(header, fh)), first_row=first_row)
+                return
+            start += len(data)
+            frame = _fast_csv(data, names, columns)
+            raws = [RawChunk(frame, first_row, len(frame[columns[0]]))] if frame is not None else \
+                list(_pandas_csv(io.BytesIO(header + data), first_row=first_row))
+            for raw in raws:
+                yield raw
+                first_row += raw.rows

@@ -1,0 +1,176 @@
+"""The JSON lines reader: pyarrow's JSON reader where it decides exactly, orjson line by line (the reference,
+RFC 8259 strict) where not (``trace.readers`` for the shared parts)."""
+
+from __future__ import annotations
+
+import mmap
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.json as pa_json
+
+from trace.arrow import numpy_view
+from trace.readers import BOM_BYTES, IdLists, RawChunk, count_lines, first_line, line_chunks
+
+JSON_BLOCK_BYTES = 4 * 1024 * 1024  # pyarrow's JSON reader parses blocks of this size in parallel
+
+def json_object(raw: bytes) -> dict | None:
+    """One JSONL line as an object, or None when it is not exactly one JSON object.
+
+    orjson implements RFC 8259 strictly: trailing commas, NaN/Infinity, comments, single quotes
+    and invalid UTF-8 are errors (pandas' reader accepts several of them)."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+_JSON_KINDS = ((list, "a JSON array"), (str, "a JSON string"), (bool, "a JSON boolean"), ((int, float), "a JSON number"),
+               (type(None), "a JSON null"))
+
+
+def json_line_problem(raw: bytes | str) -> str:
+    """What a JSONL line that is not one JSON object is instead (for an error message): a JSON array
+    (a whole-file array on one line, or a record written as a list), another JSON value, a line of an
+    array or object spread over several lines, or text that is not JSON."""
+    text = raw.encode() if isinstance(raw, str) else raw
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        stripped = text.strip()
+        if stripped.startswith(b"[") or stripped.endswith((b"]", b"],")):
+            return "part of a JSON array spread over several lines"
+        if stripped.startswith(b"{") or stripped.endswith((b"}", b"},")):
+            return "not one complete JSON object (RFC 8259: no trailing comma, NaN or comment)"
+        return "not JSON"
+    if isinstance(value, dict):
+        return "a JSON object"
+    return next(name for kind, name in _JSON_KINDS if isinstance(value, kind))
+
+
+JSONL_EXPECTED = "expected JSON Lines, one JSON object per line"
+
+
+def jsonl_line(path: Path, line: int) -> bytes | None:
+    """Line ``line`` (1-based) of a file, to word an error (it may rescan the file); None past its end."""
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            if number == line:
+                return raw.removeprefix(BOM_BYTES) if number == 1 else raw
+    return None
+
+
+def _slow_jsonl(data: bytes, line: int, first_row: int, keys: tuple[str, ...]) -> RawChunk:
+    """A chunk line by line through orjson, the reference reader. Blank lines are not records (but
+    keep the line numbers right); a line that is not one JSON object is a malformed row in place."""
+    import pandas as pd
+
+    objects: list[dict | None] = []
+    lines: list[int] = []
+    for i, raw in enumerate(data.split(b"\n")):
+        if raw.strip():
+            objects.append(json_object(raw))
+            lines.append(line + i)
+    malformed = np.fromiter((o is None for o in objects), dtype=bool, count=len(objects))
+    present = [o if o is not None else {} for o in objects]
+    frame = pd.DataFrame({key: [_not_text(o.get(key)) for o in present] for key in keys})
+    keys_seen = frozenset(key for key in keys if any(key in o for o in present))
+    return RawChunk(frame, first_row, len(objects), malformed, np.asarray(lines, dtype=np.int64), keys_seen)
+
+
+def _not_text(value):
+    """Every key a JSONL format reads holds numbers (or lists of them): a JSON string, even "512", is not
+    one, so it is kept as its JSON spelling (with its quotes), which no number parser reads."""
+    return orjson.dumps(value).decode() if isinstance(value, str) else value
+
+
+def _fast_jsonl(data: bytes, line: int, first_row: int, keys: tuple[str, ...], id_lists: tuple[str, ...]) -> RawChunk | None:
+    """A chunk through pyarrow's JSON reader, or None where the result could differ from orjson's
+    line by line: one ``{`` a line (no blank line, no nested object) and one row a line; ASCII
+    text without NaN/Infinity (which pyarrow accepts and RFC 8259 does not) or escapes (where
+    parsers differ most; trace files have none); every key present and not null; no negative
+    zero (orjson reads ``-0`` as the integer 0)."""
+    body = data.rstrip(b" \t\r\n")
+    lead = body.lstrip(b" \t\r\n")
+    line += body[:len(body) - len(lead)].count(b"\n")  # blank lines before the first record
+    body = lead
+    n = count_lines(body)
+    if (not n or not body.isascii() or b"\\" in body or b"NaN" in body or b"Inf" in body
+            or body.count(b"{") != n):
+        return None
+    schema = pa.schema([(k, pa.list_(pa.int64()) if k in id_lists else pa.float64()) for k in keys])
+    try:
+        table = pa_json.read_json(pa.BufferReader(body), read_options=pa_json.ReadOptions(block_size=JSON_BLOCK_BYTES),
+                                  parse_options=pa_json.ParseOptions(explicit_schema=schema,
+                                                                     unexpected_field_behavior="ignore"))
+    except pa.ArrowException:  # not JSON, a value of another type, an id beyond int64, ...
+        return None
+    if table.num_rows != n:  # an object left open on its line took in the next line's
+        return None
+    frame: dict[str, Any] = {}
+    for key in keys:
+        column = table.column(key).combine_chunks()
+        if column.null_count:
+            return None
+        if key in id_lists:
+            if column.values.null_count:
+                return None
+            offsets = numpy_view(column.offsets).astype(np.int64)
+            values = numpy_view(column.values)[offsets[0]:offsets[-1]]
+            frame[key] = IdLists(values, offsets - offsets[0])
+        else:
+            values = numpy_view(column)
+            if (np.signbit(values) & (values == 0)).any():
+                return None
+            frame[key] = values
+    lines = np.arange(line, line + n, dtype=np.int64)  # one record a line: no blank line inside
+    return RawChunk(frame, first_row, n, lines=lines, keys_seen=frozenset(keys))
+
+
+def some_record_has(path: Path, key: str) -> bool:
+    """Whether any record of a JSONL file has ``key``: a search of the file's bytes (memory-mapped)
+    in which only the lines holding the key's quoted name, or an escape (which could spell it), are parsed."""
+    with path.open("rb") as fh:
+        if not os.fstat(fh.fileno()).st_size:
+            return False
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            for needle in (f'"{key}"'.encode(), b"\\"):
+                at = data.find(needle)
+                while at >= 0:
+                    start, end = data.rfind(b"\n", 0, at) + 1, data.find(b"\n", at)
+                    end = len(data) if end < 0 else end
+                    if key in (json_object(data[start:end].removeprefix(BOM_BYTES)) or {}):
+                        return True
+                    at = data.find(needle, end)
+    return False
+
+
+def keys_in_records(path: Path, keys: tuple[str, ...]) -> tuple[str, ...]:
+    """Those of ``keys`` that some record of a JSONL file has: in its first record, else found by a search of the
+    file (``some_record_has``, a pass over its bytes for each key no record has)."""
+    first = json_object(first_line(path).encode()) or {}
+    return tuple(key for key in keys if key in first or some_record_has(path, key))
+
+
+def jsonl_chunks(path: Path, required: tuple[str, ...], optional: tuple[str, ...],
+                 id_lists: tuple[str, ...]) -> Iterator[RawChunk]:
+    """The JSONL's records in chunks: pyarrow where it can decide, orjson line by line where not.
+    The ``required`` keys are read, and those of ``optional`` that any record has (so a record
+    without one is missing a value wherever it lies in the file); the values of the ``id_lists``
+    keys are lists of integer ids."""
+    keys = required + keys_in_records(path, optional)
+    line = first_row = 1
+    with path.open("rb") as fh:
+        if fh.read(len(BOM_BYTES)) != BOM_BYTES:
+            fh.seek(0)
+        for data in line_chunks(fh):
+            raw = _fast_jsonl(data, line, first_row, keys, id_lists) or _slow_jsonl(data, line, first_row, keys)
+            line += data.count(b"\n")
+            if raw.rows:
+                yield raw
+                first_row += raw.rows
