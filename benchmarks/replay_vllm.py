@@ -29,10 +29,14 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from sim.serving.collectives import bundle_hardware_yaml  # noqa: E402 (after the path)
+from sim.errors import InputError  # noqa: E402 (after the path)
+from sim.serving.collectives import bundle_hardware_yaml  # noqa: E402
 from sim.specs import canonical_model, model_spec  # noqa: E402
 
 DTYPES = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "float32": "fp32", "auto": "bf16"}
+# vLLM's --kv-cache-dtype choices (vllm/config/cache.py CacheDType) that kvsim models: "auto" follows the model dtype
+KV_DTYPES = {"auto": "auto", "bfloat16": "bf16", "float16": "fp16", "half": "fp16", "fp8": "fp8", "fp8_e4m3": "fp8",
+             "fp8_e5m2": "fp8"}
 
 SHARED = REPO.parent / "shared" / "data"
 STATS = {"mean": np.mean, "p50": np.median, "p99": lambda x: np.percentile(x, 99)}
@@ -70,6 +74,8 @@ def engine_overlay(run: Path, profile: Path | None) -> dict[str, Any]:
     ``config.json`` for the GPU when meta.json lacks it)."""
     meta = json.loads((run / "vllm" / "meta.json").read_text())
     engine, kv = meta.get("engine_kwargs") or {}, meta.get("kv_cache") or {}
+    resolved = meta.get("resolved_config") or {}
+    _refuse_unmodelled(resolved, engine)
     tp, dp = int(engine.get("tensor_parallel_size") or 1), int(engine.get("data_parallel_size") or 1)
     gpu = (meta.get("hardware") or {}).get("device_name")
     if gpu is None and (run / "config.json").is_file():
@@ -80,6 +86,9 @@ def engine_overlay(run: Path, profile: Path | None) -> dict[str, Any]:
         "max_num_batched_tokens": engine.get("max_num_batched_tokens"),
         "block_size": kv.get("block_size", 16), "enable_prefix_caching": kv.get("enable_prefix_caching", True),
         "gpu_memory_utilization": kv.get("gpu_memory_utilization", 0.9), "num_gpu_blocks": kv.get("num_gpu_blocks"),
+        # the server's own limit: a request beyond it was rejected there, so it is here (the model's context otherwise)
+        "max_model_len": engine.get("max_model_len") or (resolved.get("model_config") or {}).get("max_model_len"),
+        "kv_cache_dtype": KV_DTYPES[_kv_cache_dtype(engine, resolved)],
     }
     model = engine.get("model") or meta["model"]
     if dp > 1 and _is_moe(model):
@@ -98,6 +107,33 @@ def engine_overlay(run: Path, profile: Path | None) -> dict[str, Any]:
     if (tp > 1 or "data_parallel_size" in serving) and link is not None and not measured:
         overlay["hardware"].update(gpu_link_gbps=link[0], gpu_link_latency_us=link[1])
     return overlay
+
+
+def _kv_cache_dtype(engine: dict[str, Any], resolved: dict[str, Any]) -> str:
+    """vLLM's ``kv_cache_dtype`` (engine argument, else the resolved cache config's ``cache_dtype``); one kvsim does
+    not model is refused by name rather than replayed as another."""
+    value = str(engine.get("kv_cache_dtype") or (resolved.get("cache_config") or {}).get("cache_dtype") or "auto")
+    if value not in KV_DTYPES:
+        raise InputError(f"meta.json kv_cache_dtype {value!r} is not modelled (known: {', '.join(sorted(KV_DTYPES))})")
+    return value
+
+
+def _refuse_unmodelled(resolved: dict[str, Any], engine: dict[str, Any]) -> None:
+    """Engine features kvsim does not model change every step's time: a replay of such a run would compare
+    another engine with the measurement, so it stops with their names instead."""
+    parallel = resolved.get("parallel_config") or {}
+    unmodelled = []
+    if int(engine.get("pipeline_parallel_size") or parallel.get("pipeline_parallel_size") or 1) > 1:
+        unmodelled.append("pipeline_parallel_size > 1")
+    if resolved.get("speculative_config"):
+        unmodelled.append("speculative decoding (speculative_config)")
+    quantization = (resolved.get("model_config") or {}).get("quantization") or engine.get("quantization")
+    if quantization:
+        unmodelled.append(f"quantization {quantization!r} (an FP8 checkpoint: rerun with --set serving.dtype=fp8 "
+                          "and an --overlay stating the engine)")
+    if unmodelled:
+        raise InputError(f"the measured run uses {', '.join(unmodelled)}, which kvsim does not model; its replay "
+                         "would not be this engine")
 
 
 def _is_moe(model: str) -> bool:
@@ -120,7 +156,6 @@ def _stated_link(run: Path) -> tuple[float, float] | None:
 
 def main() -> None:
     from sim.config import load_config
-    from sim.errors import InputError
     from sim.serving.run import run_serving
     from trace.workload import load_workload
 
@@ -151,7 +186,7 @@ def main() -> None:
             config = load_config(None, overlays=[overlay], sets=[f"workload.trace={args.trace.resolve()}", *args.sets])
         _, requests = run_serving(load_workload(config), config, "single")
     except InputError as exc:
-        sys.exit(f"replay_vllm: {exc}")
+        parser.error(str(exc))  # exit 2, one line
     simulated = {"ttft": requests.ttft, "tpot": requests.tpot[requests.output_tokens > 1], "e2e": requests.e2e}
     print(f"{'metric':<6} {'stat':<5} {'measured_ms':>12} {'kvsim_ms':>10} {'error':>8}"
           + (f" {'llmservingsim_ms':>17} {'error':>8}" if peer else ""))

@@ -4,12 +4,14 @@ with the LLMServingSim profile bundle it was calibrated with; TTFT, TPOT and lat
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from sim.config import load_config
+from sim.errors import InputError
 from sim.serving.run import run_serving
 from tests.conftest import ROOT
 
@@ -49,11 +51,7 @@ def test_replay_matches_measured_vllm_within_5_percent(shared_data):
 def test_the_engine_read_from_meta_json_is_the_hand_written_overlay(shared_data, tmp_path):
     """benchmarks/replay_vllm.py states a measured run's engine from its vllm/meta.json; for the bundled run that
     is the engine profiles/rtx4090_llama31_8b_vllm.yaml was written to state (model, GPU, engine limits, KV)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("replay_vllm", ROOT / "benchmarks" / "replay_vllm.py")
-    replay = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(replay)
+    replay = _replay_module()
     run = shared_data / "validation" / "llmservingsim_rtx4090_llama31_8b"
     overlay = tmp_path / "engine.yaml"
     bundle = shared_data / "profiles" / "llmservingsim_rtx4090_llama31_8b"
@@ -62,3 +60,42 @@ def test_the_engine_read_from_meta_json_is_the_hand_written_overlay(shared_data,
     assert (derived.model, derived.hardware, derived.cache) == (written.model, written.hardware, written.cache)
     assert derived.serving == written.serving
     assert Path(derived.compute.profile).resolve() == Path(written.compute.profile).resolve()
+
+
+def _replay_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("replay_vllm", ROOT / "benchmarks" / "replay_vllm.py")
+    replay = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(replay)
+    return replay
+
+
+def _run_with(shared_data, tmp_path, edit) -> Path:
+    """A copy of the bundled run's folder whose meta.json ``edit`` changed."""
+    meta = json.loads((shared_data / "validation" / "llmservingsim_rtx4090_llama31_8b" / "vllm" / "meta.json").read_text())
+    edit(meta)
+    (tmp_path / "vllm").mkdir()
+    (tmp_path / "vllm" / "meta.json").write_text(json.dumps(meta))
+    return tmp_path
+
+
+@pytest.mark.parametrize("edit, named", [
+    (lambda m: m["resolved_config"]["parallel_config"].update(pipeline_parallel_size=2), "pipeline_parallel_size"),
+    (lambda m: m["resolved_config"].update(speculative_config={"method": "eagle"}), "speculative"),
+    (lambda m: m["resolved_config"]["model_config"].update(quantization="awq"), "'awq'"),
+    (lambda m: m["engine_kwargs"].update(kv_cache_dtype="fp8_inc"), "'fp8_inc'"),
+])
+def test_a_run_with_an_engine_feature_kvsim_does_not_model_is_refused_by_name(shared_data, tmp_path, edit, named):
+    """Replaying such a run would compare another engine with the measurement: the replay stops and names it."""
+    run = _run_with(shared_data, tmp_path, edit)
+    with pytest.raises(InputError, match=re.escape(named)):
+        _replay_module().engine_overlay(run, None)
+
+
+def test_the_servers_kv_cache_dtype_and_max_model_len_are_the_replays(shared_data, tmp_path):
+    def edit(meta):
+        meta["engine_kwargs"].update(kv_cache_dtype="fp8_e4m3", max_model_len=4096)
+
+    serving = _replay_module().engine_overlay(_run_with(shared_data, tmp_path, edit), None)["serving"]
+    assert (serving["kv_cache_dtype"], serving["max_model_len"]) == ("fp8", 4096)
