@@ -38,23 +38,20 @@ import math
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from gpu_timing import STATS, TORCH_DTYPES, Timer, profile_all_reduce  # noqa: E402 (a sibling: tools/ is on the path)
+
 MLP_OPS = ("emb", "input_layernorm", "attn_pre_proj", "attn_rope", "attn_post_proj", "post_attention_layernorm",
            "mlp_up_proj", "mlp_act", "mlp_down_proj", "add")
 ATTENTION_OPS = ("attn_kv_cache_save", "attn_prefill", "attn_decode")
-STATS = ("min", "max", "mean", "median", "std")
-TORCH_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
 
 @dataclass(frozen=True)
@@ -125,47 +122,6 @@ def tiny(shape: Shape) -> Shape:
     inter = max(16, round(64 * shape.intermediate_size / shape.hidden_size / 16) * 16)
     return replace(shape, name=f"{shape.name}-tiny", hidden_size=64, num_attention_heads=4, num_kv_heads=kv,
                    head_dim=16, intermediate_size=inter, vocab_size=1024)
-
-
-# --------------------------------------------------------------------------------------------- timing
-
-
-class Timer:
-    """Times a callable: CUDA events on a GPU (the kernel time between two recorded events), wall clock on a CPU."""
-
-    def __init__(self, torch, device: str, warmup: int, iterations: int):
-        self.torch, self.device, self.warmup, self.iterations = torch, device, warmup, iterations
-        self.method = "cuda events" if device.startswith("cuda") else "wall clock (time.perf_counter)"
-
-    def __call__(self, fn: Callable[[], object]) -> dict[str, float]:
-        torch = self.torch
-        for _ in range(self.warmup):
-            fn()
-        times = []
-        if self.device.startswith("cuda"):
-            torch.cuda.synchronize()
-            for _ in range(self.iterations):
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                start.record()
-                fn()
-                end.record()
-                end.synchronize()
-                times.append(start.elapsed_time(end))  # ms
-        else:
-            for _ in range(self.iterations):
-                start = time.perf_counter()
-                fn()
-                times.append((time.perf_counter() - start) * 1e3)
-        return summary(times)
-
-
-def summary(times_ms: list[float]) -> dict[str, float]:
-    n = len(times_ms)
-    ordered = sorted(times_ms)
-    mean = sum(times_ms) / n
-    median = ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
-    std = math.sqrt(sum((t - mean) ** 2 for t in times_ms) / n)
-    return {"min": ordered[0], "max": ordered[-1], "mean": mean, "median": median, "std": std}
 
 
 def _stat_columns(ops: tuple[str, ...]) -> list[str]:
@@ -296,67 +252,6 @@ def _attention_row(timings: dict, meta: dict, batch: int, chunk: int, context: i
     row.update(meta, batch_size=batch, prefill_chunk_size=chunk, kv_cache_size=context, is_prefill=prefill,
                attention_backend=backend)
     return row
-
-
-# ---------------------------------------------------------------------------------------- all-reduce
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _all_reduce_worker(rank: int, world: int, port: int, device: str, dtype_name: str, sizes: tuple[int, ...],
-                       warmup: int, iterations: int, out: str) -> None:
-    import torch
-    import torch.distributed as dist
-
-    cuda = device.startswith("cuda")
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world)
-    dev = f"cuda:{rank}" if cuda else "cpu"
-    if cuda:
-        torch.cuda.set_device(rank)
-    dtype = getattr(torch, TORCH_DTYPES[dtype_name])
-    timer = Timer(torch, dev, warmup, iterations)
-    rows = []
-    for size in sizes:
-        tensor = torch.ones(max(1, size // torch.finfo(dtype).bits * 8), device=dev, dtype=dtype)
-
-        def reduce():
-            dist.all_reduce(tensor)
-            if not cuda:
-                dist.barrier()
-
-        stats = timer(reduce)
-        rows.append({**{f"time_stats.all_reduce.{s}": stats[s] for s in STATS}, "rank": rank, "num_workers": world,
-                     "size": tensor.numel() * tensor.element_size(), "collective": "all_reduce",
-                     "devices_per_node": world, "max_devices_per_node": world})
-    dist.destroy_process_group()
-    if rank == 0:
-        with open(out, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-
-
-def profile_all_reduce(torch, ranks: int, device: str, dtype_name: str, grid: Grid, warmup: int, iterations: int,
-                       workdir: Path) -> list[dict]:
-    """Vidur's all_reduce.csv rows (rank 0's timings) for groups of 2, 4, ... up to ``ranks`` processes."""
-    import torch.multiprocessing as mp
-
-    rows = []
-    world = 2
-    while world <= ranks:
-        part = workdir / f".all_reduce_{world}.csv"
-        mp.spawn(_all_reduce_worker, args=(world, _free_port(), device, dtype_name, grid.all_reduce_sizes, warmup,
-                                           iterations, str(part)), nprocs=world, join=True)
-        with part.open() as fh:
-            rows.extend(csv.DictReader(fh))
-        part.unlink()
-        world *= 2
-    return rows
 
 
 # --------------------------------------------------------------------------------------------- output
@@ -511,7 +406,7 @@ def profile(args: argparse.Namespace) -> int:
     write_csv(out / "attention.csv", attention, list(attention[0]))
     written = ["mlp.csv", "attention.csv"]
     if ranks >= 2:
-        reduce_rows = profile_all_reduce(torch, ranks, device, args.dtype, grid, warmup, iterations, out)
+        reduce_rows = profile_all_reduce(ranks, device, args.dtype, grid.all_reduce_sizes, warmup, iterations, out)
         write_csv(out / "all_reduce.csv", reduce_rows, list(reduce_rows[0]), index=True)
         written.append("all_reduce.csv")
 
