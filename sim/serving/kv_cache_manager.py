@@ -53,12 +53,19 @@ class TieredCache(Protocol):
     def resize_top(self, capacity: int) -> None: ...
 
 
+def usable_prefix_blocks(tokens: int, block_size: int) -> int:
+    """The most cached blocks a request of ``tokens`` tokens (prompt, plus output after a preemption) can use:
+    vLLM's ``get_computed_blocks`` caps the hit at ``tokens - 1`` (the last token is computed again for its
+    logits) and counts only whole blocks, so e.g. 32 tokens in blocks of 16 use 1 cached block, 33 use 2."""
+    return max(0, tokens - 1) // block_size
+
+
 @dataclass(slots=True)
 class PrefixMatch:
     """The longest cached prefix of a prompt."""
 
     tier_of_each: list[int]  # tier index of each matched block, top first (0: HBM, in use or cached)
-    tokens: int  # prompt tokens it serves (vLLM recomputes at least the last token)
+    tokens: int  # prompt tokens it serves: whole blocks, short of the last token (``usable_prefix_blocks``)
     to_load: dict[int, int]  # lower tier index -> blocks to read from it (``KVCacheManager.load``)
 
     @property
@@ -108,13 +115,17 @@ class KVCacheManager:
         levels: list[int] = []
         if self.prefix_caching:  # blocks in use by running requests count as HBM hits
             levels = self.cache.lookup_prefix(job.prompt_ids, self.pool).tolist()
-        bs = self.block_size
-        cached = min(len(levels) * bs, job.target - 1)  # vLLM recomputes at least one token
+        # vLLM's ``KVCacheManager.get_computed_blocks`` (vllm/v1/core/kv_cache_manager.py) looks up at most
+        # ``num_tokens - 1`` tokens, in whole blocks: the last token is recomputed for its logits, and a prompt
+        # cached to its last block (a multiple of the block size) recomputes that whole block; a partial last
+        # block never hits
+        hit = min(len(levels), usable_prefix_blocks(job.target, self.block_size))
+        served = levels[:hit]
         per_tier: dict[int, int] = {}
-        for level in levels[: -(-cached // bs) if cached else 0]:
+        for level in served:
             if level > 0:
                 per_tier[level] = per_tier.get(level, 0) + 1
-        return PrefixMatch(levels, cached, per_tier)
+        return PrefixMatch(served, hit * self.block_size, per_tier)
 
     def load(self, match: PrefixMatch, start: float) -> float:
         """Seconds, from ``start``, to read the match's blocks held in lower tiers, one tier after
