@@ -169,6 +169,24 @@ def test_kv_transfer_skips_blocks_the_decode_instance_already_holds():
     assert requests.cached_tokens[1] == 1008  # the prefill side hit 63 blocks: the last one is recomputed
 
 
+@pytest.mark.parametrize("levels,tokens,prompt,expected", [
+    ([0, 0], 32, 32, (1, 16)),  # all in HBM, block-aligned: get_computed_blocks stops at 31 tokens -> 1 block
+    ([0, 0, 0], 40, 40, (2, 32)),  # a partial last block never hits
+    ([0, 1], 32, 32, (2, 31)),  # the last block in a lower tier: loaded whole (OffloadingConnector loads
+    ([1, 1], 32, 32, (2, 31)),  # tokens // block_size blocks), its last token recomputed (num_computed -= 1)
+    ([0, 0, 0, 1], 64, 64, (4, 63)),
+    ([1, 1, 1, 0], 64, 64, (3, 48)),  # the last block only in HBM: the local rule recomputes it whole
+    ([0, 0, 1], 60, 40, (2, 32)),  # preempted (40 prompt + 20 generated): the partial prompt block is no hit
+    ([0, 0], 37, 32, (2, 32)),  # preempted (32 + 5): both full prompt blocks; the 5 generated are recomputed
+    ([1], 16, 16, (1, 15)),
+    ([], 10, 10, (0, 0)),
+])
+def test_prefix_hit_by_hand(levels, tokens, prompt, expected):
+    from sim.serving.kv_cache_manager import prefix_hit
+
+    assert prefix_hit(levels, tokens, prompt, 16) == expected
+
+
 def test_a_prefix_hit_is_whole_blocks_short_of_the_last_token():
     """vLLM's KVCacheManager.get_computed_blocks (vllm/v1/core/kv_cache_manager.py) looks up at most
     num_tokens - 1 tokens, in whole blocks ("This can trigger recomputation of an entire block"). Blocks of 16:
