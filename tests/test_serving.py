@@ -162,8 +162,45 @@ def test_kv_transfer_skips_blocks_the_decode_instance_already_holds():
     config = load_config(None, sets=["pd.num_prefill=1", "pd.num_decode=1"])
     result, requests = run_serving(trace, config, "pd")
     block_bytes = 16 * 131072
-    assert requests.kv_transfer_bytes.tolist() == [64 * block_bytes, 0]
-    assert requests.cached_tokens[1] == 1023  # the prefill side hit too (the last token is recomputed)
+    # vLLM: the decode side's own hit is whole blocks short of the last token (get_computed_blocks: 1023 tokens
+    # -> 63 blocks), and the connector brings the rest of the prompt (NixlConnector.get_num_new_matched_tokens:
+    # 1024 - 1008 tokens), so the 64th block crosses again
+    assert requests.kv_transfer_bytes.tolist() == [64 * block_bytes, block_bytes]
+    assert requests.cached_tokens[1] == 1008  # the prefill side hit 63 blocks: the last one is recomputed
+
+
+@pytest.mark.parametrize("levels,tokens,prompt,expected", [
+    ([0, 0], 32, 32, (1, 16)),  # all in HBM, block-aligned: get_computed_blocks stops at 31 tokens -> 1 block
+    ([0, 0, 0], 40, 40, (2, 32)),  # a partial last block never hits
+    ([0, 1], 32, 32, (2, 31)),  # the last block in a lower tier: loaded whole (OffloadingConnector loads
+    ([1, 1], 32, 32, (2, 31)),  # tokens // block_size blocks), its last token recomputed (num_computed -= 1)
+    ([0, 0, 0, 1], 64, 64, (4, 63)),
+    ([1, 1, 1, 0], 64, 64, (3, 48)),  # the last block only in HBM: the local rule recomputes it whole
+    ([0, 0, 1], 60, 40, (2, 32)),  # preempted (40 prompt + 20 generated): the partial prompt block is no hit
+    ([0, 0], 37, 32, (2, 32)),  # preempted (32 + 5): both full prompt blocks; the 5 generated are recomputed
+    ([1], 16, 16, (1, 15)),
+    ([], 10, 10, (0, 0)),
+])
+def test_prefix_hit_by_hand(levels, tokens, prompt, expected):
+    from sim.serving.kv_cache_manager import prefix_hit
+
+    assert prefix_hit(levels, tokens, prompt, 16) == expected
+
+
+def test_a_prefix_hit_is_whole_blocks_short_of_the_last_token():
+    """vLLM's KVCacheManager.get_computed_blocks (vllm/v1/core/kv_cache_manager.py) looks up at most
+    num_tokens - 1 tokens, in whole blocks ("This can trigger recomputation of an entire block"). Blocks of 16:
+    a 32-token prompt cached whole reuses 1 block (16 tokens), not 31; a 40-token prompt whose 3 blocks (the
+    last partial) are all cached reuses 2 (32 tokens), not 39; a 33-token one reuses 2 (32)."""
+    a, b, c = [0, 1], [10, 11, 12], [20, 21, 22]
+    trace = make_trace([0.0, 50.0, 100.0, 150.0, 200.0, 250.0], [32, 32, 40, 40, 33, 33], [2] * 6,
+                       block_lists=[a, a, b, b, c, c])
+    config = load_config(None, sets=["serving.num_instances=1", "serving.block_size=16"])
+    result, requests = run_serving(trace, config, "single")
+    assert requests.cached_tokens.tolist() == [0, 16, 0, 32, 0, 32]
+    # a block recomputed is not a hit: 1 + 2 + 2 of 16 lookups
+    assert (result.metrics["accesses"], result.metrics["hits"]) == (16, 5)
+    assert result.metrics["token_hit_ratio"] == pytest.approx(80 / 210)
 
 
 def test_analytic_kv_transfer_time_by_hand():

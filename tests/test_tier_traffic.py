@@ -307,11 +307,12 @@ def test_a_lower_tier_stores_each_distinct_shard_once(sets, stored, lanes):
 def test_a_tp_instance_loads_every_ranks_shard_from_the_one_ssd(run_cli, tmp_path):
     """At TP 2 each GPU reads its half of a block over its own PCIe link, but the node's one SSD (a shared
     device, 7 GB/s) serves both halves. Hand-made trace on one instance of 4 HBM blocks (512 tokens), no DRAM:
-    r1's 4 blocks push r0's 3 blocks [1, 2, 3] to the SSD; r2 asks for them 10 s later (the queue of writes
+    r1's 4 blocks push r0's 3 full blocks [1, 2, 3] to the SSD; r2 asks for them 10 s later (the queue of writes
     has drained): its kv_load is 80 us + 3 x 64 MiB / 7 GB/s (Llama-3.1-8B: 64 MiB per 512-token block, both
-    shards), and the SSD reads 3 x 64 MiB."""
+    shards), and the SSD reads 3 x 64 MiB. (Whole blocks: a lower tier serves a prompt's full blocks, the last
+    one too, and its last token is recomputed, as vLLM's OffloadingConnector; a partial block would not hit.)"""
     trace = tmp_path / "ssd.jsonl"
-    rows = [(0, 1500, [1, 2, 3]), (10_000, 2000, [20, 21, 22, 23]), (20_000, 1500, [1, 2, 3])]
+    rows = [(0, 1536, [1, 2, 3]), (10_000, 2000, [20, 21, 22, 23]), (20_000, 1536, [1, 2, 3])]
     trace.write_text("".join(json.dumps({"timestamp": t, "input_length": n, "output_length": 1, "hash_ids": ids}) + "\n"
                              for t, n, ids in rows))
     out, requests = tmp_path / "r.json", tmp_path / "req.csv"
@@ -327,3 +328,4 @@ def test_a_tp_instance_loads_every_ranks_shard_from_the_one_ssd(run_cli, tmp_pat
     kv_load = pd.read_csv(requests)["kv_load"].tolist()
     assert kv_load[:2] == [0.0, 0.0]
     assert kv_load[2] == pytest.approx(80e-6 + 3 * block / 7e9, rel=1e-9)
+    assert pd.read_csv(requests)["cached_tokens"].tolist()[2] == 1535

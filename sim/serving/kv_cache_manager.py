@@ -53,12 +53,36 @@ class TieredCache(Protocol):
     def resize_top(self, capacity: int) -> None: ...
 
 
+def usable_prefix_blocks(tokens: int, block_size: int) -> int:
+    """The most blocks of this instance's HBM a request of ``tokens`` tokens (prompt, plus output after a
+    preemption) can use: vLLM's ``get_computed_blocks`` caps the hit at ``tokens - 1`` (the last token is
+    computed again for its logits) and counts only whole blocks, so e.g. 32 tokens in blocks of 16 use 1 cached
+    block, 33 use 2."""
+    return max(0, tokens - 1) // block_size
+
+
+def prefix_hit(levels: Sequence[int], tokens: int, prompt_tokens: int, block_size: int) -> tuple[int, int]:
+    """(blocks, tokens) a request of ``tokens`` tokens takes from its prompt's matched prefix (``levels``: the tier
+    of each matched block, 0 for HBM), as vLLM v1 finds them: only the prompt's full blocks (kvsim caches no
+    generated tokens, so after a preemption the output's blocks are recomputed); HBM blocks up to
+    ``usable_prefix_blocks``; a lower tier
+    (an offloading KV connector, e.g. vLLM's ``OffloadingConnector.get_num_new_matched_tokens``) serves whole
+    blocks up to ``tokens // block_size``, so a last block it holds is loaded, and when every token is then
+    computed the scheduler recomputes the last one (``Scheduler._update_waiting_for_remote_kv``:
+    ``num_computed_tokens -= 1``). A partial last block never hits."""
+    levels = levels[: prompt_tokens // block_size]
+    usable = min(len(levels), usable_prefix_blocks(tokens, block_size))
+    if usable < len(levels) and usable * block_size + block_size == tokens and levels[usable] > 0:
+        return usable + 1, tokens - 1
+    return usable, usable * block_size
+
+
 @dataclass(slots=True)
 class PrefixMatch:
     """The longest cached prefix of a prompt."""
 
     tier_of_each: list[int]  # tier index of each matched block, top first (0: HBM, in use or cached)
-    tokens: int  # prompt tokens it serves (vLLM recomputes at least the last token)
+    tokens: int  # prompt tokens it serves (``prefix_hit``: short of the last token)
     to_load: dict[int, int]  # lower tier index -> blocks to read from it (``KVCacheManager.load``)
 
     @property
@@ -108,13 +132,13 @@ class KVCacheManager:
         levels: list[int] = []
         if self.prefix_caching:  # blocks in use by running requests count as HBM hits
             levels = self.cache.lookup_prefix(job.prompt_ids, self.pool).tolist()
-        bs = self.block_size
-        cached = min(len(levels) * bs, job.target - 1)  # vLLM recomputes at least one token
+        hit, tokens = prefix_hit(levels, job.target, job.input_tokens, self.block_size)
+        served = levels[:hit]
         per_tier: dict[int, int] = {}
-        for level in levels[: -(-cached // bs) if cached else 0]:
+        for level in served:
             if level > 0:
                 per_tier[level] = per_tier.get(level, 0) + 1
-        return PrefixMatch(levels, cached, per_tier)
+        return PrefixMatch(served, tokens, per_tier)
 
     def load(self, match: PrefixMatch, start: float) -> float:
         """Seconds, from ``start``, to read the match's blocks held in lower tiers, one tier after

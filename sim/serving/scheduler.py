@@ -4,7 +4,8 @@ preemption, and decode windows.
 One token budget per step (``max_num_batched_tokens``) is spent on running requests first
 (a decode takes 1 token, an unfinished prefill its next chunk), then on waiting requests in
 FCFS order up to ``max_num_seqs``; a new request skips the compute of its longest cached
-prefix (at least its last token is recomputed) and loads the part held in lower tiers at
+prefix in whole blocks, short of its last token (``kv_cache_manager.prefix_hit``: a prompt cached
+to a block boundary recomputes its whole last block, unless a lower tier holds that block) and loads the part held in lower tiers at
 their bandwidth and latency. When a running request needs a block and none is free, the
 most recently admitted request is preempted: its blocks are freed and it is recomputed
 later (prompt + tokens generated so far).
