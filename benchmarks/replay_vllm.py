@@ -89,6 +89,7 @@ def engine_overlay(run: Path, profile: Path | None) -> dict[str, Any]:
         # the server's own limit: a request beyond it was rejected there, so it is here (the model's context otherwise)
         "max_model_len": engine.get("max_model_len") or (resolved.get("model_config") or {}).get("max_model_len"),
         "kv_cache_dtype": KV_DTYPES[_kv_cache_dtype(engine, resolved)],
+        "scheduler_reserve_full_isl": _reserve_full_isl(resolved),
     }
     model = engine.get("model") or meta["model"]
     if dp > 1 and _is_moe(model):
@@ -116,6 +117,16 @@ def _kv_cache_dtype(engine: dict[str, Any], resolved: dict[str, Any]) -> str:
     if value not in KV_DTYPES:
         raise InputError(f"meta.json kv_cache_dtype {value!r} is not modelled (known: {', '.join(sorted(KV_DTYPES))})")
     return value
+
+
+def _reserve_full_isl(resolved: dict[str, Any]) -> bool | None:
+    """The server's admission gate: its resolved ``scheduler_reserve_full_isl``; a resolved scheduler config without
+    it is a vLLM from before the gate (admission then checked the first chunk only); no resolved config: unknown
+    (kvsim's default)."""
+    scheduler = resolved.get("scheduler_config")
+    if not isinstance(scheduler, dict):
+        return None
+    return bool(scheduler.get("scheduler_reserve_full_isl", False))
 
 
 def _refuse_unmodelled(resolved: dict[str, Any], engine: dict[str, Any]) -> None:

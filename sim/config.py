@@ -78,6 +78,11 @@ class ServingConfig:
     # or its sliding window where narrower: ModelSpec.longest_request).
     # At least 2: a request has a prompt token and decodes one (at 1 the synthetic chat made empty prompts)
     max_model_len: int | None = domain(None, ge=2)
+    # vLLM's SchedulerConfig.scheduler_reserve_full_isl (default true since it exists; the measured vLLM 0.19 run's
+    # resolved config has it): a waiting or preempted request is admitted only when its whole sequence (prompt, plus
+    # output so far) fits the free KV blocks (KVCacheManager.allocate_slots(full_sequence_must_fit=True)), not only
+    # its first prefill chunk. false: the first chunk alone, as vLLM before it.
+    scheduler_reserve_full_isl: bool = True
 
 
 @dataclass(frozen=True)

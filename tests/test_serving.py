@@ -261,3 +261,22 @@ def test_layerwise_transfers_share_their_link(run_cli, tmp_path):
     done0 = start[1] + 2 * (work[0] - (start[1] - start[0]))  # alone, then at half rate
     done1 = done0 + work[1] - (done0 - start[1]) / 2  # half rate while both cross, then alone
     assert rows["kv_ready"].tolist() == pytest.approx([done0, done1], rel=1e-9)
+
+
+@pytest.mark.parametrize("reserve_full_isl", [True, False])
+def test_a_waiting_request_is_admitted_when_its_whole_sequence_fits(reserve_full_isl):
+    """vLLM's scheduler_reserve_full_isl (KVCacheManager.allocate_slots(full_sequence_must_fit=True)): by hand, 10
+    blocks of 16 tokens, 48 tokens a step, two 96-token prompts (6 blocks each) and 4 output tokens. A prefills in
+    steps 1-2 (6 blocks) and its first decode takes a 7th block (token 97), leaving 3 free, while B waits for budget.
+    B's first 47-token chunk (3 blocks) would fit those 3, its whole prompt (6) would not: with the gate B waits until
+    A has finished and freed its 7 blocks, without it B starts in step 3, and growing its prompt into blocks that A
+    holds preempts it (vLLM: the last-admitted running request)."""
+    config = load_config(None, sets=["serving.num_instances=1", "serving.num_gpu_blocks=10", "serving.block_size=16",
+                                     "serving.max_num_batched_tokens=48", "serving.max_num_seqs=2",
+                                     f"serving.scheduler_reserve_full_isl={str(reserve_full_isl).lower()}"])
+    _, requests = run_serving(make_trace([0.0, 0.0], [96, 96], [4, 4]), config, "single")
+    assert np.all(np.isfinite(requests.last_token))  # both complete
+    if reserve_full_isl:  # B starts in the step after A's last token
+        assert requests.scheduled[1] == requests.last_token[0] and list(requests.preemptions) == [0, 0]
+    else:  # B starts in step 3, when A's first token is out, and is preempted
+        assert requests.scheduled[1] == requests.first_token[0] and list(requests.preemptions) == [0, 1]

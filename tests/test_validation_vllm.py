@@ -99,3 +99,13 @@ def test_the_servers_kv_cache_dtype_and_max_model_len_are_the_replays(shared_dat
 
     serving = _replay_module().engine_overlay(_run_with(shared_data, tmp_path, edit), None)["serving"]
     assert (serving["kv_cache_dtype"], serving["max_model_len"]) == ("fp8", 4096)
+
+
+def test_the_servers_admission_gate_is_the_replays(shared_data, tmp_path):
+    """vLLM 0.19's resolved scheduler config states scheduler_reserve_full_isl (true in the bundled run); a resolved
+    scheduler config without it is a vLLM from before the gate, which admitted on the first chunk alone."""
+    replay = _replay_module()
+    bundled = replay.engine_overlay(shared_data / "validation" / "llmservingsim_rtx4090_llama31_8b", None)["serving"]
+    older = replay.engine_overlay(_run_with(shared_data, tmp_path, lambda meta: meta["resolved_config"][
+        "scheduler_config"].pop("scheduler_reserve_full_isl")), None)["serving"]
+    assert (bundled["scheduler_reserve_full_isl"], older["scheduler_reserve_full_isl"]) == (True, False)

@@ -3,10 +3,12 @@ preemption, and decode windows.
 
 One token budget per step (``max_num_batched_tokens``) is spent on running requests first
 (a decode takes 1 token, an unfinished prefill its next chunk), then on waiting requests in
-FCFS order up to ``max_num_seqs``; a new request skips the compute of its longest cached
-prefix in whole blocks, short of its last token (``kv_cache_manager.prefix_hit``: a prompt cached
-to a block boundary recomputes its whole last block, unless a lower tier holds that block) and loads the part held in lower tiers at
-their bandwidth and latency. When a running request needs a block and none is free, the
+FCFS order up to ``max_num_seqs``, each admitted only when its whole sequence fits the free
+blocks (``scheduler_reserve_full_isl``; the queue waits behind one that does not); a new request
+skips the compute of its longest cached prefix in whole blocks, short of its last token
+(``kv_cache_manager.prefix_hit``: a prompt cached to a block boundary recomputes its whole last
+block, unless a lower tier holds that block) and loads the part held in lower tiers at their
+bandwidth and latency. When a running request needs a block and none is free, the
 most recently admitted request is preempted: its blocks are freed and it is recomputed
 later (prompt + tokens generated so far).
 
@@ -100,6 +102,7 @@ class Scheduler:
         self.block_size = serving.block_size
         self.max_tokens = serving.max_num_batched_tokens
         self.max_seqs = serving.max_num_seqs
+        self.reserve_full_isl = serving.scheduler_reserve_full_isl
         self.table = table
         self.itl = itl
         self.waiting: deque[Job] = deque()  # to be (re)computed, FCFS
@@ -289,7 +292,8 @@ class Scheduler:
             cached = match.tokens
             n = min(job.target - cached, budget)
             job.computed = 0
-            if kv.new_blocks(job, cached + n) > pool.free:
+            # the blocks the admission needs: the whole sequence's (vLLM's scheduler_reserve_full_isl), else the chunk's
+            if kv.new_blocks(job, max(job.target, cached + n) if self.reserve_full_isl else cached + n) > pool.free:
                 if -(-(job.target + 1) // self.block_size) > pool.total:  # could never fit, even alone
                     raise InputError(
                         f"request {job.rid} ({job.target} tokens) needs more KV blocks than instance "
