@@ -158,3 +158,146 @@ def test_wide_tables_scroll_inside_the_page():
     page = render_html(_report([{"name": "a", "overrides": {}, "metrics": {"hit_ratio": 0.5}}]), [])
     assert page.count('<div class="wide"><table>') == page.count("<table>") > 0
     assert "div.wide { overflow-x: auto;" in page
+
+
+# ---- plots: read the figure's artists before it is written and closed ----
+
+@pytest.fixture
+def figures(monkeypatch):
+    """The figures the plot functions make, kept open (their ``save`` is replaced by one that records them)."""
+    from sim.report import plots, serving_plots, sweep_plots
+
+    made = []
+
+    def keep(fig, path):
+        fig.tight_layout()  # lay out as plots.save does before writing
+        fig.canvas.draw()
+        made.append(fig)
+        return path
+
+    for module in (plots, serving_plots, sweep_plots):
+        monkeypatch.setattr(module, "save", keep)
+    yield made
+    import matplotlib.pyplot as plt
+
+    for fig in made:
+        plt.close(fig)
+
+
+def _legend_labels(ax) -> list[str]:
+    return [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_mrc_policy_points_with_equal_hit_ratios_all_stay_visible(figures, tmp_path):
+    # Before: every policy point was a filled circle, so LRU's point at 500 blocks was hidden under ARC's (equal
+    # hit ratio): the legend named a series the reader could not see.
+    from sim.report.plots import plot_mrc
+
+    curve = {"method": "exact", "capacity_blocks": [1, 10, 100, 1000], "hit_ratio": [0.0, 0.1, 0.3, 0.4]}
+    runs = [{"name": "lru", "metrics": {"capacity_blocks": {"hbm": 500}, "hit_ratio": 0.35}},
+            {"name": "arc", "metrics": {"capacity_blocks": {"hbm": 500}, "hit_ratio": 0.35}},
+            {"name": "lru-mrc", "metrics": {"mrc": curve}}]
+    plot_mrc(runs, tmp_path / "m.png", "t")
+    [ax] = figures[0].axes
+    assert _legend_labels(ax) == ["lru", "arc", "LRU (exact MRC)"]
+    points = ax.collections
+    assert [tuple(p.get_offsets()[0]) for p in points] == [(500, 0.35), (500, 0.35)]
+    assert all(p.get_facecolor().size == 0 or p.get_facecolor()[0][3] == 0 for p in points)  # hollow: see-through
+    assert len({p.get_paths()[0].vertices.tobytes() for p in points}) == 2  # a marker shape each
+
+
+def _run(name: str, tiers: dict) -> "RunResult":
+    from sim.report.document import RunResult
+
+    return RunResult(name=name, metrics={"tier_hit_ratio": tiers})
+
+
+def test_tier_hits_legend_lists_the_drawn_tiers_and_bars_state_the_hit_ratio(figures, tmp_path):
+    # Before: HBM, DRAM, SSD and EIC were always in the legend, even with no hits in three of them, and a hit
+    # ratio of a few % was an unreadable sliver on the 0..1 axis.
+    from sim.report.serving_plots import plot_tier_hits
+
+    plot_tier_hits([_run("lru", {"hbm": 0.03, "dram": 0.0125, "ssd": 0.0, "eic": 0.0}),
+                    _run("arc", {"hbm": 0.05, "dram": 0.0, "ssd": 0.0, "eic": 0.0})], tmp_path / "t.png", "cache-only")
+    [ax] = figures[0].axes
+    assert _legend_labels(ax) == ["HBM", "DRAM", "miss"]
+    assert "no hits in SSD, EIC" in ax.get_title()
+    assert [t.get_text() for t in ax.texts] == ["hits 4.25%", "hits 5.00%"]  # 0.03 + 0.0125; 0.05
+    assert ax.get_ylim() == (0.0, 1.0)  # the bar chart's axis still starts at zero
+
+
+def test_tier_hits_with_no_hit_at_all_has_only_the_miss_series(figures, tmp_path):
+    from sim.report.serving_plots import plot_tier_hits
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plot_tier_hits([_run("single", {"hbm": 0.0, "dram": 0.0, "ssd": 0.0, "eic": 0.0})], tmp_path / "t.png", "s")
+    [ax] = figures[0].axes
+    assert _legend_labels(ax) == ["miss"] and [t.get_text() for t in ax.texts] == ["hits 0.00%"]
+
+
+def test_trace_stats_rate_panel_draws_the_last_bin_and_starts_at_zero(figures, tmp_path):
+    # Before: a steps-post line ended at the last bin's left edge, so the last bin had no width on the plot,
+    # and the rate axis started at the lowest rate (a dip from 3.8 to 2.1 req/s looked like a stop).
+    from sim.report.plots import plot_trace_stats
+    from trace.stats import RATE_BIN_S
+
+    class Tiny:
+        arrival_s = np.array([0.0, 1.0, 2.0, 12.0, 25.0])  # 10 s bins: 3, 1, 1 requests
+        input_tokens = np.array([10, 20, 30, 40, 50])
+        output_tokens = np.array([1, 2, 3, 4, 5])
+        provenance = type("P", (), {"path": "tiny.csv", "format": "azure"})()
+
+        def __len__(self):
+            return 5
+
+    assert RATE_BIN_S == 10.0
+    plot_trace_stats(Tiny(), tmp_path / "s.png")
+    rate_ax = figures[0].axes[0]
+    assert rate_ax.dataLim.x1 == pytest.approx(30.0)  # three bins, the last one [20, 30) drawn
+    assert rate_ax.dataLim.y1 == pytest.approx(0.3)  # 3 requests / 10 s
+    assert rate_ax.get_ylim()[0] == 0.0
+
+
+def test_sweep_capacity_axis_is_labelled_at_the_swept_values(figures, tmp_path):
+    # Before: the log axis carried matplotlib's minor labels (2x10^2, 3x10^2, 4x10^2, 6x10^2 ...) and not the
+    # capacities actually run.
+    from sim.report.sweep_plots import plot_hit_ratio_vs_capacity
+
+    runs = [{"name": f"{p}/{c}", "overrides": {"cache.policy": p, "cache.capacity_blocks": c},
+             "metrics": {"hit_ratio": h}}
+            for p, c, h in (("lru", 200, 0.0), ("lru", 800, 0.1), ("lru", 3000, 0.2), ("arc", 200, 0.0),
+                            ("arc", 800, 0.12), ("arc", 3000, 0.2))]
+    plot_hit_ratio_vs_capacity(runs, ["cache.policy", "cache.capacity_blocks"], tmp_path / "h.png")
+    [ax] = figures[0].axes
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["200", "800", "3,000"]
+    assert [t.get_text() for t in ax.get_xticklabels(minor=True) if t.get_text()] == []
+    assert _legend_labels(ax) == ["lru", "arc"]
+
+
+def test_sweep_plot_of_one_point_renders_without_warnings(figures, tmp_path):
+    from sim.report.sweep_plots import plot_hit_ratio_vs_capacity
+
+    runs = [{"name": "lru/500", "overrides": {"cache.policy": "lru", "cache.capacity_blocks": 500},
+             "metrics": {"hit_ratio": 0.25}}]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plot_hit_ratio_vs_capacity(runs, ["cache.policy", "cache.capacity_blocks"], tmp_path / "h.png")
+    [ax] = figures[0].axes
+    [line] = ax.get_lines()
+    assert list(line.get_xdata()) == [500] and list(line.get_ydata()) == [0.25]
+
+
+def test_pareto_legend_sits_beside_the_axes_not_over_the_points(figures, tmp_path):
+    # Before: the legend was placed inside the axes and covered the Pareto points of a hit-ratio plan.
+    from sim.report.sweep_plots import plot_pareto
+
+    cands = [{"name": "a", "cost_usd_per_hour": 196.64, "hit_ratio": 0.047, "pareto": True},
+             {"name": "b", "cost_usd_per_hour": 196.65, "hit_ratio": 0.068, "pareto": True},
+             {"name": "c", "cost_usd_per_hour": 393.3, "hit_ratio": 0.048}]
+    plot_pareto(cands, 0.25, tmp_path / "p.png", "hit_ratio", "block hit ratio")
+    [ax] = figures[0].axes
+    legend, frame = ax.get_legend().get_window_extent(), ax.get_window_extent()
+    assert legend.x0 >= frame.x1  # entirely right of the plotting area
+    assert legend.x1 <= figures[0].bbox.x1 + 1  # and inside the figure (not cut off)
+    assert _legend_labels(ax) == ["candidates", "Pareto front", "target 0.25"]

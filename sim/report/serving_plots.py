@@ -82,11 +82,18 @@ def plot_tier_hits(runs: list[RunResult], path: Path, kind: str) -> Path | None:
     runs = [r for r in runs if "tier_hit_ratio" in r.metrics]
     if not runs:
         return None
-    fig, ax, x, bottom = _stacked_bars(runs, [
-        (tier.upper(), TIER_COLOURS[tier], np.array([r.metrics["tier_hit_ratio"].get(tier) or 0.0 for r in runs]))
-        for tier in TIERS])
+    shares = {tier: np.array([r.metrics["tier_hit_ratio"].get(tier) or 0.0 for r in runs]) for tier in TIERS}
+    # a tier no run hit gets no segment and no legend entry (the title names them): a legend lists what is drawn
+    idle = [tier.upper() for tier in TIERS if not shares[tier].any()]
+    fig, ax, x, bottom = _stacked_bars(runs, [(tier.upper(), TIER_COLOURS[tier], shares[tier])
+                                              for tier in TIERS if shares[tier].any()])
     ax.bar(x, 1.0 - bottom, bottom=bottom, label="miss", color="lightgray")
-    ax.set(ylabel="fraction of block lookups", ylim=(0, 1), title=f"{kind}: hits by tier")
+    for xi, hit in zip(x, bottom, strict=True):  # the hit ratio written on each bar: a few % is a sliver at this scale
+        top = hit > 0.9  # near the top of the axes: written just below the bar's top instead of above it
+        ax.annotate(f"hits {hit:.2%}", (xi, hit), xytext=(0, -3 if top else 3), textcoords="offset points",
+                    ha="center", va="top" if top else "bottom", fontsize=8)
+    title = f"{kind}: hits by tier" + (f"\n(no hits in {', '.join(idle)})" if idle else "")
+    ax.set(ylabel="fraction of block lookups", ylim=(0, 1), title=title)
     ax.legend(fontsize=8, loc="upper right")
     return save(fig, path)
 

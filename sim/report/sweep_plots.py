@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from matplotlib.ticker import NullFormatter
+
 from sim.report.plots import plt, save
 
 CAPACITY_SUFFIXES = ("capacity_blocks", "capacity_gib", "num_gpu_blocks")
@@ -45,6 +47,15 @@ def _get(metrics: dict, dotted: str) -> float:
     return float(node) if isinstance(node, (int, float)) else np.nan
 
 
+def _ticks_at_points(ax, values: list) -> None:
+    """A log x axis labelled at the swept values themselves (500, 2,000, 8,000), not at matplotlib's
+    ``2×10^2, 3×10^2, 4×10^2`` minor ticks that crowd a short range."""
+    if not values or len(values) > 12:
+        return
+    ax.set_xticks(values, [f"{v:,g}" if isinstance(v, (int, float)) else str(v) for v in values])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def plot_hit_ratio_vs_capacity(runs: list[dict], axes: list[str], path: Path) -> Path | None:
     capacity = next((k for k in axes if k.endswith(CAPACITY_SUFFIXES)), None)
     if "cache.policy" not in axes or capacity is None:
@@ -59,6 +70,7 @@ def plot_hit_ratio_vs_capacity(runs: list[dict], axes: list[str], path: Path) ->
     unit = "GiB" if capacity.endswith("_gib") else "blocks"
     ax.set(xscale="log", xlabel=f"{capacity} ({unit}, log scale)", ylabel="block hit ratio",
            title="hit ratio vs capacity, per policy")
+    _ticks_at_points(ax, sorted({r["overrides"][capacity] for r in runs if capacity in r["overrides"]}))
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     return save(fig, path)
@@ -130,7 +142,7 @@ def plot_sweep(report: dict, axes: list[str], plot_dir: Path) -> list[Path]:
 
 def plot_pareto(candidates: list[dict], target: float | None, path: Path, y_key: str, y_label: str) -> Path:
     """Planner: cost vs the target metric of every timed candidate, the Pareto front and the chosen point."""
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, ax = plt.subplots(figsize=(10, 5))  # wider: the legend sits beside the axes
     timed = [c for c in candidates if c.get(y_key) is not None]
     ax.scatter([c["cost_usd_per_hour"] for c in timed], [c[y_key] for c in timed], color="lightgray",
                edgecolor="gray", label="candidates", zorder=2)
@@ -150,5 +162,5 @@ def plot_pareto(candidates: list[dict], target: float | None, path: Path, y_key:
     ax.margins(x=0.25)  # room for the labels of the front's last points
     ax.set(xlabel="cost (USD per hour)", ylabel=y_label, title="planner: cost vs capability")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the axes: never over a point
     return save(fig, path)
