@@ -329,6 +329,8 @@ RUNNERS = {"trace-stats": run_trace_stats, "cache-only": run_cache_only, "single
 
 
 def _summary(report: dict) -> str:
+    from sim.report.document import answer_caveats
+
     lines = []
     trace = report.get("trace")
     if trace:
@@ -351,6 +353,7 @@ def _summary(report: dict) -> str:
             else:
                 lines.append(f"  {key:<30} {_fmt(value)}")
         lines += _oversubscribed_tiers(run, report["config"]["cache"]["tiers"])
+        lines += [f"  ! {caveat}" for caveat in answer_caveats(run["metrics"])]
     return "\n".join(lines)
 
 

@@ -301,3 +301,62 @@ def test_pareto_legend_sits_beside_the_axes_not_over_the_points(figures, tmp_pat
     assert legend.x0 >= frame.x1  # entirely right of the plotting area
     assert legend.x1 <= figures[0].bbox.x1 + 1  # and inside the figure (not cut off)
     assert _legend_labels(ax) == ["candidates", "Pareto front", "target 0.25"]
+
+
+# ---- --max-rate's caveat (no steady state, no rate met, every rate met) is said wherever the rate is shown ----
+
+BURST = ("not a sustained rate: at 99.89 req/s the 100 requests arrive within one mean E2E (1.72 s; Little's law: "
+         "171 in the system at once), one burst; replay more requests")
+
+
+def _max_rate_run(name: str, rate: float, note: str | None) -> dict:
+    search = {"target_attainment": 0.9, **({"note": note, "steady_state": False} if note else {})}
+    return {"name": name, "overrides": {}, "metrics": {"max_rate_rps": rate, "max_rate_scale": rate / 2.0,
+                                                       "max_rate_search": search}}
+
+
+def test_max_rate_cli_summary_says_when_the_rate_is_one_burst(run_cli, tmp_path):
+    # Before: the note lived only in the JSON (max_rate_search.note): the terminal printed max_rate_rps 118.97
+    # for 200 requests that all arrive within one request's lifetime, with no word that it is not sustained.
+    status, out, err = run_cli("--max-rate", "--workload-trace", BUNDLED_AZURE, "--workload-limit", "100",
+                               "--set", "slo.ttft_s=0.3", "--no-plot", "--report-json", tmp_path / "m.json")
+    assert status == 0, err
+    note = json.loads((tmp_path / "m.json").read_text())["runs"][0]["metrics"]["max_rate_search"]["note"]
+    assert note.startswith("not a sustained rate")  # 100 requests replayed fast enough are one burst
+    assert f"  ! max_rate_rps: {note}" in out.splitlines()
+
+
+def test_html_runs_section_lists_the_max_rate_caveats():
+    page = render_html(_report([_max_rate_run("a", 34.37, None), _max_rate_run("b", 99.89, BURST)]), [])
+    assert '<ul class="warn"><li><b>b</b>: max_rate_rps: not a sustained rate: at 99.89 req/s' in page
+    assert "<b>a</b>" not in page
+
+
+def test_sweep_summary_prints_each_points_caveat(capsys):
+    from experiments.sweep import _print_summary
+
+    _print_summary({"runs": [_max_rate_run("1/lru", 34.37, None), _max_rate_run("2/lru", 99.89, BURST)]}, [])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == f"! 2/lru: max_rate_rps: {BURST}"
+    assert not any(line.startswith("! 1/lru") for line in lines)
+
+
+def test_max_rate_bars_of_a_burst_are_hatched_and_named_in_the_legend(figures, tmp_path):
+    from sim.report.sweep_plots import plot_max_rate
+
+    plot_max_rate([_max_rate_run("1/lru", 34.37, None), _max_rate_run("2/lru", 99.89, BURST)], ["x"], tmp_path / "m.png")
+    [ax] = figures[0].axes
+    bars = ax.patches
+    assert [b.get_height() for b in bars] == [34.37, 99.89] and [b.get_hatch() for b in bars] == [None, "//"]
+    assert _legend_labels(ax) == ["sustained", "not sustained: the run is one burst (replay more requests)"]
+    assert ax.get_ylim()[0] == 0.0
+    legend = ax.get_legend().get_window_extent()
+    assert all(not legend.overlaps(b.get_window_extent()) for b in bars)  # the legend covers no bar
+
+
+def test_max_rate_bars_without_caveat_have_no_legend(figures, tmp_path):
+    from sim.report.sweep_plots import plot_max_rate
+
+    plot_max_rate([_max_rate_run("1/lru", 34.37, None)], ["x"], tmp_path / "m.png")
+    [ax] = figures[0].axes
+    assert ax.get_legend() is None and [b.get_hatch() for b in ax.patches] == [None]

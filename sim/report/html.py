@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from sim.report.output import atomic_write_text
-from sim.report.document import flatten
+from sim.report.document import answer_caveats, flatten
 
 # The runs table's columns, each shown where some run has it: the answer to the mode's question first
 # (--plan: cost; --max-rate: the rate; --trace-stats: load and reuse ceiling), then latency, throughput and SLO.
@@ -37,6 +37,7 @@ pre { background: #f6f6fa; padding: 1em; overflow: auto; font-size: .8em; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #dde; }
 figcaption { font-size: .85em; color: #555; }
 div.wide { overflow-x: auto; max-width: 100%; }
+ul.warn { background: #fff6e0; border-left: 4px solid #e0a000; padding: .5em 1em .5em 2em; font-size: .9em; }
 td .ci { color: #555; font-size: .9em; white-space: nowrap; }
 .small { font-size: .85em; color: #555; }
 """
@@ -97,7 +98,10 @@ def _runs(report: dict) -> str:
             for r, f in zip(runs, flat, strict=True)]
     note = ('<p class="small">--seeds: each value is the mean over the seeds, its 95% interval in brackets.</p>'
             if any(r.get("metrics_ci95") for r in runs) else "")
-    return note + _table(header, rows, left=2, row_classes=["err" if r.get("error") else "" for r in runs])
+    caveats = [f"<li><b>{html.escape(r['name'])}</b>: {html.escape(c)}</li>"
+               for r in runs for c in answer_caveats(r.get("metrics") or {})]
+    warn = f'<ul class="warn">{"".join(caveats)}</ul>' if caveats else ""
+    return note + _table(header, rows, left=2, row_classes=["err" if r.get("error") else "" for r in runs]) + warn
 
 
 def _metrics(report: dict) -> str:

@@ -119,7 +119,22 @@ def plot_max_rate(runs: list[dict], axes: list[str], path: Path) -> Path | None:
     if not ok:
         return None
     fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(ok) + 3), 4.8))
-    ax.bar(range(len(ok)), [r["metrics"]["max_rate_rps"] for r in ok], color="tab:blue")
+    # a rate the search marked as no steady state (the workload arrived as one burst) is hatched and named in
+    # the legend: its bar is not a rate the configuration sustains
+    burst = [(r["metrics"].get("max_rate_search") or {}).get("steady_state") is False for r in ok]
+    bars = ax.bar(range(len(ok)), [r["metrics"]["max_rate_rps"] for r in ok], color="tab:blue",
+                  label="max rate")
+    for bar, flagged in zip(bars, burst, strict=True):
+        if flagged:
+            bar.set(hatch="//", facecolor="white", edgecolor="tab:blue")
+    if any(burst):
+        from matplotlib.patches import Patch
+
+        handles = [Patch(facecolor="tab:blue", label="sustained")] if not all(burst) else []
+        handles.append(Patch(facecolor="white", edgecolor="tab:blue", hatch="//",
+                             label="not sustained: the run is one burst (replay more requests)"))
+        ax.set_ylim(0, 1.35 * max(r["metrics"]["max_rate_rps"] for r in ok))  # headroom: the legend above the bars
+        ax.legend(handles=handles, fontsize=8, loc="upper left")
     ax.set_xticks(range(len(ok)), [r["name"] for r in ok], rotation=30, ha="right")
     ax.set(xlabel=f"point ({' / '.join(axes)})", ylabel="max request rate meeting the SLO (req/s)",
            title="max rate under SLO, per point")
