@@ -360,3 +360,35 @@ def test_max_rate_bars_without_caveat_have_no_legend(figures, tmp_path):
     plot_max_rate([_max_rate_run("1/lru", 34.37, None)], ["x"], tmp_path / "m.png")
     [ax] = figures[0].axes
     assert ax.get_legend() is None and [b.get_hatch() for b in ax.patches] == [None]
+
+
+def _breakdown(name: str, **parts) -> "RunResult":
+    from sim.report.document import RunResult
+
+    full = {"queue": 0.0, "kv_load": 0.0, "prefill": 0.0, "kv_transfer": 0.0, "first_decode": 0.0, **parts}
+    return RunResult(name=name, metrics={"ttft_breakdown_s": full})
+
+
+def test_ttft_breakdown_bars_state_their_total_and_the_legend_covers_none(figures, tmp_path):
+    # Before: the legend sat inside the axes over the bars (over the queue segment of a cluster run), no bar said
+    # its total, and parts that were zero everywhere (kv load, kv transfer, first decode off PD) were listed anyway.
+    from sim.report.serving_plots import plot_ttft_breakdown
+
+    plot_ttft_breakdown([_breakdown("a", queue=0.002, prefill=0.020),
+                         _breakdown("b", queue=0.001, prefill=0.010, kv_transfer=0.004, first_decode=0.003)],
+                        tmp_path / "t.png", "pd")
+    [ax] = figures[0].axes
+    assert _legend_labels(ax) == ["queue", "prefill", "kv transfer", "first decode"]
+    assert "zero in every run: kv load" in ax.get_title()
+    assert [t.get_text() for t in ax.texts] == ["22 ms", "18 ms"]  # 2 + 20; 1 + 10 + 4 + 3
+    assert ax.get_ylabel() == "mean TTFT (ms)" and ax.get_ylim()[0] == 0.0
+    legend = ax.get_legend().get_window_extent()
+    assert all(not legend.overlaps(p.get_window_extent()) for p in ax.patches)
+
+
+def test_ttft_breakdown_of_seconds_is_in_seconds(figures, tmp_path):
+    from sim.report.serving_plots import plot_ttft_breakdown
+
+    plot_ttft_breakdown([_breakdown("cluster", queue=17.5, prefill=0.8)], tmp_path / "t.png", "cluster")
+    [ax] = figures[0].axes
+    assert ax.get_ylabel() == "mean TTFT (s)" and [t.get_text() for t in ax.texts] == ["18.3 s"]

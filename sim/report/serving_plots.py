@@ -68,11 +68,21 @@ def plot_ttft_breakdown(runs: list[RunResult], path: Path, kind: str) -> Path | 
     runs = [r for r in runs if "ttft_breakdown_s" in r.metrics]
     if not runs:
         return None
-    fig, ax, _, _ = _stacked_bars(runs, [
-        (part.replace("_", " "), colour, np.array([r.metrics["ttft_breakdown_s"][part] or 0.0 for r in runs]) * 1e3)
-        for part, colour in zip(BREAKDOWN, BREAKDOWN_COLOURS, strict=True)])
-    ax.set(ylabel="mean TTFT (ms)", title=f"{kind}: TTFT breakdown")
-    ax.legend(fontsize=8)
+    parts = {part: np.array([r.metrics["ttft_breakdown_s"][part] or 0.0 for r in runs]) for part in BREAKDOWN}
+    # milliseconds, or seconds once a bar reaches one (an axis of 17,500 ms reads worse than 17.5 s)
+    scale, unit = (1.0, "s") if sum(parts.values()).max() >= 1.0 else (1e3, "ms")
+    # a part that is zero in every run (no KV transfer outside PD) is named in the title, not drawn or listed
+    zero = [part.replace("_", " ") for part in BREAKDOWN if not parts[part].any()]
+    fig, ax, x, top = _stacked_bars(runs, [(part.replace("_", " "), colour, parts[part] * scale)
+                                           for part, colour in zip(BREAKDOWN, BREAKDOWN_COLOURS, strict=True)
+                                           if parts[part].any()])
+    for xi, total in zip(x, top, strict=True):  # the parts' sum, which is the report's ttft_s.mean
+        ax.annotate(f"{total:.4g} {unit}", (xi, total), xytext=(0, 3), textcoords="offset points", ha="center",
+                    va="bottom", fontsize=8)
+    ax.set(ylabel=f"mean TTFT ({unit})", title=f"{kind}: TTFT breakdown (mean per request)"
+           + (f"\n(zero in every run: {', '.join(zero)})" if zero else ""))
+    ax.set_ylim(0, 1.1 * max(top.max(), 1e-9))  # headroom for the totals
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never over one
     ax.grid(alpha=0.3, axis="y")
     return save(fig, path)
 
