@@ -392,3 +392,16 @@ def test_ttft_breakdown_of_seconds_is_in_seconds(figures, tmp_path):
     plot_ttft_breakdown([_breakdown("cluster", queue=17.5, prefill=0.8)], tmp_path / "t.png", "cluster")
     [ax] = figures[0].axes
     assert ax.get_ylabel() == "mean TTFT (s)" and [t.get_text() for t in ax.texts] == ["18.3 s"]
+
+
+def test_terminal_summary_keeps_a_sentence_off_the_numbers_line(run_cli, tmp_path):
+    # Before: instances printed "... steps=26,734  utilization_basis=roofline: FLOPs and bytes of each step as the
+    # roofline prices them, over simulated time  mfu_mean=0.0133 ..." on one 260-character line.
+    status, out, err = run_cli("--workload-trace", BUNDLED_AZURE, "--workload-limit", "30", "--no-plot",
+                               "--report-json", tmp_path / "r.json")
+    assert status == 0, err
+    basis = json.loads((tmp_path / "r.json").read_text())["runs"][0]["metrics"]["instances"]["utilization_basis"]
+    lines = out.splitlines()
+    [i] = [n for n, line in enumerate(lines) if line.startswith("  instances ")]
+    assert "mfu_mean=" in lines[i] and "utilization_basis" not in lines[i]
+    assert lines[i + 1].strip() == f"utilization_basis: {basis}"
