@@ -76,8 +76,15 @@ def _assert_runs_table_is_the_json(page: str, report: dict) -> list[str]:
     for run, row in zip(report["runs"], rows, strict=True):
         flat = flatten(run["metrics"])
         assert row[0] == run["name"]
+        ci = run.get("metrics_ci95") or {}
         for key, cell in zip(metric_columns, row[2:], strict=True):
-            assert _shown_equals(cell.split(" [")[0], flat[key]), (run["name"], key, cell, flat[key])
+            shown, _, interval = cell.partition(" [")
+            assert _shown_equals(shown, flat[key]), (run["name"], key, cell, flat[key])
+            if key in ci:  # --seeds: "[lo, hi]" beside the mean
+                lo, hi = interval.rstrip("]").split(", ")
+                assert _shown_equals(lo, ci[key][0]) and _shown_equals(hi, ci[key][1]), (key, cell, ci[key])
+            else:
+                assert not interval, (key, cell)
     return metric_columns
 
 
@@ -100,6 +107,19 @@ def test_cache_only_html_runs_table_is_the_json(run_cli, tmp_path):
     assert status == 0, err
     columns = _assert_runs_table_is_the_json(page.read_text(), json.loads(report.read_text()))
     assert "hit_ratio" in columns
+
+
+@pytest.mark.parametrize("flags", [["--pd", "--set", "slo.ttft_s=0.5"],
+                                   ["--seeds", "2", "--set", "workload.arrivals.process=poisson"]], ids=["pd", "seeds"])
+def test_serving_html_runs_table_is_the_json(run_cli, tmp_path, flags):
+    page, report = tmp_path / "s.html", tmp_path / "s.json"
+    status, _, err = run_cli(*flags, "--workload-trace", BUNDLED_AZURE, "--workload-limit", "60", "--no-plot",
+                             "--html", page, "--report-json", report, "--quiet")
+    assert status == 0, err
+    doc = json.loads(report.read_text())
+    columns = _assert_runs_table_is_the_json(page.read_text(), doc)
+    assert {"ttft_s.p50", "ttft_s.p99", "tpot_s.p99", "e2e_s.p99", "throughput_tokens_per_s"} <= set(columns)
+    assert ("metrics_ci95" in doc["runs"][0]) == ("--seeds" in flags)
 
 
 def _report(runs: list[dict], **extra) -> dict:
