@@ -308,19 +308,28 @@ def test_sweep_plot_of_one_point_renders_without_warnings(figures, tmp_path):
     assert list(line.get_xdata()) == [500] and list(line.get_ydata()) == [0.25]
 
 
-def test_pareto_legend_sits_beside_the_axes_not_over_the_points(figures, tmp_path):
-    # Before: the legend was placed inside the axes and covered the Pareto points of a hit-ratio plan.
+def test_pareto_legend_and_labels_cover_no_point_and_stay_on_the_figure(figures, tmp_path):
+    # Before: the legend was placed inside the axes and covered the Pareto points of a hit-ratio plan, and the
+    # label of the front's most expensive point ran off the axes' right edge.
     from sim.report.sweep_plots import plot_pareto
 
-    cands = [{"name": "a", "cost_usd_per_hour": 196.64, "hit_ratio": 0.047, "pareto": True},
-             {"name": "b", "cost_usd_per_hour": 196.65, "hit_ratio": 0.068, "pareto": True},
-             {"name": "c", "cost_usd_per_hour": 393.3, "hit_ratio": 0.048}]
+    cands = [{"name": "1x2x8xh100-sxm tp1 eic=0GiB", "cost_usd_per_hour": 196.64, "hit_ratio": 0.047, "pareto": True},
+             {"name": "1x2x8xh100-sxm tp1 eic=64GiB", "cost_usd_per_hour": 196.65, "hit_ratio": 0.068, "pareto": True},
+             {"name": "2x2x8xh100-sxm tp1 eic=0GiB", "cost_usd_per_hour": 393.3, "hit_ratio": 0.048},
+             {"name": "2x2x8xh100-sxm tp1 eic=64GiB", "cost_usd_per_hour": 393.31, "hit_ratio": 0.3, "pareto": True,
+              "chosen": True}]
     plot_pareto(cands, 0.25, tmp_path / "p.png", "hit_ratio", "block hit ratio")
-    [ax] = figures[0].axes
+    fig = figures[0]
+    [ax] = fig.axes
     legend, frame = ax.get_legend().get_window_extent(), ax.get_window_extent()
-    assert legend.x0 >= frame.x1  # entirely right of the plotting area
-    assert legend.x1 <= figures[0].bbox.x1 + 1  # and inside the figure (not cut off)
-    assert _legend_labels(ax) == ["candidates", "Pareto front", "target 0.25"]
+    assert legend.y1 <= frame.y0  # entirely below the plotting area
+    assert fig.bbox.x0 <= legend.x0 and legend.x1 <= fig.bbox.x1 and legend.y0 >= fig.bbox.y0  # not cut off
+    labels = [t for t in ax.texts]
+    assert [t.get_text() for t in labels] == [c["name"] for c in cands if c.get("pareto")]
+    for label in labels:  # every label inside the axes, the right-hand one running leftwards
+        box = label.get_window_extent()
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1, label.get_text()
+    assert _legend_labels(ax) == ["candidates", "Pareto front", "chosen: 2x2x8xh100-sxm tp1 eic=64GiB", "target 0.25"]
 
 
 # ---- --max-rate's caveat (no steady state, no rate met, every rate met) is said wherever the rate is shown ----

@@ -157,7 +157,7 @@ def plot_sweep(report: dict, axes: list[str], plot_dir: Path) -> list[Path]:
 
 def plot_pareto(candidates: list[dict], target: float | None, path: Path, y_key: str, y_label: str) -> Path:
     """Planner: cost vs the target metric of every timed candidate, the Pareto front and the chosen point."""
-    fig, ax = plt.subplots(figsize=(10, 5))  # wider: the legend sits beside the axes
+    fig, ax = plt.subplots(figsize=(9, 5.8))  # taller: the legend sits below the axes
     timed = [c for c in candidates if c.get(y_key) is not None]
     ax.scatter([c["cost_usd_per_hour"] for c in timed], [c[y_key] for c in timed], color="lightgray",
                edgecolor="gray", label="candidates", zorder=2)
@@ -165,17 +165,21 @@ def plot_pareto(candidates: list[dict], target: float | None, path: Path, y_key:
     if front:
         ax.plot([c["cost_usd_per_hour"] for c in front], [c[y_key] for c in front], marker="o", color="tab:blue",
                 drawstyle="steps-post", label="Pareto front", zorder=3)
-        for c in front:
-            ax.annotate(c["name"], (c["cost_usd_per_hour"], c[y_key]), fontsize=7, xytext=(4, 4),
-                        textcoords="offset points")
+        costs = [c["cost_usd_per_hour"] for c in timed]
+        middle = (min(costs) + max(costs)) / 2
+        for c in front:  # a label runs away from the nearer side, so none leaves the axes
+            right = c["cost_usd_per_hour"] > middle
+            ax.annotate(c["name"], (c["cost_usd_per_hour"], c[y_key]), fontsize=7, xytext=(-4 if right else 4, 4),
+                        textcoords="offset points", ha="right" if right else "left")
     chosen = [c for c in timed if c.get("chosen")]
     if chosen:
         ax.scatter([chosen[0]["cost_usd_per_hour"]], [chosen[0][y_key]], marker="*", s=250, color="tab:red",
                    label=f"chosen: {chosen[0]['name']}", zorder=4)
     if target is not None:
         ax.axhline(target, color="tab:red", linestyle=":", label=f"target {target:g}")
-    ax.margins(x=0.25)  # room for the labels of the front's last points
+    ax.margins(x=0.1)
     ax.set(xlabel="cost (USD per hour)", ylabel=y_label, title="planner: cost vs capability")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the axes: never over a point
+    # below the axes: never over a point or a label
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
     return save(fig, path)
