@@ -328,7 +328,12 @@ RUNNERS = {"trace-stats": run_trace_stats, "cache-only": run_cache_only, "single
            "pd": run_serving_mode, "cluster": run_serving_mode, "check-calibration": run_check_calibration}
 
 
+PROSE_CHARS = 40  # a text metric longer than this is printed on a line of its own
+
+
 def _summary(report: dict) -> str:
+    from sim.report.document import answer_caveats
+
     lines = []
     trace = report.get("trace")
     if trace:
@@ -345,12 +350,17 @@ def _summary(report: dict) -> str:
             elif isinstance(value, dict):
                 if any(isinstance(v, dict) for v in value.values()):
                     continue  # per-tier counters: JSON report only
+                # numbers on the line; a sentence (instances.utilization_basis) on its own line after them, so
+                # it does not push the numbers behind it (mfu_mean, mbu_mean) off a terminal's width
+                prose = {k: v for k, v in value.items() if isinstance(v, str) and len(v) > PROSE_CHARS}
                 inner = "  ".join(f"{k}={_fmt(v) if not isinstance(v, list) else f'[{len(v)} entries]'}"
-                                  for k, v in value.items())
+                                  for k, v in value.items() if k not in prose)
                 lines.append(f"  {key:<30} {inner}")
+                lines += [f"  {'':<30} {k}: {v}" for k, v in prose.items()]
             else:
                 lines.append(f"  {key:<30} {_fmt(value)}")
         lines += _oversubscribed_tiers(run, report["config"]["cache"]["tiers"])
+        lines += [f"  ! {caveat}" for caveat in answer_caveats(run["metrics"])]
     return "\n".join(lines)
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from tqdm import tqdm
 
 from sim.errors import ConfigError
-from sim.report.document import build_report, flatten
+from sim.report.document import answer_caveats, build_report, flatten
 from experiments.execute import RunOptions, check_point
 from experiments.journal import Journal, fingerprint, journal_path
 from experiments.outputs import write_csv, write_json
@@ -66,6 +66,9 @@ def _print_summary(report: dict, axis_keys: list[str]) -> None:
             continue
         cells = [f"{f[c]:>14.4g}" if isinstance(f.get(c), (int, float)) else f"{'–':>14}" for c in columns]
         print(f"{run['name']:<{width}}  " + "  ".join(cells))
+    for run in report["runs"]:  # after the table: what qualifies a point's answer (--max-rate's notes)
+        for caveat in answer_caveats(run.get("metrics") or {}):
+            print(f"! {run['name']}: {caveat}")
 
 
 def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:

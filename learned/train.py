@@ -184,18 +184,39 @@ def _sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m learned.train", description=__doc__.splitlines()[0])
+TRAIN_EXAMPLES = """examples:
+
+  # train on the earlier half of the Mooncake trace, then judge the model on the later half
+  python -m learned.train --workload-trace ../shared/data/traces/mooncake_conversation.jsonl --out out/model.txt
+  python main.py --cache-only --workload-trace ../shared/data/traces/mooncake_conversation.jsonl \\
+      --policy learned,lru --capacity-blocks 2000 --set cache.learned_model=out/model.txt --set workload.range_start=0.5
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command's flags (each says what it sets and its default)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m learned.train", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=TRAIN_EXAMPLES,
+        description="Train the learned eviction model (LightGBM) on the earlier part of a trace; judge it with "
+                    "main.py --policy learned on the rest.")
     parser.add_argument("--workload-trace", metavar="PATH", help="training trace (default: the synthetic workload)")
     parser.add_argument("--out", required=True, metavar="PATH", help="model file to write (sidecar: PATH.json)")
     parser.add_argument("--range", default="0:0.5", metavar="START:END",
                         help="fractions of the trace to train on (default 0:0.5, the earlier half)")
-    parser.add_argument("--config", metavar="PATH", help="config file (default: built-in defaults)")
+    parser.add_argument("--config", metavar="PATH",
+                        help="YAML config (default: the built-in defaults, equal to the bundled config.yaml); "
+                             "train under the settings (block size, tiers) of the runs that will use the model")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override, e.g. serving.block_size=512")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--rounds", type=int, default=40, help="boosting rounds (default 40)")
-    parser.add_argument("--max-rows", type=int, default=100_000, help="training rows sampled at most (default 100000)")
+                        help="config override, e.g. serving.block_size=512; repeatable")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the row sampling and of LightGBM, >= 0 (default 0)")
+    parser.add_argument("--rounds", type=int, default=40, metavar="N", help="boosting rounds (default 40)")
+    parser.add_argument("--max-rows", type=int, default=100_000, metavar="N",
+                        help="training rows sampled at most (default 100,000)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     return command_status("learned.train", lambda: _train_command(args))
 

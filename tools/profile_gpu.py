@@ -288,29 +288,51 @@ def device_info(torch, device: str) -> dict:
     return info
 
 
+PROFILE_EXAMPLES = """examples:
+
+    python tools/profile_gpu.py --tiny --device cpu --out /tmp/tiny_profile     # the whole pipeline in seconds
+    python tools/profile_gpu.py --model llama-3.1-8b --out profiles/measured/h100_llama31_8b
+    python main.py --set compute.backend=profiled --set compute.profile=profiles/measured/h100_llama31_8b
+"""
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # exit 2, as argparse does, in one line as every other error of the tool
         self.exit(2, f"profile_gpu: error: {message[:200]} (see --help)\n")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = _Parser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="llama-3.1-8b", help="a model of profiles/models.yaml")
-    p.add_argument("--out", required=True, help="output directory (a Vidur profile kvsim loads as compute.profile)")
-    p.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu")
-    p.add_argument("--dtype", default="bf16", choices=sorted(TORCH_DTYPES))
-    p.add_argument("--tp", type=int, default=1, help="tensor-parallel degree to emulate (per-rank shapes)")
+def build_parser() -> argparse.ArgumentParser:
+    """The tool's flags (each says what it sets, its unit where it has one, and its default)."""
+    p = _Parser(description=__doc__.splitlines()[0].replace("``", ""),
+                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=PROFILE_EXAMPLES)
+    p.add_argument("--model", default="llama-3.1-8b", metavar="NAME",
+                   help="a model of profiles/models.yaml (default llama-3.1-8b)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="output directory (a Vidur profile kvsim loads as compute.profile)")
+    p.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu (default cuda)")
+    p.add_argument("--dtype", default="bf16", choices=sorted(TORCH_DTYPES), help="weights and activations (default bf16)")
+    p.add_argument("--tp", type=int, default=1, metavar="N",
+                   help="tensor-parallel degree to emulate (per-rank shapes; default 1)")
     p.add_argument("--tiny", action="store_true", help="tiny model width and grids: the whole pipeline in seconds")
-    p.add_argument("--max-tokens", type=int, default=8192, help="largest token count of mlp.csv and prefill chunk")
-    p.add_argument("--max-context", type=int, default=16384, help="largest cached history of attention rows")
-    p.add_argument("--max-batch", type=int, default=256, help="largest decode batch")
-    p.add_argument("--max-kv-tokens", type=int, default=1 << 18, help="cap on a decode row's batch x (context + 1)")
-    p.add_argument("--block-size", type=int, default=16, help="KV block size recorded in attention.csv")
-    p.add_argument("--warmup", type=int, default=None, help="untimed runs per shot (default 3; 1 with --tiny)")
-    p.add_argument("--iterations", type=int, default=None, help="timed runs per shot (default 10; 3 with --tiny)")
-    p.add_argument("--all-reduce-ranks", type=int, default=None,
+    p.add_argument("--max-tokens", type=int, default=8192, metavar="TOKENS",
+                   help="largest token count of mlp.csv and prefill chunk (default 8192)")
+    p.add_argument("--max-context", type=int, default=16384, metavar="TOKENS",
+                   help="largest cached history of attention rows (default 16384)")
+    p.add_argument("--max-batch", type=int, default=256, metavar="SEQS", help="largest decode batch (default 256)")
+    p.add_argument("--max-kv-tokens", type=int, default=1 << 18, metavar="TOKENS",
+                   help="cap on a decode row's batch x (context + 1) (default 262144)")
+    p.add_argument("--block-size", type=int, default=16, metavar="TOKENS",
+                   help="KV block size recorded in attention.csv (default 16)")
+    p.add_argument("--warmup", type=int, default=None, metavar="N", help="untimed runs per shot (default 3; 1 with --tiny)")
+    p.add_argument("--iterations", type=int, default=None, metavar="N",
+                   help="timed runs per shot (default 10; 3 with --tiny)")
+    p.add_argument("--all-reduce-ranks", type=int, default=None, metavar="N",
                    help="profile all-reduce over 2, 4, ... up to N processes (default: every GPU when there are 2+)")
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = build_parser()
     args = p.parse_args(argv)
     if args.tp < 1 or args.block_size < 1:
         p.error("--tp and --block-size must be positive")

@@ -92,6 +92,13 @@ def flatten(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def answer_caveats(metrics: dict[str, Any]) -> list[str]:
+    """What qualifies a run's answer, said beside it wherever the answer is shown (terminal, HTML, plots):
+    ``--max-rate``'s note (no rate met the target, every rate did, or the rate is one burst, not sustained)."""
+    note = (metrics.get("max_rate_search") or {}).get("note")
+    return [f"max_rate_rps: {note}"] if note else []
+
+
 def write_json(report: dict[str, Any], path: str | Path) -> None:
     with atomic_write(path) as fh:
         json.dump(report, fh, indent=2, allow_nan=False)

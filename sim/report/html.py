@@ -15,11 +15,15 @@ from typing import Any
 import yaml
 
 from sim.report.output import atomic_write_text
-from sim.report.document import flatten
+from sim.report.document import answer_caveats, flatten
 
-KEY_METRICS = ("requests_completed", "hit_ratio", "ttft_s.p50", "ttft_s.p99", "tpot_s.p50", "tpot_s.p99",
-               "e2e_s.p99", "throughput_tokens_per_s", "slo_attainment", "goodput_rps", "max_rate_scale",
-               "max_rate_rps")
+# The runs table's columns, each shown where some run has it: the answer to the mode's question first
+# (--plan: cost; --max-rate: the rate; --trace-stats: load and reuse ceiling), then latency, throughput and SLO.
+KEY_METRICS = ("cost_usd_per_hour", "max_rate_rps", "max_rate_scale",
+               "requests", "duration_s", "rate_mean_rps", "rate_peak_rps", "input_tokens.p50", "input_tokens.p99",
+               "output_tokens.p50", "output_tokens.p99", "unique_blocks", "infinite_cache_hit_ratio",
+               "requests_completed", "hit_ratio", "ttft_s.p50", "ttft_s.p99", "tpot_s.p50", "tpot_s.p99",
+               "e2e_s.p99", "throughput_tokens_per_s", "slo_attainment", "goodput_rps")
 
 STYLE = """
 body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1400px;
@@ -32,6 +36,9 @@ tr.err td { background: #fee; } tr.chosen td { background: #efe; font-weight: bo
 pre { background: #f6f6fa; padding: 1em; overflow: auto; font-size: .8em; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #dde; }
 figcaption { font-size: .85em; color: #555; }
+div.wide { overflow-x: auto; max-width: 100%; }
+ul.warn { background: #fff6e0; border-left: 4px solid #e0a000; padding: .5em 1em .5em 2em; font-size: .9em; }
+td .ci { color: #555; font-size: .9em; white-space: nowrap; }
 .small { font-size: .85em; color: #555; }
 """
 
@@ -41,8 +48,8 @@ def _fmt(value: Any) -> str:
         return "–"
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.4g}" if abs(value) < 1e5 else f"{value:,.0f}"
+    if isinstance(value, float):  # 4 significant digits, and whole numbers from 1,000 on (never 8.733e+04)
+        return f"{value:.4g}" if abs(value) < 1e3 else f"{value:,.0f}"
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, dict):
@@ -52,14 +59,27 @@ def _fmt(value: Any) -> str:
     return html.escape(str(value))
 
 
+class Cell(str):
+    """Markup already built for a table cell (``_fmt`` would escape it)."""
+
+
 def _table(header: list[str], rows: list[list[Any]], left: int = 1, row_classes: list[str] | None = None) -> str:
+    """A table in a horizontally scrolling box: a wide one (many metrics) scrolls instead of running off the page."""
     head = "".join(f'<th class="{"l" if i < left else ""}">{html.escape(h)}</th>' for i, h in enumerate(header))
     body = []
     for r, row in enumerate(rows):
         cls = f' class="{row_classes[r]}"' if row_classes and row_classes[r] else ""
-        cells = "".join(f'<td class="{"l" if i < left else ""}">{_fmt(v)}</td>' for i, v in enumerate(row))
+        cells = "".join(f'<td class="{"l" if i < left else ""}">{v if isinstance(v, Cell) else _fmt(v)}</td>'
+                        for i, v in enumerate(row))
         body.append(f"<tr{cls}>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+
+
+def _with_interval(value: Any, interval: list | None) -> Any:
+    """A value and, under --seeds, its 95% interval beside it (the runs table shows means over the seeds)."""
+    if not interval:
+        return value
+    return Cell(f'{_fmt(value)} <span class="ci">[{_fmt(interval[0])}, {_fmt(interval[1])}]</span>')
 
 
 def _section(sid: str, title: str, body: str) -> str:
@@ -72,9 +92,16 @@ def _runs(report: dict) -> str:
     keys = [k for k in KEY_METRICS if any(k in f for f in flat)]
     has_error = any(r.get("error") for r in runs)
     header = ["run", "overrides", *keys, *(["error"] if has_error else [])]
-    rows = [[r["name"], r.get("overrides") or {}, *(f.get(k) for k in keys), *([r.get("error")] if has_error else [])]
+    rows = [[r["name"], r.get("overrides") or {},
+             *(_with_interval(f.get(k), (r.get("metrics_ci95") or {}).get(k)) for k in keys),
+             *([r.get("error")] if has_error else [])]
             for r, f in zip(runs, flat, strict=True)]
-    return _table(header, rows, left=2, row_classes=["err" if r.get("error") else "" for r in runs])
+    note = ('<p class="small">--seeds: each value is the mean over the seeds, its 95% interval in brackets.</p>'
+            if any(r.get("metrics_ci95") for r in runs) else "")
+    caveats = [f"<li><b>{html.escape(r['name'])}</b>: {html.escape(c)}</li>"
+               for r in runs for c in answer_caveats(r.get("metrics") or {})]
+    warn = f'<ul class="warn">{"".join(caveats)}</ul>' if caveats else ""
+    return note + _table(header, rows, left=2, row_classes=["err" if r.get("error") else "" for r in runs]) + warn
 
 
 def _metrics(report: dict) -> str:
@@ -107,8 +134,11 @@ def _plan(plan: dict) -> str:
     proof = plan.get("proof") or {}
     rows = [[role, p["name"], p["cost_usd_per_hour"], p.get("measured"), p.get("meets")]
             for role, p in proof.items() if p]
+    # what "measured" is: the SLO attainment at the target rate (a rate target), else the hit ratio
+    quantity = "SLO attainment" if plan["measure"] == "max_rate_rps" else "hit ratio"
     if rows:
-        out.append("<h3>runs that prove the boundary</h3>" + _table(["role", "candidate", "USD/h", "measured", "meets"], rows, 2))
+        out.append("<h3>runs that prove the boundary</h3>"
+                   + _table(["role", "candidate", "USD/h", f"measured {quantity}", "meets"], rows, 2))
     cands = plan["candidates"]
     measure = plan["measure"]
     rows = [[c["name"], c["cost_usd_per_hour"], c.get(measure), c.get("status"), c.get("pareto")] for c in cands]

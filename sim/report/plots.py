@@ -14,6 +14,9 @@ from trace.request import Trace  # noqa: E402
 from trace.stats import RATE_BIN_S, arrival_rate_bins  # noqa: E402
 
 
+POINT_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
 def save(fig, path: Path) -> Path:
     """Lay out and write a figure as PNG (no software stamp, so reruns give the same bytes), atomically
     (see ``sim.report.output``), then close it."""
@@ -30,8 +33,11 @@ def plot_trace_stats(trace: Trace, path: Path) -> Path:
     """Arrival rate over time and prompt/output length distributions of one trace."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     rates = arrival_rate_bins(trace.arrival_s)
-    axes[0].plot([i * RATE_BIN_S for i in range(len(rates))], rates, drawstyle="steps-post")
-    axes[0].set(title=f"Arrival rate ({RATE_BIN_S:.0f} s bins)", xlabel="time (s)", ylabel="requests/s")
+    # each bin drawn over its whole width: a step plot ends at its last point, so the last bin needs its right edge
+    edges = [i * RATE_BIN_S for i in range(len(rates) + 1)]
+    axes[0].stairs(rates, edges, baseline=None)
+    axes[0].set(title=f"Arrival rate ({RATE_BIN_S:.0f} s bins)", xlabel="time (s)", ylabel="requests/s",
+                ylim=(0, None))  # from zero: a rate axis cut at its minimum makes a small dip look like a stop
     for ax, values, label in ((axes[1], trace.input_tokens, "input"), (axes[2], trace.output_tokens, "output")):
         ax.hist(values, bins=60, color="tab:blue" if label == "input" else "tab:orange")
         ax.set(title=f"{label} tokens per request", xlabel="tokens", ylabel="requests")
@@ -43,15 +49,23 @@ def plot_trace_stats(trace: Trace, path: Path) -> Path:
 def plot_mrc(runs: list[dict], path: Path, title: str) -> Path:
     """The LRU miss-ratio curve (hit ratio vs capacity) with each policy's point at its capacity."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    points = 0
     for run in runs:
         metrics = run["metrics"]
         if "mrc" in metrics:
             curve = metrics["mrc"]
             label = "LRU (exact MRC)" if curve["method"] == "exact" else f"LRU (SHARDS, rate {curve['sample_rate']:g})"
-            ax.plot(curve["capacity_blocks"], curve["hit_ratio"], label=label, color="black")
+            ax.plot(curve["capacity_blocks"], curve["hit_ratio"], label=label, color="black", lw=1)
         elif "capacity_blocks" in metrics and metrics["capacity_blocks"]:
-            ax.scatter([sum(metrics["capacity_blocks"].values())], [metrics["hit_ratio"]], label=run["name"], zorder=3)
-    ax.set(xscale="log", xlabel="cache capacity (blocks)", ylabel="block hit ratio", title=title)
+            # hollow markers of a shape each: policies with equal hit ratios (LRU and ARC often) sit on one spot
+            # and must all stay visible, not the last one drawn hiding the others
+            marker = POINT_MARKERS[points % len(POINT_MARKERS)]
+            ax.scatter([sum(metrics["capacity_blocks"].values())], [metrics["hit_ratio"]], label=run["name"],
+                       marker=marker, s=90 - 12 * (points % 5), facecolors="none", linewidths=1.6,
+                       edgecolors=f"C{points % 10}", zorder=3)
+            points += 1
+    ax.set(xscale="log", xlabel="cache capacity (blocks, log scale)", ylabel="block hit ratio",
+           title=f"LRU miss-ratio curve and each policy's point: {title}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return save(fig, path)

@@ -68,11 +68,21 @@ def plot_ttft_breakdown(runs: list[RunResult], path: Path, kind: str) -> Path | 
     runs = [r for r in runs if "ttft_breakdown_s" in r.metrics]
     if not runs:
         return None
-    fig, ax, _, _ = _stacked_bars(runs, [
-        (part.replace("_", " "), colour, np.array([r.metrics["ttft_breakdown_s"][part] or 0.0 for r in runs]) * 1e3)
-        for part, colour in zip(BREAKDOWN, BREAKDOWN_COLOURS, strict=True)])
-    ax.set(ylabel="mean TTFT (ms)", title=f"{kind}: TTFT breakdown")
-    ax.legend(fontsize=8)
+    parts = {part: np.array([r.metrics["ttft_breakdown_s"][part] or 0.0 for r in runs]) for part in BREAKDOWN}
+    # milliseconds, or seconds once a bar reaches one (an axis of 17,500 ms reads worse than 17.5 s)
+    scale, unit = (1.0, "s") if sum(parts.values()).max() >= 1.0 else (1e3, "ms")
+    # a part that is zero in every run (no KV transfer outside PD) is named in the title, not drawn or listed
+    zero = [part.replace("_", " ") for part in BREAKDOWN if not parts[part].any()]
+    fig, ax, x, top = _stacked_bars(runs, [(part.replace("_", " "), colour, parts[part] * scale)
+                                           for part, colour in zip(BREAKDOWN, BREAKDOWN_COLOURS, strict=True)
+                                           if parts[part].any()])
+    for xi, total in zip(x, top, strict=True):  # the parts' sum, which is the report's ttft_s.mean
+        ax.annotate(f"{total:.4g} {unit}", (xi, total), xytext=(0, 3), textcoords="offset points", ha="center",
+                    va="bottom", fontsize=8)
+    ax.set(ylabel=f"mean TTFT ({unit})", title=f"{kind}: TTFT breakdown (mean per request)"
+           + (f"\n(zero in every run: {', '.join(zero)})" if zero else ""))
+    ax.set_ylim(0, 1.1 * max(top.max(), 1e-9))  # headroom for the totals
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never over one
     ax.grid(alpha=0.3, axis="y")
     return save(fig, path)
 
@@ -82,11 +92,18 @@ def plot_tier_hits(runs: list[RunResult], path: Path, kind: str) -> Path | None:
     runs = [r for r in runs if "tier_hit_ratio" in r.metrics]
     if not runs:
         return None
-    fig, ax, x, bottom = _stacked_bars(runs, [
-        (tier.upper(), TIER_COLOURS[tier], np.array([r.metrics["tier_hit_ratio"].get(tier) or 0.0 for r in runs]))
-        for tier in TIERS])
+    shares = {tier: np.array([r.metrics["tier_hit_ratio"].get(tier) or 0.0 for r in runs]) for tier in TIERS}
+    # a tier no run hit gets no segment and no legend entry (the title names them): a legend lists what is drawn
+    idle = [tier.upper() for tier in TIERS if not shares[tier].any()]
+    fig, ax, x, bottom = _stacked_bars(runs, [(tier.upper(), TIER_COLOURS[tier], shares[tier])
+                                              for tier in TIERS if shares[tier].any()])
     ax.bar(x, 1.0 - bottom, bottom=bottom, label="miss", color="lightgray")
-    ax.set(ylabel="fraction of block lookups", ylim=(0, 1), title=f"{kind}: hits by tier")
+    for xi, hit in zip(x, bottom, strict=True):  # the hit ratio written on each bar: a few % is a sliver at this scale
+        top = hit > 0.9  # near the top of the axes: written just below the bar's top instead of above it
+        ax.annotate(f"hits {hit:.2%}", (xi, hit), xytext=(0, -3 if top else 3), textcoords="offset points",
+                    ha="center", va="top" if top else "bottom", fontsize=8)
+    title = f"{kind}: hits by tier" + (f"\n(no hits in {', '.join(idle)})" if idle else "")
+    ax.set(ylabel="fraction of block lookups", ylim=(0, 1), title=title)
     ax.legend(fontsize=8, loc="upper right")
     return save(fig, path)
 

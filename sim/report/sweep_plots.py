@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from matplotlib.ticker import NullFormatter
+
 from sim.report.plots import plt, save
 
 CAPACITY_SUFFIXES = ("capacity_blocks", "capacity_gib", "num_gpu_blocks")
@@ -45,6 +47,15 @@ def _get(metrics: dict, dotted: str) -> float:
     return float(node) if isinstance(node, (int, float)) else np.nan
 
 
+def _ticks_at_points(ax, values: list) -> None:
+    """A log x axis labelled at the swept values themselves (500, 2,000, 8,000), not at matplotlib's
+    ``2×10^2, 3×10^2, 4×10^2`` minor ticks that crowd a short range."""
+    if not values or len(values) > 12:
+        return
+    ax.set_xticks(values, [f"{v:,g}" if isinstance(v, (int, float)) else str(v) for v in values])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def plot_hit_ratio_vs_capacity(runs: list[dict], axes: list[str], path: Path) -> Path | None:
     capacity = next((k for k in axes if k.endswith(CAPACITY_SUFFIXES)), None)
     if "cache.policy" not in axes or capacity is None:
@@ -59,6 +70,7 @@ def plot_hit_ratio_vs_capacity(runs: list[dict], axes: list[str], path: Path) ->
     unit = "GiB" if capacity.endswith("_gib") else "blocks"
     ax.set(xscale="log", xlabel=f"{capacity} ({unit}, log scale)", ylabel="block hit ratio",
            title="hit ratio vs capacity, per policy")
+    _ticks_at_points(ax, sorted({r["overrides"][capacity] for r in runs if capacity in r["overrides"]}))
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     return save(fig, path)
@@ -107,7 +119,22 @@ def plot_max_rate(runs: list[dict], axes: list[str], path: Path) -> Path | None:
     if not ok:
         return None
     fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(ok) + 3), 4.8))
-    ax.bar(range(len(ok)), [r["metrics"]["max_rate_rps"] for r in ok], color="tab:blue")
+    # a rate the search marked as no steady state (the workload arrived as one burst) is hatched and named in
+    # the legend: its bar is not a rate the configuration sustains
+    burst = [(r["metrics"].get("max_rate_search") or {}).get("steady_state") is False for r in ok]
+    bars = ax.bar(range(len(ok)), [r["metrics"]["max_rate_rps"] for r in ok], color="tab:blue",
+                  label="max rate")
+    for bar, flagged in zip(bars, burst, strict=True):
+        if flagged:
+            bar.set(hatch="//", facecolor="white", edgecolor="tab:blue")
+    if any(burst):
+        from matplotlib.patches import Patch
+
+        handles = [Patch(facecolor="tab:blue", label="sustained")] if not all(burst) else []
+        handles.append(Patch(facecolor="white", edgecolor="tab:blue", hatch="//",
+                             label="not sustained: the run is one burst (replay more requests)"))
+        ax.set_ylim(0, 1.35 * max(r["metrics"]["max_rate_rps"] for r in ok))  # headroom: the legend above the bars
+        ax.legend(handles=handles, fontsize=8, loc="upper left")
     ax.set_xticks(range(len(ok)), [r["name"] for r in ok], rotation=30, ha="right")
     ax.set(xlabel=f"point ({' / '.join(axes)})", ylabel="max request rate meeting the SLO (req/s)",
            title="max rate under SLO, per point")
@@ -130,7 +157,7 @@ def plot_sweep(report: dict, axes: list[str], plot_dir: Path) -> list[Path]:
 
 def plot_pareto(candidates: list[dict], target: float | None, path: Path, y_key: str, y_label: str) -> Path:
     """Planner: cost vs the target metric of every timed candidate, the Pareto front and the chosen point."""
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, ax = plt.subplots(figsize=(9, 5.8))  # taller: the legend sits below the axes
     timed = [c for c in candidates if c.get(y_key) is not None]
     ax.scatter([c["cost_usd_per_hour"] for c in timed], [c[y_key] for c in timed], color="lightgray",
                edgecolor="gray", label="candidates", zorder=2)
@@ -138,17 +165,21 @@ def plot_pareto(candidates: list[dict], target: float | None, path: Path, y_key:
     if front:
         ax.plot([c["cost_usd_per_hour"] for c in front], [c[y_key] for c in front], marker="o", color="tab:blue",
                 drawstyle="steps-post", label="Pareto front", zorder=3)
-        for c in front:
-            ax.annotate(c["name"], (c["cost_usd_per_hour"], c[y_key]), fontsize=7, xytext=(4, 4),
-                        textcoords="offset points")
+        costs = [c["cost_usd_per_hour"] for c in timed]
+        middle = (min(costs) + max(costs)) / 2
+        for c in front:  # a label runs away from the nearer side, so none leaves the axes
+            right = c["cost_usd_per_hour"] > middle
+            ax.annotate(c["name"], (c["cost_usd_per_hour"], c[y_key]), fontsize=7, xytext=(-4 if right else 4, 4),
+                        textcoords="offset points", ha="right" if right else "left")
     chosen = [c for c in timed if c.get("chosen")]
     if chosen:
         ax.scatter([chosen[0]["cost_usd_per_hour"]], [chosen[0][y_key]], marker="*", s=250, color="tab:red",
                    label=f"chosen: {chosen[0]['name']}", zorder=4)
     if target is not None:
         ax.axhline(target, color="tab:red", linestyle=":", label=f"target {target:g}")
-    ax.margins(x=0.25)  # room for the labels of the front's last points
+    ax.margins(x=0.1)
     ax.set(xlabel="cost (USD per hour)", ylabel=y_label, title="planner: cost vs capability")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    # below the axes: never over a point or a label
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
     return save(fig, path)
