@@ -1,0 +1,203 @@
+"""Metamorphic relations: pairs of whole runs whose results must relate in a way the definitions fix, so a
+silently wrong result shows without an oracle. Each test says which definition (README, DESIGN, the code's
+own contract) makes the relation hold by design, and so why a violation is a bug and not a model choice."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import BUNDLED_AZURE
+from report_invariants import check_report
+
+SMALL = ("--workload-trace", BUNDLED_AZURE, "--workload-limit", "40")
+
+
+def _run(run_cli, tmp_path, *argv, sets=(), name="r", requests=False):
+    """(report, per-request table or None) of one in-process run; exit 0 required."""
+    out = tmp_path / f"{name}.json"
+    args = [*argv, "--quiet", "--no-plot", "--report-json", out]
+    if requests:
+        args += ["--requests-csv", tmp_path / f"{name}.csv"]
+    for s in sets:
+        args += ["--set", s]
+    status, _, err = run_cli(*args)
+    assert status == 0, err[-2000:]
+    report = json.loads(out.read_text())
+    assert check_report(report) == []
+    return report, (pd.read_csv(tmp_path / f"{name}.csv") if requests else None)
+
+
+def _metrics(report, i=0):
+    return report["runs"][i]["metrics"]
+
+
+# ----------------------------------------------------------------------------- load and workload slicing
+
+
+def test_rate_scale_divides_every_arrival_and_keeps_the_requests(run_cli, tmp_path):
+    """README Load: ``--rate-scale X`` divides every inter-arrival time by X (trace/arrivals.py). So the k-scaled
+    run's arrivals are the unscaled ones (from the first) over k, request by request, with the same lengths."""
+    base, a = _run(run_cli, tmp_path, *SMALL, name="k1", requests=True)
+    fast, b = _run(run_cli, tmp_path, *SMALL, "--rate-scale", "4", name="k4", requests=True)
+    assert len(a) == len(b) == 40
+    assert (a.input_tokens == b.input_tokens).all() and (a.output_tokens == b.output_tokens).all()
+    np.testing.assert_allclose(b.arrival, (a.arrival - a.arrival[0]) / 4, rtol=1e-12, atol=0)
+    assert _metrics(fast)["accesses"] == _metrics(base)["accesses"]
+
+
+def test_range_halves_partition_the_valid_requests(run_cli, tmp_path):
+    """README Reports: ``workload.range_start``/``range_end`` keep requests [first, last) of the valid ones
+    (``trace.request_range``). Two adjacent halves are disjoint and cover the whole range: their request ranges
+    meet, their rows used add up to the whole run's, and their requests are the whole run's in order."""
+    limit = ("--workload-trace", BUNDLED_AZURE, "--workload-limit", "41")  # odd: the cut falls inside
+    whole, w = _run(run_cli, tmp_path, *limit, name="whole", requests=True)
+    low, lo = _run(run_cli, tmp_path, *limit, sets=("workload.range_end=0.5",), name="low", requests=True)
+    high, hi = _run(run_cli, tmp_path, *limit, sets=("workload.range_start=0.5",), name="high", requests=True)
+    (a, b), (c, d) = low["trace"]["request_range"], high["trace"]["request_range"]
+    assert (a, d) == (0, 41) and b == c
+    assert low["trace"]["rows_used"] + high["trace"]["rows_used"] == whole["trace"]["rows_used"] == 41
+    assert list(lo.input_tokens) + list(hi.input_tokens) == list(w.input_tokens)
+    assert list(lo.output_tokens) + list(hi.output_tokens) == list(w.output_tokens)
+
+
+# ----------------------------------------------------------------------------- cache-only policy study
+
+MOONCAKE = "traces/mooncake_conversation.jsonl"
+
+
+@pytest.fixture
+def mooncake(shared_data):
+    return ("--workload-trace", shared_data / MOONCAKE, "--workload-limit", "300")
+
+
+def test_lru_and_belady_hits_grow_with_capacity_and_lru_equals_its_miss_ratio_curve(run_cli, tmp_path, mooncake):
+    """LRU and Belady (MIN) are stack algorithms (Mattson et al. 1970): the content at capacity c is a subset of the
+    content at c + 1, so hits never fall as the capacity grows. FIFO is not (Belady's anomaly) and is not checked.
+    Belady is optimal (DESIGN: "Belady is exact"), so no policy beats it at any capacity; and ``--mrc`` is LRU's
+    hit ratio at every capacity from one pass (README), so it equals the separate LRU runs (plain semantics)."""
+    policies = "lru,fifo,lfu,arc,s3fifo,sieve,belady"
+    caps = [1, 2, 7, 30, 120, 500]
+    hits = {}
+    for cap in caps:
+        report, _ = _run(run_cli, tmp_path, "--cache-only", *mooncake, "--policy", policies,
+                         "--capacity-blocks", str(cap), name=f"c{cap}")
+        hits[cap] = {run["name"]: run["metrics"]["hits"] for run in report["runs"]}
+        accesses = _metrics(report)["accesses"]
+    for policy in ("lru", "belady"):
+        series = [hits[c][policy] for c in caps]
+        assert series == sorted(series), (policy, series)
+    for cap in caps:
+        assert max(hits[cap].values()) == hits[cap]["belady"], (cap, hits[cap])
+    mrc, _ = _run(run_cli, tmp_path, "--mrc", *mooncake, name="mrc")
+    curve = _metrics(mrc)["mrc"]
+    by_cap = dict(zip(curve["capacity_blocks"], curve["hit_ratio"]))
+    for cap in caps:
+        # the curve's capacity grid may skip a capacity: then the nearest ones below and above bracket it
+        below = max((c for c in by_cap if c <= cap), default=None)
+        above = min((c for c in by_cap if c >= cap), default=None)
+        ratio = hits[cap]["lru"] / accesses
+        if below == cap:
+            assert math.isclose(by_cap[cap], ratio, rel_tol=1e-12), (cap, by_cap[cap], ratio)
+        else:
+            assert (below is None or by_cap[below] <= ratio + 1e-12) and (above is None or ratio <= by_cap[above] + 1e-12)
+
+
+@pytest.mark.parametrize("inclusion", ["inclusive", "exclusive"])
+def test_a_lower_lru_tier_never_lowers_the_hits(run_cli, tmp_path, mooncake, inclusion):
+    """Inclusive (write-through) LRU tiers: the HBM tier sees the same accesses whatever lies below (a lower hit
+    is inserted into HBM exactly as a miss is), so its hits are unchanged and a DRAM tier only adds hits.
+    Exclusive LRU tiers act as one LRU of their total size (tests/test_cache_properties.py), which grows.
+    Either way, adding or growing the tier below never lowers the total hit count."""
+    common = ("serving.num_gpu_blocks=40", "cache.tiers.ssd.capacity_gib=0", "cache.tiers.eic.capacity_gib=0",
+              f"cache.inclusion={inclusion}")
+    hits, hbm = [], []
+    for gib in (0, 0.5, 2, 8):
+        report, _ = _run(run_cli, tmp_path, "--cache-only", *mooncake, "--policy", "lru",
+                         sets=(*common, f"cache.tiers.dram.capacity_gib={gib}"), name=f"d{gib}")
+        m = _metrics(report)
+        hits.append(m["hits"])
+        hbm.append(m["tiers"]["hbm"]["hits"])
+    assert hits == sorted(hits) and hits[-1] > hits[0], hits
+    if inclusion == "inclusive":
+        assert len(set(hbm)) == 1, hbm
+
+
+def test_several_policies_in_one_invocation_equal_separate_runs(run_cli, tmp_path, mooncake):
+    """DESIGN: ``--policy a,b`` is one run per policy over the same trace; no state may leak from one run into
+    the next, so each run of the list is the run of that policy alone (everything but ``timing``)."""
+    both, _ = _run(run_cli, tmp_path, "--cache-only", *mooncake, "--policy", "arc,belady,lru",
+                   "--capacity-blocks", "50", name="both")
+    for i, policy in enumerate(("arc", "belady", "lru")):
+        alone, _ = _run(run_cli, tmp_path, "--cache-only", *mooncake, "--policy", policy,
+                        "--capacity-blocks", "50", name=policy)
+        assert json.dumps(both["runs"][i]["metrics"], sort_keys=True) == json.dumps(_metrics(alone), sort_keys=True)
+
+
+def test_serving_runs_of_several_routers_equal_separate_runs(run_cli, tmp_path):
+    """As above for ``--router a,b`` in the serving modes (DESIGN: one run per router, named by it)."""
+    both, _ = _run(run_cli, tmp_path, *SMALL, "--router", "precise-prefix,round-robin", name="both")
+    for i, router in enumerate(("precise-prefix", "round-robin")):
+        alone, _ = _run(run_cli, tmp_path, *SMALL, "--router", router, name=router)
+        assert json.dumps(both["runs"][i]["metrics"], sort_keys=True) == json.dumps(_metrics(alone), sort_keys=True)
+
+
+# ----------------------------------------------------------------------------- time scaling of the whole model
+
+
+HBM_ONLY = ("cache.tiers.dram.capacity_gib=0", "cache.tiers.ssd.capacity_gib=0", "serving.num_instances=2")
+
+
+def test_twice_the_gpu_speed_at_twice_the_rate_is_the_same_run_at_half_the_time(run_cli, tmp_path):
+    """The roofline step time is hypot(FLOPs / (peak x flops_efficiency), bytes / (bandwidth x
+    bandwidth_efficiency)) with no constant term (sim/serving/compute.py), so doubling both efficiencies halves
+    every step. With arrivals twice as fast too (``--rate-scale 2``) and no other clock in the run (HBM only,
+    tensor_parallel_size 1: no tier loads, no collectives), the simulation is the same run on a clock running at
+    twice the speed: every request's timestamps halve, and its scheduling decisions, hits and token counts are
+    unchanged."""
+    slow, a = _run(run_cli, tmp_path, *SMALL, "--rate-scale", "3",
+                   sets=(*HBM_ONLY, "compute.flops_efficiency=0.3", "compute.bandwidth_efficiency=0.4"),
+                   name="slow", requests=True)
+    fast, b = _run(run_cli, tmp_path, *SMALL, "--rate-scale", "6",
+                   sets=(*HBM_ONLY, "compute.flops_efficiency=0.6", "compute.bandwidth_efficiency=0.8"),
+                   name="fast", requests=True)
+    for column in ("instance", "cached_tokens", "preemptions", "input_tokens", "output_tokens"):
+        assert list(a[column]) == list(b[column]), column
+    for column in ("arrival", "scheduled", "prefill_done", "first_token", "last_token", "ttft_s", "e2e_s",
+                   "queue_s", "prefill_s", "first_decode_s"):
+        np.testing.assert_allclose(b[column], a[column] / 2, rtol=1e-9, atol=1e-12, err_msg=column)
+    assert _metrics(slow)["hits"] == _metrics(fast)["hits"]
+    assert math.isclose(_metrics(fast)["makespan_s"], _metrics(slow)["makespan_s"] / 2, rel_tol=1e-9)
+
+
+@pytest.mark.parametrize("mode", [(), ("--pd",)])
+def test_a_faster_gpu_never_raises_a_ttft_in_an_unloaded_run(run_cli, tmp_path, mode):
+    """Requests a minute apart (``--rate-scale 0.001``) meet an idle system: each TTFT is its own queue-free
+    prefill (plus, in PD, its KV transfer and first decode), each a step time that doubling both efficiencies
+    halves. No request's TTFT rises; the compute parts halve."""
+    argv = (*mode, *SMALL, "--rate-scale", "0.001")
+    slow, a = _run(run_cli, tmp_path, *argv, sets=("compute.flops_efficiency=0.3", "compute.bandwidth_efficiency=0.4"),
+                   name="slow", requests=True)
+    fast, b = _run(run_cli, tmp_path, *argv, sets=("compute.flops_efficiency=0.6", "compute.bandwidth_efficiency=0.8"),
+                   name="fast", requests=True)
+    assert (b.ttft_s <= a.ttft_s * (1 + 1e-12)).all()
+    assert (a.queue_s == 0).all() and (b.queue_s == 0).all()
+    np.testing.assert_allclose(b.prefill_s, a.prefill_s / 2, rtol=1e-9)
+    np.testing.assert_allclose(b.first_decode_s, a.first_decode_s / 2, rtol=1e-9)
+
+
+def test_unbounded_link_bandwidth_leaves_only_the_link_latency(run_cli, tmp_path):
+    """PD KV transfer over a link is latency + bytes / bandwidth (DESIGN Network). At 10^9 Gb/s the bytes term of
+    a few hundred MB is below 10^-8 s: each transferring request's kv_transfer part is the latency, 5 us here,
+    in the push mode that sends once prefill is done. Requests are a minute apart (one flow at a time)."""
+    report, a = _run(run_cli, tmp_path, "--pd", *SMALL, "--rate-scale", "0.001",
+                     sets=("network.bandwidth_gbps=1e9", "network.latency_us=5", "pd.transfer=push"),
+                     name="fast", requests=True)
+    moved = a.kv_transfer_bytes > 0
+    assert moved.sum() > 0
+    np.testing.assert_allclose(a.kv_transfer_s[moved], 5e-6, rtol=0, atol=1e-8)
+    assert (a.kv_transfer_s[~moved] == 0).all()
