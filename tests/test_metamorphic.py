@@ -201,3 +201,81 @@ def test_unbounded_link_bandwidth_leaves_only_the_link_latency(run_cli, tmp_path
     assert moved.sum() > 0
     np.testing.assert_allclose(a.kv_transfer_s[moved], 5e-6, rtol=0, atol=1e-8)
     assert (a.kv_transfer_s[~moved] == 0).all()
+
+
+# ----------------------------------------------------------------------------- seeds and determinism
+
+
+# Student t, 0.975 quantile, 2 degrees of freedom, as the NIST/SEMATECH e-Handbook table 1.3.6.7.2 gives it (3
+# decimals; experiments/confidence.py cites the same table). The exact value is 4.3026527 (scipy.stats.t.ppf).
+T_975_2 = 4.303
+
+
+@pytest.mark.parametrize("mode", [("--cache-only", "--capacity-blocks", "300"), ("--set", "serving.num_instances=1")])
+def test_seeds_report_the_mean_and_interval_of_the_separate_seed_runs(run_cli, tmp_path, mode):
+    """README Confidence: ``--seeds N`` repeats the run with seeds seed ... seed+N-1; ``metrics`` are the means and
+    ``metrics_ci95`` the Student-t 95% intervals. So ``--seed 5 --seeds 3`` reports the mean of the runs with
+    ``--seed`` 5, 6 and 7, and mean -/+ t(0.975, 2) x s / sqrt(3) around it."""
+    argv = (*mode, "--preset", "smoke", "--workload-limit", "40")
+    sets = ("workload.synthetic.kind=rag", "workload.synthetic.input_tokens_mean=64", "workload.synthetic.rate_rps=20")
+    pooled, _ = _run(run_cli, tmp_path, *argv, "--seed", "5", "--seeds", "3", sets=sets, name="pooled")
+    keys = ["hit_ratio"] + (["ttft_s.mean", "e2e_s.p50"] if "--cache-only" not in mode else [])
+    values = {key: [] for key in keys}
+    for seed in (5, 6, 7):
+        alone, _ = _run(run_cli, tmp_path, *argv, "--seed", str(seed), sets=sets, name=f"s{seed}")
+        for key in keys:
+            head, *rest = key.split(".")
+            values[key].append(_metrics(alone)[head][rest[0]] if rest else _metrics(alone)[head])
+    for key in keys:
+        head, *rest = key.split(".")
+        got = _metrics(pooled)[head][rest[0]] if rest else _metrics(pooled)[head]
+        mean, s = float(np.mean(values[key])), float(np.std(values[key], ddof=1))
+        assert s > 0, key  # the seed really changes the workload
+        assert math.isclose(got, mean, rel_tol=1e-12), (key, got, values[key])
+        lo, hi = pooled["runs"][0]["metrics_ci95"][key]
+        half = T_975_2 * s / math.sqrt(3)
+        assert math.isclose(lo, mean - half, rel_tol=1e-9, abs_tol=1e-12), (key, lo, mean - half)
+        assert math.isclose(hi, mean + half, rel_tol=1e-9, abs_tol=1e-12), (key, hi, mean + half)
+
+
+def test_cache_only_results_do_not_depend_on_arrival_times(run_cli, tmp_path, mooncake):
+    """README: the cache-only replay reads the requests' order, never their times (learned features aside), and
+    ``workload.arrivals`` keeps the order. So a drawn arrival process or another rate scale changes no metric of a
+    classic policy's replay."""
+    base, _ = _run(run_cli, tmp_path, "--cache-only", *mooncake, "--policy", "belady,s3fifo", "--capacity-blocks", "40",
+                   name="own")
+    for extra, sets in ((("--rate-scale", "7"), ()), ((), ("workload.arrivals.process=gamma", "workload.arrivals.cv=3"))):
+        other, _ = _run(run_cli, tmp_path, "--cache-only", *mooncake, "--policy", "belady,s3fifo", "--capacity-blocks",
+                        "40", *extra, sets=sets, name="other")
+        for a, b in zip(base["runs"], other["runs"]):
+            assert json.dumps(a["metrics"], sort_keys=True) == json.dumps(b["metrics"], sort_keys=True)
+
+
+def test_the_report_does_not_depend_on_the_string_hash_seed(tmp_path):
+    """DESIGN Determinism: no iteration over unordered sets where order changes results; Contract: everything
+    but ``timing`` is byte-identical for the same config, trace and seed. Python salts str hashes per process
+    (PYTHONHASHSEED), so two processes with different salts must write the same report: a cluster PD run over
+    sessions with the precise-prefix router and several tiers, where set or dict order could leak in."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    reports = []
+    for salt in ("1", "2"):
+        out = tmp_path / f"h{salt}.json"
+        argv = [sys.executable, "main.py", "--cluster", "--pd", "--preset", "smoke", "--workload-limit", "40",
+                "--set", "workload.synthetic.kind=multi-turn", "--set", "workload.synthetic.rate_rps=50",
+                "--set", "workload.synthetic.think_time_median_s=0.2", "--set", "cluster.num_racks=2",
+                "--set", "cluster.nodes_per_rack=2", "--set", "serving.num_gpu_blocks=64",
+                "--set", "cache.tiers.eic.capacity_gib=0.25", "--router", "precise-prefix,session-affinity",
+                "--quiet", "--no-plot", "--report-json", str(out)]
+        done = subprocess.run(argv, cwd=ROOT, env={**os.environ, "PYTHONHASHSEED": salt}, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        report = json.loads(out.read_text())
+        report.pop("timing")
+        assert check_report(report) == []
+        reports.append(json.dumps(report, sort_keys=True))
+    assert reports[0] == reports[1]
