@@ -149,29 +149,56 @@ def test_serving_runs_of_several_routers_equal_separate_runs(run_cli, tmp_path):
 # ----------------------------------------------------------------------------- time scaling of the whole model
 
 
-HBM_ONLY = ("cache.tiers.dram.capacity_gib=0", "cache.tiers.ssd.capacity_gib=0", "serving.num_instances=2")
+def _clock(speed: int, mode: tuple[str, ...]) -> tuple[str, ...]:
+    """Every rate of the timed model times ``speed`` and every latency over it (config.yaml defaults x speed):
+    compute (both roofline efficiencies: no constant term in a step, sim/serving/compute.py), tier reads and writes,
+    the SSD's shared queue, NICs, PCIe and the rack uplinks."""
+    keys = [f"compute.flops_efficiency={0.3 * speed}", f"compute.bandwidth_efficiency={0.4 * speed}"]
+    for tier, read, write, latency in (("dram", 50, 50, 5), ("ssd", 7, 5, 80), ("eic", 50, 50, 10)):
+        keys += [f"cache.tiers.{tier}.read_gbps={read * speed}", f"cache.tiers.{tier}.write_gbps={write * speed}",
+                 f"cache.tiers.{tier}.latency_us={latency / speed}"]
+    keys.append(f"cache.tiers.ssd.shared_read_gbps={7 * speed}")
+    if "--pd" in mode or "--cluster" in mode:
+        keys += [f"network.bandwidth_gbps={100 * speed}", f"network.latency_us={5 / speed}"]
+    if "--cluster" in mode:
+        keys += [f"hardware.pcie_gbps={63 * speed}", f"cluster.uplink_latency_us={1 / speed}",
+                 "cluster.num_racks=2", "cluster.nodes_per_rack=2", "hardware.gpus_per_node=2",
+                 "cache.tiers.eic.capacity_gib=4"]
+    return tuple(keys)
 
 
-def test_twice_the_gpu_speed_at_twice_the_rate_is_the_same_run_at_half_the_time(run_cli, tmp_path):
-    """The roofline step time is hypot(FLOPs / (peak x flops_efficiency), bytes / (bandwidth x
-    bandwidth_efficiency)) with no constant term (sim/serving/compute.py), so doubling both efficiencies halves
-    every step. With arrivals twice as fast too (``--rate-scale 2``) and no other clock in the run (HBM only,
-    tensor_parallel_size 1: no tier loads, no collectives), the simulation is the same run on a clock running at
-    twice the speed: every request's timestamps halve, and its scheduling decisions, hits and token counts are
-    unchanged."""
-    slow, a = _run(run_cli, tmp_path, *SMALL, "--rate-scale", "3",
-                   sets=(*HBM_ONLY, "compute.flops_efficiency=0.3", "compute.bandwidth_efficiency=0.4"),
-                   name="slow", requests=True)
-    fast, b = _run(run_cli, tmp_path, *SMALL, "--rate-scale", "6",
-                   sets=(*HBM_ONLY, "compute.flops_efficiency=0.6", "compute.bandwidth_efficiency=0.8"),
-                   name="fast", requests=True)
-    for column in ("instance", "cached_tokens", "preemptions", "input_tokens", "output_tokens"):
-        assert list(a[column]) == list(b[column]), column
-    for column in ("arrival", "scheduled", "prefill_done", "first_token", "last_token", "ttft_s", "e2e_s",
-                   "queue_s", "prefill_s", "first_decode_s"):
-        np.testing.assert_allclose(b[column], a[column] / 2, rtol=1e-9, atol=1e-12, err_msg=column)
-    assert _metrics(slow)["hits"] == _metrics(fast)["hits"]
-    assert math.isclose(_metrics(fast)["makespan_s"], _metrics(slow)["makespan_s"] / 2, rel_tol=1e-9)
+SHARED_PROMPTS = ("--preset", "smoke", "--workload-limit", "60", "--set", "workload.synthetic.kind=system-prompt",
+                  "--set", "workload.synthetic.num_prefixes=8", "--set", "workload.synthetic.prefix_tokens=2048",
+                  "--set", "workload.synthetic.input_tokens_mean=128", "--set", "workload.synthetic.output_tokens_mean=32",
+                  "--set", "workload.synthetic.rate_rps=10")
+
+
+@pytest.mark.parametrize("mode", [(), ("--pd",), ("--cluster", "--router", "round-robin"), ("--cluster", "--pd")],
+                         ids=["single", "pd", "cluster", "cluster-pd"])
+def test_a_system_twice_as_fast_at_twice_the_rate_is_the_same_run_at_half_the_time(run_cli, tmp_path, mode):
+    """Every duration in the timed model is a latency or bytes (FLOPs) over a rate, and arrivals are divided by
+    ``--rate-scale``. Doubling every rate, halving every latency and doubling the rate scale is the same
+    simulation on a clock twice as fast: each request's timestamps halve (exactly: halving is exact in binary
+    floating point), and its routing, cached tokens, preemptions and transferred bytes are unchanged. A time
+    constant hidden anywhere (a poll interval, a fixed overhead, a bin width used in a decision) breaks it. The
+    workload shares system prompts and the HBM is small, so lower-tier loads, cross-node fetches (cluster), KV
+    transfers (PD) and queueing all occur (asserted); round-robin spreads the prompts over the cluster's nodes."""
+    sets = ("serving.num_gpu_blocks=300", "cache.tiers.dram.capacity_gib=2", "cache.tiers.ssd.capacity_gib=8")
+    slow, a = _run(run_cli, tmp_path, *mode, *SHARED_PROMPTS, "--rate-scale", "3",
+                   sets=(*sets, *_clock(1, mode)), name="slow", requests=True)
+    fast, b = _run(run_cli, tmp_path, *mode, *SHARED_PROMPTS, "--rate-scale", "6",
+                   sets=(*sets, *_clock(2, mode)), name="fast", requests=True)
+    assert (a.queue_s > 0).any() and ((a.kv_load > 0) | (a.fetch > 0)).any()
+    assert "--pd" not in mode or (a.kv_transfer_bytes > 0).all()
+    assert "--cluster" not in mode or (a.fetch > 0).any()
+    for column in ("instance", "decode_instance", "cached_tokens", "preemptions", "kv_transfer_bytes",
+                   "input_tokens", "output_tokens"):
+        assert a[column].fillna(-1).tolist() == b[column].fillna(-1).tolist(), column
+    for column in ("arrival", "scheduled", "kv_load", "fetch", "prefill_done", "kv_ready", "first_token",
+                   "last_token", "ttft_s", "e2e_s", "queue_s", "prefill_s", "kv_transfer_s", "first_decode_s"):
+        np.testing.assert_array_equal(b[column], a[column] / 2, err_msg=column)
+    assert _metrics(slow)["hits"] == _metrics(fast)["hits"] > 0
+    assert _metrics(fast)["makespan_s"] == _metrics(slow)["makespan_s"] / 2
 
 
 @pytest.mark.parametrize("mode", [(), ("--pd",)])
