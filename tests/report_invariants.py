@@ -8,7 +8,8 @@ from a definition in ../shared/DESIGN.md (Contract: report JSON) or README.md, c
   request (README Serving: a request a configuration can never run is skipped and counted *before* the run);
 - no NaN or inf anywhere in the metrics (they become JSON null: DESIGN's report has numbers; an empty
   distribution is the only null allowed: ``tpot_s`` and ``itl_s`` when no request has two output tokens
-  (then generated tokens = requests), and an instance's MFU/MBU while busy when it never ran a step, README Reports);
+  (then generated tokens = requests), an instance's MFU/MBU while busy when it never ran a step, README Reports,
+  and a ``--max-rate`` search's missing bracket (its note says why) or rates in req/s of a workload with no own rate);
 - hits <= accesses, ``hit_ratio = hits / accesses``, per-tier (and per-location) hit ratios sum to it
   (DESIGN: "hits those served from any tier"), every ratio, fraction and utilisation in [0, 1]
   (tier read/write utilisation excepted: README Serving says a share above 1 is reported, by design);
@@ -69,7 +70,15 @@ def check_run(metrics: dict[str, Any], trace: dict[str, Any] | None, mode: str, 
     for path, value in _walk(metrics, ""):
         idle = (path.startswith("instances.each[") and path.endswith(("mfu_busy", "mbu_busy"))
                 and metrics["instances"]["each"][int(path[len("instances.each["):].split("]")[0])]["steps"] == 0)
-        if value is None and not path.startswith(("tpot_s.", "itl_s.")) and not idle:  # idle: no busy time, undefined
+        # --max-rate (README Max rate; experiments/maxrate.max_rate_run): a search in which every rate tried meets
+        # (or none does) has no failing (meeting) bracket, and says so in its note; a workload arriving all at once
+        # has no own rate, so no rate in req/s anywhere in the search
+        search = metrics.get("max_rate_search") or {}
+        unbracketed = path in ("max_rate_search.meets", "max_rate_search.fails") and "note" in search
+        no_rate = ((path == "max_rate_rps" or (path.startswith("max_rate_search.") and path.endswith(".rate_rps")))
+                   and metrics.get("max_rate_rps") is None)
+        if (value is None and not path.startswith(("tpot_s.", "itl_s.")) and not idle  # idle: no busy time, undefined
+                and not unbracketed and not no_rate):
             bad.append(f"{path} is null (NaN or inf)")
         if isinstance(value, float) and not math.isfinite(value):
             bad.append(f"{path} = {value}")

@@ -139,3 +139,17 @@ def test_the_checker_catches_each_kind_of_inconsistency(run_cli, tmp_path):
         corrupt(bad)
         found = check_report(bad)
         assert found and any(needle in v for v in found), (needle, found)
+
+
+def test_a_max_rate_search_that_never_fails_holds_its_invariants(run_cli, tmp_path):
+    """--max-rate where every rate tried meets the SLO (one-token prompts, a loose TTFT target): the search has no
+    failing bracket (``fails`` null, a note saying the answer is a lower bound), which is a report's documented
+    content, not a NaN; every other null would still be one."""
+    trace = _write(tmp_path, "edge.jsonl", EDGE_ROWS[:12])
+    report = _report(run_cli, tmp_path, "--max-rate", "--workload-trace", trace,
+                     sets=("slo.ttft_s=100", "workload.max_input_tokens=1"))
+    search = report["runs"][0]["metrics"]["max_rate_search"]
+    assert search["fails"] is None and "lower bound" in search["note"]
+    assert check_report(report) == []
+    search.pop("note")
+    assert any("max_rate_search.fails is null" in v for v in check_report(report))
