@@ -306,3 +306,87 @@ def test_the_report_does_not_depend_on_the_string_hash_seed(tmp_path):
         assert check_report(report) == []
         reports.append(json.dumps(report, sort_keys=True))
     assert reports[0] == reports[1]
+
+
+# ----------------------------------------------------------------------------- settings with a known direction
+
+
+def test_slo_targets_change_only_the_slo_metrics_and_a_looser_target_never_lowers_attainment(run_cli, tmp_path, mooncake):
+    """``slo.*`` are targets a finished request is judged against (README Reports), not inputs of the simulation:
+    other metrics are identical with any target or none; a request meeting a target meets every looser one, so
+    attainment and goodput never fall as ``slo.ttft_s`` grows."""
+    def without_slo(report):
+        return json.dumps({k: v for k, v in _metrics(report).items() if k not in ("slo_attainment", "goodput_rps")},
+                          sort_keys=True)
+    none, _ = _run(run_cli, tmp_path, *mooncake, "--workload-limit", "60", name="none")
+    seen = []
+    for ttft in (0.05, 0.5, 5, 50):
+        report, _ = _run(run_cli, tmp_path, *mooncake, "--workload-limit", "60",
+                         sets=(f"slo.ttft_s={ttft}", "slo.tpot_s=0.05"), name=f"slo{ttft}")
+        assert without_slo(report) == without_slo(none)
+        seen.append((_metrics(report)["slo_attainment"], _metrics(report)["goodput_rps"]))
+    assert seen == sorted(seen) and seen[0] < seen[-1], seen
+
+
+UNLOADED = ("--workload-trace", BUNDLED_AZURE, "--workload-limit", "40", "--rate-scale", "0.001")
+
+
+def test_layerwise_transfer_never_raises_an_unloaded_ttft(run_cli, tmp_path):
+    """README Serving: ``pd.transfer: layerwise`` overlaps the KV transfer with prefill compute (layer i crosses while
+    layer i+1 computes); ``push`` sends it all once prefill is done. Alone on the system (requests 1000x further
+    apart than the trace's), a request's TTFT under layerwise is never above push's and is below it whenever
+    there is a transfer to hide."""
+    _, push = _run(run_cli, tmp_path, "--pd", *UNLOADED, sets=("pd.transfer=push",), name="push", requests=True)
+    _, layer = _run(run_cli, tmp_path, "--pd", *UNLOADED, sets=("pd.transfer=layerwise",), name="layer", requests=True)
+    assert (push.queue_s == 0).all()
+    assert (layer.ttft_s <= push.ttft_s * (1 + 1e-12)).all()
+    assert (layer.ttft_s < push.ttft_s).sum() == (push.kv_transfer_bytes > 0).sum() > 0
+
+
+def test_an_fp8_kv_cache_halves_every_transferred_byte(run_cli, tmp_path):
+    """DESIGN: KV bytes per token are 2 x layers x kv_heads x head_dim x dtype_bytes, so an fp8 cache (1 byte) holds
+    and sends half the bytes of bf16 (2 bytes). With the same KV block count and requests alone on the system,
+    the same blocks move, at half the bytes each."""
+    sets = ("serving.num_gpu_blocks=2000",)
+    _, bf16 = _run(run_cli, tmp_path, "--pd", *UNLOADED, sets=sets, name="bf16", requests=True)
+    _, fp8 = _run(run_cli, tmp_path, "--pd", *UNLOADED, sets=(*sets, "serving.kv_cache_dtype=fp8"), name="fp8",
+                  requests=True)
+    assert (bf16.kv_transfer_bytes > 0).all()
+    assert (fp8.kv_transfer_bytes * 2 == bf16.kv_transfer_bytes).all()
+
+
+def test_the_trace_stats_reuse_ceiling_is_every_policy_at_unbounded_capacity(run_cli, tmp_path, mooncake):
+    """README: ``--trace-stats`` gives the reuse ceiling, ``infinite_cache_hit_ratio``: with room for every block
+    only first touches miss, so hits = accesses - unique blocks, whatever the policy (none ever evicts), and no
+    policy at a finite capacity does better."""
+    stats, _ = _run(run_cli, tmp_path, "--trace-stats", *mooncake, name="stats")
+    s = _metrics(stats)
+    policies = "lru,fifo,lfu,arc,s3fifo,sieve,belady"
+    for cap, name in ((10**8, "huge"), (200, "small")):
+        report, _ = _run(run_cli, tmp_path, "--cache-only", *mooncake, "--policy", policies, "--capacity-blocks",
+                         str(cap), name=name)
+        for run in report["runs"]:
+            m = run["metrics"]
+            assert m["accesses"] == s["accesses"]
+            if cap == 10**8:
+                assert m["hits"] == s["accesses"] - s["unique_blocks"] > 0, run["name"]
+                assert m["hit_ratio"] == s["infinite_cache_hit_ratio"], run["name"]
+            else:
+                assert m["hit_ratio"] <= s["infinite_cache_hit_ratio"], run["name"]
+
+
+@pytest.mark.parametrize("mode", [(), ("--pd",)], ids=["single", "pd"])
+def test_prefix_caching_never_raises_an_unloaded_ttft_and_off_means_no_hit(run_cli, tmp_path, mooncake, mode):
+    """vLLM's prefix cache (README Serving): a cached prefix skips its prefill compute; HBM-only, nothing is loaded
+    from below, so a request alone on the system (Poisson arrivals at one per 1000 s) never starts later nor
+    computes more with caching on. ``serving.enable_prefix_caching: false`` looks nothing up: no hits."""
+    sets = ("workload.arrivals.process=poisson", "workload.arrivals.rate_rps=0.001", "cache.tiers.dram.capacity_gib=0",
+            "cache.tiers.ssd.capacity_gib=0")
+    on_report, on = _run(run_cli, tmp_path, *mode, *mooncake, "--workload-limit", "60", sets=sets, name="on",
+                         requests=True)
+    off_report, off = _run(run_cli, tmp_path, *mode, *mooncake, "--workload-limit", "60",
+                           sets=(*sets, "serving.enable_prefix_caching=false"), name="off", requests=True)
+    assert (on.queue_s == 0).all() and (off.queue_s == 0).all()
+    assert _metrics(off_report)["hits"] == 0 < _metrics(on_report)["hits"]
+    assert (on.ttft_s <= off.ttft_s * (1 + 1e-12)).all()
+    assert (on.ttft_s < off.ttft_s).sum() == (on.cached_tokens > 0).sum() > 0
