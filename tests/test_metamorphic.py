@@ -441,3 +441,52 @@ def test_azure_gaps_keep_their_100_ns_digits(run_cli, tmp_path):
     _, table = _run(run_cli, tmp_path, "--workload-trace", BUNDLED_AZURE, "--workload-limit", "2", name="two",
                     requests=True)
     assert table.arrival.tolist() == [0.0, 4.314579]
+
+
+# ----------------------------------------------------------------------------- row order of a trace file
+
+
+def _timestamp_groups(path, rows: int) -> list[list[str]]:
+    import itertools
+
+    lines = path.read_text().splitlines()[:rows]
+    return [list(g) for _, g in itertools.groupby(lines, key=lambda line: json.loads(line)["timestamp"])]
+
+
+def test_shuffling_a_trace_file_keeping_equal_times_in_order_changes_no_run(run_cli, tmp_path, shared_data):
+    """The loader puts requests in arrival order, stably (equal timestamps keep file order: trace/loaders.py), and
+    nothing may depend on where a row sat in the file (block ids are interned in file order, so no policy, tie
+    break or router may depend on the id values). A file whose groups of equal-timestamp rows are shuffled, each
+    group kept in order, gives every run of the original, byte for byte."""
+    import random
+
+    groups = _timestamp_groups(shared_data / MOONCAKE, 400)
+    assert len(groups) > 20
+    original, shuffled = tmp_path / "original.jsonl", tmp_path / "shuffled.jsonl"
+    original.write_text("".join(line + "\n" for g in groups for line in g))
+    random.Random(1).shuffle(groups)
+    shuffled.write_text("".join(line + "\n" for g in groups for line in g))
+    for mode in (("--cache-only", "--capacity-blocks", "60", "--policy", "lru,fifo,lfu,arc,s3fifo,sieve,belady"),
+                 ("--cache-only", "--policy", "belady,lfu", "--set", "serving.num_gpu_blocks=40", "--set",
+                  "cache.tiers.dram.capacity_gib=1", "--set", "cache.inclusion=inclusive"),
+                 ("--pd",),
+                 ("--cluster", "--router", "precise-prefix,prefix-aware", "--set", "cluster.num_racks=2")):
+        a, _ = _run(run_cli, tmp_path, *mode, "--workload-trace", original, name="a")
+        b, _ = _run(run_cli, tmp_path, *mode, "--workload-trace", shuffled, name="b")
+        assert json.dumps(a["runs"], sort_keys=True) == json.dumps(b["runs"], sort_keys=True), mode
+
+
+def test_reordering_rows_of_equal_time_keeps_the_trace_statistics(run_cli, tmp_path, shared_data):
+    """Requests at one timestamp may be served in any order, but what ``--trace-stats`` counts does not depend on
+    it: requests, tokens, block accesses, distinct blocks and the infinite-cache hit ratio ((accesses - distinct) /
+    accesses, README) are sums and set sizes over the same rows."""
+    groups = _timestamp_groups(shared_data / MOONCAKE, 400)
+    assert max(len(g) for g in groups) > 1
+    forward, backward = tmp_path / "forward.jsonl", tmp_path / "backward.jsonl"
+    forward.write_text("".join(line + "\n" for g in groups for line in g))
+    backward.write_text("".join(line + "\n" for g in groups for line in reversed(g)))
+    a, _ = _run(run_cli, tmp_path, "--trace-stats", "--workload-trace", forward, name="f")
+    b, _ = _run(run_cli, tmp_path, "--trace-stats", "--workload-trace", backward, name="b")
+    assert json.dumps(_metrics(a), sort_keys=True) == json.dumps(_metrics(b), sort_keys=True)
+    m = _metrics(a)
+    assert m["infinite_cache_hit_ratio"] == (m["accesses"] - m["unique_blocks"]) / m["accesses"] > 0
