@@ -490,3 +490,38 @@ def test_reordering_rows_of_equal_time_keeps_the_trace_statistics(run_cli, tmp_p
     assert json.dumps(_metrics(a), sort_keys=True) == json.dumps(_metrics(b), sort_keys=True)
     m = _metrics(a)
     assert m["infinite_cache_hit_ratio"] == (m["accesses"] - m["unique_blocks"]) / m["accesses"] > 0
+
+
+# ----------------------------------------------------------------------------- experiments over the ordinary run
+
+
+def test_the_max_rate_run_is_the_plain_run_at_the_rate_it_reports(run_cli, tmp_path):
+    """README Max rate: the run reported is the highest one that meets, with ``max_rate_scale``; so its metrics are
+    those of a plain run at ``--rate-scale max_rate_scale`` (the search adds only the max_rate_* keys), and
+    ``max_rate_rps`` is that scale times the workload's own rate as ``--trace-stats`` reports it (``rate_mean_rps``:
+    requests / arrival span; experiments/execute.base_rate_rps)."""
+    argv = ("--workload-trace", BUNDLED_AZURE, "--workload-limit", "200")
+    sets = ("serving.num_instances=1", "slo.ttft_s=0.3", "slo.attainment=0.95")
+    searched, _ = _run(run_cli, tmp_path, *argv, "--max-rate", sets=sets, name="searched")
+    m = _metrics(searched)
+    scale = m["max_rate_scale"]
+    assert m["max_rate_search"]["meets"]["rate_scale"] == scale and m["max_rate_search"]["fails"] is not None
+    plain, table = _run(run_cli, tmp_path, *argv, "--rate-scale", repr(scale), sets=sets, name="plain", requests=True)
+    assert json.dumps({k: v for k, v in m.items() if not k.startswith("max_rate")}, sort_keys=True) == \
+        json.dumps(_metrics(plain), sort_keys=True)
+    stats, _ = _run(run_cli, tmp_path, "--trace-stats", *argv, name="stats")
+    assert math.isclose(m["max_rate_rps"], scale * _metrics(stats)["rate_mean_rps"], rel_tol=1e-12)
+    assert math.isclose(_metrics(stats)["rate_mean_rps"], 200 / (table.arrival.max() * scale), rel_tol=1e-12)  # by hand
+
+
+def test_a_drawn_rate_times_the_rate_scale_is_the_drawn_process_at_that_rate(run_cli, tmp_path):
+    """README Load: the arrival process draws gaps at ``workload.arrivals.rate_rps``; ``--rate-scale k`` then divides
+    every gap by k. Exponential gaps at rate r divided by k are exponential gaps at rate k r drawn from the same
+    stream (numpy draws scale x a standard exponential), so the arrivals agree."""
+    argv = ("--workload-trace", BUNDLED_AZURE, "--workload-limit", "50")
+    _, a = _run(run_cli, tmp_path, *argv, "--rate-scale", "4",
+                sets=("workload.arrivals.process=poisson", "workload.arrivals.rate_rps=2"), name="scaled", requests=True)
+    _, b = _run(run_cli, tmp_path, *argv, sets=("workload.arrivals.process=poisson", "workload.arrivals.rate_rps=8"),
+                name="direct", requests=True)
+    np.testing.assert_allclose(a.arrival, b.arrival, rtol=1e-12, atol=1e-12)
+    assert a.arrival.iloc[-1] > 0
