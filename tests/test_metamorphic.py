@@ -525,3 +525,19 @@ def test_a_drawn_rate_times_the_rate_scale_is_the_drawn_process_at_that_rate(run
                 name="direct", requests=True)
     np.testing.assert_allclose(a.arrival, b.arrival, rtol=1e-12, atol=1e-12)
     assert a.arrival.iloc[-1] > 0
+
+
+@pytest.mark.parametrize("model,tps", [("llama-3.1-8b", (1, 2, 4)), ("qwen2-7b", (1, 2, 4))])
+def test_kv_transfer_bytes_do_not_depend_on_the_tensor_parallel_degree(run_cli, tmp_path, model, tps):
+    """README Serving: at tensor_parallel_size N each rank holds 1/N of the KV heads (dividing them: no head
+    replicated) and sends its shard; together the N shards are the block's bytes at TP 1 (DESIGN: 2 x layers x
+    kv_heads x head_dim x dtype bytes a token). With the KV block count fixed and requests alone, every request
+    moves the same bytes at every TP degree. (MLA's latent is whole on every rank, and each rank sends its copy,
+    so DeepSeek's bytes grow with TP: sim/serving/run.py, as vLLM's per-rank transfers do.)"""
+    seen = {}
+    for tp in tps:
+        _, table = _run(run_cli, tmp_path, "--pd", *UNLOADED, sets=(f"model={model}", f"serving.tensor_parallel_size={tp}",
+                                                                   "serving.num_gpu_blocks=3000"), name=f"tp{tp}",
+                        requests=True)
+        seen[tp] = table.kv_transfer_bytes.tolist()
+    assert all(v == seen[1] for v in seen.values()) and min(seen[1]) > 0
