@@ -17,8 +17,8 @@ from a definition in ../shared/DESIGN.md (Contract: report JSON) or README.md, c
 - TTFT breakdown parts >= 0 and summing to ``ttft_s.mean`` (DESIGN: "means; they sum to ttft_s.mean");
 - goodput <= completed requests / makespan, ``slo_attainment = goodput * makespan / completed``;
 - makespan >= every request's e2e (makespan = last token - first arrival);
-- cache-only per-tier traffic: a lower tier's ``bytes_read = hits x block_bytes`` (README Policy study: bytes
-  moved per tier), ``tier_hit_ratio.<t> = tiers.<t>.hits / accesses``;
+- cache-only per-tier traffic: a lower tier's ``bytes_read = (hits + prefetches) x block_bytes`` (README Policy
+  study: bytes moved per tier; a session prefetch reads its blocks out ahead of their use), ``tier_hit_ratio.<t> = tiers.<t>.hits / accesses``;
 - timeseries: arrivals and completions each sum to the completed requests.
 Optional arguments add what the report alone cannot know (the workload's arrival span and token totals).
 """
@@ -181,8 +181,10 @@ def check_run(metrics: dict[str, Any], trace: dict[str, Any] | None, mode: str, 
             # --seeds: a mean ratio is not the ratio of the means (as for hit_ratio above)
             if not means and not _close(metrics["tier_hit_ratio"][name], t["hits"] / acc, abs_=1e-12):
                 bad.append(f"tier_hit_ratio.{name} != tiers.{name}.hits / accesses")
-            if name != "hbm" and bb is not None and t["bytes_read"] != t["hits"] * bb:
-                bad.append(f"tiers.{name}.bytes_read {t['bytes_read']} != hits x block_bytes {t['hits'] * bb}")
+            # a block leaves a lower tier when it is hit, or pulled up ahead of its use (cache.prefetch: session)
+            moved = t["hits"] + t.get("prefetches", 0)
+            if name != "hbm" and bb is not None and t["bytes_read"] != moved * bb:
+                bad.append(f"tiers.{name}.bytes_read {t['bytes_read']} != (hits + prefetches) x block_bytes {moved * bb}")
     return bad
 
 

@@ -153,3 +153,18 @@ def test_a_max_rate_search_that_never_fails_holds_its_invariants(run_cli, tmp_pa
     assert check_report(report) == []
     search.pop("note")
     assert any("max_rate_search.fails is null" in v for v in check_report(report))
+
+
+def test_a_session_prefetch_reads_its_blocks_out_of_the_lower_tier(run_cli, tmp_path):
+    """cache.prefetch: session pulls a turn's previous-turn blocks up to HBM before its lookup (README Policy study),
+    so a lower tier's bytes read are its hits and its prefetches, one 2 MiB block each (16 tokens x 128 KiB), on the
+    Bailian sample's chained turns with a 4-block HBM that evicts most prefetched blocks before their use."""
+    from conftest import ROOT
+
+    report = _report(run_cli, tmp_path, "--cache-only", "--workload-trace", ROOT / "tests/samples/bailian_qwen_blksz_16.jsonl",
+                     "--policy", "lfu", sets=("cache.tiers.dram.capacity_gib=0", "cache.tiers.ssd.capacity_gib=4",
+                                              "cache.inclusion=inclusive", "cache.prefetch=session",
+                                              "serving.num_gpu_blocks=4"))
+    ssd = report["runs"][0]["metrics"]["tiers"]["ssd"]
+    assert ssd["prefetches"] > 0 and ssd["bytes_read"] == (ssd["hits"] + ssd["prefetches"]) * 2 * 2**20
+    assert check_report(report) == []
