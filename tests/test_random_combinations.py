@@ -18,11 +18,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import BUNDLED_AZURE, SHARED_DATA
+from conftest import BUNDLED_AZURE, ROOT, SHARED_DATA
 from report_invariants import check_report
 
 TRACES = [str(BUNDLED_AZURE)] + [str(SHARED_DATA / "traces" / name) for name in (
-    "mooncake_conversation.jsonl", "splitwise_test_trace.csv", "llmservingsim_sharegpt_llama31_8b_300.jsonl")]
+    "mooncake_conversation.jsonl", "splitwise_test_trace.csv", "llmservingsim_sharegpt_llama31_8b_300.jsonl")] + [
+    str(ROOT / "tests" / "samples" / name) for name in (  # published variants: sessions, chat chains, 2024 Azure
+        "azure_llm_2024_1week.csv", "bailian_qwen_blksz_16.jsonl", "burstgpt_3.csv", "mooncake_arxiv.jsonl")]
 POLICIES = ["lru", "fifo", "lfu", "arc", "s3fifo", "sieve", "belady"]
 ROUTERS = ["round-robin", "least-loaded", "session-affinity", "prefix-aware", "precise-prefix"]
 MODES = {"single": [], "pd": ["--pd"], "cluster": ["--cluster"], "cluster-pd": ["--cluster", "--pd"],
