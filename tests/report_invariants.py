@@ -63,7 +63,7 @@ def _distributions(metrics: dict, path: str = ""):
 
 def check_run(metrics: dict[str, Any], trace: dict[str, Any] | None, mode: str, *,
               arrival_span_s: float | None = None, output_tokens: int | None = None,
-              input_tokens: int | None = None, means: bool = False) -> list[str]:
+              input_tokens: int | None = None, means: bool = False, kv_copies: int = 1) -> list[str]:
     bad: list[str] = []
     serving = mode != "cache-only"
     # no NaN / inf (null in JSON)
@@ -103,11 +103,15 @@ def check_run(metrics: dict[str, Any], trace: dict[str, Any] | None, mode: str, 
         if total != hits:
             bad.append(f"cluster.hit_blocks sum {total} != hits {hits}")
         # README Cluster: blocks and bytes fetched and KV-transferred by scope, of the same blocks
+        # (block_bytes: a block as a lower tier stores it, each distinct shard once.) A KV transfer sends every TP
+        # rank's shard: with MLA each rank holds the whole latent and sends its own copy (sim/serving/run.py), so
+        # kv_transfer_bytes = blocks x block_bytes x tensor_parallel_size there (kv_copies)
         bb = cl["block_bytes"]
         for kind in ("fetched", "kv_transfer"):
             for scope, n in cl[f"{kind}_blocks"].items():
-                if cl[f"{kind}_bytes"][scope] != n * bb:
-                    bad.append(f"cluster.{kind}_bytes.{scope} != {kind}_blocks x block_bytes")
+                if cl[f"{kind}_bytes"][scope] != n * bb * (kv_copies if kind == "kv_transfer" else 1):
+                    bad.append(f"cluster.{kind}_bytes.{scope} != {kind}_blocks x block_bytes"
+                               + (f" x {kv_copies} copies" if kind == "kv_transfer" and kv_copies > 1 else ""))
         if sum(cl["kv_transfer_bytes"].values()) != metrics.get("kv_transfer_bytes", 0):
             bad.append(f"cluster.kv_transfer_bytes sum {sum(cl['kv_transfer_bytes'].values())} != kv_transfer_bytes "
                        f"{metrics.get('kv_transfer_bytes', 0)}")
@@ -192,6 +196,12 @@ def check_report(report: dict[str, Any], **expect: Any) -> list[str]:
     """Every violation in ``report`` (a loaded ``--report-json``), each prefixed with its run's name."""
     bad: list[str] = []
     trace = report.get("trace")
+    config = report.get("config") or {}
+    if config.get("model") and config.get("serving", {}).get("tensor_parallel_size", 1) > 1:
+        from sim.specs import model_spec  # the model's shape (profiles/models.yaml), not a simulated result
+
+        if model_spec(config["model"]).is_mla:
+            expect = {**expect, "kv_copies": config["serving"]["tensor_parallel_size"]}
     if trace and trace.get("request_range"):
         # workload.range_start/end keep requests [lo, hi) of the valid ones (trace.request_range); the rest are
         # neither used nor skipped. Of [lo, hi), only the serving admission skips (README Serving) leave.

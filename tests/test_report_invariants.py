@@ -168,3 +168,18 @@ def test_a_session_prefetch_reads_its_blocks_out_of_the_lower_tier(run_cli, tmp_
     ssd = report["runs"][0]["metrics"]["tiers"]["ssd"]
     assert ssd["prefetches"] > 0 and ssd["bytes_read"] == (ssd["hits"] + ssd["prefetches"]) * 2 * 2**20
     assert check_report(report) == []
+
+
+def test_an_mla_model_sends_a_latent_copy_per_tp_rank_in_cluster_pd(run_cli, tmp_path):
+    """DeepSeek's latent is whole on every TP rank (README Configuration) and each rank sends its own copy in a PD
+    transfer (sim/serving/run.py, sim/cluster/run.py), while ``cluster.block_bytes`` is a block as a lower tier
+    stores it (once): at TP 2 the KV-transfer bytes are blocks x block_bytes x 2. The checker once took them for
+    blocks x block_bytes (found by the random-combination hunt)."""
+    trace = _write(tmp_path, "edge.jsonl", EDGE_ROWS)
+    report = _report(run_cli, tmp_path, "--cluster", "--pd", "--workload-trace", trace,
+                     sets=("model=deepseek-v2-lite", "serving.tensor_parallel_size=2", "serving.num_gpu_blocks=40",
+                           "cluster.nodes_per_rack=2", "hardware.gpus_per_node=4"))
+    cl = report["runs"][0]["metrics"]["cluster"]
+    moved = sum(cl["kv_transfer_blocks"].values())
+    assert moved > 0 and sum(cl["kv_transfer_bytes"].values()) == moved * cl["block_bytes"] * 2
+    assert check_report(report) == []
