@@ -8,7 +8,8 @@ from a definition in ../shared/DESIGN.md (Contract: report JSON) or README.md, c
   request (README Serving: a request a configuration can never run is skipped and counted *before* the run);
 - no NaN or inf anywhere in the metrics (they become JSON null: DESIGN's report has numbers; an empty
   distribution is the only null allowed: ``tpot_s`` and ``itl_s`` when no request has two output tokens
-  (then generated tokens = requests), and an instance's MFU/MBU while busy when it never ran a step, README Reports);
+  (then generated tokens = requests), an instance's MFU/MBU while busy when it never ran a step, README Reports,
+  and a ``--max-rate`` search's missing bracket (its note says why) or rates in req/s of a workload with no own rate);
 - hits <= accesses, ``hit_ratio = hits / accesses``, per-tier (and per-location) hit ratios sum to it
   (DESIGN: "hits those served from any tier"), every ratio, fraction and utilisation in [0, 1]
   (tier read/write utilisation excepted: README Serving says a share above 1 is reported, by design);
@@ -16,8 +17,8 @@ from a definition in ../shared/DESIGN.md (Contract: report JSON) or README.md, c
 - TTFT breakdown parts >= 0 and summing to ``ttft_s.mean`` (DESIGN: "means; they sum to ttft_s.mean");
 - goodput <= completed requests / makespan, ``slo_attainment = goodput * makespan / completed``;
 - makespan >= every request's e2e (makespan = last token - first arrival);
-- cache-only per-tier traffic: a lower tier's ``bytes_read = hits x block_bytes`` (README Policy study: bytes
-  moved per tier), ``tier_hit_ratio.<t> = tiers.<t>.hits / accesses``;
+- cache-only per-tier traffic: a lower tier's ``bytes_read = (hits + prefetches) x block_bytes`` (README Policy
+  study: bytes moved per tier; a session prefetch reads its blocks out ahead of their use), ``tier_hit_ratio.<t> = tiers.<t>.hits / accesses``;
 - timeseries: arrivals and completions each sum to the completed requests.
 Optional arguments add what the report alone cannot know (the workload's arrival span and token totals).
 """
@@ -62,14 +63,22 @@ def _distributions(metrics: dict, path: str = ""):
 
 def check_run(metrics: dict[str, Any], trace: dict[str, Any] | None, mode: str, *,
               arrival_span_s: float | None = None, output_tokens: int | None = None,
-              input_tokens: int | None = None, means: bool = False) -> list[str]:
+              input_tokens: int | None = None, means: bool = False, kv_copies: int = 1) -> list[str]:
     bad: list[str] = []
     serving = mode != "cache-only"
     # no NaN / inf (null in JSON)
     for path, value in _walk(metrics, ""):
         idle = (path.startswith("instances.each[") and path.endswith(("mfu_busy", "mbu_busy"))
                 and metrics["instances"]["each"][int(path[len("instances.each["):].split("]")[0])]["steps"] == 0)
-        if value is None and not path.startswith(("tpot_s.", "itl_s.")) and not idle:  # idle: no busy time, undefined
+        # --max-rate (README Max rate; experiments/maxrate.max_rate_run): a search in which every rate tried meets
+        # (or none does) has no failing (meeting) bracket, and says so in its note; a workload arriving all at once
+        # has no own rate, so no rate in req/s anywhere in the search
+        search = metrics.get("max_rate_search") or {}
+        unbracketed = path in ("max_rate_search.meets", "max_rate_search.fails") and "note" in search
+        no_rate = ((path == "max_rate_rps" or (path.startswith("max_rate_search.") and path.endswith(".rate_rps")))
+                   and metrics.get("max_rate_rps") is None)
+        if (value is None and not path.startswith(("tpot_s.", "itl_s.")) and not idle  # idle: no busy time, undefined
+                and not unbracketed and not no_rate):
             bad.append(f"{path} is null (NaN or inf)")
         if isinstance(value, float) and not math.isfinite(value):
             bad.append(f"{path} = {value}")
@@ -94,11 +103,15 @@ def check_run(metrics: dict[str, Any], trace: dict[str, Any] | None, mode: str, 
         if total != hits:
             bad.append(f"cluster.hit_blocks sum {total} != hits {hits}")
         # README Cluster: blocks and bytes fetched and KV-transferred by scope, of the same blocks
+        # (block_bytes: a block as a lower tier stores it, each distinct shard once.) A KV transfer sends every TP
+        # rank's shard: with MLA each rank holds the whole latent and sends its own copy (sim/serving/run.py), so
+        # kv_transfer_bytes = blocks x block_bytes x tensor_parallel_size there (kv_copies)
         bb = cl["block_bytes"]
         for kind in ("fetched", "kv_transfer"):
             for scope, n in cl[f"{kind}_blocks"].items():
-                if cl[f"{kind}_bytes"][scope] != n * bb:
-                    bad.append(f"cluster.{kind}_bytes.{scope} != {kind}_blocks x block_bytes")
+                if cl[f"{kind}_bytes"][scope] != n * bb * (kv_copies if kind == "kv_transfer" else 1):
+                    bad.append(f"cluster.{kind}_bytes.{scope} != {kind}_blocks x block_bytes"
+                               + (f" x {kv_copies} copies" if kind == "kv_transfer" and kv_copies > 1 else ""))
         if sum(cl["kv_transfer_bytes"].values()) != metrics.get("kv_transfer_bytes", 0):
             bad.append(f"cluster.kv_transfer_bytes sum {sum(cl['kv_transfer_bytes'].values())} != kv_transfer_bytes "
                        f"{metrics.get('kv_transfer_bytes', 0)}")
@@ -169,10 +182,13 @@ def check_run(metrics: dict[str, Any], trace: dict[str, Any] | None, mode: str, 
     if not serving and acc and "tiers" in metrics:
         bb = metrics.get("block_bytes")
         for name, t in metrics["tiers"].items():
-            if not _close(metrics["tier_hit_ratio"][name], t["hits"] / acc, abs_=1e-12):
+            # --seeds: a mean ratio is not the ratio of the means (as for hit_ratio above)
+            if not means and not _close(metrics["tier_hit_ratio"][name], t["hits"] / acc, abs_=1e-12):
                 bad.append(f"tier_hit_ratio.{name} != tiers.{name}.hits / accesses")
-            if name != "hbm" and bb is not None and t["bytes_read"] != t["hits"] * bb:
-                bad.append(f"tiers.{name}.bytes_read {t['bytes_read']} != hits x block_bytes {t['hits'] * bb}")
+            # a block leaves a lower tier when it is hit, or pulled up ahead of its use (cache.prefetch: session)
+            moved = t["hits"] + t.get("prefetches", 0)
+            if name != "hbm" and bb is not None and t["bytes_read"] != moved * bb:
+                bad.append(f"tiers.{name}.bytes_read {t['bytes_read']} != (hits + prefetches) x block_bytes {moved * bb}")
     return bad
 
 
@@ -180,6 +196,12 @@ def check_report(report: dict[str, Any], **expect: Any) -> list[str]:
     """Every violation in ``report`` (a loaded ``--report-json``), each prefixed with its run's name."""
     bad: list[str] = []
     trace = report.get("trace")
+    config = report.get("config") or {}
+    if config.get("model") and config.get("serving", {}).get("tensor_parallel_size", 1) > 1:
+        from sim.specs import model_spec  # the model's shape (profiles/models.yaml), not a simulated result
+
+        if model_spec(config["model"]).is_mla:
+            expect = {**expect, "kv_copies": config["serving"]["tensor_parallel_size"]}
     if trace and trace.get("request_range"):
         # workload.range_start/end keep requests [lo, hi) of the valid ones (trace.request_range); the rest are
         # neither used nor skipped. Of [lo, hi), only the serving admission skips (README Serving) leave.

@@ -172,6 +172,12 @@ CASES: dict[str, Case] = {
     # a trace replayed at its own times draws nothing from the seed: N identical runs, a zero-width "interval"
     "seeds_on_a_replayed_trace": Case(["--cache-only", "--workload-trace", "{azure}", "--workload-limit", "20", "--seeds", "3"],
                                       names=("--seeds", "cache-only", "same run")),
+    # a drawn process at the workload's own rate, of requests that all arrive at once (no rate): the line named
+    # neither the process nor the trace's cause before (found by tests/test_random_combinations.py)
+    "arrivals_drawn_without_a_rate": Case([*TRACE_STATS, "--workload-trace", "{tmp}/t.jsonl", "--set",
+                                           "workload.arrivals.process=gamma"],
+                                          names=("workload.arrivals.process", "gamma", "workload.arrivals.rate_rps"),
+                                          files={"t.jsonl": mooncake(5, 600, 5, [1, 2]) + mooncake(5, 100, 1, [3])}),
     # cache-only reads the requests' order, never their times: drawn arrivals change nothing there either
     "seeds_on_a_trace_cache_only_poisson": Case(["--cache-only", "--workload-trace", "{azure}", "--workload-limit", "20",
                                                  "--set", "workload.arrivals.process=poisson", "--seeds", "2"],

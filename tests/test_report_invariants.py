@@ -139,3 +139,47 @@ def test_the_checker_catches_each_kind_of_inconsistency(run_cli, tmp_path):
         corrupt(bad)
         found = check_report(bad)
         assert found and any(needle in v for v in found), (needle, found)
+
+
+def test_a_max_rate_search_that_never_fails_holds_its_invariants(run_cli, tmp_path):
+    """--max-rate where every rate tried meets the SLO (one-token prompts, a loose TTFT target): the search has no
+    failing bracket (``fails`` null, a note saying the answer is a lower bound), which is a report's documented
+    content, not a NaN; every other null would still be one."""
+    trace = _write(tmp_path, "edge.jsonl", EDGE_ROWS[:12])
+    report = _report(run_cli, tmp_path, "--max-rate", "--workload-trace", trace,
+                     sets=("slo.ttft_s=100", "workload.max_input_tokens=1"))
+    search = report["runs"][0]["metrics"]["max_rate_search"]
+    assert search["fails"] is None and "lower bound" in search["note"]
+    assert check_report(report) == []
+    search.pop("note")
+    assert any("max_rate_search.fails is null" in v for v in check_report(report))
+
+
+def test_a_session_prefetch_reads_its_blocks_out_of_the_lower_tier(run_cli, tmp_path):
+    """cache.prefetch: session pulls a turn's previous-turn blocks up to HBM before its lookup (README Policy study),
+    so a lower tier's bytes read are its hits and its prefetches, one 2 MiB block each (16 tokens x 128 KiB), on the
+    Bailian sample's chained turns with a 4-block HBM that evicts most prefetched blocks before their use."""
+    from conftest import ROOT
+
+    report = _report(run_cli, tmp_path, "--cache-only", "--workload-trace", ROOT / "tests/samples/bailian_qwen_blksz_16.jsonl",
+                     "--policy", "lfu", sets=("cache.tiers.dram.capacity_gib=0", "cache.tiers.ssd.capacity_gib=4",
+                                              "cache.inclusion=inclusive", "cache.prefetch=session",
+                                              "serving.num_gpu_blocks=4"))
+    ssd = report["runs"][0]["metrics"]["tiers"]["ssd"]
+    assert ssd["prefetches"] > 0 and ssd["bytes_read"] == (ssd["hits"] + ssd["prefetches"]) * 2 * 2**20
+    assert check_report(report) == []
+
+
+def test_an_mla_model_sends_a_latent_copy_per_tp_rank_in_cluster_pd(run_cli, tmp_path):
+    """DeepSeek's latent is whole on every TP rank (README Configuration) and each rank sends its own copy in a PD
+    transfer (sim/serving/run.py, sim/cluster/run.py), while ``cluster.block_bytes`` is a block as a lower tier
+    stores it (once): at TP 2 the KV-transfer bytes are blocks x block_bytes x 2. The checker once took them for
+    blocks x block_bytes (found by the random-combination hunt)."""
+    trace = _write(tmp_path, "edge.jsonl", EDGE_ROWS)
+    report = _report(run_cli, tmp_path, "--cluster", "--pd", "--workload-trace", trace,
+                     sets=("model=deepseek-v2-lite", "serving.tensor_parallel_size=2", "serving.num_gpu_blocks=40",
+                           "cluster.nodes_per_rack=2", "hardware.gpus_per_node=4"))
+    cl = report["runs"][0]["metrics"]["cluster"]
+    moved = sum(cl["kv_transfer_blocks"].values())
+    assert moved > 0 and sum(cl["kv_transfer_bytes"].values()) == moved * cl["block_bytes"] * 2
+    assert check_report(report) == []

@@ -35,7 +35,8 @@ def draw_arrivals(arrival_s: np.ndarray, workload: WorkloadConfig, rng: np.rando
         return arrival_s
     rate = arrivals.rate_rps if arrivals.rate_rps is not None else mean_rate(arrival_s)
     if rate is None:
-        raise ConfigError("every request arrives at the same time: set workload.arrivals.rate_rps to draw arrivals")
+        raise ConfigError(f"config key 'workload.arrivals.process'={arrivals.process} draws at the workload's own rate, "
+                          "but every request arrives at the same time: set workload.arrivals.rate_rps")
     if arrivals.process == "poisson":
         gaps = rng.exponential(1.0 / rate, n - 1)
     elif arrivals.process == "gamma":

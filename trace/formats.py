@@ -54,7 +54,9 @@ BURSTGPT_SESSION_COLUMNS = ("Session ID", "Conversation ID", "session_id", "conv
 class Chunk:
     """Parsed rows of one chunk, as flat arrays (validation decides which rows are kept)."""
 
-    arrival: np.ndarray  # float64 in the format's unit (datetime formats: seconds since epoch)
+    arrival: np.ndarray  # float64 in the format's unit; datetime formats: int64 nanoseconds since the epoch (exact:
+    # as float seconds since the epoch, ~1.7e9, one ulp is 238 ns, so 100 ns Azure times and the gaps between them
+    # were rounded; load_trace subtracts the first in integers before it divides)
     input_tokens: np.ndarray
     output_tokens: np.ndarray
     session: pa.Array | None = None  # text labels, null where a row has none
@@ -173,11 +175,11 @@ def _datetime_ns(text: pa.Array) -> np.ndarray | None:
 
 
 def _parse_datetimes(raw) -> tuple[np.ndarray, np.ndarray]:
-    """Seconds since the epoch (UTC) of ISO 8601 texts, and a reason per row."""
+    """Nanoseconds since the epoch (UTC, int64) of ISO 8601 texts (0 where a text is bad), and a reason per row."""
     if isinstance(raw, pa.Array):
         ns = _datetime_ns(raw)
         if ns is not None:
-            return ns / 1e9, np.zeros(len(ns), dtype=np.int8)
+            return ns.astype(np.int64, copy=False), np.zeros(len(ns), dtype=np.int8)
     import pandas as pd
 
     if isinstance(raw, pa.Array):
@@ -191,7 +193,7 @@ def _parse_datetimes(raw) -> tuple[np.ndarray, np.ndarray]:
     parsed = parsed.where((parsed >= utc_min) & (parsed <= utc_max)).dt.as_unit("ns")
     bad = ~missing & parsed.isna().to_numpy()
     reason = np.where(missing, CODE["missing_value"], np.where(bad, CODE["bad_timestamp"], 0)).astype(np.int8)
-    arrival = np.where(parsed.isna(), np.nan, parsed.to_numpy(dtype="datetime64[ns]").astype(np.int64) / 1e9)
+    arrival = np.where(parsed.isna(), 0, parsed.to_numpy(dtype="datetime64[ns]").astype(np.int64))
     return arrival, reason
 
 

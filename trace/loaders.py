@@ -301,9 +301,11 @@ def load_trace(workload: WorkloadConfig, block_size: int, sha256: str | None = N
     def cat(attr: str, dtype) -> np.ndarray:
         return np.concatenate([getattr(c, attr) for c in kept]).astype(dtype)
 
-    arrival = cat("arrival", np.float64)
+    # datetime formats: int64 ns since the epoch (trace.formats.Chunk), made relative in integers, then seconds
+    arrival = cat("arrival", np.float64 if time_unit is not None else np.int64)
     if time_unit is not None:
-        arrival = arrival * TIME_UNITS[time_unit]
+        arrival = arrival / round(1 / TIME_UNITS[time_unit])  # divided by 1000, not times 0.001 (inexact): 3750 ms
+        # is 3.75 s, not 3.7500000000000004, as the same time written in seconds is
     input_tokens = cat("input_tokens", np.int64)
     output_tokens = cat("output_tokens", np.int64)
     n = len(arrival)
@@ -318,6 +320,8 @@ def load_trace(workload: WorkloadConfig, block_size: int, sha256: str | None = N
     if order is not None:
         arrival, input_tokens, output_tokens, session = arrival[order], input_tokens[order], output_tokens[order], session[order]
     arrival = arrival - arrival[0]
+    if time_unit is None:
+        arrival = arrival / 1e9
 
     def ordered(lists: IdLists) -> IdLists:
         return lists if order is None else lists.take(order)
