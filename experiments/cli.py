@@ -29,9 +29,6 @@ def check_experiment_flags(args: argparse.Namespace, mode: str) -> None:
         raise InputError("--seeds applies to simulation runs, not to --mrc")
     if (args.max_rate or args.seeds) and args.requests_csv:
         raise InputError("--requests-csv does not combine with --max-rate or --seeds (they run many times)")
-    if mode in ("sweep", "plan") and args.policy:
-        raise InputError(f"--policy does not apply to --{mode}: " + ("make cache.policy an axis" if mode == "sweep"
-                                                                      else "set cache.policy in the plan"))
 
 
 def searched_runner(args: argparse.Namespace, mode: str) -> Callable:

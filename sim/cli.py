@@ -283,13 +283,20 @@ def select_mode(args: argparse.Namespace) -> str:
     return "cache-only" if args.mrc else "single"  # --mrc implies --cache-only
 
 
+# What to do instead, where a flag has an equivalent in the mode that does not take it
+FLAG_HINTS = {("policy", "sweep"): "make cache.policy an axis of the sweep",
+              ("policy", "plan"): "set cache.policy in the plan file"}
+
+
 def check_flags(args: argparse.Namespace, parser: argparse.ArgumentParser, mode: str) -> None:
     """Every flag given is used by ``mode`` (the ``FLAG_MODES`` table), and the flags agree with each other (the
     experiment flags' rules among themselves are ``experiments.cli.check_experiment_flags``, which main.py calls next)."""
     for dest, modes in FLAG_MODES.items():
         if getattr(args, dest) != parser.get_default(dest) and mode not in modes:
             users = ", ".join(MODE_FLAGS[m] for m in MODES if m in modes)
-            raise InputError(f"{flag_name(dest)} is not used by {MODE_FLAGS[mode]} (it applies to {users})")
+            hint = FLAG_HINTS.get((dest, mode))
+            raise InputError(f"{flag_name(dest)} is not used by {MODE_FLAGS[mode]} (it applies to {users})"
+                             + (f": {hint}" if hint else ""))
     if mode not in EXPERIMENTS:
         here = CLUSTER_PD if mode == "cluster" and args.pd else mode
         for setting in args.sets:

@@ -162,6 +162,8 @@ CASES: dict[str, Case] = {
                                              "--plot-dir", "{tmp}/p"], names=("--plot-dir", "--check-calibration")),
     "max_rate_with_cache_only": Case(["--cache-only", "--max-rate"], names=("--max-rate", "--cache-only")),
     "resume_without_sweep": Case(["--pd", "--resume"], names=("--resume", "--pd")),
+    "policy_flag_in_a_sweep_says_make_it_an_axis": Case(["--sweep", "experiments/examples/sweep_policies.yaml",
+                                                          "--policy", "lru"], names=("--policy", "an axis")),
     "jobs_with_single": Case(["--jobs", "2"], names=("--jobs",)),
     "seeds_past_the_largest_seed": Case(["--cache-only", "--seed", str(2**63 - 1), "--seeds", "2"], names=("--seeds", "largest seed")),
     "seeds_below_two": Case(["--cache-only", "--seeds", "1"], names=("--seeds",)),
