@@ -153,3 +153,27 @@ def test_precise_prefix_counts_the_prefill_a_cached_prefix_saves(tmp_path):
         "cluster.router=precise-prefix"])
     metrics = run_cluster(trace, config)[0].metrics
     assert (metrics["accesses"], metrics["hits"]) == (13, 4)
+
+
+def test_precise_prefix_fetch_estimate_pays_a_sources_latency_once(tmp_path):
+    # Mooncake's conductor prices a prefix's transfer as the transfer _fetch makes: one per source tier, so
+    # the path's latency counts once, not once per block. One node, 1 GPU, its SSD the only lower tier (80 us,
+    # 7 GB/s shared read: config.yaml's NVMe Gen4), PCIe 63 GB/s, no queue. A 4-block prompt (block 512,
+    # 2,048 tokens) whose first 3 blocks the SSD holds: compute 2,048 - 3 x 512 = 512 tokens, fetch 3 blocks.
+    path = tmp_path / "one.jsonl"
+    path.write_text(json.dumps({"timestamp": 0, "input_length": 2048, "output_length": 4, "hash_ids": [1, 2, 3, 4]})
+                    + "\n")
+    trace, config = _trace_and_config([
+        f"workload.trace={path}", "cluster.num_racks=1", "cluster.nodes_per_rack=1", "hardware.gpus_per_node=1",
+        "cache.tiers.dram.capacity_gib=0", "cache.tiers.eic.capacity_gib=0", "cluster.router=precise-prefix"])
+    run = ClusterRun(trace, config)
+    run.instance(0)
+    (ssd,) = run.node_tiers[0]
+    block = run.stored_bytes  # the block's bytes in a lower tier
+    fetch = 80e-6 + 3 * block / 7e9  # the SSD is the path's slowest link (PCIe: 63 GB/s, no latency)
+    assert max(80e-6 + 3 * block / 7e9, 3 * block / 63e9) == fetch
+    expected = 512 / run.prefill_rate + fetch
+    got = run.estimated_ttft_s(0, np.array([0, 1, 2, 3]), np.full(3, ssd.index), 2048)
+    assert got == pytest.approx(expected, rel=1e-12)
+    # (per block, as before: 3 x (80 us + block / 7 GB/s), 160 us more)
+    assert got < 512 / run.prefill_rate + 3 * (80e-6 + block / 7e9) - 150e-6
