@@ -177,3 +177,23 @@ def test_precise_prefix_fetch_estimate_pays_a_sources_latency_once(tmp_path):
     assert got == pytest.approx(expected, rel=1e-12)
     # (per block, as before: 3 x (80 us + block / 7 GB/s), 160 us more)
     assert got < 512 / run.prefill_rate + 3 * (80e-6 + block / 7e9) - 150e-6
+
+
+def test_a_one_instance_cluster_serves_as_the_single_node_mode():
+    # One rack, one node of one GPU, HBM only, overloaded (the smoke multi-turn workload into 200 blocks):
+    # the same instance, scheduler and prefix cache as `--set serving.num_instances=1`, so every request's
+    # timing and the prompt tokens its cache served are the same. (Its `hits` are not: the cluster counts the
+    # blocks held when a request arrives, the single mode those its admission uses; see the README.)
+    from sim.serving.run import run_serving
+
+    sets = ["workload.limit=200", "hardware.gpus_per_node=1", "serving.num_gpu_blocks=200",
+            "cache.tiers.dram.capacity_gib=0", "cache.tiers.ssd.capacity_gib=0", "cluster.router=round-robin",
+            "serving.num_instances=1"]
+    trace, config = _trace_and_config([*sets, "cluster.num_racks=1", "cluster.nodes_per_rack=1"])
+    cluster, cluster_table = run_cluster(trace, config)
+    single, single_table = run_serving(trace, config, "single")
+    assert cluster.metrics["ttft_breakdown_s"]["queue"] > 1.0  # requests queue: arrival is not admission
+    for name in ("scheduled", "first_token", "last_token", "cached_tokens"):
+        np.testing.assert_array_equal(getattr(cluster_table, name), getattr(single_table, name), err_msg=name)
+    for key in ("requests_completed", "accesses", "token_hit_ratio", "ttft_s", "e2e_s", "tpot_s"):
+        assert cluster.metrics[key] == single.metrics[key], key
