@@ -169,7 +169,8 @@ class ClusterConfig:
     # One more switch tier each way (leaf -> spine -> leaf): ~1 us, above 400G switch datasheets'
     # sub-microsecond port-to-port latency (e.g. NVIDIA Quantum-2: 130 ns).
     uplink_latency_us: float = domain(1.0, **LATENCY)
-    # prefix-aware router (SGLang's cache-aware router, sgl-router defaults): route by cached prefix when
+    # prefix-aware router (SGLang's cache-aware router; defaults: sgl-router v0.1's Python Router, 0.50 / 32 /
+    # 1.0001; today's sgl-router router_args.py has 0.3 / 64 / 1.5): route by cached prefix when
     # the matched fraction exceeds cache_threshold, unless loads are imbalanced: max - min load >
     # balance_abs_threshold and max > balance_rel_threshold x min (then the least loaded).
     cache_threshold: float = domain(0.5, ge=0, le=1)

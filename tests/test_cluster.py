@@ -153,3 +153,47 @@ def test_precise_prefix_counts_the_prefill_a_cached_prefix_saves(tmp_path):
         "cluster.router=precise-prefix"])
     metrics = run_cluster(trace, config)[0].metrics
     assert (metrics["accesses"], metrics["hits"]) == (13, 4)
+
+
+def test_precise_prefix_fetch_estimate_pays_a_sources_latency_once(tmp_path):
+    # Mooncake's conductor prices a prefix's transfer as the transfer _fetch makes: one per source tier, so
+    # the path's latency counts once, not once per block. One node, 1 GPU, its SSD the only lower tier (80 us,
+    # 7 GB/s shared read: config.yaml's NVMe Gen4), PCIe 63 GB/s, no queue. A 4-block prompt (block 512,
+    # 2,048 tokens) whose first 3 blocks the SSD holds: compute 2,048 - 3 x 512 = 512 tokens, fetch 3 blocks.
+    path = tmp_path / "one.jsonl"
+    path.write_text(json.dumps({"timestamp": 0, "input_length": 2048, "output_length": 4, "hash_ids": [1, 2, 3, 4]})
+                    + "\n")
+    trace, config = _trace_and_config([
+        f"workload.trace={path}", "cluster.num_racks=1", "cluster.nodes_per_rack=1", "hardware.gpus_per_node=1",
+        "cache.tiers.dram.capacity_gib=0", "cache.tiers.eic.capacity_gib=0", "cluster.router=precise-prefix"])
+    run = ClusterRun(trace, config)
+    run.instance(0)
+    (ssd,) = run.node_tiers[0]
+    block = run.stored_bytes  # the block's bytes in a lower tier
+    fetch = 80e-6 + 3 * block / 7e9  # the SSD is the path's slowest link (PCIe: 63 GB/s, no latency)
+    assert max(80e-6 + 3 * block / 7e9, 3 * block / 63e9) == fetch
+    expected = 512 / run.prefill_rate + fetch
+    got = run.estimated_ttft_s(0, np.array([0, 1, 2, 3]), np.full(3, ssd.index), 2048)
+    assert got == pytest.approx(expected, rel=1e-12)
+    # (per block, as before: 3 x (80 us + block / 7 GB/s), 160 us more)
+    assert got < 512 / run.prefill_rate + 3 * (80e-6 + block / 7e9) - 150e-6
+
+
+def test_a_one_instance_cluster_serves_as_the_single_node_mode():
+    # One rack, one node of one GPU, HBM only, overloaded (the smoke multi-turn workload into 200 blocks):
+    # the same instance, scheduler and prefix cache as `--set serving.num_instances=1`, so every request's
+    # timing and the prompt tokens its cache served are the same. (Its `hits` are not: the cluster counts the
+    # blocks held when a request arrives, the single mode those its admission uses; see the README.)
+    from sim.serving.run import run_serving
+
+    sets = ["workload.limit=200", "hardware.gpus_per_node=1", "serving.num_gpu_blocks=200",
+            "cache.tiers.dram.capacity_gib=0", "cache.tiers.ssd.capacity_gib=0", "cluster.router=round-robin",
+            "serving.num_instances=1"]
+    trace, config = _trace_and_config([*sets, "cluster.num_racks=1", "cluster.nodes_per_rack=1"])
+    cluster, cluster_table = run_cluster(trace, config)
+    single, single_table = run_serving(trace, config, "single")
+    assert cluster.metrics["ttft_breakdown_s"]["queue"] > 1.0  # requests queue: arrival is not admission
+    for name in ("scheduled", "first_token", "last_token", "cached_tokens"):
+        np.testing.assert_array_equal(getattr(cluster_table, name), getattr(single_table, name), err_msg=name)
+    for key in ("requests_completed", "accesses", "token_hit_ratio", "ttft_s", "e2e_s", "tpot_s"):
+        assert cluster.metrics[key] == single.metrics[key], key

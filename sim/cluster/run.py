@@ -227,8 +227,9 @@ class ClusterRun(ServingRun):
             return RACK
         return NODE
 
-    def _block_seconds(self, tier: int, inst_id: int) -> float:
-        """Seconds per block from ``tier`` to instance ``inst_id`` on the slowest link of the path, alone."""
+    def _path_seconds(self, tier: int, inst_id: int, nbytes: float) -> float:
+        """Seconds to bring ``nbytes`` from ``tier`` into instance ``inst_id``'s HBM as one transfer, alone: the
+        slowest link of the path (each link's latency once, as ``_fetch`` sends a source's blocks together)."""
         kind, rack, node, holder = self._place[tier]
         if kind == HBM:
             return 0.0 if holder == inst_id else float("inf")
@@ -238,21 +239,38 @@ class ClusterRun(ServingRun):
             models.append(self.net)
         if rack != self.topo.rack_of(inst_id):
             models.append(self.uplink_model)
-        return max(model.isolated_time(self.stored_bytes) for model in models)
+        return max(model.isolated_time(nbytes) for model in models)
+
+    def _block_seconds(self, tier: int, inst_id: int) -> float:
+        """Seconds per block from ``tier`` to instance ``inst_id`` on the slowest link of the path, alone."""
+        return self._path_seconds(tier, inst_id, self.stored_bytes)
+
+    def _cheapest_holders(self, offsets: np.ndarray, tiers: np.ndarray, inst_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """(cost, tier) per key of a CSR of holders: each key's cheapest holder seen from ``inst_id`` (ties: the
+        first listed) and its seconds per block (inf: only other instances' HBM hold it)."""
+        unique = np.unique(tiers)
+        cost = np.array([self._block_seconds(int(t), inst_id) for t in unique])
+        ranked = cost[np.searchsorted(unique, tiers)]
+        best_cost = np.minimum.reduceat(ranked, offsets[:-1])
+        pos = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+        first = np.flatnonzero(ranked == best_cost[pos])
+        _, take = np.unique(pos[first], return_index=True)
+        return best_cost, tiers[first[take]]
 
     def estimated_ttft_s(self, inst_id: int, offsets: np.ndarray, tiers: np.ndarray, prompt_tokens: int) -> float:
         """Mooncake's conductor estimate of a prompt's TTFT at ``inst_id``, from the held prefix (CSR of
         holders): its queued prompt tokens and this prompt's tokens past the prefix it can reach (blocks
         in its HBM, or fetchable from a DRAM/SSD/EIC holder, up to the first that is neither) over the
-        prefill rate, plus the time to fetch the reachable blocks, each from its cheapest holder."""
+        prefill rate, plus the time to fetch the reachable blocks, each from its cheapest holder (one transfer
+        per holder)."""
         reachable, fetch_s = 0, 0.0
         if len(tiers):
-            unique = np.unique(tiers)
-            cost = np.array([self._block_seconds(int(t), inst_id) for t in unique])
-            per_block = np.minimum.reduceat(cost[np.searchsorted(unique, tiers)], offsets[:-1])
+            per_block, best = self._cheapest_holders(offsets, tiers, inst_id)
             unreachable = np.flatnonzero(~np.isfinite(per_block))
             reachable = int(unreachable[0]) if len(unreachable) else len(per_block)
-            fetch_s = float(per_block[:reachable].sum())
+            # one transfer per source tier, as ``_fetch`` sends them: a path's latency counts once, not per block
+            for t, count in zip(*np.unique(best[:reachable], return_counts=True), strict=True):
+                fetch_s += self._path_seconds(int(t), inst_id, int(count) * self.stored_bytes)
         compute = max(1, prompt_tokens - reachable * self.config.serving.block_size)  # the last token is always computed
         return (int(self.queued_tokens[inst_id]) + compute) / self.prefill_rate + fetch_s
 
@@ -312,15 +330,7 @@ class ClusterRun(ServingRun):
         if n_local < len(keys):
             found, offsets, tiers = self.holders(keys[n_local:], self.shared_tier_candidates())
             if found:
-                unique = np.unique(tiers)
-                cost = np.array([self._block_seconds(int(t), inst.index) for t in unique])
-                ranked = cost[np.searchsorted(unique, tiers)]
-                best_cost = np.minimum.reduceat(ranked, offsets[:-1])
-                # the first holder of each key at its best cost
-                pos = np.repeat(np.arange(found), np.diff(offsets))
-                first = np.flatnonzero(ranked == best_cost[pos])
-                _, take = np.unique(pos[first], return_index=True)
-                best = tiers[first[take]]
+                best = self._cheapest_holders(offsets, tiers, inst.index)[1]  # the first holder at the best cost
                 for t, count in zip(*np.unique(best, return_counts=True), strict=True):
                     kind, t_rack, t_node, _ = self._place[int(t)]
                     self.hit_blocks[kind, self._scope(kind, t_rack, t_node, inst.index)] += int(count)
