@@ -121,12 +121,13 @@ def test_small_kv_memory_preempts_and_still_finishes():
 
 
 def test_decode_preemption_with_one_sequence_slot_still_finishes():
-    # PD, one sequence slot and 10 KV blocks of 16 tokens per instance, three 64 + 90-token requests
+    # PD, one sequence slot and 10 usable KV blocks of 16 tokens per instance (11 less vLLM's null block), three
+    # 64 + 90-token requests
     # (each fits alone): the decode instance preempts its running request while the next one's KV
     # holds blocks in the ready queue; that one must take the freed slot, not leave the instance idle
     n = 3
     trace = make_trace(np.arange(n) * 1e-3, [64] * n, [90] * n)
-    config = load_config(None, sets=["pd.num_prefill=1", "pd.num_decode=1", "serving.num_gpu_blocks=10",
+    config = load_config(None, sets=["pd.num_prefill=1", "pd.num_decode=1", "serving.num_gpu_blocks=11",
                                      "serving.max_num_seqs=1"])
     result, requests = run_serving(trace, config, "pd")
     assert result.metrics["requests_completed"] == n and result.metrics["preemptions"] > 0
@@ -266,12 +267,12 @@ def test_layerwise_transfers_share_their_link(run_cli, tmp_path):
 @pytest.mark.parametrize("reserve_full_isl", [True, False])
 def test_a_waiting_request_is_admitted_when_its_whole_sequence_fits(reserve_full_isl):
     """vLLM's scheduler_reserve_full_isl (KVCacheManager.allocate_slots(full_sequence_must_fit=True)): by hand, 10
-    blocks of 16 tokens, 48 tokens a step, two 96-token prompts (6 blocks each) and 4 output tokens. A prefills in
+    usable blocks of 16 tokens (11 less vLLM's null block), 48 tokens a step, two 96-token prompts (6 blocks each) and 4 output tokens. A prefills in
     steps 1-2 (6 blocks) and its first decode takes a 7th block (token 97), leaving 3 free, while B waits for budget.
     B's first 47-token chunk (3 blocks) would fit those 3, its whole prompt (6) would not: with the gate B waits until
     A has finished and freed its 7 blocks, without it B starts in step 3, and growing its prompt into blocks that A
     holds preempts it (vLLM: the last-admitted running request)."""
-    config = load_config(None, sets=["serving.num_instances=1", "serving.num_gpu_blocks=10", "serving.block_size=16",
+    config = load_config(None, sets=["serving.num_instances=1", "serving.num_gpu_blocks=11", "serving.block_size=16",
                                      "serving.max_num_batched_tokens=48", "serving.max_num_seqs=2",
                                      f"serving.scheduler_reserve_full_isl={str(reserve_full_isl).lower()}"])
     _, requests = run_serving(make_trace([0.0, 0.0], [96, 96], [4, 4]), config, "single")
@@ -280,3 +281,24 @@ def test_a_waiting_request_is_admitted_when_its_whole_sequence_fits(reserve_full
         assert requests.scheduled[1] == requests.last_token[0] and list(requests.preemptions) == [0, 0]
     else:  # B starts in step 3, when A's first token is out, and is preempted
         assert requests.scheduled[1] == requests.first_token[0] and list(requests.preemptions) == [0, 1]
+
+
+@pytest.mark.parametrize("num_gpu_blocks, b_waits", [(9, False), (8, True)])
+def test_the_null_block_is_not_given_to_requests(num_gpu_blocks, b_waits):
+    """vLLM's BlockPool takes one of its num_gpu_blocks as the null block (vllm/v1/core/block_pool.py), so requests
+    share num_gpu_blocks - 1. By hand, blocks of 16 tokens, two 64-token prompts (4 blocks each, one output token)
+    arriving together, one step's budget for both: with 9 blocks (8 usable) both start in step 1; with 8 (7 usable)
+    B's 4 blocks do not fit beside A's, so it waits for A to finish and free them. KV usage is over the usable
+    blocks (vLLM's BlockPool.get_usage: 1 - free / (num_gpu_blocks - 1)); the report keeps vLLM's num_gpu_blocks."""
+    config = load_config(None, sets=["serving.num_instances=1", f"serving.num_gpu_blocks={num_gpu_blocks}",
+                                     "serving.block_size=16", "serving.max_num_batched_tokens=2048",
+                                     "serving.enable_prefix_caching=false"])
+    result, requests = run_serving(make_trace([0.0, 0.0], [64, 64], [1, 1]), config, "single")
+    assert requests.scheduled[0] == 0.0
+    if b_waits:
+        assert requests.scheduled[1] == requests.last_token[0] > 0.0
+    else:
+        assert requests.scheduled[1] == 0.0
+    instance = result.metrics["instances"]
+    assert instance["kv_blocks_each"] == num_gpu_blocks
+    assert instance["each"][0]["kv_usage_peak"] == pytest.approx((4 if b_waits else 8) / (num_gpu_blocks - 1))

@@ -60,6 +60,17 @@ def check_serving_settings(config: Config) -> None:
                           "serving modes size HBM from serving.num_gpu_blocks or GPU memory (set it to null)")
 
 
+# vLLM's BlockPool takes block 0 of its ``num_gpu_blocks`` as the placeholder ``null_block`` (popped from the free
+# queue in ``BlockPool.__init__``, vllm/v1/core/block_pool.py, never allocated to a request; ``get_usage`` divides
+# by ``num_gpu_blocks - 1``): a request can hold one block fewer than vLLM reports.
+NULL_BLOCKS = 1
+
+
+def usable_kv_blocks(config: Config) -> int:
+    """KV blocks one serving instance can give requests: vLLM's ``num_gpu_blocks`` less its null block."""
+    return hbm_capacity_blocks(config) - NULL_BLOCKS
+
+
 class ServingRun:
     """Builds the instances for a mode, feeds the trace's arrivals and fills the request table."""
 
@@ -83,7 +94,8 @@ class ServingRun:
         self.arena = TierArena(future=next_use, max_keys=self.num_blocks)
         self._next_use = next_use
         self.shared_tiers = self._lower_tiers()
-        self.hbm_blocks = hbm_capacity_blocks(config)
+        self.hbm_blocks = hbm_capacity_blocks(config)  # vLLM's num_gpu_blocks (as reported)
+        self.usable_blocks = usable_kv_blocks(config)  # less its null block
         # A trace whose blocks never repeat cannot hit: skip cache bookkeeping (same timing and hits).
         reusable = trace.num_unique_blocks < trace.num_accesses
         self.shared_blocks = reusable  # else no two requests hold the same block: pools only count
@@ -129,13 +141,13 @@ class ServingRun:
     def _instance(self, index: int, role: str, compute, lower: list | None = None) -> Instance:
         """An instance with its own HBM tier over ``lower`` tiers (default: the run's shared ones)."""
         hbm = tier_from_config(self.arena, "hbm", self.config.cache.tiers.hbm, self.config.cache.policy,
-                               self.hbm_blocks, self._next_use, self._predicted)
+                               self.usable_blocks, self._next_use, self._predicted)
         lower = self.shared_tiers if lower is None else lower
         cache = build_cache([hbm, *lower], self.stored_bytes,
                             inclusive=self.config.cache.inclusion == "inclusive",
                             track_positions=self._next_use is not None or self._predicted is not None,
                             num_blocks=self.num_blocks)
-        inst = Instance(index, role, self.engine, self.config.serving, self.hbm_blocks, cache, compute, self.table,
+        inst = Instance(index, role, self.engine, self.config.serving, self.usable_blocks, cache, compute, self.table,
                         self.itl, on_prefill_done=self._prefill_done, on_finish=self._finished,
                         prefix_caching=self.prefix_caching, shared_blocks=self.shared_blocks)
         dp = self.config.serving.data_parallel_size
@@ -343,15 +355,15 @@ def admit(trace: Trace, config: Config) -> dict[str, int]:
     Checked once, vectorised over the trace, before any instance is built. Under
     ``workload.strict_validation`` the first such request is an error instead. Returns the counts.
     """
-    capacity = hbm_capacity_blocks(config)
+    capacity = usable_kv_blocks(config)
     block = config.serving.block_size
     if capacity <= 0:
-        raise ConfigError(f"no KV block of {block} tokens fits in one instance's memory (serving.num_gpu_blocks, "
-                          f"gpu_memory_utilization, tensor_parallel_size)")
+        raise ConfigError(f"no KV block of {block} tokens fits in one instance's memory beside vLLM's null block "
+                          f"(serving.num_gpu_blocks, gpu_memory_utilization, tensor_parallel_size)")
     limits = {
         "exceeds_max_model_len": (lambda tokens: tokens > max_model_len(config), _model_len_limit(config)),
         "exceeds_kv_capacity": (lambda tokens: -(-tokens // block) > capacity,
-                                f"{capacity:,} KV blocks of {block} tokens per instance"),
+                                f"{capacity:,} usable KV blocks of {block} tokens per instance"),
     }
     skipped = {}
     for reason, (never_runs, limit) in limits.items():
