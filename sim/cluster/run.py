@@ -8,7 +8,8 @@ idle rack, node or GPU costs nothing but a few counters.
 
 Before a request reaches its instance's scheduler its cached prefix is *fetched* (vLLM's KV
 connector: the request waits for its remote KV, then is scheduled): each block of the prompt's
-longest prefix held anywhere is classified once, by where its cheapest copy is:
+longest prefix held anywhere, as far as the scheduler can use it (``kv_cache_manager.prefix_hit``: full blocks; a
+block-aligned prompt's last block only when it is not in this HBM), is classified once, by where its cheapest copy is:
 
 - ``instance``: the instance's HBM (cached, or in use by a running request);
 - ``node``: its node's DRAM or SSD;
