@@ -131,6 +131,11 @@ CASES: dict[str, Case] = {
     "arrival_span_absurd": Case(trace_stats(), names=("t.csv", "time_unit"),
                                 files={"t.csv": "request_id,request_type,application_id,arrival_timestamp,batch_size,"
                                                 "prompt_size,token_size\n0,2,0,0,1,100,8\n1,2,0,1e15,1,100,8\n"}),
+    # datetimes 550 years apart: their span in int64 nanoseconds (the loader's exact arithmetic) overflows 2^63 ns
+    # (292 years); it wrapped negative and the trace-stats bins crashed instead of the span's error
+    "azure_datetime_span_beyond_int64_ns": Case(trace_stats(), names=("t.csv", "34 years"),
+                                                files={"t.csv": f"{AZURE_HEADER}1700-01-01 00:00:00,100,10\n"
+                                                                "2250-01-01 00:00:00,100,10\n"}),
     "synthetic_rate_tiny": setting("workload.synthetic.rate_rps=1e-12", mode=("--trace-stats", "--no-plot")),
     "prefetch_in_a_serving_mode": Case(["--pd", "--preset", "smoke", "--set", "cache.prefetch=session", "--quiet"],
                                        names=("cache.prefetch", "--cache-only")),

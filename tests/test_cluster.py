@@ -197,3 +197,43 @@ def test_a_one_instance_cluster_serves_as_the_single_node_mode():
         np.testing.assert_array_equal(getattr(cluster_table, name), getattr(single_table, name), err_msg=name)
     for key in ("requests_completed", "accesses", "token_hit_ratio", "ttft_s", "e2e_s", "tpot_s"):
         assert cluster.metrics[key] == single.metrics[key], key
+
+
+ONE_GPU_CLUSTER = ["cluster.num_racks=1", "cluster.nodes_per_rack=1", "hardware.gpus_per_node=1",
+                   "serving.num_instances=1", "serving.block_size=16"]
+
+
+def test_cluster_counts_the_hits_the_scheduler_serves():
+    """A one-GPU cluster counts the prefix hits the single-node scheduler does (kv_cache_manager.prefix_hit, vLLM's
+    get_computed_blocks): by hand, blocks of 16, HBM only; a 32-token prompt cached whole serves 1 block (its last
+    block is recomputed), a 40-token one 2 of its 3 (a partial block never hits): 3 hits of 2 + 2 + 3 + 3 = 10
+    lookups. The fetch counted every held block (5 hits) while the scheduler served 3."""
+    from tests.test_serving import make_trace
+
+    a, c = [1, 2], [5, 6, 7]
+    trace = make_trace([0.0, 50.0, 100.0, 150.0], [32, 32, 40, 40], [2] * 4, block_lists=[a, a, c, c])
+    result, requests = run_cluster(trace, load_config(None, sets=ONE_GPU_CLUSTER))
+    m = result.metrics
+    assert requests.cached_tokens.tolist() == [0, 16, 0, 32]
+    assert (m["accesses"], m["hits"], m["cluster"]["hit_blocks"]["hbm"]["instance"]) == (10, 3, 3)
+    assert m["hit_ratio"] == pytest.approx(3 / 10)
+
+
+@pytest.mark.parametrize("inclusion", ["exclusive", "inclusive"])
+def test_cluster_serves_a_fetched_last_block_as_a_lower_tier_does(inclusion):
+    """A block-aligned prompt whose last block is fetched from DRAM is served whole, its last token recomputed, as
+    on a single node (prefix_hit's lower-tier case; vLLM's OffloadingConnector loads tokens // block_size blocks).
+    By hand, 6 HBM blocks of 16: A (32 tokens, blocks 1-2) finishes; B (64 tokens, 4 blocks + 1 for its output)
+    pushes A's blocks down, so A's prompt again finds block 1 in HBM and block 2 in DRAM: 2 hits (1 HBM, 1 DRAM)
+    of 2 + 4 + 2 lookups, 31 tokens cached. The cluster loaded block 2 and then recomputed it (16 tokens cached)."""
+    from tests.test_serving import make_trace
+
+    a, b = [1, 2], [3, 4, 5, 6]
+    trace = make_trace([0.0, 50.0, 100.0], [32, 64, 32], [2] * 3, block_lists=[a, b, a])
+    result, requests = run_cluster(trace, load_config(None, sets=[*ONE_GPU_CLUSTER, "serving.num_gpu_blocks=6",
+                                                                  f"cache.inclusion={inclusion}"]))
+    m = result.metrics
+    assert requests.cached_tokens.tolist() == [0, 0, 31]
+    assert m["token_hit_ratio"] == pytest.approx(31 / 128)
+    assert (m["hits"], m["cluster"]["hit_blocks"]["hbm"]["instance"], m["cluster"]["hit_blocks"]["dram"]["node"],
+            m["cluster"]["fetched_blocks"]["node"]) == (2, 1, 1, 1)

@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 from sim.config import WorkloadConfig
+from sim.config_fields import INT64_MAX  # datetimes are int64 nanoseconds (trace.formats.Chunk)
 from sim.config_rules import request_token_bound
 from sim.errors import QUOTE_LIMIT, ConfigError, TraceError, quote
 from trace import blocks as bm
@@ -319,6 +320,10 @@ def load_trace(workload: WorkloadConfig, block_size: int, sha256: str | None = N
     order = None if (np.diff(arrival) >= 0).all() else np.argsort(arrival, kind="stable")
     if order is not None:
         arrival, input_tokens, output_tokens, session = arrival[order], input_tokens[order], output_tokens[order], session[order]
+    if time_unit is None and int(arrival[-1]) - int(arrival[0]) > INT64_MAX:
+        # datetimes more than 2^63 ns (292 years) apart: their span overflows int64 (it wrapped negative); float is
+        # exact enough for a span the workload refuses anyway (trace.workload.MAX_TRACE_SPAN_S)
+        arrival = arrival.astype(np.float64)
     arrival = arrival - arrival[0]
     if time_unit is None:
         arrival = arrival / 1e9

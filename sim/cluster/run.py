@@ -8,7 +8,8 @@ idle rack, node or GPU costs nothing but a few counters.
 
 Before a request reaches its instance's scheduler its cached prefix is *fetched* (vLLM's KV
 connector: the request waits for its remote KV, then is scheduled): each block of the prompt's
-longest prefix held anywhere is classified once, by where its cheapest copy is:
+longest prefix held anywhere, as far as the scheduler can use it (``kv_cache_manager.prefix_hit``: full blocks; a
+block-aligned prompt's last block only when it is not in this HBM), is classified once, by where its cheapest copy is:
 
 - ``instance``: the instance's HBM (cached, or in use by a running request);
 - ``node``: its node's DRAM or SSD;
@@ -43,6 +44,7 @@ from sim.config import Config
 from sim.errors import ConfigError
 from sim.serving.compute import StepShape
 from sim.serving.instance import DECODE, PREFILL, UNIFIED, Instance, Job
+from sim.serving.kv_cache_manager import prefix_hit
 from sim.serving.network import AnalyticNetwork, Link, network_model
 from sim.serving.run import ServingRun, decode_rank
 from trace.request import Trace
@@ -316,7 +318,13 @@ class ClusterRun(ServingRun):
         if not self.prefix_caching or not len(keys):
             inst.submit(job)
             return
-        levels = inst.kv.cache.lookup_prefix(keys, inst.pool)
+        # only the blocks the request can be served, as the scheduler finds them (``prefix_hit``): the prompt's full
+        # blocks, the last of a block-aligned prompt not from this HBM (it is recomputed; a lower tier serves it)
+        full = keys[: job.input_tokens // inst.kv.block_size]
+        levels = inst.kv.cache.lookup_prefix(full, inst.pool)
+        served, _ = prefix_hit(levels, job.input_tokens, job.input_tokens, inst.kv.block_size)
+        if served < len(levels):
+            levels, full = levels[:served], full[:served]
         n_local = len(levels)
         sources: dict[int, int] = {}  # source tier -> blocks
         lower = np.flatnonzero(levels > 0)
@@ -327,8 +335,8 @@ class ClusterRun(ServingRun):
                 sources[inst.kv.cache.tiers[int(level)].index] = int(count)
         hits = n_local
         remote_keys = _EMPTY
-        if n_local < len(keys):
-            found, offsets, tiers = self.holders(keys[n_local:], self.shared_tier_candidates())
+        if n_local < len(full):
+            found, offsets, tiers = self.holders(full[n_local:], self.shared_tier_candidates())
             if found:
                 best = self._cheapest_holders(offsets, tiers, inst.index)[1]  # the first holder at the best cost
                 for t, count in zip(*np.unique(best, return_counts=True), strict=True):
@@ -343,6 +351,7 @@ class ClusterRun(ServingRun):
         if not sources:
             inst.submit(job)
             return
+        job.external = hits  # loaded before it is scheduled: a block-aligned last block among them is served
         # blocks that leave a lower tier or another location, deepest first so prefixes stay more recent
         moved = np.concatenate([keys[:n_local][lower], remote_keys])[::-1]
         pending = [len(sources)]

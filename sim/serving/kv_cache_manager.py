@@ -61,7 +61,8 @@ def usable_prefix_blocks(tokens: int, block_size: int) -> int:
     return max(0, tokens - 1) // block_size
 
 
-def prefix_hit(levels: Sequence[int], tokens: int, prompt_tokens: int, block_size: int) -> tuple[int, int]:
+def prefix_hit(levels: Sequence[int], tokens: int, prompt_tokens: int, block_size: int,
+               external: int = 0) -> tuple[int, int]:
     """(blocks, tokens) a request of ``tokens`` tokens takes from its prompt's matched prefix (``levels``: the tier
     of each matched block, 0 for HBM), as vLLM v1 finds them: only the prompt's full blocks (kvsim caches no
     generated tokens, so after a preemption the output's blocks are recomputed); HBM blocks up to
@@ -69,10 +70,13 @@ def prefix_hit(levels: Sequence[int], tokens: int, prompt_tokens: int, block_siz
     (an offloading KV connector, e.g. vLLM's ``OffloadingConnector.get_num_new_matched_tokens``) serves whole
     blocks up to ``tokens // block_size``, so a last block it holds is loaded, and when every token is then
     computed the scheduler recomputes the last one (``Scheduler._update_waiting_for_remote_kv``:
-    ``num_computed_tokens -= 1``). A partial last block never hits."""
+    ``num_computed_tokens -= 1``). A partial last block never hits. ``external``: the prompt's first blocks that a KV
+    connector loaded into HBM before the request was scheduled (the cluster's fetch, ``ClusterRun._fetch``); they
+    are HBM blocks now, and a last block among them was served by the lower tier it came from."""
     levels = levels[: prompt_tokens // block_size]
     usable = min(len(levels), usable_prefix_blocks(tokens, block_size))
-    if usable < len(levels) and usable * block_size + block_size == tokens and levels[usable] > 0:
+    if (usable < len(levels) and usable * block_size + block_size == tokens
+            and (levels[usable] > 0 or usable < external)):
         return usable + 1, tokens - 1
     return usable, usable * block_size
 
@@ -132,7 +136,7 @@ class KVCacheManager:
         levels: list[int] = []
         if self.prefix_caching:  # blocks in use by running requests count as HBM hits
             levels = self.cache.lookup_prefix(job.prompt_ids, self.pool).tolist()
-        hit, tokens = prefix_hit(levels, job.target, job.input_tokens, self.block_size)
+        hit, tokens = prefix_hit(levels, job.target, job.input_tokens, self.block_size, job.external)
         served = levels[:hit]
         per_tier: dict[int, int] = {}
         for level in served:
