@@ -223,14 +223,14 @@ def test_cluster_counts_the_hits_the_scheduler_serves():
 def test_cluster_serves_a_fetched_last_block_as_a_lower_tier_does(inclusion):
     """A block-aligned prompt whose last block is fetched from DRAM is served whole, its last token recomputed, as
     on a single node (prefix_hit's lower-tier case; vLLM's OffloadingConnector loads tokens // block_size blocks).
-    By hand, 6 HBM blocks of 16: A (32 tokens, blocks 1-2) finishes; B (64 tokens, 4 blocks + 1 for its output)
+    By hand, 6 usable HBM blocks of 16 (num_gpu_blocks 7 less vLLM's null block): A (32 tokens, blocks 1-2) finishes; B (64 tokens, 4 blocks + 1 for its output)
     pushes A's blocks down, so A's prompt again finds block 1 in HBM and block 2 in DRAM: 2 hits (1 HBM, 1 DRAM)
     of 2 + 4 + 2 lookups, 31 tokens cached. The cluster loaded block 2 and then recomputed it (16 tokens cached)."""
     from tests.test_serving import make_trace
 
     a, b = [1, 2], [3, 4, 5, 6]
     trace = make_trace([0.0, 50.0, 100.0], [32, 64, 32], [2] * 3, block_lists=[a, b, a])
-    result, requests = run_cluster(trace, load_config(None, sets=[*ONE_GPU_CLUSTER, "serving.num_gpu_blocks=6",
+    result, requests = run_cluster(trace, load_config(None, sets=[*ONE_GPU_CLUSTER, "serving.num_gpu_blocks=7",
                                                                   f"cache.inclusion={inclusion}"]))
     m = result.metrics
     assert requests.cached_tokens.tolist() == [0, 0, 31]
