@@ -120,14 +120,15 @@ REMOTE_ROWS = [(0, 1500, [1, 2, 3]), (10_000, 1000, [20, 21]), (20_000, 2000, [3
 
 
 def _remote_run(run_cli, tmp_path, *extra: str) -> dict:
-    """REMOTE_ROWS on 2 nodes x 1 GPU (round-robin: r0, r2 -> node 0; r1, r3 -> node 1), 4 HBM blocks."""
+    """REMOTE_ROWS on 2 nodes x 1 GPU (round-robin: r0, r2 -> node 0; r1, r3 -> node 1), 4 HBM blocks (5 less
+    vLLM's null block)."""
     trace = tmp_path / "remote.jsonl"
     trace.write_text("".join(json.dumps({"timestamp": t, "input_length": n, "output_length": 1, "hash_ids": ids}) + "\n"
                              for t, n, ids in REMOTE_ROWS))
     out = tmp_path / "r.json"
     status, _, err = run_cli("--cluster", "--workload-trace", trace, "--router", "round-robin", "--quiet", "--no-plot",
                              "--report-json", out, "--set", "cluster.num_racks=1", "--set", "cluster.nodes_per_rack=2",
-                             "--set", "hardware.gpus_per_node=1", "--set", "serving.num_gpu_blocks=4", *extra)
+                             "--set", "hardware.gpus_per_node=1", "--set", "serving.num_gpu_blocks=5", *extra)
     assert status == 0, err[-2000:]
     return json.loads(out.read_text())["runs"][0]["metrics"]
 
@@ -135,14 +136,14 @@ def _remote_run(run_cli, tmp_path, *extra: str) -> dict:
 def test_cluster_a_request_waiting_for_its_fetch_is_not_yet_scheduled(run_cli, tmp_path):
     """README Reports: ``scheduling_delay_s`` is arrival to first admission (the requests CSV's ``scheduled``).
     In the cluster the prefix is fetched before the request is scheduled (vLLM's KV connector), so r3 of
-    REMOTE_ROWS is admitted after its 3-block fetch from node 0's DRAM: 3 x 64 MiB over the 100 Gb/s NICs, its
-    slowest links (12.5 GB/s; the links' microsecond latencies aside). The TTFT breakdown counts the fetch as
-    kv_load, not queue, as before."""
+    REMOTE_ROWS is admitted after its 2-block fetch from node 0's DRAM (its 1,500 tokens fill 2 blocks; the partial
+    third never hits, as on a single node): 2 x 64 MiB over the 100 Gb/s NICs, its slowest links (12.5 GB/s; the
+    links' microsecond latencies aside). The TTFT breakdown counts the fetch as kv_load, not queue, as before."""
     requests = tmp_path / "req.csv"
     metrics = _remote_run(run_cli, tmp_path, "--requests-csv", str(requests))
     import pandas as pd  # noqa: PLC0415
     r3 = pd.read_csv(requests).iloc[3]
-    fetch = 3 * 512 * KV_BYTES_PER_TOKEN / 12.5e9
+    fetch = 2 * 512 * KV_BYTES_PER_TOKEN / 12.5e9
     assert r3["fetch"] == pytest.approx(fetch, abs=20e-6)
     assert r3["scheduled"] == r3["arrival"] + r3["fetch"]
     assert (r3["queue_s"], r3["kv_load_s"]) == (0.0, r3["fetch"])
@@ -155,12 +156,13 @@ def test_cluster_a_block_fetched_from_another_nodes_dram_is_read_there(run_cli, 
     source tier's link), so it counts in that tier's ``bytes_read`` as a local DRAM hit does. Hand-made
     trace, 2 nodes x 1 GPU, round-robin (r0, r2 -> node 0; r1, r3 -> node 1), 4 HBM blocks of 512 tokens:
     r2's 4 blocks push r0's 3 blocks [1, 2, 3] down to node 0's DRAM; r3 asks for [1, 2, 3] on node 1 and
-    fetches all 3 from there: 3 blocks read, none otherwise (no preemption, no local DRAM hit)."""
+    fetches its 2 full blocks from there (1,500 tokens: the partial third never hits): 2 blocks read, none otherwise
+    (no preemption, no local DRAM hit)."""
     metrics = _remote_run(run_cli, tmp_path)
     block_bytes = 512 * KV_BYTES_PER_TOKEN
     assert metrics["preemptions"] == 0
-    assert metrics["cluster"]["hit_blocks"]["dram"] == {"instance": 0, "node": 0, "rack": 3, "cross_rack": 0}
-    assert metrics["tiers"]["dram"]["bytes_read"] == 3 * block_bytes
+    assert metrics["cluster"]["hit_blocks"]["dram"] == {"instance": 0, "node": 0, "rack": 2, "cross_rack": 0}
+    assert metrics["tiers"]["dram"]["bytes_read"] == 2 * block_bytes
     # written: r0's 3 blocks (r2 needs all 4), then 1 of r1's (r3 takes 3 of node 1's 4 blocks)
     assert metrics["tiers"]["dram"]["bytes_written"] == 4 * block_bytes
 
@@ -306,7 +308,8 @@ def test_a_lower_tier_stores_each_distinct_shard_once(sets, stored, lanes):
 
 def test_a_tp_instance_loads_every_ranks_shard_from_the_one_ssd(run_cli, tmp_path):
     """At TP 2 each GPU reads its half of a block over its own PCIe link, but the node's one SSD (a shared
-    device, 7 GB/s) serves both halves. Hand-made trace on one instance of 4 HBM blocks (512 tokens), no DRAM:
+    device, 7 GB/s) serves both halves. Hand-made trace on one instance of 4 HBM blocks (512 tokens; 5 less vLLM's
+    null block), no DRAM:
     r1's 4 blocks push r0's 3 full blocks [1, 2, 3] to the SSD; r2 asks for them 10 s later (the queue of writes
     has drained): its kv_load is 80 us + 3 x 64 MiB / 7 GB/s (Llama-3.1-8B: 64 MiB per 512-token block, both
     shards), and the SSD reads 3 x 64 MiB. (Whole blocks: a lower tier serves a prompt's full blocks, the last
@@ -318,7 +321,7 @@ def test_a_tp_instance_loads_every_ranks_shard_from_the_one_ssd(run_cli, tmp_pat
     out, requests = tmp_path / "r.json", tmp_path / "req.csv"
     status, _, err = run_cli("--workload-trace", trace, "--quiet", "--no-plot", "--report-json", out,
                              "--requests-csv", requests, "--set", "serving.tensor_parallel_size=2",
-                             "--set", "serving.num_instances=1", "--set", "serving.num_gpu_blocks=4",
+                             "--set", "serving.num_instances=1", "--set", "serving.num_gpu_blocks=5",
                              "--set", "cache.tiers.dram.capacity_gib=0")
     assert status == 0, err[-2000:]
     metrics = json.loads(out.read_text())["runs"][0]["metrics"]
