@@ -182,8 +182,8 @@ def test_precise_prefix_fetch_estimate_pays_a_sources_latency_once(tmp_path):
 def test_a_one_instance_cluster_serves_as_the_single_node_mode():
     # One rack, one node of one GPU, HBM only, overloaded (the smoke multi-turn workload into 200 blocks):
     # the same instance, scheduler and prefix cache as `--set serving.num_instances=1`, so every request's
-    # timing and the prompt tokens its cache served are the same. (Its `hits` are not: the cluster counts the
-    # blocks held when a request arrives, the single mode those its admission uses; see the README.)
+    # timing, the prompt tokens its cache served and the hits are the same: both count the blocks the scheduler
+    # serves at admission (the cluster's hits counted the blocks held at arrival: 102 against 0 here).
     from sim.serving.run import run_serving
 
     sets = ["workload.limit=200", "hardware.gpus_per_node=1", "serving.num_gpu_blocks=200",
@@ -195,7 +195,7 @@ def test_a_one_instance_cluster_serves_as_the_single_node_mode():
     assert cluster.metrics["ttft_breakdown_s"]["queue"] > 1.0  # requests queue: arrival is not admission
     for name in ("scheduled", "first_token", "last_token", "cached_tokens"):
         np.testing.assert_array_equal(getattr(cluster_table, name), getattr(single_table, name), err_msg=name)
-    for key in ("requests_completed", "accesses", "token_hit_ratio", "ttft_s", "e2e_s", "tpot_s"):
+    for key in ("requests_completed", "accesses", "hits", "hit_ratio", "token_hit_ratio", "ttft_s", "e2e_s", "tpot_s"):
         assert cluster.metrics[key] == single.metrics[key], key
 
 
@@ -237,3 +237,24 @@ def test_cluster_serves_a_fetched_last_block_as_a_lower_tier_does(inclusion):
     assert m["token_hit_ratio"] == pytest.approx(31 / 128)
     assert (m["hits"], m["cluster"]["hit_blocks"]["hbm"]["instance"], m["cluster"]["hit_blocks"]["dram"]["node"],
             m["cluster"]["fetched_blocks"]["node"]) == (2, 1, 1, 1)
+
+
+def test_a_prefix_evicted_while_its_request_queues_is_no_hit():
+    """Hits are the blocks the scheduler serves at admission, not those held when the request arrived. By hand, one
+    GPU, 6 usable HBM blocks of 16 (num_gpu_blocks 7), one sequence at a time, no lower tier: r0 ([1, 2], 32 tokens)
+    finishes and leaves blocks 1, 2 cached; r1 ([3, 4, 5, 6], 64 tokens, 20 out: 84 tokens, 6 blocks) starts, and r2
+    ([1, 2, 7], 48 tokens) arrives while r1 prefills, finds 1 and 2 cached and queues; r1's decode grows into all 6
+    blocks, evicting 1 and 2, so r2 is served nothing: 0 hits of 2 + 4 + 3 lookups, as the single node counts
+    (the cluster counted 2, the blocks held at r2's arrival)."""
+    from sim.serving.run import run_serving
+    from tests.test_serving import make_trace
+
+    trace = make_trace([0.0, 10.0, 10.001], [32, 64, 48], [1, 20, 1], block_lists=[[1, 2], [3, 4, 5, 6], [1, 2, 7]])
+    config = load_config(None, sets=[*ONE_GPU_CLUSTER, "serving.num_gpu_blocks=7", "serving.max_num_seqs=1",
+                                     "cache.tiers.dram.capacity_gib=0", "cache.tiers.ssd.capacity_gib=0",
+                                     "cache.tiers.eic.capacity_gib=0"])
+    cluster, _ = run_cluster(trace, config)
+    single, _ = run_serving(trace, config, "single")
+    for result in (cluster, single):
+        assert (result.metrics["accesses"], result.metrics["hits"]) == (9, 0)
+    assert cluster.metrics["cluster"]["hit_blocks"]["hbm"]["instance"] == 0

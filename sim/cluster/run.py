@@ -19,8 +19,10 @@ block-aligned prompt's last block only when it is not in this HBM), is classifie
 and loaded over the links it crosses (the source tier, which is a link too, the source node's
 NIC, the rack uplinks, the destination node's NIC, the GPU's PCIe; ``sim.cluster.links``), all
 with max-min sharing. Loaded blocks enter the instance's HBM (a copy: remote holders keep
-theirs). Every other block of the prompt is a miss. The hit counters are these
-classifications, so every block access is exactly one of {hit in tier T at location L, miss}.
+theirs). The hits are the blocks the scheduler serves the request at admission (as on a single
+node), each in the class the fetch gave it (a block cached there since, where it is then); every
+other block of the prompt is a miss, so every block access is exactly one of {hit in tier T at
+location L, miss}. A block fetched and evicted again while its request queued is a miss.
 
 ``--cluster --pd``: each rack has ``pd.num_prefill`` prefill and ``pd.num_decode`` decode
 instances; a prefilled request's KV goes to a decode instance of its own rack when one has
@@ -98,6 +100,7 @@ class ClusterRun(ServingRun):
         self.accesses = 0
         self.rack_accesses = np.zeros(topo.num_racks, dtype=np.int64)
         self.rack_hits = np.zeros(topo.num_racks, dtype=np.int64)
+        self._hit_codes: dict[int, np.ndarray] = {}  # per request fetched, its prefix's hit_blocks cells (_fetch)
         self.moved_blocks = dict.fromkeys(("node", "rack", "cross_rack"), 0)  # fetched blocks by links crossed
         self.kv_transfer_blocks = dict.fromkeys(("node", "rack", "cross_rack"), 0)  # PD prefill -> decode
         self.net = network_model(config.network)
@@ -185,6 +188,8 @@ class ClusterRun(ServingRun):
         self.insts[inst_id] = inst
         self.pcie[inst_id] = self._link(self.pcie_model)
         (self.decode if role == DECODE else self.front).append(inst)
+        if role != DECODE:
+            inst.kv.on_admission = lambda job, match, inst=inst: self._admitted(inst, job, match)
         if hasattr(self, "timeline"):
             self.instances.append(inst)
             self.timeline.add(inst)
@@ -328,9 +333,8 @@ class ClusterRun(ServingRun):
         n_local = len(levels)
         sources: dict[int, int] = {}  # source tier -> blocks
         lower = np.flatnonzero(levels > 0)
+        codes = [self._local_codes(inst, levels)]  # where each block of the prefix is, for the hits at admission
         for level, count in zip(*np.unique(levels, return_counts=True), strict=True):
-            kind = inst.kinds[int(level)]
-            self.hit_blocks[kind, INSTANCE if kind == HBM else (RACK if kind == EIC else NODE)] += int(count)
             if level > 0:
                 sources[inst.kv.cache.tiers[int(level)].index] = int(count)
         hits = n_local
@@ -339,15 +343,15 @@ class ClusterRun(ServingRun):
             found, offsets, tiers = self.holders(full[n_local:], self.shared_tier_candidates())
             if found:
                 best = self._cheapest_holders(offsets, tiers, inst.index)[1]  # the first holder at the best cost
+                codes.append(np.array([self._code(*self._place[int(t)][:3], inst.index) for t in best.tolist()],
+                                      dtype=np.int64))
                 for t, count in zip(*np.unique(best, return_counts=True), strict=True):
-                    kind, t_rack, t_node, _ = self._place[int(t)]
-                    self.hit_blocks[kind, self._scope(kind, t_rack, t_node, inst.index)] += int(count)
                     sources[int(t)] = sources.get(int(t), 0) + int(count)
                     # read out of that copy, which keeps the blocks (a local copy counts when promoted)
                     self.arena.count_read(int(t), int(count) * self.stored_bytes)
                 hits += found
                 remote_keys = keys[n_local:n_local + found]
-        self.rack_hits[rack] += hits
+        self._hit_codes[job.rid] = np.concatenate(codes)
         if not sources:
             inst.submit(job)
             return
@@ -370,6 +374,25 @@ class ClusterRun(ServingRun):
             scope = LOCATIONS[self._scope(kind, t_rack, t_node, inst.index)]
             self.moved_blocks[scope] += count
             Path(self._path_links(tier, inst.index), scope).send(count * self.stored_bytes, arrived)
+
+    def _code(self, kind: int, rack: int, node: int, inst_id: int) -> int:
+        """A hit's cell of ``hit_blocks`` (tier kind, location seen from ``inst_id``), flat."""
+        return kind * len(LOCATIONS) + self._scope(kind, rack, node, inst_id)
+
+    def _local_codes(self, inst: Instance, levels: np.ndarray) -> np.ndarray:
+        """The ``hit_blocks`` cells of blocks held at ``levels`` of ``inst``'s own cache."""
+        kinds = np.asarray(inst.kinds, dtype=np.int64)[np.asarray(levels, dtype=np.int64)]
+        scopes = np.where(kinds == HBM, INSTANCE, np.where(kinds == EIC, RACK, NODE))
+        return kinds * len(LOCATIONS) + scopes
+
+    def _admitted(self, inst: Instance, job: Job, match) -> None:
+        """A request's hits are the blocks the scheduler serves it at admission (as on a single node), each where
+        the fetch found it; a block cached there since the fetch, where it is now."""
+        codes = self._hit_codes.pop(job.rid, _EMPTY)[: match.blocks]
+        if len(codes) < match.blocks:
+            codes = np.concatenate([codes, self._local_codes(inst, np.asarray(match.tier_of_each[len(codes):]))])
+        np.add.at(self.hit_blocks.reshape(-1), codes, 1)
+        self.rack_hits[self.topo.rack_of(inst.index)] += match.blocks
 
     def _finished(self, job: Job) -> None:
         if not self._pd:

@@ -116,6 +116,9 @@ class KVCacheManager:
         self.block_size = block_size
         self.prefix_caching = prefix_caching  # off: no lookups, no cache bookkeeping
         self.stats = PrefixCacheStats()
+        # told each request's served prefix at its (first) admission: the cluster attributes the hits to where
+        # their blocks were fetched from
+        self.on_admission: Callable[[Job, PrefixMatch], None] | None = None
         cache.resize_top(pool.total)
 
     # ------------------------------------------------------------- lookups
@@ -162,6 +165,8 @@ class KVCacheManager:
             stats.tier_hits[level] = stats.tier_hits.get(level, 0) + 1
         stats.prompt_tokens += job.input_tokens
         stats.cached_tokens += match.tokens
+        if self.on_admission is not None:
+            self.on_admission(job, match)
 
     # ------------------------------------------------------------- allocation
 
