@@ -179,7 +179,13 @@ def main() -> None:
     parser.add_argument("--overlay", type=Path, help="a calibration overlay stating the engine, instead of meta.json")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="config override over the engine, as main.py's --set")
+    parser.add_argument("--per-request", type=int, default=0, metavar="N",
+                        help="also print the first N requests one by one: when the server queued each (from its first)"
+                             " and when the trace has it arrive, and each TTFT measured and simulated (light-load "
+                             "semantics show there, before a queue builds)")
     args = parser.parse_args()
+    if args.per_request < 0:
+        parser.error(f"--per-request must be at least 0, got {args.per_request}")
     if args.run is None:
         args.run = SHARED / "validation" / "llmservingsim_rtx4090_llama31_8b"
         args.trace = args.trace or SHARED / "traces" / "llmservingsim_sharegpt_llama31_8b_300.jsonl"
@@ -208,6 +214,19 @@ def main() -> None:
             if (metric, name) in peer:
                 line += f" {peer[metric, name]:>17.1f} {(peer[metric, name] - m) / m:>+8.2%}"
             print(line)
+    if args.per_request:
+        print_per_request(args.run / "vllm" / "requests.jsonl", requests, args.per_request)
+
+
+def print_per_request(requests_jsonl: Path, simulated, count: int) -> None:
+    """The first ``count`` requests in file order (the trace's order): queued offset and trace arrival (s), TTFT
+    measured and simulated (ms)."""
+    rows = [json.loads(line) for line in requests_jsonl.read_text().splitlines() if line.strip()]
+    first = min(r["queued_ts"] for r in rows)
+    print(f"\n{'request':>7} {'queued_s':>9} {'arrival_s':>9} {'ttft_measured_ms':>17} {'ttft_kvsim_ms':>14}")
+    for i, row in enumerate(rows[:count]):
+        print(f"{i:>7} {row['queued_ts'] - first:>9.3f} {simulated.arrival[i]:>9.3f} "
+              f"{(row['first_token_ts'] - row['queued_ts']) * 1e3:>17.1f} {simulated.ttft[i] * 1e3:>14.1f}")
 
 
 if __name__ == "__main__":
