@@ -22,7 +22,7 @@ with max-min sharing. Loaded blocks enter the instance's HBM (a copy: remote hol
 theirs). The hits are the blocks the scheduler serves the request at admission (as on a single
 node), each in the class the fetch gave it (a block cached there since, where it is then); every
 other block of the prompt is a miss, so every block access is exactly one of {hit in tier T at
-location L, miss}. A block fetched and evicted again while its request queued is a miss.
+location L, miss} (a block fetched and evicted again while its request queued is a miss).
 
 ``--cluster --pd``: each rack has ``pd.num_prefill`` prefill and ``pd.num_decode`` decode
 instances; a prefilled request's KV goes to a decode instance of its own rack when one has
@@ -46,7 +46,7 @@ from sim.config import Config
 from sim.errors import ConfigError
 from sim.serving.compute import StepShape
 from sim.serving.instance import DECODE, PREFILL, UNIFIED, Instance, Job
-from sim.serving.kv_cache_manager import prefix_hit
+from sim.serving.kv_cache_manager import PrefixMatch, prefix_hit
 from sim.serving.network import AnalyticNetwork, Link, network_model
 from sim.serving.run import ServingRun, decode_rank
 from trace.request import Trace
@@ -248,15 +248,11 @@ class ClusterRun(ServingRun):
             models.append(self.uplink_model)
         return max(model.isolated_time(nbytes) for model in models)
 
-    def _block_seconds(self, tier: int, inst_id: int) -> float:
-        """Seconds per block from ``tier`` to instance ``inst_id`` on the slowest link of the path, alone."""
-        return self._path_seconds(tier, inst_id, self.stored_bytes)
-
     def _cheapest_holders(self, offsets: np.ndarray, tiers: np.ndarray, inst_id: int) -> tuple[np.ndarray, np.ndarray]:
         """(cost, tier) per key of a CSR of holders: each key's cheapest holder seen from ``inst_id`` (ties: the
         first listed) and its seconds per block (inf: only other instances' HBM hold it)."""
         unique = np.unique(tiers)
-        cost = np.array([self._block_seconds(int(t), inst_id) for t in unique])
+        cost = np.array([self._path_seconds(int(t), inst_id, self.stored_bytes) for t in unique])
         ranked = cost[np.searchsorted(unique, tiers)]
         best_cost = np.minimum.reduceat(ranked, offsets[:-1])
         pos = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
@@ -343,15 +339,19 @@ class ClusterRun(ServingRun):
             found, offsets, tiers = self.holders(full[n_local:], self.shared_tier_candidates())
             if found:
                 best = self._cheapest_holders(offsets, tiers, inst.index)[1]  # the first holder at the best cost
-                codes.append(np.array([self._code(*self._place[int(t)][:3], inst.index) for t in best.tolist()],
-                                      dtype=np.int64))
-                for t, count in zip(*np.unique(best, return_counts=True), strict=True):
-                    sources[int(t)] = sources.get(int(t), 0) + int(count)
+                holders, which, counts = np.unique(best, return_inverse=True, return_counts=True)
+                cells = np.empty(len(holders), dtype=np.int64)
+                for k, (t, count) in enumerate(zip(holders.tolist(), counts.tolist(), strict=True)):
+                    kind, t_rack, t_node, _ = self._place[t]
+                    cells[k] = kind * len(LOCATIONS) + self._scope(kind, t_rack, t_node, inst.index)
+                    sources[t] = sources.get(t, 0) + count
                     # read out of that copy, which keeps the blocks (a local copy counts when promoted)
-                    self.arena.count_read(int(t), int(count) * self.stored_bytes)
+                    self.arena.count_read(t, count * self.stored_bytes)
+                codes.append(cells[which.reshape(-1)])
                 hits += found
                 remote_keys = keys[n_local:n_local + found]
-        self._hit_codes[job.rid] = np.concatenate(codes)
+        if hits:
+            self._hit_codes[job.rid] = np.concatenate(codes)
         if not sources:
             inst.submit(job)
             return
@@ -375,17 +375,13 @@ class ClusterRun(ServingRun):
             self.moved_blocks[scope] += count
             Path(self._path_links(tier, inst.index), scope).send(count * self.stored_bytes, arrived)
 
-    def _code(self, kind: int, rack: int, node: int, inst_id: int) -> int:
-        """A hit's cell of ``hit_blocks`` (tier kind, location seen from ``inst_id``), flat."""
-        return kind * len(LOCATIONS) + self._scope(kind, rack, node, inst_id)
-
     def _local_codes(self, inst: Instance, levels: np.ndarray) -> np.ndarray:
         """The ``hit_blocks`` cells of blocks held at ``levels`` of ``inst``'s own cache."""
         kinds = np.asarray(inst.kinds, dtype=np.int64)[np.asarray(levels, dtype=np.int64)]
         scopes = np.where(kinds == HBM, INSTANCE, np.where(kinds == EIC, RACK, NODE))
         return kinds * len(LOCATIONS) + scopes
 
-    def _admitted(self, inst: Instance, job: Job, match) -> None:
+    def _admitted(self, inst: Instance, job: Job, match: PrefixMatch) -> None:
         """A request's hits are the blocks the scheduler serves it at admission (as on a single node), each where
         the fetch found it; a block cached there since the fetch, where it is now."""
         codes = self._hit_codes.pop(job.rid, _EMPTY)[: match.blocks]

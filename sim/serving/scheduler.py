@@ -293,7 +293,7 @@ class Scheduler:
             n = min(job.target - cached, budget)
             job.computed = 0
             # the blocks the admission needs: the whole sequence's (vLLM's scheduler_reserve_full_isl), else the chunk's
-            if kv.new_blocks(job, max(job.target, cached + n) if self.reserve_full_isl else cached + n) > pool.free:
+            if kv.new_blocks(job, job.target if self.reserve_full_isl else cached + n) > pool.free:
                 if -(-(job.target + 1) // self.block_size) > pool.total:  # could never fit, even alone
                     raise InputError(
                         f"request {job.rid} ({job.target} tokens) needs more KV blocks than instance "
