@@ -9,7 +9,8 @@ engine that ``meta.json`` states (``engine_overlay``: model and GPU by their own
 instances, engine limits, KV blocks; no offloading tiers; where GPUs exchange data (TP > 1, or a data-parallel
 group sharing experts) the GPU link as LLMServingSim's ``config.json`` beside it states it, unless the bundle
 measured its collectives) and the profile bundle given, or with ``--overlay`` instead. Definitions as
-``tests/test_validation_vllm.py``. Defaults: the bundled RTX 4090 run. From the repository root::
+``tests/test_validation_vllm.py``: TTFT and E2E from when the engine read the request (vLLM's ``queued_ts``; kvsim's
+``queued`` column: the end of the step in flight at its arrival), on both sides. Defaults: the bundled RTX 4090 run. From the repository root::
 
     python benchmarks/replay_vllm.py [--run DIR --trace JSONL [--profile BUNDLE | --overlay YAML]] [--set K=V ...]
 """
@@ -57,6 +58,13 @@ def measured_latencies(requests_jsonl: Path) -> dict[str, np.ndarray]:
     }
 
 
+def simulated_latencies(requests) -> dict[str, np.ndarray]:
+    """kvsim's figures as the measured ones are defined: from when the engine took each request in (``queued``: the
+    end of the step in flight at its arrival, as vLLM's queued_ts), not from its arrival."""
+    return {"ttft": requests.first_token - requests.queued, "tpot": requests.tpot[requests.output_tokens > 1],
+            "e2e": requests.last_token - requests.queued}
+
+
 def peer_prediction(summary: Path) -> dict[tuple[str, str], float]:
     """LLMServingSim's own prediction (ms) from its ``summary.txt`` table (``Metric vLLM Sim Diff%``), if present."""
     if not summary.is_file():
@@ -89,7 +97,8 @@ def engine_overlay(run: Path, profile: Path | None) -> dict[str, Any]:
         # the server's own limit: a request beyond it was rejected there, so it is here (the model's context otherwise)
         "max_model_len": engine.get("max_model_len") or (resolved.get("model_config") or {}).get("max_model_len"),
         "kv_cache_dtype": KV_DTYPES[_kv_cache_dtype(engine, resolved)],
-        "scheduler_reserve_full_isl": _reserve_full_isl(resolved),
+        "scheduler_reserve_full_isl": _scheduler_flag(resolved, "scheduler_reserve_full_isl"),
+        "async_scheduling": _scheduler_flag(resolved, "async_scheduling"),
     }
     model = engine.get("model") or meta["model"]
     if dp > 1 and _is_moe(model):
@@ -119,14 +128,14 @@ def _kv_cache_dtype(engine: dict[str, Any], resolved: dict[str, Any]) -> str:
     return value
 
 
-def _reserve_full_isl(resolved: dict[str, Any]) -> bool | None:
-    """The server's admission gate: its resolved ``scheduler_reserve_full_isl``; a resolved scheduler config without
-    it is a vLLM from before the gate (admission then checked the first chunk only); no resolved config: unknown
-    (kvsim's default)."""
+def _scheduler_flag(resolved: dict[str, Any], name: str) -> bool | None:
+    """A scheduler behaviour the server ran with, from its resolved scheduler config (``scheduler_reserve_full_isl``:
+    the admission gate; ``async_scheduling``: planning a step while the one before runs); a resolved scheduler config
+    without it is a vLLM from before the feature (off then); no resolved config: unknown (kvsim's default)."""
     scheduler = resolved.get("scheduler_config")
     if not isinstance(scheduler, dict):
         return None
-    return bool(scheduler.get("scheduler_reserve_full_isl", False))
+    return bool(scheduler.get(name, False))
 
 
 def _refuse_unmodelled(resolved: dict[str, Any], engine: dict[str, Any]) -> None:
@@ -204,7 +213,7 @@ def main() -> None:
         _, requests = run_serving(load_workload(config), config, "single")
     except InputError as exc:
         parser.error(str(exc))  # exit 2, one line
-    simulated = {"ttft": requests.ttft, "tpot": requests.tpot[requests.output_tokens > 1], "e2e": requests.e2e}
+    simulated = simulated_latencies(requests)
     print(f"{'metric':<6} {'stat':<5} {'measured_ms':>12} {'kvsim_ms':>10} {'error':>8}"
           + (f" {'llmservingsim_ms':>17} {'error':>8}" if peer else ""))
     for metric in ("ttft", "tpot", "e2e"):
@@ -226,7 +235,8 @@ def print_per_request(requests_jsonl: Path, simulated, count: int) -> None:
     print(f"\n{'request':>7} {'queued_s':>9} {'arrival_s':>9} {'ttft_measured_ms':>17} {'ttft_kvsim_ms':>14}")
     for i, row in enumerate(rows[:count]):
         print(f"{i:>7} {row['queued_ts'] - first:>9.3f} {simulated.arrival[i]:>9.3f} "
-              f"{(row['first_token_ts'] - row['queued_ts']) * 1e3:>17.1f} {simulated.ttft[i] * 1e3:>14.1f}")
+              f"{(row['first_token_ts'] - row['queued_ts']) * 1e3:>17.1f} "
+              f"{(simulated.first_token[i] - simulated.queued[i]) * 1e3:>14.1f}")
 
 
 if __name__ == "__main__":

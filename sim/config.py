@@ -83,6 +83,11 @@ class ServingConfig:
     # output so far) fits the free KV blocks (KVCacheManager.allocate_slots(full_sequence_must_fit=True)), not only
     # its first prefill chunk. false: the first chunk alone, as vLLM before it.
     scheduler_reserve_full_isl: bool = True
+    # vLLM's SchedulerConfig.async_scheduling (on by default when supported; the measured vLLM 0.19 run's resolved
+    # config has it): the engine plans step k+1 while step k runs (EngineCore.step_with_batch_queue, two batches in
+    # flight), so a request arriving during a step joins the step after next, and a finished request's slot and
+    # blocks are free for the step after next. false: plan each step after the one before it ends (vLLM's sync loop).
+    async_scheduling: bool = True
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,7 @@ CASES: dict[str, tuple[str, list[str], str]] = {
     "serving.max_model_len": ("single", [], "2048"),
     "serving.scheduler_reserve_full_isl": ("single", ["serving.num_gpu_blocks=300", "serving.max_num_batched_tokens=512"],
                                            "false"),
+    "serving.async_scheduling": ("single", [], "false"),
     "cache.policy": ("cache-only", [], "belady"),
     "cache.inclusion": ("cache-only", [], "inclusive"),
     "cache.access_semantics": ("cache-only", [], "prefix"),

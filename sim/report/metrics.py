@@ -29,6 +29,9 @@ REQUEST_COLUMNS: dict[str, tuple[type, float | int]] = {
     "arrival": (np.float64, math.nan),
     "input_tokens": (np.int64, 0),
     "output_tokens": (np.int64, 0),
+    # taken in by its (first) instance's engine: at arrival when it is idle, else when the step in flight ends
+    # (vLLM's engine core reads new requests between steps: its RequestStateStats.queued_ts)
+    "queued": (np.float64, math.nan),
     "scheduled": (np.float64, math.nan),  # first admitted to a batch
     "kv_load": (np.float64, 0.0),  # seconds loading the cached prefix from lower tiers once admitted
     "fetch": (np.float64, 0.0),  # cluster: seconds fetching the prefix from other locations before admission
@@ -57,6 +60,7 @@ class RequestTable:
     arrival: np.ndarray
     input_tokens: np.ndarray
     output_tokens: np.ndarray
+    queued: np.ndarray
     scheduled: np.ndarray
     kv_load: np.ndarray
     fetch: np.ndarray

@@ -91,13 +91,18 @@ class LockstepGroup:
 
     def _step(self) -> None:
         now = self.engine.now
+        for member in self.members:
+            member.before_plan()
         steps = self._window_steps()
         if steps > 1:
             self._start_window(steps, now)
+            self._after_plan()
             return
         batches: list[StepBatch | None] = [m.scheduler.schedule(now) for m in self.members]
         if all(b is None for b in batches):
             self.stepping = False
+            if self._after_plan():  # slots, blocks or requests the empty plan could not see: plan again now
+                self.wake()
             return
         shares = self.shares([DUMMY_STEP_TOKENS if b is None else b.shape.tokens for b in batches])
         # a dummy rank's step (one token, or the padding without attention) is never the slowest
@@ -107,6 +112,12 @@ class LockstepGroup:
             if batch is not None:
                 member.run_batch(batch, duration)
         self._end_at(now + duration)
+        self._after_plan()
+
+    def _after_plan(self) -> bool:
+        """Each member's finished requests leave and its arrivals are read (``Instance.after_plan``); whether any
+        did."""
+        return any([member.after_plan() for member in self.members])
 
     def _window_steps(self) -> int:
         """Decode-only steps every member with work can take back to back (0: take a single step)."""
@@ -144,3 +155,5 @@ class LockstepGroup:
         self.stepping = False
         if any(m.scheduler.has_work for m in self.members):
             self.wake()
+        else:
+            self._after_plan()  # nothing to plan: the finished leave now

@@ -79,7 +79,7 @@ class Instance:
     def has_free_slot(self) -> bool:
         """A decode instance can take one more sequence now."""
         s = self.scheduler
-        return len(s.running) + len(s.ready) < s.max_seqs
+        return s.occupied_seqs + len(s.ready) + len(s.inbox) < s.max_seqs
 
     def cached_prefix_blocks(self, blocks: Sequence[int]) -> int:
         """Length of the longest prefix of ``blocks`` held in this instance's HBM (in use or cached)."""
@@ -88,12 +88,23 @@ class Instance:
     # --------------------------------------------------------------- arrivals
 
     def submit(self, job: Job) -> None:
-        """A new request (unified/prefill) or one whose KV has arrived (decode)."""
-        self.scheduler.add(job)
+        """A new request (unified/prefill) or one whose KV has arrived (decode): read by the engine now when it is
+        idle, else when its step in flight ends (a decode window ends with that step)."""
+        self.scheduler.inbox.append(job)
         self._cut_window()
-        if self.role == DECODE:  # it joins the running batch now (its next step), window or not
-            self.scheduler.admit_ready()
+        if not self.in_flight:
+            self.scheduler.take_in(self.engine.now)
         self._kick()
+
+    @property
+    def in_flight(self) -> bool:
+        """A step or decode window of this instance is running (the engine waits for its output)."""
+        return self.batch_tokens > 0
+
+    @property
+    def stepping(self) -> bool:
+        """A step (or window) of this instance, or of its data-parallel group, is planned or running."""
+        return self.group.stepping if self.group is not None else self.busy
 
     def reserve(self, job: Job) -> int | None:
         """Decode role: hold blocks for a job's prompt KV before it is sent here.
@@ -122,26 +133,47 @@ class Instance:
         self._kick()
 
     def _kick(self) -> None:
-        if self.group is not None:
-            if self.scheduler.has_work:
-                self.group.wake()
-        elif not self.busy and self.scheduler.has_work:
+        if self.stepping:
+            return  # its next plan takes what is there
+        if not self.scheduler.has_work:
+            self.after_plan()  # nothing to plan: the finished leave now
+        elif self.group is not None:
+            self.group.wake()
+        else:
             self.busy = True
             self.engine.after(0.0, self._step)
 
     # --------------------------------------------------------------- stepping
 
+    def before_plan(self) -> None:
+        """Synchronous scheduling: the engine reads what arrived before it plans the next step."""
+        if not self.scheduler.async_scheduling:
+            self.scheduler.take_in(self.engine.now)
+
+    def after_plan(self) -> bool:
+        """Asynchronous scheduling: what the plan just made could not see happens now (the requests that finished
+        in the step before leave, freeing their slots and blocks; what arrived is read). Returns whether anything did."""
+        scheduler = self.scheduler
+        leaving, scheduler.leaving = scheduler.leaving, []
+        if leaving:
+            self._leave(leaving)
+        return scheduler.take_in(self.engine.now) or bool(leaving)
+
     def _step(self) -> None:
+        self.before_plan()
         steps = self.scheduler.window_steps()
         if steps > 1:
             self._start_window(steps)
+            self.after_plan()  # (a window starts only when nothing waits to be read)
             return
-        now = self.engine.now
-        batch = self.scheduler.schedule(now)
-        if batch is None:
-            self.busy = False
+        batch = self.scheduler.schedule(self.engine.now)
+        if batch is not None:
+            self.run_batch(batch, self.compute.step_time(batch.shape) + batch.load_s)
+            self.after_plan()
             return
-        self.run_batch(batch, self.compute.step_time(batch.shape) + batch.load_s)
+        self.busy = False
+        if self.after_plan():  # slots, blocks or requests the empty plan could not see: plan again now
+            self._kick()
 
     def run_batch(self, batch: StepBatch, duration: float) -> None:
         """Run a planned step that takes ``duration`` seconds from now (its own time, or its group's)."""
@@ -222,17 +254,30 @@ class Instance:
         self._finish(finished)
 
     def _finish(self, finished: list[Job]) -> None:
-        running = self.scheduler.running
-        last_token = self.scheduler.table.last_token
+        """A step or window ended: its finished requests leave the batch (with asynchronous scheduling after the
+        next plan, which vLLM made before this step's output) and the next step is planned."""
+        scheduler = self.scheduler
+        running = scheduler.running
         for job in finished:
             running.remove(job)
+        if scheduler.async_scheduling:
+            scheduler.leaving.extend(finished)
+        else:
+            self._leave(finished)
+        scheduler.admit_ready()
+        self.busy = False
+        self._kick()
+
+    def _leave(self, finished: list[Job]) -> None:
+        """Finished requests give up their slots: a prefilled one goes on to its decode instance (its blocks held
+        until its KV is sent), a completed one frees its blocks."""
+        last_token = self.scheduler.table.last_token
+        for job in finished:
             if self.role == PREFILL:
-                self.on_prefill_done(job)  # blocks stay held until its KV has been sent
+                self.on_prefill_done(job)
             else:
                 last_token[job.rid] = job.last_token_time
                 self.kv.free(job)
                 if self.on_finish is not None:
                     self.on_finish(job)
         self.scheduler.admit_ready()
-        self.busy = False
-        self._kick()

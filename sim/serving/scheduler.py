@@ -17,6 +17,12 @@ same batch with one more token each, so K steps are planned at once (same result
 single steps) until the first request finishes or blocks run out. Planning, starting and
 finishing a window cost O(batch) in plain arithmetic, whatever K.
 
+Intake: a request arriving while a step runs waits in ``inbox`` until the engine reads its input, between steps
+(vLLM's engine core: ``queued``). With ``async_scheduling`` (vLLM's default) the engine plans step k+1 while step k
+runs; kvsim plans it as step k ends, with what vLLM's plan saw then: the arrivals of step k are taken in only after
+the plan (they join step k+2), and the requests that finished in step k keep their slots and blocks through it
+(``leaving``), so they free for step k+2. Without it both happen before the plan (vLLM's synchronous loop).
+
 Token gaps go to a ``WeightedSamples``: every decoding request in a step sees that step's
 duration as its gap, so a step adds one (gap, count) entry, a window one per step.
 
@@ -103,30 +109,46 @@ class Scheduler:
         self.max_tokens = serving.max_num_batched_tokens
         self.max_seqs = serving.max_num_seqs
         self.reserve_full_isl = serving.scheduler_reserve_full_isl
+        self.async_scheduling = serving.async_scheduling
         self.table = table
         self.itl = itl
+        self.inbox: deque[Job] = deque()  # arrived while a step ran: not read by the engine yet
         self.waiting: deque[Job] = deque()  # to be (re)computed, FCFS
         self.ready: deque[Job] = deque()  # decode role: KV arrived, waiting for a sequence slot
         self.running: list[Job] = []
+        self.leaving: list[Job] = []  # async: finished in the step just ended, holding slots and blocks until planned
 
     @property
     def load(self) -> int:
         """Requests queued or running here."""
-        return len(self.waiting) + len(self.ready) + len(self.running)
+        return len(self.inbox) + len(self.waiting) + len(self.ready) + len(self.running)
 
     @property
     def has_work(self) -> bool:
-        return bool(self.waiting or self.running or self.ready)
+        return bool(self.waiting or self.running or self.ready or self.inbox)
 
-    def add(self, job: Job) -> None:
-        """A new request (unified/prefill) or one whose KV has arrived (decode)."""
-        if self.role == DECODE:
-            self.ready.append(job)
-        else:
-            self.waiting.append(job)
+    @property
+    def occupied_seqs(self) -> int:
+        """Sequence slots in use: running requests and those whose finish the engine has not processed yet."""
+        return len(self.running) + len(self.leaving)
+
+    def take_in(self, now: float) -> bool:
+        """The engine reads the requests that arrived (new ones, or, on a decode instance, those whose KV came);
+        returns whether there were any."""
+        inbox = self.inbox
+        if not inbox:
+            return False
+        queued = self.table.queued
+        for job in inbox:
+            if math.isnan(queued[job.rid]):  # its first instance (a PD decode side keeps the prefill's)
+                queued[job.rid] = now
+        (self.ready if self.role == DECODE else self.waiting).extend(inbox)
+        inbox.clear()
+        self.admit_ready()
+        return True
 
     def admit_ready(self) -> None:
-        while self.ready and len(self.running) < self.max_seqs:
+        while self.ready and self.occupied_seqs < self.max_seqs:
             self.running.append(self.ready.popleft())
 
     def _preempt(self, job: Job) -> None:
@@ -142,8 +164,8 @@ class Scheduler:
     def window_steps(self) -> int:
         """How many decode-only steps can run back to back now (0 or 1: take a single step instead)."""
         running = self.running
-        if self.waiting or self.ready or not running or len(running) > self.max_tokens:
-            return 0
+        if self.waiting or self.ready or self.inbox or not running or len(running) > self.max_tokens:
+            return 0  # (arrivals not read yet: their step ends the window, take single steps until it)
         steps = MAX_WINDOW_STEPS
         for job in running:
             if job.computed < job.target:
@@ -286,7 +308,7 @@ class Scheduler:
             else:
                 shape.add_prefill(n, job.computed)
             i += 1
-        while not preempted and self.waiting and budget > 0 and len(running) < self.max_seqs:
+        while not preempted and self.waiting and budget > 0 and len(running) + len(self.leaving) < self.max_seqs:
             job = self.waiting[0]
             match = kv.lookup(job)
             cached = match.tokens

@@ -68,7 +68,7 @@ class Timeline:
         running = used = 0
         for inst in self.instances:
             s = inst.scheduler
-            queued += len(s.waiting) + len(s.ready)
+            queued += len(s.inbox) + len(s.waiting) + len(s.ready)
             running += len(s.running)
             used += inst.pool.used
         n = self.n

@@ -1,0 +1,63 @@
+"""vLLM's asynchronous scheduling (``serving.async_scheduling``): the engine plans step k+1 while step k runs, so a
+request read during step k joins step k+2, where a synchronous loop puts it in step k+1. Times by hand from the
+compute model's step prices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sim.config import load_config
+from sim.serving.compute import StepShape
+from sim.serving.compute_backend import compute_model
+from sim.serving.run import run_serving
+from tests.test_serving import make_trace
+
+PROMPT = 16  # one block
+
+
+def _config(asynchronous: bool):
+    return load_config(None, sets=["serving.num_instances=1", "serving.enable_prefix_caching=false",
+                                   f"serving.async_scheduling={str(asynchronous).lower()}"])
+
+
+def _price(config, prefill: int = 0, decode_kv: tuple[int, ...] = ()) -> float:
+    shape = StepShape()
+    if prefill:
+        shape.add_prefill(prefill, 0)
+    for kv in decode_kv:
+        shape.add_decode(kv)
+    return compute_model(config).step_time(shape)
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_a_request_read_during_a_step_joins_the_step_after_next(asynchronous):
+    """A (16-token prompt, 40 tokens out) runs alone: step 1 its prefill, step j >= 2 one decode over 15 + j KV
+    tokens. B (16 tokens, 2 out) arrives in the middle of step 5. The engine reads it when step 5 ends (t5; its
+    ``queued``). A synchronous loop plans step 6 then, with B's prefill beside A's decode; an asynchronous one had
+    planned step 6 while step 5 ran (A alone), so B's prefill is in step 7, from t6."""
+    config = _config(asynchronous)
+    ends = [_price(config, prefill=PROMPT)]
+    for step in range(2, 8):
+        ends.append(ends[-1] + _price(config, decode_kv=(15 + step,)))
+    t4, t5, t6 = ends[3], ends[4], ends[5]
+    _, requests = run_serving(make_trace([0.0, (t4 + t5) / 2], [PROMPT, PROMPT], [40, 2]), config, "single")
+    assert requests.queued[0] == requests.scheduled[0] == 0.0  # an idle engine reads and plans at once
+    assert requests.queued[1] == pytest.approx(t5, rel=1e-12)
+    start, a_kv = (t6, 22) if asynchronous else (t5, 21)
+    assert requests.scheduled[1] == pytest.approx(start, rel=1e-12)
+    assert requests.first_token[1] == pytest.approx(start + _price(config, prefill=PROMPT, decode_kv=(a_kv,)),
+                                                    rel=1e-12)
+
+
+def test_requests_that_never_overlap_are_timed_alike_either_way():
+    """Each request arrives after the one before has finished: the engine is idle at every arrival, reads and plans
+    at once, and nothing finishes while another runs, so planning ahead changes no time."""
+    arrival = np.arange(6) * 10.0
+    trace = make_trace(arrival, [40, 300, 16, 1000, 64, 5], [3, 50, 1, 20, 7, 2])
+    sync = run_serving(trace, _config(False), "single")[1]
+    both = [sync, run_serving(trace, _config(True), "single")[1]]
+    assert np.all(sync.last_token < np.append(arrival[1:], np.inf))  # (the premise: none overlaps the next)
+    for column in ("queued", "scheduled", "first_token", "last_token"):
+        assert np.array_equal(getattr(both[0], column), getattr(both[1], column)), column
+    assert np.array_equal(sync.queued, arrival)
