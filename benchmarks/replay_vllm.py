@@ -210,7 +210,7 @@ def main() -> None:
                 overlay = Path(folder) / "engine.yaml"
                 overlay.write_text(json.dumps(engine_overlay(args.run, args.profile)))  # JSON is YAML
             config = load_config(None, overlays=[overlay], sets=[f"workload.trace={args.trace.resolve()}", *args.sets])
-        _, requests = run_serving(load_workload(config), config, "single")
+        result, requests = run_serving(load_workload(config), config, "single")
     except InputError as exc:
         parser.error(str(exc))  # exit 2, one line
     simulated = simulated_latencies(requests)
@@ -223,8 +223,40 @@ def main() -> None:
             if (metric, name) in peer:
                 line += f" {peer[metric, name]:>17.1f} {(peer[metric, name] - m) / m:>+8.2%}"
             print(line)
+    timeseries = args.run / "vllm" / "timeseries.csv"
+    if timeseries.is_file():
+        print_state(state_comparison(timeseries, result.metrics["timeseries"]))
     if args.per_request:
         print_per_request(args.run / "vllm" / "requests.jsonl", requests, args.per_request)
+
+
+# timeseries.csv columns (LLMServingSim's bench stat logger, one row per tick of the run) -> kvsim's timeline series
+STATE = {"running": "running", "waiting": "queued", "kv_cache_pct": "kv_usage"}
+
+
+def state_comparison(timeseries_csv: Path, timeline: dict[str, Any]) -> dict[str, tuple[float, float, float]]:
+    """The engine's state over time, measured against kvsim's timeline: per column, the measured mean, the simulated
+    mean and the mean absolute difference. ``timeseries.csv`` (LLMServingSim's bench/core/stat_logger.py) holds, per
+    tick ending at ``t`` s, the last step's running and waiting requests (summed over data-parallel engines) and KV
+    cache in use % (their mean); kvsim's timeline is read at its last sample at or before each ``t``, its clock taken
+    as the logger's (the logger starts with the engine, moments before the first request; the gap is not recorded)."""
+    rows = [line.split(",") for line in timeseries_csv.read_text().splitlines() if line.strip()]
+    header, rows = rows[0], rows[1:]
+    ticks = np.array([float(row[header.index("t")]) for row in rows])
+    grid = np.asarray(timeline["t_s"])
+    at = np.clip(np.searchsorted(grid, ticks, side="right") - 1, 0, len(grid) - 1)
+    compared = {}
+    for column, series in STATE.items():
+        measured = np.array([float(row[header.index(column)]) for row in rows])
+        simulated = np.asarray(timeline[series], dtype=float)[at] * (100.0 if column == "kv_cache_pct" else 1.0)
+        compared[column] = (float(measured.mean()), float(simulated.mean()), float(np.abs(simulated - measured).mean()))
+    return compared
+
+
+def print_state(compared: dict[str, tuple[float, float, float]]) -> None:
+    print(f"\n{'state over time':<15} {'measured_mean':>13} {'kvsim_mean':>10} {'mean_abs_diff':>13}")
+    for column, (measured, simulated, diff) in compared.items():
+        print(f"{column:<15} {measured:>13.1f} {simulated:>10.1f} {diff:>13.1f}")
 
 
 def print_per_request(requests_jsonl: Path, simulated, count: int) -> None:

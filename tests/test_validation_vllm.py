@@ -49,6 +49,24 @@ def test_replay_matches_measured_vllm_within_5_percent(shared_data):
             assert stat(simulated[metric]) == pytest.approx(stat(measured[metric]), rel=0.05), metric
 
 
+def test_the_replayed_engine_state_follows_the_measured_one(shared_data):
+    """The bundled run's timeseries.csv (running and waiting requests, KV cache in use, once a second): the replay's
+    timeline stays within 10% of each count's mean and 5 points of KV use, on average over the run's 184 seconds,
+    through its phases (a queue of 230 requests waiting on KV memory, then draining)."""
+    from trace.workload import load_workload
+
+    replay = _replay_module()
+    trace_path = shared_data / "traces" / "llmservingsim_sharegpt_llama31_8b_300.jsonl"
+    config = load_config(None, overlays=[OVERLAY], sets=[f"workload.trace={trace_path}"])
+    result, _ = run_serving(load_workload(config), config, "single")
+    run = shared_data / "validation" / "llmservingsim_rtx4090_llama31_8b"
+    state = replay.state_comparison(run / "vllm" / "timeseries.csv", result.metrics["timeseries"])
+    for column in ("running", "waiting"):
+        measured, _, diff = state[column]
+        assert diff <= 0.10 * measured, column
+    assert state["kv_cache_pct"][2] <= 5.0
+
+
 def test_the_engine_read_from_meta_json_is_the_hand_written_overlay(shared_data, tmp_path):
     """benchmarks/replay_vllm.py states a measured run's engine from its vllm/meta.json; for the bundled run that
     is the engine profiles/rtx4090_llama31_8b_vllm.yaml was written to state (model, GPU, engine limits, KV)."""
