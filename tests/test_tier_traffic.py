@@ -332,3 +332,41 @@ def test_a_tp_instance_loads_every_ranks_shard_from_the_one_ssd(run_cli, tmp_pat
     assert kv_load[:2] == [0.0, 0.0]
     assert kv_load[2] == pytest.approx(80e-6 + 3 * block / 7e9, rel=1e-9)
     assert pd.read_csv(requests)["cached_tokens"].tolist()[2] == 1535
+
+
+# Reads that serve no hit. One instance of 4 HBM blocks (5 less vLLM's null block), blocks of 16 tokens, a DRAM of
+# 1 GiB (no SSD or EIC), one output token per request, requests 50 s apart (each runs alone). A block is
+# 16 x KV_BYTES_PER_TOKEN = 2 MiB; a load from DRAM: 5 us + bytes / 50 GB/s (config.yaml's DRAM).
+BLOCK_BYTES = BLOCK_TOKENS * KV_BYTES_PER_TOKEN
+
+
+def _tiny(prompts: list[int], blocks: list[list[int]], inclusion: str, gpu_blocks: int = 5):
+    from sim.config import load_config
+    from sim.serving.run import run_serving
+    from tests.test_serving import make_trace
+
+    trace = make_trace([50.0 * i for i in range(len(prompts))], prompts, [1] * len(prompts), BLOCK_TOKENS, blocks)
+    config = load_config(None, sets=["serving.num_instances=1", f"serving.block_size={BLOCK_TOKENS}",
+                                     f"serving.num_gpu_blocks={gpu_blocks}", "cache.tiers.dram.capacity_gib=1",
+                                     "cache.tiers.ssd.capacity_gib=0", "cache.tiers.eic.capacity_gib=0",
+                                     f"cache.inclusion={inclusion}"])
+    result, requests = run_serving(trace, config, "single")
+    metrics = result.metrics
+    hits = {t: round(r * metrics["accesses"]) for t, r in metrics["tier_hit_ratio"].items() if r}
+    return metrics, requests, hits
+
+
+@pytest.mark.parametrize("inclusion", ["exclusive"])
+def test_a_partial_last_block_in_a_lower_tier_is_not_read(inclusion):
+    """r0 (40 tokens: blocks 10, 11 and the partial 12) leaves its 3 blocks cached in HBM; r1's 4 blocks take
+    all of HBM, so they are in DRAM only (exclusive: demoted; inclusive: written through when r0 ended, dropped
+    from HBM). r2 repeats r0: DRAM serves its 2 full blocks (a partial block never hits, ``prefix_hit``), 32
+    tokens cached, 2 blocks loaded and read; its partial block is computed, so nothing more is read out of DRAM,
+    also when r2 ends and its blocks return to HBM. (Before: 3 blocks read, exclusive; 6, inclusive.)"""
+    a = [10, 11, 12]
+    metrics, requests, hits = _tiny([40, 64, 40], [a, [20, 21, 22, 23], a], inclusion)
+    assert requests.cached_tokens.tolist() == [0, 0, 32]
+    assert hits == {"dram": 2}
+    assert requests.kv_load.tolist()[2] == pytest.approx(5e-6 + 2 * BLOCK_BYTES / 50e9, rel=1e-12)
+    assert metrics["tiers"]["dram"]["bytes_read"] == 2 * BLOCK_BYTES
+

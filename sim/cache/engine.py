@@ -169,15 +169,16 @@ def _operations(access, insert, readmit, remove, victim):
 
     def take(a, c, key):
         """Take ``key`` out of the cache for use by a running request (vLLM: a cached block leaves
-        the free queue); the tier it was in, or -1. A lower-tier copy counts as a promotion
-        (bytes read); inclusive mode keeps lower copies."""
+        the free queue); the tier it was in, or -1. A lower-tier copy counts as a promotion (it moves up;
+        inclusive mode keeps lower copies), but no bytes read: a block the request was served was read by
+        its load (``KVCacheManager.load``), and one it was not (a partial last block, a block past the served
+        prefix) is computed in HBM, its lower copy superseded, not read."""
         level, s = _find(a, c, key)
         if level < 0:
             return -1
         t = c.tiers[level]
         if level > 0:
             a.meta[t, STAT0 + PROMOTIONS] += 1
-            a.meta[t, STAT0 + BYTES_READ] += c.block_bytes
         if level == 0 or not c.inclusive:
             remove_c(a, t, s)
             a.meta[t, RESIDENT] -= 1

@@ -72,6 +72,7 @@ class HookedMultiTierCache:
             return 0
         if level > 0:
             self._counters(level)[PROMOTIONS] += 1
+            self._counters(level)[BYTES_READ] += self.block_bytes
             self._move_up(level, key, now)
             return level
         if not admit:
@@ -90,9 +91,8 @@ class HookedMultiTierCache:
         level = self.find(key)
         if level < 0:
             return -1
-        if level > 0:
+        if level > 0:  # no bytes read: the request's load reads what it is served (``MultiTierCache.take``)
             self._counters(level)[PROMOTIONS] += 1
-            self._counters(level)[BYTES_READ] += self.block_bytes
         if level == 0 or not self.inclusive:
             self.policies[level].on_remove(key)
             self.residents[level].remove(key)
@@ -115,7 +115,6 @@ class HookedMultiTierCache:
                 self._insert(1, victim, self.last_pos.get(victim, 0) if self.last_pos is not None else 0)
 
     def _move_up(self, level: int, key: int, now: int) -> None:
-        self._counters(level)[BYTES_READ] += self.block_bytes
         if self.inclusive:
             self.policies[level].on_access(key, now)
             for upper in range(level - 1, -1, -1):
@@ -169,6 +168,7 @@ class HookedMultiTierCache:
         if self.last_pos is not None:
             self.last_pos[key] = now
         self._counters(level)[PREFETCHES] += 1
+        self._counters(level)[BYTES_READ] += self.block_bytes
         self._move_up(level, key, now)
 
     # ------------------------------------------------------------------ replays

@@ -34,6 +34,8 @@ class TierView(Protocol):
 
     def reserve_read(self, nbytes: int, start: float) -> float: ...
 
+    def count_read(self, nbytes: int) -> None: ...
+
     def charge_writes(self, now: float) -> None: ...
 
 
@@ -149,11 +151,16 @@ class KVCacheManager:
 
     def load(self, match: PrefixMatch, start: float) -> float:
         """Seconds, from ``start``, to read the match's blocks held in lower tiers, one tier after
-        another (top first); a shared device's time is reserved, so call it once the job is admitted."""
+        another (top first); a shared device's time is reserved, so call it once the job is admitted.
+        The one place a served block's read is counted (``tiers.<tier>.bytes_read``): taking the blocks
+        (``allocate``) reads nothing, so a lower-tier block the request is not served (a partial last
+        block, one past the served prefix) is computed, not read."""
         seconds = 0.0
         tiers, block_bytes = self.cache.tiers, self.cache.block_bytes
         for level in sorted(match.to_load):
-            seconds += tiers[level].reserve_read(match.to_load[level] * block_bytes, start + seconds)
+            nbytes = match.to_load[level] * block_bytes
+            tiers[level].count_read(nbytes)
+            seconds += tiers[level].reserve_read(nbytes, start + seconds)
         return seconds
 
     def record_admission(self, job: Job, match: PrefixMatch) -> None:
