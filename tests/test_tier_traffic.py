@@ -356,7 +356,7 @@ def _tiny(prompts: list[int], blocks: list[list[int]], inclusion: str, gpu_block
     return metrics, requests, hits
 
 
-@pytest.mark.parametrize("inclusion", ["exclusive"])
+@pytest.mark.parametrize("inclusion", ["exclusive", "inclusive"])
 def test_a_partial_last_block_in_a_lower_tier_is_not_read(inclusion):
     """r0 (40 tokens: blocks 10, 11 and the partial 12) leaves its 3 blocks cached in HBM; r1's 4 blocks take
     all of HBM, so they are in DRAM only (exclusive: demoted; inclusive: written through when r0 ended, dropped
@@ -370,3 +370,14 @@ def test_a_partial_last_block_in_a_lower_tier_is_not_read(inclusion):
     assert requests.kv_load.tolist()[2] == pytest.approx(5e-6 + 2 * BLOCK_BYTES / 50e9, rel=1e-12)
     assert metrics["tiers"]["dram"]["bytes_read"] == 2 * BLOCK_BYTES
 
+
+def test_an_hbm_hit_reads_nothing_from_a_lower_tier():
+    """Inclusive tiers, HBM roomy (9 blocks): r0's 3 blocks are written through to DRAM when it ends; r1 (the same
+    40 tokens) is served 2 blocks from HBM, loads nothing, and when it ends its blocks return to HBM, where their
+    content is: DRAM's copies are not read (before: 3 blocks read) nor written again."""
+    c = [30, 31, 32]
+    metrics, requests, hits = _tiny([40, 40], [c, c], "inclusive", gpu_blocks=10)
+    assert requests.cached_tokens.tolist() == [0, 32] and requests.kv_load.tolist() == [0.0, 0.0]
+    assert hits == {"hbm": 2}
+    assert metrics["tiers"]["dram"]["bytes_read"] == 0
+    assert metrics["tiers"]["dram"]["bytes_written"] == 3 * BLOCK_BYTES

@@ -63,7 +63,7 @@ class HookedMultiTierCache:
 
     # --------------------------------------------------------------- operations
 
-    def touch(self, key: int, now: int, admit: bool = True) -> int:
+    def touch(self, key: int, now: int, admit: bool = True, freed: bool = False) -> int:
         if self.last_pos is not None:
             self.last_pos[key] = now
         level = self.find(key)
@@ -72,7 +72,8 @@ class HookedMultiTierCache:
             return 0
         if level > 0:
             self._counters(level)[PROMOTIONS] += 1
-            self._counters(level)[BYTES_READ] += self.block_bytes
+            if not freed:  # a freed block's content is in HBM: its lower copy moves up unread
+                self._counters(level)[BYTES_READ] += self.block_bytes
             self._move_up(level, key, now)
             return level
         if not admit:
@@ -84,8 +85,9 @@ class HookedMultiTierCache:
             self._insert(0, key, now)
         return -1
 
-    def touch_chain(self, keys, positions) -> np.ndarray:
-        return np.array([self.touch(int(k), int(p)) for k, p in zip(keys, positions, strict=True)], dtype=np.int8)
+    def touch_chain(self, keys, positions, freed: bool = False) -> np.ndarray:
+        return np.array([self.touch(int(k), int(p), freed=freed) for k, p in zip(keys, positions, strict=True)],
+                        dtype=np.int8)
 
     def take(self, key: int) -> int:
         level = self.find(key)

@@ -50,7 +50,7 @@ class TieredCache(Protocol):
 
     def take_chain(self, keys: Sequence[int]) -> np.ndarray: ...
 
-    def touch_chain(self, keys: Sequence[int], positions: np.ndarray) -> np.ndarray: ...
+    def touch_chain(self, keys: Sequence[int], positions: np.ndarray, freed: bool = False) -> np.ndarray: ...
 
     def resize_top(self, capacity: int) -> None: ...
 
@@ -234,9 +234,10 @@ class KVCacheManager:
             self.cache.take_chain(fresh)
 
     def _return_to_cache(self, freed: Sequence[int], positions: np.ndarray) -> None:
-        """Freed prompt blocks (deepest first) become cached prefixes, used at these stream positions."""
+        """Freed prompt blocks (deepest first) become cached prefixes, used at these stream positions. Their
+        content is in HBM: a lower tier's copy (inclusive tiers keep one) is moved or copied up, not read."""
         if len(freed):
-            self.cache.touch_chain(freed, positions)
+            self.cache.touch_chain(freed, positions, freed=True)
 
     def _charge_writes(self) -> None:
         """The blocks the cache's last change demoted are written into lower tiers now: a shared
