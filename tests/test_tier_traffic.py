@@ -381,3 +381,22 @@ def test_an_hbm_hit_reads_nothing_from_a_lower_tier():
     assert hits == {"hbm": 2}
     assert metrics["tiers"]["dram"]["bytes_read"] == 0
     assert metrics["tiers"]["dram"]["bytes_written"] == 3 * BLOCK_BYTES
+
+
+@pytest.mark.parametrize("inclusion", ["exclusive", "inclusive"])
+def test_a_last_block_in_hbm_with_a_lower_copy_is_loaded_from_it(inclusion):
+    """HBM roomy (9 blocks), r0 and r1 the same 32 tokens (2 full blocks): both of r0's blocks stay cached in HBM.
+    HBM serves r1 its first block only (``get_computed_blocks`` stops at 31 tokens); the second, the last, is in
+    HBM alone when exclusive, so it is recomputed (16 tokens cached); inclusive, DRAM has its copy (written
+    through when r0 ended) and an offloading connector (vLLM's OffloadingConnector) loads it: 2 hits (HBM 1,
+    DRAM 1), 31 tokens cached (the last one recomputed), one block's load read out of DRAM.
+    (Before, inclusive: recomputed as when exclusive.)"""
+    d = [40, 41]
+    metrics, requests, hits = _tiny([32, 32], [d, d], inclusion, gpu_blocks=10)
+    if inclusion == "exclusive":
+        assert requests.cached_tokens.tolist() == [0, 16] and hits == {"hbm": 1}
+        assert requests.kv_load.tolist() == [0.0, 0.0] and metrics["tiers"]["dram"]["bytes_read"] == 0
+    else:
+        assert requests.cached_tokens.tolist() == [0, 31] and hits == {"hbm": 1, "dram": 1}
+        assert requests.kv_load.tolist()[1] == pytest.approx(5e-6 + BLOCK_BYTES / 50e9, rel=1e-12)
+        assert metrics["tiers"]["dram"]["bytes_read"] == BLOCK_BYTES

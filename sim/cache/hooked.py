@@ -49,6 +49,12 @@ class HookedMultiTierCache:
                 return i
         return -1
 
+    def lower_level(self, key: int) -> int:
+        for i in range(1, len(self.residents)):
+            if key in self.residents[i]:
+                return i
+        return -1
+
     def resident(self, level: int) -> set[int]:
         return set(self.residents[level])
 

@@ -85,6 +85,7 @@ class MultiTierCache:
         self._num_blocks = min(bounds) if bounds else None
         last_pos = np.full(num_blocks, -1, dtype=np.int64) if track_positions else _EMPTY
         self.view = CacheView(np.array([t.index for t in tiers], dtype=np.int64), inclusive, block_bytes, last_pos)
+        self._lower = self.view._replace(tiers=np.ascontiguousarray(self.view.tiers[1:]))  # ``lower_level``
         self._previous: np.ndarray | None = None  # session prefetch: each session's last request
 
     def _keys(self, keys) -> np.ndarray:
@@ -113,6 +114,15 @@ class MultiTierCache:
         out = np.empty(1, dtype=np.int8)
         engine.lookup(self.arena.state, self.view, self._keys([key]), 0, False, out)
         return int(out[0])
+
+    def lower_level(self, key: int) -> int:
+        """The topmost tier below the top one holding ``key`` (its index in this cache), or -1: a copy a request
+        can load from although the top tier holds the block too (inclusive tiers). No state changes."""
+        if len(self.tiers) < 2:
+            return -1
+        out = np.empty(1, dtype=np.int8)
+        engine.lookup(self.arena.state, self._lower, self._keys([key]), 0, False, out)
+        return int(out[0]) + 1 if out[0] >= 0 else -1
 
     def resident(self, level: int) -> set[int]:
         """Block ids resident in tier ``level`` (tests, inspection)."""

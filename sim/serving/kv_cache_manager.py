@@ -48,6 +48,8 @@ class TieredCache(Protocol):
 
     def lookup_prefix(self, keys: Sequence[int], held: Container[int] = ()) -> np.ndarray: ...
 
+    def lower_level(self, key: int) -> int: ...
+
     def take_chain(self, keys: Sequence[int]) -> np.ndarray: ...
 
     def touch_chain(self, keys: Sequence[int], positions: np.ndarray, freed: bool = False) -> np.ndarray: ...
@@ -141,6 +143,7 @@ class KVCacheManager:
         levels: list[int] = []
         if self.prefix_caching:  # blocks in use by running requests count as HBM hits
             levels = self.cache.lookup_prefix(job.prompt_ids, self.pool).tolist()
+            self._last_block_from_below(job, levels)
         hit, tokens = prefix_hit(levels, job.target, job.input_tokens, self.block_size, job.external)
         served = levels[:hit]
         per_tier: dict[int, int] = {}
@@ -148,6 +151,18 @@ class KVCacheManager:
             if level > 0:
                 per_tier[level] = per_tier.get(level, 0) + 1
         return PrefixMatch(served, tokens, per_tier)
+
+    def _last_block_from_below(self, job: Job, levels: list[int]) -> None:
+        """A block-aligned request's last block, held in HBM (cached or in use) and copied in a lower tier
+        (inclusive tiers): HBM's rule recomputes it, but an offloading connector, asked for the blocks past HBM's
+        hit, finds the copy and loads it (``prefix_hit``), so it is served from that tier: ``levels`` says so."""
+        bs = self.block_size
+        last = job.target // bs - 1
+        if (job.target % bs == 0 and job.external <= last < min(len(levels), job.input_tokens // bs)
+                and levels[last] == 0 and len(self.cache.tiers) > 1):
+            below = self.cache.lower_level(int(job.prompt_ids[last]))
+            if below > 0:
+                levels[last] = below
 
     def load(self, match: PrefixMatch, start: float) -> float:
         """Seconds, from ``start``, to read the match's blocks held in lower tiers, one tier after
