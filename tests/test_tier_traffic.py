@@ -9,6 +9,8 @@ import json
 
 import pytest
 
+from report_invariants import check_run
+
 # Llama-3.1-8B's KV per token: 32 layers x 8 KV heads x 128 head dim x (K, V) x 2 bytes (bf16)
 # (meta-llama/Llama-3.1-8B config.json: num_hidden_layers, num_key_value_heads, hidden_size / num_attention_heads)
 KV_BYTES_PER_TOKEN = 32 * 8 * 128 * 2 * 2
@@ -352,6 +354,8 @@ def _tiny(prompts: list[int], blocks: list[list[int]], inclusion: str, gpu_block
                                      f"cache.inclusion={inclusion}"])
     result, requests = run_serving(trace, config, "single")
     metrics = result.metrics
+    traffic = {k: metrics[k] for k in ("accesses", "hits", "hit_ratio", "tier_hit_ratio", "tiers", "preemptions")}
+    assert check_run(traffic, None, "single", block_bytes=BLOCK_BYTES) == []  # bytes read = hits x block bytes
     hits = {t: round(r * metrics["accesses"]) for t, r in metrics["tier_hit_ratio"].items() if r}
     return metrics, requests, hits
 
