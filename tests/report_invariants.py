@@ -17,6 +17,10 @@ from a definition in ../shared/DESIGN.md (Contract: report JSON) or README.md, c
 - TTFT breakdown parts >= 0 and summing to ``ttft_s.mean`` (DESIGN: "means; they sum to ttft_s.mean");
 - goodput <= completed requests / makespan, ``slo_attainment = goodput * makespan / completed``;
 - makespan >= every request's e2e (makespan = last token - first arrival);
+- serving per-tier traffic (single node, PD): a lower tier is read only by the loads of the blocks it serves requests
+  at admission (README Serving: loads from a lower tier; ``KVCacheManager.load``), so without preemptions (a
+  preempted request loads again) its ``bytes_read = hits x block_bytes``, one block's bytes the same for every tier
+  (``block_bytes=`` checks that size too); with them, at least that;
 - cache-only per-tier traffic: a lower tier's ``bytes_read = (hits + prefetches) x block_bytes`` (README Policy
   study: bytes moved per tier; a session prefetch reads its blocks out ahead of their use), ``tier_hit_ratio.<t> = tiers.<t>.hits / accesses``;
 - timeseries: arrivals and completions each sum to the completed requests.
@@ -63,7 +67,8 @@ def _distributions(metrics: dict, path: str = ""):
 
 def check_run(metrics: dict[str, Any], trace: dict[str, Any] | None, mode: str, *,
               arrival_span_s: float | None = None, output_tokens: int | None = None,
-              input_tokens: int | None = None, means: bool = False, kv_copies: int = 1) -> list[str]:
+              input_tokens: int | None = None, means: bool = False, kv_copies: int = 1,
+              block_bytes: int | None = None) -> list[str]:
     bad: list[str] = []
     serving = mode != "cache-only"
     # no NaN / inf (null in JSON)
@@ -120,6 +125,22 @@ def check_run(metrics: dict[str, Any], trace: dict[str, Any] | None, mode: str, 
             if tier in metrics.get("tiers", {}) and metrics["tiers"][tier]["bytes_read"] < sum(per.values()) * bb:
                 bad.append(f"tiers.{tier}.bytes_read {metrics['tiers'][tier]['bytes_read']} < its hit blocks x "
                            f"block_bytes {sum(per.values()) * bb}")
+    # serving, not cluster (whose fetches also read): bytes read out of a lower tier are the blocks it served
+    if serving and not cl and not means and acc and "tiers" in metrics and "tier_hit_ratio" in metrics:
+        preempted = metrics.get("preemptions", 0) > 0
+        per_hit: dict[int, str] = {}
+        for name, t in metrics["tiers"].items():
+            served = round(metrics["tier_hit_ratio"].get(name, 0.0) * acc)
+            read = t["bytes_read"]
+            if block_bytes is not None and (read < served * block_bytes or (not preempted and read != served * block_bytes)):
+                bad.append(f"tiers.{name}.bytes_read {read} {'<' if preempted else '!='} its hits {served} x block_bytes "
+                           f"{block_bytes}")
+            elif not preempted and (read % served if served else read):
+                bad.append(f"tiers.{name}.bytes_read {read} is not a whole number of blocks per hit ({served} hits)")
+            elif not preempted and served:
+                per_hit.setdefault(read // served, name)
+        if len(per_hit) > 1:
+            bad.append(f"tiers' bytes_read per hit differ: {per_hit} (one block's bytes each)")
     # ratios in [0, 1]
     for path, value in _walk(metrics, ""):
         leaf = path.rsplit(".", 1)[-1].split("[")[0]

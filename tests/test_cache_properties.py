@@ -200,7 +200,7 @@ def test_a_one_tier_replay_equals_the_multi_tier_use_block_by_block(policy, capa
         for j in range(offsets[r], offsets[r + 1]):
             admit = depth is None or j - offsets[r] < depth
             while not engine.touch_chain(stepped.arena.state, stepped.view, stream[j:j + 1], np.array([j]), admit,
-                                         levels[j:j + 1]):
+                                         engine.USE, levels[j:j + 1]):
                 stepped._reserve()
     assert hit_tier.tolist() == levels.tolist()
     assert _state(replayed) == _state(stepped)

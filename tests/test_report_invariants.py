@@ -133,6 +133,8 @@ def test_the_checker_catches_each_kind_of_inconsistency(run_cli, tmp_path):
         "ttft_breakdown_s": lambda r: r["runs"][0]["metrics"]["ttft_breakdown_s"].__setitem__("queue", 1.0),
         "goodput_rps": lambda r: r["runs"][0]["metrics"].__setitem__("goodput_rps", 1e6),
         "timeseries": lambda r: r["runs"][0]["metrics"]["timeseries"]["arrivals"].append(1),
+        "bytes_read": lambda r: r["runs"][0]["metrics"]["tiers"]["dram"].__setitem__(
+            "bytes_read", r["runs"][0]["metrics"]["tiers"]["dram"]["bytes_read"] + 2**20),
     }
     for needle, corrupt in corruptions.items():
         bad = copy.deepcopy(report)

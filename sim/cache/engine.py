@@ -41,7 +41,7 @@ from sim.cache.policies.dispatch import hooks_for
 from sim.jit import flush_when_sources_change
 
 HOOK_ACCESS, HOOK_INSERT, HOOK_REMOVE, HOOK_VICTIM = range(4)
-USE, PREFETCH, DEMOTE = range(3)  # what ``use`` does
+USE, PREFETCH, DEMOTE, RETURN = range(4)  # what ``use`` does
 HIT, MISS, KEPT, EVICTED = 0, -1, -2, -3  # what ``use_single`` did
 NO_ROOM = -2  # ``hook``: the arena must grow first (``TierArena.reserve``)
 _OPTIONS = {"_nrt": False}
@@ -79,7 +79,9 @@ def _operations(access, insert, readmit, remove, victim):
         """``USE`` ``key`` at stream position ``now``: refresh it, promote it (moved, or copied when
         inclusive), or admit it to the top tier (every tier when inclusive). ``PREFETCH``: only
         bring it up from a lower tier ahead of use (counted as a prefetch, not a promotion).
-        ``DEMOTE``: admit it to the second tier (it has left the top one).
+        ``DEMOTE``: admit it to the second tier (it has left the top one). ``RETURN``: as ``USE``, for a block
+        whose content is in the top tier already (a running request freed it): a lower tier's copy moves or
+        is copied up as on a use, but nothing is read out of it.
         Returns the tier it was found in (-1: a miss, admitted unless ``admit`` is False).
 
         Admitting to tier i: its victim is demoted to tier i+1 (exclusive) or evicted (inclusive,
@@ -101,7 +103,8 @@ def _operations(access, insert, readmit, remove, victim):
                     access(a, t, s, now)
                 if level > 0:
                     a.meta[t, STAT0 + (PREFETCHES if mode == PREFETCH else PROMOTIONS)] += 1
-                    a.meta[t, STAT0 + BYTES_READ] += c.block_bytes
+                    if mode != RETURN:
+                        a.meta[t, STAT0 + BYTES_READ] += c.block_bytes
                     if c.inclusive:  # copy up: write to every tier above, nearest first
                         first, stop, stride = level - 1, -1, -1
                     else:  # move up
@@ -169,15 +172,16 @@ def _operations(access, insert, readmit, remove, victim):
 
     def take(a, c, key):
         """Take ``key`` out of the cache for use by a running request (vLLM: a cached block leaves
-        the free queue); the tier it was in, or -1. A lower-tier copy counts as a promotion
-        (bytes read); inclusive mode keeps lower copies."""
+        the free queue); the tier it was in, or -1. A lower-tier copy counts as a promotion (it moves up;
+        inclusive mode keeps lower copies), but no bytes read: a block the request was served was read by
+        its load (``KVCacheManager.load``), and one it was not (a partial last block, a block past the served
+        prefix) is computed in HBM, its lower copy superseded, not read."""
         level, s = _find(a, c, key)
         if level < 0:
             return -1
         t = c.tiers[level]
         if level > 0:
             a.meta[t, STAT0 + PROMOTIONS] += 1
-            a.meta[t, STAT0 + BYTES_READ] += c.block_bytes
         if level == 0 or not c.inclusive:
             remove_c(a, t, s)
             a.meta[t, RESIDENT] -= 1
@@ -398,13 +402,13 @@ def lookup(a, c, keys, first, prefix, out):
 
 
 @entry
-def touch_chain(a, c, keys, positions, admit, out):
-    """Use ``keys[i]`` at stream position ``positions[i]``, in order; ``out[i]``: the tier it was in.
-    False (and nothing done) when the arena has no room for them yet."""
+def touch_chain(a, c, keys, positions, admit, mode, out):
+    """Use (``mode``: ``USE`` or ``RETURN``) ``keys[i]`` at stream position ``positions[i]``, in order;
+    ``out[i]``: the tier it was in. False (and nothing done) when the arena has no room for them yet."""
     if not room(a, c.tiers, len(keys)):
         return False
     for i in range(len(keys)):
-        out[i] = _use(a, c, keys[i], positions[i], admit, USE)
+        out[i] = _use(a, c, keys[i], positions[i], admit, mode)
     return True
 
 

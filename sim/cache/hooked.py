@@ -49,6 +49,12 @@ class HookedMultiTierCache:
                 return i
         return -1
 
+    def lower_level(self, key: int) -> int:
+        for i in range(1, len(self.residents)):
+            if key in self.residents[i]:
+                return i
+        return -1
+
     def resident(self, level: int) -> set[int]:
         return set(self.residents[level])
 
@@ -63,7 +69,7 @@ class HookedMultiTierCache:
 
     # --------------------------------------------------------------- operations
 
-    def touch(self, key: int, now: int, admit: bool = True) -> int:
+    def touch(self, key: int, now: int, admit: bool = True, freed: bool = False) -> int:
         if self.last_pos is not None:
             self.last_pos[key] = now
         level = self.find(key)
@@ -72,6 +78,8 @@ class HookedMultiTierCache:
             return 0
         if level > 0:
             self._counters(level)[PROMOTIONS] += 1
+            if not freed:  # a freed block's content is in HBM: its lower copy moves up unread
+                self._counters(level)[BYTES_READ] += self.block_bytes
             self._move_up(level, key, now)
             return level
         if not admit:
@@ -83,16 +91,16 @@ class HookedMultiTierCache:
             self._insert(0, key, now)
         return -1
 
-    def touch_chain(self, keys, positions) -> np.ndarray:
-        return np.array([self.touch(int(k), int(p)) for k, p in zip(keys, positions, strict=True)], dtype=np.int8)
+    def touch_chain(self, keys, positions, freed: bool = False) -> np.ndarray:
+        return np.array([self.touch(int(k), int(p), freed=freed) for k, p in zip(keys, positions, strict=True)],
+                        dtype=np.int8)
 
     def take(self, key: int) -> int:
         level = self.find(key)
         if level < 0:
             return -1
-        if level > 0:
+        if level > 0:  # no bytes read: the request's load reads what it is served (``MultiTierCache.take``)
             self._counters(level)[PROMOTIONS] += 1
-            self._counters(level)[BYTES_READ] += self.block_bytes
         if level == 0 or not self.inclusive:
             self.policies[level].on_remove(key)
             self.residents[level].remove(key)
@@ -115,7 +123,6 @@ class HookedMultiTierCache:
                 self._insert(1, victim, self.last_pos.get(victim, 0) if self.last_pos is not None else 0)
 
     def _move_up(self, level: int, key: int, now: int) -> None:
-        self._counters(level)[BYTES_READ] += self.block_bytes
         if self.inclusive:
             self.policies[level].on_access(key, now)
             for upper in range(level - 1, -1, -1):
@@ -169,6 +176,7 @@ class HookedMultiTierCache:
         if self.last_pos is not None:
             self.last_pos[key] = now
         self._counters(level)[PREFETCHES] += 1
+        self._counters(level)[BYTES_READ] += self.block_bytes
         self._move_up(level, key, now)
 
     # ------------------------------------------------------------------ replays

@@ -85,6 +85,7 @@ class MultiTierCache:
         self._num_blocks = min(bounds) if bounds else None
         last_pos = np.full(num_blocks, -1, dtype=np.int64) if track_positions else _EMPTY
         self.view = CacheView(np.array([t.index for t in tiers], dtype=np.int64), inclusive, block_bytes, last_pos)
+        self._lower = self.view._replace(tiers=np.ascontiguousarray(self.view.tiers[1:]))  # ``lower_level``
         self._previous: np.ndarray | None = None  # session prefetch: each session's last request
 
     def _keys(self, keys) -> np.ndarray:
@@ -113,6 +114,15 @@ class MultiTierCache:
         out = np.empty(1, dtype=np.int8)
         engine.lookup(self.arena.state, self.view, self._keys([key]), 0, False, out)
         return int(out[0])
+
+    def lower_level(self, key: int) -> int:
+        """The topmost tier below the top one holding ``key`` (its index in this cache), or -1: a copy a request
+        can load from although the top tier holds the block too (inclusive tiers). No state changes."""
+        if len(self.tiers) < 2:
+            return -1
+        out = np.empty(1, dtype=np.int8)
+        engine.lookup(self.arena.state, self._lower, self._keys([key]), 0, False, out)
+        return int(out[0]) + 1 if out[0] >= 0 else -1
 
     def resident(self, level: int) -> set[int]:
         """Block ids resident in tier ``level`` (tests, inspection)."""
@@ -146,23 +156,25 @@ class MultiTierCache:
         """
         out = np.empty(1, dtype=np.int8)
         keys, positions = self._keys([key]), np.array([now], dtype=np.int64)
-        while not engine.touch_chain(self.arena.state, self.view, keys, positions, admit, out):
+        while not engine.touch_chain(self.arena.state, self.view, keys, positions, admit, engine.USE, out):
             self._reserve()
         return int(out[0])
 
-    def touch_chain(self, keys, positions) -> np.ndarray:
-        """``touch`` each key at its stream position, in order; the tier each was in."""
+    def touch_chain(self, keys, positions, freed: bool = False) -> np.ndarray:
+        """``touch`` each key at its stream position, in order; the tier each was in. ``freed``: blocks a running
+        request let go, whose content is in HBM: a lower tier's copy is moved or copied up, not read."""
         keys = self._keys(keys)
         out = np.empty(len(keys), dtype=np.int8)
         positions = np.ascontiguousarray(positions, dtype=np.int64)
-        while not engine.touch_chain(self.arena.state, self.view, keys, positions, True, out):
+        mode = engine.RETURN if freed else engine.USE
+        while not engine.touch_chain(self.arena.state, self.view, keys, positions, True, mode, out):
             self._reserve()
         return out
 
     def take(self, key: int) -> int:
         """Remove ``key`` from the cache for use by a running request (vLLM: a cached block leaves the
-        free queue); returns the tier it was in, or -1. A lower-tier copy counts as a promotion
-        (bytes read); inclusive mode keeps lower copies."""
+        free queue); returns the tier it was in, or -1. A lower-tier copy counts as a promotion (no bytes
+        read: the request's load reads what it is served); inclusive mode keeps lower copies."""
         return int(self.take_chain([key])[0])
 
     def take_chain(self, keys) -> np.ndarray:

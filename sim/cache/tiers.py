@@ -24,11 +24,11 @@ class TierStats:
 
     hits: int = 0  # lookups served from this tier
     insertions: int = 0  # blocks admitted (new, promoted in, demoted in)
-    promotions: int = 0  # blocks moved up out of this tier on a hit
+    promotions: int = 0  # blocks moved up out of this tier (on a hit, or taken by a request that computes them)
     demotions: int = 0  # blocks moved down out of this tier to make room
     evictions: int = 0  # blocks dropped from the cache by this tier
     prefetches: int = 0  # blocks moved up out of this tier ahead of use
-    bytes_read: int = 0
+    bytes_read: int = 0  # blocks read out of this tier x block bytes: a serving run's loads, a replay's hits
     bytes_written: int = 0
 
     def to_dict(self) -> dict[str, int]:
@@ -97,6 +97,10 @@ class Tier:
         on_device = nbytes / self.shared_read_bw
         self.device_free_at = start + wait + on_device
         return self.latency_s + max(nbytes / self.reader_bw, wait + on_device)
+
+    def count_read(self, nbytes: int) -> None:
+        """``nbytes`` read out of this tier (a load that served a request; ``KVCacheManager.load``)."""
+        self.arena.count_read(self.index, nbytes)
 
     def charge_writes(self, now: float) -> None:
         """Charge a shared device for the bytes written into this copy (demotions) since the last call:

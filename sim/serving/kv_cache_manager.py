@@ -34,6 +34,8 @@ class TierView(Protocol):
 
     def reserve_read(self, nbytes: int, start: float) -> float: ...
 
+    def count_read(self, nbytes: int) -> None: ...
+
     def charge_writes(self, now: float) -> None: ...
 
 
@@ -46,9 +48,11 @@ class TieredCache(Protocol):
 
     def lookup_prefix(self, keys: Sequence[int], held: Container[int] = ()) -> np.ndarray: ...
 
+    def lower_level(self, key: int) -> int: ...
+
     def take_chain(self, keys: Sequence[int]) -> np.ndarray: ...
 
-    def touch_chain(self, keys: Sequence[int], positions: np.ndarray) -> np.ndarray: ...
+    def touch_chain(self, keys: Sequence[int], positions: np.ndarray, freed: bool = False) -> np.ndarray: ...
 
     def resize_top(self, capacity: int) -> None: ...
 
@@ -139,6 +143,7 @@ class KVCacheManager:
         levels: list[int] = []
         if self.prefix_caching:  # blocks in use by running requests count as HBM hits
             levels = self.cache.lookup_prefix(job.prompt_ids, self.pool).tolist()
+            self._last_block_from_below(job, levels)
         hit, tokens = prefix_hit(levels, job.target, job.input_tokens, self.block_size, job.external)
         served = levels[:hit]
         per_tier: dict[int, int] = {}
@@ -147,13 +152,30 @@ class KVCacheManager:
                 per_tier[level] = per_tier.get(level, 0) + 1
         return PrefixMatch(served, tokens, per_tier)
 
+    def _last_block_from_below(self, job: Job, levels: list[int]) -> None:
+        """A block-aligned request's last block, held in HBM (cached or in use) and copied in a lower tier
+        (inclusive tiers): HBM's rule recomputes it, but an offloading connector, asked for the blocks past HBM's
+        hit, finds the copy and loads it (``prefix_hit``), so it is served from that tier: ``levels`` says so."""
+        bs = self.block_size
+        last = job.target // bs - 1
+        if (job.target % bs == 0 and job.external <= last < min(len(levels), job.input_tokens // bs)
+                and levels[last] == 0 and len(self.cache.tiers) > 1):
+            below = self.cache.lower_level(int(job.prompt_ids[last]))
+            if below > 0:
+                levels[last] = below
+
     def load(self, match: PrefixMatch, start: float) -> float:
         """Seconds, from ``start``, to read the match's blocks held in lower tiers, one tier after
-        another (top first); a shared device's time is reserved, so call it once the job is admitted."""
+        another (top first); a shared device's time is reserved, so call it once the job is admitted.
+        The one place a served block's read is counted (``tiers.<tier>.bytes_read``): taking the blocks
+        (``allocate``) reads nothing, so a lower-tier block the request is not served (a partial last
+        block, one past the served prefix) is computed, not read."""
         seconds = 0.0
         tiers, block_bytes = self.cache.tiers, self.cache.block_bytes
         for level in sorted(match.to_load):
-            seconds += tiers[level].reserve_read(match.to_load[level] * block_bytes, start + seconds)
+            nbytes = match.to_load[level] * block_bytes
+            tiers[level].count_read(nbytes)
+            seconds += tiers[level].reserve_read(nbytes, start + seconds)
         return seconds
 
     def record_admission(self, job: Job, match: PrefixMatch) -> None:
@@ -227,9 +249,10 @@ class KVCacheManager:
             self.cache.take_chain(fresh)
 
     def _return_to_cache(self, freed: Sequence[int], positions: np.ndarray) -> None:
-        """Freed prompt blocks (deepest first) become cached prefixes, used at these stream positions."""
+        """Freed prompt blocks (deepest first) become cached prefixes, used at these stream positions. Their
+        content is in HBM: a lower tier's copy (inclusive tiers keep one) is moved or copied up, not read."""
         if len(freed):
-            self.cache.touch_chain(freed, positions)
+            self.cache.touch_chain(freed, positions, freed=True)
 
     def _charge_writes(self) -> None:
         """The blocks the cache's last change demoted are written into lower tiers now: a shared
