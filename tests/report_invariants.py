@@ -7,7 +7,8 @@ from a definition in ../shared/DESIGN.md (Contract: report JSON) or README.md, c
   (DESIGN: "rows used/skipped"; README: skips "counted per reason"), and every run completes every used
   request (README Serving: a request a configuration can never run is skipped and counted *before* the run);
 - no NaN or inf anywhere in the metrics (they become JSON null: DESIGN's report has numbers; an empty
-  distribution is the only null allowed: ``tpot_s`` and ``itl_s`` when no request has two output tokens
+  distribution is the only null allowed: ``tpot_s`` and ``itl_s`` when no request has two output tokens (the
+  run's, and then its ``--max-rate`` brackets')
   (then generated tokens = requests), an instance's MFU/MBU while busy when it never ran a step, README Reports,
   and a ``--max-rate`` search's missing bracket (its note says why) or rates in req/s of a workload with no own rate);
 - hits <= accesses, ``hit_ratio = hits / accesses``, per-tier (and per-location) hit ratios sum to it
@@ -82,8 +83,11 @@ def check_run(metrics: dict[str, Any], trace: dict[str, Any] | None, mode: str, 
         unbracketed = path in ("max_rate_search.meets", "max_rate_search.fails") and "note" in search
         no_rate = ((path == "max_rate_rps" or (path.startswith("max_rate_search.") and path.endswith(".rate_rps")))
                    and metrics.get("max_rate_rps") is None)
+        # a --max-rate bracket's token gaps: the same requests at another rate, undefined where the run's are
+        bracket_gaps = (path.startswith(("max_rate_search.meets.", "max_rate_search.fails."))
+                        and path.split(".")[2] in ("tpot_s", "itl_s") and metrics.get("tpot_s", {}).get("mean") is None)
         if (value is None and not path.startswith(("tpot_s.", "itl_s.")) and not idle  # idle: no busy time, undefined
-                and not unbracketed and not no_rate):
+                and not unbracketed and not no_rate and not bracket_gaps):
             bad.append(f"{path} is null (NaN or inf)")
         if isinstance(value, float) and not math.isfinite(value):
             bad.append(f"{path} = {value}")

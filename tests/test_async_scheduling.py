@@ -61,3 +61,32 @@ def test_requests_that_never_overlap_are_timed_alike_either_way():
     for column in ("queued", "scheduled", "first_token", "last_token"):
         assert np.array_equal(getattr(both[0], column), getattr(both[1], column)), column
     assert np.array_equal(sync.queued, arrival)
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_a_request_finishing_in_the_step_in_flight_is_the_one_preempted_when_admitted_last(asynchronous):
+    """vLLM's scheduler plans step k+1 with the requests whose last token step k computes still in ``running`` (the
+    async check ``num_computed_tokens + 2 - num_output_placeholders >= num_prompt_tokens + max_tokens`` skips them,
+    vllm/v1/core/sched/scheduler.py ``schedule``), so one admitted after the request that needs a block is the
+    victim of ``self.running.pop()``: its blocks are freed then, and its output still finishes it
+    (``update_from_output``: ``stopped_preempted_reqs``). By hand: 4 usable blocks of 16 tokens (5 less the null
+    block), A (31-token prompt, 2 blocks) then B (16 tokens, 1 block, 2 out) arrive together. Step 1 prefills both;
+    step 2 decodes A (token 32, still 2 blocks) and B (token 17, its 2nd block): all 4 in use. Step 3's plan: A's
+    token 33 needs a 3rd block. Synchronous: B left after step 2, A takes one of its blocks. Asynchronous: B's finish
+    is not processed yet, B (admitted after A) is preempted instead of A, and finishes at t2 all the same. Either way
+    A decodes on alone from step 3 and is never recomputed."""
+    config = load_config(None, sets=["serving.num_instances=1", "serving.enable_prefix_caching=false",
+                                     "serving.num_gpu_blocks=5", "serving.block_size=16",
+                                     f"serving.async_scheduling={str(asynchronous).lower()}"])
+    out = 6
+    shape = StepShape()
+    shape.add_prefill(31, 0)
+    shape.add_prefill(16, 0)
+    t1 = compute_model(config).step_time(shape)
+    t2 = t1 + _price(config, decode_kv=(32, 17))
+    end = t2 + sum(_price(config, decode_kv=(30 + step,)) for step in range(3, out + 1))  # A alone, token 33 on
+    _, requests = run_serving(make_trace([0.0, 0.0], [31, 16], [out, 2]), config, "single")
+    assert list(requests.preemptions) == ([0, 1] if asynchronous else [0, 0])
+    assert requests.first_token[0] == requests.first_token[1] == pytest.approx(t1, rel=1e-12)
+    assert requests.last_token[1] == pytest.approx(t2, rel=1e-12)
+    assert requests.last_token[0] == pytest.approx(end, rel=1e-12)

@@ -185,3 +185,18 @@ def test_an_mla_model_sends_a_latent_copy_per_tp_rank_in_cluster_pd(run_cli, tmp
     moved = sum(cl["kv_transfer_blocks"].values())
     assert moved > 0 and sum(cl["kv_transfer_bytes"].values()) == moved * cl["block_bytes"] * 2
     assert check_report(report) == []
+
+
+def test_a_max_rate_search_of_one_token_outputs_has_no_tpot_at_any_rate(run_cli, tmp_path):
+    """--max-rate over requests of one output token each: no request has a token gap, so TPOT is undefined (null)
+    at the run's rate and at each bracket's (``max_rate_search.meets``/``fails`` hold a rate's distributions), the
+    same requests at another rate. Found by the random combinations under async scheduling (either value): the
+    checker took the brackets' null TPOT for a NaN. A bracket's null TPOT is still flagged when the run has one."""
+    trace = _write(tmp_path, "one_token.jsonl", [(t, n, 1, ids) for t, n, _, ids in EDGE_ROWS[:12]])
+    report = _report(run_cli, tmp_path, "--max-rate", "--workload-trace", trace, sets=("slo.ttft_s=0.5",))
+    metrics = report["runs"][0]["metrics"]
+    brackets = [b for b in (metrics["max_rate_search"]["meets"], metrics["max_rate_search"]["fails"]) if b]
+    assert metrics["tpot_s"]["mean"] is None and brackets and all(b["tpot_s"]["mean"] is None for b in brackets)
+    assert check_report(report) == []
+    metrics["tpot_s"] = dict(metrics["ttft_s"])  # as if some request had two tokens: the brackets' nulls are NaNs
+    assert any("max_rate_search.meets.tpot_s.mean is null" in v for v in check_report(report))

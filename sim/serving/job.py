@@ -28,6 +28,7 @@ class Job:
     held: int = 0  # prompt blocks held (blocks[:held] are in the block pool's reference counts)
     anonymous: int = 0  # blocks past the prompt's (generated tokens)
     admitted_once: bool = False
+    order: int = 0  # when it last joined its instance's running batch (vLLM's place in ``Scheduler.running``)
     external: int = 0  # prompt blocks a KV connector loaded here before scheduling (cluster fetch; ``prefix_hit``)
     last_token_time: float = math.nan
     chain: np.ndarray | None = None  # ``blocks`` as an array (the cache's chain operations take it without a copy)

@@ -117,6 +117,7 @@ class Scheduler:
         self.ready: deque[Job] = deque()  # decode role: KV arrived, waiting for a sequence slot
         self.running: list[Job] = []
         self.leaving: list[Job] = []  # async: finished in the step just ended, holding slots and blocks until planned
+        self._joined = 0  # jobs that joined ``running`` so far (each job's ``order``)
 
     @property
     def load(self) -> int:
@@ -149,7 +150,23 @@ class Scheduler:
 
     def admit_ready(self) -> None:
         while self.ready and self.occupied_seqs < self.max_seqs:
-            self.running.append(self.ready.popleft())
+            self._join(self.ready.popleft())
+
+    def _join(self, job: Job) -> None:
+        self._joined += 1
+        job.order = self._joined
+        self.running.append(job)
+
+    def _victim(self) -> Job:
+        """Who gives up its blocks when a running request needs one: vLLM's ``self.running.pop()``, the request that
+        joined last, where ``running`` still holds those whose last token is in the step in flight (async: skipped by
+        ``schedule`` but preemptible; their output finishes them all the same, ``stopped_preempted_reqs`` in
+        ``update_from_output``, vllm/v1/core/sched/scheduler.py): here the ``leaving`` that still hold blocks."""
+        victim = self.running[-1]
+        for job in self.leaving:
+            if job.order > victim.order and (job.held or job.anonymous):
+                victim = job
+        return victim
 
     def _preempt(self, job: Job) -> None:
         self.running.remove(job)
@@ -293,9 +310,13 @@ class Scheduler:
             decoding = job.computed >= job.target
             n = 1 if decoding else min(job.target - job.computed, budget)
             while kv.new_blocks(job, job.computed + n) > pool.free:
-                victim = running[-1]
-                self._preempt(victim)
+                victim = self._victim()
                 preempted = True
+                if victim is not running[-1]:  # finished in the step in flight: its blocks go now, it leaves after
+                    kv.free(victim)
+                    self.table.preemptions[victim.rid] += 1
+                    continue
+                self._preempt(victim)
                 if victim is job:
                     break
             if job not in running:
@@ -335,7 +356,7 @@ class Scheduler:
                 table.cached_tokens[rid] = cached
                 table.instance[rid] = self.index
             load_total += load
-            running.append(job)
+            self._join(job)
             batch.append((job, n))
             budget -= n
             shape.add_prefill(n, cached)
