@@ -118,9 +118,10 @@ def test_every_block_access_is_one_hit_or_a_miss(racks, nodes, gpus, router, eic
     for kind in ("fetched", "kv_transfer"):
         for scope, blocks in cluster[f"{kind}_blocks"].items():
             assert cluster[f"{kind}_bytes"][scope] == blocks * cluster["block_bytes"]
-    # blocks fetched = the hits that were not already in the instance's HBM
+    # every hit not already in the instance's HBM was fetched; a fetched block can be evicted again while its request
+    # waits to be scheduled, and is then no hit (README, cluster mode), so the fetches can outnumber those hits
     fetched = sum(cluster["fetched_blocks"].values())
-    assert fetched == metrics["hits"] - sum(cluster["hit_blocks"]["hbm"].values())
+    assert fetched >= metrics["hits"] - sum(cluster["hit_blocks"]["hbm"].values())
     if eic == 0.0:
         assert metrics["tier_hit_ratio"]["eic"] == 0.0
 

@@ -68,14 +68,15 @@ class LockstepGroup:
             self.stepping = True
             self.engine.after(0.0, self._step)
 
-    def interrupt(self) -> None:
+    def interrupt(self, ahead: bool = False) -> None:
         """Work arrived at a member: a decode window in progress ends, for every member, with its step in
-        progress, so the newcomer joins the group's next step."""
+        progress, so the newcomer joins the group's next step (``ahead``: with the step after it, which the
+        member had planned already, as the others had)."""
         end = None
         for member in self.members:
             window = member.window
             if window is not None:
-                member.interrupt_window()
+                member.interrupt_window(ahead)
                 end = window.start + float(window.ends[window.steps - 1])
         if end is not None and end != self._end:
             self._end_at(end)

@@ -62,6 +62,7 @@ class Instance:
         self.window: DecodeWindow | None = None
         self._window_version = 0
         self.group: LockstepGroup | None = None  # its data-parallel group, which then drives its steps
+        self._batch_end = 0.0  # when the single step in flight ends
 
     # ------------------------------------------------------------------ load
 
@@ -89,12 +90,23 @@ class Instance:
 
     def submit(self, job: Job) -> None:
         """A new request (unified/prefill) or one whose KV has arrived (decode): read by the engine now when it is
-        idle, else when its step in flight ends (a decode window ends with that step)."""
-        self.scheduler.inbox.append(job)
-        self._cut_window()
+        idle, else when its step in flight ends, and seen by the plan after that (asynchronously: by the one after,
+        the next step having been planned already; a decode window runs on through that step)."""
+        scheduler = self.scheduler
+        now = self.engine.now
+        job.read_at = self._step_end() if self.in_flight else now
+        scheduler.inbox.append(job)
+        self._cut_window(ahead=scheduler.async_scheduling and self.in_flight)
         if not self.in_flight:
-            self.scheduler.take_in(self.engine.now)
+            scheduler.take_in(now)
         self._kick()
+
+    def _step_end(self) -> float:
+        """When the step in flight (a window's step in progress) ends."""
+        window = self.window
+        if window is None:
+            return self._batch_end
+        return window.start + float(window.ends[self._steps_through_now(window) - 1])
 
     @property
     def in_flight(self) -> bool:
@@ -146,9 +158,9 @@ class Instance:
     # --------------------------------------------------------------- stepping
 
     def before_plan(self) -> None:
-        """Synchronous scheduling: the engine reads what arrived before it plans the next step."""
-        if not self.scheduler.async_scheduling:
-            self.scheduler.take_in(self.engine.now)
+        """The plan sees what the engine read: everything read by now (synchronous), or, asynchronously, only what it
+        read before its previous plan (the next step was planned before the one in flight's arrivals were read)."""
+        self.scheduler.take_in(self.engine.now, before=self.scheduler.async_scheduling)
 
     def after_plan(self) -> bool:
         """Asynchronous scheduling: what the plan just made could not see happens now (the requests that finished
@@ -180,6 +192,7 @@ class Instance:
         self.busy = True
         batch.start = self.engine.now
         batch.duration = duration
+        self._batch_end = batch.start + duration
         self.work.add_step(batch.shape, duration)
         self.batch_tokens = batch.shape.tokens
         self.engine.after(duration, self._step_done, batch)
@@ -216,32 +229,38 @@ class Instance:
         self.kv.sync_free(self.pool.unused_through(at))
 
     def settle(self) -> None:
-        """Bring a decode window in progress to what single steps hold now: it ends with its step in progress and
-        the blocks reserved beyond it are returned."""
+        """Bring a decode window in progress to what single steps hold now: it ends with its step in progress (and,
+        asynchronously, the step planned after it) and the blocks reserved beyond are returned."""
         if self.window is None:
             return
-        self._cut_window()
+        self._cut_window(ahead=self.scheduler.async_scheduling)
         self.scheduler.release_planned(self.window)
 
-    def _cut_window(self) -> None:
-        """End the window in progress with its step in progress (the whole group's, in a data-parallel group)."""
+    def _cut_window(self, ahead: bool) -> None:
+        """End the window in progress with its step in progress, or with the one after it (``ahead``: planned
+        already); the whole group's, in a data-parallel group."""
         if self.group is not None:
-            self.group.interrupt()
+            self.group.interrupt(ahead)
         else:
-            self.interrupt_window()
+            self.interrupt_window(ahead)
 
-    def interrupt_window(self) -> None:
-        """Work arrived: end the window with the step in progress, so it joins the next step."""
+    def interrupt_window(self, ahead: bool = False) -> None:
+        """Work arrived: end the window with the step in progress, so it joins the next step (``ahead``: with the
+        step after it, which the engine planned before reading the work, so it joins the one after)."""
         window = self.window
         if window is None:
             return
-        now = self.engine.now
-        done = window.ended(now, window.steps)
-        steps = done if done and window.start + window.ends[done - 1] == now else done + 1
+        steps = self._steps_through_now(window) + (1 if ahead else 0)
         if steps < window.steps:
             window.steps = steps  # the later steps' reserved blocks are never taken
             self._window_version += 1
             self.engine.at(window.start + float(window.ends[steps - 1]), self._window_done, self._window_version)
+
+    def _steps_through_now(self, window: DecodeWindow) -> int:
+        """The window's steps up to the one in progress now (the one ending now, at a step boundary)."""
+        now = self.engine.now
+        done = window.ended(now, window.steps)
+        return done if done and window.start + window.ends[done - 1] == now else done + 1
 
     def _window_done(self, version: int) -> None:
         if version != self._window_version:

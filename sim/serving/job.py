@@ -28,6 +28,7 @@ class Job:
     held: int = 0  # prompt blocks held (blocks[:held] are in the block pool's reference counts)
     anonymous: int = 0  # blocks past the prompt's (generated tokens)
     admitted_once: bool = False
+    read_at: float = 0.0  # when its (current) instance's engine reads it: at arrival, or when the step in flight ends
     order: int = 0  # when it last joined its instance's running batch (vLLM's place in ``Scheduler.running``)
     external: int = 0  # prompt blocks a KV connector loaded here before scheduling (cluster fetch; ``prefix_hit``)
     last_token_time: float = math.nan

@@ -112,7 +112,7 @@ class Scheduler:
         self.async_scheduling = serving.async_scheduling
         self.table = table
         self.itl = itl
-        self.inbox: deque[Job] = deque()  # arrived while a step ran: not read by the engine yet
+        self.inbox: deque[Job] = deque()  # arrived while a step ran: not seen by a plan yet (each read at ``read_at``)
         self.waiting: deque[Job] = deque()  # to be (re)computed, FCFS
         self.ready: deque[Job] = deque()  # decode role: KV arrived, waiting for a sequence slot
         self.running: list[Job] = []
@@ -133,18 +133,19 @@ class Scheduler:
         """Sequence slots in use: running requests and those whose finish the engine has not processed yet."""
         return len(self.running) + len(self.leaving)
 
-    def take_in(self, now: float) -> bool:
-        """The engine reads the requests that arrived (new ones, or, on a decode instance, those whose KV came);
-        returns whether there were any."""
+    def take_in(self, upto: float, before: bool = False) -> bool:
+        """The engine's plans from now on see the requests it read (new ones, or, on a decode instance, those whose
+        KV came) by ``upto`` (``before``: strictly before it); returns whether there were any."""
         inbox = self.inbox
-        if not inbox:
+        if not inbox or (inbox[0].read_at >= upto if before else inbox[0].read_at > upto):
             return False
+        queue = self.ready if self.role == DECODE else self.waiting
         queued = self.table.queued
-        for job in inbox:
+        while inbox and (inbox[0].read_at < upto if before else inbox[0].read_at <= upto):  # (read in arrival order)
+            job = inbox.popleft()
             if math.isnan(queued[job.rid]):  # its first instance (a PD decode side keeps the prefill's)
-                queued[job.rid] = now
-        (self.ready if self.role == DECODE else self.waiting).extend(inbox)
-        inbox.clear()
+                queued[job.rid] = job.read_at
+            queue.append(job)
         self.admit_ready()
         return True
 
