@@ -41,7 +41,7 @@ from sim.cache.policies.dispatch import hooks_for
 from sim.jit import flush_when_sources_change
 
 HOOK_ACCESS, HOOK_INSERT, HOOK_REMOVE, HOOK_VICTIM = range(4)
-USE, PREFETCH, DEMOTE, RETURN = range(4)  # what ``use`` does
+USE, PREFETCH, DEMOTE, UNREAD = range(4)  # what ``use`` does
 HIT, MISS, KEPT, EVICTED = 0, -1, -2, -3  # what ``use_single`` did
 NO_ROOM = -2  # ``hook``: the arena must grow first (``TierArena.reserve``)
 _OPTIONS = {"_nrt": False}
@@ -79,9 +79,10 @@ def _operations(access, insert, readmit, remove, victim):
         """``USE`` ``key`` at stream position ``now``: refresh it, promote it (moved, or copied when
         inclusive), or admit it to the top tier (every tier when inclusive). ``PREFETCH``: only
         bring it up from a lower tier ahead of use (counted as a prefetch, not a promotion).
-        ``DEMOTE``: admit it to the second tier (it has left the top one). ``RETURN``: as ``USE``, for a block
-        whose content is in the top tier already (a running request freed it): a lower tier's copy moves or
-        is copied up as on a use, but nothing is read out of it.
+        ``DEMOTE``: admit it to the second tier (it has left the top one). ``UNREAD``: as ``USE``, but nothing
+        is read out of a lower tier's copy (it moves or is copied up as on a use): a block whose content is in
+        the top tier already (a running request freed it), or a prefix replay's touch (its lookup counted the
+        reads of the hits it serves; the blocks past them are recomputed, not read).
         Returns the tier it was found in (-1: a miss, admitted unless ``admit`` is False).
 
         Admitting to tier i: its victim is demoted to tier i+1 (exclusive) or evicted (inclusive,
@@ -103,7 +104,7 @@ def _operations(access, insert, readmit, remove, victim):
                     access(a, t, s, now)
                 if level > 0:
                     a.meta[t, STAT0 + (PREFETCHES if mode == PREFETCH else PROMOTIONS)] += 1
-                    if mode != RETURN:
+                    if mode != UNREAD:
                         a.meta[t, STAT0 + BYTES_READ] += c.block_bytes
                     if c.inclusive:  # copy up: write to every tier above, nearest first
                         first, stop, stride = level - 1, -1, -1
@@ -302,8 +303,10 @@ def _hook_for(a, t, op, key, now):
 def replay(a, c, blocks, offsets, hit_tier, first, last, prefix, depth, sessions, previous):
     """Replay requests ``first``…``last`` (CSR ``offsets`` into ``blocks``); record each access's hit tier.
 
-    ``prefix``: a request's hits are its longest cached prefix, then its blocks are touched
-    deepest first; else every block is looked up. ``depth`` >= 0: selective write (only the
+    ``prefix``: a request's hits are its longest cached prefix, each read out of the tier the lookup found
+    it in (a lower tier's hit: one block's bytes read there), then its blocks are touched deepest first,
+    reading nothing (``UNREAD``): a hit was read by the lookup, though a deeper block's touch may have moved
+    it since, and a block past the first miss is recomputed; else every block is looked up. ``depth`` >= 0: selective write (only the
     first ``depth`` blocks of a prompt are admitted). ``previous`` (per session, the request
     index of its last turn, -1: none; empty: no session prefetch): before a turn, its
     session's previous turn is prefetched. Returns the request it stopped at: ``last``, or
@@ -325,9 +328,12 @@ def replay(a, c, blocks, offsets, hit_tier, first, last, prefix, depth, sessions
                 if level < 0:
                     break
                 hit_tier[j] = level
-                a.meta[c.tiers[level], STAT0 + HITS] += 1
+                t = c.tiers[level]
+                a.meta[t, STAT0 + HITS] += 1
+                if level > 0:  # served from a lower tier: read there, once
+                    a.meta[t, STAT0 + BYTES_READ] += c.block_bytes
             for j in range(hi - 1, lo - 1, -1):
-                _use(a, c, blocks[j], j, depth < 0 or j - lo < depth, USE)
+                _use(a, c, blocks[j], j, depth < 0 or j - lo < depth, UNREAD)
         else:
             for j in range(lo, hi):
                 level = _use(a, c, blocks[j], j, depth < 0 or j - lo < depth, USE)
@@ -403,7 +409,7 @@ def lookup(a, c, keys, first, prefix, out):
 
 @entry
 def touch_chain(a, c, keys, positions, admit, mode, out):
-    """Use (``mode``: ``USE`` or ``RETURN``) ``keys[i]`` at stream position ``positions[i]``, in order;
+    """Use (``mode``: ``USE`` or ``UNREAD``) ``keys[i]`` at stream position ``positions[i]``, in order;
     ``out[i]``: the tier it was in. False (and nothing done) when the arena has no room for them yet."""
     if not room(a, c.tiers, len(keys)):
         return False

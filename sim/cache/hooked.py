@@ -69,7 +69,8 @@ class HookedMultiTierCache:
 
     # --------------------------------------------------------------- operations
 
-    def touch(self, key: int, now: int, admit: bool = True, freed: bool = False) -> int:
+    def touch(self, key: int, now: int, admit: bool = True, read: bool = True) -> int:
+        """A use of ``key``; ``read=False``: a lower tier's copy moves or is copied up unread (engine ``UNREAD``)."""
         if self.last_pos is not None:
             self.last_pos[key] = now
         level = self.find(key)
@@ -78,7 +79,7 @@ class HookedMultiTierCache:
             return 0
         if level > 0:
             self._counters(level)[PROMOTIONS] += 1
-            if not freed:  # a freed block's content is in HBM: its lower copy moves up unread
+            if read:
                 self._counters(level)[BYTES_READ] += self.block_bytes
             self._move_up(level, key, now)
             return level
@@ -92,7 +93,8 @@ class HookedMultiTierCache:
         return -1
 
     def touch_chain(self, keys, positions, freed: bool = False) -> np.ndarray:
-        return np.array([self.touch(int(k), int(p), freed=freed) for k, p in zip(keys, positions, strict=True)],
+        # a freed block's content is in HBM: its lower copy moves up unread
+        return np.array([self.touch(int(k), int(p), read=not freed) for k, p in zip(keys, positions, strict=True)],
                         dtype=np.int8)
 
     def take(self, key: int) -> int:
@@ -206,11 +208,13 @@ class HookedMultiTierCache:
                         break
                     hit_tier[lo + j] = level
                     self._counters(level)[HITS] += 1
+                    if level > 0:  # served from a lower tier: read there, once (the touches below read nothing)
+                        self._counters(level)[BYTES_READ] += self.block_bytes
                 order = range(len(keys) - 1, -1, -1)
             else:
                 order = range(len(keys))
             for j in order:
-                level = self.touch(keys[j], lo + j, admit=max_depth is None or j < max_depth)
+                level = self.touch(keys[j], lo + j, admit=max_depth is None or j < max_depth, read=not prefix)
                 if not prefix:
                     hit_tier[lo + j] = level
                     if level >= 0:

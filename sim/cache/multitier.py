@@ -166,7 +166,7 @@ class MultiTierCache:
         keys = self._keys(keys)
         out = np.empty(len(keys), dtype=np.int8)
         positions = np.ascontiguousarray(positions, dtype=np.int64)
-        mode = engine.RETURN if freed else engine.USE
+        mode = engine.UNREAD if freed else engine.USE
         while not engine.touch_chain(self.arena.state, self.view, keys, positions, True, mode, out):
             self._reserve()
         return out
@@ -201,7 +201,9 @@ class MultiTierCache:
 
         ``prefix=False``: every block is looked up (libCacheSim's model). ``prefix=True``:
         vLLM's semantics: hits are the request's longest cached prefix, then its blocks are
-        touched deepest first so a prefix is always more recent than its continuation.
+        touched deepest first so a prefix is always more recent than its continuation. A lower
+        tier is read once per hit it serves, where the lookup found it (plus session prefetches);
+        the touches read nothing (a block past the first miss is recomputed, not loaded).
         """
         plugins = plugins or CachePlugins()
         previous = _EMPTY
