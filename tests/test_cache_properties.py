@@ -278,6 +278,38 @@ def test_prefix_semantics_stop_at_first_miss():
     assert hit_tier.tolist() == [-1, 0, -1, -1, -1, -1, -1]
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(CLASSIC), st.lists(st.integers(1, 6), min_size=1, max_size=4),
+       st.lists(st.lists(st.integers(0, 20), min_size=1, max_size=8), min_size=1, max_size=30),
+       st.booleans(), st.booleans(), st.one_of(st.none(), st.integers(1, 4)))
+def test_prefix_replay_equals_the_reference_and_reads_each_served_hit_once(policy, capacities, requests, inclusive,
+                                                                         prefetch, depth):
+    # Prefix semantics through the compiled replay and through the reference policies on the generic (hooked)
+    # path: the same hits, residents and counters, bytes read included. And each lower tier reads exactly the
+    # hits it serves plus its prefetches (block bytes 1), though the touches, deepest first, may demote a hit
+    # block before its own touch and reach lower-tier blocks past the first miss (recomputed, so not read).
+    # Any lists of ids, not only chains: a cached block whose parent is not (a past-first-miss block) is common.
+    blocks = np.array([b for r in requests for b in r], dtype=np.int64)
+    offsets = np.cumsum([0] + [len(r) for r in requests])
+    sessions = np.array([i % 3 for i in range(len(requests))], dtype=np.int64)  # turns of three sessions, in turn
+    plugins = CachePlugins(selective_write_depth=depth, session_prefetch=prefetch)
+    hit_tiers, caches = [], []
+    for reference in (False, True):
+        cache = make_cache(policy, capacities, blocks, inclusive, reference=reference)
+        hit_tier = np.full(len(blocks), -1, dtype=np.int8)
+        cache.replay(blocks, offsets, hit_tier, 0, len(requests), prefix=True, plugins=plugins, sessions=sessions)
+        hit_tiers.append(hit_tier.tolist())
+        caches.append(cache)
+    assert hit_tiers[0] == hit_tiers[1]
+    assert _state(caches[0]) == _state(caches[1])
+    assert _stats(caches[0]) == _stats(caches[1])
+    served = np.bincount(np.array(hit_tiers[0])[np.array(hit_tiers[0]) >= 0], minlength=len(capacities))
+    for level, tier in enumerate(caches[0].tiers):
+        s = tier.stats
+        assert s.hits == served[level]
+        assert s.bytes_read == (0 if level == 0 else s.hits + s.prefetches), (level, s)
+
+
 def test_lookup_prefix_counts_held_blocks_as_top_tier_hits():
     cache = make_cache("lru", [2, 4])
     for t, k in enumerate([1, 2, 3]):  # 1 demoted to DRAM
