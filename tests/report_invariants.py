@@ -23,7 +23,10 @@ from a definition in ../shared/DESIGN.md (Contract: report JSON) or README.md, c
   preempted request loads again) its ``bytes_read = hits x block_bytes``, one block's bytes the same for every tier
   (``block_bytes=`` checks that size too); with them, at least that;
 - cache-only per-tier traffic: a lower tier's ``bytes_read = (hits + prefetches) x block_bytes`` (README Policy
-  study: bytes moved per tier; a session prefetch reads its blocks out ahead of their use), ``tier_hit_ratio.<t> = tiers.<t>.hits / accesses``;
+  study: bytes moved per tier; a session prefetch reads its blocks out ahead of their use), with either access
+  semantics: ``plain`` reads each block where its lookup finds it; ``prefix`` (vLLM) reads each hit of a request's
+  cached prefix out of the tier its lookup found it in, once, and nothing past the first miss (recomputed), whatever
+  the request's own touches move afterwards; ``tier_hit_ratio.<t> = tiers.<t>.hits / accesses``;
 - timeseries: arrivals and completions each sum to the completed requests.
 Optional arguments add what the report alone cannot know (the workload's arrival span and token totals).
 """
@@ -210,10 +213,12 @@ def check_run(metrics: dict[str, Any], trace: dict[str, Any] | None, mode: str, 
             # --seeds: a mean ratio is not the ratio of the means (as for hit_ratio above)
             if not means and not _close(metrics["tier_hit_ratio"][name], t["hits"] / acc, abs_=1e-12):
                 bad.append(f"tier_hit_ratio.{name} != tiers.{name}.hits / accesses")
-            # a block leaves a lower tier when it is hit, or pulled up ahead of its use (cache.prefetch: session)
+            # a lower tier is read for each block it serves (a hit; with prefix semantics only the hits of the cached
+            # prefix, where the lookup found them) and each it sends up ahead of its use (cache.prefetch: session)
             moved = t["hits"] + t.get("prefetches", 0)
             if name != "hbm" and bb is not None and t["bytes_read"] != moved * bb:
-                bad.append(f"tiers.{name}.bytes_read {t['bytes_read']} != (hits + prefetches) x block_bytes {moved * bb}")
+                bad.append(f"tiers.{name}.bytes_read {t['bytes_read']} != (hits + prefetches) x block_bytes {moved * bb}"
+                           f" ({metrics.get('access_semantics', 'plain')} semantics)")
     return bad
 
 

@@ -97,16 +97,23 @@ def test_same_timestamp_overload_and_a_single_request(run_cli, tmp_path):
     assert check_report(report, output_tokens=SAME_TIME_ROWS[0][2], input_tokens=512, arrival_span_s=0.0) == []
 
 
-def test_cache_only_reports_hold_their_invariants(run_cli, tmp_path):
-    """Every policy over one-block lower tiers, inclusive; a sampled miss-ratio curve."""
+@pytest.mark.parametrize("semantics", ["plain", "prefix"])
+@pytest.mark.parametrize("inclusion", ["inclusive", "exclusive"])
+def test_cache_only_reports_hold_their_invariants(run_cli, tmp_path, semantics, inclusion):
+    """Every policy over one-block lower tiers, inclusive and exclusive, each access semantics (prefix: a lower
+    tier reads only the hits of the cached prefix, where they were found; before, its touches read blocks past the
+    first miss and hits demoted before their own touch in the tier they fell to); a sampled miss-ratio curve."""
     trace = _write(tmp_path, "edge.jsonl", EDGE_ROWS)
     report = _report(run_cli, tmp_path, "--cache-only", "--workload-trace", trace,
                      "--policy", "lru,fifo,lfu,arc,s3fifo,sieve,belady",
                      sets=("cache.tiers.hbm.capacity_gib=0.25", "cache.tiers.dram.capacity_gib=0.0625",
                            "cache.tiers.ssd.capacity_gib=0.0625", "cache.tiers.eic.capacity_gib=0.0625",
-                           "cache.inclusion=inclusive"))
+                           f"cache.inclusion={inclusion}", f"cache.access_semantics={semantics}"))
     assert check_report(report) == []
+    assert {run["metrics"]["access_semantics"] for run in report["runs"]} == {semantics}
     assert report["runs"][0]["metrics"]["accesses"] == sum(len(ids) for *_, ids in EDGE_ROWS)
+    if (semantics, inclusion) != ("plain", "inclusive"):  # the curve is of the plain stream alone: once is enough
+        return
     report = _report(run_cli, tmp_path, "--cache-only", "--mrc", "--mrc-sample-rate", "0.5", "--workload-trace", trace)
     assert check_report(report) == []
 
