@@ -18,8 +18,8 @@ import os
 from pathlib import Path
 
 import pytest
-
 from report_invariants import check_report
+
 from tests.conftest import BUNDLED_AZURE
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
