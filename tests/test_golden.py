@@ -110,8 +110,7 @@ def test_golden_metrics(case, request, tmp_path, run_cli):
     status, _, err = run_cli(*argv, "--report-json", out, "--no-plot", "--quiet")
     assert status == 0, err
     report = json.loads(out.read_text())
-    if report["mode"] == "cache-only":  # a golden must be a consistent report, e.g. each tier reads what it serves
-        assert check_report(report) == []
+    assert check_report(report) == []  # a golden must be a consistent report, e.g. each tier reads what it serves
     observed = _observed(report)
     path = GOLDEN / f"{case}.json"
     if REGEN:

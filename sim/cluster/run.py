@@ -332,7 +332,9 @@ class ClusterRun(ServingRun):
         codes = [self._local_codes(inst, levels)]  # where each block of the prefix is, for the hits at admission
         for level, count in zip(*np.unique(levels, return_counts=True), strict=True):
             if level > 0:
-                sources[inst.kv.cache.tiers[int(level)].index] = int(count)
+                tier = inst.kv.cache.tiers[int(level)]
+                sources[tier.index] = int(count)
+                tier.count_read(int(count) * self.stored_bytes)  # fetched up before admission: read here, not at load
         hits = n_local
         remote_keys = _EMPTY
         if n_local < len(full):
