@@ -68,7 +68,7 @@ class LockstepGroup:
             self.stepping = True
             self.engine.after(0.0, self._step)
 
-    def interrupt(self, ahead: bool = False) -> None:
+    def interrupt(self, ahead: bool = False, through: int | None = None) -> None:
         """Work arrived at a member: a decode window in progress ends, for every member, with its step in
         progress, so the newcomer joins the group's next step (``ahead``: with the step after it, which the
         member had planned already, as the others had)."""
@@ -76,7 +76,7 @@ class LockstepGroup:
         for member in self.members:
             window = member.window
             if window is not None:
-                member.interrupt_window(ahead)
+                member.interrupt_window(ahead, through)
                 end = window.start + float(window.ends[window.steps - 1])
         if end is not None and end != self._end:
             self._end_at(end)

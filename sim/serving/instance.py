@@ -94,29 +94,22 @@ class Instance:
         the next step having been planned already; a decode window runs on through that step)."""
         scheduler = self.scheduler
         now = self.engine.now
-        job.read_at = self._step_end() if self.in_flight else now
         scheduler.inbox.append(job)
-        self._cut_window(ahead=scheduler.async_scheduling and self.in_flight)
         if not self.in_flight:
+            job.read_at = now
+            self._cut_window(ahead=False)
             scheduler.take_in(now)
+        else:
+            window = self.window
+            through = None if window is None else self._steps_through_now(window)  # its step in progress
+            job.read_at = self._batch_end if window is None else window.start + float(window.ends[through - 1])
+            self._cut_window(ahead=scheduler.async_scheduling, through=through)
         self._kick()
-
-    def _step_end(self) -> float:
-        """When the step in flight (a window's step in progress) ends."""
-        window = self.window
-        if window is None:
-            return self._batch_end
-        return window.start + float(window.ends[self._steps_through_now(window) - 1])
 
     @property
     def in_flight(self) -> bool:
         """A step or decode window of this instance is running (the engine waits for its output)."""
         return self.batch_tokens > 0
-
-    @property
-    def stepping(self) -> bool:
-        """A step (or window) of this instance, or of its data-parallel group, is planned or running."""
-        return self.group.stepping if self.group is not None else self.busy
 
     def reserve(self, job: Job) -> int | None:
         """Decode role: hold blocks for a job's prompt KV before it is sent here.
@@ -145,8 +138,9 @@ class Instance:
         self._kick()
 
     def _kick(self) -> None:
-        if self.stepping:
-            return  # its next plan takes what is there
+        group = self.group
+        if group.stepping if group is not None else self.busy:
+            return  # a step (its group's) is planned or running: its next plan takes what is there
         if not self.scheduler.has_work:
             self.after_plan()  # nothing to plan: the finished leave now
         elif self.group is not None:
@@ -160,16 +154,19 @@ class Instance:
     def before_plan(self) -> None:
         """The plan sees what the engine read: everything read by now (synchronous), or, asynchronously, only what it
         read before its previous plan (the next step was planned before the one in flight's arrivals were read)."""
-        self.scheduler.take_in(self.engine.now, before=self.scheduler.async_scheduling)
+        scheduler = self.scheduler
+        if scheduler.inbox:
+            scheduler.take_in(self.engine.now, before=scheduler.async_scheduling)
 
     def after_plan(self) -> bool:
         """Asynchronous scheduling: what the plan just made could not see happens now (the requests that finished
         in the step before leave, freeing their slots and blocks; what arrived is read). Returns whether anything did."""
         scheduler = self.scheduler
-        leaving, scheduler.leaving = scheduler.leaving, []
+        leaving = scheduler.leaving
         if leaving:
+            scheduler.leaving = []
             self._leave(leaving)
-        return scheduler.take_in(self.engine.now) or bool(leaving)
+        return (bool(scheduler.inbox) and scheduler.take_in(self.engine.now)) or bool(leaving)
 
     def _step(self) -> None:
         self.before_plan()
@@ -236,21 +233,22 @@ class Instance:
         self._cut_window(ahead=self.scheduler.async_scheduling)
         self.scheduler.release_planned(self.window)
 
-    def _cut_window(self, ahead: bool) -> None:
+    def _cut_window(self, ahead: bool, through: int | None = None) -> None:
         """End the window in progress with its step in progress, or with the one after it (``ahead``: planned
-        already); the whole group's, in a data-parallel group."""
+        already); the whole group's, in a data-parallel group (whose members' windows share their steps' times, so
+        ``through``, the steps up to the one in progress when known, is every member's)."""
         if self.group is not None:
-            self.group.interrupt(ahead)
+            self.group.interrupt(ahead, through)
         else:
-            self.interrupt_window(ahead)
+            self.interrupt_window(ahead, through)
 
-    def interrupt_window(self, ahead: bool = False) -> None:
+    def interrupt_window(self, ahead: bool = False, through: int | None = None) -> None:
         """Work arrived: end the window with the step in progress, so it joins the next step (``ahead``: with the
         step after it, which the engine planned before reading the work, so it joins the one after)."""
         window = self.window
         if window is None:
             return
-        steps = self._steps_through_now(window) + (1 if ahead else 0)
+        steps = (self._steps_through_now(window) if through is None else through) + (1 if ahead else 0)
         if steps < window.steps:
             window.steps = steps  # the later steps' reserved blocks are never taken
             self._window_version += 1
@@ -277,13 +275,15 @@ class Instance:
         next plan, which vLLM made before this step's output) and the next step is planned."""
         scheduler = self.scheduler
         running = scheduler.running
-        for job in finished:
-            running.remove(job)
-        if scheduler.async_scheduling:
-            scheduler.leaving.extend(finished)
-        else:
-            self._leave(finished)
-        scheduler.admit_ready()
+        if finished:
+            for job in finished:
+                running.remove(job)
+            if scheduler.async_scheduling:
+                scheduler.leaving.extend(finished)
+            else:
+                self._leave(finished)
+        if scheduler.ready:
+            scheduler.admit_ready()
         self.busy = False
         self._kick()
 
