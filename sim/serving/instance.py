@@ -143,8 +143,8 @@ class Instance:
             return  # a step (its group's) is planned or running: its next plan takes what is there
         if not self.scheduler.has_work:
             self.after_plan()  # nothing to plan: the finished leave now
-        elif self.group is not None:
-            self.group.wake()
+        elif group is not None:
+            group.wake()
         else:
             self.busy = True
             self.engine.after(0.0, self._step)

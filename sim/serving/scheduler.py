@@ -137,17 +137,18 @@ class Scheduler:
         """The engine's plans from now on see the requests it read (new ones, or, on a decode instance, those whose
         KV came) by ``upto`` (``before``: strictly before it); returns whether there were any."""
         inbox = self.inbox
-        if not inbox or (inbox[0].read_at >= upto if before else inbox[0].read_at > upto):
-            return False
         queue = self.ready if self.role == DECODE else self.waiting
         queued = self.table.queued
+        taken = False
         while inbox and (inbox[0].read_at < upto if before else inbox[0].read_at <= upto):  # (read in arrival order)
             job = inbox.popleft()
             if math.isnan(queued[job.rid]):  # its first instance (a PD decode side keeps the prefill's)
                 queued[job.rid] = job.read_at
             queue.append(job)
-        self.admit_ready()
-        return True
+            taken = True
+        if taken:
+            self.admit_ready()
+        return taken
 
     def admit_ready(self) -> None:
         while self.ready and self.occupied_seqs < self.max_seqs:
@@ -330,7 +331,7 @@ class Scheduler:
             else:
                 shape.add_prefill(n, job.computed)
             i += 1
-        while not preempted and self.waiting and budget > 0 and len(running) + len(self.leaving) < self.max_seqs:
+        while not preempted and self.waiting and budget > 0 and self.occupied_seqs < self.max_seqs:
             job = self.waiting[0]
             match = kv.lookup(job)
             cached = match.tokens
