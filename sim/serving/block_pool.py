@@ -58,7 +58,8 @@ class BlockPool:
         interruption cuts off (``window.steps``) take none."""
         self._window, self._growth, self._block_size = window, growth, block_size
         self._taken_memo = (1, 0)  # the first step takes no reserved block
-        self._started_memo = (0.0, -1.0, 1)  # (after, up to, steps started): empty
+        # (after, up to, steps started): the first step runs until it ends (what ``_started`` finds for it)
+        self._started_memo = (-math.inf, window.start + float(window.ends[0]) if window.steps > 1 else math.inf, 1)
 
     def _started(self, t: float, inclusive: bool = False) -> int:
         """Steps of the window started before ``t`` (or at it, ``inclusive``): step b >= 2 starts at
