@@ -7,8 +7,9 @@ LLMServingSim replayed it too, ``validation/summary.txt`` — whose prediction i
 peer's error next to ours. The run is replayed in single-node mode on the trace the server was fed, with the
 engine that ``meta.json`` states (``engine_overlay``: model and GPU by their own names, TP, data-parallel
 instances, engine limits, KV blocks; no offloading tiers; where GPUs exchange data (TP > 1, or a data-parallel
-group sharing experts) the GPU link as LLMServingSim's ``config.json`` beside it states it, unless the bundle
-measured its collectives) and the profile bundle given, or with ``--overlay`` instead. Definitions as
+group sharing experts) the GPU link as LLMServingSim's ``config.json`` beside it states it, else the bundle's
+measured collectives: LLMServingSim's precedence, a cluster config's link over the ``hardware.yaml`` defaults) and
+the profile bundle given, or with ``--overlay`` instead. Definitions as
 ``tests/test_validation_vllm.py``: TTFT and E2E from when the engine read the request (vLLM's ``queued_ts``; kvsim's
 ``queued`` column: the end of the step in flight at its arrival), on both sides. Defaults: the bundled RTX 4090 run. From the repository root::
 
@@ -31,7 +32,6 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from sim.errors import InputError  # noqa: E402 (after the path)
-from sim.serving.collectives import bundle_hardware_yaml  # noqa: E402
 from sim.specs import canonical_model, model_spec  # noqa: E402
 
 DTYPES = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "float32": "fp32", "auto": "bf16"}
@@ -113,8 +113,7 @@ def engine_overlay(run: Path, profile: Path | None) -> dict[str, Any]:
     if profile is not None:
         overlay["compute"] = {"backend": "profiled", "profile": str(profile.resolve())}
     link = _stated_link(run)
-    measured = profile is not None and bundle_hardware_yaml(profile) is not None
-    if (tp > 1 or "data_parallel_size" in serving) and link is not None and not measured:
+    if (tp > 1 or "data_parallel_size" in serving) and link is not None:  # (over a bundle's hardware.yaml, as there)
         overlay["hardware"].update(gpu_link_gbps=link[0], gpu_link_latency_us=link[1])
     return overlay
 
@@ -234,12 +233,14 @@ def main() -> None:
 STATE = {"running": "running", "waiting": "queued", "kv_cache_pct": "kv_usage"}
 
 
-def state_comparison(timeseries_csv: Path, timeline: dict[str, Any]) -> dict[str, tuple[float, float, float]]:
+def state_comparison(timeseries_csv: Path, timeline: dict[str, Any]) -> dict[str, tuple[float, float, float] | None]:
     """The engine's state over time, measured against kvsim's timeline: per column, the measured mean, the simulated
     mean and the mean absolute difference. ``timeseries.csv`` (LLMServingSim's bench/core/stat_logger.py) holds, per
     tick ending at ``t`` s, the last step's running and waiting requests (summed over data-parallel engines) and KV
     cache in use % (their mean); kvsim's timeline is read at its last sample at or before each ``t``, its clock taken
-    as the logger's (the logger starts with the engine, moments before the first request; the gap is not recorded)."""
+    as the logger's (the logger starts with the engine, moments before the first request; the gap is not recorded).
+    A column that is 0 throughout a run that served requests was not recorded (None): e.g. the RTX PRO 6000 runs of
+    LLMServingSim's bench/examples log kv_cache_pct 0.0 at every tick while 128 requests run."""
     rows = [line.split(",") for line in timeseries_csv.read_text().splitlines() if line.strip()]
     header, rows = rows[0], rows[1:]
     ticks = np.array([float(row[header.index("t")]) for row in rows])
@@ -248,14 +249,21 @@ def state_comparison(timeseries_csv: Path, timeline: dict[str, Any]) -> dict[str
     compared = {}
     for column, series in STATE.items():
         measured = np.array([float(row[header.index(column)]) for row in rows])
+        if not measured.any():
+            compared[column] = None  # (a served run is never idle at every tick)
+            continue
         simulated = np.asarray(timeline[series], dtype=float)[at] * (100.0 if column == "kv_cache_pct" else 1.0)
         compared[column] = (float(measured.mean()), float(simulated.mean()), float(np.abs(simulated - measured).mean()))
     return compared
 
 
-def print_state(compared: dict[str, tuple[float, float, float]]) -> None:
+def print_state(compared: dict[str, tuple[float, float, float] | None]) -> None:
     print(f"\n{'state over time':<15} {'measured_mean':>13} {'kvsim_mean':>10} {'mean_abs_diff':>13}")
-    for column, (measured, simulated, diff) in compared.items():
+    for column, values in compared.items():
+        if values is None:
+            print(f"{column:<15} {'not recorded (0 at every tick)':>38}")
+            continue
+        measured, simulated, diff = values
         print(f"{column:<15} {measured:>13.1f} {simulated:>10.1f} {diff:>13.1f}")
 
 

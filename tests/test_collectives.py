@@ -113,6 +113,27 @@ def test_link_override_changes_the_step_and_is_refused_where_it_cannot(shared_da
         load_config(None, sets=[*base, "hardware.gpu_link_gbps=0"])
 
 
+def test_a_stated_link_replaces_a_bundles_hardware_yaml_but_not_a_named_table(tmp_path):
+    """A bundle's hardware.yaml is a default, as LLMServingSim reads it (its profiler writes "defaults the simulator
+    inherits from when a cluster config omits the key"): a link stated in hardware.gpu_link_* times the collectives
+    over that link; without one the bundle's samples do."""
+    from sim.serving.compute_backend import collectives_model
+
+    bundle = tmp_path / "org" / "model" / "bf16"
+    bundle.mkdir(parents=True)
+    (tmp_path / "hardware.yaml").write_text(
+        "measured:\n  interconnect:\n    samples:\n    - {collective: all_reduce, bytes: 1048576, us: 110}\n")
+    base = ["hardware.gpu=rtx4090", "serving.tensor_parallel_size=2"]
+    assert collectives_model(load_config(None, sets=base), bundle).all_reduce(1048576, 2) == pytest.approx(110e-6)
+    stated = collectives_model(load_config(None, sets=[*base, "hardware.gpu_link_gbps=16",
+                                                       "hardware.gpu_link_latency_us=20"]), bundle)
+    # ring of 2: 2 steps of (20 us + half the bytes at 16 GB/s)
+    assert stated.all_reduce(1048576, 2) == pytest.approx(2 * (20e-6 + 524288 / 16e9))
+    with pytest.raises(ConfigError, match="collectives are measured"):
+        collectives_model(load_config(None, sets=[*base, "hardware.gpu_link_gbps=16",
+                                                  f"compute.collectives={tmp_path / 'hardware.yaml'}"]), bundle)
+
+
 def test_measured_collectives_drive_the_step(shared_data):
     vidur = shared_data / "profiles" / "vidur_network" / "a100_pairwise_nvlink"
     config = load_config(None, sets=["hardware.gpu=a100-80gb", "serving.tensor_parallel_size=2",

@@ -151,7 +151,9 @@ def test_bundle_at_tp2_adds_measured_collectives(tmp_path):
     shape = StepShape()
     shape.add_prefill(128, 0)
     allreduce = 10 + 100 * (128 * 4096 * 2) / 1048576  # us: 1 MiB of bf16 hidden states -> 110 us
-    allgather = 20 + 10 * (128256 * 2) / 1048576  # us: one sequence's bf16 logits
+    # us: one sequence's bf16 logits, gathered from two ranks' halves (the samples' bytes are one rank's input:
+    # LLMServingSim's profiler/core/hardware.py, "AllGather local input")
+    allgather = 20 + 10 * (128256 * 2 / 2) / 1048576
     per_layer = 5 * 1 + 5  # 4 per-layer ops + second layernorm, attention
     expected = 32 * per_layer + 2 + (2 * 32 + 1) * allreduce + allgather
     assert model.step_time(shape) == pytest.approx(expected * 1e-6)

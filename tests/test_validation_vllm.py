@@ -67,6 +67,21 @@ def test_the_replayed_engine_state_follows_the_measured_one(shared_data):
     assert state["kv_cache_pct"][2] <= 5.0
 
 
+def test_a_state_column_zero_at_every_tick_is_not_recorded(tmp_path):
+    """A measured column that is 0 at every tick of a run that served requests was not logged (the RTX PRO 6000 runs
+    of LLMServingSim's bench/examples log kv_cache_pct 0.0 while 128 requests run): no difference is claimed for it."""
+    replay = _replay_module()
+    timeseries = tmp_path / "timeseries.csv"
+    timeseries.write_text("t,prompt_throughput,gen_throughput,running,waiting,kv_cache_pct\n"
+                          "1.0,100.0,10.0,2,1,0.0\n2.0,0.0,20.0,4,0,0.0\n")
+    timeline = {"t_s": [0.5, 1.5], "running": [2, 3], "queued": [1, 1], "kv_usage": [0.1, 0.2]}
+    state = replay.state_comparison(timeseries, timeline)
+    assert state["kv_cache_pct"] is None
+    # read at the last sample at or before each tick: running 2, 3 against 2, 4; waiting 1, 1 against 1, 0
+    assert state["running"] == pytest.approx((3.0, 2.5, 0.5))
+    assert state["waiting"] == pytest.approx((0.5, 1.0, 0.5))
+
+
 def test_the_engine_read_from_meta_json_is_the_hand_written_overlay(shared_data, tmp_path):
     """benchmarks/replay_vllm.py states a measured run's engine from its vllm/meta.json; for the bundled run that
     is the engine profiles/rtx4090_llama31_8b_vllm.yaml was written to state (model, GPU, engine limits, KV)."""

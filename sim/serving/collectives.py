@@ -98,9 +98,11 @@ class MeasuredCollectives:
     """Measured collective times, interpolated over size; the ring model for collectives or group sizes not measured.
 
     ``tables[(collective, ranks)] = (sizes, seconds)``; ``ranks`` None means "measured on the TP
-    group in use" (samples that do not record their group size). Below the smallest measured size
-    the smallest's time is used (a collective's latency floor), above the largest the last segment
-    is extended.
+    group in use" (samples that do not record their group size). Sizes are the collective's input on one
+    rank, as LLMServingSim's profiler records them (profiler/core/hardware.py: "AllReduce input, AllGather
+    local input"): an all-gather of ``nbytes`` in all is looked up at ``nbytes / ranks``. Below the smallest
+    measured size the smallest's time is used (a collective's latency floor), above the largest the last
+    segment is extended.
     """
 
     tables: dict[tuple[str, int | None], tuple[np.ndarray, np.ndarray]]
@@ -124,7 +126,7 @@ class MeasuredCollectives:
     def all_gather(self, nbytes: float, ranks: int) -> float:
         if ranks <= 1 or nbytes <= 0:
             return 0.0
-        measured = self._measured("all_gather", ranks, nbytes)
+        measured = self._measured("all_gather", ranks, nbytes / ranks)  # (each rank's share in)
         if measured is None:  # a ring all-reduce is a reduce-scatter plus an all-gather of the same size
             reduce = self._measured("all_reduce", ranks, nbytes)
             measured = None if reduce is None else reduce / 2

@@ -32,8 +32,11 @@ def gpu_link(config: Config) -> LinkSpec:
 
 def collectives_model(config: Config, bundle: Path | None = None) -> RingCollectives | MeasuredCollectives:
     """Measured collectives (``compute.collectives``, else a bundle's ``hardware.yaml``) over the ring model of
-    the GPU's link; the ring model alone when nothing was measured. A setting that could change nothing
-    (any of them at TP 1, or a link override beside a measured table) is an error."""
+    the GPU's link; the ring model alone when nothing was measured. A bundle's ``hardware.yaml`` is a default: a
+    link stated in ``hardware.gpu_link_*`` replaces it (LLMServingSim's precedence: its profiler writes the file's
+    ``defaults`` "the simulator inherits from when a cluster config omits the key", profiler/core/hardware.py). A
+    setting that could change nothing (any of them at TP 1, or a link override beside a ``compute.collectives``
+    table) is an error."""
     ring = RingCollectives.over(gpu_link(config))
     hw = config.hardware
     link_keys = [f"hardware.{k}" for k, v in (("gpu_link_gbps", hw.gpu_link_gbps),
@@ -43,7 +46,8 @@ def collectives_model(config: Config, bundle: Path | None = None) -> RingCollect
         if inert:
             raise ConfigError(f"{', '.join(inert)} set, but serving.tensor_parallel_size is 1 (and "
                               "data_parallel_size 1): no GPU-to-GPU collectives")
-    source = config.compute.collectives or (bundle_hardware_yaml(bundle) if bundle is not None else None)
+    source = config.compute.collectives or (bundle_hardware_yaml(bundle) if bundle is not None and not link_keys
+                                            else None)
     if source is None:
         return ring
     measured = MeasuredCollectives.load(source, ring)
