@@ -254,3 +254,26 @@ def test_data_parallel_rank_with_unequal_group_load_by_hand():
     experts = 8 * (1 - (6 / 8) ** 10) / 2
     flops, traffic = 1024 + 2880, 512 + experts * 144 * 2 + 400
     assert r.moe_layer_time(2, DataParallelShare(2, 10)) == pytest.approx(math.hypot(flops / 1e3, traffic / 1e3))
+
+
+def test_bundle_with_expert_parallel_grids_reads_the_runs_degree(tmp_path):
+    """Later bundles measure one grid per expert-parallel degree (``ep``: one rank running E/ep experts and k/ep of
+    each token's assignments over the rows it is given, LLMServingSim docs/docs/profiler/output-bundle.md): a run on
+    D x N GPUs reads the ep = D x N grid at the group's rows over its share of their experts; a degree not profiled
+    falls back to the ep = 1 grid read as a legacy table; a table without either is refused by name."""
+    ep1 = "".join(f"1,{line}\n" for line in MOE_CSV.splitlines()[1:])  # the legacy grid as its ep = 1 rows
+    ep2 = "2,2,2,100\n2,8,2,400\n2,2,4,200\n2,8,4,500\n"  # ep 2: rows (tokens) 2..8 over 2..4 local experts
+    root = _bundle(tmp_path / "ep", 1, 1)
+    (root / "tp1" / "moe.csv").write_text("ep,tokens,activated_experts,time_us\n" + ep1 + ep2)
+    model = LLMServingSimCompute.load(root, TINY, 1, data_parallel_size=2)
+    # 2 tokens here, 4 in the group: 5.46875 experts, 2.734375 on this rank, at the group's 4 rows: the 2-expert
+    # row gives 100 + (4 - 2) / 6 x 300 = 200 us, the 4-expert row 300 us; weight (2.734375 - 2) / 2 = 0.3671875
+    assert model.experts.layer_time(2) == pytest.approx((200 + 0.3671875 * 100) * 1e-6)
+    # alone (degree 1) the ep = 1 rows as the legacy table: the same 42.5 us as test_bundle_moe_step_by_hand
+    assert LLMServingSimCompute.load(root, TINY, 1).experts.layer_time(2) == pytest.approx(42.5e-6)
+    # degree 4, not profiled: the ep = 1 rows with each rank's share (test_bundle_data_parallel_rank_looks_up_its_share
+    # at D = 4: 2 tokens here, 8 in the group: 7.2 experts, 1.8 on this rank, at its 2 tokens: the 2-expert row, 20 us)
+    assert LLMServingSimCompute.load(root, TINY, 1, data_parallel_size=4).experts.layer_time(2) == pytest.approx(20e-6)
+    (root / "tp1" / "moe.csv").write_text("ep,tokens,activated_experts,time_us\n" + ep2)
+    with pytest.raises(ConfigError, match=r"moe.csv: measured at expert-parallel degrees \[2\], not this run's 4"):
+        LLMServingSimCompute.load(root, TINY, 1, data_parallel_size=4)

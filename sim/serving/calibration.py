@@ -236,8 +236,11 @@ def _bundle_tables(directory: Path, config: Config) -> list[TableFit]:
 
 
 def _moe_fit(tp_dir: Path, roofline: RooflineCompute, config: Config) -> TableFit:
-    """A bundle's moe.csv over (activated experts, tokens), against the roofline of the router and those experts."""
+    """A bundle's moe.csv over (activated experts, tokens), against the roofline of the router and those experts
+    (a table with an ``ep`` column: its one-rank ``ep`` = 1 grid, the whole block as the roofline prices it)."""
     table = read_bundle_table(tp_dir, "moe.csv").dropna(subset=["tokens", "activated_experts", "time_us"])
+    if "ep" in table.columns:
+        table = table[table["ep"] == 1]
     axes = ["activated_experts", "tokens"]
     points = table.assign(seconds=table["time_us"] * 1e-6).groupby(axes, as_index=False)["seconds"].mean()
     reference = np.array([roofline.moe_block_time(int(t), float(a))

@@ -18,7 +18,7 @@ from sim.errors import ConfigError
 from sim.serving.collectives import TensorParallelComm, interpolate
 from sim.serving.compute import StepShape, window_kv
 from sim.serving.moe import DataParallelShare, group_tokens, rank_experts
-from sim.serving.profile_files import read_bundle_table, read_profile_csv, read_profile_yaml
+from sim.serving.profile_files import read_bundle_table, read_profile_csv, read_profile_yaml, require_points
 from sim.serving.profile_grid import GridNode
 from sim.specs import ModelSpec
 
@@ -135,6 +135,12 @@ class BundleExperts:
     one expert there, each counted with all k, which overstates a rank's pairs about N-fold when k ≥ N.)
     With ``data_parallel_size`` D the group's D × T tokens are shared by D times as many ranks
     (``sim.serving.moe``): a rank's lookup is at the same T / N tokens over 1/(D × N) of the group's experts.
+
+    Later bundles measure a grid per expert-parallel degree (an ``ep`` column: one rank running E/ep experts and
+    k/ep of each token's assignments, ``tokens`` the rows it is given, all the group's under vLLM's all-gather
+    dispatch; LLMServingSim docs/docs/profiler/output-bundle.md). A run on D × N GPUs reads the ``ep`` = D × N grid
+    as measured: a rank's lookup is at the group's tokens over its 1/(D × N) of their experts. Without that grid
+    it reads the ``ep`` = 1 rows as above; with neither, it is an error naming the degrees profiled.
     """
 
     table: GridNode  # axes activated_experts, tokens -> seconds
@@ -142,14 +148,30 @@ class BundleExperts:
     ranks: int  # ranks sharing the work the table was measured for (1: measured at the TP in use)
     source: str
     data_parallel_size: int = 1
+    per_rank: bool = False  # the table is one rank's at this run's expert-parallel degree (``ep`` = D × N)
 
     @classmethod
-    def load(cls, tp_dir: Path, model: ModelSpec, ranks: int, data_parallel_size: int = 1) -> "BundleExperts":
-        """``tp_dir/moe.csv`` for ``model``, its work shared by ``ranks`` ranks (per data-parallel rank)."""
+    def load(cls, tp_dir: Path, model: ModelSpec, ranks: int, data_parallel_size: int = 1,
+             tensor_parallel_size: int = 1) -> "BundleExperts":
+        """``tp_dir/moe.csv`` for ``model``, its work shared by ``ranks`` ranks (per data-parallel rank); a
+        table with an ``ep`` column is read at the degree ``data_parallel_size`` × ``tensor_parallel_size``."""
         path = tp_dir / "moe.csv"
         frame = read_bundle_table(tp_dir, "moe.csv").dropna(subset=["tokens", "activated_experts", "time_us"])
         if frame.empty:
             raise ConfigError(f"{path}: no rows")
+        per_rank = False
+        if "ep" in frame.columns:
+            degree = data_parallel_size * tensor_parallel_size
+            degrees = sorted({int(ep) for ep in frame["ep"]})
+            per_rank = degree != 1 and degree in degrees
+            if not per_rank and 1 not in degrees:
+                raise ConfigError(f"{path}: measured at expert-parallel degrees {degrees}, not this run's {degree} "
+                                  "(data_parallel_size x tensor_parallel_size) nor 1")
+            frame = frame[frame["ep"] == (degree if per_rank else 1)]
+            require_points(frame, ["tokens", "activated_experts"], path, "moe.csv",
+                           f"at ep {degree if per_rank else 1}")
+            if per_rank:
+                ranks = tensor_parallel_size  # (the group's experts over D x N ranks: D in rank_experts)
         if (frame[["tokens", "activated_experts"]] <= 0).any().any() or (frame["time_us"] < 0).any():
             raise ConfigError(f"{path}: tokens and activated_experts must be positive, time_us not negative")
         most = int(frame["activated_experts"].max())
@@ -158,7 +180,7 @@ class BundleExperts:
                               f"{model.num_experts} experts: a bundle of another model?")
         frame = frame.assign(time_s=frame["time_us"] * 1e-6)
         return cls(GridNode(frame, ["activated_experts", "tokens"], "time_s"), model, ranks, str(path),
-                   data_parallel_size)
+                   data_parallel_size, per_rank)
 
     def layer_time(self, tokens: float, share: DataParallelShare | None = None) -> float:
         """One MoE layer (router and experts) for a step of ``tokens`` tokens, per rank (``share``: the group's
@@ -167,7 +189,8 @@ class BundleExperts:
             return 0.0
         dp = self.data_parallel_size
         routed = group_tokens(tokens, dp, share)
-        return self.table.lookup((rank_experts(routed, self.model, dp) / self.ranks, routed / dp / self.ranks))
+        rows = routed if self.per_rank else routed / dp / self.ranks  # (per rank: k / (D x N) assignments a row)
+        return self.table.lookup((rank_experts(routed, self.model, dp) / self.ranks, rows))
 
 
 # LLMServingSim's dense operators: those run once per model; "layernorm" runs twice per decoder layer
@@ -315,9 +338,9 @@ def _bundle_experts(directory: Path, tp_dir: Path, model: ModelSpec, tensor_para
                           f"({model.moe_layers} of {model.num_layers} are MoE); a bundle's operators are per layer "
                           "and cannot tell the two apart: use compute.backend 'roofline'")
     if own.is_file():
-        return BundleExperts.load(tp_dir, model, 1, data_parallel_size)
+        return BundleExperts.load(tp_dir, model, 1, data_parallel_size, tensor_parallel_size)
     if tp1.is_file():
-        return BundleExperts.load(tp1.parent, model, tensor_parallel_size, data_parallel_size)
+        return BundleExperts.load(tp1.parent, model, tensor_parallel_size, data_parallel_size, tensor_parallel_size)
     raise ConfigError(f"{own}: missing: {model.name} is a mixture of experts and the bundle has no moe.csv "
                       f"(in tp{tensor_parallel_size}/ or tp1/): a bundle profiled for a dense model?")
 

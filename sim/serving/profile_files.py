@@ -114,6 +114,9 @@ BUNDLE_KEYS = {
     "moe.csv": ("tokens", "activated_experts"),
     "skew.csv": ("n", "pc", "kp"),
 }
+# Key columns a table may have: moe.csv's ``ep``, the expert-parallel degree a grid was measured at (later bundles:
+# "the engine ran E/ep local experts and k/ep assignments per token", LLMServingSim docs/docs/profiler/output-bundle.md).
+BUNDLE_OPTIONAL_KEYS = {"moe.csv": ("ep",)}
 BUNDLE_COLUMNS = {
     "dense.csv": ("layer", "tokens", "time_us"),
     "per_sequence.csv": ("layer", "sequences", "time_us"),
@@ -132,9 +135,11 @@ def read_bundle_table(tp_dir: Path, name: str) -> pd.DataFrame:
     if not path.is_file():
         raise ConfigError(f"{path}: missing from the LLMServingSim bundle")
     columns = BUNDLE_COLUMNS[name]
-    numeric = [c for c in columns if c != "layer"] + (["kv_prefill", "prefill_key", "decode_q_len"] if name == "attention.csv" else [])
-    frame = read_profile_csv(path, columns, numeric, "LLMServingSim bundle", keys=BUNDLE_KEYS[name], signed=("alpha",),
-                             times=BUNDLE_TIMES)
+    optional = BUNDLE_OPTIONAL_KEYS.get(name, ())
+    numeric = [c for c in columns if c != "layer"] + list(optional) + \
+        (["kv_prefill", "prefill_key", "decode_q_len"] if name == "attention.csv" else [])
+    frame = read_profile_csv(path, columns, numeric, "LLMServingSim bundle", keys=(*BUNDLE_KEYS[name], *optional),
+                             signed=("alpha",), positive=optional, times=BUNDLE_TIMES)
     frame = frame.dropna(subset=list(columns))
     if name != "skew.csv":
         require_points(frame, [k for k in BUNDLE_KEYS[name] if k != "layer"], path, name, f"in {tp_dir.name}/",
