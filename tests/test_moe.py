@@ -240,6 +240,14 @@ def test_check_calibration_fits_moe_csv_against_the_router_and_experts(tmp_path)
     assert moe.model[second] == pytest.approx((50 + (57 - 50) / 3) * 1e-6)
     dense = fits["tp1/dense.csv (one layer's operators)"]
     assert "attention projections" in dense.reference_method
+    # a table of expert-parallel grids: its ep = 1 rows are the whole block checked above; a higher degree's grid is
+    # one rank's share of a shrunk block, which the roofline does not price: with no ep = 1 rows, no moe.csv check
+    (bundle / "tp1" / "moe.csv").write_text("ep,tokens,activated_experts,time_us\n1,1,8,50\n1,2,8,56\n1,4,8,57\n"
+                                           "1,2,16,135\n2,1,4,30\n2,4,4,33\n")
+    again = {fit.table: fit for fit in _bundle_tables(bundle, config)}["tp1/moe.csv (one MoE block)"]
+    assert list(again.measured) == list(moe.measured) and list(again.reference) == list(moe.reference)
+    (bundle / "tp1" / "moe.csv").write_text("ep,tokens,activated_experts,time_us\n2,1,4,30\n2,4,4,33\n")
+    assert "tp1/moe.csv (one MoE block)" not in {fit.table for fit in _bundle_tables(bundle, config)}
 
 
 def test_data_parallel_rank_with_unequal_group_load_by_hand():

@@ -208,7 +208,7 @@ def _bundle_tables(directory: Path, config: Config) -> list[TableFit]:
                              np.array([linear(int(t)) for t in common]),
                              LOO, _roofline_name(config, "attention projections" if moe else "linear layers")))
         if moe and (tp_dir / "moe.csv").is_file():
-            fits.append(_moe_fit(tp_dir, roofline, config))
+            fits.extend(_moe_fit(tp_dir, roofline, config))
 
         attn = bundle_attention_rows(read_bundle_table(tp_dir, "attention.csv"))
         axes = ["prefill_chunk", "prefill_key", "n_decode", "kv_decode"]
@@ -235,19 +235,22 @@ def _bundle_tables(directory: Path, config: Config) -> list[TableFit]:
     return fits
 
 
-def _moe_fit(tp_dir: Path, roofline: RooflineCompute, config: Config) -> TableFit:
+def _moe_fit(tp_dir: Path, roofline: RooflineCompute, config: Config) -> list[TableFit]:
     """A bundle's moe.csv over (activated experts, tokens), against the roofline of the router and those experts
-    (a table with an ``ep`` column: its one-rank ``ep`` = 1 grid, the whole block as the roofline prices it)."""
+    (a table with an ``ep`` column: its ``ep`` = 1 grid, the whole block as the roofline prices it; none without one:
+    a grid at a higher degree is one rank's share of a shrunk block, which the roofline does not price)."""
     table = read_bundle_table(tp_dir, "moe.csv").dropna(subset=["tokens", "activated_experts", "time_us"])
     if "ep" in table.columns:
         table = table[table["ep"] == 1]
+        if table.empty:
+            return []
     axes = ["activated_experts", "tokens"]
     points = table.assign(seconds=table["time_us"] * 1e-6).groupby(axes, as_index=False)["seconds"].mean()
     reference = np.array([roofline.moe_block_time(int(t), float(a))
                           for a, t in zip(points["activated_experts"], points["tokens"], strict=True)])
-    return TableFit("compute", f"{tp_dir.name}/moe.csv (one MoE block)", str(tp_dir / "moe.csv"), points[axes],
-                    points["seconds"].to_numpy(), leave_one_out(points, axes, "seconds"), reference, LOO,
-                    _roofline_name(config, "router and experts"))
+    return [TableFit("compute", f"{tp_dir.name}/moe.csv (one MoE block)", str(tp_dir / "moe.csv"), points[axes],
+                     points["seconds"].to_numpy(), leave_one_out(points, axes, "seconds"), reference, LOO,
+                     _roofline_name(config, "router and experts"))]
 
 
 def _skew_fit(tp_dir: Path, skew: SkewFit, meta: dict, config: Config) -> TableFit:
