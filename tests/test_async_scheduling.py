@@ -9,7 +9,7 @@ import signal
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from sim.config import load_config
@@ -109,7 +109,7 @@ def memory_pressure(draw) -> dict:
     (chunked prefill), admission of the whole sequence or of the chunk (preemptions), and sometimes one request that
     could not fit even alone (``exceeds_kv_capacity``: refused before the run, counted)."""
     bs = draw(st.sampled_from([1, 16, 64]))
-    n = draw(st.integers(2, 6))
+    n = draw(st.integers(3, 8))
     prompts = draw(st.lists(st.integers(1, 40 if bs == 1 else 3 * bs), min_size=n, max_size=n))
     outputs = draw(st.lists(st.sampled_from([1, 2, 3, 17, 40, 60, 150]), min_size=n, max_size=n))
     need = max(-(-(p + o) // bs) for p, o in zip(prompts, outputs))  # blocks of the largest request
@@ -122,7 +122,7 @@ def memory_pressure(draw) -> dict:
         prompts.insert(at, prompt)
         outputs.insert(at, total - prompt)
         refused = 1
-    gaps = draw(st.lists(st.sampled_from([0.0, 0.0, 0.003, 0.02, 0.1, 0.4]), min_size=len(prompts) - 1,
+    gaps = draw(st.lists(st.sampled_from([0.0, 0.0, 0.0, 0.003, 0.02, 0.1, 0.4]), min_size=len(prompts) - 1,
                          max_size=len(prompts) - 1))
     shared = draw(st.lists(st.integers(0, 3), min_size=len(prompts), max_size=len(prompts)))  # prefix blocks shared
     blocks, fresh = [], 1000
@@ -153,8 +153,26 @@ def _alarm(*_):
     raise _Hang
 
 
+def _case(arrival, prompts, outputs, blocks, sets, mode="single") -> dict:
+    return {"arrival": np.asarray(arrival, float), "prompts": prompts, "outputs": outputs, "blocks": blocks, "bs": 16,
+            "sets": ["serving.block_size=16", *sets], "mode": mode, "refused": 0}
+
+
 @settings(max_examples=20, derandomize=True, deadline=None, database=None)
 @given(case=memory_pressure())
+# 1 prefill + 1 decode instance, 6 usable blocks each: KV for one 16-token prompt with 60 tokens out (5 blocks) at a
+# time; three prompts (60, 2, 60 out), the third 0.1 s later. An earlier change of the decode-side queue order
+# deadlocked here.
+@example(case=_case([0.0, 0.0, 0.1], [16, 16, 16], [60, 2, 60], [[0], [1], [2]],
+                    ["serving.num_gpu_blocks=7", "serving.enable_prefix_caching=false", "pd.num_prefill=1",
+                     "pd.num_decode=1"], mode="pd"))
+# A victim that frees nothing: A, B, C arrive together (2 usable blocks; C's prompt is A's block 0), B and C finish in
+# step 1. Asynchronously step 2 is planned with them still there; A's 17th token needs a block: C (joined last) gives
+# up block 0, which A still holds, so B must go next. Choosing C again (it still looks like the last to join) would
+# loop for ever.
+@example(case=_case([0.0, 0.0, 0.0], [16, 16, 16], [16, 1, 1], [[0], [1], [0]],
+                    ["serving.num_gpu_blocks=3", "serving.max_num_seqs=3", "serving.enable_prefix_caching=true",
+                     "serving.num_instances=1"]))
 def test_every_request_completes_or_is_refused_under_memory_pressure_either_way(case):
     """Liveness: whatever the memory pressure, every request that fits an empty instance completes (its last token
     after its first, after its arrival), synchronously and asynchronously, and the one that cannot is refused and
