@@ -4,13 +4,18 @@ compute model's step prices."""
 
 from __future__ import annotations
 
+import math
+import signal
+
 import numpy as np
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from sim.config import load_config
 from sim.serving.compute import StepShape
 from sim.serving.compute_backend import compute_model
-from sim.serving.run import run_serving
+from sim.serving.run import admit, run_serving
 from tests.test_serving import make_trace
 
 PROMPT = 16  # one block
@@ -90,3 +95,103 @@ def test_a_request_finishing_in_the_step_in_flight_is_the_one_preempted_when_adm
     assert requests.first_token[0] == requests.first_token[1] == pytest.approx(t1, rel=1e-12)
     assert requests.last_token[1] == pytest.approx(t2, rel=1e-12)
     assert requests.last_token[0] == pytest.approx(end, rel=1e-12)
+
+
+# --------------------------------------------------------------------------- liveness under memory pressure
+
+HANG_S = 20  # a draw runs in well under a second; a scheduler that never gives up the CPU fails instead of hanging
+
+
+@st.composite
+def memory_pressure(draw) -> dict:
+    """A handful of requests on an instance (or a PD pair of pools) with KV memory for about one of them: block sizes
+    1/16/64, prompts sharing a prefix or not, equal and close arrival times, 1-4 sequence slots, small token budgets
+    (chunked prefill), admission of the whole sequence or of the chunk (preemptions), and sometimes one request that
+    could not fit even alone (``exceeds_kv_capacity``: refused before the run, counted)."""
+    bs = draw(st.sampled_from([1, 16, 64]))
+    n = draw(st.integers(3, 8))
+    prompts = draw(st.lists(st.integers(1, 40 if bs == 1 else 3 * bs), min_size=n, max_size=n))
+    outputs = draw(st.lists(st.sampled_from([1, 2, 3, 17, 40, 60, 150]), min_size=n, max_size=n))
+    need = max(-(-(p + o) // bs) for p, o in zip(prompts, outputs))  # blocks of the largest request
+    usable = need + draw(st.sampled_from([0, 0, 1, 2, need]))  # vLLM's num_gpu_blocks less its null block
+    refused = 0
+    if draw(st.booleans()):  # one block too many for an empty instance
+        at = draw(st.integers(0, n))
+        total = usable * bs + 1
+        prompt = draw(st.integers(max(1, total - 150), total - 1))
+        prompts.insert(at, prompt)
+        outputs.insert(at, total - prompt)
+        refused = 1
+    gaps = draw(st.lists(st.sampled_from([0.0, 0.0, 0.0, 0.003, 0.02, 0.1, 0.4]), min_size=len(prompts) - 1,
+                         max_size=len(prompts) - 1))
+    shared = draw(st.lists(st.integers(0, 3), min_size=len(prompts), max_size=len(prompts)))  # prefix blocks shared
+    blocks, fresh = [], 1000
+    for prompt, k in zip(prompts, shared):
+        count = -(-prompt // bs)
+        blocks.append(list(range(min(k, count))) + list(range(fresh, fresh + count - min(k, count))))
+        fresh += count
+    sets = [f"serving.block_size={bs}", f"serving.num_gpu_blocks={usable + 1}",
+            f"serving.max_num_seqs={draw(st.integers(1, 4))}",
+            f"serving.max_num_batched_tokens={draw(st.sampled_from([8, 32, 2048]))}",
+            f"serving.enable_prefix_caching={str(draw(st.booleans())).lower()}",
+            f"serving.scheduler_reserve_full_isl={str(draw(st.booleans())).lower()}"]
+    mode = draw(st.sampled_from(["single", "pd"]))
+    if mode == "single":
+        sets.append(f"serving.num_instances={draw(st.integers(1, 2))}")
+    else:
+        sets += [f"pd.num_prefill={draw(st.integers(1, 2))}", f"pd.num_decode={draw(st.integers(1, 2))}",
+                 f"pd.transfer={draw(st.sampled_from(['push', 'pull', 'layerwise']))}"]
+    return {"arrival": np.cumsum([0.0, *gaps]), "prompts": prompts, "outputs": outputs, "blocks": blocks, "bs": bs,
+            "sets": sets, "mode": mode, "refused": refused}
+
+
+class _Hang(Exception):
+    pass
+
+
+def _alarm(*_):
+    raise _Hang
+
+
+def _case(arrival, prompts, outputs, blocks, sets, mode="single") -> dict:
+    return {"arrival": np.asarray(arrival, float), "prompts": prompts, "outputs": outputs, "blocks": blocks, "bs": 16,
+            "sets": ["serving.block_size=16", *sets], "mode": mode, "refused": 0}
+
+
+@settings(max_examples=20, derandomize=True, deadline=None, database=None)
+@given(case=memory_pressure())
+# 1 prefill + 1 decode instance, 6 usable blocks each: KV for one 16-token prompt with 60 tokens out (5 blocks) at a
+# time; three prompts (60, 2, 60 out), the third 0.1 s later. An earlier change of the decode-side queue order
+# deadlocked here.
+@example(case=_case([0.0, 0.0, 0.1], [16, 16, 16], [60, 2, 60], [[0], [1], [2]],
+                    ["serving.num_gpu_blocks=7", "serving.enable_prefix_caching=false", "pd.num_prefill=1",
+                     "pd.num_decode=1"], mode="pd"))
+# A victim that frees nothing: A, B, C arrive together (2 usable blocks; C's prompt is A's block 0), B and C finish in
+# step 1. Asynchronously step 2 is planned with them still there; A's 17th token needs a block: C (joined last) gives
+# up block 0, which A still holds, so B must go next. Choosing C again (it still looks like the last to join) would
+# loop for ever.
+@example(case=_case([0.0, 0.0, 0.0], [16, 16, 16], [16, 1, 1], [[0], [1], [0]],
+                    ["serving.num_gpu_blocks=3", "serving.max_num_seqs=3", "serving.enable_prefix_caching=true",
+                     "serving.num_instances=1"]))
+def test_every_request_completes_or_is_refused_under_memory_pressure_either_way(case):
+    """Liveness: whatever the memory pressure, every request that fits an empty instance completes (its last token
+    after its first, after its arrival), synchronously and asynchronously, and the one that cannot is refused and
+    counted before the run (README Serving); none is lost and the run ends. The expectation is by hand: a request
+    needs ceil((prompt + output) / block_size) blocks, an instance has num_gpu_blocks - 1 of them."""
+    for asynchronous in (False, True):
+        config = load_config(None, sets=[*case["sets"], f"serving.async_scheduling={str(asynchronous).lower()}"])
+        trace = make_trace(case["arrival"], case["prompts"], case["outputs"], case["bs"], case["blocks"])
+        skipped = admit(trace, config)
+        assert skipped == ({"exceeds_kv_capacity": 1} if case["refused"] else {})
+        previous = signal.signal(signal.SIGALRM, _alarm)
+        signal.alarm(HANG_S)
+        try:
+            result, requests = run_serving(trace, config, case["mode"])
+        except _Hang:
+            pytest.fail(f"no answer in {HANG_S} s (async={asynchronous}): {case}")
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, previous)
+        assert result.metrics["requests_completed"] == len(case["prompts"]) - case["refused"]
+        assert all(math.isfinite(t) for t in requests.last_token)
+        assert np.all(requests.arrival <= requests.first_token) and np.all(requests.first_token <= requests.last_token)
