@@ -88,6 +88,9 @@ def engine_overlay(run: Path, profile: Path | None) -> dict[str, Any]:
     gpu = (meta.get("hardware") or {}).get("device_name")
     if gpu is None and (run / "config.json").is_file():
         gpu = json.loads((run / "config.json").read_text())["nodes"][0]["instances"][0]["hardware"]
+    if gpu is None:
+        raise InputError(f"{run}: the run's GPU is in neither vllm/meta.json (hardware.device_name) nor an LLMServingSim "
+                         "config.json beside it: give --overlay with hardware.gpu")
     serving: dict[str, Any] = {
         "tensor_parallel_size": tp, "num_instances": dp, "dtype": DTYPES[str(engine.get("dtype", "auto"))],
         "max_num_seqs": engine.get("max_num_seqs", 256),
@@ -100,7 +103,7 @@ def engine_overlay(run: Path, profile: Path | None) -> dict[str, Any]:
         "scheduler_reserve_full_isl": _scheduler_flag(resolved, "scheduler_reserve_full_isl"),
         "async_scheduling": _scheduler_flag(resolved, "async_scheduling"),
     }
-    model = engine.get("model") or meta["model"]
+    model = _served_model(run, meta, engine)
     if dp > 1 and _is_moe(model):
         serving["data_parallel_size"] = dp  # the group's ranks share the experts (vLLM's DP with MoE layers)
     overlay: dict[str, Any] = {
@@ -116,6 +119,19 @@ def engine_overlay(run: Path, profile: Path | None) -> dict[str, Any]:
     if (tp > 1 or "data_parallel_size" in serving) and link is not None:  # (over a bundle's hardware.yaml, as there)
         overlay["hardware"].update(gpu_link_gbps=link[0], gpu_link_latency_us=link[1])
     return overlay
+
+
+def _served_model(run: Path, meta: dict[str, Any], engine: dict[str, Any]) -> str:
+    """The model the server ran, by a name kvsim knows: meta.json's (a Hugging Face id), else LLMServingSim's
+    ``config.json`` ``model_name``, else the last folder of a local checkout's path (later runs record the server's
+    own path, e.g. ``/data/model/Qwen3-32B``); unresolved, meta.json's as it is (the config then names it)."""
+    named = engine.get("model") or meta["model"]
+    candidates = [named, meta.get("model")]
+    if (run / "config.json").is_file():
+        instances = json.loads((run / "config.json").read_text())["nodes"][0]["instances"]
+        candidates.append(instances[0].get("model_name"))
+    candidates.append(Path(str(named)).name)
+    return next((name for name in candidates if canonical_model(name) is not None), named)
 
 
 def _kv_cache_dtype(engine: dict[str, Any], resolved: dict[str, Any]) -> str:

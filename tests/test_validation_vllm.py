@@ -109,7 +109,7 @@ def _run_with(shared_data, tmp_path, edit) -> Path:
     """A copy of the bundled run's folder whose meta.json ``edit`` changed."""
     meta = json.loads((shared_data / "validation" / "llmservingsim_rtx4090_llama31_8b" / "vllm" / "meta.json").read_text())
     edit(meta)
-    (tmp_path / "vllm").mkdir()
+    (tmp_path / "vllm").mkdir(parents=True)
     (tmp_path / "vllm" / "meta.json").write_text(json.dumps(meta))
     return tmp_path
 
@@ -133,6 +133,18 @@ def test_the_servers_kv_cache_dtype_and_max_model_len_are_the_replays(shared_dat
 
     serving = _replay_module().engine_overlay(_run_with(shared_data, tmp_path, edit), None)["serving"]
     assert (serving["kv_cache_dtype"], serving["max_model_len"]) == ("fp8", 4096)
+
+
+def test_a_run_naming_its_model_by_the_servers_path_is_replayed_as_that_model(shared_data, tmp_path):
+    """Later runs record the server's own checkout (``/data/model/Qwen3-32B``) as the model: the replay names it
+    by the checkout's folder; a run whose GPU nothing states is refused by name rather than run on a default."""
+    def edit(meta):
+        meta["model"] = meta["engine_kwargs"]["model"] = "/data/model/Llama-3.1-8B"
+
+    replay = _replay_module()
+    assert replay.engine_overlay(_run_with(shared_data, tmp_path / "a", edit), None)["model"] == "Llama-3.1-8B"
+    with pytest.raises(InputError, match="the run's GPU is in neither vllm/meta.json"):
+        replay.engine_overlay(_run_with(shared_data, tmp_path / "b", lambda meta: meta.pop("hardware")), None)
 
 
 @pytest.mark.parametrize("flag", ["scheduler_reserve_full_isl", "async_scheduling"])
