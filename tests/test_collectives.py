@@ -148,3 +148,28 @@ def test_measured_collectives_drive_the_step(shared_data):
     assert model.comm.collectives.all_reduce(nbytes, 2) * 1e3 == pytest.approx(expected_ms)
     comm = TensorParallelComm(model.comm.collectives, 2, 32, 4096 * 2, 128256 * 2)
     assert comm.step_time(tokens, 1) == pytest.approx(65 * expected_ms / 1e3 + model.comm.collectives.all_gather(128256 * 2, 2))
+
+
+def test_measured_reduce_scatter_prices_the_expert_exchange(tmp_path):
+    """A hardware.yaml's samples are one rank's share: an all-gather's input, a reduce-scatter's output (LLMServingSim
+    profiler/core/hardware.py); a data-parallel MoE layer exchanges its group's hidden states by one of each."""
+    path = tmp_path / "hardware.yaml"
+    path.write_text("measured:\n  interconnect:\n    samples:\n"
+                    "    - {collective: all_gather, bytes: 1000, us: 10}\n    - {collective: all_gather, bytes: 3000, us: 30}\n"
+                    "    - {collective: reduce_scatter, bytes: 1000, us: 15}\n"
+                    "    - {collective: reduce_scatter, bytes: 3000, us: 35}\n")
+    measured = MeasuredCollectives.load(path, RingCollectives(1e9, 0.0))
+    # 4,000 bytes in all over 2 ranks: 2,000 a rank, halfway between the samples
+    assert measured.all_gather(4000, 2) == pytest.approx(20e-6)
+    assert measured.reduce_scatter(4000, 2) == pytest.approx(25e-6)
+    # TP 1, 2 data-parallel ranks, 2 MoE layers of 16-byte states, 1,000 tokens a rank: 32,000 bytes in the group,
+    # 16,000 a rank: the last segments extended, both 10 us per 1,000 bytes (all-gather 30 + 130 = 160 us,
+    # reduce-scatter 35 + 130 = 165 us)
+    comm = TensorParallelComm(measured, 1, 2, 16, 32, moe_layers=2, data_parallel_size=2)
+    assert comm.step_time(1000, 1) == pytest.approx(2 * (160e-6 + 165e-6))
+    # without reduce-scatter samples: priced as the all-gather (a ring's same N - 1 steps of 1/N)
+    path.write_text("measured:\n  interconnect:\n    samples:\n"
+                    "    - {collective: all_gather, bytes: 1000, us: 10}\n    - {collective: all_gather, bytes: 3000, us: 30}\n")
+    only_gather = MeasuredCollectives.load(path, RingCollectives(1e9, 0.0))
+    assert only_gather.reduce_scatter(4000, 2) == only_gather.all_gather(4000, 2)
+    assert RingCollectives(1e9, 1e-6).reduce_scatter(4000, 4) == RingCollectives(1e9, 1e-6).all_gather(4000, 4)

@@ -4,10 +4,11 @@
 
 - ``all_reduce(nbytes, ranks)``: every rank holds ``nbytes`` and ends with their sum;
 - ``all_gather(nbytes, ranks)``: every rank holds ``nbytes / ranks`` and ends with all ``nbytes``;
+- ``reduce_scatter(nbytes, ranks)``: every rank holds ``nbytes`` and ends with its ``nbytes / ranks`` of their sum;
 - ``send_recv(nbytes)``: one rank sends ``nbytes`` to another (pipeline-parallel stages).
 
 ``RingCollectives`` is NCCL's ring algorithm over the GPU's own link: an all-reduce is
-2(N−1) steps (reduce-scatter, then all-gather), an all-gather N−1 steps and a send one
+2(N−1) steps (reduce-scatter, then all-gather), an all-gather or a reduce-scatter N−1 steps and a send one
 step; each step moves ``nbytes / N`` bytes (a send: all of them) at the link's per-direction
 bandwidth plus the link's per-step latency. ``MeasuredCollectives`` interpolates measured
 timings (Vidur's ``all_reduce.csv``/``send_recv.csv``, or the NCCL samples in an
@@ -20,8 +21,8 @@ vocab-parallel embedding (``VocabParallelEmbedding.forward``), and an all-gather
 logits (``LogitsProcessor._gather_logits``: all-gather under vLLM v1). With data parallelism over a
 mixture of experts (``serving.data_parallel_size`` D > 1), each MoE layer's all-reduce becomes the
 exchange of vLLM's default ``allgather_reducescatter`` all-to-all backend over the group's D × TP
-GPUs: an all-gather of the group's D × T hidden states, then a reduce-scatter of the same size (a
-ring reduce-scatter takes the same N − 1 steps of 1/N as an all-gather); see ``sim.serving.moe``.
+GPUs: an all-gather of the group's D × T hidden states, then a reduce-scatter of the same size; see
+``sim.serving.moe``.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from sim.serving.moe import DataParallelShare, group_tokens
 from sim.serving.profile_files import read_profile_csv, read_profile_yaml
 from sim.specs import LinkSpec
 
-COLLECTIVES = ("all_reduce", "all_gather", "send_recv")
+COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "send_recv")
 # vLLM's all-reduces per decoder layer: after attention (o_proj) and after the MLP (down_proj), both
 # RowParallelLinear(reduce_results=True) in vllm/model_executor/models/llama.py (and qwen3.py)
 ALL_REDUCES_PER_LAYER = 2
@@ -50,6 +51,8 @@ class CollectiveModel(Protocol):
     def all_reduce(self, nbytes: float, ranks: int) -> float: ...
 
     def all_gather(self, nbytes: float, ranks: int) -> float: ...
+
+    def reduce_scatter(self, nbytes: float, ranks: int) -> float: ...
 
     def send_recv(self, nbytes: float) -> float: ...
 
@@ -79,6 +82,9 @@ class RingCollectives:
             return 0.0
         return self._ring(ranks - 1, nbytes / ranks)
 
+    def reduce_scatter(self, nbytes: float, ranks: int) -> float:
+        return self.all_gather(nbytes, ranks)  # the same N − 1 steps of 1/N each
+
     def send_recv(self, nbytes: float) -> float:
         return self._ring(1, nbytes) if nbytes > 0 else 0.0
 
@@ -100,7 +106,8 @@ class MeasuredCollectives:
     ``tables[(collective, ranks)] = (sizes, seconds)``; ``ranks`` None means "measured on the TP
     group in use" (samples that do not record their group size). Sizes are the collective's input on one
     rank, as LLMServingSim's profiler records them (profiler/core/hardware.py: "AllReduce input, AllGather
-    local input"): an all-gather of ``nbytes`` in all is looked up at ``nbytes / ranks``. Below the smallest
+    local input, or ReduceScatter local output"): an all-gather or a reduce-scatter of ``nbytes`` in all is
+    looked up at ``nbytes / ranks``. Below the smallest
     measured size the smallest's time is used (a collective's latency floor), above the largest the last
     segment is extended.
     """
@@ -131,6 +138,14 @@ class MeasuredCollectives:
             reduce = self._measured("all_reduce", ranks, nbytes)
             measured = None if reduce is None else reduce / 2
         return self.fallback.all_gather(nbytes, ranks) if measured is None else measured
+
+    def reduce_scatter(self, nbytes: float, ranks: int) -> float:
+        """Measured at one rank's output (``nbytes / ranks``, as the profiler records it); not measured, as the
+        all-gather of the same size (a ring's same steps)."""
+        if ranks <= 1 or nbytes <= 0:
+            return 0.0
+        measured = self._measured("reduce_scatter", ranks, nbytes / ranks)
+        return self.all_gather(nbytes, ranks) if measured is None else measured
 
     def send_recv(self, nbytes: float) -> float:
         if nbytes <= 0:
@@ -241,7 +256,8 @@ class TensorParallelComm:
         exchange = 0.0
         if dp > 1:  # the MoE layers' all-reduces give way to the group's all-gather and reduce-scatter
             all_reduces -= self.moe_layers
-            group = self.collectives.all_gather(group_tokens(tokens, dp, share) * self.hidden_bytes, dp * self.ranks)
-            exchange = 2 * self.moe_layers * group
+            states, group = group_tokens(tokens, dp, share) * self.hidden_bytes, dp * self.ranks
+            exchange = self.moe_layers * (self.collectives.all_gather(states, group)
+                                          + self.collectives.reduce_scatter(states, group))
         return (all_reduces * self.collectives.all_reduce(tokens * self.hidden_bytes, self.ranks)
                 + self.collectives.all_gather(logit_rows * self.logit_bytes, self.ranks) + exchange)
