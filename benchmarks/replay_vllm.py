@@ -229,6 +229,7 @@ def main() -> None:
     except InputError as exc:
         parser.error(str(exc))  # exit 2, one line
     simulated = simulated_latencies(requests)
+    print(describe_engine(config))
     print(f"{'metric':<6} {'stat':<5} {'measured_ms':>12} {'kvsim_ms':>10} {'error':>8}"
           + (f" {'llmservingsim_ms':>17} {'error':>8}" if peer else ""))
     for metric in ("ttft", "tpot", "e2e"):
@@ -243,6 +244,25 @@ def main() -> None:
         print_state(state_comparison(timeseries, result.metrics["timeseries"]))
     if args.per_request:
         print_per_request(args.run / "vllm" / "requests.jsonl", requests, args.per_request)
+
+
+def describe_engine(config) -> str:
+    """One line saying what was replayed: model, GPU, parallelism, what times the steps and the collectives (so a
+    reader sees, e.g., whether a run's stated link or a bundle's measured samples priced them)."""
+    from sim.serving.collectives import MeasuredCollectives
+    from sim.serving.compute_backend import compute_model
+
+    serving = config.serving
+    parts = [f"replayed as {config.model} on {config.hardware.gpu}", f"TP {serving.tensor_parallel_size}"]
+    if serving.data_parallel_size > 1:
+        parts.append(f"DP {serving.data_parallel_size}")
+    parts.append(f"steps: {config.compute.profile or 'roofline'}")
+    if serving.tensor_parallel_size > 1 or serving.data_parallel_size > 1:
+        collectives = compute_model(config).comm.collectives
+        parts.append(f"collectives: measured ({collectives.source})" if isinstance(collectives, MeasuredCollectives)
+                     else f"collectives: ring over {collectives.bandwidth / 1e9:g} GB/s, "
+                          f"{collectives.step_latency * 1e6:g} us a step")
+    return "; ".join(parts)
 
 
 # timeseries.csv columns (LLMServingSim's bench stat logger, one row per tick of the run) -> kvsim's timeline series

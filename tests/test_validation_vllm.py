@@ -172,3 +172,15 @@ def test_the_measured_run_plans_each_step_while_the_one_before_runs(shared_data)
     short = [r["first_token_ts"] - r["scheduled_ts"] for r in rows if r["input_toks"] < 600]
     assert len(short) >= 10
     assert float(np.median(short)) == pytest.approx(2 * step, rel=0.1)
+
+
+def test_the_replay_says_what_priced_the_steps_and_the_collectives():
+    """The replay's first line names the engine it ran and where its collectives came from (a stated link's ring,
+    or a bundle's measured samples), so a reader can tell which one an error belongs to."""
+    describe = _replay_module().describe_engine
+    tp2 = load_config(None, sets=["model=llama-3.1-8b", "hardware.gpu=rtx4090", "serving.tensor_parallel_size=2",
+                                  "hardware.gpus_per_node=2", "hardware.gpu_link_gbps=16", "hardware.gpu_link_latency_us=20"])
+    assert describe(tp2) == ("replayed as llama-3.1-8b on rtx4090; TP 2; steps: roofline; "
+                             "collectives: ring over 16 GB/s, 20 us a step")
+    assert describe(load_config(None, sets=["model=llama-3.1-8b", "hardware.gpu=rtx4090"])) == \
+        "replayed as llama-3.1-8b on rtx4090; TP 1; steps: roofline"
