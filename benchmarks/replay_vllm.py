@@ -85,9 +85,9 @@ def engine_overlay(run: Path, profile: Path | None) -> dict[str, Any]:
     resolved = meta.get("resolved_config") or {}
     _refuse_unmodelled(resolved, engine)
     tp, dp = int(engine.get("tensor_parallel_size") or 1), int(engine.get("data_parallel_size") or 1)
-    gpu = (meta.get("hardware") or {}).get("device_name")
-    if gpu is None and (run / "config.json").is_file():
-        gpu = json.loads((run / "config.json").read_text())["nodes"][0]["instances"][0]["hardware"]
+    cluster = _cluster_config(run)
+    instance = cluster["nodes"][0]["instances"][0] if cluster else {}
+    gpu = (meta.get("hardware") or {}).get("device_name") or instance.get("hardware")
     if gpu is None:
         raise InputError(f"{run}: the run's GPU is in neither vllm/meta.json (hardware.device_name) nor an LLMServingSim "
                          "config.json beside it: give --overlay with hardware.gpu")
@@ -103,7 +103,7 @@ def engine_overlay(run: Path, profile: Path | None) -> dict[str, Any]:
         "scheduler_reserve_full_isl": _scheduler_flag(resolved, "scheduler_reserve_full_isl"),
         "async_scheduling": _scheduler_flag(resolved, "async_scheduling"),
     }
-    model = _served_model(run, meta, engine)
+    model = _served_model(meta, engine, instance.get("model_name"))
     if dp > 1 and _is_moe(model):
         serving["data_parallel_size"] = dp  # the group's ranks share the experts (vLLM's DP with MoE layers)
     overlay: dict[str, Any] = {
@@ -115,22 +115,25 @@ def engine_overlay(run: Path, profile: Path | None) -> dict[str, Any]:
     }
     if profile is not None:
         overlay["compute"] = {"backend": "profiled", "profile": str(profile.resolve())}
-    link = _stated_link(run)
+    link = _stated_link(cluster)
     if (tp > 1 or "data_parallel_size" in serving) and link is not None:  # (over a bundle's hardware.yaml, as there)
         overlay["hardware"].update(gpu_link_gbps=link[0], gpu_link_latency_us=link[1])
     return overlay
 
 
-def _served_model(run: Path, meta: dict[str, Any], engine: dict[str, Any]) -> str:
-    """The model the server ran, by a name kvsim knows: meta.json's (a Hugging Face id), else LLMServingSim's
-    ``config.json`` ``model_name``, else the last folder of a local checkout's path (later runs record the server's
-    own path, e.g. ``/data/model/Qwen3-32B``); unresolved, meta.json's as it is (the config then names it)."""
+def _cluster_config(run: Path) -> dict[str, Any] | None:
+    """LLMServingSim's ``config.json`` beside the run (its cluster: GPU, model name, link), if there is one."""
+    path = run / "config.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _served_model(meta: dict[str, Any], engine: dict[str, Any], stated: str | None) -> str:
+    """The model the server ran, by a name kvsim knows: meta.json's (a Hugging Face id), else ``stated`` (the
+    ``model_name`` of LLMServingSim's ``config.json``), else the last folder of a local checkout's path (later runs
+    record the server's own path, e.g. ``/data/model/Qwen3-32B``); unresolved, meta.json's as it is (the config then
+    names it)."""
     named = engine.get("model") or meta["model"]
-    candidates = [named, meta.get("model")]
-    if (run / "config.json").is_file():
-        instances = json.loads((run / "config.json").read_text())["nodes"][0]["instances"]
-        candidates.append(instances[0].get("model_name"))
-    candidates.append(Path(str(named)).name)
+    candidates = [named, meta.get("model"), stated, Path(str(named)).name]
     return next((name for name in candidates if canonical_model(name) is not None), named)
 
 
@@ -176,13 +179,11 @@ def _is_moe(model: str) -> bool:
     return name is not None and model_spec(name).is_moe
 
 
-def _stated_link(run: Path) -> tuple[float, float] | None:
+def _stated_link(cluster: dict[str, Any] | None) -> tuple[float, float] | None:
     """The GPU-to-GPU link as the run's LLMServingSim ``config.json`` states it (``link_bw`` GB/s, ``link_latency``
     ns, one value for every dimension): both simulators then see the same machine. None where it is not stated."""
-    path = run / "config.json"
-    if not path.is_file():
+    if cluster is None:
         return None
-    cluster = json.loads(path.read_text())
     bandwidth, latency = cluster.get("link_bw"), cluster.get("link_latency")
     if not isinstance(bandwidth, (int, float)) or not isinstance(latency, (int, float)):
         return None  # absent, or one per topology dimension

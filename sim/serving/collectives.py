@@ -107,9 +107,8 @@ class MeasuredCollectives:
     group in use" (samples that do not record their group size). Sizes are the collective's input on one
     rank, as LLMServingSim's profiler records them (profiler/core/hardware.py: "AllReduce input, AllGather
     local input, or ReduceScatter local output"): an all-gather or a reduce-scatter of ``nbytes`` in all is
-    looked up at ``nbytes / ranks``. Below the smallest
-    measured size the smallest's time is used (a collective's latency floor), above the largest the last
-    segment is extended.
+    looked up at ``nbytes / ranks``. Below the smallest measured size the smallest's time is used (a
+    collective's latency floor), above the largest the last segment is extended.
     """
 
     tables: dict[tuple[str, int | None], tuple[np.ndarray, np.ndarray]]
