@@ -105,7 +105,7 @@ def test_newer_llmservingsim_bundle_format_by_hand(tmp_path):
     (tp / "attention.csv").write_text(
         "layer,prefill_chunk,prefill_key,n_decode,kv_decode,decode_q_len,time_us\n"
         "attention,0,0,1,100,1,10\nattention,0,0,1,300,1,30\nattention,0,0,2,100,1,20\nattention,0,0,2,300,1,40\n"
-        "attention,0,0,1,100,2,999\nother_kernel,0,0,1,100,1,999\n")
+        "attention,0,0,1,100,2,999\n")
     model = LLMServingSimCompute.load(Path(tmp_path), model_spec("llama-3-8b"), 1)
     assert model.layer_ops.count("layernorm") == 2 and "qk_norm" in model.layer_ops
     shape = StepShape()

@@ -172,8 +172,42 @@ def test_bundle_and_model_must_agree_on_experts(tmp_path):
         LLMServingSimCompute.load(_bundle(tmp_path / "b", 1, 1), model_spec("llama-3-8b"), 1)
     with pytest.raises(ConfigError, match="up to 4 activated experts, but .* has 2 experts"):
         LLMServingSimCompute.load(_bundle(tmp_path / "c", 1, 1), dataclasses.replace(TINY, num_experts=2), 1)
-    with pytest.raises(ConfigError, match="dense MLP layers among its MoE layers"):
+    with pytest.raises(ConfigError, match=r"bundle lacks operator\(s\) down_proj \(for the 1 dense MLP layers\)"):
         LLMServingSimCompute.load(_bundle(tmp_path / "d", 1, 1), dataclasses.replace(TINY, num_moe_layers=1), 1)
+
+
+def test_bundle_with_dense_mlp_layers_beside_moe_layers_by_hand(tmp_path):
+    """DeepSeek's first_k_dense_replace layers run a dense MLP, the rest the MoE block (LLMServingSim
+    profiler/models/deepseek_v32.yaml: blocks.mlp dense [gate_up_proj, act_fn, down_proj], moe [moe]): the bundle's
+    MLP operators price the dense layers only, moe.csv the others; every layer runs the rest."""
+    root = _bundle(tmp_path, 1, 1)
+    with open(root / "tp1" / "dense.csv", "a") as table:  # the dense MLP: 3 + 2 + 4 = 9 us at any token count
+        table.write("gate_up_proj,1,3\ngate_up_proj,100,3\nact_fn,1,2\nact_fn,100,2\ndown_proj,1,4\ndown_proj,100,4\n")
+    one_dense = LLMServingSimCompute.load(root, dataclasses.replace(TINY, num_moe_layers=1), 1)
+    shape = StepShape.decode_batch([16, 16])
+    # 2 layers of 4 operators + attention 5; layer 1 a dense MLP (9 us), layer 2 the MoE block (42.5 us, as above);
+    # embedding + final norm 2
+    assert one_dense.step_time(shape) == pytest.approx((2 * (4 + 5) + 9 + 42.5 + 2) * 1e-6)
+    assert one_dense.decode_times(shape, 1)[0] == pytest.approx(one_dense.step_time(shape))
+    # every layer MoE: the MLP operators (profiled for other layers) are not run at all
+    all_moe = LLMServingSimCompute.load(root, TINY, 1)
+    assert all_moe.step_time(shape) == pytest.approx((2 * (4 + 5 + 42.5) + 2) * 1e-6)
+
+
+def test_bundle_attention_group_kernels_each_run_once_a_layer(tmp_path):
+    """An attention.csv with several kernels (DeepSeek-V3.2: the MLA attention and its sparse-attention indexer,
+    both keyed on the attention axes and run on every attention layer) prices a layer's attention as their sum;
+    rows of speculative verification (decode_q_len > 1) are not used."""
+    root = _bundle(tmp_path, 1, 1)
+    (root / "tp1" / "attention.csv").write_text(
+        "layer,prefill_chunk,kv_prefill,n_decode,kv_decode,decode_q_len,time_us\n"
+        + "".join(f"attention,0,0,{n},{kv},1,5\n" for n in (1, 8) for kv in (16, 32))
+        + "".join(f"indexer,0,0,{n},{kv},1,{kv / 8}\n" for n in (1, 8) for kv in (16, 32))
+        + "indexer,0,0,1,16,2,999\n")
+    model = LLMServingSimCompute.load(root, TINY, 1)
+    shape = StepShape.decode_batch([24, 24])  # KV 24: the indexer 3 us (between 2 at 16 and 4 at 32)
+    assert model.step_time(shape) == pytest.approx((2 * (4 + 5 + 3 + 42.5) + 2) * 1e-6)
+    assert model.decode_times(shape, 1)[0] == pytest.approx(model.step_time(shape))
 
 
 # ---------------------------------------------------------------- data-parallel groups sharing the experts

@@ -36,7 +36,7 @@ from sim.serving.collectives import (COLLECTIVES, MeasuredCollectives, RingColle
                                      vidur_collective_rows)
 from sim.serving.compute import RooflineCompute, StepShape
 from sim.serving.compute_backend import gpu_link, profile_misfit
-from sim.serving.llmservingsim_compute import (MODEL_OPS, SkewFit, bundle_attention_rows, bundle_curves,
+from sim.serving.llmservingsim_compute import (SkewFit, bundle_attention_rows, bundle_curves, bundle_layer_ops,
                                               require_bundle_ops)
 from sim.serving.vidur_compute import (VidurAttention, VidurProfile, read_vidur_table, vidur_layer_ms,
                                       vidur_op_columns)
@@ -195,12 +195,14 @@ def _bundle_tables(directory: Path, config: Config) -> list[TableFit]:
         label = f"tp{tp}/"
         dense = bundle_curves(read_bundle_table(tp_dir, "dense.csv"), "tokens")
         per_seq = bundle_curves(read_bundle_table(tp_dir, "per_sequence.csv"), "sequences")
-        require_bundle_ops(tp_dir, dense, per_seq, moe=roofline.model.is_moe)
-        layer_ops = [op for op in dense if op not in MODEL_OPS] + ["layernorm"]  # two norms a layer
+        model = roofline.model
+        require_bundle_ops(tp_dir, dense, per_seq, moe=model.is_moe,
+                           dense_mlp_layers=model.num_layers - model.moe_layers if model.is_moe else 0)
+        layer_ops = list(bundle_layer_ops(dense, moe=model.is_moe)[0])  # every layer's (a mixture's: no dense MLP)
         common = sorted(set.intersection(*(set(dense[op][0].tolist()) for op in layer_ops)))
         per_layer = pd.DataFrame({"tokens": common, "seconds": [
             sum(float(np.interp(t, *dense[op])) for op in layer_ops) for t in common]})
-        moe = roofline.model.is_moe  # its dense.csv has no MLP: moe.csv times the MoE block
+        moe = model.is_moe  # every layer's operators without an MLP: moe.csv times the MoE block
         linear = roofline.projections_time if moe else roofline.linear_layer_time
         fits.append(TableFit("compute", label + "dense.csv (one layer's operators)", str(tp_dir / "dense.csv"),
                              per_layer[["tokens"]], per_layer["seconds"].to_numpy(),
@@ -210,9 +212,8 @@ def _bundle_tables(directory: Path, config: Config) -> list[TableFit]:
         if moe and (tp_dir / "moe.csv").is_file():
             fits.extend(_moe_fit(tp_dir, roofline, config))
 
-        attn = bundle_attention_rows(read_bundle_table(tp_dir, "attention.csv"))
+        points = bundle_attention_rows(read_bundle_table(tp_dir, "attention.csv"))
         axes = ["prefill_chunk", "prefill_key", "n_decode", "kv_decode"]
-        points = attn.groupby(axes, as_index=False)["time_s"].mean()
         context = points["prefill_key"] - points["prefill_chunk"] / 2  # undo the relabelling: the cached history
         reference = np.array([_attention_reference(roofline, pc, ctx, n, kv) for pc, ctx, n, kv in
                               zip(points["prefill_chunk"], context, points["n_decode"], points["kv_decode"],

@@ -194,35 +194,44 @@ class BundleExperts:
 
 
 # LLMServingSim's dense operators: those run once per model; "layernorm" runs twice per decoder layer
-# (before attention and before the MLP); every other operator in dense.csv runs once per layer.
+# (before attention and before the MLP); every other operator in dense.csv runs once per layer, the dense MLP's
+# on the layers whose MLP is dense only (LLMServingSim profiler/models/*.yaml: ``blocks.mlp.dense``; DeepSeek's
+# first_k_dense_replace layers beside its MoE layers, which moe.csv times).
 MODEL_OPS = ("embedding", "final_layernorm")
-_REQUIRED_LAYER_OPS = ("layernorm", "qkv_proj", "o_proj")  # and the MLP: down_proj in dense.csv, or moe.csv
+MLP_OPS = ("gate_up_proj", "act_fn", "down_proj")
+# a layer's attention projections: q/k/v fused, or multi-head latent attention's fused q_a/kv_a projection
+# (profiler/models/deepseek_v32.yaml ``mla_qkv_a_proj``); and the MLP: down_proj in dense.csv, or moe.csv
+_REQUIRED_LAYER_OPS = ("layernorm", "o_proj")
+_QUERY_PROJECTIONS = ("qkv_proj", "mla_qkv_a_proj")
 
 
 @dataclass
 class LLMServingSimCompute:
     """Step time from an LLMServingSim profile bundle (µs per layer, measured with vLLM).
 
-    dense.csv: per-operator time over total tokens; attention.csv: the attention kernel over
-    (prefill chunk tokens, query-weighted causal key length, decode count, decode KV
-    length), corrected for unequal decode KV lengths by skew_fit.csv when enabled (``SkewFit``);
-    per_sequence.csv: LM head and sampler over the step's sequences; moe.csv (a mixture of experts):
-    the MoE block in place of the dense MLP operators (``BundleExperts``). A step is
-    layers × (dense operators + attention [+ MoE block]) + embedding + final norm + LM head + sampler
-    + the TP collectives.
+    dense.csv: per-operator time over total tokens; attention.csv: the attention kernels (one, or a
+    group each run once a layer: ``KernelSum``) over (prefill chunk tokens, query-weighted causal key
+    length, decode count, decode KV length), corrected for unequal decode KV lengths by skew_fit.csv
+    when enabled (``SkewFit``); per_sequence.csv: LM head and sampler over the step's sequences; moe.csv
+    (a mixture of experts): the MoE block in place of the dense MLP operators (``BundleExperts``), which
+    then price only the model's dense MLP layers (DeepSeek's first ones). A step is
+    layers × (operators + attention) + dense MLP layers × MLP + MoE layers × MoE block + embedding +
+    final norm + LM head + sampler + the TP collectives.
     """
 
     dense: dict[str, tuple[np.ndarray, np.ndarray]]
     per_sequence: dict[str, tuple[np.ndarray, np.ndarray]]
-    layer_ops: tuple[str, ...]
-    attention: GridNode
-    decode_attention: GridNode
+    layer_ops: tuple[str, ...]  # on every layer (a mixture of experts: all but the dense MLP's)
+    attention: GridNode | KernelSum
+    decode_attention: GridNode | KernelSum
     num_layers: int
     source: str
     skew: SkewFit | None = None
     experts: BundleExperts | None = None
     comm: TensorParallelComm | None = None
     name: str = "profiled"
+    mlp_ops: tuple[str, ...] = ()  # a mixture of experts' dense MLP layers (DeepSeek's first ones)
+    dense_mlp_layers: int = 0
 
     @classmethod
     def load(cls, directory: Path, model: ModelSpec, tensor_parallel_size: int,
@@ -245,31 +254,42 @@ class LLMServingSimCompute:
         dense = bundle_curves(read_bundle_table(tp_dir, "dense.csv"), "tokens")
         per_seq = bundle_curves(read_bundle_table(tp_dir, "per_sequence.csv"), "sequences")
         experts = _bundle_experts(directory, tp_dir, model, tensor_parallel_size, data_parallel_size)
-        require_bundle_ops(tp_dir, dense, per_seq, moe=experts is not None)
-        layer_ops = tuple(sorted(op for op in dense if op not in MODEL_OPS)) + ("layernorm",)  # two norms a layer
-        attn = bundle_attention_rows(read_bundle_table(tp_dir, "attention.csv"))
+        dense_mlp_layers = model.num_layers - model.moe_layers if experts is not None else 0
+        require_bundle_ops(tp_dir, dense, per_seq, moe=experts is not None, dense_mlp_layers=dense_mlp_layers)
+        layer_ops, mlp_ops = bundle_layer_ops(dense, moe=experts is not None)
+        kernels = bundle_attention_kernels(read_bundle_table(tp_dir, "attention.csv"))
         axes = ["prefill_chunk", "prefill_key", "n_decode", "kv_decode"]
-        decode_only = attn[attn["prefill_chunk"] == 0]
-        for rows, kind in ((attn, "attention"), (decode_only, "pure-decode (prefill_chunk 0)")):
-            if rows.empty:
-                raise ConfigError(f"{tp_dir / 'attention.csv'}: no {kind} rows to price a step's attention from")
+        decode_only = {kernel: rows[rows["prefill_chunk"] == 0] for kernel, rows in kernels.items()}
+        for tables, kind in ((kernels, "attention"), (decode_only, "pure-decode (prefill_chunk 0)")):
+            for kernel, rows in tables.items():
+                if rows.empty:
+                    named = "" if len(tables) == 1 else f" {kernel!r}"
+                    raise ConfigError(f"{tp_dir / 'attention.csv'}: no{named} {kind} rows to price a step's attention "
+                                      "from")
         skew = None
         if skew_correction == "always" or (skew_correction == "auto" and ((meta.get("skew_fit") or {}).get("enabled"))):
             skew = SkewFit.load(tp_dir, meta, tensor_parallel_size)
             if skew is None and skew_correction == "always":
                 raise ConfigError(f"compute.skew_correction is 'always' but {tp_dir} has no skew_fit.csv")
-        return cls(dense, per_seq, layer_ops, GridNode(attn, axes, "time_s"),
-                   GridNode(decode_only, ["n_decode", "kv_decode"], "time_s"), model.num_layers, str(directory), skew,
-                   experts)
+        return cls(dense, per_seq, layer_ops, KernelSum.of([GridNode(rows, axes, "time_s") for rows in kernels.values()]),
+                   KernelSum.of([GridNode(rows, ["n_decode", "kv_decode"], "time_s") for rows in decode_only.values()]),
+                   model.num_layers, str(directory), skew, experts, mlp_ops=mlp_ops, dense_mlp_layers=dense_mlp_layers)
 
     def _op(self, table: dict, name: str, x):
         xs, ys = table[name]
         return interpolate(xs, ys, x)
 
     def _dense_layer(self, tokens: int, share: DataParallelShare | None = None) -> float:
-        """One layer's operators (per TP shard, as profiled), the MoE block included."""
+        """One layer's operators (per TP shard, as profiled), the MLP included: the MoE block, or a mixture of
+        experts' dense MLP layers and MoE layers averaged over its layers."""
         dense = float(sum(self._op(self.dense, op, tokens) for op in self.layer_ops))
-        return dense if self.experts is None else dense + self.experts.layer_time(tokens, share)
+        if self.experts is None:
+            return dense
+        moe = self.experts.layer_time(tokens, share)
+        if not self.dense_mlp_layers:
+            return dense + moe
+        mlp = float(sum(self._op(self.dense, op, tokens) for op in self.mlp_ops))
+        return dense + (self.dense_mlp_layers * mlp + (self.num_layers - self.dense_mlp_layers) * moe) / self.num_layers
 
     def _fixed(self, tokens: int, seqs: int, share: DataParallelShare | None = None) -> float:
         once = sum(self._op(self.dense, op, tokens) for op in MODEL_OPS)
@@ -333,10 +353,6 @@ def _bundle_experts(directory: Path, tp_dir: Path, model: ModelSpec, tensor_para
             if path.is_file():
                 raise ConfigError(f"{path}: the bundle profiles a mixture of experts, but {model.name} is dense")
         return None
-    if model.moe_layers != model.num_layers:
-        raise ConfigError(f"{directory}: {model.name} has dense MLP layers among its MoE layers "
-                          f"({model.moe_layers} of {model.num_layers} are MoE); a bundle's operators are per layer "
-                          "and cannot tell the two apart: use compute.backend 'roofline'")
     if own.is_file():
         return BundleExperts.load(tp_dir, model, 1, data_parallel_size, tensor_parallel_size)
     if tp1.is_file():
@@ -345,13 +361,24 @@ def _bundle_experts(directory: Path, tp_dir: Path, model: ModelSpec, tensor_para
                       f"(in tp{tensor_parallel_size}/ or tp1/): a bundle profiled for a dense model?")
 
 
-def require_bundle_ops(tp_dir: Path, dense: dict, per_seq: dict, moe: bool) -> None:
-    """The operators a step is priced from must each have rows (``moe``: moe.csv times the MLP, not down_proj)."""
-    mlp = () if moe else ("down_proj",)
+def require_bundle_ops(tp_dir: Path, dense: dict, per_seq: dict, moe: bool, dense_mlp_layers: int = 0) -> None:
+    """The operators a step is priced from must each have rows (``moe``: moe.csv times the MLP, not down_proj, but
+    on the ``dense_mlp_layers`` a mixture of experts runs a dense MLP)."""
+    mlp = ("down_proj",) if not moe or dense_mlp_layers else ()
     missing = [op for op in (*_REQUIRED_LAYER_OPS, *mlp, *MODEL_OPS) if op not in dense] + \
               [op for op in ("lm_head", "sampler") if op not in per_seq]
+    if not any(op in dense for op in _QUERY_PROJECTIONS):
+        missing.append(" or ".join(_QUERY_PROJECTIONS))
     if missing:
-        raise ConfigError(f"{tp_dir}: bundle lacks operator(s) {', '.join(sorted(set(missing)))}")
+        dense_layers = f" (for the {dense_mlp_layers} dense MLP layers)" if moe and "down_proj" in missing else ""
+        raise ConfigError(f"{tp_dir}: bundle lacks operator(s) {', '.join(sorted(set(missing)))}{dense_layers}")
+
+
+def bundle_layer_ops(dense: dict, moe: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A bundle's per-layer operators, two layernorms included: those of every layer, and (a mixture of experts) its
+    dense MLP's, which run only on its dense layers (a dense model's are among every layer's)."""
+    every = tuple(sorted(op for op in dense if op not in MODEL_OPS and not (moe and op in MLP_OPS))) + ("layernorm",)
+    return every, tuple(op for op in MLP_OPS if moe and op in dense)
 
 
 def bundle_curves(frame: pd.DataFrame, axis: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -363,12 +390,42 @@ def bundle_curves(frame: pd.DataFrame, axis: str) -> dict[str, tuple[np.ndarray,
     return out
 
 
-def bundle_attention_rows(attn: pd.DataFrame) -> pd.DataFrame:
-    """A bundle's softmax-attention rows with a ``prefill_key`` axis and ``time_s``."""
-    if "layer" in attn.columns:  # tables with several kernels: the softmax-attention one
-        attn = attn[attn["layer"] == "attention"]
+class KernelSum:
+    """Kernels that each run once per attention layer over the same axes (LLMServingSim's ``attention`` group:
+    DeepSeek-V3.2's MLA attention and its sparse-attention indexer, profiler/models/deepseek_v32.yaml); a lookup is
+    their sum."""
+
+    def __init__(self, nodes: list[GridNode]):
+        self.nodes = nodes
+
+    @staticmethod
+    def of(nodes: list[GridNode]) -> "GridNode | KernelSum":
+        return nodes[0] if len(nodes) == 1 else KernelSum(nodes)
+
+    def lookup(self, point: tuple[float, ...]) -> float:
+        return sum(node.lookup(point) for node in self.nodes)
+
+
+def bundle_attention_kernels(attn: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """A bundle's attention kernels (a table without a ``layer`` column: one, ``attention``), each's rows with a
+    ``prefill_key`` axis and ``time_s``; every kernel runs once per attention layer."""
     if "decode_q_len" in attn.columns:  # speculative-verification rows aside
         attn = attn[attn["decode_q_len"] == 1]
     if "prefill_key" not in attn.columns:  # legacy tables: one prefill per shot (documented relabelling)
         attn = attn.assign(prefill_key=attn["kv_prefill"] + attn["prefill_chunk"] / 2)
-    return attn.assign(time_s=attn["time_us"] * 1e-6)
+    attn = attn.assign(time_s=attn["time_us"] * 1e-6)
+    if "layer" not in attn.columns:
+        return {"attention": attn}
+    return {str(kernel): rows for kernel, rows in attn.groupby("layer", sort=True)}
+
+
+def bundle_attention_rows(attn: pd.DataFrame) -> pd.DataFrame:
+    """One attention layer's time per grid point: its kernels summed at the points every kernel was measured at
+    (``--check-calibration``'s table; a run interpolates each kernel over its own points)."""
+    axes = ["prefill_chunk", "prefill_key", "n_decode", "kv_decode"]
+    kernels = [rows.groupby(axes, as_index=False)["time_s"].mean() for rows in bundle_attention_kernels(attn).values()]
+    total = kernels[0]
+    for rows in kernels[1:]:
+        total = total.merge(rows, on=axes, suffixes=("", "_next"))
+        total = total.assign(time_s=total["time_s"] + total.pop("time_s_next"))
+    return total
