@@ -96,7 +96,7 @@ def engine_overlay(run: Path, profile: Path | None) -> dict[str, Any]:
         "max_num_seqs": engine.get("max_num_seqs", 256),
         "max_num_batched_tokens": engine.get("max_num_batched_tokens"),
         "block_size": kv.get("block_size", 16), "enable_prefix_caching": kv.get("enable_prefix_caching", True),
-        "gpu_memory_utilization": kv.get("gpu_memory_utilization", 0.9), "num_gpu_blocks": kv.get("num_gpu_blocks"),
+        "gpu_memory_utilization": kv.get("gpu_memory_utilization", 0.9), "num_gpu_blocks": _engine_blocks(kv, dp),
         # the server's own limit: a request beyond it was rejected there, so it is here (the model's context otherwise)
         "max_model_len": engine.get("max_model_len") or (resolved.get("model_config") or {}).get("max_model_len"),
         "kv_cache_dtype": KV_DTYPES[_kv_cache_dtype(engine, resolved)],
@@ -119,6 +119,19 @@ def engine_overlay(run: Path, profile: Path | None) -> dict[str, Any]:
     if (tp > 1 or "data_parallel_size" in serving) and link is not None:  # (over a bundle's hardware.yaml, as there)
         overlay["hardware"].update(gpu_link_gbps=link[0], gpu_link_latency_us=link[1])
     return overlay
+
+
+def _engine_blocks(kv: dict[str, Any], engines: int) -> int | None:
+    """One engine's KV blocks: meta.json records the front end's ``cache_config.num_gpu_blocks``, which vLLM sums
+    over its data-parallel engines ("Sum values from all engines in DP case": vllm/v1/engine/utils.py
+    ``wait_for_engine_startup``; a 2-engine Qwen3-30B-A3B run records 75,946, twice what one RTX PRO 6000 holds)."""
+    total = kv.get("num_gpu_blocks")
+    if total is None or engines == 1:
+        return total
+    if total % engines:
+        raise InputError(f"meta.json kv_cache.num_gpu_blocks {total} is the sum over {engines} data-parallel engines "
+                         "but not a multiple of it: state each engine's with --set serving.num_gpu_blocks=N")
+    return total // engines
 
 
 def _cluster_config(run: Path) -> dict[str, Any] | None:

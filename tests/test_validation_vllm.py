@@ -184,3 +184,22 @@ def test_the_replay_says_what_priced_the_steps_and_the_collectives():
                              "collectives: ring over 16 GB/s, 20 us a step")
     assert describe(load_config(None, sets=["model=llama-3.1-8b", "hardware.gpu=rtx4090"])) == \
         "replayed as llama-3.1-8b on rtx4090; TP 1; steps: roofline"
+
+
+def test_a_data_parallel_runs_blocks_are_shared_by_its_engines(shared_data, tmp_path):
+    """vLLM's front end records the sum of its data-parallel engines' KV blocks (vllm/v1/engine/utils.py
+    ``wait_for_engine_startup``: "Sum values from all engines in DP case"), so each replayed engine gets its share;
+    a sum that is not a multiple of the engines is refused by name rather than rounded."""
+    def data_parallel(total):
+        def edit(meta):
+            meta["engine_kwargs"]["data_parallel_size"] = 2
+            meta["kv_cache"]["num_gpu_blocks"] = total
+        return edit
+
+    replay = _replay_module()
+    serving = replay.engine_overlay(_run_with(shared_data, tmp_path / "a", data_parallel(5176)), None)["serving"]
+    assert (serving["num_instances"], serving["num_gpu_blocks"]) == (2, 2588)
+    single = replay.engine_overlay(shared_data / "validation" / "llmservingsim_rtx4090_llama31_8b", None)["serving"]
+    assert (single["num_instances"], single["num_gpu_blocks"]) == (1, 2588)
+    with pytest.raises(InputError, match="num_gpu_blocks 5177 is the sum over 2 data-parallel engines"):
+        replay.engine_overlay(_run_with(shared_data, tmp_path / "b", data_parallel(5177)), None)
