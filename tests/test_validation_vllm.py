@@ -189,7 +189,7 @@ def test_the_replay_says_what_priced_the_steps_and_the_collectives():
 def test_a_data_parallel_runs_blocks_are_shared_by_its_engines(shared_data, tmp_path):
     """vLLM's front end records the sum of its data-parallel engines' KV blocks (vllm/v1/engine/utils.py
     ``wait_for_engine_startup``: "Sum values from all engines in DP case"), so each replayed engine gets its share;
-    a sum that is not a multiple of the engines is refused by name rather than rounded."""
+    a sum that is not a multiple of the engines is refused by name rather than rounded. The engines are fed by load."""
     def data_parallel(total):
         def edit(meta):
             meta["engine_kwargs"]["data_parallel_size"] = 2
@@ -197,9 +197,12 @@ def test_a_data_parallel_runs_blocks_are_shared_by_its_engines(shared_data, tmp_
         return edit
 
     replay = _replay_module()
-    serving = replay.engine_overlay(_run_with(shared_data, tmp_path / "a", data_parallel(5176)), None)["serving"]
-    assert (serving["num_instances"], serving["num_gpu_blocks"]) == (2, 2588)
-    single = replay.engine_overlay(shared_data / "validation" / "llmservingsim_rtx4090_llama31_8b", None)["serving"]
-    assert (single["num_instances"], single["num_gpu_blocks"]) == (1, 2588)
+    overlay = replay.engine_overlay(_run_with(shared_data, tmp_path / "a", data_parallel(5176)), None)
+    assert (overlay["serving"]["num_instances"], overlay["serving"]["num_gpu_blocks"]) == (2, 2588)
+    # vLLM's balancer picks the engine with the least 4 x waiting + running: by load, not by cached prefix
+    assert overlay["cluster"]["router"] == "least-loaded"
+    single = replay.engine_overlay(shared_data / "validation" / "llmservingsim_rtx4090_llama31_8b", None)
+    assert (single["serving"]["num_instances"], single["serving"]["num_gpu_blocks"]) == (1, 2588)
+    assert "cluster" not in single
     with pytest.raises(InputError, match="num_gpu_blocks 5177 is the sum over 2 data-parallel engines"):
         replay.engine_overlay(_run_with(shared_data, tmp_path / "b", data_parallel(5177)), None)
