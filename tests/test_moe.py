@@ -319,3 +319,33 @@ def test_bundle_with_expert_parallel_grids_reads_the_runs_degree(tmp_path):
     (root / "tp1" / "moe.csv").write_text("ep,tokens,activated_experts,time_us\n" + ep2)
     with pytest.raises(ConfigError, match=r"moe.csv: measured at expert-parallel degrees \[2\], not this run's 4"):
         LLMServingSimCompute.load(root, TINY, 1, data_parallel_size=4)
+
+
+def test_deepseek_catalog_bundle_by_hand(tmp_path):
+    """A bundle in the layout LLMServingSim's DeepSeek catalog writes (profiler/models/deepseek_v32.yaml): multi-head
+    latent attention's operators (fused q_a/kv_a projection, the merged q_a/kv_a norms, the merged q_b/kv_b
+    projections, rope), the dense MLP of the first_k_dense_replace layers, moe.csv for the rest, and meta.yaml's
+    profiled num_key_value_heads equal to the head count (the config's; the cache holds one latent). DeepSeek-V2-Lite:
+    27 layers, the first dense, 26 MoE."""
+    root = tmp_path / "b"
+    folder = root / "tp1"
+    folder.mkdir(parents=True)
+    (root / "meta.yaml").write_text("tp_degrees: [1]\nengine_effective:\n  hf_overrides: {num_hidden_layers: 2, "
+                                    "num_attention_heads: 16, num_key_value_heads: 16}\n")
+    every = ["layernorm", "mla_qkv_a_proj", "mla_a_layernorm", "mla_b_proj", "rotary_emb", "o_proj"]  # 1 us each
+    mlp = {"gate_up_proj": 3, "act_fn": 2, "down_proj": 4}  # the dense layer's MLP: 9 us
+    rows = [f"{op},{t},1\n" for op in ["embedding", "final_layernorm", *every] for t in (1, 100)]
+    rows += [f"{op},{t},{us}\n" for op, us in mlp.items() for t in (1, 100)]
+    (folder / "dense.csv").write_text("layer,tokens,time_us\n" + "".join(rows))
+    (folder / "per_sequence.csv").write_text("layer,sequences,time_us\nlm_head,1,0\nlm_head,9,0\nsampler,1,0\n"
+                                             "sampler,9,0\n")
+    (folder / "attention.csv").write_text("prefill_chunk,kv_prefill,n_decode,kv_decode,time_us\n"
+                                          "0,0,1,16,5\n0,0,1,32,5\n0,0,8,16,5\n0,0,8,32,5\n")
+    (folder / "moe.csv").write_text("tokens,activated_experts,time_us\n"
+                                    + "".join(f"{t},{e},40\n" for t in (1, 100) for e in (6, 64)))
+    model = LLMServingSimCompute.load(root, model_spec("deepseek-v2-lite"), 1)
+    shape = StepShape.decode_batch([16, 16])
+    # 27 layers x (7 operators, two norms among them, + attention 5) + 1 dense MLP layer (9) + 26 MoE layers (40)
+    # + embedding and final norm (2)
+    assert model.step_time(shape) == pytest.approx((27 * (7 + 5) + 9 + 26 * 40 + 2) * 1e-6)
+    assert model.decode_times(shape, 1)[0] == pytest.approx(model.step_time(shape))

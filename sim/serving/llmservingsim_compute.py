@@ -241,8 +241,10 @@ class LLMServingSimCompute:
         ``data_parallel_size``: instances sharing a mixture of experts' MoE layers (``BundleExperts``)."""
         meta = read_profile_yaml(directory / "meta.yaml", "LLMServingSim bundle file")
         overrides = (meta.get("engine_effective") or {}).get("hf_overrides") or {}
-        # The profiler may record per-shard shapes (e.g. half the heads); a shape must divide the model's.
-        for key, expected in (("num_key_value_heads", model.num_kv_heads), ("intermediate_size", model.intermediate_size),
+        # The profiler may record per-shard shapes (e.g. half the heads); a shape must divide the model's. (With
+        # multi-head latent attention the config's num_key_value_heads is its head count; the cache holds one latent.)
+        kv_heads = model.num_attention_heads if model.is_mla else model.num_kv_heads
+        for key, expected in (("num_key_value_heads", kv_heads), ("intermediate_size", model.intermediate_size),
                               ("num_attention_heads", model.num_attention_heads), ("vocab_size", model.vocab_size)):
             value = overrides.get(key)
             if value is not None and (int(value) <= 0 or expected % int(value)):
