@@ -31,7 +31,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from sim.errors import InputError  # noqa: E402 (after the path)
+from sim.config_yaml import names_a_path  # noqa: E402 (after the path)
+from sim.errors import InputError  # noqa: E402
 from sim.specs import canonical_model, model_spec  # noqa: E402
 
 DTYPES = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "float32": "fp32", "auto": "bf16"}
@@ -103,7 +104,7 @@ def engine_overlay(run: Path, profile: Path | None) -> dict[str, Any]:
         "scheduler_reserve_full_isl": _scheduler_flag(resolved, "scheduler_reserve_full_isl"),
         "async_scheduling": _scheduler_flag(resolved, "async_scheduling"),
     }
-    model = _served_model(meta, engine, instance.get("model_name"))
+    model = _served_model(meta, engine, instance.get("model_name"), run)
     if dp > 1 and _is_moe(model):
         serving["data_parallel_size"] = dp  # the group's ranks share the experts (vLLM's DP with MoE layers)
     overlay: dict[str, Any] = {
@@ -143,14 +144,23 @@ def _cluster_config(run: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _served_model(meta: dict[str, Any], engine: dict[str, Any], stated: str | None) -> str:
+def _served_model(meta: dict[str, Any], engine: dict[str, Any], stated: str | None, run: Path) -> str:
     """The model the server ran, by a name kvsim knows: meta.json's (a Hugging Face id), else ``stated`` (the
     ``model_name`` of LLMServingSim's ``config.json``), else the last folder of a local checkout's path (later runs
-    record the server's own path, e.g. ``/data/model/Qwen3-32B``); unresolved, meta.json's as it is (the config then
-    names it)."""
+    record the server's own path, e.g. ``/data/model/Qwen3-32B``); else the model's Hugging Face config.json in the
+    LLMServingSim checkout the run belongs to (``configs/model/<id>.json``, as LLMServingSim reads it: its own test
+    variants, e.g. DeepSeek-V3.2-Exp-16L64E); unresolved, meta.json's as it is (the config then names it)."""
     named = engine.get("model") or meta["model"]
     candidates = [named, meta.get("model"), stated, Path(str(named)).name]
-    return next((name for name in candidates if canonical_model(name) is not None), named)
+    known = next((name for name in candidates if canonical_model(name) is not None), None)
+    if known is not None:
+        return known
+    for model_id in dict.fromkeys(str(name) for name in (meta.get("model"), stated, named) if name):
+        for folder in run.resolve().parents:
+            config = folder / "configs" / "model" / f"{model_id}.json"
+            if config.is_file():
+                return str(config)
+    return named
 
 
 def _kv_cache_dtype(engine: dict[str, Any], resolved: dict[str, Any]) -> str:
@@ -192,7 +202,9 @@ def _refuse_unmodelled(resolved: dict[str, Any], engine: dict[str, Any]) -> None
 
 def _is_moe(model: str) -> bool:
     name = canonical_model(model)
-    return name is not None and model_spec(name).is_moe
+    if name is None and not names_a_path(model):
+        return False
+    return model_spec(name or model).is_moe
 
 
 def _stated_link(cluster: dict[str, Any] | None) -> tuple[float, float] | None:

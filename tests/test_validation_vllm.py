@@ -206,3 +206,21 @@ def test_a_data_parallel_runs_blocks_are_shared_by_its_engines(shared_data, tmp_
     assert "cluster" not in single
     with pytest.raises(InputError, match="num_gpu_blocks 5177 is the sum over 2 data-parallel engines"):
         replay.engine_overlay(_run_with(shared_data, tmp_path / "b", data_parallel(5177)), None)
+
+
+def test_a_model_kvsim_does_not_name_is_read_from_the_runs_llmservingsim_checkout(shared_data, tmp_path):
+    """LLMServingSim keeps the Hugging Face config.json of each model it serves under configs/model/<id>.json (its own
+    variants too, e.g. DeepSeek-V3.2-Exp-16L64E): a run under bench/examples/<GPU>/<model> of that checkout is
+    replayed as that config's model."""
+    checkout = tmp_path / "LLMServingSim"
+    config = checkout / "configs" / "model" / "acme" / "Lite-MoE.json"
+    config.parent.mkdir(parents=True)
+    config.write_text((ROOT / "tests" / "fixtures" / "hf_configs" / "DeepSeek-V2-Lite.json").read_text())
+
+    def edit(meta):
+        meta["model"] = meta["engine_kwargs"]["model"] = "acme/Lite-MoE"
+
+    run = _run_with(shared_data, checkout / "bench" / "examples" / "RTX4090" / "Lite-MoE", edit)
+    overlay = _replay_module().engine_overlay(run, None)
+    assert overlay["model"] == str(config.resolve())
+    assert load_config(None, sets=[f"model={overlay['model']}"]).model == str(config.resolve())
