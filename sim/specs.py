@@ -17,6 +17,7 @@ PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
 
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
 GIB = 1024**3
+FP8_SCALE_BYTES = 4  # an FP8 checkpoint's weight scales are fp32 (vLLM fp8.py: weight_scale / weight_scale_inv)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,11 @@ class ModelSpec:
     qk_nope_head_dim: int | None = None  # per-head query/key width without rotary embedding
     qk_rope_head_dim: int | None = None  # the rotary part (one shared key part, cached beside the latent)
     v_head_dim: int | None = None  # per-head value width
+    # An FP8 checkpoint (config.json quantization_config quant_method "fp8"): the linear layers' weight matrices
+    # are one byte each plus an fp32 scale per weight_block_size block (None: one scale per tensor); everything
+    # else (embeddings, LM head, norms, routers, biases) takes the model dtype (``linear_parameters``)
+    weight_quantization: str | None = None
+    weight_block_size: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.gated_mlp, bool):
@@ -77,6 +83,7 @@ class ModelSpec:
         if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window <= 0):
             raise ConfigError(f"model {self.name!r}: sliding_window must be a positive integer (got {window!r})")
         self._check_mla()
+        self._check_quantization()
         shared = self.shared_expert_intermediate_size
         if shared is not None and (isinstance(shared, bool) or not isinstance(shared, int) or shared <= 0):
             raise ConfigError(f"model {self.name!r}: shared_expert_intermediate_size must be a positive integer "
@@ -96,6 +103,20 @@ class ModelSpec:
                 and 1 <= self.num_moe_layers <= self.num_layers):
             raise ConfigError(f"model {self.name!r}: needs 1 <= num_experts_per_tok <= num_experts, "
                               f"moe_intermediate_size > 0 and 1 <= num_moe_layers <= num_layers (got {moe})")
+
+    def _check_quantization(self) -> None:
+        if self.weight_quantization not in (None, "fp8"):
+            raise ConfigError(f"model {self.name!r}: weight_quantization must be fp8 or absent "
+                              f"(got {self.weight_quantization!r})")
+        block = self.weight_block_size
+        if block is None:
+            return
+        if self.weight_quantization is None:
+            raise ConfigError(f"model {self.name!r}: weight_block_size needs weight_quantization fp8")
+        if (not isinstance(block, (list, tuple)) or len(block) != 2
+                or any(isinstance(b, bool) or not isinstance(b, int) or b <= 0 for b in block)):
+            raise ConfigError(f"model {self.name!r}: weight_block_size must be two positive integers (got {block!r})")
+        object.__setattr__(self, "weight_block_size", tuple(block))
 
     def _check_mla(self) -> None:
         dims = {"kv_lora_rank": self.kv_lora_rank, "qk_nope_head_dim": self.qk_nope_head_dim,
@@ -193,9 +214,39 @@ class ModelSpec:
         """Every routed expert's parameters, over all MoE layers (0 for a dense model)."""
         return self.moe_layers * (self.num_experts or 0) * self.expert_parameters
 
+    @property
+    def linear_parameters(self) -> int:
+        """The linear layers' weight matrices, over all layers: the attention projections, the dense MLPs, the
+        routed and the shared experts. What an FP8 checkpoint stores in one byte a weight: vLLM's ``Fp8Config``
+        (model_executor/layers/quantization/fp8.py ``get_quant_method``) gives every ``LinearBase`` layer
+        ``Fp8LinearMethod`` and every ``FusedMoE`` ``Fp8MoEMethod``; the embedding and the LM head
+        (``VocabParallelEmbedding`` / ``ParallelLMHead``, not ``LinearBase``), the norms, the biases (kept in the
+        model dtype by ``Fp8LinearMethod``), the MoE routers (vLLM's ``GateLinear`` is a ``ReplicatedLinear`` built
+        with ``quant_config=None``: fused_moe/router/gate_linear.py) and Qwen2-MoE's shared-expert gate are not."""
+        shared = 3 * self.hidden_size * (self.shared_expert_intermediate_size or 0)
+        return (self.num_layers * self.attention_parameters
+                + (self.num_layers - self.moe_layers) * self.dense_mlp_parameters
+                + self.routed_expert_parameters + self.moe_layers * shared)
+
+    def linear_weight_bytes(self, dtype_bytes: int) -> float:
+        """Bytes one weight of a linear layer (``linear_parameters``) takes: ``dtype_bytes`` (the model dtype) unless
+        the checkpoint is FP8, then one byte plus its share of the block's fp32 scale, 4 / (block rows × columns)
+        (Fp8LinearMethod ``weight_scale_inv``: one scale per weight_block_size block; exact where the matrix's
+        dimensions are multiples of the block, a few partial blocks' scales aside otherwise). Per-tensor FP8 (no
+        block size) has one scale per matrix (a few bytes in all, not counted)."""
+        if self.weight_quantization is None:
+            return dtype_bytes
+        if self.weight_block_size is None:
+            return 1
+        rows, columns = self.weight_block_size
+        return 1 + FP8_SCALE_BYTES / (rows * columns)
+
     def weight_bytes_per_gpu(self, dtype_bytes: int, tensor_parallel_size: int, data_parallel_size: int = 1) -> float:
         """Weights one GPU holds: all of them over the TP ranks, the routed experts over the data-parallel
-        group's data_parallel_size × tensor_parallel_size GPUs (``sim.serving.moe``)."""
+        group's data_parallel_size × tensor_parallel_size GPUs (``sim.serving.moe``). ``dtype_bytes`` is the model
+        dtype's (serving.dtype); an FP8 checkpoint's linear layers take ``linear_weight_bytes`` instead."""
+        if self.weight_quantization is not None:
+            return self._quantized_weight_bytes_per_gpu(dtype_bytes, tensor_parallel_size, data_parallel_size)
         replicated = self.replicated_parameters
         if replicated:  # MLA: q_a and kv_a projections whole on every rank
             experts = self.routed_expert_parameters if data_parallel_size > 1 and self.is_moe else 0
@@ -205,6 +256,18 @@ class ModelSpec:
             return self.num_parameters * dtype_bytes / tensor_parallel_size
         experts = self.routed_expert_parameters
         return (self.num_parameters - experts + experts / data_parallel_size) * dtype_bytes / tensor_parallel_size
+
+    def _quantized_weight_bytes_per_gpu(self, dtype_bytes: int, tensor_parallel_size: int,
+                                        data_parallel_size: int) -> float:
+        """``weight_bytes_per_gpu`` of an FP8 checkpoint: the linear weights at ``linear_weight_bytes``, the rest
+        at ``dtype_bytes``; each group split over the ranks as in the unquantized case."""
+        per_weight = self.linear_weight_bytes(dtype_bytes)
+        replicated = self.replicated_parameters  # all of them linear weights (MLA's q_a and kv_a projections)
+        experts = self.routed_expert_parameters if data_parallel_size > 1 and self.is_moe else 0
+        linear = self.linear_parameters - replicated - experts
+        plain = self.num_parameters - self.linear_parameters
+        sharded = (linear + experts / data_parallel_size) * per_weight + plain * dtype_bytes
+        return sharded / tensor_parallel_size + replicated * per_weight
 
     @property
     def active_parameters(self) -> int:
@@ -228,6 +291,19 @@ class ModelSpec:
         return copies * self.num_layers * heads_per_rank * self.head_dim * dtype_bytes
 
 
+def kv_cache_dtype(model: ModelSpec, dtype: str, kv_cache_dtype: str) -> str:
+    """The KV cache's dtype: ``serving.kv_cache_dtype``, or under "auto" the model dtype ``serving.dtype`` (vLLM's
+    CacheConfig cache_dtype "auto": the model's dtype, never its weights' quantization; an FP8 checkpoint keeps a
+    BF16 cache). ``serving.dtype`` is the model dtype: activations, the KV cache under "auto", and the weights
+    (those a quantized checkpoint stores in FP8 aside: ``ModelSpec.linear_weight_bytes``)."""
+    return dtype if kv_cache_dtype == "auto" else kv_cache_dtype
+
+
+def kv_dtype_bytes(model: ModelSpec, dtype: str, kv_cache_dtype_name: str) -> int:
+    """Bytes of one KV cache element (``kv_cache_dtype``)."""
+    return DTYPE_BYTES[kv_cache_dtype(model, dtype, kv_cache_dtype_name)]
+
+
 @dataclass(frozen=True, slots=True)
 class LinkSpec:
     """The link between two GPUs of a node, as a ring collective step sees it."""
@@ -248,6 +324,9 @@ class GPUSpec:
     memory_bandwidth: float  # B/s
     link: LinkSpec
     source: str
+    # FLOP/s, dense FP8 tensor throughput (FP32 accumulate) where the GPU has FP8 tensor cores (compute capability
+    # 8.9 and up); None where it has none: vLLM then runs an FP8 checkpoint's GEMMs weight-only (Marlin, W8A16)
+    fp8_peak_flops: float | None = None
 
 
 @lru_cache(maxsize=None)
@@ -297,6 +376,7 @@ def gpu_spec(name: str) -> GPUSpec:
         memory_bandwidth=float(entry["memory_bandwidth_gbps"]) * 1e9,
         link=link_spec,
         source=entry["source"],
+        fp8_peak_flops=None if entry.get("dense_fp8_tflops") is None else float(entry["dense_fp8_tflops"]) * 1e12,
     )
 
 

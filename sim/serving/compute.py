@@ -162,6 +162,13 @@ class RooflineCompute:
         attn_params = m.attention_parameters - self.replicated_params
         self.layer_params = attn_params + m.dense_mlp_parameters
         self.peak = self.gpu.peak_flops * self.flops_efficiency
+        # An FP8 checkpoint (``ModelSpec.weight_quantization``): its linear weights are read at
+        # ``linear_weight_bytes`` a weight, and its GEMMs (W8A8, activations quantized per token group on the fly:
+        # activation_scheme dynamic) run at the GPU's FP8 peak where it has one (profiles/gpus.yaml
+        # dense_fp8_tflops), else at the BF16 peak (vLLM's Marlin weight-only FP8 on GPUs without FP8 tensor cores)
+        self.linear_bytes = m.linear_weight_bytes(self.dtype_bytes)
+        fp8_peak = self.gpu.fp8_peak_flops if m.weight_quantization == "fp8" else None
+        self.linear_peak = self.peak if fp8_peak is None else fp8_peak * self.flops_efficiency
         self.bandwidth = self.gpu.memory_bandwidth * self.bandwidth_efficiency
         self.attn_flops_per_pair = 4 * m.num_attention_heads * m.head_dim / tp
         self.prefill_attn_flops_per_pair = self.attn_flops_per_pair
@@ -177,7 +184,7 @@ class RooflineCompute:
             self.prefill_attn_flops_per_pair = 2 * heads * (m.qk_nope_head_dim + m.qk_rope_head_dim + m.v_head_dim)
             self.context_flops_per_token = 2 * m.kv_b_parameters / tp
         self.kv_bytes_per_token_layer = m.kv_bytes_per_token(self.kv_dtype_bytes, tp) // m.num_layers
-        self.layer_weight_bytes = self.layer_params * self.dtype_bytes / tp + self.replicated_params * self.dtype_bytes
+        self.layer_weight_bytes = self.layer_params * self.linear_bytes / tp + self.replicated_params * self.linear_bytes
         # the MLP's input and its intermediate_size-wide activation, written and read (gated or not)
         self.act_bytes_per_token = 2 * (m.hidden_size + m.intermediate_size) * self.dtype_bytes
         self._decode_fixed_memo: dict[int, tuple[float, float]] = {}
@@ -193,8 +200,11 @@ class RooflineCompute:
             self.expert_flops_per_token = 2 * m.num_experts_per_tok * m.expert_parameters / tp  # per routed token
             self.moe_flops_per_token = self.moe_own_flops_per_token + self.expert_flops_per_token
             self.moe_fixed_bytes = ((attn_params + shared) / tp + whole) * self.dtype_bytes
+            if m.weight_quantization is not None:  # the router and the shared-expert gate stay in the model dtype
+                self.moe_fixed_bytes = (((attn_params + shared) / tp + self.replicated_params) * self.linear_bytes
+                                        + (router_params + gate) * self.dtype_bytes)
             self.attn_params, self.router_params = attn_params, router_params
-            self.expert_bytes = m.expert_parameters * self.dtype_bytes / tp
+            self.expert_bytes = m.expert_parameters * self.linear_bytes / tp
             routed_width = m.num_experts_per_tok * m.moe_intermediate_size + (m.shared_expert_intermediate_size or 0)
             self.moe_act_bytes_per_token = 2 * (m.hidden_size + routed_width) * self.dtype_bytes / tp
 
@@ -202,7 +212,7 @@ class RooflineCompute:
         """One dense layer's projections and MLP for ``tokens`` tokens."""
         flops = 2 * self.layer_params * tokens / self.tensor_parallel_size + 2 * self.replicated_params * tokens
         traffic = self.layer_weight_bytes + tokens * self.act_bytes_per_token / self.tensor_parallel_size
-        return _combine(flops / self.peak, traffic / self.bandwidth)
+        return _combine(flops / self.linear_peak, traffic / self.bandwidth)
 
     def moe_weight_bytes(self, tokens: int, share: DataParallelShare | None = None) -> float:
         """Weights one MoE layer reads for a step of ``tokens`` tokens: projections, router and this GPU's share
@@ -216,7 +226,7 @@ class RooflineCompute:
         routed = group_tokens(tokens, self.data_parallel_size, share) / self.data_parallel_size
         flops = self.moe_own_flops_per_token * tokens + self.expert_flops_per_token * routed
         traffic = self.moe_weight_bytes(tokens, share) + routed * self.moe_act_bytes_per_token
-        return _combine(flops / self.peak, traffic / self.bandwidth)
+        return _combine(flops / self.linear_peak, traffic / self.bandwidth)
 
     def moe_block_time(self, tokens: int, experts: float) -> float:
         """The router and ``experts`` distinct experts alone for ``tokens`` tokens: what a bundle's moe.csv
@@ -225,15 +235,15 @@ class RooflineCompute:
         flops = (2 * m.num_experts_per_tok * m.expert_parameters / tp + 2 * self.router_params) * tokens
         traffic = (self.router_params * self.dtype_bytes + experts * self.expert_bytes
                    + tokens * self.moe_act_bytes_per_token)
-        return _combine(flops / self.peak, traffic / self.bandwidth)
+        return _combine(flops / self.linear_peak, traffic / self.bandwidth)
 
     def projections_time(self, tokens: int) -> float:
         """The q/k/v/o projections alone for ``tokens`` tokens: a bundle's dense.csv linear operators for an MoE
         model (``--check-calibration``'s reference for them)."""
         tp = self.tensor_parallel_size
         flops = 2 * self.attn_params * tokens / tp
-        traffic = (self.attn_params * self.dtype_bytes + 2 * tokens * self.model.hidden_size * self.dtype_bytes) / tp
-        return _combine(flops / self.peak, traffic / self.bandwidth)
+        traffic = (self.attn_params * self.linear_bytes + 2 * tokens * self.model.hidden_size * self.dtype_bytes) / tp
+        return _combine(flops / self.linear_peak, traffic / self.bandwidth)
 
     def linear_layer_time(self, tokens: int, share: DataParallelShare | None = None) -> float:
         """One layer's projections and MLP for ``tokens`` tokens; the mean over the layers when some are MoE."""

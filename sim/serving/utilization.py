@@ -21,7 +21,7 @@ import numpy as np
 from sim.config import Config
 from sim.report.metrics import histogram_distribution
 from sim.serving.compute import RooflineCompute, StepShape
-from sim.specs import DTYPE_BYTES, gpu_spec, model_spec
+from sim.specs import DTYPE_BYTES, gpu_spec, kv_dtype_bytes, model_spec
 
 if TYPE_CHECKING:
     from sim.serving.instance import Instance
@@ -118,9 +118,10 @@ class WorkCounter:
 
 def work_counter(config: Config) -> WorkCounter:
     """The roofline's FLOP and byte counts for the configured model, GPU, dtypes and TP degree."""
-    kv_dtype = config.serving.dtype if config.serving.kv_cache_dtype == "auto" else config.serving.kv_cache_dtype
-    roofline = RooflineCompute(model_spec(config.model), gpu_spec(config.hardware.gpu), DTYPE_BYTES[config.serving.dtype],
-                               DTYPE_BYTES[kv_dtype], config.serving.tensor_parallel_size,
+    model = model_spec(config.model)
+    kv = kv_dtype_bytes(model, config.serving.dtype, config.serving.kv_cache_dtype)
+    roofline = RooflineCompute(model, gpu_spec(config.hardware.gpu), DTYPE_BYTES[config.serving.dtype],
+                               kv, config.serving.tensor_parallel_size,
                                data_parallel_size=config.serving.data_parallel_size)
     return WorkCounter(roofline)
 
