@@ -89,6 +89,7 @@ class Family:
     sliding_window_switch: str | None = None  # the boolean that turns the window on (None: on whenever set)
     experts: Experts | None = None  # a mixture of experts in place of the MLP (None: dense)
     mla: bool = False  # multi-head latent attention (DeepSeek-V2/V3) in place of q/k/v/o
+    sparse_attention: bool = False  # DeepSeek sparse attention (an indexer beside MLA): index_* keys required
 
 
 LLAMA_BIASES = (BiasSwitch("attention_bias", ("qkv", "o")), BiasSwitch("mlp_bias", ("mlp",)))
@@ -158,7 +159,16 @@ FAMILIES: dict[str, Family] = {
     # intermediate_size. Every shape key is required (the two classes' defaults differ; none is taken).
     "deepseek_v2": Family(mla=True, experts=Experts(None, None, "moe_intermediate_size", deepseek_layout=True)),
     "deepseek_v3": Family(mla=True, experts=Experts(None, None, "moe_intermediate_size", deepseek_layout=True)),
+    # DeepSeek-V3.2 (deepseek_v32) and GLM-5 (glm_moe_dsa, built by vLLM's deepseek_v2.py too: GlmMoeDsa
+    # configs carry the same keys): DeepSeek-V3's layers plus DeepSeek sparse attention, whose indexer vLLM builds
+    # whenever the config has index_topk (deepseek_v2.py: ``is_v32 = hasattr(config, "index_topk")``); here
+    # index_topk, index_n_heads and index_head_dim are required.
+    "deepseek_v32": Family(mla=True, sparse_attention=True,
+                           experts=Experts(None, None, "moe_intermediate_size", deepseek_layout=True)),
+    "glm_moe_dsa": Family(mla=True, sparse_attention=True,
+                          experts=Experts(None, None, "moe_intermediate_size", deepseek_layout=True)),
 }
+INDEX_KEYS = ("index_topk", "index_n_heads", "index_head_dim")
 MLA_KEYS = ("kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim")
 
 # Keys every config.json must give (transformers has defaults for them, but a model's shape taken from
@@ -282,18 +292,27 @@ def _mla_model_spec(name: str, keys: _Keys, family: Family, digest: str) -> Mode
     if config.get("layer_types") is not None or config.get("sliding_window") is not None:
         raise ConfigError(f"model config {path}: layer_types or sliding_window with multi-head latent attention are "
                           "not modelled")
-    if config.get("index_topk") is not None:  # DeepSeek-V3.2's sparse attention indexer
-        raise ConfigError(f"model config {path}: key 'index_topk' (DeepSeek sparse attention) is not modelled")
+    sparse = {}
+    if family.sparse_attention or config.get("index_topk") is not None:  # DeepSeek sparse attention's indexer
+        if q_lora is None:
+            raise ConfigError(f"model config {path}: key 'index_topk' (DeepSeek sparse attention) needs a "
+                              "q_lora_rank: the indexer's queries come from the q_a projection")
+        sparse = {k: keys.positive(k) for k in INDEX_KEYS}
+        for key, value in (("index_head_dim", sparse["index_head_dim"]), ("kv_lora_rank", lora)):
+            if value % 128:
+                raise ConfigError(f"model config {path}: key {key!r} must be a multiple of 128 with DeepSeek sparse "
+                                  f"attention (its caches quantize in groups of 128), got {value}")
     quantization = _quantization(keys)
     moe = _experts(keys, family, layers)
     fields = dict(
         name=name, num_layers=layers, hidden_size=hidden, num_attention_heads=heads, num_kv_heads=1,
         head_dim=lora + rope, intermediate_size=intermediate, vocab_size=vocab, max_position_embeddings=context,
         source=f"{path} (sha256 {digest})", q_lora_rank=q_lora, kv_lora_rank=lora, qk_nope_head_dim=nope,
-        qk_rope_head_dim=rope, v_head_dim=v_dim, **quantization, **(moe.fields() if moe is not None else {}))
+        qk_rope_head_dim=rope, v_head_dim=v_dim, **quantization, **sparse, **(moe.fields() if moe is not None else {}))
     shape = ModelSpec(num_parameters=0, **fields)
-    # per layer: the projections, q_a_layernorm (with q_lora_rank) and kv_a_layernorm (RMSNorm weights)
-    attention = shape.attention_parameters + (q_lora or 0) + lora
+    # per layer: the projections, q_a_layernorm (with q_lora_rank) and kv_a_layernorm (RMSNorm weights); with
+    # sparse attention the indexer's k_norm, a LayerNorm (weight and bias) over index_head_dim
+    attention = shape.attention_parameters + (q_lora or 0) + lora + 2 * sparse.get("index_head_dim", 0)
     count = _parameter_count(keys, family, layers, hidden, 0, 0, 0, intermediate, vocab, moe, attention=attention)
     return dataclasses.replace(shape, num_parameters=count)
 

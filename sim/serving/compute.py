@@ -184,7 +184,25 @@ class RooflineCompute:
             self.prefill_attn_flops_per_pair = 2 * heads * (m.qk_nope_head_dim + m.qk_rope_head_dim + m.v_head_dim)
             self.context_flops_per_token = 2 * m.kv_b_parameters / tp
         self.kv_bytes_per_token_layer = m.kv_bytes_per_token(self.kv_dtype_bytes, tp) // m.num_layers
+        # DeepSeek sparse attention (``ModelSpec.is_sparse_attention``): the indexer scores every cached token for
+        # every query (index_n_heads × index_head_dim multiply-adds a (query, key) pair, all heads on every rank:
+        # deepseek_v2.py Indexer is replicated) reading each token's indexer key; the attention attends to at most
+        # index_topk tokens a query, prefill and decode alike in the absorbed MQA form over the latent (vLLM
+        # v1/attention/backends/mla/flashmla_sparse.py forward_mqa: "MQA 576/512 approach for both prefill and
+        # decode"), so no kv_b_proj over the context either.
+        self.index_topk = m.index_topk
+        self.index_flops_per_pair = 0.0
+        self.index_bytes_per_token_layer = m.indexer_cache_bytes
+        self.latent_bytes_per_token_layer = self.kv_bytes_per_token_layer - self.index_bytes_per_token_layer
+        if m.is_sparse_attention:
+            self.prefill_attn_flops_per_pair = self.attn_flops_per_pair
+            self.context_flops_per_token = 0.0
+            self.index_flops_per_pair = 2 * m.index_n_heads * m.index_head_dim
+        # the indexer's wk and weights_proj stay in the model dtype in an FP8 checkpoint (ModelSpec)
+        replicated_plain = m.indexer_bf16_parameters
         self.layer_weight_bytes = self.layer_params * self.linear_bytes / tp + self.replicated_params * self.linear_bytes
+        if replicated_plain:
+            self.layer_weight_bytes += replicated_plain * (self.dtype_bytes - self.linear_bytes)
         # the MLP's input and its intermediate_size-wide activation, written and read (gated or not)
         self.act_bytes_per_token = 2 * (m.hidden_size + m.intermediate_size) * self.dtype_bytes
         self._decode_fixed_memo: dict[int, tuple[float, float]] = {}
@@ -203,6 +221,8 @@ class RooflineCompute:
             if m.weight_quantization is not None:  # the router and the shared-expert gate stay in the model dtype
                 self.moe_fixed_bytes = (((attn_params + shared) / tp + self.replicated_params) * self.linear_bytes
                                         + (router_params + gate) * self.dtype_bytes)
+            if replicated_plain:
+                self.moe_fixed_bytes += replicated_plain * (self.dtype_bytes - self.linear_bytes)
             self.attn_params, self.router_params = attn_params, router_params
             self.expert_bytes = m.expert_parameters * self.linear_bytes / tp
             routed_width = m.num_experts_per_tok * m.moe_intermediate_size + (m.shared_expert_intermediate_size or 0)
@@ -254,20 +274,44 @@ class RooflineCompute:
         dense = self.dense_layer_time(tokens) if dense_layers else 0.0
         return (dense_layers * dense + m.moe_layers * self.moe_layer_time(tokens, share)) / m.num_layers
 
-    def attention_flops(self, prefill_pairs: float, decode_kv_tokens: float, prefill_context: float) -> float:
+    def attention_flops(self, prefill_pairs: float, decode_kv_tokens: float, prefill_context: float,
+                        prefill_tokens: float | None = None, decode_seqs: float | None = None) -> float:
         """One layer's attention FLOPs: (query, key) pairs of prefill and of decode, and with MLA the up-projection
-        of the prefill chunks' cached context (``prefill_context``: Σ KV tokens before the chunks)."""
+        of the prefill chunks' cached context (``prefill_context``: Σ KV tokens before the chunks). With sparse
+        attention the indexer's pairs are all of them and the attention's ``selected_pairs`` (the queries:
+        ``prefill_tokens``, ``decode_seqs``; None: not bounded)."""
+        if self.index_topk is not None:
+            selected = (self.selected_pairs(prefill_pairs, prefill_tokens)
+                        + self.selected_pairs(decode_kv_tokens, decode_seqs))
+            return self.attn_flops_per_pair * selected + self.index_flops_per_pair * (prefill_pairs + decode_kv_tokens)
         if not self.model.is_mla:
             return self.attn_flops_per_pair * (prefill_pairs + decode_kv_tokens)
         return (self.prefill_attn_flops_per_pair * prefill_pairs + self.attn_flops_per_pair * decode_kv_tokens
                 + self.context_flops_per_token * prefill_context)
 
+    def selected_pairs(self, pairs: float, queries: float | None) -> float:
+        """The (query, key) pairs sparse attention computes of ``pairs`` over ``queries`` queries: each query's
+        keys up to index_topk. From the step's aggregates, min(pairs, queries × index_topk): exact when every
+        query's context is within index_topk or every one beyond it, an upper bound otherwise (Σ min(k_i, top-k)
+        ≤ min(Σ k_i, n × top-k)); e.g. an 8,192-token prompt prefilled at once: 16.8M pairs for 14.7M."""
+        if self.index_topk is None or queries is None:
+            return pairs
+        return min(pairs, queries * self.index_topk)
+
     def attention_layer_time(self, shape: StepShape) -> float:
         pairs = shape.prefill_pairs + shape.decode_kv_tokens
         if pairs == 0:
             return 0.0
-        flops = self.attention_flops(shape.prefill_pairs, shape.decode_kv_tokens, shape.prefill_context)
-        kv_bytes = self.kv_bytes_per_token_layer * (shape.prefill_kv_tokens + shape.decode_kv_tokens + shape.decode_seqs)
+        flops = self.attention_flops(shape.prefill_pairs, shape.decode_kv_tokens, shape.prefill_context,
+                                     shape.prefill_tokens, shape.decode_seqs)
+        if self.index_topk is None:
+            kv_bytes = self.kv_bytes_per_token_layer * (shape.prefill_kv_tokens + shape.decode_kv_tokens
+                                                        + shape.decode_seqs)
+        else:  # the indexer reads every cached key; a decode's attention its top-k latents (a prefill: the context)
+            selected = self.selected_pairs(shape.decode_kv_tokens, shape.decode_seqs)
+            kv_bytes = (self.index_bytes_per_token_layer * (shape.prefill_kv_tokens + shape.decode_kv_tokens
+                                                            + shape.decode_seqs)
+                        + self.latent_bytes_per_token_layer * (shape.prefill_kv_tokens + selected + shape.decode_seqs))
         return _combine(flops / self.peak, kv_bytes / self.bandwidth)
 
     def lm_head_time(self, seqs: int) -> float:
@@ -292,6 +336,12 @@ class RooflineCompute:
     def decode_attention_times(self, seqs: int, kv_tokens: np.ndarray) -> np.ndarray:
         """``attention_layer_time`` of decode-only steps, vectorised over steps (``kv_tokens``: floats, as
         ``window_kv_tokens`` gives)."""
+        if self.index_topk is not None:
+            selected = np.minimum(kv_tokens, seqs * self.index_topk)
+            compute = (selected * self.attn_flops_per_pair + kv_tokens * self.index_flops_per_pair) / self.peak
+            memory = ((selected + seqs) * self.latent_bytes_per_token_layer
+                      + (kv_tokens + seqs) * self.index_bytes_per_token_layer) / self.bandwidth
+            return np.hypot(compute, memory)
         compute = kv_tokens * self.attn_flops_per_pair  # (in place from here: windows are many and short)
         compute /= self.peak
         memory = kv_tokens + seqs

@@ -94,7 +94,8 @@ class WorkCounter:
     def flops(self, w: WorkTotals) -> float:
         tokens = w.prefill_tokens + w.decode_tokens
         context = w.prefill_kv_tokens - w.prefill_tokens
-        attention = self.roofline.attention_flops(w.prefill_pairs, w.decode_kv_tokens, context)
+        attention = self.roofline.attention_flops(w.prefill_pairs, w.decode_kv_tokens, context, w.prefill_tokens,
+                                                  w.decode_tokens)
         per_layer = self.linear_flops_per_token * tokens + attention
         return self.layers * per_layer + self.head_flops_per_row * w.logit_rows
 
