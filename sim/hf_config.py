@@ -2,17 +2,20 @@
 
 The roofline compute model (``sim.serving.compute``) and the KV size assume a decoder-only transformer
 whose every layer has full attention (q, k, v, o projections; or DeepSeek's multi-head latent attention,
-deepseek_v2 and deepseek_v3, whose cache holds one latent per token) and either an MLP (gate, up and down
+deepseek_v2 and deepseek_v3, whose cache holds one latent per token; with DeepSeek sparse attention, deepseek_v32
+and glm_moe_dsa, an indexer picks the index_topk cached tokens each query attends to, its own key cached beside
+the latent) and either an MLP (gate, up and down
 matrices; or a plain up, down MLP as Phi's) or a mixture of gated MLPs behind a router (Qwen3-MoE,
 Mixtral, Phi-MoE: routed experts only; Qwen2-MoE and DeepSeek: routed experts beside shared experts that
 every token runs; DeepSeek's first layers dense). The families below are built that way by transformers or
 by the model's own code (``trust_remote_code``: Qwen 1, InternLM, DeepSeek); any other ``model_type`` is
-refused rather than run as something it is not, and so are layers of different attention kinds, DeepSeek's
-sparse-attention indexer (V3.2) and quantized checkpoints other than FP8, which those models do not describe.
-An FP8 checkpoint (quantization_config quant_method "fp8": DeepSeek-V3's published config.json, Qwen3-*-FP8)
-has the same shapes with its linear layers' weights in one byte plus fp32 block scales (``_quantization``,
-``ModelSpec.linear_parameters``); its KV cache stays in the model dtype. DeepSeek's MTP module (num_nextn_predict_layers) is not counted:
-vLLM loads it only for MTP speculative decoding, which kvsim does not model. A
+refused rather than run as something it is not, and so are layers of different attention kinds and quantized
+checkpoints other than FP8, which those models do not describe. An FP8 checkpoint (quantization_config
+quant_method "fp8": DeepSeek-V3/V3.2's published config.json, Qwen3-*-FP8) has the same shapes with its linear
+layers' weights in one byte plus fp32 block scales (``_quantization``, ``ModelSpec.linear_parameters``); its KV
+cache stays in the model dtype (DeepSeek sparse attention's fp8_ds_mla aside: ``sim.specs.kv_cache_dtype``).
+DeepSeek's MTP module (num_nextn_predict_layers) is not counted: vLLM loads it only for MTP speculative decoding,
+which kvsim does not model. A
 sliding window narrower than the context bounds the requests served (``ModelSpec.longest_request``).
 Each problem is one exit-2 line naming the file, as for the calibration profiles
 (``sim.serving.profile_files``).
@@ -278,9 +281,11 @@ def _quantization(keys: _Keys) -> dict[str, Any]:
 
 
 def _mla_model_spec(name: str, keys: _Keys, family: Family, digest: str) -> ModelSpec:
-    """DeepSeek-V2/V3: multi-head latent attention and DeepSeek's experts (``Family.mla``). The KV cache holds the
-    latent (num_kv_heads 1, head_dim kv_lora_rank + qk_rope_head_dim, as vLLM's MLA backends see it); a
-    sliding window, other layer kinds and quantized checkpoints are refused as for the other families. The MTP
+    """DeepSeek-V2/V3/V3.2 and GLM-5: multi-head latent attention and DeepSeek's experts (``Family.mla``), with
+    DeepSeek sparse attention's indexer where the config gives index_topk (``Family.sparse_attention``: required).
+    The KV cache holds the latent (num_kv_heads 1, head_dim kv_lora_rank + qk_rope_head_dim, as vLLM's MLA
+    backends see it); a sliding window, other layer kinds and non-FP8 quantized checkpoints are refused as for the
+    other families. The MTP
     module (num_nextn_predict_layers) is not counted: vLLM's DeepseekV2ForCausalLM skips its weights
     (``get_spec_layer_idx_from_weight_name``) unless a speculative config serves it, which kvsim does not model."""
     from sim.specs import ModelSpec
