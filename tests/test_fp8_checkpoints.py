@@ -19,7 +19,7 @@ import pytest
 
 from sim.config import load_config
 from sim.serving.compute import RooflineCompute
-from sim.specs import gpu_spec, model_spec
+from sim.specs import gpu_spec
 from tests.test_model_config import QWEN3_32B, refused, write_config
 from tests.test_shared_experts_mla import published, spec_of
 
