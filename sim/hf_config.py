@@ -2,15 +2,20 @@
 
 The roofline compute model (``sim.serving.compute``) and the KV size assume a decoder-only transformer
 whose every layer has full attention (q, k, v, o projections; or DeepSeek's multi-head latent attention,
-deepseek_v2 and deepseek_v3, whose cache holds one latent per token) and either an MLP (gate, up and down
+deepseek_v2 and deepseek_v3, whose cache holds one latent per token; with DeepSeek sparse attention, deepseek_v32
+and glm_moe_dsa, an indexer picks the index_topk cached tokens each query attends to, its own key cached beside
+the latent) and either an MLP (gate, up and down
 matrices; or a plain up, down MLP as Phi's) or a mixture of gated MLPs behind a router (Qwen3-MoE,
 Mixtral, Phi-MoE: routed experts only; Qwen2-MoE and DeepSeek: routed experts beside shared experts that
 every token runs; DeepSeek's first layers dense). The families below are built that way by transformers or
 by the model's own code (``trust_remote_code``: Qwen 1, InternLM, DeepSeek); any other ``model_type`` is
-refused rather than run as something it is not, and so are layers of different attention kinds, DeepSeek's
-sparse-attention indexer (V3.2) and quantized checkpoints (DeepSeek-V3's published FP8 config.json among
-them), which those models do not describe. DeepSeek's MTP module (num_nextn_predict_layers) is not counted:
-vLLM loads it only for MTP speculative decoding, which kvsim does not model. A
+refused rather than run as something it is not, and so are layers of different attention kinds and quantized
+checkpoints other than FP8, which those models do not describe. An FP8 checkpoint (quantization_config
+quant_method "fp8": DeepSeek-V3/V3.2's published config.json, Qwen3-*-FP8) has the same shapes with its linear
+layers' weights in one byte plus fp32 block scales (``_quantization``, ``ModelSpec.linear_parameters``); its KV
+cache stays in the model dtype (DeepSeek sparse attention's fp8_ds_mla aside: ``sim.specs.kv_cache_dtype``).
+DeepSeek's MTP module (num_nextn_predict_layers) is not counted: vLLM loads it only for MTP speculative decoding,
+which kvsim does not model. A
 sliding window narrower than the context bounds the requests served (``ModelSpec.longest_request``).
 Each problem is one exit-2 line naming the file, as for the calibration profiles
 (``sim.serving.profile_files``).
@@ -87,6 +92,7 @@ class Family:
     sliding_window_switch: str | None = None  # the boolean that turns the window on (None: on whenever set)
     experts: Experts | None = None  # a mixture of experts in place of the MLP (None: dense)
     mla: bool = False  # multi-head latent attention (DeepSeek-V2/V3) in place of q/k/v/o
+    sparse_attention: bool = False  # DeepSeek sparse attention (an indexer beside MLA): index_* keys required
 
 
 LLAMA_BIASES = (BiasSwitch("attention_bias", ("qkv", "o")), BiasSwitch("mlp_bias", ("mlp",)))
@@ -156,7 +162,16 @@ FAMILIES: dict[str, Family] = {
     # intermediate_size. Every shape key is required (the two classes' defaults differ; none is taken).
     "deepseek_v2": Family(mla=True, experts=Experts(None, None, "moe_intermediate_size", deepseek_layout=True)),
     "deepseek_v3": Family(mla=True, experts=Experts(None, None, "moe_intermediate_size", deepseek_layout=True)),
+    # DeepSeek-V3.2 (deepseek_v32) and GLM-5 (glm_moe_dsa, built by vLLM's deepseek_v2.py too: GlmMoeDsa
+    # configs carry the same keys): DeepSeek-V3's layers plus DeepSeek sparse attention, whose indexer vLLM builds
+    # whenever the config has index_topk (deepseek_v2.py: ``is_v32 = hasattr(config, "index_topk")``); here
+    # index_topk, index_n_heads and index_head_dim are required.
+    "deepseek_v32": Family(mla=True, sparse_attention=True,
+                           experts=Experts(None, None, "moe_intermediate_size", deepseek_layout=True)),
+    "glm_moe_dsa": Family(mla=True, sparse_attention=True,
+                          experts=Experts(None, None, "moe_intermediate_size", deepseek_layout=True)),
 }
+INDEX_KEYS = ("index_topk", "index_n_heads", "index_head_dim")
 MLA_KEYS = ("kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim")
 
 # Keys every config.json must give (transformers has defaults for them, but a model's shape taken from
@@ -214,7 +229,7 @@ def hf_model_spec(name: str) -> ModelSpec:
         raise ConfigError(f"model config {path}: num_attention_heads {heads} is not a multiple of "
                           f"num_key_value_heads {kv_heads}")
     window = _sliding_window(keys, family, context)
-    _refuse_quantized(keys)
+    quantization = _quantization(keys)
     moe = _experts(keys, family, layers)
     return ModelSpec(
         name=name, num_layers=layers, hidden_size=hidden, num_attention_heads=heads, num_kv_heads=kv_heads,
@@ -222,25 +237,55 @@ def hf_model_spec(name: str) -> ModelSpec:
         num_parameters=_parameter_count(keys, family, layers, hidden, heads * head_dim, kv_heads * head_dim,
                                         head_dim, intermediate, vocab, moe),
         max_position_embeddings=context, source=f"{path} (sha256 {digest})", gated_mlp=family.gated_mlp,
-        sliding_window=window,
+        sliding_window=window, **quantization,
         **(moe.fields() if moe is not None else {}),
     )
 
 
-def _refuse_quantized(keys: _Keys) -> None:
+# Modules an FP8 config.json may list as left unquantized (quantization_config ignored_layers, or
+# modules_to_not_convert as transformers writes it) that kvsim keeps in the model dtype anyway: the LM head, the
+# embedding, an MoE router ("...mlp.gate"). Any other name would change which weights are one byte: refused.
+UNQUANTIZED_ANYWAY = ("lm_head", "embed_tokens", "gate")
+
+
+def _quantization(keys: _Keys) -> dict[str, Any]:
+    """The ``ModelSpec`` fields of the checkpoint's quantization_config: none for an unquantized checkpoint;
+    ``weight_quantization`` "fp8" and ``weight_block_size`` for an FP8 one (quant_method "fp8", as vLLM's
+    ``Fp8Config.from_config`` reads it: weight_block_size [rows, columns] of one fp32 scale each, absent for a
+    per-tensor scale; activation_scheme dynamic or static, which does not change the weights). Other methods
+    (awq, gptq, compressed-tensors, bitsandbytes, ...) are refused."""
     quantization = keys.config.get("quantization_config")
-    if quantization is not None:
-        method = quantization.get("quant_method") if isinstance(quantization, dict) else quantization
-        fp8 = " (an FP8 checkpoint is serving.dtype=fp8 over the same shape)" if method == "fp8" else ""
+    if quantization is None:
+        return {}
+    method = quantization.get("quant_method") if isinstance(quantization, dict) else quantization
+    if method != "fp8":
         raise ConfigError(f"model config {keys.path}: a quantized checkpoint (quantization_config {quote(method)}) is "
-                          f"not modelled: weights take serving.dtype{fp8}; use the unquantized model's config.json, or "
-                          "this one without quantization_config")
+                          "not modelled (FP8 checkpoints, quant_method 'fp8', are): use the unquantized model's "
+                          "config.json, or this one without quantization_config")
+    block = quantization.get("weight_block_size")
+    if block is not None and (not isinstance(block, list) or len(block) != 2 or any(
+            isinstance(b, bool) or not isinstance(b, int) or not 0 < b <= MAX_DIMENSION for b in block)):
+        raise ConfigError(f"model config {keys.path}: key 'quantization_config.weight_block_size' must be two "
+                          f"positive integers, got {quote(block)}")
+    for key in ("ignored_layers", "modules_to_not_convert"):
+        names = quantization.get(key) or []
+        if not isinstance(names, list) or any(not isinstance(n, str) for n in names):
+            raise ConfigError(f"model config {keys.path}: key 'quantization_config.{key}' must be a list of module "
+                              f"names, got {quote(names)}")
+        other = [n for n in names if n.rsplit(".", 1)[-1] not in UNQUANTIZED_ANYWAY]
+        if other:
+            raise ConfigError(f"model config {keys.path}: quantization_config.{key} leaves {quote(other[0])} "
+                              "unquantized: not modelled (only the LM head, the embedding and the routers stay in "
+                              "the model dtype)")
+    return {"weight_quantization": "fp8", "weight_block_size": None if block is None else tuple(block)}
 
 
 def _mla_model_spec(name: str, keys: _Keys, family: Family, digest: str) -> ModelSpec:
-    """DeepSeek-V2/V3: multi-head latent attention and DeepSeek's experts (``Family.mla``). The KV cache holds the
-    latent (num_kv_heads 1, head_dim kv_lora_rank + qk_rope_head_dim, as vLLM's MLA backends see it); a
-    sliding window, other layer kinds and quantized checkpoints are refused as for the other families. The MTP
+    """DeepSeek-V2/V3/V3.2 and GLM-5: multi-head latent attention and DeepSeek's experts (``Family.mla``), with
+    DeepSeek sparse attention's indexer where the config gives index_topk (``Family.sparse_attention``: required).
+    The KV cache holds the latent (num_kv_heads 1, head_dim kv_lora_rank + qk_rope_head_dim, as vLLM's MLA
+    backends see it); a sliding window, other layer kinds and non-FP8 quantized checkpoints are refused as for the
+    other families. The MTP
     module (num_nextn_predict_layers) is not counted: vLLM's DeepseekV2ForCausalLM skips its weights
     (``get_spec_layer_idx_from_weight_name``) unless a speculative config serves it, which kvsim does not model."""
     from sim.specs import ModelSpec
@@ -252,18 +297,27 @@ def _mla_model_spec(name: str, keys: _Keys, family: Family, digest: str) -> Mode
     if config.get("layer_types") is not None or config.get("sliding_window") is not None:
         raise ConfigError(f"model config {path}: layer_types or sliding_window with multi-head latent attention are "
                           "not modelled")
-    if config.get("index_topk") is not None:  # DeepSeek-V3.2's sparse attention indexer
-        raise ConfigError(f"model config {path}: key 'index_topk' (DeepSeek sparse attention) is not modelled")
-    _refuse_quantized(keys)
+    sparse = {}
+    if family.sparse_attention or config.get("index_topk") is not None:  # DeepSeek sparse attention's indexer
+        if q_lora is None:
+            raise ConfigError(f"model config {path}: key 'index_topk' (DeepSeek sparse attention) needs a "
+                              "q_lora_rank: the indexer's queries come from the q_a projection")
+        sparse = {k: keys.positive(k) for k in INDEX_KEYS}
+        for key, value in (("index_head_dim", sparse["index_head_dim"]), ("kv_lora_rank", lora)):
+            if value % 128:
+                raise ConfigError(f"model config {path}: key {key!r} must be a multiple of 128 with DeepSeek sparse "
+                                  f"attention (its caches quantize in groups of 128), got {value}")
+    quantization = _quantization(keys)
     moe = _experts(keys, family, layers)
     fields = dict(
         name=name, num_layers=layers, hidden_size=hidden, num_attention_heads=heads, num_kv_heads=1,
         head_dim=lora + rope, intermediate_size=intermediate, vocab_size=vocab, max_position_embeddings=context,
         source=f"{path} (sha256 {digest})", q_lora_rank=q_lora, kv_lora_rank=lora, qk_nope_head_dim=nope,
-        qk_rope_head_dim=rope, v_head_dim=v_dim, **(moe.fields() if moe is not None else {}))
+        qk_rope_head_dim=rope, v_head_dim=v_dim, **quantization, **sparse, **(moe.fields() if moe is not None else {}))
     shape = ModelSpec(num_parameters=0, **fields)
-    # per layer: the projections, q_a_layernorm (with q_lora_rank) and kv_a_layernorm (RMSNorm weights)
-    attention = shape.attention_parameters + (q_lora or 0) + lora
+    # per layer: the projections, q_a_layernorm (with q_lora_rank) and kv_a_layernorm (RMSNorm weights); with
+    # sparse attention the indexer's k_norm, a LayerNorm (weight and bias) over index_head_dim
+    attention = shape.attention_parameters + (q_lora or 0) + lora + 2 * sparse.get("index_head_dim", 0)
     count = _parameter_count(keys, family, layers, hidden, 0, 0, 0, intermediate, vocab, moe, attention=attention)
     return dataclasses.replace(shape, num_parameters=count)
 

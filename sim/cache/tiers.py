@@ -13,7 +13,7 @@ from sim.cache.arena_layout import BYTES_WRITTEN
 from sim.cache.policies import EvictionPolicy, KernelPolicy, check_policy_inputs, make_policy
 from sim.config import Config, TierConfig
 from sim.errors import ConfigError
-from sim.specs import DTYPE_BYTES, GIB, gpu_spec, model_spec
+from sim.specs import DTYPE_BYTES, GIB, gpu_spec, kv_dtype_bytes, model_spec
 
 TIER_NAMES = ("hbm", "dram", "ssd", "eic")
 
@@ -176,8 +176,8 @@ def new_tier(arena: TierArena, name: str, policy: str, capacity: int, read_bw: f
 
 def _block_bytes(config: Config, tensor_parallel_size: int) -> int:
     model = model_spec(config.model)
-    dtype = config.serving.dtype if config.serving.kv_cache_dtype == "auto" else config.serving.kv_cache_dtype
-    return config.serving.block_size * model.kv_bytes_per_token(DTYPE_BYTES[dtype], tensor_parallel_size)
+    kv = kv_dtype_bytes(model, config.serving.dtype, config.serving.kv_cache_dtype)
+    return config.serving.block_size * model.kv_bytes_per_token(kv, tensor_parallel_size)
 
 
 def kv_block_bytes(config: Config) -> int:

@@ -41,7 +41,7 @@ from sim.serving.llmservingsim_compute import (SkewFit, bundle_attention_rows, b
 from sim.serving.vidur_compute import (VidurAttention, VidurProfile, read_vidur_table, vidur_layer_ms,
                                       vidur_op_columns)
 from sim.serving.network import AnalyticNetwork, LookupNetwork
-from sim.specs import DTYPE_BYTES, gpu_spec, model_spec
+from sim.specs import DTYPE_BYTES, gpu_spec, kv_dtype_bytes, model_spec
 
 WORST_ROWS = 5
 
@@ -118,9 +118,9 @@ def leave_one_out(frame: pd.DataFrame, axes: list[str], value: str, groups: tupl
 
 def _roofline(config: Config, tensor_parallel_size: int) -> RooflineCompute:
     s = config.serving
-    kv = s.dtype if s.kv_cache_dtype == "auto" else s.kv_cache_dtype
-    return RooflineCompute(model_spec(config.model), gpu_spec(config.hardware.gpu), DTYPE_BYTES[s.dtype],
-                           DTYPE_BYTES[kv], tensor_parallel_size, config.compute.flops_efficiency,
+    model = model_spec(config.model)
+    return RooflineCompute(model, gpu_spec(config.hardware.gpu), DTYPE_BYTES[s.dtype],
+                           kv_dtype_bytes(model, s.dtype, s.kv_cache_dtype), tensor_parallel_size, config.compute.flops_efficiency,
                            config.compute.bandwidth_efficiency)
 
 

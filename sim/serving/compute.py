@@ -162,6 +162,13 @@ class RooflineCompute:
         attn_params = m.attention_parameters - self.replicated_params
         self.layer_params = attn_params + m.dense_mlp_parameters
         self.peak = self.gpu.peak_flops * self.flops_efficiency
+        # An FP8 checkpoint (``ModelSpec.weight_quantization``): its linear weights are read at
+        # ``linear_weight_bytes`` a weight, and its GEMMs (W8A8, activations quantized per token group on the fly:
+        # activation_scheme dynamic) run at the GPU's FP8 peak where it has one (profiles/gpus.yaml
+        # dense_fp8_tflops), else at the BF16 peak (vLLM's Marlin weight-only FP8 on GPUs without FP8 tensor cores)
+        self.linear_bytes = m.linear_weight_bytes(self.dtype_bytes)
+        fp8_peak = self.gpu.fp8_peak_flops if m.weight_quantization == "fp8" else None
+        self.linear_peak = self.peak if fp8_peak is None else fp8_peak * self.flops_efficiency
         self.bandwidth = self.gpu.memory_bandwidth * self.bandwidth_efficiency
         self.attn_flops_per_pair = 4 * m.num_attention_heads * m.head_dim / tp
         self.prefill_attn_flops_per_pair = self.attn_flops_per_pair
@@ -177,7 +184,25 @@ class RooflineCompute:
             self.prefill_attn_flops_per_pair = 2 * heads * (m.qk_nope_head_dim + m.qk_rope_head_dim + m.v_head_dim)
             self.context_flops_per_token = 2 * m.kv_b_parameters / tp
         self.kv_bytes_per_token_layer = m.kv_bytes_per_token(self.kv_dtype_bytes, tp) // m.num_layers
-        self.layer_weight_bytes = self.layer_params * self.dtype_bytes / tp + self.replicated_params * self.dtype_bytes
+        # DeepSeek sparse attention (``ModelSpec.is_sparse_attention``): the indexer scores every cached token for
+        # every query (index_n_heads × index_head_dim multiply-adds a (query, key) pair, all heads on every rank:
+        # deepseek_v2.py Indexer is replicated) reading each token's indexer key; the attention attends to at most
+        # index_topk tokens a query, prefill and decode alike in the absorbed MQA form over the latent (vLLM
+        # v1/attention/backends/mla/flashmla_sparse.py forward_mqa: "MQA 576/512 approach for both prefill and
+        # decode"), so no kv_b_proj over the context either.
+        self.index_topk = m.index_topk
+        self.index_flops_per_pair = 0.0
+        self.index_bytes_per_token_layer = m.indexer_cache_bytes
+        self.latent_bytes_per_token_layer = self.kv_bytes_per_token_layer - self.index_bytes_per_token_layer
+        if m.is_sparse_attention:
+            self.prefill_attn_flops_per_pair = self.attn_flops_per_pair
+            self.context_flops_per_token = 0.0
+            self.index_flops_per_pair = 2 * m.index_n_heads * m.index_head_dim
+        # the indexer's wk and weights_proj stay in the model dtype in an FP8 checkpoint (ModelSpec)
+        replicated_plain = m.indexer_bf16_parameters
+        self.layer_weight_bytes = self.layer_params * self.linear_bytes / tp + self.replicated_params * self.linear_bytes
+        if replicated_plain:
+            self.layer_weight_bytes += replicated_plain * (self.dtype_bytes - self.linear_bytes)
         # the MLP's input and its intermediate_size-wide activation, written and read (gated or not)
         self.act_bytes_per_token = 2 * (m.hidden_size + m.intermediate_size) * self.dtype_bytes
         self._decode_fixed_memo: dict[int, tuple[float, float]] = {}
@@ -193,8 +218,13 @@ class RooflineCompute:
             self.expert_flops_per_token = 2 * m.num_experts_per_tok * m.expert_parameters / tp  # per routed token
             self.moe_flops_per_token = self.moe_own_flops_per_token + self.expert_flops_per_token
             self.moe_fixed_bytes = ((attn_params + shared) / tp + whole) * self.dtype_bytes
+            if m.weight_quantization is not None:  # the router and the shared-expert gate stay in the model dtype
+                self.moe_fixed_bytes = (((attn_params + shared) / tp + self.replicated_params) * self.linear_bytes
+                                        + (router_params + gate) * self.dtype_bytes)
+            if replicated_plain:
+                self.moe_fixed_bytes += replicated_plain * (self.dtype_bytes - self.linear_bytes)
             self.attn_params, self.router_params = attn_params, router_params
-            self.expert_bytes = m.expert_parameters * self.dtype_bytes / tp
+            self.expert_bytes = m.expert_parameters * self.linear_bytes / tp
             routed_width = m.num_experts_per_tok * m.moe_intermediate_size + (m.shared_expert_intermediate_size or 0)
             self.moe_act_bytes_per_token = 2 * (m.hidden_size + routed_width) * self.dtype_bytes / tp
 
@@ -202,7 +232,7 @@ class RooflineCompute:
         """One dense layer's projections and MLP for ``tokens`` tokens."""
         flops = 2 * self.layer_params * tokens / self.tensor_parallel_size + 2 * self.replicated_params * tokens
         traffic = self.layer_weight_bytes + tokens * self.act_bytes_per_token / self.tensor_parallel_size
-        return _combine(flops / self.peak, traffic / self.bandwidth)
+        return _combine(flops / self.linear_peak, traffic / self.bandwidth)
 
     def moe_weight_bytes(self, tokens: int, share: DataParallelShare | None = None) -> float:
         """Weights one MoE layer reads for a step of ``tokens`` tokens: projections, router and this GPU's share
@@ -216,7 +246,7 @@ class RooflineCompute:
         routed = group_tokens(tokens, self.data_parallel_size, share) / self.data_parallel_size
         flops = self.moe_own_flops_per_token * tokens + self.expert_flops_per_token * routed
         traffic = self.moe_weight_bytes(tokens, share) + routed * self.moe_act_bytes_per_token
-        return _combine(flops / self.peak, traffic / self.bandwidth)
+        return _combine(flops / self.linear_peak, traffic / self.bandwidth)
 
     def moe_block_time(self, tokens: int, experts: float) -> float:
         """The router and ``experts`` distinct experts alone for ``tokens`` tokens: what a bundle's moe.csv
@@ -225,15 +255,15 @@ class RooflineCompute:
         flops = (2 * m.num_experts_per_tok * m.expert_parameters / tp + 2 * self.router_params) * tokens
         traffic = (self.router_params * self.dtype_bytes + experts * self.expert_bytes
                    + tokens * self.moe_act_bytes_per_token)
-        return _combine(flops / self.peak, traffic / self.bandwidth)
+        return _combine(flops / self.linear_peak, traffic / self.bandwidth)
 
     def projections_time(self, tokens: int) -> float:
         """The q/k/v/o projections alone for ``tokens`` tokens: a bundle's dense.csv linear operators for an MoE
         model (``--check-calibration``'s reference for them)."""
         tp = self.tensor_parallel_size
         flops = 2 * self.attn_params * tokens / tp
-        traffic = (self.attn_params * self.dtype_bytes + 2 * tokens * self.model.hidden_size * self.dtype_bytes) / tp
-        return _combine(flops / self.peak, traffic / self.bandwidth)
+        traffic = (self.attn_params * self.linear_bytes + 2 * tokens * self.model.hidden_size * self.dtype_bytes) / tp
+        return _combine(flops / self.linear_peak, traffic / self.bandwidth)
 
     def linear_layer_time(self, tokens: int, share: DataParallelShare | None = None) -> float:
         """One layer's projections and MLP for ``tokens`` tokens; the mean over the layers when some are MoE."""
@@ -244,20 +274,44 @@ class RooflineCompute:
         dense = self.dense_layer_time(tokens) if dense_layers else 0.0
         return (dense_layers * dense + m.moe_layers * self.moe_layer_time(tokens, share)) / m.num_layers
 
-    def attention_flops(self, prefill_pairs: float, decode_kv_tokens: float, prefill_context: float) -> float:
+    def attention_flops(self, prefill_pairs: float, decode_kv_tokens: float, prefill_context: float,
+                        prefill_tokens: float | None = None, decode_seqs: float | None = None) -> float:
         """One layer's attention FLOPs: (query, key) pairs of prefill and of decode, and with MLA the up-projection
-        of the prefill chunks' cached context (``prefill_context``: Σ KV tokens before the chunks)."""
+        of the prefill chunks' cached context (``prefill_context``: Σ KV tokens before the chunks). With sparse
+        attention the indexer's pairs are all of them and the attention's ``selected_pairs`` (the queries:
+        ``prefill_tokens``, ``decode_seqs``; None: not bounded)."""
+        if self.index_topk is not None:
+            selected = (self.selected_pairs(prefill_pairs, prefill_tokens)
+                        + self.selected_pairs(decode_kv_tokens, decode_seqs))
+            return self.attn_flops_per_pair * selected + self.index_flops_per_pair * (prefill_pairs + decode_kv_tokens)
         if not self.model.is_mla:
             return self.attn_flops_per_pair * (prefill_pairs + decode_kv_tokens)
         return (self.prefill_attn_flops_per_pair * prefill_pairs + self.attn_flops_per_pair * decode_kv_tokens
                 + self.context_flops_per_token * prefill_context)
 
+    def selected_pairs(self, pairs: float, queries: float | None) -> float:
+        """The (query, key) pairs sparse attention computes of ``pairs`` over ``queries`` queries: each query's
+        keys up to index_topk. From the step's aggregates, min(pairs, queries × index_topk): exact when every
+        query's context is within index_topk or every one beyond it, an upper bound otherwise (Σ min(k_i, top-k)
+        ≤ min(Σ k_i, n × top-k)); e.g. an 8,192-token prompt prefilled at once: 16.8M pairs for 14.7M."""
+        if self.index_topk is None or queries is None:
+            return pairs
+        return min(pairs, queries * self.index_topk)
+
     def attention_layer_time(self, shape: StepShape) -> float:
         pairs = shape.prefill_pairs + shape.decode_kv_tokens
         if pairs == 0:
             return 0.0
-        flops = self.attention_flops(shape.prefill_pairs, shape.decode_kv_tokens, shape.prefill_context)
-        kv_bytes = self.kv_bytes_per_token_layer * (shape.prefill_kv_tokens + shape.decode_kv_tokens + shape.decode_seqs)
+        flops = self.attention_flops(shape.prefill_pairs, shape.decode_kv_tokens, shape.prefill_context,
+                                     shape.prefill_tokens, shape.decode_seqs)
+        if self.index_topk is None:
+            kv_bytes = self.kv_bytes_per_token_layer * (shape.prefill_kv_tokens + shape.decode_kv_tokens
+                                                        + shape.decode_seqs)
+        else:  # the indexer reads every cached key; a decode's attention its top-k latents (a prefill: the context)
+            selected = self.selected_pairs(shape.decode_kv_tokens, shape.decode_seqs)
+            kv_bytes = (self.index_bytes_per_token_layer * (shape.prefill_kv_tokens + shape.decode_kv_tokens
+                                                            + shape.decode_seqs)
+                        + self.latent_bytes_per_token_layer * (shape.prefill_kv_tokens + selected + shape.decode_seqs))
         return _combine(flops / self.peak, kv_bytes / self.bandwidth)
 
     def lm_head_time(self, seqs: int) -> float:
@@ -282,6 +336,12 @@ class RooflineCompute:
     def decode_attention_times(self, seqs: int, kv_tokens: np.ndarray) -> np.ndarray:
         """``attention_layer_time`` of decode-only steps, vectorised over steps (``kv_tokens``: floats, as
         ``window_kv_tokens`` gives)."""
+        if self.index_topk is not None:
+            selected = np.minimum(kv_tokens, seqs * self.index_topk)
+            compute = (selected * self.attn_flops_per_pair + kv_tokens * self.index_flops_per_pair) / self.peak
+            memory = ((selected + seqs) * self.latent_bytes_per_token_layer
+                      + (kv_tokens + seqs) * self.index_bytes_per_token_layer) / self.bandwidth
+            return np.hypot(compute, memory)
         compute = kv_tokens * self.attn_flops_per_pair  # (in place from here: windows are many and short)
         compute /= self.peak
         memory = kv_tokens + seqs

@@ -15,7 +15,7 @@ from sim.serving.collectives import MeasuredCollectives, RingCollectives, Tensor
 from sim.serving.compute import RooflineCompute
 from sim.serving.llmservingsim_compute import LLMServingSimCompute
 from sim.serving.vidur_compute import ProfiledCompute, VidurAttention, VidurProfile
-from sim.specs import DTYPE_BYTES, LinkSpec, ModelSpec, gpu_spec, model_spec
+from sim.specs import DTYPE_BYTES, LinkSpec, ModelSpec, gpu_spec, kv_dtype_bytes, model_spec
 
 
 def gpu_link(config: Config) -> LinkSpec:
@@ -78,7 +78,7 @@ def compute_model(config: Config) -> RooflineCompute | ProfiledCompute | LLMServ
     """The compute model that ``compute.backend`` selects."""
     model, gpu = model_spec(config.model), gpu_spec(config.hardware.gpu)
     dtype = DTYPE_BYTES[config.serving.dtype]
-    kv = config.serving.dtype if config.serving.kv_cache_dtype == "auto" else config.serving.kv_cache_dtype
+    kv = kv_dtype_bytes(model, config.serving.dtype, config.serving.kv_cache_dtype)
     tp = config.serving.tensor_parallel_size
     bundle = None
     if config.compute.backend == "profiled":
@@ -93,7 +93,7 @@ def compute_model(config: Config) -> RooflineCompute | ProfiledCompute | LLMServ
     dp = config.serving.data_parallel_size
     comm = TensorParallelComm(collectives_model(config, bundle), tp, model.num_layers,
                               model.hidden_size * dtype, model.vocab_size * dtype, model.moe_layers, dp)
-    roofline = RooflineCompute(model, gpu, dtype, DTYPE_BYTES[kv], tp, config.compute.flops_efficiency,
+    roofline = RooflineCompute(model, gpu, dtype, kv, tp, config.compute.flops_efficiency,
                                config.compute.bandwidth_efficiency, comm=comm, data_parallel_size=dp)
     if bundle is None and config.compute.skew_correction != "auto":
         raise ConfigError(f"compute.skew_correction is '{config.compute.skew_correction}', but it applies to "

@@ -21,7 +21,7 @@ import numpy as np
 from sim.config import Config
 from sim.report.metrics import histogram_distribution
 from sim.serving.compute import RooflineCompute, StepShape
-from sim.specs import DTYPE_BYTES, gpu_spec, model_spec
+from sim.specs import DTYPE_BYTES, gpu_spec, kv_dtype_bytes, model_spec
 
 if TYPE_CHECKING:
     from sim.serving.instance import Instance
@@ -94,7 +94,8 @@ class WorkCounter:
     def flops(self, w: WorkTotals) -> float:
         tokens = w.prefill_tokens + w.decode_tokens
         context = w.prefill_kv_tokens - w.prefill_tokens
-        attention = self.roofline.attention_flops(w.prefill_pairs, w.decode_kv_tokens, context)
+        attention = self.roofline.attention_flops(w.prefill_pairs, w.decode_kv_tokens, context, w.prefill_tokens,
+                                                  w.decode_tokens)
         per_layer = self.linear_flops_per_token * tokens + attention
         return self.layers * per_layer + self.head_flops_per_row * w.logit_rows
 
@@ -118,9 +119,10 @@ class WorkCounter:
 
 def work_counter(config: Config) -> WorkCounter:
     """The roofline's FLOP and byte counts for the configured model, GPU, dtypes and TP degree."""
-    kv_dtype = config.serving.dtype if config.serving.kv_cache_dtype == "auto" else config.serving.kv_cache_dtype
-    roofline = RooflineCompute(model_spec(config.model), gpu_spec(config.hardware.gpu), DTYPE_BYTES[config.serving.dtype],
-                               DTYPE_BYTES[kv_dtype], config.serving.tensor_parallel_size,
+    model = model_spec(config.model)
+    kv = kv_dtype_bytes(model, config.serving.dtype, config.serving.kv_cache_dtype)
+    roofline = RooflineCompute(model, gpu_spec(config.hardware.gpu), DTYPE_BYTES[config.serving.dtype],
+                               kv, config.serving.tensor_parallel_size,
                                data_parallel_size=config.serving.data_parallel_size)
     return WorkCounter(roofline)
 
