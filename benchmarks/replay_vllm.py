@@ -38,7 +38,7 @@ from sim.specs import canonical_model, model_spec  # noqa: E402
 DTYPES = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "float32": "fp32", "auto": "bf16"}
 # vLLM's --kv-cache-dtype choices (vllm/config/cache.py CacheDType) that kvsim models: "auto" follows the model dtype
 KV_DTYPES = {"auto": "auto", "bfloat16": "bf16", "float16": "fp16", "half": "fp16", "fp8": "fp8", "fp8_e4m3": "fp8",
-             "fp8_e5m2": "fp8"}
+             "fp8_e5m2": "fp8", "fp8_ds_mla": "fp8"}  # (DeepSeek sparse attention's FP8 latent format: kvsim's fp8)
 
 SHARED = REPO.parent / "shared" / "data"
 STATS = {"mean": np.mean, "p50": np.median, "p99": lambda x: np.percentile(x, 99)}
@@ -84,7 +84,6 @@ def engine_overlay(run: Path, profile: Path | None) -> dict[str, Any]:
     meta = json.loads((run / "vllm" / "meta.json").read_text())
     engine, kv = meta.get("engine_kwargs") or {}, meta.get("kv_cache") or {}
     resolved = meta.get("resolved_config") or {}
-    _refuse_unmodelled(resolved, engine)
     tp, dp = int(engine.get("tensor_parallel_size") or 1), int(engine.get("data_parallel_size") or 1)
     cluster = _cluster_config(run)
     instance = cluster["nodes"][0]["instances"][0] if cluster else {}
@@ -105,6 +104,7 @@ def engine_overlay(run: Path, profile: Path | None) -> dict[str, Any]:
         "async_scheduling": _scheduler_flag(resolved, "async_scheduling"),
     }
     model = _served_model(meta, engine, instance.get("model_name"), run)
+    _refuse_unmodelled(resolved, engine, model)
     if dp > 1 and _is_moe(model):
         serving["data_parallel_size"] = dp  # the group's ranks share the experts (vLLM's DP with MoE layers)
     overlay: dict[str, Any] = {
@@ -182,9 +182,10 @@ def _scheduler_flag(resolved: dict[str, Any], name: str) -> bool | None:
     return bool(scheduler.get(name, False))
 
 
-def _refuse_unmodelled(resolved: dict[str, Any], engine: dict[str, Any]) -> None:
+def _refuse_unmodelled(resolved: dict[str, Any], engine: dict[str, Any], model: str) -> None:
     """Engine features kvsim does not model change every step's time: a replay of such a run would compare
-    another engine with the measurement, so it stops with their names instead."""
+    another engine with the measurement, so it stops with their names instead. An FP8 checkpoint is modelled when
+    kvsim reads the model from its config.json (quantization_config fp8: ``ModelSpec.weight_quantization``)."""
     parallel = resolved.get("parallel_config") or {}
     unmodelled = []
     if int(engine.get("pipeline_parallel_size") or parallel.get("pipeline_parallel_size") or 1) > 1:
@@ -192,19 +193,32 @@ def _refuse_unmodelled(resolved: dict[str, Any], engine: dict[str, Any]) -> None
     if resolved.get("speculative_config"):
         unmodelled.append("speculative decoding (speculative_config)")
     quantization = (resolved.get("model_config") or {}).get("quantization") or engine.get("quantization")
-    if quantization:
-        unmodelled.append(f"quantization {quantization!r} (an FP8 checkpoint: rerun with --set serving.dtype=fp8 "
-                          "and an --overlay stating the engine)")
+    hint = ""
+    if quantization and not (quantization == "fp8" and _weight_quantization(model) == "fp8"):
+        unmodelled.append(f"quantization {quantization!r}")
+        if quantization == "fp8":
+            hint = f" (kvsim's {model} is no FP8 checkpoint: give the served one's config.json with --set model=PATH)"
     if unmodelled:
         raise InputError(f"the measured run uses {', '.join(unmodelled)}, which kvsim does not model; its replay "
-                         "would not be this engine")
+                         f"would not be this engine{hint}")
+
+
+def _served_spec(model: str):
+    """The shape kvsim reads for ``model`` (a name it knows, or a config.json path); None for an unknown name."""
+    name = canonical_model(model)
+    if name is None and not names_a_path(model):
+        return None
+    return model_spec(name or model)
+
+
+def _weight_quantization(model: str) -> str | None:
+    spec = _served_spec(model)
+    return None if spec is None else spec.weight_quantization
 
 
 def _is_moe(model: str) -> bool:
-    name = canonical_model(model)
-    if name is None and not names_a_path(model):
-        return False
-    return model_spec(name or model).is_moe
+    spec = _served_spec(model)
+    return spec is not None and spec.is_moe
 
 
 def _stated_link(cluster: dict[str, Any] | None) -> tuple[float, float] | None:

@@ -224,3 +224,29 @@ def test_a_model_kvsim_does_not_name_is_read_from_the_runs_llmservingsim_checkou
     overlay = _replay_module().engine_overlay(run, None)
     assert overlay["model"] == str(config.resolve())
     assert load_config(None, sets=[f"model={overlay['model']}"]).model == str(config.resolve())
+
+
+def test_an_fp8_run_is_replayed_only_as_an_fp8_checkpoint(shared_data, tmp_path):
+    """A run serving an FP8 checkpoint (resolved model_config quantization 'fp8') replays when kvsim reads the model
+    from its config.json (quantization_config fp8: LLMServingSim's DeepSeek-V3.2-Exp-16L64E), and is refused, with the
+    way out, when kvsim's model of that name is unquantized (the named Llama-3.1-8B)."""
+    checkout = tmp_path / "LLMServingSim"
+    config = checkout / "configs" / "model" / "deepseek-ai" / "DeepSeek-V3.2-Exp-16L64E.json"
+    config.parent.mkdir(parents=True)
+    config.write_text((ROOT / "tests" / "fixtures" / "hf_configs" / "DeepSeek-V3.2-Exp-16L64E.json").read_text())
+
+    def fp8(model_id):
+        def edit(meta):
+            meta["model"] = meta["engine_kwargs"]["model"] = model_id
+            meta["resolved_config"]["model_config"]["quantization"] = "fp8"
+            meta["resolved_config"].setdefault("cache_config", {})["cache_dtype"] = "fp8_ds_mla"
+            meta["engine_kwargs"].pop("kv_cache_dtype", None)
+        return edit
+
+    replay = _replay_module()
+    run = _run_with(shared_data, checkout / "bench" / "examples" / "RTXPRO6000" / "DeepSeek-V3.2-Exp-16L64E",
+                    fp8("deepseek-ai/DeepSeek-V3.2-Exp-16L64E"))
+    overlay = replay.engine_overlay(run, None)
+    assert overlay["model"] == str(config.resolve()) and overlay["serving"]["kv_cache_dtype"] == "fp8"
+    with pytest.raises(InputError, match="uses quantization 'fp8', .*kvsim's meta-llama/Llama-3.1-8B is no FP8 checkpoint"):
+        replay.engine_overlay(_run_with(shared_data, tmp_path / "named", fp8("meta-llama/Llama-3.1-8B")), None)
