@@ -321,13 +321,12 @@ def test_bundle_with_expert_parallel_grids_reads_the_runs_degree(tmp_path):
         LLMServingSimCompute.load(root, TINY, 1, data_parallel_size=4)
 
 
-def test_deepseek_catalog_bundle_by_hand(tmp_path):
+def _deepseek_catalog_bundle(root: Path) -> Path:
     """A bundle in the layout LLMServingSim's DeepSeek catalog writes (profiler/models/deepseek_v32.yaml): multi-head
     latent attention's operators (fused q_a/kv_a projection, the merged q_a/kv_a norms, the merged q_b/kv_b
     projections, rope), the dense MLP of the first_k_dense_replace layers, moe.csv for the rest, and meta.yaml's
-    profiled num_key_value_heads equal to the head count (the config's; the cache holds one latent). DeepSeek-V2-Lite:
-    27 layers, the first dense, 26 MoE."""
-    root = tmp_path / "b"
+    profiled num_key_value_heads equal to the head count (the config's; the cache holds one latent), for
+    DeepSeek-V2-Lite: every operator 1 us, the dense MLP 9 us, attention 5 us, the MoE block 40 us."""
     folder = root / "tp1"
     folder.mkdir(parents=True)
     (root / "meta.yaml").write_text("tp_degrees: [1]\nengine_effective:\n  hf_overrides: {num_hidden_layers: 2, "
@@ -343,9 +342,32 @@ def test_deepseek_catalog_bundle_by_hand(tmp_path):
                                           "0,0,1,16,5\n0,0,1,32,5\n0,0,8,16,5\n0,0,8,32,5\n")
     (folder / "moe.csv").write_text("tokens,activated_experts,time_us\n"
                                     + "".join(f"{t},{e},40\n" for t in (1, 100) for e in (6, 64)))
-    model = LLMServingSimCompute.load(root, model_spec("deepseek-v2-lite"), 1)
+    return root
+
+
+def test_deepseek_catalog_bundle_by_hand(tmp_path):
+    """DeepSeek-V2-Lite (27 layers, the first dense, 26 MoE; shared experts inside the MoE block moe.csv times) from a
+    bundle in LLMServingSim's DeepSeek layout, through the serving modes' compute model."""
+    from sim.config import load_config
+    from sim.serving.compute_backend import compute_model
+
+    root = _deepseek_catalog_bundle(tmp_path / "b")
+    config = load_config(None, sets=["model=deepseek-v2-lite", "compute.backend=profiled", f"compute.profile={root}"])
+    model = compute_model(config)
     shape = StepShape.decode_batch([16, 16])
     # 27 layers x (7 operators, two norms among them, + attention 5) + 1 dense MLP layer (9) + 26 MoE layers (40)
     # + embedding and final norm (2)
     assert model.step_time(shape) == pytest.approx((27 * (7 + 5) + 9 + 26 * 40 + 2) * 1e-6)
     assert model.decode_times(shape, 1)[0] == pytest.approx(model.step_time(shape))
+
+
+def test_a_bundle_of_the_other_attention_kind_is_refused(tmp_path):
+    """Multi-head latent attention's operators (mla_qkv_a_proj) time another model than q/k/v/o's (qkv_proj): a
+    bundle of one kind for a model of the other is refused by name."""
+    with pytest.raises(ConfigError, match="the bundle times qkv_proj .* but deepseek-v2-lite has multi-head latent"):
+        LLMServingSimCompute.load(_bundle(tmp_path / "qkv", 1, 1), model_spec("deepseek-v2-lite"), 1)
+    mla = _deepseek_catalog_bundle(tmp_path / "mla")
+    (mla / "meta.yaml").write_text("tp_degrees: [1]\n")  # (its profiled shapes would not fit Llama's either)
+    (mla / "tp1" / "moe.csv").unlink()
+    with pytest.raises(ConfigError, match="the bundle times mla_qkv_a_proj .* but llama-3-8b has q/k/v/o attention"):
+        LLMServingSimCompute.load(mla, model_spec("llama-3-8b"), 1)

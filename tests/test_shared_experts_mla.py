@@ -317,19 +317,29 @@ def test_inconsistent_mla_specs_are_refused():
         ModelSpec(**{**dataclasses.asdict(model_spec("llama-3-8b")), "shared_expert_intermediate_size": 1024})
 
 
-def test_a_bundle_is_refused_for_mla(tmp_path, run_cli):
-    (tmp_path / "bundle").mkdir()
-    (tmp_path / "bundle" / "meta.yaml").write_text("model: deepseek-ai/DeepSeek-V2-Lite\n")
+def test_a_q_k_v_bundle_is_refused_for_mla(shared_data, tmp_path, run_cli):
+    """A bundle timing q/k/v/o attention (qkv_proj: the bundled Llama one, its meta.yaml's profiled shapes left out,
+    which would not fit either) for a multi-head latent attention model: another model's operators, refused by name
+    (a bundle of an MLA model names mla_qkv_a_proj: tests/test_moe.py)."""
+    import shutil
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(shared_data / "profiles" / "llmservingsim_rtx4090_llama31_8b", bundle)
+    bundle.chmod(0o755)
+    (bundle / "meta.yaml").chmod(0o644)
+    (bundle / "meta.yaml").write_text("tp_degrees: [1]\n")
+    (bundle / "tp1").chmod(0o755)
+    (bundle / "tp1" / "moe.csv").write_text("tokens,activated_experts,time_us\n1,6,40\n100,64,40\n")
     status, _, err = run_cli("--preset", "smoke", "--no-plot", "--quiet", "--set", "model=deepseek-v2-lite", "--set",
-                             "compute.backend=profiled", "--set", f"compute.profile={tmp_path / 'bundle'}")
+                             "compute.backend=profiled", "--set", f"compute.profile={bundle}")
     assert status == 2 and "\n" not in err.strip() and "Traceback" not in err
-    assert str(tmp_path / "bundle") in err and "multi-head latent attention" in err and "roofline" in err
+    assert str(bundle) in err and "multi-head latent attention" in err and "qkv_proj" in err
 
 
 @pytest.mark.parametrize("overlay, model, words", [
-    ("rtx4090_llama31_8b_vllm.yaml", "deepseek-v2-lite", "multi-head latent attention"),
+    ("rtx4090_llama31_8b_vllm.yaml", "deepseek-v2-lite", "has no moe.csv"),  # (a dense Llama bundle)
     ("vidur_a100_llama3_8b.yaml", "deepseek-v2-lite", "multi-head latent attention"),
-    ("rtx4090_llama31_8b_vllm.yaml", "qwen1.5-moe-a2.7b", "shared experts"),
+    ("rtx4090_llama31_8b_vllm.yaml", "qwen1.5-moe-a2.7b", "has no moe.csv"),
 ])
 def test_check_calibration_refuses_a_profile_the_model_cannot_use(overlay, model, words, run_cli):
     """--check-calibration held Llama's q/k/v/o attention tables against an MLA model's roofline (exit 0, a 61%

@@ -37,7 +37,7 @@ from sim.serving.collectives import (COLLECTIVES, MeasuredCollectives, RingColle
 from sim.serving.compute import RooflineCompute, StepShape
 from sim.serving.compute_backend import gpu_link, profile_misfit
 from sim.serving.llmservingsim_compute import (SkewFit, bundle_attention_rows, bundle_curves, bundle_layer_ops,
-                                              require_bundle_ops)
+                                              moe_table, require_bundle_ops)
 from sim.serving.vidur_compute import (VidurAttention, VidurProfile, read_vidur_table, vidur_layer_ms,
                                       vidur_op_columns)
 from sim.serving.network import AnalyticNetwork, LookupNetwork
@@ -196,8 +196,10 @@ def _bundle_tables(directory: Path, config: Config) -> list[TableFit]:
         dense = bundle_curves(read_bundle_table(tp_dir, "dense.csv"), "tokens")
         per_seq = bundle_curves(read_bundle_table(tp_dir, "per_sequence.csv"), "sequences")
         model = roofline.model
+        moe_table(directory, tp_dir, model)  # a mixture of experts needs a moe.csv, a dense model none
         require_bundle_ops(tp_dir, dense, per_seq, moe=model.is_moe,
-                           dense_mlp_layers=model.num_layers - model.moe_layers if model.is_moe else 0)
+                           dense_mlp_layers=model.num_layers - model.moe_layers if model.is_moe else 0, mla=model.is_mla,
+                           model_name=config.model)
         layer_ops = list(bundle_layer_ops(dense, moe=model.is_moe)[0])  # every layer's (a mixture's: no dense MLP)
         common = sorted(set.intersection(*(set(dense[op][0].tolist()) for op in layer_ops)))
         per_layer = pd.DataFrame({"tokens": common, "seconds": [
@@ -348,7 +350,10 @@ def table_fits(overlay: Path, config: Config) -> list[TableFit]:
             if (directory / "attention.csv").is_file():
                 fits.append(_vidur_attention(directory / "attention.csv", config))
         elif (directory / "meta.yaml").is_file():
-            fits.extend(_bundle_tables(directory, config))
+            try:
+                fits.extend(_bundle_tables(directory, config))
+            except ConfigError as exc:  # a bundle of another model: named as the serving modes name it
+                raise ConfigError(f"--check-calibration {overlay}: {exc}") from None
             collectives = collectives or bundle_hardware_yaml(directory)
         else:
             raise ConfigError(f"compute.profile {directory}: neither a Vidur profile (mlp.csv) nor an LLMServingSim "

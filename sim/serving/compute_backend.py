@@ -58,19 +58,18 @@ def collectives_model(config: Config, bundle: Path | None = None) -> RingCollect
 
 
 def profile_misfit(directory: Path, model: ModelSpec, name: str, bundle: bool) -> str | None:
-    """Why a profile (a Vidur one, or an LLMServingSim bundle) cannot time ``model``'s layers, if it cannot: both
-    kinds time q/k/v/o attention (not multi-head latent attention), a Vidur profile has no expert operators and a
-    bundle times routed experts only (no shared experts). The serving modes and ``--check-calibration`` alike."""
-    if model.is_mla:  # both kinds time q/k/v/o projections and attention over K and V heads
-        kind = "an LLMServingSim bundle" if bundle else "a Vidur profile"
-        return (f"compute.profile {directory}: {kind} times q/k/v/o attention, and {name} has multi-head latent "
-                "attention")
-    if not bundle and model.is_moe:
+    """Why a profile cannot time ``model``'s layers, if it cannot: a Vidur profile times q/k/v/o attention (not
+    multi-head latent attention) and has no expert operators. (An LLMServingSim bundle names its operators, so
+    ``LLMServingSimCompute.load`` checks them against the model: MLA's or q/k/v/o's; its moe.csv times the whole
+    MoE block, shared experts included.) The serving modes and ``--check-calibration`` alike."""
+    if bundle:
+        return None
+    if model.is_mla:
+        return (f"compute.profile {directory}: a Vidur profile times q/k/v/o attention, and {name} has multi-head "
+                "latent attention")
+    if model.is_moe:
         return (f"compute.profile {directory}: a Vidur profile (mlp.csv) has no expert operators, and {name} is a "
                 "mixture of experts")
-    if bundle and model.shared_expert_intermediate_size:
-        return (f"compute.profile {directory}: an LLMServingSim bundle times routed experts only, and {name} has "
-                "shared experts")
     return None
 
 
@@ -106,7 +105,7 @@ def compute_model(config: Config) -> RooflineCompute | ProfiledCompute | LLMServ
     directory = Path(config.compute.profile)
     unfit = profile_misfit(directory, model, config.model, bundle is not None)
     if unfit:
-        moe_bundle = "an LLMServingSim bundle with moe.csv or " if bundle is None and model.is_moe and not model.is_mla else ""
+        moe_bundle = "an LLMServingSim bundle with moe.csv or " if model.is_moe else ""
         raise ConfigError(f"{unfit}; use {moe_bundle}compute.backend 'roofline'")
     if bundle is None:
         attention = directory / "attention.csv"

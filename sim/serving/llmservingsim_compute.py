@@ -202,7 +202,7 @@ MLP_OPS = ("gate_up_proj", "act_fn", "down_proj")
 # a layer's attention projections: q/k/v fused, or multi-head latent attention's fused q_a/kv_a projection
 # (profiler/models/deepseek_v32.yaml ``mla_qkv_a_proj``); and the MLP: down_proj in dense.csv, or moe.csv
 _REQUIRED_LAYER_OPS = ("layernorm", "o_proj")
-_QUERY_PROJECTIONS = ("qkv_proj", "mla_qkv_a_proj")
+QKV_PROJECTION, MLA_PROJECTION = "qkv_proj", "mla_qkv_a_proj"
 
 
 @dataclass
@@ -255,10 +255,11 @@ class LLMServingSimCompute:
 
         dense = bundle_curves(read_bundle_table(tp_dir, "dense.csv"), "tokens")
         per_seq = bundle_curves(read_bundle_table(tp_dir, "per_sequence.csv"), "sequences")
-        experts = _bundle_experts(directory, tp_dir, model, tensor_parallel_size, data_parallel_size)
-        dense_mlp_layers = model.num_layers - model.moe_layers if experts is not None else 0
-        require_bundle_ops(tp_dir, dense, per_seq, moe=experts is not None, dense_mlp_layers=dense_mlp_layers)
-        layer_ops, mlp_ops = bundle_layer_ops(dense, moe=experts is not None)
+        experts = bundle_experts(directory, tp_dir, model, tensor_parallel_size, data_parallel_size)
+        dense_mlp_layers = model.num_layers - model.moe_layers if model.is_moe else 0
+        require_bundle_ops(tp_dir, dense, per_seq, moe=model.is_moe, dense_mlp_layers=dense_mlp_layers,
+                           mla=model.is_mla, model_name=model.name)
+        layer_ops, mlp_ops = bundle_layer_ops(dense, moe=model.is_moe)
         kernels = bundle_attention_kernels(read_bundle_table(tp_dir, "attention.csv"))
         axes = ["prefill_chunk", "prefill_key", "n_decode", "kv_decode"]
         decode_only = {kernel: rows[rows["prefill_chunk"] == 0] for kernel, rows in kernels.items()}
@@ -344,33 +345,47 @@ class LLMServingSimCompute:
         return fixed + self.num_layers * np.array(attention)
 
 
-def _bundle_experts(directory: Path, tp_dir: Path, model: ModelSpec, tensor_parallel_size: int,
-                    data_parallel_size: int) -> BundleExperts | None:
+def bundle_experts(directory: Path, tp_dir: Path, model: ModelSpec, tensor_parallel_size: int,
+                   data_parallel_size: int) -> BundleExperts | None:
     """The bundle's MoE table for ``model`` (None for a dense model): ``tp<N>/moe.csv``, else ``tp1/moe.csv`` shared
-    by the N ranks (LLMServingSim profiles it at TP 1 only). A mixture of experts without one, or a dense model with
-    one, is an error naming the file."""
+    by the N ranks (LLMServingSim profiles it at TP 1 only)."""
+    path = moe_table(directory, tp_dir, model)
+    if path is None:
+        return None
+    ranks = 1 if path.parent == tp_dir else tensor_parallel_size
+    return BundleExperts.load(path.parent, model, ranks, data_parallel_size, tensor_parallel_size)
+
+
+def moe_table(directory: Path, tp_dir: Path, model: ModelSpec) -> Path | None:
+    """Where ``model``'s moe.csv is (``tp<N>/``, else ``tp1/``; None for a dense model). A mixture of experts without
+    one, or a dense model with one, is an error naming the file."""
     own, tp1 = tp_dir / "moe.csv", directory / "tp1" / "moe.csv"
     if not model.is_moe:
         for path in (own, tp1):
             if path.is_file():
                 raise ConfigError(f"{path}: the bundle profiles a mixture of experts, but {model.name} is dense")
         return None
-    if own.is_file():
-        return BundleExperts.load(tp_dir, model, 1, data_parallel_size, tensor_parallel_size)
-    if tp1.is_file():
-        return BundleExperts.load(tp1.parent, model, tensor_parallel_size, data_parallel_size, tensor_parallel_size)
+    for path in (own, tp1):
+        if path.is_file():
+            return path
+    where = "tp1/" if tp_dir.name == "tp1" else f"{tp_dir.name}/ or tp1/"
     raise ConfigError(f"{own}: missing: {model.name} is a mixture of experts and the bundle has no moe.csv "
-                      f"(in tp{tensor_parallel_size}/ or tp1/): a bundle profiled for a dense model?")
+                      f"(in {where}): a bundle profiled for a dense model?")
 
 
-def require_bundle_ops(tp_dir: Path, dense: dict, per_seq: dict, moe: bool, dense_mlp_layers: int = 0) -> None:
+def require_bundle_ops(tp_dir: Path, dense: dict, per_seq: dict, moe: bool, dense_mlp_layers: int = 0,
+                       mla: bool = False, model_name: str = "the model") -> None:
     """The operators a step is priced from must each have rows (``moe``: moe.csv times the MLP, not down_proj, but
-    on the ``dense_mlp_layers`` a mixture of experts runs a dense MLP)."""
+    on the ``dense_mlp_layers`` a mixture of experts runs a dense MLP), and the attention projections must be the
+    model's kind (``mla``: multi-head latent attention's, else q/k/v's): a bundle of the other kind is another model."""
     mlp = ("down_proj",) if not moe or dense_mlp_layers else ()
-    missing = [op for op in (*_REQUIRED_LAYER_OPS, *mlp, *MODEL_OPS) if op not in dense] + \
+    query, other = (MLA_PROJECTION, QKV_PROJECTION) if mla else (QKV_PROJECTION, MLA_PROJECTION)
+    if query not in dense and other in dense:
+        kind = "multi-head latent attention" if mla else "q/k/v/o attention"
+        raise ConfigError(f"{tp_dir}: the bundle times {other} (another attention kind), but {model_name} has "
+                          f"{kind}: a bundle of another model?")
+    missing = [op for op in (*_REQUIRED_LAYER_OPS, query, *mlp, *MODEL_OPS) if op not in dense] + \
               [op for op in ("lm_head", "sampler") if op not in per_seq]
-    if not any(op in dense for op in _QUERY_PROJECTIONS):
-        missing.append(" or ".join(_QUERY_PROJECTIONS))
     if missing:
         dense_layers = f" (for the {dense_mlp_layers} dense MLP layers)" if moe and "down_proj" in missing else ""
         raise ConfigError(f"{tp_dir}: bundle lacks operator(s) {', '.join(sorted(set(missing)))}{dense_layers}")
