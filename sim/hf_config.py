@@ -13,7 +13,7 @@ refused rather than run as something it is not, and so are layers of different a
 checkpoints other than FP8, which those models do not describe. An FP8 checkpoint (quantization_config
 quant_method "fp8": DeepSeek-V3/V3.2's published config.json, Qwen3-*-FP8) has the same shapes with its linear
 layers' weights in one byte plus fp32 block scales (``_quantization``, ``ModelSpec.linear_parameters``); its KV
-cache stays in the model dtype (DeepSeek sparse attention's fp8_ds_mla aside: ``sim.specs.kv_cache_dtype``).
+cache stays in the model dtype (DeepSeek sparse attention's fp8_ds_mla aside: ``sim.model_shape.kv_cache_dtype``).
 DeepSeek's MTP module (num_nextn_predict_layers) is not counted: vLLM loads it only for MTP speculative decoding,
 which kvsim does not model. A
 sliding window narrower than the context bounds the requests served (``ModelSpec.longest_request``).
@@ -28,12 +28,10 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sim.errors import ConfigError, quote
-
-if TYPE_CHECKING:
-    from sim.specs import ModelSpec
+from sim.model_shape import ModelSpec
 
 CONFIG_NAME = "config.json"  # the file a Hugging Face model folder holds its architecture in
 MAX_CONFIG_BYTES = 1 << 20  # published config.json files are a few KB; a larger file is not one
@@ -205,8 +203,6 @@ def read_hf_config(path: Path) -> tuple[dict[str, Any], str]:
 
 def hf_model_spec(name: str) -> ModelSpec:
     """The ``ModelSpec`` of the config.json at ``name`` (a file or its folder); ``source`` names the file and its sha256."""
-    from sim.specs import ModelSpec
-
     path = config_file(Path(name))
     config, digest = read_hf_config(path)
     family, keys = _family(config, path), _Keys(config, path)
@@ -288,8 +284,6 @@ def _mla_model_spec(name: str, keys: _Keys, family: Family, digest: str) -> Mode
     other families. The MTP
     module (num_nextn_predict_layers) is not counted: vLLM's DeepseekV2ForCausalLM skips its weights
     (``get_spec_layer_idx_from_weight_name``) unless a speculative config serves it, which kvsim does not model."""
-    from sim.specs import ModelSpec
-
     config, path = keys.config, keys.path
     layers, hidden, heads, intermediate, vocab, context = (keys.positive(k) for k in REQUIRED)
     lora, nope, rope, v_dim = (keys.positive(k) for k in MLA_KEYS)

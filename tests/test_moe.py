@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 
 from sim.errors import ConfigError
+from sim.model_shape import ModelSpec
 from sim.serving.collectives import RingCollectives, TensorParallelComm
 from sim.serving.compute import RooflineCompute, StepShape
 from sim.serving.llmservingsim_compute import LLMServingSimCompute
 from sim.serving.moe import expected_distinct_experts
 from sim.serving.utilization import WorkCounter, WorkTotals
-from sim.specs import ModelSpec, gpu_spec, model_spec
+from sim.specs import gpu_spec, model_spec
 
 # A tiny MoE: attention 8 x (2 x 8 + 2 x 4) = 192 parameters a layer; router 8 x 8 = 64; one expert 3 x 8 x 6 = 144.
 TINY = ModelSpec(name="tiny-moe", num_layers=2, hidden_size=8, num_attention_heads=2, num_kv_heads=1, head_dim=4,

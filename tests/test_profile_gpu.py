@@ -7,10 +7,11 @@ import pandas as pd
 import pytest
 import yaml
 
+from sim.model_shape import ModelSpec
 from sim.serving.collectives import MeasuredCollectives, RingCollectives
 from sim.serving.compute import RooflineCompute, StepShape
 from sim.serving.vidur_compute import ProfiledCompute, VidurAttention, VidurProfile
-from sim.specs import ModelSpec, gpu_spec, model_spec
+from sim.specs import gpu_spec, model_spec
 from tests.conftest import ROOT
 
 torch = pytest.importorskip("torch", reason="PyTorch is not installed (optional extra: pip install 'kvsim[torch]')")
@@ -103,8 +104,8 @@ def test_a_mixture_of_experts_is_refused_before_timing(profile_gpu, tmp_path, ca
 
 def test_multi_head_latent_attention_is_refused_before_timing(profile_gpu, tmp_path, capsys):
     """DeepSeek-V2-Lite without experts (n_routed_experts null): a dense MLP, but MLA, not the q/k/v/o timed here."""
-    from tests.test_shared_experts_mla import published
     from tests.test_model_config import write_config
+    from tests.test_shared_experts_mla import published
 
     path = write_config(tmp_path / "lite", {**published("DeepSeek-V2-Lite"), "n_routed_experts": None})
     out = tmp_path / "out"

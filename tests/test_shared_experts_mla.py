@@ -306,7 +306,7 @@ def test_a_vidur_profile_is_refused_for_a_dense_mla_model(tmp_path, run_cli):
 
 def test_inconsistent_mla_specs_are_refused():
     from sim.errors import ConfigError
-    from sim.specs import ModelSpec
+    from sim.model_shape import ModelSpec
 
     v3 = model_spec("deepseek-v3")
     with pytest.raises(ConfigError, match="num_kv_heads is 1 and head_dim the latent"):

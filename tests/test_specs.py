@@ -8,7 +8,8 @@ import pytest
 
 from sim.config import load_config
 from sim.errors import ConfigError
-from sim.specs import DTYPE_BYTES, _read_table, _spelling, gpu_spec, known_gpus, known_models, model_spec
+from sim.model_shape import DTYPE_BYTES
+from sim.specs import _read_table, _spelling, gpu_spec, known_gpus, known_models, model_spec
 
 
 def test_llama3_8b_kv_bytes_per_token_fp16():

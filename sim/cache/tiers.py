@@ -13,7 +13,8 @@ from sim.cache.arena_layout import BYTES_WRITTEN
 from sim.cache.policies import EvictionPolicy, KernelPolicy, check_policy_inputs, make_policy
 from sim.config import Config, TierConfig
 from sim.errors import ConfigError
-from sim.specs import DTYPE_BYTES, GIB, gpu_spec, kv_dtype_bytes, model_spec
+from sim.model_shape import DTYPE_BYTES, kv_dtype_bytes
+from sim.specs import GIB, gpu_spec, model_spec
 
 TIER_NAMES = ("hbm", "dram", "ssd", "eic")
 

@@ -41,7 +41,8 @@ from sim.serving.llmservingsim_compute import (SkewFit, bundle_attention_rows, b
 from sim.serving.vidur_compute import (VidurAttention, VidurProfile, read_vidur_table, vidur_layer_ms,
                                       vidur_op_columns)
 from sim.serving.network import AnalyticNetwork, LookupNetwork
-from sim.specs import DTYPE_BYTES, gpu_spec, kv_dtype_bytes, model_spec
+from sim.model_shape import DTYPE_BYTES, kv_dtype_bytes
+from sim.specs import gpu_spec, model_spec
 
 WORST_ROWS = 5
 

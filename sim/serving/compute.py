@@ -41,9 +41,10 @@ from typing import Protocol
 import numpy as np
 
 from sim.errors import ConfigError
+from sim.model_shape import ModelSpec
 from sim.serving.collectives import TensorParallelComm
 from sim.serving.moe import DataParallelShare, group_tokens, rank_experts
-from sim.specs import GPUSpec, ModelSpec
+from sim.specs import GPUSpec
 
 
 @dataclass(slots=True)

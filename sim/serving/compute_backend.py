@@ -11,11 +11,12 @@ from pathlib import Path
 
 from sim.config import Config
 from sim.errors import ConfigError
+from sim.model_shape import DTYPE_BYTES, ModelSpec, kv_dtype_bytes
 from sim.serving.collectives import MeasuredCollectives, RingCollectives, TensorParallelComm, bundle_hardware_yaml
 from sim.serving.compute import RooflineCompute
 from sim.serving.llmservingsim_compute import LLMServingSimCompute
 from sim.serving.vidur_compute import ProfiledCompute, VidurAttention, VidurProfile
-from sim.specs import DTYPE_BYTES, LinkSpec, ModelSpec, gpu_spec, kv_dtype_bytes, model_spec
+from sim.specs import LinkSpec, gpu_spec, model_spec
 
 
 def gpu_link(config: Config) -> LinkSpec:

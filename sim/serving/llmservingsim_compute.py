@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 
 from sim.errors import ConfigError
+from sim.model_shape import ModelSpec
 from sim.serving.collectives import TensorParallelComm, interpolate
 from sim.serving.compute import StepShape, window_kv
 from sim.serving.moe import DataParallelShare, group_tokens, rank_experts
 from sim.serving.profile_files import read_bundle_table, read_profile_csv, read_profile_yaml, require_points
 from sim.serving.profile_grid import GridNode
-from sim.specs import ModelSpec
 
 
 def _bucket_edges(labels: list[str]) -> tuple[np.ndarray, tuple[str, ...]]:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from sim.specs import ModelSpec
+    from sim.model_shape import ModelSpec
 
 
 def expected_distinct_experts(tokens: float, experts_per_token: int, experts: int) -> float:

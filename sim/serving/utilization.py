@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sim.config import Config
+from sim.model_shape import DTYPE_BYTES, kv_dtype_bytes
 from sim.report.metrics import histogram_distribution
 from sim.serving.compute import RooflineCompute, StepShape
-from sim.specs import DTYPE_BYTES, gpu_spec, kv_dtype_bytes, model_spec
+from sim.specs import gpu_spec, model_spec
 
 if TYPE_CHECKING:
     from sim.serving.instance import Instance

@@ -1,0 +1,384 @@
+"""A model's shape: the dimensions, parameter counts and per-token KV bytes the compute and cache models read.
+
+``ModelSpec`` comes from ``profiles/models.yaml`` or a Hugging Face config.json (``sim.specs.model_spec``,
+``sim.hf_config``); ``kv_cache_dtype`` resolves the KV cache's dtype from the serving settings and the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sim.errors import ConfigError
+
+DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
+GIB = 1024**3
+FP8_SCALE_BYTES = 4  # an FP8 checkpoint's weight scales are fp32 (vLLM fp8.py: weight_scale / weight_scale_inv)
+# DeepSeek sparse attention's caches (vLLM): the indexer's keys in FP8 with one fp32 scale per 128 values
+# (deepseek_v2.py Indexer: quant_block_size 128, DeepseekV32IndexerCache head_dim = index_head_dim +
+# index_head_dim // 128 * 4, uint8); the latent in fp8_ds_mla: kv_lora_rank FP8 values, one fp32 scale per 128 of
+# them, the rope part in bf16 (512 + 16 + 128 = 656 bytes for DeepSeek-V3.2; FlashMLA's sparse format)
+SPARSE_QUANT_BLOCK = 128
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """A decoder-only transformer's shape.
+
+    A mixture-of-experts model (Qwen3-MoE, Mixtral) sets the four MoE fields: in each of its
+    ``num_moe_layers`` MoE layers a router (hidden × experts) sends every token to
+    ``num_experts_per_tok`` of ``num_experts`` gated-MLP experts of width ``moe_intermediate_size``;
+    the other layers have a dense gated MLP of width ``intermediate_size``. Dense models leave them None.
+    ``num_parameters`` counts every parameter (the weights held in memory); ``active_parameters`` those a
+    token computes with. ``intermediate_size`` is the MLP's hidden width (each of gate and up's outputs);
+    ``gated_mlp`` False for a plain MLP (up, activation, down: Phi's fc1 -> gelu -> fc2) of two matrices, not three.
+
+    Shared experts (Qwen2-MoE, DeepSeek): every MoE layer also runs a gated MLP of width
+    ``shared_expert_intermediate_size`` on every token (DeepSeek's ``n_shared_experts`` experts are one MLP
+    n × ``moe_intermediate_size`` wide, as vLLM builds them), sharded over TP like the dense MLP; Qwen2-MoE
+    scales it by a sigmoid gate (hidden × 1, replicated) when ``shared_expert_gate``.
+
+    Multi-head latent attention (DeepSeek-V2/V3: ``kv_lora_rank`` set) replaces q/k/v/o with q_a/q_b (or q_proj
+    when ``q_lora_rank`` is None), kv_a_proj_with_mqa, kv_b_proj and o_proj; the KV cache holds one latent of
+    ``kv_lora_rank + qk_rope_head_dim`` values per token and layer. Such a spec gives ``num_kv_heads`` 1 and
+    ``head_dim`` that latent width, as vLLM's MLA backends see the cache (``MLAAttentionSpec``: one vector, not
+    K and V, on every TP rank).
+    """
+
+    name: str
+    num_layers: int
+    hidden_size: int
+    num_attention_heads: int
+    num_kv_heads: int
+    head_dim: int
+    intermediate_size: int  # the dense MLP's width (layers without experts)
+    vocab_size: int
+    num_parameters: int
+    max_position_embeddings: int
+    source: str
+    gated_mlp: bool = True  # gate, up and down matrices (SwiGLU); False: up and down only
+    # Tokens each query attends to (itself included) where narrower than the context; None: full attention
+    sliding_window: int | None = None
+    num_experts: int | None = None  # routed experts per MoE layer
+    num_experts_per_tok: int | None = None  # experts each token is routed to (top-k)
+    moe_intermediate_size: int | None = None  # one expert's gated-MLP width
+    num_moe_layers: int | None = None  # layers whose MLP is the experts (the rest are dense)
+    shared_expert_intermediate_size: int | None = None  # the always-on shared experts' total width (None: none)
+    shared_expert_gate: bool = False  # a sigmoid gate (hidden x 1) scales the shared experts (Qwen2-MoE)
+    # Multi-head latent attention (None: q/k/v/o attention)
+    q_lora_rank: int | None = None  # q_a_proj's width (None with MLA: one q_proj, as DeepSeek-V2-Lite)
+    kv_lora_rank: int | None = None  # the cached latent's compressed K/V part
+    qk_nope_head_dim: int | None = None  # per-head query/key width without rotary embedding
+    qk_rope_head_dim: int | None = None  # the rotary part (one shared key part, cached beside the latent)
+    v_head_dim: int | None = None  # per-head value width
+    # An FP8 checkpoint (config.json quantization_config quant_method "fp8"): the linear layers' weight matrices
+    # are one byte each plus an fp32 scale per weight_block_size block (None: one scale per tensor); everything
+    # else (embeddings, LM head, norms, routers, biases) takes the model dtype (``linear_parameters``)
+    weight_quantization: str | None = None
+    weight_block_size: tuple[int, int] | None = None
+    # DeepSeek sparse attention (DeepSeek-V3.2, GLM-5; with MLA): a lightning indexer of index_n_heads heads of
+    # index_head_dim scores every cached token for each query, and the attention reads the index_topk best
+    # (None: every layer attends to its whole context)
+    index_topk: int | None = None
+    index_n_heads: int | None = None
+    index_head_dim: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.gated_mlp, bool):
+            raise ConfigError(f"model {self.name!r}: gated_mlp must be true or false (got {self.gated_mlp!r})")
+        window = self.sliding_window
+        if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window <= 0):
+            raise ConfigError(f"model {self.name!r}: sliding_window must be a positive integer (got {window!r})")
+        self._check_mla()
+        self._check_quantization()
+        self._check_sparse_attention()
+        shared = self.shared_expert_intermediate_size
+        if shared is not None and (isinstance(shared, bool) or not isinstance(shared, int) or shared <= 0):
+            raise ConfigError(f"model {self.name!r}: shared_expert_intermediate_size must be a positive integer "
+                              f"(got {shared!r})")
+        if not isinstance(self.shared_expert_gate, bool):
+            raise ConfigError(f"model {self.name!r}: shared_expert_gate must be true or false "
+                              f"(got {self.shared_expert_gate!r})")
+        moe = (self.num_experts, self.num_experts_per_tok, self.moe_intermediate_size, self.num_moe_layers)
+        if all(v is None for v in moe):
+            if shared is not None or self.shared_expert_gate:
+                raise ConfigError(f"model {self.name!r}: shared experts need a mixture of experts (num_experts ...)")
+            return
+        if any(v is None or isinstance(v, bool) or not isinstance(v, int) for v in moe):
+            raise ConfigError(f"model {self.name!r}: a mixture of experts needs integer num_experts, "
+                              f"num_experts_per_tok, moe_intermediate_size and num_moe_layers (got {moe})")
+        if not (1 <= self.num_experts_per_tok <= self.num_experts and self.moe_intermediate_size > 0
+                and 1 <= self.num_moe_layers <= self.num_layers):
+            raise ConfigError(f"model {self.name!r}: needs 1 <= num_experts_per_tok <= num_experts, "
+                              f"moe_intermediate_size > 0 and 1 <= num_moe_layers <= num_layers (got {moe})")
+
+    def _check_quantization(self) -> None:
+        if self.weight_quantization not in (None, "fp8"):
+            raise ConfigError(f"model {self.name!r}: weight_quantization must be fp8 or absent "
+                              f"(got {self.weight_quantization!r})")
+        block = self.weight_block_size
+        if block is None:
+            return
+        if self.weight_quantization is None:
+            raise ConfigError(f"model {self.name!r}: weight_block_size needs weight_quantization fp8")
+        if (not isinstance(block, (list, tuple)) or len(block) != 2
+                or any(isinstance(b, bool) or not isinstance(b, int) or b <= 0 for b in block)):
+            raise ConfigError(f"model {self.name!r}: weight_block_size must be two positive integers (got {block!r})")
+        object.__setattr__(self, "weight_block_size", tuple(block))
+
+    def _check_sparse_attention(self) -> None:
+        dims = {"index_topk": self.index_topk, "index_n_heads": self.index_n_heads,
+                "index_head_dim": self.index_head_dim}
+        if all(v is None for v in dims.values()):
+            return
+        for key, value in dims.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"model {self.name!r}: DeepSeek sparse attention needs a positive integer {key} "
+                                  f"(got {value!r})")
+        if self.kv_lora_rank is None or self.q_lora_rank is None:
+            raise ConfigError(f"model {self.name!r}: DeepSeek sparse attention (index_topk) needs multi-head latent "
+                              "attention with a q_lora_rank (the indexer's queries come from the q_a projection)")
+        if self.index_head_dim % SPARSE_QUANT_BLOCK or self.kv_lora_rank % SPARSE_QUANT_BLOCK:
+            raise ConfigError(f"model {self.name!r}: DeepSeek sparse attention quantizes index_head_dim and "
+                              f"kv_lora_rank in groups of {SPARSE_QUANT_BLOCK} (got {self.index_head_dim}, "
+                              f"{self.kv_lora_rank})")
+
+    def _check_mla(self) -> None:
+        dims = {"kv_lora_rank": self.kv_lora_rank, "qk_nope_head_dim": self.qk_nope_head_dim,
+                "qk_rope_head_dim": self.qk_rope_head_dim, "v_head_dim": self.v_head_dim}
+        if all(v is None for v in dims.values()) and self.q_lora_rank is None:
+            return
+        if self.q_lora_rank is not None:
+            dims["q_lora_rank"] = self.q_lora_rank
+        for key, value in dims.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"model {self.name!r}: multi-head latent attention needs a positive integer {key} "
+                                  f"(got {value!r})")
+        latent = self.kv_lora_rank + self.qk_rope_head_dim
+        if (self.num_kv_heads, self.head_dim) != (1, latent):
+            raise ConfigError(f"model {self.name!r}: with multi-head latent attention num_kv_heads is 1 and head_dim "
+                              f"the latent, kv_lora_rank + qk_rope_head_dim = {latent} (got {self.num_kv_heads}, "
+                              f"{self.head_dim})")
+
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts is not None
+
+    @property
+    def is_mla(self) -> bool:
+        """Multi-head latent attention (DeepSeek-V2/V3)."""
+        return self.kv_lora_rank is not None
+
+    @property
+    def is_sparse_attention(self) -> bool:
+        """DeepSeek sparse attention (DeepSeek-V3.2, GLM-5): an indexer picks index_topk cached tokens per query."""
+        return self.index_topk is not None
+
+    @property
+    def indexer_cache_bytes(self) -> int:
+        """One token's indexer key in one layer's cache: index_head_dim FP8 values and an fp32 scale per 128 (vLLM
+        ``DeepseekV32IndexerCache``: 128 + 4 = 132 bytes for DeepSeek-V3.2), whatever kv_cache_dtype; 0 without."""
+        if not self.is_sparse_attention:
+            return 0
+        return self.index_head_dim + self.index_head_dim // SPARSE_QUANT_BLOCK * FP8_SCALE_BYTES
+
+    @property
+    def indexer_bf16_parameters(self) -> int:
+        """One layer's indexer projections vLLM keeps in the model dtype even in an FP8 checkpoint: wk (hidden ×
+        index_head_dim) and weights_proj (hidden × index_n_heads), one fused ``wk_weights_proj`` built with
+        ``quant_config=None`` (deepseek_v2.py ``Indexer``: "FP8 wk weights are upcasted to BF16 during loading");
+        0 without sparse attention."""
+        if not self.is_sparse_attention:
+            return 0
+        return self.hidden_size * (self.index_head_dim + self.index_n_heads)
+
+    @property
+    def attention_parameters(self) -> int:
+        """One layer's attention projection weights (norms and biases aside). q/k/v/o: hidden × (2 q_dim + 2 kv_dim).
+        MLA: q_a (hidden × q_lora_rank) and q_b (q_lora_rank × heads × qk head) or one q_proj (hidden × heads × qk
+        head), kv_a_proj_with_mqa (hidden × latent), kv_b_proj (kv_lora_rank × heads × (nope + v)), o_proj (heads ×
+        v × hidden); source: vLLM ``DeepseekV2MLAAttention``. Sparse attention adds the indexer's wq_b (q_lora_rank
+        × index_n_heads × index_head_dim), wk and weights_proj (``indexer_bf16_parameters``): deepseek_v2.py
+        ``Indexer``."""
+        h, heads = self.hidden_size, self.num_attention_heads
+        if not self.is_mla:
+            return h * (2 * heads * self.head_dim + 2 * self.num_kv_heads * self.head_dim)
+        qk_head = self.qk_nope_head_dim + self.qk_rope_head_dim
+        q = h * heads * qk_head if self.q_lora_rank is None else self.q_lora_rank * (h + heads * qk_head)
+        return (q + h * self.head_dim + self.kv_b_parameters + heads * self.v_head_dim * h
+                + self._indexer_projection_parameters)
+
+    @property
+    def _indexer_projection_parameters(self) -> int:
+        if not self.is_sparse_attention:
+            return 0
+        return self.q_lora_rank * self.index_n_heads * self.index_head_dim + self.indexer_bf16_parameters
+
+    @property
+    def kv_b_parameters(self) -> int:
+        """MLA's kv_b_proj (kv_lora_rank × heads × (qk_nope + v)): the latent's up-projection (0 without MLA)."""
+        if not self.is_mla:
+            return 0
+        return self.kv_lora_rank * self.num_attention_heads * (self.qk_nope_head_dim + self.v_head_dim)
+
+    @property
+    def replicated_attention_parameters(self) -> int:
+        """Attention weights every TP rank holds whole: MLA's q_a_proj and kv_a_proj_with_mqa (vLLM builds them as
+        ``ReplicatedLinear`` / a ``MergedColumnParallelLinear`` with ``disable_tp``: deepseek_v2.py
+        ``DeepseekV2MLAAttention``) and the sparse-attention indexer's projections ("no tensor parallel, just
+        replicated": ``Indexer``); 0 for q/k/v/o attention, whose projections are all split over TP."""
+        if not self.is_mla:
+            return 0
+        return self.hidden_size * ((self.q_lora_rank or 0) + self.head_dim) + self._indexer_projection_parameters
+
+    @property
+    def replicated_parameters(self) -> int:
+        """Weights every TP rank holds whole, over all layers (``replicated_attention_parameters``); the routers
+        (replicated too, a few MB) are not counted here, as before."""
+        return self.num_layers * self.replicated_attention_parameters
+
+    @property
+    def shared_expert_parameters(self) -> int:
+        """One MoE layer's shared experts (gate, up, down) and their gate, if any (0 without shared experts)."""
+        width = self.shared_expert_intermediate_size or 0
+        return 3 * self.hidden_size * width + (self.hidden_size if self.shared_expert_gate else 0)
+
+    @property
+    def moe_layers(self) -> int:
+        """Layers whose MLP is a mixture of experts (0 for a dense model)."""
+        return self.num_moe_layers or 0
+
+    @property
+    def longest_request(self) -> int:
+        """The most tokens (prompt and output) kvsim serves a request of this model: its context, or its sliding
+        window where narrower. Up to the window a sliding-window model attends to every token, as kvsim's KV size
+        and attention cost assume; beyond it vLLM drops the oldest blocks, which kvsim does not model."""
+        if self.sliding_window is None:
+            return self.max_position_embeddings
+        return min(self.max_position_embeddings, self.sliding_window)
+
+    @property
+    def dense_mlp_parameters(self) -> int:
+        """One dense MLP's weight matrices: gate, up and down (a plain MLP: up and down), biases aside."""
+        return (3 if self.gated_mlp else 2) * self.hidden_size * self.intermediate_size
+
+    @property
+    def expert_parameters(self) -> int:
+        """One expert's parameters: gate, up and down matrices (no biases in either family)."""
+        return 3 * self.hidden_size * (self.moe_intermediate_size or 0)
+
+    @property
+    def routed_expert_parameters(self) -> int:
+        """Every routed expert's parameters, over all MoE layers (0 for a dense model)."""
+        return self.moe_layers * (self.num_experts or 0) * self.expert_parameters
+
+    @property
+    def linear_parameters(self) -> int:
+        """The linear layers' weight matrices, over all layers: the attention projections, the dense MLPs, the
+        routed and the shared experts. What an FP8 checkpoint stores in one byte a weight: vLLM's ``Fp8Config``
+        (model_executor/layers/quantization/fp8.py ``get_quant_method``) gives every ``LinearBase`` layer
+        ``Fp8LinearMethod`` and every ``FusedMoE`` ``Fp8MoEMethod``; the embedding and the LM head
+        (``VocabParallelEmbedding`` / ``ParallelLMHead``, not ``LinearBase``), the norms, the biases (kept in the
+        model dtype by ``Fp8LinearMethod``), the MoE routers (vLLM's ``GateLinear`` is a ``ReplicatedLinear`` built
+        with ``quant_config=None``: fused_moe/router/gate_linear.py) and Qwen2-MoE's shared-expert gate are not."""
+        shared = 3 * self.hidden_size * (self.shared_expert_intermediate_size or 0)
+        return (self.num_layers * (self.attention_parameters - self.indexer_bf16_parameters)
+                + (self.num_layers - self.moe_layers) * self.dense_mlp_parameters
+                + self.routed_expert_parameters + self.moe_layers * shared)
+
+    def linear_weight_bytes(self, dtype_bytes: int) -> float:
+        """Bytes one weight of a linear layer (``linear_parameters``) takes: ``dtype_bytes`` (the model dtype) unless
+        the checkpoint is FP8, then one byte plus its share of the block's fp32 scale, 4 / (block rows × columns)
+        (Fp8LinearMethod ``weight_scale_inv``: one scale per weight_block_size block; exact where the matrix's
+        dimensions are multiples of the block, a few partial blocks' scales aside otherwise). Per-tensor FP8 (no
+        block size) has one scale per matrix (a few bytes in all, not counted)."""
+        if self.weight_quantization is None:
+            return dtype_bytes
+        if self.weight_block_size is None:
+            return 1
+        rows, columns = self.weight_block_size
+        return 1 + FP8_SCALE_BYTES / (rows * columns)
+
+    def weight_bytes_per_gpu(self, dtype_bytes: int, tensor_parallel_size: int, data_parallel_size: int = 1) -> float:
+        """Weights one GPU holds: all of them over the TP ranks, the routed experts over the data-parallel
+        group's data_parallel_size × tensor_parallel_size GPUs (``sim.serving.moe``). ``dtype_bytes`` is the model
+        dtype's (serving.dtype); an FP8 checkpoint's linear layers take ``linear_weight_bytes`` instead."""
+        if self.weight_quantization is not None:
+            return self._quantized_weight_bytes_per_gpu(dtype_bytes, tensor_parallel_size, data_parallel_size)
+        replicated = self.replicated_parameters
+        if replicated:  # MLA: q_a and kv_a projections whole on every rank
+            experts = self.routed_expert_parameters if data_parallel_size > 1 and self.is_moe else 0
+            sharded = self.num_parameters - replicated - experts + experts / data_parallel_size
+            return (sharded / tensor_parallel_size + replicated) * dtype_bytes
+        if data_parallel_size == 1 or not self.is_moe:
+            return self.num_parameters * dtype_bytes / tensor_parallel_size
+        experts = self.routed_expert_parameters
+        return (self.num_parameters - experts + experts / data_parallel_size) * dtype_bytes / tensor_parallel_size
+
+    def _quantized_weight_bytes_per_gpu(self, dtype_bytes: int, tensor_parallel_size: int,
+                                        data_parallel_size: int) -> float:
+        """``weight_bytes_per_gpu`` of an FP8 checkpoint: the linear weights at ``linear_weight_bytes``, the rest
+        at ``dtype_bytes``; each group split over the ranks as in the unquantized case."""
+        per_weight = self.linear_weight_bytes(dtype_bytes)
+        replicated_plain = self.num_layers * self.indexer_bf16_parameters  # the indexer's wk and weights_proj
+        replicated = self.replicated_parameters - replicated_plain  # MLA's q_a, kv_a and the indexer's wq_b
+        experts = self.routed_expert_parameters if data_parallel_size > 1 and self.is_moe else 0
+        linear = self.linear_parameters - replicated - experts
+        plain = self.num_parameters - self.linear_parameters - replicated_plain
+        sharded = (linear + experts / data_parallel_size) * per_weight + plain * dtype_bytes
+        return sharded / tensor_parallel_size + replicated * per_weight + replicated_plain * dtype_bytes
+
+    @property
+    def active_parameters(self) -> int:
+        """Parameters one token computes with: all but the experts it is not routed to (the router counts)."""
+        if not self.is_moe:
+            return self.num_parameters
+        idle = self.num_experts - self.num_experts_per_tok
+        return self.num_parameters - self.moe_layers * idle * self.expert_parameters
+
+    def kv_bytes_per_token(self, dtype_bytes: int, tensor_parallel_size: int = 1) -> int:
+        """K and V for every layer: 2 × layers × kv_heads × head_dim × dtype bytes, per TP rank.
+
+        KV heads are split across TP ranks (replicated when TP exceeds the KV-head count,
+        as vLLM does), so one rank holds ``max(1, kv_heads // tp)`` heads.
+        With MLA the cache holds one latent (not K and V) of ``head_dim`` = kv_lora_rank + qk_rope_head_dim
+        values per layer, whole on every TP rank: layers × latent × dtype bytes (vLLM ``MLAAttentionSpec``
+        page size: block × num_kv_heads 1 × head_size, no factor 2; v1/kv_cache_interface.py). Sparse attention
+        adds the indexer's keys (``indexer_cache_bytes``, a second ``MLAAttentionSpec`` per layer) and an FP8
+        latent is fp8_ds_mla (``latent_cache_bytes``).
+        """
+        if self.is_sparse_attention:
+            return self.num_layers * (self.latent_cache_bytes(dtype_bytes) + self.indexer_cache_bytes)
+        heads_per_rank = max(1, self.num_kv_heads // tensor_parallel_size)
+        copies = 1 if self.is_mla else 2
+        return copies * self.num_layers * heads_per_rank * self.head_dim * dtype_bytes
+
+    def latent_cache_bytes(self, dtype_bytes: int) -> int:
+        """One token's MLA latent in one layer's cache. An FP8 cache of a sparse-attention model is vLLM's
+        fp8_ds_mla (kv_lora_rank FP8 values, an fp32 scale per 128 of them, the rope part in bf16: 656 bytes for
+        DeepSeek-V3.2); otherwise latent × dtype bytes."""
+        if self.is_sparse_attention and dtype_bytes == 1:
+            return (self.kv_lora_rank + self.kv_lora_rank // SPARSE_QUANT_BLOCK * FP8_SCALE_BYTES
+                    + self.qk_rope_head_dim * DTYPE_BYTES["bf16"])
+        return self.head_dim * dtype_bytes
+
+
+def kv_cache_dtype(model: ModelSpec, dtype: str, kv_cache_dtype: str) -> str:
+    """The KV cache's dtype: ``serving.kv_cache_dtype``, or under "auto" the model dtype ``serving.dtype`` (vLLM's
+    CacheConfig cache_dtype "auto": the model's dtype, never its weights' quantization; an FP8 checkpoint keeps a
+    BF16 cache; DeepSeek sparse attention aside, below). ``serving.dtype`` is the model dtype: activations, the KV cache under "auto", and the weights
+    (those a quantized checkpoint stores in FP8 aside: ``ModelSpec.linear_weight_bytes``)."""
+    if kv_cache_dtype != "auto":
+        return kv_cache_dtype
+    if model.is_sparse_attention:
+        # DeepSeek sparse attention: "auto" is vLLM's fp8_ds_mla (model_executor/models/config.py
+        # DeepseekV32ForCausalLM.verify_and_update_config at vllm-project/vllm 0144dd5b: "we use a custom fp8
+        # format as default (i.e. "auto")"). Later vLLM (1936cf38) keeps a bf16 cache under "auto" and converts
+        # only fp8; the measured vLLM 0.28 run of DeepSeek-V3.2-Exp-16L64E (49,181 blocks of 64 tokens in 93.8 GB
+        # with ~45 GB of FP8 weights) only fits the FP8 format. serving.kv_cache_dtype=bf16 gives the bf16 cache.
+        return "fp8"
+    return dtype
+
+
+def kv_dtype_bytes(model: ModelSpec, dtype: str, kv_cache_dtype_name: str) -> int:
+    """Bytes of one KV cache element (``kv_cache_dtype``)."""
+    return DTYPE_BYTES[kv_cache_dtype(model, dtype, kv_cache_dtype_name)]
