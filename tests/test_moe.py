@@ -372,3 +372,15 @@ def test_a_bundle_of_the_other_attention_kind_is_refused(tmp_path):
     (mla / "tp1" / "moe.csv").unlink()
     with pytest.raises(ConfigError, match="the bundle times mla_qkv_a_proj .* but llama-3-8b has q/k/v/o attention"):
         LLMServingSimCompute.load(mla, model_spec("llama-3-8b"), 1)
+
+
+@pytest.mark.parametrize("row, column", [("attention,0,0,1,16,,5", "decode_q_len"), (",0,0,1,16,1,5", "layer")])
+def test_a_blank_kernel_or_query_length_in_attention_csv_is_refused_by_row(tmp_path, row, column):
+    """Which kernel a row times and its verification length pick the rows a step is priced from: a blank one is an
+    error naming the row, not a row dropped unseen."""
+    root = _bundle(tmp_path, 1, 1)
+    (root / "tp1" / "attention.csv").write_text(
+        "layer,prefill_chunk,kv_prefill,n_decode,kv_decode,decode_q_len,time_us\n"
+        + "".join(f"attention,0,0,{n},{kv},1,5\n" for n in (1, 8) for kv in (16, 32)) + row + "\n")
+    with pytest.raises(ConfigError, match=f"attention.csv .*row 5 column {column}: missing"):
+        LLMServingSimCompute.load(root, TINY, 1)

@@ -117,6 +117,10 @@ BUNDLE_KEYS = {
 # Key columns a table may have: moe.csv's ``ep``, the expert-parallel degree a grid was measured at (later bundles:
 # "the engine ran E/ep local experts and k/ep assignments per token", LLMServingSim docs/docs/profiler/output-bundle.md).
 BUNDLE_OPTIONAL_KEYS = {"moe.csv": ("ep",)}
+# Columns that pick which rows price a step, where a table has them: attention.csv's kernel (``layer``: each runs once
+# a layer) and its speculative-verification query length (``decode_q_len``: rows of 1 are used). A blank one would
+# drop its row unseen.
+BUNDLE_ROW_KEYS = {"attention.csv": ("layer", "decode_q_len")}
 BUNDLE_COLUMNS = {
     "dense.csv": ("layer", "tokens", "time_us"),
     "per_sequence.csv": ("layer", "sequences", "time_us"),
@@ -138,7 +142,8 @@ def read_bundle_table(tp_dir: Path, name: str) -> pd.DataFrame:
     optional = BUNDLE_OPTIONAL_KEYS.get(name, ())
     numeric = [c for c in columns if c != "layer"] + list(optional) + \
         (["kv_prefill", "prefill_key", "decode_q_len"] if name == "attention.csv" else [])
-    frame = read_profile_csv(path, columns, numeric, "LLMServingSim bundle", keys=(*BUNDLE_KEYS[name], *optional),
+    frame = read_profile_csv(path, columns, numeric, "LLMServingSim bundle",
+                             keys=(*BUNDLE_KEYS[name], *optional, *BUNDLE_ROW_KEYS.get(name, ())),
                              signed=("alpha",), positive=optional, times=BUNDLE_TIMES)
     frame = frame.dropna(subset=list(columns))
     if name != "skew.csv":
