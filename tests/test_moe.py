@@ -199,16 +199,53 @@ def test_bundle_attention_group_kernels_each_run_once_a_layer(tmp_path):
     """An attention.csv with several kernels (DeepSeek-V3.2: the MLA attention and its sparse-attention indexer,
     both keyed on the attention axes and run on every attention layer) prices a layer's attention as their sum;
     rows of speculative verification (decode_q_len > 1) are not used."""
-    root = _bundle(tmp_path, 1, 1)
-    (root / "tp1" / "attention.csv").write_text(
-        "layer,prefill_chunk,kv_prefill,n_decode,kv_decode,decode_q_len,time_us\n"
-        + "".join(f"attention,0,0,{n},{kv},1,5\n" for n in (1, 8) for kv in (16, 32))
-        + "".join(f"indexer,0,0,{n},{kv},1,{kv / 8}\n" for n in (1, 8) for kv in (16, 32))
-        + "indexer,0,0,1,16,2,999\n")
-    model = LLMServingSimCompute.load(root, TINY, 1)
+    from tests.test_sparse_attention import dsa_16l64e
+
+    root = _deepseek_catalog_bundle(tmp_path)
+    (root / "tp1" / "attention.csv").write_text(_two_kernels("indexer"))
+    model = LLMServingSimCompute.load(root, dsa_16l64e(), 1)
     shape = StepShape.decode_batch([24, 24])  # KV 24: the indexer 3 us (between 2 at 16 and 4 at 32)
-    assert model.step_time(shape) == pytest.approx((2 * (4 + 5 + 3 + 42.5) + 2) * 1e-6)
+    # 16 layers x (7 operators + attention 5 + indexer 3) + 3 dense MLP layers (9) + 13 MoE layers (40) + 2
+    assert model.step_time(shape) == pytest.approx((16 * (7 + 5 + 3) + 3 * 9 + 13 * 40 + 2) * 1e-6)
     assert model.decode_times(shape, 1)[0] == pytest.approx(model.step_time(shape))
+
+
+def _two_kernels(second: str | None) -> str:
+    """attention.csv rows of the attention kernel (5 us) and ``second`` (KV / 8 us), and a verification row of 999."""
+    return ("layer,prefill_chunk,kv_prefill,n_decode,kv_decode,decode_q_len,time_us\n"
+            + "".join(f"attention,0,0,{n},{kv},1,5\n" for n in (1, 8) for kv in (16, 32))
+            + ("" if second is None else "".join(f"{second},0,0,{n},{kv},1,{kv / 8}\n" for n in (1, 8) for kv in (16, 32))
+               + f"{second},0,0,1,16,2,999\n"))
+
+
+def test_bundle_attention_kernels_must_be_the_models_every_layer_kernels(tmp_path):
+    """A kernel is summed into every layer's attention, so the bundle's kernels must be those every layer of the model
+    runs (LLMServingSim's deepseek_v32 catalog: attention and indexer on each layer; minimax_m3_vl: sparse_attention
+    on some layers only): an indexer for a model without sparse attention, a kernel of another layout, or a sparse
+    model's missing indexer (silently dropped before) are refused by name."""
+    from tests.test_sparse_attention import dsa_16l64e
+
+    tiny = _bundle(tmp_path / "tiny", 1, 1)
+    (tiny / "tp1" / "attention.csv").write_text(_two_kernels("indexer"))
+    with pytest.raises(ConfigError, match=r"attention.csv: kernel\(s\) 'indexer' \(DeepSeek sparse attention's "
+                                          r"indexer, which tiny-moe does not have"):
+        LLMServingSimCompute.load(tiny, TINY, 1)
+    # --check-calibration applies the same check before summing the kernels' common points
+    from sim.config import load_config
+    from sim.serving.calibration import _bundle_tables
+
+    config = load_config(None, sets=["model=qwen3-30b-a3b", "compute.backend=profiled", f"compute.profile={tiny}"])
+    with pytest.raises(ConfigError, match=r"'indexer' \(DeepSeek sparse attention's indexer, which qwen3-30b-a3b"):
+        _bundle_tables(tiny, config)
+    dsa = _deepseek_catalog_bundle(tmp_path / "dsa")
+    (dsa / "tp1" / "attention.csv").write_text(_two_kernels("sparse_attention"))
+    with pytest.raises(ConfigError, match=r"kernel\(s\) 'sparse_attention' \(not a kernel every layer of .* runs "
+                                          r"once; it runs 'attention' and 'indexer'\)"):
+        LLMServingSimCompute.load(dsa, dsa_16l64e(), 1)
+    (dsa / "tp1" / "attention.csv").write_text(_two_kernels(None))
+    with pytest.raises(ConfigError, match=r"attention.csv: no 'indexer' kernel rows .* but every layer of "
+                                          r".* runs attention and indexer"):
+        LLMServingSimCompute.load(dsa, dsa_16l64e(), 1)
 
 
 # ---------------------------------------------------------------- data-parallel groups sharing the experts

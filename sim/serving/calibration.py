@@ -36,8 +36,8 @@ from sim.serving.collectives import (COLLECTIVES, MeasuredCollectives, RingColle
                                      vidur_collective_rows)
 from sim.serving.compute import RooflineCompute, StepShape
 from sim.serving.compute_backend import gpu_link, profile_misfit
-from sim.serving.llmservingsim_compute import (SkewFit, bundle_attention_rows, bundle_curves, bundle_layer_ops,
-                                              moe_table, require_bundle_ops)
+from sim.serving.llmservingsim_compute import (SkewFit, bundle_attention_kernels, bundle_attention_rows, bundle_curves,
+                                              bundle_layer_ops, moe_table, require_bundle_ops, require_layer_kernels)
 from sim.serving.vidur_compute import (VidurAttention, VidurProfile, read_vidur_table, vidur_layer_ms,
                                       vidur_op_columns)
 from sim.serving.network import AnalyticNetwork, LookupNetwork
@@ -215,7 +215,9 @@ def _bundle_tables(directory: Path, config: Config) -> list[TableFit]:
         if moe and (tp_dir / "moe.csv").is_file():
             fits.extend(_moe_fit(tp_dir, roofline, config))
 
-        points = bundle_attention_rows(read_bundle_table(tp_dir, "attention.csv"))
+        attention = read_bundle_table(tp_dir, "attention.csv")
+        require_layer_kernels(tp_dir / "attention.csv", bundle_attention_kernels(attention), model)
+        points = bundle_attention_rows(attention)
         axes = ["prefill_chunk", "prefill_key", "n_decode", "kv_decode"]
         context = points["prefill_key"] - points["prefill_chunk"] / 2  # undo the relabelling: the cached history
         reference = np.array([_attention_reference(roofline, pc, ctx, n, kv) for pc, ctx, n, kv in

@@ -261,6 +261,7 @@ class LLMServingSimCompute:
                            mla=model.is_mla, model_name=model.name)
         layer_ops, mlp_ops = bundle_layer_ops(dense, moe=model.is_moe)
         kernels = bundle_attention_kernels(read_bundle_table(tp_dir, "attention.csv"))
+        require_layer_kernels(tp_dir / "attention.csv", kernels, model)
         axes = ["prefill_chunk", "prefill_key", "n_decode", "kv_decode"]
         decode_only = {kernel: rows[rows["prefill_chunk"] == 0] for kernel, rows in kernels.items()}
         for tables, kind in ((kernels, "attention"), (decode_only, "pure-decode (prefill_chunk 0)")):
@@ -434,6 +435,25 @@ def bundle_attention_kernels(attn: pd.DataFrame) -> dict[str, pd.DataFrame]:
     if "layer" not in attn.columns:
         return {"attention": attn}
     return {str(kernel): rows for kernel, rows in attn.groupby("layer", sort=True)}
+
+
+def require_layer_kernels(path: Path, kernels: dict[str, pd.DataFrame], model: ModelSpec) -> None:
+    """The attention kernels a bundle times must be those that run on every layer of ``model``, each once: the
+    attention kernel, and with DeepSeek sparse attention its indexer (LLMServingSim profiler/models/deepseek_v32.yaml
+    ``blocks.attn.full_attention.pre_attn``). A kernel run on some layers only (MiniMax-M3's ``sparse_attention``
+    beside ``attention``: profiler/models/minimax_m3_vl.yaml) or of another model would be summed into every layer,
+    and a missing indexer dropped: both refused by name."""
+    expected = ("attention", "indexer") if model.is_sparse_attention else ("attention",)
+    extra = [kernel for kernel in kernels if kernel not in expected]
+    if extra:
+        why = ("DeepSeek sparse attention's indexer, which " + model.name + " does not have"
+               if extra == ["indexer"] else f"not a kernel every layer of {model.name} runs once")
+        raise ConfigError(f"{path}: kernel(s) {', '.join(repr(k) for k in extra)} ({why}; it runs "
+                          f"{' and '.join(repr(k) for k in expected)}): a bundle of another model?")
+    missing = [kernel for kernel in expected if kernel not in kernels]
+    if missing:
+        raise ConfigError(f"{path}: no {' or '.join(repr(k) for k in missing)} kernel rows (a 'layer' column naming "
+                          f"each kernel), but every layer of {model.name} runs {' and '.join(expected)}")
 
 
 def bundle_attention_rows(attn: pd.DataFrame) -> pd.DataFrame:
