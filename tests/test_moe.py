@@ -214,7 +214,8 @@ def _two_kernels(second: str | None) -> str:
     """attention.csv rows of the attention kernel (5 us) and ``second`` (KV / 8 us), and a verification row of 999."""
     return ("layer,prefill_chunk,kv_prefill,n_decode,kv_decode,decode_q_len,time_us\n"
             + "".join(f"attention,0,0,{n},{kv},1,5\n" for n in (1, 8) for kv in (16, 32))
-            + ("" if second is None else "".join(f"{second},0,0,{n},{kv},1,{kv / 8}\n" for n in (1, 8) for kv in (16, 32))
+            + ("" if second is None else
+               "".join(f"{second},0,0,{n},{kv},1,{kv / 8}\n" for n in (1, 8) for kv in (16, 32))
                + f"{second},0,0,1,16,2,999\n"))
 
 
