@@ -249,6 +249,44 @@ def test_bundle_attention_kernels_must_be_the_models_every_layer_kernels(tmp_pat
         LLMServingSimCompute.load(dsa, dsa_16l64e(), 1)
 
 
+def test_bundle_skew_correction_is_per_attention_kernel(tmp_path):
+    """A skew fit with a kernel per row (LLMServingSim trace_generator ``_skew_alpha``: the key is
+    ``{layer}|{bucket}``; outside the buckets ``alpha_default`` for the attention kernel only, 0 for another) corrects
+    each kernel with its own alpha, not the sum of the kernels with whichever row came last."""
+    from tests.test_sparse_attention import dsa_16l64e
+
+    root = _deepseek_catalog_bundle(tmp_path)
+    (root / "meta.yaml").write_text((root / "meta.yaml").read_text()
+                                    + "skew_fit:\n  enabled: true\n  per_tp:\n    1:\n      alpha_default: 0.3\n")
+    # attention KV / 4 us, indexer KV / 8 us, linear in KV at 1 and 8 decodes
+    (root / "tp1" / "attention.csv").write_text(
+        "layer,prefill_chunk,kv_prefill,n_decode,kv_decode,time_us\n"
+        + "".join(f"{k},0,0,{n},{kv},{kv / d}\n" for k, d in (("attention", 4), ("indexer", 8))
+                  for n in (1, 8) for kv in (16, 64)))
+    (root / "tp1" / "skew_fit.csv").write_text(
+        "layer,pc,n_label,skew_rate_label,kv_big_label,kp_label,alpha\n"
+        "attention,0,n<=8,sr<=40%,kvB<=1k,kp=0,0.5\nindexer,0,n<=8,sr<=40%,kvB<=1k,kp=0,0.25\n")
+    model = LLMServingSimCompute.load(root, dsa_16l64e(), 1)
+    fixed = 16 * 7 + 3 * 9 + 13 * 40 + 2  # operators, dense MLPs, MoE blocks, embedding and final norm (us)
+    # KV 16, 16, 16, 64: mean 28, skew rate 12 / 48 = 0.25 (sr<=40%); attention 7 -> 16 us at the longest, alpha
+    # 0.5: 11.5; indexer 3.5 -> 8 us, alpha 0.25: 4.625
+    shape = StepShape.decode_batch([16, 16, 16, 64])
+    assert model.step_time(shape) == pytest.approx((fixed + 16 * (11.5 + 4.625)) * 1e-6)
+    assert model.decode_times(shape, 1)[0] == pytest.approx(model.step_time(shape))
+    # KV 16, 64, 64, 64: skew rate 0.75, in no fitted bucket: attention 13 -> 16 us at alpha_default 0.3 (13.9), the
+    # indexer 6.5 us uncorrected (no default of its own)
+    shape = StepShape.decode_batch([16, 64, 64, 64])
+    assert model.step_time(shape) == pytest.approx((fixed + 16 * (13.9 + 6.5)) * 1e-6)
+    assert model.decode_times(shape, 1)[0] == pytest.approx(model.step_time(shape))
+    # the same fit inlined in meta.yaml with kernel-prefixed keys
+    (root / "tp1" / "skew_fit.csv").unlink()
+    (root / "meta.yaml").write_text((root / "meta.yaml").read_text() + "      alpha_by_bucket:\n"
+                                    "        'attention|pc=0|n<=8|sr<=40%|kvB<=1k|kp=0': 0.5\n"
+                                    "        'indexer|pc=0|n<=8|sr<=40%|kvB<=1k|kp=0': 0.25\n")
+    inlined = LLMServingSimCompute.load(root, dsa_16l64e(), 1)
+    assert inlined.step_time(StepShape.decode_batch([16, 16, 16, 64])) == pytest.approx((fixed + 16 * 16.125) * 1e-6)
+
+
 # ---------------------------------------------------------------- data-parallel groups sharing the experts
 
 

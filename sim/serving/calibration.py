@@ -263,8 +263,9 @@ def _skew_fit(tp_dir: Path, skew: SkewFit, meta: dict, config: Config) -> TableF
     shots = read_bundle_table(tp_dir, "skew.csv").dropna(subset=["alpha"])
     gap = shots["kv_big"] - shots["kvs"]
     rate = ((shots["kv_mean"] - shots["kvs"]) / gap.where(gap > 0, 1)).to_numpy()
-    alpha = np.array([skew.alpha(pc, n, sr, kvb, kp) for pc, n, sr, kvb, kp in
-                      zip(shots["pc"], shots["n"], rate, shots["kv_big"], shots["kp"], strict=True)])
+    kernels = shots["layer"].astype(str) if "layer" in shots.columns else ["attention"] * len(shots)  # (each its own)
+    alpha = np.array([skew.alpha(pc, n, sr, kvb, kp, kernel) for pc, n, sr, kvb, kp, kernel in
+                      zip(shots["pc"], shots["n"], rate, shots["kv_big"], shots["kp"], kernels, strict=True)])
     t_mean, t_max = shots["t_mean_us"].to_numpy() * 1e-6, shots["t_max_us"].to_numpy() * 1e-6
     enabled = bool((meta.get("skew_fit") or {}).get("enabled"))
     mode = config.compute.skew_correction
