@@ -138,6 +138,15 @@ def test_decode_attends_to_the_top_k_and_the_indexer_to_everything():
     assert memory < (4096 + 2) * 656 + 6002 * 132
 
 
+def test_the_indexer_runs_whole_on_every_tensor_parallel_rank():
+    """At TP 2 the attention's 128 heads are split over the ranks, the indexer's 64 heads are not (deepseek_v2.py
+    Indexer: replicated, wk_weights_proj disable_tp): each rank scores every key with all of them."""
+    two = roofline(2)
+    assert two.attn_flops_per_pair == 2 * 64 * (576 + 512)
+    assert two.index_flops_per_pair == 2 * 64 * 128
+    assert two.attention_flops(0, 6000, 0, 0, 2) == 4096 * 2 * 64 * 1088 + 6000 * 2 * 64 * 128
+
+
 def test_prefill_runs_the_absorbed_form_over_the_top_k():
     r = roofline()
     assert r.prefill_attn_flops_per_pair == r.attn_flops_per_pair and r.context_flops_per_token == 0
