@@ -249,6 +249,33 @@ def test_bundle_attention_kernels_must_be_the_models_every_layer_kernels(tmp_pat
         LLMServingSimCompute.load(dsa, dsa_16l64e(), 1)
 
 
+def test_check_calibration_counts_the_kernel_points_it_cannot_sum(tmp_path):
+    """--check-calibration checks a layer's attention, its kernels' sum, where every kernel was measured; a kernel's
+    points the others lack are counted in the table's notes (they were dropped unsaid), and kernels sharing no point
+    are refused by name (the error said no point had neighbours)."""
+    from sim.config import load_config
+    from sim.serving.calibration import _bundle_tables
+    from tests.test_sparse_attention import FIXTURE
+
+    root = _deepseek_catalog_bundle(tmp_path)
+    config = load_config(None, sets=[f"model={FIXTURE}", "compute.backend=profiled", f"compute.profile={root}"])
+
+    def with_indexer_at(kvs):
+        (root / "tp1" / "attention.csv").write_text(
+            "layer,prefill_chunk,kv_prefill,n_decode,kv_decode,time_us\n"
+            + "".join(f"attention,0,0,{n},{kv},5\n" for n in (1, 8) for kv in (16, 32))
+            + "".join(f"indexer,0,0,{n},{kv},2\n" for n in (1, 8) for kv in kvs))
+        return {fit.table: fit for fit in _bundle_tables(root, config)}["tp1/attention.csv"]
+
+    same = with_indexer_at((16, 32))
+    assert len(same.measured) == 4 and same.measured[0] == pytest.approx(7e-6) and not same.notes
+    # the indexer at KV 16 and 64: 2 of 4 points a kernel in common, 2 + 2 not
+    partial = with_indexer_at((16, 64))
+    assert len(partial.measured) == 2 and partial.notes == {"kernel_points_not_shared": 4}
+    with pytest.raises(ConfigError, match=r"attention.csv: kernels 'attention', 'indexer' share no grid point"):
+        with_indexer_at((24, 64))
+
+
 def test_bundle_skew_correction_is_per_attention_kernel(tmp_path):
     """A skew fit with a kernel per row (LLMServingSim trace_generator ``_skew_alpha``: the key is
     ``{layer}|{bucket}``; outside the buckets ``alpha_default`` for the attention kernel only, 0 for another) corrects

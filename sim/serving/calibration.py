@@ -216,16 +216,23 @@ def _bundle_tables(directory: Path, config: Config) -> list[TableFit]:
             fits.extend(_moe_fit(tp_dir, roofline, config))
 
         attention = read_bundle_table(tp_dir, "attention.csv")
-        require_layer_kernels(tp_dir / "attention.csv", bundle_attention_kernels(attention), model)
+        kernels = bundle_attention_kernels(attention)
+        require_layer_kernels(tp_dir / "attention.csv", kernels, model)
         points = bundle_attention_rows(attention)
         axes = ["prefill_chunk", "prefill_key", "n_decode", "kv_decode"]
+        # a layer's attention is its kernels' sum, measured where every kernel was: the other points are counted
+        unshared = sum(len(rows[axes].drop_duplicates()) for rows in kernels.values()) - len(kernels) * len(points)
+        if points.empty:
+            raise ConfigError(f"{tp_dir / 'attention.csv'}: kernels {', '.join(repr(k) for k in kernels)} share no "
+                              "grid point, so no point measures a layer's attention (their sum) to check")
         context = points["prefill_key"] - points["prefill_chunk"] / 2  # undo the relabelling: the cached history
         reference = np.array([_attention_reference(roofline, pc, ctx, n, kv) for pc, ctx, n, kv in
                               zip(points["prefill_chunk"], context, points["n_decode"], points["kv_decode"],
                                   strict=True)])
         fits.append(TableFit("compute", label + "attention.csv", str(tp_dir / "attention.csv"), points[axes],
                              points["time_s"].to_numpy(), leave_one_out(points, axes, "time_s"), reference,
-                             LOO, _roofline_name(config, "attention")))
+                             LOO, _roofline_name(config, "attention"),
+                             {"kernel_points_not_shared": unshared} if unshared else {}))
 
         seqs = sorted(set(per_seq["lm_head"][0].tolist()) & set(per_seq["sampler"][0].tolist()))
         head = pd.DataFrame({"sequences": seqs, "seconds": [
