@@ -247,6 +247,11 @@ def test_bundle_attention_kernels_must_be_the_models_every_layer_kernels(tmp_pat
     with pytest.raises(ConfigError, match=r"attention.csv: no 'indexer' kernel rows .* but every layer of "
                                           r".* runs attention and indexer"):
         LLMServingSimCompute.load(dsa, dsa_16l64e(), 1)
+    # rows of speculative verification only (decode_q_len 2): no kernel left, which priced attention at 0 before
+    (tiny / "tp1" / "attention.csv").write_text(_two_kernels(None).replace(",1,5\n", ",2,5\n"))
+    with pytest.raises(ConfigError, match=r"attention.csv: no 'attention' kernel rows .* every layer of tiny-moe runs "
+                                          r"attention"):
+        LLMServingSimCompute.load(tiny, TINY, 1)
 
 
 def test_check_calibration_counts_the_kernel_points_it_cannot_sum(tmp_path):

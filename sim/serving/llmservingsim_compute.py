@@ -484,8 +484,8 @@ def require_layer_kernels(path: Path, kernels: dict[str, pd.DataFrame], model: M
                           f"{' and '.join(repr(k) for k in expected)}): a bundle of another model?")
     missing = [kernel for kernel in expected if kernel not in kernels]
     if missing:
-        raise ConfigError(f"{path}: no {' or '.join(repr(k) for k in missing)} kernel rows (a 'layer' column naming "
-                          f"each kernel), but every layer of {model.name} runs {' and '.join(expected)}")
+        raise ConfigError(f"{path}: no {' or '.join(repr(k) for k in missing)} kernel rows (one decode query a sequence, "
+                          f"kernels named in a 'layer' column), but every layer of {model.name} runs {' and '.join(expected)}")
 
 
 def bundle_attention_rows(attn: pd.DataFrame) -> pd.DataFrame:
