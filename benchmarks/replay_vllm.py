@@ -157,6 +157,8 @@ def _served_model(meta: dict[str, Any], engine: dict[str, Any], stated: str | No
     if known is not None:
         return known
     for model_id in dict.fromkeys(str(name) for name in (meta.get("model"), stated, named) if name):
+        if Path(model_id).is_absolute() or ".." in Path(model_id).parts:  # a server's path, not an id under configs/
+            continue
         for folder in run.resolve().parents:
             config = folder / "configs" / "model" / f"{model_id}.json"
             if config.is_file():
