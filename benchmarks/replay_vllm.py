@@ -115,7 +115,8 @@ def engine_overlay(run: Path, profile: Path | None) -> dict[str, Any]:
         "cache": {"tiers": {tier: {"capacity_gib": 0} for tier in ("dram", "ssd", "eic")}},
     }
     if dp > 1:  # one server's engines: vLLM's own balancer sends each request to the engine with the least
-        # 4 x waiting + running (vllm/v1/engine/core_client.py DPLBAsyncMPClient), by load, never by prefix
+        # 4 x waiting + running (vllm/v1/engine/core_client.py DPLBAsyncMPClient), by load, never by prefix; kvsim's
+        # least-loaded takes the fewest waiting + running, unweighted (an approximation of it, not the same pick)
         overlay["cluster"] = {"router": "least-loaded"}
     if profile is not None:
         overlay["compute"] = {"backend": "profiled", "profile": str(profile.resolve())}
@@ -156,6 +157,8 @@ def _served_model(meta: dict[str, Any], engine: dict[str, Any], stated: str | No
     if known is not None:
         return known
     for model_id in dict.fromkeys(str(name) for name in (meta.get("model"), stated, named) if name):
+        if Path(model_id).is_absolute() or ".." in Path(model_id).parts:  # a server's path, not an id under configs/
+            continue
         for folder in run.resolve().parents:
             config = folder / "configs" / "model" / f"{model_id}.json"
             if config.is_file():

@@ -199,16 +199,124 @@ def test_bundle_attention_group_kernels_each_run_once_a_layer(tmp_path):
     """An attention.csv with several kernels (DeepSeek-V3.2: the MLA attention and its sparse-attention indexer,
     both keyed on the attention axes and run on every attention layer) prices a layer's attention as their sum;
     rows of speculative verification (decode_q_len > 1) are not used."""
-    root = _bundle(tmp_path, 1, 1)
-    (root / "tp1" / "attention.csv").write_text(
-        "layer,prefill_chunk,kv_prefill,n_decode,kv_decode,decode_q_len,time_us\n"
-        + "".join(f"attention,0,0,{n},{kv},1,5\n" for n in (1, 8) for kv in (16, 32))
-        + "".join(f"indexer,0,0,{n},{kv},1,{kv / 8}\n" for n in (1, 8) for kv in (16, 32))
-        + "indexer,0,0,1,16,2,999\n")
-    model = LLMServingSimCompute.load(root, TINY, 1)
+    from tests.test_sparse_attention import dsa_16l64e
+
+    root = _deepseek_catalog_bundle(tmp_path)
+    (root / "tp1" / "attention.csv").write_text(_two_kernels("indexer"))
+    model = LLMServingSimCompute.load(root, dsa_16l64e(), 1)
     shape = StepShape.decode_batch([24, 24])  # KV 24: the indexer 3 us (between 2 at 16 and 4 at 32)
-    assert model.step_time(shape) == pytest.approx((2 * (4 + 5 + 3 + 42.5) + 2) * 1e-6)
+    # 16 layers x (7 operators + attention 5 + indexer 3) + 3 dense MLP layers (9) + 13 MoE layers (40) + 2
+    assert model.step_time(shape) == pytest.approx((16 * (7 + 5 + 3) + 3 * 9 + 13 * 40 + 2) * 1e-6)
     assert model.decode_times(shape, 1)[0] == pytest.approx(model.step_time(shape))
+
+
+def _two_kernels(second: str | None) -> str:
+    """attention.csv rows of the attention kernel (5 us) and ``second`` (KV / 8 us), and a verification row of 999."""
+    return ("layer,prefill_chunk,kv_prefill,n_decode,kv_decode,decode_q_len,time_us\n"
+            + "".join(f"attention,0,0,{n},{kv},1,5\n" for n in (1, 8) for kv in (16, 32))
+            + ("" if second is None else
+               "".join(f"{second},0,0,{n},{kv},1,{kv / 8}\n" for n in (1, 8) for kv in (16, 32))
+               + f"{second},0,0,1,16,2,999\n"))
+
+
+def test_bundle_attention_kernels_must_be_the_models_every_layer_kernels(tmp_path):
+    """A kernel is summed into every layer's attention, so the bundle's kernels must be those every layer of the model
+    runs (LLMServingSim's deepseek_v32 catalog: attention and indexer on each layer; minimax_m3_vl: sparse_attention
+    on some layers only): an indexer for a model without sparse attention, a kernel of another layout, or a sparse
+    model's missing indexer (silently dropped before) are refused by name."""
+    from tests.test_sparse_attention import dsa_16l64e
+
+    tiny = _bundle(tmp_path / "tiny", 1, 1)
+    (tiny / "tp1" / "attention.csv").write_text(_two_kernels("indexer"))
+    with pytest.raises(ConfigError, match=r"attention.csv: kernel\(s\) 'indexer' \(DeepSeek sparse attention's "
+                                          r"indexer, which tiny-moe does not have"):
+        LLMServingSimCompute.load(tiny, TINY, 1)
+    # --check-calibration applies the same check before summing the kernels' common points
+    from sim.config import load_config
+    from sim.serving.calibration import _bundle_tables
+
+    config = load_config(None, sets=["model=qwen3-30b-a3b", "compute.backend=profiled", f"compute.profile={tiny}"])
+    with pytest.raises(ConfigError, match=r"'indexer' \(DeepSeek sparse attention's indexer, which qwen3-30b-a3b"):
+        _bundle_tables(tiny, config)
+    dsa = _deepseek_catalog_bundle(tmp_path / "dsa")
+    (dsa / "tp1" / "attention.csv").write_text(_two_kernels("sparse_attention"))
+    with pytest.raises(ConfigError, match=r"kernel\(s\) 'sparse_attention' \(not a kernel every layer of .* runs "
+                                          r"once; it runs 'attention' and 'indexer'\)"):
+        LLMServingSimCompute.load(dsa, dsa_16l64e(), 1)
+    (dsa / "tp1" / "attention.csv").write_text(_two_kernels(None))
+    with pytest.raises(ConfigError, match=r"attention.csv: no 'indexer' kernel rows .* but every layer of "
+                                          r".* runs attention and indexer"):
+        LLMServingSimCompute.load(dsa, dsa_16l64e(), 1)
+    # rows of speculative verification only (decode_q_len 2): no kernel left, which priced attention at 0 before
+    (tiny / "tp1" / "attention.csv").write_text(_two_kernels(None).replace(",1,5\n", ",2,5\n"))
+    with pytest.raises(ConfigError, match=r"attention.csv: no 'attention' kernel rows .* every layer of tiny-moe runs "
+                                          r"attention"):
+        LLMServingSimCompute.load(tiny, TINY, 1)
+
+
+def test_check_calibration_counts_the_kernel_points_it_cannot_sum(tmp_path):
+    """--check-calibration checks a layer's attention, its kernels' sum, where every kernel was measured; a kernel's
+    points the others lack are counted in the table's notes (they were dropped unsaid), and kernels sharing no point
+    are refused by name (the error said no point had neighbours)."""
+    from sim.config import load_config
+    from sim.serving.calibration import _bundle_tables
+    from tests.test_sparse_attention import FIXTURE
+
+    root = _deepseek_catalog_bundle(tmp_path)
+    config = load_config(None, sets=[f"model={FIXTURE}", "compute.backend=profiled", f"compute.profile={root}"])
+
+    def with_indexer_at(kvs):
+        (root / "tp1" / "attention.csv").write_text(
+            "layer,prefill_chunk,kv_prefill,n_decode,kv_decode,time_us\n"
+            + "".join(f"attention,0,0,{n},{kv},5\n" for n in (1, 8) for kv in (16, 32))
+            + "".join(f"indexer,0,0,{n},{kv},2\n" for n in (1, 8) for kv in kvs))
+        return {fit.table: fit for fit in _bundle_tables(root, config)}["tp1/attention.csv"]
+
+    same = with_indexer_at((16, 32))
+    assert len(same.measured) == 4 and same.measured[0] == pytest.approx(7e-6) and not same.notes
+    # the indexer at KV 16 and 64: 2 of 4 points a kernel in common, 2 + 2 not
+    partial = with_indexer_at((16, 64))
+    assert len(partial.measured) == 2 and partial.notes == {"kernel_points_not_shared": 4}
+    with pytest.raises(ConfigError, match=r"attention.csv: kernels 'attention', 'indexer' share no grid point"):
+        with_indexer_at((24, 64))
+
+
+def test_bundle_skew_correction_is_per_attention_kernel(tmp_path):
+    """A skew fit with a kernel per row (LLMServingSim trace_generator ``_skew_alpha``: the key is
+    ``{layer}|{bucket}``; outside the buckets ``alpha_default`` for the attention kernel only, 0 for another) corrects
+    each kernel with its own alpha, not the sum of the kernels with whichever row came last."""
+    from tests.test_sparse_attention import dsa_16l64e
+
+    root = _deepseek_catalog_bundle(tmp_path)
+    (root / "meta.yaml").write_text((root / "meta.yaml").read_text()
+                                    + "skew_fit:\n  enabled: true\n  per_tp:\n    1:\n      alpha_default: 0.3\n")
+    # attention KV / 4 us, indexer KV / 8 us, linear in KV at 1 and 8 decodes
+    (root / "tp1" / "attention.csv").write_text(
+        "layer,prefill_chunk,kv_prefill,n_decode,kv_decode,time_us\n"
+        + "".join(f"{k},0,0,{n},{kv},{kv / d}\n" for k, d in (("attention", 4), ("indexer", 8))
+                  for n in (1, 8) for kv in (16, 64)))
+    (root / "tp1" / "skew_fit.csv").write_text(
+        "layer,pc,n_label,skew_rate_label,kv_big_label,kp_label,alpha\n"
+        "attention,0,n<=8,sr<=40%,kvB<=1k,kp=0,0.5\nindexer,0,n<=8,sr<=40%,kvB<=1k,kp=0,0.25\n")
+    model = LLMServingSimCompute.load(root, dsa_16l64e(), 1)
+    fixed = 16 * 7 + 3 * 9 + 13 * 40 + 2  # operators, dense MLPs, MoE blocks, embedding and final norm (us)
+    # KV 16, 16, 16, 64: mean 28, skew rate 12 / 48 = 0.25 (sr<=40%); attention 7 -> 16 us at the longest, alpha
+    # 0.5: 11.5; indexer 3.5 -> 8 us, alpha 0.25: 4.625
+    shape = StepShape.decode_batch([16, 16, 16, 64])
+    assert model.step_time(shape) == pytest.approx((fixed + 16 * (11.5 + 4.625)) * 1e-6)
+    assert model.decode_times(shape, 1)[0] == pytest.approx(model.step_time(shape))
+    # KV 16, 64, 64, 64: skew rate 0.75, in no fitted bucket: attention 13 -> 16 us at alpha_default 0.3 (13.9), the
+    # indexer 6.5 us uncorrected (no default of its own)
+    shape = StepShape.decode_batch([16, 64, 64, 64])
+    assert model.step_time(shape) == pytest.approx((fixed + 16 * (13.9 + 6.5)) * 1e-6)
+    assert model.decode_times(shape, 1)[0] == pytest.approx(model.step_time(shape))
+    # the same fit inlined in meta.yaml with kernel-prefixed keys
+    (root / "tp1" / "skew_fit.csv").unlink()
+    (root / "meta.yaml").write_text((root / "meta.yaml").read_text() + "      alpha_by_bucket:\n"
+                                    "        'attention|pc=0|n<=8|sr<=40%|kvB<=1k|kp=0': 0.5\n"
+                                    "        'indexer|pc=0|n<=8|sr<=40%|kvB<=1k|kp=0': 0.25\n")
+    inlined = LLMServingSimCompute.load(root, dsa_16l64e(), 1)
+    assert inlined.step_time(StepShape.decode_batch([16, 16, 16, 64])) == pytest.approx((fixed + 16 * 16.125) * 1e-6)
 
 
 # ---------------------------------------------------------------- data-parallel groups sharing the experts

@@ -138,6 +138,15 @@ def test_decode_attends_to_the_top_k_and_the_indexer_to_everything():
     assert memory < (4096 + 2) * 656 + 6002 * 132
 
 
+def test_the_indexer_runs_whole_on_every_tensor_parallel_rank():
+    """At TP 2 the attention's 128 heads are split over the ranks, the indexer's 64 heads are not (deepseek_v2.py
+    Indexer: replicated, wk_weights_proj disable_tp): each rank scores every key with all of them."""
+    two = roofline(2)
+    assert two.attn_flops_per_pair == 2 * 64 * (576 + 512)
+    assert two.index_flops_per_pair == 2 * 64 * 128
+    assert two.attention_flops(0, 6000, 0, 0, 2) == 4096 * 2 * 64 * 1088 + 6000 * 2 * 64 * 128
+
+
 def test_prefill_runs_the_absorbed_form_over_the_top_k():
     r = roofline()
     assert r.prefill_attn_flops_per_pair == r.attn_flops_per_pair and r.context_flops_per_token == 0
@@ -167,6 +176,35 @@ def test_the_indexer_projections_in_the_linear_layers():
         (1536 * 24576 + 512 * 32768 + 16384 * 7168 + shared + 7168 * (1536 + 576) + WQ_B) * PER_WEIGHT
         + (WK_WEIGHTS + 7168 * 64) * 2, rel=1e-12)
     assert r.linear_peak == 1000e12  # profiles/gpus.yaml rtxpro6000 dense_fp8_tflops
+
+
+def test_utilization_bounds_each_steps_selection():
+    """The work counter prices a sparse model's attention as the roofline prices each step: the top-k bound per step
+    (min(pairs, queries x index_topk)), summed; the run's totals bound it far more loosely (one short-context and one
+    long-context decode step: 16 queries may select 32,768 keys of the 80,800 together, each step alone 800 and
+    8 x 2048 = 16,384). Runs give every instance's totals the model's index_topk."""
+    from sim.serving.run import ServingRun
+    from sim.serving.utilization import WorkCounter, WorkTotals
+    from tests.test_serving import make_trace
+
+    counter = WorkCounter(roofline())
+    per_step, totals = WorkTotals(index_topk=2048), WorkTotals()
+    for work in (per_step, totals):
+        work.add_step(StepShape.decode_batch([100] * 8), 1.0)
+        work.add_step(StepShape.decode_batch([10_000] * 8), 1.0)
+    assert (per_step.decode_selected, per_step.prefill_selected) == (800 + 16_384, 0)
+    # 16 layers of 278,528 FLOPs a selected pair (the indexer's 16,384 a pair over all 80,800 either way)
+    assert counter.flops(per_step) - counter.flops(totals) == pytest.approx(16 * 278_528 * (17_184 - 32_768))
+    # bytes: 656 of latent a selected key, not of every cached one (132 of indexer key each either way)
+    assert counter.bytes(per_step) - counter.bytes(totals) == pytest.approx(16 * 656 * (17_184 - 80_800))
+    # a decode window crossing the top-k: 8 sequences over 16,376, 16,384 and 16,392 keys: 16,376 + 2 x 16,384
+    window = WorkTotals(index_topk=2048)
+    window.add_decode_window(seqs=8, first_kv_tokens=16_376, steps=3, duration=1.0)
+    assert window.decode_selected == 16_376 + 2 * 16_384
+    config = load_config(None, sets=[f"model={FIXTURE}", "hardware.gpu=rtxpro6000", "serving.num_instances=1",
+                                     "serving.num_gpu_blocks=1000"])
+    run = ServingRun(make_trace([0.0], [100], [2]), config, "single")
+    assert [inst.work.index_topk for inst in run.instances] == [2048]
 
 
 @pytest.mark.parametrize("change, words", [

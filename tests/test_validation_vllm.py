@@ -224,6 +224,16 @@ def test_a_model_kvsim_does_not_name_is_read_from_the_runs_llmservingsim_checkou
     overlay = _replay_module().engine_overlay(run, None)
     assert overlay["model"] == str(config.resolve())
     assert load_config(None, sets=[f"model={overlay['model']}"]).model == str(config.resolve())
+    # a server's own path is no id under configs/model/ (joined there, it named <path>.json wherever that was)
+    beside = tmp_path / "data" / "model" / "Lite-MoE.json"
+    beside.parent.mkdir(parents=True)
+    beside.write_text(config.read_text())
+
+    def server_path(meta):
+        meta["model"] = meta["engine_kwargs"]["model"] = str(beside.with_suffix(""))
+
+    run = _run_with(shared_data, checkout / "bench" / "examples" / "RTX4090" / "by-path", server_path)
+    assert _replay_module().engine_overlay(run, None)["model"] == str(beside.with_suffix(""))
 
 
 def test_an_fp8_run_is_replayed_only_as_an_fp8_checkpoint(shared_data, tmp_path):

@@ -36,8 +36,8 @@ from sim.serving.collectives import (COLLECTIVES, MeasuredCollectives, RingColle
                                      vidur_collective_rows)
 from sim.serving.compute import RooflineCompute, StepShape
 from sim.serving.compute_backend import gpu_link, profile_misfit
-from sim.serving.llmservingsim_compute import (SkewFit, bundle_attention_rows, bundle_curves, bundle_layer_ops,
-                                              moe_table, require_bundle_ops)
+from sim.serving.llmservingsim_compute import (SkewFit, bundle_attention_kernels, bundle_attention_rows, bundle_curves,
+                                              bundle_layer_ops, moe_table, require_bundle_ops, require_layer_kernels)
 from sim.serving.vidur_compute import (VidurAttention, VidurProfile, read_vidur_table, vidur_layer_ms,
                                       vidur_op_columns)
 from sim.serving.network import AnalyticNetwork, LookupNetwork
@@ -215,15 +215,24 @@ def _bundle_tables(directory: Path, config: Config) -> list[TableFit]:
         if moe and (tp_dir / "moe.csv").is_file():
             fits.extend(_moe_fit(tp_dir, roofline, config))
 
-        points = bundle_attention_rows(read_bundle_table(tp_dir, "attention.csv"))
+        attention = read_bundle_table(tp_dir, "attention.csv")
+        kernels = bundle_attention_kernels(attention)
+        require_layer_kernels(tp_dir / "attention.csv", kernels, model)
+        points = bundle_attention_rows(attention)
         axes = ["prefill_chunk", "prefill_key", "n_decode", "kv_decode"]
+        # a layer's attention is its kernels' sum, measured where every kernel was: the other points are counted
+        unshared = sum(len(rows[axes].drop_duplicates()) for rows in kernels.values()) - len(kernels) * len(points)
+        if points.empty:
+            raise ConfigError(f"{tp_dir / 'attention.csv'}: kernels {', '.join(repr(k) for k in kernels)} share no "
+                              "grid point, so no point measures a layer's attention (their sum) to check")
         context = points["prefill_key"] - points["prefill_chunk"] / 2  # undo the relabelling: the cached history
         reference = np.array([_attention_reference(roofline, pc, ctx, n, kv) for pc, ctx, n, kv in
                               zip(points["prefill_chunk"], context, points["n_decode"], points["kv_decode"],
                                   strict=True)])
         fits.append(TableFit("compute", label + "attention.csv", str(tp_dir / "attention.csv"), points[axes],
                              points["time_s"].to_numpy(), leave_one_out(points, axes, "time_s"), reference,
-                             LOO, _roofline_name(config, "attention")))
+                             LOO, _roofline_name(config, "attention"),
+                             {"kernel_points_not_shared": unshared} if unshared else {}))
 
         seqs = sorted(set(per_seq["lm_head"][0].tolist()) & set(per_seq["sampler"][0].tolist()))
         head = pd.DataFrame({"sequences": seqs, "seconds": [
@@ -261,8 +270,9 @@ def _skew_fit(tp_dir: Path, skew: SkewFit, meta: dict, config: Config) -> TableF
     shots = read_bundle_table(tp_dir, "skew.csv").dropna(subset=["alpha"])
     gap = shots["kv_big"] - shots["kvs"]
     rate = ((shots["kv_mean"] - shots["kvs"]) / gap.where(gap > 0, 1)).to_numpy()
-    alpha = np.array([skew.alpha(pc, n, sr, kvb, kp) for pc, n, sr, kvb, kp in
-                      zip(shots["pc"], shots["n"], rate, shots["kv_big"], shots["kp"], strict=True)])
+    kernels = shots["layer"].astype(str) if "layer" in shots.columns else ["attention"] * len(shots)  # (each its own)
+    alpha = np.array([skew.alpha(pc, n, sr, kvb, kp, kernel) for pc, n, sr, kvb, kp, kernel in
+                      zip(shots["pc"], shots["n"], rate, shots["kv_big"], shots["kp"], kernels, strict=True)])
     t_mean, t_max = shots["t_mean_us"].to_numpy() * 1e-6, shots["t_max_us"].to_numpy() * 1e-6
     enabled = bool((meta.get("skew_fit") or {}).get("enabled"))
     mode = config.compute.skew_correction

@@ -52,12 +52,23 @@ class SkewFit:
     bimodal batches. ``pc`` is a bucket of its own per profiled chunk size. A batch in no fitted bucket
     (a chunk size between grid points, more decodes or a longer KV than profiled) takes the pooled
     ``alpha_default``, as LLMServingSim's ``_skew_alpha`` does.
+
+    Alphas are per attention kernel (a ``layer`` column, or ``kernel|pc=...`` keys: DeepSeek-V3.2's attention and
+    indexer are fitted apart; a table without one is the ``attention`` kernel's), each kernel corrected with its own
+    (``_skew_alpha``'s ``{layer}|{bucket}`` key). Outside its buckets a kernel takes
+    ``alpha_default_by_layer[kernel]``, the ``attention`` kernel also ``alpha_default``, any other 0 (no correction
+    it was not measured for).
     """
 
-    alphas: dict[tuple[float, str, str, str, str], float]
+    alphas: dict[tuple[str, float, str, str, str, str], float]  # (kernel, pc, n, skew_rate, kv_big, kp labels)
     axes: dict[str, tuple[np.ndarray, tuple[str, ...]]]  # n, skew_rate, kv_big, kp: (upper edges, labels)
-    default: float
+    defaults: dict[str, float]  # per kernel, outside its fitted buckets
     source: str
+
+    @property
+    def default(self) -> float:
+        """The attention kernel's alpha outside its fitted buckets."""
+        return self.defaults.get("attention", 0.0)
 
     @classmethod
     def load(cls, tp_dir: Path, meta: dict, tensor_parallel_size: int) -> "SkewFit | None":
@@ -73,17 +84,28 @@ class SkewFit:
         path = tp_dir / "skew_fit.csv"
         columns = ["pc", "n_label", "skew_rate_label", "kv_big_label", "kp_label", "alpha"]
         if path.is_file():
-            table = read_profile_csv(path, numeric=("pc", "alpha"), what="LLMServingSim skew_fit.csv", keys=columns[:-1],
-                                     signed=("alpha",))
+            table = read_profile_csv(path, numeric=("pc", "alpha"), what="LLMServingSim skew_fit.csv",
+                                     keys=("layer", *columns[:-1]), signed=("alpha",))
             if not set(columns) <= set(table.columns):
                 raise ConfigError(f"{path}: not an LLMServingSim skew_fit.csv (needs columns {columns})")
+            if "layer" not in table.columns:  # one kernel's fit, from before the layer column
+                table = table.assign(layer="attention")
             source = str(path)
         elif entry.get("alpha_by_bucket"):  # older bundles inline the table: "pc=0|n<=8|sr<=5%|kvB<=1k|kp=0": alpha
-            keys = [str(k).split("|") for k in entry["alpha_by_bucket"]]
-            table = pd.DataFrame([[float(k[0].removeprefix("pc=")), *k[1:], float(v)]
-                                  for k, v in zip(keys, entry["alpha_by_bucket"].values(), strict=True)],
-                                 columns=columns)
             source = str(tp_dir.parent / "meta.yaml")
+            rows = []
+            for key, value in entry["alpha_by_bucket"].items():
+                parts = str(key).split("|")
+                parts = parts if len(parts) == 6 else ["attention", *parts]  # "indexer|pc=0|...": a kernel's own
+                try:
+                    rows.append([parts[0], float(parts[1].removeprefix("pc=")), *parts[2:], float(value)])
+                except (ValueError, TypeError):
+                    raise ConfigError(f"{source}: skew_fit alpha_by_bucket entry {key!r}: {value!r} is not "
+                                      "[kernel|]pc=N|n|skew rate|kv_big|kp: alpha") from None
+                if len(rows[-1]) != 7:
+                    raise ConfigError(f"{source}: skew_fit alpha_by_bucket key {key!r} is not [kernel|]pc=N|n|skew "
+                                      "rate|kv_big|kp")
+            table = pd.DataFrame(rows, columns=["layer", *columns])
         else:
             return None
         recorded = entry.get("bucket_axes") or fit.get("bucket_axes")
@@ -93,27 +115,28 @@ class SkewFit:
                 axes[axis] = (np.array(recorded[f"{axis}_bins"][1:], dtype=float), tuple(recorded[f"{axis}_labels"]))
             else:
                 axes[axis] = _bucket_edges(table[column].astype(str).tolist())
-        if "alpha_default" in entry:
-            default = float(entry["alpha_default"])
+        defaults = {str(k): float(v) for k, v in (entry.get("alpha_default_by_layer") or {}).items()}
+        if "attention" in defaults:
+            pass
+        elif "alpha_default" in entry:
+            defaults["attention"] = float(entry["alpha_default"])
         elif (tp_dir / "skew.csv").is_file():
             shots = read_bundle_table(tp_dir, "skew.csv").dropna(subset=["alpha"])
             gap, excess = shots["t_max_us"] - shots["t_mean_us"], shots["t_skew_us"] - shots["t_mean_us"]
-            default = float((gap * excess).sum() / (gap**2).sum()) if (gap**2).sum() > 0 else 0.0
-        else:
-            default = 0.0
-        alphas = {(float(r.pc), str(r.n_label), str(r.skew_rate_label), str(r.kv_big_label), str(r.kp_label)): float(r.alpha)
-                  for r in table.itertuples(index=False)}
-        return cls(alphas, axes, default, source)
+            defaults["attention"] = float((gap * excess).sum() / (gap**2).sum()) if (gap**2).sum() > 0 else 0.0
+        alphas = {(str(r.layer), float(r.pc), str(r.n_label), str(r.skew_rate_label), str(r.kv_big_label),
+                   str(r.kp_label)): float(r.alpha) for r in table.itertuples(index=False)}
+        return cls(alphas, axes, defaults, source)
 
     def _label(self, axis: str, value: float) -> str | None:
         edges, labels = self.axes[axis]
         i = int(np.searchsorted(edges, value, side="left"))  # first edge >= value: the (lo, edge] bucket
         return labels[i] if i < len(labels) else None
 
-    def alpha(self, pc: float, n: int, skew_rate: float, kv_big: float, kp: float) -> float:
+    def alpha(self, pc: float, n: int, skew_rate: float, kv_big: float, kp: float, kernel: str = "attention") -> float:
         labels = (self._label("n", n), self._label("skew_rate", min(1.0, max(0.0, skew_rate))),
                   self._label("kv_big", kv_big), self._label("kp", kp))
-        return self.alphas.get((float(pc), *labels), self.default)
+        return self.alphas.get((kernel, float(pc), *labels), self.defaults.get(kernel, 0.0))
 
 
 @dataclass
@@ -232,6 +255,7 @@ class LLMServingSimCompute:
     name: str = "profiled"
     mlp_ops: tuple[str, ...] = ()  # a mixture of experts' dense MLP layers (DeepSeek's first ones)
     dense_mlp_layers: int = 0
+    kernels: tuple[str, ...] = ("attention",)  # the attention kernels' names, in the order of the nodes
 
     @classmethod
     def load(cls, directory: Path, model: ModelSpec, tensor_parallel_size: int,
@@ -261,6 +285,7 @@ class LLMServingSimCompute:
                            mla=model.is_mla, model_name=model.name)
         layer_ops, mlp_ops = bundle_layer_ops(dense, moe=model.is_moe)
         kernels = bundle_attention_kernels(read_bundle_table(tp_dir, "attention.csv"))
+        require_layer_kernels(tp_dir / "attention.csv", kernels, model)
         axes = ["prefill_chunk", "prefill_key", "n_decode", "kv_decode"]
         decode_only = {kernel: rows[rows["prefill_chunk"] == 0] for kernel, rows in kernels.items()}
         for tables, kind in ((kernels, "attention"), (decode_only, "pure-decode (prefill_chunk 0)")):
@@ -276,7 +301,8 @@ class LLMServingSimCompute:
                 raise ConfigError(f"compute.skew_correction is 'always' but {tp_dir} has no skew_fit.csv")
         return cls(dense, per_seq, layer_ops, KernelSum.of([GridNode(rows, axes, "time_s") for rows in kernels.values()]),
                    KernelSum.of([GridNode(rows, ["n_decode", "kv_decode"], "time_s") for rows in decode_only.values()]),
-                   model.num_layers, str(directory), skew, experts, mlp_ops=mlp_ops, dense_mlp_layers=dense_mlp_layers)
+                   model.num_layers, str(directory), skew, experts, mlp_ops=mlp_ops, dense_mlp_layers=dense_mlp_layers,
+                   kernels=tuple(kernels))
 
     def _op(self, table: dict, name: str, x):
         xs, ys = table[name]
@@ -303,24 +329,24 @@ class LLMServingSimCompute:
         return float(once)
 
     def _skewed(self, t_mean: float, t_max: float, pc: float, n: int, kv_mean: float, kv_max: float,
-                kv_min: float, kp: float) -> float:
-        """``t_mean`` corrected towards ``t_max`` by the bucket's alpha (as LLMServingSim's
+                kv_min: float, kp: float, kernel: str = "attention") -> float:
+        """``t_mean`` corrected towards ``t_max`` by the bucket's alpha for ``kernel`` (as LLMServingSim's
         ``_lookup_attention_with_skew``: none for one decode, equal lengths, or t_max <= t_mean)."""
         if self.skew is None or n <= 1 or kv_max == kv_mean or t_max <= t_mean:
             return t_mean
         skew_rate = (kv_mean - kv_min) / (kv_max - kv_min)
-        return t_mean + self.skew.alpha(pc, n, skew_rate, kv_max, kp) * (t_max - t_mean)
+        return t_mean + self.skew.alpha(pc, n, skew_rate, kv_max, kp, kernel) * (t_max - t_mean)
 
     def attention_time(self, shape: StepShape) -> float:
-        """One layer's attention kernel for the step."""
+        """One layer's attention kernels for the step (each skew-corrected with its own alpha)."""
         chunk, n = shape.prefill_tokens, shape.decode_seqs
         key = shape.prefill_pairs / chunk if chunk else 0.0
         kv = shape.decode_kv_tokens / n if n else 0.0
-        t_mean = self.attention.lookup((chunk, key, n, kv))
         if self.skew is None or n <= 1 or shape.decode_kv_max == kv:
-            return t_mean
-        t_max = self.attention.lookup((chunk, key, n, shape.decode_kv_max))
-        return self._skewed(t_mean, t_max, chunk, n, kv, shape.decode_kv_max, shape.decode_kv_min, shape.prefill_context)
+            return self.attention.lookup((chunk, key, n, kv))
+        return sum(self._skewed(node.lookup((chunk, key, n, kv)), node.lookup((chunk, key, n, shape.decode_kv_max)),
+                                chunk, n, kv, shape.decode_kv_max, shape.decode_kv_min, shape.prefill_context, kernel)
+                   for kernel, node in zip(self.kernels, kernel_nodes(self.attention), strict=True))
 
     def step_time(self, shape: StepShape, share: DataParallelShare | None = None) -> float:
         if shape.tokens == 0:
@@ -338,10 +364,12 @@ class LLMServingSimCompute:
         attention = []
         for total, longest, shortest in zip(kv_tokens.tolist(), kv_max.tolist(), kv_min.tolist(), strict=True):
             mean = total / seqs
-            t_mean = node.lookup((seqs, mean))
             if self.skew is not None and seqs > 1 and longest != mean:
-                t_mean = self._skewed(t_mean, node.lookup((seqs, longest)), 0, seqs, mean, longest, shortest, 0)
-            attention.append(t_mean)
+                attention.append(sum(self._skewed(kernel_node.lookup((seqs, mean)), kernel_node.lookup((seqs, longest)),
+                                                  0, seqs, mean, longest, shortest, 0, kernel)
+                                     for kernel, kernel_node in zip(self.kernels, kernel_nodes(node), strict=True)))
+            else:
+                attention.append(node.lookup((seqs, mean)))
         return fixed + self.num_layers * np.array(attention)
 
 
@@ -423,6 +451,11 @@ class KernelSum:
         return sum(node.lookup(point) for node in self.nodes)
 
 
+def kernel_nodes(table: GridNode | KernelSum) -> list[GridNode]:
+    """Each kernel's grid of an attention table (one, or a ``KernelSum``'s)."""
+    return table.nodes if isinstance(table, KernelSum) else [table]
+
+
 def bundle_attention_kernels(attn: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """A bundle's attention kernels (a table without a ``layer`` column: one, ``attention``), each's rows with a
     ``prefill_key`` axis and ``time_s``; every kernel runs once per attention layer."""
@@ -434,6 +467,25 @@ def bundle_attention_kernels(attn: pd.DataFrame) -> dict[str, pd.DataFrame]:
     if "layer" not in attn.columns:
         return {"attention": attn}
     return {str(kernel): rows for kernel, rows in attn.groupby("layer", sort=True)}
+
+
+def require_layer_kernels(path: Path, kernels: dict[str, pd.DataFrame], model: ModelSpec) -> None:
+    """The attention kernels a bundle times must be those that run on every layer of ``model``, each once: the
+    attention kernel, and with DeepSeek sparse attention its indexer (LLMServingSim profiler/models/deepseek_v32.yaml
+    ``blocks.attn.full_attention.pre_attn``). A kernel run on some layers only (MiniMax-M3's ``sparse_attention``
+    beside ``attention``: profiler/models/minimax_m3_vl.yaml) or of another model would be summed into every layer,
+    and a missing indexer dropped: both refused by name."""
+    expected = ("attention", "indexer") if model.is_sparse_attention else ("attention",)
+    extra = [kernel for kernel in kernels if kernel not in expected]
+    if extra:
+        why = ("DeepSeek sparse attention's indexer, which " + model.name + " does not have"
+               if extra == ["indexer"] else f"not a kernel every layer of {model.name} runs once")
+        raise ConfigError(f"{path}: kernel(s) {', '.join(repr(k) for k in extra)} ({why}; it runs "
+                          f"{' and '.join(repr(k) for k in expected)}): a bundle of another model?")
+    missing = [kernel for kernel in expected if kernel not in kernels]
+    if missing:
+        raise ConfigError(f"{path}: no {' or '.join(repr(k) for k in missing)} kernel rows (one decode query a sequence, "
+                          f"kernels named in a 'layer' column), but every layer of {model.name} runs {' and '.join(expected)}")
 
 
 def bundle_attention_rows(attn: pd.DataFrame) -> pd.DataFrame:

@@ -150,6 +150,7 @@ class ServingRun:
         inst = Instance(index, role, self.engine, self.config.serving, self.usable_blocks, cache, compute, self.table,
                         self.itl, on_prefill_done=self._prefill_done, on_finish=self._finished,
                         prefix_caching=self.prefix_caching, shared_blocks=self.shared_blocks)
+        inst.work.index_topk = model_spec(self.config.model).index_topk  # (sparse attention: utilization's bound)
         dp = self.config.serving.data_parallel_size
         if dp > 1:
             key = self._group_key(index)

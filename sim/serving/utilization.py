@@ -42,8 +42,16 @@ class WorkTotals:
     logit_rows: int = 0
     tokens_per_step: dict[int, int] = field(default_factory=dict)  # tokens -> steps
     seqs_per_step: dict[int, int] = field(default_factory=dict)  # sequences -> steps
+    # DeepSeek sparse attention: the pairs the attention computes, each step's own bound (RooflineCompute
+    # selected_pairs: min(pairs, queries x index_topk)) summed; the run's totals would bound far more loosely
+    index_topk: int | None = None
+    prefill_selected: float = 0.0
+    decode_selected: float = 0.0
 
     def add_step(self, shape: StepShape, duration: float) -> None:
+        if self.index_topk is not None:
+            self.prefill_selected += min(shape.prefill_pairs, shape.prefill_tokens * self.index_topk)
+            self.decode_selected += min(shape.decode_kv_tokens, shape.decode_seqs * self.index_topk)
         self.steps += 1
         self.busy_s += duration
         self.prefill_tokens += shape.prefill_tokens
@@ -60,6 +68,9 @@ class WorkTotals:
     def add_decode_window(self, seqs: int, first_kv_tokens: int, steps: int, duration: float) -> None:
         """``steps`` decode steps of ``seqs`` sequences, the first attending to ``first_kv_tokens`` keys
         in all and each next one to ``seqs`` more."""
+        if self.index_topk is not None:
+            kv = first_kv_tokens + seqs * np.arange(steps, dtype=np.int64)
+            self.decode_selected += float(np.minimum(kv, seqs * self.index_topk).sum())
         self.steps += steps
         self.busy_s += duration
         self.decode_tokens += seqs * steps
@@ -92,11 +103,20 @@ class WorkCounter:
         self.peak_flops = r.gpu.peak_flops
         self.peak_bandwidth = r.gpu.memory_bandwidth
 
+    def _per_step_selection(self, w: WorkTotals) -> bool:
+        """The steps' sparse-attention selections were summed for this model (else the totals bound them)."""
+        return self.roofline.index_topk is not None and w.index_topk == self.roofline.index_topk
+
     def flops(self, w: WorkTotals) -> float:
         tokens = w.prefill_tokens + w.decode_tokens
         context = w.prefill_kv_tokens - w.prefill_tokens
-        attention = self.roofline.attention_flops(w.prefill_pairs, w.decode_kv_tokens, context, w.prefill_tokens,
-                                                  w.decode_tokens)
+        r = self.roofline
+        if self._per_step_selection(w):  # (as RooflineCompute.attention_flops of each step, summed)
+            attention = (r.attn_flops_per_pair * (w.prefill_selected + w.decode_selected)
+                         + r.index_flops_per_pair * (w.prefill_pairs + w.decode_kv_tokens))
+        else:
+            attention = r.attention_flops(w.prefill_pairs, w.decode_kv_tokens, context, w.prefill_tokens,
+                                          w.decode_tokens)
         per_layer = self.linear_flops_per_token * tokens + attention
         return self.layers * per_layer + self.head_flops_per_row * w.logit_rows
 
@@ -113,8 +133,12 @@ class WorkCounter:
         """Weights read once per step and layer, activations, and the KV each step's attention reads."""
         tokens = w.prefill_tokens + w.decode_tokens
         kv = w.prefill_kv_tokens + w.decode_kv_tokens + w.decode_tokens
-        per_layer = (self.weight_bytes(w) + self.act_bytes_per_token * tokens
-                     + self.kv_bytes_per_token_layer * kv)
+        kv_bytes = self.kv_bytes_per_token_layer * kv
+        if self._per_step_selection(w):  # the indexer reads every key, a decode's attention its top-k latents
+            r = self.roofline
+            kv_bytes = (r.index_bytes_per_token_layer * kv
+                        + r.latent_bytes_per_token_layer * (w.prefill_kv_tokens + w.decode_selected + w.decode_tokens))
+        per_layer = self.weight_bytes(w) + self.act_bytes_per_token * tokens + kv_bytes
         return self.layers * per_layer + self.head_weight_bytes * w.steps
 
 
