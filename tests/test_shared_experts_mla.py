@@ -302,6 +302,7 @@ def test_a_vidur_profile_is_refused_for_a_dense_mla_model(tmp_path, run_cli):
                              "compute.backend=profiled", "--set", f"compute.profile={tmp_path / 'vidur'}")
     assert status == 2 and "Traceback" not in err
     assert "a Vidur profile times q/k/v/o attention" in err and "multi-head latent attention" in err
+    assert "use an LLMServingSim bundle of this model or compute.backend 'roofline'" in err  # (MLA bundles are read)
 
 
 def test_inconsistent_mla_specs_are_refused():

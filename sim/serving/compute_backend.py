@@ -106,8 +106,9 @@ def compute_model(config: Config) -> RooflineCompute | ProfiledCompute | LLMServ
     directory = Path(config.compute.profile)
     unfit = profile_misfit(directory, model, config.model, bundle is not None)
     if unfit:
-        moe_bundle = "an LLMServingSim bundle with moe.csv or " if model.is_moe else ""
-        raise ConfigError(f"{unfit}; use {moe_bundle}compute.backend 'roofline'")
+        bundle_hint = ("an LLMServingSim bundle of this model (with moe.csv) or " if model.is_moe else
+                       "an LLMServingSim bundle of this model or " if model.is_mla else "")
+        raise ConfigError(f"{unfit}; use {bundle_hint}compute.backend 'roofline'")
     if bundle is None:
         attention = directory / "attention.csv"
         return ProfiledCompute(VidurProfile.load(directory / "mlp.csv", model, tp), roofline,
