@@ -36,11 +36,12 @@ from sim.serving.collectives import (COLLECTIVES, MeasuredCollectives, RingColle
                                      vidur_collective_rows)
 from sim.serving.compute import RooflineCompute, StepShape
 from sim.serving.compute_backend import gpu_link, profile_misfit
-from sim.serving.llmservingsim_compute import (SkewFit, bundle_attention_kernels, bundle_attention_rows, bundle_curves,
+from sim.serving.llmservingsim_compute import (bundle_attention_kernels, bundle_attention_rows, bundle_curves,
                                               bundle_layer_ops, moe_table, require_bundle_ops, require_layer_kernels)
 from sim.serving.vidur_compute import (VidurAttention, VidurProfile, read_vidur_table, vidur_layer_ms,
                                       vidur_op_columns)
 from sim.serving.network import AnalyticNetwork, LookupNetwork
+from sim.serving.skew_fit import SkewFit
 from sim.model_shape import DTYPE_BYTES, kv_dtype_bytes
 from sim.specs import gpu_spec, model_spec
 
