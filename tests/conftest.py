@@ -44,3 +44,13 @@ def chunk_rows(request, monkeypatch):
     if request.param is not None:
         monkeypatch.setattr(readers, "CHUNK_ROWS", request.param)
     return request.param
+
+
+def replay_module():
+    """benchmarks/replay_vllm.py as a module (a script, not a package): its engine overlay and latency definitions."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("replay_vllm", ROOT / "benchmarks" / "replay_vllm.py")
+    replay = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(replay)
+    return replay

@@ -13,7 +13,7 @@ import pytest
 from sim.config import load_config
 from sim.errors import InputError
 from sim.serving.run import run_serving
-from tests.conftest import ROOT
+from tests.conftest import ROOT, replay_module
 
 OVERLAY = ROOT / "profiles" / "rtx4090_llama31_8b_vllm.yaml"
 
@@ -55,7 +55,7 @@ def test_the_replayed_engine_state_follows_the_measured_one(shared_data):
     through its phases (a queue of 230 requests waiting on KV memory, then draining)."""
     from trace.workload import load_workload
 
-    replay = _replay_module()
+    replay = replay_module()
     trace_path = shared_data / "traces" / "llmservingsim_sharegpt_llama31_8b_300.jsonl"
     config = load_config(None, overlays=[OVERLAY], sets=[f"workload.trace={trace_path}"])
     result, _ = run_serving(load_workload(config), config, "single")
@@ -70,7 +70,7 @@ def test_the_replayed_engine_state_follows_the_measured_one(shared_data):
 def test_a_state_column_zero_at_every_tick_is_not_recorded(tmp_path):
     """A measured column that is 0 at every tick of a run that served requests was not logged (the RTX PRO 6000 runs
     of LLMServingSim's bench/examples log kv_cache_pct 0.0 while 128 requests run): no difference is claimed for it."""
-    replay = _replay_module()
+    replay = replay_module()
     timeseries = tmp_path / "timeseries.csv"
     timeseries.write_text("t,prompt_throughput,gen_throughput,running,waiting,kv_cache_pct\n"
                           "1.0,100.0,10.0,2,1,0.0\n2.0,0.0,20.0,4,0,0.0\n")
@@ -85,7 +85,7 @@ def test_a_state_column_zero_at_every_tick_is_not_recorded(tmp_path):
 def test_the_engine_read_from_meta_json_is_the_hand_written_overlay(shared_data, tmp_path):
     """benchmarks/replay_vllm.py states a measured run's engine from its vllm/meta.json; for the bundled run that
     is the engine profiles/rtx4090_llama31_8b_vllm.yaml was written to state (model, GPU, engine limits, KV)."""
-    replay = _replay_module()
+    replay = replay_module()
     run = shared_data / "validation" / "llmservingsim_rtx4090_llama31_8b"
     overlay = tmp_path / "engine.yaml"
     bundle = shared_data / "profiles" / "llmservingsim_rtx4090_llama31_8b"
@@ -94,15 +94,6 @@ def test_the_engine_read_from_meta_json_is_the_hand_written_overlay(shared_data,
     assert (derived.model, derived.hardware, derived.cache) == (written.model, written.hardware, written.cache)
     assert derived.serving == written.serving
     assert Path(derived.compute.profile).resolve() == Path(written.compute.profile).resolve()
-
-
-def _replay_module():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("replay_vllm", ROOT / "benchmarks" / "replay_vllm.py")
-    replay = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(replay)
-    return replay
 
 
 def _run_with(shared_data, tmp_path, edit) -> Path:
@@ -124,14 +115,14 @@ def test_a_run_with_an_engine_feature_kvsim_does_not_model_is_refused_by_name(sh
     """Replaying such a run would compare another engine with the measurement: the replay stops and names it."""
     run = _run_with(shared_data, tmp_path, edit)
     with pytest.raises(InputError, match=re.escape(named)):
-        _replay_module().engine_overlay(run, None)
+        replay_module().engine_overlay(run, None)
 
 
 def test_the_servers_kv_cache_dtype_and_max_model_len_are_the_replays(shared_data, tmp_path):
     def edit(meta):
         meta["engine_kwargs"].update(kv_cache_dtype="fp8_e4m3", max_model_len=4096)
 
-    serving = _replay_module().engine_overlay(_run_with(shared_data, tmp_path, edit), None)["serving"]
+    serving = replay_module().engine_overlay(_run_with(shared_data, tmp_path, edit), None)["serving"]
     assert (serving["kv_cache_dtype"], serving["max_model_len"]) == ("fp8", 4096)
 
 
@@ -141,7 +132,7 @@ def test_a_run_naming_its_model_by_the_servers_path_is_replayed_as_that_model(sh
     def edit(meta):
         meta["model"] = meta["engine_kwargs"]["model"] = "/data/model/Llama-3.1-8B"
 
-    replay = _replay_module()
+    replay = replay_module()
     assert replay.engine_overlay(_run_with(shared_data, tmp_path / "a", edit), None)["model"] == "Llama-3.1-8B"
     with pytest.raises(InputError, match="the run's GPU is in neither vllm/meta.json"):
         replay.engine_overlay(_run_with(shared_data, tmp_path / "b", lambda meta: meta.pop("hardware")), None)
@@ -152,7 +143,7 @@ def test_the_servers_scheduler_behaviour_is_the_replays(shared_data, tmp_path, f
     """vLLM 0.19's resolved scheduler config states scheduler_reserve_full_isl (the admission gate) and
     async_scheduling, both true in the bundled run; a resolved scheduler config without one is a vLLM from before it
     (admission on the first chunk alone; a synchronous loop)."""
-    replay = _replay_module()
+    replay = replay_module()
     bundled = replay.engine_overlay(shared_data / "validation" / "llmservingsim_rtx4090_llama31_8b", None)["serving"]
     older = replay.engine_overlay(_run_with(shared_data, tmp_path, lambda meta: meta["resolved_config"][
         "scheduler_config"].pop(flag)), None)["serving"]
@@ -177,7 +168,7 @@ def test_the_measured_run_plans_each_step_while_the_one_before_runs(shared_data)
 def test_the_replay_says_what_priced_the_steps_and_the_collectives():
     """The replay's first line names the engine it ran and where its collectives came from (a stated link's ring,
     or a bundle's measured samples), so a reader can tell which one an error belongs to."""
-    describe = _replay_module().describe_engine
+    describe = replay_module().describe_engine
     tp2 = load_config(None, sets=["model=llama-3.1-8b", "hardware.gpu=rtx4090", "serving.tensor_parallel_size=2",
                                   "hardware.gpus_per_node=2", "hardware.gpu_link_gbps=16", "hardware.gpu_link_latency_us=20"])
     assert describe(tp2) == ("replayed as llama-3.1-8b on rtx4090; TP 2; steps: roofline; "
@@ -196,7 +187,7 @@ def test_a_data_parallel_runs_blocks_are_shared_by_its_engines(shared_data, tmp_
             meta["kv_cache"]["num_gpu_blocks"] = total
         return edit
 
-    replay = _replay_module()
+    replay = replay_module()
     overlay = replay.engine_overlay(_run_with(shared_data, tmp_path / "a", data_parallel(5176)), None)
     assert (overlay["serving"]["num_instances"], overlay["serving"]["num_gpu_blocks"]) == (2, 2588)
     # vLLM's balancer picks the engine with the least 4 x waiting + running: by load, not by cached prefix
@@ -221,7 +212,7 @@ def test_a_model_kvsim_does_not_name_is_read_from_the_runs_llmservingsim_checkou
         meta["model"] = meta["engine_kwargs"]["model"] = "acme/Lite-MoE"
 
     run = _run_with(shared_data, checkout / "bench" / "examples" / "RTX4090" / "Lite-MoE", edit)
-    overlay = _replay_module().engine_overlay(run, None)
+    overlay = replay_module().engine_overlay(run, None)
     assert overlay["model"] == str(config.resolve())
     assert load_config(None, sets=[f"model={overlay['model']}"]).model == str(config.resolve())
     # a server's own path is no id under configs/model/ (joined there, it named <path>.json wherever that was)
@@ -233,7 +224,7 @@ def test_a_model_kvsim_does_not_name_is_read_from_the_runs_llmservingsim_checkou
         meta["model"] = meta["engine_kwargs"]["model"] = str(beside.with_suffix(""))
 
     run = _run_with(shared_data, checkout / "bench" / "examples" / "RTX4090" / "by-path", server_path)
-    assert _replay_module().engine_overlay(run, None)["model"] == str(beside.with_suffix(""))
+    assert replay_module().engine_overlay(run, None)["model"] == str(beside.with_suffix(""))
 
 
 def test_an_fp8_run_is_replayed_only_as_an_fp8_checkpoint(shared_data, tmp_path):
@@ -253,7 +244,7 @@ def test_an_fp8_run_is_replayed_only_as_an_fp8_checkpoint(shared_data, tmp_path)
             meta["engine_kwargs"].pop("kv_cache_dtype", None)
         return edit
 
-    replay = _replay_module()
+    replay = replay_module()
     run = _run_with(shared_data, checkout / "bench" / "examples" / "RTXPRO6000" / "DeepSeek-V3.2-Exp-16L64E",
                     fp8("deepseek-ai/DeepSeek-V3.2-Exp-16L64E"))
     overlay = replay.engine_overlay(run, None)
