@@ -254,6 +254,29 @@ def test_bundle_attention_kernels_must_be_the_models_every_layer_kernels(tmp_pat
         LLMServingSimCompute.load(tiny, TINY, 1)
 
 
+def test_each_attention_kernel_needs_its_own_two_points(tmp_path):
+    """Each kernel is interpolated over its own rows: an indexer measured at one point priced every step's indexer
+    at that point (the table's two-point check counted the kernels' rows together), and a query length of 0 (no
+    LLMServingSim verification length: 1, or 2 and more with speculative decoding) was set aside unsaid."""
+    from tests.test_sparse_attention import dsa_16l64e
+
+    dsa = _deepseek_catalog_bundle(tmp_path)
+    (dsa / "tp1" / "attention.csv").write_text(_two_kernels(None) + "indexer,0,0,1,16,1,3\n")
+    with pytest.raises(ConfigError, match=r"attention.csv: too few rows in attention.csv: 1 point \(prefill_chunk, "
+                                          r"prefill_key, n_decode, kv_decode\) \(attention for kernel 'indexer'\) "
+                                          r"in tp1/; a run interpolates between at least 2"):
+        LLMServingSimCompute.load(dsa, dsa_16l64e(), 1)
+    # two points, one of them with a prefill: one pure-decode point
+    (dsa / "tp1" / "attention.csv").write_text(_two_kernels(None) + "indexer,0,0,1,16,1,3\nindexer,8,0,1,16,1,3\n")
+    with pytest.raises(ConfigError, match=r"1 point \(n_decode, kv_decode\) \(pure-decode \(prefill_chunk 0\) for "
+                                          r"kernel 'indexer'\) in tp1/"):
+        LLMServingSimCompute.load(dsa, dsa_16l64e(), 1)
+    (dsa / "tp1" / "attention.csv").write_text(_two_kernels("indexer") + "indexer,0,0,1,64,0,99\n")
+    with pytest.raises(ConfigError, match=r"attention.csv \(LLMServingSim bundle\): row 10 column decode_q_len: "
+                                          r"below 1: '0'"):
+        LLMServingSimCompute.load(dsa, dsa_16l64e(), 1)
+
+
 def test_check_calibration_counts_the_kernel_points_it_cannot_sum(tmp_path):
     """--check-calibration checks a layer's attention, its kernels' sum, where every kernel was measured; a kernel's
     points the others lack are counted in the table's notes (they were dropped unsaid), and kernels sharing no point

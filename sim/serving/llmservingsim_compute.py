@@ -173,12 +173,16 @@ class LLMServingSimCompute:
         require_layer_kernels(tp_dir / "attention.csv", kernels, model)
         axes = ["prefill_chunk", "prefill_key", "n_decode", "kv_decode"]
         decode_only = {kernel: rows[rows["prefill_chunk"] == 0] for kernel, rows in kernels.items()}
-        for tables, kind in ((kernels, "attention"), (decode_only, "pure-decode (prefill_chunk 0)")):
+        for tables, kind, grid in ((kernels, "attention", axes),
+                                   (decode_only, "pure-decode (prefill_chunk 0)", axes[2:])):
             for kernel, rows in tables.items():
+                named = "" if len(tables) == 1 else f" {kernel!r}"
                 if rows.empty:
-                    named = "" if len(tables) == 1 else f" {kernel!r}"
                     raise ConfigError(f"{tp_dir / 'attention.csv'}: no{named} {kind} rows to price a step's attention "
                                       "from")
+                # each kernel is interpolated over its own points (the table's check counted them all together)
+                require_points(rows, grid, tp_dir / "attention.csv", "attention.csv",
+                               f"({kind}{' for kernel' + named if named else ''}) in {tp_dir.name}/")
         skew = None
         if skew_correction == "always" or (skew_correction == "auto" and ((meta.get("skew_fit") or {}).get("enabled"))):
             skew = SkewFit.load(tp_dir, meta, tensor_parallel_size)
