@@ -147,7 +147,8 @@ def read_bundle_table(tp_dir: Path, name: str) -> pd.DataFrame:
         (["kv_prefill", "prefill_key", "decode_q_len"] if name == "attention.csv" else [])
     frame = read_profile_csv(path, columns, numeric, "LLMServingSim bundle",
                              keys=(*BUNDLE_KEYS[name], *optional, *BUNDLE_ROW_KEYS.get(name, ())),
-                             signed=("alpha",), positive=(*optional, *BUNDLE_POSITIVE.get(name, ())), times=BUNDLE_TIMES)
+                             signed=("alpha",), positive=(*optional, *BUNDLE_POSITIVE.get(name, ())),
+                             times=BUNDLE_TIMES)
     frame = frame.dropna(subset=list(columns))
     if name != "skew.csv":
         require_points(frame, [k for k in BUNDLE_KEYS[name] if k != "layer"], path, name, f"in {tp_dir.name}/",
