@@ -248,12 +248,15 @@ def _quantization(keys: _Keys) -> dict[str, Any]:
     """The ``ModelSpec`` fields of the checkpoint's quantization_config: none for an unquantized checkpoint;
     ``weight_quantization`` "fp8" and ``weight_block_size`` for an FP8 one (quant_method "fp8", as vLLM's
     ``Fp8Config.from_config`` reads it: weight_block_size [rows, columns] of one fp32 scale each, absent for a
-    per-tensor scale; activation_scheme dynamic or static, which does not change the weights). Other methods
-    (awq, gptq, compressed-tensors, bitsandbytes, ...) are refused."""
+    per-tensor scale; activation_scheme dynamic, or static without a block size, which does not change the
+    weights). Other methods (awq, gptq, compressed-tensors, bitsandbytes, ...) are refused."""
     quantization = keys.config.get("quantization_config")
     if quantization is None:
         return {}
-    method = quantization.get("quant_method") if isinstance(quantization, dict) else quantization
+    if not isinstance(quantization, dict):
+        raise ConfigError(f"model config {keys.path}: key 'quantization_config' must be an object (quant_method, "
+                          f"...), got {quote(quantization)}")
+    method = quantization.get("quant_method")
     if method != "fp8":
         raise ConfigError(f"model config {keys.path}: a quantized checkpoint (quantization_config {quote(method)}) is "
                           "not modelled (FP8 checkpoints, quant_method 'fp8', are): use the unquantized model's "
@@ -263,8 +266,17 @@ def _quantization(keys: _Keys) -> dict[str, Any]:
             isinstance(b, bool) or not isinstance(b, int) or not 0 < b <= MAX_DIMENSION for b in block)):
         raise ConfigError(f"model config {keys.path}: key 'quantization_config.weight_block_size' must be two "
                           f"positive integers, got {quote(block)}")
+    # Fp8Config.__init__: activation_scheme in ACTIVATION_SCHEMES ("static", "dynamic"), and "dynamic" with a
+    # weight_block_size ("The block-wise quantization only supports dynamic activation scheme"); from_config reads
+    # it with get_from_keys, so a config without it fails there too (vllm/model_executor/layers/quantization/fp8.py)
+    scheme = quantization.get("activation_scheme")
+    if scheme not in ("static", "dynamic") or (block is not None and scheme != "dynamic"):
+        allowed = "'dynamic' with a weight_block_size" if block is not None else "'dynamic' or 'static'"
+        raise ConfigError(f"model config {keys.path}: key 'quantization_config.activation_scheme' must be {allowed} "
+                          f"(as vLLM's Fp8Config reads it), got {quote(scheme)}")
     for key in ("ignored_layers", "modules_to_not_convert"):
-        names = quantization.get(key) or []
+        names = quantization.get(key)
+        names = [] if names is None else names  # (a false, 0 or "" is no list of names either)
         if not isinstance(names, list) or any(not isinstance(n, str) for n in names):
             raise ConfigError(f"model config {keys.path}: key 'quantization_config.{key}' must be a list of module "
                               f"names, got {quote(names)}")

@@ -128,7 +128,22 @@ def test_fp8_moe_layers_keep_the_router_in_the_model_dtype(tmp_path):
     ({**FP8_BLOCK, "weight_block_size": [128, 0]}, "'quantization_config.weight_block_size'"),
     ({**FP8_BLOCK, "ignored_layers": ["model.layers.0.self_attn.o_proj"]}, "'model.layers.0.self_attn.o_proj'"),
     ({**FP8_BLOCK, "modules_to_not_convert": "lm_head"}, "'quantization_config.modules_to_not_convert'"),
-], ids=["awq", "compressed-tensors", "block-one", "block-zero", "ignored-attention", "names-not-list"])
+    # a false, 0 or "" was read as no names (``or []``): none is a list of module names
+    ({**FP8_BLOCK, "ignored_layers": False}, "'quantization_config.ignored_layers' must be a list of module names"),
+    ({**FP8_BLOCK, "modules_to_not_convert": ""}, "'quantization_config.modules_to_not_convert' must be a list"),
+    # not an object: crashed with an AttributeError (a string "fp8" passed the method check)
+    ("fp8", "key 'quantization_config' must be an object"),
+    (["fp8"], "key 'quantization_config' must be an object"),
+    # vLLM's Fp8Config refuses these (fp8.py: ACTIVATION_SCHEMES, block-wise needs dynamic, from_config requires the
+    # key); kvsim ran them
+    ({**FP8_BLOCK, "activation_scheme": "static"}, "'quantization_config.activation_scheme' must be 'dynamic' with a "
+                                                   "weight_block_size (as vLLM's Fp8Config reads it), got 'static'"),
+    ({"quant_method": "fp8", "activation_scheme": "Dynamic"}, "must be 'dynamic' or 'static'"),
+    ({"quant_method": "fp8"}, "'quantization_config.activation_scheme' must be 'dynamic' or 'static' (as vLLM's "
+                              "Fp8Config reads it), got None"),
+], ids=["awq", "compressed-tensors", "block-one", "block-zero", "ignored-attention", "names-not-list",
+        "names-false", "names-empty-string", "config-string", "config-list", "static-blocks", "scheme-case",
+        "scheme-missing"])
 def test_what_an_fp8_config_does_not_describe_is_refused(quantization, words, tmp_path, run_cli):
     path = write_config(tmp_path, {**QWEN3_32B, "quantization_config": quantization})
     message = refused(run_cli, str(path))

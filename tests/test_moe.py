@@ -254,6 +254,29 @@ def test_bundle_attention_kernels_must_be_the_models_every_layer_kernels(tmp_pat
         LLMServingSimCompute.load(tiny, TINY, 1)
 
 
+def test_each_attention_kernel_needs_its_own_two_points(tmp_path):
+    """Each kernel is interpolated over its own rows: an indexer measured at one point priced every step's indexer
+    at that point (the table's two-point check counted the kernels' rows together), and a query length of 0 (no
+    LLMServingSim verification length: 1, or 2 and more with speculative decoding) was set aside unsaid."""
+    from tests.test_sparse_attention import dsa_16l64e
+
+    dsa = _deepseek_catalog_bundle(tmp_path)
+    (dsa / "tp1" / "attention.csv").write_text(_two_kernels(None) + "indexer,0,0,1,16,1,3\n")
+    with pytest.raises(ConfigError, match=r"attention.csv: too few rows in attention.csv: 1 point \(prefill_chunk, "
+                                          r"prefill_key, n_decode, kv_decode\) \(attention for kernel 'indexer'\) "
+                                          r"in tp1/; a run interpolates between at least 2"):
+        LLMServingSimCompute.load(dsa, dsa_16l64e(), 1)
+    # two points, one of them with a prefill: one pure-decode point
+    (dsa / "tp1" / "attention.csv").write_text(_two_kernels(None) + "indexer,0,0,1,16,1,3\nindexer,8,0,1,16,1,3\n")
+    with pytest.raises(ConfigError, match=r"1 point \(n_decode, kv_decode\) \(pure-decode \(prefill_chunk 0\) for "
+                                          r"kernel 'indexer'\) in tp1/"):
+        LLMServingSimCompute.load(dsa, dsa_16l64e(), 1)
+    (dsa / "tp1" / "attention.csv").write_text(_two_kernels("indexer") + "indexer,0,0,1,64,0,99\n")
+    with pytest.raises(ConfigError, match=r"attention.csv \(LLMServingSim bundle\): row 10 column decode_q_len: "
+                                          r"below 1: '0'"):
+        LLMServingSimCompute.load(dsa, dsa_16l64e(), 1)
+
+
 def test_check_calibration_counts_the_kernel_points_it_cannot_sum(tmp_path):
     """--check-calibration checks a layer's attention, its kernels' sum, where every kernel was measured; a kernel's
     points the others lack are counted in the table's notes (they were dropped unsaid), and kernels sharing no point
@@ -492,3 +515,55 @@ def test_a_blank_kernel_or_query_length_in_attention_csv_is_refused_by_row(tmp_p
         + "".join(f"attention,0,0,{n},{kv},1,5\n" for n in (1, 8) for kv in (16, 32)) + row + "\n")
     with pytest.raises(ConfigError, match=f"attention.csv .*row 5 column {column}: missing"):
         LLMServingSimCompute.load(root, TINY, 1)
+
+
+_FIT = "skew_fit:\n  enabled: true\n  per_tp:\n    1:\n"
+_KEY = "'pc=0|n<=8|sr<=40%|kvB<=1k|kp=0'"
+
+
+@pytest.mark.parametrize("meta, csv, words", [
+    # crashed with an AttributeError, ValueError or TypeError
+    ("skew_fit: [1]\n", None, r"meta.yaml: skew_fit must be a mapping, got \[1\]"),
+    ("skew_fit:\n  enabled: true\n  per_tp: [1]\n", None, r"skew_fit.per_tp must be a mapping"),
+    (_FIT.replace("    1:\n", "    1: 5\n"), None, r"skew_fit.per_tp.1 must be a mapping, got 5"),
+    (_FIT + "      alpha_by_bucket: [1, 2]\n", None, r"skew_fit alpha_by_bucket must be a mapping"),
+    (_FIT + f"      alpha_default: x\n      alpha_by_bucket: {{{_KEY}: 0.5}}\n", None,
+     r"skew_fit alpha_default must be a finite number, got 'x'"),
+    (_FIT + f"      alpha_default_by_layer: {{indexer: x}}\n      alpha_by_bucket: {{{_KEY}: 0.5}}\n", None,
+     r"skew_fit alpha_default_by_layer 'indexer' must be a finite number"),
+    (_FIT + "      alpha_by_bucket: {'pc=0|n<=abc|sr<=40%|kvB<=1k|kp=0': 0.5}\n", None,
+     r"bucket label 'n<=abc' is not <axis><=X"),
+    ("skew_fit:\n  enabled: true\n  bucket_axes: {n_bins: x}\n  per_tp:\n    1:\n"
+     f"      alpha_by_bucket: {{{_KEY}: 0.5}}\n", None, r"skew_fit bucket_axes n_bins and n_labels must be lists"),
+    (_FIT + "      alpha_default: 0.3\n", "layer,pc,n_label,skew_rate_label,kv_big_label,kp_label,alpha\n"
+     "attention,0,n<=,sr<=40%,kvB<=1k,kp=0,0.5\n", r"skew_fit.csv: bucket label 'n<=' is not"),
+    # ran: a NaN alpha (looked up as NaN), a label no value falls in, a kernel attention.csv does not time
+    (_FIT + "      alpha_by_bucket: {'indexer|pc=0|n<=8|sr<=40%|kvB<=1k|kp=0': .nan}\n", None,
+     r"alpha_by_bucket entry .* is not \[kernel\|\]pc=N"),
+    (_FIT + "      alpha_default: 0.3\n", "layer,pc,n_label,skew_rate_label,kv_big_label,kp_label,alpha\n"
+     "attention,0,n<=8,sr<=40%,kvB<=1k,kp=0,\n", r"skew_fit.csv \(LLMServingSim skew_fit.csv\): row 1 column alpha: "
+     r"missing"),
+    (_FIT + "      alpha_by_bucket: {'pc=0|n<=nan|sr<=40%|kvB<=1k|kp=0': 0.5}\n", None, r"bucket label 'n<=nan'"),
+    (_FIT + "      alpha_by_bucket: {'sparse_attention|pc=0|n<=8|sr<=40%|kvB<=1k|kp=0': 0.5}\n", None,
+     r"meta.yaml: skew fit for kernel\(s\) 'sparse_attention', which attention.csv does not time \(it times "
+     r"'attention', 'indexer'\)"),
+    (_FIT + f"      alpha_default_by_layer: {{foo: 0.1}}\n      alpha_by_bucket: {{{_KEY}: 0.5}}\n", None,
+     r"skew fit for kernel\(s\) 'foo'"),
+    (_FIT + "      alpha_default: 0.3\n", "layer,pc,n_label,skew_rate_label,kv_big_label,kp_label,alpha\n"
+     "attention,0,n<=8,sr<=40%,kvB<=1k,kp=0,0.5\nsparse_attention,0,n<=8,sr<=40%,kvB<=1k,kp=0,0.7\n",
+     r"skew_fit.csv: skew fit for kernel\(s\) 'sparse_attention'"),
+], ids=["fit-list", "per-tp-list", "entry-number", "buckets-list", "default-string", "kernel-default-string",
+        "label-letters", "bins-string", "csv-label-empty", "alpha-nan", "csv-alpha-blank", "label-nan",
+        "unknown-kernel", "unknown-kernel-default", "csv-unknown-kernel"])
+def test_a_malformed_skew_fit_is_refused_by_name(tmp_path, meta, csv, words):
+    """A bundle's skew fit (meta.yaml skew_fit, tp1/skew_fit.csv) is user input: each malformed part is one error
+    naming the file and the entry (several crashed with a traceback; others ran with a fit never or wrongly applied)."""
+    from tests.test_sparse_attention import dsa_16l64e
+
+    root = _deepseek_catalog_bundle(tmp_path)
+    (root / "tp1" / "attention.csv").write_text(_two_kernels("indexer"))
+    (root / "meta.yaml").write_text((root / "meta.yaml").read_text() + meta)
+    if csv is not None:
+        (root / "tp1" / "skew_fit.csv").write_text(csv)
+    with pytest.raises(ConfigError, match=words):
+        LLMServingSimCompute.load(root, dsa_16l64e(), 1)

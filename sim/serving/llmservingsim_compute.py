@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sim.errors import ConfigError
+from sim.errors import ConfigError, quote
 from sim.model_shape import ModelSpec
 from sim.serving.collectives import TensorParallelComm, interpolate
 from sim.serving.compute import StepShape, window_kv
@@ -173,17 +173,28 @@ class LLMServingSimCompute:
         require_layer_kernels(tp_dir / "attention.csv", kernels, model)
         axes = ["prefill_chunk", "prefill_key", "n_decode", "kv_decode"]
         decode_only = {kernel: rows[rows["prefill_chunk"] == 0] for kernel, rows in kernels.items()}
-        for tables, kind in ((kernels, "attention"), (decode_only, "pure-decode (prefill_chunk 0)")):
+        for tables, kind, grid in ((kernels, "attention", axes),
+                                   (decode_only, "pure-decode (prefill_chunk 0)", axes[2:])):
             for kernel, rows in tables.items():
+                named = "" if len(tables) == 1 else f" {kernel!r}"
                 if rows.empty:
-                    named = "" if len(tables) == 1 else f" {kernel!r}"
                     raise ConfigError(f"{tp_dir / 'attention.csv'}: no{named} {kind} rows to price a step's attention "
                                       "from")
+                # each kernel is interpolated over its own points (the table's check counted them all together)
+                require_points(rows, grid, tp_dir / "attention.csv", "attention.csv",
+                               f"({kind}{' for kernel' + named if named else ''}) in {tp_dir.name}/")
         skew = None
-        if skew_correction == "always" or (skew_correction == "auto" and ((meta.get("skew_fit") or {}).get("enabled"))):
+        fit = meta.get("skew_fit")
+        enabled = fit.get("enabled") if isinstance(fit, dict) else fit  # (SkewFit.load refuses a fit of no mapping)
+        if skew_correction == "always" or (skew_correction == "auto" and enabled):
             skew = SkewFit.load(tp_dir, meta, tensor_parallel_size)
             if skew is None and skew_correction == "always":
                 raise ConfigError(f"compute.skew_correction is 'always' but {tp_dir} has no skew_fit.csv")
+            # a fit for a kernel the bundle does not time would never be applied
+            unknown = sorted(({k[0] for k in skew.alphas} | set(skew.defaults)) - set(kernels)) if skew else []
+            if unknown:
+                raise ConfigError(f"{skew.source}: skew fit for kernel(s) {', '.join(quote(k) for k in unknown)}, "
+                                  f"which attention.csv does not time (it times {', '.join(map(repr, kernels))})")
         return cls(dense, per_seq, layer_ops, KernelSum.of([GridNode(rows, axes, "time_s") for rows in kernels.values()]),
                    KernelSum.of([GridNode(rows, ["n_decode", "kv_decode"], "time_s") for rows in decode_only.values()]),
                    model.num_layers, str(directory), skew, experts, mlp_ops=mlp_ops, dense_mlp_layers=dense_mlp_layers,

@@ -121,6 +121,9 @@ BUNDLE_OPTIONAL_KEYS = {"moe.csv": ("ep",)}
 # a layer) and its speculative-verification query length (``decode_q_len``: rows of 1 are used). A blank one would
 # drop its row unseen.
 BUNDLE_ROW_KEYS = {"attention.csv": ("layer", "decode_q_len")}
+# Columns at least 1 beside the optional keys: a verification length counts the queries a sequence runs (1 without
+# speculative decoding); a 0 is no step's, and its rows were set aside with the verification rows unsaid.
+BUNDLE_POSITIVE = {"attention.csv": ("decode_q_len",)}
 BUNDLE_COLUMNS = {
     "dense.csv": ("layer", "tokens", "time_us"),
     "per_sequence.csv": ("layer", "sequences", "time_us"),
@@ -144,7 +147,8 @@ def read_bundle_table(tp_dir: Path, name: str) -> pd.DataFrame:
         (["kv_prefill", "prefill_key", "decode_q_len"] if name == "attention.csv" else [])
     frame = read_profile_csv(path, columns, numeric, "LLMServingSim bundle",
                              keys=(*BUNDLE_KEYS[name], *optional, *BUNDLE_ROW_KEYS.get(name, ())),
-                             signed=("alpha",), positive=optional, times=BUNDLE_TIMES)
+                             signed=("alpha",), positive=(*optional, *BUNDLE_POSITIVE.get(name, ())),
+                             times=BUNDLE_TIMES)
     frame = frame.dropna(subset=list(columns))
     if name != "skew.csv":
         require_points(frame, [k for k in BUNDLE_KEYS[name] if k != "layer"], path, name, f"in {tp_dir.name}/",

@@ -9,11 +9,31 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sim.errors import ConfigError
+from sim.errors import ConfigError, quote
 from sim.serving.profile_files import read_bundle_table, read_profile_csv
 
 
-def _bucket_edges(labels: list[str]) -> tuple[np.ndarray, tuple[str, ...]]:
+def _mapping(value: object, where: str, source: object) -> dict:
+    """A meta.yaml skew_fit entry that must be a mapping (absent or null: empty)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source}: {where} must be a mapping, got {quote(value)}")
+    return value
+
+
+def _alpha(value: object, where: str, source: object) -> float:
+    """A finite alpha (a YAML number; a string of one as the fitter may write it)."""
+    try:
+        alpha = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        alpha = float("nan")
+    if isinstance(value, bool) or not np.isfinite(alpha):
+        raise ConfigError(f"{source}: {where} must be a finite number, got {quote(value)}")
+    return alpha
+
+
+def _bucket_edges(labels: list[str], source: object = "skew fit") -> tuple[np.ndarray, tuple[str, ...]]:
     """Upper edges of the ``<prefix><=X`` / ``<prefix>=X`` bucket labels LLMServingSim's fitter writes
     (``n<=128``, ``sr<=15%``, ``kvB<=1k``, ``kp=0``; ``k`` = ×1024, ``%`` = /100), ascending. Overflow labels
     (``n>256``) get no edge: a value past the last edge falls in no fitted bucket."""
@@ -23,7 +43,14 @@ def _bucket_edges(labels: list[str]) -> tuple[np.ndarray, tuple[str, ...]]:
             if op in label:
                 raw = label.split(op, 1)[1]
                 scale = 1024 if raw.endswith("k") else 0.01 if raw.endswith("%") else 1
-                edges.append((float(raw.rstrip("k%")) * scale, label))
+                try:
+                    edge = float(raw.rstrip("k%")) * scale
+                except ValueError:
+                    edge = float("nan")
+                if not np.isfinite(edge):  # a bucket no value falls in, or a crash on "n<=abc"
+                    raise ConfigError(f"{source}: bucket label {quote(label)} is not <axis><=X or <axis>=X with X a "
+                                      "finite number (k: x 1024, %: / 100)")
+                edges.append((edge, label))
                 break
     edges.sort()
     return np.array([e for e, _ in edges]), tuple(label for _, label in edges)
@@ -68,9 +95,12 @@ class SkewFit:
         axes from the table's own labels and the default as the fitter defines it (pooled weighted least
         squares over ``skew.csv``: Σ gap·excess / Σ gap², gap = t_max − t_mean, excess = t_skew − t_mean;
         0 without it, LLMServingSim's no-measurement fallback)."""
-        fit = (meta or {}).get("skew_fit") or {}
-        per_tp = fit.get("per_tp") or {}
-        entry = per_tp.get(tensor_parallel_size) or per_tp.get(str(tensor_parallel_size)) or {}
+        meta_path = tp_dir.parent / "meta.yaml"
+        fit = _mapping((meta or {}).get("skew_fit"), "skew_fit", meta_path)
+        per_tp = _mapping(fit.get("per_tp"), "skew_fit.per_tp", meta_path)
+        entry = per_tp.get(tensor_parallel_size)
+        entry = _mapping(per_tp.get(str(tensor_parallel_size)) if entry is None else entry,
+                         f"skew_fit.per_tp.{tensor_parallel_size}", meta_path)
         path = tp_dir / "skew_fit.csv"
         columns = ["pc", "n_label", "skew_rate_label", "kv_big_label", "kp_label", "alpha"]
         if path.is_file():
@@ -78,13 +108,16 @@ class SkewFit:
                                      keys=("layer", *columns[:-1]), signed=("alpha",))
             if not set(columns) <= set(table.columns):
                 raise ConfigError(f"{path}: not an LLMServingSim skew_fit.csv (needs columns {columns})")
+            if table["alpha"].isna().any():  # (a blank or NaN alpha would be looked up as NaN)
+                row = int(table["alpha"].isna().to_numpy().argmax()) + 1
+                raise ConfigError(f"{path} (LLMServingSim skew_fit.csv): row {row} column alpha: missing")
             if "layer" not in table.columns:  # one kernel's fit, from before the layer column
                 table = table.assign(layer="attention")
             source = str(path)
         elif entry.get("alpha_by_bucket"):  # older bundles inline the table: "pc=0|n<=8|sr<=5%|kvB<=1k|kp=0": alpha
             source = str(tp_dir.parent / "meta.yaml")
             rows = []
-            for key, value in entry["alpha_by_bucket"].items():
+            for key, value in _mapping(entry["alpha_by_bucket"], "skew_fit alpha_by_bucket", source).items():
                 parts = str(key).split("|")
                 parts = parts if len(parts) == 6 else ["attention", *parts]  # "indexer|pc=0|...": a kernel's own
                 try:
@@ -92,24 +125,33 @@ class SkewFit:
                 except (ValueError, TypeError):
                     raise ConfigError(f"{source}: skew_fit alpha_by_bucket entry {key!r}: {value!r} is not "
                                       "[kernel|]pc=N|n|skew rate|kv_big|kp: alpha") from None
+                if not np.isfinite(rows[-1][-1]):
+                    raise ConfigError(f"{source}: skew_fit alpha_by_bucket entry {key!r}: {value!r} is not "
+                                      "[kernel|]pc=N|n|skew rate|kv_big|kp: alpha (a finite number)")
                 if len(rows[-1]) != 7:
                     raise ConfigError(f"{source}: skew_fit alpha_by_bucket key {key!r} is not [kernel|]pc=N|n|skew "
                                       "rate|kv_big|kp")
             table = pd.DataFrame(rows, columns=["layer", *columns])
         else:
             return None
-        recorded = entry.get("bucket_axes") or fit.get("bucket_axes")
+        recorded = _mapping(entry.get("bucket_axes") or fit.get("bucket_axes"), "skew_fit bucket_axes", meta_path)
         axes = {}
         for axis, column in (("n", "n_label"), ("skew_rate", "skew_rate_label"), ("kv_big", "kv_big_label"), ("kp", "kp_label")):
             if recorded and f"{axis}_bins" in recorded:
-                axes[axis] = (np.array(recorded[f"{axis}_bins"][1:], dtype=float), tuple(recorded[f"{axis}_labels"]))
+                bins, labels = recorded[f"{axis}_bins"], recorded.get(f"{axis}_labels")
+                if not isinstance(bins, list) or not isinstance(labels, list) or len(labels) != len(bins) - 1:
+                    raise ConfigError(f"{meta_path}: skew_fit bucket_axes {axis}_bins and {axis}_labels must be lists, "
+                                      f"one label a bin (between two edges), got {quote(bins)} and {quote(labels)}")
+                edges = [_alpha(b, f"skew_fit bucket_axes {axis}_bins", meta_path) for b in bins[1:]]
+                axes[axis] = (np.array(edges, dtype=float), tuple(str(label) for label in labels))
             else:
-                axes[axis] = _bucket_edges(table[column].astype(str).tolist())
-        defaults = {str(k): float(v) for k, v in (entry.get("alpha_default_by_layer") or {}).items()}
+                axes[axis] = _bucket_edges(table[column].astype(str).tolist(), source)
+        defaults = {str(k): _alpha(v, f"skew_fit alpha_default_by_layer {k!r}", meta_path) for k, v in
+                    _mapping(entry.get("alpha_default_by_layer"), "skew_fit alpha_default_by_layer", meta_path).items()}
         if "attention" in defaults:
             pass
         elif "alpha_default" in entry:
-            defaults["attention"] = float(entry["alpha_default"])
+            defaults["attention"] = _alpha(entry["alpha_default"], "skew_fit alpha_default", meta_path)
         elif (tp_dir / "skew.csv").is_file():
             shots = read_bundle_table(tp_dir, "skew.csv").dropna(subset=["alpha"])
             gap, excess = shots["t_max_us"] - shots["t_mean_us"], shots["t_skew_us"] - shots["t_mean_us"]
