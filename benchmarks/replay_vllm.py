@@ -18,8 +18,8 @@ the profile bundle given, or with ``--overlay`` instead. Definitions as
 
 from __future__ import annotations
 
-import argparse
 import json
+import math
 import re
 import sys
 import tempfile
@@ -31,8 +31,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from sim.config_yaml import names_a_path  # noqa: E402 (after the path)
-from sim.errors import InputError  # noqa: E402
+from sim.cli import OneLineParser  # noqa: E402 (after the path)
+from sim.config_yaml import names_a_path  # noqa: E402
+from sim.errors import InputError, command_status  # noqa: E402
 from sim.specs import canonical_model, model_spec  # noqa: E402
 
 DTYPES = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "float32": "fp32", "auto": "bf16"}
@@ -48,9 +49,50 @@ PEER_ROWS = {("ttft", "mean"): "TTFT Mean", ("ttft", "p50"): "TTFT Median", ("tt
              ("e2e", "mean"): "Latency Mean", ("e2e", "p50"): "Latency Median", ("e2e", "p99"): "Latency P99"}
 
 
+def _read_json(path: Path, what: str) -> Any:
+    """A JSON file of the run (``what`` says which), or an error naming it."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read the run's {what}: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: the run's {what} is not JSON ({exc.msg}, line {exc.lineno})") from None
+
+
+def _count(mapping: dict[str, Any], key: str, where: str, default: int | None = 1) -> int | None:
+    """A whole positive number of the run's meta.json (``where`` names its section); absent or null: ``default``."""
+    value = mapping.get(key)
+    if value is None:
+        return default
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or value != int(value) or value < 1):
+        raise InputError(f"meta.json {where}.{key} must be a whole number of at least 1, got {value!r:.40}")
+    return int(value)
+
+
 def measured_latencies(requests_jsonl: Path) -> dict[str, np.ndarray]:
     """Seconds per request: TTFT = first − queued; TPOT over the tokens after the first; E2E = last − queued."""
-    rows = [json.loads(line) for line in requests_jsonl.read_text().splitlines() if line.strip()]
+    rows = []
+    try:
+        lines = requests_jsonl.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{requests_jsonl}: cannot read the run's requests: {getattr(exc, 'strerror', None) or exc}") \
+            from None
+    keys = ("queued_ts", "first_token_ts", "last_token_ts", "output_toks")
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or not all(isinstance(row.get(k), (int, float)) and not isinstance(
+                    row.get(k), bool) and np.isfinite(row[k]) for k in keys):
+                raise ValueError
+        except ValueError:
+            raise InputError(f"{requests_jsonl}: row {number} is not a request with numbers {', '.join(keys)}") \
+                from None
+        rows.append(row)
+    if not rows:
+        raise InputError(f"{requests_jsonl}: no requests")
     return {
         "ttft": np.array([r["first_token_ts"] - r["queued_ts"] for r in rows]),
         "tpot": np.array([(r["last_token_ts"] - r["first_token_ts"]) / (r["output_toks"] - 1)
@@ -81,12 +123,13 @@ def peer_prediction(summary: Path) -> dict[tuple[str, str], float]:
 def engine_overlay(run: Path, profile: Path | None) -> dict[str, Any]:
     """The served engine as a kvsim config layer, from the run's ``vllm/meta.json`` (and LLMServingSim's
     ``config.json`` for the GPU when meta.json lacks it)."""
-    meta = json.loads((run / "vllm" / "meta.json").read_text())
-    engine, kv = meta.get("engine_kwargs") or {}, meta.get("kv_cache") or {}
-    resolved = meta.get("resolved_config") or {}
-    tp, dp = int(engine.get("tensor_parallel_size") or 1), int(engine.get("data_parallel_size") or 1)
+    meta = _read_json(run / "vllm" / "meta.json", "engine description (vllm/meta.json)")
+    if not isinstance(meta, dict) or not isinstance(meta.get("model"), str):
+        raise InputError(f"{run / 'vllm' / 'meta.json'}: not a run's meta.json (no model)")
+    engine, kv, resolved = (_section(meta, key) for key in ("engine_kwargs", "kv_cache", "resolved_config"))
+    tp, dp = _count(engine, "tensor_parallel_size", "engine_kwargs"), _count(engine, "data_parallel_size", "engine_kwargs")
     cluster = _cluster_config(run)
-    instance = cluster["nodes"][0]["instances"][0] if cluster else {}
+    instance = _cluster_instance(cluster, run)
     gpu = (meta.get("hardware") or {}).get("device_name") or instance.get("hardware")
     if gpu is None:
         raise InputError(f"{run}: the run's GPU is in neither vllm/meta.json (hardware.device_name) nor an LLMServingSim "
@@ -126,11 +169,21 @@ def engine_overlay(run: Path, profile: Path | None) -> dict[str, Any]:
     return overlay
 
 
+def _section(meta: dict[str, Any], key: str) -> dict[str, Any]:
+    """One section of meta.json (an object; absent or null: empty)."""
+    value = meta.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InputError(f"meta.json {key} must be an object, got {type(value).__name__}")
+    return value
+
+
 def _engine_blocks(kv: dict[str, Any], engines: int) -> int | None:
     """One engine's KV blocks: meta.json records the front end's ``cache_config.num_gpu_blocks``, which vLLM sums
     over its data-parallel engines ("Sum values from all engines in DP case": vllm/v1/engine/utils.py
     ``wait_for_engine_startup``; a 2-engine Qwen3-30B-A3B run records 75,946, twice what one RTX PRO 6000 holds)."""
-    total = kv.get("num_gpu_blocks")
+    total = _count(kv, "num_gpu_blocks", "kv_cache", default=None)
     if total is None or engines == 1:
         return total
     if total % engines:
@@ -142,7 +195,25 @@ def _engine_blocks(kv: dict[str, Any], engines: int) -> int | None:
 def _cluster_config(run: Path) -> dict[str, Any] | None:
     """LLMServingSim's ``config.json`` beside the run (its cluster: GPU, model name, link), if there is one."""
     path = run / "config.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    cluster = _read_json(path, "LLMServingSim cluster (config.json)")
+    if not isinstance(cluster, dict):
+        raise InputError(f"{path}: not an LLMServingSim cluster config (an object)")
+    return cluster
+
+
+def _cluster_instance(cluster: dict[str, Any] | None, run: Path) -> dict[str, Any]:
+    """The first instance of the cluster's first node ({} without a config.json)."""
+    if cluster is None:
+        return {}
+    try:
+        instance = cluster["nodes"][0]["instances"][0]
+    except (KeyError, IndexError, TypeError):
+        instance = None
+    if not isinstance(instance, dict):
+        raise InputError(f"{run / 'config.json'}: no nodes[0].instances[0] object (LLMServingSim's cluster layout)")
+    return instance
 
 
 def _served_model(meta: dict[str, Any], engine: dict[str, Any], stated: str | None, run: Path) -> str:
@@ -189,9 +260,11 @@ def _refuse_unmodelled(resolved: dict[str, Any], engine: dict[str, Any], model: 
     """Engine features kvsim does not model change every step's time: a replay of such a run would compare
     another engine with the measurement, so it stops with their names instead. An FP8 checkpoint is modelled when
     kvsim reads the model from its config.json (quantization_config fp8: ``ModelSpec.weight_quantization``)."""
-    parallel = resolved.get("parallel_config") or {}
+    parallel = _section(resolved, "parallel_config")
     unmodelled = []
-    if int(engine.get("pipeline_parallel_size") or parallel.get("pipeline_parallel_size") or 1) > 1:
+    stages = _count(engine, "pipeline_parallel_size", "engine_kwargs", None) or \
+        _count(parallel, "pipeline_parallel_size", "resolved_config.parallel_config")
+    if stages > 1:
         unmodelled.append("pipeline_parallel_size > 1")
     if resolved.get("speculative_config"):
         unmodelled.append("speculative decoding (speculative_config)")
@@ -235,12 +308,12 @@ def _stated_link(cluster: dict[str, Any] | None) -> tuple[float, float] | None:
     return float(bandwidth), float(latency) / 1e3
 
 
-def main() -> None:
+def main() -> int:
     from sim.config import load_config
     from sim.serving.run import run_serving
     from trace.workload import load_workload
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, help="the measured run's folder (vllm/requests.jsonl, vllm/meta.json); "
                         "default: the bundled RTX 4090 run")
     parser.add_argument("--trace", type=Path, help="the workload the server was fed (required with --run)")
@@ -264,16 +337,13 @@ def main() -> None:
         parser.error("--run needs --trace (the workload the server was fed)")
     measured = measured_latencies(args.run / "vllm" / "requests.jsonl")
     peer = peer_prediction(args.run / "validation" / "summary.txt")
-    try:
-        with tempfile.TemporaryDirectory() as folder:
-            overlay = args.overlay
-            if overlay is None:
-                overlay = Path(folder) / "engine.yaml"
-                overlay.write_text(json.dumps(engine_overlay(args.run, args.profile)))  # JSON is YAML
-            config = load_config(None, overlays=[overlay], sets=[f"workload.trace={args.trace.resolve()}", *args.sets])
-        result, requests = run_serving(load_workload(config), config, "single")
-    except InputError as exc:
-        parser.error(str(exc))  # exit 2, one line
+    with tempfile.TemporaryDirectory() as folder:
+        overlay = args.overlay
+        if overlay is None:
+            overlay = Path(folder) / "engine.yaml"
+            overlay.write_text(json.dumps(engine_overlay(args.run, args.profile)))  # JSON is YAML
+        config = load_config(None, overlays=[overlay], sets=[f"workload.trace={args.trace.resolve()}", *args.sets])
+    result, requests = run_serving(load_workload(config), config, "single")
     simulated = simulated_latencies(requests)
     print(describe_engine(config))
     print(f"{'metric':<6} {'stat':<5} {'measured_ms':>12} {'kvsim_ms':>10} {'error':>8}"
@@ -290,6 +360,7 @@ def main() -> None:
         print_state(state_comparison(timeseries, result.metrics["timeseries"]))
     if args.per_request:
         print_per_request(args.run / "vllm" / "requests.jsonl", requests, args.per_request)
+    return 0
 
 
 def describe_engine(config) -> str:
@@ -362,4 +433,4 @@ def print_per_request(requests_jsonl: Path, simulated, count: int) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(command_status("replay_vllm.py", main))

@@ -126,7 +126,9 @@ MODE_SWITCHES = ("trace_stats", "cache_only", "cluster", "pd", "check_calibratio
 CLUSTER_COMBINES_WITH = ("pd",)  # --cluster --pd: prefill/decode pools in every rack
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with its errors in one line (exit 2), as every other error of kvsim's commands."""
+
     def error(self, message: str) -> None:  # exit 2, as argparse does, in one line like every other error
         if len(message) > 2 * QUOTE_LIMIT:  # argparse quotes the offending argument whole
             message = message[: 2 * QUOTE_LIMIT] + "..."
@@ -144,7 +146,7 @@ class _SpecAction(argparse.Action):
         namespace.sweep = values
 
 
-class _SweepModuleParser(_Parser):
+class _SweepModuleParser(OneLineParser):
     """``python -m experiments.sweep SPEC.yaml [flags]``: main.py's flags, the spec a positional argument anywhere
     among them (it was the first argument or nothing: flags first read the spec as an unknown argument, and no
     spec at all ran the single-node simulation)."""
@@ -167,7 +169,7 @@ def _workload_choices(key: str) -> tuple[str, ...]:
 
 def build_parser(sweep_module: bool = False) -> argparse.ArgumentParser:
     """main.py's parser; ``sweep_module``: ``python -m experiments.sweep``'s, the same flags and a positional spec."""
-    p = (_SweepModuleParser if sweep_module else _Parser)(
+    p = (_SweepModuleParser if sweep_module else OneLineParser)(
         prog="python -m experiments.sweep" if sweep_module else "kvsim",
         description="Multi-tier KV-cache policy simulator for LLM serving (HBM / DRAM / SSD / rack EIC).",
         epilog=EXAMPLES,

@@ -39,3 +39,12 @@ def test_a_trace_without_blocks_is_refused(tmp_path):
                            str(tmp_path / "x.jsonl")], capture_output=True, text=True)
     assert done.returncode == 2 and "names no blocks" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_an_unwritable_out_is_refused_before_the_trace_is_read(tmp_path):
+    """Found before the work starts, in one line (the trace's own notes, printed as it loads, would come first)."""
+    (tmp_path / "file").write_text("")
+    done = subprocess.run([sys.executable, str(TOOL), "--workload-trace", str(BUNDLED_AZURE), "--out",
+                           str(tmp_path / "file" / "x.jsonl")], capture_output=True, text=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()] and "--out" in done.stderr

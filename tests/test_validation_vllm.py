@@ -251,3 +251,48 @@ def test_an_fp8_run_is_replayed_only_as_an_fp8_checkpoint(shared_data, tmp_path)
     assert overlay["model"] == str(config.resolve()) and overlay["serving"]["kv_cache_dtype"] == "fp8"
     with pytest.raises(InputError, match="uses quantization 'fp8', .*kvsim's meta-llama/Llama-3.1-8B is no FP8 checkpoint"):
         replay.engine_overlay(_run_with(shared_data, tmp_path / "named", fp8("meta-llama/Llama-3.1-8B")), None)
+
+
+def _bad_run(shared_data, tmp_path, meta_edit=None, requests_text=None, config_json=None) -> Path:
+    """A copy of the bundled run with its meta.json, requests.jsonl or an LLMServingSim config.json spoiled."""
+    source = shared_data / "validation" / "llmservingsim_rtx4090_llama31_8b" / "vllm"
+    run = tmp_path / "run"
+    (run / "vllm").mkdir(parents=True)
+    meta = json.loads((source / "meta.json").read_text())
+    text = json.dumps(meta)
+    if callable(meta_edit):
+        meta_edit(meta)
+        text = json.dumps(meta)
+    elif meta_edit is not None:
+        text = meta_edit
+    (run / "vllm" / "meta.json").write_text(text)
+    (run / "vllm" / "requests.jsonl").write_text(requests_text or (source / "requests.jsonl").read_text())
+    if config_json is not None:
+        (run / "config.json").write_text(config_json)
+    return run
+
+
+@pytest.mark.parametrize("spoil, named", [
+    ({"meta_edit": "{not json"}, "meta.json: the run's engine description (vllm/meta.json) is not JSON"),
+    ({"meta_edit": lambda m: m["engine_kwargs"].update(data_parallel_size="x")},
+     "meta.json engine_kwargs.data_parallel_size must be a whole number of at least 1, got 'x'"),
+    ({"meta_edit": lambda m: m["engine_kwargs"].update(tensor_parallel_size=0)},
+     "engine_kwargs.tensor_parallel_size must be a whole number of at least 1, got 0"),
+    ({"meta_edit": lambda m: (m["engine_kwargs"].update(data_parallel_size=2), m["kv_cache"].update(num_gpu_blocks="x"))},
+     "meta.json kv_cache.num_gpu_blocks must be a whole number"),
+    ({"meta_edit": lambda m: m.update(engine_kwargs=[1])}, "meta.json engine_kwargs must be an object, got list"),
+    ({"requests_text": '{"queued_ts": 1}\n'}, "requests.jsonl: row 1 is not a request with numbers"),
+    ({"config_json": '{"nodes": []}'}, "config.json: no nodes[0].instances[0] object"),
+], ids=["meta-not-json", "dp-string", "tp-zero", "blocks-string", "engine-list", "request-row", "cluster-layout"])
+def test_a_spoiled_run_is_refused_in_one_line(shared_data, tmp_path, spoil, named):
+    """The replay reads a run's files as the Contract reads inputs: exit 2 and one line naming the file and key, never
+    a traceback, and never a value read as another (a tensor_parallel_size of 0 was replayed at 1)."""
+    import subprocess
+    import sys
+
+    run = _bad_run(shared_data, tmp_path, **spoil)
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "replay_vllm.py"), "--run", str(run), "--trace",
+                           str(shared_data / "traces" / "llmservingsim_sharegpt_llama31_8b_300.jsonl")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and named in done.stderr, done.stderr

@@ -12,7 +12,6 @@ reads it back with the same block sharing (it infers the block size from the ids
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -20,8 +19,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from sim.errors import InputError, command_status  # noqa: E402 (after the path)
-from sim.report.output import atomic_write_text  # noqa: E402
+from sim.cli import OneLineParser  # noqa: E402 (after the path)
+from sim.errors import InputError, command_status  # noqa: E402
+from sim.report.output import atomic_write_text, check_writable  # noqa: E402
 
 
 def mooncake_lines(trace) -> list[str]:
@@ -40,13 +40,14 @@ def main() -> int:
     from sim.config import load_config
     from trace.workload import load_workload
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workload-trace", type=Path, required=True, help="the trace to convert (any format kvsim reads)")
     parser.add_argument("--block-size", type=int, default=16, help="tokens a hash id covers (vLLM's block size; 16)")
     parser.add_argument("--out", type=Path, required=True, help="the Mooncake-format JSONL to write")
     args = parser.parse_args()
     if args.block_size < 1:
         parser.error(f"--block-size must be at least 1, got {args.block_size}")
+    check_writable(args.out, "--out")  # before the trace is read
     config = load_config(None, sets=[f"workload.trace={args.workload_trace.resolve()}",
                                      f"serving.block_size={args.block_size}"])
     lines = mooncake_lines(load_workload(config))
