@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -567,3 +568,17 @@ def test_a_malformed_skew_fit_is_refused_by_name(tmp_path, meta, csv, words):
         (root / "tp1" / "skew_fit.csv").write_text(csv)
     with pytest.raises(ConfigError, match=words):
         LLMServingSimCompute.load(root, dsa_16l64e(), 1)
+
+
+@pytest.mark.parametrize("meta, words", [
+    ("engine_effective: [1]\n", "engine_effective (and its hf_overrides) must be a mapping"),
+    ("engine_effective:\n  hf_overrides: [1]\n", "engine_effective (and its hf_overrides) must be a mapping"),
+    ("engine_effective:\n  hf_overrides: {num_attention_heads: x}\n", "profiled num_attention_heads must be a positive"),
+    ("engine_effective:\n  hf_overrides: {num_attention_heads: 1.5}\n", "profiled num_attention_heads must be a positive"),
+])
+def test_a_bundle_meta_yaml_of_the_wrong_shape_is_refused_by_name(tmp_path, meta, words):
+    """A meta.yaml whose engine section is not a mapping crashed (AttributeError), a head count of 1.5 was read as 1."""
+    root = _bundle(tmp_path, 1, 1)
+    (root / "meta.yaml").write_text("tp_degrees: [1]\n" + meta)
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        LLMServingSimCompute.load(root, TINY, 1)

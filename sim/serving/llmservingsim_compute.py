@@ -149,14 +149,21 @@ class LLMServingSimCompute:
         LLMServingSim reads a bundle), ``always`` whenever the bundle has one, ``never`` not at all.
         ``data_parallel_size``: instances sharing a mixture of experts' MoE layers (``BundleExperts``)."""
         meta = read_profile_yaml(directory / "meta.yaml", "LLMServingSim bundle file")
-        overrides = (meta.get("engine_effective") or {}).get("hf_overrides") or {}
+        engine = meta.get("engine_effective") or {}
+        overrides = engine.get("hf_overrides") or {} if isinstance(engine, dict) else None
+        if not isinstance(overrides, dict):
+            raise ConfigError(f"{directory}/meta.yaml: engine_effective (and its hf_overrides) must be a mapping")
         # The profiler may record per-shard shapes (e.g. half the heads); a shape must divide the model's. (With
         # multi-head latent attention the config's num_key_value_heads is its head count; the cache holds one latent.)
         kv_heads = model.num_attention_heads if model.is_mla else model.num_kv_heads
         for key, expected in (("num_key_value_heads", kv_heads), ("intermediate_size", model.intermediate_size),
                               ("num_attention_heads", model.num_attention_heads), ("vocab_size", model.vocab_size)):
             value = overrides.get(key)
-            if value is not None and (int(value) <= 0 or expected % int(value)):
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"{directory}/meta.yaml: profiled {key} must be a positive whole number, got {value!r:.40}")
+            if expected % value:
                 raise ConfigError(f"{directory}/meta.yaml: profiled {key}={value} does not fit {model.name} ({expected})")
         tp_dir = directory / f"tp{tensor_parallel_size}"
         if not tp_dir.is_dir():
