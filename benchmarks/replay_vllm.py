@@ -134,6 +134,7 @@ def engine_overlay(run: Path, profile: Path | None) -> dict[str, Any]:
     if gpu is None:
         raise InputError(f"{run}: the run's GPU is in neither vllm/meta.json (hardware.device_name) nor an LLMServingSim "
                          "config.json beside it: give --overlay with hardware.gpu")
+    kv_name = _kv_cache_dtype(engine, resolved)
     serving: dict[str, Any] = {
         "tensor_parallel_size": tp, "num_instances": dp, "dtype": DTYPES[str(engine.get("dtype", "auto"))],
         "max_num_seqs": engine.get("max_num_seqs", 256),
@@ -142,12 +143,17 @@ def engine_overlay(run: Path, profile: Path | None) -> dict[str, Any]:
         "gpu_memory_utilization": kv.get("gpu_memory_utilization", 0.9), "num_gpu_blocks": _engine_blocks(kv, dp),
         # the server's own limit: a request beyond it was rejected there, so it is here (the model's context otherwise)
         "max_model_len": engine.get("max_model_len") or (resolved.get("model_config") or {}).get("max_model_len"),
-        "kv_cache_dtype": KV_DTYPES[_kv_cache_dtype(engine, resolved)],
+        "kv_cache_dtype": KV_DTYPES[kv_name],
         "scheduler_reserve_full_isl": _scheduler_flag(resolved, "scheduler_reserve_full_isl"),
         "async_scheduling": _scheduler_flag(resolved, "async_scheduling"),
     }
     model = _served_model(meta, engine, instance.get("model_name"), run)
     _refuse_unmodelled(resolved, engine, model)
+    spec = _served_spec(model)
+    if kv_name == "fp8_ds_mla" and not (spec is not None and spec.is_sparse_attention):
+        raise InputError(f"meta.json kv_cache_dtype 'fp8_ds_mla' is DeepSeek sparse attention's latent format, and "
+                         f"kvsim's {model} has no sparse attention: give the served model's config.json with --set "
+                         "model=PATH")
     if dp > 1 and _is_moe(model):
         serving["data_parallel_size"] = dp  # the group's ranks share the experts (vLLM's DP with MoE layers)
     overlay: dict[str, Any] = {

@@ -525,6 +525,8 @@ _KEY = "'pc=0|n<=8|sr<=40%|kvB<=1k|kp=0'"
 @pytest.mark.parametrize("meta, csv, words", [
     # crashed with an AttributeError, ValueError or TypeError
     ("skew_fit: [1]\n", None, r"meta.yaml: skew_fit must be a mapping, got \[1\]"),
+    # ran: a string is no switch ('no' counted as on)
+    ("skew_fit:\n  enabled: 'no'\n", None, r"meta.yaml: skew_fit.enabled must be true or false, got 'no'"),
     ("skew_fit:\n  enabled: true\n  per_tp: [1]\n", None, r"skew_fit.per_tp must be a mapping"),
     (_FIT.replace("    1:\n", "    1: 5\n"), None, r"skew_fit.per_tp.1 must be a mapping, got 5"),
     (_FIT + "      alpha_by_bucket: [1, 2]\n", None, r"skew_fit alpha_by_bucket must be a mapping"),
@@ -553,7 +555,7 @@ _KEY = "'pc=0|n<=8|sr<=40%|kvB<=1k|kp=0'"
     (_FIT + "      alpha_default: 0.3\n", "layer,pc,n_label,skew_rate_label,kv_big_label,kp_label,alpha\n"
      "attention,0,n<=8,sr<=40%,kvB<=1k,kp=0,0.5\nsparse_attention,0,n<=8,sr<=40%,kvB<=1k,kp=0,0.7\n",
      r"skew_fit.csv: skew fit for kernel\(s\) 'sparse_attention'"),
-], ids=["fit-list", "per-tp-list", "entry-number", "buckets-list", "default-string", "kernel-default-string",
+], ids=["fit-list", "enabled-string", "per-tp-list", "entry-number", "buckets-list", "default-string", "kernel-default-string",
         "label-letters", "bins-string", "csv-label-empty", "alpha-nan", "csv-alpha-blank", "label-nan",
         "unknown-kernel", "unknown-kernel-default", "csv-unknown-kernel"])
 def test_a_malformed_skew_fit_is_refused_by_name(tmp_path, meta, csv, words):

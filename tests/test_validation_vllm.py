@@ -252,6 +252,14 @@ def test_an_fp8_run_is_replayed_only_as_an_fp8_checkpoint(shared_data, tmp_path)
     with pytest.raises(InputError, match="uses quantization 'fp8', .*kvsim's meta-llama/Llama-3.1-8B is no FP8 checkpoint"):
         replay.engine_overlay(_run_with(shared_data, tmp_path / "named", fp8("meta-llama/Llama-3.1-8B")), None)
 
+    def ds_mla_cache(meta):  # the sparse latent format on a model without sparse attention
+        meta["resolved_config"].setdefault("cache_config", {})["cache_dtype"] = "fp8_ds_mla"
+        meta["engine_kwargs"].pop("kv_cache_dtype", None)
+
+    with pytest.raises(InputError, match="'fp8_ds_mla' is DeepSeek sparse attention's latent format, and kvsim's "
+                                         "meta-llama/Llama-3.1-8B has no sparse attention"):
+        replay.engine_overlay(_run_with(shared_data, tmp_path / "ds", ds_mla_cache), None)
+
 
 def _bad_run(shared_data, tmp_path, meta_edit=None, requests_text=None, config_json=None) -> Path:
     """A copy of the bundled run with its meta.json, requests.jsonl or an LLMServingSim config.json spoiled."""

@@ -41,7 +41,7 @@ from sim.serving.llmservingsim_compute import (bundle_attention_kernels, bundle_
 from sim.serving.vidur_compute import (VidurAttention, VidurProfile, read_vidur_table, vidur_layer_ms,
                                       vidur_op_columns)
 from sim.serving.network import AnalyticNetwork, LookupNetwork
-from sim.serving.skew_fit import SkewFit
+from sim.serving.skew_fit import SkewFit, skew_fit_enabled
 from sim.model_shape import DTYPE_BYTES, kv_dtype_bytes
 from sim.specs import gpu_spec, model_spec
 
@@ -275,7 +275,7 @@ def _skew_fit(tp_dir: Path, skew: SkewFit, meta: dict, config: Config) -> TableF
     alpha = np.array([skew.alpha(pc, n, sr, kvb, kp, kernel) for pc, n, sr, kvb, kp, kernel in
                       zip(shots["pc"], shots["n"], rate, shots["kv_big"], shots["kp"], kernels, strict=True)])
     t_mean, t_max = shots["t_mean_us"].to_numpy() * 1e-6, shots["t_max_us"].to_numpy() * 1e-6
-    enabled = bool((meta.get("skew_fit") or {}).get("enabled"))
+    enabled = skew_fit_enabled(meta, tp_dir.parent / "meta.yaml")
     mode = config.compute.skew_correction
     applied = mode == "always" or (mode == "auto" and enabled)
     return TableFit("compute", f"{tp_dir.name}/skew.csv (unequal decode KV lengths)", str(tp_dir / "skew_fit.csv"),

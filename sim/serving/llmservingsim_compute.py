@@ -21,7 +21,7 @@ from sim.serving.compute import StepShape, window_kv
 from sim.serving.moe import DataParallelShare, group_tokens, rank_experts
 from sim.serving.profile_files import read_bundle_table, read_profile_yaml, require_points
 from sim.serving.profile_grid import GridNode
-from sim.serving.skew_fit import SkewFit
+from sim.serving.skew_fit import SkewFit, skew_fit_enabled
 
 
 @dataclass
@@ -191,9 +191,7 @@ class LLMServingSimCompute:
                 require_points(rows, grid, tp_dir / "attention.csv", "attention.csv",
                                f"({kind}{' for kernel' + named if named else ''}) in {tp_dir.name}/")
         skew = None
-        fit = meta.get("skew_fit")
-        enabled = fit.get("enabled") if isinstance(fit, dict) else fit  # (SkewFit.load refuses a fit of no mapping)
-        if skew_correction == "always" or (skew_correction == "auto" and enabled):
+        if skew_correction == "always" or (skew_correction == "auto" and skew_fit_enabled(meta, directory / "meta.yaml")):
             skew = SkewFit.load(tp_dir, meta, tensor_parallel_size)
             if skew is None and skew_correction == "always":
                 raise ConfigError(f"compute.skew_correction is 'always' but {tp_dir} has no skew_fit.csv")

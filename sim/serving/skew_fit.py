@@ -169,3 +169,18 @@ class SkewFit:
         labels = (self._label("n", n), self._label("skew_rate", min(1.0, max(0.0, skew_rate))),
                   self._label("kv_big", kv_big), self._label("kp", kp))
         return self.alphas.get((kernel, float(pc), *labels), self.defaults.get(kernel, 0.0))
+
+
+def skew_fit_enabled(meta: dict, where: Path) -> bool:
+    """Whether a bundle's ``meta.yaml`` (at ``where``) says its skew fit is in force (``skew_fit.enabled``, as
+    LLMServingSim reads it: absent means no fit)."""
+    fit = meta.get("skew_fit")
+    if fit is None:
+        return False
+    if not isinstance(fit, dict):
+        raise ConfigError(f"{where}: skew_fit must be a mapping, got {fit!r:.40}")
+    enabled = fit.get("enabled", False)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"{where}: skew_fit.enabled must be true or false, got {enabled!r:.40}")
+    return enabled
+
