@@ -149,8 +149,7 @@ def engine_overlay(run: Path, profile: Path | None) -> dict[str, Any]:
     }
     model = _served_model(meta, engine, instance.get("model_name"), run)
     _refuse_unmodelled(resolved, engine, model)
-    spec = _served_spec(model)
-    if kv_name == "fp8_ds_mla" and not (spec is not None and spec.is_sparse_attention):
+    if kv_name == "fp8_ds_mla" and not getattr(_served_spec(model), "is_sparse_attention", False):
         raise InputError(f"meta.json kv_cache_dtype 'fp8_ds_mla' is DeepSeek sparse attention's latent format, and "
                          f"kvsim's {model} has no sparse attention: give the served model's config.json with --set "
                          "model=PATH")
