@@ -120,9 +120,10 @@ def peer_prediction(summary: Path) -> dict[tuple[str, str], float]:
     return {key: rows[name] for key, name in PEER_ROWS.items() if name in rows}
 
 
-def engine_overlay(run: Path, profile: Path | None) -> dict[str, Any]:
+def engine_overlay(run: Path, profile: Path | None, model: str | None = None) -> dict[str, Any]:
     """The served engine as a kvsim config layer, from the run's ``vllm/meta.json`` (and LLMServingSim's
-    ``config.json`` for the GPU when meta.json lacks it)."""
+    ``config.json`` for the GPU when meta.json lacks it); ``model``: the served model as the user states it (a name
+    kvsim knows or a config.json path), instead of the one the run's files name."""
     meta = _read_json(run / "vllm" / "meta.json", "engine description (vllm/meta.json)")
     if not isinstance(meta, dict) or not isinstance(meta.get("model"), str):
         raise InputError(f"{run / 'vllm' / 'meta.json'}: not a run's meta.json (no model)")
@@ -147,7 +148,7 @@ def engine_overlay(run: Path, profile: Path | None) -> dict[str, Any]:
         "scheduler_reserve_full_isl": _scheduler_flag(resolved, "scheduler_reserve_full_isl"),
         "async_scheduling": _scheduler_flag(resolved, "async_scheduling"),
     }
-    model = _served_model(meta, engine, instance.get("model_name"), run)
+    model = model or _served_model(meta, engine, instance.get("model_name"), run)
     _refuse_unmodelled(resolved, engine, model)
     if kv_name == "fp8_ds_mla" and not getattr(_served_spec(model), "is_sparse_attention", False):
         raise InputError(f"meta.json kv_cache_dtype 'fp8_ds_mla' is DeepSeek sparse attention's latent format, and "
@@ -226,7 +227,7 @@ def _served_model(meta: dict[str, Any], engine: dict[str, Any], stated: str | No
     ``model_name`` of LLMServingSim's ``config.json``), else the last folder of a local checkout's path (later runs
     record the server's own path, e.g. ``/data/model/Qwen3-32B``); else the model's Hugging Face config.json in the
     LLMServingSim checkout the run belongs to (``configs/model/<id>.json``, as LLMServingSim reads it: its own test
-    variants, e.g. DeepSeek-V3.2-Exp-16L64E); unresolved, meta.json's as it is (the config then names it)."""
+    variants, e.g. DeepSeek-V3.2-Exp-16L64E); else an error saying to give the model (``--set model=PATH``)."""
     named = engine.get("model") or meta["model"]
     candidates = [named, meta.get("model"), stated, Path(str(named)).name]
     known = next((name for name in candidates if canonical_model(name) is not None), None)
@@ -239,7 +240,8 @@ def _served_model(meta: dict[str, Any], engine: dict[str, Any], stated: str | No
             config = folder / "configs" / "model" / f"{model_id}.json"
             if config.is_file():
                 return str(config)
-    return named
+    raise InputError(f"the run's model {named!r} is neither one kvsim names (profiles/models.yaml) nor in the run's "
+                     "LLMServingSim checkout (configs/model/<id>.json): give its config.json with --set model=PATH")
 
 
 def _kv_cache_dtype(engine: dict[str, Any], resolved: dict[str, Any]) -> str:
@@ -346,7 +348,7 @@ def main() -> int:
         overlay = args.overlay
         if overlay is None:
             overlay = Path(folder) / "engine.yaml"
-            overlay.write_text(json.dumps(engine_overlay(args.run, args.profile)))  # JSON is YAML
+            overlay.write_text(json.dumps(engine_overlay(args.run, args.profile, _stated_model(args.sets))))  # (YAML)
         config = load_config(None, overlays=[overlay], sets=[f"workload.trace={args.trace.resolve()}", *args.sets])
     result, requests = run_serving(load_workload(config), config, "single")
     simulated = simulated_latencies(requests)
@@ -366,6 +368,14 @@ def main() -> int:
     if args.per_request:
         print_per_request(args.run / "vllm" / "requests.jsonl", requests, args.per_request)
     return 0
+
+
+def _stated_model(sets: list[str]) -> str | None:
+    """The model a ``--set model=...`` states (the last one; a path resolved here, as main.py resolves it), if any."""
+    values = [item.split("=", 1)[1].strip() for item in sets if item.split("=", 1)[0].strip() == "model" and "=" in item]
+    if not values:
+        return None
+    return str(Path(values[-1]).resolve()) if names_a_path(values[-1]) else values[-1]
 
 
 def describe_engine(config) -> str:

@@ -224,7 +224,11 @@ def test_a_model_kvsim_does_not_name_is_read_from_the_runs_llmservingsim_checkou
         meta["model"] = meta["engine_kwargs"]["model"] = str(beside.with_suffix(""))
 
     run = _run_with(shared_data, checkout / "bench" / "examples" / "RTX4090" / "by-path", server_path)
-    assert replay_module().engine_overlay(run, None)["model"] == str(beside.with_suffix(""))
+    with pytest.raises(InputError, match="neither one kvsim names .* give its config.json with --set model=PATH"):
+        replay_module().engine_overlay(run, None)
+    # the way out: the model stated (main passes --set model=...) is the one replayed, and checked as it
+    assert replay_module().engine_overlay(run, None, model=str(beside))["model"] == str(beside)
+    assert replay_module()._stated_model(["serving.block_size=16", f"model={beside}"]) == str(beside.resolve())
 
 
 def test_an_fp8_run_is_replayed_only_as_an_fp8_checkpoint(shared_data, tmp_path):
