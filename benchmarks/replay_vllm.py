@@ -154,7 +154,7 @@ def engine_overlay(run: Path, profile: Path | None, model: str | None = None) ->
         raise InputError(f"meta.json kv_cache_dtype 'fp8_ds_mla' is DeepSeek sparse attention's latent format, and "
                          f"kvsim's {model} has no sparse attention: give the served model's config.json with --set "
                          "model=PATH")
-    if dp > 1 and _is_moe(model):
+    if dp > 1 and getattr(_served_spec(model), "is_moe", False):
         serving["data_parallel_size"] = dp  # the group's ranks share the experts (vLLM's DP with MoE layers)
     overlay: dict[str, Any] = {
         "model": model,
@@ -277,7 +277,8 @@ def _refuse_unmodelled(resolved: dict[str, Any], engine: dict[str, Any], model: 
         unmodelled.append("speculative decoding (speculative_config)")
     quantization = (resolved.get("model_config") or {}).get("quantization") or engine.get("quantization")
     hint = ""
-    if quantization and not (quantization == "fp8" and _weight_quantization(model) == "fp8"):
+    fp8_checkpoint = getattr(_served_spec(model), "weight_quantization", None) == "fp8" if quantization else False
+    if quantization and not (quantization == "fp8" and fp8_checkpoint):
         unmodelled.append(f"quantization {quantization!r}")
         if quantization == "fp8":
             hint = f" (kvsim's {model} is no FP8 checkpoint: give the served one's config.json with --set model=PATH)"
@@ -287,21 +288,14 @@ def _refuse_unmodelled(resolved: dict[str, Any], engine: dict[str, Any], model: 
 
 
 def _served_spec(model: str):
-    """The shape kvsim reads for ``model`` (a name it knows, or a config.json path); None for an unknown name."""
+    """The shape kvsim reads for ``model`` (a name it knows, or a config.json path); None for an unknown name (its
+    callers ask one property each: ``getattr(..., default)``)."""
     name = canonical_model(model)
     if name is None and not names_a_path(model):
         return None
     return model_spec(name or model)
 
 
-def _weight_quantization(model: str) -> str | None:
-    spec = _served_spec(model)
-    return None if spec is None else spec.weight_quantization
-
-
-def _is_moe(model: str) -> bool:
-    spec = _served_spec(model)
-    return spec is not None and spec.is_moe
 
 
 def _stated_link(cluster: dict[str, Any] | None) -> tuple[float, float] | None:

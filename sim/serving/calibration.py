@@ -36,8 +36,7 @@ from sim.serving.collectives import (COLLECTIVES, MeasuredCollectives, RingColle
                                      vidur_collective_rows)
 from sim.serving.compute import RooflineCompute, StepShape
 from sim.serving.compute_backend import gpu_link, profile_misfit
-from sim.serving.llmservingsim_compute import (bundle_attention_kernels, bundle_attention_rows, bundle_curves,
-                                              bundle_layer_ops, moe_table, require_bundle_ops, require_layer_kernels)
+from sim.serving.llmservingsim_compute import bundle_attention_rows, read_bundle_layers
 from sim.serving.vidur_compute import (VidurAttention, VidurProfile, read_vidur_table, vidur_layer_ms,
                                       vidur_op_columns)
 from sim.serving.network import AnalyticNetwork, LookupNetwork
@@ -195,14 +194,8 @@ def _bundle_tables(directory: Path, config: Config) -> list[TableFit]:
         tp = int(tp_dir.name[2:])
         roofline = _roofline(config, tp)
         label = f"tp{tp}/"
-        dense = bundle_curves(read_bundle_table(tp_dir, "dense.csv"), "tokens")
-        per_seq = bundle_curves(read_bundle_table(tp_dir, "per_sequence.csv"), "sequences")
         model = roofline.model
-        moe_table(directory, tp_dir, model)  # a mixture of experts needs a moe.csv, a dense model none
-        require_bundle_ops(tp_dir, dense, per_seq, moe=model.is_moe,
-                           dense_mlp_layers=model.num_layers - model.moe_layers if model.is_moe else 0, mla=model.is_mla,
-                           model_name=config.model)
-        layer_ops = list(bundle_layer_ops(dense, moe=model.is_moe)[0])  # every layer's (a mixture's: no dense MLP)
+        dense, per_seq, layer_ops, _, kernels = read_bundle_layers(directory, tp_dir, model)
         common = sorted(set.intersection(*(set(dense[op][0].tolist()) for op in layer_ops)))
         per_layer = pd.DataFrame({"tokens": common, "seconds": [
             sum(float(np.interp(t, *dense[op])) for op in layer_ops) for t in common]})
@@ -216,10 +209,7 @@ def _bundle_tables(directory: Path, config: Config) -> list[TableFit]:
         if moe and (tp_dir / "moe.csv").is_file():
             fits.extend(_moe_fit(tp_dir, roofline, config))
 
-        attention = read_bundle_table(tp_dir, "attention.csv")
-        kernels = bundle_attention_kernels(attention)
-        require_layer_kernels(tp_dir / "attention.csv", kernels, model)
-        points = bundle_attention_rows(attention)
+        points = bundle_attention_rows(kernels)
         axes = ["prefill_chunk", "prefill_key", "n_decode", "kv_decode"]
         # a layer's attention is its kernels' sum, measured where every kernel was: the other points are counted
         unshared = sum(len(rows[axes].drop_duplicates()) for rows in kernels.values()) - len(kernels) * len(points)

@@ -169,15 +169,8 @@ class LLMServingSimCompute:
         if not tp_dir.is_dir():
             raise ConfigError(f"{directory}: no tp{tensor_parallel_size}/ folder (profiled TP degrees: {meta.get('tp_degrees')})")
 
-        dense = bundle_curves(read_bundle_table(tp_dir, "dense.csv"), "tokens")
-        per_seq = bundle_curves(read_bundle_table(tp_dir, "per_sequence.csv"), "sequences")
+        dense, per_seq, layer_ops, mlp_ops, kernels = read_bundle_layers(directory, tp_dir, model)
         experts = bundle_experts(directory, tp_dir, model, tensor_parallel_size, data_parallel_size)
-        dense_mlp_layers = model.num_layers - model.moe_layers if model.is_moe else 0
-        require_bundle_ops(tp_dir, dense, per_seq, moe=model.is_moe, dense_mlp_layers=dense_mlp_layers,
-                           mla=model.is_mla, model_name=model.name)
-        layer_ops, mlp_ops = bundle_layer_ops(dense, moe=model.is_moe)
-        kernels = bundle_attention_kernels(read_bundle_table(tp_dir, "attention.csv"))
-        require_layer_kernels(tp_dir / "attention.csv", kernels, model)
         axes = ["prefill_chunk", "prefill_key", "n_decode", "kv_decode"]
         decode_only = {kernel: rows[rows["prefill_chunk"] == 0] for kernel, rows in kernels.items()}
         for tables, kind, grid in ((kernels, "attention", axes),
@@ -202,7 +195,8 @@ class LLMServingSimCompute:
                                   f"which attention.csv does not time (it times {', '.join(map(repr, kernels))})")
         return cls(dense, per_seq, layer_ops, KernelSum.of([GridNode(rows, axes, "time_s") for rows in kernels.values()]),
                    KernelSum.of([GridNode(rows, ["n_decode", "kv_decode"], "time_s") for rows in decode_only.values()]),
-                   model.num_layers, str(directory), skew, experts, mlp_ops=mlp_ops, dense_mlp_layers=dense_mlp_layers,
+                   model.num_layers, str(directory), skew, experts, mlp_ops=mlp_ops,
+                   dense_mlp_layers=_dense_mlp_layers(model),
                    kernels=tuple(kernels))
 
     def _op(self, table: dict, name: str, x):
@@ -272,6 +266,28 @@ class LLMServingSimCompute:
             else:
                 attention.append(node.lookup((seqs, mean)))
         return fixed + self.num_layers * np.array(attention)
+
+
+def read_bundle_layers(directory: Path, tp_dir: Path, model: ModelSpec) -> tuple[dict, dict, tuple[str, ...],
+                                                                                 tuple[str, ...], dict[str, pd.DataFrame]]:
+    """A ``tp<N>/`` folder's per-layer tables, checked against ``model`` (the serving modes and
+    ``--check-calibration`` alike): dense.csv's and per_sequence.csv's operator curves, the operators of every layer
+    and of the dense MLP layers (``bundle_layer_ops``), and the attention kernels' rows; a mixture of experts needs a
+    moe.csv and a dense model has none (``moe_table``)."""
+    dense = bundle_curves(read_bundle_table(tp_dir, "dense.csv"), "tokens")
+    per_seq = bundle_curves(read_bundle_table(tp_dir, "per_sequence.csv"), "sequences")
+    moe_table(directory, tp_dir, model)
+    require_bundle_ops(tp_dir, dense, per_seq, moe=model.is_moe, dense_mlp_layers=_dense_mlp_layers(model),
+                       mla=model.is_mla, model_name=model.name)
+    layer_ops, mlp_ops = bundle_layer_ops(dense, moe=model.is_moe)
+    kernels = bundle_attention_kernels(read_bundle_table(tp_dir, "attention.csv"))
+    require_layer_kernels(tp_dir / "attention.csv", kernels, model)
+    return dense, per_seq, layer_ops, mlp_ops, kernels
+
+
+def _dense_mlp_layers(model: ModelSpec) -> int:
+    """A mixture of experts' layers whose MLP is dense (DeepSeek's first_k_dense_replace); 0 for a dense model."""
+    return model.num_layers - model.moe_layers if model.is_moe else 0
 
 
 def bundle_experts(directory: Path, tp_dir: Path, model: ModelSpec, tensor_parallel_size: int,
@@ -389,13 +405,13 @@ def require_layer_kernels(path: Path, kernels: dict[str, pd.DataFrame], model: M
                           f"kernels named in a 'layer' column), but every layer of {model.name} runs {' and '.join(expected)}")
 
 
-def bundle_attention_rows(attn: pd.DataFrame) -> pd.DataFrame:
-    """One attention layer's time per grid point: its kernels summed at the points every kernel was measured at
-    (``--check-calibration``'s table; a run interpolates each kernel over its own points)."""
+def bundle_attention_rows(kernels: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One attention layer's time per grid point: its kernels (``bundle_attention_kernels``) summed at the points every
+    kernel was measured at (``--check-calibration``'s table; a run interpolates each kernel over its own points)."""
     axes = ["prefill_chunk", "prefill_key", "n_decode", "kv_decode"]
-    kernels = [rows.groupby(axes, as_index=False)["time_s"].mean() for rows in bundle_attention_kernels(attn).values()]
-    total = kernels[0]
-    for rows in kernels[1:]:
+    means = [rows.groupby(axes, as_index=False)["time_s"].mean() for rows in kernels.values()]
+    total = means[0]
+    for rows in means[1:]:
         total = total.merge(rows, on=axes, suffixes=("", "_next"))
         total = total.assign(time_s=total["time_s"] + total.pop("time_s_next"))
     return total
