@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from sim.errors import ConfigError, quote
-from sim.model_shape import ModelSpec
+from sim.model_shape import SPARSE_QUANT_BLOCK, ModelSpec
 
 CONFIG_NAME = "config.json"  # the file a Hugging Face model folder holds its architecture in
 MAX_CONFIG_BYTES = 1 << 20  # published config.json files are a few KB; a larger file is not one
@@ -310,9 +310,9 @@ def _mla_model_spec(name: str, keys: _Keys, family: Family, digest: str) -> Mode
                               "q_lora_rank: the indexer's queries come from the q_a projection")
         sparse = {k: keys.positive(k) for k in INDEX_KEYS}
         for key, value in (("index_head_dim", sparse["index_head_dim"]), ("kv_lora_rank", lora)):
-            if value % 128:
-                raise ConfigError(f"model config {path}: key {key!r} must be a multiple of 128 with DeepSeek sparse "
-                                  f"attention (its caches quantize in groups of 128), got {value}")
+            if value % SPARSE_QUANT_BLOCK:
+                raise ConfigError(f"model config {path}: key {key!r} must be a multiple of {SPARSE_QUANT_BLOCK} with DeepSeek "
+                                  f"sparse attention (its caches quantize in groups of {SPARSE_QUANT_BLOCK}), got {value}")
     quantization = _quantization(keys)
     moe = _experts(keys, family, layers)
     fields = dict(
