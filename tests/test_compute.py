@@ -321,3 +321,18 @@ def test_profile_time_beyond_an_hour_is_refused(tmp_path):
     (bundle / "attention.csv").write_text("prefill_chunk,kv_prefill,n_decode,kv_decode,time_us\n0,0,1,16,5\n0,0,1,32,5\n")
     with pytest.raises(ConfigError, match=r"dense\.csv \(LLMServingSim bundle\): row 13 column time_us: longer than an hour"):
         LLMServingSimCompute.load(tmp_path / "b", model_spec("llama-3-8b"), 1)
+
+
+@pytest.mark.parametrize("name,tp", [("llama-3.1-8b", 1), ("qwen3-32b", 2), ("deepseek-v2-lite", 1), ("mixtral-8x7b", 2)])
+def test_roofline_decode_window_is_each_steps_time(name, tp):
+    """A decode window's compiled pricing gives each of its steps the time ``step_time`` gives that step alone (each
+    sequence one KV token longer per step), across a long window of uneven sequences."""
+    r = RooflineCompute(model_spec(name), gpu_spec("h100-sxm"), 2, 2, tp)
+    lengths = [1, 17, 333, 4096, 70_000]
+    steps = 300
+    times = r.decode_times(StepShape.decode_batch(lengths), steps)
+    assert times.shape == (steps,)
+    for step in (0, 1, 2, 150, steps - 1):
+        alone = r.step_time(StepShape.decode_batch([n + step for n in lengths]))
+        assert times[step] == pytest.approx(alone, rel=1e-12)
+    assert np.all(np.diff(times) > 0)  # every step reads more KV than the one before

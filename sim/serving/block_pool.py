@@ -59,7 +59,7 @@ class BlockPool:
         self._window, self._growth, self._block_size = window, growth, block_size
         self._taken_memo = (1, 0)  # the first step takes no reserved block
         # (after, up to, steps started): the first step runs until it ends (what ``_started`` finds for it)
-        self._started_memo = (-math.inf, window.start + float(window.ends[0]) if window.steps > 1 else math.inf, 1)
+        self._started_memo = (-math.inf, window.start + window.ends[0] if window.steps > 1 else math.inf, 1)
 
     def _started(self, t: float, inclusive: bool = False) -> int:
         """Steps of the window started before ``t`` (or at it, ``inclusive``): step b >= 2 starts at
@@ -71,8 +71,8 @@ class BlockPool:
         last = w.steps - 1
         i = w.ended(t, last, inclusive)  # step i + 1 starts as step i ends
         if not inclusive:  # the same answer for any time after step i + 1's start and up to the next one's
-            self._started_memo = (w.start + float(w.ends[i - 1]) if i else -math.inf,
-                                  w.start + float(w.ends[i]) if i < last else math.inf, i + 1)
+            self._started_memo = (w.start + w.ends[i - 1] if i else -math.inf,
+                                  w.start + w.ends[i] if i < last else math.inf, i + 1)
         return i + 1
 
     def _taken(self, steps: int) -> int:
@@ -110,7 +110,7 @@ class BlockPool:
         if w is None:
             return
         now, bs, steps = self.clock.now, self._block_size, w.steps
-        ends = w.ends.tolist()
+        ends = w.ends
         whole = steps == len(ends)  # not cut short: every reserved block was taken
         blocks, offsets = 0, 0.0
         for first, count in self._growth:

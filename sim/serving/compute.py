@@ -41,6 +41,7 @@ from typing import Protocol
 import numpy as np
 
 from sim.errors import ConfigError
+from sim.jit import njit
 from sim.model_shape import ModelSpec
 from sim.serving.collectives import TensorParallelComm
 from sim.serving.moe import DataParallelShare, group_tokens, rank_experts
@@ -353,6 +354,10 @@ class RooflineCompute:
     def decode_times(self, first: StepShape, steps: int, share: DataParallelShare | None = None) -> np.ndarray:
         seqs = first.decode_seqs
         linear, once = self._decode_fixed(seqs) if share is None else self._decode_fixed_parts(seqs, share)
+        if self.index_topk is None:  # dense attention: the whole window in one compiled call (windows are many)
+            return _dense_decode_window(seqs, float(first.decode_kv_tokens), steps, float(self.attn_flops_per_pair),
+                                        self.peak, float(self.kv_bytes_per_token_layer), self.bandwidth, linear,
+                                        float(self.model.num_layers), once)
         times = self.decode_attention_times(seqs, window_kv_tokens(first, steps))
         times += linear
         times *= self.model.num_layers
@@ -371,3 +376,19 @@ class RooflineCompute:
         if fixed is None:
             fixed = self._decode_fixed_memo[seqs] = self._decode_fixed_parts(seqs, None)
         return fixed
+
+
+@njit(cache=True)
+def _dense_decode_window(seqs: int, kv_first: float, steps: int, flops_per_pair: float, peak: float,
+                         bytes_per_token: float, bandwidth: float, linear: float, layers: float,
+                         once: float) -> np.ndarray:
+    """``RooflineCompute.decode_times`` of dense attention: the same arithmetic, in the same order, as
+    ``decode_attention_times`` over ``window_kv_tokens`` followed by the per-step linear and once parts."""
+    times = np.empty(steps)
+    for k in range(steps):
+        kv = float(k) * seqs + kv_first
+        compute = kv * flops_per_pair / peak
+        memory = (kv + seqs) * bytes_per_token / bandwidth
+        times[k] = (math.hypot(compute, memory) + linear) * layers + once
+    return times
+

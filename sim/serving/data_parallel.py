@@ -77,7 +77,7 @@ class LockstepGroup:
             window = member.window
             if window is not None:
                 member.interrupt_window(ahead, through)
-                end = window.start + float(window.ends[window.steps - 1])
+                end = window.start + window.ends[window.steps - 1]
         if end is not None and end != self._end:
             self._end_at(end)
 
@@ -138,11 +138,11 @@ class LockstepGroup:
         running = [(m, m.scheduler.start_window(steps, now, partial(m.compute.decode_times, share=share)))
                    for m, b, share in zip(self.members, busy, shares) if b]
         times = np.max([window.times for _, window in running], axis=0)
-        ends = np.cumsum(times)
+        ends = times.cumsum().tolist()
         for member, window in running:
             window.times, window.ends = times, ends
             member.run_window(window)
-        self._end_at(now + float(ends[-1]))
+        self._end_at(now + ends[-1])
 
     def _end_at(self, time: float) -> None:
         """The step or window in progress ends at ``time``: after its members' own ends, scheduled first."""

@@ -102,7 +102,7 @@ class Instance:
         else:
             window = self.window
             through = None if window is None else self._steps_through_now(window)  # its step in progress
-            job.read_at = self._batch_end if window is None else window.start + float(window.ends[through - 1])
+            job.read_at = self._batch_end if window is None else window.start + window.ends[through - 1]
             self._cut_window(ahead=scheduler.async_scheduling, through=through)
         self._kick()
 
@@ -216,9 +216,9 @@ class Instance:
                                 for step in range(first, first + count * bs, bs)})  # last: CLAIM_PRIORITY)
                 ends, start = window.ends, window.start
                 for step in steps:
-                    at = start + float(ends[step - 2])
+                    at = start + ends[step - 2]
                     self.engine.at(at, self._claim_blocks, at, priority=CLAIM_PRIORITY)
-        self.engine.at(window.start + float(window.ends[-1]), self._window_done, self._window_version)
+        self.engine.at(window.start + window.ends[-1], self._window_done, self._window_version)
 
     def _claim_blocks(self, at: float) -> None:
         """A window's step starts at ``at``: its reserved blocks come into use and leave the prefix cache (none if
@@ -252,7 +252,7 @@ class Instance:
         if steps < window.steps:
             window.steps = steps  # the later steps' reserved blocks are never taken
             self._window_version += 1
-            self.engine.at(window.start + float(window.ends[steps - 1]), self._window_done, self._window_version)
+            self.engine.at(window.start + window.ends[steps - 1], self._window_done, self._window_version)
 
     def _steps_through_now(self, window: DecodeWindow) -> int:
         """The window's steps up to the one in progress now (the one ending now, at a step boundary)."""
@@ -267,7 +267,7 @@ class Instance:
         self.batch_tokens = 0
         finished = self.scheduler.finish_window(window, self.engine.now)
         self.work.add_decode_window(window.first.decode_seqs, window.first.decode_kv_tokens, window.steps,
-                                     float(window.ends[window.steps - 1]))
+                                     window.ends[window.steps - 1])
         self._finish(finished)
 
     def _finish(self, finished: list[Job]) -> None:

@@ -34,6 +34,7 @@ for a sequence slot; a preempted one is recomputed here).
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -58,7 +59,7 @@ class DecodeWindow:
     computed: list[int]  # each job's computed tokens at the window start
     first: StepShape  # the first step's shape
     times: np.ndarray  # each step's duration
-    ends: np.ndarray  # cumulative step end times from the start
+    ends: list[float]  # cumulative step end times from the start (a list: read one at a time, many times)
     start: float
     steps: int
     # per job whose private blocks grow after the first step: the step its first such block is needed at (2 or
@@ -71,7 +72,7 @@ class DecodeWindow:
         absolute times, computed as their events are scheduled (start + offset), which stays exact at any magnitude
         of simulated time: located on the offsets, then settled on absolute times."""
         start, ends = self.start, self.ends
-        i = int(np.searchsorted(ends[:among], t - start, side="right" if inclusive else "left"))
+        i = (bisect_right if inclusive else bisect_left)(ends, t - start, 0, among)
         if inclusive:
             while i and start + ends[i - 1] > t:
                 i -= 1
@@ -243,7 +244,7 @@ class Scheduler:
         first = StepShape(decode_seqs=len(jobs), decode_kv_tokens=sum(computed) + len(jobs),
                           decode_kv_max=max(computed) + 1, decode_kv_min=min(computed) + 1)
         times = decode_times(first, steps)
-        window = DecodeWindow(jobs, computed, first, times, np.cumsum(times), now, steps, growth)
+        window = DecodeWindow(jobs, computed, first, times, times.cumsum().tolist(), now, steps, growth)
         if now_blocks:
             pool.allocate(now_blocks)
             kv.sync_free()
@@ -263,7 +264,7 @@ class Scheduler:
     def finish_window(self, window: DecodeWindow, now: float) -> list[Job]:
         """The window's ``steps`` steps are done: tokens emitted, unused planned blocks returned."""
         k = window.steps
-        first_token = window.start + float(window.ends[0])
+        first_token = window.start + window.ends[0]
         table_first = self.table.first_token
         finished = []
         newcomers = 0
