@@ -252,6 +252,60 @@ def test_bundle_row_with_a_blank_time_is_not_used(tmp_path):
     assert np.isfinite(model.step_time(shape))
 
 
+
+def test_bundle_rows_not_used_are_counted_in_one_note_per_file(tmp_path, caplog):
+    """Rows with a blank among the columns kvsim reads are not used, and not dropped silently: one note per table
+    file says how many of its rows and why (each row under its first blank column), once however often the file is
+    read. The rows used are the same: qkv_proj at 51 tokens is still interpolated from 1 and 101 (51 us)."""
+    from sim.serving.profile_files import read_bundle_table
+
+    with caplog.at_level("WARNING", logger="kvsim.profile"):
+        model = _hand_bundle(tmp_path / "b", dense_extra="qkv_proj,51,\nact_fn,31,\n")
+        _hand_bundle(tmp_path / "b2")  # nothing blank: no note
+    assert model._op(model.dense, "qkv_proj", 51) == pytest.approx(51e-6)
+    dense = tmp_path / "b" / "tp1" / "dense.csv"
+    # 8 operators x 2 rows + the 2 blank ones
+    assert [r.getMessage() for r in caplog.records] == [f"kvsim: note: {dense}: 2 of 18 rows not used (blank time_us: 2)"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="kvsim.profile"):
+        read_bundle_table(dense.parent, "dense.csv")  # read again (a run reads its tables more than once): said once
+    assert caplog.records == []
+    skew = tmp_path / "b" / "tp1" / "skew.csv"
+    skew.write_text("n,pc,kp,kvs,kv_big,kv_mean,t_mean_us,t_max_us,t_skew_us,alpha\n"
+                    "2,0,0,128,512,320,52,56,53,0.29\n"
+                    "2,0,0,256,1024,640,59,75,60,\n"   # blank alpha (t_max below t_mean: no fit)
+                    "2,0,0,,1024,640,59,75,60,\n"      # blank kvs and alpha: counted under kvs, its first
+                    "4,0,0,256,1024,640,59,,60,0.1\n"  # blank t_max_us
+                    "4,0,0,128,512,320,52,56,53,0.5\n")
+    with caplog.at_level("WARNING", logger="kvsim.profile"):
+        shots = read_bundle_table(skew.parent, "skew.csv")
+    assert shots["alpha"].tolist() == [0.29, 0.5]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"kvsim: note: {skew}: 3 of 5 rows not used (blank kvs: 1, blank t_max_us: 1, blank alpha: 1)"]
+
+
+def test_bundle_rows_not_used_are_told_on_stderr_by_check_calibration(tmp_path):
+    """End to end (a real stderr): --check-calibration says, per table file, the rows it did not use, one line
+    each; --quiet keeps them back, as it does the trace loaders' notes."""
+    import subprocess
+    import sys
+
+    ops = ["embedding", "final_layernorm", "layernorm", "qkv_proj", "o_proj", "gate_up_proj", "act_fn", "down_proj"]
+    _hand_bundle(tmp_path / "b", dense_extra="".join(f"{op},51,51\n" for op in ops) + "qkv_proj,21,\nact_fn,31,\n",
+                 attention="prefill_chunk,kv_prefill,n_decode,kv_decode,time_us\n"
+                           "0,0,1,100,10\n0,0,1,200,20\n0,0,1,300,30\n0,0,1,400,\n")
+    with open(tmp_path / "b" / "tp1" / "per_sequence.csv", "a") as table:
+        table.write("lm_head,6,100\nsampler,6,10\n")
+    (tmp_path / "o.yaml").write_text("model: llama-3-8b\ncompute: {backend: profiled, profile: b}\n")
+    command = [sys.executable, str(ROOT / "main.py"), "--check-calibration", str(tmp_path / "o.yaml")]
+    proc = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == [
+        "kvsim: note: b/tp1/dense.csv: 2 of 26 rows not used (blank time_us: 2)",
+        "kvsim: note: b/tp1/attention.csv: 1 of 4 rows not used (blank time_us: 1)"]
+    quiet = subprocess.run(command + ["--quiet"], cwd=tmp_path, capture_output=True, text=True)
+    assert quiet.returncode == 0 and quiet.stderr == ""
+
 def test_bundle_attention_without_pure_decode_rows_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="attention.csv: no pure-decode"):
         _hand_bundle(tmp_path / "b", attention="prefill_chunk,kv_prefill,n_decode,kv_decode,time_us\n16,0,0,0,5\n"

@@ -64,7 +64,7 @@ class BundleExperts:
         """``tp_dir/moe.csv`` for ``model``, its work shared by ``ranks`` ranks (per data-parallel rank); a
         table with an ``ep`` column is read at the degree ``data_parallel_size`` × ``tensor_parallel_size``."""
         path = tp_dir / "moe.csv"
-        frame = read_bundle_table(tp_dir, "moe.csv").dropna(subset=["tokens", "activated_experts", "time_us"])
+        frame = read_bundle_table(tp_dir, "moe.csv")  # (rows with a blank: counted and set aside there)
         if frame.empty:
             raise ConfigError(f"{path}: no rows")
         per_rank = False

@@ -153,7 +153,7 @@ class SkewFit:
         elif "alpha_default" in entry:
             defaults["attention"] = _alpha(entry["alpha_default"], "skew_fit alpha_default", meta_path)
         elif (tp_dir / "skew.csv").is_file():
-            shots = read_bundle_table(tp_dir, "skew.csv").dropna(subset=["alpha"])
+            shots = read_bundle_table(tp_dir, "skew.csv")  # (blank alphas: counted, set aside)
             gap, excess = shots["t_max_us"] - shots["t_mean_us"], shots["t_skew_us"] - shots["t_mean_us"]
             defaults["attention"] = float((gap * excess).sum() / (gap**2).sum()) if (gap**2).sum() > 0 else 0.0
         alphas = {(str(r.layer), float(r.pc), str(r.n_label), str(r.skew_rate_label), str(r.kv_big_label),
