@@ -140,7 +140,7 @@ def test_bundle_at_tp2_adds_measured_collectives(tmp_path):
         "    - {collective: all_gather, bytes: 0, us: 20}\n"
         "    - {collective: all_gather, bytes: 1048576, us: 30}\n")
     (bundle / "meta.yaml").write_text("tp_degrees: [2]\n")
-    ops = ["embedding", "final_layernorm", "layernorm", "qkv_proj", "o_proj", "down_proj"]
+    ops = ["embedding", "final_layernorm", "layernorm", "qkv_proj", "o_proj", "gate_up_proj", "act_fn", "down_proj"]
     (bundle / "tp2" / "dense.csv").write_text("layer,tokens,time_us\n" + "".join(f"{op},1,1\n{op},1000,1\n" for op in ops))
     (bundle / "tp2" / "per_sequence.csv").write_text("layer,sequences,time_us\nlm_head,1,0\nlm_head,2,0\nsampler,1,0\nsampler,2,0\n")
     (bundle / "tp2" / "attention.csv").write_text("prefill_chunk,kv_prefill,n_decode,kv_decode,time_us\n"
@@ -154,7 +154,7 @@ def test_bundle_at_tp2_adds_measured_collectives(tmp_path):
     # us: one sequence's bf16 logits, gathered from two ranks' halves (the samples' bytes are one rank's input:
     # LLMServingSim's profiler/core/hardware.py, "AllGather local input")
     allgather = 20 + 10 * (128256 * 2 / 2) / 1048576
-    per_layer = 5 * 1 + 5  # 4 per-layer ops + second layernorm, attention
+    per_layer = 7 * 1 + 5  # 6 per-layer ops (the dense MLP's 3 among them) + second layernorm, attention
     expected = 32 * per_layer + 2 + (2 * 32 + 1) * allreduce + allgather
     assert model.step_time(shape) == pytest.approx(expected * 1e-6)
 
@@ -226,8 +226,9 @@ def test_roofline_counts_a_plain_mlp_as_two_matrices():
     assert r.linear_layer_time(16384) == pytest.approx(2 * r.layer_params * 16384 / 989.4e12, rel=0.01)
 
 
-def _hand_bundle(root, dense_extra: str = "", attention: str | None = None):
-    """The newer-layout bundle above (every operator 1 us a token from 1 to 101 tokens), with extra dense.csv rows."""
+def _hand_bundle(root, dense_extra: str = "", attention: str | None = None, drop: str = ""):
+    """The newer-layout bundle above (every operator 1 us a token from 1 to 101 tokens), with extra dense.csv rows
+    (``drop``: an operator left out)."""
     from pathlib import Path
 
     from sim.serving.llmservingsim_compute import LLMServingSimCompute
@@ -235,7 +236,8 @@ def _hand_bundle(root, dense_extra: str = "", attention: str | None = None):
     tp = Path(root) / "tp1"
     tp.mkdir(parents=True)
     (Path(root) / "meta.yaml").write_text("tp_degrees: [1]\n")
-    ops = ["embedding", "final_layernorm", "layernorm", "qkv_proj", "o_proj", "gate_up_proj", "act_fn", "down_proj"]
+    ops = [op for op in ("embedding", "final_layernorm", "layernorm", "qkv_proj", "o_proj", "gate_up_proj", "act_fn",
+                         "down_proj") if op != drop]
     (tp / "dense.csv").write_text("layer,tokens,time_us\n" + "".join(f"{op},1,1\n{op},101,101\n" for op in ops) + dense_extra)
     (tp / "per_sequence.csv").write_text("layer,sequences,time_us\nlm_head,1,100\nlm_head,11,100\nsampler,1,10\nsampler,11,10\n")
     (tp / "attention.csv").write_text(attention or "prefill_chunk,kv_prefill,n_decode,kv_decode,time_us\n0,0,1,100,10\n0,0,1,300,30\n")
@@ -305,6 +307,21 @@ def test_bundle_rows_not_used_are_told_on_stderr_by_check_calibration(tmp_path):
         "kvsim: note: b/tp1/attention.csv: 1 of 4 rows not used (blank time_us: 1)"]
     quiet = subprocess.run(command + ["--quiet"], cwd=tmp_path, capture_output=True, text=True)
     assert quiet.returncode == 0 and quiet.stderr == ""
+
+@pytest.mark.parametrize("lacking", ["gate_up_proj", "act_fn", "down_proj"])
+def test_bundle_lacking_a_dense_mlp_operator_is_refused(tmp_path, lacking):
+    """A dense layer sums its MLP's three operators (LLMServingSim's catalogs: profiler/models/llama.yaml
+    ``mlp_dense: [gate_up_proj, act_fn, down_proj]``); a bundle without one of them priced every layer without it
+    (down_proj alone was required), so the run was silently fast. Refused, naming the file and the operator; with all
+    three the layer sums them: 6 per-layer operators and a second layernorm, 1 us each at 1 token."""
+    full = _hand_bundle(tmp_path / "full")
+    assert sum(full._op(full.dense, op, 1) for op in full.layer_ops) == pytest.approx(7e-6)
+    assert {"gate_up_proj", "act_fn", "down_proj"} <= set(full.layer_ops)
+    root = tmp_path / "b"
+    with pytest.raises(ConfigError, match=rf"^{root}/tp1/dense.csv: bundle lacks operator\(s\) {lacking} "
+                                          r"\(of the dense MLP\)$"):
+        _hand_bundle(root, drop=lacking)
+
 
 def test_bundle_attention_without_pure_decode_rows_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="attention.csv: no pure-decode"):

@@ -125,7 +125,7 @@ def test_skew_correction_knob_refused_where_it_does_nothing(tmp_path):
         (Path(tmp_path) / "meta.yaml").write_text("tp_degrees: [1]\n")
         for name, text in (("dense.csv", "layer,tokens,time_us\n" + "".join(
                 f"{op},1,1\n{op},2,2\n" for op in ("embedding", "final_layernorm", "layernorm", "qkv_proj",
-                                                   "o_proj", "down_proj"))),
+                                                   "o_proj", "gate_up_proj", "act_fn", "down_proj"))),
                            ("per_sequence.csv", "layer,sequences,time_us\nlm_head,1,1\nlm_head,2,1\nsampler,1,1\nsampler,2,1\n"),
                            ("attention.csv", "prefill_chunk,kv_prefill,n_decode,kv_decode,time_us\n0,0,1,16,5\n"
                                              "0,0,1,32,5\n")):
