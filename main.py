@@ -451,7 +451,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, start: float
 
         run.notes += render_outputs(report, runs, run.mode, run.outputs.plot_dir,
                                     draw_plots=run.outputs.plot_dir is not None and run.mode != "trace-stats",
-                                    html_path=run.outputs.html, notes=run.notes)
+                                    html_path=run.outputs.html, notes=run.notes, cluster_pd=run.cluster_pd)
     if not args.quiet:
         print(run.summary if run.summary is not None else _summary(report))
         for note in run.notes:
