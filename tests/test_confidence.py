@@ -10,6 +10,7 @@ import pytest
 
 from experiments.confidence import aggregate, interval, t_critical
 from sim.report.document import RunResult
+from tests.conftest import BUNDLED_AZURE
 
 SMALL = ["--set", "workload.synthetic.num_requests=150", "--set", "workload.synthetic.input_tokens_mean=200"]
 SMALL_BY_KIND = {"agentic": ["--set", "workload.synthetic.num_sessions=30"],
@@ -84,3 +85,25 @@ def test_intervals_are_held_to_the_values_a_metric_can_take():
     assert ci["hit_ratio"] == pytest.approx([0.9 - 0.4303, 1.0])
     assert ci["tier_hit_ratio.hbm"] == pytest.approx([0.9 - 0.4303, 1.0])
     assert ci["gap"] == pytest.approx([-4.303 / math.sqrt(3), 4.303 / math.sqrt(3)])
+
+
+def test_cluster_pd_seeds_and_max_rate_keep_the_pd_pools(run_cli, tmp_path):
+    """--cluster --pd with --seeds (or --max-rate) ran each seed, or each rate probe, as a cluster run without PD pools
+    (the experiments' runner dropped --pd): every instance 'unified'. Each keeps its prefill and decode pools, and the
+    two-seed mean is the mean of the two seeds' own --cluster --pd runs."""
+    common = ["--cluster", "--pd", "--set", "cluster.num_racks=2", "--set", "cluster.nodes_per_rack=1", "--set",
+              "hardware.gpus_per_node=2", "--set", "workload.arrivals.process=poisson", "--workload-trace",
+              str(BUNDLED_AZURE), "--workload-limit", "60", "--no-plot", "--quiet"]
+
+    def run(*extra: str) -> dict:
+        out = tmp_path / f"{len(list(tmp_path.iterdir()))}.json"
+        status, _, err = run_cli(*common, *extra, "--report-json", out)
+        assert status == 0, err
+        return json.loads(out.read_text())["runs"][0]["metrics"]
+
+    seeds, one, two = run("--seeds", "2"), run("--seed", "0"), run("--seed", "1")
+    for metrics in (seeds, one, two):
+        assert {e["role"] for e in metrics["instances"]["each"]} == {"prefill", "decode"}
+    assert seeds["ttft_s"]["mean"] == pytest.approx((one["ttft_s"]["mean"] + two["ttft_s"]["mean"]) / 2, rel=1e-12)
+    searched = run("--max-rate", "--set", "slo.ttft_s=0.5")
+    assert {e["role"] for e in searched["instances"]["each"]} == {"prefill", "decode"}
