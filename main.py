@@ -310,10 +310,11 @@ def run_serving_mode(run: Run) -> tuple[dict, list[RunResult]]:
     return trace.provenance.to_dict(), runs
 
 
-def run_quietly(mode: str, config: Config, policies: list[str]) -> tuple[dict, list[RunResult]]:
+def run_quietly(mode: str, config: Config, policies: list[str],
+                cluster_pd: bool = False) -> tuple[dict, list[RunResult]]:
     """One mode's runs exactly as the command line makes them, without printing, plots or files
-    (the experiments' entry point: sweeps, max-rate probes, seeds)."""
-    return RUNNERS[mode](Run(mode, config, policies, Outputs(), progress=False, mrc=False))
+    (the experiments' entry point: sweeps, max-rate probes, seeds; ``cluster_pd``: ``--cluster --pd``)."""
+    return RUNNERS[mode](Run(mode, config, policies, Outputs(), progress=False, mrc=False, cluster_pd=cluster_pd))
 
 
 def run_check_calibration(run: Run) -> tuple[None, list[RunResult]]:
@@ -451,7 +452,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, start: float
 
         run.notes += render_outputs(report, runs, run.mode, run.outputs.plot_dir,
                                     draw_plots=run.outputs.plot_dir is not None and run.mode != "trace-stats",
-                                    html_path=run.outputs.html, notes=run.notes)
+                                    html_path=run.outputs.html, notes=run.notes, cluster_pd=run.cluster_pd)
     if not args.quiet:
         print(run.summary if run.summary is not None else _summary(report))
         for note in run.notes:

@@ -8,6 +8,7 @@ flags' rules between each other), ``searched_runner`` in place of a mode's run f
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Callable
 
 from experiments.confidence import MAX_SEEDS
@@ -38,8 +39,9 @@ def searched_runner(args: argparse.Namespace, mode: str) -> Callable:
     from experiments.sweep import run_options
 
     def run(invocation):
-        options = run_options(args)
-        check_point(mode, invocation.config, options, cluster_pd=invocation.cluster_pd)
+        # (--cluster --pd: the pools too; a seed's run or a max-rate probe without them was a cluster run without PD)
+        options = dataclasses.replace(run_options(args), cluster_pd=invocation.cluster_pd)
+        check_point(mode, invocation.config, options)
         out = execute(mode, invocation.config, options)
         invocation.notes += [note for r in out.runs for note in _interval_notes(r)]
         return out.trace, out.runs

@@ -3,11 +3,17 @@
 A run repeated with seeds s, s+1, ..., s+N−1 gives N samples of every numeric metric;
 the report keeps their mean in ``metrics`` and ``[mean − h, mean + h]`` in
 ``metrics_ci95`` with h = t(0.975, N−1) · sd / √N (sd with N−1 in the denominator).
+
+The interval is symmetric, so with few seeds and a wide spread it can reach values a metric cannot take: its
+lower bound is clipped at 0 for a metric that cannot be negative (every metric kvsim reports: latencies, rates,
+counts, sizes, ratios), and the upper bound at 1 for a fraction of a whole (``AT_MOST_ONE``: hit ratios, SLO
+attainment, busy and KV-usage fractions). ``clipped`` says which.
 """
 
 from __future__ import annotations
 
 import math
+from fnmatch import fnmatchcase
 from typing import Any
 
 import numpy as np
@@ -47,6 +53,30 @@ def t_critical(df: int) -> float:
     return t_hi + (T_975[lo] - t_hi) * (x - x_hi) / (x_lo - x_hi)
 
 
+# Metrics that may be negative keep their interval's lower bound as computed: none of kvsim's reports has one (its
+# metrics are latencies and durations between ordered events, rates, counts, sizes and ratios). A metric with a
+# negative sample is kept as computed too, whatever its name.
+SIGNED: tuple[str, ...] = ()
+# Fractions of a whole, at most 1 by their definition (dotted names, fnmatch patterns): hits over accesses (hit_ratio,
+# token_hit_ratio, tier_hit_ratio.<tier>, and the cluster's per-location ones), requests meeting the SLO over requests,
+# busy time over the makespan, KV blocks held over the pool (sim/serving/utilization.py). MFU and MBU are measured
+# against a datasheet peak, not bounded by definition: not clipped.
+AT_MOST_ONE = ("*hit_ratio", "*hit_ratio.*", "slo_attainment", "*.busy_fraction_mean", "*.kv_usage_mean",
+               "*.kv_usage_peak")
+
+
+def clipped(name: str, values: list[float], bounds: list[float]) -> list[float]:
+    """``bounds`` of the metric ``name`` held to the values it can take: not below 0 unless it may be negative
+    (``SIGNED``, or a negative sample), not above 1 for a fraction of a whole (``AT_MOST_ONE``, every sample at most 1).
+    The mean lies inside either way."""
+    lo, hi = bounds
+    if not any(fnmatchcase(name, p) for p in SIGNED) and min(values) >= 0:
+        lo = max(lo, 0.0)
+    if any(fnmatchcase(name, p) for p in AT_MOST_ONE) and max(values) <= 1:
+        hi = min(hi, 1.0)
+    return [lo, hi]
+
+
 def interval(values: list[float]) -> tuple[float, list[float]]:
     """Mean and its 95% Student-t interval of ``values`` (at least two)."""
     v = np.asarray(values, dtype=np.float64)
@@ -79,7 +109,7 @@ def _mean_leaf(values: list[Any], name: str, ci: dict[str, list[float]]) -> Any:
     if not all(math.isfinite(f) for f in floats):
         return values[0]
     mean, bounds = interval(floats)
-    ci[name] = bounds
+    ci[name] = clipped(name, floats, bounds)
     if all(isinstance(v, (int, np.integer)) for v in values) and len(set(values)) == 1:
         return values[0]  # an integer that did not vary stays an integer
     return mean

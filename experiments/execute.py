@@ -20,12 +20,14 @@ from experiments.modes import SERVING_MODES, ModeOutput, check_mode, run_mode
 
 @dataclass(frozen=True)
 class RunOptions:
-    """How to run a point: which policies (one run each), a max-rate search, how many seeds."""
+    """How to run a point: which policies (one run each), a max-rate search, how many seeds; ``cluster_pd``: a
+    cluster mode point with prefill/decode pools (``--cluster --pd``)."""
 
     policies: tuple[str, ...] = ()
     max_rate: bool = False
     seeds: int = 1
     tolerance: float = TOLERANCE
+    cluster_pd: bool = False
 
 
 def check_point(mode: str, config: Config, options: RunOptions, where: str = "", cluster_pd: bool = False) -> None:
@@ -61,7 +63,8 @@ def check_point(mode: str, config: Config, options: RunOptions, where: str = "",
                 " draws nothing from the seed, so every seed gives the same run" + (
                 "; use a synthetic workload" if mode == "cache-only" else
                 "; set workload.arrivals.process (poisson, gamma or resample) to vary its arrivals"))
-        main.check_mode_settings(mode, config, list(options.policies) or [config.cache.policy], cluster_pd, fits=False)
+        main.check_mode_settings(mode, config, list(options.policies) or [config.cache.policy],
+                                 cluster_pd or options.cluster_pd, fits=False)
     except InputError as exc:
         raise type(exc)(f"{prefix}{exc}") from None
 
@@ -84,7 +87,7 @@ def _max_rate(mode: str, config: Config, options: RunOptions) -> ModeOutput:
         outputs: list[ModeOutput] = []
 
         def run_at(scale: float) -> RunResult:
-            out = run_mode(mode, replace(cfg, **{"workload.rate_scale": scale}))
+            out = run_mode(mode, replace(cfg, **{"workload.rate_scale": scale}), cluster_pd=options.cluster_pd)
             outputs.append(out)
             return out.runs[0]
 
@@ -100,7 +103,7 @@ def _max_rate(mode: str, config: Config, options: RunOptions) -> ModeOutput:
 def _once(mode: str, config: Config, options: RunOptions) -> ModeOutput:
     if options.max_rate:
         return _max_rate(mode, config, options)
-    return run_mode(mode, config, list(options.policies) or None)
+    return run_mode(mode, config, list(options.policies) or None, cluster_pd=options.cluster_pd)
 
 
 def execute(mode: str, config: Config, options: RunOptions = RunOptions()) -> ModeOutput:

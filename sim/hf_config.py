@@ -162,8 +162,10 @@ FAMILIES: dict[str, Family] = {
     "deepseek_v3": Family(mla=True, experts=Experts(None, None, "moe_intermediate_size", deepseek_layout=True)),
     # DeepSeek-V3.2 (deepseek_v32) and GLM-5 (glm_moe_dsa, built by vLLM's deepseek_v2.py too: GlmMoeDsa
     # configs carry the same keys): DeepSeek-V3's layers plus DeepSeek sparse attention, whose indexer vLLM builds
-    # whenever the config has index_topk (deepseek_v2.py: ``is_v32 = hasattr(config, "index_topk")``); here
-    # index_topk, index_n_heads and index_head_dim are required.
+    # whenever the config has index_topk (vllm-project/vllm vllm/model_executor/models/deepseek_v2.py,
+    # DeepseekV2Model and DeepseekV2MLAAttention: ``self.is_v32 = hasattr(config, "index_topk")``, whatever the
+    # model_type and the key's value); here index_topk, index_n_heads and index_head_dim are required, for these
+    # families and for a deepseek_v2/deepseek_v3 config that has index_topk (``_mla_model_spec``).
     "deepseek_v32": Family(mla=True, sparse_attention=True,
                            experts=Experts(None, None, "moe_intermediate_size", deepseek_layout=True)),
     "glm_moe_dsa": Family(mla=True, sparse_attention=True,
@@ -290,7 +292,8 @@ def _quantization(keys: _Keys) -> dict[str, Any]:
 
 def _mla_model_spec(name: str, keys: _Keys, family: Family, digest: str) -> ModelSpec:
     """DeepSeek-V2/V3/V3.2 and GLM-5: multi-head latent attention and DeepSeek's experts (``Family.mla``), with
-    DeepSeek sparse attention's indexer where the config gives index_topk (``Family.sparse_attention``: required).
+    DeepSeek sparse attention's indexer where the config has the key index_topk, as vLLM decides it, whatever the
+    model_type (``Family.sparse_attention``: required).
     The KV cache holds the latent (num_kv_heads 1, head_dim kv_lora_rank + qk_rope_head_dim, as vLLM's MLA
     backends see it); a sliding window, other layer kinds and non-FP8 quantized checkpoints are refused as for the
     other families. The MTP
@@ -304,7 +307,13 @@ def _mla_model_spec(name: str, keys: _Keys, family: Family, digest: str) -> Mode
         raise ConfigError(f"model config {path}: layer_types or sliding_window with multi-head latent attention are "
                           "not modelled")
     sparse = {}
-    if family.sparse_attention or config.get("index_topk") is not None:  # DeepSeek sparse attention's indexer
+    # DeepSeek sparse attention's indexer: vLLM builds it whenever the key is there (``hasattr``, see FAMILIES), a
+    # deepseek_v3 config with index_topk included, and sizes its top-k buffer by the value (null: no size to give)
+    if family.sparse_attention or "index_topk" in config:
+        if "index_topk" in config and config["index_topk"] is None:
+            raise ConfigError(f"model config {path}: key 'index_topk' is null, but vLLM builds DeepSeek sparse "
+                              "attention's indexer whenever the key is present (deepseek_v2.py: hasattr) and sizes its "
+                              "top-k by it: give a positive integer, or drop the key")
         if q_lora is None:
             raise ConfigError(f"model config {path}: key 'index_topk' (DeepSeek sparse attention) needs a "
                               "q_lora_rank: the indexer's queries come from the q_a projection")

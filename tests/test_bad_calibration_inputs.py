@@ -68,7 +68,8 @@ CASES: dict[str, Case] = {
                                               "prefill_chunk,kv_prefill,n_decode,kv_decode,time_us\n0,0,1,16,5\n",
                                               "b/tp1/dense.csv": "layer,tokens,time_us\n" + "".join(
                                                   f"{op},{t},1\n" for op in ("embedding", "final_layernorm", "layernorm",
-                                                                              "qkv_proj", "o_proj", "down_proj")
+                                                                              "qkv_proj", "o_proj", "gate_up_proj",
+                                                                              "act_fn", "down_proj")
                                                   for t in (1, 8)),
                                               "b/tp1/per_sequence.csv": "layer,sequences,time_us\nlm_head,1,1\n"
                                                                         "lm_head,8,1\nsampler,1,1\nsampler,8,1\n"}),
@@ -79,6 +80,16 @@ CASES: dict[str, Case] = {
                                            files={"o.yaml": "compute: {backend: profiled, profile: b}\n", "b/meta.yaml": "{}\n",
                                                   "b/tp1/dense.csv": "layer,tokens,time_us\nqkv_proj,1,1\nqkv_proj,8,2\n",
                                                   "b/tp1/per_sequence.csv": "layer,sequences,time_us\nlm_head,1,1\nlm_head,8,1\n"}),
+    # a dense layer sums gate_up_proj, act_fn and down_proj: a bundle without act_fn priced it silently low
+    "bundle_dense_mlp_lacks_act_fn": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set",
+                                           "compute.profile={tmp}/b"],
+                                          names=("{tmp}/b/tp1/dense.csv: bundle lacks operator(s) act_fn (of the dense MLP)",),
+                                          files={"b/meta.yaml": "{}\n", "b/tp1/dense.csv": "layer,tokens,time_us\n" + "".join(
+                                              f"{op},{t},1\n" for op in ("embedding", "final_layernorm", "layernorm",
+                                                                          "qkv_proj", "o_proj", "gate_up_proj", "down_proj")
+                                              for t in (1, 8)),
+                                              "b/tp1/per_sequence.csv": "layer,sequences,time_us\nlm_head,1,1\n"
+                                                                        "lm_head,8,1\nsampler,1,1\nsampler,8,1\n"}),
     "bundle_moe_model_without_moe_csv": Case(["--quiet", "--no-plot", "--set", "model=qwen3-30b-a3b", "--set",
                                               "compute.backend=profiled", "--set", "compute.profile={tmp}/b"],
                                              names=("{tmp}/b/tp1/moe.csv", "mixture of experts"),

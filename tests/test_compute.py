@@ -140,7 +140,7 @@ def test_bundle_at_tp2_adds_measured_collectives(tmp_path):
         "    - {collective: all_gather, bytes: 0, us: 20}\n"
         "    - {collective: all_gather, bytes: 1048576, us: 30}\n")
     (bundle / "meta.yaml").write_text("tp_degrees: [2]\n")
-    ops = ["embedding", "final_layernorm", "layernorm", "qkv_proj", "o_proj", "down_proj"]
+    ops = ["embedding", "final_layernorm", "layernorm", "qkv_proj", "o_proj", "gate_up_proj", "act_fn", "down_proj"]
     (bundle / "tp2" / "dense.csv").write_text("layer,tokens,time_us\n" + "".join(f"{op},1,1\n{op},1000,1\n" for op in ops))
     (bundle / "tp2" / "per_sequence.csv").write_text("layer,sequences,time_us\nlm_head,1,0\nlm_head,2,0\nsampler,1,0\nsampler,2,0\n")
     (bundle / "tp2" / "attention.csv").write_text("prefill_chunk,kv_prefill,n_decode,kv_decode,time_us\n"
@@ -154,7 +154,7 @@ def test_bundle_at_tp2_adds_measured_collectives(tmp_path):
     # us: one sequence's bf16 logits, gathered from two ranks' halves (the samples' bytes are one rank's input:
     # LLMServingSim's profiler/core/hardware.py, "AllGather local input")
     allgather = 20 + 10 * (128256 * 2 / 2) / 1048576
-    per_layer = 5 * 1 + 5  # 4 per-layer ops + second layernorm, attention
+    per_layer = 7 * 1 + 5  # 6 per-layer ops (the dense MLP's 3 among them) + second layernorm, attention
     expected = 32 * per_layer + 2 + (2 * 32 + 1) * allreduce + allgather
     assert model.step_time(shape) == pytest.approx(expected * 1e-6)
 
@@ -226,8 +226,9 @@ def test_roofline_counts_a_plain_mlp_as_two_matrices():
     assert r.linear_layer_time(16384) == pytest.approx(2 * r.layer_params * 16384 / 989.4e12, rel=0.01)
 
 
-def _hand_bundle(root, dense_extra: str = "", attention: str | None = None):
-    """The newer-layout bundle above (every operator 1 us a token from 1 to 101 tokens), with extra dense.csv rows."""
+def _hand_bundle(root, dense_extra: str = "", attention: str | None = None, drop: str = ""):
+    """The newer-layout bundle above (every operator 1 us a token from 1 to 101 tokens), with extra dense.csv rows
+    (``drop``: an operator left out)."""
     from pathlib import Path
 
     from sim.serving.llmservingsim_compute import LLMServingSimCompute
@@ -235,7 +236,8 @@ def _hand_bundle(root, dense_extra: str = "", attention: str | None = None):
     tp = Path(root) / "tp1"
     tp.mkdir(parents=True)
     (Path(root) / "meta.yaml").write_text("tp_degrees: [1]\n")
-    ops = ["embedding", "final_layernorm", "layernorm", "qkv_proj", "o_proj", "gate_up_proj", "act_fn", "down_proj"]
+    ops = [op for op in ("embedding", "final_layernorm", "layernorm", "qkv_proj", "o_proj", "gate_up_proj", "act_fn",
+                         "down_proj") if op != drop]
     (tp / "dense.csv").write_text("layer,tokens,time_us\n" + "".join(f"{op},1,1\n{op},101,101\n" for op in ops) + dense_extra)
     (tp / "per_sequence.csv").write_text("layer,sequences,time_us\nlm_head,1,100\nlm_head,11,100\nsampler,1,10\nsampler,11,10\n")
     (tp / "attention.csv").write_text(attention or "prefill_chunk,kv_prefill,n_decode,kv_decode,time_us\n0,0,1,100,10\n0,0,1,300,30\n")
@@ -250,6 +252,75 @@ def test_bundle_row_with_a_blank_time_is_not_used(tmp_path):
     shape = StepShape()
     shape.add_decode(200)
     assert np.isfinite(model.step_time(shape))
+
+
+
+def test_bundle_rows_not_used_are_counted_in_one_note_per_file(tmp_path, caplog):
+    """Rows with a blank among the columns kvsim reads are not used, and not dropped silently: one note per table
+    file says how many of its rows and why (each row under its first blank column), once however often the file is
+    read. The rows used are the same: qkv_proj at 51 tokens is still interpolated from 1 and 101 (51 us)."""
+    from sim.serving.profile_files import read_bundle_table
+
+    with caplog.at_level("WARNING", logger="kvsim.profile"):
+        model = _hand_bundle(tmp_path / "b", dense_extra="qkv_proj,51,\nact_fn,31,\n")
+        _hand_bundle(tmp_path / "b2")  # nothing blank: no note
+    assert model._op(model.dense, "qkv_proj", 51) == pytest.approx(51e-6)
+    dense = tmp_path / "b" / "tp1" / "dense.csv"
+    # 8 operators x 2 rows + the 2 blank ones
+    assert [r.getMessage() for r in caplog.records] == [f"kvsim: note: {dense}: 2 of 18 rows not used (blank time_us: 2)"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="kvsim.profile"):
+        read_bundle_table(dense.parent, "dense.csv")  # read again (a run reads its tables more than once): said once
+    assert caplog.records == []
+    skew = tmp_path / "b" / "tp1" / "skew.csv"
+    skew.write_text("n,pc,kp,kvs,kv_big,kv_mean,t_mean_us,t_max_us,t_skew_us,alpha\n"
+                    "2,0,0,128,512,320,52,56,53,0.29\n"
+                    "2,0,0,256,1024,640,59,75,60,\n"   # blank alpha (t_max below t_mean: no fit)
+                    "2,0,0,,1024,640,59,75,60,\n"      # blank kvs and alpha: counted under kvs, its first
+                    "4,0,0,256,1024,640,59,,60,0.1\n"  # blank t_max_us
+                    "4,0,0,128,512,320,52,56,53,0.5\n")
+    with caplog.at_level("WARNING", logger="kvsim.profile"):
+        shots = read_bundle_table(skew.parent, "skew.csv")
+    assert shots["alpha"].tolist() == [0.29, 0.5]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"kvsim: note: {skew}: 3 of 5 rows not used (blank kvs: 1, blank t_max_us: 1, blank alpha: 1)"]
+
+
+def test_bundle_rows_not_used_are_told_on_stderr_by_check_calibration(tmp_path):
+    """End to end (a real stderr): --check-calibration says, per table file, the rows it did not use, one line
+    each; --quiet keeps them back, as it does the trace loaders' notes."""
+    import subprocess
+    import sys
+
+    ops = ["embedding", "final_layernorm", "layernorm", "qkv_proj", "o_proj", "gate_up_proj", "act_fn", "down_proj"]
+    _hand_bundle(tmp_path / "b", dense_extra="".join(f"{op},51,51\n" for op in ops) + "qkv_proj,21,\nact_fn,31,\n",
+                 attention="prefill_chunk,kv_prefill,n_decode,kv_decode,time_us\n"
+                           "0,0,1,100,10\n0,0,1,200,20\n0,0,1,300,30\n0,0,1,400,\n")
+    with open(tmp_path / "b" / "tp1" / "per_sequence.csv", "a") as table:
+        table.write("lm_head,6,100\nsampler,6,10\n")
+    (tmp_path / "o.yaml").write_text("model: llama-3-8b\ncompute: {backend: profiled, profile: b}\n")
+    command = [sys.executable, str(ROOT / "main.py"), "--check-calibration", str(tmp_path / "o.yaml")]
+    proc = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == [
+        "kvsim: note: b/tp1/dense.csv: 2 of 26 rows not used (blank time_us: 2)",
+        "kvsim: note: b/tp1/attention.csv: 1 of 4 rows not used (blank time_us: 1)"]
+    quiet = subprocess.run(command + ["--quiet"], cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert quiet.returncode == 0 and quiet.stderr == ""
+
+@pytest.mark.parametrize("lacking", ["gate_up_proj", "act_fn", "down_proj"])
+def test_bundle_lacking_a_dense_mlp_operator_is_refused(tmp_path, lacking):
+    """A dense layer sums its MLP's three operators (LLMServingSim's catalogs: profiler/models/llama.yaml
+    ``mlp_dense: [gate_up_proj, act_fn, down_proj]``); a bundle without one of them priced every layer without it
+    (down_proj alone was required), so the run was silently fast. Refused, naming the file and the operator; with all
+    three the layer sums them: 6 per-layer operators and a second layernorm, 1 us each at 1 token."""
+    full = _hand_bundle(tmp_path / "full")
+    assert sum(full._op(full.dense, op, 1) for op in full.layer_ops) == pytest.approx(7e-6)
+    assert {"gate_up_proj", "act_fn", "down_proj"} <= set(full.layer_ops)
+    root = tmp_path / "b"
+    with pytest.raises(ConfigError, match=rf"^{root}/tp1/dense.csv: bundle lacks operator\(s\) {lacking} "
+                                          r"\(of the dense MLP\)$"):
+        _hand_bundle(root, drop=lacking)
 
 
 def test_bundle_attention_without_pure_decode_rows_is_refused(tmp_path):

@@ -10,6 +10,7 @@ import pytest
 
 from experiments.confidence import aggregate, interval, t_critical
 from sim.report.document import RunResult
+from tests.conftest import BUNDLED_AZURE
 
 SMALL = ["--set", "workload.synthetic.num_requests=150", "--set", "workload.synthetic.input_tokens_mean=200"]
 SMALL_BY_KIND = {"agentic": ["--set", "workload.synthetic.num_sessions=30"],
@@ -68,3 +69,41 @@ def test_serving_latency_intervals_contain_the_twenty_seed_mean(run_cli, tmp_pat
         value = twenty["metrics"][head][rest[0]] if rest else twenty["metrics"][head]
         assert lo < value < hi, (metric, lo, hi, value)
     assert five["metrics"]["requests_completed"] == 150  # the same in every seed: still an integer
+
+
+def test_intervals_are_held_to_the_values_a_metric_can_take():
+    """Three seeds with a wide spread: the symmetric t interval reaches below 0 for a latency and above 1 for a hit
+    ratio; both are clipped (a latency cannot be negative, a ratio exceed 1). By hand: values {0, 0, 0.3} have mean
+    0.1 and sd sqrt(((0.1)^2 + (0.1)^2 + (0.2)^2) / 2) = sqrt(0.03), so h = t(0.975, 2) x sqrt(0.03) / sqrt(3) =
+    4.303 x 0.1 = 0.4303: [-0.3303, 0.5303] -> [0, 0.5303]; the hit ratio {1, 1, 0.7} (mean 0.9, the same sd):
+    [0.4697, 1.3303] -> [0.4697, 1]. A metric with a negative sample ({-1, 0, 1}: sd 1, h = 4.303 / sqrt(3)) is
+    signed and keeps its interval."""
+    runs = [RunResult("lru", {"ttft_s": {"p99": p}, "hit_ratio": r, "tier_hit_ratio": {"hbm": r}, "gap": g})
+            for p, r, g in ((0.0, 1.0, -1.0), (0.0, 1.0, 0.0), (0.3, 0.7, 1.0))]
+    ci = aggregate(runs).metrics_ci95
+    assert ci["ttft_s.p99"] == pytest.approx([0.0, 0.1 + 0.4303])
+    assert ci["hit_ratio"] == pytest.approx([0.9 - 0.4303, 1.0])
+    assert ci["tier_hit_ratio.hbm"] == pytest.approx([0.9 - 0.4303, 1.0])
+    assert ci["gap"] == pytest.approx([-4.303 / math.sqrt(3), 4.303 / math.sqrt(3)])
+
+
+def test_cluster_pd_seeds_and_max_rate_keep_the_pd_pools(run_cli, tmp_path):
+    """--cluster --pd with --seeds (or --max-rate) ran each seed, or each rate probe, as a cluster run without PD pools
+    (the experiments' runner dropped --pd): every instance 'unified'. Each keeps its prefill and decode pools, and the
+    two-seed mean is the mean of the two seeds' own --cluster --pd runs."""
+    common = ["--cluster", "--pd", "--set", "cluster.num_racks=2", "--set", "cluster.nodes_per_rack=1", "--set",
+              "hardware.gpus_per_node=2", "--set", "workload.arrivals.process=poisson", "--workload-trace",
+              str(BUNDLED_AZURE), "--workload-limit", "60", "--no-plot", "--quiet"]
+
+    def run(*extra: str) -> dict:
+        out = tmp_path / f"{len(list(tmp_path.iterdir()))}.json"
+        status, _, err = run_cli(*common, *extra, "--report-json", out)
+        assert status == 0, err
+        return json.loads(out.read_text())["runs"][0]["metrics"]
+
+    seeds, one, two = run("--seeds", "2"), run("--seed", "0"), run("--seed", "1")
+    for metrics in (seeds, one, two):
+        assert {e["role"] for e in metrics["instances"]["each"]} == {"prefill", "decode"}
+    assert seeds["ttft_s"]["mean"] == pytest.approx((one["ttft_s"]["mean"] + two["ttft_s"]["mean"]) / 2, rel=1e-12)
+    searched = run("--max-rate", "--set", "slo.ttft_s=0.5")
+    assert {e["role"] for e in searched["instances"]["each"]} == {"prefill", "decode"}

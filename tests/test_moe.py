@@ -174,7 +174,7 @@ def test_bundle_and_model_must_agree_on_experts(tmp_path):
         LLMServingSimCompute.load(_bundle(tmp_path / "b", 1, 1), model_spec("llama-3-8b"), 1)
     with pytest.raises(ConfigError, match="up to 4 activated experts, but .* has 2 experts"):
         LLMServingSimCompute.load(_bundle(tmp_path / "c", 1, 1), dataclasses.replace(TINY, num_experts=2), 1)
-    with pytest.raises(ConfigError, match=r"bundle lacks operator\(s\) down_proj \(for the 1 dense MLP layers\)"):
+    with pytest.raises(ConfigError, match=r"tp1/dense.csv: bundle lacks operator\(s\) act_fn, down_proj, gate_up_proj \(for the 1 dense MLP layers\)"):
         LLMServingSimCompute.load(_bundle(tmp_path / "d", 1, 1), dataclasses.replace(TINY, num_moe_layers=1), 1)
 
 

@@ -434,3 +434,25 @@ def test_terminal_summary_keeps_a_sentence_off_the_numbers_line(run_cli, tmp_pat
     [i] = [n for n, line in enumerate(lines) if line.startswith("  instances ")]
     assert "mfu_mean=" in lines[i] and "utilization_basis" not in lines[i]
     assert lines[i + 1].strip() == f"utilization_basis: {basis}"
+
+
+CLUSTER_PD = ["--cluster", "--pd", "--set", "cluster.num_racks=2", "--set", "cluster.nodes_per_rack=1", "--set",
+              "hardware.gpus_per_node=2"]
+
+
+def test_cluster_pd_html_names_pd_where_the_json_mode_stays_cluster(run_cli, tmp_path):
+    """A --cluster --pd run's page said "kvsim cluster report", as a cluster run without PD pools does; its title and
+    summary name PD. The JSON report's mode (Contract) stays "cluster"."""
+    page, report = tmp_path / "c.html", tmp_path / "c.json"
+    status, _, err = run_cli(*CLUSTER_PD, "--workload-trace", BUNDLED_AZURE, "--workload-limit", "60", "--no-plot",
+                             "--html", page, "--report-json", report, "--quiet")
+    assert status == 0, err
+    doc = json.loads(report.read_text())
+    assert doc["mode"] == "cluster"
+    assert {e["role"] for e in doc["runs"][0]["metrics"]["instances"]["each"]} == {"prefill", "decode"}
+    text = page.read_text()
+    assert "<title>kvsim cluster PD report</title>" in text and "<h1>kvsim cluster PD report</h1>" in text
+    [(_, summary)] = _tables(text, "summary")
+    assert ["mode", "cluster (PD: --cluster --pd)"] in summary
+    plain = render_html({**doc, "runs": []}, [])  # the same report without --pd: as before
+    assert "<title>kvsim cluster report</title>" in plain and ["mode", "cluster"] in _tables(plain, "summary")[0][1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 
 import numpy as np
@@ -125,9 +126,57 @@ def test_skew_correction_knob_refused_where_it_does_nothing(tmp_path):
         (Path(tmp_path) / "meta.yaml").write_text("tp_degrees: [1]\n")
         for name, text in (("dense.csv", "layer,tokens,time_us\n" + "".join(
                 f"{op},1,1\n{op},2,2\n" for op in ("embedding", "final_layernorm", "layernorm", "qkv_proj",
-                                                   "o_proj", "down_proj"))),
+                                                   "o_proj", "gate_up_proj", "act_fn", "down_proj"))),
                            ("per_sequence.csv", "layer,sequences,time_us\nlm_head,1,1\nlm_head,2,1\nsampler,1,1\nsampler,2,1\n"),
                            ("attention.csv", "prefill_chunk,kv_prefill,n_decode,kv_decode,time_us\n0,0,1,16,5\n"
                                              "0,0,1,32,5\n")):
             (tp / name).write_text(text)
         LLMServingSimCompute.load(Path(tmp_path), model_spec("llama-3.1-8b"), 1, "always")
+
+
+def _minimal_bundle(root: Path, meta: str, skew_fit: str | None) -> Path:
+    """A dense bundle kvsim can price (every operator 1 us, attention 5 us), with ``meta`` and a ``skew_fit.csv``."""
+    tp = root / "tp1"
+    tp.mkdir(parents=True)
+    (root / "meta.yaml").write_text(meta)
+    ops = ("embedding", "final_layernorm", "layernorm", "qkv_proj", "o_proj", "gate_up_proj", "act_fn", "down_proj")
+    (tp / "dense.csv").write_text("layer,tokens,time_us\n" + "".join(f"{op},1,1\n{op},2,2\n" for op in ops))
+    (tp / "per_sequence.csv").write_text("layer,sequences,time_us\nlm_head,1,1\nlm_head,2,1\nsampler,1,1\nsampler,2,1\n")
+    (tp / "attention.csv").write_text("prefill_chunk,kv_prefill,n_decode,kv_decode,time_us\n0,0,1,16,5\n0,0,1,32,5\n")
+    if skew_fit is not None:
+        (tp / "skew_fit.csv").write_text(skew_fit)
+    return root
+
+
+# LLMServingSim's newer fit (profiler/core/skew_calibration.py, SCHEMA "runtime-skew-calibration-v1"; its
+# docs/docs/profiler/skew-alpha-fit.md "Storage": the skew_fit.csv header and meta.yaml skew_fit.per_tp[tp].schema)
+NEWER_FIT = ("layer,decode_q_len,pc_label,lev_label,n_anchor,alpha,direct_rows,pooled_rows\n"
+             "attention,1,pc0,lev1,16,0.12,24,30\n")
+NEWER_META = ("tp_degrees: [1]\nskew_fit:\n  enabled: true\n  per_tp:\n    1:\n"
+              "      schema: runtime-skew-calibration-v1\n      bucket_table: tp1/skew_fit.csv\n")
+
+
+def test_a_skew_fit_of_the_newer_schema_is_refused_naming_it(tmp_path, run_cli):
+    """A fit in LLMServingSim's newer schema was refused as 'not an LLMServingSim skew_fit.csv (needs columns ...)';
+    it is refused naming the schema found (from meta.yaml, else told by the table's columns) and the one kvsim reads."""
+    llama = model_spec("llama-3.1-8b")
+    recorded = _minimal_bundle(tmp_path / "a", NEWER_META, NEWER_FIT)
+    with pytest.raises(ConfigError) as refused:
+        LLMServingSimCompute.load(recorded, llama, 1)
+    assert str(refused.value) == (
+        f"{recorded / 'meta.yaml'}: skew fit schema 'runtime-skew-calibration-v1' (skew_fit.per_tp.1.schema), which "
+        "kvsim does not read: it reads LLMServingSim's unversioned fit (skew_fit.csv columns pc, n_label, "
+        "skew_rate_label, kv_big_label, kp_label, alpha); compute.skew_correction: never runs without the fit")
+    # the table alone (meta.yaml without the per-TP entry): told by its columns
+    unrecorded = _minimal_bundle(tmp_path / "b", "tp_degrees: [1]\nskew_fit: {enabled: true}\n", NEWER_FIT)
+    with pytest.raises(ConfigError, match=r"^" + re.escape(
+            f"{unrecorded / 'tp1' / 'skew_fit.csv'}: skew fit schema 'runtime-skew-calibration-v1' by its columns "
+            "(pc_label, lev_label, n_anchor), which kvsim does not read: it reads LLMServingSim's unversioned fit")):
+        LLMServingSimCompute.load(unrecorded, llama, 1)
+    # never: the fit is not read, and the run goes on without it
+    assert LLMServingSimCompute.load(recorded, llama, 1, "never").skew is None
+    # the command line: exit 2, the one line
+    status, _, err = run_cli("--quiet", "--no-plot", "--workload-limit", "20", "--set", "compute.backend=profiled",
+                             "--set", f"compute.profile={recorded}")
+    assert status == 2 and err.strip().startswith(f"kvsim: error: {recorded / 'meta.yaml'}: skew fit schema "
+                                                  "'runtime-skew-calibration-v1'") and "\n" not in err.strip()

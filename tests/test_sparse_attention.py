@@ -217,3 +217,28 @@ def test_bad_sparse_attention_keys_are_named(change, words, tmp_path, run_cli):
     path = write_config(tmp_path, {**json.loads(FIXTURE.read_text()), **change})
     message = refused(run_cli, str(path))
     assert str(path) in message and words in message
+
+
+def test_index_topk_makes_a_deepseek_config_sparse_as_vllm_decides_it(tmp_path, run_cli):
+    """vLLM builds the indexer whenever the config has the key index_topk, whatever its model_type
+    (vllm-project/vllm vllm/model_executor/models/deepseek_v2.py, DeepseekV2Model: ``self.is_v32 = hasattr(config,
+    "index_topk")``, then ``torch.empty(max_num_batched_tokens, config.index_topk)``). A deepseek_v3 config with the
+    index keys is DeepSeek-V3.2's model (the hand count above); with index_topk present but null it was read as plain
+    V3 (no indexer, no indexer cache): refused, naming the key; index_n_heads and index_head_dim alone (no index_topk)
+    build no indexer in vLLM, so the model stays V3."""
+    keys = {"index_head_dim": 128, "index_n_heads": 64, "index_topk": 2048}
+    v3 = {**published("DeepSeek-V3"), **keys}
+    spec = spec_of(tmp_path, v3)
+    assert spec.is_sparse_attention and spec.num_parameters == 671_877_944_064  # as deepseek_v32's above
+    null = write_config(tmp_path / "null", {**v3, "index_topk": None})
+    message = refused(run_cli, str(null))
+    assert message == (f"kvsim: error: model config {null}: key 'index_topk' is null, but vLLM builds DeepSeek sparse "
+                       "attention's indexer whenever the key is present (deepseek_v2.py: hasattr) and sizes its top-k "
+                       "by it: give a positive integer, or drop the key")
+    v32_null = write_config(tmp_path / "v32", {**v3, "model_type": "deepseek_v32", "index_topk": None})
+    assert "key 'index_topk' is null" in refused(run_cli, str(v32_null))
+    lite = write_config(tmp_path / "lite", {**published("DeepSeek-V2-Lite"), "index_topk": None})
+    assert "key 'index_topk' is null" in refused(run_cli, str(lite))  # (before the q_lora_rank it would need)
+    plain = spec_of(tmp_path, {**published("DeepSeek-V3"), "index_head_dim": 128, "index_n_heads": 64}, "plain")
+    assert not plain.is_sparse_attention
+    assert plain.num_parameters == spec_of(tmp_path, published("DeepSeek-V3"), "v3").num_parameters

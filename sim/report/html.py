@@ -147,12 +147,14 @@ def _plan(plan: dict) -> str:
     return "".join(out)
 
 
-def render_html(report: dict, plots: list[Path], title: str | None = None) -> str:
-    """The report document as one HTML page."""
+def render_html(report: dict, plots: list[Path], title: str | None = None, cluster_pd: bool = False) -> str:
+    """The report document as one HTML page. ``cluster_pd``: a cluster run with prefill/decode pools
+    (``--cluster --pd``), whose report's ``mode`` is ``cluster`` (Contract); its title and summary name PD too."""
     trace = report.get("trace") or {}
     mode = report.get("mode", "")
-    title = title or f"kvsim {mode} report"
-    summary = _table(["item", "value"], [["mode", mode], ["kvsim version", report.get("kvsim_version")],
+    title = title or f"kvsim {mode}{' PD' if cluster_pd else ''} report"
+    shown_mode = f"{mode} (PD: --cluster --pd)" if cluster_pd else mode
+    summary = _table(["item", "value"], [["mode", shown_mode], ["kvsim version", report.get("kvsim_version")],
                                 ["runs", len(report["runs"])],
                                 ["trace", trace.get("path") or trace.get("format")],
                                 ["requests used", trace.get("rows_used")],
@@ -175,5 +177,5 @@ def render_html(report: dict, plots: list[Path], title: str | None = None) -> st
             f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>{''.join(sections)}</body></html>\n")
 
 
-def write_html(report: dict, plots: list[Path], path: str | Path) -> Path:
-    return atomic_write_text(path, render_html(report, plots))
+def write_html(report: dict, plots: list[Path], path: str | Path, cluster_pd: bool = False) -> Path:
+    return atomic_write_text(path, render_html(report, plots, cluster_pd=cluster_pd))

@@ -10,8 +10,9 @@ PLOT_NOTE = "plot: "
 
 
 def render_outputs(report: dict, runs: list[RunResult], kind: str, plot_dir: Path, draw_plots: bool,
-                   html_path: str | None, notes: list[str]) -> list[str]:
+                   html_path: str | None, notes: list[str], cluster_pd: bool = False) -> list[str]:
     """Draw the run plots (``kind`` names the files) and write ``--html``; returns notes for the new files.
+    ``cluster_pd``: a ``--cluster --pd`` run, which the HTML's title names.
 
     ``notes`` are the invocation's notes so far: the plots listed there (``plot: PATH``) go into the HTML too.
     """
@@ -26,5 +27,5 @@ def render_outputs(report: dict, runs: list[RunResult], kind: str, plot_dir: Pat
     if html_path:
         from sim.report.html import write_html
 
-        new.append(f"html: {write_html(report, plots, html_path)}")
+        new.append(f"html: {write_html(report, plots, html_path, cluster_pd)}")
     return new

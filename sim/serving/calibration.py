@@ -243,7 +243,7 @@ def _moe_fit(tp_dir: Path, roofline: RooflineCompute, config: Config) -> list[Ta
     """A bundle's moe.csv over (activated experts, tokens), against the roofline of the router and those experts
     (a table with an ``ep`` column: its ``ep`` = 1 grid, the whole block as the roofline prices it; none without one:
     a grid at a higher degree is one rank's share of a shrunk block, which the roofline does not price)."""
-    table = read_bundle_table(tp_dir, "moe.csv").dropna(subset=["tokens", "activated_experts", "time_us"])
+    table = read_bundle_table(tp_dir, "moe.csv")  # (rows with a blank: counted and set aside there)
     if "ep" in table.columns:
         table = table[table["ep"] == 1]
         if table.empty:
@@ -258,7 +258,7 @@ def _moe_fit(tp_dir: Path, roofline: RooflineCompute, config: Config) -> list[Ta
 
 
 def _skew_fit(tp_dir: Path, skew: SkewFit, meta: dict, config: Config) -> TableFit:
-    shots = read_bundle_table(tp_dir, "skew.csv").dropna(subset=["alpha"])
+    shots = read_bundle_table(tp_dir, "skew.csv")  # (rows with a blank alpha: counted and set aside there)
     gap = shots["kv_big"] - shots["kvs"]
     rate = ((shots["kv_mean"] - shots["kvs"]) / gap.where(gap > 0, 1)).to_numpy()
     kernels = shots["layer"].astype(str) if "layer" in shots.columns else ["attention"] * len(shots)  # (each its own)

@@ -64,7 +64,7 @@ class BundleExperts:
         """``tp_dir/moe.csv`` for ``model``, its work shared by ``ranks`` ranks (per data-parallel rank); a
         table with an ``ep`` column is read at the degree ``data_parallel_size`` × ``tensor_parallel_size``."""
         path = tp_dir / "moe.csv"
-        frame = read_bundle_table(tp_dir, "moe.csv").dropna(subset=["tokens", "activated_experts", "time_us"])
+        frame = read_bundle_table(tp_dir, "moe.csv")  # (rows with a blank: counted and set aside there)
         if frame.empty:
             raise ConfigError(f"{path}: no rows")
         per_rank = False
@@ -108,7 +108,8 @@ class BundleExperts:
 MODEL_OPS = ("embedding", "final_layernorm")
 MLP_OPS = ("gate_up_proj", "act_fn", "down_proj")
 # a layer's attention projections: q/k/v fused, or multi-head latent attention's fused q_a/kv_a projection
-# (profiler/models/deepseek_v32.yaml ``mla_qkv_a_proj``); and the MLP: down_proj in dense.csv, or moe.csv
+# (profiler/models/deepseek_v32.yaml ``mla_qkv_a_proj``); and the MLP: MLP_OPS in dense.csv (every catalog's
+# ``mlp_dense``/``blocks.mlp.dense``: profiler/models/llama.yaml, qwen3.yaml, deepseek_v32.yaml), or moe.csv
 _REQUIRED_LAYER_OPS = ("layernorm", "o_proj")
 QKV_PROJECTION, MLA_PROJECTION = "qkv_proj", "mla_qkv_a_proj"
 
@@ -320,20 +321,27 @@ def moe_table(directory: Path, tp_dir: Path, model: ModelSpec) -> Path | None:
 
 def require_bundle_ops(tp_dir: Path, dense: dict, per_seq: dict, moe: bool, dense_mlp_layers: int = 0,
                        mla: bool = False, model_name: str = "the model") -> None:
-    """The operators a step is priced from must each have rows (``moe``: moe.csv times the MLP, not down_proj, but
-    on the ``dense_mlp_layers`` a mixture of experts runs a dense MLP), and the attention projections must be the
-    model's kind (``mla``: multi-head latent attention's, else q/k/v's): a bundle of the other kind is another model."""
-    mlp = ("down_proj",) if not moe or dense_mlp_layers else ()
+    """The operators a step is priced from must each have rows: a layer's, the model's once, and its dense MLP's
+    (``MLP_OPS``, all three, as every layer sums them: a bundle without gate_up_proj or act_fn priced a dense layer
+    without them, silently low; ``moe``: moe.csv times the MLP instead, but on the ``dense_mlp_layers`` a mixture of
+    experts runs a dense MLP); the attention projections must be the model's kind (``mla``: multi-head latent
+    attention's, else q/k/v's): a bundle of the other kind is another model. The refusal names the file(s) and the
+    operators they lack."""
+    mlp = MLP_OPS if not moe or dense_mlp_layers else ()
     query, other = (MLA_PROJECTION, QKV_PROJECTION) if mla else (QKV_PROJECTION, MLA_PROJECTION)
     if query not in dense and other in dense:
         kind = "multi-head latent attention" if mla else "q/k/v/o attention"
         raise ConfigError(f"{tp_dir}: the bundle times {other} (another attention kind), but {model_name} has "
                           f"{kind}: a bundle of another model?")
-    missing = [op for op in (*_REQUIRED_LAYER_OPS, query, *mlp, *MODEL_OPS) if op not in dense] + \
-              [op for op in ("lm_head", "sampler") if op not in per_seq]
-    if missing:
-        dense_layers = f" (for the {dense_mlp_layers} dense MLP layers)" if moe and "down_proj" in missing else ""
-        raise ConfigError(f"{tp_dir}: bundle lacks operator(s) {', '.join(sorted(set(missing)))}{dense_layers}")
+    missing = sorted({op for op in (*_REQUIRED_LAYER_OPS, query, *mlp, *MODEL_OPS) if op not in dense})
+    per_sequence = [op for op in ("lm_head", "sampler") if op not in per_seq]
+    if missing or per_sequence:
+        mlp_layers = ("" if not set(mlp) & set(missing) else
+                      f" (for the {dense_mlp_layers} dense MLP layers)" if moe else " (of the dense MLP)")
+        first, ops = ("dense.csv", missing) if missing else ("per_sequence.csv", per_sequence)
+        also = f"; and per_sequence.csv lacks {', '.join(per_sequence)}" if missing and per_sequence else ""
+        raise ConfigError(f"{tp_dir / first}: bundle lacks operator(s) {', '.join(ops)}"
+                          f"{mlp_layers if missing else ''}{also}")
 
 
 def bundle_layer_ops(dense: dict, moe: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -7,6 +7,7 @@ it, never a pandas or PyYAML traceback from deep inside a compute model.
 
 from __future__ import annotations
 
+import logging
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Iterable
@@ -24,6 +25,12 @@ from sim.errors import ConfigError, quote
 # tokens^2), a few minutes on one 1-PFLOP/s GPU. A time beyond an hour is a unit or data error, and a finite
 # 1e30 would otherwise silently dominate every step.
 MAX_PROFILED_TIME_S = 3600.0
+
+# Notes about a profile's files go through the "kvsim" logger, as the trace loaders' do (errors only with --quiet).
+LOG = logging.getLogger("kvsim.profile")
+# The notes already said in this process: a table is read more than once a run (the check before the trace loads,
+# then each run's compute model; --check-calibration's fits), its note is one line.
+_TOLD: set[tuple[str, str]] = set()
 
 
 def too_few_rows(source: object, table: str, why: str) -> ConfigError:
@@ -135,7 +142,8 @@ BUNDLE_COLUMNS = {
 
 def read_bundle_table(tp_dir: Path, name: str) -> pd.DataFrame:
     """One table of an LLMServingSim bundle's ``tpN/`` folder, with the columns kvsim reads; a row with a
-    blank among them is not used (a blank time would be read as NaN and carried into every step it prices).
+    blank among them is not used (a blank time would be read as NaN and carried into every step it prices), and
+    counted in a note (``unused_rows``).
     A table steps are priced from holds at least two points over its axes (``require_points``; skew.csv's
     shots are fitted, not interpolated)."""
     path = tp_dir / name
@@ -149,11 +157,28 @@ def read_bundle_table(tp_dir: Path, name: str) -> pd.DataFrame:
                              keys=(*BUNDLE_KEYS[name], *optional, *BUNDLE_ROW_KEYS.get(name, ())),
                              signed=("alpha",), positive=(*optional, *BUNDLE_POSITIVE.get(name, ())),
                              times=BUNDLE_TIMES)
-    frame = frame.dropna(subset=list(columns))
+    frame = frame.drop(index=frame.index[unused_rows(frame, columns, path)])
     if name != "skew.csv":
         require_points(frame, [k for k in BUNDLE_KEYS[name] if k != "layer"], path, name, f"in {tp_dir.name}/",
                        per="layer" if "layer" in BUNDLE_KEYS[name] else None)
     return frame
+
+
+def unused_rows(frame: pd.DataFrame, columns: Iterable[str], path: Path) -> np.ndarray:
+    """The positions of ``frame``'s rows with a blank among ``columns``, which a reader does not use. They are
+    counted, not dropped silently: one note on standard error per file, ``N of M rows not used (blank time_us: N)``,
+    each row counted under its first blank column (in ``columns``' order)."""
+    columns = list(columns)
+    blank = frame[columns].isna().to_numpy()
+    rows = np.flatnonzero(blank.any(axis=1))
+    if len(rows):
+        first = blank[rows].argmax(axis=1)
+        why = ", ".join(f"blank {columns[c]}: {int((first == c).sum()):,}" for c in sorted(set(first.tolist())))
+        told = f"{len(rows):,} of {len(frame):,} rows not used ({why})"
+        if (str(Path(path).resolve()), told) not in _TOLD:  # (the same file by another path is the same note)
+            _TOLD.add((str(Path(path).resolve()), told))
+            LOG.warning(f"kvsim: note: {path}: {told}")
+    return rows
 
 
 def read_profile_yaml(path: Path, what: str) -> dict[str, Any]:

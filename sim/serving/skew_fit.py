@@ -56,6 +56,24 @@ def _bucket_edges(labels: list[str], source: object = "skew fit") -> tuple[np.nd
     return np.array([e for e, _ in edges]), tuple(label for _, label in edges)
 
 
+# The fit kvsim reads: LLMServingSim's unversioned skew_fit.csv (or meta.yaml's inlined alpha_by_bucket), alphas per
+# (pc, n, skew rate, kv_big, kp) bucket. LLMServingSim's newer fits are another schema (profiler/core/skew_calibration.py
+# ``SCHEMA = "runtime-skew-calibration-v1"``, recorded as meta.yaml ``skew_fit.per_tp.<tp>.schema``; skew_fit.csv
+# ``layer,decode_q_len,pc_label,lev_label,n_anchor,alpha,direct_rows,pooled_rows``: buckets of prefill tokens and
+# relative reference gap, alphas picked at supported decode-count anchors): not implemented here, refused by name.
+READ_COLUMNS = ("pc", "n_label", "skew_rate_label", "kv_big_label", "kp_label", "alpha")
+NEWER_SCHEMA = "runtime-skew-calibration-v1"
+NEWER_COLUMNS = ("pc_label", "lev_label", "n_anchor")  # columns of its skew_fit.csv that the unversioned one lacks
+
+
+def other_schema(source: object, schema: object, how: str = "") -> ConfigError:
+    """The refusal of a skew fit written in a schema kvsim does not read, naming the schema found (``how``: how it was
+    told) and the one kvsim reads."""
+    return ConfigError(f"{source}: skew fit schema {quote(schema)}{how}, which kvsim does not read: it reads "
+                       f"LLMServingSim's unversioned fit (skew_fit.csv columns {', '.join(READ_COLUMNS)}); "
+                       "compute.skew_correction: never runs without the fit")
+
+
 @dataclass
 class SkewFit:
     """LLMServingSim's correction of decode attention for batches of unequal KV lengths (``skew_fit.csv``).
@@ -101,11 +119,15 @@ class SkewFit:
         entry = per_tp.get(tensor_parallel_size)
         entry = _mapping(per_tp.get(str(tensor_parallel_size)) if entry is None else entry,
                          f"skew_fit.per_tp.{tensor_parallel_size}", meta_path)
+        if entry.get("schema") is not None:  # (the unversioned fit records none)
+            raise other_schema(meta_path, entry["schema"], f" (skew_fit.per_tp.{tensor_parallel_size}.schema)")
         path = tp_dir / "skew_fit.csv"
-        columns = ["pc", "n_label", "skew_rate_label", "kv_big_label", "kp_label", "alpha"]
+        columns = list(READ_COLUMNS)
         if path.is_file():
             table = read_profile_csv(path, numeric=("pc", "alpha"), what="LLMServingSim skew_fit.csv",
                                      keys=("layer", *columns[:-1]), signed=("alpha",))
+            if set(NEWER_COLUMNS) <= set(table.columns) and not set(columns) <= set(table.columns):
+                raise other_schema(path, NEWER_SCHEMA, f" by its columns ({', '.join(NEWER_COLUMNS)})")
             if not set(columns) <= set(table.columns):
                 raise ConfigError(f"{path}: not an LLMServingSim skew_fit.csv (needs columns {columns})")
             if table["alpha"].isna().any():  # (a blank or NaN alpha would be looked up as NaN)
@@ -153,7 +175,7 @@ class SkewFit:
         elif "alpha_default" in entry:
             defaults["attention"] = _alpha(entry["alpha_default"], "skew_fit alpha_default", meta_path)
         elif (tp_dir / "skew.csv").is_file():
-            shots = read_bundle_table(tp_dir, "skew.csv").dropna(subset=["alpha"])
+            shots = read_bundle_table(tp_dir, "skew.csv")  # (blank alphas: counted, set aside)
             gap, excess = shots["t_max_us"] - shots["t_mean_us"], shots["t_skew_us"] - shots["t_mean_us"]
             defaults["attention"] = float((gap * excess).sum() / (gap**2).sum()) if (gap**2).sum() > 0 else 0.0
         alphas = {(str(r.layer), float(r.pc), str(r.n_label), str(r.skew_rate_label), str(r.kv_big_label),
