@@ -407,3 +407,36 @@ def test_roofline_decode_window_is_each_steps_time(name, tp):
         alone = r.step_time(StepShape.decode_batch([n + step for n in lengths]))
         assert times[step] == pytest.approx(alone, rel=1e-12)
     assert np.all(np.diff(times) > 0)  # every step reads more KV than the one before
+
+
+def test_vidur_rows_without_times_are_set_aside_and_counted(tmp_path, caplog):
+    """Vidur tables: an attention.csv row with no time at all (a row times only its own kind's operators, so a
+    blank in the other kind's column is normal) and an mlp.csv row lacking one of the layer's operator times are not
+    used, and each file says how many. Before, the blank attention row went into the grid as NaN and broke lookups
+    around it (a batch of 4 read NaN, a batch of 2 read 0); the lookups are now the bilinear values by hand."""
+    from sim.serving.vidur_compute import VidurAttention, VidurProfile
+
+    shape = "4096,32,8,1"
+    attention = tmp_path / "attention.csv"
+    rows = [f"{shape},{b},0,{kv},False,,{0.01 * b + kv * 1e-5}" for b in (1, 8) for kv in (100, 1000)]
+    rows.append(f"{shape},4,0,500,False,,")  # no time
+    rows += [f"{shape},1,{c},{kv},True,{c * 1e-4 + kv * 1e-5}," for c in (64, 512) for kv in (0, 1000)]
+    attention.write_text("n_embd,n_q_head,n_kv_head,num_tensor_parallel_workers,batch_size,prefill_chunk_size,"
+                         "kv_cache_size,is_prefill,time_stats.attn_prefill.median,time_stats.attn_decode.median\n"
+                         + "\n".join(rows) + "\n")
+    ops = ["input_layernorm", "attn_pre_proj", "attn_post_proj", "mlp_up_proj", "mlp_act", "mlp_down_proj"]
+    mlp = tmp_path / "mlp.csv"
+    mlp.write_text("n_embd,n_head,n_kv_head,n_expanded_embd,use_gated_mlp,num_tensor_parallel_workers,num_tokens,"
+                   + ",".join(f"time_stats.{op}.median" for op in ops) + "\n"
+                   + "".join(f"4096,32,8,14336,True,1,{t},{','.join([str(t / 6000)] * 6)}\n" for t in (1, 101))
+                   + "4096,32,8,14336,True,1,51,0.5,0.5,,0.5,0.5,0.5\n")  # lacks attn_post_proj: not used
+    model = model_spec("llama-3-8b")
+    with caplog.at_level("WARNING", logger="kvsim.profile"):
+        att = VidurAttention.load(attention, model, 1, 16)
+        layer = VidurProfile.load(mlp, model, 1)
+    assert att.decode_time(4, 501) == pytest.approx((0.04 + 0.005) * 1e-3)  # batch 4, 500 cached keys
+    assert att.decode_time(2, 301) == pytest.approx((0.02 + 0.003) * 1e-3)
+    assert layer.layer_time(51) == pytest.approx(51 / 1000 * 1e-3)  # interpolated from 1 and 101, not the 3 ms row
+    assert [r.getMessage() for r in caplog.records] == [
+        f"kvsim: note: {attention}: 1 of 9 rows not used (every one of 2 time columns blank: 1)",
+        f"kvsim: note: {mlp}: 1 of 3 rows not used (blank time_stats.attn_post_proj.median: 1)"]

@@ -142,7 +142,7 @@ def _vidur_mlp(path: Path, config: Config) -> TableFit:
     tps = sorted(int(t) for t in frame["num_tensor_parallel_workers"].unique())
     for tp in tps:  # shape checks as the serving model makes them
         VidurProfile.load(path, model, tp)
-    points = (frame.assign(seconds=vidur_layer_ms(frame, path) * 1e-3).dropna(subset=["seconds"])
+    points = (frame.assign(seconds=vidur_layer_ms(frame, path) * 1e-3)
               .groupby(["num_tensor_parallel_workers", "num_tokens"], as_index=False)["seconds"].mean())
     rooflines = {tp: _roofline(config, tp) for tp in tps}
     reference = np.array([rooflines[int(tp)].linear_layer_time(int(t))

@@ -164,16 +164,17 @@ def read_bundle_table(tp_dir: Path, name: str) -> pd.DataFrame:
     return frame
 
 
-def unused_rows(frame: pd.DataFrame, columns: Iterable[str], path: Path) -> np.ndarray:
-    """The positions of ``frame``'s rows with a blank among ``columns``, which a reader does not use. They are
-    counted, not dropped silently: one note on standard error per file, ``N of M rows not used (blank time_us: N)``,
-    each row counted under its first blank column (in ``columns``' order)."""
+def unused_rows(frame: pd.DataFrame, columns: Iterable[str], path: Path, every: bool = False) -> np.ndarray:
+    """The positions of ``frame``'s rows with a blank among ``columns`` (``every``: with all of them blank), which a
+    reader does not use. They are counted, not dropped silently: one note on standard error per file, ``N of M rows
+    not used (blank time_us: N)``, each row counted under its first blank column (in ``columns``' order)."""
     columns = list(columns)
     blank = frame[columns].isna().to_numpy()
-    rows = np.flatnonzero(blank.any(axis=1))
+    rows = np.flatnonzero(blank.all(axis=1) if every else blank.any(axis=1))
     if len(rows):
         first = blank[rows].argmax(axis=1)
-        why = ", ".join(f"blank {columns[c]}: {int((first == c).sum()):,}" for c in sorted(set(first.tolist())))
+        why = (f"every one of {len(columns)} time columns blank: {len(rows):,}" if every else
+               ", ".join(f"blank {columns[c]}: {int((first == c).sum()):,}" for c in sorted(set(first.tolist()))))
         told = f"{len(rows):,} of {len(frame):,} rows not used ({why})"
         if (str(Path(path).resolve()), told) not in _TOLD:  # (the same file by another path is the same note)
             _TOLD.add((str(Path(path).resolve()), told))

@@ -20,7 +20,7 @@ from sim.model_shape import ModelSpec
 from sim.serving.collectives import interpolate
 from sim.serving.compute import RooflineCompute, StepShape, window_kv_tokens
 from sim.serving.moe import DataParallelShare
-from sim.serving.profile_files import read_profile_csv, require_points
+from sim.serving.profile_files import read_profile_csv, require_points, unused_rows
 from sim.serving.profile_grid import GridNode
 
 
@@ -37,8 +37,8 @@ VIDUR_LAYER_OPS = ("input_layernorm", "attn_pre_proj", "attn_post_proj", "mlp_up
 
 
 def vidur_layer_ms(frame: pd.DataFrame, path: Path) -> pd.Series:
-    """Each mlp.csv row's per-layer time (ms): the sum of the operators it times, less the embedding;
-    NaN where a row lacks one of their times (a partial sum would price the layer without it)."""
+    """Each mlp.csv row's per-layer time (ms): the sum of the operators it times, less the embedding (a row lacking
+    one of their times, which a partial sum would price without it, is set aside by ``read_vidur_table``)."""
     ops = vidur_op_columns(frame, exclude=("emb",))
     missing = [op for op in VIDUR_LAYER_OPS if f"time_stats.{op}.median" not in ops]
     if missing:
@@ -48,20 +48,27 @@ def vidur_layer_ms(frame: pd.DataFrame, path: Path) -> pd.Series:
 
 def read_vidur_table(path: Path, table: str, keys: set[str], shapes: tuple[tuple[str, int | bool], ...] = ()) -> pd.DataFrame:
     """A Vidur table with its numbers checked: operator times (``time_stats.*``, ms) finite, not negative, at most
-    an hour; its sweep ``keys`` and numeric model ``shapes`` whole numbers in every row, the TP degree at least 1."""
+    an hour; its sweep ``keys`` and numeric model ``shapes`` whole numbers in every row, the TP degree at least 1.
+    Rows that price nothing are set aside and counted (``unused_rows``): in mlp.csv a row lacking one of the layer's
+    operator times (its layer is their sum), in attention.csv a row with no time at all (a row times its own kind's
+    operators, prefill or decode, and leaves the other kind's blank)."""
     shape_keys = {column for column, value in shapes if not isinstance(value, bool)}
     keys = keys | shape_keys | {"num_tensor_parallel_workers"}
-    return read_profile_csv(path, numeric=("time_stats.*", *sorted(keys)), what=f"Vidur {table}", keys=keys,
-                            positive=("num_tensor_parallel_workers",), times={"time_stats.*": 1e-3})
+    frame = read_profile_csv(path, numeric=("time_stats.*", *sorted(keys)), what=f"Vidur {table}", keys=keys,
+                             positive=("num_tensor_parallel_workers",), times={"time_stats.*": 1e-3})
+    mlp = table == "mlp.csv"
+    ops = vidur_op_columns(frame, exclude=("emb",) if mlp else ())
+    return frame.drop(index=frame.index[unused_rows(frame, ops, path, every=not mlp)]) if ops else frame
 
 
 def _vidur_rows(path: Path, table: str, needed: set[str], shapes: tuple[tuple[str, int | bool], ...], model: ModelSpec,
                 tensor_parallel_size: int, rows: np.ndarray | None = None) -> pd.DataFrame:
-    """The rows of Vidur's ``table`` profiled at ``tensor_parallel_size`` (of ``rows`` if given), after checking
-    its columns and that each profiled shape column (``shapes``: column, the model's value) matches the model."""
+    """The rows of Vidur's ``table`` profiled at ``tensor_parallel_size`` (of the file's ``rows``, by position, if
+    given), after checking its columns and that each profiled shape column (``shapes``: column, the model's value)
+    matches the model."""
     frame = read_vidur_table(path, table, needed, shapes)
     if rows is not None:
-        frame = frame.iloc[rows]
+        frame = frame[frame.index.isin(rows)]  # (the index is the file's row positions, rows set aside left out)
     needed = needed | {"num_tensor_parallel_workers"}
     if not needed <= set(frame.columns):
         raise ConfigError(f"{path}: not a Vidur {table} (needs columns {sorted(needed)})")
@@ -95,7 +102,7 @@ class VidurProfile:
                             ("n_head", model.num_attention_heads), ("n_kv_head", model.num_kv_heads),
                             ("n_expanded_embd", model.intermediate_size), ("use_gated_mlp", model.gated_mlp)),
                             model, tensor_parallel_size, rows)
-        frame = frame.assign(total_ms=vidur_layer_ms(frame, path)).dropna(subset=["total_ms"])
+        frame = frame.assign(total_ms=vidur_layer_ms(frame, path))  # (rows lacking a time: set aside when read)
         if frame.empty:
             raise ConfigError(f"{path}: no row at tensor parallel size {tensor_parallel_size} times every operator")
         frame = frame.groupby("num_tokens", as_index=False)["total_ms"].mean()
