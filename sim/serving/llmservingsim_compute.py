@@ -257,6 +257,8 @@ class LLMServingSimCompute:
         fixed = self.num_layers * self._dense_layer(tokens, share) + self._fixed(tokens, seqs, share)
         node = self.decode_attention
         kv_tokens, kv_max, kv_min = window_kv(first, steps)
+        if self.skew is None or seqs <= 1:  # no step is skew-corrected: every step's lookup at once
+            return fixed + self.num_layers * node.lookup_last((seqs,), kv_tokens / seqs)
         attention = []
         for total, longest, shortest in zip(kv_tokens.tolist(), kv_max.tolist(), kv_min.tolist(), strict=True):
             mean = total / seqs
@@ -374,6 +376,9 @@ class KernelSum:
 
     def lookup(self, point: tuple[float, ...]) -> float:
         return sum(node.lookup(point) for node in self.nodes)
+
+    def lookup_last(self, point: tuple[float, ...], values: np.ndarray) -> np.ndarray:
+        return sum(node.lookup_last(point, values) for node in self.nodes)
 
 
 def kernel_nodes(table: GridNode | KernelSum) -> list[GridNode]:
