@@ -70,3 +70,21 @@ def test_bundle_decode_window_is_each_steps_time(tmp_path):
     for step in range(0, steps, 7):
         alone = model.step_time(StepShape.decode_batch([n + step for n in lengths]))
         assert times[step] == pytest.approx(alone, rel=1e-12)  # (the two sum the same parts in another order)
+
+
+def test_vidur_decode_window_is_each_steps_lookup(tmp_path):
+    """Vidur's attention.csv: a decode window's steps, looked up at once, are each step's own lookup."""
+    from sim.serving.vidur_compute import VidurAttention
+    from sim.specs import model_spec
+
+    rng = np.random.default_rng(0)
+    rows = [f"4096,32,8,1,{b},0,{kv},False,,{rng.random()}" for b in (1, 2, 8, 32) for kv in (0, 100, 1000, 5000)]
+    path = tmp_path / "attention.csv"
+    path.write_text("n_embd,n_q_head,n_kv_head,num_tensor_parallel_workers,batch_size,prefill_chunk_size,"
+                    "kv_cache_size,is_prefill,time_stats.attn_prefill.median,time_stats.attn_decode.median\n"
+                    + "\n".join(rows) + "\n")
+    attention = VidurAttention.load(path, model_spec("llama-3-8b"), 1, 16)
+    for seqs in (1, 3, 8, 20, 40):  # inside the batch axis, between its points and above it
+        kv_tokens = np.arange(200, dtype=float) * seqs + seqs * 37 + 5
+        assert attention.window_decode_times(seqs, kv_tokens).tolist() == \
+            [attention.decode_time(seqs, kv / seqs) for kv in kv_tokens.tolist()]

@@ -165,6 +165,12 @@ class VidurAttention:
             raise self._missing("decode")
         return self.decode.lookup((seqs, kv_mean - 1))
 
+    def window_decode_times(self, seqs: int, kv_tokens: np.ndarray) -> np.ndarray:
+        """``decode_time`` of each step of a decode window (``kv_tokens``: each step's Σ KV length), at once."""
+        if self.decode is None:
+            raise self._missing("decode")
+        return self.decode.lookup_last((seqs,), kv_tokens / seqs - 1)
+
 
 @dataclass
 class ProfiledCompute:
@@ -194,6 +200,6 @@ class ProfiledCompute:
         if self.attention is None:
             attention = r.decode_attention_times(seqs, kv_tokens)
         else:
-            attention = np.array([self.attention.decode_time(seqs, kv / seqs) for kv in kv_tokens.tolist()])
+            attention = self.attention.window_decode_times(seqs, kv_tokens)
         once = r.lm_head_time(seqs) + r.comm_time(seqs, seqs)
         return r.model.num_layers * (self.profile.layer_time(seqs) + attention) + once
