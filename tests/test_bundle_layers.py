@@ -173,6 +173,13 @@ def test_bundle_skew_correction_is_per_attention_kernel(tmp_path):
     shape = StepShape.decode_batch([16, 64, 64, 64])
     assert model.step_time(shape) == pytest.approx((fixed + 16 * (13.9 + 6.5)) * 1e-6)
     assert model.decode_times(shape, 1)[0] == pytest.approx(model.step_time(shape))
+    # a decode window prices each step as that step alone, across the kvB<=1k edge (the longest passes 1,024 KV
+    # tokens at step 961: alpha_default from there) and for equal lengths (nothing to correct)
+    for lengths in ([16, 16, 16, 64], [16, 64, 64, 64], [40, 40]):
+        times = model.decode_times(StepShape.decode_batch(lengths), 1100)
+        for step in (0, 1, 500, 959, 960, 961, 1099):
+            alone = model.step_time(StepShape.decode_batch([n + step for n in lengths]))
+            assert times[step] == pytest.approx(alone, rel=1e-12)
     # the same fit inlined in meta.yaml with kernel-prefixed keys
     (root / "tp1" / "skew_fit.csv").unlink()
     (root / "meta.yaml").write_text((root / "meta.yaml").read_text() + "      alpha_by_bucket:\n"
@@ -284,9 +291,12 @@ _KEY = "'pc=0|n<=8|sr<=40%|kvB<=1k|kp=0'"
     (_FIT + "      alpha_default: 0.3\n", "layer,pc,n_label,skew_rate_label,kv_big_label,kp_label,alpha\n"
      "attention,0,n<=8,sr<=40%,kvB<=1k,kp=0,0.5\nsparse_attention,0,n<=8,sr<=40%,kvB<=1k,kp=0,0.7\n",
      r"skew_fit.csv: skew fit for kernel\(s\) 'sparse_attention'"),
+    # ran: bins out of order (a value's bucket is found by bisection: it fell in the wrong one)
+    ("skew_fit:\n  enabled: true\n  bucket_axes: {n_bins: [0, 64, 8, 256], n_labels: [a, b, c]}\n  per_tp:\n"
+     f"    1:\n      alpha_by_bucket: {{{_KEY}: 0.5}}\n", None, r"skew_fit bucket_axes n_bins must increase"),
 ], ids=["fit-list", "enabled-string", "per-tp-list", "entry-number", "buckets-list", "default-string", "kernel-default-string",
         "label-letters", "bins-string", "csv-label-empty", "alpha-nan", "csv-alpha-blank", "label-nan",
-        "unknown-kernel", "unknown-kernel-default", "csv-unknown-kernel"])
+        "unknown-kernel", "unknown-kernel-default", "csv-unknown-kernel", "bins-out-of-order"])
 def test_a_malformed_skew_fit_is_refused_by_name(tmp_path, meta, csv, words):
     """A bundle's skew fit (meta.yaml skew_fit, tp1/skew_fit.csv) is user input: each malformed part is one error
     naming the file and the entry (several crashed with a traceback; others ran with a fit never or wrongly applied)."""

@@ -257,18 +257,25 @@ class LLMServingSimCompute:
         fixed = self.num_layers * self._dense_layer(tokens, share) + self._fixed(tokens, seqs, share)
         node = self.decode_attention
         kv_tokens, kv_max, kv_min = window_kv(first, steps)
-        if self.skew is None or seqs <= 1:  # no step is skew-corrected: every step's lookup at once
-            return fixed + self.num_layers * node.lookup_last((seqs,), kv_tokens / seqs)
-        attention = []
-        for total, longest, shortest in zip(kv_tokens.tolist(), kv_max.tolist(), kv_min.tolist(), strict=True):
-            mean = total / seqs
-            if self.skew is not None and seqs > 1 and longest != mean:
-                attention.append(sum(self._skewed(kernel_node.lookup((seqs, mean)), kernel_node.lookup((seqs, longest)),
-                                                  0, seqs, mean, longest, shortest, 0, kernel)
-                                     for kernel, kernel_node in zip(self.kernels, kernel_nodes(node), strict=True)))
-            else:
-                attention.append(node.lookup((seqs, mean)))
-        return fixed + self.num_layers * np.array(attention)
+        means = kv_tokens / seqs
+        if self.skew is None or seqs <= 1:  # no step is skew-corrected
+            return fixed + self.num_layers * node.lookup_last((seqs,), means)
+        attention = 0  # each kernel corrected with its own alpha, as ``attention_time`` does a step at a time
+        for kernel, kernel_node in zip(self.kernels, kernel_nodes(node), strict=True):
+            t_mean, t_max = kernel_node.lookup_last((seqs,), means), kernel_node.lookup_last((seqs,), kv_max)
+            attention = attention + self._skewed_along(t_mean, t_max, seqs, means, kv_max, kv_min, kernel)
+        return fixed + self.num_layers * attention
+
+    def _skewed_along(self, t_mean: np.ndarray, t_max: np.ndarray, n: int, kv_mean: np.ndarray, kv_max: np.ndarray,
+                      kv_min: np.ndarray, kernel: str) -> np.ndarray:
+        """``_skewed`` of each step of a decode window (no prefill: pc and kp 0), vectorised."""
+        apply = (kv_max != kv_mean) & (t_max > t_mean)
+        if not apply.any():
+            return t_mean
+        rate = np.zeros(len(t_mean))
+        np.divide(kv_mean - kv_min, kv_max - kv_min, out=rate, where=apply)
+        alpha = self.skew.alphas_along(0, n, rate, kv_max, 0, kernel)
+        return np.where(apply, t_mean + alpha * (t_max - t_mean), t_mean)
 
 
 def read_bundle_layers(directory: Path, tp_dir: Path, model: ModelSpec) -> tuple[dict, dict, tuple[str, ...],

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def _alpha(value: object, where: str, source: object) -> float:
     return alpha
 
 
-def _bucket_edges(labels: list[str], source: object = "skew fit") -> tuple[np.ndarray, tuple[str, ...]]:
+def _bucket_edges(labels: list[str], source: object = "skew fit") -> tuple[list[float], tuple[str, ...]]:
     """Upper edges of the ``<prefix><=X`` / ``<prefix>=X`` bucket labels LLMServingSim's fitter writes
     (``n<=128``, ``sr<=15%``, ``kvB<=1k``, ``kp=0``; ``k`` = ×1024, ``%`` = /100), ascending. Overflow labels
     (``n>256``) get no edge: a value past the last edge falls in no fitted bucket."""
@@ -53,7 +54,7 @@ def _bucket_edges(labels: list[str], source: object = "skew fit") -> tuple[np.nd
                 edges.append((edge, label))
                 break
     edges.sort()
-    return np.array([e for e, _ in edges]), tuple(label for _, label in edges)
+    return [e for e, _ in edges], tuple(label for _, label in edges)
 
 
 # The fit kvsim reads: LLMServingSim's unversioned skew_fit.csv (or meta.yaml's inlined alpha_by_bucket), alphas per
@@ -96,7 +97,7 @@ class SkewFit:
     """
 
     alphas: dict[tuple[str, float, str, str, str, str], float]  # (kernel, pc, n, skew_rate, kv_big, kp labels)
-    axes: dict[str, tuple[np.ndarray, tuple[str, ...]]]  # n, skew_rate, kv_big, kp: (upper edges, labels)
+    axes: dict[str, tuple[list[float], tuple[str, ...]]]  # n, skew_rate, kv_big, kp: (upper edges, labels)
     defaults: dict[str, float]  # per kernel, outside its fitted buckets
     source: str
 
@@ -165,7 +166,9 @@ class SkewFit:
                     raise ConfigError(f"{meta_path}: skew_fit bucket_axes {axis}_bins and {axis}_labels must be lists, "
                                       f"one label a bin (between two edges), got {quote(bins)} and {quote(labels)}")
                 edges = [_alpha(b, f"skew_fit bucket_axes {axis}_bins", meta_path) for b in bins[1:]]
-                axes[axis] = (np.array(edges, dtype=float), tuple(str(label) for label in labels))
+                if any(lo >= hi for lo, hi in zip(edges, edges[1:])):  # (a bucket is looked up by bisection)
+                    raise ConfigError(f"{meta_path}: skew_fit bucket_axes {axis}_bins must increase, got {quote(bins)}")
+                axes[axis] = ([float(e) for e in edges], tuple(str(label) for label in labels))
             else:
                 axes[axis] = _bucket_edges(table[column].astype(str).tolist(), source)
         defaults = {str(k): _alpha(v, f"skew_fit alpha_default_by_layer {k!r}", meta_path) for k, v in
@@ -184,13 +187,29 @@ class SkewFit:
 
     def _label(self, axis: str, value: float) -> str | None:
         edges, labels = self.axes[axis]
-        i = int(np.searchsorted(edges, value, side="left"))  # first edge >= value: the (lo, edge] bucket
+        i = bisect_left(edges, value)  # first edge >= value: the (lo, edge] bucket
         return labels[i] if i < len(labels) else None
 
     def alpha(self, pc: float, n: int, skew_rate: float, kv_big: float, kp: float, kernel: str = "attention") -> float:
         labels = (self._label("n", n), self._label("skew_rate", min(1.0, max(0.0, skew_rate))),
                   self._label("kv_big", kv_big), self._label("kp", kp))
         return self.alphas.get((kernel, float(pc), *labels), self.defaults.get(kernel, 0.0))
+
+    def alphas_along(self, pc: float, n: int, skew_rates: np.ndarray, kv_bigs: np.ndarray, kp: float,
+                     kernel: str = "attention") -> np.ndarray:
+        """``alpha`` of each (skew rate, longest KV) pair, the rest fixed (the steps of a decode window)."""
+        fixed = (kernel, float(pc), self._label("n", n))
+        kp_label, default = self._label("kp", kp), self.defaults.get(kernel, 0.0)
+        (rate_edges, rate_labels), (kv_edges, kv_labels) = self.axes["skew_rate"], self.axes["kv_big"]
+        rate_at = np.searchsorted(np.asarray(rate_edges, dtype=float), np.clip(skew_rates, 0.0, 1.0), side="left")
+        kv_at = np.searchsorted(np.asarray(kv_edges, dtype=float), kv_bigs, side="left")
+        out = np.empty(len(skew_rates))
+        pairs = rate_at * (len(kv_edges) + 1) + kv_at  # one code a (rate bucket, kv bucket); few along a window
+        for code in np.unique(pairs).tolist():
+            r, k = divmod(code, len(kv_edges) + 1)
+            labels = (rate_labels[r] if r < len(rate_labels) else None, kv_labels[k] if k < len(kv_labels) else None)
+            out[pairs == code] = self.alphas.get((*fixed, *labels, kp_label), default)
+        return out
 
 
 def skew_fit_enabled(meta: dict, where: Path) -> bool:
