@@ -151,32 +151,103 @@ def _minimal_bundle(root: Path, meta: str, skew_fit: str | None) -> Path:
 # LLMServingSim's newer fit (profiler/core/skew_calibration.py, SCHEMA "runtime-skew-calibration-v1"; its
 # docs/docs/profiler/skew-alpha-fit.md "Storage": the skew_fit.csv header and meta.yaml skew_fit.per_tp[tp].schema)
 NEWER_FIT = ("layer,decode_q_len,pc_label,lev_label,n_anchor,alpha,direct_rows,pooled_rows\n"
-             "attention,1,pc0,lev1,16,0.12,24,30\n")
-NEWER_META = ("tp_degrees: [1]\nskew_fit:\n  enabled: true\n  per_tp:\n    1:\n"
-              "      schema: runtime-skew-calibration-v1\n      bucket_table: tp1/skew_fit.csv\n")
+             "attention,1,pc0,lev1,4,0.5,24,30\nattention,1,pc0,lev1,16,0.8,20,25\n"
+             "attention,2,pc0,lev1,4,0.9,20,20\n")  # (a two-query slice: speculative verification, not kvsim's)
+NEWER_ENTRY = ("      schema: runtime-skew-calibration-v1\n      bucket_table: tp1/skew_fit.csv\n"
+               "      axes: {pc_bins: [-1, 1, 8, 1000000000], pc_labels: [pc0, pc1, pc2],\n"
+               "             lev_bins: [0.0, 0.25, 0.75, 1.5, 3.0, 1000000000.0], lev_labels: [lev0, lev1, lev2, lev3, lev4]}\n"
+               "      alpha_clip: [-0.2, 1.0]\n      min_rows: 20\n"
+               "      alpha_default_by_kernel: {'attention|q=1': 0.3, 'attention|q=2': 0.1}\n"
+               "      n_range_by_kernel: {'attention|q=1': [2, 16], 'attention|q=2': [2, 8]}\n")
+NEWER_META = "tp_degrees: [1]\nskew_fit:\n  enabled: true\n  per_tp:\n    1:\n" + NEWER_ENTRY
+# attention KV / 16 us at any decode count
+LINEAR_ATTENTION = ("prefill_chunk,kv_prefill,n_decode,kv_decode,time_us\n"
+                    "0,0,1,16,1\n0,0,1,1040,65\n0,0,8,16,1\n0,0,8,1040,65\n")
 
 
-def test_a_skew_fit_of_the_newer_schema_is_refused_naming_it(tmp_path, run_cli):
-    """A fit in LLMServingSim's newer schema was refused as 'not an LLMServingSim skew_fit.csv (needs columns ...)';
-    it is refused naming the schema found (from meta.yaml, else told by the table's columns) and the one kvsim reads."""
+def test_a_runtime_skew_calibration_v1_fit_picks_its_cells_as_llmservingsim(tmp_path):
+    """LLMServingSim's newer fit (profiler/core/skew_calibration.py ``lookup``): alpha by (decode count, prefill
+    tokens, lev = (M - m) / m), the anchor nearest n on a log scale (a tie: the smaller), the kernel's fallback outside
+    its measured n range or a cell without anchors, no correction for a kernel without a fit. By hand."""
+    root = _minimal_bundle(tmp_path / "a", NEWER_META, NEWER_FIT)
+    (root / "tp1" / "attention.csv").write_text(LINEAR_ATTENTION)
     llama = model_spec("llama-3.1-8b")
-    recorded = _minimal_bundle(tmp_path / "a", NEWER_META, NEWER_FIT)
-    with pytest.raises(ConfigError) as refused:
-        LLMServingSimCompute.load(recorded, llama, 1)
-    assert str(refused.value) == (
-        f"{recorded / 'meta.yaml'}: skew fit schema 'runtime-skew-calibration-v1' (skew_fit.per_tp.1.schema), which "
-        "kvsim does not read: it reads LLMServingSim's unversioned fit (skew_fit.csv columns pc, n_label, "
-        "skew_rate_label, kv_big_label, kp_label, alpha); compute.skew_correction: never runs without the fit")
-    # the table alone (meta.yaml without the per-TP entry): told by its columns
+    model = LLMServingSimCompute.load(root, llama, 1)
+    fit = model.skew
+    lev1 = 0.5  # in (0.25, 0.75]
+    assert [fit.alpha(0, n, 0, 0, 0, "attention", lev1) for n in (2, 4, 8, 9, 16)] == [0.5, 0.5, 0.5, 0.8, 0.8]
+    assert fit.alpha(0, 17, 0, 0, 0, "attention", lev1) == 0.3  # beyond the measured n: the fallback
+    assert fit.alpha(0, 8, 0, 0, 0, "attention", 0.25) == 0.3  # lev0: no cell
+    assert fit.alpha(5, 8, 0, 0, 0, "attention", lev1) == 0.3  # pc1: no cell
+    assert fit.alpha(0, 8, 0, 0, 0, "indexer", lev1) == 0.0  # no fit for the kernel: no correction
+    # a step: KV 32, 32, 32, 48: m = 36 / 16 = 2.25 us, M = 3 us, lev 1/3 (lev1), n 4: alpha 0.5 -> 2.625 us a layer
+    shape = StepShape.decode_batch([32, 32, 32, 48])
+    plain = LLMServingSimCompute.load(root, llama, 1, "never")
+    assert model.step_time(shape) - plain.step_time(shape) == pytest.approx(32 * 0.375e-6)
+    # a decode window prices each step as that step alone (lev falls as the lengths grow: lev1 -> lev0 at step 17)
+    times = model.decode_times(shape, 40)
+    for step in (0, 15, 16, 17, 39):
+        alone = model.step_time(StepShape.decode_batch([n + step for n in (32, 32, 32, 48)]))
+        assert times[step] == pytest.approx(alone, rel=1e-12)
+
+
+@pytest.mark.parametrize("entry, fit, words", [
+    (NEWER_ENTRY.replace("runtime-skew-calibration-v1", "runtime-skew-calibration-v2"), NEWER_FIT,
+     r"meta.yaml: skew fit schema 'runtime-skew-calibration-v2' \(skew_fit.per_tp.1.schema\), which kvsim does not "
+     r"read: it reads LLMServingSim's unversioned fit .* and runtime-skew-calibration-v1"),
+    (NEWER_ENTRY.replace("      min_rows: 20\n", ""), NEWER_FIT, r"skew_fit \(runtime-skew-calibration-v1\): no min_rows"),
+    (NEWER_ENTRY.replace("pc_labels: [pc0, pc1, pc2]", "pc_labels: [pc0, pc1]"), NEWER_FIT,
+     r"axes pc_bins / pc_labels must be increasing finite edges with one distinct label a bin"),
+    (NEWER_ENTRY + "      bucket_table_sha256: 0000\n", NEWER_FIT, r"skew_fit.csv: does not match meta.yaml's "
+     r"bucket_table_sha256 \(a stale fit"),
+    (NEWER_ENTRY, NEWER_FIT.replace("16,0.8,20,25", "16,1.5,20,25"), r"skew_fit.csv: row 2: anchor 16 / alpha 1.5 is "
+     r"not a supported cell"),
+    (NEWER_ENTRY, NEWER_FIT.replace("pc0,lev1,16", "pc9,lev1,16"), r"skew_fit.csv: row 2: kernel 'attention\|q=1' or "
+     r"cell \('pc9', 'lev1'\) not in meta.yaml's fallbacks and axes"),
+    (NEWER_ENTRY.replace("[2, 16]", "[1, 16]"), NEWER_FIT, r"kernel 'attention\|q=1': fallback 0.3 or measured n range"),
+], ids=["other-schema", "no-min-rows", "axis-labels", "stale-table", "alpha-past-clip", "unknown-cell", "n-range"])
+def test_a_malformed_runtime_skew_fit_is_refused_by_name(tmp_path, entry, fit, words):
+    root = _minimal_bundle(tmp_path / "a", "tp_degrees: [1]\nskew_fit:\n  enabled: true\n  per_tp:\n    1:\n" + entry,
+                           fit)
+    with pytest.raises(ConfigError, match=words):
+        LLMServingSimCompute.load(root, model_spec("llama-3.1-8b"), 1)
+
+
+def test_a_newer_skew_table_without_its_meta_entry_is_refused_naming_it(tmp_path, run_cli):
+    """The newer skew_fit.csv keeps its axes and fallbacks in meta.yaml: without that entry it cannot be read (it was
+    refused as 'not an LLMServingSim skew_fit.csv (needs columns ...)'), and is refused naming the schema its columns
+    tell; ``never`` runs without it; a whole v1 bundle runs from the command line."""
+    llama = model_spec("llama-3.1-8b")
     unrecorded = _minimal_bundle(tmp_path / "b", "tp_degrees: [1]\nskew_fit: {enabled: true}\n", NEWER_FIT)
     with pytest.raises(ConfigError, match=r"^" + re.escape(
             f"{unrecorded / 'tp1' / 'skew_fit.csv'}: skew fit schema 'runtime-skew-calibration-v1' by its columns "
             "(pc_label, lev_label, n_anchor), which kvsim does not read: it reads LLMServingSim's unversioned fit")):
         LLMServingSimCompute.load(unrecorded, llama, 1)
-    # never: the fit is not read, and the run goes on without it
-    assert LLMServingSimCompute.load(recorded, llama, 1, "never").skew is None
-    # the command line: exit 2, the one line
+    assert LLMServingSimCompute.load(unrecorded, llama, 1, "never").skew is None
+    recorded = _minimal_bundle(tmp_path / "a", NEWER_META, NEWER_FIT)
     status, _, err = run_cli("--quiet", "--no-plot", "--workload-limit", "20", "--set", "compute.backend=profiled",
                              "--set", f"compute.profile={recorded}")
-    assert status == 2 and err.strip().startswith(f"kvsim: error: {recorded / 'meta.yaml'}: skew fit schema "
-                                                  "'runtime-skew-calibration-v1'") and "\n" not in err.strip()
+    assert status == 0, err
+
+
+def test_check_calibration_says_it_does_not_evaluate_a_runtime_skew_fit(tmp_path):
+    """--check-calibration reads a v1 fit (a malformed one is refused there too) and says in one note that it does not
+    evaluate it (its references are attention.csv lookups, which skew.csv's measured controls are not)."""
+    import subprocess
+    import sys
+
+    root = _minimal_bundle(tmp_path / "a", NEWER_META, NEWER_FIT)
+    ops = ("embedding", "final_layernorm", "layernorm", "qkv_proj", "o_proj", "gate_up_proj", "act_fn", "down_proj")
+    tp = root / "tp1"  # three points a curve: the check needs a point with neighbours on both sides
+    (tp / "dense.csv").write_text("layer,tokens,time_us\n" + "".join(f"{op},{t},{t}\n" for op in ops for t in (1, 2, 3)))
+    (tp / "per_sequence.csv").write_text("layer,sequences,time_us\n" + "".join(f"{op},{s},1\n" for op in ("lm_head", "sampler")
+                                                                               for s in (1, 2, 3)))
+    (tp / "attention.csv").write_text("prefill_chunk,kv_prefill,n_decode,kv_decode,time_us\n" + "".join(
+        f"0,0,{n},{kv},{kv / 16}\n" for n in (1, 4, 8) for kv in (16, 528, 1040)))
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text(f"model: llama-3.1-8b\ncompute:\n  backend: profiled\n  profile: {root}\n")
+    done = subprocess.run([sys.executable, "main.py", "--check-calibration", str(overlay)], capture_output=True,
+                          text=True, cwd=Path(__file__).resolve().parent.parent, check=False)
+    assert done.returncode == 0, done.stderr
+    assert (f"kvsim: note: {root / 'tp1' / 'skew_fit.csv'}: a runtime-skew-calibration-v1 fit, read and applied as "
+            "LLMServingSim does, but not evaluated here") in done.stderr

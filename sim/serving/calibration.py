@@ -30,7 +30,7 @@ import yaml
 
 from sim.config import Config
 from sim.errors import ConfigError, InputError
-from sim.serving.profile_files import read_bundle_table, read_profile_yaml, too_few_rows
+from sim.serving.profile_files import LOG, read_bundle_table, read_profile_yaml, too_few_rows
 from sim.report.document import RunResult
 from sim.serving.collectives import (COLLECTIVES, MeasuredCollectives, RingCollectives, bundle_hardware_yaml,
                                      vidur_collective_rows)
@@ -40,6 +40,7 @@ from sim.serving.llmservingsim_compute import bundle_attention_rows, read_bundle
 from sim.serving.vidur_compute import (VidurAttention, VidurProfile, read_vidur_table, vidur_layer_ms,
                                       vidur_op_columns)
 from sim.serving.network import AnalyticNetwork, LookupNetwork
+from sim.serving.skew_calibration import SCHEMA, RuntimeSkewFit
 from sim.serving.skew_fit import SkewFit, skew_fit_enabled
 from sim.model_shape import DTYPE_BYTES, kv_dtype_bytes
 from sim.specs import gpu_spec, model_spec
@@ -234,7 +235,10 @@ def _bundle_tables(directory: Path, config: Config) -> list[TableFit]:
                              _roofline_name(config, "LM head")))
 
         skew = SkewFit.load(tp_dir, meta, tp)
-        if skew is not None and (tp_dir / "skew.csv").is_file():
+        if isinstance(skew, RuntimeSkewFit):  # (its references are attention.csv lookups, not skew.csv's controls)
+            LOG.warning(f"kvsim: note: {skew.source}: a {SCHEMA} fit, read and applied as LLMServingSim does, "
+                        "but not evaluated here")
+        elif skew is not None and (tp_dir / "skew.csv").is_file():
             fits.append(_skew_fit(tp_dir, skew, meta, config))
     return fits
 

@@ -8,6 +8,7 @@ LLMServingSim's fitted correction for decode batches of unequal KV lengths (``si
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from sim.serving.compute import StepShape, window_kv
 from sim.serving.moe import DataParallelShare, group_tokens, rank_experts
 from sim.serving.profile_files import read_bundle_table, read_profile_yaml, require_points
 from sim.serving.profile_grid import GridNode
+from sim.serving.skew_calibration import RuntimeSkewFit
 from sim.serving.skew_fit import SkewFit, skew_fit_enabled
 
 
@@ -121,7 +123,7 @@ class LLMServingSimCompute:
     dense.csv: per-operator time over total tokens; attention.csv: the attention kernels (one, or a
     group each run once a layer: ``KernelSum``) over (prefill chunk tokens, query-weighted causal key
     length, decode count, decode KV length), corrected for unequal decode KV lengths by skew_fit.csv
-    when enabled (``SkewFit``); per_sequence.csv: LM head and sampler over the step's sequences; moe.csv
+    when enabled (``SkewFit``, or LLMServingSim's newer ``RuntimeSkewFit``); per_sequence.csv: LM head and sampler over the step's sequences; moe.csv
     (a mixture of experts): the MoE block in place of the dense MLP operators (``BundleExperts``), which
     then price only the model's dense MLP layers (DeepSeek's first ones). A step is
     layers × (operators + attention) + dense MLP layers × MLP + MoE layers × MoE block + embedding +
@@ -135,7 +137,7 @@ class LLMServingSimCompute:
     decode_attention: GridNode | KernelSum
     num_layers: int
     source: str
-    skew: SkewFit | None = None
+    skew: SkewFit | RuntimeSkewFit | None = None
     experts: BundleExperts | None = None
     comm: TensorParallelComm | None = None
     name: str = "profiled"
@@ -190,7 +192,7 @@ class LLMServingSimCompute:
             if skew is None and skew_correction == "always":
                 raise ConfigError(f"compute.skew_correction is 'always' but {tp_dir} has no skew_fit.csv")
             # a fit for a kernel the bundle does not time would never be applied
-            unknown = sorted(({k[0] for k in skew.alphas} | set(skew.defaults)) - set(kernels)) if skew else []
+            unknown = sorted(skew.kernels - set(kernels)) if skew else []
             if unknown:
                 raise ConfigError(f"{skew.source}: skew fit for kernel(s) {', '.join(quote(k) for k in unknown)}, "
                                   f"which attention.csv does not time (it times {', '.join(map(repr, kernels))})")
@@ -231,7 +233,8 @@ class LLMServingSimCompute:
         if self.skew is None or n <= 1 or kv_max == kv_mean or t_max <= t_mean:
             return t_mean
         skew_rate = (kv_mean - kv_min) / (kv_max - kv_min)
-        return t_mean + self.skew.alpha(pc, n, skew_rate, kv_max, kp, kernel) * (t_max - t_mean)
+        lev = (t_max - t_mean) / t_mean if t_mean > 0 else math.inf  # the newer fit's coordinate
+        return t_mean + self.skew.alpha(pc, n, skew_rate, kv_max, kp, kernel, lev) * (t_max - t_mean)
 
     def attention_time(self, shape: StepShape) -> float:
         """One layer's attention kernels for the step (each skew-corrected with its own alpha)."""
@@ -272,9 +275,10 @@ class LLMServingSimCompute:
         apply = (kv_max != kv_mean) & (t_max > t_mean)
         if not apply.any():
             return t_mean
-        rate = np.zeros(len(t_mean))
+        rate, lev = np.zeros(len(t_mean)), np.full(len(t_mean), np.inf)
         np.divide(kv_mean - kv_min, kv_max - kv_min, out=rate, where=apply)
-        alpha = self.skew.alphas_along(0, n, rate, kv_max, 0, kernel)
+        np.divide(t_max - t_mean, t_mean, out=lev, where=apply & (t_mean > 0))
+        alpha = self.skew.alphas_along(0, n, rate, kv_max, 0, kernel, lev)
         return np.where(apply, t_mean + alpha * (t_max - t_mean), t_mean)
 
 

@@ -12,6 +12,7 @@ import pandas as pd
 
 from sim.errors import ConfigError, quote
 from sim.serving.profile_files import read_bundle_table, read_profile_csv
+from sim.serving.skew_calibration import SCHEMA, RuntimeSkewFit
 
 
 def _mapping(value: object, where: str, source: object) -> dict:
@@ -57,13 +58,14 @@ def _bucket_edges(labels: list[str], source: object = "skew fit") -> tuple[list[
     return [e for e, _ in edges], tuple(label for _, label in edges)
 
 
-# The fit kvsim reads: LLMServingSim's unversioned skew_fit.csv (or meta.yaml's inlined alpha_by_bucket), alphas per
-# (pc, n, skew rate, kv_big, kp) bucket. LLMServingSim's newer fits are another schema (profiler/core/skew_calibration.py
-# ``SCHEMA = "runtime-skew-calibration-v1"``, recorded as meta.yaml ``skew_fit.per_tp.<tp>.schema``; skew_fit.csv
-# ``layer,decode_q_len,pc_label,lev_label,n_anchor,alpha,direct_rows,pooled_rows``: buckets of prefill tokens and
-# relative reference gap, alphas picked at supported decode-count anchors): not implemented here, refused by name.
+# The fits kvsim reads: LLMServingSim's unversioned skew_fit.csv (or meta.yaml's inlined alpha_by_bucket), alphas per
+# (pc, n, skew rate, kv_big, kp) bucket (here); its newer ``runtime-skew-calibration-v1`` (profiler/core/
+# skew_calibration.py, recorded as meta.yaml ``skew_fit.per_tp.<tp>.schema``, skew_fit.csv
+# ``layer,decode_q_len,pc_label,lev_label,n_anchor,alpha,direct_rows,pooled_rows``: sim.serving.skew_calibration).
+# Any other schema is refused by name; so is a newer skew_fit.csv whose meta.yaml entry does not name its schema (its
+# axes and fallbacks live there).
 READ_COLUMNS = ("pc", "n_label", "skew_rate_label", "kv_big_label", "kp_label", "alpha")
-NEWER_SCHEMA = "runtime-skew-calibration-v1"
+NEWER_SCHEMA = SCHEMA
 NEWER_COLUMNS = ("pc_label", "lev_label", "n_anchor")  # columns of its skew_fit.csv that the unversioned one lacks
 
 
@@ -71,8 +73,9 @@ def other_schema(source: object, schema: object, how: str = "") -> ConfigError:
     """The refusal of a skew fit written in a schema kvsim does not read, naming the schema found (``how``: how it was
     told) and the one kvsim reads."""
     return ConfigError(f"{source}: skew fit schema {quote(schema)}{how}, which kvsim does not read: it reads "
-                       f"LLMServingSim's unversioned fit (skew_fit.csv columns {', '.join(READ_COLUMNS)}); "
-                       "compute.skew_correction: never runs without the fit")
+                       f"LLMServingSim's unversioned fit (skew_fit.csv columns {', '.join(READ_COLUMNS)}) and "
+                       f"{SCHEMA} named in meta.yaml's skew_fit.per_tp entry; compute.skew_correction: never runs "
+                       "without the fit")
 
 
 @dataclass
@@ -107,7 +110,7 @@ class SkewFit:
         return self.defaults.get("attention", 0.0)
 
     @classmethod
-    def load(cls, tp_dir: Path, meta: dict, tensor_parallel_size: int) -> "SkewFit | None":
+    def load(cls, tp_dir: Path, meta: dict, tensor_parallel_size: int) -> "SkewFit | RuntimeSkewFit | None":
         """The bundle's fit (``tp<N>/skew_fit.csv``, or an ``alpha_by_bucket`` map inlined in ``meta.yaml``), or None.
 
         Bucket axes and ``alpha_default`` come from ``meta.yaml::skew_fit`` when it records them; else the
@@ -120,6 +123,8 @@ class SkewFit:
         entry = per_tp.get(tensor_parallel_size)
         entry = _mapping(per_tp.get(str(tensor_parallel_size)) if entry is None else entry,
                          f"skew_fit.per_tp.{tensor_parallel_size}", meta_path)
+        if entry.get("schema") == NEWER_SCHEMA:
+            return RuntimeSkewFit.load(tp_dir, entry, meta_path)
         if entry.get("schema") is not None:  # (the unversioned fit records none)
             raise other_schema(meta_path, entry["schema"], f" (skew_fit.per_tp.{tensor_parallel_size}.schema)")
         path = tp_dir / "skew_fit.csv"
@@ -190,13 +195,20 @@ class SkewFit:
         i = bisect_left(edges, value)  # first edge >= value: the (lo, edge] bucket
         return labels[i] if i < len(labels) else None
 
-    def alpha(self, pc: float, n: int, skew_rate: float, kv_big: float, kp: float, kernel: str = "attention") -> float:
+    @property
+    def kernels(self) -> set[str]:
+        """The kernels the fit corrects (by a bucket or a default of their own)."""
+        return {k[0] for k in self.alphas} | set(self.defaults)
+
+    def alpha(self, pc: float, n: int, skew_rate: float, kv_big: float, kp: float, kernel: str = "attention",
+              lev: float = 0.0) -> float:
+        """The step's alpha for ``kernel`` (``lev``, the newer fit's relative gap, is not this fit's coordinate)."""
         labels = (self._label("n", n), self._label("skew_rate", min(1.0, max(0.0, skew_rate))),
                   self._label("kv_big", kv_big), self._label("kp", kp))
         return self.alphas.get((kernel, float(pc), *labels), self.defaults.get(kernel, 0.0))
 
     def alphas_along(self, pc: float, n: int, skew_rates: np.ndarray, kv_bigs: np.ndarray, kp: float,
-                     kernel: str = "attention") -> np.ndarray:
+                     kernel: str = "attention", levs: np.ndarray | None = None) -> np.ndarray:
         """``alpha`` of each (skew rate, longest KV) pair, the rest fixed (the steps of a decode window)."""
         fixed = (kernel, float(pc), self._label("n", n))
         kp_label, default = self._label("kp", kp), self.defaults.get(kernel, 0.0)

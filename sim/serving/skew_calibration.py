@@ -1,0 +1,181 @@
+"""LLMServingSim's newer skew fit, ``runtime-skew-calibration-v1``: the correction of decode attention for batches of
+unequal KV lengths, picked from compiled cells instead of the unversioned fit's buckets (``sim.serving.skew_fit``).
+
+Source: LLMServingSim ``profiler/core/skew_calibration.py`` (``lookup``, ``read_table``, ``_anchor_index``) and
+``docs/docs/profiler/skew-alpha-fit.md``. A step's correction, per attention kernel, is
+    t = m + alpha × (M − m),  m, M: the kernel at the mean and at the longest decode KV length,
+with alpha picked by (decode count n, prefill tokens pc, relative gap lev = (M − m) / m):
+- a kernel (``layer|q=1``: kvsim prices one query a decode) without a fit: 0, no correction;
+- n outside the kernel's measured range, or a (pc, lev) cell without supported anchors: the kernel's pooled fallback;
+- else the alpha of the anchor nearest n on a logarithmic scale (a tie: the smaller anchor). No interpolation.
+``meta.yaml::skew_fit.per_tp.<tp>`` holds the schema, the axes (pc and lev bins and labels), the clipping range, the
+support floor, per-kernel fallbacks and measured n ranges, and the cells' table (``bucket_table``, with its sha256);
+the cells are checked once, as LLMServingSim's ``read_table`` does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from bisect import bisect_left
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sim.errors import ConfigError, quote
+from sim.serving.profile_files import read_profile_csv
+
+SCHEMA = "runtime-skew-calibration-v1"
+CELL_COLUMNS = ("layer", "decode_q_len", "pc_label", "lev_label", "n_anchor", "alpha", "direct_rows", "pooled_rows")
+DECODE_Q = 1  # kvsim's decodes compute one query token each: the q=1 slices
+
+
+def _anchor_index(anchors: list[int], n: int) -> int:
+    """The anchor nearest ``n`` on a log scale, the smaller on a tie (squared integer midpoints, exact)."""
+    lo, hi = 0, len(anchors) - 1
+    square = n * n
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if square <= anchors[mid] * anchors[mid + 1]:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+@dataclass
+class RuntimeSkewFit:
+    """A ``runtime-skew-calibration-v1`` fit of one TP degree (see the module)."""
+
+    cells: dict[tuple[str, str, str], tuple[list[int], list[float]]]  # (kernel, pc label, lev label): anchors, alphas
+    pc_axis: tuple[list[float], list[str]]  # upper bin edges, labels
+    lev_axis: tuple[list[float], list[str]]
+    defaults: dict[str, float]  # per kernel: the pooled fallback
+    n_ranges: dict[str, tuple[int, int]]  # per kernel: the decode counts measured
+    source: str
+
+    @property
+    def kernels(self) -> set[str]:
+        return set(self.defaults)
+
+    @property
+    def default(self) -> float:
+        """The attention kernel's fallback alpha."""
+        return self.defaults.get("attention", 0.0)
+
+    @staticmethod
+    def _label(axis: tuple[list[float], list[str]], value: float) -> str:
+        uppers, labels = axis
+        i = bisect_left(uppers, value)  # the first bin whose upper edge is at least the value; past all: the last
+        return labels[min(i, len(labels) - 1)]
+
+    def _pick(self, kernel: str, n: int, pc: float, lev_label: str) -> float:
+        bounds = self.n_ranges.get(kernel)
+        if bounds is None:
+            return 0.0  # no fit for this kernel: no correction (never borrowed from another)
+        if not bounds[0] <= n <= bounds[1]:
+            return self.defaults[kernel]
+        cell = self.cells.get((kernel, self._label(self.pc_axis, pc), lev_label))
+        if cell is None:
+            return self.defaults[kernel]
+        anchors, alphas = cell
+        return alphas[_anchor_index(anchors, n)]
+
+    def alpha(self, pc: float, n: int, skew_rate: float, kv_big: float, kp: float, kernel: str = "attention",
+              lev: float = 0.0) -> float:
+        """The step's alpha for ``kernel`` (``lev``: (M − m) / m; the unversioned fit's skew rate, longest KV and
+        prefill history are not this fit's coordinates)."""
+        return self._pick(kernel, n, pc, self._label(self.lev_axis, lev))
+
+    def alphas_along(self, pc: float, n: int, skew_rates: np.ndarray, kv_bigs: np.ndarray, kp: float,
+                     kernel: str = "attention", levs: np.ndarray | None = None) -> np.ndarray:
+        """``alpha`` of each step of a decode window (n and pc fixed, ``levs`` varying)."""
+        uppers, labels = self.lev_axis
+        at = np.minimum(np.searchsorted(np.asarray(uppers, dtype=float), levs, side="left"), len(labels) - 1)
+        out = np.empty(len(levs))
+        for i in np.unique(at).tolist():
+            out[at == i] = self._pick(kernel, n, pc, labels[i])
+        return out
+
+    @classmethod
+    def load(cls, tp_dir: Path, entry: dict, meta_path: Path) -> "RuntimeSkewFit":
+        """The fit of ``tp_dir``'s TP degree from its ``meta.yaml`` entry and cells' table, each part checked."""
+        where = f"{meta_path}: skew_fit ({SCHEMA})"
+
+        def need(key: str) -> object:
+            if key not in entry:
+                raise ConfigError(f"{where}: no {key}")
+            return entry[key]
+
+        axes = need("axes")
+        if not isinstance(axes, dict):
+            raise ConfigError(f"{where}: axes must be a mapping, got {quote(axes)}")
+        pc_axis, lev_axis = (_axis(axes, name, where) for name in ("pc", "lev"))
+        clip = need("alpha_clip")
+        if (not isinstance(clip, list) or len(clip) != 2 or not all(_finite(v) for v in clip)
+                or float(clip[0]) > float(clip[1])):
+            raise ConfigError(f"{where}: alpha_clip must be [low, high], got {quote(clip)}")
+        min_rows = need("min_rows")
+        if type(min_rows) is not int or min_rows < 1:
+            raise ConfigError(f"{where}: min_rows must be a positive integer, got {quote(min_rows)}")
+        defaults_raw, ranges_raw = need("alpha_default_by_kernel"), need("n_range_by_kernel")
+        if (not isinstance(defaults_raw, dict) or not isinstance(ranges_raw, dict)
+                or set(defaults_raw) != set(ranges_raw)):
+            raise ConfigError(f"{where}: alpha_default_by_kernel and n_range_by_kernel must be mappings of the same "
+                              f"kernels, got {quote(sorted(map(str, defaults_raw)))} and {quote(sorted(map(str, ranges_raw)))}")
+        defaults, n_ranges = {}, {}
+        for name, value in defaults_raw.items():
+            bounds = ranges_raw[name]
+            if (not _finite(value) or not isinstance(bounds, list) or len(bounds) != 2
+                    or any(type(b) is not int for b in bounds) or not 2 <= bounds[0] <= bounds[1]):
+                raise ConfigError(f"{where}: kernel {quote(name)}: fallback {quote(value)} or measured n range "
+                                  f"{quote(bounds)} is not a finite number and [low, high] integers from 2")
+            layer, _, query = str(name).rpartition("|q=")
+            if layer and query == str(DECODE_Q):
+                defaults[layer], n_ranges[layer] = float(value), (bounds[0], bounds[1])
+        table = tp_dir.parent / str(entry.get("bucket_table") or f"{tp_dir.name}/skew_fit.csv")
+        if not table.is_file():
+            raise ConfigError(f"{where}: its cells' table {table} is missing")
+        digest = entry.get("bucket_table_sha256")
+        if digest is not None and hashlib.sha256(table.read_bytes()).hexdigest() != digest:
+            raise ConfigError(f"{table}: does not match meta.yaml's bucket_table_sha256 (a stale fit: rebuild it with "
+                              "LLMServingSim's `profiler refit-skew`)")
+        frame = read_profile_csv(table, needed=CELL_COLUMNS, numeric=("decode_q_len", "n_anchor", "alpha",
+                                 "direct_rows", "pooled_rows"), what=f"LLMServingSim skew_fit.csv ({SCHEMA})",
+                                 keys=("decode_q_len", "n_anchor", "direct_rows", "pooled_rows"), signed=("alpha",))
+        cells: dict[tuple[str, str, str], tuple[list[int], list[float]]] = {}
+        low, high = float(clip[0]), float(clip[1])
+        for row, r in enumerate(frame.itertuples(index=False), start=1):
+            kernel = f"{r.layer}|q={int(r.decode_q_len)}"
+            if kernel not in defaults_raw or r.pc_label not in pc_axis[1] or r.lev_label not in lev_axis[1]:
+                raise ConfigError(f"{table}: row {row}: kernel {quote(kernel)} or cell ({quote(r.pc_label)}, "
+                                  f"{quote(r.lev_label)}) not in meta.yaml's fallbacks and axes")
+            anchor, alpha = int(r.n_anchor), float(r.alpha)
+            lo_n, hi_n = ranges_raw[kernel]
+            if int(r.decode_q_len) != DECODE_Q:
+                continue  # multi-query (speculative verification) slices: kvsim prices one query a decode
+            anchors, alphas = cells.setdefault((str(r.layer), str(r.pc_label), str(r.lev_label)), ([], []))
+            if (not lo_n <= anchor <= hi_n or (anchors and anchor <= anchors[-1]) or not math.isfinite(alpha)
+                    or not low <= alpha <= high or r.direct_rows < min_rows or r.pooled_rows < r.direct_rows):
+                raise ConfigError(f"{table}: row {row}: anchor {anchor} / alpha {alpha} is not a supported cell "
+                                  f"(n in {lo_n}..{hi_n} increasing within its cell, alpha in [{low}, {high}], "
+                                  f"direct_rows >= min_rows {min_rows}, pooled_rows >= direct_rows)")
+            anchors.append(anchor)
+            alphas.append(alpha)
+        return cls(cells, pc_axis, lev_axis, defaults, n_ranges, str(table))
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _axis(axes: dict, name: str, where: str) -> tuple[list[float], list[str]]:
+    """``<name>_bins`` and ``<name>_labels``: a label a bin, bins finite and increasing; kept as upper edges."""
+    bins, labels = axes.get(f"{name}_bins"), axes.get(f"{name}_labels")
+    if (not isinstance(bins, list) or not isinstance(labels, list) or not labels or len(bins) != len(labels) + 1
+            or not all(_finite(b) for b in bins) or any(a >= b for a, b in zip(bins, bins[1:]))
+            or len(set(map(str, labels))) != len(labels) or any(not str(label) or "|" in str(label) for label in labels)):
+        raise ConfigError(f"{where}: axes {name}_bins / {name}_labels must be increasing finite edges with one "
+                          f"distinct label a bin, got {quote(bins)} and {quote(labels)}")
+    return [float(b) for b in bins[1:]], [str(label) for label in labels]
