@@ -1,0 +1,59 @@
+"""Combinations of a mode with the flags that multiply runs (--seeds, --max-rate, --sweep, --plan, lists in
+--policy/--router, --set, presets): each run in the report is the one the command line asked for, or the
+combination is refused (exit 2, one line naming the flags) before any work. Each test compares a combined run
+with the standalone runs it must equal, or names the setting the run would have dropped."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from tests.conftest import BUNDLED_AZURE
+
+# 60 requests of the bundled trace on two workers, arrivals drawn from the seed (a trace's own arrival times
+# draw nothing from it): round-robin and least-loaded routing give different runs here.
+SMALL = ["--workload-trace", str(BUNDLED_AZURE), "--workload-limit", "60", "--set", "serving.num_instances=2",
+         "--set", "workload.arrivals.process=poisson", "--no-plot", "--quiet"]
+ROUTERS = ["round-robin", "least-loaded"]
+
+
+def _report(run_cli, tmp_path, *argv: str) -> dict:
+    out = tmp_path / f"r{len(list(tmp_path.glob('r*.json')))}.json"
+    status, _, err = run_cli(*argv, "--report-json", out)
+    assert status == 0, err
+    return json.loads(out.read_text())
+
+
+def test_router_list_with_seeds_gives_one_run_per_router(run_cli, tmp_path):
+    """--router a,b --seeds N ran only the first router (the experiments' runner built its runs without the router
+    list: one run, named 'single', of round-robin). Each router is a run named by it, whose mean is the mean of that
+    router's own runs at seeds 0 and 1."""
+    seeds = _report(run_cli, tmp_path, *SMALL, "--router", ",".join(ROUTERS), "--seeds", "2")
+    assert [(r["name"], r["overrides"]) for r in seeds["runs"]] == [(r, {"cluster.router": r}) for r in ROUTERS]
+    for run, router in zip(seeds["runs"], ROUTERS, strict=True):
+        alone = [_report(run_cli, tmp_path, *SMALL, "--router", router, "--seed", s)["runs"][0]["metrics"]
+                 for s in ("0", "1")]
+        assert run["metrics"]["ttft_s"]["mean"] == pytest.approx(
+            (alone[0]["ttft_s"]["mean"] + alone[1]["ttft_s"]["mean"]) / 2, rel=1e-12)
+    assert seeds["runs"][0]["metrics"]["ttft_s"]["mean"] != seeds["runs"][1]["metrics"]["ttft_s"]["mean"]
+
+
+def test_router_list_with_max_rate_searches_each_router(run_cli, tmp_path):
+    """--router a,b --max-rate searched only the first router. Each router is searched, its answer the one its own
+    --router X --max-rate gives; with --policy a,b too, the runs are the product named policy/router in flag order
+    (the Contract), single-node runs named '<mode>-<policy>/<router>' as without --max-rate."""
+    slo = ["--set", "slo.ttft_s=0.05", "--set", "workload.arrivals.process=trace"]
+    both = _report(run_cli, tmp_path, *SMALL, *slo, "--router", ",".join(ROUTERS), "--max-rate")
+    assert [(r["name"], r["overrides"]) for r in both["runs"]] == [(r, {"cluster.router": r}) for r in ROUTERS]
+    for run, router in zip(both["runs"], ROUTERS, strict=True):
+        alone = _report(run_cli, tmp_path, *SMALL, *slo, "--router", router, "--max-rate")["runs"][0]["metrics"]
+        assert run["metrics"]["max_rate_scale"] == alone["max_rate_scale"]
+        assert run["metrics"]["max_rate_search"] == alone["max_rate_search"]
+    product = _report(run_cli, tmp_path, *SMALL, *slo, "--policy", "lru,arc", "--router", ",".join(ROUTERS),
+                      "--max-rate")
+    plain = _report(run_cli, tmp_path, *SMALL, *slo, "--policy", "lru,arc", "--router", ",".join(ROUTERS))
+    assert [(r["name"], r["overrides"]) for r in product["runs"]] == \
+        [(r["name"], r["overrides"]) for r in plain["runs"]] == \
+        [(f"single-{p}/{r}", {"cache.policy": p, "cluster.router": r}) for p in ("lru", "arc") for r in ROUTERS]
