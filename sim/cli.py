@@ -303,14 +303,21 @@ def check_flags(args: argparse.Namespace, parser: argparse.ArgumentParser, mode:
         here = CLUSTER_PD if mode == "cluster" and args.pd else mode
         for setting in args.sets:
             key = setting.partition("=")[0].strip()
-            for prefix, modes in SETTING_MODES.items():
-                if (key == prefix or key.startswith(prefix)) and here not in modes:
-                    users = ", ".join(MODE_FLAGS.get(m, f"--{m}") for m in (*MODES, CLUSTER_PD) if m in modes)
-                    raise InputError(f"--set {key}: not used by {MODE_FLAGS.get(here, f'--{here}')} (it applies to {users})")
+            users = setting_users(key, here)
+            if users is not None:
+                raise InputError(f"--set {key}: not used by {MODE_FLAGS.get(here, f'--{here}')} (it applies to {users})")
     if args.mrc_sample_rate is not None and not args.mrc:
         raise InputError("--mrc-sample-rate is used only with --mrc")
     if args.plot_dir is not None and args.no_plot:
         raise InputError("--plot-dir and --no-plot contradict each other")
+
+
+def setting_users(key: str, mode: str) -> str | None:
+    """None when ``mode`` reads config key ``key`` (``SETTING_MODES``), else the modes that do, in words."""
+    for prefix, modes in SETTING_MODES.items():
+        if (key == prefix or key.startswith(prefix)) and mode not in modes:
+            return ", ".join(MODE_FLAGS.get(m, f"--{m}") for m in (*MODES, CLUSTER_PD) if m in modes)
+    return None
 
 
 def parse_routers(text: str | None) -> list[str]:

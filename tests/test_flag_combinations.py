@@ -57,3 +57,39 @@ def test_router_list_with_max_rate_searches_each_router(run_cli, tmp_path):
     assert [(r["name"], r["overrides"]) for r in product["runs"]] == \
         [(r["name"], r["overrides"]) for r in plain["runs"]] == \
         [(f"single-{p}/{r}", {"cache.policy": p, "cluster.router": r}) for p in ("lru", "arc") for r in ROUTERS]
+
+
+def _spec(tmp_path, **body) -> str:
+    path = tmp_path / f"spec{len(list(tmp_path.glob('spec*.yaml')))}.yaml"
+    path.write_text(yaml.safe_dump(body, sort_keys=False))
+    return str(path)
+
+
+AZURE_60 = {"trace": str(BUNDLED_AZURE), "limit": 60}
+
+
+@pytest.mark.parametrize("body, extra, needle", [
+    # pd.* in a single-node sweep: every point ran the same single-node run (identical metrics), exit 0
+    ({"mode": "single", "axes": {"pd.num_prefill": [1, 2]}}, [],
+     "axis 'pd.num_prefill' is not used by the sweep's mode 'single'"),
+    # a sweep's cluster mode is --cluster without --pd: no pools to size
+    ({"mode": "cluster", "zip": [{"pd.num_prefill": [1, 2], "pd.num_decode": [2, 1]}]}, [],
+     "axis 'pd.num_prefill' is not used by the sweep's mode 'cluster'"),
+    ({"mode": "single", "axes": {"cluster.num_racks": [1, 2]}}, [],
+     "axis 'cluster.num_racks' is not used by the sweep's mode 'single'"),
+    ({"mode": "cache-only", "axes": {"compute.backend": ["roofline", "profiled"]}}, [],
+     "axis 'compute.backend' is not used by the sweep's mode 'cache-only'"),
+    ({"mode": "single", "set": {"network.bandwidth_gbps": 100}, "axes": {"cache.policy": ["lru", "arc"]}}, [],
+     "fixed key 'network.bandwidth_gbps' is not used by the sweep's mode 'single'"),
+    ({"mode": "cache-only", "axes": {"cache.policy": ["lru", "arc"]}}, ["--set", "slo.ttft_s=1"],
+     "--set slo.ttft_s is not used by the sweep's mode 'cache-only'"),
+])
+def test_sweep_keys_its_mode_does_not_read_are_refused(run_cli, tmp_path, body, extra, needle):
+    """A sweep's axes, fixed keys and --set were never checked against its mode, as the command line checks --set:
+    an axis the mode ignores gave points that all ran alike, exit 0. Refused before the first point, naming the key."""
+    spec = _spec(tmp_path, workload=AZURE_60, **body)
+    status, out, err = run_cli("--sweep", spec, *extra, "--jobs", "1", "--report-json", tmp_path / "s.json",
+                               "--no-plot", "--quiet")
+    assert status == 2 and needle in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "s.json").exists()
+    assert not (tmp_path / "s.journal.jsonl").exists()
