@@ -73,9 +73,10 @@ FLAG_KEYS = {
 }
 
 
-def resolve_config(args: argparse.Namespace) -> Config:
+def resolve_config(args: argparse.Namespace, mode: str | None = None) -> Config:
     """Config file → overlays → preset → --set → dedicated flags, each layer validated, then the
-    whole config once (``sim.config_rules.validate``)."""
+    whole config once (``sim.config_rules.validate``). ``mode``: the mode whose ``PRESET@mode`` applies
+    (default: the command line's; a sweep's or a plan's is the mode its runs have)."""
     path = Path(args.config) if args.config else _default_config_path()
     try:
         missing = args.config and not path.is_file()
@@ -90,7 +91,7 @@ def resolve_config(args: argparse.Namespace) -> Config:
     if args.router:
         flags.append(("--router", "cluster.router", parse_routers(args.router)[0]))
     return load_config(path, overlays=args.calibration_profile, preset=args.preset, sets=args.sets, flags=flags,
-                       mode=select_mode(args))
+                       mode=mode or select_mode(args))
 
 
 def check_config_for_mode(args: argparse.Namespace, config: Config, mode: str, policies: list[str]) -> None:

@@ -51,6 +51,16 @@ if TYPE_CHECKING:  # main.py's checked output paths
     from main import Outputs
 
 
+def candidate_modes(plan) -> list[str]:
+    """The modes the plan's candidates run in (``experiments.plan_candidates``): a fleet's cluster runs, a hit-ratio
+    target's cache-only replays, else single-node runs (aggregated) and PD runs (a prefill:decode split)."""
+    if plan.fleet:
+        return ["cluster"]
+    if plan.hit_ratio is not None:
+        return ["cache-only"]
+    return [m for m in ("single", "pd") if any((s == "aggregated") == (m == "single") for s in plan.pd_split)]
+
+
 def _order(c: Candidate) -> tuple:
     return (c.cost, -(c.measured if c.measured is not None else -np.inf), c.name)
 
@@ -120,7 +130,13 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
 
     start = time.perf_counter()
     plan = load_plan(args.plan)
-    base = resolve_layers(plan.layers, args)
+    modes = candidate_modes(plan)
+    base = resolve_layers(plan.layers, args, modes[0])  # --preset P: P@<the candidates' mode> too
+    per_mode = [f"{args.preset}@{m}" for m in modes if f"{args.preset}@{m}" in base.presets] if args.preset else []
+    if len(modes) > 1 and per_mode:
+        raise plan_error(plan.path, f"--preset {args.preset}: its part {per_mode[0]} applies to {per_mode[0].split('@')[1]} "
+                                    f"runs only, and this plan's candidates run in modes {' and '.join(modes)} (search.pd_split): "
+                                    f"plan the aggregated and the disaggregated splits apart")
     hit_target = plan.hit_ratio
     if hit_target is None:
         slo = {k: v for k, v in plan.slo.items() if v is not None}

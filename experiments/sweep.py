@@ -98,7 +98,7 @@ def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
     start = time.perf_counter()
     spec = load_spec(args.sweep)
     check_settings_read(spec, args.sets)
-    base = resolve_layers(spec.layers, args)
+    base = resolve_layers(spec.layers, args, spec.mode)  # --preset P: P@<the spec's mode> too, as the mode's run has
     options = run_options(args)
     if options.max_rate and "workload.rate_scale" in spec.axis_keys:
         raise ConfigError(f"sweep spec {spec.path}: a workload.rate_scale axis does nothing with --max-rate "

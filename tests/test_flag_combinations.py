@@ -93,3 +93,55 @@ def test_sweep_keys_its_mode_does_not_read_are_refused(run_cli, tmp_path, body, 
     assert status == 2 and needle in err, err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "s.json").exists()
     assert not (tmp_path / "s.journal.jsonl").exists()
+
+
+def _preset_overlay(tmp_path) -> str:
+    """An overlay whose presets (they replace config.yaml's) have a cluster-only part, as prod-eval@cluster is."""
+    path = tmp_path / "presets.yaml"
+    path.write_text(yaml.safe_dump({"presets": {
+        "smoke": {"workload.limit": 40},
+        "smoke@cluster": {"cluster.num_racks": 2, "cluster.nodes_per_rack": 1, "hardware.gpus_per_node": 2}}}))
+    return str(path)
+
+
+def test_sweep_applies_the_preset_part_of_its_mode(run_cli, tmp_path):
+    """--preset P applies P@MODE in that mode (prod-eval@cluster: kvcache-sim's 10,240-GPU fleet), but a sweep looked
+    up P@sweep: a cluster sweep with --preset prod-eval ran config.yaml's 1 x 4 x 8 fleet (32 GPUs). A cluster sweep's
+    point is the command line's --cluster run with that preset; a single-node sweep takes no @cluster part."""
+    overlay = _preset_overlay(tmp_path)
+    common = ["--calibration-profile", overlay, "--preset", "smoke", "--workload-trace", str(BUNDLED_AZURE),
+              "--no-plot", "--quiet"]
+    spec = _spec(tmp_path, mode="cluster", axes={"cluster.router": ["round-robin", "least-loaded"]})
+    swept = _report(run_cli, tmp_path, "--sweep", spec, "--jobs", "1", *common)
+    assert swept["config"]["cluster"]["num_racks"] == 2 and swept["config"]["hardware"]["gpus_per_node"] == 2
+    alone = _report(run_cli, tmp_path, "--cluster", "--router", "round-robin,least-loaded", *common)
+    for point, run in zip(swept["runs"], alone["runs"], strict=True):
+        assert point["metrics"]["cluster"]["gpus"] == 2 * 1 * 2 == run["metrics"]["cluster"]["gpus"]
+        assert point["metrics"]["requests_completed"] == 40
+        assert point["metrics"]["ttft_s"] == run["metrics"]["ttft_s"]
+    single = _spec(tmp_path, mode="single", axes={"cache.policy": ["lru"]})
+    config = _report(run_cli, tmp_path, "--sweep", single, "--jobs", "1", *common)["config"]
+    assert config["cluster"]["num_racks"] == 1 and config["hardware"]["gpus_per_node"] == 8  # config.yaml's
+
+
+def test_fleet_plan_applies_the_preset_part_of_cluster_mode(run_cli, tmp_path):
+    """A fleet plan's candidates are cluster runs: --preset P applies P@cluster to them (it looked up P@plan), so a
+    candidate's nodes have the preset's 2 GPUs, not config.yaml's 8 (its name counts them: racks x nodes x GPUs)."""
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(yaml.safe_dump({"workload": {"trace": str(BUNDLED_AZURE)}, "target": {"hit_ratio": 0.01},
+                                    "search": {"gpu": ["h100-sxm"], "racks": [1], "nodes_per_rack": [1]}}))
+    report = _report(run_cli, tmp_path, "--plan", plan, "--jobs", "1", "--calibration-profile", _preset_overlay(tmp_path),
+                     "--preset", "smoke", "--no-plot", "--quiet")
+    assert [c["name"] for c in report["plan"]["candidates"]] == ["1x1x2xh100-sxm tp1"]
+    assert report["config"]["hardware"]["gpus_per_node"] == 2
+
+
+def test_plan_refuses_a_preset_part_for_one_of_its_two_modes(run_cli, tmp_path):
+    """Aggregated and PD candidates in one plan cannot both take a preset part for one of the modes: refused."""
+    overlay = tmp_path / "presets.yaml"
+    overlay.write_text(yaml.safe_dump({"presets": {"smoke": {"workload.limit": 40}, "smoke@pd": {"pd.transfer": "pull"}}}))
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(yaml.safe_dump({"workload": {"trace": str(BUNDLED_AZURE)}, "target": {"slo": {"ttft_s": 0.3}},
+                                    "search": {"gpu": ["h100-sxm"], "gpus": [2], "pd_split": ["aggregated", "1:1"]}}))
+    status, _, err = run_cli("--plan", plan, "--calibration-profile", overlay, "--preset", "smoke", "--no-plot", "--quiet")
+    assert status == 2 and "--preset smoke: its part smoke@pd applies to pd runs only" in err, err
