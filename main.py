@@ -73,6 +73,17 @@ FLAG_KEYS = {
 }
 
 
+def command_line_settings(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(what the command line says, dotted key) of each config key set on it: each ``--set`` and each dedicated flag
+    given (``FLAG_KEYS``, ``--policy``, ``--router``). A sweep or plan that sets one of them itself refuses it."""
+    keys = [(f"--set {key}", key) for key in (s.partition("=")[0].strip() for s in args.sets)]
+    keys += [(flag_name(dest), key) for dest, key in FLAG_KEYS.items()
+             if getattr(args, dest, None) is not None and getattr(args, dest, None) is not False]
+    keys += [(flag, key) for flag, key, dest in (("--policy", "cache.policy", "policy"), ("--router", "cluster.router", "router"))
+             if getattr(args, dest, None)]
+    return keys
+
+
 def resolve_config(args: argparse.Namespace, mode: str | None = None) -> Config:
     """Config file → overlays → preset → --set → dedicated flags, each layer validated, then the
     whole config once (``sim.config_rules.validate``). ``mode``: the mode whose ``PRESET@mode`` applies

@@ -61,6 +61,26 @@ def candidate_modes(plan) -> list[str]:
     return [m for m in ("single", "pd") if any((s == "aggregated") == (m == "single") for s in plan.pd_split)]
 
 
+def check_not_searched(plan, candidates: list[Candidate], args: argparse.Namespace) -> None:
+    """A key the plan sets on every run it makes (a candidate's searched layout, GPU, tiers; the target's SLO and
+    rate) is refused when the command line or the plan's own 'set'/'workload' sets it too: the candidate's value
+    replaced it, so the setting did nothing (``--set hardware.gpu=a100-80gb`` ran search.gpu's GPUs)."""
+    import main
+
+    planned = {key: "each candidate's value from 'search'" for c in candidates for key in c.overrides}
+    if plan.hit_ratio is None:
+        planned |= {f"slo.{k}": f"'target.slo.{k}'" for k, v in plan.slo.items() if v is not None}
+        if plan.rate_rps is not None:
+            planned["workload.rate_scale"] = "the scale of 'target.rate_rps'"
+    given = [*main.command_line_settings(args), *((f"'{k}' under 'set'/'workload'", k) for k in plan.layers.sets)]
+    for said, key in given:
+        hit = next((k for k in planned if k == key or k.startswith(f"{key}.") or key.startswith(f"{k}.")), None)
+        if hit is not None:
+            named = said if said.startswith(("--set", "'")) else f"{said} (config key '{key}')"
+            raise plan_error(plan.path, f"{named}: the plan sets '{hit}' on every run, to {planned[hit]}, replacing the "
+                                        f"value given here; drop one of them")
+
+
 def _order(c: Candidate) -> tuple:
     return (c.cost, -(c.measured if c.measured is not None else -np.inf), c.name)
 
@@ -143,6 +163,7 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
         base = replace(base, **{f"slo.{k}": v for k, v in slo.items()})
     prices = load_prices(plan.prices, where=f"plan {plan.path}: prices")
     candidates = enumerate_candidates(plan, base, prices)
+    check_not_searched(plan, candidates, args)
     options = RunOptions(max_rate=hit_target is None, tolerance=plan.rate_tolerance)
     for c in candidates:
         if c.status != "infeasible":

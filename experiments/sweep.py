@@ -54,6 +54,20 @@ def check_settings_read(spec: SweepSpec, sets: list[str]) -> None:
                               f"{effect}{pools}")
 
 
+def check_not_varied(spec: SweepSpec, args: argparse.Namespace) -> None:
+    """A key set on the command line (``--set``, ``--workload-limit``, ``--seed``, ...) that the spec varies is refused:
+    each point's axis value replaced it, so the flag did nothing (``--workload-limit 20`` with a workload.limit axis
+    ran the axis' limits), as a key both fixed and varied in the spec is refused (``load_spec``)."""
+    import main
+
+    for said, key in main.command_line_settings(args):
+        varied = [k for k in spec.axis_keys if k == key or k.startswith(f"{key}.") or key.startswith(f"{k}.")]
+        if varied:
+            named = said if said.startswith("--set") else f"{said} (config key '{key}')"
+            raise ConfigError(f"{named}: sweep spec {spec.path} varies '{varied[0]}', so every point would replace the "
+                              f"value given here with its own; drop one of them")
+
+
 def _entries(points: list[Point], records: dict[str, dict]) -> tuple[dict | None, list[dict]]:
     """Report runs in point order (a point with several runs: ``point/run``) and the shared trace provenance."""
     trace = next((records[p.key]["trace"] for p in points if not records[p.key]["error"]), None)
@@ -98,6 +112,7 @@ def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
     start = time.perf_counter()
     spec = load_spec(args.sweep)
     check_settings_read(spec, args.sets)
+    check_not_varied(spec, args)
     base = resolve_layers(spec.layers, args, spec.mode)  # --preset P: P@<the spec's mode> too, as the mode's run has
     options = run_options(args)
     if options.max_rate and "workload.rate_scale" in spec.axis_keys:

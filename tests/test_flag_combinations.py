@@ -145,3 +145,59 @@ def test_plan_refuses_a_preset_part_for_one_of_its_two_modes(run_cli, tmp_path):
                                     "search": {"gpu": ["h100-sxm"], "gpus": [2], "pd_split": ["aggregated", "1:1"]}}))
     status, _, err = run_cli("--plan", plan, "--calibration-profile", overlay, "--preset", "smoke", "--no-plot", "--quiet")
     assert status == 2 and "--preset smoke: its part smoke@pd applies to pd runs only" in err, err
+
+
+@pytest.mark.parametrize("axes, extra, needle", [
+    # the points ran 50 and 100 requests: --workload-limit 20 did nothing, exit 0
+    ({"workload.limit": [50, 100]}, ["--workload-limit", "20"],
+     "--workload-limit (config key 'workload.limit'): sweep spec"),
+    ({"cache.policy": ["lru", "arc"]}, ["--set", "cache.policy=sieve"], "--set cache.policy: sweep spec"),
+    ({"seed": [0, 1]}, ["--seed", "7"], "--seed (config key 'seed'): sweep spec"),
+    ({"workload.rate_scale": [1, 2]}, ["--rate-scale", "4"], "--rate-scale (config key 'workload.rate_scale')"),
+    ({"workload.arrivals.process": ["poisson", "gamma"]}, ["--set", "workload.arrivals={process: trace}"],
+     "--set workload.arrivals: sweep spec"),
+])
+def test_a_command_line_setting_a_sweep_varies_is_refused(run_cli, tmp_path, axes, extra, needle):
+    """A key set on the command line and varied by the spec: each point's value replaced the command line's, which did
+    nothing (exit 0). Refused before any point runs, as the spec's own fixed-and-varied key is."""
+    workload = {"trace": str(BUNDLED_AZURE), **({} if "workload.limit" in axes else {"limit": 60})}
+    spec = _spec(tmp_path, mode="single", workload=workload, axes=axes)
+    status, _, err = run_cli("--sweep", spec, *extra, "--jobs", "1", "--report-json", tmp_path / "s.json",
+                             "--no-plot", "--quiet")
+    assert status == 2 and needle in err and "drop one of them" in err, err
+    assert not (tmp_path / "s.json").exists() and not (tmp_path / "s.journal.jsonl").exists()
+
+
+PLAN = {"workload": {"trace": str(BUNDLED_AZURE), "limit": 60}, "target": {"slo": {"ttft_s": 0.3}, "rate_rps": 10},
+        "search": {"gpu": ["h100-sxm"], "gpus": [1, 2], "tiers": {"dram": [0, 64]}}}
+
+
+@pytest.mark.parametrize("extra, body, needle", [
+    # every candidate ran search.gpu's h100-sxm: the --set did nothing, exit 0
+    (["--set", "hardware.gpu=a100-80gb"], {}, "--set hardware.gpu: the plan sets 'hardware.gpu' on every run"),
+    (["--set", "serving.num_instances=2"], {}, "--set serving.num_instances: the plan sets 'serving.num_instances'"),
+    (["--set", "cache.tiers.dram.capacity_gib=512"], {}, "the plan sets 'cache.tiers.dram.capacity_gib'"),
+    (["--set", "slo.ttft_s=2"], {}, "the plan sets 'slo.ttft_s' on every run, to 'target.slo.ttft_s'"),
+    (["--set", "workload.rate_scale=3"], {}, "the plan sets 'workload.rate_scale' on every run, to the scale of "
+                                             "'target.rate_rps'"),
+    ([], {"set": {"serving.tensor_parallel_size": 2}}, "'serving.tensor_parallel_size' under 'set'/'workload': the plan sets"),
+])
+def test_a_setting_the_plan_searches_is_refused(run_cli, tmp_path, extra, body, needle):
+    """A key every candidate (or the target) sets, given on the command line or in the plan's own 'set': the
+    candidate's value replaced it. Refused before any candidate runs."""
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(yaml.safe_dump({**PLAN, **body}))
+    status, _, err = run_cli("--plan", plan, *extra, "--report-json", tmp_path / "p.json", "--no-plot", "--quiet")
+    assert status == 2 and needle in err and "drop one of them" in err, err
+    assert not (tmp_path / "p.json").exists()
+
+
+def test_a_plan_keeps_settings_it_does_not_search(run_cli, tmp_path):
+    """Keys no candidate sets stay the plan's own (not refused): a hit-ratio plan replays at the --set block size."""
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(yaml.safe_dump({"workload": {"trace": str(BUNDLED_AZURE), "limit": 60},
+                                    "target": {"hit_ratio": 0.01}, "search": {"gpu": ["h100-sxm"]}}))
+    report = _report(run_cli, tmp_path, "--plan", plan, "--set", "serving.block_size=32", "--jobs", "1", "--no-plot",
+                     "--quiet")
+    assert report["config"]["serving"]["block_size"] == 32
+    assert [c["status"] for c in report["plan"]["candidates"]] in (["timed"], ["pruned"])  # run, not failed
