@@ -121,6 +121,9 @@ SETTING_MODES: dict[str, frozenset[str]] = {
     "compute.": SERVING | {CLUSTER_PD, "check-calibration"},  # step times; the cache-only replay has no clock
     **{f"cluster.{key}": frozenset({"cluster", CLUSTER_PD})
        for key in ("num_racks", "nodes_per_rack", "uplink_gbps", "oversubscription", "uplink_latency_us")},
+    # the router of the single-node mode's workers and of a cluster (--router); PD routes with pd.router
+    # (sim/serving/run.py), the cache-only replay and --trace-stats route nothing
+    "cluster.router": frozenset({"single", "cluster", CLUSTER_PD}),
 }
 MODE_SWITCHES = ("trace_stats", "cache_only", "cluster", "pd", "check_calibration", "sweep", "plan")
 CLUSTER_COMBINES_WITH = ("pd",)  # --cluster --pd: prefill/decode pools in every rack

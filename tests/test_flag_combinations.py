@@ -201,3 +201,20 @@ def test_a_plan_keeps_settings_it_does_not_search(run_cli, tmp_path):
                      "--quiet")
     assert report["config"]["serving"]["block_size"] == 32
     assert [c["status"] for c in report["plan"]["candidates"]] in (["timed"], ["pruned"])  # run, not failed
+
+
+@pytest.mark.parametrize("mode", [["--pd"], ["--cache-only"], ["--trace-stats"]])
+def test_cluster_router_set_where_nothing_reads_it_is_refused(run_cli, tmp_path, mode):
+    """--router is refused by the modes that do not route with it, but --set cluster.router was taken and did nothing
+    (PD routes with pd.router; the replay and --trace-stats route nothing), exit 0."""
+    status, _, err = run_cli(*mode, "--set", "cluster.router=least-loaded", "--workload-trace", str(BUNDLED_AZURE),
+                             "--workload-limit", "60", "--no-plot", "--quiet")
+    assert status == 2 and "--set cluster.router: not used by" in err, err
+
+
+def test_cluster_router_set_in_a_routing_mode_routes(run_cli, tmp_path):
+    """Where it is read, --set cluster.router routes as --router does (the same run)."""
+    by_set = _report(run_cli, tmp_path, *SMALL, "--set", "cluster.router=round-robin")
+    by_flag = _report(run_cli, tmp_path, *SMALL, "--router", "round-robin")
+    assert by_set["config"]["cluster"]["router"] == "round-robin"
+    assert by_set["runs"][0]["metrics"]["ttft_s"] == by_flag["runs"][0]["metrics"]["ttft_s"]
