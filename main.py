@@ -73,9 +73,21 @@ FLAG_KEYS = {
 }
 
 
-def resolve_config(args: argparse.Namespace) -> Config:
+def command_line_settings(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(what the command line says, dotted key) of each config key set on it: each ``--set`` and each dedicated flag
+    given (``FLAG_KEYS``, ``--policy``, ``--router``). A sweep or plan that sets one of them itself refuses it."""
+    keys = [(f"--set {key}", key) for key in (s.partition("=")[0].strip() for s in args.sets)]
+    keys += [(flag_name(dest), key) for dest, key in FLAG_KEYS.items()
+             if getattr(args, dest, None) is not None and getattr(args, dest, None) is not False]
+    keys += [(flag, key) for flag, key, dest in (("--policy", "cache.policy", "policy"), ("--router", "cluster.router", "router"))
+             if getattr(args, dest, None)]
+    return keys
+
+
+def resolve_config(args: argparse.Namespace, mode: str | None = None) -> Config:
     """Config file → overlays → preset → --set → dedicated flags, each layer validated, then the
-    whole config once (``sim.config_rules.validate``)."""
+    whole config once (``sim.config_rules.validate``). ``mode``: the mode whose ``PRESET@mode`` applies
+    (default: the command line's; a sweep's or a plan's is the mode its runs have)."""
     path = Path(args.config) if args.config else _default_config_path()
     try:
         missing = args.config and not path.is_file()
@@ -90,7 +102,7 @@ def resolve_config(args: argparse.Namespace) -> Config:
     if args.router:
         flags.append(("--router", "cluster.router", parse_routers(args.router)[0]))
     return load_config(path, overlays=args.calibration_profile, preset=args.preset, sets=args.sets, flags=flags,
-                       mode=select_mode(args))
+                       mode=mode or select_mode(args))
 
 
 def check_config_for_mode(args: argparse.Namespace, config: Config, mode: str, policies: list[str]) -> None:
@@ -291,16 +303,9 @@ def run_serving_mode(run: Run) -> tuple[dict, list[RunResult]]:
 
                 result, requests = run_cluster(trace, replace(config, **overrides), pd=run.cluster_pd,
                                                progress=run.progress)
-                result.name = f"{policy}/{router}" if len(policies) > 1 else router
             else:
                 result, requests = run_serving(trace, replace(config, **overrides), run.mode, progress=run.progress)
-                if len(policies) > 1 or len(routers) > 1:
-                    result.name = "/".join(([f"{run.mode}-{policy}"] if len(policies) > 1 else [])
-                                           + ([router] if len(routers) > 1 else []))
-            if len(policies) > 1 or len(routers) > 1:
-                result.overrides = {k: v for k, v in overrides.items()
-                                    if (k == "cache.policy" and len(policies) > 1)
-                                    or (k == "cluster.router" and (len(routers) > 1 or run.mode == "cluster"))}
+            name_run(result, run.mode, policy, router, len(policies), len(routers))
             runs.append(result)
             key = (f"{policy}/{router}" if len(policies) > 1 else router) if len(routers) > 1 else policy
             path = run.outputs.requests_csv.get(key)
@@ -310,11 +315,26 @@ def run_serving_mode(run: Run) -> tuple[dict, list[RunResult]]:
     return trace.provenance.to_dict(), runs
 
 
-def run_quietly(mode: str, config: Config, policies: list[str],
-                cluster_pd: bool = False) -> tuple[dict, list[RunResult]]:
+def name_run(result: RunResult, mode: str, policy: str, router: str, num_policies: int, num_routers: int) -> None:
+    """A serving run's name and overrides among ``num_policies`` x ``num_routers`` runs (``--policy a,b --router
+    c,d``): named by what varies, in flag order; a cluster run always by its router. The command line's runs and
+    ``--max-rate``'s searched ones (experiments.execute) are named alike."""
+    if mode == "cluster":
+        result.name = f"{policy}/{router}" if num_policies > 1 else router
+    elif num_policies > 1 or num_routers > 1:
+        result.name = "/".join(([f"{mode}-{policy}"] if num_policies > 1 else []) + ([router] if num_routers > 1 else []))
+    if num_policies > 1 or num_routers > 1:
+        result.overrides = {**({"cache.policy": policy} if num_policies > 1 else {}),
+                            **({"cluster.router": router} if num_routers > 1 or mode == "cluster" else {})}
+
+
+def run_quietly(mode: str, config: Config, policies: list[str], cluster_pd: bool = False,
+                routers: list[str] = ()) -> tuple[dict, list[RunResult]]:
     """One mode's runs exactly as the command line makes them, without printing, plots or files
-    (the experiments' entry point: sweeps, max-rate probes, seeds; ``cluster_pd``: ``--cluster --pd``)."""
-    return RUNNERS[mode](Run(mode, config, policies, Outputs(), progress=False, mrc=False, cluster_pd=cluster_pd))
+    (the experiments' entry point: sweeps, max-rate probes, seeds; ``cluster_pd``: ``--cluster --pd``;
+    ``routers``: ``--router a,b``, one run each)."""
+    return RUNNERS[mode](Run(mode, config, policies, Outputs(), progress=False, mrc=False, routers=list(routers),
+                             cluster_pd=cluster_pd))
 
 
 def run_check_calibration(run: Run) -> tuple[None, list[RunResult]]:

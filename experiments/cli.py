@@ -39,8 +39,10 @@ def searched_runner(args: argparse.Namespace, mode: str) -> Callable:
     from experiments.sweep import run_options
 
     def run(invocation):
-        # (--cluster --pd: the pools too; a seed's run or a max-rate probe without them was a cluster run without PD)
-        options = dataclasses.replace(run_options(args), cluster_pd=invocation.cluster_pd)
+        # (--cluster --pd: the pools too; a seed's run or a max-rate probe without them was a cluster run without PD;
+        # --router a,b: every router, each a run; without them only the first ran)
+        options = dataclasses.replace(run_options(args), cluster_pd=invocation.cluster_pd,
+                                      routers=tuple(invocation.routers))
         check_point(mode, invocation.config, options)
         out = execute(mode, invocation.config, options)
         invocation.notes += [note for r in out.runs for note in _interval_notes(r)]

@@ -20,10 +20,11 @@ from experiments.modes import SERVING_MODES, ModeOutput, check_mode, run_mode
 
 @dataclass(frozen=True)
 class RunOptions:
-    """How to run a point: which policies (one run each), a max-rate search, how many seeds; ``cluster_pd``: a
-    cluster mode point with prefill/decode pools (``--cluster --pd``)."""
+    """How to run a point: which policies and routers (one run each, their product), a max-rate search, how many
+    seeds; ``cluster_pd``: a cluster mode point with prefill/decode pools (``--cluster --pd``)."""
 
     policies: tuple[str, ...] = ()
+    routers: tuple[str, ...] = ()
     max_rate: bool = False
     seeds: int = 1
     tolerance: float = TOLERANCE
@@ -79,31 +80,36 @@ def base_rate_rps(config: Config) -> float | None:
 
 
 def _max_rate(mode: str, config: Config, options: RunOptions) -> ModeOutput:
+    """A search per policy and router (their product, in flag order), each named as main.py names that run."""
+    import main
+
     policies = options.policies or (config.cache.policy,)
+    routers = options.routers or (config.cluster.router,)
     runs, trace = [], {}
     base = base_rate_rps(config)
     for policy in policies:
-        cfg = replace(config, **{"cache.policy": policy})
-        outputs: list[ModeOutput] = []
+        for router in routers:
+            cfg = replace(config, **{"cache.policy": policy, "cluster.router": router})
+            outputs: list[ModeOutput] = []
 
-        def run_at(scale: float) -> RunResult:
-            out = run_mode(mode, replace(cfg, **{"workload.rate_scale": scale}), cluster_pd=options.cluster_pd)
-            outputs.append(out)
-            return out.runs[0]
+            def run_at(scale: float, cfg=cfg, outputs=outputs) -> RunResult:
+                out = run_mode(mode, replace(cfg, **{"workload.rate_scale": scale}), cluster_pd=options.cluster_pd)
+                outputs.append(out)
+                return out.runs[0]
 
-        result = search(run_at, cfg.slo, start=cfg.workload.rate_scale, tolerance=options.tolerance)
-        run = max_rate_run(result, base, cfg.slo, options.tolerance)
-        if len(policies) > 1:  # named as main.py names one run per policy
-            run.name, run.overrides = f"{mode}-{policy}", {"cache.policy": policy}
-        runs.append(run)
-        trace = outputs[0].trace
+            result = search(run_at, cfg.slo, start=cfg.workload.rate_scale, tolerance=options.tolerance)
+            run = max_rate_run(result, base, cfg.slo, options.tolerance)
+            main.name_run(run, mode, policy, router, len(policies), len(routers))
+            runs.append(run)
+            trace = outputs[0].trace
     return ModeOutput(trace, runs)
 
 
 def _once(mode: str, config: Config, options: RunOptions) -> ModeOutput:
     if options.max_rate:
         return _max_rate(mode, config, options)
-    return run_mode(mode, config, list(options.policies) or None, cluster_pd=options.cluster_pd)
+    return run_mode(mode, config, list(options.policies) or None, cluster_pd=options.cluster_pd,
+                    routers=list(options.routers) or None)
 
 
 def execute(mode: str, config: Config, options: RunOptions = RunOptions()) -> ModeOutput:

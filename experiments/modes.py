@@ -38,11 +38,12 @@ def check_mode(mode: str, where: str = "mode") -> None:
         raise ConfigError(f"{where}: unknown mode {mode!r}; valid: {', '.join(MODES)}")
 
 
-def run_mode(mode: str, config: Config, policies: list[str] | None = None, cluster_pd: bool = False) -> ModeOutput:
-    """Run ``mode`` on ``config`` through main.py's own run function (several ``policies``: one run each;
-    ``cluster_pd``: the cluster mode with prefill/decode pools, ``--cluster --pd``)."""
+def run_mode(mode: str, config: Config, policies: list[str] | None = None, cluster_pd: bool = False,
+             routers: list[str] | None = None) -> ModeOutput:
+    """Run ``mode`` on ``config`` through main.py's own run function (several ``policies`` or ``routers``: one run
+    each, their product; ``cluster_pd``: the cluster mode with prefill/decode pools, ``--cluster --pd``)."""
     import main
 
     check_mode(mode)
-    trace, runs = main.run_quietly(mode, config, list(policies or []), cluster_pd=cluster_pd)
+    trace, runs = main.run_quietly(mode, config, list(policies or []), cluster_pd=cluster_pd, routers=list(routers or []))
     return ModeOutput(trace, runs)

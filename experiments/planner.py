@@ -51,6 +51,36 @@ if TYPE_CHECKING:  # main.py's checked output paths
     from main import Outputs
 
 
+def candidate_modes(plan) -> list[str]:
+    """The modes the plan's candidates run in (``experiments.plan_candidates``): a fleet's cluster runs, a hit-ratio
+    target's cache-only replays, else single-node runs (aggregated) and PD runs (a prefill:decode split)."""
+    if plan.fleet:
+        return ["cluster"]
+    if plan.hit_ratio is not None:
+        return ["cache-only"]
+    return [m for m in ("single", "pd") if any((s == "aggregated") == (m == "single") for s in plan.pd_split)]
+
+
+def check_not_searched(plan, candidates: list[Candidate], args: argparse.Namespace) -> None:
+    """A key the plan sets on every run it makes (a candidate's searched layout, GPU, tiers; the target's SLO and
+    rate) is refused when the command line or the plan's own 'set'/'workload' sets it too: the candidate's value
+    replaced it, so the setting did nothing (``--set hardware.gpu=a100-80gb`` ran search.gpu's GPUs)."""
+    import main
+
+    planned = {key: "each candidate's value from 'search'" for c in candidates for key in c.overrides}
+    if plan.hit_ratio is None:
+        planned |= {f"slo.{k}": f"'target.slo.{k}'" for k, v in plan.slo.items() if v is not None}
+        if plan.rate_rps is not None:
+            planned["workload.rate_scale"] = "the scale of 'target.rate_rps'"
+    given = [*main.command_line_settings(args), *((f"'{k}' under 'set'/'workload'", k) for k in plan.layers.sets)]
+    for said, key in given:
+        hit = next((k for k in planned if k == key or k.startswith(f"{key}.") or key.startswith(f"{k}.")), None)
+        if hit is not None:
+            named = said if said.startswith(("--set", "'")) else f"{said} (config key '{key}')"
+            raise plan_error(plan.path, f"{named}: the plan sets '{hit}' on every run, to {planned[hit]}, replacing the "
+                                        f"value given here; drop one of them")
+
+
 def _order(c: Candidate) -> tuple:
     return (c.cost, -(c.measured if c.measured is not None else -np.inf), c.name)
 
@@ -120,13 +150,20 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
 
     start = time.perf_counter()
     plan = load_plan(args.plan)
-    base = resolve_layers(plan.layers, args)
+    modes = candidate_modes(plan)
+    base = resolve_layers(plan.layers, args, modes[0])  # --preset P: P@<the candidates' mode> too
+    per_mode = [f"{args.preset}@{m}" for m in modes if f"{args.preset}@{m}" in base.presets] if args.preset else []
+    if len(modes) > 1 and per_mode:
+        raise plan_error(plan.path, f"--preset {args.preset}: its part {per_mode[0]} applies to {per_mode[0].split('@')[1]} "
+                                    f"runs only, and this plan's candidates run in modes {' and '.join(modes)} (search.pd_split): "
+                                    f"plan the aggregated and the disaggregated splits apart")
     hit_target = plan.hit_ratio
     if hit_target is None:
         slo = {k: v for k, v in plan.slo.items() if v is not None}
         base = replace(base, **{f"slo.{k}": v for k, v in slo.items()})
     prices = load_prices(plan.prices, where=f"plan {plan.path}: prices")
     candidates = enumerate_candidates(plan, base, prices)
+    check_not_searched(plan, candidates, args)
     options = RunOptions(max_rate=hit_target is None, tolerance=plan.rate_tolerance)
     for c in candidates:
         if c.status != "infeasible":

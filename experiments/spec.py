@@ -135,9 +135,10 @@ def parse_layers(data: dict, path: Path, what: str) -> ConfigLayers:
     return layers
 
 
-def resolve_layers(layers: ConfigLayers, args) -> Config:
+def resolve_layers(layers: ConfigLayers, args, mode: str | None) -> Config:
     """The base config through main.py's own resolution: config file → overlays (the file's, then
-    ``--calibration-profile``) → preset → the file's fixed keys → ``--set`` → dedicated flags."""
+    ``--calibration-profile``) → preset (and ``PRESET@mode``: ``mode`` is the runs' mode, a sweep spec's
+    ``mode:``) → the file's fixed keys → ``--set`` → dedicated flags."""
     import argparse
 
     import main
@@ -146,7 +147,7 @@ def resolve_layers(layers: ConfigLayers, args) -> Config:
     layered.config = args.config or layers.config
     layered.calibration_profile = [*layers.overlays, *args.calibration_profile]
     layered.sets = [*layers.assignments(), *args.sets]
-    return main.resolve_config(layered)
+    return main.resolve_config(layered, mode=mode)
 
 
 def load_spec(path: str | Path) -> SweepSpec:

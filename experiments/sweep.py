@@ -24,7 +24,7 @@ from experiments.execute import RunOptions, check_point
 from experiments.journal import Journal, fingerprint, journal_path
 from experiments.outputs import write_csv, write_json
 from experiments.runner import Task, default_jobs, run_tasks
-from experiments.spec import Point, expand, load_spec, point_config, resolve_layers
+from experiments.spec import Point, SweepSpec, expand, load_spec, point_config, resolve_layers
 
 if TYPE_CHECKING:  # main.py's checked output paths
     from main import Outputs
@@ -33,6 +33,39 @@ if TYPE_CHECKING:  # main.py's checked output paths
 def run_options(args: argparse.Namespace) -> RunOptions:
     policies = tuple(p.strip() for p in args.policy.split(",") if p.strip()) if getattr(args, "policy", None) else ()
     return RunOptions(policies=policies, max_rate=bool(args.max_rate), seeds=args.seeds or 1)
+
+
+def check_settings_read(spec: SweepSpec, sets: list[str]) -> None:
+    """Every key the spec varies or fixes, and every ``--set``, is read by the spec's mode (``sim.cli.SETTING_MODES``,
+    as the command line checks its ``--set``): an axis of keys the mode ignores ran every point alike (pd.num_prefill
+    in a single-node sweep; a sweep's cluster mode has no PD pools), a fixed one was silently dropped."""
+    from sim.cli import setting_users
+
+    where = f"sweep spec {spec.path}"
+    keyed = [*((key, f"{where}: axis '{key}'", "its points would all run alike") for key in spec.axis_keys),
+             *((key, f"{where}: fixed key '{key}'", "it would do nothing") for key in spec.layers.sets),
+             *((s.partition("=")[0].strip(), f"--set {s.partition('=')[0].strip()}", "it would do nothing") for s in sets)]
+    for key, what, effect in keyed:
+        users = setting_users(key, spec.mode)
+        if users is not None:
+            pools = "; a sweep's mode 'cluster' runs no prefill/decode pools (--cluster --pd is not a sweep mode)" if \
+                spec.mode == "cluster" and key.startswith("pd.") else ""
+            raise ConfigError(f"{what} is not used by the sweep's mode '{spec.mode}' (it applies to {users}): "
+                              f"{effect}{pools}")
+
+
+def check_not_varied(spec: SweepSpec, args: argparse.Namespace) -> None:
+    """A key set on the command line (``--set``, ``--workload-limit``, ``--seed``, ...) that the spec varies is refused:
+    each point's axis value replaced it, so the flag did nothing (``--workload-limit 20`` with a workload.limit axis
+    ran the axis' limits), as a key both fixed and varied in the spec is refused (``load_spec``)."""
+    import main
+
+    for said, key in main.command_line_settings(args):
+        varied = [k for k in spec.axis_keys if k == key or k.startswith(f"{key}.") or key.startswith(f"{k}.")]
+        if varied:
+            named = said if said.startswith("--set") else f"{said} (config key '{key}')"
+            raise ConfigError(f"{named}: sweep spec {spec.path} varies '{varied[0]}', so every point would replace the "
+                              f"value given here with its own; drop one of them")
 
 
 def _entries(points: list[Point], records: dict[str, dict]) -> tuple[dict | None, list[dict]]:
@@ -78,7 +111,9 @@ def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
 
     start = time.perf_counter()
     spec = load_spec(args.sweep)
-    base = resolve_layers(spec.layers, args)
+    check_settings_read(spec, args.sets)
+    check_not_varied(spec, args)
+    base = resolve_layers(spec.layers, args, spec.mode)  # --preset P: P@<the spec's mode> too, as the mode's run has
     options = run_options(args)
     if options.max_rate and "workload.rate_scale" in spec.axis_keys:
         raise ConfigError(f"sweep spec {spec.path}: a workload.rate_scale axis does nothing with --max-rate "

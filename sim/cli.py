@@ -121,6 +121,9 @@ SETTING_MODES: dict[str, frozenset[str]] = {
     "compute.": SERVING | {CLUSTER_PD, "check-calibration"},  # step times; the cache-only replay has no clock
     **{f"cluster.{key}": frozenset({"cluster", CLUSTER_PD})
        for key in ("num_racks", "nodes_per_rack", "uplink_gbps", "oversubscription", "uplink_latency_us")},
+    # the router of the single-node mode's workers and of a cluster (--router); PD routes with pd.router
+    # (sim/serving/run.py), the cache-only replay and --trace-stats route nothing
+    "cluster.router": frozenset({"single", "cluster", CLUSTER_PD}),
 }
 MODE_SWITCHES = ("trace_stats", "cache_only", "cluster", "pd", "check_calibration", "sweep", "plan")
 CLUSTER_COMBINES_WITH = ("pd",)  # --cluster --pd: prefill/decode pools in every rack
@@ -303,14 +306,21 @@ def check_flags(args: argparse.Namespace, parser: argparse.ArgumentParser, mode:
         here = CLUSTER_PD if mode == "cluster" and args.pd else mode
         for setting in args.sets:
             key = setting.partition("=")[0].strip()
-            for prefix, modes in SETTING_MODES.items():
-                if (key == prefix or key.startswith(prefix)) and here not in modes:
-                    users = ", ".join(MODE_FLAGS.get(m, f"--{m}") for m in (*MODES, CLUSTER_PD) if m in modes)
-                    raise InputError(f"--set {key}: not used by {MODE_FLAGS.get(here, f'--{here}')} (it applies to {users})")
+            users = setting_users(key, here)
+            if users is not None:
+                raise InputError(f"--set {key}: not used by {MODE_FLAGS.get(here, f'--{here}')} (it applies to {users})")
     if args.mrc_sample_rate is not None and not args.mrc:
         raise InputError("--mrc-sample-rate is used only with --mrc")
     if args.plot_dir is not None and args.no_plot:
         raise InputError("--plot-dir and --no-plot contradict each other")
+
+
+def setting_users(key: str, mode: str) -> str | None:
+    """None when ``mode`` reads config key ``key`` (``SETTING_MODES``), else the modes that do, in words."""
+    for prefix, modes in SETTING_MODES.items():
+        if (key == prefix or key.startswith(prefix)) and mode not in modes:
+            return ", ".join(MODE_FLAGS.get(m, f"--{m}") for m in (*MODES, CLUSTER_PD) if m in modes)
+    return None
 
 
 def parse_routers(text: str | None) -> list[str]:

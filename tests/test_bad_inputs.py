@@ -77,7 +77,7 @@ CASES: dict[str, Case] = {
     "unknown_model": setting("model=gpt-9", "gpt-9"),
     "unknown_gpu": setting("hardware.gpu=tpu-v9", "tpu-v9"),
     "unknown_tier_policy": setting("cache.tiers.dram.policy=mru", "mru"),
-    "unknown_router": setting("cluster.router=random", "random"),
+    "unknown_router": setting("cluster.router=random", "random", mode=("--no-plot", "--quiet")),  # a mode that routes
     # ---- cluster mode
     "router_flag_unknown": Case(["--cluster", "--router", "round-robin,random"], names=("--router", "random")),
     "router_flag_twice": Case(["--cluster", "--router", "round-robin,round-robin"], names=("--router", "twice")),

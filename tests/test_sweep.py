@@ -232,10 +232,10 @@ def test_a_dying_worker_fails_only_its_own_point(run_cli, tmp_path, monkeypatch)
 
     real = experiments.execute.run_mode
 
-    def run_mode(mode, config, policies=None):
+    def run_mode(mode, config, policies=None, **options):  # (cluster_pd, routers: as the runner passes them)
         if config.cache.capacity_blocks == 600:
             os._exit(3)  # the worker process dies (as when killed for memory)
-        return real(mode, config, policies)
+        return real(mode, config, policies, **options)
 
     monkeypatch.setattr(experiments.execute, "run_mode", run_mode)  # forked workers inherit it
     spec = _spec(tmp_path, mode="cache-only", workload=TINY_SYNTHETIC, axes={"cache.capacity_blocks": [300, 600, 900]})

@@ -1,0 +1,220 @@
+"""Combinations of a mode with the flags that multiply runs (--seeds, --max-rate, --sweep, --plan, lists in
+--policy/--router, --set, presets): each run in the report is the one the command line asked for, or the
+combination is refused (exit 2, one line naming the flags) before any work. Each test compares a combined run
+with the standalone runs it must equal, or names the setting the run would have dropped."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from tests.conftest import BUNDLED_AZURE
+
+# 60 requests of the bundled trace on two workers, arrivals drawn from the seed (a trace's own arrival times
+# draw nothing from it): round-robin and least-loaded routing give different runs here.
+SMALL = ["--workload-trace", str(BUNDLED_AZURE), "--workload-limit", "60", "--set", "serving.num_instances=2",
+         "--set", "workload.arrivals.process=poisson", "--no-plot", "--quiet"]
+ROUTERS = ["round-robin", "least-loaded"]
+
+
+def _report(run_cli, tmp_path, *argv: str) -> dict:
+    out = tmp_path / f"r{len(list(tmp_path.glob('r*.json')))}.json"
+    status, _, err = run_cli(*argv, "--report-json", out)
+    assert status == 0, err
+    return json.loads(out.read_text())
+
+
+def test_router_list_with_seeds_gives_one_run_per_router(run_cli, tmp_path):
+    """--router a,b --seeds N ran only the first router (the experiments' runner built its runs without the router
+    list: one run, named 'single', of round-robin). Each router is a run named by it, whose mean is the mean of that
+    router's own runs at seeds 0 and 1."""
+    seeds = _report(run_cli, tmp_path, *SMALL, "--router", ",".join(ROUTERS), "--seeds", "2")
+    assert [(r["name"], r["overrides"]) for r in seeds["runs"]] == [(r, {"cluster.router": r}) for r in ROUTERS]
+    for run, router in zip(seeds["runs"], ROUTERS, strict=True):
+        alone = [_report(run_cli, tmp_path, *SMALL, "--router", router, "--seed", s)["runs"][0]["metrics"]
+                 for s in ("0", "1")]
+        assert run["metrics"]["ttft_s"]["mean"] == pytest.approx(
+            (alone[0]["ttft_s"]["mean"] + alone[1]["ttft_s"]["mean"]) / 2, rel=1e-12)
+    assert seeds["runs"][0]["metrics"]["ttft_s"]["mean"] != seeds["runs"][1]["metrics"]["ttft_s"]["mean"]
+
+
+def test_router_list_with_max_rate_searches_each_router(run_cli, tmp_path):
+    """--router a,b --max-rate searched only the first router. Each router is searched, its answer the one its own
+    --router X --max-rate gives; with --policy a,b too, the runs are the product named policy/router in flag order
+    (the Contract), single-node runs named '<mode>-<policy>/<router>' as without --max-rate."""
+    slo = ["--set", "slo.ttft_s=0.05", "--set", "workload.arrivals.process=trace"]
+    both = _report(run_cli, tmp_path, *SMALL, *slo, "--router", ",".join(ROUTERS), "--max-rate")
+    assert [(r["name"], r["overrides"]) for r in both["runs"]] == [(r, {"cluster.router": r}) for r in ROUTERS]
+    for run, router in zip(both["runs"], ROUTERS, strict=True):
+        alone = _report(run_cli, tmp_path, *SMALL, *slo, "--router", router, "--max-rate")["runs"][0]["metrics"]
+        assert run["metrics"]["max_rate_scale"] == alone["max_rate_scale"]
+        assert run["metrics"]["max_rate_search"] == alone["max_rate_search"]
+    product = _report(run_cli, tmp_path, *SMALL, *slo, "--policy", "lru,arc", "--router", ",".join(ROUTERS),
+                      "--max-rate")
+    plain = _report(run_cli, tmp_path, *SMALL, *slo, "--policy", "lru,arc", "--router", ",".join(ROUTERS))
+    assert [(r["name"], r["overrides"]) for r in product["runs"]] == \
+        [(r["name"], r["overrides"]) for r in plain["runs"]] == \
+        [(f"single-{p}/{r}", {"cache.policy": p, "cluster.router": r}) for p in ("lru", "arc") for r in ROUTERS]
+
+
+def _spec(tmp_path, **body) -> str:
+    path = tmp_path / f"spec{len(list(tmp_path.glob('spec*.yaml')))}.yaml"
+    path.write_text(yaml.safe_dump(body, sort_keys=False))
+    return str(path)
+
+
+AZURE_60 = {"trace": str(BUNDLED_AZURE), "limit": 60}
+
+
+@pytest.mark.parametrize("body, extra, needle", [
+    # pd.* in a single-node sweep: every point ran the same single-node run (identical metrics), exit 0
+    ({"mode": "single", "axes": {"pd.num_prefill": [1, 2]}}, [],
+     "axis 'pd.num_prefill' is not used by the sweep's mode 'single'"),
+    # a sweep's cluster mode is --cluster without --pd: no pools to size
+    ({"mode": "cluster", "zip": [{"pd.num_prefill": [1, 2], "pd.num_decode": [2, 1]}]}, [],
+     "axis 'pd.num_prefill' is not used by the sweep's mode 'cluster'"),
+    ({"mode": "single", "axes": {"cluster.num_racks": [1, 2]}}, [],
+     "axis 'cluster.num_racks' is not used by the sweep's mode 'single'"),
+    ({"mode": "cache-only", "axes": {"compute.backend": ["roofline", "profiled"]}}, [],
+     "axis 'compute.backend' is not used by the sweep's mode 'cache-only'"),
+    ({"mode": "single", "set": {"network.bandwidth_gbps": 100}, "axes": {"cache.policy": ["lru", "arc"]}}, [],
+     "fixed key 'network.bandwidth_gbps' is not used by the sweep's mode 'single'"),
+    ({"mode": "cache-only", "axes": {"cache.policy": ["lru", "arc"]}}, ["--set", "slo.ttft_s=1"],
+     "--set slo.ttft_s is not used by the sweep's mode 'cache-only'"),
+])
+def test_sweep_keys_its_mode_does_not_read_are_refused(run_cli, tmp_path, body, extra, needle):
+    """A sweep's axes, fixed keys and --set were never checked against its mode, as the command line checks --set:
+    an axis the mode ignores gave points that all ran alike, exit 0. Refused before the first point, naming the key."""
+    spec = _spec(tmp_path, workload=AZURE_60, **body)
+    status, out, err = run_cli("--sweep", spec, *extra, "--jobs", "1", "--report-json", tmp_path / "s.json",
+                               "--no-plot", "--quiet")
+    assert status == 2 and needle in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "s.json").exists()
+    assert not (tmp_path / "s.journal.jsonl").exists()
+
+
+def _preset_overlay(tmp_path) -> str:
+    """An overlay whose presets (they replace config.yaml's) have a cluster-only part, as prod-eval@cluster is."""
+    path = tmp_path / "presets.yaml"
+    path.write_text(yaml.safe_dump({"presets": {
+        "smoke": {"workload.limit": 40},
+        "smoke@cluster": {"cluster.num_racks": 2, "cluster.nodes_per_rack": 1, "hardware.gpus_per_node": 2}}}))
+    return str(path)
+
+
+def test_sweep_applies_the_preset_part_of_its_mode(run_cli, tmp_path):
+    """--preset P applies P@MODE in that mode (prod-eval@cluster: kvcache-sim's 10,240-GPU fleet), but a sweep looked
+    up P@sweep: a cluster sweep with --preset prod-eval ran config.yaml's 1 x 4 x 8 fleet (32 GPUs). A cluster sweep's
+    point is the command line's --cluster run with that preset; a single-node sweep takes no @cluster part."""
+    overlay = _preset_overlay(tmp_path)
+    common = ["--calibration-profile", overlay, "--preset", "smoke", "--workload-trace", str(BUNDLED_AZURE),
+              "--no-plot", "--quiet"]
+    spec = _spec(tmp_path, mode="cluster", axes={"cluster.router": ["round-robin", "least-loaded"]})
+    swept = _report(run_cli, tmp_path, "--sweep", spec, "--jobs", "1", *common)
+    assert swept["config"]["cluster"]["num_racks"] == 2 and swept["config"]["hardware"]["gpus_per_node"] == 2
+    alone = _report(run_cli, tmp_path, "--cluster", "--router", "round-robin,least-loaded", *common)
+    for point, run in zip(swept["runs"], alone["runs"], strict=True):
+        assert point["metrics"]["cluster"]["gpus"] == 2 * 1 * 2 == run["metrics"]["cluster"]["gpus"]
+        assert point["metrics"]["requests_completed"] == 40
+        assert point["metrics"]["ttft_s"] == run["metrics"]["ttft_s"]
+    single = _spec(tmp_path, mode="single", axes={"cache.policy": ["lru"]})
+    config = _report(run_cli, tmp_path, "--sweep", single, "--jobs", "1", *common)["config"]
+    assert config["cluster"]["num_racks"] == 1 and config["hardware"]["gpus_per_node"] == 8  # config.yaml's
+
+
+def test_fleet_plan_applies_the_preset_part_of_cluster_mode(run_cli, tmp_path):
+    """A fleet plan's candidates are cluster runs: --preset P applies P@cluster to them (it looked up P@plan), so a
+    candidate's nodes have the preset's 2 GPUs, not config.yaml's 8 (its name counts them: racks x nodes x GPUs)."""
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(yaml.safe_dump({"workload": {"trace": str(BUNDLED_AZURE)}, "target": {"hit_ratio": 0.01},
+                                    "search": {"gpu": ["h100-sxm"], "racks": [1], "nodes_per_rack": [1]}}))
+    report = _report(run_cli, tmp_path, "--plan", plan, "--jobs", "1", "--calibration-profile", _preset_overlay(tmp_path),
+                     "--preset", "smoke", "--no-plot", "--quiet")
+    assert [c["name"] for c in report["plan"]["candidates"]] == ["1x1x2xh100-sxm tp1"]
+    assert report["config"]["hardware"]["gpus_per_node"] == 2
+
+
+def test_plan_refuses_a_preset_part_for_one_of_its_two_modes(run_cli, tmp_path):
+    """Aggregated and PD candidates in one plan cannot both take a preset part for one of the modes: refused."""
+    overlay = tmp_path / "presets.yaml"
+    overlay.write_text(yaml.safe_dump({"presets": {"smoke": {"workload.limit": 40}, "smoke@pd": {"pd.transfer": "pull"}}}))
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(yaml.safe_dump({"workload": {"trace": str(BUNDLED_AZURE)}, "target": {"slo": {"ttft_s": 0.3}},
+                                    "search": {"gpu": ["h100-sxm"], "gpus": [2], "pd_split": ["aggregated", "1:1"]}}))
+    status, _, err = run_cli("--plan", plan, "--calibration-profile", overlay, "--preset", "smoke", "--no-plot", "--quiet")
+    assert status == 2 and "--preset smoke: its part smoke@pd applies to pd runs only" in err, err
+
+
+@pytest.mark.parametrize("axes, extra, needle", [
+    # the points ran 50 and 100 requests: --workload-limit 20 did nothing, exit 0
+    ({"workload.limit": [50, 100]}, ["--workload-limit", "20"],
+     "--workload-limit (config key 'workload.limit'): sweep spec"),
+    ({"cache.policy": ["lru", "arc"]}, ["--set", "cache.policy=sieve"], "--set cache.policy: sweep spec"),
+    ({"seed": [0, 1]}, ["--seed", "7"], "--seed (config key 'seed'): sweep spec"),
+    ({"workload.rate_scale": [1, 2]}, ["--rate-scale", "4"], "--rate-scale (config key 'workload.rate_scale')"),
+    ({"workload.arrivals.process": ["poisson", "gamma"]}, ["--set", "workload.arrivals={process: trace}"],
+     "--set workload.arrivals: sweep spec"),
+])
+def test_a_command_line_setting_a_sweep_varies_is_refused(run_cli, tmp_path, axes, extra, needle):
+    """A key set on the command line and varied by the spec: each point's value replaced the command line's, which did
+    nothing (exit 0). Refused before any point runs, as the spec's own fixed-and-varied key is."""
+    workload = {"trace": str(BUNDLED_AZURE), **({} if "workload.limit" in axes else {"limit": 60})}
+    spec = _spec(tmp_path, mode="single", workload=workload, axes=axes)
+    status, _, err = run_cli("--sweep", spec, *extra, "--jobs", "1", "--report-json", tmp_path / "s.json",
+                             "--no-plot", "--quiet")
+    assert status == 2 and needle in err and "drop one of them" in err, err
+    assert not (tmp_path / "s.json").exists() and not (tmp_path / "s.journal.jsonl").exists()
+
+
+PLAN = {"workload": {"trace": str(BUNDLED_AZURE), "limit": 60}, "target": {"slo": {"ttft_s": 0.3}, "rate_rps": 10},
+        "search": {"gpu": ["h100-sxm"], "gpus": [1, 2], "tiers": {"dram": [0, 64]}}}
+
+
+@pytest.mark.parametrize("extra, body, needle", [
+    # every candidate ran search.gpu's h100-sxm: the --set did nothing, exit 0
+    (["--set", "hardware.gpu=a100-80gb"], {}, "--set hardware.gpu: the plan sets 'hardware.gpu' on every run"),
+    (["--set", "serving.num_instances=2"], {}, "--set serving.num_instances: the plan sets 'serving.num_instances'"),
+    (["--set", "cache.tiers.dram.capacity_gib=512"], {}, "the plan sets 'cache.tiers.dram.capacity_gib'"),
+    (["--set", "slo.ttft_s=2"], {}, "the plan sets 'slo.ttft_s' on every run, to 'target.slo.ttft_s'"),
+    (["--set", "workload.rate_scale=3"], {}, "the plan sets 'workload.rate_scale' on every run, to the scale of "
+                                             "'target.rate_rps'"),
+    ([], {"set": {"serving.tensor_parallel_size": 2}}, "'serving.tensor_parallel_size' under 'set'/'workload': the plan sets"),
+])
+def test_a_setting_the_plan_searches_is_refused(run_cli, tmp_path, extra, body, needle):
+    """A key every candidate (or the target) sets, given on the command line or in the plan's own 'set': the
+    candidate's value replaced it. Refused before any candidate runs."""
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(yaml.safe_dump({**PLAN, **body}))
+    status, _, err = run_cli("--plan", plan, *extra, "--report-json", tmp_path / "p.json", "--no-plot", "--quiet")
+    assert status == 2 and needle in err and "drop one of them" in err, err
+    assert not (tmp_path / "p.json").exists()
+
+
+def test_a_plan_keeps_settings_it_does_not_search(run_cli, tmp_path):
+    """Keys no candidate sets stay the plan's own (not refused): a hit-ratio plan replays at the --set block size."""
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(yaml.safe_dump({"workload": {"trace": str(BUNDLED_AZURE), "limit": 60},
+                                    "target": {"hit_ratio": 0.01}, "search": {"gpu": ["h100-sxm"]}}))
+    report = _report(run_cli, tmp_path, "--plan", plan, "--set", "serving.block_size=32", "--jobs", "1", "--no-plot",
+                     "--quiet")
+    assert report["config"]["serving"]["block_size"] == 32
+    assert [c["status"] for c in report["plan"]["candidates"]] in (["timed"], ["pruned"])  # run, not failed
+
+
+@pytest.mark.parametrize("mode", [["--pd"], ["--cache-only"], ["--trace-stats"]])
+def test_cluster_router_set_where_nothing_reads_it_is_refused(run_cli, tmp_path, mode):
+    """--router is refused by the modes that do not route with it, but --set cluster.router was taken and did nothing
+    (PD routes with pd.router; the replay and --trace-stats route nothing), exit 0."""
+    status, _, err = run_cli(*mode, "--set", "cluster.router=least-loaded", "--workload-trace", str(BUNDLED_AZURE),
+                             "--workload-limit", "60", "--no-plot", "--quiet")
+    assert status == 2 and "--set cluster.router: not used by" in err, err
+
+
+def test_cluster_router_set_in_a_routing_mode_routes(run_cli, tmp_path):
+    """Where it is read, --set cluster.router routes as --router does (the same run)."""
+    by_set = _report(run_cli, tmp_path, *SMALL, "--set", "cluster.router=round-robin")
+    by_flag = _report(run_cli, tmp_path, *SMALL, "--router", "round-robin")
+    assert by_set["config"]["cluster"]["router"] == "round-robin"
+    assert by_set["runs"][0]["metrics"]["ttft_s"] == by_flag["runs"][0]["metrics"]["ttft_s"]
