@@ -169,8 +169,14 @@ def test_a_runtime_skew_calibration_v1_fit_picks_its_cells_as_llmservingsim(tmp_
     """LLMServingSim's newer fit (profiler/core/skew_calibration.py ``lookup``): alpha by (decode count, prefill
     tokens, lev = (M - m) / m), the anchor nearest n on a log scale (a tie: the smaller), the kernel's fallback outside
     its measured n range or a cell without anchors, no correction for a kernel without a fit. By hand."""
+    import hashlib
+
     root = _minimal_bundle(tmp_path / "a", NEWER_META, NEWER_FIT)
     (root / "tp1" / "attention.csv").write_text(LINEAR_ATTENTION)
+    digests = {name: hashlib.sha256((root / "tp1" / name).read_bytes()).hexdigest()
+               for name in ("skew_fit.csv", "attention.csv")}  # the files the fit was made from: taken
+    (root / "meta.yaml").write_text(NEWER_META + f"      bucket_table_sha256: {digests['skew_fit.csv']}\n"
+                                    f"      reference: {{attention_sha256: {digests['attention.csv']}}}\n")
     llama = model_spec("llama-3.1-8b")
     model = LLMServingSimCompute.load(root, llama, 1)
     fit = model.skew
@@ -199,13 +205,16 @@ def test_a_runtime_skew_calibration_v1_fit_picks_its_cells_as_llmservingsim(tmp_
     (NEWER_ENTRY.replace("pc_labels: [pc0, pc1, pc2]", "pc_labels: [pc0, pc1]"), NEWER_FIT,
      r"axes pc_bins / pc_labels must be increasing finite edges with one distinct label a bin"),
     (NEWER_ENTRY + "      bucket_table_sha256: 0000\n", NEWER_FIT, r"skew_fit.csv: does not match meta.yaml's "
-     r"bucket_table_sha256 \(a stale fit"),
+     r"skew_fit bucket_table_sha256 \(a stale fit"),
+    (NEWER_ENTRY + "      reference: {attention_sha256: '0000'}\n", NEWER_FIT, r"attention.csv: does not match "
+     r"meta.yaml's skew_fit reference.attention_sha256 \(a stale fit"),
     (NEWER_ENTRY, NEWER_FIT.replace("16,0.8,20,25", "16,1.5,20,25"), r"skew_fit.csv: row 2: anchor 16 / alpha 1.5 is "
      r"not a supported cell"),
     (NEWER_ENTRY, NEWER_FIT.replace("pc0,lev1,16", "pc9,lev1,16"), r"skew_fit.csv: row 2: kernel 'attention\|q=1' or "
      r"cell \('pc9', 'lev1'\) not in meta.yaml's fallbacks and axes"),
     (NEWER_ENTRY.replace("[2, 16]", "[1, 16]"), NEWER_FIT, r"kernel 'attention\|q=1': fallback 0.3 or measured n range"),
-], ids=["other-schema", "no-min-rows", "axis-labels", "stale-table", "alpha-past-clip", "unknown-cell", "n-range"])
+], ids=["other-schema", "no-min-rows", "axis-labels", "stale-table", "stale-attention", "alpha-past-clip",
+        "unknown-cell", "n-range"])
 def test_a_malformed_runtime_skew_fit_is_refused_by_name(tmp_path, entry, fit, words):
     root = _minimal_bundle(tmp_path / "a", "tp_degrees: [1]\nskew_fit:\n  enabled: true\n  per_tp:\n    1:\n" + entry,
                            fit)

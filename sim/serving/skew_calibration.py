@@ -10,7 +10,9 @@ with alpha picked by (decode count n, prefill tokens pc, relative gap lev = (M â
 - else the alpha of the anchor nearest n on a logarithmic scale (a tie: the smaller anchor). No interpolation.
 ``meta.yaml::skew_fit.per_tp.<tp>`` holds the schema, the axes (pc and lev bins and labels), the clipping range, the
 support floor, per-kernel fallbacks and measured n ranges, and the cells' table (``bucket_table``, with its sha256);
-the cells are checked once, as LLMServingSim's ``read_table`` does.
+the cells are checked once, as LLMServingSim's ``read_table`` does, and the cells' table and the attention.csv the fit
+was made against must match the sha256 meta.yaml records for them (LLMServingSim refuses a stale fit too; its lookup
+code's own fingerprint is not kvsim's to check).
 """
 
 from __future__ import annotations
@@ -137,10 +139,13 @@ class RuntimeSkewFit:
         table = tp_dir.parent / str(entry.get("bucket_table") or f"{tp_dir.name}/skew_fit.csv")
         if not table.is_file():
             raise ConfigError(f"{where}: its cells' table {table} is missing")
-        digest = entry.get("bucket_table_sha256")
-        if digest is not None and hashlib.sha256(table.read_bytes()).hexdigest() != digest:
-            raise ConfigError(f"{table}: does not match meta.yaml's bucket_table_sha256 (a stale fit: rebuild it with "
-                              "LLMServingSim's `profiler refit-skew`)")
+        reference = entry.get("reference")
+        attention = reference.get("attention_sha256") if isinstance(reference, dict) else None
+        for path, digest, key in ((table, entry.get("bucket_table_sha256"), "bucket_table_sha256"),
+                                  (tp_dir / "attention.csv", attention, "reference.attention_sha256")):
+            if digest is not None and path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+                raise ConfigError(f"{path}: does not match meta.yaml's skew_fit {key} (a stale fit: rebuild it with "
+                                  "LLMServingSim's `profiler refit-skew`)")
         frame = read_profile_csv(table, needed=CELL_COLUMNS, numeric=("decode_q_len", "n_anchor", "alpha",
                                  "direct_rows", "pooled_rows"), what=f"LLMServingSim skew_fit.csv ({SCHEMA})",
                                  keys=("decode_q_len", "n_anchor", "direct_rows", "pooled_rows"), signed=("alpha",))
