@@ -124,6 +124,8 @@ SETTING_MODES: dict[str, frozenset[str]] = {
     # the router of the single-node mode's workers and of a cluster (--router); PD routes with pd.router
     # (sim/serving/run.py), the cache-only replay and --trace-stats route nothing
     "cluster.router": frozenset({"single", "cluster", CLUSTER_PD}),
+    # --cluster --pd routes every request with cluster.router (sim/cluster/run.py ``_dispatch``), not pd.router
+    "pd.router": frozenset({"pd"}),
 }
 MODE_SWITCHES = ("trace_stats", "cache_only", "cluster", "pd", "check_calibration", "sweep", "plan")
 CLUSTER_COMBINES_WITH = ("pd",)  # --cluster --pd: prefill/decode pools in every rack
