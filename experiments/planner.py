@@ -81,6 +81,22 @@ def check_not_searched(plan, candidates: list[Candidate], args: argparse.Namespa
                                         f"value given here; drop one of them")
 
 
+def check_settings_read(plan, args: argparse.Namespace) -> None:
+    """Every key the command line or the plan's own 'set'/'workload' sets is read by at least one of the modes its
+    candidates run in (``sim.cli.SETTING_MODES``, as a sweep checks its keys): pd.transfer in a plan of aggregated
+    splits only did nothing, exit 0."""
+    import main
+    from sim.cli import setting_users
+
+    modes = candidate_modes(plan)
+    given = [*main.command_line_settings(args), *((f"'{k}' under 'set'/'workload'", k) for k in plan.layers.sets)]
+    for said, key in given:
+        users = [setting_users(key, mode) for mode in modes]
+        if modes and all(u is not None for u in users):
+            raise plan_error(plan.path, f"{said}: not read by this plan's runs (mode {' and '.join(modes)}; it applies "
+                                        f"to {users[0]}): it would do nothing")
+
+
 def _order(c: Candidate) -> tuple:
     return (c.cost, -(c.measured if c.measured is not None else -np.inf), c.name)
 
@@ -164,6 +180,7 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
     prices = load_prices(plan.prices, where=f"plan {plan.path}: prices")
     candidates = enumerate_candidates(plan, base, prices)
     check_not_searched(plan, candidates, args)
+    check_settings_read(plan, args)
     options = RunOptions(max_rate=hit_target is None, tolerance=plan.rate_tolerance)
     for c in candidates:
         if c.status != "infeasible":

@@ -228,3 +228,21 @@ def test_pd_router_set_in_a_cluster_is_refused(run_cli):
     assert status == 2 and "--set pd.router: not used by --cluster --pd" in err, err
     status, _, err = run_cli("--pd", "--set", "pd.router=round-robin", *base)
     assert status == 0, err
+
+
+@pytest.mark.parametrize("extra, body, needle", [
+    # a hit-ratio plan replays its candidates cache-only: no clock, no SLO
+    (["--set", "slo.ttft_s=0.5"], {"target": {"hit_ratio": 0.01}, "search": {"gpu": ["h100-sxm"]}},
+     "--set slo.ttft_s: not read by this plan's runs (mode cache-only"),
+    # aggregated splits only (PLAN's default): no KV transfer to pull
+    (["--set", "pd.transfer=pull"], {}, "--set pd.transfer: not read by this plan's runs (mode single"),
+    ([], {"set": {"pd.transfer": "pull"}}, "'pd.transfer' under 'set'/'workload': not read by this plan's runs"),
+])
+def test_a_setting_no_candidate_reads_is_refused(run_cli, tmp_path, extra, body, needle):
+    """A key none of the plan's candidate modes reads (sim.cli.SETTING_MODES, as a sweep checks its keys) was taken
+    and did nothing, exit 0."""
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(yaml.safe_dump({**PLAN, **body}))
+    status, _, err = run_cli("--plan", plan, *extra, "--report-json", tmp_path / "p.json", "--no-plot", "--quiet")
+    assert status == 2 and needle in err and "it would do nothing" in err, err
+    assert not (tmp_path / "p.json").exists()
