@@ -213,8 +213,22 @@ def test_a_runtime_skew_calibration_v1_fit_picks_its_cells_as_llmservingsim(tmp_
     (NEWER_ENTRY, NEWER_FIT.replace("pc0,lev1,16", "pc9,lev1,16"), r"skew_fit.csv: row 2: kernel 'attention\|q=1' or "
      r"cell \('pc9', 'lev1'\) not in meta.yaml's fallbacks and axes"),
     (NEWER_ENTRY.replace("[2, 16]", "[1, 16]"), NEWER_FIT, r"kernel 'attention\|q=1': fallback 0.3 or measured n range"),
+    # (found by fuzzing: these were a TypeError / OverflowError traceback, exit 1)
+    (NEWER_ENTRY.replace("alpha_default_by_kernel: {'attention|q=1': 0.3, 'attention|q=2': 0.1}",
+                         "alpha_default_by_kernel: null"), NEWER_FIT,
+     r"alpha_default_by_kernel and n_range_by_kernel must be mappings of the same kernels, got None and "
+     r"\['attention\|q=1', 'attention\|q=2'\]"),
+    (NEWER_ENTRY.replace("n_range_by_kernel: {'attention|q=1': [2, 16], 'attention|q=2': [2, 8]}", "n_range_by_kernel: 16"),
+     NEWER_FIT, r"must be mappings of the same kernels, got \['attention\|q=1', 'attention\|q=2'\] and 16"),
+    (NEWER_ENTRY.replace("alpha_clip: [-0.2, 1.0]", "alpha_clip: [-0.2, 1" + "0" * 400 + "]"), NEWER_FIT,
+     r"alpha_clip must be \[low, high\], got \[-0.2, 10000"),
+    (NEWER_ENTRY.replace("pc_bins: [-1, 1, 8, 1000000000]", "pc_bins: [-1, 1, 8, 1" + "0" * 400 + "]"), NEWER_FIT,
+     r"axes pc_bins / pc_labels must be increasing finite edges"),
+    (NEWER_ENTRY.replace("{'attention|q=1': 0.3,", "{'attention|q=1': 1" + "0" * 400 + ","), NEWER_FIT,
+     r"kernel 'attention\|q=1': fallback 10000.* is not a finite number"),
 ], ids=["other-schema", "no-min-rows", "axis-labels", "stale-table", "stale-attention", "alpha-past-clip",
-        "unknown-cell", "n-range"])
+        "unknown-cell", "n-range", "fallbacks-null", "n-ranges-a-number", "clip-past-float", "bin-past-float",
+        "fallback-past-float"])
 def test_a_malformed_runtime_skew_fit_is_refused_by_name(tmp_path, entry, fit, words):
     root = _minimal_bundle(tmp_path / "a", "tp_degrees: [1]\nskew_fit:\n  enabled: true\n  per_tp:\n    1:\n" + entry,
                            fit)

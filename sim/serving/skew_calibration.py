@@ -125,7 +125,7 @@ class RuntimeSkewFit:
         if (not isinstance(defaults_raw, dict) or not isinstance(ranges_raw, dict)
                 or set(defaults_raw) != set(ranges_raw)):
             raise ConfigError(f"{where}: alpha_default_by_kernel and n_range_by_kernel must be mappings of the same "
-                              f"kernels, got {quote(sorted(map(str, defaults_raw)))} and {quote(sorted(map(str, ranges_raw)))}")
+                              f"kernels, got {quote(_kernel_names(defaults_raw))} and {quote(_kernel_names(ranges_raw))}")
         defaults, n_ranges = {}, {}
         for name, value in defaults_raw.items():
             bounds = ranges_raw[name]
@@ -172,7 +172,17 @@ class RuntimeSkewFit:
 
 
 def _finite(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # a YAML integer past a float's range (10**400): not a finite number either
+        return False
+
+
+def _kernel_names(value: object) -> object:
+    """A kernels' mapping's names, for an error (the value itself when it is not a mapping)."""
+    return sorted(map(str, value)) if isinstance(value, dict) else value
 
 
 def _axis(axes: dict, name: str, where: str) -> tuple[list[float], list[str]]:
