@@ -226,13 +226,36 @@ def test_a_runtime_skew_calibration_v1_fit_picks_its_cells_as_llmservingsim(tmp_
      r"axes pc_bins / pc_labels must be increasing finite edges"),
     (NEWER_ENTRY.replace("{'attention|q=1': 0.3,", "{'attention|q=1': 1" + "0" * 400 + ","), NEWER_FIT,
      r"kernel 'attention\|q=1': fallback 10000.* is not a finite number"),
+    # bucket_table: read outside the bundle (an absolute path, ..), the default table read for false / 0 / '', an
+    # OSError traceback for a name too long for the file system
+    (NEWER_ENTRY.replace("bucket_table: tp1/skew_fit.csv", "bucket_table: /etc/hostname"), NEWER_FIT,
+     r"bucket_table '/etc/hostname' is outside the bundle"),
+    (NEWER_ENTRY.replace("bucket_table: tp1/skew_fit.csv", "bucket_table: 0"), NEWER_FIT,
+     r"bucket_table must be the path of the cells' table inside the bundle, got 0$"),
+    (NEWER_ENTRY.replace("bucket_table: tp1/skew_fit.csv", "bucket_table: " + "x" * 300), NEWER_FIT,
+     r"bucket_table 'xxx.*\(300 characters\): File name too long$"),
+    (NEWER_ENTRY.replace("bucket_table: tp1/skew_fit.csv", "bucket_table: tp1"), NEWER_FIT,
+     r"its cells' table .*tp1 \(bucket_table\) is not a file$"),
 ], ids=["other-schema", "no-min-rows", "axis-labels", "stale-table", "stale-attention", "alpha-past-clip",
         "unknown-cell", "n-range", "fallbacks-null", "n-ranges-a-number", "clip-past-float", "bin-past-float",
-        "fallback-past-float"])
+        "fallback-past-float", "table-absolute", "table-a-number", "table-name-too-long",
+        "table-a-directory"])
 def test_a_malformed_runtime_skew_fit_is_refused_by_name(tmp_path, entry, fit, words):
     root = _minimal_bundle(tmp_path / "a", "tp_degrees: [1]\nskew_fit:\n  enabled: true\n  per_tp:\n    1:\n" + entry,
                            fit)
     with pytest.raises(ConfigError, match=words):
+        LLMServingSimCompute.load(root, model_spec("llama-3.1-8b"), 1)
+
+
+def test_a_runtime_skew_fit_reads_its_cells_table_only_inside_its_bundle(tmp_path):
+    """bucket_table is a path inside the bundle (LLMServingSim's fit_bundle writes tp<N>/skew_fit.csv). Before, '..'
+    read another bundle's cells without a word (found by fuzzing)."""
+    _minimal_bundle(tmp_path / "other", NEWER_META, NEWER_FIT.replace("0.8,20,25", "0.9,20,25"))
+    root = _minimal_bundle(tmp_path / "a", NEWER_META.replace("bucket_table: tp1/skew_fit.csv",
+                                                              "bucket_table: ../other/tp1/skew_fit.csv"), NEWER_FIT)
+    with pytest.raises(ConfigError, match=r"^" + re.escape(
+            f"{root / 'meta.yaml'}: skew_fit (runtime-skew-calibration-v1): bucket_table '../other/tp1/skew_fit.csv' "
+            f"is outside the bundle {root} (")):
         LLMServingSimCompute.load(root, model_spec("llama-3.1-8b"), 1)
 
 

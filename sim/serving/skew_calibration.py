@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from bisect import bisect_left
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,9 +137,7 @@ class RuntimeSkewFit:
             layer, _, query = str(name).rpartition("|q=")
             if layer and query == str(DECODE_Q):
                 defaults[layer], n_ranges[layer] = float(value), (bounds[0], bounds[1])
-        table = tp_dir.parent / str(entry.get("bucket_table") or f"{tp_dir.name}/skew_fit.csv")
-        if not table.is_file():
-            raise ConfigError(f"{where}: its cells' table {table} is missing")
+        table = _bucket_table(tp_dir, entry, where)
         reference = entry.get("reference")
         attention = reference.get("attention_sha256") if isinstance(reference, dict) else None
         for path, digest, key in ((table, entry.get("bucket_table_sha256"), "bucket_table_sha256"),
@@ -178,6 +177,30 @@ def _finite(value: object) -> bool:
         return math.isfinite(value)
     except OverflowError:  # a YAML integer past a float's range (10**400): not a finite number either
         return False
+
+
+def _bucket_table(tp_dir: Path, entry: dict, where: str) -> Path:
+    """The cells' table ``bucket_table`` names, relative to the bundle (LLMServingSim's ``fit_bundle`` writes
+    ``tp<N>/skew_fit.csv``, the default when absent): a path inside the bundle to a file. Before, any value was
+    ``str()``-ed (``false``, ``0`` and ``''`` read the default table, an absolute path or ``..`` read a file outside the
+    bundle, a name too long for the file system was an OSError traceback)."""
+    name = entry.get("bucket_table", f"{tp_dir.name}/skew_fit.csv")
+    if not isinstance(name, str) or not name.strip() or any(ord(c) < 32 for c in name):
+        raise ConfigError(f"{where}: bucket_table must be the path of the cells' table inside the bundle, got "
+                          f"{quote(name)}")
+    normal = os.path.normpath(name)  # (lexical: a table linked from elsewhere is still the bundle's)
+    if os.path.isabs(normal) or normal == ".." or normal.startswith(".." + os.sep):
+        raise ConfigError(f"{where}: bucket_table {quote(name)} is outside the bundle {tp_dir.parent} (its cells' "
+                          "table is a path inside it, as LLMServingSim writes tp<N>/skew_fit.csv)")
+    table = tp_dir.parent / normal
+    try:
+        found = table.is_file()
+    except OSError as exc:  # (a name too long for the file system)
+        raise ConfigError(f"{where}: bucket_table {quote(name)}: {exc.strerror or type(exc).__name__}") from None
+    if not found:
+        raise ConfigError(f"{where}: its cells' table {table} (bucket_table) is "
+                          f"{'not a file' if table.exists() else 'missing'}")
+    return table
 
 
 def _kernel_names(value: object) -> object:
