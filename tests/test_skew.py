@@ -236,10 +236,22 @@ def test_a_runtime_skew_calibration_v1_fit_picks_its_cells_as_llmservingsim(tmp_
      r"bucket_table 'xxx.*\(300 characters\): File name too long$"),
     (NEWER_ENTRY.replace("bucket_table: tp1/skew_fit.csv", "bucket_table: tp1"), NEWER_FIT,
      r"its cells' table .*tp1 \(bucket_table\) is not a file$"),
+    # checked as LLMServingSim's read_table checks them: the multi-query rows too (a row of the two-query slice
+    # outside its measured n range was taken unread), labels strings (a null label was read as 'None'), q at least 1
+    (NEWER_ENTRY, NEWER_FIT.replace("attention,2,pc0,lev1,4,0.9", "attention,2,pc0,lev1,99,0.9"),
+     r"skew_fit.csv: row 3: anchor 99 / alpha 0.9 is not a supported cell \(n in 2..8"),
+    (NEWER_ENTRY, NEWER_FIT.replace("attention,2,pc0,lev1,4,0.9,20,20", "attention,2,pc0,lev1,4,0.9,5,20"),
+     r"skew_fit.csv: row 3: anchor 4 / alpha 0.9 is not a supported cell .*direct_rows >= min_rows 20"),
+    (NEWER_ENTRY.replace("lev_labels: [lev0, lev1,", "lev_labels: [null, lev1,"), NEWER_FIT,
+     r"axes lev_bins / lev_labels must be increasing finite edges with one distinct label a bin, got .* and "
+     r"\[None, 'lev1'"),
+    (NEWER_ENTRY.replace("'attention|q=2'", "'attention|q=0'"), NEWER_FIT.replace("attention,2,", "attention,0,"),
+     r"skew_fit.csv \(LLMServingSim skew_fit.csv \(runtime-skew-calibration-v1\)\): row 3 column decode_q_len: "
+     r"below 1: '0'"),
 ], ids=["other-schema", "no-min-rows", "axis-labels", "stale-table", "stale-attention", "alpha-past-clip",
         "unknown-cell", "n-range", "fallbacks-null", "n-ranges-a-number", "clip-past-float", "bin-past-float",
         "fallback-past-float", "table-absolute", "table-a-number", "table-name-too-long",
-        "table-a-directory"])
+        "table-a-directory", "two-query-anchor-past-range", "two-query-thin-cell", "null-label", "zero-query"])
 def test_a_malformed_runtime_skew_fit_is_refused_by_name(tmp_path, entry, fit, words):
     root = _minimal_bundle(tmp_path / "a", "tp_degrees: [1]\nskew_fit:\n  enabled: true\n  per_tp:\n    1:\n" + entry,
                            fit)

@@ -147,8 +147,11 @@ class RuntimeSkewFit:
                                   "LLMServingSim's `profiler refit-skew`)")
         frame = read_profile_csv(table, needed=CELL_COLUMNS, numeric=("decode_q_len", "n_anchor", "alpha",
                                  "direct_rows", "pooled_rows"), what=f"LLMServingSim skew_fit.csv ({SCHEMA})",
-                                 keys=("decode_q_len", "n_anchor", "direct_rows", "pooled_rows"), signed=("alpha",))
-        cells: dict[tuple[str, str, str], tuple[list[int], list[float]]] = {}
+                                 keys=("decode_q_len", "n_anchor", "direct_rows", "pooled_rows"), signed=("alpha",),
+                                 positive=("decode_q_len",))
+        # every row is checked, the multi-query ones too, as LLMServingSim's read_table does (each query length's
+        # cells on their own); kvsim keeps the one-query cells
+        checked: dict[tuple[str, int, str, str], tuple[list[int], list[float]]] = {}
         low, high = float(clip[0]), float(clip[1])
         for row, r in enumerate(frame.itertuples(index=False), start=1):
             kernel = f"{r.layer}|q={int(r.decode_q_len)}"
@@ -157,9 +160,8 @@ class RuntimeSkewFit:
                                   f"{quote(r.lev_label)}) not in meta.yaml's fallbacks and axes")
             anchor, alpha = int(r.n_anchor), float(r.alpha)
             lo_n, hi_n = ranges_raw[kernel]
-            if int(r.decode_q_len) != DECODE_Q:
-                continue  # multi-query (speculative verification) slices: kvsim prices one query a decode
-            anchors, alphas = cells.setdefault((str(r.layer), str(r.pc_label), str(r.lev_label)), ([], []))
+            anchors, alphas = checked.setdefault((str(r.layer), int(r.decode_q_len), str(r.pc_label),
+                                                  str(r.lev_label)), ([], []))
             if (not lo_n <= anchor <= hi_n or (anchors and anchor <= anchors[-1]) or not math.isfinite(alpha)
                     or not low <= alpha <= high or r.direct_rows < min_rows or r.pooled_rows < r.direct_rows):
                 raise ConfigError(f"{table}: row {row}: anchor {anchor} / alpha {alpha} is not a supported cell "
@@ -167,6 +169,8 @@ class RuntimeSkewFit:
                                   f"direct_rows >= min_rows {min_rows}, pooled_rows >= direct_rows)")
             anchors.append(anchor)
             alphas.append(alpha)
+        # multi-query (speculative verification) slices: kvsim prices one query a decode
+        cells = {(layer, pc, lev): cell for (layer, q, pc, lev), cell in checked.items() if q == DECODE_Q}
         return cls(cells, pc_axis, lev_axis, defaults, n_ranges, str(table))
 
 
@@ -213,7 +217,8 @@ def _axis(axes: dict, name: str, where: str) -> tuple[list[float], list[str]]:
     bins, labels = axes.get(f"{name}_bins"), axes.get(f"{name}_labels")
     if (not isinstance(bins, list) or not isinstance(labels, list) or not labels or len(bins) != len(labels) + 1
             or not all(_finite(b) for b in bins) or any(a >= b for a, b in zip(bins, bins[1:]))
-            or len(set(map(str, labels))) != len(labels) or any(not str(label) or "|" in str(label) for label in labels)):
+            or len(set(map(str, labels))) != len(labels)
+            or any(not isinstance(label, str) or not label or "|" in label for label in labels)):  # (as read_table)
         raise ConfigError(f"{where}: axes {name}_bins / {name}_labels must be increasing finite edges with one "
                           f"distinct label a bin, got {quote(bins)} and {quote(labels)}")
     return [float(b) for b in bins[1:]], [str(label) for label in labels]
