@@ -204,7 +204,7 @@ def test_a_runtime_skew_calibration_v1_fit_picks_its_cells_as_llmservingsim(tmp_
     (NEWER_ENTRY.replace("      min_rows: 20\n", ""), NEWER_FIT, r"skew_fit \(runtime-skew-calibration-v1\): no min_rows"),
     (NEWER_ENTRY.replace("pc_labels: [pc0, pc1, pc2]", "pc_labels: [pc0, pc1]"), NEWER_FIT,
      r"axes pc_bins / pc_labels must be increasing finite edges with one distinct label a bin"),
-    (NEWER_ENTRY + "      bucket_table_sha256: 0000\n", NEWER_FIT, r"skew_fit.csv: does not match meta.yaml's "
+    (NEWER_ENTRY + "      bucket_table_sha256: '0000'\n", NEWER_FIT, r"skew_fit.csv: does not match meta.yaml's "
      r"skew_fit bucket_table_sha256 \(a stale fit"),
     (NEWER_ENTRY + "      reference: {attention_sha256: '0000'}\n", NEWER_FIT, r"attention.csv: does not match "
      r"meta.yaml's skew_fit reference.attention_sha256 \(a stale fit"),
@@ -248,10 +248,16 @@ def test_a_runtime_skew_calibration_v1_fit_picks_its_cells_as_llmservingsim(tmp_
     (NEWER_ENTRY.replace("'attention|q=2'", "'attention|q=0'"), NEWER_FIT.replace("attention,2,", "attention,0,"),
      r"skew_fit.csv \(LLMServingSim skew_fit.csv \(runtime-skew-calibration-v1\)\): row 3 column decode_q_len: "
      r"below 1: '0'"),
+    # a reference that is not a mapping: its checksums went unchecked, exit 0; a digest not a string: called stale
+    (NEWER_ENTRY + "      reference: 'abc'\n", NEWER_FIT, r"reference must be a mapping \(attention_sha256, ...\), "
+     r"got 'abc'$"),
+    (NEWER_ENTRY + "      bucket_table_sha256: true\n", NEWER_FIT, r"bucket_table_sha256 must be a sha256 hex "
+     r"digest, got True$"),
 ], ids=["other-schema", "no-min-rows", "axis-labels", "stale-table", "stale-attention", "alpha-past-clip",
         "unknown-cell", "n-range", "fallbacks-null", "n-ranges-a-number", "clip-past-float", "bin-past-float",
         "fallback-past-float", "table-absolute", "table-a-number", "table-name-too-long",
-        "table-a-directory", "two-query-anchor-past-range", "two-query-thin-cell", "null-label", "zero-query"])
+        "table-a-directory", "two-query-anchor-past-range", "two-query-thin-cell", "null-label", "zero-query",
+        "reference-not-a-mapping", "digest-not-a-string"])
 def test_a_malformed_runtime_skew_fit_is_refused_by_name(tmp_path, entry, fit, words):
     root = _minimal_bundle(tmp_path / "a", "tp_degrees: [1]\nskew_fit:\n  enabled: true\n  per_tp:\n    1:\n" + entry,
                            fit)

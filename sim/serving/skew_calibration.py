@@ -139,9 +139,13 @@ class RuntimeSkewFit:
                 defaults[layer], n_ranges[layer] = float(value), (bounds[0], bounds[1])
         table = _bucket_table(tp_dir, entry, where)
         reference = entry.get("reference")
-        attention = reference.get("attention_sha256") if isinstance(reference, dict) else None
+        if reference is not None and not isinstance(reference, dict):  # (its checksums would go unchecked)
+            raise ConfigError(f"{where}: reference must be a mapping (attention_sha256, ...), got {quote(reference)}")
+        attention = (reference or {}).get("attention_sha256")
         for path, digest, key in ((table, entry.get("bucket_table_sha256"), "bucket_table_sha256"),
                                   (tp_dir / "attention.csv", attention, "reference.attention_sha256")):
+            if digest is not None and not isinstance(digest, str):
+                raise ConfigError(f"{where}: {key} must be a sha256 hex digest, got {quote(digest)}")
             if digest is not None and path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() != digest:
                 raise ConfigError(f"{path}: does not match meta.yaml's skew_fit {key} (a stale fit: rebuild it with "
                                   "LLMServingSim's `profiler refit-skew`)")
