@@ -31,6 +31,10 @@ CASES: dict[str, Case] = {
     "bundle_negative_time": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set", "compute.profile={tmp}/b"],
                                  names=("dense.csv", "row 2", "time_us", "negative"),
                                  files={"b/meta.yaml": "{}\n", "b/tp1/dense.csv": "layer,tokens,time_us\nqkv_proj,1,1\nqkv_proj,8,-3\n"}),
+    # a repeated column: pandas renames the second 'time_us.1' and the first was read, unsaid
+    "bundle_column_twice": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set", "compute.profile={tmp}/b"],
+                                names=("dense.csv", "column(s) 'time_us' more than once in the header"),
+                                files={"b/meta.yaml": "{}\n", "b/tp1/dense.csv": "layer,tokens,time_us,time_us\nqkv_proj,1,1,9\n"}),
     "bundle_row_cut_short": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set", "compute.profile={tmp}/b"],
                                  names=("dense.csv", "row 2", "tokens", "missing"),
                                  files={"b/meta.yaml": "{}\n", "b/tp1/dense.csv": "layer,tokens,time_us\nqkv_proj,1,1\nqkv_proj\n"}),

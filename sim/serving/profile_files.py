@@ -68,11 +68,14 @@ def read_profile_csv(path: Path, needed: Iterable[str] = (), numeric: Iterable[s
     kind = f" ({what})" if what else ""
     try:
         frame = pd.read_csv(path, skipinitialspace=True)
+        # the header as written: pandas renames a repeated name (a second 'alpha' is 'alpha.1', and the first was read)
+        header = pd.read_csv(path, skipinitialspace=True, header=None, nrows=1, dtype=str, keep_default_na=False)
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"{path}{kind}: cannot read it as CSV: {quote(problem)}") from None
+    written = [str(c).strip() for c in header.iloc[0].tolist()] if len(header) else []
     names = [str(c).strip() for c in frame.columns]
-    twice = sorted({n for n in names if names.count(n) > 1})
+    twice = sorted({n for n in written if written.count(n) > 1} | {n for n in names if names.count(n) > 1})
     if twice:
         raise ConfigError(f"{path}{kind}: column(s) {', '.join(quote(n) for n in twice)} more than once in the header")
     frame.columns = names
