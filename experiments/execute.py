@@ -31,7 +31,7 @@ class RunOptions:
     cluster_pd: bool = False
 
 
-def check_point(mode: str, config: Config, options: RunOptions, where: str = "", cluster_pd: bool = False) -> None:
+def check_point(mode: str, config: Config, options: RunOptions, where: str = "") -> None:
     """What about a point can be refused before any simulation starts (exit 2), beyond what the config's
     own validation (every ``load_config``/``replace``) already checked: the mode, the search options and what
     the mode reads of the config (as the command line checks its one run: ``main.check_mode_settings``; a point
@@ -65,7 +65,7 @@ def check_point(mode: str, config: Config, options: RunOptions, where: str = "",
                 "; use a synthetic workload" if mode == "cache-only" else
                 "; set workload.arrivals.process (poisson, gamma or resample) to vary its arrivals"))
         main.check_mode_settings(mode, config, list(options.policies) or [config.cache.policy],
-                                 cluster_pd or options.cluster_pd, fits=False)
+                                 options.cluster_pd, fits=False)
     except InputError as exc:
         raise type(exc)(f"{prefix}{exc}") from None
 

@@ -45,7 +45,7 @@ from experiments.plan_candidates import Candidate, enumerate_candidates, mrc_is_
 from experiments.plan_file import load_plan, plan_error
 from experiments.prices import load_prices
 from experiments.runner import Task, default_jobs, run_task, run_tasks
-from experiments.spec import resolve_layers
+from experiments.spec import keys_overlap, resolve_layers
 
 if TYPE_CHECKING:  # main.py's checked output paths
     from main import Outputs
@@ -61,20 +61,24 @@ def candidate_modes(plan) -> list[str]:
     return [m for m in ("single", "pd") if any((s == "aggregated") == (m == "single") for s in plan.pd_split)]
 
 
+def _given_settings(plan, args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(how it was given, dotted key) of each key the command line or the plan's own 'set'/'workload' sets."""
+    import main
+
+    return [*main.command_line_settings(args), *((f"'{k}' under 'set'/'workload'", k) for k in plan.layers.sets)]
+
+
 def check_not_searched(plan, candidates: list[Candidate], args: argparse.Namespace) -> None:
     """A key the plan sets on every run it makes (a candidate's searched layout, GPU, tiers; the target's SLO and
     rate) is refused when the command line or the plan's own 'set'/'workload' sets it too: the candidate's value
     replaced it, so the setting did nothing (``--set hardware.gpu=a100-80gb`` ran search.gpu's GPUs)."""
-    import main
-
     planned = {key: "each candidate's value from 'search'" for c in candidates for key in c.overrides}
     if plan.hit_ratio is None:
         planned |= {f"slo.{k}": f"'target.slo.{k}'" for k, v in plan.slo.items() if v is not None}
         if plan.rate_rps is not None:
             planned["workload.rate_scale"] = "the scale of 'target.rate_rps'"
-    given = [*main.command_line_settings(args), *((f"'{k}' under 'set'/'workload'", k) for k in plan.layers.sets)]
-    for said, key in given:
-        hit = next((k for k in planned if k == key or k.startswith(f"{key}.") or key.startswith(f"{k}.")), None)
+    for said, key in _given_settings(plan, args):
+        hit = next((k for k in planned if keys_overlap(k, key)), None)
         if hit is not None:
             named = said if said.startswith(("--set", "'")) else f"{said} (config key '{key}')"
             raise plan_error(plan.path, f"{named}: the plan sets '{hit}' on every run, to {planned[hit]}, replacing the "
@@ -85,12 +89,10 @@ def check_settings_read(plan, args: argparse.Namespace) -> None:
     """Every key the command line or the plan's own 'set'/'workload' sets is read by at least one of the modes its
     candidates run in (``sim.cli.SETTING_MODES``, as a sweep checks its keys): pd.transfer in a plan of aggregated
     splits only did nothing, exit 0."""
-    import main
     from sim.cli import setting_users
 
     modes = candidate_modes(plan)
-    given = [*main.command_line_settings(args), *((f"'{k}' under 'set'/'workload'", k) for k in plan.layers.sets)]
-    for said, key in given:
+    for said, key in _given_settings(plan, args):
         users = [setting_users(key, mode) for mode in modes]
         if modes and all(u is not None for u in users):
             raise plan_error(plan.path, f"{said}: not read by this plan's runs (mode {' and '.join(modes)}; it applies "

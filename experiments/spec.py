@@ -135,6 +135,11 @@ def parse_layers(data: dict, path: Path, what: str) -> ConfigLayers:
     return layers
 
 
+def keys_overlap(a: str, b: str) -> bool:
+    """Whether setting dotted key ``a`` and setting ``b`` touch the same value (one is the other or contains it)."""
+    return a == b or a.startswith(f"{b}.") or b.startswith(f"{a}.")
+
+
 def resolve_layers(layers: ConfigLayers, args, mode: str | None) -> Config:
     """The base config through main.py's own resolution: config file → overlays (the file's, then
     ``--calibration-profile``) → preset (and ``PRESET@mode``: ``mode`` is the runs' mode, a sweep spec's

@@ -24,7 +24,7 @@ from experiments.execute import RunOptions, check_point
 from experiments.journal import Journal, fingerprint, journal_path
 from experiments.outputs import write_csv, write_json
 from experiments.runner import Task, default_jobs, run_tasks
-from experiments.spec import Point, SweepSpec, expand, load_spec, point_config, resolve_layers
+from experiments.spec import Point, SweepSpec, expand, keys_overlap, load_spec, point_config, resolve_layers
 
 if TYPE_CHECKING:  # main.py's checked output paths
     from main import Outputs
@@ -61,7 +61,7 @@ def check_not_varied(spec: SweepSpec, args: argparse.Namespace) -> None:
     import main
 
     for said, key in main.command_line_settings(args):
-        varied = [k for k in spec.axis_keys if k == key or k.startswith(f"{key}.") or key.startswith(f"{k}.")]
+        varied = [k for k in spec.axis_keys if keys_overlap(k, key)]
         if varied:
             named = said if said.startswith("--set") else f"{said} (config key '{key}')"
             raise ConfigError(f"{named}: sweep spec {spec.path} varies '{varied[0]}', so every point would replace the "
