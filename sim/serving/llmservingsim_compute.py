@@ -123,7 +123,8 @@ class LLMServingSimCompute:
     dense.csv: per-operator time over total tokens; attention.csv: the attention kernels (one, or a
     group each run once a layer: ``KernelSum``) over (prefill chunk tokens, query-weighted causal key
     length, decode count, decode KV length), corrected for unequal decode KV lengths by skew_fit.csv
-    when enabled (``SkewFit``, or LLMServingSim's newer ``RuntimeSkewFit``); per_sequence.csv: LM head and sampler over the step's sequences; moe.csv
+    when enabled (``SkewFit``, or LLMServingSim's newer ``RuntimeSkewFit``); per_sequence.csv: LM head and sampler
+    over the step's sequences; moe.csv
     (a mixture of experts): the MoE block in place of the dense MLP operators (``BundleExperts``), which
     then price only the model's dense MLP layers (DeepSeek's first ones). A step is
     layers × (operators + attention) + dense MLP layers × MLP + MoE layers × MoE block + embedding +

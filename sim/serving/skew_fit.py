@@ -65,7 +65,6 @@ def _bucket_edges(labels: list[str], source: object = "skew fit") -> tuple[list[
 # Any other schema is refused by name; so is a newer skew_fit.csv whose meta.yaml entry does not name its schema (its
 # axes and fallbacks live there).
 READ_COLUMNS = ("pc", "n_label", "skew_rate_label", "kv_big_label", "kp_label", "alpha")
-NEWER_SCHEMA = SCHEMA
 NEWER_COLUMNS = ("pc_label", "lev_label", "n_anchor")  # columns of its skew_fit.csv that the unversioned one lacks
 
 
@@ -123,7 +122,7 @@ class SkewFit:
         entry = per_tp.get(tensor_parallel_size)
         entry = _mapping(per_tp.get(str(tensor_parallel_size)) if entry is None else entry,
                          f"skew_fit.per_tp.{tensor_parallel_size}", meta_path)
-        if entry.get("schema") == NEWER_SCHEMA:
+        if entry.get("schema") == SCHEMA:
             return RuntimeSkewFit.load(tp_dir, entry, meta_path)
         if entry.get("schema") is not None:  # (the unversioned fit records none)
             raise other_schema(meta_path, entry["schema"], f" (skew_fit.per_tp.{tensor_parallel_size}.schema)")
@@ -133,7 +132,7 @@ class SkewFit:
             table = read_profile_csv(path, numeric=("pc", "alpha"), what="LLMServingSim skew_fit.csv",
                                      keys=("layer", *columns[:-1]), signed=("alpha",))
             if set(NEWER_COLUMNS) <= set(table.columns) and not set(columns) <= set(table.columns):
-                raise other_schema(path, NEWER_SCHEMA, f" by its columns ({', '.join(NEWER_COLUMNS)})")
+                raise other_schema(path, SCHEMA, f" by its columns ({', '.join(NEWER_COLUMNS)})")
             if not set(columns) <= set(table.columns):
                 raise ConfigError(f"{path}: not an LLMServingSim skew_fit.csv (needs columns {columns})")
             if table["alpha"].isna().any():  # (a blank or NaN alpha would be looked up as NaN)

@@ -1,0 +1,142 @@
+"""The model families kvsim reads from a Hugging Face ``config.json`` (``sim.hf_config``): per ``model_type``,
+how transformers (or the model's own code) builds its decoder layers and which config keys shape them, with the
+config classes' defaults for keys a config.json may leave out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Experts:
+    """How a mixture-of-experts family gives its experts (transformers' config class defaults; ``num_experts`` and
+    ``num_local_experts`` are one key there, aliased by the classes' ``attribute_map``)."""
+
+    num_experts: int | None  # default number of routed experts (None: a required key)
+    experts_per_token: int | None  # default num_experts_per_tok (None: a required key)
+    width_key: str  # the key giving one expert's MLP width
+    width_default: int | None = None  # its default (None: a required key)
+    sparse_layout: bool = False  # decoder_sparse_step and mlp_only_layers pick the MoE layers (Qwen3MoeConfig)
+    # DeepSeek: n_routed_experts names the routed experts (null: every layer dense), layer i is MoE when
+    # i >= first_k_dense_replace and i % moe_layer_freq == 0 (vLLM DeepseekV2DecoderLayer)
+    deepseek_layout: bool = False
+    shared_width_key: str | None = None  # Qwen2-MoE: shared_expert_intermediate_size (0: none)
+    shared_width_default: int | None = None
+    shared_expert_gate: bool = False  # Qwen2-MoE: a sigmoid gate Linear(hidden, 1) on the shared expert
+
+
+@dataclass(frozen=True)
+class BiasSwitch:
+    """A config key that puts biases on some projections: ``parts`` of "qkv" (q, k, v), "o", "mlp"."""
+
+    key: str
+    parts: tuple[str, ...]
+    default: bool = False  # the config class's default when the key is absent
+    inverted: bool = False  # the key turns the biases off (Qwen 1's no_bias)
+
+
+@dataclass(frozen=True)
+class Family:
+    """Where one ``model_type``'s decoder layers differ, as transformers (or the model's own code) builds them
+    (source: its ``configuration_<type>.py`` defaults and ``modeling_<type>.py`` layers)."""
+
+    biases: tuple[str, ...] = ()  # parts always biased: "qkv", "o", "mlp", "lm_head"
+    bias_switches: tuple[BiasSwitch, ...] = ()  # config keys adding biases
+    qk_norm: bool = False  # a norm over head_dim on q and on k (Qwen3Attention.q_norm, k_norm)
+    qk_norm_switch: str | None = None  # the boolean that adds them (Phi's qk_layernorm)
+    gated_mlp: bool = True  # gate, up and down matrices; False: up and down (PhiMLP fc1, fc2)
+    norm_vectors: int = 1  # vectors per norm: RMSNorm 1 (weight), LayerNorm 2 (weight and bias)
+    norms_per_layer: int = 2  # before attention and before the MLP; 1 in a parallel block (Phi)
+    # the config class's defaults for keys a config.json may leave out; None: derived (KV heads = attention
+    # heads, head_dim = hidden_size // num_attention_heads)
+    num_key_value_heads: int | None = None
+    head_dim: int | None = None
+    head_dim_key: str = "head_dim"  # the key giving head_dim (Qwen 1: kv_channels)
+    multi_head_only: bool = False  # no KV-head key: as many KV heads as query heads (Qwen 1)
+    fused_mlp_width: bool = False  # intermediate_size is gate + up together: each is half (QWenMLP w1, w2)
+    context_caps: tuple[str, ...] = ()  # keys also bounding the context (vLLM's max_model_len: the least of them)
+    sliding_window: int | None = None
+    sliding_window_switch: str | None = None  # the boolean that turns the window on (None: on whenever set)
+    experts: Experts | None = None  # a mixture of experts in place of the MLP (None: dense)
+    mla: bool = False  # multi-head latent attention (DeepSeek-V2/V3) in place of q/k/v/o
+    sparse_attention: bool = False  # DeepSeek sparse attention (an indexer beside MLA): index_* keys required
+
+
+LLAMA_BIASES = (BiasSwitch("attention_bias", ("qkv", "o")), BiasSwitch("mlp_bias", ("mlp",)))
+
+FAMILIES: dict[str, Family] = {
+    # LlamaConfig: num_key_value_heads, head_dim None (derived); attention_bias, mlp_bias false; no window of its
+    # own (in any family, a sliding_window narrower than the context is refused).
+    "llama": Family(bias_switches=LLAMA_BIASES),
+    # MistralConfig: num_key_value_heads 8, head_dim None, sliding_window 4096 (Mistral-7B-v0.1; later
+    # versions set it null); no biases.
+    "mistral": Family(num_key_value_heads=8, sliding_window=4096),
+    # Qwen2Config: num_key_value_heads 32, sliding_window 4096 only with use_sliding_window (false); q/k/v biases.
+    "qwen2": Family(biases=("qkv",), num_key_value_heads=32, sliding_window=4096,
+                    sliding_window_switch="use_sliding_window"),
+    # Qwen3Config: num_key_value_heads 32, head_dim 128, attention_bias false, q/k norms; window as Qwen2.
+    "qwen3": Family(bias_switches=LLAMA_BIASES[:1], qk_norm=True, num_key_value_heads=32, head_dim=128,
+                    sliding_window=4096, sliding_window_switch="use_sliding_window"),
+    # Qwen3MoeConfig: Qwen3 attention (q/k norms, attention_bias), num_key_value_heads 4, no head_dim default
+    # (derived); 128 experts, 8 per token, moe_intermediate_size 768, decoder_sparse_step 1, mlp_only_layers [];
+    # window as Qwen2. No shared expert (Qwen3MoeSparseMoeBlock: gate + experts).
+    "qwen3_moe": Family(bias_switches=LLAMA_BIASES[:1], qk_norm=True, num_key_value_heads=4, sliding_window=4096,
+                        sliding_window_switch="use_sliding_window",
+                        experts=Experts(128, 8, "moe_intermediate_size", 768, sparse_layout=True)),
+    # MixtralConfig: num_key_value_heads 8, head_dim None, sliding_window None, no biases; num_local_experts 8,
+    # num_experts_per_tok 2, each expert intermediate_size wide (MixtralSparseMoeBlock: every layer).
+    "mixtral": Family(num_key_value_heads=8, experts=Experts(8, 2, "intermediate_size")),
+    # PhiConfig (phi-1, phi-1.5, phi-2): num_key_value_heads None (= heads), head_dim derived; PhiDecoderLayer is a
+    # parallel block (one input_layernorm, a LayerNorm with bias, feeds attention and MLP); PhiAttention's q, k, v
+    # and dense carry biases, and with qk_layernorm (false) LayerNorms on q and k; PhiMLP is fc1 -> gelu_new ->
+    # fc2, both biased; PhiForCausalLM's lm_head has a bias; final_layernorm a LayerNorm. partial_rotary_factor
+    # rotates part of each head (no effect on size or time).
+    "phi": Family(biases=("qkv", "o", "mlp", "lm_head"), qk_norm_switch="qk_layernorm", gated_mlp=False,
+                  norm_vectors=2, norms_per_layer=1),
+    # QWenConfig (Qwen 1, model code huggingface.co/Qwen/Qwen-7B configuration_qwen.py, modeling_qwen.py): no KV-head
+    # key (multi-head attention), kv_channels 128 per head; c_attn (q, k, v fused) always biased, c_proj and the
+    # MLP only without no_bias (default true); QWenMLP's w1 and w2 are intermediate_size // 2 wide each (gate and up
+    # of a SwiGLU: c_proj(w1(x) * silu(w2(x)))); RMSNorms as Llama; seq_length, when given, also bounds the context.
+    "qwen": Family(biases=("qkv",), bias_switches=(BiasSwitch("no_bias", ("o", "mlp"), default=True, inverted=True),),
+                   head_dim=128, head_dim_key="kv_channels", multi_head_only=True, fused_mlp_width=True,
+                   context_caps=("seq_length",)),
+    # InternLMConfig (InternLM 1, model code huggingface.co/internlm/internlm-7b configuration_internlm.py): Llama's
+    # layers; bias (default true) puts biases on q, k, v and o (InternLMAttention; vLLM reads it as Llama's
+    # attention_bias); the MLP has none. num_key_value_heads as Llama (absent: = heads).
+    "internlm": Family(bias_switches=(BiasSwitch("bias", ("qkv", "o"), default=True),)),
+    # PhimoeConfig (Phi-3.5-MoE, Phi-mini-MoE; transformers configuration_phimoe.py, vLLM phimoe.py):
+    # num_key_value_heads 8, head_dim derived, sliding_window None; attention_bias (false) puts biases on q, k, v
+    # and o, lm_head_bias (false) on the LM head; LayerNorms with bias (PhiMoEDecoderLayer's two, the final norm);
+    # num_local_experts 16, num_experts_per_tok 2, each expert a gated MLP intermediate_size wide (w1, w3, w2; no
+    # biases) behind a router without bias, in every layer.
+    "phimoe": Family(bias_switches=(BiasSwitch("attention_bias", ("qkv", "o")), BiasSwitch("lm_head_bias", ("lm_head",))),
+                     norm_vectors=2, num_key_value_heads=8, experts=Experts(16, 2, "intermediate_size")),
+    # Qwen2MoeConfig (Qwen1.5-MoE-A2.7B, Qwen2-57B-A14B; transformers configuration_qwen2_moe.py, vLLM qwen2_moe.py):
+    # Qwen2 attention (q/k/v biases), num_key_value_heads 16, window as Qwen2; 60 experts, 4 per token,
+    # moe_intermediate_size 1408, decoder_sparse_step 1, mlp_only_layers []; every MoE layer adds a shared expert
+    # (a gated MLP shared_expert_intermediate_size 5632 wide, MergedColumnParallel + RowParallel in vLLM: split
+    # over TP) scaled by sigmoid(shared_expert_gate), a Linear(hidden, 1) without bias held whole on every rank.
+    "qwen2_moe": Family(biases=("qkv",), num_key_value_heads=16, sliding_window=4096,
+                        sliding_window_switch="use_sliding_window",
+                        experts=Experts(60, 4, "moe_intermediate_size", 1408, sparse_layout=True,
+                                        shared_width_key="shared_expert_intermediate_size", shared_width_default=5632,
+                                        shared_expert_gate=True)),
+    # DeepseekV2Config / DeepseekV3Config (DeepSeek-V2, V2-Lite, V3, R1; Kimi K2 is deepseek_v3 too): multi-head
+    # latent attention (vLLM deepseek_v2.py DeepseekV2MLAAttention; no biases) and, from layer
+    # first_k_dense_replace on every moe_layer_freq-th layer, n_routed_experts experts moe_intermediate_size wide
+    # (num_experts_per_tok per token) beside n_shared_experts shared ones (vLLM: one DeepseekV2MLP
+    # n_shared_experts × moe_intermediate_size wide, split over TP); the first layers a dense MLP of
+    # intermediate_size. Every shape key is required (the two classes' defaults differ; none is taken).
+    "deepseek_v2": Family(mla=True, experts=Experts(None, None, "moe_intermediate_size", deepseek_layout=True)),
+    "deepseek_v3": Family(mla=True, experts=Experts(None, None, "moe_intermediate_size", deepseek_layout=True)),
+    # DeepSeek-V3.2 (deepseek_v32) and GLM-5 (glm_moe_dsa, built by vLLM's deepseek_v2.py too: GlmMoeDsa
+    # configs carry the same keys): DeepSeek-V3's layers plus DeepSeek sparse attention, whose indexer vLLM builds
+    # whenever the config has index_topk (vllm-project/vllm vllm/model_executor/models/deepseek_v2.py,
+    # DeepseekV2Model and DeepseekV2MLAAttention: ``self.is_v32 = hasattr(config, "index_topk")``, whatever the
+    # model_type and the key's value); here index_topk, index_n_heads and index_head_dim are required, for these
+    # families and for a deepseek_v2/deepseek_v3 config that has index_topk (``_mla_model_spec``).
+    "deepseek_v32": Family(mla=True, sparse_attention=True,
+                           experts=Experts(None, None, "moe_intermediate_size", deepseek_layout=True)),
+    "glm_moe_dsa": Family(mla=True, sparse_attention=True,
+                          experts=Experts(None, None, "moe_intermediate_size", deepseek_layout=True)),
+}
