@@ -36,7 +36,7 @@ try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
                          flag_name, parse_policies, parse_routers, select_mode)
     from sim.config import Config, load_config  # noqa: E402
     from sim.config_fields import path_settings  # noqa: E402
-    from sim.errors import InputError, command_status, quote  # noqa: E402
+    from sim.errors import InputError, command_status, end_process, quote  # noqa: E402
     from sim.report.output import check_distinct, check_writable, is_device_or_pipe  # noqa: E402
 except KeyboardInterrupt:
     print("kvsim: interrupted", file=sys.stderr)
@@ -488,9 +488,5 @@ if __name__ == "__main__":
         status = main()
     except KeyboardInterrupt:  # before main's own handler is in place (argument parsing)
         print("kvsim: interrupted", file=sys.stderr)
-        sys.exit(130)
-    # The process ends now, its outputs written and closed. The interpreter's last garbage collection
-    # would walk every object left (numba's types and compiled-function records: ~70 ms at exit);
-    # frozen, they are still freed by reference counting, and what cycles hold goes with the process.
-    gc.freeze()
-    sys.exit(status)
+        status = 130
+    end_process(status)  # its outputs written and closed; without the interpreter's teardown (see there)

@@ -49,6 +49,8 @@ sys.path.insert(0, str(REPO))  # the project's `trace` package, not the stdlib m
 
 import numpy as np  # noqa: E402
 
+from sim.errors import end_process  # noqa: E402
+
 DEFAULT_TRACE = REPO / ".." / "shared" / "data" / "traces" / "mooncake_conversation.jsonl"
 POLICIES = {"lru": "LRU", "fifo": "FIFO", "lfu": "LFU", "arc": "ARC", "s3fifo": "S3FIFO", "sieve": "Sieve",
             "belady": "Belady"}  # kvsim name -> libCacheSim class
@@ -255,4 +257,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    end_process(main())  # without the interpreter's teardown: see sim.errors

@@ -63,4 +63,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from sim.errors import end_process
+
+    end_process(main())  # without the interpreter's teardown: see sim.errors

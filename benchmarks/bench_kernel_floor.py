@@ -32,6 +32,7 @@ import numpy as np  # noqa: E402
 from numba import njit  # noqa: E402
 
 from sim.cache.arena_layout import GOLDEN  # noqa: E402
+from sim.errors import end_process  # noqa: E402
 
 TRACE = REPO / ".." / "shared" / "data" / "traces" / "mooncake_conversation.jsonl"
 
@@ -193,4 +194,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    end_process(main())  # without the interpreter's teardown: see sim.errors

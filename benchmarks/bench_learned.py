@@ -40,6 +40,7 @@ from sim.cache.access import NEVER, learned_predictions, next_use_index  # noqa:
 from sim.cache.mrc import lru_mrc  # noqa: E402
 from sim.cache.replay import replay  # noqa: E402
 from sim.config import load_config  # noqa: E402
+from sim.errors import end_process  # noqa: E402
 from trace.workload import load_workload  # noqa: E402
 
 TRACES = REPO.parent / "shared" / "data" / "traces"
@@ -257,4 +258,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    end_process(main())  # without the interpreter's teardown: see sim.errors

@@ -30,6 +30,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 
 from sim.cache.mrc import capacity_grid, lru_mrc  # noqa: E402
+from sim.errors import end_process  # noqa: E402
 
 DEFAULT_TRACE = REPO.parent / "shared" / "data" / "traces" / "mooncake_conversation.jsonl"
 KEY_SPACE = 20_000_000
@@ -113,4 +114,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    end_process(main())  # without the interpreter's teardown: see sim.errors

@@ -51,6 +51,7 @@ from learned.model import BEYOND_SPAN, class_codes  # noqa: E402
 from sim.cache.access import NEVER, next_use_index  # noqa: E402
 from sim.cache.replay import replay as cache_replay  # noqa: E402
 from sim.config import load_config  # noqa: E402
+from sim.errors import end_process  # noqa: E402
 from trace.blocks import block_positions  # noqa: E402
 from trace.workload import load_workload  # noqa: E402
 
@@ -366,4 +367,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    end_process(main())  # without the interpreter's teardown: see sim.errors

@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 
 from sim.cli import OneLineParser  # noqa: E402 (after the path)
 from sim.config_yaml import names_a_path  # noqa: E402
-from sim.errors import InputError, command_status  # noqa: E402
+from sim.errors import InputError, command_status, end_process  # noqa: E402
 from sim.specs import canonical_model, model_spec  # noqa: E402
 
 DTYPES = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "float32": "fp32", "auto": "bf16"}
@@ -442,4 +442,4 @@ def print_per_request(requests_jsonl: Path, simulated, count: int) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(command_status("replay_vllm.py", main))
+    end_process(command_status("replay_vllm.py", main))

@@ -31,7 +31,7 @@ if "trace" in sys.modules and not hasattr(sys.modules["trace"], "__path__"):
 
 import numpy as np  # noqa: E402
 
-from sim.errors import InputError, command_status, quote  # noqa: E402
+from sim.errors import InputError, command_status, end_process, quote  # noqa: E402
 
 try:  # the compiled kernels load here: an environment that refuses them (NUMBA_DISABLE_JIT) is one line, exit 2
     from learned.features import FEATURES, access_features, next_use_distance  # noqa: E402
@@ -256,7 +256,8 @@ def _train_command(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     try:
-        sys.exit(main())
+        status = main()
     except KeyboardInterrupt:  # outside main's own handler (e.g. while importing)
         print("learned.train: interrupted", file=sys.stderr)
-        sys.exit(130)
+        status = 130
+    end_process(status)

@@ -210,3 +210,65 @@ def test_every_writer_goes_through_atomic_write():
             if writes:
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert offenders == []
+
+
+_ENDS_THROUGH_END_PROCESS = """
+import atexit, sys
+sys.path.insert(0, {root!r})
+from sim.errors import end_process
+
+class Teardown:
+    def __del__(self):
+        print("teardown ran")
+
+kept = Teardown()  # a module global: the interpreter's teardown would finalize it
+atexit.register(print, "atexit ran")
+print("buffered line")  # standard output is a pipe here: block-buffered until the end
+end_process({status})
+"""
+
+
+def _buffered() -> dict[str, str]:
+    """The environment with standard output block-buffered on a pipe, as Python's default is."""
+    return {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}
+
+
+@pytest.mark.parametrize("status, code", [(3, 3), (None, 0)])
+def test_a_command_ends_without_the_interpreter_teardown(status, code):
+    """end_process: atexit handlers run and buffered output is flushed, but the interpreter's teardown (where
+    pyarrow's thread pools now and then abort a finished run, apache/arrow#34314) is skipped: a module global's
+    finalizer, which sys.exit would run, does not."""
+    done = subprocess.run([sys.executable, "-c", _ENDS_THROUGH_END_PROCESS.format(root=str(ROOT), status=status)],
+                          capture_output=True, text=True, timeout=60, env=_buffered())
+    assert (done.returncode, done.stdout, done.stderr) == (code, "buffered line\natexit ran\n", "")
+
+
+def test_a_reader_gone_before_the_last_buffered_line_is_sigpipe_status():
+    write = _closed_pipe()
+    try:
+        done = subprocess.run([sys.executable, "-c", _ENDS_THROUGH_END_PROCESS.format(root=str(ROOT), status=0)],
+                              stdout=write, stderr=subprocess.PIPE, text=True, timeout=60, env=_buffered())
+    finally:
+        os.close(write)
+    assert done.returncode == 128 + signal.SIGPIPE and done.stderr == ""
+
+
+def test_every_command_that_loads_the_simulator_ends_through_end_process():
+    """A script's ``__main__`` block that imports kvsim's packages (pyarrow, numba with them) exits through
+    sim.errors.end_process, not sys.exit: the abort at teardown is rare (one process in ~200) and no test would
+    catch a new script that forgot it."""
+    packages = {"sim", "trace", "learned", "experiments", "main"}
+    offenders = []
+    for path in [ROOT / "main.py", *sorted(ROOT.glob("*/*.py"))]:
+        if path.parts[-2] in {"tests", ".ci"}:
+            continue
+        tree = ast.parse(path.read_text())
+        imported = {(node.module or "").split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        imported |= {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                     for alias in node.names}
+        for node in tree.body:
+            if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test) and imported & packages:
+                calls = {ast.unparse(call.func) for call in ast.walk(node) if isinstance(call, ast.Call)}
+                if "end_process" not in calls:
+                    offenders.append(path.relative_to(ROOT).as_posix())
+    assert offenders == []

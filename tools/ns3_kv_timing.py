@@ -77,7 +77,7 @@ from ns3_flows import (  # noqa: E402
     simulate,
 )
 
-from sim.errors import InputError, command_status  # noqa: E402
+from sim.errors import InputError, command_status, end_process  # noqa: E402
 from sim.serving.engine import Engine  # noqa: E402
 from sim.serving.network import MIB, Link  # noqa: E402
 
@@ -311,4 +311,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    end_process(main())

@@ -458,4 +458,6 @@ def profile(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from sim.errors import end_process
+
+    end_process(main())

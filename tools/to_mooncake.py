@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from sim.cli import OneLineParser  # noqa: E402 (after the path)
-from sim.errors import InputError, command_status  # noqa: E402
+from sim.errors import InputError, command_status, end_process  # noqa: E402
 from sim.report.output import atomic_write_text, check_writable  # noqa: E402
 
 
@@ -57,4 +57,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(command_status("to_mooncake.py", main))
+    end_process(command_status("to_mooncake.py", main))
