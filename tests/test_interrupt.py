@@ -38,7 +38,8 @@ else:
         print("READY", flush=True)
         return run(self, until)
     engine.Engine.run = announced
-sys.exit(main.main(sys.argv[2:]))
+from sim.errors import end_process
+end_process(main.main(sys.argv[2:]))  # as main.py ends
 """
 
 PREVIOUS = '{"previous": "report"}\n'

@@ -168,7 +168,8 @@ import experiments.runner, main
 def slow(task):  # each point takes ten minutes: long past any wait below
     time.sleep(600)
 experiments.runner.run_task = slow  # forked workers inherit it
-sys.exit(main.main(sys.argv[1:]))
+from sim.errors import end_process
+end_process(main.main(sys.argv[1:]))  # as main.py ends
 """
 
 
