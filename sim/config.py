@@ -19,7 +19,7 @@ from typing import Any, Literal, Mapping
 
 from sim.config_fields import FRACTION, POSITIVE, build_dataclass, deep_merge, domain, set_dotted
 from sim.config_rules import validate
-from sim.config_yaml import MODEL_PATH_HINT, parse_set, read_config_file, resolve_paths
+from sim.config_yaml import GPU_PATH_HINT, MODEL_PATH_HINT, parse_set, read_config_file, resolve_paths
 from sim.errors import ConfigError
 
 # ------------------------------------------------------------------------ value bounds
@@ -45,9 +45,11 @@ EFFICIENCY = {"ge": MIN_EFFICIENCY, "le": 1}
 
 @dataclass(frozen=True)
 class HardwareConfig:
-    """The GPU kind (a name in ``profiles/gpus.yaml``) and the node shape."""
+    """The GPU kind (a name in ``profiles/gpus.yaml``, or a path to a YAML file of one GPU in its fields) and the
+    node shape."""
 
-    gpu: str = domain("h100-sxm", names="sim.specs:known_gpus", canonical="sim.specs:canonical_gpu")
+    gpu: str = domain("h100-sxm", names="sim.specs:known_gpus", or_path=GPU_PATH_HINT,
+                      canonical="sim.specs:canonical_gpu")
     gpus_per_node: int = domain(8, ge=1, le=MAX_INSTANCES)
     # GB/s per direction between GPUs of a node; None: the GPU's own link (profiles/gpus.yaml)
     gpu_link_gbps: float | None = domain(None, **BANDWIDTH)

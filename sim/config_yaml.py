@@ -145,22 +145,23 @@ def read_config_file(path: Path, what: str = "config file") -> dict[str, Any]:
 
 
 # Keys holding file or directory paths; in a YAML file they are relative to that file.
-PATH_KEYS = ("model", "workload.trace", "network.lookup", "compute.profile", "compute.collectives",
+PATH_KEYS = ("model", "hardware.gpu", "workload.trace", "network.lookup", "compute.profile", "compute.collectives",
              "cache.learned_model")
 # May name a directory (a profile bundle; a Vidur network profile; a Hugging Face model folder); the others name files.
 DIRECTORY_KEYS = ("model", "compute.profile", "compute.collectives")
-# Path keys that also take a name (``model``: an entry of profiles/models.yaml): only a value written as a
-# path (``names_a_path``) is one.
-NAME_OR_PATH_KEYS = ("model",)
+# Path keys that also take a name (``model``: an entry of profiles/models.yaml; ``hardware.gpu``: of
+# profiles/gpus.yaml): only a value written as a path (``names_a_path``) is one.
+NAME_OR_PATH_KEYS = ("model", "hardware.gpu")
 MODEL_PATH_HINT = "or ./PATH to a Hugging Face config.json"  # (or its folder); short: messages stay one line
+GPU_PATH_HINT = "or ./PATH to a GPU spec YAML (an entry's fields in profiles/gpus.yaml)"
 # Paths kvsim writes as well as reads (relative to a YAML file like PATH_KEYS, but need not exist yet).
 CACHE_KEYS = ("workload.cache",)
 
 
 def names_a_path(value: str) -> bool:
-    """Whether a name-or-path value is written as a path: it has a folder separator or ends in .json
-    (the names in profiles/ have neither)."""
-    return "/" in value or os.sep in value or value.endswith(".json")
+    """Whether a name-or-path value is written as a path: it has a folder separator or ends in .json, .yaml or
+    .yml (the names in profiles/ have neither)."""
+    return "/" in value or os.sep in value or value.endswith((".json", ".yaml", ".yml"))
 
 
 def is_path_value(dotted: str, value: Any) -> bool:

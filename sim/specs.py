@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -9,8 +10,9 @@ from pathlib import Path
 
 import yaml
 
-from sim.config_yaml import MODEL_PATH_HINT, names_a_path
-from sim.errors import ConfigError
+from sim.config import MAX_LATENCY_US, MIN_GBPS
+from sim.config_yaml import MODEL_PATH_HINT, names_a_path, read_config_file
+from sim.errors import ConfigError, quote
 from sim.hf_config import hf_model_spec
 from sim.model_shape import GIB, ModelSpec
 
@@ -70,26 +72,70 @@ def model_spec(name: str) -> ModelSpec:
     return ModelSpec(name=name, **{k: v for k, v in entry.items() if k != "aliases"})
 
 
+# A GPU spec's numbers and their domains (low, high, whether low itself is allowed): above 10^6 of any unit (an
+# exaFLOP/s, a PiB, a PB/s) is a typo, not a GPU.
+GPU_NUMBERS = {"dense_bf16_tflops": (0.0, 1e6, False), "dense_fp8_tflops": (0.0, 1e6, False),
+               "memory_gib": (0.0, 1e6, False), "memory_bandwidth_gbps": (0.0, 1e6, False)}
+LINK_NUMBERS = {"bandwidth_gbps": (MIN_GBPS, 1e6, True), "step_latency_us": (0.0, MAX_LATENCY_US, True)}
+GPU_OPTIONAL = ("dense_fp8_tflops", "aliases", "source")
+
+
+def _number(entry: dict, key: str, where: str, domain: tuple[float, float, bool]) -> float:
+    low, high, closed = domain
+    value = entry.get(key)
+    if value is None:
+        raise ConfigError(f"{where}: needs {key}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not (low <= value if closed else low < value) or value > high:
+        bound = f"at least {low:g}" if closed else f"above {low:g}"
+        raise ConfigError(f"{where}: {key} must be a number {bound} and at most {high:g}, got {quote(value)}")
+    return float(value)
+
+
+def _check_keys(entry: object, allowed: list[str], where: str) -> dict:
+    if entry is None:
+        raise ConfigError(f"{where}: missing (a mapping of {', '.join(allowed)})")
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where}: expected a mapping of {', '.join(allowed)}, got {quote(entry)}")
+    unknown = [k for k in entry if k not in allowed]
+    if unknown:
+        named = " (the file holds one entry's fields at its top level, without the entry's name)" \
+            if isinstance(entry[unknown[0]], dict) else ""
+        raise ConfigError(f"{where}: unknown key {quote(str(unknown[0]))}{named}; a GPU spec has {', '.join(allowed)}")
+    return entry
+
+
+def gpu_from_entry(name: str, entry: object, where: str, source: str | None = None) -> GPUSpec:
+    """A GPU spec from one entry in ``profiles/gpus.yaml``'s fields, every field checked (``where`` names it in
+    messages); ``source``: what the spec cites when the entry names none (a user's file: the file itself)."""
+    entry = _check_keys(entry, [*GPU_NUMBERS, "link", *GPU_OPTIONAL[1:]], where)
+    numbers = {key: _number(entry, key, where, domain) for key, domain in GPU_NUMBERS.items()
+               if key not in GPU_OPTIONAL or entry.get(key) is not None}
+    link = _check_keys(entry.get("link"), ["kind", *LINK_NUMBERS, "source"], f"{where}: link")
+    link_numbers = {key: _number(link, key, f"{where}: link", domain) for key, domain in LINK_NUMBERS.items()}
+    texts = {"source": entry.get("source", source), "link.kind": link.get("kind"),
+             "link.source": link.get("source", source)}
+    for key, text in texts.items():
+        if not isinstance(text, str) or not text.strip():
+            raise ConfigError(f"{where}: needs {key} (text)" if text is None else f"{where}: {key} must be text")
+    return GPUSpec(name=name, peak_flops=numbers["dense_bf16_tflops"] * 1e12,
+                   memory_bytes=int(round(numbers["memory_gib"] * GIB)),
+                   memory_bandwidth=numbers["memory_bandwidth_gbps"] * 1e9,
+                   link=LinkSpec(kind=texts["link.kind"], bandwidth=link_numbers["bandwidth_gbps"] * 1e9,
+                                 step_latency=link_numbers["step_latency_us"] * 1e-6, source=texts["link.source"]),
+                   source=texts["source"],
+                   fp8_peak_flops=numbers["dense_fp8_tflops"] * 1e12 if "dense_fp8_tflops" in numbers else None)
+
+
 @lru_cache(maxsize=None)
 def gpu_spec(name: str) -> GPUSpec:
-    """The spec of GPU ``name`` from ``profiles/gpus.yaml``, converted to SI."""
-    entry = _lookup(_read_table("gpus.yaml"), name, "GPU", "gpus.yaml")
-    link = entry.get("link") or {}
-    try:
-        link_spec = LinkSpec(kind=str(link["kind"]), bandwidth=float(link["bandwidth_gbps"]) * 1e9,
-                             step_latency=float(link["step_latency_us"]) * 1e-6, source=str(link["source"]))
-    except (KeyError, TypeError, ValueError):
-        raise ConfigError(f"profiles/gpus.yaml: GPU {name!r} needs link.{{kind, bandwidth_gbps, step_latency_us, "
-                          "source}}") from None
-    return GPUSpec(
-        name=name,
-        peak_flops=float(entry["dense_bf16_tflops"]) * 1e12,
-        memory_bytes=int(round(float(entry["memory_gib"]) * GIB)),
-        memory_bandwidth=float(entry["memory_bandwidth_gbps"]) * 1e9,
-        link=link_spec,
-        source=entry["source"],
-        fp8_peak_flops=None if entry.get("dense_fp8_tflops") is None else float(entry["dense_fp8_tflops"]) * 1e12,
-    )
+    """The spec of GPU ``name``: an entry of ``profiles/gpus.yaml``, or a path (written with a '/' or ending in
+    .yaml) to a YAML file of one GPU in that entry's fields (a GPU kvsim does not list: its datasheet's numbers)."""
+    table = _read_table("gpus.yaml")
+    if name not in table and names_a_path(name):
+        path = Path(name)
+        return gpu_from_entry(name, read_config_file(path, "GPU spec"), f"GPU spec {path}", source=f"GPU spec {path}")
+    return gpu_from_entry(name, _lookup(table, name, "GPU", "gpus.yaml"), f"profiles/gpus.yaml: GPU {name!r}")
 
 
 def known_models() -> list[str]:
@@ -126,5 +172,7 @@ def canonical_model(value: object) -> str | None:
 
 def canonical_gpu(value: object) -> str | None:
     """The profiles/gpus.yaml entry that ``value`` names however it is spelled or aliased (``RTXPRO6000``,
-    ``NVIDIA GeForce RTX 4090``), or None."""
-    return _spellings("gpus.yaml").get(_spelling(value)) if isinstance(value, str) else None
+    ``NVIDIA GeForce RTX 4090``), or None; a value written as a path names a GPU spec file, never an entry."""
+    if not isinstance(value, str) or names_a_path(value):
+        return None
+    return _spellings("gpus.yaml").get(_spelling(value))

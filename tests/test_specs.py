@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +11,7 @@ from sim.config import load_config
 from sim.errors import ConfigError
 from sim.model_shape import DTYPE_BYTES
 from sim.specs import _read_table, _spelling, gpu_spec, known_gpus, known_models, model_spec
+from tests.conftest import BUNDLED_AZURE
 
 
 def test_llama3_8b_kv_bytes_per_token_fp16():
@@ -102,3 +104,77 @@ def test_llama2_kv_bytes_per_token_by_hand():
     # Llama-2-7B is multi-head: 2 x 32 layers x 32 KV heads x 128 x 2 bytes = 524,288 B, 4x Llama-3-8B's GQA
     assert model_spec("llama-2-7b").kv_bytes_per_token(2) == 524_288
     assert model_spec("llama-2-70b").kv_bytes_per_token(2) == 2 * 80 * 8 * 128 * 2
+
+
+# ------------------------------------------------------------------ a GPU not listed: hardware.gpu as a spec file
+
+H100_FIELDS = """dense_bf16_tflops: 989.4
+dense_fp8_tflops: 1979
+memory_gib: 80
+memory_bandwidth_gbps: 3350
+link: {kind: nvlink4, bandwidth_gbps: 370.8, step_latency_us: 3.4}
+"""
+
+
+def test_a_gpu_spec_file_is_read_like_an_entry(tmp_path, run_cli):
+    """A file holding h100-sxm's fields (profiles/gpus.yaml) gives the same spec under its own name and source, and
+    the same run: report metrics identical to the entry's."""
+    (tmp_path / "gpus").mkdir()
+    (tmp_path / "gpus" / "h100.yaml").write_text(H100_FIELDS)
+    (tmp_path / "run.yaml").write_text("hardware: {gpu: gpus/h100.yaml}\n")  # relative to the config file
+    config = load_config(tmp_path / "run.yaml")
+    assert Path(config.hardware.gpu).resolve() == (tmp_path / "gpus" / "h100.yaml").resolve()
+    entry, spec = gpu_spec("h100-sxm"), gpu_spec(config.hardware.gpu)
+    assert (spec.peak_flops, spec.fp8_peak_flops, spec.memory_bytes, spec.memory_bandwidth) == \
+        (entry.peak_flops, entry.fp8_peak_flops, entry.memory_bytes, entry.memory_bandwidth)
+    assert (spec.link.kind, spec.link.bandwidth, spec.link.step_latency) == \
+        (entry.link.kind, entry.link.bandwidth, entry.link.step_latency)
+    assert spec.source.startswith("GPU spec ") and spec.link.source == spec.source
+    metrics = []
+    for gpu, report in (("h100-sxm", "entry.json"), (str(tmp_path / "gpus" / "h100.yaml"), "file.json")):
+        status, _, err = run_cli("--workload-trace", BUNDLED_AZURE, "--workload-limit", "40", "--no-plot", "--quiet",
+                                 "--set", f"hardware.gpu={gpu}", "--report-json", tmp_path / report)
+        assert status == 0, err
+        metrics.append([run["metrics"] for run in json.loads((tmp_path / report).read_text())["runs"]])
+    assert metrics[0] == metrics[1] and metrics[0][0]["ttft_s"]["mean"] > 0
+
+
+def test_a_gpu_spec_files_memory_sets_the_kv_capacity(tmp_path):
+    """vLLM's arithmetic (memory x utilization - weights) / block bytes, by hand: Llama-3.1-8B in BF16 on a 48 GiB
+    GPU at 0.9: 8,030,261,248 parameters x 2 B = 16,060,522,496 B of weights; a 16-token block of 131,072 B a token
+    is 2 MiB: (46,385,646,796.8 - 16,060,522,496) // 2,097,152 = 14,460 blocks."""
+    from sim.cache.tiers import hbm_capacity_blocks
+
+    spec = tmp_path / "gpu48.yaml"
+    spec.write_text(H100_FIELDS.replace("memory_gib: 80", "memory_gib: 48"))
+    config = load_config(None, sets=[f"hardware.gpu={spec}"])
+    assert model_spec("llama-3.1-8b").weight_bytes_per_gpu(2, 1, 1) == 16_060_522_496
+    assert hbm_capacity_blocks(config) == 14_460
+
+
+@pytest.mark.parametrize("text, named", [
+    ("", "needs dense_bf16_tflops"),
+    (H100_FIELDS.replace("link: {kind: nvlink4, bandwidth_gbps: 370.8, step_latency_us: 3.4}\n", ""), "link: missing"),
+    (H100_FIELDS.replace("memory_gib: 80", "memory_gb: 80"), "unknown key 'memory_gb'"),
+    (H100_FIELDS.replace("989.4", "-1"), "dense_bf16_tflops must be a number above 0"),
+    (H100_FIELDS.replace("989.4", "'989.4'"), "dense_bf16_tflops must be a number"),
+    (H100_FIELDS.replace("memory_gib: 80", "memory_gib: .nan"), "memory_gib must be a number"),
+    (H100_FIELDS.replace("memory_gib: 80", "memory_gib: 1e300"), "memory_gib must be a number above 0 and at most"),
+    (H100_FIELDS.replace("bandwidth_gbps: 370.8", "bandwidth_gbps: 0"), "link: bandwidth_gbps must be a number"),
+    (H100_FIELDS.replace("kind: nvlink4", "kind: 4"), "link.kind must be text"),
+    ("x:\n" + "".join("  " + line + "\n" for line in H100_FIELDS.splitlines()), "without the entry's name"),
+    ("- 1\n", "the top level must be a mapping"),
+])
+def test_a_bad_gpu_spec_file_is_refused_naming_file_and_field(tmp_path, run_cli, text, named):
+    spec = tmp_path / "gpu.yaml"
+    spec.write_text(text)
+    status, _, err = run_cli("--workload-trace", BUNDLED_AZURE, "--workload-limit", "5", "--no-plot",
+                             "--set", f"hardware.gpu={spec}")
+    assert status == 2 and named in err and "gpu.yaml" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_path_is_never_read_as_an_entry(tmp_path, monkeypatch):
+    """``./h100`` (no such file) is a missing spec file, not the entry whose spelling it shares."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(None, sets=["hardware.gpu=./h100"])
