@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sim.config_yaml import rebase_setting
 from sim.errors import ConfigError
 from experiments.prices import TIERS
 from experiments.spec import ConfigLayers, parse_layers, read_yaml_mapping
@@ -118,7 +119,8 @@ def load_plan(path: str | Path) -> Plan:
                               f"instance: tensor_parallel_size GPUs)")
     gpu = search.get("gpu")
     if not isinstance(gpu, list) or not gpu or not all(isinstance(g, str) for g in gpu):
-        raise plan_error(path, "'search.gpu' must be a non-empty list of GPU names (profiles/gpus.yaml)")
+        raise plan_error(path, "'search.gpu' must be a non-empty list of GPU names (profiles/gpus.yaml) or GPU spec files")
+    gpu = [rebase_setting(path.parent, "hardware.gpu", g) for g in gpu]  # a spec file: relative to the plan
     splits = search.get("pd_split", ["aggregated"])
     if not isinstance(splits, list) or not splits:
         raise plan_error(path, "'search.pd_split' must be a non-empty list")
@@ -141,8 +143,18 @@ def load_plan(path: str | Path) -> Plan:
                         if "nodes_per_rack" in search else None),
         mrc_epsilon=float(search.get("mrc_epsilon", MRC_EPSILON)),
         rate_tolerance=float(search.get("rate_tolerance", RATE_TOLERANCE)),
-        prices=data.get("prices") or {},
+        prices=_rebased_gpu_prices(data.get("prices") or {}, path),
     )
+
+
+def _rebased_gpu_prices(prices: Any, path: Path) -> Any:
+    """A plan's ``prices``, a GPU spec file's price keyed by its path as ``search.gpu`` holds it (relative to the
+    plan, re-rooted to the working directory), so the two still name the same GPU."""
+    if not isinstance(prices, dict) or not isinstance(prices.get("gpus"), dict):
+        return prices  # (its shape is checked with the prices)
+    gpus = {rebase_setting(path.parent, "hardware.gpu", g) if isinstance(g, str) else g: entry
+            for g, entry in prices["gpus"].items()}
+    return prices | {"gpus": gpus}
 
 
 def pd_ratio(text: Any) -> tuple[int, int] | None:

@@ -280,6 +280,28 @@ def test_cost_counts_the_configured_tiers_the_search_does_not_vary(run_cli, tmp_
     assert by_dram[8.0] == pytest.approx(12.29 + (8 * 6.71 + 100 * 0.099) / hours)
 
 
+def test_a_gpu_spec_file_beside_the_plan_is_searched_and_priced(run_cli, tmp_path, monkeypatch):
+    """search.gpu may name a GPU spec file (hardware.gpu's path form) relative to the plan, priced under the same
+    key in the plan's prices; run from elsewhere, the candidate reads that file and costs the plan's price."""
+    (tmp_path / "plans" / "gpus").mkdir(parents=True)
+    (tmp_path / "plans" / "gpus" / "l40s-like.yaml").write_text(
+        "dense_bf16_tflops: 362.05\nmemory_gib: 48\nmemory_bandwidth_gbps: 864\n"
+        "link: {kind: pcie4-x16, bandwidth_gbps: 24, step_latency_us: 5.7}\n")
+    plan_path = _plan(tmp_path / "plans", {
+        "workload": {"synthetic": {"kind": "multi-turn", "num_requests": 60, "input_tokens_mean": 128}},
+        "set": {"serving.num_gpu_blocks": 100, "cache.tiers.dram.capacity_gib": 0, "cache.tiers.ssd.capacity_gib": 0},
+        "target": {"hit_ratio": 0.01}, "search": {"gpu": ["gpus/l40s-like.yaml"]}, "prices": {"gpus": {"gpus/l40s-like.yaml": {"usd_per_gpu_hour": 1.5}}},
+    })
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    out = tmp_path / "plan.json"
+    status, _, err = run_cli("--plan", plan_path, "--jobs", "1", "--report-json", out, "--no-plot", "--quiet")
+    assert status == 0, err
+    (candidate,) = json.loads(out.read_text())["plan"]["candidates"]
+    assert candidate["cost_usd_per_hour"] == pytest.approx(1.5)  # one GPU-hour, no lower tier (EIC 0 by default)
+    assert candidate["overrides"]["hardware.gpu"].endswith("plans/gpus/l40s-like.yaml")
+
+
 def test_curve_counts_the_configured_tiers_the_search_does_not_vary(run_cli, tmp_path):
     """The miss-ratio curve's tier levels are the candidate's tiers as it runs: a plan searching SSD only, over a
     config with 16 GiB of DRAM, must not price the curve as if DRAM were absent and prune (as an exact miss) a
