@@ -75,6 +75,8 @@ def end_process(status: int | None) -> NoReturn:
     called without an active exception": apache/arrow#34314; here about one trace-reading process in 200 on a busy
     machine); and it frees every object left (numba's type records: ~70 ms of a short run)."""
     code = 0 if status is None else status
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        sys.exit(code)  # under a profiler or debugger (python -m cProfile, pdb), which reports after the script ends
     atexit._run_exitfuncs()  # what the interpreter's teardown would run first; it reports a handler's error itself
     try:
         sys.stdout.flush()

@@ -273,3 +273,14 @@ def test_every_command_that_loads_the_simulator_ends_through_end_process():
                 if "end_process" not in calls:
                     offenders.append(path.relative_to(ROOT).as_posix())
     assert offenders == []
+
+
+def test_a_profiled_command_still_writes_its_profile(tmp_path):
+    """``python -m cProfile -o FILE main.py ...`` (or pdb, coverage's tracer) reports after the script returns:
+    under a profiler or tracer end_process exits the ordinary way, so the profile is written."""
+    script = tmp_path / "command.py"
+    script.write_text(f"import sys\nsys.path.insert(0, {str(ROOT)!r})\nfrom sim.errors import end_process\n"
+                      "end_process(3)\n")
+    done = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(tmp_path / "out.prof"), str(script)],
+                          capture_output=True, text=True, timeout=60)
+    assert (tmp_path / "out.prof").stat().st_size > 0, done.stderr  # (cProfile's own status: it swallows SystemExit)
