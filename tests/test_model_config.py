@@ -65,6 +65,14 @@ QWEN3_32B = {
 LLAMA_32_3B = {**LLAMA_31_8B, "head_dim": 128, "hidden_size": 3072, "intermediate_size": 8192,
                "num_attention_heads": 24, "num_hidden_layers": 28, "tie_word_embeddings": True,
                "rope_scaling": {**LLAMA_31_ROPE, "factor": 32.0}, "transformers_version": "4.45.0.dev0"}
+# huggingface.co/meta-llama/Llama-3.3-70B-Instruct/blob/main/config.json: Llama 3.1 70B's keys and values but
+# head_dim written out, three end-of-turn ids and a newer transformers
+LLAMA_33_70B = {**LLAMA_31_70B, "eos_token_id": [128001, 128008, 128009], "head_dim": 128,
+                "transformers_version": "4.47.0.dev0"}
+# huggingface.co/Qwen/Qwen2.5-7B-Instruct/blob/main/config.json (copy: Lightning-AI/lightning-thunder's Qwen2 RoPE
+# benchmark, hf_qwen2_rope)
+QWEN25_7B = {**QWEN2_7B, "eos_token_id": 151645, "max_position_embeddings": 32768, "sliding_window": None,
+             "transformers_version": "4.43.3"}
 QWEN25_3B = {**QWEN2_7B, "hidden_size": 2048, "intermediate_size": 11008, "max_position_embeddings": 32768,
              "max_window_layers": 36, "num_attention_heads": 16, "num_hidden_layers": 36, "num_key_value_heads": 2,
              "sliding_window": 32768, "tie_word_embeddings": True, "use_mrope": False, "vocab_size": 151936,
@@ -175,7 +183,9 @@ MODELS = {
     "llama-2-13b": (LLAMA_2_13B, "llama-2-13b", 13.0e9),  # Llama-2-13b-hf: 13.0B
     "llama-2-70b": (LLAMA_2_70B, "llama-2-70b", 69.0e9),  # Llama-2-70b-hf: 69.0B
     "codellama-34b": (CODELLAMA_34B, "codellama-34b", 33.7e9),  # CodeLlama-34b-Instruct-hf: 33.7B
-    "llama-3.2-3b-tied": (LLAMA_32_3B, None, 3.21e9),  # Llama 3.2 model card: 3.21B
+    "llama-3.2-3b-tied": (LLAMA_32_3B, "llama-3.2-3b", 3.21e9),  # Llama 3.2 model card: 3.21B
+    "llama-3.3-70b": (LLAMA_33_70B, "llama-3.3-70b", 70.6e9),  # Llama-3.3-70B-Instruct: 70.6B (safetensors)
+    "qwen2.5-7b": (QWEN25_7B, "qwen2.5-7b", 7.61e9),  # Qwen2.5-7B-Instruct model card: 7.61B
     "qwen2.5-3b-tied": (QWEN25_3B, None, 3.09e9),  # Qwen2.5-3B model card: 3.09B
     "qwen3-30b-a3b": (QWEN3_30B_A3B, "qwen3-30b-a3b", 30.5e9),  # Qwen3-30B-A3B-Instruct-2507 model card: 30.5B
     "mixtral-8x7b": (MIXTRAL_8X7B, "mixtral-8x7b", 46.7e9),  # Mixtral-8x7B model card / blog post: 46.7B
