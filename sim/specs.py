@@ -73,9 +73,11 @@ def model_spec(name: str) -> ModelSpec:
 
 
 # A GPU spec's numbers and their domains (low, high, whether low itself is allowed): above 10^6 of any unit (an
-# exaFLOP/s, a PiB, a PB/s) is a typo, not a GPU.
-GPU_NUMBERS = {"dense_bf16_tflops": (0.0, 1e6, False), "dense_fp8_tflops": (0.0, 1e6, False),
-               "memory_gib": (0.0, 1e6, False), "memory_bandwidth_gbps": (0.0, 1e6, False)}
+# exaFLOP/s, a PiB, a PB/s) is a typo, not a GPU, and so is below 10^-3 (1 GFLOP/s, 1 MiB, 1 MB/s: a link's MIN_GBPS).
+# Nearer 0 a step took ~1e300 s (a report's TTFT of 1.8e303 s) or, at 5e-324, stalled the engine.
+MIN_GPU_NUMBER = 1e-3
+GPU_NUMBERS = {key: (MIN_GPU_NUMBER, 1e6, True)
+               for key in ("dense_bf16_tflops", "dense_fp8_tflops", "memory_gib", "memory_bandwidth_gbps")}
 LINK_NUMBERS = {"bandwidth_gbps": (MIN_GBPS, 1e6, True), "step_latency_us": (0.0, MAX_LATENCY_US, True)}
 GPU_OPTIONAL = ("dense_fp8_tflops", "aliases", "source")
 

@@ -156,10 +156,10 @@ def test_a_gpu_spec_files_memory_sets_the_kv_capacity(tmp_path):
     ("", "needs dense_bf16_tflops"),
     (H100_FIELDS.replace("link: {kind: nvlink4, bandwidth_gbps: 370.8, step_latency_us: 3.4}\n", ""), "link: missing"),
     (H100_FIELDS.replace("memory_gib: 80", "memory_gb: 80"), "unknown key 'memory_gb'"),
-    (H100_FIELDS.replace("989.4", "-1"), "dense_bf16_tflops must be a number above 0"),
+    (H100_FIELDS.replace("989.4", "-1"), "dense_bf16_tflops must be a number at least 0.001"),
     (H100_FIELDS.replace("989.4", "'989.4'"), "dense_bf16_tflops must be a number"),
     (H100_FIELDS.replace("memory_gib: 80", "memory_gib: .nan"), "memory_gib must be a number"),
-    (H100_FIELDS.replace("memory_gib: 80", "memory_gib: 1e300"), "memory_gib must be a number above 0 and at most"),
+    (H100_FIELDS.replace("memory_gib: 80", "memory_gib: 1e300"), "memory_gib must be a number at least 0.001 and at most"),
     (H100_FIELDS.replace("bandwidth_gbps: 370.8", "bandwidth_gbps: 0"), "link: bandwidth_gbps must be a number"),
     (H100_FIELDS.replace("kind: nvlink4", "kind: 4"), "link.kind must be text"),
     ("x:\n" + "".join("  " + line + "\n" for line in H100_FIELDS.splitlines()), "without the entry's name"),
@@ -171,6 +171,22 @@ def test_a_bad_gpu_spec_file_is_refused_naming_file_and_field(tmp_path, run_cli,
     status, _, err = run_cli("--workload-trace", BUNDLED_AZURE, "--workload-limit", "5", "--no-plot",
                              "--set", f"hardware.gpu={spec}")
     assert status == 2 and named in err and "gpu.yaml" in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("field, value", [("dense_bf16_tflops", "989.4"), ("memory_bandwidth_gbps", "3350"),
+                                          ("memory_gib", "80")])
+def test_a_gpu_far_slower_or_smaller_than_any_is_refused(tmp_path, run_cli, field, value):
+    """Below 10^-3 of a GPU spec's unit (1 GFLOP/s, 1 MiB, 1 MB/s; a link's MIN_GBPS too) is a typo, not a GPU: at
+    1e-300 TFLOP/s a run reported a TTFT of 1.8e303 s, and at 5e-324 the engine stalled (internal error, exit 1)."""
+    spec = tmp_path / "gpu.yaml"
+    for tiny in ("1.0e-300", "0.000999"):
+        spec.write_text(H100_FIELDS.replace(f"{field}: {value}", f"{field}: {tiny}"))
+        status, _, err = run_cli("--workload-trace", BUNDLED_AZURE, "--workload-limit", "5", "--no-plot",
+                                 "--set", f"hardware.gpu={spec}")
+        assert status == 2 and f"{field} must be a number at least 0.001" in err, err
+        assert len(err.strip().splitlines()) == 1, err
+    spec.write_text(H100_FIELDS.replace(f"{field}: {value}", f"{field}: 0.001"))
+    assert gpu_spec(str(spec)) is not None  # the bound itself is a GPU (a slow one)
 
 
 def test_a_path_is_never_read_as_an_entry(tmp_path, monkeypatch):
