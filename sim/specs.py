@@ -82,9 +82,16 @@ LINK_NUMBERS = {"bandwidth_gbps": (MIN_GBPS, 1e6, True), "step_latency_us": (0.0
 GPU_OPTIONAL = ("dense_fp8_tflops", "aliases", "source")
 
 
+# A number in exponent form that YAML 1.1 (PyYAML) reads as text, wanting a dot and a signed exponent (3.35e3, 2e6);
+# YAML 1.2 and a config key's float (sim.config_fields) read it as a number.
+EXPONENT_NUMBER = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)[eE][-+]?\d+")
+
+
 def _number(entry: dict, key: str, where: str, domain: tuple[float, float, bool]) -> float:
     low, high, closed = domain
     value = entry.get(key)
+    if isinstance(value, str) and EXPONENT_NUMBER.fullmatch(value):
+        value = float(value)
     if value is None:
         raise ConfigError(f"{where}: needs {key}")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \

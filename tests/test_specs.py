@@ -173,6 +173,17 @@ def test_a_bad_gpu_spec_file_is_refused_naming_file_and_field(tmp_path, run_cli,
     assert status == 2 and named in err and "gpu.yaml" in err and len(err.strip().splitlines()) == 1, err
 
 
+def test_a_gpu_spec_number_in_exponent_form_is_a_number(tmp_path):
+    """PyYAML (YAML 1.1) reads 3.35e3 and 2e2 as text (its floats need a dot and a signed exponent); a config key
+    takes them as numbers (sim.config_fields), and a GPU spec file must too: the same spec as h100-sxm's."""
+    spec = tmp_path / "gpu.yaml"
+    spec.write_text(H100_FIELDS.replace("3350", "3.35e3").replace("1979", "1979e0").replace("370.8", "3.708e+2")
+                    .replace("memory_gib: 80", "memory_gib: 8E1").replace("989.4", "9.894e2"))
+    entry, read = gpu_spec("h100-sxm"), gpu_spec(str(spec))
+    assert (read.peak_flops, read.fp8_peak_flops, read.memory_bytes, read.memory_bandwidth, read.link.bandwidth) == \
+        (entry.peak_flops, entry.fp8_peak_flops, entry.memory_bytes, entry.memory_bandwidth, entry.link.bandwidth)
+
+
 @pytest.mark.parametrize("field, value", [("dense_bf16_tflops", "989.4"), ("memory_bandwidth_gbps", "3350"),
                                           ("memory_gib", "80")])
 def test_a_gpu_far_slower_or_smaller_than_any_is_refused(tmp_path, run_cli, field, value):
