@@ -200,6 +200,31 @@ def test_a_gpu_far_slower_or_smaller_than_any_is_refused(tmp_path, run_cli, fiel
     assert gpu_spec(str(spec)) is not None  # the bound itself is a GPU (a slow one)
 
 
+def test_a_bad_gpu_spec_file_stops_a_cache_only_run_and_sweep_before_they_start(tmp_path, run_cli, monkeypatch):
+    """--cache-only sizes HBM from the GPU: a bad spec file is refused before the trace loads (it was read after, once
+    the trace had loaded), and in a cache-only sweep before the first point runs (the good points ran, the bad one
+    was recorded as a failed point)."""
+    import trace.workload
+
+    spec = tmp_path / "gpu.yaml"
+    spec.write_text(H100_FIELDS.replace("memory_gib: 80\n", ""))
+
+    def no_trace(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the trace loaded before the GPU spec was checked")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(trace.workload, "load_workload", no_trace)
+        status, _, err = run_cli("--cache-only", "--workload-trace", BUNDLED_AZURE, "--no-plot",
+                                 "--set", f"hardware.gpu={spec}")
+    assert status == 2 and "gpu.yaml: needs memory_gib" in err and len(err.strip().splitlines()) == 1, err
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text("mode: cache-only\nworkload: {synthetic: {kind: multi-turn, num_requests: 50}}\n"
+                     "axes: {hardware.gpu: [h100-sxm, gpu.yaml]}\n")
+    status, _, err = run_cli("--sweep", sweep, "--report-csv", tmp_path / "out.csv", "--no-plot")
+    assert status == 2 and "gpu.yaml: needs memory_gib" in err and str(sweep) in err, err
+    assert not (tmp_path / "out.csv").exists()
+
+
 def test_a_path_is_never_read_as_an_entry(tmp_path, monkeypatch):
     """``./h100`` (no such file) is a missing spec file, not the entry whose spelling it shares."""
     monkeypatch.chdir(tmp_path)
