@@ -254,6 +254,25 @@ def test_a_reader_gone_before_the_last_buffered_line_is_sigpipe_status():
     assert done.returncode == 128 + signal.SIGPIPE and done.stderr == ""
 
 
+@pytest.mark.parametrize("closing", ["closed descriptor", "closed file object"])
+def test_a_closed_standard_output_is_not_a_failed_flush(closing):
+    """``kvsim ... >&-`` (sys.stdout None) or a closed sys.stdout: nothing is left to flush, and sys.exit ends such a
+    process with its own status, 0 here (CPython's flush_std_files skips a None or closed stream); end_process
+    made it 120, Python's status for a last flush that failed."""
+    script = _ENDS_THROUGH_END_PROCESS.format(root=str(ROOT), status=0)
+    if closing == "closed file object":
+        script = script.replace("end_process(0)", "sys.stdout.close()\nend_process(0)")
+    done = subprocess.run([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True, timeout=60,
+                          env=_buffered(), preexec_fn=(lambda: os.close(1)) if closing == "closed descriptor" else None,
+                          stdout=None if closing == "closed descriptor" else subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr  # (the script's atexit print to a closed file object is reported)
+    plain = subprocess.run([sys.executable, "-c", script.replace("end_process(0)", "sys.exit(0)")],
+                           stderr=subprocess.DEVNULL, timeout=60, env=_buffered(),
+                           preexec_fn=(lambda: os.close(1)) if closing == "closed descriptor" else None,
+                           stdout=None if closing == "closed descriptor" else subprocess.DEVNULL)
+    assert plain.returncode == 0  # the status sys.exit gives, which end_process keeps
+
+
 def test_every_command_that_loads_the_simulator_ends_through_end_process():
     """A script's ``__main__`` block that imports kvsim's packages (pyarrow, numba with them) exits through
     sim.errors.end_process, not sys.exit: the abort at teardown is rare (one process in ~200) and no test would
