@@ -101,7 +101,8 @@ def _number(entry: dict, key: str, where: str, domain: tuple[float, float, bool]
     return float(value)
 
 
-def _check_keys(entry: object, allowed: list[str], where: str) -> dict:
+def _check_keys(entry: object, allowed: list[str], where: str, what: str = "a GPU spec") -> dict:
+    """``entry``, a mapping of ``allowed`` keys only (``what``: the mapping, named in the message)."""
     if entry is None:
         raise ConfigError(f"{where}: missing (a mapping of {', '.join(allowed)})")
     if not isinstance(entry, dict):
@@ -109,8 +110,8 @@ def _check_keys(entry: object, allowed: list[str], where: str) -> dict:
     unknown = [k for k in entry if k not in allowed]
     if unknown:
         named = " (the file holds one entry's fields at its top level, without the entry's name)" \
-            if isinstance(entry[unknown[0]], dict) else ""
-        raise ConfigError(f"{where}: unknown key {quote(str(unknown[0]))}{named}; a GPU spec has {', '.join(allowed)}")
+            if what == "a GPU spec" and isinstance(entry[unknown[0]], dict) else ""
+        raise ConfigError(f"{where}: unknown key {quote(str(unknown[0]))}{named}; {what} has {', '.join(allowed)}")
     return entry
 
 
@@ -120,7 +121,7 @@ def gpu_from_entry(name: str, entry: object, where: str, source: str | None = No
     entry = _check_keys(entry, [*GPU_NUMBERS, "link", *GPU_OPTIONAL[1:]], where)
     numbers = {key: _number(entry, key, where, domain) for key, domain in GPU_NUMBERS.items()
                if key not in GPU_OPTIONAL or entry.get(key) is not None}
-    link = _check_keys(entry.get("link"), ["kind", *LINK_NUMBERS, "source"], f"{where}: link")
+    link = _check_keys(entry.get("link"), ["kind", *LINK_NUMBERS, "source"], f"{where}: link", "a GPU spec's link")
     link_numbers = {key: _number(link, key, f"{where}: link", domain) for key, domain in LINK_NUMBERS.items()}
     texts = {"source": entry.get("source", source), "link.kind": link.get("kind"),
              "link.source": link.get("source", source)}

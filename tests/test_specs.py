@@ -164,6 +164,8 @@ def test_a_gpu_spec_files_memory_sets_the_kv_capacity(tmp_path):
     (H100_FIELDS.replace("kind: nvlink4", "kind: 4"), "link.kind must be text"),
     ("x:\n" + "".join("  " + line + "\n" for line in H100_FIELDS.splitlines()), "without the entry's name"),
     ("- 1\n", "the top level must be a mapping"),
+    (H100_FIELDS.replace("step_latency_us: 3.4}", "step_latency_us: 3.4, nccl: {x: 1}}"),
+     "link: unknown key 'nccl'; a GPU spec's link has kind, bandwidth_gbps"),
 ])
 def test_a_bad_gpu_spec_file_is_refused_naming_file_and_field(tmp_path, run_cli, text, named):
     spec = tmp_path / "gpu.yaml"
@@ -171,6 +173,7 @@ def test_a_bad_gpu_spec_file_is_refused_naming_file_and_field(tmp_path, run_cli,
     status, _, err = run_cli("--workload-trace", BUNDLED_AZURE, "--workload-limit", "5", "--no-plot",
                              "--set", f"hardware.gpu={spec}")
     assert status == 2 and named in err and "gpu.yaml" in err and len(err.strip().splitlines()) == 1, err
+    assert "without the entry's name" not in err or "x:" in text  # that hint only for a named entry at the top
 
 
 def test_a_gpu_spec_number_in_exponent_form_is_a_number(tmp_path):
