@@ -89,7 +89,7 @@ EXPONENT_NUMBER = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)[eE][-+]?\d+")
 
 def _number(entry: dict, key: str, where: str, domain: tuple[float, float, bool]) -> float:
     low, high, closed = domain
-    value = entry.get(key)
+    value = written = entry.get(key)
     if isinstance(value, str) and EXPONENT_NUMBER.fullmatch(value):
         value = float(value)
     if value is None:
@@ -97,7 +97,7 @@ def _number(entry: dict, key: str, where: str, domain: tuple[float, float, bool]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
             or not (low <= value if closed else low < value) or value > high:
         bound = f"at least {low:g}" if closed else f"above {low:g}"
-        raise ConfigError(f"{where}: {key} must be a number {bound} and at most {high:g}, got {quote(value)}")
+        raise ConfigError(f"{where}: {key} must be a number {bound} and at most {high:g}, got {quote(written)}")
     return float(value)
 
 

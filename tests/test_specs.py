@@ -185,6 +185,10 @@ def test_a_gpu_spec_number_in_exponent_form_is_a_number(tmp_path):
     entry, read = gpu_spec("h100-sxm"), gpu_spec(str(spec))
     assert (read.peak_flops, read.fp8_peak_flops, read.memory_bytes, read.memory_bandwidth, read.link.bandwidth) == \
         (entry.peak_flops, entry.fp8_peak_flops, entry.memory_bytes, entry.memory_bandwidth, entry.link.bandwidth)
+    huge = tmp_path / "huge.yaml"  # (gpu_spec keeps what it read of a path)
+    huge.write_text(H100_FIELDS.replace("memory_gib: 80", "memory_gib: 8e7"))
+    with pytest.raises(ConfigError, match=r"memory_gib must be a number .* at most 1e\+06, got '8e7'$"):
+        gpu_spec(str(huge))  # the value as written, not as read (80000000.0)
 
 
 @pytest.mark.parametrize("field, value", [("dense_bf16_tflops", "989.4"), ("memory_bandwidth_gbps", "3350"),
