@@ -188,6 +188,8 @@ print(json.dumps(dict(load_s=wall, peak_rss_bytes=rss * scale, rss_after_imports
                       vm_hwm_bytes=hwm, rows_read=p.rows_read, rows_used=p.rows_used, rows_skipped=p.rows_skipped,
                       accesses=trace.num_accesses, unique=trace.num_unique_blocks, block_ids=p.block_ids,
                       pandas_imported="pandas" in sys.modules)))
+from sim.errors import end_process
+end_process(0)  # without the interpreter's teardown, where pyarrow's thread pools now and then abort: see sim.errors
 """
 
 

@@ -120,10 +120,11 @@ def peer_prediction(summary: Path) -> dict[tuple[str, str], float]:
     return {key: rows[name] for key, name in PEER_ROWS.items() if name in rows}
 
 
-def engine_overlay(run: Path, profile: Path | None, model: str | None = None) -> dict[str, Any]:
+def engine_overlay(run: Path, profile: Path | None, model: str | None = None, gpu: str | None = None) -> dict[str, Any]:
     """The served engine as a kvsim config layer, from the run's ``vllm/meta.json`` (and LLMServingSim's
     ``config.json`` for the GPU when meta.json lacks it); ``model``: the served model as the user states it (a name
-    kvsim knows or a config.json path), instead of the one the run's files name."""
+    kvsim knows or a config.json path), instead of the one the run's files name; ``gpu`` likewise (a GPU kvsim does
+    not list: a GPU spec file)."""
     meta = _read_json(run / "vllm" / "meta.json", "engine description (vllm/meta.json)")
     if not isinstance(meta, dict) or not isinstance(meta.get("model"), str):
         raise InputError(f"{run / 'vllm' / 'meta.json'}: not a run's meta.json (no model)")
@@ -131,10 +132,10 @@ def engine_overlay(run: Path, profile: Path | None, model: str | None = None) ->
     tp, dp = _count(engine, "tensor_parallel_size", "engine_kwargs"), _count(engine, "data_parallel_size", "engine_kwargs")
     cluster = _cluster_config(run)
     instance = _cluster_instance(cluster, run)
-    gpu = (meta.get("hardware") or {}).get("device_name") or instance.get("hardware")
+    gpu = gpu or (meta.get("hardware") or {}).get("device_name") or instance.get("hardware")
     if gpu is None:
         raise InputError(f"{run}: the run's GPU is in neither vllm/meta.json (hardware.device_name) nor an LLMServingSim "
-                         "config.json beside it: give --overlay with hardware.gpu")
+                         "config.json beside it: give --set hardware.gpu (or --overlay with it)")
     kv_name = _kv_cache_dtype(engine, resolved)
     serving: dict[str, Any] = {
         "tensor_parallel_size": tp, "num_instances": dp, "dtype": DTYPES[str(engine.get("dtype", "auto"))],
@@ -342,7 +343,8 @@ def main() -> int:
         overlay = args.overlay
         if overlay is None:
             overlay = Path(folder) / "engine.yaml"
-            overlay.write_text(json.dumps(engine_overlay(args.run, args.profile, _stated_model(args.sets))))  # (YAML)
+            stated = _stated_model(args.sets), _stated_model(args.sets, "hardware.gpu")  # over the run's own names
+            overlay.write_text(json.dumps(engine_overlay(args.run, args.profile, *stated)))  # (YAML)
         config = load_config(None, overlays=[overlay], sets=[f"workload.trace={args.trace.resolve()}", *args.sets])
     result, requests = run_serving(load_workload(config), config, "single")
     simulated = simulated_latencies(requests)
@@ -364,9 +366,10 @@ def main() -> int:
     return 0
 
 
-def _stated_model(sets: list[str]) -> str | None:
-    """The model a ``--set model=...`` states (the last one; a path resolved here, as main.py resolves it), if any."""
-    values = [item.split("=", 1)[1].strip() for item in sets if item.split("=", 1)[0].strip() == "model" and "=" in item]
+def _stated_model(sets: list[str], key: str = "model") -> str | None:
+    """The model (or another name-or-path ``key``: hardware.gpu) a ``--set model=...`` states (the last one; a path
+    resolved here, as main.py resolves it), if any."""
+    values = [item.split("=", 1)[1].strip() for item in sets if item.split("=", 1)[0].strip() == key and "=" in item]
     if not values:
         return None
     return str(Path(values[-1]).resolve()) if names_a_path(values[-1]) else values[-1]

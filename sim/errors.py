@@ -78,12 +78,14 @@ def end_process(status: int | None) -> NoReturn:
     if sys.getprofile() is not None or sys.gettrace() is not None:
         sys.exit(code)  # under a profiler or debugger (python -m cProfile, pdb), which reports after the script ends
     atexit._run_exitfuncs()  # what the interpreter's teardown would run first; it reports a handler's error itself
-    try:
-        sys.stdout.flush()
-    except BrokenPipeError:  # the reader went away before the last buffered line: as in command_status
-        code = code or 128 + signal.SIGPIPE
-    except (OSError, ValueError, AttributeError):  # the status Python itself gives a failed last flush
-        code = code or 120
+    stdout = sys.stdout
+    if stdout is not None and not getattr(stdout, "closed", False):  # ``>&-`` or closed: nothing to flush, as Python
+        try:
+            stdout.flush()
+        except BrokenPipeError:  # the reader went away before the last buffered line: as in command_status
+            code = code or 128 + signal.SIGPIPE
+        except (OSError, ValueError, AttributeError):  # the status Python itself gives a failed last flush
+            code = code or 120
     try:
         sys.stderr.flush()
     except (OSError, ValueError, AttributeError):

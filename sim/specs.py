@@ -73,26 +73,36 @@ def model_spec(name: str) -> ModelSpec:
 
 
 # A GPU spec's numbers and their domains (low, high, whether low itself is allowed): above 10^6 of any unit (an
-# exaFLOP/s, a PiB, a PB/s) is a typo, not a GPU.
-GPU_NUMBERS = {"dense_bf16_tflops": (0.0, 1e6, False), "dense_fp8_tflops": (0.0, 1e6, False),
-               "memory_gib": (0.0, 1e6, False), "memory_bandwidth_gbps": (0.0, 1e6, False)}
+# exaFLOP/s, a PiB, a PB/s) is a typo, not a GPU, and so is below 10^-3 (1 GFLOP/s, 1 MiB, 1 MB/s: a link's MIN_GBPS).
+# Nearer 0 a step took ~1e300 s (a report's TTFT of 1.8e303 s) or, at 5e-324, stalled the engine.
+MIN_GPU_NUMBER = 1e-3
+GPU_NUMBERS = {key: (MIN_GPU_NUMBER, 1e6, True)
+               for key in ("dense_bf16_tflops", "dense_fp8_tflops", "memory_gib", "memory_bandwidth_gbps")}
 LINK_NUMBERS = {"bandwidth_gbps": (MIN_GBPS, 1e6, True), "step_latency_us": (0.0, MAX_LATENCY_US, True)}
 GPU_OPTIONAL = ("dense_fp8_tflops", "aliases", "source")
 
 
+# A number in exponent form that YAML 1.1 (PyYAML) reads as text, wanting a dot and a signed exponent (3.35e3, 2e6);
+# YAML 1.2 and a config key's float (sim.config_fields) read it as a number.
+EXPONENT_NUMBER = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)[eE][-+]?\d+")
+
+
 def _number(entry: dict, key: str, where: str, domain: tuple[float, float, bool]) -> float:
     low, high, closed = domain
-    value = entry.get(key)
+    value = written = entry.get(key)
+    if isinstance(value, str) and EXPONENT_NUMBER.fullmatch(value):
+        value = float(value)
     if value is None:
         raise ConfigError(f"{where}: needs {key}")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
             or not (low <= value if closed else low < value) or value > high:
         bound = f"at least {low:g}" if closed else f"above {low:g}"
-        raise ConfigError(f"{where}: {key} must be a number {bound} and at most {high:g}, got {quote(value)}")
+        raise ConfigError(f"{where}: {key} must be a number {bound} and at most {high:g}, got {quote(written)}")
     return float(value)
 
 
-def _check_keys(entry: object, allowed: list[str], where: str) -> dict:
+def _check_keys(entry: object, allowed: list[str], where: str, what: str = "a GPU spec") -> dict:
+    """``entry``, a mapping of ``allowed`` keys only (``what``: the mapping, named in the message)."""
     if entry is None:
         raise ConfigError(f"{where}: missing (a mapping of {', '.join(allowed)})")
     if not isinstance(entry, dict):
@@ -100,8 +110,8 @@ def _check_keys(entry: object, allowed: list[str], where: str) -> dict:
     unknown = [k for k in entry if k not in allowed]
     if unknown:
         named = " (the file holds one entry's fields at its top level, without the entry's name)" \
-            if isinstance(entry[unknown[0]], dict) else ""
-        raise ConfigError(f"{where}: unknown key {quote(str(unknown[0]))}{named}; a GPU spec has {', '.join(allowed)}")
+            if what == "a GPU spec" and isinstance(entry[unknown[0]], dict) else ""
+        raise ConfigError(f"{where}: unknown key {quote(str(unknown[0]))}{named}; {what} has {', '.join(allowed)}")
     return entry
 
 
@@ -111,7 +121,7 @@ def gpu_from_entry(name: str, entry: object, where: str, source: str | None = No
     entry = _check_keys(entry, [*GPU_NUMBERS, "link", *GPU_OPTIONAL[1:]], where)
     numbers = {key: _number(entry, key, where, domain) for key, domain in GPU_NUMBERS.items()
                if key not in GPU_OPTIONAL or entry.get(key) is not None}
-    link = _check_keys(entry.get("link"), ["kind", *LINK_NUMBERS, "source"], f"{where}: link")
+    link = _check_keys(entry.get("link"), ["kind", *LINK_NUMBERS, "source"], f"{where}: link", "a GPU spec's link")
     link_numbers = {key: _number(link, key, f"{where}: link", domain) for key, domain in LINK_NUMBERS.items()}
     texts = {"source": entry.get("source", source), "link.kind": link.get("kind"),
              "link.source": link.get("source", source)}

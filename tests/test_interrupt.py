@@ -11,6 +11,7 @@ import ast
 import json
 import os
 import signal
+import string
 import subprocess
 import sys
 from pathlib import Path
@@ -252,6 +253,66 @@ def test_a_reader_gone_before_the_last_buffered_line_is_sigpipe_status():
     finally:
         os.close(write)
     assert done.returncode == 128 + signal.SIGPIPE and done.stderr == ""
+
+
+@pytest.mark.parametrize("closing", ["closed descriptor", "closed file object"])
+def test_a_closed_standard_output_is_not_a_failed_flush(closing):
+    """``kvsim ... >&-`` (sys.stdout None) or a closed sys.stdout: nothing is left to flush, and sys.exit ends such a
+    process with its own status, 0 here (CPython's flush_std_files skips a None or closed stream); end_process
+    made it 120, Python's status for a last flush that failed."""
+    script = _ENDS_THROUGH_END_PROCESS.format(root=str(ROOT), status=0)
+    if closing == "closed file object":
+        script = script.replace("end_process(0)", "sys.stdout.close()\nend_process(0)")
+    done = subprocess.run([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True, timeout=60,
+                          env=_buffered(), preexec_fn=(lambda: os.close(1)) if closing == "closed descriptor" else None,
+                          stdout=None if closing == "closed descriptor" else subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr  # (the script's atexit print to a closed file object is reported)
+    plain = subprocess.run([sys.executable, "-c", script.replace("end_process(0)", "sys.exit(0)")],
+                           stderr=subprocess.DEVNULL, timeout=60, env=_buffered(),
+                           preexec_fn=(lambda: os.close(1)) if closing == "closed descriptor" else None,
+                           stdout=None if closing == "closed descriptor" else subprocess.DEVNULL)
+    assert plain.returncode == 0  # the status sys.exit gives, which end_process keeps
+
+
+def _imports(tree: ast.AST) -> set[str]:
+    """The top-level packages a module imports anywhere in it."""
+    imported = {(node.module or "").split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    return imported | {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                       for alias in node.names}
+
+
+def _as_program(text: str) -> ast.Module | None:
+    """``text`` parsed as Python, also as a ``str.format`` template (its fields filled with None); None if neither."""
+    try:
+        return ast.parse(text)
+    except SyntaxError:
+        pass
+    try:
+        return ast.parse("".join(literal + ("None" if field is not None else "")
+                                 for literal, field, _, _ in string.Formatter().parse(text)))
+    except (ValueError, SyntaxError):
+        return None
+
+
+def test_every_child_program_that_loads_the_simulator_ends_through_end_process():
+    """A script that runs Python code of its own in a child (``python -c CODE``: bench_trace_load's loader) ends that
+    child through end_process too when the code loads kvsim's packages: the child reads traces with pyarrow, the
+    teardown abort's very case, and a -6 there fails the benchmark (``loader subprocess failed``)."""
+    packages = {"sim", "trace", "learned", "experiments", "main"}
+    offenders = []
+    for path in [ROOT / "main.py", *sorted(ROOT.glob("*/*.py"))]:
+        if path.parts[-2] in {"tests", ".ci"}:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Constant) and isinstance(node.value, str) and "import" in node.value):
+                continue
+            child = _as_program(node.value)
+            if child is None:
+                continue  # text, not a program
+            calls = {ast.unparse(call.func) for call in ast.walk(child) if isinstance(call, ast.Call)}
+            if _imports(child) & packages and "end_process" not in calls:
+                offenders.append(f"{path.relative_to(ROOT).as_posix()}:{node.lineno}")
+    assert offenders == []
 
 
 def test_every_command_that_loads_the_simulator_ends_through_end_process():

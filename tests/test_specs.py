@@ -156,14 +156,16 @@ def test_a_gpu_spec_files_memory_sets_the_kv_capacity(tmp_path):
     ("", "needs dense_bf16_tflops"),
     (H100_FIELDS.replace("link: {kind: nvlink4, bandwidth_gbps: 370.8, step_latency_us: 3.4}\n", ""), "link: missing"),
     (H100_FIELDS.replace("memory_gib: 80", "memory_gb: 80"), "unknown key 'memory_gb'"),
-    (H100_FIELDS.replace("989.4", "-1"), "dense_bf16_tflops must be a number above 0"),
+    (H100_FIELDS.replace("989.4", "-1"), "dense_bf16_tflops must be a number at least 0.001"),
     (H100_FIELDS.replace("989.4", "'989.4'"), "dense_bf16_tflops must be a number"),
     (H100_FIELDS.replace("memory_gib: 80", "memory_gib: .nan"), "memory_gib must be a number"),
-    (H100_FIELDS.replace("memory_gib: 80", "memory_gib: 1e300"), "memory_gib must be a number above 0 and at most"),
+    (H100_FIELDS.replace("memory_gib: 80", "memory_gib: 1e300"), "memory_gib must be a number at least 0.001 and at most"),
     (H100_FIELDS.replace("bandwidth_gbps: 370.8", "bandwidth_gbps: 0"), "link: bandwidth_gbps must be a number"),
     (H100_FIELDS.replace("kind: nvlink4", "kind: 4"), "link.kind must be text"),
     ("x:\n" + "".join("  " + line + "\n" for line in H100_FIELDS.splitlines()), "without the entry's name"),
     ("- 1\n", "the top level must be a mapping"),
+    (H100_FIELDS.replace("step_latency_us: 3.4}", "step_latency_us: 3.4, nccl: {x: 1}}"),
+     "link: unknown key 'nccl'; a GPU spec's link has kind, bandwidth_gbps"),
 ])
 def test_a_bad_gpu_spec_file_is_refused_naming_file_and_field(tmp_path, run_cli, text, named):
     spec = tmp_path / "gpu.yaml"
@@ -171,6 +173,63 @@ def test_a_bad_gpu_spec_file_is_refused_naming_file_and_field(tmp_path, run_cli,
     status, _, err = run_cli("--workload-trace", BUNDLED_AZURE, "--workload-limit", "5", "--no-plot",
                              "--set", f"hardware.gpu={spec}")
     assert status == 2 and named in err and "gpu.yaml" in err and len(err.strip().splitlines()) == 1, err
+    assert "without the entry's name" not in err or "x:" in text  # that hint only for a named entry at the top
+
+
+def test_a_gpu_spec_number_in_exponent_form_is_a_number(tmp_path):
+    """PyYAML (YAML 1.1) reads 3.35e3 and 2e2 as text (its floats need a dot and a signed exponent); a config key
+    takes them as numbers (sim.config_fields), and a GPU spec file must too: the same spec as h100-sxm's."""
+    spec = tmp_path / "gpu.yaml"
+    spec.write_text(H100_FIELDS.replace("3350", "3.35e3").replace("1979", "1979e0").replace("370.8", "3.708e+2")
+                    .replace("memory_gib: 80", "memory_gib: 8E1").replace("989.4", "9.894e2"))
+    entry, read = gpu_spec("h100-sxm"), gpu_spec(str(spec))
+    assert (read.peak_flops, read.fp8_peak_flops, read.memory_bytes, read.memory_bandwidth, read.link.bandwidth) == \
+        (entry.peak_flops, entry.fp8_peak_flops, entry.memory_bytes, entry.memory_bandwidth, entry.link.bandwidth)
+    huge = tmp_path / "huge.yaml"  # (gpu_spec keeps what it read of a path)
+    huge.write_text(H100_FIELDS.replace("memory_gib: 80", "memory_gib: 8e7"))
+    with pytest.raises(ConfigError, match=r"memory_gib must be a number .* at most 1e\+06, got '8e7'$"):
+        gpu_spec(str(huge))  # the value as written, not as read (80000000.0)
+
+
+@pytest.mark.parametrize("field, value", [("dense_bf16_tflops", "989.4"), ("memory_bandwidth_gbps", "3350"),
+                                          ("memory_gib", "80")])
+def test_a_gpu_far_slower_or_smaller_than_any_is_refused(tmp_path, run_cli, field, value):
+    """Below 10^-3 of a GPU spec's unit (1 GFLOP/s, 1 MiB, 1 MB/s; a link's MIN_GBPS too) is a typo, not a GPU: at
+    1e-300 TFLOP/s a run reported a TTFT of 1.8e303 s, and at 5e-324 the engine stalled (internal error, exit 1)."""
+    spec = tmp_path / "gpu.yaml"
+    for tiny in ("1.0e-300", "0.000999"):
+        spec.write_text(H100_FIELDS.replace(f"{field}: {value}", f"{field}: {tiny}"))
+        status, _, err = run_cli("--workload-trace", BUNDLED_AZURE, "--workload-limit", "5", "--no-plot",
+                                 "--set", f"hardware.gpu={spec}")
+        assert status == 2 and f"{field} must be a number at least 0.001" in err, err
+        assert len(err.strip().splitlines()) == 1, err
+    spec.write_text(H100_FIELDS.replace(f"{field}: {value}", f"{field}: 0.001"))
+    assert gpu_spec(str(spec)) is not None  # the bound itself is a GPU (a slow one)
+
+
+def test_a_bad_gpu_spec_file_stops_a_cache_only_run_and_sweep_before_they_start(tmp_path, run_cli, monkeypatch):
+    """--cache-only sizes HBM from the GPU: a bad spec file is refused before the trace loads (it was read after, once
+    the trace had loaded), and in a cache-only sweep before the first point runs (the good points ran, the bad one
+    was recorded as a failed point)."""
+    import trace.workload
+
+    spec = tmp_path / "gpu.yaml"
+    spec.write_text(H100_FIELDS.replace("memory_gib: 80\n", ""))
+
+    def no_trace(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the trace loaded before the GPU spec was checked")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(trace.workload, "load_workload", no_trace)
+        status, _, err = run_cli("--cache-only", "--workload-trace", BUNDLED_AZURE, "--no-plot",
+                                 "--set", f"hardware.gpu={spec}")
+    assert status == 2 and "gpu.yaml: needs memory_gib" in err and len(err.strip().splitlines()) == 1, err
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text("mode: cache-only\nworkload: {synthetic: {kind: multi-turn, num_requests: 50}}\n"
+                     "axes: {hardware.gpu: [h100-sxm, gpu.yaml]}\n")
+    status, _, err = run_cli("--sweep", sweep, "--report-csv", tmp_path / "out.csv", "--no-plot")
+    assert status == 2 and "gpu.yaml: needs memory_gib" in err and str(sweep) in err, err
+    assert not (tmp_path / "out.csv").exists()
 
 
 def test_a_path_is_never_read_as_an_entry(tmp_path, monkeypatch):
