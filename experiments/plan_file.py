@@ -120,7 +120,7 @@ def load_plan(path: str | Path) -> Plan:
     gpu = search.get("gpu")
     if not isinstance(gpu, list) or not gpu or not all(isinstance(g, str) for g in gpu):
         raise plan_error(path, "'search.gpu' must be a non-empty list of GPU names (profiles/gpus.yaml) or GPU spec files")
-    gpu = [rebase_setting(path.parent, "hardware.gpu", g) for g in gpu]  # a spec file: relative to the plan
+    gpu = [_plan_gpu(g, path) for g in gpu]
     splits = search.get("pd_split", ["aggregated"])
     if not isinstance(splits, list) or not splits:
         raise plan_error(path, "'search.pd_split' must be a non-empty list")
@@ -147,13 +147,20 @@ def load_plan(path: str | Path) -> Plan:
     )
 
 
+def _plan_gpu(gpu: str, path: Path) -> str:
+    """A GPU as a plan names it, as hardware.gpu reads it: an entry of profiles/gpus.yaml under any of its spellings
+    (``H100``: h100-sxm), or a GPU spec file relative to the plan."""
+    from sim.specs import canonical_gpu
+
+    return canonical_gpu(gpu) or rebase_setting(path.parent, "hardware.gpu", gpu)
+
+
 def _rebased_gpu_prices(prices: Any, path: Path) -> Any:
-    """A plan's ``prices``, a GPU spec file's price keyed by its path as ``search.gpu`` holds it (relative to the
-    plan, re-rooted to the working directory), so the two still name the same GPU."""
+    """A plan's ``prices``, each GPU keyed as ``search.gpu`` holds it (an entry's own name; a spec file's path
+    re-rooted from the plan's folder to the working directory), so the two still name the same GPU."""
     if not isinstance(prices, dict) or not isinstance(prices.get("gpus"), dict):
         return prices  # (its shape is checked with the prices)
-    gpus = {rebase_setting(path.parent, "hardware.gpu", g) if isinstance(g, str) else g: entry
-            for g, entry in prices["gpus"].items()}
+    gpus = {_plan_gpu(g, path) if isinstance(g, str) else g: entry for g, entry in prices["gpus"].items()}
     return prices | {"gpus": gpus}
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from sim.config import MAX_LATENCY_US, MIN_GBPS
-from sim.config_yaml import MODEL_PATH_HINT, names_a_path, read_config_file
+from sim.config_yaml import GPU_PATH_HINT, MODEL_PATH_HINT, names_a_path, read_config_file
 from sim.errors import ConfigError, quote
 from sim.hf_config import hf_model_spec
 from sim.model_shape import GIB, ModelSpec
@@ -145,7 +145,8 @@ def gpu_spec(name: str) -> GPUSpec:
     if name not in table and names_a_path(name):
         path = Path(name)
         return gpu_from_entry(name, read_config_file(path, "GPU spec"), f"GPU spec {path}", source=f"GPU spec {path}")
-    return gpu_from_entry(name, _lookup(table, name, "GPU", "gpus.yaml"), f"profiles/gpus.yaml: GPU {name!r}")
+    return gpu_from_entry(name, _lookup(table, name, "GPU", "gpus.yaml", f"; {GPU_PATH_HINT}"),
+                          f"profiles/gpus.yaml: GPU {name!r}")
 
 
 def known_models() -> list[str]:

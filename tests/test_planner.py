@@ -302,6 +302,23 @@ def test_a_gpu_spec_file_beside_the_plan_is_searched_and_priced(run_cli, tmp_pat
     assert candidate["overrides"]["hardware.gpu"].endswith("plans/gpus/l40s-like.yaml")
 
 
+def test_a_plan_names_gpus_as_hardware_gpu_does(run_cli, tmp_path):
+    """search.gpu and prices.gpus take the spellings hardware.gpu takes (Vidur's ``h100``, nvidia-smi's product
+    name): they were refused as unknown GPUs. The candidate runs the entry, at the price the plan gave its alias."""
+    plan_path = _plan(tmp_path, {
+        "workload": {"synthetic": {"kind": "multi-turn", "num_requests": 30, "input_tokens_mean": 128}},
+        "set": {"serving.num_gpu_blocks": 100, "cache.tiers.dram.capacity_gib": 0, "cache.tiers.ssd.capacity_gib": 0},
+        "target": {"hit_ratio": 0.01}, "search": {"gpu": ["H100", "NVIDIA A100-SXM4-80GB"]},
+        "prices": {"gpus": {"h100": {"usd_per_gpu_hour": 2.0}}},
+    })
+    out = tmp_path / "plan.json"
+    status, _, err = run_cli("--plan", plan_path, "--jobs", "1", "--report-json", out, "--no-plot", "--quiet")
+    assert status == 0, err
+    cost = {c["overrides"]["hardware.gpu"]: c["cost_usd_per_hour"] for c in json.loads(out.read_text())["plan"]["candidates"]}
+    a100 = yaml.safe_load((PROFILES_DIR / "prices.yaml").read_text())["gpus"]["a100-80gb"]["usd_per_gpu_hour"]
+    assert cost == {"h100-sxm": pytest.approx(2.0), "a100-80gb": pytest.approx(a100)}
+
+
 def test_curve_counts_the_configured_tiers_the_search_does_not_vary(run_cli, tmp_path):
     """The miss-ratio curve's tier levels are the candidate's tiers as it runs: a plan searching SSD only, over a
     config with 16 GiB of DRAM, must not price the curve as if DRAM were absent and prune (as an exact miss) a
