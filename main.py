@@ -140,12 +140,14 @@ def check_mode_settings(mode: str, config: Config, policies: list[str], cluster_
         compute_model(config)  # a profile's files are read and checked before the trace loads, too
         if fits:
             hbm_capacity_blocks(config)  # the model's weights fit in GPU memory
-    hbm = config.cache.tiers.hbm
-    if mode == "cache-only" and config.cache.capacity_blocks is None and config.serving.num_gpu_blocks is None \
-            and hbm.capacity_gib == 0:
+    if mode == "cache-only" and config.cache.capacity_blocks is None:  # HBM sized by the config or the GPU
+        from sim.cache.tiers import hbm_capacity_blocks
         from sim.specs import gpu_spec
 
-        gpu_spec(config.hardware.gpu)  # HBM is sized from the GPU: a spec file is read and checked before the trace
+        if fits:
+            hbm_capacity_blocks(config)  # at least one block: the weights fit, a GPU spec file is read, before the trace
+        elif config.serving.num_gpu_blocks is None and config.cache.tiers.hbm.capacity_gib == 0:
+            gpu_spec(config.hardware.gpu)  # (a sweep point: only the file; a point that does not fit fails alone)
     if fits and mode == "single":
         from sim.config_rules import single_node_fits
 

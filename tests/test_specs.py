@@ -237,3 +237,20 @@ def test_a_path_is_never_read_as_an_entry(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(None, sets=["hardware.gpu=./h100"])
+
+
+@pytest.mark.parametrize("mode", [[], ["--cache-only"]])
+def test_an_hbm_of_no_block_is_refused_before_the_trace(tmp_path, run_cli, mode):
+    """A GPU whose memory beside the weights holds less than one KV block: Llama-3.1-8B's 16,060,522,496 B of BF16
+    weights on a 14.959 GiB GPU at utilization 1.0 leave 1.5 MB, under one 16-token block (2 MiB). Cache-only mode
+    dropped the HBM tier without a word and replayed the lower tiers alone; now both modes refuse, as does an HBM
+    capacity_gib under one block. The trace is no trace at all: the refusal comes before it is read."""
+    spec = tmp_path / "gpu.yaml"
+    spec.write_text(H100_FIELDS.replace("memory_gib: 80", "memory_gib: 14.959"))
+    unread = tmp_path / "unread.csv"
+    unread.write_text("not,a\ntrace\n")
+    status, _, err = run_cli(*mode, "--workload-trace", unread, "--no-plot", "--set", f"hardware.gpu={spec}",
+                             "--set", "serving.gpu_memory_utilization=1.0")
+    assert status == 2 and "less than one KV block" in err and "unread" not in err, err
+    status, _, err = run_cli(*mode, "--workload-trace", unread, "--no-plot", "--set", "cache.tiers.hbm.capacity_gib=0.001")
+    assert status == 2 and "holds no KV block" in err, err
