@@ -117,7 +117,8 @@ def check_run(metrics: dict[str, Any], trace: dict[str, Any] | None, mode: str, 
         # README Cluster: blocks and bytes fetched and KV-transferred by scope, of the same blocks
         # (block_bytes: a block as a lower tier stores it, each distinct shard once.) A KV transfer sends every TP
         # rank's shard: with MLA each rank holds the whole latent and sends its own copy (sim/serving/run.py), so
-        # kv_transfer_bytes = blocks x block_bytes x tensor_parallel_size there (kv_copies)
+        # kv_transfer_bytes = blocks x block_bytes x tensor_parallel_size there (kv_copies); a KV head replicated
+        # on several ranks (TP above the KV-head count) is sent by each: tp // num_kv_heads copies
         bb = cl["block_bytes"]
         for kind in ("fetched", "kv_transfer"):
             for scope, n in cl[f"{kind}_blocks"].items():
@@ -230,8 +231,11 @@ def check_report(report: dict[str, Any], **expect: Any) -> list[str]:
     if config.get("model") and config.get("serving", {}).get("tensor_parallel_size", 1) > 1:
         from sim.specs import model_spec  # the model's shape (profiles/models.yaml), not a simulated result
 
-        if model_spec(config["model"]).is_mla:
-            expect = {**expect, "kv_copies": config["serving"]["tensor_parallel_size"]}
+        # a KV head is replicated on tp // num_kv_heads ranks above that TP (vLLM QKVParallelLinear:
+        # num_kv_head_replicas = divide(tp_size, total_num_kv_heads)); MLA's latent is one head, whole on every rank
+        replicas = config["serving"]["tensor_parallel_size"] // model_spec(config["model"]).num_kv_heads
+        if replicas > 1:
+            expect = {**expect, "kv_copies": replicas}
     if trace and trace.get("request_range"):
         # workload.range_start/end keep requests [lo, hi) of the valid ones (trace.request_range); the rest are
         # neither used nor skipped. Of [lo, hi), only the serving admission skips (README Serving) leave.

@@ -10,9 +10,12 @@ are left out here: each new combination compiles its kernels once (~40 s, README
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import signal
+import tempfile
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -30,7 +33,31 @@ ROUTERS = ["round-robin", "least-loaded", "session-affinity", "prefix-aware", "p
 MODES = {"single": [], "pd": ["--pd"], "cluster": ["--cluster"], "cluster-pd": ["--cluster", "--pd"],
          "cache-only": ["--cache-only"], "mrc": ["--mrc"], "trace-stats": ["--trace-stats"]}
 MOE = ("qwen3-30b-a3b", "mixtral-8x7b", "deepseek-v2-lite")
+MODELS = ["llama-3.1-8b"] * 3 + ["qwen2-7b", "llama-2-7b", "llama-3.3-70b", "llama-3.2-3b", "qwen2.5-7b", *MOE]
+GPUS = ["h100-sxm", "h200", "a100-80gb", "rtx4090", "a40", "h100-pcie", "h100-nvl", "a100-40gb", "l40s", "l4", "b200",
+        "spec"]  # spec: a GPU spec file (README Configuration: hardware.gpu), drawn by _gpu_spec_file
+SPEC_DIR = Path(tempfile.gettempdir()) / "kvsim-random-gpu-specs"
 HANG_S = 120  # far above any draw once its kernels are compiled (the hunt's slowest warm draw: ~12 s, --max-rate)
+
+
+def _gpu_spec_file(draw) -> str:
+    """A GPU spec file in gpus.yaml's entry fields with drawn numbers, named by its text (a draw is reproducible
+    from its argv, and an edited file never reuses a path gpu_spec cached)."""
+    # README: every number from 0.001 to 10^6 of its unit is accepted (the bounds drawn too, 10^6 as 1e6)
+    lines = [f"dense_bf16_tflops: {draw(st.sampled_from(['30', '121', '989.4', '2250', '0.001', '1e6']))}",
+             f"memory_gib: {draw(st.sampled_from(['16', '24', '80', '192', '1e6']))}",
+             f"memory_bandwidth_gbps: {draw(st.sampled_from(['300', '3350', '8000', '0.001', '1e6']))}",
+             "link:", f"  kind: {draw(st.sampled_from(['pcie4-x16', 'nvlink4']))}",
+             f"  bandwidth_gbps: {draw(st.sampled_from(['24', '370.8', '0.001', '1e6']))}",
+             f"  step_latency_us: {draw(st.sampled_from(['3.4', '5.7', '0.001', '1e6']))}"]
+    if draw(st.booleans()):
+        lines.insert(1, f"dense_fp8_tflops: {draw(st.sampled_from([242.5, 1979]))}")
+    text = "\n".join(lines) + "\n"
+    SPEC_DIR.mkdir(exist_ok=True)
+    path = SPEC_DIR / f"gpu-{hashlib.sha1(text.encode()).hexdigest()[:10]}.yaml"
+    if not path.exists():
+        path.write_text(text)
+    return str(path)
 
 
 @st.composite
@@ -81,10 +108,13 @@ def combinations(draw) -> list[str]:
     if mode == "mrc" and maybe(0.3):
         argv += ["--mrc-sample-rate", str(draw(st.sampled_from([0.1, 0.5])))]
     if serving:
-        model = draw(st.sampled_from(["llama-3.1-8b"] * 3 + ["qwen2-7b", "llama-2-7b", *MOE]))
+        model = draw(st.sampled_from(MODELS))
         sets.append(f"model={model}")
-        if maybe(0.3):
-            sets.append(f"hardware.gpu={draw(st.sampled_from(['h100-sxm', 'h200', 'a100-80gb', 'rtx4090', 'a40']))}")
+        if maybe(0.4):
+            gpu = draw(st.sampled_from(GPUS))
+            sets.append(f"hardware.gpu={_gpu_spec_file(draw) if gpu == 'spec' else gpu}")
+        if maybe(0.15):
+            sets.append(f"serving.dtype={draw(st.sampled_from(['fp8', 'fp16']))}")
         if maybe(0.3):
             sets.append(f"serving.num_gpu_blocks={draw(st.sampled_from([4, 20, 100, 1000]))}")
         if maybe(0.2):
@@ -92,7 +122,12 @@ def combinations(draw) -> list[str]:
         if maybe(0.3):
             sets += [f"serving.max_num_batched_tokens={draw(st.sampled_from([256, 2048]))}",
                      f"serving.max_num_seqs={draw(st.sampled_from([1, 4, 256]))}"]
-        sets.append(f"serving.tensor_parallel_size={draw(st.sampled_from([1, 1, 2, 4]))}")
+        tp = draw(st.sampled_from([1, 1, 2, 4, 8]))
+        sets.append(f"serving.tensor_parallel_size={tp}")
+        if tp > 1 and maybe(0.2):
+            sets.append(f"hardware.gpu_link_gbps={draw(st.sampled_from([24, 247.2, 900]))}")
+            if maybe(0.5):
+                sets.append(f"hardware.gpu_link_latency_us={draw(st.sampled_from([0.5, 5.7]))}")
         if model in MOE and maybe(0.5):
             sets.append(f"serving.data_parallel_size={draw(st.sampled_from([2, 4]))}")
         if mode == "single":

@@ -207,3 +207,18 @@ def test_a_max_rate_search_of_one_token_outputs_has_no_tpot_at_any_rate(run_cli,
     assert check_report(report) == []
     metrics["tpot_s"] = dict(metrics["ttft_s"])  # as if some request had two tokens: the brackets' nulls are NaNs
     assert any("max_rate_search.meets.tpot_s.mean is null" in v for v in check_report(report))
+
+
+def test_a_kv_head_replicated_over_tp_ranks_is_sent_by_each_in_cluster_pd(run_cli, tmp_path):
+    """Qwen3-30B-A3B has 4 KV heads (profiles/models.yaml): at TP 8 each head sits on two ranks (vLLM replicates a
+    KV head over tp // num_kv_heads ranks), each rank sends its own shard in a PD transfer, and a lower tier stores
+    the block once (``cluster.block_bytes``): the KV-transfer bytes are blocks x block_bytes x 2. The checker once
+    counted that copy only for MLA (found by the random-combination hunt at TP 8)."""
+    trace = _write(tmp_path, "edge.jsonl", EDGE_ROWS)
+    report = _report(run_cli, tmp_path, "--cluster", "--pd", "--workload-trace", trace,
+                     sets=("model=qwen3-30b-a3b", "serving.tensor_parallel_size=8", "serving.num_gpu_blocks=40",
+                           "cluster.nodes_per_rack=2", "hardware.gpus_per_node=8"))
+    cl = report["runs"][0]["metrics"]["cluster"]
+    moved = sum(cl["kv_transfer_blocks"].values())
+    assert moved > 0 and sum(cl["kv_transfer_bytes"].values()) == moved * cl["block_bytes"] * 2
+    assert check_report(report) == []

@@ -344,6 +344,16 @@ def _model_len_limit(config: Config) -> str:
     return f"serving.max_model_len {max_model_len(config):,}"
 
 
+def _kv_capacity_setting(config: Config) -> str:
+    """The setting one instance's KV capacity comes from (hbm_capacity_blocks), for the skip message: a workload
+    with no request left names the key to change, whatever its source (a synthetic workload names no file)."""
+    if config.serving.num_gpu_blocks is not None:
+        return f"serving.num_gpu_blocks={config.serving.num_gpu_blocks}"
+    if config.cache.tiers.hbm.capacity_gib > 0:
+        return f"cache.tiers.hbm.capacity_gib={config.cache.tiers.hbm.capacity_gib}"
+    return f"hardware.gpu={config.hardware.gpu} at serving.gpu_memory_utilization={config.serving.gpu_memory_utilization}"
+
+
 def admit(trace: Trace, config: Config) -> dict[str, int]:
     """Skip (and count in the trace's skip reasons) the requests this serving configuration can
     never run, as vLLM rejects them at admission instead of stalling its scheduler:
@@ -376,7 +386,9 @@ def admit(trace: Trace, config: Config) -> dict[str, int]:
                              f"{trace.arrival_s[i]:.6g} s ({trace.input_tokens[i]:,} prompt + {trace.output_tokens[i]:,} "
                              f"output tokens) can never run: {reason.replace('_', ' ')} ({limit})")
         skipped[reason] = trace.drop(mask, reason)
-    require_requests(trace, f" that {config.model} with {capacity:,} KV blocks of {block} tokens per instance can run")
+    within = f" within {_model_len_limit(config)}" if skipped.get("exceeds_max_model_len") else ""
+    require_requests(trace, f" that {config.model} with {capacity:,} KV blocks of {block} tokens per instance "
+                            f"({_kv_capacity_setting(config)}) can run{within}")
     return {reason: n for reason, n in skipped.items() if n}
 
 
