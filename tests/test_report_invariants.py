@@ -179,15 +179,18 @@ def test_a_session_prefetch_reads_its_blocks_out_of_the_lower_tier(run_cli, tmp_
     assert check_report(report) == []
 
 
-def test_an_mla_model_sends_a_latent_copy_per_tp_rank_in_cluster_pd(run_cli, tmp_path):
-    """DeepSeek's latent is whole on every TP rank (README Configuration) and each rank sends its own copy in a PD
-    transfer (sim/serving/run.py, sim/cluster/run.py), while ``cluster.block_bytes`` is a block as a lower tier
-    stores it (once): at TP 2 the KV-transfer bytes are blocks x block_bytes x 2. The checker once took them for
-    blocks x block_bytes (found by the random-combination hunt)."""
+@pytest.mark.parametrize("model, tp, gpus_per_node", [("deepseek-v2-lite", 2, 4), ("qwen3-30b-a3b", 8, 8)])
+def test_each_tp_rank_holding_a_copy_sends_it_in_cluster_pd(run_cli, tmp_path, model, tp, gpus_per_node):
+    """Two KV layouts where every TP rank holds the same block: DeepSeek's latent is whole on every rank (README
+    Configuration); Qwen3-30B-A3B's 4 KV heads at TP 8 sit on two ranks each (vLLM replicates a KV head over
+    tp // num_kv_heads ranks). Each rank sends its own copy in a PD transfer (sim/serving/run.py, sim/cluster/run.py),
+    while ``cluster.block_bytes`` is a block as a lower tier stores it (once): the KV-transfer bytes are blocks x
+    block_bytes x 2 in both. The checker once took them for blocks x block_bytes, then counted the copy only for
+    MLA (both found by the random-combination hunt)."""
     trace = _write(tmp_path, "edge.jsonl", EDGE_ROWS)
     report = _report(run_cli, tmp_path, "--cluster", "--pd", "--workload-trace", trace,
-                     sets=("model=deepseek-v2-lite", "serving.tensor_parallel_size=2", "serving.num_gpu_blocks=40",
-                           "cluster.nodes_per_rack=2", "hardware.gpus_per_node=4"))
+                     sets=(f"model={model}", f"serving.tensor_parallel_size={tp}", "serving.num_gpu_blocks=40",
+                           "cluster.nodes_per_rack=2", f"hardware.gpus_per_node={gpus_per_node}"))
     cl = report["runs"][0]["metrics"]["cluster"]
     moved = sum(cl["kv_transfer_blocks"].values())
     assert moved > 0 and sum(cl["kv_transfer_bytes"].values()) == moved * cl["block_bytes"] * 2
@@ -207,18 +210,3 @@ def test_a_max_rate_search_of_one_token_outputs_has_no_tpot_at_any_rate(run_cli,
     assert check_report(report) == []
     metrics["tpot_s"] = dict(metrics["ttft_s"])  # as if some request had two tokens: the brackets' nulls are NaNs
     assert any("max_rate_search.meets.tpot_s.mean is null" in v for v in check_report(report))
-
-
-def test_a_kv_head_replicated_over_tp_ranks_is_sent_by_each_in_cluster_pd(run_cli, tmp_path):
-    """Qwen3-30B-A3B has 4 KV heads (profiles/models.yaml): at TP 8 each head sits on two ranks (vLLM replicates a
-    KV head over tp // num_kv_heads ranks), each rank sends its own shard in a PD transfer, and a lower tier stores
-    the block once (``cluster.block_bytes``): the KV-transfer bytes are blocks x block_bytes x 2. The checker once
-    counted that copy only for MLA (found by the random-combination hunt at TP 8)."""
-    trace = _write(tmp_path, "edge.jsonl", EDGE_ROWS)
-    report = _report(run_cli, tmp_path, "--cluster", "--pd", "--workload-trace", trace,
-                     sets=("model=qwen3-30b-a3b", "serving.tensor_parallel_size=8", "serving.num_gpu_blocks=40",
-                           "cluster.nodes_per_rack=2", "hardware.gpus_per_node=8"))
-    cl = report["runs"][0]["metrics"]["cluster"]
-    moved = sum(cl["kv_transfer_blocks"].values())
-    assert moved > 0 and sum(cl["kv_transfer_bytes"].values()) == moved * cl["block_bytes"] * 2
-    assert check_report(report) == []
