@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -72,13 +71,13 @@ def model_spec(name: str) -> ModelSpec:
     return ModelSpec(name=name, **{k: v for k, v in entry.items() if k != "aliases"})
 
 
-# A GPU spec's numbers and their domains (low, high, whether low itself is allowed): above 10^6 of any unit (an
-# exaFLOP/s, a PiB, a PB/s) is a typo, not a GPU, and so is below 10^-3 (1 GFLOP/s, 1 MiB, 1 MB/s: a link's MIN_GBPS).
-# Nearer 0 a step took ~1e300 s (a report's TTFT of 1.8e303 s) or, at 5e-324, stalled the engine.
+# A GPU spec's numbers and their domains [low, high]: above 10^6 of any unit (an exaFLOP/s, a PiB, a PB/s) is a typo,
+# not a GPU, and so is below 10^-3 (1 GFLOP/s, 1 MiB, 1 MB/s: a link's MIN_GBPS). Nearer 0 a step took ~1e300 s (a
+# report's TTFT of 1.8e303 s) or, at 5e-324, stalled the engine.
 MIN_GPU_NUMBER = 1e-3
-GPU_NUMBERS = {key: (MIN_GPU_NUMBER, 1e6, True)
+GPU_NUMBERS = {key: (MIN_GPU_NUMBER, 1e6)
                for key in ("dense_bf16_tflops", "dense_fp8_tflops", "memory_gib", "memory_bandwidth_gbps")}
-LINK_NUMBERS = {"bandwidth_gbps": (MIN_GBPS, 1e6, True), "step_latency_us": (0.0, MAX_LATENCY_US, True)}
+LINK_NUMBERS = {"bandwidth_gbps": (MIN_GBPS, 1e6), "step_latency_us": (0.0, MAX_LATENCY_US)}
 GPU_OPTIONAL = ("dense_fp8_tflops", "aliases", "source")
 
 
@@ -87,17 +86,15 @@ GPU_OPTIONAL = ("dense_fp8_tflops", "aliases", "source")
 EXPONENT_NUMBER = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)[eE][-+]?\d+")
 
 
-def _number(entry: dict, key: str, where: str, domain: tuple[float, float, bool]) -> float:
-    low, high, closed = domain
+def _number(entry: dict, key: str, where: str, domain: tuple[float, float]) -> float:
+    low, high = domain
     value = written = entry.get(key)
     if isinstance(value, str) and EXPONENT_NUMBER.fullmatch(value):
         value = float(value)
     if value is None:
         raise ConfigError(f"{where}: needs {key}")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not (low <= value if closed else low < value) or value > high:
-        bound = f"at least {low:g}" if closed else f"above {low:g}"
-        raise ConfigError(f"{where}: {key} must be a number {bound} and at most {high:g}, got {quote(written)}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:  # (NaN fails too)
+        raise ConfigError(f"{where}: {key} must be a number at least {low:g} and at most {high:g}, got {quote(written)}")
     return float(value)
 
 
