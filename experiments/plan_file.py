@@ -71,7 +71,17 @@ def _numbers(path: Path, key: str, values: Any, kind: type, minimum: float) -> l
     for v in values:
         if not _finite(v) or (kind is int and not isinstance(v, int)) or v < minimum:
             raise plan_error(path, f"'{key}': {v!r} is not {'an integer' if kind is int else 'a number'} >= {minimum}")
-    return [kind(v) for v in values]
+    return _distinct(path, key, [kind(v) for v in values])
+
+
+def _distinct(path: Path, key: str, values: list) -> list:
+    """A searched list whose values are all different: a value given twice made two candidates of one name."""
+    seen = set()
+    for v in values:
+        if v in seen:
+            raise plan_error(path, f"'{key}' names {v!r} twice")
+        seen.add(v)
+    return values
 
 
 def load_plan(path: str | Path) -> Plan:
@@ -120,7 +130,7 @@ def load_plan(path: str | Path) -> Plan:
     gpu = search.get("gpu")
     if not isinstance(gpu, list) or not gpu or not all(isinstance(g, str) for g in gpu):
         raise plan_error(path, "'search.gpu' must be a non-empty list of GPU names (profiles/gpus.yaml) or GPU spec files")
-    gpu = [_plan_gpu(g, path) for g in gpu]
+    gpu = _distinct(path, "search.gpu", [_plan_gpu(g, path) for g in gpu])  # (two spellings of one GPU: twice)
     splits = search.get("pd_split", ["aggregated"])
     if not isinstance(splits, list) or not splits:
         raise plan_error(path, "'search.pd_split' must be a non-empty list")
@@ -136,7 +146,7 @@ def load_plan(path: str | Path) -> Plan:
         slo={k: slo.get(k) for k in SLO_KEYS}, rate_rps=float(rate) if rate is not None else None,
         gpu=list(gpu), gpus=_numbers(path, "search.gpus", search.get("gpus", [1]), int, 1),
         tensor_parallel_size=_numbers(path, "search.tensor_parallel_size", search.get("tensor_parallel_size", [1]), int, 1),
-        pd_split=[str(s) for s in splits],
+        pd_split=_distinct(path, "search.pd_split", [str(s) for s in splits]),
         tiers={t: _numbers(path, f"search.tiers.{t}", v, float, 0) for t, v in tiers.items()},
         racks=_numbers(path, "search.racks", search["racks"], int, 1) if "racks" in search else None,
         nodes_per_rack=(_numbers(path, "search.nodes_per_rack", search["nodes_per_rack"], int, 1)

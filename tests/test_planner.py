@@ -101,6 +101,11 @@ def test_hit_ratio_plan_uses_the_exact_curve_and_replays_agree(run_cli, tmp_path
      "prices.gpus.h100-sxm.usd"),
     ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"]}, "set": {"slo.ttft_z": 1}}, "slo.ttft_z"),
     ({"target": {"hit_ratio": 0.2}, "search": {"gpu": ["h100-sxm"], "gpus": [1, 2]}}, "does not apply to a hit-ratio"),
+    # a value given twice (two spellings of one GPU too) made two candidates of one name
+    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm", "H100"]}}, "'search.gpu' names 'h100-sxm' twice"),
+    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "gpus": [2, 2]}}, "'search.gpus' names 2 twice"),
+    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "pd_split": ["1:1", "1:1"]}},
+     "'search.pd_split' names '1:1' twice"),
 ])
 def test_bad_plans_exit_2_naming_the_key(run_cli, tmp_path, body, needle):
     body = {"workload": {"trace": str(BUNDLED_AZURE), "limit": 20}, **body}
