@@ -132,15 +132,12 @@ def check_mode_settings(mode: str, config: Config, policies: list[str], cluster_
 
         load_learned_model(config)  # the model and its sidecar are checked before the trace loads
     if mode in SERVING:
-        from sim.cache.tiers import hbm_capacity_blocks
         from sim.serving.compute_backend import compute_model
         from sim.serving.run import check_serving_settings
 
         check_serving_settings(config)  # before the trace loads
         compute_model(config)  # a profile's files are read and checked before the trace loads, too
-        if fits:
-            hbm_capacity_blocks(config)  # the model's weights fit in GPU memory
-    if mode == "cache-only" and config.cache.capacity_blocks is None:  # HBM sized by the config or the GPU
+    if mode in SERVING or (mode == "cache-only" and config.cache.capacity_blocks is None):  # HBM sized by config/GPU
         from sim.cache.tiers import hbm_capacity_blocks
         from sim.specs import gpu_spec
 

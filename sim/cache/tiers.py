@@ -212,12 +212,12 @@ def hbm_capacity_blocks(config: Config) -> int:
     (memory × utilisation − weights per rank) / block bytes. Activation memory is not modelled."""
     if config.serving.num_gpu_blocks is not None:
         return config.serving.num_gpu_blocks
-    tier = config.cache.tiers.hbm
+    tier, block = config.cache.tiers.hbm, kv_block_bytes(config)
     if tier.capacity_gib > 0:
-        blocks = int(tier.capacity_gib * GIB // kv_block_bytes(config))
+        blocks = int(tier.capacity_gib * GIB // block)
         if blocks < 1:
             raise ConfigError(f"config key 'cache.tiers.hbm.capacity_gib'={tier.capacity_gib:g} holds no KV block "
-                              f"(one is {kv_block_bytes(config):,} bytes)")
+                              f"(one is {block:,} bytes)")
         return blocks
     gpu, model = gpu_spec(config.hardware.gpu), model_spec(config.model)
     weights = model.weight_bytes_per_gpu(DTYPE_BYTES[config.serving.dtype], config.serving.tensor_parallel_size,
@@ -229,11 +229,11 @@ def hbm_capacity_blocks(config: Config) -> int:
             f"at gpu_memory_utilization={config.serving.gpu_memory_utilization}; raise serving.tensor_parallel_size"
             + (" or serving.data_parallel_size" if model.is_moe else "")
         )
-    blocks = int(free // kv_block_bytes(config))
+    blocks = int(free // block)
     if blocks < 1:  # (a cache of no block: every tier below it would be read through nothing)
         raise ConfigError(f"{config.hardware.gpu} leaves {free / GIB:.3g} GiB beside model {config.model}'s weights at "
                           f"gpu_memory_utilization={config.serving.gpu_memory_utilization}, less than one KV block "
-                          f"({kv_block_bytes(config):,} bytes); raise serving.tensor_parallel_size or the utilization")
+                          f"({block:,} bytes); raise serving.tensor_parallel_size or the utilization")
     return blocks
 
 
