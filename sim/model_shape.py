@@ -58,6 +58,9 @@ class ModelSpec:
     gated_mlp: bool = True  # gate, up and down matrices (SwiGLU); False: up and down only
     # Tokens each query attends to (itself included) where narrower than the context; None: full attention
     sliding_window: int | None = None
+    # Layers attending within ``sliding_window`` when only some do (gpt-oss, Gemma 2/3: sliding and full-attention
+    # layers interleaved); None: every layer, when there is a window
+    num_sliding_layers: int | None = None
     num_experts: int | None = None  # routed experts per MoE layer
     num_experts_per_tok: int | None = None  # experts each token is routed to (top-k)
     moe_intermediate_size: int | None = None  # one expert's gated-MLP width
@@ -88,6 +91,12 @@ class ModelSpec:
         window = self.sliding_window
         if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window <= 0):
             raise ConfigError(f"model {self.name!r}: sliding_window must be a positive integer (got {window!r})")
+        sliding = self.num_sliding_layers
+        if sliding is not None and (window is None or isinstance(sliding, bool) or not isinstance(sliding, int)
+                                    or not 1 <= sliding < self.num_layers):
+            raise ConfigError(f"model {self.name!r}: num_sliding_layers needs a sliding_window and must be an integer "
+                              f"from 1 to num_layers - 1 = {self.num_layers - 1} (got {sliding!r}; leave it out when "
+                              "every layer slides)")
         self._check_mla()
         self._check_quantization()
         self._check_sparse_attention()
@@ -248,11 +257,25 @@ class ModelSpec:
         return self.num_moe_layers or 0
 
     @property
-    def longest_request(self) -> int:
-        """The most tokens (prompt and output) kvsim serves a request of this model: its context, or its sliding
-        window where narrower. Up to the window a sliding-window model attends to every token, as kvsim's KV size
-        and attention cost assume; beyond it vLLM drops the oldest blocks, which kvsim does not model."""
+    def sliding_layers(self) -> int:
+        """Layers whose queries attend to the last ``sliding_window`` tokens only (0: none)."""
         if self.sliding_window is None:
+            return 0
+        return self.num_layers if self.num_sliding_layers is None else self.num_sliding_layers
+
+    @property
+    def is_hybrid_attention(self) -> bool:
+        """Sliding-window and full-attention layers side by side (gpt-oss, Gemma 2/3)."""
+        return 0 < self.sliding_layers < self.num_layers
+
+    @property
+    def longest_request(self) -> int:
+        """The most tokens (prompt and output) kvsim serves a request of this model: its context, or, when every
+        layer slides, its window where narrower. Up to the window such a model attends to every token, as kvsim's KV
+        size and attention cost assume; beyond it vLLM drops the oldest blocks, which kvsim does not model. A hybrid
+        model is served to its context: its full-attention layers keep every token, and kvsim keeps the sliding
+        layers' too (vLLM with the hybrid KV-cache manager off: ``serving.hybrid_kv_cache_manager``)."""
+        if self.sliding_window is None or self.is_hybrid_attention:
             return self.max_position_embeddings
         return min(self.max_position_embeddings, self.sliding_window)
 
