@@ -61,7 +61,7 @@ def test_flops_count_the_model_parameters():
 
 def test_decode_window_totals_equal_its_steps():
     window, steps = WorkTotals(), WorkTotals()
-    window.add_decode_window(seqs=3, first_kv_tokens=30, steps=5, duration=0.5)
+    window.add_decode_window(StepShape(decode_seqs=3, decode_kv_tokens=30), steps=5, duration=0.5)
     for k in range(5):
         steps.add_step(StepShape(decode_seqs=3, decode_kv_tokens=30 + 3 * k, decode_kv_max=12 + k, decode_kv_min=8 + k), 0.1)
     assert window.busy_s == pytest.approx(steps.busy_s)

@@ -199,7 +199,7 @@ def test_utilization_bounds_each_steps_selection():
     assert counter.bytes(per_step) - counter.bytes(totals) == pytest.approx(16 * 656 * (17_184 - 80_800))
     # a decode window crossing the top-k: 8 sequences over 16,376, 16,384 and 16,392 keys: 16,376 + 2 x 16,384
     window = WorkTotals(index_topk=2048)
-    window.add_decode_window(seqs=8, first_kv_tokens=16_376, steps=3, duration=1.0)
+    window.add_decode_window(StepShape(decode_seqs=8, decode_kv_tokens=16_376), steps=3, duration=1.0)
     assert window.decode_selected == 16_376 + 2 * 16_384
     config = load_config(None, sets=[f"model={FIXTURE}", "hardware.gpu=rtxpro6000", "serving.num_instances=1",
                                      "serving.num_gpu_blocks=1000"])

@@ -116,7 +116,7 @@ class ClusterRun(ServingRun):
         for name, blocks in self.lower_capacity.items():
             if getattr(tiers, name).capacity_gib < 0:
                 raise ConfigError(f"config key 'cache.tiers.{name}.capacity_gib' must be >= 0")
-        shape = StepShape()
+        shape = StepShape(window=self.compute.sliding_window)
         chunk = config.serving.max_num_batched_tokens
         shape.add_prefill(chunk, 0)
         self.prefill_rate = chunk / self.compute.step_time(shape)  # tokens/s of one full prefill step

@@ -61,6 +61,17 @@ class StepShape:
     decode_kv_tokens: int = 0  # Σ over decodes of their KV length (keys each new token attends to)
     decode_kv_max: int = 0  # longest decode KV length
     decode_kv_min: int = 0  # shortest decode KV length
+    # A hybrid model's sliding-window layers (``ModelSpec.is_hybrid_attention``): their window (0: every layer attends
+    # to its whole context), and the step as they see it, each query's keys cut to the window (``sliding``)
+    window: int = 0
+    sliding: StepShape | None = None
+    # (in ``sliding`` of a decode window's first step) the steps each sequence below the window takes to fill it,
+    # sorted: its windowed KV grows by one a step until then (``window_sliding_kv_tokens``)
+    fill_steps: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.window and self.sliding is None:
+            self.sliding = StepShape()
 
     @property
     def tokens(self) -> int:
@@ -82,23 +93,47 @@ class StepShape:
         self.prefill_pairs += chunk * (context + (chunk + 1) / 2)
         self.prefill_kv_tokens += context + chunk
         self.prefill_chunk_sq += chunk * chunk
+        if self.window:
+            self.sliding.add_windowed_prefill(chunk, context, self.window)
+
+    def add_windowed_prefill(self, chunk: int, context: int, window: int) -> None:
+        """A prefill chunk as a sliding-window layer computes it: the query at position p (0-based) attends to keys
+        max(0, p - window + 1) … p, so query j of the chunk (1-based) to min(context + j, window) keys, and the chunk
+        reads the union of their windows, min(context + chunk, window - 1 + chunk) keys."""
+        self.prefill_seqs += 1
+        self.prefill_tokens += chunk
+        below = min(chunk, max(0, window - context))  # queries whose window still reaches position 0
+        self.prefill_pairs += below * (context + (below + 1) / 2) + (chunk - below) * window
+        self.prefill_kv_tokens += min(context + chunk, window - 1 + chunk)
+        self.prefill_chunk_sq += chunk * chunk
 
     def add_decode(self, kv_len: int) -> None:
         self.decode_kv_max = max(self.decode_kv_max, kv_len)
         self.decode_kv_min = kv_len if self.decode_seqs == 0 else min(self.decode_kv_min, kv_len)
         self.decode_seqs += 1
         self.decode_kv_tokens += kv_len
+        if self.window:
+            self.sliding.add_decode(min(kv_len, self.window))
 
     @classmethod
-    def decode_batch(cls, kv_lens: np.ndarray) -> "StepShape":
-        """A decode-only step of sequences with these KV lengths."""
+    def decode_batch(cls, kv_lens: np.ndarray, window: int = 0) -> "StepShape":
+        """A decode-only step of sequences with these KV lengths (``window``: a hybrid model's sliding window, whose
+        layers see each length cut to it; a decode window's later steps follow from ``fill_steps``)."""
         kv_lens = np.asarray(kv_lens, dtype=np.int64)
-        return cls(decode_seqs=len(kv_lens), decode_kv_tokens=int(kv_lens.sum()),
-                   decode_kv_max=int(kv_lens.max()), decode_kv_min=int(kv_lens.min()))
+        shape = cls(decode_seqs=len(kv_lens), decode_kv_tokens=int(kv_lens.sum()),
+                    decode_kv_max=int(kv_lens.max()), decode_kv_min=int(kv_lens.min()), window=window)
+        if window:
+            sliding = cls.decode_batch(np.minimum(kv_lens, window))
+            fill = window - kv_lens
+            sliding.fill_steps = np.sort(fill[fill > 0])
+            shape.sliding = sliding
+        return shape
 
 
 class ComputeModel(Protocol):
     name: str
+    # a hybrid model's sliding window, which the steps' shapes are built with (``StepShape.window``); 0: none
+    sliding_window: int
 
     def step_time(self, shape: StepShape, share: DataParallelShare | None = None) -> float:
         """Seconds of one step; ``share``: this rank's part in a data-parallel group's lockstep step."""
@@ -130,6 +165,20 @@ def window_kv_tokens(first: StepShape, steps: int) -> np.ndarray:
     the step-time arithmetic converts them to anyway)."""
     kv = _window_steps(steps) * first.decode_seqs
     kv += first.decode_kv_tokens
+    return kv
+
+
+def window_sliding_kv_tokens(first: StepShape, steps: int) -> np.ndarray:
+    """Σ decode KV length of each step of a decode window as a hybrid model's sliding-window layers see it: a
+    sequence's grows by one a step until it fills the window (``first.sliding.fill_steps``), then stays, so step k
+    adds Σ min(k, fill) to the first step's."""
+    sliding = first.sliding
+    fill = sliding.fill_steps
+    k = _window_steps(steps)
+    kv = np.full(steps, float(sliding.decode_kv_tokens))
+    if fill is not None and len(fill):
+        filled = np.searchsorted(fill, k, side="right")  # sequences full by step k
+        kv += np.concatenate(([0.0], np.cumsum(fill, dtype=np.float64)))[filled] + k * (len(fill) - filled)
     return kv
 
 
@@ -173,6 +222,11 @@ class RooflineCompute:
         self.linear_peak = self.peak if fp8_peak is None else fp8_peak * self.flops_efficiency
         self.bandwidth = self.gpu.memory_bandwidth * self.bandwidth_efficiency
         self.attn_flops_per_pair = 4 * m.num_attention_heads * m.head_dim / tp
+        # a hybrid model's sliding-window layers attend within their window (``StepShape.sliding``), the rest to
+        # everything; a model whose every layer slides is served within its window (``ModelSpec.longest_request``)
+        self.sliding_window = m.sliding_window if m.is_hybrid_attention else 0
+        self.sliding_layers = m.sliding_layers if m.is_hybrid_attention else 0
+        self.full_layers = m.num_layers - self.sliding_layers
         self.prefill_attn_flops_per_pair = self.attn_flops_per_pair
         self.context_flops_per_token = 0.0
         if m.is_mla:
@@ -331,9 +385,14 @@ class RooflineCompute:
         if shape.tokens == 0:
             return 0.0
         tokens = shape.tokens if share is None else share.tokens  # padded: the layers run on them all
-        per_layer = self.linear_layer_time(tokens, share) + self.attention_layer_time(shape)
+        linear = self.linear_layer_time(tokens, share)
         rows = shape.logit_rows
-        return self.model.num_layers * per_layer + self.lm_head_time(rows) + self.comm_time(tokens, rows, share)
+        if shape.sliding is None:
+            layers = self.model.num_layers * (linear + self.attention_layer_time(shape))
+        else:
+            layers = (self.full_layers * (linear + self.attention_layer_time(shape))
+                      + self.sliding_layers * (linear + self.attention_layer_time(shape.sliding)))
+        return layers + self.lm_head_time(rows) + self.comm_time(tokens, rows, share)
 
     def decode_attention_times(self, seqs: int, kv_tokens: np.ndarray) -> np.ndarray:
         """``attention_layer_time`` of decode-only steps, vectorised over steps (``kv_tokens``: floats, as
@@ -354,6 +413,16 @@ class RooflineCompute:
     def decode_times(self, first: StepShape, steps: int, share: DataParallelShare | None = None) -> np.ndarray:
         seqs = first.decode_seqs
         linear, once = self._decode_fixed(seqs) if share is None else self._decode_fixed_parts(seqs, share)
+        if first.sliding is not None:  # a hybrid model: full-attention and sliding-window layers
+            times = self.decode_attention_times(seqs, window_kv_tokens(first, steps))
+            times += linear
+            times *= self.full_layers
+            sliding = self.decode_attention_times(seqs, window_sliding_kv_tokens(first, steps))
+            sliding += linear
+            sliding *= self.sliding_layers
+            times += sliding
+            times += once
+            return times
         if self.index_topk is None:  # dense attention: the whole window in one compiled call (windows are many)
             return _dense_decode_window(seqs, float(first.decode_kv_tokens), steps, float(self.attn_flops_per_pair),
                                         self.peak, float(self.kv_bytes_per_token_layer), self.bandwidth, linear,

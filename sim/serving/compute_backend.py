@@ -62,7 +62,11 @@ def profile_misfit(directory: Path, model: ModelSpec, name: str, bundle: bool) -
     """Why a profile cannot time ``model``'s layers, if it cannot: a Vidur profile times q/k/v/o attention (not
     multi-head latent attention) and has no expert operators. (An LLMServingSim bundle names its operators, so
     ``LLMServingSimCompute.load`` checks them against the model: MLA's or q/k/v/o's; its moe.csv times the whole
-    MoE block, shared experts included.) The serving modes and ``--check-calibration`` alike."""
+    MoE block, shared experts included.) Neither times a hybrid model's sliding-window layers: their attention
+    over the last window of keys is not a profiled point. The serving modes and ``--check-calibration`` alike."""
+    if model.is_hybrid_attention:
+        return (f"compute.profile {directory}: {name} mixes sliding-window and full-attention layers, and a profile "
+                "times full attention only")
     if bundle:
         return None
     if model.is_mla:
@@ -106,7 +110,8 @@ def compute_model(config: Config) -> RooflineCompute | ProfiledCompute | LLMServ
     directory = Path(config.compute.profile)
     unfit = profile_misfit(directory, model, config.model, bundle is not None)
     if unfit:
-        bundle_hint = ("an LLMServingSim bundle of this model (with moe.csv) or " if model.is_moe else
+        bundle_hint = ("" if model.is_hybrid_attention else
+                       "an LLMServingSim bundle of this model (with moe.csv) or " if model.is_moe else
                        "an LLMServingSim bundle of this model or " if model.is_mla else "")
         raise ConfigError(f"{unfit}; use {bundle_hint}compute.backend 'roofline'")
     if bundle is None:

@@ -55,7 +55,7 @@ class Instance:
         caching = serving.enable_prefix_caching if prefix_caching is None else prefix_caching
         self.pool = BlockPool(total_blocks, engine, shared=shared_blocks)
         self.kv = KVCacheManager(self.pool, cache, serving.block_size, caching, clock=lambda: engine.now)
-        self.scheduler = Scheduler(index, role, serving, self.kv, table, itl)
+        self.scheduler = Scheduler(index, role, serving, self.kv, table, itl, window=compute.sliding_window)
         self.busy = False
         self.batch_tokens = 0  # tokens in the step in progress (0: idle)
         self.work = WorkTotals()
@@ -266,8 +266,7 @@ class Instance:
         window, self.window = self.window, None
         self.batch_tokens = 0
         finished = self.scheduler.finish_window(window, self.engine.now)
-        self.work.add_decode_window(window.first.decode_seqs, window.first.decode_kv_tokens, window.steps,
-                                     window.ends[window.steps - 1])
+        self.work.add_decode_window(window.first, window.steps, window.ends[window.steps - 1])
         self._finish(finished)
 
     def _finish(self, finished: list[Job]) -> None:

@@ -142,6 +142,7 @@ class LLMServingSimCompute:
     experts: BundleExperts | None = None
     comm: TensorParallelComm | None = None
     name: str = "profiled"
+    sliding_window: int = 0  # profiles time full-attention layers: hybrid models are refused (profile_misfit)
     mlp_ops: tuple[str, ...] = ()  # a mixture of experts' dense MLP layers (DeepSeek's first ones)
     dense_mlp_layers: int = 0
     kernels: tuple[str, ...] = ("attention",)  # the attention kernels' names, in the order of the nodes

@@ -102,8 +102,9 @@ class Scheduler:
     """Queues and the per-step decision of which requests compute how many tokens."""
 
     def __init__(self, index: int, role: str, serving: ServingConfig, kv: KVCacheManager, table: RequestTable,
-                 itl: WeightedSamples):
+                 itl: WeightedSamples, window: int = 0):
         self.index = index
+        self.window = window  # a hybrid model's sliding window, which step shapes are built with (0: none)
         self.role = role
         self.kv = kv
         self.block_size = serving.block_size
@@ -241,8 +242,11 @@ class Scheduler:
             elif need > job.held:  # a prompt not wholly held yet (else its next tokens fit in its prompt's blocks)
                 kv.allocate(job, c + steps)
         # each new token attends to the KV before it and itself
-        first = StepShape(decode_seqs=len(jobs), decode_kv_tokens=sum(computed) + len(jobs),
-                          decode_kv_max=max(computed) + 1, decode_kv_min=min(computed) + 1)
+        if self.window:
+            first = StepShape.decode_batch(np.array(computed) + 1, self.window)
+        else:
+            first = StepShape(decode_seqs=len(jobs), decode_kv_tokens=sum(computed) + len(jobs),
+                              decode_kv_max=max(computed) + 1, decode_kv_min=min(computed) + 1)
         times = decode_times(first, steps)
         window = DecodeWindow(jobs, computed, first, times, times.cumsum().tolist(), now, steps, growth)
         if now_blocks:
@@ -302,7 +306,7 @@ class Scheduler:
         kv = self.kv
         pool = kv.pool
         budget = self.max_tokens
-        shape = StepShape()
+        shape = StepShape(window=self.window)
         batch: list[tuple[Job, int]] = []
         load_total = 0.0
         preempted = False

@@ -21,7 +21,7 @@ import numpy as np
 from sim.config import Config
 from sim.model_shape import DTYPE_BYTES, kv_dtype_bytes
 from sim.report.metrics import histogram_distribution
-from sim.serving.compute import RooflineCompute, StepShape
+from sim.serving.compute import RooflineCompute, StepShape, window_sliding_kv_tokens
 from sim.specs import gpu_spec, model_spec
 
 if TYPE_CHECKING:
@@ -47,11 +47,20 @@ class WorkTotals:
     index_topk: int | None = None
     prefill_selected: float = 0.0
     decode_selected: float = 0.0
+    # a hybrid model's sliding-window layers: the same sums with each query's keys cut to the window
+    # (``StepShape.sliding``)
+    sliding_prefill_pairs: float = 0.0
+    sliding_prefill_kv_tokens: int = 0
+    sliding_decode_kv_tokens: float = 0.0
 
     def add_step(self, shape: StepShape, duration: float) -> None:
         if self.index_topk is not None:
             self.prefill_selected += min(shape.prefill_pairs, shape.prefill_tokens * self.index_topk)
             self.decode_selected += min(shape.decode_kv_tokens, shape.decode_seqs * self.index_topk)
+        if shape.sliding is not None:
+            self.sliding_prefill_pairs += shape.sliding.prefill_pairs
+            self.sliding_prefill_kv_tokens += shape.sliding.prefill_kv_tokens
+            self.sliding_decode_kv_tokens += shape.sliding.decode_kv_tokens
         self.steps += 1
         self.busy_s += duration
         self.prefill_tokens += shape.prefill_tokens
@@ -65,9 +74,12 @@ class WorkTotals:
         self.tokens_per_step[tokens] = self.tokens_per_step.get(tokens, 0) + 1
         self.seqs_per_step[rows] = self.seqs_per_step.get(rows, 0) + 1
 
-    def add_decode_window(self, seqs: int, first_kv_tokens: int, steps: int, duration: float) -> None:
-        """``steps`` decode steps of ``seqs`` sequences, the first attending to ``first_kv_tokens`` keys
-        in all and each next one to ``seqs`` more."""
+    def add_decode_window(self, first: StepShape, steps: int, duration: float) -> None:
+        """``steps`` decode steps, the first of shape ``first`` and each next one with one more KV token in every
+        sequence."""
+        seqs, first_kv_tokens = first.decode_seqs, first.decode_kv_tokens
+        if first.sliding is not None:
+            self.sliding_decode_kv_tokens += float(window_sliding_kv_tokens(first, steps).sum())
         if self.index_topk is not None:
             kv = first_kv_tokens + seqs * np.arange(steps, dtype=np.int64)
             self.decode_selected += float(np.minimum(kv, seqs * self.index_topk).sum())
@@ -117,6 +129,11 @@ class WorkCounter:
         else:
             attention = r.attention_flops(w.prefill_pairs, w.decode_kv_tokens, context, w.prefill_tokens,
                                           w.decode_tokens)
+        if r.sliding_layers:  # a hybrid model: its sliding-window layers' pairs are cut to the window
+            sliding = r.attention_flops(w.sliding_prefill_pairs, w.sliding_decode_kv_tokens,
+                                        w.sliding_prefill_kv_tokens - w.prefill_tokens)
+            return (self.layers * self.linear_flops_per_token * tokens + r.full_layers * attention
+                    + r.sliding_layers * sliding + self.head_flops_per_row * w.logit_rows)
         per_layer = self.linear_flops_per_token * tokens + attention
         return self.layers * per_layer + self.head_flops_per_row * w.logit_rows
 
@@ -138,6 +155,11 @@ class WorkCounter:
             r = self.roofline
             kv_bytes = (r.index_bytes_per_token_layer * kv
                         + r.latent_bytes_per_token_layer * (w.prefill_kv_tokens + w.decode_selected + w.decode_tokens))
+        if self.roofline.sliding_layers:  # a hybrid model's sliding-window layers read their window's keys
+            r = self.roofline
+            sliding = self.kv_bytes_per_token_layer * (w.sliding_prefill_kv_tokens + w.sliding_decode_kv_tokens
+                                                       + w.decode_tokens)
+            kv_bytes = (r.full_layers * kv_bytes + r.sliding_layers * sliding) / self.layers
         per_layer = self.weight_bytes(w) + self.act_bytes_per_token * tokens + kv_bytes
         return self.layers * per_layer + self.head_weight_bytes * w.steps
 

@@ -181,6 +181,7 @@ class ProfiledCompute:
     roofline: RooflineCompute
     attention: VidurAttention | None = None
     name: str = "profiled"
+    sliding_window: int = 0  # profiles time full-attention layers: hybrid models are refused (profile_misfit)
 
     def _attention_time(self, shape: StepShape) -> float:
         return self.roofline.attention_layer_time(shape) if self.attention is None else self.attention.layer_time(shape)
