@@ -156,6 +156,9 @@ def test_a_gpu_spec_files_memory_sets_the_kv_capacity(tmp_path):
     ("", "needs dense_bf16_tflops"),
     (H100_FIELDS.replace("link: {kind: nvlink4, bandwidth_gbps: 370.8, step_latency_us: 3.4}\n", ""), "link: missing"),
     (H100_FIELDS.replace("memory_gib: 80", "memory_gb: 80"), "unknown key 'memory_gb'"),
+    # aliases are other tools' names that find a profiles/gpus.yaml entry; a file is found by its path: they mean nothing
+    (H100_FIELDS + "aliases: [my-gpu]\n", "unknown key 'aliases'; a GPU spec has dense_bf16_tflops, dense_fp8_tflops, "
+                                          "memory_gib, memory_bandwidth_gbps, link, source"),
     (H100_FIELDS.replace("989.4", "-1"), "dense_bf16_tflops must be a number at least 0.001"),
     (H100_FIELDS.replace("989.4", "'989.4'"), "dense_bf16_tflops must be a number"),
     (H100_FIELDS.replace("memory_gib: 80", "memory_gib: .nan"), "memory_gib must be a number"),
