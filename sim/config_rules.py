@@ -171,6 +171,16 @@ def _input_paths_exist(c: Config) -> None:
             raise ConfigError(f"config key '{dotted}': {quote(str(path))} is not readable")
 
 
+def _gpu_spec_valid(c: Config) -> None:
+    """``hardware.gpu`` is valid in every mode, whether the mode reads it or not: a name must be a known GPU (checked
+    as the field is built) and a path must exist (``_input_paths_exist``), so a GPU spec file's fields are checked
+    too, as a model's file is (``_tensor_parallel_fits_model``). --trace-stats, cache-only with
+    cache.capacity_blocks and ``learned.train`` took a bad file without a word, while a missing one was refused."""
+    from sim.specs import gpu_spec
+
+    gpu_spec(c.hardware.gpu)
+
+
 def _workload_cache_usable(c: Config) -> None:
     """``workload.cache`` keeps a loaded trace file: it needs one, and may not be it or a directory."""
     cache = c.workload.cache
@@ -230,6 +240,7 @@ def _arrival_settings_apply(c: Config) -> None:
 
 CONSTRAINTS: tuple[typing.Callable[[Config], None], ...] = (
     _input_paths_exist,  # first: the rules after it read the model's file
+    _gpu_spec_valid,
     _tensor_parallel_fits_model,
     _instances_fit_node,
     _data_parallel_fits,

@@ -26,6 +26,11 @@ class TraceError(InputError):
     """A trace file cannot be read or a row is invalid in strict mode; names file and row."""
 
 
+class ReaderGone(Exception):
+    """The reader of an output written in place (``--report-json /dev/stdout | head -c 100``, a FIFO) went away
+    mid-write: not bad input, but the end of a process that SIGPIPE ended (status 141, no message)."""
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM (a batch scheduler's time limit, ``kill``, ``timeout``): an interruption like Ctrl-C, so every path
     that cleans up after one (atomic writes, a sweep's worker pool) cleans up after it; exit status 143."""
@@ -132,6 +137,9 @@ def _status(program: str, body: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         _say(f"{program}: interrupted")
         return 130
+    except ReaderGone:
+        _reader_gone()  # when that reader was standard output's, the last flush must not fail again
+        return 128 + signal.SIGPIPE
     except BrokenPipeError:
         if not _reader_gone():
             return _internal(program)

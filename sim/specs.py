@@ -112,10 +112,13 @@ def _check_keys(entry: object, allowed: list[str], where: str, what: str = "a GP
     return entry
 
 
-def gpu_from_entry(name: str, entry: object, where: str, source: str | None = None) -> GPUSpec:
+def gpu_from_entry(name: str, entry: object, where: str, source: str | None = None, listed: bool = True) -> GPUSpec:
     """A GPU spec from one entry in ``profiles/gpus.yaml``'s fields, every field checked (``where`` names it in
-    messages); ``source``: what the spec cites when the entry names none (a user's file: the file itself)."""
-    entry = _check_keys(entry, [*GPU_NUMBERS, "link", *GPU_OPTIONAL[1:]], where)
+    messages); ``source``: what the spec cites when the entry names none (a user's file: the file itself).
+    ``listed``: an entry of that table, which may have ``aliases`` (other tools' names that find it); a user's file
+    is found by its path alone, so aliases there would mean nothing and are an unknown key."""
+    optional = [key for key in GPU_OPTIONAL[1:] if listed or key != "aliases"]
+    entry = _check_keys(entry, [*GPU_NUMBERS, "link", *optional], where)
     numbers = {key: _number(entry, key, where, domain) for key, domain in GPU_NUMBERS.items()
                if key not in GPU_OPTIONAL or entry.get(key) is not None}
     link = _check_keys(entry.get("link"), ["kind", *LINK_NUMBERS, "source"], f"{where}: link", "a GPU spec's link")
@@ -141,7 +144,8 @@ def gpu_spec(name: str) -> GPUSpec:
     table = _read_table("gpus.yaml")
     if name not in table and names_a_path(name):
         path = Path(name)
-        return gpu_from_entry(name, read_config_file(path, "GPU spec"), f"GPU spec {path}", source=f"GPU spec {path}")
+        return gpu_from_entry(name, read_config_file(path, "GPU spec"), f"GPU spec {path}", source=f"GPU spec {path}",
+                              listed=False)
     return gpu_from_entry(name, _lookup(table, name, "GPU", "gpus.yaml", f"; {GPU_PATH_HINT}"),
                           f"profiles/gpus.yaml: GPU {name!r}")
 

@@ -381,7 +381,12 @@ CASES: dict[str, Case] = {
                                                     '1,"Chat\nGPT",100,10,110,Conversation log\n'
                                                     "2,ChatGPT,-100,10,110,Conversation log\n"}),
     "no_requests_in_range": Case(trace_stats("--set", "workload.range_end=0.1", trace="{azure}", ) + ["--workload-limit", "3"],
-                                 names=("no valid requests", "range")),
+                                 names=("no valid requests", "3 rows read, 3 dropped by workload.range_end=0.1")),
+    # the range took one request and KV capacity the rest: the line accounts for all three rows (it left the range out)
+    "range_and_kv_leave_no_request": Case(["--workload-trace", "{tmp}/t.csv", "--set", "workload.range_start=0.34",
+                                           "--set", "serving.num_gpu_blocks=2", "--quiet", "--no-plot"],
+                                          names=("no valid requests", "3 rows read, 1 dropped by workload.range_start=0.34, "
+                                                 "2 skipped (exceeds_kv_capacity: 2)"), files={"t.csv": AZURE_OK}),
     "all_requests_exceed_kv": Case(["--pd", "--workload-trace", "{tmp}/t.csv", "--set", "serving.num_gpu_blocks=2", "--quiet"],
                                    names=("no valid requests", "exceeds_kv_capacity: 3"), files={"t.csv": AZURE_OK}),
     # a synthetic workload names no file: the line names the setting the KV capacity and the length limit come from

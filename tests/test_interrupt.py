@@ -181,6 +181,24 @@ def test_a_reader_that_goes_away_is_not_an_internal_error(tmp_path):
     assert json.loads(report.read_text())["trace"]["rows_used"] == 5
 
 
+@pytest.mark.parametrize("flag", ["--report-json", "--report-csv", "--requests-csv", "--html"])
+@pytest.mark.parametrize("target", ["standard output", "another pipe"])
+def test_an_output_pipe_whose_reader_went_away_ends_as_sigpipe(tmp_path, flag, target):
+    """``kvsim --report-json /dev/stdout | head -c 100``: the reader leaves before the report is written. That was
+    "cannot write /dev/stdout: Broken pipe", exit 2 (bad input); a reader gone is the end SIGPIPE gives (141), no
+    message, as for the summary's print. The same for a pipe that is not standard output (``/dev/fd/N``)."""
+    write = _closed_pipe()
+    try:
+        path = "/dev/stdout" if target == "standard output" else f"/dev/fd/{write}"
+        done = subprocess.run([sys.executable, str(ROOT / "main.py"), "--no-plot", "--quiet", "--workload-trace",
+                               str(BUNDLED_AZURE), "--workload-limit", "5", flag, path], cwd=tmp_path,
+                              stdout=write if target == "standard output" else subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True, timeout=120, pass_fds=(write,))
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (128 + signal.SIGPIPE, "")
+
+
 def test_bad_input_with_standard_error_gone_still_exits_2(tmp_path):
     """The one-line message cannot be printed (stderr's reader gone): the status still says bad input (it was 1)."""
     write = _closed_pipe()

@@ -156,6 +156,9 @@ def test_a_gpu_spec_files_memory_sets_the_kv_capacity(tmp_path):
     ("", "needs dense_bf16_tflops"),
     (H100_FIELDS.replace("link: {kind: nvlink4, bandwidth_gbps: 370.8, step_latency_us: 3.4}\n", ""), "link: missing"),
     (H100_FIELDS.replace("memory_gib: 80", "memory_gb: 80"), "unknown key 'memory_gb'"),
+    # aliases are other tools' names that find a profiles/gpus.yaml entry; a file is found by its path: they mean nothing
+    (H100_FIELDS + "aliases: [my-gpu]\n", "unknown key 'aliases'; a GPU spec has dense_bf16_tflops, dense_fp8_tflops, "
+                                          "memory_gib, memory_bandwidth_gbps, link, source"),
     (H100_FIELDS.replace("989.4", "-1"), "dense_bf16_tflops must be a number at least 0.001"),
     (H100_FIELDS.replace("989.4", "'989.4'"), "dense_bf16_tflops must be a number"),
     (H100_FIELDS.replace("memory_gib: 80", "memory_gib: .nan"), "memory_gib must be a number"),
@@ -230,6 +233,26 @@ def test_a_bad_gpu_spec_file_stops_a_cache_only_run_and_sweep_before_they_start(
     status, _, err = run_cli("--sweep", sweep, "--report-csv", tmp_path / "out.csv", "--no-plot")
     assert status == 2 and "gpu.yaml: needs memory_gib" in err and str(sweep) in err, err
     assert not (tmp_path / "out.csv").exists()
+
+
+@pytest.mark.parametrize("command", ["--trace-stats", "--cache-only --capacity-blocks 100", "learned.train"])
+def test_a_bad_gpu_spec_file_is_refused_by_a_mode_that_does_not_use_the_gpu(tmp_path, run_cli, capsys, command):
+    """hardware.gpu is checked in every mode (an unknown name is refused, a missing file too), used or not: so is a
+    bad spec file's content. --trace-stats, a cache-only run of --capacity-blocks and learned.train read no GPU and
+    took a bad file without a word (exit 0)."""
+    from learned.train import main as train_main
+
+    spec = tmp_path / "gpu.yaml"
+    spec.write_text(H100_FIELDS.replace("memory_gib: 80\n", ""))
+    if command == "learned.train":  # a workload it trains on in about a second (tests/test_learned_inputs.py)
+        status = train_main(["--set", f"hardware.gpu={spec}", "--set", "serving.block_size=512", "--set",
+                             "workload.synthetic.num_requests=400", "--range", "0:1", "--rounds", "1",
+                             "--out", str(tmp_path / "model.txt")])
+        err = capsys.readouterr().err
+    else:
+        status, _, err = run_cli(*command.split(), "--workload-trace", BUNDLED_AZURE, "--workload-limit", "5",
+                                 "--set", f"hardware.gpu={spec}", "--no-plot", "--quiet")
+    assert status == 2 and "gpu.yaml: needs memory_gib" in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_a_path_is_never_read_as_an_entry(tmp_path, monkeypatch):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,9 @@ class TraceProvenance:
     request_range: tuple[int, int] | None = None  # [first, last) requests used, when a range was selected
     time_unit: str | None = None  # the unit numeric timestamps were read in (None: datetimes)
     variant: str | None = None  # a published variant of the format (trace.formats.Variant), told by its keys
+    # requests a range setting left out, by the setting ("workload.range_start=0.5": 9683): rows_used excludes them;
+    # only a message that no request is left names them (not in the report, whose request_range says it)
+    range_dropped: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -122,6 +125,8 @@ class Trace:
             self.block_ids = np.arange(lo, hi, dtype=np.int64)  # keep the global ids of the unique kind
             self.num_unique_blocks = hi - lo
         self.provenance.request_range = (first, last)
+        dropped = {f"workload.range_start={start}": first, f"workload.range_end={end}": n - last}
+        self.provenance.range_dropped = {setting: count for setting, count in dropped.items() if count}
         self.provenance.rows_used = last - first
 
     def drop(self, mask: np.ndarray, reason: str) -> int:

@@ -201,10 +201,13 @@ class SkipLedger:
         return sum(self.counts.values())
 
 
-def no_usable_requests(source: str, rows_read: int, skip_reasons: Mapping[str, int], after: str = "") -> TraceError:
-    """The error for a workload left with no request: every mode needs at least one."""
+def no_usable_requests(source: str, rows_read: int, skip_reasons: Mapping[str, int], after: str = "",
+                       range_dropped: Mapping[str, int] | None = None) -> TraceError:
+    """The error for a workload left with no request: every mode needs at least one. ``range_dropped``: the
+    requests each range setting left out (``TraceProvenance.range_dropped``), named so they are not a mystery."""
     top = sorted(skip_reasons.items(), key=lambda kv: (-kv[1], kv[0]))
     listed = ", ".join(f"{name}: {count:,}" for name, count in top[:3]) + (", ..." if len(top) > 3 else "")
     skipped = sum(skip_reasons.values())
+    ranged = "".join(f", {count:,} dropped by {setting}" for setting, count in (range_dropped or {}).items())
     why = f", {skipped:,} skipped ({listed})" if skipped else ""
-    return TraceError(f"no valid requests in {source}{after}: {rows_read:,} rows read{why}")
+    return TraceError(f"no valid requests in {source}{after}: {rows_read:,} rows read{ranged}{why}")

@@ -135,7 +135,7 @@ def require_requests(trace: Trace, after: str) -> None:
         from trace.validation import no_usable_requests  # (pyarrow: imported when needed)
 
         prov = trace.provenance
-        raise no_usable_requests(prov.path or prov.format, prov.rows_read, prov.skip_reasons, after)
+        raise no_usable_requests(prov.path or prov.format, prov.rows_read, prov.skip_reasons, after, prov.range_dropped)
 
 
 def with_trace_block_size(config: Config, trace: Trace) -> Config:

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Iterator
 
-from sim.errors import InputError, quote
+from sim.errors import InputError, ReaderGone, quote
 
 TEMP_PREFIX = ".kvsim-"
 TEMP_SUFFIX = ".tmp"
@@ -69,7 +69,9 @@ def _write_in_place(path: Path, binary: bool) -> Iterator[IO]:
     try:
         with fh:
             yield fh
-    except OSError as exc:  # a full device (/dev/full), a FIFO whose reader left
+    except BrokenPipeError:  # a pipe or FIFO whose reader left: not bad input (as a closed standard output)
+        raise ReaderGone(str(path)) from None
+    except OSError as exc:  # a full device (/dev/full)
         raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
