@@ -148,6 +148,8 @@ def engine_overlay(run: Path, profile: Path | None, model: str | None = None, gp
         "kv_cache_dtype": KV_DTYPES[kv_name],
         "scheduler_reserve_full_isl": _scheduler_flag(resolved, "scheduler_reserve_full_isl"),
         "async_scheduling": _scheduler_flag(resolved, "async_scheduling"),
+        # (a vLLM from before the hybrid KV-cache manager had none: its resolved config lacks the key, read as off)
+        "disable_hybrid_kv_cache_manager": _hybrid_manager_disabled(resolved),
     }
     model = model or _served_model(meta, engine, instance.get("model_name"), run)
     _refuse_unmodelled(resolved, engine, model)
@@ -262,6 +264,16 @@ def _scheduler_flag(resolved: dict[str, Any], name: str) -> bool | None:
     if not isinstance(scheduler, dict):
         return None
     return bool(scheduler.get(name, False))
+
+
+def _hybrid_manager_disabled(resolved: dict[str, Any]) -> bool | None:
+    """Whether the server ran without vLLM's hybrid KV-cache manager (its resolved scheduler config's
+    ``disable_hybrid_kv_cache_manager``, which vLLM sets itself when a KV connector lacks hybrid support); a resolved
+    scheduler config without the key is a vLLM from before the manager (so without it); none: unknown."""
+    scheduler = resolved.get("scheduler_config")
+    if not isinstance(scheduler, dict):
+        return None
+    return bool(scheduler.get("disable_hybrid_kv_cache_manager", True))
 
 
 def _refuse_unmodelled(resolved: dict[str, Any], engine: dict[str, Any], model: str) -> None:

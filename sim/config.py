@@ -90,6 +90,12 @@ class ServingConfig:
     # flight), so a request arriving during a step joins the step after next, and a finished request's slot and
     # blocks are free for the step after next. false: plan each step after the one before it ends (vLLM's sync loop).
     async_scheduling: bool = True
+    # vLLM's SchedulerConfig.disable_hybrid_kv_cache_manager (default false): for a model mixing sliding-window and
+    # full-attention layers (gpt-oss, Gemma 2/3), vLLM's hybrid KV-cache manager frees the sliding layers' blocks
+    # outside their window; kvsim does not model it yet, so such a model needs true here, as vLLM runs with
+    # --disable-hybrid-kv-cache-manager or a KV connector without hybrid support (LMCache's): every layer keeps its
+    # whole KV (vLLM then treats the sliding layers' KV as full attention's; their attention still slides)
+    disable_hybrid_kv_cache_manager: bool = False
 
 
 @dataclass(frozen=True)
