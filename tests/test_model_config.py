@@ -341,7 +341,7 @@ def test_moe_families_take_transformers_defaults_and_layouts(tmp_path):
     assert not dense.is_moe and dense.active_parameters == dense.num_parameters
 
 
-@pytest.mark.parametrize("model_type", ["deepseek", "gemma2", "qwen3_next"])  # DeepSeek-MoE v1: MHA + experts
+@pytest.mark.parametrize("model_type", ["deepseek", "cohere2", "qwen3_next"])  # DeepSeek-MoE v1; Cohere2
 def test_other_model_types_are_refused(model_type, tmp_path, run_cli):
     path = write_config(tmp_path, {**LLAMA_3_8B, "model_type": model_type})
     message = refused(run_cli, path)
