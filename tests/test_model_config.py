@@ -480,6 +480,15 @@ def test_gpt_oss_weights_on_one_gpu_by_hand(tmp_path):
     assert model_spec(str(write_config(tmp_path / "b", GPT_OSS_120B))).weight_bytes_per_gpu(2, 1) == 65_248_815_744
 
 
+def test_the_roofline_reads_mxfp4_experts_at_their_size():
+    from sim.serving.compute import RooflineCompute
+    from sim.specs import gpu_spec
+
+    compute = RooflineCompute(model_spec("gpt-oss-120b"), gpu_spec("h200"), dtype_bytes=2, kv_dtype_bytes=2)
+    assert compute.expert_bytes == 3 * 2880 * 2880 * 4.25 / 8  # one expert's weights read per step
+    assert compute.linear_bytes == 2  # attention projections stay BF16
+
+
 @pytest.mark.parametrize("sliding, window", [(0, 1024), (62, 1024), (30, None), (True, 1024)],
                          ids=["none", "all", "no-window", "bool"])
 def test_num_sliding_layers_out_of_range_is_refused(sliding, window):
