@@ -9,14 +9,18 @@ matrices; or a plain up, down MLP as Phi's) or a mixture of gated MLPs behind a 
 Mixtral, Phi-MoE: routed experts only; Qwen2-MoE and DeepSeek: routed experts beside shared experts that
 every token runs; DeepSeek's first layers dense). The families (``sim.model_families``) are built that way
 by transformers or by the model's own code (``trust_remote_code``: Qwen 1, InternLM, DeepSeek); any other
-``model_type`` is refused rather than run as something it is not, and so are layers of different attention kinds and
-quantized checkpoints other than FP8, which those models do not describe. An FP8 checkpoint (quantization_config
+``model_type`` is refused rather than run as something it is not, and so are layer kinds other than full and
+sliding-window attention and quantized checkpoints other than FP8 and gpt-oss's MXFP4, which those models do not
+describe. Hybrid models (Gemma 2, Gemma 3, gpt-oss: sliding-window layers beside full-attention ones) give
+``ModelSpec.num_sliding_layers`` as vLLM picks the sliding layers (``_sliding_layers``); Gemma 3's multimodal
+config.json nests the language model under text_config and counts its SigLIP vision tower in the weights
+(``_vision_parameters``); gpt-oss's MXFP4 experts take 4.25 bits a weight (``_mxfp4``). An FP8 checkpoint (quantization_config
 quant_method "fp8": DeepSeek-V3/V3.2's published config.json, Qwen3-*-FP8) has the same shapes with its linear
 layers' weights in one byte plus fp32 block scales (``_quantization``, ``ModelSpec.linear_parameters``); its KV
 cache stays in the model dtype (DeepSeek sparse attention's fp8_ds_mla aside: ``sim.model_shape.kv_cache_dtype``).
 DeepSeek's MTP module (num_nextn_predict_layers) is not counted: vLLM loads it only for MTP speculative decoding,
 which kvsim does not model. A
-sliding window narrower than the context bounds the requests served (``ModelSpec.longest_request``).
+sliding window narrower than the context on every layer bounds the requests served (``ModelSpec.longest_request``).
 Each problem is one exit-2 line naming the file, as for the calibration profiles
 (``sim.serving.profile_files``).
 """
@@ -74,10 +78,12 @@ def hf_model_spec(name: str) -> ModelSpec:
     """The ``ModelSpec`` of the config.json at ``name`` (a file or its folder); ``source`` names the file and its sha256."""
     path = config_file(Path(name))
     config, digest = read_hf_config(path)
-    family, keys = _family(config, path), _Keys(config, path)
-    layers, hidden, heads, intermediate, vocab, context = (keys.positive(k) for k in REQUIRED)
+    family, top = _family(config, path), _Keys(config, path)
     if family.mla:
-        return _mla_model_spec(name, keys, family, digest)
+        return _mla_model_spec(name, top, family, digest)
+    keys = _text_keys(top, family) if family.text_config else top
+    required = dict(family.required_defaults)
+    layers, hidden, heads, intermediate, vocab, context = (keys.positive(k, required.get(k)) for k in REQUIRED)
     kv_heads = heads if family.multi_head_only else keys.positive("num_key_value_heads",
                                                                    family.num_key_value_heads or heads)
     if family.head_dim is None and config.get(family.head_dim_key) is None and hidden % heads:
@@ -93,18 +99,75 @@ def hf_model_spec(name: str) -> ModelSpec:
     if heads % kv_heads:
         raise ConfigError(f"model config {path}: num_attention_heads {heads} is not a multiple of "
                           f"num_key_value_heads {kv_heads}")
-    window = _sliding_window(keys, family, context)
-    quantization = _quantization(keys)
+    window, sliding = _sliding_layers(keys, family, layers, context)
+    quantization = _quantization(top)
+    if quantization and family.text_config:
+        raise ConfigError(f"model config {path}: a quantized multimodal checkpoint (quantization_config) is not "
+                          "modelled: which of the vision tower's weights it quantizes is not known here")
     moe = _experts(keys, family, layers)
+    vision = _vision_parameters(top, hidden) if family.text_config else 0
+    count = _parameter_count(keys, family, layers, hidden, heads * head_dim, kv_heads * head_dim, head_dim,
+                             intermediate, vocab, moe, heads=heads)
     return ModelSpec(
         name=name, num_layers=layers, hidden_size=hidden, num_attention_heads=heads, num_kv_heads=kv_heads,
-        head_dim=head_dim, intermediate_size=intermediate, vocab_size=vocab,
-        num_parameters=_parameter_count(keys, family, layers, hidden, heads * head_dim, kv_heads * head_dim,
-                                        head_dim, intermediate, vocab, moe),
+        head_dim=head_dim, intermediate_size=intermediate, vocab_size=vocab, num_parameters=count + vision,
         max_position_embeddings=context, source=f"{path} (sha256 {digest})", gated_mlp=family.gated_mlp,
-        sliding_window=window, **quantization,
+        sliding_window=window, num_sliding_layers=sliding, **quantization,
         **(moe.fields() if moe is not None else {}),
     )
+
+
+def _text_keys(keys: _Keys, family: Family) -> _Keys:
+    """A multimodal config's decoder keys: its "text_config" object (vLLM's ``hf_text_config``), whose model_type,
+    when given, is the text-only family's (gemma3 -> gemma3_text)."""
+    text = keys.config.get("text_config")
+    if not isinstance(text, dict):
+        raise ConfigError(f"model config {keys.path}: key 'text_config' must be an object (the language model's keys), "
+                          f"got {quote(text)}")
+    model_type = text.get("model_type")
+    expected = f"{keys.config['model_type']}_text"
+    if model_type is not None and model_type != expected:
+        raise ConfigError(f"model config {keys.path}: key 'text_config.model_type' must be {expected!r}, got "
+                          f"{quote(model_type)}")
+    return _Keys(text, keys.path, "text_config.")
+
+
+# SiglipVisionConfig's defaults for the keys a Gemma 3 vision_config may leave out (transformers
+# configuration_siglip.py: num_channels 3; vision_use_head true, which Gemma 3's published configs set false)
+SIGLIP_REQUIRED = ("hidden_size", "intermediate_size", "num_hidden_layers", "image_size", "patch_size")
+
+
+def _vision_parameters(keys: _Keys, text_hidden: int) -> int:
+    """Gemma 3's vision tower and projector, which vLLM loads beside the language model
+    (Gemma3ForConditionalGeneration: vllm/model_executor/models/gemma3_mm.py builds ``SiglipVisionModel`` and
+    ``Gemma3MultiModalProjector``) though kvsim's compute model serves text only: they count in the weights.
+    SigLIP (siglip.py ``SiglipVisionEmbeddings``, ``SiglipEncoderLayer``): a patch embedding (a Conv2d num_channels ->
+    hidden over patch_size² pixels, with bias), a position embedding per patch ((image_size // patch_size)²), per
+    layer two LayerNorms (weight and bias), q/k/v/out projections and fc1/fc2 with biases, a final LayerNorm; no
+    pooling head (vision_use_head false, as Gemma 3's configs give it; a head is refused). The projector: a
+    vision hidden × text hidden matrix (mm_input_projection_weight) and an RMSNorm over the vision hidden
+    (mm_soft_emb_norm)."""
+    vision = keys.config.get("vision_config")
+    if not isinstance(vision, dict):
+        raise ConfigError(f"model config {keys.path}: key 'vision_config' must be an object (the vision tower's keys), "
+                          f"got {quote(vision)}")
+    vkeys = _Keys(vision, keys.path, "vision_config.")
+    if vision.get("model_type", "siglip_vision_model") != "siglip_vision_model":
+        raise ConfigError(f"model config {keys.path}: key 'vision_config.model_type' must be 'siglip_vision_model', "
+                          f"got {quote(vision.get('model_type'))}")
+    if vkeys.flag("vision_use_head", True):
+        raise ConfigError(f"model config {keys.path}: vision_config.vision_use_head true (SigLIP's pooling head, "
+                          "absent or true by SiglipVisionConfig's default) is not modelled: Gemma 3's vision tower has "
+                          "none (give vision_use_head false)")
+    hidden, width, layers, image, patch = (vkeys.positive(k) for k in SIGLIP_REQUIRED)
+    channels = vkeys.positive("num_channels", 3)
+    if patch > image:
+        raise ConfigError(f"model config {keys.path}: vision_config.patch_size {patch} exceeds image_size {image}")
+    patches = (image // patch) ** 2
+    embeddings = channels * patch * patch * hidden + hidden + patches * hidden
+    layer = 4 * (hidden * hidden + hidden) + 2 * hidden * width + width + hidden + 2 * 2 * hidden
+    projector = hidden * text_hidden + hidden
+    return embeddings + layers * layer + 2 * hidden + projector
 
 
 # Modules an FP8 config.json may list as left unquantized (quantization_config ignored_layers, or
@@ -126,10 +189,12 @@ def _quantization(keys: _Keys) -> dict[str, Any]:
         raise ConfigError(f"model config {keys.path}: key 'quantization_config' must be an object (quant_method, "
                           f"...), got {quote(quantization)}")
     method = quantization.get("quant_method")
+    if method == "mxfp4":
+        return _mxfp4(keys, quantization)
     if method != "fp8":
         raise ConfigError(f"model config {keys.path}: a quantized checkpoint (quantization_config {quote(method)}) is "
-                          "not modelled (FP8 checkpoints, quant_method 'fp8', are): use the unquantized model's "
-                          "config.json, or this one without quantization_config")
+                          "not modelled (FP8 checkpoints, quant_method 'fp8', and gpt-oss's MXFP4 experts, 'mxfp4', "
+                          "are): use the unquantized model's config.json, or this one without quantization_config")
     block = quantization.get("weight_block_size")
     if block is not None and (not isinstance(block, list) or len(block) != 2 or any(
             isinstance(b, bool) or not isinstance(b, int) or not 0 < b <= MAX_DIMENSION for b in block)):
@@ -155,6 +220,30 @@ def _quantization(keys: _Keys) -> dict[str, Any]:
                               "unquantized: not modelled (only the LM head, the embedding and the routers stay in "
                               "the model dtype)")
     return {"weight_quantization": "fp8", "weight_block_size": None if block is None else tuple(block)}
+
+
+# The modules gpt-oss's MXFP4 config.json lists as not converted (modules_to_not_convert: "model.layers.*.self_attn",
+# "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"): what vLLM's Mxfp4Config keeps in the model dtype
+# anyway (every LinearBase layer, the embedding and the LM head); only the FusedMoE experts are MXFP4.
+MXFP4_UNCONVERTED = ("self_attn", "router", "embed_tokens", "lm_head")
+
+
+def _mxfp4(keys: _Keys, quantization: dict[str, Any]) -> dict[str, Any]:
+    """``weight_quantization`` "mxfp4" (gpt-oss): vLLM's Mxfp4Config (quantization/mxfp4.py) quantizes the
+    ``FusedMoE`` experts only, 4-bit values with an 8-bit scale per 32 (``ModelSpec.expert_weight_bytes``); the
+    attention, the routers, the embedding and the LM head stay in the model dtype. A modules_to_not_convert naming
+    anything else (the experts) would change that: refused."""
+    names = quantization.get("modules_to_not_convert")
+    names = [] if names is None else names
+    if not isinstance(names, list) or any(not isinstance(n, str) for n in names):
+        raise ConfigError(f"model config {keys.path}: key 'quantization_config.modules_to_not_convert' must be a list "
+                          f"of module names, got {quote(names)}")
+    other = [n for n in names if n.rsplit(".", 1)[-1] not in MXFP4_UNCONVERTED]
+    if other:
+        raise ConfigError(f"model config {keys.path}: quantization_config.modules_to_not_convert leaves "
+                          f"{quote(other[0])} unconverted: not modelled (MXFP4 quantizes the routed experts only; the "
+                          "attention, routers, embedding and LM head stay in the model dtype)")
+    return {"weight_quantization": "mxfp4"}
 
 
 def _mla_model_spec(name: str, keys: _Keys, family: Family, digest: str) -> ModelSpec:
@@ -213,7 +302,8 @@ class _MoE:
     layers: int
     shared_width: int | None = None  # the shared experts' total width (None: none)
     shared_gate: bool = False
-    router_bias: bool = False  # DeepSeek-V3's e_score_correction_bias (topk_method noaux_tc): one value per expert
+    router_bias: bool = False  # DeepSeek-V3's e_score_correction_bias (topk_method noaux_tc), gpt-oss's router bias
+    expert_biases: bool = False  # gpt-oss: each expert's gate_up (2 × width) and down (hidden) biases
 
     def fields(self) -> dict[str, Any]:
         return {"num_experts": self.experts, "num_experts_per_tok": self.per_token,
@@ -221,10 +311,11 @@ class _MoE:
                 "shared_expert_intermediate_size": self.shared_width, "shared_expert_gate": self.shared_gate}
 
     def layer_parameters(self, hidden: int) -> int:
-        """One MoE layer's router (and its bias), routed experts, shared experts and their gate."""
+        """One MoE layer's router (and its bias), routed experts (and their biases), shared experts and their gate."""
         shared = 3 * hidden * (self.shared_width or 0) + (hidden if self.shared_gate else 0)
         router = hidden * self.experts + (self.experts if self.router_bias else 0)
-        return router + self.experts * 3 * hidden * self.width + shared
+        expert = 3 * hidden * self.width + (2 * self.width + hidden if self.expert_biases else 0)
+        return router + self.experts * expert + shared
 
 
 def _experts(keys: _Keys, family: Family, layers: int) -> _MoE | None:
@@ -241,6 +332,10 @@ def _experts(keys: _Keys, family: Family, layers: int) -> _MoE | None:
                           f"{quote(config['num_local_experts'])} disagree (one key in transformers)")
     experts = keys.positive(named[0] if named else "num_experts", spec.num_experts)
     per_token = keys.positive("num_experts_per_tok", spec.experts_per_token)
+    alias = spec.per_token_alias
+    if alias is not None and config.get(alias) is not None and config[alias] != per_token:
+        raise ConfigError(f"model config {path}: {alias} {quote(config[alias])} and num_experts_per_tok {per_token} "
+                          "disagree (vLLM reads num_experts_per_tok)")
     if per_token > experts:
         raise ConfigError(f"model config {path}: num_experts_per_tok {per_token} exceeds the {experts} experts")
     width = keys.positive(spec.width_key, spec.width_default)
@@ -257,7 +352,10 @@ def _experts(keys: _Keys, family: Family, layers: int) -> _MoE | None:
     shared = None
     if spec.shared_width_key is not None:  # Qwen2MoeSparseMoeBlock: a shared expert unless its width is 0
         shared = keys.count(spec.shared_width_key, spec.shared_width_default) or None
-    return _MoE(experts, per_token, width, moe_layers, shared, spec.shared_expert_gate) if moe_layers else None
+    if not moe_layers:
+        return None
+    return _MoE(experts, per_token, width, moe_layers, shared, spec.shared_expert_gate, spec.router_bias,
+                spec.expert_biases)
 
 
 def _deepseek_experts(keys: _Keys, spec: Experts, layers: int) -> _MoE | None:
@@ -291,20 +389,22 @@ def _family(config: dict[str, Any], path: Path) -> Family:
 
 
 class _Keys:
-    """Typed reads of one config.json's keys, each problem naming the file and the key."""
+    """Typed reads of one config.json's keys, each problem naming the file and the key (``prefix``: where a nested
+    object's keys are, "text_config." for a multimodal model's language model)."""
 
-    def __init__(self, config: dict[str, Any], path: Path) -> None:
-        self.config, self.path = config, path
+    def __init__(self, config: dict[str, Any], path: Path, prefix: str = "") -> None:
+        self.config, self.path, self.prefix = config, path, prefix
 
     def positive(self, key: str, default: int | None = None) -> int:
-        """A positive integer; ``default`` when the key is absent or null (required keys have none)."""
+        """A positive integer; ``default`` when the key is absent or null (required keys have none, but where a
+        family's published files leave them out: ``Family.required_defaults``)."""
         value = self.config.get(key)
         if value is None:
-            if key in REQUIRED or default is None:
-                raise ConfigError(f"model config {self.path}: missing key {key!r}")
+            if default is None:
+                raise ConfigError(f"model config {self.path}: missing key {self.prefix + key!r}")
             return default
         if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_DIMENSION:
-            raise ConfigError(f"model config {self.path}: key {key!r} must be a positive integer up to "
+            raise ConfigError(f"model config {self.path}: key {self.prefix + key!r} must be a positive integer up to "
                               f"{MAX_DIMENSION:,}, got {quote(value)}")
         return value
 
@@ -314,33 +414,70 @@ class _Keys:
         if value is None:
             return default
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_DIMENSION:
-            raise ConfigError(f"model config {self.path}: key {key!r} must be a non-negative integer up to "
-                              f"{MAX_DIMENSION:,}, got {quote(value)}")
+            raise ConfigError(f"model config {self.path}: key {self.prefix + key!r} must be a non-negative integer "
+                              f"up to {MAX_DIMENSION:,}, got {quote(value)}")
         return value
 
     def flag(self, key: str, default: bool = False) -> bool:
         """A boolean; ``default`` (the family's config class default) when absent."""
         value = self.config.get(key, default)
         if not isinstance(value, bool):
-            raise ConfigError(f"model config {self.path}: key {key!r} must be true or false, got {quote(value)}")
+            raise ConfigError(f"model config {self.path}: key {self.prefix + key!r} must be true or false, "
+                              f"got {quote(value)}")
         return value
 
 
-def _sliding_window(keys: _Keys, family: Family, context: int) -> int | None:
-    """Every layer's sliding window where narrower than the context (None: full attention). kvsim serves such a
-    model's requests up to the window only (``ModelSpec.longest_request``), where it attends to every token; layers
-    of different kinds (Gemma's alternating local and global layers) are refused."""
+LAYER_KINDS = ("full_attention", "sliding_attention")  # the layer_types kvsim models (transformers' names)
+
+
+def _sliding_layers(keys: _Keys, family: Family, layers: int, context: int) -> tuple[int | None, int | None]:
+    """The sliding window where narrower than the context (None: full attention) and how many layers slide (None:
+    every layer; ``ModelSpec.num_sliding_layers``). A model whose every layer slides is served up to its window
+    (``ModelSpec.longest_request``). A hybrid family (``Family.hybrid_layout``: Gemma 2/3, gpt-oss) counts the
+    sliding layers as vLLM picks them: from layer_types when given (gemma2.py / gemma3.py: ``layer_types[i] ==
+    "sliding_attention"``), else the config class's layout (Gemma2Config: layer 0 slides, then every other;
+    Gemma3TextConfig: full where (i + 1) % sliding_window_pattern == 0); gpt-oss's vLLM slides i % 2 == 0 whatever
+    layer_types says, so a layer_types that disagrees is refused. Layer kinds other than full and sliding attention
+    are refused, and in the other families any layer_types but full_attention."""
     config, path = keys.config, keys.path
     layer_types = config.get("layer_types")
-    if isinstance(layer_types, list) and any(kind != "full_attention" for kind in layer_types):
-        raise ConfigError(f"model config {path}: layer_types other than full_attention are not modelled")
-    switch = family.sliding_window_switch
-    if switch is not None and not keys.flag(switch):
-        return None
-    if config.get("sliding_window", family.sliding_window) is None:
-        return None
+    if layer_types is not None and (not isinstance(layer_types, list) or len(layer_types) != layers):
+        raise ConfigError(f"model config {path}: key {keys.prefix + 'layer_types'!r} must be a list of one kind per "
+                          f"layer ({layers}), got {quote(layer_types)}")
+    kinds = layer_types or []
+    other = [kind for kind in kinds if kind not in LAYER_KINDS]
+    if other:
+        raise ConfigError(f"model config {path}: layer_types {quote(other[0])} is not modelled (only "
+                          f"{' and '.join(LAYER_KINDS)})")
+    if family.hybrid_layout is None:
+        if any(kind != "full_attention" for kind in kinds):
+            raise ConfigError(f"model config {path}: layer_types other than full_attention are not modelled for "
+                              f"model_type {quote(keys.config.get('model_type'))}")
+        switch = family.sliding_window_switch
+        if switch is not None and not keys.flag(switch):
+            return None, None
+        if config.get("sliding_window", family.sliding_window) is None:
+            return None, None
+        window = keys.positive("sliding_window", family.sliding_window)
+        return (window, None) if window < context else (None, None)
+    if family.hybrid_layout == "alternate":
+        layout = [i % 2 == 0 for i in range(layers)]
+    else:
+        pattern = keys.positive("sliding_window_pattern", family.sliding_window_pattern)
+        layout = [(i + 1) % pattern != 0 for i in range(layers)]
+    sliding = layout
+    if layer_types is not None:
+        sliding = [kind == "sliding_attention" for kind in kinds]
+        if family.layer_types_ignored and sliding != layout:
+            raise ConfigError(f"model config {path}: layer_types disagree with vLLM, which slides layers i % 2 == 0 of "
+                              f"model_type {quote(keys.config.get('model_type'))} whatever layer_types says")
+    count = sum(sliding)
+    if config.get("sliding_window", family.sliding_window) is None or count == 0:
+        return None, None
     window = keys.positive("sliding_window", family.sliding_window)
-    return window if window < context else None
+    if window >= context:  # the sliding layers see the whole context too
+        return None, None
+    return window, (count if count < layers else None)
 
 
 def _biased_parts(keys: _Keys, family: Family) -> set[str]:
@@ -354,11 +491,12 @@ def _biased_parts(keys: _Keys, family: Family) -> set[str]:
 
 def _parameter_count(keys: _Keys, family: Family, layers: int, hidden: int, q_dim: int, kv_dim: int,
                      head_dim: int, intermediate: int, vocab: int, moe: _MoE | None = None,
-                     attention: int | None = None) -> int:
+                     attention: int | None = None, heads: int = 0) -> int:
     """Parameters from the shapes: embeddings, the LM head unless tied to them, per layer the q/k/v/o
     projections (``attention``: MLA's projections and norms instead), the MLP's matrices (gate, up, down; a plain
     MLP up, down; in an MoE layer: the router and every expert's, the shared experts and their gate), the norms
-    (RMSNorm: a weight; LayerNorm: weight and bias) and the family's biases and q/k norms, and the final norm."""
+    (RMSNorm: a weight; LayerNorm: weight and bias) and the family's biases, q/k norms and attention sinks (one per
+    head of ``heads``), and the final norm."""
     moe_layers = moe.layers if moe is not None else 0
     mlp_matrices = 3 if family.gated_mlp else 2
     projections = 2 * hidden * q_dim + 2 * hidden * kv_dim if attention is None else attention
@@ -372,6 +510,8 @@ def _parameter_count(keys: _Keys, family: Family, layers: int, hidden: int, q_di
         per_layer += (mlp_matrices - 1) * intermediate + hidden
     if family.qk_norm or (family.qk_norm_switch is not None and keys.flag(family.qk_norm_switch)):
         per_layer += 2 * family.norm_vectors * head_dim
-    head = 0 if keys.flag("tie_word_embeddings") else vocab * hidden
+    if family.attention_sinks:  # gpt-oss: ``sinks``, one logit per head (vLLM gpt_oss.py OAIAttention)
+        per_layer += heads
+    head = 0 if keys.flag("tie_word_embeddings", family.tie_word_embeddings) else vocab * hidden
     head += vocab if "lm_head" in biased else 0
     return vocab * hidden + head + layers * per_layer + mlps + family.norm_vectors * hidden

@@ -23,6 +23,9 @@ class Experts:
     shared_width_key: str | None = None  # Qwen2-MoE: shared_expert_intermediate_size (0: none)
     shared_width_default: int | None = None
     shared_expert_gate: bool = False  # Qwen2-MoE: a sigmoid gate Linear(hidden, 1) on the shared expert
+    router_bias: bool = False  # gpt-oss: the router Linear(hidden, experts) has a bias
+    expert_biases: bool = False  # gpt-oss: each expert's gate_up (2 × width) and down (hidden) projections are biased
+    per_token_alias: str | None = None  # a second key for num_experts_per_tok (gpt-oss: experts_per_token)
 
 
 @dataclass(frozen=True)
@@ -60,9 +63,32 @@ class Family:
     experts: Experts | None = None  # a mixture of experts in place of the MLP (None: dense)
     mla: bool = False  # multi-head latent attention (DeepSeek-V2/V3) in place of q/k/v/o
     sparse_attention: bool = False  # DeepSeek sparse attention (an indexer beside MLA): index_* keys required
+    tie_word_embeddings: bool = False  # the config class's default for tie_word_embeddings (Gemma: true)
+    attention_sinks: bool = False  # a learned sink logit per attention head and layer (gpt-oss; a parameter, not KV)
+    # Sliding-window and full-attention layers side by side (``sim.hf_config._sliding_layers``): which layers slide
+    # when the config has no layer_types. "alternate": layer i slides when i % 2 == 0 (Gemma 2, gpt-oss);
+    # "pattern": layer i is full when (i + 1) % sliding_window_pattern == 0 (Gemma 3). None: every layer slides when
+    # there is a window, and layer_types other than full_attention are refused.
+    hybrid_layout: str | None = None
+    sliding_window_pattern: int | None = None  # the "pattern" layout's default period
+    layer_types_ignored: bool = False  # vLLM follows the layout whatever layer_types says (gpt-oss): must agree
+    # Keys of REQUIRED (sim.hf_config) the config class defaults and the published files leave out: (key, default)
+    required_defaults: tuple[tuple[str, int], ...] = ()
+    text_config: bool = False  # a multimodal config: the decoder's keys under "text_config", a vision tower beside
 
 
 LLAMA_BIASES = (BiasSwitch("attention_bias", ("qkv", "o")), BiasSwitch("mlp_bias", ("mlp",)))
+
+# Gemma 2 and 3 (transformers configuration_gemma2.py / configuration_gemma3.py, modeling_gemma2.py /
+# modeling_gemma3.py; vLLM gemma2.py / gemma3.py): a gated MLP (gelu_pytorch_tanh), four RMSNorms a layer
+# (input_layernorm, post_attention_layernorm, pre_feedforward_layernorm, post_feedforward_layernorm), head_dim given
+# (not hidden / heads), no biases unless attention_bias (false; q, k, v and o), tied embeddings by default.
+GEMMA = dict(bias_switches=LLAMA_BIASES[:1], norms_per_layer=4, tie_word_embeddings=True, head_dim=256)
+# Gemma3TextConfig (transformers 4.50+): num_key_value_heads 4, head_dim 256, sliding_window 4096,
+# sliding_window_pattern 6 (layer_types: "sliding_attention" if (i + 1) % 6 else "full_attention"), q_norm and k_norm
+# (Gemma3RMSNorm over head_dim) in every layer.
+GEMMA3 = dict(GEMMA, qk_norm=True, num_key_value_heads=4, sliding_window=4096, hybrid_layout="pattern",
+              sliding_window_pattern=6)
 
 FAMILIES: dict[str, Family] = {
     # LlamaConfig: num_key_value_heads, head_dim None (derived); attention_bias, mlp_bias false; no window of its
@@ -139,4 +165,25 @@ FAMILIES: dict[str, Family] = {
                            experts=Experts(None, None, "moe_intermediate_size", deepseek_layout=True)),
     "glm_moe_dsa": Family(mla=True, sparse_attention=True,
                           experts=Experts(None, None, "moe_intermediate_size", deepseek_layout=True)),
+    # Gemma2Config: num_key_value_heads 4, head_dim 256, sliding_window 4096, layer_types "sliding_attention" if
+    # (i + 1) % 2 else "full_attention" (layer 0 slides; the published config.json files have no layer_types).
+    "gemma2": Family(**GEMMA, num_key_value_heads=4, sliding_window=4096, hybrid_layout="alternate"),
+    # Gemma 3 text-only (gemma-3-1b: Gemma3ForCausalLM) and multimodal (gemma-3-4b/12b/27b:
+    # Gemma3ForConditionalGeneration, the decoder's keys under text_config, vLLM's hf_text_config). Those
+    # text_config objects leave out vocab_size and max_position_embeddings: Gemma3TextConfig's 262208 and 131072.
+    # The multimodal model's SigLIP vision tower and projector are counted in its weights (sim.hf_config._vision).
+    "gemma3_text": Family(**GEMMA3),
+    "gemma3": Family(**GEMMA3, text_config=True,
+                     required_defaults=(("vocab_size", 262208), ("max_position_embeddings", 131072))),
+    # GptOssConfig (transformers configuration_gpt_oss.py; vLLM gpt_oss.py): num_key_value_heads 8, head_dim 64,
+    # sliding_window 128 on layers i % 2 == 0 (vLLM OAIAttention, whatever layer_types says; transformers' default
+    # layer_types agree), attention_bias true (q, k, v and o biased), a sink logit per head (``sinks``), no tied
+    # embeddings; every layer MoE: num_local_experts 128, num_experts_per_tok 4 (the config.json also writes
+    # experts_per_token), each expert a gated MLP intermediate_size wide with biases (gate_up_proj_bias,
+    # down_proj_bias) behind a router with a bias (GptOssTopKRouter).
+    "gpt_oss": Family(bias_switches=(BiasSwitch("attention_bias", ("qkv", "o"), default=True),),
+                      num_key_value_heads=8, head_dim=64, sliding_window=128, hybrid_layout="alternate",
+                      layer_types_ignored=True, attention_sinks=True,
+                      experts=Experts(128, 4, "intermediate_size", router_bias=True, expert_biases=True,
+                                      per_token_alias="experts_per_token")),
 }

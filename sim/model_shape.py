@@ -13,6 +13,11 @@ from sim.errors import ConfigError
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
 GIB = 1024**3
 FP8_SCALE_BYTES = 4  # an FP8 checkpoint's weight scales are fp32 (vLLM fp8.py: weight_scale / weight_scale_inv)
+# An MXFP4 checkpoint's expert weights (OCP Microscaling MXFP4, gpt-oss): 4-bit E2M1 values in blocks of 32 sharing
+# one 8-bit E8M0 scale, 4 + 8 / 32 = 4.25 bits a weight (the checkpoint's *_blocks (uint8, two values a byte) and
+# *_scales (uint8, one per 32) tensors; vLLM quantization/mxfp4.py Mxfp4MoEMethod, OCP MX spec v1.0)
+MXFP4_BLOCK = 32
+MXFP4_BYTES_PER_WEIGHT = (4 + 8 / MXFP4_BLOCK) / 8
 # DeepSeek sparse attention's caches (vLLM): the indexer's keys in FP8 with one fp32 scale per 128 values
 # (deepseek_v2.py Indexer: quant_block_size 128, DeepseekV32IndexerCache head_dim = index_head_dim +
 # index_head_dim // 128 * 4, uint8); the latent in fp8_ds_mla: kv_lora_rank FP8 values, one fp32 scale per 128 of
@@ -75,7 +80,9 @@ class ModelSpec:
     v_head_dim: int | None = None  # per-head value width
     # An FP8 checkpoint (config.json quantization_config quant_method "fp8"): the linear layers' weight matrices
     # are one byte each plus an fp32 scale per weight_block_size block (None: one scale per tensor); everything
-    # else (embeddings, LM head, norms, routers, biases) takes the model dtype (``linear_parameters``)
+    # else (embeddings, LM head, norms, routers, biases) takes the model dtype (``linear_parameters``).
+    # "mxfp4" (gpt-oss): the routed experts' weight matrices only, at MXFP4_BYTES_PER_WEIGHT; every other weight
+    # (attention, routers, embeddings, LM head) in the model dtype (``expert_weight_bytes``)
     weight_quantization: str | None = None
     weight_block_size: tuple[int, int] | None = None
     # DeepSeek sparse attention (DeepSeek-V3.2, GLM-5; with MLA): a lightning indexer of index_n_heads heads of
@@ -121,13 +128,16 @@ class ModelSpec:
                               f"moe_intermediate_size > 0 and 1 <= num_moe_layers <= num_layers (got {moe})")
 
     def _check_quantization(self) -> None:
-        if self.weight_quantization not in (None, "fp8"):
-            raise ConfigError(f"model {self.name!r}: weight_quantization must be fp8 or absent "
+        if self.weight_quantization not in (None, "fp8", "mxfp4"):
+            raise ConfigError(f"model {self.name!r}: weight_quantization must be fp8, mxfp4 or absent "
                               f"(got {self.weight_quantization!r})")
+        if self.weight_quantization == "mxfp4" and self.num_experts is None:
+            raise ConfigError(f"model {self.name!r}: weight_quantization mxfp4 quantizes a mixture of experts' routed "
+                              "experts only (vLLM Mxfp4Config), and this model has none (num_experts ...)")
         block = self.weight_block_size
         if block is None:
             return
-        if self.weight_quantization is None:
+        if self.weight_quantization != "fp8":
             raise ConfigError(f"model {self.name!r}: weight_block_size needs weight_quantization fp8")
         if (not isinstance(block, (list, tuple)) or len(block) != 2
                 or any(isinstance(b, bool) or not isinstance(b, int) or b <= 0 for b in block)):
@@ -313,18 +323,30 @@ class ModelSpec:
         the checkpoint is FP8, then one byte plus its share of the block's fp32 scale, 4 / (block rows × columns)
         (Fp8LinearMethod ``weight_scale_inv``: one scale per weight_block_size block; exact where the matrix's
         dimensions are multiples of the block, a few partial blocks' scales aside otherwise). Per-tensor FP8 (no
-        block size) has one scale per matrix (a few bytes in all, not counted)."""
-        if self.weight_quantization is None:
+        block size) has one scale per matrix (a few bytes in all, not counted). An MXFP4 checkpoint keeps these in
+        the model dtype but its routed experts (``expert_weight_bytes``)."""
+        if self.weight_quantization in (None, "mxfp4"):
             return dtype_bytes
         if self.weight_block_size is None:
             return 1
         rows, columns = self.weight_block_size
         return 1 + FP8_SCALE_BYTES / (rows * columns)
 
+    def expert_weight_bytes(self, dtype_bytes: int) -> float:
+        """Bytes one routed expert's weight takes: MXFP4_BYTES_PER_WEIGHT (4.25 bits) in an MXFP4 checkpoint (vLLM's
+        Mxfp4Config gives ``FusedMoE`` layers ``Mxfp4MoEMethod`` and every ``LinearBase`` layer
+        ``UnquantizedLinearMethod``: quantization/mxfp4.py ``get_quant_method``; exact where the experts' input
+        widths are multiples of 32, as gpt-oss's 2880 = 90 × 32; the padding some MoE kernels add to the expert width
+        is not counted), else ``linear_weight_bytes``."""
+        if self.weight_quantization == "mxfp4":
+            return MXFP4_BYTES_PER_WEIGHT
+        return self.linear_weight_bytes(dtype_bytes)
+
     def weight_bytes_per_gpu(self, dtype_bytes: int, tensor_parallel_size: int, data_parallel_size: int = 1) -> float:
         """Weights one GPU holds: all of them over the TP ranks, the routed experts over the data-parallel
         group's data_parallel_size × tensor_parallel_size GPUs (``sim.serving.moe``). ``dtype_bytes`` is the model
-        dtype's (serving.dtype); an FP8 checkpoint's linear layers take ``linear_weight_bytes`` instead."""
+        dtype's (serving.dtype); an FP8 checkpoint's linear layers take ``linear_weight_bytes`` instead, an MXFP4
+        one's routed experts ``expert_weight_bytes``."""
         if self.weight_quantization is not None:
             return self._quantized_weight_bytes_per_gpu(dtype_bytes, tensor_parallel_size, data_parallel_size)
         replicated = self.replicated_parameters
@@ -339,15 +361,17 @@ class ModelSpec:
 
     def _quantized_weight_bytes_per_gpu(self, dtype_bytes: int, tensor_parallel_size: int,
                                         data_parallel_size: int) -> float:
-        """``weight_bytes_per_gpu`` of an FP8 checkpoint: the linear weights at ``linear_weight_bytes``, the rest
-        at ``dtype_bytes``; each group split over the ranks as in the unquantized case."""
+        """``weight_bytes_per_gpu`` of a quantized checkpoint: the linear weights at ``linear_weight_bytes``, the
+        routed experts at ``expert_weight_bytes`` (the same for FP8), the rest at ``dtype_bytes``; each group split
+        over the ranks as in the unquantized case."""
         per_weight = self.linear_weight_bytes(dtype_bytes)
         replicated_plain = self.num_layers * self.indexer_bf16_parameters  # the indexer's wk and weights_proj
         replicated = self.replicated_parameters - replicated_plain  # MLA's q_a, kv_a and the indexer's wq_b
-        experts = self.routed_expert_parameters if data_parallel_size > 1 and self.is_moe else 0
+        experts = self.routed_expert_parameters
         linear = self.linear_parameters - replicated - experts
         plain = self.num_parameters - self.linear_parameters - replicated_plain
-        sharded = (linear + experts / data_parallel_size) * per_weight + plain * dtype_bytes
+        sharded = (linear * per_weight + experts / data_parallel_size * self.expert_weight_bytes(dtype_bytes)
+                   + plain * dtype_bytes)
         return sharded / tensor_parallel_size + replicated * per_weight + replicated_plain * dtype_bytes
 
     @property

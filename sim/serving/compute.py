@@ -280,7 +280,7 @@ class RooflineCompute:
             if replicated_plain:
                 self.moe_fixed_bytes += replicated_plain * (self.dtype_bytes - self.linear_bytes)
             self.attn_params, self.router_params = attn_params, router_params
-            self.expert_bytes = m.expert_parameters * self.linear_bytes / tp
+            self.expert_bytes = m.expert_parameters * m.expert_weight_bytes(self.dtype_bytes) / tp  # MXFP4: 4.25 bits
             routed_width = m.num_experts_per_tok * m.moe_intermediate_size + (m.shared_expert_intermediate_size or 0)
             self.moe_act_bytes_per_token = 2 * (m.hidden_size + routed_width) * self.dtype_bytes / tp
 
