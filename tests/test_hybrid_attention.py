@@ -5,6 +5,7 @@ how a run of one is set up."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from sim.serving.compute import RooflineCompute, StepShape, window_sliding_kv_tokens
 from sim.serving.utilization import WorkCounter, WorkTotals
 from sim.specs import gpu_spec, model_spec
+from tests.conftest import BUNDLED_AZURE
 
 
 def hybrid(window: int = 512, sliding: int = 16):
@@ -121,3 +123,27 @@ def test_mfu_counts_the_sliding_layers_flops_as_the_steps_priced_them():
                 + (spec.num_layers - sliding) * per_pair * full_pairs + sliding * per_pair * window_pairs
                 + counter.head_flops_per_row * (2 + 2 * 300))
     assert counter.flops(totals) == pytest.approx(expected, rel=1e-12)
+
+
+def test_a_hybrid_model_is_refused_unless_the_hybrid_manager_is_off(run_cli):
+    """vLLM's hybrid KV-cache manager is not modelled: the config is refused in one line naming the setting."""
+    status, out, err = run_cli("--set", "model=gpt-oss-20b", "--workload-trace", BUNDLED_AZURE, "--no-plot")
+    assert status == 2 and out == ""
+    assert "serving.disable_hybrid_kv_cache_manager=true" in err and "12 sliding-window layers (128 tokens)" in err
+    assert err.count("\n") == 1
+
+
+def test_with_the_hybrid_manager_off_every_layer_keeps_its_kv(run_cli, tmp_path):
+    """gpt-oss-20b on one H100 SXM at utilization 0.9, every layer's KV whole (vLLM with the manager off: one KV
+    group of all 24 layers, so the capacity is not divided among groups). By hand: a token's KV is 2 (K, V) × 24
+    layers × 8 KV heads × 64 × 2 bytes = 49,152, a 16-token block 786,432 bytes; the checkpoint's weights are
+    13,761,264,768 bytes (its model.safetensors.index.json total_size); (80 GiB × 0.9 − weights) // block =
+    80,805 blocks."""
+    report = tmp_path / "r.json"
+    status, _, err = run_cli("--set", "model=gpt-oss-20b", "--set", "serving.disable_hybrid_kv_cache_manager=true",
+                             "--set", "serving.num_instances=1", "--workload-trace", BUNDLED_AZURE,
+                             "--workload-limit", "40", "--no-plot", "--quiet", "--report-json", report)
+    assert status == 0, err
+    metrics = json.loads(report.read_text())["runs"][0]["metrics"]
+    assert metrics["instances"]["kv_blocks_each"] == (80 * 1024**3 * 9 // 10 - 13_761_264_768) // 786_432 == 80_805
+    assert metrics["requests_completed"] == 40
