@@ -32,8 +32,18 @@ from dataclasses import dataclass, field  # noqa: E402
 from typing import TYPE_CHECKING  # noqa: E402
 
 try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
-    from sim.cli import (EXPERIMENTS, SERVING, WITH_WORKLOAD, build_parser, check_flags, check_paths_given,  # noqa: E402
-                         flag_name, parse_policies, parse_routers, select_mode)
+    from sim.cli import (  # noqa: E402
+        EXPERIMENTS,
+        SERVING,
+        WITH_WORKLOAD,
+        build_parser,
+        check_flags,
+        check_paths_given,
+        flag_name,
+        parse_policies,
+        parse_routers,
+        select_mode,
+    )
     from sim.config import Config, load_config  # noqa: E402
     from sim.config_fields import path_settings  # noqa: E402
     from sim.errors import InputError, command_status, end_process, quote  # noqa: E402
@@ -126,7 +136,10 @@ def check_mode_settings(mode: str, config: Config, policies: list[str], cluster_
     (``experiments.execute.check_point``): a point that does not fit fails alone and the others go on, as a
     sweep across sizes expects, while a mistake in the settings stops the sweep before it starts."""
     from sim.cache.access import uses_learned_policy
+    from sim.serving.kv_groups import check_hybrid_manager
 
+    if mode == "cache-only" or mode in SERVING:
+        check_hybrid_manager(config, mode, policies)
     if uses_learned_policy(config, policies) and (mode == "cache-only" or mode in SERVING):
         from sim.cache.access import load_learned_model
 

@@ -121,21 +121,6 @@ def _model_len_within_context(c: Config) -> None:
                           + what)
 
 
-def _hybrid_attention_modelled(c: Config) -> None:
-    """A model mixing sliding-window and full-attention layers is served as vLLM serves it with the hybrid KV-cache
-    manager off (every layer's KV kept whole): the manager itself, vLLM's default, is not modelled."""
-    from sim.specs import model_spec
-
-    spec = model_spec(c.model)
-    if spec.is_hybrid_attention and not c.serving.disable_hybrid_kv_cache_manager:
-        raise ConfigError(
-            f"model {c.model} mixes {spec.sliding_layers} sliding-window layers ({spec.sliding_window} tokens) with "
-            f"{spec.num_layers - spec.sliding_layers} full-attention ones, and vLLM's hybrid KV-cache manager (its "
-            "default, which frees the sliding layers' blocks outside the window) is not modelled yet: set "
-            "serving.disable_hybrid_kv_cache_manager=true to simulate vLLM with --disable-hybrid-kv-cache-manager "
-            "(or a KV connector without hybrid support, e.g. LMCache), where every layer keeps its whole KV")
-
-
 def _request_range(c: Config) -> None:
     start, end = c.workload.range_start, c.workload.range_end
     if not start < end:
@@ -261,7 +246,6 @@ CONSTRAINTS: tuple[typing.Callable[[Config], None], ...] = (
     _data_parallel_fits,
     _batch_holds_its_sequences,
     _model_len_within_context,
-    _hybrid_attention_modelled,
     _request_range,
     _synthetic_sizes,
     _synthetic_settings_apply,

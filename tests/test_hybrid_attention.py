@@ -8,12 +8,13 @@ import dataclasses
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from sim.serving.compute import RooflineCompute, StepShape, window_sliding_kv_tokens
 from sim.serving.utilization import WorkCounter, WorkTotals
 from sim.specs import gpu_spec, model_spec
-from tests.conftest import BUNDLED_AZURE
+from tests.conftest import BUNDLED_AZURE, ROOT
 
 
 def hybrid(window: int = 512, sliding: int = 16):
@@ -125,9 +126,11 @@ def test_mfu_counts_the_sliding_layers_flops_as_the_steps_priced_them():
     assert counter.flops(totals) == pytest.approx(expected, rel=1e-12)
 
 
-def test_a_hybrid_model_is_refused_unless_the_hybrid_manager_is_off(run_cli):
-    """vLLM's hybrid KV-cache manager is not modelled: the config is refused in one line naming the setting."""
-    status, out, err = run_cli("--set", "model=gpt-oss-20b", "--workload-trace", BUNDLED_AZURE, "--no-plot")
+@pytest.mark.parametrize("mode", [["--pd"], ["--cache-only", "--capacity-blocks", "100"]])
+def test_a_hybrid_model_under_the_hybrid_manager_is_refused_where_it_is_not_modelled(run_cli, mode):
+    """vLLM's hybrid KV-cache manager is modelled in single-node mode only: elsewhere the config is refused in one
+    line naming the setting that turns it off."""
+    status, out, err = run_cli(*mode, "--set", "model=gpt-oss-20b", "--workload-trace", BUNDLED_AZURE, "--no-plot")
     assert status == 2 and out == ""
     assert "serving.disable_hybrid_kv_cache_manager=true" in err and "12 sliding-window layers (128 tokens)" in err
     assert err.count("\n") == 1
@@ -147,3 +150,210 @@ def test_with_the_hybrid_manager_off_every_layer_keeps_its_kv(run_cli, tmp_path)
     metrics = json.loads(report.read_text())["runs"][0]["metrics"]
     assert metrics["instances"]["kv_blocks_each"] == (80 * 1024**3 * 9 // 10 - 13_761_264_768) // 786_432 == 80_805
     assert metrics["requests_completed"] == 40
+
+
+# ---------------------------------------------------------------- vLLM's hybrid KV-cache manager
+# gpt-oss-20b at 16-token blocks: one full-attention and one sliding group of 12 layers, window 128, so a sliding
+# hit needs cdiv(127, 16) = 8 blocks and a block leaves the window once processed - 127 tokens pass it. The
+# expected block counts follow vLLM 0.33's SlidingWindowManager (get_num_skipped_tokens, remove_skipped_blocks,
+# find_longest_cache_hit) worked by hand for a 10,000-token prompt (625 blocks).
+
+class Clock:
+    now = 0.0
+
+
+def hybrid_manager(async_scheduling: bool = False, pool_blocks: int = 20_000, ids: int = 1_000):
+    from sim.serving.block_pool import BlockPool
+    from sim.serving.hybrid_kv_cache_manager import HybridKVCacheManager
+    from sim.serving.kv_groups import kv_groups
+    from tests.cache_helpers import make_cache
+
+    groups = kv_groups(model_spec("gpt-oss-20b"), 16)
+    assert (groups.group_size, groups.full_groups, groups.sliding_groups, groups.hit_blocks) == (12, 1, 1, 8)
+    pool = BlockPool(pool_blocks, Clock())
+    cache = make_cache("lru", [pool_blocks], num_blocks=2 * ids)
+    cap = groups.admission_cap(131_072, 8192, async_scheduling)
+    return HybridKVCacheManager(pool, cache, 16, True, lambda: 0.0, groups, ids, cap, async_scheduling), pool
+
+
+def prompt_job(rid: int = 0, tokens: int = 10_000, output: int = 600, first_id: int = 0):
+    from sim.serving.job import Job
+
+    blocks = list(range(first_id, first_id + -(-tokens // 16)))
+    return Job(rid, tokens, output, blocks, 0, target=tokens)
+
+
+def admit(kv, job, chunk: int) -> int:
+    """The scheduler's admission: look up, allocate the first chunk; returns the tokens the hit served."""
+    match = kv.lookup(job)
+    job.computed = 0
+    kv.allocate(job, match.tokens + chunk)
+    job.computed = match.tokens
+    return match.tokens
+
+
+def sliding_held(job) -> int:
+    return job.sliding_hi - job.sliding_lo
+
+
+def test_the_hybrid_manager_holds_a_window_of_sliding_blocks_as_vllm_does():
+    kv, pool = hybrid_manager()
+    job = prompt_job()
+    assert kv.new_blocks(job, 10_000) == 625 + min(625, 521)  # admission (sync): window + one batch, cdiv(127+8192, 16)+1
+    admit(kv, job, 10_000)  # the whole prompt in one step
+    assert (job.held, sliding_held(job), pool.used) == (625, 625, 1250)
+    job.computed = 10_000  # first decode step: blocks 0-616 leave the window (floor(9873 / 16) = 617)
+    assert kv.new_blocks(job, 10_001) == 1 + 1 - 617
+    kv.allocate(job, 10_001)
+    assert (job.held + job.anonymous, job.sliding_lo, job.sliding_hi, pool.used) == (626, 617, 626, 626 + 9)
+    for c in range(10_001, 10_500):
+        job.computed = c
+        kv.allocate(job, c + 1)
+    assert (job.held + job.anonymous, sliding_held(job)) == (657, 9)  # blocks 648-656: 657 - floor(10372 / 16)
+    kv.free(job)
+    assert pool.used == 0
+
+
+def test_a_sliding_group_keeps_only_its_replay_tail_cached_so_a_resent_prompt_hits_up_to_it():
+    kv, pool = hybrid_manager()
+    first = prompt_job()
+    admit(kv, first, 10_000)
+    first.computed = 10_000
+    for c in range(10_000, 10_100):
+        first.computed = c
+        kv.allocate(first, c + 1)
+    kv.free(first)
+    again = prompt_job(rid=1)
+    # the full group holds 624 blocks (short of the last token); the sliding group's tail, blocks 616-623, was kept
+    assert admit(kv, again, 16) == 624 * 16 == 9_984
+    assert (again.sliding_lo, again.sliding_hi) == (616, 625)
+
+
+def test_a_shared_prefix_hits_from_the_third_request_on_through_the_junction():
+    """Two prompts sharing 300 blocks then diverging: the second finds the full group's 300 blocks but no sliding
+    run (the first kept only its own tail), so it is served from block 0's run only; it keeps the blocks ending at
+    the junction, and the third prompt sharing the prefix is served all 300 (vLLM's shared_prefix_boundary)."""
+    kv, pool = hybrid_manager()
+    shared = list(range(300))
+
+    def job(rid: int):
+        from sim.serving.job import Job
+
+        blocks = shared + list(range(300 + 100 * rid, 300 + 100 * rid + 100))
+        return Job(rid, 400 * 16, 10, blocks, 0, target=400 * 16)
+
+    served = []
+    for rid in range(3):
+        j = job(rid)
+        served.append(admit(kv, j, 400 * 16))
+        j.computed = 400 * 16
+        kv.allocate(j, 400 * 16 + 1)
+        kv.free(j)
+    assert served == [0, 0, 300 * 16]
+
+
+def test_asynchronous_scheduling_frees_sliding_blocks_a_step_late():
+    """The 10,000-token prompt in 8,192-token chunks, asynchronously: the second chunk's plan does not see the
+    first as computed, so the sliding group still holds every block; the first decode step frees up to
+    floor((8192 - 127) / 16) = 504, the second up to 617."""
+    kv, pool = hybrid_manager(async_scheduling=True)
+    job = prompt_job()
+    assert kv.new_blocks(job, 10_000) == 625 + min(625, 1033)  # cdiv(127 + 2 x 8192, 16) + 1
+    admit(kv, job, 8192)
+    assert (job.held, sliding_held(job)) == (512, 512)
+    job.computed = 8192
+    kv.allocate(job, 10_000)
+    assert sliding_held(job) == 625
+    job.computed = 10_000
+    kv.allocate(job, 10_001)
+    assert (job.sliding_lo, job.sliding_hi) == (504, 626)  # 122 blocks
+    job.computed = 10_001
+    kv.allocate(job, 10_002)
+    assert (job.sliding_lo, job.sliding_hi) == (617, 626)
+
+
+SHAREGPT_16 = ROOT / "tests" / "fixtures" / "llmservingsim_rtxpro6000" / "workloads" / "sharegpt-qwen3-300-sps10.hash16.jsonl"
+
+
+def test_within_the_window_the_hybrid_manager_serves_as_full_attention_does(run_cli, tmp_path):
+    """Gemma-2-9B's window is 4,096 tokens; with every request within it (max_model_len 4,096: longer ones are
+    refused alike) no block ever leaves a sliding group, every prompt's sliding copies are its replay tail, and
+    the pool (twice the blocks, each half the layers) never fills on an H200: the hybrid manager must then serve
+    exactly as vLLM with it off — every request's times, the hits and the KV occupancy."""
+    reports, requests = [], []
+    for disable in ("false", "true"):
+        report, rows = tmp_path / f"r-{disable}.json", tmp_path / f"q-{disable}.csv"
+        status, _, err = run_cli("--set", "model=gemma-2-9b", "--set", f"serving.disable_hybrid_kv_cache_manager={disable}",
+                                 "--set", "hardware.gpu=h200", "--set", "serving.num_instances=1",
+                                 "--set", "serving.max_model_len=4096", "--workload-trace", SHAREGPT_16,
+                                 "--workload-limit", "80", "--no-plot", "--quiet", "--report-json", report,
+                                 "--requests-csv", rows)
+        assert status == 0, err
+        reports.append(json.loads(report.read_text())["runs"][0]["metrics"])
+        requests.append(pd.read_csv(rows))
+    on, off = reports
+    assert on["instances"]["kv_blocks_each"] == 2 * off["instances"]["kv_blocks_each"] + 1  # (one remainder block)
+    assert on["hits"] > 0
+    for key in ("hits", "hit_ratio", "preemptions", "requests_completed"):
+        assert on[key] == off[key], key
+    # (decode steps one at a time here, in windows there: the same times up to rounding)
+    pd.testing.assert_frame_equal(requests[0], requests[1], rtol=1e-9)
+    for key in ("ttft_s", "tpot_s", "e2e_s"):
+        assert on[key] == pytest.approx(off[key], rel=1e-9), key
+    assert on["instances"]["kv_usage_mean"] == pytest.approx(off["instances"]["kv_usage_mean"], rel=1e-3)
+
+
+@pytest.mark.parametrize("async_scheduling", ["true", "false"])
+def test_under_memory_pressure_the_hybrid_manager_preempts_and_gives_every_block_back(async_scheduling):
+    """Conversations whose turns extend the one before (shared prefixes), longer than gpt-oss's window, on a pool
+    too small for them and a DRAM tier below: requests are preempted and blocks evicted and demoted, and at the
+    end every block is back in the pool, none ever above its size, every request served once."""
+    from sim.config import load_config
+    from sim.serving.run import ServingRun
+    from tests.test_serving import make_trace
+
+    rng = np.random.default_rng(7)
+    arrival, inputs, outputs, chains = [], [], [], []
+    next_id = 0
+    for conversation in range(12):
+        chain: list[int] = []
+        t = conversation * 0.05
+        for turn in range(4):
+            new = int(rng.integers(10, 60))
+            chain = chain + list(range(next_id, next_id + new))
+            next_id += new
+            arrival.append(t)
+            inputs.append(len(chain) * 16 - int(rng.integers(0, 16)))
+            outputs.append(int(rng.integers(20, 400)))
+            chains.append(chain)
+            t += 0.5
+    order = np.argsort(arrival, kind="stable")
+    trace = make_trace([arrival[i] for i in order], [inputs[i] for i in order], [outputs[i] for i in order],
+                       block_lists=[chains[i] for i in order])
+    config = load_config(None, sets=["model=gpt-oss-20b", "serving.num_instances=1", "serving.num_gpu_blocks=900",
+                                     f"serving.async_scheduling={async_scheduling}", "serving.max_num_batched_tokens=1024",
+                                     "cache.tiers.dram.capacity_gib=0.2", "cache.tiers.ssd.capacity_gib=0"])
+    run = ServingRun(trace, config, "single")
+    result = run.run()
+    (inst,) = run.instances
+    assert result.metrics["requests_completed"] == len(trace)
+    assert result.metrics["preemptions"] > 0 and result.metrics["hits"] > 0
+    assert result.metrics["tier_hit_ratio"]["dram"] > 0
+    assert inst.pool.used == 0 and not inst.pool.refs and inst.pool.peak <= inst.pool.total
+
+
+def test_the_hybrid_managers_pool_holds_blocks_of_one_group_and_is_not_divided_among_groups():
+    """vLLM's pool under the hybrid manager: a block is 16 tokens of one group's 12 layers, 16 × 12 × 8 KV heads
+    × 64 × 2 (K, V) × 2 bytes = 393,216 (half a whole-model block), and (80 GiB × 0.9 − 13,761,264,768 bytes of
+    weights) // 393,216 = 161,611 blocks, shared by both groups (PITFALLS: not divided by their number)."""
+    from sim.cache.tiers import hbm_capacity_blocks, kv_block_bytes, lower_tier_blocks
+    from sim.config import load_config
+
+    config = load_config(None, sets=["model=gpt-oss-20b"])
+    assert kv_block_bytes(config) == 393_216
+    assert hbm_capacity_blocks(config) == (80 * 1024**3 * 9 // 10 - 13_761_264_768) // 393_216 == 161_611
+    assert lower_tier_blocks(3.0, config) == 3 * 1024**3 // 393_216  # a DRAM tier holds one group's blocks too
+    gemma = load_config(None, sets=["model=gemma-3-27b"])
+    # 62 layers: 10 full, 52 sliding -> groups of 10 (52 >= 1.5 x 10): 1 full, 6 sliding; a block 10 layers'
+    # 16 tokens x 16 KV heads x 128 x 2 x 2 bytes
+    assert kv_block_bytes(gemma) == 10 * 16 * 16 * 128 * 2 * 2

@@ -60,6 +60,9 @@ CASES: dict[str, tuple[str, list[str], str]] = {
     "serving.scheduler_reserve_full_isl": ("single", ["serving.num_gpu_blocks=300", "serving.max_num_batched_tokens=512"],
                                            "false"),
     "serving.async_scheduling": ("single", [], "false"),
+    # a hybrid model: its sliding layers keep the window's blocks only (hybrid manager) or all of them
+    # (twice the blocks: the hybrid manager admits a request with its window's sliding blocks beside its full ones)
+    "serving.disable_hybrid_kv_cache_manager": ("single", ["model=gpt-oss-20b", "serving.num_gpu_blocks=3000"], "true"),
     "cache.policy": ("cache-only", [], "belady"),
     "cache.inclusion": ("cache-only", [], "inclusive"),
     "cache.access_semantics": ("cache-only", [], "prefix"),

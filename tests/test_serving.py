@@ -152,7 +152,7 @@ def test_decode_side_preemption_keeps_the_prefill_admission():
 def test_request_larger_than_memory_fails_loudly():
     trace = make_trace([0.0], [5000], [10])
     config = load_config(None, sets=["serving.num_instances=1", "serving.num_gpu_blocks=100"])
-    with pytest.raises(InputError, match="needs more KV blocks"):
+    with pytest.raises(InputError, match=r"needs 313 KV blocks, more than instance 0 has \(99 blocks"):
         run_serving(trace, config, "single")
 
 

@@ -176,9 +176,17 @@ def new_tier(arena: TierArena, name: str, policy: str, capacity: int, read_bw: f
 
 
 def _block_bytes(config: Config, tensor_parallel_size: int) -> int:
+    """A block's bytes: its tokens' KV in every layer, or, under vLLM's hybrid KV-cache manager, in one group's
+    layers (``sim.serving.kv_groups``: a block of the shared pool holds one group)."""
+    from sim.serving.kv_groups import hybrid_manager_groups
+
     model = model_spec(config.model)
     kv = kv_dtype_bytes(model, config.serving.dtype, config.serving.kv_cache_dtype)
-    return config.serving.block_size * model.kv_bytes_per_token(kv, tensor_parallel_size)
+    per_token = model.kv_bytes_per_token(kv, tensor_parallel_size)
+    groups = hybrid_manager_groups(config)
+    if groups is not None:
+        per_token = per_token // model.num_layers * groups.group_size
+    return config.serving.block_size * per_token
 
 
 def kv_block_bytes(config: Config) -> int:

@@ -41,7 +41,7 @@ class Instance:
                  cache: TieredCache, compute: ComputeModel, table: RequestTable, itl: WeightedSamples,
                  on_prefill_done: Callable[[Job], None] | None = None,
                  on_finish: Callable[[Job], None] | None = None, prefix_caching: bool | None = None,
-                 shared_blocks: bool = True):
+                 shared_blocks: bool = True, kv_manager: Callable[..., KVCacheManager] = KVCacheManager):
         if total_blocks <= 0:
             raise InputError(f"instance {index}: no KV blocks fit in GPU memory (num_gpu_blocks={total_blocks})")
         self.index = index
@@ -54,7 +54,8 @@ class Instance:
         # ``shared_blocks`` False: no block id occurs in two requests, so the pool only counts.
         caching = serving.enable_prefix_caching if prefix_caching is None else prefix_caching
         self.pool = BlockPool(total_blocks, engine, shared=shared_blocks)
-        self.kv = KVCacheManager(self.pool, cache, serving.block_size, caching, clock=lambda: engine.now)
+        # (``kv_manager``: a hybrid model's, ``sim.serving.hybrid_kv_cache_manager``, where vLLM's hybrid one runs)
+        self.kv = kv_manager(self.pool, cache, serving.block_size, caching, clock=lambda: engine.now)
         self.scheduler = Scheduler(index, role, serving, self.kv, table, itl, window=compute.sliding_window)
         self.busy = False
         self.batch_tokens = 0  # tokens in the step in progress (0: idle)

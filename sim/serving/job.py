@@ -33,6 +33,14 @@ class Job:
     external: int = 0  # prompt blocks a KV connector loaded here before scheduling (cluster fetch; ``prefix_hit``)
     last_token_time: float = math.nan
     chain: np.ndarray | None = None  # ``blocks`` as an array (the cache's chain operations take it without a copy)
+    # A hybrid model's sliding-window groups (``HybridKVCacheManager``): the blocks they hold are [sliding_lo,
+    # sliding_hi) (those before left the window); ``sliding_keyed``: ranges of prompt blocks whose sliding copies
+    # are kept as cached prefixes when let go (vLLM hashes only these); ``sliding_seen``: the computed tokens the
+    # manager saw at the allocation before (asynchronous scheduling frees a step late)
+    sliding_lo: int = 0
+    sliding_hi: int = 0
+    sliding_keyed: tuple[tuple[int, int], ...] = ()
+    sliding_seen: int = 0
 
     @property
     def prompt_ids(self) -> Sequence[int]:

@@ -112,6 +112,8 @@ class PrefixCacheStats:
 class KVCacheManager:
     """Blocks of requests on one instance: what a prompt finds cached, what growing a request costs."""
 
+    decode_windows = True  # a running batch's decode steps may be planned together (``Scheduler.window_steps``)
+
     def __init__(self, pool: BlockPool, cache: TieredCache, block_size: int, prefix_caching: bool,
                  clock: Callable[[], float]):
         self.pool = pool
@@ -191,6 +193,10 @@ class KVCacheManager:
             self.on_admission(job, match)
 
     # ------------------------------------------------------------- allocation
+
+    def blocks_alone(self, tokens: int) -> int:
+        """Blocks a request of ``tokens`` tokens holds on an otherwise idle instance."""
+        return -(-tokens // self.block_size)
 
     def blocks_for(self, job: Job, tokens: int) -> tuple[int, int]:
         """(prompt blocks, private blocks) a job holding KV for ``tokens`` tokens needs."""

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from functools import partial
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from sim.cache.access import (access_semantics, block_id_space, learned_predictions, next_use_index,
-                              policies_in_use)
+from sim.cache.access import access_semantics, block_id_space, learned_predictions, next_use_index, policies_in_use
 from sim.cache.arena import TierArena
 from sim.cache.multitier import build_cache
 from sim.cache.policies import POLICIES
@@ -37,7 +37,10 @@ from sim.report.metrics import RequestTable, WeightedSamples, distribution, requ
 from sim.serving.compute_backend import compute_model
 from sim.serving.data_parallel import LockstepGroup, cudagraph_capture_tokens
 from sim.serving.engine import Engine
+from sim.serving.hybrid_kv_cache_manager import HybridKVCacheManager
 from sim.serving.instance import DECODE, PREFILL, UNIFIED, Instance, Job
+from sim.serving.kv_cache_manager import KVCacheManager
+from sim.serving.kv_groups import hybrid_manager_groups
 from sim.serving.network import Link, network_model
 from sim.serving.routers import router
 from sim.serving.timeline import Timeline
@@ -91,7 +94,10 @@ class ServingRun:
         # Every tier of the run (each instance's HBM, the shared lower tiers) lives in one arena,
         # whose arrays are sized by the trace's block-id space.
         self.num_blocks = block_id_space(trace)
-        self.arena = TierArena(future=next_use, max_keys=self.num_blocks)
+        # a hybrid model's sliding groups keep their own copies of prompt blocks, keyed past the trace's ids
+        self.kv_groups = hybrid_manager_groups(config)
+        copies = 1 + (self.kv_groups.sliding_groups if self.kv_groups is not None else 0)
+        self.arena = TierArena(future=next_use, max_keys=self.num_blocks * copies)
         self._next_use = next_use
         self.shared_tiers = self._lower_tiers()
         self.hbm_blocks = hbm_capacity_blocks(config)  # vLLM's num_gpu_blocks (as reported)
@@ -149,7 +155,8 @@ class ServingRun:
                             num_blocks=self.num_blocks)
         inst = Instance(index, role, self.engine, self.config.serving, self.usable_blocks, cache, compute, self.table,
                         self.itl, on_prefill_done=self._prefill_done, on_finish=self._finished,
-                        prefix_caching=self.prefix_caching, shared_blocks=self.shared_blocks)
+                        prefix_caching=self.prefix_caching, shared_blocks=self.shared_blocks,
+                        kv_manager=self._kv_manager())
         inst.work.index_topk = model_spec(self.config.model).index_topk  # (sparse attention: utilization's bound)
         dp = self.config.serving.data_parallel_size
         if dp > 1:
@@ -158,6 +165,16 @@ class ServingRun:
                 self.groups[key] = LockstepGroup(self.engine, dp, cudagraph_capture_tokens(self.config.serving))
             self.groups[key].add(inst)
         return inst
+
+    def _kv_manager(self):
+        """The instances' KV-cache manager: vLLM's hybrid one for a hybrid model with it on, else the one group's."""
+        groups, serving = self.kv_groups, self.config.serving
+        if groups is None:
+            return KVCacheManager
+        return partial(HybridKVCacheManager, groups=groups, key_offset=self.num_blocks,
+                       admission_cap=groups.admission_cap(max_model_len(self.config), serving.max_num_batched_tokens,
+                                                          serving.async_scheduling),
+                       async_scheduling=serving.async_scheduling)
 
     def _group_key(self, index: int):
         """Which data-parallel group instance ``index`` belongs to: D consecutive instances of one pool (PD's

@@ -185,7 +185,8 @@ class Scheduler:
     def window_steps(self) -> int:
         """How many decode-only steps can run back to back now (0 or 1: take a single step instead)."""
         running = self.running
-        if self.waiting or self.ready or self.inbox or not running or len(running) > self.max_tokens:
+        if (self.waiting or self.ready or self.inbox or not running or len(running) > self.max_tokens
+                or not self.kv.decode_windows):
             return 0  # (arrivals not read yet: their step ends the window, take single steps until it)
         steps = MAX_WINDOW_STEPS
         for job in running:
@@ -344,9 +345,10 @@ class Scheduler:
             job.computed = 0
             # the blocks the admission needs: the whole sequence's (vLLM's scheduler_reserve_full_isl), else the chunk's
             if kv.new_blocks(job, job.target if self.reserve_full_isl else cached + n) > pool.free:
-                if -(-(job.target + 1) // self.block_size) > pool.total:  # could never fit, even alone
+                alone = kv.blocks_alone(job.target + 1)
+                if alone > pool.total:  # could never fit, even alone
                     raise InputError(
-                        f"request {job.rid} ({job.target} tokens) needs more KV blocks than instance "
+                        f"request {job.rid} ({job.target} tokens) needs {alone} KV blocks, more than instance "
                         f"{self.index} has ({pool.total} blocks of {self.block_size} tokens); raise "
                         f"gpu_memory_utilization, serving.num_gpu_blocks or tensor_parallel_size, or cap prompt lengths")
                 break

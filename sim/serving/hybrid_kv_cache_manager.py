@@ -1,0 +1,218 @@
+"""vLLM's hybrid KV-cache manager for a model mixing sliding-window and full-attention layers (gpt-oss, Gemma 2/3),
+as vLLM 0.33 runs it (``v1/core/kv_cache_coordinator.py`` ``HybridKVCacheCoordinator``,
+``v1/core/single_type_kv_cache_manager.py`` ``SlidingWindowManager``) with its default
+``prefix_cache_retention_interval`` 0.
+
+One pool serves every group (``sim.serving.kv_groups``). The full-attention group holds a request's blocks as
+``KVCacheManager`` does. Each sliding group holds only the blocks its next token can see: before a request's
+blocks are counted, those that left its window are freed (``remove_skipped_blocks``; asynchronous scheduling sees
+the step in flight as not yet computed, so they leave a step later). A sliding group keeps as cached prefixes only
+the blocks vLLM hashes: the ``hit_blocks`` ending at the prompt's last full block before its last token (its replay
+boundary), those ending where a prefix served by the full group stopped short for want of sliding blocks (the
+shared-prefix junction, so that the next request sharing it finds them), and the blocks a hit served; the others,
+freed, hold nothing (vLLM puts them first in its free queue). A prefix hit is the longest prefix the full group
+holds, cut back to the end of the last run of ``hit_blocks`` consecutive blocks every sliding group holds
+(``find_longest_cache_hit``: scanned right to left; with no such run, the run from block 0, shorter than a window).
+
+A sliding group's copy of prompt block ``b`` is the key ``b + (g + 1) × offset`` (``offset``: the trace's block-id
+space), in the same caches and pool as the full group's ``b``. Decode steps run one at a time (``decode_windows``
+False: blocks leave a sliding group as others join it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from sim.serving.block_pool import BlockPool
+from sim.serving.job import Job
+from sim.serving.kv_cache_manager import KVCacheManager, PrefixMatch, TieredCache, prefix_hit
+from sim.serving.kv_groups import KVGroups
+
+
+class HybridKVCacheManager(KVCacheManager):
+    """One full-attention group and ``groups.sliding_groups`` sliding-window groups over one block pool."""
+
+    decode_windows = False
+
+    def __init__(self, pool: BlockPool, cache: TieredCache, block_size: int, prefix_caching: bool,
+                 clock: Callable[[], float], groups: KVGroups, key_offset: int, admission_cap: int,
+                 async_scheduling: bool):
+        super().__init__(pool, cache, block_size, prefix_caching, clock)
+        if groups.full_groups != 1:
+            raise ValueError("the hybrid manager models one full-attention group")
+        self.groups = groups
+        self.copies = groups.sliding_groups
+        self.need = groups.hit_blocks
+        self.offsets = [(g + 1) * key_offset for g in range(self.copies)]
+        self.admission_cap = admission_cap  # most blocks a sliding group asks to admit a request
+        self.async_lag = async_scheduling
+
+    # ------------------------------------------------------------- keys
+
+    def _keys(self, job: Job, lo: int, hi: int) -> list[int]:
+        """Every sliding group's copies of prompt blocks lo … hi - 1 (group by group)."""
+        ids = job.prompt_ids[lo:hi]
+        return [int(b) + offset for offset in self.offsets for b in ids]
+
+    def _present(self, key: int) -> int:
+        """The tier holding ``key`` (0: HBM, cached or in use), or -1."""
+        return 0 if key in self.pool else self.cache.find(key)
+
+    def _keyed(self, job: Job, lo: int, hi: int) -> tuple[list[int], int]:
+        """Blocks lo … hi - 1 of a sliding group: the keys of the prompt blocks it keeps as cached prefixes (every
+        group's), and how many blocks the others take in all (every group's, private to the request)."""
+        keys: list[int] = []
+        prompt = len(job.blocks)
+        kept = 0
+        for start, end in job.sliding_keyed:
+            a, b = max(lo, start), min(hi, end, prompt)
+            if a < b:
+                keys += self._keys(job, a, b)
+                kept += b - a
+        return keys, (hi - lo - kept) * self.copies
+
+    # ------------------------------------------------------------- lookups
+
+    def lookup(self, job: Job) -> PrefixMatch:
+        """The longest prefix the full group holds that every sliding group can serve (``find_longest_cache_hit``);
+        the blocks the request will keep as cached prefixes are planned here (``sliding_keyed``, taken at its
+        admission)."""
+        bs, need = self.block_size, self.need
+        tail_end = max(0, job.input_tokens - 1) // bs  # the replay boundary: the last full block before the last token
+        keyed = [(max(0, tail_end - need), tail_end)]
+        admitting = not (job.held or job.anonymous)  # (a waiting request holds nothing)
+        if not self.prefix_caching:
+            if admitting:
+                job.sliding_keyed, job.sliding_lo, job.sliding_hi = (), 0, 0
+            return PrefixMatch([], 0, {})
+        levels = self.cache.lookup_prefix(job.prompt_ids, self.pool).tolist()
+        self._last_block_from_below(job, levels)
+        full_hit, full_tokens = prefix_hit(levels, job.target, job.input_tokens, bs, job.external)
+        hit, sliding_levels = self._sliding_run(job, full_hit)
+        tokens = full_tokens if hit == full_hit else hit * bs
+        if hit < full_hit:  # the shared-prefix junction (``shared_prefix_boundary``): kept for the next request
+            keyed.append((max(0, full_hit - need), full_hit))
+        if hit:
+            keyed.append((max(0, hit - need), hit))
+        if admitting:  # its sliding groups start at the hit's run (blocks before it are outside the window)
+            job.sliding_keyed = merged(keyed)
+            job.sliding_lo = job.sliding_hi = max(0, hit - need)
+        served = levels[:hit]
+        per_tier: dict[int, int] = {}
+        for level in served + sliding_levels:
+            if level > 0:
+                per_tier[level] = per_tier.get(level, 0) + 1
+        return PrefixMatch(served, tokens, per_tier)
+
+    def _sliding_run(self, job: Job, limit: int) -> tuple[int, list[int]]:
+        """(blocks, tiers of the sliding copies served): the end of the last run of ``need`` consecutive prompt blocks
+        before ``limit`` that every sliding group holds, or the run from block 0 when it is shorter."""
+        need, count = self.need, 0
+        levels: list[int] = []
+        for i in range(limit - 1, -1, -1):
+            here = [self._present(key) for key in self._keys(job, i, i + 1)]
+            if min(here) < 0:
+                count, levels = 0, []
+                continue
+            count += 1
+            levels += here
+            if count == need:
+                return i + need, levels
+        return count, levels
+
+    # ------------------------------------------------------------- allocation
+
+    def _window_start(self, job: Job) -> int:
+        """The first block the sliding groups need now: those before left the window of the tokens the scheduler
+        counts as computed (asynchronously: as of the allocation before)."""
+        seen = job.sliding_seen if self.async_lag else job.computed
+        return max(job.sliding_lo, min(job.sliding_hi, self.groups.first_needed(seen)))
+
+    @staticmethod
+    def _admitting(job: Job) -> bool:
+        """Whether ``job`` holds no block yet (a new or preempted request): its sliding start is the lookup's."""
+        return not (job.held or job.anonymous)
+
+    def blocks_alone(self, tokens: int) -> int:
+        """Blocks a request of ``tokens`` tokens holds at most on an idle instance."""
+        blocks = -(-tokens // self.block_size)
+        return blocks + self.copies * min(blocks, self.admission_cap)
+
+    def new_blocks(self, job: Job, tokens: int) -> int:
+        """Physical blocks that growing ``job`` to ``tokens`` tokens would take, less those its sliding groups give
+        up first (they are freed before vLLM counts the allocation)."""
+        full = super().new_blocks(job, tokens)
+        lo, hi = self._window_start(job), job.sliding_hi
+        released = self._released(job, job.sliding_lo, lo)
+        want = -(-tokens // self.block_size)
+        start = max(hi, lo)
+        if want <= start:
+            return full - released
+        if self._admitting(job):
+            want = min(want, start + self.admission_cap)
+        keys, private = self._keyed(job, start, want)
+        return full + self.pool.count_fresh(keys) + private - released
+
+    def _released(self, job: Job, lo: int, hi: int) -> int:
+        """Blocks freed by letting go of the sliding groups' blocks lo … hi - 1 (a kept block others hold stays)."""
+        if hi <= lo:
+            return 0
+        keys, private = self._keyed(job, lo, hi)
+        refs = self.pool.refs
+        return private + sum(1 for key in keys if refs.get(key, 1) == 1) if self.pool.shared else private + len(keys)
+
+    def allocate(self, job: Job, tokens: int) -> None:
+        """Grow ``job``'s blocks to hold ``tokens`` tokens: its sliding groups first give up what left the window."""
+        freed = self._let_go_sliding(job, self._window_start(job))
+        prompt, private = self.blocks_for(job, tokens)
+        grow = private - job.anonymous if private > job.anonymous else 0
+        fresh = list(self.pool.hold(job.blocks[job.held:prompt], grow))
+        job.held = max(job.held, prompt)
+        job.anonymous += grow
+        want = -(-tokens // self.block_size)
+        if want > job.sliding_hi:
+            keys, count = self._keyed(job, job.sliding_hi, want)
+            fresh += self.pool.hold(keys, count)
+            job.sliding_hi = want
+        job.sliding_seen = job.computed
+        if self.prefix_caching:
+            self._return_to_cache(freed, np.full(len(freed), job.position, dtype=np.int64))
+            self._take_cached(fresh)
+            self.cache.resize_top(self.pool.unused)
+            self._charge_writes()
+
+    def _let_go_sliding(self, job: Job, upto: int) -> Sequence[int]:
+        """Free the sliding groups' blocks before ``upto``, latest first (vLLM frees a range in descending order); the
+        kept ones freed are returned (they become cached prefixes)."""
+        lo = job.sliding_lo
+        if upto <= lo:
+            return []
+        keys, private = self._keyed(job, lo, upto)
+        freed = self.pool.let_go(keys[::-1], private)
+        job.sliding_lo = upto
+        if self.prefix_caching:
+            self.cache.resize_top(self.pool.unused)
+        return freed
+
+    def free(self, job: Job) -> None:
+        """Free a job's blocks, its sliding groups' first (vLLM's group order: the first layer slides), each group's
+        latest first; the kept ones become cached prefixes."""
+        freed = self._let_go_sliding(job, job.sliding_hi)
+        if self.prefix_caching and len(freed):
+            self._return_to_cache(freed, np.full(len(freed), job.position, dtype=np.int64))
+        job.sliding_lo = job.sliding_hi = job.sliding_seen = 0
+        job.sliding_keyed = ()
+        super().free(job)
+
+
+def merged(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    """Block ranges [start, end) as disjoint ones, in order (empty ones dropped)."""
+    out: list[list[int]] = []
+    for start, end in sorted(r for r in ranges if r[0] < r[1]):
+        if out and start <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], end)
+        else:
+            out.append([start, end])
+    return tuple((a, b) for a, b in out)
