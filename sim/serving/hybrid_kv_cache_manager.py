@@ -45,6 +45,7 @@ class HybridKVCacheManager(KVCacheManager):
         self.groups = groups
         self.copies = groups.sliding_groups
         self.need = groups.hit_blocks
+        self.window = groups.window
         self.offsets = [(g + 1) * key_offset for g in range(self.copies)]
         self.admission_cap = admission_cap  # most blocks a sliding group asks to admit a request
         self.async_lag = async_scheduling
@@ -128,7 +129,8 @@ class HybridKVCacheManager(KVCacheManager):
         """The first block the sliding groups need now: those before left the window of the tokens the scheduler
         counts as computed (asynchronously: as of the allocation before)."""
         seen = job.sliding_seen if self.async_lag else job.computed
-        return max(job.sliding_lo, min(job.sliding_hi, self.groups.first_needed(seen)))
+        first = (seen - self.window + 1) // self.block_size if seen >= self.window else 0  # (KVGroups.first_needed)
+        return job.sliding_lo if first <= job.sliding_lo else min(job.sliding_hi, first)
 
     @staticmethod
     def _admitting(job: Job) -> bool:
@@ -140,9 +142,19 @@ class HybridKVCacheManager(KVCacheManager):
         blocks = -(-tokens // self.block_size)
         return blocks + self.copies * min(blocks, self.admission_cap)
 
+    def _unchanged(self, job: Job, tokens: int) -> bool:
+        """Whether growing ``job`` to ``tokens`` tokens takes and frees no block (most decode steps)."""
+        want = -(-tokens // self.block_size)
+        if want > job.sliding_hi or self._window_start(job) > job.sliding_lo:
+            return False
+        prompt = len(job.blocks)
+        return want <= job.held if want <= prompt else job.held == prompt and want - prompt <= job.anonymous
+
     def new_blocks(self, job: Job, tokens: int) -> int:
         """Physical blocks that growing ``job`` to ``tokens`` tokens would take, less those its sliding groups give
         up first (they are freed before vLLM counts the allocation)."""
+        if self._unchanged(job, tokens):
+            return 0
         full = super().new_blocks(job, tokens)
         lo, hi = self._window_start(job), job.sliding_hi
         released = self._released(job, job.sliding_lo, lo)
@@ -165,6 +177,9 @@ class HybridKVCacheManager(KVCacheManager):
 
     def allocate(self, job: Job, tokens: int) -> None:
         """Grow ``job``'s blocks to hold ``tokens`` tokens: its sliding groups first give up what left the window."""
+        if self._unchanged(job, tokens):
+            job.sliding_seen = job.computed
+            return
         freed = self._let_go_sliding(job, self._window_start(job))
         prompt, private = self.blocks_for(job, tokens)
         grow = private - job.anonymous if private > job.anonymous else 0
