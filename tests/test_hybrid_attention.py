@@ -126,10 +126,10 @@ def test_mfu_counts_the_sliding_layers_flops_as_the_steps_priced_them():
     assert counter.flops(totals) == pytest.approx(expected, rel=1e-12)
 
 
-@pytest.mark.parametrize("mode", [["--pd"], ["--cache-only", "--capacity-blocks", "100"]])
+@pytest.mark.parametrize("mode", [["--cluster"], ["--cache-only", "--capacity-blocks", "100"]])
 def test_a_hybrid_model_under_the_hybrid_manager_is_refused_where_it_is_not_modelled(run_cli, mode):
-    """vLLM's hybrid KV-cache manager is modelled in single-node mode only: elsewhere the config is refused in one
-    line naming the setting that turns it off."""
+    """vLLM's hybrid KV-cache manager is modelled in the single-node and PD modes: elsewhere the config is refused
+    in one line naming the setting that turns it off."""
     status, out, err = run_cli(*mode, "--set", "model=gpt-oss-20b", "--workload-trace", BUNDLED_AZURE, "--no-plot")
     assert status == 2 and out == ""
     assert "serving.disable_hybrid_kv_cache_manager=true" in err and "12 sliding-window layers (128 tokens)" in err
@@ -357,3 +357,19 @@ def test_the_hybrid_managers_pool_holds_blocks_of_one_group_and_is_not_divided_a
     # 62 layers: 10 full, 52 sliding -> groups of 10 (52 >= 1.5 x 10): 1 full, 6 sliding; a block 10 layers'
     # 16 tokens x 16 KV heads x 128 x 2 x 2 bytes
     assert kv_block_bytes(gemma) == 10 * 16 * 16 * 128 * 2 * 2
+
+
+@pytest.mark.parametrize("disable,blocks,block_bytes", [("false", 625 + 8, 393_216), ("true", 625, 786_432)])
+def test_pd_sends_the_full_groups_prompt_and_each_sliding_groups_window(disable, blocks, block_bytes):
+    """A 10,000-token prompt of gpt-oss-20b sent from its prefill to its decode instance: under the hybrid manager
+    the full group's 625 blocks and the sliding group's blocks of the window the first decoded token sees, tokens
+    9,873 … 9,999, blocks 617 … 624 (vLLM never allocates the skipped ones), each a block of 12 layers; with the
+    manager off every layer's 625 blocks."""
+    from sim.config import load_config
+    from sim.serving.run import run_serving
+    from tests.test_serving import make_trace
+
+    config = load_config(None, sets=["model=gpt-oss-20b", f"serving.disable_hybrid_kv_cache_manager={disable}"])
+    result, table = run_serving(make_trace([0.0], [10_000], [5]), config, "pd")
+    assert result.metrics["requests_completed"] == 1
+    assert table.kv_transfer_bytes[0] == blocks * block_bytes

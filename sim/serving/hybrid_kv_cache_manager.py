@@ -107,6 +107,24 @@ class HybridKVCacheManager(KVCacheManager):
                 per_tier[level] = per_tier.get(level, 0) + 1
         return PrefixMatch(served, tokens, per_tier)
 
+    def receive(self, job: Job, tokens: int) -> int:
+        """A prompt computed elsewhere (PD's decode side): the prefix found here, cut back to what every sliding group
+        can serve as ``lookup`` cuts it; the sliding groups will hold the blocks the next token sees, those the hit
+        served taken from the cache, the others sent (vLLM: the skipped blocks of the tokens the connector brings are
+        never allocated)."""
+        full_hit = super().receive(job, tokens)
+        hit = self._sliding_run(job, full_hit)[0] if full_hit else 0
+        tail_end = max(0, tokens - 1) // self.block_size
+        job.sliding_keyed = merged([(max(0, tail_end - self.need), tail_end), (max(0, hit - self.need), hit)])
+        job.sliding_lo = job.sliding_hi = self.groups.first_needed(tokens)
+        job.sliding_seen = tokens  # (computed: nothing of it is in flight here)
+        return hit
+
+    def sent_blocks(self, job: Job, present: int) -> int:
+        """The prompt's full-attention blocks past the hit, and each sliding group's blocks of the window past it."""
+        window = len(job.blocks) - max(job.sliding_lo, present)
+        return super().sent_blocks(job, present) + self.copies * max(0, window)
+
     def _sliding_run(self, job: Job, limit: int) -> tuple[int, list[int]]:
         """(blocks, tiers of the sliding copies served): the end of the last run of ``need`` consecutive prompt blocks
         before ``limit`` that every sliding group holds, or the run from block 0 when it is shorter."""

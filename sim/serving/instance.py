@@ -22,7 +22,7 @@ from sim.serving.compute import ComputeModel
 from sim.serving.data_parallel import LockstepGroup
 from sim.serving.engine import Engine
 from sim.serving.job import Job
-from sim.serving.kv_cache_manager import KVCacheManager, TieredCache, usable_prefix_blocks
+from sim.serving.kv_cache_manager import KVCacheManager, TieredCache
 from sim.serving.scheduler import DECODE, PREFILL, UNIFIED, DecodeWindow, Scheduler, StepBatch
 from sim.serving.utilization import WorkTotals
 
@@ -120,10 +120,7 @@ class Instance:
         """
         kv = self.kv
         tokens = job.input_tokens
-        # the decode side's own prefix hit, as vLLM's ``get_computed_blocks`` finds it (whole blocks, short of the
-        # last token); the KV connector (e.g. NixlConnector.get_num_new_matched_tokens) brings the rest of the prompt
-        present = min(kv.cached_prefix_blocks(job.prompt_ids), usable_prefix_blocks(tokens, kv.block_size)) \
-            if kv.prefix_caching else 0
+        present = kv.receive(job, tokens)
         need = kv.new_blocks(job, tokens + 1)
         if self.pool.free < need <= self.pool.free + self.pool.reserved:
             self.settle()  # the blocks a decode window reserved for later steps are free as single steps see them
@@ -131,7 +128,7 @@ class Instance:
             return None
         kv.allocate(job, tokens + 1)
         job.computed = job.target = tokens
-        return len(job.blocks) - present
+        return kv.sent_blocks(job, present)
 
     def release(self, job: Job) -> None:
         """Free a job's blocks (PD: a prefilled job once its KV has been sent) and look for work."""

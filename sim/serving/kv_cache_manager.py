@@ -166,6 +166,19 @@ class KVCacheManager:
             if below > 0:
                 levels[last] = below
 
+    def receive(self, job: Job, tokens: int) -> int:
+        """A prompt of ``tokens`` tokens whose KV another instance computed is to be sent here (PD's decode side):
+        the prompt blocks found here, as vLLM's ``get_computed_blocks`` finds them (whole blocks, short of the last
+        token); the KV connector (e.g. NixlConnector.get_num_new_matched_tokens) brings the rest."""
+        if not self.prefix_caching:
+            return 0
+        return min(self.cached_prefix_blocks(job.prompt_ids), usable_prefix_blocks(tokens, self.block_size))
+
+    def sent_blocks(self, job: Job, present: int) -> int:
+        """Blocks the connector sends to a job received here (``receive`` found ``present``; its blocks are
+        allocated): the prompt's others."""
+        return len(job.blocks) - present
+
     def load(self, match: PrefixMatch, start: float) -> float:
         """Seconds, from ``start``, to read the match's blocks held in lower tiers, one tier after
         another (top first); a shared device's time is reserved, so call it once the job is admitted.

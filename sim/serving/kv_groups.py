@@ -19,7 +19,7 @@ from sim.errors import ConfigError
 from sim.model_shape import ModelSpec
 
 # the modes whose KV-cache manager models vLLM's hybrid one (the others need it off)
-HYBRID_MANAGER_MODES = ("single",)
+HYBRID_MANAGER_MODES = ("single", "pd")
 
 
 @dataclass(frozen=True, slots=True)
