@@ -199,7 +199,10 @@ def sliding_held(job) -> int:
 def test_the_hybrid_manager_holds_a_window_of_sliding_blocks_as_vllm_does():
     kv, pool = hybrid_manager()
     job = prompt_job()
-    assert kv.new_blocks(job, 10_000) == 625 + min(625, 521)  # admission (sync): window + one batch, cdiv(127+8192, 16)+1
+    # vLLM's admission gate (sync): the full group's 625, a sliding group's at most cdiv(127 + 8192, 16) + 1 = 521
+    # (its window and one batch); and the first chunk's own blocks, uncapped (all 625 + 625 when it is the prompt)
+    assert kv.admission_blocks(job, 8192, True) == 625 + 521
+    assert kv.admission_blocks(job, 10_000, True) == 625 + 625
     admit(kv, job, 10_000)  # the whole prompt in one step
     assert (job.held, sliding_held(job), pool.used) == (625, 625, 1250)
     job.computed = 10_000  # first decode step: blocks 0-616 leave the window (floor(9873 / 16) = 617)
@@ -258,7 +261,7 @@ def test_asynchronous_scheduling_frees_sliding_blocks_a_step_late():
     floor((8192 - 127) / 16) = 504, the second up to 617."""
     kv, pool = hybrid_manager(async_scheduling=True)
     job = prompt_job()
-    assert kv.new_blocks(job, 10_000) == 625 + min(625, 1033)  # cdiv(127 + 2 x 8192, 16) + 1
+    assert kv.admission_blocks(job, 8192, True) == 625 + 625  # (cap cdiv(127 + 2 x 8192, 16) + 1 = 1033)
     admit(kv, job, 8192)
     assert (job.held, sliding_held(job)) == (512, 512)
     job.computed = 8192
@@ -373,3 +376,39 @@ def test_pd_sends_the_full_groups_prompt_and_each_sliding_groups_window(disable,
     result, table = run_serving(make_trace([0.0], [10_000], [5]), config, "pd")
     assert result.metrics["requests_completed"] == 1
     assert table.kv_transfer_bytes[0] == blocks * block_bytes
+
+
+@pytest.mark.parametrize("async_scheduling,gate", [(False, 2000 + 0 + 8), (True, 2000 + (1033 - 759) + 8)])
+def test_the_admission_gate_counts_a_sliding_group_from_block_0_less_the_hit(async_scheduling, gate):
+    """vLLM's gate (get_num_blocks_to_allocate with the admission cap) caps a sliding group's blocks counted from
+    block 0, then takes off the hit's blocks, leading nulls included, and adds its run where it leaves the cache. A
+    32,000-token prompt (2,000 blocks) after a 760-block one sharing its start: the full group's 2,000 blocks (the
+    759 cached ones leave the cache), the sliding group's min(2,000, cap) - 759 (sync: cap 521, none; async: 1,033),
+    and its 8-block run. The first 8,192-token chunk alone needs fewer (1,271 + 8 + 512)."""
+    from sim.serving.job import Job
+
+    kv, pool = hybrid_manager(async_scheduling=async_scheduling, ids=4_000)
+    first = Job(0, 760 * 16, 5, list(range(760)), 0, target=760 * 16)
+    admit(kv, first, 760 * 16)
+    first.computed = 760 * 16
+    kv.allocate(first, 760 * 16 + 1)
+    kv.free(first)
+    second = Job(1, 32_000, 5, list(range(2000)), 0, target=32_000)
+    served = kv.lookup(second).tokens
+    assert served == 759 * 16  # the first prompt's tail: blocks 751-758 (its last full block before its last token)
+    second.computed = 0
+    assert kv.admission_blocks(second, served + 8192, True) == gate
+    assert kv.admission_blocks(second, served + 8192, False) == 1271 + 8 + 512
+
+
+def test_more_than_one_full_attention_group_is_refused_by_name(run_cli, tmp_path):
+    """Gemma-3-1B's layout with 4 of its 26 layers sliding: vLLM groups them by 4, so the 22 full ones make 6
+    full-attention groups, which kvsim's manager does not model: one line naming the setting, not a traceback."""
+    from tests.test_model_config import GEMMA_3_1B, write_config
+
+    layers = ["sliding_attention"] * 4 + ["full_attention"] * 22
+    path = write_config(tmp_path, {**GEMMA_3_1B, "layer_types": layers})
+    status, out, err = run_cli("--set", f"model={path}", "--set", "serving.num_instances=1",
+                               "--workload-trace", BUNDLED_AZURE, "--workload-limit", "5", "--no-plot")
+    assert status == 2 and out == "" and err.count("\n") == 1
+    assert "6 full-attention groups" in err and "serving.disable_hybrid_kv_cache_manager=true" in err

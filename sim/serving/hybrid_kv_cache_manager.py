@@ -27,7 +27,7 @@ import numpy as np
 
 from sim.serving.block_pool import BlockPool
 from sim.serving.job import Job
-from sim.serving.kv_cache_manager import KVCacheManager, PrefixMatch, TieredCache, prefix_hit
+from sim.serving.kv_cache_manager import KVCacheManager, PrefixMatch, TieredCache, prefix_hit, usable_prefix_blocks
 from sim.serving.kv_groups import KVGroups
 
 
@@ -61,17 +61,21 @@ class HybridKVCacheManager(KVCacheManager):
         """The tier holding ``key`` (0: HBM, cached or in use), or -1."""
         return 0 if key in self.pool else self.cache.find(key)
 
-    def _keyed(self, job: Job, lo: int, hi: int) -> tuple[list[int], int]:
-        """Blocks lo … hi - 1 of a sliding group: the keys of the prompt blocks it keeps as cached prefixes (every
-        group's), and how many blocks the others take in all (every group's, private to the request)."""
-        keys: list[int] = []
+    def _keyed(self, job: Job, lo: int, hi: int, descending: bool = False) -> tuple[list[int], int]:
+        """Blocks lo … hi - 1 of the sliding groups: the keys of the prompt blocks they keep as cached prefixes, group
+        by group (each in block order, or latest first), and how many blocks the others take in all (private to the
+        request)."""
         prompt = len(job.blocks)
-        kept = 0
-        for start, end in job.sliding_keyed:
-            a, b = max(lo, start), min(hi, end, prompt)
-            if a < b:
-                keys += self._keys(job, a, b)
-                kept += b - a
+        spans = [(max(lo, start), min(hi, end, prompt)) for start, end in job.sliding_keyed]
+        spans = [(a, b) for a, b in spans if a < b]
+        kept = sum(b - a for a, b in spans)
+        if descending:
+            spans.reverse()
+        keys: list[int] = []
+        for offset in self.offsets:
+            for a, b in spans:
+                ids = job.prompt_ids[a:b]
+                keys += [int(x) + offset for x in (reversed(ids) if descending else ids)]
         return keys, (hi - lo - kept) * self.copies
 
     # ------------------------------------------------------------- lookups
@@ -86,20 +90,24 @@ class HybridKVCacheManager(KVCacheManager):
         admitting = not (job.held or job.anonymous)  # (a waiting request holds nothing)
         if not self.prefix_caching:
             if admitting:
-                job.sliding_keyed, job.sliding_lo, job.sliding_hi = (), 0, 0
+                job.sliding_keyed, job.sliding_lo, job.sliding_hi, job.sliding_hit = (), 0, 0, 0
             return PrefixMatch([], 0, {})
         levels = self.cache.lookup_prefix(job.prompt_ids, self.pool).tolist()
         self._last_block_from_below(job, levels)
         full_hit, full_tokens = prefix_hit(levels, job.target, job.input_tokens, bs, job.external)
         hit, sliding_levels = self._sliding_run(job, full_hit)
         tokens = full_tokens if hit == full_hit else hit * bs
-        if hit < full_hit:  # the shared-prefix junction (``shared_prefix_boundary``): kept for the next request
-            keyed.append((max(0, full_hit - need), full_hit))
+        # the shared-prefix junction (``shared_prefix_boundary``), kept for the next request: where the full group's
+        # own hit ended (short of the last token: a lower tier's last block is the connector's, not the cache's)
+        junction = min(full_hit, usable_prefix_blocks(job.target, bs))
+        if hit < junction:
+            keyed.append((max(0, junction - need), junction))
         if hit:
             keyed.append((max(0, hit - need), hit))
         if admitting:  # its sliding groups start at the hit's run (blocks before it are outside the window)
             job.sliding_keyed = merged(keyed)
             job.sliding_lo = job.sliding_hi = max(0, hit - need)
+            job.sliding_hit = hit
         served = levels[:hit]
         per_tier: dict[int, int] = {}
         for level in served + sliding_levels:
@@ -118,6 +126,7 @@ class HybridKVCacheManager(KVCacheManager):
         job.sliding_keyed = merged([(max(0, tail_end - self.need), tail_end), (max(0, hit - self.need), hit)])
         job.sliding_lo = job.sliding_hi = self.groups.first_needed(tokens)
         job.sliding_seen = tokens  # (computed: nothing of it is in flight here)
+        job.sliding_hit = hit
         return hit
 
     def sent_blocks(self, job: Job, present: int) -> int:
@@ -180,10 +189,24 @@ class HybridKVCacheManager(KVCacheManager):
         start = max(hi, lo)
         if want <= start:
             return full - released
-        if self._admitting(job):
-            want = min(want, start + self.admission_cap)
         keys, private = self._keyed(job, start, want)
         return full + self.pool.count_fresh(keys) + private - released
+
+    def admission_blocks(self, job: Job, tokens: int, full_sequence: bool) -> int:
+        """Blocks admitting a waiting ``job`` takes for its first ``tokens`` tokens; with ``full_sequence`` (vLLM's
+        ``full_sequence_must_fit``) at least those of its whole sequence as vLLM's gate counts them
+        (``get_num_blocks_to_allocate(apply_admission_cap=True)``): each sliding group's blocks from block 0, at most
+        ``admission_cap``, less the hit's blocks (its leading null blocks included), plus the hit's run where it
+        leaves the cache."""
+        chunk = self.new_blocks(job, tokens)
+        if not full_sequence:
+            return chunk
+        hit = job.sliding_hit
+        blocks = min(-(-job.target // self.block_size), self.admission_cap)
+        run, _ = self._keyed(job, job.sliding_lo, hit)
+        gate = (KVCacheManager.new_blocks(self, job, job.target) + self.copies * max(blocks - hit, 0)
+                + self.pool.count_fresh(run))
+        return max(gate, chunk)
 
     def _released(self, job: Job, lo: int, hi: int) -> int:
         """Blocks freed by letting go of the sliding groups' blocks lo … hi - 1 (a kept block others hold stays)."""
@@ -217,13 +240,13 @@ class HybridKVCacheManager(KVCacheManager):
             self._charge_writes()
 
     def _let_go_sliding(self, job: Job, upto: int) -> Sequence[int]:
-        """Free the sliding groups' blocks before ``upto``, latest first (vLLM frees a range in descending order); the
-        kept ones freed are returned (they become cached prefixes)."""
+        """Free the sliding groups' blocks before ``upto``, group by group, each latest first (vLLM frees a range in
+        descending order, its groups in order); the kept ones freed are returned (they become cached prefixes)."""
         lo = job.sliding_lo
         if upto <= lo:
             return []
-        keys, private = self._keyed(job, lo, upto)
-        freed = self.pool.let_go(keys[::-1], private)
+        keys, private = self._keyed(job, lo, upto, descending=True)
+        freed = self.pool.let_go(keys, private)
         job.sliding_lo = upto
         if self.prefix_caching:
             self.cache.resize_top(self.pool.unused)
@@ -235,7 +258,7 @@ class HybridKVCacheManager(KVCacheManager):
         freed = self._let_go_sliding(job, job.sliding_hi)
         if self.prefix_caching and len(freed):
             self._return_to_cache(freed, np.full(len(freed), job.position, dtype=np.int64))
-        job.sliding_lo = job.sliding_hi = job.sliding_seen = 0
+        job.sliding_lo = job.sliding_hi = job.sliding_seen = job.sliding_hit = 0
         job.sliding_keyed = ()
         super().free(job)
 

@@ -41,6 +41,7 @@ class Job:
     sliding_hi: int = 0
     sliding_keyed: tuple[tuple[int, int], ...] = ()
     sliding_seen: int = 0
+    sliding_hit: int = 0  # prompt blocks its (last) prefix hit served, leading null blocks included
 
     @property
     def prompt_ids(self) -> Sequence[int]:

@@ -226,6 +226,11 @@ class KVCacheManager:
         fresh = self.pool.count_fresh(job.blocks[job.held:]) if prompt > job.held else 0
         return fresh + max(0, need - prompt - job.anonymous)
 
+    def admission_blocks(self, job: Job, tokens: int, full_sequence: bool) -> int:
+        """Blocks admitting a waiting ``job`` needs free: its whole sequence's (``full_sequence``: vLLM's
+        ``scheduler_reserve_full_isl``), else those of its first ``tokens`` tokens."""
+        return self.new_blocks(job, job.target if full_sequence else tokens)
+
     def allocate(self, job: Job, tokens: int) -> None:
         """Grow ``job``'s blocks to hold ``tokens`` tokens (the caller checked they fit)."""
         prompt, private = self.blocks_for(job, tokens)

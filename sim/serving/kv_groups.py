@@ -87,6 +87,11 @@ def check_hybrid_manager(config: Config, mode: str, policies: list[str]) -> None
     from sim.specs import model_spec
 
     spec = model_spec(config.model)
+    if groups.full_groups > 1:
+        raise ConfigError(f"model {config.model}: {spec.num_layers - spec.sliding_layers} full-attention layers beside "
+                          f"{spec.sliding_layers} sliding-window ones make {groups.full_groups} full-attention groups "
+                          "under vLLM's hybrid KV-cache manager, which kvsim models with one: set "
+                          "serving.disable_hybrid_kv_cache_manager=true (every layer keeps its whole KV)")
     if mode in HYBRID_MANAGER_MODES:
         for policy in dict.fromkeys(q for p in policies for q in policies_in_use(config, p)):
             kind = POLICIES.get(policy)

@@ -344,7 +344,7 @@ class Scheduler:
             n = min(job.target - cached, budget)
             job.computed = 0
             # the blocks the admission needs: the whole sequence's (vLLM's scheduler_reserve_full_isl), else the chunk's
-            if kv.new_blocks(job, job.target if self.reserve_full_isl else cached + n) > pool.free:
+            if kv.admission_blocks(job, cached + n, self.reserve_full_isl) > pool.free:
                 alone = kv.blocks_alone(job.target + 1)
                 if alone > pool.total:  # could never fit, even alone
                     raise InputError(
