@@ -209,17 +209,22 @@ def _quantization(keys: _Keys) -> dict[str, Any]:
         raise ConfigError(f"model config {keys.path}: key 'quantization_config.activation_scheme' must be {allowed} "
                           f"(as vLLM's Fp8Config reads it), got {quote(scheme)}")
     for key in ("ignored_layers", "modules_to_not_convert"):
-        names = quantization.get(key)
-        names = [] if names is None else names  # (a false, 0 or "" is no list of names either)
-        if not isinstance(names, list) or any(not isinstance(n, str) for n in names):
-            raise ConfigError(f"model config {keys.path}: key 'quantization_config.{key}' must be a list of module "
-                              f"names, got {quote(names)}")
-        other = [n for n in names if n.rsplit(".", 1)[-1] not in UNQUANTIZED_ANYWAY]
+        other = [n for n in _module_names(keys, quantization, key) if n.rsplit(".", 1)[-1] not in UNQUANTIZED_ANYWAY]
         if other:
             raise ConfigError(f"model config {keys.path}: quantization_config.{key} leaves {quote(other[0])} "
                               "unquantized: not modelled (only the LM head, the embedding and the routers stay in "
                               "the model dtype)")
     return {"weight_quantization": "fp8", "weight_block_size": None if block is None else tuple(block)}
+
+
+def _module_names(keys: _Keys, quantization: dict[str, Any], key: str) -> list[str]:
+    """``quantization_config.<key>``: a list of module names (null: none; a false, 0 or "" is no list either)."""
+    names = quantization.get(key)
+    names = [] if names is None else names
+    if not isinstance(names, list) or any(not isinstance(n, str) for n in names):
+        raise ConfigError(f"model config {keys.path}: key 'quantization_config.{key}' must be a list of module "
+                          f"names, got {quote(names)}")
+    return names
 
 
 # The modules gpt-oss's MXFP4 config.json lists as not converted (modules_to_not_convert: "model.layers.*.self_attn",
@@ -233,11 +238,7 @@ def _mxfp4(keys: _Keys, quantization: dict[str, Any]) -> dict[str, Any]:
     ``FusedMoE`` experts only, 4-bit values with an 8-bit scale per 32 (``ModelSpec.expert_weight_bytes``); the
     attention, the routers, the embedding and the LM head stay in the model dtype. A modules_to_not_convert naming
     anything else (the experts) would change that: refused."""
-    names = quantization.get("modules_to_not_convert")
-    names = [] if names is None else names
-    if not isinstance(names, list) or any(not isinstance(n, str) for n in names):
-        raise ConfigError(f"model config {keys.path}: key 'quantization_config.modules_to_not_convert' must be a list "
-                          f"of module names, got {quote(names)}")
+    names = _module_names(keys, quantization, "modules_to_not_convert")
     other = [n for n in names if n.rsplit(".", 1)[-1] not in MXFP4_UNCONVERTED]
     if other:
         raise ConfigError(f"model config {keys.path}: quantization_config.modules_to_not_convert leaves "
