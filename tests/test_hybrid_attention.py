@@ -162,7 +162,7 @@ class Clock:
     now = 0.0
 
 
-def hybrid_manager(async_scheduling: bool = False, pool_blocks: int = 20_000, ids: int = 1_000):
+def hybrid_manager(async_scheduling: bool = False, pool_blocks: int = 20_000, ids: int = 1_000, lower: int = 0):
     from sim.serving.block_pool import BlockPool
     from sim.serving.hybrid_kv_cache_manager import HybridKVCacheManager
     from sim.serving.kv_groups import kv_groups
@@ -171,7 +171,7 @@ def hybrid_manager(async_scheduling: bool = False, pool_blocks: int = 20_000, id
     groups = kv_groups(model_spec("gpt-oss-20b"), 16)
     assert (groups.group_size, groups.full_groups, groups.sliding_groups, groups.hit_blocks) == (12, 1, 1, 8)
     pool = BlockPool(pool_blocks, Clock())
-    cache = make_cache("lru", [pool_blocks], num_blocks=2 * ids)
+    cache = make_cache("lru", [pool_blocks, *([lower] if lower else [])], num_blocks=2 * ids)
     cap = groups.admission_cap(131_072, 8192, async_scheduling)
     return HybridKVCacheManager(pool, cache, 16, True, lambda: 0.0, groups, ids, cap, async_scheduling), pool
 
@@ -236,7 +236,19 @@ def test_a_shared_prefix_hits_from_the_third_request_on_through_the_junction():
     """Two prompts sharing 300 blocks then diverging: the second finds the full group's 300 blocks but no sliding
     run (the first kept only its own tail), so it is served from block 0's run only; it keeps the blocks ending at
     the junction, and the third prompt sharing the prefix is served all 300 (vLLM's shared_prefix_boundary)."""
-    kv, pool = hybrid_manager()
+    assert served_along_a_shared_prefix(hybrid_manager()[0]) == [0, 0, 300 * 16]
+
+
+def test_a_dram_tier_keeps_the_sliding_blocks_the_window_left_so_the_second_request_hits():
+    """With a tier below HBM, the sliding copies a request let go without keeping go down to it, as HBM's
+    evictions do (vLLM's offloading connector stores a sliding group's blocks too): the second prompt sharing the
+    300-block prefix finds blocks 292-299's sliding copies there and is served all 300, loading those 8."""
+    kv, _ = hybrid_manager(lower=5_000)
+    assert served_along_a_shared_prefix(kv, loaded={1: 8}) == [0, 300 * 16, 300 * 16]
+
+
+def served_along_a_shared_prefix(kv, loaded=None) -> list[int]:
+    """Tokens served to three 400-block prompts sharing their first 300 blocks, one after another."""
     shared = list(range(300))
 
     def job(rid: int):
@@ -248,11 +260,13 @@ def test_a_shared_prefix_hits_from_the_third_request_on_through_the_junction():
     served = []
     for rid in range(3):
         j = job(rid)
+        if rid == 1 and loaded is not None:
+            assert kv.lookup(j).to_load == loaded
         served.append(admit(kv, j, 400 * 16))
         j.computed = 400 * 16
         kv.allocate(j, 400 * 16 + 1)
         kv.free(j)
-    assert served == [0, 0, 300 * 16]
+    return served
 
 
 def test_asynchronous_scheduling_frees_sliding_blocks_a_step_late():
@@ -412,3 +426,24 @@ def test_more_than_one_full_attention_group_is_refused_by_name(run_cli, tmp_path
                                "--workload-trace", BUNDLED_AZURE, "--workload-limit", "5", "--no-plot")
     assert status == 2 and out == "" and err.count("\n") == 1
     assert "6 full-attention groups" in err and "serving.disable_hybrid_kv_cache_manager=true" in err
+
+
+@pytest.mark.parametrize("inclusive", [False, True])
+def test_demoting_straight_below_hbm_is_the_same_on_the_compiled_and_the_generic_cache(inclusive):
+    """``demote_chain`` (a sliding copy let go without keeping) on the compiled cache and on the generic one with
+    the reference LRU: the same blocks in every tier after the same uses, demotions and HBM resizes."""
+    from tests.cache_helpers import make_cache
+
+    rng = np.random.default_rng(3)
+    caches = [make_cache("lru", [4, 6, 3], inclusive=inclusive, reference=reference, num_blocks=40)
+              for reference in (False, True)]
+    for now in range(300):
+        op, key, capacity = int(rng.integers(0, 3)), int(rng.integers(0, 40)), int(rng.integers(0, 5))
+        for cache in caches:
+            if op == 0:
+                cache.touch_chain([key], np.array([now]))
+            elif op == 1:
+                cache.demote_chain([key, (key + 7) % 40], np.array([now, now]))
+            else:
+                cache.resize_top(capacity)
+        assert [caches[0].resident(level) for level in range(3)] == [caches[1].resident(level) for level in range(3)]
