@@ -97,26 +97,6 @@ class HookedMultiTierCache:
         return np.array([self.touch(int(k), int(p), read=not freed) for k, p in zip(keys, positions, strict=True)],
                         dtype=np.int8)
 
-    def demote_chain(self, keys, positions) -> None:
-        """``MultiTierCache.demote_chain`` on the generic path: each key not below HBM yet enters the first lower
-        tier (every one, inclusive); one there already is refreshed."""
-        if len(self.tiers) < 2:
-            return
-        for key, now in zip(keys, positions, strict=True):
-            key, now = int(key), int(now)
-            level = self.find(key)
-            if level == 1 or (level > 1 and self.inclusive):
-                self.policies[level].on_access(key, now)
-                for upper in range(level - 1, 0, -1):  # (inclusive: copied up to the first lower tier)
-                    self._insert(upper, key, now)
-            elif level > 1:  # moved up to the first lower tier
-                self.policies[level].on_remove(key)
-                self.residents[level].remove(key)
-                self._insert(1, key, now)
-            elif level < 0:
-                for i in range(1, len(self.tiers) if self.inclusive else 2):
-                    self._insert(i, key, now)
-
     def take(self, key: int) -> int:
         level = self.find(key)
         if level < 0:

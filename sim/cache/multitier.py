@@ -171,23 +171,6 @@ class MultiTierCache:
             self._reserve()
         return out
 
-    def demote_chain(self, keys, positions) -> None:
-        """Blocks HBM lets go without keeping (a hybrid model's sliding copies that left the window) go straight to
-        the tiers below it, as its evictions do: admitted to the first (every one, inclusive), written there, its
-        victims moving on down; one already there is refreshed, one HBM holds left there. Nothing without a lower
-        tier."""
-        if len(self.tiers) < 2 or not len(keys):
-            return
-        keys = self._keys(keys)
-        levels = np.empty(len(keys), dtype=np.int8)
-        engine.lookup(self.arena.state, self.view, keys, 0, False, levels)
-        below = levels != 0
-        keys = np.ascontiguousarray(keys[below])
-        positions = np.ascontiguousarray(np.asarray(positions, dtype=np.int64)[below])
-        out = np.empty(len(keys), dtype=np.int8)
-        while not engine.touch_chain(self.arena.state, self._lower, keys, positions, True, engine.UNREAD, out):
-            self._reserve()
-
     def take(self, key: int) -> int:
         """Remove ``key`` from the cache for use by a running request (vLLM: a cached block leaves the
         free queue); returns the tier it was in, or -1. A lower-tier copy counts as a promotion (no bytes

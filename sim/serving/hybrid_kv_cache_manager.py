@@ -250,31 +250,7 @@ class HybridKVCacheManager(KVCacheManager):
         job.sliding_lo = upto
         if self.prefix_caching:
             self.cache.resize_top(self.pool.unused)
-            if len(self.cache.tiers) > 1:
-                self._demote_unkept(job, lo, upto)
         return freed
-
-    def _demote_unkept(self, job: Job, lo: int, hi: int) -> None:
-        """The prompt blocks lo … hi - 1 a sliding group freed without keeping them go to the tiers below HBM, as
-        HBM's evictions do (vLLM's offloading connector stores a sliding group's blocks too, the ones the window left
-        before the request ended included): group by group, latest first. A block HBM holds (another request's kept
-        or running copy) is not copied down."""
-        hi = min(hi, len(job.blocks))
-        kept = [(max(lo, a), min(hi, b)) for a, b in job.sliding_keyed if max(lo, a) < min(hi, b)]
-        spans, start = [], lo
-        for a, b in kept:
-            if start < a:
-                spans.append((start, a))
-            start = max(start, b)
-        if start < hi:
-            spans.append((start, hi))
-        if not spans:
-            return
-        pool = self.pool
-        keys = [int(x) + offset for offset in self.offsets for a, b in reversed(spans)
-                for x in reversed(job.prompt_ids[a:b])]
-        keys = [key for key in keys if key not in pool]  # (one HBM caches stays: demote_chain)
-        self.cache.demote_chain(keys, np.full(len(keys), job.position, dtype=np.int64))
 
     def free(self, job: Job) -> None:
         """Free a job's blocks, its sliding groups' first (vLLM's group order: the first layer slides), each group's
