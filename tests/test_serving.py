@@ -310,3 +310,22 @@ def test_the_null_block_is_not_given_to_requests(num_gpu_blocks, b_waits):
     instance = result.metrics["instances"]
     assert instance["kv_blocks_each"] == num_gpu_blocks
     assert instance["each"][0]["kv_usage_peak"] == pytest.approx((4 if b_waits else 8) / (num_gpu_blocks - 1))
+
+
+def test_without_prefix_caching_two_running_requests_do_not_share_blocks():
+    """vLLM without prefix caching (KVCacheCoordinatorNoPrefixCache) finds no block by its hash: two identical
+    40-block prompts running at once hold 2 x 40 prompt blocks, not 40 (review helper-58: the pool deduplicated
+    them), beside each one's 4 blocks of output (690 tokens: 44 blocks)."""
+    blocks = list(range(40))
+    trace = make_trace([0.0, 0.0], [640, 640], [50, 50], block_lists=[blocks, blocks])
+    for caching, peak in (("true", 40 + 2 * 4), ("false", 2 * 44)):
+        config = load_config(None, sets=["serving.num_instances=1", f"serving.enable_prefix_caching={caching}",
+                                         "serving.max_num_batched_tokens=2048"])
+        result, _ = run_serving(trace, config, "single")
+        assert result.metrics["instances"]["each"][0]["kv_usage_peak"] * usable_total(config) == pytest.approx(peak)
+
+
+def usable_total(config) -> int:
+    from sim.serving.run import usable_kv_blocks
+
+    return usable_kv_blocks(config)

@@ -53,7 +53,9 @@ class Instance:
         # Off when disabled, or when the caller knows no block can repeat (nothing could ever hit);
         # ``shared_blocks`` False: no block id occurs in two requests, so the pool only counts.
         caching = serving.enable_prefix_caching if prefix_caching is None else prefix_caching
-        self.pool = BlockPool(total_blocks, engine, shared=shared_blocks)
+        # without prefix caching no block is found by its hash, so two requests never share one (vLLM's
+        # KVCacheCoordinatorNoPrefixCache): the pool only counts
+        self.pool = BlockPool(total_blocks, engine, shared=shared_blocks and caching)
         # (``kv_manager``: a hybrid model's, ``sim.serving.hybrid_kv_cache_manager``, where vLLM's hybrid one runs)
         self.kv = kv_manager(self.pool, cache, serving.block_size, caching, clock=lambda: engine.now)
         self.scheduler = Scheduler(index, role, serving, self.kv, table, itl, window=compute.sliding_window)
