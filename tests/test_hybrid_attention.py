@@ -415,3 +415,24 @@ def test_more_than_one_full_attention_group_is_refused_by_name(run_cli, tmp_path
                                "--workload-trace", BUNDLED_AZURE, "--workload-limit", "5", "--no-plot")
     assert status == 2 and out == "" and err.count("\n") == 1
     assert "6 full-attention groups" in err and "serving.disable_hybrid_kv_cache_manager=true" in err
+
+
+def test_blocks_past_the_hit_are_the_requests_own_even_while_another_request_holds_them():
+    """vLLM allocates new blocks past a request's hit: with A running (400 blocks, the first 300 shared), B finds
+    A's 300 full blocks but no sliding run, so its hit is 0 and it computes all 400 into blocks of its own (review
+    helper-58: kvsim shared A's 300, B took 100 + 400 sliding instead of 400 + 400)."""
+    from sim.serving.job import Job
+
+    kv, pool = hybrid_manager()
+    a = Job(0, 400 * 16, 50, list(range(400)), 0, target=400 * 16)
+    admit(kv, a, 400 * 16)
+    a.computed = 400 * 16
+    kv.allocate(a, 400 * 16 + 1)
+    before = pool.used
+    b = Job(1, 400 * 16, 50, list(range(300)) + list(range(1000, 1100)), 0, target=400 * 16)
+    assert kv.admission_blocks(b, 400 * 16, True) == 400 + 400  # (the whole prompt in its first chunk)
+    assert admit(kv, b, 400 * 16) == 0
+    assert pool.used - before == 400 + 400 and len(b.prompt_copies) == 300
+    kv.free(a)
+    kv.free(b)
+    assert pool.used == 0 and not pool.refs

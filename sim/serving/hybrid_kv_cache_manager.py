@@ -99,7 +99,8 @@ class HybridKVCacheManager(KVCacheManager):
         tokens = full_tokens if hit == full_hit else hit * bs
         # the shared-prefix junction (``shared_prefix_boundary``), kept for the next request: where the full group's
         # own hit ended (short of the last token: a lower tier's last block is the connector's, not the cache's)
-        junction = min(full_hit, usable_prefix_blocks(job.target, bs))
+        in_hbm = next((i for i, level in enumerate(levels) if level != 0), len(levels))  # (vLLM's GPU lookup)
+        junction = min(full_hit, in_hbm, usable_prefix_blocks(job.target, bs))
         if hit < junction:
             keyed.append((max(0, junction - need), junction))
         if hit:
@@ -182,7 +183,7 @@ class HybridKVCacheManager(KVCacheManager):
         up first (they are freed before vLLM counts the allocation)."""
         if self._unchanged(job, tokens):
             return 0
-        full = super().new_blocks(job, tokens)
+        full = self._full_new_blocks(job, tokens)
         lo, hi = self._window_start(job), job.sliding_hi
         released = self._released(job, job.sliding_lo, lo)
         want = -(-tokens // self.block_size)
@@ -204,7 +205,7 @@ class HybridKVCacheManager(KVCacheManager):
         hit = job.sliding_hit
         blocks = min(-(-job.target // self.block_size), self.admission_cap)
         run, _ = self._keyed(job, job.sliding_lo, hit)
-        gate = (KVCacheManager.new_blocks(self, job, job.target) + self.copies * max(blocks - hit, 0)
+        gate = (self._full_new_blocks(job, job.target) + self.copies * max(blocks - hit, 0)
                 + self.pool.count_fresh(run))
         return max(gate, chunk)
 
@@ -224,7 +225,7 @@ class HybridKVCacheManager(KVCacheManager):
         freed = self._let_go_sliding(job, self._window_start(job))
         prompt, private = self.blocks_for(job, tokens)
         grow = private - job.anonymous if private > job.anonymous else 0
-        fresh = list(self.pool.hold(job.blocks[job.held:prompt], grow))
+        fresh = self._hold_full(job, prompt, grow)
         job.held = max(job.held, prompt)
         job.anonymous += grow
         want = -(-tokens // self.block_size)
@@ -252,15 +253,57 @@ class HybridKVCacheManager(KVCacheManager):
             self.cache.resize_top(self.pool.unused)
         return freed
 
+    # ------------------------------------------------------------- the full-attention group past the hit
+
+    def _full_new_blocks(self, job: Job, tokens: int) -> int:
+        """Blocks the full group takes to grow ``job`` to ``tokens`` tokens. Past the hit vLLM allocates new blocks
+        (their hashes may match blocks other requests hold, the blocks are not shared): only the hit's blocks are
+        found, as cached or in use."""
+        need, prompt, held = -(-tokens // self.block_size), len(job.blocks), job.held
+        upto = min(need, prompt)
+        fresh = 0
+        if upto > held:
+            split = max(held, min(upto, job.sliding_hit))
+            fresh = self.pool.count_fresh(job.blocks[held:split]) + upto - split
+        return fresh + max(0, need - prompt - job.anonymous)
+
+    def _hold_full(self, job: Job, prompt: int, grow: int) -> list[int]:
+        """Hold the full group's prompt blocks up to ``prompt`` and ``grow`` more private ones; a block past the hit
+        that another request holds is computed again into a copy of this request's own (``prompt_copies``). Returns the
+        prompt blocks newly allocated."""
+        refs, hit = self.pool.refs, job.sliding_hit
+        keys, copies = [], []
+        for i in range(job.held, prompt):
+            key = job.blocks[i]
+            if i >= hit and key in refs:
+                copies.append(i)
+            else:
+                keys.append(key)
+        if copies:
+            job.prompt_copies += tuple(copies)
+        return list(self.pool.hold(keys, grow + len(copies)))
+
     def free(self, job: Job) -> None:
         """Free a job's blocks, its sliding groups' first (vLLM's group order: the first layer slides), each group's
-        latest first; the kept ones become cached prefixes."""
+        latest first, then the full group's, deepest first; the kept ones become cached prefixes (not the copies of
+        blocks others held: theirs are)."""
         freed = self._let_go_sliding(job, job.sliding_hi)
         if self.prefix_caching and len(freed):
             self._return_to_cache(freed, np.full(len(freed), job.position, dtype=np.int64))
         job.sliding_lo = job.sliding_hi = job.sliding_seen = job.sliding_hit = 0
         job.sliding_keyed = ()
-        super().free(job)
+        if not job.prompt_copies:
+            super().free(job)
+            return
+        copies = set(job.prompt_copies)
+        keys = [job.blocks[i] for i in range(job.held - 1, -1, -1) if i not in copies]
+        freed = self.pool.let_go(keys, job.anonymous + len(copies))
+        job.held = job.anonymous = 0
+        job.prompt_copies = ()
+        if self.prefix_caching:
+            self.cache.resize_top(self.pool.unused)
+            self._return_to_cache(freed, job.position + np.arange(len(freed) - 1, -1, -1))
+            self._charge_writes()
 
 
 def merged(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:

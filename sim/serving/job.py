@@ -42,6 +42,8 @@ class Job:
     sliding_keyed: tuple[tuple[int, int], ...] = ()
     sliding_seen: int = 0
     sliding_hit: int = 0  # prompt blocks its (last) prefix hit served, leading null blocks included
+    # (hybrid manager) prompt blocks past the hit it holds as copies of its own, another request holding the block
+    prompt_copies: tuple[int, ...] = ()
 
     @property
     def prompt_ids(self) -> Sequence[int]:
