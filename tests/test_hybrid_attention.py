@@ -436,3 +436,18 @@ def test_blocks_past_the_hit_are_the_requests_own_even_while_another_request_hol
     kv.free(a)
     kv.free(b)
     assert pool.used == 0 and not pool.refs
+
+
+@pytest.mark.parametrize("disable,skipped", [("false", 1), ("true", 0)])
+def test_a_request_the_hybrid_managers_admission_can_never_grant_is_skipped_before_the_run(disable, skipped):
+    """700 usable blocks: a 10,000-token prompt fits whole-layer blocks (626 with its first decoded token), but
+    under the hybrid manager its admission asks for 626 full and min(626, 1,033) sliding blocks (async), more than
+    the instance has: it is skipped and counted when the trace is admitted, not failed in the middle of the run."""
+    from sim.config import load_config
+    from sim.serving.run import admit
+    from tests.test_serving import make_trace
+
+    config = load_config(None, sets=["model=gpt-oss-20b", "serving.num_instances=1", "serving.num_gpu_blocks=701",
+                                     f"serving.disable_hybrid_kv_cache_manager={disable}"])
+    trace = make_trace([0.0, 1.0], [10_000, 500], [5, 5])
+    assert admit(trace, config).get("exceeds_kv_capacity", 0) == skipped

@@ -40,7 +40,7 @@ from sim.serving.engine import Engine
 from sim.serving.hybrid_kv_cache_manager import HybridKVCacheManager
 from sim.serving.instance import DECODE, PREFILL, UNIFIED, Instance, Job
 from sim.serving.kv_cache_manager import KVCacheManager
-from sim.serving.kv_groups import hybrid_manager_groups
+from sim.serving.kv_groups import KVGroups, hybrid_manager_groups
 from sim.serving.network import Link, network_model
 from sim.serving.routers import router
 from sim.serving.timeline import Timeline
@@ -378,7 +378,9 @@ def admit(trace: Trace, config: Config) -> dict[str, int]:
     - ``exceeds_max_model_len``: prompt + output tokens above ``max_model_len`` (vLLM's
       ``InputProcessor`` refuses a longer prompt; its OpenAI server refuses prompt + max_tokens);
     - ``exceeds_kv_capacity``: the KV of prompt + output needs more blocks than one instance
-      holds, so the request could not finish even alone on an empty instance.
+      holds, so the request could not finish even alone on an empty instance (a hybrid model under vLLM's hybrid
+      manager: beside the full group's blocks, each sliding group's that admitting its prompt asks for, and those
+      of its window as it decodes).
 
     Checked once, vectorised over the trace, before any instance is built. Under
     ``workload.strict_validation`` the first such request is an error instead. Returns the counts.
@@ -388,9 +390,11 @@ def admit(trace: Trace, config: Config) -> dict[str, int]:
     if capacity <= 0:
         raise ConfigError(f"no KV block of {block} tokens fits in one instance's memory beside vLLM's null block "
                           f"(serving.num_gpu_blocks, gpu_memory_utilization, tensor_parallel_size)")
+    groups = hybrid_manager_groups(config)
     limits = {
         "exceeds_max_model_len": (lambda tokens: tokens > max_model_len(config), _model_len_limit(config)),
-        "exceeds_kv_capacity": (lambda tokens: -(-tokens // block) > capacity,
+        "exceeds_kv_capacity": (lambda tokens: -(-tokens // block) > capacity if groups is None else
+                                _hybrid_blocks_alone(trace.input_tokens, tokens, groups, config) > capacity,
                                 f"{capacity:,} usable KV blocks of {block} tokens per instance"),
     }
     skipped = {}
@@ -407,6 +411,18 @@ def admit(trace: Trace, config: Config) -> dict[str, int]:
     require_requests(trace, f" that {config.model} with {capacity:,} KV blocks of {block} tokens per instance "
                             f"({_kv_capacity_setting(config)}) can run{within}")
     return {reason: n for reason, n in skipped.items() if n}
+
+
+def _hybrid_blocks_alone(prompt: np.ndarray, tokens: np.ndarray, groups: KVGroups, config: Config) -> np.ndarray:
+    """Blocks a hybrid model's request needs at once on an empty instance: the most of what its admission asks for
+    (its prompt's full blocks and each sliding group's, at most ``admission_cap``: ``HybridKVCacheManager.blocks_alone``)
+    and what it holds at its last token (every full block, each sliding group's window and the step or two before)."""
+    serving, block = config.serving, config.serving.block_size
+    cap = groups.admission_cap(max_model_len(config), serving.max_num_batched_tokens, serving.async_scheduling)
+    admitted = -(-(prompt + 1) // block)
+    finished = -(-tokens // block)
+    return np.maximum(admitted + groups.sliding_groups * np.minimum(admitted, cap),
+                      finished + groups.sliding_groups * np.minimum(finished, groups.hit_blocks + 2))
 
 
 def run_serving(trace: Trace, config: Config, mode: str, progress: bool = False) -> tuple[RunResult, RequestTable]:
