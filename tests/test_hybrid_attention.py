@@ -264,18 +264,37 @@ def test_asynchronous_scheduling_frees_sliding_blocks_a_step_late():
     floor((8192 - 127) / 16) = 504, the second up to 617."""
     kv, pool = hybrid_manager(async_scheduling=True)
     job = prompt_job()
+    kv.begin_step()
     assert kv.admission_blocks(job, 8192, True) == 625 + 625  # (cap cdiv(127 + 2 x 8192, 16) + 1 = 1033)
     admit(kv, job, 8192)
     assert (job.held, sliding_held(job)) == (512, 512)
     job.computed = 8192
+    kv.begin_step()
     kv.allocate(job, 10_000)
     assert sliding_held(job) == 625
     job.computed = 10_000
+    kv.begin_step()
     kv.allocate(job, 10_001)
     assert (job.sliding_lo, job.sliding_hi) == (504, 626)  # 122 blocks
     job.computed = 10_001
+    kv.begin_step()
     kv.allocate(job, 10_002)
     assert (job.sliding_lo, job.sliding_hi) == (617, 626)
+
+
+def test_a_request_left_out_of_the_step_in_flight_frees_on_all_it_computed():
+    """Asynchronously vLLM frees on the tokens computed less those of the step in flight, which holds none of a
+    request it left out (vLLM's num_in_flight_tokens): after its 8,192-token chunk and a step without it, its next
+    chunk's plan frees up to floor((8192 - 127) / 16) = 504 at once."""
+    kv, pool = hybrid_manager(async_scheduling=True)
+    job = prompt_job()
+    kv.begin_step()
+    admit(kv, job, 8192)
+    job.computed = 8192
+    kv.begin_step()  # a step without it
+    kv.begin_step()
+    kv.allocate(job, 10_000)
+    assert (job.sliding_lo, job.sliding_hi) == (504, 625)
 
 
 SHAREGPT_16 = ROOT / "tests" / "fixtures" / "llmservingsim_rtxpro6000" / "workloads" / "sharegpt-qwen3-300-sps10.hash16.jsonl"

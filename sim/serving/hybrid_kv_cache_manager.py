@@ -49,6 +49,7 @@ class HybridKVCacheManager(KVCacheManager):
         self.offsets = [(g + 1) * key_offset for g in range(self.copies)]
         self.admission_cap = admission_cap  # most blocks a sliding group asks to admit a request
         self.async_lag = async_scheduling
+        self.step = 0  # steps planned so far (``begin_step``)
 
     # ------------------------------------------------------------- keys
 
@@ -153,10 +154,14 @@ class HybridKVCacheManager(KVCacheManager):
 
     # ------------------------------------------------------------- allocation
 
+    def begin_step(self) -> None:
+        self.step += 1
+
     def _window_start(self, job: Job) -> int:
         """The first block the sliding groups need now: those before left the window of the tokens the scheduler
         counts as computed (asynchronously: as of the allocation before)."""
-        seen = job.sliding_seen if self.async_lag else job.computed
+        # (vLLM frees on the processed tokens: computed less those of the step in flight, if the job was in it)
+        seen = job.sliding_seen if self.async_lag and job.sliding_step == self.step - 1 else job.computed
         first = (seen - self.window + 1) // self.block_size if seen >= self.window else 0  # (KVGroups.first_needed)
         return job.sliding_lo if first <= job.sliding_lo else min(job.sliding_hi, first)
 
@@ -220,7 +225,7 @@ class HybridKVCacheManager(KVCacheManager):
     def allocate(self, job: Job, tokens: int) -> None:
         """Grow ``job``'s blocks to hold ``tokens`` tokens: its sliding groups first give up what left the window."""
         if self._unchanged(job, tokens):
-            job.sliding_seen = job.computed
+            job.sliding_seen, job.sliding_step = job.computed, self.step
             return
         freed = self._let_go_sliding(job, self._window_start(job))
         prompt, private = self.blocks_for(job, tokens)
@@ -233,7 +238,7 @@ class HybridKVCacheManager(KVCacheManager):
             keys, count = self._keyed(job, job.sliding_hi, want)
             fresh += self.pool.hold(keys, count)
             job.sliding_hi = want
-        job.sliding_seen = job.computed
+        job.sliding_seen, job.sliding_step = job.computed, self.step
         if self.prefix_caching:
             self._return_to_cache(freed, np.full(len(freed), job.position, dtype=np.int64))
             self._take_cached(fresh)
@@ -291,6 +296,7 @@ class HybridKVCacheManager(KVCacheManager):
         if self.prefix_caching and len(freed):
             self._return_to_cache(freed, np.full(len(freed), job.position, dtype=np.int64))
         job.sliding_lo = job.sliding_hi = job.sliding_seen = job.sliding_hit = 0
+        job.sliding_step = -1
         job.sliding_keyed = ()
         if not job.prompt_copies:
             super().free(job)

@@ -41,6 +41,7 @@ class Job:
     sliding_hi: int = 0
     sliding_keyed: tuple[tuple[int, int], ...] = ()
     sliding_seen: int = 0
+    sliding_step: int = -1  # the step whose plan made that allocation (its tokens are in flight at the next one)
     sliding_hit: int = 0  # prompt blocks its (last) prefix hit served, leading null blocks included
     # (hybrid manager) prompt blocks past the hit it holds as copies of its own, another request holding the block
     prompt_copies: tuple[int, ...] = ()

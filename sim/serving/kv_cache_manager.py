@@ -226,6 +226,9 @@ class KVCacheManager:
         fresh = self.pool.count_fresh(job.blocks[job.held:]) if prompt > job.held else 0
         return fresh + max(0, need - prompt - job.anonymous)
 
+    def begin_step(self) -> None:
+        """A step is being planned (the hybrid manager tells which requests the step before had in flight)."""
+
     def admission_blocks(self, job: Job, tokens: int, full_sequence: bool) -> int:
         """Blocks admitting a waiting ``job`` needs free: its whole sequence's (``full_sequence``: vLLM's
         ``scheduler_reserve_full_isl``), else those of its first ``tokens`` tokens."""

@@ -296,6 +296,7 @@ class Scheduler:
         A step whose preemptions left it empty is planned again: the freed slots and blocks go to the
         requests that can use them (a decode instance's ``ready`` ones hold their blocks and can finish),
         else the instance would go idle with work queued and nothing to wake it."""
+        self.kv.begin_step()
         while True:
             batch, preempted = self._plan(now)
             if batch is not None or not preempted:
