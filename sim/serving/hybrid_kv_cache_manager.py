@@ -58,6 +58,14 @@ class HybridKVCacheManager(KVCacheManager):
         ids = job.prompt_ids[lo:hi]
         return [int(b) + offset for offset in self.offsets for b in ids]
 
+    def _ending_at(self, end: int) -> tuple[int, int]:
+        """The ``need`` blocks a sliding group keeps to serve a prefix of ``end`` blocks (fewer near block 0)."""
+        return max(0, end - self.need), end
+
+    def _tail(self, prompt_tokens: int) -> tuple[int, int]:
+        """Those ending at a prompt's replay boundary: its last full block before its last token."""
+        return self._ending_at(max(0, prompt_tokens - 1) // self.block_size)
+
     def _present(self, key: int) -> int:
         """The tier holding ``key`` (0: HBM, cached or in use), or -1."""
         return 0 if key in self.pool else self.cache.find(key)
@@ -85,10 +93,9 @@ class HybridKVCacheManager(KVCacheManager):
         """The longest prefix the full group holds that every sliding group can serve (``find_longest_cache_hit``);
         the blocks the request will keep as cached prefixes are planned here (``sliding_keyed``, taken at its
         admission)."""
-        bs, need = self.block_size, self.need
-        tail_end = max(0, job.input_tokens - 1) // bs  # the replay boundary: the last full block before the last token
-        keyed = [(max(0, tail_end - need), tail_end)]
-        admitting = not (job.held or job.anonymous)  # (a waiting request holds nothing)
+        bs = self.block_size
+        keyed = [self._tail(job.input_tokens)]
+        admitting = self._admitting(job)  # (a waiting request holds nothing)
         if not self.prefix_caching:
             if admitting:
                 job.sliding_keyed, job.sliding_lo, job.sliding_hi, job.sliding_hit = (), 0, 0, 0
@@ -103,12 +110,12 @@ class HybridKVCacheManager(KVCacheManager):
         in_hbm = next((i for i, level in enumerate(levels) if level != 0), len(levels))  # (vLLM's GPU lookup)
         junction = min(full_hit, in_hbm, usable_prefix_blocks(job.target, bs))
         if hit < junction:
-            keyed.append((max(0, junction - need), junction))
+            keyed.append(self._ending_at(junction))
         if hit:
-            keyed.append((max(0, hit - need), hit))
+            keyed.append(self._ending_at(hit))
         if admitting:  # its sliding groups start at the hit's run (blocks before it are outside the window)
             job.sliding_keyed = merged(keyed)
-            job.sliding_lo = job.sliding_hi = max(0, hit - need)
+            job.sliding_lo = job.sliding_hi = self._ending_at(hit)[0]
             job.sliding_hit = hit
         served = levels[:hit]
         per_tier: dict[int, int] = {}
@@ -124,8 +131,7 @@ class HybridKVCacheManager(KVCacheManager):
         never allocated)."""
         full_hit = super().receive(job, tokens)
         hit = self._sliding_run(job, full_hit)[0] if full_hit else 0
-        tail_end = max(0, tokens - 1) // self.block_size
-        job.sliding_keyed = merged([(max(0, tail_end - self.need), tail_end), (max(0, hit - self.need), hit)])
+        job.sliding_keyed = merged([self._tail(tokens), self._ending_at(hit)])
         job.sliding_lo = job.sliding_hi = self.groups.first_needed(tokens)
         job.sliding_seen = tokens  # (computed: nothing of it is in flight here)
         job.sliding_hit = hit
@@ -298,18 +304,17 @@ class HybridKVCacheManager(KVCacheManager):
         job.sliding_lo = job.sliding_hi = job.sliding_seen = job.sliding_hit = 0
         job.sliding_step = -1
         job.sliding_keyed = ()
+        super().free(job)
+        job.prompt_copies = ()
+
+    def _held_blocks(self, job: Job) -> tuple[Sequence[int], int]:
+        """The full group's prompt blocks held by reference, deepest first, and its private blocks: the copies of
+        blocks others held (``prompt_copies``) are among the private ones."""
         if not job.prompt_copies:
-            super().free(job)
-            return
+            return super()._held_blocks(job)
         copies = set(job.prompt_copies)
         keys = [job.blocks[i] for i in range(job.held - 1, -1, -1) if i not in copies]
-        freed = self.pool.let_go(keys, job.anonymous + len(copies))
-        job.held = job.anonymous = 0
-        job.prompt_copies = ()
-        if self.prefix_caching:
-            self.cache.resize_top(self.pool.unused)
-            self._return_to_cache(freed, job.position + np.arange(len(freed) - 1, -1, -1))
-            self._charge_writes()
+        return keys, job.anonymous + len(copies)
 
 
 def merged(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:

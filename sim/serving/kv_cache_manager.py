@@ -248,12 +248,17 @@ class KVCacheManager:
 
     def free(self, job: Job) -> None:
         """Free a job's blocks; its prompt blocks return to the prefix cache, deepest first."""
-        freed = self.pool.let_go(job.blocks[job.held - 1::-1] if job.held else (), job.anonymous)
+        keys, private = self._held_blocks(job)
+        freed = self.pool.let_go(keys, private)
         job.held = job.anonymous = 0
         if self.prefix_caching:
             self.cache.resize_top(self.pool.unused)
             self._return_to_cache(freed, job.position + np.arange(len(freed) - 1, -1, -1))
             self._charge_writes()
+
+    def _held_blocks(self, job: Job) -> tuple[Sequence[int], int]:
+        """The prompt blocks ``job`` holds by reference, deepest first, and how many blocks it holds privately."""
+        return (job.blocks[job.held - 1::-1] if job.held else ()), job.anonymous
 
     def sync_free(self, unused: int | None = None) -> None:
         """The HBM cache's capacity follows the pool's blocks not in use (``unused``: as of a later instant; a decode
