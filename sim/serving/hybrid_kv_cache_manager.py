@@ -178,8 +178,7 @@ class HybridKVCacheManager(KVCacheManager):
 
     def blocks_alone(self, tokens: int) -> int:
         """Blocks a request of ``tokens`` tokens holds at most on an idle instance."""
-        blocks = -(-tokens // self.block_size)
-        return blocks + self.copies * min(blocks, self.admission_cap)
+        return int(self.groups.with_sliding(-(-tokens // self.block_size), self.admission_cap))
 
     def _unchanged(self, job: Job, tokens: int) -> bool:
         """Whether growing ``job`` to ``tokens`` tokens takes and frees no block (most decode steps)."""

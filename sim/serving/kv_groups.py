@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from sim.config import Config
 from sim.errors import ConfigError
 from sim.model_shape import ModelSpec
@@ -43,6 +45,10 @@ class KVGroups:
         tokens from ``processed - window + 1`` on (``get_num_skipped_tokens``; ``remove_skipped_blocks`` frees the
         blocks before it)."""
         return max(0, processed - self.window + 1) // self.block_size
+
+    def with_sliding(self, blocks, most):
+        """``blocks`` of the full group and each sliding group's blocks of them, at most ``most`` (ints or arrays)."""
+        return blocks + self.sliding_groups * np.minimum(blocks, most)
 
     def admission_cap(self, max_model_len: int, max_num_batched_tokens: int, async_scheduling: bool) -> int:
         """Most blocks a sliding group asks of the pool to admit a request whose whole sequence must fit

@@ -419,10 +419,8 @@ def _hybrid_blocks_alone(prompt: np.ndarray, tokens: np.ndarray, groups: KVGroup
     and what it holds at its last token (every full block, each sliding group's window and the step or two before)."""
     serving, block = config.serving, config.serving.block_size
     cap = groups.admission_cap(max_model_len(config), serving.max_num_batched_tokens, serving.async_scheduling)
-    admitted = -(-(prompt + 1) // block)
-    finished = -(-tokens // block)
-    return np.maximum(admitted + groups.sliding_groups * np.minimum(admitted, cap),
-                      finished + groups.sliding_groups * np.minimum(finished, groups.hit_blocks + 2))
+    return np.maximum(groups.with_sliding(-(-(prompt + 1) // block), cap),
+                      groups.with_sliding(-(-tokens // block), groups.hit_blocks + 2))
 
 
 def run_serving(trace: Trace, config: Config, mode: str, progress: bool = False) -> tuple[RunResult, RequestTable]:
