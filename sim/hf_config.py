@@ -14,9 +14,10 @@ sliding-window attention and quantized checkpoints other than FP8 and gpt-oss's 
 describe. Hybrid models (Gemma 2, Gemma 3, gpt-oss: sliding-window layers beside full-attention ones) give
 ``ModelSpec.num_sliding_layers`` as vLLM picks the sliding layers (``_sliding_layers``); Gemma 3's multimodal
 config.json nests the language model under text_config and counts its SigLIP vision tower in the weights
-(``_vision_parameters``); gpt-oss's MXFP4 experts take 4.25 bits a weight (``_mxfp4``). An FP8 checkpoint (quantization_config
-quant_method "fp8": DeepSeek-V3/V3.2's published config.json, Qwen3-*-FP8) has the same shapes with its linear
-layers' weights in one byte plus fp32 block scales (``_quantization``, ``ModelSpec.linear_parameters``); its KV
+(``_vision_parameters``); gpt-oss's MXFP4 experts take 4.25 bits a weight (``sim.hf_quantization``). An FP8
+checkpoint (quantization_config quant_method "fp8": DeepSeek-V3/V3.2's published config.json, Qwen3-*-FP8) has the
+same shapes with its linear layers' weights in one byte plus fp32 block scales (``sim.hf_quantization``,
+``ModelSpec.linear_parameters``); its KV
 cache stays in the model dtype (DeepSeek sparse attention's fp8_ds_mla aside: ``sim.model_shape.kv_cache_dtype``).
 DeepSeek's MTP module (num_nextn_predict_layers) is not counted: vLLM loads it only for MTP speculative decoding,
 which kvsim does not model. A
@@ -35,12 +36,12 @@ from pathlib import Path
 from typing import Any
 
 from sim.errors import ConfigError, quote
+from sim.hf_quantization import MAX_DIMENSION, quantization_fields
 from sim.model_families import FAMILIES, Experts, Family
 from sim.model_shape import SPARSE_QUANT_BLOCK, ModelSpec
 
 CONFIG_NAME = "config.json"  # the file a Hugging Face model folder holds its architecture in
 MAX_CONFIG_BYTES = 1 << 20  # published config.json files are a few KB; a larger file is not one
-MAX_DIMENSION = 2**31 - 1  # any shape or context length (int32, as the engines index them); keeps sizes in int64
 
 INDEX_KEYS = ("index_topk", "index_n_heads", "index_head_dim")
 MLA_KEYS = ("kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim")
@@ -100,7 +101,7 @@ def hf_model_spec(name: str) -> ModelSpec:
         raise ConfigError(f"model config {path}: num_attention_heads {heads} is not a multiple of "
                           f"num_key_value_heads {kv_heads}")
     window, sliding = _sliding_layers(keys, family, layers, context)
-    quantization = _quantization(top)
+    quantization = quantization_fields(top.config, top.path)
     if quantization and family.text_config:
         raise ConfigError(f"model config {path}: a quantized multimodal checkpoint (quantization_config) is not "
                           "modelled: which of the vision tower's weights it quantizes is not known here")
@@ -170,83 +171,6 @@ def _vision_parameters(keys: _Keys, text_hidden: int) -> int:
     return embeddings + layers * layer + 2 * hidden + projector
 
 
-# Modules an FP8 config.json may list as left unquantized (quantization_config ignored_layers, or
-# modules_to_not_convert as transformers writes it) that kvsim keeps in the model dtype anyway: the LM head, the
-# embedding, an MoE router ("...mlp.gate"). Any other name would change which weights are one byte: refused.
-UNQUANTIZED_ANYWAY = ("lm_head", "embed_tokens", "gate")
-
-
-def _quantization(keys: _Keys) -> dict[str, Any]:
-    """The ``ModelSpec`` fields of the checkpoint's quantization_config: none for an unquantized checkpoint;
-    ``weight_quantization`` "fp8" and ``weight_block_size`` for an FP8 one (quant_method "fp8", as vLLM's
-    ``Fp8Config.from_config`` reads it: weight_block_size [rows, columns] of one fp32 scale each, absent for a
-    per-tensor scale; activation_scheme dynamic, or static without a block size, which does not change the
-    weights). Other methods (awq, gptq, compressed-tensors, bitsandbytes, ...) are refused."""
-    quantization = keys.config.get("quantization_config")
-    if quantization is None:
-        return {}
-    if not isinstance(quantization, dict):
-        raise ConfigError(f"model config {keys.path}: key 'quantization_config' must be an object (quant_method, "
-                          f"...), got {quote(quantization)}")
-    method = quantization.get("quant_method")
-    if method == "mxfp4":
-        return _mxfp4(keys, quantization)
-    if method != "fp8":
-        raise ConfigError(f"model config {keys.path}: a quantized checkpoint (quantization_config {quote(method)}) is "
-                          "not modelled (FP8 checkpoints, quant_method 'fp8', and gpt-oss's MXFP4 experts, 'mxfp4', "
-                          "are): use the unquantized model's config.json, or this one without quantization_config")
-    block = quantization.get("weight_block_size")
-    if block is not None and (not isinstance(block, list) or len(block) != 2 or any(
-            isinstance(b, bool) or not isinstance(b, int) or not 0 < b <= MAX_DIMENSION for b in block)):
-        raise ConfigError(f"model config {keys.path}: key 'quantization_config.weight_block_size' must be two "
-                          f"positive integers, got {quote(block)}")
-    # Fp8Config.__init__: activation_scheme in ACTIVATION_SCHEMES ("static", "dynamic"), and "dynamic" with a
-    # weight_block_size ("The block-wise quantization only supports dynamic activation scheme"); from_config reads
-    # it with get_from_keys, so a config without it fails there too (vllm/model_executor/layers/quantization/fp8.py)
-    scheme = quantization.get("activation_scheme")
-    if scheme not in ("static", "dynamic") or (block is not None and scheme != "dynamic"):
-        allowed = "'dynamic' with a weight_block_size" if block is not None else "'dynamic' or 'static'"
-        raise ConfigError(f"model config {keys.path}: key 'quantization_config.activation_scheme' must be {allowed} "
-                          f"(as vLLM's Fp8Config reads it), got {quote(scheme)}")
-    for key in ("ignored_layers", "modules_to_not_convert"):
-        other = [n for n in _module_names(keys, quantization, key) if n.rsplit(".", 1)[-1] not in UNQUANTIZED_ANYWAY]
-        if other:
-            raise ConfigError(f"model config {keys.path}: quantization_config.{key} leaves {quote(other[0])} "
-                              "unquantized: not modelled (only the LM head, the embedding and the routers stay in "
-                              "the model dtype)")
-    return {"weight_quantization": "fp8", "weight_block_size": None if block is None else tuple(block)}
-
-
-def _module_names(keys: _Keys, quantization: dict[str, Any], key: str) -> list[str]:
-    """``quantization_config.<key>``: a list of module names (null: none; a false, 0 or "" is no list either)."""
-    names = quantization.get(key)
-    names = [] if names is None else names
-    if not isinstance(names, list) or any(not isinstance(n, str) for n in names):
-        raise ConfigError(f"model config {keys.path}: key 'quantization_config.{key}' must be a list of module "
-                          f"names, got {quote(names)}")
-    return names
-
-
-# The modules gpt-oss's MXFP4 config.json lists as not converted (modules_to_not_convert: "model.layers.*.self_attn",
-# "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"): what vLLM's Mxfp4Config keeps in the model dtype
-# anyway (every LinearBase layer, the embedding and the LM head); only the FusedMoE experts are MXFP4.
-MXFP4_UNCONVERTED = ("self_attn", "router", "embed_tokens", "lm_head")
-
-
-def _mxfp4(keys: _Keys, quantization: dict[str, Any]) -> dict[str, Any]:
-    """``weight_quantization`` "mxfp4" (gpt-oss): vLLM's Mxfp4Config (quantization/mxfp4.py) quantizes the
-    ``FusedMoE`` experts only, 4-bit values with an 8-bit scale per 32 (``ModelSpec.expert_weight_bytes``); the
-    attention, the routers, the embedding and the LM head stay in the model dtype. A modules_to_not_convert naming
-    anything else (the experts) would change that: refused."""
-    names = _module_names(keys, quantization, "modules_to_not_convert")
-    other = [n for n in names if n.rsplit(".", 1)[-1] not in MXFP4_UNCONVERTED]
-    if other:
-        raise ConfigError(f"model config {keys.path}: quantization_config.modules_to_not_convert leaves "
-                          f"{quote(other[0])} unconverted: not modelled (MXFP4 quantizes the routed experts only; the "
-                          "attention, routers, embedding and LM head stay in the model dtype)")
-    return {"weight_quantization": "mxfp4"}
-
-
 def _mla_model_spec(name: str, keys: _Keys, family: Family, digest: str) -> ModelSpec:
     """DeepSeek-V2/V3/V3.2 and GLM-5: multi-head latent attention and DeepSeek's experts (``Family.mla``), with
     DeepSeek sparse attention's indexer where the config has the key index_topk, as vLLM decides it, whatever the
@@ -280,7 +204,7 @@ def _mla_model_spec(name: str, keys: _Keys, family: Family, digest: str) -> Mode
             if value % SPARSE_QUANT_BLOCK:
                 raise ConfigError(f"model config {path}: key {key!r} must be a multiple of {SPARSE_QUANT_BLOCK} with DeepSeek "
                                   f"sparse attention (its caches quantize in groups of {SPARSE_QUANT_BLOCK}), got {value}")
-    quantization = _quantization(keys)
+    quantization = quantization_fields(keys.config, keys.path)
     moe = _experts(keys, family, layers)
     fields = dict(
         name=name, num_layers=layers, hidden_size=hidden, num_attention_heads=heads, num_kv_heads=1,
