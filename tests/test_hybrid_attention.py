@@ -426,7 +426,8 @@ def test_the_admission_gate_counts_a_sliding_group_from_block_0_less_the_hit(asy
 def test_more_than_one_full_attention_group_is_refused_by_name(run_cli, tmp_path):
     """Gemma-3-1B's layout with 4 of its 26 layers sliding: vLLM groups them by 4, so the 22 full ones make 6
     full-attention groups, which kvsim's manager does not model: one line naming the setting, not a traceback."""
-    from tests.test_model_config import GEMMA_3_1B, write_config
+    from tests.hybrid_configs import GEMMA_3_1B
+    from tests.test_model_config import write_config
 
     layers = ["sliding_attention"] * 4 + ["full_attention"] * 22
     path = write_config(tmp_path, {**GEMMA_3_1B, "layer_types": layers})
