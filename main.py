@@ -47,6 +47,7 @@ try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
     from sim.config import Config, load_config  # noqa: E402
     from sim.config_fields import path_settings  # noqa: E402
     from sim.errors import InputError, command_status, end_process, quote  # noqa: E402
+    from sim.report.console import console_summary  # noqa: E402
     from sim.report.output import check_distinct, check_writable, is_device_or_pipe  # noqa: E402
 except KeyboardInterrupt:
     print("kvsim: interrupted", file=sys.stderr)
@@ -367,69 +368,6 @@ RUNNERS = {"trace-stats": run_trace_stats, "cache-only": run_cache_only, "single
            "pd": run_serving_mode, "cluster": run_serving_mode, "check-calibration": run_check_calibration}
 
 
-PROSE_CHARS = 40  # a text metric longer than this is printed on a line of its own
-
-
-def _summary(report: dict) -> str:
-    from sim.report.document import answer_caveats
-
-    lines = []
-    trace = report.get("trace")
-    if trace:
-        skipped = ", ".join(f"{k}: {v}" for k, v in trace["skip_reasons"].items()) or "none"
-        lines.append(f"trace {trace['path'] or trace['format']} ({trace['format']}): {trace['rows_used']:,} requests used, "
-                     f"{trace['rows_skipped']:,} skipped ({skipped}); block ids: {trace['block_ids']}, "
-                     f"{trace['block_tokens']} tokens a block")
-    for run in report["runs"]:
-        lines.append(f"[{run['name']}]")
-        for key, value in run["metrics"].items():
-            if key == "mrc":
-                lines.append(f"  {key:<30} {value['method']} over {value['sampled_accesses']:,} accesses, "
-                             f"{len(value['capacity_blocks'])} capacities (see the JSON report / plot)")
-            elif isinstance(value, dict):
-                if any(isinstance(v, dict) for v in value.values()):
-                    continue  # per-tier counters: JSON report only
-                # numbers on the line; a sentence (instances.utilization_basis) on its own line after them, so
-                # it does not push the numbers behind it (mfu_mean, mbu_mean) off a terminal's width
-                prose = {k: v for k, v in value.items() if isinstance(v, str) and len(v) > PROSE_CHARS}
-                inner = "  ".join(f"{k}={_fmt(v) if not isinstance(v, list) else f'[{len(v)} entries]'}"
-                                  for k, v in value.items() if k not in prose)
-                lines.append(f"  {key:<30} {inner}")
-                lines += [f"  {'':<30} {k}: {v}" for k, v in prose.items()]
-            else:
-                lines.append(f"  {key:<30} {_fmt(value)}")
-        lines += _oversubscribed_tiers(run, report["config"]["cache"]["tiers"])
-        lines += [f"  ! {caveat}" for caveat in answer_caveats(run["metrics"])]
-    return "\n".join(lines)
-
-
-def _oversubscribed_tiers(run: dict, tiers_config: dict) -> list[str]:
-    """A line for each lower tier whose traffic exceeded a bandwidth the run did not queue for (a copy
-    without a shared device: loads of different readers, and writes, are not queued): its load times are
-    optimistic."""
-    lines = []
-    for tier, traffic in run["metrics"].get("tiers", {}).items():
-        key = f"cache.tiers.{tier}.shared_read_gbps"
-        if "read_utilization_max" not in traffic:
-            continue  # a cache-only run's counters: no time
-        if run.get("overrides", {}).get(key, tiers_config[tier]["shared_read_gbps"]) is not None:
-            continue  # one queue for its reads and writes: they waited for each other
-        for way, what in (("read", "loads of different readers were not queued"), ("write", "writes took no time")):
-            share = traffic[f"{way}_utilization_max"]
-            if share > 1:
-                lines.append(f"  ! {tier} {way}s needed {share:.2f}x cache.tiers.{tier}.{way}_gbps over the run; {what} "
-                             f"({key} queues both), so load times are optimistic")
-    return lines
-
-
-def _fmt(value) -> str:
-    if isinstance(value, float):
-        return f"{value:,.4f}" if abs(value) < 1e6 else f"{value:,.1f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
-
-
 def prepare(args: argparse.Namespace, mode: str) -> Run:
     """Everything else checked before any work (the mode and its flags are): the whole config, the outputs."""
     policies = parse_policies(args.policy)
@@ -492,7 +430,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, start: float
                                     draw_plots=run.outputs.plot_dir is not None and run.mode != "trace-stats",
                                     html_path=run.outputs.html, notes=run.notes, cluster_pd=run.cluster_pd)
     if not args.quiet:
-        print(run.summary if run.summary is not None else _summary(report))
+        print(run.summary if run.summary is not None else console_summary(report))
         for note in run.notes:
             print(note)
     return 0

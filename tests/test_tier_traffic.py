@@ -186,22 +186,22 @@ def test_cluster_tier_link_is_the_shared_bandwidth(run_cli, tmp_path):
 def test_summary_flags_a_tier_that_could_not_keep_up():
     """Only shares of bandwidth the run did not queue for are flagged: a shared device's reads and
     writes waited for each other, whatever its shares (a run's own overrides count)."""
-    import main
+    from sim.report.console import oversubscribed_tiers
 
     tiers = {"dram": {"shared_read_gbps": None}, "ssd": {"shared_read_gbps": 7.0}}
     metrics = {"tiers": {"dram": {"read_utilization_max": 2.5, "write_utilization_max": 1.5},
                          "ssd": {"read_utilization_max": 0.5, "write_utilization_max": 7.46}}}
-    assert main._oversubscribed_tiers({"metrics": metrics}, tiers) == [
+    assert oversubscribed_tiers({"metrics": metrics}, tiers) == [
         "  ! dram reads needed 2.50x cache.tiers.dram.read_gbps over the run; loads of different readers were not "
         "queued (cache.tiers.dram.shared_read_gbps queues both), so load times are optimistic",
         "  ! dram writes needed 1.50x cache.tiers.dram.write_gbps over the run; writes took no time "
         "(cache.tiers.dram.shared_read_gbps queues both), so load times are optimistic"]
     unshared_ssd = {"metrics": metrics, "overrides": {"cache.tiers.ssd.shared_read_gbps": None}}
-    assert main._oversubscribed_tiers(unshared_ssd, tiers)[2:] == [
+    assert oversubscribed_tiers(unshared_ssd, tiers)[2:] == [
         "  ! ssd writes needed 7.46x cache.tiers.ssd.write_gbps over the run; writes took no time "
         "(cache.tiers.ssd.shared_read_gbps queues both), so load times are optimistic"]
     cache_only = {"metrics": {"tiers": {"hbm": {"hits": 3, "bytes_read": 0}}}}  # cache-only tiers carry no time
-    assert main._oversubscribed_tiers(cache_only, tiers) == []
+    assert oversubscribed_tiers(cache_only, tiers) == []
 
 
 def test_a_shared_device_queues_its_readers_first_come_first_served():

@@ -1,0 +1,67 @@
+"""The run summary printed on the terminal (the JSON report holds everything; this is what a person reads first)."""
+
+from __future__ import annotations
+
+PROSE_CHARS = 40  # a text metric longer than this is printed on a line of its own
+
+
+def console_summary(report: dict) -> str:
+    """The report as the terminal shows it: the trace line, each run's metrics a line each, and its caveats."""
+    from sim.report.document import answer_caveats
+
+    lines = []
+    trace = report.get("trace")
+    if trace:
+        skipped = ", ".join(f"{k}: {v}" for k, v in trace["skip_reasons"].items()) or "none"
+        lines.append(f"trace {trace['path'] or trace['format']} ({trace['format']}): {trace['rows_used']:,} requests used, "
+                     f"{trace['rows_skipped']:,} skipped ({skipped}); block ids: {trace['block_ids']}, "
+                     f"{trace['block_tokens']} tokens a block")
+    for run in report["runs"]:
+        lines.append(f"[{run['name']}]")
+        for key, value in run["metrics"].items():
+            if key == "mrc":
+                lines.append(f"  {key:<30} {value['method']} over {value['sampled_accesses']:,} accesses, "
+                             f"{len(value['capacity_blocks'])} capacities (see the JSON report / plot)")
+            elif isinstance(value, dict):
+                if any(isinstance(v, dict) for v in value.values()):
+                    continue  # per-tier counters: JSON report only
+                # numbers on the line; a sentence (instances.utilization_basis) on its own line after them, so
+                # it does not push the numbers behind it (mfu_mean, mbu_mean) off a terminal's width
+                prose = {k: v for k, v in value.items() if isinstance(v, str) and len(v) > PROSE_CHARS}
+                inner = "  ".join(f"{k}={fmt(v) if not isinstance(v, list) else f'[{len(v)} entries]'}"
+                                  for k, v in value.items() if k not in prose)
+                lines.append(f"  {key:<30} {inner}")
+                lines += [f"  {'':<30} {k}: {v}" for k, v in prose.items()]
+            else:
+                lines.append(f"  {key:<30} {fmt(value)}")
+        lines += oversubscribed_tiers(run, report["config"]["cache"]["tiers"])
+        lines += [f"  ! {caveat}" for caveat in answer_caveats(run["metrics"])]
+    return "\n".join(lines)
+
+
+def oversubscribed_tiers(run: dict, tiers_config: dict) -> list[str]:
+    """A line for each lower tier whose traffic exceeded a bandwidth the run did not queue for (a copy
+    without a shared device: loads of different readers, and writes, are not queued): its load times are
+    optimistic."""
+    lines = []
+    for tier, traffic in run["metrics"].get("tiers", {}).items():
+        key = f"cache.tiers.{tier}.shared_read_gbps"
+        if "read_utilization_max" not in traffic:
+            continue  # a cache-only run's counters: no time
+        if run.get("overrides", {}).get(key, tiers_config[tier]["shared_read_gbps"]) is not None:
+            continue  # one queue for its reads and writes: they waited for each other
+        for way, what in (("read", "loads of different readers were not queued"), ("write", "writes took no time")):
+            share = traffic[f"{way}_utilization_max"]
+            if share > 1:
+                lines.append(f"  ! {tier} {way}s needed {share:.2f}x cache.tiers.{tier}.{way}_gbps over the run; {what} "
+                             f"({key} queues both), so load times are optimistic")
+    return lines
+
+
+def fmt(value) -> str:
+    """A metric's value on the terminal: thousands separated, floats to 4 decimals (1 when large)."""
+    if isinstance(value, float):
+        return f"{value:,.4f}" if abs(value) < 1e6 else f"{value:,.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
