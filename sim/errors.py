@@ -125,6 +125,13 @@ def _reader_gone() -> bool:
         return False
 
 
+def _stopped_midway() -> None:
+    """The run was stopped wherever it was, perhaps inside a native library's object under construction (numba's
+    compiler: llvmlite's ``ObjectRef``), whose destructor then fails as the unwound frames are freed; Python prints
+    that as "Exception ignored in ...". The process ends with one line saying it was stopped, not that noise."""
+    sys.unraisablehook = lambda _unraisable: None
+
+
 def _status(program: str, body: Callable[[], int]) -> int:
     try:
         return body()
@@ -132,9 +139,11 @@ def _status(program: str, body: Callable[[], int]) -> int:
         _say(f"{program}: error: {exc}")
         return 2
     except Terminated:
+        _stopped_midway()
         _say(f"{program}: terminated")
         return 128 + signal.SIGTERM
     except KeyboardInterrupt:
+        _stopped_midway()
         _say(f"{program}: interrupted")
         return 130
     except ReaderGone:

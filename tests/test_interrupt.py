@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from sim.errors import Terminated, command_status
 from sim.report.output import TEMP_PREFIX, atomic_write
 from tests.conftest import BUNDLED_AZURE, ROOT
 
@@ -363,3 +364,25 @@ def test_a_profiled_command_still_writes_its_profile(tmp_path):
     done = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(tmp_path / "out.prof"), str(script)],
                           capture_output=True, text=True, timeout=60)
     assert (tmp_path / "out.prof").stat().st_size > 0, done.stderr  # (cProfile's own status: it swallows SystemExit)
+
+
+class _FailingDestructor:
+    """A native object interrupted half-built (llvmlite's ObjectRef during numba's compile): its __del__ fails."""
+
+    def __del__(self):
+        raise AttributeError("_ptr")
+
+
+@pytest.mark.parametrize(("stop", "line", "code"), [(KeyboardInterrupt, "interrupted", 130),
+                                                     (Terminated, "terminated", 143)])
+def test_a_stopped_run_says_so_in_one_line_whatever_its_frames_leave(monkeypatch, capsys, stop, line, code):
+    """Freed as the stop unwinds, a half-built object's failing destructor would print "Exception ignored in ..."
+    after the status line (seen under load: Ctrl-C inside numba's compiler)."""
+    monkeypatch.setattr(sys, "unraisablehook", sys.__unraisablehook__)  # restored after the test
+
+    def body() -> int:
+        half_built = _FailingDestructor()  # noqa: F841 (freed with this frame, after the handler)
+        raise stop
+
+    assert command_status("kvsim", body) == code
+    assert capsys.readouterr().err == f"kvsim: {line}\n"
