@@ -139,8 +139,8 @@ def engine_overlay(run: Path, profile: Path | None, model: str | None = None, gp
     kv_name = _kv_cache_dtype(engine, resolved)
     serving: dict[str, Any] = {
         "tensor_parallel_size": tp, "num_instances": dp, "dtype": DTYPES[str(engine.get("dtype", "auto"))],
-        "max_num_seqs": engine.get("max_num_seqs", 256),
-        "max_num_batched_tokens": engine.get("max_num_batched_tokens"),
+        "max_num_seqs": _step_limit(engine, resolved, "max_num_seqs"),
+        "max_num_batched_tokens": _step_limit(engine, resolved, "max_num_batched_tokens"),
         "block_size": kv.get("block_size", 16), "enable_prefix_caching": kv.get("enable_prefix_caching", True),
         "gpu_memory_utilization": kv.get("gpu_memory_utilization", 0.9), "num_gpu_blocks": _engine_blocks(kv, dp),
         # the server's own limit: a request beyond it was rejected there, so it is here (the model's context otherwise)
@@ -254,6 +254,13 @@ def _kv_cache_dtype(engine: dict[str, Any], resolved: dict[str, Any]) -> str:
     if value not in KV_DTYPES:
         raise InputError(f"meta.json kv_cache_dtype {value!r} is not modelled (known: {', '.join(sorted(KV_DTYPES))})")
     return value
+
+
+def _step_limit(engine: dict[str, Any], resolved: dict[str, Any], name: str) -> int | None:
+    """A step limit the server ran with: its engine argument, else its resolved scheduler config's; else unknown
+    (None: kvsim resolves it as vLLM does for the GPU, ``sim.serving.engine_limits``)."""
+    scheduler = resolved.get("scheduler_config")
+    return engine.get(name) or (scheduler.get(name) if isinstance(scheduler, dict) else None)
 
 
 def _scheduler_flag(resolved: dict[str, Any], name: str) -> bool | None:

@@ -68,8 +68,10 @@ class ServingConfig:
     # tensor_parallel_size GPUs of one node) shard their MoE layers over the group's GPUs (sim.serving.moe)
     data_parallel_size: int = domain(1, ge=1)
     block_size: int = domain(16, ge=1)
-    max_num_seqs: int = domain(256, ge=1)
-    max_num_batched_tokens: int = domain(8192, ge=1)
+    # a step's sequences and tokens; None: vLLM's default for the GPU, as `vllm serve` picks it (1,024 and 8,192 on
+    # an H100 or H200, 1,024 and 16,384 on a B200, 256 and 2,048 on an A100 or a smaller GPU: sim.serving.engine_limits)
+    max_num_seqs: int | None = domain(None, ge=1)
+    max_num_batched_tokens: int | None = domain(None, ge=1)
     gpu_memory_utilization: float = domain(0.9, **FRACTION)
     num_gpu_blocks: int | None = domain(None, ge=1)  # overrides the KV capacity computed from memory
     enable_prefix_caching: bool = True

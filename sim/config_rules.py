@@ -102,11 +102,18 @@ def data_parallel_groups_fit(c: Config, instances: dict[str, int]) -> None:
 
 
 def _batch_holds_its_sequences(c: Config) -> None:
-    """vLLM ``SchedulerConfig``: max_num_batched_tokens must be >= max_num_seqs (a decode takes one token)."""
-    s = c.serving
-    if s.max_num_batched_tokens < s.max_num_seqs:
-        raise ConfigError(f"config key 'serving.max_num_batched_tokens'={s.max_num_batched_tokens} must be >= "
-                          f"'serving.max_num_seqs'={s.max_num_seqs}")
+    """vLLM ``SchedulerConfig``: max_num_batched_tokens must be >= max_num_seqs (a decode takes one token); either
+    may be vLLM's default for the GPU (``sim.serving.engine_limits``)."""
+    from sim.serving.engine_limits import batch_limits
+
+    seqs, tokens = batch_limits(c)
+    if tokens < seqs:
+        def named(key: str, value: int) -> str:
+            unset = getattr(c.serving, key) is None
+            return f"'serving.{key}'={value}" + (f" (vLLM's default on {c.hardware.gpu})" if unset else "")
+
+        raise ConfigError(f"config key {named('max_num_batched_tokens', tokens)} must be >= "
+                          f"{named('max_num_seqs', seqs)}")
 
 
 def _model_len_within_context(c: Config) -> None:

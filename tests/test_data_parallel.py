@@ -9,6 +9,7 @@ from sim.config import load_config
 from sim.serving.compute import StepShape
 from sim.serving.compute_backend import compute_model
 from sim.serving.data_parallel import cudagraph_capture_tokens
+from sim.serving.engine_limits import resolved_serving
 from sim.serving.moe import DataParallelShare
 from sim.serving.run import run_serving
 from tests.test_serving import make_trace
@@ -31,10 +32,12 @@ def _ttft(config, arrival, inputs) -> np.ndarray:
 
 def test_vllm_capture_limit_by_hand():
     # min(2 x max_num_seqs, 512, max_num_batched_tokens): vLLM's default largest CUDA-graph batch
-    assert cudagraph_capture_tokens(load_config(None).serving) == 512
-    assert cudagraph_capture_tokens(load_config(None, sets=["serving.max_num_seqs=8"]).serving) == 16
-    assert cudagraph_capture_tokens(load_config(None, sets=["serving.max_num_seqs=64",
-                                                           "serving.max_num_batched_tokens=100"]).serving) == 100
+    def capture(*sets: str) -> int:
+        return cudagraph_capture_tokens(resolved_serving(load_config(None, sets=list(sets))))
+
+    assert capture() == 512  # an H100's defaults: 1,024 sequences, 8,192 tokens
+    assert capture("serving.max_num_seqs=8") == 16
+    assert capture("serving.max_num_seqs=64", "serving.max_num_batched_tokens=100") == 100
 
 
 def test_an_idle_rank_takes_a_padded_dummy_step():

@@ -114,7 +114,7 @@ def test_serving_report_is_byte_identical_and_complete(run_cli, tmp_path):
 
 
 @pytest.mark.parametrize("knob", ["pd.transfer=layerwise", "network.bandwidth_gbps=25", "pd.num_decode=2",
-                                  "compute.flops_efficiency=0.3", "hardware.gpu=a100-80gb", "serving.max_num_batched_tokens=512"])
+                                  "compute.flops_efficiency=0.3", "hardware.gpu=a100-80gb", "serving.max_num_batched_tokens=1024"])
 def test_serving_knobs_change_the_result(run_cli, tmp_path, knob):
     base = _run(run_cli, tmp_path, "base")["runs"][0]["metrics"]
     changed = _run(run_cli, tmp_path, "changed", "--set", knob)["runs"][0]["metrics"]

@@ -57,7 +57,8 @@ CASES: dict[str, tuple[str, list[str], str]] = {
     "serving.dtype": ("single", NO_HBM_OVERRIDE, "fp8"),
     "serving.kv_cache_dtype": ("single", [], "fp8"),
     "serving.max_model_len": ("single", [], "2048"),
-    "serving.scheduler_reserve_full_isl": ("single", ["serving.num_gpu_blocks=300", "serving.max_num_batched_tokens=512"],
+    "serving.scheduler_reserve_full_isl": ("single", ["serving.num_gpu_blocks=300", "serving.max_num_batched_tokens=512",
+                                                      "serving.max_num_seqs=256"],
                                            "false"),
     "serving.async_scheduling": ("single", [], "false"),
     # a hybrid model: its sliding layers keep the window's blocks only (hybrid manager) or all of them

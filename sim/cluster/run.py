@@ -117,7 +117,7 @@ class ClusterRun(ServingRun):
             if getattr(tiers, name).capacity_gib < 0:
                 raise ConfigError(f"config key 'cache.tiers.{name}.capacity_gib' must be >= 0")
         shape = StepShape(window=self.compute.sliding_window)
-        chunk = config.serving.max_num_batched_tokens
+        chunk = self.serving.max_num_batched_tokens
         shape.add_prefill(chunk, 0)
         self.prefill_rate = chunk / self.compute.step_time(shape)  # tokens/s of one full prefill step
         self.route_name = config.cluster.router

@@ -37,6 +37,7 @@ from sim.report.metrics import RequestTable, WeightedSamples, distribution, requ
 from sim.serving.compute_backend import compute_model
 from sim.serving.data_parallel import LockstepGroup, cudagraph_capture_tokens
 from sim.serving.engine import Engine
+from sim.serving.engine_limits import max_model_len, resolved_serving
 from sim.serving.hybrid_kv_cache_manager import HybridKVCacheManager
 from sim.serving.instance import DECODE, PREFILL, UNIFIED, Instance, Job
 from sim.serving.kv_cache_manager import KVCacheManager
@@ -80,6 +81,7 @@ class ServingRun:
     def __init__(self, trace: Trace, config: Config, mode: str, progress: bool = False, pd: bool | None = None):
         check_serving_settings(config)
         self.trace, self.config, self.mode = trace, config, mode
+        self.serving = resolved_serving(config)  # the engine's settings, step limits resolved as vLLM does
         self._pd = mode == "pd" if pd is None else pd  # prefill/decode pools (cluster: --cluster --pd)
         self.engine = Engine()
         self.table = RequestTable(trace.arrival_s, trace.input_tokens, np.maximum(trace.output_tokens, 1))
@@ -153,7 +155,7 @@ class ServingRun:
                             inclusive=self.config.cache.inclusion == "inclusive",
                             track_positions=self._next_use is not None or self._predicted is not None,
                             num_blocks=self.num_blocks)
-        inst = Instance(index, role, self.engine, self.config.serving, self.usable_blocks, cache, compute, self.table,
+        inst = Instance(index, role, self.engine, self.serving, self.usable_blocks, cache, compute, self.table,
                         self.itl, on_prefill_done=self._prefill_done, on_finish=self._finished,
                         prefix_caching=self.prefix_caching, shared_blocks=self.shared_blocks,
                         kv_manager=self._kv_manager())
@@ -162,13 +164,13 @@ class ServingRun:
         if dp > 1:
             key = self._group_key(index)
             if key not in self.groups:
-                self.groups[key] = LockstepGroup(self.engine, dp, cudagraph_capture_tokens(self.config.serving))
+                self.groups[key] = LockstepGroup(self.engine, dp, cudagraph_capture_tokens(self.serving))
             self.groups[key].add(inst)
         return inst
 
     def _kv_manager(self):
         """The instances' KV-cache manager: vLLM's hybrid one for a hybrid model with it on, else the one group's."""
-        groups, serving = self.kv_groups, self.config.serving
+        groups, serving = self.kv_groups, self.serving
         if groups is None:
             return KVCacheManager
         return partial(HybridKVCacheManager, groups=groups, key_offset=self.num_blocks,
@@ -346,12 +348,6 @@ def decode_rank(inst: Instance) -> tuple[float, int, int]:
     return inst.kv_usage, inst.load, inst.index
 
 
-def max_model_len(config: Config) -> int:
-    """vLLM's ``max_model_len``: ``serving.max_model_len``, by default the model's context length (or its sliding
-    window, where narrower: ``ModelSpec.longest_request``)."""
-    return config.serving.max_model_len or model_spec(config.model).longest_request
-
-
 def _model_len_limit(config: Config) -> str:
     """What bounds a request's tokens, for the skip message."""
     spec = model_spec(config.model)
@@ -417,7 +413,7 @@ def _hybrid_blocks_alone(prompt: np.ndarray, tokens: np.ndarray, groups: KVGroup
     """Blocks a hybrid model's request needs at once on an empty instance: the most of what its admission asks for
     (its prompt's full blocks and each sliding group's, at most ``admission_cap``: ``HybridKVCacheManager.blocks_alone``)
     and what it holds at its last token (every full block, each sliding group's window and the step or two before)."""
-    serving, block = config.serving, config.serving.block_size
+    serving, block = resolved_serving(config), config.serving.block_size
     cap = groups.admission_cap(max_model_len(config), serving.max_num_batched_tokens, serving.async_scheduling)
     return np.maximum(groups.with_sliding(-(-(prompt + 1) // block), cap),
                       groups.with_sliding(-(-tokens // block), groups.hit_blocks + 2))

@@ -1,0 +1,58 @@
+"""The engine's limits on a request (``max_model_len``) and on a step (``max_num_seqs``,
+``max_num_batched_tokens``), as vLLM resolves them for ``vllm serve``.
+
+
+Left unset (null), vLLM picks both by the GPU (``EngineArgs.get_batch_defaults`` and
+``_set_default_max_num_seqs_and_batched_tokens_args``, vllm/engine/arg_utils.py, vLLM 0.33.0, the OpenAI API
+server's usage context): 1,024 sequences and 16,384 tokens on a GPU of 160 GiB or more (B200), 1,024 and 8,192
+on one of 70 GiB or more but an A100 (H100, H200, RTX PRO 6000), 256 and 2,048 on the others (A100, L40S,
+RTX 4090). The token default is then capped at ``max_num_seqs × max_model_len``. A value set in the config
+is kept as it is. So a run on an H100 admits up to 1,024 sequences a step, as vLLM there does, not 256.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from sim.config import Config, ServingConfig
+from sim.specs import model_spec
+
+GIB = 2**30
+# vLLM 0.33.0 EngineArgs.get_batch_defaults, UsageContext.OPENAI_API_SERVER: (memory floor, seqs, tokens), the
+# first tier whose floor the GPU's memory reaches; vLLM's A100 exception keeps that GPU on the small tier
+# ("Setting large max_num_batched_tokens for A100 reduces throughput", vLLM PR #17885)
+TIERS = ((160 * GIB, 1024, 16384), (70 * GIB, 1024, 8192), (0, 256, 2048))
+SMALL_TIER_NAMES = ("a100",)  # matched in the GPU's name, as vLLM matches the device's
+
+
+def max_model_len(config: Config) -> int:
+    """vLLM's ``max_model_len``: ``serving.max_model_len``, by default the model's context length (or its sliding
+    window, where narrower: ``ModelSpec.longest_request``)."""
+    return config.serving.max_model_len or model_spec(config.model).longest_request
+
+
+def default_batch_limits(gpu: str) -> tuple[int, int]:
+    """vLLM's (max_num_seqs, max_num_batched_tokens) for ``vllm serve`` on GPU ``gpu`` (a profiles/gpus.yaml
+    name, or a GPU spec file's path: judged by its memory alone, as it has no device name)."""
+    from sim.specs import canonical_gpu, gpu_spec
+
+    memory = gpu_spec(gpu).memory_bytes
+    small = canonical_gpu(gpu) is not None and any(name in gpu.lower() for name in SMALL_TIER_NAMES)
+    return next((seqs, tokens) for floor, seqs, tokens in TIERS if memory >= floor and not (small and floor))
+
+
+def batch_limits(config: Config) -> tuple[int, int]:
+    """The run's (max_num_seqs, max_num_batched_tokens): the config's, each vLLM's default where it is unset."""
+    serving = config.serving
+    seqs, tokens = default_batch_limits(config.hardware.gpu)
+    if serving.max_num_seqs is not None:
+        seqs = serving.max_num_seqs
+    if serving.max_num_batched_tokens is not None:
+        return seqs, serving.max_num_batched_tokens
+    return seqs, min(tokens, seqs * max_model_len(config))
+
+
+def resolved_serving(config: Config) -> ServingConfig:
+    """``config.serving`` with both limits resolved (``batch_limits``), as the engine sees it."""
+    seqs, tokens = batch_limits(config)
+    return dataclasses.replace(config.serving, max_num_seqs=seqs, max_num_batched_tokens=tokens)
