@@ -6,8 +6,9 @@ deepseek_v2 and deepseek_v3, whose cache holds one latent per token; with DeepSe
 and glm_moe_dsa, an indexer picks the index_topk cached tokens each query attends to, its own key cached beside
 the latent) and either an MLP (gate, up and down
 matrices; or a plain up, down MLP as Phi's) or a mixture of gated MLPs behind a router (Qwen3-MoE,
-Mixtral, Phi-MoE: routed experts only; Qwen2-MoE and DeepSeek: routed experts beside shared experts that
-every token runs; DeepSeek's first layers dense). The families (``sim.model_families``) are built that way
+Mixtral, Phi-MoE, MiniMax-M2: routed experts only; Qwen2-MoE, DeepSeek and GLM-4.5: routed experts beside shared
+experts that every token runs; DeepSeek's and GLM-4.5's first layers dense; GLM-4.5's and MiniMax-M2's routers held
+in fp32, ``ModelSpec.fp32_parameters``). The families (``sim.model_families``) are built that way
 by transformers or by the model's own code (``trust_remote_code``: Qwen 1, InternLM, DeepSeek); any other
 ``model_type`` is refused rather than run as something it is not, and so are layer kinds other than full and
 sliding-window attention and quantized checkpoints other than FP8 and gpt-oss's MXFP4, which those models do not
@@ -19,8 +20,8 @@ checkpoint (quantization_config quant_method "fp8": DeepSeek-V3/V3.2's published
 same shapes with its linear layers' weights in one byte plus fp32 block scales (``sim.hf_quantization``,
 ``ModelSpec.linear_parameters``); its KV
 cache stays in the model dtype (DeepSeek sparse attention's fp8_ds_mla aside: ``sim.model_shape.kv_cache_dtype``).
-DeepSeek's MTP module (num_nextn_predict_layers) is not counted: vLLM loads it only for MTP speculative decoding,
-which kvsim does not model. A
+DeepSeek's MTP module (num_nextn_predict_layers; GLM-4.5's too, and MiniMax-M2's num_mtp_modules) is not counted:
+vLLM loads it only for MTP speculative decoding, which kvsim does not model. A
 sliding window narrower than the context on every layer bounds the requests served (``ModelSpec.longest_request``).
 Each problem is one exit-2 line naming the file, as for the calibration profiles
 (``sim.serving.profile_files``).
@@ -101,6 +102,7 @@ def hf_model_spec(name: str) -> ModelSpec:
         raise ConfigError(f"model config {path}: num_attention_heads {heads} is not a multiple of "
                           f"num_key_value_heads {kv_heads}")
     window, sliding = _sliding_layers(keys, family, layers, context)
+    _check_attention_kinds(keys, family, layers)
     quantization = quantization_fields(top.config, top.path)
     if quantization and family.text_config:
         raise ConfigError(f"model config {path}: a quantized multimodal checkpoint (quantization_config) is not "
@@ -109,13 +111,31 @@ def hf_model_spec(name: str) -> ModelSpec:
     vision = _vision_parameters(top, hidden) if family.text_config else 0
     count = _parameter_count(keys, family, layers, hidden, heads * head_dim, kv_heads * head_dim, head_dim,
                              intermediate, vocab, moe, heads=heads)
+    fp32 = moe.layers * moe.router_parameters(hidden) if moe is not None and moe.router_fp32 else 0
     return ModelSpec(
         name=name, num_layers=layers, hidden_size=hidden, num_attention_heads=heads, num_kv_heads=kv_heads,
         head_dim=head_dim, intermediate_size=intermediate, vocab_size=vocab, num_parameters=count + vision,
         max_position_embeddings=context, source=f"{path} (sha256 {digest})", gated_mlp=family.gated_mlp,
-        sliding_window=window, num_sliding_layers=sliding, **quantization,
+        sliding_window=window, num_sliding_layers=sliding, fp32_parameters=fp32, **quantization,
         **(moe.fields() if moe is not None else {}),
     )
+
+
+def _check_attention_kinds(keys: _Keys, family: Family, layers: int) -> None:
+    """A family's list of per-layer attention kinds (``Family.attention_kinds_key``, MiniMax-M2's attn_type_list):
+    one entry per layer, each 1 (full softmax attention); absent or null: every layer full."""
+    key = family.attention_kinds_key
+    kinds = keys.config.get(key) if key is not None else None
+    if kinds is None:
+        return
+    if not isinstance(kinds, list) or len(kinds) != layers:
+        raise ConfigError(f"model config {keys.path}: key {keys.prefix + key!r} must be a list of one attention kind "
+                          f"per layer ({layers}), got {quote(kinds)}")
+    other = [kind for kind in kinds if isinstance(kind, bool) or kind != 1]
+    if other:
+        raise ConfigError(f"model config {keys.path}: {key} entry {quote(other[0])} is not modelled: only 1, full "
+                          f"attention, as vLLM builds every layer of model_type {quote(keys.config.get('model_type'))}"
+                          " (0 is MiniMax-Text-01's lightning attention)")
 
 
 def _text_keys(keys: _Keys, family: Family) -> _Keys:
@@ -229,6 +249,11 @@ class _MoE:
     shared_gate: bool = False
     router_bias: bool = False  # DeepSeek-V3's e_score_correction_bias (topk_method noaux_tc), gpt-oss's router bias
     expert_biases: bool = False  # gpt-oss: each expert's gate_up (2 × width) and down (hidden) biases
+    router_fp32: bool = False  # vLLM holds the router (and its bias) in fp32 (Experts.router_fp32)
+
+    def router_parameters(self, hidden: int) -> int:
+        """One MoE layer's router: hidden × experts, and its bias (e_score_correction_bias) where it has one."""
+        return hidden * self.experts + (self.experts if self.router_bias else 0)
 
     def fields(self) -> dict[str, Any]:
         return {"num_experts": self.experts, "num_experts_per_tok": self.per_token,
@@ -238,7 +263,7 @@ class _MoE:
     def layer_parameters(self, hidden: int) -> int:
         """One MoE layer's router (and its bias), routed experts (and their biases), shared experts and their gate."""
         shared = 3 * hidden * (self.shared_width or 0) + (hidden if self.shared_gate else 0)
-        router = hidden * self.experts + (self.experts if self.router_bias else 0)
+        router = self.router_parameters(hidden)
         expert = 3 * hidden * self.width + (2 * self.width + hidden if self.expert_biases else 0)
         return router + self.experts * expert + shared
 
@@ -277,15 +302,17 @@ def _experts(keys: _Keys, family: Family, layers: int) -> _MoE | None:
     shared = None
     if spec.shared_width_key is not None:  # Qwen2MoeSparseMoeBlock: a shared expert unless its width is 0
         shared = keys.count(spec.shared_width_key, spec.shared_width_default) or None
+    router_bias = spec.router_bias or (spec.router_bias_key is not None and keys.flag(spec.router_bias_key))
     if not moe_layers:
         return None
-    return _MoE(experts, per_token, width, moe_layers, shared, spec.shared_expert_gate, spec.router_bias,
-                spec.expert_biases)
+    return _MoE(experts, per_token, width, moe_layers, shared, spec.shared_expert_gate, router_bias,
+                spec.expert_biases, spec.router_fp32)
 
 
 def _deepseek_experts(keys: _Keys, spec: Experts, layers: int) -> _MoE | None:
     """DeepSeek's MoE block (vLLM DeepseekV2MoE): routed experts from layer first_k_dense_replace on, every
-    moe_layer_freq-th layer; n_shared_experts shared experts as one MLP n × moe_intermediate_size wide."""
+    moe_layer_freq-th layer; n_shared_experts shared experts as one MLP n × moe_intermediate_size wide. GLM-4.5
+    (glm4_moe) shares the keys, without moe_layer_freq and with a router bias always (``Experts``)."""
     config, path = keys.config, keys.path
     if config.get("n_routed_experts") is None:  # vLLM: no MoE layer
         return None
@@ -294,13 +321,16 @@ def _deepseek_experts(keys: _Keys, spec: Experts, layers: int) -> _MoE | None:
     if per_token > experts:
         raise ConfigError(f"model config {path}: num_experts_per_tok {per_token} exceeds the {experts} experts")
     width = keys.positive(spec.width_key)
-    first_dense = keys.count("first_k_dense_replace", 0)
-    freq = keys.positive("moe_layer_freq", 1)
+    first_dense = keys.count("first_k_dense_replace", spec.first_dense_default)
+    freq = keys.positive(spec.layer_freq_key, 1) if spec.layer_freq_key is not None else 1
     moe_layers = sum(1 for i in range(layers) if i >= first_dense and i % freq == 0)
-    shared = keys.count("n_shared_experts", 0) * width or None
+    # null: none (vLLM: ``config.n_shared_experts is None``); absent: the config class's default (Glm4MoeConfig: 1)
+    shared_default = 0 if "n_shared_experts" in config else spec.shared_experts_default
+    shared = keys.count("n_shared_experts", shared_default) * width or None
     if not moe_layers:
         return None
-    return _MoE(experts, per_token, width, moe_layers, shared, router_bias=config.get("topk_method") == "noaux_tc")
+    return _MoE(experts, per_token, width, moe_layers, shared,
+                router_bias=spec.router_bias or config.get("topk_method") == "noaux_tc", router_fp32=spec.router_fp32)
 
 
 def _family(config: dict[str, Any], path: Path) -> Family:
@@ -435,6 +465,8 @@ def _parameter_count(keys: _Keys, family: Family, layers: int, hidden: int, q_di
         per_layer += (mlp_matrices - 1) * intermediate + hidden
     if family.qk_norm or (family.qk_norm_switch is not None and keys.flag(family.qk_norm_switch)):
         per_layer += 2 * family.norm_vectors * head_dim
+    if family.qk_norm_full:  # MiniMax-M2: one RMSNorm over all query heads, one over all key heads
+        per_layer += family.norm_vectors * (q_dim + kv_dim)
     if family.attention_sinks:  # gpt-oss: ``sinks``, one logit per head (vLLM gpt_oss.py OAIAttention)
         per_layer += heads
     head = 0 if keys.flag("tie_word_embeddings", family.tie_word_embeddings) else vocab * hidden

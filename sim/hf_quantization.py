@@ -15,8 +15,9 @@ MAX_DIMENSION = 2**31 - 1
 
 # Modules an FP8 config.json may list as left unquantized (quantization_config ignored_layers, or
 # modules_to_not_convert as transformers writes it) that kvsim keeps in the model dtype anyway: the LM head, the
-# embedding, an MoE router ("...mlp.gate"). Any other name would change which weights are one byte: refused.
-UNQUANTIZED_ANYWAY = ("lm_head", "embed_tokens", "gate")
+# embedding, an MoE router ("...mlp.gate") and its e_score_correction_bias (MiniMax-M2's list: "gate",
+# "e_score_correction_bias", "lm_head"). Any other name would change which weights are one byte: refused.
+UNQUANTIZED_ANYWAY = ("lm_head", "embed_tokens", "gate", "e_score_correction_bias")
 
 
 def quantization_fields(config: dict[str, Any], path: Path) -> dict[str, Any]:

@@ -26,6 +26,16 @@ class Experts:
     router_bias: bool = False  # gpt-oss: the router Linear(hidden, experts) has a bias
     expert_biases: bool = False  # gpt-oss: each expert's gate_up (2 × width) and down (hidden) projections are biased
     per_token_alias: str | None = None  # a second key for num_experts_per_tok (gpt-oss: experts_per_token)
+    router_bias_key: str | None = None  # the boolean adding the router's e_score_correction_bias (MiniMax-M2)
+    # vLLM holds the router's weight (and its bias) in fp32 whatever the model dtype (GateLinear built with
+    # params_dtype=torch.float32: glm4_moe.py Glm4MoE, minimax_m2.py MiniMaxM2MoE): ModelSpec.fp32_parameters
+    router_fp32: bool = False
+    # DeepSeek layout only: the key thinning the MoE layers to every n-th (None: not read, every layer from
+    # first_k_dense_replace on is MoE, as vLLM's Glm4MoeDecoderLayer), and the config class's defaults for
+    # first_k_dense_replace and n_shared_experts
+    layer_freq_key: str | None = "moe_layer_freq"
+    first_dense_default: int = 0
+    shared_experts_default: int = 0
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,9 @@ class Family:
     bias_switches: tuple[BiasSwitch, ...] = ()  # config keys adding biases
     qk_norm: bool = False  # a norm over head_dim on q and on k (Qwen3Attention.q_norm, k_norm)
     qk_norm_switch: str | None = None  # the boolean that adds them (Phi's qk_layernorm)
+    # a norm over all heads' q (heads × head_dim) and over all heads' k (kv_heads × head_dim), not per head
+    # (MiniMax-M2: vLLM minimax_m2.py MiniMaxText01RMSNormTP q_norm, k_norm, built whatever use_qk_norm says)
+    qk_norm_full: bool = False
     gated_mlp: bool = True  # gate, up and down matrices; False: up and down (PhiMLP fc1, fc2)
     norm_vectors: int = 1  # vectors per norm: RMSNorm 1 (weight), LayerNorm 2 (weight and bias)
     norms_per_layer: int = 2  # before attention and before the MLP; 1 in a parallel block (Phi)
@@ -75,6 +88,9 @@ class Family:
     # Keys of REQUIRED (sim.hf_config) the config class defaults and the published files leave out: (key, default)
     required_defaults: tuple[tuple[str, int], ...] = ()
     text_config: bool = False  # a multimodal config: the decoder's keys under "text_config", a vision tower beside
+    # a key listing each layer's attention kind, 1 for full (softmax) attention; any other kind is refused
+    # (MiniMax-M2's attn_type_list: 0 is MiniMax-Text-01's lightning attention, which vLLM's minimax_m2.py never builds)
+    attention_kinds_key: str | None = None
 
 
 LLAMA_BIASES = (BiasSwitch("attention_bias", ("qkv", "o")), BiasSwitch("mlp_bias", ("mlp",)))
@@ -165,6 +181,35 @@ FAMILIES: dict[str, Family] = {
                            experts=Experts(None, None, "moe_intermediate_size", deepseek_layout=True)),
     "glm_moe_dsa": Family(mla=True, sparse_attention=True,
                           experts=Experts(None, None, "moe_intermediate_size", deepseek_layout=True)),
+    # Glm4MoeConfig (GLM-4.5, GLM-4.5-Air, GLM-4.6; transformers configuration_glm4_moe.py, vLLM 0.33 glm4_moe.py):
+    # q/k/v/o attention with num_key_value_heads 8 and head_dim given (5120 / 96 heads is no integer); attention_bias
+    # biases q, k and v only (QKVParallelLinear bias=attention_bias, o_proj bias=False); use_qk_norm (false) adds an
+    # RMSNorm over head_dim on q and on k; partial_rotary_factor rotates half of each head (no effect on size).
+    # Layer i is MoE when n_routed_experts is set and i >= first_k_dense_replace (default 1; no moe_layer_freq:
+    # Glm4MoeDecoderLayer), the first layers a dense MLP intermediate_size wide; an MoE layer has a router with an
+    # e_score_correction_bias always (Glm4MoE: no topk_method key), both held in fp32, n_routed_experts experts
+    # moe_intermediate_size wide and n_shared_experts (default 1) shared ones as one MLP. vLLM builds its own
+    # lm_head (ParallelLMHead). The MTP layer (num_nextn_predict_layers, layer num_hidden_layers) is not counted:
+    # vLLM's Glm4MoeModel.load_weights skips it (skip_spec_layers) unless glm4_moe_mtp.py serves MTP speculative
+    # decoding, which kvsim does not model (as DeepSeek's).
+    "glm4_moe": Family(bias_switches=(BiasSwitch("attention_bias", ("qkv",)),), qk_norm_switch="use_qk_norm",
+                       num_key_value_heads=8,
+                       experts=Experts(None, None, "moe_intermediate_size", deepseek_layout=True, router_bias=True,
+                                       router_fp32=True, layer_freq_key=None, first_dense_default=1,
+                                       shared_experts_default=1)),
+    # MiniMaxM2Config (MiniMax-M2; transformers configuration_minimax_m2.py, vLLM 0.33 minimax_m2.py): q/k/v/o
+    # attention, num_key_value_heads 8, head_dim 128, attention_bias (false) on q, k and v only, a q_norm and a k_norm
+    # over all heads (per_layer: MiniMaxText01RMSNormTP, 48 x 128 and 8 x 128 wide) whatever use_qk_norm says;
+    # rotary_dim rotates part of each head (no effect on size); every layer MoE: num_local_experts 256,
+    # num_experts_per_tok 8, each expert intermediate_size (1536) wide, a router in fp32 with an fp32
+    # e_score_correction_bias when use_routing_bias; no shared expert (vLLM reads neither shared_intermediate_size
+    # nor mlp_intermediate_size); its own lm_head. Every layer is full attention (attn_type_list 1; vLLM passes no
+    # window). The MTP modules (num_mtp_modules, layers num_hidden_layers on) are not counted: vLLM maps their
+    # weights to nothing (MiniMaxM2Model hf_to_vllm_mapper), and the published checkpoint holds none.
+    "minimax_m2": Family(bias_switches=(BiasSwitch("attention_bias", ("qkv",)),), qk_norm_full=True,
+                         num_key_value_heads=8, head_dim=128, attention_kinds_key="attn_type_list",
+                         experts=Experts(256, 8, "intermediate_size", 1536, router_bias_key="use_routing_bias",
+                                         router_fp32=True)),
     # Gemma2Config: num_key_value_heads 4, head_dim 256, sliding_window 4096, layer_types "sliding_attention" if
     # (i + 1) % 2 else "full_attention" (layer 0 slides; the published config.json files have no layer_types).
     "gemma2": Family(**GEMMA, num_key_value_heads=4, sliding_window=4096, hybrid_layout="alternate"),

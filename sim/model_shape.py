@@ -13,6 +13,7 @@ from sim.errors import ConfigError
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
 GIB = 1024**3
 FP8_SCALE_BYTES = 4  # an FP8 checkpoint's weight scales are fp32 (vLLM fp8.py: weight_scale / weight_scale_inv)
+FP32_BYTES = 4
 # An MXFP4 checkpoint's expert weights (OCP Microscaling MXFP4, gpt-oss): 4-bit E2M1 values in blocks of 32 sharing
 # one 8-bit E8M0 scale, 4 + 8 / 32 = 4.25 bits a weight (the checkpoint's *_blocks (uint8, two values a byte) and
 # *_scales (uint8, one per 32) tensors; vLLM quantization/mxfp4.py Mxfp4MoEMethod, OCP MX spec v1.0)
@@ -91,6 +92,11 @@ class ModelSpec:
     index_topk: int | None = None
     index_n_heads: int | None = None
     index_head_dim: int | None = None
+    # Parameters vLLM holds in fp32 whatever serving.dtype, counted in num_parameters like the rest: GLM-4.5's and
+    # MiniMax-M2's MoE routers and their e_score_correction_bias (GateLinear built with params_dtype=torch.float32:
+    # vllm/model_executor/models/glm4_moe.py Glm4MoE, minimax_m2.py MiniMaxM2MoE); 0 for the other models, whose
+    # routers take the model dtype
+    fp32_parameters: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.gated_mlp, bool):
@@ -104,6 +110,10 @@ class ModelSpec:
             raise ConfigError(f"model {self.name!r}: num_sliding_layers needs a sliding_window and must be an integer "
                               f"from 1 to num_layers - 1 = {self.num_layers - 1} (got {sliding!r}; leave it out when "
                               "every layer slides)")
+        fp32 = self.fp32_parameters
+        if isinstance(fp32, bool) or not isinstance(fp32, int) or not 0 <= fp32 <= self.num_parameters:
+            raise ConfigError(f"model {self.name!r}: fp32_parameters must be an integer from 0 to num_parameters "
+                              f"(got {fp32!r})")
         self._check_mla()
         self._check_quantization()
         self._check_sparse_attention()
@@ -346,7 +356,14 @@ class ModelSpec:
         """Weights one GPU holds: all of them over the TP ranks, the routed experts over the data-parallel
         group's data_parallel_size × tensor_parallel_size GPUs (``sim.serving.moe``). ``dtype_bytes`` is the model
         dtype's (serving.dtype); an FP8 checkpoint's linear layers take ``linear_weight_bytes`` instead, an MXFP4
-        one's routed experts ``expert_weight_bytes``."""
+        one's routed experts ``expert_weight_bytes``; ``fp32_parameters`` take 4 bytes whatever the dtype (counted as
+        sharded over the TP ranks, as the routers always were)."""
+        fp32 = self.fp32_parameters * (FP32_BYTES - dtype_bytes) / tensor_parallel_size
+        return self._dtype_weight_bytes_per_gpu(dtype_bytes, tensor_parallel_size, data_parallel_size) + fp32
+
+    def _dtype_weight_bytes_per_gpu(self, dtype_bytes: int, tensor_parallel_size: int,
+                                    data_parallel_size: int) -> float:
+        """``weight_bytes_per_gpu`` with every weight not quantized in ``dtype_bytes``."""
         if self.weight_quantization is not None:
             return self._quantized_weight_bytes_per_gpu(dtype_bytes, tensor_parallel_size, data_parallel_size)
         replicated = self.replicated_parameters

@@ -19,6 +19,7 @@ import pytest
 from sim.config import load_config
 from sim.errors import ConfigError
 from sim.specs import known_models, model_spec
+from tests.glm_minimax_configs import GLM_MINIMAX_MODELS, GLM_MINIMAX_TOLERANCE
 from tests.hybrid_configs import GEMMA_2_9B, GEMMA_3_27B, GPT_OSS_20B, HYBRID_MODELS, SIGLIP
 
 # huggingface.co/meta-llama/Meta-Llama-3-8B/blob/main/config.json
@@ -197,6 +198,7 @@ MODELS = {
 }
 
 MODELS.update(HYBRID_MODELS)  # (tests/hybrid_configs.py)
+MODELS.update(GLM_MINIMAX_MODELS)  # (tests/glm_minimax_configs.py)
 
 # Shared experts and MLA: the published config.json files in tests/fixtures/hf_configs (their sources and the
 # active-parameter figures: tests/test_shared_experts_mla.py); DeepSeek-V3's without its FP8 quantization_config
@@ -210,7 +212,7 @@ MODELS.update({
 })
 
 # Cards that give two figures only: within half a unit of the last one (7.6B: 7.55B to 7.65B)
-CARD_TOLERANCE = {"phi-mini-moe": 0.05 / 7.6}
+CARD_TOLERANCE = {"phi-mini-moe": 0.05 / 7.6, **GLM_MINIMAX_TOLERANCE}
 
 
 def write_config(folder: Path, config: dict, name: str = "config.json") -> Path:
