@@ -38,7 +38,7 @@ from typing import Any
 
 from sim.errors import ConfigError, quote
 from sim.hf_quantization import MAX_DIMENSION, quantization_fields
-from sim.model_families import FAMILIES, Experts, Family
+from sim.model_families import ARCHITECTURES, FAMILIES, Experts, Family
 from sim.model_shape import SPARSE_QUANT_BLOCK, ModelSpec
 
 CONFIG_NAME = "config.json"  # the file a Hugging Face model folder holds its architecture in
@@ -337,10 +337,18 @@ def _family(config: dict[str, Any], path: Path) -> Family:
     model_type = config.get("model_type")
     if model_type is None:
         raise ConfigError(f"model config {path}: no model_type (not a Hugging Face model config.json?)")
-    if not isinstance(model_type, str) or model_type not in FAMILIES:
-        raise ConfigError(f"model config {path}: model_type {quote(model_type)} is not modelled: the compute model is a "
-                          f"decoder with an MLP or experts ({', '.join(FAMILIES)})")
-    return FAMILIES[model_type]
+    if not isinstance(model_type, str):
+        raise ConfigError(f"model config {path}: key 'model_type' must be a string, got {quote(model_type)}")
+    if model_type in FAMILIES:
+        return FAMILIES[model_type]
+    architectures = config.get("architectures")
+    known = [a for a in architectures if isinstance(a, str) and a in ARCHITECTURES] \
+        if isinstance(architectures, list) else []
+    if known:  # a model_type of its own over an architecture vLLM serves as a family's (Kimi-K2)
+        return FAMILIES[ARCHITECTURES[known[0]]]
+    raise ConfigError(f"model config {path}: model_type {quote(model_type)} (architectures {quote(architectures)}) is "
+                      f"not modelled: the compute model is a decoder with an MLP or experts ({', '.join(FAMILIES)}, or "
+                      "another model_type over one of their architectures)")
 
 
 class _Keys:

@@ -232,3 +232,19 @@ FAMILIES: dict[str, Family] = {
                       experts=Experts(128, 4, "intermediate_size", router_bias=True, expert_biases=True,
                                       per_token_alias="experts_per_token")),
 }
+
+
+# vLLM picks a model's implementation by its config.json "architectures" (vllm/model_executor/models/registry.py,
+# vLLM 0.33.0), transformers its config class by "model_type". A checkpoint that reuses an architecture under a
+# model_type of its own (Kimi-K2: "kimi_k2", DeepseekV3ForCausalLM, its configuration_deepseek.py DeepseekV3Config)
+# is served as that architecture: these are the registry's architectures whose implementation is a family above,
+# read with that family's keys and defaults when the model_type is not one kvsim knows.
+ARCHITECTURES: dict[str, str] = {
+    "LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral", "Qwen2ForCausalLM": "qwen2",
+    "Qwen3ForCausalLM": "qwen3", "Qwen3MoeForCausalLM": "qwen3_moe", "MixtralForCausalLM": "mixtral",
+    "PhiForCausalLM": "phi", "PhiMoEForCausalLM": "phimoe", "Qwen2MoeForCausalLM": "qwen2_moe",
+    "DeepseekV2ForCausalLM": "deepseek_v2", "DeepseekV3ForCausalLM": "deepseek_v3",
+    "DeepseekV32ForCausalLM": "deepseek_v32", "GlmMoeDsaForCausalLM": "glm_moe_dsa", "Glm4MoeForCausalLM": "glm4_moe",
+    "MiniMaxM2ForCausalLM": "minimax_m2", "Gemma2ForCausalLM": "gemma2", "Gemma3ForCausalLM": "gemma3_text",
+    "Gemma3ForConditionalGeneration": "gemma3", "GptOssForCausalLM": "gpt_oss",
+}

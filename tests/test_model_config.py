@@ -346,11 +346,33 @@ def test_moe_families_take_transformers_defaults_and_layouts(tmp_path):
     assert not dense.is_moe and dense.active_parameters == dense.num_parameters
 
 
-@pytest.mark.parametrize("model_type", ["deepseek", "cohere2", "qwen3_next"])  # DeepSeek-MoE v1; Cohere2
-def test_other_model_types_are_refused(model_type, tmp_path, run_cli):
-    path = write_config(tmp_path, {**LLAMA_3_8B, "model_type": model_type})
+@pytest.mark.parametrize(("model_type", "architecture"), [("deepseek", "DeepseekForCausalLM"),  # DeepSeek-MoE v1
+                                                         ("cohere2", "Cohere2ForCausalLM"),
+                                                         ("qwen3_next", "Qwen3NextForCausalLM")])
+def test_other_model_types_are_refused(model_type, architecture, tmp_path, run_cli):
+    path = write_config(tmp_path, {**LLAMA_3_8B, "model_type": model_type, "architectures": [architecture]})
     message = refused(run_cli, path)
-    assert str(path) in message and f"model_type '{model_type}' is not modelled" in message
+    assert str(path) in message
+    assert f"model_type '{model_type}' (architectures ['{architecture}']) is not modelled" in message
+
+
+def test_a_model_type_of_its_own_over_a_served_architecture_is_that_architecture(tmp_path):
+    """vLLM picks the implementation by "architectures": Kimi-K2's config.json says model_type "kimi_k2" over
+    DeepseekV3ForCausalLM (and ships DeepSeek-V3's config class), so it is read as DeepSeek-V3 is. Its shapes from
+    the Kimi-K2-Instruct model card's architecture table (61 layers, 1 dense; hidden 7168; 64 heads, MLA; 384
+    experts 2048 wide, 8 a token, 1 shared; vocabulary 160K; context 128K) over DeepSeek-V3's published file."""
+    kimi = {**_V3, "model_type": "kimi_k2", "num_hidden_layers": 61, "first_k_dense_replace": 1,
+            "num_attention_heads": 64, "num_key_value_heads": 64, "n_routed_experts": 384, "num_experts_per_tok": 8,
+            "n_shared_experts": 1, "moe_intermediate_size": 2048, "vocab_size": 163840,
+            "max_position_embeddings": 131072, "n_group": 1, "topk_group": 1}
+    spec = model_spec(str(write_config(tmp_path / "kimi", kimi)))
+    as_v3 = model_spec(str(write_config(tmp_path / "v3", {**kimi, "model_type": "deepseek_v3"})))
+    assert {f: getattr(spec, f) for f in SHAPE_FIELDS} == {f: getattr(as_v3, f) for f in SHAPE_FIELDS}
+    assert spec.num_parameters == pytest.approx(1.03e12, rel=0.005)  # the Hub's count of Kimi-K2-Instruct: 1.03T
+    assert spec.active_parameters == pytest.approx(32e9, rel=0.03)  # card: 32B activated
+    # an unknown architecture beside a known one: the first the registry serves
+    both = model_spec(str(write_config(tmp_path / "both", {**kimi, "architectures": ["KimiForX", "DeepseekV3ForCausalLM"]})))
+    assert both.num_parameters == spec.num_parameters
 
 
 def _without(key: str) -> dict:
