@@ -9,9 +9,10 @@ config's types load here, so ``--help`` and usage errors stay quick.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import get_args, get_type_hints
 
-from sim.config import WorkloadConfig
+from sim.config import TiersConfig, WorkloadConfig
 from sim.errors import QUOTE_LIMIT, InputError, quote
 
 MOONCAKE = "../shared/data/traces/mooncake_conversation.jsonl"
@@ -114,6 +115,10 @@ FLAG_MODES: dict[str, frozenset[str]] = {
 # A config file may hold every section (config.yaml does), so only --set is checked; a sweep's or a plan's
 # runs are modes of their own. CLUSTER_PD: --cluster --pd (prefill/decode pools in every rack).
 CLUSTER_PD = "cluster --pd"
+SCHEDULER_KEYS = ("max_num_seqs", "max_num_batched_tokens", "enable_prefix_caching", "async_scheduling",
+                  "scheduler_reserve_full_isl")  # vLLM's scheduler settings (serving.*)
+TIERS = tuple(f.name for f in dataclasses.fields(TiersConfig))
+TIER_TIMING_KEYS = ("read_gbps", "write_gbps", "latency_us", "shared_read_gbps")  # a tier's time (cache.tiers.<t>.*)
 SETTING_MODES: dict[str, frozenset[str]] = {
     "pd.": frozenset({"pd", CLUSTER_PD}),
     "network.": frozenset({"pd", "cluster", CLUSTER_PD, "check-calibration"}),  # KV transfers, moves between nodes
@@ -126,6 +131,14 @@ SETTING_MODES: dict[str, frozenset[str]] = {
     "cluster.router": frozenset({"single", "cluster", CLUSTER_PD}),
     # --cluster --pd routes every request with cluster.router (sim/cluster/run.py ``_dispatch``), not pd.router
     "pd.router": frozenset({"pd"}),
+    # the cache: --trace-stats and --check-calibration keep none (cache.policy is --policy's key)
+    "cache.": SIMULATING | {CLUSTER_PD},
+    "serving.disable_hybrid_kv_cache_manager": SIMULATING | {CLUSTER_PD},
+    # the scheduler and the clock: the cache-only replay has neither (no batches, no admission, no time)
+    **{f"serving.{key}": SERVING | {CLUSTER_PD} for key in SCHEDULER_KEYS},
+    **{f"cache.tiers.{tier}.{key}": SERVING | {CLUSTER_PD} for tier in TIERS for key in TIER_TIMING_KEYS},
+    # PD sizes its pools with pd.num_prefill/num_decode, a cluster its instances by its nodes' GPUs
+    "serving.num_instances": frozenset({"single"}),
 }
 MODE_SWITCHES = ("trace_stats", "cache_only", "cluster", "pd", "check_calibration", "sweep", "plan")
 CLUSTER_COMBINES_WITH = ("pd",)  # --cluster --pd: prefill/decode pools in every rack

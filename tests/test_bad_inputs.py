@@ -15,6 +15,9 @@ from tests.conftest import BUNDLED_AZURE
 from tests.bad_input_helpers import (AZURE_HEADER, AZURE_OK, MOONCAKE_OK, TRACE_STATS, Case, bailian, check_bad_input,
                                      mooncake, setting, trace_stats)
 
+# a mode that reads the serving, cache-timing and SLO keys (--trace-stats, the default, refuses them by mode before
+# their values are checked); a value error comes before the trace is read
+SERVING = ("--no-plot",)
 ALIAS_BOMB = "[&a0 [1,1,1,1,1,1,1,1,1], " + ", ".join(f"&a{i} [{','.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)) + "]"
 
 CASES: dict[str, Case] = {
@@ -52,14 +55,14 @@ CASES: dict[str, Case] = {
                                               "--set", "cluster.nodes_per_rack=2"],
                                              names=("instances per node", "serving.data_parallel_size")),
     "num_instances_million": setting("serving.num_instances=1000000", "1000000", mode=()),
-    "negative_tier_latency": setting("cache.tiers.dram.latency_us=-5"),
+    "negative_tier_latency": setting("cache.tiers.dram.latency_us=-5", "got -5", mode=SERVING),
     "negative_network_latency": setting("network.latency_us=-1", mode=("--pd",)),
     "negative_bandwidth": setting("network.bandwidth_gbps=-100", mode=("--pd",)),
-    "zero_tier_bandwidth": setting("cache.tiers.ssd.read_gbps=0", mode=("--cache-only",)),
+    "zero_tier_bandwidth": setting("cache.tiers.ssd.read_gbps=0", "got 0", mode=SERVING),
     "negative_capacity": setting("cache.tiers.dram.capacity_gib=-1", mode=("--cache-only",)),
-    "slo_attainment_zero": setting("slo.attainment=0"),
-    "slo_attainment_above_1": setting("slo.attainment=1.01"),
-    "slo_ttft_negative": setting("slo.ttft_s=-0.5"),
+    "slo_attainment_zero": setting("slo.attainment=0", "got 0", mode=SERVING),
+    "slo_attainment_above_1": setting("slo.attainment=1.01", "got 1.01", mode=SERVING),
+    "slo_ttft_negative": setting("slo.ttft_s=-0.5", "got -0.5", mode=SERVING),
     "nan_value": setting("network.latency_us=.nan", "nan", mode=("--pd",)),
     # physical bounds (sim.config): past them a capacity overflowed to NaN blocks (traceback), a transfer of ~1e300 s
     # stalled the engine (traceback) or left negative queue times, and a subnormal rate or efficiency hung the run
@@ -73,10 +76,10 @@ CASES: dict[str, Case] = {
     "synthetic_rate_subnormal": setting("workload.synthetic.rate_rps=1e-320", "too close to 0"),
     "rate_scale_subnormal_one_line": Case([*TRACE_STATS, "--rate-scale", "1e-320"], names=("--rate-scale", "workload.rate_scale")),
     "set_long_value_quoted_once": Case([*TRACE_STATS, "--set", "model=" + "x" * 5000], names=("--set", "model", "5,000 characters")),
-    "int_beyond_int64": setting("serving.max_num_batched_tokens=100000000000000000000000"),
+    "int_beyond_int64": setting("serving.max_num_batched_tokens=100000000000000000000000", "64-bit", mode=SERVING),
     "unknown_model": setting("model=gpt-9", "gpt-9"),
     "unknown_gpu": setting("hardware.gpu=tpu-v9", "tpu-v9"),
-    "unknown_tier_policy": setting("cache.tiers.dram.policy=mru", "mru"),
+    "unknown_tier_policy": setting("cache.tiers.dram.policy=mru", "mru", mode=SERVING),
     "unknown_router": setting("cluster.router=random", "random", mode=("--no-plot", "--quiet")),  # a mode that routes
     # ---- cluster mode
     "router_flag_unknown": Case(["--cluster", "--router", "round-robin,random"], names=("--router", "random")),
@@ -85,7 +88,7 @@ CASES: dict[str, Case] = {
     "router_flag_in_cache_only": Case(["--cache-only", "--router", "round-robin"], names=("--router", "--cache-only")),
     "cluster_with_trace_stats": Case(["--cluster", "--trace-stats"], names=("--cluster", "--trace-stats")),
     "cluster_tp_does_not_divide_node": Case(["--cluster", "--set", "hardware.gpus_per_node=6", "--set",
-                                             "serving.tensor_parallel_size=4", "--set", "serving.num_instances=1"],
+                                             "serving.tensor_parallel_size=4"],
                                             names=("hardware.gpus_per_node", "serving.tensor_parallel_size")),
     "cluster_pd_exceeds_rack": Case(["--cluster", "--pd", "--set", "cluster.nodes_per_rack=1", "--set",
                                      "hardware.gpus_per_node=2", "--set", "pd.num_prefill=2"],
