@@ -210,6 +210,13 @@ MODELS.update({
     "deepseek-v2-lite": (json.loads((_HF / "DeepSeek-V2-Lite.json").read_text()), "deepseek-v2-lite", 15.7e9),
     "qwen1.5-moe-a2.7b": (json.loads((_HF / "Qwen1.5-MoE-A2.7B-Chat.json").read_text()), "qwen1.5-moe-a2.7b", 14.3e9),
 })
+# Kimi-K2: DeepSeek-V3's file with the Kimi-K2-Instruct model card's shapes (61 layers, 1 dense; 64 heads; 384
+# experts of 2048, 8 a token, 1 shared; vocabulary 160K; context 128K) under its own model_type
+_KIMI_K2 = {**_V3, "model_type": "kimi_k2", "num_hidden_layers": 61, "first_k_dense_replace": 1,
+            "num_attention_heads": 64, "num_key_value_heads": 64, "n_routed_experts": 384, "num_experts_per_tok": 8,
+            "n_shared_experts": 1, "moe_intermediate_size": 2048, "vocab_size": 163840,
+            "max_position_embeddings": 131072, "n_group": 1, "topk_group": 1}
+MODELS["kimi-k2"] = (_KIMI_K2, "kimi-k2", 1.03e12)  # the Hub's count of Kimi-K2-Instruct: 1.03T
 
 # Cards that give two figures only: within half a unit of the last one (7.6B: 7.55B to 7.65B)
 CARD_TOLERANCE = {"phi-mini-moe": 0.05 / 7.6, **GLM_MINIMAX_TOLERANCE}
@@ -361,10 +368,7 @@ def test_a_model_type_of_its_own_over_a_served_architecture_is_that_architecture
     DeepseekV3ForCausalLM (and ships DeepSeek-V3's config class), so it is read as DeepSeek-V3 is. Its shapes from
     the Kimi-K2-Instruct model card's architecture table (61 layers, 1 dense; hidden 7168; 64 heads, MLA; 384
     experts 2048 wide, 8 a token, 1 shared; vocabulary 160K; context 128K) over DeepSeek-V3's published file."""
-    kimi = {**_V3, "model_type": "kimi_k2", "num_hidden_layers": 61, "first_k_dense_replace": 1,
-            "num_attention_heads": 64, "num_key_value_heads": 64, "n_routed_experts": 384, "num_experts_per_tok": 8,
-            "n_shared_experts": 1, "moe_intermediate_size": 2048, "vocab_size": 163840,
-            "max_position_embeddings": 131072, "n_group": 1, "topk_group": 1}
+    kimi = _KIMI_K2
     spec = model_spec(str(write_config(tmp_path / "kimi", kimi)))
     as_v3 = model_spec(str(write_config(tmp_path / "v3", {**kimi, "model_type": "deepseek_v3"})))
     assert {f: getattr(spec, f) for f in SHAPE_FIELDS} == {f: getattr(as_v3, f) for f in SHAPE_FIELDS}
