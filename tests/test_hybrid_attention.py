@@ -126,14 +126,27 @@ def test_mfu_counts_the_sliding_layers_flops_as_the_steps_priced_them():
     assert counter.flops(totals) == pytest.approx(expected, rel=1e-12)
 
 
-@pytest.mark.parametrize("mode", [["--cluster"], ["--cache-only", "--capacity-blocks", "100"]])
-def test_a_hybrid_model_under_the_hybrid_manager_is_refused_where_it_is_not_modelled(run_cli, mode):
-    """vLLM's hybrid KV-cache manager is modelled in the single-node and PD modes: elsewhere the config is refused
-    in one line naming the setting that turns it off."""
-    status, out, err = run_cli(*mode, "--set", "model=gpt-oss-20b", "--workload-trace", BUNDLED_AZURE, "--no-plot")
+def test_a_hybrid_model_under_the_hybrid_manager_is_refused_where_it_is_not_modelled(run_cli):
+    """vLLM's hybrid KV-cache manager is modelled in the serving modes (single node, PD, cluster): the cache-only
+    replay, which has no requests' lifetimes, refuses the config in one line naming the setting that turns it off."""
+    status, out, err = run_cli("--cache-only", "--capacity-blocks", "100", "--set", "model=gpt-oss-20b",
+                               "--workload-trace", BUNDLED_AZURE, "--no-plot")
     assert status == 2 and out == ""
     assert "serving.disable_hybrid_kv_cache_manager=true" in err and "12 sliding-window layers (128 tokens)" in err
     assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("pd", [[], ["--pd"]])
+def test_a_cluster_runs_a_hybrid_model_under_the_hybrid_manager(run_cli, tmp_path, pd):
+    report = tmp_path / "r.json"
+    status, _, err = run_cli("--cluster", *pd, "--set", "model=gpt-oss-20b", "--set", "cluster.num_racks=1",
+                             "--set", "cluster.nodes_per_rack=2", "--set", "hardware.gpus_per_node=2",
+                             "--workload-trace", BUNDLED_AZURE, "--workload-limit", "60", "--no-plot", "--quiet",
+                             "--report-json", report)
+    assert status == 0, err
+    metrics = json.loads(report.read_text())["runs"][0]["metrics"]
+    assert metrics["requests_completed"] == 60
+    assert metrics["instances"]["kv_blocks_each"] == 161_611  # the hybrid manager's blocks of 12 layers (below)
 
 
 def test_with_the_hybrid_manager_off_every_layer_keeps_its_kv(run_cli, tmp_path):

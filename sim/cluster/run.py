@@ -9,7 +9,9 @@ idle rack, node or GPU costs nothing but a few counters.
 Before a request reaches its instance's scheduler its cached prefix is *fetched* (vLLM's KV
 connector: the request waits for its remote KV, then is scheduled): each block of the prompt's
 longest prefix held anywhere, as far as the scheduler can use it (``kv_cache_manager.prefix_hit``: full blocks; a
-block-aligned prompt's last block only when it is not in this HBM), is classified once, by where its cheapest copy is:
+block-aligned prompt's last block only when it is not in this HBM; under vLLM's hybrid KV-cache manager, cut back
+as far as every sliding group can serve it, ``HybridKVCacheManager.reachable_prefix``, whose sliding copies of its
+end are fetched with it), is classified once, by where its cheapest copy is:
 
 - ``instance``: the instance's HBM (cached, or in use by a running request);
 - ``node``: its node's DRAM or SSD;
@@ -326,6 +328,17 @@ class ClusterRun(ServingRun):
         served, _ = prefix_hit(levels, job.input_tokens, job.input_tokens, inst.kv.block_size)
         if served < len(levels):
             levels, full = levels[:served], full[:served]
+        found, offsets, tiers = 0, None, None
+        if len(levels) < len(full):
+            found, offsets, tiers = self.holders(full[len(levels):], self.shared_tier_candidates())
+        sliding: list[int] = []
+        if self.kv_groups is not None:  # vLLM's hybrid manager: each sliding group must serve the prefix's end too
+            reach, sliding = inst.kv.reachable_prefix(job, len(levels) + found, self._sliding_finder(inst))
+            if reach < len(levels):
+                levels, found = levels[:reach], 0
+            elif reach - len(levels) < found:
+                found = reach - len(levels)
+                offsets, tiers = offsets[:found + 1], tiers[:offsets[found]]
         n_local = len(levels)
         sources: dict[int, int] = {}  # source tier -> blocks
         lower = np.flatnonzero(levels > 0)
@@ -337,29 +350,29 @@ class ClusterRun(ServingRun):
                 tier.count_read(int(count) * self.stored_bytes)  # fetched up before admission: read here, not at load
         hits = n_local
         remote_keys = _EMPTY
-        if n_local < len(full):
-            found, offsets, tiers = self.holders(full[n_local:], self.shared_tier_candidates())
-            if found:
-                best = self._cheapest_holders(offsets, tiers, inst.index)[1]  # the first holder at the best cost
-                holders, which, counts = np.unique(best, return_inverse=True, return_counts=True)
-                cells = np.empty(len(holders), dtype=np.int64)
-                for k, (t, count) in enumerate(zip(holders.tolist(), counts.tolist(), strict=True)):
-                    kind, t_rack, t_node, _ = self._place[t]
-                    cells[k] = kind * len(LOCATIONS) + self._scope(kind, t_rack, t_node, inst.index)
-                    sources[t] = sources.get(t, 0) + count
-                    # read out of that copy, which keeps the blocks (a local copy counts when promoted)
-                    self.arena.count_read(t, count * self.stored_bytes)
-                codes.append(cells[which.reshape(-1)])
-                hits += found
-                remote_keys = keys[n_local:n_local + found]
+        if found:
+            best = self._cheapest_holders(offsets, tiers, inst.index)[1]  # the first holder at the best cost
+            holders, which, counts = np.unique(best, return_inverse=True, return_counts=True)
+            cells = np.empty(len(holders), dtype=np.int64)
+            for k, (t, count) in enumerate(zip(holders.tolist(), counts.tolist(), strict=True)):
+                kind, t_rack, t_node, _ = self._place[t]
+                cells[k] = kind * len(LOCATIONS) + self._scope(kind, t_rack, t_node, inst.index)
+                sources[t] = sources.get(t, 0) + count
+                # read out of that copy, which keeps the blocks (a local copy counts when promoted)
+                self.arena.count_read(t, count * self.stored_bytes)
+            codes.append(cells[which.reshape(-1)])
+            hits += found
+            remote_keys = keys[n_local:n_local + found]
+        sliding_moved = self._fetch_sliding(inst, sliding, sources)
         if hits:
             self._hit_codes[job.rid] = np.concatenate(codes)
         if not sources:
             inst.submit(job)
             return
         job.external = hits  # loaded before it is scheduled: a block-aligned last block among them is served
-        # blocks that leave a lower tier or another location, deepest first so prefixes stay more recent
-        moved = np.concatenate([keys[:n_local][lower], remote_keys])[::-1]
+        # blocks that leave a lower tier or another location, deepest first so prefixes stay more recent (the
+        # sliding groups' copies of the prefix's end last: a hit needs them as much as its first block)
+        moved = np.concatenate([np.concatenate([keys[:n_local][lower], remote_keys])[::-1], sliding_moved])
         pending = [len(sources)]
         start = self.engine.now
 
@@ -376,6 +389,41 @@ class ClusterRun(ServingRun):
             scope = LOCATIONS[self._scope(kind, t_rack, t_node, inst.index)]
             self.moved_blocks[scope] += count
             Path(self._path_links(tier, inst.index), scope).send(count * self.stored_bytes, arrived)
+
+    def _sliding_finder(self, inst: Instance):
+        """Where a sliding group's copy is, seen from ``inst``: its level in the instance's own tiers, else 0 when a
+        shared tier elsewhere holds it (fetchable), else -1."""
+        wanted = self.shared_tier_candidates()
+
+        def find(key: int) -> int:
+            level = inst.kv.find(key)
+            if level >= 0:
+                return level
+            return 0 if self.holders(np.array([key], dtype=np.int64), wanted)[0] else -1
+
+        return find
+
+    def _fetch_sliding(self, inst: Instance, keys: list[int], sources: dict[int, int]) -> np.ndarray:
+        """The sliding copies a fetched prefix needs that are not in ``inst``'s HBM: each read from its instance's
+        lower tier, else from the cheapest shared tier holding it (counted in ``sources``); returns their keys."""
+        local, remote = [], []
+        for key in keys:
+            level = inst.kv.find(key)
+            if level > 0:
+                tier = inst.kv.cache.tiers[level]
+                sources[tier.index] = sources.get(tier.index, 0) + 1
+                tier.count_read(self.stored_bytes)
+                local.append(key)
+            elif level < 0:
+                remote.append(key)
+        if remote:
+            chain = np.array(remote, dtype=np.int64)
+            found, offsets, tiers = self.holders(chain, self.shared_tier_candidates())
+            assert found == len(remote), "a sliding copy the prefix's reach found went missing"
+            for t in self._cheapest_holders(offsets, tiers, inst.index)[1].tolist():
+                sources[t] = sources.get(t, 0) + 1
+                self.arena.count_read(t, self.stored_bytes)
+        return np.array(local + remote, dtype=np.int64)
 
     def _local_codes(self, inst: Instance, levels: np.ndarray) -> np.ndarray:
         """The ``hit_blocks`` cells of blocks held at ``levels`` of ``inst``'s own cache."""

@@ -66,8 +66,8 @@ class HybridKVCacheManager(KVCacheManager):
         """Those ending at a prompt's replay boundary: its last full block before its last token."""
         return self._ending_at(max(0, prompt_tokens - 1) // self.block_size)
 
-    def _present(self, key: int) -> int:
-        """The tier holding ``key`` (0: HBM, cached or in use), or -1."""
+    def find(self, key: int) -> int:
+        """The level of this instance's tiers holding ``key`` (0: HBM, cached or in use), or -1."""
         return 0 if key in self.pool else self.cache.find(key)
 
     def _keyed(self, job: Job, lo: int, hi: int, descending: bool = False) -> tuple[list[int], int]:
@@ -142,13 +142,22 @@ class HybridKVCacheManager(KVCacheManager):
         window = len(job.blocks) - max(job.sliding_lo, present)
         return super().sent_blocks(job, present) + self.copies * max(0, window)
 
-    def _sliding_run(self, job: Job, limit: int) -> tuple[int, list[int]]:
+    def reachable_prefix(self, job: Job, limit: int, present: Callable[[int], int]) -> tuple[int, list[int]]:
+        """A prefix fetched from other locations first (cluster mode: vLLM's KV connector): its first ``limit``
+        full-group blocks reachable, cut back as ``lookup`` cuts a hit, each sliding copy where ``present`` finds it
+        (-1: nowhere). Returns the blocks and the sliding copies they need."""
+        hit = self._sliding_run(job, limit, present)[0]
+        return hit, self._keys(job, *self._ending_at(hit)) if hit else []
+
+    def _sliding_run(self, job: Job, limit: int, present: Callable[[int], int] | None = None) -> tuple[int, list[int]]:
         """(blocks, tiers of the sliding copies served): the end of the last run of ``need`` consecutive prompt blocks
-        before ``limit`` that every sliding group holds, or the run from block 0 when it is shorter."""
+        before ``limit`` that every sliding group holds, or the run from block 0 when it is shorter. ``present``: where
+        a copy is (default ``find``: this instance's tiers; -1 nowhere)."""
+        present = present or self.find
         need, count = self.need, 0
         levels: list[int] = []
         for i in range(limit - 1, -1, -1):
-            here = [self._present(key) for key in self._keys(job, i, i + 1)]
+            here = [present(key) for key in self._keys(job, i, i + 1)]
             if min(here) < 0:
                 count, levels = 0, []
                 continue

@@ -20,8 +20,8 @@ from sim.config import Config
 from sim.errors import ConfigError
 from sim.model_shape import ModelSpec
 
-# the modes whose KV-cache manager models vLLM's hybrid one (the others need it off)
-HYBRID_MANAGER_MODES = ("single", "pd")
+# the modes whose KV-cache manager models vLLM's hybrid one (the others, --cache-only, need it off)
+HYBRID_MANAGER_MODES = ("single", "pd", "cluster")
 
 
 @dataclass(frozen=True, slots=True)

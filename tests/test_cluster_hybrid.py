@@ -1,0 +1,110 @@
+"""Cluster mode with vLLM's hybrid KV-cache manager (gpt-oss): a prefix fetched from another location is served only
+as far as every sliding group can serve it, and its sliding copies travel with it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sim.cluster.run import run_cluster
+from sim.config import load_config
+from sim.serving.kv_groups import kv_groups
+from sim.serving.run import run_serving
+from sim.specs import model_spec
+from tests.test_serving import make_trace
+
+# gpt-oss-20b: 12 full + 12 sliding layers of a 128-token window, one group each; at 16-token blocks a sliding hit
+# needs cdiv(127, 16) = 8 blocks
+GPT_OSS = kv_groups(model_spec("gpt-oss-20b"), 16)
+# two nodes of one GPU in one rack, the rack's EIC pool the only lower tier; requests alternate between the nodes
+TWO_NODES = ["model=gpt-oss-20b", "cluster.num_racks=1", "cluster.nodes_per_rack=2", "hardware.gpus_per_node=1",
+             "serving.num_instances=1", "serving.num_gpu_blocks=150", "cluster.router=round-robin",
+             "cache.tiers.dram.capacity_gib=0", "cache.tiers.ssd.capacity_gib=0", "cache.tiers.eic.capacity_gib=1"]
+P = list(range(1, 22))  # 21 blocks of a 325-token prompt: 20 full, its last token in the 21st
+
+
+def _evicted_then_sent_again(last: list[int]):
+    """P on node 0; two 72-block prompts there push its cached blocks down to the rack's pool (the nodes' other
+    requests are small); then ``last`` (325 tokens) on node 1."""
+    fill_1, fill_2 = list(range(100, 172)), list(range(300, 372))
+    small_1, small_2 = [200, 201, 202], [210, 211, 212]
+    trace = make_trace([0.0, 1.0, 50.0, 51.0, 100.0, 150.0], [325, 40, 72 * 16, 40, 72 * 16, 325], [2] * 6,
+                       block_lists=[P, small_1, fill_1, small_2, fill_2, last])
+    return run_cluster(trace, load_config(None, sets=TWO_NODES))
+
+
+def test_a_prompt_fetched_from_the_rack_pool_brings_its_sliding_copies():
+    """By hand (vLLM's SlidingWindowManager, retention interval 0): P computed on node 0 keeps its full blocks and,
+    in its sliding group, only its replay tail, the 8 blocks before its last token's block (blocks 12 … 19). Sent
+    again on node 1, its 20 full blocks and that tail are all in the rack's pool: 20 blocks hit (320 tokens), 28
+    blocks fetched from the rack. Without the tail the sliding group could serve nothing and neither would the hit."""
+    assert GPT_OSS.hit_blocks == 8
+    result, requests = _evicted_then_sent_again(P)
+    cluster = result.metrics["cluster"]
+    assert requests.instance.tolist() == [0, 1, 0, 1, 0, 1]
+    assert requests.cached_tokens.tolist() == [0, 0, 0, 0, 0, 320]
+    assert cluster["hit_blocks"]["eic"]["rack"] == 20 == result.metrics["hits"]
+    assert cluster["fetched_blocks"] == {"node": 0, "rack": 20 + 8, "cross_rack": 0}
+
+
+def test_a_shared_prefix_without_its_sliding_copies_is_neither_served_nor_fetched():
+    """A prompt sharing P's first 15 blocks, then 6 of its own: the full group could serve 15 blocks from the rack's
+    pool, but the sliding group holds only P's tail (blocks 12 … 19): blocks 12 … 14 are a run of 3, short of 8, and
+    nothing runs from block 0, so vLLM's hit is 0 (the second prompt sharing a prefix recomputes it) and nothing is
+    fetched for it."""
+    result, requests = _evicted_then_sent_again(P[:15] + list(range(500, 506)))
+    assert requests.cached_tokens.tolist() == [0] * 6
+    assert result.metrics["hits"] == 0
+    assert sum(result.metrics["cluster"]["fetched_blocks"].values()) == 0
+
+
+def test_a_one_instance_cluster_serves_a_hybrid_model_as_the_single_node_mode():
+    """One GPU, HBM only, overloaded: the same instance, manager and scheduler as the single-node mode, so every
+    request's timing and cached tokens are the same (tests/test_cluster.py's case, for the hybrid manager)."""
+    sets = ["model=gpt-oss-20b", "workload.limit=200", "hardware.gpus_per_node=1", "serving.num_gpu_blocks=300",
+            "cache.tiers.dram.capacity_gib=0", "cache.tiers.ssd.capacity_gib=0", "cluster.router=round-robin",
+            "serving.num_instances=1", "cluster.num_racks=1", "cluster.nodes_per_rack=1",
+            "workload.synthetic.kind=multi-turn", "workload.synthetic.turns_mean=6",
+            "workload.synthetic.think_time_median_s=0.5", "workload.synthetic.rate_rps=20"]
+    from sim.serving.run import admit
+    from trace.workload import load_workload
+
+    config = load_config(None, sets=sets)
+    trace = load_workload(config)
+    admit(trace, config)
+    cluster, cluster_table = run_cluster(trace, config)
+    single, single_table = run_serving(trace, config, "single")
+    assert cluster.metrics["hits"] > 0 and cluster.metrics["ttft_breakdown_s"]["queue"] > 0
+    for name in ("scheduled", "first_token", "last_token", "cached_tokens"):
+        np.testing.assert_array_equal(getattr(cluster_table, name), getattr(single_table, name), err_msg=name)
+    for key in ("requests_completed", "accesses", "hits", "ttft_s", "tpot_s"):
+        assert cluster.metrics[key] == single.metrics[key], key
+
+
+@pytest.mark.parametrize("pd", [False, True])
+def test_every_block_access_is_one_hit_or_a_miss_with_sliding_copies(pd):
+    """The cluster's accounting over a multi-turn workload on 2 racks of 2 two-GPU nodes, with node DRAM and rack
+    EIC: every lookup counted once, hits split by tier and location, every hit not in the instance's HBM fetched."""
+    from sim.cluster.run import LOCATIONS
+    from sim.serving.run import admit
+    from trace.workload import load_workload
+
+    config = load_config(None, sets=[
+        "model=gpt-oss-20b", "cluster.num_racks=2", "cluster.nodes_per_rack=2", "hardware.gpus_per_node=2",
+        "serving.num_instances=1", "cluster.router=prefix-aware", "serving.num_gpu_blocks=400",
+        "cache.tiers.dram.capacity_gib=0.02", "cache.tiers.ssd.capacity_gib=0", "cache.tiers.eic.capacity_gib=0.04",
+        "workload.synthetic.kind=multi-turn", "workload.synthetic.num_requests=120",
+        "workload.synthetic.turns_mean=6", "workload.synthetic.think_time_median_s=0.2",
+        "workload.synthetic.rate_rps=50", "workload.synthetic.input_tokens_mean=300",
+        "workload.synthetic.output_tokens_mean=8"])
+    trace = load_workload(config)
+    admit(trace, config)
+    result, _ = run_cluster(trace, config, pd=pd)
+    metrics, cluster = result.metrics, result.metrics["cluster"]
+    assert metrics["requests_completed"] == len(trace)
+    assert metrics["accesses"] == trace.num_accesses
+    split = sum(cluster["hit_blocks"][tier][loc] for tier in cluster["hit_blocks"] for loc in LOCATIONS)
+    assert 0 < split == metrics["hits"] <= metrics["accesses"]
+    assert sum(metrics["tier_hit_ratio"].values()) == pytest.approx(metrics["hit_ratio"])
+    fetched = sum(cluster["fetched_blocks"].values())
+    assert fetched >= metrics["hits"] - sum(cluster["hit_blocks"]["hbm"].values())
