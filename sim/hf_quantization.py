@@ -33,6 +33,8 @@ def quantization_fields(config: dict[str, Any], path: Path) -> dict[str, Any]:
         raise ConfigError(f"model config {path}: key 'quantization_config' must be an object (quant_method, "
                           f"...), got {quote(quantization)}")
     method = quantization.get("quant_method")
+    if method is None:  # (vLLM reads the method from this key: without it the checkpoint names no quantization)
+        raise ConfigError(f"model config {path}: key 'quantization_config' has no 'quant_method'")
     if method == "mxfp4":
         return _mxfp4(path, quantization)
     if method != "fp8":

@@ -141,9 +141,12 @@ def test_fp8_moe_layers_keep_the_router_in_the_model_dtype(tmp_path):
     ({"quant_method": "fp8", "activation_scheme": "Dynamic"}, "must be 'dynamic' or 'static'"),
     ({"quant_method": "fp8"}, "'quantization_config.activation_scheme' must be 'dynamic' or 'static' (as vLLM's "
                               "Fp8Config reads it), got None"),
+    # no method at all: was "quantization_config None is not modelled"
+    ({}, "key 'quantization_config' has no 'quant_method'"),
+    ({"weight_block_size": [128, 128]}, "key 'quantization_config' has no 'quant_method'"),
 ], ids=["awq", "compressed-tensors", "block-one", "block-zero", "ignored-attention", "names-not-list",
         "names-false", "names-empty-string", "config-string", "config-list", "static-blocks", "scheme-case",
-        "scheme-missing"])
+        "scheme-missing", "method-missing", "method-missing-block"])
 def test_what_an_fp8_config_does_not_describe_is_refused(quantization, words, tmp_path, run_cli):
     path = write_config(tmp_path, {**QWEN3_32B, "quantization_config": quantization})
     message = refused(run_cli, str(path))
