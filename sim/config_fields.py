@@ -118,6 +118,14 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in typing.get_args(tp):
             return None
+        members = [arg for arg in typing.get_args(tp) if arg is not type(None)]
+        if len(members) == 1:  # X | None: X's own message (an int beyond 64 bits says so, not "expected int or null")
+            try:
+                return _convert(value, members[0], path)
+            except ConfigError as exc:
+                if str(exc).startswith(f"config key '{path}': expected "):  # the wrong type: null would do too
+                    raise ConfigError(f"config key '{path}': expected {_type_name(tp)}, got {quote(value)}") from None
+                raise
         for arg in typing.get_args(tp):
             if arg is type(None):
                 continue

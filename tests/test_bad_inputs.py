@@ -77,6 +77,8 @@ CASES: dict[str, Case] = {
     "rate_scale_subnormal_one_line": Case([*TRACE_STATS, "--rate-scale", "1e-320"], names=("--rate-scale", "workload.rate_scale")),
     "set_long_value_quoted_once": Case([*TRACE_STATS, "--set", "model=" + "x" * 5000], names=("--set", "model", "5,000 characters")),
     "int_beyond_int64": setting("serving.max_num_batched_tokens=100000000000000000000000", "64-bit", mode=SERVING),
+    # a nullable int says so too (it said "expected int or null" of an int)
+    "nullable_int_beyond_int64": setting("serving.num_gpu_blocks=100000000000000000000000", "64-bit", mode=SERVING),
     "unknown_model": setting("model=gpt-9", "gpt-9"),
     "unknown_gpu": setting("hardware.gpu=tpu-v9", "tpu-v9"),
     "unknown_tier_policy": setting("cache.tiers.dram.policy=mru", "mru", mode=SERVING),
