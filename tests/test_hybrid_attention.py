@@ -484,3 +484,46 @@ def test_a_request_the_hybrid_managers_admission_can_never_grant_is_skipped_befo
                                      f"serving.disable_hybrid_kv_cache_manager={disable}"])
     trace = make_trace([0.0, 1.0], [10_000, 500], [5, 5])
     assert admit(trace, config).get("exceeds_kv_capacity", 0) == skipped
+
+
+# ---------------------------------------------------------------- decode windows under the hybrid manager
+_MULTI_TURN = ["workload.synthetic.kind=multi-turn", "workload.synthetic.num_requests=300",
+               "workload.synthetic.turns_mean=4", "workload.synthetic.think_time_median_s=2",
+               "workload.synthetic.rate_rps=10", "workload.synthetic.input_tokens_mean=300",
+               "workload.synthetic.output_tokens_mean=120", "serving.num_instances=1", "pd.num_prefill=1",
+               "pd.num_decode=2"]
+
+
+@pytest.mark.parametrize(("model", "extra"), [
+    ("gpt-oss-20b", ["serving.num_gpu_blocks=3000"]),  # a 128-token window: blocks leave as others join
+    ("gpt-oss-20b", ["serving.num_gpu_blocks=900", "cache.tiers.dram.capacity_gib=0"]),  # PD waits for memory
+    ("gemma-3-4b", ["serving.num_gpu_blocks=500", "cache.tiers.dram.capacity_gib=0.05",  # 5 sliding groups,
+                    "serving.async_scheduling=false"]),                                  # preemptions, DRAM
+    ("gemma-2-9b", ["serving.num_gpu_blocks=900", "cache.tiers.dram.capacity_gib=0"]),  # within its 4,096 window
+], ids=["gpt-oss-roomy", "gpt-oss-tight", "gemma-3-sync-preempting", "gemma-2-tight"])
+def test_hybrid_decode_windows_equal_single_steps(monkeypatch, model, extra):
+    """A decode window's later steps allocate as they start, each request whose blocks change then (a block
+    joining at a block boundary, one leaving a sliding group as its window moves on) as a single step plans it:
+    timings, hits, preemptions, steps and every instance's KV occupancy are those of single steps, in both modes."""
+    import sim.serving.scheduler
+    from sim.config import load_config
+    from sim.serving.run import admit, run_serving
+    from trace.workload import load_workload
+
+    config = load_config(None, sets=[f"model={model}", *_MULTI_TURN, *extra])
+    trace = load_workload(config)
+    admit(trace, config)
+    for mode in ("single", "pd"):
+        windowed, _ = run_serving(trace, config, mode)
+        monkeypatch.setattr(sim.serving.scheduler, "MAX_WINDOW_STEPS", 1)
+        stepped, _ = run_serving(trace, config, mode)
+        monkeypatch.undo()
+        for key in ("ttft_s", "tpot_s", "e2e_s", "itl_s"):
+            for stat, value in stepped.metrics[key].items():
+                assert windowed.metrics[key][stat] == pytest.approx(value, rel=1e-9), (mode, key, stat)
+        for key in ("hits", "preemptions", "requests_completed"):
+            assert windowed.metrics[key] == stepped.metrics[key], (mode, key)
+        assert windowed.metrics["instances"]["steps"] == stepped.metrics["instances"]["steps"]
+        for w, o in zip(windowed.metrics["instances"]["each"], stepped.metrics["instances"]["each"], strict=True):
+            assert (w["kv_usage_mean"], w["kv_usage_peak"]) == pytest.approx((o["kv_usage_mean"], o["kv_usage_peak"]),
+                                                                          rel=1e-9)

@@ -15,8 +15,9 @@ holds, cut back to the end of the last run of ``hit_blocks`` consecutive blocks 
 (``find_longest_cache_hit``: scanned right to left; with no such run, the run from block 0, shorter than a window).
 
 A sliding group's copy of prompt block ``b`` is the key ``b + (g + 1) × offset`` (``offset``: the trace's block-id
-space), in the same caches and pool as the full group's ``b``. Decode steps run one at a time (``decode_windows``
-False: blocks leave a sliding group as others join it).
+space), in the same caches and pool as the full group's ``b``. A decode window's steps allocate as they start
+(``stepwise_windows``: blocks leave a sliding group as others join it, so no growth can be reserved ahead): only the
+steps at which some request's blocks change are visited, each as a single step plans it.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from sim.serving.kv_groups import KVGroups
 class HybridKVCacheManager(KVCacheManager):
     """One full-attention group and ``groups.sliding_groups`` sliding-window groups over one block pool."""
 
-    decode_windows = False
+    stepwise_windows = True
 
     def __init__(self, pool: BlockPool, cache: TieredCache, block_size: int, prefix_caching: bool,
                  clock: Callable[[], float], groups: KVGroups, key_offset: int, admission_cap: int,
@@ -50,6 +51,8 @@ class HybridKVCacheManager(KVCacheManager):
         self.admission_cap = admission_cap  # most blocks a sliding group asks to admit a request
         self.async_lag = async_scheduling
         self.step = 0  # steps planned so far (``begin_step``)
+        self.groups_growing = 1 + self.copies
+        self._window_base = 0  # ``step`` at a decode window's first step
 
     # ------------------------------------------------------------- keys
 
@@ -171,6 +174,49 @@ class HybridKVCacheManager(KVCacheManager):
 
     def begin_step(self) -> None:
         self.step += 1
+
+    # ------------------------------------------------------------- decode windows
+
+    def window_blocks(self, job: Job, steps: int) -> int:
+        """At most the blocks ``steps`` more decode tokens take: the full group's growth, and each sliding group's
+        blocks joining the window (those leaving it not counted)."""
+        joining = -(-(job.computed + steps) // self.block_size) - job.sliding_hi
+        return super().window_blocks(job, steps) + (self.copies * joining if joining > 0 else 0)
+
+    def window_changes(self, jobs: Sequence[Job], computed: Sequence[int], steps: int) -> dict[int, list[int]]:
+        """The later steps (1 … ``steps`` - 1) of a window whose first step was just allocated, and the jobs whose
+        blocks may change as each starts: a block joins when the tokens cross a block boundary, one leaves a sliding
+        group when its window's start does (the tokens it has seen, a step behind under asynchronous scheduling, so
+        the blocks a prefill just passed leave at step 1 then)."""
+        self._window_base = self.step
+        bs, lag = self.block_size, 1 if self.async_lag else 0
+        changes: dict[int, list[int]] = {}
+        for index, c in enumerate(computed):
+            # step s allocates c + s + 1 tokens: a new block when (c + s) % bs == 0; the window's first block moves on
+            # when (seen - window + 1) % bs == 0, seen = c + s - lag (and catches up with a prefill at step lag)
+            joins, leaves = -c % bs or bs, (self.window - 1 + lag - c) % bs or bs
+            at = {*range(joins, steps, bs), *range(leaves, steps, bs), *((1,) if lag and steps > 1 else ())}
+            for s in at:
+                changes.setdefault(s, []).append(index)
+        for indices in changes.values():
+            indices.sort()  # in the batch's order, as a single step plans them
+        return changes
+
+    def window_step(self, jobs: Sequence[Job], computed: Sequence[int], step: int, indices: Sequence[int]) -> None:
+        """A window's step ``step`` starts: ``indices``' jobs allocate its token as a single step would."""
+        self.step = self._window_base + step
+        for index in indices:
+            job, c = jobs[index], computed[index]
+            job.computed = c + step
+            job.sliding_seen, job.sliding_step = c + step - 1, self.step - 1  # (planned in the step before)
+            self.allocate(job, c + step + 1)
+            job.computed = c
+
+    def end_window(self, jobs: Sequence[Job], computed: Sequence[int], steps: int) -> None:
+        """The window's ``steps`` steps ran: each job as its last planned step left it."""
+        self.step = self._window_base + steps - 1
+        for job, c in zip(jobs, computed, strict=True):
+            job.sliding_seen, job.sliding_step = c + steps - 1, self.step
 
     def _window_start(self, job: Job) -> int:
         """The first block the sliding groups need now: those before left the window of the tokens the scheduler

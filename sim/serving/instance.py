@@ -122,6 +122,10 @@ class Instance:
         """
         kv = self.kv
         tokens = job.input_tokens
+        if kv.stepwise_windows and self.window is not None:
+            # its later steps take their blocks as they start, unchecked: single steps would plan them after these
+            # blocks are taken, so the window ends with its step in progress
+            self._cut_window(ahead=False)
         present = kv.receive(job, tokens)
         need = kv.new_blocks(job, tokens + 1)
         if self.pool.free < need <= self.pool.free + self.pool.reserved:
@@ -218,7 +222,16 @@ class Instance:
                 for step in steps:
                     at = start + ends[step - 2]
                     self.engine.at(at, self._claim_blocks, at, priority=CLAIM_PRIORITY)
+        for step in sorted(window.allocations):  # a stepwise manager's steps allocate as they start (CLAIM_PRIORITY)
+            self.engine.at(window.start + window.ends[step - 1], self._window_allocations, window, step,
+                           priority=CLAIM_PRIORITY)
         self.engine.at(window.start + window.ends[-1], self._window_done, self._window_version)
+
+    def _window_allocations(self, window: DecodeWindow, step: int) -> None:
+        """Step ``step`` (from 0) of a stepwise manager's window starts: its jobs whose blocks change allocate as a
+        single step plans them (none if the window was cut short before it)."""
+        if self.window is window and step < window.steps:
+            self.kv.window_step(window.jobs, window.computed, step, window.allocations[step])
 
     def _claim_blocks(self, at: float) -> None:
         """A window's step starts at ``at``: its reserved blocks come into use and leave the prefix cache (none if

@@ -112,7 +112,10 @@ class PrefixCacheStats:
 class KVCacheManager:
     """Blocks of requests on one instance: what a prompt finds cached, what growing a request costs."""
 
-    decode_windows = True  # a running batch's decode steps may be planned together (``Scheduler.window_steps``)
+    # a decode window's (``Scheduler.window_steps``) later steps take their blocks as they start, each step's allocations made then as a single step makes
+    # them (``window_changes``, ``window_step``), instead of reserving its growth at the start (``BlockPool.reserve``)
+    stepwise_windows = False
+    groups_growing = 1  # groups whose blocks grow as a request decodes (one block each every block_size tokens)
 
     def __init__(self, pool: BlockPool, cache: TieredCache, block_size: int, prefix_caching: bool,
                  clock: Callable[[], float]):
@@ -210,6 +213,11 @@ class KVCacheManager:
     def blocks_alone(self, tokens: int) -> int:
         """Blocks a request of ``tokens`` tokens holds on an otherwise idle instance."""
         return -(-tokens // self.block_size)
+
+    def window_blocks(self, job: Job, steps: int) -> int:
+        """New blocks ``steps`` more decode tokens take for ``job`` at most (a decode window fits when the batch's fit)."""
+        more = -(-(job.computed + steps) // self.block_size) - job.held - job.anonymous
+        return more if more > 0 else 0
 
     def blocks_for(self, job: Job, tokens: int) -> tuple[int, int]:
         """(prompt blocks, private blocks) a job holding KV for ``tokens`` tokens needs."""

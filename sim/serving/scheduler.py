@@ -66,6 +66,9 @@ class DecodeWindow:
     # later) and how many, one every block_size steps; reserved at the window's start, each in use from its
     # step's start (``BlockPool.reserve``)
     growth: list[tuple[int, int]] = field(default_factory=list)
+    # a stepwise manager's (``KVCacheManager.stepwise_windows``): per later step (1 … steps - 1, from 0), the jobs (their
+    # indices) whose blocks change as it starts, allocated then (``Instance.run_window``)
+    allocations: dict[int, list[int]] = field(default_factory=dict)
 
     def ended(self, t: float, among: int, inclusive: bool = True) -> int:
         """How many of the first ``among`` steps end before ``t`` (or at it, ``inclusive``). Step ends are compared as
@@ -185,8 +188,7 @@ class Scheduler:
     def window_steps(self) -> int:
         """How many decode-only steps can run back to back now (0 or 1: take a single step instead)."""
         running = self.running
-        if (self.waiting or self.ready or self.inbox or not running or len(running) > self.max_tokens
-                or not self.kv.decode_windows):
+        if self.waiting or self.ready or self.inbox or not running or len(running) > self.max_tokens:
             return 0  # (arrivals not read yet: their step ends the window, take single steps until it)
         steps = MAX_WINDOW_STEPS
         for job in running:
@@ -199,8 +201,9 @@ class Scheduler:
             return steps
         free = self.kv.pool.free
         # A running request's blocks cover its computed tokens, so k more tokens need at most
-        # ceil(k / block_size) new blocks each: when that fits, the exact count is not needed.
-        if len(running) * -(-steps // self.block_size) > free and self._window_blocks(steps) > free:
+        # ceil(k / block_size) new blocks each (in each group that grows): when that fits, the exact count is not needed.
+        if (len(running) * -(-steps // self.block_size) * self.kv.groups_growing > free
+                and self._window_blocks(steps) > free):
             lo, hi = 0, steps
             while lo < hi:  # largest k whose new blocks fit
                 mid = (lo + hi + 1) // 2
@@ -209,20 +212,41 @@ class Scheduler:
         return steps
 
     def _window_blocks(self, steps: int) -> int:
-        """New blocks the running batch needs for ``steps`` more tokens each."""
-        bs = self.block_size
-        extra = 0
-        for job in self.running:
-            more = -(-(job.computed + steps) // bs) - job.held - job.anonymous
-            if more > 0:
-                extra += more
-        return extra
+        """New blocks the running batch needs for ``steps`` more tokens each (at most)."""
+        window_blocks = self.kv.window_blocks
+        return sum(window_blocks(job, steps) for job in self.running)
 
     def start_window(self, steps: int, now: float, decode_times) -> DecodeWindow:
         """Allocate the blocks of ``steps`` decode steps of the running batch; ``decode_times`` prices them."""
         jobs = list(self.running)
-        kv, pool, bs = self.kv, self.kv.pool, self.block_size
+        kv = self.kv
         computed = [job.computed for job in jobs]
+        allocations: dict[int, list[int]] = {}
+        if kv.stepwise_windows:  # the first step allocates as a single step would; the later ones as they start
+            kv.begin_step()
+            for job, c in zip(jobs, computed, strict=True):
+                kv.allocate(job, c + 1)
+            allocations = kv.window_changes(jobs, computed, steps)
+            now_blocks, growth = 0, []
+        else:
+            now_blocks, growth = self._plan_growth(jobs, computed, steps)
+        # each new token attends to the KV before it and itself
+        if self.window:
+            first = StepShape.decode_batch(np.array(computed) + 1, self.window)
+        else:
+            first = StepShape(decode_seqs=len(jobs), decode_kv_tokens=sum(computed) + len(jobs),
+                              decode_kv_max=max(computed) + 1, decode_kv_min=min(computed) + 1)
+        times = decode_times(first, steps)
+        window = DecodeWindow(jobs, computed, first, times, times.cumsum().tolist(), now, steps, growth, allocations)
+        if now_blocks:
+            kv.pool.allocate(now_blocks)
+            kv.sync_free()
+        return window
+
+    def _plan_growth(self, jobs: list[Job], computed: list[int], steps: int) -> tuple[int, list[tuple[int, int]]]:
+        """The window's private blocks, planned at its start: how many its first step takes, and per job growing after
+        it, (first later step, blocks) to reserve (``BlockPool.reserve``)."""
+        kv, bs = self.kv, self.block_size
         now_blocks = 0  # new private blocks the first step takes
         growth = []  # (first later step, blocks) per job growing after the first step
         for job, c in zip(jobs, computed, strict=True):
@@ -242,18 +266,7 @@ class Scheduler:
                     job.anonymous = private
             elif need > job.held:  # a prompt not wholly held yet (else its next tokens fit in its prompt's blocks)
                 kv.allocate(job, c + steps)
-        # each new token attends to the KV before it and itself
-        if self.window:
-            first = StepShape.decode_batch(np.array(computed) + 1, self.window)
-        else:
-            first = StepShape(decode_seqs=len(jobs), decode_kv_tokens=sum(computed) + len(jobs),
-                              decode_kv_max=max(computed) + 1, decode_kv_min=min(computed) + 1)
-        times = decode_times(first, steps)
-        window = DecodeWindow(jobs, computed, first, times, times.cumsum().tolist(), now, steps, growth)
-        if now_blocks:
-            pool.allocate(now_blocks)
-            kv.sync_free()
-        return window
+        return now_blocks, growth
 
     def release_planned(self, window: DecodeWindow) -> None:
         """Give back the private blocks planned for the window's steps after its ``steps`` (cut short by an
@@ -275,6 +288,8 @@ class Scheduler:
         newcomers = 0
         self.release_planned(window)  # blocks planned for steps an interruption cut off
         self.kv.pool.finish_window()
+        if self.kv.stepwise_windows:
+            self.kv.end_window(window.jobs, window.computed, k)
         for job, c in zip(window.jobs, window.computed, strict=True):
             if job.generated == 0:
                 table_first[job.rid] = first_token
