@@ -329,3 +329,29 @@ def usable_total(config) -> int:
     from sim.serving.run import usable_kv_blocks
 
     return usable_kv_blocks(config)
+
+
+
+@pytest.mark.parametrize("lower_tiers", [False, True])
+def test_a_partial_last_block_is_not_kept_as_a_cached_prefix(lower_tiers):
+    """vLLM hashes only full blocks (BlockPool.cache_full_blocks; its offloading connector stores only those); a freed
+    block without a hash goes to the front of the free queue, to be reused before any cached one
+    (BlockPool.free_blocks: 'LIFO reuse of non-cached blocks'), vllm/v1/core/block_pool.py. By hand, blocks of 16, 5
+    usable (num_gpu_blocks 6), one output token each, requests far apart. R1 [a0 a1] (32 tokens, + its output's
+    block) leaves a0, a1 cached; R2 [c0 c1] (24 tokens: c1 partial) leaves c0 cached and c1's block free, first in
+    the queue; R3 [d0 d1] (24 tokens, 2 new blocks) takes c1's block and the one never used, evicting nothing;
+    R4 [a0 a1 e2] (48 tokens) finds a0 a1 in HBM: 32 tokens cached, and no block ever left HBM for a lower tier.
+    Keeping c1 as a cached prefix made R3 evict a1 (least recently freed): R4 found 16 tokens in HBM (without lower
+    tiers; with them a1 was written to DRAM and loaded back)."""
+    a0, a1, c0, c1, d0, d1, e2 = range(7)
+    trace = make_trace([0.0, 10.0, 20.0, 30.0], [32, 24, 24, 48], [1, 1, 1, 1],
+                       block_lists=[[a0, a1], [c0, c1], [d0, d1], [a0, a1, e2]])
+    tiers = [] if lower_tiers else ["cache.tiers.dram.capacity_gib=0", "cache.tiers.ssd.capacity_gib=0"]
+    config = load_config(None, sets=["serving.num_instances=1", "serving.num_gpu_blocks=6", "serving.block_size=16",
+                                     *tiers])
+    result, requests = run_serving(trace, config, "single")
+    assert requests.cached_tokens.tolist() == [0, 0, 0, 32]
+    assert (result.metrics["accesses"], result.metrics["hits"]) == (9, 2)
+    assert result.metrics["tier_hit_ratio"]["hbm"] == pytest.approx(2 / 9)
+    if lower_tiers:
+        assert result.metrics["tiers"]["dram"]["bytes_written"] == 0

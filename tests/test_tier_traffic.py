@@ -165,8 +165,10 @@ def test_cluster_a_block_fetched_from_another_nodes_dram_is_read_there(run_cli, 
     assert metrics["preemptions"] == 0
     assert metrics["cluster"]["hit_blocks"]["dram"] == {"instance": 0, "node": 0, "rack": 2, "cross_rack": 0}
     assert metrics["tiers"]["dram"]["bytes_read"] == 2 * block_bytes
-    # written: r0's 3 blocks (r2 needs all 4), then 1 of r1's (r3 takes 3 of node 1's 4 blocks)
-    assert metrics["tiers"]["dram"]["bytes_written"] == 4 * block_bytes
+    # written: r0's 2 full blocks (r2 needs all 4); a partial last block is freed holding nothing (vLLM hashes full
+    # blocks only, BlockPool.cache_full_blocks), so r0's third is not written, and on node 1 r1's one full block
+    # beside the 2 fetched leaves room for r3's 3 blocks: nothing of r1's is demoted (before: 3 + 1 blocks)
+    assert metrics["tiers"]["dram"]["bytes_written"] == 2 * block_bytes
 
 
 def test_cluster_tier_link_is_the_shared_bandwidth(run_cli, tmp_path):
@@ -362,7 +364,8 @@ def _tiny(prompts: list[int], blocks: list[list[int]], inclusion: str, gpu_block
 
 @pytest.mark.parametrize("inclusion", ["exclusive", "inclusive"])
 def test_a_partial_last_block_in_a_lower_tier_is_not_read(inclusion):
-    """r0 (40 tokens: blocks 10, 11 and the partial 12) leaves its 3 blocks cached in HBM; r1's 4 blocks take
+    """r0 (40 tokens: blocks 10, 11 and the partial 12) leaves its 2 full blocks cached in HBM (12 holds nothing once
+    freed); r1's 4 blocks take
     all of HBM, so they are in DRAM only (exclusive: demoted; inclusive: written through when r0 ended, dropped
     from HBM). r2 repeats r0: DRAM serves its 2 full blocks (a partial block never hits, ``prefix_hit``), 32
     tokens cached, 2 blocks loaded and read; its partial block is computed, so nothing more is read out of DRAM,
@@ -376,15 +379,16 @@ def test_a_partial_last_block_in_a_lower_tier_is_not_read(inclusion):
 
 
 def test_an_hbm_hit_reads_nothing_from_a_lower_tier():
-    """Inclusive tiers, HBM roomy (9 blocks): r0's 3 blocks are written through to DRAM when it ends; r1 (the same
-    40 tokens) is served 2 blocks from HBM, loads nothing, and when it ends its blocks return to HBM, where their
-    content is: DRAM's copies are not read (before: 3 blocks read) nor written again."""
+    """Inclusive tiers, HBM roomy (9 blocks): r0's 2 full blocks are written through to DRAM when it ends (its
+    partial third holds nothing once freed: vLLM hashes, and its offloading connector stores, full blocks only); r1
+    (the same 40 tokens) is served 2 blocks from HBM, loads nothing, and when it ends its blocks return to HBM, where
+    their content is: DRAM's copies are not read (before: 3 blocks read) nor written again."""
     c = [30, 31, 32]
     metrics, requests, hits = _tiny([40, 40], [c, c], "inclusive", gpu_blocks=10)
     assert requests.cached_tokens.tolist() == [0, 32] and requests.kv_load.tolist() == [0.0, 0.0]
     assert hits == {"hbm": 2}
     assert metrics["tiers"]["dram"]["bytes_read"] == 0
-    assert metrics["tiers"]["dram"]["bytes_written"] == 3 * BLOCK_BYTES
+    assert metrics["tiers"]["dram"]["bytes_written"] == 2 * BLOCK_BYTES
 
 
 @pytest.mark.parametrize("inclusion", ["exclusive", "inclusive"])

@@ -5,8 +5,8 @@ The instance's cache is a ``MultiTierCache`` whose top tier is the instance's HB
 blocks that still hold a prefix) over lower tiers that may be shared with other instances
 (the node's DRAM/SSD, the rack's EIC). Its capacity follows the block pool's free count,
 so allocating a block evicts (demotes) cached content, and freeing a request's blocks
-returns them to the cache deepest first (vLLM frees in reverse order), keeping prefixes
-whole. A block in use by a running request is an HBM hit for another request.
+returns its full prompt blocks to the cache deepest first (vLLM frees in reverse order), keeping
+prefixes whole; a partial last block holds nothing once freed (vLLM hashes full blocks only). A block in use by a running request is an HBM hit for another request.
 
 Besides its capacity (``resize_top``, through the ``TieredCache`` protocol), four operations reach
 the cache, each a named method here (the only places that do):
@@ -255,13 +255,19 @@ class KVCacheManager:
             self._charge_writes()
 
     def free(self, job: Job) -> None:
-        """Free a job's blocks; its prompt blocks return to the prefix cache, deepest first."""
+        """Free a job's blocks; its full prompt blocks return to the prefix cache, deepest first. A partial last
+        block is freed holding nothing: vLLM hashes only full blocks (``BlockPool.cache_full_blocks``) and puts an
+        unhashed freed block first in its free queue (``BlockPool.free_blocks``), reused before any cached one."""
+        partial = job.held == len(job.blocks) and job.input_tokens % self.block_size != 0
         keys, private = self._held_blocks(job)
         freed = self.pool.let_go(keys, private)
         job.held = job.anonymous = 0
         if self.prefix_caching:
             self.cache.resize_top(self.pool.unused)
-            self._return_to_cache(freed, job.position + np.arange(len(freed) - 1, -1, -1))
+            positions = job.position + np.arange(len(freed) - 1, -1, -1)
+            if partial and len(freed) and freed[0] == job.blocks[-1]:  # (deepest first: the partial one leads)
+                freed, positions = freed[1:], positions[1:]
+            self._return_to_cache(freed, positions)
             self._charge_writes()
 
     def _held_blocks(self, job: Job) -> tuple[Sequence[int], int]:
