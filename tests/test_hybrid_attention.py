@@ -505,25 +505,12 @@ def test_hybrid_decode_windows_equal_single_steps(monkeypatch, model, extra):
     """A decode window's later steps allocate as they start, each request whose blocks change then (a block
     joining at a block boundary, one leaving a sliding group as its window moves on) as a single step plans it:
     timings, hits, preemptions, steps and every instance's KV occupancy are those of single steps, in both modes."""
-    import sim.serving.scheduler
     from sim.config import load_config
-    from sim.serving.run import admit, run_serving
+    from sim.serving.run import admit
+    from tests.test_serving import assert_windows_equal_single_steps
     from trace.workload import load_workload
 
     config = load_config(None, sets=[f"model={model}", *_MULTI_TURN, *extra])
     trace = load_workload(config)
     admit(trace, config)
-    for mode in ("single", "pd"):
-        windowed, _ = run_serving(trace, config, mode)
-        monkeypatch.setattr(sim.serving.scheduler, "MAX_WINDOW_STEPS", 1)
-        stepped, _ = run_serving(trace, config, mode)
-        monkeypatch.undo()
-        for key in ("ttft_s", "tpot_s", "e2e_s", "itl_s"):
-            for stat, value in stepped.metrics[key].items():
-                assert windowed.metrics[key][stat] == pytest.approx(value, rel=1e-9), (mode, key, stat)
-        for key in ("hits", "preemptions", "requests_completed"):
-            assert windowed.metrics[key] == stepped.metrics[key], (mode, key)
-        assert windowed.metrics["instances"]["steps"] == stepped.metrics["instances"]["steps"]
-        for w, o in zip(windowed.metrics["instances"]["each"], stepped.metrics["instances"]["each"], strict=True):
-            assert (w["kv_usage_mean"], w["kv_usage_peak"]) == pytest.approx((o["kv_usage_mean"], o["kv_usage_peak"]),
-                                                                          rel=1e-9)
+    assert_windows_equal_single_steps(monkeypatch, trace, config)

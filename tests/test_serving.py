@@ -96,7 +96,12 @@ def test_lower_tier_hits_are_loaded_not_recomputed():
 def test_decode_windows_equal_single_steps(monkeypatch, extra):
     # two decode instances: PD picks one by its KV in use and reserves blocks there while its window runs
     config = _multi_turn_config("pd.num_prefill=1", "pd.num_decode=2", *extra)
-    trace = _synthetic(config)
+    assert_windows_equal_single_steps(monkeypatch, _synthetic(config), config)
+
+
+def assert_windows_equal_single_steps(monkeypatch, trace, config) -> None:
+    """In both modes, a run's decode windows give what single steps give: timings (to 1e-9), hits, preemptions,
+    completions, steps and every instance's KV occupancy."""
     for mode in ("single", "pd"):
         windowed, _ = run_serving(trace, config, mode)
         monkeypatch.setattr(sim.serving.scheduler, "MAX_WINDOW_STEPS", 1)
@@ -105,7 +110,8 @@ def test_decode_windows_equal_single_steps(monkeypatch, extra):
         for key in ("ttft_s", "tpot_s", "e2e_s", "itl_s"):
             for stat, value in stepped.metrics[key].items():
                 assert windowed.metrics[key][stat] == pytest.approx(value, rel=1e-9), (mode, key, stat)
-        assert windowed.metrics["hits"] == stepped.metrics["hits"]
+        for key in ("hits", "preemptions", "requests_completed"):
+            assert windowed.metrics[key] == stepped.metrics[key], (mode, key)
         assert windowed.metrics["instances"]["steps"] == stepped.metrics["instances"]["steps"]
         for w, o in zip(windowed.metrics["instances"]["each"], stepped.metrics["instances"]["each"], strict=True):
             assert (w["kv_usage_mean"], w["kv_usage_peak"]) == pytest.approx((o["kv_usage_mean"], o["kv_usage_peak"]), rel=1e-9)
