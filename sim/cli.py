@@ -333,7 +333,10 @@ def check_flags(args: argparse.Namespace, parser: argparse.ArgumentParser, mode:
 def setting_users(key: str, mode: str) -> str | None:
     """None when ``mode`` reads config key ``key`` (``SETTING_MODES``), else the modes that do, in words."""
     for prefix, modes in SETTING_MODES.items():
-        if (key == prefix or key.startswith(prefix)) and mode not in modes:
+        # a section ("pd.") covers its keys; a key ("pd.router") itself and what nests under it, not a longer name
+        # ("pd.routerX" is a typo, for the config's own check to name)
+        within = key.startswith(prefix) if prefix.endswith(".") else key == prefix or key.startswith(prefix + ".")
+        if within and mode not in modes:
             return ", ".join(MODE_FLAGS.get(m, f"--{m}") for m in (*MODES, CLUSTER_PD) if m in modes)
     return None
 

@@ -282,3 +282,10 @@ def test_the_keys_the_mode_reads_are_still_taken(run_cli):
                  ("--set", "serving.num_instances=1", "--set", "serving.enable_prefix_caching=false")):
         status, _, err = run_cli(*argv, *base)
         assert status == 0, (argv, err)
+
+
+def test_a_longer_name_than_a_per_mode_key_is_an_unknown_key(run_cli):
+    """A typo extending a key the mode table names (serving.num_instancesX) is an unknown key, said so with the
+    valid ones, not "not used by" that mode."""
+    status, _, err = run_cli("--pd", "--set", "serving.num_instancesX=3", "--workload-limit", "3")
+    assert status == 2 and "unknown config key 'serving.num_instancesX'" in err
