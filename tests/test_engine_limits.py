@@ -72,3 +72,17 @@ def test_an_h100_runs_more_than_256_sequences_at_once_as_vllm_serve_does():
     order = capped.first_token.argsort(kind="stable")
     assert capped.first_token[order[255]] == pytest.approx(capped.first_token[order[0]], rel=1e-12)
     assert capped.first_token[order[256]] > capped.last_token[order[0]]  # a slot freed by a finished request
+
+
+def test_the_report_names_the_limits_each_engine_ran_with(run_cli, tmp_path):
+    """The config echo keeps null (what was asked); the instances' metrics say what ran: an A100's defaults here."""
+    import json
+
+    report = tmp_path / "r.json"
+    status, _, err = run_cli("--set", "hardware.gpu=a100-80gb", "--workload-limit", "20", "--no-plot", "--quiet",
+                             "--report-json", report)
+    assert status == 0, err
+    data = json.loads(report.read_text())
+    assert data["config"]["serving"]["max_num_seqs"] is None
+    instances = data["runs"][0]["metrics"]["instances"]
+    assert (instances["max_num_seqs"], instances["max_num_batched_tokens"]) == (256, 2048)

@@ -329,6 +329,9 @@ class ServingRun:
             "instances": {
                 "count": len(instances),
                 "kv_blocks_each": self.hbm_blocks,
+                # the step limits each engine ran with (vLLM's defaults for the GPU where the config leaves them null)
+                "max_num_seqs": self.serving.max_num_seqs,
+                "max_num_batched_tokens": self.serving.max_num_batched_tokens,
                 "busy_fraction_mean": float(np.mean([i.work.busy_s for i in instances])) / makespan
                 if makespan > 0 else math.nan,
                 "steps": sum(i.work.steps for i in instances),
