@@ -477,6 +477,8 @@ def _parameter_count(keys: _Keys, family: Family, layers: int, hidden: int, q_di
         per_layer += family.norm_vectors * (q_dim + kv_dim)
     if family.attention_sinks:  # gpt-oss: ``sinks``, one logit per head (vLLM gpt_oss.py OAIAttention)
         per_layer += heads
-    head = 0 if keys.flag("tie_word_embeddings", family.tie_word_embeddings) else vocab * hidden
+    tied = keys.flag("tie_word_embeddings", family.tie_word_embeddings) if family.lm_head is None \
+        else family.lm_head == "tied"
+    head = 0 if tied else vocab * hidden
     head += vocab if "lm_head" in biased else 0
     return vocab * hidden + head + layers * per_layer + mlps + family.norm_vectors * hidden

@@ -5,6 +5,7 @@ config classes' defaults for keys a config.json may leave out."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,9 @@ class Family:
     mla: bool = False  # multi-head latent attention (DeepSeek-V2/V3) in place of q/k/v/o
     sparse_attention: bool = False  # DeepSeek sparse attention (an indexer beside MLA): index_* keys required
     tie_word_embeddings: bool = False  # the config class's default for tie_word_embeddings (Gemma: true)
+    # vLLM's LM head whatever tie_word_embeddings says: "tied" (Gemma 2: gemma2.py computes the logits from
+    # embed_tokens), "own" (gpt-oss, GLM-4.5, MiniMax-M2: a ParallelLMHead never tied); None: as the key says
+    lm_head: Literal["tied", "own"] | None = None
     attention_sinks: bool = False  # a learned sink logit per attention head and layer (gpt-oss; a parameter, not KV)
     # Sliding-window and full-attention layers side by side (``sim.hf_config._sliding_layers``): which layers slide
     # when the config has no layer_types. "alternate": layer i slides when i % 2 == 0 (Gemma 2, gpt-oss);
@@ -192,7 +196,7 @@ FAMILIES: dict[str, Family] = {
     # lm_head (ParallelLMHead). The MTP layer (num_nextn_predict_layers, layer num_hidden_layers) is not counted:
     # vLLM's Glm4MoeModel.load_weights skips it (skip_spec_layers) unless glm4_moe_mtp.py serves MTP speculative
     # decoding, which kvsim does not model (as DeepSeek's).
-    "glm4_moe": Family(bias_switches=(BiasSwitch("attention_bias", ("qkv",)),), qk_norm_switch="use_qk_norm",
+    "glm4_moe": Family(lm_head="own", bias_switches=(BiasSwitch("attention_bias", ("qkv",)),), qk_norm_switch="use_qk_norm",
                        num_key_value_heads=8,
                        experts=Experts(None, None, "moe_intermediate_size", deepseek_layout=True, router_bias=True,
                                        router_fp32=True, layer_freq_key=None, first_dense_default=1,
@@ -206,13 +210,13 @@ FAMILIES: dict[str, Family] = {
     # nor mlp_intermediate_size); its own lm_head. Every layer is full attention (attn_type_list 1; vLLM passes no
     # window). The MTP modules (num_mtp_modules, layers num_hidden_layers on) are not counted: vLLM maps their
     # weights to nothing (MiniMaxM2Model hf_to_vllm_mapper), and the published checkpoint holds none.
-    "minimax_m2": Family(bias_switches=(BiasSwitch("attention_bias", ("qkv",)),), qk_norm_full=True,
+    "minimax_m2": Family(lm_head="own", bias_switches=(BiasSwitch("attention_bias", ("qkv",)),), qk_norm_full=True,
                          num_key_value_heads=8, head_dim=128, attention_kinds_key="attn_type_list",
                          experts=Experts(256, 8, "intermediate_size", 1536, router_bias_key="use_routing_bias",
                                          router_fp32=True)),
     # Gemma2Config: num_key_value_heads 4, head_dim 256, sliding_window 4096, layer_types "sliding_attention" if
     # (i + 1) % 2 else "full_attention" (layer 0 slides; the published config.json files have no layer_types).
-    "gemma2": Family(**GEMMA, num_key_value_heads=4, sliding_window=4096, hybrid_layout="alternate"),
+    "gemma2": Family(**GEMMA, num_key_value_heads=4, sliding_window=4096, hybrid_layout="alternate", lm_head="tied"),
     # Gemma 3 text-only (gemma-3-1b: Gemma3ForCausalLM) and multimodal (gemma-3-4b/12b/27b:
     # Gemma3ForConditionalGeneration, the decoder's keys under text_config, vLLM's hf_text_config). Those
     # text_config objects leave out vocab_size and max_position_embeddings: Gemma3TextConfig's 262208 and 131072.
@@ -226,7 +230,7 @@ FAMILIES: dict[str, Family] = {
     # embeddings; every layer MoE: num_local_experts 128, num_experts_per_tok 4 (the config.json also writes
     # experts_per_token), each expert a gated MLP intermediate_size wide with biases (gate_up_proj_bias,
     # down_proj_bias) behind a router with a bias (GptOssTopKRouter).
-    "gpt_oss": Family(bias_switches=(BiasSwitch("attention_bias", ("qkv", "o"), default=True),),
+    "gpt_oss": Family(lm_head="own", bias_switches=(BiasSwitch("attention_bias", ("qkv", "o"), default=True),),
                       num_key_value_heads=8, head_dim=64, sliding_window=128, hybrid_layout="alternate",
                       layer_types_ignored=True, attention_sinks=True,
                       experts=Experts(128, 4, "intermediate_size", router_bias=True, expert_biases=True,

@@ -47,8 +47,13 @@ def test_gemma_counts_by_hand(tmp_path):
     layer = 2 * 3584 * 4096 + 2 * 3584 * 2048 + 3 * 3584 * 14336 + 4 * 3584
     assert model_spec(str(write_config(tmp_path / "g2", GEMMA_2_9B))).num_parameters == \
         256000 * 3584 + 42 * layer + 3584
+    # ... and vLLM's Gemma 2 computes its logits from the embedding whatever tie_word_embeddings says (gemma2.py
+    # compute_logits: embed_tokens), so an untied flag adds no LM head; Gemma 3 reads the flag (gemma3.py)
     untied = model_spec(str(write_config(tmp_path / "u", {**GEMMA_2_9B, "tie_word_embeddings": False})))
-    assert untied.num_parameters - model_spec("gemma-2-9b").num_parameters == 256000 * 3584  # the LM head
+    assert untied.num_parameters == model_spec("gemma-2-9b").num_parameters
+    untied3 = model_spec(str(write_config(tmp_path / "u3", {**GEMMA_3_1B, "tie_word_embeddings": False})))
+    assert untied3.num_parameters - model_spec(str(write_config(tmp_path / "t3", GEMMA_3_1B))).num_parameters == \
+        GEMMA_3_1B["vocab_size"] * GEMMA_3_1B["hidden_size"]
     # Gemma 3 adds q and k RMSNorms over head_dim: the 1B per layer 2 x 256 more than Gemma 2's layout
     gemma3 = model_spec(str(write_config(tmp_path / "g3", GEMMA_3_1B)))
     as_gemma2 = model_spec(str(write_config(tmp_path / "as2", {**GEMMA_3_1B, "model_type": "gemma2"})))
@@ -79,6 +84,10 @@ def test_gpt_oss_counts_and_active_parameters(tmp_path):
     # parser's test counts them): 1,804,459,584 BF16 values and 19,110,297,600 MXFP4 expert weights
     assert spec.routed_expert_parameters == 19_110_297_600
     assert spec.num_parameters - spec.routed_expert_parameters == 1_804_459_584
+    # vLLM's gpt-oss (as GLM-4.5's and MiniMax-M2's) builds its own ParallelLMHead, never tied (gpt_oss.py): a
+    # config saying tie_word_embeddings true still has one
+    tied = model_spec(str(write_config(tmp_path / "t", {**GPT_OSS_20B, "tie_word_embeddings": True})))
+    assert tied.num_parameters == spec.num_parameters
     # the model card's active parameters leave out the input embedding (not the LM head) and count the 4 routed
     # experts' biases only; ModelSpec.active_parameters keeps every expert bias (24 x 28 x 8640 = 5.8M more here)
     for name, layers, experts, card in (("gpt-oss-20b", 24, 32, 3.61e9), ("gpt-oss-120b", 36, 128, 5.13e9)):
