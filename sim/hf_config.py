@@ -146,7 +146,8 @@ def _text_keys(keys: _Keys, family: Family) -> _Keys:
         raise ConfigError(f"model config {keys.path}: key 'text_config' must be an object (the language model's keys), "
                           f"got {quote(text)}")
     model_type = text.get("model_type")
-    expected = f"{keys.config['model_type']}_text"
+    # the family's own text model_type, whatever the config's model_type (one read by its architecture)
+    expected = next(f"{name}_text" for name, known in FAMILIES.items() if known is family)
     if model_type is not None and model_type != expected:
         raise ConfigError(f"model config {keys.path}: key 'text_config.model_type' must be {expected!r}, got "
                           f"{quote(model_type)}")
@@ -342,8 +343,9 @@ def _family(config: dict[str, Any], path: Path) -> Family:
     if model_type in FAMILIES:
         return FAMILIES[model_type]
     architectures = config.get("architectures")
-    known = [a for a in architectures if isinstance(a, str) and a in ARCHITECTURES] \
-        if isinstance(architectures, list) else []
+    # vLLM's registry takes one string as a list of it (ModelRegistry._normalize_archs)
+    listed = [architectures] if isinstance(architectures, str) else architectures
+    known = [a for a in listed if isinstance(a, str) and a in ARCHITECTURES] if isinstance(listed, list) else []
     if known:  # a model_type of its own over an architecture vLLM serves as a family's (Kimi-K2)
         return FAMILIES[ARCHITECTURES[known[0]]]
     raise ConfigError(f"model config {path}: model_type {quote(model_type)} (architectures {quote(architectures)}) is "

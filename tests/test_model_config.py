@@ -379,6 +379,19 @@ def test_a_model_type_of_its_own_over_a_served_architecture_is_that_architecture
     assert both.num_parameters == spec.num_parameters
 
 
+def test_an_unknown_model_type_over_a_served_architecture_keeps_the_architectures_own_reading(tmp_path):
+    """Read by its architecture, a config is read as that family's own: a multimodal one's text_config keeps the
+    family's text model_type (a Gemma 3 fine-tune named otherwise still has a gemma3_text decoder, which vLLM's
+    Gemma3ForConditionalGeneration reads as hf_text_config), and "architectures" given as one string is that
+    architecture (vLLM's ModelRegistry._normalize_archs wraps a string in a list)."""
+    gemma = model_spec(str(write_config(tmp_path / "g", GEMMA_3_27B)))
+    renamed = model_spec(str(write_config(tmp_path / "r", {**GEMMA_3_27B, "model_type": "my_gemma"})))
+    assert {f: getattr(renamed, f) for f in SHAPE_FIELDS} == {f: getattr(gemma, f) for f in SHAPE_FIELDS}
+    kimi = model_spec(str(write_config(tmp_path / "k", _KIMI_K2)))
+    one = model_spec(str(write_config(tmp_path / "s", {**_KIMI_K2, "architectures": "DeepseekV3ForCausalLM"})))
+    assert one.num_parameters == kimi.num_parameters
+
+
 def _without(key: str) -> dict:
     config = copy.deepcopy(LLAMA_3_8B)
     del config[key]
