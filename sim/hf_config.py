@@ -315,13 +315,14 @@ def _deepseek_experts(keys: _Keys, spec: Experts, layers: int) -> _MoE | None:
     moe_layer_freq-th layer; n_shared_experts shared experts as one MLP n × moe_intermediate_size wide. GLM-4.5
     (glm4_moe) shares the keys, without moe_layer_freq and with a router bias always (``Experts``)."""
     config, path = keys.config, keys.path
-    if config.get("n_routed_experts") is None:  # vLLM: no MoE layer
+    if "n_routed_experts" in config and config["n_routed_experts"] is None:  # vLLM: no MoE layer
         return None
-    experts = keys.positive("n_routed_experts")
-    per_token = keys.positive("num_experts_per_tok")
+    # absent: the config class's default (Glm4MoeConfig: 128, 8 a token, 1408 wide), else a required key
+    experts = keys.positive("n_routed_experts", spec.num_experts)
+    per_token = keys.positive("num_experts_per_tok", spec.experts_per_token)
     if per_token > experts:
         raise ConfigError(f"model config {path}: num_experts_per_tok {per_token} exceeds the {experts} experts")
-    width = keys.positive(spec.width_key)
+    width = keys.positive(spec.width_key, spec.width_default)
     first_dense = keys.count("first_k_dense_replace", spec.first_dense_default)
     freq = keys.positive(spec.layer_freq_key, 1) if spec.layer_freq_key is not None else 1
     moe_layers = sum(1 for i in range(layers) if i >= first_dense and i % freq == 0)

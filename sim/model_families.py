@@ -189,16 +189,17 @@ FAMILIES: dict[str, Family] = {
     # q/k/v/o attention with num_key_value_heads 8 and head_dim given (5120 / 96 heads is no integer); attention_bias
     # biases q, k and v only (QKVParallelLinear bias=attention_bias, o_proj bias=False); use_qk_norm (false) adds an
     # RMSNorm over head_dim on q and on k; partial_rotary_factor rotates half of each head (no effect on size).
-    # Layer i is MoE when n_routed_experts is set and i >= first_k_dense_replace (default 1; no moe_layer_freq:
-    # Glm4MoeDecoderLayer), the first layers a dense MLP intermediate_size wide; an MoE layer has a router with an
-    # e_score_correction_bias always (Glm4MoE: no topk_method key), both held in fp32, n_routed_experts experts
-    # moe_intermediate_size wide and n_shared_experts (default 1) shared ones as one MLP. vLLM builds its own
+    # Layer i is MoE when n_routed_experts is not null (default 128) and i >= first_k_dense_replace (default 1; no
+    # moe_layer_freq: Glm4MoeDecoderLayer), the first layers a dense MLP intermediate_size wide; an MoE layer has a
+    # router with an e_score_correction_bias always (Glm4MoE: no topk_method key), both held in fp32,
+    # n_routed_experts experts moe_intermediate_size (default 1408) wide, num_experts_per_tok (default 8) a token, and
+    # n_shared_experts (default 1) shared ones as one MLP. vLLM builds its own
     # lm_head (ParallelLMHead). The MTP layer (num_nextn_predict_layers, layer num_hidden_layers) is not counted:
     # vLLM's Glm4MoeModel.load_weights skips it (skip_spec_layers) unless glm4_moe_mtp.py serves MTP speculative
     # decoding, which kvsim does not model (as DeepSeek's).
     "glm4_moe": Family(lm_head="own", bias_switches=(BiasSwitch("attention_bias", ("qkv",)),), qk_norm_switch="use_qk_norm",
                        num_key_value_heads=8,
-                       experts=Experts(None, None, "moe_intermediate_size", deepseek_layout=True, router_bias=True,
+                       experts=Experts(128, 8, "moe_intermediate_size", 1408, deepseek_layout=True, router_bias=True,
                                        router_fp32=True, layer_freq_key=None, first_dense_default=1,
                                        shared_experts_default=1)),
     # MiniMaxM2Config (MiniMax-M2; transformers configuration_minimax_m2.py, vLLM 0.33 minimax_m2.py): q/k/v/o

@@ -98,6 +98,20 @@ def test_glm_layout_follows_vllm(tmp_path):
     assert full.fp32_parameters == 89 * (5120 * 160 + 160)
 
 
+def test_glm_experts_left_out_are_the_config_class_defaults(tmp_path):
+    """A glm4_moe config.json without n_routed_experts, num_experts_per_tok or moe_intermediate_size gets
+    Glm4MoeConfig's defaults (transformers configuration_glm4_moe.py: 128 experts, 8 a token, 1408 wide: GLM-4.5-Air's
+    own), which vLLM's Glm4MoeDecoderLayer builds as MoE layers; only a null n_routed_experts means no experts."""
+    air = spec_of(tmp_path, GLM_45_AIR, "a")
+    keys = ("n_routed_experts", "num_experts_per_tok", "moe_intermediate_size")
+    bare = spec_of(tmp_path, {k: v for k, v in GLM_45_AIR.items() if k not in keys}, "b")
+    assert (bare.num_moe_layers, bare.num_experts, bare.num_experts_per_tok, bare.moe_intermediate_size) \
+        == (45, 128, 8, 1408)
+    assert bare.num_parameters == air.num_parameters == 106_852_251_264
+    dense = spec_of(tmp_path, {**GLM_45_AIR, "n_routed_experts": None}, "d")
+    assert not dense.is_moe and dense.num_parameters < 0.2 * air.num_parameters
+
+
 # ---------------------------------------------------------------- MiniMax-M2
 
 M2_ATTENTION_LINEAR = 3072 * 48 * 128 * 2 + 3072 * 8 * 128 * 2  # q, o; k, v (no biases)
