@@ -7,13 +7,12 @@ import json
 import math
 import warnings
 from html.parser import HTMLParser
-from pathlib import Path
 
 import matplotlib
 import numpy as np
 import pytest
 
-from sim.report.document import flatten
+from sim.report.document import RunResult, flatten
 from sim.report.html import render_html
 from tests.conftest import BUNDLED_AZURE
 
@@ -226,9 +225,7 @@ def test_mrc_policy_points_with_equal_hit_ratios_all_stay_visible(figures, tmp_p
     assert len({p.get_paths()[0].vertices.tobytes() for p in points}) == 2  # a marker shape each
 
 
-def _run(name: str, tiers: dict) -> "RunResult":
-    from sim.report.document import RunResult
-
+def _run(name: str, tiers: dict) -> RunResult:
     return RunResult(name=name, metrics={"tier_hit_ratio": tiers})
 
 
@@ -391,9 +388,7 @@ def test_max_rate_bars_without_caveat_have_no_legend(figures, tmp_path):
     assert ax.get_legend() is None and [b.get_hatch() for b in ax.patches] == [None]
 
 
-def _breakdown(name: str, **parts) -> "RunResult":
-    from sim.report.document import RunResult
-
+def _breakdown(name: str, **parts) -> RunResult:
     full = {"queue": 0.0, "kv_load": 0.0, "prefill": 0.0, "kv_transfer": 0.0, "first_decode": 0.0, **parts}
     return RunResult(name=name, metrics={"ttft_breakdown_s": full})
 
