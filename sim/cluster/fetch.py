@@ -1,0 +1,238 @@
+"""Fetching a prompt's cached prefix by location, before its request reaches its instance's scheduler.
+
+Before a request reaches its instance's scheduler its cached prefix is *fetched* (vLLM's KV
+connector: the request waits for its remote KV, then is scheduled): each block of the prompt's
+longest prefix held anywhere, as far as the scheduler can use it (``kv_cache_manager.prefix_hit``: full blocks; a
+block-aligned prompt's last block only when it is not in this HBM; under vLLM's hybrid KV-cache manager, cut back
+as far as every sliding group can serve it, ``HybridKVCacheManager.reachable_prefix``, whose sliding copies of its
+end are fetched with it), is classified once, by where its cheapest copy is:
+
+- ``instance``: the instance's HBM (cached, or in use by a running request);
+- ``node``: its node's DRAM or SSD;
+- ``rack``: its rack's EIC pool, or another node's DRAM/SSD in the rack;
+- ``cross_rack``: another rack's EIC or a node's DRAM/SSD there;
+
+and loaded over the links it crosses (the source tier, which is a link too, the source node's
+NIC, the rack uplinks, the destination node's NIC, the GPU's PCIe; ``sim.cluster.links``), all
+with max-min sharing. Loaded blocks enter the instance's HBM (a copy: remote holders keep
+theirs). The hits are the blocks the scheduler serves the request at admission (as on a single
+node), each in the class the fetch gave it (a block cached there since, where it is then); every
+other block of the prompt is a miss, so every block access is exactly one of {hit in tier T at
+location L, miss} (a block fetched and evicted again while its request queued is a miss).
+
+``PrefixFetch`` is mixed into ``ClusterRun`` (``sim.cluster.run``): it reads the run's tier places, links, arena,
+prefix index and counters, and charges the links a fetch crosses.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sim.cluster.links import Path
+from sim.serving.instance import Instance, Job
+from sim.serving.kv_cache_manager import PrefixMatch, prefix_hit
+from sim.serving.network import Link
+
+HBM, DRAM, SSD, EIC = range(4)  # tier kinds, as TIER_NAMES
+LOCATIONS = ("instance", "node", "rack", "cross_rack")
+INSTANCE, NODE, RACK, CROSS_RACK = range(4)
+_EMPTY = np.zeros(0, dtype=np.int64)
+
+
+class PrefixFetch:
+    """A prompt's held prefix classified by location, loaded over the links it crosses, then the job submitted; the
+    hits counted at admission where the fetch found them."""
+
+    def _scope(self, kind: int, rack: int, node: int, inst_id: int) -> int:
+        """Where a copy in tier (kind, rack, node) is, seen from instance ``inst_id``."""
+        if kind == HBM:
+            return INSTANCE
+        if rack != self.topo.rack_of(inst_id):
+            return CROSS_RACK
+        if kind == EIC or node != self.topo.node_of(inst_id):
+            return RACK
+        return NODE
+
+    def _path_seconds(self, tier: int, inst_id: int, nbytes: float) -> float:
+        """Seconds to bring ``nbytes`` from ``tier`` into instance ``inst_id``'s HBM as one transfer, alone: the
+        slowest link of the path (each link's latency once, as ``_fetch`` sends a source's blocks together)."""
+        kind, rack, node, holder = self._place[tier]
+        if kind == HBM:
+            return 0.0 if holder == inst_id else float("inf")
+        # the path's models (the instance and its node may not be built yet)
+        models = [self.tier_link[tier].model, self.pcie_model]
+        if kind == EIC or node != self.topo.node_of(inst_id):
+            models.append(self.net)
+        if rack != self.topo.rack_of(inst_id):
+            models.append(self.uplink_model)
+        return max(model.isolated_time(nbytes) for model in models)
+
+    def _cheapest_holders(self, offsets: np.ndarray, tiers: np.ndarray, inst_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """(cost, tier) per key of a CSR of holders: each key's cheapest holder seen from ``inst_id`` (ties: the
+        first listed) and its seconds per block (inf: only other instances' HBM hold it)."""
+        unique = np.unique(tiers)
+        cost = np.array([self._path_seconds(int(t), inst_id, self.stored_bytes) for t in unique])
+        ranked = cost[np.searchsorted(unique, tiers)]
+        best_cost = np.minimum.reduceat(ranked, offsets[:-1])
+        pos = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+        first = np.flatnonzero(ranked == best_cost[pos])
+        _, take = np.unique(pos[first], return_index=True)
+        return best_cost, tiers[first[take]]
+
+    def estimated_ttft_s(self, inst_id: int, offsets: np.ndarray, tiers: np.ndarray, prompt_tokens: int) -> float:
+        """Mooncake's conductor estimate of a prompt's TTFT at ``inst_id``, from the held prefix (CSR of
+        holders): its queued prompt tokens and this prompt's tokens past the prefix it can reach (blocks
+        in its HBM, or fetchable from a DRAM/SSD/EIC holder, up to the first that is neither) over the
+        prefill rate, plus the time to fetch the reachable blocks, each from its cheapest holder (one transfer
+        per holder)."""
+        reachable, fetch_s = 0, 0.0
+        if len(tiers):
+            per_block, best = self._cheapest_holders(offsets, tiers, inst_id)
+            unreachable = np.flatnonzero(~np.isfinite(per_block))
+            reachable = int(unreachable[0]) if len(unreachable) else len(per_block)
+            # one transfer per source tier, as ``_fetch`` sends them: a path's latency counts once, not per block
+            for t, count in zip(*np.unique(best[:reachable], return_counts=True), strict=True):
+                fetch_s += self._path_seconds(int(t), inst_id, int(count) * self.stored_bytes)
+        compute = max(1, prompt_tokens - reachable * self.config.serving.block_size)  # the last token is always computed
+        return (int(self.queued_tokens[inst_id]) + compute) / self.prefill_rate + fetch_s
+
+    def _path_links(self, tier: int, inst_id: int) -> list[Link]:
+        """Links a block from ``tier`` crosses into instance ``inst_id``'s HBM."""
+        kind, rack, node, _ = self._place[tier]
+        dest_node, dest_rack = self.topo.node_of(inst_id), self.topo.rack_of(inst_id)
+        links = [self.tier_link[tier]]
+        if kind != EIC and node != dest_node:
+            links.append(self.nic[node])
+        if rack != dest_rack:
+            links += [self.uplink[rack], self.uplink[dest_rack]]
+        if kind == EIC or node != dest_node:
+            links.append(self.nic[dest_node])
+        links.append(self.pcie[inst_id])
+        return links
+
+    def _fetch(self, inst: Instance, job: Job, keys: np.ndarray) -> None:
+        """Classify the prompt's held prefix by location, load it over its links, then submit the job."""
+        rack = self.topo.rack_of(inst.index)
+        self.accesses += len(keys)
+        self.rack_accesses[rack] += len(keys)
+        if not self.prefix_caching or not len(keys):
+            inst.submit(job)
+            return
+        # only the blocks the request can be served, as the scheduler finds them (``prefix_hit``): the prompt's full
+        # blocks, the last of a block-aligned prompt not from this HBM (it is recomputed; a lower tier serves it)
+        full = keys[: job.input_tokens // inst.kv.block_size]
+        levels = inst.kv.cache.lookup_prefix(full, inst.pool)
+        served, _ = prefix_hit(levels, job.input_tokens, job.input_tokens, inst.kv.block_size)
+        if served < len(levels):
+            levels, full = levels[:served], full[:served]
+        found, offsets, tiers = 0, None, None
+        if len(levels) < len(full):
+            found, offsets, tiers = self.holders(full[len(levels):], self.shared_tier_candidates())
+        sliding: list[int] = []
+        if self.kv_groups is not None:  # vLLM's hybrid manager: each sliding group must serve the prefix's end too
+            reach, sliding = inst.kv.reachable_prefix(job, len(levels) + found, self._sliding_finder(inst))
+            if reach < len(levels):
+                levels, found = levels[:reach], 0
+            elif reach - len(levels) < found:
+                found = reach - len(levels)
+                offsets, tiers = offsets[:found + 1], tiers[:offsets[found]]
+        n_local = len(levels)
+        sources: dict[int, int] = {}  # source tier -> blocks
+        lower = np.flatnonzero(levels > 0)
+        codes = [self._local_codes(inst, levels)]  # where each block of the prefix is, for the hits at admission
+        for level, count in zip(*np.unique(levels, return_counts=True), strict=True):
+            if level > 0:
+                tier = inst.kv.cache.tiers[int(level)]
+                sources[tier.index] = int(count)
+                tier.count_read(int(count) * self.stored_bytes)  # fetched up before admission: read here, not at load
+        hits = n_local
+        remote_keys = _EMPTY
+        if found:
+            best = self._cheapest_holders(offsets, tiers, inst.index)[1]  # the first holder at the best cost
+            holders, which, counts = np.unique(best, return_inverse=True, return_counts=True)
+            cells = np.empty(len(holders), dtype=np.int64)
+            for k, (t, count) in enumerate(zip(holders.tolist(), counts.tolist(), strict=True)):
+                kind, t_rack, t_node, _ = self._place[t]
+                cells[k] = kind * len(LOCATIONS) + self._scope(kind, t_rack, t_node, inst.index)
+                sources[t] = sources.get(t, 0) + count
+                # read out of that copy, which keeps the blocks (a local copy counts when promoted)
+                self.arena.count_read(t, count * self.stored_bytes)
+            codes.append(cells[which.reshape(-1)])
+            hits += found
+            remote_keys = keys[n_local:n_local + found]
+        sliding_moved = self._fetch_sliding(inst, sliding, sources)
+        if hits:
+            self._hit_codes[job.rid] = np.concatenate(codes)
+        if not sources:
+            inst.submit(job)
+            return
+        job.external = hits  # loaded before it is scheduled: a block-aligned last block among them is served
+        # blocks that leave a lower tier or another location, deepest first so prefixes stay more recent (the
+        # sliding groups' copies of the prefix's end last: a hit needs them as much as its first block)
+        moved = np.concatenate([np.concatenate([keys[:n_local][lower], remote_keys])[::-1], sliding_moved])
+        pending = [len(sources)]
+        start = self.engine.now
+
+        def arrived(_duration: float) -> None:
+            pending[0] -= 1
+            if pending[0]:
+                return
+            self.fetch_s[job.rid] = self.engine.now - start
+            inst.kv.cache_fetched(moved, job.position)
+            inst.submit(job)
+
+        for tier, count in sources.items():
+            kind, t_rack, t_node, _ = self._place[tier]
+            scope = LOCATIONS[self._scope(kind, t_rack, t_node, inst.index)]
+            self.moved_blocks[scope] += count
+            Path(self._path_links(tier, inst.index), scope).send(count * self.stored_bytes, arrived)
+
+    def _sliding_finder(self, inst: Instance):
+        """Where a sliding group's copy is, seen from ``inst``: its level in the instance's own tiers, else 0 when a
+        shared tier elsewhere holds it (fetchable), else -1."""
+        wanted = self.shared_tier_candidates()
+
+        def find(key: int) -> int:
+            level = inst.kv.find(key)
+            if level >= 0:
+                return level
+            return 0 if self.holders(np.array([key], dtype=np.int64), wanted)[0] else -1
+
+        return find
+
+    def _fetch_sliding(self, inst: Instance, keys: list[int], sources: dict[int, int]) -> np.ndarray:
+        """The sliding copies a fetched prefix needs that are not in ``inst``'s HBM: each read from its instance's
+        lower tier, else from the cheapest shared tier holding it (counted in ``sources``); returns their keys."""
+        local, remote = [], []
+        for key in keys:
+            level = inst.kv.find(key)
+            if level > 0:
+                tier = inst.kv.cache.tiers[level]
+                sources[tier.index] = sources.get(tier.index, 0) + 1
+                tier.count_read(self.stored_bytes)
+                local.append(key)
+            elif level < 0:
+                remote.append(key)
+        if remote:
+            chain = np.array(remote, dtype=np.int64)
+            found, offsets, tiers = self.holders(chain, self.shared_tier_candidates())
+            assert found == len(remote), "a sliding copy the prefix's reach found went missing"
+            for t in self._cheapest_holders(offsets, tiers, inst.index)[1].tolist():
+                sources[t] = sources.get(t, 0) + 1
+                self.arena.count_read(t, self.stored_bytes)
+        return np.array(local + remote, dtype=np.int64)
+
+    def _local_codes(self, inst: Instance, levels: np.ndarray) -> np.ndarray:
+        """The ``hit_blocks`` cells of blocks held at ``levels`` of ``inst``'s own cache."""
+        kinds = np.asarray(inst.kinds, dtype=np.int64)[np.asarray(levels, dtype=np.int64)]
+        scopes = np.where(kinds == HBM, INSTANCE, np.where(kinds == EIC, RACK, NODE))
+        return kinds * len(LOCATIONS) + scopes
+
+    def _admitted(self, inst: Instance, job: Job, match: PrefixMatch) -> None:
+        """A request's hits are the blocks the scheduler serves it at admission (as on a single node), each where
+        the fetch found it; a block cached there since the fetch, where it is now."""
+        codes = self._hit_codes.pop(job.rid, _EMPTY)[: match.blocks]
+        if len(codes) < match.blocks:
+            codes = np.concatenate([codes, self._local_codes(inst, np.asarray(match.tier_of_each[len(codes):]))])
+        np.add.at(self.hit_blocks.reshape(-1), codes, 1)
+        self.rack_hits[self.topo.rack_of(inst.index)] += match.blocks
