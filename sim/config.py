@@ -94,9 +94,10 @@ class ServingConfig:
     async_scheduling: bool = True
     # vLLM's SchedulerConfig.disable_hybrid_kv_cache_manager (default false): for a model mixing sliding-window and
     # full-attention layers (gpt-oss, Gemma 2/3), vLLM's hybrid KV-cache manager keeps the sliding layers' blocks of
-    # the window only (sim.serving.hybrid_kv_cache_manager; modelled in the serving modes, single node, PD and cluster; --cache-only
-    # needs it off); true: every layer keeps its whole KV, as vLLM with --disable-hybrid-kv-cache-manager or a KV connector
-    # without hybrid support (LMCache's) (it treats the sliding layers' KV as full attention's; they still slide)
+    # the window only (sim.serving.hybrid_kv_cache_manager; modelled in the serving modes, single node, PD and
+    # cluster; --cache-only needs it off); true: every layer keeps its whole KV, as vLLM with
+    # --disable-hybrid-kv-cache-manager or a KV connector without hybrid support (LMCache's) (it treats the sliding
+    # layers' KV as full attention's; they still slide)
     disable_hybrid_kv_cache_manager: bool = False
 
 

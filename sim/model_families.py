@@ -197,8 +197,8 @@ FAMILIES: dict[str, Family] = {
     # lm_head (ParallelLMHead). The MTP layer (num_nextn_predict_layers, layer num_hidden_layers) is not counted:
     # vLLM's Glm4MoeModel.load_weights skips it (skip_spec_layers) unless glm4_moe_mtp.py serves MTP speculative
     # decoding, which kvsim does not model (as DeepSeek's).
-    "glm4_moe": Family(lm_head="own", bias_switches=(BiasSwitch("attention_bias", ("qkv",)),), qk_norm_switch="use_qk_norm",
-                       num_key_value_heads=8,
+    "glm4_moe": Family(lm_head="own", bias_switches=(BiasSwitch("attention_bias", ("qkv",)),),
+                       qk_norm_switch="use_qk_norm", num_key_value_heads=8,
                        experts=Experts(128, 8, "moe_intermediate_size", 1408, deepseek_layout=True, router_bias=True,
                                        router_fp32=True, layer_freq_key=None, first_dense_default=1,
                                        shared_experts_default=1)),

@@ -1,7 +1,6 @@
 """The engine's limits on a request (``max_model_len``) and on a step (``max_num_seqs``,
 ``max_num_batched_tokens``), as vLLM resolves them for ``vllm serve``.
 
-
 Left unset (null), vLLM picks both by the GPU (``EngineArgs.get_batch_defaults`` and
 ``_set_default_max_num_seqs_and_batched_tokens_args``, vllm/engine/arg_utils.py, vLLM 0.33.0, the OpenAI API
 server's usage context): 1,024 sequences and 16,384 tokens on a GPU of 160 GiB or more (B200), 1,024 and 8,192
@@ -15,9 +14,9 @@ from __future__ import annotations
 import dataclasses
 
 from sim.config import Config, ServingConfig
-from sim.specs import model_spec
+from sim.model_shape import GIB
+from sim.specs import canonical_gpu, gpu_spec, model_spec
 
-GIB = 2**30
 # vLLM 0.33.0 EngineArgs.get_batch_defaults, UsageContext.OPENAI_API_SERVER: (memory floor, seqs, tokens), the
 # first tier whose floor the GPU's memory reaches; vLLM's A100 exception keeps that GPU on the small tier
 # ("Setting large max_num_batched_tokens for A100 reduces throughput", vLLM PR #17885)
@@ -34,8 +33,6 @@ def max_model_len(config: Config) -> int:
 def default_batch_limits(gpu: str) -> tuple[int, int]:
     """vLLM's (max_num_seqs, max_num_batched_tokens) for ``vllm serve`` on GPU ``gpu`` (a profiles/gpus.yaml
     name, or a GPU spec file's path: judged by its memory alone, as it has no device name)."""
-    from sim.specs import canonical_gpu, gpu_spec
-
     memory = gpu_spec(gpu).memory_bytes
     small = canonical_gpu(gpu) is not None and any(name in gpu.lower() for name in SMALL_TIER_NAMES)
     return next((seqs, tokens) for floor, seqs, tokens in TIERS if memory >= floor and not (small and floor))

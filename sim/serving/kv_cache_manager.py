@@ -6,7 +6,8 @@ blocks that still hold a prefix) over lower tiers that may be shared with other 
 (the node's DRAM/SSD, the rack's EIC). Its capacity follows the block pool's free count,
 so allocating a block evicts (demotes) cached content, and freeing a request's blocks
 returns its full prompt blocks to the cache deepest first (vLLM frees in reverse order), keeping
-prefixes whole; a partial last block holds nothing once freed (vLLM hashes full blocks only). A block in use by a running request is an HBM hit for another request.
+prefixes whole; a partial last block holds nothing once freed (vLLM hashes full blocks only). A block
+in use by a running request is an HBM hit for another request.
 
 Besides its capacity (``resize_top``, through the ``TieredCache`` protocol), four operations reach
 the cache, each a named method here (the only places that do):
@@ -112,8 +113,9 @@ class PrefixCacheStats:
 class KVCacheManager:
     """Blocks of requests on one instance: what a prompt finds cached, what growing a request costs."""
 
-    # a decode window's (``Scheduler.window_steps``) later steps take their blocks as they start, each step's allocations made then as a single step makes
-    # them (``window_changes``, ``window_step``), instead of reserving its growth at the start (``BlockPool.reserve``)
+    # a decode window's (``Scheduler.window_steps``) later steps take their blocks as they start, each step's
+    # allocations made then as a single step makes them (``window_changes``, ``window_step``), instead of reserving
+    # its growth at the start (``BlockPool.reserve``)
     stepwise_windows = False
     groups_growing = 1  # groups whose blocks grow as a request decodes (one block each every block_size tokens)
 
@@ -215,7 +217,8 @@ class KVCacheManager:
         return -(-tokens // self.block_size)
 
     def window_blocks(self, job: Job, steps: int) -> int:
-        """New blocks ``steps`` more decode tokens take for ``job`` at most (a decode window fits when the batch's fit)."""
+        """New blocks ``steps`` more decode tokens take for ``job`` at most (a decode window fits when the batch's
+        fit)."""
         more = -(-(job.computed + steps) // self.block_size) - job.held - job.anonymous
         return more if more > 0 else 0
 

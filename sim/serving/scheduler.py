@@ -66,8 +66,8 @@ class DecodeWindow:
     # later) and how many, one every block_size steps; reserved at the window's start, each in use from its
     # step's start (``BlockPool.reserve``)
     growth: list[tuple[int, int]] = field(default_factory=list)
-    # a stepwise manager's (``KVCacheManager.stepwise_windows``): per later step (1 … steps - 1, from 0), the jobs (their
-    # indices) whose blocks change as it starts, allocated then (``Instance.run_window``)
+    # a stepwise manager's (``KVCacheManager.stepwise_windows``): per later step (1 … steps - 1, from 0), the jobs
+    # (their indices) whose blocks change as it starts, allocated then (``Instance.run_window``)
     allocations: dict[int, list[int]] = field(default_factory=dict)
 
     def ended(self, t: float, among: int, inclusive: bool = True) -> int:
@@ -201,7 +201,8 @@ class Scheduler:
             return steps
         free = self.kv.pool.free
         # A running request's blocks cover its computed tokens, so k more tokens need at most
-        # ceil(k / block_size) new blocks each (in each group that grows): when that fits, the exact count is not needed.
+        # ceil(k / block_size) new blocks each (in each group that grows): when that fits, the exact count is not
+        # needed.
         if (len(running) * -(-steps // self.block_size) * self.kv.groups_growing > free
                 and self._window_blocks(steps) > free):
             lo, hi = 0, steps
