@@ -149,10 +149,10 @@ CONDITIONAL: dict[str, str] = {
     "compute.collectives": "a measured collectives table (tests/test_collectives.py)",
     "compute.skew_correction": "LLMServingSim bundles only (tests/test_skew.py)",
     "network.lookup": "an NS-3 table (tests/test_network.py)",
-    "workload.format": "an explicit format reads the same file as auto does, or refuses it (tests/test_bad_inputs.py)",
+    "workload.format": "an explicit format reads the same file as auto does, or refuses it (tests/test_bad_trace_inputs.py)",
     "workload.cache": "a cached workload gives identical reports by design (tests/test_workload_cache.py)",
     "workload.time_unit": "numeric timestamps of a trace file (tests/test_loaders.py)",
-    "workload.strict_validation": "a trace with bad rows: the first is an error (tests/test_bad_inputs.py)",
+    "workload.strict_validation": "a trace with bad rows: the first is an error (tests/test_bad_trace_inputs.py)",
     "workload.block_mismatch": "a trace with its own block ids, e.g. Mooncake (tests/test_loaders.py)",
     "slo.attainment": "the target of --max-rate (tests/test_maxrate.py)",
 }

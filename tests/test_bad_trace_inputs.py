@@ -1,0 +1,157 @@
+"""Every bad trace file is one short line naming the file and row (exit 2), or a counted skip (exit 0): a table of
+command lines and their outcomes, as ``tests/test_bad_inputs.py``'s (``tests/bad_input_helpers.py``)."""
+
+from __future__ import annotations
+
+import gzip
+
+import pytest
+
+from tests.bad_input_helpers import (
+    AZURE_HEADER,
+    AZURE_OK,
+    MOONCAKE_OK,
+    Case,
+    bailian,
+    check_bad_input,
+    mooncake,
+    trace_stats,
+)
+
+CASES: dict[str, Case] = {
+    # ---- trace files
+    "binary_with_explicit_format": Case(trace_stats("--workload-format", "azure", trace="{tmp}/t.bin"),
+                                        names=("t.bin", "binary"), files={"t.bin": bytes(range(256)) * 64}),
+    "latin1_with_explicit_format": Case(trace_stats("--workload-format", "azure"), names=("t.csv", "UTF-8"),
+                                        files={"t.csv": (AZURE_HEADER + "2023-11-16 18:15:10,100,10 caf\xe9\n").encode("latin-1")}),
+    "latin1_after_the_sniffed_part": Case(trace_stats(), names=("t.csv", "UTF-8"),
+                                          files={"t.csv": (AZURE_OK * 9000 + "2023-11-16 18:15:10,1\xe9,10\n").encode("latin-1")}),
+    "empty_file": Case(trace_stats(), names=("t.csv", "empty"), files={"t.csv": ""}),
+    "header_only": Case(trace_stats(), names=("no valid requests", "t.csv", "0 rows"), files={"t.csv": AZURE_HEADER}),
+    "every_row_bad": Case(trace_stats(), names=("no valid requests", "t.csv", "non_numeric: 2"),
+                          files={"t.csv": AZURE_HEADER + "2023-11-16 18:15:10,x,1\n2023-11-16 18:15:11,y,1\n"}),
+    "azure_read_as_mooncake": Case(trace_stats("--workload-format", "mooncake"), names=("t.csv", "not a trace in mooncake format"),
+                                   files={"t.csv": AZURE_OK}),
+    "mooncake_read_as_azure": Case(trace_stats("--workload-format", "azure", trace="{tmp}/m.jsonl"),
+                                   names=("m.jsonl", "not a trace in azure format", "TIMESTAMP"), files={"m.jsonl": MOONCAKE_OK}),
+    "mooncake_key_absent": Case(trace_stats("--workload-format", "mooncake", trace="{tmp}/m.jsonl"),
+                                names=("m.jsonl", "hash_ids"), files={"m.jsonl": '{"timestamp": 0, "input_length": 5, "output_length": 1}\n'}),
+    # a JSON array where JSON Lines are expected: said so, with the file and line, not a generic "not a JSON object"
+    "json_array_file_sniffed": Case(trace_stats(trace="{tmp}/m.json"), names=("m.json", "line 1 is a JSON array", "JSON Lines"),
+                                    files={"m.json": "[" + MOONCAKE_OK.replace("\n", ",", 2).rstrip() + "]\n"}),
+    "json_array_over_lines_sniffed": Case(trace_stats(trace="{tmp}/m.json"),
+                                          names=("m.json", "line 1 is part of a JSON array", "JSON Lines"),
+                                          files={"m.json": "[\n" + MOONCAKE_OK.replace("}\n", "},\n", 2) + "]\n"}),
+    "json_array_file_explicit": Case(trace_stats("--workload-format", "mooncake", trace="{tmp}/m.json"),
+                                     names=("m.json", "JSON Lines", "line 1 is a JSON array"),
+                                     files={"m.json": "[" + MOONCAKE_OK.replace("\n", ",", 2).rstrip() + "]\n"}),
+    "strict_json_array_line": Case(trace_stats("--strict-workload-validation", trace="{tmp}/m.jsonl"),
+                                   names=("m.jsonl", "record 2 (line 2)", "a JSON array", "one JSON object per line"),
+                                   files={"m.jsonl": mooncake(0, 600, 5, [1, 2]) + "[0, 600, 5, [1, 2]]\n"}),
+    "strict_json_number_line": Case(trace_stats("--strict-workload-validation", trace="{tmp}/m.jsonl"),
+                                    names=("m.jsonl", "record 3 (line 4)", "a JSON number"),
+                                    files={"m.jsonl": MOONCAKE_OK[:MOONCAKE_OK.index("\n", MOONCAKE_OK.index("\n") + 1) + 1]
+                                           + "\n17\n"}),
+    "json_array_line_counted": Case(trace_stats(trace="{tmp}/m.jsonl"), skips={"malformed_row": 1},
+                                    files={"m.jsonl": MOONCAKE_OK + "[0, 600, 5, [1, 2]]\n"}),
+    "unrecognised_header": Case(trace_stats(), names=("t.csv", "unrecognised"), files={"t.csv": "a,b,c\n1,2,3\n"}),
+    "huge_header_line": Case(trace_stats(), names=("t.csv", "MiB"), files={"t.csv": "x" * (17 << 20) + "\n1,2,3\n"}),
+    "long_header_explicit_format": Case(trace_stats("--workload-format", "azure"), names=("t.csv", "ContextTokens"),
+                                        files={"t.csv": "TIMESTAMP," + "y" * 2_000_000 + "\n1,2\n"}),
+    "strict_trailing_comma_json": Case(trace_stats("--strict-workload-validation", trace="{tmp}/m.jsonl"),
+                                       names=("m.jsonl", "record 2", "line 3", "malformed"),
+                                       files={"m.jsonl": mooncake(0, 600, 5, [1, 2]) + "\n" + mooncake(10, 600, 5, [1, 2], tail=",")}),
+    "strict_line_after_blank_lines": Case(trace_stats("--strict-workload-validation"), names=("t.csv", "row 3", "line 6"),
+                                          files={"t.csv": AZURE_HEADER + "2023-11-16 18:15:10,100,10\n"
+                                                 "2023-11-16 18:15:11,200,20\n\n  \n2023-11-16 18:15:40,-5,1\n"}),
+    "strict_line_after_quoted_newline": Case(trace_stats("--strict-workload-validation"), names=("t.csv", "row 3", "line 5"),
+                                             files={"t.csv": "Timestamp,Model,Request tokens,Response tokens,Total tokens,"
+                                                    "Log Type\n0,ChatGPT,100,10,110,Conversation log\n"
+                                                    '1,"Chat\nGPT",100,10,110,Conversation log\n'
+                                                    "2,ChatGPT,-100,10,110,Conversation log\n"}),
+    "no_requests_in_range": Case(trace_stats("--set", "workload.range_end=0.1", trace="{azure}", ) + ["--workload-limit", "3"],
+                                 names=("no valid requests", "3 rows read, 3 dropped by workload.range_end=0.1")),
+    # the range took one request and KV capacity the rest: the line accounts for all three rows (it left the range out)
+    "range_and_kv_leave_no_request": Case(["--workload-trace", "{tmp}/t.csv", "--set", "workload.range_start=0.34",
+                                           "--set", "serving.num_gpu_blocks=2", "--quiet", "--no-plot"],
+                                          names=("no valid requests", "3 rows read, 1 dropped by workload.range_start=0.34, "
+                                                 "2 skipped (exceeds_kv_capacity: 2)"), files={"t.csv": AZURE_OK}),
+    "all_requests_exceed_kv": Case(["--pd", "--workload-trace", "{tmp}/t.csv", "--set", "serving.num_gpu_blocks=2", "--quiet"],
+                                   names=("no valid requests", "exceeds_kv_capacity: 3"), files={"t.csv": AZURE_OK}),
+    # a synthetic workload names no file: the line names the setting the KV capacity and the length limit come from
+    "synthetic_requests_exceed_kv": Case(["--set", "workload.synthetic.kind=system-prompt", "--set",
+                                          "serving.num_gpu_blocks=4", "--workload-limit", "5", "--quiet"],
+                                         names=("no valid requests", "synthetic", "serving.num_gpu_blocks=4",
+                                                "exceeds_kv_capacity: 5")),
+    "requests_exceed_max_model_len": Case(["--pd", "--workload-trace", "{tmp}/t.csv", "--set", "serving.max_model_len=100",
+                                           "--quiet"], names=("no valid requests", "serving.max_model_len 100",
+                                                              "exceeds_max_model_len: 3"), files={"t.csv": AZURE_OK}),
+    "strict_request_exceeds_kv": Case(["--pd", "--workload-trace", "{tmp}/t.csv", "--set", "serving.num_gpu_blocks=19",
+                                       "--strict-workload-validation"], names=("t.csv", "300 prompt", "exceeds kv capacity"),
+                                      files={"t.csv": AZURE_OK}),
+    # ---- counted skips (exit 0): the reason and its count are in the report
+    "trailing_comma_json_counted": Case(trace_stats(trace="{tmp}/m.jsonl"), skips={"malformed_row": 1},
+                                        files={"m.jsonl": MOONCAKE_OK + mooncake(30, 600, 5, [1, 2], tail=",")}),
+    "json_nan_counted": Case(trace_stats(trace="{tmp}/m.jsonl"), skips={"malformed_row": 1},
+                             files={"m.jsonl": MOONCAKE_OK + '{"timestamp": NaN, "input_length": 5, "output_length": 1, "hash_ids": [1]}\n'}),
+    "hash_id_2_pow_63": Case(trace_stats(trace="{tmp}/m.jsonl"), skips={"id_out_of_range": 1},
+                             files={"m.jsonl": MOONCAKE_OK + mooncake(30, 600, 5, [1, 2**63])}),
+    "hash_id_beyond_uint64": Case(trace_stats(trace="{tmp}/m.jsonl"), skips={"bad_hash_ids": 1},
+                                  files={"m.jsonl": MOONCAKE_OK + mooncake(30, 600, 5, [1, 2**70])}),
+    "trillion_tokens": Case(trace_stats(), skips={"too_many_tokens": 1},
+                            files={"t.csv": AZURE_OK + "2023-11-16 18:16:00,1000000000000,10\n"}),
+    "tokens_beyond_float": Case(trace_stats(), skips={"nan_value": 1},
+                                files={"t.csv": AZURE_OK + "2023-11-16 18:16:00,1e400,10\n"}),
+    "trillion_tokens_mooncake": Case(trace_stats(trace="{tmp}/m.jsonl"), skips={"hash_ids_length_mismatch": 1},
+                                     files={"m.jsonl": MOONCAKE_OK + mooncake(30, 10**12, 5, [1, 2])}),
+    "max_request_tokens_setting": Case(trace_stats("--set", "workload.max_request_tokens=250"), skips={"too_many_tokens": 1},
+                                       files={"t.csv": AZURE_OK}),
+    "prompt_exceeds_kv_capacity_pd": Case(["--pd", "--workload-trace", "{tmp}/t.csv", "--set", "serving.num_gpu_blocks=19",
+                                           "--quiet"], skips={"exceeds_kv_capacity": 1}, files={"t.csv": AZURE_OK}),
+    "output_exceeds_kv_capacity_single": Case(["--workload-trace", "{tmp}/t.csv", "--set", "serving.num_gpu_blocks=8",
+                                               "--set", "serving.num_instances=1", "--quiet"],
+                                              skips={"exceeds_kv_capacity": 1},
+                                              files={"t.csv": AZURE_HEADER + "2023-11-16 18:15:10,100,10\n"
+                                                     "2023-11-16 18:15:11,100,40\n"}),
+    "exceeds_max_model_len": Case(["--workload-trace", "{tmp}/t.csv", "--set", "serving.max_model_len=150", "--quiet"],
+                                  skips={"exceeds_max_model_len": 2}, files={"t.csv": AZURE_OK}),
+    # ---- published variants and their look-alikes (tests/samples/README.md)
+    "gzip_trace_named": Case(trace_stats(trace="{tmp}/t.csv.gz"), names=("t.csv.gz", "gzip-compressed", "gunzip"),
+                             files={"t.csv.gz": gzip.compress(AZURE_OK.encode(), mtime=0)}),
+    "duplicate_column_read": Case(trace_stats(), names=("t.csv", "'ContextTokens' 2 times"),
+                                  files={"t.csv": "TIMESTAMP,ContextTokens,GeneratedTokens,ContextTokens\n"
+                                         "2023-11-16 18:15:10,100,10,7\n"}),
+    "json_string_numbers": Case(trace_stats(trace="{tmp}/m.jsonl"), skips={"non_numeric": 2},
+                                files={"m.jsonl": MOONCAKE_OK + mooncake(30, '"600"', 5, [1, 2])
+                                       + mooncake('"40"', 600, 5, [1, 2])}),
+    "json_string_number_strict": Case(trace_stats("--strict-workload-validation", trace="{tmp}/m.jsonl"),
+                                      names=("m.jsonl", "record 4", "'input_length'", "non numeric"),
+                                      files={"m.jsonl": MOONCAKE_OK + mooncake(30, '"600"', 5, [1, 2])}),
+    "bailian_parent_chain_loops": Case(trace_stats(trace="{tmp}/b.jsonl"), names=("b.jsonl", "parent_chat_id", "loop"),
+                                       files={"b.jsonl": bailian(0, 1, 0.0) + bailian(1, 0, 1.5)}),
+    # chat 5's chain runs into the loop 0 <-> 1: a chat in the loop is named, not 5
+    "bailian_parent_chain_runs_into_a_loop": Case(trace_stats(trace="{tmp}/b.jsonl"),
+                                                  names=("b.jsonl", "parent_chat_id", "chat 1 is its own ancestor"),
+                                                  files={"b.jsonl": bailian(5, 0, 0.0) + bailian(0, 1, 0.5)
+                                                         + bailian(1, 0, 1.5)}),
+    "bailian_parent_not_a_number": Case(trace_stats(trace="{tmp}/b.jsonl"), skips={"negative_value": 1, "non_numeric": 1},
+                                        files={"b.jsonl": bailian(0, -1, 0.0) + bailian(1, -2, 1.5)
+                                               + bailian(2, '"0"', 2.0) + bailian(3, 0, 3.0)}),
+    "bailian_chat_id_beyond_exact": Case(trace_stats(trace="{tmp}/b.jsonl"), skips={"id_out_of_range": 1},
+                                         files={"b.jsonl": bailian(0, -1, 0.0) + bailian(1, 0, 1.5)
+                                                + bailian(2**60, 0, 2.0)}),
+    # 2^53 + 1 reads as 2^53 (float64): the two were one chat, and the third record's parent ambiguous
+    "bailian_chat_id_rounded_to_2_pow_53": Case(trace_stats(trace="{tmp}/b.jsonl"), skips={"id_out_of_range": 3},
+                                                files={"b.jsonl": bailian(0, -1, 0.0) + bailian(2**53, -1, 1.0)
+                                                       + bailian(2**53 + 1, -1, 1.5) + bailian(7, 2**53 + 1, 2.0)}),
+    "hash_ids_block_size_ambiguous": Case(trace_stats(trace="{tmp}/m.jsonl"), names=("m.jsonl", "1024 or 2048 or more tokens"),
+                                          files={"m.jsonl": mooncake(0, 600, 5, [1]) + mooncake(9, 1000, 5, [2])}),
+    "bom_is_not_a_bad_row": Case(trace_stats(), skips={}, files={"t.csv": "\ufeff" + AZURE_OK}),
+    "workload_cache_damaged_is_rebuilt": Case(trace_stats("--workload-cache", "{tmp}/c.npz"), skips={},
+                                              files={"t.csv": AZURE_OK, "c.npz": b"PK\x03\x04 not a zip"}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bad_trace_input(name, run_cli, tmp_path):
+    check_bad_input(CASES[name], run_cli, tmp_path)
