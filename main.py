@@ -271,7 +271,7 @@ def run_trace_stats(run: Run) -> tuple[dict, list[RunResult]]:
 
     trace = load_workload(run.config)
     run.config = with_trace_block_size(run.config, trace)
-    metrics = trace_stats(trace)
+    metrics = trace_stats(trace, run.config.workload.outputs_in_next_turn)
     if run.outputs.plot_dir is not None:
         from sim.report.plots import plot_trace_stats
 

@@ -165,6 +165,8 @@ def engine_overlay(run: Path, profile: Path | None, model: str | None = None, gp
         "serving": {k: v for k, v in serving.items() if v is not None},
         # vLLM without CPU offloading (num_cpu_blocks null): HBM only
         "cache": {"tiers": {tier: {"capacity_gib": 0} for tier in ("dram", "ssd", "eic")}},
+        # the benchmark client sent the trace's prompts as recorded: the server's answers are not in them
+        "workload": {"outputs_in_next_turn": False},
     }
     if dp > 1:  # one server's engines: vLLM's own balancer sends each request to the engine with the least
         # 4 x waiting + running (vllm/v1/engine/core_client.py DPLBAsyncMPClient), by load, never by prefix; kvsim's

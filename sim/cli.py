@@ -139,6 +139,9 @@ SETTING_MODES: dict[str, frozenset[str]] = {
     **{f"cache.tiers.{tier}.{key}": SERVING | {CLUSTER_PD} for tier in TIERS for key in TIER_TIMING_KEYS},
     # PD sizes its pools with pd.num_prefill/num_decode, a cluster its instances by its nodes' GPUs
     "serving.num_instances": frozenset({"single"}),
+    # what the serving modes' caches find of generated blocks, and --trace-stats' serving ceiling; the cache-only
+    # replay takes prompt blocks only
+    "workload.outputs_in_next_turn": SERVING | {CLUSTER_PD, "trace-stats"},
 }
 MODE_SWITCHES = ("trace_stats", "cache_only", "cluster", "pd", "check_calibration", "sweep", "plan")
 CLUSTER_COMBINES_WITH = ("pd",)  # --cluster --pd: prefill/decode pools in every rack

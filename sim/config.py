@@ -271,6 +271,11 @@ class WorkloadConfig:
     range_start: float = domain(0.0, ge=0, lt=1)  # use requests from this fraction of the trace (arrival order) ...
     range_end: float = domain(1.0, gt=0, le=1)  # ... up to this one: e.g. train on 0-0.5, evaluate on 0.5-1
     rate_scale: float = domain(1.0, **POSITIVE)  # divides every inter-arrival time (2 = twice the request rate)
+    # A conversation's next prompt holds what the server generated for the turn before (a production trace; a client
+    # that sends the answers back): the serving modes' caches find those blocks (trace/continuations.py). False: the
+    # prompts are replayed as recorded and the server's answers differ (a benchmark of fixed prompts); generated
+    # blocks are cached all the same, never found.
+    outputs_in_next_turn: bool = True
     arrivals: ArrivalsConfig = ArrivalsConfig()
     synthetic: SyntheticConfig = SyntheticConfig()
 

@@ -24,7 +24,10 @@ MULTI_TURN = ["workload.synthetic.turns_mean=6", "workload.synthetic.think_time_
 MODE_FLAGS = {"cache-only": ["--cache-only"], "mrc": ["--cache-only", "--mrc"], "single": [], "pd": ["--pd"],
               "cluster": ["--cluster"]}
 NO_HBM_OVERRIDE = ["serving.num_gpu_blocks=null"]  # HBM from GPU memory
-TWO_RACKS = ["cluster.num_racks=2", "cluster.nodes_per_rack=1", "hardware.gpus_per_node=2", "cluster.router=round-robin"]
+# Round-robin over two racks sends a conversation's turns across racks; a node DRAM large enough to keep what HBM
+# demotes gives the later turns something to fetch from the other rack (33 blocks cross the uplink).
+TWO_RACKS = ["cluster.num_racks=2", "cluster.nodes_per_rack=1", "hardware.gpus_per_node=2", "cluster.router=round-robin",
+             "cache.tiers.dram.capacity_gib=0.5"]
 # A lower tier's policy matters only where the tier sees reuse: an inclusive hierarchy whose lower tiers are larger
 # than HBM (exclusive: a hit moves the block up, so a lower tier holds each block once, in arrival order).
 INCLUSIVE = ["cache.inclusion=inclusive", "serving.num_gpu_blocks=200", "cache.tiers.dram.capacity_gib=2",
@@ -117,6 +120,7 @@ CASES: dict[str, tuple[str, list[str], str]] = {
     "workload.range_start": ("cache-only", [], "0.5"),
     "workload.range_end": ("cache-only", [], "0.5"),
     "workload.rate_scale": ("single", [], "0.5"),
+    "workload.outputs_in_next_turn": ("single", [], "false"),
     "workload.arrivals.process": ("single", [], "poisson"),
     "workload.arrivals.rate_rps": ("single", ["workload.arrivals.process=poisson"], "5"),
     "workload.arrivals.cv": ("single", ["workload.arrivals.process=gamma"], "3"),

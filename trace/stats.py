@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from trace.continuations import generated_blocks, interleaved
 from trace.request import Trace
 
 RATE_BIN_S = 10.0  # Contract: peak request rate over 10 s bins
@@ -30,8 +31,9 @@ def arrival_rate_bins(arrival_s: np.ndarray, bin_s: float = RATE_BIN_S) -> np.nd
     return counts / bin_s
 
 
-def trace_stats(trace: Trace) -> dict[str, object]:
-    """The Contract's ``--trace-stats`` metrics for one trace."""
+def trace_stats(trace: Trace, outputs_in_next_turn: bool = True) -> dict[str, object]:
+    """The Contract's ``--trace-stats`` metrics for one trace (``outputs_in_next_turn``: as the workload setting, for
+    the serving modes' ceiling)."""
     n = len(trace)
     duration = float(trace.arrival_s[-1] - trace.arrival_s[0]) if n else 0.0
     accesses = trace.num_accesses
@@ -47,4 +49,20 @@ def trace_stats(trace: Trace) -> dict[str, object]:
         "unique_blocks": trace.num_unique_blocks,
         # An infinite cache misses each distinct block once (its first use) and hits every reuse.
         "infinite_cache_hit_ratio": (accesses - trace.num_unique_blocks) / accesses if accesses else 0.0,
+        "infinite_cache_hit_ratio_serving": serving_reuse_ceiling(trace, outputs_in_next_turn),
     }
+
+
+def serving_reuse_ceiling(trace: Trace, outputs_in_next_turn: bool = True) -> float:
+    """The share of prompt blocks an unbounded cache of the serving modes could serve: those an earlier prompt held
+    or an earlier request generated (the serving modes cache generated blocks too, ``trace.continuations``; the
+    cache-only replay, whose ceiling ``infinite_cache_hit_ratio`` is, sees prompts only)."""
+    accesses = trace.num_accesses
+    if not accesses or trace.block_ids is None or not outputs_in_next_turn:  # (generated blocks are never found)
+        return (accesses - trace.num_unique_blocks) / accesses if accesses else 0.0
+    generated = generated_blocks(trace, trace.provenance.block_tokens, int(trace.block_ids.max()) + 1)
+    stream = interleaved(trace.block_ids, trace.block_offsets, generated.ids, generated.offsets)
+    in_prompt = interleaved(np.ones(accesses, np.bool_), trace.block_offsets, np.zeros(len(generated.ids), np.bool_),
+                            generated.offsets)
+    first = np.unique(stream, return_index=True)[1]
+    return (accesses - int(in_prompt[first].sum())) / accesses

@@ -22,6 +22,7 @@ from sim.report.document import answer_caveats, flatten
 KEY_METRICS = ("cost_usd_per_hour", "max_rate_rps", "max_rate_scale",
                "requests", "duration_s", "rate_mean_rps", "rate_peak_rps", "input_tokens.p50", "input_tokens.p99",
                "output_tokens.p50", "output_tokens.p99", "unique_blocks", "infinite_cache_hit_ratio",
+               "infinite_cache_hit_ratio_serving",
                "requests_completed", "hit_ratio", "ttft_s.p50", "ttft_s.p99", "tpot_s.p50", "tpot_s.p99",
                "e2e_s.p99", "throughput_tokens_per_s", "slo_attainment", "goodput_rps")
 

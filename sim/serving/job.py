@@ -45,6 +45,10 @@ class Job:
     sliding_hit: int = 0  # prompt blocks its (last) prefix hit served, leading null blocks included
     # (hybrid manager) prompt blocks past the hit it holds as copies of its own, another request holding the block
     prompt_copies: tuple[int, ...] = ()
+    # ids of the full blocks its generated tokens fill (the prompt's partial last block completed first): cached
+    # when it lets them go, as vLLM caches every full block (``trace.continuations``); empty: kept private
+    generated_ids: Sequence[int] = ()
+    generated_hit: int = 0  # of them, the blocks its last lookup found cached (after a preemption; taken at allocation)
 
     @property
     def prompt_ids(self) -> Sequence[int]:

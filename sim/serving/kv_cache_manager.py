@@ -69,8 +69,8 @@ def usable_prefix_blocks(tokens: int, block_size: int) -> int:
 def prefix_hit(levels: Sequence[int], tokens: int, prompt_tokens: int, block_size: int,
                external: int = 0) -> tuple[int, int]:
     """(blocks, tokens) a request of ``tokens`` tokens takes from its prompt's matched prefix (``levels``: the tier
-    of each matched block, 0 for HBM), as vLLM v1 finds them: only the prompt's full blocks (kvsim caches no
-    generated tokens, so after a preemption the output's blocks are recomputed); HBM blocks up to
+    of each matched block, 0 for HBM), as vLLM v1 finds them: only the full blocks of the ``prompt_tokens`` looked up
+    (the prompt's; after a preemption, with what the request generated); HBM blocks up to
     ``usable_prefix_blocks``; a lower tier
     (an offloading KV connector, e.g. vLLM's ``OffloadingConnector.get_num_new_matched_tokens``) serves whole
     blocks up to ``tokens // block_size``, so a last block it holds is loaded, and when every token is then
@@ -146,18 +146,32 @@ class KVCacheManager:
         return int(lower[0]) if len(lower) else len(levels)
 
     def lookup(self, job: Job) -> PrefixMatch:
-        """The longest cached prefix of the job's prompt, across every tier, and the time to load it."""
+        """The longest cached prefix of the job's prompt, across every tier, and the time to load it; after a
+        preemption, of its prompt and what it generated (vLLM looks up every full block of the sequence)."""
         levels: list[int] = []
+        chain, chain_tokens = self._sequence_chain(job)
         if self.prefix_caching:  # blocks in use by running requests count as HBM hits
-            levels = self.cache.lookup_prefix(job.prompt_ids, self.pool).tolist()
+            levels = self.cache.lookup_prefix(chain, self.pool).tolist()
             self._last_block_from_below(job, levels)
-        hit, tokens = prefix_hit(levels, job.target, job.input_tokens, self.block_size, job.external)
+        hit, tokens = prefix_hit(levels, job.target, chain_tokens, self.block_size, job.external)
+        job.generated_hit = max(0, hit - job.input_tokens // self.block_size) if chain_tokens > job.input_tokens else 0
         served = levels[:hit]
         per_tier: dict[int, int] = {}
         for level in served:
             if level > 0:
                 per_tier[level] = per_tier.get(level, 0) + 1
         return PrefixMatch(served, tokens, per_tier)
+
+    def _sequence_chain(self, job: Job) -> tuple[Sequence[int], int]:
+        """The blocks a lookup for ``job`` follows, and the tokens they hold: its prompt's; after a preemption with
+        generated blocks cached (``Job.generated_ids``), its prompt's full blocks and then those."""
+        bs = self.block_size
+        full = job.input_tokens // bs
+        more = min(len(job.generated_ids), job.target // bs - full)
+        if more <= 0 or not self.prefix_caching:
+            return job.prompt_ids, job.input_tokens
+        return np.concatenate((np.asarray(job.prompt_ids[:full], dtype=np.int64),
+                               np.asarray(job.generated_ids[:more], dtype=np.int64))), (full + more) * bs
 
     def _last_block_from_below(self, job: Job, levels: list[int]) -> None:
         """A block-aligned request's last block, held in HBM (cached or in use) and copied in a lower tier
@@ -254,13 +268,18 @@ class KVCacheManager:
         job.anonymous += grow
         if self.prefix_caching:
             self._take_cached(fresh)
+            if job.generated_hit:  # its generated blocks a lookup found cached are its own again
+                self._take_cached(job.generated_ids[:job.generated_hit])
+                job.generated_hit = 0
             self.cache.resize_top(self.pool.unused)
             self._charge_writes()
 
     def free(self, job: Job) -> None:
-        """Free a job's blocks; its full prompt blocks return to the prefix cache, deepest first. A partial last
-        block is freed holding nothing: vLLM hashes only full blocks (``BlockPool.cache_full_blocks``) and puts an
-        unhashed freed block first in its free queue (``BlockPool.free_blocks``), reused before any cached one."""
+        """Free a job's blocks; its full blocks return to the prefix cache, deepest first: those its generated tokens
+        filled (``Job.generated_ids``: vLLM hashes every full block of a sequence, ``KVCacheManager.cache_blocks``),
+        then the prompt's. A partial last block is freed holding nothing: vLLM hashes only full blocks
+        (``BlockPool.cache_full_blocks``) and puts an unhashed freed block first in its free queue
+        (``BlockPool.free_blocks``), reused before any cached one."""
         partial = job.held == len(job.blocks) and job.input_tokens % self.block_size != 0
         keys, private = self._held_blocks(job)
         freed = self.pool.let_go(keys, private)
@@ -270,8 +289,23 @@ class KVCacheManager:
             positions = job.position + np.arange(len(freed) - 1, -1, -1)
             if partial and len(freed) and freed[0] == job.blocks[-1]:  # (deepest first: the partial one leads)
                 freed, positions = freed[1:], positions[1:]
+            generated, at = self._generated_full_blocks(job)
+            if len(generated):
+                freed, positions = [*generated, *freed], np.concatenate((at, positions))
             self._return_to_cache(freed, positions)
             self._charge_writes()
+
+    def _generated_full_blocks(self, job: Job) -> tuple[list[int], np.ndarray]:
+        """The full blocks ``job``'s generated tokens filled here, deepest first, and their stream positions (they
+        follow its prompt's). They become cached prefixes when the job lets them go (vLLM caches them as they fill:
+        the same unless the next turn arrives before the answer ends, which a real trace's next turn does not). One a
+        running request holds too (a next turn that computed it) is a second copy, as in vLLM's cache, which keeps
+        every block of a hash."""
+        count = min(len(job.generated_ids), job.computed // self.block_size - job.input_tokens // self.block_size)
+        if count <= 0:
+            return [], np.zeros(0, dtype=np.int64)
+        deepest_first = np.arange(count - 1, -1, -1)
+        return [int(job.generated_ids[j]) for j in deepest_first], job.position + len(job.blocks) + deepest_first
 
     def _held_blocks(self, job: Job) -> tuple[Sequence[int], int]:
         """The prompt blocks ``job`` holds by reference, deepest first, and how many blocks it holds privately."""

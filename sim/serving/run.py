@@ -7,6 +7,7 @@ and, for PD, links that carry KV from prefill to decode instances.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import deque
 from functools import partial
@@ -47,6 +48,7 @@ from sim.serving.routers import router
 from sim.serving.timeline import Timeline
 from sim.serving.utilization import batch_metrics, instance_metrics, utilization_basis, work_counter
 from sim.specs import model_spec
+from trace.continuations import GeneratedBlocks, generated_blocks, interleaved, serving_offsets
 from trace.request import Trace
 from trace.workload import require_requests
 
@@ -91,23 +93,26 @@ class ServingRun:
         self.stored_bytes = stored_block_bytes(config)  # every rank's shard: a block in the tiers' byte counts
         policy = config.cache.policy
         kinds = [POLICIES[p] for p in policies_in_use(config, policy) if p in POLICIES]
-        next_use = next_use_index(trace.access_stream()) if any(k.needs_future for k in kinds) else None
-        self._predicted = learned_predictions(trace, config)[1] if any(k.needs_predictions for k in kinds) else None
-        # Every tier of the run (each instance's HBM, the shared lower tiers) lives in one arena,
-        # whose arrays are sized by the trace's block-id space.
-        self.num_blocks = block_id_space(trace)
-        # a hybrid model's sliding groups keep their own copies of prompt blocks, keyed past the trace's ids
+        # A trace whose blocks never repeat cannot hit: skip cache bookkeeping (same timing and hits).
+        reusable = trace.num_unique_blocks < trace.num_accesses
+        self.prefix_caching = config.serving.enable_prefix_caching and reusable
         self.kv_groups = hybrid_manager_groups(config)
+        # Every tier of the run (each instance's HBM, the shared lower tiers) lives in one arena, whose arrays are
+        # sized by the block-id space: the trace's, and the generated blocks' that no later prompt holds.
+        self.generated = self._generated_blocks()
+        self.num_blocks = self.generated.num_ids if self.generated is not None else block_id_space(trace)
+        self.stream_offsets = (serving_offsets(trace.block_offsets, self.generated.offsets)
+                               if self.generated is not None else trace.block_offsets)
+        next_use = next_use_index(self._serving_stream()) if any(k.needs_future for k in kinds) else None
+        self._predicted = self._classes() if any(k.needs_predictions for k in kinds) else None
+        # a hybrid model's sliding groups keep their own copies of prompt blocks, keyed past the trace's ids
         copies = 1 + (self.kv_groups.sliding_groups if self.kv_groups is not None else 0)
         self.arena = TierArena(future=next_use, max_keys=self.num_blocks * copies)
         self._next_use = next_use
         self.shared_tiers = self._lower_tiers()
         self.hbm_blocks = hbm_capacity_blocks(config)  # vLLM's num_gpu_blocks (as reported)
         self.usable_blocks = usable_kv_blocks(config)  # less its null block
-        # A trace whose blocks never repeat cannot hit: skip cache bookkeeping (same timing and hits).
-        reusable = trace.num_unique_blocks < trace.num_accesses
         self.shared_blocks = reusable  # else no two requests hold the same block: pools only count
-        self.prefix_caching = config.serving.enable_prefix_caching and reusable
         self.prefix_cache_note = ("on" if self.prefix_caching else "off: serving.enable_prefix_caching is false"
                                   if not config.serving.enable_prefix_caching else "off: no block repeats in this trace")
         self.compute = compute_model(config)
@@ -121,6 +126,39 @@ class ServingRun:
         span = float(trace.arrival_s[-1] - trace.arrival_s[0]) if len(trace) else 0.0
         self.timeline = Timeline(self.engine, self.instances, float(trace.arrival_s[0]) if len(trace) else 0.0, span,
                                  extra_queued=(lambda: len(self.pending)) if self._pd else (lambda: 0))
+
+    def _generated_blocks(self) -> GeneratedBlocks | None:
+        """The ids of the blocks each request generates, which vLLM caches as it caches prompt blocks (the next turn
+        of a conversation finds them); none when nothing is cached, or under the hybrid manager (its sliding groups
+        would have to keep the generated tail too: not modelled, so a hybrid model caches prompt blocks only)."""
+        if not self.prefix_caching or self.kv_groups is not None:
+            return None
+        trace = self.trace
+        return generated_blocks(trace, trace.provenance.block_tokens, block_id_space(trace),
+                                self.config.workload.outputs_in_next_turn)
+
+    def _serving_stream(self) -> np.ndarray:
+        """Every block the run's caches take, in order: each request's prompt blocks, then its generated ones (the
+        positions clairvoyant policies see)."""
+        stream, generated = self.trace.access_stream(), self.generated
+        if generated is None:
+            return stream
+        return interleaved(stream, self.trace.block_offsets, generated.ids, generated.offsets)
+
+    def _classes(self):
+        """The learned policy's class of every position of the serving stream: a generated block takes its request's
+        deepest full prompt block's (both are used again when the conversation goes on), or its last block's."""
+        predicted = learned_predictions(self.trace, self.config)[1]
+        generated, trace = self.generated, self.trace
+        if generated is None:
+            return predicted
+        full = trace.input_tokens // trace.provenance.block_tokens
+        deepest = trace.block_offsets[:-1] + np.maximum(full, 1) - 1
+        counts = np.diff(generated.offsets)
+        inherited = np.repeat(predicted.klass[np.minimum(deepest, max(len(predicted.klass) - 1, 0))], counts)
+        klass = interleaved(predicted.klass, trace.block_offsets, inherited.astype(predicted.klass.dtype),
+                            generated.offsets)
+        return dataclasses.replace(predicted, klass=klass, num_ids=max(predicted.num_ids, self.num_blocks))
 
     def _lower_tiers(self) -> list:
         """The DRAM/SSD/EIC tiers every instance of a single-node or PD run shares."""
@@ -192,7 +230,10 @@ class ServingRun:
         chain = trace.blocks(i) if self.shared_blocks else None
         blocks = chain.tolist() if chain is not None else range(lo, hi)
         prompt = int(table.input_tokens[i])
-        job = Job(i, prompt, int(table.output_tokens[i]), blocks, lo, target=prompt, chain=chain)
+        job = Job(i, prompt, int(table.output_tokens[i]), blocks, int(self.stream_offsets[i]), target=prompt,
+                  chain=chain)
+        if self.generated is not None:
+            job.generated_ids = self.generated.of(i)
         self._dispatch(job, job.prompt_ids, i)
         if i + 1 < len(trace):
             self.engine.at(float(trace.arrival_s[i + 1]), self._arrive, i + 1, priority=-1)
@@ -226,7 +267,7 @@ class ServingRun:
             # admitted (scheduled, hits counted) on the prefill instance: a preemption on the decode
             # instance recomputes it there without recording a second admission over the first
             dest_job = Job(job.rid, job.input_tokens, job.output_tokens, job.blocks, job.position, target=job.input_tokens,
-                           chain=job.chain, admitted_once=True)
+                           chain=job.chain, admitted_once=True, generated_ids=job.generated_ids)
             for dest in targets:
                 blocks = dest.reserve(dest_job)
                 if blocks is not None:

@@ -1,0 +1,129 @@
+"""The block ids of what each request generates: which later prompt holds its answer.
+
+vLLM's prefix cache hashes every full block of a request's KV, generated tokens included
+(``KVCacheManager.cache_blocks`` runs as the sequence grows), and keeps them when the request
+finishes; the next turn of a conversation, whose prompt is the conversation so far, then finds
+the previous answer cached. A trace gives block ids for prompts only, so the ids of a request's
+generated blocks are read from the prompt that continues it:
+
+- request *s* continues request *r* when *r* is the latest earlier request whose prompt's full
+  blocks end at a block of *s*'s prompt (*s* holds every full block of *r*'s prompt), that block
+  is followed by one and the same full block wherever it occurs in the trace (a conversation's
+  own block; a shared system prompt or document branches into many), the block after it first
+  occurs after *r*, and *s*'s full blocks cover all of *r*'s (its prompt holds the whole answer);
+- *r*'s generated blocks are then *s*'s blocks at the same depths: the prompt's partial last block
+  completed by the answer, and the answer's full blocks after it;
+- otherwise (the last turn, a regenerated answer, a prompt that only shares a system prompt) they
+  get ids of their own, past the trace's: vLLM caches them all the same, and they take cache space.
+
+Only the KV of ``input + output - 1`` tokens is ever computed (the last sampled token is never fed
+back), so a request has ``(input + output - 1) // block_size - input // block_size`` generated blocks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim.jit import njit
+from trace.request import Trace
+
+
+@dataclass(slots=True)
+class GeneratedBlocks:
+    """Per request, the ids of its generated full blocks (CSR, in the trace's order)."""
+
+    offsets: np.ndarray  # int64 [requests + 1]
+    ids: np.ndarray  # int64: request r's are ids[offsets[r]:offsets[r + 1]], shallowest first
+    continued: int  # requests whose generated blocks a later prompt holds
+    num_ids: int  # every id, the trace's and the new ones, is below this
+
+    def of(self, request: int) -> np.ndarray:
+        return self.ids[self.offsets[request]:self.offsets[request + 1]]
+
+
+def generated_blocks(trace: Trace, block_size: int, id_space: int, continued: bool = True) -> GeneratedBlocks:
+    """The ids of every request's generated full blocks (``block_size``: the trace's block tokens; ``id_space``:
+    one more than its largest block id, where new ids start); ``continued=False``: no later prompt holds them (a
+    replay of recorded prompts, whose answers the server does not reproduce), all new."""
+    n = len(trace)
+    full = np.asarray(trace.input_tokens, dtype=np.int64) // block_size
+    kv = np.asarray(trace.input_tokens, dtype=np.int64) + np.maximum(np.asarray(trace.output_tokens, np.int64), 1) - 1
+    counts = np.maximum(kv // block_size - full, 0)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    if trace.block_ids is None or not continued:  # (no block repeats: nothing continues another request)
+        ids = id_space + np.arange(offsets[-1], dtype=np.int64)
+        return GeneratedBlocks(offsets, ids, 0, id_space + int(offsets[-1]))
+    ids, continued, fresh = _generated_ids(np.asarray(trace.block_offsets, np.int64),
+                                           np.ascontiguousarray(trace.block_ids, dtype=np.int64), full, counts,
+                                           offsets, id_space)
+    return GeneratedBlocks(offsets, ids, int(continued), int(fresh))
+
+
+@njit(cache=True)
+def _generated_ids(block_offsets, block_ids, full, counts, offsets, id_space):
+    n = len(full)
+    child = np.full(id_space, -1, dtype=np.int64)  # the full block after each block, where one follows it
+    branches = np.zeros(id_space, dtype=np.bool_)  # followed by more than one full block somewhere
+    first_request = np.full(id_space, -1, dtype=np.int64)
+    for r in range(n):
+        lo = block_offsets[r]
+        for d in range(block_offsets[r + 1] - lo):
+            block = block_ids[lo + d]
+            if first_request[block] < 0:
+                first_request[block] = r
+            if 0 < d < full[r]:
+                parent = block_ids[lo + d - 1]
+                if child[parent] < 0:
+                    child[parent] = block
+                elif child[parent] != block:
+                    branches[parent] = True
+    ids = np.empty(offsets[n], dtype=np.int64)
+    successor = np.full(n, -1, dtype=np.int64)
+    holder = np.full(id_space, -1, dtype=np.int64)  # the latest request whose full blocks end at this block
+    continued = 0
+    for s in range(n):
+        lo = block_offsets[s]
+        for d in range(full[s] - 1):  # a block of s followed by one of s's full blocks
+            block = block_ids[lo + d]
+            r = holder[block]
+            if r < 0 or successor[r] >= 0 or branches[block] or counts[r] == 0:
+                continue
+            end = full[r] + counts[r]  # r's full KV blocks
+            if end > full[s] or first_request[block_ids[lo + full[r]]] <= r:
+                continue
+            successor[r] = s
+            continued += 1
+            for j in range(counts[r]):
+                ids[offsets[r] + j] = block_ids[lo + full[r] + j]
+        if full[s] > 0:
+            holder[block_ids[lo + full[s] - 1]] = s
+    fresh = id_space
+    for r in range(n):
+        if successor[r] < 0:
+            for j in range(counts[r]):
+                ids[offsets[r] + j] = fresh
+                fresh += 1
+    return ids, continued, fresh
+
+
+def interleaved(prompt_values: np.ndarray, prompt_offsets: np.ndarray, generated_values: np.ndarray,
+                generated_offsets: np.ndarray) -> np.ndarray:
+    """Per request, its prompt blocks' values then its generated blocks': the serving modes' stream, in which a
+    generated block's position follows its request's prompt (``serving_offsets`` gives where each request starts)."""
+    out = np.empty(len(prompt_values) + len(generated_values), dtype=np.result_type(prompt_values, generated_values))
+    starts = serving_offsets(prompt_offsets, generated_offsets)
+    prompt_counts = np.diff(prompt_offsets)
+    in_prompt = np.ones(len(out), dtype=np.bool_)
+    owner = np.repeat(np.arange(len(prompt_counts)), np.diff(generated_offsets))
+    in_prompt[starts[owner] + prompt_counts[owner] + (np.arange(len(generated_values)) - generated_offsets[owner])] = False
+    out[in_prompt] = prompt_values
+    out[~in_prompt] = generated_values
+    return out
+
+
+def serving_offsets(prompt_offsets: np.ndarray, generated_offsets: np.ndarray) -> np.ndarray:
+    """Where each request's blocks start in the serving stream (its prompt's, then its generated ones)."""
+    return np.asarray(prompt_offsets, np.int64) + np.asarray(generated_offsets, np.int64)
