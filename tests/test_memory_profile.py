@@ -66,7 +66,7 @@ def test_blocks_of_the_measured_rtx4090_run(shared_data):
 
 def test_blocks_of_the_measured_rtxpro6000_run():
     """vLLM 0.28 (the CUDA-graph estimate on, gpu_memory_utilization's default 0.92) reported 28,884 blocks for
-    Qwen3-32B at TP 2 on two RTX PRO 6000 (tests/fixtures): kvsim 28,568 (-1.1 %; before: 29,599 from 96 GiB)."""
+    Qwen3-32B at TP 2 on two RTX PRO 6000 (tests/fixtures): kvsim 28,568 (-1.1 %; before: 29,597 from 96 GiB)."""
     meta = json.loads((FIXTURES / "Qwen3-32B-vllm-0.28" / "vllm" / "meta.json").read_text())
     measured = meta["kv_cache"]["num_gpu_blocks"]
     assert measured == 28884 and meta["kv_cache"]["gpu_memory_utilization"] == 0.92
