@@ -40,6 +40,23 @@ class GPUSpec:
     # FLOP/s, dense FP8 tensor throughput (FP32 accumulate) where the GPU has FP8 tensor cores (compute capability
     # 8.9 and up); None where it has none: vLLM then runs an FP8 checkpoint's GEMMs weight-only (Marlin, W8A16)
     fp8_peak_flops: float | None = None
+    # bytes the device reports as its total (torch.cuda.mem_get_info()[1], what vLLM multiplies by
+    # gpu_memory_utilization), where a measurement is cited; None: ``reported_memory`` estimates it
+    reported_memory_bytes: int | None = None
+
+    @property
+    def reported_memory(self) -> int:
+        """The device's total memory as CUDA reports it (vLLM's ``MemorySnapshot.total_memory``): the spec's
+        ``reported_memory_gib`` where given, else the marketed size × ``REPORTED_MEMORY_FRACTION``."""
+        if self.reported_memory_bytes is not None:
+            return self.reported_memory_bytes
+        return int(self.memory_bytes * REPORTED_MEMORY_FRACTION)
+
+
+# A GPU reports less than its marketed size (the driver's reservation; ECC where on): reported / marketed GiB for the
+# GPUs profiles/gpus.yaml cites a measurement of is 0.9799 (RTX 4090), 0.9803 (RTX 5090), 0.9875 (A100 40GB), 0.9893
+# (RTX PRO 6000), 0.9903 (H100 SXM), 0.9906 (A100 80GB); a GPU without one takes their median, 0.988.
+REPORTED_MEMORY_FRACTION = 0.988
 
 
 @lru_cache(maxsize=None)
@@ -76,9 +93,10 @@ def model_spec(name: str) -> ModelSpec:
 # report's TTFT of 1.8e303 s) or, at 5e-324, stalled the engine.
 MIN_GPU_NUMBER = 1e-3
 GPU_NUMBERS = {key: (MIN_GPU_NUMBER, 1e6)
-               for key in ("dense_bf16_tflops", "dense_fp8_tflops", "memory_gib", "memory_bandwidth_gbps")}
+               for key in ("dense_bf16_tflops", "dense_fp8_tflops", "memory_gib", "reported_memory_gib",
+                           "memory_bandwidth_gbps")}
 LINK_NUMBERS = {"bandwidth_gbps": (MIN_GBPS, 1e6), "step_latency_us": (0.0, MAX_LATENCY_US)}
-GPU_OPTIONAL = ("dense_fp8_tflops", "aliases", "source")
+GPU_OPTIONAL = ("dense_fp8_tflops", "reported_memory_gib", "aliases", "source")
 
 
 # A number in exponent form that YAML 1.1 (PyYAML) reads as text, wanting a dot and a signed exponent (3.35e3, 2e6);
@@ -117,7 +135,7 @@ def gpu_from_entry(name: str, entry: object, where: str, source: str | None = No
     messages); ``source``: what the spec cites when the entry names none (a user's file: the file itself).
     ``listed``: an entry of that table, which may have ``aliases`` (other tools' names that find it); a user's file
     is found by its path alone, so aliases there would mean nothing and are an unknown key."""
-    optional = [key for key in GPU_OPTIONAL[1:] if listed or key != "aliases"]
+    optional = [key for key in GPU_OPTIONAL[2:] if listed or key != "aliases"]
     entry = _check_keys(entry, [*GPU_NUMBERS, "link", *optional], where)
     numbers = {key: _number(entry, key, where, domain) for key, domain in GPU_NUMBERS.items()
                if key not in GPU_OPTIONAL or entry.get(key) is not None}
@@ -134,7 +152,9 @@ def gpu_from_entry(name: str, entry: object, where: str, source: str | None = No
                    link=LinkSpec(kind=texts["link.kind"], bandwidth=link_numbers["bandwidth_gbps"] * 1e9,
                                  step_latency=link_numbers["step_latency_us"] * 1e-6, source=texts["link.source"]),
                    source=texts["source"],
-                   fp8_peak_flops=numbers["dense_fp8_tflops"] * 1e12 if "dense_fp8_tflops" in numbers else None)
+                   fp8_peak_flops=numbers["dense_fp8_tflops"] * 1e12 if "dense_fp8_tflops" in numbers else None,
+                   reported_memory_bytes=int(round(numbers["reported_memory_gib"] * GIB))
+                   if "reported_memory_gib" in numbers else None)
 
 
 @lru_cache(maxsize=None)

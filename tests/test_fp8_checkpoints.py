@@ -19,7 +19,7 @@ import pytest
 
 from sim.config import load_config
 from sim.serving.compute import RooflineCompute
-from sim.specs import gpu_spec
+from sim.specs import gpu_spec, model_spec
 from tests.test_model_config import QWEN3_32B, refused, write_config
 from tests.test_shared_experts_mla import published, spec_of
 
@@ -77,6 +77,7 @@ def test_a_dense_fp8_checkpoint_keeps_embeddings_and_norms_in_the_model_dtype(tm
 
 def test_the_kv_cache_of_an_fp8_checkpoint_is_the_model_dtype(tmp_path):
     from sim.cache.tiers import hbm_capacity_blocks, kv_block_bytes
+    from sim.serving.memory_profile import memory_budget, rope_cache_bytes
 
     path = write_config(tmp_path / "v3", published("DeepSeek-V3"))
     config = load_config(None, sets=[f"model={path}", "hardware.gpu=h200", "serving.tensor_parallel_size=8",
@@ -84,7 +85,9 @@ def test_the_kv_cache_of_an_fp8_checkpoint_is_the_model_dtype(tmp_path):
     # serving.dtype bf16, kv_cache_dtype auto: a bf16 latent (vLLM: cache_dtype auto is the model dtype)
     assert kv_block_bytes(config) == 16 * 61 * 576 * 2
     weights = ((671_026_419_200 - V3_PLAIN - V3_REPLICATED) * PER_WEIGHT + V3_PLAIN * 2) / 8 + V3_REPLICATED * PER_WEIGHT
-    free = 141 * 1024**3 * 0.9 - weights  # profiles/gpus.yaml h200 memory_gib 141, gpu_memory_utilization 0.9
+    budget = memory_budget(config)  # the budget's terms: tests/test_specs.py, tests/test_memory_profile.py
+    assert budget.weights - rope_cache_bytes(model_spec(config.model), "bf16") == pytest.approx(weights, rel=1e-12)
+    free = budget.kv_bytes
     assert hbm_capacity_blocks(config) == int(free // (16 * 61 * 576 * 2))
     fp8_cache = load_config(None, sets=[f"model={path}", "hardware.gpu=h200", "serving.tensor_parallel_size=8",
                                         "serving.num_instances=1", "serving.kv_cache_dtype=fp8"])

@@ -167,10 +167,13 @@ def test_kv_bytes_per_token_by_hand(tmp_path):
 
 def test_hbm_capacity_of_minimax_m2_on_four_h200():
     from sim.cache.tiers import hbm_capacity_blocks
+    from sim.serving.memory_profile import memory_budget, rope_cache_bytes
 
     config = load_config(None, sets=["model=minimax-m2", "hardware.gpu=h200", "serving.tensor_parallel_size=4"])
     weights = 230_121_630_720 / 4  # the FP8 checkpoint over 4 ranks (the vLLM recipe's 4x H200)
-    free = 141 * 1024**3 * 0.9 - weights  # profiles/gpus.yaml h200 memory_gib 141, gpu_memory_utilization 0.9
+    budget = memory_budget(config)  # the budget's terms: tests/test_specs.py, tests/test_memory_profile.py
+    assert budget.weights - rope_cache_bytes(model_spec(config.model), "bf16") == pytest.approx(weights, rel=1e-12)
+    free = budget.kv_bytes
     assert hbm_capacity_blocks(config) == int(free // (16 * 2 * 62 * 2 * 128 * 2))  # 2 of 8 KV heads a rank, bf16
 
 

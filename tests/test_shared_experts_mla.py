@@ -153,12 +153,15 @@ def test_replicated_mla_projections_in_the_weights_per_gpu():
 
 def test_hbm_capacity_of_deepseek_v3_on_eight_h200():
     from sim.cache.tiers import hbm_capacity_blocks
+    from sim.serving.memory_profile import memory_budget, rope_cache_bytes
 
     config = load_config(None, sets=["model=deepseek-v3", "hardware.gpu=h200", "serving.tensor_parallel_size=8",
                                      "serving.num_instances=1", "serving.dtype=fp8"])
     replicated = 61 * 7168 * (1536 + 576)
     weights = (671_026_419_200 - replicated) / 8 + replicated  # fp8: one byte a weight
-    free = 141 * 1024**3 * 0.9 - weights  # profiles/gpus.yaml h200 memory_gib 141, gpu_memory_utilization 0.9
+    budget = memory_budget(config)  # the budget's terms: tests/test_specs.py, tests/test_memory_profile.py
+    assert budget.weights - rope_cache_bytes(model_spec(config.model), "bf16") == pytest.approx(weights, rel=1e-12)
+    free = budget.kv_bytes
     assert hbm_capacity_blocks(config) == int(free // (16 * 61 * 576))  # 16-token blocks of fp8 latents
 
 

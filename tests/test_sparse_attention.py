@@ -71,6 +71,7 @@ def test_kv_bytes_per_token_are_the_latent_and_the_indexer_key():
                                      "serving.num_instances=1", "serving.block_size=64",
                                      "serving.gpu_memory_utilization=0.92"])
     from sim.cache.tiers import hbm_capacity_blocks, kv_block_bytes
+    from sim.serving.memory_profile import memory_budget, rope_cache_bytes
 
     assert kv_block_bytes(config) == 64 * 16 * (656 + 132) == 64 * 12_608
     # serving.kv_cache_dtype bf16: the latent in bf16 (576 x 2), the indexer key unchanged; fp8 as auto
@@ -84,7 +85,9 @@ def test_kv_bytes_per_token_are_the_latent_and_the_indexer_key():
     # activations, CUDA graphs and buffers kvsim does not model; a bf16 latent (64.7e9 of KV) would not have fit.
     plain = EMBEDDINGS + 16 * (NORMS + WK_WEIGHTS) + 13 * ROUTER + 7168
     weights = (16 * (MLA + WQ_B) + 3 * DENSE + 13 * EXPERTS) * PER_WEIGHT + plain * 2
-    assert hbm_capacity_blocks(config) == int((96 * 1024**3 * 0.92 - weights) // (64 * 12_608))
+    budget = memory_budget(config)  # the budget's terms: tests/test_specs.py, tests/test_memory_profile.py
+    assert budget.weights - rope_cache_bytes(model_spec(config.model), "bf16") == pytest.approx(weights, rel=1e-12)
+    assert hbm_capacity_blocks(config) == int(budget.kv_bytes // (64 * 12_608))
     assert 49_181 * 64 * 12_608 + weights < 101_976_440_832 * 0.92 < 49_181 * 64 * 20_544 + weights
 
 

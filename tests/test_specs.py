@@ -121,13 +121,13 @@ def test_a_gpu_spec_file_is_read_like_an_entry(tmp_path, run_cli):
     """A file holding h100-sxm's fields (profiles/gpus.yaml) gives the same spec under its own name and source, and
     the same run: report metrics identical to the entry's."""
     (tmp_path / "gpus").mkdir()
-    (tmp_path / "gpus" / "h100.yaml").write_text(H100_FIELDS)
+    (tmp_path / "gpus" / "h100.yaml").write_text(H100_FIELDS + "reported_memory_gib: 79.22\n")
     (tmp_path / "run.yaml").write_text("hardware: {gpu: gpus/h100.yaml}\n")  # relative to the config file
     config = load_config(tmp_path / "run.yaml")
     assert Path(config.hardware.gpu).resolve() == (tmp_path / "gpus" / "h100.yaml").resolve()
     entry, spec = gpu_spec("h100-sxm"), gpu_spec(config.hardware.gpu)
-    assert (spec.peak_flops, spec.fp8_peak_flops, spec.memory_bytes, spec.memory_bandwidth) == \
-        (entry.peak_flops, entry.fp8_peak_flops, entry.memory_bytes, entry.memory_bandwidth)
+    assert (spec.peak_flops, spec.fp8_peak_flops, spec.memory_bytes, spec.memory_bandwidth, spec.reported_memory) == \
+        (entry.peak_flops, entry.fp8_peak_flops, entry.memory_bytes, entry.memory_bandwidth, entry.reported_memory)
     assert (spec.link.kind, spec.link.bandwidth, spec.link.step_latency) == \
         (entry.link.kind, entry.link.bandwidth, entry.link.step_latency)
     assert spec.source.startswith("GPU spec ") and spec.link.source == spec.source
@@ -141,16 +141,41 @@ def test_a_gpu_spec_file_is_read_like_an_entry(tmp_path, run_cli):
 
 
 def test_a_gpu_spec_files_memory_sets_the_kv_capacity(tmp_path):
-    """vLLM's arithmetic (memory x utilization - weights) / block bytes, by hand: Llama-3.1-8B in BF16 on a 48 GiB
-    GPU at 0.9: 8,030,261,248 parameters x 2 B = 16,060,522,496 B of weights; a 16-token block of 131,072 B a token
-    is 2 MiB: (46,385,646,796.8 - 16,060,522,496) // 2,097,152 = 14,460 blocks."""
+    """vLLM 0.33's arithmetic by hand (sim.serving.memory_profile): Llama-3.1-8B in BF16 on a 48 GB GPU reporting
+    47.5 GiB, at 0.9, vLLM's defaults for it (256 sequences, 2,048 tokens a step).
+    requested = ceil(47.5 x 2^30 x 0.9) = ceil(51,002,736,640 x 0.9) = 45,902,462,976 B;
+    weights = 8,030,261,248 x 2 + the rope cache 131,072 x 128 x 2 = 16,060,522,496 + 33,554,432 = 16,094,076,928;
+    activation = the sampler's peak (above the forward's 2,048 x (4,096 + 3 x 14,336) x 2 = 192,937,984):
+      2,048 x 4,096 x 2 (hidden states) + 256 x 128,256 x (2 + 3 x 4) (logits, fp32 logits, probs, noise)
+      + 128 x 128,256 x 4 (Triton top-k/top-p buffer) = 16,777,216 + 459,669,504 + 65,667,072 = 542,113,792;
+    non-torch = int(0.16 x 2^30) = 171,798,691;
+    CUDA graphs: 51 sizes (1, 2, 4, 8..248 by 8, 256..512 by 16), 35 of them <= 256 (FULL): the first capture
+      512 x 47,104 x 2 = 48,234,496, then (50 + 34) x 170,768 x 32 layers = 459,024,384: 507,258,880;
+    KV = 45,902,462,976 - 16,094,076,928 - 542,113,792 - 171,798,691 - 507,258,880 = 28,587,214,685 B
+      // 2,097,152 (a 16-token block) = 13,631 blocks."""
     from sim.cache.tiers import hbm_capacity_blocks
+    from sim.serving.memory_profile import memory_budget
 
     spec = tmp_path / "gpu48.yaml"
-    spec.write_text(H100_FIELDS.replace("memory_gib: 80", "memory_gib: 48"))
+    spec.write_text(H100_FIELDS.replace("memory_gib: 80", "memory_gib: 48\nreported_memory_gib: 47.5"))
     config = load_config(None, sets=[f"hardware.gpu={spec}"])
     assert model_spec("llama-3.1-8b").weight_bytes_per_gpu(2, 1, 1) == 16_060_522_496
-    assert hbm_capacity_blocks(config) == 14_460
+    budget = memory_budget(config)
+    assert (budget.requested, budget.weights, budget.activation, budget.non_torch, budget.cudagraph) == \
+        (45_902_462_976, 16_094_076_928, 542_113_792, 171_798_691, 507_258_880)
+    assert hbm_capacity_blocks(config) == 13_631
+
+
+def test_a_gpu_without_a_reported_size_takes_the_rule(tmp_path):
+    """A GPU spec without reported_memory_gib reports its marketed GiB x 0.988 (sim.specs.REPORTED_MEMORY_FRACTION):
+    80 GiB -> int(85,899,345,920 x 0.988) = 84,868,553,768 B; profiles/gpus.yaml's H100 SXM cites 79.22 GiB."""
+    spec = tmp_path / "gpu.yaml"
+    spec.write_text(H100_FIELDS)
+    assert gpu_spec(str(spec)).reported_memory == 84_868_553_768
+    assert gpu_spec("h100-sxm").reported_memory == round(79.22 * 1024**3)
+    assert gpu_spec("rtx4090").reported_memory == 25_250_627_584  # the measured run's device_total_memory_bytes
+
+
 
 
 @pytest.mark.parametrize("text, named", [
@@ -159,7 +184,7 @@ def test_a_gpu_spec_files_memory_sets_the_kv_capacity(tmp_path):
     (H100_FIELDS.replace("memory_gib: 80", "memory_gb: 80"), "unknown key 'memory_gb'"),
     # aliases are other tools' names that find a profiles/gpus.yaml entry; a file is found by its path: they mean nothing
     (H100_FIELDS + "aliases: [my-gpu]\n", "unknown key 'aliases'; a GPU spec has dense_bf16_tflops, dense_fp8_tflops, "
-                                          "memory_gib, memory_bandwidth_gbps, link, source"),
+                                          "memory_gib, reported_memory_gib, memory_bandwidth_gbps, link, source"),
     (H100_FIELDS.replace("989.4", "-1"), "dense_bf16_tflops must be a number at least 0.001"),
     (H100_FIELDS.replace("989.4", "'989.4'"), "dense_bf16_tflops must be a number"),
     (H100_FIELDS.replace("memory_gib: 80", "memory_gib: .nan"), "memory_gib must be a number"),
@@ -265,12 +290,13 @@ def test_a_path_is_never_read_as_an_entry(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("mode", [[], ["--cache-only"]])
 def test_an_hbm_of_no_block_is_refused_before_the_trace(tmp_path, run_cli, mode):
-    """A GPU whose memory beside the weights holds less than one KV block: Llama-3.1-8B's 16,060,522,496 B of BF16
-    weights on a 14.959 GiB GPU at utilization 1.0 leave 1.5 MB, under one 16-token block (2 MiB). Cache-only mode
+    """A GPU whose memory beside the weights holds less than one KV block: Llama-3.1-8B's 16,094,076,928 B of BF16
+    weights (and rope cache) on a GPU reporting 15.1 GiB at utilization 1.0 leave 119 MB, less than its profile run's
+    activations and CUDA graphs take, so no 16-token block (2 MiB). Cache-only mode
     dropped the HBM tier without a word and replayed the lower tiers alone; now both modes refuse, as does an HBM
     capacity_gib under one block. The trace is no trace at all: the refusal comes before it is read."""
     spec = tmp_path / "gpu.yaml"
-    spec.write_text(H100_FIELDS.replace("memory_gib: 80", "memory_gib: 14.959"))
+    spec.write_text(H100_FIELDS.replace("memory_gib: 80", "memory_gib: 16\nreported_memory_gib: 15.1"))
     unread = tmp_path / "unread.csv"
     unread.write_text("not,a\ntrace\n")
     status, _, err = run_cli(*mode, "--workload-trace", unread, "--no-plot", "--set", f"hardware.gpu={spec}",

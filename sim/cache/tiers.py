@@ -13,8 +13,8 @@ from sim.cache.arena_layout import BYTES_WRITTEN
 from sim.cache.policies import EvictionPolicy, KernelPolicy, check_policy_inputs, make_policy
 from sim.config import Config, TierConfig
 from sim.errors import ConfigError
-from sim.model_shape import DTYPE_BYTES, kv_dtype_bytes
-from sim.specs import GIB, gpu_spec, model_spec
+from sim.model_shape import kv_dtype_bytes
+from sim.specs import GIB, model_spec
 
 TIER_NAMES = ("hbm", "dram", "ssd", "eic")
 
@@ -217,7 +217,11 @@ def lower_tier_blocks(capacity_gib: float, config: Config) -> int:
 
 def hbm_capacity_blocks(config: Config) -> int:
     """KV blocks that fit in one GPU's HBM (vLLM's way): ``num_gpu_blocks`` if set, else
-    (memory × utilisation − weights per rank) / block bytes. Activation memory is not modelled."""
+    ``cache.tiers.hbm.capacity_gib`` if set, else vLLM 0.33's budget (``sim.serving.memory_profile``: the
+    device's reported memory × utilisation − weights − the profile run's activations − non-torch memory − the
+    CUDA graphs' estimate) / block bytes."""
+    from sim.serving.memory_profile import check_fits, memory_budget
+
     if config.serving.num_gpu_blocks is not None:
         return config.serving.num_gpu_blocks
     tier, block = config.cache.tiers.hbm, kv_block_bytes(config)
@@ -227,21 +231,15 @@ def hbm_capacity_blocks(config: Config) -> int:
             raise ConfigError(f"config key 'cache.tiers.hbm.capacity_gib'={tier.capacity_gib:g} holds no KV block "
                               f"(one is {block:,} bytes)")
         return blocks
-    gpu, model = gpu_spec(config.hardware.gpu), model_spec(config.model)
-    weights = model.weight_bytes_per_gpu(DTYPE_BYTES[config.serving.dtype], config.serving.tensor_parallel_size,
-                                         config.serving.data_parallel_size)
-    free = gpu.memory_bytes * config.serving.gpu_memory_utilization - weights
-    if free <= 0:
-        raise ConfigError(
-            f"model {config.model} ({weights / GIB:.1f} GiB of weights per GPU) does not fit in {config.hardware.gpu} "
-            f"at gpu_memory_utilization={config.serving.gpu_memory_utilization}; raise serving.tensor_parallel_size"
-            + (" or serving.data_parallel_size" if model.is_moe else "")
-        )
-    blocks = int(free // block)
+    budget = memory_budget(config)
+    check_fits(config, budget)
+    free = budget.kv_bytes
+    blocks = int(free // block) if free > 0 else 0
     if blocks < 1:  # (a cache of no block: every tier below it would be read through nothing)
-        raise ConfigError(f"{config.hardware.gpu} leaves {free / GIB:.3g} GiB beside model {config.model}'s weights at "
-                          f"gpu_memory_utilization={config.serving.gpu_memory_utilization}, less than one KV block "
-                          f"({block:,} bytes); raise serving.tensor_parallel_size or the utilization")
+        raise ConfigError(f"{config.hardware.gpu} leaves {free / GIB:.3g} GiB beside model {config.model}'s weights "
+                          f"({budget.weights / GIB:.3g} GiB), activations and CUDA graphs at gpu_memory_utilization="
+                          f"{config.serving.gpu_memory_utilization}, less than one KV block ({block:,} bytes); raise "
+                          "serving.tensor_parallel_size or the utilization")
     return blocks
 
 
