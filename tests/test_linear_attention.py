@@ -81,7 +81,3 @@ def test_what_is_not_modelled_is_refused_by_name(change, words, tmp_path, run_cl
     message = refused(run_cli, str(write_config(tmp_path, {**QWEN3_NEXT_80B, **change})))
     assert words in message
 
-
-def test_serving_a_gated_delta_net_model_is_refused_until_it_is_built(run_cli):
-    message = refused(run_cli, "qwen3-next-80b-a3b")
-    assert "Gated DeltaNet (linear-attention) layers are not modelled" in message

@@ -207,6 +207,8 @@ class RooflineCompute:
         m, tp = self.model, self.tensor_parallel_size
         if not 0 < self.flops_efficiency <= 1 or not 0 < self.bandwidth_efficiency <= 1:
             raise ConfigError("compute.flops_efficiency and compute.bandwidth_efficiency must be in (0, 1]")
+        if m.linear_attention is not None:
+            raise ConfigError(f"model {m.name}: the roofline compute model of Gated DeltaNet layers is not built yet")
         # q, k, v, o projections (MLA: q_a/q_b, kv_a, kv_b, o) split over TP and the MLP (gate, up, down; a plain
         # MLP up, down) of one layer; MLA's q_a and kv_a projections are whole on every rank (``replicated_params``)
         self.replicated_params = m.replicated_attention_parameters

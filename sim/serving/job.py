@@ -45,6 +45,7 @@ class Job:
     sliding_hit: int = 0  # prompt blocks its (last) prefix hit served, leading null blocks included
     # (hybrid manager) prompt blocks past the hit it holds as copies of its own, another request holding the block
     prompt_copies: tuple[int, ...] = ()
+    state_held: bool = False  # (Gated DeltaNet hybrid) it holds its block in each state group (StateKVCacheManager)
 
     @property
     def prompt_ids(self) -> Sequence[int]:
