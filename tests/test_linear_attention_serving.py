@@ -109,7 +109,70 @@ def test_pd_and_cluster_are_refused(run_cli):
     assert status == 2 and "modelled in single-node serving only, not in mode pd" in err
 
 
-def test_its_compute_is_refused_until_it_is_built(run_cli):
-    args = ["--preset", "smoke", "--no-plot", "--quiet"] + [a for s in RUN for a in ("--set", s)]
-    status, _, err = run_cli(*args)
-    assert status == 2 and "roofline compute model of Gated DeltaNet layers is not built yet" in err
+
+# ---------------------------------------------------------------- compute: the GDN layers' own cost
+H200_PEAK, H200_BW = 989.4e12 * 0.6, 4800e9 * 0.8  # profiles/gpus.yaml, at the roofline's default efficiencies
+
+
+def roofline():
+    from sim.serving.compute_backend import compute_model
+
+    return compute_model(config())
+
+
+def decode(seqs: int, kv: int):
+    from sim.serving.compute import StepShape
+
+    return StepShape(decode_seqs=seqs, decode_kv_tokens=seqs * kv, decode_kv_max=kv, decode_kv_min=kv)
+
+
+def test_only_the_twelve_attention_layers_read_kv():
+    """Longer contexts cost a decode step only the attention layers' extra KV reads: 12 layers, each reading
+    1,024 B a token (TP 2: one KV head of 256 in bf16) and computing 4 × 8 heads × 256 FLOPs a (query, key) pair."""
+    import math
+
+    model = roofline()
+
+    def attention(kv_tokens: int, seqs: int) -> float:
+        return math.hypot(4 * 8 * 256 * kv_tokens / H200_PEAK, 1024 * (kv_tokens + seqs) / H200_BW)
+
+    seqs = 64
+    longer = model.step_time(decode(seqs, 8192)) - model.step_time(decode(seqs, 4096))
+    assert longer == pytest.approx(12 * (attention(seqs * 8192, seqs) - attention(seqs * 4096, seqs)), rel=1e-9)
+
+
+def test_a_gdn_layer_reads_and_writes_each_sequences_state_once_a_step():
+    """The token mixer of 64 decodes in one GDN layer at TP 2: their states (548,864 B each a rank) read and
+    written, and the recurrent delta rule's 6 × 128 × 128 FLOPs a value head (16 a rank) plus the conv1d's
+    2 × 4 × 4,096 channels a rank, per token: memory-bound."""
+    import math
+
+    gdn = roofline().gdn
+    assert (gdn.layers, gdn.state_bytes) == (36, STATE // 2)
+    flops = 64 * (16 * 6 * 128 * 128 + 2 * 4 * 4096)
+    traffic = 2 * 64 * STATE // 2
+    assert gdn.mixer_time(0, 0, 64, H200_PEAK, H200_BW) == pytest.approx(
+        math.hypot(flops / H200_PEAK, traffic / H200_BW), rel=1e-12)
+    # a prefill chunk moves its state once whatever its length: a 10-token and a 2,000-token chunk the same bytes
+    assert gdn.state_traffic(1) == STATE  # (2 × one rank's half)
+
+
+def test_a_decode_window_prices_each_step_as_a_single_step():
+    model = roofline()
+    first, steps = decode(48, 3000), 5
+    times = model.decode_times(first, steps)
+    singles = [model.step_time(decode(48, 3000 + k)) for k in range(steps)]
+    assert times.tolist() == pytest.approx(singles, rel=1e-12)
+
+
+def test_a_short_serving_run(run_cli, tmp_path):
+    """Qwen3-Next on two H200s: it runs, each instance has vLLM's 8,464 blocks, and its figures are the roofline's."""
+    import json
+
+    out = tmp_path / "r.json"
+    args = ["--preset", "smoke", "--no-plot", "--quiet", "--report-json", out]
+    status, _, err = run_cli(*args, *[a for s in RUN for a in ("--set", s)])
+    assert status == 0, err
+    metrics = json.loads(out.read_text())["runs"][0]["metrics"]
+    assert metrics["instances"]["kv_blocks_each"] == 8464
+    assert metrics["requests_completed"] > 0 and 0 < metrics["tpot_s"]["mean"] < metrics["ttft_s"]["mean"]
