@@ -110,6 +110,42 @@ def test_pd_and_cluster_are_refused(run_cli):
 
 
 
+
+def _azure(path, requests: int, output: int):
+    rows = "".join(f"2023-11-16 18:15:46.{i:03d}0000,1000,{output}\n" for i in range(requests))
+    path.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n" + rows)
+    return path
+
+
+def _single_instance_run(run_cli, tmp_path, trace, gpu_blocks: int) -> dict:
+    import json
+
+    out = tmp_path / f"r{gpu_blocks}.json"
+    args = ["--no-plot", "--quiet", "--workload-trace", trace, "--report-json", out, "--set", "serving.num_instances=1",
+            "--set", f"serving.num_gpu_blocks={gpu_blocks}"]
+    status, _, err = run_cli(*args, *[a for s in RUN for a in ("--set", s)])
+    assert status == 0, err
+    return json.loads(out.read_text())["runs"][0]["metrics"]
+
+
+@pytest.mark.parametrize(("gpu_blocks", "together"), [(11, 2), (16, 3), (26, 4)])
+def test_admission_counts_each_requests_state_blocks(gpu_blocks, together, run_cli, tmp_path):
+    """Four 1,000-token prompts of 50 tokens out at once: each holds cdiv(1,050, 544) = 2 attention blocks and 3
+    state blocks, so (num_gpu_blocks - 1 null block) // 5 of them run together (without the states: all four)."""
+    metrics = _single_instance_run(run_cli, tmp_path, _azure(tmp_path / "t.csv", 4, 50), gpu_blocks)
+    assert metrics["batch"]["unified"]["seqs_per_step"]["max"] == together
+    assert metrics["preemptions"] == 0
+
+
+@pytest.mark.parametrize(("gpu_blocks", "preemptions"), [(11, 1), (12, 1), (13, 0)])
+def test_growing_past_a_block_preempts_as_vllm_does(gpu_blocks, preemptions, run_cli, tmp_path):
+    """Two 1,000-token prompts of 100 tokens out: both admitted with 2 + 3 blocks each; at token 1,089 each needs a
+    third attention block (cdiv(1,089, 544) = 3). With 10 usable blocks the first to get there preempts the other
+    (the last to join), which waits (cdiv(1,087, 544) + 3 = 5 > the 4 free) until the first ends; with 11 the second
+    preempts itself when its turn comes (6 + 6 > 11); with 12 both grow in place."""
+    metrics = _single_instance_run(run_cli, tmp_path, _azure(tmp_path / "t.csv", 2, 100), gpu_blocks)
+    assert (metrics["preemptions"], metrics["requests_completed"]) == (preemptions, 2)
+
 # ---------------------------------------------------------------- compute: the GDN layers' own cost
 H200_PEAK, H200_BW = 989.4e12 * 0.6, 4800e9 * 0.8  # profiles/gpus.yaml, at the roofline's default efficiencies
 
