@@ -38,7 +38,8 @@ from typing import Any
 
 from sim.errors import ConfigError, quote
 from sim.hf_quantization import MAX_DIMENSION, quantization_fields
-from sim.model_families import ARCHITECTURES, FAMILIES, Experts, Family
+from sim.linear_attention import gated_delta_net
+from sim.model_families import ARCHITECTURES, FAMILIES, MULTIMODAL_ONLY, Experts, Family
 from sim.model_shape import SPARSE_QUANT_BLOCK, ModelSpec
 
 CONFIG_NAME = "config.json"  # the file a Hugging Face model folder holds its architecture in
@@ -101,7 +102,8 @@ def hf_model_spec(name: str) -> ModelSpec:
     if heads % kv_heads:
         raise ConfigError(f"model config {path}: num_attention_heads {heads} is not a multiple of "
                           f"num_key_value_heads {kv_heads}")
-    window, sliding = _sliding_layers(keys, family, layers, context)
+    gdn = gated_delta_net(keys, layers, config.get("model_type")) if family.linear_attention else None
+    window, sliding = _sliding_layers(keys, family, layers, context) if gdn is None else (None, None)
     _check_attention_kinds(keys, family, layers)
     quantization = quantization_fields(top.config, top.path)
     if quantization and family.text_config:
@@ -109,14 +111,19 @@ def hf_model_spec(name: str) -> ModelSpec:
                           "modelled: which of the vision tower's weights it quantizes is not known here")
     moe = _experts(keys, family, layers)
     vision = _vision_parameters(top, hidden) if family.text_config else 0
+    gate = heads * head_dim * hidden if family.attention_output_gate else 0  # (q_proj gives q and the gate)
     count = _parameter_count(keys, family, layers, hidden, heads * head_dim, kv_heads * head_dim, head_dim,
-                             intermediate, vocab, moe, heads=heads)
+                             intermediate, vocab, moe, heads=heads,
+                             attention=2 * hidden * (heads + kv_heads) * head_dim + gate)
+    if gdn is not None:  # its layers hold a Gated DeltaNet instead of the attention's projections and q/k norms
+        count += gdn.layers * (gdn.parameters(hidden) - 2 * hidden * (heads + kv_heads) * head_dim - gate - 2 * head_dim)
     fp32 = moe.layers * moe.router_parameters(hidden) if moe is not None and moe.router_fp32 else 0
     return ModelSpec(
         name=name, num_layers=layers, hidden_size=hidden, num_attention_heads=heads, num_kv_heads=kv_heads,
         head_dim=head_dim, intermediate_size=intermediate, vocab_size=vocab, num_parameters=count + vision,
         max_position_embeddings=context, source=f"{path} (sha256 {digest})", gated_mlp=family.gated_mlp,
         sliding_window=window, num_sliding_layers=sliding, fp32_parameters=fp32, **quantization,
+        linear_attention=gdn, attention_output_gate=family.attention_output_gate,
         **(moe.fields() if moe is not None else {}),
     )
 
@@ -343,6 +350,8 @@ def _family(config: dict[str, Any], path: Path) -> Family:
         raise ConfigError(f"model config {path}: key 'model_type' must be a string, got {quote(model_type)}")
     if model_type in FAMILIES:
         return FAMILIES[model_type]
+    if model_type in MULTIMODAL_ONLY:
+        raise ConfigError(f"model config {path}: model_type {model_type!r}: {MULTIMODAL_ONLY[model_type]}")
     architectures = config.get("architectures")
     # vLLM's registry takes one string as a list of it (ModelRegistry._normalize_archs)
     listed = [architectures] if isinstance(architectures, str) else architectures

@@ -95,6 +95,10 @@ class Family:
     # a key listing each layer's attention kind, 1 for full (softmax) attention; any other kind is refused
     # (MiniMax-M2's attn_type_list: 0 is MiniMax-Text-01's lightning attention, which vLLM's minimax_m2.py never builds)
     attention_kinds_key: str | None = None
+    # Gated DeltaNet layers beside full-attention ones, picked by layer_types or full_attention_interval
+    # (``sim.linear_attention.gated_delta_net``), and q_proj's output gate on the attention layers (Qwen3NextAttention)
+    linear_attention: bool = False
+    attention_output_gate: bool = False
 
 
 LLAMA_BIASES = (BiasSwitch("attention_bias", ("qkv", "o")), BiasSwitch("mlp_bias", ("mlp",)))
@@ -236,6 +240,37 @@ FAMILIES: dict[str, Family] = {
                       layer_types_ignored=True, attention_sinks=True,
                       experts=Experts(128, 4, "intermediate_size", router_bias=True, expert_biases=True,
                                       per_token_alias="experts_per_token")),
+    # Qwen3NextConfig (Qwen3-Next-80B-A3B; transformers configuration_qwen3_next.py, vLLM 0.33 qwen3_next.py):
+    # 48 layers, every 4th full attention (Qwen3NextAttention: 16 query heads of 256 whose q_proj also gives a gate,
+    # 2 KV heads, q/k RMSNorms over head_dim, no biases), the others Gated DeltaNet (sim.linear_attention); every
+    # layer MoE (decoder_sparse_step 1, mlp_only_layers []): 512 experts 512 wide, 10 a token, a shared expert 512
+    # wide behind a sigmoid gate (Qwen3NextSparseMoeBlock); its own lm_head (ParallelLMHead, never tied). The MTP
+    # layer (mtp.*) is not counted: vLLM maps its weights to nothing (hf_to_vllm_mapper) unless MTP serves it.
+    "qwen3_next": Family(qk_norm=True, num_key_value_heads=2, head_dim=256, lm_head="own", linear_attention=True,
+                         attention_output_gate=True,
+                         experts=Experts(512, 10, "moe_intermediate_size", 512, sparse_layout=True,
+                                         shared_width_key="shared_expert_intermediate_size", shared_width_default=512,
+                                         shared_expert_gate=True)),
+    # Qwen3.5's language models (transformers Qwen3_5TextConfig / Qwen3_5MoeTextConfig; vLLM 0.33 qwen3_5.py
+    # Qwen3_5DecoderLayer): Qwen3-Next's layers, every layer a dense MLP (qwen3_5_text) or Qwen3-Next's MoE block
+    # (qwen3_5_moe_text: 256 experts, 8 a token, a gated shared expert 512 wide; no intermediate_size key), the LM
+    # head tied as tie_word_embeddings says; mamba_ssm_dtype (float32 in the published files) is the recurrent state's
+    # dtype. The multimodal files (qwen3_5, qwen3_5_moe: a vision tower beside) are refused (``MULTIMODAL_ONLY``).
+    "qwen3_5_text": Family(qk_norm=True, num_key_value_heads=4, head_dim=256, linear_attention=True,
+                           attention_output_gate=True),
+    "qwen3_5_moe_text": Family(qk_norm=True, num_key_value_heads=2, head_dim=256, linear_attention=True,
+                               attention_output_gate=True, required_defaults=(("intermediate_size", 1),),
+                               experts=Experts(256, 8, "moe_intermediate_size", 512,
+                                               shared_width_key="shared_expert_intermediate_size",
+                                               shared_width_default=512, shared_expert_gate=True)),
+}
+
+# model_types whose published files kvsim does not read whole: what to give instead
+MULTIMODAL_ONLY = {
+    "qwen3_5": "its vision tower is not modelled: give its text_config as a config.json of its own "
+               "(model_type qwen3_5_text, architectures Qwen3_5ForCausalLM)",
+    "qwen3_5_moe": "its vision tower is not modelled: give its text_config as a config.json of its own "
+                   "(model_type qwen3_5_moe_text, architectures Qwen3_5MoeForCausalLM)",
 }
 
 
@@ -251,5 +286,6 @@ ARCHITECTURES: dict[str, str] = {
     "DeepseekV2ForCausalLM": "deepseek_v2", "DeepseekV3ForCausalLM": "deepseek_v3",
     "DeepseekV32ForCausalLM": "deepseek_v32", "GlmMoeDsaForCausalLM": "glm_moe_dsa", "Glm4MoeForCausalLM": "glm4_moe",
     "MiniMaxM2ForCausalLM": "minimax_m2", "Gemma2ForCausalLM": "gemma2", "Gemma3ForCausalLM": "gemma3_text",
-    "Gemma3ForConditionalGeneration": "gemma3", "GptOssForCausalLM": "gpt_oss",
+    "Gemma3ForConditionalGeneration": "gemma3", "GptOssForCausalLM": "gpt_oss", "Qwen3NextForCausalLM": "qwen3_next",
+    "Qwen3_5ForCausalLM": "qwen3_5_text", "Qwen3_5MoeForCausalLM": "qwen3_5_moe_text",
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sim.errors import ConfigError
+from sim.linear_attention import GatedDeltaNet, as_gated_delta_net
 
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
 GIB = 1024**3
@@ -97,8 +98,20 @@ class ModelSpec:
     # vllm/model_executor/models/glm4_moe.py Glm4MoE, minimax_m2.py MiniMaxM2MoE); 0 for the other models, whose
     # routers take the model dtype
     fp32_parameters: int = 0
+    # Gated DeltaNet linear-attention layers beside the full-attention ones (Qwen3-Next, Qwen3.5: a constant state
+    # per sequence, no KV; sim.linear_attention); None: every layer attends
+    linear_attention: GatedDeltaNet | None = None
+    attention_output_gate: bool = False  # q_proj also gives a gate on each head's output (Qwen3NextAttention)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "linear_attention", as_gated_delta_net(self.linear_attention, self.name))
+        linear = self.linear_attention
+        if linear is not None and (linear.layers >= self.num_layers or self.sliding_window is not None
+                                   or self.kv_lora_rank is not None):
+            raise ConfigError(f"model {self.name!r}: linear_attention.layers must be below num_layers "
+                              f"{self.num_layers}, beside q/k/v/o attention without a sliding window")
+        if not isinstance(self.attention_output_gate, bool):
+            raise ConfigError(f"model {self.name!r}: attention_output_gate must be true or false")
         if not isinstance(self.gated_mlp, bool):
             raise ConfigError(f"model {self.name!r}: gated_mlp must be true or false (got {self.gated_mlp!r})")
         window = self.sliding_window
@@ -230,7 +243,8 @@ class ModelSpec:
         ``Indexer``."""
         h, heads = self.hidden_size, self.num_attention_heads
         if not self.is_mla:
-            return h * (2 * heads * self.head_dim + 2 * self.num_kv_heads * self.head_dim)
+            gate = heads * self.head_dim if self.attention_output_gate else 0  # (Qwen3-Next: q and gate, one q_proj)
+            return h * (2 * heads * self.head_dim + 2 * self.num_kv_heads * self.head_dim + gate)
         qk_head = self.qk_nope_head_dim + self.qk_rope_head_dim
         q = h * heads * qk_head if self.q_lora_rank is None else self.q_lora_rank * (h + heads * qk_head)
         return (q + h * self.head_dim + self.kv_b_parameters + heads * self.v_head_dim * h
@@ -284,6 +298,11 @@ class ModelSpec:
         return self.num_layers if self.num_sliding_layers is None else self.num_sliding_layers
 
     @property
+    def attention_layers(self) -> int:
+        """Layers that attend and keep KV: all but the Gated DeltaNet ones."""
+        return self.num_layers - (self.linear_attention.layers if self.linear_attention is not None else 0)
+
+    @property
     def is_hybrid_attention(self) -> bool:
         """Sliding-window and full-attention layers side by side (gpt-oss, Gemma 2/3)."""
         return 0 < self.sliding_layers < self.num_layers
@@ -324,7 +343,9 @@ class ModelSpec:
         model dtype by ``Fp8LinearMethod``), the MoE routers (vLLM's ``GateLinear`` is a ``ReplicatedLinear`` built
         with ``quant_config=None``: fused_moe/router/gate_linear.py) and Qwen2-MoE's shared-expert gate are not."""
         shared = 3 * self.hidden_size * (self.shared_expert_intermediate_size or 0)
-        return (self.num_layers * (self.attention_parameters - self.indexer_bf16_parameters)
+        linear = self.linear_attention
+        mixers = 0 if linear is None else linear.layers * linear.projection_parameters(self.hidden_size)
+        return (self.attention_layers * (self.attention_parameters - self.indexer_bf16_parameters) + mixers
                 + (self.num_layers - self.moe_layers) * self.dense_mlp_parameters
                 + self.routed_expert_parameters + self.moe_layers * shared)
 
@@ -400,7 +421,8 @@ class ModelSpec:
         return self.num_parameters - self.moe_layers * idle * self.expert_parameters
 
     def kv_bytes_per_token(self, dtype_bytes: int, tensor_parallel_size: int = 1) -> int:
-        """K and V for every layer: 2 × layers × kv_heads × head_dim × dtype bytes, per TP rank.
+        """K and V for every attending layer (``attention_layers``: a Gated DeltaNet layer keeps a state instead):
+        2 × layers × kv_heads × head_dim × dtype bytes, per TP rank.
 
         KV heads are split across TP ranks (replicated when TP exceeds the KV-head count,
         as vLLM does), so one rank holds ``max(1, kv_heads // tp)`` heads.
@@ -414,7 +436,7 @@ class ModelSpec:
             return self.num_layers * (self.latent_cache_bytes(dtype_bytes) + self.indexer_cache_bytes)
         heads_per_rank = max(1, self.num_kv_heads // tensor_parallel_size)
         copies = 1 if self.is_mla else 2
-        return copies * self.num_layers * heads_per_rank * self.head_dim * dtype_bytes
+        return copies * self.attention_layers * heads_per_rank * self.head_dim * dtype_bytes
 
     def latent_cache_bytes(self, dtype_bytes: int) -> int:
         """One token's MLA latent in one layer's cache. An FP8 cache of a sparse-attention model is vLLM's

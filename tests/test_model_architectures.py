@@ -13,7 +13,7 @@ from tests.test_model_config import _KIMI_K2, LLAMA_3_8B, SHAPE_FIELDS, refused,
 
 @pytest.mark.parametrize(("model_type", "architecture"), [("deepseek", "DeepseekForCausalLM"),  # DeepSeek-MoE v1
                                                          ("cohere2", "Cohere2ForCausalLM"),
-                                                         ("qwen3_next", "Qwen3NextForCausalLM")])
+                                                         ("falcon_h1", "FalconH1ForCausalLM")])
 def test_other_model_types_are_refused(model_type, architecture, tmp_path, run_cli):
     path = write_config(tmp_path, {**LLAMA_3_8B, "model_type": model_type, "architectures": [architecture]})
     message = refused(run_cli, path)

@@ -21,6 +21,7 @@ from sim.errors import ConfigError
 from sim.specs import known_models, model_spec
 from tests.glm_minimax_configs import GLM_MINIMAX_MODELS, GLM_MINIMAX_TOLERANCE
 from tests.hybrid_configs import GEMMA_2_9B, GEMMA_3_27B, GPT_OSS_20B, HYBRID_MODELS, SIGLIP
+from tests.linear_attention_configs import QWEN3_NEXT_80B
 
 # huggingface.co/meta-llama/Meta-Llama-3-8B/blob/main/config.json
 LLAMA_3_8B = {
@@ -199,6 +200,8 @@ MODELS = {
 
 MODELS.update(HYBRID_MODELS)  # (tests/hybrid_configs.py)
 MODELS.update(GLM_MINIMAX_MODELS)  # (tests/glm_minimax_configs.py)
+# Qwen3-Next: the Hub's safetensors total of Qwen/Qwen3-Coder-Next, its shapes without the MTP layer (tests/test_linear_attention.py)
+MODELS["qwen3-next-80b-a3b"] = (QWEN3_NEXT_80B, "qwen3-next-80b-a3b", 79_674_391_296)
 
 # Shared experts and MLA: the published config.json files in tests/fixtures/hf_configs (their sources and the
 # active-parameter figures: tests/test_shared_experts_mla.py); DeepSeek-V3's without its FP8 quantization_config

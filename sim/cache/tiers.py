@@ -179,7 +179,11 @@ def _block_bytes(config: Config, tensor_parallel_size: int) -> int:
     """A block's bytes: its tokens' KV in every layer, or, under vLLM's hybrid KV-cache manager, in one group's
     layers (``sim.serving.kv_groups``: a block of the shared pool holds one group)."""
     from sim.serving.kv_groups import hybrid_manager_groups
+    from sim.serving.state_groups import state_groups
 
+    states = state_groups(config, tensor_parallel_size)
+    if states is not None:  # a Gated DeltaNet hybrid: a page of each of a group's layers
+        return states.block_bytes
     model = model_spec(config.model)
     kv = kv_dtype_bytes(model, config.serving.dtype, config.serving.kv_cache_dtype)
     per_token = model.kv_bytes_per_token(kv, tensor_parallel_size)

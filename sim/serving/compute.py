@@ -44,6 +44,7 @@ from sim.errors import ConfigError
 from sim.jit import njit
 from sim.model_shape import ModelSpec
 from sim.serving.collectives import TensorParallelComm
+from sim.serving.gdn_compute import gated_delta_net_cost
 from sim.serving.moe import DataParallelShare, group_tokens, rank_experts
 from sim.specs import GPUSpec
 
@@ -226,7 +227,10 @@ class RooflineCompute:
         # everything; a model whose every layer slides is served within its window (``ModelSpec.longest_request``)
         self.sliding_window = m.sliding_window if m.is_hybrid_attention else 0
         self.sliding_layers = m.sliding_layers if m.is_hybrid_attention else 0
-        self.full_layers = m.num_layers - self.sliding_layers
+        self.full_layers = m.attention_layers - self.sliding_layers
+        # Gated DeltaNet layers (Qwen3-Next): their own projections and token mixer (sim.serving.gdn_compute)
+        self.gdn = gated_delta_net_cost(m, self.dtype_bytes, tp)
+        self._gdn_decode_memo: dict[int, float] = {}
         self.prefill_attn_flops_per_pair = self.attn_flops_per_pair
         self.context_flops_per_token = 0.0
         if m.is_mla:
@@ -239,7 +243,7 @@ class RooflineCompute:
             self.attn_flops_per_pair = 2 * heads * (m.head_dim + m.kv_lora_rank)
             self.prefill_attn_flops_per_pair = 2 * heads * (m.qk_nope_head_dim + m.qk_rope_head_dim + m.v_head_dim)
             self.context_flops_per_token = 2 * m.kv_b_parameters / tp
-        self.kv_bytes_per_token_layer = m.kv_bytes_per_token(self.kv_dtype_bytes, tp) // m.num_layers
+        self.kv_bytes_per_token_layer = m.kv_bytes_per_token(self.kv_dtype_bytes, tp) // m.attention_layers
         # DeepSeek sparse attention (``ModelSpec.is_sparse_attention``): the indexer scores every cached token for
         # every query (index_n_heads × index_head_dim multiply-adds a (query, key) pair, all heads on every rank:
         # deepseek_v2.py Indexer is replicated) reading each token's indexer key; the attention attends to at most
@@ -284,10 +288,13 @@ class RooflineCompute:
             routed_width = m.num_experts_per_tok * m.moe_intermediate_size + (m.shared_expert_intermediate_size or 0)
             self.moe_act_bytes_per_token = 2 * (m.hidden_size + routed_width) * self.dtype_bytes / tp
 
-    def dense_layer_time(self, tokens: int) -> float:
-        """One dense layer's projections and MLP for ``tokens`` tokens."""
-        flops = 2 * self.layer_params * tokens / self.tensor_parallel_size + 2 * self.replicated_params * tokens
-        traffic = self.layer_weight_bytes + tokens * self.act_bytes_per_token / self.tensor_parallel_size
+    def dense_layer_time(self, tokens: int, extra: float = 0.0) -> float:
+        """One dense layer's projections and MLP for ``tokens`` tokens (``extra``: more weights per rank, as a GDN
+        layer's projections have over the attention's)."""
+        flops = (2 * self.layer_params * tokens / self.tensor_parallel_size + 2 * self.replicated_params * tokens
+                 + 2 * extra * tokens)
+        traffic = (self.layer_weight_bytes + extra * self.linear_bytes
+                   + tokens * self.act_bytes_per_token / self.tensor_parallel_size)
         return _combine(flops / self.linear_peak, traffic / self.bandwidth)
 
     def moe_weight_bytes(self, tokens: int, share: DataParallelShare | None = None) -> float:
@@ -296,12 +303,13 @@ class RooflineCompute:
         dp = self.data_parallel_size
         return self.moe_fixed_bytes + self.expert_bytes * rank_experts(group_tokens(tokens, dp, share), self.model, dp)
 
-    def moe_layer_time(self, tokens: int, share: DataParallelShare | None = None) -> float:
+    def moe_layer_time(self, tokens: int, share: DataParallelShare | None = None, extra: float = 0.0) -> float:
         """One MoE layer's projections and router for ``tokens`` tokens, and this GPU's share of the experts' work
-        on the group's tokens (``share``; None: D ranks of ``tokens`` each)."""
+        on the group's tokens (``share``; None: D ranks of ``tokens`` each; ``extra`` as ``dense_layer_time``'s)."""
         routed = group_tokens(tokens, self.data_parallel_size, share) / self.data_parallel_size
-        flops = self.moe_own_flops_per_token * tokens + self.expert_flops_per_token * routed
-        traffic = self.moe_weight_bytes(tokens, share) + routed * self.moe_act_bytes_per_token
+        flops = self.moe_own_flops_per_token * tokens + self.expert_flops_per_token * routed + 2 * extra * tokens
+        traffic = (self.moe_weight_bytes(tokens, share) + extra * self.linear_bytes
+                   + routed * self.moe_act_bytes_per_token)
         return _combine(flops / self.linear_peak, traffic / self.bandwidth)
 
     def moe_block_time(self, tokens: int, experts: float) -> float:
@@ -321,14 +329,21 @@ class RooflineCompute:
         traffic = (self.attn_params * self.linear_bytes + 2 * tokens * self.model.hidden_size * self.dtype_bytes) / tp
         return _combine(flops / self.linear_peak, traffic / self.bandwidth)
 
-    def linear_layer_time(self, tokens: int, share: DataParallelShare | None = None) -> float:
-        """One layer's projections and MLP for ``tokens`` tokens; the mean over the layers when some are MoE."""
+    def linear_layer_time(self, tokens: int, share: DataParallelShare | None = None, extra: float = 0.0) -> float:
+        """One layer's projections and MLP for ``tokens`` tokens; the mean over the layers when some are MoE
+        (``extra``: more projection weights per rank, a GDN layer's)."""
         m = self.model
         if not m.is_moe:
-            return self.dense_layer_time(tokens)
+            return self.dense_layer_time(tokens, extra)
         dense_layers = m.num_layers - m.moe_layers
-        dense = self.dense_layer_time(tokens) if dense_layers else 0.0
-        return (dense_layers * dense + m.moe_layers * self.moe_layer_time(tokens, share)) / m.num_layers
+        dense = self.dense_layer_time(tokens, extra) if dense_layers else 0.0
+        return (dense_layers * dense + m.moe_layers * self.moe_layer_time(tokens, share, extra)) / m.num_layers
+
+    def gdn_layers_time(self, tokens: int, shape: StepShape, share: DataParallelShare | None = None) -> float:
+        """Every Gated DeltaNet layer's time for a step: projections and MLP, and the token mixer over the states."""
+        gdn = self.gdn
+        mixer = gdn.mixer_time(shape.prefill_tokens, shape.prefill_seqs, shape.decode_seqs, self.peak, self.bandwidth)
+        return gdn.layers * (self.linear_layer_time(tokens, share, gdn.projection_delta) + mixer)
 
     def attention_flops(self, prefill_pairs: float, decode_kv_tokens: float, prefill_context: float,
                         prefill_tokens: float | None = None, decode_seqs: float | None = None) -> float:
@@ -387,7 +402,10 @@ class RooflineCompute:
         tokens = shape.tokens if share is None else share.tokens  # padded: the layers run on them all
         linear = self.linear_layer_time(tokens, share)
         rows = shape.logit_rows
-        if shape.sliding is None:
+        if self.gdn is not None:  # attention layers, then the Gated DeltaNet ones
+            layers = (self.full_layers * (linear + self.attention_layer_time(shape))
+                      + self.gdn_layers_time(tokens, shape, share))
+        elif shape.sliding is None:
             layers = self.model.num_layers * (linear + self.attention_layer_time(shape))
         else:
             layers = (self.full_layers * (linear + self.attention_layer_time(shape))
@@ -423,6 +441,12 @@ class RooflineCompute:
             times += sliding
             times += once
             return times
+        if self.gdn is not None:  # the attention layers per step, the GDN layers' time the same at every step
+            times = self.decode_attention_times(seqs, window_kv_tokens(first, steps))
+            times += linear
+            times *= self.full_layers
+            times += once + self._gdn_decode(first, share)
+            return times
         if self.index_topk is None:  # dense attention: the whole window in one compiled call (windows are many)
             return _dense_decode_window(seqs, float(first.decode_kv_tokens), steps, float(self.attn_flops_per_pair),
                                         self.peak, float(self.kv_bytes_per_token_layer), self.bandwidth, linear,
@@ -438,6 +462,16 @@ class RooflineCompute:
         on the batch size alone, not on the KV lengths."""
         tokens = seqs if share is None else share.tokens
         return self.linear_layer_time(tokens, share), self.lm_head_time(seqs) + self.comm_time(tokens, seqs, share)
+
+    def _gdn_decode(self, first: StepShape, share: DataParallelShare | None) -> float:
+        """The GDN layers' time of one decode step of ``first``'s sequences (kept per batch size without a group)."""
+        seqs = first.decode_seqs
+        if share is not None:
+            return self.gdn_layers_time(share.tokens, first, share)
+        fixed = self._gdn_decode_memo.get(seqs)
+        if fixed is None:
+            fixed = self._gdn_decode_memo[seqs] = self.gdn_layers_time(seqs, first)
+        return fixed
 
     def _decode_fixed(self, seqs: int) -> tuple[float, float]:
         """``_decode_fixed_parts`` without a group, kept per batch size (decode windows are many and short)."""

@@ -67,6 +67,9 @@ def profile_misfit(directory: Path, model: ModelSpec, name: str, bundle: bool) -
     if model.is_hybrid_attention:
         return (f"compute.profile {directory}: {name} mixes sliding-window and full-attention layers, and a profile "
                 "times full attention only")
+    if model.linear_attention is not None:
+        return (f"compute.profile {directory}: {name} has Gated DeltaNet (linear-attention) layers, and a profile "
+                "times attention layers only")
     if bundle:
         return None
     if model.is_mla:

@@ -49,6 +49,7 @@ class Job:
     # when it lets them go, as vLLM caches every full block (``trace.continuations``); empty: kept private
     generated_ids: Sequence[int] = ()
     generated_hit: int = 0  # of them, the blocks its last lookup found cached (after a preemption; taken at allocation)
+    state_held: bool = False  # (Gated DeltaNet hybrid) it holds its block in each state group (StateKVCacheManager)
 
     @property
     def prompt_ids(self) -> Sequence[int]:

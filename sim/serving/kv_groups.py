@@ -85,6 +85,9 @@ def check_hybrid_manager(config: Config, mode: str, policies: list[str]) -> None
     of the future (a clairvoyant or learned policy's next uses are of the trace's blocks, not of the sliding
     groups' copies); elsewhere the manager must be off (``serving.disable_hybrid_kv_cache_manager``: every layer
     keeps its whole KV, as kvsim keeps it there)."""
+    from sim.serving.state_groups import check_state_model
+
+    check_state_model(config, mode)  # (a Gated DeltaNet hybrid: its own groups, sim.serving.state_groups)
     groups = hybrid_manager_groups(config)
     if groups is None:
         return

@@ -45,6 +45,8 @@ from sim.serving.kv_cache_manager import KVCacheManager
 from sim.serving.kv_groups import KVGroups, hybrid_manager_groups
 from sim.serving.network import Link, network_model
 from sim.serving.routers import router
+from sim.serving.state_groups import check_state_model, state_groups
+from sim.serving.state_kv_cache_manager import StateKVCacheManager
 from sim.serving.timeline import Timeline
 from sim.serving.utilization import batch_metrics, instance_metrics, utilization_basis, work_counter
 from sim.specs import model_spec
@@ -82,6 +84,7 @@ class ServingRun:
 
     def __init__(self, trace: Trace, config: Config, mode: str, progress: bool = False, pd: bool | None = None):
         check_serving_settings(config)
+        check_state_model(config, mode)  # (again: a trace's own block size may have become the run's)
         self.trace, self.config, self.mode = trace, config, mode
         self.serving = resolved_serving(config)  # the engine's settings, step limits resolved as vLLM does
         self._pd = mode == "pd" if pd is None else pd  # prefill/decode pools (cluster: --cluster --pd)
@@ -209,6 +212,9 @@ class ServingRun:
     def _kv_manager(self):
         """The instances' KV-cache manager: vLLM's hybrid one for a hybrid model with it on, else the one group's."""
         groups, serving = self.kv_groups, self.serving
+        states = state_groups(self.config)
+        if states is not None:  # a Gated DeltaNet hybrid: a block in each state group a request
+            return partial(StateKVCacheManager, state_blocks=states.state_groups)
         if groups is None:
             return KVCacheManager
         return partial(HybridKVCacheManager, groups=groups, key_offset=self.num_blocks,

@@ -134,6 +134,11 @@ class WorkCounter:
                                         w.sliding_prefill_kv_tokens - w.prefill_tokens)
             return (self.layers * self.linear_flops_per_token * tokens + r.full_layers * attention
                     + r.sliding_layers * sliding + self.head_flops_per_row * w.logit_rows)
+        if r.gdn is not None:  # attention in the attention layers; the GDN layers' own projections and mixer
+            gdn = r.gdn
+            mixer = gdn.mixer_flops(w.prefill_tokens, w.decode_tokens) + 2 * gdn.projection_delta * tokens
+            return (self.layers * self.linear_flops_per_token * tokens + r.full_layers * attention
+                    + gdn.layers * mixer + self.head_flops_per_row * w.logit_rows)
         per_layer = self.linear_flops_per_token * tokens + attention
         return self.layers * per_layer + self.head_flops_per_row * w.logit_rows
 
@@ -160,6 +165,10 @@ class WorkCounter:
             sliding = self.kv_bytes_per_token_layer * (w.sliding_prefill_kv_tokens + w.sliding_decode_kv_tokens
                                                        + w.decode_tokens)
             kv_bytes = (r.full_layers * kv_bytes + r.sliding_layers * sliding) / self.layers
+        if self.roofline.gdn is not None:  # GDN layers: every scheduled sequence's state read and written, no KV
+            r, gdn = self.roofline, self.roofline.gdn
+            own = gdn.state_traffic(w.logit_rows) + gdn.projection_delta * r.linear_bytes * w.steps
+            kv_bytes = (r.full_layers * kv_bytes + gdn.layers * own) / self.layers
         per_layer = self.weight_bytes(w) + self.act_bytes_per_token * tokens + kv_bytes
         return self.layers * per_layer + self.head_weight_bytes * w.steps
 
