@@ -52,8 +52,14 @@ def test_one_attention_and_three_state_groups_share_the_pool():
     page = 544 * TOKEN // 2  # TP 2: one KV head a rank
     assert (groups.page_bytes, groups.state_bytes) == (page, STATE // 2)
     assert kv_block_bytes(config()) == 12 * page
-    # H200: 141 GiB × 0.9 less half the bf16 weights, over 12 pages a block (vLLM: available memory // bytes per block)
-    assert hbm_capacity_blocks(config()) == int((141 * 2**30 * 0.9 - 79_674_391_296) // (12 * page)) == 8464
+    # H200 at TP 2: half the bf16 weights a GPU; the KV budget (vLLM 0.33's terms: tests/test_memory_profile.py) over 12
+    # pages a block (vLLM: available memory // bytes per block)
+    from sim.serving.memory_profile import memory_budget, rope_cache_bytes
+    from sim.specs import model_spec
+
+    budget = memory_budget(config())
+    assert budget.weights - rope_cache_bytes(model_spec("qwen3-next-80b-a3b"), "bf16") == 79_674_391_296
+    assert hbm_capacity_blocks(config()) == int(budget.kv_bytes // (12 * page))
 
 
 class Clock:
@@ -202,13 +208,16 @@ def test_a_decode_window_prices_each_step_as_a_single_step():
 
 
 def test_a_short_serving_run(run_cli, tmp_path):
-    """Qwen3-Next on two H200s: it runs, each instance has vLLM's 8,464 blocks, and its figures are the roofline's."""
+    """Qwen3-Next on two H200s: it runs, each instance has the blocks of vLLM's budget, and its figures are the
+    roofline's."""
     import json
+
+    from sim.serving.memory_profile import memory_budget
 
     out = tmp_path / "r.json"
     args = ["--preset", "smoke", "--no-plot", "--quiet", "--report-json", out]
     status, _, err = run_cli(*args, *[a for s in RUN for a in ("--set", s)])
     assert status == 0, err
     metrics = json.loads(out.read_text())["runs"][0]["metrics"]
-    assert metrics["instances"]["kv_blocks_each"] == 8464
+    assert metrics["instances"]["kv_blocks_each"] == int(memory_budget(config()).kv_bytes // (12 * 544 * TOKEN // 2))
     assert metrics["requests_completed"] > 0 and 0 < metrics["tpot_s"]["mean"] < metrics["ttft_s"]["mean"]
