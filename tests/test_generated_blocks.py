@@ -187,3 +187,31 @@ def test_a_preempted_request_finds_what_it_generated():
     assert (match.blocks, match.tokens) == (4, 64)
     kv.allocate(job, 69)
     assert pool.used == 5 and cache.lookup_prefix([c, d]).tolist() == []
+
+
+def test_any_trace_gives_each_request_its_generated_blocks_from_a_later_prompt_or_new_ids():
+    """Property: for any prompts (ids, lengths, outputs, even rows listing fewer ids than their tokens fill) each
+    request has (input + output - 1) // 16 - input // 16 generated ids; an id taken from the trace sits in a later
+    prompt right after the request's own full blocks; the others are new, past the trace's ids, each used once."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    request = st.tuples(st.lists(st.integers(0, 12), min_size=1, max_size=6), st.integers(1, 120), st.integers(1, 60))
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.lists(request, min_size=1, max_size=12))
+    def check(requests):
+        lists = [r[0] for r in requests]
+        inputs, outputs = [r[1] for r in requests], [r[2] for r in requests]
+        generated, space = _generated(inputs, outputs, lists)
+        new = generated.ids[generated.ids >= space]
+        assert len(set(new.tolist())) == len(new) and generated.num_ids == space + len(new)
+        for r, (blocks, tokens, out) in enumerate(requests):
+            ids = generated.of(r).tolist()
+            assert len(ids) == max(0, (tokens + out - 1) // 16 - tokens // 16)
+            if ids and ids[0] < space:
+                full = min(tokens // 16, len(blocks))
+                assert any(later[:full] == blocks[:full] and later[full:full + len(ids)] == ids
+                           for later in lists[r + 1:])
+
+    check()

@@ -51,6 +51,9 @@ def generated_blocks(trace: Trace, block_size: int, id_space: int, continued: bo
     full = np.asarray(trace.input_tokens, dtype=np.int64) // block_size
     kv = np.asarray(trace.input_tokens, dtype=np.int64) + np.maximum(np.asarray(trace.output_tokens, np.int64), 1) - 1
     counts = np.maximum(kv // block_size - full, 0)
+    # (the full blocks a request's ids cover: a trace whose rows list fewer ids than their tokens fill is read as far
+    # as its ids go)
+    full = np.minimum(full, np.diff(np.asarray(trace.block_offsets, dtype=np.int64)))
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     if trace.block_ids is None or not continued:  # (no block repeats: nothing continues another request)
@@ -89,10 +92,13 @@ def _generated_ids(block_offsets, block_ids, full, counts, offsets, id_space):
         for d in range(full[s] - 1):  # a block of s followed by one of s's full blocks
             block = block_ids[lo + d]
             r = holder[block]
-            if r < 0 or successor[r] >= 0 or branches[block] or counts[r] == 0:
+            # (r's full blocks end at this block: at this depth, as chained ids always are)
+            if r < 0 or successor[r] >= 0 or branches[block] or counts[r] == 0 or full[r] != d + 1:
                 continue
             end = full[r] + counts[r]  # r's full KV blocks
             if end > full[s] or first_request[block_ids[lo + full[r]]] <= r:
+                continue
+            if not _same_prefix(block_ids, block_offsets[r], lo, full[r]):  # (implied where ids are chained)
                 continue
             successor[r] = s
             continued += 1
@@ -127,3 +133,11 @@ def interleaved(prompt_values: np.ndarray, prompt_offsets: np.ndarray, generated
 def serving_offsets(prompt_offsets: np.ndarray, generated_offsets: np.ndarray) -> np.ndarray:
     """Where each request's blocks start in the serving stream (its prompt's, then its generated ones)."""
     return np.asarray(prompt_offsets, np.int64) + np.asarray(generated_offsets, np.int64)
+
+
+@njit(cache=True)
+def _same_prefix(block_ids, a, b, length):
+    for i in range(length):
+        if block_ids[a + i] != block_ids[b + i]:
+            return False
+    return True
