@@ -24,12 +24,47 @@ blocks.
 
 from __future__ import annotations
 
-from sim.serving.job import Job
-from tests.test_hybrid_kv_cache_manager import admit, hybrid_manager
+import pytest
 
+from sim.config import load_config
+from sim.serving.job import Job
+from sim.serving.run import run_serving
+from tests.test_hybrid_kv_cache_manager import admit, hybrid_manager
+from tests.test_serving import make_trace
+
+NO_LOWER_TIERS = ["cache.tiers.dram.capacity_gib=0", "cache.tiers.ssd.capacity_gib=0"]
 T1_PROMPT = list(range(20)) + [500]  # 328 tokens: 20 full blocks and a partial one
 T2_PROMPT = list(range(36)) + [501]  # 581 tokens: T1's 20, the 7 blocks T1 generated (20 … 26), 9 new, a partial
 T3_PROMPT = list(range(27)) + list(range(40, 49)) + [502]  # 581 tokens: T2 regenerated (T1's exchange, then others)
+
+
+@pytest.mark.parametrize("disable,outputs_in_next_turn,served", [
+    ("false", "true", [0, 20, 27]), ("false", "false", [0, 20, 20]), ("true", "true", [0, 27, 27])])
+def test_a_next_turn_marks_the_previous_answers_end_so_a_regenerated_turn_is_served_through_it(
+        disable, outputs_in_next_turn, served):
+    """Requests far apart, one instance, HBM only. By hand, vLLM 0.33 under its hybrid manager:
+
+    - T1 (328 tokens, 105 generated: KV of 432 tokens, 27 full blocks) hashes all 27 in the full group (blocks 20 …
+      26 are its answer, the completed partial block first) and, in the sliding group, only the 8 blocks ending at
+      its replay boundary, floor(327 / 16) = 20: blocks 12 … 19. Freed: all of these cached.
+    - T2 (581 tokens, its prompt T1's 27 blocks and 9 more): the full group finds 27 blocks; the sliding group, scanned
+      right to left below them, misses 26 … 20 and runs 19 … 12: served 20 blocks (320 tokens), not T1's answer. Its
+      junction is 27 × 16 = 432 (the full group's own hit), so it hashes sliding blocks 19 … 26 (and its tail,
+      28 … 35).
+    - T3 (T1's exchange, then 9 blocks of its own): the full group finds 27, the sliding group's run 19 … 26: served
+      27 blocks, 432 tokens. (Caching prompt blocks only, as before, gave 320.)
+
+    Replayed prompts (``workload.outputs_in_next_turn=false``): T1's answer has ids of its own, T2's full group stops
+    at 20, no junction, and T3 is served 320 tokens as T2 was. With the manager off (every layer's KV whole, one
+    group hashing every full block) T2 is served T1's answer: 27 blocks, and T3 too."""
+    trace = make_trace([0.0, 100.0, 200.0], [328, 581, 581], [105, 1, 1],
+                       block_lists=[T1_PROMPT, T2_PROMPT, T3_PROMPT])
+    config = load_config(None, sets=["model=gpt-oss-20b", "serving.num_instances=1", "serving.block_size=16",
+                                     f"serving.disable_hybrid_kv_cache_manager={disable}", *NO_LOWER_TIERS,
+                                     f"workload.outputs_in_next_turn={outputs_in_next_turn}"])
+    result, requests = run_serving(trace, config, "single")
+    assert requests.cached_tokens.tolist() == [16 * blocks for blocks in served]
+    assert (result.metrics["accesses"], result.metrics["hits"]) == (21 + 37 + 37, sum(served))
 
 
 def _resume(kv, job: Job, computed: int) -> int:
