@@ -165,13 +165,16 @@ def test_within_the_window_the_hybrid_manager_serves_as_full_attention_does(run_
     """Gemma-2-9B's window is 4,096 tokens; with every request within it (max_model_len 4,096: longer ones are
     refused alike) no block ever leaves a sliding group, every prompt's sliding copies are its replay tail, and
     the pool (twice the blocks, each half the layers) never fills on an H200: the hybrid manager must then serve
-    exactly as vLLM with it off — every request's times, the hits and the KV occupancy."""
+    exactly as vLLM with it off — every request's times, the hits and the KV occupancy. The prompts are replayed as
+    recorded (``workload.outputs_in_next_turn=false``): a next turn that finds its previous answer cached is served
+    it with the manager off but not under it, whose sliding groups keep no answer (tests/test_hybrid_generated_blocks.py)."""
     reports, requests = [], []
     for disable in ("false", "true"):
         report, rows = tmp_path / f"r-{disable}.json", tmp_path / f"q-{disable}.csv"
         status, _, err = run_cli("--set", "model=gemma-2-9b", "--set", f"serving.disable_hybrid_kv_cache_manager={disable}",
                                  "--set", "hardware.gpu=h200", "--set", "serving.num_instances=1",
-                                 "--set", "serving.max_model_len=4096", "--workload-trace", SHAREGPT_16,
+                                 "--set", "serving.max_model_len=4096", "--set", "workload.outputs_in_next_turn=false",
+                                 "--workload-trace", SHAREGPT_16,
                                  "--workload-limit", "80", "--no-plot", "--quiet", "--report-json", report,
                                  "--requests-csv", rows)
         assert status == 0, err

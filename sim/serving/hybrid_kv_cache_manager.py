@@ -14,8 +14,15 @@ freed, hold nothing (vLLM puts them first in its free queue). A prefix hit is th
 holds, cut back to the end of the last run of ``hit_blocks`` consecutive blocks every sliding group holds
 (``find_longest_cache_hit``: scanned right to left; with no such run, the run from block 0, shorter than a window).
 
-A sliding group's copy of prompt block ``b`` is the key ``b + (g + 1) × offset`` (``offset``: the trace's block-id
-space), in the same caches and pool as the full group's ``b``. A decode window's steps allocate as they start
+Generated tokens' full blocks (``Job.generated_ids``): the full group hashes every full block of the sequence, so a
+request leaves them cached; a sliding group hashes none (they are past its replay boundary) but those ending at a
+junction (``reachable_block_mask``). So a conversation's next turn is served up to the previous turn's prompt, not its
+answer, but its junction is the answer's end (the full group finds the answer): a request sharing the conversation
+up to there is served all of it. A resumed request looks up its sequence (its prompt's full blocks, then its
+generated ones: vLLM's block hashes cover them), and its junction falls among its generated blocks.
+
+A sliding group's copy of block ``b`` (a prompt's or a generated one) is the key ``b + (g + 1) × offset``
+(``offset``: the run's block-id space, generated blocks' ids included), in the same caches and pool as the full group's ``b``. A decode window's steps allocate as they start
 (``stepwise_windows``: blocks leave a sliding group as others join it, so no growth can be reserved ahead): only the
 steps at which some request's blocks change are visited, each as a single step plans it.
 """
@@ -57,9 +64,25 @@ class HybridKVCacheManager(KVCacheManager):
     # ------------------------------------------------------------- keys
 
     def _keys(self, job: Job, lo: int, hi: int) -> list[int]:
-        """Every sliding group's copies of prompt blocks lo … hi - 1 (group by group)."""
-        ids = job.prompt_ids[lo:hi]
+        """Every sliding group's copies of sequence blocks lo … hi - 1 (group by group)."""
+        ids = self._sequence_ids(job, lo, hi)
         return [int(b) + offset for offset in self.offsets for b in ids]
+
+    def _sequence_ids(self, job: Job, lo: int, hi: int) -> Sequence[int]:
+        """The ids of ``job``'s sequence blocks lo … hi - 1: its prompt's full blocks, then the blocks its generated
+        tokens fill (``Job.generated_ids``, the prompt's partial block completed first), as vLLM's block hashes
+        cover the whole sequence."""
+        generated, full = job.generated_ids, job.input_tokens // self.block_size
+        if hi <= full or not len(generated):
+            return job.prompt_ids[lo:hi]
+        if lo >= full:
+            return generated[lo - full:hi - full]
+        return [*job.prompt_ids[lo:full], *generated[:hi - full]]
+
+    def _sequence_blocks(self, job: Job) -> int:
+        """Blocks of ``job``'s sequence that have ids: its prompt's, or its full ones and its generated ones."""
+        generated = len(job.generated_ids)
+        return job.input_tokens // self.block_size + generated if generated else len(job.blocks)
 
     def _ending_at(self, end: int) -> tuple[int, int]:
         """The ``need`` blocks a sliding group keeps to serve a prefix of ``end`` blocks (fewer near block 0)."""
@@ -74,11 +97,11 @@ class HybridKVCacheManager(KVCacheManager):
         return 0 if key in self.pool else self.cache.find(key)
 
     def _keyed(self, job: Job, lo: int, hi: int, descending: bool = False) -> tuple[list[int], int]:
-        """Blocks lo … hi - 1 of the sliding groups: the keys of the prompt blocks they keep as cached prefixes, group
-        by group (each in block order, or latest first), and how many blocks the others take in all (private to the
-        request)."""
-        prompt = len(job.blocks)
-        spans = [(max(lo, start), min(hi, end, prompt)) for start, end in job.sliding_keyed]
+        """Blocks lo … hi - 1 of the sliding groups: the keys of the sequence blocks they keep as cached prefixes,
+        group by group (each in block order, or latest first), and how many blocks the others take in all (private to
+        the request)."""
+        known = self._sequence_blocks(job)
+        spans = [(max(lo, start), min(hi, end, known)) for start, end in job.sliding_keyed]
         spans = [(a, b) for a, b in spans if a < b]
         kept = sum(b - a for a, b in spans)
         if descending:
@@ -86,16 +109,18 @@ class HybridKVCacheManager(KVCacheManager):
         keys: list[int] = []
         for offset in self.offsets:
             for a, b in spans:
-                ids = job.prompt_ids[a:b]
+                ids = self._sequence_ids(job, a, b)
                 keys += [int(x) + offset for x in (reversed(ids) if descending else ids)]
         return keys, (hi - lo - kept) * self.copies
 
     # ------------------------------------------------------------- lookups
 
     def lookup(self, job: Job) -> PrefixMatch:
-        """The longest prefix the full group holds that every sliding group can serve (``find_longest_cache_hit``);
-        the blocks the request will keep as cached prefixes are planned here (``sliding_keyed``, taken at its
-        admission)."""
+        """The longest prefix the full group holds that every sliding group can serve (``find_longest_cache_hit``),
+        of the prompt; after a preemption, of its sequence (``_sequence_chain``: vLLM's block hashes cover what it
+        generated), whose generated blocks the full group cached but a sliding group only where an earlier junction
+        fell among them. The blocks the request will keep as cached prefixes are planned here (``sliding_keyed``,
+        taken at its admission)."""
         bs = self.block_size
         keyed = [self._tail(job.input_tokens)]
         admitting = self._admitting(job)  # (a waiting request holds nothing)
@@ -103,13 +128,15 @@ class HybridKVCacheManager(KVCacheManager):
             if admitting:
                 job.sliding_keyed, job.sliding_lo, job.sliding_hi, job.sliding_hit = (), 0, 0, 0
             return PrefixMatch([], 0, {})
-        levels = self.cache.lookup_prefix(job.prompt_ids, self.pool).tolist()
+        chain, chain_tokens = self._sequence_chain(job)
+        levels = self.cache.lookup_prefix(chain, self.pool).tolist()
         self._last_block_from_below(job, levels)
-        full_hit, full_tokens = prefix_hit(levels, job.target, job.input_tokens, bs, job.external)
+        full_hit, full_tokens = prefix_hit(levels, job.target, chain_tokens, bs, job.external)
         hit, sliding_levels = self._sliding_run(job, full_hit)
         tokens = full_tokens if hit == full_hit else hit * bs
         # the shared-prefix junction (``shared_prefix_boundary``), kept for the next request: where the full group's
-        # own hit ended (short of the last token: a lower tier's last block is the connector's, not the cache's)
+        # own hit ended (short of the last token: a lower tier's last block is the connector's, not the cache's);
+        # among the generated blocks after a preemption, or at the end of a previous turn's answer
         in_hbm = next((i for i, level in enumerate(levels) if level != 0), len(levels))  # (vLLM's GPU lookup)
         junction = min(full_hit, in_hbm, usable_prefix_blocks(job.target, bs))
         if hit < junction:
@@ -120,6 +147,7 @@ class HybridKVCacheManager(KVCacheManager):
             job.sliding_keyed = merged(keyed)
             job.sliding_lo = job.sliding_hi = self._ending_at(hit)[0]
             job.sliding_hit = hit
+            job.generated_hit = max(0, hit - job.input_tokens // bs) if chain_tokens > job.input_tokens else 0
         served = levels[:hit]
         per_tier: dict[int, int] = {}
         for level in served + sliding_levels:
@@ -302,6 +330,9 @@ class HybridKVCacheManager(KVCacheManager):
         if self.prefix_caching:
             self._return_to_cache(freed, np.full(len(freed), job.position, dtype=np.int64))
             self._take_cached(fresh)
+            if job.generated_hit:  # the full group's generated blocks its lookup found cached are its own again
+                self._take_cached(job.generated_ids[:job.generated_hit])
+                job.generated_hit = 0
             self.cache.resize_top(self.pool.unused)
             self._charge_writes()
 

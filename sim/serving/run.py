@@ -132,9 +132,9 @@ class ServingRun:
 
     def _generated_blocks(self) -> GeneratedBlocks | None:
         """The ids of the blocks each request generates, which vLLM caches as it caches prompt blocks (the next turn
-        of a conversation finds them); none when nothing is cached, or under the hybrid manager (its sliding groups
-        would have to keep the generated tail too: not modelled, so a hybrid model caches prompt blocks only)."""
-        if not self.prefix_caching or self.kv_groups is not None:
+        of a conversation finds them; under the hybrid manager its full group keeps them, a sliding group only at a
+        junction: ``HybridKVCacheManager``); none when nothing is cached."""
+        if not self.prefix_caching:
             return None
         trace = self.trace
         return generated_blocks(trace, trace.provenance.block_tokens, block_id_space(trace),
