@@ -92,7 +92,8 @@ def test_a_request_holds_its_attention_blocks_and_one_block_per_state_group():
 
 @pytest.mark.parametrize(("sets", "words"), [
     ((), "vLLM's prefix caching of Gated DeltaNet states (on by default, mamba_cache_mode 'align') is not modelled"),
-    (("serving.enable_prefix_caching=false",), "block size to 544 tokens so that one page holds a Gated DeltaNet state"),
+    (("serving.enable_prefix_caching=false", "serving.block_size=16"),
+     "block size to 544 tokens so that one page holds a Gated DeltaNet state"),
     (("serving.enable_prefix_caching=false", "serving.block_size=544", "hardware.gpu=b200"), "modelled on h100-sxm"),
     (("serving.enable_prefix_caching=false", "serving.block_size=544",
       "serving.disable_hybrid_kv_cache_manager=true"), "hybrid KV-cache manager only"),
