@@ -67,7 +67,10 @@ class ServingConfig:
     # vLLM's data_parallel_size, for a mixture of experts: groups of this many instances (each
     # tensor_parallel_size GPUs of one node) shard their MoE layers over the group's GPUs (sim.serving.moe)
     data_parallel_size: int = domain(1, ge=1)
-    block_size: int = domain(16, ge=1)
+    # tokens per KV block; None: vLLM 0.33's for the model and GPU, as its attention backend picks it (16; 32 for
+    # multi-head latent attention on B200; 64 for DeepSeek sparse attention; a Gated DeltaNet hybrid's raised to hold
+    # a state: sim.serving.engine_limits.block_size)
+    block_size: int | None = domain(None, ge=1)
     # a step's sequences and tokens; None: vLLM's default for the GPU, as `vllm serve` picks it (1,024 and 8,192 on
     # an H100 or H200, 1,024 and 16,384 on a B200, 256 and 2,048 on an A100 or a smaller GPU: sim.serving.engine_limits)
     max_num_seqs: int | None = domain(None, ge=1)

@@ -274,10 +274,26 @@ class ModelSpec:
         return self.hidden_size * ((self.q_lora_rank or 0) + self.head_dim) + self._indexer_projection_parameters
 
     @property
+    def router_parameters(self) -> int:
+        """The MoE routers (hidden × num_experts a MoE layer) and shared-expert gates (hidden × 1), over all MoE
+        layers: vLLM builds both as ``ReplicatedLinear`` (the router a ``GateLinear``, fused_moe/router/gate_linear.py;
+        qwen2_moe.py / qwen3_next.py ``shared_expert_gate``), whole on every TP rank. A router's bias (gpt-oss) and
+        DeepSeek's e_score_correction_bias (num_experts values a layer) are not counted here. 0 for a dense model."""
+        if not self.is_moe:
+            return 0
+        return self.moe_layers * self.hidden_size * (self.num_experts + (1 if self.shared_expert_gate else 0))
+
+    @property
+    def whole_router_parameters(self) -> int:
+        """The routers as every TP rank holds them: ``router_parameters``, or where larger ``fp32_parameters`` (GLM-4.5's
+        and MiniMax-M2's routers with their e_score_correction_bias, the bias a parameter of the gate too)."""
+        return max(self.router_parameters, self.fp32_parameters)
+
+    @property
     def replicated_parameters(self) -> int:
-        """Weights every TP rank holds whole, over all layers (``replicated_attention_parameters``); the routers
-        (replicated too, a few MB) are not counted here, as before."""
-        return self.num_layers * self.replicated_attention_parameters
+        """Weights every TP rank holds whole, over all layers: ``replicated_attention_parameters`` and the routers
+        (``whole_router_parameters``)."""
+        return self.num_layers * self.replicated_attention_parameters + self.whole_router_parameters
 
     @property
     def shared_expert_parameters(self) -> int:
@@ -377,9 +393,9 @@ class ModelSpec:
         """Weights one GPU holds: all of them over the TP ranks, the routed experts over the data-parallel
         group's data_parallel_size × tensor_parallel_size GPUs (``sim.serving.moe``). ``dtype_bytes`` is the model
         dtype's (serving.dtype); an FP8 checkpoint's linear layers take ``linear_weight_bytes`` instead, an MXFP4
-        one's routed experts ``expert_weight_bytes``; ``fp32_parameters`` take 4 bytes whatever the dtype (counted as
-        sharded over the TP ranks, as the routers always were)."""
-        fp32 = self.fp32_parameters * (FP32_BYTES - dtype_bytes) / tensor_parallel_size
+        one's routed experts ``expert_weight_bytes``; ``fp32_parameters`` (the routers and their biases) take 4 bytes
+        whatever the dtype, whole on every rank as the routers are (``router_parameters``)."""
+        fp32 = self.fp32_parameters * (FP32_BYTES - dtype_bytes)
         return self._dtype_weight_bytes_per_gpu(dtype_bytes, tensor_parallel_size, data_parallel_size) + fp32
 
     def _dtype_weight_bytes_per_gpu(self, dtype_bytes: int, tensor_parallel_size: int,
@@ -388,7 +404,7 @@ class ModelSpec:
         if self.weight_quantization is not None:
             return self._quantized_weight_bytes_per_gpu(dtype_bytes, tensor_parallel_size, data_parallel_size)
         replicated = self.replicated_parameters
-        if replicated:  # MLA: q_a and kv_a projections whole on every rank
+        if replicated:  # MLA's q_a and kv_a projections, the routers: whole on every rank
             experts = self.routed_expert_parameters if data_parallel_size > 1 and self.is_moe else 0
             sharded = self.num_parameters - replicated - experts + experts / data_parallel_size
             return (sharded / tensor_parallel_size + replicated) * dtype_bytes
@@ -403,7 +419,8 @@ class ModelSpec:
         routed experts at ``expert_weight_bytes`` (the same for FP8), the rest at ``dtype_bytes``; each group split
         over the ranks as in the unquantized case."""
         per_weight = self.linear_weight_bytes(dtype_bytes)
-        replicated_plain = self.num_layers * self.indexer_bf16_parameters  # the indexer's wk and weights_proj
+        # the indexer's wk and weights_proj, the routers: never quantized (GateLinear: quant_config=None)
+        replicated_plain = self.num_layers * self.indexer_bf16_parameters + self.whole_router_parameters
         replicated = self.replicated_parameters - replicated_plain  # MLA's q_a, kv_a and the indexer's wq_b
         experts = self.routed_expert_parameters
         linear = self.linear_parameters - replicated - experts

@@ -9,7 +9,7 @@ from sim.config import load_config
 from sim.serving.compute import StepShape
 from sim.serving.compute_backend import compute_model
 from sim.serving.data_parallel import cudagraph_capture_tokens
-from sim.serving.engine_limits import resolved_serving
+from sim.serving.engine_limits import block_size, resolved_serving
 from sim.serving.moe import DataParallelShare
 from sim.serving.run import run_serving
 from tests.test_serving import make_trace
@@ -86,7 +86,7 @@ def test_grouped_runs_finish_with_consistent_breakdowns(mode):
                                      "workload.synthetic.rate_rps=20", "serving.num_gpu_blocks=400"])
     from trace.synthetic import generate
 
-    trace = generate(config.workload.synthetic, config.serving.block_size, np.random.default_rng(config.seed))
+    trace = generate(config.workload.synthetic, block_size(config), np.random.default_rng(config.seed))
     result, requests = run_serving(trace, config, mode)
     assert result.metrics["requests_completed"] == len(trace)
     parts = requests.breakdown()
@@ -101,7 +101,7 @@ def test_a_groups_decode_window_equals_its_single_steps(monkeypatch):
                                      "workload.synthetic.num_requests=200", "workload.synthetic.rate_rps=20"])
     from trace.synthetic import generate
 
-    trace = generate(config.workload.synthetic, config.serving.block_size, np.random.default_rng(config.seed))
+    trace = generate(config.workload.synthetic, block_size(config), np.random.default_rng(config.seed))
     windowed, _ = run_serving(trace, config, "single")
     monkeypatch.setattr(sim.serving.scheduler, "MAX_WINDOW_STEPS", 1)
     stepped, _ = run_serving(trace, config, "single")

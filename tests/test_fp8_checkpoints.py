@@ -33,6 +33,8 @@ V3_NORMS = 61 * (1536 + 512 + 2 * 7168) + 7168  # q_a_layernorm, kv_a_layernorm,
 V3_ROUTERS = 58 * (256 * 7168 + 256)  # the gate and its e_score_correction_bias
 V3_PLAIN = V3_EMBEDDINGS + V3_NORMS + V3_ROUTERS
 V3_REPLICATED = 61 * 7168 * (1536 + 576)  # q_a_proj and kv_a_proj_with_mqa, whole on every TP rank
+# the routers' gates (GateLinear, a ReplicatedLinear: whole on every TP rank, in bf16; their biases are counted as split)
+V3_GATES = 58 * 256 * 7168
 
 
 def test_the_published_deepseek_v3_fp8_config_is_read(tmp_path):
@@ -45,13 +47,15 @@ def test_the_published_deepseek_v3_fp8_config_is_read(tmp_path):
     linear = 61 * attention + 3 * 3 * 7168 * 18432 + 58 * 257 * 3 * 7168 * 2048
     assert spec.linear_parameters == linear == 671_026_419_200 - V3_PLAIN
     # one of 8 TP ranks: the sharded linear weights / 8 and the replicated ones whole at 1 + 4/16384 bytes,
-    # the embeddings, norms and routers at bf16 (the norms and routers are counted as sharded, as before)
-    expected = ((linear - V3_REPLICATED) * PER_WEIGHT + V3_PLAIN * 2) / 8 + V3_REPLICATED * PER_WEIGHT
+    # the embeddings, norms and routers at bf16, the routers' gates whole on every rank
+    expected = ((linear - V3_REPLICATED) * PER_WEIGHT + (V3_PLAIN - V3_GATES) * 2) / 8 + V3_REPLICATED * PER_WEIGHT \
+        + V3_GATES * 2
     assert spec.weight_bytes_per_gpu(2, 8) == pytest.approx(expected, rel=1e-12)
-    assert 84.9e9 < expected < 85.0e9  # vs 167.9e9 as a BF16 checkpoint
+    assert 85.1e9 < expected < 85.2e9  # vs 167.9e9 as a BF16 checkpoint; 84.95e9 with the routers split 8 ways
     # data parallel 2: the routed experts over 16 GPUs
     routed = 58 * 256 * 3 * 7168 * 2048
-    dp2 = ((linear - V3_REPLICATED - routed + routed / 2) * PER_WEIGHT + V3_PLAIN * 2) / 8 + V3_REPLICATED * PER_WEIGHT
+    dp2 = (((linear - V3_REPLICATED - routed + routed / 2) * PER_WEIGHT + (V3_PLAIN - V3_GATES) * 2) / 8
+           + V3_REPLICATED * PER_WEIGHT + V3_GATES * 2)
     assert spec.weight_bytes_per_gpu(2, 8, data_parallel_size=2) == pytest.approx(dp2, rel=1e-12)
 
 
@@ -84,7 +88,8 @@ def test_the_kv_cache_of_an_fp8_checkpoint_is_the_model_dtype(tmp_path):
                                      "serving.num_instances=1"])
     # serving.dtype bf16, kv_cache_dtype auto: a bf16 latent (vLLM: cache_dtype auto is the model dtype)
     assert kv_block_bytes(config) == 16 * 61 * 576 * 2
-    weights = ((671_026_419_200 - V3_PLAIN - V3_REPLICATED) * PER_WEIGHT + V3_PLAIN * 2) / 8 + V3_REPLICATED * PER_WEIGHT
+    weights = (((671_026_419_200 - V3_PLAIN - V3_REPLICATED) * PER_WEIGHT + (V3_PLAIN - V3_GATES) * 2) / 8
+               + V3_REPLICATED * PER_WEIGHT + V3_GATES * 2)
     budget = memory_budget(config)  # the budget's terms: tests/test_specs.py, tests/test_memory_profile.py
     assert budget.weights - rope_cache_bytes(model_spec(config.model), "bf16") == pytest.approx(weights, rel=1e-12)
     free = budget.kv_bytes

@@ -58,6 +58,18 @@ def test_glm_45_counts_by_hand(tmp_path):
     assert no_mtp.num_parameters == spec.num_parameters
 
 
+def test_glm_45_routers_whole_on_every_rank():
+    spec = model_spec("glm-4.5")
+    # 89 MoE layers' routers, 5120 x 160, and their e_score_correction_bias, 160: fp32 (GateLinear with
+    # params_dtype=torch.float32, glm4_moe.py Glm4MoE), a ReplicatedLinear: whole on each of 8 ranks, 4 bytes each
+    routers = 89 * (5120 * 160 + 160)
+    assert spec.fp32_parameters == routers == 72_923_040
+    assert spec.weight_bytes_per_gpu(2, 8) == pytest.approx((352_797_829_024 - routers) * 2 / 8 + routers * 4,
+                                                            rel=1e-15)
+    # before, the fp32 routers were split over the 8 ranks: 7/8 of their 291.7 MB more a GPU now
+    assert routers * 4 * 7 / 8 == 255_230_640
+
+
 def test_glm_45_air_counts_by_hand(tmp_path):
     spec = spec_of(tmp_path, GLM_45_AIR)
     attention, mlp_per_width, moe = glm_layers(4096, 128, 1408, qk_norm=False)  # use_qk_norm false
@@ -149,7 +161,9 @@ def test_minimax_m2_weights_are_its_checkpoints_bytes(tmp_path):
     by_hand = linear * FP8_PER_WEIGHT + plain * 2 + routers * 4
     # hf_mem (the sum of the safetensors tensors' bytes) for MiniMaxAI/MiniMax-M2: memory=230121630720
     assert spec.weight_bytes_per_gpu(2, 1) == by_hand == 230_121_630_720
-    assert spec.weight_bytes_per_gpu(2, 4) == pytest.approx(by_hand / 4, rel=1e-15)  # every weight over 4 ranks
+    # over 4 ranks, but the fp32 routers (GateLinear, a ReplicatedLinear) whole on each: 3/4 of their 195.1 MB more a GPU
+    assert spec.weight_bytes_per_gpu(2, 4) == pytest.approx((by_hand - routers * 4) / 4 + routers * 4, rel=1e-15)
+    assert routers * 4 * 3 / 4 == 146_323_968
     assert model_spec("minimax-m2").weight_bytes_per_gpu(2, 1) == 230_121_630_720  # the named entry's too
 
 
@@ -170,7 +184,8 @@ def test_hbm_capacity_of_minimax_m2_on_four_h200():
     from sim.serving.memory_profile import memory_budget, rope_cache_bytes
 
     config = load_config(None, sets=["model=minimax-m2", "hardware.gpu=h200", "serving.tensor_parallel_size=4"])
-    weights = 230_121_630_720 / 4  # the FP8 checkpoint over 4 ranks (the vLLM recipe's 4x H200)
+    routers = 62 * M2_ROUTER * 4  # fp32, whole on every rank (GateLinear, a ReplicatedLinear)
+    weights = (230_121_630_720 - routers) / 4 + routers  # the FP8 checkpoint over 4 ranks (the vLLM recipe's 4x H200)
     budget = memory_budget(config)  # the budget's terms: tests/test_specs.py, tests/test_memory_profile.py
     assert budget.weights - rope_cache_bytes(model_spec(config.model), "bf16") == pytest.approx(weights, rel=1e-12)
     free = budget.kv_bytes

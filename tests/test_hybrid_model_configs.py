@@ -102,9 +102,12 @@ def test_gpt_oss_weights_on_one_gpu_by_hand(tmp_path):
         routed = layers * experts * 3 * 2880 * 2880
         by_hand = routed // 2 + routed // 32 + (spec.num_parameters - routed) * 2
         assert spec.weight_bytes_per_gpu(2, 1) == by_hand, name
-        # over 2 TP ranks half each; experts over DP 2 x TP 2 = 4 GPUs, the rest over the 2 TP ranks
-        assert spec.weight_bytes_per_gpu(2, 2) == by_hand / 2
-        assert spec.weight_bytes_per_gpu(2, 2, 2) == routed * 4.25 / 8 / 4 + (spec.num_parameters - routed) * 2 / 2
+        # over 2 TP ranks half each but the routers (hidden x experts a layer, BF16: GateLinear, a ReplicatedLinear,
+        # whole on every rank); experts over DP 2 x TP 2 = 4 GPUs, the rest over the 2 TP ranks
+        router = layers * 2880 * experts
+        assert spec.weight_bytes_per_gpu(2, 2) == (by_hand - router * 2) / 2 + router * 2
+        assert spec.weight_bytes_per_gpu(2, 2, 2) == (routed * 4.25 / 8 / 4 + (spec.num_parameters - routed - router)
+                                                      * 2 / 2 + router * 2)
     # gpt-oss-20b: exactly the checkpoint's model.safetensors.index.json total_size (its *_blocks and *_scales
     # tensors are the MXFP4 values and scales); the model card's 12.8 GiB
     assert model_spec("gpt-oss-20b").weight_bytes_per_gpu(2, 1) == 13_761_264_768

@@ -59,8 +59,10 @@ def test_the_named_entry_is_the_config_json(tmp_path):
     spec = model_spec(str(write_config(tmp_path, QWEN3_NEXT_80B)))
     named = model_spec("qwen3-next-80b-a3b")
     assert {f: getattr(spec, f) for f in SHAPE_FIELDS} == {f: getattr(named, f) for f in SHAPE_FIELDS}
-    # weights per GPU at TP 2 in bf16: every parameter split over the ranks
-    assert named.weight_bytes_per_gpu(2, 2) == 79_674_391_296 * 2 / 2
+    # weights per GPU at TP 2 in bf16: every parameter split over the ranks but the routers (48 layers, 2048 x 512
+    # experts) and shared-expert gates (2048 x 1), ReplicatedLinear in vLLM (qwen3_next.py): whole on each rank
+    routers = 48 * 2048 * (512 + 1)
+    assert named.weight_bytes_per_gpu(2, 2) == (79_674_391_296 - routers) * 2 / 2 + routers * 2
 
 
 def test_qwen3_5_keeps_its_recurrent_state_in_fp32(tmp_path):

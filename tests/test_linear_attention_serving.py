@@ -58,7 +58,9 @@ def test_one_attention_and_three_state_groups_share_the_pool():
     from sim.specs import model_spec
 
     budget = memory_budget(config())
-    assert budget.weights - rope_cache_bytes(model_spec("qwen3-next-80b-a3b"), "bf16") == 79_674_391_296
+    routers = 48 * 2048 * (512 + 1)  # the routers and shared-expert gates, bf16, whole on each rank (ReplicatedLinear)
+    assert budget.weights - rope_cache_bytes(model_spec("qwen3-next-80b-a3b"), "bf16") == \
+        (79_674_391_296 - routers) * 2 / 2 + routers * 2
     assert hbm_capacity_blocks(config()) == int(budget.kv_bytes // (12 * page))
 
 
@@ -92,7 +94,8 @@ def test_a_request_holds_its_attention_blocks_and_one_block_per_state_group():
 
 @pytest.mark.parametrize(("sets", "words"), [
     ((), "vLLM's prefix caching of Gated DeltaNet states (on by default, mamba_cache_mode 'align') is not modelled"),
-    (("serving.enable_prefix_caching=false",), "block size to 544 tokens so that one page holds a Gated DeltaNet state"),
+    (("serving.enable_prefix_caching=false", "serving.block_size=16"),
+     "block size to 544 tokens so that one page holds a Gated DeltaNet state"),
     (("serving.enable_prefix_caching=false", "serving.block_size=544", "hardware.gpu=b200"), "modelled on h100-sxm"),
     (("serving.enable_prefix_caching=false", "serving.block_size=544",
       "serving.disable_hybrid_kv_cache_manager=true"), "hybrid KV-cache manager only"),

@@ -211,7 +211,9 @@ def test_data_parallel_group_holds_the_experts_once():
     m = model_spec("qwen3-30b-a3b")
     experts = 48 * 128 * 3 * 2048 * 768  # 28,991,029,248 routed-expert parameters
     assert m.weight_bytes_per_gpu(2, 1, 4) == pytest.approx((30_532_122_624 - experts + experts / 4) * 2)
-    assert m.weight_bytes_per_gpu(2, 2, 4) == pytest.approx((30_532_122_624 - experts + experts / 4) * 2 / 2)
+    router = 48 * 2048 * 128  # 12,582,912: GateLinear (a ReplicatedLinear), whole on both TP ranks
+    assert m.weight_bytes_per_gpu(2, 2, 4) == pytest.approx(
+        ((30_532_122_624 - experts - router + experts / 4) / 2 + router) * 2)
     assert model_spec("llama-3-8b").weight_bytes_per_gpu(2, 2, 4) == 8_030_261_248  # dense: TP only
 
 

@@ -13,6 +13,7 @@ from sim.serving.compute_backend import compute_model
 from sim.config import load_config
 from sim.errors import InputError
 from sim.report.metrics import BREAKDOWN
+from sim.serving.engine_limits import block_size
 from sim.serving.run import run_serving
 from trace import blocks as bm
 from trace.request import Trace, TraceProvenance
@@ -60,7 +61,7 @@ def _multi_turn_config(*extra):
 def _synthetic(config):
     from trace.synthetic import generate
 
-    return generate(config.workload.synthetic, config.serving.block_size, np.random.default_rng(config.seed))
+    return generate(config.workload.synthetic, block_size(config), np.random.default_rng(config.seed))
 
 
 @pytest.mark.parametrize("mode,transfer", [("single", "push"), ("pd", "push"), ("pd", "pull"), ("pd", "layerwise")])

@@ -144,11 +144,26 @@ def test_mla_caches_one_latent_per_token_on_every_rank():
 
 def test_replicated_mla_projections_in_the_weights_per_gpu():
     v3 = model_spec("deepseek-v3")
-    replicated = 61 * 7168 * (1536 + 576)  # q_a_proj and kv_a_proj_with_mqa, whole on every rank
+    # q_a_proj and kv_a_proj_with_mqa (61 layers) and the routers (58 MoE layers, hidden 7168 x 256 experts:
+    # GateLinear, a ReplicatedLinear), whole on every rank
+    replicated = 61 * 7168 * (1536 + 576) + 58 * 7168 * 256
     assert v3.weight_bytes_per_gpu(1, 8) == (671_026_419_200 - replicated) / 8 + replicated
+    # the routers' 106,430,464 weights whole instead of an eighth: 7/8 of them more a GPU, 0.186 GB in bf16
+    assert v3.weight_bytes_per_gpu(2, 8) - 2 * ((671_026_419_200 - 61 * 7168 * 2112) / 8 + 61 * 7168 * 2112) \
+        == pytest.approx(2 * 106_430_464 * 7 / 8, rel=1e-12)
     routed = 58 * 256 * 3 * 7168 * 2048
     assert v3.weight_bytes_per_gpu(2, 8, data_parallel_size=2) == pytest.approx(
         2 * ((671_026_419_200 - replicated - routed / 2) / 8 + replicated), rel=1e-15)
+
+
+def test_kimi_k2_routers_whole_on_every_rank():
+    kimi = model_spec("kimi-k2")
+    # q_a_proj and kv_a_proj_with_mqa (61 layers, 7168 x (1536 + 576)) and the routers (60 MoE layers, 7168 x 384
+    # experts: GateLinear, a ReplicatedLinear), whole on each of 8 ranks
+    replicated = 61 * 7168 * (1536 + 576) + 60 * 7168 * 384
+    assert kimi.weight_bytes_per_gpu(2, 8) == pytest.approx(((1_026_408_232_448 - replicated) / 8 + replicated) * 2,
+                                                            rel=1e-15)
+    assert 60 * 7168 * 384 * 2 * 7 / 8 == 289_013_760  # 0.29 GB more a GPU than the routers split 8 ways
 
 
 def test_hbm_capacity_of_deepseek_v3_on_eight_h200():
@@ -157,7 +172,7 @@ def test_hbm_capacity_of_deepseek_v3_on_eight_h200():
 
     config = load_config(None, sets=["model=deepseek-v3", "hardware.gpu=h200", "serving.tensor_parallel_size=8",
                                      "serving.num_instances=1", "serving.dtype=fp8"])
-    replicated = 61 * 7168 * (1536 + 576)
+    replicated = 61 * 7168 * (1536 + 576) + 58 * 7168 * 256  # MLA's q_a, kv_a; the routers
     weights = (671_026_419_200 - replicated) / 8 + replicated  # fp8: one byte a weight
     budget = memory_budget(config)  # the budget's terms: tests/test_specs.py, tests/test_memory_profile.py
     assert budget.weights - rope_cache_bytes(model_spec(config.model), "bf16") == pytest.approx(weights, rel=1e-12)

@@ -57,10 +57,12 @@ def test_the_16l64e_shapes_and_parameters():
     plain = EMBEDDINGS + 16 * (NORMS + WK_WEIGHTS) + 13 * ROUTER + 7168
     assert linear + plain == total
     assert spec.weight_bytes_per_gpu(2, 1) == pytest.approx(linear * PER_WEIGHT + plain * 2, rel=1e-12)
-    # TP 2: the MLA q_a/kv_a and the whole indexer stay whole on each rank
+    # TP 2: the MLA q_a/kv_a, the whole indexer and the routers' gates (GateLinear, a ReplicatedLinear; their
+    # e_score_correction_bias, 64 values a layer, is not counted as replicated) stay whole on each rank
     replicated = 16 * 7168 * (1536 + 576) + 16 * WQ_B
-    tp2 = ((linear - replicated) * PER_WEIGHT + (plain - 16 * WK_WEIGHTS) * 2) / 2 + replicated * PER_WEIGHT \
-        + 16 * WK_WEIGHTS * 2
+    whole_bf16 = 16 * WK_WEIGHTS + 13 * 64 * 7168
+    tp2 = ((linear - replicated) * PER_WEIGHT + (plain - whole_bf16) * 2) / 2 + replicated * PER_WEIGHT \
+        + whole_bf16 * 2
     assert spec.weight_bytes_per_gpu(2, 2) == pytest.approx(tp2, rel=1e-12)
 
 

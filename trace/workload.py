@@ -11,6 +11,7 @@ import numpy as np
 from sim.config import Config, replace
 from sim.config_rules import request_token_bound
 from sim.errors import TraceError
+from sim.serving.engine_limits import block_size
 from trace.arrivals import apply_arrivals
 from trace.cache import load_trace_cached
 from trace.request import Trace
@@ -22,14 +23,14 @@ def load_workload(config: Config) -> Trace:
     scale, and prompt cap. At least one request is left, else a TraceError (the loader already
     refuses a file with none)."""
     if config.workload.trace is not None:
-        trace = load_trace_cached(config.workload, config.serving.block_size)
+        trace = load_trace_cached(config.workload, block_size(config))
         check_time_span(trace, _span_cause(trace, config.workload.time_unit))
         warn_if_rate_implausible(trace, config.workload.time_unit)
     else:
         from trace.synthetic import generate  # the block model (pyarrow): only for a synthetic workload
 
         rng = np.random.default_rng(config.seed)
-        trace = generate(config.workload.synthetic, config.serving.block_size, rng, limit=config.workload.limit,
+        trace = generate(config.workload.synthetic, block_size(config), rng, limit=config.workload.limit,
                          context_tokens=context_tokens(config))
         trace.drop(trace.input_tokens + trace.output_tokens > request_token_bound(config.workload), "too_many_tokens")
         require_requests(trace, "")
@@ -141,6 +142,6 @@ def require_requests(trace: Trace, after: str) -> None:
 def with_trace_block_size(config: Config, trace: Trace) -> Config:
     """The run's config at the trace's effective block size: a trace replayed with its own blocks
     (Mooncake, ``workload.block_mismatch: trace``) sizes the cache and the block pool alike."""
-    if trace.provenance.block_tokens == config.serving.block_size:
+    if trace.provenance.block_tokens == block_size(config):
         return config
     return replace(config, **{"serving.block_size": trace.provenance.block_tokens})

@@ -14,6 +14,7 @@ from sim.cache.policies import EvictionPolicy, KernelPolicy, check_policy_inputs
 from sim.config import Config, TierConfig
 from sim.errors import ConfigError
 from sim.model_shape import kv_dtype_bytes
+from sim.serving.engine_limits import block_size
 from sim.specs import GIB, model_spec
 
 TIER_NAMES = ("hbm", "dram", "ssd", "eic")
@@ -190,7 +191,7 @@ def _block_bytes(config: Config, tensor_parallel_size: int) -> int:
     groups = hybrid_manager_groups(config)
     if groups is not None:
         per_token = per_token // model.num_layers * groups.group_size
-    return config.serving.block_size * per_token
+    return block_size(config) * per_token
 
 
 def kv_block_bytes(config: Config) -> int:

@@ -93,7 +93,7 @@ class PrefixFetch:
             # one transfer per source tier, as ``_fetch`` sends them: a path's latency counts once, not per block
             for t, count in zip(*np.unique(best[:reachable], return_counts=True), strict=True):
                 fetch_s += self._path_seconds(int(t), inst_id, int(count) * self.stored_bytes)
-        compute = max(1, prompt_tokens - reachable * self.config.serving.block_size)  # the last token is always computed
+        compute = max(1, prompt_tokens - reachable * self.serving.block_size)  # the last token is always computed
         return (int(self.queued_tokens[inst_id]) + compute) / self.prefill_rate + fetch_s
 
     def _path_links(self, tier: int, inst_id: int) -> list[Link]:

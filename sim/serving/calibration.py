@@ -36,6 +36,7 @@ from sim.serving.collectives import (COLLECTIVES, MeasuredCollectives, RingColle
                                      vidur_collective_rows)
 from sim.serving.compute import RooflineCompute, StepShape
 from sim.serving.compute_backend import gpu_link, profile_misfit
+from sim.serving.engine_limits import block_size
 from sim.serving.llmservingsim_compute import bundle_attention_rows, read_bundle_layers
 from sim.serving.vidur_compute import (VidurAttention, VidurProfile, read_vidur_table, vidur_layer_ms,
                                       vidur_op_columns)
@@ -168,7 +169,7 @@ def _vidur_attention(path: Path, config: Config) -> TableFit:
     frame = read_vidur_table(path, "attention.csv", {"batch_size", "prefill_chunk_size", "kv_cache_size"})
     tps = sorted(int(t) for t in frame["num_tensor_parallel_workers"].unique())
     for tp in tps:
-        VidurAttention.load(path, model, tp, config.serving.block_size)
+        VidurAttention.load(path, model, tp, block_size(config))
     frame = frame.assign(seconds=frame[vidur_op_columns(frame)].sum(axis=1, min_count=1) * 1e-3,
                          prefill=frame["is_prefill"].astype(str).str.lower() == "true")
     keys = ["num_tensor_parallel_workers", "prefill", "batch_size", "prefill_chunk_size", "kv_cache_size"]

@@ -14,6 +14,7 @@ from sim.errors import ConfigError
 from sim.model_shape import DTYPE_BYTES, ModelSpec, kv_dtype_bytes
 from sim.serving.collectives import MeasuredCollectives, RingCollectives, TensorParallelComm, bundle_hardware_yaml
 from sim.serving.compute import RooflineCompute
+from sim.serving.engine_limits import block_size
 from sim.serving.llmservingsim_compute import LLMServingSimCompute
 from sim.serving.vidur_compute import ProfiledCompute, VidurAttention, VidurProfile
 from sim.specs import LinkSpec, gpu_spec, model_spec
@@ -120,7 +121,7 @@ def compute_model(config: Config) -> RooflineCompute | ProfiledCompute | LLMServ
     if bundle is None:
         attention = directory / "attention.csv"
         return ProfiledCompute(VidurProfile.load(directory / "mlp.csv", model, tp), roofline,
-                               VidurAttention.load(attention, model, tp, config.serving.block_size)
+                               VidurAttention.load(attention, model, tp, block_size(config))
                                if attention.is_file() else None)
     compute = LLMServingSimCompute.load(directory, model, tp, config.compute.skew_correction, dp)
     compute.comm = comm

@@ -7,6 +7,10 @@ server's usage context): 1,024 sequences and 16,384 tokens on a GPU of 160 GiB o
 on one of 70 GiB or more but an A100 (H100, H200, RTX PRO 6000), 256 and 2,048 on the others (A100, L40S,
 RTX 4090). The token default is then capped at ``max_num_seqs × max_model_len``. A value set in the config
 is kept as it is. So a run on an H100 admits up to 1,024 sequences a step, as vLLM there does, not 256.
+
+``serving.block_size`` left null is vLLM's for the model and GPU (``sim.serving.attention_backend``: 16 but for
+multi-head latent attention on B200, 32, and DeepSeek sparse attention, 64; a Gated DeltaNet hybrid's raised to hold
+a state, ``sim.serving.state_groups``); a value set is kept.
 """
 
 from __future__ import annotations
@@ -49,7 +53,26 @@ def batch_limits(config: Config) -> tuple[int, int]:
     return seqs, min(tokens, seqs * max_model_len(config))
 
 
+def block_size(config: Config) -> int:
+    """The run's KV block size in tokens: ``serving.block_size``, or where it is null vLLM's for the model and GPU
+    (``attention_backend.default_block_size``; a Gated DeltaNet hybrid's raised from it as vLLM raises it,
+    ``state_groups.required_block_size``)."""
+    if config.serving.block_size is not None:
+        return config.serving.block_size
+    from sim.serving.attention_backend import default_block_size
+
+    spec = model_spec(config.model)
+    preferred = default_block_size(spec, config.hardware.gpu)
+    if spec.linear_attention is None:
+        return preferred
+    from sim.serving.state_groups import required_block_size
+
+    return required_block_size(config, preferred)
+
+
 def resolved_serving(config: Config) -> ServingConfig:
-    """``config.serving`` with both limits resolved (``batch_limits``), as the engine sees it."""
+    """``config.serving`` with both limits and the block size resolved (``batch_limits``, ``block_size``), as the
+    engine sees it."""
     seqs, tokens = batch_limits(config)
-    return dataclasses.replace(config.serving, max_num_seqs=seqs, max_num_batched_tokens=tokens)
+    return dataclasses.replace(config.serving, max_num_seqs=seqs, max_num_batched_tokens=tokens,
+                               block_size=block_size(config))

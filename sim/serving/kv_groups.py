@@ -77,7 +77,9 @@ def hybrid_manager_groups(config: Config) -> KVGroups | None:
     spec = model_spec(config.model)
     if not spec.is_hybrid_attention or config.serving.disable_hybrid_kv_cache_manager:
         return None
-    return kv_groups(spec, config.serving.block_size)
+    from sim.serving.engine_limits import block_size
+
+    return kv_groups(spec, block_size(config))
 
 
 def check_hybrid_manager(config: Config, mode: str, policies: list[str]) -> None:

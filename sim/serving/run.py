@@ -35,10 +35,11 @@ from sim.config_rules import pd_node_fits, single_node_fits
 from sim.errors import ConfigError, TraceError
 from sim.report.document import RunResult
 from sim.report.metrics import RequestTable, WeightedSamples, distribution, request_columns, serving_metrics
+from sim.serving.attention_backend import check_block_size
 from sim.serving.compute_backend import compute_model
 from sim.serving.data_parallel import LockstepGroup, cudagraph_capture_tokens
 from sim.serving.engine import Engine
-from sim.serving.engine_limits import max_model_len, resolved_serving
+from sim.serving.engine_limits import block_size, max_model_len, resolved_serving
 from sim.serving.hybrid_kv_cache_manager import HybridKVCacheManager
 from sim.serving.instance import DECODE, PREFILL, UNIFIED, Instance, Job
 from sim.serving.kv_cache_manager import KVCacheManager
@@ -66,6 +67,8 @@ def check_serving_settings(config: Config) -> None:
     if config.cache.capacity_blocks is not None:  # as the --capacity-blocks flag is refused in these modes
         raise ConfigError(f"config key 'cache.capacity_blocks'={config.cache.capacity_blocks} applies to --cache-only; the "
                           "serving modes size HBM from serving.num_gpu_blocks or GPU memory (set it to null)")
+    check_block_size(config)  # (sim.serving.attention_backend)
+
 
 
 # vLLM's BlockPool takes block 0 of its ``num_gpu_blocks`` as the placeholder ``null_block`` (popped from the free
@@ -379,6 +382,7 @@ class ServingRun:
                 # the step limits each engine ran with (vLLM's defaults for the GPU where the config leaves them null)
                 "max_num_seqs": self.serving.max_num_seqs,
                 "max_num_batched_tokens": self.serving.max_num_batched_tokens,
+                "block_size": self.serving.block_size,  # vLLM's for the model and GPU where the config leaves it null
                 "busy_fraction_mean": float(np.mean([i.work.busy_s for i in instances])) / makespan
                 if makespan > 0 else math.nan,
                 "steps": sum(i.work.steps for i in instances),
@@ -432,7 +436,7 @@ def admit(trace: Trace, config: Config) -> dict[str, int]:
     ``workload.strict_validation`` the first such request is an error instead. Returns the counts.
     """
     capacity = usable_kv_blocks(config)
-    block = config.serving.block_size
+    block = block_size(config)
     if capacity <= 0:
         raise ConfigError(f"no KV block of {block} tokens fits in one instance's memory beside vLLM's null block "
                           f"(serving.num_gpu_blocks, gpu_memory_utilization, tensor_parallel_size)")
@@ -463,7 +467,8 @@ def _hybrid_blocks_alone(prompt: np.ndarray, tokens: np.ndarray, groups: KVGroup
     """Blocks a hybrid model's request needs at once on an empty instance: the most of what its admission asks for
     (its prompt's full blocks and each sliding group's, at most ``admission_cap``: ``HybridKVCacheManager.blocks_alone``)
     and what it holds at its last token (every full block, each sliding group's window and the step or two before)."""
-    serving, block = resolved_serving(config), config.serving.block_size
+    serving = resolved_serving(config)
+    block = serving.block_size
     cap = groups.admission_cap(max_model_len(config), serving.max_num_batched_tokens, serving.async_scheduling)
     return np.maximum(groups.with_sliding(-(-(prompt + 1) // block), cap),
                       groups.with_sliding(-(-tokens // block), groups.hit_blocks + 2))

@@ -95,8 +95,10 @@ def _alignments(config: Config) -> tuple[int, int | None]:
 
 
 def required_block_size(config: Config, block_size: int | None = None, prefix_caching: bool | None = None) -> int:
-    """vLLM's attention block size for the run's GDN hybrid from the configured (or ``block_size``) one, with the
-    run's prefix caching (or ``prefix_caching``)."""
+    """vLLM's attention block size for the run's GDN hybrid from ``block_size`` (default: the configured one, or where
+    that is null the attention backend's preferred size, vLLM's start without --block-size), with the run's prefix
+    caching (or ``prefix_caching``)."""
+    from sim.serving.attention_backend import default_block_size
     from sim.specs import model_spec
 
     spec = model_spec(config.model)
@@ -104,14 +106,17 @@ def required_block_size(config: Config, block_size: int | None = None, prefix_ca
     kv = kv_dtype_bytes(spec, config.serving.dtype, config.serving.kv_cache_dtype)
     state = spec.linear_attention.state_bytes(DTYPE_BYTES[config.serving.dtype], tp)
     alignment, checkpoint = _alignments(config)
-    return vllm_block_size(state, attention_page_bytes_per_token(spec, kv, tp),
-                           config.serving.block_size if block_size is None else block_size, alignment, checkpoint,
+    if block_size is None:
+        block_size = config.serving.block_size or default_block_size(spec, config.hardware.gpu)
+    return vllm_block_size(state, attention_page_bytes_per_token(spec, kv, tp), block_size, alignment, checkpoint,
                            config.serving.enable_prefix_caching if prefix_caching is None else prefix_caching)
 
 
 def state_groups(config: Config, tensor_parallel_size: int | None = None) -> StateGroups | None:
-    """The run's groups when its model has Gated DeltaNet layers (None otherwise), at ``serving.block_size`` (which
-    ``check_state_model`` holds to vLLM's), on a rank of ``tensor_parallel_size`` (default: the run's)."""
+    """The run's groups when its model has Gated DeltaNet layers (None otherwise), at the run's block size (vLLM's
+    where ``serving.block_size`` is null; ``check_state_model`` holds a set one to it), on a rank of
+    ``tensor_parallel_size`` (default: the run's)."""
+    from sim.serving.engine_limits import block_size
     from sim.specs import model_spec
 
     spec = model_spec(config.model)
@@ -121,15 +126,16 @@ def state_groups(config: Config, tensor_parallel_size: int | None = None) -> Sta
     tp = config.serving.tensor_parallel_size if tensor_parallel_size is None else tensor_parallel_size
     kv = kv_dtype_bytes(spec, config.serving.dtype, config.serving.kv_cache_dtype)
     size, attention, states = _groups(spec.attention_layers, gdn.layers)
-    page = config.serving.block_size * attention_page_bytes_per_token(spec, kv, tp)
-    return StateGroups(size, attention, states, config.serving.block_size, page,
+    tokens = block_size(config)
+    page = tokens * attention_page_bytes_per_token(spec, kv, tp)
+    return StateGroups(size, attention, states, tokens, page,
                        gdn.state_bytes(DTYPE_BYTES[config.serving.dtype], tp))
 
 
 def check_state_model(config: Config, mode: str) -> None:
     """A GDN hybrid runs where kvsim models vLLM serving it: single-node serving, vLLM's hybrid KV-cache manager on,
     prefix caching off, on a GPU whose attention alignment is known, at vLLM's raised block size; each other case is
-    one exit-2 line."""
+    one exit-2 line. A null ``serving.block_size`` is vLLM's raised one (``engine_limits.block_size``)."""
     from sim.specs import model_spec
 
     spec = model_spec(config.model)
@@ -146,13 +152,13 @@ def check_state_model(config: Config, mode: str) -> None:
     if serving.enable_prefix_caching:
         raise ConfigError(f"model {name}: vLLM's prefix caching of Gated DeltaNet states (on by default, "
                           "mamba_cache_mode 'align') is not modelled yet: set serving.enable_prefix_caching=false "
-                          f"(vLLM --no-enable-prefix-caching; block size {required_block_size(config, 16, False)} then)")
+                          f"(vLLM --no-enable-prefix-caching; block size {required_block_size(config, None, False)} then)")
     groups = state_groups(config)
     if groups.attention_groups != 1:
         raise ConfigError(f"model {name}: {spec.attention_layers} attention layers beside {spec.linear_attention.layers} "
                           f"Gated DeltaNet ones make {groups.attention_groups} attention groups; kvsim models one")
     want = required_block_size(config)
-    if serving.block_size != want:
+    if serving.block_size is not None and serving.block_size != want:
         raise ConfigError(
             f"model {name} on {config.hardware.gpu} at TP {serving.tensor_parallel_size}: vLLM raises the attention "
             f"block size to {want} tokens so that one page holds a Gated DeltaNet state ({groups.state_bytes:,} bytes; "
