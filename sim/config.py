@@ -75,7 +75,7 @@ class ServingConfig:
     # an H100 or H200, 1,024 and 16,384 on a B200, 256 and 2,048 on an A100 or a smaller GPU: sim.serving.engine_limits)
     max_num_seqs: int | None = domain(None, ge=1)
     max_num_batched_tokens: int | None = domain(None, ge=1)
-    gpu_memory_utilization: float = domain(0.9, **FRACTION)
+    gpu_memory_utilization: float = domain(0.92, **FRACTION)  # vLLM 0.33's default (vllm/config/cache.py)
     num_gpu_blocks: int | None = domain(None, ge=1)  # overrides the KV capacity computed from memory
     enable_prefix_caching: bool = True
     num_instances: int = domain(4, ge=1, le=MAX_INSTANCES)

@@ -145,20 +145,29 @@ def test_a_cluster_runs_a_hybrid_model_under_the_hybrid_manager(run_cli, tmp_pat
     assert status == 0, err
     metrics = json.loads(report.read_text())["runs"][0]["metrics"]
     assert metrics["requests_completed"] == 60
-    assert metrics["instances"]["kv_blocks_each"] == 161_611  # the hybrid manager's blocks of 12 layers (below)
+    # the hybrid manager's blocks of 12 layers: the GPU's KV budget // 393,216 (tests/test_hybrid_kv_cache_manager.py)
+    from sim.config import load_config
+    from sim.serving.memory_profile import memory_budget
+
+    budget = memory_budget(load_config(None, sets=["model=gpt-oss-20b"]))
+    assert metrics["instances"]["kv_blocks_each"] == budget.kv_bytes // 393_216
 
 
 def test_with_the_hybrid_manager_off_every_layer_keeps_its_kv(run_cli, tmp_path):
-    """gpt-oss-20b on one H100 SXM at utilization 0.9, every layer's KV whole (vLLM with the manager off: one KV
-    group of all 24 layers, so the capacity is not divided among groups). By hand: a token's KV is 2 (K, V) × 24
-    layers × 8 KV heads × 64 × 2 bytes = 49,152, a 16-token block 786,432 bytes; the checkpoint's weights are
-    13,761,264,768 bytes (its model.safetensors.index.json total_size); (80 GiB × 0.9 − weights) // block =
-    80,805 blocks."""
+    """gpt-oss-20b on one H100 SXM, every layer's KV whole (vLLM with the manager off: one KV group of all 24
+    layers, so the capacity is not divided among groups). By hand: a token's KV is 2 (K, V) × 24 layers × 8 KV
+    heads × 64 × 2 bytes = 49,152, a 16-token block 786,432 bytes; the checkpoint's weights are 13,761,264,768 bytes
+    (its model.safetensors.index.json total_size, checked against the budget's in
+    tests/test_hybrid_kv_cache_manager.py); the GPU's KV budget (sim.serving.memory_profile) // block."""
     report = tmp_path / "r.json"
     status, _, err = run_cli("--set", "model=gpt-oss-20b", "--set", "serving.disable_hybrid_kv_cache_manager=true",
                              "--set", "serving.num_instances=1", "--workload-trace", BUNDLED_AZURE,
                              "--workload-limit", "40", "--no-plot", "--quiet", "--report-json", report)
     assert status == 0, err
     metrics = json.loads(report.read_text())["runs"][0]["metrics"]
-    assert metrics["instances"]["kv_blocks_each"] == (80 * 1024**3 * 9 // 10 - 13_761_264_768) // 786_432 == 80_805
+    from sim.config import load_config
+    from sim.serving.memory_profile import memory_budget
+
+    budget = memory_budget(load_config(None, sets=["model=gpt-oss-20b"]))
+    assert metrics["instances"]["kv_blocks_each"] == budget.kv_bytes // 786_432
     assert metrics["requests_completed"] == 40

@@ -53,7 +53,7 @@ CASES: dict[str, tuple[str, list[str], str]] = {
     "serving.block_size": ("cache-only", [], "32"),
     "serving.max_num_seqs": ("single", [], "4"),
     "serving.max_num_batched_tokens": ("single", [], "16384"),
-    "serving.gpu_memory_utilization": ("single", NO_HBM_OVERRIDE, "0.2"),
+    "serving.gpu_memory_utilization": ("single", NO_HBM_OVERRIDE, "0.5"),
     "serving.num_gpu_blocks": ("single", [], "300"),
     "serving.enable_prefix_caching": ("single", [], "false"),
     "serving.num_instances": ("single", [], "2"),

@@ -158,7 +158,7 @@ def test_a_gpu_spec_files_memory_sets_the_kv_capacity(tmp_path):
 
     spec = tmp_path / "gpu48.yaml"
     spec.write_text(H100_FIELDS.replace("memory_gib: 80", "memory_gib: 48\nreported_memory_gib: 47.5"))
-    config = load_config(None, sets=[f"hardware.gpu={spec}"])
+    config = load_config(None, sets=[f"hardware.gpu={spec}", "serving.gpu_memory_utilization=0.9"])
     assert model_spec("llama-3.1-8b").weight_bytes_per_gpu(2, 1, 1) == 16_060_522_496
     budget = memory_budget(config)
     assert (budget.requested, budget.weights, budget.activation, budget.non_torch, budget.cudagraph) == \
