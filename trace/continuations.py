@@ -124,7 +124,8 @@ def interleaved(prompt_values: np.ndarray, prompt_offsets: np.ndarray, generated
     prompt_counts = np.diff(prompt_offsets)
     in_prompt = np.ones(len(out), dtype=np.bool_)
     owner = np.repeat(np.arange(len(prompt_counts)), np.diff(generated_offsets))
-    in_prompt[starts[owner] + prompt_counts[owner] + (np.arange(len(generated_values)) - generated_offsets[owner])] = False
+    depth = np.arange(len(generated_values)) - generated_offsets[owner]  # of each generated block in its request's
+    in_prompt[starts[owner] + prompt_counts[owner] + depth] = False
     out[in_prompt] = prompt_values
     out[~in_prompt] = generated_values
     return out

@@ -22,9 +22,10 @@ up to there is served all of it. A resumed request looks up its sequence (its pr
 generated ones: vLLM's block hashes cover them), and its junction falls among its generated blocks.
 
 A sliding group's copy of block ``b`` (a prompt's or a generated one) is the key ``b + (g + 1) × offset``
-(``offset``: the run's block-id space, generated blocks' ids included), in the same caches and pool as the full group's ``b``. A decode window's steps allocate as they start
-(``stepwise_windows``: blocks leave a sliding group as others join it, so no growth can be reserved ahead): only the
-steps at which some request's blocks change are visited, each as a single step plans it.
+(``offset``: the run's block-id space, generated blocks' ids included), in the same caches and pool as the full
+group's ``b``. A decode window's steps allocate as they start (``stepwise_windows``: blocks leave a sliding group as
+others join it, so no growth can be reserved ahead): only the steps at which some request's blocks change are
+visited, each as a single step plans it.
 """
 
 from __future__ import annotations
