@@ -254,6 +254,11 @@ class KVCacheManager:
     def begin_step(self) -> None:
         """A step is being planned (the hybrid manager tells which requests the step before had in flight)."""
 
+    def split_chunk(self, job: Job, start: int, tokens: int) -> int:
+        """The prefill tokens from ``start`` a step schedules for ``job`` of the ``tokens`` the budget allows (a Gated
+        DeltaNet hybrid with prefix caching ends chunks where states are cached; 0: none this step)."""
+        return tokens
+
     def admission_blocks(self, job: Job, tokens: int, full_sequence: bool) -> int:
         """Blocks admitting a waiting ``job`` needs free: its whole sequence's (``full_sequence``: vLLM's
         ``scheduler_reserve_full_isl``), else those of its first ``tokens`` tokens."""

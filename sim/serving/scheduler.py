@@ -333,7 +333,10 @@ class Scheduler:
         while i < len(running) and budget > 0:
             job = running[i]
             decoding = job.computed >= job.target
-            n = 1 if decoding else min(job.target - job.computed, budget)
+            n = 1 if decoding else kv.split_chunk(job, job.computed, min(job.target - job.computed, budget))
+            if not n:  # (a chunk that must end at a block boundary the budget does not reach: next step)
+                i += 1
+                continue
             while kv.new_blocks(job, job.computed + n) > pool.free:
                 victim = self._victim()
                 preempted = True
@@ -358,7 +361,9 @@ class Scheduler:
             job = self.waiting[0]
             match = kv.lookup(job)
             cached = match.tokens
-            n = min(job.target - cached, budget)
+            n = kv.split_chunk(job, cached, min(job.target - cached, budget))
+            if not n:
+                break
             job.computed = 0
             # the blocks the admission needs: the whole sequence's (vLLM's scheduler_reserve_full_isl), else the chunk's
             if kv.admission_blocks(job, cached + n, self.reserve_full_isl) > pool.free:
