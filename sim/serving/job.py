@@ -50,6 +50,12 @@ class Job:
     generated_ids: Sequence[int] = ()
     generated_hit: int = 0  # of them, the blocks its last lookup found cached (after a preemption; taken at allocation)
     state_held: bool = False  # (Gated DeltaNet hybrid) it holds its block in each state group (StateKVCacheManager)
+    # (Gated DeltaNet hybrid, prefix caching: AlignStateKVCacheManager) vLLM's state-table length in each state group
+    # (position-indexed, nulls included), the (block index, kept) state blocks it holds in each (kept: its state is
+    # cached when let go), and the shared-prefix junction (blocks) whose state it caches
+    state_len: int = 0
+    state_idx: tuple[tuple[int, bool], ...] = ()
+    state_junction: int = 0
 
     @property
     def prompt_ids(self) -> Sequence[int]:

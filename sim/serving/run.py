@@ -35,6 +35,7 @@ from sim.config_rules import pd_node_fits, single_node_fits
 from sim.errors import ConfigError, TraceError
 from sim.report.document import RunResult
 from sim.report.metrics import RequestTable, WeightedSamples, distribution, request_columns, serving_metrics
+from sim.serving.align_state_manager import AlignStateKVCacheManager
 from sim.serving.attention_backend import check_block_size
 from sim.serving.compute_backend import compute_model
 from sim.serving.data_parallel import LockstepGroup, cudagraph_capture_tokens
@@ -46,7 +47,7 @@ from sim.serving.kv_cache_manager import KVCacheManager
 from sim.serving.kv_groups import KVGroups, hybrid_manager_groups
 from sim.serving.network import Link, network_model
 from sim.serving.routers import router
-from sim.serving.state_groups import check_state_model, state_groups
+from sim.serving.state_groups import check_state_model, exports_checkpoints, state_groups
 from sim.serving.state_kv_cache_manager import StateKVCacheManager
 from sim.serving.timeline import Timeline
 from sim.serving.utilization import batch_metrics, instance_metrics, utilization_basis, work_counter
@@ -112,7 +113,9 @@ class ServingRun:
         next_use = next_use_index(self._serving_stream()) if any(k.needs_future for k in kinds) else None
         self._predicted = self._classes() if any(k.needs_predictions for k in kinds) else None
         # a hybrid model's sliding groups keep their own copies of prompt blocks, keyed past the trace's ids
-        copies = 1 + (self.kv_groups.sliding_groups if self.kv_groups is not None else 0)
+        states = state_groups(config)  # (a Gated DeltaNet hybrid's state groups cache states of blocks too)
+        copies = 1 + (self.kv_groups.sliding_groups if self.kv_groups is not None else
+                      states.state_groups if states is not None and config.serving.enable_prefix_caching else 0)
         self.arena = TierArena(future=next_use, max_keys=self.num_blocks * copies)
         self._next_use = next_use
         self.shared_tiers = self._lower_tiers()
@@ -216,6 +219,10 @@ class ServingRun:
         """The instances' KV-cache manager: vLLM's hybrid one for a hybrid model with it on, else the one group's."""
         groups, serving = self.kv_groups, self.serving
         states = state_groups(self.config)
+        if states is not None and serving.enable_prefix_caching:  # a Gated DeltaNet hybrid in vLLM's align mode
+            return partial(AlignStateKVCacheManager, state_groups=states.state_groups, key_offset=self.num_blocks,
+                           checkpoints=exports_checkpoints(self.config),
+                           max_prefill_tokens=serving.max_num_batched_tokens)
         if states is not None:  # a Gated DeltaNet hybrid: a block in each state group a request
             return partial(StateKVCacheManager, state_blocks=states.state_groups)
         if groups is None:

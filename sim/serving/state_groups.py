@@ -132,9 +132,15 @@ def state_groups(config: Config, tensor_parallel_size: int | None = None) -> Sta
                        gdn.state_bytes(DTYPE_BYTES[config.serving.dtype], tp))
 
 
+def exports_checkpoints(config: Config) -> bool:
+    """Whether the GDN prefill exports a mid-chunk state (an align-mode internal checkpoint): FlashInfer's, on Hopper
+    (``GPU_ALIGNMENTS``: a checkpoint alignment; elsewhere the scheduler splits the prefill instead)."""
+    return _alignments(config)[1] is not None
+
+
 def check_state_model(config: Config, mode: str) -> None:
     """A GDN hybrid runs where kvsim models vLLM serving it: single-node serving, vLLM's hybrid KV-cache manager on,
-    prefix caching off, on a GPU whose attention alignment is known, at vLLM's raised block size; each other case is
+    prefix caching off or in align mode (``sim.serving.align_state_manager``), on a GPU whose attention alignment is known, at vLLM's raised block size; each other case is
     one exit-2 line. A null ``serving.block_size`` is vLLM's raised one (``engine_limits.block_size``)."""
     from sim.specs import model_spec
 
@@ -149,10 +155,6 @@ def check_state_model(config: Config, mode: str) -> None:
         raise ConfigError(f"model {name}: vLLM serves Gated DeltaNet layers with its hybrid KV-cache manager only (with "
                           "it off, hybrid SSM models fail at startup: vllm/config/vllm.py): set "
                           "serving.disable_hybrid_kv_cache_manager=false")
-    if serving.enable_prefix_caching:
-        raise ConfigError(f"model {name}: vLLM's prefix caching of Gated DeltaNet states (on by default, "
-                          "mamba_cache_mode 'align') is not modelled yet: set serving.enable_prefix_caching=false "
-                          f"(vLLM --no-enable-prefix-caching; block size {required_block_size(config, None, False)} then)")
     groups = state_groups(config)
     if groups.attention_groups != 1:
         raise ConfigError(f"model {name}: {spec.attention_layers} attention layers beside {spec.linear_attention.layers} "

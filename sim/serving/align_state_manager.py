@@ -1,0 +1,328 @@
+"""vLLM 0.33's prefix caching of a Gated DeltaNet hybrid's states (mamba_cache_mode "align", its default with prefix
+caching on), with its default ``prefix_cache_retention_interval`` 0 (``sim.serving.state_groups`` for the groups).
+
+vLLM's code (v1/core/single_type_kv_cache_manager.py ``MambaManager``, v1/core/kv_cache_coordinator.py
+``HybridKVCacheCoordinator``, v1/core/sched/scheduler.py ``_mamba_block_aligned_split``):
+
+- A state group's table is position-indexed: block ``i`` holds the state after (i + 1) × block_size tokens. A request
+  holds its running state block (index cdiv(tokens, block_size) - 1, the rest null), plus, for the step that moves
+  it on, the block before (the hit's, or the last running one: freed at the next allocation, ``remove_skipped_blocks``
+  with ``get_num_skipped_tokens`` = computed - 1), plus on the prompt's last chunk the internal checkpoint block
+  (index cdiv(end, block_size) - 2) where the GDN prefill exports a mid-chunk state (FlashInfer on Hopper:
+  ``is_mamba_prefill_checkpoint_valid``); at most 1 + checkpoint new blocks a step (``physical_block_cap``).
+- States cached (``cache_blocks`` with ``reachable_block_mask``, retention 0): only the one ending at the prompt's
+  replay boundary (``replay_boundaries``: prompt - 1, floored to a block) and the one at the shared-prefix junction
+  (``shared_prefix_boundary``: where the full-attention hit ended when the state hit stopped short). No other state,
+  in particular none at the end of what a request generated (the full group still caches its generated blocks).
+- A hit (``find_longest_cache_hit``): the full group's prefix (short of the last token), cut back to the deepest
+  block whose state every state group holds (right to left); past it the full group's blocks are allocated anew.
+- Chunks (``_mamba_block_aligned_split``): one that does not reach the prompt's end ends at a block boundary (none
+  this step when the budget reaches none), and a chunk stops at the junction; without internal checkpoints (Ampere:
+  Triton GDN) it also stops at the replay boundary and at the next boundary when it starts inside a block.
+
+Simplified: the step in flight is counted as computed when blocks are freed (vLLM frees on processed tokens under
+asynchronous scheduling: a state block is held one step longer); a state cached in a lower tier serves a hit as one
+in HBM would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from sim.serving.block_pool import BlockPool
+from sim.serving.hybrid_kv_cache_manager import PastHitCopies
+from sim.serving.job import Job
+from sim.serving.kv_cache_manager import KVCacheManager, PrefixMatch, TieredCache, prefix_hit, usable_prefix_blocks
+
+
+def checkpoint_position(tokens: int, block_size: int) -> int:
+    """The last block boundary before the last of ``tokens`` (``get_mamba_prefill_checkpoint_position``)."""
+    return max((tokens - 1) // block_size * block_size, 0)
+
+
+def checkpoint_valid(start: int, end: int, position: int, block_size: int) -> bool:
+    """Whether a chunk [start, end) exports the state at ``position`` (``is_mamba_prefill_checkpoint_valid``, the
+    checkpoint alignment and the hash unit both the block size)."""
+    return (start % block_size == 0 and -(-end // block_size) - 2 > (start - 1) // block_size
+            and start + block_size <= position and start < position < end and (position - start) % block_size == 0)
+
+
+class AlignStateKVCacheManager(PastHitCopies, KVCacheManager):
+    """One attention group and ``state_groups`` state groups over one pool, with vLLM's align-mode prefix caching."""
+
+    stepwise_windows = True
+
+    def __init__(self, pool: BlockPool, cache: TieredCache, block_size: int, prefix_caching: bool,
+                 clock: Callable[[], float], state_groups: int, key_offset: int, checkpoints: bool,
+                 max_prefill_tokens: int):
+        super().__init__(pool, cache, block_size, prefix_caching, clock)
+        self.copies = state_groups
+        self.offsets = [(g + 1) * key_offset for g in range(state_groups)]  # state group g's key of block b
+        self.checkpoints = checkpoints  # the GDN prefill exports internal checkpoints
+        self.max_prefill_tokens = max_prefill_tokens
+        self.groups_growing = 1 + state_groups
+
+    # ------------------------------------------------------------- keys
+
+    def _sequence_id(self, job: Job, i: int) -> int | None:
+        """The id of ``job``'s sequence block ``i`` (prompt's full blocks, then generated ones), None past them."""
+        full = job.input_tokens // self.block_size
+        if i < full:
+            return int(job.prompt_ids[i])
+        i -= full
+        return int(job.generated_ids[i]) if i < len(job.generated_ids) else None
+
+    def _state_keys(self, job: Job, i: int) -> list[int]:
+        """Every state group's key of the state after block ``i`` (empty: the block has no id)."""
+        b = self._sequence_id(job, i)
+        return [] if b is None else [b + offset for offset in self.offsets]
+
+    def find(self, key: int) -> int:
+        """The level of this instance's tiers holding ``key`` (0: HBM, cached or in use), or -1."""
+        return 0 if key in self.pool else self.cache.find(key)
+
+    def _kept(self, job: Job) -> set[int]:
+        """The state blocks whose states ``job`` caches: its replay boundary's, its junction's, its hit's."""
+        kept = {(job.input_tokens - 1) // self.block_size - 1, job.state_junction - 1, job.sliding_hit - 1}
+        return {i for i in kept if i >= 0}
+
+    # ------------------------------------------------------------- lookups
+
+    def lookup(self, job: Job) -> PrefixMatch:
+        """The full group's prefix cut back to the deepest block whose state every state group holds; where that is
+        shorter, the full group's end is the junction whose state the request caches."""
+        admitting = not (job.held or job.anonymous or job.state_held)
+        if not self.prefix_caching:
+            if admitting:
+                job.sliding_hit = job.state_junction = 0
+            return PrefixMatch([], 0, {})
+        bs = self.block_size
+        chain, chain_tokens = self._sequence_chain(job)
+        levels = self.cache.lookup_prefix(chain, self.pool).tolist()
+        self._last_block_from_below(job, levels)
+        full_hit, full_tokens = prefix_hit(levels, job.target, chain_tokens, bs, job.external)
+        hit, state_levels = 0, []
+        for i in range(full_hit - 1, -1, -1):
+            here = [self.find(key) for key in self._state_keys(job, i)]
+            if here and min(here) >= 0:
+                hit, state_levels = i + 1, here
+                break
+        tokens = full_tokens if hit == full_hit else hit * bs
+        in_hbm = next((i for i, level in enumerate(levels) if level != 0), len(levels))  # (vLLM's GPU lookup)
+        junction = min(full_hit, in_hbm, usable_prefix_blocks(job.target, bs))
+        if admitting:
+            job.sliding_hit = hit
+            job.state_junction = junction if junction > hit else 0
+            job.generated_hit = max(0, hit - job.input_tokens // bs) if chain_tokens > job.input_tokens else 0
+        served = levels[:hit]
+        per_tier: dict[int, int] = {}
+        for level in served + state_levels:
+            if level > 0:
+                per_tier[level] = per_tier.get(level, 0) + 1
+        return PrefixMatch(served, tokens, per_tier)
+
+    # ------------------------------------------------------------- chunks
+
+    def split_chunk(self, job: Job, start: int, tokens: int) -> int:
+        """``_mamba_block_aligned_split``: the chunk from ``start`` ends at a block boundary unless it reaches the
+        prompt's end, and stops at the junction (and without internal checkpoints at the replay boundary)."""
+        bs = self.block_size
+        prefill_end = max(job.input_tokens, job.target - 1)
+        if start >= prefill_end:
+            return tokens
+        end = start + tokens
+        last_cache = checkpoint_position(job.target, bs)
+        internal = (self.checkpoints and end >= prefill_end
+                    and checkpoint_valid(start, end, checkpoint_position(prefill_end, bs), bs))
+        if internal:
+            last_cache = 0
+        if end < prefill_end:
+            aligned = end // bs * bs
+            if aligned > start or bs <= self.max_prefill_tokens:
+                end = aligned
+        junction = job.state_junction * bs
+        stops = ((start // bs + 1) * bs if start % bs and not internal else 0, last_cache,
+                 start + (junction - start) // bs * bs if start < junction < end else 0)
+        end = min((s for s in stops if start < s < end), default=end)
+        return max(end - start, 0)
+
+    # ------------------------------------------------------------- state blocks
+
+    def _checkpoint(self, job: Job, start: int, end: int) -> bool:
+        """Whether the chunk [start, end) takes an internal checkpoint block (``_needs_internal_checkpoint``)."""
+        bs = self.block_size
+        if not self.checkpoints or end < max(job.input_tokens, job.target - 1):
+            return False
+        index = -(-end // bs) - 2
+        return (index >= 0 and checkpoint_valid(start, end, checkpoint_position(end, bs), bs)
+                and (index >= job.state_len or all(i != index for i, _ in job.state_idx)))
+
+    def _plan(self, job: Job, tokens: int) -> tuple[int, list[tuple[int, bool]], list[tuple[int, bool]]]:
+        """(start, state blocks freed, state blocks taken) growing ``job`` to ``tokens`` tokens: those before the
+        running state of its computed tokens go first; then the running block and the checkpoint's."""
+        bs, computed = self.block_size, job.computed
+        start = computed if job.state_held else max(computed, job.sliding_hit * bs)
+        held = job.state_idx if job.state_held else (((job.sliding_hit - 1, True),) if job.sliding_hit else ())
+        upto = (start - 1) // bs if start > 0 else 0
+        freed = [entry for entry in held if entry[0] < upto]
+        need = -(-tokens // bs)
+        length = job.state_len if job.state_held else job.sliding_hit
+        kept = self._kept(job)
+        taken = []
+        if self._checkpoint(job, start, tokens):
+            taken.append((need - 2, need - 2 in kept))
+        if need > length:
+            taken.append((need - 1, need - 1 in kept))
+        return start, freed, taken
+
+    def _unchanged(self, job: Job, tokens: int) -> bool:
+        """Whether growing ``job`` to ``tokens`` tokens takes and frees no block (most decode steps)."""
+        if not job.state_held or len(job.state_idx) != 1:
+            return False
+        bs = self.block_size
+        want = -(-tokens // bs)
+        if want > job.state_len or tokens < job.target:
+            return False
+        prompt = len(job.blocks)
+        return want <= job.held if want <= prompt else job.held == prompt and want - prompt <= job.anonymous
+
+    def _state_fresh(self, job: Job, entries: Sequence[tuple[int, bool]], taken: bool) -> int:
+        """Pool blocks holding ``entries`` takes (``taken``: a hit's, found by key) or frees (the last holder's)."""
+        count = 0
+        refs = self.pool.refs
+        for i, keyed in entries:
+            keys = self._state_keys(job, i) if keyed and self.pool.shared else []
+            if not keys:
+                count += self.copies
+            elif taken:
+                count += sum(1 for key in keys if key not in refs)
+            else:
+                count += sum(1 for key in keys if refs.get(key, 1) == 1)
+        return count
+
+    def new_blocks(self, job: Job, tokens: int) -> int:
+        """Pool blocks growing ``job`` to ``tokens`` tokens takes, less the state blocks it lets go first."""
+        if self._unchanged(job, tokens):
+            return 0
+        _, freed, taken = self._plan(job, tokens)
+        hit = 0 if job.state_held or not job.sliding_hit else self._state_fresh(job, ((job.sliding_hit - 1, True),),
+                                                                                True)
+        released = self._state_fresh(job, [e for e in freed if job.state_held], False)
+        return self._full_new_blocks(job, tokens) + hit + self.copies * len(taken) - released
+
+    def admission_blocks(self, job: Job, tokens: int, full_sequence: bool) -> int:
+        """Blocks admitting ``job`` takes for its first ``tokens`` tokens; with ``full_sequence`` at least its whole
+        sequence's attention blocks with the same state blocks."""
+        chunk = self.new_blocks(job, tokens)
+        if not full_sequence:
+            return chunk
+        return max(chunk, chunk - self._full_new_blocks(job, tokens) + self._full_new_blocks(job, job.target))
+
+    def blocks_alone(self, tokens: int) -> int:
+        """Blocks a request of ``tokens`` tokens holds at most alone: its attention blocks, a running and a
+        checkpoint block in each state group."""
+        return -(-tokens // self.block_size) + 2 * self.copies
+
+    def allocate(self, job: Job, tokens: int) -> None:
+        """Grow ``job`` to ``tokens`` tokens: its state blocks before the running one go (kept ones cached), its
+        hit's state is taken, its running (and checkpoint) state blocks and its attention blocks are allocated."""
+        if self._unchanged(job, tokens):
+            return
+        _, freed, taken = self._plan(job, tokens)
+        fresh: list[int] = []
+        if not job.state_held:
+            held = []
+            if job.sliding_hit:
+                hit = (job.sliding_hit - 1, True)
+                fresh += self._hold_states(job, [hit])
+                held.append(hit)
+            job.state_held, job.state_len = True, job.sliding_hit
+        else:
+            held = list(job.state_idx)
+        gone = self._let_go_states(job, freed)
+        held = [e for e in held if e not in freed]
+        fresh += self._hold_states(job, taken)
+        job.state_idx = tuple(sorted(held + taken))
+        job.state_len = max(job.state_len, -(-tokens // self.block_size))
+        prompt, private = self.blocks_for(job, tokens)
+        grow = private - job.anonymous if private > job.anonymous else 0
+        fresh += self._hold_full(job, prompt, grow)
+        job.held = max(job.held, prompt)
+        job.anonymous += grow
+        if self.prefix_caching:
+            self._return_to_cache(gone, np.full(len(gone), job.position, dtype=np.int64))
+            self._take_cached(fresh)
+            if job.generated_hit:
+                self._take_cached(job.generated_ids[:job.generated_hit])
+                job.generated_hit = 0
+            self.cache.resize_top(self.pool.unused)
+            self._charge_writes()
+
+    def _hold_states(self, job: Job, entries: Sequence[tuple[int, bool]]) -> list[int]:
+        """Hold ``entries`` in every state group: a kept one by its keys (a key another request holds, computed
+        again, is a private copy), the others privately. Returns the keys newly taken."""
+        keys, private = [], 0
+        refs = self.pool.refs
+        for i, keyed in entries:
+            ks = self._state_keys(job, i) if keyed else []
+            if not ks or (i != job.sliding_hit - 1 and any(k in refs for k in ks)):
+                private += self.copies
+            else:
+                keys += ks
+        return list(self.pool.hold(keys, private))
+
+    def _let_go_states(self, job: Job, entries: Sequence[tuple[int, bool]]) -> list[int]:
+        """Let go of ``entries`` (latest first) in every state group; returns the kept keys freed."""
+        keys, private = [], 0
+        for i, keyed in sorted(entries, reverse=True):
+            ks = self._state_keys(job, i) if keyed else []
+            if ks and all(k in self.pool for k in ks):
+                keys += ks
+            else:
+                private += self.copies
+        return list(self.pool.let_go(keys, private))
+
+    def free(self, job: Job) -> None:
+        """Free a job's state blocks (the kept ones become cached states), then its attention blocks."""
+        if job.state_held:
+            gone = self._let_go_states(job, job.state_idx)
+            if self.prefix_caching and gone:
+                self.cache.resize_top(self.pool.unused)
+                self._return_to_cache(gone, np.full(len(gone), job.position, dtype=np.int64))
+        job.state_held, job.state_len, job.state_idx, job.state_junction = False, 0, (), 0
+        job.sliding_hit = 0
+        super().free(job)
+        job.prompt_copies = ()
+
+    # ------------------------------------------------------------- decode windows
+
+    def window_blocks(self, job: Job, steps: int) -> int:
+        """At most the blocks ``steps`` more decode tokens take: each attention block joining brings a state block
+        in each group (the one before is let go a step later)."""
+        return super().window_blocks(job, steps) * (1 + self.copies)
+
+    def window_changes(self, jobs: Sequence[Job], computed: Sequence[int], steps: int) -> dict[int, list[int]]:
+        """The later steps of a window at which a job's blocks change: a block joins as its tokens cross a block
+        boundary, the state block before leaves at the next step."""
+        bs = self.block_size
+        changes: dict[int, list[int]] = {}
+        for index, c in enumerate(computed):
+            joins = range(-c % bs or bs, steps, bs)
+            for s in {*joins, *(j + 1 for j in joins if j + 1 < steps)}:
+                changes.setdefault(s, []).append(index)
+        for indices in changes.values():
+            indices.sort()
+        return changes
+
+    def window_step(self, jobs: Sequence[Job], computed: Sequence[int], step: int, indices: Sequence[int]) -> None:
+        """A window's step ``step`` starts: ``indices``' jobs allocate its token as a single step would."""
+        for index in indices:
+            job, c = jobs[index], computed[index]
+            job.computed = c + step
+            self.allocate(job, c + step + 1)
+            job.computed = c
+
+    def end_window(self, jobs: Sequence[Job], computed: Sequence[int], steps: int) -> None:
+        """Nothing to settle: each step allocated as it started."""

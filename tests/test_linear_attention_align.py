@@ -1,0 +1,137 @@
+"""vLLM 0.33's align-mode prefix caching of Gated DeltaNet states (``sim.serving.align_state_manager``), against a hand
+walk-through of its code (v1/core/single_type_kv_cache_manager.py ``MambaManager``, v1/core/kv_cache_coordinator.py
+``HybridKVCacheCoordinator.find_longest_cache_hit``, v1/core/sched/scheduler.py ``_mamba_block_aligned_split``) at
+Qwen3-Next's 576-token blocks on Hopper (one attention group, three state groups; prefix_cache_retention_interval 0).
+
+A (2,000 tokens: blocks 0-2 full, 3 partial), then B sharing A's first 1,500 tokens (blocks 0 and 1), then C sharing
+them too, then A's next turn (2,300 tokens: A's 2,000, its answer and a question; blocks 0-2 are A's)."""
+
+from __future__ import annotations
+
+import pytest
+
+from sim.serving.block_pool import BlockPool
+from sim.serving.job import Job
+from tests.cache_helpers import make_cache
+
+BS, OFFSET, GROUPS = 576, 100, 3
+
+
+class Clock:
+    now = 0.0
+
+
+def manager(checkpoints: bool = True, block_size: int = BS):
+    from sim.serving.align_state_manager import AlignStateKVCacheManager
+
+    pool = BlockPool(200, Clock())
+    cache = make_cache("lru", [200], num_blocks=OFFSET * (GROUPS + 1))
+    return AlignStateKVCacheManager(pool, cache, block_size, True, lambda: 0.0, state_groups=GROUPS,
+                                    key_offset=OFFSET, checkpoints=checkpoints, max_prefill_tokens=8192)
+
+
+def job(rid: int, tokens: int, blocks: list[int], output: int = 100) -> Job:
+    return Job(rid, tokens, output, blocks, 0, target=tokens)
+
+
+def admit(kv, j: Job) -> tuple[int, int, int]:
+    """(hit tokens, first chunk, blocks it takes) as the scheduler admits ``j`` with a budget of 8,192 tokens."""
+    match = kv.lookup(j)
+    chunk = kv.split_chunk(j, match.tokens, min(j.target - match.tokens, 8192))
+    need = kv.admission_blocks(j, match.tokens + chunk, full_sequence=False)
+    j.computed = 0
+    kv.allocate(j, match.tokens + chunk)
+    j.computed = match.tokens + chunk
+    return match.tokens, chunk, need
+
+
+def test_a_prompt_caches_one_state_at_its_replay_boundary_and_holds_one_state_block_when_decoding():
+    """A: no hit; one chunk of 2,000 (the checkpoint at 1,728 = (2,000 - 1) // 576 × 576 is exported inside it,
+    ``is_mamba_prefill_checkpoint_valid``); 4 attention blocks and in each state group the checkpoint block (index 2)
+    and the running one (index 3), ``physical_block_cap`` 1 + 1. At its first decode step the checkpoint block goes
+    (``remove_skipped_blocks``: 1,999 // 576 = 3 blocks skipped) and its state (after 1,728 tokens) stays cached."""
+    kv = manager()
+    a = job(0, 2000, [0, 1, 2, 3])
+    assert admit(kv, a) == (0, 2000, 4 + 2 * GROUPS)
+    assert kv.pool.used == 10 and a.state_idx == ((2, True), (3, False))
+    assert kv.new_blocks(a, 2001) == -GROUPS
+    kv.allocate(a, 2001)
+    assert kv.pool.used == 4 + GROUPS and a.state_idx == ((3, False),)
+    assert all(kv.find(2 + OFFSET * (g + 1)) == 0 for g in range(GROUPS))  # cached (free, in HBM)
+    assert all(kv.find(b + OFFSET * (g + 1)) == -1 for b in (0, 1) for g in range(GROUPS))  # no other state
+
+
+def test_a_hit_is_cut_back_to_a_cached_state_and_the_junction_is_cached_for_the_next():
+    """B shares A's blocks 0 and 1: the attention group finds 1,152 tokens but no state group holds a state there
+    (A cached only 1,728's) and none before: hit 0, junction 1,152 (``shared_prefix_boundary``). B's first chunk stops
+    there (``_mamba_block_aligned_split``) and takes 2 new attention blocks (vLLM does not share blocks past the hit)
+    and one state block a group (index 1, its state cached: ``reachable_block_mask``); its second chunk (to 2,000,
+    checkpoint at 1,728 exported) takes 2 attention blocks and two state blocks a group, so B holds 3 a group until
+    its first decode step. C, sharing the same 1,500 tokens, is then served 1,152 tokens."""
+    kv = manager()
+    a = job(0, 2000, [0, 1, 2, 3])
+    admit(kv, a)
+    kv.allocate(a, 2001)
+    a.computed = 2001
+    b = job(1, 2000, [0, 1, 10, 11])
+    assert admit(kv, b) == (0, 1152, 2 + GROUPS)
+    assert b.state_junction == 2 and b.state_idx == ((1, True),)
+    assert kv.split_chunk(b, 1152, 848) == 848
+    assert kv.new_blocks(b, 2000) == 2 + 2 * GROUPS
+    kv.allocate(b, 2000)
+    b.computed = 2000
+    assert b.state_idx == ((1, True), (2, True), (3, False))
+    used = kv.pool.used
+    kv.allocate(b, 2001)  # the junction's and the checkpoint's state blocks go, cached
+    assert kv.pool.used == used - 2 * GROUPS
+    c = job(2, 2000, [0, 1, 20, 21])
+    assert kv.lookup(c).tokens == 1152 and c.state_junction == 0
+
+
+def test_a_next_turn_is_served_to_the_previous_prompts_replay_boundary():
+    """A's next turn (2,300 tokens, A's blocks 0-2 then its own): attention hit 3 blocks, the state after 1,728 tokens
+    cached by A: hit 1,728, no junction; one chunk of 572 (no checkpoint: it starts at 1,728). Blocks: attention
+    1 new + 3 cached taken, each state group the hit's cached block and a running one (10)."""
+    kv = manager()
+    a = job(0, 2000, [0, 1, 2, 3])
+    admit(kv, a)
+    kv.allocate(a, 2001)
+    a.computed = 2001
+    kv.free(a)
+    assert kv.pool.used == 0
+    a2 = job(3, 2300, [0, 1, 2, 30])
+    assert admit(kv, a2) == (1728, 572, 4 + 2 * GROUPS)
+    assert a2.state_idx == ((2, True), (3, False)) and a2.state_junction == 0
+    assert kv.pool.used == 4 + 2 * GROUPS
+    kv.allocate(a2, 2301)
+    assert kv.pool.used == 4 + GROUPS  # the hit's state block goes at the first decode step
+
+
+@pytest.mark.parametrize(("checkpoints", "block_size", "start", "budget", "tokens", "chunk"), [
+    (True, 576, 0, 8192, 10_000, 14 * 576),  # a chunk short of the prompt's end ends at a block boundary
+    (True, 576, 0, 300, 10_000, 0),  # none this step when the budget reaches no boundary
+    (True, 576, 0, 2000, 2000, 2000),  # the last chunk: its checkpoint is exported inside it
+    (False, 544, 0, 2000, 2000, 3 * 544),  # Ampere (no GDN checkpoints): stops at (2,000 - 1) // 544 × 544
+    (False, 544, 1632, 368, 2000, 368),
+])
+def test_align_mode_ends_prefill_chunks_where_states_are_cached(checkpoints, block_size, start, budget, tokens, chunk):
+    kv = manager(checkpoints, block_size)
+    j = job(0, tokens, list(range(-(-tokens // block_size))))
+    assert kv.split_chunk(j, start, budget) == chunk
+
+
+def test_qwen3_next_serves_with_prefix_caching_on(run_cli, tmp_path):
+    """vLLM's default (prefix caching on, align mode, 576-token blocks on Hopper) runs; shared prompts hit."""
+    import json
+
+    rows = "".join(f"2023-11-16 18:15:{i:02d}.0000000,3000,20\n" for i in range(6))
+    trace = tmp_path / "t.csv"
+    trace.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n" + rows)
+    out = tmp_path / "r.json"
+    status, _, err = run_cli("--no-plot", "--quiet", "--workload-trace", trace, "--report-json", out,
+                             "--set", "model=qwen3-next-80b-a3b", "--set", "hardware.gpu=h200",
+                             "--set", "serving.tensor_parallel_size=2", "--set", "serving.num_instances=1")
+    assert status == 0, err
+    report = json.loads(out.read_text())
+    assert report["runs"][0]["metrics"]["requests_completed"] == 6
+    assert report["runs"][0]["metrics"]["instances"]["block_size"] == 576
