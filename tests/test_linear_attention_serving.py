@@ -244,3 +244,19 @@ def test_a_short_serving_run(run_cli, tmp_path):
     metrics = json.loads(out.read_text())["runs"][0]["metrics"]
     assert metrics["instances"]["kv_blocks_each"] == int(memory_budget(config()).kv_bytes // (12 * 544 * TOKEN // 2))
     assert metrics["requests_completed"] > 0 and 0 < metrics["tpot_s"]["mean"] < metrics["ttft_s"]["mean"]
+
+
+def test_a_trace_whose_own_blocks_are_not_the_models_is_refused_naming_the_trace(run_cli, tmp_path):
+    """A Mooncake trace's hash ids are 512-token blocks, replayed as the cache's (workload.block_mismatch=trace); vLLM
+    raises 512 to 1,024 tokens for Qwen3-Next at TP 2 (a page must hold a state). Whatever serving.block_size says,
+    the trace's 512 becomes the run's: the refusal must name the trace's blocks, not ask for a block size the trace
+    replaces again (serving.block_size=1024 gave the same message)."""
+    trace = tmp_path / "t.jsonl"
+    trace.write_text("".join(f'{{"timestamp": {i}, "input_length": 1000, "output_length": 10, "hash_ids": [{2 * i}, '
+                             f'{2 * i + 1}]}}\n' for i in range(3)))
+    for size in ("544", "1024", "null"):
+        args = ["--no-plot", "--quiet", "--workload-trace", trace, "--set", "serving.num_instances=1",
+                *[a for s in RUN for a in ("--set", s)], "--set", f"serving.block_size={size}"]
+        status, _, err = run_cli(*args)
+        assert status == 2 and "\n" not in err.strip() and "Traceback" not in err, err
+        assert "512-token" in err and "set serving.block_size" not in err, err

@@ -87,7 +87,9 @@ class ServingRun:
 
     def __init__(self, trace: Trace, config: Config, mode: str, progress: bool = False, pd: bool | None = None):
         check_serving_settings(config)
-        check_state_model(config, mode)  # (again: a trace's own block size may have become the run's)
+        # (again: a trace's own block size may have become the run's)
+        given = trace.provenance.block_ids == "hash_ids" and trace.provenance.block_conversion is None  # (not split)
+        check_state_model(config, mode, trace.provenance.block_tokens if given else None)
         self.trace, self.config, self.mode = trace, config, mode
         self.serving = resolved_serving(config)  # the engine's settings, step limits resolved as vLLM does
         self._pd = mode == "pd" if pd is None else pd  # prefill/decode pools (cluster: --cluster --pd)
