@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from sim.config import Config, replace
 from sim.errors import ConfigError
 from experiments.plan_file import Plan, pd_ratio, plan_error
 from experiments.prices import TIERS, Prices
+
+if TYPE_CHECKING:
+    from trace.request import Trace
 
 
 @dataclass
@@ -148,23 +151,42 @@ def enumerate_candidates(plan: Plan, base: Config, prices: Prices) -> list[Candi
 # ------------------------------------------------------------------------------ MRC pruning
 
 
-def mrc_levels(candidates: list[Candidate], stream: np.ndarray, unique: int) -> None:
-    """Each feasible candidate's LRU hit ratio at its cumulative tier capacities (HBM, +DRAM, +SSD, +EIC)."""
+def curve_groups(candidates: list[Candidate]) -> dict[int, list[Candidate]]:
+    """The feasible candidates by the block size each runs with (``engine_limits.block_size``: where
+    ``serving.block_size`` is null vLLM's for the model on the candidate's GPU, e.g. an MLA model's 32 on a B200 and 16
+    elsewhere), in candidate order: each group's curve is of the workload in blocks of its size."""
+    from sim.serving.engine_limits import block_size
+
+    groups: dict[int, list[Candidate]] = {}
+    for c in candidates:
+        if c.status != "infeasible":
+            groups.setdefault(block_size(c.config), []).append(c)
+    return groups
+
+
+def mrc_levels(candidates: list[Candidate], trace: Trace) -> None:
+    """Each feasible candidate's LRU hit ratio at its cumulative tier capacities (HBM, +DRAM, +SSD, +EIC), over
+    ``trace``'s block stream (the workload as the candidates run it: ``curve_groups``), the capacities in its blocks
+    (a trace replayed with its own blocks, e.g. Mooncake's 512 tokens, sizes the caches in them, as a run does:
+    ``with_trace_block_size``)."""
     from sim.cache.mrc import lru_mrc
     from sim.cache.tiers import hbm_capacity_blocks, lower_tier_blocks
+    from trace.workload import with_trace_block_size
 
+    stream, unique = trace.access_stream(), trace.num_unique_blocks
     feasible = [c for c in candidates if c.status != "infeasible"]
     levels = {}
     for c in feasible:
+        config = with_trace_block_size(c.config, trace)
         front = c.split[0] if c.split else c.gpus // c.tp  # instances whose HBM holds prefixes (PD: prefill)
         if c.mode == "cache-only":
             front = 1  # cache-only replays one instance's HBM over the shared tiers
         # copies of each tier: one per node (DRAM, SSD) and per rack (EIC) in a fleet, one in a node
         copies = {"dram": 1, "ssd": 1, "eic": 1} if c.racks is None else \
             {"dram": c.racks * c.nodes, "ssd": c.racks * c.nodes, "eic": c.racks}
-        caps = [front * hbm_capacity_blocks(c.config)]
+        caps = [front * hbm_capacity_blocks(config)]
         for tier in TIERS:
-            caps.append(caps[-1] + copies[tier] * lower_tier_blocks(c.run_tier_gib.get(tier, 0.0), c.config))
+            caps.append(caps[-1] + copies[tier] * lower_tier_blocks(c.run_tier_gib.get(tier, 0.0), config))
         levels[id(c)] = caps
     if unique >= len(stream):  # no block repeats: every capacity hits nothing
         for c in feasible:

@@ -41,7 +41,8 @@ from sim.errors import InputError
 from sim.report.document import build_report
 from experiments.execute import RunOptions, check_point
 from experiments.outputs import write_csv, write_json
-from experiments.plan_candidates import Candidate, enumerate_candidates, mrc_is_exact, mrc_levels, prune_with_mrc
+from experiments.plan_candidates import (Candidate, curve_groups, enumerate_candidates, mrc_is_exact, mrc_levels,
+                                        prune_with_mrc)
 from experiments.plan_file import load_plan, plan_error
 from experiments.prices import load_prices
 from experiments.runner import Task, default_jobs, run_task, run_tasks
@@ -164,6 +165,7 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
     """The ``--plan`` command."""
     from sim.report.outputs import render_outputs
     from sim.report.sweep_plots import plot_pareto
+    from sim.serving.engine_limits import block_size
     from trace.workload import load_workload
 
     start = time.perf_counter()
@@ -197,7 +199,9 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
             raise plan_error(plan.path, "the workload's requests all arrive at once: its rate, and so a target rate, is undefined")
         target_rate = plan.rate_rps or base_rate * base.workload.rate_scale
         target_scale = target_rate / base_rate
-    mrc_levels(candidates, trace.access_stream(), trace.num_unique_blocks)
+    for size, group in curve_groups(candidates).items():  # each curve in blocks of the size its candidates run with
+        mrc_levels(group, trace if size == block_size(base) else
+                   load_workload(replace(group[0].config, **{"workload.rate_scale": 1.0})))
     prune_with_mrc(candidates, plan.mrc_epsilon, hit_target, mrc_is_exact(base) and not plan.fleet)
     pending = [c for c in candidates if c.status == "pending"]
     if not args.quiet:

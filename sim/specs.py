@@ -139,6 +139,9 @@ def gpu_from_entry(name: str, entry: object, where: str, source: str | None = No
     entry = _check_keys(entry, [*GPU_NUMBERS, "link", *optional], where)
     numbers = {key: _number(entry, key, where, domain) for key, domain in GPU_NUMBERS.items()
                if key not in GPU_OPTIONAL or entry.get(key) is not None}
+    if numbers.get("reported_memory_gib", 0.0) > numbers["memory_gib"]:  # (a reservation only takes memory away)
+        raise ConfigError(f"{where}: reported_memory_gib {numbers['reported_memory_gib']:g} is above memory_gib "
+                          f"{numbers['memory_gib']:g}: a device reports its total less the driver's reservation")
     link = _check_keys(entry.get("link"), ["kind", *LINK_NUMBERS, "source"], f"{where}: link", "a GPU spec's link")
     link_numbers = {key: _number(link, key, f"{where}: link", domain) for key, domain in LINK_NUMBERS.items()}
     texts = {"source": entry.get("source", source), "link.kind": link.get("kind"),

@@ -152,6 +152,26 @@ def test_growing_past_a_block_preempts_as_vllm_does(gpu_blocks, preemptions, run
     metrics = _single_instance_run(run_cli, tmp_path, _azure(tmp_path / "t.csv", 2, 100), gpu_blocks)
     assert (metrics["preemptions"], metrics["requests_completed"]) == (preemptions, 2)
 
+
+def test_a_request_whose_states_leave_it_no_room_is_skipped_at_admission(run_cli, tmp_path):
+    """Three 1,000-token prompts, the middle one of 200 tokens out, on 5 usable blocks (num_gpu_blocks 6, less the
+    null block). 1,050 tokens hold cdiv(1,050, 544) = 2 attention blocks and 3 state blocks: 5, they run. 1,200 tokens
+    need cdiv(1,200, 544) + 3 = 6 blocks, more than the instance has even alone: skipped and counted before the run
+    (exceeds_kv_capacity), as a request of a model without states is, not an error once the run is under way."""
+    import json
+
+    trace = tmp_path / "t.csv"
+    trace.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n" + "".join(
+        f"2023-11-16 18:15:46.{i}000000,1000,{output}\n" for i, output in enumerate((50, 200, 50))))
+    out = tmp_path / "r.json"
+    args = ["--no-plot", "--quiet", "--workload-trace", trace, "--report-json", out, "--set", "serving.num_instances=1",
+            "--set", "serving.num_gpu_blocks=6"]
+    status, _, err = run_cli(*args, *[a for s in RUN for a in ("--set", s)])
+    assert status == 0, err
+    report = json.loads(out.read_text())
+    assert report["trace"]["skip_reasons"] == {"exceeds_kv_capacity": 1}
+    assert report["runs"][0]["metrics"]["requests_completed"] == 2
+
 # ---------------------------------------------------------------- compute: the GDN layers' own cost
 H200_PEAK, H200_BW = 989.4e12 * 0.6, 4800e9 * 0.8  # profiles/gpus.yaml, at the roofline's default efficiencies
 
@@ -221,3 +241,19 @@ def test_a_short_serving_run(run_cli, tmp_path):
     metrics = json.loads(out.read_text())["runs"][0]["metrics"]
     assert metrics["instances"]["kv_blocks_each"] == int(memory_budget(config()).kv_bytes // (12 * 544 * TOKEN // 2))
     assert metrics["requests_completed"] > 0 and 0 < metrics["tpot_s"]["mean"] < metrics["ttft_s"]["mean"]
+
+
+def test_a_trace_whose_own_blocks_are_not_the_models_is_refused_naming_the_trace(run_cli, tmp_path):
+    """A Mooncake trace's hash ids are 512-token blocks, replayed as the cache's (workload.block_mismatch=trace); vLLM
+    raises 512 to 1,024 tokens for Qwen3-Next at TP 2 (a page must hold a state). Whatever serving.block_size says,
+    the trace's 512 becomes the run's: the refusal must name the trace's blocks, not ask for a block size the trace
+    replaces again (serving.block_size=1024 gave the same message)."""
+    trace = tmp_path / "t.jsonl"
+    trace.write_text("".join(f'{{"timestamp": {i}, "input_length": 1000, "output_length": 10, "hash_ids": [{2 * i}, '
+                             f'{2 * i + 1}]}}\n' for i in range(3)))
+    for size in ("544", "1024", "null"):
+        args = ["--no-plot", "--quiet", "--workload-trace", trace, "--set", "serving.num_instances=1",
+                *[a for s in RUN for a in ("--set", s)], "--set", f"serving.block_size={size}"]
+        status, _, err = run_cli(*args)
+        assert status == 2 and "\n" not in err.strip() and "Traceback" not in err, err
+        assert "512-token" in err and "set serving.block_size" not in err, err

@@ -348,3 +348,55 @@ def test_curve_counts_the_configured_tiers_the_search_does_not_vary(run_cli, tmp
     plan = json.loads(plan_out.read_text())["plan"]
     assert plan["chosen"] is not None and plan["chosen"]["overrides"]["cache.tiers.ssd.capacity_gib"] == 0
     assert plan["chosen"]["hit_ratio"] == pytest.approx(alone)
+
+
+def test_each_candidates_curve_is_of_blocks_of_its_own_size(run_cli, tmp_path):
+    """vLLM serves an MLA model in 16-token blocks on an H100 and in 32-token ones on a B200 (FlashInfer-MLA's
+    kernels: sim.serving.attention_backend), so the two candidates replay different block streams, each its own
+    2,000 HBM blocks. Each one's miss-ratio curve must be read off its own stream: with HBM the only tier an LRU
+    replay equals the one-pass curve at its capacity (as for one block size above), and a B200 whose replay meets
+    the target is not pruned as an exact miss by the H100's 16-token curve."""
+    synthetic = {"kind": "multi-turn", "num_requests": 300, "rate_rps": 20, "input_tokens_mean": 512,
+                 "think_time_median_s": 20}
+    fixed = {"model": "deepseek-v2-lite", "serving.num_gpu_blocks": 2000, "cache.tiers.dram.capacity_gib": 0,
+             "cache.tiers.ssd.capacity_gib": 0}
+    alone = {}
+    for gpu in ("h100-sxm", "b200"):  # independent cache-only runs of each candidate's config
+        out = tmp_path / f"{gpu}.json"
+        argv = ["--cache-only", "--report-json", out, "--no-plot", "--quiet", "--set", f"hardware.gpu={gpu}"]
+        for key, value in {**{f"workload.synthetic.{k}": v for k, v in synthetic.items()}, **fixed}.items():
+            argv += ["--set", f"{key}={value}"]
+        assert run_cli(*argv)[0] == 0
+        alone[gpu] = json.loads(out.read_text())["runs"][0]["metrics"]["hit_ratio"]
+    target = 0.03
+    assert alone["h100-sxm"] < target < alone["b200"]
+    plan_path = _plan(tmp_path, {
+        "workload": {"synthetic": synthetic}, "set": fixed, "target": {"hit_ratio": target},
+        "search": {"gpu": ["h100-sxm", "b200"]},
+        "prices": {"gpus": {"b200": {"usd_per_gpu_hour": 6.0, "source": "test"}}},
+    })
+    out = tmp_path / "plan.json"
+    status, _, err = run_cli("--plan", plan_path, "--jobs", "1", "--report-json", out, "--no-plot", "--quiet")
+    assert status == 0, err
+    plan = json.loads(out.read_text())["plan"]
+    curve = {c["overrides"]["hardware.gpu"]: c["mrc_hit_ratio"][-1] for c in plan["candidates"]}
+    assert curve == pytest.approx(alone, abs=1e-12)
+    assert plan["chosen"] is not None and plan["chosen"]["overrides"]["hardware.gpu"] == "b200"
+
+
+def test_a_trace_replayed_in_its_own_blocks_sizes_the_curve_in_them(run_cli, tmp_path, shared_data):
+    """Mooncake's 512-token blocks are the run's by default (workload.block_mismatch=trace): a candidate's capacity
+    on the curve is counted in them, as its replay counts it, not in the 16-token blocks of a null
+    serving.block_size (32 times as many). HBM the only tier: the replay equals the curve."""
+    trace = shared_data / "traces" / "mooncake_conversation.jsonl"
+    plan_path = _plan(tmp_path, {
+        "workload": {"trace": str(trace), "limit": 3000},
+        "set": {"cache.tiers.dram.capacity_gib": 0, "cache.tiers.ssd.capacity_gib": 0},
+        "target": {"hit_ratio": 0.01}, "search": {"gpu": ["h100-sxm"]},
+    })
+    out = tmp_path / "plan.json"
+    status, _, err = run_cli("--plan", plan_path, "--jobs", "1", "--report-json", out, "--no-plot", "--quiet")
+    assert status == 0, err
+    (candidate,) = json.loads(out.read_text())["plan"]["candidates"]
+    assert candidate["status"] == "timed"
+    assert candidate["hit_ratio"] == pytest.approx(candidate["mrc_hit_ratio"][-1], abs=1e-12)

@@ -189,6 +189,9 @@ def test_a_gpu_without_a_reported_size_takes_the_rule(tmp_path):
     (H100_FIELDS.replace("989.4", "'989.4'"), "dense_bf16_tflops must be a number"),
     (H100_FIELDS.replace("memory_gib: 80", "memory_gib: .nan"), "memory_gib must be a number"),
     (H100_FIELDS.replace("memory_gib: 80", "memory_gib: 1e300"), "memory_gib must be a number at least 0.001 and at most"),
+    # the device reports less than its marketed size (the driver's reservation), never more: 200 GiB on an 80 GiB
+    # card would size a KV cache 2.5 times the memory there is
+    (H100_FIELDS + "reported_memory_gib: 200\n", "reported_memory_gib 200 is above memory_gib 80"),
     (H100_FIELDS.replace("bandwidth_gbps: 370.8", "bandwidth_gbps: 0"), "link: bandwidth_gbps must be a number"),
     (H100_FIELDS.replace("kind: nvlink4", "kind: 4"), "link.kind must be text"),
     ("x:\n" + "".join("  " + line + "\n" for line in H100_FIELDS.splitlines()), "without the entry's name"),

@@ -88,7 +88,9 @@ class ServingRun:
 
     def __init__(self, trace: Trace, config: Config, mode: str, progress: bool = False, pd: bool | None = None):
         check_serving_settings(config)
-        check_state_model(config, mode)  # (again: a trace's own block size may have become the run's)
+        # (again: a trace's own block size may have become the run's)
+        given = trace.provenance.block_ids == "hash_ids" and trace.provenance.block_conversion is None  # (not split)
+        check_state_model(config, mode, trace.provenance.block_tokens if given else None)
         self.trace, self.config, self.mode = trace, config, mode
         self.serving = resolved_serving(config)  # the engine's settings, step limits resolved as vLLM does
         self._pd = mode == "pd" if pd is None else pd  # prefill/decode pools (cluster: --cluster --pd)
@@ -437,7 +439,8 @@ def admit(trace: Trace, config: Config) -> dict[str, int]:
     - ``exceeds_kv_capacity``: the KV of prompt + output needs more blocks than one instance
       holds, so the request could not finish even alone on an empty instance (a hybrid model under vLLM's hybrid
       manager: beside the full group's blocks, each sliding group's that admitting its prompt asks for, and those
-      of its window as it decodes).
+      of its window as it decodes; a Gated DeltaNet hybrid: its block in each state group beside its attention
+      blocks, ``StateKVCacheManager.blocks_alone``).
 
     Checked once, vectorised over the trace, before any instance is built. Under
     ``workload.strict_validation`` the first such request is an error instead. Returns the counts.
@@ -448,9 +451,11 @@ def admit(trace: Trace, config: Config) -> dict[str, int]:
         raise ConfigError(f"no KV block of {block} tokens fits in one instance's memory beside vLLM's null block "
                           f"(serving.num_gpu_blocks, gpu_memory_utilization, tensor_parallel_size)")
     groups = hybrid_manager_groups(config)
+    states = state_groups(config)
+    state_blocks = states.state_groups if states is not None else 0  # held from admission to the end
     limits = {
         "exceeds_max_model_len": (lambda tokens: tokens > max_model_len(config), _model_len_limit(config)),
-        "exceeds_kv_capacity": (lambda tokens: -(-tokens // block) > capacity if groups is None else
+        "exceeds_kv_capacity": (lambda tokens: -(-tokens // block) + state_blocks > capacity if groups is None else
                                 _hybrid_blocks_alone(trace.input_tokens, tokens, groups, config) > capacity,
                                 f"{capacity:,} usable KV blocks of {block} tokens per instance"),
     }

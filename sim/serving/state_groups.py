@@ -138,10 +138,12 @@ def exports_checkpoints(config: Config) -> bool:
     return _alignments(config)[1] is not None
 
 
-def check_state_model(config: Config, mode: str) -> None:
+def check_state_model(config: Config, mode: str, trace_tokens: int | None = None) -> None:
     """A GDN hybrid runs where kvsim models vLLM serving it: single-node serving, vLLM's hybrid KV-cache manager on,
-    prefix caching off or in align mode (``sim.serving.align_state_manager``), on a GPU whose attention alignment is known, at vLLM's raised block size; each other case is
-    one exit-2 line. A null ``serving.block_size`` is vLLM's raised one (``engine_limits.block_size``)."""
+    prefix caching off or in align mode (``sim.serving.align_state_manager``), on a GPU whose attention alignment is
+    known, at vLLM's raised block size; each other case is one exit-2 line. A null ``serving.block_size`` is vLLM's
+    raised one (``engine_limits.block_size``). ``trace_tokens``: the size of a trace's own block ids, replayed as the
+    cache's blocks (the run's block size then is theirs, whatever the config said: ``workload.with_trace_block_size``)."""
     from sim.specs import model_spec
 
     spec = model_spec(config.model)
@@ -160,6 +162,16 @@ def check_state_model(config: Config, mode: str) -> None:
         raise ConfigError(f"model {name}: {spec.attention_layers} attention layers beside {spec.linear_attention.layers} "
                           f"Gated DeltaNet ones make {groups.attention_groups} attention groups; kvsim models one")
     want = required_block_size(config)
+    if serving.block_size is not None and serving.block_size != want and serving.block_size == trace_tokens:
+        from sim.serving.attention_backend import default_block_size
+
+        own = required_block_size(config, default_block_size(spec, config.hardware.gpu))
+        raise ConfigError(
+            f"model {name} on {config.hardware.gpu} at TP {serving.tensor_parallel_size}: the trace's own "
+            f"{trace_tokens}-token blocks (its block ids, replayed as the cache's: workload.block_mismatch=trace) are "
+            f"not a block size vLLM serves it with (it raises {trace_tokens} to {want} tokens so that one page holds "
+            f"a Gated DeltaNet state, platforms/interface.py _align_hybrid_block_size); replay a trace without block "
+            f"ids, or with ids of {own}-token blocks")
     if serving.block_size is not None and serving.block_size != want:
         raise ConfigError(
             f"model {name} on {config.hardware.gpu} at TP {serving.tensor_parallel_size}: vLLM raises the attention "
