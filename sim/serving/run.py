@@ -163,10 +163,10 @@ class ServingRun:
         generated, trace = self.generated, self.trace
         if generated is None:
             return predicted
-        full = trace.input_tokens // trace.provenance.block_tokens
+        listed = np.diff(trace.block_offsets)  # (a row may list fewer ids than its tokens fill: its own last one)
+        full = np.minimum(trace.input_tokens // trace.provenance.block_tokens, listed)
         deepest = trace.block_offsets[:-1] + np.maximum(full, 1) - 1
-        counts = np.diff(generated.offsets)
-        inherited = np.repeat(predicted.klass[np.minimum(deepest, max(len(predicted.klass) - 1, 0))], counts)
+        inherited = np.repeat(predicted.klass[deepest], np.diff(generated.offsets))
         klass = interleaved(predicted.klass, trace.block_offsets, inherited.astype(predicted.klass.dtype),
                             generated.offsets)
         return dataclasses.replace(predicted, klass=klass, num_ids=max(predicted.num_ids, self.num_blocks))
