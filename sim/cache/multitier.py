@@ -188,9 +188,12 @@ class MultiTierCache:
         """Set the top tier's capacity (free HBM blocks change as requests run), at most the capacity
         it was built with (its slots are sized to it); overflow is demoted."""
         top = self.tiers[0].index
-        if capacity > self.arena.built_capacity(top):
-            raise ValueError(f"top tier capacity {capacity} exceeds the {self.arena.built_capacity(top)} it was built with")
-        while not engine.resize_top(self.arena.state, self.view, capacity):
+        arena = self.arena
+        if capacity == arena.capacity(top) and arena.resident_count(top) <= capacity:
+            return  # (nothing to set or demote: the compiled call would change nothing)
+        if capacity > arena.built_capacity(top):
+            raise ValueError(f"top tier capacity {capacity} exceeds the {arena.built_capacity(top)} it was built with")
+        while not engine.resize_top(arena.state, self.view, capacity):
             self._reserve()
 
     # ------------------------------------------------------------------ replays
