@@ -268,9 +268,11 @@ class KVCacheManager:
         """Grow ``job``'s blocks to hold ``tokens`` tokens (the caller checked they fit)."""
         prompt, private = self.blocks_for(job, tokens)
         grow = private - job.anonymous if private > job.anonymous else 0
-        fresh = self.pool.hold(job.blocks[job.held:prompt], grow)
-        job.held = max(job.held, prompt)
-        job.anonymous += grow
+        fresh: Sequence[int] = ()
+        if grow or prompt > job.held:  # (else a step within the blocks it holds: nothing to take)
+            fresh = self.pool.hold(job.blocks[job.held:prompt], grow)
+            job.held = max(job.held, prompt)
+            job.anonymous += grow
         if self.prefix_caching:
             self._take_cached(fresh)
             if job.generated_hit:  # its generated blocks a lookup found cached are its own again
