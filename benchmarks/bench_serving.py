@@ -10,6 +10,11 @@ loading, simulation and report all count) and is measured from process start to 
 - requests/s: requests completed ÷ wall seconds of the whole process;
 - peak RSS: the child's maximum resident set (``wait4`` rusage), MiB.
 
+The Mooncake conversation trace (``../shared/data/traces/mooncake_conversation.jsonl``, 12,031 requests with block
+ids) is also run as it is, once per mode: the prefix cache's path (lookups, allocations, evictions and demotions
+into DRAM/SSD at every step of an overloaded run), which the Azure trace, without block ids, never takes
+(``--cached-trace none`` skips it).
+
 Targets (issue 12): ×16 ≥ 10,000 requests/s and < 1 GiB in single-node and PD mode; ×64
 (1.24 M requests) < 2 minutes and < 2 GiB in PD mode.
 
@@ -20,6 +25,7 @@ depend on the machine and its load: each case's best of ``--repeat`` runs is sho
 Run from the repository root::
 
     python benchmarks/bench_serving.py [--scales 1,16,64] [--modes single,pd] [--repeat N] [--compare DIR]
+        [--cached-trace PATH|none]
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parent.parent
 AZURE = REPO / "trace" / "data" / "azure_conv_2023.csv"
+MOONCAKE = REPO.parent / "shared" / "data" / "traces" / "mooncake_conversation.jsonl"
 MODES = {"single": [], "pd": ["--pd"]}
 TARGETS = "targets: x16 >= 10,000 req/s and < 1 GiB (single, pd); x64 < 120 s and < 2 GiB (pd)"
 
@@ -104,6 +111,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs per case; the best is shown")
     parser.add_argument("--compare", type=Path, help="another kvsim checkout to run the same cases with (before)")
     parser.add_argument("--trace", type=Path, default=AZURE, help="an Azure-format CSV to repeat")
+    parser.add_argument("--cached-trace", default=str(MOONCAKE),
+                        help="a trace with block ids, run as it is with prefix caching (none: skip)")
     args = parser.parse_args()
     scales = [int(s) for s in args.scales.split(",")]
     modes = args.modes.split(",")
@@ -114,7 +123,7 @@ def main() -> None:
     print(f"trace: {args.trace} repeated {', '.join(f'x{s}' for s in scales)}; best of {args.repeat} run(s); "
           f"{os.cpu_count()} CPU(s)")
     head = " ".join(f"{name + ' wall s':>9} {'cpu s':>7} {'req/s':>10} {'RSS MiB':>9}" for name in checkouts)
-    print(f"{'case':<12} {'requests':>10} {head}")
+    print(f"{'case':<14} {'requests':>10} {head}")
     with tempfile.TemporaryDirectory(prefix="bench_serving_") as tmp:
         for scale in scales:
             trace = Path(tmp) / f"azure_conv_x{scale}.csv"
@@ -122,8 +131,17 @@ def main() -> None:
             for mode in modes:
                 cells = [best_of(path, trace, MODES[mode], Path(tmp) / "report.json", args.repeat)
                          for path in checkouts.values()]
-                print(f"{mode + f' x{scale}':<12} {rows:>10,} " + " ".join(_cell(m) for m in cells), flush=True)
+                print(f"{mode + f' x{scale}':<14} {rows:>10,} " + " ".join(_cell(m) for m in cells), flush=True)
             trace.unlink()
+        cached = None if args.cached_trace == "none" else Path(args.cached_trace)
+        if cached is not None and cached.is_file():
+            for mode in modes:
+                cells = [best_of(path, cached.resolve(), MODES[mode], Path(tmp) / "report.json", args.repeat)
+                         for path in checkouts.values()]
+                print(f"{mode + ' cached':<14} {cells[0].requests:>10,} " + " ".join(_cell(m) for m in cells),
+                      flush=True)
+        elif cached is not None:
+            print(f"(no {cached}: the prefix-cached case is skipped)")
     print("wall s: the whole main.py process (start-up, trace loading, simulation, report); cpu s: its user + system "
           "CPU time (less sensitive to other load on the machine); req/s: requests completed per wall second; RSS: "
           "the process's peak resident set.")
