@@ -184,17 +184,19 @@ class MultiTierCache:
         engine.take_chain(self.arena.state, self.view, keys, out)
         return out
 
-    def resize_top(self, capacity: int) -> None:
+    def resize_top(self, capacity: int) -> bool:
         """Set the top tier's capacity (free HBM blocks change as requests run), at most the capacity
-        it was built with (its slots are sized to it); overflow is demoted."""
+        it was built with (its slots are sized to it); overflow is demoted. False: nothing changed (the capacity was
+        already that and nothing overflows), so nothing was demoted either."""
         top = self.tiers[0].index
         arena = self.arena
         if capacity == arena.capacity(top) and arena.resident_count(top) <= capacity:
-            return  # (nothing to set or demote: the compiled call would change nothing)
+            return False  # (the compiled call would change nothing)
         if capacity > arena.built_capacity(top):
             raise ValueError(f"top tier capacity {capacity} exceeds the {arena.built_capacity(top)} it was built with")
         while not engine.resize_top(arena.state, self.view, capacity):
             self._reserve()
+        return True
 
     # ------------------------------------------------------------------ replays
 

@@ -55,7 +55,7 @@ class TieredCache(Protocol):
 
     def touch_chain(self, keys: Sequence[int], positions: np.ndarray, freed: bool = False) -> np.ndarray: ...
 
-    def resize_top(self, capacity: int) -> None: ...
+    def resize_top(self, capacity: int) -> bool | None: ...  # False: nothing changed (nor demoted)
 
 
 def usable_prefix_blocks(tokens: int, block_size: int) -> int:
@@ -275,11 +275,15 @@ class KVCacheManager:
             job.anonymous += grow
         if self.prefix_caching:
             self._take_cached(fresh)
+            took = bool(len(fresh))
             if job.generated_hit:  # its generated blocks a lookup found cached are its own again
                 self._take_cached(job.generated_ids[:job.generated_hit])
                 job.generated_hit = 0
-            self.cache.resize_top(self.pool.unused)
-            self._charge_writes()
+                took = True
+            # demotions happen only in a resize here (every other change charged its own as it made them): a step
+            # within the job's blocks, the capacity unchanged, has nothing to charge
+            if self.cache.resize_top(self.pool.unused) is not False or took:
+                self._charge_writes()
 
     def free(self, job: Job) -> None:
         """Free a job's blocks; its full blocks return to the prefix cache, deepest first: those its generated tokens
