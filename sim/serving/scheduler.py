@@ -337,9 +337,10 @@ class Scheduler:
             if not n:  # (a chunk that must end at a block boundary the budget does not reach: next step)
                 i += 1
                 continue
+            short = False  # (only a preemption can take the job out of ``running``)
             while kv.new_blocks(job, job.computed + n) > pool.free:
+                short = preempted = True
                 victim = self._victim()
-                preempted = True
                 if victim is not running[-1]:  # finished in the step in flight: its blocks go now, it leaves after
                     kv.free(victim)
                     self.table.preemptions[victim.rid] += 1
@@ -347,7 +348,7 @@ class Scheduler:
                 self._preempt(victim)
                 if victim is job:
                     break
-            if job not in running:
+            if short and job not in running:
                 continue
             kv.allocate(job, job.computed + n)
             batch.append((job, n))
