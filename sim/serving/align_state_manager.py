@@ -68,11 +68,9 @@ class AlignStateKVCacheManager(PastHitCopies, KVCacheManager):
 
     def _sequence_id(self, job: Job, i: int) -> int | None:
         """The id of ``job``'s sequence block ``i`` (prompt's full blocks, then generated ones), None past them."""
-        full = job.input_tokens // self.block_size
-        if i < full:
-            return int(job.prompt_ids[i])
-        i -= full
-        return int(job.generated_ids[i]) if i < len(job.generated_ids) else None
+        if i >= job.input_tokens // self.block_size + len(job.generated_ids):
+            return None
+        return int(self._sequence_ids(job, i, i + 1)[0])
 
     def _state_keys(self, job: Job, i: int) -> list[int]:
         """Every state group's key of the state after block ``i`` (empty: the block has no id)."""

@@ -116,17 +116,6 @@ class HybridKVCacheManager(PastHitCopies, KVCacheManager):
         ids = self._sequence_ids(job, lo, hi)
         return [int(b) + offset for offset in self.offsets for b in ids]
 
-    def _sequence_ids(self, job: Job, lo: int, hi: int) -> Sequence[int]:
-        """The ids of ``job``'s sequence blocks lo … hi - 1: its prompt's full blocks, then the blocks its generated
-        tokens fill (``Job.generated_ids``, the prompt's partial block completed first), as vLLM's block hashes
-        cover the whole sequence."""
-        generated, full = job.generated_ids, job.input_tokens // self.block_size
-        if hi <= full or not len(generated):
-            return job.prompt_ids[lo:hi]
-        if lo >= full:
-            return generated[lo - full:hi - full]
-        return [*job.prompt_ids[lo:full], *generated[:hi - full]]
-
     def _sequence_blocks(self, job: Job) -> int:
         """Blocks of ``job``'s sequence that have ids: its prompt's, or its full ones and its generated ones."""
         generated = len(job.generated_ids)

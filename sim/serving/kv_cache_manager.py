@@ -170,8 +170,18 @@ class KVCacheManager:
         more = min(len(job.generated_ids), job.target // bs - full)
         if more <= 0 or not self.prefix_caching:
             return job.prompt_ids, job.input_tokens
-        return np.concatenate((np.asarray(job.prompt_ids[:full], dtype=np.int64),
-                               np.asarray(job.generated_ids[:more], dtype=np.int64))), (full + more) * bs
+        return self._sequence_ids(job, 0, full + more), (full + more) * bs
+
+    def _sequence_ids(self, job: Job, lo: int, hi: int) -> Sequence[int]:
+        """The ids of ``job``'s sequence blocks lo … hi - 1: its prompt's full blocks, then the blocks its generated
+        tokens fill (``Job.generated_ids``, the prompt's partial block completed first), as vLLM's block hashes
+        cover the whole sequence."""
+        generated, full = job.generated_ids, job.input_tokens // self.block_size
+        if hi <= full or not len(generated):
+            return job.prompt_ids[lo:hi]
+        if lo >= full:
+            return generated[lo - full:hi - full]
+        return [*job.prompt_ids[lo:full], *generated[:hi - full]]
 
     def _last_block_from_below(self, job: Job, levels: list[int]) -> None:
         """A block-aligned request's last block, held in HBM (cached or in use) and copied in a lower tier

@@ -115,7 +115,7 @@ class ServingRun:
         next_use = next_use_index(self._serving_stream()) if any(k.needs_future for k in kinds) else None
         self._predicted = self._classes() if any(k.needs_predictions for k in kinds) else None
         # a hybrid model's sliding groups keep their own copies of prompt blocks, keyed past the trace's ids
-        states = state_groups(config)  # (a Gated DeltaNet hybrid's state groups cache states of blocks too)
+        self.states = states = state_groups(config)  # (a Gated DeltaNet hybrid's groups cache states too)
         copies = 1 + (self.kv_groups.sliding_groups if self.kv_groups is not None else
                       states.state_groups if states is not None and config.serving.enable_prefix_caching else 0)
         self.arena = TierArena(future=next_use, max_keys=self.num_blocks * copies)
@@ -219,8 +219,7 @@ class ServingRun:
 
     def _kv_manager(self):
         """The instances' KV-cache manager: vLLM's hybrid one for a hybrid model with it on, else the one group's."""
-        groups, serving = self.kv_groups, self.serving
-        states = state_groups(self.config)
+        groups, serving, states = self.kv_groups, self.serving, self.states
         if states is not None and serving.enable_prefix_caching:  # a Gated DeltaNet hybrid in vLLM's align mode
             return partial(AlignStateKVCacheManager, state_groups=states.state_groups, key_offset=self.num_blocks,
                            checkpoints=exports_checkpoints(self.config),
