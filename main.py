@@ -124,6 +124,12 @@ def check_config_for_mode(args: argparse.Namespace, config: Config, mode: str, p
         for dest in ("workload_format", "workload_time_unit", "strict_workload_validation"):
             if getattr(args, dest) is not None and getattr(args, dest) is not False:
                 raise InputError(f"{flag_name(dest)} applies to a trace file; no --workload-trace is given (synthetic workload)")
+    if mode == "cache-only" and not config.cache.insert_outputs and any(
+            setting.partition("=")[0].strip() == "workload.outputs_in_next_turn" for setting in args.sets):
+        raise InputError("--set workload.outputs_in_next_turn: the cache-only replay reads it only with "
+                         "cache.insert_outputs=true (it takes prompt blocks alone otherwise)")
+    if mode == "cache-only" and args.mrc and config.cache.insert_outputs:
+        raise InputError("--mrc: the miss-ratio curve is of the prompt blocks alone; drop cache.insert_outputs")
     if args.allow_train_test_overlap and not uses_learned_policy(config, policies):
         raise InputError(f"--allow-train-test-overlap applies only to a learned policy (runs: {', '.join(policies)})")
     check_mode_settings(mode, config, policies, cluster_pd=mode == "cluster" and args.pd)

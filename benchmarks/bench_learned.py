@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 from learned.train import main as train_main  # noqa: E402
 from sim.cache.access import NEVER, learned_predictions, next_use_index  # noqa: E402
 from sim.cache.mrc import lru_mrc  # noqa: E402
-from sim.cache.replay import replay  # noqa: E402
+from sim.cache.replay import cache_stream, replay  # noqa: E402
 from sim.config import load_config  # noqa: E402
 from sim.errors import end_process  # noqa: E402
 from trace.workload import load_workload  # noqa: E402
@@ -98,8 +98,11 @@ def trace_workload(path: Path, block_size: int) -> tuple[list[str], list[str], l
             [1000, 2000, 5000, 10000, 20000])
 
 
-def bench(name: str, peers: list[str], markdown: bool, workload: tuple | None = None) -> None:
+def bench(name: str, peers: list[str], markdown: bool, workload: tuple | None = None,
+          insert_outputs: bool = False) -> None:
     train_args, sets, capacities = workload or WORKLOADS[name]
+    if insert_outputs:  # (the judged replay inserts each request's answer; the model is trained as ever)
+        sets = [*sets, "cache.insert_outputs=true"]
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(tmp) / "model.txt"
         start = time.perf_counter()
@@ -108,11 +111,12 @@ def bench(name: str, peers: list[str], markdown: bool, workload: tuple | None = 
         train_s = time.perf_counter() - start
         config = load_config(None, sets=[*sets, f"cache.learned_model={model}"])
         trace = load_workload(config)
-        stream = trace.access_stream()
+        judged = cache_stream(trace, config)
+        stream = trace.access_stream()  # (the prompts': what hit ratios count)
         start = time.perf_counter()
-        _, predicted = learned_predictions(trace, config)
+        predicted = judged.classes(learned_predictions(trace, config)[1])
         predict_s = time.perf_counter() - start
-        next_use = next_use_index(stream)
+        next_use = next_use_index(judged.blocks)
         columns = [*capacities, knee(stream)]
         oracle = Path(tmp) / "judged.oracleGeneral"
         oracle_file(stream, oracle)
@@ -121,7 +125,7 @@ def bench(name: str, peers: list[str], markdown: bool, workload: tuple | None = 
         for capacity in columns:
             for policy in OURS:
                 t0 = time.perf_counter()
-                _, hit_tier = replay(trace, config, policy, "plain", capacity, next_use, False, predicted)
+                _, hit_tier = replay(trace, config, policy, "plain", capacity, next_use, False, predicted, judged)
                 seconds[policy] += time.perf_counter() - t0
                 table[policy].append(float((hit_tier >= 0).mean()))
             for policy in peers:
@@ -130,7 +134,8 @@ def bench(name: str, peers: list[str], markdown: bool, workload: tuple | None = 
     room = np.array(table["belady"]) - best
     gap = np.where(room > 1e-9, (np.array(table["learned"]) - best) / np.maximum(room, 1e-9), np.nan)
     print(f"\n## {name}: {len(stream):,} judged accesses, {trace.provenance.block_tokens}-token blocks, "
-          f"{len(trace):,} requests; knee of the LRU curve at {columns[-1]:,} blocks")
+          f"{len(trace):,} requests; knee of the LRU curve at {columns[-1]:,} blocks"
+          + (f"; answers inserted ({len(judged.blocks) - len(stream):,} generated blocks)" if insert_outputs else ""))
     header = ["policy", *[f"{c:,}" for c in capacities], f"knee {columns[-1]:,}"]
     rows = [[p, *["—" if v is None else f"{v:.4f}" for v in table[p]]] for p in table]
     rows.append(["learned: gap closed", *["— (no gap)" if np.isnan(g) else f"{g:+.3f}" for g in gap]])
@@ -237,6 +242,9 @@ def main() -> None:
     parser.add_argument("--trace", type=Path, action="append", default=[],
                         help="also bench this trace (halves, capacities 1k-20k; repeatable), e.g. another Mooncake trace")
     parser.add_argument("--block-size", type=int, default=512, help="block size for --trace (Mooncake: 512)")
+    parser.add_argument("--insert-outputs", action="store_true",
+                        help="judge with each request's generated blocks inserted after its prompt, as a vLLM server "
+                             "caches answers (cache.insert_outputs; not with --peers, safety or cross)")
     args = parser.parse_args()
     peers = [p for p in args.peers.split(",") if p]
     if not set(peers) <= set(PEERS):
@@ -245,6 +253,9 @@ def main() -> None:
     unknown = [n for n in names if n not in (*WORKLOADS, "safety", "cross")]
     if unknown:  # before any workload runs, not after the ones before it
         parser.error(f"unknown workloads {unknown}; choose from {', '.join((*WORKLOADS, 'safety', 'cross'))}")
+    if args.insert_outputs and (peers or {"safety", "cross"} & set(names)):
+        parser.error("--insert-outputs: libCacheSim's peers would count the generated blocks as lookups; "
+                     "use --peers \"\" and leave out safety and cross")
     for name in names:
         if name == "safety":
             bench_safety(args.markdown)
@@ -252,9 +263,9 @@ def main() -> None:
         if name == "cross":
             bench_cross(args.trace, args.markdown)
             continue
-        bench(name, peers, args.markdown)
+        bench(name, peers, args.markdown, insert_outputs=args.insert_outputs)
     for path in args.trace:
-        bench(path.name, peers, args.markdown, trace_workload(path, args.block_size))
+        bench(path.name, peers, args.markdown, trace_workload(path, args.block_size), args.insert_outputs)
 
 
 if __name__ == "__main__":

@@ -139,9 +139,11 @@ SETTING_MODES: dict[str, frozenset[str]] = {
     **{f"cache.tiers.{tier}.{key}": SERVING | {CLUSTER_PD} for tier in TIERS for key in TIER_TIMING_KEYS},
     # PD sizes its pools with pd.num_prefill/num_decode, a cluster its instances by its nodes' GPUs
     "serving.num_instances": frozenset({"single"}),
-    # what the serving modes' caches find of generated blocks, and --trace-stats' serving ceiling; the cache-only
-    # replay takes prompt blocks only
-    "workload.outputs_in_next_turn": SERVING | {CLUSTER_PD, "trace-stats"},
+    # the serving modes always cache generated blocks; the cache-only replay only with cache.insert_outputs
+    "cache.insert_outputs": frozenset({"cache-only"}),
+    # what the caches find of generated blocks (the cache-only replay: with cache.insert_outputs, checked in
+    # main.py), and --trace-stats' serving ceiling
+    "workload.outputs_in_next_turn": SERVING | {CLUSTER_PD, "trace-stats", "cache-only"},
 }
 MODE_SWITCHES = ("trace_stats", "cache_only", "cluster", "pd", "check_calibration", "sweep", "plan")
 CLUSTER_COMBINES_WITH = ("pd",)  # --cluster --pd: prefill/decode pools in every rack

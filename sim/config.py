@@ -148,6 +148,9 @@ class CacheConfig:
     admission: Literal["none", "selective_write"] = "none"
     selective_write_depth: int = domain(64, ge=1)  # selective_write: keep only the first k blocks of each prompt
     prefetch: Literal["none", "session"] = "none"  # session: a turn prefetches its previous turn's blocks
+    # cache-only: each request's generated blocks enter the cache after its prompt, as a vLLM server caches answers
+    # (their ids as workload.outputs_in_next_turn reads them); hit ratios count prompt blocks only
+    insert_outputs: bool = False
     tiers: TiersConfig = TiersConfig()
 
 

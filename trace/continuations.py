@@ -120,15 +120,23 @@ def interleaved(prompt_values: np.ndarray, prompt_offsets: np.ndarray, generated
     """Per request, its prompt blocks' values then its generated blocks': the serving modes' stream, in which a
     generated block's position follows its request's prompt (``serving_offsets`` gives where each request starts)."""
     out = np.empty(len(prompt_values) + len(generated_values), dtype=np.result_type(prompt_values, generated_values))
-    starts = serving_offsets(prompt_offsets, generated_offsets)
-    prompt_counts = np.diff(prompt_offsets)
-    in_prompt = np.ones(len(out), dtype=np.bool_)
-    owner = np.repeat(np.arange(len(prompt_counts)), np.diff(generated_offsets))
-    depth = np.arange(len(generated_values)) - generated_offsets[owner]  # of each generated block in its request's
-    in_prompt[starts[owner] + prompt_counts[owner] + depth] = False
+    in_prompt = prompt_positions(prompt_offsets, generated_offsets)
     out[in_prompt] = prompt_values
     out[~in_prompt] = generated_values
     return out
+
+
+def prompt_positions(prompt_offsets: np.ndarray, generated_offsets: np.ndarray) -> np.ndarray:
+    """Which positions of the serving stream (``interleaved``) are prompt blocks (True) rather than generated ones."""
+    prompt_offsets = np.asarray(prompt_offsets, np.int64)
+    generated_offsets = np.asarray(generated_offsets, np.int64)
+    starts = serving_offsets(prompt_offsets, generated_offsets)
+    prompt_counts = np.diff(prompt_offsets)
+    in_prompt = np.ones(int(prompt_offsets[-1] + generated_offsets[-1]), dtype=np.bool_)
+    owner = np.repeat(np.arange(len(prompt_counts)), np.diff(generated_offsets))
+    depth = np.arange(int(generated_offsets[-1])) - generated_offsets[owner]  # of each generated block in its request's
+    in_prompt[starts[owner] + prompt_counts[owner] + depth] = False
+    return in_prompt
 
 
 def serving_offsets(prompt_offsets: np.ndarray, generated_offsets: np.ndarray) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trace.continuations import generated_blocks, interleaved
+from trace.continuations import generated_blocks, interleaved, prompt_positions
 from trace.request import Trace
 
 RATE_BIN_S = 10.0  # Contract: peak request rate over 10 s bins
@@ -55,14 +55,13 @@ def trace_stats(trace: Trace, outputs_in_next_turn: bool = True) -> dict[str, ob
 
 def serving_reuse_ceiling(trace: Trace, outputs_in_next_turn: bool = True) -> float:
     """The share of prompt blocks an unbounded cache of the serving modes could serve: those an earlier prompt held
-    or an earlier request generated (the serving modes cache generated blocks too, ``trace.continuations``; the
-    cache-only replay, whose ceiling ``infinite_cache_hit_ratio`` is, sees prompts only)."""
+    or an earlier request generated (the serving modes cache generated blocks too, ``trace.continuations``, as the
+    cache-only replay does with ``cache.insert_outputs``; without it its ceiling is ``infinite_cache_hit_ratio``)."""
     accesses = trace.num_accesses
     if not accesses or trace.block_ids is None or not outputs_in_next_turn:  # (generated blocks are never found)
         return (accesses - trace.num_unique_blocks) / accesses if accesses else 0.0
     generated = generated_blocks(trace, trace.provenance.block_tokens, int(trace.block_ids.max()) + 1)
     stream = interleaved(trace.block_ids, trace.block_offsets, generated.ids, generated.offsets)
-    in_prompt = interleaved(np.ones(accesses, np.bool_), trace.block_offsets, np.zeros(len(generated.ids), np.bool_),
-                            generated.offsets)
+    in_prompt = prompt_positions(trace.block_offsets, generated.offsets)
     first = np.unique(stream, return_index=True)[1]
     return (accesses - int(in_prompt[first].sum())) / accesses

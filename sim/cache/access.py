@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
+import dataclasses
+from dataclasses import dataclass, fields
+from functools import cached_property
 
 import numpy as np
 
 from sim.config import Config
 from sim.errors import ConfigError
 from sim.jit import njit
+from trace.continuations import GeneratedBlocks, interleaved, prompt_positions, serving_offsets
 from trace.request import Trace
 
 NEVER = np.iinfo(np.int64).max  # "never used again" (libCacheSim's INT64_MAX convention)
@@ -40,6 +43,57 @@ def _next_uses(stream, latest, out):
         key = stream[t]
         out[t] = latest[key]
         latest[key] = t
+
+
+@dataclass(eq=False)
+class CacheStream:
+    """Every block a run's caches take, in order: each request's prompt blocks, then (where they are cached, as vLLM
+    caches every full block of a sequence) the blocks it generates. Clairvoyant and learned policies see positions
+    in it; hit ratios count its prompt positions only."""
+
+    trace: Trace
+    generated: GeneratedBlocks | None = None
+
+    @property
+    def num_ids(self) -> int:
+        """Every block id of the stream is below this (the trace's, and generated blocks' ids of their own)."""
+        return self.generated.num_ids if self.generated is not None else block_id_space(self.trace)
+
+    @cached_property
+    def offsets(self) -> np.ndarray:
+        """Where each request's blocks start."""
+        if self.generated is None:
+            return self.trace.block_offsets
+        return serving_offsets(self.trace.block_offsets, self.generated.offsets)
+
+    @cached_property
+    def blocks(self) -> np.ndarray:
+        stream = self.trace.access_stream()
+        if self.generated is None:
+            return stream
+        return interleaved(stream, self.trace.block_offsets, self.generated.ids, self.generated.offsets)
+
+    @cached_property
+    def prompt(self) -> np.ndarray | None:
+        """Which positions are prompt blocks (None: all of them)."""
+        if self.generated is None:
+            return None
+        return prompt_positions(self.trace.block_offsets, self.generated.offsets)
+
+    def classes(self, predicted):
+        """The learned policy's class of every position (``predicted``: the prompt accesses'): a generated block
+        takes its request's deepest full prompt block's (both are used again when the conversation goes on), or
+        its last block's."""
+        generated, trace = self.generated, self.trace
+        if generated is None:
+            return predicted
+        listed = np.diff(trace.block_offsets)  # (a row may list fewer ids than its tokens fill: its own last one)
+        full = np.minimum(trace.input_tokens // trace.provenance.block_tokens, listed)
+        deepest = trace.block_offsets[:-1] + np.maximum(full, 1) - 1
+        inherited = np.repeat(predicted.klass[deepest], np.diff(generated.offsets))
+        klass = interleaved(predicted.klass, trace.block_offsets, inherited.astype(predicted.klass.dtype),
+                            generated.offsets)
+        return dataclasses.replace(predicted, klass=klass, num_ids=max(predicted.num_ids, self.num_ids))
 
 
 def policies_in_use(config: Config, policy: str) -> list[str]:

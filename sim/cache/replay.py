@@ -6,15 +6,23 @@ from typing import Any
 
 import numpy as np
 
-from sim.cache.access import (access_semantics, block_id_space, learned_predictions, next_use_index,
-                              policies_in_use, uses_learned_policy)
+from sim.cache.access import (
+    CacheStream,
+    access_semantics,
+    block_id_space,
+    learned_predictions,
+    next_use_index,
+    policies_in_use,
+    uses_learned_policy,
+)
 from sim.cache.arena import TierArena
 from sim.cache.multitier import CachePlugins, MultiTierCache, build_cache
+from sim.cache.policies import POLICIES, policy_class
+from sim.cache.tiers import TIER_NAMES, build_tiers, stored_block_bytes
 from sim.config import Config
 from sim.errors import ConfigError
-from sim.cache.policies import POLICIES, policy_class
 from sim.report.document import RunResult
-from sim.cache.tiers import TIER_NAMES, build_tiers, stored_block_bytes
+from trace.continuations import generated_blocks
 from trace.request import Trace
 
 CHUNK = 1 << 18  # accesses (plain) between progress updates
@@ -74,35 +82,50 @@ def cache_plugins(config: Config) -> CachePlugins:
     return CachePlugins(selective_write_depth=depth, session_prefetch=config.cache.prefetch == "session")
 
 
+def cache_stream(trace: Trace, config: Config) -> CacheStream:
+    """The blocks the replay's caches take: the prompts', and with ``cache.insert_outputs`` each request's generated
+    blocks after its prompt (their ids as ``workload.outputs_in_next_turn`` reads them: ``trace/continuations.py``)."""
+    if not config.cache.insert_outputs:
+        return CacheStream(trace)
+    generated = generated_blocks(trace, trace.provenance.block_tokens, block_id_space(trace),
+                                 config.workload.outputs_in_next_turn)
+    return CacheStream(trace, generated)
+
+
 def replay(trace: Trace, config: Config, policy: str, semantics: str, capacity_blocks: int | None = None,
            next_use: np.ndarray | None = None, progress: bool = False,
-           predicted: np.ndarray | None = None) -> tuple[MultiTierCache, np.ndarray]:
-    """Run one policy over the trace; returns the cache and the hit tier of every access (-1: miss)."""
-    num_blocks = block_id_space(trace)
+           predicted: np.ndarray | None = None, stream: CacheStream | None = None) -> tuple[MultiTierCache, np.ndarray]:
+    """Run one policy over the trace; returns the cache and the hit tier of every prompt access (-1: miss).
+
+    ``stream``: the blocks the caches take (default: ``cache_stream``); ``next_use`` and ``predicted`` are over its
+    positions. Generated blocks are inserted as the misses they are and left out of the hit tiers returned."""
+    stream = stream if stream is not None else cache_stream(trace, config)
+    num_blocks = stream.num_ids
     arena = TierArena(future=next_use, max_keys=num_blocks, dense=True)  # few tiers: a direct-mapped block index
     tiers = build_tiers(config, policy, next_use=next_use, capacity_blocks=capacity_blocks, predicted=predicted,
                         arena=arena)
     clairvoyant = any(POLICIES[t.policy].needs_future or POLICIES[t.policy].needs_predictions for t in tiers)
     cache = build_cache(tiers, stored_block_bytes(config), inclusive=config.cache.inclusion == "inclusive",
                         track_positions=clairvoyant and len(tiers) > 1, num_blocks=num_blocks)
-    stream = trace.access_stream()
-    hit_tier = np.full(len(stream), -1, dtype=np.int8)
+    blocks, offsets = stream.blocks, stream.offsets
+    hit_tier = np.full(len(blocks), -1, dtype=np.int8)
     plugins = cache_plugins(config)
-    offsets = trace.block_offsets
-    if not progress:  # one compiled call
-        cache.replay(stream, offsets, hit_tier, 0, len(trace), prefix=semantics == "prefix", plugins=plugins,
-                     sessions=trace.session_id)
-        return cache, hit_tier
-    from tqdm import tqdm
+    bounds = [0, len(trace)]
+    bar = None
+    if progress:
+        from tqdm import tqdm
 
-    bar = tqdm(total=len(stream), desc=policy, unit="acc", unit_scale=True, leave=False)
-    bounds = np.unique(np.clip(np.searchsorted(offsets, np.arange(0, len(stream) + CHUNK, CHUNK)), 0, len(offsets) - 1))
-    for first, last in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
-        cache.replay(stream, offsets, hit_tier, first, last, prefix=semantics == "prefix", plugins=plugins,
+        bar = tqdm(total=len(blocks), desc=policy, unit="acc", unit_scale=True, leave=False)
+        bounds = np.unique(np.clip(np.searchsorted(offsets, np.arange(0, len(blocks) + CHUNK, CHUNK)), 0,
+                                   len(offsets) - 1)).tolist()
+    for first, last in zip(bounds[:-1], bounds[1:], strict=True):
+        cache.replay(blocks, offsets, hit_tier, first, last, prefix=semantics == "prefix", plugins=plugins,
                      sessions=trace.session_id)
-        bar.update(int(offsets[last] - offsets[first]))
-    bar.close()
-    return cache, hit_tier
+        if bar is not None:
+            bar.update(int(offsets[last] - offsets[first]))
+    if bar is not None:
+        bar.close()
+    return cache, hit_tier if stream.prompt is None else hit_tier[stream.prompt]
 
 
 def run_cache_only(trace: Trace, config: Config, policies: list[str], progress: bool = False) -> list[RunResult]:
@@ -110,17 +133,21 @@ def run_cache_only(trace: Trace, config: Config, policies: list[str], progress: 
     for name in policies:
         policy_class(name)  # fail fast on an unknown name
     semantics = access_semantics(config, "plain")
+    stream = cache_stream(trace, config)
     next_use = predicted = model = None
     in_use = [POLICIES[p] for name in policies for p in policies_in_use(config, name)]
     if any(kind.needs_future for kind in in_use):
-        next_use = next_use_index(trace.access_stream())
+        next_use = next_use_index(stream.blocks)
     if any(kind.needs_predictions for kind in in_use):
         model, predicted = learned_predictions(trace, config)
+        predicted = stream.classes(predicted)
     runs = []
     for name in policies:
         cache, hit_tier = replay(trace, config, name, semantics, config.cache.capacity_blocks, next_use, progress,
-                                 predicted)
+                                 predicted, stream)
         metrics = cache_metrics(trace, cache, hit_tier, semantics)
+        if stream.generated is not None:  # (inserted, never looked up: the accesses are the prompts')
+            metrics["generated_blocks"] = int(stream.generated.offsets[-1])
         if uses_learned_policy(config, [name]):
             metrics["learned_model"] = model.describe()
             top = cache.tiers[0].policy

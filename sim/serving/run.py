@@ -7,7 +7,6 @@ and, for PD, links that carry KV from prefill to decode instances.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections import deque
 from functools import partial
@@ -16,7 +15,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from sim.cache.access import access_semantics, block_id_space, learned_predictions, next_use_index, policies_in_use
+from sim.cache.access import (CacheStream, access_semantics, block_id_space, learned_predictions, next_use_index,
+                              policies_in_use)
 from sim.cache.arena import TierArena
 from sim.cache.multitier import build_cache
 from sim.cache.policies import POLICIES
@@ -52,7 +52,7 @@ from sim.serving.state_kv_cache_manager import StateKVCacheManager
 from sim.serving.timeline import Timeline
 from sim.serving.utilization import batch_metrics, instance_metrics, utilization_basis, work_counter
 from sim.specs import model_spec
-from trace.continuations import GeneratedBlocks, generated_blocks, interleaved, serving_offsets
+from trace.continuations import GeneratedBlocks, generated_blocks
 from trace.request import Trace
 from trace.workload import require_requests
 
@@ -109,11 +109,12 @@ class ServingRun:
         # Every tier of the run (each instance's HBM, the shared lower tiers) lives in one arena, whose arrays are
         # sized by the block-id space: the trace's, and the generated blocks' that no later prompt holds.
         self.generated = self._generated_blocks()
-        self.num_blocks = self.generated.num_ids if self.generated is not None else block_id_space(trace)
-        self.stream_offsets = (serving_offsets(trace.block_offsets, self.generated.offsets)
-                               if self.generated is not None else trace.block_offsets)
-        next_use = next_use_index(self._serving_stream()) if any(k.needs_future for k in kinds) else None
-        self._predicted = self._classes() if any(k.needs_predictions for k in kinds) else None
+        self.stream = stream = CacheStream(trace, self.generated)
+        self.num_blocks = stream.num_ids
+        self.stream_offsets = stream.offsets
+        next_use = next_use_index(stream.blocks) if any(k.needs_future for k in kinds) else None
+        self._predicted = (stream.classes(learned_predictions(trace, config)[1])
+                           if any(k.needs_predictions for k in kinds) else None)
         # a hybrid model's sliding groups keep their own copies of prompt blocks, keyed past the trace's ids
         self.states = states = state_groups(config)  # (a Gated DeltaNet hybrid's groups cache states too)
         copies = 1 + (self.kv_groups.sliding_groups if self.kv_groups is not None else
@@ -147,29 +148,6 @@ class ServingRun:
         trace = self.trace
         return generated_blocks(trace, trace.provenance.block_tokens, block_id_space(trace),
                                 self.config.workload.outputs_in_next_turn)
-
-    def _serving_stream(self) -> np.ndarray:
-        """Every block the run's caches take, in order: each request's prompt blocks, then its generated ones (the
-        positions clairvoyant policies see)."""
-        stream, generated = self.trace.access_stream(), self.generated
-        if generated is None:
-            return stream
-        return interleaved(stream, self.trace.block_offsets, generated.ids, generated.offsets)
-
-    def _classes(self):
-        """The learned policy's class of every position of the serving stream: a generated block takes its request's
-        deepest full prompt block's (both are used again when the conversation goes on), or its last block's."""
-        predicted = learned_predictions(self.trace, self.config)[1]
-        generated, trace = self.generated, self.trace
-        if generated is None:
-            return predicted
-        listed = np.diff(trace.block_offsets)  # (a row may list fewer ids than its tokens fill: its own last one)
-        full = np.minimum(trace.input_tokens // trace.provenance.block_tokens, listed)
-        deepest = trace.block_offsets[:-1] + np.maximum(full, 1) - 1
-        inherited = np.repeat(predicted.klass[deepest], np.diff(generated.offsets))
-        klass = interleaved(predicted.klass, trace.block_offsets, inherited.astype(predicted.klass.dtype),
-                            generated.offsets)
-        return dataclasses.replace(predicted, klass=klass, num_ids=max(predicted.num_ids, self.num_blocks))
 
     def _lower_tiers(self) -> list:
         """The DRAM/SSD/EIC tiers every instance of a single-node or PD run shares."""
