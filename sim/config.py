@@ -102,6 +102,10 @@ class ServingConfig:
     # --disable-hybrid-kv-cache-manager or a KV connector without hybrid support (LMCache's) (it treats the sliding
     # layers' KV as full attention's; they still slide)
     disable_hybrid_kv_cache_manager: bool = False
+    # vLLM's --enforce-eager: no CUDA graphs, so the KV budget keeps the graphs' memory estimate
+    # (sim.serving.memory_profile) and data-parallel ranks are not padded to a common captured size
+    # (sim.serving.data_parallel). kvsim prices a step's kernels alike either way (it models no launch overhead).
+    enforce_eager: bool = False
 
 
 @dataclass(frozen=True)

@@ -120,3 +120,12 @@ def test_decode_times_with_a_share_equal_its_steps():
     for k in range(4):
         step = StepShape.decode_batch(np.array([100, 250, 40]) + k)
         assert times[k] == pytest.approx(compute.step_time(step, share), rel=1e-12)
+
+
+def test_eager_ranks_are_not_padded():
+    """``serving.enforce_eager`` (vLLM's --enforce-eager): no CUDA graphs, so the ranks' synced cudagraph mode is NONE
+    and ``_synchronize_dp_ranks`` pads nobody: the idle rank's 1-token dummy stays 1 token (G = 101, not 200)."""
+    config = load_config(None, sets=[*GROUP, "serving.enforce_eager=true"])
+    assert cudagraph_capture_tokens(resolved_serving(config)) == 0
+    expected = compute_model(config).step_time(_prefill(100), DataParallelShare(100, 101))
+    assert _ttft(config, [0.0], [100]) == pytest.approx([expected], rel=1e-12)

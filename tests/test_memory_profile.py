@@ -74,3 +74,14 @@ def test_blocks_of_the_measured_rtxpro6000_run():
             "serving.tensor_parallel_size=2", "serving.max_num_seqs=128", "serving.max_num_batched_tokens=2048",
             "serving.gpu_memory_utilization=0.92"]
     assert abs(_blocks(sets) / measured - 1) < 0.02
+
+
+def test_eager_mode_keeps_the_graphs_memory():
+    """``serving.enforce_eager``: vLLM captures no graph, so ``profile_cudagraph_memory`` gives 0 and the KV budget is
+    the one without the estimate; every other term is unchanged (Llama-3.1-8B on an H100: the graphs' estimate is
+    worth hundreds of blocks)."""
+    eager = memory_budget(load_config(None, sets=["serving.enforce_eager=true"]))
+    graphs = memory_budget(load_config(None))
+    assert eager.cudagraph == 0 and graphs.cudagraph > 0
+    assert eager == dataclasses.replace(graphs, cudagraph=0) == memory_budget(load_config(None), estimate_cudagraphs=False)
+    assert (eager.kv_bytes - graphs.kv_bytes) // BLOCK > 100

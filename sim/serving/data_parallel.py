@@ -39,7 +39,10 @@ CUDAGRAPH_CAPTURE_LIMIT = 512
 
 
 def cudagraph_capture_tokens(serving: ServingConfig) -> int:
-    """The largest step vLLM captures as a CUDA graph under these engine limits (its default)."""
+    """The largest step vLLM captures as a CUDA graph under these engine limits (its default); 0 under
+    ``enforce_eager`` (no graphs: the ranks' cudagraph mode is NONE and ``_synchronize_dp_ranks`` pads nothing)."""
+    if serving.enforce_eager:
+        return 0
     return min(2 * serving.max_num_seqs, CUDAGRAPH_CAPTURE_LIMIT, serving.max_num_batched_tokens)
 
 

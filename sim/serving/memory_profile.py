@@ -166,7 +166,8 @@ def cudagraph_estimate(model: ModelSpec, sizes: list[int], max_num_seqs: int, tp
 
 def memory_budget(config: Config, estimate_cudagraphs: bool = True) -> MemoryBudget:
     """The KV budget of one GPU of an instance of ``config`` (``estimate_cudagraphs``=False: as vLLM before 0.21,
-    or with VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=0, leaves the graphs out)."""
+    or with VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=0, leaves the graphs out; so does ``serving.enforce_eager``:
+    ``profile_cudagraph_memory`` returns 0 when no graph is captured)."""
     from sim.serving.engine_limits import batch_limits
 
     serving = config.serving
@@ -178,7 +179,7 @@ def memory_budget(config: Config, estimate_cudagraphs: bool = True) -> MemoryBud
     weights = model.weight_bytes_per_gpu(DTYPE_BYTES[serving.dtype], tp, dp) + rope_cache_bytes(model, serving.dtype)
     activation = max(forward_peak(model, tokens, tp, dp, act), sampler_peak(model, tokens, rows, act))
     graphs = cudagraph_estimate(model, capture_sizes(seqs, tokens, config.hardware.gpu), seqs, tp, dp, act) \
-        if estimate_cudagraphs else 0
+        if estimate_cudagraphs and not serving.enforce_eager else 0
     return MemoryBudget(requested=math.ceil(gpu.reported_memory * serving.gpu_memory_utilization),
                         weights=int(weights), activation=activation, non_torch=NON_TORCH_BYTES, cudagraph=graphs)
 
