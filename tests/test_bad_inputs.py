@@ -342,6 +342,9 @@ CASES: dict[str, Case] = {
     "workload_cache_is_the_report": Case(trace_stats("--workload-cache", "{tmp}/r.json", "--report-json", "{tmp}/r.json"),
                                          names=("--workload-cache", "--report-json"), files={"t.csv": AZURE_OK}),
     "workload_cache_without_trace": Case([*TRACE_STATS, "--workload-cache", "{tmp}/c.npz"], names=("workload.cache", "synthetic")),
+    "workload_cache_is_another_file": Case(trace_stats("--workload-cache", "{tmp}/notes.txt"),
+                                           names=("workload.cache", "notes.txt", "not a kvsim workload cache"),
+                                           files={"t.csv": AZURE_OK, "notes.txt": "my notes\n"}),
 }
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from sim.config import WorkloadConfig
+from sim.errors import InputError
 from tests.conftest import BUNDLED_AZURE
 from tests.loader_helpers import AZURE_BAD, MOONCAKE_BAD, write
 from trace import cache as wc
@@ -128,9 +129,7 @@ def _damage(cache, how: str) -> None:
     data = cache.read_bytes()
     start = len(wc.MAGIC) + 8
     header_end = start + int.from_bytes(data[len(wc.MAGIC):start], "little")
-    if how == "garbage":
-        cache.write_bytes(b"not a cache\n" * 10)
-    elif how == "truncated":
+    if how == "truncated":
         cache.write_bytes(data[: len(data) // 2])
     elif how == "truncated_array":  # the header whole, the block ids (the last array) cut short
         cache.write_bytes(data[:header_end + _header(cache)["arrays"]["block_ids"]["offset"] + 8])
@@ -148,7 +147,7 @@ def _damage(cache, how: str) -> None:
         cache.write_bytes(b"")
 
 
-@pytest.mark.parametrize("how", ["garbage", "truncated", "truncated_array", "flipped_byte", "ids_out_of_range",
+@pytest.mark.parametrize("how", ["truncated", "truncated_array", "flipped_byte", "ids_out_of_range",
                                  "meta_not_json", "empty"])
 def test_a_damaged_cache_is_rebuilt_with_a_warning(tmp_path, caplog, how):
     path = write(tmp_path, "bad.jsonl", MOONCAKE_BAD)
@@ -162,6 +161,21 @@ def test_a_damaged_cache_is_rebuilt_with_a_warning(tmp_path, caplog, how):
     caplog.clear()
     _same(_cached(path, cache, 512), trace)  # rewritten whole
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize("content", [b"not a cache\n" * 10, b"arrival_timestamp,input_tokens\n", b"kvsim"])
+def test_a_file_no_kvsim_wrote_is_never_overwritten(tmp_path, content):
+    """A cache path naming someone's file (a mistyped --workload-cache): refused with the key named, the file left
+    as it was; the start of a cache's magic (a write cut short) is a cache, rebuilt."""
+    path = write(tmp_path, "bad.jsonl", MOONCAKE_BAD)
+    cache = tmp_path / "notes.txt"
+    cache.write_bytes(content)
+    if wc.MAGIC.startswith(content):
+        _same(_cached(path, cache, 512), _fresh(path, 512))
+        return
+    with pytest.raises(InputError, match="'workload.cache'.*not a kvsim workload cache"):
+        _cached(path, cache, 512)
+    assert cache.read_bytes() == content
 
 
 def test_other_loader_code_rebuilds(tmp_path, caplog, monkeypatch):
@@ -214,11 +228,11 @@ def test_cli_reports_identical_with_and_without_cache(tmp_path, shared_data, run
 def test_cli_quiet_silences_the_rebuild_note(tmp_path, run_cli, caplog):
     path = write(tmp_path, "t.csv", AZURE_BAD)
     cache = tmp_path / "c.npz"
-    cache.write_bytes(b"garbage")
+    cache.write_bytes(wc.MAGIC + b"garbage")  # a damaged cache
     args = ("--trace-stats", "--workload-trace", path, "--workload-cache", cache, "--no-plot")
     assert run_cli(*args, "--quiet")[0] == 0
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
-    cache.write_bytes(b"garbage")
+    cache.write_bytes(wc.MAGIC + b"garbage")
     assert run_cli(*args)[0] == 0
     assert "rebuilding" in caplog.text
 

@@ -35,7 +35,7 @@ import numpy as np
 
 from sim.config import WorkloadConfig
 from sim.config_rules import request_token_bound
-from sim.errors import InputError
+from sim.errors import InputError, quote
 from sim.report.output import atomic_write
 from trace.request import Trace, TraceProvenance, file_sha256
 
@@ -156,6 +156,7 @@ def _read(cache: Path, key: dict[str, Any]) -> tuple[Trace | None, str | None]:
     (None: there is no cache yet)."""
     if not cache.exists():
         return None, None
+    _check_not_foreign(cache)
     try:
         with cache.open("rb") as fh:
             if fh.read(len(MAGIC)) != MAGIC:
@@ -181,6 +182,20 @@ def _read(cache: Path, key: dict[str, Any]) -> tuple[Trace | None, str | None]:
     except Exception as exc:  # whatever is wrong with the file, the trace is rebuilt from its source (and the warning says why)
         return None, f"cannot be read ({type(exc).__name__}: {str(exc)[:100]})"
     return trace, None
+
+
+def _check_not_foreign(cache: Path) -> None:
+    """A file at the cache's path that no kvsim wrote (not even the start of one) is someone's data: a mistyped
+    path must not overwrite it. An empty file, or a damaged or older cache, is rebuilt."""
+    try:
+        with cache.open("rb") as fh:
+            start = fh.read(len(MAGIC))
+    except OSError as exc:
+        raise InputError(f"config key 'workload.cache': cannot read {quote(str(cache))}: "
+                         f"{exc.strerror or exc}") from None
+    if start and not MAGIC.startswith(start) and not start.startswith(MAGIC):
+        raise InputError(f"config key 'workload.cache': {quote(str(cache))} exists and is not a kvsim workload cache "
+                         "(it would be overwritten); remove it or give another path")
 
 
 def _check_consistent(trace: Trace) -> None:
