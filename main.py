@@ -39,6 +39,7 @@ try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
         build_parser,
         check_flags,
         check_paths_given,
+        check_single_tier_settings,
         flag_name,
         parse_policies,
         parse_routers,
@@ -128,6 +129,12 @@ def check_config_for_mode(args: argparse.Namespace, config: Config, mode: str, p
             setting.partition("=")[0].strip() == "workload.outputs_in_next_turn" for setting in args.sets):
         raise InputError("--set workload.outputs_in_next_turn: the cache-only replay reads it only with "
                          "cache.insert_outputs=true (it takes prompt blocks alone otherwise)")
+    if mode in SERVING and not config.serving.enable_prefix_caching and any(
+            setting.partition("=")[0].strip() == "workload.outputs_in_next_turn" for setting in args.sets):
+        raise InputError("--set workload.outputs_in_next_turn: with serving.enable_prefix_caching=false nothing is "
+                         "cached, generated blocks included")
+    if mode == "cache-only" and config.cache.capacity_blocks is not None:
+        check_single_tier_settings(args.sets)
     if mode == "cache-only" and args.mrc and config.cache.insert_outputs:
         raise InputError("--mrc: the miss-ratio curve is of the prompt blocks alone; drop cache.insert_outputs")
     if args.allow_train_test_overlap and not uses_learned_policy(config, policies):

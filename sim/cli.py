@@ -145,6 +145,10 @@ SETTING_MODES: dict[str, frozenset[str]] = {
     # main.py), and --trace-stats' serving ceiling
     "workload.outputs_in_next_turn": SERVING | {CLUSTER_PD, "trace-stats", "cache-only"},
 }
+# What the cache-only replay does not read once cache.capacity_blocks (--capacity-blocks) sizes its one tier: the other
+# tiers and HBM's size from memory (sim.cache.tiers.build_tiers); one given with --set is an error, as above
+SINGLE_TIER_IGNORES = ("cache.tiers.dram", "cache.tiers.ssd", "cache.tiers.eic", "cache.tiers.hbm.capacity_gib",
+                       "cache.inclusion", "serving.gpu_memory_utilization", "serving.num_gpu_blocks")
 MODE_SWITCHES = ("trace_stats", "cache_only", "cluster", "pd", "check_calibration", "sweep", "plan")
 CLUSTER_COMBINES_WITH = ("pd",)  # --cluster --pd: prefill/decode pools in every rack
 
@@ -333,6 +337,16 @@ def check_flags(args: argparse.Namespace, parser: argparse.ArgumentParser, mode:
         raise InputError("--mrc-sample-rate is used only with --mrc")
     if args.plot_dir is not None and args.no_plot:
         raise InputError("--plot-dir and --no-plot contradict each other")
+
+
+def check_single_tier_settings(sets: list[str]) -> None:
+    """No ``--set`` of what a cache-only replay of ``cache.capacity_blocks`` (one tier) leaves unread
+    (``SINGLE_TIER_IGNORES``)."""
+    for setting in sets:
+        key = setting.partition("=")[0].strip()
+        if any(key == p or key.startswith(p + ".") for p in SINGLE_TIER_IGNORES):
+            raise InputError(f"--set {key}: not used beside --capacity-blocks (cache.capacity_blocks), which replays "
+                             "one tier of that many blocks; drop one of them")
 
 
 def setting_users(key: str, mode: str) -> str | None:

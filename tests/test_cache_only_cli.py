@@ -88,3 +88,22 @@ def test_a_tier_policy_gets_the_data_it_needs(run_cli, tmp_path, mode):
                         "--set", "cache.tiers.hbm.policy=belady")["runs"][0]["metrics"]
     lru = _report(run_cli, tmp_path, "c", *base, "--set", "cache.policy=lru")["runs"][0]["metrics"]
     assert tier_only == everywhere and everywhere["hits"] > lru["hits"]
+
+
+@pytest.mark.parametrize("setting", ["cache.tiers.dram.capacity_gib=64", "cache.tiers.ssd.policy=belady",
+                                     "cache.tiers.hbm.capacity_gib=1", "serving.gpu_memory_utilization=0.5",
+                                     "serving.num_gpu_blocks=100", "cache.inclusion=inclusive"])
+@pytest.mark.parametrize("capacity", [("--capacity-blocks", "50"), ("--set", "cache.capacity_blocks=50")])
+def test_what_one_tier_of_capacity_blocks_leaves_unread_is_refused(run_cli, tmp_path, setting, capacity):
+    """--capacity-blocks replays one HBM tier of that size (``build_tiers``): the other tiers and HBM's size from GPU
+    memory are not built, and a DRAM tier given beside it ran as if absent (found by fuzzing: the report the same)."""
+    out = tmp_path / "r.json"
+    status, _, err = run_cli(*SYNTH, *capacity, "--set", setting, "--report-json", out, "--no-plot", "--quiet")
+    assert status == 2 and "\n" not in err.strip() and "Traceback" not in err, err
+    assert setting.partition("=")[0] in err and "--capacity-blocks" in err and not out.exists()
+
+
+def test_the_top_tiers_policy_is_read_beside_capacity_blocks(run_cli, tmp_path):
+    lru = _report(run_cli, tmp_path, "a", *SYNTH, "--capacity-blocks", "300")
+    fifo = _report(run_cli, tmp_path, "b", *SYNTH, "--capacity-blocks", "300", "--set", "cache.tiers.hbm.policy=fifo")
+    assert lru["runs"][0]["metrics"]["hits"] != fifo["runs"][0]["metrics"]["hits"]

@@ -106,6 +106,9 @@ def test_the_learned_classes_cover_generated_blocks(tmp_path):
     (["--cache-only", "--set", "workload.outputs_in_next_turn=false"], "cache.insert_outputs=true"),
     (["--pd", "--set", "cache.insert_outputs=true"], "--cache-only"),
     (["--cache-only", "--mrc", "--set", "cache.insert_outputs=true"], "prompt blocks alone"),
+    # (found by fuzzing: with prefix caching off nothing is cached, and the setting ran as if absent)
+    (["--pd", "--set", "serving.enable_prefix_caching=false", "--set", "workload.outputs_in_next_turn=false"],
+     "serving.enable_prefix_caching=false"),
 ])
 def test_settings_the_run_would_not_read_are_refused(run_cli, tmp_path, argv, names):
     status, _, err = run_cli(*argv, "--set", "workload.synthetic.num_requests=20", "--no-plot", "--quiet",

@@ -135,3 +135,17 @@ def test_qwen3_next_serves_with_prefix_caching_on(run_cli, tmp_path):
     report = json.loads(out.read_text())
     assert report["runs"][0]["metrics"]["requests_completed"] == 6
     assert report["runs"][0]["metrics"]["instances"]["block_size"] == 576
+
+
+@pytest.mark.parametrize("policy_args", [("--policy", "lru,belady"), ("--set", "cache.tiers.dram.policy=belady")])
+def test_a_policy_ranking_by_next_use_is_refused_beside_cached_states(run_cli, tmp_path, policy_args):
+    """Belady's next uses are of the trace's blocks; align mode also caches states, keyed past them (found by
+    fuzzing: an internal error, "block id outside the cache's block-id space", once a state was taken)."""
+    out = tmp_path / "r.json"
+    status, _, err = run_cli("--no-plot", "--quiet", "--report-json", out, *policy_args,
+                             "--set", "model=qwen3-next-80b-a3b", "--set", "serving.tensor_parallel_size=4",
+                             "--set", "serving.num_instances=1", "--set", "workload.synthetic.num_requests=40",
+                             "--set", "workload.synthetic.think_time_median_s=2", "--set", "workload.synthetic.rate_rps=5")
+    assert status == 2 and "\n" not in err.strip() and "Traceback" not in err, err
+    assert "policy belady" in err and "serving.enable_prefix_caching=false" in err
+    assert not out.exists()

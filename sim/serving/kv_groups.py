@@ -82,35 +82,50 @@ def hybrid_manager_groups(config: Config) -> KVGroups | None:
     return kv_groups(spec, block_size(config))
 
 
+def _ranking_policy(config: Config, policies: list[str]) -> str | None:
+    """The first of the runs' policies (each tier's too) that ranks blocks by their next use (clairvoyant or
+    learned), or None."""
+    from sim.cache.access import policies_in_use
+    from sim.cache.policies import POLICIES
+
+    for policy in dict.fromkeys(q for p in policies for q in policies_in_use(config, p)):
+        kind = POLICIES.get(policy)
+        if kind is not None and (kind.needs_future or kind.needs_predictions):
+            return policy
+    return None
+
+
 def check_hybrid_manager(config: Config, mode: str, policies: list[str]) -> None:
     """A hybrid model under vLLM's hybrid manager runs in the modes that model it, with policies that need nothing
     of the future (a clairvoyant or learned policy's next uses are of the trace's blocks, not of the sliding
-    groups' copies); elsewhere the manager must be off (``serving.disable_hybrid_kv_cache_manager``: every layer
-    keeps its whole KV, as kvsim keeps it there)."""
+    groups' copies, nor of a Gated DeltaNet hybrid's cached states); elsewhere the manager must be off
+    (``serving.disable_hybrid_kv_cache_manager``: every layer keeps its whole KV, as kvsim keeps it there)."""
     from sim.serving.state_groups import check_state_model
+    from sim.specs import model_spec
 
     check_state_model(config, mode)  # (a Gated DeltaNet hybrid: its own groups, sim.serving.state_groups)
+    spec = model_spec(config.model)
+    if spec.linear_attention is not None and config.serving.enable_prefix_caching:
+        policy = _ranking_policy(config, policies)
+        if policy is not None:  # (the align mode keys states past the trace's blocks: sim.serving.align_state_manager)
+            raise ConfigError(f"policy {policy} ranks blocks by their next use, known for the trace's blocks but not "
+                              f"for the Gated DeltaNet states vLLM's prefix caching keeps of model {config.model}: "
+                              "pick another policy, or set serving.enable_prefix_caching=false")
     groups = hybrid_manager_groups(config)
     if groups is None:
         return
-    from sim.cache.access import policies_in_use
-    from sim.cache.policies import POLICIES
-    from sim.specs import model_spec
-
-    spec = model_spec(config.model)
     if groups.full_groups > 1:
         raise ConfigError(f"model {config.model}: {spec.num_layers - spec.sliding_layers} full-attention layers beside "
                           f"{spec.sliding_layers} sliding-window ones make {groups.full_groups} full-attention groups "
                           "under vLLM's hybrid KV-cache manager, which kvsim models with one: set "
                           "serving.disable_hybrid_kv_cache_manager=true (every layer keeps its whole KV)")
     if mode in HYBRID_MANAGER_MODES:
-        for policy in dict.fromkeys(q for p in policies for q in policies_in_use(config, p)):
-            kind = POLICIES.get(policy)
-            if kind is not None and (kind.needs_future or kind.needs_predictions):
-                raise ConfigError(f"policy {policy} ranks blocks by their next use, known for the trace's blocks but "
-                                  f"not for the sliding-window copies vLLM's hybrid KV-cache manager keeps of model "
-                                  f"{config.model}'s: pick another policy, or set "
-                                  "serving.disable_hybrid_kv_cache_manager=true (every layer keeps its whole KV)")
+        policy = _ranking_policy(config, policies)
+        if policy is not None:
+            raise ConfigError(f"policy {policy} ranks blocks by their next use, known for the trace's blocks but "
+                              f"not for the sliding-window copies vLLM's hybrid KV-cache manager keeps of model "
+                              f"{config.model}'s: pick another policy, or set "
+                              "serving.disable_hybrid_kv_cache_manager=true (every layer keeps its whole KV)")
         return
     raise ConfigError(
         f"model {config.model} mixes {spec.sliding_layers} sliding-window layers ({spec.sliding_window} tokens) with "
