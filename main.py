@@ -137,6 +137,10 @@ def check_config_for_mode(args: argparse.Namespace, config: Config, mode: str, p
         check_single_tier_settings(args.sets)
     if mode == "cache-only" and args.mrc and config.cache.insert_outputs:
         raise InputError("--mrc: the miss-ratio curve is of the prompt blocks alone; drop cache.insert_outputs")
+    if not uses_learned_policy(config, policies) and any(
+            setting.partition("=")[0].strip() == "cache.learned_model" for setting in args.sets):
+        raise InputError(f"--set cache.learned_model: no run uses the learned policy (runs: {', '.join(policies)}; "
+                         "--policy learned, or a tier's cache.tiers.<tier>.policy)")
     if args.allow_train_test_overlap and not uses_learned_policy(config, policies):
         raise InputError(f"--allow-train-test-overlap applies only to a learned policy (runs: {', '.join(policies)})")
     check_mode_settings(mode, config, policies, cluster_pd=mode == "cluster" and args.pd)

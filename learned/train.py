@@ -193,6 +193,11 @@ TRAIN_EXAMPLES = """examples:
 """
 
 
+# Config sections training never reads: the features and labels are of the trace's prompt blocks at its block size
+# (a --set of one of these would be accepted and ignored)
+UNREAD_SECTIONS = ("cache.", "pd.", "network.", "slo.", "compute.", "cluster.")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command's flags (each says what it sets and its default)."""
     parser = argparse.ArgumentParser(
@@ -247,6 +252,11 @@ def _train_command(args: argparse.Namespace) -> int:
              ("--seed", "seed", args.seed)]
     if args.workload_trace is not None:
         flags.append(("--workload-trace", "workload.trace", args.workload_trace))
+    for setting in args.sets:
+        key = setting.partition("=")[0].strip()
+        if key.startswith(UNREAD_SECTIONS):
+            raise InputError(f"--set {key}: training does not read it (it reads the workload, the block size and "
+                             "what decides it, and the seed); give it to the runs that use the model")
     config = load_config(args.config, sets=args.sets, flags=flags)
     _check_outputs_are_not_inputs(args, config, out)
     meta = train(config, out, args.rounds, args.max_rows)

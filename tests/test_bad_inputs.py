@@ -209,6 +209,9 @@ CASES: dict[str, Case] = {
     "strict_without_trace": Case([*TRACE_STATS, "--strict-workload-validation"], names=("--strict-workload-validation",)),
     "train_test_overlap_without_learned": Case(["--cache-only", "--allow-train-test-overlap"],
                                                names=("--allow-train-test-overlap", "lru")),
+    "learned_model_without_learned": Case(["--cache-only", "--policy", "lru,arc", "--set",
+                                           "cache.learned_model={tmp}/m.txt"],
+                                          names=("cache.learned_model", "lru, arc"), files={"m.txt": "a model\n"}),
     "time_unit_on_datetimes": Case(trace_stats("--workload-time-unit", "ms", trace="{azure}"), names=("time_unit",)),
     # a --set key the mode never reads is refused, as a flag would be
     "set_pd_key_in_single_node": Case(["--set", "pd.num_prefill=3", "--workload-limit", "20"],

@@ -143,6 +143,8 @@ TRAIN_CASES = {
     # the message names the flag given, not a '--set' the user never wrote
     "seed beyond 64 bits": (["--out", "{tmp}/m.txt", "--seed", str(2**64)], "--seed: config key 'seed'"),
     "range end not finite": (["--out", "{tmp}/m.txt", "--range", "0:inf"], "--range: config key 'workload.range_end'"),
+    # a setting training never reads (it trains on prompt blocks whatever the judged runs insert)
+    "a cache setting": (["--out", "{tmp}/m.txt", "--set", "cache.insert_outputs=true"], "--set cache.insert_outputs"),
 }
 
 
