@@ -153,6 +153,22 @@ def test_mooncake_replays_its_own_blocks_by_default(run_cli, tmp_path):
     assert kv["trace"] == kv["split"] // 32
 
 
+def test_a_given_block_size_the_trace_overrides_is_noted(run_cli, tmp_path, caplog):
+    """serving.block_size 16 given for a trace of 512-token ids under workload.block_mismatch=trace: the run replays
+    at 512 (the Contract) and says so on stderr, naming both sizes and the setting that would cut the blocks; the
+    default (null) and an equal size say nothing."""
+    trace = tmp_path / "m.jsonl"
+    trace.write_text(json.dumps({"timestamp": 0, "input_length": 1000, "output_length": 5, "hash_ids": [1, 2]}) + "\n")
+    common = ["--cache-only", "--workload-trace", trace, "--capacity-blocks", "10", "--no-plot",
+              "--report-json", tmp_path / "r.json"]
+    assert run_cli(*common, "--set", "serving.block_size=16")[0] == 0
+    assert "serving.block_size 16" in caplog.text and "512-token" in caplog.text and "'split'" in caplog.text
+    assert json.loads((tmp_path / "r.json").read_text())["config"]["serving"]["block_size"] == 512
+    for extra in ([], ["--set", "serving.block_size=512"]):
+        caplog.clear()
+        assert run_cli(*common, *extra)[0] == 0 and "serving.block_size" not in caplog.text
+
+
 def test_plot_names_carry_the_run_kind(run_cli, tmp_path):
     """An exact MRC, a sampled one and the trace statistics never overwrite each other."""
     plots = tmp_path / "plots"

@@ -142,6 +142,11 @@ def require_requests(trace: Trace, after: str) -> None:
 def with_trace_block_size(config: Config, trace: Trace) -> Config:
     """The run's config at the trace's effective block size: a trace replayed with its own blocks
     (Mooncake, ``workload.block_mismatch: trace``) sizes the cache and the block pool alike."""
-    if trace.provenance.block_tokens == block_size(config):
+    tokens = trace.provenance.block_tokens
+    if tokens == block_size(config):
         return config
-    return replace(config, **{"serving.block_size": trace.provenance.block_tokens})
+    if config.serving.block_size is not None:  # (given: the default, null, is the attention backend's)
+        LOG.warning("kvsim: note: serving.block_size %d is given, but the trace's block ids are %d-token blocks: the "
+                    "run replays them at %d (workload.block_mismatch=trace; 'split' cuts each into %d-token pieces)",
+                    config.serving.block_size, tokens, tokens, config.serving.block_size)
+    return replace(config, **{"serving.block_size": tokens})
