@@ -150,9 +150,9 @@ def run_cache_only(trace: Trace, config: Config, policies: list[str], progress: 
             metrics["generated_blocks"] = int(stream.generated.offsets[-1])
         if uses_learned_policy(config, [name]):
             metrics["learned_model"] = model.describe()
-            top = cache.tiers[0].policy
-            if hasattr(top, "summary"):  # which expert the top tier followed (the safety net)
-                metrics["learned_policy"] = top.summary()
+            top = cache.tiers[0]
+            if not top.compiled and hasattr(top.hooks, "summary"):  # which expert the top tier followed (safety net)
+                metrics["learned_policy"] = top.hooks.summary()
         runs.append(RunResult(name=name, metrics=metrics, overrides={"cache.policy": name}))
     return runs
 
