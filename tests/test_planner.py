@@ -106,6 +106,9 @@ def test_hit_ratio_plan_uses_the_exact_curve_and_replays_agree(run_cli, tmp_path
     ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "gpus": [2, 2]}}, "'search.gpus' names 2 twice"),
     ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "pd_split": ["1:1", "1:1"]}},
      "'search.pd_split' names '1:1' twice"),
+    # the curve that prunes a hit-ratio plan's candidates is of prompt blocks: answers inserted would not be in it
+    ({"target": {"hit_ratio": 0.2}, "search": {"gpu": ["h100-sxm"]}, "set": {"cache.insert_outputs": True}},
+     "'cache.insert_outputs' under 'set'/'workload': a plan replays prompt blocks alone"),
 ])
 def test_bad_plans_exit_2_naming_the_key(run_cli, tmp_path, body, needle):
     body = {"workload": {"trace": str(BUNDLED_AZURE), "limit": 20}, **body}
