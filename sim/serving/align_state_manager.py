@@ -127,7 +127,7 @@ class AlignStateKVCacheManager(RemoteStates, PastHitCopies, KVCacheManager):
         HBM hit of ``present`` blocks, those up to the deepest whose state every state group holds here (vLLM's
         ``get_computed_blocks``), the junction past them; returns how many."""
         hit = next((i + 1 for i in range(present - 1, -1, -1)
-                    if all(key in self.pool for key in self._state_keys(job, i))), 0)
+                    if all(self.find(key) == 0 for key in self._state_keys(job, i))), 0)
         job.sliding_hit, job.state_junction, job.generated_hit = hit, present if present > hit else 0, 0
         return hit
 
