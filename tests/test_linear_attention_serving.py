@@ -109,10 +109,14 @@ def test_what_kvsim_does_not_model_is_refused_in_one_line(sets, words, run_cli):
     assert words in err
 
 
-def test_pd_and_cluster_are_refused(run_cli):
-    args = ["--preset", "smoke", "--no-plot", "--quiet", "--pd"] + [a for s in RUN for a in ("--set", s)]
+@pytest.mark.parametrize(("flags", "words"), [
+    (("--cluster",), "modelled in single-node and PD serving only, not in mode cluster"),
+    (("--pd", "--set", "pd.transfer=layerwise"), "never layer by layer: set pd.transfer=push or pull"),
+])
+def test_the_cluster_and_layerwise_transfers_are_refused(flags, words, run_cli):
+    args = ["--preset", "smoke", "--no-plot", "--quiet", *flags] + [a for s in RUN for a in ("--set", s)]
     status, _, err = run_cli(*args)
-    assert status == 2 and "modelled in single-node serving only, not in mode pd" in err
+    assert status == 2 and "\n" not in err.strip() and words in err, err
 
 
 

@@ -35,6 +35,7 @@ from sim.serving.block_pool import BlockPool
 from sim.serving.hybrid_kv_cache_manager import PastHitCopies
 from sim.serving.job import Job
 from sim.serving.kv_cache_manager import KVCacheManager, PrefixMatch, TieredCache, prefix_hit, usable_prefix_blocks
+from sim.serving.state_transfer import RemoteStates
 
 
 def checkpoint_position(tokens: int, block_size: int) -> int:
@@ -49,7 +50,7 @@ def checkpoint_valid(start: int, end: int, position: int, block_size: int) -> bo
             and start + block_size <= position and start < position < end and (position - start) % block_size == 0)
 
 
-class AlignStateKVCacheManager(PastHitCopies, KVCacheManager):
+class AlignStateKVCacheManager(RemoteStates, PastHitCopies, KVCacheManager):
     """One attention group and ``state_groups`` state groups over one pool, with vLLM's align-mode prefix caching."""
 
     stepwise_windows = True
@@ -120,6 +121,15 @@ class AlignStateKVCacheManager(PastHitCopies, KVCacheManager):
             if level > 0:
                 per_tier[level] = per_tier.get(level, 0) + 1
         return PrefixMatch(served, tokens, per_tier)
+
+    def local_hit(self, job: Job, present: int) -> int:
+        """PD's decode side holding every block the prefill side would send (``sim.serving.state_transfer``): of its
+        HBM hit of ``present`` blocks, those up to the deepest whose state every state group holds here (vLLM's
+        ``get_computed_blocks``), the junction past them; returns how many."""
+        hit = next((i + 1 for i in range(present - 1, -1, -1)
+                    if all(self.find(key) == 0 for key in self._state_keys(job, i))), 0)
+        job.sliding_hit, job.state_junction, job.generated_hit = hit, present if present > hit else 0, 0
+        return hit
 
     # ------------------------------------------------------------- chunks
 

@@ -114,11 +114,14 @@ class Instance:
         """A step or decode window of this instance is running (the engine waits for its output)."""
         return self.batch_tokens > 0
 
-    def reserve(self, job: Job) -> int | None:
+    def reserve(self, job: Job, backoff: int = 0) -> int | None:
         """Decode role: hold blocks for a job's prompt KV before it is sent here.
 
-        Returns the prompt blocks that must be transferred (those not already held here),
-        or None when memory is short (the caller retries after a release).
+        ``backoff``: the prompt's last tokens the prefill side left to this side (a Gated DeltaNet hybrid's one,
+        ``sim.serving.state_transfer``): the blocks of the tokens sent are held, the step computing the rest takes
+        its own; where this instance holds every block sent already, nothing is sent and it computes from the hit
+        its state groups agree on (``AlignStateKVCacheManager.local_hit``). Returns the prompt blocks that must be
+        transferred (those not already held here), or None when memory is short (the caller retries after a release).
         """
         kv = self.kv
         tokens = job.input_tokens
@@ -127,14 +130,22 @@ class Instance:
             # blocks are taken, so the window ends with its step in progress
             self._cut_window(ahead=False)
         present = kv.receive(job, tokens)
-        need = kv.new_blocks(job, tokens + 1)
+        loaded = tokens - backoff  # the prompt tokens whose KV the prefill side sends
+        computed, slots, target = loaded, loaded + 1, loaded  # (the first decode step's slot held too)
+        if backoff:
+            slots = loaded
+            if present * kv.block_size >= loaded:  # nothing to send: computed here from the agreed hit
+                computed = kv.local_hit(job, present) * kv.block_size
+                slots, target, loaded = computed + 1, tokens, 0
+            job.computed = computed  # (a state group's blocks follow the computed tokens: AlignStateKVCacheManager)
+        need = kv.new_blocks(job, slots)
         if self.pool.free < need <= self.pool.free + self.pool.reserved:
             self.settle()  # the blocks a decode window reserved for later steps are free as single steps see them
         if need > self.pool.free:
             return None
-        kv.allocate(job, tokens + 1)
-        job.computed = job.target = tokens
-        return kv.sent_blocks(job, present)
+        kv.allocate(job, slots)
+        job.computed, job.target = computed, target
+        return kv.sent_blocks(job, present) if loaded else 0
 
     def release(self, job: Job) -> None:
         """Free a job's blocks (PD: a prefilled job once its KV has been sent) and look for work."""

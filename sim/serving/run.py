@@ -49,6 +49,7 @@ from sim.serving.network import Link, network_model
 from sim.serving.routers import router
 from sim.serving.state_groups import check_state_model, exports_checkpoints, state_groups
 from sim.serving.state_kv_cache_manager import StateKVCacheManager
+from sim.serving.state_transfer import prefill_tokens, state_transfer_bytes
 from sim.serving.timeline import Timeline
 from sim.serving.utilization import batch_metrics, instance_metrics, utilization_basis, work_counter
 from sim.specs import model_spec
@@ -130,6 +131,7 @@ class ServingRun:
         self.compute = compute_model(config)
         self.pending: deque[Job] = deque()  # PD: prefilled, waiting for decode memory
         self.tp = config.serving.tensor_parallel_size
+        self.state_bytes = state_transfer_bytes(states) if states is not None else 0  # (PD: a request's states)
         self.groups: dict = {}  # data-parallel groups by ``_group_key``
         self._build()
         self.progress = tqdm(total=len(trace), desc=mode, unit="req", disable=not progress, leave=False)
@@ -218,13 +220,22 @@ class ServingRun:
 
     # ------------------------------------------------------------- arrivals
 
+    def _prompt(self, i: int, tokens: int) -> tuple[list[int] | range, np.ndarray | None]:
+        """Request ``i``'s prompt block ids (a list, or a range when no block can be shared: only the count matters)
+        and, when shared, their array: all of them, or, for fewer ``tokens`` than its prompt, those tokens' blocks."""
+        trace = self.trace
+        lo, hi = int(trace.block_offsets[i]), int(trace.block_offsets[i + 1])
+        if tokens < int(self.table.input_tokens[i]):
+            hi = min(hi, lo + -(-tokens // self.serving.block_size))
+        chain = trace.blocks(i)[:hi - lo] if self.shared_blocks else None
+        return (chain.tolist() if chain is not None else range(lo, hi)), chain
+
     def _arrive(self, i: int) -> None:
         trace, table = self.trace, self.table
-        lo, hi = int(trace.block_offsets[i]), int(trace.block_offsets[i + 1])
-        # with no shared blocks only the count matters: a range stands for the prompt's ids
-        chain = trace.blocks(i) if self.shared_blocks else None
-        blocks = chain.tolist() if chain is not None else range(lo, hi)
+        # PD, a Gated DeltaNet hybrid: the prefill side computes the prompt short of its last token (state_transfer)
         prompt = int(table.input_tokens[i])
+        prompt = prefill_tokens(prompt) if self._pd and self.states is not None else prompt
+        blocks, chain = self._prompt(i, prompt)
         job = Job(i, prompt, int(table.output_tokens[i]), blocks, int(self.stream_offsets[i]), target=prompt,
                   chain=chain)
         if self.generated is not None:
@@ -259,24 +270,28 @@ class ServingRun:
             if self.config.pd.transfer == "pull":  # the decode side pulls only when it has a sequence slot
                 targets = [d for d in targets if d.has_free_slot]
             source_job = job
+            prompt = int(table.input_tokens[job.rid])  # (the prefill side's may stop short of it: _arrive)
+            ids, chain = (job.blocks, job.chain) if prompt == job.input_tokens else self._prompt(job.rid, prompt)
             # admitted (scheduled, hits counted) on the prefill instance: a preemption on the decode
             # instance recomputes it there without recording a second admission over the first
-            dest_job = Job(job.rid, job.input_tokens, job.output_tokens, job.blocks, job.position, target=job.input_tokens,
-                           chain=job.chain, admitted_once=True, generated_ids=job.generated_ids)
+            dest_job = Job(job.rid, prompt, job.output_tokens, ids, job.position, target=prompt,
+                           chain=chain, admitted_once=True, generated_ids=job.generated_ids)
             for dest in targets:
-                blocks = dest.reserve(dest_job)
+                blocks = dest.reserve(dest_job, prompt - job.input_tokens)
                 if blocks is not None:
                     break
             else:
                 return  # no decode memory: retry when a decode instance frees blocks
             self.pending.popleft()
             dest_job.generated = 0
-            nbytes = blocks * self.block_bytes
+            nbytes = blocks * self.block_bytes + (self.state_bytes if blocks else 0)
             table.kv_transfer_bytes[job.rid] = nbytes * self.tp
             table.decode_instance[job.rid] = dest.index
             link = self._kv_link(prefill_instance, dest)
             self._record_transfer(link, nbytes)
-            if self.config.pd.transfer == "layerwise":
+            if not nbytes and self.states is not None:  # (a GDN hybrid's decode side holding all it would be sent: nothing crosses)
+                self.engine.after(0.0, self._arrived, prefill_instance, source_job, dest, dest_job)
+            elif self.config.pd.transfer == "layerwise":
                 self._layerwise(link, nbytes, prefill_instance, source_job, dest, dest_job)
             else:
                 self._send_kv(link, nbytes, lambda s=source_job, p=prefill_instance, d=dest, j=dest_job: self._arrived(p, s, d, j))

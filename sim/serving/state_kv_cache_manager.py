@@ -13,9 +13,10 @@ from collections.abc import Callable, Sequence
 from sim.serving.block_pool import BlockPool
 from sim.serving.job import Job
 from sim.serving.kv_cache_manager import KVCacheManager, TieredCache
+from sim.serving.state_transfer import RemoteStates
 
 
-class StateKVCacheManager(KVCacheManager):
+class StateKVCacheManager(RemoteStates, KVCacheManager):
     """One attention group and ``state_blocks`` state groups over one block pool."""
 
     def __init__(self, pool: BlockPool, cache: TieredCache, block_size: int, prefix_caching: bool,

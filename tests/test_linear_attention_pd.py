@@ -1,0 +1,143 @@
+"""A Gated DeltaNet hybrid (Qwen3-Next) served prefill/decode-disaggregated as vLLM 0.33's NixlConnector serves it
+(``sim.serving.state_transfer``): what crosses, what the decode side holds and computes, each worked by hand."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from sim.config import load_config
+from sim.serving.compute import StepShape
+from sim.serving.compute_backend import compute_model
+from sim.serving.job import Job
+from sim.serving.run import ServingRun, run_serving
+from trace import blocks as bm
+from trace.request import Trace, TraceProvenance
+
+STATE = 8192 * 3 * 2 + 32 * 128 * 128 * 2  # one Qwen3-Next GDN layer's state per sequence in bf16: 1,097,728 B
+RUN = ("model=qwen3-next-80b-a3b", "hardware.gpu=h200", "serving.tensor_parallel_size=2", "pd.num_prefill=1",
+       "pd.num_decode=1", "serving.max_num_batched_tokens=2048", "network.latency_us=0")
+PLAIN = (*RUN, "serving.enable_prefix_caching=false", "serving.block_size=544")  # mamba_cache_mode "none"
+ALIGN = (*RUN, "serving.enable_prefix_caching=true", "serving.block_size=576")  # "align": lcm with FlashInfer's 64
+# TP 2: one of the 2 KV heads (256 wide, bf16) a rank, 12 attention layers a block (the group size)
+BLOCK_544 = 12 * 544 * 256 * 2 * 2  # 6,684,672 B
+BLOCK_576 = 12 * 576 * 256 * 2 * 2  # 7,077,888 B
+# each state group's running state block: a state of each of its 12 layers, half of each on a rank, unpadded
+STATES = 3 * 12 * STATE // 2  # 19,759,104 B
+
+
+def _trace(inputs, outputs, block_size, block_lists=None, arrival=None) -> Trace:
+    n = len(inputs)
+    inputs = np.asarray(inputs, dtype=np.int64)
+    if block_lists is None:
+        offsets = bm.offsets_from_counts(bm.blocks_per_request(inputs, block_size))
+        ids, unique, kind = None, int(offsets[-1]), "unique"
+    else:
+        offsets = bm.offsets_from_counts(np.array([len(b) for b in block_lists]))
+        ids = np.array([k for b in block_lists for k in b], dtype=np.int64)
+        unique, kind = len(np.unique(ids)), "chained"
+    prov = TraceProvenance(None, "test", None, n, n, 0, {}, kind, block_size)
+    arrival = np.zeros(n) if arrival is None else np.asarray(arrival, float)
+    return Trace(arrival, inputs, np.asarray(outputs, dtype=np.int64), np.full(n, -1), offsets, ids, unique, prov)
+
+
+@pytest.mark.parametrize("transfer", ["push", "pull"])
+def test_one_requests_bytes_and_ttft_by_hand(transfer):
+    """A 1,000-token prompt: the prefill side computes 999 tokens (nixl _prefill_backoff), sends their
+    cdiv(999, 544) = 2 attention blocks and the 3 state groups' running states, 66,256,896 B over the two ranks; the
+    decode side computes token 1,000 alone (a one-token query over 1,000 keys) and samples the first token."""
+    config = load_config(None, sets=[*PLAIN, f"pd.transfer={transfer}"])
+    _, requests = run_serving(_trace([1000], [2], 544), config, "pd")
+    per_rank = 2 * BLOCK_544 + STATES
+    assert per_rank == 33_128_448
+    assert requests.kv_transfer_bytes[0] == 2 * per_rank
+    compute = compute_model(config)
+    prefill, first = StepShape(), StepShape()
+    prefill.add_prefill(999, 0)
+    first.add_decode(1000)
+    breakdown = {name: float(values[0]) for name, values in requests.breakdown().items()}
+    assert breakdown["queue"] == 0 and breakdown["kv_load"] == 0
+    assert breakdown["prefill"] == pytest.approx(compute.step_time(prefill), rel=1e-12)
+    assert breakdown["kv_transfer"] == pytest.approx(per_rank * 8 / (config.network.bandwidth_gbps * 1e9), rel=1e-12)
+    assert breakdown["first_decode"] == pytest.approx(compute.step_time(first), rel=1e-12)
+    assert float(requests.ttft[0]) == pytest.approx(sum(breakdown.values()), rel=1e-12)
+
+
+def _decode_side(sets, trace):
+    run = ServingRun(trace, load_config(None, sets=list(sets)), "pd")
+    return run.decode[0]
+
+
+@pytest.mark.parametrize(("prompt", "held", "after_first_step"), [
+    (1000, 2 + 3, 2 + 3),  # 999 tokens: 2 attention blocks and 1 block in each of the 3 state groups
+    (1089, 2 + 3, 3 + 3),  # 1,088 tokens fill 2 blocks; token 1,089 opens a third
+])
+def test_the_decode_side_holds_the_sent_tokens_blocks_and_one_state_block_a_group(prompt, held, after_first_step):
+    """vLLM (mamba_cache_mode "none"): allocate_slots for the N - 1 external tokens takes their attention blocks
+    and one block a state group (its block is max_model_len tokens); the step computing token N takes its own."""
+    decode = _decode_side(PLAIN, _trace([prompt], [4], 544))
+    job = Job(0, prompt, 4, range(-(-prompt // 544)), 0, target=prompt, admitted_once=True)
+    assert decode.reserve(job, 1) == held - 3  # (no prefix caching: every attention block crosses)
+    assert (decode.pool.used, job.computed, job.target) == (held, prompt - 1, prompt - 1)
+    decode.kv.allocate(job, prompt)
+    assert decode.pool.used == after_first_step
+    decode.kv.free(job)
+    assert decode.pool.used == 0
+
+
+def test_align_mode_decode_side_state_blocks_by_hand():
+    """Prefix caching (align): 1,153 tokens, 1,152 sent (2 blocks of 576): 2 attention blocks and the running state
+    block (index 1) in each state group; the step computing token 1,153 opens attention block 3 and state block 2
+    beside block 1 (MambaManager frees the block before a step later, remove_skipped_blocks), which goes then."""
+    decode = _decode_side(ALIGN, _trace([1153], [4], 576, block_lists=[[0, 1, 2]]))
+    job = Job(0, 1153, 4, [0, 1, 2], 0, target=1153, admitted_once=True, chain=np.array([0, 1, 2]))
+    assert decode.reserve(job, 1) == 2
+    assert decode.pool.used == 2 + 3 and job.state_idx == ((1, True),)  # (its state is kept: the replay boundary)
+    job.computed = 1152
+    decode.kv.allocate(job, 1153)
+    assert decode.pool.used == 3 + 3 + 3
+    job.computed = 1153
+    decode.kv.allocate(job, 1154)
+    assert decode.pool.used == 3 + 3 and job.state_idx == ((2, False),)
+
+
+def test_the_decode_sides_own_prefix_is_not_sent_again():
+    """The same 1,200-token prompt twice, far apart, prefix caching on: the first time 3 attention blocks of the 1,199
+    tokens cross; the second, the decode side holds the first 2 (its full-attention hit, whole blocks short of the
+    last token), so 1 crosses, the states whatever it holds (get_computed_blocks_for_connector)."""
+    ids = [10, 11, 12]
+    config = load_config(None, sets=list(ALIGN))
+    _, requests = run_serving(_trace([1200, 1200], [4, 4], 576, [ids, ids], [0.0, 100.0]), config, "pd")
+    assert requests.kv_transfer_bytes.tolist() == [2 * (3 * BLOCK_576 + STATES), 2 * (BLOCK_576 + STATES)]
+
+
+def test_a_decode_side_holding_all_it_would_be_sent_computes_locally():
+    """1,153 tokens twice: the second time the decode side holds both blocks of the 1,152 tokens sent and the state
+    after them (kept at the replay boundary), so nothing crosses (the connector finds no token to load) and it
+    computes token 1,153 from its own hit."""
+    ids = [10, 11, 12]
+    config = load_config(None, sets=list(ALIGN))
+    _, requests = run_serving(_trace([1153, 1153], [4, 4], 576, [ids, ids], [0.0, 100.0]), config, "pd")
+    assert requests.kv_transfer_bytes.tolist() == [2 * (2 * BLOCK_576 + STATES), 0]
+    assert requests.breakdown()["kv_transfer"][1] == 0
+    first = StepShape()
+    first.add_prefill(1, 1152)
+    assert requests.breakdown()["first_decode"][1] == pytest.approx(compute_model(config).step_time(first), rel=1e-12)
+
+
+def test_a_pd_run_is_byte_identical_on_a_rerun(run_cli, tmp_path):
+    reports = []
+    for name in ("a", "b"):
+        out = tmp_path / f"{name}.json"
+        args = ["--preset", "smoke", "--no-plot", "--quiet", "--pd", "--report-json", out, "--set",
+                "workload.synthetic.kind=multi-turn"] + [a for s in ALIGN for a in ("--set", s)]
+        status, _, err = run_cli(*args)
+        assert status == 0, err
+        report = json.loads(out.read_text())
+        report.pop("timing")
+        reports.append(json.dumps(report, sort_keys=True))
+    assert reports[0] == reports[1]
+    metrics = json.loads(reports[0])["runs"][0]["metrics"]
+    assert metrics["requests_completed"] > 0 and metrics["hits"] > 0 and metrics["ttft_breakdown_s"]["kv_transfer"] > 0
