@@ -289,7 +289,7 @@ class ServingRun:
             table.decode_instance[job.rid] = dest.index
             link = self._kv_link(prefill_instance, dest)
             self._record_transfer(link, nbytes)
-            if not nbytes and self.states is not None:  # (a GDN hybrid's decode side holding all it would be sent: nothing crosses)
+            if not nbytes and self.states is not None:  # (a GDN hybrid's decode side holds all it would be sent)
                 self.engine.after(0.0, self._arrived, prefill_instance, source_job, dest, dest_job)
             elif self.config.pd.transfer == "layerwise":
                 self._layerwise(link, nbytes, prefill_instance, source_job, dest, dest_job)
