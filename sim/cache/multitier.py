@@ -87,6 +87,9 @@ class MultiTierCache:
         self.view = CacheView(np.array([t.index for t in tiers], dtype=np.int64), inclusive, block_bytes, last_pos)
         self._lower = self.view._replace(tiers=np.ascontiguousarray(self.view.tiers[1:]))  # ``lower_level``
         self._previous: np.ndarray | None = None  # session prefetch: each session's last request
+        # the top tier's capacity as ``resize_top`` last left it with nothing to demote, until a use may admit to it
+        # (a take only removes): asking for it again changes nothing (``settled``)
+        self._sized: int | None = None
 
     def _keys(self, keys) -> np.ndarray:
         keys = np.ascontiguousarray(keys, dtype=np.int64)
@@ -156,6 +159,7 @@ class MultiTierCache:
         """
         out = np.empty(1, dtype=np.int8)
         keys, positions = self._keys([key]), np.array([now], dtype=np.int64)
+        self._sized = None
         while not engine.touch_chain(self.arena.state, self.view, keys, positions, admit, engine.USE, out):
             self._reserve()
         return int(out[0])
@@ -167,6 +171,7 @@ class MultiTierCache:
         out = np.empty(len(keys), dtype=np.int8)
         positions = np.ascontiguousarray(positions, dtype=np.int64)
         mode = engine.UNREAD if freed else engine.USE
+        self._sized = None
         while not engine.touch_chain(self.arena.state, self.view, keys, positions, True, mode, out):
             self._reserve()
         return out
@@ -184,18 +189,26 @@ class MultiTierCache:
         engine.take_chain(self.arena.state, self.view, keys, out)
         return out
 
+    def settled(self, capacity: int) -> bool:
+        """Whether ``resize_top(capacity)`` is known to change nothing (False: it may)."""
+        return capacity == self._sized
+
     def resize_top(self, capacity: int) -> bool:
         """Set the top tier's capacity (free HBM blocks change as requests run), at most the capacity
         it was built with (its slots are sized to it); overflow is demoted. False: nothing changed (the capacity was
         already that and nothing overflows), so nothing was demoted either."""
+        if capacity == self._sized:
+            return False
         top = self.tiers[0].index
         arena = self.arena
         if capacity == arena.capacity(top) and arena.resident_count(top) <= capacity:
+            self._sized = capacity
             return False  # (the compiled call would change nothing)
         if capacity > arena.built_capacity(top):
             raise ValueError(f"top tier capacity {capacity} exceeds the {arena.built_capacity(top)} it was built with")
         while not engine.resize_top(arena.state, self.view, capacity):
             self._reserve()
+        self._sized = capacity if capacity >= 0 else None  # (resized: nothing overflows it now)
         return True
 
     # ------------------------------------------------------------------ replays
@@ -223,6 +236,7 @@ class MultiTierCache:
         self._keys(blocks[offsets[first]:offsets[last]])  # range check only
         plain = not prefix and not len(previous)
         single = plain and len(self.tiers) == 1 and self.arena.users(self.tiers[0].index) == 1
+        self._sized = None
         while first < last:
             if single:
                 first = engine.replay_single(self.arena.state, self.view, blocks, offsets, hit_tier, first, last, depth)

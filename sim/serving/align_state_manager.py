@@ -200,6 +200,10 @@ class AlignStateKVCacheManager(PastHitCopies, KVCacheManager):
                 count += sum(1 for key in keys if refs.get(key, 1) == 1)
         return count
 
+    def holds(self, job: Job, tokens: int) -> bool:
+        """Never known here: every allocation may move the job's other groups' blocks."""
+        return False
+
     def new_blocks(self, job: Job, tokens: int) -> int:
         """Pool blocks growing ``job`` to ``tokens`` tokens takes, less the state blocks it lets go first."""
         if self._unchanged(job, tokens):

@@ -308,6 +308,10 @@ class HybridKVCacheManager(PastHitCopies, KVCacheManager):
         prompt = len(job.blocks)
         return want <= job.held if want <= prompt else job.held == prompt and want - prompt <= job.anonymous
 
+    def holds(self, job: Job, tokens: int) -> bool:
+        """Never known here: every allocation may move the job's other groups' blocks."""
+        return False
+
     def new_blocks(self, job: Job, tokens: int) -> int:
         """Physical blocks that growing ``job`` to ``tokens`` tokens would take, less those its sliding groups give
         up first (they are freed before vLLM counts the allocation)."""

@@ -57,6 +57,8 @@ class TieredCache(Protocol):
 
     def resize_top(self, capacity: int) -> bool | None: ...  # False: nothing changed (nor demoted)
 
+    def settled(self, capacity: int) -> bool: ...  # resize_top(capacity) is known to change nothing
+
 
 def usable_prefix_blocks(tokens: int, block_size: int) -> int:
     """The most blocks of this instance's HBM a request of ``tokens`` tokens (prompt, plus output after a
@@ -260,6 +262,14 @@ class KVCacheManager:
             return self.pool.count_fresh(job.blocks[job.held:need]) if need > job.held else 0
         fresh = self.pool.count_fresh(job.blocks[job.held:]) if prompt > job.held else 0
         return fresh + max(0, need - prompt - job.anonymous)
+
+    def holds(self, job: Job, tokens: int) -> bool:
+        """Whether growing a running ``job`` to ``tokens`` tokens is known to take no block, to need none free and to
+        change nothing (its blocks hold them, the cache's capacity already follows the pool): most decode steps, which
+        the scheduler then plans without ``new_blocks`` and ``allocate``. False: it may do something."""
+        held, pool = job.held, self.pool
+        return (held == len(job.blocks) and tokens <= (held + job.anonymous) * self.block_size and not job.generated_hit
+                and pool.free >= 0 and (not self.prefix_caching or self.cache.settled(pool.unused)))
 
     def begin_step(self) -> None:
         """A step is being planned (the hybrid manager tells which requests the step before had in flight)."""

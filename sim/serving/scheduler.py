@@ -329,11 +329,19 @@ class Scheduler:
         load_total = 0.0
         preempted = False
         running = self.running
+        holds = kv.holds
         i = 0
         while i < len(running) and budget > 0:
             job = running[i]
-            decoding = job.computed >= job.target
-            n = 1 if decoding else kv.split_chunk(job, job.computed, min(job.target - job.computed, budget))
+            computed = job.computed
+            decoding = computed >= job.target
+            if decoding and holds(job, computed + 1):  # its next token fits its blocks: nothing to take or check
+                batch.append((job, 1))
+                budget -= 1
+                shape.add_decode(computed + 1)
+                i += 1
+                continue
+            n = 1 if decoding else kv.split_chunk(job, computed, min(job.target - computed, budget))
             if not n:  # (a chunk that must end at a block boundary the budget does not reach: next step)
                 i += 1
                 continue
