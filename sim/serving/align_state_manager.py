@@ -214,6 +214,10 @@ class AlignStateKVCacheManager(PastHitCopies, KVCacheManager):
         released = self._state_fresh(job, [e for e in freed if job.state_held], False)
         return self._full_new_blocks(job, tokens) + hit + self.copies * len(taken) - released
 
+    def admission_before_lookup(self, job: Job, full_sequence: bool) -> int | None:
+        """Never known before the lookup here: the hit's blocks change what the other groups take."""
+        return None
+
     def admission_blocks(self, job: Job, tokens: int, full_sequence: bool) -> int:
         """Blocks admitting ``job`` takes for its first ``tokens`` tokens; with ``full_sequence`` at least its whole
         sequence's attention blocks with the same state blocks."""

@@ -327,6 +327,10 @@ class HybridKVCacheManager(PastHitCopies, KVCacheManager):
         keys, private = self._keyed(job, start, want)
         return full + self.pool.count_fresh(keys) + private - released
 
+    def admission_before_lookup(self, job: Job, full_sequence: bool) -> int | None:
+        """Never known before the lookup here: the hit's blocks change what the other groups take."""
+        return None
+
     def admission_blocks(self, job: Job, tokens: int, full_sequence: bool) -> int:
         """Blocks admitting a waiting ``job`` takes for its first ``tokens`` tokens; with ``full_sequence`` (vLLM's
         ``full_sequence_must_fit``) at least those of its whole sequence as vLLM's gate counts them

@@ -284,6 +284,11 @@ class KVCacheManager:
         ``scheduler_reserve_full_isl``), else those of its first ``tokens`` tokens."""
         return self.new_blocks(job, job.target if full_sequence else tokens)
 
+    def admission_before_lookup(self, job: Job, full_sequence: bool) -> int | None:
+        """``admission_blocks`` of a waiting ``job`` when its prefix hit does not change them (its whole sequence's,
+        ``full_sequence``), known before the lookup (which changes nothing); None: it may (the first chunk's)."""
+        return self.new_blocks(job, job.target) if full_sequence else None
+
     def allocate(self, job: Job, tokens: int) -> None:
         """Grow ``job``'s blocks to hold ``tokens`` tokens (the caller checked they fit)."""
         prompt, private = self.blocks_for(job, tokens)

@@ -368,20 +368,22 @@ class Scheduler:
             i += 1
         while not preempted and self.waiting and budget > 0 and self.occupied_seqs < self.max_seqs:
             job = self.waiting[0]
+            # the blocks the admission needs: the whole sequence's (vLLM's scheduler_reserve_full_isl), else the
+            # chunk's; known before the lookup when the hit does not change them (a queue waiting behind a request
+            # that does not fit looks nothing up)
+            need = kv.admission_before_lookup(job, self.reserve_full_isl)
+            if need is not None and need > pool.free:
+                job.computed = 0
+                self._check_fits_alone(job)
+                break
             match = kv.lookup(job)
             cached = match.tokens
             n = kv.split_chunk(job, cached, min(job.target - cached, budget))
             if not n:
                 break
             job.computed = 0
-            # the blocks the admission needs: the whole sequence's (vLLM's scheduler_reserve_full_isl), else the chunk's
-            if kv.admission_blocks(job, cached + n, self.reserve_full_isl) > pool.free:
-                alone = kv.blocks_alone(job.target + 1)
-                if alone > pool.total:  # could never fit, even alone
-                    raise InputError(
-                        f"request {job.rid} ({job.target} tokens) needs {alone} KV blocks, more than instance "
-                        f"{self.index} has ({pool.total} blocks of {self.block_size} tokens); raise "
-                        f"gpu_memory_utilization, serving.num_gpu_blocks or tensor_parallel_size, or cap prompt lengths")
+            if need is None and kv.admission_blocks(job, cached + n, self.reserve_full_isl) > pool.free:
+                self._check_fits_alone(job)
                 break
             self.waiting.popleft()
             load = kv.load(match, now + load_total)  # after the step's earlier loads, before the writes
@@ -403,6 +405,16 @@ class Scheduler:
         if not batch:
             return None, preempted
         return StepBatch(batch, shape, load_total), preempted
+
+    def _check_fits_alone(self, job: Job) -> None:
+        """A waiting ``job`` does not fit now: an input error if it could never fit, even alone."""
+        alone = self.kv.blocks_alone(job.target + 1)
+        pool = self.kv.pool
+        if alone > pool.total:
+            raise InputError(
+                f"request {job.rid} ({job.target} tokens) needs {alone} KV blocks, more than instance "
+                f"{self.index} has ({pool.total} blocks of {self.block_size} tokens); raise "
+                f"gpu_memory_utilization, serving.num_gpu_blocks or tensor_parallel_size, or cap prompt lengths")
 
     def finish_step(self, batch: StepBatch, now: float) -> list[Job]:
         """The step is done: chunks and tokens recorded; returns the jobs that leave (finished, or
