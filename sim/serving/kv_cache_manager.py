@@ -264,12 +264,17 @@ class KVCacheManager:
         return fresh + max(0, need - prompt - job.anonymous)
 
     def holds(self, job: Job, tokens: int) -> bool:
-        """Whether growing a running ``job`` to ``tokens`` tokens is known to take no block, to need none free and to
-        change nothing (its blocks hold them, the cache's capacity already follows the pool): most decode steps, which
-        the scheduler then plans without ``new_blocks`` and ``allocate``. False: it may do something."""
-        held, pool = job.held, self.pool
-        return (held == len(job.blocks) and tokens <= (held + job.anonymous) * self.block_size and not job.generated_hit
-                and pool.free >= 0 and (not self.prefix_caching or self.cache.settled(pool.unused)))
+        """Whether a running ``job``'s blocks hold ``tokens`` tokens, so that growing it to them takes no block and,
+        when the manager is ``settled``, changes nothing: most decode steps, which the scheduler then plans without
+        ``new_blocks`` and ``allocate``. False: it may do something."""
+        held = job.held
+        return held == len(job.blocks) and tokens <= (held + job.anonymous) * self.block_size and not job.generated_hit
+
+    def settled(self) -> bool:
+        """Whether an allocation that takes no block would change nothing: no block is needed free (none is
+        overdrawn) and the cache's capacity already follows the pool (``TieredCache.settled``)."""
+        pool = self.pool
+        return pool.free >= 0 and (not self.prefix_caching or self.cache.settled(pool.unused))
 
     def begin_step(self) -> None:
         """A step is being planned (the hybrid manager tells which requests the step before had in flight)."""

@@ -319,28 +319,44 @@ class Scheduler:
                 return batch
             self.admit_ready()
 
-    def _plan(self, now: float) -> tuple[StepBatch | None, bool]:
-        """One attempt at the next step's batch, and whether it preempted a request."""
+    def _plan_running(self, shape: StepShape, batch: list[tuple[Job, int]]) -> tuple[int, bool]:
+        """The running requests' part of a step's plan (into ``shape`` and ``batch``): the token budget left, and
+        whether it preempted a request."""
         kv = self.kv
         pool = kv.pool
         budget = self.max_tokens
-        shape = StepShape(window=self.window)
-        batch: list[tuple[Job, int]] = []
-        load_total = 0.0
         preempted = False
         running = self.running
         holds = kv.holds
+        settled = None  # whether the manager is settled (``KVCacheManager.settled``), asked when needed
+        window = self.window
+        # the decodes planned without ``allocate``, added to the shape at the end: count, Σ, max and min KV length,
+        # Σ of it cut to a sliding window
+        seqs = kv_sum = kv_max = windowed = 0
+        kv_min = -1
         i = 0
         while i < len(running) and budget > 0:
             job = running[i]
             computed = job.computed
             decoding = computed >= job.target
             if decoding and holds(job, computed + 1):  # its next token fits its blocks: nothing to take or check
-                batch.append((job, 1))
-                budget -= 1
-                shape.add_decode(computed + 1)
-                i += 1
-                continue
+                if settled is None:
+                    settled = kv.settled()
+                if settled:
+                    batch.append((job, 1))
+                    budget -= 1
+                    kv_len = computed + 1
+                    seqs += 1
+                    kv_sum += kv_len
+                    if kv_len > kv_max:
+                        kv_max = kv_len
+                    if kv_len < kv_min or kv_min < 0:
+                        kv_min = kv_len
+                    if window:
+                        windowed += kv_len if kv_len < window else window
+                    i += 1
+                    continue
+            settled = None  # (what follows may change the pool and the cache)
             n = 1 if decoding else kv.split_chunk(job, computed, min(job.target - computed, budget))
             if not n:  # (a chunk that must end at a block boundary the budget does not reach: next step)
                 i += 1
@@ -366,6 +382,18 @@ class Scheduler:
             else:
                 shape.add_prefill(n, job.computed)
             i += 1
+        if seqs:
+            shape.add_decodes(seqs, kv_sum, kv_max, kv_min, windowed)
+        return budget, preempted
+
+    def _plan(self, now: float) -> tuple[StepBatch | None, bool]:
+        """One attempt at the next step's batch, and whether it preempted a request."""
+        kv = self.kv
+        pool = kv.pool
+        shape = StepShape(window=self.window)
+        batch: list[tuple[Job, int]] = []
+        load_total = 0.0
+        budget, preempted = self._plan_running(shape, batch)
         while not preempted and self.waiting and budget > 0 and self.occupied_seqs < self.max_seqs:
             job = self.waiting[0]
             # the blocks the admission needs: the whole sequence's (vLLM's scheduler_reserve_full_isl), else the

@@ -32,7 +32,7 @@ class StateKVCacheManager(KVCacheManager):
         return super().new_blocks(job, tokens) + (0 if job.state_held else self.state_blocks)
 
     def holds(self, job: Job, tokens: int) -> bool:
-        """``KVCacheManager.holds``, once the job holds its states."""
+        """``KVCacheManager.holds``, once the job holds its states (else its next allocation takes them)."""
         return job.state_held and super().holds(job, tokens)
 
     def allocate(self, job: Job, tokens: int) -> None:
