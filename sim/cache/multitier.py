@@ -137,18 +137,8 @@ class MultiTierCache:
         No state changes."""
         keys = self._keys(keys)
         out = np.empty(len(keys), dtype=np.int8)
-        n = 0
-        while True:
-            found = engine.lookup(self.arena.state, self.view, keys, n, True, out)
-            for i in np.flatnonzero(out[n:n + found] > 0):  # a lower-tier copy of a held block
-                if int(keys[n + i]) in held:
-                    out[n + i] = 0
-            n += found
-            if n < len(keys) and int(keys[n]) in held:
-                out[n] = 0
-                n += 1
-                continue
-            return out[:n]
+        n = engine.lookup_held(self.arena.state, self.view, keys, held_mask(keys, held), out)
+        return out[:n]
 
     # --------------------------------------------------------------- operations
 
@@ -247,6 +237,15 @@ class MultiTierCache:
                                       depth, sessions, previous)
             if first < last:
                 self._reserve()
+
+
+def held_mask(keys: np.ndarray, held: Container[int]) -> np.ndarray:
+    """Which of ``keys`` are in ``held``; a container with ``refs`` (a ``BlockPool``: its blocks in use and their
+    reference counts) is asked through that dict directly."""
+    held = getattr(held, "refs", held)
+    if not held:
+        return np.zeros(len(keys), dtype=np.bool_)
+    return np.array([key in held for key in keys.tolist()], dtype=np.bool_)
 
 
 def build_cache(tiers: list[Tier], block_bytes: int, inclusive: bool = False, track_positions: bool = False,
