@@ -129,6 +129,7 @@ class KVCacheManager:
         self.block_size = block_size
         self.prefix_caching = prefix_caching  # off: no lookups, no cache bookkeeping
         self.stats = PrefixCacheStats()
+        self._admission: tuple[tuple, int] = ((), 0)  # ``admission_before_lookup``'s last question and answer
         # told each request's served prefix at its (first) admission: the cluster attributes the hits to where
         # their blocks were fetched from
         self.on_admission: Callable[[Job, PrefixMatch], None] | None = None
@@ -291,8 +292,15 @@ class KVCacheManager:
 
     def admission_before_lookup(self, job: Job, full_sequence: bool) -> int | None:
         """``admission_blocks`` of a waiting ``job`` when its prefix hit does not change them (its whole sequence's,
-        ``full_sequence``), known before the lookup (which changes nothing); None: it may (the first chunk's)."""
-        return self.new_blocks(job, job.target) if full_sequence else None
+        ``full_sequence``), known before the lookup (which changes nothing); None: it may (the first chunk's). A queue
+        behind a request that does not fit asks at every step: the answer is kept while what it depends on stays (the
+        job's fields ``new_blocks`` reads and the pool's set of blocks in use)."""
+        if not full_sequence:
+            return None
+        key = (job, job.target, job.held, job.anonymous, job.state_held, self.pool.changes)
+        if self._admission[0] != key:
+            self._admission = (key, self.new_blocks(job, job.target))
+        return self._admission[1]
 
     def allocate(self, job: Job, tokens: int) -> None:
         """Grow ``job``'s blocks to hold ``tokens`` tokens (the caller checked they fit)."""
