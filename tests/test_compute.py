@@ -49,6 +49,26 @@ def test_roofline_flop_count_by_hand():
     assert r.linear_layer_time(1) == pytest.approx(r.layer_params * 2 / 3.35e12, rel=0.01)
 
 
+@pytest.mark.parametrize("window", [0, 64])
+def test_decodes_added_at_once_equal_one_by_one(window):
+    """``add_decodes`` (the scheduler's decodes planned without allocation) after a few ``add_decode``s and a prefill
+    gives the shape, its sliding view included, that adding each decode gives (lengths on both sides of the window)."""
+    lens = [5, 300, 64, 17, 1000, 63]
+    one = StepShape(window=window)
+    one.add_prefill(40, 10)
+    for n in lens:
+        one.add_decode(n)
+    both = StepShape(window=window)
+    both.add_prefill(40, 10)
+    both.add_decode(lens[0])
+    rest = lens[1:]
+    both.add_decodes(len(rest), sum(rest), max(rest), min(rest), sum(min(n, window) for n in rest))
+    assert both == one
+    assert (one.decode_kv_min, one.decode_kv_max, one.decode_seqs) == (5, 1000, 6)
+    if window:
+        assert (one.sliding.decode_kv_tokens, one.sliding.decode_kv_max) == (5 + 64 + 64 + 17 + 64 + 63, 64)
+
+
 def test_attention_grows_with_context_and_tp_splits_work():
     m, g = model_spec("llama-3-70b"), gpu_spec("h100-sxm")
     r1 = RooflineCompute(m, g, 2, 2, 1)

@@ -8,7 +8,8 @@ on a whole request's block chain, so Python pays one call per request, not per b
 - ``replay``: cache-only replay of a range of requests (plain or prefix semantics, plug-ins);
   ``replay_plain`` the same for plain semantics without plug-ins, its per-block use compiled in;
   ``replay_single`` that for a cache of one tier no other cache shares;
-- ``lookup``: the tier of each block of a chain (or of its longest cached prefix);
+- ``lookup``: the tier of each block of a chain (or of its longest cached prefix); ``lookup_held`` that
+  prefix where blocks in use count as the top tier's;
 - ``touch_chain`` / ``take_chain``: use / take out a chain's blocks in order;
 - ``resize_top``: set the top tier's capacity, demoting the overflow;
 - ``hook``: one policy hook by block id (for the generic Python path and tests);
@@ -45,8 +46,8 @@ USE, PREFETCH, DEMOTE, UNREAD = range(4)  # what ``use`` does
 HIT, MISS, KEPT, EVICTED = 0, -1, -2, -3  # what ``use_single`` did
 NO_ROOM = -2  # ``hook``: the arena must grow first (``TierArena.reserve``)
 _OPTIONS = {"_nrt": False}
-__all__ = ["CacheView", "holders", "holders_chain", "hook", "lookup", "replay", "replay_plain", "replay_single",
-           "resize_top", "take_chain", "touch_chain"]
+__all__ = ["CacheView", "holders", "holders_chain", "hook", "lookup", "lookup_held", "replay", "replay_plain",
+           "replay_single", "resize_top", "take_chain", "touch_chain"]
 
 
 class CacheView(NamedTuple):
@@ -403,6 +404,24 @@ def lookup(a, c, keys, first, prefix, out):
         out[i] = level
         if level < 0 and prefix:
             break
+        n += 1
+    return n
+
+
+@entry
+def lookup_held(a, c, keys, held, out):
+    """The longest prefix of ``keys`` whose blocks are each ``held`` (``held[i]``: in use by a running request,
+    counted as the top tier, 0, whatever copies the tiers keep) or cached: the tier of each into ``out``; returns its
+    length. No state changes."""
+    n = 0
+    for i in range(len(keys)):
+        if held[i]:
+            out[i] = 0
+        else:
+            level = _find(a, c, keys[i])[0]
+            if level < 0:
+                break
+            out[i] = level
         n += 1
     return n
 

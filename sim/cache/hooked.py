@@ -111,6 +111,10 @@ class HookedMultiTierCache:
     def take_chain(self, keys) -> np.ndarray:
         return np.array([self.take(int(k)) for k in keys], dtype=np.int8)
 
+    def settled(self, capacity: int) -> bool:
+        """Never known here: ``resize_top`` always runs (``MultiTierCache.settled``)."""
+        return False
+
     def resize_top(self, capacity: int) -> None:
         self.tiers[0].arena.state.meta[self.tiers[0].index, CAP] = max(0, capacity)
         top, policy = self.residents[0], self.policies[0]

@@ -87,6 +87,9 @@ class MultiTierCache:
         self.view = CacheView(np.array([t.index for t in tiers], dtype=np.int64), inclusive, block_bytes, last_pos)
         self._lower = self.view._replace(tiers=np.ascontiguousarray(self.view.tiers[1:]))  # ``lower_level``
         self._previous: np.ndarray | None = None  # session prefetch: each session's last request
+        # the top tier's capacity as ``resize_top`` last left it with nothing to demote, until a use may admit to it
+        # (a take only removes): asking for it again changes nothing (``settled``)
+        self._sized: int | None = None
 
     def _keys(self, keys) -> np.ndarray:
         keys = np.ascontiguousarray(keys, dtype=np.int64)
@@ -134,18 +137,8 @@ class MultiTierCache:
         No state changes."""
         keys = self._keys(keys)
         out = np.empty(len(keys), dtype=np.int8)
-        n = 0
-        while True:
-            found = engine.lookup(self.arena.state, self.view, keys, n, True, out)
-            for i in np.flatnonzero(out[n:n + found] > 0):  # a lower-tier copy of a held block
-                if int(keys[n + i]) in held:
-                    out[n + i] = 0
-            n += found
-            if n < len(keys) and int(keys[n]) in held:
-                out[n] = 0
-                n += 1
-                continue
-            return out[:n]
+        n = engine.lookup_held(self.arena.state, self.view, keys, held_mask(keys, held), out)
+        return out[:n]
 
     # --------------------------------------------------------------- operations
 
@@ -156,6 +149,7 @@ class MultiTierCache:
         """
         out = np.empty(1, dtype=np.int8)
         keys, positions = self._keys([key]), np.array([now], dtype=np.int64)
+        self._sized = None
         while not engine.touch_chain(self.arena.state, self.view, keys, positions, admit, engine.USE, out):
             self._reserve()
         return int(out[0])
@@ -167,6 +161,7 @@ class MultiTierCache:
         out = np.empty(len(keys), dtype=np.int8)
         positions = np.ascontiguousarray(positions, dtype=np.int64)
         mode = engine.UNREAD if freed else engine.USE
+        self._sized = None
         while not engine.touch_chain(self.arena.state, self.view, keys, positions, True, mode, out):
             self._reserve()
         return out
@@ -184,18 +179,26 @@ class MultiTierCache:
         engine.take_chain(self.arena.state, self.view, keys, out)
         return out
 
+    def settled(self, capacity: int) -> bool:
+        """Whether ``resize_top(capacity)`` is known to change nothing (False: it may)."""
+        return capacity == self._sized
+
     def resize_top(self, capacity: int) -> bool:
         """Set the top tier's capacity (free HBM blocks change as requests run), at most the capacity
         it was built with (its slots are sized to it); overflow is demoted. False: nothing changed (the capacity was
         already that and nothing overflows), so nothing was demoted either."""
+        if capacity == self._sized:
+            return False
         top = self.tiers[0].index
         arena = self.arena
         if capacity == arena.capacity(top) and arena.resident_count(top) <= capacity:
+            self._sized = capacity
             return False  # (the compiled call would change nothing)
         if capacity > arena.built_capacity(top):
             raise ValueError(f"top tier capacity {capacity} exceeds the {arena.built_capacity(top)} it was built with")
         while not engine.resize_top(arena.state, self.view, capacity):
             self._reserve()
+        self._sized = capacity if capacity >= 0 else None  # (resized: nothing overflows it now)
         return True
 
     # ------------------------------------------------------------------ replays
@@ -223,6 +226,7 @@ class MultiTierCache:
         self._keys(blocks[offsets[first]:offsets[last]])  # range check only
         plain = not prefix and not len(previous)
         single = plain and len(self.tiers) == 1 and self.arena.users(self.tiers[0].index) == 1
+        self._sized = None
         while first < last:
             if single:
                 first = engine.replay_single(self.arena.state, self.view, blocks, offsets, hit_tier, first, last, depth)
@@ -233,6 +237,15 @@ class MultiTierCache:
                                       depth, sessions, previous)
             if first < last:
                 self._reserve()
+
+
+def held_mask(keys: np.ndarray, held: Container[int]) -> np.ndarray:
+    """Which of ``keys`` are in ``held``; a container with ``refs`` (a ``BlockPool``: its blocks in use and their
+    reference counts) is asked through that dict directly."""
+    held = getattr(held, "refs", held)
+    if not held:
+        return np.zeros(len(keys), dtype=np.bool_)
+    return np.array([key in held for key in keys.tolist()], dtype=np.bool_)
 
 
 def build_cache(tiers: list[Tier], block_bytes: int, inclusive: bool = False, track_positions: bool = False,

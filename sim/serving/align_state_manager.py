@@ -210,6 +210,10 @@ class AlignStateKVCacheManager(RemoteStates, PastHitCopies, KVCacheManager):
                 count += sum(1 for key in keys if refs.get(key, 1) == 1)
         return count
 
+    def holds(self, job: Job, tokens: int) -> bool:
+        """Never known here: every allocation may move the job's other groups' blocks."""
+        return False
+
     def new_blocks(self, job: Job, tokens: int) -> int:
         """Pool blocks growing ``job`` to ``tokens`` tokens takes, less the state blocks it lets go first."""
         if self._unchanged(job, tokens):
@@ -219,6 +223,10 @@ class AlignStateKVCacheManager(RemoteStates, PastHitCopies, KVCacheManager):
                                                                                 True)
         released = self._state_fresh(job, [e for e in freed if job.state_held], False)
         return self._full_new_blocks(job, tokens) + hit + self.copies * len(taken) - released
+
+    def admission_before_lookup(self, job: Job, full_sequence: bool) -> int | None:
+        """Never known before the lookup here: the hit's blocks change what the other groups take."""
+        return None
 
     def admission_blocks(self, job: Job, tokens: int, full_sequence: bool) -> int:
         """Blocks admitting ``job`` takes for its first ``tokens`` tokens; with ``full_sequence`` at least its whole

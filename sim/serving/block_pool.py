@@ -40,6 +40,7 @@ class BlockPool:
         self._used = 0  # in use, the active window's reserved blocks aside
         self.shared = shared
         self.refs: dict[int, int] = {}  # prompt block id -> requests holding it (shared pools only)
+        self.changes = 0  # bumped whenever a block enters or leaves ``refs`` (``count_fresh``'s answers may change)
         self.clock = clock
         self.block_seconds = 0.0  # ∫ used dt up to ``since`` (the active window's reserved blocks aside)
         self.since = 0.0
@@ -182,6 +183,8 @@ class BlockPool:
             else:
                 refs[key] = 1
                 fresh.append(key)
+        if fresh:
+            self.changes += 1
         self._change(len(fresh) + private)
         return fresh
 
@@ -200,6 +203,8 @@ class BlockPool:
             else:
                 del refs[key]
                 freed.append(key)
+        if freed:
+            self.changes += 1
         self._change(-len(freed) - private)
         return freed
 

@@ -308,6 +308,10 @@ class HybridKVCacheManager(PastHitCopies, KVCacheManager):
         prompt = len(job.blocks)
         return want <= job.held if want <= prompt else job.held == prompt and want - prompt <= job.anonymous
 
+    def holds(self, job: Job, tokens: int) -> bool:
+        """Never known here: every allocation may move the job's other groups' blocks."""
+        return False
+
     def new_blocks(self, job: Job, tokens: int) -> int:
         """Physical blocks that growing ``job`` to ``tokens`` tokens would take, less those its sliding groups give
         up first (they are freed before vLLM counts the allocation)."""
@@ -322,6 +326,10 @@ class HybridKVCacheManager(PastHitCopies, KVCacheManager):
             return full - released
         keys, private = self._keyed(job, start, want)
         return full + self.pool.count_fresh(keys) + private - released
+
+    def admission_before_lookup(self, job: Job, full_sequence: bool) -> int | None:
+        """Never known before the lookup here: the hit's blocks change what the other groups take."""
+        return None
 
     def admission_blocks(self, job: Job, tokens: int, full_sequence: bool) -> int:
         """Blocks admitting a waiting ``job`` takes for its first ``tokens`` tokens; with ``full_sequence`` (vLLM's

@@ -57,6 +57,8 @@ class TieredCache(Protocol):
 
     def resize_top(self, capacity: int) -> bool | None: ...  # False: nothing changed (nor demoted)
 
+    def settled(self, capacity: int) -> bool: ...  # resize_top(capacity) is known to change nothing
+
 
 def usable_prefix_blocks(tokens: int, block_size: int) -> int:
     """The most blocks of this instance's HBM a request of ``tokens`` tokens (prompt, plus output after a
@@ -127,6 +129,7 @@ class KVCacheManager:
         self.block_size = block_size
         self.prefix_caching = prefix_caching  # off: no lookups, no cache bookkeeping
         self.stats = PrefixCacheStats()
+        self._admission: tuple[tuple, int] = ((), 0)  # ``admission_before_lookup``'s last question and answer
         # told each request's served prefix at its (first) admission: the cluster attributes the hits to where
         # their blocks were fetched from
         self.on_admission: Callable[[Job, PrefixMatch], None] | None = None
@@ -261,6 +264,19 @@ class KVCacheManager:
         fresh = self.pool.count_fresh(job.blocks[job.held:]) if prompt > job.held else 0
         return fresh + max(0, need - prompt - job.anonymous)
 
+    def holds(self, job: Job, tokens: int) -> bool:
+        """Whether a running ``job``'s blocks hold ``tokens`` tokens, so that growing it to them takes no block and,
+        when the manager is ``settled``, changes nothing: most decode steps, which the scheduler then plans without
+        ``new_blocks`` and ``allocate``. False: it may do something."""
+        held = job.held
+        return held == len(job.blocks) and tokens <= (held + job.anonymous) * self.block_size and not job.generated_hit
+
+    def settled(self) -> bool:
+        """Whether an allocation that takes no block would change nothing: no block is needed free (none is
+        overdrawn) and the cache's capacity already follows the pool (``TieredCache.settled``)."""
+        pool = self.pool
+        return pool.free >= 0 and (not self.prefix_caching or self.cache.settled(pool.unused))
+
     def begin_step(self) -> None:
         """A step is being planned (the hybrid manager tells which requests the step before had in flight)."""
 
@@ -273,6 +289,18 @@ class KVCacheManager:
         """Blocks admitting a waiting ``job`` needs free: its whole sequence's (``full_sequence``: vLLM's
         ``scheduler_reserve_full_isl``), else those of its first ``tokens`` tokens."""
         return self.new_blocks(job, job.target if full_sequence else tokens)
+
+    def admission_before_lookup(self, job: Job, full_sequence: bool) -> int | None:
+        """``admission_blocks`` of a waiting ``job`` when its prefix hit does not change them (its whole sequence's,
+        ``full_sequence``), known before the lookup (which changes nothing); None: it may (the first chunk's). A queue
+        behind a request that does not fit asks at every step: the answer is kept while what it depends on stays (the
+        job's fields ``new_blocks`` reads and the pool's set of blocks in use)."""
+        if not full_sequence:
+            return None
+        key = (job, job.target, job.held, job.anonymous, job.state_held, self.pool.changes)
+        if self._admission[0] != key:
+            self._admission = (key, self.new_blocks(job, job.target))
+        return self._admission[1]
 
     def allocate(self, job: Job, tokens: int) -> None:
         """Grow ``job``'s blocks to hold ``tokens`` tokens (the caller checked they fit)."""

@@ -319,21 +319,45 @@ class Scheduler:
                 return batch
             self.admit_ready()
 
-    def _plan(self, now: float) -> tuple[StepBatch | None, bool]:
-        """One attempt at the next step's batch, and whether it preempted a request."""
+    def _plan_running(self, shape: StepShape, batch: list[tuple[Job, int]]) -> tuple[int, bool]:
+        """The running requests' part of a step's plan (into ``shape`` and ``batch``): the token budget left, and
+        whether it preempted a request."""
         kv = self.kv
         pool = kv.pool
         budget = self.max_tokens
-        shape = StepShape(window=self.window)
-        batch: list[tuple[Job, int]] = []
-        load_total = 0.0
         preempted = False
         running = self.running
+        holds = kv.holds
+        settled = None  # whether the manager is settled (``KVCacheManager.settled``), asked when needed
+        window = self.window
+        # the decodes planned without ``allocate``, added to the shape at the end: count, Σ, max and min KV length,
+        # Σ of it cut to a sliding window
+        seqs = kv_sum = kv_max = windowed = 0
+        kv_min = -1
         i = 0
         while i < len(running) and budget > 0:
             job = running[i]
-            decoding = job.computed >= job.target
-            n = 1 if decoding else kv.split_chunk(job, job.computed, min(job.target - job.computed, budget))
+            computed = job.computed
+            decoding = computed >= job.target
+            if decoding and holds(job, computed + 1):  # its next token fits its blocks: nothing to take or check
+                if settled is None:
+                    settled = kv.settled()
+                if settled:
+                    batch.append((job, 1))
+                    budget -= 1
+                    kv_len = computed + 1
+                    seqs += 1
+                    kv_sum += kv_len
+                    if kv_len > kv_max:
+                        kv_max = kv_len
+                    if kv_len < kv_min or kv_min < 0:
+                        kv_min = kv_len
+                    if window:
+                        windowed += kv_len if kv_len < window else window
+                    i += 1
+                    continue
+            settled = None  # (what follows may change the pool and the cache)
+            n = 1 if decoding else kv.split_chunk(job, computed, min(job.target - computed, budget))
             if not n:  # (a chunk that must end at a block boundary the budget does not reach: next step)
                 i += 1
                 continue
@@ -358,22 +382,36 @@ class Scheduler:
             else:
                 shape.add_prefill(n, job.computed)
             i += 1
+        if seqs:
+            shape.add_decodes(seqs, kv_sum, kv_max, kv_min, windowed)
+        return budget, preempted
+
+    def _plan(self, now: float) -> tuple[StepBatch | None, bool]:
+        """One attempt at the next step's batch, and whether it preempted a request."""
+        kv = self.kv
+        pool = kv.pool
+        shape = StepShape(window=self.window)
+        batch: list[tuple[Job, int]] = []
+        load_total = 0.0
+        budget, preempted = self._plan_running(shape, batch)
         while not preempted and self.waiting and budget > 0 and self.occupied_seqs < self.max_seqs:
             job = self.waiting[0]
+            # the blocks the admission needs: the whole sequence's (vLLM's scheduler_reserve_full_isl), else the
+            # chunk's; known before the lookup when the hit does not change them (a queue waiting behind a request
+            # that does not fit looks nothing up)
+            need = kv.admission_before_lookup(job, self.reserve_full_isl)
+            if need is not None and need > pool.free:
+                job.computed = 0
+                self._check_fits_alone(job)
+                break
             match = kv.lookup(job)
             cached = match.tokens
             n = kv.split_chunk(job, cached, min(job.target - cached, budget))
             if not n:
                 break
             job.computed = 0
-            # the blocks the admission needs: the whole sequence's (vLLM's scheduler_reserve_full_isl), else the chunk's
-            if kv.admission_blocks(job, cached + n, self.reserve_full_isl) > pool.free:
-                alone = kv.blocks_alone(job.target + 1)
-                if alone > pool.total:  # could never fit, even alone
-                    raise InputError(
-                        f"request {job.rid} ({job.target} tokens) needs {alone} KV blocks, more than instance "
-                        f"{self.index} has ({pool.total} blocks of {self.block_size} tokens); raise "
-                        f"gpu_memory_utilization, serving.num_gpu_blocks or tensor_parallel_size, or cap prompt lengths")
+            if need is None and kv.admission_blocks(job, cached + n, self.reserve_full_isl) > pool.free:
+                self._check_fits_alone(job)
                 break
             self.waiting.popleft()
             load = kv.load(match, now + load_total)  # after the step's earlier loads, before the writes
@@ -395,6 +433,16 @@ class Scheduler:
         if not batch:
             return None, preempted
         return StepBatch(batch, shape, load_total), preempted
+
+    def _check_fits_alone(self, job: Job) -> None:
+        """A waiting ``job`` does not fit now: an input error if it could never fit, even alone."""
+        alone = self.kv.blocks_alone(job.target + 1)
+        pool = self.kv.pool
+        if alone > pool.total:
+            raise InputError(
+                f"request {job.rid} ({job.target} tokens) needs {alone} KV blocks, more than instance "
+                f"{self.index} has ({pool.total} blocks of {self.block_size} tokens); raise "
+                f"gpu_memory_utilization, serving.num_gpu_blocks or tensor_parallel_size, or cap prompt lengths")
 
     def finish_step(self, batch: StepBatch, now: float) -> list[Job]:
         """The step is done: chunks and tokens recorded; returns the jobs that leave (finished, or

@@ -32,6 +32,10 @@ class StateKVCacheManager(RemoteStates, KVCacheManager):
         """The attention blocks growing ``job`` to ``tokens`` tokens takes, and its states when it holds none yet."""
         return super().new_blocks(job, tokens) + (0 if job.state_held else self.state_blocks)
 
+    def holds(self, job: Job, tokens: int) -> bool:
+        """``KVCacheManager.holds``, once the job holds its states (else its next allocation takes them)."""
+        return job.state_held and super().holds(job, tokens)
+
     def allocate(self, job: Job, tokens: int) -> None:
         """Grow ``job``'s attention blocks to ``tokens`` tokens, taking its state blocks first if it has none."""
         if not job.state_held:
