@@ -148,7 +148,7 @@ CASES: dict[str, Case] = {
                                           files={"m.jsonl": mooncake(0, 600, 5, [1]) + mooncake(9, 1000, 5, [2])}),
     "bom_is_not_a_bad_row": Case(trace_stats(), skips={}, files={"t.csv": "\ufeff" + AZURE_OK}),
     "workload_cache_damaged_is_rebuilt": Case(trace_stats("--workload-cache", "{tmp}/c.npz"), skips={},
-                                              files={"t.csv": AZURE_OK, "c.npz": b"PK\x03\x04 not a zip"}),
+                                              files={"t.csv": AZURE_OK, "c.npz": b"kvsim-workload-cache\n damaged"}),
 }
 
 

@@ -14,6 +14,7 @@ import typing
 
 import pytest
 
+from sim.cli import SINGLE_TIER_IGNORES
 from sim.config import Config
 
 # A small workload that exercises every tier: HBM holds 600 blocks, the lower tiers a few dozen each, and
@@ -66,6 +67,7 @@ CASES: dict[str, tuple[str, list[str], str]] = {
     "serving.async_scheduling": ("single", [], "false"),
     # a hybrid model: its sliding layers keep the window's blocks only (hybrid manager) or all of them
     # (twice the blocks: the hybrid manager admits a request with its window's sliding blocks beside its full ones)
+    "serving.enforce_eager": ("single", NO_HBM_OVERRIDE, "true"),  # no CUDA graphs' memory: more KV blocks
     "serving.disable_hybrid_kv_cache_manager": ("single", ["model=gpt-oss-20b", "serving.num_gpu_blocks=3000"], "true"),
     "cache.policy": ("cache-only", [], "belady"),
     "cache.inclusion": ("cache-only", [], "inclusive"),
@@ -75,6 +77,7 @@ CASES: dict[str, tuple[str, list[str], str]] = {
     "cache.admission": ("cache-only", [], "selective_write"),
     "cache.selective_write_depth": ("cache-only", ["cache.admission=selective_write"], "2"),
     "cache.prefetch": ("cache-only", [], "session"),
+    "cache.insert_outputs": ("cache-only", [], "true"),
     "cache.tiers.hbm.capacity_gib": ("single", NO_HBM_OVERRIDE, "0.5"),
     "cache.tiers.hbm.policy": ("cache-only", [], "lfu"),
     "cache.tiers.dram.capacity_gib": ("cache-only", [], "0.05"),
@@ -193,7 +196,10 @@ def _metrics(run_cli, tmp_path, mode: str, sets: list[str], name: str) -> str:
     out = tmp_path / f"{name}.json"
     argv = [*MODE_FLAGS[mode], "--preset", "smoke", "--quiet", "--no-plot", "--report-json", out]
     other_kind = any(a.startswith("workload.synthetic.kind=") for a in sets)
-    for assignment in [*WORKLOAD, *([] if other_kind else MULTI_TURN), *sets]:
+    workload = WORKLOAD
+    if any(a.startswith("cache.capacity_blocks=") for a in sets):  # one tier of that many blocks: no others to set
+        workload = [a for a in WORKLOAD if not a.startswith(SINGLE_TIER_IGNORES)]
+    for assignment in [*workload, *([] if other_kind else MULTI_TURN), *sets]:
         argv += ["--set", assignment]
     status, _, err = run_cli(*argv)
     assert status == 0, err[-2000:]

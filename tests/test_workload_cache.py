@@ -163,14 +163,20 @@ def test_a_damaged_cache_is_rebuilt_with_a_warning(tmp_path, caplog, how):
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
-@pytest.mark.parametrize("content", [b"not a cache\n" * 10, b"arrival_timestamp,input_tokens\n", b"kvsim"])
+@pytest.mark.parametrize("content", [b"not a cache\n" * 10, b"arrival_timestamp,input_tokens\n", b"kvsim",
+                                     b"PK\x03\x04 not a zip", "npz without meta", "format 1"])
 def test_a_file_no_kvsim_wrote_is_never_overwritten(tmp_path, content):
     """A cache path naming someone's file (a mistyped --workload-cache): refused with the key named, the file left
-    as it was; the start of a cache's magic (a write cut short) is a cache, rebuilt."""
+    as it was; the start of a cache's magic (a write cut short) and a cache of format 1 are rebuilt."""
     path = write(tmp_path, "bad.jsonl", MOONCAKE_BAD)
     cache = tmp_path / "notes.txt"
+    if isinstance(content, str):  # an .npz: kvsim's format 1 held a "meta" array beside the trace's
+        arrays = {"block_offsets": np.zeros(2), **({"meta": np.zeros(3, np.uint8)} if content == "format 1" else {})}
+        with cache.open("wb") as fh:
+            np.savez(fh, **arrays)
+        content = cache.read_bytes()
     cache.write_bytes(content)
-    if wc.MAGIC.startswith(content):
+    if wc.MAGIC.startswith(content) or b"meta.npy" in content:
         _same(_cached(path, cache, 512), _fresh(path, 512))
         return
     with pytest.raises(InputError, match="'workload.cache'.*not a kvsim workload cache"):

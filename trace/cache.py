@@ -186,16 +186,28 @@ def _read(cache: Path, key: dict[str, Any]) -> tuple[Trace | None, str | None]:
 
 def _check_not_foreign(cache: Path) -> None:
     """A file at the cache's path that no kvsim wrote (not even the start of one) is someone's data: a mistyped
-    path must not overwrite it. An empty file, or a damaged or older cache, is rebuilt."""
+    path must not overwrite it. An empty file, a damaged cache or one of format 1 (an .npz with a "meta" member) is
+    rebuilt."""
     try:
         with cache.open("rb") as fh:
             start = fh.read(len(MAGIC))
     except OSError as exc:
         raise InputError(f"config key 'workload.cache': cannot read {quote(str(cache))}: "
                          f"{exc.strerror or exc}") from None
-    if start and not MAGIC.startswith(start) and not start.startswith(MAGIC):
+    if start and not MAGIC.startswith(start) and not start.startswith(MAGIC) and not _format_1(cache):
         raise InputError(f"config key 'workload.cache': {quote(str(cache))} exists and is not a kvsim workload cache "
                          "(it would be overwritten); remove it or give another path")
+
+
+def _format_1(cache: Path) -> bool:
+    """Whether ``cache`` is a workload cache of format 1: a zip (numpy's .npz) holding a "meta" array."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(cache) as archive:
+            return "meta.npy" in archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
 
 
 def _check_consistent(trace: Trace) -> None:
