@@ -141,3 +141,21 @@ def test_a_pd_run_is_byte_identical_on_a_rerun(run_cli, tmp_path):
     assert reports[0] == reports[1]
     metrics = json.loads(reports[0])["runs"][0]["metrics"]
     assert metrics["requests_completed"] > 0 and metrics["hits"] > 0 and metrics["ttft_breakdown_s"]["kv_transfer"] > 0
+
+
+def test_a_local_hit_on_a_decode_instance_without_room_is_not_carried_to_the_next():
+    """Two decode instances: the first holds the 1,152 tokens' blocks and the state after block 0 only (a local hit
+    of 1 block, junction 2) but no free block, so the job goes to the second, which holds nothing: there it takes 2
+    attention blocks and 1 state block a group, 5, as a fresh job does; not the 8 the first's hit would make it."""
+    ids = [10, 11, 12]
+    sets = [*(s for s in ALIGN if s != "pd.num_decode=1"), "pd.num_decode=2"]
+    run = ServingRun(_trace([1153, 1153], [4, 4], 576, [ids, ids], [0.0, 100.0]), load_config(None, sets=sets), "pd")
+    first, second = run.decode
+    job = Job(0, 1153, 4, list(ids), 0, target=1153, admitted_once=True, chain=np.array(ids))
+    state_keys = first.kv._state_keys(job, 0)
+    first.kv.cache.touch_chain(np.array([10, 11, *state_keys]), np.zeros(2 + len(state_keys), dtype=np.int64))
+    first.pool.allocate(first.pool.free)
+    assert first.reserve(job, 1) is None
+    second.pool.allocate(second.pool.free - 5)
+    assert second.reserve(job, 1) == 2
+    assert second.pool.used - (second.pool.total - 5) == 5 and job.state_idx == ((1, True),)

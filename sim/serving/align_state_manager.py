@@ -122,6 +122,12 @@ class AlignStateKVCacheManager(RemoteStates, PastHitCopies, KVCacheManager):
                 per_tier[level] = per_tier.get(level, 0) + 1
         return PrefixMatch(served, tokens, per_tier)
 
+    def receive(self, job: Job, tokens: int) -> int:
+        """``KVCacheManager.receive``, the job's hit fields cleared first: a ``local_hit`` that another decode instance
+        found for it, and could not hold, is not this instance's."""
+        job.sliding_hit = job.state_junction = job.generated_hit = 0
+        return super().receive(job, tokens)
+
     def local_hit(self, job: Job, present: int) -> int:
         """PD's decode side holding every block the prefill side would send (``sim.serving.state_transfer``): of its
         HBM hit of ``present`` blocks, those up to the deepest whose state every state group holds here (vLLM's
