@@ -148,7 +148,8 @@ SETTING_MODES: dict[str, frozenset[str]] = {
 # What the cache-only replay does not read once cache.capacity_blocks (--capacity-blocks) sizes its one tier: the other
 # tiers and HBM's size from memory (sim.cache.tiers.build_tiers); one given with --set is an error, as above
 SINGLE_TIER_IGNORES = ("cache.tiers.dram", "cache.tiers.ssd", "cache.tiers.eic", "cache.tiers.hbm.capacity_gib",
-                       "cache.inclusion", "serving.gpu_memory_utilization", "serving.num_gpu_blocks")
+                       "cache.inclusion", "serving.gpu_memory_utilization", "serving.num_gpu_blocks",
+                       "serving.enforce_eager")
 MODE_SWITCHES = ("trace_stats", "cache_only", "cluster", "pd", "check_calibration", "sweep", "plan")
 CLUSTER_COMBINES_WITH = ("pd",)  # --cluster --pd: prefill/decode pools in every rack
 

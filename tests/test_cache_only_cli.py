@@ -92,7 +92,8 @@ def test_a_tier_policy_gets_the_data_it_needs(run_cli, tmp_path, mode):
 
 @pytest.mark.parametrize("setting", ["cache.tiers.dram.capacity_gib=64", "cache.tiers.ssd.policy=belady",
                                      "cache.tiers.hbm.capacity_gib=1", "serving.gpu_memory_utilization=0.5",
-                                     "serving.num_gpu_blocks=100", "cache.inclusion=inclusive"])
+                                     "serving.num_gpu_blocks=100", "cache.inclusion=inclusive",
+                                     "serving.enforce_eager=true"])
 @pytest.mark.parametrize("capacity", [("--capacity-blocks", "50"), ("--set", "cache.capacity_blocks=50")])
 def test_what_one_tier_of_capacity_blocks_leaves_unread_is_refused(run_cli, tmp_path, setting, capacity):
     """--capacity-blocks replays one HBM tier of that size (``build_tiers``): the other tiers and HBM's size from GPU
