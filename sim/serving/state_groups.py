@@ -152,9 +152,10 @@ def check_state_model(config: Config, mode: str, trace_tokens: int | None = None
         return
     serving, name = config.serving, config.model
     if mode not in ("single", "pd"):
+        why = ("the cluster's fetches and tiers of their states are not built" if mode == "cluster" else
+               "a block replay has no states: they follow each request's computed tokens")
         raise ConfigError(f"model {name}: Gated DeltaNet (linear-attention) layers are modelled in single-node and PD "
-                          f"serving only, not in mode {mode} yet (the cluster's fetches and tiers of their states are "
-                          "not built)")
+                          f"serving only, not in mode {mode} yet ({why})")
     if mode == "pd" and config.pd.transfer == "layerwise":
         raise ConfigError(f"model {name}: vLLM moves Gated DeltaNet states with its NixlConnector, which sends after the "
                           "prefill ends (save_kv_layer is a no-op: kv_connector/v1/nixl/connector.py), never layer by "
