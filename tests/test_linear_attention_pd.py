@@ -13,8 +13,8 @@ from sim.serving.compute import StepShape
 from sim.serving.compute_backend import compute_model
 from sim.serving.job import Job
 from sim.serving.run import ServingRun, run_serving
-from trace import blocks as bm
-from trace.request import Trace, TraceProvenance
+from tests.test_serving import make_trace
+from trace.request import Trace
 
 STATE = 8192 * 3 * 2 + 32 * 128 * 128 * 2  # one Qwen3-Next GDN layer's state per sequence in bf16: 1,097,728 B
 RUN = ("model=qwen3-next-80b-a3b", "hardware.gpu=h200", "serving.tensor_parallel_size=2", "pd.num_prefill=1",
@@ -29,18 +29,9 @@ STATES = 3 * 12 * STATE // 2  # 19,759,104 B
 
 
 def _trace(inputs, outputs, block_size, block_lists=None, arrival=None) -> Trace:
-    n = len(inputs)
-    inputs = np.asarray(inputs, dtype=np.int64)
-    if block_lists is None:
-        offsets = bm.offsets_from_counts(bm.blocks_per_request(inputs, block_size))
-        ids, unique, kind = None, int(offsets[-1]), "unique"
-    else:
-        offsets = bm.offsets_from_counts(np.array([len(b) for b in block_lists]))
-        ids = np.array([k for b in block_lists for k in b], dtype=np.int64)
-        unique, kind = len(np.unique(ids)), "chained"
-    prov = TraceProvenance(None, "test", None, n, n, 0, {}, kind, block_size)
-    arrival = np.zeros(n) if arrival is None else np.asarray(arrival, float)
-    return Trace(arrival, inputs, np.asarray(outputs, dtype=np.int64), np.full(n, -1), offsets, ids, unique, prov)
+    """Requests arriving together (or at ``arrival``), as tests/test_serving.py builds them."""
+    arrival = np.zeros(len(inputs)) if arrival is None else arrival
+    return make_trace(arrival, inputs, outputs, block_size, block_lists)
 
 
 @pytest.mark.parametrize("transfer", ["push", "pull"])
