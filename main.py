@@ -39,7 +39,7 @@ try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
         build_parser,
         check_flags,
         check_paths_given,
-        check_single_tier_settings,
+        check_settings_given,
         flag_name,
         parse_policies,
         parse_routers,
@@ -125,22 +125,10 @@ def check_config_for_mode(args: argparse.Namespace, config: Config, mode: str, p
         for dest in ("workload_format", "workload_time_unit", "strict_workload_validation"):
             if getattr(args, dest) is not None and getattr(args, dest) is not False:
                 raise InputError(f"{flag_name(dest)} applies to a trace file; no --workload-trace is given (synthetic workload)")
-    if mode == "cache-only" and not config.cache.insert_outputs and any(
-            setting.partition("=")[0].strip() == "workload.outputs_in_next_turn" for setting in args.sets):
-        raise InputError("--set workload.outputs_in_next_turn: the cache-only replay reads it only with "
-                         "cache.insert_outputs=true (it takes prompt blocks alone otherwise)")
-    if mode in SERVING and not config.serving.enable_prefix_caching and any(
-            setting.partition("=")[0].strip() == "workload.outputs_in_next_turn" for setting in args.sets):
-        raise InputError("--set workload.outputs_in_next_turn: with serving.enable_prefix_caching=false nothing is "
-                         "cached, generated blocks included")
-    if mode == "cache-only" and config.cache.capacity_blocks is not None:
-        check_single_tier_settings(args.sets)
+    given = {setting.partition("=")[0].strip(): f"--set {setting.partition('=')[0].strip()}" for setting in args.sets}
+    check_settings_given(mode, config, policies, given)
     if mode == "cache-only" and args.mrc and config.cache.insert_outputs:
         raise InputError("--mrc: the miss-ratio curve is of the prompt blocks alone; drop cache.insert_outputs")
-    if not uses_learned_policy(config, policies) and any(
-            setting.partition("=")[0].strip() == "cache.learned_model" for setting in args.sets):
-        raise InputError(f"--set cache.learned_model: no run uses the learned policy (runs: {', '.join(policies)}; "
-                         "--policy learned, or a tier's cache.tiers.<tier>.policy)")
     if args.allow_train_test_overlap and not uses_learned_policy(config, policies):
         raise InputError(f"--allow-train-test-overlap applies only to a learned policy (runs: {', '.join(policies)})")
     check_mode_settings(mode, config, policies, cluster_pd=mode == "cluster" and args.pd)

@@ -31,13 +31,16 @@ class RunOptions:
     cluster_pd: bool = False
 
 
-def check_point(mode: str, config: Config, options: RunOptions, where: str = "") -> None:
+def check_point(mode: str, config: Config, options: RunOptions, where: str = "",
+                given: dict[str, str] | None = None) -> None:
     """What about a point can be refused before any simulation starts (exit 2), beyond what the config's
-    own validation (every ``load_config``/``replace``) already checked: the mode, the search options and what
+    own validation (every ``load_config``/``replace``) already checked: the mode, the search options, what
     the mode reads of the config (as the command line checks its one run: ``main.check_mode_settings``; a point
-    that does not fit its GPUs fails when it runs, alone)."""
+    that does not fit its GPUs fails when it runs, alone) and, of the keys ``given`` (key: how it was given), those
+    this point would leave unread (``sim.cli.check_settings_given``)."""
     import main
     from sim.cache.policies import POLICIES
+    from sim.cli import check_settings_given
 
     prefix = f"{where}: " if where else ""
     try:
@@ -64,8 +67,9 @@ def check_point(mode: str, config: Config, options: RunOptions, where: str = "")
                 " draws nothing from the seed, so every seed gives the same run" + (
                 "; use a synthetic workload" if mode == "cache-only" else
                 "; set workload.arrivals.process (poisson, gamma or resample) to vary its arrivals"))
-        main.check_mode_settings(mode, config, list(options.policies) or [config.cache.policy],
-                                 options.cluster_pd, fits=False)
+        policies = list(options.policies) or [config.cache.policy]
+        check_settings_given(mode, config, policies, given or {})
+        main.check_mode_settings(mode, config, policies, options.cluster_pd, fits=False)
     except InputError as exc:
         raise type(exc)(f"{prefix}{exc}") from None
 

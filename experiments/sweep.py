@@ -121,8 +121,11 @@ def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
     points = expand(spec)
     configs = [point_config(base, point, spec.path) for point in points]
     # everything refusable is refused before the first point runs
+    given = {**{k: f"fixed key '{k}'" for k in spec.layers.sets},
+             **{s.partition("=")[0].strip(): f"--set {s.partition('=')[0].strip()}" for s in args.sets}}
     for point, config in zip(points, configs, strict=True):
-        check_point(spec.mode, config, options, where=f"sweep spec {spec.path}: point {point.name!r}")
+        check_point(spec.mode, config, options, where=f"sweep spec {spec.path}: point {point.name!r}",
+                    given={**given, **{k: f"axis '{k}'" for k in point.overrides}})
 
     journal = Journal(journal_path(args.report_json, args.report_csv, spec.path, args.html),
                       fingerprint(spec.mode, base.to_dict(), vars(options), [p.key for p in points]))

@@ -12,7 +12,7 @@ import argparse
 import dataclasses
 from typing import get_args, get_type_hints
 
-from sim.config import TiersConfig, WorkloadConfig
+from sim.config import Config, TiersConfig, WorkloadConfig
 from sim.errors import QUOTE_LIMIT, InputError, quote
 
 MOONCAKE = "../shared/data/traces/mooncake_conversation.jsonl"
@@ -340,14 +340,29 @@ def check_flags(args: argparse.Namespace, parser: argparse.ArgumentParser, mode:
         raise InputError("--plot-dir and --no-plot contradict each other")
 
 
-def check_single_tier_settings(sets: list[str]) -> None:
-    """No ``--set`` of what a cache-only replay of ``cache.capacity_blocks`` (one tier) leaves unread
-    (``SINGLE_TIER_IGNORES``)."""
-    for setting in sets:
-        key = setting.partition("=")[0].strip()
-        if any(key == p or key.startswith(p + ".") for p in SINGLE_TIER_IGNORES):
-            raise InputError(f"--set {key}: not used beside --capacity-blocks (cache.capacity_blocks), which replays "
-                             "one tier of that many blocks; drop one of them")
+def check_settings_given(mode: str, config: Config, policies: list[str], given: dict[str, str]) -> None:
+    """Settings a run would read only together with others (judged on its resolved ``config``): each key of ``given``
+    (how it was given, e.g. "--set KEY") that this run would leave unread is an error, as a flag would be."""
+    from sim.cache.access import uses_learned_policy
+
+    def said(key: str) -> str | None:
+        return given.get(key)
+
+    if mode == "cache-only" and not config.cache.insert_outputs and said("workload.outputs_in_next_turn"):
+        raise InputError(f"{said('workload.outputs_in_next_turn')}: the cache-only replay reads it only with "
+                         "cache.insert_outputs=true (it takes prompt blocks alone otherwise)")
+    if mode in SERVING | {CLUSTER_PD} and not config.serving.enable_prefix_caching \
+            and said("workload.outputs_in_next_turn"):
+        raise InputError(f"{said('workload.outputs_in_next_turn')}: with serving.enable_prefix_caching=false nothing "
+                         "is cached, generated blocks included")
+    if mode == "cache-only" and config.cache.capacity_blocks is not None:
+        for key, how in given.items():
+            if any(key == p or key.startswith(p + ".") for p in SINGLE_TIER_IGNORES):
+                raise InputError(f"{how}: not used beside --capacity-blocks (cache.capacity_blocks), which replays "
+                                 "one tier of that many blocks; drop one of them")
+    if said("cache.learned_model") and not uses_learned_policy(config, policies):
+        raise InputError(f"{said('cache.learned_model')}: no run uses the learned policy (runs: {', '.join(policies)}; "
+                         "--policy learned, or a tier's cache.tiers.<tier>.policy)")
 
 
 def setting_users(key: str, mode: str) -> str | None:

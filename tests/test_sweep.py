@@ -279,6 +279,27 @@ def test_a_rate_axis_with_max_rate_is_refused(run_cli, tmp_path):
     assert status == 2 and "does nothing with --max-rate" in err
 
 
+@pytest.mark.parametrize("body, said, why", [
+    # the replay inserts no generated block unless cache.insert_outputs is on: where their ids come from is unread
+    ({"axes": {"workload.outputs_in_next_turn": [True, False]}}, "axis 'workload.outputs_in_next_turn'",
+     "cache.insert_outputs=true"),
+    # one tier of cache.capacity_blocks blocks: a DRAM tier given beside it was replayed as if absent
+    ({"set": {"cache.tiers.dram.capacity_gib": 4}, "axes": {"cache.capacity_blocks": [100, 200]}},
+     "fixed key 'cache.tiers.dram.capacity_gib'", "--capacity-blocks"),
+])
+def test_a_point_that_would_leave_a_given_key_unread_is_refused(run_cli, tmp_path, body, said, why):
+    """As the command line refuses such a --set: each point is judged on its own resolved config, so the same axis
+    with cache.insert_outputs fixed on runs."""
+    body["set"] = {"workload.synthetic.num_requests": 40, **body.get("set", {})}
+    status, _, err = run_cli("--sweep", _spec(tmp_path, mode="cache-only", **body), "--no-plot", "--quiet",
+                             "--report-json", tmp_path / "r.json")
+    assert status == 2 and said in err and why in err and not (tmp_path / "r.json").exists()
+    if "axes" in body and "workload.outputs_in_next_turn" in body["axes"]:
+        body["set"]["cache.insert_outputs"] = True
+        assert run_cli("--sweep", _spec(tmp_path, "ok.yaml", mode="cache-only", **body), "--no-plot", "--quiet",
+                       "--report-json", tmp_path / "r.json")[0] == 0
+
+
 def test_zip_groups_paths_relative_to_the_spec_and_module_entry(tmp_path):
     sub = tmp_path / "specs"
     sub.mkdir()
