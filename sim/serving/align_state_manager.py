@@ -115,12 +115,7 @@ class AlignStateKVCacheManager(RemoteStates, PastHitCopies, KVCacheManager):
             job.sliding_hit = hit
             job.state_junction = junction if junction > hit else 0
             job.generated_hit = max(0, hit - job.input_tokens // bs) if chain_tokens > job.input_tokens else 0
-        served = levels[:hit]
-        per_tier: dict[int, int] = {}
-        for level in served + state_levels:
-            if level > 0:
-                per_tier[level] = per_tier.get(level, 0) + 1
-        return PrefixMatch(served, tokens, per_tier)
+        return PrefixMatch.of(levels[:hit], tokens, state_levels)
 
     def receive(self, job: Job, tokens: int) -> int:
         """``KVCacheManager.receive``, the job's hit fields cleared first: a ``local_hit`` that another decode instance

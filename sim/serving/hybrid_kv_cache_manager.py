@@ -185,12 +185,7 @@ class HybridKVCacheManager(PastHitCopies, KVCacheManager):
             job.sliding_lo = job.sliding_hi = self._ending_at(hit)[0]
             job.sliding_hit = hit
             job.generated_hit = max(0, hit - job.input_tokens // bs) if chain_tokens > job.input_tokens else 0
-        served = levels[:hit]
-        per_tier: dict[int, int] = {}
-        for level in served + sliding_levels:
-            if level > 0:
-                per_tier[level] = per_tier.get(level, 0) + 1
-        return PrefixMatch(served, tokens, per_tier)
+        return PrefixMatch.of(levels[:hit], tokens, sliding_levels)
 
     def receive(self, job: Job, tokens: int) -> int:
         """A prompt computed elsewhere (PD's decode side): the prefix found here, cut back to what every sliding group

@@ -100,6 +100,16 @@ class PrefixMatch:
     def blocks(self) -> int:
         return len(self.tier_of_each)
 
+    @classmethod
+    def of(cls, served: list[int], tokens: int, also_loaded: Sequence[int] = ()) -> PrefixMatch:
+        """The match of the blocks at tiers ``served``; a lower tier's block is read from it, as is each of
+        ``also_loaded`` (the tiers of copies a hybrid model's other groups read beside them)."""
+        to_load: dict[int, int] = {}
+        for level in (*served, *also_loaded):
+            if level > 0:
+                to_load[level] = to_load.get(level, 0) + 1
+        return cls(served, tokens, to_load)
+
 
 @dataclass(slots=True)
 class PrefixCacheStats:
@@ -158,12 +168,7 @@ class KVCacheManager:
             self._last_block_from_below(job, levels)
         hit, tokens = prefix_hit(levels, job.target, chain_tokens, self.block_size, job.external)
         job.generated_hit = max(0, hit - job.input_tokens // self.block_size) if chain_tokens > job.input_tokens else 0
-        served = levels[:hit]
-        per_tier: dict[int, int] = {}
-        for level in served:
-            if level > 0:
-                per_tier[level] = per_tier.get(level, 0) + 1
-        return PrefixMatch(served, tokens, per_tier)
+        return PrefixMatch.of(levels[:hit], tokens)
 
     def _sequence_chain(self, job: Job) -> tuple[Sequence[int], int]:
         """The blocks a lookup for ``job`` follows, and the tokens they hold: its prompt's; after a preemption with
