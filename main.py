@@ -41,6 +41,7 @@ try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
         check_paths_given,
         check_settings_given,
         flag_name,
+        given_by_set,
         parse_policies,
         parse_routers,
         select_mode,
@@ -125,8 +126,7 @@ def check_config_for_mode(args: argparse.Namespace, config: Config, mode: str, p
         for dest in ("workload_format", "workload_time_unit", "strict_workload_validation"):
             if getattr(args, dest) is not None and getattr(args, dest) is not False:
                 raise InputError(f"{flag_name(dest)} applies to a trace file; no --workload-trace is given (synthetic workload)")
-    given = {setting.partition("=")[0].strip(): f"--set {setting.partition('=')[0].strip()}" for setting in args.sets}
-    check_settings_given(mode, config, policies, given)
+    check_settings_given(mode, config, policies, given_by_set(args.sets))
     if mode == "cache-only" and args.mrc and config.cache.insert_outputs:
         raise InputError("--mrc: the miss-ratio curve is of the prompt blocks alone; drop cache.insert_outputs")
     if args.allow_train_test_overlap and not uses_learned_policy(config, policies):

@@ -106,6 +106,7 @@ def _print_summary(report: dict, axis_keys: list[str]) -> None:
 
 def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
     """The ``--sweep`` command: exit 0, or 2 (1) when a point failed on bad input (an internal error)."""
+    from sim.cli import given_by_set
     from sim.report.outputs import render_outputs
     from sim.report.sweep_plots import plot_sweep
 
@@ -121,8 +122,7 @@ def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
     points = expand(spec)
     configs = [point_config(base, point, spec.path) for point in points]
     # everything refusable is refused before the first point runs
-    given = {**{k: f"fixed key '{k}'" for k in spec.layers.sets},
-             **{s.partition("=")[0].strip(): f"--set {s.partition('=')[0].strip()}" for s in args.sets}}
+    given = {**{k: f"fixed key '{k}'" for k in spec.layers.sets}, **given_by_set(args.sets)}
     for point, config in zip(points, configs, strict=True):
         check_point(spec.mode, config, options, where=f"sweep spec {spec.path}: point {point.name!r}",
                     given={**given, **{k: f"axis '{k}'" for k in point.overrides}})

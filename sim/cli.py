@@ -340,6 +340,11 @@ def check_flags(args: argparse.Namespace, parser: argparse.ArgumentParser, mode:
         raise InputError("--plot-dir and --no-plot contradict each other")
 
 
+def given_by_set(sets: list[str]) -> dict[str, str]:
+    """The keys of ``--set KEY=VALUE`` settings, each with how it was given (for ``check_settings_given``)."""
+    return {key: f"--set {key}" for key in (setting.partition("=")[0].strip() for setting in sets)}
+
+
 def check_settings_given(mode: str, config: Config, policies: list[str], given: dict[str, str]) -> None:
     """Settings a run would read only together with others (judged on its resolved ``config``): each key of ``given``
     (how it was given, e.g. "--set KEY") that this run would leave unread is an error, as a flag would be."""
