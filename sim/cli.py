@@ -131,6 +131,9 @@ SETTING_MODES: dict[str, frozenset[str]] = {
     "cluster.router": frozenset({"single", "cluster", CLUSTER_PD}),
     # --cluster --pd routes every request with cluster.router (sim/cluster/run.py ``_dispatch``), not pd.router
     "pd.router": frozenset({"pd"}),
+    # --cluster --pd places instances of one size, serving.tensor_parallel_size (sim.serving.roles)
+    "pd.prefill_tensor_parallel_size": frozenset({"pd"}),
+    "pd.decode_tensor_parallel_size": frozenset({"pd"}),
     # the cache: --trace-stats and --check-calibration keep none (cache.policy is --policy's key)
     "cache.": SIMULATING | {CLUSTER_PD},
     "serving.disable_hybrid_kv_cache_manager": SIMULATING | {CLUSTER_PD},
@@ -371,14 +374,19 @@ def check_settings_given(mode: str, config: Config, policies: list[str], given: 
 
 
 def setting_users(key: str, mode: str) -> str | None:
-    """None when ``mode`` reads config key ``key`` (``SETTING_MODES``), else the modes that do, in words."""
+    """None when ``mode`` reads config key ``key`` (``SETTING_MODES``), else the modes that do, in words (those of
+    the most specific entry that refuses it: pd.router's, not the pd section's)."""
+    refusing = []
     for prefix, modes in SETTING_MODES.items():
         # a section ("pd.") covers its keys; a key ("pd.router") itself and what nests under it, not a longer name
         # ("pd.routerX" is a typo, for the config's own check to name)
         within = key.startswith(prefix) if prefix.endswith(".") else key == prefix or key.startswith(prefix + ".")
         if within and mode not in modes:
-            return ", ".join(MODE_FLAGS.get(m, f"--{m}") for m in (*MODES, CLUSTER_PD) if m in modes)
-    return None
+            refusing.append((len(prefix), modes))
+    if not refusing:
+        return None
+    modes = max(refusing, key=lambda entry: entry[0])[1]
+    return ", ".join(MODE_FLAGS.get(m, f"--{m}") for m in (*MODES, CLUSTER_PD) if m in modes)
 
 
 def parse_routers(text: str | None) -> list[str]:

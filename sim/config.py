@@ -212,6 +212,11 @@ class PDConfig:
     num_decode: int = domain(1, ge=1, le=MAX_INSTANCES)
     transfer: Literal["push", "pull", "layerwise"] = "push"
     router: str = domain("least-loaded", names="sim.serving.routers:ROUTERS")
+    # GPUs of each prefill / decode instance (vLLM's tensor_parallel_size of that role's engines); None:
+    # serving.tensor_parallel_size. The larger must be a multiple of the smaller (vLLM's NixlConnector,
+    # TransferTopology.tp_ratio); the KV crosses as its TP mapping says (sim.serving.tp_transfer)
+    prefill_tensor_parallel_size: int | None = domain(None, ge=1)
+    decode_tensor_parallel_size: int | None = domain(None, ge=1)
 
 
 @dataclass(frozen=True)

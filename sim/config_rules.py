@@ -27,20 +27,38 @@ if TYPE_CHECKING:
 # Each rule sees the whole resolved config and raises ConfigError naming the keys it relates.
 
 
-def _tensor_parallel_fits_model(c: Config) -> None:
+SERVING_TP = "serving.tensor_parallel_size"
+PD_TP_KEYS = {"prefill": "pd.prefill_tensor_parallel_size", "decode": "pd.decode_tensor_parallel_size"}
+
+
+def pd_tensor_parallel(c: Config) -> dict[str, tuple[str, int]]:
+    """Each PD role's (prefill, decode) tensor-parallel size and the key it comes from: ``pd.<role>_tensor_parallel_size``,
+    or where that is null ``serving.tensor_parallel_size``."""
+    out = {}
+    for role, key in PD_TP_KEYS.items():
+        tp = getattr(c.pd, key.split(".")[1])
+        out[role] = (SERVING_TP, c.serving.tensor_parallel_size) if tp is None else (key, tp)
+    return out
+
+
+def _tp_fits_model(c: Config, key: str, tp: int) -> None:
     """vLLM's rule: attention heads divide evenly over TP ranks; KV heads are split (kv_heads % tp == 0)
     or replicated (tp % kv_heads == 0). Source: vLLM ``ModelConfig.verify_with_parallel_config``
     ("Total number of attention heads must be divisible by tensor parallel size") and the
     assertion in ``QKVParallelLinear.__init__``."""
     from sim.specs import model_spec
 
-    spec, tp = model_spec(c.model), c.serving.tensor_parallel_size
+    spec = model_spec(c.model)
     kv = spec.num_kv_heads
     if spec.num_attention_heads % tp or (kv % tp and tp % kv):
         raise ConfigError(
-            f"config key 'serving.tensor_parallel_size'={tp} does not fit model {c.model} "
+            f"config key '{key}'={tp} does not fit model {c.model} "
             f"({spec.num_attention_heads} attention heads, {kv} KV heads): TP must divide the attention heads "
             f"and divide or be a multiple of the KV heads")
+
+
+def _tensor_parallel_fits_model(c: Config) -> None:
+    _tp_fits_model(c, SERVING_TP, c.serving.tensor_parallel_size)
 
 
 def _instances_fit_node(c: Config) -> None:
@@ -51,17 +69,47 @@ def _instances_fit_node(c: Config) -> None:
         raise ConfigError(f"config key 'serving.tensor_parallel_size'={tp} exceeds 'hardware.gpus_per_node'={gpus}")
 
 
-def node_fits(c: Config, pools: dict[str, int]) -> None:
+def _pd_tensor_parallel_fits(c: Config) -> None:
+    """A PD role's own TP (``pd.prefill_tensor_parallel_size``, ``pd.decode_tensor_parallel_size``) meets the rules
+    serving.tensor_parallel_size does (the model's heads, one node, a data-parallel group on one node), and the larger
+    of the two roles' TPs is a multiple of the smaller: vLLM's NixlConnector pairs ranks only then
+    (``TransferTopology.tp_ratio``, vllm/distributed/kv_transfer/kv_connector/utils.py, vLLM 0.33.0: "Local tensor
+    parallel size {tp} is not divisible by remote tensor parallel size {remote}", and the converse)."""
+    roles = pd_tensor_parallel(c)
+    gpus, dp = c.hardware.gpus_per_node, c.serving.data_parallel_size
+    for key, tp in roles.values():
+        if key == SERVING_TP:
+            continue  # (its own rules)
+        _tp_fits_model(c, key, tp)
+        if tp > gpus:
+            raise ConfigError(f"config key '{key}'={tp} exceeds 'hardware.gpus_per_node'={gpus}")
+        if dp > 1 and dp * tp > gpus:
+            raise ConfigError(f"config keys 'serving.data_parallel_size'={dp} x '{key}'={tp} need {dp * tp} GPUs of "
+                              f"one node; one node has 'hardware.gpus_per_node'={gpus}")
+    (p_key, p), (d_key, d) = roles["prefill"], roles["decode"]
+    if max(p, d) % min(p, d):
+        raise ConfigError(f"config keys '{p_key}'={p} (prefill) and '{d_key}'={d} (decode): the larger TP must be a "
+                          "multiple of the smaller (vLLM's NixlConnector pairs prefill and decode ranks only then)")
+
+
+def node_fits(c: Config, pools: dict[str, int], tp_keys: dict[str, tuple[str, int]] | None = None) -> None:
     """Instances of tensor_parallel_size GPUs that share one node (``pools``: the dotted key sizing each pool, and
-    its count): together they fit the node's GPUs, and each pool splits into whole data-parallel groups (a
-    group's members are instances, so they are counted in the GPUs already)."""
+    its count; ``tp_keys``: a pool's own TP and the key it comes from, by default serving.tensor_parallel_size's):
+    together they fit the node's GPUs, and each pool splits into whole data-parallel groups (a group's members are
+    instances, so they are counted in the GPUs already)."""
     tp, gpus = c.serving.tensor_parallel_size, c.hardware.gpus_per_node
-    n = sum(pools.values())
-    if n * tp > gpus:
-        keys = " + ".join(f"'{key}'={count}" for key, count in pools.items())
+    tps = {key: (tp_keys or {}).get(key, (SERVING_TP, tp)) for key in pools}
+    needed = sum(count * tps[key][1] for key, count in pools.items())
+    if needed > gpus:
         verb = "need" if len(pools) > 1 else "needs"
-        raise ConfigError(f"config key{'s' if len(pools) > 1 else ''} {keys} x tensor_parallel_size {tp} {verb} "
-                          f"{n * tp} GPUs; one node has 'hardware.gpus_per_node'={gpus}")
+        if all(t == (SERVING_TP, tp) for t in tps.values()):  # (one size: the message as it always was)
+            keys = " + ".join(f"'{key}'={count}" for key, count in pools.items())
+            sizes = f"x tensor_parallel_size {tp}"
+        else:
+            keys = " + ".join(f"'{key}'={count} x '{tps[key][0]}'={tps[key][1]}" for key, count in pools.items())
+            sizes = ""
+        raise ConfigError(f"config key{'s' if len(pools) > 1 else ''} {keys} {sizes}{' ' if sizes else ''}{verb} "
+                          f"{needed} GPUs; one node has 'hardware.gpus_per_node'={gpus}")
     data_parallel_groups_fit(c, {f"config key '{key}'": count for key, count in pools.items()})
 
 
@@ -87,9 +135,11 @@ def _data_parallel_fits(c: Config) -> None:
 
 
 def pd_node_fits(c: Config) -> None:
-    """Single-node PD: the prefill and decode instances share one node, as the single-node mode's workers do; each
-    pool splits into whole data-parallel groups."""
-    node_fits(c, {"pd.num_prefill": c.pd.num_prefill, "pd.num_decode": c.pd.num_decode})
+    """Single-node PD: the prefill and decode instances, each role at its own TP, share one node, as the single-node
+    mode's workers do; each pool splits into whole data-parallel groups."""
+    roles = pd_tensor_parallel(c)
+    node_fits(c, {"pd.num_prefill": c.pd.num_prefill, "pd.num_decode": c.pd.num_decode},
+              {"pd.num_prefill": roles["prefill"], "pd.num_decode": roles["decode"]})
 
 
 def data_parallel_groups_fit(c: Config, instances: dict[str, int]) -> None:
@@ -251,6 +301,7 @@ CONSTRAINTS: tuple[typing.Callable[[Config], None], ...] = (
     _tensor_parallel_fits_model,
     _instances_fit_node,
     _data_parallel_fits,
+    _pd_tensor_parallel_fits,
     _batch_holds_its_sequences,
     _model_len_within_context,
     _request_range,
