@@ -150,18 +150,24 @@ def check_mode_settings(mode: str, config: Config, policies: list[str], cluster_
         from sim.cache.access import load_learned_model
 
         load_learned_model(config)  # the model and its sidecar are checked before the trace loads
+    if mode == "cluster" and cluster_pd:
+        from sim.serving.roles import check_one_instance_size
+
+        check_one_instance_size(config)  # (its topology has one instance size)
     if mode in SERVING:
-        from sim.serving.compute_backend import compute_model
+        from sim.serving.roles import check_roles
         from sim.serving.run import check_serving_settings
 
         check_serving_settings(config)  # before the trace loads
-        compute_model(config)  # a profile's files are read and checked before the trace loads, too
+        check_roles(config, mode == "pd", capacity=False)  # a profile's files are read and checked before the trace
     if mode in SERVING or (mode == "cache-only" and config.cache.capacity_blocks is None):  # HBM sized by config/GPU
         from sim.cache.tiers import hbm_capacity_blocks
         from sim.specs import gpu_spec
 
-        if fits:
-            hbm_capacity_blocks(config)  # at least one block: the weights fit, a GPU spec file is read, before the trace
+        if fits and mode in SERVING:  # at least one block: the weights fit (each PD role's at its TP), a GPU spec
+            check_roles(config, mode == "pd", compute=False)  # file is read, before the trace
+        elif fits:
+            hbm_capacity_blocks(config)
         elif config.serving.num_gpu_blocks is None and config.cache.tiers.hbm.capacity_gib == 0:
             gpu_spec(config.hardware.gpu)  # (a sweep point: only the file; a point that does not fit fails alone)
     if fits and mode == "single":
@@ -315,7 +321,7 @@ def run_serving_mode(run: Run) -> tuple[dict, list[RunResult]]:
 
     trace = load_workload(run.config)
     run.config = config = with_trace_block_size(run.config, trace)
-    admit(trace, config)
+    admit(trace, config, run.mode)
     policies = run.policies or [config.cache.policy]
     routers = run.routers or [config.cluster.router]
     runs = []

@@ -83,22 +83,27 @@ class Tier:
                                       tier=self.index)
         return self._hooks
 
-    def read_time(self, nbytes: int) -> float:
-        """Seconds to read ``nbytes`` from this tier alone (latency + bytes / one reader's bandwidth)."""
-        return self.latency_s + nbytes / self.reader_bw if nbytes else 0.0
+    def read_time(self, nbytes: int, lanes: int | None = None) -> float:
+        """Seconds to read ``nbytes`` from this tier alone (latency + bytes / one reader's bandwidth; ``lanes``: the
+        reader's own, where readers of this copy differ: PD roles at different TPs)."""
+        return self.latency_s + nbytes / self.reader_bandwidth(lanes) if nbytes else 0.0
 
-    def reserve_read(self, nbytes: int, start: float) -> float:
+    def reserve_read(self, nbytes: int, start: float, lanes: int | None = None) -> float:
         """Seconds from ``start`` until ``nbytes`` read from this tier have arrived: ``read_time``, or, on a
         device its readers share (``shared_read_bw``), the end of its queue once these bytes join it (first
         come, first served) if that is later. Reserves the device's time."""
         if not nbytes:
             return 0.0
         if self.shared_read_bw is None:
-            return self.read_time(nbytes)
+            return self.read_time(nbytes, lanes)
         wait = max(0.0, self.device_free_at - start)
         on_device = nbytes / self.shared_read_bw
         self.device_free_at = start + wait + on_device
-        return self.latency_s + max(nbytes / self.reader_bw, wait + on_device)
+        return self.latency_s + max(nbytes / self.reader_bandwidth(lanes), wait + on_device)
+
+    def reader_bandwidth(self, lanes: int | None = None) -> float:
+        """B/s a reader over ``lanes`` links (default: this copy's ``lanes``) reads it at."""
+        return self.read_bw * (self.lanes if lanes is None else lanes)
 
     def count_read(self, nbytes: int) -> None:
         """``nbytes`` read out of this tier (a load that served a request; ``KVCacheManager.load``)."""
@@ -125,7 +130,7 @@ class Tier:
     @property
     def reader_bw(self) -> float:
         """B/s one reader (an instance: its ``lanes`` GPUs' links together) reads this tier at."""
-        return self.read_bw * self.lanes
+        return self.reader_bandwidth()
 
     @property
     def copy_read_bw(self) -> float:

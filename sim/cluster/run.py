@@ -33,6 +33,7 @@ from sim.errors import ConfigError
 from sim.serving.compute import StepShape
 from sim.serving.instance import DECODE, PREFILL, UNIFIED, Instance, Job
 from sim.serving.network import AnalyticNetwork, Link, network_model
+from sim.serving.roles import check_one_instance_size
 from sim.serving.run import ServingRun, decode_rank
 from trace.request import Trace
 
@@ -45,6 +46,8 @@ class ClusterRun(PrefixFetch, ServingRun):
     """Racks x nodes x instances built on demand; routing, fetching and PD transfers across them."""
 
     def __init__(self, trace: Trace, config: Config, progress: bool = False, pd: bool = False):
+        if pd:
+            check_one_instance_size(config)
         self.topo = Topology.from_config(config, pd)
         super().__init__(trace, config, "cluster", progress, pd=pd)
 
@@ -161,7 +164,7 @@ class ClusterRun(PrefixFetch, ServingRun):
         lower = [*self._node(node), *self._rack(rack)]
         slot = inst_id - rack * topo.instances_per_rack
         role = UNIFIED if not topo.pd else (PREFILL if slot < topo.num_prefill else DECODE)
-        inst = self._instance(inst_id, role, self.compute, lower)
+        inst = self._instance(inst_id, role, lower)
         hbm = inst.kv.cache.tiers[0]
         self._place_tier(hbm.index, (HBM, rack, node, inst_id))
         inst.kinds = [HBM] + [self._place[t.index][0] for t in lower]  # kind of each level of its cache
@@ -256,7 +259,7 @@ class ClusterRun(PrefixFetch, ServingRun):
         return Path(links, "rack")
 
     def _record_transfer(self, link: Path, nbytes: int) -> None:
-        self.kv_transfer_blocks[link.scope] += nbytes // self.block_bytes
+        self.kv_transfer_blocks[link.scope] += nbytes // self.transfer.busiest_bytes
 
     # ------------------------------------------------------------------ results
 
@@ -312,7 +315,7 @@ class ClusterRun(PrefixFetch, ServingRun):
                 "fetched_bytes": {k: v * self.stored_bytes for k, v in self.moved_blocks.items()},
                 "kv_transfer_blocks": dict(self.kv_transfer_blocks),
                 # every rank's shard, as the request table counts a transfer (MLA: each rank's copy of the latent)
-                "kv_transfer_bytes": {k: v * self.block_bytes * self.tp for k, v in self.kv_transfer_blocks.items()},
+                "kv_transfer_bytes": {k: v * self.transfer.moved_bytes for k, v in self.kv_transfer_blocks.items()},
                 "router": {"name": self.route_name, "decisions": dict(sorted(self.router.decisions.items())),
                            "requests_per_instance_max": int(np.max(np.bincount(self._routed_to[self._routed_to >= 0])))
                            if (self._routed_to >= 0).any() else 0},

@@ -33,7 +33,7 @@ class TierView(Protocol):
     """One tier as the manager sees it: how long reading bytes from it takes, from a start time (a
     device its readers share queues them), and the device time of what was written into it."""
 
-    def reserve_read(self, nbytes: int, start: float) -> float: ...
+    def reserve_read(self, nbytes: int, start: float, lanes: int | None = None) -> float: ...
 
     def count_read(self, nbytes: int) -> None: ...
 
@@ -143,6 +143,9 @@ class KVCacheManager:
         # told each request's served prefix at its (first) admission: the cluster attributes the hits to where
         # their blocks were fetched from
         self.on_admission: Callable[[Job, PrefixMatch], None] | None = None
+        # links this instance reads a lower-tier block over side by side (its ranks' distinct shards); None: the
+        # tier's own (PD roles at different TPs read one shared tier over different counts: sim.serving.roles)
+        self.read_lanes: int | None = None
         cache.resize_top(pool.total)
 
     # ------------------------------------------------------------- lookups
@@ -227,7 +230,7 @@ class KVCacheManager:
         for level in sorted(match.to_load):
             nbytes = match.to_load[level] * block_bytes
             tiers[level].count_read(nbytes)
-            seconds += tiers[level].reserve_read(nbytes, start + seconds)
+            seconds += tiers[level].reserve_read(nbytes, start + seconds, self.read_lanes)
         return seconds
 
     def record_admission(self, job: Job, match: PrefixMatch) -> None:

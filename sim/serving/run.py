@@ -2,7 +2,10 @@
 
 Both modes are configurations of the same parts: instances (``sim.serving.instance``), a router,
 per-instance HBM tiers over shared lower tiers (the node's DRAM/SSD and the rack EIC),
-and, for PD, links that carry KV from prefill to decode instances.
+and, for PD, links that carry KV from prefill to decode instances. Each role's instances take what depends on their
+TP from their role's shape (``sim.serving.roles``: PD's prefill and decode TPs may differ), and a KV transfer's bytes
+from vLLM's rank mapping between the two (``sim.serving.tp_transfer``). Requests no instance could run are skipped
+beforehand (``sim.serving.admission.admit``).
 """
 
 from __future__ import annotations
@@ -20,32 +23,24 @@ from sim.cache.access import (CacheStream, access_semantics, block_id_space, lea
 from sim.cache.arena import TierArena
 from sim.cache.multitier import build_cache
 from sim.cache.policies import POLICIES
-from sim.cache.tiers import (
-    TIER_NAMES,
-    Tier,
-    build_tiers,
-    hbm_capacity_blocks,
-    kv_block_bytes,
-    stored_block_bytes,
-    tier_from_config,
-    tier_traffic,
-)
+from sim.cache.tiers import TIER_NAMES, Tier, build_tiers, stored_block_bytes, tier_from_config, tier_traffic
 from sim.config import Config
 from sim.config_rules import pd_node_fits, single_node_fits
-from sim.errors import ConfigError, TraceError
+from sim.errors import ConfigError
 from sim.report.document import RunResult
 from sim.report.metrics import RequestTable, WeightedSamples, distribution, request_columns, serving_metrics
+from sim.serving.admission import admit  # noqa: F401  (sim.serving.run.admit, as callers import it)
 from sim.serving.align_state_manager import AlignStateKVCacheManager
 from sim.serving.attention_backend import check_block_size
-from sim.serving.compute_backend import compute_model
 from sim.serving.data_parallel import LockstepGroup, cudagraph_capture_tokens
 from sim.serving.engine import Engine
-from sim.serving.engine_limits import block_size, max_model_len, resolved_serving
+from sim.serving.engine_limits import max_model_len
 from sim.serving.hybrid_kv_cache_manager import HybridKVCacheManager
 from sim.serving.instance import DECODE, PREFILL, UNIFIED, Instance, Job
 from sim.serving.kv_cache_manager import KVCacheManager
-from sim.serving.kv_groups import KVGroups, hybrid_manager_groups
+from sim.serving.kv_groups import hybrid_manager_groups
 from sim.serving.network import Link, network_model
+from sim.serving.roles import NULL_BLOCKS, kv_transfer_plan, role_shapes, usable_kv_blocks  # noqa: F401  (re-exported)
 from sim.serving.routers import router
 from sim.serving.state_groups import check_state_model, exports_checkpoints, state_groups
 from sim.serving.state_kv_cache_manager import StateKVCacheManager
@@ -55,7 +50,6 @@ from sim.serving.utilization import batch_metrics, instance_metrics, utilization
 from sim.specs import model_spec
 from trace.continuations import GeneratedBlocks, generated_blocks
 from trace.request import Trace
-from trace.workload import require_requests
 
 
 def check_serving_settings(config: Config) -> None:
@@ -73,17 +67,6 @@ def check_serving_settings(config: Config) -> None:
 
 
 
-# vLLM's BlockPool takes block 0 of its ``num_gpu_blocks`` as the placeholder ``null_block`` (popped from the free
-# queue in ``BlockPool.__init__``, vllm/v1/core/block_pool.py, never allocated to a request; ``get_usage`` divides
-# by ``num_gpu_blocks - 1``): a request can hold one block fewer than vLLM reports.
-NULL_BLOCKS = 1
-
-
-def usable_kv_blocks(config: Config) -> int:
-    """KV blocks one serving instance can give requests: vLLM's ``num_gpu_blocks`` less its null block."""
-    return hbm_capacity_blocks(config) - NULL_BLOCKS
-
-
 class ServingRun:
     """Builds the instances for a mode, feeds the trace's arrivals and fills the request table."""
 
@@ -93,14 +76,19 @@ class ServingRun:
         given = trace.provenance.block_ids == "hash_ids" and trace.provenance.block_conversion is None  # (not split)
         check_state_model(config, mode, trace.provenance.block_tokens if given else None)
         self.trace, self.config, self.mode = trace, config, mode
-        self.serving = resolved_serving(config)  # the engine's settings, step limits resolved as vLLM does
         self._pd = mode == "pd" if pd is None else pd  # prefill/decode pools (cluster: --cluster --pd)
+        # each role's instances at their TP (PD: prefill and decode may differ; sim.serving.roles)
+        self.shapes = role_shapes(config, self._pd)
+        front = self.shapes[PREFILL if self._pd else UNIFIED]
+        self.serving = front.serving  # the engine's settings, step limits resolved as vLLM does (every role's)
+        self.compute = front.compute  # the front instances' (the cluster's routers estimate prefill rates with it)
         self.engine = Engine()
         self.table = RequestTable(trace.arrival_s, trace.input_tokens, np.maximum(trace.output_tokens, 1))
         self.itl = WeightedSamples()  # token gaps with multiplicities
         self.completed = 0
-        self.block_bytes = kv_block_bytes(config)  # one TP rank's shard of a block (HBM, a rank's KV transfer)
-        self.stored_bytes = stored_block_bytes(config)  # every rank's shard: a block in the tiers' byte counts
+        # PD: how a block crosses from a prefill rank to decode ranks (the busiest rank's bytes time it)
+        self.transfer = kv_transfer_plan(config, front, self.shapes.get(DECODE, front))
+        self.stored_bytes = stored_block_bytes(config)  # every distinct shard: a block in the tiers' byte counts
         policy = config.cache.policy
         kinds = [POLICIES[p] for p in policies_in_use(config, policy) if p in POLICIES]
         # A trace whose blocks never repeat cannot hit: skip cache bookkeeping (same timing and hits).
@@ -123,14 +111,10 @@ class ServingRun:
         self.arena = TierArena(future=next_use, max_keys=self.num_blocks * copies)
         self._next_use = next_use
         self.shared_tiers = self._lower_tiers()
-        self.hbm_blocks = hbm_capacity_blocks(config)  # vLLM's num_gpu_blocks (as reported)
-        self.usable_blocks = usable_kv_blocks(config)  # less its null block
         self.shared_blocks = reusable  # else no two requests hold the same block: pools only count
         self.prefix_cache_note = ("on" if self.prefix_caching else "off: serving.enable_prefix_caching is false"
                                   if not config.serving.enable_prefix_caching else "off: no block repeats in this trace")
-        self.compute = compute_model(config)
         self.pending: deque[Job] = deque()  # PD: prefilled, waiting for decode memory
-        self.tp = config.serving.tensor_parallel_size
         self.state_bytes = state_transfer_bytes(states) if states is not None else 0  # (PD: a request's states)
         self.groups: dict = {}  # data-parallel groups by ``_group_key``
         self._build()
@@ -152,48 +136,52 @@ class ServingRun:
                                 self.config.workload.outputs_in_next_turn)
 
     def _lower_tiers(self) -> list:
-        """The DRAM/SSD/EIC tiers every instance of a single-node or PD run shares."""
-        return build_tiers(self.config, self.config.cache.policy, next_use=self._next_use, predicted=self._predicted,
+        """The DRAM/SSD/EIC tiers every instance of a single-node or PD run shares (its bandwidth shares are of a front
+        instance's lanes; each instance reads over its own: ``_instance``)."""
+        front = self.shapes[PREFILL if self._pd else UNIFIED]
+        return build_tiers(front.config, self.config.cache.policy, next_use=self._next_use, predicted=self._predicted,
                            arena=self.arena, top=False)
 
     def _build(self) -> None:
         """The instances and the router: every instance up front (single: ``serving.num_instances``
         workers; PD: ``pd.num_prefill`` + ``pd.num_decode``). The cluster builds them lazily."""
-        config, compute = self.config, self.compute
+        config = self.config
         if self.mode == "pd":
             pd_node_fits(config)
-            self.prefill = [self._instance(i, PREFILL, compute) for i in range(config.pd.num_prefill)]
-            self.decode = [self._instance(config.pd.num_prefill + i, DECODE, compute)
-                           for i in range(config.pd.num_decode)]
+            self.prefill = [self._instance(i, PREFILL) for i in range(config.pd.num_prefill)]
+            self.decode = [self._instance(config.pd.num_prefill + i, DECODE) for i in range(config.pd.num_decode)]
             self.front = self.prefill
             self.route = router(config.pd.router, "pd.router")
             model = network_model(config.network)
             self.links = [Link(self.engine, model, shared=config.network.contention) for _ in self.prefill]
         else:
             single_node_fits(config)
-            self.front = [self._instance(i, UNIFIED, compute) for i in range(config.serving.num_instances)]
+            self.front = [self._instance(i, UNIFIED) for i in range(config.serving.num_instances)]
             self.decode = []
             self.route = router(config.cluster.router, "cluster.router")
 
-    def _instance(self, index: int, role: str, compute, lower: list | None = None) -> Instance:
-        """An instance with its own HBM tier over ``lower`` tiers (default: the run's shared ones)."""
+    def _instance(self, index: int, role: str, lower: list | None = None) -> Instance:
+        """An instance of ``role`` (at its TP: ``self.shapes``) with its own HBM tier over ``lower`` tiers (default:
+        the run's shared ones)."""
+        shape = self.shapes[role]
         hbm = tier_from_config(self.arena, "hbm", self.config.cache.tiers.hbm, self.config.cache.policy,
-                               self.usable_blocks, self._next_use, self._predicted)
+                               shape.usable_blocks, self._next_use, self._predicted)
         lower = self.shared_tiers if lower is None else lower
         cache = build_cache([hbm, *lower], self.stored_bytes,
                             inclusive=self.config.cache.inclusion == "inclusive",
                             track_positions=self._next_use is not None or self._predicted is not None,
                             num_blocks=self.num_blocks)
-        inst = Instance(index, role, self.engine, self.serving, self.usable_blocks, cache, compute, self.table,
+        inst = Instance(index, role, self.engine, shape.serving, shape.usable_blocks, cache, shape.compute, self.table,
                         self.itl, on_prefill_done=self._prefill_done, on_finish=self._finished,
                         prefix_caching=self.prefix_caching, shared_blocks=self.shared_blocks,
                         kv_manager=self._kv_manager())
+        inst.kv.read_lanes = shape.lanes  # its ranks read a lower-tier block's shards side by side
         inst.work.index_topk = model_spec(self.config.model).index_topk  # (sparse attention: utilization's bound)
         dp = self.config.serving.data_parallel_size
         if dp > 1:
             key = self._group_key(index)
             if key not in self.groups:
-                self.groups[key] = LockstepGroup(self.engine, dp, cudagraph_capture_tokens(self.serving))
+                self.groups[key] = LockstepGroup(self.engine, dp, cudagraph_capture_tokens(shape.serving))
             self.groups[key].add(inst)
         return inst
 
@@ -284,8 +272,10 @@ class ServingRun:
                 return  # no decode memory: retry when a decode instance frees blocks
             self.pending.popleft()
             dest_job.generated = 0
-            nbytes = blocks * self.block_bytes + (self.state_bytes if blocks else 0)
-            table.kv_transfer_bytes[job.rid] = nbytes * self.tp
+            plan = self.transfer  # the busiest rank's bytes on its link; every decode rank's shard moved
+            nbytes = blocks * plan.busiest_bytes + (self.state_bytes if blocks else 0)
+            table.kv_transfer_bytes[job.rid] = blocks * plan.moved_bytes + (self.state_bytes * len(plan.received)
+                                                                            if blocks else 0)
             table.decode_instance[job.rid] = dest.index
             link = self._kv_link(prefill_instance, dest)
             self._record_transfer(link, nbytes)
@@ -308,8 +298,8 @@ class ServingRun:
         return self.links[src.index]
 
     def _record_transfer(self, link, nbytes: int) -> None:
-        """Count a KV transfer of ``nbytes`` (one rank's) over ``link``, whichever way it is sent (the cluster counts
-        them by scope)."""
+        """Count a KV transfer of ``nbytes`` (its busiest rank's) over ``link``, whichever way it is sent (the cluster
+        counts them by scope)."""
 
     def _send_kv(self, link, nbytes: int, arrived) -> None:
         link.send(nbytes, lambda _d: arrived())
@@ -376,10 +366,14 @@ class ServingRun:
         instances = self.instances
         makespan = metrics["makespan_s"]
         metrics.update({"prefix_cache": self.prefix_cache_note, "access_semantics": "prefix", **self._hit_metrics()})
+        shapes = self.shapes
+        one = len({id(shape) for shape in shapes.values()}) == 1  # (PD at two TPs: each role's)
         metrics.update({
             "instances": {
                 "count": len(instances),
-                "kv_blocks_each": self.hbm_blocks,
+                "kv_blocks_each": next(iter(shapes.values())).hbm_blocks if one else
+                {role: shape.hbm_blocks for role, shape in shapes.items()},
+                **({} if one else {"tensor_parallel_size": {role: s.tensor_parallel_size for role, s in shapes.items()}}),
                 # the step limits each engine ran with (vLLM's defaults for the GPU where the config leaves them null)
                 "max_num_seqs": self.serving.max_num_seqs,
                 "max_num_batched_tokens": self.serving.max_num_batched_tokens,
@@ -388,7 +382,8 @@ class ServingRun:
                 if makespan > 0 else math.nan,
                 "steps": sum(i.work.steps for i in instances),
                 "utilization_basis": utilization_basis(self.config),
-                **instance_metrics(instances, work_counter(self.config), makespan, float(table.arrival.min()) + makespan),
+                **instance_metrics(instances, {role: work_counter(shape.config) for role, shape in shapes.items()},
+                                   makespan, float(table.arrival.min()) + makespan),
             },
             "batch": batch_metrics(instances),
             "tiers": tier_traffic(self.lower_tier_copies(), makespan),
@@ -401,81 +396,6 @@ class ServingRun:
 def decode_rank(inst: Instance) -> tuple[float, int, int]:
     """PD's preference among decode instances: least KV in use, then least loaded, then the lowest index."""
     return inst.kv_usage, inst.load, inst.index
-
-
-def _model_len_limit(config: Config) -> str:
-    """What bounds a request's tokens, for the skip message."""
-    spec = model_spec(config.model)
-    if config.serving.max_model_len is None and spec.longest_request < spec.max_position_embeddings:
-        return (f"model {config.model}'s {spec.longest_request:,}-token sliding window (kvsim serves requests up to "
-                "it, where it equals full attention)")
-    return f"serving.max_model_len {max_model_len(config):,}"
-
-
-def _kv_capacity_setting(config: Config) -> str:
-    """The setting one instance's KV capacity comes from (hbm_capacity_blocks), for the skip message: a workload
-    with no request left names the key to change, whatever its source (a synthetic workload names no file)."""
-    if config.serving.num_gpu_blocks is not None:
-        return f"serving.num_gpu_blocks={config.serving.num_gpu_blocks}"
-    if config.cache.tiers.hbm.capacity_gib > 0:
-        return f"cache.tiers.hbm.capacity_gib={config.cache.tiers.hbm.capacity_gib}"
-    return f"hardware.gpu={config.hardware.gpu} at serving.gpu_memory_utilization={config.serving.gpu_memory_utilization}"
-
-
-def admit(trace: Trace, config: Config) -> dict[str, int]:
-    """Skip (and count in the trace's skip reasons) the requests this serving configuration can
-    never run, as vLLM rejects them at admission instead of stalling its scheduler:
-
-    - ``exceeds_max_model_len``: prompt + output tokens above ``max_model_len`` (vLLM's
-      ``InputProcessor`` refuses a longer prompt; its OpenAI server refuses prompt + max_tokens);
-    - ``exceeds_kv_capacity``: the KV of prompt + output needs more blocks than one instance
-      holds, so the request could not finish even alone on an empty instance (a hybrid model under vLLM's hybrid
-      manager: beside the full group's blocks, each sliding group's that admitting its prompt asks for, and those
-      of its window as it decodes; a Gated DeltaNet hybrid: its block in each state group beside its attention
-      blocks, ``StateKVCacheManager.blocks_alone``).
-
-    Checked once, vectorised over the trace, before any instance is built. Under
-    ``workload.strict_validation`` the first such request is an error instead. Returns the counts.
-    """
-    capacity = usable_kv_blocks(config)
-    block = block_size(config)
-    if capacity <= 0:
-        raise ConfigError(f"no KV block of {block} tokens fits in one instance's memory beside vLLM's null block "
-                          f"(serving.num_gpu_blocks, gpu_memory_utilization, tensor_parallel_size)")
-    groups = hybrid_manager_groups(config)
-    states = state_groups(config)
-    state_blocks = states.state_groups if states is not None else 0  # held from admission to the end
-    limits = {
-        "exceeds_max_model_len": (lambda tokens: tokens > max_model_len(config), _model_len_limit(config)),
-        "exceeds_kv_capacity": (lambda tokens: -(-tokens // block) + state_blocks > capacity if groups is None else
-                                _hybrid_blocks_alone(trace.input_tokens, tokens, groups, config) > capacity,
-                                f"{capacity:,} usable KV blocks of {block} tokens per instance"),
-    }
-    skipped = {}
-    for reason, (never_runs, limit) in limits.items():
-        tokens = trace.input_tokens + np.maximum(trace.output_tokens, 1)  # every request decodes at least one token
-        mask = never_runs(tokens)
-        if config.workload.strict_validation and mask.any():
-            i = int(np.flatnonzero(mask)[0])
-            raise TraceError(f"{trace.provenance.path or trace.provenance.format}: the request arriving at "
-                             f"{trace.arrival_s[i]:.6g} s ({trace.input_tokens[i]:,} prompt + {trace.output_tokens[i]:,} "
-                             f"output tokens) can never run: {reason.replace('_', ' ')} ({limit})")
-        skipped[reason] = trace.drop(mask, reason)
-    within = f" within {_model_len_limit(config)}" if skipped.get("exceeds_max_model_len") else ""
-    require_requests(trace, f" that {config.model} with {capacity:,} KV blocks of {block} tokens per instance "
-                            f"({_kv_capacity_setting(config)}) can run{within}")
-    return {reason: n for reason, n in skipped.items() if n}
-
-
-def _hybrid_blocks_alone(prompt: np.ndarray, tokens: np.ndarray, groups: KVGroups, config: Config) -> np.ndarray:
-    """Blocks a hybrid model's request needs at once on an empty instance: the most of what its admission asks for
-    (its prompt's full blocks and each sliding group's, at most ``admission_cap``: ``HybridKVCacheManager.blocks_alone``)
-    and what it holds at its last token (every full block, each sliding group's window and the step or two before)."""
-    serving = resolved_serving(config)
-    block = serving.block_size
-    cap = groups.admission_cap(max_model_len(config), serving.max_num_batched_tokens, serving.async_scheduling)
-    return np.maximum(groups.with_sliding(-(-(prompt + 1) // block), cap),
-                      groups.with_sliding(-(-tokens // block), groups.hit_blocks + 2))
 
 
 def run_serving(trace: Trace, config: Config, mode: str, progress: bool = False) -> tuple[RunResult, RequestTable]:

@@ -156,6 +156,15 @@ def check_state_model(config: Config, mode: str, trace_tokens: int | None = None
                "a block replay has no states: they follow each request's computed tokens")
         raise ConfigError(f"model {name}: Gated DeltaNet (linear-attention) layers are modelled in single-node and PD "
                           f"serving only, not in mode {mode} yet ({why})")
+    if mode == "pd":
+        from sim.config_rules import pd_tensor_parallel
+
+        (p_key, p), (d_key, d) = pd_tensor_parallel(config).values()
+        if p != d:
+            key, tp = (d_key, d) if d_key != "serving.tensor_parallel_size" else (p_key, p)
+            raise ConfigError(f"config key '{key}'={tp}: model {name}'s Gated DeltaNet states cross between prefill TP "
+                              f"{p} and decode TP {d} in vLLM by slicing their conv states (kv_connector/v1/"
+                              "ssm_conv_transfer_utils.py), which kvsim does not model; give both roles one TP")
     if mode == "pd" and config.pd.transfer == "layerwise":
         raise ConfigError(f"model {name}: vLLM moves Gated DeltaNet states with its NixlConnector, which sends after the "
                           "prefill ends (save_kv_layer is a no-op: kv_connector/v1/nixl/connector.py), never layer by "

@@ -12,7 +12,7 @@ Batch sizes (tokens and sequences per step) are kept as value → steps histogra
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -190,12 +190,14 @@ def utilization_basis(config: Config) -> str:
             "counts them (the profile measures time only)")
 
 
-def instance_metrics(instances: Sequence[Instance], counter: WorkCounter, makespan: float, end: float) -> dict[str, Any]:
-    """Per instance: busy fraction, MFU and memory-bandwidth utilisation (over the run and while busy),
-    time-weighted mean and peak KV-cache occupancy; and their means over instances."""
+def instance_metrics(instances: Sequence[Instance], counters: Mapping[str, WorkCounter], makespan: float,
+                     end: float) -> dict[str, Any]:
+    """Per instance: busy fraction, MFU and memory-bandwidth utilisation (over the run and while busy; FLOPs and
+    bytes per GPU as ``counters`` count them for its role, at its TP), time-weighted mean and peak KV-cache occupancy;
+    and their means over instances."""
     each = []
     for inst in instances:
-        w, pool = inst.work, inst.pool
+        w, pool, counter = inst.work, inst.pool, counters[inst.role]
         flops, nbytes = counter.flops(w), counter.bytes(w)
         each.append({
             "index": inst.index,

@@ -1,0 +1,155 @@
+"""What a serving run's instances derive from their tensor-parallel size, per role.
+
+The single-node mode's workers and a cluster's instances are all ``serving.tensor_parallel_size`` GPUs; in PD the
+prefill and decode instances may each have their own (``pd.prefill_tensor_parallel_size``,
+``pd.decode_tensor_parallel_size``; ``sim.config_rules.pd_tensor_parallel`` resolves them). A role's instances take
+whatever depends on TP from a config of their own, the run's with ``serving.tensor_parallel_size`` set to the role's
+(``role_config``): the engine's settings, vLLM's ``num_gpu_blocks`` from memory (weights and KV per rank), the compute
+model (the roofline's or a profile's TP collectives), the bytes of a block's shard on one rank (KV heads replicated
+past their count included) and the lanes a lower tier is read over. The same functions serve every role and mode.
+
+A lower tier (DRAM, SSD, EIC) holds a block as ``stored_block_bytes``: each distinct shard once, which does not depend
+on TP (a replicated head or MLA's latent is stored once), so the roles share those tiers at one block size; each role
+reads them over its own lanes (its ranks' distinct shards side by side).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from sim.cache.tiers import hbm_capacity_blocks, kv_block_bytes, read_lanes
+from sim.config import Config, ServingConfig
+from sim.config_rules import SERVING_TP, pd_tensor_parallel
+from sim.errors import ConfigError
+from sim.serving.compute import ComputeModel
+from sim.serving.compute_backend import compute_model
+from sim.serving.engine_limits import resolved_serving
+from sim.serving.scheduler import DECODE, PREFILL, UNIFIED
+from sim.serving.tp_transfer import TransferPlan, transfer_plan
+from sim.specs import model_spec
+
+# vLLM's BlockPool takes block 0 of its ``num_gpu_blocks`` as the placeholder ``null_block`` (popped from the free
+# queue in ``BlockPool.__init__``, vllm/v1/core/block_pool.py, never allocated to a request; ``get_usage`` divides
+# by ``num_gpu_blocks - 1``): a request can hold one block fewer than vLLM reports.
+NULL_BLOCKS = 1
+
+
+def usable_kv_blocks(config: Config) -> int:
+    """KV blocks one serving instance can give requests: vLLM's ``num_gpu_blocks`` less its null block."""
+    return hbm_capacity_blocks(config) - NULL_BLOCKS
+
+
+def role_config(config: Config, tensor_parallel_size: int, largest: int) -> Config:
+    """``config`` with its instances at ``tensor_parallel_size`` GPUs, beside other roles' of up to ``largest``. The
+    GPU-link and collectives settings, which an instance of one GPU never reads, are dropped from a TP-1 role's config
+    when another role reads them (they are an error only where no instance of the run reads them:
+    ``compute_backend.collectives_model``)."""
+    if tensor_parallel_size == config.serving.tensor_parallel_size:
+        return config
+    hardware, compute = config.hardware, config.compute
+    if tensor_parallel_size == 1 and config.serving.data_parallel_size == 1 and largest > 1:
+        hardware = dataclasses.replace(hardware, gpu_link_gbps=None, gpu_link_latency_us=None)
+        compute = dataclasses.replace(compute, collectives=None)
+    return dataclasses.replace(config, hardware=hardware, compute=compute,
+                               serving=dataclasses.replace(config.serving, tensor_parallel_size=tensor_parallel_size))
+
+
+def role_configs(config: Config, pd: bool) -> dict[str, tuple[str, Config]]:
+    """Each role's (key its TP comes from, config): PD's prefill and decode roles, else the one unified role."""
+    if not pd:
+        return {UNIFIED: (SERVING_TP, config)}
+    roles = pd_tensor_parallel(config)
+    largest = max(tp for _, tp in roles.values())
+    return {role: (key, role_config(config, tp, largest)) for role, (key, tp) in
+            ((PREFILL, roles["prefill"]), (DECODE, roles["decode"]))}
+
+
+@dataclass(frozen=True)
+class RoleShape:
+    """What the instances of one role derive from their TP."""
+
+    config: Config  # the run's, at the role's TP
+    serving: ServingConfig  # the engine's settings, as vLLM resolves them
+    hbm_blocks: int  # vLLM's num_gpu_blocks (as reported)
+    usable_blocks: int  # less its null block
+    compute: ComputeModel
+    block_bytes: int  # one rank's shard of a block (HBM, what a decode rank receives)
+    lanes: int  # links a lower-tier block is read over side by side (one per distinct shard)
+
+    @property
+    def tensor_parallel_size(self) -> int:
+        return self.config.serving.tensor_parallel_size
+
+
+@contextmanager
+def _named(config: Config, key: str, role: str) -> Iterator[None]:
+    """An error of what a role derives from its TP names the key that set it (its weights do not fit at that TP, a
+    profile has no rows at it, ...), unless that is serving.tensor_parallel_size (whose messages name it already)."""
+    try:
+        yield
+    except ConfigError as exc:
+        if key == SERVING_TP:
+            raise
+        said = str(exc).replace(SERVING_TP, key)  # (the key that sets this role's TP is the one to change)
+        raise ConfigError(f"{role} instances at config key '{key}'={config.serving.tensor_parallel_size}: {said}") \
+            from None
+
+
+def role_blocks(config: Config, key: str = SERVING_TP, role: str = UNIFIED) -> int:
+    """``usable_kv_blocks`` of ``config``'s instances (a role's, whose TP ``key`` set)."""
+    with _named(config, key, role):
+        return usable_kv_blocks(config)
+
+
+def role_shape(config: Config, key: str = SERVING_TP, role: str = UNIFIED) -> RoleShape:
+    """The shape of ``config``'s instances (a role's, whose TP ``key`` set)."""
+    with _named(config, key, role):
+        return RoleShape(config, resolved_serving(config), hbm_capacity_blocks(config), usable_kv_blocks(config),
+                         compute_model(config), kv_block_bytes(config), read_lanes(config))
+
+
+def check_roles(config: Config, pd: bool, compute: bool = True, capacity: bool = True) -> None:
+    """What each role (at its TP) derives, checked before a trace loads: its compute model (a profile's files are read)
+    and its KV capacity (the weights fit, at least one block)."""
+    done: set[int] = set()
+    for role, (key, cfg) in role_configs(config, pd).items():
+        if id(cfg) in done:
+            continue
+        done.add(id(cfg))
+        with _named(cfg, key, role):
+            if compute:
+                compute_model(cfg)
+            if capacity:
+                hbm_capacity_blocks(cfg)
+
+
+def role_shapes(config: Config, pd: bool) -> dict[str, RoleShape]:
+    """Every role's shape (PD's two roles share one where their TPs agree)."""
+    shapes: dict[str, RoleShape] = {}
+    by_tp: dict[int, RoleShape] = {}
+    for role, (key, cfg) in role_configs(config, pd).items():
+        tp = cfg.serving.tensor_parallel_size
+        if tp not in by_tp:
+            by_tp[tp] = role_shape(cfg, key, role)
+        shapes[role] = by_tp[tp]
+    return shapes
+
+
+def kv_transfer_plan(config: Config, prefill: RoleShape, decode: RoleShape) -> TransferPlan:
+    """How a block crosses from a prefill instance to a decode instance at their TPs (``sim.serving.tp_transfer``)."""
+    spec = model_spec(config.model)
+    return transfer_plan(prefill.tensor_parallel_size, decode.tensor_parallel_size, spec.num_kv_heads, spec.is_mla,
+                         decode.block_bytes)
+
+
+def check_one_instance_size(config: Config) -> None:
+    """``--cluster --pd`` builds every instance at serving.tensor_parallel_size (its topology places instances of one
+    size on every node): a role's TP that differs is refused, not ignored."""
+    for key, tp in pd_tensor_parallel(config).values():
+        if key != SERVING_TP and tp != config.serving.tensor_parallel_size:
+            raise ConfigError(f"config key '{key}'={tp}: --cluster --pd builds every instance at "
+                              f"serving.tensor_parallel_size={config.serving.tensor_parallel_size} (its nodes hold "
+                              "instances of one size); prefill and decode TPs may differ in --pd only")

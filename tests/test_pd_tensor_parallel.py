@@ -1,0 +1,225 @@
+"""PD with prefill and decode instances at different tensor-parallel sizes (pd.prefill_tensor_parallel_size,
+pd.decode_tensor_parallel_size): each role's capacity and compute from its own TP, the KV transfer as vLLM 0.33's
+NixlConnector maps ranks (nixl/tp_mapping.py ``compute_tp_mapping``, nixl/base_worker.py ``_build_fa_remote``), and
+the refusals.
+
+Hand-computed sizes. Llama-3.1-8B (32 layers, 8 KV heads of 128, bf16), blocks of 16 tokens: one KV head's share of
+a block is 2 (K, V) x 32 x 128 x 2 bytes x 16 tokens = 262,144 bytes (256 KiB), the whole block 8 heads = 2 MiB.
+DeepSeek-V2-Lite (MLA, 27 layers, latent 512 + 64 = 576 values, bf16): a block is 27 x 576 x 2 x 16 = 497,664 bytes,
+whole on every rank. A 1,024-token prompt is 64 blocks; the link is 100 Gb/s with no latency.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from report_invariants import check_report
+
+from sim.config import load_config
+from sim.serving.run import run_serving
+from sim.serving.tp_transfer import transfer_plan
+from tests.conftest import BUNDLED_AZURE
+from tests.test_serving import make_trace
+
+KIB, MIB = 1 << 10, 1 << 20
+HEAD = 256 * KIB  # Llama-3.1-8B: one KV head's share of a 16-token block
+MLA_BLOCK = 27 * 576 * 2 * 16  # DeepSeek-V2-Lite: one latent block, 497,664 bytes
+LINK = 100e9 / 8  # bytes/s
+
+
+@pytest.mark.parametrize("p,d,kv_heads,mla,sent,received", [
+    # P = D: each rank sends its shard (4 heads) to its peer, as kvsim did before
+    (2, 2, 8, False, [4, 4], [4, 4]),
+    # D > P: decode ranks 0 and 1 both read from prefill rank 0 (0 * 1 // 2 = 1 * 1 // 2 = 0), 4 heads each
+    (1, 2, 8, False, [8], [4, 4]),
+    # P > D: decode rank r reads from prefill ranks 2r, 2r + 1 (heads 4r, 4r + 2: distinct), half its shard each
+    (4, 2, 8, False, [2, 2, 2, 2], [4, 4]),
+    # D = 16 > 8 KV heads: every decode rank holds one head (as a replica, each head on two ranks) and reads it from
+    # prefill rank r // 4, which sends 4 heads: twice the 2 it holds
+    (4, 16, 8, False, [4] * 4, [1] * 16),
+    # P = 16 > 8 KV heads: prefill ranks 2h and 2h + 1 both hold head h; decode rank r (heads 2r, 2r + 1) reads from
+    # ranks 4r .. 4r + 3, whose heads are 2r, 2r, 2r + 1, 2r + 1: GQA dedup keeps ranks 4r and 4r + 2, one head each
+    (16, 4, 8, False, [1, 0, 1, 0] * 4, [2] * 4),
+    # MLA: one source rank, r * P // D, the whole latent
+    (1, 2, 1, True, [2], [1, 1]),
+    (2, 1, 1, True, [1, 0], [1]),
+    (2, 4, 1, True, [2, 2], [1] * 4),
+])
+def test_rank_mapping_by_hand(p, d, kv_heads, mla, sent, received):
+    """Bytes of a block (in units of one head's share; the decode shard is its heads) each rank sends and receives."""
+    shard = 1 if mla else max(1, kv_heads // d)
+    plan = transfer_plan(p, d, kv_heads, mla, shard)
+    assert list(plan.sent) == sent and list(plan.received) == received
+    assert plan.busiest_bytes == max(sent + received) and plan.moved_bytes == sum(received)
+
+
+@pytest.mark.parametrize("model,p,d,extra,link_bytes,moved_bytes", [
+    # P 1 -> D 2: prefill rank 0 sends both decode ranks their 4 heads: 64 x 8 heads on its link, 64 x 8 moved
+    ("llama-3.1-8b", 1, 2, [], 64 * 8 * HEAD, 64 * 8 * HEAD),
+    # P 4 -> D 2: each decode rank receives its 4 heads from two prefill ranks: 64 x 4 heads on the busiest link
+    ("llama-3.1-8b", 4, 2, [], 64 * 4 * HEAD, 64 * 8 * HEAD),
+    # P 4 -> D 16 (replicated): each prefill rank sends 4 single-head shards; 16 ranks x 1 head moved (each head twice)
+    ("llama-3.1-8b", 4, 16, ["hardware.gpus_per_node=32"], 64 * 4 * HEAD, 64 * 16 * HEAD),
+    # P 16 -> D 4: each decode rank receives its 2 heads (from two deduplicated sources); no head crosses twice
+    ("llama-3.1-8b", 16, 4, ["hardware.gpus_per_node=32"], 64 * 2 * HEAD, 64 * 8 * HEAD),
+    # MLA P 1 -> D 2: both decode ranks read the whole latent from prefill rank 0
+    ("deepseek-v2-lite", 1, 2, [], 64 * 2 * MLA_BLOCK, 64 * 2 * MLA_BLOCK),
+    # MLA P 2 -> D 1: the one decode rank reads it from prefill rank 0
+    ("deepseek-v2-lite", 2, 1, [], 64 * MLA_BLOCK, 64 * MLA_BLOCK),
+])
+def test_kv_transfer_bytes_and_time_by_hand(model, p, d, extra, link_bytes, moved_bytes):
+    """One 1,024-token request alone: the request table records the bytes every rank moved, and TTFT's kv_transfer
+    part is the busiest rank's bytes over the 100 Gb/s link."""
+    config = load_config(None, sets=[f"model={model}", "serving.num_gpu_blocks=3000", "network.latency_us=0",
+                                     f"pd.prefill_tensor_parallel_size={p}", f"pd.decode_tensor_parallel_size={d}",
+                                     *extra])
+    _, requests = run_serving(make_trace([0.0], [1024], [4]), config, "pd")
+    assert requests.kv_transfer_bytes.tolist() == [moved_bytes]
+    assert requests.breakdown()["kv_transfer"][0] == pytest.approx(link_bytes / LINK, rel=1e-12)
+
+
+def test_the_transfer_figures_quoted_in_the_report():
+    """The hand cases' figures in seconds (the branch report quotes them): 128 MiB at 100 Gb/s is 10.737 ms."""
+    assert 64 * 8 * HEAD / LINK == pytest.approx(10.737418e-3, rel=1e-6)
+    assert 64 * 4 * HEAD / LINK == pytest.approx(5.368709e-3, rel=1e-6)
+    assert 64 * 2 * HEAD / LINK == pytest.approx(2.684355e-3, rel=1e-6)
+    assert 64 * 2 * MLA_BLOCK / LINK == pytest.approx(5.096079e-3, rel=1e-6)
+
+
+def _report(run_cli, tmp_path, name: str, *argv: str) -> dict:
+    out = tmp_path / f"{name}.json"
+    status, _, err = run_cli(*argv, "--workload-trace", BUNDLED_AZURE, "--workload-limit", "20", "--quiet", "--no-plot",
+                             "--report-json", out)
+    assert status == 0, err
+    report = json.loads(out.read_text())
+    assert check_report(report) == []  # a consistent report (each tier reads what it serves, ...)
+    return report
+
+
+def test_each_role_holds_the_capacity_a_single_node_run_at_its_tp_reports(run_cli, tmp_path):
+    """KV capacity from GPU memory (weights and KV per rank follow TP): a decode instance at TP 2 beside prefill
+    instances at TP 1 holds what the single-node mode's worker at TP 2 reports, the prefill instance what one at
+    TP 1 does."""
+    single = {tp: _report(run_cli, tmp_path, f"single{tp}", "--set", f"serving.tensor_parallel_size={tp}",
+                          "--set", "serving.num_instances=1")["runs"][0]["metrics"]["instances"]["kv_blocks_each"]
+              for tp in (1, 2)}
+    assert single[2] > 2 * single[1]  # (half the KV per rank and half the weights: more than twice the blocks)
+    pd = _report(run_cli, tmp_path, "pd", "--pd", "--set", "pd.decode_tensor_parallel_size=2")
+    instances = pd["runs"][0]["metrics"]["instances"]
+    assert instances["kv_blocks_each"] == {"prefill": single[1], "decode": single[2]}
+    assert instances["tensor_parallel_size"] == {"prefill": 1, "decode": 2}
+
+
+def test_each_role_steps_at_its_own_tp():
+    """A prefill instance at TP 1 and a decode instance at TP 2 compute as the homogeneous runs at those TPs do: the
+    prefill part of TTFT is TP 1's, the token gaps TP 2's (the same request alone in each run)."""
+    trace = make_trace([0.0], [2048], [64])
+    common = ["serving.num_gpu_blocks=3000"]
+    mixed = run_serving(trace, load_config(None, sets=[*common, "pd.decode_tensor_parallel_size=2"]), "pd")[1]
+    tp1 = run_serving(trace, load_config(None, sets=common), "pd")[1]
+    tp2 = run_serving(trace, load_config(None, sets=[*common, "serving.tensor_parallel_size=2"]), "pd")[1]
+    assert mixed.breakdown()["prefill"][0] == tp1.breakdown()["prefill"][0] != tp2.breakdown()["prefill"][0]
+    gaps = lambda r: (r.last_token - r.first_token)[0]  # noqa: E731
+    assert gaps(mixed) == pytest.approx(gaps(tp2), rel=1e-12) and gaps(tp2) != pytest.approx(gaps(tp1), rel=1e-3)
+
+
+def test_keys_equal_to_the_serving_tp_change_nothing(run_cli, tmp_path):
+    """Setting both keys to serving.tensor_parallel_size is the default (null): the same metrics, byte for byte."""
+    base = ["--pd", "--set", "serving.tensor_parallel_size=2", "--set", "pd.num_prefill=2"]
+    null = _report(run_cli, tmp_path, "null", *base)
+    same = _report(run_cli, tmp_path, "same", *base, "--set", "pd.prefill_tensor_parallel_size=2",
+                   "--set", "pd.decode_tensor_parallel_size=2")
+    assert json.dumps(null["runs"], sort_keys=True) == json.dumps(same["runs"], sort_keys=True)
+    assert null["trace"] == same["trace"]
+    assert "tensor_parallel_size" not in null["runs"][0]["metrics"]["instances"]
+
+
+def test_node_fit_counts_each_roles_gpus(run_cli, tmp_path):
+    """Single-node PD: num_prefill x prefill TP + num_decode x decode TP <= gpus_per_node (8): 1 x 4 + 2 x 2 fits."""
+    report = _report(run_cli, tmp_path, "fits", "--pd", "--set", "pd.prefill_tensor_parallel_size=4",
+                     "--set", "pd.num_decode=2", "--set", "pd.decode_tensor_parallel_size=2")
+    assert report["runs"][0]["metrics"]["instances"]["count"] == 3
+
+
+@pytest.mark.parametrize("sets,mode,names", [
+    # the node: 2 x 4 + 1 x 2 = 10 GPUs > 8
+    (["pd.num_prefill=2", "pd.prefill_tensor_parallel_size=4", "pd.decode_tensor_parallel_size=2"], ["--pd"],
+     ["'pd.num_prefill'=2", "'pd.prefill_tensor_parallel_size'=4", "'pd.decode_tensor_parallel_size'=2", "10 GPUs"]),
+    # one instance beyond the node
+    (["pd.decode_tensor_parallel_size=16"], ["--pd"], ["'pd.decode_tensor_parallel_size'=16", "gpus_per_node"]),
+    # not a multiple: Llama-2-13B (40 heads, 40 KV heads) fits TP 2 and TP 5, but vLLM pairs them only if one divides
+    # the other
+    (["model=llama-2-13b", "pd.prefill_tensor_parallel_size=2", "pd.decode_tensor_parallel_size=5"], ["--pd"],
+     ["'pd.prefill_tensor_parallel_size'=2", "'pd.decode_tensor_parallel_size'=5", "multiple"]),
+    # the other side is serving.tensor_parallel_size's
+    (["model=llama-2-13b", "serving.tensor_parallel_size=2", "pd.decode_tensor_parallel_size=5"], ["--pd"],
+     ["'pd.decode_tensor_parallel_size'=5", "'serving.tensor_parallel_size'=2", "multiple"]),
+    # the model's heads: 32 attention heads over 3 ranks
+    (["pd.prefill_tensor_parallel_size=3"], ["--pd"], ["'pd.prefill_tensor_parallel_size'=3", "heads"]),
+    (["pd.decode_tensor_parallel_size=0"], ["--pd"], ["'pd.decode_tensor_parallel_size'", "must be"]),
+    # a Gated DeltaNet hybrid's conv states are sliced across TP degrees in vLLM; kvsim does not model it
+    (["model=qwen3-next-80b-a3b", "hardware.gpu=b200", "serving.tensor_parallel_size=2",
+      "pd.decode_tensor_parallel_size=4"], ["--pd"], ["'pd.decode_tensor_parallel_size'=4", "Gated DeltaNet"]),
+    # --cluster --pd places every instance at serving.tensor_parallel_size
+    (["pd.decode_tensor_parallel_size=2"], ["--cluster", "--pd"], ["pd.decode_tensor_parallel_size"]),
+    # outside PD nothing reads them
+    (["pd.decode_tensor_parallel_size=2"], [], ["pd.decode_tensor_parallel_size"]),
+    (["pd.prefill_tensor_parallel_size=2"], ["--cache-only"], ["pd.prefill_tensor_parallel_size"]),
+    (["pd.prefill_tensor_parallel_size=2"], ["--cluster"], ["pd.prefill_tensor_parallel_size"]),
+])
+def test_refusals_name_the_key_in_one_line(run_cli, sets, mode, names):
+    argv = [*mode, "--workload-trace", BUNDLED_AZURE, "--workload-limit", "5", "--quiet", "--no-plot"]
+    for s in sets:
+        argv += ["--set", s]
+    status, _, err = run_cli(*argv)
+    assert status == 2, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert all(name in err for name in names), err
+
+
+def test_a_cluster_config_file_with_a_role_tp_is_refused(run_cli, tmp_path):
+    """--cluster --pd with a role's TP set in a config file (not --set) is refused too: its fleet has one instance
+    size."""
+    path = tmp_path / "c.yaml"
+    path.write_text("pd:\n  decode_tensor_parallel_size: 2\n")
+    status, _, err = run_cli("--cluster", "--pd", "--config", path, "--workload-trace", BUNDLED_AZURE,
+                             "--workload-limit", "5", "--quiet", "--no-plot")
+    assert status == 2 and "pd.decode_tensor_parallel_size" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_lower_tier_is_read_over_the_readers_own_lanes():
+    """A block in DRAM crosses each rank's PCIe link side by side: a reader at TP 2 (two distinct shards of
+    Llama's 8 heads) reads it in half the time one at TP 1 does, from the same tier."""
+    from sim.serving.run import ServingRun
+
+    config = load_config(None, sets=["serving.num_gpu_blocks=3000", "cache.tiers.dram.capacity_gib=1",
+                                     "pd.decode_tensor_parallel_size=2"])
+    run = ServingRun(make_trace([0.0], [64], [2]), config, "pd")
+    prefill, decode = run.prefill[0].kv, run.decode[0].kv
+    dram = run.shared_tiers[0]
+    assert (prefill.read_lanes, decode.read_lanes) == (1, 2)
+    block = 2 * MIB
+    assert dram.reserve_read(block, 0.0, lanes=2) - dram.latency_s == pytest.approx(
+        (dram.reserve_read(block, 0.0, lanes=1) - dram.latency_s) / 2)
+
+
+def test_a_request_is_skipped_only_when_a_role_could_never_hold_its_part():
+    """HBM of 64 MiB a GPU holds 32 Llama blocks at TP 1 (2 MiB each; 31 usable beside vLLM's null block) and 64 at
+    TP 2 (1 MiB a rank; 63 usable). Prefill at TP 1 holds a prompt and its first token (at most 496 tokens), decode
+    at TP 2 the whole sequence (at most 1,008): 400 + 400 runs, 600 + 10 has no prefill instance to hold it, 100 +
+    1,000 no decode instance."""
+    from sim.serving.run import admit
+
+    config = load_config(None, sets=["cache.tiers.hbm.capacity_gib=0.0625", "pd.decode_tensor_parallel_size=2"])
+    trace = make_trace([0.0, 1.0, 2.0], [400, 600, 100], [400, 10, 1000])
+    assert admit(trace, config, "pd") == {"exceeds_kv_capacity": 2}
+    assert trace.input_tokens.tolist() == [400]
+    result, _ = run_serving(trace, config, "pd")
+    assert result.metrics["requests_completed"] == 1
+    # at one TP (1) the decode side holds 496 tokens too: the 800-token request could never finish
+    homogeneous = make_trace([0.0, 1.0], [400, 100], [400, 10])
+    assert admit(homogeneous, load_config(None, sets=["cache.tiers.hbm.capacity_gib=0.0625"]), "pd") == {
+        "exceeds_kv_capacity": 1}
+    assert homogeneous.input_tokens.tolist() == [100]
+
