@@ -100,9 +100,13 @@ def enumerate_candidates(plan: Plan, base: Config, prices: Prices) -> list[Candi
     """Every (GPU, count, TP, split, tier mix) of the search space with its config and cost; refusals name the key."""
     from sim.cache.tiers import hbm_capacity_blocks
     from sim.cluster.topology import Topology
-    from sim.config_rules import pd_node_fits, single_node_fits
+    from sim.config_rules import SERVING_TP, pd_node_fits, pd_tensor_parallel, single_node_fits
     from sim.specs import gpu_spec
 
+    for key, tp in pd_tensor_parallel(base).values():
+        if key != SERVING_TP:  # (a candidate's instances and its price both follow its searched TP)
+            raise plan_error(plan.path, f"config key '{key}'={tp}: a plan gives every instance its candidate's "
+                                        "search.tensor_parallel_size GPUs (and prices that many); set it to null")
     hit_target = plan.hit_ratio is not None
     tier_names = [t for t in TIERS if t in plan.tiers]
     varied = [t for t in tier_names if len(plan.tiers[t]) > 1]

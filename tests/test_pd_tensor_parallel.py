@@ -223,3 +223,21 @@ def test_a_request_is_skipped_only_when_a_role_could_never_hold_its_part():
         "exceeds_kv_capacity": 1}
     assert homogeneous.input_tokens.tolist() == [100]
 
+
+def test_a_plan_refuses_a_roles_own_tp(tmp_path):
+    """The planner prices a candidate by its searched TP x instances: a role's own TP would run other GPUs than it
+    priced, so it is refused, naming the key."""
+    import yaml
+
+    from experiments.plan_candidates import enumerate_candidates
+    from experiments.plan_file import load_plan
+    from experiments.prices import load_prices
+    from sim.errors import ConfigError
+
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump({"workload": {"trace": str(BUNDLED_AZURE)}, "target": {
+        "slo": {"ttft_s": 0.3, "attainment": 0.99}, "rate_rps": 40}, "search": {
+        "gpu": ["h100-sxm"], "gpus": [2, 4], "tensor_parallel_size": [1, 2], "pd_split": ["all"]}}))
+    base = load_config(None, sets=["pd.decode_tensor_parallel_size=2"])
+    with pytest.raises(ConfigError, match="pd.decode_tensor_parallel_size"):
+        enumerate_candidates(load_plan(str(path)), base, load_prices({}))
