@@ -124,6 +124,21 @@ def test_each_role_steps_at_its_own_tp():
     assert gaps(mixed) == pytest.approx(gaps(tp2), rel=1e-12) and gaps(tp2) != pytest.approx(gaps(tp1), rel=1e-3)
 
 
+def test_a_gpu_link_read_by_one_role_is_not_refused_for_the_other(run_cli, tmp_path):
+    """hardware.gpu_link_gbps prices TP collectives: a TP-1 prefill instance has none, a TP-2 decode instance does. Set
+    beside them it is read (the decode steps slow down over a 10 GB/s link), not refused as unread at TP 1; with
+    every role at TP 1 nothing reads it, and it is refused naming the key that put the role there."""
+    base = ["--pd", "--set", "pd.decode_tensor_parallel_size=2"]
+    nvlink = _report(run_cli, tmp_path, "nvlink", *base)["runs"][0]["metrics"]
+    slow = _report(run_cli, tmp_path, "slow", *base, "--set", "hardware.gpu_link_gbps=10")["runs"][0]["metrics"]
+    assert slow["tpot_s"]["mean"] > nvlink["tpot_s"]["mean"]
+    assert slow["ttft_breakdown_s"]["prefill"] == nvlink["ttft_breakdown_s"]["prefill"]
+    status, _, err = run_cli("--pd", "--workload-limit", "5", "--quiet", "--no-plot", "--set", "hardware.gpu_link_gbps=10",
+                             "--set", "serving.tensor_parallel_size=2", "--set", "pd.prefill_tensor_parallel_size=1",
+                             "--set", "pd.decode_tensor_parallel_size=1")
+    assert status == 2 and "hardware.gpu_link_gbps" in err and "pd.prefill_tensor_parallel_size" in err, err
+
+
 def test_keys_equal_to_the_serving_tp_change_nothing(run_cli, tmp_path):
     """Setting both keys to serving.tensor_parallel_size is the default (null): the same metrics, byte for byte."""
     base = ["--pd", "--set", "serving.tensor_parallel_size=2", "--set", "pd.num_prefill=2"]

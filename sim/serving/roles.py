@@ -47,10 +47,12 @@ def role_config(config: Config, tensor_parallel_size: int, largest: int) -> Conf
     GPU-link and collectives settings, which an instance of one GPU never reads, are dropped from a TP-1 role's config
     when another role reads them (they are an error only where no instance of the run reads them:
     ``compute_backend.collectives_model``)."""
-    if tensor_parallel_size == config.serving.tensor_parallel_size:
-        return config
     hardware, compute = config.hardware, config.compute
-    if tensor_parallel_size == 1 and config.serving.data_parallel_size == 1 and largest > 1:
+    unread = (tensor_parallel_size == 1 and config.serving.data_parallel_size == 1 and largest > 1
+              and (hardware.gpu_link_gbps, hardware.gpu_link_latency_us, compute.collectives) != (None, None, None))
+    if tensor_parallel_size == config.serving.tensor_parallel_size and not unread:
+        return config
+    if unread:
         hardware = dataclasses.replace(hardware, gpu_link_gbps=None, gpu_link_latency_us=None)
         compute = dataclasses.replace(compute, collectives=None)
     return dataclasses.replace(config, hardware=hardware, compute=compute,
