@@ -32,8 +32,8 @@ PD_TP_KEYS = {"prefill": "pd.prefill_tensor_parallel_size", "decode": "pd.decode
 
 
 def pd_tensor_parallel(c: Config) -> dict[str, tuple[str, int]]:
-    """Each PD role's (prefill, decode) tensor-parallel size and the key it comes from: ``pd.<role>_tensor_parallel_size``,
-    or where that is null ``serving.tensor_parallel_size``."""
+    """Each PD role's (prefill, decode) tensor-parallel size and the key it comes from:
+    ``pd.<role>_tensor_parallel_size``, or where that is null ``serving.tensor_parallel_size``."""
     out = {}
     for role, key in PD_TP_KEYS.items():
         tp = getattr(c.pd, key.split(".")[1])

@@ -133,9 +133,9 @@ def test_a_gpu_link_read_by_one_role_is_not_refused_for_the_other(run_cli, tmp_p
     slow = _report(run_cli, tmp_path, "slow", *base, "--set", "hardware.gpu_link_gbps=10")["runs"][0]["metrics"]
     assert slow["tpot_s"]["mean"] > nvlink["tpot_s"]["mean"]
     assert slow["ttft_breakdown_s"]["prefill"] == nvlink["ttft_breakdown_s"]["prefill"]
-    status, _, err = run_cli("--pd", "--workload-limit", "5", "--quiet", "--no-plot", "--set", "hardware.gpu_link_gbps=10",
-                             "--set", "serving.tensor_parallel_size=2", "--set", "pd.prefill_tensor_parallel_size=1",
-                             "--set", "pd.decode_tensor_parallel_size=1")
+    status, _, err = run_cli("--pd", "--workload-limit", "5", "--quiet", "--no-plot",
+                             "--set", "hardware.gpu_link_gbps=10", "--set", "serving.tensor_parallel_size=2",
+                             "--set", "pd.prefill_tensor_parallel_size=1", "--set", "pd.decode_tensor_parallel_size=1")
     assert status == 2 and "hardware.gpu_link_gbps" in err and "pd.prefill_tensor_parallel_size" in err, err
 
 

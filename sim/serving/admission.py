@@ -58,7 +58,8 @@ def admit(trace: Trace, config: Config, mode: str = "single") -> dict[str, int]:
     ``workload.strict_validation`` the first such request is an error instead. Returns the counts.
     """
     block = block_size(config)
-    capacities = {role: role_capacity(cfg, key, role) for role, (key, cfg) in role_configs(config, mode == "pd").items()}
+    capacities = {role: role_capacity(cfg, key, role)
+                  for role, (key, cfg) in role_configs(config, mode == "pd").items()}
     groups = hybrid_manager_groups(config)
     states = state_groups(config)
     state_blocks = states.state_groups if states is not None else 0  # held from admission to the end

@@ -373,7 +373,8 @@ class ServingRun:
                 "count": len(instances),
                 "kv_blocks_each": next(iter(shapes.values())).hbm_blocks if one else
                 {role: shape.hbm_blocks for role, shape in shapes.items()},
-                **({} if one else {"tensor_parallel_size": {role: s.tensor_parallel_size for role, s in shapes.items()}}),
+                **({} if one else {"tensor_parallel_size": {role: shape.tensor_parallel_size
+                                                            for role, shape in shapes.items()}}),
                 # the step limits each engine ran with (vLLM's defaults for the GPU where the config leaves them null)
                 "max_num_seqs": self.serving.max_num_seqs,
                 "max_num_batched_tokens": self.serving.max_num_batched_tokens,
