@@ -91,7 +91,8 @@ class ServingRun:
         check_serving_settings(config)
         # (again: a trace's own block size may have become the run's)
         given = trace.provenance.block_ids == "hash_ids" and trace.provenance.block_conversion is None  # (not split)
-        check_state_model(config, mode, trace.provenance.block_tokens if given else None)
+        # (--cluster --pd: a Gated DeltaNet hybrid's transfers as PD's)
+        check_state_model(config, "pd" if pd else mode, trace.provenance.block_tokens if given else None)
         self.trace, self.config, self.mode = trace, config, mode
         self.serving = resolved_serving(config)  # the engine's settings, step limits resolved as vLLM does
         self._pd = mode == "pd" if pd is None else pd  # prefill/decode pools (cluster: --cluster --pd)
