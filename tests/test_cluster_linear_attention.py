@@ -55,6 +55,7 @@ def test_a_next_turn_on_the_other_node_fetches_its_blocks_and_the_state_at_their
     assert nbytes == 81_985_536
     assert cluster["fetched_blocks"] == {"node": 0, "rack": 3 + 3, "cross_rack": 0}
     assert cluster["fetched_bytes"] == {"node": 0, "rack": nbytes, "cross_rack": 0}
+    assert metrics["tiers"]["eic"]["bytes_read"] == nbytes  # read once, by the fetch (not again as it enters HBM)
     fetch = 5e-6 + nbytes / NIC
     assert fetch == max(5e-6 + nbytes / NIC, 10e-6 + nbytes / 50e9, nbytes / 126e9)
     breakdown = {name: float(values[1]) for name, values in requests.breakdown().items()}
