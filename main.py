@@ -145,7 +145,7 @@ def check_mode_settings(mode: str, config: Config, policies: list[str], cluster_
     from sim.serving.kv_groups import check_hybrid_manager
 
     if mode == "cache-only" or mode in SERVING:
-        check_hybrid_manager(config, mode, policies)
+        check_hybrid_manager(config, "pd" if cluster_pd else mode, policies)  # (--cluster --pd: PD's transfers)
     if uses_learned_policy(config, policies) and (mode == "cache-only" or mode in SERVING):
         from sim.cache.access import load_learned_model
 

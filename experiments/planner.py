@@ -189,9 +189,10 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
     check_not_searched(plan, candidates, args)
     check_settings_read(plan, args)
     options = RunOptions(max_rate=hit_target is None, tolerance=plan.rate_tolerance)
+    given = {key: said for said, key in _given_settings(plan, args)}
     for c in candidates:
         if c.status != "infeasible":
-            check_point(c.mode, c.config, options, where=f"plan {plan.path}: candidate {c.name}")
+            check_point(c.mode, c.config, options, where=f"plan {plan.path}: candidate {c.name}", given=given)
 
     trace = load_workload(replace(base, **{"workload.rate_scale": 1.0}))
     duration = float(trace.arrival_s[-1] - trace.arrival_s[0]) if len(trace) else 0.0

@@ -194,7 +194,10 @@ def load_spec(path: str | Path) -> SweepSpec:
 
 def _label(value: Any) -> str:
     """A point's name for one value: a path by its file's stem, or by its folder's name when the file has a
-    conventional name (a Hugging Face model's config.json), so `a/config.json` and `b/config.json` are a, b."""
+    conventional name (a Hugging Face model's config.json), so `a/config.json` and `b/config.json` are a, b; null,
+    true and false as the spec spells them (YAML), not as Python does."""
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
     if not (isinstance(value, str) and os.sep in value):
         return str(value)
     path = Path(value)

@@ -110,13 +110,24 @@ def test_what_kvsim_does_not_model_is_refused_in_one_line(sets, words, run_cli):
 
 
 @pytest.mark.parametrize(("flags", "words"), [
-    (("--cluster",), "modelled in single-node and PD serving only, not in mode cluster"),
     (("--pd", "--set", "pd.transfer=layerwise"), "never layer by layer: set pd.transfer=push or pull"),
+    (("--cluster", "--pd", "--set", "pd.transfer=layerwise"), "never layer by layer: set pd.transfer=push or pull"),
 ])
-def test_the_cluster_and_layerwise_transfers_are_refused(flags, words, run_cli):
+def test_layerwise_transfers_are_refused(flags, words, run_cli):
     args = ["--preset", "smoke", "--no-plot", "--quiet", *flags] + [a for s in RUN for a in ("--set", s)]
     status, _, err = run_cli(*args)
     assert status == 2 and "\n" not in err.strip() and words in err, err
+
+
+def test_the_block_replay_is_refused():
+    """``--cache-only`` replays blocks with no request to follow: a state needs one's computed tokens."""
+    from sim.errors import ConfigError
+    from sim.serving.state_groups import check_state_model
+
+    for mode in ("single", "pd", "cluster"):
+        check_state_model(config(), mode)
+    with pytest.raises(ConfigError, match="modelled in the serving modes only, not in mode cache-only"):
+        check_state_model(config(), "cache-only")
 
 
 

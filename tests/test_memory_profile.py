@@ -85,3 +85,34 @@ def test_eager_mode_keeps_the_graphs_memory():
     assert eager.cudagraph == 0 and graphs.cudagraph > 0
     assert eager == dataclasses.replace(graphs, cudagraph=0) == memory_budget(load_config(None), estimate_cudagraphs=False)
     assert (eager.kv_bytes - graphs.kv_bytes) // BLOCK > 100
+
+
+@pytest.mark.parametrize("key", ["serving.num_gpu_blocks", "cache.tiers.hbm.capacity_gib"])
+def test_a_given_kv_capacity_past_the_device_is_kept_and_noted(key, caplog, monkeypatch):
+    """A KV capacity given outright (vLLM's num_gpu_blocks_override, or the tier's GiB) overrides the one computed
+    from memory (the Contract), but vLLM allocates an override's blocks (kv_cache_planning.py: the override replaces
+    the profiled available memory), so more than fits beside the weights is a what-if vLLM could not start: kept,
+    and said once on stderr. The largest capacity that fits says nothing."""
+    from sim.cache.tiers import hbm_capacity_blocks, kv_block_bytes
+    from sim.serving import memory_profile
+    from sim.specs import gpu_spec
+
+    monkeypatch.setattr(memory_profile, "_NOTED", set())  # (notes said earlier in this process)
+
+    config = load_config(None)  # Llama-3.1-8B on an H100 80GB, TP 1: 2 MiB blocks
+    fits = (gpu_spec(config.hardware.gpu).reported_memory - memory_budget(config).weights) // BLOCK
+
+    def blocks(n: int) -> str:
+        return f"{key}={n if key == 'serving.num_gpu_blocks' else n * BLOCK / 1024**3}"
+
+    with caplog.at_level("WARNING", logger="kvsim.memory"):  # (whatever an earlier --quiet run left on "kvsim")
+        assert hbm_capacity_blocks(load_config(None, sets=[blocks(fits)])) == fits
+        assert not caplog.records
+        for _ in range(2):
+            assert hbm_capacity_blocks(load_config(None, sets=[blocks(fits + 1)])) == fits + 1
+        assert len(caplog.records) == 1 and f"{key}: {fits + 1:,} KV blocks" in caplog.text
+        assert f"at most {fits:,}" in caplog.text
+        caplog.clear()  # 70B's weights alone exceed an RTX 4090
+        big = load_config(None, sets=["model=llama-3.1-70b", "hardware.gpu=rtx4090", f"{key}=1"])  # 1 block, 1 GiB
+        assert hbm_capacity_blocks(big) == (1 if key == "serving.num_gpu_blocks" else 1024**3 // kv_block_bytes(big))
+        assert "the weights alone do not fit" in caplog.text

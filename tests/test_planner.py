@@ -109,6 +109,11 @@ def test_hit_ratio_plan_uses_the_exact_curve_and_replays_agree(run_cli, tmp_path
     # the curve that prunes a hit-ratio plan's candidates is of prompt blocks: answers inserted would not be in it
     ({"target": {"hit_ratio": 0.2}, "search": {"gpu": ["h100-sxm"]}, "set": {"cache.insert_outputs": True}},
      "'cache.insert_outputs' under 'set'/'workload': a plan replays prompt blocks alone"),
+    # judged per candidate as a command-line run judges its own (sim.cli.check_settings_given)
+    ({"target": {"hit_ratio": 0.2}, "search": {"gpu": ["h100-sxm"]}, "set": {"workload.outputs_in_next_turn": True}},
+     "'workload.outputs_in_next_turn' under 'set'/'workload': the cache-only replay reads it only with"),
+    ({"target": {"hit_ratio": 0.2}, "search": {"gpu": ["h100-sxm"]}, "set": {"cache.learned_model": str(BUNDLED_AZURE)}},
+     "'cache.learned_model' under 'set'/'workload': no run uses the learned policy"),
 ])
 def test_bad_plans_exit_2_naming_the_key(run_cli, tmp_path, body, needle):
     body = {"workload": {"trace": str(BUNDLED_AZURE), "limit": 20}, **body}

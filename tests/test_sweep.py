@@ -377,3 +377,11 @@ def test_resume_from_a_damaged_journal_names_it(run_cli, tmp_path, damage, names
     assert status == 2 and "Traceback" not in out + err, err[-2000:]
     message = err.strip()
     assert "\n" not in message and str(journal) in message and all(n in message for n in names), message
+
+
+def test_point_names_spell_values_as_the_spec_does(tmp_path):
+    from experiments.spec import expand, load_spec
+
+    spec = load_spec(_spec(tmp_path, mode="single", workload={"trace": str(BUNDLED_AZURE)},
+                           axes={"serving.enable_prefix_caching": [False, True], "serving.max_num_seqs": [None, 8]}))
+    assert [p.name for p in expand(spec)] == ["false/null", "false/8", "true/null", "true/8"]

@@ -230,17 +230,17 @@ def hbm_capacity_blocks(config: Config) -> int:
     ``cache.tiers.hbm.capacity_gib`` if set, else vLLM 0.33's budget (``sim.serving.memory_profile``: the
     device's reported memory × utilisation − weights − the profile run's activations − non-torch memory − the
     CUDA graphs' estimate) / block bytes."""
-    from sim.serving.memory_profile import check_fits, memory_budget
+    from sim.serving.memory_profile import check_fits, memory_budget, note_given_capacity
 
-    if config.serving.num_gpu_blocks is not None:
-        return config.serving.num_gpu_blocks
     tier, block = config.cache.tiers.hbm, kv_block_bytes(config)
+    if config.serving.num_gpu_blocks is not None:
+        return note_given_capacity(config, config.serving.num_gpu_blocks, block, "serving.num_gpu_blocks")
     if tier.capacity_gib > 0:
         blocks = int(tier.capacity_gib * GIB // block)
         if blocks < 1:
             raise ConfigError(f"config key 'cache.tiers.hbm.capacity_gib'={tier.capacity_gib:g} holds no KV block "
                               f"(one is {block:,} bytes)")
-        return blocks
+        return note_given_capacity(config, blocks, block, "cache.tiers.hbm.capacity_gib")
     budget = memory_budget(config)
     check_fits(config, budget)
     free = budget.kv_bytes

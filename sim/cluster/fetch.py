@@ -5,7 +5,9 @@ connector: the request waits for its remote KV, then is scheduled): each block o
 longest prefix held anywhere, as far as the scheduler can use it (``kv_cache_manager.prefix_hit``: full blocks; a
 block-aligned prompt's last block only when it is not in this HBM; under vLLM's hybrid KV-cache manager, cut back
 as far as every sliding group can serve it, ``HybridKVCacheManager.reachable_prefix``, whose sliding copies of its
-end are fetched with it), is classified once, by where its cheapest copy is:
+end are fetched with it; a Gated DeltaNet hybrid's, cut back to the deepest block whose state every state group
+holds somewhere, ``AlignStateKVCacheManager.reachable_prefix``, whose states are fetched with it), is classified
+once, by where its cheapest copy is:
 
 - ``instance``: the instance's HBM (cached, or in use by a running request);
 - ``node``: its node's DRAM or SSD;
@@ -14,11 +16,20 @@ end are fetched with it), is classified once, by where its cheapest copy is:
 
 and loaded over the links it crosses (the source tier, which is a link too, the source node's
 NIC, the rack uplinks, the destination node's NIC, the GPU's PCIe; ``sim.cluster.links``), all
-with max-min sharing. Loaded blocks enter the instance's HBM (a copy: remote holders keep
+with max-min sharing, each source's blocks and copies in one transfer (a state crosses unpadded: ``copy_bytes``).
+Loaded blocks enter the instance's HBM (a copy: remote holders keep
 theirs). The hits are the blocks the scheduler serves the request at admission (as on a single
 node), each in the class the fetch gave it (a block cached there since, where it is then); every
 other block of the prompt is a miss, so every block access is exactly one of {hit in tier T at
 location L, miss} (a block fetched and evicted again while its request queued is a miss).
+
+A Gated DeltaNet hybrid's states: vLLM 0.33's OffloadingConnector (offloading/scheduler.py ``_lookup_complete_chunks``:
+a Mamba group looked up as a one-chunk window, the hit at most round_down(tokens - 1, block)) finds states in its own
+node's offload tiers, and its MooncakeStoreConnector (mooncake/store/scheduler.py: align mode required) keeps the
+core's boundary states in a store shared across nodes, a hit needing every group's; kvsim's modelling choice is the
+GPU cache's hit rule applied across locations (as for the sliding copies): a state held in any node's DRAM/SSD or
+rack's EIC is found and fetched as the attention blocks are. A state held only in another instance's HBM is no
+source, as a block there is none.
 
 ``PrefixFetch`` is mixed into ``ClusterRun`` (``sim.cluster.run``): it reads the run's tier places, links, arena,
 prefix index and counters, and charges the links a fetch crosses.
@@ -29,9 +40,13 @@ from __future__ import annotations
 import numpy as np
 
 from sim.cluster.links import Path
+from sim.config import Config
+from sim.serving.align_state_manager import state_key_offsets
 from sim.serving.instance import Instance, Job
-from sim.serving.kv_cache_manager import PrefixMatch, prefix_hit
+from sim.serving.kv_cache_manager import PrefixMatch, prefix_hit, usable_prefix_blocks
 from sim.serving.network import Link
+from sim.serving.state_groups import state_groups
+from sim.serving.state_transfer import state_transfer_bytes
 
 HBM, DRAM, SSD, EIC = range(4)  # tier kinds, as TIER_NAMES
 LOCATIONS = ("instance", "node", "rack", "cross_rack")
@@ -39,9 +54,33 @@ INSTANCE, NODE, RACK, CROSS_RACK = range(4)
 _EMPTY = np.zeros(0, dtype=np.int64)
 
 
+def copy_bytes(config: Config, stored_bytes: int) -> int:
+    """Bytes one copy a fetched prefix needs beside its blocks takes on the links: a sliding group's block
+    (``stored_bytes``), or a Gated DeltaNet hybrid's state in one state group, its layers' conv and recurrent states
+    unpadded, every rank's (``state_transfer_bytes`` at TP 1, per group: vLLM's offloading connector copies a
+    MambaSpec page without its padding, offloading/worker.py ``unpadded_page_size_bytes``)."""
+    states = state_groups(config, 1)
+    return stored_bytes if states is None else state_transfer_bytes(states) // states.state_groups
+
+
+def _add(sources: dict[int, list[int]], tier: int, blocks: int, nbytes: int) -> None:
+    """Count ``blocks`` of ``nbytes`` more to load from source ``tier``."""
+    entry = sources.setdefault(tier, [0, 0])
+    entry[0] += blocks
+    entry[1] += nbytes
+
+
 class PrefixFetch:
     """A prompt's held prefix classified by location, loaded over the links it crosses, then the job submitted; the
     hits counted at admission where the fetch found them."""
+
+    def _init_fetch(self) -> None:
+        """The fetch's own settings and counters (``ClusterRun._build``)."""
+        self.copy_bytes = copy_bytes(self.config, self.stored_bytes)
+        self.moved_bytes = dict.fromkeys(("node", "rack", "cross_rack"), 0)  # fetched bytes by links crossed
+        # a Gated DeltaNet hybrid's state keys of a block (the instances' AlignStateKVCacheManager.offsets)
+        self._state_offsets = (state_key_offsets(self.states.state_groups, self.num_blocks)
+                               if self.states is not None and self.prefix_caching else [])
 
     def _scope(self, kind: int, rack: int, node: int, inst_id: int) -> int:
         """Where a copy in tier (kind, rack, node) is, seen from instance ``inst_id``."""
@@ -67,11 +106,14 @@ class PrefixFetch:
             models.append(self.uplink_model)
         return max(model.isolated_time(nbytes) for model in models)
 
-    def _cheapest_holders(self, offsets: np.ndarray, tiers: np.ndarray, inst_id: int) -> tuple[np.ndarray, np.ndarray]:
+    def _cheapest_holders(self, offsets: np.ndarray, tiers: np.ndarray, inst_id: int,
+                          nbytes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(cost, tier) per key of a CSR of holders: each key's cheapest holder seen from ``inst_id`` (ties: the
-        first listed) and its seconds per block (inf: only other instances' HBM hold it)."""
+        first listed) and its seconds per key of ``nbytes`` (default a block's; inf: only other instances' HBM hold
+        it)."""
         unique = np.unique(tiers)
-        cost = np.array([self._path_seconds(int(t), inst_id, self.stored_bytes) for t in unique])
+        nbytes = self.stored_bytes if nbytes is None else nbytes
+        cost = np.array([self._path_seconds(int(t), inst_id, nbytes) for t in unique])
         ranked = cost[np.searchsorted(unique, tiers)]
         best_cost = np.minimum.reduceat(ranked, offsets[:-1])
         pos = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
@@ -79,22 +121,47 @@ class PrefixFetch:
         _, take = np.unique(pos[first], return_index=True)
         return best_cost, tiers[first[take]]
 
-    def estimated_ttft_s(self, inst_id: int, offsets: np.ndarray, tiers: np.ndarray, prompt_tokens: int) -> float:
+    def estimated_ttft_s(self, inst_id: int, offsets: np.ndarray, tiers: np.ndarray, prompt_tokens: int,
+                         keys: np.ndarray | None = None) -> float:
         """Mooncake's conductor estimate of a prompt's TTFT at ``inst_id``, from the held prefix (CSR of
         holders): its queued prompt tokens and this prompt's tokens past the prefix it can reach (blocks
-        in its HBM, or fetchable from a DRAM/SSD/EIC holder, up to the first that is neither) over the
-        prefill rate, plus the time to fetch the reachable blocks, each from its cheapest holder (one transfer
-        per holder)."""
+        in its HBM, or fetchable from a DRAM/SSD/EIC holder, up to the first that is neither; a Gated DeltaNet
+        hybrid's, given the prompt's block ids ``keys``, only up to the deepest block whose states it can reach too:
+        ``_state_reach``) over the prefill rate, plus the time to fetch the reachable blocks (and states), each from
+        its cheapest holder (one transfer per holder)."""
         reachable, fetch_s = 0, 0.0
         if len(tiers):
             per_block, best = self._cheapest_holders(offsets, tiers, inst_id)
             unreachable = np.flatnonzero(~np.isfinite(per_block))
             reachable = int(unreachable[0]) if len(unreachable) else len(per_block)
+            state_tiers: list[int] = []
+            if self._state_offsets and keys is not None:
+                reachable, state_tiers = self._state_reach(inst_id, keys, reachable, prompt_tokens)
             # one transfer per source tier, as ``_fetch`` sends them: a path's latency counts once, not per block
+            moved: dict[int, int] = {}
             for t, count in zip(*np.unique(best[:reachable], return_counts=True), strict=True):
-                fetch_s += self._path_seconds(int(t), inst_id, int(count) * self.stored_bytes)
+                moved[int(t)] = int(count) * self.stored_bytes
+            for t in state_tiers:
+                moved[t] = moved.get(t, 0) + self.copy_bytes
+            for t, nbytes in moved.items():
+                fetch_s += self._path_seconds(t, inst_id, nbytes)
         compute = max(1, prompt_tokens - reachable * self.serving.block_size)  # the last token is always computed
         return (int(self.queued_tokens[inst_id]) + compute) / self.prefill_rate + fetch_s
+
+    def _state_reach(self, inst_id: int, keys: np.ndarray, limit: int, prompt_tokens: int) -> tuple[int, list[int]]:
+        """Of a Gated DeltaNet hybrid's prefix reachable from ``inst_id`` for ``limit`` blocks, the blocks up to the
+        deepest (short of the prompt's last token's) whose state every state group holds where ``inst_id`` can reach
+        it (its HBM, a DRAM/SSD/EIC), and each state's cheapest holder there. O(blocks scanned) index probes."""
+        wanted = self.all_tier_candidates()
+        for i in range(min(limit, usable_prefix_blocks(prompt_tokens, self.serving.block_size)) - 1, -1, -1):
+            state_keys = np.array([int(keys[i]) + offset for offset in self._state_offsets], dtype=np.int64)
+            found, offsets, tiers = self.holders(state_keys, wanted)
+            if found < len(state_keys):
+                continue
+            cost, best = self._cheapest_holders(offsets, tiers, inst_id, self.copy_bytes)
+            if np.isfinite(cost).all():
+                return i + 1, best.tolist()
+        return 0, []
 
     def _path_links(self, tier: int, inst_id: int) -> list[Link]:
         """Links a block from ``tier`` crosses into instance ``inst_id``'s HBM."""
@@ -128,22 +195,24 @@ class PrefixFetch:
         found, offsets, tiers = 0, None, None
         if len(levels) < len(full):
             found, offsets, tiers = self.holders(full[len(levels):], self.shared_tier_candidates())
-        sliding: list[int] = []
-        if self.kv_groups is not None:  # vLLM's hybrid manager: each sliding group must serve the prefix's end too
-            reach, sliding = inst.kv.reachable_prefix(job, len(levels) + found, self._sliding_finder(inst))
+        copies: list[int] = []
+        if self.kv_groups is not None or self._state_offsets:
+            # vLLM's hybrid manager: each sliding group must serve the prefix's end too; a Gated DeltaNet hybrid's
+            # state groups must each hold the state at its end: those copies are fetched with it
+            reach, copies = inst.kv.reachable_prefix(job, len(levels) + found, self._copy_finder(inst))
             if reach < len(levels):
                 levels, found = levels[:reach], 0
             elif reach - len(levels) < found:
                 found = reach - len(levels)
                 offsets, tiers = offsets[:found + 1], tiers[:offsets[found]]
         n_local = len(levels)
-        sources: dict[int, int] = {}  # source tier -> blocks
+        sources: dict[int, list[int]] = {}  # source tier -> [blocks, bytes]
         lower = np.flatnonzero(levels > 0)
         codes = [self._local_codes(inst, levels)]  # where each block of the prefix is, for the hits at admission
         for level, count in zip(*np.unique(levels, return_counts=True), strict=True):
             if level > 0:
                 tier = inst.kv.cache.tiers[int(level)]
-                sources[tier.index] = int(count)
+                _add(sources, tier.index, int(count), int(count) * self.stored_bytes)
                 tier.count_read(int(count) * self.stored_bytes)  # fetched up before admission: read here, not at load
         hits = n_local
         remote_keys = _EMPTY
@@ -154,13 +223,13 @@ class PrefixFetch:
             for k, (t, count) in enumerate(zip(holders.tolist(), counts.tolist(), strict=True)):
                 kind, t_rack, t_node, _ = self._place[t]
                 cells[k] = kind * len(LOCATIONS) + self._scope(kind, t_rack, t_node, inst.index)
-                sources[t] = sources.get(t, 0) + count
+                _add(sources, t, count, count * self.stored_bytes)
                 # read out of that copy, which keeps the blocks (a local copy counts when promoted)
                 self.arena.count_read(t, count * self.stored_bytes)
             codes.append(cells[which.reshape(-1)])
             hits += found
             remote_keys = keys[n_local:n_local + found]
-        sliding_moved = self._fetch_sliding(inst, sliding, sources)
+        copies_moved = self._fetch_copies(inst, copies, sources)
         if hits:
             self._hit_codes[job.rid] = np.concatenate(codes)
         if not sources:
@@ -168,8 +237,9 @@ class PrefixFetch:
             return
         job.external = hits  # loaded before it is scheduled: a block-aligned last block among them is served
         # blocks that leave a lower tier or another location, deepest first so prefixes stay more recent (the
-        # sliding groups' copies of the prefix's end last: a hit needs them as much as its first block)
-        moved = np.concatenate([np.concatenate([keys[:n_local][lower], remote_keys])[::-1], sliding_moved])
+        # sliding groups' copies of the prefix's end, or the states there, last: a hit needs them as much as its
+        # first block)
+        moved = np.concatenate([np.concatenate([keys[:n_local][lower], remote_keys])[::-1], copies_moved])
         pending = [len(sources)]
         start = self.engine.now
 
@@ -181,15 +251,16 @@ class PrefixFetch:
             inst.kv.cache_fetched(moved, job.position)
             inst.submit(job)
 
-        for tier, count in sources.items():
+        for tier, (count, nbytes) in sources.items():
             kind, t_rack, t_node, _ = self._place[tier]
             scope = LOCATIONS[self._scope(kind, t_rack, t_node, inst.index)]
             self.moved_blocks[scope] += count
-            Path(self._path_links(tier, inst.index), scope).send(count * self.stored_bytes, arrived)
+            self.moved_bytes[scope] += nbytes
+            Path(self._path_links(tier, inst.index), scope).send(nbytes, arrived)
 
-    def _sliding_finder(self, inst: Instance):
-        """Where a sliding group's copy is, seen from ``inst``: its level in the instance's own tiers, else 0 when a
-        shared tier elsewhere holds it (fetchable), else -1."""
+    def _copy_finder(self, inst: Instance):
+        """Where a sliding group's copy or a state is, seen from ``inst``: its level in the instance's own tiers, else
+        0 when a shared tier elsewhere holds it (fetchable), else -1."""
         wanted = self.shared_tier_candidates()
 
         def find(key: int) -> int:
@@ -200,26 +271,28 @@ class PrefixFetch:
 
         return find
 
-    def _fetch_sliding(self, inst: Instance, keys: list[int], sources: dict[int, int]) -> np.ndarray:
-        """The sliding copies a fetched prefix needs that are not in ``inst``'s HBM: each read from its instance's
-        lower tier, else from the cheapest shared tier holding it (counted in ``sources``); returns their keys."""
+    def _fetch_copies(self, inst: Instance, keys: list[int], sources: dict[int, list[int]]) -> np.ndarray:
+        """The sliding copies or states a fetched prefix needs that are not in ``inst``'s HBM (``copy_bytes`` each):
+        each read from its instance's lower tier, else from the cheapest shared tier holding it (counted in
+        ``sources``); returns their keys."""
         local, remote = [], []
+        nbytes = self.copy_bytes
         for key in keys:
             level = inst.kv.find(key)
             if level > 0:
                 tier = inst.kv.cache.tiers[level]
-                sources[tier.index] = sources.get(tier.index, 0) + 1
-                tier.count_read(self.stored_bytes)
+                _add(sources, tier.index, 1, nbytes)
+                tier.count_read(nbytes)
                 local.append(key)
             elif level < 0:
                 remote.append(key)
         if remote:
             chain = np.array(remote, dtype=np.int64)
             found, offsets, tiers = self.holders(chain, self.shared_tier_candidates())
-            assert found == len(remote), "a sliding copy the prefix's reach found went missing"
-            for t in self._cheapest_holders(offsets, tiers, inst.index)[1].tolist():
-                sources[t] = sources.get(t, 0) + 1
-                self.arena.count_read(t, self.stored_bytes)
+            assert found == len(remote), "a copy the prefix's reach found went missing"
+            for t in self._cheapest_holders(offsets, tiers, inst.index, nbytes)[1].tolist():
+                _add(sources, t, 1, nbytes)
+                self.arena.count_read(t, nbytes)
         return np.array(local + remote, dtype=np.int64)
 
     def _local_codes(self, inst: Instance, levels: np.ndarray) -> np.ndarray:

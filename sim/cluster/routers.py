@@ -16,7 +16,9 @@ instance and not yet done with it (a unified instance: finished; a prefill insta
   ``cluster.balance_abs_threshold`` and max > ``cluster.balance_rel_threshold`` x min, over
   the front instances) it takes the least loaded; else the match's instance if the matched
   fraction exceeds ``cluster.cache_threshold``; else the least loaded (SGLang: the worker with
-  the smallest tree, i.e. the most free cache; the least loaded stands in for it).
+  the smallest tree, i.e. the most free cache; the least loaded stands in for it). A Gated DeltaNet hybrid's
+  prompt is matched the same way: the record is of where blocks were routed, as sgl-router's tree is of request
+  text, and knows nothing of which states an instance cached (a match may be longer than the hit it is served).
 - ``precise-prefix``: Mooncake's conductor, over the true contents of every tier: for each
   instance that holds the prefix in its HBM, the least-loaded instance of each node whose
   DRAM/SSD holds it and of each rack whose EIC holds it, and the least-loaded instance, an
@@ -24,8 +26,9 @@ instance and not yet done with it (a unified instance: finished; a prefill insta
   there) / prefill rate + the time to fetch that prefix's blocks not in its HBM (each from
   its cheapest holder, one transfer per holder: its bytes over the slowest link of the path, whose
   latency counts once); a prefix is reachable up to
-  its first block held only in other instances' HBM. The smallest wins (ties: fewer queued
-  tokens, lowest id).
+  its first block held only in other instances' HBM (a Gated DeltaNet hybrid's, over the true contents too, only
+  up to the deepest block whose every state group's state it can reach as well, those states fetched with it:
+  ``PrefixFetch._state_reach``). The smallest wins (ties: fewer queued tokens, lowest id).
 """
 
 from __future__ import annotations
@@ -148,7 +151,7 @@ class PrecisePrefix(ClusterRouter):
         prompt_tokens = int(run.trace.input_tokens[rid])
         best, best_key = fallback, None
         for c in sorted(candidates):
-            key = (run.estimated_ttft_s(c, offsets, tiers, prompt_tokens), run.queued_tokens[c], c)
+            key = (run.estimated_ttft_s(c, offsets, tiers, prompt_tokens, keys), run.queued_tokens[c], c)
             if best_key is None or key < best_key:
                 best, best_key = c, key
         self._count("least_loaded" if best == fallback else "prefix")

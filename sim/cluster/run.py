@@ -7,12 +7,14 @@ by the rack), and the links on the way, each created once, all in the run's one 
 idle rack, node or GPU costs nothing but a few counters.
 
 Before a request reaches its instance's scheduler its cached prefix is *fetched* from wherever it is
-held (``sim.cluster.fetch``), and its hits are counted by where the fetch found them.
+held (``sim.cluster.fetch``; a hybrid model's sliding copies or Gated DeltaNet states with it), and its hits are
+counted by where the fetch found them.
 
 ``--cluster --pd``: each rack has ``pd.num_prefill`` prefill and ``pd.num_decode`` decode
 instances; a prefilled request's KV goes to a decode instance of its own rack when one has
 room, else of another rack, over the links between them; only the blocks the decode instance
-does not already hold are sent (``Instance.reserve``).
+does not already hold are sent (``Instance.reserve``); a Gated DeltaNet hybrid's prompt is prefilled short of its
+last token and its states are sent with its blocks (``sim.serving.state_transfer``).
 """
 
 from __future__ import annotations
@@ -86,6 +88,8 @@ class ClusterRun(PrefixFetch, ServingRun):
         self._hit_codes: dict[int, np.ndarray] = {}  # per request fetched, its prefix's hit_blocks cells (_fetch)
         self.moved_blocks = dict.fromkeys(("node", "rack", "cross_rack"), 0)  # fetched blocks by links crossed
         self.kv_transfer_blocks = dict.fromkeys(("node", "rack", "cross_rack"), 0)  # PD prefill -> decode
+        self.kv_transfer_sent = dict.fromkeys(("node", "rack", "cross_rack"), 0)  # their bytes, every rank's
+        self._init_fetch()
         self.net = network_model(config.network)
         uplink_gbps = config.cluster.uplink_gbps or (
             topo.nodes_per_rack * config.network.bandwidth_gbps / config.cluster.oversubscription)
@@ -258,8 +262,11 @@ class ClusterRun(PrefixFetch, ServingRun):
             return Path([*links, self.uplink[s_rack], self.uplink[d_rack]], "cross_rack")
         return Path(links, "rack")
 
-    def _record_transfer(self, link: Path, nbytes: int) -> None:
-        self.kv_transfer_blocks[link.scope] += nbytes // self.transfer.busiest_bytes
+    def _record_transfer(self, link: Path, nbytes: int, moved: int) -> None:
+        # (a Gated DeltaNet hybrid's transfer carries its states beside its blocks: sim.serving.state_transfer)
+        blocks = (nbytes - (self.state_bytes if nbytes else 0)) // self.transfer.busiest_bytes
+        self.kv_transfer_blocks[link.scope] += blocks
+        self.kv_transfer_sent[link.scope] += moved
 
     # ------------------------------------------------------------------ results
 
@@ -312,10 +319,10 @@ class ClusterRun(PrefixFetch, ServingRun):
                 },
                 "block_bytes": self.stored_bytes,
                 "fetched_blocks": dict(self.moved_blocks),
-                "fetched_bytes": {k: v * self.stored_bytes for k, v in self.moved_blocks.items()},
+                "fetched_bytes": dict(self.moved_bytes),
                 "kv_transfer_blocks": dict(self.kv_transfer_blocks),
                 # every rank's shard, as the request table counts a transfer (MLA: each rank's copy of the latent)
-                "kv_transfer_bytes": {k: v * self.transfer.moved_bytes for k, v in self.kv_transfer_blocks.items()},
+                "kv_transfer_bytes": dict(self.kv_transfer_sent),
                 "router": {"name": self.route_name, "decisions": dict(sorted(self.router.decisions.items())),
                            "requests_per_instance_max": int(np.max(np.bincount(self._routed_to[self._routed_to >= 0])))
                            if (self._routed_to >= 0).any() else 0},

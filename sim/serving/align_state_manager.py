@@ -23,6 +23,11 @@ vLLM's code (v1/core/single_type_kv_cache_manager.py ``MambaManager``, v1/core/k
 Simplified: the step in flight is counted as computed when blocks are freed (vLLM frees on processed tokens under
 asynchronous scheduling: a state block is held one step longer); a state cached in a lower tier serves a hit as one
 in HBM would.
+
+Cluster mode (``sim.cluster.fetch``): a prefix fetched from other locations before the request is scheduled (vLLM's
+KV connector) is cut back as ``lookup`` cuts a hit, to the deepest block whose state every state group holds in this
+instance's tiers or any shared one (``reachable_prefix``), never the block of the prompt's last token (vLLM's
+OffloadingConnector beside Mamba groups); those states are fetched with its attention blocks.
 """
 
 from __future__ import annotations
@@ -50,6 +55,12 @@ def checkpoint_valid(start: int, end: int, position: int, block_size: int) -> bo
             and start + block_size <= position and start < position < end and (position - start) % block_size == 0)
 
 
+def state_key_offsets(state_groups: int, key_offset: int) -> list[int]:
+    """What each state group adds to a block's id to key the state after that block (group g: (g + 1) x
+    ``key_offset``, past the trace's ids and each other's)."""
+    return [(g + 1) * key_offset for g in range(state_groups)]
+
+
 class AlignStateKVCacheManager(RemoteStates, PastHitCopies, KVCacheManager):
     """One attention group and ``state_groups`` state groups over one pool, with vLLM's align-mode prefix caching."""
 
@@ -60,7 +71,7 @@ class AlignStateKVCacheManager(RemoteStates, PastHitCopies, KVCacheManager):
                  max_prefill_tokens: int):
         super().__init__(pool, cache, block_size, prefix_caching, clock)
         self.copies = state_groups
-        self.offsets = [(g + 1) * key_offset for g in range(state_groups)]  # state group g's key of block b
+        self.offsets = state_key_offsets(state_groups, key_offset)  # state group g's key of block b
         self.checkpoints = checkpoints  # the GDN prefill exports internal checkpoints
         self.max_prefill_tokens = max_prefill_tokens
         self.groups_growing = 1 + state_groups
@@ -116,6 +127,18 @@ class AlignStateKVCacheManager(RemoteStates, PastHitCopies, KVCacheManager):
             job.state_junction = junction if junction > hit else 0
             job.generated_hit = max(0, hit - job.input_tokens // bs) if chain_tokens > job.input_tokens else 0
         return PrefixMatch.of(levels[:hit], tokens, state_levels)
+
+    def reachable_prefix(self, job: Job, limit: int, present: Callable[[int], int]) -> tuple[int, list[int]]:
+        """A prefix fetched from other locations first (cluster mode: vLLM's KV connector): of its first ``limit``
+        attention blocks, those up to the deepest whose state every state group holds where ``present`` finds it
+        (-1: nowhere), as ``lookup`` cuts a hit, and never the block of the prompt's last token (vLLM's
+        OffloadingConnector beside Mamba groups: its hit ends at round_down(tokens - 1, block), the state not being
+        rewindable). Returns the blocks and the states' keys they need."""
+        for i in range(min(limit, usable_prefix_blocks(job.input_tokens, self.block_size)) - 1, -1, -1):
+            keys = self._state_keys(job, i)
+            if keys and all(present(key) >= 0 for key in keys):
+                return i + 1, keys
+        return 0, []
 
     def receive(self, job: Job, tokens: int) -> int:
         """``KVCacheManager.receive``, the job's hit fields cleared first: a ``local_hit`` that another decode instance

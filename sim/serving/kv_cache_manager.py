@@ -377,8 +377,9 @@ class KVCacheManager:
 
     def cache_fetched(self, keys: Sequence[int], position: int) -> None:
         """Blocks fetched from another location (the cluster's shared tiers, another node) become
-        cached prefixes here, used at stream ``position``."""
-        self.cache.touch_chain(keys, np.full(len(keys), position, dtype=np.int64))
+        cached prefixes here, used at stream ``position``. The fetch read them (``sim.cluster.fetch`` counts each
+        source's bytes): a copy in one of this instance's lower tiers moves or is copied up unread."""
+        self.cache.touch_chain(keys, np.full(len(keys), position, dtype=np.int64), freed=True)
         self._charge_writes()
 
     # ------------------------------------------------------------- the cache engine

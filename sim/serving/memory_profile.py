@@ -27,6 +27,7 @@ memory) are constants from public vLLM logs, named below.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
@@ -34,6 +35,8 @@ from sim.config import Config
 from sim.errors import ConfigError
 from sim.model_shape import DTYPE_BYTES, GIB, ModelSpec
 from sim.specs import canonical_gpu, gpu_spec, model_spec
+
+LOG = logging.getLogger("kvsim.memory")
 
 FP32 = 4
 # Memory allocated outside torch from the worker's snapshot to the end of the profile run (kernel modules loaded by
@@ -182,6 +185,33 @@ def memory_budget(config: Config, estimate_cudagraphs: bool = True) -> MemoryBud
         if estimate_cudagraphs and not serving.enforce_eager else 0
     return MemoryBudget(requested=math.ceil(gpu.reported_memory * serving.gpu_memory_utilization),
                         weights=int(weights), activation=activation, non_torch=NON_TORCH_BYTES, cudagraph=graphs)
+
+
+def note_given_capacity(config: Config, blocks: int, block_bytes: int, key: str) -> int:
+    """``blocks`` KV blocks given outright (``key``), as the Contract lets a run override the capacity: kept, with a
+    note on stderr (once per message) where they could not exist on the device. vLLM allocates an override's blocks
+    whatever its profile found (v1/core/kv_cache_planning.py: ``num_gpu_blocks_override`` replaces the available
+    memory), so weights that do not load, or blocks that do not fit beside them, would fail at its startup: such a
+    run is a what-if, not a deployment. Activations and graphs are left out (only what can never fit is noted)."""
+    budget = memory_budget(config)
+    device = gpu_spec(config.hardware.gpu).reported_memory
+    room = device - budget.weights
+    where = (f"{config.hardware.gpu}'s {device / GIB:.1f} GiB beside model {config.model}'s weights "
+             f"({budget.weights / GIB:.1f} GiB per GPU)")
+    if room < blocks * block_bytes:
+        fits = f"at most {room // block_bytes:,}" if room > 0 else "the weights alone do not fit"
+        _note_once(f"kvsim: note: {key}: {blocks:,} KV blocks ({blocks * block_bytes / GIB:.1f} GiB) do not fit in "
+                   f"{where} ({fits}): simulated as given, a capacity vLLM could not allocate")
+    return blocks
+
+
+_NOTED: set[str] = set()
+
+
+def _note_once(message: str) -> None:
+    if message not in _NOTED:
+        _NOTED.add(message)
+        LOG.warning(message)
 
 
 def check_fits(config: Config, budget: MemoryBudget) -> None:

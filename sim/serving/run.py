@@ -74,7 +74,8 @@ class ServingRun:
         check_serving_settings(config)
         # (again: a trace's own block size may have become the run's)
         given = trace.provenance.block_ids == "hash_ids" and trace.provenance.block_conversion is None  # (not split)
-        check_state_model(config, mode, trace.provenance.block_tokens if given else None)
+        # (--cluster --pd: a Gated DeltaNet hybrid's transfers as PD's)
+        check_state_model(config, "pd" if pd else mode, trace.provenance.block_tokens if given else None)
         self.trace, self.config, self.mode = trace, config, mode
         self._pd = mode == "pd" if pd is None else pd  # prefill/decode pools (cluster: --cluster --pd)
         # each role's instances at their TP (PD: prefill and decode may differ; sim.serving.roles)
@@ -278,7 +279,7 @@ class ServingRun:
                                                                             if blocks else 0)
             table.decode_instance[job.rid] = dest.index
             link = self._kv_link(prefill_instance, dest)
-            self._record_transfer(link, nbytes)
+            self._record_transfer(link, nbytes, int(table.kv_transfer_bytes[job.rid]))
             if not nbytes and self.states is not None:  # (a GDN hybrid's decode side holds all it would be sent)
                 self.engine.after(0.0, self._arrived, prefill_instance, source_job, dest, dest_job)
             elif self.config.pd.transfer == "layerwise":
@@ -297,9 +298,9 @@ class ServingRun:
         """The link a prefill instance's KV crosses to ``dest`` (one per prefill instance)."""
         return self.links[src.index]
 
-    def _record_transfer(self, link, nbytes: int) -> None:
-        """Count a KV transfer of ``nbytes`` (its busiest rank's) over ``link``, whichever way it is sent (the cluster
-        counts them by scope)."""
+    def _record_transfer(self, link, nbytes: int, moved: int) -> None:
+        """Count a KV transfer over ``link`` of ``nbytes`` (its busiest rank's; ``moved``: every rank's), whichever way
+        it is sent (the cluster counts them by scope)."""
 
     def _send_kv(self, link, nbytes: int, arrived) -> None:
         link.send(nbytes, lambda _d: arrived())

@@ -139,8 +139,9 @@ def exports_checkpoints(config: Config) -> bool:
 
 
 def check_state_model(config: Config, mode: str, trace_tokens: int | None = None) -> None:
-    """A GDN hybrid runs where kvsim models vLLM serving it: single-node or PD serving (``sim.serving.state_transfer``:
-    push or pull, not layerwise), vLLM's hybrid KV-cache manager on,
+    """A GDN hybrid runs where kvsim models vLLM serving it: the serving modes, single-node, cluster
+    (``sim.cluster.fetch``: states fetched with the prefix) or PD (``mode`` "pd", also for ``--cluster --pd``;
+    ``sim.serving.state_transfer``: push or pull, not layerwise), vLLM's hybrid KV-cache manager on,
     prefix caching off or in align mode (``sim.serving.align_state_manager``), on a GPU whose attention alignment is
     known, at vLLM's raised block size; each other case is one exit-2 line. A null ``serving.block_size`` is vLLM's
     raised one (``engine_limits.block_size``). ``trace_tokens``: the size of a trace's own block ids, replayed as the
@@ -151,11 +152,10 @@ def check_state_model(config: Config, mode: str, trace_tokens: int | None = None
     if spec.linear_attention is None:
         return
     serving, name = config.serving, config.model
-    if mode not in ("single", "pd"):
-        why = ("the cluster's fetches and tiers of their states are not built" if mode == "cluster" else
-               "a block replay has no states: they follow each request's computed tokens")
-        raise ConfigError(f"model {name}: Gated DeltaNet (linear-attention) layers are modelled in single-node and PD "
-                          f"serving only, not in mode {mode} yet ({why})")
+    if mode not in ("single", "pd", "cluster"):
+        raise ConfigError(f"model {name}: Gated DeltaNet (linear-attention) layers are modelled in the serving modes "
+                          f"only, not in mode {mode} (a block replay has no states: they follow each request's "
+                          "computed tokens)")
     if mode == "pd":
         from sim.config_rules import pd_tensor_parallel
 
