@@ -54,3 +54,41 @@ def replay_module():
     replay = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(replay)
     return replay
+
+
+def identical_reruns(run_cli, tmp_path: Path, *argv) -> dict:
+    """Run the command line twice with ``--report-json``; both reports are byte-identical but for ``timing`` (the
+    Contract's determinism). Returns the report."""
+    import json
+
+    texts = []
+    for name in ("a", "b"):
+        out = tmp_path / f"rerun-{name}.json"
+        status, _, err = run_cli(*argv, "--report-json", out)
+        assert status == 0, err
+        report = json.loads(out.read_text())
+        report.pop("timing")
+        texts.append(json.dumps(report, sort_keys=True))
+    assert texts[0] == texts[1]
+    return json.loads(texts[0])
+
+
+def assert_cluster_serves_as_single_node(config, keys=("requests_completed", "accesses", "hits", "ttft_s",
+                                                        "tpot_s")) -> None:
+    """A one-instance cluster with no lower tier serves ``config``'s workload as the single-node mode does (the
+    independent path: no fetch, no location): every request's times and cached tokens, and the metrics ``keys``."""
+    import numpy as np
+
+    from sim.cluster.run import run_cluster
+    from sim.serving.run import admit, run_serving
+    from trace.workload import load_workload
+
+    trace = load_workload(config)
+    admit(trace, config)
+    cluster, cluster_table = run_cluster(trace, config)
+    single, single_table = run_serving(trace, config, "single")
+    assert cluster.metrics["hits"] > 0 and cluster.metrics["ttft_breakdown_s"]["queue"] > 0
+    for name in ("scheduled", "first_token", "last_token", "cached_tokens"):
+        np.testing.assert_array_equal(getattr(cluster_table, name), getattr(single_table, name), err_msg=name)
+    for key in keys:
+        assert cluster.metrics[key] == single.metrics[key], key

@@ -3,14 +3,13 @@ as far as every sliding group can serve it, and its sliding copies travel with i
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from sim.cluster.run import run_cluster
 from sim.config import load_config
 from sim.serving.kv_groups import kv_groups
-from sim.serving.run import run_serving
 from sim.specs import model_spec
+from tests.conftest import assert_cluster_serves_as_single_node
 from tests.test_serving import make_trace
 
 # gpt-oss-20b: 12 full + 12 sliding layers of a 128-token window, one group each; at 16-token blocks a sliding hit
@@ -66,19 +65,7 @@ def test_a_one_instance_cluster_serves_a_hybrid_model_as_the_single_node_mode():
             "serving.num_instances=1", "cluster.num_racks=1", "cluster.nodes_per_rack=1",
             "workload.synthetic.kind=multi-turn", "workload.synthetic.turns_mean=6",
             "workload.synthetic.think_time_median_s=0.5", "workload.synthetic.rate_rps=20"]
-    from sim.serving.run import admit
-    from trace.workload import load_workload
-
-    config = load_config(None, sets=sets)
-    trace = load_workload(config)
-    admit(trace, config)
-    cluster, cluster_table = run_cluster(trace, config)
-    single, single_table = run_serving(trace, config, "single")
-    assert cluster.metrics["hits"] > 0 and cluster.metrics["ttft_breakdown_s"]["queue"] > 0
-    for name in ("scheduled", "first_token", "last_token", "cached_tokens"):
-        np.testing.assert_array_equal(getattr(cluster_table, name), getattr(single_table, name), err_msg=name)
-    for key in ("requests_completed", "accesses", "hits", "ttft_s", "tpot_s"):
-        assert cluster.metrics[key] == single.metrics[key], key
+    assert_cluster_serves_as_single_node(load_config(None, sets=sets))
 
 
 @pytest.mark.parametrize("pd", [False, True])

@@ -5,7 +5,6 @@ case is worked by hand."""
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
@@ -15,6 +14,7 @@ from sim.config import load_config
 from sim.serving.compute import StepShape
 from sim.serving.compute_backend import compute_model
 from sim.serving.run import run_serving
+from tests.conftest import assert_cluster_serves_as_single_node, identical_reruns
 from tests.test_serving import make_trace
 
 BS = 576  # Qwen3-Next's attention block on Hopper with prefix caching (lcm with FlashInfer's GDN alignment 64)
@@ -112,21 +112,11 @@ def test_a_one_instance_cluster_serves_qwen3_next_as_the_single_node_mode():
     """One H200 pair, HBM only, overloaded: the cluster's instance, manager and scheduler are the single node's, and
     a prefix held in its own HBM needs no fetch, so every request's timing and cached tokens, and the hits, are the
     same (the single-node mode is the independent path: no fetch, no location)."""
-    from sim.serving.run import admit
-    from trace.workload import load_workload
-
     config = load_config(None, sets=[*SMALL, "serving.num_instances=1", "cache.tiers.dram.capacity_gib=0",
                                      "cache.tiers.ssd.capacity_gib=0", "cluster.router=round-robin",
                                      "cluster.num_racks=1", "cluster.nodes_per_rack=1"])
-    trace = load_workload(config)
-    admit(trace, config)
-    cluster, cluster_table = run_cluster(trace, config)
-    single, single_table = run_serving(trace, config, "single")
-    assert cluster.metrics["hits"] > 0 and cluster.metrics["ttft_breakdown_s"]["queue"] > 0
-    for name in ("scheduled", "first_token", "last_token", "cached_tokens"):
-        np.testing.assert_array_equal(getattr(cluster_table, name), getattr(single_table, name), err_msg=name)
-    for key in ("requests_completed", "accesses", "hits", "token_hit_ratio", "ttft_s", "tpot_s"):
-        assert cluster.metrics[key] == single.metrics[key], key
+    assert_cluster_serves_as_single_node(config, ("requests_completed", "accesses", "hits", "token_hit_ratio",
+                                                  "ttft_s", "tpot_s"))
 
 
 def test_the_precise_router_counts_a_prefix_only_as_far_as_a_state_it_can_reach():
@@ -176,19 +166,11 @@ def test_cluster_pd_sends_a_qwen3_next_prompt_short_of_its_last_token_over_the_n
 
 @pytest.mark.parametrize("pd", [False, True])
 def test_a_cluster_run_is_byte_identical_on_a_rerun(run_cli, tmp_path, pd):
-    reports = []
     sets = [*SMALL, "cluster.num_racks=1", "cluster.nodes_per_rack=2", "cache.tiers.dram.capacity_gib=0.1",
             "cache.tiers.ssd.capacity_gib=0", "cache.tiers.eic.capacity_gib=0.2", "cluster.router=precise-prefix"]
-    for name in ("a", "b"):
-        out = tmp_path / f"{name}.json"
-        args = ["--no-plot", "--quiet", "--cluster", *(["--pd"] if pd else []), "--report-json", out]
-        status, _, err = run_cli(*args, *[a for s in sets for a in ("--set", s)])
-        assert status == 0, err
-        report = json.loads(out.read_text())
-        report.pop("timing")
-        reports.append(json.dumps(report, sort_keys=True))
-    assert reports[0] == reports[1]
-    metrics = json.loads(reports[0])["runs"][0]["metrics"]
+    report = identical_reruns(run_cli, tmp_path, "--no-plot", "--quiet", "--cluster", *(["--pd"] if pd else []),
+                              *[a for s in sets for a in ("--set", s)])
+    metrics = report["runs"][0]["metrics"]
     assert metrics["requests_completed"] == 40 and metrics["hits"] > 0
 
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ from sim.serving.compute import StepShape
 from sim.serving.compute_backend import compute_model
 from sim.serving.job import Job
 from sim.serving.run import ServingRun, run_serving
+from tests.conftest import identical_reruns
 from tests.test_serving import make_trace
 from trace.request import Trace
 
@@ -119,18 +119,9 @@ def test_a_decode_side_holding_all_it_would_be_sent_computes_locally():
 
 
 def test_a_pd_run_is_byte_identical_on_a_rerun(run_cli, tmp_path):
-    reports = []
-    for name in ("a", "b"):
-        out = tmp_path / f"{name}.json"
-        args = ["--preset", "smoke", "--no-plot", "--quiet", "--pd", "--report-json", out, "--set",
-                "workload.synthetic.kind=multi-turn"] + [a for s in ALIGN for a in ("--set", s)]
-        status, _, err = run_cli(*args)
-        assert status == 0, err
-        report = json.loads(out.read_text())
-        report.pop("timing")
-        reports.append(json.dumps(report, sort_keys=True))
-    assert reports[0] == reports[1]
-    metrics = json.loads(reports[0])["runs"][0]["metrics"]
+    report = identical_reruns(run_cli, tmp_path, "--preset", "smoke", "--no-plot", "--quiet", "--pd", "--set",
+                              "workload.synthetic.kind=multi-turn", *[a for s in ALIGN for a in ("--set", s)])
+    metrics = report["runs"][0]["metrics"]
     assert metrics["requests_completed"] > 0 and metrics["hits"] > 0 and metrics["ttft_breakdown_s"]["kv_transfer"] > 0
 
 
