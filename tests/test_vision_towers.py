@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from sim.config import load_config
+from sim.serving.memory_profile import memory_budget
 from sim.specs import model_spec
 from tests.linear_attention_configs import QWEN3_5_9B_TEXT
 from tests.test_model_config import refused, write_config
@@ -79,6 +81,63 @@ def test_deepstack_mergers_and_the_dense_model(tmp_path):
     mm = model_spec(str(write_config(tmp_path / "mm", dense)))
     alone = model_spec(str(text_alone(tmp_path, dense, "Qwen3_5ForCausalLM")))
     assert mm.num_parameters - alone.num_parameters == TOWER - 4 * H * OUT - OUT + 4 * H * 4096 + 4096
+
+
+def budget(model: str, *sets: str):
+    return memory_budget(load_config(None, sets=[f"model={model}", "hardware.gpu=h200", *sets]))
+
+
+def test_kv_capacity_is_the_text_models_less_the_towers_weights_and_profile(tmp_path):
+    from sim.cache.tiers import hbm_capacity_blocks, kv_block_bytes
+
+    text = str(text_alone(tmp_path, PUBLISHED, "Qwen3_5MoeForCausalLM"))
+    mm, alone = budget(str(FIXTURE)), budget(text)
+    # weights: the tower in bf16 and its rotary cos/sin cache (8192 positions x 36 = head_dim 72 x 0.5), one GPU
+    assert mm.weights - alone.weights == TOWER * 2 + 8192 * 36 * 2
+    # the profile: one 4096 x 4096 image (the encoder budget, max(8192, 16384) tokens, holds 16,384 tokens = 65,536
+    # patches of 3 x 2 x 16 x 16 values); its pixels and its 16,384 x 2048 outputs stay held through the language
+    # model's pass, whose peak (the sampler's, 1,024 rows of logits) exceeds the encoder's own
+    held = 65536 * 1536 * 2 + 16384 * 2048 * 2
+    encoder = 65536 * (1536 + H + 72 + 2 * H + 2 * I) * 2  # pixels, positions and rotary, the MLP stage
+    assert encoder < alone.activation and mm.activation - alone.activation == held
+    config = load_config(None, sets=[f"model={FIXTURE}", "hardware.gpu=h200"])
+    block = kv_block_bytes(config)
+    assert block == kv_block_bytes(load_config(None, sets=[f"model={text}", "hardware.gpu=h200"]))
+    blocks = hbm_capacity_blocks(config)
+    assert blocks == (alone.kv_bytes - TOWER * 2 - 8192 * 36 * 2 - held) // block == 2800
+    assert hbm_capacity_blocks(load_config(None, sets=[f"model={text}", "hardware.gpu=h200"])) == 2852
+    # vLLM's --language-model-only: no tower built, no encoder pass: the text model's budget exactly
+    assert budget(str(FIXTURE), "serving.language_model_only=true") == alone
+    assert budget(text, "serving.language_model_only=true") == alone  # no effect on a text-only model
+
+
+def test_the_encoder_pass_sets_the_peak_when_the_sampler_is_small():
+    # 4 sequences, 16,384 tokens a step: still one image (16,384 // 16,384); the language model's forward (its MoE
+    # stage, 3 x 2048 + 8 x (max(2 x 512, 2048) + 512) a token) with the image's pixels and outputs held, and the
+    # sampler's 4 rows, stay below the encoder's MLP stage
+    b = budget(str(FIXTURE), "serving.max_num_seqs=4", "serving.max_num_batched_tokens=16384")
+    forward = 16384 * (3 * 2048 + 8 * (2048 + 512)) * 2
+    assert forward + 65536 * 1536 * 2 + 16384 * 2048 * 2 < b.activation == 65536 * (1536 + H + 72 + 2 * H + 2 * I) * 2
+    # 32,768 tokens a step: two images; at TP 2 each rank holds half the heads and half fc1's width
+    b = budget(str(FIXTURE), "serving.max_num_seqs=4", "serving.max_num_batched_tokens=32768",
+               "serving.tensor_parallel_size=2")
+    assert b.activation == 2 * 65536 * (1536 + H + 72 + 2 * H + I) * 2
+
+
+def test_a_run_of_the_published_file_serves_the_text_model(run_cli, tmp_path):
+    """The Hub's file runs end to end (it was refused: "its vision tower is not modelled"); served as text only it
+    behaves as its text_config alone, metric for metric."""
+    text = text_alone(tmp_path, PUBLISHED, "Qwen3_5MoeForCausalLM")
+    reports = {}
+    for name, sets in (("mm", [f"model={FIXTURE}"]), ("lmo", [f"model={FIXTURE}", "serving.language_model_only=true"]),
+                       ("text", [f"model={text}"])):
+        report = tmp_path / f"{name}.json"
+        args = ["--preset", "smoke", "--no-plot", "--quiet", "--workload-limit", "20", "--report-json", report]
+        status, _, err = run_cli(*args, *(x for s in [*sets, "hardware.gpu=h200"] for x in ("--set", s)))
+        assert status == 0, err
+        reports[name] = json.loads(report.read_text())["runs"][0]["metrics"]
+    assert reports["mm"]["requests_completed"] == 20 and reports["mm"]["instances"]["kv_blocks_each"] == 2800
+    assert reports["lmo"] == reports["text"] and reports["text"]["instances"]["kv_blocks_each"] == 2852
 
 
 @pytest.mark.parametrize(("change", "words"), [
