@@ -106,6 +106,10 @@ class ServingConfig:
     # (sim.serving.memory_profile) and data-parallel ranks are not padded to a common captured size
     # (sim.serving.data_parallel). kvsim prices a step's kernels alike either way (it models no launch overhead).
     enforce_eager: bool = False
+    # vLLM's --language-model-only (MultiModalConfig.language_model_only): a multimodal model (Gemma 3, Qwen3.5) served
+    # as text only, every modality's limit 0: vLLM builds no vision tower (no tower weights) and its profile run no
+    # encoder pass (sim.vision_towers). No effect on a text-only model.
+    language_model_only: bool = False
 
 
 @dataclass(frozen=True)

@@ -13,15 +13,17 @@ by transformers or by the model's own code (``trust_remote_code``: Qwen 1, Inter
 ``model_type`` is refused rather than run as something it is not, and so are layer kinds other than full and
 sliding-window attention and quantized checkpoints other than FP8 and gpt-oss's MXFP4, which those models do not
 describe. Hybrid models (Gemma 2, Gemma 3, gpt-oss: sliding-window layers beside full-attention ones) give
-``ModelSpec.num_sliding_layers`` as vLLM picks the sliding layers (``_sliding_layers``); Gemma 3's multimodal
-config.json nests the language model under text_config and counts its SigLIP vision tower in the weights
-(``_vision_parameters``); gpt-oss's MXFP4 experts take 4.25 bits a weight (``sim.hf_quantization``). An FP8
+``ModelSpec.num_sliding_layers`` as vLLM picks the sliding layers (``_sliding_layers``). A multimodal config.json
+(Gemma 3's, Qwen3.5's: ``Family.vision_tower``) nests the language model under text_config and gives its vision
+tower under vision_config, whose weights count beside the language model's and whose encoder vLLM's profile run
+runs (``ModelSpec.vision_tower``: SigLIP, Qwen3-VL's vision transformer, ``sim.vision_towers``); a quantized one is
+refused. gpt-oss's MXFP4 experts take 4.25 bits a weight (``sim.hf_quantization``). An FP8
 checkpoint (quantization_config quant_method "fp8": DeepSeek-V3/V3.2's published config.json, Qwen3-*-FP8) has the
 same shapes with its linear layers' weights in one byte plus fp32 block scales (``sim.hf_quantization``,
 ``ModelSpec.linear_parameters``); its KV
 cache stays in the model dtype (DeepSeek sparse attention's fp8_ds_mla aside: ``sim.model_shape.kv_cache_dtype``).
-DeepSeek's MTP module (num_nextn_predict_layers; GLM-4.5's too, and MiniMax-M2's num_mtp_modules) is not counted:
-vLLM loads it only for MTP speculative decoding, which kvsim does not model. A
+DeepSeek's MTP module (num_nextn_predict_layers; GLM-4.5's, MiniMax-M2's num_mtp_modules, Qwen3.5's mtp.*) is not
+counted: vLLM loads it only for MTP speculative decoding, which kvsim does not model. A
 sliding window narrower than the context on every layer bounds the requests served (``ModelSpec.longest_request``).
 Each problem is one exit-2 line naming the file, as for the calibration profiles
 (``sim.serving.profile_files``).
@@ -39,8 +41,9 @@ from typing import Any
 from sim.errors import ConfigError, quote
 from sim.hf_quantization import MAX_DIMENSION, quantization_fields
 from sim.linear_attention import gated_delta_net
-from sim.model_families import ARCHITECTURES, FAMILIES, MULTIMODAL_ONLY, Experts, Family
+from sim.model_families import ARCHITECTURES, FAMILIES, Experts, Family
 from sim.model_shape import SPARSE_QUANT_BLOCK, ModelSpec
+from sim.vision_towers import VISION_TOWERS, VisionTower
 
 CONFIG_NAME = "config.json"  # the file a Hugging Face model folder holds its architecture in
 MAX_CONFIG_BYTES = 1 << 20  # published config.json files are a few KB; a larger file is not one
@@ -84,7 +87,7 @@ def hf_model_spec(name: str) -> ModelSpec:
     family, top = _family(config, path), _Keys(config, path)
     if family.mla:
         return _mla_model_spec(name, top, family, digest)
-    keys = _text_keys(top, family) if family.text_config else top
+    keys = _text_keys(top, family) if family.vision_tower else top
     required = dict(family.required_defaults)
     layers, hidden, heads, intermediate, vocab, context = (keys.positive(k, required.get(k)) for k in REQUIRED)
     kv_heads = heads if family.multi_head_only else keys.positive("num_key_value_heads",
@@ -106,11 +109,11 @@ def hf_model_spec(name: str) -> ModelSpec:
     window, sliding = _sliding_layers(keys, family, layers, context) if gdn is None else (None, None)
     _check_attention_kinds(keys, family, layers)
     quantization = quantization_fields(top.config, top.path)
-    if quantization and family.text_config:
+    if quantization and family.vision_tower:
         raise ConfigError(f"model config {path}: a quantized multimodal checkpoint (quantization_config) is not "
                           "modelled: which of the vision tower's weights it quantizes is not known here")
     moe = _experts(keys, family, layers)
-    vision = _vision_parameters(top, hidden) if family.text_config else 0
+    vision = _vision_tower(top, family, hidden) if family.vision_tower else None
     gate = heads * head_dim * hidden if family.attention_output_gate else 0  # (q_proj gives q and the gate)
     count = _parameter_count(keys, family, layers, hidden, heads * head_dim, kv_heads * head_dim, head_dim,
                              intermediate, vocab, moe, heads=heads,
@@ -118,12 +121,13 @@ def hf_model_spec(name: str) -> ModelSpec:
     if gdn is not None:  # its layers hold a Gated DeltaNet instead of the attention's projections and q/k norms
         count += gdn.layers * (gdn.parameters(hidden) - 2 * hidden * (heads + kv_heads) * head_dim - gate - 2 * head_dim)
     fp32 = moe.layers * moe.router_parameters(hidden) if moe is not None and moe.router_fp32 else 0
+    count += vision.parameters if vision is not None else 0
     return ModelSpec(
         name=name, num_layers=layers, hidden_size=hidden, num_attention_heads=heads, num_kv_heads=kv_heads,
-        head_dim=head_dim, intermediate_size=intermediate, vocab_size=vocab, num_parameters=count + vision,
+        head_dim=head_dim, intermediate_size=intermediate, vocab_size=vocab, num_parameters=count,
         max_position_embeddings=context, source=f"{path} (sha256 {digest})", gated_mlp=family.gated_mlp,
         sliding_window=window, num_sliding_layers=sliding, fp32_parameters=fp32, **quantization,
-        linear_attention=gdn, attention_output_gate=family.attention_output_gate,
+        linear_attention=gdn, attention_output_gate=family.attention_output_gate, vision_tower=vision,
         **(moe.fields() if moe is not None else {}),
     )
 
@@ -161,42 +165,14 @@ def _text_keys(keys: _Keys, family: Family) -> _Keys:
     return _Keys(text, keys.path, "text_config.")
 
 
-# SiglipVisionConfig's defaults for the keys a Gemma 3 vision_config may leave out (transformers
-# configuration_siglip.py: num_channels 3; vision_use_head true, which Gemma 3's published configs set false)
-SIGLIP_REQUIRED = ("hidden_size", "intermediate_size", "num_hidden_layers", "image_size", "patch_size")
-
-
-def _vision_parameters(keys: _Keys, text_hidden: int) -> int:
-    """Gemma 3's vision tower and projector, which vLLM loads beside the language model
-    (Gemma3ForConditionalGeneration: vllm/model_executor/models/gemma3_mm.py builds ``SiglipVisionModel`` and
-    ``Gemma3MultiModalProjector``) though kvsim's compute model serves text only: they count in the weights.
-    SigLIP (siglip.py ``SiglipVisionEmbeddings``, ``SiglipEncoderLayer``): a patch embedding (a Conv2d num_channels ->
-    hidden over patch_size² pixels, with bias), a position embedding per patch ((image_size // patch_size)²), per
-    layer two LayerNorms (weight and bias), q/k/v/out projections and fc1/fc2 with biases, a final LayerNorm; no
-    pooling head (vision_use_head false, as Gemma 3's configs give it; a head is refused). The projector: a
-    vision hidden × text hidden matrix (mm_input_projection_weight) and an RMSNorm over the vision hidden
-    (mm_soft_emb_norm)."""
+def _vision_tower(keys: _Keys, family: Family, text_hidden: int) -> VisionTower:
+    """A multimodal config's vision tower from its "vision_config" object, read as the family's tower
+    (``Family.vision_tower``: its reader in ``sim.vision_towers``)."""
     vision = keys.config.get("vision_config")
     if not isinstance(vision, dict):
         raise ConfigError(f"model config {keys.path}: key 'vision_config' must be an object (the vision tower's keys), "
                           f"got {quote(vision)}")
-    vkeys = _Keys(vision, keys.path, "vision_config.")
-    if vision.get("model_type", "siglip_vision_model") != "siglip_vision_model":
-        raise ConfigError(f"model config {keys.path}: key 'vision_config.model_type' must be 'siglip_vision_model', "
-                          f"got {quote(vision.get('model_type'))}")
-    if vkeys.flag("vision_use_head", True):
-        raise ConfigError(f"model config {keys.path}: vision_config.vision_use_head true (SigLIP's pooling head, "
-                          "absent or true by SiglipVisionConfig's default) is not modelled: Gemma 3's vision tower has "
-                          "none (give vision_use_head false)")
-    hidden, width, layers, image, patch = (vkeys.positive(k) for k in SIGLIP_REQUIRED)
-    channels = vkeys.positive("num_channels", 3)
-    if patch > image:
-        raise ConfigError(f"model config {keys.path}: vision_config.patch_size {patch} exceeds image_size {image}")
-    patches = (image // patch) ** 2
-    embeddings = channels * patch * patch * hidden + hidden + patches * hidden
-    layer = 4 * (hidden * hidden + hidden) + 2 * hidden * width + width + hidden + 2 * 2 * hidden
-    projector = hidden * text_hidden + hidden
-    return embeddings + layers * layer + 2 * hidden + projector
+    return VISION_TOWERS[family.vision_tower](keys, _Keys(vision, keys.path, "vision_config."), text_hidden)
 
 
 def _mla_model_spec(name: str, keys: _Keys, family: Family, digest: str) -> ModelSpec:
@@ -350,8 +326,6 @@ def _family(config: dict[str, Any], path: Path) -> Family:
         raise ConfigError(f"model config {path}: key 'model_type' must be a string, got {quote(model_type)}")
     if model_type in FAMILIES:
         return FAMILIES[model_type]
-    if model_type in MULTIMODAL_ONLY:
-        raise ConfigError(f"model config {path}: model_type {model_type!r}: {MULTIMODAL_ONLY[model_type]}")
     architectures = config.get("architectures")
     # vLLM's registry takes one string as a list of it (ModelRegistry._normalize_archs)
     listed = [architectures] if isinstance(architectures, str) else architectures

@@ -91,7 +91,9 @@ class Family:
     layer_types_ignored: bool = False  # vLLM follows the layout whatever layer_types says (gpt-oss): must agree
     # Keys of REQUIRED (sim.hf_config) the config class defaults and the published files leave out: (key, default)
     required_defaults: tuple[tuple[str, int], ...] = ()
-    text_config: bool = False  # a multimodal config: the decoder's keys under "text_config", a vision tower beside
+    # a multimodal config: the decoder's keys under "text_config", beside them this vision tower (its reader in
+    # sim.vision_towers.VISION_TOWERS: "siglip", Gemma 3's; "qwen3_vl", Qwen3.5's), counted in the weights
+    vision_tower: str | None = None
     # a key listing each layer's attention kind, 1 for full (softmax) attention; any other kind is refused
     # (MiniMax-M2's attn_type_list: 0 is MiniMax-Text-01's lightning attention, which vLLM's minimax_m2.py never builds)
     attention_kinds_key: str | None = None
@@ -113,6 +115,13 @@ GEMMA = dict(bias_switches=LLAMA_BIASES[:1], norms_per_layer=4, tie_word_embeddi
 # (Gemma3RMSNorm over head_dim) in every layer.
 GEMMA3 = dict(GEMMA, qk_norm=True, num_key_value_heads=4, sliding_window=4096, hybrid_layout="pattern",
               sliding_window_pattern=6)
+
+# Qwen3.5's language models, dense and MoE (transformers Qwen3_5TextConfig / Qwen3_5MoeTextConfig defaults)
+QWEN3_5 = dict(qk_norm=True, num_key_value_heads=4, head_dim=256, linear_attention=True, attention_output_gate=True)
+QWEN3_5_MOE = dict(QWEN3_5, num_key_value_heads=2, required_defaults=(("intermediate_size", 1),),
+                   experts=Experts(256, 8, "moe_intermediate_size", 512,
+                                   shared_width_key="shared_expert_intermediate_size", shared_width_default=512,
+                                   shared_expert_gate=True))
 
 FAMILIES: dict[str, Family] = {
     # LlamaConfig: num_key_value_heads, head_dim None (derived); attention_bias, mlp_bias false; no window of its
@@ -225,9 +234,9 @@ FAMILIES: dict[str, Family] = {
     # Gemma 3 text-only (gemma-3-1b: Gemma3ForCausalLM) and multimodal (gemma-3-4b/12b/27b:
     # Gemma3ForConditionalGeneration, the decoder's keys under text_config, vLLM's hf_text_config). Those
     # text_config objects leave out vocab_size and max_position_embeddings: Gemma3TextConfig's 262208 and 131072.
-    # The multimodal model's SigLIP vision tower and projector are counted in its weights (sim.hf_config._vision).
+    # The multimodal model's SigLIP vision tower and projector are counted in its weights (sim.vision_towers).
     "gemma3_text": Family(**GEMMA3),
-    "gemma3": Family(**GEMMA3, text_config=True,
+    "gemma3": Family(**GEMMA3, vision_tower="siglip",
                      required_defaults=(("vocab_size", 262208), ("max_position_embeddings", 131072))),
     # GptOssConfig (transformers configuration_gpt_oss.py; vLLM gpt_oss.py): num_key_value_heads 8, head_dim 64,
     # sliding_window 128 on layers i % 2 == 0 (vLLM OAIAttention, whatever layer_types says; transformers' default
@@ -255,22 +264,13 @@ FAMILIES: dict[str, Family] = {
     # Qwen3_5DecoderLayer): Qwen3-Next's layers, every layer a dense MLP (qwen3_5_text) or Qwen3-Next's MoE block
     # (qwen3_5_moe_text: 256 experts, 8 a token, a gated shared expert 512 wide; no intermediate_size key), the LM
     # head tied as tie_word_embeddings says; mamba_ssm_dtype (float32 in the published files) is the recurrent state's
-    # dtype. The multimodal files (qwen3_5, qwen3_5_moe: a vision tower beside) are refused (``MULTIMODAL_ONLY``).
-    "qwen3_5_text": Family(qk_norm=True, num_key_value_heads=4, head_dim=256, linear_attention=True,
-                           attention_output_gate=True),
-    "qwen3_5_moe_text": Family(qk_norm=True, num_key_value_heads=2, head_dim=256, linear_attention=True,
-                               attention_output_gate=True, required_defaults=(("intermediate_size", 1),),
-                               experts=Experts(256, 8, "moe_intermediate_size", 512,
-                                               shared_width_key="shared_expert_intermediate_size",
-                                               shared_width_default=512, shared_expert_gate=True)),
-}
-
-# model_types whose published files kvsim does not read whole: what to give instead
-MULTIMODAL_ONLY = {
-    "qwen3_5": "its vision tower is not modelled: give its text_config as a config.json of its own "
-               "(model_type qwen3_5_text, architectures Qwen3_5ForCausalLM)",
-    "qwen3_5_moe": "its vision tower is not modelled: give its text_config as a config.json of its own "
-                   "(model_type qwen3_5_moe_text, architectures Qwen3_5MoeForCausalLM)",
+    # dtype. The published files are multimodal (qwen3_5, qwen3_5_moe: Qwen3_5ForConditionalGeneration and its MoE
+    # sibling): the same language model under text_config (vLLM's hf_text_config) and Qwen3-VL's vision transformer
+    # beside it (sim.vision_towers.qwen3_vl_tower); the MTP layer (mtp.*) is not counted, as Qwen3-Next's.
+    "qwen3_5_text": Family(**QWEN3_5),
+    "qwen3_5_moe_text": Family(**QWEN3_5_MOE),
+    "qwen3_5": Family(**QWEN3_5, vision_tower="qwen3_vl"),
+    "qwen3_5_moe": Family(**QWEN3_5_MOE, vision_tower="qwen3_vl"),
 }
 
 
@@ -288,4 +288,5 @@ ARCHITECTURES: dict[str, str] = {
     "MiniMaxM2ForCausalLM": "minimax_m2", "Gemma2ForCausalLM": "gemma2", "Gemma3ForCausalLM": "gemma3_text",
     "Gemma3ForConditionalGeneration": "gemma3", "GptOssForCausalLM": "gpt_oss", "Qwen3NextForCausalLM": "qwen3_next",
     "Qwen3_5ForCausalLM": "qwen3_5_text", "Qwen3_5MoeForCausalLM": "qwen3_5_moe_text",
+    "Qwen3_5ForConditionalGeneration": "qwen3_5", "Qwen3_5MoeForConditionalGeneration": "qwen3_5_moe",
 }

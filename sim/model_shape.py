@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from sim.errors import ConfigError
 from sim.linear_attention import GatedDeltaNet, as_gated_delta_net
+from sim.vision_towers import VisionTower, as_vision_tower
 
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
 GIB = 1024**3
@@ -102,9 +103,15 @@ class ModelSpec:
     # per sequence, no KV; sim.linear_attention); None: every layer attends
     linear_attention: GatedDeltaNet | None = None
     attention_output_gate: bool = False  # q_proj also gives a gate on each head's output (Qwen3NextAttention)
+    # A multimodal model's vision tower and projector (Gemma 3, Qwen3.5), counted in num_parameters: weights only to
+    # the text compute model, and the encoder's pass in vLLM's profile run (sim.vision_towers); None: text only
+    vision_tower: VisionTower | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "linear_attention", as_gated_delta_net(self.linear_attention, self.name))
+        object.__setattr__(self, "vision_tower", as_vision_tower(self.vision_tower, self.name))
+        if self.vision_tower is not None and self.vision_tower.parameters > self.num_parameters:
+            raise ConfigError(f"model {self.name!r}: vision_tower.parameters must not exceed num_parameters")
         linear = self.linear_attention
         if linear is not None and (linear.layers >= self.num_layers or self.sliding_window is not None
                                    or self.kv_lora_rank is not None):
@@ -291,9 +298,10 @@ class ModelSpec:
 
     @property
     def replicated_parameters(self) -> int:
-        """Weights every TP rank holds whole, over all layers: ``replicated_attention_parameters`` and the routers
-        (``whole_router_parameters``)."""
-        return self.num_layers * self.replicated_attention_parameters + self.whole_router_parameters
+        """Weights every TP rank holds whole, over all layers: ``replicated_attention_parameters``, the routers
+        (``whole_router_parameters``) and the vision tower's (``VisionTower.replicated_parameters``)."""
+        vision = self.vision_tower.replicated_parameters if self.vision_tower is not None else 0
+        return self.num_layers * self.replicated_attention_parameters + self.whole_router_parameters + vision
 
     @property
     def shared_expert_parameters(self) -> int:

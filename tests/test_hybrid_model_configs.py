@@ -70,7 +70,7 @@ def test_gemma_counts_by_hand(tmp_path):
     # the text model's layers alone: the report's 25,600M non-embedding parameters
     assert text_only.num_parameters - 262208 * 5376 == pytest.approx(25_600e6, rel=5e-4)
     assert dataclasses.replace(text_only, name="x", source="x", num_parameters=0) == dataclasses.replace(
-        model_spec("gemma-3-27b"), name="x", source="x", num_parameters=0)  # the same language model
+        model_spec("gemma-3-27b"), name="x", source="x", num_parameters=0, vision_tower=None)  # the same language model
 
 
 def test_gpt_oss_counts_and_active_parameters(tmp_path):

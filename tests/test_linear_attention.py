@@ -77,7 +77,8 @@ def test_qwen3_5_keeps_its_recurrent_state_in_fp32(tmp_path):
     ({"layer_types": ["sliding_attention"] + ["full_attention"] * 47}, "layer_types 'sliding_attention' is not"),
     ({"full_attention_interval": 1}, "0 of 48 layers are linear attention"),
     ({"linear_num_value_heads": 24}, "num_value_heads 24 must be a multiple of num_key_heads 16"),
-    ({"model_type": "qwen3_5", "architectures": ["Qwen3_5ForConditionalGeneration"]}, "vision tower is not modelled"),
+    # a multimodal model_type over a text-only file: its language model's keys belong under text_config
+    ({"model_type": "qwen3_5", "architectures": ["Qwen3_5ForConditionalGeneration"]}, "key 'text_config' must be"),
 ])
 def test_what_is_not_modelled_is_refused_by_name(change, words, tmp_path, run_cli):
     message = refused(run_cli, str(write_config(tmp_path, {**QWEN3_NEXT_80B, **change})))

@@ -69,6 +69,8 @@ CASES: dict[str, tuple[str, list[str], str]] = {
     # (twice the blocks: the hybrid manager admits a request with its window's sliding blocks beside its full ones)
     "serving.enforce_eager": ("single", NO_HBM_OVERRIDE, "true"),  # no CUDA graphs' memory: more KV blocks
     "serving.disable_hybrid_kv_cache_manager": ("single", ["model=gpt-oss-20b", "serving.num_gpu_blocks=3000"], "true"),
+    # a multimodal model without its vision tower's weights and encoder pass: more KV blocks from the same memory
+    "serving.language_model_only": ("single", [*NO_HBM_OVERRIDE, "model=gemma-3-4b"], "true"),
     "cache.policy": ("cache-only", [], "belady"),
     "cache.inclusion": ("cache-only", [], "inclusive"),
     "cache.access_semantics": ("cache-only", [], "prefix"),

@@ -20,9 +20,11 @@ vLLM (``Worker.determine_available_memory``, vllm/v1/worker/gpu_worker.py) gives
 
 The profile run (``GPUModelRunner.profile_run``) is one forward pass of ``max_num_batched_tokens`` tokens
 (``_dummy_run``) spread over min(max_num_seqs, tokens) requests, then the sampler on one row of logits a request
-(``_dummy_sampler_run``). kvsim derives each term from the model's shapes (``activation_peak``) and the run's
-settings; what vLLM measures on the device and kvsim cannot derive (memory allocated outside torch, a graph's own
-memory) are constants from public vLLM logs, named below.
+(``_dummy_sampler_run``); a multimodal model's (``ModelSpec.vision_tower``) first runs its vision encoder on the
+largest dummy images the encoder budget holds and keeps their pixels and outputs through both (none under
+``serving.language_model_only``, vLLM's --language-model-only, which loads no tower either). kvsim derives each term
+from the model's shapes (``activation_peak``) and the run's settings; what vLLM measures on the device and kvsim
+cannot derive (memory allocated outside torch, a graph's own memory) are constants from public vLLM logs, named below.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from sim.config import Config
 from sim.errors import ConfigError
 from sim.model_shape import DTYPE_BYTES, GIB, ModelSpec
 from sim.specs import canonical_gpu, gpu_spec, model_spec
+from sim.vision_towers import without_vision_tower
 
 LOG = logging.getLogger("kvsim.memory")
 
@@ -87,9 +90,10 @@ def rope_cache_bytes(model: ModelSpec, dtype: str) -> int:
     """The rotary embedding's cos/sin cache, one for the model (vLLM's ``RotaryEmbedding.cos_sin_cache``: max
     positions × rotary dim in the model dtype, shared by the layers through ``_ROPE_DICT``), loaded with the
     weights: Llama-3.1-8B's 131,072 × 128 × 2 B = 32 MiB is the gap between "Model loading took 14.99 GiB" and
-    its 14.96 GiB of parameters."""
+    its 14.96 GiB of parameters. A vision tower's own cache beside it (``VisionTower.rope_cache_values``)."""
     rotary = model.qk_rope_head_dim if model.is_mla else model.head_dim
-    return model.max_position_embeddings * rotary * activation_bytes(dtype)
+    vision = model.vision_tower.rope_cache_values if model.vision_tower is not None else 0
+    return (model.max_position_embeddings * rotary + vision) * activation_bytes(dtype)
 
 
 def forward_peak(model: ModelSpec, tokens: int, tp: int, dp: int, act: int) -> int:
@@ -121,6 +125,20 @@ def forward_peak(model: ModelSpec, tokens: int, tp: int, dp: int, act: int) -> i
         topk = model.num_experts_per_tok
         stages.append(3 * h + topk * (max(2 * width, h) + width))
     return tokens * max(stages) * act
+
+
+def activation_peak(config: Config, model: ModelSpec, seqs: int, tokens: int, tp: int, dp: int, act: int) -> int:
+    """The profile run's torch peak above what stays allocated: the language model's forward or the sampler, whichever
+    is larger; with a vision tower (``sim.vision_towers``) the larger of the encoder's pass and that peak on top of
+    what the encoder's pass leaves held (the dummy images' pixels and outputs, freed only when profile_run returns)."""
+    from sim.serving.engine_limits import max_model_len
+
+    peak = max(forward_peak(model, tokens, tp, dp, act), sampler_peak(model, tokens, min(seqs, tokens), act))
+    tower = model.vision_tower
+    if tower is None:
+        return peak
+    items = tower.items_per_batch(tokens, seqs, max_model_len(config))
+    return max(tower.encoder_peak(items, tp, act), tower.held_bytes(items, act) + peak)
 
 
 def sampler_peak(model: ModelSpec, tokens: int, rows: int, act: int) -> int:
@@ -175,12 +193,13 @@ def memory_budget(config: Config, estimate_cudagraphs: bool = True) -> MemoryBud
 
     serving = config.serving
     gpu, model = gpu_spec(config.hardware.gpu), model_spec(config.model)
+    if serving.language_model_only:
+        model = without_vision_tower(model)
     tp, dp = serving.tensor_parallel_size, serving.data_parallel_size
     act = activation_bytes(serving.dtype)
     seqs, tokens = batch_limits(config)
-    rows = min(seqs, tokens)
     weights = model.weight_bytes_per_gpu(DTYPE_BYTES[serving.dtype], tp, dp) + rope_cache_bytes(model, serving.dtype)
-    activation = max(forward_peak(model, tokens, tp, dp, act), sampler_peak(model, tokens, rows, act))
+    activation = activation_peak(config, model, seqs, tokens, tp, dp, act)
     graphs = cudagraph_estimate(model, capture_sizes(seqs, tokens, config.hardware.gpu), seqs, tp, dp, act) \
         if estimate_cudagraphs and not serving.enforce_eager else 0
     return MemoryBudget(requested=math.ceil(gpu.reported_memory * serving.gpu_memory_utilization),
