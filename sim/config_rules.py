@@ -55,6 +55,13 @@ def _tp_fits_model(c: Config, key: str, tp: int) -> None:
             f"config key '{key}'={tp} does not fit model {c.model} "
             f"({spec.num_attention_heads} attention heads, {kv} KV heads): TP must divide the attention heads "
             f"and divide or be a multiple of the KV heads")
+    tower = spec.vision_tower
+    if tower is not None and not c.serving.language_model_only and tower.num_heads % tp:
+        # vLLM splits the vision tower's heads over TP too (mm_encoder_tp_mode "weights": Qwen2_5_VisionAttention,
+        # SiglipAttention: dist_utils.divide(num_heads, tp_size) asserts)
+        raise ConfigError(f"config key '{key}'={tp} does not fit model {c.model}'s vision tower ({tower.num_heads} "
+                          f"attention heads): TP must divide them, or serve the language model alone "
+                          f"(serving.language_model_only=true)")
 
 
 def _tensor_parallel_fits_model(c: Config) -> None:

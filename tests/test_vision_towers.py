@@ -151,3 +151,16 @@ def test_a_run_of_the_published_file_serves_the_text_model(run_cli, tmp_path):
 ])
 def test_what_is_not_modelled_is_refused_by_name(change, words, tmp_path, run_cli):
     assert words in refused(run_cli, str(write_config(tmp_path, {**PUBLISHED, **change})))
+
+
+def test_tp_must_divide_the_vision_towers_heads_unless_it_is_not_loaded(tmp_path):
+    """vLLM splits the tower's heads over TP as the language model's (Qwen2_5_VisionAttention: ``divide(num_heads,
+    tp_size)`` asserts): a tower of 12 heads beside 16 text heads fits TP 4, not TP 8, unless no tower is loaded."""
+    from sim.errors import ConfigError
+
+    model = write_config(tmp_path, {**PUBLISHED, "vision_config": {**VISION, "num_heads": 12}})
+    assert load_config(None, sets=[f"model={model}", "serving.tensor_parallel_size=4"])
+    with pytest.raises(ConfigError, match="vision tower \\(12 attention heads\\)"):
+        load_config(None, sets=[f"model={model}", "serving.tensor_parallel_size=8"])
+    assert load_config(None, sets=[f"model={model}", "serving.tensor_parallel_size=8",
+                                   "serving.language_model_only=true"])
