@@ -21,7 +21,7 @@ refused. gpt-oss's MXFP4 experts take 4.25 bits a weight (``sim.hf_quantization`
 checkpoint (quantization_config quant_method "fp8": DeepSeek-V3/V3.2's published config.json, Qwen3-*-FP8) has the
 same shapes with its linear layers' weights in one byte plus fp32 block scales (``sim.hf_quantization``,
 ``ModelSpec.linear_parameters``); its KV
-cache stays in the model dtype (DeepSeek sparse attention's fp8_ds_mla aside: ``sim.model_shape.kv_cache_dtype``).
+cache stays in the model dtype (DeepSeek sparse attention's fp8_ds_mla aside: ``sim.kv_dtype.kv_cache_dtype``).
 DeepSeek's MTP module (num_nextn_predict_layers; GLM-4.5's, MiniMax-M2's num_mtp_modules, Qwen3.5's mtp.*) is not
 counted: vLLM loads it only for MTP speculative decoding, which kvsim does not model. A
 sliding window narrower than the context on every layer bounds the requests served (``ModelSpec.longest_request``).

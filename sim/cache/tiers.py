@@ -13,7 +13,7 @@ from sim.cache.arena_layout import BYTES_WRITTEN
 from sim.cache.policies import EvictionPolicy, KernelPolicy, check_policy_inputs, make_policy
 from sim.config import Config, TierConfig
 from sim.errors import ConfigError
-from sim.model_shape import kv_dtype_bytes
+from sim.kv_dtype import kv_dtype_bytes
 from sim.serving.engine_limits import block_size
 from sim.specs import GIB, model_spec
 

@@ -43,7 +43,8 @@ from sim.serving.vidur_compute import (VidurAttention, VidurProfile, read_vidur_
 from sim.serving.network import AnalyticNetwork, LookupNetwork
 from sim.serving.skew_calibration import SCHEMA, RuntimeSkewFit
 from sim.serving.skew_fit import SkewFit, skew_fit_enabled
-from sim.model_shape import DTYPE_BYTES, kv_dtype_bytes
+from sim.kv_dtype import kv_dtype_bytes
+from sim.model_shape import DTYPE_BYTES
 from sim.specs import gpu_spec, model_spec
 
 WORST_ROWS = 5

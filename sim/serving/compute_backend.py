@@ -11,7 +11,8 @@ from pathlib import Path
 
 from sim.config import Config
 from sim.errors import ConfigError
-from sim.model_shape import DTYPE_BYTES, ModelSpec, kv_dtype_bytes
+from sim.kv_dtype import kv_dtype_bytes
+from sim.model_shape import DTYPE_BYTES, ModelSpec
 from sim.serving.collectives import MeasuredCollectives, RingCollectives, TensorParallelComm, bundle_hardware_yaml
 from sim.serving.compute import RooflineCompute
 from sim.serving.engine_limits import block_size

@@ -25,7 +25,8 @@ from math import lcm
 
 from sim.config import Config
 from sim.errors import ConfigError
-from sim.model_shape import DTYPE_BYTES, ModelSpec, kv_dtype_bytes
+from sim.kv_dtype import kv_dtype_bytes
+from sim.model_shape import DTYPE_BYTES, ModelSpec
 
 # The attention backend's block alignment (FlashAttention's get_supported_kernel_block_sizes: MultipleOf(16), the
 # backend vLLM picks first on compute capability 8.x and 9.x: platforms/cuda.py _get_backend_priorities) and the GDN

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sim.config import Config
-from sim.model_shape import DTYPE_BYTES, kv_dtype_bytes
+from sim.kv_dtype import kv_dtype_bytes
+from sim.model_shape import DTYPE_BYTES
 from sim.report.metrics import histogram_distribution
 from sim.serving.compute import RooflineCompute, StepShape, window_sliding_kv_tokens
 from sim.specs import gpu_spec, model_spec
