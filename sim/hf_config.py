@@ -12,8 +12,10 @@ in fp32, ``ModelSpec.fp32_parameters``). The families (``sim.model_families``) a
 by transformers or by the model's own code (``trust_remote_code``: Qwen 1, InternLM, DeepSeek); any other
 ``model_type`` is refused rather than run as something it is not, and so are layer kinds other than full and
 sliding-window attention and quantized checkpoints other than FP8 and gpt-oss's MXFP4, which those models do not
-describe. Hybrid models (Gemma 2, Gemma 3, gpt-oss: sliding-window layers beside full-attention ones) give
-``ModelSpec.num_sliding_layers`` as vLLM picks the sliding layers (``_sliding_layers``). A multimodal config.json
+describe. A rotary embedding that turns part of each head (partial_rotary_factor, MiniMax-M2's rotary_dim) gives
+``ModelSpec.rotary_dim`` (``sim.hf_rotary``). Hybrid models (Gemma 2, Gemma 3, gpt-oss: sliding-window layers
+beside full-attention ones) give ``ModelSpec.num_sliding_layers`` as vLLM picks the sliding layers
+(``_sliding_layers``). A multimodal config.json
 (Gemma 3's, Qwen3.5's: ``Family.vision_tower``) nests the language model under text_config and gives its vision
 tower under vision_config, whose weights count beside the language model's and whose encoder vLLM's profile run
 runs (``ModelSpec.vision_tower``: SigLIP, Qwen3-VL's vision transformer, ``sim.vision_towers``); a quantized one is
@@ -40,6 +42,7 @@ from typing import Any
 
 from sim.errors import ConfigError, quote
 from sim.hf_quantization import MAX_DIMENSION, quantization_fields
+from sim.hf_rotary import rotary_dim
 from sim.linear_attention import gated_delta_net
 from sim.model_families import ARCHITECTURES, FAMILIES, Experts, Family
 from sim.model_shape import SPARSE_QUANT_BLOCK, ModelSpec
@@ -128,7 +131,7 @@ def hf_model_spec(name: str) -> ModelSpec:
         max_position_embeddings=context, source=f"{path} (sha256 {digest})", gated_mlp=family.gated_mlp,
         sliding_window=window, num_sliding_layers=sliding, fp32_parameters=fp32, **quantization,
         linear_attention=gdn, attention_output_gate=family.attention_output_gate, vision_tower=vision,
-        **(moe.fields() if moe is not None else {}),
+        rotary_dim=rotary_dim(keys, family, head_dim), **(moe.fields() if moe is not None else {}),
     )
 
 

@@ -101,6 +101,10 @@ class Family:
     # (``sim.linear_attention.gated_delta_net``), and q_proj's output gate on the attention layers (Qwen3NextAttention)
     linear_attention: bool = False
     attention_output_gate: bool = False
+    # The share of each head the rotary embedding turns when the config.json gives none (the config class's
+    # partial_rotary_factor default; sim.hf_rotary), and a key giving the rotated width itself (MiniMax-M2's rotary_dim)
+    partial_rotary_factor: float = 1.0
+    rotary_dim_key: str | None = None
 
 
 LLAMA_BIASES = (BiasSwitch("attention_bias", ("qkv", "o")), BiasSwitch("mlp_bias", ("mlp",)))
@@ -116,8 +120,10 @@ GEMMA = dict(bias_switches=LLAMA_BIASES[:1], norms_per_layer=4, tie_word_embeddi
 GEMMA3 = dict(GEMMA, qk_norm=True, num_key_value_heads=4, sliding_window=4096, hybrid_layout="pattern",
               sliding_window_pattern=6)
 
-# Qwen3.5's language models, dense and MoE (transformers Qwen3_5TextConfig / Qwen3_5MoeTextConfig defaults)
-QWEN3_5 = dict(qk_norm=True, num_key_value_heads=4, head_dim=256, linear_attention=True, attention_output_gate=True)
+# Qwen3.5's language models, dense and MoE (transformers Qwen3_5TextConfig / Qwen3_5MoeTextConfig defaults;
+# partial_rotary_factor 0.25, its interleaved mrope sections 32 = 64 / 2 frequencies)
+QWEN3_5 = dict(qk_norm=True, num_key_value_heads=4, head_dim=256, linear_attention=True, attention_output_gate=True,
+               partial_rotary_factor=0.25)
 QWEN3_5_MOE = dict(QWEN3_5, num_key_value_heads=2, required_defaults=(("intermediate_size", 1),),
                    experts=Experts(256, 8, "moe_intermediate_size", 512,
                                    shared_width_key="shared_expert_intermediate_size", shared_width_default=512,
@@ -149,9 +155,12 @@ FAMILIES: dict[str, Family] = {
     # parallel block (one input_layernorm, a LayerNorm with bias, feeds attention and MLP); PhiAttention's q, k, v
     # and dense carry biases, and with qk_layernorm (false) LayerNorms on q and k; PhiMLP is fc1 -> gelu_new ->
     # fc2, both biased; PhiForCausalLM's lm_head has a bias; final_layernorm a LayerNorm. partial_rotary_factor
-    # rotates part of each head (no effect on size or time).
+    # (PhiConfig's default 0.5; phi-2 0.4) turns part of each head: no weight, KV or time, the rotary cache's width
+    # (ModelSpec.rotary_dim). (vLLM 0.33 serves PhiForCausalLM through its Transformers backend, registry.py
+    # _TRANSFORMERS_SUPPORTED_MODELS, whose rotary embedding computes cos/sin each step: the 128 KiB cache counted for
+    # phi-2 is not held there.)
     "phi": Family(biases=("qkv", "o", "mlp", "lm_head"), qk_norm_switch="qk_layernorm", gated_mlp=False,
-                  norm_vectors=2, norms_per_layer=1),
+                  norm_vectors=2, norms_per_layer=1, partial_rotary_factor=0.5),
     # QWenConfig (Qwen 1, model code huggingface.co/Qwen/Qwen-7B configuration_qwen.py, modeling_qwen.py): no KV-head
     # key (multi-head attention), kv_channels 128 per head; c_attn (q, k, v fused) always biased, c_proj and the
     # MLP only without no_bias (default true); QWenMLP's w1 and w2 are intermediate_size // 2 wide each (gate and up
@@ -201,7 +210,8 @@ FAMILIES: dict[str, Family] = {
     # Glm4MoeConfig (GLM-4.5, GLM-4.5-Air, GLM-4.6; transformers configuration_glm4_moe.py, vLLM 0.33 glm4_moe.py):
     # q/k/v/o attention with num_key_value_heads 8 and head_dim given (5120 / 96 heads is no integer); attention_bias
     # biases q, k and v only (QKVParallelLinear bias=attention_bias, o_proj bias=False); use_qk_norm (false) adds an
-    # RMSNorm over head_dim on q and on k; partial_rotary_factor rotates half of each head (no effect on size).
+    # RMSNorm over head_dim on q and on k; partial_rotary_factor (default 0.5, vLLM's too) turns half of each head:
+    # no weight or KV, the rotary cache's width (ModelSpec.rotary_dim).
     # Layer i is MoE when n_routed_experts is not null (default 128) and i >= first_k_dense_replace (default 1; no
     # moe_layer_freq: Glm4MoeDecoderLayer), the first layers a dense MLP intermediate_size wide; an MoE layer has a
     # router with an e_score_correction_bias always (Glm4MoE: no topk_method key), both held in fp32,
@@ -214,11 +224,12 @@ FAMILIES: dict[str, Family] = {
                        qk_norm_switch="use_qk_norm", num_key_value_heads=8,
                        experts=Experts(128, 8, "moe_intermediate_size", 1408, deepseek_layout=True, router_bias=True,
                                        router_fp32=True, layer_freq_key=None, first_dense_default=1,
-                                       shared_experts_default=1)),
+                                       shared_experts_default=1), partial_rotary_factor=0.5),
     # MiniMaxM2Config (MiniMax-M2; transformers configuration_minimax_m2.py, vLLM 0.33 minimax_m2.py): q/k/v/o
     # attention, num_key_value_heads 8, head_dim 128, attention_bias (false) on q, k and v only, a q_norm and a k_norm
     # over all heads (per_layer: MiniMaxText01RMSNormTP, 48 x 128 and 8 x 128 wide) whatever use_qk_norm says;
-    # rotary_dim rotates part of each head (no effect on size); every layer MoE: num_local_experts 256,
+    # rotary_dim (64) turns part of each head: no weight or KV, the rotary cache's width (ModelSpec.rotary_dim; vLLM
+    # reads the key, the config class has no default); every layer MoE: num_local_experts 256,
     # num_experts_per_tok 8, each expert intermediate_size (1536) wide, a router in fp32 with an fp32
     # e_score_correction_bias when use_routing_bias; no shared expert (vLLM reads neither shared_intermediate_size
     # nor mlp_intermediate_size); its own lm_head. Every layer is full attention (attn_type_list 1; vLLM passes no
@@ -226,6 +237,7 @@ FAMILIES: dict[str, Family] = {
     # weights to nothing (MiniMaxM2Model hf_to_vllm_mapper), and the published checkpoint holds none.
     "minimax_m2": Family(lm_head="own", bias_switches=(BiasSwitch("attention_bias", ("qkv",)),), qk_norm_full=True,
                          num_key_value_heads=8, head_dim=128, attention_kinds_key="attn_type_list",
+                         rotary_dim_key="rotary_dim",
                          experts=Experts(256, 8, "intermediate_size", 1536, router_bias_key="use_routing_bias",
                                          router_fp32=True)),
     # Gemma2Config: num_key_value_heads 4, head_dim 256, sliding_window 4096, layer_types "sliding_attention" if
@@ -253,10 +265,11 @@ FAMILIES: dict[str, Family] = {
     # 48 layers, every 4th full attention (Qwen3NextAttention: 16 query heads of 256 whose q_proj also gives a gate,
     # 2 KV heads, q/k RMSNorms over head_dim, no biases), the others Gated DeltaNet (sim.linear_attention); every
     # layer MoE (decoder_sparse_step 1, mlp_only_layers []): 512 experts 512 wide, 10 a token, a shared expert 512
-    # wide behind a sigmoid gate (Qwen3NextSparseMoeBlock); its own lm_head (ParallelLMHead, never tied). The MTP
-    # layer (mtp.*) is not counted: vLLM maps its weights to nothing (hf_to_vllm_mapper) unless MTP serves it.
+    # wide behind a sigmoid gate (Qwen3NextSparseMoeBlock); its own lm_head (ParallelLMHead, never tied);
+    # partial_rotary_factor (default 0.25) turns a quarter of each head (ModelSpec.rotary_dim). The MTP layer
+    # (mtp.*) is not counted: vLLM maps its weights to nothing (hf_to_vllm_mapper) unless MTP serves it.
     "qwen3_next": Family(qk_norm=True, num_key_value_heads=2, head_dim=256, lm_head="own", linear_attention=True,
-                         attention_output_gate=True,
+                         attention_output_gate=True, partial_rotary_factor=0.25,
                          experts=Experts(512, 10, "moe_intermediate_size", 512, sparse_layout=True,
                                          shared_width_key="shared_expert_intermediate_size", shared_width_default=512,
                                          shared_expert_gate=True)),

@@ -106,6 +106,10 @@ class ModelSpec:
     # A multimodal model's vision tower and projector (Gemma 3, Qwen3.5), counted in num_parameters: weights only to
     # the text compute model, and the encoder's pass in vLLM's profile run (sim.vision_towers); None: text only
     vision_tower: VisionTower | None = None
+    # The values of each head the rotary embedding turns, where only part of it turns (config.json
+    # partial_rotary_factor or rotary_dim: Qwen3-Next, Qwen3.5, GLM-4.5, MiniMax-M2, Phi-2); it sizes the rotary
+    # cos/sin cache (sim.serving.memory_profile.rope_cache_bytes). None: all head_dim values (MLA: qk_rope_head_dim)
+    rotary_dim: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "linear_attention", as_gated_delta_net(self.linear_attention, self.name))
@@ -134,6 +138,11 @@ class ModelSpec:
         if isinstance(fp32, bool) or not isinstance(fp32, int) or not 0 <= fp32 <= self.num_parameters:
             raise ConfigError(f"model {self.name!r}: fp32_parameters must be an integer from 0 to num_parameters "
                               f"(got {fp32!r})")
+        rotary = self.rotary_dim
+        if rotary is not None and (isinstance(rotary, bool) or not isinstance(rotary, int) or rotary % 2
+                                   or not 0 < rotary <= self.head_dim or self.kv_lora_rank is not None):
+            raise ConfigError(f"model {self.name!r}: rotary_dim must be an even integer from 2 to head_dim "
+                              f"{self.head_dim} (got {rotary!r}); with MLA the rotary part is qk_rope_head_dim")
         self._check_mla()
         self._check_quantization()
         self._check_sparse_attention()

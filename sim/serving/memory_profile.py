@@ -90,8 +90,14 @@ def rope_cache_bytes(model: ModelSpec, dtype: str) -> int:
     """The rotary embedding's cos/sin cache, one for the model (vLLM's ``RotaryEmbedding.cos_sin_cache``: max
     positions × rotary dim in the model dtype, shared by the layers through ``_ROPE_DICT``), loaded with the
     weights: Llama-3.1-8B's 131,072 × 128 × 2 B = 32 MiB is the gap between "Model loading took 14.99 GiB" and
-    its 14.96 GiB of parameters. A vision tower's own cache beside it (``VisionTower.rope_cache_values``)."""
-    rotary = model.qk_rope_head_dim if model.is_mla else model.head_dim
+    its 14.96 GiB of parameters. The rotary dim is what ``get_rope`` turns, int(head_dim × partial_rotary_factor)
+    (``ModelSpec.rotary_dim``: Qwen3-Next's 262,144 × 64 × 2 B = 32 MiB, not 128 MiB), MLA's qk_rope_head_dim; Qwen3.5's
+    ``MRotaryEmbedding`` caches max positions × ``positions_factor`` rows, 1 unless video pruning is on
+    (qwen3_vl.py ``mrope_positions_factor``), as here. A vision tower's own cache beside it
+    (``VisionTower.rope_cache_values``). Not counted: the other caches of models whose layers build different ones
+    (Gemma 3's full-attention layers, 8 × max positions long under their linear rope scaling, beside the sliding
+    ones'; DeepSeek-V3.2's indexer, another is_neox_style), gpt-oss's cache in fp32 (gpt_oss.py dtype=torch.float32)."""
+    rotary = model.qk_rope_head_dim if model.is_mla else model.rotary_dim or model.head_dim
     vision = model.vision_tower.rope_cache_values if model.vision_tower is not None else 0
     return (model.max_position_embeddings * rotary + vision) * activation_bytes(dtype)
 
