@@ -275,6 +275,11 @@ CASES: dict[str, Case] = {
                                       files={"s.yaml": "mode: cache-only\naxes: {cache.policy: [lru, lru]}\n"}),
     "sweep_points_same_name": Case(["--sweep", "{tmp}/s.yaml"], names=("s.yaml", "both be named 'x'"),
                                    files={"s.yaml": "mode: cache-only\naxes: {workload.trace: [a/x.csv, b/x.csv]}\n"}),
+    # a product of a million points was expanded and each validated (~14 ms) before the first ran: hours, no output
+    "sweep_points_beyond_bound": Case(["--sweep", "{tmp}/s.yaml"], names=("s.yaml", "1,000,000 points", "10,000"),
+                                      files={"s.yaml": "mode: cache-only\naxes:\n  cache.capacity_blocks: ["
+                                             + ", ".join(map(str, range(1, 1001))) + "]\n  seed: ["
+                                             + ", ".join(map(str, range(1000))) + "]\n"}),
     "sweep_key_fixed_and_varied": Case(["--sweep", "{tmp}/s.yaml"], names=("s.yaml", "'cache.policy'", "fixed"),
                                        files={"s.yaml": "mode: cache-only\nset: {cache.policy: arc}\n"
                                                         "axes: {cache.policy: [lru, fifo]}\n"}),
