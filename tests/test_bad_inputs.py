@@ -293,6 +293,38 @@ CASES: dict[str, Case] = {
                           files={"p.yaml": "target: {slo: {ttft_s: 0.3}, rate_rps: .nan}\nsearch: {gpu: [h100-sxm], gpus: [1]}\n"}),
     "plan_tier_nan": Case(["--plan", "{tmp}/p.yaml", "--workload-limit", "50"], names=("p.yaml", "'search.tiers.dram'", "nan"),
                           files={"p.yaml": "target: {slo: {ttft_s: 0.3}}\nsearch: {gpu: [h100-sxm], gpus: [1], tiers: {dram: [.nan]}}\n"}),
+    # search.rate_tolerance and search.mrc_epsilon were read with float() and never checked: a word was a traceback
+    # (exit 1), a tolerance of 0 or below bisected the rate for ever, NaN skipped the bisection unsaid
+    "plan_rate_tolerance_zero": Case(["--plan", "{tmp}/p.yaml", "--workload-limit", "50"],
+                                     names=("p.yaml", "'search.rate_tolerance'", "got 0"),
+                                     files={"p.yaml": "target: {slo: {ttft_s: 0.3}}\nsearch: {gpu: [h100-sxm], rate_tolerance: 0}\n"}),
+    "plan_rate_tolerance_word": Case(["--plan", "{tmp}/p.yaml", "--workload-limit", "50"],
+                                     names=("p.yaml", "'search.rate_tolerance'", "'abc'"),
+                                     files={"p.yaml": "target: {slo: {ttft_s: 0.3}}\nsearch: {gpu: [h100-sxm], rate_tolerance: abc}\n"}),
+    "plan_rate_tolerance_nan": Case(["--plan", "{tmp}/p.yaml", "--workload-limit", "50"],
+                                    names=("p.yaml", "'search.rate_tolerance'", "nan"),
+                                    files={"p.yaml": "target: {slo: {ttft_s: 0.3}}\nsearch: {gpu: [h100-sxm], rate_tolerance: .nan}\n"}),
+    "plan_mrc_epsilon_word": Case(["--plan", "{tmp}/p.yaml", "--workload-limit", "50"],
+                                  names=("p.yaml", "'search.mrc_epsilon'", "[0.1]"),
+                                  files={"p.yaml": "target: {hit_ratio: 0.5}\nsearch: {gpu: [h100-sxm], mrc_epsilon: [0.1]}\n"}),
+    "plan_mrc_epsilon_negative": Case(["--plan", "{tmp}/p.yaml", "--workload-limit", "50"],
+                                      names=("p.yaml", "'search.mrc_epsilon'", "-1"),
+                                      files={"p.yaml": "target: {hit_ratio: 0.5}\nsearch: {gpu: [h100-sxm], mrc_epsilon: -1}\n"}),
+    # a hit-ratio target's candidates are cache-only replays: no rate is searched, the tolerance was ignored (exit 0)
+    "plan_rate_tolerance_with_hit_target": Case(["--plan", "{tmp}/p.yaml", "--workload-limit", "50"],
+                                                names=("p.yaml", "'search.rate_tolerance'", "hit-ratio target"),
+                                                files={"p.yaml": "target: {hit_ratio: 0.5}\nsearch: {gpu: [h100-sxm], "
+                                                                 "rate_tolerance: 0.05}\n"}),
+    "plan_hit_ratio_bool": Case(["--plan", "{tmp}/p.yaml", "--workload-limit", "50"], names=("p.yaml", "'target.hit_ratio'", "True"),
+                                files={"p.yaml": "target: {hit_ratio: true}\nsearch: {gpu: [h100-sxm]}\n"}),
+    # prices.gpus as a list: AttributeError, exit 1; an unknown key's quotes took the plan's path in as part of the key
+    "plan_prices_gpus_list": Case(["--plan", "{tmp}/p.yaml", "--workload-limit", "50"], names=("p.yaml", "'prices.gpus'", "mapping"),
+                                  files={"p.yaml": "target: {slo: {ttft_s: 0.3}}\nsearch: {gpu: [h100-sxm]}\nprices: {gpus: [1]}\n"}),
+    "plan_prices_tiers_list": Case(["--plan", "{tmp}/p.yaml", "--workload-limit", "50"], names=("p.yaml", "'prices.tiers'", "mapping"),
+                                   files={"p.yaml": "target: {slo: {ttft_s: 0.3}}\nsearch: {gpu: [h100-sxm]}\nprices: {tiers: [dram]}\n"}),
+    "plan_prices_unknown_key": Case(["--plan", "{tmp}/p.yaml", "--workload-limit", "50"],
+                                    names=("p.yaml: unknown key 'prices.h100-sxm'",),
+                                    files={"p.yaml": "target: {slo: {ttft_s: 0.3}}\nsearch: {gpu: [h100-sxm]}\nprices: {h100-sxm: 5}\n"}),
     # ---- missing inputs and unwritable outputs, found before the run
     "missing_trace": Case(trace_stats(trace="{tmp}/none.csv"), names=("none.csv",)),
     "trace_is_a_directory": Case(trace_stats(trace="{tmp}"), names=("workload.trace", "not a file")),
