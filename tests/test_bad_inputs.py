@@ -7,6 +7,8 @@ table in ``tests/test_bad_calibration_inputs.py``, trace files theirs in ``tests
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.bad_input_helpers import (
@@ -26,6 +28,12 @@ from tests.conftest import BUNDLED_AZURE
 # their values are checked); a value error comes before the trace is read
 SERVING = ("--no-plot",)
 ALIAS_BOMB = "[&a0 [1,1,1,1,1,1,1,1,1], " + ", ".join(f"&a{i} [{','.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)) + "]"
+
+# Llama 3 8B's config.json (huggingface.co/meta-llama/Meta-Llama-3-8B), its context cut to one token
+HF_LLAMA_ONE_TOKEN = json.dumps({
+    "architectures": ["LlamaForCausalLM"], "hidden_size": 4096, "intermediate_size": 14336, "max_position_embeddings": 1,
+    "model_type": "llama", "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 8,
+    "torch_dtype": "bfloat16", "vocab_size": 128256})
 
 CASES: dict[str, Case] = {
     # ---- values outside their domain (one declared domain per field, one walker)
@@ -110,6 +118,11 @@ CASES: dict[str, Case] = {
     "max_model_len_beyond_context": Case(["--set", "model=llama-3-8b", "--set", "serving.max_model_len=9000"],
                                          names=("serving.max_model_len", "8192")),
     "max_model_len_below_one_request": setting("serving.max_model_len=1", ">= 2", mode=("--preset", "smoke", "--no-plot")),
+    # a model whose context is 1 token (max_position_embeddings: 1): the synthetic chat made empty prompts that never
+    # completed ("scheduler stall", exit 1), as serving.max_model_len=1 did before its domain said >= 2
+    "model_context_one_token": Case(["--preset", "smoke", "--workload-limit", "10", "--no-plot", "--quiet",
+                                     "--set", "model={tmp}/m"], names=("{tmp}/m", "context of 1 token", "2"),
+                                    files={"m/config.json": HF_LLAMA_ONE_TOKEN}),
     "range_start_after_end": Case([*TRACE_STATS, "--set", "workload.range_start=0.6", "--set", "workload.range_end=0.5"],
                                   names=("workload.range_start", "workload.range_end")),
     "mrc_sample_rate_zero": Case(["--mrc", "--mrc-sample-rate", "0", "--no-plot"], names=("--mrc-sample-rate", "cache.mrc_sample_rate")),
