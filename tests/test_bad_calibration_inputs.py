@@ -121,6 +121,14 @@ CASES: dict[str, Case] = {
                                      files={"n.json": '{"rows": [{"size_bytes": "abc", "time_s": 1}, {"size_bytes": 9, "time_s": 2}]}'}),
     "lookup_time_negative": Case([*LOOKUP_PD], names=("n.json", "row 0 time_ms", ">= 0"),
                                  files={"n.json": '{"rows": [{"size_mib": 1, "time_ms": -5}, {"size_mib": 2, "time_ms": -4}]}'}),
+    # a row with two times (or two sizes) in different units: the first of time_s, time_ms, ns3_ms was read unsaid
+    # (here 5 s a row instead of 1 ms: the transfers took hours)
+    "lookup_row_two_times": Case([*LOOKUP_PD], names=("n.json", "row 0", "ns3_ms", "time_s", "one"),
+                                 files={"n.json": '{"rows": [{"size_mib": 1, "ns3_ms": 1, "time_s": 5}, '
+                                                  '{"size_mib": 2, "ns3_ms": 2, "time_s": 9}]}'}),
+    "lookup_row_two_sizes": Case([*LOOKUP_PD], names=("n.json", "row 1", "size_bytes", "size_mib", "one"),
+                                 files={"n.json": '{"rows": [{"size_mib": 1, "ns3_ms": 1}, '
+                                                  '{"size_mib": 2, "size_bytes": 9, "ns3_ms": 2}]}'}),
     "lookup_nested_too_deep": Case([*LOOKUP_PD], names=("n.json", "nested too deep"),
                                    files={"n.json": '{"rows": ' + "[" * 100_000 + "]" * 100_000 + "}"}),
     "lookup_checked_before_trace": Case(["--pd", "--quiet", "--no-plot", "--set", "network.lookup={tmp}/n.json", "--workload-trace",
