@@ -387,6 +387,7 @@ def load_config(
             raw = _merge_layer(raw, layer)
     for assignment in sets:
         key, value = parse_set(assignment)
+        _not_a_preset(key, "--set")
         layer = _dotted_layer({key: value})
         _validated(layer, "--set")  # the message names the key and quotes the value (once, cut to ~100 characters)
         raw = _merge_layer(raw, layer)
@@ -397,6 +398,14 @@ def load_config(
     config = build_dataclass(Config, raw, "")
     validate(config)
     return config
+
+
+def _not_a_preset(key: str, source: str) -> None:
+    """Presets are applied (by ``--preset``) before ``--set`` and before a sweep's or plan's keys: an edit of one there
+    changed nothing, while the report's config showed it; they are defined in a config file or an overlay."""
+    if key == "presets" or key.startswith("presets."):
+        raise ConfigError(f"{source}: config key {key!r} edits the presets, which --preset applies before it: it would "
+                          f"change nothing; set the keys themselves, or define presets in --config or an overlay")
 
 
 def _merge_layer(raw: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
@@ -426,6 +435,8 @@ def _file_layer(path: Path, source: str) -> dict[str, Any]:
 def replace(config: Config, **dotted: Any) -> Config:
     """A copy of ``config`` with dotted keys (``"cache.policy"``) changed, validated."""
     raw = config.to_dict()
+    for key in dotted:
+        _not_a_preset(key, "override")
     layer = _dotted_layer(dotted)
     _validated(layer, "override")
     config = build_dataclass(Config, _merge_layer(raw, layer), "")

@@ -145,6 +145,17 @@ CASES: dict[str, Case] = {
                                  names=("presets.smoke", "c.yaml"), files={"c.yaml": "presets:\n  smoke: 5\n"}),
     "num_gpu_blocks_zero": setting("serving.num_gpu_blocks=0", mode=("--pd",)),
     "model_does_not_fit_gpu": Case(["--set", "model=llama-3.1-70b"], names=("llama-3.1-70b", "tensor_parallel_size")),
+    # presets are applied before --set and a sweep's keys: a preset edited there changed nothing, yet the report's
+    # config showed the edit (a run of 500 requests "with" presets.smoke.workload.limit=5), and a sweep over it ran
+    # every point alike
+    "set_a_preset": Case([*TRACE_STATS, "--preset", "smoke", "--set", "presets.smoke.workload.limit=5"],
+                         names=("--set", "presets.smoke.workload.limit", "--preset")),
+    "set_all_presets": Case([*TRACE_STATS, "--set", "presets={}"], names=("--set", "presets")),
+    "sweep_axis_over_a_preset": Case(["--sweep", "{tmp}/s.yaml"], names=("s.yaml", "presets.smoke.seed"),
+                                     files={"s.yaml": "mode: cache-only\naxes: {presets.smoke.seed: [1, 2]}\n"}),
+    "sweep_fixed_preset_key": Case(["--sweep", "{tmp}/s.yaml"], names=("s.yaml", "presets.smoke.seed"),
+                                   files={"s.yaml": "mode: cache-only\nset: {presets.smoke.seed: 3}\n"
+                                                    "axes: {cache.policy: [lru, arc]}\n"}),
     "unknown_key_set": Case([*TRACE_STATS, "--set", "serving.blok_size=16"], names=("serving.blok_size", "block_size")),
     "config_top_level_list": Case([*TRACE_STATS, "--config", "{tmp}/c.yaml"], names=("c.yaml", "mapping"),
                                   files={"c.yaml": "- 1\n- 2\n"}),
