@@ -348,6 +348,11 @@ class Config:
 
 # ----------------------------------------------------------------------- loading
 
+# The modes ``load_config`` is given (main.py's ``select_mode`` for a run's own mode; a sweep's or a plan's runs'
+# modes): the MODE of a preset named PRESET@MODE, applied after PRESET in that mode only.
+PRESET_MODES = ("trace-stats", "cache-only", "single", "pd", "cluster", "check-calibration")
+
+
 def _validated(layer: Mapping[str, Any], source: str) -> None:
     try:
         build_dataclass(Config, layer, "")
@@ -429,6 +434,10 @@ def _file_layer(path: Path, source: str) -> dict[str, Any]:
     _validated(layer, source)
     for name, keys in (layer.get("presets") or {}).items():
         _validated(_dotted_layer(keys), f"preset {name!r} of {source}")
+        mode = str(name).partition("@")[2]
+        if "@" in str(name) and mode not in PRESET_MODES:  # (a typo's preset was never applied)
+            raise ConfigError(f"{source}: preset {str(name)!r}: {mode!r} is not a mode a preset applies in; "
+                              f"PRESET@MODE takes one of {', '.join(PRESET_MODES)}")
     return resolve_paths(layer, path.parent)
 
 

@@ -148,6 +148,10 @@ CASES: dict[str, Case] = {
     # presets are applied before --set and a sweep's keys: a preset edited there changed nothing, yet the report's
     # config showed the edit (a run of 500 requests "with" presets.smoke.workload.limit=5), and a sweep over it ran
     # every point alike
+    # PRESET@MODE applies in that mode only: a mode that is none (a typo) never applied, unsaid
+    "preset_for_an_unknown_mode": Case([*TRACE_STATS, "--config", "{tmp}/c.yaml", "--preset", "smoke"],
+                                       names=("c.yaml", "smoke@clustr", "cluster"),
+                                       files={"c.yaml": "presets:\n  smoke@clustr: {seed: 3}\n"}),
     "set_a_preset": Case([*TRACE_STATS, "--preset", "smoke", "--set", "presets.smoke.workload.limit=5"],
                          names=("--set", "presets.smoke.workload.limit", "--preset")),
     "set_all_presets": Case([*TRACE_STATS, "--set", "presets={}"], names=("--set", "presets")),
