@@ -196,8 +196,9 @@ def load_spec(path: str | Path) -> SweepSpec:
         raise _fail(path, f"key '{fixed[0]}' is both fixed (under 'set' or 'workload') and varied: keep one")
     sizes = [len(v) for v in axes.values()] + [len(next(iter(group.values()))) for group in zips]
     if math.prod(sizes) > MAX_POINTS:
-        raise _fail(path, f"{math.prod(sizes):,} points ({' x '.join(f'{n:,}' for n in sizes)}), more than {MAX_POINTS:,}: "
-                          f"every point is checked before the first runs; split the sweep into smaller specs")
+        product = " x ".join(f"{n:,}" for n in sizes)
+        raise _fail(path, f"{math.prod(sizes):,} points ({product}), more than {MAX_POINTS:,}: every point is checked "
+                          f"before the first runs; split the sweep into smaller specs")
     return SweepSpec(path, str(data["mode"]), layers, axes, tuple(zips))
 
 

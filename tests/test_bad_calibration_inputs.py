@@ -17,7 +17,9 @@ VIDUR_ONE_ROW = (",".join(f"time_stats.{op}.median" for op in VIDUR_OPS) + ",num
 
 # A Vidur all_reduce.csv's columns that kvsim reads (microsoft/vidur data/profiling/network/a100_pairwise_nvlink/
 # all_reduce.csv has these, and min/max/mean/std besides)
-VIDUR_ALL_REDUCE = ",time_stats.all_reduce.median,rank,num_workers,size,collective,devices_per_node,max_devices_per_node\n"
+VIDUR_ALL_REDUCE = (",time_stats.all_reduce.median,rank,num_workers,size,collective,devices_per_node,"
+                    "max_devices_per_node\n")
+TP2_COLLECTIVES = ["--quiet", "--no-plot", "--workload-limit", "20", "--set", "serving.tensor_parallel_size=2", "--set"]
 
 CASES: dict[str, Case] = {
     # ---- compute profiles
@@ -118,16 +120,14 @@ CASES: dict[str, Case] = {
                                   names=("mlp.csv", "line 3"), files={"v/mlp.csv": "a,b\n1,2\n1,2,3\n"}),
     # a collective measured at one size priced every all-reduce at that time, whatever its size (exit 0), where a
     # compute table of one point is refused (and --check-calibration refused this one)
-    "collectives_one_size": Case(["--quiet", "--no-plot", "--workload-limit", "20", "--set", "serving.tensor_parallel_size=2",
-                                  "--set", "compute.collectives={tmp}/c"],
+    "collectives_one_size": Case([*TP2_COLLECTIVES, "compute.collectives={tmp}/c"],
                                  names=("all_reduce.csv", "too few rows", "1 size", "2 workers"),
                                  files={"c/all_reduce.csv": VIDUR_ALL_REDUCE + "0,1,0,2,2048,all_reduce,2,8\n"}),
-    "collectives_hardware_yaml_one_size": Case(["--quiet", "--no-plot", "--workload-limit", "20", "--set",
-                                                "serving.tensor_parallel_size=2", "--set", "compute.collectives={tmp}/h.yaml"],
+    "collectives_hardware_yaml_one_size": Case([*TP2_COLLECTIVES, "compute.collectives={tmp}/h.yaml"],
                                                names=("h.yaml", "too few rows", "1 size", "all_reduce"),
-                                               files={"h.yaml": "measured: {interconnect: {samples: [{collective: all_reduce, "
-                                                                "bytes: 4096, us: 9}, {collective: all_reduce, bytes: 4096, "
-                                                                "us: 11}]}}\n"}),
+                                               files={"h.yaml": "measured: {interconnect: {samples: ["
+                                                                "{collective: all_reduce, bytes: 4096, us: 9}, "
+                                                                "{collective: all_reduce, bytes: 4096, us: 11}]}}\n"}),
     # ---- network lookup tables
     # a network lookup table's every size and time is a finite number >= 0, read before the trace loads: a string was a
     # traceback, NaN or Infinity stalled the engine (traceback after minutes), negative times ran to exit 0

@@ -31,9 +31,18 @@ ALIAS_BOMB = "[&a0 [1,1,1,1,1,1,1,1,1], " + ", ".join(f"&a{i} [{','.join([f'*a{i
 
 # Llama 3 8B's config.json (huggingface.co/meta-llama/Meta-Llama-3-8B), its context cut to one token
 HF_LLAMA_ONE_TOKEN = json.dumps({
-    "architectures": ["LlamaForCausalLM"], "hidden_size": 4096, "intermediate_size": 14336, "max_position_embeddings": 1,
-    "model_type": "llama", "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 8,
-    "torch_dtype": "bfloat16", "vocab_size": 128256})
+    "architectures": ["LlamaForCausalLM"], "hidden_size": 4096, "intermediate_size": 14336,
+    "max_position_embeddings": 1, "model_type": "llama", "num_attention_heads": 32, "num_hidden_layers": 32,
+    "num_key_value_heads": 8, "torch_dtype": "bfloat16", "vocab_size": 128256})
+
+SLO_TARGET = "target: {slo: {ttft_s: 0.3}}\n"
+HIT_TARGET = "target: {hit_ratio: 0.5}\n"
+
+
+def plan(text: str, *names: str) -> Case:
+    """A plan file ``text`` refused (exit 2) with a line naming the plan and ``names``."""
+    return Case(["--plan", "{tmp}/p.yaml", "--workload-limit", "50"], names=("p.yaml", *names), files={"p.yaml": text})
+
 
 CASES: dict[str, Case] = {
     # ---- values outside their domain (one declared domain per field, one walker)
@@ -323,36 +332,27 @@ CASES: dict[str, Case] = {
                           files={"p.yaml": "target: {slo: {ttft_s: 0.3}}\nsearch: {gpu: [h100-sxm], gpus: [1], tiers: {dram: [.nan]}}\n"}),
     # search.rate_tolerance and search.mrc_epsilon were read with float() and never checked: a word was a traceback
     # (exit 1), a tolerance of 0 or below bisected the rate for ever, NaN skipped the bisection unsaid
-    "plan_rate_tolerance_zero": Case(["--plan", "{tmp}/p.yaml", "--workload-limit", "50"],
-                                     names=("p.yaml", "'search.rate_tolerance'", "got 0"),
-                                     files={"p.yaml": "target: {slo: {ttft_s: 0.3}}\nsearch: {gpu: [h100-sxm], rate_tolerance: 0}\n"}),
-    "plan_rate_tolerance_word": Case(["--plan", "{tmp}/p.yaml", "--workload-limit", "50"],
-                                     names=("p.yaml", "'search.rate_tolerance'", "'abc'"),
-                                     files={"p.yaml": "target: {slo: {ttft_s: 0.3}}\nsearch: {gpu: [h100-sxm], rate_tolerance: abc}\n"}),
-    "plan_rate_tolerance_nan": Case(["--plan", "{tmp}/p.yaml", "--workload-limit", "50"],
-                                    names=("p.yaml", "'search.rate_tolerance'", "nan"),
-                                    files={"p.yaml": "target: {slo: {ttft_s: 0.3}}\nsearch: {gpu: [h100-sxm], rate_tolerance: .nan}\n"}),
-    "plan_mrc_epsilon_word": Case(["--plan", "{tmp}/p.yaml", "--workload-limit", "50"],
-                                  names=("p.yaml", "'search.mrc_epsilon'", "[0.1]"),
-                                  files={"p.yaml": "target: {hit_ratio: 0.5}\nsearch: {gpu: [h100-sxm], mrc_epsilon: [0.1]}\n"}),
-    "plan_mrc_epsilon_negative": Case(["--plan", "{tmp}/p.yaml", "--workload-limit", "50"],
-                                      names=("p.yaml", "'search.mrc_epsilon'", "-1"),
-                                      files={"p.yaml": "target: {hit_ratio: 0.5}\nsearch: {gpu: [h100-sxm], mrc_epsilon: -1}\n"}),
+    "plan_rate_tolerance_zero": plan(SLO_TARGET + "search: {gpu: [h100-sxm], rate_tolerance: 0}\n",
+                                     "'search.rate_tolerance'", "got 0"),
+    "plan_rate_tolerance_word": plan(SLO_TARGET + "search: {gpu: [h100-sxm], rate_tolerance: abc}\n",
+                                     "'search.rate_tolerance'", "'abc'"),
+    "plan_rate_tolerance_nan": plan(SLO_TARGET + "search: {gpu: [h100-sxm], rate_tolerance: .nan}\n",
+                                    "'search.rate_tolerance'", "nan"),
+    "plan_mrc_epsilon_word": plan(HIT_TARGET + "search: {gpu: [h100-sxm], mrc_epsilon: [0.1]}\n",
+                                  "'search.mrc_epsilon'", "[0.1]"),
+    "plan_mrc_epsilon_negative": plan(HIT_TARGET + "search: {gpu: [h100-sxm], mrc_epsilon: -1}\n",
+                                      "'search.mrc_epsilon'", "-1"),
     # a hit-ratio target's candidates are cache-only replays: no rate is searched, the tolerance was ignored (exit 0)
-    "plan_rate_tolerance_with_hit_target": Case(["--plan", "{tmp}/p.yaml", "--workload-limit", "50"],
-                                                names=("p.yaml", "'search.rate_tolerance'", "hit-ratio target"),
-                                                files={"p.yaml": "target: {hit_ratio: 0.5}\nsearch: {gpu: [h100-sxm], "
-                                                                 "rate_tolerance: 0.05}\n"}),
-    "plan_hit_ratio_bool": Case(["--plan", "{tmp}/p.yaml", "--workload-limit", "50"], names=("p.yaml", "'target.hit_ratio'", "True"),
-                                files={"p.yaml": "target: {hit_ratio: true}\nsearch: {gpu: [h100-sxm]}\n"}),
+    "plan_rate_tolerance_with_hit_target": plan(HIT_TARGET + "search: {gpu: [h100-sxm], rate_tolerance: 0.05}\n",
+                                                "'search.rate_tolerance'", "hit-ratio target"),
+    "plan_hit_ratio_bool": plan("target: {hit_ratio: true}\nsearch: {gpu: [h100-sxm]}\n", "'target.hit_ratio'", "True"),
     # prices.gpus as a list: AttributeError, exit 1; an unknown key's quotes took the plan's path in as part of the key
-    "plan_prices_gpus_list": Case(["--plan", "{tmp}/p.yaml", "--workload-limit", "50"], names=("p.yaml", "'prices.gpus'", "mapping"),
-                                  files={"p.yaml": "target: {slo: {ttft_s: 0.3}}\nsearch: {gpu: [h100-sxm]}\nprices: {gpus: [1]}\n"}),
-    "plan_prices_tiers_list": Case(["--plan", "{tmp}/p.yaml", "--workload-limit", "50"], names=("p.yaml", "'prices.tiers'", "mapping"),
-                                   files={"p.yaml": "target: {slo: {ttft_s: 0.3}}\nsearch: {gpu: [h100-sxm]}\nprices: {tiers: [dram]}\n"}),
-    "plan_prices_unknown_key": Case(["--plan", "{tmp}/p.yaml", "--workload-limit", "50"],
-                                    names=("p.yaml: unknown key 'prices.h100-sxm'",),
-                                    files={"p.yaml": "target: {slo: {ttft_s: 0.3}}\nsearch: {gpu: [h100-sxm]}\nprices: {h100-sxm: 5}\n"}),
+    "plan_prices_gpus_list": plan(SLO_TARGET + "search: {gpu: [h100-sxm]}\nprices: {gpus: [1]}\n",
+                                  "'prices.gpus'", "mapping"),
+    "plan_prices_tiers_list": plan(SLO_TARGET + "search: {gpu: [h100-sxm]}\nprices: {tiers: [dram]}\n",
+                                   "'prices.tiers'", "mapping"),
+    "plan_prices_unknown_key": plan(SLO_TARGET + "search: {gpu: [h100-sxm]}\nprices: {h100-sxm: 5}\n",
+                                    "p.yaml: unknown key 'prices.h100-sxm'"),
     # ---- missing inputs and unwritable outputs, found before the run
     "missing_trace": Case(trace_stats(trace="{tmp}/none.csv"), names=("none.csv",)),
     "trace_is_a_directory": Case(trace_stats(trace="{tmp}"), names=("workload.trace", "not a file")),
