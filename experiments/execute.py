@@ -74,13 +74,20 @@ def check_point(mode: str, config: Config, options: RunOptions, where: str = "",
         raise type(exc)(f"{prefix}{exc}") from None
 
 
-def base_rate_rps(config: Config) -> float | None:
-    """Mean request rate of the workload at ``rate_scale`` 1 (requests / duration, as ``--trace-stats``)."""
+def base_rate_rps(config: Config) -> float:
+    """Mean request rate of the workload at ``rate_scale`` 1 (requests / duration, as ``--trace-stats``). Requests that
+    all arrive at once have none, and no rate scale changes their run: ``--max-rate`` is refused for them (it doubled
+    the scale 24 times over runs alike and answered a scale of 2^24 with no rate)."""
     from trace.workload import load_workload
 
     arrival = load_workload(replace(config, **{"workload.rate_scale": 1.0})).arrival_s
     duration = float(arrival[-1] - arrival[0]) if len(arrival) else 0.0
-    return len(arrival) / duration if duration > 0 else None
+    if not duration > 0:
+        source = config.workload.trace or f"the synthetic workload ({config.workload.synthetic.kind})"
+        which = "holds one request" if len(arrival) == 1 else f"has {len(arrival):,} requests that all arrive at once"
+        raise InputError(f"--max-rate: {source} {which}: no rate to scale, so no maximum rate; replay more of it, "
+                         f"or draw arrivals (workload.arrivals.process)")
+    return len(arrival) / duration
 
 
 def _max_rate(mode: str, config: Config, options: RunOptions) -> ModeOutput:

@@ -81,21 +81,29 @@ class Journal:
         append_line(self.path, json.dumps(record, separators=(",", ":"), allow_nan=False))
 
 
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")  # Journal.append writes with allow_nan=False: a NaN is damage
+
+
 def _json_line(line: str) -> object:
-    """One journal line's JSON value, or None when it is not JSON."""
+    """One journal line's JSON value, or None when it is not JSON (NaN and Infinity included, which the journal
+    never writes and the report's writer refuses)."""
     try:
-        return json.loads(line)
+        return json.loads(line, parse_constant=_no_constant)
     except (ValueError, RecursionError):
         return None
 
 
 def _is_record(record: object) -> bool:
     """Whether a journal line has the shape of a point's record (experiments.runner): what the sweep and the
-    planner read of it."""
+    planner read of it (the trace's provenance a mapping or null, each run's overrides a mapping)."""
     if not isinstance(record, dict) or not isinstance(record.get("key"), str) or "trace" not in record:
         return False
     error, runs = record.get("error", False), record.get("runs")
     if not (error is None or isinstance(error, str)) or not isinstance(runs, list):
         return False
+    if not (record["trace"] is None or isinstance(record["trace"], dict)):
+        return False
     return error is not None or (bool(runs) and all(isinstance(r, dict) and isinstance(r.get("name"), str)
-                                                    and isinstance(r.get("metrics"), dict) for r in runs))
+                                                    and isinstance(r.get("metrics"), dict)
+                                                    and isinstance(r.get("overrides", {}), dict) for r in runs))

@@ -23,6 +23,10 @@ SEARCH_KEYS = ("gpu", "gpus", "tensor_parallel_size", "pd_split", "tiers", "rack
                "rate_tolerance")
 MRC_EPSILON = 0.001  # hit ratio a pricier tier mix must add at some tier level to be timed
 RATE_TOLERANCE = 0.02  # max-rate bracket width per candidate (the proof runs settle the boundary exactly)
+# A plan's rate_tolerance: the bisection stops when the bracket's relative width is within it, so 0 (or a width below
+# float64's resolution of the scale) never stops it. 1e-6 is ~24 more runs than 1% per candidate, and 1 (a bracket
+# within 2x) is the doubling search's own first bracket: no bisection at all.
+RATE_TOLERANCE_RANGE = (1e-6, 1.0)
 
 
 @dataclass(frozen=True)
@@ -106,7 +110,7 @@ def load_plan(path: str | Path) -> Plan:
     if (target.get("hit_ratio") is not None) == has_slo:
         raise plan_error(path, "give exactly one target: 'target.hit_ratio', or latency targets under 'target.slo'")
     hit = target.get("hit_ratio")
-    if hit is not None and not (isinstance(hit, (int, float)) and 0 < hit <= 1):
+    if hit is not None and not (_finite(hit) and 0 < hit <= 1):
         raise plan_error(path, f"'target.hit_ratio' must be in (0, 1], got {hit!r}")
     rate = target.get("rate_rps")
     if rate is not None and (hit is not None or not _finite(rate) or rate <= 0):
@@ -123,7 +127,7 @@ def load_plan(path: str | Path) -> Plan:
                               f"racks x nodes x hardware.gpus_per_node GPUs, aggregated instances of "
                               f"tensor_parallel_size GPUs)")
     elif hit is not None:
-        ignored = [k for k in ("gpus", "pd_split") if k in search]
+        ignored = [k for k in ("gpus", "pd_split", "rate_tolerance") if k in search]
         if ignored:
             raise plan_error(path, f"'search.{ignored[0]}' does not apply to a hit-ratio target (a cache-only replay of one "
                               f"instance: tensor_parallel_size GPUs)")
@@ -151,10 +155,18 @@ def load_plan(path: str | Path) -> Plan:
         racks=_numbers(path, "search.racks", search["racks"], int, 1) if "racks" in search else None,
         nodes_per_rack=(_numbers(path, "search.nodes_per_rack", search["nodes_per_rack"], int, 1)
                         if "nodes_per_rack" in search else None),
-        mrc_epsilon=float(search.get("mrc_epsilon", MRC_EPSILON)),
-        rate_tolerance=float(search.get("rate_tolerance", RATE_TOLERANCE)),
+        mrc_epsilon=_number_in(path, "search.mrc_epsilon", search.get("mrc_epsilon", MRC_EPSILON), 0.0, 1.0),
+        rate_tolerance=_number_in(path, "search.rate_tolerance", search.get("rate_tolerance", RATE_TOLERANCE),
+                                  *RATE_TOLERANCE_RANGE),
         prices=_rebased_gpu_prices(data.get("prices") or {}, path),
     )
+
+
+def _number_in(path: Path, key: str, value: Any, low: float, high: float) -> float:
+    """A single number of the search (not a list of candidates), within [low, high]."""
+    if not _finite(value) or not low <= value <= high:
+        raise plan_error(path, f"'{key}' must be a number >= {low:g} and <= {high:g}, got {value!r}")
+    return float(value)
 
 
 def _plan_gpu(gpu: str, path: Path) -> str:

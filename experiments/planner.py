@@ -184,7 +184,7 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
     if hit_target is None:
         slo = {k: v for k, v in plan.slo.items() if v is not None}
         base = replace(base, **{f"slo.{k}": v for k, v in slo.items()})
-    prices = load_prices(plan.prices, where=f"plan {plan.path}: prices")
+    prices = load_prices(plan.prices, source=f"plan {plan.path}")
     candidates = enumerate_candidates(plan, base, prices)
     check_not_searched(plan, candidates, args)
     check_settings_read(plan, args)

@@ -7,7 +7,7 @@ with DRAM and SSD per node and EIC per rack (``profiles/prices.yaml`` says what 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -45,36 +45,44 @@ class Prices:
         return {"amortization_years": self.amortization_years, "gpus": self.gpus, "tiers": self.tiers}
 
 
-def load_prices(overrides: dict | None = None, where: str = "prices") -> Prices:
-    """``profiles/prices.yaml`` merged with a plan's ``prices:``, validated (positive numbers, known keys)."""
+def load_prices(overrides: dict | None = None, source: str | None = None) -> Prices:
+    """``profiles/prices.yaml`` merged with a plan's ``prices:``, validated (positive numbers, known keys). ``source``
+    (``plan PATH``) begins each error; the keys it names are the plan's, from ``prices``."""
+
+    def fail(message: str) -> ConfigError:
+        return ConfigError(f"{source}: {message}" if source else message)
+
     data = yaml.safe_load((PROFILES_DIR / "prices.yaml").read_text())
     if overrides:
         if not isinstance(overrides, dict):
-            raise ConfigError(f"{where} must be a mapping")
+            raise fail("'prices' must be a mapping")
         unknown = [k for k in overrides if k not in ("amortization_years", "gpus", "tiers")]
         if unknown:
-            raise ConfigError(f"unknown key '{where}.{unknown[0]}'; valid keys: amortization_years, gpus, tiers")
+            raise fail(f"unknown key 'prices.{unknown[0]}'; valid keys: amortization_years, gpus, tiers")
+        for key in ("gpus", "tiers"):  # merged below into the bundled mappings, and read as mappings
+            if key in overrides and not isinstance(overrides[key], dict):
+                raise fail(f"'prices.{key}' must be a mapping, got {overrides[key]!r}"[:200])
         data = deep_merge(data, overrides)
     years = data.get("amortization_years")
     if not isinstance(years, (int, float)) or isinstance(years, bool) or years <= 0:
-        raise ConfigError(f"{where}.amortization_years must be a positive number, got {years!r}")
+        raise fail(f"prices.amortization_years must be a positive number, got {years!r}")
     for gpu, entry in (data.get("gpus") or {}).items():
-        _check_price(entry, "usd_per_gpu_hour", f"{where}.gpus.{gpu}")
+        _check_price(entry, "usd_per_gpu_hour", f"prices.gpus.{gpu}", fail)
     tiers = data.get("tiers") or {}
     for tier in tiers:
         if tier not in TIERS:
-            raise ConfigError(f"unknown tier '{where}.tiers.{tier}'; valid: {', '.join(TIERS)}")
+            raise fail(f"unknown tier 'prices.tiers.{tier}'; valid: {', '.join(TIERS)}")
     for tier in TIERS:
-        _check_price(tiers.get(tier), "usd_per_gib", f"{where}.tiers.{tier}")
+        _check_price(tiers.get(tier), "usd_per_gib", f"prices.tiers.{tier}", fail)
     return Prices(dict(data.get("gpus") or {}), dict(tiers), float(years))
 
 
-def _check_price(entry: Any, key: str, where: str) -> None:
+def _check_price(entry: Any, key: str, where: str, fail: Callable[[str], ConfigError]) -> None:
     if not isinstance(entry, dict):
-        raise ConfigError(f"{where} must be a mapping with '{key}' and 'source'")
+        raise fail(f"{where} must be a mapping with '{key}' and 'source'")
     unknown = [k for k in entry if k not in (key, "source")]
     if unknown:
-        raise ConfigError(f"unknown key '{where}.{unknown[0]}'; valid keys: {key}, source")
+        raise fail(f"unknown key '{where}.{unknown[0]}'; valid keys: {key}, source")
     value = entry.get(key)
     if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-        raise ConfigError(f"{where}.{key} must be a number >= 0, got {value!r}")
+        raise fail(f"{where}.{key} must be a number >= 0, got {value!r}")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,10 @@ from sim.hf_config import CONFIG_NAME
 from experiments.modes import check_mode
 
 SPEC_KEYS = ("mode", "config", "overlays", "workload", "set", "axes", "zip")
+# The most points a sweep expands to. Every point is validated (~14 ms: its whole config built and checked) and kept
+# before the first one runs, so 10,000 points are already ~2.5 minutes of checks with no output, and a product of
+# long axes (1,000 x 1,000) was hours of it; a study that needs more is split into several specs.
+MAX_POINTS = 10_000
 
 
 @dataclass(frozen=True)
@@ -189,6 +194,11 @@ def load_spec(path: str | Path) -> SweepSpec:
     fixed = [k for k in varied if k in layers.sets]
     if fixed:
         raise _fail(path, f"key '{fixed[0]}' is both fixed (under 'set' or 'workload') and varied: keep one")
+    sizes = [len(v) for v in axes.values()] + [len(next(iter(group.values()))) for group in zips]
+    if math.prod(sizes) > MAX_POINTS:
+        product = " x ".join(f"{n:,}" for n in sizes)
+        raise _fail(path, f"{math.prod(sizes):,} points ({product}), more than {MAX_POINTS:,}: every point is checked "
+                          f"before the first runs; split the sweep into smaller specs")
     return SweepSpec(path, str(data["mode"]), layers, axes, tuple(zips))
 
 

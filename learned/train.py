@@ -200,7 +200,9 @@ UNREAD_SECTIONS = ("cache.", "pd.", "network.", "slo.", "compute.", "cluster.")
 
 def build_parser() -> argparse.ArgumentParser:
     """The command's flags (each says what it sets and its default)."""
-    parser = argparse.ArgumentParser(
+    from sim.cli import OneLineParser  # (argparse's errors in one line, as main.py's)
+
+    parser = OneLineParser(
         prog="python -m learned.train", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=TRAIN_EXAMPLES,
         description="Train the learned eviction model (LightGBM) on the earlier part of a trace; judge it with "
                     "main.py --policy learned on the rest.")
@@ -257,6 +259,10 @@ def _train_command(args: argparse.Namespace) -> int:
         if key.startswith(UNREAD_SECTIONS):
             raise InputError(f"--set {key}: training does not read it (it reads the workload, the block size and "
                              "what decides it, and the seed); give it to the runs that use the model")
+        flag = next(((flag, value) for flag, flag_key, value in flags if flag_key == key), None)
+        if flag is not None:  # the flag's value (its default if not given) is applied after the --set and wins
+            raise InputError(f"--set {key}: set by {flag[0]} here (to {quote(flag[1])}, after the --set); "
+                             f"give it as {flag[0]}")
     config = load_config(args.config, sets=args.sets, flags=flags)
     _check_outputs_are_not_inputs(args, config, out)
     meta = train(config, out, args.rounds, args.max_rows)

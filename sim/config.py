@@ -348,6 +348,11 @@ class Config:
 
 # ----------------------------------------------------------------------- loading
 
+# The modes ``load_config`` is given (main.py's ``select_mode`` for a run's own mode; a sweep's or a plan's runs'
+# modes): the MODE of a preset named PRESET@MODE, applied after PRESET in that mode only.
+PRESET_MODES = ("trace-stats", "cache-only", "single", "pd", "cluster", "check-calibration")
+
+
 def _validated(layer: Mapping[str, Any], source: str) -> None:
     try:
         build_dataclass(Config, layer, "")
@@ -387,6 +392,7 @@ def load_config(
             raw = _merge_layer(raw, layer)
     for assignment in sets:
         key, value = parse_set(assignment)
+        _not_a_preset(key, "--set")
         layer = _dotted_layer({key: value})
         _validated(layer, "--set")  # the message names the key and quotes the value (once, cut to ~100 characters)
         raw = _merge_layer(raw, layer)
@@ -397,6 +403,14 @@ def load_config(
     config = build_dataclass(Config, raw, "")
     validate(config)
     return config
+
+
+def _not_a_preset(key: str, source: str) -> None:
+    """Presets are applied (by ``--preset``) before ``--set`` and before a sweep's or plan's keys: an edit of one there
+    changed nothing, while the report's config showed it; they are defined in a config file or an overlay."""
+    if key == "presets" or key.startswith("presets."):
+        raise ConfigError(f"{source}: config key {key!r} edits the presets, which --preset applies before it: it would "
+                          f"change nothing; set the keys themselves, or define presets in --config or an overlay")
 
 
 def _merge_layer(raw: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
@@ -420,12 +434,18 @@ def _file_layer(path: Path, source: str) -> dict[str, Any]:
     _validated(layer, source)
     for name, keys in (layer.get("presets") or {}).items():
         _validated(_dotted_layer(keys), f"preset {name!r} of {source}")
+        mode = str(name).partition("@")[2]
+        if "@" in str(name) and mode not in PRESET_MODES:  # (a typo's preset was never applied)
+            raise ConfigError(f"{source}: preset {str(name)!r}: {mode!r} is not a mode a preset applies in; "
+                              f"PRESET@MODE takes one of {', '.join(PRESET_MODES)}")
     return resolve_paths(layer, path.parent)
 
 
 def replace(config: Config, **dotted: Any) -> Config:
     """A copy of ``config`` with dotted keys (``"cache.policy"``) changed, validated."""
     raw = config.to_dict()
+    for key in dotted:
+        _not_a_preset(key, "override")
     layer = _dotted_layer(dotted)
     _validated(layer, "override")
     config = build_dataclass(Config, _merge_layer(raw, layer), "")

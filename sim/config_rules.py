@@ -178,9 +178,12 @@ def _model_len_within_context(c: Config) -> None:
 
     spec = model_spec(c.model)
     limit = spec.longest_request
+    tokens = f"{limit} token" + ("s" if limit != 1 else "")
+    what = (f"context of {tokens}" if limit == spec.max_position_embeddings else
+            f"sliding window of {tokens} (kvsim serves requests up to it, where it equals full attention)")
+    if limit < 2:  # serving.max_model_len's own bound, for the default it takes from the model
+        raise ConfigError(f"model {c.model}'s {what} is below 2: a request has a prompt token and decodes one")
     if c.serving.max_model_len is not None and c.serving.max_model_len > limit:
-        what = (f"context of {limit} tokens" if limit == spec.max_position_embeddings else
-                f"sliding window of {limit} tokens (kvsim serves requests up to it, where it equals full attention)")
         raise ConfigError(f"config key 'serving.max_model_len'={c.serving.max_model_len} exceeds model {c.model}'s "
                           + what)
 

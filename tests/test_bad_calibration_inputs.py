@@ -15,6 +15,12 @@ VIDUR_OPS = ("input_layernorm", "attn_pre_proj", "attn_post_proj", "mlp_up_proj"
 VIDUR_ONE_ROW = (",".join(f"time_stats.{op}.median" for op in VIDUR_OPS) + ",num_tokens,num_tensor_parallel_workers\n"
                  + ",".join("0.1" for _ in VIDUR_OPS) + ",128,1\n")
 
+# A Vidur all_reduce.csv's columns that kvsim reads (microsoft/vidur data/profiling/network/a100_pairwise_nvlink/
+# all_reduce.csv has these, and min/max/mean/std besides)
+VIDUR_ALL_REDUCE = (",time_stats.all_reduce.median,rank,num_workers,size,collective,devices_per_node,"
+                    "max_devices_per_node\n")
+TP2_COLLECTIVES = ["--quiet", "--no-plot", "--workload-limit", "20", "--set", "serving.tensor_parallel_size=2", "--set"]
+
 CASES: dict[str, Case] = {
     # ---- compute profiles
     "profile_with_roofline_backend": Case(["--quiet", "--no-plot", "--set", "compute.profile={tmp}/v", "--workload-limit", "20"],
@@ -112,6 +118,16 @@ CASES: dict[str, Case] = {
                                         files={"v/mlp.csv": "a,b\n"}),
     "vidur_table_malformed": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set", "compute.profile={tmp}/v"],
                                   names=("mlp.csv", "line 3"), files={"v/mlp.csv": "a,b\n1,2\n1,2,3\n"}),
+    # a collective measured at one size priced every all-reduce at that time, whatever its size (exit 0), where a
+    # compute table of one point is refused (and --check-calibration refused this one)
+    "collectives_one_size": Case([*TP2_COLLECTIVES, "compute.collectives={tmp}/c"],
+                                 names=("all_reduce.csv", "too few rows", "1 size", "2 workers"),
+                                 files={"c/all_reduce.csv": VIDUR_ALL_REDUCE + "0,1,0,2,2048,all_reduce,2,8\n"}),
+    "collectives_hardware_yaml_one_size": Case([*TP2_COLLECTIVES, "compute.collectives={tmp}/h.yaml"],
+                                               names=("h.yaml", "too few rows", "1 size", "all_reduce"),
+                                               files={"h.yaml": "measured: {interconnect: {samples: ["
+                                                                "{collective: all_reduce, bytes: 4096, us: 9}, "
+                                                                "{collective: all_reduce, bytes: 4096, us: 11}]}}\n"}),
     # ---- network lookup tables
     # a network lookup table's every size and time is a finite number >= 0, read before the trace loads: a string was a
     # traceback, NaN or Infinity stalled the engine (traceback after minutes), negative times ran to exit 0
@@ -121,6 +137,14 @@ CASES: dict[str, Case] = {
                                      files={"n.json": '{"rows": [{"size_bytes": "abc", "time_s": 1}, {"size_bytes": 9, "time_s": 2}]}'}),
     "lookup_time_negative": Case([*LOOKUP_PD], names=("n.json", "row 0 time_ms", ">= 0"),
                                  files={"n.json": '{"rows": [{"size_mib": 1, "time_ms": -5}, {"size_mib": 2, "time_ms": -4}]}'}),
+    # a row with two times (or two sizes) in different units: the first of time_s, time_ms, ns3_ms was read unsaid
+    # (here 5 s a row instead of 1 ms: the transfers took hours)
+    "lookup_row_two_times": Case([*LOOKUP_PD], names=("n.json", "row 0", "ns3_ms", "time_s", "one"),
+                                 files={"n.json": '{"rows": [{"size_mib": 1, "ns3_ms": 1, "time_s": 5}, '
+                                                  '{"size_mib": 2, "ns3_ms": 2, "time_s": 9}]}'}),
+    "lookup_row_two_sizes": Case([*LOOKUP_PD], names=("n.json", "row 1", "size_bytes", "size_mib", "one"),
+                                 files={"n.json": '{"rows": [{"size_mib": 1, "ns3_ms": 1}, '
+                                                  '{"size_mib": 2, "size_bytes": 9, "ns3_ms": 2}]}'}),
     "lookup_nested_too_deep": Case([*LOOKUP_PD], names=("n.json", "nested too deep"),
                                    files={"n.json": '{"rows": ' + "[" * 100_000 + "]" * 100_000 + "}"}),
     "lookup_checked_before_trace": Case(["--pd", "--quiet", "--no-plot", "--set", "network.lookup={tmp}/n.json", "--workload-trace",

@@ -7,6 +7,8 @@ table in ``tests/test_bad_calibration_inputs.py``, trace files theirs in ``tests
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.bad_input_helpers import (
@@ -26,6 +28,21 @@ from tests.conftest import BUNDLED_AZURE
 # their values are checked); a value error comes before the trace is read
 SERVING = ("--no-plot",)
 ALIAS_BOMB = "[&a0 [1,1,1,1,1,1,1,1,1], " + ", ".join(f"&a{i} [{','.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)) + "]"
+
+# Llama 3 8B's config.json (huggingface.co/meta-llama/Meta-Llama-3-8B), its context cut to one token
+HF_LLAMA_ONE_TOKEN = json.dumps({
+    "architectures": ["LlamaForCausalLM"], "hidden_size": 4096, "intermediate_size": 14336,
+    "max_position_embeddings": 1, "model_type": "llama", "num_attention_heads": 32, "num_hidden_layers": 32,
+    "num_key_value_heads": 8, "torch_dtype": "bfloat16", "vocab_size": 128256})
+
+SLO_TARGET = "target: {slo: {ttft_s: 0.3}}\n"
+HIT_TARGET = "target: {hit_ratio: 0.5}\n"
+
+
+def plan(text: str, *names: str) -> Case:
+    """A plan file ``text`` refused (exit 2) with a line naming the plan and ``names``."""
+    return Case(["--plan", "{tmp}/p.yaml", "--workload-limit", "50"], names=("p.yaml", *names), files={"p.yaml": text})
+
 
 CASES: dict[str, Case] = {
     # ---- values outside their domain (one declared domain per field, one walker)
@@ -110,6 +127,11 @@ CASES: dict[str, Case] = {
     "max_model_len_beyond_context": Case(["--set", "model=llama-3-8b", "--set", "serving.max_model_len=9000"],
                                          names=("serving.max_model_len", "8192")),
     "max_model_len_below_one_request": setting("serving.max_model_len=1", ">= 2", mode=("--preset", "smoke", "--no-plot")),
+    # a model whose context is 1 token (max_position_embeddings: 1): the synthetic chat made empty prompts that never
+    # completed ("scheduler stall", exit 1), as serving.max_model_len=1 did before its domain said >= 2
+    "model_context_one_token": Case(["--preset", "smoke", "--workload-limit", "10", "--no-plot", "--quiet",
+                                     "--set", "model={tmp}/m"], names=("{tmp}/m", "context of 1 token", "2"),
+                                    files={"m/config.json": HF_LLAMA_ONE_TOKEN}),
     "range_start_after_end": Case([*TRACE_STATS, "--set", "workload.range_start=0.6", "--set", "workload.range_end=0.5"],
                                   names=("workload.range_start", "workload.range_end")),
     "mrc_sample_rate_zero": Case(["--mrc", "--mrc-sample-rate", "0", "--no-plot"], names=("--mrc-sample-rate", "cache.mrc_sample_rate")),
@@ -132,6 +154,21 @@ CASES: dict[str, Case] = {
                                  names=("presets.smoke", "c.yaml"), files={"c.yaml": "presets:\n  smoke: 5\n"}),
     "num_gpu_blocks_zero": setting("serving.num_gpu_blocks=0", mode=("--pd",)),
     "model_does_not_fit_gpu": Case(["--set", "model=llama-3.1-70b"], names=("llama-3.1-70b", "tensor_parallel_size")),
+    # presets are applied before --set and a sweep's keys: a preset edited there changed nothing, yet the report's
+    # config showed the edit (a run of 500 requests "with" presets.smoke.workload.limit=5), and a sweep over it ran
+    # every point alike
+    # PRESET@MODE applies in that mode only: a mode that is none (a typo) never applied, unsaid
+    "preset_for_an_unknown_mode": Case([*TRACE_STATS, "--config", "{tmp}/c.yaml", "--preset", "smoke"],
+                                       names=("c.yaml", "smoke@clustr", "cluster"),
+                                       files={"c.yaml": "presets:\n  smoke@clustr: {seed: 3}\n"}),
+    "set_a_preset": Case([*TRACE_STATS, "--preset", "smoke", "--set", "presets.smoke.workload.limit=5"],
+                         names=("--set", "presets.smoke.workload.limit", "--preset")),
+    "set_all_presets": Case([*TRACE_STATS, "--set", "presets={}"], names=("--set", "presets")),
+    "sweep_axis_over_a_preset": Case(["--sweep", "{tmp}/s.yaml"], names=("s.yaml", "presets.smoke.seed"),
+                                     files={"s.yaml": "mode: cache-only\naxes: {presets.smoke.seed: [1, 2]}\n"}),
+    "sweep_fixed_preset_key": Case(["--sweep", "{tmp}/s.yaml"], names=("s.yaml", "presets.smoke.seed"),
+                                   files={"s.yaml": "mode: cache-only\nset: {presets.smoke.seed: 3}\n"
+                                                    "axes: {cache.policy: [lru, arc]}\n"}),
     "unknown_key_set": Case([*TRACE_STATS, "--set", "serving.blok_size=16"], names=("serving.blok_size", "block_size")),
     "config_top_level_list": Case([*TRACE_STATS, "--config", "{tmp}/c.yaml"], names=("c.yaml", "mapping"),
                                   files={"c.yaml": "- 1\n- 2\n"}),
@@ -275,6 +312,11 @@ CASES: dict[str, Case] = {
                                       files={"s.yaml": "mode: cache-only\naxes: {cache.policy: [lru, lru]}\n"}),
     "sweep_points_same_name": Case(["--sweep", "{tmp}/s.yaml"], names=("s.yaml", "both be named 'x'"),
                                    files={"s.yaml": "mode: cache-only\naxes: {workload.trace: [a/x.csv, b/x.csv]}\n"}),
+    # a product of a million points was expanded and each validated (~14 ms) before the first ran: hours, no output
+    "sweep_points_beyond_bound": Case(["--sweep", "{tmp}/s.yaml"], names=("s.yaml", "1,000,000 points", "10,000"),
+                                      files={"s.yaml": "mode: cache-only\naxes:\n  cache.capacity_blocks: ["
+                                             + ", ".join(map(str, range(1, 1001))) + "]\n  seed: ["
+                                             + ", ".join(map(str, range(1000))) + "]\n"}),
     "sweep_key_fixed_and_varied": Case(["--sweep", "{tmp}/s.yaml"], names=("s.yaml", "'cache.policy'", "fixed"),
                                        files={"s.yaml": "mode: cache-only\nset: {cache.policy: arc}\n"
                                                         "axes: {cache.policy: [lru, fifo]}\n"}),
@@ -288,6 +330,29 @@ CASES: dict[str, Case] = {
                           files={"p.yaml": "target: {slo: {ttft_s: 0.3}, rate_rps: .nan}\nsearch: {gpu: [h100-sxm], gpus: [1]}\n"}),
     "plan_tier_nan": Case(["--plan", "{tmp}/p.yaml", "--workload-limit", "50"], names=("p.yaml", "'search.tiers.dram'", "nan"),
                           files={"p.yaml": "target: {slo: {ttft_s: 0.3}}\nsearch: {gpu: [h100-sxm], gpus: [1], tiers: {dram: [.nan]}}\n"}),
+    # search.rate_tolerance and search.mrc_epsilon were read with float() and never checked: a word was a traceback
+    # (exit 1), a tolerance of 0 or below bisected the rate for ever, NaN skipped the bisection unsaid
+    "plan_rate_tolerance_zero": plan(SLO_TARGET + "search: {gpu: [h100-sxm], rate_tolerance: 0}\n",
+                                     "'search.rate_tolerance'", "got 0"),
+    "plan_rate_tolerance_word": plan(SLO_TARGET + "search: {gpu: [h100-sxm], rate_tolerance: abc}\n",
+                                     "'search.rate_tolerance'", "'abc'"),
+    "plan_rate_tolerance_nan": plan(SLO_TARGET + "search: {gpu: [h100-sxm], rate_tolerance: .nan}\n",
+                                    "'search.rate_tolerance'", "nan"),
+    "plan_mrc_epsilon_word": plan(HIT_TARGET + "search: {gpu: [h100-sxm], mrc_epsilon: [0.1]}\n",
+                                  "'search.mrc_epsilon'", "[0.1]"),
+    "plan_mrc_epsilon_negative": plan(HIT_TARGET + "search: {gpu: [h100-sxm], mrc_epsilon: -1}\n",
+                                      "'search.mrc_epsilon'", "-1"),
+    # a hit-ratio target's candidates are cache-only replays: no rate is searched, the tolerance was ignored (exit 0)
+    "plan_rate_tolerance_with_hit_target": plan(HIT_TARGET + "search: {gpu: [h100-sxm], rate_tolerance: 0.05}\n",
+                                                "'search.rate_tolerance'", "hit-ratio target"),
+    "plan_hit_ratio_bool": plan("target: {hit_ratio: true}\nsearch: {gpu: [h100-sxm]}\n", "'target.hit_ratio'", "True"),
+    # prices.gpus as a list: AttributeError, exit 1; an unknown key's quotes took the plan's path in as part of the key
+    "plan_prices_gpus_list": plan(SLO_TARGET + "search: {gpu: [h100-sxm]}\nprices: {gpus: [1]}\n",
+                                  "'prices.gpus'", "mapping"),
+    "plan_prices_tiers_list": plan(SLO_TARGET + "search: {gpu: [h100-sxm]}\nprices: {tiers: [dram]}\n",
+                                   "'prices.tiers'", "mapping"),
+    "plan_prices_unknown_key": plan(SLO_TARGET + "search: {gpu: [h100-sxm]}\nprices: {h100-sxm: 5}\n",
+                                    "p.yaml: unknown key 'prices.h100-sxm'"),
     # ---- missing inputs and unwritable outputs, found before the run
     "missing_trace": Case(trace_stats(trace="{tmp}/none.csv"), names=("none.csv",)),
     "trace_is_a_directory": Case(trace_stats(trace="{tmp}"), names=("workload.trace", "not a file")),

@@ -89,6 +89,12 @@ CASES: dict[str, Case] = {
     "strict_request_exceeds_kv": Case(["--pd", "--workload-trace", "{tmp}/t.csv", "--set", "serving.num_gpu_blocks=19",
                                        "--strict-workload-validation"], names=("t.csv", "300 prompt", "exceeds kv capacity"),
                                       files={"t.csv": AZURE_OK}),
+    # requests that all arrive at once have no rate to scale: --max-rate doubled the scale 24 times (25 runs, each
+    # alike) and answered a scale of 16,777,216 with no rate (exit 0)
+    "max_rate_requests_at_once": Case(["--max-rate", "--set", "slo.ttft_s=1", "--quiet", "--no-plot",
+                                       "--workload-trace", "{tmp}/m.jsonl"],
+                                      names=("--max-rate", "m.jsonl", "3 requests that all arrive at once"),
+                                      files={"m.jsonl": mooncake(5, 600, 5, [1, 2]) * 3}),
     # ---- counted skips (exit 0): the reason and its count are in the report
     "trailing_comma_json_counted": Case(trace_stats(trace="{tmp}/m.jsonl"), skips={"malformed_row": 1},
                                         files={"m.jsonl": MOONCAKE_OK + mooncake(30, 600, 5, [1, 2], tail=",")}),

@@ -122,7 +122,8 @@ def test_a_stated_link_replaces_a_bundles_hardware_yaml_but_not_a_named_table(tm
     bundle = tmp_path / "org" / "model" / "bf16"
     bundle.mkdir(parents=True)
     (tmp_path / "hardware.yaml").write_text(
-        "measured:\n  interconnect:\n    samples:\n    - {collective: all_reduce, bytes: 1048576, us: 110}\n")
+        "measured:\n  interconnect:\n    samples:\n    - {collective: all_reduce, bytes: 1048576, us: 110}\n"
+        "    - {collective: all_reduce, bytes: 2097152, us: 200}\n")  # (two sizes: a run interpolates between them)
     base = ["hardware.gpu=rtx4090", "serving.tensor_parallel_size=2"]
     assert collectives_model(load_config(None, sets=base), bundle).all_reduce(1048576, 2) == pytest.approx(110e-6)
     stated = collectives_model(load_config(None, sets=[*base, "hardware.gpu_link_gbps=16",

@@ -145,7 +145,25 @@ TRAIN_CASES = {
     "range end not finite": (["--out", "{tmp}/m.txt", "--range", "0:inf"], "--range: config key 'workload.range_end'"),
     # a setting training never reads (it trains on prompt blocks whatever the judged runs insert)
     "a cache setting": (["--out", "{tmp}/m.txt", "--set", "cache.insert_outputs=true"], "--set cache.insert_outputs"),
+    # a key a flag of its own always sets (--range and --seed have defaults): the --set was replaced unsaid, and the
+    # model trained on 0:0.5 with seed 0 whatever it said
+    "range start set as a key": (["--out", "{tmp}/m.txt", "--set", "workload.range_start=0.5"],
+                                 "--set workload.range_start: set by --range"),
+    "seed set as a key": (["--out", "{tmp}/m.txt", "--set", "seed=3"], "--set seed: set by --seed"),
 }
+
+
+@pytest.mark.parametrize("argv, names", [
+    (["--out", "m.txt", "--range", "-1:0.5"], "argument --range: expected one argument"),
+    (["--range", "0:0.5"], "the following arguments are required: --out"),
+    (["--out", "m.txt", "--rounds", "many"], "argument --rounds: invalid int value: 'many'"),
+])
+def test_a_usage_error_of_training_is_one_line(argv, names, capsys):
+    """argparse's errors printed the usage block above the message (several lines), unlike every other error."""
+    with pytest.raises(SystemExit) as exit_:
+        train_main(argv)
+    assert exit_.value.code == 2
+    _one_line(capsys.readouterr().err, names)
 
 
 @pytest.mark.parametrize("case", sorted(TRAIN_CASES))

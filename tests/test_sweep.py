@@ -363,7 +363,13 @@ def test_runner_flags_outside_sweeps_exit_2(run_cli, argv, needle):
     (lambda header, record: header + b'{"key": \n', ("line 2", "damaged")),
     (lambda header, record: header + record + b"[1]\n", ("line 3", "damaged")),
     (lambda header, record: header + json.dumps({"key": json.loads(record)["key"]}).encode() + b"\n", ("line 2", "damaged")),
-], ids=["header-a-list", "not-utf8", "record-not-json", "record-a-list", "record-without-runs"])
+    # a record's trace, or a run's overrides, that is not a mapping (AttributeError in the HTML page or the merge of
+    # the point's overrides), and a NaN (a journal is written without NaN: the report's writer refused it), exit 1
+    (lambda header, record: header + _edited(record, trace=5), ("line 2", "damaged")),
+    (lambda header, record: header + _edited(record, overrides=[1]), ("line 2", "damaged")),
+    (lambda header, record: header + _edited(record, hit_ratio=float("nan")), ("line 2", "damaged")),
+], ids=["header-a-list", "not-utf8", "record-not-json", "record-a-list", "record-without-runs", "trace-an-int",
+        "run-overrides-a-list", "metric-nan"])
 def test_resume_from_a_damaged_journal_names_it(run_cli, tmp_path, damage, names):
     """A journal edited or damaged between runs: --resume names it and the line (exit 2); each was a traceback."""
     spec = _spec(tmp_path, mode="cache-only", workload=TINY_SYNTHETIC, axes={"cache.policy": ["lru", "fifo"]})
@@ -373,10 +379,22 @@ def test_resume_from_a_damaged_journal_names_it(run_cli, tmp_path, damage, names
     journal = tmp_path / "r.journal.jsonl"
     header, record, _ = journal.read_bytes().splitlines(keepends=True)
     journal.write_bytes(damage(header, record))
-    status, out, err = run_cli(*argv, "--resume")
+    status, out, err = run_cli(*argv, "--resume", "--html", str(tmp_path / "r.html"))
     assert status == 2 and "Traceback" not in out + err, err[-2000:]
     message = err.strip()
     assert "\n" not in message and str(journal) in message and all(n in message for n in names), message
+
+
+def _edited(record: bytes, trace=None, overrides=None, hit_ratio=None) -> bytes:
+    """A journal record with its trace, or its first run's overrides or hit ratio, replaced."""
+    value = json.loads(record)
+    if trace is not None:
+        value["trace"] = trace
+    if overrides is not None:
+        value["runs"][0]["overrides"] = overrides
+    if hit_ratio is not None:
+        value["runs"][0]["metrics"]["hit_ratio"] = hit_ratio
+    return json.dumps(value, separators=(",", ":")).encode() + b"\n"
 
 
 def test_point_names_spell_values_as_the_spec_does(tmp_path):

@@ -52,7 +52,8 @@ def _lengths(rng: np.random.Generator, mean: float, n: int) -> np.ndarray:
 
 
 def _zipf_choice(rng: np.random.Generator, k: int, alpha: float, size) -> np.ndarray:
-    weights = 1.0 / np.arange(1, k + 1, dtype=np.float64) ** alpha
+    with np.errstate(over="ignore"):  # a steep alpha: rank ** alpha overflows to inf, its weight 1 / inf = 0, as meant
+        weights = 1.0 / np.arange(1, k + 1, dtype=np.float64) ** alpha
     return rng.choice(k, size=size, p=weights / weights.sum())
 
 

@@ -38,7 +38,7 @@ import pandas as pd
 
 from sim.errors import ConfigError
 from sim.serving.moe import DataParallelShare, group_tokens
-from sim.serving.profile_files import read_profile_csv, read_profile_yaml
+from sim.serving.profile_files import read_profile_csv, read_profile_yaml, too_few_rows
 from sim.specs import LinkSpec
 
 COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "send_recv")
@@ -201,8 +201,7 @@ class MeasuredCollectives:
             if not path.is_file():
                 continue
             for ranks, frame in vidur_collective_rows(path, collective).groupby("num_workers"):
-                curve = frame.groupby("size")["seconds"].mean()
-                tables[(collective, int(ranks))] = (curve.index.to_numpy(float), curve.to_numpy(float))
+                tables[(collective, int(ranks))] = _size_curve(frame, path, collective, int(ranks))
         if not tables:
             raise ConfigError(f"compute.collectives {directory}: no all_reduce.csv or send_recv.csv rows with "
                               "all workers on one node")
@@ -225,11 +224,21 @@ class MeasuredCollectives:
         for key, points in rows.items():
             if key[0] not in COLLECTIVES:
                 continue
-            curve = pd.DataFrame(points, columns=["size", "seconds"]).groupby("size")["seconds"].mean()
-            tables[key] = (curve.index.to_numpy(float), curve.to_numpy(float))
+            tables[key] = _size_curve(pd.DataFrame(points, columns=["size", "seconds"]), path, *key)
         if not tables:
             raise ConfigError(f"{path}: no measured.interconnect.samples of {', '.join(COLLECTIVES)}")
         return cls(tables, fallback, str(path))
+
+
+def _size_curve(rows: pd.DataFrame, path: Path, collective: str, ranks: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """A collective's mean time (``seconds``) per measured ``size``, which a run interpolates: one size would price
+    every collective of any size at its time, so at least two are needed (a compute table of one point is refused
+    alike, ``profile_files.require_points``)."""
+    curve = rows.groupby("size")["seconds"].mean()
+    if len(curve) < 2:
+        group = f" for {ranks} workers" if ranks is not None else ""
+        raise too_few_rows(path, collective, f"{len(curve)} size{group}; a run interpolates between at least 2")
+    return curve.index.to_numpy(float), curve.to_numpy(float)
 
 
 def vidur_collective_rows(path: Path, collective: str) -> pd.DataFrame:

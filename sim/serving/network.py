@@ -73,7 +73,8 @@ class LookupNetwork:
     def from_json(cls, path: str | Path) -> "LookupNetwork":
         """A table in the NS-3 overlay format: ``{"rows": [{"size_mib": x, "ns3_ms": y}, ...]}``.
 
-        Also accepted per row: ``size_bytes`` instead of ``size_mib``, ``time_s`` or ``time_ms`` instead of ``ns3_ms``.
+        Also accepted per row: ``size_bytes`` instead of ``size_mib``, ``time_s`` or ``time_ms`` instead of ``ns3_ms``,
+        or several of them when they agree (``UNITS``).
         """
         path = Path(path)
         try:
@@ -87,12 +88,12 @@ class LookupNetwork:
             raise ConfigError(f"network lookup table {path}: expected a 'rows' list")
         sizes, times = [], []
         for i, row in enumerate(rows):
-            size_key = "size_bytes" if isinstance(row, dict) and "size_bytes" in row else "size_mib"
-            time_key = next((k for k in ("time_s", "time_ms", "ns3_ms") if isinstance(row, dict) and k in row), None)
-            if not isinstance(row, dict) or size_key not in row or time_key is None:
+            given = [[k for k in keys if isinstance(row, dict) and k in row] for keys in (SIZE_KEYS, TIME_KEYS)]
+            if not isinstance(row, dict) or not all(given):
                 raise ConfigError(f"network lookup table {path}: row {i} needs size_mib|size_bytes and ns3_ms|time_ms|time_s")
-            sizes.append(_table_number(path, i, size_key, row[size_key]) * (1 if size_key == "size_bytes" else MIB))
-            times.append(_table_number(path, i, time_key, row[time_key]) / (1 if time_key == "time_s" else 1e3))
+            size_key, time_key = given[0][0], given[1][0]
+            sizes.append(_row_value(path, i, row, given[0], "size"))
+            times.append(_row_value(path, i, row, given[1], "time"))
             if not 0 < sizes[-1] < math.inf:
                 raise ConfigError(f"network lookup table {path}: row {i} {size_key} must be > 0 (and finite in bytes), "
                                   f"got {row[size_key]!r}")
@@ -103,6 +104,26 @@ class LookupNetwork:
         if len(sizes_arr) < 2 or np.any(np.diff(sizes_arr) <= 0) or np.any(np.diff(times_arr) < 0):
             raise ConfigError(f"network lookup table {path}: needs two or more distinct sizes with non-decreasing times")
         return cls(sizes_arr, times_arr, source=str(path))
+
+
+# A lookup table row's size and time, each under one or more of these keys (unit: a multiplier and a divisor to bytes
+# or seconds). tools/ns3_kv_timing.py writes each in two units; those must agree, else which one the table means is
+# not the reader's to guess (the first was read, unsaid: 1 ms a row read as 5 s).
+UNITS = {"size_mib": (MIB, 1), "size_bytes": (1, 1), "ns3_ms": (1, 1e3), "time_ms": (1, 1e3), "time_s": (1, 1)}
+SIZE_KEYS = ("size_bytes", "size_mib")  # in this order of preference (the value read when several agree)
+TIME_KEYS = ("time_s", "time_ms", "ns3_ms")
+AGREEMENT = 1e-6  # relative: a size in bytes rounds its MiB to a whole byte (tools/ns3_kv_timing.py), a time is exact
+
+
+def _row_value(path: Path, row_index: int, row: dict, keys: list[str], what: str) -> float:
+    """A row's size (bytes) or time (s) from its ``keys`` (each checked by ``_table_number``), which must agree."""
+    values = [_table_number(path, row_index, key, row[key]) * UNITS[key][0] / UNITS[key][1] for key in keys]
+    first = values[0]
+    for key, value in zip(keys[1:], values[1:]):
+        if abs(value - first) > AGREEMENT * max(abs(first), abs(value)):
+            raise ConfigError(f"network lookup table {path}: row {row_index} {keys[0]} {row[keys[0]]!r} and {key} "
+                              f"{row[key]!r} disagree: give one {what} a row, or both in agreement")
+    return first
 
 
 def _table_number(path: Path, row: int, key: str, value: object) -> float:
