@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,28 @@ class UniqueKeyLoader(_SAFE_LOADER):
             problem = str(exc).split(";")[0]  # Python's advice after ';' is for programmers
             raise yaml.constructor.ConstructorError(
                 None, None, f"cannot read {quote(node.value)}: {problem}", node.start_mark) from None
+
+
+def _numbers_as_people_write_them() -> None:
+    """YAML 1.1's numbers, which PyYAML implements, less two traps: ``1e-9`` (an exponent without a dot, or without
+    a sign: YAML 1.2 and Python read a number) was a string, and ``1:3`` (base-60, as in a PD split or a time) the
+    integer 63. Everything else reads as before (``1_000``, ``0x1f``, ``.inf``, ``1.5e-3``)."""
+    int_tag, float_tag = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+    resolvers = {first: [(tag, regexp) for tag, regexp in entries if tag not in (int_tag, float_tag)]
+                 for first, entries in _SAFE_LOADER.yaml_implicit_resolvers.items()}
+    UniqueKeyLoader.yaml_implicit_resolvers = resolvers
+    UniqueKeyLoader.add_implicit_resolver(float_tag, re.compile(r"""^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
+        |[-+]?\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""", re.X), list("-+0123456789."))
+    UniqueKeyLoader.add_implicit_resolver(int_tag, re.compile(r"""^(?:[-+]?0b[0-1_]+
+        |[-+]?0[0-7_]+
+        |[-+]?(?:0|[1-9][0-9_]*)
+        |[-+]?0x[0-9a-fA-F_]+)$""", re.X), list("-+0123456789"))
+
+
+_numbers_as_people_write_them()
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:

@@ -199,3 +199,17 @@ def test_request_bound_judges_only_the_parts_the_kind_generates():
     assert config.workload.synthetic.kind == "multi-turn"
     with pytest.raises(ConfigError, match="document_tokens"):
         load_config(None, sets=["workload.max_request_tokens=1500", "workload.synthetic.kind=rag"])
+
+
+def test_yaml_numbers_read_as_written():
+    """The strict YAML loader reads ``1e-9`` as the number it is (YAML 1.1, which PyYAML implements, made it a string:
+    a plan's ``rate_tolerance: 1e-3`` was "not a number") and ``1:3`` as text (YAML 1.1's base 60 made it 63: a PD
+    split written unquoted); the other number forms read as YAML 1.1 reads them."""
+    from sim.config_yaml import load_yaml
+
+    assert load_yaml("a: 1e-9\nb: 3E5\nc: -2e+3\nd: 1.5e3\ne: 1.0e-9\nf: .5") == {
+        "a": 1e-9, "b": 3e5, "c": -2e3, "d": 1500.0, "e": 1e-9, "f": 0.5}
+    assert load_yaml("s: [1:3, 1:30, 2:1]") == {"s": ["1:3", "1:30", "2:1"]}
+    assert load_yaml("i: 10\nj: 1_000\nk: 0x1f\nl: -3\nm: .inf") == {"i": 10, "j": 1000, "k": 31, "l": -3,
+                                                                      "m": float("inf")}
+    assert load_config(None, sets=["workload.rate_scale=2e0"]).workload.rate_scale == 2.0
