@@ -107,7 +107,8 @@ def resolve_config(args: argparse.Namespace, mode: str | None = None) -> Config:
     except OSError as exc:  # a name too long, a loop of links, no permission
         raise InputError(f"--config {quote(str(path))}: {exc.strerror or exc}") from None
     if missing:
-        raise InputError(f"config file not found: {path}")
+        raise InputError(f"--config {quote(str(path))}: not a file (a directory or device)" if path.exists()
+                         else f"config file not found: {path}")
     flags = [(flag_name(dest), key, getattr(args, dest)) for dest, key in FLAG_KEYS.items()
              if getattr(args, dest) is not None and getattr(args, dest) is not False]
     if args.policy:

@@ -268,6 +268,7 @@ CASES: dict[str, Case] = {
     "yaml_duplicate_nested_key_in_overlay": Case([*TRACE_STATS, "--calibration-profile", "{tmp}/o.yaml"],
                                                  names=("o.yaml", "line 4", "latency_us"),
                                                  files={"o.yaml": "network:\n  latency_us: 1\n  bandwidth_gbps: 5\n  latency_us: 2\n"}),
+    "config_is_a_directory": Case([*TRACE_STATS, "--config", "{tmp}"], names=("--config", "not a file")),
     "yaml_syntax_error": Case([*TRACE_STATS, "--config", "{tmp}/c.yaml"], names=("c.yaml", "line 2"),
                               files={"c.yaml": "serving:\n  block_size: 16: 32\n"}),
     "yaml_unknown_key": Case([*TRACE_STATS, "--config", "{tmp}/c.yaml"], names=("c.yaml", "serving.blok_size"),
