@@ -116,6 +116,13 @@ def enumerate_candidates(plan: Plan, base: Config, prices: Prices) -> list[Candi
         if count > base.hardware.gpus_per_node:
             raise plan_error(plan.path, f"'search.gpus': {count} GPUs exceed hardware.gpus_per_node="
                                    f"{base.hardware.gpus_per_node} (one node); plan a fleet with search.racks / search.nodes_per_rack")
+    for key, values in (("cluster.num_racks", plan.racks), ("cluster.nodes_per_rack", plan.nodes_per_rack)):
+        for value in values or ():  # a value outside the key's domain is the plan's error, not every candidate's
+            try:
+                replace(base, **{key: value})
+            except ConfigError as exc:
+                raise plan_error(plan.path, f"search.{key.split('.')[1].removeprefix('num_')}: "
+                                            f"{str(exc).removeprefix('override: ')}") from None
     out = []
     for gpu in plan.gpu:
         try:
