@@ -115,6 +115,10 @@ def resolve_config(args: argparse.Namespace, mode: str | None = None) -> Config:
         flags.append(("--policy", "cache.policy", parse_policies(args.policy)[0]))
     if args.router:
         flags.append(("--router", "cluster.router", parse_routers(args.router)[0]))
+    set_keys = given_by_set(args.sets)
+    for flag, key, _ in flags:  # (the flag is applied after --set: one of the two would be silently dropped)
+        if key in set_keys:
+            raise InputError(f"{flag} and {set_keys[key]} both set config key '{key}': give one of them")
     return load_config(path, overlays=args.calibration_profile, preset=args.preset, sets=args.sets, flags=flags,
                        mode=mode or select_mode(args))
 
