@@ -155,10 +155,6 @@ def check_mode_settings(mode: str, config: Config, policies: list[str], cluster_
         from sim.cache.access import load_learned_model
 
         load_learned_model(config)  # the model and its sidecar are checked before the trace loads
-    if mode == "cluster" and cluster_pd:
-        from sim.serving.roles import check_one_instance_size
-
-        check_one_instance_size(config)  # (its topology has one instance size)
     if mode in SERVING:
         from sim.serving.roles import check_roles
         from sim.serving.run import check_serving_settings

@@ -131,9 +131,6 @@ SETTING_MODES: dict[str, frozenset[str]] = {
     "cluster.router": frozenset({"single", "cluster", CLUSTER_PD}),
     # --cluster --pd routes every request with cluster.router (sim/cluster/run.py ``_dispatch``), not pd.router
     "pd.router": frozenset({"pd"}),
-    # --cluster --pd places instances of one size, serving.tensor_parallel_size (sim.serving.roles)
-    "pd.prefill_tensor_parallel_size": frozenset({"pd"}),
-    "pd.decode_tensor_parallel_size": frozenset({"pd"}),
     # the cache: --trace-stats and --check-calibration keep none (cache.policy is --policy's key)
     "cache.": SIMULATING | {CLUSTER_PD},
     "serving.disable_hybrid_kv_cache_manager": SIMULATING | {CLUSTER_PD},

@@ -1,7 +1,7 @@
 """PD with prefill and decode instances at different tensor-parallel sizes (pd.prefill_tensor_parallel_size,
 pd.decode_tensor_parallel_size): each role's capacity and compute from its own TP, the KV transfer as vLLM 0.33's
 NixlConnector maps ranks (nixl/tp_mapping.py ``compute_tp_mapping``, nixl/base_worker.py ``_build_fa_remote``), and
-the refusals.
+the refusals (--cluster --pd: tests/test_cluster_pd_tensor_parallel.py).
 
 Hand-computed sizes. Llama-3.1-8B (32 layers, 8 KV heads of 128, bf16), blocks of 16 tokens: one KV head's share of
 a block is 2 (K, V) x 32 x 128 x 2 bytes x 16 tokens = 262,144 bytes (256 KiB), the whole block 8 heads = 2 MiB.
@@ -176,8 +176,6 @@ def test_node_fit_counts_each_roles_gpus(run_cli, tmp_path):
     # a Gated DeltaNet hybrid's conv states are sliced across TP degrees in vLLM; kvsim does not model it
     (["model=qwen3-next-80b-a3b", "hardware.gpu=b200", "serving.tensor_parallel_size=2",
       "pd.decode_tensor_parallel_size=4"], ["--pd"], ["'pd.decode_tensor_parallel_size'=4", "Gated DeltaNet"]),
-    # --cluster --pd places every instance at serving.tensor_parallel_size
-    (["pd.decode_tensor_parallel_size=2"], ["--cluster", "--pd"], ["pd.decode_tensor_parallel_size"]),
     # outside PD nothing reads them
     (["pd.decode_tensor_parallel_size=2"], [], ["pd.decode_tensor_parallel_size"]),
     (["pd.prefill_tensor_parallel_size=2"], ["--cache-only"], ["pd.prefill_tensor_parallel_size"]),
@@ -193,14 +191,16 @@ def test_refusals_name_the_key_in_one_line(run_cli, sets, mode, names):
     assert all(name in err for name in names), err
 
 
-def test_a_cluster_config_file_with_a_role_tp_is_refused(run_cli, tmp_path):
-    """--cluster --pd with a role's TP set in a config file (not --set) is refused too: its fleet has one instance
-    size."""
+def test_a_cluster_config_file_with_a_role_tp_runs_it(run_cli, tmp_path):
+    """--cluster --pd with a role's TP set in a config file (not --set) builds that role at it (it was refused while
+    the cluster's nodes held instances of one size): its decode instances hold what a TP-2 instance holds."""
     path = tmp_path / "c.yaml"
     path.write_text("pd:\n  decode_tensor_parallel_size: 2\n")
-    status, _, err = run_cli("--cluster", "--pd", "--config", path, "--workload-trace", BUNDLED_AZURE,
-                             "--workload-limit", "5", "--quiet", "--no-plot")
-    assert status == 2 and "pd.decode_tensor_parallel_size" in err and len(err.strip().splitlines()) == 1, err
+    report = _report(run_cli, tmp_path, "cluster", "--cluster", "--pd", "--config", path)
+    instances = report["runs"][0]["metrics"]["instances"]
+    assert instances["tensor_parallel_size"] == {"prefill": 1, "decode": 2}
+    single = _report(run_cli, tmp_path, "single", "--pd", "--set", "pd.decode_tensor_parallel_size=2")
+    assert instances["kv_blocks_each"] == single["runs"][0]["metrics"]["instances"]["kv_blocks_each"]
 
 
 def test_a_lower_tier_is_read_over_the_readers_own_lanes():

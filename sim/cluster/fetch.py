@@ -99,7 +99,7 @@ class PrefixFetch:
         if kind == HBM:
             return 0.0 if holder == inst_id else float("inf")
         # the path's models (the instance and its node may not be built yet)
-        models = [self.tier_link[tier].model, self.pcie_model]
+        models = [self.tier_link[tier].model, self.pcie_models[self.role_of(inst_id)]]
         if kind == EIC or node != self.topo.node_of(inst_id):
             models.append(self.net)
         if rack != self.topo.rack_of(inst_id):

@@ -11,7 +11,8 @@ held (``sim.cluster.fetch``; a hybrid model's sliding copies or Gated DeltaNet s
 counted by where the fetch found them.
 
 ``--cluster --pd``: each rack has ``pd.num_prefill`` prefill and ``pd.num_decode`` decode
-instances; a prefilled request's KV goes to a decode instance of its own rack when one has
+instances, each role's at its own TP (placed by ``sim.cluster.topology``, built from its role's shape: HBM blocks,
+compute, PCIe lanes); a prefilled request's KV goes to a decode instance of its own rack when one has
 room, else of another rack, over the links between them; only the blocks the decode instance
 does not already hold are sent (``Instance.reserve``); a Gated DeltaNet hybrid's prompt is prefilled short of its
 last token and its states are sent with its blocks (``sim.serving.state_transfer``).
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from sim.cache.arena_layout import RESIDENT
-from sim.cache.tiers import TIER_NAMES, Tier, lower_tier_blocks, read_lanes, tier_from_config
+from sim.cache.tiers import TIER_NAMES, Tier, lower_tier_blocks, tier_from_config
 from sim.cluster.fetch import DRAM, EIC, HBM, LOCATIONS, SSD, PrefixFetch
 from sim.cluster.links import LoadTracker, Path
 from sim.cluster.prefix_index import holders_chain
@@ -35,7 +36,6 @@ from sim.errors import ConfigError
 from sim.serving.compute import StepShape
 from sim.serving.instance import DECODE, PREFILL, UNIFIED, Instance, Job
 from sim.serving.network import AnalyticNetwork, Link, network_model
-from sim.serving.roles import check_one_instance_size
 from sim.serving.run import ServingRun, decode_rank
 from trace.request import Trace
 
@@ -48,8 +48,6 @@ class ClusterRun(PrefixFetch, ServingRun):
     """Racks x nodes x instances built on demand; routing, fetching and PD transfers across them."""
 
     def __init__(self, trace: Trace, config: Config, progress: bool = False, pd: bool = False):
-        if pd:
-            check_one_instance_size(config)
         self.topo = Topology.from_config(config, pd)
         super().__init__(trace, config, "cluster", progress, pd=pd)
 
@@ -73,7 +71,7 @@ class ClusterRun(PrefixFetch, ServingRun):
         self._wanted_all = np.zeros(0, dtype=bool)  # per arena tier: part of the fleet (the prefix index's filters)
         self._wanted_shared = np.zeros(0, dtype=bool)  # per arena tier: DRAM, SSD or EIC (a prefix can be fetched)
         self.front_slots = topo.front_slots()
-        self.front_nodes = np.unique(self.front_slots // topo.instances_per_node)
+        self.front_nodes = np.unique(topo.nodes_of_slots(self.front_slots))
         self.inst_load = np.zeros(topo.num_instances, dtype=np.int64)
         self.node_load = np.zeros(topo.num_nodes, dtype=np.int64)
         self.rack_load = np.zeros(topo.num_racks, dtype=np.int64)
@@ -94,9 +92,12 @@ class ClusterRun(PrefixFetch, ServingRun):
         uplink_gbps = config.cluster.uplink_gbps or (
             topo.nodes_per_rack * config.network.bandwidth_gbps / config.cluster.oversubscription)
         self.uplink_model = AnalyticNetwork(uplink_gbps * 1e9 / 8, config.cluster.uplink_latency_us * 1e-6)
-        # an instance's GPUs each have their PCIe link: a block's distinct shards cross them side by side
-        self.lanes = read_lanes(config)
-        self.pcie_model = AnalyticNetwork(config.hardware.pcie_gbps * 1e9 * self.lanes)
+        # an instance's GPUs each have their PCIe link: a block's distinct shards cross them side by side (each
+        # role's instances over their own lanes: sim.serving.roles); a lower tier's bandwidth shares are of a front
+        # instance's lanes, as single-node PD's (``ServingRun._lower_tiers``)
+        self.lanes = self.shapes[PREFILL if self._pd else UNIFIED].lanes
+        self.pcie_models = {role: AnalyticNetwork(config.hardware.pcie_gbps * 1e9 * shape.lanes)
+                            for role, shape in self.shapes.items()}
         tiers = config.cache.tiers
         self.lower_capacity = {name: lower_tier_blocks(getattr(tiers, name).capacity_gib, config)
                                for name in ("dram", "ssd", "eic")}
@@ -166,14 +167,13 @@ class ClusterRun(PrefixFetch, ServingRun):
         rack, _, _ = topo.locate(inst_id)
         node = topo.node_of(inst_id)
         lower = [*self._node(node), *self._rack(rack)]
-        slot = inst_id - rack * topo.instances_per_rack
-        role = UNIFIED if not topo.pd else (PREFILL if slot < topo.num_prefill else DECODE)
+        role = self.role_of(inst_id)
         inst = self._instance(inst_id, role, lower)
         hbm = inst.kv.cache.tiers[0]
         self._place_tier(hbm.index, (HBM, rack, node, inst_id))
         inst.kinds = [HBM] + [self._place[t.index][0] for t in lower]  # kind of each level of its cache
         self.insts[inst_id] = inst
-        self.pcie[inst_id] = self._link(self.pcie_model)
+        self.pcie[inst_id] = self._link(self.pcie_models[role])
         (self.decode if role == DECODE else self.front).append(inst)
         if role != DECODE:
             inst.kv.on_admission = lambda job, match, inst=inst: self._admitted(inst, job, match)
@@ -201,14 +201,16 @@ class ClusterRun(PrefixFetch, ServingRun):
         return holders_chain(self.arena, wanted, keys)
 
     def is_front(self, inst_id: int) -> bool:
-        slot = inst_id % self.topo.instances_per_rack
-        return not self.topo.pd or slot < self.topo.num_prefill
+        return self.topo.is_front(inst_id)
+
+    def role_of(self, inst_id: int) -> str:
+        """The role of instance ``inst_id`` (its shape: ``self.shapes``)."""
+        return UNIFIED if not self.topo.pd else PREFILL if self.topo.is_front(inst_id) else DECODE
 
     def front_ids_of_node(self, node: int) -> np.ndarray:
         topo = self.topo
         rack, local = divmod(node, topo.nodes_per_rack)
-        lo = local * topo.instances_per_node
-        slots = self.front_slots[(self.front_slots >= lo) & (self.front_slots < lo + topo.instances_per_node)]
+        slots = self.front_slots[topo.nodes_of_slots(self.front_slots) == local]
         return rack * topo.instances_per_rack + slots
 
     # ------------------------------------------------------------------ arrivals

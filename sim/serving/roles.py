@@ -1,8 +1,9 @@
 """What a serving run's instances derive from their tensor-parallel size, per role.
 
-The single-node mode's workers and a cluster's instances are all ``serving.tensor_parallel_size`` GPUs; in PD the
-prefill and decode instances may each have their own (``pd.prefill_tensor_parallel_size``,
-``pd.decode_tensor_parallel_size``; ``sim.config_rules.pd_tensor_parallel`` resolves them). A role's instances take
+The single-node mode's workers and a cluster's instances are all ``serving.tensor_parallel_size`` GPUs; in PD
+(``--pd``, ``--cluster --pd``) the prefill and decode instances may each have their own
+(``pd.prefill_tensor_parallel_size``, ``pd.decode_tensor_parallel_size``; ``sim.config_rules.pd_tensor_parallel``
+resolves them; ``sim.cluster.topology`` places a cluster's). A role's instances take
 whatever depends on TP from a config of their own, the run's with ``serving.tensor_parallel_size`` set to the role's
 (``role_config``): the engine's settings, vLLM's ``num_gpu_blocks`` from memory (weights and KV per rank), the compute
 model (the roofline's or a profile's TP collectives), the bytes of a block's shard on one rank (KV heads replicated
@@ -146,12 +147,3 @@ def kv_transfer_plan(config: Config, prefill: RoleShape, decode: RoleShape) -> T
     return transfer_plan(prefill.tensor_parallel_size, decode.tensor_parallel_size, spec.num_kv_heads, spec.is_mla,
                          decode.block_bytes)
 
-
-def check_one_instance_size(config: Config) -> None:
-    """``--cluster --pd`` builds every instance at serving.tensor_parallel_size (its topology places instances of one
-    size on every node): a role's TP that differs is refused, not ignored."""
-    for key, tp in pd_tensor_parallel(config).values():
-        if key != SERVING_TP and tp != config.serving.tensor_parallel_size:
-            raise ConfigError(f"config key '{key}'={tp}: --cluster --pd builds every instance at "
-                              f"serving.tensor_parallel_size={config.serving.tensor_parallel_size} (its nodes hold "
-                              "instances of one size); prefill and decode TPs may differ in --pd only")

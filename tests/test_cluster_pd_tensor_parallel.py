@@ -1,0 +1,163 @@
+"""``--cluster --pd`` with prefill and decode instances at their own tensor-parallel sizes
+(pd.prefill_tensor_parallel_size, pd.decode_tensor_parallel_size): where the topology places each role's instances,
+that each is built from its role's shape, that a transfer is timed and counted as single-node PD's, and the refusals.
+
+Placement rule (``sim.cluster.topology``): in each rack the prefill instances take GPUs first, each its TP's
+consecutive GPUs, then the decode instances, the first starting at the next multiple of its own TP (an instance never
+straddles two nodes); with equal TPs this is the layout of one instance size as before.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from report_invariants import check_report
+
+from sim.cluster.run import run_cluster
+from sim.cluster.topology import Topology
+from sim.config import load_config
+from sim.errors import ConfigError
+from sim.serving.run import run_serving
+from tests.conftest import BUNDLED_AZURE
+from tests.test_serving import make_trace
+
+NO_LOWER_TIERS = ["cache.tiers.dram.capacity_gib=0", "cache.tiers.ssd.capacity_gib=0",
+                  "cache.tiers.eic.capacity_gib=0"]
+
+
+def _topo(**sets) -> Topology:
+    config = load_config(None, sets=[f"{k.replace('__', '.')}={v}" for k, v in sets.items()])
+    return Topology.from_config(config, pd=True)
+
+
+def test_placement_by_hand_decode_aligned_to_its_tp():
+    """2 racks x 2 nodes x 8 GPUs; per rack 3 prefill instances at TP 2 (GPUs 0-5 of node 0) and 1 decode instance
+    at TP 4: its GPUs start at the next multiple of 4 after GPU 6, 8: node 1's GPUs 0-3. Ids rack-major: rack 0's
+    are 0, 1, 2 (prefill) and 3 (decode), rack 1's 4..7."""
+    topo = _topo(cluster__num_racks=2, cluster__nodes_per_rack=2, hardware__gpus_per_node=8, pd__num_prefill=3,
+                 pd__prefill_tensor_parallel_size=2, pd__num_decode=1, pd__decode_tensor_parallel_size=4)
+    assert topo.num_instances == 8 and topo.num_gpus == 32
+    assert [topo.node_of(i) for i in range(8)] == [0, 0, 0, 1, 2, 2, 2, 3]
+    assert [topo.rack_of(i) for i in range(8)] == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert topo.front_slots().tolist() == [0, 1, 2] and topo.decode_slots().tolist() == [3]
+    for i in range(topo.num_instances):
+        assert topo.instance_id(*topo.locate(i)) == i
+    assert [topo.locate(i) for i in (2, 3, 7)] == [(0, 0, 2), (0, 1, 0), (1, 1, 0)]
+
+
+def test_placement_by_hand_roles_share_a_node():
+    """1 rack x 2 nodes x 8 GPUs: 2 prefill at TP 2 (GPUs 0-3) and 1 decode at TP 4 (GPUs 4-7) all on node 0; then
+    1 prefill at TP 4 (node 0's GPUs 0-3) and 4 decode at TP 2 (GPUs 4-11: two on node 0, two on node 1)."""
+    topo = _topo(cluster__nodes_per_rack=2, pd__num_prefill=2, pd__prefill_tensor_parallel_size=2,
+                 pd__decode_tensor_parallel_size=4)
+    assert [topo.node_of(i) for i in range(topo.num_instances)] == [0, 0, 0]
+    topo = _topo(cluster__nodes_per_rack=2, pd__prefill_tensor_parallel_size=4, pd__num_decode=4,
+                 pd__decode_tensor_parallel_size=2)
+    assert [topo.node_of(i) for i in range(topo.num_instances)] == [0, 0, 0, 1, 1]
+
+
+def test_equal_tps_keep_the_one_size_layout():
+    """Both roles at TP 2 set through their own keys: the same topology as serving.tensor_parallel_size=2 (the idle
+    slots after the decode pool included)."""
+    one = _topo(cluster__nodes_per_rack=2, serving__tensor_parallel_size=2, pd__num_prefill=3)
+    both = _topo(cluster__nodes_per_rack=2, pd__num_prefill=3, pd__prefill_tensor_parallel_size=2,
+                 pd__decode_tensor_parallel_size=2)
+    assert one.num_instances == both.num_instances == 8
+    assert [one.node_of(i) for i in range(8)] == [both.node_of(i) for i in range(8)] == [0] * 4 + [1] * 4
+
+
+@pytest.mark.parametrize("sets,names", [
+    # TP 8 does not divide 12 GPUs (vLLM's heads allow it: 32 heads, 8 KV heads)
+    (["hardware.gpus_per_node=12", "pd.prefill_tensor_parallel_size=8", "pd.decode_tensor_parallel_size=4"],
+     ["'pd.prefill_tensor_parallel_size'=8", "'hardware.gpus_per_node'=12"]),
+    # per rack 2 x 2 + 2 x 4 = 12 GPUs > one node's 8
+    (["cluster.nodes_per_rack=1", "pd.num_prefill=2", "pd.prefill_tensor_parallel_size=2", "pd.num_decode=2",
+      "pd.decode_tensor_parallel_size=4"],
+     ["'pd.num_prefill'=2", "'pd.num_decode'=2", "'pd.decode_tensor_parallel_size'=4", "cluster.nodes_per_rack"]),
+    # 1 x 4 then 1 x 8 must start at GPU 8: 24 GPUs of a rack of 1 x 16
+    (["cluster.nodes_per_rack=1", "hardware.gpus_per_node=16", "pd.prefill_tensor_parallel_size=4",
+      "pd.decode_tensor_parallel_size=8", "pd.num_decode=2"],
+     ["'pd.decode_tensor_parallel_size'=8", "24 GPUs"]),
+    # each pool splits into data-parallel groups on one node: 12 / TP 4 = 3 decode instances a node, groups of 2
+    (["model=deepseek-v2-lite", "hardware.gpus_per_node=12", "serving.data_parallel_size=2", "pd.num_prefill=2",
+      "pd.num_decode=2", "pd.prefill_tensor_parallel_size=2", "pd.decode_tensor_parallel_size=4"],
+     ["(hardware.gpus_per_node / pd.decode_tensor_parallel_size)=3", "'serving.data_parallel_size'=2"]),
+])
+def test_refusals_name_the_keys(run_cli, sets, names):
+    argv = ["--cluster", "--pd", "--workload-trace", BUNDLED_AZURE, "--workload-limit", "5", "--quiet", "--no-plot"]
+    for s in sets:
+        argv += ["--set", s]
+    status, _, err = run_cli(*argv)
+    assert status == 2, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert all(name in err for name in names), err
+    with pytest.raises(ConfigError):
+        Topology.from_config(load_config(None, sets=sets), pd=True)
+
+
+def test_a_gated_deltanet_hybrid_keeps_one_tp(run_cli):
+    """Its states cross between TPs by slicing (vLLM ssm_conv_transfer_utils.py), which kvsim does not model: refused
+    in --cluster --pd as in --pd."""
+    status, _, err = run_cli("--cluster", "--pd", "--workload-trace", BUNDLED_AZURE, "--workload-limit", "5", "--quiet",
+                             "--no-plot", "--set", "model=qwen3-next-80b-a3b", "--set", "hardware.gpu=b200",
+                             "--set", "serving.tensor_parallel_size=2", "--set", "pd.decode_tensor_parallel_size=4")
+    assert status == 2 and "'pd.decode_tensor_parallel_size'=4" in err and "Gated DeltaNet" in err, err
+
+
+def _config(*extra: str):
+    # one node holding both roles and no lower tier; its PCIe at the network link's 100 Gb/s (12.5 GB/s) with no
+    # latency, so a transfer within the node takes what single-node PD's link takes
+    return load_config(None, sets=["pd.decode_tensor_parallel_size=2", "cluster.nodes_per_rack=1",
+                                   "hardware.pcie_gbps=12.5", "network.latency_us=0", *NO_LOWER_TIERS, *extra])
+
+
+def test_one_node_cluster_equals_single_node_pd():
+    """The independent path is single-node --pd with the same roles: a 1-rack, 1-node cluster (prefill TP 1 and
+    decode TP 2 on one node, no DRAM/SSD/EIC) gives the same per-request times and transfer bytes. The cluster sends
+    a transfer within a node over both instances' PCIe links (the prefill one's, 1 lane, is the slower), timed as
+    the busiest rank's bytes, as single-node PD's one link per prefill instance."""
+    trace = make_trace([0.0, 0.001, 0.002, 0.3, 0.31], [1024, 2048, 512, 3000, 700], [16, 8, 40, 4, 30])
+    config = _config()
+    single, s_table = run_serving(trace, config, "pd")
+    cluster, c_table = run_cluster(trace, config, pd=True)
+    for column in ("scheduled", "prefill_done", "kv_ready", "first_token", "last_token", "kv_transfer_bytes"):
+        assert getattr(c_table, column).tolist() == getattr(s_table, column).tolist(), column
+    # (Llama-3.1-8B at decode TP 2: 2 MiB blocks in 1 MiB shards, each decode rank's moved: the whole block)
+    assert c_table.kv_transfer_bytes.tolist() == [-(-n // 16) * 2 * (1 << 20) for n in trace.input_tokens.tolist()]
+    s_inst, c_inst = single.metrics["instances"], cluster.metrics["instances"]
+    assert c_inst["kv_blocks_each"] == s_inst["kv_blocks_each"]
+    assert set(c_inst["kv_blocks_each"]) == {"prefill", "decode"}
+    assert c_inst["tensor_parallel_size"] == {"prefill": 1, "decode": 2}
+    assert cluster.metrics["cluster"]["kv_transfer_bytes"]["node"] == int(c_table.kv_transfer_bytes.sum())
+
+
+def test_transfers_cross_the_links_the_placement_says():
+    """2 prefill at TP 2 and 1 decode at TP 4 on one node: every transfer stays in the node; 3 prefill at TP 2 put
+    the decode instance on node 1: every transfer crosses the rack's NICs."""
+    trace = make_trace([0.0, 0.01, 0.02], [512, 512, 512], [4, 4, 4])
+    base = ["cluster.nodes_per_rack=2", "pd.prefill_tensor_parallel_size=2", "pd.decode_tensor_parallel_size=4"]
+    for prefill, scope in ((2, "node"), (3, "rack")):
+        result, table = run_cluster(trace, load_config(None, sets=[*base, f"pd.num_prefill={prefill}"]), pd=True)
+        sent = result.metrics["cluster"]["kv_transfer_bytes"]
+        assert sent[scope] == int(table.kv_transfer_bytes.sum()) > 0
+        assert sum(sent.values()) == sent[scope]
+        assert result.metrics["instances"]["tensor_parallel_size"] == {"prefill": 2, "decode": 4}
+
+
+def test_rerun_is_byte_identical(run_cli, tmp_path):
+    argv = ["--cluster", "--pd", "--workload-trace", BUNDLED_AZURE, "--workload-limit", "20", "--quiet", "--no-plot",
+            "--set", "cluster.nodes_per_rack=2", "--set", "pd.num_prefill=2", "--set", "pd.decode_tensor_parallel_size=2",
+            "--set", "cache.tiers.dram.capacity_gib=1"]
+    reports = []
+    for name in ("a", "b"):
+        out = tmp_path / f"{name}.json"
+        status, _, err = run_cli(*argv, "--report-json", out)
+        assert status == 0, err
+        reports.append(json.loads(out.read_text()))
+    assert check_report(reports[0]) == []
+    assert json.dumps(reports[0]["runs"], sort_keys=True) == json.dumps(reports[1]["runs"], sort_keys=True)
+    instances = reports[0]["runs"][0]["metrics"]["instances"]
+    assert instances["tensor_parallel_size"] == {"prefill": 1, "decode": 2}
+    assert np.all(np.array(list(instances["kv_blocks_each"].values())) > 0)
