@@ -46,6 +46,7 @@ from sim.hf_rotary import rotary_dim
 from sim.linear_attention import gated_delta_net
 from sim.model_families import ARCHITECTURES, FAMILIES, Experts, Family
 from sim.model_shape import SPARSE_QUANT_BLOCK, ModelSpec
+from sim.rope_caches import rope_caches
 from sim.vision_towers import VISION_TOWERS, VisionTower
 
 CONFIG_NAME = "config.json"  # the file a Hugging Face model folder holds its architecture in
@@ -125,13 +126,17 @@ def hf_model_spec(name: str) -> ModelSpec:
         count += gdn.layers * (gdn.parameters(hidden) - 2 * hidden * (heads + kv_heads) * head_dim - gate - 2 * head_dim)
     fp32 = moe.layers * moe.router_parameters(hidden) if moe is not None and moe.router_fp32 else 0
     count += vision.parameters if vision is not None else 0
+    rotary = rotary_dim(keys, family, head_dim)
+    full, slide = window is None or sliding is not None, window is not None  # the layer kinds it has
+    kinds = ("full_attention",) * full + ("sliding_attention",) * slide
     return ModelSpec(
         name=name, num_layers=layers, hidden_size=hidden, num_attention_heads=heads, num_kv_heads=kv_heads,
         head_dim=head_dim, intermediate_size=intermediate, vocab_size=vocab, num_parameters=count,
         max_position_embeddings=context, source=f"{path} (sha256 {digest})", gated_mlp=family.gated_mlp,
         sliding_window=window, num_sliding_layers=sliding, fp32_parameters=fp32, **quantization,
         linear_attention=gdn, attention_output_gate=family.attention_output_gate, vision_tower=vision,
-        rotary_dim=rotary_dim(keys, family, head_dim), **(moe.fields() if moe is not None else {}),
+        rotary_dim=rotary, rope_caches=rope_caches(keys, family, context, rotary or head_dim, kinds),
+        **(moe.fields() if moe is not None else {}),
     )
 
 
@@ -217,7 +222,8 @@ def _mla_model_spec(name: str, keys: _Keys, family: Family, digest: str) -> Mode
         name=name, num_layers=layers, hidden_size=hidden, num_attention_heads=heads, num_kv_heads=1,
         head_dim=lora + rope, intermediate_size=intermediate, vocab_size=vocab, max_position_embeddings=context,
         source=f"{path} (sha256 {digest})", q_lora_rank=q_lora, kv_lora_rank=lora, qk_nope_head_dim=nope,
-        qk_rope_head_dim=rope, v_head_dim=v_dim, **quantization, **sparse, **(moe.fields() if moe is not None else {}))
+        qk_rope_head_dim=rope, v_head_dim=v_dim, rope_caches=rope_caches(keys, family, context, rope), **quantization,
+        **sparse, **(moe.fields() if moe is not None else {}))
     shape = ModelSpec(num_parameters=0, **fields)
     # per layer: the projections, q_a_layernorm (with q_lora_rank) and kv_a_layernorm (RMSNorm weights); with
     # sparse attention the indexer's k_norm, a LayerNorm (weight and bias) over index_head_dim

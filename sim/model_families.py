@@ -105,6 +105,9 @@ class Family:
     # partial_rotary_factor default; sim.hf_rotary), and a key giving the rotated width itself (MiniMax-M2's rotary_dim)
     partial_rotary_factor: float = 1.0
     rotary_dim_key: str | None = None
+    # The rotary caches vLLM builds (sim.rope_caches): one per layer type's rope_parameters (Gemma 3), in fp32 (gpt-oss)
+    rope_per_layer_type: bool = False
+    rope_fp32: bool = False
 
 
 LLAMA_BIASES = (BiasSwitch("attention_bias", ("qkv", "o")), BiasSwitch("mlp_bias", ("mlp",)))
@@ -118,7 +121,7 @@ GEMMA = dict(bias_switches=LLAMA_BIASES[:1], norms_per_layer=4, tie_word_embeddi
 # sliding_window_pattern 6 (layer_types: "sliding_attention" if (i + 1) % 6 else "full_attention"), q_norm and k_norm
 # (Gemma3RMSNorm over head_dim) in every layer.
 GEMMA3 = dict(GEMMA, qk_norm=True, num_key_value_heads=4, sliding_window=4096, hybrid_layout="pattern",
-              sliding_window_pattern=6)
+              sliding_window_pattern=6, rope_per_layer_type=True)
 
 # Qwen3.5's language models, dense and MoE (transformers Qwen3_5TextConfig / Qwen3_5MoeTextConfig defaults;
 # partial_rotary_factor 0.25, its interleaved mrope sections 32 = 64 / 2 frequencies)
@@ -258,7 +261,7 @@ FAMILIES: dict[str, Family] = {
     # down_proj_bias) behind a router with a bias (GptOssTopKRouter).
     "gpt_oss": Family(lm_head="own", bias_switches=(BiasSwitch("attention_bias", ("qkv", "o"), default=True),),
                       num_key_value_heads=8, head_dim=64, sliding_window=128, hybrid_layout="alternate",
-                      layer_types_ignored=True, attention_sinks=True,
+                      layer_types_ignored=True, attention_sinks=True, rope_fp32=True,
                       experts=Experts(128, 4, "intermediate_size", router_bias=True, expert_biases=True,
                                       per_token_alias="experts_per_token")),
     # Qwen3NextConfig (Qwen3-Next-80B-A3B; transformers configuration_qwen3_next.py, vLLM 0.33 qwen3_next.py):

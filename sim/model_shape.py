@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from sim.errors import ConfigError
 from sim.linear_attention import GatedDeltaNet, as_gated_delta_net
+from sim.rope_caches import RopeCache, as_rope_caches
 from sim.vision_towers import VisionTower, as_vision_tower
 
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
@@ -110,8 +111,12 @@ class ModelSpec:
     # partial_rotary_factor or rotary_dim: Qwen3-Next, Qwen3.5, GLM-4.5, MiniMax-M2, Phi-2); it sizes the rotary
     # cos/sin cache (sim.serving.memory_profile.rope_cache_bytes). None: all head_dim values (MLA: qk_rope_head_dim)
     rotary_dim: int | None = None
+    # The rotary cos/sin caches where vLLM builds other than one of max_position_embeddings x that width in the model
+    # dtype (sim.rope_caches: Gemma 3's two, DeepSeek-V3.2's indexer's, gpt-oss's in fp32); None: that one
+    rope_caches: tuple[RopeCache, ...] | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "rope_caches", as_rope_caches(self.rope_caches, self.name))
         object.__setattr__(self, "linear_attention", as_gated_delta_net(self.linear_attention, self.name))
         object.__setattr__(self, "vision_tower", as_vision_tower(self.vision_tower, self.name))
         if self.vision_tower is not None and self.vision_tower.parameters > self.num_parameters:

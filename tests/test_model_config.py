@@ -218,7 +218,9 @@ MODELS.update({
 _KIMI_K2 = {**_V3, "model_type": "kimi_k2", "num_hidden_layers": 61, "first_k_dense_replace": 1,
             "num_attention_heads": 64, "num_key_value_heads": 64, "n_routed_experts": 384, "num_experts_per_tok": 8,
             "n_shared_experts": 1, "moe_intermediate_size": 2048, "vocab_size": 163840,
-            "max_position_embeddings": 131072, "n_group": 1, "topk_group": 1}
+            "max_position_embeddings": 131072, "n_group": 1, "topk_group": 1,
+            # Kimi-K2-Instruct's config.json: yarn factor 32 over 4,096 original positions (vLLM's cache: 131,072 rows)
+            "rope_scaling": {**_V3["rope_scaling"], "factor": 32.0}}
 MODELS["kimi-k2"] = (_KIMI_K2, "kimi-k2", 1.03e12)  # the Hub's count of Kimi-K2-Instruct: 1.03T
 
 # Cards that give two figures only: within half a unit of the last one (7.6B: 7.55B to 7.65B)

@@ -12,6 +12,7 @@ partial_rotary_factor there). Models that rotate part of each head: Qwen3-Next a
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -141,3 +142,123 @@ def test_kv_blocks_rise_by_the_freed_bytes(name, config, tp, positions, freed_wi
     assert hbm_capacity_blocks(full_config) == full_budget.kv_bytes // block
     assert hbm_capacity_blocks(real_config) - hbm_capacity_blocks(full_config) >= freed // block
 
+
+
+# Several caches (sim/rope_caches.py): vLLM 0.33's get_rope builds one per distinct _ROPE_DICT key, at the rows its
+# rope type gives and in the dtype the model asks for. Every figure by hand from the published config.json.
+GEMMA_3_27B_CACHES = 131_072 * 128 * 2 + 131_072 * 8 * 128 * 2  # sliding (no scaling) + full (linear factor 8)
+GPT_OSS_CACHE = 4096 * 32 * 64 * 4  # yarn: original 4,096 x factor 32 rows of head_dim 64, fp32 (gpt_oss.py)
+V32_FIXTURE = Path(__file__).parent / "fixtures" / "hf_configs" / "DeepSeek-V3.2-Exp-16L64E.json"
+V32_CACHES = 2 * 4096 * 40 * 64 * 2  # deepseek_yarn 4,096 x 40 rows of qk_rope_head_dim 64: the MLA's and the indexer's
+
+
+def _v32() -> dict:
+    """DeepSeek-V3.2's config.json: DeepSeek-V3's with the indexer's keys (no indexer_rope_interleave)."""
+    from tests.test_sparse_attention import published
+    return {**published("DeepSeek-V3"), "model_type": "deepseek_v32", "architectures": ["DeepseekV32ForCausalLM"],
+            "index_topk": 2048, "index_n_heads": 64, "index_head_dim": 128}
+
+
+@pytest.mark.parametrize("name, nbytes, old", [
+    # sliding layers: 131,072 x 128 x 2 B = 32 MiB (rope_local_base_freq 10,000); full attention: rope_scaling linear
+    # factor 8, linear_scaling_rope.py's 131,072 x 8 = 1,048,576 rows x 128 x 2 B = 256 MiB (head_dim 128 on 27B)
+    ("gemma-3-27b", GEMMA_3_27B_CACHES, 131_072 * 128 * 2),
+    ("gemma-3-12b", 131_072 * 9 * 256 * 2, 131_072 * 256 * 2),  # 64 MiB + 512 MiB (head_dim 256)
+    ("gemma-3-4b", 131_072 * 9 * 256 * 2, 131_072 * 256 * 2),
+    ("gpt-oss-20b", GPT_OSS_CACHE, 131_072 * 64 * 2),  # 32 MiB, not 16 MiB
+    ("gpt-oss-120b", GPT_OSS_CACHE, 131_072 * 64 * 2),
+    ("gemma-2-9b", 8192 * 256 * 2, 8192 * 256 * 2),  # one rope_parameters for every layer (gemma2.py): one cache
+    ("llama-3.1-8b", 131_072 * 128 * 2, 131_072 * 128 * 2),  # llama3: max positions rows
+    ("deepseek-v3", 163_840 * 64 * 2, 163_840 * 64 * 2),  # yarn 4,096 x 40 = max_position_embeddings
+])
+def test_every_cache_at_its_rows_and_dtype(name, nbytes, old):
+    spec = model_spec(name)
+    tower = spec.vision_tower.rope_cache_values * 2 if spec.vision_tower is not None else 0
+    assert rope_cache_bytes(spec, "bf16") - tower == nbytes
+    assert rope_cache_bytes(dataclasses.replace(spec, rope_caches=None), "bf16") - tower == old
+
+
+@pytest.mark.parametrize("config, named", [
+    ("GEMMA_3_27B", "gemma-3-27b"), ("GEMMA_3_12B", "gemma-3-12b"), ("GEMMA_3_4B", "gemma-3-4b"),
+    ("GPT_OSS_20B", "gpt-oss-20b"), ("GPT_OSS_120B", "gpt-oss-120b"), ("GEMMA_2_27B", "gemma-2-27b"),
+])
+def test_config_json_gives_the_named_entries_caches(config, named, tmp_path):
+    import tests.hybrid_configs as published
+    assert model_spec(str(write_config(tmp_path, getattr(published, config)))).rope_caches == \
+        model_spec(named).rope_caches
+
+
+def test_deepseek_v32_indexer_builds_its_own_cache(tmp_path):
+    # deepseek_v2.py: indexer_rope_emb is_neox_style = not indexer_rope_interleave (absent: True), the MLA's False
+    assert rope_cache_bytes(model_spec(str(write_config(tmp_path / "a", _v32()))), "bf16") == V32_CACHES == 40 * 2**20
+    # GLM-5 style: indexer_rope_interleave true gives the MLA's key, so the one cache is shared
+    shared = model_spec(str(write_config(tmp_path / "b", {**_v32(), "indexer_rope_interleave": True})))
+    assert rope_cache_bytes(shared, "bf16") == V32_CACHES // 2 and shared.rope_caches is None
+
+
+@pytest.mark.parametrize("config, nbytes", [
+    # Gemma-3-1b: rope_theta 1e6 (full) and rope_local_base_freq 1e4 (sliding) differ: two 32,768 x 256 x 2 B caches
+    ("GEMMA_3_1B", 2 * 32_768 * 256 * 2),
+    # the same thetas: one key, one cache
+    ({"rope_local_base_freq": 1000000}, 32_768 * 256 * 2),
+    # transformers 5 nested rope_parameters
+    ({"rope_parameters": {"full_attention": {"rope_type": "linear", "factor": 4.0, "rope_theta": 1e6},
+                          "sliding_attention": {"rope_type": "default", "rope_theta": 1e4}}}, 5 * 32_768 * 256 * 2),
+], ids=["gemma-3-1b", "same-theta", "nested"])
+def test_gemma_3_text_caches(config, nbytes, tmp_path):
+    from tests.hybrid_configs import GEMMA_3_1B
+    config = GEMMA_3_1B if config == "GEMMA_3_1B" else {**GEMMA_3_1B, **config}
+    assert rope_cache_bytes(model_spec(str(write_config(tmp_path, config))), "bf16") == nbytes
+
+
+@pytest.mark.parametrize("scaling, rows", [
+    # yarn_scaling_rope.py: original_max_position x factor rows, whatever max_position_embeddings (40,960 here)
+    ({"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32_768}, 131_072),
+    # phi3_long_rope_scaled_rope.py: the short (original) and long (max positions) tables together (Phi-3.5-MoE)
+    ({"type": "longrope", "short_factor": [1.0] * 64, "long_factor": [1.0] * 64,
+      "original_max_position_embeddings": 4096}, 4096 + 40_960),
+    ({"rope_type": "dynamic", "factor": 2.0}, 40_960),  # dynamic_ntk_scaling_rope.py: max positions rows
+    ({"type": "linear", "factor": 2.0}, 81_920),  # the legacy "type" key (patch_legacy_rope_type)
+], ids=["yarn", "longrope", "dynamic", "linear"])
+def test_scaled_cache_rows(scaling, rows, tmp_path):
+    config = {**LLAMA_31_8B, "max_position_embeddings": 40_960, "rope_scaling": scaling}
+    assert rope_cache_bytes(model_spec(str(write_config(tmp_path, config))), "bf16") == rows * 128 * 2
+
+
+@pytest.mark.parametrize("caches", [[], [{"positions": 0, "width": 64}], [{"positions": 8, "width": 63}],
+                                    [{"positions": 8, "width": 64, "fp32": 1}], [{"rows": 8}]])
+def test_a_spec_rope_caches_are_checked(caches):
+    with pytest.raises(ConfigError, match="rope_caches"):
+        dataclasses.replace(model_spec("llama-3.1-8b"), rope_caches=caches)
+
+
+def test_a_bad_scaling_factor_is_named(tmp_path, run_cli):
+    config = {**LLAMA_31_8B, "rope_scaling": {"rope_type": "linear", "factor": "8"}}
+    assert "'rope_scaling.factor'" in refused(run_cli, str(write_config(tmp_path, config)))
+
+
+@pytest.mark.parametrize("name, changed", [
+    ("gemma-3-27b", GEMMA_3_27B_CACHES - 131_072 * 128 * 2),  # + 256 MiB
+    ("gemma-3-4b", 131_072 * 8 * 256 * 2),  # + 512 MiB
+    ("gpt-oss-20b", GPT_OSS_CACHE - 131_072 * 64 * 2),  # + 16 MiB
+    # the measured DeepSeek-V3.2-Exp-16L64E (tests/fixtures/hf_configs; one H200): the indexer's cache, + 20 MiB
+    ("deepseek-v3.2", V32_CACHES // 2),
+])
+def test_kv_blocks_fall_by_the_added_bytes(name, changed, monkeypatch):
+    """Each model on one H100 (the DeepSeek one on an H200) against the same spec with one cache in the model dtype (kvsim before): the KV budget
+    shrinks by exactly the added bytes, and the blocks to (old budget - added) // block bytes."""
+    import sim.cache.tiers
+    import sim.serving.memory_profile
+    from sim.cache.tiers import hbm_capacity_blocks, kv_block_bytes
+
+    model, gpu = (str(V32_FIXTURE), "h200") if name == "deepseek-v3.2" else (name, "h100")
+    config = load_config(None, sets=[f"model={model}", f"hardware.gpu={gpu}"])
+    new_budget, new_blocks, block = memory_budget(config), hbm_capacity_blocks(config), kv_block_bytes(config)
+    one = dataclasses.replace(model_spec(model), rope_caches=None)
+    for module in (sim.serving.memory_profile, sim.cache.tiers):
+        monkeypatch.setattr(module, "model_spec", lambda _name: one)
+    old_budget, old_blocks = memory_budget(config), hbm_capacity_blocks(config)
+    assert new_budget.weights - old_budget.weights == changed
+    assert new_budget.kv_bytes == old_budget.kv_bytes - changed
+    assert new_blocks == (old_budget.kv_bytes - changed) // block and old_blocks == old_budget.kv_bytes // block
+    print(f"{name}: {old_blocks} -> {new_blocks} blocks of {block} B (-{changed} B)")

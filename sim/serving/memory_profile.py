@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from sim.config import Config
 from sim.errors import ConfigError
 from sim.model_shape import DTYPE_BYTES, GIB, ModelSpec
+from sim.rope_caches import RopeCache
 from sim.specs import canonical_gpu, gpu_spec, model_spec
 from sim.vision_towers import without_vision_tower
 
@@ -87,19 +88,21 @@ def activation_bytes(dtype: str) -> int:
 
 
 def rope_cache_bytes(model: ModelSpec, dtype: str) -> int:
-    """The rotary embedding's cos/sin cache, one for the model (vLLM's ``RotaryEmbedding.cos_sin_cache``: max
-    positions × rotary dim in the model dtype, shared by the layers through ``_ROPE_DICT``), loaded with the
-    weights: Llama-3.1-8B's 131,072 × 128 × 2 B = 32 MiB is the gap between "Model loading took 14.99 GiB" and
-    its 14.96 GiB of parameters. The rotary dim is what ``get_rope`` turns, int(head_dim × partial_rotary_factor)
+    """The rotary embedding's cos/sin caches (vLLM's ``RotaryEmbedding.cos_sin_cache``, one per distinct
+    ``get_rope`` key in ``_ROPE_DICT``), loaded with the weights: Llama-3.1-8B's one, 131,072 × 128 × 2 B = 32 MiB, is
+    the gap between "Model loading took 14.99 GiB" and its 14.96 GiB of parameters. ``ModelSpec.rope_caches`` lists
+    them where a model has others (``sim.rope_caches``: Gemma 3's sliding and full-attention ones, the latter 8 × max
+    positions long under linear scaling; DeepSeek-V3.2's indexer's; gpt-oss's in fp32); else one of max positions ×
+    the rotary dim in the model dtype, the rotary dim what ``get_rope`` turns, int(head_dim × partial_rotary_factor)
     (``ModelSpec.rotary_dim``: Qwen3-Next's 262,144 × 64 × 2 B = 32 MiB, not 128 MiB), MLA's qk_rope_head_dim; Qwen3.5's
     ``MRotaryEmbedding`` caches max positions × ``positions_factor`` rows, 1 unless video pruning is on
-    (qwen3_vl.py ``mrope_positions_factor``), as here. A vision tower's own cache beside it
-    (``VisionTower.rope_cache_values``). Not counted: the other caches of models whose layers build different ones
-    (Gemma 3's full-attention layers, 8 × max positions long under their linear rope scaling, beside the sliding
-    ones'; DeepSeek-V3.2's indexer, another is_neox_style), gpt-oss's cache in fp32 (gpt_oss.py dtype=torch.float32)."""
+    (qwen3_vl.py ``mrope_positions_factor``), as here. A vision tower's own cache beside them
+    (``VisionTower.rope_cache_values``)."""
+    act = activation_bytes(dtype)
     rotary = model.qk_rope_head_dim if model.is_mla else model.rotary_dim or model.head_dim
+    caches = model.rope_caches or (RopeCache(model.max_position_embeddings, rotary),)
     vision = model.vision_tower.rope_cache_values if model.vision_tower is not None else 0
-    return (model.max_position_embeddings * rotary + vision) * activation_bytes(dtype)
+    return sum(cache.nbytes(act) for cache in caches) + vision * act
 
 
 def forward_peak(model: ModelSpec, tokens: int, tp: int, dp: int, act: int) -> int:

@@ -1,0 +1,139 @@
+"""The rotary cos/sin caches vLLM 0.33 builds for a model (``ModelSpec.rope_caches``), each loaded with the weights.
+
+``get_rope`` (model_executor/layers/rotary_embedding/__init__.py) builds one ``RotaryEmbedding`` per distinct key
+(head size, rotary dim, max position, is_neox_style, rope parameters, dtype: ``_ROPE_DICT``), so a model whose layers
+ask for different ones holds several caches:
+- Gemma 3 (gemma3.py): ``config.rope_parameters[layer_type]``, the sliding layers' (rope_local_base_freq, no
+  scaling) and the full-attention layers' (rope_theta and rope_scaling: linear factor 8 on 4B/12B/27B);
+- DeepSeek sparse attention (deepseek_v2.py ``DeepseekV2Model``): the indexer's ``indexer_rope_emb``,
+  is_neox_style = not indexer_rope_interleave, beside the MLA's is_neox_style=False one (a second cache unless the
+  config sets indexer_rope_interleave, as GLM-5's does);
+- gpt-oss (gpt_oss.py): one cache built with dtype=torch.float32, whatever the model dtype.
+A cache's rows follow its rope type: linear (linear_scaling_rope.py) max position × factor; yarn, deepseek_yarn
+(yarn_scaling_rope.py, deepseek_scaling_rope.py; get_rope passes original_max_position_embeddings) original × factor;
+longrope (phi3_long_rope_scaled_rope.py: the short and the long table concatenated) original + max position; the
+others (default, llama3, dynamic, ntk, an mrope without yarn at positions_factor 1) max position. Each row holds
+cos and sin of rotary_dim / 2 frequencies: rotary_dim values (base.py ``_compute_cos_sin_cache``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sim.errors import ConfigError, quote
+
+if TYPE_CHECKING:
+    from sim.hf_config import _Keys
+    from sim.model_families import Family
+
+FP32_BYTES = 4
+# transformers' Gemma3TextConfig defaults: rope_theta 1,000,000 (full attention), rope_local_base_freq 10,000
+GEMMA3_THETAS = {"full_attention": 1_000_000.0, "sliding_attention": 10_000.0}
+LEGACY_TYPES = {"su": "longrope", "mrope": "default"}  # vLLM patch_legacy_rope_type
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class RopeCache:
+    """One cos/sin cache: ``positions`` rows of ``width`` values (the rotary dim), in fp32 when ``fp32`` (gpt-oss),
+    else in the model dtype."""
+
+    positions: int
+    width: int
+    fp32: bool = False
+
+    def nbytes(self, model_dtype_bytes: int) -> int:
+        """The cache's bytes when the model dtype takes ``model_dtype_bytes`` a value."""
+        return self.positions * self.width * (FP32_BYTES if self.fp32 else model_dtype_bytes)
+
+
+def as_rope_caches(value: Any, model: str) -> tuple[RopeCache, ...] | None:
+    """A ``ModelSpec.rope_caches`` as given (a list of mappings, from profiles/models.yaml), checked and sorted."""
+    if value is None:
+        return None
+    fields = {f.name for f in dataclasses.fields(RopeCache)}
+    caches = []
+    for item in value if isinstance(value, (list, tuple)) and value else [value]:
+        if isinstance(item, dict) and set(item) <= fields:
+            item = RopeCache(**item)
+        if not isinstance(item, RopeCache) or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0
+                                                  for v in (item.positions, item.width)) \
+                or item.width % 2 or not isinstance(item.fp32, bool):
+            raise ConfigError(f"model {model!r}: rope_caches must be a non-empty list of mappings of positions and "
+                              f"width (positive integers, width even) and fp32 (true or false), got {quote(value)}")
+        caches.append(item)
+    return tuple(sorted(caches))
+
+
+def _parameters(config: dict[str, Any]) -> dict[str, Any]:
+    """The config's rope parameters: rope_parameters (transformers 5), else rope_scaling with rope_theta."""
+    given = config.get("rope_parameters")
+    if isinstance(given, dict):
+        return given
+    scaling = config.get("rope_scaling")
+    return {**(scaling if isinstance(scaling, dict) else {}), "rope_theta": config.get("rope_theta")}
+
+
+def _canonical(value: Any) -> Any:
+    """``value`` with its numbers as floats and lists as tuples: vLLM's key compares 1000000 and 1e6 equal."""
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _number(keys: _Keys, params: dict[str, Any], name: str, where: str) -> float:
+    value = params.get(name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigError(f"model config {keys.path}: key {keys.prefix + where + name!r} must be a positive number "
+                          f"(the rotary embedding's scaling), got {quote(value)}")
+    return value
+
+
+def cache_rows(keys: _Keys, params: dict[str, Any], max_position: int, where: str) -> int:
+    """The rows of the cache ``get_rope`` builds for ``params`` (``where``: their key path, for messages)."""
+    kind = params.get("rope_type", params.get("type", "default"))
+    kind = LEGACY_TYPES.get(kind, kind)
+    if kind == "linear":
+        return math.ceil(max_position * _number(keys, params, "factor", where))  # torch.arange(max_len)
+    if kind in ("yarn", "deepseek_yarn", "deepseek_llama_scaling"):
+        original = _number(keys, params, "original_max_position_embeddings", where)
+        if "mrope_section" in params:  # MRotaryEmbedding over original positions (x positions_factor, 1 here)
+            return math.ceil(original)
+        return math.ceil(original * _number(keys, params, "factor", where))
+    if kind == "longrope":
+        return math.ceil(_number(keys, params, "original_max_position_embeddings", where)) + max_position
+    return max_position
+
+
+def rope_caches(keys: _Keys, family: Family, max_position: int, width: int,
+                kinds: tuple[str, ...] = ("full_attention",)) -> tuple[RopeCache, ...] | None:
+    """The caches vLLM builds for a config.json's decoder (``kinds``: the layer types it has; ``width``: the rotary
+    dim), None where that is the one cache of ``max_position`` × ``width`` in the model dtype."""
+    config, calls = keys.config, []
+    params = _parameters(config)
+    if family.rope_per_layer_type:  # Gemma 3: rope_parameters[layer_type]
+        nested = config.get("rope_parameters")
+        for kind in kinds:
+            if isinstance(nested, dict) and isinstance(nested.get(kind), dict):
+                calls.append((nested[kind], True, f"rope_parameters.{kind}."))
+            elif kind == "sliding_attention":
+                theta = config.get("rope_local_base_freq", GEMMA3_THETAS[kind])
+                calls.append(({"rope_type": "default", "rope_theta": theta}, True, ""))
+            else:
+                theta = config.get("rope_theta", GEMMA3_THETAS[kind])
+                calls.append(({"rope_type": "default", **params, "rope_theta": theta}, True, "rope_scaling."))
+    else:
+        calls.append((params, False, "rope_scaling."))
+        if family.mla and "index_topk" in config and not config.get("indexer_rope_interleave"):
+            calls.append((params, True, "rope_scaling."))  # DeepSeek sparse attention's indexer
+    seen: dict[str, RopeCache] = {}
+    for call, neox, where in calls:
+        key = json.dumps([_canonical(call), neox], sort_keys=True, default=str)
+        seen.setdefault(key, RopeCache(cache_rows(keys, call, max_position, where), width, family.rope_fp32))
+    caches = tuple(sorted(seen.values()))
+    return None if caches == (RopeCache(max_position, width),) else caches
