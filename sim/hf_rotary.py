@@ -8,7 +8,8 @@ puts the config's partial_rotary_factor (vLLM's ``patch_rope_parameters`` also t
 rotary_emb_fraction, in that order) and its config classes their defaults (Qwen3NextConfig and Qwen3_5TextConfig 0.25,
 Glm4MoeConfig and PhiConfig 0.5: ``Family.partial_rotary_factor``); a factor outside (0, 1] is vLLM's ValueError.
 MiniMax-M2 gives rotary_dim instead (minimax_m2.py: factor rotary_dim / head_dim unless rope_parameters has one:
-``Family.rotary_dim_key``).
+``Family.rotary_dim_key``). A model whose layers build several caches (Gemma 3's two kinds of layers, a sparse-attention
+indexer's) or one of another length or dtype lists them in ``ModelSpec.rope_caches`` (``sim.rope_caches``).
 """
 
 from __future__ import annotations
