@@ -141,8 +141,9 @@ def test_the_precise_router_counts_a_prefix_only_as_far_as_a_state_it_can_reach(
 def test_cluster_pd_sends_a_qwen3_next_prompt_short_of_its_last_token_over_the_nics():
     """``--cluster --pd``, one prefill instance (node 0) and one decode instance (node 1): a 1,000-token prompt is
     prefilled to 999 tokens (vLLM's prefill backoff), whose cdiv(999, 576) = 2 attention blocks and the 3 state groups'
-    running states cross the two NICs: per rank 2 x 7,077,888 + 19,759,104 = 33,914,880 B (both ranks: 67,829,760),
-    5 us + 33,914,880 / 12.5e9 alone; the decode side computes token 1,000 alone."""
+    running states cross the two NICs: per rank 2 x 7,077,888 + 19,759,104 = 33,914,880 B, both ranks' 67,829,760 B
+    over each node's one NIC (cluster.nodes_per_rack: one NIC a node, as a fetch's blocks cross it), 5 us +
+    67,829,760 / 12.5e9 alone; the decode side computes token 1,000 alone."""
     sets = ["pd.num_prefill=1", "pd.num_decode=1"]
     trace = make_trace([0.0], [1000], [2], BS, [[1, 2]])
     config = load_config(None, sets=[*RUN, *sets])
@@ -160,7 +161,7 @@ def test_cluster_pd_sends_a_qwen3_next_prompt_short_of_its_last_token_over_the_n
     first.add_decode(1000)
     breakdown = {name: float(values[0]) for name, values in requests.breakdown().items()}
     assert breakdown["prefill"] == pytest.approx(compute.step_time(prefill), rel=1e-12)
-    assert breakdown["kv_transfer"] == pytest.approx(5e-6 + per_rank / NIC, rel=1e-12)
+    assert breakdown["kv_transfer"] == pytest.approx(5e-6 + 2 * per_rank / NIC, rel=1e-12)
     assert breakdown["first_decode"] == pytest.approx(compute.step_time(first), rel=1e-12)
 
 

@@ -106,30 +106,33 @@ def test_a_gated_deltanet_hybrid_keeps_one_tp(run_cli):
     assert status == 2 and "'pd.decode_tensor_parallel_size'=4" in err and "Gated DeltaNet" in err, err
 
 
-def _config(*extra: str):
+def _config(prefill_tp: int = 1, decode_tp: int = 2):
     # one node holding both roles and no lower tier; its PCIe at the network link's 100 Gb/s (12.5 GB/s) with no
     # latency, so a transfer within the node takes what single-node PD's link takes
-    return load_config(None, sets=["pd.decode_tensor_parallel_size=2", "cluster.nodes_per_rack=1",
-                                   "hardware.pcie_gbps=12.5", "network.latency_us=0", *NO_LOWER_TIERS, *extra])
+    return load_config(None, sets=[f"pd.prefill_tensor_parallel_size={prefill_tp}",
+                                   f"pd.decode_tensor_parallel_size={decode_tp}", "cluster.nodes_per_rack=1",
+                                   "hardware.pcie_gbps=12.5", "network.latency_us=0", *NO_LOWER_TIERS])
 
 
-def test_one_node_cluster_equals_single_node_pd():
-    """The independent path is single-node --pd with the same roles: a 1-rack, 1-node cluster (prefill TP 1 and
-    decode TP 2 on one node, no DRAM/SSD/EIC) gives the same per-request times and transfer bytes. The cluster sends
-    a transfer within a node over both instances' PCIe links (the prefill one's, 1 lane, is the slower), timed as
-    the busiest rank's bytes, as single-node PD's one link per prefill instance."""
+@pytest.mark.parametrize("prefill_tp, decode_tp", [(1, 2), (2, 2), (2, 1)])
+def test_one_node_cluster_equals_single_node_pd(prefill_tp, decode_tp):
+    """The independent path is single-node --pd with the same roles: a 1-rack, 1-node cluster (no DRAM/SSD/EIC) gives
+    the same per-request times and transfer bytes. Single-node PD gives each rank a link of its own and times a
+    transfer by its busiest rank's bytes; the cluster sends every rank's bytes over the instances' PCIe paths (one
+    lane per rank), the same time when each rank moves its share (at TP 2 -> 2 the ranks' shards side by side were
+    counted as one rank's bytes over both lanes: half the time)."""
     trace = make_trace([0.0, 0.001, 0.002, 0.3, 0.31], [1024, 2048, 512, 3000, 700], [16, 8, 40, 4, 30])
-    config = _config()
+    config = _config(prefill_tp, decode_tp)
     single, s_table = run_serving(trace, config, "pd")
     cluster, c_table = run_cluster(trace, config, pd=True)
     for column in ("scheduled", "prefill_done", "kv_ready", "first_token", "last_token", "kv_transfer_bytes"):
         assert getattr(c_table, column).tolist() == getattr(s_table, column).tolist(), column
-    # (Llama-3.1-8B at decode TP 2: 2 MiB blocks in 1 MiB shards, each decode rank's moved: the whole block)
+    # (Llama-3.1-8B: 2 MiB blocks, every decode rank's shard moved: the whole block)
     assert c_table.kv_transfer_bytes.tolist() == [-(-n // 16) * 2 * (1 << 20) for n in trace.input_tokens.tolist()]
     s_inst, c_inst = single.metrics["instances"], cluster.metrics["instances"]
     assert c_inst["kv_blocks_each"] == s_inst["kv_blocks_each"]
-    assert set(c_inst["kv_blocks_each"]) == {"prefill", "decode"}
-    assert c_inst["tensor_parallel_size"] == {"prefill": 1, "decode": 2}
+    if prefill_tp != decode_tp:
+        assert c_inst["tensor_parallel_size"] == {"prefill": prefill_tp, "decode": decode_tp}
     assert cluster.metrics["cluster"]["kv_transfer_bytes"]["node"] == int(c_table.kv_transfer_bytes.sum())
 
 

@@ -264,6 +264,11 @@ class ClusterRun(PrefixFetch, ServingRun):
             return Path([*links, self.uplink[s_rack], self.uplink[d_rack]], "cross_rack")
         return Path(links, "rack")
 
+    def _link_bytes(self, busiest: int, moved: int) -> int:
+        """Every rank's bytes: a node's NIC is shared by its GPUs, and an instance's PCIe path has a lane per rank
+        (``pcie_models``), so the ranks' shards cross side by side only as far as the lanes allow."""
+        return moved
+
     def _record_transfer(self, link: Path, nbytes: int, moved: int) -> None:
         # (a Gated DeltaNet hybrid's transfer carries its states beside its blocks: sim.serving.state_transfer)
         blocks = (nbytes - (self.state_bytes if nbytes else 0)) // self.transfer.busiest_bytes

@@ -279,13 +279,15 @@ class ServingRun:
                                                                             if blocks else 0)
             table.decode_instance[job.rid] = dest.index
             link = self._kv_link(prefill_instance, dest)
-            self._record_transfer(link, nbytes, int(table.kv_transfer_bytes[job.rid]))
+            moved = int(table.kv_transfer_bytes[job.rid])
+            self._record_transfer(link, nbytes, moved)
+            wire = self._link_bytes(nbytes, moved)
             if not nbytes and self.states is not None:  # (a GDN hybrid's decode side holds all it would be sent)
                 self.engine.after(0.0, self._arrived, prefill_instance, source_job, dest, dest_job)
             elif self.config.pd.transfer == "layerwise":
-                self._layerwise(link, nbytes, prefill_instance, source_job, dest, dest_job)
+                self._layerwise(link, wire, prefill_instance, source_job, dest, dest_job)
             else:
-                self._send_kv(link, nbytes, lambda s=source_job, p=prefill_instance, d=dest, j=dest_job: self._arrived(p, s, d, j))
+                self._send_kv(link, wire, lambda s=source_job, p=prefill_instance, d=dest, j=dest_job: self._arrived(p, s, d, j))
 
     def _prefill_of(self, job: Job) -> Instance:
         return self.prefill[int(self.table.instance[job.rid]) - self.prefill[0].index]
@@ -301,6 +303,11 @@ class ServingRun:
     def _record_transfer(self, link, nbytes: int, moved: int) -> None:
         """Count a KV transfer over ``link`` of ``nbytes`` (its busiest rank's; ``moved``: every rank's), whichever way
         it is sent (the cluster counts them by scope)."""
+
+    def _link_bytes(self, busiest: int, moved: int) -> int:
+        """The bytes a transfer puts on its link: here each rank has a link of its own (``self.links``: one per prefill
+        instance, a rank's), so its busiest rank's (the cluster's links carry every rank's)."""
+        return busiest
 
     def _send_kv(self, link, nbytes: int, arrived) -> None:
         link.send(nbytes, lambda _d: arrived())
