@@ -149,3 +149,22 @@ def test_a_policy_ranking_by_next_use_is_refused_beside_cached_states(run_cli, t
     assert status == 2 and "\n" not in err.strip() and "Traceback" not in err, err
     assert "policy belady" in err and "serving.enable_prefix_caching=false" in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("state_at_first_block", [False, True])
+def test_a_lower_tier_never_serves_a_block_aligned_prompts_last_block_with_its_state(state_at_first_block):
+    """B (1,152 tokens: blocks 1 and 2, block-aligned) finds both blocks and the states after block 2 in DRAM only.
+    A lower tier may serve an attention-only prompt's last block (the last token is then recomputed), but a state
+    cannot be rewound a token: vLLM's connector beside Mamba groups stops at round_down(1,151, 576) = 1 block
+    (offloading/scheduler.py ``_lookup_complete_chunks``), so B's hit is the state after block 1, or nothing."""
+    from sim.serving.align_state_manager import AlignStateKVCacheManager
+
+    cache = make_cache("lru", [200, 200], num_blocks=OFFSET * (GROUPS + 1))
+    kv = AlignStateKVCacheManager(BlockPool(200, Clock()), cache, BS, True, lambda: 0.0, state_groups=GROUPS,
+                                  key_offset=OFFSET, checkpoints=True, max_prefill_tokens=8192)
+    cache.resize_top(2)  # (HBM in use by others: two blocks to cache in)
+    states = [b + OFFSET * (g + 1) for b in ([1, 2] if state_at_first_block else [2]) for g in range(GROUPS)]
+    for key in [1, 2, *states, 50, 51]:  # the last two push everything else down to DRAM
+        cache.touch(key, 0)
+    assert all(cache.find(key) == 1 for key in [1, 2, *states])
+    assert kv.lookup(job(1, 2 * BS, [1, 2])).tokens == (BS if state_at_first_block else 0)

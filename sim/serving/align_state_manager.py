@@ -22,7 +22,7 @@ vLLM's code (v1/core/single_type_kv_cache_manager.py ``MambaManager``, v1/core/k
 
 Simplified: the step in flight is counted as computed when blocks are freed (vLLM frees on processed tokens under
 asynchronous scheduling: a state block is held one step longer); a state cached in a lower tier serves a hit as one
-in HBM would.
+in HBM would, short of a block-aligned prompt's last block (which a lower tier serves attention alone).
 
 Cluster mode (``sim.cluster.fetch``): a prefix fetched from other locations before the request is scheduled (vLLM's
 KV connector) is cut back as ``lookup`` cuts a hit, to the deepest block whose state every state group holds in this
@@ -114,7 +114,10 @@ class AlignStateKVCacheManager(RemoteStates, PastHitCopies, KVCacheManager):
         self._last_block_from_below(job, levels)
         full_hit, full_tokens = prefix_hit(levels, job.target, chain_tokens, bs, job.external)
         hit, state_levels = 0, []
-        for i in range(full_hit - 1, -1, -1):
+        # (never a block-aligned prompt's last block, which a lower tier may serve attention alone: its last token is
+        # recomputed, from a state a token earlier that no cache holds; vLLM's connector beside Mamba groups stops at
+        # round_down(tokens - 1, block): offloading/scheduler.py _lookup_complete_chunks)
+        for i in range(min(full_hit, usable_prefix_blocks(job.target, bs)) - 1, -1, -1):
             here = [self.find(key) for key in self._state_keys(job, i)]
             if here and min(here) >= 0:
                 hit, state_levels = i + 1, here
