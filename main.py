@@ -160,13 +160,14 @@ def check_mode_settings(mode: str, config: Config, policies: list[str], cluster_
         from sim.serving.run import check_serving_settings
 
         check_serving_settings(config)  # before the trace loads
-        check_roles(config, mode == "pd", capacity=False)  # a profile's files are read and checked before the trace
+        # (--cluster --pd: each role at its TP too)
+        check_roles(config, mode == "pd" or cluster_pd, capacity=False)  # a profile's files are read and checked
     if mode in SERVING or (mode == "cache-only" and config.cache.capacity_blocks is None):  # HBM sized by config/GPU
         from sim.cache.tiers import hbm_capacity_blocks
         from sim.specs import gpu_spec
 
         if fits and mode in SERVING:  # at least one block: the weights fit (each PD role's at its TP), a GPU spec
-            check_roles(config, mode == "pd", compute=False)  # file is read, before the trace
+            check_roles(config, mode == "pd" or cluster_pd, compute=False)  # file is read, before the trace
         elif fits:
             hbm_capacity_blocks(config)
         elif config.serving.num_gpu_blocks is None and config.cache.tiers.hbm.capacity_gib == 0:
@@ -322,7 +323,7 @@ def run_serving_mode(run: Run) -> tuple[dict, list[RunResult]]:
 
     trace = load_workload(run.config)
     run.config = config = with_trace_block_size(run.config, trace)
-    admit(trace, config, run.mode)
+    admit(trace, config, "pd" if run.cluster_pd else run.mode)  # (--cluster --pd: each role holds its part)
     policies = run.policies or [config.cache.policy]
     routers = run.routers or [config.cluster.router]
     runs = []

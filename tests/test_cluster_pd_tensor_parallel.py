@@ -164,3 +164,33 @@ def test_rerun_is_byte_identical(run_cli, tmp_path):
     instances = reports[0]["runs"][0]["metrics"]["instances"]
     assert instances["tensor_parallel_size"] == {"prefill": 1, "decode": 2}
     assert np.all(np.array(list(instances["kv_blocks_each"].values())) > 0)
+
+
+@pytest.mark.parametrize("decode_tp,serving_tp", [(2, 1), (1, 2)])
+def test_admission_holds_each_role_to_its_own_capacity(run_cli, tmp_path, decode_tp, serving_tp):
+    """--cluster --pd skips a request exactly where single-node --pd does: a prefill instance must hold the prompt and
+    its first token, a decode instance the whole sequence, each at its own TP. 128 MiB of HBM per GPU holds 64
+    Llama-3.1-8B blocks of 2 MiB at TP 1 (63 usable; 128 at TP 2, 127 usable): a 900 + 300-token request (57 blocks to
+    prefill, 75 to decode) runs with decode at TP 2 and can never run with decode at TP 1 (admission was checked at
+    serving.tensor_parallel_size alone: skipped at serving TP 1 though TP 2 decodes it, admitted at serving TP 2 though
+    its TP-1 decode instance never holds it)."""
+    trace = tmp_path / "t.csv"
+    trace.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.0,100,10\n"
+                     "2023-11-16 18:15:47.0,900,300\n")
+    sets = ["cache.tiers.hbm.capacity_gib=0.125", f"serving.tensor_parallel_size={serving_tp}",
+            f"pd.prefill_tensor_parallel_size={serving_tp}", f"pd.decode_tensor_parallel_size={decode_tp}",
+            "hardware.gpus_per_node=4", "cache.tiers.dram.capacity_gib=0", "cache.tiers.ssd.capacity_gib=0"]
+    cluster = ["cluster.num_racks=1", "cluster.nodes_per_rack=1"]
+    completed = {}
+    for mode in (["--pd"], ["--cluster", "--pd"]):
+        out = tmp_path / "r.json"
+        argv = [*mode, "--workload-trace", trace, "--quiet", "--no-plot", "--report-json", out]
+        for s in sets + (cluster if "--cluster" in mode else []):
+            argv += ["--set", s]
+        status, _, err = run_cli(*argv)
+        assert status == 0, err
+        report = json.loads(out.read_text())
+        completed[mode[0]] = (report["runs"][0]["metrics"]["requests_completed"],
+                              report["trace"]["skip_reasons"].get("exceeds_kv_capacity", 0))
+    expected = (2, 0) if decode_tp == 2 else (1, 1)
+    assert completed == {"--pd": expected, "--cluster": expected}

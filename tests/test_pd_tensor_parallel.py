@@ -176,6 +176,15 @@ def test_node_fit_counts_each_roles_gpus(run_cli, tmp_path):
     # a Gated DeltaNet hybrid's conv states are sliced across TP degrees in vLLM; kvsim does not model it
     (["model=qwen3-next-80b-a3b", "hardware.gpu=b200", "serving.tensor_parallel_size=2",
       "pd.decode_tensor_parallel_size=4"], ["--pd"], ["'pd.decode_tensor_parallel_size'=4", "Gated DeltaNet"]),
+    # both roles at one TP other than serving's: a Gated DeltaNet hybrid's block size and states (and the trace's
+    # blocks) follow serving.tensor_parallel_size, so the states crossed at TP 1's size on each of 2 ranks (exit 0,
+    # kv_transfer_bytes 1.5x) and at 4/4 the blocks mismatched the trace's (exit 1)
+    (["model=qwen3-next-80b-a3b", "hardware.gpu=h200", "pd.prefill_tensor_parallel_size=2",
+      "pd.decode_tensor_parallel_size=2"], ["--pd"], ["'pd.prefill_tensor_parallel_size'=2", "Gated DeltaNet",
+                                                       "serving.tensor_parallel_size"]),
+    (["model=qwen3-next-80b-a3b", "hardware.gpu=h200", "pd.prefill_tensor_parallel_size=4",
+      "pd.decode_tensor_parallel_size=4"], ["--cluster", "--pd"], ["'pd.prefill_tensor_parallel_size'=4",
+                                                                    "Gated DeltaNet"]),
     # outside PD nothing reads them
     (["pd.decode_tensor_parallel_size=2"], [], ["pd.decode_tensor_parallel_size"]),
     (["pd.prefill_tensor_parallel_size=2"], ["--cache-only"], ["pd.prefill_tensor_parallel_size"]),

@@ -166,6 +166,12 @@ def check_state_model(config: Config, mode: str, trace_tokens: int | None = None
             raise ConfigError(f"config key '{key}'={tp}: model {name}'s Gated DeltaNet states cross between prefill TP "
                               f"{p} and decode TP {d} in vLLM by slicing their conv states (kv_connector/v1/"
                               "ssm_conv_transfer_utils.py), which kvsim does not model; give both roles one TP")
+        if p != serving.tensor_parallel_size:
+            # the run's block size (vLLM raises it from a rank's state and attention pages), the trace's blocks and the
+            # states sent are sized at serving.tensor_parallel_size, not at the roles' one TP
+            raise ConfigError(f"config key '{p_key}'={p}: model {name}'s Gated DeltaNet block size and states follow "
+                              f"serving.tensor_parallel_size ({serving.tensor_parallel_size}); to run both roles at TP "
+                              f"{p}, set serving.tensor_parallel_size={p} and leave pd.*_tensor_parallel_size null")
     if mode == "pd" and config.pd.transfer == "layerwise":
         raise ConfigError(f"model {name}: vLLM moves Gated DeltaNet states with its NixlConnector, which sends after the "
                           "prefill ends (save_kv_layer is a no-op: kv_connector/v1/nixl/connector.py), never layer by "
