@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
 
 from sim.config import MAX_LATENCY_US, MIN_GBPS
-from sim.config_yaml import GPU_PATH_HINT, MODEL_PATH_HINT, names_a_path, read_config_file
+from sim.config_yaml import GPU_PATH_HINT, MODEL_PATH_HINT, load_yaml, names_a_path, read_config_file
 from sim.errors import ConfigError, quote
 from sim.hf_config import hf_model_spec
 from sim.model_shape import GIB, ModelSpec
@@ -63,8 +62,7 @@ REPORTED_MEMORY_FRACTION = 0.988
 def _read_table(filename: str) -> dict[str, dict]:
     """A spec table, parsed once per process (callers only read it)."""
     path = PROFILES_DIR / filename
-    with path.open() as fh:
-        data = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 (a safe loader)
+    data = load_yaml(path.read_text())  # (the loader every config file takes: unique keys, numbers as written)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of names to specs")
     return data
@@ -99,20 +97,16 @@ LINK_NUMBERS = {"bandwidth_gbps": (MIN_GBPS, 1e6), "step_latency_us": (0.0, MAX_
 GPU_OPTIONAL = ("dense_fp8_tflops", "reported_memory_gib", "aliases", "source")
 
 
-# A number in exponent form that YAML 1.1 (PyYAML) reads as text, wanting a dot and a signed exponent (3.35e3, 2e6);
-# YAML 1.2 and a config key's float (sim.config_fields) read it as a number.
-EXPONENT_NUMBER = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)[eE][-+]?\d+")
-
-
 def _number(entry: dict, key: str, where: str, domain: tuple[float, float]) -> float:
+    """``entry[key]``, a number within ``domain`` (3.35e3 is one: the strict YAML loader reads exponents as YAML 1.2
+    does, ``sim.config_yaml``)."""
     low, high = domain
-    value = written = entry.get(key)
-    if isinstance(value, str) and EXPONENT_NUMBER.fullmatch(value):
-        value = float(value)
+    value = entry.get(key)
     if value is None:
         raise ConfigError(f"{where}: needs {key}")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:  # (NaN fails too)
-        raise ConfigError(f"{where}: {key} must be a number at least {low:g} and at most {high:g}, got {quote(written)}")
+        said = f"{value:g}" if isinstance(value, float) else quote(value)
+        raise ConfigError(f"{where}: {key} must be a number at least {low:g} and at most {high:g}, got {said}")
     return float(value)
 
 

@@ -209,8 +209,8 @@ def test_a_bad_gpu_spec_file_is_refused_naming_file_and_field(tmp_path, run_cli,
 
 
 def test_a_gpu_spec_number_in_exponent_form_is_a_number(tmp_path):
-    """PyYAML (YAML 1.1) reads 3.35e3 and 2e2 as text (its floats need a dot and a signed exponent); a config key
-    takes them as numbers (sim.config_fields), and a GPU spec file must too: the same spec as h100-sxm's."""
+    """PyYAML (YAML 1.1) reads 3.35e3 and 2e2 as text (its floats need a dot and a signed exponent); kvsim's YAML
+    loader reads them as numbers (sim.config_yaml), a GPU spec file too: the same spec as h100-sxm's."""
     spec = tmp_path / "gpu.yaml"
     spec.write_text(H100_FIELDS.replace("3350", "3.35e3").replace("1979", "1979e0").replace("370.8", "3.708e+2")
                     .replace("memory_gib: 80", "memory_gib: 8E1").replace("989.4", "9.894e2"))
@@ -219,8 +219,8 @@ def test_a_gpu_spec_number_in_exponent_form_is_a_number(tmp_path):
         (entry.peak_flops, entry.fp8_peak_flops, entry.memory_bytes, entry.memory_bandwidth, entry.link.bandwidth)
     huge = tmp_path / "huge.yaml"  # (gpu_spec keeps what it read of a path)
     huge.write_text(H100_FIELDS.replace("memory_gib: 80", "memory_gib: 8e7"))
-    with pytest.raises(ConfigError, match=r"memory_gib must be a number .* at most 1e\+06, got '8e7'$"):
-        gpu_spec(str(huge))  # the value as written, not as read (80000000.0)
+    with pytest.raises(ConfigError, match=r"memory_gib must be a number .* at most 1e\+06, got 8e\+07$"):
+        gpu_spec(str(huge))  # (as %g writes it, not 80000000.0)
 
 
 @pytest.mark.parametrize("field, value", [("dense_bf16_tflops", "989.4"), ("memory_bandwidth_gbps", "3350"),
