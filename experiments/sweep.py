@@ -29,6 +29,8 @@ from experiments.spec import Point, SweepSpec, expand, keys_overlap, load_spec, 
 if TYPE_CHECKING:  # main.py's checked output paths
     from main import Outputs
 
+CHECK_BAR_POINTS = 200  # a sweep of more points shows a progress bar while they are checked
+
 
 def run_options(args: argparse.Namespace) -> RunOptions:
     policies = tuple(p.strip() for p in args.policy.split(",") if p.strip()) if getattr(args, "policy", None) else ()
@@ -120,10 +122,12 @@ def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
         raise ConfigError(f"sweep spec {spec.path}: a workload.rate_scale axis does nothing with --max-rate "
                           f"(the search sets the rate); drop one of them")
     points = expand(spec)
-    configs = [point_config(base, point, spec.path) for point in points]
-    # everything refusable is refused before the first point runs
+    # everything refusable is refused before the first point runs (~15 ms a point: a bar past a few hundred)
     given = {**{k: f"fixed key '{k}'" for k in spec.layers.sets}, **given_by_set(args.sets)}
-    for point, config in zip(points, configs, strict=True):
+    configs = []
+    for point in tqdm(points, desc="checking points", unit="point", leave=False,
+                      disable=args.quiet or len(points) < CHECK_BAR_POINTS):
+        configs.append(config := point_config(base, point, spec.path))
         check_point(spec.mode, config, options, where=f"sweep spec {spec.path}: point {point.name!r}",
                     given={**given, **{k: f"axis '{k}'" for k in point.overrides}})
 
