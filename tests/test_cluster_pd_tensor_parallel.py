@@ -20,6 +20,7 @@ from sim.cluster.topology import Topology
 from sim.config import load_config
 from sim.errors import ConfigError
 from sim.serving.run import run_serving
+from tests.bad_input_helpers import refused_in_one_line
 from tests.conftest import BUNDLED_AZURE
 from tests.test_serving import make_trace
 
@@ -87,12 +88,7 @@ def test_equal_tps_keep_the_one_size_layout():
 ])
 def test_refusals_name_the_keys(run_cli, sets, names):
     argv = ["--cluster", "--pd", "--workload-trace", BUNDLED_AZURE, "--workload-limit", "5", "--quiet", "--no-plot"]
-    for s in sets:
-        argv += ["--set", s]
-    status, _, err = run_cli(*argv)
-    assert status == 2, err
-    assert len(err.strip().splitlines()) == 1, err
-    assert all(name in err for name in names), err
+    refused_in_one_line(run_cli, [*argv, *(a for s in sets for a in ("--set", s))], names)
     with pytest.raises(ConfigError):
         Topology.from_config(load_config(None, sets=sets), pd=True)
 

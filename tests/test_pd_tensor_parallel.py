@@ -19,6 +19,7 @@ from report_invariants import check_report
 from sim.config import load_config
 from sim.serving.run import run_serving
 from sim.serving.tp_transfer import transfer_plan
+from tests.bad_input_helpers import refused_in_one_line
 from tests.conftest import BUNDLED_AZURE
 from tests.test_serving import make_trace
 
@@ -192,12 +193,7 @@ def test_node_fit_counts_each_roles_gpus(run_cli, tmp_path):
 ])
 def test_refusals_name_the_key_in_one_line(run_cli, sets, mode, names):
     argv = [*mode, "--workload-trace", BUNDLED_AZURE, "--workload-limit", "5", "--quiet", "--no-plot"]
-    for s in sets:
-        argv += ["--set", s]
-    status, _, err = run_cli(*argv)
-    assert status == 2, err
-    assert len(err.strip().splitlines()) == 1, err
-    assert all(name in err for name in names), err
+    refused_in_one_line(run_cli, [*argv, *(a for s in sets for a in ("--set", s))], names)
 
 
 def test_a_cluster_config_file_with_a_role_tp_runs_it(run_cli, tmp_path):
