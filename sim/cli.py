@@ -367,6 +367,16 @@ def check_settings_given(mode: str, config: Config, policies: list[str], given: 
             if any(key == p or key.startswith(p + ".") for p in SINGLE_TIER_IGNORES):
                 raise InputError(f"{how}: not used beside --capacity-blocks (cache.capacity_blocks), which replays "
                                  "one tier of that many blocks; drop one of them")
+    roles_tp = (config.pd.prefill_tensor_parallel_size, config.pd.decode_tensor_parallel_size)
+    if mode in ("pd", CLUSTER_PD) and said("serving.tensor_parallel_size") and None not in roles_tp \
+            and config.serving.tensor_parallel_size not in roles_tp:
+        from sim.specs import model_spec
+
+        # every role has its own TP, none serving's (a run's config would show a TP no instance has); only a Gated
+        # DeltaNet hybrid still sizes its blocks and states at serving TP (state_groups.check_state_model)
+        if model_spec(config.model).linear_attention is None:
+            raise InputError(f"{said('serving.tensor_parallel_size')}: not used when pd.prefill_tensor_parallel_size "
+                             "and pd.decode_tensor_parallel_size set every role's TP; drop one of them")
     if config.serving.language_model_only and said("serving.language_model_only"):
         from sim.specs import model_spec
 
