@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING  # noqa: E402
 
 try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
     from sim.cli import (  # noqa: E402
+        CLUSTER_PD,
         EXPERIMENTS,
         SERVING,
         WITH_WORKLOAD,
@@ -131,7 +132,8 @@ def check_config_for_mode(args: argparse.Namespace, config: Config, mode: str, p
         for dest in ("workload_format", "workload_time_unit", "strict_workload_validation"):
             if getattr(args, dest) is not None and getattr(args, dest) is not False:
                 raise InputError(f"{flag_name(dest)} applies to a trace file; no --workload-trace is given (synthetic workload)")
-    check_settings_given(mode, config, policies, given_by_set(args.sets))
+    here = CLUSTER_PD if mode == "cluster" and args.pd else mode  # (--cluster --pd: the keys its roles read)
+    check_settings_given(here, config, policies, given_by_set(args.sets))
     if mode == "cache-only" and args.mrc and config.cache.insert_outputs:
         raise InputError("--mrc: the miss-ratio curve is of the prompt blocks alone; drop cache.insert_outputs")
     if args.allow_train_test_overlap and not uses_learned_policy(config, policies):

@@ -40,7 +40,7 @@ def check_point(mode: str, config: Config, options: RunOptions, where: str = "",
     this point would leave unread (``sim.cli.check_settings_given``)."""
     import main
     from sim.cache.policies import POLICIES
-    from sim.cli import check_settings_given
+    from sim.cli import CLUSTER_PD, check_settings_given
 
     prefix = f"{where}: " if where else ""
     try:
@@ -68,7 +68,8 @@ def check_point(mode: str, config: Config, options: RunOptions, where: str = "",
                 "; use a synthetic workload" if mode == "cache-only" else
                 "; set workload.arrivals.process (poisson, gamma or resample) to vary its arrivals"))
         policies = list(options.policies) or [config.cache.policy]
-        check_settings_given(mode, config, policies, given or {})
+        check_settings_given(CLUSTER_PD if mode == "cluster" and options.cluster_pd else mode, config, policies,
+                             given or {})
         main.check_mode_settings(mode, config, policies, options.cluster_pd, fits=False)
     except InputError as exc:
         raise type(exc)(f"{prefix}{exc}") from None

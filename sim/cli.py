@@ -134,6 +134,8 @@ SETTING_MODES: dict[str, frozenset[str]] = {
     # the cache: --trace-stats and --check-calibration keep none (cache.policy is --policy's key)
     "cache.": SIMULATING | {CLUSTER_PD},
     "serving.disable_hybrid_kv_cache_manager": SIMULATING | {CLUSTER_PD},
+    # a vision tower's weights and profile pass in a GPU's memory: --trace-stats and --check-calibration size none
+    "serving.language_model_only": SIMULATING | {CLUSTER_PD},
     # the scheduler and the clock: the cache-only replay has neither (no batches, no admission, no time)
     **{f"serving.{key}": SERVING | {CLUSTER_PD} for key in SCHEDULER_KEYS},
     **{f"cache.tiers.{tier}.{key}": SERVING | {CLUSTER_PD} for tier in TIERS for key in TIER_TIMING_KEYS},
@@ -365,6 +367,22 @@ def check_settings_given(mode: str, config: Config, policies: list[str], given: 
             if any(key == p or key.startswith(p + ".") for p in SINGLE_TIER_IGNORES):
                 raise InputError(f"{how}: not used beside --capacity-blocks (cache.capacity_blocks), which replays "
                                  "one tier of that many blocks; drop one of them")
+    roles_tp = (config.pd.prefill_tensor_parallel_size, config.pd.decode_tensor_parallel_size)
+    if mode in ("pd", CLUSTER_PD) and said("serving.tensor_parallel_size") and None not in roles_tp \
+            and config.serving.tensor_parallel_size not in roles_tp:
+        from sim.specs import model_spec
+
+        # every role has its own TP, none serving's (a run's config would show a TP no instance has); only a Gated
+        # DeltaNet hybrid still sizes its blocks and states at serving TP (state_groups.check_state_model)
+        if model_spec(config.model).linear_attention is None:
+            raise InputError(f"{said('serving.tensor_parallel_size')}: not used when pd.prefill_tensor_parallel_size "
+                             "and pd.decode_tensor_parallel_size set every role's TP; drop one of them")
+    if config.serving.language_model_only and said("serving.language_model_only"):
+        from sim.specs import model_spec
+
+        if model_spec(config.model).vision_tower is None:
+            raise InputError(f"{said('serving.language_model_only')}: model {config.model} has no vision tower to "
+                             "leave unloaded (it serves text alone already)")
     if said("cache.learned_model") and not uses_learned_policy(config, policies):
         raise InputError(f"{said('cache.learned_model')}: no run uses the learned policy (runs: {', '.join(policies)}; "
                          "--policy learned, or a tier's cache.tiers.<tier>.policy)")

@@ -40,8 +40,8 @@ def rotary_dim(keys: _Keys, family: Family, head_dim: int) -> int | None:
             raise ConfigError(f"model config {keys.path}: key {key!r} must be an integer from 1 to head_dim "
                               f"{head_dim}, got {quote(width)}")
         factor = width / head_dim
-    else:
-        key, factor = None, family.partial_rotary_factor
+    else:  # the family's own factor: the width follows from head_dim alone
+        key, factor = keys.prefix + family.head_dim_key, family.partial_rotary_factor
     if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor <= 1:
         raise ConfigError(f"model config {keys.path}: key {key!r} must be a number above 0 and at most 1 (the share "
                           f"of each head the rotary embedding turns), got {quote(factor)}")

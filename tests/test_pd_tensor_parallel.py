@@ -134,8 +134,10 @@ def test_a_gpu_link_read_by_one_role_is_not_refused_for_the_other(run_cli, tmp_p
     slow = _report(run_cli, tmp_path, "slow", *base, "--set", "hardware.gpu_link_gbps=10")["runs"][0]["metrics"]
     assert slow["tpot_s"]["mean"] > nvlink["tpot_s"]["mean"]
     assert slow["ttft_breakdown_s"]["prefill"] == nvlink["ttft_breakdown_s"]["prefill"]
-    status, _, err = run_cli("--pd", "--workload-limit", "5", "--quiet", "--no-plot",
-                             "--set", "hardware.gpu_link_gbps=10", "--set", "serving.tensor_parallel_size=2",
+    overlay = tmp_path / "tp2.yaml"  # (serving TP from a file: a --set of it beside both roles' is refused as unread)
+    overlay.write_text("serving: {tensor_parallel_size: 2}\n")
+    status, _, err = run_cli("--pd", "--workload-limit", "5", "--quiet", "--no-plot", "--calibration-profile", overlay,
+                             "--set", "hardware.gpu_link_gbps=10",
                              "--set", "pd.prefill_tensor_parallel_size=1", "--set", "pd.decode_tensor_parallel_size=1")
     assert status == 2 and "hardware.gpu_link_gbps" in err and "pd.prefill_tensor_parallel_size" in err, err
 
@@ -186,6 +188,12 @@ def test_node_fit_counts_each_roles_gpus(run_cli, tmp_path):
     (["model=qwen3-next-80b-a3b", "hardware.gpu=h200", "pd.prefill_tensor_parallel_size=4",
       "pd.decode_tensor_parallel_size=4"], ["--cluster", "--pd"], ["'pd.prefill_tensor_parallel_size'=4",
                                                                     "Gated DeltaNet"]),
+    # both roles at their own TP, neither serving's: nothing reads serving.tensor_parallel_size (serving TP 1 and 4
+    # under roles 2/2 gave byte-identical runs, exit 0), so a --set of it is refused as any unread setting is
+    (["serving.tensor_parallel_size=4", "pd.prefill_tensor_parallel_size=2", "pd.decode_tensor_parallel_size=2"],
+     ["--pd"], ["--set serving.tensor_parallel_size", "pd.prefill_tensor_parallel_size", "pd.decode_tensor_parallel_size"]),
+    (["serving.tensor_parallel_size=4", "pd.prefill_tensor_parallel_size=2", "pd.decode_tensor_parallel_size=1"],
+     ["--cluster", "--pd"], ["--set serving.tensor_parallel_size", "pd.decode_tensor_parallel_size"]),
     # outside PD nothing reads them
     (["pd.decode_tensor_parallel_size=2"], [], ["pd.decode_tensor_parallel_size"]),
     (["pd.prefill_tensor_parallel_size=2"], ["--cache-only"], ["pd.prefill_tensor_parallel_size"]),
@@ -261,3 +269,10 @@ def test_a_plan_refuses_a_roles_own_tp(tmp_path):
     base = load_config(None, sets=["pd.decode_tensor_parallel_size=2"])
     with pytest.raises(ConfigError, match="pd.decode_tensor_parallel_size"):
         enumerate_candidates(load_plan(str(path)), base, load_prices({}))
+
+
+def test_serving_tp_beside_one_role_tp_is_still_read(run_cli, tmp_path):
+    """With one role's TP null, serving.tensor_parallel_size is that role's TP: a --set of it stays accepted."""
+    report = _report(run_cli, tmp_path, "one", "--pd", "--set", "serving.tensor_parallel_size=2",
+                     "--set", "pd.decode_tensor_parallel_size=1")
+    assert report["runs"][0]["metrics"]["requests_completed"] == 20

@@ -262,3 +262,9 @@ def test_kv_blocks_fall_by_the_added_bytes(name, changed, monkeypatch):
     assert new_budget.kv_bytes == old_budget.kv_bytes - changed
     assert new_blocks == (old_budget.kv_bytes - changed) // block and old_blocks == old_budget.kv_bytes // block
     print(f"{name}: {old_blocks} -> {new_blocks} blocks of {block} B (-{changed} B)")
+
+
+def test_an_odd_head_dim_names_its_key(tmp_path, run_cli):
+    """A full-width rotary embedding over an odd head_dim (127) turns no whole pairs: the refusal names head_dim (it
+    said "key None", no factor key being given)."""
+    assert "'head_dim'" in refused(run_cli, str(write_config(tmp_path, {**LLAMA_31_8B, "head_dim": 127})))

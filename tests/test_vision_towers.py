@@ -170,3 +170,33 @@ def test_tp_must_divide_the_vision_towers_heads_unless_it_is_not_loaded(tmp_path
         load_config(None, sets=[f"model={model}", "serving.tensor_parallel_size=8"])
     assert load_config(None, sets=[f"model={model}", "serving.tensor_parallel_size=8",
                                    "serving.language_model_only=true"])
+
+
+@pytest.mark.parametrize(("argv", "words"), [
+    # llama-3.1-8b has no vision tower: there is nothing to leave unloaded (the run was exit 0, the flag unread)
+    (["--workload-limit", "5"], "llama-3.1-8b has no vision tower"),
+    # --trace-stats and --check-calibration never size a GPU's memory, the only thing the setting changes
+    (["--trace-stats", "--workload-limit", "5", "--set", "model=gemma-3-4b"], "--trace-stats"),
+    (["--check-calibration", "profiles/vidur_a100_llama3_8b.yaml"], "--check-calibration"),
+])
+def test_language_model_only_where_no_tower_is_read_is_refused(argv, words, run_cli):
+    """serving.language_model_only only drops a vision tower from a GPU's memory: asked for where the model has no
+    tower, or in a mode that never sizes memory, it would change nothing, and is refused naming the key (exit 2)."""
+    status, _, err = run_cli("--preset", "smoke", "--no-plot", "--quiet", *argv, "--set",
+                             "serving.language_model_only=true")
+    assert status == 2 and "serving.language_model_only" in err and words in err, err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_language_model_only_is_read_in_every_simulating_mode(run_cli, tmp_path):
+    """Where a tower exists, the setting frees its memory in every mode that sizes HBM, --cache-only included
+    (HBM's blocks come from the memory left beside the weights): gemma-3-4b's HBM holds more blocks with it."""
+    blocks = []
+    for sets in ([], ["--set", "serving.language_model_only=true"]):
+        report = tmp_path / f"r{len(blocks)}.json"
+        status, _, err = run_cli("--cache-only", "--preset", "smoke", "--no-plot", "--quiet", "--workload-limit", "5",
+                                 "--set", "model=gemma-3-4b", "--set", "serving.disable_hybrid_kv_cache_manager=true",
+                                 *sets, "--report-json", report)
+        assert status == 0, err
+        blocks.append(json.loads(report.read_text())["runs"][0]["metrics"]["capacity_blocks"]["hbm"])
+    assert blocks[1] > blocks[0]
