@@ -34,6 +34,10 @@ FP32_BYTES = 4
 # transformers' Gemma3TextConfig defaults: rope_theta 1,000,000 (full attention), rope_local_base_freq 10,000
 GEMMA3_THETAS = {"full_attention": 1_000_000.0, "sliding_attention": 10_000.0}
 LEGACY_TYPES = {"su": "longrope", "mrope": "default"}  # vLLM patch_legacy_rope_type
+# The rope types vLLM 0.33's get_rope builds (model_executor/layers/rotary_embedding/__init__.py; any other is its
+# "Unknown RoPE scaling type" ValueError at startup)
+VLLM_ROPE_TYPES = frozenset({"default", "linear", "ntk", "dynamic", "yarn", "deepseek_yarn", "deepseek_llama_scaling",
+                             "longrope", "llama3", "mllama4", "proportional", "bailing_mrope", "openpangu"})
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -98,6 +102,10 @@ def cache_rows(keys: _Keys, params: dict[str, Any], max_position: int, where: st
     """The rows of the cache ``get_rope`` builds for ``params`` (``where``: their key path, for messages)."""
     kind = params.get("rope_type", params.get("type", "default"))
     kind = LEGACY_TYPES.get(kind, kind)
+    if kind not in VLLM_ROPE_TYPES:
+        name = "rope_type" if "rope_type" in params else "type"
+        raise ConfigError(f"model config {keys.path}: key {keys.prefix + where + name!r} is {quote(kind)}, a RoPE type "
+                          f"vLLM does not build (its get_rope's: {', '.join(sorted(VLLM_ROPE_TYPES))})")
     if kind == "linear":
         return math.ceil(max_position * _number(keys, params, "factor", where))  # torch.arange(max_len)
     if kind in ("yarn", "deepseek_yarn", "deepseek_llama_scaling"):

@@ -237,6 +237,14 @@ def test_a_bad_scaling_factor_is_named(tmp_path, run_cli):
     assert "'rope_scaling.factor'" in refused(run_cli, str(write_config(tmp_path, config)))
 
 
+@pytest.mark.parametrize("key", ["rope_type", "type"])
+def test_a_rope_type_vllm_does_not_build_is_named(tmp_path, run_cli, key):
+    """vLLM's get_rope raises "Unknown RoPE scaling type" at startup for any other type (it was sized as the default)."""
+    config = {**LLAMA_31_8B, "rope_scaling": {key: "wibble", "factor": 8.0}}
+    message = refused(run_cli, str(write_config(tmp_path, config)))
+    assert f"'rope_scaling.{key}'" in message and "'wibble'" in message
+
+
 @pytest.mark.parametrize("name, changed", [
     ("gemma-3-27b", GEMMA_3_27B_CACHES - 131_072 * 128 * 2),  # + 256 MiB
     ("gemma-3-4b", 131_072 * 8 * 256 * 2),  # + 512 MiB
