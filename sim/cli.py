@@ -136,6 +136,9 @@ SETTING_MODES: dict[str, frozenset[str]] = {
     "serving.disable_hybrid_kv_cache_manager": SIMULATING | {CLUSTER_PD},
     # a vision tower's weights and profile pass in a GPU's memory: --trace-stats and --check-calibration size none
     "serving.language_model_only": SIMULATING | {CLUSTER_PD},
+    # the KV capacity from a GPU's memory (HBM's blocks): --trace-stats and --check-calibration size no cache
+    **{f"serving.{key}": SIMULATING | {CLUSTER_PD} for key in ("num_gpu_blocks", "gpu_memory_utilization",
+                                                               "enforce_eager")},
     # the scheduler and the clock: the cache-only replay has neither (no batches, no admission, no time)
     **{f"serving.{key}": SERVING | {CLUSTER_PD} for key in SCHEDULER_KEYS},
     **{f"cache.tiers.{tier}.{key}": SERVING | {CLUSTER_PD} for tier in TIERS for key in TIER_TIMING_KEYS},

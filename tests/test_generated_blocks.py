@@ -147,11 +147,10 @@ def test_a_serving_run_stays_under_its_reuse_ceiling_and_passes_the_prompt_only_
 
     sets = ["workload.synthetic.kind=multi-turn", "workload.synthetic.num_requests=400",
             "workload.synthetic.turns_mean=6", "workload.synthetic.think_time_median_s=3",
-            "serving.num_gpu_blocks=200000",
             "serving.block_size=16"]
     argv = [a for s in sets for a in ("--set", s)]
     reports = {}
-    for name, mode in (("stats", ["--trace-stats"]), ("single", [])):
+    for name, mode in (("stats", ["--trace-stats"]), ("single", ["--set", "serving.num_gpu_blocks=200000"])):
         out = tmp_path / f"{name}.json"
         status, _, err = run_cli(*mode, *argv, "--quiet", "--no-plot", "--report-json", out)
         assert status == 0, err
