@@ -364,8 +364,7 @@ def test_check_calibration_refuses_a_profile_the_model_cannot_use(overlay, model
     """--check-calibration held Llama's q/k/v/o attention tables against an MLA model's roofline (exit 0, a 61%
     "reference MAPE" of nothing); the serving modes refuse that profile for that model, and so does the check."""
     overlay = ROOT / "profiles" / overlay
-    status, _, err = run_cli("--check-calibration", str(overlay), "--set", f"model={model}", "--set",
-                             "serving.num_gpu_blocks=null", "--no-plot", "--quiet")
+    status, _, err = run_cli("--check-calibration", str(overlay), "--set", f"model={model}", "--no-plot", "--quiet")
     assert status == 2 and "\n" not in err.strip() and "Traceback" not in err, err
     assert str(overlay) in err and words in err and model in err
 
