@@ -320,7 +320,8 @@ def run_cache_only(run: Run) -> tuple[dict, list[RunResult]]:
 def run_serving_mode(run: Run) -> tuple[dict, list[RunResult]]:
     from sim.config import replace
     from sim.report.metrics import write_requests_csv
-    from sim.serving.run import admit, run_serving
+    from sim.serving.admission import admit
+    from sim.serving.run import run_serving
     from trace.workload import load_workload, with_trace_block_size
 
     trace = load_workload(run.config)

@@ -31,7 +31,7 @@ def main() -> None:
 
     from sim.cluster.run import run_cluster
     from sim.config import load_config
-    from sim.serving.run import admit
+    from sim.serving.admission import admit
     from trace.workload import load_workload, with_trace_block_size
 
     # typed flags, as main.py's: an error names the flag (same rate: fewer requests span less time)

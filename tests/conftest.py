@@ -80,7 +80,8 @@ def assert_cluster_serves_as_single_node(config, keys=("requests_completed", "ac
     import numpy as np
 
     from sim.cluster.run import run_cluster
-    from sim.serving.run import admit, run_serving
+    from sim.serving.admission import admit
+    from sim.serving.run import run_serving
     from trace.workload import load_workload
 
     trace = load_workload(config)

@@ -13,9 +13,10 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from sim.config import load_config
+from sim.serving.admission import admit
 from sim.serving.compute import StepShape
 from sim.serving.compute_backend import compute_model
-from sim.serving.run import admit, run_serving
+from sim.serving.run import run_serving
 from tests.test_serving import make_trace
 
 PROMPT = 16  # one block

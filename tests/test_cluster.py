@@ -14,7 +14,7 @@ from sim.cluster.run import LOCATIONS, ClusterRun, run_cluster
 from sim.cluster.topology import Topology
 from sim.config import load_config, replace
 from sim.errors import ConfigError
-from sim.serving.run import admit
+from sim.serving.admission import admit
 from trace.workload import load_workload, with_trace_block_size
 
 # 2 racks x 4 nodes x 8 GPUs = 64 GPUs, as the acceptance test says

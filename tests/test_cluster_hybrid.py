@@ -73,7 +73,7 @@ def test_every_block_access_is_one_hit_or_a_miss_with_sliding_copies(pd):
     """The cluster's accounting over a multi-turn workload on 2 racks of 2 two-GPU nodes, with node DRAM and rack
     EIC: every lookup counted once, hits split by tier and location, every hit not in the instance's HBM fetched."""
     from sim.cluster.run import LOCATIONS
-    from sim.serving.run import admit
+    from sim.serving.admission import admit
     from trace.workload import load_workload
 
     config = load_config(None, sets=[

@@ -182,7 +182,7 @@ def test_every_block_access_is_one_hit_or_a_miss_with_states(router, pd):
     lookup counted once (PD: of the prompt short of its last token), hits split by tier and location, and every hit
     not in the instance's HBM fetched (with its states: fetched blocks count them too)."""
     from sim.cluster.run import LOCATIONS
-    from sim.serving.run import admit
+    from sim.serving.admission import admit
     from trace.workload import load_workload
 
     config = load_config(None, sets=[*SMALL, "serving.num_instances=1", "cluster.num_racks=2",

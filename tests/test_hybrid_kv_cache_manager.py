@@ -335,7 +335,7 @@ def test_a_request_the_hybrid_managers_admission_can_never_grant_is_skipped_befo
     under the hybrid manager its admission asks for 626 full and min(626, 1,033) sliding blocks (async), more than
     the instance has: it is skipped and counted when the trace is admitted, not failed in the middle of the run."""
     from sim.config import load_config
-    from sim.serving.run import admit
+    from sim.serving.admission import admit
     from tests.test_serving import make_trace
 
     config = load_config(None, sets=["model=gpt-oss-20b", "serving.num_instances=1", "serving.num_gpu_blocks=701",
@@ -364,7 +364,7 @@ def test_hybrid_decode_windows_equal_single_steps(monkeypatch, model, extra):
     joining at a block boundary, one leaving a sliding group as its window moves on) as a single step plans it:
     timings, hits, preemptions, steps and every instance's KV occupancy are those of single steps, in both modes."""
     from sim.config import load_config
-    from sim.serving.run import admit
+    from sim.serving.admission import admit
     from tests.test_serving import assert_windows_equal_single_steps
     from trace.workload import load_workload
 

@@ -152,7 +152,7 @@ def test_a_narrower_sliding_window_bounds_the_requests(config, tmp_path):
 
 def test_requests_beyond_the_window_are_skipped_and_a_longer_max_model_len_refused(tmp_path, run_cli):
     from sim.config import load_config
-    from sim.serving.run import admit
+    from sim.serving.admission import admit
     from tests.test_serving import make_trace
 
     path = write_config(tmp_path, {**LLAMA_3_8B, "model_type": "mistral", "sliding_window": 4096})

@@ -238,7 +238,7 @@ def test_a_request_is_skipped_only_when_a_role_could_never_hold_its_part():
     TP 2 (1 MiB a rank; 63 usable). Prefill at TP 1 holds a prompt and its first token (at most 496 tokens), decode
     at TP 2 the whole sequence (at most 1,008): 400 + 400 runs, 600 + 10 has no prefill instance to hold it, 100 +
     1,000 no decode instance."""
-    from sim.serving.run import admit
+    from sim.serving.admission import admit
 
     config = load_config(None, sets=["cache.tiers.hbm.capacity_gib=0.0625", "pd.decode_tensor_parallel_size=2"])
     trace = make_trace([0.0, 1.0, 2.0], [400, 600, 100], [400, 10, 1000])

@@ -333,7 +333,7 @@ def test_without_prefix_caching_two_running_requests_do_not_share_blocks():
 
 
 def usable_total(config) -> int:
-    from sim.serving.run import usable_kv_blocks
+    from sim.serving.roles import usable_kv_blocks
 
     return usable_kv_blocks(config)
 

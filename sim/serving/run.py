@@ -29,7 +29,6 @@ from sim.config_rules import pd_node_fits, single_node_fits
 from sim.errors import ConfigError
 from sim.report.document import RunResult
 from sim.report.metrics import RequestTable, WeightedSamples, distribution, request_columns, serving_metrics
-from sim.serving.admission import admit  # noqa: F401  (sim.serving.run.admit, as callers import it)
 from sim.serving.align_state_manager import AlignStateKVCacheManager
 from sim.serving.attention_backend import check_block_size
 from sim.serving.data_parallel import LockstepGroup, cudagraph_capture_tokens
@@ -40,7 +39,7 @@ from sim.serving.instance import DECODE, PREFILL, UNIFIED, Instance, Job
 from sim.serving.kv_cache_manager import KVCacheManager
 from sim.serving.kv_groups import hybrid_manager_groups
 from sim.serving.network import Link, network_model
-from sim.serving.roles import NULL_BLOCKS, kv_transfer_plan, role_shapes, usable_kv_blocks  # noqa: F401  (re-exported)
+from sim.serving.roles import kv_transfer_plan, role_shapes
 from sim.serving.routers import router
 from sim.serving.state_groups import check_state_model, exports_checkpoints, state_groups
 from sim.serving.state_kv_cache_manager import StateKVCacheManager
