@@ -354,6 +354,7 @@ def check_settings_given(mode: str, config: Config, policies: list[str], given: 
     """Settings a run would read only together with others (judged on its resolved ``config``): each key of ``given``
     (how it was given, e.g. "--set KEY") that this run would leave unread is an error, as a flag would be."""
     from sim.cache.access import uses_learned_policy
+    from sim.specs import model_spec
 
     def said(key: str) -> str | None:
         return given.get(key)
@@ -373,16 +374,12 @@ def check_settings_given(mode: str, config: Config, policies: list[str], given: 
     roles_tp = (config.pd.prefill_tensor_parallel_size, config.pd.decode_tensor_parallel_size)
     if mode in ("pd", CLUSTER_PD) and said("serving.tensor_parallel_size") and None not in roles_tp \
             and config.serving.tensor_parallel_size not in roles_tp:
-        from sim.specs import model_spec
-
         # every role has its own TP, none serving's (a run's config would show a TP no instance has); only a Gated
         # DeltaNet hybrid still sizes its blocks and states at serving TP (state_groups.check_state_model)
         if model_spec(config.model).linear_attention is None:
             raise InputError(f"{said('serving.tensor_parallel_size')}: not used when pd.prefill_tensor_parallel_size "
                              "and pd.decode_tensor_parallel_size set every role's TP; drop one of them")
     if config.serving.language_model_only and said("serving.language_model_only"):
-        from sim.specs import model_spec
-
         if model_spec(config.model).vision_tower is None:
             raise InputError(f"{said('serving.language_model_only')}: model {config.model} has no vision tower to "
                              "leave unloaded (it serves text alone already)")
