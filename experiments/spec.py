@@ -36,8 +36,9 @@ from experiments.modes import check_mode
 
 SPEC_KEYS = ("mode", "config", "overlays", "workload", "set", "axes", "zip")
 # The most points a sweep expands to. Every point is validated (~14 ms: its whole config built and checked) and kept
-# before the first one runs, so 10,000 points are already ~2.5 minutes of checks with no output, and a product of
-# long axes (1,000 x 1,000) was hours of it; a study that needs more is split into several specs.
+# before the first one runs, so 10,000 points are already ~2.5 minutes of checks (a progress bar shows them:
+# experiments/sweep.py), and a product of long axes (1,000 x 1,000) was hours of it; a study that needs more is split
+# into several specs.
 MAX_POINTS = 10_000
 
 
