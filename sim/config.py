@@ -172,6 +172,11 @@ class ComputeConfig:
     skew_correction: Literal["auto", "always", "never"] = "auto"  # LLMServingSim bundles: auto = as meta.yaml says
     flops_efficiency: float = domain(0.6, **EFFICIENCY)
     bandwidth_efficiency: float = domain(0.8, **EFFICIENCY)
+    # the host's part of a step (sim.serving.host_time): serial per step and per scheduled sequence, and launching
+    # one layer's kernels when the step runs without a CUDA graph (overlapped with the GPU)
+    host_step_us: float = domain(0.0, **LATENCY)
+    host_sequence_us: float = domain(0.0, **LATENCY)
+    launch_layer_us: float = domain(0.0, **LATENCY)
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,13 @@
 
 ``compute.backend`` picks the roofline or a profiled model; for ``profiled``, ``compute.profile``
 names a directory whose contents say which family (a Vidur profile or an LLMServingSim bundle).
-Collectives come from a measured table when there is one, else the ring model over the GPU's link.
+Collectives come from a measured table when there is one, else the ring model over the GPU's link; the host's
+part of a step (``sim.serving.host_time``) wraps the model when the config gives one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from sim.config import Config
@@ -14,8 +16,10 @@ from sim.errors import ConfigError
 from sim.kv_dtype import kv_dtype_bytes
 from sim.model_shape import DTYPE_BYTES, ModelSpec
 from sim.serving.collectives import MeasuredCollectives, RingCollectives, TensorParallelComm, bundle_hardware_yaml
-from sim.serving.compute import RooflineCompute
-from sim.serving.engine_limits import block_size
+from sim.serving.compute import ComputeModel, RooflineCompute
+from sim.serving.data_parallel import cudagraph_capture_tokens
+from sim.serving.engine_limits import batch_limits, block_size
+from sim.serving.host_time import US, HostBoundCompute, HostTime
 from sim.serving.llmservingsim_compute import LLMServingSimCompute
 from sim.serving.vidur_compute import ProfiledCompute, VidurAttention, VidurProfile
 from sim.specs import LinkSpec, gpu_spec, model_spec
@@ -83,8 +87,25 @@ def profile_misfit(directory: Path, model: ModelSpec, name: str, bundle: bool) -
     return None
 
 
-def compute_model(config: Config) -> RooflineCompute | ProfiledCompute | LLMServingSimCompute:
-    """The compute model that ``compute.backend`` selects."""
+def compute_model(config: Config) -> ComputeModel:
+    """The compute model that ``compute.backend`` selects, with the host's part of each step when one is given
+    (``sim.serving.host_time``)."""
+    gpu_model = gpu_compute_model(config)
+    host = host_time(config)
+    return gpu_model if host.is_zero else HostBoundCompute(gpu_model, host)
+
+
+def host_time(config: Config) -> HostTime:
+    """The host costs ``compute.host_step_us``, ``host_sequence_us`` and ``launch_layer_us`` give."""
+    c = config.compute
+    seqs, tokens = batch_limits(config)  # the engine's, which size its CUDA graphs
+    serving = dataclasses.replace(config.serving, max_num_seqs=seqs, max_num_batched_tokens=tokens)
+    return HostTime(c.host_step_us * US, c.host_sequence_us * US, c.launch_layer_us * US,
+                    model_spec(config.model).num_layers, cudagraph_capture_tokens(serving))
+
+
+def gpu_compute_model(config: Config) -> RooflineCompute | ProfiledCompute | LLMServingSimCompute:
+    """The GPU's part of a step: the model ``compute.backend`` selects."""
     model, gpu = model_spec(config.model), gpu_spec(config.hardware.gpu)
     dtype = DTYPE_BYTES[config.serving.dtype]
     kv = kv_dtype_bytes(model, config.serving.dtype, config.serving.kv_cache_dtype)
