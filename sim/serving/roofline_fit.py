@@ -1,0 +1,149 @@
+"""Fit the roofline's free constants to measured step latencies, and judge the fit on points it did not see.
+
+The roofline (``sim.serving.compute``) has two efficiencies and the host model (``sim.serving.host_time``) three
+costs; every other number comes from the model's and GPU's specs. Given a table of measured steps
+(``sim.serving.measured_latency``) this finds the values that minimise the relative error over its points (least
+squares on log(predicted / measured), with a soft-L1 loss so a few broken rows do not drag the rest), and reports
+the errors before and after: per group of points, and with each group (a tensor-parallel degree, a model, a GPU)
+left out of the fit and predicted from the others, which is what a user calibrating on one setup and predicting
+another gets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import least_squares
+
+from sim.config import MIN_EFFICIENCY, Config
+from sim.errors import ConfigError, InputError
+from sim.serving.compute_backend import compute_model
+from sim.serving.measured_latency import MeasuredStep, predict
+from sim.specs import canonical_model, gpu_spec, model_spec
+
+FIT_KEYS = ("flops_efficiency", "bandwidth_efficiency", "host_step_us", "host_sequence_us", "launch_layer_us")
+EFFICIENCY_KEYS = ("flops_efficiency", "bandwidth_efficiency")
+MAX_HOST_US = 1e6  # a second of host time a step or a layer: far beyond any engine's
+SOFT_L1_SCALE = 0.05  # residuals (log ratios) beyond ~5% count linearly, not squared
+HOLDOUT_AXES = {"tp": lambda s: f"TP {s.tensor_parallel_size}", "model": lambda s: s.model, "gpu": lambda s: s.gpu,
+                "phase": lambda s: s.phase}
+
+
+@dataclass(frozen=True)
+class Fit:
+    """Fitted values of ``keys`` (config units: efficiencies, microseconds) and the fit's relative errors."""
+
+    values: dict[str, float]
+    errors: np.ndarray  # predicted / measured - 1, per point
+
+
+def point_configs(steps: Sequence[MeasuredStep], base: Config) -> list[Config]:
+    """Each point's config: ``base`` with the point's model, GPU and tensor-parallel size."""
+    cache: dict[tuple[str, str, int], Config] = {}
+    configs = []
+    for step in steps:
+        key = (step.model, step.gpu, step.tensor_parallel_size)
+        if key not in cache:
+            cache[key] = _point_config(step, base)
+        configs.append(cache[key])
+    return configs
+
+
+def _point_config(step: MeasuredStep, base: Config) -> Config:
+    model = canonical_model(step.model)
+    if model is None:
+        raise InputError(f"{step.source}: model {step.model!r} is not in profiles/models.yaml (add it, or an alias)")
+    try:
+        gpu_spec(step.gpu)
+    except ConfigError:
+        raise InputError(f"{step.source}: GPU {step.gpu!r} is not in profiles/gpus.yaml (add it, or an alias)") from None
+    serving = dataclasses.replace(base.serving, tensor_parallel_size=step.tensor_parallel_size)
+    config = dataclasses.replace(base, model=model, hardware=dataclasses.replace(base.hardware, gpu=step.gpu),
+                                 serving=serving)
+    spec = model_spec(model)
+    if spec.num_attention_heads % step.tensor_parallel_size:
+        raise InputError(f"{step.source}: TP {step.tensor_parallel_size} does not divide {model}'s "
+                         f"{spec.num_attention_heads} attention heads")
+    return config
+
+
+def with_values(config: Config, values: dict[str, float]) -> Config:
+    return dataclasses.replace(config, compute=dataclasses.replace(config.compute, **values))
+
+
+def relative_errors(steps: Sequence[MeasuredStep], configs: Sequence[Config], values: dict[str, float]) -> np.ndarray:
+    """predicted / measured - 1 for every point, the config's compute keys set to ``values``."""
+    models: dict[int, object] = {}
+    errors = np.empty(len(steps))
+    for i, (step, config) in enumerate(zip(steps, configs)):
+        if id(config) not in models:
+            models[id(config)] = compute_model(with_values(config, values))
+        errors[i] = predict(step, models[id(config)]) / step.seconds - 1
+    return errors
+
+
+def impossible(steps: Sequence[MeasuredStep], configs: Sequence[Config]) -> np.ndarray:
+    """Points measured faster than the roofline at full efficiency and no host time allows: not a step of that model
+    on that GPU (a broken row), so no constant can fit them; the caller leaves them out and says so."""
+    ideal = {"flops_efficiency": 1.0, "bandwidth_efficiency": 1.0, "host_step_us": 0.0, "host_sequence_us": 0.0,
+             "launch_layer_us": 0.0}
+    return relative_errors(steps, configs, ideal) > 0
+
+
+def fit(steps: Sequence[MeasuredStep], configs: Sequence[Config], keys: Sequence[str] = FIT_KEYS) -> Fit:
+    """The values of ``keys`` that fit ``steps`` best (the others stay as each config has them)."""
+    unknown = [k for k in keys if k not in FIT_KEYS]
+    if unknown or not keys:
+        raise InputError(f"--fit: {', '.join(unknown) or 'nothing'}; choose from {', '.join(FIT_KEYS)}")
+    lower = [MIN_EFFICIENCY if k in EFFICIENCY_KEYS else 0.0 for k in keys]
+    upper = [1.0 if k in EFFICIENCY_KEYS else MAX_HOST_US for k in keys]
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        return np.log1p(relative_errors(steps, configs, dict(zip(keys, x.tolist()))))
+
+    best = None
+    for start in _starts(steps, configs[0], keys):
+        result = least_squares(residuals, start, bounds=(lower, upper), loss="soft_l1", f_scale=SOFT_L1_SCALE,
+                               x_scale="jac")
+        if best is None or result.cost < best.cost:
+            best = result
+    values = {k: float(v) for k, v in zip(keys, best.x)}
+    return Fit(values, relative_errors(steps, configs, values))
+
+
+def _starts(steps: Sequence[MeasuredStep], config: Config, keys: Sequence[str]) -> list[np.ndarray]:
+    """Where the search starts: the config's values, and, for the launch cost (whose gradient is zero while the GPU
+    is the slower), also at the level where the fastest measured decode step would be launch-bound."""
+    start = np.array([float(getattr(config.compute, k)) for k in keys])
+    starts = [start]
+    if "launch_layer_us" in keys:
+        decodes = [s.seconds / model_spec(canonical_model(s.model)).num_layers for s in steps if s.phase == "decode"]
+        if decodes:
+            launch = start.copy()
+            launch[list(keys).index("launch_layer_us")] = min(decodes) / 1e-6
+            starts.append(launch)
+    return starts
+
+
+def holdout(steps: Sequence[MeasuredStep], configs: Sequence[Config], axis: str, keys: Sequence[str] = FIT_KEYS,
+            ) -> dict[str, np.ndarray]:
+    """Per group of ``axis`` (tp, model, gpu, phase): its points' relative errors when fitted on the other groups."""
+    label: Callable[[MeasuredStep], str] = HOLDOUT_AXES[axis]
+    labels = [label(s) for s in steps]
+    out: dict[str, np.ndarray] = {}
+    for group in sorted(set(labels)):
+        train = [i for i, g in enumerate(labels) if g != group]
+        test = [i for i, g in enumerate(labels) if g == group]
+        if not train:
+            continue
+        fitted = fit([steps[i] for i in train], [configs[i] for i in train], keys)
+        out[group] = relative_errors([steps[i] for i in test], [configs[i] for i in test], fitted.values)
+    return out
+
+
+def mape(errors: np.ndarray) -> float:
+    """Mean absolute percentage error of relative errors."""
+    return float(np.mean(np.abs(errors)) * 100) if len(errors) else float("nan")

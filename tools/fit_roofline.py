@@ -1,0 +1,131 @@
+"""Fit the roofline's efficiencies and the host's costs to a table of measured step latencies.
+
+kvsim's roofline predicts a step from the model's and GPU's specs with five free constants:
+``compute.flops_efficiency``, ``compute.bandwidth_efficiency`` and the host's part of a step,
+``compute.host_step_us``, ``host_sequence_us`` and ``launch_layer_us`` (``sim.serving.host_time``). Given measured
+latencies of your engine this finds the values that fit them, shows the error per group of points before and after,
+predicts each group (a TP degree, a model, a GPU) from a fit to the others, and writes a calibration overlay:
+
+    python tools/fit_roofline.py ../shared/data/profiles/splitwise_perf_model_a100.csv \\
+        --set serving.enforce_eager=true --out splitwise_a100.yaml
+    python main.py --calibration-profile splitwise_a100.yaml --set serving.enforce_eager=true ...
+
+Tables: Splitwise's ``perf_model.csv`` (prefill and decode latencies per model, GPU, TP, batch, prompt and output
+length) and DistServe's ``profiler-*.json`` fitted curves (``sim.serving.measured_latency``). ``--set`` gives the
+engine settings the table was measured under (``serving.enforce_eager=true`` for an engine without CUDA graphs: only
+then are kernel launches on the step's path); ``--fit`` the constants to fit (the rest keep the config's values).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere: the repository's packages
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from sim.serving.roofline_fit import FIT_KEYS, HOLDOUT_AXES
+
+    p = argparse.ArgumentParser(prog="fit_roofline.py", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+    p.add_argument("table", type=Path, help="a Splitwise perf_model CSV or a DistServe profiler JSON")
+    p.add_argument("--config", type=Path, help="base YAML config (default: the built-in defaults)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config key the table was measured under, e.g. serving.enforce_eager=true; repeatable")
+    p.add_argument("--fit", default=",".join(FIT_KEYS), metavar="KEYS",
+                   help=f"comma-separated compute keys to fit (default: all of {', '.join(FIT_KEYS)})")
+    p.add_argument("--only", action="append", default=[], metavar="NAME",
+                   help="use only the points of this model or GPU (as the table names it); repeatable")
+    p.add_argument("--holdout", choices=[*HOLDOUT_AXES, "none"], default="tp",
+                   help="predict each group of this axis from a fit to the others (default: tp)")
+    p.add_argument("--out", type=Path, help="write the fitted values as a calibration overlay (YAML)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from sim.errors import command_status
+
+    return command_status("fit_roofline", lambda: run(args))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check the inputs (exit 2 before any fitting), fit, print the errors, write the overlay."""
+    import numpy as np
+
+    from sim.config import load_config
+    from sim.errors import InputError
+    from sim.report.output import atomic_write_text, check_writable
+    from sim.serving.measured_latency import read_table
+    from sim.serving.roofline_fit import fit, holdout, impossible, mape, point_configs, relative_errors
+
+    if args.out is not None:
+        check_writable(args.out, "--out")
+    keys = [k.strip() for k in args.fit.split(",") if k.strip()]
+    base = load_config(args.config, sets=args.sets, mode="single")
+    steps = read_table(args.table)
+    if args.only:
+        steps = [s for s in steps if s.model in args.only or s.gpu in args.only]
+    if not steps:
+        raise InputError(f"{args.table}: no points{' of ' + ', '.join(args.only) if args.only else ''}")
+    configs = point_configs(steps, base)
+    broken = impossible(steps, configs)
+    print(f"fit_roofline: {len(steps)} points from {args.table.name}", flush=True)
+    if broken.any():
+        print(f"left out {int(broken.sum())} point(s) measured faster than the GPU's peak allows: "
+              + "; ".join(f"{s.phase} {s.source}" for s, b in zip(steps, broken) if b))
+        steps = [s for s, b in zip(steps, broken) if not b]
+        configs = [c for c, b in zip(configs, broken) if not b]
+        if not steps:
+            raise InputError(f"{args.table}: every point is faster than the GPU's peak allows")
+    before = relative_errors(steps, configs, {})
+    fitted = fit(steps, configs, keys)
+    held = {} if args.holdout == "none" else holdout(steps, configs, args.holdout, keys)
+    print("fitted: " + ", ".join(f"{k} {v:.4g}" for k, v in fitted.values.items()))
+    print(f"{'points':<44} {'n':>4} {'roofline MAPE/median':>21} {'fitted MAPE/median':>19}")
+    groups = sorted({s.group for s in steps}, key=str)
+    for group in groups:
+        index = [i for i, s in enumerate(steps) if s.group == group]
+        print(f"{' '.join(map(str, group)):<44} {len(index):>4} {_pair(before[index]):>21} "
+              f"{_pair(fitted.errors[index]):>19}")
+    print(f"{'all':<44} {len(steps):>4} {_pair(before):>21} {_pair(fitted.errors):>19}")
+    for group, errors in held.items():
+        print(f"held out {args.holdout} {group}: MAPE {mape(errors):.1f}%, median {_median(errors):.1f}% "
+              f"({len(errors)} points predicted from a fit to the others)")
+    worst = np.argsort(-np.abs(fitted.errors))[:3]
+    print("worst fitted points: " + "; ".join(f"{fitted.errors[i]:+.0%} {steps[i].phase} {steps[i].source}"
+                                              for i in worst))
+    if args.out is not None:
+        atomic_write_text(args.out, _overlay(args, steps, fitted.values, mape(before), mape(fitted.errors)))
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _median(errors) -> float:
+    import numpy as np
+
+    return float(np.median(np.abs(errors)) * 100)
+
+
+def _pair(errors) -> str:
+    from sim.serving.roofline_fit import mape
+
+    return f"{mape(errors):.1f}% / {_median(errors):.1f}%"
+
+
+def _overlay(args: argparse.Namespace, steps, values: dict[str, float], before: float, after: float) -> str:
+    """The calibration overlay: the fitted compute keys, with where they came from."""
+    lines = [f"# made by tools/fit_roofline.py from {args.table.name} ({len(steps)} points"
+             f"{', ' + ', '.join(args.only) if args.only else ''}; measured under: {', '.join(args.sets) or 'defaults'})",
+             f"# MAPE over those points: roofline defaults {before:.1f}%, fitted {after:.1f}%", "compute:"]
+    lines += [f"  {key}: {value:.6g}" for key, value in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    from sim.errors import end_process
+
+    end_process(main())
