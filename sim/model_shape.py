@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from sim.errors import ConfigError
 from sim.linear_attention import GatedDeltaNet, as_gated_delta_net
-from sim.rope_caches import RopeCache, as_rope_caches
+from sim.rope_caches import RopeCache, as_rope_caches, check_position_encoding, learned_position_rows
 from sim.vision_towers import VisionTower, as_vision_tower
 
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
@@ -114,9 +114,12 @@ class ModelSpec:
     # The rotary cos/sin caches where vLLM builds other than one of max_position_embeddings x that width in the model
     # dtype (sim.rope_caches: Gemma 3's two, DeepSeek-V3.2's indexer's, gpt-oss's in fp32); None: that one
     rope_caches: tuple[RopeCache, ...] | None = None
+    # rope (the caches above), alibi (BLOOM) or learned (OPT: a table of weights): sim.rope_caches.POSITION_ENCODINGS
+    position_encoding: str = "rope"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rope_caches", as_rope_caches(self.rope_caches, self.name))
+        check_position_encoding(self)
         object.__setattr__(self, "linear_attention", as_gated_delta_net(self.linear_attention, self.name))
         object.__setattr__(self, "vision_tower", as_vision_tower(self.vision_tower, self.name))
         if self.vision_tower is not None and self.vision_tower.parameters > self.num_parameters:
@@ -313,9 +316,16 @@ class ModelSpec:
     @property
     def replicated_parameters(self) -> int:
         """Weights every TP rank holds whole, over all layers: ``replicated_attention_parameters``, the routers
-        (``whole_router_parameters``) and the vision tower's (``VisionTower.replicated_parameters``)."""
+        (``whole_router_parameters``), the vision tower's (``VisionTower.replicated_parameters``) and a learned position
+        table (``position_embedding_parameters``)."""
         vision = self.vision_tower.replicated_parameters if self.vision_tower is not None else 0
-        return self.num_layers * self.replicated_attention_parameters + self.whole_router_parameters + vision
+        return (self.num_layers * self.replicated_attention_parameters + self.whole_router_parameters + vision
+                + self.position_embedding_parameters)
+
+    @property
+    def position_embedding_parameters(self) -> int:
+        """A learned position table's weights (OPT's (max positions + 2) x hidden, in num_parameters); 0 otherwise."""
+        return learned_position_rows(self.position_encoding, self.max_position_embeddings) * self.hidden_size
 
     @property
     def shared_expert_parameters(self) -> int:
@@ -441,8 +451,9 @@ class ModelSpec:
         routed experts at ``expert_weight_bytes`` (the same for FP8), the rest at ``dtype_bytes``; each group split
         over the ranks as in the unquantized case."""
         per_weight = self.linear_weight_bytes(dtype_bytes)
-        # the indexer's wk and weights_proj, the routers: never quantized (GateLinear: quant_config=None)
-        replicated_plain = self.num_layers * self.indexer_bf16_parameters + self.whole_router_parameters
+        # not quantized: the indexer's wk and weights_proj, the routers (GateLinear: quant_config=None), OPT's positions
+        replicated_plain = (self.num_layers * self.indexer_bf16_parameters + self.whole_router_parameters
+                            + self.position_embedding_parameters)
         replicated = self.replicated_parameters - replicated_plain  # MLA's q_a, kv_a and the indexer's wq_b
         experts = self.routed_expert_parameters
         linear = self.linear_parameters - replicated - experts

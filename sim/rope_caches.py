@@ -14,6 +14,11 @@ A cache's rows follow its rope type: linear (linear_scaling_rope.py) max positio
 longrope (phi3_long_rope_scaled_rope.py: the short and the long table concatenated) original + max position; the
 others (default, llama3, dynamic, ntk, an mrope without yarn at positions_factor 1) max position. Each row holds
 cos and sin of rotary_dim / 2 frequencies: rotary_dim values (base.py ``_compute_cos_sin_cache``).
+
+A model without a rotary embedding (``ModelSpec.position_encoding``, ``check_position_encoding``) builds none: BLOOM's
+ALiBi (bloom.py hands ``Attention`` per-head ``alibi_slopes``, a list of floats) and OPT's learned absolute positions
+(opt.py ``OPTLearnedPositionalEmbedding``: an ``nn.Embedding`` of max_position_embeddings + 2 rows x hidden, a weight
+counted in num_parameters and "replicated (not sharded)" on every TP rank: ``learned_position_rows``).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from sim.errors import ConfigError, quote
 if TYPE_CHECKING:
     from sim.hf_config import _Keys
     from sim.model_families import Family
+    from sim.model_shape import ModelSpec
 
 FP32_BYTES = 4
 # transformers' Gemma3TextConfig defaults: rope_theta 1,000,000 (full attention), rope_local_base_freq 10,000
@@ -52,6 +58,34 @@ class RopeCache:
     def nbytes(self, model_dtype_bytes: int) -> int:
         """The cache's bytes when the model dtype takes ``model_dtype_bytes`` a value."""
         return self.positions * self.width * (FP32_BYTES if self.fp32 else model_dtype_bytes)
+
+
+# How a model tells positions apart: "rope" a rotary embedding (its cos/sin caches: the others in this module), "alibi"
+# per-head linear biases on the attention scores (BLOOM), "learned" a learned absolute position table (OPT)
+POSITION_ENCODINGS = ("rope", "alibi", "learned")
+OPT_POSITION_OFFSET = 2  # opt.py OPTLearnedPositionalEmbedding: num_embeddings + 2 rows, positions looked up at + 2
+
+
+def learned_position_rows(encoding: str, max_position: int) -> int:
+    """Rows of a learned position table (OPT's max positions + 2); 0 for the other encodings, which hold none."""
+    return max_position + OPT_POSITION_OFFSET if encoding == "learned" else 0
+
+
+def check_position_encoding(spec: ModelSpec) -> None:
+    """A one-line ConfigError where ``spec.position_encoding`` is none of POSITION_ENCODINGS, or a model without a
+    rotary embedding gives a rotary width or caches (rotary_dim, rope_caches) or latent attention (MLA caches a rotary
+    key part, qk_rope_head_dim, beside its latent)."""
+    encoding, model = spec.position_encoding, spec.name
+    rotated, mla = spec.rotary_dim is not None or spec.rope_caches is not None, spec.kv_lora_rank is not None
+    if not isinstance(encoding, str) or encoding not in POSITION_ENCODINGS:
+        raise ConfigError(f"model {model!r}: position_encoding must be {', '.join(POSITION_ENCODINGS[:-1])} or "
+                          f"{POSITION_ENCODINGS[-1]} (got {quote(encoding)})")
+    if encoding != "rope" and rotated:
+        raise ConfigError(f"model {model!r}: rotary_dim and rope_caches need position_encoding rope (got "
+                          f"{encoding}: no rotary embedding, no cos/sin cache)")
+    if encoding != "rope" and mla:
+        raise ConfigError(f"model {model!r}: multi-head latent attention rotates its qk_rope_head_dim part: "
+                          f"position_encoding must be rope (got {encoding})")
 
 
 def as_rope_caches(value: Any, model: str) -> tuple[RopeCache, ...] | None:

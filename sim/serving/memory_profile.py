@@ -96,11 +96,14 @@ def rope_cache_bytes(model: ModelSpec, dtype: str) -> int:
     the rotary dim in the model dtype, the rotary dim what ``get_rope`` turns, int(head_dim × partial_rotary_factor)
     (``ModelSpec.rotary_dim``: Qwen3-Next's 262,144 × 64 × 2 B = 32 MiB, not 128 MiB), MLA's qk_rope_head_dim; Qwen3.5's
     ``MRotaryEmbedding`` caches max positions × ``positions_factor`` rows, 1 unless video pruning is on
-    (qwen3_vl.py ``mrope_positions_factor``), as here. A vision tower's own cache beside them
-    (``VisionTower.rope_cache_values``)."""
+    (qwen3_vl.py ``mrope_positions_factor``), as here. None for a model without a rotary embedding
+    (``ModelSpec.position_encoding``: BLOOM's ALiBi, OPT's learned table, a weight counted in num_parameters). A vision
+    tower's own cache beside them (``VisionTower.rope_cache_values``)."""
     act = activation_bytes(dtype)
     rotary = model.qk_rope_head_dim if model.is_mla else model.rotary_dim or model.head_dim
     caches = model.rope_caches or (RopeCache(model.max_position_embeddings, rotary),)
+    if model.position_encoding != "rope":
+        caches = ()
     vision = model.vision_tower.rope_cache_values if model.vision_tower is not None else 0
     return sum(cache.nbytes(act) for cache in caches) + vision * act
 
