@@ -250,8 +250,14 @@ def test_published_config_gives_the_models_yaml_spec(name, tmp_path):
     assert model_spec(str(path.parent)) == dataclasses.replace(spec, name=str(path.parent))  # its folder
 
 
+# Entries of families kvsim reads no config.json of (sim.model_families: bloom, opt), their shapes and parameter
+# counts checked by hand against published totals in tests/test_position_encoding.py instead
+NO_CONFIG_READER = {"bloom-176b", "opt-13b", "opt-30b", "opt-66b"}
+
+
 def test_every_models_yaml_entry_with_a_config_is_covered():
-    assert set(known_models()) <= {entry for _, entry, _ in MODELS.values()}
+    assert set(known_models()) - NO_CONFIG_READER <= {entry for _, entry, _ in MODELS.values()}
+    assert NO_CONFIG_READER <= set(known_models())  # (a stale name here would hide nothing)
 
 
 def test_tied_embeddings_drop_the_lm_head(tmp_path):

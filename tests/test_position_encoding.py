@@ -82,3 +82,121 @@ def test_latent_attention_rotates():
     # DeepSeek's MLA caches a rotary part (qk_rope_head_dim) beside the latent: it is a rope model
     with pytest.raises(ConfigError, match="multi-head latent attention"):
         dataclasses.replace(model_spec("deepseek-v3"), position_encoding="alibi")
+
+
+# ------------------------------------------------------------------ the models of the published latency tables
+
+def bloom_parameters(hidden: int, layers: int, vocab: int = 250_880) -> int:
+    """BLOOM's weights by hand (vLLM bloom.py, transformers BloomModel): word embeddings and their LayerNorm; per
+    layer query_key_value (hidden x 3 hidden + bias), dense (hidden x hidden + bias), dense_h_to_4h (+ 4 hidden bias),
+    dense_4h_to_h (+ hidden bias), two LayerNorms (weight and bias); ln_f; the LM head tied to the embeddings."""
+    h = hidden
+    layer = (3 * h * h + 3 * h) + (h * h + h) + (4 * h * h + 4 * h) + (4 * h * h + h) + 2 * 2 * h
+    return vocab * h + 2 * h + layers * layer + 2 * h
+
+
+def opt_parameters(hidden: int, layers: int, ffn: int, position_rows: int, vocab: int = 50_272) -> int:
+    """OPT's weights by hand (vLLM opt.py, transformers OPTModel): token embeddings, the learned position table
+    (``position_rows`` x hidden); per layer q, k, v, out_proj (hidden x hidden + bias each), fc1 (+ ffn bias), fc2
+    (+ hidden bias), two LayerNorms; the final LayerNorm; the LM head tied to the token embeddings."""
+    h = hidden
+    layer = 4 * (h * h + h) + (h * ffn + ffn) + (ffn * h + h) + 2 * 2 * h
+    return vocab * h + position_rows * h + layers * layer + 2 * h
+
+
+def test_the_counting_rules_reproduce_published_totals():
+    # The Hub's safetensors totals (github.com/huggingface/huggingface.js packages/hub/src/lib/
+    # parse-safetensors-metadata.spec.ts): bigscience/bloom BF16 176,247,271,424 (as its model card), and
+    # bigscience/bloom-560m F16 559,214,592 (the same repository's docs)
+    assert bloom_parameters(14_336, 70) == 176_247_271_424
+    assert bloom_parameters(1024, 24) == 559_214_592
+    # KerasNLP's OPT presets (github.com/keras-team/keras-hub keras_nlp/models/opt/opt_presets.py "params"), whose
+    # port keeps 2,048 position rows: opt-125m 125,237,760, opt-1.3b 1,315,753,984
+    assert opt_parameters(768, 12, 3072, 2048) == 125_237_760
+    assert opt_parameters(2048, 24, 8192, 2048) == 1_315_753_984
+
+
+@pytest.mark.parametrize("name, expected, nominal", [
+    ("bloom-176b", bloom_parameters(14_336, 70), 176e9),
+    # vLLM and the Hugging Face checkpoints hold 2,048 + 2 position rows (OPTLearnedPositionalEmbedding's offset)
+    ("opt-13b", opt_parameters(5120, 40, 20_480, 2050), 13e9),
+    ("opt-30b", opt_parameters(7168, 48, 28_672, 2050), 30e9),
+    ("opt-66b", opt_parameters(9216, 64, 36_864, 2050), 66e9),
+])
+def test_parameter_counts(name, expected, nominal):
+    spec = model_spec(name)
+    assert spec.num_parameters == expected
+    # the nominal sizes (OPT paper, arXiv 2205.01068 Table 1; BLOOM's name): within half a unit of the last figure
+    assert abs(spec.num_parameters - nominal) <= 0.5e9
+    assert spec.active_parameters == spec.num_parameters and not spec.gated_mlp
+    assert spec.dense_mlp_parameters == 2 * spec.hidden_size * spec.intermediate_size == 8 * spec.hidden_size**2
+
+
+@pytest.mark.parametrize("name, tp, nbytes", [
+    ("bloom-176b", 1, 2 * 70 * 14_336 * 2),  # K and V, 70 layers, 112 heads x 128, bf16
+    ("bloom-176b", 8, 2 * 70 * 14 * 128 * 2),  # 14 of the 112 heads a rank
+    ("opt-13b", 1, 2 * 40 * 5120 * 2),
+    ("opt-30b", 2, 2 * 48 * 28 * 128 * 2),
+    ("opt-66b", 4, 2 * 64 * 18 * 128 * 2),
+])
+def test_kv_bytes_per_token_by_hand(name, tp, nbytes):
+    assert model_spec(name).kv_bytes_per_token(2, tp) == nbytes
+
+
+@pytest.mark.parametrize("name, encoding", [("bloom-176b", "alibi"), ("opt-13b", "learned"), ("opt-30b", "learned"),
+                                            ("opt-66b", "learned")])
+def test_no_rotary_cache_in_their_memory_profile(name, encoding):
+    assert model_spec(name).position_encoding == encoding
+    assert rope_cache_bytes(model_spec(name), "bf16") == 0
+
+
+@pytest.mark.parametrize("name, tp, weights", [
+    ("bloom-176b", 8, 176_247_271_424 * 2 // 8),
+    # OPT-66B's 2,050 x 9,216 position table whole on each of the 4 ranks, the rest split
+    ("opt-66b", 4, (opt_parameters(9216, 64, 36_864, 2050) - 2050 * 9216) * 2 // 4 + 2050 * 9216 * 2),
+    ("opt-13b", 1, opt_parameters(5120, 40, 20_480, 2050) * 2),
+])
+def test_memory_budget_weights_are_the_weights_alone(name, tp, weights):
+    config = load_config(None, sets=[f"model={name}", "hardware.gpu=a100-80gb", f"serving.tensor_parallel_size={tp}"])
+    assert memory_budget(config).weights == weights
+
+
+@pytest.mark.parametrize("alias, name", [
+    ("llama2-70b", "llama-2-70b"), ("bloom-176b", "bloom-176b"),  # Splitwise's perf model (data/perf_model.csv)
+    ("facebook/opt-13b", "opt-13b"), ("facebook/opt-66b", "opt-66b"),  # DistServe's profiles
+    ("facebook/opt-30b", "opt-30b"), ("bigscience/bloom", "bloom-176b"),
+])
+def test_the_tables_names_find_the_entries(alias, name):
+    from sim.specs import _read_table, canonical_model
+
+    assert canonical_model(alias) == name
+    if alias != name:  # written in the entry, not found by spelling alone
+        assert alias in _read_table("models.yaml")[name]["aliases"]
+
+
+def test_their_config_json_is_refused_not_misread(tmp_path, run_cli):
+    """kvsim reads no bloom or opt config.json (sim.model_families): the named entries are the way in."""
+    from tests.test_model_config import refused, write_config
+
+    bloom = {"architectures": ["BloomForCausalLM"], "model_type": "bloom", "n_layer": 70, "n_head": 112,
+             "hidden_size": 14_336, "vocab_size": 250_880}
+    assert "model_type 'bloom'" in refused(run_cli, str(write_config(tmp_path / "b", bloom)))
+    opt = {"architectures": ["OPTForCausalLM"], "model_type": "opt", "num_hidden_layers": 40, "hidden_size": 5120,
+           "num_attention_heads": 40, "ffn_dim": 20_480, "vocab_size": 50_272, "max_position_embeddings": 2048}
+    assert "model_type 'opt'" in refused(run_cli, str(write_config(tmp_path / "o", opt)))
+
+
+@pytest.mark.parametrize("name, tp, instances", [("bloom-176b", 8, 1), ("opt-13b", 1, 4)])
+def test_smoke_runs_complete(name, tp, instances, tmp_path, run_cli):
+    """One 8-GPU A100-80GB node: BLOOM at TP 8 (Splitwise's largest setting) in one instance, OPT-13B at TP 1."""
+    import json
+
+    report = tmp_path / "r.json"
+    status, _, err = run_cli("--preset", "smoke", "--no-plot", "--quiet", "--set", f"model={name}",
+                             "--set", "hardware.gpu=a100-80gb", "--set", f"serving.tensor_parallel_size={tp}",
+                             "--set", f"serving.num_instances={instances}", "--report-json", report)
+    assert status == 0, err
+    data = json.loads(report.read_text())
+    metrics = data["runs"][0]["metrics"]
+    assert data["config"]["model"] == name and metrics["requests_completed"] == data["trace"]["rows_used"] > 0
+    assert metrics["ttft_s"]["mean"] > 0 and metrics["tpot_s"]["mean"] > 0
