@@ -183,7 +183,10 @@ def _model_len_within_context(c: Config) -> None:
             f"sliding window of {tokens} (kvsim serves requests up to it, where it equals full attention)")
     if limit < 2:  # serving.max_model_len's own bound, for the default it takes from the model
         raise ConfigError(f"model {c.model}'s {what} is below 2: a request has a prompt token and decodes one")
-    if c.serving.max_model_len is not None and c.serving.max_model_len > limit:
+    # ALiBi (BLOOM) has no positions to run out of and its config.json no length key: vLLM takes a given max_model_len
+    # as it is (config/model.py _get_and_verify_max_len), its 2,048 (max_position_embeddings here) only the default
+    unbounded = spec.position_encoding == "alibi"
+    if c.serving.max_model_len is not None and c.serving.max_model_len > limit and not unbounded:
         raise ConfigError(f"config key 'serving.max_model_len'={c.serving.max_model_len} exceeds model {c.model}'s "
                           + what)
 

@@ -200,3 +200,15 @@ def test_smoke_runs_complete(name, tp, instances, tmp_path, run_cli):
     metrics = data["runs"][0]["metrics"]
     assert data["config"]["model"] == name and metrics["requests_completed"] == data["trace"]["rows_used"] > 0
     assert metrics["ttft_s"]["mean"] > 0 and metrics["tpot_s"]["mean"] > 0
+
+
+def test_alibi_serves_beyond_its_default_length():
+    """vLLM takes a given max_model_len as it is when the config.json has no length key (config/model.py
+    _get_and_verify_max_len: "If max_model_len is specified, we use it"), as BLOOM's has none (ALiBi extrapolates;
+    Splitwise measured BLOOM-176B at 8,192-token prompts); unset, 2,048. OPT's table has 2,048 rows to look up."""
+    from sim.serving.engine_limits import max_model_len
+
+    assert max_model_len(load_config(None, sets=["model=bloom-176b"])) == 2048
+    assert max_model_len(load_config(None, sets=["model=bloom-176b", "serving.max_model_len=10240"])) == 10_240
+    with pytest.raises(ConfigError, match="exceeds model opt-13b's context of 2048 tokens"):
+        load_config(None, sets=["model=opt-13b", "serving.max_model_len=4096"])
