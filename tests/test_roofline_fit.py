@@ -180,3 +180,10 @@ def test_bad_tool_inputs_exit_2_naming_them(tool, tmp_path, capsys, argv, named)
     status = tool.main([a.format(table=table) for a in argv])
     err = capsys.readouterr().err
     assert status == 2 and named in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_table_names_resolve_through_aliases():
+    """DistServe names the GPU a100-80g and Splitwise the model llama2-70b: aliases of kvsim's entries."""
+    step = MeasuredStep("llama2-70b", "a100-80g", 4, "decode", 1, 10, 2, 0.01, "perf.json: TP 4")
+    config = point_configs([step], load_config(None))[0]
+    assert (config.model, config.hardware.gpu, config.serving.tensor_parallel_size) == ("llama-2-70b", "a100-80gb", 4)

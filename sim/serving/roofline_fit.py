@@ -19,10 +19,10 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from sim.config import MIN_EFFICIENCY, Config
-from sim.errors import ConfigError, InputError
+from sim.errors import InputError
 from sim.serving.compute_backend import compute_model
 from sim.serving.measured_latency import MeasuredStep, predict
-from sim.specs import canonical_model, gpu_spec, model_spec
+from sim.specs import canonical_gpu, canonical_model, model_spec
 
 FIT_KEYS = ("flops_efficiency", "bandwidth_efficiency", "host_step_us", "host_sequence_us", "launch_layer_us")
 EFFICIENCY_KEYS = ("flops_efficiency", "bandwidth_efficiency")
@@ -56,12 +56,11 @@ def _point_config(step: MeasuredStep, base: Config) -> Config:
     model = canonical_model(step.model)
     if model is None:
         raise InputError(f"{step.source}: model {step.model!r} is not in profiles/models.yaml (add it, or an alias)")
-    try:
-        gpu_spec(step.gpu)
-    except ConfigError:
-        raise InputError(f"{step.source}: GPU {step.gpu!r} is not in profiles/gpus.yaml (add it, or an alias)") from None
+    gpu = canonical_gpu(step.gpu)
+    if gpu is None:
+        raise InputError(f"{step.source}: GPU {step.gpu!r} is not in profiles/gpus.yaml (add it, or an alias)")
     serving = dataclasses.replace(base.serving, tensor_parallel_size=step.tensor_parallel_size)
-    config = dataclasses.replace(base, model=model, hardware=dataclasses.replace(base.hardware, gpu=step.gpu),
+    config = dataclasses.replace(base, model=model, hardware=dataclasses.replace(base.hardware, gpu=gpu),
                                  serving=serving)
     spec = model_spec(model)
     if spec.num_attention_heads % step.tensor_parallel_size:
