@@ -15,8 +15,10 @@ import pytest
 from sim.config import load_config
 from sim.errors import InputError
 from sim.serving.compute_backend import compute_model
+from sim.serving.engine_limits import block_size
 from sim.serving.measured_latency import MeasuredStep, predict, read_distserve, read_splitwise
-from sim.serving.roofline_fit import FIT_KEYS, fit, holdout, impossible, mape, point_configs, relative_errors
+from sim.serving.roles import usable_kv_blocks
+from sim.serving.roofline_fit import FIT_KEYS, fit, holdout, mape, point_configs, relative_errors, screen
 from tests.conftest import ROOT
 
 HEADER = "model,hardware,prompt_size,batch_size,token_size,peak_power,average_power,prompt_time,token_time,e2e_time," \
@@ -98,8 +100,17 @@ def test_the_fit_recovers_the_constants_that_timed_the_points():
 def test_a_point_faster_than_the_peak_allows_is_flagged():
     steps, configs = synthetic_points()
     broken = dataclasses.replace(steps[3], seconds=steps[3].seconds / 20)  # an 8,192-token prefill in 1/20 the time
-    flags = impossible([steps[0], broken], configs[:2] + configs[3:4])[0:2]
-    assert flags.tolist() == [False, True]
+    assert screen([steps[0], broken], [configs[0], configs[3]]) == ["", "faster than the GPU's peak allows"]
+
+
+def test_a_point_whose_kv_does_not_fit_one_instance_is_flagged():
+    """OPT-66B at TP 2 on A100s: 9,440 KV tokens an instance (its 132 GB of weights leave ~10 GB), so 16 sequences
+    of 1,024 tokens cannot decode in one batch; 8 of them can."""
+    base = load_config(None, sets=["serving.num_gpu_blocks=null"])
+    steps = [MeasuredStep("opt-66b", "a100-80gb", 2, "decode", batch, 1024, 1, 1.0, "hand") for batch in (8, 16)]
+    configs = point_configs(steps, base)
+    assert usable_kv_blocks(configs[0]) * block_size(configs[0]) == 9440
+    assert screen(steps, configs) == ["", "KV of 16,640 tokens, one instance holds 9,440"]
 
 
 def test_a_table_model_kvsim_does_not_know_is_named():
@@ -114,13 +125,15 @@ def splitwise_llama(shared_data):
     steps = [s for s in read_splitwise(shared_data / "profiles" / "splitwise_perf_model_a100.csv")
              if s.model == "llama2-70b"]
     configs = point_configs(steps, load_config(None, sets=["serving.enforce_eager=true"]))
-    keep = ~impossible(steps, configs)
-    return [s for s, k in zip(steps, keep) if k], [c for c, k in zip(configs, keep) if k], int((~keep).sum())
+    reasons = screen(steps, configs)
+    return ([s for s, r in zip(steps, reasons) if not r], [c for c, r in zip(configs, reasons) if not r],
+            [r for r in reasons if r])
 
 
 def test_splitwise_a100_decode_steps_fit_within_a_few_percent(splitwise_llama):
     steps, configs, broken = splitwise_llama
-    assert broken == 1  # TP 2, 64 prompts of 512 tokens in 0.79 s: 9x faster than 312 TFLOPS x 2 GPUs allow
+    # TP 2, 64 prompts of 512 tokens in 0.79 s: 9x faster than 312 TFLOPS x 2 GPUs allow
+    assert broken == ["faster than the GPU's peak allows"]
     before = relative_errors(steps, configs, {})
     fitted = fit(steps, configs)
     decode = np.array([s.phase == "decode" for s in steps])

@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from sim.errors import InputError
     from sim.report.output import atomic_write_text, check_writable
     from sim.serving.measured_latency import read_table
-    from sim.serving.roofline_fit import fit, holdout, impossible, mape, point_configs, relative_errors
+    from sim.serving.roofline_fit import fit, holdout, mape, point_configs, relative_errors, screen
 
     if args.out is not None:
         check_writable(args.out, "--out")
@@ -72,13 +72,14 @@ def run(args: argparse.Namespace) -> int:
     if not steps:
         raise InputError(f"{args.table}: no points{' of ' + ', '.join(args.only) if args.only else ''}")
     configs = point_configs(steps, base)
-    broken = impossible(steps, configs)
+    reasons = screen(steps, configs)
     print(f"fit_roofline: {len(steps)} points from {args.table.name}", flush=True)
-    if broken.any():
-        print(f"left out {int(broken.sum())} point(s) measured faster than the GPU's peak allows: "
-              + "; ".join(f"{s.phase} {s.source}" for s, b in zip(steps, broken) if b))
-        steps = [s for s, b in zip(steps, broken) if not b]
-        configs = [c for c, b in zip(configs, broken) if not b]
+    if any(reasons):
+        left = [f"{s.phase} {s.source} ({r})" for s, r in zip(steps, reasons) if r]
+        print(f"left out {len(left)} point(s) no step of kvsim's can be: " + "; ".join(left[:5])
+              + (f"; and {len(left) - 5} more" if len(left) > 5 else ""))
+        steps = [s for s, r in zip(steps, reasons) if not r]
+        configs = [c for c, r in zip(configs, reasons) if not r]
         if not steps:
             raise InputError(f"{args.table}: every point is faster than the GPU's peak allows")
     before = relative_errors(steps, configs, {})

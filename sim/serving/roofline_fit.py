@@ -21,7 +21,9 @@ from scipy.optimize import least_squares
 from sim.config import MIN_EFFICIENCY, Config
 from sim.errors import InputError
 from sim.serving.compute_backend import compute_model
+from sim.serving.engine_limits import block_size
 from sim.serving.measured_latency import MeasuredStep, predict
+from sim.serving.roles import usable_kv_blocks
 from sim.specs import canonical_gpu, canonical_model, model_spec
 
 FIT_KEYS = ("flops_efficiency", "bandwidth_efficiency", "host_step_us", "host_sequence_us", "launch_layer_us")
@@ -84,12 +86,24 @@ def relative_errors(steps: Sequence[MeasuredStep], configs: Sequence[Config], va
     return errors
 
 
-def impossible(steps: Sequence[MeasuredStep], configs: Sequence[Config]) -> np.ndarray:
-    """Points measured faster than the roofline at full efficiency and no host time allows: not a step of that model
-    on that GPU (a broken row), so no constant can fit them; the caller leaves them out and says so."""
+def screen(steps: Sequence[MeasuredStep], configs: Sequence[Config]) -> list[str]:
+    """Why each point cannot be a step of its model on its GPU as kvsim runs it ('' if it can); the caller leaves
+    those out and says so. Faster than the roofline at full efficiency with no host time allows: a broken row, no
+    constant fits it. More KV than one instance holds (kvsim's capacity for the config): the engine would have
+    preempted or swapped, which a table of step latencies does not describe."""
     ideal = {"flops_efficiency": 1.0, "bandwidth_efficiency": 1.0, "host_step_us": 0.0, "host_sequence_us": 0.0,
              "launch_layer_us": 0.0}
-    return relative_errors(steps, configs, ideal) > 0
+    too_fast = relative_errors(steps, configs, ideal) > 0
+    capacity: dict[int, tuple[int, int]] = {}
+    reasons = []
+    for step, config, fast in zip(steps, configs, too_fast):
+        if id(config) not in capacity:
+            capacity[id(config)] = (usable_kv_blocks(config), block_size(config))
+        blocks, size = capacity[id(config)]
+        needed = step.batch * -(-(step.tokens + (step.steps if step.phase == "decode" else 0)) // size)
+        reasons.append("faster than the GPU's peak allows" if fast else
+                       f"KV of {needed * size:,} tokens, one instance holds {blocks * size:,}" if needed > blocks else "")
+    return reasons
 
 
 def fit(steps: Sequence[MeasuredStep], configs: Sequence[Config], keys: Sequence[str] = FIT_KEYS) -> Fit:
