@@ -200,3 +200,15 @@ def test_table_names_resolve_through_aliases():
     step = MeasuredStep("llama2-70b", "a100-80g", 4, "decode", 1, 10, 2, 0.01, "perf.json: TP 4")
     config = point_configs([step], load_config(None))[0]
     assert (config.model, config.hardware.gpu, config.serving.tensor_parallel_size) == ("llama-2-70b", "a100-80gb", 4)
+
+
+def test_the_committed_splitwise_overlay_is_what_the_tool_fits(shared_data):
+    """profiles/splitwise_a100_eager.yaml: the command in its header, rerun, gives its values."""
+    committed = load_config(None, overlays=[ROOT / "profiles" / "splitwise_a100_eager.yaml"])
+    assert committed.serving.enforce_eager
+    steps = read_splitwise(shared_data / "profiles" / "splitwise_perf_model_a100.csv")
+    configs = point_configs(steps, load_config(None, sets=["serving.enforce_eager=true"]))
+    reasons = screen(steps, configs)
+    fitted = fit([s for s, r in zip(steps, reasons) if not r], [c for c, r in zip(configs, reasons) if not r])
+    for key, value in fitted.values.items():
+        assert getattr(committed.compute, key) == pytest.approx(value, rel=1e-4), key

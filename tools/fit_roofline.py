@@ -46,13 +46,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     from sim.errors import command_status
 
-    return command_status("fit_roofline", lambda: run(args))
+    return command_status("fit_roofline", lambda: run(args, argv))
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, argv: list[str]) -> int:
     """Check the inputs (exit 2 before any fitting), fit, print the errors, write the overlay."""
     import numpy as np
 
@@ -100,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     print("worst fitted points: " + "; ".join(f"{fitted.errors[i]:+.0%} {steps[i].phase} {steps[i].source}"
                                               for i in worst))
     if args.out is not None:
-        atomic_write_text(args.out, _overlay(args, steps, fitted.values, mape(before), mape(fitted.errors)))
+        atomic_write_text(args.out, _overlay(args, argv, steps, fitted.values, mape(before), mape(fitted.errors)))
         print(f"wrote {args.out}")
     return 0
 
@@ -117,13 +118,24 @@ def _pair(errors) -> str:
     return f"{mape(errors):.1f}% / {_median(errors):.1f}%"
 
 
-def _overlay(args: argparse.Namespace, steps, values: dict[str, float], before: float, after: float) -> str:
-    """The calibration overlay: the fitted compute keys, with where they came from."""
-    lines = [f"# made by tools/fit_roofline.py from {args.table.name} ({len(steps)} points"
-             f"{', ' + ', '.join(args.only) if args.only else ''}; measured under: {', '.join(args.sets) or 'defaults'})",
-             f"# MAPE over those points: roofline defaults {before:.1f}%, fitted {after:.1f}%", "compute:"]
-    lines += [f"  {key}: {value:.6g}" for key, value in values.items()]
-    return "\n".join(lines) + "\n"
+def _overlay(args: argparse.Namespace, argv: list[str], steps, values: dict[str, float], before: float,
+             after: float) -> str:
+    """The calibration overlay: the engine settings the table was measured under (``--set``) and the fitted compute
+    keys, with the command that made it."""
+    import yaml
+
+    from sim.config_fields import set_dotted
+    from sim.config_yaml import parse_set
+
+    layer: dict = {}
+    for assignment in args.sets:
+        set_dotted(layer, *parse_set(assignment))
+    for key, value in values.items():
+        set_dotted(layer, f"compute.{key}", float(f"{value:.6g}"))
+    header = [f"# made by: python tools/fit_roofline.py {' '.join(argv)}",
+              f"# from {len(steps)} points of {args.table.name}; MAPE over them: roofline defaults {before:.1f}%, "
+              f"fitted {after:.1f}%"]
+    return "\n".join(header) + "\n" + yaml.safe_dump(layer, sort_keys=False)
 
 
 if __name__ == "__main__":
