@@ -119,6 +119,19 @@ def test_a_table_model_kvsim_does_not_know_is_named():
         point_configs([step], load_config(None))
 
 
+def test_a_table_name_kvsim_lacks_can_be_mapped(tmp_path):
+    """Splitwise's power-capped H100 (h100-80gb-pcap) has no profiles/ entry: named with the way out, then mapped to
+    an entry or to a GPU spec file."""
+    step = MeasuredStep("llama2-70b", "h100-80gb-pcap", 8, "decode", 1, 10, 2, 0.01, "perf.csv: row 9")
+    with pytest.raises(InputError, match="--alias h100-80gb-pcap=NAME_OR_PATH"):
+        point_configs([step], load_config(None))
+    assert point_configs([step], load_config(None), {"h100-80gb-pcap": "h100-sxm"})[0].hardware.gpu == "h100-sxm"
+    spec = tmp_path / "capped.yaml"
+    spec.write_text("dense_bf16_tflops: 700\nmemory_gib: 80\nmemory_bandwidth_gbps: 3350\nlink: {kind: nvlink4, "
+                    "bandwidth_gbps: 370.8, step_latency_us: 3.4, source: as h100-sxm}\n")
+    assert point_configs([step], load_config(None), {"h100-80gb-pcap": str(spec)})[0].hardware.gpu == str(spec)
+
+
 @pytest.fixture(scope="module")
 def splitwise_llama(shared_data):
     """Splitwise's measured A100 points of Llama-2-70B at TP 2, 4 and 8 (an engine without CUDA graphs)."""
@@ -186,6 +199,7 @@ def test_the_tool_writes_an_overlay_a_run_loads(tool, tmp_path, capsys, run_cli)
     (["missing.csv"], "missing.csv: no such file"),
     (["{table}", "--fit", "flops_efficiency,speed"], "--fit: speed"),
     (["{table}", "--only", "nothing-here"], "no points of nothing-here"),
+    (["{table}", "--alias", "h100"], "--alias 'h100': write NAME=KVSIM"),
 ])
 def test_bad_tool_inputs_exit_2_naming_them(tool, tmp_path, capsys, argv, named):
     table = tmp_path / "perf.csv"

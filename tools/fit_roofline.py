@@ -37,6 +37,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="a config key the table was measured under, e.g. serving.enforce_eager=true; repeatable")
     p.add_argument("--fit", default=",".join(FIT_KEYS), metavar="KEYS",
                    help=f"comma-separated compute keys to fit (default: all of {', '.join(FIT_KEYS)})")
+    p.add_argument("--alias", action="append", default=[], metavar="NAME=KVSIM",
+                   help="map a model or GPU the table names to a kvsim one (a profiles/ name, or a config.json or GPU "
+                        "spec YAML path), e.g. h100-80gb-pcap=my_h100_capped.yaml; repeatable")
     p.add_argument("--only", action="append", default=[], metavar="NAME",
                    help="use only the points of this model or GPU (as the table names it); repeatable")
     p.add_argument("--holdout", choices=[*HOLDOUT_AXES, "none"], default="tp",
@@ -72,7 +75,13 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         steps = [s for s in steps if s.model in args.only or s.gpu in args.only]
     if not steps:
         raise InputError(f"{args.table}: no points{' of ' + ', '.join(args.only) if args.only else ''}")
-    configs = point_configs(steps, base)
+    aliases = {}
+    for alias in args.alias:
+        name, sep, target = alias.partition("=")
+        if not sep or not name or not target:
+            raise InputError(f"--alias {alias!r}: write NAME=KVSIM (a table's name, a kvsim model or GPU)")
+        aliases[name] = target
+    configs = point_configs(steps, base, aliases)
     reasons = screen(steps, configs)
     print(f"fit_roofline: {len(steps)} points from {args.table.name}", flush=True)
     if any(reasons):

@@ -14,17 +14,18 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy.optimize import least_squares
 
 from sim.config import MIN_EFFICIENCY, Config
-from sim.errors import InputError
+from sim.errors import ConfigError, InputError
 from sim.serving.compute_backend import compute_model
 from sim.serving.engine_limits import block_size
 from sim.serving.measured_latency import MeasuredStep, predict
 from sim.serving.roles import usable_kv_blocks
-from sim.specs import canonical_gpu, canonical_model, model_spec
+from sim.specs import canonical_gpu, canonical_model, gpu_spec, model_spec
 
 FIT_KEYS = ("flops_efficiency", "bandwidth_efficiency", "host_step_us", "host_sequence_us", "launch_layer_us")
 EFFICIENCY_KEYS = ("flops_efficiency", "bandwidth_efficiency")
@@ -42,25 +43,22 @@ class Fit:
     errors: np.ndarray  # predicted / measured - 1, per point
 
 
-def point_configs(steps: Sequence[MeasuredStep], base: Config) -> list[Config]:
-    """Each point's config: ``base`` with the point's model, GPU and tensor-parallel size."""
+def point_configs(steps: Sequence[MeasuredStep], base: Config, aliases: dict[str, str] | None = None) -> list[Config]:
+    """Each point's config: ``base`` with the point's model, GPU and tensor-parallel size; ``aliases`` maps a name
+    the table uses to a kvsim model or GPU (a profiles/ name, or the path of a config.json or GPU spec YAML)."""
     cache: dict[tuple[str, str, int], Config] = {}
     configs = []
     for step in steps:
         key = (step.model, step.gpu, step.tensor_parallel_size)
         if key not in cache:
-            cache[key] = _point_config(step, base)
+            cache[key] = _point_config(step, base, aliases or {})
         configs.append(cache[key])
     return configs
 
 
-def _point_config(step: MeasuredStep, base: Config) -> Config:
-    model = canonical_model(step.model)
-    if model is None:
-        raise InputError(f"{step.source}: model {step.model!r} is not in profiles/models.yaml (add it, or an alias)")
-    gpu = canonical_gpu(step.gpu)
-    if gpu is None:
-        raise InputError(f"{step.source}: GPU {step.gpu!r} is not in profiles/gpus.yaml (add it, or an alias)")
+def _point_config(step: MeasuredStep, base: Config, aliases: dict[str, str]) -> Config:
+    model = _resolve(aliases.get(step.model, step.model), canonical_model, model_spec, step, "model", "models.yaml")
+    gpu = _resolve(aliases.get(step.gpu, step.gpu), canonical_gpu, gpu_spec, step, "GPU", "gpus.yaml")
     serving = dataclasses.replace(base.serving, tensor_parallel_size=step.tensor_parallel_size)
     config = dataclasses.replace(base, model=model, hardware=dataclasses.replace(base.hardware, gpu=gpu),
                                  serving=serving)
@@ -69,6 +67,22 @@ def _point_config(step: MeasuredStep, base: Config) -> Config:
         raise InputError(f"{step.source}: TP {step.tensor_parallel_size} does not divide {model}'s "
                          f"{spec.num_attention_heads} attention heads")
     return config
+
+
+def _resolve(name: str, canonical: Callable[[str], str | None], load: Callable, step: MeasuredStep, what: str,
+             listing: str) -> str:
+    """A profiles/ entry by any of its spellings, or an existing file's path (loaded now, so a bad one is named)."""
+    entry = canonical(name)
+    if entry is not None:
+        return entry
+    if not Path(name).exists():
+        raise InputError(f"{step.source}: {what} {name!r} is not in profiles/{listing} (add it or an alias there, "
+                         f"or map it: --alias {name}=NAME_OR_PATH)")
+    try:
+        load(name)
+    except ConfigError as error:
+        raise InputError(f"{step.source}: {what} {name}: {error}") from None
+    return name
 
 
 def with_values(config: Config, values: dict[str, float]) -> Config:
