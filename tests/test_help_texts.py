@@ -50,3 +50,13 @@ def test_the_check_catches_an_unstated_default():
     parser.add_argument("--quiet", action="store_true", help="print nothing")
     parser.add_argument("--seed", type=int, default=0)
     assert _undocumented(parser) == ["--rounds", "--seed"]
+
+
+def test_fit_roofline_help_states_every_flag_and_its_default(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "tools"))
+    import fit_roofline
+
+    parser = fit_roofline.build_parser()
+    assert _undocumented(parser) == []
+    page = parser.format_help()
+    assert "examples:" in page and "--calibration-profile" in page and "``" not in page

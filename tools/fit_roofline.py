@@ -1,19 +1,9 @@
 """Fit the roofline's efficiencies and the host's costs to a table of measured step latencies.
 
-kvsim's roofline predicts a step from the model's and GPU's specs with five free constants:
-``compute.flops_efficiency``, ``compute.bandwidth_efficiency`` and the host's part of a step,
-``compute.host_step_us``, ``host_sequence_us`` and ``launch_layer_us`` (``sim.serving.host_time``). Given measured
-latencies of your engine this finds the values that fit them, shows the error per group of points before and after,
-predicts each group (a TP degree, a model, a GPU) from a fit to the others, and writes a calibration overlay:
-
-    python tools/fit_roofline.py ../shared/data/profiles/splitwise_perf_model_a100.csv \\
-        --set serving.enforce_eager=true --out splitwise_a100.yaml
-    python main.py --calibration-profile splitwise_a100.yaml --set serving.enforce_eager=true ...
-
-Tables: Splitwise's ``perf_model.csv`` (prefill and decode latencies per model, GPU, TP, batch, prompt and output
-length) and DistServe's ``profiler-*.json`` fitted curves (``sim.serving.measured_latency``). ``--set`` gives the
-engine settings the table was measured under (``serving.enforce_eager=true`` for an engine without CUDA graphs: only
-then are kernel launches on the step's path); ``--fit`` the constants to fit (the rest keep the config's values).
+Finds the values of the roofline's five free constants that fit a table of measured steps, shows the error per
+group of points before and after and each group (a TP degree, a model, a GPU) predicted from a fit to the others, and
+writes a calibration overlay (``sim.serving.roofline_fit``; the tables: ``sim.serving.measured_latency``). ``--help``
+says what each constant is and gives examples.
 """
 
 from __future__ import annotations
@@ -25,12 +15,26 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere: the repository's packages
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+EPILOG = """\
+The roofline has five free constants: compute.flops_efficiency and bandwidth_efficiency, and the host's part of a
+step, compute.host_step_us and host_sequence_us (in series with the GPU) and launch_layer_us (launching a layer's
+kernels, overlapped with the GPU; only on steps without a CUDA graph). Tables: Splitwise's perf_model.csv and
+DistServe's profiler-*.json. --set gives the engine settings the table was measured under
+(serving.enforce_eager=true for an engine without CUDA graphs); the overlay written by --out carries them.
+
+examples:
+  python tools/fit_roofline.py ../shared/data/profiles/splitwise_perf_model_a100.csv \\
+      --set serving.enforce_eager=true --out splitwise_a100.yaml
+  python main.py --calibration-profile splitwise_a100.yaml --set hardware.gpu=h100-sxm
+  python tools/fit_roofline.py ../shared/data/profiles/distserve/profiler-a100-80g.distserve.json --holdout model
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
     from sim.serving.roofline_fit import FIT_KEYS, HOLDOUT_AXES
 
     p = argparse.ArgumentParser(prog="fit_roofline.py", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
     p.add_argument("table", type=Path, help="a Splitwise perf_model CSV or a DistServe profiler JSON")
     p.add_argument("--config", type=Path, help="base YAML config (default: the built-in defaults)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
@@ -45,12 +49,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--holdout", choices=[*HOLDOUT_AXES, "none"], default="tp",
                    help="predict each group of this axis from a fit to the others (default: tp)")
     p.add_argument("--out", type=Path, help="write the fitted values as a calibration overlay (YAML)")
-    return p.parse_args(argv)
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = parse_args(argv)
+    args = build_parser().parse_args(argv)
     from sim.errors import command_status
 
     return command_status("fit_roofline", lambda: run(args, argv))
