@@ -31,8 +31,7 @@ FIT_KEYS = ("flops_efficiency", "bandwidth_efficiency", "host_step_us", "host_se
 EFFICIENCY_KEYS = ("flops_efficiency", "bandwidth_efficiency")
 MAX_HOST_US = 1e6  # a second of host time a step or a layer: far beyond any engine's
 SOFT_L1_SCALE = 0.05  # residuals (log ratios) beyond ~5% count linearly, not squared
-HOLDOUT_AXES = {"tp": lambda s: f"TP {s.tensor_parallel_size}", "model": lambda s: s.model, "gpu": lambda s: s.gpu,
-                "phase": lambda s: s.phase}
+HOLDOUT_AXES = {"tp": lambda s: f"TP {s.tensor_parallel_size}", "model": lambda s: s.model, "gpu": lambda s: s.gpu}
 
 
 @dataclass(frozen=True)
