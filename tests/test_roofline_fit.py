@@ -200,13 +200,19 @@ def test_the_tool_writes_an_overlay_a_run_loads(tool, tmp_path, capsys, run_cli)
     (["{table}", "--fit", "flops_efficiency,speed"], "--fit: speed"),
     (["{table}", "--only", "nothing-here"], "no points of nothing-here"),
     (["{table}", "--alias", "h100"], "--alias 'h100': write NAME=KVSIM"),
+    (["{table}", "--fit", ""], "--fit: nothing"),
+    (["{curves}"], "curves.json: m: not a mapping of tensor-parallel sizes"),
 ])
 def test_bad_tool_inputs_exit_2_naming_them(tool, tmp_path, capsys, argv, named):
     table = tmp_path / "perf.csv"
     table.write_text(f"{HEADER}\nllama-3.1-8b,a100-80gb,512,2,128,1,1,100,10,0,2\n")
-    status = tool.main([a.format(table=table) for a in argv])
-    err = capsys.readouterr().err
+    curves = tmp_path / "curves.json"
+    curves.write_text('{"m": [1, 2]}')
+    status = tool.main([a.format(table=table, curves=curves) for a in argv])
+    printed = capsys.readouterr()
+    err = printed.err
     assert status == 2 and named in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "points from" not in printed.out  # refused before any work
 
 
 def test_table_names_resolve_through_aliases():

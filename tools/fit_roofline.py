@@ -68,11 +68,12 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     from sim.errors import InputError
     from sim.report.output import atomic_write_text, check_writable
     from sim.serving.measured_latency import read_table
-    from sim.serving.roofline_fit import fit, holdout, mape, point_configs, relative_errors, screen
+    from sim.serving.roofline_fit import check_keys, fit, holdout, mape, point_configs, relative_errors, screen
 
     if args.out is not None:
         check_writable(args.out, "--out")
     keys = [k.strip() for k in args.fit.split(",") if k.strip()]
+    check_keys(keys)
     base = load_config(args.config, sets=args.sets, mode="single")
     steps = read_table(args.table)
     if args.only:

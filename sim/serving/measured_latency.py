@@ -135,7 +135,9 @@ def read_distserve(path: Path) -> list[MeasuredStep]:
     if not isinstance(table, dict) or not table:
         raise InputError(f"{path}: not a DistServe profile ({{model: {{tp: {{prefill: [a, b, c], ...}}}}}})")
     for model, by_tp in table.items():
-        for tp, curves in (by_tp.items() if isinstance(by_tp, dict) else ()):
+        if not isinstance(by_tp, dict) or not by_tp:
+            raise InputError(f"{path}: {model}: not a mapping of tensor-parallel sizes to curves")
+        for tp, curves in by_tp.items():
             where = f"{path.name}: {model} TP {tp}"
             try:
                 prefill = [float(v) for v in curves["prefill"]]

@@ -119,11 +119,16 @@ def screen(steps: Sequence[MeasuredStep], configs: Sequence[Config]) -> list[str
     return reasons
 
 
-def fit(steps: Sequence[MeasuredStep], configs: Sequence[Config], keys: Sequence[str] = FIT_KEYS) -> Fit:
-    """The values of ``keys`` that fit ``steps`` best (the others stay as each config has them)."""
+def check_keys(keys: Sequence[str]) -> None:
+    """``keys`` name constants the fit can set (``--fit``)."""
     unknown = [k for k in keys if k not in FIT_KEYS]
     if unknown or not keys:
         raise InputError(f"--fit: {', '.join(unknown) or 'nothing'}; choose from {', '.join(FIT_KEYS)}")
+
+
+def fit(steps: Sequence[MeasuredStep], configs: Sequence[Config], keys: Sequence[str] = FIT_KEYS) -> Fit:
+    """The values of ``keys`` that fit ``steps`` best (the others stay as each config has them)."""
+    check_keys(keys)
     lower = [MIN_EFFICIENCY if k in EFFICIENCY_KEYS else 0.0 for k in keys]
     upper = [1.0 if k in EFFICIENCY_KEYS else MAX_HOST_US for k in keys]
 
