@@ -59,6 +59,8 @@ class HostBoundCompute:
         self.sliding_window = gpu.sliding_window
 
     def __getattr__(self, attribute: str):  # the wrapped model's other attributes (``comm``, its specs)
+        if attribute == "gpu":  # not set yet (an unpickled copy): no recursion
+            raise AttributeError(attribute)
         return getattr(self.gpu, attribute)
 
     def step_time(self, shape: StepShape, share: DataParallelShare | None = None) -> float:
