@@ -128,7 +128,7 @@ def _number(keys: _Keys, params: dict[str, Any], name: str, where: str) -> float
     value = params.get(name)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ConfigError(f"model config {keys.path}: key {keys.prefix + where + name!r} must be a positive number "
-                          f"(the rotary embedding's scaling), got {quote(value)}")
+                          f"(a rotary embedding parameter), got {quote(value)}")
     return value
 
 
@@ -157,6 +157,17 @@ def rope_caches(keys: _Keys, family: Family, max_position: int, width: int,
     """The caches vLLM builds for a config.json's decoder (``kinds``: the layer types it has; ``width``: the rotary
     dim), None where that is the one cache of ``max_position`` × ``width`` in the model dtype."""
     config, calls = keys.config, []
+    for name in ("rope_parameters", "rope_scaling"):  # anything else was read as no scaling at all
+        if config.get(name) is not None and not isinstance(config[name], dict):
+            raise ConfigError(f"model config {keys.path}: key {keys.prefix + name!r} must be a mapping of the rotary "
+                              f"embedding's parameters, got {quote(config[name])}")
+    # the frequencies' base (1 / base ** (2i / dim)) wherever a config gives one
+    nested = config.get("rope_parameters") or {}
+    for mapping, where in [(config, ""), (nested, "rope_parameters."),
+                           *((v, f"rope_parameters.{k}.") for k, v in nested.items() if isinstance(v, dict))]:
+        for name in ("rope_theta", "rope_local_base_freq"):
+            if mapping.get(name) is not None:
+                _number(keys, mapping, name, where)
     params = _parameters(config)
     if family.rope_per_layer_type:  # Gemma 3: rope_parameters[layer_type]
         nested = config.get("rope_parameters")

@@ -276,3 +276,14 @@ def test_an_odd_head_dim_names_its_key(tmp_path, run_cli):
     """A full-width rotary embedding over an odd head_dim (127) turns no whole pairs: the refusal names head_dim (it
     said "key None", no factor key being given)."""
     assert "'head_dim'" in refused(run_cli, str(write_config(tmp_path, {**LLAMA_31_8B, "head_dim": 127})))
+
+
+@pytest.mark.parametrize("change, key", [
+    ({"rope_scaling": [{"rope_type": "linear", "factor": 8.0}]}, "'rope_scaling'"),  # a list: was read as no scaling
+    ({"rope_parameters": "default"}, "'rope_parameters'"),
+    ({"rope_theta": 0}, "'rope_theta'"),  # vLLM's inv_freq = 1 / base ** (...): a zero base has no frequencies
+    ({"rope_theta": "5e5"}, "'rope_theta'"),
+])
+def test_rope_keys_of_the_wrong_kind_are_named(change, key, tmp_path, run_cli):
+    config = {**LLAMA_31_8B, **change}
+    assert key in refused(run_cli, str(write_config(tmp_path, config)))
