@@ -8,8 +8,8 @@ import pytest
 from sim.config import load_config
 from sim.serving.compute import StepShape
 from sim.serving.compute_backend import compute_model
-from sim.serving.data_parallel import cudagraph_capture_tokens
-from sim.serving.engine_limits import block_size, resolved_serving
+from sim.serving.cudagraph import config_cudagraph_sizes
+from sim.serving.engine_limits import block_size
 from sim.serving.moe import DataParallelShare
 from sim.serving.run import run_serving
 from tests.test_serving import make_trace
@@ -33,7 +33,7 @@ def _ttft(config, arrival, inputs) -> np.ndarray:
 def test_vllm_capture_limit_by_hand():
     # min(2 x max_num_seqs, 512, max_num_batched_tokens): vLLM's default largest CUDA-graph batch
     def capture(*sets: str) -> int:
-        return cudagraph_capture_tokens(resolved_serving(load_config(None, sets=list(sets))))
+        return config_cudagraph_sizes(load_config(None, sets=list(sets))).largest
 
     assert capture() == 512  # an H100's defaults: 1,024 sequences, 8,192 tokens
     assert capture("serving.max_num_seqs=8") == 16
@@ -43,8 +43,9 @@ def test_vllm_capture_limit_by_hand():
 def test_an_idle_rank_takes_a_padded_dummy_step():
     config = load_config(None, sets=GROUP)
     compute = compute_model(config)
-    # one 100-token prefill on rank 0; rank 1 runs a 1-token dummy, padded to 100 (both under the capture limit)
-    expected = compute.step_time(_prefill(100), DataParallelShare(100, 200))
+    # one 100-token prefill on rank 0; rank 1 runs a 1-token dummy: both run the graph of 104 tokens, the captured
+    # size above 100 (vLLM captures every 8 from 8 to 256), so the group's MoE layers route 208
+    expected = compute.step_time(_prefill(100), DataParallelShare(104, 208))
     assert _ttft(config, [0.0], [100]) == pytest.approx([expected], rel=1e-12)
     # the group's tokens matter: the same step priced for a lone rank (G = 100 + 1) is faster
     assert compute.step_time(_prefill(100), DataParallelShare(100, 101)) < expected
@@ -64,9 +65,9 @@ def test_a_rank_joins_the_groups_next_step():
     config = load_config(None, sets=GROUP)
     compute = compute_model(config)
     # rank 0 starts a 1,000-token prefill at 0 (rank 1 a dummy: 1 token, unpadded); a request reaching the idle
-    # rank 1 a microsecond later waits for that step, then runs with rank 0's dummy, both padded to 100 tokens
+    # rank 1 a microsecond later waits for that step, then runs with rank 0's dummy, both padded to the graph of 104
     first = compute.step_time(_prefill(1000), DataParallelShare(1000, 1001))
-    second = compute.step_time(_prefill(100), DataParallelShare(100, 200))
+    second = compute.step_time(_prefill(100), DataParallelShare(104, 208))
     assert _ttft(config, [0.0, 1e-6], [1000, 100]) == pytest.approx([first, first - 1e-6 + second], rel=1e-12)
 
 
@@ -74,9 +75,8 @@ def test_a_share_of_d_equal_ranks_prices_as_the_groupless_step():
     config = load_config(None, sets=GROUP)
     compute = compute_model(config)
     shape = _prefill(300)
-    shape.add_decode(700)
-    assert compute.step_time(shape, DataParallelShare(shape.tokens, 2 * shape.tokens)) == \
-        pytest.approx(compute.step_time(shape), rel=1e-12)
+    shape.add_decode(700)  # 301 tokens: the graph of 304
+    assert compute.step_time(shape, DataParallelShare(304, 2 * 304)) == pytest.approx(compute.step_time(shape), rel=1e-12)
 
 
 @pytest.mark.parametrize("mode", ["single", "pd"])
@@ -126,6 +126,6 @@ def test_eager_ranks_are_not_padded():
     """``serving.enforce_eager`` (vLLM's --enforce-eager): no CUDA graphs, so the ranks' synced cudagraph mode is NONE
     and ``_synchronize_dp_ranks`` pads nobody: the idle rank's 1-token dummy stays 1 token (G = 101, not 200)."""
     config = load_config(None, sets=[*GROUP, "serving.enforce_eager=true"])
-    assert cudagraph_capture_tokens(resolved_serving(config)) == 0
+    assert config_cudagraph_sizes(config).largest == 0
     expected = compute_model(config).step_time(_prefill(100), DataParallelShare(100, 101))
     assert _ttft(config, [0.0], [100]) == pytest.approx([expected], rel=1e-12)

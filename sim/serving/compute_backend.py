@@ -3,12 +3,12 @@
 ``compute.backend`` picks the roofline or a profiled model; for ``profiled``, ``compute.profile``
 names a directory whose contents say which family (a Vidur profile or an LLMServingSim bundle).
 Collectives come from a measured table when there is one, else the ring model over the GPU's link; the host's
-part of a step (``sim.serving.host_time``) wraps the model when the config gives one.
+part of a step (``sim.serving.host_time``) wraps the model when the config gives one, and steps run at their CUDA
+graph's size (``sim.serving.cudagraph``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 from sim.config import Config
@@ -17,8 +17,8 @@ from sim.kv_dtype import kv_dtype_bytes
 from sim.model_shape import DTYPE_BYTES, ModelSpec
 from sim.serving.collectives import MeasuredCollectives, RingCollectives, TensorParallelComm, bundle_hardware_yaml
 from sim.serving.compute import ComputeModel, RooflineCompute
-from sim.serving.data_parallel import cudagraph_capture_tokens
-from sim.serving.engine_limits import batch_limits, block_size
+from sim.serving.cudagraph import CudagraphSizes, PaddedCompute, config_cudagraph_sizes
+from sim.serving.engine_limits import block_size
 from sim.serving.host_time import US, HostBoundCompute, HostTime
 from sim.serving.llmservingsim_compute import LLMServingSimCompute
 from sim.serving.vidur_compute import ProfiledCompute, VidurAttention, VidurProfile
@@ -90,18 +90,19 @@ def profile_misfit(directory: Path, model: ModelSpec, name: str, bundle: bool) -
 def compute_model(config: Config) -> ComputeModel:
     """The compute model that ``compute.backend`` selects, with the host's part of each step when one is given
     (``sim.serving.host_time``)."""
-    gpu_model = gpu_compute_model(config)
-    host = host_time(config)
-    return gpu_model if host.is_zero else HostBoundCompute(gpu_model, host)
+    graphs = config_cudagraph_sizes(config)
+    model = gpu_compute_model(config)
+    if graphs.sizes:
+        model = PaddedCompute(model, graphs, config.serving.data_parallel_size)
+    host = host_time(config, graphs)
+    return model if host.is_zero else HostBoundCompute(model, host)
 
 
-def host_time(config: Config) -> HostTime:
+def host_time(config: Config, graphs: CudagraphSizes) -> HostTime:
     """The host costs ``compute.host_step_us``, ``host_sequence_us`` and ``launch_layer_us`` give."""
     c = config.compute
-    seqs, tokens = batch_limits(config)  # the engine's, which size its CUDA graphs
-    serving = dataclasses.replace(config.serving, max_num_seqs=seqs, max_num_batched_tokens=tokens)
     return HostTime(c.host_step_us * US, c.host_sequence_us * US, c.launch_layer_us * US,
-                    model_spec(config.model).num_layers, cudagraph_capture_tokens(serving))
+                    model_spec(config.model).num_layers, graphs.largest)
 
 
 def gpu_compute_model(config: Config) -> RooflineCompute | ProfiledCompute | LLMServingSimCompute:

@@ -5,10 +5,10 @@ runs the ranks' forward passes together: every step starts with an all-reduce of
 (``vllm/v1/worker/dp_utils.py``, ``coordinate_batch_across_dp``) and each MoE layer exchanges the group's
 hidden states, so a step lasts as long as its slowest rank's, and a rank with nothing to run takes a dummy
 step of one token (``execute_dummy_batch``) so that the others' collectives complete. When every rank's step
-runs as a CUDA graph (at most ``cudagraph_capture_tokens`` tokens each), vLLM pads every rank to the group's
-largest token count (``_post_process_dp_padding``, vLLM v1 of late 2025; vLLM 0.10's ``get_dp_padding`` padded
-whenever CUDA graphs were on; kvsim does not round a step up to its capture size, for a single instance
-either); the layers compute the padding, attention and the LM head do not. A step here is therefore: each
+runs as a CUDA graph (at most ``CudagraphSizes.largest`` tokens each), vLLM pads every rank to the group's
+largest padded token count, the graph size of the largest rank's (``coordinate_batch_across_dp``, then a re-dispatch
+at that count: ``GPUModelRunner._determine_batch_execution_and_padding``, vLLM 0.33; ``sim.serving.cudagraph``); the
+layers compute the padding, attention and the LM head do not. A step here is therefore: each
 member with work plans its batch; the group's tokens G are the ranks' own (padded); each member's step is
 priced with its own shape and G (``DataParallelShare``); all of them end after the slowest. When every member
 with work can take a decode window (``Scheduler.window_steps``), the group takes one of the fewest steps, each
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sim.config import ServingConfig
+from sim.serving.cudagraph import CudagraphSizes
 from sim.serving.engine import Engine
 from sim.serving.moe import DataParallelShare
 
@@ -33,27 +33,14 @@ if TYPE_CHECKING:
 
 # Tokens a dummy step runs (vLLM ``EngineCore.execute_dummy_batch`` -> ``_dummy_run(1)``).
 DUMMY_STEP_TOKENS = 1
-# vLLM's default largest CUDA-graph batch (``VllmConfig._set_cudagraph_sizes``:
-# min(max_num_seqs × 2, 512, max_num_batched_tokens)); a larger step runs eagerly, unpadded.
-CUDAGRAPH_CAPTURE_LIMIT = 512
-
-
-def cudagraph_capture_tokens(serving: ServingConfig) -> int:
-    """The largest step vLLM captures as a CUDA graph under these engine limits (its default); 0 under
-    ``enforce_eager`` (no graphs: the ranks' cudagraph mode is NONE and ``_synchronize_dp_ranks`` pads nothing)."""
-    if serving.enforce_eager:
-        return 0
-    return min(2 * serving.max_num_seqs, CUDAGRAPH_CAPTURE_LIMIT, serving.max_num_batched_tokens)
-
-
 class LockstepGroup:
     """The instances of one data-parallel group; members not built yet (the cluster builds lazily) take dummy
     steps."""
 
-    def __init__(self, engine: Engine, size: int, capture_tokens: int):
+    def __init__(self, engine: Engine, size: int, graphs: CudagraphSizes):
         self.engine = engine
         self.size = size
-        self.capture_tokens = capture_tokens
+        self.graphs = graphs
         self.members: list[Instance] = []
         self.stepping = False  # a step or window is planned or in progress
         self._end = 0.0  # when the one in progress ends
@@ -89,7 +76,7 @@ class LockstepGroup:
         included)."""
         own_tokens = own_tokens + [DUMMY_STEP_TOKENS] * (self.size - len(own_tokens))  # members not built yet
         top = max(own_tokens)
-        tokens = [top] * len(own_tokens) if top <= self.capture_tokens else own_tokens
+        tokens = [self.graphs.padded(top)] * len(own_tokens) if top <= self.graphs.largest else own_tokens
         group = sum(tokens)
         return [DataParallelShare(t, group) for t in tokens]
 

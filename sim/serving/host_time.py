@@ -5,7 +5,7 @@ its inputs, after it samples and processes the outputs; these run in series with
 for the step's tokens before it schedules the next one), at a cost per step and per scheduled sequence. During the
 pass the host enqueues the kernels: asynchronously, so the GPU is only slowed when launching a layer's kernels takes
 longer than running them (small decode batches at high tensor-parallel degree), and not at all when the step replays
-a captured CUDA graph (vLLM captures steps up to ``sim.serving.data_parallel.cudagraph_capture_tokens`` tokens; none
+a captured CUDA graph (vLLM captures steps up to ``sim.serving.cudagraph.CudagraphSizes.largest`` tokens; none
 under ``serving.enforce_eager``). So a step takes
 
     host_step + host_sequence x sequences + max(GPU time, launch_layer x layers)   (launches: uncaptured steps only)

@@ -31,7 +31,8 @@ from sim.report.document import RunResult
 from sim.report.metrics import RequestTable, WeightedSamples, distribution, request_columns, serving_metrics
 from sim.serving.align_state_manager import AlignStateKVCacheManager
 from sim.serving.attention_backend import check_block_size
-from sim.serving.data_parallel import LockstepGroup, cudagraph_capture_tokens
+from sim.serving.cudagraph import cudagraph_sizes
+from sim.serving.data_parallel import LockstepGroup
 from sim.serving.engine import Engine
 from sim.serving.engine_limits import max_model_len
 from sim.serving.hybrid_kv_cache_manager import HybridKVCacheManager
@@ -181,7 +182,7 @@ class ServingRun:
         if dp > 1:
             key = self._group_key(index)
             if key not in self.groups:
-                self.groups[key] = LockstepGroup(self.engine, dp, cudagraph_capture_tokens(shape.serving))
+                self.groups[key] = LockstepGroup(self.engine, dp, cudagraph_sizes(shape.serving, self.config.hardware.gpu))
             self.groups[key].add(inst)
         return inst
 

@@ -187,10 +187,11 @@ class ProfiledCompute:
         return self.roofline.attention_layer_time(shape) if self.attention is None else self.attention.layer_time(shape)
 
     def step_time(self, shape: StepShape, share: DataParallelShare | None = None) -> float:
-        """``share`` is always None: a Vidur profile serves dense models, which have no data-parallel groups."""
-        tokens = shape.tokens
-        if tokens == 0:
+        """``share``: the tokens the layers run, padded to the step's CUDA graph (a Vidur profile serves dense
+        models: no data-parallel groups)."""
+        if shape.tokens == 0:
             return 0.0
+        tokens = shape.tokens if share is None else share.tokens
         r, rows = self.roofline, shape.logit_rows
         per_layer = self.profile.layer_time(tokens) + self._attention_time(shape)
         return r.model.num_layers * per_layer + r.lm_head_time(rows) + r.comm_time(tokens, rows)
@@ -202,5 +203,6 @@ class ProfiledCompute:
             attention = r.decode_attention_times(seqs, kv_tokens)
         else:
             attention = self.attention.window_decode_times(seqs, kv_tokens)
-        once = r.lm_head_time(seqs) + r.comm_time(seqs, seqs)
-        return r.model.num_layers * (self.profile.layer_time(seqs) + attention) + once
+        tokens = seqs if share is None else share.tokens
+        once = r.lm_head_time(seqs) + r.comm_time(tokens, seqs)
+        return r.model.num_layers * (self.profile.layer_time(tokens) + attention) + once
