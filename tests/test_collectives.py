@@ -10,7 +10,7 @@ from sim.config import load_config
 from sim.errors import ConfigError
 from sim.serving.collectives import MeasuredCollectives, RingCollectives, TensorParallelComm
 from sim.serving.compute import StepShape
-from sim.serving.compute_backend import compute_model
+from sim.serving.compute_backend import compute_model, gpu_compute_model
 from sim.specs import gpu_spec, model_spec
 
 MIB = 1 << 20
@@ -75,7 +75,7 @@ def test_tp_step_communication_by_hand_on_the_gpus_own_link():
     all_gather = (2 - 1) * (lat + rows * m.vocab_size * 2 / 2 / bw)
     expected = (2 * m.num_layers + 1) * all_reduce + all_gather
     assert model.comm.step_time(tokens, rows) == pytest.approx(expected, rel=1e-12)
-    no_comm = compute_model(load_config(None, sets=["hardware.gpu=rtx4090", "serving.tensor_parallel_size=2"]))
+    no_comm = gpu_compute_model(load_config(None, sets=["hardware.gpu=rtx4090", "serving.tensor_parallel_size=2"]))
     no_comm.comm = None
     assert model.step_time(shape) - no_comm.step_time(shape) == pytest.approx(expected, rel=1e-9)
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from sim.serving.compute import RooflineCompute, StepShape
-from sim.serving.compute_backend import compute_model
+from sim.serving.compute_backend import compute_model, gpu_compute_model
 from sim.serving.vidur_compute import VidurProfile
 from sim.config import load_config
 from sim.errors import ConfigError
@@ -28,7 +28,7 @@ def _rtx5090_rows():
 
 def test_roofline_within_15_percent_of_rtx5090_prefill():
     config = load_config(None, overlays=[OVERLAY])
-    model = compute_model(config)
+    model = gpu_compute_model(config)  # the GPU's time alone (no CUDA-graph padding of the small prefills)
     assert isinstance(model, RooflineCompute) and model.gpu.name == "rtx5090"
     for tokens, measured in _rtx5090_rows():
         shape = StepShape()
@@ -205,7 +205,7 @@ def test_vidur_plain_mlp_profile_prices_phi_2_by_hand(tmp_path):
     _write_vidur_mlp(tmp_path / "p", PHI_2_SHAPE, {1: one, 101: [2 * v for v in one]})
     config = load_config(None, sets=["compute.backend=profiled", f"compute.profile={tmp_path / 'p'}",
                                      "model=microsoft/phi-2", "hardware.gpu=h100-sxm"])
-    model = compute_model(config)
+    model = gpu_compute_model(config)  # the table's prices, at the step's own tokens (not its CUDA graph's 56)
     assert model.name == "profiled" and not model.roofline.model.gated_mlp
     step = StepShape()
     step.add_decode(100)

@@ -10,6 +10,7 @@ import pytest
 from sim.config import load_config
 from sim.serving.compute import RooflineCompute
 from sim.serving.compute_backend import compute_model, gpu_compute_model
+from sim.serving.host_time import HostBoundCompute
 from sim.serving.step_shape import StepShape
 
 LAYERS = 32  # llama-3.1-8b (the default model)
@@ -31,9 +32,10 @@ def prefill_shape(tokens: int) -> StepShape:
 
 
 def test_no_host_costs_leave_the_gpu_model_unwrapped():
-    timed, gpu = models()
+    timed, gpu = models("serving.enforce_eager=true")  # (no CUDA graphs either: the roofline itself)
     assert isinstance(timed, RooflineCompute)
     assert timed.step_time(decode_shape(4, 100)) == gpu.step_time(decode_shape(4, 100))
+    assert not isinstance(models()[0], HostBoundCompute)
 
 
 def test_launch_bound_eager_decode_step_is_the_host_formula_alone():
