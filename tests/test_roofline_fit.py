@@ -61,7 +61,11 @@ def test_distserve_curves_are_evaluated_as_simdistserve_does(tmp_path):
     steps = read_distserve(path)
     one = next(s for s in steps if s.phase == "prefill" and s.batch == 4 and s.tokens == 512)
     assert one.gpu == "a100-80g" and one.tensor_parallel_size == 2
-    assert one.seconds == pytest.approx((20 + 0.1 * 2048 + 1e-5 * 2048**2) / 1e3)
+    # get_prefill_time: a + b x sum(prefill_len_list) + c x sum of each length squared (sum_num_tokens_sqr), not the
+    # square of the sum: four prompts of 512 tokens add 4 x 512^2, a quarter of what one of 2,048 does
+    assert one.seconds == pytest.approx((20 + 0.1 * 2048 + 1e-5 * 4 * 512**2) / 1e3)
+    single = next(s for s in steps if s.phase == "prefill" and s.batch == 1 and s.tokens == 2048)
+    assert single.seconds == pytest.approx((20 + 0.1 * 2048 + 1e-5 * 2048**2) / 1e3)
     small = next(s for s in steps if s.phase == "decode" and s.batch == 4 and s.tokens == 256)
     large = next(s for s in steps if s.phase == "decode" and s.batch == 16 and s.tokens == 1024)
     assert small.seconds == pytest.approx((20 + 0.001 * 4 * 257 + 0.05 * 4) / 1e3)

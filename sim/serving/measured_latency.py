@@ -9,7 +9,7 @@ Two public formats, read as their publishers' simulators read them:
   reduced to their median, as splitwise-sim's ``DatabasePerformanceModel`` does.
 - **DistServe** (``simdistserve/estimators/profile_data/profiler-*.json``: ``{model: {tp: {prefill: [a, b, c],
   decoding_smallbs, decoding_largebs, decoding_large_small_bs_threshold}}}``, ms): curves fitted to its measurements,
-  evaluated as ``simdistserve/estimators/time_estimator.py`` does at a grid of batches (prefill: a + b Σlen + c Σlen²;
+  evaluated as ``simdistserve/estimators/time_estimator.py`` does at a grid of batches (prefill: a + b Σlen + c Σ(len²), each prompt's square;
   decode: a + b Σ(context + 1) + c x batch, the large-batch curve from the threshold on).
 
 A point names its model and GPU as the table does; ``resolve`` maps them to kvsim's names (aliases in profiles/).
@@ -152,8 +152,9 @@ def read_distserve(path: Path) -> list[MeasuredStep]:
                 raise InputError(f"{where}: each curve has three coefficients [a, b, c]")
             for batch in DISTSERVE_PREFILL_BATCHES:
                 for length in DISTSERVE_PREFILL_LENGTHS:
-                    total = batch * length
-                    ms = prefill[0] + prefill[1] * total + prefill[2] * total * total
+                    # Σ of each prompt's length and Σ of each one's square (time_estimator.py get_prefill_time:
+                    # num_total_tokens, sum_num_tokens_sqr): attention is quadratic in each prompt, not in the batch
+                    ms = prefill[0] + prefill[1] * batch * length + prefill[2] * batch * length * length
                     steps.append(MeasuredStep(model, gpu, tensor_parallel, "prefill", batch, length, 1, ms * MS,
                                               f"{where} prefill curve"))
             for batch in DISTSERVE_DECODE_BATCHES:
