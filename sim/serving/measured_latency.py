@@ -18,15 +18,20 @@ A point names its model and GPU as the table does; ``resolve`` maps them to kvsi
 from __future__ import annotations
 
 import json
+import math
+import re
+import warnings
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from sim.errors import InputError
+from sim.errors import InputError, quote
 from sim.serving.compute import ComputeModel
+from sim.serving.profile_files import MAX_PROFILED_TIME_S
 from sim.serving.step_shape import StepShape
 
 MS = 1e-3
@@ -37,6 +42,7 @@ DISTSERVE_PREFILL_LENGTHS = (128, 256, 512, 1024, 2048)
 DISTSERVE_PREFILL_BATCHES = (1, 4)
 DISTSERVE_DECODE_BATCHES = (1, 4, 16, 64, 128, 256)
 DISTSERVE_DECODE_CONTEXTS = (256, 1024)
+DISTSERVE_KEYS = ("prefill", "decoding_smallbs", "decoding_largebs", "decoding_large_small_bs_threshold")
 
 
 @dataclass(frozen=True)
@@ -81,25 +87,31 @@ def read_table(path: Path) -> list[MeasuredStep]:
 
 
 def read_splitwise(path: Path) -> list[MeasuredStep]:
-    try:
-        frame = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise InputError(f"{path}: not a readable CSV ({str(error).splitlines()[0][:120]})") from None
+    frame = _read_csv(path)
     missing = [c for c in SPLITWISE_COLUMNS if c not in frame.columns]
     if missing:
         raise InputError(f"{path}: not a Splitwise perf_model table (missing columns {', '.join(missing)})")
+    for column in SPLITWISE_COLUMNS[:2]:  # a blank key was a NaN the grouping dropped, with its row
+        blank = frame[column].str.strip() == ""
+        if blank.any():
+            raise InputError(f"{path}: row {int(np.flatnonzero(blank.to_numpy())[0]) + 2}: {column} is empty")
     for column in SPLITWISE_COLUMNS[2:]:
         values = pd.to_numeric(frame[column], errors="coerce")
-        bad = ~(values > 0) | (values.isna())
+        bad = ~(values > 0) | values.isna() | ~np.isfinite(values.to_numpy(float, na_value=np.nan))
         if column in ("prompt_size", "batch_size", "token_size", "tensor_parallel"):
             bad |= values != values.round()
         if column == "token_size":
             bad |= values < 2  # one decode step at least after the prefill's token
+        kind = (f"positive {'number' if column.endswith('_time') else 'integer'}"
+                f"{' of at least 2' if column == 'token_size' else ''}")
+        if column.endswith("_time"):  # ms; beyond an hour is a unit or data error (as a profile's times)
+            too_long = ~bad & (values * MS > MAX_PROFILED_TIME_S)
+            bad |= too_long
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise InputError(f"{path}: row {row + 2}: {column} {frame[column].iloc[row]!r} is not a positive "
-                             f"{'number' if column.endswith('_time') else 'integer'}"
-                             f"{' of at least 2' if column == 'token_size' else ''}")
+            problem = (f"is longer than an hour ({MAX_PROFILED_TIME_S:g} s; the times are ms)" if column.endswith("_time")
+                       and too_long.iloc[row] else f"is not a {kind}")
+            raise InputError(f"{path}: row {row + 2}: {column} {quote(frame[column].iloc[row])} {problem}")
         frame[column] = values
     keys = ["model", "hardware", "tensor_parallel", "prompt_size", "batch_size"]
     steps: list[MeasuredStep] = []
@@ -115,6 +127,29 @@ def read_splitwise(path: Path) -> list[MeasuredStep]:
     return steps
 
 
+def _read_csv(path: Path) -> pd.DataFrame:
+    """A CSV's cells as written (strings: a blank stays blank, 'NA' a name), refusing what pandas would read wrongly:
+    a column named twice (it reads the first and renames the second) and rows with more fields than the header (it
+    made the first column the index and shifted every value one column left)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, index_col=False)
+        header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0].tolist()
+    except pd.errors.ParserWarning:
+        raise InputError(f"{path}: rows with more fields than the header") from None
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: cannot read it as CSV ({quote(_first_line(error))})") from None
+    twice = sorted({c for c in header if header.count(c) > 1} & set(SPLITWISE_COLUMNS))
+    if twice:
+        raise InputError(f"{path}: column {', '.join(twice)} more than once in the header")
+    return frame
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
 def _splitwise_common(row) -> dict:
     return dict(model=str(row.model), gpu=str(row.hardware), tensor_parallel_size=int(row.tensor_parallel),
                 batch=int(row.batch_size), tokens=int(row.prompt_size))
@@ -127,9 +162,11 @@ def _splitwise_point(path: Path, row) -> str:
 
 def read_distserve(path: Path) -> list[MeasuredStep]:
     try:
-        table = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InputError(f"{path}: not readable JSON ({error})") from None
+        table = json.loads(path.read_text(), object_pairs_hook=partial(_unique_keys, path))
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: cannot read it ({quote(_first_line(error))})") from None
+    except (ValueError, RecursionError) as error:  # JSONDecodeError; an integer of over 4,300 digits; deep nesting
+        raise InputError(f"{path}: not readable JSON ({quote(_first_line(error))})") from None
     steps: list[MeasuredStep] = []
     gpu = _distserve_gpu(path)
     if not isinstance(table, dict) or not table:
@@ -138,32 +175,69 @@ def read_distserve(path: Path) -> list[MeasuredStep]:
         if not isinstance(by_tp, dict) or not by_tp:
             raise InputError(f"{path}: {model}: not a mapping of tensor-parallel sizes to curves")
         for tp, curves in by_tp.items():
+            if not re.fullmatch(r"[1-9][0-9]*", tp):  # int() also takes ' 2', '+2', '2_0' and '-2'
+                raise InputError(f"{path.name}: {model}: TP {quote(tp)} is not a positive whole number")
+            tensor_parallel = int(tp)
             where = f"{path.name}: {model} TP {tp}"
-            try:
-                prefill = [float(v) for v in curves["prefill"]]
-                small = [float(v) for v in curves["decoding_smallbs"]]
-                large = [float(v) for v in curves["decoding_largebs"]]
-                threshold = int(curves["decoding_large_small_bs_threshold"])
-                tensor_parallel = int(tp)
-            except (KeyError, TypeError, ValueError):
+            if not isinstance(curves, dict) or not all(k in curves for k in DISTSERVE_KEYS):
                 raise InputError(f"{where}: needs prefill, decoding_smallbs, decoding_largebs (three numbers each) "
-                                 "and decoding_large_small_bs_threshold") from None
-            if len(prefill) != 3 or len(small) != 3 or len(large) != 3:
-                raise InputError(f"{where}: each curve has three coefficients [a, b, c]")
+                                 "and decoding_large_small_bs_threshold")
+            prefill, small, large = (_coefficients(curves[k], where, k) for k in DISTSERVE_KEYS[:3])
+            threshold = _finite(curves[DISTSERVE_KEYS[3]])
+            if threshold is None:
+                raise InputError(f"{where}: {DISTSERVE_KEYS[3]} {quote(curves[DISTSERVE_KEYS[3]])} is not a finite "
+                                 "number")
             for batch in DISTSERVE_PREFILL_BATCHES:
                 for length in DISTSERVE_PREFILL_LENGTHS:
                     # Σ of each prompt's length and Σ of each one's square (time_estimator.py get_prefill_time:
                     # num_total_tokens, sum_num_tokens_sqr): attention is quadratic in each prompt, not in the batch
                     ms = prefill[0] + prefill[1] * batch * length + prefill[2] * batch * length * length
-                    steps.append(MeasuredStep(model, gpu, tensor_parallel, "prefill", batch, length, 1, ms * MS,
-                                              f"{where} prefill curve"))
+                    steps.append(MeasuredStep(model, gpu, tensor_parallel, "prefill", batch, length, 1,
+                                              _curve_seconds(ms, where, "prefill", batch, length),
+                                              f"{where} prefill curve at {batch} x {length} tokens"))
             for batch in DISTSERVE_DECODE_BATCHES:
                 a, b, c = small if batch < threshold else large
                 for context in DISTSERVE_DECODE_CONTEXTS:
                     ms = a + b * batch * (context + 1) + c * batch
-                    steps.append(MeasuredStep(model, gpu, tensor_parallel, "decode", batch, context, 1, ms * MS,
-                                              f"{where} decode curve"))
+                    steps.append(MeasuredStep(model, gpu, tensor_parallel, "decode", batch, context, 1,
+                                              _curve_seconds(ms, where, "decode", batch, context),
+                                              f"{where} decode curve at {batch} x {context} tokens"))
     return steps
+
+
+def _unique_keys(path: Path, pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object's pairs as a dict; a key given twice is an error (json keeps the last one, silently)."""
+    keys = [k for k, _ in pairs]
+    twice = next((k for k in keys if keys.count(k) > 1), None)
+    if twice is not None:
+        raise InputError(f"{path}: key {quote(twice)} more than once in one object")
+    return dict(pairs)
+
+
+def _finite(value: object) -> float | None:
+    """``value`` as a float if it is a finite number (not a bool, a string or a list), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond a float's range
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _coefficients(value: object, where: str, key: str) -> tuple[float, float, float]:
+    numbers = [_finite(v) for v in value] if isinstance(value, list) else []
+    if len(numbers) != 3 or None in numbers:
+        raise InputError(f"{where}: {key} {quote(value)} is not three finite numbers [a, b, c]")
+    return numbers[0], numbers[1], numbers[2]
+
+
+def _curve_seconds(ms: float, where: str, phase: str, batch: int, tokens: int) -> float:
+    """A curve's value at a point, in seconds: a step's time, positive and at most an hour."""
+    if not 0 < ms * MS <= MAX_PROFILED_TIME_S:
+        raise InputError(f"{where}: the {phase} curve gives {ms:.4g} ms at {batch} x {tokens} tokens (a step takes "
+                         f"a positive time, at most an hour)")
+    return ms * MS
 
 
 def _distserve_gpu(path: Path) -> str:
