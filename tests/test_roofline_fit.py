@@ -271,6 +271,45 @@ def test_a_point_whose_kv_does_not_fit_one_instance_is_flagged():
     assert screen(steps, configs) == ["", "KV of 16,640 tokens, one instance holds 9,440"]
 
 
+def test_a_point_whose_kv_does_not_fit_is_never_timed(monkeypatch):
+    """A trillion sequences (a row's typo): timing it built a step shape one sequence at a time, for hours."""
+    from sim.serving import roofline_fit
+
+    timed = roofline_fit.predict
+
+    def predict(step, compute):
+        assert step.batch < 10**6, "a point left out for its KV was timed"
+        return timed(step, compute)
+
+    monkeypatch.setattr(roofline_fit, "predict", predict)
+    steps = [MeasuredStep("llama-3.1-8b", "a100-80gb", 1, phase, batch, 512, 4, 1.0, "hand")
+             for phase in ("prefill", "decode") for batch in (4, 10**12)]
+    reasons = screen(steps, point_configs(steps, load_config(None)))
+    assert [r.split(", one")[0] for r in reasons] == ["", "KV of 512,000,000,000,000 tokens", "",
+                                                   "KV of 528,000,000,000,000 tokens"]
+
+
+def test_a_point_whose_weights_do_not_fit_is_left_out_and_named():
+    """Llama-2-70B's 128.5 GiB of weights on one 80 GB A100: no instance of kvsim's runs it (the error named no point
+    and told the user to raise serving.tensor_parallel_size, a key fit_roofline does not read)."""
+    steps = [MeasuredStep("llama2-70b", "a100-80gb", tp, "decode", 1, 512, 4, 0.05, "hand") for tp in (1, 4)]
+    reasons = screen(steps, point_configs(steps, load_config(None)))
+    assert reasons[1] == "" and reasons[0].startswith("model llama-2-70b (128.5 GiB of weights per GPU) does not fit")
+
+
+@pytest.mark.parametrize("sets, aliases, decode_s", [
+    ([], {"my-llama": "llama-3.1-8b"}, 0.03),  # the table's name mapped: the launch start looked it up unmapped
+    (["compute.host_step_us=2000000"], {}, 0.03),  # a start above the fit's bound of a second
+    ([], {}, 100.0),  # a 100 s decode step: its launch start, 3 s a layer, above the bound
+], ids=["alias", "config-start", "slow-point"])
+def test_the_fit_starts_inside_its_bounds_from_any_table(sets, aliases, decode_s):
+    model = next(iter(aliases), "llama-3.1-8b")
+    steps = [MeasuredStep(model, "a100-80gb", 1, "decode", 4, 512, 8, decode_s, "hand"),
+             MeasuredStep(model, "a100-80gb", 1, "prefill", 1, 2048, 1, 0.5, "hand")]
+    fitted = fit(steps, point_configs(steps, load_config(None, sets=sets), aliases))
+    assert 0 <= fitted.values["launch_layer_us"] <= 1e6 and 0 <= fitted.values["host_step_us"] <= 1e6
+
+
 def test_a_table_model_kvsim_does_not_know_is_named():
     step = MeasuredStep("gpt-7", "a100-80gb", 1, "decode", 1, 10, 2, 0.01, "perf.csv: gpt-7 TP 1")
     with pytest.raises(InputError, match="perf.csv: gpt-7 TP 1: model 'gpt-7' is not in profiles/models.yaml"):

@@ -31,6 +31,9 @@ FIT_KEYS = ("flops_efficiency", "bandwidth_efficiency", "host_step_us", "host_se
 EFFICIENCY_KEYS = ("flops_efficiency", "bandwidth_efficiency")
 MAX_HOST_US = 1e6  # a second of host time a step or a layer: far beyond any engine's
 SOFT_L1_SCALE = 0.05  # residuals (log ratios) beyond ~5% count linearly, not squared
+# the fastest the model allows: every efficiency at 1, no host time
+IDEAL = {"flops_efficiency": 1.0, "bandwidth_efficiency": 1.0, "host_step_us": 0.0, "host_sequence_us": 0.0,
+         "launch_layer_us": 0.0}
 HOLDOUT_AXES = {"tp": lambda s: f"TP {s.tensor_parallel_size}", "model": lambda s: s.model, "gpu": lambda s: s.gpu}
 
 
@@ -101,21 +104,31 @@ def relative_errors(steps: Sequence[MeasuredStep], configs: Sequence[Config], va
 
 def screen(steps: Sequence[MeasuredStep], configs: Sequence[Config]) -> list[str]:
     """Why each point cannot be a step of its model on its GPU as kvsim runs it ('' if it can); the caller leaves
-    those out and says so. Faster than the roofline at full efficiency with no host time allows: a broken row, no
-    constant fits it. More KV than one instance holds (kvsim's capacity for the config): the engine would have
-    preempted or swapped, which a table of step latencies does not describe."""
-    ideal = {"flops_efficiency": 1.0, "bandwidth_efficiency": 1.0, "host_step_us": 0.0, "host_sequence_us": 0.0,
-             "launch_layer_us": 0.0}
-    too_fast = relative_errors(steps, configs, ideal) > 0
-    capacity: dict[int, tuple[int, int]] = {}
+    those out and says so. Weights that leave no KV cache, or more KV than one instance holds (kvsim's capacity for the
+    config): the engine would have preempted or swapped, which a table of step latencies does not describe (checked
+    first: such a point is never timed, however large). Faster than the roofline at full efficiency with no host time
+    allows: a broken row, no constant fits it."""
+    capacity: dict[int, tuple[int, int] | str] = {}
     reasons = []
-    for step, config, fast in zip(steps, configs, too_fast):
+    for step, config in zip(steps, configs):
         if id(config) not in capacity:
-            capacity[id(config)] = (usable_kv_blocks(config), block_size(config))
-        blocks, size = capacity[id(config)]
+            try:
+                capacity[id(config)] = (usable_kv_blocks(config), block_size(config))
+            except ConfigError as error:  # the weights alone fill the GPU (the hint after ';' names a run's key)
+                capacity[id(config)] = str(error).split("; ")[0]
+        room = capacity[id(config)]
+        if isinstance(room, str):
+            reasons.append(room)
+            continue
+        blocks, size = room
         needed = step.batch * -(-(step.tokens + (step.steps if step.phase == "decode" else 0)) // size)
-        reasons.append("faster than the GPU's peak allows" if fast else
-                       f"KV of {needed * size:,} tokens, one instance holds {blocks * size:,}" if needed > blocks else "")
+        reasons.append(f"KV of {needed * size:,} tokens, one instance holds {blocks * size:,}" if needed > blocks
+                       else "")
+    fits = [i for i, r in enumerate(reasons) if not r]
+    too_fast = relative_errors([steps[i] for i in fits], [configs[i] for i in fits], IDEAL) > 0
+    for i, fast in zip(fits, too_fast):
+        if fast:
+            reasons[i] = "faster than the GPU's peak allows"
     return reasons
 
 
@@ -136,7 +149,7 @@ def fit(steps: Sequence[MeasuredStep], configs: Sequence[Config], keys: Sequence
         return np.log1p(relative_errors(steps, configs, dict(zip(keys, x.tolist()))))
 
     best = None
-    for start in _starts(steps, configs[0], keys):
+    for start in _starts(steps, configs, keys, lower, upper):
         result = least_squares(residuals, start, bounds=(lower, upper), loss="soft_l1", f_scale=SOFT_L1_SCALE,
                                x_scale="jac")
         if best is None or result.cost < best.cost:
@@ -145,16 +158,19 @@ def fit(steps: Sequence[MeasuredStep], configs: Sequence[Config], keys: Sequence
     return Fit(values, relative_errors(steps, configs, values))
 
 
-def _starts(steps: Sequence[MeasuredStep], config: Config, keys: Sequence[str]) -> list[np.ndarray]:
-    """Where the search starts: the config's values, and, for the launch cost (whose gradient is zero while the GPU
-    is the slower), also at the level where the fastest measured decode step would be launch-bound."""
-    start = np.array([float(getattr(config.compute, k)) for k in keys])
+def _starts(steps: Sequence[MeasuredStep], configs: Sequence[Config], keys: Sequence[str], lower: Sequence[float],
+            upper: Sequence[float]) -> list[np.ndarray]:
+    """Where the search starts (inside the bounds): the config's values, and, for the launch cost (whose gradient is
+    zero while the GPU is the slower), also at the level where the fastest measured decode step would be
+    launch-bound (each point's model as its config resolved it: a table's name may be an alias)."""
+    start = np.clip([float(getattr(configs[0].compute, k)) for k in keys], lower, upper)
     starts = [start]
     if "launch_layer_us" in keys:
-        decodes = [s.seconds / model_spec(canonical_model(s.model)).num_layers for s in steps if s.phase == "decode"]
+        decodes = [s.seconds / model_spec(c.model).num_layers for s, c in zip(steps, configs) if s.phase == "decode"]
         if decodes:
             launch = start.copy()
-            launch[list(keys).index("launch_layer_us")] = min(decodes) / 1e-6
+            index = list(keys).index("launch_layer_us")
+            launch[index] = np.clip(min(decodes) / 1e-6, lower[index], upper[index])
             starts.append(launch)
     return starts
 
