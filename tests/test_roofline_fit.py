@@ -399,6 +399,13 @@ def test_the_tool_writes_an_overlay_a_run_loads(tool, tmp_path, capsys, run_cli)
     (["{table}", "--alias", "h100"], "--alias 'h100': write NAME=KVSIM"),
     (["{table}", "--fit", ""], "--fit: nothing"),
     (["{curves}"], "curves.json: m: not a mapping of tensor-parallel sizes"),
+    # a name among others that match was ignored: a typo fitted fewer points than asked for, exit 0
+    (["{table}", "--only", "llama-3.1-8b", "--only", "a100-80gbb"], "--only a100-80gbb: the table names no"),
+    # the table sets each point's model, GPU and TP: these were unread, then written into the overlay (loading it
+    # switched a run to the model given here)
+    (["{table}", "--set", "model=opt-13b"], "--set model: the table gives each point's"),
+    (["{table}", "--set", "serving.tensor_parallel_size=4"], "--set serving.tensor_parallel_size: the table"),
+    (["{table}", "--fit", "flops_efficiency,flops_efficiency"], "--fit: flops_efficiency more than once"),
 ])
 def test_bad_tool_inputs_exit_2_naming_them(tool, tmp_path, capsys, argv, named):
     table = tmp_path / "perf.csv"
@@ -410,6 +417,24 @@ def test_bad_tool_inputs_exit_2_naming_them(tool, tmp_path, capsys, argv, named)
     err = printed.err
     assert status == 2 and named in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert "points from" not in printed.out  # refused before any work
+
+
+def test_a_table_with_no_point_left_says_why(tool, tmp_path, capsys):
+    """Every point left out for its KV (a million 512-token prompts): the refusal blamed the GPU's peak."""
+    table = tmp_path / "perf.csv"
+    table.write_text(f"{HEADER}\nllama-3.1-8b,a100-80gb,512,1000000,128,1,1,100,10,0,2\n")
+    status = tool.main([str(table)])
+    printed = capsys.readouterr()
+    assert status == 2 and "KV of" in printed.out
+    assert "no point left to fit: every one is left out above" in printed.err and "peak" not in printed.err
+
+
+def test_a_holdout_with_one_group_says_so(tool, tmp_path, capsys):
+    """One TP in the table: nothing to hold out, which the default --holdout tp passed over in silence."""
+    table = tmp_path / "perf.csv"
+    table.write_text(f"{HEADER}\n{GOOD}\n")
+    assert tool.main([str(table)]) == 0
+    assert "held out tp: one group only (TP 2), nothing to predict from the others" in capsys.readouterr().out
 
 
 def test_table_names_resolve_through_aliases():

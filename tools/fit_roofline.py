@@ -15,6 +15,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere: the repository's packages
 
 
+TABLE_KEYS = ("model", "hardware.gpu", "serving.tensor_parallel_size")  # what each point of a table sets
+
 EPILOG = """\
 The roofline has five free constants: compute.flops_efficiency and bandwidth_efficiency, and the host's part of a
 step, compute.host_step_us and host_sequence_us (in series with the GPU) and launch_layer_us (launching a layer's
@@ -65,18 +67,38 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     import numpy as np
 
     from sim.config import load_config
+    from sim.config_yaml import parse_set
     from sim.errors import InputError
     from sim.report.output import atomic_write_text, check_writable
     from sim.serving.measured_latency import read_table
-    from sim.serving.roofline_fit import check_keys, fit, holdout, mape, point_configs, relative_errors, screen
+    from sim.serving.roofline_fit import (
+        HOLDOUT_AXES,
+        check_keys,
+        fit,
+        holdout,
+        mape,
+        point_configs,
+        relative_errors,
+        screen,
+    )
 
     if args.out is not None:
         check_writable(args.out, "--out")
     keys = [k.strip() for k in args.fit.split(",") if k.strip()]
     check_keys(keys)
+    for assignment in args.sets:
+        key = parse_set(assignment)[0]
+        if key in TABLE_KEYS:  # unread, and the overlay would carry it to every run that loads it
+            raise InputError(f"--set {key}: the table gives each point's model, GPU and TP (map a name it uses to "
+                             "kvsim's with --alias NAME=KVSIM)")
     base = load_config(args.config, sets=args.sets, mode="single")
     steps = read_table(args.table)
     if args.only:
+        named = {s.model for s in steps} | {s.gpu for s in steps}
+        absent = [name for name in args.only if name not in named]
+        if absent and len(absent) < len(args.only):  # (none matching at all: 'no points of ...' below)
+            raise InputError(f"--only {absent[0]}: the table names no model or GPU so (it names "
+                             f"{', '.join(sorted(named))[:200]})")
         steps = [s for s in steps if s.model in args.only or s.gpu in args.only]
     if not steps:
         raise InputError(f"{args.table}: no points{' of ' + ', '.join(args.only) if args.only else ''}")
@@ -96,7 +118,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         steps = [s for s, r in zip(steps, reasons) if not r]
         configs = [c for c, r in zip(configs, reasons) if not r]
         if not steps:
-            raise InputError(f"{args.table}: every point is faster than the GPU's peak allows")
+            raise InputError(f"{args.table}: no point left to fit: every one is left out above")
     before = relative_errors(steps, configs, {})
     fitted = fit(steps, configs, keys)
     held = {} if args.holdout == "none" else holdout(steps, configs, args.holdout, keys)
@@ -108,6 +130,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         print(f"{' '.join(map(str, group)):<44} {len(index):>4} {_pair(before[index]):>21} "
               f"{_pair(fitted.errors[index]):>19}")
     print(f"{'all':<44} {len(steps):>4} {_pair(before):>21} {_pair(fitted.errors):>19}")
+    if args.holdout != "none" and not held:
+        print(f"held out {args.holdout}: one group only ({HOLDOUT_AXES[args.holdout](steps[0])}), nothing to predict "
+              "from the others")
     for group, errors in held.items():
         print(f"held out {args.holdout} {group}: MAPE {mape(errors):.1f}%, median {_median(errors):.1f}% "
               f"({len(errors)} points predicted from a fit to the others)")

@@ -137,6 +137,9 @@ def check_keys(keys: Sequence[str]) -> None:
     unknown = [k for k in keys if k not in FIT_KEYS]
     if unknown or not keys:
         raise InputError(f"--fit: {', '.join(unknown) or 'nothing'}; choose from {', '.join(FIT_KEYS)}")
+    twice = next((k for k in keys if keys.count(k) > 1), None)
+    if twice is not None:  # two parameters of one key: the fit set it from the last, the first a free dimension
+        raise InputError(f"--fit: {twice} more than once")
 
 
 def fit(steps: Sequence[MeasuredStep], configs: Sequence[Config], keys: Sequence[str] = FIT_KEYS) -> Fit:
