@@ -124,6 +124,8 @@ SETTING_MODES: dict[str, frozenset[str]] = {
     "network.": frozenset({"pd", "cluster", CLUSTER_PD, "check-calibration"}),  # KV transfers, moves between nodes
     "slo.": SERVING | {CLUSTER_PD},
     "compute.": SERVING | {CLUSTER_PD, "check-calibration"},  # step times; the cache-only replay has no clock
+    # the host's part of a step (sim.serving.host_time): --check-calibration compares operators, which have none
+    **{f"compute.{key}": SERVING | {CLUSTER_PD} for key in ("host_step_us", "host_sequence_us", "launch_layer_us")},
     **{f"cluster.{key}": frozenset({"cluster", CLUSTER_PD})
        for key in ("num_racks", "nodes_per_rack", "uplink_gbps", "oversubscription", "uplink_latency_us")},
     # the router of the single-node mode's workers and of a cluster (--router); PD routes with pd.router

@@ -87,3 +87,12 @@ def test_host_costs_lengthen_a_served_run(run_cli, tmp_path):
         outputs.append(json.loads(out.read_text()))
     plain, slow = (o["runs"][0]["metrics"]["tpot_s"]["mean"] for o in outputs)
     assert slow > plain + 1.9e-3  # every decode step pays the 2 ms
+
+
+@pytest.mark.parametrize("key", ["compute.host_step_us", "compute.host_sequence_us", "compute.launch_layer_us"])
+def test_check_calibration_refuses_the_host_costs_it_never_reads(run_cli, key):
+    """--check-calibration compares a profile's operators with the roofline's, which have no host part: the keys were
+    accepted and left its report as it was (exit 0), while its other unread settings are refused."""
+    status, _, err = run_cli("--check-calibration", "profiles/rtx4090_llama31_8b_vllm.yaml", "--no-plot", "--quiet",
+                             "--set", f"{key}=2000")
+    assert status == 2 and f"--set {key}: not used by --check-calibration" in err and len(err.strip().splitlines()) == 1
