@@ -310,6 +310,20 @@ def test_the_fit_starts_inside_its_bounds_from_any_table(sets, aliases, decode_s
     assert 0 <= fitted.values["launch_layer_us"] <= 1e6 and 0 <= fitted.values["host_step_us"] <= 1e6
 
 
+@pytest.mark.parametrize("step, named", [
+    # vLLM's KV-head rule: 8 KV heads neither split over nor replicated on 3 ranks (its config check refuses it)
+    (MeasuredStep("llama-3.2-3b", "a100-80gb", 3, "decode", 1, 512, 4, 0.05, "perf.csv: row 2"),
+     "perf.csv: row 2: config key 'serving.tensor_parallel_size'=3 does not fit model llama-3.2-3b"),
+    # an instance is one node's GPUs: TP 16 on 8-GPU nodes was fitted with a 16-GPU NVLink ring kvsim cannot run
+    (MeasuredStep("llama2-70b", "a100-80gb", 16, "decode", 1, 512, 4, 0.05, "perf.csv: row 3"),
+     "perf.csv: row 3: config key 'serving.tensor_parallel_size'=16 exceeds 'hardware.gpus_per_node'=8"),
+], ids=["kv-heads", "node"])
+def test_a_point_config_kvsim_refuses_is_named(step, named):
+    """Each point's config was built with dataclasses.replace, past the config's own checks."""
+    with pytest.raises(InputError, match=re.escape(named)):
+        point_configs([step], load_config(None))
+
+
 def test_a_table_model_kvsim_does_not_know_is_named():
     step = MeasuredStep("gpt-7", "a100-80gb", 1, "decode", 1, 10, 2, 0.01, "perf.csv: gpt-7 TP 1")
     with pytest.raises(InputError, match="perf.csv: gpt-7 TP 1: model 'gpt-7' is not in profiles/models.yaml"):

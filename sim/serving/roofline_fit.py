@@ -20,6 +20,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from sim.config import MIN_EFFICIENCY, Config
+from sim.config_rules import validate
 from sim.errors import ConfigError, InputError
 from sim.serving.compute_backend import compute_model
 from sim.serving.engine_limits import block_size
@@ -68,6 +69,10 @@ def _point_config(step: MeasuredStep, base: Config, aliases: dict[str, str]) -> 
     if spec.num_attention_heads % step.tensor_parallel_size:
         raise InputError(f"{step.source}: TP {step.tensor_parallel_size} does not divide {model}'s "
                          f"{spec.num_attention_heads} attention heads")
+    try:  # the config's own rules, which replace() bypassed: vLLM's KV-head split, an instance within one node, ...
+        validate(config)
+    except ConfigError as error:
+        raise InputError(f"{step.source}: {error}") from None
     return config
 
 
