@@ -420,13 +420,18 @@ def test_the_tool_writes_an_overlay_a_run_loads(tool, tmp_path, capsys, run_cli)
     (["{table}", "--set", "model=opt-13b"], "--set model: the table gives each point's"),
     (["{table}", "--set", "serving.tensor_parallel_size=4"], "--set serving.tensor_parallel_size: the table"),
     (["{table}", "--fit", "flops_efficiency,flops_efficiency"], "--fit: flops_efficiency more than once"),
+    # the overlay was written over the table it was fitted to (exit 0)
+    (["{table}", "--out", "{table}"], "perf.csv' is also the path of the table"),
+    (["{table}", "--config", "{config}", "--out", "{config}"], "base.yaml' is also the path of --config"),
 ])
 def test_bad_tool_inputs_exit_2_naming_them(tool, tmp_path, capsys, argv, named):
     table = tmp_path / "perf.csv"
     table.write_text(f"{HEADER}\nllama-3.1-8b,a100-80gb,512,2,128,1,1,100,10,0,2\n")
     curves = tmp_path / "curves.json"
     curves.write_text('{"m": [1, 2]}')
-    status = tool.main([a.format(table=table, curves=curves) for a in argv])
+    config = tmp_path / "base.yaml"
+    config.write_text("serving: {enforce_eager: true}\n")
+    status = tool.main([a.format(table=table, curves=curves, config=config) for a in argv])
     printed = capsys.readouterr()
     err = printed.err
     assert status == 2 and named in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

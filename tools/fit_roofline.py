@@ -69,7 +69,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     from sim.config import load_config
     from sim.config_yaml import parse_set
     from sim.errors import InputError
-    from sim.report.output import atomic_write_text, check_writable
+    from sim.report.output import atomic_write_text, check_distinct, check_writable
     from sim.serving.measured_latency import read_table
     from sim.serving.roofline_fit import (
         HOLDOUT_AXES,
@@ -84,6 +84,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 
     if args.out is not None:
         check_writable(args.out, "--out")
+        aliased = [(f"--alias {a}", a.partition("=")[2]) for a in args.alias if Path(a.partition("=")[2]).exists()]
+        check_distinct([("the table", args.table), ("--config", args.config), *aliased], [("--out", args.out)])
     keys = [k.strip() for k in args.fit.split(",") if k.strip()]
     check_keys(keys)
     for assignment in args.sets:
