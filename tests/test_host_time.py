@@ -48,11 +48,26 @@ def test_launch_bound_eager_decode_step_is_the_host_formula_alone():
 
 
 def test_gpu_bound_step_adds_only_the_serial_costs():
-    timed, gpu = models("serving.enforce_eager=true", "compute.host_step_us=1000", "compute.host_sequence_us=100",
-                        "compute.launch_layer_us=10")
+    """A synchronous engine pays its host work in series with the GPU; under asynchronous scheduling the next step's
+    host work (1.4 ms + 0.32 ms of launches) runs during this step's ~6 ms on the GPU, and costs nothing."""
+    host = ["serving.enforce_eager=true", "compute.host_step_us=1000", "compute.host_sequence_us=100",
+            "compute.launch_layer_us=10"]
+    timed, gpu = models(*host, "serving.async_scheduling=false")
     shape = decode_shape(4, 100)
-    assert gpu.step_time(shape) > LAYERS * 10e-6
+    assert gpu.step_time(shape) > 1.4e-3 + LAYERS * 10e-6
     assert timed.step_time(shape) == pytest.approx(1e-3 + 4e-4 + gpu.step_time(shape), rel=1e-12)
+    overlapped, _ = models(*host)  # serving.async_scheduling: true, vLLM's default
+    assert overlapped.step_time(shape) == pytest.approx(gpu.step_time(shape), rel=1e-12)
+
+
+def test_host_bound_step_under_async_scheduling_is_the_host_work():
+    """20 ms of host work a step, more than the GPU's ~6 ms: the step takes the host's 20 ms + 4 x 0.1 ms + 32 x 50 us
+    of launches, the GPU's time hidden under it."""
+    timed, gpu = models("serving.enforce_eager=true", "compute.host_step_us=20000", "compute.host_sequence_us=100",
+                        "compute.launch_layer_us=50")
+    shape = decode_shape(4, 100)
+    assert gpu.step_time(shape) < 20e-3
+    assert timed.step_time(shape) == pytest.approx(20e-3 + 4e-4 + LAYERS * 50e-6, rel=1e-12)
 
 
 def test_a_captured_step_launches_nothing_and_a_larger_one_does():
@@ -65,9 +80,10 @@ def test_a_captured_step_launches_nothing_and_a_larger_one_does():
 
 
 @pytest.mark.parametrize("launch_us", [10, 300])  # GPU-bound throughout; launch-bound while the KV is short
-def test_decode_window_prices_each_step_as_step_time(launch_us):
+@pytest.mark.parametrize("overlapped", ["true", "false"])
+def test_decode_window_prices_each_step_as_step_time(launch_us, overlapped):
     timed, _ = models("serving.enforce_eager=true", "compute.host_step_us=700", "compute.host_sequence_us=20",
-                      f"compute.launch_layer_us={launch_us}")
+                      f"compute.launch_layer_us={launch_us}", f"serving.async_scheduling={overlapped}")
     seqs, kv, steps = 96, 3000, 50
     window = timed.decode_times(decode_shape(seqs, kv), steps)
     singles = [timed.step_time(decode_shape(seqs, kv + k)) for k in range(steps)]
@@ -75,10 +91,11 @@ def test_decode_window_prices_each_step_as_step_time(launch_us):
 
 
 def test_host_costs_lengthen_a_served_run(run_cli, tmp_path):
-    """End to end: the same small run with 2 ms of host time a step takes longer, request for request."""
+    """End to end: the same small synchronous run with 2 ms of host time a step takes longer, request for request."""
     import json
 
-    common = ["--preset", "smoke", "--no-plot", "--quiet", "--set", "workload.synthetic.num_requests=20"]
+    common = ["--preset", "smoke", "--no-plot", "--quiet", "--set", "workload.synthetic.num_requests=20",
+              "--set", "serving.async_scheduling=false"]
     outputs = []
     for extra in ([], ["--set", "compute.host_step_us=2000"]):
         out = tmp_path / f"run{len(outputs)}.json"

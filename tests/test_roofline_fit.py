@@ -29,6 +29,9 @@ from tests.conftest import ROOT
 
 HEADER = "model,hardware,prompt_size,batch_size,token_size,peak_power,average_power,prompt_time,token_time,e2e_time," \
          "tensor_parallel"
+# the engine of Splitwise's measurements (2023): no CUDA graphs (vLLM added them in PR #1926, December 2023), and a
+# synchronous loop (vLLM's asynchronous scheduling came in 2025); the synthetic points are timed as such an engine too
+ENGINE_2023 = ["serving.enforce_eager=true", "serving.async_scheduling=false"]
 
 
 def test_splitwise_rows_become_median_points_in_seconds(tmp_path):
@@ -233,7 +236,7 @@ TRUTH = {"flops_efficiency": 0.45, "bandwidth_efficiency": 0.7, "host_step_us": 
 def synthetic_points() -> tuple[list[MeasuredStep], list]:
     """Points timed by the model itself at known constants (an eager engine): GPU-bound steps (TP 1: an 8B model's
     weights take ~11 ms to read, launches 8 ms) and launch-bound ones (TP 4), prefills and decodes."""
-    base = load_config(None, sets=["serving.enforce_eager=true"])
+    base = load_config(None, sets=ENGINE_2023)
     steps = []
     for tp in (1, 4):
         for batch, tokens in [(1, 128), (1, 2048), (4, 1024), (1, 8192)]:
@@ -348,7 +351,7 @@ def splitwise_llama(shared_data):
     """Splitwise's measured A100 points of Llama-2-70B at TP 2, 4 and 8 (an engine without CUDA graphs)."""
     steps = [s for s in read_splitwise(shared_data / "profiles" / "splitwise_perf_model_a100.csv")
              if s.model == "llama2-70b"]
-    configs = point_configs(steps, load_config(None, sets=["serving.enforce_eager=true"]))
+    configs = point_configs(steps, load_config(None, sets=ENGINE_2023))
     reasons = screen(steps, configs)
     return ([s for s, r in zip(steps, reasons) if not r], [c for c, r in zip(configs, reasons) if not r],
             [r for r in reasons if r])
@@ -396,7 +399,7 @@ def test_the_tool_writes_an_overlay_a_run_loads(tool, tmp_path, capsys, run_cli)
     path.write_text(HEADER + "\n" + "".join(f"llama-3.1-8b,a100-80gb,{p},{b},65,1,1,{r['prompt']},{r['token']},0,{tp}\n"
                                             for (tp, b, p), r in rows.items()))
     out = tmp_path / "fitted.yaml"
-    status = tool.main([str(path), "--set", "serving.enforce_eager=true", "--holdout", "none", "--out", str(out)])
+    status = tool.main([str(path), "--set", ENGINE_2023[0], "--set", ENGINE_2023[1], "--holdout", "none", "--out", str(out)])
     printed = capsys.readouterr().out
     assert status == 0 and "fitted: " in printed
     overlay = load_config(None, overlays=[out]).compute
@@ -468,7 +471,7 @@ def test_the_committed_splitwise_overlay_is_what_the_tool_fits(shared_data):
     committed = load_config(None, overlays=[ROOT / "profiles" / "splitwise_a100_eager.yaml"])
     assert committed.serving.enforce_eager
     steps = read_splitwise(shared_data / "profiles" / "splitwise_perf_model_a100.csv")
-    configs = point_configs(steps, load_config(None, sets=["serving.enforce_eager=true"]))
+    configs = point_configs(steps, load_config(None, sets=ENGINE_2023))
     reasons = screen(steps, configs)
     fitted = fit([s for s, r in zip(steps, reasons) if not r], [c for c, r in zip(configs, reasons) if not r])
     for key, value in fitted.values.items():

@@ -102,7 +102,7 @@ def host_time(config: Config, graphs: CudagraphSizes) -> HostTime:
     """The host costs ``compute.host_step_us``, ``host_sequence_us`` and ``launch_layer_us`` give."""
     c = config.compute
     return HostTime(c.host_step_us * US, c.host_sequence_us * US, c.launch_layer_us * US,
-                    model_spec(config.model).num_layers, graphs.largest)
+                    model_spec(config.model).num_layers, graphs.largest, config.serving.async_scheduling)
 
 
 def gpu_compute_model(config: Config) -> RooflineCompute | ProfiledCompute | LLMServingSimCompute:

@@ -1,14 +1,17 @@
 """The host's part of a step: the CPU work a GPU cost model leaves out.
 
 A serving engine's step is not only GPU kernels. Before the forward pass the host schedules the batch and prepares
-its inputs, after it samples and processes the outputs; these run in series with the GPU (a synchronous engine waits
-for the step's tokens before it schedules the next one), at a cost per step and per scheduled sequence. During the
+its inputs, after it samples and processes the outputs, at a cost per step and per scheduled sequence. During the
 pass the host enqueues the kernels: asynchronously, so the GPU is only slowed when launching a layer's kernels takes
 longer than running them (small decode batches at high tensor-parallel degree), and not at all when the step replays
 a captured CUDA graph (vLLM captures steps up to ``sim.serving.cudagraph.CudagraphSizes.largest`` tokens; none
-under ``serving.enforce_eager``). So a step takes
+under ``serving.enforce_eager``). A synchronous engine waits for a step's tokens before it schedules the next one, so
+its host work runs in series with the GPU:
 
     host_step + host_sequence x sequences + max(GPU time, launch_layer x layers)   (launches: uncaptured steps only)
+
+With ``serving.async_scheduling`` (vLLM's default) the host schedules and prepares step k + 1 while the GPU runs step
+k, so a step lasts as long as the busier side: max(GPU time, host_step + host_sequence x sequences + launches).
 
 All three default to 0 (the GPU model alone, as the bundled calibrations were measured); ``tools/fit_roofline.py``
 derives them, with the roofline's efficiencies, from a table of measured step latencies.
@@ -36,6 +39,7 @@ class HostTime:
     launch_layer_s: float = 0.0  # enqueueing one layer's kernels of a step run without a CUDA graph (overlapped)
     num_layers: int = 0
     capture_tokens: int = 0  # steps of at most this many tokens replay a CUDA graph (0: none)
+    overlapped: bool = False  # serving.async_scheduling: the next step's host work runs during this step's GPU work
 
     @property
     def is_zero(self) -> bool:
@@ -46,7 +50,10 @@ class HostTime:
         return 0.0 if tokens <= self.capture_tokens else self.launch_layer_s * self.num_layers
 
     def step_time(self, gpu_s: float, tokens: int, sequences: int) -> float:
-        return self.step_s + self.sequence_s * sequences + max(gpu_s, self.launch_s(tokens))
+        serial = self.step_s + self.sequence_s * sequences
+        if self.overlapped:
+            return max(gpu_s, serial + self.launch_s(tokens))
+        return serial + max(gpu_s, self.launch_s(tokens))
 
 
 class HostBoundCompute:
@@ -72,5 +79,7 @@ class HostBoundCompute:
     def decode_times(self, first: StepShape, steps: int, share: DataParallelShare | None = None) -> np.ndarray:
         gpu = self.gpu.decode_times(first, steps, share)
         tokens = first.tokens if share is None else share.tokens
-        return (self.host.step_s + self.host.sequence_s * first.decode_seqs
-                + np.maximum(gpu, self.host.launch_s(tokens)))
+        host, serial = self.host, self.host.step_s + self.host.sequence_s * first.decode_seqs
+        if host.overlapped:
+            return np.maximum(gpu, serial + host.launch_s(tokens))
+        return serial + np.maximum(gpu, host.launch_s(tokens))
