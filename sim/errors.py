@@ -37,6 +37,9 @@ class Terminated(KeyboardInterrupt):
 
 
 def _terminate(signum: int, frame: object) -> None:
+    # the command is stopping: a second SIGTERM (coreutils ``timeout`` signals the command, then its process group)
+    # must not interrupt the stopping itself (``command_status`` puts the previous handler back when it returns)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise Terminated
 
 

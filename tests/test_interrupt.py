@@ -386,3 +386,26 @@ def test_a_stopped_run_says_so_in_one_line_whatever_its_frames_leave(monkeypatch
 
     assert command_status("kvsim", body) == code
     assert capsys.readouterr().err == f"kvsim: {line}\n"
+
+
+def test_a_second_sigterm_while_stopping_is_ignored(monkeypatch, capsys):
+    """coreutils ``timeout`` signals the command and then its process group, so the command gets SIGTERM twice; the
+    second one, landing while the first is being handled, raised Terminated out of the handler: a traceback."""
+    import sim.errors
+
+    said = []
+    say = sim.errors._say
+
+    def say_after_another_sigterm(line: str) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)  # the second signal, while the first is handled
+        said.append(line)
+        say(line)
+
+    monkeypatch.setattr(sim.errors, "_say", say_after_another_sigterm)
+
+    def body() -> int:
+        os.kill(os.getpid(), signal.SIGTERM)
+        return 0
+
+    assert command_status("kvsim", body) == 143
+    assert said == ["kvsim: terminated"]
