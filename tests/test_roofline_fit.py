@@ -411,6 +411,7 @@ def test_the_tool_writes_an_overlay_a_run_loads(tool, tmp_path, capsys, run_cli)
 
 @pytest.mark.parametrize("argv, named", [
     (["missing.csv"], "missing.csv: no such file"),
+    (["{directory}"], ": a directory, not a table"),
     (["{table}", "--fit", "flops_efficiency,speed"], "--fit: speed"),
     (["{table}", "--only", "nothing-here"], "no points of nothing-here"),
     (["{table}", "--alias", "h100"], "--alias 'h100': write NAME=KVSIM"),
@@ -434,7 +435,7 @@ def test_bad_tool_inputs_exit_2_naming_them(tool, tmp_path, capsys, argv, named)
     curves.write_text('{"m": [1, 2]}')
     config = tmp_path / "base.yaml"
     config.write_text("serving: {enforce_eager: true}\n")
-    status = tool.main([a.format(table=table, curves=curves, config=config) for a in argv])
+    status = tool.main([a.format(table=table, curves=curves, config=config, directory=tmp_path) for a in argv])
     printed = capsys.readouterr()
     err = printed.err
     assert status == 2 and named in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

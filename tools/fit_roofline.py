@@ -174,7 +174,8 @@ def _overlay(args: argparse.Namespace, argv: list[str], steps, values: dict[str,
     for assignment in args.sets:
         set_dotted(layer, *parse_set(assignment))
     for key, value in values.items():
-        set_dotted(layer, f"compute.{key}", float(f"{value:.6g}"))
+        # efficiencies to 6 figures; host costs to the nanosecond (a cost fitted to its bound of 0 is 0, not 1e-10)
+        set_dotted(layer, f"compute.{key}", float(f"{value:.6g}") if key.endswith("efficiency") else round(value, 3))
     header = [f"# made by: python tools/fit_roofline.py {' '.join(argv)}",
               f"# from {len(steps)} points of {args.table.name}; MAPE over them: roofline defaults {before:.1f}%, "
               f"fitted {after:.1f}%"]
