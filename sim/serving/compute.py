@@ -65,6 +65,21 @@ class ComputeModel(Protocol):
         ...
 
 
+class WrappedCompute:
+    """A compute model that changes another's step times (host costs, CUDA-graph padding); every other attribute is
+    the wrapped model's (``comm``, its specs)."""
+
+    def __init__(self, gpu: ComputeModel):
+        self.gpu = gpu
+        self.name = gpu.name
+        self.sliding_window = gpu.sliding_window
+
+    def __getattr__(self, attribute: str):
+        if attribute == "gpu":  # not set yet (an unpickled copy): no recursion
+            raise AttributeError(attribute)
+        return getattr(self.gpu, attribute)
+
+
 def _combine(compute_s: float, memory_s: float) -> float:
     return math.hypot(compute_s, memory_s)
 

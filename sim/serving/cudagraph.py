@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sim.config import Config, ServingConfig
-from sim.serving.compute import ComputeModel
+from sim.serving.compute import ComputeModel, WrappedCompute
 from sim.serving.moe import DataParallelShare
 from sim.serving.step_shape import StepShape
 
@@ -62,21 +62,14 @@ def config_cudagraph_sizes(config: Config) -> CudagraphSizes:
     return cudagraph_sizes(serving, config.hardware.gpu)
 
 
-class PaddedCompute:
+class PaddedCompute(WrappedCompute):
     """A compute model whose steps run at their CUDA graph's size (a step priced with a data-parallel ``share`` is
-    padded by its group already); everything else is the wrapped model's."""
+    padded by its group already)."""
 
     def __init__(self, gpu: ComputeModel, graphs: CudagraphSizes, data_parallel_size: int = 1):
-        self.gpu = gpu
+        super().__init__(gpu)
         self.graphs = graphs
         self.data_parallel_size = data_parallel_size  # a share-less step stands for D ranks like it
-        self.name = gpu.name
-        self.sliding_window = gpu.sliding_window
-
-    def __getattr__(self, attribute: str):  # the wrapped model's other attributes (``comm``, its specs)
-        if attribute == "gpu":  # not set yet (an unpickled copy): no recursion
-            raise AttributeError(attribute)
-        return getattr(self.gpu, attribute)
 
     def _share(self, tokens: int) -> DataParallelShare | None:
         padded = self.graphs.padded(tokens)

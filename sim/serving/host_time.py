@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim.serving.compute import ComputeModel
+from sim.serving.compute import ComputeModel, WrappedCompute
 from sim.serving.moe import DataParallelShare
 from sim.serving.step_shape import StepShape
 
@@ -56,19 +56,12 @@ class HostTime:
         return serial + max(gpu_s, self.launch_s(tokens))
 
 
-class HostBoundCompute:
-    """A compute model whose steps also pay the host's costs (``HostTime``); everything else is the wrapped model's."""
+class HostBoundCompute(WrappedCompute):
+    """A compute model whose steps also pay the host's costs (``HostTime``)."""
 
     def __init__(self, gpu: ComputeModel, host: HostTime):
-        self.gpu = gpu
+        super().__init__(gpu)
         self.host = host
-        self.name = gpu.name
-        self.sliding_window = gpu.sliding_window
-
-    def __getattr__(self, attribute: str):  # the wrapped model's other attributes (``comm``, its specs)
-        if attribute == "gpu":  # not set yet (an unpickled copy): no recursion
-            raise AttributeError(attribute)
-        return getattr(self.gpu, attribute)
 
     def step_time(self, shape: StepShape, share: DataParallelShare | None = None) -> float:
         if shape.tokens == 0:
