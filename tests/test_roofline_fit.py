@@ -416,6 +416,8 @@ def test_the_tool_writes_an_overlay_a_run_loads(tool, tmp_path, capsys, run_cli)
     (["{table}", "--only", "nothing-here"], "no points of nothing-here"),
     (["{table}", "--alias", "h100"], "--alias 'h100': write NAME=KVSIM"),
     (["{table}", "--fit", ""], "--fit: nothing"),
+    (["{table}", "--set", "compute.backend=profiled", "--set", "compute.profile={directory}"],
+     "--fit flops_efficiency: compute.backend 'profiled' times steps from its profile"),
     (["{curves}"], "curves.json: m: not a mapping of tensor-parallel sizes"),
     # a name among others that match was ignored: a typo fitted fewer points than asked for, exit 0
     (["{table}", "--only", "llama-3.1-8b", "--only", "a100-80gbb"], "--only a100-80gbb: the table names no"),

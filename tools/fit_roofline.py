@@ -96,6 +96,11 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
             raise InputError(f"--set {key}: the table gives each point's model, GPU and TP (map a name it uses to "
                              "kvsim's with --alias NAME=KVSIM)")
     base = load_config(args.config, sets=args.sets, mode="single")
+    unread = [k for k in keys if k.endswith("efficiency")] if base.compute.backend == "profiled" else []
+    if unread:  # a profile's tables time the GPU's part: only the host's costs change its steps
+        raise InputError(f"--fit {unread[0]}: compute.backend 'profiled' times steps from its profile, not the "
+                         "roofline's efficiencies; fit the host's costs alone (--fit host_step_us,host_sequence_us,"
+                         "launch_layer_us)")
     steps = read_table(args.table)
     if args.only:
         named = {s.model for s in steps} | {s.gpu for s in steps}
@@ -127,7 +132,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     fitted = fit(steps, configs, keys)
     held = {} if args.holdout == "none" else holdout(steps, configs, args.holdout, keys)
     print("fitted: " + ", ".join(f"{k} {v:.4g}" for k, v in fitted.values.items()))
-    print(f"{'points':<44} {'n':>4} {'roofline MAPE/median':>21} {'fitted MAPE/median':>19}")
+    print(f"{'points':<44} {'n':>4} {base.compute.backend + ' MAPE/median':>21} {'fitted MAPE/median':>19}")
     groups = sorted({s.group for s in steps}, key=str)
     for group in groups:
         index = [i for i, s in enumerate(steps) if s.group == group]
