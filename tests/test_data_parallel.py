@@ -54,9 +54,10 @@ def test_an_idle_rank_takes_a_padded_dummy_step():
 def test_ranks_wait_for_the_slowest():
     config = load_config(None, sets=GROUP)
     compute = compute_model(config)
-    # 100 and 1,000 tokens: 1,000 is above the capture limit (512), so nobody is padded: G = 1,100
-    slow = compute.step_time(_prefill(1000), DataParallelShare(1000, 1100))
-    fast = compute.step_time(_prefill(100), DataParallelShare(100, 1100))
+    # 100 and 1,000 tokens: 1,000 is above the capture limit (512), so the ranks' synced graph mode is NONE and nobody
+    # is padded to the other's count; each runs eagerly at its own padded count (104, vLLM 0.33's dp_utils.py): G = 1,104
+    slow = compute.step_time(_prefill(1000), DataParallelShare(1000, 1104))
+    fast = compute.step_time(_prefill(100), DataParallelShare(104, 1104))
     assert fast < slow
     assert _ttft(config, [0.0, 0.0], [1000, 100]) == pytest.approx([slow, slow], rel=1e-12)
 

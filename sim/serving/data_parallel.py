@@ -76,7 +76,11 @@ class LockstepGroup:
         included)."""
         own_tokens = own_tokens + [DUMMY_STEP_TOKENS] * (self.size - len(own_tokens))  # members not built yet
         top = max(own_tokens)
-        tokens = [self.graphs.padded(top)] * len(own_tokens) if top <= self.graphs.largest else own_tokens
+        # every rank at its graph's size; all at the largest one's when every rank runs a graph, else (a rank above
+        # the largest graph: the synced mode is NONE) each eagerly at its own padded count (dp_utils.py
+        # ``_synchronize_dp_ranks``, then ``_determine_batch_execution_and_padding``'s re-dispatch)
+        padded = [self.graphs.padded(t) for t in own_tokens]
+        tokens = [max(padded)] * len(padded) if top <= self.graphs.largest else padded
         group = sum(tokens)
         return [DataParallelShare(t, group) for t in tokens]
 
