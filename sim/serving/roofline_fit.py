@@ -185,7 +185,7 @@ def _starts(steps: Sequence[MeasuredStep], configs: Sequence[Config], keys: Sequ
 
 def holdout(steps: Sequence[MeasuredStep], configs: Sequence[Config], axis: str, keys: Sequence[str] = FIT_KEYS,
             ) -> dict[str, np.ndarray]:
-    """Per group of ``axis`` (tp, model, gpu, phase): its points' relative errors when fitted on the other groups."""
+    """Per group of ``axis`` (tp, model, gpu): its points' relative errors when fitted on the other groups."""
     label: Callable[[MeasuredStep], str] = HOLDOUT_AXES[axis]
     labels = [label(s) for s in steps]
     out: dict[str, np.ndarray] = {}
