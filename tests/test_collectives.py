@@ -174,3 +174,33 @@ def test_measured_reduce_scatter_prices_the_expert_exchange(tmp_path):
     only_gather = MeasuredCollectives.load(path, RingCollectives(1e9, 0.0))
     assert only_gather.reduce_scatter(4000, 2) == only_gather.all_gather(4000, 2)
     assert RingCollectives(1e9, 1e-6).reduce_scatter(4000, 4) == RingCollectives(1e9, 1e-6).all_gather(4000, 4)
+
+
+def test_a_one_size_group_the_run_never_reads_is_not_refused(tmp_path):
+    """A Vidur all_reduce.csv whose 4-worker group has one size: a TP 2 run reads only the 2-worker rows (its
+    all-reduces priced from them), so it runs; a TP 4 run would price every all-reduce at that one time: refused."""
+    from sim.errors import ConfigError
+    from sim.serving.compute_backend import collectives_model
+
+    header = ",time_stats.all_reduce.median,rank,num_workers,size,collective,devices_per_node,max_devices_per_node\n"
+    rows = [f"{i},{ms},0,2,{size},all_reduce,2,8\n" for i, (size, ms) in enumerate([(1024, 0.01), (1 << 20, 0.02)])]
+    rows.append("9,0.05,0,4,2048,all_reduce,4,8\n")
+    (tmp_path / "all_reduce.csv").write_text(header + "".join(rows))
+    sets = [f"compute.collectives={tmp_path}", "hardware.gpu=a100-80gb"]
+    two = collectives_model(load_config(None, sets=[*sets, "serving.tensor_parallel_size=2"]))
+    assert two.all_reduce(1024, 2) == pytest.approx(0.01e-3)  # the 2-worker row of 1,024 B
+    with pytest.raises(ConfigError, match="1 size for 4 workers"):
+        collectives_model(load_config(None, sets=[*sets, "serving.tensor_parallel_size=4"]))
+
+
+def test_a_table_without_the_runs_group_falls_back_to_the_ring(tmp_path):
+    """Measured at 2 workers only, run at TP 4: the ring prices the 4-worker all-reduces, as before a run's groups
+    were read alone (not "no rows")."""
+    from sim.serving.compute_backend import collectives_model, gpu_link
+
+    header = ",time_stats.all_reduce.median,rank,num_workers,size,collective,devices_per_node,max_devices_per_node\n"
+    (tmp_path / "all_reduce.csv").write_text(header + "0,0.01,0,2,1024,all_reduce,2,8\n1,0.02,0,2,2048,all_reduce,2,8\n")
+    config = load_config(None, sets=[f"compute.collectives={tmp_path}", "hardware.gpu=a100-80gb",
+                                     "serving.tensor_parallel_size=4"])
+    model = collectives_model(config)
+    assert model.all_reduce(1 << 20, 4) == pytest.approx(RingCollectives.over(gpu_link(config)).all_reduce(1 << 20, 4))

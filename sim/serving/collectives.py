@@ -178,37 +178,45 @@ class MeasuredCollectives:
     # ------------------------------------------------------------------ loading
 
     @classmethod
-    def load(cls, path: str | Path, fallback: RingCollectives) -> "MeasuredCollectives":
-        """A Vidur network profile directory (``all_reduce.csv``, ``send_recv.csv``) or an LLMServingSim ``hardware.yaml``."""
+    def load(cls, path: str | Path, fallback: RingCollectives, used_ranks: frozenset[int] | None = None,
+             ) -> "MeasuredCollectives":
+        """A Vidur network profile directory (``all_reduce.csv``, ``send_recv.csv``) or an LLMServingSim
+        ``hardware.yaml``; ``used_ranks``: the group sizes a run reads (the others' tables are left unread, and
+        unchecked), None: every group (``--check-calibration`` judges them all)."""
         path = Path(path)
         if path.is_dir():
-            return cls.from_vidur(path, fallback)
+            return cls.from_vidur(path, fallback, used_ranks)
         if path.is_file() and path.suffix in (".yaml", ".yml"):
-            return cls.from_hardware_yaml(path, fallback)
+            return cls.from_hardware_yaml(path, fallback, used_ranks)
         raise ConfigError(f"compute.collectives {path}: neither a Vidur network profile directory "
                           "(all_reduce.csv, send_recv.csv) nor an LLMServingSim hardware.yaml")
 
     @classmethod
-    def from_vidur(cls, directory: Path, fallback: RingCollectives) -> "MeasuredCollectives":
+    def from_vidur(cls, directory: Path, fallback: RingCollectives, used_ranks: frozenset[int] | None = None,
+                   ) -> "MeasuredCollectives":
         """Vidur's collective profiles: ``time_stats.<collective>.median`` (ms) over ``size`` (bytes) per ``num_workers``.
 
         Only rows with all workers on one node (``devices_per_node == num_workers``, as Vidur's own
         predictor selects for TP all-reduces and intra-node sends) are used: a TP group is one node's GPUs.
         """
         tables: dict[tuple[str, int | None], tuple[np.ndarray, np.ndarray]] = {}
+        found = 0  # groups in the files (a run reads those of its own group sizes)
         for collective in ("all_reduce", "send_recv"):
             path = directory / f"{collective}.csv"
             if not path.is_file():
                 continue
             for ranks, frame in vidur_collective_rows(path, collective).groupby("num_workers"):
-                tables[(collective, int(ranks))] = _size_curve(frame, path, collective, int(ranks))
-        if not tables:
+                found += 1
+                if used_ranks is None or int(ranks) in used_ranks:
+                    tables[(collective, int(ranks))] = _size_curve(frame, path, collective, int(ranks))
+        if not found:
             raise ConfigError(f"compute.collectives {directory}: no all_reduce.csv or send_recv.csv rows with "
                               "all workers on one node")
         return cls(tables, fallback, str(directory))
 
     @classmethod
-    def from_hardware_yaml(cls, path: Path, fallback: RingCollectives) -> "MeasuredCollectives":
+    def from_hardware_yaml(cls, path: Path, fallback: RingCollectives, used_ranks: frozenset[int] | None = None,
+                           ) -> "MeasuredCollectives":
         """NCCL samples of an LLMServingSim ``hardware.yaml``: ``measured.interconnect.samples`` of
         ``{collective, bytes, us[, ranks]}``; samples without ``ranks`` were measured on the TP group in use."""
         data = read_profile_yaml(path, "compute.collectives file")
@@ -221,11 +229,11 @@ class MeasuredCollectives:
             except (KeyError, TypeError, ValueError):
                 raise ConfigError(f"{path}: interconnect sample {i} needs collective, bytes and us") from None
         tables = {}
-        for key, points in rows.items():
-            if key[0] not in COLLECTIVES:
-                continue
-            tables[key] = _size_curve(pd.DataFrame(points, columns=["size", "seconds"]), path, *key)
-        if not tables:
+        known = [key for key in rows if key[0] in COLLECTIVES]
+        for key in known:
+            if key[1] is None or used_ranks is None or key[1] in used_ranks:
+                tables[key] = _size_curve(pd.DataFrame(rows[key], columns=["size", "seconds"]), path, *key)
+        if not known:
             raise ConfigError(f"{path}: no measured.interconnect.samples of {', '.join(COLLECTIVES)}")
         return cls(tables, fallback, str(path))
 

@@ -57,7 +57,9 @@ def collectives_model(config: Config, bundle: Path | None = None) -> RingCollect
                                             else None)
     if source is None:
         return ring
-    measured = MeasuredCollectives.load(source, ring)
+    tp, dp = config.serving.tensor_parallel_size, config.serving.data_parallel_size
+    used = frozenset({tp, dp * tp})  # the TP group's collectives; a data-parallel group's MoE exchange over D x TP
+    measured = MeasuredCollectives.load(source, ring, used)
     if link_keys:
         raise ConfigError(f"{', '.join(link_keys)} set, but collectives are measured ({measured.source}); "
                           "drop the override or the table")
