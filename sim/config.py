@@ -103,8 +103,8 @@ class ServingConfig:
     # layers' KV as full attention's; they still slide)
     disable_hybrid_kv_cache_manager: bool = False
     # vLLM's --enforce-eager: no CUDA graphs, so the KV budget keeps the graphs' memory estimate
-    # (sim.serving.memory_profile) and data-parallel ranks are not padded to a common captured size
-    # (sim.serving.data_parallel). kvsim prices a step's kernels alike either way (it models no launch overhead).
+    # (sim.serving.memory_profile), no step is padded to a captured size (sim.serving.cudagraph, data_parallel), and
+    # every step pays compute.launch_layer_us a layer (sim.serving.host_time; 0 by default: no launch overhead)
     enforce_eager: bool = False
     # vLLM's --language-model-only (MultiModalConfig.language_model_only): a multimodal model (Gemma 3, Qwen3.5) served
     # as text only, every modality's limit 0: vLLM builds no vision tower (no tower weights) and its profile run no
