@@ -42,6 +42,9 @@ DISTSERVE_PREFILL_LENGTHS = (128, 256, 512, 1024, 2048)
 DISTSERVE_PREFILL_BATCHES = (1, 4)
 DISTSERVE_DECODE_BATCHES = (1, 4, 16, 64, 128, 256)
 DISTSERVE_DECODE_CONTEXTS = (256, 1024)
+# simdistserve adds pp_const = 1 ms x pp to every prefill ("TODO: Modulate the PP overhead"; none to a decode step):
+# LLMServe/DistServe 82831f1, simdistserve/estimators/time_estimator.py get_prefill_time. Its curves are read at pp 1.
+DISTSERVE_PREFILL_PP_MS = 1.0
 DISTSERVE_KEYS = ("prefill", "decoding_smallbs", "decoding_largebs", "decoding_large_small_bs_threshold")
 
 
@@ -191,8 +194,10 @@ def read_distserve(path: Path) -> list[MeasuredStep]:
             for batch in DISTSERVE_PREFILL_BATCHES:
                 for length in DISTSERVE_PREFILL_LENGTHS:
                     # Σ of each prompt's length and Σ of each one's square (time_estimator.py get_prefill_time:
-                    # num_total_tokens, sum_num_tokens_sqr): attention is quadratic in each prompt, not in the batch
-                    ms = prefill[0] + prefill[1] * batch * length + prefill[2] * batch * length * length
+                    # num_total_tokens, sum_num_tokens_sqr): attention is quadratic in each prompt, not in the batch;
+                    # then / pp + pp_const, simdistserve's 1 ms x pp on every prefill (pp = 1 here)
+                    ms = (prefill[0] + prefill[1] * batch * length + prefill[2] * batch * length * length
+                          + DISTSERVE_PREFILL_PP_MS)
                     steps.append(MeasuredStep(model, gpu, tensor_parallel, "prefill", batch, length, 1,
                                               _curve_seconds(ms, where, "prefill", batch, length),
                                               f"{where} prefill curve at {batch} x {length} tokens"))
