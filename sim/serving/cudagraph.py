@@ -70,10 +70,16 @@ class PaddedCompute(WrappedCompute):
         super().__init__(gpu)
         self.graphs = graphs
         self.data_parallel_size = data_parallel_size  # a share-less step stands for D ranks like it
+        # each step size's share, looked up (a step is priced per step): None where it is a graph's size already
+        self._largest = graphs.largest
+        self._shares: list[DataParallelShare | None] = [None] * (self._largest + 1)
+        for tokens in range(1, graphs.largest + 1):
+            padded = graphs.padded(tokens)
+            if padded != tokens:
+                self._shares[tokens] = DataParallelShare(padded, padded * data_parallel_size)
 
     def _share(self, tokens: int) -> DataParallelShare | None:
-        padded = self.graphs.padded(tokens)
-        return None if padded == tokens else DataParallelShare(padded, padded * self.data_parallel_size)
+        return self._shares[tokens] if 0 < tokens <= self._largest else None
 
     def step_time(self, shape: StepShape, share: DataParallelShare | None = None) -> float:
         return self.gpu.step_time(shape, self._share(shape.tokens) if share is None else share)
