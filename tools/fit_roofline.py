@@ -40,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fit_roofline.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
     p.add_argument("table", type=Path, help="a Splitwise perf_model CSV or a DistServe profiler JSON")
-    p.add_argument("--config", type=Path, help="base YAML config (default: the built-in defaults)")
+    p.add_argument("--config", type=Path,
+                   help="base YAML config (default: the built-in defaults); the overlay holds only the --set keys and "
+                        "the fitted values, so run it over the same config")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="a config key the table was measured under, e.g. serving.enforce_eager=true; repeatable")
     p.add_argument("--fit", default=",".join(FIT_KEYS), metavar="KEYS",
