@@ -53,13 +53,9 @@ def cudagraph_sizes(serving: ServingConfig, gpu: str) -> CudagraphSizes:
 
 def config_cudagraph_sizes(config: Config) -> CudagraphSizes:
     """``cudagraph_sizes`` of a run's config (its engine limits resolved as vLLM resolves them)."""
-    import dataclasses
+    from sim.serving.engine_limits import resolved_serving
 
-    from sim.serving.engine_limits import batch_limits
-
-    seqs, tokens = batch_limits(config)
-    serving = dataclasses.replace(config.serving, max_num_seqs=seqs, max_num_batched_tokens=tokens)
-    return cudagraph_sizes(serving, config.hardware.gpu)
+    return cudagraph_sizes(resolved_serving(config), config.hardware.gpu)
 
 
 class PaddedCompute(WrappedCompute):

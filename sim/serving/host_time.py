@@ -49,11 +49,12 @@ class HostTime:
         """Host time to launch a step's kernels: none for a captured graph's replay."""
         return 0.0 if tokens <= self.capture_tokens else self.launch_layer_s * self.num_layers
 
-    def step_time(self, gpu_s: float, tokens: int, sequences: int) -> float:
+    def step_time(self, gpu_s, tokens: int, sequences: int, maximum=max):
+        """A step of ``gpu_s`` on the GPU (or steps: an array, with ``maximum`` numpy's)."""
         serial = self.step_s + self.sequence_s * sequences
         if self.overlapped:
-            return max(gpu_s, serial + self.launch_s(tokens))
-        return serial + max(gpu_s, self.launch_s(tokens))
+            return maximum(gpu_s, serial + self.launch_s(tokens))
+        return serial + maximum(gpu_s, self.launch_s(tokens))
 
 
 class HostBoundCompute(WrappedCompute):
@@ -70,9 +71,5 @@ class HostBoundCompute(WrappedCompute):
         return self.host.step_time(self.gpu.step_time(shape, share), tokens, shape.logit_rows)
 
     def decode_times(self, first: StepShape, steps: int, share: DataParallelShare | None = None) -> np.ndarray:
-        gpu = self.gpu.decode_times(first, steps, share)
         tokens = first.tokens if share is None else share.tokens
-        host, serial = self.host, self.host.step_s + self.host.sequence_s * first.decode_seqs
-        if host.overlapped:
-            return np.maximum(gpu, serial + host.launch_s(tokens))
-        return serial + np.maximum(gpu, host.launch_s(tokens))
+        return self.host.step_time(self.gpu.decode_times(first, steps, share), tokens, first.decode_seqs, np.maximum)
