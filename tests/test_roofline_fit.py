@@ -24,7 +24,7 @@ from sim.serving.compute_backend import compute_model
 from sim.serving.engine_limits import block_size
 from sim.serving.measured_latency import MeasuredStep, predict, read_distserve, read_splitwise, read_table
 from sim.serving.roles import usable_kv_blocks
-from sim.serving.roofline_fit import FIT_KEYS, fit, holdout, mape, point_configs, relative_errors, screen
+from sim.serving.roofline_fit import FIT_KEYS, fit, fittable, holdout, mape, point_configs, relative_errors, screen
 from tests.conftest import ROOT
 
 HEADER = "model,hardware,prompt_size,batch_size,token_size,peak_power,average_power,prompt_time,token_time,e2e_time," \
@@ -352,10 +352,8 @@ def splitwise_llama(shared_data):
     """Splitwise's measured A100 points of Llama-2-70B at TP 2, 4 and 8 (an engine without CUDA graphs)."""
     steps = [s for s in read_splitwise(shared_data / "profiles" / "splitwise_perf_model_a100.csv")
              if s.model == "llama2-70b"]
-    configs = point_configs(steps, load_config(None, sets=ENGINE_2023))
-    reasons = screen(steps, configs)
-    return ([s for s, r in zip(steps, reasons) if not r], [c for c, r in zip(configs, reasons) if not r],
-            [r for r in reasons if r])
+    steps, configs, left_out = fittable(steps, point_configs(steps, load_config(None, sets=ENGINE_2023)))
+    return steps, configs, [reason for _, reason in left_out]
 
 
 def test_splitwise_a100_decode_steps_fit_within_a_few_percent(splitwise_llama):
@@ -385,10 +383,7 @@ def test_distserve_opt_curves_fit_and_transfer_between_models(shared_data):
     the roofline's defaults are ~20% off (median), a fit a few percent, and each model predicted from the other's fit
     within ~10% (the curves' own formula is checked by hand in test_distserve_curves_are_evaluated_as_simdistserve_does)."""
     steps = read_distserve(shared_data / "profiles" / "distserve" / "profiler-a100-80g.distserve.json")
-    configs = point_configs(steps, load_config(None, sets=["serving.async_scheduling=false"]))
-    reasons = screen(steps, configs)
-    steps = [s for s, r in zip(steps, reasons) if not r]
-    configs = [c for c, r in zip(configs, reasons) if not r]
+    steps, configs, _ = fittable(steps, point_configs(steps, load_config(None, sets=["serving.async_scheduling=false"])))
     before = relative_errors(steps, configs, {})
     fitted = fit(steps, configs)
     assert np.median(np.abs(before)) > 0.15 and np.median(np.abs(fitted.errors)) < 0.08
@@ -491,8 +486,6 @@ def test_the_committed_splitwise_overlay_is_what_the_tool_fits(shared_data):
     committed = load_config(None, overlays=[ROOT / "profiles" / "splitwise_a100_eager.yaml"])
     assert committed.serving.enforce_eager
     steps = read_splitwise(shared_data / "profiles" / "splitwise_perf_model_a100.csv")
-    configs = point_configs(steps, load_config(None, sets=ENGINE_2023))
-    reasons = screen(steps, configs)
-    fitted = fit([s for s, r in zip(steps, reasons) if not r], [c for c, r in zip(configs, reasons) if not r])
+    fitted = fit(*fittable(steps, point_configs(steps, load_config(None, sets=ENGINE_2023)))[:2])
     for key, value in fitted.values.items():
         assert getattr(committed.compute, key) == pytest.approx(value, rel=1e-4), key

@@ -76,19 +76,26 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     from sim.report.output import atomic_write_text, check_distinct, check_writable
     from sim.serving.measured_latency import read_table
     from sim.serving.roofline_fit import (
+        EFFICIENCY_KEYS,
         HOLDOUT_AXES,
         check_keys,
         fit,
+        fittable,
         holdout,
         mape,
         point_configs,
         relative_errors,
-        screen,
     )
 
+    aliases = {}
+    for alias in args.alias:
+        name, sep, target = alias.partition("=")
+        if not sep or not name or not target:
+            raise InputError(f"--alias {alias!r}: write NAME=KVSIM (a table's name, a kvsim model or GPU)")
+        aliases[name] = target
     if args.out is not None:
         check_writable(args.out, "--out")
-        aliased = [(f"--alias {a}", a.partition("=")[2]) for a in args.alias if Path(a.partition("=")[2]).exists()]
+        aliased = [(f"--alias {name}={target}", target) for name, target in aliases.items() if Path(target).exists()]
         check_distinct([("the table", args.table), ("--config", args.config), *aliased], [("--out", args.out)])
     keys = [k.strip() for k in args.fit.split(",") if k.strip()]
     check_keys(keys)
@@ -98,7 +105,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
             raise InputError(f"--set {key}: the table gives each point's model, GPU and TP (map a name it uses to "
                              "kvsim's with --alias NAME=KVSIM)")
     base = load_config(args.config, sets=args.sets, mode="single")
-    unread = [k for k in keys if k.endswith("efficiency")] if base.compute.backend == "profiled" else []
+    unread = [k for k in keys if k in EFFICIENCY_KEYS] if base.compute.backend == "profiled" else []
     if unread:  # a profile's tables time the GPU's part: only the host's costs change its steps
         raise InputError(f"--fit {unread[0]}: compute.backend 'profiled' times steps from its profile, not the "
                          "roofline's efficiencies; fit the host's costs alone (--fit host_step_us,host_sequence_us,"
@@ -113,21 +120,12 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         steps = [s for s in steps if s.model in args.only or s.gpu in args.only]
     if not steps:
         raise InputError(f"{args.table}: no points{' of ' + ', '.join(args.only) if args.only else ''}")
-    aliases = {}
-    for alias in args.alias:
-        name, sep, target = alias.partition("=")
-        if not sep or not name or not target:
-            raise InputError(f"--alias {alias!r}: write NAME=KVSIM (a table's name, a kvsim model or GPU)")
-        aliases[name] = target
-    configs = point_configs(steps, base, aliases)
-    reasons = screen(steps, configs)
     print(f"fit_roofline: {len(steps)} points from {args.table.name}", flush=True)
-    if any(reasons):
-        left = [f"{s.phase} {s.source} ({r})" for s, r in zip(steps, reasons) if r]
+    steps, configs, left_out = fittable(steps, point_configs(steps, base, aliases))
+    if left_out:
+        left = [f"{s.phase} {s.source} ({r})" for s, r in left_out]
         print(f"left out {len(left)} point(s) no step of kvsim's can be: " + "; ".join(left[:5])
               + (f"; and {len(left) - 5} more" if len(left) > 5 else ""))
-        steps = [s for s, r in zip(steps, reasons) if not r]
-        configs = [c for c, r in zip(configs, reasons) if not r]
         if not steps:
             raise InputError(f"{args.table}: no point left to fit: every one is left out above")
     before = relative_errors(steps, configs, {})
@@ -176,13 +174,14 @@ def _overlay(args: argparse.Namespace, argv: list[str], steps, values: dict[str,
 
     from sim.config_fields import set_dotted
     from sim.config_yaml import parse_set
+    from sim.serving.roofline_fit import EFFICIENCY_KEYS
 
     layer: dict = {}
     for assignment in args.sets:
         set_dotted(layer, *parse_set(assignment))
     for key, value in values.items():
         # efficiencies to 6 figures; host costs to the nanosecond (a cost fitted to its bound of 0 is 0, not 1e-10)
-        set_dotted(layer, f"compute.{key}", float(f"{value:.6g}") if key.endswith("efficiency") else round(value, 3))
+        set_dotted(layer, f"compute.{key}", float(f"{value:.6g}") if key in EFFICIENCY_KEYS else round(value, 3))
     header = [f"# made by: python tools/fit_roofline.py {' '.join(argv)}",
               f"# from {len(steps)} points of {args.table.name}; MAPE over them: roofline defaults {before:.1f}%, "
               f"fitted {after:.1f}%"]

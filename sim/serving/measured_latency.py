@@ -82,9 +82,10 @@ def predict(step: MeasuredStep, compute: ComputeModel) -> float:
 
 def read_table(path: Path) -> list[MeasuredStep]:
     """The points of a Splitwise CSV or DistServe JSON table (told by its suffix)."""
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
     if not path.is_file():
-        raise InputError(f"{path}: {'a directory' if path.is_dir() else 'not a regular file' if path.exists() else 'no such file'}"
-                         f"{', not a table' if path.exists() else ''}")
+        raise InputError(f"{path}: {'a directory' if path.is_dir() else 'not a regular file'}, not a table")
     if path.suffix.lower() == ".json":
         return read_distserve(path)
     return read_splitwise(path)

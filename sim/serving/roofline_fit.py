@@ -65,11 +65,8 @@ def _point_config(step: MeasuredStep, base: Config, aliases: dict[str, str]) -> 
     serving = dataclasses.replace(base.serving, tensor_parallel_size=step.tensor_parallel_size)
     config = dataclasses.replace(base, model=model, hardware=dataclasses.replace(base.hardware, gpu=gpu),
                                  serving=serving)
-    spec = model_spec(model)
-    if spec.num_attention_heads % step.tensor_parallel_size:
-        raise InputError(f"{step.source}: TP {step.tensor_parallel_size} does not divide {model}'s "
-                         f"{spec.num_attention_heads} attention heads")
-    try:  # the config's own rules, which replace() bypassed: vLLM's KV-head split, an instance within one node, ...
+    try:  # the config's own rules, which replace() bypassed: TP dividing the heads (vLLM's KV-head split), an
+        # instance within one node, ...
         validate(config)
     except ConfigError as error:
         raise InputError(f"{step.source}: {error}") from None
@@ -135,6 +132,15 @@ def screen(steps: Sequence[MeasuredStep], configs: Sequence[Config]) -> list[str
         if fast:
             reasons[i] = "faster than the GPU's peak allows"
     return reasons
+
+
+def fittable(steps: Sequence[MeasuredStep], configs: Sequence[Config],
+             ) -> tuple[list[MeasuredStep], list[Config], list[tuple[MeasuredStep, str]]]:
+    """The points (and their configs) a fit can use, and those ``screen`` leaves out, each with its reason."""
+    reasons = screen(steps, configs)
+    kept = [i for i, r in enumerate(reasons) if not r]
+    return ([steps[i] for i in kept], [configs[i] for i in kept],
+            [(s, r) for s, r in zip(steps, reasons) if r])
 
 
 def check_keys(keys: Sequence[str]) -> None:
