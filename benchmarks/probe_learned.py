@@ -7,8 +7,8 @@ Belady replayed on the judged half, as in ``bench_learned.py``). Figures are rec
 in learned/README.md ("What was tried"); run-to-run spread from the tree and sampling seeds is about
 ±0.015 of mean gap.
 
-    python benchmarks/probe_learned.py [law,classes,seeds,online,online-judged,drift,pool,features,continues,oracle]
-                                       [--trace OTHER.jsonl]
+    python benchmarks/probe_learned.py [law,classes,seeds,online,online-judged,drift,pool,features,continues,oracle,
+                                        recalibrate] [--trace OTHER.jsonl]
 
 - ``law``: (the synthetic multi-turn workload, not Mooncake) its generator's exact laws as the predictor;
 
@@ -27,7 +27,9 @@ in learned/README.md ("What was tried"); run-to-run spread from the tree and sam
   the request features and with five more (new user tokens, input tokens, input / first turn's, partial-block
   tokens, share of new sessions in the last minute);
 - ``oracle``: the true "reused within the horizon?" with the model's timing, and the model's
-  "whether" with the true timing: which half of the prediction limits the policy.
+  "whether" with the true timing: which half of the prediction limits the policy;
+- ``recalibrate``: each class's distribution measured instead of averaged from the model's predictions: on
+  the training half's labels, or online on the judged stream's own past (a life table, shrunk to the model's).
 """
 
 from __future__ import annotations
@@ -347,9 +349,62 @@ def probe_law(setup: Setup) -> None:
           + " ".join(f"{g:+.3f}" for g in gap) + f" | mean {gap.mean():+.3f}", flush=True)
 
 
+def class_survival(prior: np.ndarray, klass: np.ndarray, stream: np.ndarray, edges: np.ndarray, k: float) -> np.ndarray:
+    """Each class's next-use distribution measured on ``stream`` (the past: uses after its end are censored
+    there), as an actuarial life table by bucket, with each bucket's hazard shrunk to the prior's by ``k``
+    pseudo-trials."""
+    classes, buckets = prior.shape
+    t = len(stream)
+    nxt = next_use_index(stream)
+    seen = nxt != NEVER
+    observed = np.where(seen, nxt, t) - np.arange(t)
+    b = np.clip(np.searchsorted(edges, observed, side="left") - 1, 0, buckets - 1)
+    c = klass[:t].astype(np.int64) * buckets
+    events = np.bincount(c[seen] + b[seen], minlength=classes * buckets).reshape(classes, buckets)
+    censored = np.bincount(c[~seen] + b[~seen], minlength=classes * buckets).reshape(classes, buckets)
+    at_risk = np.cumsum((events + censored)[:, ::-1], axis=1)[:, ::-1] - 0.5 * censored
+    prior_alive = np.cumsum(prior[:, ::-1], axis=1)[:, ::-1]
+    hazard = (events + k * prior / np.maximum(prior_alive, 1e-12)) / (at_risk + k)
+    hazard[:, -1] = 1.0
+    hazard = np.clip(hazard, 0.0, 1.0)
+    return np.cumprod(np.c_[np.ones(classes), 1.0 - hazard[:, :-1]], axis=1) * hazard
+
+
+def probe_recalibrate(setup: Setup, segment: int = 10_000) -> None:
+    """The class table measured rather than averaged: (a) each class's label frequencies on the training half,
+    shrunk to its mean predicted distribution by m rows; (b) every ``segment`` judged accesses, each class's
+    distribution re-measured on the judged stream's own past (``class_survival``, k pseudo-trials)."""
+    booster = setup.fit(setup.f_train, setup.label, setup.rows)
+    thresholds, table = T._class_table(booster.predict(setup.f_train[setup.rows], num_threads=2), setup.cuts())
+    klass = class_codes(booster.predict(setup.f_judged, num_threads=2), setup.cuts(), thresholds).astype(np.int32)
+    stream = setup.s_judged.astype(np.int64)
+    report(setup, "class table: mean predicted (the policy's)", replay(stream, klass, table, setup.edges_full))
+    code = class_codes(booster.predict(setup.f_train[setup.rows], num_threads=2), setup.cuts(), thresholds)
+    counts = np.zeros_like(table)
+    np.add.at(counts, (code, setup.label[setup.rows]), 1.0)
+    for m in (1.0, 10.0, 100.0):
+        measured = (counts + m * table) / (counts.sum(axis=1, keepdims=True) + m)
+        report(setup, f"class table: training labels, m={m:g}", replay(stream, klass, measured, setup.edges_full))
+    for k in (10.0, 100.0, 1000.0, 10_000.0):
+        out = []
+        for capacity in CAPACITIES:
+            s = kernel.new_state(capacity, int(stream.max()) + 1, table.copy(), setup.edges_full)  # its own copy
+            hit = np.zeros(len(stream), dtype=np.bool_)
+            for lo in range(0, len(stream), segment):
+                if lo:
+                    s["dist"][:] = class_survival(table, klass, stream[:lo], setup.edges_full, k)
+                    s["table"][:] = np.nan
+                kernel.replay_plain(s["blocks"], s["last"], s["real_ids"], s["model_slots"], s["ints"], s["floats"],
+                                    s["table"], s["dist"], s["edges"], stream[lo:lo + segment], klass, lo, capacity,
+                                    hit[lo:lo + segment])
+            out.append(hit.mean())
+        report(setup, f"judged past, every {segment:,}, k={k:g}", np.array(out))
+
+
 PROBES = {"law": probe_law, "classes": probe_classes, "seeds": probe_seeds, "online": probe_online,
           "online-judged": probe_online_judged, "drift": probe_drift, "pool": probe_pool,
-          "features": probe_features, "continues": probe_continues, "oracle": probe_oracle}
+          "features": probe_features, "continues": probe_continues, "oracle": probe_oracle,
+          "recalibrate": probe_recalibrate}
 
 
 def main() -> None:

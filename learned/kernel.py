@@ -90,7 +90,8 @@ def new_state(capacity: int, num_ids: int, dist: np.ndarray, edges: np.ndarray, 
         "blocks": blocks, "last": np.zeros(max(1, num_ids), dtype=np.int64),
         "real_ids": np.zeros(max(1, capacity), dtype=np.int64), "model_slots": np.zeros((2, max(1, capacity)), dtype=np.int64),
         "ints": ints, "floats": floats, "table": table,
-        "dist": np.ascontiguousarray(dist, dtype=np.float64), "edges": np.ascontiguousarray(edges, dtype=np.float64),
+        # copies: the state owns its arrays (a caller that edits its table later must not reach into a run)
+        "dist": np.array(dist, dtype=np.float64, order="C"), "edges": np.array(edges, dtype=np.float64, order="C"),
     }
 
 
