@@ -65,6 +65,7 @@ CASES: dict[str, tuple[str, list[str], str]] = {
                                                       "serving.max_num_seqs=256"],
                                            "false"),
     "serving.async_scheduling": ("single", [], "false"),
+    "serving.all_reduce": ("single", ["serving.tensor_parallel_size=4", "serving.num_instances=2"], "nccl"),  # (an H100 board's NVLink kernels)
     # a hybrid model: its sliding layers keep the window's blocks only (hybrid manager) or all of them
     # (twice the blocks: the hybrid manager admits a request with its window's sliding blocks beside its full ones)
     "serving.enforce_eager": ("single", NO_HBM_OVERRIDE, "true"),  # no CUDA graphs' memory: more KV blocks

@@ -23,14 +23,17 @@ step, compute.host_step_us and host_sequence_us (in series with the GPU) and lau
 kernels, overlapped with the GPU; only on steps without a CUDA graph). Tables: Splitwise's perf_model.csv and
 DistServe's profiler-*.json. --set gives the engine settings the table was measured under
 (serving.enforce_eager=true for an engine without CUDA graphs, serving.async_scheduling=false for one that waits for a
-step's tokens before scheduling the next: then the host's work is in series with the GPU, not hidden under it); the
+step's tokens before scheduling the next: then the host's work is in series with the GPU, not hidden under it;
+serving.all_reduce=nccl for an engine without vLLM's NVLink all-reduce kernels, as every engine of 2023); the
 overlay written by --out carries them.
 
 examples:
   python tools/fit_roofline.py ../shared/data/profiles/splitwise_perf_model_a100.csv \\
-      --set serving.enforce_eager=true --set serving.async_scheduling=false --out splitwise_a100.yaml
+      --set serving.enforce_eager=true --set serving.async_scheduling=false --set serving.all_reduce=nccl \\
+      --out splitwise_a100.yaml
   python main.py --calibration-profile splitwise_a100.yaml --set hardware.gpu=h100-sxm
-  python tools/fit_roofline.py ../shared/data/profiles/distserve/profiler-a100-80g.distserve.json --holdout model
+  python tools/fit_roofline.py ../shared/data/profiles/distserve/profiler-a100-80g.distserve.json \\
+      --set serving.async_scheduling=false --set serving.all_reduce=nccl --holdout model
 """
 
 

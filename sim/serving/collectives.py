@@ -10,7 +10,10 @@
 ``RingCollectives`` is NCCL's ring algorithm over the GPU's own link: an all-reduce is
 2(N−1) steps (reduce-scatter, then all-gather), an all-gather or a reduce-scatter N−1 steps and a send one
 step; each step moves ``nbytes / N`` bytes (a send: all of them) at the link's per-direction
-bandwidth plus the link's per-step latency. ``MeasuredCollectives`` interpolates measured
+bandwidth plus the link's per-step latency. Where the group's GPUs are all joined by NVLink (an NVSwitch
+board, or the two GPUs of a bridge), vLLM's TP group all-reduces with its own one-kernel all-reduces over
+peer memory instead, where they are faster (``RingCollectives.kernel_all_reduce``); ``serving.all_reduce=nccl`` turns
+them off. ``MeasuredCollectives`` interpolates measured
 timings (Vidur's ``all_reduce.csv``/``send_recv.csv``, or the NCCL samples in an
 LLMServingSim ``hardware.yaml``) and uses the ring model for what was not measured.
 
@@ -59,17 +62,46 @@ class CollectiveModel(Protocol):
     def send_recv(self, nbytes: float) -> float: ...
 
 
+# vLLM's NVLink all-reduce kernels, as vLLM 0.33 dispatches a TP group's all-reduce
+# (vllm/distributed/device_communicators/cuda_communicator.py: FlashInfer's TensorRT-LLM/MNNVL kernels, then its
+# custom all-reduce, then torch symmetric memory, then NCCL): each is one kernel that reads the peers' buffers over
+# NVLink. One-shot: every rank reads all N−1 peers' whole inputs and sums them; two-shot: a reduce-scatter and an
+# all-gather through peer memory, 2(N−1)/N of the input read, behind one more barrier. They run on GPUs all
+# joined by NVLink (custom_all_reduce.py: world size 2, or fully connected) in groups of 2, 4, 6 or 8
+# (CustomAllreduce._SUPPORTED_WORLD_SIZES, one node) and are chosen where they beat NCCL (the size limits in
+# all_reduce_utils.py come from such benchmarks), so kvsim takes the faster of the kernel and the ring.
+# Fitted to the TensorRT-LLM kernel's H100 latencies at TP 2/4/8 and 512 B - 1 MiB (SGLang PR #2904,
+# github.com/sgl-project/sglang/pull/2904, the kernel FlashInfer's all-reduce wraps; median error 6%) in units of
+# the H100 link's NCCL hop latency (3.4 us) and bandwidth (370.8 GB/s), so a link's own figures carry over:
+# vLLM's custom all-reduce in the same table (eager: one more copy and launch) fits the same shape at 8.8 us.
+KERNEL_LATENCY_HOPS = 1.26  # 4.3 us: launch and the barrier on flags in peer memory
+KERNEL_BARRIER_HOPS = 1.36  # 4.6 us: the two-shot kernel's barrier between its halves
+KERNEL_BANDWIDTH_SHARE = 0.188  # 70 GB/s of peer reads on an H100: one kernel's few thread blocks, not the link
+KERNEL_GROUP_SIZES = (2, 4, 6, 8)
+NVLINK_ALL_TO_ALL = ("nvlink3", "nvlink4", "nvlink5")  # NVSwitch boards: every pair joined (an HGX/DGX node)
+NVLINK_PAIRS = ("nvlink3-bridge", "nvlink4-bridge")  # a bridge joins two GPUs
+
+
+def kernel_group_sizes(link_kind: str) -> tuple[int, ...]:
+    """The TP group sizes whose all-reduces vLLM's NVLink kernels can run over GPUs joined by ``link_kind``."""
+    if link_kind in NVLINK_ALL_TO_ALL:
+        return KERNEL_GROUP_SIZES
+    return (2,) if link_kind in NVLINK_PAIRS else ()
+
+
 @dataclass(frozen=True)
 class RingCollectives:
-    """Ring collectives over one link: each step moves a 1/N share at ``bandwidth`` after ``step_latency``."""
+    """Ring collectives over one link: each step moves a 1/N share at ``bandwidth`` after ``step_latency``;
+    all-reduces of the groups in ``kernel_ranks`` take vLLM's NVLink kernel where it is faster."""
 
     bandwidth: float  # bytes/s per direction
     step_latency: float  # s per ring step
     name: str = "ring"
+    kernel_ranks: tuple[int, ...] = ()
 
     @classmethod
-    def over(cls, link: LinkSpec) -> "RingCollectives":
-        return cls(link.bandwidth, link.step_latency)
+    def over(cls, link: LinkSpec, kernel_ranks: tuple[int, ...] = ()) -> "RingCollectives":
+        return cls(link.bandwidth, link.step_latency, kernel_ranks=kernel_ranks)
 
     def _ring(self, steps: int, share: float) -> float:
         return steps * (self.step_latency + share / self.bandwidth)
@@ -77,7 +109,16 @@ class RingCollectives:
     def all_reduce(self, nbytes: float, ranks: int) -> float:
         if ranks <= 1 or nbytes <= 0:
             return 0.0
-        return self._ring(2 * (ranks - 1), nbytes / ranks)
+        ring = self._ring(2 * (ranks - 1), nbytes / ranks)
+        return min(ring, self.kernel_all_reduce(nbytes, ranks)) if ranks in self.kernel_ranks else ring
+
+    def kernel_all_reduce(self, nbytes: float, ranks: int) -> float:
+        """vLLM's NVLink all-reduce kernel: the faster of its one-shot and two-shot forms."""
+        latency = KERNEL_LATENCY_HOPS * self.step_latency
+        reads = KERNEL_BANDWIDTH_SHARE * self.bandwidth
+        one_shot = latency + (ranks - 1) * nbytes / reads
+        two_shot = latency + KERNEL_BARRIER_HOPS * self.step_latency + 2 * (ranks - 1) / ranks * nbytes / reads
+        return min(one_shot, two_shot)
 
     def all_gather(self, nbytes: float, ranks: int) -> float:
         if ranks <= 1 or nbytes <= 0:

@@ -15,7 +15,13 @@ from sim.config import Config
 from sim.errors import ConfigError
 from sim.kv_dtype import kv_dtype_bytes
 from sim.model_shape import DTYPE_BYTES, ModelSpec
-from sim.serving.collectives import MeasuredCollectives, RingCollectives, TensorParallelComm, bundle_hardware_yaml
+from sim.serving.collectives import (
+    MeasuredCollectives,
+    RingCollectives,
+    TensorParallelComm,
+    bundle_hardware_yaml,
+    kernel_group_sizes,
+)
 from sim.serving.compute import ComputeModel, RooflineCompute
 from sim.serving.cudagraph import CudagraphSizes, PaddedCompute, config_cudagraph_sizes
 from sim.serving.engine_limits import block_size
@@ -39,13 +45,16 @@ def gpu_link(config: Config) -> LinkSpec:
 
 def collectives_model(config: Config, bundle: Path | None = None) -> RingCollectives | MeasuredCollectives:
     """Measured collectives (``compute.collectives``, else a bundle's ``hardware.yaml``) over the ring model of
-    the GPU's link; the ring model alone when nothing was measured. A bundle's ``hardware.yaml`` is a default: a
+    the GPU's link (with vLLM's NVLink all-reduce kernels unless ``serving.all_reduce=nccl``: a measured table is
+    the engine's own all-reduce, they stand in only where it has no rows); the ring model alone when nothing was
+    measured. A bundle's ``hardware.yaml`` is a default: a
     link stated in ``hardware.gpu_link_*`` replaces it (LLMServingSim's precedence: its profiler writes the file's
     ``defaults`` "the simulator inherits from when a cluster config omits the key", profiler/core/hardware.py). A
     setting that could change nothing (any of them at TP 1, or a link override beside a ``compute.collectives``
     table) is an error."""
-    ring = RingCollectives.over(gpu_link(config))
     hw = config.hardware
+    kernels = kernel_group_sizes(gpu_spec(hw.gpu).link.kind) if config.serving.all_reduce == "auto" else ()
+    ring = RingCollectives.over(gpu_link(config), kernels)  # (an overridden link keeps the GPU's topology)
     link_keys = [f"hardware.{k}" for k, v in (("gpu_link_gbps", hw.gpu_link_gbps),
                                               ("gpu_link_latency_us", hw.gpu_link_latency_us)) if v is not None]
     if config.serving.tensor_parallel_size == 1 and config.serving.data_parallel_size == 1:

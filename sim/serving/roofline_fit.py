@@ -25,7 +25,7 @@ from sim.errors import ConfigError, InputError
 from sim.serving.compute_backend import compute_model
 from sim.serving.engine_limits import block_size
 from sim.serving.measured_latency import MeasuredStep, predict
-from sim.serving.roles import usable_kv_blocks
+from sim.serving.roles import role_config, usable_kv_blocks
 from sim.specs import canonical_gpu, canonical_model, gpu_spec, model_spec
 
 FIT_KEYS = ("flops_efficiency", "bandwidth_efficiency", "host_step_us", "host_sequence_us", "launch_layer_us")
@@ -51,20 +51,22 @@ def point_configs(steps: Sequence[MeasuredStep], base: Config, aliases: dict[str
     the table uses to a kvsim model or GPU (a profiles/ name, or the path of a config.json or GPU spec YAML)."""
     cache: dict[tuple[str, str, int], Config] = {}
     configs = []
+    largest = max((step.tensor_parallel_size for step in steps), default=1)
     for step in steps:
         key = (step.model, step.gpu, step.tensor_parallel_size)
         if key not in cache:
-            cache[key] = _point_config(step, base, aliases or {})
+            cache[key] = _point_config(step, base, aliases or {}, largest)
         configs.append(cache[key])
     return configs
 
 
-def _point_config(step: MeasuredStep, base: Config, aliases: dict[str, str]) -> Config:
+def _point_config(step: MeasuredStep, base: Config, aliases: dict[str, str], largest: int) -> Config:
+    """(Settings of the GPU link and the collectives apply to the table's TP groups, not its TP-1 points: they are
+    dropped there as from a TP-1 role beside a larger one.)"""
     model = _resolve(aliases.get(step.model, step.model), canonical_model, model_spec, step, "model", "models.yaml")
     gpu = _resolve(aliases.get(step.gpu, step.gpu), canonical_gpu, gpu_spec, step, "GPU", "gpus.yaml")
-    serving = dataclasses.replace(base.serving, tensor_parallel_size=step.tensor_parallel_size)
-    config = dataclasses.replace(base, model=model, hardware=dataclasses.replace(base.hardware, gpu=gpu),
-                                 serving=serving)
+    config = role_config(dataclasses.replace(base, model=model, hardware=dataclasses.replace(base.hardware, gpu=gpu)),
+                         step.tensor_parallel_size, largest)
     try:  # the config's own rules, which replace() bypassed: TP dividing the heads (vLLM's KV-head split), an
         # instance within one node, ...
         validate(config)
