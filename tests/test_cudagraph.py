@@ -47,12 +47,16 @@ def test_padding_reads_the_experts_the_padded_tokens_touch():
 
 def test_deepseek_r1_at_9_requests_as_vllm_measured_it():
     """vLLM PR #12920 (github.com/vllm-project/vllm/pull/12920): DeepSeek-R1 on 8 H200s at 9 concurrent requests,
-    TPOT 55 ms with the default graph sizes (9 tokens run as 16) and 44 ms with a graph of 9: 1.25x. kvsim's decode
-    step of 9 padded to 16 against the same step unpadded: the ratio within 10% of the measured one."""
-    compute = compute_model(load_config(None, sets=["model=deepseek-v3", "hardware.gpu=h200",
-                                                    "serving.tensor_parallel_size=8"]))
+    TPOT 55 ms with the default graph sizes (9 tokens run as 16) and 44 ms with a graph of 9. That engine (vLLM V0,
+    February 2025: a synchronous loop) took 44 ms for a step kvsim's GPU model of vLLM 0.33 runs in 14: its fixed cost a
+    step, not known, is set from the graph-of-9 point (compute.host_step_us: 44 ms less kvsim's unpadded step), and the
+    padded step, which adds what 7 more tokens cost (the experts they touch), is predicted within 10% of 55 ms. (The
+    ratio of kvsim's own steps leaves that fixed cost out: it is no prediction of the measured ratio.)"""
+    sets = ["model=deepseek-v3", "hardware.gpu=h200", "serving.tensor_parallel_size=8", "serving.async_scheduling=false"]
     shape = StepShape.decode_batch(np.array([1500] * 9))
-    assert compute.step_time(shape) / compute.gpu.step_time(shape) == pytest.approx(55 / 44, rel=0.10)
+    unpadded = compute_model(load_config(None, sets=sets)).gpu.step_time(shape)
+    engine = compute_model(load_config(None, sets=[*sets, f"compute.host_step_us={(44e-3 - unpadded) * 1e6}"]))
+    assert engine.step_time(shape) == pytest.approx(55e-3, rel=0.10)
 
 
 def test_eager_steps_run_at_their_own_size():
