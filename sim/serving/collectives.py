@@ -70,10 +70,12 @@ class CollectiveModel(Protocol):
 # joined by NVLink (custom_all_reduce.py: world size 2, or fully connected) in groups of 2, 4, 6 or 8
 # (CustomAllreduce._SUPPORTED_WORLD_SIZES, one node) and are chosen where they beat NCCL (the size limits in
 # all_reduce_utils.py come from such benchmarks), so kvsim takes the faster of the kernel and the ring.
-# Fitted to the TensorRT-LLM kernel's H100 latencies at TP 2/4/8 and 512 B - 1 MiB (SGLang PR #2904,
-# github.com/sgl-project/sglang/pull/2904, the kernel FlashInfer's all-reduce wraps; median error 6%) in units of
-# the H100 link's NCCL hop latency (3.4 us) and bandwidth (370.8 GB/s), so a link's own figures carry over:
-# vLLM's custom all-reduce in the same table (eager: one more copy and launch) fits the same shape at 8.8 us.
+# (On Hopper and Blackwell vLLM's default passes also fuse the RMSNorm after it into FlashInfer's kernel:
+# config/vllm.py enable_allreduce_rms_fusion.) Fitted to the TensorRT-LLM kernel's H100 latencies at TP 2/4/8 and
+# 512 B - 1 MiB (SGLang PR #2904, github.com/sgl-project/sglang/pull/2904, the kernel FlashInfer's all-reduce wraps;
+# median error 6%) in units of the H100 link's NCCL hop latency (3.4 us) and bandwidth (370.8 GB/s), so a link's own
+# figures carry over; vLLM's custom all-reduce in the same table (eager: one more copy and launch) fits the same
+# shape at 8.8 us.
 KERNEL_LATENCY_HOPS = 1.26  # 4.3 us: launch and the barrier on flags in peer memory
 KERNEL_BARRIER_HOPS = 1.36  # 4.6 us: the two-shot kernel's barrier between its halves
 KERNEL_BANDWIDTH_SHARE = 0.188  # 70 GB/s of peer reads on an H100: one kernel's few thread blocks, not the link
