@@ -103,7 +103,8 @@ class ServingConfig:
     # layers' KV as full attention's; they still slide)
     disable_hybrid_kv_cache_manager: bool = False
     # How a TP group all-reduces. auto: as vLLM 0.33, its one-kernel all-reduces over NVLink peer memory (FlashInfer's,
-    # its custom all-reduce) where the GPUs are all joined by NVLink and the kernel beats NCCL's ring, else the ring
+    # its custom all-reduce) where the GPUs are all joined by NVLink and the kernel beats NCCL's ring, past their size
+    # limits NVLink multicast on Hopper and Blackwell NVSwitch boards (torch symmetric memory's), else the ring
     # (sim.serving.collectives). nccl: NCCL's ring alone, as vLLM with --disable-custom-all-reduce and
     # VLLM_ALLREDUCE_USE_FLASHINFER=0 VLLM_ALLREDUCE_USE_SYMM_MEM=0, or the engines of 2023 before these kernels. A
     # property of the engine, so an engine's overlay may carry it to any run (an instance of one GPU has no collectives).

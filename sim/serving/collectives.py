@@ -83,6 +83,27 @@ KERNEL_GROUP_SIZES = (2, 4, 6, 8)
 NVLINK_ALL_TO_ALL = ("nvlink3", "nvlink4", "nvlink5")  # NVSwitch boards: every pair joined (an HGX/DGX node)
 NVLINK_PAIRS = ("nvlink3-bridge", "nvlink4-bridge")  # a bridge joins two GPUs
 
+# Past those kernels' size limits, vLLM 0.33 all-reduces over NVLink multicast on the NVSwitch boards that have it
+# (NVLink SHARP: Hopper's and Blackwell's switches reduce and broadcast in the fabric): torch symmetric memory's
+# multimem all-reduce (device_communicators/symm_mem.py, _WORLD_SIZES_MULTIMEM) and, for TP 8 on Blackwell,
+# FlashInfer's MNNVL kernel (flashinfer_all_reduce.py; its single-node default). Each GPU sends and receives its
+# whole input once, whatever the group's size, so a size costs latency + S / rate; NCCL takes what is larger still.
+# Fitted to vLLM's H100 benchmark of the multimem kernel (PR #42324, github.com/vllm-project/vllm/pull/42324, the
+# last SM 9.0 table, 512 KiB - 64 MiB: median error 1%, worst 4%; PR #24111's earlier H100 run at TP 4 and 6,
+# 0.5 - 4 MiB, is 7-31% slower) in units of the link's hop latency and bandwidth; Blackwell is not measured here.
+MULTIMEM_LATENCY_HOPS = 2.54  # 8.6 us on an H100: launch and the switch's round trip
+MULTIMEM_BANDWIDTH_SHARE = 0.585  # 217 GB/s of input on an H100
+MIB = 1 << 20
+# link kind -> {TP group: (the largest all-reduce an earlier kernel takes, the largest multicast takes)}, as
+# cuda_communicator.all_reduce tries them (FlashInfer, custom all-reduce, symmetric memory, NCCL) with the limits of
+# all_reduce_utils.py (CUSTOM_ALL_REDUCE_MAX_SIZES, capped at CustomAllreduce's 8 MiB; SYMM_MEM_ALL_REDUCE_MAX_SIZES;
+# FI_MNNVL_ALLREDUCE_MAX_SIZE_MB) and allreduce_rms_fusion.py's FI_ALLREDUCE_FUSION_MAX_SIZE_MB; sm 9.0 for
+# NVLink 4 (H100, H200), sm 10.0 for NVLink 5 (B200)
+MULTICAST_RANGES: dict[str, dict[int, tuple[int, int]]] = {
+    "nvlink4": {4: (8 * MIB, 32 * MIB), 6: (MIB // 2, 64 * MIB), 8: (MIB // 2, 64 * MIB)},
+    "nvlink5": {6: (MIB, 128 * MIB), 8: (MIB, 128 * MIB)},
+}
+
 
 def kernel_group_sizes(link_kind: str) -> tuple[int, ...]:
     """The TP group sizes whose all-reduces vLLM's NVLink kernels can run over GPUs joined by ``link_kind``."""
@@ -91,19 +112,27 @@ def kernel_group_sizes(link_kind: str) -> tuple[int, ...]:
     return (2,) if link_kind in NVLINK_PAIRS else ()
 
 
+def multicast_ranges(link_kind: str) -> tuple[tuple[int, int, int], ...]:
+    """(TP group, above, up to): the all-reduce sizes vLLM runs over NVLink multicast on GPUs joined by ``link_kind``."""
+    return tuple((ranks, low, high) for ranks, (low, high) in MULTICAST_RANGES.get(link_kind, {}).items())
+
+
 @dataclass(frozen=True)
 class RingCollectives:
     """Ring collectives over one link: each step moves a 1/N share at ``bandwidth`` after ``step_latency``;
-    all-reduces of the groups in ``kernel_ranks`` take vLLM's NVLink kernel where it is faster."""
+    all-reduces of the groups in ``kernel_ranks`` take vLLM's NVLink kernel where it is faster, and those in
+    ``multicast`` (group, above, up to) its multicast all-reduce over that range of sizes."""
 
     bandwidth: float  # bytes/s per direction
     step_latency: float  # s per ring step
     name: str = "ring"
     kernel_ranks: tuple[int, ...] = ()
+    multicast: tuple[tuple[int, int, int], ...] = ()
 
     @classmethod
-    def over(cls, link: LinkSpec, kernel_ranks: tuple[int, ...] = ()) -> "RingCollectives":
-        return cls(link.bandwidth, link.step_latency, kernel_ranks=kernel_ranks)
+    def over(cls, link: LinkSpec, kernel_ranks: tuple[int, ...] = (),
+             multicast: tuple[tuple[int, int, int], ...] = ()) -> "RingCollectives":
+        return cls(link.bandwidth, link.step_latency, kernel_ranks=kernel_ranks, multicast=multicast)
 
     def _ring(self, steps: int, share: float) -> float:
         return steps * (self.step_latency + share / self.bandwidth)
@@ -111,8 +140,15 @@ class RingCollectives:
     def all_reduce(self, nbytes: float, ranks: int) -> float:
         if ranks <= 1 or nbytes <= 0:
             return 0.0
+        for group, above, up_to in self.multicast:
+            if group == ranks and above < nbytes <= up_to:
+                return self.multicast_all_reduce(nbytes)
         ring = self._ring(2 * (ranks - 1), nbytes / ranks)
         return min(ring, self.kernel_all_reduce(nbytes, ranks)) if ranks in self.kernel_ranks else ring
+
+    def multicast_all_reduce(self, nbytes: float) -> float:
+        """The NVLink-multicast all-reduce: every GPU sends and receives its input once, whatever the group."""
+        return MULTIMEM_LATENCY_HOPS * self.step_latency + nbytes / (MULTIMEM_BANDWIDTH_SHARE * self.bandwidth)
 
     def kernel_all_reduce(self, nbytes: float, ranks: int) -> float:
         """vLLM's NVLink all-reduce kernel: the faster of its one-shot and two-shot forms."""

@@ -21,6 +21,7 @@ from sim.serving.collectives import (
     TensorParallelComm,
     bundle_hardware_yaml,
     kernel_group_sizes,
+    multicast_ranges,
 )
 from sim.serving.compute import ComputeModel, RooflineCompute
 from sim.serving.cudagraph import CudagraphSizes, PaddedCompute, config_cudagraph_sizes
@@ -53,8 +54,9 @@ def collectives_model(config: Config, bundle: Path | None = None) -> RingCollect
     setting that could change nothing (any of them at TP 1, or a link override beside a ``compute.collectives``
     table) is an error."""
     hw = config.hardware
-    kernels = kernel_group_sizes(gpu_spec(hw.gpu).link.kind) if config.serving.all_reduce == "auto" else ()
-    ring = RingCollectives.over(gpu_link(config), kernels)  # (an overridden link keeps the GPU's topology)
+    kind = gpu_spec(hw.gpu).link.kind if config.serving.all_reduce == "auto" else ""
+    # (an overridden link keeps the GPU's topology)
+    ring = RingCollectives.over(gpu_link(config), kernel_group_sizes(kind), multicast_ranges(kind))
     link_keys = [f"hardware.{k}" for k, v in (("gpu_link_gbps", hw.gpu_link_gbps),
                                               ("gpu_link_latency_us", hw.gpu_link_latency_us)) if v is not None]
     if config.serving.tensor_parallel_size == 1 and config.serving.data_parallel_size == 1:
