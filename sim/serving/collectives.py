@@ -85,23 +85,36 @@ NVLINK_PAIRS = ("nvlink3-bridge", "nvlink4-bridge")  # a bridge joins two GPUs
 
 # Past those kernels' size limits, vLLM 0.33 all-reduces over NVLink multicast on the NVSwitch boards that have it
 # (NVLink SHARP: Hopper's and Blackwell's switches reduce and broadcast in the fabric): torch symmetric memory's
-# multimem all-reduce (device_communicators/symm_mem.py, _WORLD_SIZES_MULTIMEM) and, for TP 8 on Blackwell,
-# FlashInfer's MNNVL kernel (flashinfer_all_reduce.py; its single-node default). Each GPU sends and receives its
+# multimem all-reduce (device_communicators/symm_mem.py, _WORLD_SIZES_MULTIMEM). Each GPU sends and receives its
 # whole input once, whatever the group's size, so a size costs latency + S / rate; NCCL takes what is larger still.
-# Fitted to vLLM's H100 benchmark of the multimem kernel (PR #42324, github.com/vllm-project/vllm/pull/42324, the
-# last SM 9.0 table, 512 KiB - 64 MiB: median error 1%, worst 4%; PR #24111's earlier H100 run at TP 4 and 6,
-# 0.5 - 4 MiB, is 7-31% slower) in units of the link's hop latency and bandwidth; Blackwell is not measured here.
-MULTIMEM_LATENCY_HOPS = 2.54  # 8.6 us on an H100: launch and the switch's round trip
-MULTIMEM_BANDWIDTH_SHARE = 0.585  # 217 GB/s of input on an H100
+# (At TP 8 on Blackwell FlashInfer's MNNVL kernel, its single-node default, runs to 128 MiB first: priced as the
+# kernels above are, no slower than the ring, for want of a measurement.)
+# The rate is the switch generation's, not a fixed share of the link's (Blackwell's links are twice Hopper's, its
+# multicast all-reduce 1.25 times as fast), so each generation has its own fit, in units of its link's figures.
 MIB = 1 << 20
-# link kind -> {TP group: (the largest all-reduce an earlier kernel takes, the largest multicast takes)}, as
-# cuda_communicator.all_reduce tries them (FlashInfer, custom all-reduce, symmetric memory, NCCL) with the limits of
-# all_reduce_utils.py (CUSTOM_ALL_REDUCE_MAX_SIZES, capped at CustomAllreduce's 8 MiB; SYMM_MEM_ALL_REDUCE_MAX_SIZES;
-# FI_MNNVL_ALLREDUCE_MAX_SIZE_MB) and allreduce_rms_fusion.py's FI_ALLREDUCE_FUSION_MAX_SIZE_MB; sm 9.0 for
-# NVLink 4 (H100, H200), sm 10.0 for NVLink 5 (B200)
-MULTICAST_RANGES: dict[str, dict[int, tuple[int, int]]] = {
-    "nvlink4": {4: (8 * MIB, 32 * MIB), 6: (MIB // 2, 64 * MIB), 8: (MIB // 2, 64 * MIB)},
-    "nvlink5": {6: (MIB, 128 * MIB), 8: (MIB, 128 * MIB)},
+
+
+@dataclass(frozen=True)
+class Multicast:
+    """An NVSwitch generation's multicast all-reduce: its cost, and the sizes vLLM gives it."""
+
+    latency_hops: float  # launch and the switch's round trip, in the link's hop latencies
+    bandwidth_share: float  # input bytes a second, as a share of the link's bandwidth
+    # (TP group, above, up to): the all-reduces vLLM runs over multicast, as cuda_communicator.all_reduce tries its
+    # kernels (FlashInfer, custom all-reduce, symmetric memory, NCCL) with the limits of all_reduce_utils.py
+    # (CUSTOM_ALL_REDUCE_MAX_SIZES, capped at CustomAllreduce's 8 MiB; SYMM_MEM_ALL_REDUCE_MAX_SIZES;
+    # FI_MNNVL_ALLREDUCE_MAX_SIZE_MB) and allreduce_rms_fusion.py's FI_ALLREDUCE_FUSION_MAX_SIZE_MB
+    ranges: tuple[tuple[int, int, int], ...]
+
+
+MULTICAST = {
+    # sm 9.0 (H100, H200): vLLM's H100 benchmark of the multimem kernel (PR #42324,
+    # github.com/vllm-project/vllm/pull/42324, its last SM 9.0 table, 512 KiB - 64 MiB: median error 1%, worst 4%;
+    # PR #24111's earlier H100 run at TP 4 and 6, 0.5 - 4 MiB, held out, is 7-31% slower): 8.6 us + S at 217 GB/s
+    "nvlink4": Multicast(2.54, 0.585, ((4, 8 * MIB, 32 * MIB), (6, MIB // 2, 64 * MIB), (8, MIB // 2, 64 * MIB))),
+    # sm 10.0 (B200), measured on its sibling sm 10.3 (B300, the same NVLink 5 switch): vLLM PR #37756's first table
+    # (github.com/vllm-project/vllm/pull/37756), 1 - 128 MiB: median error 4%, worst 6%: 13.8 us + S at 272 GB/s
+    "nvlink5": Multicast(4.07, 0.376, ((6, MIB, 128 * MIB),)),
 }
 
 
@@ -112,26 +125,21 @@ def kernel_group_sizes(link_kind: str) -> tuple[int, ...]:
     return (2,) if link_kind in NVLINK_PAIRS else ()
 
 
-def multicast_ranges(link_kind: str) -> tuple[tuple[int, int, int], ...]:
-    """(TP group, above, up to): the all-reduce sizes vLLM runs over NVLink multicast on GPUs joined by ``link_kind``."""
-    return tuple((ranks, low, high) for ranks, (low, high) in MULTICAST_RANGES.get(link_kind, {}).items())
-
-
 @dataclass(frozen=True)
 class RingCollectives:
     """Ring collectives over one link: each step moves a 1/N share at ``bandwidth`` after ``step_latency``;
     all-reduces of the groups in ``kernel_ranks`` take vLLM's NVLink kernel where it is faster, and those in
-    ``multicast`` (group, above, up to) its multicast all-reduce over that range of sizes."""
+    ``multicast``'s ranges the switch's multicast all-reduce."""
 
     bandwidth: float  # bytes/s per direction
     step_latency: float  # s per ring step
     name: str = "ring"
     kernel_ranks: tuple[int, ...] = ()
-    multicast: tuple[tuple[int, int, int], ...] = ()
+    multicast: Multicast | None = None
 
     @classmethod
-    def over(cls, link: LinkSpec, kernel_ranks: tuple[int, ...] = (),
-             multicast: tuple[tuple[int, int, int], ...] = ()) -> "RingCollectives":
+    def over(cls, link: LinkSpec, kernel_ranks: tuple[int, ...] = (), multicast: Multicast | None = None,
+             ) -> "RingCollectives":
         return cls(link.bandwidth, link.step_latency, kernel_ranks=kernel_ranks, multicast=multicast)
 
     def _ring(self, steps: int, share: float) -> float:
@@ -140,15 +148,18 @@ class RingCollectives:
     def all_reduce(self, nbytes: float, ranks: int) -> float:
         if ranks <= 1 or nbytes <= 0:
             return 0.0
-        for group, above, up_to in self.multicast:
+        for group, above, up_to in self.multicast.ranges if self.multicast else ():
             if group == ranks and above < nbytes <= up_to:
                 return self.multicast_all_reduce(nbytes)
         ring = self._ring(2 * (ranks - 1), nbytes / ranks)
         return min(ring, self.kernel_all_reduce(nbytes, ranks)) if ranks in self.kernel_ranks else ring
 
     def multicast_all_reduce(self, nbytes: float) -> float:
-        """The NVLink-multicast all-reduce: every GPU sends and receives its input once, whatever the group."""
-        return MULTIMEM_LATENCY_HOPS * self.step_latency + nbytes / (MULTIMEM_BANDWIDTH_SHARE * self.bandwidth)
+        """The switch's multicast all-reduce: every GPU sends and receives its input once, whatever the group."""
+        if self.multicast is None:
+            raise ValueError("no NVLink multicast over this link")
+        fit = self.multicast
+        return fit.latency_hops * self.step_latency + nbytes / (fit.bandwidth_share * self.bandwidth)
 
     def kernel_all_reduce(self, nbytes: float, ranks: int) -> float:
         """vLLM's NVLink all-reduce kernel: the faster of its one-shot and two-shot forms."""

@@ -16,12 +16,12 @@ from sim.errors import ConfigError
 from sim.kv_dtype import kv_dtype_bytes
 from sim.model_shape import DTYPE_BYTES, ModelSpec
 from sim.serving.collectives import (
+    MULTICAST,
     MeasuredCollectives,
     RingCollectives,
     TensorParallelComm,
     bundle_hardware_yaml,
     kernel_group_sizes,
-    multicast_ranges,
 )
 from sim.serving.compute import ComputeModel, RooflineCompute
 from sim.serving.cudagraph import CudagraphSizes, PaddedCompute, config_cudagraph_sizes
@@ -56,7 +56,7 @@ def collectives_model(config: Config, bundle: Path | None = None) -> RingCollect
     hw = config.hardware
     kind = gpu_spec(hw.gpu).link.kind if config.serving.all_reduce == "auto" else ""
     # (an overridden link keeps the GPU's topology)
-    ring = RingCollectives.over(gpu_link(config), kernel_group_sizes(kind), multicast_ranges(kind))
+    ring = RingCollectives.over(gpu_link(config), kernel_group_sizes(kind), MULTICAST.get(kind))
     link_keys = [f"hardware.{k}" for k, v in (("gpu_link_gbps", hw.gpu_link_gbps),
                                               ("gpu_link_latency_us", hw.gpu_link_latency_us)) if v is not None]
     if config.serving.tensor_parallel_size == 1 and config.serving.data_parallel_size == 1:
