@@ -139,8 +139,8 @@ def test_the_multicast_model_reproduces_vllms_h100_benchmark():
     assert min(ring_errors) > 0 and max(ring_errors) > np.log(1.9)
 
 
-# vLLM PR #37756 (github.com/vllm-project/vllm/pull/37756), its first SM 10.3 (B300) table: the multimem all-reduce,
-# ms by input MiB, over the sizes vLLM gives it on NVLink 5
+# vLLM PR #37756 (github.com/vllm-project/vllm/pull/37756), its first SM 10.3 (B300) table (TP 6, by its crossovers):
+# the multimem all-reduce, ms by input MiB, over the sizes vLLM gives it on NVLink 5
 B300_MULTIMEM_MS = {1: 0.018, 2: 0.022, 4: 0.029, 8: 0.043, 16: 0.072, 32: 0.132, 64: 0.271, 128: 0.541}
 
 

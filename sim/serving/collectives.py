@@ -113,7 +113,9 @@ MULTICAST = {
     # PR #24111's earlier H100 run at TP 4 and 6, 0.5 - 4 MiB, held out, is 7-31% slower): 8.6 us + S at 217 GB/s
     "nvlink4": Multicast(2.54, 0.585, ((4, 8 * MIB, 32 * MIB), (6, MIB // 2, 64 * MIB), (8, MIB // 2, 64 * MIB))),
     # sm 10.0 (B200), measured on its sibling sm 10.3 (B300, the same NVLink 5 switch): vLLM PR #37756's first table
-    # (github.com/vllm-project/vllm/pull/37756), 1 - 128 MiB: median error 4%, worst 6%: 13.8 us + S at 272 GB/s
+    # (github.com/vllm-project/vllm/pull/37756; TP 6 by its crossovers: multimem beats NCCL to 32 MiB, the PR's TP 6
+    # limit, and two-shot at every size, as the PR says of TP 6), 1 - 128 MiB: median error 4%, worst 6%:
+    # 13.8 us + S at 272 GB/s
     "nvlink5": Multicast(4.07, 0.376, ((6, MIB, 128 * MIB),)),
 }
 
