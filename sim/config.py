@@ -103,11 +103,12 @@ class ServingConfig:
     # layers' KV as full attention's; they still slide)
     disable_hybrid_kv_cache_manager: bool = False
     # How a TP group all-reduces. auto: as vLLM 0.33, its one-kernel all-reduces over NVLink peer memory (FlashInfer's,
-    # its custom all-reduce) where the GPUs are all joined by NVLink and the kernel beats NCCL's ring, past their size
-    # limits NVLink multicast on Hopper and Blackwell NVSwitch boards (torch symmetric memory's), else the ring
-    # (sim.serving.collectives). nccl: NCCL's ring alone, as vLLM with --disable-custom-all-reduce and
-    # VLLM_ALLREDUCE_USE_FLASHINFER=0 VLLM_ALLREDUCE_USE_SYMM_MEM=0, or the engines of 2023 before these kernels. A
-    # property of the engine, so an engine's overlay may carry it to any run (an instance of one GPU has no collectives).
+    # its custom all-reduce) where the GPUs are all joined by NVLink and the kernel beats NCCL, past their size limits
+    # NVLink multicast on Hopper and Blackwell NVSwitch boards (torch symmetric memory's), else NCCL: its ring, or its
+    # NVLS over those switches where faster (sim.serving.collectives). nccl: NCCL alone, as vLLM with
+    # --disable-custom-all-reduce and VLLM_ALLREDUCE_USE_FLASHINFER=0 VLLM_ALLREDUCE_USE_SYMM_MEM=0, or the engines of
+    # 2023 before these kernels. A property of the engine, so an engine's overlay may carry it to any run (an instance
+    # of one GPU has no collectives).
     all_reduce: Literal["auto", "nccl"] = "auto"
     # vLLM's --enforce-eager: no CUDA graphs, so the KV budget keeps the graphs' memory estimate
     # (sim.serving.memory_profile), no step is padded to a captured size (sim.serving.cudagraph, data_parallel), and

@@ -96,7 +96,8 @@ MIB = 1 << 20
 
 @dataclass(frozen=True)
 class Multicast:
-    """An NVSwitch generation's multicast all-reduce: its cost, and the sizes vLLM gives it."""
+    """An NVSwitch generation's multicast all-reduces: torch's multimem kernel (its cost, and the sizes vLLM gives
+    it) and NCCL's NVLS algorithm, which NCCL takes over its ring where its tuner predicts it faster."""
 
     latency_hops: float  # launch and the switch's round trip, in the link's hop latencies
     bandwidth_share: float  # input bytes a second, as a share of the link's bandwidth
@@ -105,18 +106,26 @@ class Multicast:
     # (CUSTOM_ALL_REDUCE_MAX_SIZES, capped at CustomAllreduce's 8 MiB; SYMM_MEM_ALL_REDUCE_MAX_SIZES;
     # FI_MNNVL_ALLREDUCE_MAX_SIZE_MB) and allreduce_rms_fusion.py's FI_ALLREDUCE_FUSION_MAX_SIZE_MB
     ranges: tuple[tuple[int, int, int], ...]
+    nvls_latency_hops: float  # NCCL's NVLS all-reduce: its pipeline's fill, in hop latencies
+    nvls_bandwidth_share: float  # and its input bytes a second, whatever the group (the switch reduces)
 
 
 MULTICAST = {
     # sm 9.0 (H100, H200): vLLM's H100 benchmark of the multimem kernel (PR #42324,
     # github.com/vllm-project/vllm/pull/42324, its last SM 9.0 table, 512 KiB - 64 MiB: median error 1%, worst 4%;
-    # PR #24111's earlier H100 run at TP 4 and 6, 0.5 - 4 MiB, held out, is 7-31% slower): 8.6 us + S at 217 GB/s
-    "nvlink4": Multicast(2.54, 0.585, ((4, 8 * MIB, 32 * MIB), (6, MIB // 2, 64 * MIB), (8, MIB // 2, 64 * MIB))),
+    # PR #24111's earlier H100 run at TP 4 and 6, 0.5 - 4 MiB, held out, is 7-31% slower): 8.6 us + S at 217 GB/s.
+    # NCCL's NVLS, past vLLM's 64 MiB at TP 8: 64.6 us + S at 266 GB/s, fitted to the same table's NCCL column (64 and
+    # 128 MiB) and to vLLM 0.20's own all-reduce measured on H100s by NVIDIA's AIConfigurator
+    # (github.com/ai-dynamo/aiconfigurator, campaign_checkpoints/h100_sxm/custom_allreduce_perf.txt, TP 8, 128 MiB -
+    # 1 GiB): within 2.2% of all six (the ring: 15-27% slow); NCCL's developers quote ~275 GB/s (nccl-tests issue #212)
+    "nvlink4": Multicast(2.54, 0.585, ((4, 8 * MIB, 32 * MIB), (6, MIB // 2, 64 * MIB), (8, MIB // 2, 64 * MIB)),
+                         19.0, 0.7175),
     # sm 10.0 (B200), measured on its sibling sm 10.3 (B300, the same NVLink 5 switch): vLLM PR #37756's first table
     # (github.com/vllm-project/vllm/pull/37756; TP 6 by its crossovers: multimem beats NCCL to 32 MiB, the PR's TP 6
     # limit, and two-shot at every size, as the PR says of TP 6), 1 - 128 MiB: median error 4%, worst 6%:
-    # 13.8 us + S at 272 GB/s
-    "nvlink5": Multicast(4.07, 0.376, ((6, MIB, 128 * MIB),)),
+    # 13.8 us + S at 272 GB/s. NCCL's NVLS: 88 us + S at 429 GB/s, fitted to AIConfigurator's B200 measurement of vLLM
+    # 0.20 (campaign_checkpoints/b200_sxm, TP 8, 256 MiB - 1 GiB; within 0.3%), where the ring is within 2.3% too
+    "nvlink5": Multicast(4.07, 0.376, ((6, MIB, 128 * MIB),), 25.9, 0.5944),
 }
 
 
@@ -153,8 +162,17 @@ class RingCollectives:
         for group, above, up_to in self.multicast.ranges if self.multicast else ():
             if group == ranks and above < nbytes <= up_to:
                 return self.multicast_all_reduce(nbytes)
+        nccl = self.nccl_all_reduce(nbytes, ranks)
+        return min(nccl, self.kernel_all_reduce(nbytes, ranks)) if ranks in self.kernel_ranks else nccl
+
+    def nccl_all_reduce(self, nbytes: float, ranks: int) -> float:
+        """NCCL's: its ring, or over a switch with multicast its NVLS algorithm where that is faster."""
         ring = self._ring(2 * (ranks - 1), nbytes / ranks)
-        return min(ring, self.kernel_all_reduce(nbytes, ranks)) if ranks in self.kernel_ranks else ring
+        if self.multicast is None:
+            return ring
+        fit = self.multicast
+        nvls = fit.nvls_latency_hops * self.step_latency + nbytes / (fit.nvls_bandwidth_share * self.bandwidth)
+        return min(ring, nvls)
 
     def multicast_all_reduce(self, nbytes: float) -> float:
         """The switch's multicast all-reduce: every GPU sends and receives its input once, whatever the group."""

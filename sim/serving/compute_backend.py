@@ -9,6 +9,7 @@ graph's size (``sim.serving.cudagraph``).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from sim.config import Config
@@ -54,9 +55,13 @@ def collectives_model(config: Config, bundle: Path | None = None) -> RingCollect
     setting that could change nothing (any of them at TP 1, or a link override beside a ``compute.collectives``
     table) is an error."""
     hw = config.hardware
-    kind = gpu_spec(hw.gpu).link.kind if config.serving.all_reduce == "auto" else ""
-    # (an overridden link keeps the GPU's topology)
-    ring = RingCollectives.over(gpu_link(config), kernel_group_sizes(kind), MULTICAST.get(kind))
+    kind = gpu_spec(hw.gpu).link.kind  # (an overridden link keeps the GPU's topology)
+    switch = MULTICAST.get(kind)
+    if config.serving.all_reduce == "nccl":  # NCCL alone: no vLLM kernel, no multimem; NCCL's own NVLS stays
+        kernels, switch = (), None if switch is None else replace(switch, ranges=())
+    else:
+        kernels = kernel_group_sizes(kind)
+    ring = RingCollectives.over(gpu_link(config), kernels, switch)
     link_keys = [f"hardware.{k}" for k, v in (("gpu_link_gbps", hw.gpu_link_gbps),
                                               ("gpu_link_latency_us", hw.gpu_link_latency_us)) if v is not None]
     if config.serving.tensor_parallel_size == 1 and config.serving.data_parallel_size == 1:
