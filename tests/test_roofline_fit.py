@@ -31,7 +31,7 @@ HEADER = "model,hardware,prompt_size,batch_size,token_size,peak_power,average_po
          "tensor_parallel"
 # the engine of Splitwise's measurements (2023): no CUDA graphs (vLLM added them in PR #1926, December 2023), a
 # synchronous loop (vLLM's asynchronous scheduling came in 2025), and NCCL's all-reduce (vLLM's custom all-reduce came
-# in PR #2192, December 2023; NCCL fits the table better: TP 2 held out, median 13% against the kernels' 26%); the
+# in PR #2192, December 2023; NCCL fits the table better: TP 2 held out, median 13% against the kernels' 25%); the
 # synthetic points are timed as such an engine too
 ENGINE_2023 = ["serving.enforce_eager=true", "serving.async_scheduling=false", "serving.all_reduce=nccl"]
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -69,19 +69,36 @@ class CollectiveModel(Protocol):
 # all-gather through peer memory, 2(N−1)/N of the input read, behind one more barrier. They run on GPUs all
 # joined by NVLink (custom_all_reduce.py: world size 2, or fully connected) in groups of 2, 4, 6 or 8
 # (CustomAllreduce._SUPPORTED_WORLD_SIZES, one node) and are chosen where they beat NCCL (the size limits in
-# all_reduce_utils.py come from such benchmarks), so kvsim takes the faster of the kernel and the ring.
-# (On Hopper and Blackwell vLLM's default passes also fuse the RMSNorm after it into FlashInfer's kernel:
-# config/vllm.py enable_allreduce_rms_fusion.) Fitted to the TensorRT-LLM kernel's H100 latencies at TP 2/4/8 and
-# 512 B - 1 MiB (SGLang PR #2904, github.com/sgl-project/sglang/pull/2904, the kernel FlashInfer's all-reduce wraps;
-# median error 6%) in units of the H100 link's NCCL hop latency (3.4 us) and bandwidth (370.8 GB/s), so a link's own
-# figures carry over; vLLM's custom all-reduce in the same table (eager: one more copy and launch) fits the same
-# shape at 8.8 us.
-KERNEL_LATENCY_HOPS = 1.26  # 4.3 us: launch and the barrier on flags in peer memory
-KERNEL_BARRIER_HOPS = 1.36  # 4.6 us: the two-shot kernel's barrier between its halves
-KERNEL_BANDWIDTH_SHARE = 0.188  # 70 GB/s of peer reads on an H100: one kernel's few thread blocks, not the link
+# all_reduce_utils.py come from such benchmarks), so kvsim takes the faster of the kernel and NCCL. Constants are in
+# units of the link's NCCL hop latency and bandwidth, so a link's own figures carry over.
+
+
+@dataclass(frozen=True)
+class PeerKernel:
+    """The one-kernel all-reduce vLLM runs first on a GPU generation's NVLink: its cost, and the groups it serves."""
+
+    latency_hops: float  # launch and the barrier on flags in peer memory
+    barrier_hops: float  # the two-shot kernel's barrier between its halves
+    bandwidth_share: float  # peer reads a second, as a share of the link's bandwidth
+    group_sizes: tuple[int, ...]
+
+
 KERNEL_GROUP_SIZES = (2, 4, 6, 8)
-NVLINK_ALL_TO_ALL = ("nvlink3", "nvlink4", "nvlink5")  # NVSwitch boards: every pair joined (an HGX/DGX node)
-NVLINK_PAIRS = ("nvlink3-bridge", "nvlink4-bridge")  # a bridge joins two GPUs
+# Hopper and Blackwell: FlashInfer's kernel (its default passes also fuse the RMSNorm after it: config/vllm.py
+# enable_allreduce_rms_fusion), fitted to the TensorRT-LLM kernel's H100 latencies at TP 2/4/8 and 512 B - 1 MiB
+# (SGLang PR #2904, github.com/sgl-project/sglang/pull/2904, the kernel FlashInfer's all-reduce wraps; median error
+# 6%): 4.3 us + peer reads at 70 GB/s on an H100 (one kernel's few thread blocks, not the link).
+FLASHINFER = PeerKernel(1.26, 1.36, 0.188, KERNEL_GROUP_SIZES)
+# Ampere: no FlashInfer kernel (FI_ALLREDUCE_FUSION_MAX_SIZE_MB has no sm 8.x), so vLLM's custom all-reduce, below
+# its 8 MiB; fitted to vLLM 0.20's all-reduce measured on A100s at TP 2/4/8 and 256 B - 4 MiB, CUDA graphs, by
+# NVIDIA's AIConfigurator (github.com/ai-dynamo/aiconfigurator, campaign_checkpoints/a100_sxm/
+# custom_allreduce_perf.txt; median error 6%, -15% to +12%): 5.3 us + peer reads at 198 GB/s on an A100 (held out:
+# the same file's H100 rows run 13% slower than this fit on H100 figures, on average).
+CUSTOM_ALL_REDUCE = PeerKernel(1.57, 2.04, 0.826, KERNEL_GROUP_SIZES)
+PEER_KERNELS = {
+    "nvlink3": CUSTOM_ALL_REDUCE, "nvlink3-bridge": replace(CUSTOM_ALL_REDUCE, group_sizes=(2,)),
+    "nvlink4": FLASHINFER, "nvlink4-bridge": replace(FLASHINFER, group_sizes=(2,)), "nvlink5": FLASHINFER,
+}  # NVLink kinds: nvlink3/4/5 join all of an NVSwitch board's GPUs, a *-bridge two; PCIe: none
 
 # Past those kernels' size limits, vLLM 0.33 all-reduces over NVLink multicast on the NVSwitch boards that have it
 # (NVLink SHARP: Hopper's and Blackwell's switches reduce and broadcast in the fabric): torch symmetric memory's
@@ -129,29 +146,22 @@ MULTICAST = {
 }
 
 
-def kernel_group_sizes(link_kind: str) -> tuple[int, ...]:
-    """The TP group sizes whose all-reduces vLLM's NVLink kernels can run over GPUs joined by ``link_kind``."""
-    if link_kind in NVLINK_ALL_TO_ALL:
-        return KERNEL_GROUP_SIZES
-    return (2,) if link_kind in NVLINK_PAIRS else ()
-
-
 @dataclass(frozen=True)
 class RingCollectives:
     """Ring collectives over one link: each step moves a 1/N share at ``bandwidth`` after ``step_latency``;
-    all-reduces of the groups in ``kernel_ranks`` take vLLM's NVLink kernel where it is faster, and those in
-    ``multicast``'s ranges the switch's multicast all-reduce."""
+    all-reduces of ``kernel``'s groups take vLLM's NVLink kernel where it is faster, and those in ``multicast``'s
+    ranges the switch's multicast all-reduce."""
 
     bandwidth: float  # bytes/s per direction
     step_latency: float  # s per ring step
     name: str = "ring"
-    kernel_ranks: tuple[int, ...] = ()
+    kernel: PeerKernel | None = None
     multicast: Multicast | None = None
 
     @classmethod
-    def over(cls, link: LinkSpec, kernel_ranks: tuple[int, ...] = (), multicast: Multicast | None = None,
+    def over(cls, link: LinkSpec, kernel: PeerKernel | None = None, multicast: Multicast | None = None,
              ) -> "RingCollectives":
-        return cls(link.bandwidth, link.step_latency, kernel_ranks=kernel_ranks, multicast=multicast)
+        return cls(link.bandwidth, link.step_latency, kernel=kernel, multicast=multicast)
 
     def _ring(self, steps: int, share: float) -> float:
         return steps * (self.step_latency + share / self.bandwidth)
@@ -163,7 +173,9 @@ class RingCollectives:
             if group == ranks and above < nbytes <= up_to:
                 return self.multicast_all_reduce(nbytes)
         nccl = self.nccl_all_reduce(nbytes, ranks)
-        return min(nccl, self.kernel_all_reduce(nbytes, ranks)) if ranks in self.kernel_ranks else nccl
+        if self.kernel is None or ranks not in self.kernel.group_sizes:
+            return nccl
+        return min(nccl, self.kernel_all_reduce(nbytes, ranks))
 
     def nccl_all_reduce(self, nbytes: float, ranks: int) -> float:
         """NCCL's: its ring, or over a switch with multicast its NVLS algorithm where that is faster."""
@@ -183,10 +195,13 @@ class RingCollectives:
 
     def kernel_all_reduce(self, nbytes: float, ranks: int) -> float:
         """vLLM's NVLink all-reduce kernel: the faster of its one-shot and two-shot forms."""
-        latency = KERNEL_LATENCY_HOPS * self.step_latency
-        reads = KERNEL_BANDWIDTH_SHARE * self.bandwidth
+        if self.kernel is None:
+            raise ValueError("no vLLM all-reduce kernel over this link")
+        fit = self.kernel
+        latency = fit.latency_hops * self.step_latency
+        reads = fit.bandwidth_share * self.bandwidth
         one_shot = latency + (ranks - 1) * nbytes / reads
-        two_shot = latency + KERNEL_BARRIER_HOPS * self.step_latency + 2 * (ranks - 1) / ranks * nbytes / reads
+        two_shot = latency + fit.barrier_hops * self.step_latency + 2 * (ranks - 1) / ranks * nbytes / reads
         return min(one_shot, two_shot)
 
     def all_gather(self, nbytes: float, ranks: int) -> float:

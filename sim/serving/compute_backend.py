@@ -18,11 +18,11 @@ from sim.kv_dtype import kv_dtype_bytes
 from sim.model_shape import DTYPE_BYTES, ModelSpec
 from sim.serving.collectives import (
     MULTICAST,
+    PEER_KERNELS,
     MeasuredCollectives,
     RingCollectives,
     TensorParallelComm,
     bundle_hardware_yaml,
-    kernel_group_sizes,
 )
 from sim.serving.compute import ComputeModel, RooflineCompute
 from sim.serving.cudagraph import CudagraphSizes, PaddedCompute, config_cudagraph_sizes
@@ -58,10 +58,10 @@ def collectives_model(config: Config, bundle: Path | None = None) -> RingCollect
     kind = gpu_spec(hw.gpu).link.kind  # (an overridden link keeps the GPU's topology)
     switch = MULTICAST.get(kind)
     if config.serving.all_reduce == "nccl":  # NCCL alone: no vLLM kernel, no multimem; NCCL's own NVLS stays
-        kernels, switch = (), None if switch is None else replace(switch, ranges=())
+        kernel, switch = None, None if switch is None else replace(switch, ranges=())
     else:
-        kernels = kernel_group_sizes(kind)
-    ring = RingCollectives.over(gpu_link(config), kernels, switch)
+        kernel = PEER_KERNELS.get(kind)
+    ring = RingCollectives.over(gpu_link(config), kernel, switch)
     link_keys = [f"hardware.{k}" for k, v in (("gpu_link_gbps", hw.gpu_link_gbps),
                                               ("gpu_link_latency_us", hw.gpu_link_latency_us)) if v is not None]
     if config.serving.tensor_parallel_size == 1 and config.serving.data_parallel_size == 1:
