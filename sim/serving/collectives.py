@@ -102,10 +102,11 @@ PEER_KERNELS = {
 
 # Past those kernels' size limits, vLLM 0.33 all-reduces over NVLink multicast on the NVSwitch boards that have it
 # (NVLink SHARP: Hopper's and Blackwell's switches reduce and broadcast in the fabric): torch symmetric memory's
-# multimem all-reduce (device_communicators/symm_mem.py, _WORLD_SIZES_MULTIMEM). Each GPU sends and receives its
-# whole input once, whatever the group's size, so a size costs latency + S / rate; NCCL takes what is larger still.
-# (At TP 8 on Blackwell FlashInfer's MNNVL kernel, its single-node default, runs to 128 MiB first: priced as the
-# kernels above are, no slower than the ring, for want of a measurement.)
+# multimem all-reduce (device_communicators/symm_mem.py, _WORLD_SIZES_MULTIMEM), and at TP 8 on Blackwell
+# FlashInfer's MNNVL kernel (its single-node default, to 128 MiB), a multicast kernel too, priced alike (vLLM PR
+# #37756 measured it at least as fast as multimem on B300s: 36 against 43 us at 8 MiB). Each GPU sends and receives
+# its whole input once, whatever the group's size, so a size costs latency + S / rate; as with the kernels above,
+# vLLM's limits keep them where they beat NCCL, so kvsim takes the faster of the two; NCCL takes what is larger still.
 # The rate is the switch generation's, not a fixed share of the link's (Blackwell's links are twice Hopper's, its
 # multicast all-reduce 1.25 times as fast), so each generation has its own fit, in units of its link's figures.
 MIB = 1 << 20
@@ -142,7 +143,7 @@ MULTICAST = {
     # limit, and two-shot at every size, as the PR says of TP 6), 1 - 128 MiB: median error 4%, worst 6%:
     # 13.8 us + S at 272 GB/s. NCCL's NVLS: 88 us + S at 429 GB/s, fitted to AIConfigurator's B200 measurement of vLLM
     # 0.20 (campaign_checkpoints/b200_sxm, TP 8, 256 MiB - 1 GiB; within 0.3%), where the ring is within 2.3% too
-    "nvlink5": Multicast(4.07, 0.376, ((6, MIB, 128 * MIB),), 25.9, 0.5944),
+    "nvlink5": Multicast(4.07, 0.376, ((6, MIB, 128 * MIB), (8, MIB, 128 * MIB)), 25.9, 0.5944),
 }
 
 
@@ -169,10 +170,10 @@ class RingCollectives:
     def all_reduce(self, nbytes: float, ranks: int) -> float:
         if ranks <= 1 or nbytes <= 0:
             return 0.0
+        nccl = self.nccl_all_reduce(nbytes, ranks)
         for group, above, up_to in self.multicast.ranges if self.multicast else ():
             if group == ranks and above < nbytes <= up_to:
-                return self.multicast_all_reduce(nbytes)
-        nccl = self.nccl_all_reduce(nbytes, ranks)
+                return min(nccl, self.multicast_all_reduce(nbytes))
         if self.kernel is None or ranks not in self.kernel.group_sizes:
             return nccl
         return min(nccl, self.kernel_all_reduce(nbytes, ranks))
