@@ -12,10 +12,11 @@
 step; each step moves ``nbytes / N`` bytes (a send: all of them) at the link's per-direction
 bandwidth plus the link's per-step latency. Where the group's GPUs are all joined by NVLink (an NVSwitch
 board, or the two GPUs of a bridge), vLLM's TP group all-reduces with its own one-kernel all-reduces over
-peer memory instead, where they are faster (``RingCollectives.kernel_all_reduce``); ``serving.all_reduce=nccl`` turns
-them off. ``MeasuredCollectives`` interpolates measured
-timings (Vidur's ``all_reduce.csv``/``send_recv.csv``, or the NCCL samples in an
-LLMServingSim ``hardware.yaml``) and uses the ring model for what was not measured.
+peer memory instead, where they are faster (``RingCollectives.kernel_all_reduce``), and past their limits, on
+Hopper's and Blackwell's switches, over NVLink multicast (``multicast_all_reduce``), where NCCL too has its NVLS
+algorithm beside the ring (``nccl_all_reduce``); ``serving.all_reduce=nccl`` leaves NCCL alone.
+``MeasuredCollectives`` interpolates measured timings (Vidur's ``all_reduce.csv``/``send_recv.csv``, or the NCCL
+samples in an LLMServingSim ``hardware.yaml``) and uses the analytic model for what was not measured.
 
 ``TensorParallelComm`` counts the collectives vLLM runs in one forward step of a TP group:
 one all-reduce of the hidden states after each attention block and each MLP
