@@ -176,7 +176,9 @@ class ComputeConfig:
 
     backend: Literal["roofline", "profiled"] = "roofline"
     profile: str | None = None  # a Vidur profile or LLMServingSim bundle directory
-    collectives: str | None = None  # measured TP collectives: a Vidur network profile directory or a hardware.yaml
+    # measured TP collectives: a Vidur network profile directory, a hardware.yaml or an AIConfigurator
+    # custom_allreduce_perf.txt
+    collectives: str | None = None
     skew_correction: Literal["auto", "always", "never"] = "auto"  # LLMServingSim bundles: auto = as meta.yaml says
     flops_efficiency: float = domain(0.6, **EFFICIENCY)
     bandwidth_efficiency: float = domain(0.8, **EFFICIENCY)

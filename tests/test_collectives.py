@@ -407,3 +407,45 @@ def test_a_table_without_the_runs_group_falls_back_to_the_ring(tmp_path):
     model = collectives_model(config)
     analytic = RingCollectives.over(gpu_link(config), PEER_KERNELS["nvlink3"])
     assert model.all_reduce(1 << 20, 4) == pytest.approx(analytic.all_reduce(1 << 20, 4))
+
+
+AIC_HEADER = "framework,version,device,op_name,kernel_source,allreduce_dtype,num_gpus,message_size,latency,backend\n"
+
+
+def _aic_rows(rows: list[tuple[str, int, int, float]]) -> str:
+    """AIConfigurator custom_allreduce_perf.txt rows: (kernel_source, num_gpus, message_size in elements, ms)."""
+    return AIC_HEADER + "".join(f"vLLM,0.20.0,NVIDIA A100-SXM4-80GB,all_reduce,{source},bfloat16,{ranks},{size},{ms},"
+                                f"{source.split('_')[-1]}\n" for source, ranks, size, ms in rows)
+
+
+def test_an_aiconfigurator_all_reduce_table_drives_the_step(tmp_path):
+    """AIConfigurator's measured all-reduce (vLLM's own dispatch; sizes in bf16 elements, ms): its CUDA-graph rows,
+    interpolated at bytes = elements x 2, price the TP group's all-reduces; eager rows beside them are not read; other
+    collectives and groups fall back to the analytic model."""
+    rows = [("vLLM_custom_graph", 8, 262144, 0.01952), ("vLLM_custom_graph", 8, 524288, 0.02151),
+            ("vLLM_custom_eager", 8, 262144, 0.0465), ("vLLM_custom_eager", 8, 524288, 0.0467),
+            ("vLLM_custom_graph", 2, 262144, 0.01067), ("vLLM_custom_graph", 2, 524288, 0.01514)]
+    (tmp_path / "custom_allreduce_perf.txt").write_text(_aic_rows(rows))
+    sets = ["hardware.gpu=a100-80gb", "serving.tensor_parallel_size=8",
+            f"compute.collectives={tmp_path / 'custom_allreduce_perf.txt'}"]
+    model = compute_model(load_config(None, sets=sets)).comm.collectives
+    assert isinstance(model, MeasuredCollectives)
+    assert model.all_reduce(768 * 1024, 8) == pytest.approx((19.52 + 21.51) / 2 * 1e-6)  # 0.75 MiB: halfway
+    analytic = compute_model(load_config(None, sets=sets[:2])).comm.collectives
+    assert model.all_gather(MIB, 8) == analytic.all_gather(MIB, 8)
+    assert ("all_reduce", 2) not in model.tables  # a group the run does not use is not read
+
+
+@pytest.mark.parametrize("text, message", [
+    (AIC_HEADER.replace("latency,", "time,") + "x\n", "missing column"),
+    (_aic_rows([("vLLM_custom_graph", 8, 128, 0.005)]).replace("bfloat16", "int8"), "allreduce_dtype int8"),
+    (_aic_rows([("vLLM_custom_graph", 8, 128, 0.005)]).replace("all_reduce,", "all_gather,"), "no all_reduce rows"),
+    (_aic_rows([("vLLM_custom_graph", 8, 128, 0.005)]), "1 size for 8 workers"),
+    (_aic_rows([("vLLM_custom_graph", 8, 128, "abc")]), "not a number"),
+])
+def test_a_bad_aiconfigurator_table_is_refused_naming_it(tmp_path, text, message):
+    path = tmp_path / "custom_allreduce_perf.txt"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        compute_model(load_config(None, sets=["hardware.gpu=a100-80gb", "serving.tensor_parallel_size=8",
+                                              f"compute.collectives={path}"]))

@@ -265,6 +265,7 @@ class MeasuredCollectives:
     fallback: RingCollectives
     source: str
     name: str = "measured"
+    ring_all_reduce: bool = True  # the all-reduces were NCCL's ring (half of one prices an all-gather of its size)
 
     def covers(self, collective: str, ranks: int) -> bool:
         return (collective, ranks) in self.tables or (collective, None) in self.tables
@@ -283,7 +284,7 @@ class MeasuredCollectives:
         if ranks <= 1 or nbytes <= 0:
             return 0.0
         measured = self._measured("all_gather", ranks, nbytes / ranks)  # (each rank's share in)
-        if measured is None:  # a ring all-reduce is a reduce-scatter plus an all-gather of the same size
+        if measured is None and self.ring_all_reduce:  # a ring all-reduce: a reduce-scatter and an all-gather
             reduce = self._measured("all_reduce", ranks, nbytes)
             measured = None if reduce is None else reduce / 2
         return self.fallback.all_gather(nbytes, ranks) if measured is None else measured
@@ -307,16 +308,20 @@ class MeasuredCollectives:
     @classmethod
     def load(cls, path: str | Path, fallback: RingCollectives, used_ranks: frozenset[int] | None = None,
              ) -> "MeasuredCollectives":
-        """A Vidur network profile directory (``all_reduce.csv``, ``send_recv.csv``) or an LLMServingSim
-        ``hardware.yaml``; ``used_ranks``: the group sizes a run reads (the others' tables are left unread, and
-        unchecked), None: every group (``--check-calibration`` judges them all)."""
+        """A Vidur network profile directory (``all_reduce.csv``, ``send_recv.csv``), an LLMServingSim
+        ``hardware.yaml`` or an AIConfigurator ``custom_allreduce_perf.txt``; ``used_ranks``: the group sizes a run
+        reads (the others' tables are left unread, and unchecked), None: every group (``--check-calibration`` judges
+        them all)."""
         path = Path(path)
         if path.is_dir():
             return cls.from_vidur(path, fallback, used_ranks)
         if path.is_file() and path.suffix in (".yaml", ".yml"):
             return cls.from_hardware_yaml(path, fallback, used_ranks)
+        if path.is_file() and path.suffix in (".txt", ".csv"):
+            return cls.from_aiconfigurator(path, fallback, used_ranks)
         raise ConfigError(f"compute.collectives {path}: neither a Vidur network profile directory "
-                          "(all_reduce.csv, send_recv.csv) nor an LLMServingSim hardware.yaml")
+                          "(all_reduce.csv, send_recv.csv), an LLMServingSim hardware.yaml nor an AIConfigurator "
+                          "custom_allreduce_perf.txt")
 
     @classmethod
     def from_vidur(cls, directory: Path, fallback: RingCollectives, used_ranks: frozenset[int] | None = None,
@@ -363,6 +368,36 @@ class MeasuredCollectives:
         if not known:
             raise ConfigError(f"{path}: no measured.interconnect.samples of {', '.join(COLLECTIVES)}")
         return cls(tables, fallback, str(path))
+
+
+    @classmethod
+    def from_aiconfigurator(cls, path: Path, fallback: RingCollectives, used_ranks: frozenset[int] | None = None,
+                            ) -> "MeasuredCollectives":
+        """NVIDIA AIConfigurator's measured all-reduces (github.com/ai-dynamo/aiconfigurator, its collector's
+        ``custom_allreduce_perf.txt``): the serving engine's own all-reduce as it dispatches it, ``latency`` (ms)
+        over ``message_size`` (elements of ``allreduce_dtype``) per ``num_gpus``; the CUDA-graph rows where the file
+        has them (the engine's default), else every row."""
+        frame = read_profile_csv(path, needed=AIC_COLUMNS, numeric=("num_gpus", "message_size", "latency"),
+                                 keys=("num_gpus", "message_size"), positive=("num_gpus",), times={"latency": 1e-3},
+                                 what="AIConfigurator all-reduce table")
+        frame = frame[frame["op_name"].astype(str) == "all_reduce"]
+        graph = frame["kernel_source"].astype(str).str.endswith("_graph")
+        frame = frame[graph] if graph.any() else frame
+        unknown = sorted(set(frame["allreduce_dtype"].astype(str)) - set(AIC_DTYPE_BYTES))
+        if unknown:
+            raise ConfigError(f"{path}: allreduce_dtype {', '.join(unknown)} not one of {', '.join(AIC_DTYPE_BYTES)}")
+        if frame.empty:
+            raise ConfigError(f"{path}: no all_reduce rows")
+        sizes = frame["message_size"].astype(float) * frame["allreduce_dtype"].astype(str).map(AIC_DTYPE_BYTES)
+        rows = pd.DataFrame({"ranks": frame["num_gpus"].astype(int), "size": sizes,
+                             "seconds": frame["latency"].astype(float) * 1e-3})
+        tables = {("all_reduce", int(ranks)): _size_curve(group, path, "all_reduce", int(ranks))
+                  for ranks, group in rows.groupby("ranks") if used_ranks is None or int(ranks) in used_ranks}
+        return cls(tables, fallback, str(path), ring_all_reduce=False)  # (the engine's kernels, not a ring)
+
+
+AIC_COLUMNS = ("op_name", "kernel_source", "allreduce_dtype", "num_gpus", "message_size", "latency")
+AIC_DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
 
 
 def _size_curve(rows: pd.DataFrame, path: Path, collective: str, ranks: int | None) -> tuple[np.ndarray, np.ndarray]:
