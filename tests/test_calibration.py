@@ -104,3 +104,23 @@ def test_check_calibration_refuses_what_it_cannot_check(run_cli, tmp_path):
     assert status == 2 and "missing.yaml" in err
     status, _, err = run_cli("--check-calibration", PD_STUDY, "--policy", "arc")
     assert status == 2 and "--policy" in err
+
+
+def test_an_aiconfigurator_all_reduce_table_is_judged_beside_kvsims_model_of_the_engine(run_cli, tmp_path):
+    """An AIConfigurator table is the engine's own all-reduce, so its reference is kvsim's model of it (here vLLM's
+    custom all-reduce on A100s, fitted to such rows: within 10%), not NCCL's ring (off by more than 100%)."""
+    from tests.test_collectives import A100_CUSTOM_BYTES, A100_CUSTOM_US, AIC_HEADER
+
+    rows = "".join(f"vLLM,0.20.0,NVIDIA A100-SXM4-80GB,all_reduce,vLLM_custom_graph,bfloat16,{ranks},{size // 2},"
+                   f"{us / 1000},vllm_graph\n" for ranks, row in A100_CUSTOM_US.items()
+                   for size, us in zip(A100_CUSTOM_BYTES, row, strict=True))
+    (tmp_path / "custom_allreduce_perf.txt").write_text(AIC_HEADER + rows)
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(f"hardware:\n  gpu: a100-80gb\nserving:\n  tensor_parallel_size: 8\n"
+                       f"compute:\n  collectives: {tmp_path / 'custom_allreduce_perf.txt'}\n")
+    metrics = _check(run_cli, tmp_path, overlay)["collectives/all_reduce"]
+    assert metrics["points"] == 3 * (len(A100_CUSTOM_BYTES) - 2)  # leave-one-out: the inner sizes of each group
+    assert metrics["reference"]["mape"] < 0.10
+    ring = [2 * (n - 1) * (3.4e-6 + size / n / 240e9) * 1e6 / us - 1 for n, row in A100_CUSTOM_US.items()
+            for size, us in zip(A100_CUSTOM_BYTES, row, strict=True)]
+    assert np.mean(np.abs(ring)) > 1.0

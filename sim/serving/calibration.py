@@ -2,7 +2,8 @@
 
 For every table (compute: a Vidur ``mlp.csv``/``attention.csv`` or an LLMServingSim bundle's
 ``dense.csv``/``attention.csv``/``per_sequence.csv``/``skew.csv``/``moe.csv`` (a mixture of experts); collectives: Vidur
-``all_reduce.csv``/``send_recv.csv`` or a bundle ``hardware.yaml``'s NCCL samples; network: an
+``all_reduce.csv``/``send_recv.csv``, a bundle ``hardware.yaml``'s NCCL samples or an AIConfigurator
+``custom_allreduce_perf.txt``; network: an
 NS-3 lookup JSON) two predictions of every measured point are compared with it:
 
 - the model the table drives, which interpolates the table: each point is predicted from its two
@@ -11,8 +12,9 @@ NS-3 lookup JSON) two predictions of every measured point are compared with it:
   exactly, so this is the honest measure of how well it predicts shapes between them; points with no
   such neighbours (the grid's corners) are left out of both errors. The skew fit is the exception:
   its prediction is the fitted alpha of the shot's bucket (in-sample, as the fit was made on these shots);
-- the analytic model the table replaces, on the same points: the roofline (compute), the ring over
-  the GPU's link (collectives), latency + bytes / bandwidth (network); for the skew fit, no correction.
+- the analytic model the table replaces, on the same points: the roofline (compute), NCCL's ring over
+  the GPU's link (collectives; for an AIConfigurator table, the engine's own all-reduce, kvsim's model of that
+  engine's collectives), latency + bytes / bandwidth (network); for the skew fit, no correction.
 
 Reported per table: points, MAPE and the largest errors of each. A report (``--report-json``) has
 one run per table.
@@ -35,7 +37,7 @@ from sim.report.document import RunResult
 from sim.serving.collectives import (COLLECTIVES, MeasuredCollectives, RingCollectives, bundle_hardware_yaml,
                                      vidur_collective_rows)
 from sim.serving.compute import RooflineCompute, StepShape
-from sim.serving.compute_backend import gpu_link, profile_misfit
+from sim.serving.compute_backend import analytic_collectives, gpu_link, profile_misfit
 from sim.serving.engine_limits import block_size
 from sim.serving.llmservingsim_compute import bundle_attention_rows, read_bundle_layers
 from sim.serving.vidur_compute import (VidurAttention, VidurProfile, read_vidur_table, vidur_layer_ms,
@@ -296,6 +298,10 @@ def _collective_fits(source: Path, config: Config) -> list[TableFit]:
                   for name in ("all_reduce", "send_recv") if (source / f"{name}.csv").is_file()]
     else:
         measured = MeasuredCollectives.load(source, ring)
+        if not measured.ring_all_reduce:  # the engine's own all-reduce (AIConfigurator's): beside kvsim's model of it
+            ring = analytic_collectives(config)
+            reference_name = f"kvsim's model of the engine's collectives over {config.hardware.gpu}'s link " \
+                             f"({link.kind}; serving.all_reduce={config.serving.all_reduce})"
         tables = []
         for name in COLLECTIVES:
             parts = [pd.DataFrame({"num_workers": ranks if ranks is not None else max(2, config.serving.tensor_parallel_size),

@@ -45,6 +45,18 @@ def gpu_link(config: Config) -> LinkSpec:
     )
 
 
+def analytic_collectives(config: Config) -> RingCollectives:
+    """The collectives over the GPU's link as the engine runs them: NCCL, and unless ``serving.all_reduce=nccl``
+    vLLM's NVLink kernels and multicast all-reduce where the GPU's topology has them."""
+    kind = gpu_spec(config.hardware.gpu).link.kind  # (an overridden link keeps the GPU's topology)
+    switch = MULTICAST.get(kind)
+    if config.serving.all_reduce == "nccl":  # NCCL alone: no vLLM kernel, no multimem; NCCL's own NVLS stays
+        kernel, switch = None, None if switch is None else replace(switch, ranges=())
+    else:
+        kernel = PEER_KERNELS.get(kind)
+    return RingCollectives.over(gpu_link(config), kernel, switch)
+
+
 def collectives_model(config: Config, bundle: Path | None = None) -> RingCollectives | MeasuredCollectives:
     """Measured collectives (``compute.collectives``, else a bundle's ``hardware.yaml``) over the ring model of
     the GPU's link (with vLLM's NVLink all-reduce kernels unless ``serving.all_reduce=nccl``: a measured table is
@@ -55,13 +67,7 @@ def collectives_model(config: Config, bundle: Path | None = None) -> RingCollect
     setting that could change nothing (any of them at TP 1, or a link override beside a ``compute.collectives``
     table) is an error."""
     hw = config.hardware
-    kind = gpu_spec(hw.gpu).link.kind  # (an overridden link keeps the GPU's topology)
-    switch = MULTICAST.get(kind)
-    if config.serving.all_reduce == "nccl":  # NCCL alone: no vLLM kernel, no multimem; NCCL's own NVLS stays
-        kernel, switch = None, None if switch is None else replace(switch, ranges=())
-    else:
-        kernel = PEER_KERNELS.get(kind)
-    ring = RingCollectives.over(gpu_link(config), kernel, switch)
+    ring = analytic_collectives(config)
     link_keys = [f"hardware.{k}" for k, v in (("gpu_link_gbps", hw.gpu_link_gbps),
                                               ("gpu_link_latency_us", hw.gpu_link_latency_us)) if v is not None]
     if config.serving.tensor_parallel_size == 1 and config.serving.data_parallel_size == 1:
