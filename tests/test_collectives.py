@@ -39,7 +39,8 @@ H100_KERNEL_US = {2: [3.7, 3.9, 4.5, 7.9, 12.5, 19.9], 4: [4.8, 3.7, 4.8, 13.9, 
 H100_KERNEL_BYTES = [512, 4096, 32768, 262144, 524288, 1048576]
 
 
-def _h100_collectives(*sets: str):
+def _tp8_collectives(*sets: str):
+    """A TP 8 group's collectives: H100s unless ``sets`` name another GPU."""
     config = load_config(None, sets=["serving.tensor_parallel_size=8", *sets])
     return compute_model(config).comm.collectives
 
@@ -47,8 +48,8 @@ def _h100_collectives(*sets: str):
 def test_nvlink_all_reduces_take_vllms_kernel_where_it_beats_the_ring():
     """On an NVSwitch board a small all-reduce is one kernel over peer memory (one-shot: 1.26 hops of latency + the
     N-1 peers' inputs read at 0.188 of the link), not NCCL's 2(N-1) ring steps; a large one stays on the ring."""
-    ring = _h100_collectives("serving.all_reduce=nccl")
-    kernels = _h100_collectives()
+    ring = _tp8_collectives("serving.all_reduce=nccl")
+    kernels = _tp8_collectives()
     hop, link = 3.4e-6, 370.8e9  # gpus.yaml: h100-sxm
     size = 16 * 1024
     one_shot = 1.26 * hop + 7 * size / (0.188 * link)
@@ -66,8 +67,8 @@ def test_nvlink_all_reduces_take_vllms_kernel_where_it_beats_the_ring():
 def test_the_kernel_model_reproduces_the_measured_h100_latencies():
     """Against the published table it was fitted to (18 points): median error under 7%, none over 35%; the ring
     model is off by up to 8x at TP 8."""
-    kernels = _h100_collectives()
-    ring = _h100_collectives("serving.all_reduce=nccl")
+    kernels = _tp8_collectives()
+    ring = _tp8_collectives("serving.all_reduce=nccl")
     errors, ring_errors = [], []
     for ranks, measured in H100_KERNEL_US.items():
         for size, us in zip(H100_KERNEL_BYTES, measured, strict=True):
@@ -91,7 +92,7 @@ A100_CUSTOM_BYTES = [256, 2048, 4096, 32768, 131072, 262144, 524288, 1048576, 20
 def test_ampere_runs_vllms_custom_all_reduce_as_measured():
     """Fitted to AIConfigurator's A100 rows (5.3 us + peer reads at 0.826 of the link): these 30 within -15% / +12%,
     median 6%; the FlashInfer kernel's H100 fit (what A100s took before) or the ring is 70-130% slow at 1-4 MiB, TP 8."""
-    a100 = _h100_collectives("hardware.gpu=a100-80gb")
+    a100 = _tp8_collectives("hardware.gpu=a100-80gb")
     errors = [np.log(a100.all_reduce(size, ranks) * 1e6 / us) for ranks, row in A100_CUSTOM_US.items()
               for size, us in zip(A100_CUSTOM_BYTES, row, strict=True)]
     assert np.median(np.abs(errors)) < 0.07 and np.log(0.84) < min(errors) and max(errors) < np.log(1.13)
@@ -131,8 +132,8 @@ def test_past_the_kernels_limits_an_nvswitch_group_all_reduces_over_multicast():
     to 64 MiB (8.6 us + S at 217 GB/s: the switch reduces, each GPU sends and receives S once; NCCL where faster),
     NCCL past it; TP 4 runs the kernels to 8 MiB first; TP 2 never multicasts; A100's switch cannot; B200's TP 6 and
     TP 8 (FlashInfer's MNNVL kernel, priced alike) multicast from 1 to 128 MiB."""
-    ring = _h100_collectives("serving.all_reduce=nccl")
-    auto = _h100_collectives()
+    ring = _tp8_collectives("serving.all_reduce=nccl")
+    auto = _tp8_collectives()
     hop, link = 3.4e-6, 370.8e9
     for size in (MIB // 2 + 16, 4 * MIB):
         assert auto.all_reduce(size, 8) == pytest.approx(2.54 * hop + size / (0.585 * link), rel=1e-12)
@@ -143,10 +144,10 @@ def test_past_the_kernels_limits_an_nvswitch_group_all_reduces_over_multicast():
     assert auto.all_reduce(4 * MIB, 4) == min(ring.all_reduce(4 * MIB, 4), auto.kernel_all_reduce(4 * MIB, 4))
     assert auto.all_reduce(16 * MIB, 4) == pytest.approx(auto.multicast_all_reduce(16 * MIB), rel=1e-12)
     assert auto.all_reduce(4 * MIB, 2) == min(ring.all_reduce(4 * MIB, 2), auto.kernel_all_reduce(4 * MIB, 2))
-    a100 = _h100_collectives("hardware.gpu=a100-80gb")
-    a100_nccl = _h100_collectives("hardware.gpu=a100-80gb", "serving.all_reduce=nccl")
+    a100 = _tp8_collectives("hardware.gpu=a100-80gb")
+    a100_nccl = _tp8_collectives("hardware.gpu=a100-80gb", "serving.all_reduce=nccl")
     assert a100.all_reduce(4 * MIB, 8) == min(a100_nccl.all_reduce(4 * MIB, 8), a100.kernel_all_reduce(4 * MIB, 8))
-    b200 = _h100_collectives("hardware.gpu=b200")
+    b200 = _tp8_collectives("hardware.gpu=b200")
     for ranks in (6, 8):
         assert b200.all_reduce(4 * MIB, ranks) == pytest.approx(4.07 * hop + 4 * MIB / (0.376 * 721.8e9), rel=1e-12)
     assert b200.all_reduce(64 * MIB, 8) == b200._ring(14, 64 * MIB / 8)  # the ring beats multicast there
@@ -157,8 +158,8 @@ def test_the_multicast_model_reproduces_vllms_h100_benchmark():
     """Fitted to PR #42324's table (11 sizes to vLLM's 64 MiB limit): median error under 2%, none over 5%. The
     earlier run of PR #24111 at TP 4 and 6 (held out) is slower by 7-31%; the ring model, what kvsim charged
     before, is off by +5% to +110% on the same table."""
-    auto = _h100_collectives()
-    ring = _h100_collectives("serving.all_reduce=nccl")
+    auto = _tp8_collectives()
+    ring = _tp8_collectives("serving.all_reduce=nccl")
     errors = [np.log(auto.multicast_all_reduce(mib * MIB) * 1e3 / ms) for mib, ms in H100_MULTIMEM_MS.items()]
     assert np.median(np.abs(errors)) < 0.02 and max(np.abs(errors)) < 0.05
     held_out = [np.log(auto.multicast_all_reduce(mib * MIB) * 1e3 / ms) for measured in H100_MULTIMEM_EARLIER_MS.values()
@@ -183,8 +184,8 @@ def test_past_vllms_limits_nccl_takes_nvls_over_the_ring_on_a_multicast_switch()
     """NCCL's NVLS algorithm (64.6 us + S at 266 GB/s on H100s) where its tuner prefers it to the ring: within 3% of
     PR #42324's NCCL column and AIConfigurator's vLLM 0.20 above vLLM's 64 MiB limit, where the ring is 15-27% slow;
     `serving.all_reduce=nccl` keeps it (NCCL's own); A100's switch has none."""
-    auto = _h100_collectives()
-    nccl = _h100_collectives("serving.all_reduce=nccl")
+    auto = _tp8_collectives()
+    nccl = _tp8_collectives("serving.all_reduce=nccl")
     measured = {64: 316.0, 128: 561.0} | {mib: us for mib, us in AIC_H100_TP8_US.items() if mib > 64}
     for mib, us in measured.items():
         assert abs(np.log(nccl.nccl_all_reduce(mib * MIB, 8) * 1e6 / us)) < 0.03
@@ -192,7 +193,7 @@ def test_past_vllms_limits_nccl_takes_nvls_over_the_ring_on_a_multicast_switch()
     assert auto.all_reduce(256 * MIB, 8) == nccl.all_reduce(256 * MIB, 8) == pytest.approx(
         19.0 * 3.4e-6 + 256 * MIB / (0.7175 * 370.8e9), rel=1e-12)
     assert nccl.all_reduce(4 * MIB, 2) == nccl._ring(2, 2 * MIB)  # two GPUs: the ring's one hop is faster
-    a100 = _h100_collectives("hardware.gpu=a100-80gb", "serving.all_reduce=nccl")
+    a100 = _tp8_collectives("hardware.gpu=a100-80gb", "serving.all_reduce=nccl")
     assert a100.all_reduce(256 * MIB, 8) == a100._ring(14, 32 * MIB)
 
 
@@ -209,7 +210,7 @@ AIC_B200_TP8_US = {2: 19.94, 4: 26.05, 8: 38.18, 16: 62.33, 32: 110.74, 64: 223.
 def test_blackwell_tp8_multicasts_where_the_ring_would_be_twice_as_slow():
     """B200 at TP 8 (held out: the NVLink 5 fit is B300's TP 6): within -10% / +25% of vLLM 0.20's measured all-reduce
     from 2 to 128 MiB, where the ring is 16-165% slow from 2 to 32 MiB."""
-    b200 = _h100_collectives("hardware.gpu=b200")
+    b200 = _tp8_collectives("hardware.gpu=b200")
     for mib, us in AIC_B200_TP8_US.items():
         assert np.log(0.9) < np.log(b200.all_reduce(mib * MIB, 8) * 1e6 / us) < np.log(1.25)
         if mib <= 32:
@@ -219,7 +220,7 @@ def test_blackwell_tp8_multicasts_where_the_ring_would_be_twice_as_slow():
 def test_blackwells_multicast_is_its_switchs_not_twice_hoppers():
     """NVLink 5 doubles the link, not the switch's multicast rate: the NVLink 5 fit reproduces B300's table (median
     error under 5%, none over 8%), where Hopper's fit scaled by the link would be 40% fast at 64 MiB."""
-    b200 = _h100_collectives("hardware.gpu=b200")
+    b200 = _tp8_collectives("hardware.gpu=b200")
     errors = [np.log(b200.multicast_all_reduce(mib * MIB) * 1e3 / ms) for mib, ms in B300_MULTIMEM_MS.items()]
     assert np.median(np.abs(errors)) < 0.05 and max(np.abs(errors)) < 0.08
     hopper_scaled = 2.54 * 3.4e-6 + 64 * MIB / (0.585 * 721.8e9)
@@ -228,8 +229,8 @@ def test_blackwells_multicast_is_its_switchs_not_twice_hoppers():
 
 def test_an_overridden_link_keeps_the_gpus_topology():
     """hardware.gpu_link_* restate the link's figures, not which GPUs it joins: the kernel scales with them."""
-    base = _h100_collectives().all_reduce(4096, 8)
-    slower = _h100_collectives("hardware.gpu_link_latency_us=34").all_reduce(4096, 8)
+    base = _tp8_collectives().all_reduce(4096, 8)
+    slower = _tp8_collectives("hardware.gpu_link_latency_us=34").all_reduce(4096, 8)
     assert slower == pytest.approx(1.26 * 34e-6 + 7 * 4096 / (0.188 * 370.8e9), rel=1e-12) and slower > base
 
 def _vidur_all_reduce(shared_data) -> pd.DataFrame:

@@ -369,7 +369,6 @@ class MeasuredCollectives:
             raise ConfigError(f"{path}: no measured.interconnect.samples of {', '.join(COLLECTIVES)}")
         return cls(tables, fallback, str(path))
 
-
     @classmethod
     def from_aiconfigurator(cls, path: Path, fallback: RingCollectives, used_ranks: frozenset[int] | None = None,
                             ) -> "MeasuredCollectives":
