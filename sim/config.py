@@ -180,8 +180,14 @@ class ComputeConfig:
     # custom_allreduce_perf.txt
     collectives: str | None = None
     skew_correction: Literal["auto", "always", "never"] = "auto"  # LLMServingSim bundles: auto = as meta.yaml says
-    flops_efficiency: float = domain(0.6, **EFFICIENCY)
-    bandwidth_efficiency: float = domain(0.8, **EFFICIENCY)
+    # the roofline (sim.serving.compute, sim.serving.kernel_floors): GEMMs' and attention's shares of the FLOP peak,
+    # the share of the memory bandwidth, and the GPU time floors of each GEMM kernel and each layer's attention call;
+    # fitted across six GPUs to NVIDIA AIConfigurator's measured vLLM operators (tools/README.md)
+    flops_efficiency: float = domain(0.79, **EFFICIENCY)
+    bandwidth_efficiency: float = domain(0.83, **EFFICIENCY)
+    attention_efficiency: float = domain(0.45, **EFFICIENCY)
+    gemm_floor_us: float = domain(3.3, **LATENCY)
+    attention_floor_us: float = domain(12.6, **LATENCY)
     # the host's part of a step (sim.serving.host_time): serial per step and per scheduled sequence, and launching
     # one layer's kernels when the step runs without a CUDA graph (overlapped with the GPU)
     host_step_us: float = domain(0.0, **LATENCY)

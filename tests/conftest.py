@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,23 @@ def chunk_rows(request, monkeypatch):
     if request.param is not None:
         monkeypatch.setattr(readers, "CHUNK_ROWS", request.param)
     return request.param
+
+
+@contextmanager
+def script_module(path: Path):
+    """A script (tools/, benchmarks/) as a module, registered in sys.modules while in use: dataclasses look their
+    module up while their class is built."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)
 
 
 def replay_module():

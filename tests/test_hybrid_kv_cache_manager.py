@@ -206,7 +206,7 @@ def test_under_memory_pressure_the_hybrid_manager_preempts_and_gives_every_block
     next_id = 0
     for conversation in range(12):
         chain: list[int] = []
-        t = conversation * 0.05
+        t = conversation * 0.02  # (all twelve in a quarter second: the pool is short of blocks at once)
         for turn in range(4):
             new = int(rng.integers(10, 60))
             chain = chain + list(range(next_id, next_id + new))

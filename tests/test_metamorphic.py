@@ -133,9 +133,9 @@ def test_serving_runs_of_several_routers_equal_separate_runs(run_cli, tmp_path):
 
 def _clock(speed: int, mode: tuple[str, ...]) -> tuple[str, ...]:
     """Every rate of the timed model times ``speed`` and every latency over it (config.yaml defaults x speed):
-    compute (both roofline efficiencies: no constant term in a step, sim/serving/compute.py), tier reads and writes,
-    the SSD's shared queue, NICs, PCIe and the rack uplinks."""
-    keys = [f"compute.flops_efficiency={0.3 * speed}", f"compute.bandwidth_efficiency={0.4 * speed}"]
+    compute (the roofline's efficiencies, and its kernel floors over it: sim/serving/compute.py), tier reads and
+    writes, the SSD's shared queue, NICs, PCIe and the rack uplinks."""
+    keys = [*_gpu_speed(speed)]
     for tier, read, write, latency in (("dram", 50, 50, 5), ("ssd", 7, 5, 80), ("eic", 50, 50, 10)):
         keys += [f"cache.tiers.{tier}.read_gbps={read * speed}", f"cache.tiers.{tier}.write_gbps={write * speed}",
                  f"cache.tiers.{tier}.latency_us={latency / speed}"]
@@ -147,6 +147,13 @@ def _clock(speed: int, mode: tuple[str, ...]) -> tuple[str, ...]:
                  "cluster.num_racks=2", "cluster.nodes_per_rack=2", "hardware.gpus_per_node=2",
                  "cache.tiers.eic.capacity_gib=4"]
     return tuple(keys)
+
+
+def _gpu_speed(speed: int) -> tuple[str, ...]:
+    """The roofline's efficiencies times ``speed`` and its kernel floors over it (halving is exact in binary)."""
+    return (f"compute.flops_efficiency={0.3 * speed}", f"compute.bandwidth_efficiency={0.4 * speed}",
+            f"compute.attention_efficiency={0.2 * speed}", f"compute.gemm_floor_us={3.25 / speed}",
+            f"compute.attention_floor_us={12.5 / speed}")
 
 
 SHARED_PROMPTS = ("--preset", "smoke", "--workload-limit", "60", "--set", "workload.synthetic.kind=system-prompt",
@@ -186,13 +193,11 @@ def test_a_system_twice_as_fast_at_twice_the_rate_is_the_same_run_at_half_the_ti
 @pytest.mark.parametrize("mode", [(), ("--pd",)])
 def test_a_faster_gpu_never_raises_a_ttft_in_an_unloaded_run(run_cli, tmp_path, mode):
     """Requests a minute apart (``--rate-scale 0.001``) meet an idle system: each TTFT is its own queue-free
-    prefill (plus, in PD, its KV transfer and first decode), each a step time that doubling both efficiencies
-    halves. No request's TTFT rises; the compute parts halve."""
+    prefill (plus, in PD, its KV transfer and first decode), each a step time that doubling the efficiencies and
+    halving the kernel floors halves. No request's TTFT rises; the compute parts halve."""
     argv = (*mode, *SMALL, "--rate-scale", "0.001")
-    slow, a = _run(run_cli, tmp_path, *argv, sets=("compute.flops_efficiency=0.3", "compute.bandwidth_efficiency=0.4"),
-                   name="slow", requests=True)
-    fast, b = _run(run_cli, tmp_path, *argv, sets=("compute.flops_efficiency=0.6", "compute.bandwidth_efficiency=0.8"),
-                   name="fast", requests=True)
+    slow, a = _run(run_cli, tmp_path, *argv, sets=_gpu_speed(1), name="slow", requests=True)
+    fast, b = _run(run_cli, tmp_path, *argv, sets=_gpu_speed(2), name="fast", requests=True)
     assert (b.ttft_s <= a.ttft_s * (1 + 1e-12)).all()
     assert (a.queue_s == 0).all() and (b.queue_s == 0).all()
     np.testing.assert_allclose(b.prefill_s, a.prefill_s / 2, rtol=1e-9)

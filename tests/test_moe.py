@@ -231,13 +231,16 @@ def test_check_calibration_fits_moe_csv_against_the_router_and_experts(tmp_path)
 
     bundle = _bundle(tmp_path, 1, None)
     (bundle / "tp1" / "moe.csv").write_text("tokens,activated_experts,time_us\n1,8,50\n2,8,56\n4,8,57\n2,16,135\n")
-    config = load_config(None, sets=["model=qwen3-30b-a3b", "compute.backend=profiled", f"compute.profile={bundle}"])
+    config = load_config(None, sets=["model=qwen3-30b-a3b", "compute.backend=profiled", f"compute.profile={bundle}",
+                                     "compute.flops_efficiency=0.6", "compute.bandwidth_efficiency=0.8",
+                                     "compute.gemm_floor_us=4"])
     fits = {fit.table: fit for fit in _bundle_tables(bundle, config)}
     moe = fits["tp1/moe.csv (one MoE block)"]
     assert len(moe.measured) == 4 and moe.measured[0] == pytest.approx(50e-6)
     # 1 token, 8 experts (H100 at 0.6 x 989.4 TFLOP/s, 0.8 x 3.35 TB/s): FLOPs 2 x (8 x 3 x 2048 x 768 + 2048 x 128)
-    # = 76,021,760; bytes (2048 x 128 + 8 x 4,718,592) x 2 + 2 x (2048 + 8 x 768) x 2 = 76,054,528
-    expected = np.hypot(76_021_760 / (0.6 * 989.4e12), 76_054_528 / (0.8 * 3350e9))
+    # = 76,021,760; bytes (2048 x 128 + 8 x 4,718,592) x 2 + 2 x (2048 + 8 x 768) x 2 = 76,054,528; and three GEMM
+    # kernels' floors (the router, the fused experts' two) of 4 us each
+    expected = 3 * 4e-6 + np.hypot(76_021_760 / (0.6 * 989.4e12), 76_054_528 / (0.8 * 3350e9))
     first = moe.keys.to_dict("records").index({"activated_experts": 8, "tokens": 1})
     assert moe.reference[first] == pytest.approx(expected)
     # the 8-expert row's middle point, predicted from its neighbours at 1 and 4 tokens: 50 + (57 - 50) / 3 us

@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, script_module
 
 TOOL = ROOT / "tools" / "ns3_kv_timing.py"
 TOOL_TABLE = ROOT / "profiles" / "ns3_tcp_p2p_100gbps_mtu9000.json"  # made by the tool's default point-to-point run
@@ -24,12 +24,8 @@ HEADERS = 52  # IPv4 20 + TCP 20 + timestamp option 12 bytes per segment
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location("ns3_kv_timing", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+    with script_module(TOOL) as module:
+        yield module
 
 
 def wire_time(nbytes: int, mtu: int = 9000, gbps: float = 100.0) -> float:

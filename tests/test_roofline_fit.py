@@ -5,9 +5,7 @@ tables' readers: tests/test_measured_latency.py)."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import re
-import sys
 
 import numpy as np
 import pytest
@@ -19,7 +17,7 @@ from sim.serving.engine_limits import block_size
 from sim.serving.measured_latency import MeasuredStep, predict, read_distserve, read_splitwise
 from sim.serving.roles import usable_kv_blocks
 from sim.serving.roofline_fit import FIT_KEYS, fit, fittable, holdout, mape, point_configs, relative_errors, screen
-from tests.conftest import ROOT
+from tests.conftest import ROOT, script_module
 from tests.test_measured_latency import GOOD, HEADER
 
 # the engine of Splitwise's measurements (2023): no CUDA graphs (vLLM added them in PR #1926, December 2023), a
@@ -201,12 +199,8 @@ def test_distserve_opt_curves_fit_and_transfer_between_models(shared_data):
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location("fit_roofline", ROOT / "tools" / "fit_roofline.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+    with script_module(ROOT / "tools" / "fit_roofline.py") as module:
+        yield module
 
 
 def test_the_tool_writes_an_overlay_a_run_loads(tool, tmp_path, capsys, run_cli):
@@ -224,6 +218,8 @@ def test_the_tool_writes_an_overlay_a_run_loads(tool, tmp_path, capsys, run_cli)
     assert status == 0 and "fitted: " in printed
     overlay = load_config(None, overlays=[out]).compute
     assert overlay.host_step_us > 0 and 0 < overlay.bandwidth_efficiency <= 1
+    # the roofline's constants the fit held are written as held: a later change of their defaults changes no step
+    assert "gemm_floor_us: 3.3" in out.read_text() and "attention_efficiency: 0.45" in out.read_text()
     status, _, err = run_cli("--preset", "smoke", "--no-plot", "--quiet", "--calibration-profile", out,
                              "--set", "workload.synthetic.num_requests=10", "--report-json", tmp_path / "r.json")
     assert status == 0, err

@@ -103,6 +103,9 @@ CASES: dict[str, tuple[str, list[str], str]] = {
     "cache.tiers.eic.policy": ("cluster", INCLUSIVE_EIC, "fifo"),
     "compute.flops_efficiency": ("single", [], "0.3"),
     "compute.bandwidth_efficiency": ("single", [], "0.4"),
+    "compute.attention_efficiency": ("single", [], "0.05"),
+    "compute.gemm_floor_us": ("single", [], "200"),
+    "compute.attention_floor_us": ("single", [], "500"),
     "compute.host_step_us": ("single", ["serving.async_scheduling=false"], "2000"),  # (async: hidden under the GPU)
     "compute.host_sequence_us": ("single", ["serving.async_scheduling=false"], "300"),
     "compute.launch_layer_us": ("single", ["serving.enforce_eager=true"], "2000"),

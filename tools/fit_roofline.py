@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 
 
 TABLE_KEYS = ("model", "hardware.gpu", "serving.tensor_parallel_size")  # what each point of a table sets
+HELD_KEYS = ("attention_efficiency", "gemm_floor_us", "attention_floor_us")  # the roofline's, not fitted here
 
 EPILOG = """\
 The roofline has five free constants: compute.flops_efficiency and bandwidth_efficiency, and the host's part of a
@@ -152,7 +153,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     print("worst fitted points: " + "; ".join(f"{fitted.errors[i]:+.0%} {steps[i].phase} {steps[i].source}"
                                               for i in worst))
     if args.out is not None:
-        atomic_write_text(args.out, _overlay(args, argv, steps, fitted.values, mape(before), mape(fitted.errors)))
+        atomic_write_text(args.out, _overlay(args, argv, steps, fitted.values, base, mape(before),
+                                             mape(fitted.errors)))
         print(f"wrote {args.out}")
     return 0
 
@@ -169,10 +171,11 @@ def _pair(errors) -> str:
     return f"{mape(errors):.1f}% / {_median(errors):.1f}%"
 
 
-def _overlay(args: argparse.Namespace, argv: list[str], steps, values: dict[str, float], before: float,
+def _overlay(args: argparse.Namespace, argv: list[str], steps, values: dict[str, float], base, before: float,
              after: float) -> str:
-    """The calibration overlay: the engine settings the table was measured under (``--set``) and the fitted compute
-    keys, with the command that made it."""
+    """The calibration overlay: the engine settings the table was measured under (``--set``), the fitted compute
+    keys and the roofline's other constants the fit held (its kernel floors, attention's efficiency: a later change
+    of their defaults leaves the overlay's steps as fitted), with the command that made it."""
     import yaml
 
     from sim.config_fields import set_dotted
@@ -185,6 +188,8 @@ def _overlay(args: argparse.Namespace, argv: list[str], steps, values: dict[str,
     for key, value in values.items():
         # efficiencies to 6 figures; host costs to the nanosecond (a cost fitted to its bound of 0 is 0, not 1e-10)
         set_dotted(layer, f"compute.{key}", float(f"{value:.6g}") if key in EFFICIENCY_KEYS else round(value, 3))
+    for key in HELD_KEYS:
+        set_dotted(layer, f"compute.{key}", getattr(base.compute, key))
     header = [f"# made by: python tools/fit_roofline.py {' '.join(argv)}",
               f"# from {len(steps)} points of {args.table.name}; MAPE over them: roofline defaults {before:.1f}%, "
               f"fitted {after:.1f}%"]

@@ -22,7 +22,7 @@ one run per table.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from sim.report.document import RunResult
 from sim.serving.collectives import (COLLECTIVES, MeasuredCollectives, RingCollectives, bundle_hardware_yaml,
                                      vidur_collective_rows)
 from sim.serving.compute import RooflineCompute, StepShape
-from sim.serving.compute_backend import analytic_collectives, gpu_link, profile_misfit
+from sim.serving.compute_backend import analytic_collectives, gpu_link, profile_misfit, roofline_compute
 from sim.serving.engine_limits import block_size
 from sim.serving.llmservingsim_compute import bundle_attention_rows, read_bundle_layers
 from sim.serving.vidur_compute import (VidurAttention, VidurProfile, read_vidur_table, vidur_layer_ms,
@@ -45,9 +45,7 @@ from sim.serving.vidur_compute import (VidurAttention, VidurProfile, read_vidur_
 from sim.serving.network import AnalyticNetwork, LookupNetwork
 from sim.serving.skew_calibration import SCHEMA, RuntimeSkewFit
 from sim.serving.skew_fit import SkewFit, skew_fit_enabled
-from sim.kv_dtype import kv_dtype_bytes
-from sim.model_shape import DTYPE_BYTES
-from sim.specs import gpu_spec, model_spec
+from sim.specs import model_spec
 
 WORST_ROWS = 5
 
@@ -123,17 +121,16 @@ def leave_one_out(frame: pd.DataFrame, axes: list[str], value: str, groups: tupl
 
 
 def _roofline(config: Config, tensor_parallel_size: int) -> RooflineCompute:
-    s = config.serving
-    model = model_spec(config.model)
-    return RooflineCompute(model, gpu_spec(config.hardware.gpu), DTYPE_BYTES[s.dtype],
-                           kv_dtype_bytes(model, s.dtype, s.kv_cache_dtype), tensor_parallel_size, config.compute.flops_efficiency,
-                           config.compute.bandwidth_efficiency)
+    """The roofline alone, no collectives, and one instance (no data-parallel group): a table's reference."""
+    return roofline_compute(replace(config, serving=replace(config.serving, data_parallel_size=1)),
+                            tensor_parallel_size)
 
 
 def _roofline_name(config: Config, what: str) -> str:
     c = config.compute
     return (f"roofline {what} ({config.hardware.gpu}, flops_efficiency {c.flops_efficiency}, "
-            f"bandwidth_efficiency {c.bandwidth_efficiency})")
+            f"bandwidth_efficiency {c.bandwidth_efficiency}, attention_efficiency {c.attention_efficiency}, "
+            f"gemm_floor_us {c.gemm_floor_us}, attention_floor_us {c.attention_floor_us})")
 
 
 LOO = "table interpolation, leave-one-out"

@@ -11,8 +11,10 @@ included, and discards the tokens those sample (``gpu_model_runner``: ``logits_i
 query_start_loc[1:] - 1``).
 
 Roofline per operator group (linear layers, attention, LM head), per layer:
-  C = FLOPs / (peak × flops_efficiency),  M = bytes / (bandwidth × bandwidth_efficiency),
-  t = sqrt(C² + M²).
+  C = FLOPs / (peak × efficiency),  M = bytes / (bandwidth × bandwidth_efficiency),
+  t = floor + sqrt(C² + M²),
+with ``flops_efficiency`` for the GEMMs and ``attention_efficiency`` for attention, and as floor the group's
+kernels' (``sim.serving.kernel_floors``: each GEMM kernel's, the attention call's; none in the plain roofline).
 The plain roofline takes max(C, M); near the ridge point real kernels overlap compute
 and memory traffic only partly, and the 2-norm (equal to the max at either extreme, at
 most √2 × it at the ridge) models that without another parameter.
@@ -45,6 +47,7 @@ from sim.jit import njit
 from sim.model_shape import ModelSpec
 from sim.serving.collectives import TensorParallelComm
 from sim.serving.gdn_compute import gated_delta_net_cost
+from sim.serving.kernel_floors import KernelFloors, attention_projection_kernels, mlp_kernels
 from sim.serving.moe import DataParallelShare, group_tokens, rank_experts
 from sim.serving.step_shape import StepShape
 from sim.specs import GPUSpec
@@ -136,18 +139,28 @@ class RooflineCompute:
     bandwidth_efficiency: float = 0.8
     comm: TensorParallelComm | None = None  # TP collectives of a step (None: no communication)
     data_parallel_size: int = 1  # instances whose GPUs share a mixture of experts' MoE layers
+    floors: KernelFloors = KernelFloors()  # per-kernel GPU time floors (sim.serving.kernel_floors; none: plain)
+    attention_efficiency: float | None = None  # attention's share of the FLOP peak (None: flops_efficiency)
     name: str = "roofline"
 
     def __post_init__(self) -> None:
         m, tp = self.model, self.tensor_parallel_size
-        if not 0 < self.flops_efficiency <= 1 or not 0 < self.bandwidth_efficiency <= 1:
-            raise ConfigError("compute.flops_efficiency and compute.bandwidth_efficiency must be in (0, 1]")
+        if self.attention_efficiency is None:
+            self.attention_efficiency = self.flops_efficiency
+        if not all(0 < e <= 1 for e in (self.flops_efficiency, self.bandwidth_efficiency, self.attention_efficiency)):
+            raise ConfigError("compute.flops_efficiency, bandwidth_efficiency and attention_efficiency must be in (0, 1]")
         # q, k, v, o projections (MLA: q_a/q_b, kv_a, kv_b, o) split over TP and the MLP (gate, up, down; a plain
         # MLP up, down) of one layer; MLA's q_a and kv_a projections are whole on every rank (``replicated_params``)
         self.replicated_params = m.replicated_attention_parameters
         attn_params = m.attention_parameters - self.replicated_params
         self.layer_params = attn_params + m.dense_mlp_parameters
         self.peak = self.gpu.peak_flops * self.flops_efficiency
+        self.attention_peak = self.gpu.peak_flops * self.attention_efficiency
+        # kernel floors (sim.serving.kernel_floors): each GEMM of a dense and of an MoE layer, the LM head's and
+        # each layer's attention call
+        projections = attention_projection_kernels(m)
+        self.dense_floor = (projections + mlp_kernels(m, False)) * self.floors.gemm_s
+        self.moe_floor = (projections + mlp_kernels(m, True)) * self.floors.gemm_s
         # An FP8 checkpoint (``ModelSpec.weight_quantization``): its linear weights are read at
         # ``linear_weight_bytes`` a weight, and its GEMMs (W8A8, activations quantized per token group on the fly:
         # activation_scheme dynamic) run at the GPU's FP8 peak where it has one (profiles/gpus.yaml
@@ -222,14 +235,15 @@ class RooflineCompute:
             routed_width = m.num_experts_per_tok * m.moe_intermediate_size + (m.shared_expert_intermediate_size or 0)
             self.moe_act_bytes_per_token = 2 * (m.hidden_size + routed_width) * self.dtype_bytes / tp
 
-    def dense_layer_time(self, tokens: int, extra: float = 0.0) -> float:
+    def dense_layer_time(self, tokens: int, extra: float = 0.0, extra_kernels: int = 0) -> float:
         """One dense layer's projections and MLP for ``tokens`` tokens (``extra``: more weights per rank, as a GDN
-        layer's projections have over the attention's)."""
+        layer's projections have over the attention's, in ``extra_kernels`` more GEMMs)."""
         flops = (2 * self.layer_params * tokens / self.tensor_parallel_size + 2 * self.replicated_params * tokens
                  + 2 * extra * tokens)
         traffic = (self.layer_weight_bytes + extra * self.linear_bytes
                    + tokens * self.act_bytes_per_token / self.tensor_parallel_size)
-        return _combine(flops / self.linear_peak, traffic / self.bandwidth)
+        floor = self.dense_floor + extra_kernels * self.floors.gemm_s
+        return floor + _combine(flops / self.linear_peak, traffic / self.bandwidth)
 
     def moe_weight_bytes(self, tokens: int, share: DataParallelShare | None = None) -> float:
         """Weights one MoE layer reads for a step of ``tokens`` tokens: projections, router and this GPU's share
@@ -237,14 +251,16 @@ class RooflineCompute:
         dp = self.data_parallel_size
         return self.moe_fixed_bytes + self.expert_bytes * rank_experts(group_tokens(tokens, dp, share), self.model, dp)
 
-    def moe_layer_time(self, tokens: int, share: DataParallelShare | None = None, extra: float = 0.0) -> float:
+    def moe_layer_time(self, tokens: int, share: DataParallelShare | None = None, extra: float = 0.0,
+                       extra_kernels: int = 0) -> float:
         """One MoE layer's projections and router for ``tokens`` tokens, and this GPU's share of the experts' work
         on the group's tokens (``share``; None: D ranks of ``tokens`` each; ``extra`` as ``dense_layer_time``'s)."""
         routed = group_tokens(tokens, self.data_parallel_size, share) / self.data_parallel_size
         flops = self.moe_own_flops_per_token * tokens + self.expert_flops_per_token * routed + 2 * extra * tokens
         traffic = (self.moe_weight_bytes(tokens, share) + extra * self.linear_bytes
                    + routed * self.moe_act_bytes_per_token)
-        return _combine(flops / self.linear_peak, traffic / self.bandwidth)
+        floor = self.moe_floor + extra_kernels * self.floors.gemm_s
+        return floor + _combine(flops / self.linear_peak, traffic / self.bandwidth)
 
     def moe_block_time(self, tokens: int, experts: float) -> float:
         """The router and ``experts`` distinct experts alone for ``tokens`` tokens: what a bundle's moe.csv
@@ -253,7 +269,8 @@ class RooflineCompute:
         flops = (2 * m.num_experts_per_tok * m.expert_parameters / tp + 2 * self.router_params) * tokens
         traffic = (self.router_params * self.dtype_bytes + experts * self.expert_bytes
                    + tokens * self.moe_act_bytes_per_token)
-        return _combine(flops / self.linear_peak, traffic / self.bandwidth)
+        # three GEMM kernels: the router and the fused experts' two (sim.serving.kernel_floors)
+        return 3 * self.floors.gemm_s + _combine(flops / self.linear_peak, traffic / self.bandwidth)
 
     def projections_time(self, tokens: int) -> float:
         """The q/k/v/o projections alone for ``tokens`` tokens: a bundle's dense.csv linear operators for an MoE
@@ -261,23 +278,27 @@ class RooflineCompute:
         tp = self.tensor_parallel_size
         flops = 2 * self.attn_params * tokens / tp
         traffic = (self.attn_params * self.linear_bytes + 2 * tokens * self.model.hidden_size * self.dtype_bytes) / tp
-        return _combine(flops / self.linear_peak, traffic / self.bandwidth)
+        kernels = attention_projection_kernels(self.model)
+        return kernels * self.floors.gemm_s + _combine(flops / self.linear_peak, traffic / self.bandwidth)
 
-    def linear_layer_time(self, tokens: int, share: DataParallelShare | None = None, extra: float = 0.0) -> float:
+    def linear_layer_time(self, tokens: int, share: DataParallelShare | None = None, extra: float = 0.0,
+                          extra_kernels: int = 0) -> float:
         """One layer's projections and MLP for ``tokens`` tokens; the mean over the layers when some are MoE
-        (``extra``: more projection weights per rank, a GDN layer's)."""
+        (``extra``: more projection weights per rank in ``extra_kernels`` more GEMMs, a GDN layer's)."""
         m = self.model
         if not m.is_moe:
-            return self.dense_layer_time(tokens, extra)
+            return self.dense_layer_time(tokens, extra, extra_kernels)
         dense_layers = m.num_layers - m.moe_layers
-        dense = self.dense_layer_time(tokens, extra) if dense_layers else 0.0
-        return (dense_layers * dense + m.moe_layers * self.moe_layer_time(tokens, share, extra)) / m.num_layers
+        dense = self.dense_layer_time(tokens, extra, extra_kernels) if dense_layers else 0.0
+        moe = self.moe_layer_time(tokens, share, extra, extra_kernels)
+        return (dense_layers * dense + m.moe_layers * moe) / m.num_layers
 
     def gdn_layers_time(self, tokens: int, shape: StepShape, share: DataParallelShare | None = None) -> float:
         """Every Gated DeltaNet layer's time for a step: projections and MLP, and the token mixer over the states."""
         gdn = self.gdn
         mixer = gdn.mixer_time(shape.prefill_tokens, shape.prefill_seqs, shape.decode_seqs, self.peak, self.bandwidth)
-        return gdn.layers * (self.linear_layer_time(tokens, share, gdn.projection_delta) + mixer)
+        # its projections: in_proj_qkvz, in_proj_ba and out_proj (qwen3_next.py), one GEMM more than q/k/v/o's two
+        return gdn.layers * (self.linear_layer_time(tokens, share, gdn.projection_delta, 1) + mixer)
 
     def attention_flops(self, prefill_pairs: float, decode_kv_tokens: float, prefill_context: float,
                         prefill_tokens: float | None = None, decode_seqs: float | None = None) -> float:
@@ -317,7 +338,7 @@ class RooflineCompute:
             kv_bytes = (self.index_bytes_per_token_layer * (shape.prefill_kv_tokens + shape.decode_kv_tokens
                                                             + shape.decode_seqs)
                         + self.latent_bytes_per_token_layer * (shape.prefill_kv_tokens + selected + shape.decode_seqs))
-        return _combine(flops / self.peak, kv_bytes / self.bandwidth)
+        return self.floors.attention_s + _combine(flops / self.attention_peak, kv_bytes / self.bandwidth)
 
     def lm_head_time(self, seqs: int) -> float:
         if seqs == 0:
@@ -325,7 +346,7 @@ class RooflineCompute:
         m, tp = self.model, self.tensor_parallel_size
         flops = 2 * m.vocab_size * m.hidden_size * seqs / tp
         traffic = m.vocab_size * m.hidden_size * self.dtype_bytes / tp
-        return _combine(flops / self.peak, traffic / self.bandwidth)
+        return self.floors.gemm_s + _combine(flops / self.peak, traffic / self.bandwidth)
 
     def comm_time(self, tokens: int, logit_rows: int, share: DataParallelShare | None = None) -> float:
         return 0.0 if self.comm is None else self.comm.step_time(tokens, logit_rows, share)
@@ -351,16 +372,18 @@ class RooflineCompute:
         ``window_kv_tokens`` gives)."""
         if self.index_topk is not None:
             selected = np.minimum(kv_tokens, seqs * self.index_topk)
-            compute = (selected * self.attn_flops_per_pair + kv_tokens * self.index_flops_per_pair) / self.peak
+            compute = (selected * self.attn_flops_per_pair + kv_tokens * self.index_flops_per_pair) / self.attention_peak
             memory = ((selected + seqs) * self.latent_bytes_per_token_layer
                       + (kv_tokens + seqs) * self.index_bytes_per_token_layer) / self.bandwidth
-            return np.hypot(compute, memory)
+            return np.hypot(compute, memory) + self.floors.attention_s
         compute = kv_tokens * self.attn_flops_per_pair  # (in place from here: windows are many and short)
-        compute /= self.peak
+        compute /= self.attention_peak
         memory = kv_tokens + seqs
         memory *= self.kv_bytes_per_token_layer
         memory /= self.bandwidth
-        return np.hypot(compute, memory, out=compute)
+        times = np.hypot(compute, memory, out=compute)
+        times += self.floors.attention_s
+        return times
 
     def decode_times(self, first: StepShape, steps: int, share: DataParallelShare | None = None) -> np.ndarray:
         seqs = first.decode_seqs
@@ -383,8 +406,8 @@ class RooflineCompute:
             return times
         if self.index_topk is None:  # dense attention: the whole window in one compiled call (windows are many)
             return _dense_decode_window(seqs, float(first.decode_kv_tokens), steps, float(self.attn_flops_per_pair),
-                                        self.peak, float(self.kv_bytes_per_token_layer), self.bandwidth, linear,
-                                        float(self.model.num_layers), once)
+                                        self.attention_peak, float(self.kv_bytes_per_token_layer), self.bandwidth,
+                                        self.floors.attention_s, linear, float(self.model.num_layers), once)
         times = self.decode_attention_times(seqs, window_kv_tokens(first, steps))
         times += linear
         times *= self.model.num_layers
@@ -417,7 +440,7 @@ class RooflineCompute:
 
 @njit(cache=True)
 def _dense_decode_window(seqs: int, kv_first: float, steps: int, flops_per_pair: float, peak: float,
-                         bytes_per_token: float, bandwidth: float, linear: float, layers: float,
+                         bytes_per_token: float, bandwidth: float, floor: float, linear: float, layers: float,
                          once: float) -> np.ndarray:
     """``RooflineCompute.decode_times`` of dense attention: the same arithmetic, in the same order, as
     ``decode_attention_times`` over ``window_kv_tokens`` followed by the per-step linear and once parts."""
@@ -426,6 +449,6 @@ def _dense_decode_window(seqs: int, kv_first: float, steps: int, flops_per_pair:
         kv = float(k) * seqs + kv_first
         compute = kv * flops_per_pair / peak
         memory = (kv + seqs) * bytes_per_token / bandwidth
-        times[k] = (math.hypot(compute, memory) + linear) * layers + once
+        times[k] = (math.hypot(compute, memory) + floor + linear) * layers + once
     return times
 

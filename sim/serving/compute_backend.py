@@ -28,6 +28,7 @@ from sim.serving.compute import ComputeModel, RooflineCompute
 from sim.serving.cudagraph import CudagraphSizes, PaddedCompute, config_cudagraph_sizes
 from sim.serving.engine_limits import block_size
 from sim.serving.host_time import US, HostBoundCompute, HostTime
+from sim.serving.kernel_floors import KernelFloors
 from sim.serving.llmservingsim_compute import LLMServingSimCompute
 from sim.serving.vidur_compute import ProfiledCompute, VidurAttention, VidurProfile
 from sim.specs import LinkSpec, gpu_spec, model_spec
@@ -129,11 +130,23 @@ def host_time(config: Config, graphs: CudagraphSizes) -> HostTime:
                     model_spec(config.model).num_layers, graphs.largest, config.serving.async_scheduling)
 
 
-def gpu_compute_model(config: Config) -> RooflineCompute | ProfiledCompute | LLMServingSimCompute:
-    """The GPU's part of a step: the model ``compute.backend`` selects."""
-    model, gpu = model_spec(config.model), gpu_spec(config.hardware.gpu)
+def roofline_compute(config: Config, tensor_parallel_size: int, comm: TensorParallelComm | None = None
+                     ) -> RooflineCompute:
+    """The roofline of the configured model, GPU and dtypes at ``tensor_parallel_size``: ``compute``'s efficiencies
+    and kernel floors, with ``comm``'s collectives (None: none)."""
+    model, c = model_spec(config.model), config.compute
     dtype = DTYPE_BYTES[config.serving.dtype]
     kv = kv_dtype_bytes(model, config.serving.dtype, config.serving.kv_cache_dtype)
+    return RooflineCompute(model, gpu_spec(config.hardware.gpu), dtype, kv, tensor_parallel_size, c.flops_efficiency,
+                           c.bandwidth_efficiency, comm=comm, data_parallel_size=config.serving.data_parallel_size,
+                           floors=KernelFloors.from_us(c.gemm_floor_us, c.attention_floor_us),
+                           attention_efficiency=c.attention_efficiency)
+
+
+def gpu_compute_model(config: Config) -> RooflineCompute | ProfiledCompute | LLMServingSimCompute:
+    """The GPU's part of a step: the model ``compute.backend`` selects."""
+    model = model_spec(config.model)
+    dtype = DTYPE_BYTES[config.serving.dtype]
     tp = config.serving.tensor_parallel_size
     bundle = None
     if config.compute.backend == "profiled":
@@ -148,8 +161,7 @@ def gpu_compute_model(config: Config) -> RooflineCompute | ProfiledCompute | LLM
     dp = config.serving.data_parallel_size
     comm = TensorParallelComm(collectives_model(config, bundle), tp, model.num_layers,
                               model.hidden_size * dtype, model.vocab_size * dtype, model.moe_layers, dp)
-    roofline = RooflineCompute(model, gpu, dtype, kv, tp, config.compute.flops_efficiency,
-                               config.compute.bandwidth_efficiency, comm=comm, data_parallel_size=dp)
+    roofline = roofline_compute(config, tp, comm)
     if bundle is None and config.compute.skew_correction != "auto":
         raise ConfigError(f"compute.skew_correction is '{config.compute.skew_correction}', but it applies to "
                           "LLMServingSim bundles only (compute.backend 'profiled' with a bundle in compute.profile)")

@@ -1,0 +1,239 @@
+"""The roofline's efficiencies and kernel floors from measured operators: NVIDIA AIConfigurator's tables of vLLM.
+
+AIConfigurator (github.com/ai-dynamo/aiconfigurator) measures vLLM's own operators on a GPU, each replayed in a CUDA
+graph: GEMMs (``gemm/vllm/<version>/gemm_perf.parquet``: m, n, k, ms) and the attention layer call, KV-cache write
+included (``attention/vllm/<version>/{generation,context}_attention_perf.parquet``: batch, heads, KV heads, KV
+length, ms); its collector writes the same columns as CSV (``*_perf.txt``). From them this builds a layer's measured
+parts, as kvsim's roofline divides a layer, for a few real shapes (``SETUPS``: Llama-3.1-8B, Qwen3-32B, Llama-3.1-70B
+at the TP degrees they are served at; decode batches and KV lengths, prefills): the linear part (the four GEMMs of
+q/k/v, o, gate/up and down) and the attention call. Then it fits the five constants the roofline has for them
+(``FIT_KEYS``) by least squares on log(predicted / measured) of the linear part, the attention and their sum, and
+judges each GPU by a fit to the others: what kvsim's defaults give a GPU it was not fitted to.
+
+The roofline's parts are decomposed once per point into FLOP time and byte time at full efficiency (its own
+counting, ``RooflineCompute``), so a fit's evaluations are array arithmetic: linear = GEMMs × gemm floor +
+hypot(C / flops_efficiency, M / bandwidth_efficiency), attention = attention floor + hypot(C / attention_efficiency,
+M / bandwidth_efficiency).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import least_squares
+
+from sim.errors import InputError
+from sim.serving.compute import RooflineCompute
+from sim.serving.kernel_floors import attention_projection_kernels, mlp_kernels
+from sim.serving.step_shape import StepShape
+from sim.specs import gpu_spec, model_spec
+
+FIT_KEYS = ("flops_efficiency", "bandwidth_efficiency", "attention_efficiency", "gemm_floor_us", "attention_floor_us")
+LOWER = (1e-2, 1e-2, 1e-2, 0.0, 0.0)
+UPPER = (1.0, 1.0, 1.0, 100.0, 500.0)
+SOFT_L1_SCALE = 0.1
+US = 1e-6
+# (model, TP): real shapes at the TP degrees they are served at, their heads per rank in AIConfigurator's grids
+SETUPS = (("llama-3.1-8b", 1), ("qwen3-32b", 2), ("llama-3.1-70b", 4), ("llama-3.1-70b", 8))
+DECODE_BATCHES = (1, 8, 32, 128, 256)
+DECODE_KV = (512, 2048, 8192)
+PREFILL_TOKENS = (512, 1024, 2048, 4096, 8192)
+# AIConfigurator's systems/data folder names of the GPUs profiles/gpus.yaml has
+GPU_FOLDERS = {"a100_sxm": "a100-80gb", "h100_sxm": "h100-sxm", "h200_sxm": "h200", "b200_sxm": "b200",
+               "l40s": "l40s", "rtx_pro_6000_server": "rtxpro6000"}
+TABLES = {"gemm": ("gemm", "gemm_perf", ("gemm_dtype", "m", "n", "k", "latency")),
+          "generation": ("attention", "generation_attention_perf",
+                         ("batch_size", "isl", "num_heads", "num_key_value_heads", "head_dim", "kv_cache_dtype",
+                          "step", "latency")),
+          "context": ("attention", "context_attention_perf",
+                      ("batch_size", "isl", "num_heads", "num_key_value_heads", "head_dim", "kv_cache_dtype",
+                       "step", "latency"))}
+
+
+@dataclass(frozen=True)
+class LayerPoint:
+    """One layer of one step as measured: its GEMMs and its attention call (seconds)."""
+
+    gpu: str
+    model: str
+    tensor_parallel_size: int
+    phase: str  # "decode" (``sequences`` of ``tokens`` KV tokens each) or "prefill" (one prompt of ``tokens``)
+    sequences: int
+    tokens: int
+    linear_s: float
+    attention_s: float
+
+
+def _version(text: str) -> tuple:
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"[.+-]", text))
+
+
+def table_files(folder: Path) -> dict[str, Path]:
+    """The newest vLLM version's GEMM, generation and context attention tables under an AIConfigurator
+    ``systems/data/<gpu>`` folder (parquet, or the collector's CSV ``*_perf.txt``)."""
+    if not folder.is_dir():
+        raise InputError(f"{folder}: not a folder (an AIConfigurator systems/data/<gpu> folder)")
+    found: dict[str, Path] = {}
+    for name, (kind, stem, _) in TABLES.items():
+        candidates = [p for p in (folder / kind / "vllm").glob(f"*/{stem}.*") if p.suffix in (".parquet", ".txt")]
+        if not candidates:
+            raise InputError(f"{folder}: no vLLM {stem} table ({kind}/vllm/<version>/{stem}.parquet or .txt)")
+        found[name] = max(candidates, key=lambda p: (_version(p.parent.name), p.suffix == ".parquet"))
+    return found
+
+
+def read_table(path: Path, columns: Sequence[str]) -> pd.DataFrame:
+    """An AIConfigurator table with ``columns`` (its ``latency`` in ms), refused naming the file and column."""
+    try:
+        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read the table: {exc}") from None
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise InputError(f"{path}: no column {missing[0]!r} (AIConfigurator's vLLM table columns: {', '.join(columns)})")
+    latency = pd.to_numeric(frame["latency"], errors="coerce")
+    bad = np.flatnonzero(~(latency > 0))
+    if len(bad):
+        raise InputError(f"{path}: row {bad[0] + 2}: latency {frame['latency'].iloc[bad[0]]!r} is not a positive "
+                         "number of milliseconds")
+    return frame
+
+
+class GemmTable:
+    """Measured bf16 GEMM times, interpolated log-linearly in n and k between the table's grid points."""
+
+    def __init__(self, frame: pd.DataFrame):
+        frame = frame[frame["gemm_dtype"] == "bfloat16"]
+        self.ms = {(int(m), int(n), int(k)): float(t)
+                   for m, n, k, t in zip(frame["m"], frame["n"], frame["k"], frame["latency"])}
+        self.ns = np.array(sorted({key[1] for key in self.ms}))
+        self.ks = np.array(sorted({key[2] for key in self.ms}))
+
+    @staticmethod
+    def _bracket(value: int, grid: np.ndarray) -> list[tuple[int, float]]:
+        i = int(np.searchsorted(grid, value))
+        if i < len(grid) and grid[i] == value:
+            return [(int(grid[i]), 1.0)]
+        if i == 0 or i == len(grid):
+            return []
+        lo, hi = grid[i - 1], grid[i]
+        w = (np.log(value) - np.log(lo)) / (np.log(hi) - np.log(lo))
+        return [(int(lo), 1 - w), (int(hi), w)]
+
+    def seconds(self, m: int, n: int, k: int) -> float | None:
+        """An (m × k) · (k × n) GEMM's time; None outside the table."""
+        log_ms = 0.0
+        ns, ks = self._bracket(n, self.ns), self._bracket(k, self.ks)
+        if not ns or not ks:
+            return None
+        for n_at, wn in ns:
+            for k_at, wk in ks:
+                ms = self.ms.get((m, n_at, k_at))
+                if ms is None:
+                    return None
+                log_ms += wn * wk * np.log(ms)
+        return float(np.exp(log_ms)) * 1e-3
+
+
+def _attention_ms(frame: pd.DataFrame, context: bool) -> dict[tuple[int, int, int, int], float]:
+    """(batch, KV tokens or prompt tokens, heads, KV heads) -> ms of bf16-KV, head-dim-128, full-attention rows."""
+    keep = (frame["kv_cache_dtype"] == "bfloat16") & (frame["head_dim"] == 128)
+    if "window_size" in frame.columns:
+        keep &= frame["window_size"] == 0
+    if context:
+        keep &= frame["step"] == 0
+    rows = frame[keep]
+    length = rows["isl"] if context else rows["step"] + rows["isl"]  # a decode at step s reads s + 1 KV tokens
+    return {(int(b), int(n), int(h), int(kv)): float(t) for b, n, h, kv, t in
+            zip(rows["batch_size"], length, rows["num_heads"], rows["num_key_value_heads"], rows["latency"])}
+
+
+def read_layers(folder: Path, gpu: str) -> tuple[list[LayerPoint], int]:
+    """The layer points an AIConfigurator GPU folder measures (``SETUPS``' shapes), and how many it lacks."""
+    files = table_files(folder)
+    gemms = GemmTable(read_table(files["gemm"], TABLES["gemm"][2]))
+    decode = _attention_ms(read_table(files["generation"], TABLES["generation"][2]), context=False)
+    prefill = _attention_ms(read_table(files["context"], TABLES["context"][2]), context=True)
+    points, missing = [], 0
+    for name, tp in SETUPS:
+        m = model_spec(name)
+        heads, kv_heads = m.num_attention_heads // tp, max(1, m.num_kv_heads // tp)
+        shapes = [((heads + 2 * kv_heads) * m.head_dim, m.hidden_size), (m.hidden_size, heads * m.head_dim),
+                  (2 * m.intermediate_size // tp, m.hidden_size), (m.hidden_size, m.intermediate_size // tp)]
+        wanted = ([("decode", b, n, b, decode) for b in DECODE_BATCHES for n in DECODE_KV]
+                  + [("prefill", 1, n, n, prefill) for n in PREFILL_TOKENS])
+        for phase, seqs, length, tokens, attention in wanted:
+            linear = [gemms.seconds(tokens, n, k) for n, k in shapes]
+            attention_ms = attention.get((seqs, length, heads, kv_heads))
+            if None in linear or attention_ms is None:
+                missing += 1
+                continue
+            points.append(LayerPoint(gpu, name, tp, phase, seqs, length, sum(linear), attention_ms * 1e-3))
+    return points, missing
+
+
+class Decomposed:
+    """The roofline's parts of each point at full efficiency: FLOP and byte seconds of the linear part and of the
+    attention, and the linear part's GEMM kernels."""
+
+    def __init__(self, points: Sequence[LayerPoint]):
+        parts, kernels = [], []
+        for p in points:
+            model = model_spec(p.model)
+            exact = RooflineCompute(model, gpu_spec(p.gpu), 2, 2, p.tensor_parallel_size, 1.0, 1.0)
+            half = RooflineCompute(model, gpu_spec(p.gpu), 2, 2, p.tensor_parallel_size, 0.5, 1.0)
+            if p.phase == "decode":
+                shape, tokens = StepShape.decode_batch(np.full(p.sequences, p.tokens - 1)), p.sequences
+            else:
+                shape, tokens = StepShape(), p.tokens
+                shape.add_prefill(p.tokens, 0)
+            full = np.array([exact.linear_layer_time(tokens), exact.attention_layer_time(shape)])
+            halved = np.array([half.linear_layer_time(tokens), half.attention_layer_time(shape)])
+            # hypot(C, M) and hypot(2C, M): C² = (halved² − full²) / 3
+            flops2 = np.maximum((halved ** 2 - full ** 2) / 3, 0.0)
+            parts.append(np.concatenate([np.sqrt(flops2), np.sqrt(np.maximum(full ** 2 - flops2, 0.0))]))
+            kernels.append(attention_projection_kernels(model) + mlp_kernels(model, False))
+        self.linear_flops, self.attention_flops, self.linear_bytes, self.attention_bytes = np.array(parts).T
+        self.kernels = np.array(kernels, dtype=float)
+        self.linear = np.array([p.linear_s for p in points])
+        self.attention = np.array([p.attention_s for p in points])
+        self.decode = np.array([p.phase == "decode" for p in points])
+
+    def predict(self, values: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+        """(linear, attention) seconds of each point with ``values`` of ``FIT_KEYS``."""
+        v = values
+        linear = self.kernels * v["gemm_floor_us"] * US + np.hypot(self.linear_flops / v["flops_efficiency"],
+                                                                    self.linear_bytes / v["bandwidth_efficiency"])
+        attention = v["attention_floor_us"] * US + np.hypot(self.attention_flops / v["attention_efficiency"],
+                                                            self.attention_bytes / v["bandwidth_efficiency"])
+        return linear, attention
+
+    def log_errors(self, values: dict[str, float]) -> np.ndarray:
+        linear, attention = self.predict(values)
+        return np.concatenate([np.log(linear / self.linear), np.log(attention / self.attention),
+                               np.log((linear + attention) / (self.linear + self.attention))])
+
+    def median_errors(self, values: dict[str, float]) -> dict[str, float]:
+        """Median |predicted / measured − 1| of the linear part, the attention, the layer, its decodes and prefills."""
+        linear, attention = self.predict(values)
+        layer = np.abs((linear + attention) / (self.linear + self.attention) - 1)
+        return {"linear": float(np.median(np.abs(linear / self.linear - 1))),
+                "attention": float(np.median(np.abs(attention / self.attention - 1))),
+                "layer": float(np.median(layer)), "decode": float(np.median(layer[self.decode])),
+                "prefill": float(np.median(layer[~self.decode]))}
+
+
+def fit(groups: Sequence[Decomposed], start: dict[str, float]) -> dict[str, float]:
+    """The ``FIT_KEYS`` values that fit every group's points (soft-L1 least squares on log ratios)."""
+    def residuals(x: np.ndarray) -> np.ndarray:
+        values = dict(zip(FIT_KEYS, x))
+        return np.concatenate([g.log_errors(values) for g in groups])
+
+    x0 = np.clip([start[k] for k in FIT_KEYS], LOWER, UPPER)
+    result = least_squares(residuals, x0, bounds=(LOWER, UPPER), loss="soft_l1", f_scale=SOFT_L1_SCALE)
+    return {k: float(v) for k, v in zip(FIT_KEYS, result.x)}
