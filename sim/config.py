@@ -102,8 +102,9 @@ class ServingConfig:
     # --disable-hybrid-kv-cache-manager or a KV connector without hybrid support (LMCache's) (it treats the sliding
     # layers' KV as full attention's; they still slide)
     disable_hybrid_kv_cache_manager: bool = False
-    # How a TP group all-reduces. auto: as vLLM 0.33, its one-kernel all-reduces over NVLink peer memory (FlashInfer's,
-    # its custom all-reduce) where the GPUs are all joined by NVLink and the kernel beats NCCL, past their size limits
+    # How a TP group all-reduces. auto: as vLLM 0.33, its one-kernel all-reduces over peer memory (FlashInfer's, its
+    # custom all-reduce) where the GPUs are all joined by NVLink (or are a PCIe pair with peer access) and the kernel
+    # beats NCCL (in its fastest protocol, sim.serving.nccl_protocols), past their size limits
     # NVLink multicast on Hopper and Blackwell NVSwitch boards (torch symmetric memory's), else NCCL: its ring, or its
     # NVLS over those switches where faster (sim.serving.collectives). nccl: NCCL alone, as vLLM with
     # --disable-custom-all-reduce and VLLM_ALLREDUCE_USE_FLASHINFER=0 VLLM_ALLREDUCE_USE_SYMM_MEM=0, or the engines of

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-
 from sim.config import MAX_LATENCY_US, MIN_GBPS
 from sim.config_yaml import GPU_PATH_HINT, MODEL_PATH_HINT, load_yaml, names_a_path, read_config_file
 from sim.errors import ConfigError, quote
@@ -24,6 +23,7 @@ class LinkSpec:
     bandwidth: float  # B/s per direction
     step_latency: float  # s per ring step
     source: str
+    peer_access: bool = True  # GPUs reach each other's memory over the link (GeForce drivers disable it over PCIe)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,8 +136,12 @@ def gpu_from_entry(name: str, entry: object, where: str, source: str | None = No
     if numbers.get("reported_memory_gib", 0.0) > numbers["memory_gib"]:  # (a reservation only takes memory away)
         raise ConfigError(f"{where}: reported_memory_gib {numbers['reported_memory_gib']:g} is above memory_gib "
                           f"{numbers['memory_gib']:g}: a device reports its total less the driver's reservation")
-    link = _check_keys(entry.get("link"), ["kind", *LINK_NUMBERS, "source"], f"{where}: link", "a GPU spec's link")
+    link = _check_keys(entry.get("link"), ["kind", *LINK_NUMBERS, "peer_access", "source"], f"{where}: link",
+                       "a GPU spec's link")
     link_numbers = {key: _number(link, key, f"{where}: link", domain) for key, domain in LINK_NUMBERS.items()}
+    peer_access = link.get("peer_access", True)
+    if not isinstance(peer_access, bool):
+        raise ConfigError(f"{where}: link: peer_access must be true or false, got {quote(peer_access)}")
     texts = {"source": entry.get("source", source), "link.kind": link.get("kind"),
              "link.source": link.get("source", source)}
     for key, text in texts.items():
@@ -147,7 +151,8 @@ def gpu_from_entry(name: str, entry: object, where: str, source: str | None = No
                    memory_bytes=int(round(numbers["memory_gib"] * GIB)),
                    memory_bandwidth=numbers["memory_bandwidth_gbps"] * 1e9,
                    link=LinkSpec(kind=texts["link.kind"], bandwidth=link_numbers["bandwidth_gbps"] * 1e9,
-                                 step_latency=link_numbers["step_latency_us"] * 1e-6, source=texts["link.source"]),
+                                 step_latency=link_numbers["step_latency_us"] * 1e-6, source=texts["link.source"],
+                                 peer_access=peer_access),
                    source=texts["source"],
                    fp8_peak_flops=numbers["dense_fp8_tflops"] * 1e12 if "dense_fp8_tflops" in numbers else None,
                    reported_memory_bytes=int(round(numbers["reported_memory_gib"] * GIB))

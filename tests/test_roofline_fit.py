@@ -185,14 +185,15 @@ def test_splitwise_a100_tp8_predicted_from_tp2_and_tp4(splitwise_llama):
 
 def test_distserve_opt_curves_fit_and_transfer_between_models(shared_data):
     """DistServe's A100 curves of its own engine (OPT-13B at TP 1/2/4, OPT-66B at TP 2/3/4/8; a synchronous engine):
-    the roofline's defaults are ~20% off (median), a fit a few percent, and each model predicted from the other's fit
-    within ~10% (the curves' own formula is checked by hand in test_distserve_curves_are_evaluated_as_simdistserve_does)."""
+    the roofline's defaults are ~20% off (median), a fit under 9% (8.7% since NCCL's small all-reduces take its LL
+    protocol: 7.1% with the bare ring), and each model predicted from the other's fit within ~11% (the curves' own
+    formula is checked by hand in test_distserve_curves_are_evaluated_as_simdistserve_does)."""
     steps = read_distserve(shared_data / "profiles" / "distserve" / "profiler-a100-80g.distserve.json")
     engine = ["serving.async_scheduling=false", "serving.all_reduce=nccl"]  # SwiftTransformer all-reduces with NCCL
     steps, configs, _ = fittable(steps, point_configs(steps, load_config(None, sets=engine)))
     before = relative_errors(steps, configs, {})
     fitted = fit(steps, configs)
-    assert np.median(np.abs(before)) > 0.15 and np.median(np.abs(fitted.errors)) < 0.08
+    assert np.median(np.abs(before)) > 0.15 and np.median(np.abs(fitted.errors)) < 0.09
     for model, errors in holdout(steps, configs, "model").items():
         assert np.median(np.abs(errors)) < 0.12, model
 

@@ -10,9 +10,10 @@
 ``RingCollectives`` is NCCL's ring algorithm over the GPU's own link: an all-reduce is
 2(N−1) steps (reduce-scatter, then all-gather), an all-gather or a reduce-scatter N−1 steps and a send one
 step; each step moves ``nbytes / N`` bytes (a send: all of them) at the link's per-direction
-bandwidth plus the link's per-step latency. Where the group's GPUs are all joined by NVLink (an NVSwitch
-board, or the two GPUs of a bridge), vLLM's TP group all-reduces with its own one-kernel all-reduces over
-peer memory instead, where they are faster (``RingCollectives.kernel_all_reduce``), and past their limits, on
+bandwidth plus the link's per-step latency, in the fastest of NCCL's protocols (``sim.serving.nccl_protocols``:
+each its own fixed and per-step latency and share of the bandwidth). Where the group's GPUs are all joined by NVLink
+(an NVSwitch board, or the two GPUs of a bridge), or are two PCIe cards with peer access, vLLM's TP group
+all-reduces with its own one-kernel all-reduces over peer memory instead, where they are faster (``RingCollectives.kernel_all_reduce``), and past their limits, on
 Hopper's and Blackwell's switches, over NVLink multicast (``multicast_all_reduce``), where NCCL too has its NVLS
 algorithm beside the ring (``nccl_all_reduce``); ``serving.all_reduce=nccl`` leaves NCCL alone.
 ``MeasuredCollectives`` interpolates measured timings (Vidur's ``all_reduce.csv``/``send_recv.csv``, or the NCCL
@@ -42,6 +43,7 @@ import pandas as pd
 
 from sim.errors import ConfigError
 from sim.serving.moe import DataParallelShare, group_tokens
+from sim.serving.nccl_protocols import NcclProtocol
 from sim.serving.profile_files import read_profile_csv, read_profile_yaml, too_few_rows
 from sim.specs import LinkSpec
 
@@ -85,21 +87,41 @@ class PeerKernel:
 
 
 KERNEL_GROUP_SIZES = (2, 4, 6, 8)
-# Hopper and Blackwell: FlashInfer's kernel (its default passes also fuse the RMSNorm after it: config/vllm.py
-# enable_allreduce_rms_fusion), fitted to the TensorRT-LLM kernel's H100 latencies at TP 2/4/8 and 512 B - 1 MiB
-# (SGLang PR #2904, github.com/sgl-project/sglang/pull/2904, the kernel FlashInfer's all-reduce wraps; median error
-# 6%): 4.3 us + peer reads at 70 GB/s on an H100 (one kernel's few thread blocks, not the link).
-FLASHINFER = PeerKernel(1.26, 1.36, 0.188, KERNEL_GROUP_SIZES)
+# Hopper and Blackwell: vLLM's own all-reduce as NVIDIA's AIConfigurator measured it (github.com/ai-dynamo/
+# aiconfigurator, systems/data/<gpu>/comm/vllm/0.24.0/custom_allreduce_perf.parquet: tensor_model_parallel_all_reduce
+# replayed in CUDA graphs, TP 2/4/8, 256 B - 4 MiB), the newest engine measured. vLLM 0.33 runs FlashInfer's MNNVL
+# kernel first on NVSwitch boards (flashinfer_all_reduce.py: "MNNVL decodes faster than TRTLLM on single-node NVSwitch
+# systems", its TensorRT-LLM kernel elsewhere), chosen over the custom all-reduce where faster, so these are its
+# upper bound. H100 (45 points, median error 3.9%, -16% / +10%): 4.5 us + peer reads at 285 GB/s; held out, the H200
+# rows: median 3.0%, -8% / +20%. (The TensorRT-LLM kernel's H100 table of Jan 2025, SGLang PR #2904, which kvsim
+# took before, is 2.4x slower at 1 MiB, TP 2.)
+HOPPER_ALL_REDUCE = PeerKernel(1.337, 1.09, 0.770, KERNEL_GROUP_SIZES)
+# B200 (45 points, median 5.7%, -42% / +67%: its dispatch changes kernel near 256 KiB - 1 MiB): 7.1 us + peer reads at
+# 237 GB/s; held out, the B300 rows (the same NVLink 5 switch): median 5.3%, -43% / +67%
+BLACKWELL_ALL_REDUCE = PeerKernel(2.10, 1.707, 0.329, KERNEL_GROUP_SIZES)
 # Ampere: no FlashInfer kernel (FI_ALLREDUCE_FUSION_MAX_SIZE_MB has no sm 8.x), so vLLM's custom all-reduce, below
 # its 8 MiB; fitted to vLLM 0.20's all-reduce measured on A100s at TP 2/4/8 and 256 B - 4 MiB, CUDA graphs, by
 # NVIDIA's AIConfigurator (github.com/ai-dynamo/aiconfigurator, campaign_checkpoints/a100_sxm/
 # custom_allreduce_perf.txt; median error 6%, -15% to +12%): 5.3 us + peer reads at 198 GB/s on an A100 (held out:
 # the same file's H100 rows run 13% slower than this fit on H100 figures, on average).
 CUSTOM_ALL_REDUCE = PeerKernel(1.57, 2.04, 0.826, KERNEL_GROUP_SIZES)
+# Two PCIe GPUs with peer access: vLLM's custom all-reduce (custom_all_reduce.py runs on PCIe for a pair only, "not
+# supported on more than two PCIe-only GPUs", below its 8 MiB), fitted to AIConfigurator's vLLM 0.24 measurement on
+# RTX PRO 6000 Blackwell Server Edition GPUs (TP 2, 256 B - 4 MiB, CUDA graphs: median error 3.2%, -7% / +6%): 4.3 us
+# + peer reads at 40 GB/s over PCIe Gen 5; held out, its L40S rows (vLLM 0.14) over Gen 4: median 16%, -23% / -1%
+PCIE_PAIR_ALL_REDUCE = PeerKernel(0.762, 1.0, 0.831, (2,))
 PEER_KERNELS = {
     "nvlink3": CUSTOM_ALL_REDUCE, "nvlink3-bridge": replace(CUSTOM_ALL_REDUCE, group_sizes=(2,)),
-    "nvlink4": FLASHINFER, "nvlink4-bridge": replace(FLASHINFER, group_sizes=(2,)), "nvlink5": FLASHINFER,
-}  # NVLink kinds: nvlink3/4/5 join all of an NVSwitch board's GPUs, a *-bridge two; PCIe: none
+    "nvlink4": HOPPER_ALL_REDUCE, "nvlink4-bridge": replace(HOPPER_ALL_REDUCE, group_sizes=(2,)),
+    "nvlink5": BLACKWELL_ALL_REDUCE,
+}  # NVLink kinds: nvlink3/4/5 join all of an NVSwitch board's GPUs, a *-bridge two
+
+
+def peer_kernel(link: LinkSpec) -> PeerKernel | None:
+    """vLLM's one-kernel all-reduce over ``link``: NVLink's, or a PCIe pair's where the GPUs have peer access."""
+    if link.kind.startswith("pcie"):
+        return PCIE_PAIR_ALL_REDUCE if link.peer_access else None
+    return PEER_KERNELS.get(link.kind)
 
 # Past those kernels' size limits, vLLM 0.33 all-reduces over NVLink multicast on the NVSwitch boards that have it
 # (NVLink SHARP: Hopper's and Blackwell's switches reduce and broadcast in the fabric): torch symmetric memory's
@@ -150,23 +172,28 @@ MULTICAST = {
 
 @dataclass(frozen=True)
 class RingCollectives:
-    """Ring collectives over one link: each step moves a 1/N share at ``bandwidth`` after ``step_latency``;
-    all-reduces of ``kernel``'s groups take vLLM's NVLink kernel where it is faster, and those in ``multicast``'s
-    ranges the switch's multicast all-reduce."""
+    """Ring collectives over one link: each step moves a 1/N share at ``bandwidth`` after ``step_latency``, with
+    ``protocols`` NCCL's protocols for them (the fastest of each; none: the bare ring); all-reduces of ``kernel``'s
+    groups take vLLM's NVLink kernel where it is faster, and those in ``multicast``'s ranges the switch's multicast
+    all-reduce."""
 
     bandwidth: float  # bytes/s per direction
-    step_latency: float  # s per ring step
+    step_latency: float  # s per ring step (NCCL's Simple protocol)
     name: str = "ring"
     kernel: PeerKernel | None = None
     multicast: Multicast | None = None
+    protocols: tuple[NcclProtocol, ...] = ()
 
     @classmethod
     def over(cls, link: LinkSpec, kernel: PeerKernel | None = None, multicast: Multicast | None = None,
-             ) -> "RingCollectives":
-        return cls(link.bandwidth, link.step_latency, kernel=kernel, multicast=multicast)
+             protocols: tuple[NcclProtocol, ...] = ()) -> "RingCollectives":
+        return cls(link.bandwidth, link.step_latency, kernel=kernel, multicast=multicast, protocols=protocols)
 
     def _ring(self, steps: int, share: float) -> float:
-        return steps * (self.step_latency + share / self.bandwidth)
+        """``steps`` ring steps of ``share`` bytes, as NCCL's fastest protocol runs them."""
+        if not self.protocols:
+            return steps * (self.step_latency + share / self.bandwidth)
+        return min(p.time(steps, share, self.bandwidth, self.step_latency) for p in self.protocols)
 
     def all_reduce(self, nbytes: float, ranks: int) -> float:
         if ranks <= 1 or nbytes <= 0:
@@ -215,7 +242,8 @@ class RingCollectives:
         return self.all_gather(nbytes, ranks)  # the same N − 1 steps of 1/N each
 
     def send_recv(self, nbytes: float) -> float:
-        return self._ring(1, nbytes) if nbytes > 0 else 0.0
+        """One step of the link (NCCL's point-to-point transfers are not priced by its collectives' tuner)."""
+        return self.step_latency + nbytes / self.bandwidth if nbytes > 0 else 0.0
 
 
 def interpolate(x: Sequence[float], y: Sequence[float], value: float) -> float:

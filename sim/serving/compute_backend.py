@@ -16,13 +16,14 @@ from sim.config import Config
 from sim.errors import ConfigError
 from sim.kv_dtype import kv_dtype_bytes
 from sim.model_shape import DTYPE_BYTES, ModelSpec
+from sim.serving.attention_backend import capability_of
 from sim.serving.collectives import (
     MULTICAST,
-    PEER_KERNELS,
     MeasuredCollectives,
     RingCollectives,
     TensorParallelComm,
     bundle_hardware_yaml,
+    peer_kernel,
 )
 from sim.serving.compute import ComputeModel, RooflineCompute
 from sim.serving.cudagraph import CudagraphSizes, PaddedCompute, config_cudagraph_sizes
@@ -30,6 +31,7 @@ from sim.serving.engine_limits import block_size
 from sim.serving.host_time import US, HostBoundCompute, HostTime
 from sim.serving.kernel_floors import KernelFloors
 from sim.serving.llmservingsim_compute import LLMServingSimCompute
+from sim.serving.nccl_protocols import nccl_protocols
 from sim.serving.vidur_compute import ProfiledCompute, VidurAttention, VidurProfile
 from sim.specs import LinkSpec, gpu_spec, model_spec
 
@@ -43,19 +45,22 @@ def gpu_link(config: Config) -> LinkSpec:
         bandwidth=link.bandwidth if hw.gpu_link_gbps is None else hw.gpu_link_gbps * 1e9,
         step_latency=link.step_latency if hw.gpu_link_latency_us is None else hw.gpu_link_latency_us * 1e-6,
         source=link.source if hw.gpu_link_gbps is None and hw.gpu_link_latency_us is None else "hardware.gpu_link_*",
+        peer_access=link.peer_access,
     )
 
 
 def analytic_collectives(config: Config) -> RingCollectives:
     """The collectives over the GPU's link as the engine runs them: NCCL, and unless ``serving.all_reduce=nccl``
     vLLM's NVLink kernels and multicast all-reduce where the GPU's topology has them."""
-    kind = gpu_spec(config.hardware.gpu).link.kind  # (an overridden link keeps the GPU's topology)
+    own = gpu_spec(config.hardware.gpu).link  # (an overridden link keeps the GPU's topology)
+    kind = own.kind
     switch = MULTICAST.get(kind)
     if config.serving.all_reduce == "nccl":  # NCCL alone: no vLLM kernel, no multimem; NCCL's own NVLS stays
         kernel, switch = None, None if switch is None else replace(switch, ranges=())
     else:
-        kernel = PEER_KERNELS.get(kind)
-    return RingCollectives.over(gpu_link(config), kernel, switch)
+        kernel = peer_kernel(own)
+    protocols = nccl_protocols(kind.startswith("nvlink"), capability_of(config.hardware.gpu)[0])
+    return RingCollectives.over(gpu_link(config), kernel, switch, protocols)
 
 
 def collectives_model(config: Config, bundle: Path | None = None) -> RingCollectives | MeasuredCollectives:
