@@ -24,6 +24,7 @@ CASES = [
     ("bench_cache.py", ["--trace", "/nonexistent.jsonl"], "trace not found: /nonexistent.jsonl"),
     ("bench_learned.py", ["--workloads", "mooncake,nope", "--peers", ""], "unknown workloads ['nope']"),
     ("probe_learned.py", ["nope"], "unknown probes ['nope']"),
+    ("aiconfigurator_all_reduce.py", ["/nonexistent"], "/nonexistent: not a folder"),
 ]
 
 

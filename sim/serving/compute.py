@@ -47,7 +47,7 @@ from sim.jit import njit
 from sim.model_shape import ModelSpec
 from sim.serving.collectives import TensorParallelComm
 from sim.serving.gdn_compute import gated_delta_net_cost
-from sim.serving.kernel_floors import KernelFloors, attention_projection_kernels, mlp_kernels
+from sim.serving.kernel_floors import ROUTED_EXPERT_KERNELS, KernelFloors, attention_projection_kernels, mlp_kernels
 from sim.serving.moe import DataParallelShare, group_tokens, rank_experts
 from sim.serving.step_shape import StepShape
 from sim.specs import GPUSpec
@@ -269,8 +269,8 @@ class RooflineCompute:
         flops = (2 * m.num_experts_per_tok * m.expert_parameters / tp + 2 * self.router_params) * tokens
         traffic = (self.router_params * self.dtype_bytes + experts * self.expert_bytes
                    + tokens * self.moe_act_bytes_per_token)
-        # three GEMM kernels: the router and the fused experts' two (sim.serving.kernel_floors)
-        return 3 * self.floors.gemm_s + _combine(flops / self.linear_peak, traffic / self.bandwidth)
+        floor = ROUTED_EXPERT_KERNELS * self.floors.gemm_s
+        return floor + _combine(flops / self.linear_peak, traffic / self.bandwidth)
 
     def projections_time(self, tokens: int) -> float:
         """The q/k/v/o projections alone for ``tokens`` tokens: a bundle's dense.csv linear operators for an MoE

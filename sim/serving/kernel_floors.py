@@ -42,11 +42,14 @@ def attention_projection_kernels(model: ModelSpec) -> int:
     return 5 + (2 if model.is_sparse_attention else 0)
 
 
+ROUTED_EXPERT_KERNELS = 3  # an MoE layer's router ``gate`` and the fused experts' two grouped GEMMs (fused_moe: w13, w2)
+
+
 def mlp_kernels(model: ModelSpec, moe_layer: bool) -> int:
     """GEMM kernels of a layer's MLP in vLLM: ``gate_up_proj`` and ``down_proj`` (a plain MLP's up and down); an MoE
-    layer's router ``gate``, the fused experts' two grouped GEMMs (fused_moe: w13, w2) and, where the model has
-    them, the shared experts' gate_up and down and Qwen2-MoE's shared-expert gate."""
+    layer's router and routed experts (``ROUTED_EXPERT_KERNELS``) and, where the model has them, the shared experts'
+    gate_up and down and Qwen2-MoE's shared-expert gate."""
     if not moe_layer:
         return 2
     shared = 2 if model.shared_expert_intermediate_size else 0
-    return 1 + 2 + shared + (1 if model.shared_expert_gate else 0)
+    return ROUTED_EXPERT_KERNELS + shared + (1 if model.shared_expert_gate else 0)

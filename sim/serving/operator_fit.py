@@ -69,7 +69,7 @@ class LayerPoint:
     attention_s: float
 
 
-def _version(text: str) -> tuple:
+def version_key(text: str) -> tuple:
     return tuple(int(part) if part.isdigit() else part for part in re.split(r"[.+-]", text))
 
 
@@ -83,7 +83,7 @@ def table_files(folder: Path) -> dict[str, Path]:
         candidates = [p for p in (folder / kind / "vllm").glob(f"*/{stem}.*") if p.suffix in (".parquet", ".txt")]
         if not candidates:
             raise InputError(f"{folder}: no vLLM {stem} table ({kind}/vllm/<version>/{stem}.parquet or .txt)")
-        found[name] = max(candidates, key=lambda p: (_version(p.parent.name), p.suffix == ".parquet"))
+        found[name] = max(candidates, key=lambda p: (version_key(p.parent.name), p.suffix == ".parquet"))
     return found
 
 

@@ -1,0 +1,72 @@
+"""kvsim's TP all-reduce (vLLM's dispatch: its peer kernels, multicast, NCCL in its fastest protocol) against vLLM's
+own all-reduce as NVIDIA AIConfigurator measured it on each GPU it profiled.
+
+Reads ``<DATA>/<gpu>/comm/vllm/<version>/custom_allreduce_perf.parquet`` (or the collector's ``.txt`` CSV) of an
+AIConfigurator checkout (github.com/ai-dynamo/aiconfigurator, ``aic-core/src/aiconfigurator_core/systems/data``),
+the newest version per GPU, its CUDA-graph rows (bf16 elements x 2 bytes), and prints per GPU the median and range of
+predicted / measured - 1 in four size bands. From the repository root::
+
+    python benchmarks/aiconfigurator_all_reduce.py $AIC/aic-core/src/aiconfigurator_core/systems/data
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from sim.config import load_config  # noqa: E402 (after the path)
+from sim.errors import InputError, command_status, end_process  # noqa: E402
+from sim.serving.compute_backend import analytic_collectives  # noqa: E402
+from sim.serving.operator_fit import GPU_FOLDERS, version_key  # noqa: E402
+
+# B300 shares B200's NVLink 5 switch: priced as a B200 (kvsim lists no B300)
+FOLDERS = {**GPU_FOLDERS, "b300_sxm": "b200"}
+BANDS = ((0, 64 << 10, "<= 64 KiB"), (64 << 10, 4 << 20, "64 KiB - 4 MiB"), (4 << 20, 64 << 20, "4 - 64 MiB"),
+         (64 << 20, 1 << 40, "> 64 MiB"))
+
+
+def table(folder: Path) -> pd.DataFrame | None:
+    """The newest all-reduce table's CUDA-graph rows under an AIConfigurator GPU folder (None: it has none)."""
+    files = [p for p in (folder / "comm" / "vllm").glob("*/custom_allreduce_perf.*") if p.suffix in (".parquet", ".txt")]
+    if not files:
+        return None
+    path = max(files, key=lambda p: version_key(p.parent.name))
+    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    return frame[frame["kernel_source"].str.contains("graph")]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="aiconfigurator_all_reduce.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("data", type=Path, help="AIConfigurator's systems/data folder")
+    args = parser.parse_args()
+    if not args.data.is_dir():
+        raise InputError(f"{args.data}: not a folder (AIConfigurator's systems/data)")
+    print(f"{'GPU (as kvsim)':<32}" + "".join(f"{label:>24}" for *_, label in BANDS))
+    for folder_name, gpu in FOLDERS.items():
+        rows = table(args.data / folder_name)
+        if rows is None:
+            continue
+        cells = []
+        for low, high, _ in BANDS:
+            errors = []
+            for tp in sorted(set(rows["num_gpus"])):
+                model = analytic_collectives(load_config(None, sets=[f"hardware.gpu={gpu}",
+                                                                     f"serving.tensor_parallel_size={tp}"]))
+                band = rows[(rows["num_gpus"] == tp) & (rows["message_size"] * 2 > low) & (rows["message_size"] * 2 <= high)]
+                errors += [model.all_reduce(s * 2, tp) / (ms * 1e-3) - 1 for s, ms in zip(band["message_size"],
+                                                                                           band["latency"])]
+            e = np.array(errors)
+            cells.append(f"{np.median(np.abs(e)):.1%} ({e.min():+.0%}/{e.max():+.0%})" if len(e) else "-")
+        print(f"{folder_name + ' (' + gpu + ')':<32}" + "".join(f"{c:>24}" for c in cells))
+    return 0
+
+
+if __name__ == "__main__":
+    end_process(command_status("aiconfigurator_all_reduce.py", main))
