@@ -23,6 +23,7 @@ sys.path.insert(0, str(REPO))
 
 from sim.config import load_config  # noqa: E402 (after the path)
 from sim.errors import InputError, command_status, end_process  # noqa: E402
+from sim.serving.collectives import aiconfigurator_all_reduces  # noqa: E402
 from sim.serving.compute_backend import analytic_collectives  # noqa: E402
 from sim.serving.operator_fit import GPU_FOLDERS, version_key  # noqa: E402
 
@@ -32,14 +33,15 @@ BANDS = ((0, 64 << 10, "<= 64 KiB"), (64 << 10, 4 << 20, "64 KiB - 4 MiB"), (4 <
          (64 << 20, 1 << 40, "> 64 MiB"))
 
 
-def table(folder: Path) -> pd.DataFrame | None:
-    """The newest all-reduce table's CUDA-graph rows under an AIConfigurator GPU folder (None: it has none)."""
-    files = [p for p in (folder / "comm" / "vllm").glob("*/custom_allreduce_perf.*") if p.suffix in (".parquet", ".txt")]
+def all_reduces(folder: Path) -> pd.DataFrame | None:
+    """The newest all-reduce table under an AIConfigurator GPU folder, as ``ranks``, ``size`` (bytes) and ``seconds``
+    (its CUDA-graph rows: ``aiconfigurator_all_reduces``); None: it has none."""
+    files = [p for p in (folder / "comm" / "vllm").glob("*/custom_allreduce_perf.*")
+             if p.suffix in (".parquet", ".txt")]
     if not files:
         return None
     path = max(files, key=lambda p: version_key(p.parent.name))
-    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
-    return frame[frame["kernel_source"].str.contains("graph")]
+    return aiconfigurator_all_reduces(pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path), path)
 
 
 def main() -> int:
@@ -50,19 +52,19 @@ def main() -> int:
         raise InputError(f"{args.data}: not a folder (AIConfigurator's systems/data)")
     print(f"{'GPU (as kvsim)':<32}" + "".join(f"{label:>24}" for *_, label in BANDS))
     for folder_name, gpu in FOLDERS.items():
-        rows = table(args.data / folder_name)
+        rows = all_reduces(args.data / folder_name)
         if rows is None:
             continue
+        errors = np.empty(len(rows))
+        for ranks in sorted(set(rows["ranks"])):
+            model = analytic_collectives(load_config(None, sets=[f"hardware.gpu={gpu}",
+                                                                 f"serving.tensor_parallel_size={ranks}"]))
+            group = (rows["ranks"] == ranks).to_numpy()
+            errors[group] = [model.all_reduce(size, ranks) / seconds - 1
+                             for size, seconds in zip(rows["size"][group], rows["seconds"][group])]
         cells = []
         for low, high, _ in BANDS:
-            errors = []
-            for tp in sorted(set(rows["num_gpus"])):
-                model = analytic_collectives(load_config(None, sets=[f"hardware.gpu={gpu}",
-                                                                     f"serving.tensor_parallel_size={tp}"]))
-                band = rows[(rows["num_gpus"] == tp) & (rows["message_size"] * 2 > low) & (rows["message_size"] * 2 <= high)]
-                errors += [model.all_reduce(s * 2, tp) / (ms * 1e-3) - 1 for s, ms in zip(band["message_size"],
-                                                                                           band["latency"])]
-            e = np.array(errors)
+            e = errors[((rows["size"] > low) & (rows["size"] <= high)).to_numpy()]
             cells.append(f"{np.median(np.abs(e)):.1%} ({e.min():+.0%}/{e.max():+.0%})" if len(e) else "-")
         print(f"{folder_name + ' (' + gpu + ')':<32}" + "".join(f"{c:>24}" for c in cells))
     return 0

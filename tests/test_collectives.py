@@ -88,8 +88,8 @@ def test_the_hopper_kernel_model_reproduces_vllms_measured_all_reduce(gpu, measu
     assert max(ring_errors) > np.log(3)
 
 
-# NVIDIA's AIConfigurator (github.com/ai-dynamo/aiconfigurator, campaign_checkpoints/a100_sxm/custom_allreduce_perf.txt):
-# vLLM 0.20's all-reduce on A100s, CUDA graph, us by input bytes (bf16 elements x 2), below the custom all-reduce's
+# NVIDIA's AIConfigurator (github.com/ai-dynamo/aiconfigurator,
+# campaign_checkpoints/a100_sxm/custom_allreduce_perf.txt): vLLM 0.20's all-reduce on A100s, CUDA graph, us by input bytes (bf16 elements x 2), below the custom all-reduce's
 # 8 MiB (A100s have no FlashInfer kernel and no multicast: its custom all-reduce, then NCCL)
 A100_CUSTOM_US = {
     2: [5.02, 5.04, 5.07, 5.50, 5.81, 6.44, 7.89, 10.67, 15.14, 25.65],

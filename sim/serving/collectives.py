@@ -13,9 +13,10 @@ step; each step moves ``nbytes / N`` bytes (a send: all of them) at the link's p
 bandwidth plus the link's per-step latency, in the fastest of NCCL's protocols (``sim.serving.nccl_protocols``:
 each its own fixed and per-step latency and share of the bandwidth). Where the group's GPUs are all joined by NVLink
 (an NVSwitch board, or the two GPUs of a bridge), or are two PCIe cards with peer access, vLLM's TP group
-all-reduces with its own one-kernel all-reduces over peer memory instead, where they are faster (``RingCollectives.kernel_all_reduce``), and past their limits, on
-Hopper's and Blackwell's switches, over NVLink multicast (``multicast_all_reduce``), where NCCL too has its NVLS
-algorithm beside the ring (``nccl_all_reduce``); ``serving.all_reduce=nccl`` leaves NCCL alone.
+all-reduces with its own one-kernel all-reduces over peer memory instead, where they are faster
+(``RingCollectives.kernel_all_reduce``), and past their limits, on Hopper's and Blackwell's switches, over NVLink
+multicast (``multicast_all_reduce``), where NCCL too has its NVLS algorithm beside the ring (``nccl_all_reduce``);
+``serving.all_reduce=nccl`` leaves NCCL alone.
 ``MeasuredCollectives`` interpolates measured timings (Vidur's ``all_reduce.csv``/``send_recv.csv``, or the NCCL
 samples in an LLMServingSim ``hardware.yaml``) and uses the analytic model for what was not measured.
 
@@ -65,7 +66,7 @@ class CollectiveModel(Protocol):
     def send_recv(self, nbytes: float) -> float: ...
 
 
-# vLLM's NVLink all-reduce kernels, as vLLM 0.33 dispatches a TP group's all-reduce
+# vLLM's one-kernel all-reduces over peer memory, as vLLM 0.33 dispatches a TP group's all-reduce
 # (vllm/distributed/device_communicators/cuda_communicator.py: FlashInfer's TensorRT-LLM/MNNVL kernels, then its
 # custom all-reduce, then torch symmetric memory, then NCCL): each is one kernel that reads the peers' buffers over
 # NVLink. One-shot: every rank reads all N−1 peers' whole inputs and sums them; two-shot: a reduce-scatter and an
@@ -78,7 +79,7 @@ class CollectiveModel(Protocol):
 
 @dataclass(frozen=True)
 class PeerKernel:
-    """The one-kernel all-reduce vLLM runs first on a GPU generation's NVLink: its cost, and the groups it serves."""
+    """The one-kernel all-reduce vLLM runs first over a link's peer memory: its cost, and the groups it serves."""
 
     latency_hops: float  # launch and the barrier on flags in peer memory
     barrier_hops: float  # the two-shot kernel's barrier between its halves
@@ -118,10 +119,11 @@ PEER_KERNELS = {
 
 
 def peer_kernel(link: LinkSpec) -> PeerKernel | None:
-    """vLLM's one-kernel all-reduce over ``link``: NVLink's, or a PCIe pair's where the GPUs have peer access."""
-    if link.kind.startswith("pcie"):
-        return PCIE_PAIR_ALL_REDUCE if link.peer_access else None
-    return PEER_KERNELS.get(link.kind)
+    """vLLM's one-kernel all-reduce over ``link`` where its GPUs reach each other's memory: NVLink's, or a PCIe
+    pair's."""
+    if not link.peer_access:
+        return None
+    return PCIE_PAIR_ALL_REDUCE if link.kind.startswith("pcie") else PEER_KERNELS.get(link.kind)
 
 # Past those kernels' size limits, vLLM 0.33 all-reduces over NVLink multicast on the NVSwitch boards that have it
 # (NVLink SHARP: Hopper's and Blackwell's switches reduce and broadcast in the fabric): torch symmetric memory's
@@ -174,7 +176,7 @@ MULTICAST = {
 class RingCollectives:
     """Ring collectives over one link: each step moves a 1/N share at ``bandwidth`` after ``step_latency``, with
     ``protocols`` NCCL's protocols for them (the fastest of each; none: the bare ring); all-reduces of ``kernel``'s
-    groups take vLLM's NVLink kernel where it is faster, and those in ``multicast``'s ranges the switch's multicast
+    groups take vLLM's peer-memory kernel where it is faster, and those in ``multicast``'s ranges the switch's multicast
     all-reduce."""
 
     bandwidth: float  # bytes/s per direction
@@ -223,7 +225,7 @@ class RingCollectives:
         return fit.latency_hops * self.step_latency + nbytes / (fit.bandwidth_share * self.bandwidth)
 
     def kernel_all_reduce(self, nbytes: float, ranks: int) -> float:
-        """vLLM's NVLink all-reduce kernel: the faster of its one-shot and two-shot forms."""
+        """vLLM's one-kernel all-reduce over peer memory: the faster of its one-shot and two-shot forms."""
         if self.kernel is None:
             raise ValueError("no vLLM all-reduce kernel over this link")
         fit = self.kernel
@@ -407,17 +409,7 @@ class MeasuredCollectives:
         frame = read_profile_csv(path, needed=AIC_COLUMNS, numeric=("num_gpus", "message_size", "latency"),
                                  keys=("num_gpus", "message_size"), positive=("num_gpus",), times={"latency": 1e-3},
                                  what="AIConfigurator all-reduce table")
-        frame = frame[frame["op_name"].astype(str) == "all_reduce"]
-        graph = frame["kernel_source"].astype(str).str.endswith("_graph")
-        frame = frame[graph] if graph.any() else frame
-        unknown = sorted(set(frame["allreduce_dtype"].astype(str)) - set(AIC_DTYPE_BYTES))
-        if unknown:
-            raise ConfigError(f"{path}: allreduce_dtype {', '.join(unknown)} not one of {', '.join(AIC_DTYPE_BYTES)}")
-        if frame.empty:
-            raise ConfigError(f"{path}: no all_reduce rows")
-        sizes = frame["message_size"].astype(float) * frame["allreduce_dtype"].astype(str).map(AIC_DTYPE_BYTES)
-        rows = pd.DataFrame({"ranks": frame["num_gpus"].astype(int), "size": sizes,
-                             "seconds": frame["latency"].astype(float) * 1e-3})
+        rows = aiconfigurator_all_reduces(frame, path)
         tables = {("all_reduce", int(ranks)): _size_curve(group, path, "all_reduce", int(ranks))
                   for ranks, group in rows.groupby("ranks") if used_ranks is None or int(ranks) in used_ranks}
         return cls(tables, fallback, str(path), ring_all_reduce=False)  # (the engine's kernels, not a ring)
@@ -425,6 +417,22 @@ class MeasuredCollectives:
 
 AIC_COLUMNS = ("op_name", "kernel_source", "allreduce_dtype", "num_gpus", "message_size", "latency")
 AIC_DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
+
+
+def aiconfigurator_all_reduces(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """An AIConfigurator all-reduce table's rows as ``ranks``, ``size`` (bytes) and ``seconds``: its all_reduce rows,
+    the CUDA-graph ones where it has them (the engine's default), sizes from elements of ``allreduce_dtype``."""
+    frame = frame[frame["op_name"].astype(str) == "all_reduce"]
+    graph = frame["kernel_source"].astype(str).str.endswith("_graph")
+    frame = frame[graph] if graph.any() else frame
+    unknown = sorted(set(frame["allreduce_dtype"].astype(str)) - set(AIC_DTYPE_BYTES))
+    if unknown:
+        raise ConfigError(f"{path}: allreduce_dtype {', '.join(unknown)} not one of {', '.join(AIC_DTYPE_BYTES)}")
+    if frame.empty:
+        raise ConfigError(f"{path}: no all_reduce rows")
+    sizes = frame["message_size"].astype(float) * frame["allreduce_dtype"].astype(str).map(AIC_DTYPE_BYTES)
+    return pd.DataFrame({"ranks": frame["num_gpus"].astype(int), "size": sizes,
+                         "seconds": frame["latency"].astype(float) * 1e-3})
 
 
 def _size_curve(rows: pd.DataFrame, path: Path, collective: str, ranks: int | None) -> tuple[np.ndarray, np.ndarray]:

@@ -148,7 +148,8 @@ class RooflineCompute:
         if self.attention_efficiency is None:
             self.attention_efficiency = self.flops_efficiency
         if not all(0 < e <= 1 for e in (self.flops_efficiency, self.bandwidth_efficiency, self.attention_efficiency)):
-            raise ConfigError("compute.flops_efficiency, bandwidth_efficiency and attention_efficiency must be in (0, 1]")
+            raise ConfigError("compute.flops_efficiency, bandwidth_efficiency and attention_efficiency must be in "
+                              "(0, 1]")
         # q, k, v, o projections (MLA: q_a/q_b, kv_a, kv_b, o) split over TP and the MLP (gate, up, down; a plain
         # MLP up, down) of one layer; MLA's q_a and kv_a projections are whole on every rank (``replicated_params``)
         self.replicated_params = m.replicated_attention_parameters
@@ -372,7 +373,8 @@ class RooflineCompute:
         ``window_kv_tokens`` gives)."""
         if self.index_topk is not None:
             selected = np.minimum(kv_tokens, seqs * self.index_topk)
-            compute = (selected * self.attn_flops_per_pair + kv_tokens * self.index_flops_per_pair) / self.attention_peak
+            compute = selected * self.attn_flops_per_pair + kv_tokens * self.index_flops_per_pair
+            compute /= self.attention_peak
             memory = ((selected + seqs) * self.latent_bytes_per_token_layer
                       + (kv_tokens + seqs) * self.index_bytes_per_token_layer) / self.bandwidth
             return np.hypot(compute, memory) + self.floors.attention_s

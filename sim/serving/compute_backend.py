@@ -51,15 +51,14 @@ def gpu_link(config: Config) -> LinkSpec:
 
 def analytic_collectives(config: Config) -> RingCollectives:
     """The collectives over the GPU's link as the engine runs them: NCCL, and unless ``serving.all_reduce=nccl``
-    vLLM's NVLink kernels and multicast all-reduce where the GPU's topology has them."""
+    vLLM's peer-memory kernels and multicast all-reduce where the GPU's topology has them."""
     own = gpu_spec(config.hardware.gpu).link  # (an overridden link keeps the GPU's topology)
-    kind = own.kind
-    switch = MULTICAST.get(kind)
+    switch = MULTICAST.get(own.kind)
     if config.serving.all_reduce == "nccl":  # NCCL alone: no vLLM kernel, no multimem; NCCL's own NVLS stays
         kernel, switch = None, None if switch is None else replace(switch, ranges=())
     else:
         kernel = peer_kernel(own)
-    protocols = nccl_protocols(kind.startswith("nvlink"), capability_of(config.hardware.gpu)[0])
+    protocols = nccl_protocols(own.kind.startswith("nvlink"), capability_of(config.hardware.gpu)[0])
     return RingCollectives.over(gpu_link(config), kernel, switch, protocols)
 
 

@@ -42,7 +42,8 @@ def attention_projection_kernels(model: ModelSpec) -> int:
     return 5 + (2 if model.is_sparse_attention else 0)
 
 
-ROUTED_EXPERT_KERNELS = 3  # an MoE layer's router ``gate`` and the fused experts' two grouped GEMMs (fused_moe: w13, w2)
+# an MoE layer's router ``gate`` and the fused experts' two grouped GEMMs (fused_moe: w13, w2)
+ROUTED_EXPERT_KERNELS = 3
 
 
 def mlp_kernels(model: ModelSpec, moe_layer: bool) -> int:

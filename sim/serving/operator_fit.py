@@ -29,7 +29,7 @@ from scipy.optimize import least_squares
 
 from sim.errors import InputError
 from sim.serving.compute import RooflineCompute
-from sim.serving.kernel_floors import attention_projection_kernels, mlp_kernels
+from sim.serving.kernel_floors import US, attention_projection_kernels, mlp_kernels
 from sim.serving.step_shape import StepShape
 from sim.specs import gpu_spec, model_spec
 
@@ -37,7 +37,6 @@ FIT_KEYS = ("flops_efficiency", "bandwidth_efficiency", "attention_efficiency", 
 LOWER = (1e-2, 1e-2, 1e-2, 0.0, 0.0)
 UPPER = (1.0, 1.0, 1.0, 100.0, 500.0)
 SOFT_L1_SCALE = 0.1
-US = 1e-6
 # (model, TP): real shapes at the TP degrees they are served at, their heads per rank in AIConfigurator's grids
 SETUPS = (("llama-3.1-8b", 1), ("qwen3-32b", 2), ("llama-3.1-70b", 4), ("llama-3.1-70b", 8))
 DECODE_BATCHES = (1, 8, 32, 128, 256)
@@ -95,7 +94,8 @@ def read_table(path: Path, columns: Sequence[str]) -> pd.DataFrame:
         raise InputError(f"{path}: cannot read the table: {exc}") from None
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise InputError(f"{path}: no column {missing[0]!r} (AIConfigurator's vLLM table columns: {', '.join(columns)})")
+        raise InputError(f"{path}: no column {missing[0]!r} (AIConfigurator's vLLM table columns: "
+                         f"{', '.join(columns)})")
     latency = pd.to_numeric(frame["latency"], errors="coerce")
     bad = np.flatnonzero(~(latency > 0))
     if len(bad):
