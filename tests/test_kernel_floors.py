@@ -219,6 +219,7 @@ def test_the_tool_writes_an_overlay_a_run_loads(tool, tmp_path, capsys, run_cli)
     (["{no_latency}"], "gemm_perf.txt: no column 'latency'"),
     (["{bad_latency}"], "gemm_perf.txt: row 2: latency 'fast' is not a positive number"),
     (["{unshaped}"], "hold none of the layer shapes"),
+    (["{bad_shape}"], "gemm_perf.txt: row 2: m 'one' is not a whole number"),
 ])
 def test_bad_inputs_are_refused_naming_them(tool, tmp_path, capsys, argv, named):
     (tmp_path / "h20").mkdir()
@@ -227,7 +228,8 @@ def test_bad_inputs_are_refused_naming_them(tool, tmp_path, capsys, argv, named)
     cases = {"tmp": tmp_path, "empty": empty}
     for name, gemm in (("no_latency", "framework,gemm_dtype,m,n,k\nVLLM,bfloat16,1,2,3\n"),
                        ("bad_latency", GEMM_HEADER + "VLLM,0.24.0,H100,gemm,x,bfloat16,1,6144,4096,fast\n"),
-                       ("unshaped", GEMM_HEADER + _gemm(3, 64, 64, 0.01))):
+                       ("unshaped", GEMM_HEADER + _gemm(3, 64, 64, 0.01)),
+                       ("bad_shape", GEMM_HEADER + "VLLM,0.24.0,H100,gemm,x,bfloat16,one,6144,4096,0.01\n")):
         folder = _folder(tmp_path / name, "", "")
         (folder / "gemm" / "vllm" / "0.24.0" / "gemm_perf.txt").write_text(gemm)
         cases[name] = folder

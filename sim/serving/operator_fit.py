@@ -45,6 +45,7 @@ PREFILL_TOKENS = (512, 1024, 2048, 4096, 8192)
 # AIConfigurator's systems/data folder names of the GPUs profiles/gpus.yaml has
 GPU_FOLDERS = {"a100_sxm": "a100-80gb", "h100_sxm": "h100-sxm", "h200_sxm": "h200", "b200_sxm": "b200",
                "l40s": "l40s", "rtx_pro_6000_server": "rtxpro6000"}
+TEXT_COLUMNS = ("gemm_dtype", "kv_cache_dtype")  # the tables' other columns read are numbers
 TABLES = {"gemm": ("gemm", "gemm_perf", ("gemm_dtype", "m", "n", "k", "latency")),
           "generation": ("attention", "generation_attention_perf",
                          ("batch_size", "isl", "num_heads", "num_key_value_heads", "head_dim", "kv_cache_dtype",
@@ -101,6 +102,13 @@ def read_table(path: Path, columns: Sequence[str]) -> pd.DataFrame:
     if len(bad):
         raise InputError(f"{path}: row {bad[0] + 2}: latency {frame['latency'].iloc[bad[0]]!r} is not a positive "
                          "number of milliseconds")
+    for column in (c for c in columns if c not in TEXT_COLUMNS and c != "latency"):  # shapes: whole numbers
+        values = pd.to_numeric(frame[column], errors="coerce")
+        bad = np.flatnonzero(~((values >= 0) & (values % 1 == 0)))
+        if len(bad):
+            raise InputError(f"{path}: row {bad[0] + 2}: {column} {frame[column].iloc[bad[0]]!r} is not a whole "
+                             "number")
+        frame[column] = values.astype(np.int64)
     return frame
 
 
