@@ -42,6 +42,10 @@ class GPUSpec:
     # bytes the device reports as its total (torch.cuda.mem_get_info()[1], what vLLM multiplies by
     # gpu_memory_utilization), where a measurement is cited; None: ``reported_memory`` estimates it
     reported_memory_bytes: int | None = None
+    # streaming multiprocessors (whitepaper or datasheet), where the spec gives them; None: unknown
+    sm_count: int | None = None
+    # (major, minor) where a GPU spec file states it; a listed GPU's is sim.serving.attention_backend's table
+    compute_capability: tuple[int, int] | None = None
 
     @property
     def reported_memory(self) -> int:
@@ -92,9 +96,23 @@ def model_spec(name: str) -> ModelSpec:
 MIN_GPU_NUMBER = 1e-3
 GPU_NUMBERS = {key: (MIN_GPU_NUMBER, 1e6)
                for key in ("dense_bf16_tflops", "dense_fp8_tflops", "memory_gib", "reported_memory_gib",
-                           "memory_bandwidth_gbps")}
+                           "memory_bandwidth_gbps")} | {"sm_count": (1, 1e6)}
 LINK_NUMBERS = {"bandwidth_gbps": (MIN_GBPS, 1e6), "step_latency_us": (0.0, MAX_LATENCY_US)}
-GPU_OPTIONAL = ("dense_fp8_tflops", "reported_memory_gib", "aliases", "source")
+GPU_OPTIONAL_NUMBERS = ("dense_fp8_tflops", "reported_memory_gib", "sm_count")
+GPU_OPTIONAL_TEXTS = ("compute_capability", "aliases", "source")
+CAPABILITY_SPELLING = re.compile(r"^(\d{1,2})\.(\d)$")  # NVIDIA's "8.9", "12.0"
+
+
+def _capability(entry: dict, where: str) -> tuple[int, int] | None:
+    """A spec's ``compute_capability`` as (major, minor), written as NVIDIA lists it ("8.9", or the number 8.9)."""
+    value = entry.get("compute_capability")
+    if value is None:
+        return None
+    found = CAPABILITY_SPELLING.match(str(value)) if isinstance(value, (str, float)) else None
+    if found is None:
+        raise ConfigError(f"{where}: compute_capability must be major.minor as NVIDIA lists it (8.9, 12.0), "
+                          f"got {quote(value)}")
+    return int(found.group(1)), int(found.group(2))
 
 
 def _number(entry: dict, key: str, where: str, domain: tuple[float, float]) -> float:
@@ -129,10 +147,13 @@ def gpu_from_entry(name: str, entry: object, where: str, source: str | None = No
     messages); ``source``: what the spec cites when the entry names none (a user's file: the file itself).
     ``listed``: an entry of that table, which may have ``aliases`` (other tools' names that find it); a user's file
     is found by its path alone, so aliases there would mean nothing and are an unknown key."""
-    optional = [key for key in GPU_OPTIONAL[2:] if listed or key != "aliases"]
+    optional = [key for key in GPU_OPTIONAL_TEXTS if listed or key != "aliases"]
     entry = _check_keys(entry, [*GPU_NUMBERS, "link", *optional], where)
     numbers = {key: _number(entry, key, where, domain) for key, domain in GPU_NUMBERS.items()
-               if key not in GPU_OPTIONAL or entry.get(key) is not None}
+               if key not in GPU_OPTIONAL_NUMBERS or entry.get(key) is not None}
+    if numbers.get("sm_count", 1.0) != int(numbers.get("sm_count", 1.0)):
+        raise ConfigError(f"{where}: sm_count must be a whole number of streaming multiprocessors, got "
+                          f"{numbers['sm_count']:g}")
     if numbers.get("reported_memory_gib", 0.0) > numbers["memory_gib"]:  # (a reservation only takes memory away)
         raise ConfigError(f"{where}: reported_memory_gib {numbers['reported_memory_gib']:g} is above memory_gib "
                           f"{numbers['memory_gib']:g}: a device reports its total less the driver's reservation")
@@ -156,7 +177,9 @@ def gpu_from_entry(name: str, entry: object, where: str, source: str | None = No
                    source=texts["source"],
                    fp8_peak_flops=numbers["dense_fp8_tflops"] * 1e12 if "dense_fp8_tflops" in numbers else None,
                    reported_memory_bytes=int(round(numbers["reported_memory_gib"] * GIB))
-                   if "reported_memory_gib" in numbers else None)
+                   if "reported_memory_gib" in numbers else None,
+                   sm_count=int(numbers["sm_count"]) if "sm_count" in numbers else None,
+                   compute_capability=_capability(entry, where))
 
 
 @lru_cache(maxsize=None)

@@ -184,7 +184,11 @@ def test_a_gpu_without_a_reported_size_takes_the_rule(tmp_path):
     (H100_FIELDS.replace("memory_gib: 80", "memory_gb: 80"), "unknown key 'memory_gb'"),
     # aliases are other tools' names that find a profiles/gpus.yaml entry; a file is found by its path: they mean nothing
     (H100_FIELDS + "aliases: [my-gpu]\n", "unknown key 'aliases'; a GPU spec has dense_bf16_tflops, dense_fp8_tflops, "
-                                          "memory_gib, reported_memory_gib, memory_bandwidth_gbps, link, source"),
+                                          "memory_gib, reported_memory_gib, memory_bandwidth_gbps, sm_count, link, "
+                                          "compute_capability, source"),
+    (H100_FIELDS + "compute_capability: 9\n", "compute_capability must be major.minor as NVIDIA lists it"),
+    (H100_FIELDS + "sm_count: 0\n", "sm_count must be a number at least 1 and at most"),
+    (H100_FIELDS + "sm_count: 131.5\n", "sm_count must be a whole number of streaming multiprocessors, got 131.5"),
     (H100_FIELDS.replace("989.4", "-1"), "dense_bf16_tflops must be a number at least 0.001"),
     (H100_FIELDS.replace("989.4", "'989.4'"), "dense_bf16_tflops must be a number"),
     (H100_FIELDS.replace("memory_gib: 80", "memory_gib: .nan"), "memory_gib must be a number"),

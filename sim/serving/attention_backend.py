@@ -39,7 +39,7 @@ DEFAULT_BLOCK_SIZE = 16  # vllm/config/cache.py CacheConfig.DEFAULT_BLOCK_SIZE
 
 # Compute capability (major, minor) of each GPU in profiles/gpus.yaml: NVIDIA's CUDA GPU list
 # (developer.nvidia.com/cuda-gpus): H100/H200 9.0, A100 8.0, A40 8.6, L40S/L4/RTX 4090 8.9, B200 10.0,
-# RTX 5090 / RTX PRO 6000 Blackwell 12.0. A GPU spec file of the user's has none: ``None`` (judged as 9.0, below).
+# RTX 5090 / RTX PRO 6000 Blackwell 12.0. A GPU spec file of the user's may state its own (``compute_capability``).
 COMPUTE_CAPABILITY: dict[str, tuple[int, int]] = {
     **{gpu: (9, 0) for gpu in ("h100-sxm", "h100-pcie", "h100-nvl", "h200")},
     **{gpu: (8, 0) for gpu in ("a100-80gb", "a100-40gb")},
@@ -48,7 +48,8 @@ COMPUTE_CAPABILITY: dict[str, tuple[int, int]] = {
     "b200": (10, 0),
     **{gpu: (12, 0) for gpu in ("rtx5090", "rtxpro6000")},
 }
-UNKNOWN_CAPABILITY = (9, 0)  # a GPU spec file: the generation whose answers hold on every non-B200 GPU above
+# a GPU spec file stating no compute_capability: the generation whose answers hold on every non-B200 GPU above
+UNKNOWN_CAPABILITY = (9, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,10 +129,17 @@ def priorities(spec: ModelSpec, capability: tuple[int, int]) -> list[Backend]:
 
 
 def capability_of(gpu: str) -> tuple[int, int]:
-    """The compute capability of ``gpu`` (a profiles/gpus.yaml name or alias; a spec file's path: ``UNKNOWN_CAPABILITY``)."""
-    from sim.specs import canonical_gpu
+    """The compute capability of ``gpu``: a profiles/gpus.yaml name or alias, or a spec file's path (its
+    ``compute_capability``; ``UNKNOWN_CAPABILITY`` where it states none)."""
+    from sim.config_yaml import names_a_path
+    from sim.specs import canonical_gpu, gpu_spec
 
-    return COMPUTE_CAPABILITY.get(canonical_gpu(gpu) or gpu, UNKNOWN_CAPABILITY)
+    listed = canonical_gpu(gpu)
+    if listed in COMPUTE_CAPABILITY:
+        return COMPUTE_CAPABILITY[listed]
+    if listed is None and not names_a_path(gpu):
+        return UNKNOWN_CAPABILITY
+    return gpu_spec(listed or gpu).compute_capability or UNKNOWN_CAPABILITY
 
 
 def selected_backends(spec: ModelSpec, gpu: str, block_size: int | None = None) -> list[Backend]:

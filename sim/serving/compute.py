@@ -50,6 +50,7 @@ from sim.serving.gdn_compute import gated_delta_net_cost
 from sim.serving.kernel_floors import ROUTED_EXPERT_KERNELS, KernelFloors, attention_projection_kernels, mlp_kernels
 from sim.serving.moe import DataParallelShare, group_tokens, rank_experts
 from sim.serving.step_shape import StepShape
+from sim.serving.varlen_attention import varlen_attention
 from sim.specs import GPUSpec
 
 
@@ -192,6 +193,8 @@ class RooflineCompute:
             self.prefill_attn_flops_per_pair = 2 * heads * (m.qk_nope_head_dim + m.qk_rope_head_dim + m.v_head_dim)
             self.context_flops_per_token = 2 * m.kv_b_parameters / tp
         self.kv_bytes_per_token_layer = m.kv_bytes_per_token(self.kv_dtype_bytes, tp) // m.attention_layers
+        # FlashAttention 2's one call over a step that mixes prefills and decodes (sim.serving.varlen_attention)
+        self.varlen = None if m.is_sparse_attention else varlen_attention(m, self.gpu, tp)
         # DeepSeek sparse attention (``ModelSpec.is_sparse_attention``): the indexer scores every cached token for
         # every query (index_n_heads × index_head_dim multiply-adds a (query, key) pair, all heads on every rank:
         # deepseek_v2.py Indexer is replicated) reading each token's indexer key; the attention attends to at most
@@ -331,6 +334,11 @@ class RooflineCompute:
             return 0.0
         flops = self.attention_flops(shape.prefill_pairs, shape.decode_kv_tokens, shape.prefill_context,
                                      shape.prefill_tokens, shape.decode_seqs)
+        if self.varlen is not None and shape.prefill_seqs and shape.decode_seqs:
+            prefill_flops = self.attention_flops(shape.prefill_pairs, 0, shape.prefill_context)
+            compute = self.varlen.compute_seconds(shape, prefill_flops, self.attn_flops_per_pair, self.attention_peak)
+            kv_bytes = self.kv_bytes_per_token_layer * (shape.prefill_kv_tokens + self.varlen.decode_kv_reads(shape))
+            return self.floors.attention_s + _combine(compute, kv_bytes / self.bandwidth)
         if self.index_topk is None:
             kv_bytes = self.kv_bytes_per_token_layer * (shape.prefill_kv_tokens + shape.decode_kv_tokens
                                                         + shape.decode_seqs)
