@@ -1,6 +1,6 @@
-"""FlashAttention 2's varlen kernel on steps that mix prefill chunks and decodes (sim.serving.varlen_attention): which
-GPUs and models it prices, hand-computed costs, and the measured mixed steps of LLMServingSim's RTX 4090 and RTX PRO
-6000 bundles (their attention grids time a prefill chunk beside n decodes of one KV length)."""
+"""FlashAttention's varlen kernel on steps that mix prefill chunks and decodes (sim.serving.varlen_attention): which
+GPUs and models it prices, hand-computed costs (FA2 and FA3), and the measured mixed steps of LLMServingSim's RTX 4090
+and RTX PRO 6000 bundles (their attention grids time a prefill chunk beside n decodes of one KV length; FA2)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,8 @@ def _mixed(chunk: int, decodes: int, kv: int, context: int = 0) -> StepShape:
 
 @pytest.mark.parametrize("capability, rows", [
     ((8, 0), 128), ((8, 6), 64), ((8, 9), 64), ((12, 0), 64),  # FlashAttention 2: A100; A40, L40S, RTX 4090; RTX PRO
-    ((9, 0), None), ((10, 0), None),  # FA3 on Hopper, FlashInfer / FA4 on B200: other kernels
+    ((9, 0), 128),  # FlashAttention 3 on Hopper
+    ((10, 0), None),  # FlashInfer / FA4 on B200: another kernel
 ])
 def test_tile_rows_follow_the_kernel_vllm_runs_on_each_generation(capability, rows):
     assert tile_rows(capability) == rows
@@ -46,7 +47,7 @@ def test_tile_rows_follow_the_kernel_vllm_runs_on_each_generation(capability, ro
 
 @pytest.mark.parametrize("model, gpu, priced", [
     ("llama-3.1-8b", "rtx4090", True), ("qwen3-32b", "rtxpro6000", True), ("llama-3.1-8b", "a100-80gb", True),
-    ("llama-3.1-8b", "h100-sxm", False), ("llama-3.1-8b", "b200", False),  # another kernel
+    ("llama-3.1-8b", "h100-sxm", True), ("llama-3.1-8b", "b200", False),  # FA3; another kernel
     ("deepseek-v2-lite", "a100-80gb", False),  # latent attention: TRITON_MLA there
     ("gpt-oss-20b", "rtx4090", False), ("gemma-2-9b", "l40s", False),  # head sizes 64 and 256: tiles not read
 ])
@@ -55,15 +56,15 @@ def test_which_models_and_gpus_it_prices(model, gpu, priced):
 
 
 def test_a_gpu_spec_file_is_priced_as_the_listed_gpu_it_describes(tmp_path):
-    # the RTX 4090's numbers in a file: without compute_capability it is taken as a Hopper (FA3: the parts), with it
-    # and sm_count as the listed RTX 4090
+    # the RTX 4090's numbers in a file: without compute_capability it is taken as a Hopper (FA3's packed tiles), with
+    # it and sm_count as the listed RTX 4090
     fields = ("dense_bf16_tflops: 165.2\nmemory_gib: 24\nmemory_bandwidth_gbps: 1008\n"
               "link: {kind: pcie4-x16, bandwidth_gbps: 24.0, step_latency_us: 5.7}\n")
     plain, described = tmp_path / "plain.yaml", tmp_path / "described.yaml"
     plain.write_text(fields + "sm_count: 128\n")
     described.write_text(fields + "sm_count: 128\ncompute_capability: 8.9\n")
     llama = model_spec("llama-3.1-8b")
-    assert capability_of(str(plain)) == (9, 0) and varlen_attention(llama, gpu_spec(str(plain)), 1) is None
+    assert capability_of(str(plain)) == (9, 0) and varlen_attention(llama, gpu_spec(str(plain)), 1).packs_gqa
     assert capability_of(str(described)) == (8, 9)
     assert varlen_attention(llama, gpu_spec(str(described)), 1) == varlen_attention(llama, gpu_spec("rtx4090"), 1)
 
@@ -147,3 +148,29 @@ def test_the_rtx_4090_bundles_waves_of_thread_blocks(shared_data):
             ratio = roofline.attention_layer_time(_mixed(16, decodes, kv)) / one
             tolerance = 0.1 if decodes <= 32 else 0.3
             assert ratio == pytest.approx(measured[decodes] / measured[1], rel=tolerance), (kv, decodes)
+
+
+@pytest.mark.parametrize("chunk, graph_tokens, unsplit", [
+    # Llama-3.1-8B on an H100: 8 KV heads, 4 query heads each packed into FA3's 128-row tiles; FA3 splits no longer
+    # once 8 x ceil(4 x chunk / 128) tiles fill 0.8 x 132 = 105.6 SMs, i.e. from 14 tiles a head: a chunk of 417+
+    (416, 0, False), (417, 0, True), (2048, 0, True),
+    (256, 512, False),  # a step within the CUDA graphs' sizes: vLLM gives FA3 the graphs' split bound
+    (600, 512, True), (416, 512, False),
+])
+def test_flashattention_3_leaves_decodes_unsplit_beside_a_long_enough_chunk(chunk, graph_tokens, unsplit):
+    kernel = varlen_attention(model_spec("llama-3.1-8b"), gpu_spec("h100-sxm"), 1, graph_tokens)
+    assert kernel.packs_gqa and kernel.tile_rows == 128
+    assert kernel.walks_unsplit(_mixed(chunk, 1, 16384)) == unsplit
+    assert not kernel.walks_unsplit(StepShape.decode_batch(np.full(4, 16384)))
+
+
+def test_flashattention_3s_packed_tile_walks_a_long_decode_on_one_sm():
+    # one 128-row tile per KV head (its 4 query heads, 124 rows of padding) over 16,384 keys: 128 x 4 x 128 x 16,384
+    # = 1.074 GFLOP on one SM at 0.45 x 989.4e12 / 132 FLOP/s: 318.3 us; the KV read once per KV head
+    roofline = RooflineCompute(model_spec("llama-3.1-8b"), gpu_spec("h100-sxm"), 2, 2, 1, 0.79, 0.83,
+                               floors=KernelFloors.from_us(3.3, 12.6), attention_efficiency=0.45)
+    shape = _mixed(2048, 1, 16384)
+    prefill = roofline.attention_flops(shape.prefill_pairs, 0, shape.prefill_context)
+    seconds = roofline.varlen.compute_seconds(shape, prefill, roofline.attn_flops_per_pair, roofline.attention_peak)
+    assert seconds == pytest.approx(318.3e-6, rel=1e-3)
+    assert roofline.varlen.decode_kv_reads(shape) == 16384 + 1

@@ -159,8 +159,9 @@ def _attention_reference(roofline: RooflineCompute, chunk: int, context: float, 
     shape = StepShape()
     if chunk:
         shape.add_prefill(int(chunk), int(round(context)))
-    if decodes:
-        shape.decode_seqs, shape.decode_kv_tokens = int(decodes), int(round(decodes * kv))
+    if decodes:  # (a profile's decodes share one KV length: ``kv`` is each one's)
+        each = int(round(kv))
+        shape.add_decodes(int(decodes), int(round(decodes * kv)), each, each, 0)
     return roofline.attention_layer_time(shape)
 
 

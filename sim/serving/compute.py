@@ -142,6 +142,7 @@ class RooflineCompute:
     data_parallel_size: int = 1  # instances whose GPUs share a mixture of experts' MoE layers
     floors: KernelFloors = KernelFloors()  # per-kernel GPU time floors (sim.serving.kernel_floors; none: plain)
     attention_efficiency: float | None = None  # attention's share of the FLOP peak (None: flops_efficiency)
+    graph_tokens: int = 0  # the largest step that replays a CUDA graph (0: none; sim.serving.varlen_attention)
     name: str = "roofline"
 
     def __post_init__(self) -> None:
@@ -194,7 +195,7 @@ class RooflineCompute:
             self.context_flops_per_token = 2 * m.kv_b_parameters / tp
         self.kv_bytes_per_token_layer = m.kv_bytes_per_token(self.kv_dtype_bytes, tp) // m.attention_layers
         # FlashAttention 2's one call over a step that mixes prefills and decodes (sim.serving.varlen_attention)
-        self.varlen = None if m.is_sparse_attention else varlen_attention(m, self.gpu, tp)
+        self.varlen = None if m.is_sparse_attention else varlen_attention(m, self.gpu, tp, self.graph_tokens)
         # DeepSeek sparse attention (``ModelSpec.is_sparse_attention``): the indexer scores every cached token for
         # every query (index_n_heads × index_head_dim multiply-adds a (query, key) pair, all heads on every rank:
         # deepseek_v2.py Indexer is replicated) reading each token's indexer key; the attention attends to at most
@@ -334,7 +335,7 @@ class RooflineCompute:
             return 0.0
         flops = self.attention_flops(shape.prefill_pairs, shape.decode_kv_tokens, shape.prefill_context,
                                      shape.prefill_tokens, shape.decode_seqs)
-        if self.varlen is not None and shape.prefill_seqs and shape.decode_seqs:
+        if self.varlen is not None and self.varlen.walks_unsplit(shape):
             prefill_flops = self.attention_flops(shape.prefill_pairs, 0, shape.prefill_context)
             compute = self.varlen.compute_seconds(shape, prefill_flops, self.attn_flops_per_pair, self.attention_peak)
             kv_bytes = self.kv_bytes_per_token_layer * (shape.prefill_kv_tokens + self.varlen.decode_kv_reads(shape))

@@ -144,7 +144,8 @@ def roofline_compute(config: Config, tensor_parallel_size: int, comm: TensorPara
     return RooflineCompute(model, gpu_spec(config.hardware.gpu), dtype, kv, tensor_parallel_size, c.flops_efficiency,
                            c.bandwidth_efficiency, comm=comm, data_parallel_size=config.serving.data_parallel_size,
                            floors=KernelFloors.from_us(c.gemm_floor_us, c.attention_floor_us),
-                           attention_efficiency=c.attention_efficiency)
+                           attention_efficiency=c.attention_efficiency,
+                           graph_tokens=config_cudagraph_sizes(config).largest)
 
 
 def gpu_compute_model(config: Config) -> RooflineCompute | ProfiledCompute | LLMServingSimCompute:

@@ -17,6 +17,7 @@ class StepShape:
     prefill_pairs: float = 0.0  # Σ over chunks of n × (context + (n + 1) / 2): causal (query, key) pairs
     prefill_kv_tokens: int = 0  # Σ over chunks of (context + n): KV tokens read by prefill attention
     prefill_chunk_sq: float = 0.0  # Σ over chunks of n²: Vidur's aggregate of several prefills
+    prefill_chunk_max: int = 0  # the longest chunk (its query rows: how FlashAttention 3 splits, varlen_attention)
     decode_seqs: int = 0  # sequences decoding one token
     decode_kv_tokens: int = 0  # Σ over decodes of their KV length (keys each new token attends to)
     decode_kv_max: int = 0  # longest decode KV length
@@ -50,6 +51,7 @@ class StepShape:
     def add_prefill(self, chunk: int, context: int) -> None:
         self.prefill_seqs += 1
         self.prefill_tokens += chunk
+        self.prefill_chunk_max = max(self.prefill_chunk_max, chunk)
         self.prefill_pairs += chunk * (context + (chunk + 1) / 2)
         self.prefill_kv_tokens += context + chunk
         self.prefill_chunk_sq += chunk * chunk
@@ -62,6 +64,7 @@ class StepShape:
         reads the union of their windows, min(context + chunk, window - 1 + chunk) keys."""
         self.prefill_seqs += 1
         self.prefill_tokens += chunk
+        self.prefill_chunk_max = max(self.prefill_chunk_max, chunk)
         below = min(chunk, max(0, window - context))  # queries whose window still reaches position 0
         self.prefill_pairs += below * (context + (below + 1) / 2) + (chunk - below) * window
         self.prefill_kv_tokens += min(context + chunk, window - 1 + chunk)

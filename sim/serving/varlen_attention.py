@@ -1,4 +1,4 @@
-"""FlashAttention 2's varlen kernel on a step that mixes prefill chunks and decodes: what the roofline prices there.
+"""FlashAttention's varlen kernel on a step that mixes prefill chunks and decodes: what the roofline prices there.
 
 vLLM's FlashAttention backend runs a step's attention as one ``flash_attn_varlen_func`` call over all its sequences,
 and on compute capability 8.x and 12.x that is FlashAttention 2 (vllm/v1/attention/backends/fa_utils.py
@@ -26,10 +26,22 @@ parts came out 48% (RTX 4090) and 68% (RTX PRO 6000) low at the median; this mod
 default ``compute.attention_efficiency`` (the RTX 4090 runs FlashAttention 2 at ~0.8 of its peak, not 0.45: with 0.8,
 3% high). Only head dimension 128 is read (other head sizes launch other tiles); multi-head latent attention runs
 another backend on these GPUs (TRITON_MLA).
+
+FlashAttention 3 (compute capability 9.0) always packs a KV head's query heads into its tiles of 128 rows
+(hopper/heuristics.h ``should_pack_gqa``: true for varlen; hopper/tile_size.h: 128 × 128 at head dim 128), so a
+decode's tile holds its ``kv_group`` query heads and reads the KV once, and it splits each sequence's KV as its
+length asks (``prepare_varlen_num_blocks``) up to a bound: vLLM gives a step of at most
+``max_cudagraph_capture_size`` tokens its graphs' bound (v1/attention/backends/flash_attn.py ``max_num_splits``,
+vLLM 0.19 and 0.33 alike), a larger step FA3's own ``get_num_splits``, which reasons as if the batch were one
+sequence of the longest chunk and, for a causal call, returns 1 once that chunk's packed query tiles over the KV heads
+fill 0.8 of the SMs (``num_splits_heuristic``). There, as on FA2, a long decode is one tile's walk on one SM: e.g.
+16k tokens beside a chunk of 2,048 on an H100 (Llama-3.1-8B: 8 KV heads × 64 tiles ≥ 0.8 × 132) — read from the
+source, not measured here (no Hopper mixed-step timing is at hand).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from sim.model_shape import ModelSpec
@@ -40,13 +52,17 @@ from sim.specs import GPUSpec
 HEAD_DIM = 128  # the head size whose tiles are read above
 
 
+SPLIT_FILL = 0.8  # num_splits_heuristic: one split once the blocks fill this share of the SMs
+
+
 def tile_rows(capability: tuple[int, int]) -> int | None:
-    """Query rows of FlashAttention 2's thread block on a GPU of ``capability`` (None: vLLM runs another kernel)."""
+    """Query rows of FlashAttention's thread block on a GPU of ``capability``: FA2's on 8.x and 12.x, FA3's on 9.0
+    (None: vLLM runs another kernel, FlashInfer or FA4 on 10.x)."""
     major, minor = capability
     if major == 8:
         return 64 if minor > 0 else 128
-    if major == 12:
-        return 64
+    if major in (9, 12):
+        return 128 if major == 9 else 64
     return None
 
 
@@ -58,28 +74,51 @@ class VarlenAttention:
     sm_count: int
     query_heads: float  # per rank
     kv_group: float  # query heads per KV head
+    packs_gqa: bool = False  # FA3: a tile holds a KV head's query heads
+    graph_tokens: int = 0  # FA3: the largest step vLLM gives its CUDA graphs' split bound (0: none, eager)
+
+    def walks_unsplit(self, shape: StepShape) -> bool:
+        """Whether the step's decodes run unsplit beside its prefill chunks (FA2: always; FA3: see the module)."""
+        if not (shape.prefill_seqs and shape.decode_seqs):
+            return False
+        if not self.packs_gqa:
+            return True
+        if shape.tokens <= self.graph_tokens:
+            return False
+        kv_heads = self.query_heads / self.kv_group
+        tiles = kv_heads * math.ceil(shape.prefill_chunk_max * self.kv_group / self.tile_rows)
+        return tiles >= SPLIT_FILL * self.sm_count
 
     def compute_seconds(self, shape: StepShape, prefill_flops: float, flops_per_pair: float, peak: float) -> float:
         """The layer's attention compute in a mixed step: the prefill's FLOPs and the decodes' padded tiles over the
         attention peak, or the longest decode's walk on one SM if that is longer (``flops_per_pair``: a (query, key)
         pair's FLOPs over all query heads of the rank)."""
-        decode_flops = self.tile_rows * flops_per_pair * shape.decode_kv_tokens
+        rows = self.tile_rows / self.kv_group if self.packs_gqa else self.tile_rows  # per query head
+        decode_flops = rows * flops_per_pair * shape.decode_kv_tokens
         longest = self.tile_rows * flops_per_pair / self.query_heads * shape.decode_kv_max
         return max((prefill_flops + decode_flops) / peak, longest / (peak / self.sm_count))
 
     def decode_kv_reads(self, shape: StepShape) -> float:
-        """KV tokens (of every KV head) the decodes read: once per query head, less what blocks in flight share."""
+        """KV tokens (of every KV head) the decodes read: once per query head, less what blocks in flight share
+        (FA3's packed tiles: once)."""
+        if self.packs_gqa:
+            return shape.decode_kv_tokens + shape.decode_seqs
         sequences = shape.decode_seqs + shape.prefill_seqs
         shared = min(self.kv_group, max(1.0, self.sm_count / sequences))
         return (shape.decode_kv_tokens + shape.decode_seqs) * self.kv_group / shared
 
 
-def varlen_attention(model: ModelSpec, gpu: GPUSpec, tensor_parallel_size: int) -> VarlenAttention | None:
-    """The kernel that prices ``model``'s mixed steps on ``gpu``; None where its steps are the sum of their parts
-    (another attention kernel, another head size, latent attention, or a GPU whose SMs its spec does not give)."""
-    rows = tile_rows(capability_of(gpu.name))
+def varlen_attention(model: ModelSpec, gpu: GPUSpec, tensor_parallel_size: int, graph_tokens: int = 0
+                     ) -> VarlenAttention | None:
+    """The kernel that prices ``model``'s mixed steps on ``gpu`` (``graph_tokens``: the largest CUDA graph's
+    tokens, 0 under enforce_eager); None where its steps are the sum of their parts (another attention kernel,
+    another head size, latent attention, or a GPU whose SMs its spec does not give)."""
+    capability = capability_of(gpu.name)
+    rows = tile_rows(capability)
     if rows is None or gpu.sm_count is None or model.is_mla or model.head_dim != HEAD_DIM:
         return None
     query_heads = model.num_attention_heads / tensor_parallel_size
     kv_heads = max(1, model.num_kv_heads // tensor_parallel_size)
-    return VarlenAttention(rows, gpu.sm_count, query_heads, max(1.0, query_heads / kv_heads))
+    fa3 = capability[0] == 9
+    return VarlenAttention(rows, gpu.sm_count, query_heads, max(1.0, query_heads / kv_heads), packs_gqa=fa3,
+                           graph_tokens=graph_tokens if fa3 else 0)
