@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -29,20 +30,32 @@ if sys.path[:1] != [_ROOT]:
 if "trace" in sys.modules and not hasattr(sys.modules["trace"], "__path__"):
     del sys.modules["trace"]
 
-import numpy as np  # noqa: E402
+try:  # numpy, LightGBM and the compiled kernels take seconds to load: a Ctrl-C then is exit 130 too, no traceback
+    import numpy as np  # noqa: E402
 
-from sim.errors import InputError, command_status, end_process, quote  # noqa: E402
+    from sim.errors import InputError, command_status, end_process, quote  # noqa: E402
 
-try:  # the compiled kernels load here: an environment that refuses them (NUMBA_DISABLE_JIT) is one line, exit 2
-    from learned.features import FEATURES, access_features, next_use_distance  # noqa: E402
-    from learned.model import SIDECAR_VERSION, class_codes, file_sha256, sidecar_path, workload_identity  # noqa: E402
-except InputError as _refused:
+    try:  # the compiled kernels load here: an environment that refuses them (NUMBA_DISABLE_JIT) is one line, exit 2
+        from learned.features import FEATURES, access_features, next_use_distance  # noqa: E402
+        from learned.model import (  # noqa: E402
+            SIDECAR_VERSION,
+            class_codes,
+            file_sha256,
+            sidecar_path,
+            workload_identity,
+        )
+    except InputError as _refused:
+        if __name__ != "__main__":
+            raise
+        print(f"learned.train: error: {_refused}", file=sys.stderr)
+        sys.exit(2)
+    from sim.config import Config, load_config  # noqa: E402
+    from sim.report.output import atomic_write, check_distinct, check_writable  # noqa: E402
+except KeyboardInterrupt:
     if __name__ != "__main__":
         raise
-    print(f"learned.train: error: {_refused}", file=sys.stderr)
-    sys.exit(2)
-from sim.config import Config, load_config  # noqa: E402
-from sim.report.output import atomic_write, check_distinct, check_writable  # noqa: E402
+    print("learned.train: interrupted", file=sys.stderr, flush=True)
+    os._exit(130)  # not the interpreter's teardown, with a native library stopped midway (as sim.errors.end_process)
 
 DEFAULT_PARAMS = {
     "objective": "multiclass",
@@ -238,8 +251,9 @@ def _check_outputs_are_not_inputs(args: argparse.Namespace, config: Config, out:
 
 def _train_command(args: argparse.Namespace) -> int:
     """Validate the arguments (before any work), train, print the model's summary."""
-    if args.rounds <= 0 or args.max_rows <= 0 or args.seed < 0:
-        raise InputError("--rounds and --max-rows must be positive and --seed non-negative")
+    for flag, value, least in (("--rounds", args.rounds, 1), ("--max-rows", args.max_rows, 1), ("--seed", args.seed, 0)):
+        if value < least:
+            raise InputError(f"{flag} must be at least {least}, got {value}")
     if args.rounds > MAX_ROUNDS:
         raise InputError(f"--rounds {args.rounds:,}: at most {MAX_ROUNDS:,} (the default, 40, is what the bench measures)")
     try:

@@ -135,9 +135,22 @@ def _stopped_midway() -> None:
     sys.unraisablehook = lambda _unraisable: None
 
 
+def _interrupt_inside(exc: SystemError) -> KeyboardInterrupt | None:
+    """The Ctrl-C or SIGTERM a compiled kernel's dispatcher returned with: numba reports a KeyboardInterrupt raised
+    while its function ran as "returned a result with an exception set", a SystemError caused by it."""
+    cause = exc.__cause__ or exc.__context__
+    return cause if isinstance(cause, KeyboardInterrupt) else None
+
+
 def _status(program: str, body: Callable[[], int]) -> int:
     try:
-        return body()
+        try:
+            return body()
+        except SystemError as exc:
+            interrupt = _interrupt_inside(exc)
+            if interrupt is None:
+                raise
+            raise interrupt from None
     except InputError as exc:
         _say(f"{program}: error: {exc}")
         return 2

@@ -129,3 +129,31 @@ def test_a_report_with_outputs_is_byte_identical_on_a_rerun(run_cli, tmp_path):
     assert reports[0] == reports[1]
     assert all(np.isfinite(run["metrics"]["hit_ratio"]) and run["metrics"]["generated_blocks"] > 0
                for run in reports[0]["runs"])
+
+
+@pytest.mark.parametrize("policy", ["lru", "arc", "s3fifo"])
+def test_the_replay_returns_between_slices_and_the_slices_change_nothing(monkeypatch, policy):
+    """A compiled replay sees Ctrl-C or SIGTERM only when it returns: the replay runs in slices of CHUNK accesses
+    (with or without a progress bar), and slicing a stream gives the hits of one call over it."""
+    import sim.cache.replay as replay_module
+    from sim.cache.multitier import MultiTierCache
+
+    rng = np.random.default_rng(7)
+    lists = [list(rng.integers(0, 300, size=int(rng.integers(1, 40)))) for _ in range(400)]
+    trace = make_trace(np.arange(400.0), [16 * len(b) for b in lists], [1] * 400, block_lists=lists)
+    calls = []
+    original = MultiTierCache.replay
+
+    def counted(self, *args, **kwargs):
+        calls.append(args[3:5])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(MultiTierCache, "replay", counted)
+    whole = _replay(trace, 120, f"cache.policy={policy}", policy=policy)
+    assert len(calls) == 1  # 400 requests, far fewer accesses than a slice
+    monkeypatch.setattr(replay_module, "CHUNK", 64)
+    calls.clear()
+    sliced = _replay(trace, 120, f"cache.policy={policy}", policy=policy)
+    assert len(calls) > 50 and calls[0][0] == 0 and calls[-1][1] == 400
+    assert all(a[1] == b[0] for a, b in zip(calls, calls[1:]))  # consecutive slices, every request once
+    assert sliced == whole and 0 < whole["hits"] < whole["accesses"]

@@ -409,3 +409,26 @@ def test_a_second_sigterm_while_stopping_is_ignored(monkeypatch, capsys):
 
     assert command_status("kvsim", body) == 143
     assert said == ["kvsim: terminated"]
+
+
+def test_a_signal_a_compiled_kernel_returned_with_is_an_interruption_not_an_internal_error(capsys):
+    """numba's dispatcher reports a Ctrl-C (or SIGTERM) raised while its function ran as a SystemError caused by it
+    ("returned a result with an exception set": seen generating a synthetic trace's block ids)."""
+    from sim.errors import Terminated, command_status
+
+    def kernel_stopped_by(signal_exception):
+        def body():
+            try:
+                raise signal_exception
+            except KeyboardInterrupt as exc:
+                raise SystemError("CPUDispatcher(<function f>) returned a result with an exception set") from exc
+        return body
+
+    assert command_status("kvsim", kernel_stopped_by(KeyboardInterrupt())) == 130
+    assert capsys.readouterr().err.strip() == "kvsim: interrupted"
+    assert command_status("kvsim", kernel_stopped_by(Terminated())) == 143
+    assert capsys.readouterr().err.strip() == "kvsim: terminated"
+
+    def broken():
+        raise SystemError("a real one")
+    assert command_status("kvsim", broken) == 1 and "internal error" in capsys.readouterr().err

@@ -191,7 +191,8 @@ def test_a_trace_named_like_a_yaml_word_is_a_path(tmp_path, capsys, monkeypatch)
     _one_line(err, "null: no block is used again")
 
 
-def test_ctrl_c_during_training_is_exit_130_and_leaves_the_previous_model(shared_data, small_model, tmp_path):
+@pytest.mark.parametrize("after_s", [1.0, 4.0], ids=["while-loading-libraries", "while-training"])
+def test_ctrl_c_during_training_is_exit_130_and_leaves_the_previous_model(shared_data, small_model, tmp_path, after_s):
     model = _copy(small_model, tmp_path)
     before = model.read_bytes(), sidecar_path(model).read_bytes()
     trace = shared_data / "traces" / "mooncake_conversation.jsonl"
@@ -199,7 +200,7 @@ def test_ctrl_c_during_training_is_exit_130_and_leaves_the_previous_model(shared
                              "--set", "serving.block_size=512", "--rounds", "10000"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # see test_interrupt.py
-    time.sleep(4.0)  # well into loading, features or boosting
+    time.sleep(after_s)  # numpy, LightGBM and the kernels still loading; or well into loading, features or boosting
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
