@@ -366,8 +366,20 @@ def main() -> int:
             overlay = Path(folder) / "engine.yaml"
             stated = _stated_model(args.sets), _stated_model(args.sets, "hardware.gpu")  # over the run's own names
             overlay.write_text(json.dumps(engine_overlay(args.run, args.profile, *stated)))  # (YAML)
-        config = load_config(None, overlays=[overlay], sets=[f"workload.trace={args.trace.resolve()}", *args.sets])
-    result, requests = run_serving(load_workload(config), config, "single")
+        try:
+            config = load_config(None, overlays=[overlay], sets=[f"workload.trace={args.trace.resolve()}", *args.sets])
+        except InputError as exc:  # the engine the run's files state, not the temporary overlay written from them
+            if args.overlay is not None:
+                raise
+            raise InputError(str(exc).replace(f"calibration profile {overlay}",
+                                              f"the engine {args.run / 'vllm' / 'meta.json'} states")) from None
+    workload = load_workload(config)
+    served = _read_json(args.run / "vllm" / "meta.json", "engine description (vllm/meta.json)").get("num_requests")
+    served = served if isinstance(served, int) and not isinstance(served, bool) else len(measured["ttft"])
+    if len(workload) != served:  # another workload's requests would be judged against these latencies
+        raise InputError(f"{args.trace}: {len(workload):,} requests, but the run served {served:,} "
+                         f"({args.run / 'vllm' / 'meta.json'} num_requests): give the workload the server was fed")
+    result, requests = run_serving(workload, config, "single")
     simulated = simulated_latencies(requests)
     print(describe_engine(config))
     print(f"{'metric':<6} {'stat':<5} {'measured_ms':>12} {'kvsim_ms':>10} {'error':>8}"

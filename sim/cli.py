@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from typing import get_args, get_type_hints
 
 from sim.config import Config, TiersConfig, WorkloadConfig
@@ -162,12 +163,35 @@ CLUSTER_COMBINES_WITH = ("pd",)  # --cluster --pd: prefill/decode pools in every
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse with its errors in one line (exit 2), as every other error of kvsim's commands."""
+    """argparse with its errors in one line (exit 2), as every other error of kvsim's commands, and a flag that takes
+    one value refused when given twice (argparse keeps the last: ``--policy lru --policy fifo`` ran fifo alone, two
+    ``--report-json`` wrote the second only)."""
 
     def error(self, message: str) -> None:  # exit 2, as argparse does, in one line like every other error
         if len(message) > 2 * QUOTE_LIMIT:  # argparse quotes the offending argument whole
             message = message[: 2 * QUOTE_LIMIT] + "..."
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._refuse_repeated(sys.argv[1:] if args is None else [str(a) for a in args])
+        return super().parse_known_args(args, namespace)
+
+    def _refuse_repeated(self, argv: list[str]) -> None:
+        once = {option: action for action in self._actions
+                if action.option_strings and isinstance(action, argparse._StoreAction) for option in action.option_strings}
+        given: dict[str, str] = {}
+        for token in argv:
+            if token == "--":
+                break
+            option = token.partition("=")[0]
+            action = once.get(option)
+            if action is None:
+                continue
+            if action.dest in given:
+                first = "" if given[action.dest] == option else f" (first as {given[action.dest]})"
+                self.error(f"{option} is given twice{first}: give it once"
+                           + (", with a comma list" if option in ("--policy", "--router") else ""))
+            given[action.dest] = option
 
 
 class _SpecAction(argparse.Action):
@@ -334,6 +358,10 @@ def check_flags(args: argparse.Namespace, parser: argparse.ArgumentParser, mode:
             hint = FLAG_HINTS.get((dest, mode))
             raise InputError(f"{flag_name(dest)} is not used by {MODE_FLAGS[mode]} (it applies to {users})"
                              + (f": {hint}" if hint else ""))
+    keys = [setting.partition("=")[0].strip() for setting in args.sets]
+    twice = next((key for i, key in enumerate(keys) if key in keys[:i]), None)
+    if twice is not None:
+        raise InputError(f"--set {twice} is given twice: give it once")
     if mode not in EXPERIMENTS:
         here = CLUSTER_PD if mode == "cluster" and args.pd else mode
         for setting in args.sets:

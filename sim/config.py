@@ -453,6 +453,8 @@ def _file_layer(path: Path, source: str) -> dict[str, Any]:
     ``--preset`` picks one: a typo would otherwise wait for the day someone uses it), its relative paths
     resolved against its folder."""
     layer = read_config_file(path)
+    if not layer:  # (a wrong path's empty file, a truncated one: the run would be the defaults, unsaid)
+        raise ConfigError(f"{source} is empty: a config file or overlay sets at least one key")
     _validated(layer, source)
     for name, keys in (layer.get("presets") or {}).items():
         _validated(_dotted_layer(keys), f"preset {name!r} of {source}")

@@ -100,7 +100,13 @@ GPU_NUMBERS = {key: (MIN_GPU_NUMBER, 1e6)
 LINK_NUMBERS = {"bandwidth_gbps": (MIN_GBPS, 1e6), "step_latency_us": (0.0, MAX_LATENCY_US)}
 GPU_OPTIONAL_NUMBERS = ("dense_fp8_tflops", "reported_memory_gib", "sm_count")
 GPU_OPTIONAL_TEXTS = ("compute_capability", "aliases", "source")
-CAPABILITY_SPELLING = re.compile(r"^(\d{1,2})\.(\d)$")  # NVIDIA's "8.9", "12.0"
+CAPABILITY_SPELLING = re.compile(r"^(\d{1,2})\.(\d)$")  # NVIDIA's 8.9, 12.0
+# compute capabilities whose vLLM kernels kvsim models (Ampere's 8.0 to Blackwell's 12.x); vLLM's attention backends
+# need 8.0 for bf16 (v1/attention/backends/flash_attn.py supports_compute_capability)
+MODELLED_MAJORS = (8, 12)
+# a link's kinds: NVLink through an NVSwitch board (nvlink3/4/5) or a two-GPU bridge, or PCIe of a generation and width
+NVLINK_KINDS = ("nvlink3", "nvlink3-bridge", "nvlink4", "nvlink4-bridge", "nvlink5")
+PCIE_KIND = re.compile(r"^pcie\d(-x\d{1,2})?$")
 
 
 def _capability(entry: dict, where: str) -> tuple[int, int] | None:
@@ -108,11 +114,12 @@ def _capability(entry: dict, where: str) -> tuple[int, int] | None:
     value = entry.get("compute_capability")
     if value is None:
         return None
-    found = CAPABILITY_SPELLING.match(str(value)) if isinstance(value, (str, float)) else None
-    if found is None:
-        raise ConfigError(f"{where}: compute_capability must be major.minor as NVIDIA lists it (8.9, 12.0), "
-                          f"got {quote(value)}")
-    return int(found.group(1)), int(found.group(2))
+    found = CAPABILITY_SPELLING.match(str(value)) if isinstance(value, float) else None
+    major = int(found.group(1)) if found else 0
+    if not MODELLED_MAJORS[0] <= major <= MODELLED_MAJORS[1]:
+        raise ConfigError(f"{where}: compute_capability must be a number major.minor as NVIDIA lists it, from "
+                          f"{MODELLED_MAJORS[0]}.0 (Ampere) to {MODELLED_MAJORS[1]}.x (8.9, 12.0), got {quote(value)}")
+    return major, int(found.group(2))
 
 
 def _number(entry: dict, key: str, where: str, domain: tuple[float, float]) -> float:
@@ -168,6 +175,9 @@ def gpu_from_entry(name: str, entry: object, where: str, source: str | None = No
     for key, text in texts.items():
         if not isinstance(text, str) or not text.strip():
             raise ConfigError(f"{where}: needs {key} (text)" if text is None else f"{where}: {key} must be text")
+    if texts["link.kind"] not in NVLINK_KINDS and not PCIE_KIND.match(texts["link.kind"]):
+        raise ConfigError(f"{where}: link.kind must be one of {', '.join(NVLINK_KINDS)} or pcie<generation>[-x<lanes>] "
+                          f"(pcie4-x16), got {quote(texts['link.kind'])}")
     return GPUSpec(name=name, peak_flops=numbers["dense_bf16_tflops"] * 1e12,
                    memory_bytes=int(round(numbers["memory_gib"] * GIB)),
                    memory_bandwidth=numbers["memory_bandwidth_gbps"] * 1e9,

@@ -213,3 +213,14 @@ def test_yaml_numbers_read_as_written():
     assert load_yaml("i: 10\nj: 1_000\nk: 0x1f\nl: -3\nm: .inf") == {"i": 10, "j": 1000, "k": 31, "l": -3,
                                                                       "m": float("inf")}
     assert load_config(None, sets=["workload.rate_scale=2e0"]).workload.rate_scale == 2.0
+
+
+@pytest.mark.parametrize("flag, named", [("--config", "config file"), ("--calibration-profile", "calibration profile")])
+@pytest.mark.parametrize("text", ["", "# only a comment\n"])
+def test_an_empty_config_file_or_overlay_is_refused(run_cli, tmp_path, flag, named, text):
+    """An empty file (a wrong path's, a truncated one) would run the defaults without a word; sweep specs and plans
+    are refused alike."""
+    empty = tmp_path / "empty.yaml"
+    empty.write_text(text)
+    status, _, err = run_cli(flag, empty, "--workload-limit", "5", "--no-plot")
+    assert status == 2 and f"{named} {empty} is empty" in err and len(err.strip().splitlines()) == 1, err

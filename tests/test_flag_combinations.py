@@ -44,16 +44,17 @@ def test_router_list_with_max_rate_searches_each_router(run_cli, tmp_path):
     """--router a,b --max-rate searched only the first router. Each router is searched, its answer the one its own
     --router X --max-rate gives; with --policy a,b too, the runs are the product named policy/router in flag order
     (the Contract), single-node runs named '<mode>-<policy>/<router>' as without --max-rate."""
-    slo = ["--set", "slo.ttft_s=0.05", "--set", "workload.arrivals.process=trace"]
-    both = _report(run_cli, tmp_path, *SMALL, *slo, "--router", ",".join(ROUTERS), "--max-rate")
+    slo = ["--set", "slo.ttft_s=0.05"]
+    small = [item.replace("process=poisson", "process=trace") for item in SMALL]  # (a key is given once)
+    both = _report(run_cli, tmp_path, *small, *slo, "--router", ",".join(ROUTERS), "--max-rate")
     assert [(r["name"], r["overrides"]) for r in both["runs"]] == [(r, {"cluster.router": r}) for r in ROUTERS]
     for run, router in zip(both["runs"], ROUTERS, strict=True):
-        alone = _report(run_cli, tmp_path, *SMALL, *slo, "--router", router, "--max-rate")["runs"][0]["metrics"]
+        alone = _report(run_cli, tmp_path, *small, *slo, "--router", router, "--max-rate")["runs"][0]["metrics"]
         assert run["metrics"]["max_rate_scale"] == alone["max_rate_scale"]
         assert run["metrics"]["max_rate_search"] == alone["max_rate_search"]
-    product = _report(run_cli, tmp_path, *SMALL, *slo, "--policy", "lru,arc", "--router", ",".join(ROUTERS),
+    product = _report(run_cli, tmp_path, *small, *slo, "--policy", "lru,arc", "--router", ",".join(ROUTERS),
                       "--max-rate")
-    plain = _report(run_cli, tmp_path, *SMALL, *slo, "--policy", "lru,arc", "--router", ",".join(ROUTERS))
+    plain = _report(run_cli, tmp_path, *small, *slo, "--policy", "lru,arc", "--router", ",".join(ROUTERS))
     assert [(r["name"], r["overrides"]) for r in product["runs"]] == \
         [(r["name"], r["overrides"]) for r in plain["runs"]] == \
         [(f"single-{p}/{r}", {"cache.policy": p, "cluster.router": r}) for p in ("lru", "arc") for r in ROUTERS]
@@ -289,3 +290,18 @@ def test_a_longer_name_than_a_per_mode_key_is_an_unknown_key(run_cli):
     valid ones, not "not used by" that mode."""
     status, _, err = run_cli("--pd", "--set", "serving.num_instancesX=3", "--workload-limit", "3")
     assert status == 2 and "unknown config key 'serving.num_instancesX'" in err
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--policy", "lru", "--policy", "fifo", "--cache-only"], "--policy is given twice: give it once, with a comma"),
+    (["--report-json", "{tmp}/a.json", "--report-json={tmp}/b.json", "--trace-stats"], "--report-json is given twice"),
+    (["--workload-trace", str(BUNDLED_AZURE), "--workload-trace", str(BUNDLED_AZURE), "--trace-stats"],
+     "--workload-trace is given twice"),
+    (["--seed", "1", "--seed", "2", "--trace-stats"], "--seed is given twice"),
+    (["--set", "serving.num_instances=2", "--set", "serving.num_instances=3"], "--set serving.num_instances is given"),
+])
+def test_a_flag_of_one_value_given_twice_is_refused(run_cli, tmp_path, argv, needle):
+    # argparse keeps the last: the first policy's run, the first report, the first trace would be dropped unsaid
+    status, _, err = run_cli(*(a.format(tmp=tmp_path) for a in argv), "--workload-limit", "20", "--no-plot")
+    assert status == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+    assert not list(tmp_path.iterdir())

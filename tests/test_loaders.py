@@ -441,3 +441,16 @@ def test_the_format_and_time_unit_lists_agree():
     hints = typing.get_type_hints(WorkloadConfig)
     assert set(typing.get_args(hints["format"])) == {*FORMATS, "auto"}
     assert set(typing.get_args(typing.get_args(hints["time_unit"])[0])) == set(TIME_UNITS)
+
+
+def test_rows_out_of_time_order_are_sorted_and_counted(tmp_path):
+    """A file whose rows go back in time is read in arrival order (stable), and the rows that were out of order are
+    counted in the report's trace section, not sorted unsaid."""
+    rows = ["2023-11-16 18:15:46.6805900,100,10", "2023-11-16 18:15:50.0000000,200,20",
+            "2023-11-16 18:15:47.0000000,300,30", "2023-11-16 18:15:48.0000000,400,40",
+            "2023-11-16 18:15:51.0000000,500,50"]
+    trace = load(write(tmp_path, "azure.csv", AZURE_HEADER + "\n".join(rows) + "\n"))
+    assert trace.input_tokens.tolist() == [100, 300, 400, 200, 500]
+    assert trace.provenance.rows_reordered == 2 and trace.provenance.to_dict()["rows_reordered"] == 2
+    in_order = load(write(tmp_path, "sorted.csv", AZURE_HEADER + "\n".join(sorted(rows)) + "\n"))
+    assert in_order.provenance.rows_reordered == 0 and "rows_reordered" not in in_order.provenance.to_dict()

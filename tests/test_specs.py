@@ -186,7 +186,10 @@ def test_a_gpu_without_a_reported_size_takes_the_rule(tmp_path):
     (H100_FIELDS + "aliases: [my-gpu]\n", "unknown key 'aliases'; a GPU spec has dense_bf16_tflops, dense_fp8_tflops, "
                                           "memory_gib, reported_memory_gib, memory_bandwidth_gbps, sm_count, link, "
                                           "compute_capability, source"),
-    (H100_FIELDS + "compute_capability: 9\n", "compute_capability must be major.minor as NVIDIA lists it"),
+    (H100_FIELDS + "compute_capability: 9\n", "compute_capability must be a number major.minor as NVIDIA lists it"),
+    (H100_FIELDS + "compute_capability: 7.0\n", "from 8.0 (Ampere) to 12.x (8.9, 12.0), got 7.0"),  # no bf16 kernels
+    (H100_FIELDS + "compute_capability: '8.9'\n", "compute_capability must be a number"),  # as every number
+    (H100_FIELDS.replace("kind: nvlink4", "kind: nvlnk4"), "link.kind must be one of nvlink3, nvlink3-bridge"),
     (H100_FIELDS + "sm_count: 0\n", "sm_count must be a number at least 1 and at most"),
     (H100_FIELDS + "sm_count: 131.5\n", "sm_count must be a whole number of streaming multiprocessors, got 131.5"),
     (H100_FIELDS.replace("989.4", "-1"), "dense_bf16_tflops must be a number at least 0.001"),

@@ -48,3 +48,13 @@ def test_an_unwritable_out_is_refused_before_the_trace_is_read(tmp_path):
                            str(tmp_path / "file" / "x.jsonl")], capture_output=True, text=True)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines() == [done.stderr.strip()] and "--out" in done.stderr
+
+
+def test_an_out_that_is_the_trace_itself_is_refused_and_the_trace_kept(tmp_path):
+    trace = tmp_path / "trace.jsonl"
+    trace.write_text('{"timestamp": 0, "input_length": 32, "output_length": 4, "hash_ids": [1, 2]}\n')
+    before = trace.read_bytes()
+    done = subprocess.run([sys.executable, str(TOOL), "--workload-trace", str(trace), "--out", str(trace)],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "is also the path of --workload-trace" in done.stderr
+    assert trace.read_bytes() == before

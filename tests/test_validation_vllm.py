@@ -308,3 +308,19 @@ def test_a_spoiled_run_is_refused_in_one_line(shared_data, tmp_path, spoil, name
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and named in done.stderr, done.stderr
+
+
+def test_a_workload_other_than_the_runs_is_refused_before_the_replay(shared_data, tmp_path):
+    """20 of the 300 requests the server was fed: their latencies would be judged against all 300 measured ones
+    (TTFT −99%); the count meta.json records is checked first."""
+    import subprocess
+    import sys
+
+    lines = (shared_data / "traces" / "llmservingsim_sharegpt_llama31_8b_300.jsonl").read_text().splitlines()
+    part = tmp_path / "first20.jsonl"
+    part.write_text("\n".join(lines[:20]) + "\n")
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "replay_vllm.py"), "--run",
+                           str(shared_data / "validation" / "llmservingsim_rtx4090_llama31_8b"), "--trace", str(part)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "20 requests, but the run served 300" in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1

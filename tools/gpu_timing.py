@@ -113,3 +113,12 @@ def profile_all_reduce(ranks: int, device: str, dtype_name: str, sizes: tuple[in
         part.unlink()
         world *= 2
     return rows
+
+
+
+if __name__ == "__main__":  # a module of tools/profile_gpu.py, not a command: say so (exit 2) rather than do nothing
+    import sys
+
+    print("gpu_timing.py: error: a module of tools/profile_gpu.py, the command to run "
+          "(python tools/profile_gpu.py --help)", file=sys.stderr)
+    sys.exit(2)

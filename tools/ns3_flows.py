@@ -220,3 +220,14 @@ def simulate(senders: int, nbytes: int, link: LinkParams, tcp: TcpParams,
                for c in clocks]
     ns.Simulator.Destroy()
     return results, int(drops.packets)
+
+
+
+if __name__ == "__main__":  # a module of tools/ns3_kv_timing.py, not a command: say so (exit 2) rather than do nothing
+    import sys
+
+    from sim.errors import end_process
+
+    print("ns3_flows.py: error: a module of tools/ns3_kv_timing.py, the command to run "
+          "(python tools/ns3_kv_timing.py --help)", file=sys.stderr)
+    end_process(2)

@@ -21,7 +21,7 @@ sys.path.insert(0, str(REPO))
 
 from sim.cli import OneLineParser  # noqa: E402 (after the path)
 from sim.errors import InputError, command_status, end_process  # noqa: E402
-from sim.report.output import atomic_write_text, check_writable  # noqa: E402
+from sim.report.output import atomic_write_text, check_distinct, check_writable  # noqa: E402
 
 
 def mooncake_lines(trace) -> list[str]:
@@ -47,6 +47,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.block_size < 1:
         parser.error(f"--block-size must be at least 1, got {args.block_size}")
+    check_distinct([("--workload-trace", args.workload_trace)], [("--out", args.out)])  # it would replace the trace
     check_writable(args.out, "--out")  # before the trace is read
     config = load_config(None, sets=[f"workload.trace={args.workload_trace.resolve()}",
                                      f"serving.block_size={args.block_size}"])

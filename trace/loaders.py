@@ -318,6 +318,7 @@ def load_trace(workload: WorkloadConfig, block_size: int, sha256: str | None = N
 
     # Arrival order, stable so equal timestamps keep file order; time from the first request.
     order = None if (np.diff(arrival) >= 0).all() else np.argsort(arrival, kind="stable")
+    reordered = 0 if order is None else int(np.count_nonzero(arrival < np.maximum.accumulate(arrival)))
     if order is not None:
         arrival, input_tokens, output_tokens, session = arrival[order], input_tokens[order], output_tokens[order], session[order]
     if time_unit is None and int(arrival[-1]) - int(arrival[0]) > INT64_MAX:
@@ -379,6 +380,7 @@ def load_trace(workload: WorkloadConfig, block_size: int, sha256: str | None = N
         block_ids=kind,
         block_tokens=block_size,
         block_conversion=conversion,
+        rows_reordered=reordered,
         time_unit=time_unit,
         variant=None if variant is None else variant.name,
     )

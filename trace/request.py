@@ -36,6 +36,7 @@ class TraceProvenance:
     block_tokens: int
     block_conversion: str | None = None
     inputs_truncated: int = 0  # prompts cut to workload.max_input_tokens
+    rows_reordered: int = 0  # rows earlier in time than a row above them in the file: the requests are sorted by arrival
     request_range: tuple[int, int] | None = None  # [first, last) requests used, when a range was selected
     time_unit: str | None = None  # the unit numeric timestamps were read in (None: datetimes)
     variant: str | None = None  # a published variant of the format (trace.formats.Variant), told by its keys
@@ -59,6 +60,8 @@ class TraceProvenance:
             out["block_conversion"] = self.block_conversion
         if self.inputs_truncated:
             out["inputs_truncated"] = self.inputs_truncated
+        if self.rows_reordered:
+            out["rows_reordered"] = self.rows_reordered
         if self.request_range is not None:
             out["request_range"] = list(self.request_range)
         if self.variant is not None:

@@ -14,8 +14,10 @@ def console_summary(report: dict) -> str:
     if trace:
         skipped = ", ".join(f"{k}: {v}" for k, v in trace["skip_reasons"].items()) or "none"
         lines.append(f"trace {trace['path'] or trace['format']} ({trace['format']}): {trace['rows_used']:,} requests used, "
-                     f"{trace['rows_skipped']:,} skipped ({skipped}); block ids: {trace['block_ids']}, "
-                     f"{trace['block_tokens']} tokens a block")
+                     f"{trace['rows_skipped']:,} skipped ({skipped})"
+                     + (f", {trace['rows_reordered']:,} out of time order (sorted by arrival)"
+                        if trace.get("rows_reordered") else "")
+                     + f"; block ids: {trace['block_ids']}, {trace['block_tokens']} tokens a block")
     for run in report["runs"]:
         lines.append(f"[{run['name']}]")
         for key, value in run["metrics"].items():
