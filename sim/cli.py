@@ -358,10 +358,6 @@ def check_flags(args: argparse.Namespace, parser: argparse.ArgumentParser, mode:
             hint = FLAG_HINTS.get((dest, mode))
             raise InputError(f"{flag_name(dest)} is not used by {MODE_FLAGS[mode]} (it applies to {users})"
                              + (f": {hint}" if hint else ""))
-    keys = [setting.partition("=")[0].strip() for setting in args.sets]
-    twice = next((key for i, key in enumerate(keys) if key in keys[:i]), None)
-    if twice is not None:
-        raise InputError(f"--set {twice} is given twice: give it once")
     if mode not in EXPERIMENTS:
         here = CLUSTER_PD if mode == "cluster" and args.pd else mode
         for setting in args.sets:

@@ -59,7 +59,11 @@ def test_example_runs_as_printed(command, run_cli, tmp_path, monkeypatch):
         assert (ROOT / path).exists(), f"{command!r} names {path}, which does not exist"
     monkeypatch.chdir(ROOT)  # the examples are written to run from the repository root
     argv = [str(tmp_path / a[len("out/"):]) if a.startswith("out/") else a for a in argv]
-    limit = [] if "--check-calibration" in argv else ["--workload-limit", "50"]  # reads tables, no workload
+    # short runs: 50 requests, in place of the example's own --workload-limit (a flag is given once); none where
+    # --check-calibration reads no workload
+    if "--workload-limit" in argv:
+        argv[argv.index("--workload-limit") + 1] = "50"
+    limit = [] if "--check-calibration" in argv or "--workload-limit" in argv else ["--workload-limit", "50"]
     plots = ["--no-plot"]
     if "--plot-dir" in argv or "--html" in argv:  # the example asks for its plots: in tmp_path, not the checkout
         plots = [] if "--plot-dir" in argv else ["--plot-dir", str(tmp_path / "plots")]

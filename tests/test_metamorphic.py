@@ -307,10 +307,10 @@ def test_slo_targets_change_only_the_slo_metrics_and_a_looser_target_never_lower
     def without_slo(report):
         return json.dumps({k: v for k, v in _metrics(report).items() if k not in ("slo_attainment", "goodput_rps")},
                           sort_keys=True)
-    none, _ = _run(run_cli, tmp_path, *mooncake, "--workload-limit", "60", name="none")
+    none, _ = _run(run_cli, tmp_path, *mooncake[:2], "--workload-limit", "60", name="none")
     seen = []
     for ttft in (0.05, 0.5, 5, 50):
-        report, _ = _run(run_cli, tmp_path, *mooncake, "--workload-limit", "60",
+        report, _ = _run(run_cli, tmp_path, *mooncake[:2], "--workload-limit", "60",
                          sets=(f"slo.ttft_s={ttft}", "slo.tpot_s=0.05"), name=f"slo{ttft}")
         assert without_slo(report) == without_slo(none)
         seen.append((_metrics(report)["slo_attainment"], _metrics(report)["goodput_rps"]))
@@ -371,9 +371,9 @@ def test_prefix_caching_never_raises_an_unloaded_ttft_and_off_means_no_hit(run_c
     computes more with caching on. ``serving.enable_prefix_caching: false`` looks nothing up: no hits."""
     sets = ("workload.arrivals.process=poisson", "workload.arrivals.rate_rps=0.001", "cache.tiers.dram.capacity_gib=0",
             "cache.tiers.ssd.capacity_gib=0")
-    on_report, on = _run(run_cli, tmp_path, *mode, *mooncake, "--workload-limit", "60", sets=sets, name="on",
+    on_report, on = _run(run_cli, tmp_path, *mode, *mooncake[:2], "--workload-limit", "60", sets=sets, name="on",
                          requests=True)
-    off_report, off = _run(run_cli, tmp_path, *mode, *mooncake, "--workload-limit", "60",
+    off_report, off = _run(run_cli, tmp_path, *mode, *mooncake[:2], "--workload-limit", "60",
                            sets=(*sets, "serving.enable_prefix_caching=false"), name="off", requests=True)
     assert (on.queue_s == 0).all() and (off.queue_s == 0).all()
     assert _metrics(off_report)["hits"] == 0 < _metrics(on_report)["hits"]
