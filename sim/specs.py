@@ -99,7 +99,7 @@ GPU_NUMBERS = {key: (MIN_GPU_NUMBER, 1e6)
                            "memory_bandwidth_gbps")} | {"sm_count": (1, 1e6)}
 LINK_NUMBERS = {"bandwidth_gbps": (MIN_GBPS, 1e6), "step_latency_us": (0.0, MAX_LATENCY_US)}
 GPU_OPTIONAL_NUMBERS = ("dense_fp8_tflops", "reported_memory_gib", "sm_count")
-GPU_OPTIONAL_TEXTS = ("compute_capability", "aliases", "source")
+GPU_OPTIONAL_FIELDS = ("compute_capability", "aliases", "source")  # optional, and checked apart from the numbers
 CAPABILITY_SPELLING = re.compile(r"^(\d{1,2})\.(\d)$")  # NVIDIA's 8.9, 12.0
 # compute capabilities whose vLLM kernels kvsim models (Ampere's 8.0 to Blackwell's 12.x); vLLM's attention backends
 # need 8.0 for bf16 (v1/attention/backends/flash_attn.py supports_compute_capability)
@@ -110,7 +110,7 @@ PCIE_KIND = re.compile(r"^pcie\d(-x\d{1,2})?$")
 
 
 def _capability(entry: dict, where: str) -> tuple[int, int] | None:
-    """A spec's ``compute_capability`` as (major, minor), written as NVIDIA lists it ("8.9", or the number 8.9)."""
+    """A spec's ``compute_capability`` as (major, minor), the number NVIDIA lists (8.9, 12.0)."""
     value = entry.get("compute_capability")
     if value is None:
         return None
@@ -154,7 +154,7 @@ def gpu_from_entry(name: str, entry: object, where: str, source: str | None = No
     messages); ``source``: what the spec cites when the entry names none (a user's file: the file itself).
     ``listed``: an entry of that table, which may have ``aliases`` (other tools' names that find it); a user's file
     is found by its path alone, so aliases there would mean nothing and are an unknown key."""
-    optional = [key for key in GPU_OPTIONAL_TEXTS if listed or key != "aliases"]
+    optional = [key for key in GPU_OPTIONAL_FIELDS if listed or key != "aliases"]
     entry = _check_keys(entry, [*GPU_NUMBERS, "link", *optional], where)
     numbers = {key: _number(entry, key, where, domain) for key, domain in GPU_NUMBERS.items()
                if key not in GPU_OPTIONAL_NUMBERS or entry.get(key) is not None}

@@ -115,7 +115,6 @@ def profile_all_reduce(ranks: int, device: str, dtype_name: str, sizes: tuple[in
     return rows
 
 
-
 if __name__ == "__main__":  # a module of tools/profile_gpu.py, not a command: say so (exit 2) rather than do nothing
     import sys
 

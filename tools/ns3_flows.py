@@ -222,7 +222,6 @@ def simulate(senders: int, nbytes: int, link: LinkParams, tcp: TcpParams,
     return results, int(drops.packets)
 
 
-
 if __name__ == "__main__":  # a module of tools/ns3_kv_timing.py, not a command: say so (exit 2) rather than do nothing
     import sys
 

@@ -194,8 +194,8 @@ class RooflineCompute:
             self.prefill_attn_flops_per_pair = 2 * heads * (m.qk_nope_head_dim + m.qk_rope_head_dim + m.v_head_dim)
             self.context_flops_per_token = 2 * m.kv_b_parameters / tp
         self.kv_bytes_per_token_layer = m.kv_bytes_per_token(self.kv_dtype_bytes, tp) // m.attention_layers
-        # FlashAttention 2's one call over a step that mixes prefills and decodes (sim.serving.varlen_attention)
-        self.varlen = None if m.is_sparse_attention else varlen_attention(m, self.gpu, tp, self.graph_tokens)
+        # FlashAttention's one call over a step that mixes prefills and decodes (sim.serving.varlen_attention)
+        self.varlen = varlen_attention(m, self.gpu, tp, self.graph_tokens)
         # DeepSeek sparse attention (``ModelSpec.is_sparse_attention``): the indexer scores every cached token for
         # every query (index_n_heads × index_head_dim multiply-adds a (query, key) pair, all heads on every rank:
         # deepseek_v2.py Indexer is replicated) reading each token's indexer key; the attention attends to at most
@@ -333,13 +333,13 @@ class RooflineCompute:
         pairs = shape.prefill_pairs + shape.decode_kv_tokens
         if pairs == 0:
             return 0.0
-        flops = self.attention_flops(shape.prefill_pairs, shape.decode_kv_tokens, shape.prefill_context,
-                                     shape.prefill_tokens, shape.decode_seqs)
         if self.varlen is not None and self.varlen.walks_unsplit(shape):
             prefill_flops = self.attention_flops(shape.prefill_pairs, 0, shape.prefill_context)
             compute = self.varlen.compute_seconds(shape, prefill_flops, self.attn_flops_per_pair, self.attention_peak)
             kv_bytes = self.kv_bytes_per_token_layer * (shape.prefill_kv_tokens + self.varlen.decode_kv_reads(shape))
             return self.floors.attention_s + _combine(compute, kv_bytes / self.bandwidth)
+        flops = self.attention_flops(shape.prefill_pairs, shape.decode_kv_tokens, shape.prefill_context,
+                                     shape.prefill_tokens, shape.decode_seqs)
         if self.index_topk is None:
             kv_bytes = self.kv_bytes_per_token_layer * (shape.prefill_kv_tokens + shape.decode_kv_tokens
                                                         + shape.decode_seqs)

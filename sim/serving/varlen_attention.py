@@ -50,8 +50,6 @@ from sim.serving.step_shape import StepShape
 from sim.specs import GPUSpec
 
 HEAD_DIM = 128  # the head size whose tiles are read above
-
-
 SPLIT_FILL = 0.8  # num_splits_heuristic: one split once the blocks fill this share of the SMs
 
 
@@ -61,14 +59,13 @@ def tile_rows(capability: tuple[int, int]) -> int | None:
     major, minor = capability
     if major == 8:
         return 64 if minor > 0 else 128
-    if major in (9, 12):
-        return 128 if major == 9 else 64
-    return None
+    return {9: 128, 12: 64}.get(major)
 
 
 @dataclass(frozen=True, slots=True)
 class VarlenAttention:
-    """One GPU's FlashAttention 2 varlen kernel over one attention layer's heads (per tensor-parallel rank)."""
+    """One GPU's FlashAttention varlen kernel (FA2, or FA3 with ``packs_gqa``) over one attention layer's heads (per
+    tensor-parallel rank)."""
 
     tile_rows: int
     sm_count: int
@@ -112,10 +109,11 @@ def varlen_attention(model: ModelSpec, gpu: GPUSpec, tensor_parallel_size: int, 
                      ) -> VarlenAttention | None:
     """The kernel that prices ``model``'s mixed steps on ``gpu`` (``graph_tokens``: the largest CUDA graph's
     tokens, 0 under enforce_eager); None where its steps are the sum of their parts (another attention kernel,
-    another head size, latent attention, or a GPU whose SMs its spec does not give)."""
+    another head size, latent or sparse attention, or a GPU whose SMs its spec does not give)."""
     capability = capability_of(gpu.name)
     rows = tile_rows(capability)
-    if rows is None or gpu.sm_count is None or model.is_mla or model.head_dim != HEAD_DIM:
+    if (rows is None or gpu.sm_count is None or model.is_mla or model.is_sparse_attention
+            or model.head_dim != HEAD_DIM):
         return None
     query_heads = model.num_attention_heads / tensor_parallel_size
     kv_heads = max(1, model.num_kv_heads // tensor_parallel_size)
