@@ -182,13 +182,15 @@ class ComputeConfig:
     collectives: str | None = None
     skew_correction: Literal["auto", "always", "never"] = "auto"  # LLMServingSim bundles: auto = as meta.yaml says
     # the roofline (sim.serving.compute, sim.serving.kernel_floors): GEMMs' and attention's shares of the FLOP peak,
-    # the share of the memory bandwidth, and the GPU time floors of each GEMM kernel and each layer's attention call;
+    # the share of the memory bandwidth, the GPU time floors of each GEMM kernel and each layer's attention call, and
+    # each attention thread block's fixed time (sim.serving.attention_waves);
     # fitted across six GPUs to NVIDIA AIConfigurator's measured vLLM operators (tools/README.md)
-    flops_efficiency: float = domain(0.79, **EFFICIENCY)
-    bandwidth_efficiency: float = domain(0.83, **EFFICIENCY)
-    attention_efficiency: float = domain(0.45, **EFFICIENCY)
-    gemm_floor_us: float = domain(3.3, **LATENCY)
-    attention_floor_us: float = domain(12.6, **LATENCY)
+    flops_efficiency: float = domain(0.77, **EFFICIENCY)
+    bandwidth_efficiency: float = domain(0.82, **EFFICIENCY)
+    attention_efficiency: float = domain(0.58, **EFFICIENCY)
+    gemm_floor_us: float = domain(3.1, **LATENCY)
+    attention_floor_us: float = domain(11.1, **LATENCY)
+    attention_tile_us: float = domain(4.4, **LATENCY)
     # the host's part of a step (sim.serving.host_time): serial per step and per scheduled sequence, and launching
     # one layer's kernels when the step runs without a CUDA graph (overlapped with the GPU)
     host_step_us: float = domain(0.0, **LATENCY)

@@ -13,7 +13,7 @@ import pytest
 from sim.config import load_config
 from sim.serving.compute import RooflineCompute
 from sim.serving.kernel_floors import KernelFloors
-from sim.serving.operator_fit import FIT_KEYS, GPU_FOLDERS, Decomposed, LayerPoint, fit, read_layers
+from sim.serving.operator_fit import FIT_KEYS, GPU_FOLDERS, Decomposed, LayerPoint, fit, layer_step, read_layers
 from sim.serving.step_shape import StepShape
 from sim.specs import gpu_spec, model_spec
 from tests.conftest import ROOT, script_module
@@ -81,7 +81,7 @@ def _points(gpu: str = "h100-sxm") -> list[LayerPoint]:
     points = []
     for model, tp in (("llama-3.1-8b", 1), ("qwen3-32b", 2), ("llama-3.1-70b", 8)):
         points += [LayerPoint(gpu, model, tp, "decode", b, kv, 0.0, 0.0) for b in (1, 32, 256) for kv in (512, 8192)]
-        points += [LayerPoint(gpu, model, tp, "prefill", 1, n, 0.0, 0.0) for n in (512, 4096)]
+        points += [LayerPoint(gpu, model, tp, "prefill", b, n, 0.0, 0.0) for b, n in ((1, 512), (1, 8192), (4, 256))]
     return points
 
 
@@ -91,19 +91,16 @@ def _priced(points: list[LayerPoint], values: dict[str, float]) -> list[LayerPoi
     for p in points:
         r = RooflineCompute(model_spec(p.model), gpu_spec(p.gpu), 2, 2, p.tensor_parallel_size,
                             values["flops_efficiency"], values["bandwidth_efficiency"],
-                            floors=KernelFloors.from_us(values["gemm_floor_us"], values["attention_floor_us"]),
+                            floors=KernelFloors.from_us(values["gemm_floor_us"], values["attention_floor_us"],
+                                                        values["attention_tile_us"]),
                             attention_efficiency=values["attention_efficiency"])
-        if p.phase == "decode":
-            shape, tokens = StepShape.decode_batch(np.full(p.sequences, p.tokens - 1)), p.sequences
-        else:
-            shape, tokens = StepShape(), p.tokens
-            shape.add_prefill(p.tokens, 0)
+        shape, tokens = layer_step(p)
         priced.append(replace(p, linear_s=r.linear_layer_time(tokens), attention_s=r.attention_layer_time(shape)))
     return priced
 
 
 TRUTH = {"flops_efficiency": 0.7, "bandwidth_efficiency": 0.85, "attention_efficiency": 0.5, "gemm_floor_us": 4.0,
-         "attention_floor_us": 9.0}
+         "attention_floor_us": 9.0, "attention_tile_us": 3.0}
 
 
 def test_the_decomposed_roofline_is_the_roofline():
@@ -118,7 +115,7 @@ def test_the_fit_recovers_the_values_that_made_the_points():
     """Points priced by the roofline at known values, fitted from elsewhere, give back those values."""
     points = _priced(_points(), TRUTH)
     start = {"flops_efficiency": 0.5, "bandwidth_efficiency": 0.5, "attention_efficiency": 0.5, "gemm_floor_us": 1.0,
-             "attention_floor_us": 1.0}
+             "attention_floor_us": 1.0, "attention_tile_us": 1.0}
     fitted = fit([Decomposed(points)], start)
     for key in FIT_KEYS:
         assert fitted[key] == pytest.approx(TRUTH[key], rel=1e-3), key
@@ -148,7 +145,7 @@ def _gemm(m: int, n: int, k: int, ms: float) -> str:
 def test_a_layer_is_read_as_its_four_gemms_and_its_attention_call(tmp_path):
     """Llama-3.1-8B at one token: q/k/v (6,144 × 4,096) and o (4,096 × 4,096) as measured, gate/up (28,672 ×
     4,096) and down (4,096 × 14,336) between the grid's n and k, log-linearly: 28,672 is 0.4535... of the way
-    from 16,384 to 51,200 in log n. Its decode attention at 512 KV tokens (step 511). The other 79 shapes of the
+    from 16,384 to 51,200 in log n. Its decode attention at 512 KV tokens (step 511). The other 115 shapes of the
     four setups are not in the tables: counted."""
     rows = [_gemm(1, 6144, 4096, 0.010), _gemm(1, 4096, 4096, 0.008), _gemm(1, 16384, 4096, 0.020),
             _gemm(1, 51200, 4096, 0.050), _gemm(1, 4096, 12288, 0.012), _gemm(1, 4096, 16384, 0.016),
@@ -160,7 +157,7 @@ def test_a_layer_is_read_as_its_four_gemms_and_its_attention_call(tmp_path):
     w_k = math.log(14336 / 12288) / math.log(16384 / 12288)
     gate_up = 0.020 ** (1 - w_n) * 0.050 ** w_n
     down = 0.012 ** (1 - w_k) * 0.016 ** w_k
-    assert missing == 79 and len(points) == 1
+    assert missing == 115 and len(points) == 1
     (p,) = points
     assert (p.model, p.tensor_parallel_size, p.phase, p.sequences, p.tokens) == ("llama-3.1-8b", 1, "decode", 1, 512)
     assert p.linear_s == pytest.approx((0.010 + 0.008 + gate_up + down) * 1e-3, rel=1e-12)
@@ -183,7 +180,7 @@ def test_the_defaults_are_the_fit_to_six_gpus_and_predict_each_from_the_other_fi
     for key in FIT_KEYS:
         assert configured[key] == pytest.approx(fitted[key], rel=0.01), key
     plain = {"flops_efficiency": 0.6, "bandwidth_efficiency": 0.8, "attention_efficiency": 0.6, "gemm_floor_us": 0.0,
-             "attention_floor_us": 0.0}
+             "attention_floor_us": 0.0, "attention_tile_us": 0.0}
     held, before = [], []
     for name, group in groups.items():
         others = fit([g for n, g in groups.items() if n != name], configured)
@@ -203,7 +200,7 @@ def test_the_tool_writes_an_overlay_a_run_loads(tool, tmp_path, capsys, run_cli)
     out = tmp_path / "h100.yaml"
     status = tool.main([str(AIC / "h100_sxm"), "--out", str(out)])
     printed = capsys.readouterr().out
-    assert status == 0 and "72 layer points as h100-sxm" in printed and "fitted: " in printed
+    assert status == 0 and "104 layer points as h100-sxm" in printed and "fitted: " in printed
     compute = load_config(None, overlays=[out]).compute
     assert 0 < compute.flops_efficiency <= 1 and compute.gemm_floor_us > 0
     status, _, err = run_cli("--preset", "smoke", "--no-plot", "--quiet", "--calibration-profile", out,

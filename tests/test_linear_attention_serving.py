@@ -188,8 +188,8 @@ def test_a_request_whose_states_leave_it_no_room_is_skipped_at_admission(run_cli
     assert report["runs"][0]["metrics"]["requests_completed"] == 2
 
 # ---------------------------------------------------------------- compute: the GDN layers' own cost
-H200_PEAK, H200_BW = 989.4e12 * 0.79, 4800e9 * 0.83  # profiles/gpus.yaml, at the roofline's default efficiencies
-H200_ATTENTION_PEAK = 989.4e12 * 0.45  # (compute.attention_efficiency)
+H200_PEAK, H200_BW = 989.4e12 * 0.77, 4800e9 * 0.82  # profiles/gpus.yaml, at the roofline's default efficiencies
+H200_ATTENTION_PEAK = 989.4e12 * 0.58  # (compute.attention_efficiency)
 
 
 def roofline():

@@ -153,7 +153,7 @@ def _gpu_speed(speed: int) -> tuple[str, ...]:
     """The roofline's efficiencies times ``speed`` and its kernel floors over it (halving is exact in binary)."""
     return (f"compute.flops_efficiency={0.3 * speed}", f"compute.bandwidth_efficiency={0.4 * speed}",
             f"compute.attention_efficiency={0.2 * speed}", f"compute.gemm_floor_us={3.25 / speed}",
-            f"compute.attention_floor_us={12.5 / speed}")
+            f"compute.attention_floor_us={12.5 / speed}", f"compute.attention_tile_us={4.5 / speed}")
 
 
 SHARED_PROMPTS = ("--preset", "smoke", "--workload-limit", "60", "--set", "workload.synthetic.kind=system-prompt",

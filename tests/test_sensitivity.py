@@ -106,6 +106,7 @@ CASES: dict[str, tuple[str, list[str], str]] = {
     "compute.attention_efficiency": ("single", [], "0.05"),
     "compute.gemm_floor_us": ("single", [], "200"),
     "compute.attention_floor_us": ("single", [], "500"),
+    "compute.attention_tile_us": ("single", [], "500"),
     "compute.host_step_us": ("single", ["serving.async_scheduling=false"], "2000"),  # (async: hidden under the GPU)
     "compute.host_sequence_us": ("single", ["serving.async_scheduling=false"], "300"),
     "compute.launch_layer_us": ("single", ["serving.enforce_eager=true"], "2000"),

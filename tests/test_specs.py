@@ -121,7 +121,7 @@ def test_a_gpu_spec_file_is_read_like_an_entry(tmp_path, run_cli):
     """A file holding h100-sxm's fields (profiles/gpus.yaml) gives the same spec under its own name and source, and
     the same run: report metrics identical to the entry's."""
     (tmp_path / "gpus").mkdir()
-    (tmp_path / "gpus" / "h100.yaml").write_text(H100_FIELDS + "reported_memory_gib: 79.22\n")
+    (tmp_path / "gpus" / "h100.yaml").write_text(H100_FIELDS + "reported_memory_gib: 79.22\nsm_count: 132\n")
     (tmp_path / "run.yaml").write_text("hardware: {gpu: gpus/h100.yaml}\n")  # relative to the config file
     config = load_config(tmp_path / "run.yaml")
     assert Path(config.hardware.gpu).resolve() == (tmp_path / "gpus" / "h100.yaml").resolve()

@@ -20,8 +20,9 @@ gemm/vllm/<version>/gemm_perf.parquet and attention/vllm/<version>/{generation,c
 (or the collector's *_perf.txt CSVs); the newest version is read. Its GPU is kvsim's for the folders AIConfigurator
 names a100_sxm, h100_sxm, h200_sxm, b200_sxm, l40s and rtx_pro_6000_server; write FOLDER=GPU for any other (a
 profiles/gpus.yaml name or a GPU spec YAML). The constants: compute.flops_efficiency (GEMMs' share of the FLOP
-peak), attention_efficiency (attention's), bandwidth_efficiency, gemm_floor_us (each GEMM kernel's floor) and
-attention_floor_us (each layer's attention call's): config.yaml says what each means.
+peak), attention_efficiency (attention's), bandwidth_efficiency, gemm_floor_us (each GEMM kernel's floor),
+attention_floor_us (each layer's attention call's) and attention_tile_us (each attention thread block's, with a
+prefill in the step): config.yaml says what each means.
 
 examples:
   python tools/fit_kernel_floors.py $AIC/systems/data/{a100_sxm,h100_sxm,h200_sxm,b200_sxm,l40s,rtx_pro_6000_server}

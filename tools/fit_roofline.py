@@ -16,7 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 
 
 TABLE_KEYS = ("model", "hardware.gpu", "serving.tensor_parallel_size")  # what each point of a table sets
-HELD_KEYS = ("attention_efficiency", "gemm_floor_us", "attention_floor_us")  # the roofline's, not fitted here
+# the roofline's constants, not fitted here
+HELD_KEYS = ("attention_efficiency", "gemm_floor_us", "attention_floor_us", "attention_tile_us")
 
 EPILOG = """\
 The roofline has five free constants: compute.flops_efficiency and bandwidth_efficiency, and the host's part of a

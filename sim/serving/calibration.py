@@ -130,7 +130,8 @@ def _roofline_name(config: Config, what: str) -> str:
     c = config.compute
     return (f"roofline {what} ({config.hardware.gpu}, flops_efficiency {c.flops_efficiency}, "
             f"bandwidth_efficiency {c.bandwidth_efficiency}, attention_efficiency {c.attention_efficiency}, "
-            f"gemm_floor_us {c.gemm_floor_us}, attention_floor_us {c.attention_floor_us})")
+            f"gemm_floor_us {c.gemm_floor_us}, attention_floor_us {c.attention_floor_us}, "
+            f"attention_tile_us {c.attention_tile_us})")
 
 
 LOO = "table interpolation, leave-one-out"

@@ -45,6 +45,7 @@ import numpy as np
 from sim.errors import ConfigError
 from sim.jit import njit
 from sim.model_shape import ModelSpec
+from sim.serving.attention_waves import attention_waves
 from sim.serving.collectives import TensorParallelComm
 from sim.serving.gdn_compute import gated_delta_net_cost
 from sim.serving.kernel_floors import ROUTED_EXPERT_KERNELS, KernelFloors, attention_projection_kernels, mlp_kernels
@@ -194,8 +195,10 @@ class RooflineCompute:
             self.prefill_attn_flops_per_pair = 2 * heads * (m.qk_nope_head_dim + m.qk_rope_head_dim + m.v_head_dim)
             self.context_flops_per_token = 2 * m.kv_b_parameters / tp
         self.kv_bytes_per_token_layer = m.kv_bytes_per_token(self.kv_dtype_bytes, tp) // m.attention_layers
-        # FlashAttention's one call over a step that mixes prefills and decodes (sim.serving.varlen_attention)
-        self.varlen = varlen_attention(m, self.gpu, tp, self.graph_tokens)
+        # the attention's thread blocks (sim.serving.attention_waves) and FlashAttention's one call over a step that
+        # mixes prefills and decodes (sim.serving.varlen_attention)
+        self.waves = attention_waves(m, self.gpu, tp, self.floors.attention_tile_s)
+        self.varlen = None if self.waves is None else varlen_attention(m, self.gpu, tp, self.graph_tokens)
         # DeepSeek sparse attention (``ModelSpec.is_sparse_attention``): the indexer scores every cached token for
         # every query (index_n_heads × index_head_dim multiply-adds a (query, key) pair, all heads on every rank:
         # deepseek_v2.py Indexer is replicated) reading each token's indexer key; the attention attends to at most
@@ -329,26 +332,42 @@ class RooflineCompute:
             return pairs
         return min(pairs, queries * self.index_topk)
 
-    def attention_layer_time(self, shape: StepShape) -> float:
-        pairs = shape.prefill_pairs + shape.decode_kv_tokens
-        if pairs == 0:
-            return 0.0
-        if self.varlen is not None and self.varlen.walks_unsplit(shape):
-            prefill_flops = self.attention_flops(shape.prefill_pairs, 0, shape.prefill_context)
-            compute = self.varlen.compute_seconds(shape, prefill_flops, self.attn_flops_per_pair, self.attention_peak)
+    def attention_terms(self, shape: StepShape) -> tuple[float, float, float, float]:
+        """One layer's attention as the roofline prices it: FLOP seconds at the attention peak, its thread blocks
+        (``sim.serving.attention_waves``: tiles that pay the tile time, the longest tile's FLOPs; 0, 0 where a step
+        is its FLOPs alone) and KV byte seconds at the bandwidth."""
+        varlen = self.varlen is not None and self.varlen.walks_unsplit(shape)
+        if varlen:  # decodes beside a prefill chunk in FlashAttention's one call (sim.serving.varlen_attention)
+            flops = (self.attention_flops(shape.prefill_pairs, 0, shape.prefill_context)
+                     + self.varlen.decode_flops(shape, self.attn_flops_per_pair))
             kv_bytes = self.kv_bytes_per_token_layer * (shape.prefill_kv_tokens + self.varlen.decode_kv_reads(shape))
-            return self.floors.attention_s + _combine(compute, kv_bytes / self.bandwidth)
-        flops = self.attention_flops(shape.prefill_pairs, shape.decode_kv_tokens, shape.prefill_context,
-                                     shape.prefill_tokens, shape.decode_seqs)
-        if self.index_topk is None:
-            kv_bytes = self.kv_bytes_per_token_layer * (shape.prefill_kv_tokens + shape.decode_kv_tokens
-                                                        + shape.decode_seqs)
-        else:  # the indexer reads every cached key; a decode's attention its top-k latents (a prefill: the context)
-            selected = self.selected_pairs(shape.decode_kv_tokens, shape.decode_seqs)
-            kv_bytes = (self.index_bytes_per_token_layer * (shape.prefill_kv_tokens + shape.decode_kv_tokens
+        else:
+            flops = self.attention_flops(shape.prefill_pairs, shape.decode_kv_tokens, shape.prefill_context,
+                                         shape.prefill_tokens, shape.decode_seqs)
+            if self.index_topk is None:
+                kv_bytes = self.kv_bytes_per_token_layer * (shape.prefill_kv_tokens + shape.decode_kv_tokens
                                                             + shape.decode_seqs)
-                        + self.latent_bytes_per_token_layer * (shape.prefill_kv_tokens + selected + shape.decode_seqs))
-        return self.floors.attention_s + _combine(flops / self.attention_peak, kv_bytes / self.bandwidth)
+            else:  # the indexer reads every cached key; a decode's attention its top-k latents (a prefill: the context)
+                selected = self.selected_pairs(shape.decode_kv_tokens, shape.decode_seqs)
+                kv_bytes = (self.index_bytes_per_token_layer * (shape.prefill_kv_tokens + shape.decode_kv_tokens
+                                                                + shape.decode_seqs)
+                            + self.latent_bytes_per_token_layer * (shape.prefill_kv_tokens + selected
+                                                                   + shape.decode_seqs))
+        tiles = walk = 0.0
+        if self.waves is not None and shape.prefill_seqs:
+            tiles = self.waves.prefill_tiles(shape)
+            walk = self.waves.walk_flops(shape.prefill_kv_max, self.prefill_attn_flops_per_pair)
+            if varlen:
+                tiles += self.varlen.decode_blocks(shape)
+                walk = max(walk, self.waves.walk_flops(shape.decode_kv_max, self.attn_flops_per_pair))
+        return flops / self.attention_peak, tiles, walk, kv_bytes / self.bandwidth
+
+    def attention_layer_time(self, shape: StepShape) -> float:
+        if shape.prefill_pairs + shape.decode_kv_tokens == 0:
+            return 0.0
+        flops_s, tiles, walk, bytes_s = self.attention_terms(shape)
+        compute = self.waves.compute_seconds(flops_s, tiles, walk, self.attention_peak) if walk else flops_s
+        return self.floors.attention_s + _combine(compute, bytes_s)
 
     def lm_head_time(self, seqs: int) -> float:
         if seqs == 0:

@@ -143,7 +143,7 @@ def roofline_compute(config: Config, tensor_parallel_size: int, comm: TensorPara
     kv = kv_dtype_bytes(model, config.serving.dtype, config.serving.kv_cache_dtype)
     return RooflineCompute(model, gpu_spec(config.hardware.gpu), dtype, kv, tensor_parallel_size, c.flops_efficiency,
                            c.bandwidth_efficiency, comm=comm, data_parallel_size=config.serving.data_parallel_size,
-                           floors=KernelFloors.from_us(c.gemm_floor_us, c.attention_floor_us),
+                           floors=KernelFloors.from_us(c.gemm_floor_us, c.attention_floor_us, c.attention_tile_us),
                            attention_efficiency=c.attention_efficiency,
                            graph_tokens=config_cudagraph_sizes(config).largest)
 

@@ -5,7 +5,9 @@ last wave of thread blocks, and within a CUDA graph the next kernel starts a few
 adds, per layer and step:
 - ``gemm_s`` for each GEMM kernel the layer launches (``attention_projection_kernels``, ``mlp_kernels``: vLLM's fused
   projections, one kernel each);
-- ``attention_s`` for the attention call (the KV-cache write and the attention kernel).
+- ``attention_s`` for the attention call (the KV-cache write and the attention kernel);
+- ``attention_tile_s`` for each thread block of a step's attention with a prefill in it, spread over the SMs
+  (``sim.serving.attention_waves``).
 Measured: NVIDIA AIConfigurator's per-operator tables of vLLM (github.com/ai-dynamo/aiconfigurator,
 ``systems/data/<gpu>/{gemm,attention}/vllm/<version>/*.parquet``, CUDA-graph replays): see
 ``config.yaml``'s compute section for the figures and ``tools/README.md`` for the fit. All zero: the plain roofline.
@@ -26,10 +28,11 @@ class KernelFloors:
 
     gemm_s: float = 0.0  # per GEMM kernel
     attention_s: float = 0.0  # per attention call of a layer (cache write and attention kernel)
+    attention_tile_s: float = 0.0  # per thread block of the attention kernel (sim.serving.attention_waves)
 
     @classmethod
-    def from_us(cls, gemm_us: float, attention_us: float) -> KernelFloors:
-        return cls(gemm_us * US, attention_us * US)
+    def from_us(cls, gemm_us: float, attention_us: float, attention_tile_us: float = 0.0) -> KernelFloors:
+        return cls(gemm_us * US, attention_us * US, attention_tile_us * US)
 
 
 def attention_projection_kernels(model: ModelSpec) -> int:

@@ -33,15 +33,17 @@ from sim.serving.kernel_floors import US, attention_projection_kernels, mlp_kern
 from sim.serving.step_shape import StepShape
 from sim.specs import gpu_spec, model_spec
 
-FIT_KEYS = ("flops_efficiency", "bandwidth_efficiency", "attention_efficiency", "gemm_floor_us", "attention_floor_us")
-LOWER = (1e-2, 1e-2, 1e-2, 0.0, 0.0)
-UPPER = (1.0, 1.0, 1.0, 100.0, 500.0)
+FIT_KEYS = ("flops_efficiency", "bandwidth_efficiency", "attention_efficiency", "gemm_floor_us", "attention_floor_us",
+            "attention_tile_us")
+LOWER = (1e-2, 1e-2, 1e-2, 0.0, 0.0, 0.0)
+UPPER = (1.0, 1.0, 1.0, 100.0, 500.0, 100.0)
 SOFT_L1_SCALE = 0.1
 # (model, TP): real shapes at the TP degrees they are served at, their heads per rank in AIConfigurator's grids
 SETUPS = (("llama-3.1-8b", 1), ("qwen3-32b", 2), ("llama-3.1-70b", 4), ("llama-3.1-70b", 8))
 DECODE_BATCHES = (1, 8, 32, 128, 256)
 DECODE_KV = (512, 2048, 8192)
-PREFILL_TOKENS = (512, 1024, 2048, 4096, 8192)
+PREFILL_BATCHES = (1, 4)  # prompts prefilled together, each of PREFILL_TOKENS
+PREFILL_TOKENS = (256, 512, 1024, 2048, 4096, 8192, 16384)
 # AIConfigurator's systems/data folder names of the GPUs profiles/gpus.yaml has
 GPU_FOLDERS = {"a100_sxm": "a100-80gb", "h100_sxm": "h100-sxm", "h200_sxm": "h200", "b200_sxm": "b200",
                "l40s": "l40s", "rtx_pro_6000_server": "rtxpro6000"}
@@ -62,7 +64,7 @@ class LayerPoint:
     gpu: str
     model: str
     tensor_parallel_size: int
-    phase: str  # "decode" (``sequences`` of ``tokens`` KV tokens each) or "prefill" (one prompt of ``tokens``)
+    phase: str  # "decode" or "prefill": ``sequences`` of ``tokens`` KV tokens (decode) or prompt tokens each
     sequences: int
     tokens: int
     linear_s: float
@@ -174,7 +176,7 @@ def read_layers(folder: Path, gpu: str) -> tuple[list[LayerPoint], int]:
         shapes = [((heads + 2 * kv_heads) * m.head_dim, m.hidden_size), (m.hidden_size, heads * m.head_dim),
                   (2 * m.intermediate_size // tp, m.hidden_size), (m.hidden_size, m.intermediate_size // tp)]
         wanted = ([("decode", b, n, b, decode) for b in DECODE_BATCHES for n in DECODE_KV]
-                  + [("prefill", 1, n, n, prefill) for n in PREFILL_TOKENS])
+                  + [("prefill", b, n, b * n, prefill) for b in PREFILL_BATCHES for n in PREFILL_TOKENS])
         for phase, seqs, length, tokens, attention in wanted:
             linear = [gemms.seconds(tokens, n, k) for n, k in shapes]
             attention_ms = attention.get((seqs, length, heads, kv_heads))
@@ -185,9 +187,20 @@ def read_layers(folder: Path, gpu: str) -> tuple[list[LayerPoint], int]:
     return points, missing
 
 
+def layer_step(point: LayerPoint) -> tuple[StepShape, int]:
+    """The step a layer point measures, and its tokens."""
+    if point.phase == "decode":
+        return StepShape.decode_batch(np.full(point.sequences, point.tokens - 1)), point.sequences
+    shape = StepShape()
+    for _ in range(point.sequences):
+        shape.add_prefill(point.tokens, 0)
+    return shape, point.sequences * point.tokens
+
+
 class Decomposed:
     """The roofline's parts of each point at full efficiency: FLOP and byte seconds of the linear part and of the
-    attention, and the linear part's GEMM kernels."""
+    attention, the linear part's GEMM kernels, and the attention's thread blocks (``RooflineCompute.attention_terms``:
+    tiles over the SMs, the longest tile's walk on one SM in seconds)."""
 
     def __init__(self, points: Sequence[LayerPoint]):
         parts, kernels = [], []
@@ -195,18 +208,17 @@ class Decomposed:
             model = model_spec(p.model)
             exact = RooflineCompute(model, gpu_spec(p.gpu), 2, 2, p.tensor_parallel_size, 1.0, 1.0)
             half = RooflineCompute(model, gpu_spec(p.gpu), 2, 2, p.tensor_parallel_size, 0.5, 1.0)
-            if p.phase == "decode":
-                shape, tokens = StepShape.decode_batch(np.full(p.sequences, p.tokens - 1)), p.sequences
-            else:
-                shape, tokens = StepShape(), p.tokens
-                shape.add_prefill(p.tokens, 0)
-            full = np.array([exact.linear_layer_time(tokens), exact.attention_layer_time(shape)])
-            halved = np.array([half.linear_layer_time(tokens), half.attention_layer_time(shape)])
+            shape, tokens = layer_step(p)
+            full, halved = exact.linear_layer_time(tokens), half.linear_layer_time(tokens)
             # hypot(C, M) and hypot(2C, M): C² = (halved² − full²) / 3
-            flops2 = np.maximum((halved ** 2 - full ** 2) / 3, 0.0)
-            parts.append(np.concatenate([np.sqrt(flops2), np.sqrt(np.maximum(full ** 2 - flops2, 0.0))]))
+            flops2 = max((halved ** 2 - full ** 2) / 3, 0.0)
+            flops_s, tiles, walk, bytes_s = exact.attention_terms(shape)
+            sms = exact.waves.sm_count if exact.waves is not None else 1
+            parts.append((np.sqrt(flops2), np.sqrt(max(full ** 2 - flops2, 0.0)), flops_s, bytes_s, tiles / sms,
+                          walk / (exact.attention_peak / sms)))
             kernels.append(attention_projection_kernels(model) + mlp_kernels(model, False))
-        self.linear_flops, self.attention_flops, self.linear_bytes, self.attention_bytes = np.array(parts).T
+        (self.linear_flops, self.linear_bytes, self.attention_flops, self.attention_bytes, self.waves,
+         self.walk) = np.array(parts).T
         self.kernels = np.array(kernels, dtype=float)
         self.linear = np.array([p.linear_s for p in points])
         self.attention = np.array([p.attention_s for p in points])
@@ -217,8 +229,10 @@ class Decomposed:
         v = values
         linear = self.kernels * v["gemm_floor_us"] * US + np.hypot(self.linear_flops / v["flops_efficiency"],
                                                                     self.linear_bytes / v["bandwidth_efficiency"])
-        attention = v["attention_floor_us"] * US + np.hypot(self.attention_flops / v["attention_efficiency"],
-                                                            self.attention_bytes / v["bandwidth_efficiency"])
+        eta, tile = v["attention_efficiency"], v["attention_tile_us"] * US
+        compute = np.where(self.walk > 0, np.maximum(self.attention_flops / eta + self.waves * tile,
+                                                     self.walk / eta + tile), self.attention_flops / eta)
+        attention = v["attention_floor_us"] * US + np.hypot(compute, self.attention_bytes / v["bandwidth_efficiency"])
         return linear, attention
 
     def log_errors(self, values: dict[str, float]) -> np.ndarray:

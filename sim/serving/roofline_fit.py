@@ -34,7 +34,8 @@ MAX_HOST_US = 1e6  # a second of host time a step or a layer: far beyond any eng
 SOFT_L1_SCALE = 0.05  # residuals (log ratios) beyond ~5% count linearly, not squared
 # the fastest the model allows: every efficiency at 1, no kernel floors, no host time
 IDEAL = {"flops_efficiency": 1.0, "bandwidth_efficiency": 1.0, "attention_efficiency": 1.0, "gemm_floor_us": 0.0,
-         "attention_floor_us": 0.0, "host_step_us": 0.0, "host_sequence_us": 0.0, "launch_layer_us": 0.0}
+         "attention_floor_us": 0.0, "attention_tile_us": 0.0, "host_step_us": 0.0, "host_sequence_us": 0.0,
+         "launch_layer_us": 0.0}
 HOLDOUT_AXES = {"tp": lambda s: f"TP {s.tensor_parallel_size}", "model": lambda s: s.model, "gpu": lambda s: s.gpu}
 
 

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+ROW_BLOCK = 64  # query rows a chunk's tiles are counted in (attention kernels' tiles are 64 or 128 rows)
+MAX_TILE_ROWS = 128  # the largest query tile of those kernels (sim.serving.attention_waves)
+
 
 @dataclass(slots=True)
 class StepShape:
@@ -18,6 +21,8 @@ class StepShape:
     prefill_kv_tokens: int = 0  # Σ over chunks of (context + n): KV tokens read by prefill attention
     prefill_chunk_sq: float = 0.0  # Σ over chunks of n²: Vidur's aggregate of several prefills
     prefill_chunk_max: int = 0  # the longest chunk (its query rows: how FlashAttention 3 splits, varlen_attention)
+    prefill_kv_max: int = 0  # the most keys one query tile of a chunk attends to (sim.serving.attention_waves)
+    prefill_row_blocks: int = 0  # Σ over chunks of ceil(n / 64): the chunks' query tiles of 64 rows
     decode_seqs: int = 0  # sequences decoding one token
     decode_kv_tokens: int = 0  # Σ over decodes of their KV length (keys each new token attends to)
     decode_kv_max: int = 0  # longest decode KV length
@@ -52,6 +57,8 @@ class StepShape:
         self.prefill_seqs += 1
         self.prefill_tokens += chunk
         self.prefill_chunk_max = max(self.prefill_chunk_max, chunk)
+        self.prefill_kv_max = max(self.prefill_kv_max, context + chunk)
+        self.prefill_row_blocks += -(-chunk // ROW_BLOCK)
         self.prefill_pairs += chunk * (context + (chunk + 1) / 2)
         self.prefill_kv_tokens += context + chunk
         self.prefill_chunk_sq += chunk * chunk
@@ -61,10 +68,13 @@ class StepShape:
     def add_windowed_prefill(self, chunk: int, context: int, window: int) -> None:
         """A prefill chunk as a sliding-window layer computes it: the query at position p (0-based) attends to keys
         max(0, p - window + 1) … p, so query j of the chunk (1-based) to min(context + j, window) keys, and the chunk
-        reads the union of their windows, min(context + chunk, window - 1 + chunk) keys."""
+        reads the union of their windows, min(context + chunk, window - 1 + chunk) keys; a query tile of up to
+        ``MAX_TILE_ROWS`` rows the union of its rows' windows."""
         self.prefill_seqs += 1
         self.prefill_tokens += chunk
         self.prefill_chunk_max = max(self.prefill_chunk_max, chunk)
+        self.prefill_kv_max = max(self.prefill_kv_max, min(context + chunk, window - 1 + min(chunk, MAX_TILE_ROWS)))
+        self.prefill_row_blocks += -(-chunk // ROW_BLOCK)
         below = min(chunk, max(0, window - context))  # queries whose window still reaches position 0
         self.prefill_pairs += below * (context + (below + 1) / 2) + (chunk - below) * window
         self.prefill_kv_tokens += min(context + chunk, window - 1 + chunk)

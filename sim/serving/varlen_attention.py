@@ -11,7 +11,8 @@ walks the decode's whole KV alone (grid: query tiles × sequences × query heads
 follow, none of which a decode-only step has:
 - the tile's matrix multiplies run on all its rows: a decode costs ``tile_rows`` × its attention FLOPs;
 - a long decode takes one thread block's walk over its KV on one SM (its FLOPs at 1 / ``sm_count`` of the
-  attention peak), however idle the rest of the GPU;
+  attention peak), however idle the rest of the GPU, and each of its thread blocks pays a tile's fixed time
+  (both as a prefill's tiles do: ``sim.serving.attention_waves``);
 - each query head reads its KV head's keys and values itself; the thread blocks in flight together (the launch
   order takes one query head of every sequence, then the next head) share a read through L2 when they are query
   heads of one KV head, up to ``sm_count`` / sequences of them.
@@ -22,9 +23,9 @@ RTX PRO 6000 bundle (tests/fixtures/llmservingsim_rtxpro6000, vLLM 0.19, 32 quer
 a 16k context, and chunks of 256 and 273 tokens, alike (340–359 µs) and chunks of 410 and 512 at twice that: 5 tiles
 of 64 rows × 32 heads (160 thread blocks) fit its 188 SMs at once, 7 (224) do not; tiles of 128 would fit 4.
 Measured against the two bundles' mixed steps (decodes beside a chunk, KV 1k–16k), the summed prefill and decode
-parts came out 48% (RTX 4090) and 68% (RTX PRO 6000) low at the median; this model 51% high and 8% high with the
-default ``compute.attention_efficiency`` (the RTX 4090 runs FlashAttention 2 at ~0.8 of its peak, not 0.45: with 0.8,
-3% high). Only head dimension 128 is read (other head sizes launch other tiles); multi-head latent attention runs
+parts come out 44% (RTX 4090) and 64% (RTX PRO 6000) low at the median; this model 33% high and 3.5% low with the
+default ``compute.attention_efficiency`` (the RTX 4090 runs FlashAttention 2 at ~0.8 of its peak, not 0.58: with 0.8,
+7% high). Only head dimension 128 is read (other head sizes launch other tiles); multi-head latent attention runs
 another backend on these GPUs (TRITON_MLA).
 
 FlashAttention 3 (compute capability 9.0) always packs a KV head's query heads into its tiles of 128 rows
@@ -46,6 +47,7 @@ from dataclasses import dataclass
 
 from sim.model_shape import ModelSpec
 from sim.serving.attention_backend import capability_of
+from sim.serving.attention_waves import query_tile_rows
 from sim.serving.step_shape import StepShape
 from sim.specs import GPUSpec
 
@@ -56,10 +58,7 @@ SPLIT_FILL = 0.8  # num_splits_heuristic: one split once the blocks fill this sh
 def tile_rows(capability: tuple[int, int]) -> int | None:
     """Query rows of FlashAttention's thread block on a GPU of ``capability``: FA2's on 8.x and 12.x, FA3's on 9.0
     (None: vLLM runs another kernel, FlashInfer or FA4 on 10.x)."""
-    major, minor = capability
-    if major == 8:
-        return 64 if minor > 0 else 128
-    return {9: 128, 12: 64}.get(major)
+    return query_tile_rows(capability) if capability[0] in (8, 9, 12) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,14 +85,16 @@ class VarlenAttention:
         tiles = kv_heads * math.ceil(shape.prefill_chunk_max * self.kv_group / self.tile_rows)
         return tiles >= SPLIT_FILL * self.sm_count
 
-    def compute_seconds(self, shape: StepShape, prefill_flops: float, flops_per_pair: float, peak: float) -> float:
-        """The layer's attention compute in a mixed step: the prefill's FLOPs and the decodes' padded tiles over the
-        attention peak, or the longest decode's walk on one SM if that is longer (``flops_per_pair``: a (query, key)
-        pair's FLOPs over all query heads of the rank)."""
+    def decode_flops(self, shape: StepShape, flops_per_pair: float) -> float:
+        """The decodes' FLOPs as their padded tiles compute them (``flops_per_pair``: a (query, key) pair's over all
+        query heads of the rank)."""
         rows = self.tile_rows / self.kv_group if self.packs_gqa else self.tile_rows  # per query head
-        decode_flops = rows * flops_per_pair * shape.decode_kv_tokens
-        longest = self.tile_rows * flops_per_pair / self.query_heads * shape.decode_kv_max
-        return max((prefill_flops + decode_flops) / peak, longest / (peak / self.sm_count))
+        return rows * flops_per_pair * shape.decode_kv_tokens
+
+    def decode_blocks(self, shape: StepShape) -> float:
+        """The decodes' thread blocks: one per query head of each (FA3: per KV head)."""
+        heads = self.query_heads / self.kv_group if self.packs_gqa else self.query_heads
+        return shape.decode_seqs * heads
 
     def decode_kv_reads(self, shape: StepShape) -> float:
         """KV tokens (of every KV head) the decodes read: once per query head, less what blocks in flight share
