@@ -14,25 +14,26 @@ flag), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM), 141 standard output's
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-
-# The project root must come before the standard library on sys.path: the stdlib has a
-# module named ``trace`` too, and kvsim's ``trace`` package must win (also when installed).
-_ROOT = str(Path(__file__).resolve().parent)
-if sys.path[:1] != [_ROOT]:
-    sys.path.insert(0, _ROOT)
-if "trace" in sys.modules and not hasattr(sys.modules["trace"], "__path__"):
-    del sys.modules["trace"]
-
-import argparse  # noqa: E402
-import gc  # noqa: E402
-import logging  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from typing import TYPE_CHECKING  # noqa: E402
 
 try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
-    from sim.cli import (  # noqa: E402
+    from pathlib import Path
+
+    # The project root must come before the standard library on sys.path: the stdlib has a
+    # module named ``trace`` too, and kvsim's ``trace`` package must win (also when installed).
+    _ROOT = str(Path(__file__).resolve().parent)
+    if sys.path[:1] != [_ROOT]:
+        sys.path.insert(0, _ROOT)
+    if "trace" in sys.modules and not hasattr(sys.modules["trace"], "__path__"):
+        del sys.modules["trace"]
+
+    import argparse
+    import gc
+    import logging
+    import time
+    from dataclasses import dataclass, field
+    from typing import TYPE_CHECKING
+
+    from sim.cli import (
         CLUSTER_PD,
         EXPERIMENTS,
         SERVING,
@@ -47,11 +48,11 @@ try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
         parse_routers,
         select_mode,
     )
-    from sim.config import Config, load_config  # noqa: E402
-    from sim.config_fields import path_settings  # noqa: E402
-    from sim.errors import InputError, command_status, end_process, quote  # noqa: E402
-    from sim.report.console import console_summary  # noqa: E402
-    from sim.report.output import check_distinct, check_writable, is_device_or_pipe  # noqa: E402
+    from sim.config import Config, load_config
+    from sim.config_fields import path_settings
+    from sim.errors import InputError, command_status, end_process, quote
+    from sim.report.console import console_summary
+    from sim.report.output import check_distinct, check_writable, is_device_or_pipe
 except KeyboardInterrupt:
     print("kvsim: interrupted", file=sys.stderr)
     sys.exit(130)

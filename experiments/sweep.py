@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-from sim.errors import ConfigError
+from sim.errors import ConfigError, quote
 from sim.report.document import answer_caveats, build_report, flatten
 from experiments.execute import RunOptions, check_point
 from experiments.journal import Journal, fingerprint, journal_path
@@ -175,7 +175,9 @@ def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
             print(note)
     if failed:
         kinds = {records[p.key].get("error_kind") for p in points if records[p.key]["error"]}
-        print(f"kvsim: {len(failed)} of {len(points)} sweep points failed (see the report's 'error' entries)",
+        first = next(p for p in points if records[p.key]["error"])
+        print(f"kvsim: {len(failed)} of {len(points)} sweep points failed; the first, {first.name!r}: "
+              f"{quote(records[first.key]['error'], limit=300)} (the report's 'error' entries give each)",
               file=sys.stderr)
         return 1 if "internal" in kinds else 2
     return 0

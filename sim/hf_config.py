@@ -43,6 +43,7 @@ from typing import Any
 from sim.errors import ConfigError, quote
 from sim.hf_quantization import MAX_DIMENSION, quantization_fields
 from sim.hf_rotary import rotary_dim
+from sim.json_input import unique_keys
 from sim.linear_attention import gated_delta_net
 from sim.model_families import ARCHITECTURES, FAMILIES, Experts, Family
 from sim.model_shape import SPARSE_QUANT_BLOCK, ModelSpec
@@ -76,7 +77,7 @@ def read_hf_config(path: Path) -> tuple[dict[str, Any], str]:
     if len(data) > MAX_CONFIG_BYTES:
         raise ConfigError(f"model config {path}: over {MAX_CONFIG_BYTES:,} bytes, not a Hugging Face config.json")
     try:
-        config = json.loads(data)
+        config = json.loads(data, object_pairs_hook=unique_keys(f"model config {path}", ConfigError))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: arrays nested too deep
         raise ConfigError(f"model config {path}: not JSON: {quote(str(exc))}") from None
     if not isinstance(config, dict):

@@ -296,6 +296,13 @@ CASES: dict[str, Case] = {
                                                                     + ALIAS_BOMB + "}\n"}),
     "model_config_nested_too_deep": Case([*TRACE_STATS, "--set", "model={tmp}/m/config.json"], names=("config.json", "not JSON"),
                                          files={"m/config.json": '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}"}),
+    # json keeps a key's last value; a config.json or a lookup table with a key pasted twice is refused by name
+    "model_config_key_twice": Case([*TRACE_STATS, "--set", "model={tmp}/m/config.json"],
+                                   names=("config.json", "'hidden_size' more than once"),
+                                   files={"m/config.json": HF_LLAMA_ONE_TOKEN[:-1] + ', "hidden_size": 8192}'}),
+    "network_lookup_key_twice": Case(["--pd", "--quiet", "--no-plot", "--set", "network.lookup={tmp}/ns3.json"],
+                                     names=("ns3.json", "'ns3_ms' more than once"),
+                                     files={"ns3.json": '{"rows": [{"size_mib": 1, "ns3_ms": 0.1, "ns3_ms": 9}]}'}),
     "set_value_nested_too_deep": Case([*TRACE_STATS, "--set", "seed=" + "[" * 5000 + "]" * 5000], names=("--set", "seed", "nested")),
     # a device is read forever (it hung): refused by what it is, as a trace or a model file is
     "sweep_spec_is_a_device": Case(["--sweep", "/dev/zero"], names=("sweep spec /dev/zero", "not a file")),

@@ -87,6 +87,26 @@ def test_sigint_exits_130_and_keeps_the_previous_report(tmp_path, when, signum, 
     assert _leftovers(tmp_path) == []
 
 
+IMPORT_INTERRUPTED = """
+import runpy, sys
+class Interrupt:  # Ctrl-C arriving while ``name`` is being imported
+    def find_spec(self, name, path=None, target=None):
+        if name == {name!r}:
+            raise KeyboardInterrupt
+sys.meta_path.insert(0, Interrupt())
+sys.argv = ["main.py", "--help"]
+runpy.run_path({main!r}, run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("module", ["argparse", "logging", "dataclasses", "sim.cli", "sim.report.output"])
+def test_ctrl_c_while_main_loads_its_modules_is_an_interruption(module):
+    """From main.py's first import to its last, Ctrl-C ends the run as one anywhere else does."""
+    done = subprocess.run([sys.executable, "-c", IMPORT_INTERRUPTED.format(name=module, main=str(ROOT / "main.py"))],
+                          capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stderr) == (130, "kvsim: interrupted\n")
+
+
 def test_sigint_while_writing_a_plot_leaves_no_file(tmp_path):
     done = _interrupt(tmp_path, "writing", ["--trace-stats", "--workload-trace", str(BUNDLED_AZURE),
                                             "--plot-dir", str(tmp_path / "plots"), "--quiet"])

@@ -220,7 +220,8 @@ def test_a_failing_point_is_recorded_and_the_others_go_on(run_cli, tmp_path, mon
     out_csv, out_json = tmp_path / "s.csv", tmp_path / "s.json"
     status, _, err = run_cli("--sweep", spec, "--jobs", "2", "--report-csv", out_csv, "--report-json", out_json,
                              "--no-plot", "--quiet")
-    assert status == 2 and "1 of 2 sweep points failed" in err
+    assert status == 2 and "1 of 2 sweep points failed; the first, 'llama-3-70b': " in err
+    assert "does not fit" in err.splitlines()[-1]  # why it failed, not only a count
     runs = json.loads(out_json.read_text())["runs"]
     assert runs[0]["metrics"]["requests_completed"] == 40 and "error" not in runs[0]
     assert "does not fit" in runs[1]["error"] and runs[1]["metrics"] == {}

@@ -22,7 +22,6 @@ import math
 import re
 import warnings
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -30,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from sim.errors import InputError, quote
+from sim.json_input import unique_keys
 from sim.serving.compute import ComputeModel
 from sim.serving.profile_files import MAX_PROFILED_TIME_S
 from sim.serving.step_shape import StepShape
@@ -167,7 +167,7 @@ def _splitwise_point(path: Path, row) -> str:
 
 def read_distserve(path: Path) -> list[MeasuredStep]:
     try:
-        table = json.loads(path.read_text(), object_pairs_hook=partial(_unique_keys, path))
+        table = json.loads(path.read_text(), object_pairs_hook=unique_keys(str(path)))
     except (OSError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: cannot read it ({quote(_first_line(error))})") from None
     except (ValueError, RecursionError) as error:  # JSONDecodeError; an integer of over 4,300 digits; deep nesting
@@ -210,15 +210,6 @@ def read_distserve(path: Path) -> list[MeasuredStep]:
                                               _curve_seconds(ms, where, "decode", batch, context),
                                               f"{where} decode curve at {batch} x {context} tokens"))
     return steps
-
-
-def _unique_keys(path: Path, pairs: list[tuple[str, object]]) -> dict:
-    """A JSON object's pairs as a dict; a key given twice is an error (json keeps the last one, silently)."""
-    keys = [k for k, _ in pairs]
-    twice = next((k for k in keys if keys.count(k) > 1), None)
-    if twice is not None:
-        raise InputError(f"{path}: key {quote(twice)} more than once in one object")
-    return dict(pairs)
 
 
 def _finite(value: object) -> float | None:

@@ -24,8 +24,9 @@ from typing import Callable, Protocol
 import numpy as np
 
 from sim.config import NetworkConfig
-from sim.serving.engine import Engine
 from sim.errors import ConfigError
+from sim.json_input import unique_keys
+from sim.serving.engine import Engine
 from sim.serving.profile_files import MAX_PROFILED_TIME_S
 
 MIB = 1 << 20
@@ -78,7 +79,8 @@ class LookupNetwork:
         """
         path = Path(path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(path.read_text(encoding="utf-8"),
+                              object_pairs_hook=unique_keys(f"network lookup table {path}", ConfigError))
         except RecursionError:
             raise ConfigError(f"network lookup table {path}: cannot read it as JSON: nested too deep") from None
         except (OSError, ValueError) as exc:
