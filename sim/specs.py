@@ -44,6 +44,8 @@ class GPUSpec:
     reported_memory_bytes: int | None = None
     # streaming multiprocessors (whitepaper or datasheet), where the spec gives them; None: unknown
     sm_count: int | None = None
+    # bytes of L2 cache (whitepaper), where the spec gives them; None: unknown
+    l2_bytes: int | None = None
     # (major, minor) where a GPU spec file states it; a listed GPU's is sim.serving.attention_backend's table
     compute_capability: tuple[int, int] | None = None
 
@@ -96,9 +98,9 @@ def model_spec(name: str) -> ModelSpec:
 MIN_GPU_NUMBER = 1e-3
 GPU_NUMBERS = {key: (MIN_GPU_NUMBER, 1e6)
                for key in ("dense_bf16_tflops", "dense_fp8_tflops", "memory_gib", "reported_memory_gib",
-                           "memory_bandwidth_gbps")} | {"sm_count": (1, 1e6)}
+                           "memory_bandwidth_gbps", "l2_mib")} | {"sm_count": (1, 1e6)}
 LINK_NUMBERS = {"bandwidth_gbps": (MIN_GBPS, 1e6), "step_latency_us": (0.0, MAX_LATENCY_US)}
-GPU_OPTIONAL_NUMBERS = ("dense_fp8_tflops", "reported_memory_gib", "sm_count")
+GPU_OPTIONAL_NUMBERS = ("dense_fp8_tflops", "reported_memory_gib", "sm_count", "l2_mib")
 GPU_OPTIONAL_FIELDS = ("compute_capability", "aliases", "source")  # optional, and checked apart from the numbers
 CAPABILITY_SPELLING = re.compile(r"^(\d{1,2})\.(\d)$")  # NVIDIA's 8.9, 12.0
 # compute capabilities whose vLLM kernels kvsim models (Ampere's 8.0 to Blackwell's 12.x); vLLM's attention backends
@@ -189,6 +191,7 @@ def gpu_from_entry(name: str, entry: object, where: str, source: str | None = No
                    reported_memory_bytes=int(round(numbers["reported_memory_gib"] * GIB))
                    if "reported_memory_gib" in numbers else None,
                    sm_count=int(numbers["sm_count"]) if "sm_count" in numbers else None,
+                   l2_bytes=int(round(numbers["l2_mib"] * 2**20)) if "l2_mib" in numbers else None,
                    compute_capability=_capability(entry, where))
 
 

@@ -184,8 +184,9 @@ def test_a_gpu_without_a_reported_size_takes_the_rule(tmp_path):
     (H100_FIELDS.replace("memory_gib: 80", "memory_gb: 80"), "unknown key 'memory_gb'"),
     # aliases are other tools' names that find a profiles/gpus.yaml entry; a file is found by its path: they mean nothing
     (H100_FIELDS + "aliases: [my-gpu]\n", "unknown key 'aliases'; a GPU spec has dense_bf16_tflops, dense_fp8_tflops, "
-                                          "memory_gib, reported_memory_gib, memory_bandwidth_gbps, sm_count, link, "
-                                          "compute_capability, source"),
+                                          "memory_gib, reported_memory_gib, memory_bandwidth_gbps, l2_mib, sm_count, "
+                                          "link, compute_capability, source"),
+    (H100_FIELDS + "l2_mib: 0\n", "l2_mib must be a number at least"),
     (H100_FIELDS + "compute_capability: 9\n", "compute_capability must be a number major.minor as NVIDIA lists it"),
     (H100_FIELDS + "compute_capability: 7.0\n", "from 8.0 (Ampere) to 12.x (8.9, 12.0), got 7.0"),  # no bf16 kernels
     (H100_FIELDS + "compute_capability: '8.9'\n", "compute_capability must be a number"),  # as every number

@@ -198,7 +198,9 @@ class RooflineCompute:
         # the attention's thread blocks (sim.serving.attention_waves) and FlashAttention's one call over a step that
         # mixes prefills and decodes (sim.serving.varlen_attention)
         self.waves = attention_waves(m, self.gpu, tp, self.floors.attention_tile_s)
-        self.varlen = None if self.waves is None else varlen_attention(m, self.gpu, tp, self.graph_tokens)
+        kv_heads = max(1, m.num_kv_heads // tp)
+        self.varlen = (None if self.waves is None else
+                       varlen_attention(m, self.gpu, tp, self.graph_tokens, self.kv_bytes_per_token_layer / kv_heads))
         # DeepSeek sparse attention (``ModelSpec.is_sparse_attention``): the indexer scores every cached token for
         # every query (index_n_heads × index_head_dim multiply-adds a (query, key) pair, all heads on every rank:
         # deepseek_v2.py Indexer is replicated) reading each token's indexer key; the attention attends to at most

@@ -15,7 +15,10 @@ follow, none of which a decode-only step has:
   (both as a prefill's tiles do: ``sim.serving.attention_waves``);
 - each query head reads its KV head's keys and values itself; the thread blocks in flight together (the launch
   order takes one query head of every sequence, then the next head) share a read through L2 when they are query
-  heads of one KV head, up to ``sm_count`` / sequences of them.
+  heads of one KV head, up to ``sm_count`` / sequences of them, and the next query head of a KV head finds in L2
+  the share of that KV head's cache (of every sequence: what the launch streams in between) the L2 holds
+  (``l2_mib`` in profiles/gpus.yaml: the RTX PRO 6000 grid's 64 and 128 decodes of 1k–2k tokens beside a chunk,
+  +17% to +68% without it, −15% to −3% with it).
 
 Tile rows: 64 on 8.6, 8.9 and 12.x, 128 on 8.0 (causal head-dim-128 kernels, flash_fwd_launch_template.h
 ``run_mha_fwd_hdim128``: 64 × 64 where ``is_sm8x``, else 128 × 64). On 12.x the source's 128 is not what runs: the
@@ -23,9 +26,9 @@ RTX PRO 6000 bundle (tests/fixtures/llmservingsim_rtxpro6000, vLLM 0.19, 32 quer
 a 16k context, and chunks of 256 and 273 tokens, alike (340–359 µs) and chunks of 410 and 512 at twice that: 5 tiles
 of 64 rows × 32 heads (160 thread blocks) fit its 188 SMs at once, 7 (224) do not; tiles of 128 would fit 4.
 Measured against the two bundles' mixed steps (decodes beside a chunk, KV 1k–16k), the summed prefill and decode
-parts come out 44% (RTX 4090) and 64% (RTX PRO 6000) low at the median; this model 33% high and 3.5% low with the
+parts come out 44% (RTX 4090) and 64% (RTX PRO 6000) low at the median; this model 28% high and 10% low with the
 default ``compute.attention_efficiency`` (the RTX 4090 runs FlashAttention 2 at ~0.8 of its peak, not 0.58: with 0.8,
-7% high). Only head dimension 128 is read (other head sizes launch other tiles); multi-head latent attention runs
+2% high). Only head dimension 128 is read (other head sizes launch other tiles); multi-head latent attention runs
 another backend on these GPUs (TRITON_MLA).
 
 FlashAttention 3 (compute capability 9.0) always packs a KV head's query heads into its tiles of 128 rows
@@ -72,6 +75,8 @@ class VarlenAttention:
     kv_group: float  # query heads per KV head
     packs_gqa: bool = False  # FA3: a tile holds a KV head's query heads
     graph_tokens: int = 0  # FA3: the largest step vLLM gives its CUDA graphs' split bound (0: none, eager)
+    kv_token_bytes: float = 0.0  # one token's keys and values of one KV head
+    l2_bytes: float = 0.0  # the GPU's L2 cache (0: unknown, nothing found there)
 
     def walks_unsplit(self, shape: StepShape) -> bool:
         """Whether the step's decodes run unsplit beside its prefill chunks (FA2: always; FA3: see the module)."""
@@ -97,20 +102,25 @@ class VarlenAttention:
         return shape.decode_seqs * heads
 
     def decode_kv_reads(self, shape: StepShape) -> float:
-        """KV tokens (of every KV head) the decodes read: once per query head, less what blocks in flight share
-        (FA3's packed tiles: once)."""
+        """KV tokens (of every KV head) the decodes read: once per query head, less what blocks in flight share and
+        what the next query heads of a KV head find still in L2 (FA3's packed tiles: once)."""
+        tokens = shape.decode_kv_tokens + shape.decode_seqs
         if self.packs_gqa:
-            return shape.decode_kv_tokens + shape.decode_seqs
+            return tokens
         sequences = shape.decode_seqs + shape.prefill_seqs
         shared = min(self.kv_group, max(1.0, self.sm_count / sequences))
-        return (shape.decode_kv_tokens + shape.decode_seqs) * self.kv_group / shared
+        # between two query heads of a KV head the launch streams that KV head's cache of every sequence
+        streamed = tokens * self.kv_token_bytes
+        in_l2 = min(1.0, self.l2_bytes / streamed) if streamed > 0 else 0.0
+        return tokens * (1 + (self.kv_group / shared - 1) * (1 - in_l2))
 
 
-def varlen_attention(model: ModelSpec, gpu: GPUSpec, tensor_parallel_size: int, graph_tokens: int = 0
-                     ) -> VarlenAttention | None:
+def varlen_attention(model: ModelSpec, gpu: GPUSpec, tensor_parallel_size: int, graph_tokens: int = 0,
+                     kv_token_bytes: float = 0.0) -> VarlenAttention | None:
     """The kernel that prices ``model``'s mixed steps on ``gpu`` (``graph_tokens``: the largest CUDA graph's
-    tokens, 0 under enforce_eager); None where its steps are the sum of their parts (another attention kernel,
-    another head size, latent or sparse attention, or a GPU whose SMs its spec does not give)."""
+    tokens, 0 under enforce_eager; ``kv_token_bytes``: one token's keys and values of one KV head); None where its
+    steps are the sum of their parts (another attention kernel, another head size, latent or sparse attention, or
+    a GPU whose SMs its spec does not give)."""
     capability = capability_of(gpu.name)
     rows = tile_rows(capability)
     if (rows is None or gpu.sm_count is None or model.is_mla or model.is_sparse_attention
@@ -120,4 +130,5 @@ def varlen_attention(model: ModelSpec, gpu: GPUSpec, tensor_parallel_size: int, 
     kv_heads = max(1, model.num_kv_heads // tensor_parallel_size)
     fa3 = capability[0] == 9
     return VarlenAttention(rows, gpu.sm_count, query_heads, max(1.0, query_heads / kv_heads), packs_gqa=fa3,
-                           graph_tokens=graph_tokens if fa3 else 0)
+                           graph_tokens=graph_tokens if fa3 else 0, kv_token_bytes=kv_token_bytes,
+                           l2_bytes=gpu.l2_bytes or 0.0)
