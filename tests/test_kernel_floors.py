@@ -8,6 +8,7 @@ import math
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from sim.config import load_config
@@ -214,7 +215,8 @@ def test_the_tool_writes_an_overlay_a_run_loads(tool, tmp_path, capsys, run_cli)
     (["{tmp}/h20=no-such-gpu"], "no-such-gpu"),
     (["{empty}"], "no vLLM gemm_perf table"),
     (["{no_latency}"], "gemm_perf.txt: no column 'latency'"),
-    (["{bad_latency}"], "gemm_perf.txt: row 2: latency 'fast' is not a positive number"),
+    (["{bad_latency}"], "gemm_perf.txt: row 2: latency 'fast' is not a number of milliseconds from 1e-06 to 3.6e+06"),
+    (["{huge_latency}"], "gemm_perf.txt: row 2: latency 1e+308 is not a number of milliseconds"),
     (["{unshaped}"], "hold none of the layer shapes"),
     (["{bad_shape}"], "gemm_perf.txt: row 2: m 'one' is not a whole number"),
 ])
@@ -225,6 +227,7 @@ def test_bad_inputs_are_refused_naming_them(tool, tmp_path, capsys, argv, named)
     cases = {"tmp": tmp_path, "empty": empty}
     for name, gemm in (("no_latency", "framework,gemm_dtype,m,n,k\nVLLM,bfloat16,1,2,3\n"),
                        ("bad_latency", GEMM_HEADER + "VLLM,0.24.0,H100,gemm,x,bfloat16,1,6144,4096,fast\n"),
+                       ("huge_latency", GEMM_HEADER + "VLLM,0.24.0,H100,gemm,x,bfloat16,1,6144,4096,1e308\n"),
                        ("unshaped", GEMM_HEADER + _gemm(3, 64, 64, 0.01)),
                        ("bad_shape", GEMM_HEADER + "VLLM,0.24.0,H100,gemm,x,bfloat16,one,6144,4096,0.01\n")):
         folder = _folder(tmp_path / name, "", "")
@@ -234,3 +237,34 @@ def test_bad_inputs_are_refused_naming_them(tool, tmp_path, capsys, argv, named)
     err = capsys.readouterr().err
     assert status == 2 and named in err, err
     assert "Traceback" not in err
+
+
+def test_the_fit_never_overwrites_what_it_reads_nor_counts_a_folder_twice(tool, tmp_path, capsys):
+    """--out inside a folder read, or onto --config, would replace an input; a folder given twice would count its
+    points twice: all refused before anything is read. Folders of one name in two places are two GPUs' points."""
+    import shutil
+
+    for where in ("a", "b"):
+        shutil.copytree(AIC / "h100_sxm", tmp_path / where / "h100_sxm")
+    folder = tmp_path / "a" / "h100_sxm"
+    table = folder / "gemm" / "vllm" / "0.24.0" / "gemm_perf.txt"
+    before = table.read_bytes()
+    config = tmp_path / "c.yaml"
+    config.write_text("compute: {}\n")
+    for argv, named in (([str(folder), "--out", str(table)], "is inside"),
+                        ([str(folder), "--config", str(config), "--out", str(config)], "also the path of --config"),
+                        ([str(folder), str(tmp_path / "a" / "." / "h100_sxm")], "given twice")):
+        assert tool.main(argv) == 2 and named in capsys.readouterr().err
+    assert table.read_bytes() == before
+    assert tool.main([str(folder), str(tmp_path / "b" / "h100_sxm")]) == 0
+    printed = capsys.readouterr().out
+    assert f"{folder} (h100-sxm)" in printed and f"{tmp_path / 'b' / 'h100_sxm'} (h100-sxm)" in printed
+
+
+def test_a_shape_measured_twice_is_read_as_its_mean_and_said():
+    """A repeated shape (the A100's context table repeats some) is the geometric mean of its rows, counted."""
+    from sim.serving.operator_fit import measured_ms
+
+    keys = pd.DataFrame({"m": [1, 1, 2], "n": [8, 8, 8]})
+    ms, repeated = measured_ms(keys, pd.Series([0.01, 0.04, 0.5]))
+    assert repeated == 1 and ms[(1, 8)] == pytest.approx(0.02) and ms[(2, 8)] == pytest.approx(0.5)

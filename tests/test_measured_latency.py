@@ -131,8 +131,11 @@ def curves(tp: str = "1", **changed) -> str:
     ("[" * 100000 + "]" * 100000, "not readable JSON"),
     # the last of two entries of one key was read, silently
     (curves().replace('{"1": ', '{"1": {}, "1": '), "key '1' more than once"),
+    # a key no curve is read from (a typo of one) and a threshold no batch is below were taken, exit 0
+    (curves(decoding_smallbz=[1, 0, 0]), "m TP 1: unknown key 'decoding_smallbz'"),
+    (curves(decoding_large_small_bs_threshold=-5), "decoding_large_small_bs_threshold -5 is not a batch size"),
 ], ids=["inf-threshold", "nan", "negative-time", "huge-time", "tp-0", "tp-negative", "tp-underscore", "string",
-        "bool", "huge-int", "deep", "duplicate-key"])
+        "bool", "huge-int", "deep", "duplicate-key", "unknown-key", "negative-threshold"])
 def test_a_distserve_table_read_wrongly_is_refused(tmp_path, text, named):
     path = tmp_path / "profiler-a100-80g.json"
     path.write_text(text)

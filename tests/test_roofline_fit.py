@@ -247,6 +247,11 @@ def test_the_tool_writes_an_overlay_a_run_loads(tool, tmp_path, capsys, run_cli)
     # the overlay was written over the table it was fitted to (exit 0)
     (["{table}", "--out", "{table}"], "perf.csv' is also the path of the table"),
     (["{table}", "--config", "{config}", "--out", "{config}"], "base.yaml' is also the path of --config"),
+    # keys no step reads were written into the overlay: every run loading it was cut to 5 requests (exit 0)
+    (["{table}", "--set", "workload.limit=5"], "--set workload.limit: the fit does not read it"),
+    (["{table}", "--set", "seed=3"], "--set seed: the fit does not read it"),
+    # an alias of a name the table does not use mapped nothing (a typo, exit 0)
+    (["{table}", "--alias", "a100-80gbb=a100-80gb"], "--alias a100-80gbb=a100-80gb: the table names no model"),
 ])
 def test_bad_tool_inputs_exit_2_naming_them(tool, tmp_path, capsys, argv, named):
     table = tmp_path / "perf.csv"

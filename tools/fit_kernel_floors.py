@@ -57,7 +57,7 @@ def _gpu_folders(specs: list[str]) -> list[tuple[Path, str]]:
     from sim.serving.operator_fit import GPU_FOLDERS
     from sim.specs import gpu_spec
 
-    pairs = []
+    pairs, seen = [], {}
     for spec in specs:
         folder, sep, gpu = spec.partition("=")
         path = Path(folder)
@@ -69,8 +69,25 @@ def _gpu_folders(specs: list[str]) -> list[tuple[Path, str]]:
                 raise InputError(f"{folder}: kvsim has no GPU for AIConfigurator's {path.resolve().name!r}: write "
                                  f"{folder}=GPU (a profiles/gpus.yaml name or a GPU spec YAML)")
         gpu_spec(gpu)  # an unknown name or a bad spec file: exit 2 naming it
+        if path.resolve() in seen:  # its points would count twice in the fit
+            raise InputError(f"{folder}: given twice (as {seen[path.resolve()]} and {spec})")
+        seen[path.resolve()] = spec
         pairs.append((path, gpu))
     return pairs
+
+
+def _check_out_reads_nothing(out: Path, config: Path | None, pairs: list[tuple[Path, str]]) -> None:
+    """--out must not replace what the fit reads: a table inside a folder, the --config, a GPU spec file."""
+    from sim.config_yaml import names_a_path
+    from sim.errors import InputError
+    from sim.report.output import check_distinct
+
+    check_distinct([("--config", config), *[(f"{folder}'s GPU spec", gpu) for folder, gpu in pairs
+                                             if names_a_path(gpu)]], [("--out", out)])
+    target = out.resolve()
+    for folder, _ in pairs:
+        if target.is_relative_to(folder.resolve()):
+            raise InputError(f"--out {out} is inside {folder}, whose tables the fit reads")
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
@@ -83,16 +100,20 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     pairs = _gpu_folders(args.folders)
     if args.out is not None:
         check_writable(args.out, "--out")
+        _check_out_reads_nothing(args.out, args.config, pairs)
     compute = load_config(args.config, mode="single").compute
     configured = {k: getattr(compute, k) for k in FIT_KEYS}
     groups: dict[str, Decomposed] = {}
     for folder, gpu in pairs:
-        points, missing = read_layers(folder, gpu)
+        repeated: list[int] = []
+        points, missing = read_layers(folder, gpu, repeated)
         if not points:
             raise InputError(f"{folder}: its tables hold none of the layer shapes fitted (bf16, head size 128)")
-        print(f"{folder}: {len(points)} layer points as {gpu}" + (f" ({missing} shapes not in its tables)"
-                                                                   if missing else ""), flush=True)
-        groups[f"{folder.resolve().name} ({gpu})"] = Decomposed(points)
+        notes = ([f"{missing} shapes not in its tables"] if missing else []) + (
+            [f"{repeated[0]} shapes measured more than once: their mean"] if repeated[0] else [])
+        print(f"{folder}: {len(points)} layer points as {gpu}" + (f" ({'; '.join(notes)})" if notes else ""),
+              flush=True)
+        groups[f"{folder} ({gpu})"] = Decomposed(points)
     fitted = fit(list(groups.values()), configured)
     print("fitted: " + ", ".join(f"{k} {v:.3g}" for k, v in fitted.items()))
     print(f"{'median |error| of a layer (linear / attention / layer)':<56} {'config':>22} {'fitted':>22} "

@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 
 
 TABLE_KEYS = ("model", "hardware.gpu", "serving.tensor_parallel_size")  # what each point of a table sets
+READ_SECTIONS = ("serving.", "hardware.", "compute.")  # the --set keys a step's time depends on
 # the roofline's constants, not fitted here
 HELD_KEYS = ("attention_efficiency", "gemm_floor_us", "attention_floor_us", "attention_tile_us")
 
@@ -65,7 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(argv)
+    try:  # the parser loads scipy (a second or so): Ctrl-C there is an interruption too
+        args = build_parser().parse_args(argv)
+    except KeyboardInterrupt:
+        print("fit_roofline: interrupted", file=sys.stderr)
+        return 130
     from sim.errors import command_status
 
     return command_status("fit_roofline", lambda: run(args, argv))
@@ -109,6 +114,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         if key in TABLE_KEYS:  # unread, and the overlay would carry it to every run that loads it
             raise InputError(f"--set {key}: the table gives each point's model, GPU and TP (map a name it uses to "
                              "kvsim's with --alias NAME=KVSIM)")
+        if not key.startswith(READ_SECTIONS):  # the overlay would carry it to every run that loads it
+            raise InputError(f"--set {key}: the fit does not read it (it reads {', '.join(READ_SECTIONS)} keys: "
+                             "the engine and GPU the table was measured on)")
     base = load_config(args.config, sets=args.sets, mode="single")
     unread = [k for k in keys if k in EFFICIENCY_KEYS] if base.compute.backend == "profiled" else []
     if unread:  # a profile's tables time the GPU's part: only the host's costs change its steps
@@ -125,6 +133,11 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         steps = [s for s in steps if s.model in args.only or s.gpu in args.only]
     if not steps:
         raise InputError(f"{args.table}: no points{' of ' + ', '.join(args.only) if args.only else ''}")
+    named = {s.model for s in steps} | {s.gpu for s in steps}
+    unused = [name for name in aliases if name not in named]
+    if unused:
+        raise InputError(f"--alias {unused[0]}={aliases[unused[0]]}: the table{' (--only)' if args.only else ''} "
+                         f"names no model or GPU {unused[0]!r} (it names {', '.join(sorted(named))[:200]})")
     print(f"fit_roofline: {len(steps)} points from {args.table.name}", flush=True)
     steps, configs, left_out = fittable(steps, point_configs(steps, base, aliases))
     if left_out:

@@ -187,11 +187,15 @@ def read_distserve(path: Path) -> list[MeasuredStep]:
             if not isinstance(curves, dict) or not all(k in curves for k in DISTSERVE_KEYS):
                 raise InputError(f"{where}: needs prefill, decoding_smallbs, decoding_largebs (three numbers each) "
                                  "and decoding_large_small_bs_threshold")
+            unknown = [k for k in curves if k not in DISTSERVE_KEYS]
+            if unknown:  # a misspelt curve would be left unread
+                raise InputError(f"{where}: unknown key {quote(unknown[0])} (a DistServe profile's TP has "
+                                 f"{', '.join(DISTSERVE_KEYS)})")
             prefill, small, large = (_coefficients(curves[k], where, k) for k in DISTSERVE_KEYS[:3])
             threshold = _finite(curves[DISTSERVE_KEYS[3]])
-            if threshold is None:
-                raise InputError(f"{where}: {DISTSERVE_KEYS[3]} {quote(curves[DISTSERVE_KEYS[3]])} is not a finite "
-                                 "number")
+            if threshold is None or threshold < 1:
+                raise InputError(f"{where}: {DISTSERVE_KEYS[3]} {quote(curves[DISTSERVE_KEYS[3]])} is not a batch "
+                                 "size (a finite number, at least 1)")
             for batch in DISTSERVE_PREFILL_BATCHES:
                 for length in DISTSERVE_PREFILL_LENGTHS:
                     # Σ of each prompt's length and Σ of each one's square (time_estimator.py get_prefill_time:

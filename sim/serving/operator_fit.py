@@ -27,9 +27,10 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 
-from sim.errors import InputError
+from sim.errors import InputError, quote
 from sim.serving.compute import RooflineCompute
 from sim.serving.kernel_floors import US, attention_projection_kernels, mlp_kernels
+from sim.serving.profile_files import MAX_PROFILED_TIME_S
 from sim.serving.step_shape import StepShape
 from sim.specs import gpu_spec, model_spec
 
@@ -38,6 +39,8 @@ FIT_KEYS = ("flops_efficiency", "bandwidth_efficiency", "attention_efficiency", 
 LOWER = (1e-2, 1e-2, 1e-2, 0.0, 0.0, 0.0)
 UPPER = (1.0, 1.0, 1.0, 100.0, 500.0, 100.0)
 SOFT_L1_SCALE = 0.1
+MIN_LATENCY_MS = 1e-6  # a nanosecond: no GPU kernel is faster
+MAX_SHAPE = 2**40  # a table's batch, length, head or GEMM dimension beyond this is not a shape
 # (model, TP): real shapes at the TP degrees they are served at, their heads per rank in AIConfigurator's grids
 SETUPS = (("llama-3.1-8b", 1), ("qwen3-32b", 2), ("llama-3.1-70b", 4), ("llama-3.1-70b", 8))
 DECODE_BATCHES = (1, 8, 32, 128, 256)
@@ -72,7 +75,9 @@ class LayerPoint:
 
 
 def version_key(text: str) -> tuple:
-    return tuple(int(part) if part.isdigit() else part for part in re.split(r"[.+-]", text))
+    """A version folder's name as a sort key (0.24.0 after 0.14.0; a name that is not all numbers sorts by text,
+    after them, and never fails to compare)."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"[.+-]", text))
 
 
 def table_files(folder: Path) -> dict[str, Path]:
@@ -89,6 +94,11 @@ def table_files(folder: Path) -> dict[str, Path]:
     return found
 
 
+def _shown(value: object) -> str:
+    """A table cell as an error message shows it: text quoted, a number as written."""
+    return quote(value) if isinstance(value, str) else f"{float(value):g}"
+
+
 def read_table(path: Path, columns: Sequence[str]) -> pd.DataFrame:
     """An AIConfigurator table with ``columns`` (its ``latency`` in ms), refused naming the file and column."""
     try:
@@ -100,15 +110,15 @@ def read_table(path: Path, columns: Sequence[str]) -> pd.DataFrame:
         raise InputError(f"{path}: no column {missing[0]!r} (AIConfigurator's vLLM table columns: "
                          f"{', '.join(columns)})")
     latency = pd.to_numeric(frame["latency"], errors="coerce")
-    bad = np.flatnonzero(~(latency > 0))
+    bad = np.flatnonzero(~((latency >= MIN_LATENCY_MS) & (latency <= MAX_PROFILED_TIME_S * 1e3)))
     if len(bad):
-        raise InputError(f"{path}: row {bad[0] + 2}: latency {frame['latency'].iloc[bad[0]]!r} is not a positive "
-                         "number of milliseconds")
+        raise InputError(f"{path}: row {bad[0] + 2}: latency {_shown(frame['latency'].iloc[bad[0]])} is not a "
+                         f"number of milliseconds from {MIN_LATENCY_MS:g} to {MAX_PROFILED_TIME_S * 1e3:g}")
     for column in (c for c in columns if c not in TEXT_COLUMNS and c != "latency"):  # shapes: whole numbers
         values = pd.to_numeric(frame[column], errors="coerce")
-        bad = np.flatnonzero(~((values >= 0) & (values % 1 == 0)))
+        bad = np.flatnonzero(~((values >= 0) & (values % 1 == 0) & (values < MAX_SHAPE)))
         if len(bad):
-            raise InputError(f"{path}: row {bad[0] + 2}: {column} {frame[column].iloc[bad[0]]!r} is not a whole "
+            raise InputError(f"{path}: row {bad[0] + 2}: {column} {_shown(frame[column].iloc[bad[0]])} is not a whole "
                              "number")
         frame[column] = values.astype(np.int64)
     return frame
@@ -119,8 +129,7 @@ class GemmTable:
 
     def __init__(self, frame: pd.DataFrame):
         frame = frame[frame["gemm_dtype"] == "bfloat16"]
-        self.ms = {(int(m), int(n), int(k)): float(t)
-                   for m, n, k, t in zip(frame["m"], frame["n"], frame["k"], frame["latency"])}
+        self.ms, self.repeated = measured_ms(frame[["m", "n", "k"]], frame["latency"])
         self.ns = np.array(sorted({key[1] for key in self.ms}))
         self.ks = np.array(sorted({key[2] for key in self.ms}))
 
@@ -150,8 +159,19 @@ class GemmTable:
         return float(np.exp(log_ms)) * 1e-3
 
 
-def _attention_ms(frame: pd.DataFrame, context: bool) -> dict[tuple[int, int, int, int], float]:
-    """(batch, KV tokens or prompt tokens, heads, KV heads) -> ms of bf16-KV, head-dim-128, full-attention rows."""
+def measured_ms(keys: pd.DataFrame, latency: pd.Series) -> tuple[dict[tuple[int, ...], float], int]:
+    """Each shape's time (ms) and how many shapes were measured more than once: their rows' geometric mean (the
+    A100's context table repeats shapes; a table is never read as its last row of a shape, silently)."""
+    frame = keys.astype(np.int64).assign(log_ms=np.log(latency.to_numpy(dtype=float)))
+    grouped = frame.groupby(list(keys.columns), sort=False)["log_ms"]
+    means, counts = grouped.mean(), grouped.size()
+    return ({tuple(int(v) for v in (key if isinstance(key, tuple) else (key,))): float(np.exp(v))
+             for key, v in means.items()}, int((counts > 1).sum()))
+
+
+def _attention_ms(frame: pd.DataFrame, context: bool) -> tuple[dict[tuple[int, ...], float], int]:
+    """(batch, KV tokens or prompt tokens, heads, KV heads) -> ms of bf16-KV, head-dim-128, full-attention rows, and
+    the shapes measured more than once."""
     keep = (frame["kv_cache_dtype"] == "bfloat16") & (frame["head_dim"] == 128)
     if "window_size" in frame.columns:
         keep &= frame["window_size"] == 0
@@ -159,16 +179,20 @@ def _attention_ms(frame: pd.DataFrame, context: bool) -> dict[tuple[int, int, in
         keep &= frame["step"] == 0
     rows = frame[keep]
     length = rows["isl"] if context else rows["step"] + rows["isl"]  # a decode at step s reads s + 1 KV tokens
-    return {(int(b), int(n), int(h), int(kv)): float(t) for b, n, h, kv, t in
-            zip(rows["batch_size"], length, rows["num_heads"], rows["num_key_value_heads"], rows["latency"])}
+    keys = pd.DataFrame({"batch": rows["batch_size"], "length": length, "heads": rows["num_heads"],
+                         "kv_heads": rows["num_key_value_heads"]})
+    return measured_ms(keys, rows["latency"])
 
 
-def read_layers(folder: Path, gpu: str) -> tuple[list[LayerPoint], int]:
-    """The layer points an AIConfigurator GPU folder measures (``SETUPS``' shapes), and how many it lacks."""
+def read_layers(folder: Path, gpu: str, repeated: list[int] | None = None) -> tuple[list[LayerPoint], int]:
+    """The layer points an AIConfigurator GPU folder measures (``SETUPS``' shapes), and how many it lacks
+    (``repeated``: gets the count of shapes its tables measure more than once, each read as their mean)."""
     files = table_files(folder)
     gemms = GemmTable(read_table(files["gemm"], TABLES["gemm"][2]))
-    decode = _attention_ms(read_table(files["generation"], TABLES["generation"][2]), context=False)
-    prefill = _attention_ms(read_table(files["context"], TABLES["context"][2]), context=True)
+    decode, decode_repeats = _attention_ms(read_table(files["generation"], TABLES["generation"][2]), context=False)
+    prefill, prefill_repeats = _attention_ms(read_table(files["context"], TABLES["context"][2]), context=True)
+    if repeated is not None:
+        repeated.append(gemms.repeated + decode_repeats + prefill_repeats)
     points, missing = [], 0
     for name, tp in SETUPS:
         m = model_spec(name)
@@ -246,8 +270,13 @@ class Decomposed:
         layer = np.abs((linear + attention) / (self.linear + self.attention) - 1)
         return {"linear": float(np.median(np.abs(linear / self.linear - 1))),
                 "attention": float(np.median(np.abs(attention / self.attention - 1))),
-                "layer": float(np.median(layer)), "decode": float(np.median(layer[self.decode])),
-                "prefill": float(np.median(layer[~self.decode]))}
+                "layer": float(np.median(layer)), "decode": _median(layer[self.decode]),
+                "prefill": _median(layer[~self.decode])}
+
+
+def _median(values: np.ndarray) -> float:
+    """The median, NaN for none (a folder whose tables hold no decode, or no prefill, shapes)."""
+    return float(np.median(values)) if len(values) else float("nan")
 
 
 def fit(groups: Sequence[Decomposed], start: dict[str, float]) -> dict[str, float]:
