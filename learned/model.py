@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from learned.features import FEATURES, access_features
-from learned.state_layout import CLASS_BITS
 from learned.predictions import Predictions
+from learned.sidecar import bad, check_sidecar, field_error, model_text_defect
 from sim.config import Config
 from sim.errors import InputError
 from trace.request import Trace
@@ -64,8 +66,29 @@ def class_codes(distribution: np.ndarray, cuts: list[int], thresholds: np.ndarra
     return code
 
 
-def _bad(path: Path, why: str) -> InputError:
-    return InputError(f"learned model {path}: {why}; retrain it (python -m learned.train --help)")
+def _quiet_booster(path: Path, text: str) -> Any:
+    """``lightgbm.Booster`` of ``text``; LightGBM's own log lines (its fatal errors are written straight to file
+    descriptor 2, its warnings through Python) are kept off the terminal: a defect is one InputError."""
+    import contextlib
+    import io
+    import warnings
+
+    import lightgbm as lgb
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null, warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            os.dup2(null.fileno(), 2)
+            try:
+                return lgb.Booster(model_str=text)
+            except Exception as exc:  # LightGBM's own parse errors
+                first = str(exc).splitlines()[0][:80] if str(exc) else type(exc).__name__
+                raise bad(path, f"cannot be read ({first})") from None
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 @dataclass
@@ -89,37 +112,29 @@ class LearnedModel:
         try:
             meta = json.loads(side.read_bytes().decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise _bad(side, f"not a JSON sidecar ({str(exc)[:80]})") from None
+            raise bad(side, f"not a JSON sidecar ({str(exc)[:80]})") from None
         except RecursionError:  # json's recursive decoder, on arrays or objects nested thousands deep
-            raise _bad(side, "not a JSON sidecar (nested too deep)") from None
-        required = {"kvsim_learned_model", "features", "label", "classes", "block_tokens", "train", "model_sha256"}
-        if not isinstance(meta, dict) or not required <= meta.keys():
-            raise _bad(side, "not a kvsim learned-model sidecar (missing keys)")
-        if meta["kvsim_learned_model"] != SIDECAR_VERSION:
-            raise _bad(side, f"sidecar version {meta['kvsim_learned_model']!r}, this kvsim reads {SIDECAR_VERSION}")
-        unknown = [f for f in meta["features"] if f not in FEATURES]
-        if unknown or not meta["features"]:
-            raise _bad(side, f"unknown features {unknown[:3]}")
+            raise bad(side, "not a JSON sidecar (nested too deep)") from None
+        checked = check_sidecar(meta, side)
         if file_sha256(path) != meta["model_sha256"]:
-            raise _bad(path, "the file does not match its sidecar's hash (truncated or replaced)")
+            raise bad(path, "the file does not match its sidecar's hash (truncated or replaced)")
         try:
-            import lightgbm as lgb
-
-            booster = lgb.Booster(model_str=path.read_text(encoding="utf-8"))
-            classes = meta["classes"]
-            model = cls(booster, meta, str(path))
-            model._table = np.asarray(classes["table"], dtype=np.float64)
-            model._thresholds = np.asarray(classes["thresholds"], dtype=np.float64)
-            model._cuts = [int(c) for c in classes["cuts"]]
-            edges = np.asarray(meta["label"]["edges"], dtype=np.float64)
-            model._edges = np.r_[edges, edges[-1] * BEYOND_SPAN]
-        except Exception as exc:  # LightGBM's own parse errors, malformed class tables
-            raise _bad(path, f"cannot be read ({str(exc).splitlines()[0][:80] if str(exc) else type(exc).__name__})") from None
-        buckets = len(model._edges) - 1
-        if (booster.num_model_per_iteration() != buckets or model._table.ndim != 2
-                or len(model._table) > 1 << CLASS_BITS
-                or model._table.shape[1] != buckets or booster.num_feature() != len(meta["features"])):
-            raise _bad(side, "the sidecar's buckets or features do not match the model")
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise bad(path, "cannot be read (not UTF-8 text)") from None
+        defect = model_text_defect(text)
+        if defect:
+            raise bad(path, f"cannot be read ({defect})")
+        booster = _quiet_booster(path, text)
+        model = cls(booster, meta, str(path))
+        model._table, model._thresholds, model._cuts = checked["table"], checked["thresholds"], checked["cuts"]
+        model._edges = np.r_[checked["edges"], checked["edges"][-1] * BEYOND_SPAN]
+        buckets = len(checked["edges"])
+        if booster.num_model_per_iteration() != buckets:
+            raise field_error(side, "label.edges", f"makes {buckets} buckets and the model predicts "
+                                                   f"{booster.num_model_per_iteration()}")
+        if booster.feature_name() != meta["features"]:
+            raise field_error(side, "features", "does not list the model's features in its order")
         return model
 
     def check(self, trace: Trace, config: Config) -> None:
@@ -145,7 +160,7 @@ class LearnedModel:
         names = list(FEATURES)
         features = access_features(trace)[:, [names.index(f) for f in self.meta["features"]]]
         klass = np.empty(len(features), dtype=np.int32)
-        threads = self.meta["params"].get("num_threads", 2)
+        threads = min(self.meta["params"].get("num_threads", 2), os.cpu_count() or 1)  # (checked: 1 to 1,024)
         for lo in range(0, len(features), PREDICT_CHUNK):
             chunk = self.booster.predict(features[lo:lo + PREDICT_CHUNK], num_threads=threads)
             klass[lo:lo + PREDICT_CHUNK] = class_codes(chunk.reshape(len(chunk), -1), self._cuts, self._thresholds)

@@ -16,21 +16,26 @@ trace, range, seed and parameters give the same model file.
 
 from __future__ import annotations
 
-import argparse
-import hashlib
-import json
-import os
 import sys
-import time
-from pathlib import Path
 
-_ROOT = str(Path(__file__).resolve().parent.parent)
-if sys.path[:1] != [_ROOT]:
-    sys.path.insert(0, _ROOT)
-if "trace" in sys.modules and not hasattr(sys.modules["trace"], "__path__"):
-    del sys.modules["trace"]
+try:  # everything loads under this guard (numpy, LightGBM and the compiled kernels take seconds; the standard
+    # library too can be mid-import): a Ctrl-C then is exit 130 too, no traceback
+    import argparse
+    import contextlib
+    import hashlib
+    import json
+    import os
+    import signal
+    import threading
+    import time
+    from pathlib import Path
 
-try:  # numpy, LightGBM and the compiled kernels take seconds to load: a Ctrl-C then is exit 130 too, no traceback
+    _ROOT = str(Path(__file__).resolve().parent.parent)
+    if sys.path[:1] != [_ROOT]:
+        sys.path.insert(0, _ROOT)
+    if "trace" in sys.modules and not hasattr(sys.modules["trace"], "__path__"):
+        del sys.modules["trace"]
+
     import numpy as np  # noqa: E402
 
     from sim.errors import InputError, command_status, end_process, quote  # noqa: E402
@@ -51,10 +56,15 @@ try:  # numpy, LightGBM and the compiled kernels take seconds to load: a Ctrl-C 
         sys.exit(2)
     from sim.config import Config, load_config  # noqa: E402
     from sim.report.output import atomic_write, check_distinct, check_writable  # noqa: E402
-except KeyboardInterrupt:
-    if __name__ != "__main__":
+except (KeyboardInterrupt, ImportError) as _stopped:
+    _chain: BaseException | None = _stopped  # numpy turns a Ctrl-C inside its C import into an ImportError
+    while _chain is not None and not isinstance(_chain, KeyboardInterrupt):
+        _chain = _chain.__cause__ or _chain.__context__
+    if __name__ != "__main__" or _chain is None:
         raise
     print("learned.train: interrupted", file=sys.stderr, flush=True)
+    import os
+
     os._exit(130)  # not the interpreter's teardown, with a native library stopped midway (as sim.errors.end_process)
 
 DEFAULT_PARAMS = {
@@ -185,12 +195,32 @@ def train(config: Config, out: Path, rounds: int = 40, max_rows: int = 100_000) 
         "model_sha256": _sha256_text(model_text),
         "train_seconds": round(time.perf_counter() - start, 2),
     }
-    with atomic_write(out) as fh:
-        fh.write(model_text)
-    with atomic_write(sidecar_path(out)) as fh:
-        fh.write(json.dumps(meta, indent=1) + "\n")
+    # Both files are written in full first, then renamed into place one after the other with Ctrl-C and SIGTERM held
+    # back (acted on once both are in place): an interruption leaves the previous pair, or the new one, never a mix.
+    # (A crash between the renames leaves a model that does not match its sidecar's hash, which load refuses.)
+    with _signals_deferred(), atomic_write(sidecar_path(out)) as side_fh, atomic_write(out) as model_fh:
+        side_fh.write(json.dumps(meta, indent=1) + "\n")
+        model_fh.write(model_text)
     assert file_sha256(out) == meta["model_sha256"]
     return meta
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """Hold SIGINT and SIGTERM back while the body runs, then act on one that came (the handler that was set)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    came: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda signum, frame: came.append(signum)) for sig in held}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if came:
+            signal.raise_signal(came[0])
 
 
 def _sha256_text(text: str) -> str:
@@ -209,6 +239,10 @@ TRAIN_EXAMPLES = """examples:
 # Config sections training never reads: the features and labels are of the trace's prompt blocks at its block size
 # (a --set of one of these would be accepted and ignored)
 UNREAD_SECTIONS = ("cache.", "pd.", "network.", "slo.", "compute.", "cluster.")
+# The serving keys it does read: the block size, what decides it where it is null (a Gated DeltaNet hybrid's is raised
+# to fit its state: dtype, KV dtype, tensor parallelism, prefix caching), and a synthetic conversation's context length
+READ_SERVING = frozenset(f"serving.{key}" for key in ("block_size", "max_model_len", "dtype", "kv_cache_dtype",
+                                                      "tensor_parallel_size", "enable_prefix_caching"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -270,7 +304,7 @@ def _train_command(args: argparse.Namespace) -> int:
         flags.append(("--workload-trace", "workload.trace", args.workload_trace))
     for setting in args.sets:
         key = setting.partition("=")[0].strip()
-        if key.startswith(UNREAD_SECTIONS):
+        if key.startswith(UNREAD_SECTIONS) or (key.startswith("serving.") and key not in READ_SERVING):
             raise InputError(f"--set {key}: training does not read it (it reads the workload, the block size and "
                              "what decides it, and the seed); give it to the runs that use the model")
         flag = next(((flag, value) for flag, flag_key, value in flags if flag_key == key), None)

@@ -111,3 +111,36 @@ def assert_cluster_serves_as_single_node(config, keys=("requests_completed", "ac
         np.testing.assert_array_equal(getattr(cluster_table, name), getattr(single_table, name), err_msg=name)
     for key in keys:
         assert cluster.metrics[key] == single.metrics[key], key
+
+
+IMPORT_INTERRUPTED = """
+import runpy, sys
+class Interrupt:  # Ctrl-C arriving while ``name`` is being imported
+    def find_spec(self, name, path=None, target=None):
+        if name == {name!r}:
+            raise KeyboardInterrupt
+sys.meta_path.insert(0, Interrupt())
+sys.argv = [{script!r}, "--help"]
+runpy.run_path({script!r}, run_name="__main__")
+"""
+
+
+def interrupted_while_importing(script: Path, module: str):
+    """``script --help`` run as a program, with Ctrl-C arriving while it imports ``module``: the finished process."""
+    import subprocess
+    import sys
+
+    code = IMPORT_INTERRUPTED.format(name=module, script=str(script))
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                          check=False)
+
+
+@pytest.fixture(scope="module")
+def small_learned_model(tmp_path_factory) -> Path:
+    """A learned model of the synthetic multi-turn workload at 512-token blocks (trained in about a second)."""
+    from learned.train import main as train_main
+
+    out = tmp_path_factory.mktemp("model") / "model.txt"
+    assert train_main(["--out", str(out), "--range", "0:1", "--rounds", "3", "--set", "serving.block_size=512",
+                       "--set", "workload.synthetic.num_requests=400"]) == 0
+    return out

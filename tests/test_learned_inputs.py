@@ -20,13 +20,6 @@ from learned.train import main as train_main
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def small_model(tmp_path_factory) -> Path:
-    """A model of the synthetic multi-turn workload at 512-token blocks (trained in about a second)."""
-    out = tmp_path_factory.mktemp("model") / "model.txt"
-    assert train_main(["--out", str(out), "--range", "0:1", "--rounds", "3", "--set", "serving.block_size=512",
-                       "--set", "workload.synthetic.num_requests=400"]) == 0
-    return out
 
 
 def _copy(model: Path, directory: Path) -> Path:
@@ -98,8 +91,8 @@ def _one_line(err: str, names: str) -> None:
 
 
 @pytest.mark.parametrize("case", sorted(MODEL_CASES))
-def test_a_bad_model_is_exit_2_naming_the_file(case, small_model, tmp_path, run_cli):
-    named = MODEL_CASES[case](_copy(small_model, tmp_path))
+def test_a_bad_model_is_exit_2_naming_the_file(case, small_learned_model, tmp_path, run_cli):
+    named = MODEL_CASES[case](_copy(small_learned_model, tmp_path))
     status, _, err = run_cli("--cache-only", "--policy", "learned", "--set", f"cache.learned_model={tmp_path / 'model.txt'}",
                              "--set", "serving.block_size=512", "--seed", "1", "--capacity-blocks", "100", "--no-plot",
                              "--quiet")
@@ -107,8 +100,8 @@ def test_a_bad_model_is_exit_2_naming_the_file(case, small_model, tmp_path, run_
     _one_line(err, str(named))
 
 
-def test_a_model_of_another_block_size_is_refused(small_model, run_cli):
-    status, _, err = run_cli("--cache-only", "--policy", "learned", "--set", f"cache.learned_model={small_model}",
+def test_a_model_of_another_block_size_is_refused(small_learned_model, run_cli):
+    status, _, err = run_cli("--cache-only", "--policy", "learned", "--set", f"cache.learned_model={small_learned_model}",
                              "--set", "serving.block_size=16", "--seed", "1", "--capacity-blocks", "100", "--no-plot",
                              "--quiet")
     assert status == 2
@@ -192,8 +185,8 @@ def test_a_trace_named_like_a_yaml_word_is_a_path(tmp_path, capsys, monkeypatch)
 
 
 @pytest.mark.parametrize("after_s", [1.0, 4.0], ids=["while-loading-libraries", "while-training"])
-def test_ctrl_c_during_training_is_exit_130_and_leaves_the_previous_model(shared_data, small_model, tmp_path, after_s):
-    model = _copy(small_model, tmp_path)
+def test_ctrl_c_during_training_is_exit_130_and_leaves_the_previous_model(shared_data, small_learned_model, tmp_path, after_s):
+    model = _copy(small_learned_model, tmp_path)
     before = model.read_bytes(), sidecar_path(model).read_bytes()
     trace = shared_data / "traces" / "mooncake_conversation.jsonl"
     proc = subprocess.Popen([sys.executable, "-m", "learned.train", "--workload-trace", str(trace), "--out", str(model),

@@ -1,0 +1,180 @@
+"""Validation of a learned model's sidecar fields and of its LightGBM model text, before anything reads
+them: every field the loader, the prediction (``class_codes``) and the compiled kernels index or
+divide by is checked for type, shape, finiteness, order and range, so a corrupt or hand-edited
+sidecar is one error naming the field, never a traceback, an out-of-bounds read or a silently
+wrong run. ``check_sidecar`` returns the parsed arrays; ``model_text_defect`` finds the defects
+LightGBM's own parser does not survive (a truncated model aborts the process inside it).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from learned.features import FEATURES
+from learned.state_layout import CLASS_BITS
+from sim.errors import InputError, quote
+
+MAX_BUCKETS = 256  # label buckets: the trainer writes 11
+MAX_THREADS = 1024  # params.num_threads (LightGBM crashes on absurd counts; the trainer writes 2)
+ROW_SUM_TOLERANCE = 1e-6  # each class's distribution sums to 1
+REQUIRED = ("kvsim_learned_model", "features", "label", "classes", "block_tokens", "params", "train", "model_sha256")
+
+
+class SidecarError(InputError):
+    """A sidecar field is missing or invalid; the message names the file and the field."""
+
+
+def bad(path: Path, why: str) -> InputError:
+    return InputError(f"learned model {path}: {why}; retrain it (python -m learned.train --help)")
+
+
+def field_error(side: Path, name: str, why: str) -> SidecarError:
+    return SidecarError(f"learned model sidecar {side}: field '{name}' {why}; "
+                        f"retrain it (python -m learned.train --help)")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _get(side: Path, meta: dict, name: str, kind: type) -> Any:
+    """``meta`` at the dotted ``name``, which must be a ``kind``."""
+    value: Any = meta
+    parts = name.split(".")
+    for i, part in enumerate(parts):
+        if not isinstance(value, dict):
+            raise field_error(side, ".".join(parts[:i]), f"must be an object, got {quote(value, 40)}")
+        if part not in value:
+            raise field_error(side, name, "is missing")
+        value = value[part]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise field_error(side, name, f"must be a {'list' if kind is list else kind.__name__}, got {quote(value, 40)}")
+    return value
+
+
+def _numbers(side: Path, name: str, value: Any, ndim: int) -> np.ndarray:
+    """``value`` as a finite float array of ``ndim`` dimensions (a ragged or non-numeric list is refused)."""
+    try:
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                   for x in np.ravel(np.asarray(value, object))):
+            raise ValueError
+        array = np.asarray(value, dtype=np.float64)
+    except (ValueError, TypeError):
+        raise field_error(side, name, "must be a rectangular array of numbers") from None
+    if array.ndim != ndim or array.size == 0:
+        raise field_error(side, name, f"must be a non-empty {ndim}-D array of numbers, got shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise field_error(side, name, "holds NaN or infinite values")
+    return array
+
+
+def check_sidecar(meta: Any, side: Path) -> dict[str, Any]:
+    """Validate every field a run reads; return ``edges``, ``cuts``, ``thresholds``, ``table``, ``threads``."""
+    from learned.model import SIDECAR_VERSION  # (model.py imports this module)
+
+    if not isinstance(meta, dict) or not set(REQUIRED) <= meta.keys():
+        missing = [k for k in REQUIRED if not isinstance(meta, dict) or k not in meta]
+        raise bad(side, f"not a kvsim learned-model sidecar (missing keys {missing[:3]})")
+    if meta["kvsim_learned_model"] != SIDECAR_VERSION:
+        raise bad(side, f"sidecar version {quote(meta['kvsim_learned_model'], 40)}, this kvsim reads {SIDECAR_VERSION}")
+    features = _get(side, meta, "features", list)
+    unknown = [f for f in features if not isinstance(f, str) or f not in FEATURES]
+    if unknown or not features:
+        raise field_error(side, "features", f"names unknown features {quote(unknown[:3], 60)}")
+    if len(set(features)) != len(features):
+        raise field_error(side, "features", "names a feature twice")
+    if not isinstance(meta["model_sha256"], str):
+        raise field_error(side, "model_sha256", "must be a string")
+    tokens = meta["block_tokens"]
+    if not _is_int(tokens) or tokens < 1:
+        raise field_error(side, "block_tokens", f"is not a whole number of tokens (got {quote(tokens, 40)})")
+    params = _get(side, meta, "params", dict)
+    threads = params.get("num_threads", 2)
+    if not _is_int(threads) or not 1 <= threads <= MAX_THREADS:
+        raise field_error(side, "params.num_threads",
+                          f"must be a whole number from 1 to {MAX_THREADS}, got {quote(threads, 40)}")
+    source = _get(side, meta, "train.source", str)
+    if not source:
+        raise field_error(side, "train.source", "is empty")
+    request_range = _get(side, meta, "train.request_range", list)
+    if (len(request_range) != 2 or not all(_is_int(x) for x in request_range)
+            or not 0 <= request_range[0] <= request_range[1]):
+        raise field_error(side, "train.request_range",
+                          f"must be [start, end) request indices, got {quote(request_range, 40)}")
+
+    edges = _numbers(side, "label.edges", _get(side, meta, "label.edges", list), 1)
+    if not 2 <= len(edges) <= MAX_BUCKETS or edges[0] <= 0 or np.any(np.diff(edges) <= 0):
+        raise field_error(side, "label.edges", f"must be 2 to {MAX_BUCKETS} positive, strictly increasing distances")
+    buckets = len(edges)  # LightGBM classes: a bucket per finite edge (the last: beyond the horizon)
+    cuts_value = _get(side, meta, "classes.cuts", list)
+    if (not cuts_value or not all(_is_int(c) and 0 <= c < buckets for c in cuts_value)
+            or any(b <= a for a, b in zip(cuts_value, cuts_value[1:]))):
+        raise field_error(side, "classes.cuts", f"must be strictly increasing bucket indices in [0, {buckets}), "
+                                           f"got {quote(cuts_value, 40)}")
+    cuts = [int(c) for c in cuts_value]
+    thresholds = _numbers(side, "classes.thresholds", _get(side, meta, "classes.thresholds", list), 2)
+    if thresholds.shape[0] != len(cuts):
+        raise field_error(side, "classes.thresholds", f"has {thresholds.shape[0]} rows for {len(cuts)} cuts")
+    if np.any(thresholds < 0) or np.any(thresholds > 1 + ROW_SUM_TOLERANCE) or np.any(np.diff(thresholds, axis=1) < 0):
+        raise field_error(side, "classes.thresholds", "must be non-decreasing cumulative probabilities in [0, 1]")
+    levels = thresholds.shape[1] + 1
+    if levels ** len(cuts) > 1 << CLASS_BITS:
+        raise field_error(side, "classes.thresholds",
+                          f"makes {levels}^{len(cuts)} classes, more than {1 << CLASS_BITS:,}")
+    table = _numbers(side, "classes.table", _get(side, meta, "classes.table", list), 2)
+    if table.shape != (levels ** len(cuts), buckets):
+        raise field_error(side, "classes.table", f"has shape {table.shape}, the cuts and thresholds need "
+                                            f"({levels ** len(cuts)}, {buckets})")
+    if np.any(table < 0) or np.any(np.abs(table.sum(axis=1) - 1.0) > ROW_SUM_TOLERANCE):
+        raise field_error(side, "classes.table", "rows must be probability distributions (non-negative, summing to 1)")
+    return {"edges": edges, "cuts": cuts, "thresholds": thresholds, "table": table, "threads": threads}
+
+
+_TREE_KEYS = ("num_leaves", "leaf_value", "shrinkage")
+_SPLIT_KEYS = ("split_feature", "threshold", "decision_type", "left_child", "right_child")
+
+
+def model_text_defect(text: str) -> str | None:
+    """What LightGBM's parser would fail on in ``text`` (None: none found). A truncated model aborts the
+    process inside LightGBM (its trees are parsed in parallel, and an error there is std::terminate), so
+    the layout is checked first: the header's ``tree_sizes`` slices, each a complete tree, then the trailer."""
+    header, sep, _ = text.partition("\nTree=0\n")
+    if not text.startswith("tree\n") or not sep:
+        return "not a LightGBM model (no header and first tree)"
+    keys = dict(line.partition("=")[::2] for line in header.splitlines() if "=" in line)
+    try:
+        sizes = [int(s) for s in keys["tree_sizes"].split()]
+        per_iteration = int(keys["num_tree_per_iteration"])
+        int(keys["num_class"])
+    except (KeyError, ValueError):
+        return "a LightGBM model header without num_class, num_tree_per_iteration or tree_sizes"
+    if not sizes or per_iteration < 1 or len(sizes) % per_iteration or min(sizes) < 1:
+        return "its tree_sizes do not make whole boosting rounds"
+    data = text.encode("utf-8")
+    at = len(header.encode("utf-8")) + 1
+    if at + sum(sizes) > len(data):
+        return "truncated (its trees end before the sizes in its header say)"
+    for i, size in enumerate(sizes):
+        tree = data[at:at + size].decode("utf-8", errors="replace")
+        at += size
+        lines = dict(line.partition("=")[::2] for line in tree.splitlines()[1:] if "=" in line)
+        if not tree.startswith(f"Tree={i}\n") or not all(k in lines for k in _TREE_KEYS):
+            return f"tree {i} is incomplete"
+        try:
+            leaves = int(lines["num_leaves"])
+            if leaves < 1 or len(lines["leaf_value"].split()) != leaves:
+                return f"tree {i} is malformed"
+            if leaves > 1 and any(len(lines.get(k, "").split()) != leaves - 1 for k in _SPLIT_KEYS):
+                return f"tree {i} is malformed"
+            if not all(math.isfinite(float(v)) for v in lines["leaf_value"].split()):
+                return f"tree {i} has non-finite leaf values"
+        except ValueError:
+            return f"tree {i} is malformed"
+    if not re.match(r"\s*end of trees", data[at:at + 100].decode("utf-8", errors="replace")):
+        return "truncated (no 'end of trees' after its trees)"
+    return None
