@@ -18,23 +18,34 @@ the profile bundle given, or with ``--overlay`` instead. Definitions as
 
 from __future__ import annotations
 
-import json
-import math
-import re
 import sys
-import tempfile
-from pathlib import Path
-from typing import Any
 
-import numpy as np
+try:  # Ctrl-C while the libraries load is an interruption too, not a traceback (as main.py)
+    import json
+    import tempfile
+    from pathlib import Path
+    from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+    import numpy as np
 
-from sim.cli import OneLineParser  # noqa: E402 (after the path)
-from sim.config_yaml import names_a_path  # noqa: E402
-from sim.errors import InputError, command_status, end_process  # noqa: E402
-from sim.specs import canonical_model, model_spec  # noqa: E402
+    REPO = Path(__file__).resolve().parent.parent
+    sys.path.insert(0, str(REPO))
+
+    from benchmarks.vllm_run_files import (
+        STATE,
+        check_run,
+        is_number,
+        read_json,
+        read_timeseries,
+        whole_count,
+    )
+    from sim.cli import OneLineParser
+    from sim.config_yaml import names_a_path
+    from sim.errors import InputError, command_status, end_process
+    from sim.specs import canonical_model, model_spec
+except KeyboardInterrupt:
+    print("replay_vllm.py: interrupted", file=sys.stderr)
+    sys.exit(130)
 
 DTYPES = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "float32": "fp32", "auto": "bf16"}
 # vLLM's --kv-cache-dtype choices (vllm/config/cache.py CacheDType) that kvsim models: "auto" follows the model dtype
@@ -43,63 +54,6 @@ KV_DTYPES = {"auto": "auto", "bfloat16": "bf16", "float16": "fp16", "half": "fp1
 
 SHARED = REPO.parent / "shared" / "data"
 STATS = {"mean": np.mean, "p50": np.median, "p99": lambda x: np.percentile(x, 99)}
-# validation/summary.txt row names (LLMServingSim's bench/validate.py) for each metric and statistic
-PEER_ROWS = {("ttft", "mean"): "TTFT Mean", ("ttft", "p50"): "TTFT Median", ("ttft", "p99"): "TTFT P99",
-             ("tpot", "mean"): "TPOT Mean", ("tpot", "p50"): "TPOT Median", ("tpot", "p99"): "TPOT P99",
-             ("e2e", "mean"): "Latency Mean", ("e2e", "p50"): "Latency Median", ("e2e", "p99"): "Latency P99"}
-
-
-def _read_json(path: Path, what: str) -> Any:
-    """A JSON file of the run (``what`` says which), or an error naming it."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read the run's {what}: {exc.strerror or exc}") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: the run's {what} is not JSON ({exc.msg}, line {exc.lineno})") from None
-
-
-def _count(mapping: dict[str, Any], key: str, where: str, default: int | None = 1) -> int | None:
-    """A whole positive number of the run's meta.json (``where`` names its section); absent or null: ``default``."""
-    value = mapping.get(key)
-    if value is None:
-        return default
-    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-            or value != int(value) or value < 1):
-        raise InputError(f"meta.json {where}.{key} must be a whole number of at least 1, got {value!r:.40}")
-    return int(value)
-
-
-def measured_latencies(requests_jsonl: Path) -> dict[str, np.ndarray]:
-    """Seconds per request: TTFT = first − queued; TPOT over the tokens after the first; E2E = last − queued."""
-    rows = []
-    try:
-        lines = requests_jsonl.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{requests_jsonl}: cannot read the run's requests: {getattr(exc, 'strerror', None) or exc}") \
-            from None
-    keys = ("queued_ts", "first_token_ts", "last_token_ts", "output_toks")
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            if not isinstance(row, dict) or not all(isinstance(row.get(k), (int, float)) and not isinstance(
-                    row.get(k), bool) and np.isfinite(row[k]) for k in keys):
-                raise ValueError
-        except ValueError:
-            raise InputError(f"{requests_jsonl}: row {number} is not a request with numbers {', '.join(keys)}") \
-                from None
-        rows.append(row)
-    if not rows:
-        raise InputError(f"{requests_jsonl}: no requests")
-    return {
-        "ttft": np.array([r["first_token_ts"] - r["queued_ts"] for r in rows]),
-        "tpot": np.array([(r["last_token_ts"] - r["first_token_ts"]) / (r["output_toks"] - 1)
-                          for r in rows if r["output_toks"] > 1]),
-        "e2e": np.array([r["last_token_ts"] - r["queued_ts"] for r in rows]),
-    }
-
 
 def simulated_latencies(requests) -> dict[str, np.ndarray]:
     """kvsim's figures as the measured ones are defined: from when the engine took each request in (``queued``: the
@@ -108,43 +62,41 @@ def simulated_latencies(requests) -> dict[str, np.ndarray]:
             "e2e": requests.last_token - requests.queued}
 
 
-def peer_prediction(summary: Path) -> dict[tuple[str, str], float]:
-    """LLMServingSim's own prediction (ms) from its ``summary.txt`` table (``Metric vLLM Sim Diff%``), if present."""
-    if not summary.is_file():
-        return {}
-    rows = {}
-    for line in summary.read_text().splitlines():
-        match = re.match(r"^(\w+ \w+)\s+([\d.]+)\s+([\d.]+)\s+[-+]?[\d.]+%", line.strip())
-        if match:
-            rows[match.group(1)] = float(match.group(3))
-    return {key: rows[name] for key, name in PEER_ROWS.items() if name in rows}
-
-
 def engine_overlay(run: Path, profile: Path | None, model: str | None = None, gpu: str | None = None) -> dict[str, Any]:
     """The served engine as a kvsim config layer, from the run's ``vllm/meta.json`` (and LLMServingSim's
     ``config.json`` for the GPU when meta.json lacks it); ``model``: the served model as the user states it (a name
     kvsim knows or a config.json path), instead of the one the run's files name; ``gpu`` likewise (a GPU kvsim does
     not list: a GPU spec file)."""
-    meta = _read_json(run / "vllm" / "meta.json", "engine description (vllm/meta.json)")
+    meta = read_json(run / "vllm" / "meta.json", "engine description (vllm/meta.json)")
     if not isinstance(meta, dict) or not isinstance(meta.get("model"), str):
         raise InputError(f"{run / 'vllm' / 'meta.json'}: not a run's meta.json (no model)")
     engine, kv, resolved = (_section(meta, key) for key in ("engine_kwargs", "kv_cache", "resolved_config"))
-    tp, dp = _count(engine, "tensor_parallel_size", "engine_kwargs"), _count(engine, "data_parallel_size", "engine_kwargs")
+    hardware = _section(meta, "hardware")
+    device_name = hardware.get("device_name")
+    if device_name is not None and not (isinstance(device_name, str) and device_name.strip()):
+        raise InputError(f"meta.json hardware.device_name must be a GPU's name, got {device_name!r:.40}")
+    for key in ("model_config", "scheduler_config", "cache_config", "parallel_config"):
+        _section(resolved, key, "resolved_config.")
+    tp, dp = (whole_count(engine, "tensor_parallel_size", "engine_kwargs"),
+              whole_count(engine, "data_parallel_size", "engine_kwargs"))
     cluster = _cluster_config(run)
     instance = _cluster_instance(cluster, run)
-    gpu = gpu or (meta.get("hardware") or {}).get("device_name") or instance.get("hardware")
+    gpu = gpu or device_name or instance.get("hardware")
     if gpu is None:
         raise InputError(f"{run}: the run's GPU is in neither vllm/meta.json (hardware.device_name) nor an LLMServingSim "
                          "config.json beside it: give --set hardware.gpu (or --overlay with it)")
     kv_name = _kv_cache_dtype(engine, resolved)
     serving: dict[str, Any] = {
-        "tensor_parallel_size": tp, "num_instances": dp, "dtype": DTYPES[str(engine.get("dtype", "auto"))],
+        "tensor_parallel_size": tp, "num_instances": dp, "dtype": _dtype(engine),
         "max_num_seqs": _step_limit(engine, resolved, "max_num_seqs"),
         "max_num_batched_tokens": _step_limit(engine, resolved, "max_num_batched_tokens"),
-        "block_size": kv.get("block_size", 16), "enable_prefix_caching": kv.get("enable_prefix_caching", True),
-        "gpu_memory_utilization": kv.get("gpu_memory_utilization", 0.9), "num_gpu_blocks": _engine_blocks(kv, dp),
+        "block_size": whole_count(kv, "block_size", "kv_cache", default=16),
+        "enable_prefix_caching": _flag(kv, "enable_prefix_caching", "kv_cache", default=True),
+        "gpu_memory_utilization": _fraction(kv, "gpu_memory_utilization"), "num_gpu_blocks": _engine_blocks(kv, dp),
         # the server's own limit: a request beyond it was rejected there, so it is here (the model's context otherwise)
-        "max_model_len": engine.get("max_model_len") or (resolved.get("model_config") or {}).get("max_model_len"),
+        "max_model_len": whole_count(engine, "max_model_len", "engine_kwargs", None)
+        or whole_count(_section(resolved, "model_config", "resolved_config."), "max_model_len",
+                       "resolved_config.model_config", None),
         "kv_cache_dtype": KV_DTYPES[kv_name],
         "scheduler_reserve_full_isl": _scheduler_flag(resolved, "scheduler_reserve_full_isl"),
         "async_scheduling": _scheduler_flag(resolved, "async_scheduling"),
@@ -180,21 +132,51 @@ def engine_overlay(run: Path, profile: Path | None, model: str | None = None, gp
     return overlay
 
 
-def _section(meta: dict[str, Any], key: str) -> dict[str, Any]:
-    """One section of meta.json (an object; absent or null: empty)."""
+def _section(meta: dict[str, Any], key: str, where: str = "") -> dict[str, Any]:
+    """One section of meta.json (an object; absent or null: empty); ``where``: the path to it (``resolved_config.``)."""
     value = meta.get(key)
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise InputError(f"meta.json {key} must be an object, got {type(value).__name__}")
+        raise InputError(f"meta.json {where}{key} must be an object, got {type(value).__name__}")
     return value
+
+
+def _dtype(engine: dict[str, Any]) -> str:
+    """The model's dtype (engine argument ``dtype``), one kvsim models, by its kvsim name."""
+    value = engine.get("dtype")
+    if value is None:
+        return DTYPES["auto"]
+    if not isinstance(value, str) or value not in DTYPES:
+        raise InputError(f"meta.json engine_kwargs.dtype {value!r:.40} is not modelled (known: {', '.join(DTYPES)})")
+    return DTYPES[value]
+
+
+def _flag(mapping: dict[str, Any], key: str, where: str, default: bool | None) -> bool | None:
+    """A true/false setting of meta.json (absent or null: ``default``); another value is refused, not read as one."""
+    value = mapping.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise InputError(f"meta.json {where}.{key} must be true or false, got {value!r:.40}")
+    return value
+
+
+def _fraction(kv: dict[str, Any], key: str) -> float:
+    """A fraction in (0, 1] of meta.json's kv_cache (absent or null: vLLM's default 0.9)."""
+    value = kv.get(key)
+    if value is None:
+        return 0.9
+    if not is_number(value) or not 0 < value <= 1:
+        raise InputError(f"meta.json kv_cache.{key} must be a number in (0, 1], got {value!r:.40}")
+    return float(value)
 
 
 def _engine_blocks(kv: dict[str, Any], engines: int) -> int | None:
     """One engine's KV blocks: meta.json records the front end's ``cache_config.num_gpu_blocks``, which vLLM sums
     over its data-parallel engines ("Sum values from all engines in DP case": vllm/v1/engine/utils.py
     ``wait_for_engine_startup``; a 2-engine Qwen3-30B-A3B run records 75,946, twice what one RTX PRO 6000 holds)."""
-    total = _count(kv, "num_gpu_blocks", "kv_cache", default=None)
+    total = whole_count(kv, "num_gpu_blocks", "kv_cache", default=None)
     if total is None or engines == 1:
         return total
     if total % engines:
@@ -208,7 +190,7 @@ def _cluster_config(run: Path) -> dict[str, Any] | None:
     path = run / "config.json"
     if not path.is_file():
         return None
-    cluster = _read_json(path, "LLMServingSim cluster (config.json)")
+    cluster = read_json(path, "LLMServingSim cluster (config.json)")
     if not isinstance(cluster, dict):
         raise InputError(f"{path}: not an LLMServingSim cluster config (an object)")
     return cluster
@@ -224,6 +206,10 @@ def _cluster_instance(cluster: dict[str, Any] | None, run: Path) -> dict[str, An
         instance = None
     if not isinstance(instance, dict):
         raise InputError(f"{run / 'config.json'}: no nodes[0].instances[0] object (LLMServingSim's cluster layout)")
+    for key in ("hardware", "model_name"):
+        value = instance.get(key)
+        if value is not None and not (isinstance(value, str) and value.strip()):
+            raise InputError(f"{run / 'config.json'}: nodes[0].instances[0].{key} must be a name, got {value!r:.40}")
     return instance
 
 
@@ -252,7 +238,10 @@ def _served_model(meta: dict[str, Any], engine: dict[str, Any], stated: str | No
 def _kv_cache_dtype(engine: dict[str, Any], resolved: dict[str, Any]) -> str:
     """vLLM's ``kv_cache_dtype`` (engine argument, else the resolved cache config's ``cache_dtype``); one kvsim does
     not model is refused by name rather than replayed as another."""
-    value = str(engine.get("kv_cache_dtype") or (resolved.get("cache_config") or {}).get("cache_dtype") or "auto")
+    value = engine.get("kv_cache_dtype") or _section(resolved, "cache_config", "resolved_config.").get("cache_dtype") \
+        or "auto"
+    if not isinstance(value, str):
+        raise InputError(f"meta.json kv_cache_dtype must be a name, got {value!r:.40}")
     if value not in KV_DTYPES:
         raise InputError(f"meta.json kv_cache_dtype {value!r} is not modelled (known: {', '.join(sorted(KV_DTYPES))})")
     return value
@@ -261,43 +250,47 @@ def _kv_cache_dtype(engine: dict[str, Any], resolved: dict[str, Any]) -> str:
 def _step_limit(engine: dict[str, Any], resolved: dict[str, Any], name: str) -> int | None:
     """A step limit the server ran with: its engine argument, else its resolved scheduler config's; else unknown
     (None: kvsim resolves it as vLLM does for the GPU, ``sim.serving.engine_limits``)."""
-    scheduler = resolved.get("scheduler_config")
-    return engine.get(name) or (scheduler.get(name) if isinstance(scheduler, dict) else None)
+    stated = whole_count(engine, name, "engine_kwargs", None)
+    if stated is not None:
+        return stated
+    scheduler = _section(resolved, "scheduler_config", "resolved_config.")
+    return whole_count(scheduler, name, "resolved_config.scheduler_config", None)
 
 
 def _scheduler_flag(resolved: dict[str, Any], name: str) -> bool | None:
     """A scheduler behaviour the server ran with, from its resolved scheduler config (``scheduler_reserve_full_isl``:
     the admission gate; ``async_scheduling``: planning a step while the one before runs); a resolved scheduler config
     without it is a vLLM from before the feature (off then); no resolved config: unknown (kvsim's default)."""
-    scheduler = resolved.get("scheduler_config")
-    if not isinstance(scheduler, dict):
+    if resolved.get("scheduler_config") is None:
         return None
-    return bool(scheduler.get(name, False))
+    return _flag(_section(resolved, "scheduler_config", "resolved_config."), name, "resolved_config.scheduler_config",
+                 False)
 
 
 def _hybrid_manager_disabled(resolved: dict[str, Any]) -> bool | None:
     """Whether the server ran without vLLM's hybrid KV-cache manager (its resolved scheduler config's
     ``disable_hybrid_kv_cache_manager``, which vLLM sets itself when a KV connector lacks hybrid support); a resolved
     scheduler config without the key is a vLLM from before the manager (so without it); none: unknown."""
-    scheduler = resolved.get("scheduler_config")
-    if not isinstance(scheduler, dict):
+    if resolved.get("scheduler_config") is None:
         return None
-    return bool(scheduler.get("disable_hybrid_kv_cache_manager", True))
+    return _flag(_section(resolved, "scheduler_config", "resolved_config."), "disable_hybrid_kv_cache_manager",
+                 "resolved_config.scheduler_config", True)
 
 
 def _refuse_unmodelled(resolved: dict[str, Any], engine: dict[str, Any], model: str) -> None:
     """Engine features kvsim does not model change every step's time: a replay of such a run would compare
     another engine with the measurement, so it stops with their names instead. An FP8 checkpoint is modelled when
     kvsim reads the model from its config.json (quantization_config fp8: ``ModelSpec.weight_quantization``)."""
-    parallel = _section(resolved, "parallel_config")
+    parallel = _section(resolved, "parallel_config", "resolved_config.")
     unmodelled = []
-    stages = _count(engine, "pipeline_parallel_size", "engine_kwargs", None) or \
-        _count(parallel, "pipeline_parallel_size", "resolved_config.parallel_config")
+    stages = whole_count(engine, "pipeline_parallel_size", "engine_kwargs", None) or \
+        whole_count(parallel, "pipeline_parallel_size", "resolved_config.parallel_config")
     if stages > 1:
         unmodelled.append("pipeline_parallel_size > 1")
     if resolved.get("speculative_config"):
         unmodelled.append("speculative decoding (speculative_config)")
-    quantization = (resolved.get("model_config") or {}).get("quantization") or engine.get("quantization")
+    quantization = (_section(resolved, "model_config", "resolved_config.").get("quantization")
+                    or engine.get("quantization"))
     hint = ""
     fp8_checkpoint = getattr(_served_spec(model), "weight_quantization", None) == "fp8" if quantization else False
     if quantization and not (quantization == "fp8" and fp8_checkpoint):
@@ -326,8 +319,14 @@ def _stated_link(cluster: dict[str, Any] | None) -> tuple[float, float] | None:
     if cluster is None:
         return None
     bandwidth, latency = cluster.get("link_bw"), cluster.get("link_latency")
-    if not isinstance(bandwidth, (int, float)) or not isinstance(latency, (int, float)):
-        return None  # absent, or one per topology dimension
+    for key, value, least in (("link_bw", bandwidth, "above 0"), ("link_latency", latency, "at least 0")):
+        if value is None or isinstance(value, list):
+            continue  # absent, or one per topology dimension
+        if not is_number(value) or (value <= 0 if key == "link_bw" else value < 0):
+            raise InputError(f"config.json {key} must be a number {least} (or a list, one per dimension), "
+                             f"got {value!r:.40}")
+    if not is_number(bandwidth) or not is_number(latency):
+        return None
     return float(bandwidth), float(latency) / 1e3
 
 
@@ -339,9 +338,10 @@ def main() -> int:
     parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, help="the measured run's folder (vllm/requests.jsonl, vllm/meta.json); "
                         "default: the bundled RTX 4090 run")
-    parser.add_argument("--trace", type=Path, help="the workload the server was fed (required with --run)")
+    parser.add_argument("--trace", type=Path,
+                        help="the workload the server was fed (required with --run, and only with it)")
     parser.add_argument("--profile", type=Path, help="the LLMServingSim profile bundle to time steps with "
-                        "(default: the roofline; the bundled run's bundle for the bundled run)")
+                        "(default: the roofline; the bundled run's bundle for the bundled run; not with --overlay)")
     parser.add_argument("--overlay", type=Path, help="a calibration overlay stating the engine, instead of meta.json")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="config override over the engine, as main.py's --set")
@@ -352,14 +352,20 @@ def main() -> int:
     args = parser.parse_args()
     if args.per_request < 0:
         parser.error(f"--per-request must be at least 0, got {args.per_request}")
+    if args.overlay is not None and args.profile is not None:  # the overlay states the engine and what times its steps
+        parser.error("--profile and --overlay: give one (the overlay's compute.profile states the bundle; "
+                     "--set compute.profile=BUNDLE over it)")
     if args.run is None:
+        if args.trace is not None:  # another workload than the bundled run's, judged against its latencies
+            parser.error("--trace needs --run (the measured run the workload was fed to)")
         args.run = SHARED / "validation" / "llmservingsim_rtx4090_llama31_8b"
-        args.trace = args.trace or SHARED / "traces" / "llmservingsim_sharegpt_llama31_8b_300.jsonl"
-        args.profile = args.profile or SHARED / "profiles" / "llmservingsim_rtx4090_llama31_8b"
+        args.trace = SHARED / "traces" / "llmservingsim_sharegpt_llama31_8b_300.jsonl"
+        if args.overlay is None:
+            args.profile = args.profile or SHARED / "profiles" / "llmservingsim_rtx4090_llama31_8b"
     elif args.trace is None:
         parser.error("--run needs --trace (the workload the server was fed)")
-    measured = measured_latencies(args.run / "vllm" / "requests.jsonl")
-    peer = peer_prediction(args.run / "validation" / "summary.txt")
+    # every file of the run is read and checked before anything runs
+    measured, served, peer, timeseries = check_run(args.run)
     with tempfile.TemporaryDirectory() as folder:
         overlay = args.overlay
         if overlay is None:
@@ -374,29 +380,34 @@ def main() -> int:
             raise InputError(str(exc).replace(f"calibration profile {overlay}",
                                               f"the engine {args.run / 'vllm' / 'meta.json'} states")) from None
     workload = load_workload(config)
-    served = _read_json(args.run / "vllm" / "meta.json", "engine description (vllm/meta.json)").get("num_requests")
-    served = served if isinstance(served, int) and not isinstance(served, bool) else len(measured["ttft"])
     if len(workload) != served:  # another workload's requests would be judged against these latencies
         raise InputError(f"{args.trace}: {len(workload):,} requests, but the run served {served:,} "
-                         f"({args.run / 'vllm' / 'meta.json'} num_requests): give the workload the server was fed")
+                         f"({args.run / 'vllm' / 'requests.jsonl'}): give the workload the server was fed")
     result, requests = run_serving(workload, config, "single")
     simulated = simulated_latencies(requests)
     print(describe_engine(config))
     print(f"{'metric':<6} {'stat':<5} {'measured_ms':>12} {'kvsim_ms':>10} {'error':>8}"
           + (f" {'llmservingsim_ms':>17} {'error':>8}" if peer else ""))
     for metric in ("ttft", "tpot", "e2e"):
+        if not len(measured[metric]) or not len(simulated[metric]):
+            print(f"{metric:<6} {'all':<5} not measurable (no request has more than one output token)")
+            continue
         for name, stat in STATS.items():
             m, s = stat(measured[metric]) * 1e3, stat(simulated[metric]) * 1e3
-            line = f"{metric:<6} {name:<5} {m:>12.1f} {s:>10.1f} {(s - m) / m:>+8.2%}"
+            line = f"{metric:<6} {name:<5} {m:>12.1f} {s:>10.1f} {_error(s, m):>8}"
             if (metric, name) in peer:
-                line += f" {peer[metric, name]:>17.1f} {(peer[metric, name] - m) / m:>+8.2%}"
+                line += f" {peer[metric, name]:>17.1f} {_error(peer[metric, name], m):>8}"
             print(line)
-    timeseries = args.run / "vllm" / "timeseries.csv"
-    if timeseries.is_file():
-        print_state(state_comparison(timeseries, result.metrics["timeseries"]))
+    if timeseries is not None:
+        print_state(state_comparison(args.run / "vllm" / "timeseries.csv", result.metrics["timeseries"]))
     if args.per_request:
         print_per_request(args.run / "vllm" / "requests.jsonl", requests, args.per_request)
     return 0
+
+
+def _error(predicted: float, measured: float) -> str:
+    """The relative error, or "n/a" where the measured figure is 0 (no relative error then)."""
+    return f"{(predicted - measured) / measured:+.2%}" if measured else "n/a"
 
 
 def _stated_model(sets: list[str], key: str = "model") -> str | None:
@@ -428,7 +439,6 @@ def describe_engine(config) -> str:
 
 
 # timeseries.csv columns (LLMServingSim's bench stat logger, one row per tick of the run) -> kvsim's timeline series
-STATE = {"running": "running", "waiting": "queued", "kv_cache_pct": "kv_usage"}
 
 
 def state_comparison(timeseries_csv: Path, timeline: dict[str, Any]) -> dict[str, tuple[float, float, float] | None]:
@@ -439,14 +449,13 @@ def state_comparison(timeseries_csv: Path, timeline: dict[str, Any]) -> dict[str
     as the logger's (the logger starts with the engine, moments before the first request; the gap is not recorded).
     A column that is 0 throughout a run that served requests was not recorded (None): e.g. the RTX PRO 6000 runs of
     LLMServingSim's bench/examples log kv_cache_pct 0.0 at every tick while 128 requests run."""
-    rows = [line.split(",") for line in timeseries_csv.read_text().splitlines() if line.strip()]
-    header, rows = rows[0], rows[1:]
-    ticks = np.array([float(row[header.index("t")]) for row in rows])
+    table = read_timeseries(timeseries_csv)
+    ticks = table["t"]
     grid = np.asarray(timeline["t_s"])
     at = np.clip(np.searchsorted(grid, ticks, side="right") - 1, 0, len(grid) - 1)
     compared = {}
     for column, series in STATE.items():
-        measured = np.array([float(row[header.index(column)]) for row in rows])
+        measured = table[column]
         if not measured.any():
             compared[column] = None  # (a served run is never idle at every tick)
             continue

@@ -20,7 +20,7 @@ import pytest
 
 from sim.errors import Terminated, command_status
 from sim.report.output import TEMP_PREFIX, atomic_write
-from tests.conftest import BUNDLED_AZURE, ROOT
+from tests.conftest import BUNDLED_AZURE, ROOT, interrupted_while_importing
 
 HARNESS = """
 import os, sys, time
@@ -87,23 +87,10 @@ def test_sigint_exits_130_and_keeps_the_previous_report(tmp_path, when, signum, 
     assert _leftovers(tmp_path) == []
 
 
-IMPORT_INTERRUPTED = """
-import runpy, sys
-class Interrupt:  # Ctrl-C arriving while ``name`` is being imported
-    def find_spec(self, name, path=None, target=None):
-        if name == {name!r}:
-            raise KeyboardInterrupt
-sys.meta_path.insert(0, Interrupt())
-sys.argv = ["main.py", "--help"]
-runpy.run_path({main!r}, run_name="__main__")
-"""
-
-
 @pytest.mark.parametrize("module", ["argparse", "logging", "dataclasses", "sim.cli", "sim.report.output"])
 def test_ctrl_c_while_main_loads_its_modules_is_an_interruption(module):
     """From main.py's first import to its last, Ctrl-C ends the run as one anywhere else does."""
-    done = subprocess.run([sys.executable, "-c", IMPORT_INTERRUPTED.format(name=module, main=str(ROOT / "main.py"))],
-                          capture_output=True, text=True, timeout=120)
+    done = interrupted_while_importing(ROOT / "main.py", module)
     assert (done.returncode, done.stderr) == (130, "kvsim: interrupted\n")
 
 

@@ -26,6 +26,7 @@ TRACE = FIXTURE / "workloads" / "sharegpt-qwen3-300-sps10.hash16.jsonl"
     ("Qwen3-30B-A3B-Instruct-2507", "Qwen/Qwen3-30B-A3B-Instruct-2507/bf16"),  # over its config.json's link
 ])
 def test_a_held_out_run_replays_within_5_percent(run, bundle, tmp_path):
+    from benchmarks.vllm_run_files import measured_latencies
     from trace.workload import load_workload
 
     replay = replay_module()
@@ -34,7 +35,7 @@ def test_a_held_out_run_replays_within_5_percent(run, bundle, tmp_path):
     overlay.write_text(json.dumps(replay.engine_overlay(folder, FIXTURE / "profiler" / "perf" / "RTXPRO6000" / bundle)))
     config = load_config(None, overlays=[overlay], sets=[f"workload.trace={TRACE}"])
     _, requests = run_serving(load_workload(config), config, "single")
-    measured = replay.measured_latencies(folder / "vllm" / "requests.jsonl")
+    measured = measured_latencies(folder / "vllm" / "requests.jsonl")
     simulated = replay.simulated_latencies(requests)
     assert len(simulated["ttft"]) == len(measured["ttft"]) == 300
     for metric in ("ttft", "tpot", "e2e"):
