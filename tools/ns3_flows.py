@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from sim.config import MAX_LATENCY_US, MIN_GBPS
 from sim.errors import InputError
 
 IP_TCP_HEADER_BYTES = 20 + 20 + 12  # IPv4 + TCP + timestamp option (RFC 7323; on in ns-3 and Linux by default)
@@ -20,6 +21,10 @@ LINUX_MIN_RTO_MS = 200.0  # Linux TCP_RTO_MIN = HZ/5 (include/net/tcp.h); ns-3's
 # Linux TCP_DELACK_MIN = HZ/25 (include/net/tcp.h). ns-3's default delayed-ACK timeout, 200 ms, equals the
 # minimum RTO above: a lone segment's delayed ACK then loses the race with the sender's timer, every time.
 LINUX_DELAYED_ACK_MS = 40.0
+# Link bandwidth, Gb/s: kvsim's floor (sim.config.MIN_GBPS) up to 1 Pb/s, 1,000x the fastest NIC; ns-3's DataRate
+# holds bits per second in a uint64 (past ~1.8e10 Gb/s it wraps), and buffers sized from it stay finite.
+MAX_BANDWIDTH_GBPS = 1e6
+MAX_BUFFER_BYTES = 2**32 - 1  # ns-3's TCP socket buffers and queue sizes are uint32 bytes
 
 
 @dataclass(frozen=True)
@@ -48,14 +53,24 @@ class FlowResult:
     handshake_s: float  # application start → first byte sent (connection set-up)
 
 
+def check_link(link: LinkParams) -> None:
+    """InputError (naming the flag) for a bandwidth or latency outside the domain the scenario can simulate."""
+    if not MIN_GBPS <= link.bandwidth_gbps <= MAX_BANDWIDTH_GBPS:  # nan fails both
+        raise InputError(f"--bandwidth-gbps must be within {MIN_GBPS:g}..{MAX_BANDWIDTH_GBPS:g}, "
+                         f"got {link.bandwidth_gbps}")
+    if not 0 <= link.latency_us <= MAX_LATENCY_US:
+        raise InputError(f"--latency-us must be within 0..{MAX_LATENCY_US:g} (an hour), got {link.latency_us}")
+
+
 def default_tcp(link: LinkParams, hops: int, congestion_control: str = "TcpCubic",
                 min_rto_ms: float = LINUX_MIN_RTO_MS, delayed_ack_ms: float = LINUX_DELAYED_ACK_MS,
                 segment_bytes: int | None = None, socket_buffer_bytes: int | None = None) -> TcpParams:
     """Segment = one full MTU packet; buffers = 2 × bandwidth-delay product, at least 64 segments."""
+    check_link(link)
     segment = segment_bytes or link.mtu - IP_TCP_HEADER_BYTES
     rate = link.bandwidth_gbps * 1e9 / 8
     rtt = 2 * hops * (link.latency_us * 1e-6 + link.mtu / rate)
-    buffer = socket_buffer_bytes or max(64 * segment, math.ceil(2 * rate * rtt))
+    buffer = socket_buffer_bytes or min(MAX_BUFFER_BYTES, max(64 * segment, math.ceil(2 * rate * rtt)))
     return TcpParams(segment, buffer, congestion_control, min_rto_ms, delayed_ack_ms)
 
 

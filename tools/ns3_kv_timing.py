@@ -46,40 +46,47 @@ Examples::
 
 from __future__ import annotations
 
-import argparse
-import datetime
-import json
-import math
-import os
-import shlex
 import sys
-import tempfile
-import time
-from dataclasses import asdict
-from pathlib import Path
-from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-for folder in (REPO, Path(__file__).resolve().parent):  # kvsim, and this tool's ns-3 half beside it
-    if str(folder) not in sys.path:
-        sys.path.insert(0, str(folder))
+try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
+    import argparse
+    import datetime
+    import json
+    import math
+    import shlex
+    import time
+    from dataclasses import asdict
+    from pathlib import Path
+    from typing import Any
 
-from ns3_flows import (  # noqa: E402
-    IP_TCP_HEADER_BYTES,
-    LINUX_DELAYED_ACK_MS,
-    LINUX_MIN_RTO_MS,
-    FlowResult,
-    LinkParams,
-    default_tcp,
-    load_ns3,
-    ns3_attributes,
-    ns3_version,
-    simulate,
-)
+    REPO = Path(__file__).resolve().parent.parent
+    for folder in (REPO, Path(__file__).resolve().parent):  # kvsim, and this tool's ns-3 half beside it
+        if str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
 
-from sim.errors import InputError, command_status, end_process  # noqa: E402
-from sim.serving.engine import Engine  # noqa: E402
-from sim.serving.network import MIB, Link  # noqa: E402
+    from ns3_flows import (
+        IP_TCP_HEADER_BYTES,
+        LINUX_DELAYED_ACK_MS,
+        LINUX_MIN_RTO_MS,
+        MAX_BUFFER_BYTES,
+        FlowResult,
+        LinkParams,
+        check_link,
+        default_tcp,
+        load_ns3,
+        ns3_attributes,
+        ns3_version,
+        simulate,
+    )
+
+    from sim.config import MAX_LATENCY_US
+    from sim.errors import InputError, command_status, end_process
+    from sim.report.output import atomic_write_text, check_writable
+    from sim.serving.engine import Engine
+    from sim.serving.network import MIB, Link
+except KeyboardInterrupt:
+    print("ns3_kv_timing: interrupted", file=sys.stderr)
+    sys.exit(130)
 
 MIN_IPV4_MTU = 576  # RFC 791: every IPv4 host must accept datagrams of 576 bytes
 MAX_P2P_MTU = 65535  # ns-3 PointToPointNetDevice's largest MTU
@@ -91,6 +98,7 @@ DEFAULT_SIZES_MIB = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 DEFAULT_INCAST_SIZES_MIB = (16, 64, 128)
 MAX_SIZE_MIB = 64 * 1024  # 64 GiB, 128x the largest default size; nan, inf or 1e300 MiB passed the checks
 MAX_SENDERS = 1024  # incast senders, each an ns-3 node: 10^8 built nodes until memory ran out
+MAX_RTO_MS = MAX_LATENCY_US / 1e3  # an hour, kvsim's bound on every latency
 CONGESTION_CONTROLS = ("TcpCubic", "TcpNewReno", "TcpLinuxReno", "TcpBic", "TcpHighSpeed", "TcpVegas")
 
 
@@ -174,23 +182,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _validate(args: argparse.Namespace) -> None:
-    if not (args.bandwidth_gbps > 0 and math.isfinite(args.bandwidth_gbps)):
-        raise InputError(f"--bandwidth-gbps must be positive, got {args.bandwidth_gbps}")
-    if not (args.latency_us >= 0 and math.isfinite(args.latency_us)):
-        raise InputError(f"--latency-us must be zero or positive, got {args.latency_us}")
+    """Every flag's domain, and --out writable: all before ns-3 loads (~20 s) and the simulation runs."""
+    check_link(LinkParams(args.bandwidth_gbps, args.latency_us, args.mtu))
     if not MIN_IPV4_MTU <= args.mtu <= MAX_P2P_MTU:
         raise InputError(f"--mtu must be within {MIN_IPV4_MTU}..{MAX_P2P_MTU}, got {args.mtu}")
     if args.segment_bytes is not None and not 0 < args.segment_bytes <= args.mtu - IP_TCP_HEADER_BYTES:
         raise InputError(f"--segment-bytes must be within 1..MTU − {IP_TCP_HEADER_BYTES} = {args.mtu - IP_TCP_HEADER_BYTES}, "
                          f"got {args.segment_bytes}")
-    if args.socket_buffer_kib is not None and args.socket_buffer_kib <= 0:
-        raise InputError(f"--socket-buffer-kib must be positive, got {args.socket_buffer_kib}")
-    if not (args.min_rto_ms > 0 and math.isfinite(args.min_rto_ms)):
-        raise InputError(f"--min-rto-ms must be positive, got {args.min_rto_ms}")
-    if not (args.delayed_ack_ms > 0 and math.isfinite(args.delayed_ack_ms)):
-        raise InputError(f"--delayed-ack-ms must be positive, got {args.delayed_ack_ms}")
-    if getattr(args, "switch_buffer_kib", 1) <= 0:
-        raise InputError(f"--switch-buffer-kib must be positive, got {args.switch_buffer_kib}")
+    max_kib = MAX_BUFFER_BYTES // 1024
+    if args.socket_buffer_kib is not None and not 0 < args.socket_buffer_kib <= max_kib:
+        raise InputError(f"--socket-buffer-kib must be within 1..{max_kib:,}, got {args.socket_buffer_kib}")
+    if not (0 < args.min_rto_ms <= MAX_RTO_MS):  # nan fails both
+        raise InputError(f"--min-rto-ms must be positive and at most {MAX_RTO_MS:g}, got {args.min_rto_ms}")
+    if not (0 < args.delayed_ack_ms < args.min_rto_ms):
+        raise InputError(f"--delayed-ack-ms must be positive and below --min-rto-ms ({args.min_rto_ms:g}): a delayed "
+                         f"ACK that waits as long as the retransmission timer loses the race every time; got "
+                         f"{args.delayed_ack_ms}")
+    if not 0 < getattr(args, "switch_buffer_kib", 1) <= max_kib:
+        raise InputError(f"--switch-buffer-kib must be within 1..{max_kib:,}, got {args.switch_buffer_kib}")
     if any(s * MIB < 1 for s in args.sizes_mib):
         raise InputError("--sizes-mib: every size must be at least one byte")
     if max(args.sizes_mib) > MAX_SIZE_MIB:  # packet-level: wall time grows with the bytes (512 MiB takes seconds)
@@ -199,22 +208,16 @@ def _validate(args: argparse.Namespace) -> None:
         raise InputError(f"--senders: at most {MAX_SENDERS:,} senders, got {max(args.senders):,}")
     if len(args.sizes_mib) < 2 and args.scenario == "point-to-point":
         raise InputError("--sizes-mib: a lookup table needs two or more sizes")
-    out = Path(args.out)
-    if out.is_dir() or not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
-        raise InputError(f"--out {args.out}: not a writable file path")
+    check_writable(args.out, "--out")
 
 
 def _write_json(data: dict[str, Any], path: Path) -> None:
-    """Atomically: a temporary file in the same folder, then a rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Atomically (a temporary file in the same folder, then a rename; a device in place)."""
+    text = json.dumps(data, indent=2, allow_nan=False) + "\n"
     try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, allow_nan=False)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        atomic_write_text(path, text)
+    except OSError as exc:  # a full disk or /dev/full: found only as it is written
+        raise InputError(f"--out {path}: cannot write: {exc.strerror or exc}") from None
 
 
 def _row(size_mib: float, nbytes: int, flow: FlowResult, wall_s: float) -> dict[str, Any]:

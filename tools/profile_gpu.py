@@ -31,23 +31,30 @@ use LLMServingSim's profiler (its bundles load directly). Nothing is downloaded:
 
 from __future__ import annotations
 
-import argparse
-import csv
-import datetime
-import math
-import os
-import platform
-import shutil
-import subprocess
 import sys
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
+    import argparse
+    import csv
+    import datetime
+    import math
+    import os
+    import platform
+    import shutil
+    import subprocess
+    import tempfile
+    from dataclasses import asdict, dataclass, replace
+    from pathlib import Path
 
-from gpu_timing import STATS, TORCH_DTYPES, Timer, profile_all_reduce  # noqa: E402 (a sibling: tools/ is on the path)
+    REPO = Path(__file__).resolve().parent.parent
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+
+    from gpu_timing import STATS, TORCH_DTYPES, Timer, profile_all_reduce  # a sibling: tools/ is on the path
+    from profile_gpu_cli import build_parser, parse_args  # noqa: F401 (build_parser: the --help test reads it)
+except KeyboardInterrupt:
+    print("profile_gpu: interrupted", file=sys.stderr)
+    sys.exit(130)
 
 MLP_OPS = ("emb", "input_layernorm", "attn_pre_proj", "attn_rope", "attn_post_proj", "post_attention_layernorm",
            "mlp_up_proj", "mlp_act", "mlp_down_proj", "add")
@@ -288,75 +295,6 @@ def device_info(torch, device: str) -> dict:
     return info
 
 
-PROFILE_EXAMPLES = """examples:
-
-    python tools/profile_gpu.py --tiny --device cpu --out /tmp/tiny_profile     # the whole pipeline in seconds
-    python tools/profile_gpu.py --model llama-3.1-8b --out profiles/measured/h100_llama31_8b
-    python main.py --set compute.backend=profiled --set compute.profile=profiles/measured/h100_llama31_8b
-"""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # exit 2, as argparse does, in one line as every other error of the tool
-        self.exit(2, f"profile_gpu: error: {message[:200]} (see --help)\n")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The tool's flags (each says what it sets, its unit where it has one, and its default)."""
-    p = _Parser(description=__doc__.splitlines()[0].replace("``", ""),
-                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=PROFILE_EXAMPLES)
-    p.add_argument("--model", default="llama-3.1-8b", metavar="NAME",
-                   help="a model of profiles/models.yaml (default llama-3.1-8b)")
-    p.add_argument("--out", required=True, metavar="DIR",
-                   help="output directory (a Vidur profile kvsim loads as compute.profile)")
-    p.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu (default cuda)")
-    p.add_argument("--dtype", default="bf16", choices=sorted(TORCH_DTYPES), help="weights and activations (default bf16)")
-    p.add_argument("--tp", type=int, default=1, metavar="N",
-                   help="tensor-parallel degree to emulate (per-rank shapes; default 1)")
-    p.add_argument("--tiny", action="store_true", help="tiny model width and grids: the whole pipeline in seconds")
-    p.add_argument("--max-tokens", type=int, default=8192, metavar="TOKENS",
-                   help="largest token count of mlp.csv and prefill chunk (default 8192)")
-    p.add_argument("--max-context", type=int, default=16384, metavar="TOKENS",
-                   help="largest cached history of attention rows (default 16384)")
-    p.add_argument("--max-batch", type=int, default=256, metavar="SEQS", help="largest decode batch (default 256)")
-    p.add_argument("--max-kv-tokens", type=int, default=1 << 18, metavar="TOKENS",
-                   help="cap on a decode row's batch x (context + 1) (default 262144)")
-    p.add_argument("--block-size", type=int, default=16, metavar="TOKENS",
-                   help="KV block size recorded in attention.csv (default 16)")
-    p.add_argument("--warmup", type=int, default=None, metavar="N", help="untimed runs per shot (default 3; 1 with --tiny)")
-    p.add_argument("--iterations", type=int, default=None, metavar="N",
-                   help="timed runs per shot (default 10; 3 with --tiny)")
-    p.add_argument("--all-reduce-ranks", type=int, default=None, metavar="N",
-                   help="profile all-reduce over 2, 4, ... up to N processes (default: every GPU when there are 2+)")
-    return p
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = build_parser()
-    args = p.parse_args(argv)
-    if args.tp < 1 or args.block_size < 1:
-        p.error("--tp and --block-size must be positive")
-    # Each grid needs a point (the smallest prefill chunk and decode context are 16 tokens, a decode row of one
-    # sequence over 16 cached tokens holds 17); below these the tables came out empty (a traceback, exit 1).
-    for flag, value, least in (("--max-tokens", args.max_tokens, 16), ("--max-context", args.max_context, 16),
-                               ("--max-batch", args.max_batch, 1), ("--max-kv-tokens", args.max_kv_tokens, 17),
-                               ("--warmup", args.warmup, 0), ("--iterations", args.iterations, 1),
-                               ("--all-reduce-ranks", args.all_reduce_ranks, 0)):
-        if value is not None and value < least:
-            p.error(f"{flag} must be at least {least}, got {value}")
-    # Bounds on the work asked for, found before it starts: --max-tokens adds a row every 512 tokens past 2,560
-    # (131,072 tokens: 252 rows, each a shot of every operator), and every shot runs warmup + iterations times.
-    for flag, value, most in (("--max-tokens", args.max_tokens, MAX_TOKENS), ("--warmup", args.warmup, MAX_RUNS),
-                              ("--iterations", args.iterations, MAX_RUNS)):
-        if value is not None and value > most:
-            p.error(f"{flag} must be at most {most:,}, got {value:,}")
-    return args
-
-
-MAX_TOKENS = 1 << 17
-MAX_RUNS = 1000
-
-
 def _check_device(torch, device: str) -> None:
     """``cuda``, ``cuda:N`` of a GPU here, or ``cpu``; anything else is one line, not torch's traceback."""
     from sim.errors import InputError
@@ -415,8 +353,42 @@ def profile(args: argparse.Namespace) -> int:
     ranks = args.all_reduce_ranks
     if ranks is None:
         ranks = torch.cuda.device_count() if device.startswith("cuda") else 0
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    target = Path(args.out)
+    # Every file is written into a temporary folder beside --out and moved into place once all are written: an
+    # interrupted or failed run leaves nothing new (and a previous complete profile there stays whole).
+    base = target.parent
+    while not base.exists():
+        base = base.parent
+    out = Path(tempfile.mkdtemp(dir=base, prefix=f".{target.name}.", suffix=".tmp"))
+    try:
+        mask = os.umask(0)
+        os.umask(mask)
+        out.chmod(0o777 & ~mask)  # as a folder made by mkdir (mkdtemp's is private)
+        summary = _profile_into(torch, args, out, shape, grid, warmup, iterations, ranks)
+        _move_into_place(out, target)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    print(summary.replace(str(out), str(target)))
+    return 0
+
+
+def _move_into_place(tmp: Path, target: Path) -> None:
+    """The files written in ``tmp`` become ``target``'s: the folder renamed when ``target`` does not exist, else each
+    file replaced in it (other files there are kept)."""
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(tmp, target)
+        return
+    for path in sorted(tmp.iterdir()):
+        if path.name.startswith("."):  # the all-reduce workers' own parts
+            continue
+        os.replace(path, target / path.name)
+
+
+def _profile_into(torch, args: argparse.Namespace, out: Path, shape: Shape, grid: Grid, warmup: int, iterations: int,
+                  ranks: int) -> str:
+    """Time the operators and write the tables and meta.yaml into ``out``; the line to print."""
+    device = args.device
     dtype = getattr(torch, TORCH_DTYPES[args.dtype])
     timer = Timer(torch, device, warmup, iterations)
     max_model_len = max(max(grid.prefill_chunks) + max(grid.prefill_contexts), max(grid.decode_contexts) + 1)
@@ -453,8 +425,8 @@ def profile(args: argparse.Namespace) -> int:
     from sim.report.output import atomic_write_text
 
     atomic_write_text(out / "meta.yaml", yaml.safe_dump(meta, sort_keys=False))
-    print(f"profile_gpu: {', '.join(written)} and meta.yaml in {out} ({len(mlp)} mlp rows, {len(attention)} attention rows)")
-    return 0
+    return (f"profile_gpu: {', '.join(written)} and meta.yaml in {out} "
+            f"({len(mlp)} mlp rows, {len(attention)} attention rows)")
 
 
 if __name__ == "__main__":

@@ -12,16 +12,28 @@ reads it back with the same block sharing (it infers the block size from the ids
 
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
+    import json
+    from pathlib import Path
 
-from sim.cli import OneLineParser  # noqa: E402 (after the path)
-from sim.errors import InputError, command_status, end_process  # noqa: E402
-from sim.report.output import atomic_write_text, check_distinct, check_writable  # noqa: E402
+    REPO = Path(__file__).resolve().parent.parent
+    sys.path.insert(0, str(REPO))
+    if "trace" in sys.modules and not hasattr(sys.modules["trace"], "__path__"):
+        del sys.modules["trace"]  # the stdlib's ``trace``, not kvsim's package
+
+    from sim.cli import OneLineParser
+    from sim.errors import InputError, command_status, end_process
+    from sim.report.output import atomic_write_text, check_distinct, check_writable
+except KeyboardInterrupt:
+    print("to_mooncake.py: interrupted", file=sys.stderr)
+    sys.exit(130)
+
+DEFAULT_BLOCK_SIZE = 16
+# kvsim reads a Mooncake trace's block size back from the hash ids' count per prompt, among the powers of two
+# trace.formats.BLOCK_TOKEN_CANDIDATES (1 .. 2**20 tokens): any other size would read back as another one.
+MAX_BLOCK_SIZE = 2**20
 
 
 def mooncake_lines(trace) -> list[str]:
@@ -36,24 +48,64 @@ def mooncake_lines(trace) -> list[str]:
     return lines
 
 
+def _skipped(provenance) -> str:
+    """``; N rows skipped (reason: count, ...)`` when the loader skipped any, else nothing."""
+    if not provenance.rows_skipped:
+        return ""
+    reasons = ", ".join(f"{name.replace('_', ' ')}: {count:,}"
+                        for name, count in sorted(provenance.skip_reasons.items()))
+    row = "row" if provenance.rows_skipped == 1 else "rows"
+    return f"; {provenance.rows_skipped:,} {row} of {provenance.rows_read:,} skipped ({reasons})"
+
+
+def _check_reads_back(lines_tokens, lengths, block_size: int) -> None:
+    """Refuse hash ids kvsim would read back with another block size (every prompt one block: sizes tie)."""
+    import numpy as np
+
+    from trace.formats import FORMATS, infer_block_tokens
+
+    read_as, ties = infer_block_tokens(np.asarray(lines_tokens), np.asarray(lengths), FORMATS["mooncake"].block_tokens)
+    if read_as != block_size or len(ties) > 1:
+        found = ("could not tell their block size" if len(ties) > 1
+                 else f"would read them back as {read_as}-token blocks")
+        raise InputError(f"--block-size {block_size}: kvsim {found} (too few prompts are longer than one block); "
+                         f"use a smaller --block-size")
+
+
 def main() -> int:
     from sim.config import load_config
+    from trace.formats import FORMATS, sniff_format
     from trace.workload import load_workload
 
     parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workload-trace", type=Path, required=True, help="the trace to convert (any format kvsim reads)")
-    parser.add_argument("--block-size", type=int, default=16, help="tokens a hash id covers (vLLM's block size; 16)")
+    parser.add_argument("--block-size", type=int, default=None,
+                        help=f"tokens a hash id covers: a power of two up to {MAX_BLOCK_SIZE:,} (vLLM's block size; "
+                             f"{DEFAULT_BLOCK_SIZE}); refused for a trace of hash ids, which keeps its own")
     parser.add_argument("--out", type=Path, required=True, help="the Mooncake-format JSONL to write")
     args = parser.parse_args()
-    if args.block_size < 1:
-        parser.error(f"--block-size must be at least 1, got {args.block_size}")
+    given = args.block_size
+    if given is not None and not (1 <= given <= MAX_BLOCK_SIZE and given & (given - 1) == 0):
+        parser.error(f"--block-size must be a power of two from 1 to {MAX_BLOCK_SIZE:,} (the block sizes kvsim reads "
+                     f"back from hash ids), got {given}")
     check_distinct([("--workload-trace", args.workload_trace)], [("--out", args.out)])  # it would replace the trace
     check_writable(args.out, "--out")  # before the trace is read
+    if not args.workload_trace.is_file():
+        raise InputError(f"--workload-trace {args.workload_trace}: no such file")
+    fmt = FORMATS[sniff_format(args.workload_trace)]
+    if given is not None and fmt.block_tokens is not None:
+        raise InputError(f"--block-size: {args.workload_trace} is a {fmt.name} trace of hash ids, which keep their own "
+                         f"block size (written as read); leave --block-size out")
+    block_size = DEFAULT_BLOCK_SIZE if given is None else given
     config = load_config(None, sets=[f"workload.trace={args.workload_trace.resolve()}",
-                                     f"serving.block_size={args.block_size}"])
-    lines = mooncake_lines(load_workload(config))
+                                     f"serving.block_size={block_size}"])
+    trace = load_workload(config)
+    lines = mooncake_lines(trace)
+    written = trace.provenance.block_tokens  # a trace of hash ids: its own block size
+    if fmt.block_tokens is None:
+        _check_reads_back(trace.input_tokens, trace.block_offsets[1:] - trace.block_offsets[:-1], written)
     atomic_write_text(args.out, "\n".join(lines) + "\n")
-    print(f"{args.out}: {len(lines):,} requests, {args.block_size}-token blocks")
+    print(f"{args.out}: {len(lines):,} requests, {written}-token blocks{_skipped(trace.provenance)}")
     return 0
 
 

@@ -1,0 +1,107 @@
+"""profile_gpu.py's command line: its flags, their defaults and the bounds of the work they ask for, checked before
+any profiling starts (exit 2, one line)."""
+
+from __future__ import annotations
+
+import argparse
+
+from gpu_timing import TORCH_DTYPES  # a sibling: tools/ is on the path
+
+DESCRIPTION = "Operator profiler: Vidur-format compute tables for a model of profiles/models.yaml, with random weights."
+
+PROFILE_EXAMPLES = """examples:
+
+    python tools/profile_gpu.py --tiny --device cpu --out /tmp/tiny_profile     # the whole pipeline in seconds
+    python tools/profile_gpu.py --model llama-3.1-8b --out profiles/measured/h100_llama31_8b
+    python main.py --set compute.backend=profiled --set compute.profile=profiles/measured/h100_llama31_8b
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # exit 2, as argparse does, in one line as every other error of the tool
+        self.exit(2, f"profile_gpu: error: {message[:200]} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The tool's flags (each says what it sets, its unit where it has one, and its default)."""
+    p = _Parser(description=DESCRIPTION,
+                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=PROFILE_EXAMPLES)
+    p.add_argument("--model", default="llama-3.1-8b", metavar="NAME",
+                   help="a model of profiles/models.yaml (default llama-3.1-8b)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="output directory (a Vidur profile kvsim loads as compute.profile)")
+    p.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu (default cuda)")
+    p.add_argument("--dtype", default="bf16", choices=sorted(TORCH_DTYPES),
+                   help="weights and activations (default bf16)")
+    p.add_argument("--tp", type=int, default=1, metavar="N",
+                   help="tensor-parallel degree to emulate (per-rank shapes; default 1)")
+    p.add_argument("--tiny", action="store_true", help="tiny model width and grids: the whole pipeline in seconds")
+    p.add_argument("--max-tokens", type=int, default=None, metavar="TOKENS",
+                   help=f"largest token count of mlp.csv and prefill chunk (default {GRID_DEFAULTS['max_tokens']}; "
+                        f"at most {MAX_TOKENS:,}; not with --tiny)")
+    p.add_argument("--max-context", type=int, default=None, metavar="TOKENS",
+                   help=f"largest cached history of attention rows (default {GRID_DEFAULTS['max_context']}; at most "
+                        f"{MAX_CONTEXT:,}; not with --tiny)")
+    p.add_argument("--max-batch", type=int, default=None, metavar="SEQS",
+                   help=f"largest decode batch (default {GRID_DEFAULTS['max_batch']}; at most {MAX_BATCH}; "
+                        f"not with --tiny)")
+    p.add_argument("--max-kv-tokens", type=int, default=None, metavar="TOKENS",
+                   help=f"cap on a decode row's batch x (context + 1) (default {GRID_DEFAULTS['max_kv_tokens']}; "
+                        f"at most {MAX_KV_TOKENS:,}; not with --tiny)")
+    p.add_argument("--block-size", type=int, default=16, metavar="TOKENS",
+                   help=f"KV block size of the paged cache written and recorded in attention.csv (default 16; at most "
+                        f"{MAX_BLOCK_SIZE:,})")
+    p.add_argument("--warmup", type=int, default=None, metavar="N",
+                   help="untimed runs per shot (default 3; 1 with --tiny)")
+    p.add_argument("--iterations", type=int, default=None, metavar="N",
+                   help="timed runs per shot (default 10; 3 with --tiny)")
+    p.add_argument("--all-reduce-ranks", type=int, default=None, metavar="N",
+                   help="profile all-reduce over 2, 4, ... up to N processes (default: every GPU when there are 2+)")
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = build_parser()
+    args = p.parse_args(argv)
+    if args.tp < 1 or args.block_size < 1:
+        p.error("--tp and --block-size must be positive")
+    if args.tiny:  # the tiny grid is fixed: these flags would do nothing
+        for flag in ("max_tokens", "max_context", "max_batch", "max_kv_tokens"):
+            if getattr(args, flag) is not None:
+                p.error(f"--{flag.replace('_', '-')} does nothing with --tiny (its grid is fixed); "
+                        f"leave one of them out")
+    else:
+        for flag, value in GRID_DEFAULTS.items():
+            if getattr(args, flag) is None:
+                setattr(args, flag, value)
+    # Each grid needs a point (the smallest prefill chunk and decode context are 16 tokens, a decode row of one
+    # sequence over 16 cached tokens holds 17); below these the tables came out empty (a traceback, exit 1).
+    for flag, value, least in (("--max-tokens", args.max_tokens, 16), ("--max-context", args.max_context, 16),
+                               ("--max-batch", args.max_batch, 1), ("--max-kv-tokens", args.max_kv_tokens, 17),
+                               ("--warmup", args.warmup, 0), ("--iterations", args.iterations, 1),
+                               ("--all-reduce-ranks", args.all_reduce_ranks, 0)):
+        if value is not None and value < least:
+            p.error(f"{flag} must be at least {least}, got {value}")
+    # Bounds on the work asked for, found before it starts: --max-tokens adds a row every 512 tokens past 2,560
+    # (131,072 tokens: 252 rows, each a shot of every operator), and every shot runs warmup + iterations times;
+    # the context, batch, KV and block sizes bound the tensors allocated (a 10^11-token block asked 12.8 TB).
+    for flag, value, most in (("--max-tokens", args.max_tokens, MAX_TOKENS),
+                              ("--max-context", args.max_context, MAX_CONTEXT),
+                              ("--max-batch", args.max_batch, MAX_BATCH),
+                              ("--max-kv-tokens", args.max_kv_tokens, MAX_KV_TOKENS),
+                              ("--block-size", args.block_size, MAX_BLOCK_SIZE), ("--tp", args.tp, MAX_TP),
+                              ("--warmup", args.warmup, MAX_RUNS), ("--iterations", args.iterations, MAX_RUNS)):
+        if value is not None and value > most:
+            p.error(f"{flag} must be at most {most:,}, got {value:,}")
+    return args
+
+
+GRID_DEFAULTS = {"max_tokens": 8192, "max_context": 16384, "max_batch": 256, "max_kv_tokens": 1 << 18}
+MAX_TOKENS = 1 << 17
+MAX_CONTEXT = 1 << 20  # a million-token history: the longest context windows of current models
+MAX_BATCH = 512  # the decode grid's largest batch (full_grid): a larger cap adds no row
+MAX_KV_TOKENS = 1 << 24  # a decode row's keys and values: 16M tokens (64 GiB for an 8-head, 128-dim bf16 layer rank)
+MAX_BLOCK_SIZE = 1 << 16  # 65,536 tokens: far above any engine's block (vLLM: 1..256);
+                          # the cache holds 2 blocks at least
+MAX_TP = 1024  # kvsim's MAX_INSTANCES: far more ranks than any model has heads
+MAX_RUNS = 1000
