@@ -128,6 +128,7 @@ class LearnedModel:
         booster = _quiet_booster(path, text)
         model = cls(booster, meta, str(path))
         model._table, model._thresholds, model._cuts = checked["table"], checked["thresholds"], checked["cuts"]
+        model._threads = min(checked["threads"], os.cpu_count() or 1)
         model._edges = np.r_[checked["edges"], checked["edges"][-1] * BEYOND_SPAN]
         buckets = len(checked["edges"])
         if booster.num_model_per_iteration() != buckets:
@@ -160,9 +161,8 @@ class LearnedModel:
         names = list(FEATURES)
         features = access_features(trace)[:, [names.index(f) for f in self.meta["features"]]]
         klass = np.empty(len(features), dtype=np.int32)
-        threads = min(self.meta["params"].get("num_threads", 2), os.cpu_count() or 1)  # (checked: 1 to 1,024)
         for lo in range(0, len(features), PREDICT_CHUNK):
-            chunk = self.booster.predict(features[lo:lo + PREDICT_CHUNK], num_threads=threads)
+            chunk = self.booster.predict(features[lo:lo + PREDICT_CHUNK], num_threads=self._threads)
             klass[lo:lo + PREDICT_CHUNK] = class_codes(chunk.reshape(len(chunk), -1), self._cuts, self._thresholds)
         stream = trace.access_stream()
         num_ids = int(stream.max()) + 1 if len(stream) else 1

@@ -25,16 +25,12 @@ ROW_SUM_TOLERANCE = 1e-6  # each class's distribution sums to 1
 REQUIRED = ("kvsim_learned_model", "features", "label", "classes", "block_tokens", "params", "train", "model_sha256")
 
 
-class SidecarError(InputError):
-    """A sidecar field is missing or invalid; the message names the file and the field."""
-
-
 def bad(path: Path, why: str) -> InputError:
     return InputError(f"learned model {path}: {why}; retrain it (python -m learned.train --help)")
 
 
-def field_error(side: Path, name: str, why: str) -> SidecarError:
-    return SidecarError(f"learned model sidecar {side}: field '{name}' {why}; "
+def field_error(side: Path, name: str, why: str) -> InputError:
+    return InputError(f"learned model sidecar {side}: field '{name}' {why}; "
                         f"retrain it (python -m learned.train --help)")
 
 

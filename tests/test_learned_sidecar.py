@@ -88,7 +88,14 @@ def test_a_corrupt_sidecar_field_is_refused_naming_it(case, small_learned_model,
 
 
 def test_the_untouched_model_loads(small_learned_model, tmp_path):
-    LearnedModel.load(_copy(small_learned_model, tmp_path))
+    """The trainer's own pair passes every check, and loads as its sidecar says: the booster's features in the
+    sidecar's order, one LightGBM class per label bucket, a class table row per combination of cut levels."""
+    model = LearnedModel.load(_copy(small_learned_model, tmp_path))
+    meta = json.loads(sidecar_path(small_learned_model).read_text())
+    assert model.booster.feature_name() == meta["features"]
+    assert model.booster.num_model_per_iteration() == len(meta["label"]["edges"])
+    levels = len(meta["classes"]["thresholds"][0]) + 1
+    assert model._table.shape == (levels ** len(meta["classes"]["cuts"]), len(meta["label"]["edges"]))
 
 
 @pytest.mark.parametrize("cut", ["half", "empty"])

@@ -74,24 +74,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         for flag, value in GRID_DEFAULTS.items():
             if getattr(args, flag) is None:
                 setattr(args, flag, value)
-    # Each grid needs a point (the smallest prefill chunk and decode context are 16 tokens, a decode row of one
-    # sequence over 16 cached tokens holds 17); below these the tables came out empty (a traceback, exit 1).
-    for flag, value, least in (("--max-tokens", args.max_tokens, 16), ("--max-context", args.max_context, 16),
-                               ("--max-batch", args.max_batch, 1), ("--max-kv-tokens", args.max_kv_tokens, 17),
-                               ("--warmup", args.warmup, 0), ("--iterations", args.iterations, 1),
-                               ("--all-reduce-ranks", args.all_reduce_ranks, 0)):
+    # Below the least, a grid has no point (the smallest prefill chunk and decode context are 16 tokens, a decode row
+    # of one sequence over 16 cached tokens holds 17: the tables came out empty, a traceback). Above the most, the
+    # work asked for is unbounded, found before it starts: --max-tokens adds a row every 512 tokens past 2,560
+    # (131,072 tokens: 252 rows, each a shot of every operator), every shot runs warmup + iterations times, and the
+    # context, batch, KV and block sizes bound the tensors allocated (a 10^11-token block asked 12.8 TB).
+    for flag, value, least, most in (("--max-tokens", args.max_tokens, 16, MAX_TOKENS),
+                                     ("--max-context", args.max_context, 16, MAX_CONTEXT),
+                                     ("--max-batch", args.max_batch, 1, MAX_BATCH),
+                                     ("--max-kv-tokens", args.max_kv_tokens, 17, MAX_KV_TOKENS),
+                                     ("--warmup", args.warmup, 0, MAX_RUNS),
+                                     ("--iterations", args.iterations, 1, MAX_RUNS),
+                                     ("--all-reduce-ranks", args.all_reduce_ranks, 0, None),
+                                     ("--block-size", args.block_size, 1, MAX_BLOCK_SIZE),
+                                     ("--tp", args.tp, 1, MAX_TP)):
         if value is not None and value < least:
             p.error(f"{flag} must be at least {least}, got {value}")
-    # Bounds on the work asked for, found before it starts: --max-tokens adds a row every 512 tokens past 2,560
-    # (131,072 tokens: 252 rows, each a shot of every operator), and every shot runs warmup + iterations times;
-    # the context, batch, KV and block sizes bound the tensors allocated (a 10^11-token block asked 12.8 TB).
-    for flag, value, most in (("--max-tokens", args.max_tokens, MAX_TOKENS),
-                              ("--max-context", args.max_context, MAX_CONTEXT),
-                              ("--max-batch", args.max_batch, MAX_BATCH),
-                              ("--max-kv-tokens", args.max_kv_tokens, MAX_KV_TOKENS),
-                              ("--block-size", args.block_size, MAX_BLOCK_SIZE), ("--tp", args.tp, MAX_TP),
-                              ("--warmup", args.warmup, MAX_RUNS), ("--iterations", args.iterations, MAX_RUNS)):
-        if value is not None and value > most:
+        if value is not None and most is not None and value > most:
             p.error(f"{flag} must be at most {most:,}, got {value:,}")
     return args
 
