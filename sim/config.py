@@ -187,10 +187,11 @@ class ComputeConfig:
     # fitted across six GPUs to NVIDIA AIConfigurator's measured vLLM operators (tools/README.md)
     flops_efficiency: float = domain(0.77, **EFFICIENCY)
     bandwidth_efficiency: float = domain(0.82, **EFFICIENCY)
-    attention_efficiency: float = domain(0.58, **EFFICIENCY)
+    # None: the GPU's attention kernel's (sim.serving.attention_waves: FlashAttention 3 on Hopper 0.66, else 0.54)
+    attention_efficiency: float | None = domain(None, **EFFICIENCY)
     gemm_floor_us: float = domain(3.1, **LATENCY)
     attention_floor_us: float = domain(11.1, **LATENCY)
-    attention_tile_us: float = domain(4.4, **LATENCY)
+    attention_tile_us: float = domain(4.5, **LATENCY)
     # the host's part of a step (sim.serving.host_time): serial per step and per scheduled sequence, and launching
     # one layer's kernels when the step runs without a CUDA graph (overlapped with the GPU)
     host_step_us: float = domain(0.0, **LATENCY)

@@ -12,7 +12,7 @@ from sim.config import load_config
 from sim.serving.attention_waves import query_tile_rows
 from sim.serving.compute import RooflineCompute
 from sim.serving.kernel_floors import KernelFloors
-from sim.serving.operator_fit import FIT_KEYS, GPU_FOLDERS, Decomposed, fit, read_layers
+from sim.serving.operator_fit import FIT_KEYS, GPU_FOLDERS, Decomposed, fit, kernel_values, read_layers
 from sim.serving.step_shape import StepShape
 from sim.specs import gpu_spec, model_spec
 from tests.conftest import ROOT
@@ -116,11 +116,13 @@ def test_the_waves_take_the_trend_with_prompt_length_out_of_the_measured_prefill
     tokens = np.concatenate([[p.tokens for p in read_layers(AIC / folder, gpu)[0] if p.phase == "prefill"]
                              for folder, gpu in GPU_FOLDERS.items()])
 
-    def prefill_errors(gs, values):
-        return np.concatenate([np.log(g.predict(values)[1][~g.decode] / g.attention[~g.decode]) for g in gs])
+    def prefill_errors(gs, values_of):
+        return np.concatenate([np.log(g.predict(values_of(g.kernel))[1][~g.decode] / g.attention[~g.decode])
+                               for g in gs])
 
-    for gs, values, most, spread in ((groups, defaults, 0.12, (-0.10, 0.17)), (flat, flops_alone, None, None)):
-        errors = prefill_errors(gs, values)
+    for gs, values_of, most, spread in ((groups, lambda kernel: kernel_values(defaults, kernel), 0.12, (-0.10, 0.17)),
+                                        (flat, flops_alone.values, None, None)):
+        errors = prefill_errors(gs, values_of)
         by_length = [np.expm1(np.median(errors[tokens == n])) for n in sorted(set(tokens))]
         median = np.median(np.abs(np.expm1(errors)))
         if most is None:  # FLOPs alone

@@ -12,9 +12,19 @@ import pandas as pd
 import pytest
 
 from sim.config import load_config
+from sim.serving.attention_waves import FLASH_ATTENTION_2, FLASH_ATTENTION_3, KERNEL_ATTENTION_EFFICIENCY
 from sim.serving.compute import RooflineCompute
 from sim.serving.kernel_floors import KernelFloors
-from sim.serving.operator_fit import FIT_KEYS, GPU_FOLDERS, Decomposed, LayerPoint, fit, layer_step, read_layers
+from sim.serving.operator_fit import (
+    FIT_KEYS,
+    GPU_FOLDERS,
+    Decomposed,
+    LayerPoint,
+    fit,
+    kernel_values,
+    layer_step,
+    read_layers,
+)
 from sim.serving.step_shape import StepShape
 from sim.specs import gpu_spec, model_spec
 from tests.conftest import ROOT, script_module
@@ -113,13 +123,20 @@ def test_the_decomposed_roofline_is_the_roofline():
 
 
 def test_the_fit_recovers_the_values_that_made_the_points():
-    """Points priced by the roofline at known values, fitted from elsewhere, give back those values."""
-    points = _priced(_points(), TRUTH)
+    """Points priced by the roofline at known values, fitted from elsewhere, give back those values: the shared
+    ones, and an attention efficiency for each kernel (an H100's FlashAttention 3, an A100's FlashAttention 2)."""
+    hopper = _priced(_points("h100-sxm"), dict(TRUTH, attention_efficiency=0.65))
+    ampere = _priced(_points("a100-80gb"), TRUTH)
     start = {"flops_efficiency": 0.5, "bandwidth_efficiency": 0.5, "attention_efficiency": 0.5, "gemm_floor_us": 1.0,
              "attention_floor_us": 1.0, "attention_tile_us": 1.0}
-    fitted = fit([Decomposed(points)], start)
+    fitted = fit([Decomposed(hopper), Decomposed(ampere)], start)
+    truth = {FLASH_ATTENTION_3: 0.65, FLASH_ATTENTION_2: TRUTH["attention_efficiency"]}
+    assert fitted.attention == pytest.approx(truth, rel=1e-3)
     for key in FIT_KEYS:
-        assert fitted[key] == pytest.approx(TRUTH[key], rel=1e-3), key
+        assert fitted.values(FLASH_ATTENTION_2)[key] == pytest.approx(TRUTH[key], rel=1e-3), key
+    # a kernel no fitted GPU runs keeps the efficiency the fit started from (a null one: the kernel's default)
+    alone = fit([Decomposed(ampere)], dict(start, attention_efficiency=None))
+    assert alone.values(FLASH_ATTENTION_3)["attention_efficiency"] == KERNEL_ATTENTION_EFFICIENCY[FLASH_ATTENTION_3]
 
 
 GEMM_HEADER = "framework,version,device,op_name,kernel_source,gemm_dtype,m,n,k,latency\n"
@@ -167,9 +184,9 @@ def test_a_layer_is_read_as_its_four_gemms_and_its_attention_call(tmp_path):
 
 def test_the_defaults_are_the_fit_to_six_gpus_and_predict_each_from_the_other_five():
     """config.yaml's roofline constants are the fit to AIConfigurator's measured vLLM operators of A100, H100, H200,
-    B200, L40S and RTX PRO 6000 (to the figures config.yaml gives); fitted to five, each sixth GPU's layers are
-    predicted within 15% (median), and on average over the six better than the plain roofline (0.6 / 0.8, no
-    floors) predicts them."""
+    B200, L40S and RTX PRO 6000 (to the figures config.yaml gives; its null attention efficiency: each kernel's
+    fitted); fitted to five, each sixth GPU's layers are predicted within 15% (median), and on average over the six
+    better than the plain roofline (0.6 / 0.8, no floors) predicts them."""
     groups = {}
     for folder in sorted(p for p in AIC.iterdir() if p.is_dir()):
         points, _ = read_layers(folder, GPU_FOLDERS[folder.name])
@@ -178,14 +195,17 @@ def test_the_defaults_are_the_fit_to_six_gpus_and_predict_each_from_the_other_fi
     defaults = load_config(None).compute
     configured = {k: getattr(defaults, k) for k in FIT_KEYS}
     fitted = fit(list(groups.values()), configured)
-    for key in FIT_KEYS:
-        assert configured[key] == pytest.approx(fitted[key], rel=0.01), key
+    assert configured["attention_efficiency"] is None
+    for kernel, efficiency in KERNEL_ATTENTION_EFFICIENCY.items():
+        assert fitted.attention[kernel] == pytest.approx(efficiency, rel=0.01), kernel
+        for key in FIT_KEYS:
+            assert kernel_values(configured, kernel)[key] == pytest.approx(fitted.values(kernel)[key], rel=0.01), key
     plain = {"flops_efficiency": 0.6, "bandwidth_efficiency": 0.8, "attention_efficiency": 0.6, "gemm_floor_us": 0.0,
              "attention_floor_us": 0.0, "attention_tile_us": 0.0}
     held, before = [], []
     for name, group in groups.items():
         others = fit([g for n, g in groups.items() if n != name], configured)
-        held.append(group.median_errors(others)["layer"])
+        held.append(group.median_errors(others.values(group.kernel))["layer"])
         before.append(group.median_errors(plain)["layer"])
     assert max(held) < 0.15
     assert np.mean(held) < np.mean(before)
@@ -204,6 +224,8 @@ def test_the_tool_writes_an_overlay_a_run_loads(tool, tmp_path, capsys, run_cli)
     assert status == 0 and "104 layer points as h100-sxm" in printed and "fitted: " in printed
     compute = load_config(None, overlays=[out]).compute
     assert 0 < compute.flops_efficiency <= 1 and compute.gemm_floor_us > 0
+    # the H100's own attention efficiency, not null (which would be FlashAttention 3's default, not this fit)
+    assert compute.attention_efficiency is not None and "attention_efficiency: " in out.read_text()
     status, _, err = run_cli("--preset", "smoke", "--no-plot", "--quiet", "--calibration-profile", out,
                              "--set", "workload.synthetic.num_requests=10", "--report-json", tmp_path / "r.json")
     assert status == 0, err
@@ -219,12 +241,15 @@ def test_the_tool_writes_an_overlay_a_run_loads(tool, tmp_path, capsys, run_cli)
     (["{huge_latency}"], "gemm_perf.txt: row 2: latency 1e+308 is not a number of milliseconds"),
     (["{unshaped}"], "hold none of the layer shapes"),
     (["{bad_shape}"], "gemm_perf.txt: row 2: m 'one' is not a whole number"),
+    (["{aic}/h100_sxm", "{aic}/a100_sxm", "--out", "{tmp}/both.yaml"],
+     "--out: an overlay holds one compute.attention_efficiency, and these GPUs run different attention kernels "
+     "(FlashAttention 3 on h100-sxm; FlashAttention 2 / FlashInfer on a100-80gb)"),
 ])
 def test_bad_inputs_are_refused_naming_them(tool, tmp_path, capsys, argv, named):
     (tmp_path / "h20").mkdir()
     empty = tmp_path / "empty" / "h100_sxm"
     empty.mkdir(parents=True)
-    cases = {"tmp": tmp_path, "empty": empty}
+    cases = {"tmp": tmp_path, "empty": empty, "aic": AIC}
     for name, gemm in (("no_latency", "framework,gemm_dtype,m,n,k\nVLLM,bfloat16,1,2,3\n"),
                        ("bad_latency", GEMM_HEADER + "VLLM,0.24.0,H100,gemm,x,bfloat16,1,6144,4096,fast\n"),
                        ("huge_latency", GEMM_HEADER + "VLLM,0.24.0,H100,gemm,x,bfloat16,1,6144,4096,1e308\n"),
@@ -268,3 +293,14 @@ def test_a_shape_measured_twice_is_read_as_its_mean_and_said():
     keys = pd.DataFrame({"m": [1, 1, 2], "n": [8, 8, 8]})
     ms, repeated = measured_ms(keys, pd.Series([0.01, 0.04, 0.5]))
     assert repeated == 1 and ms[(1, 8)] == pytest.approx(0.02) and ms[(2, 8)] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("gpu, efficiency", [("h100-sxm", 0.66), ("h200", 0.66), ("a100-80gb", 0.54), ("l40s", 0.54),
+                                             ("b200", 0.54), ("rtxpro6000", 0.54)])
+def test_a_null_attention_efficiency_is_the_gpus_kernels(gpu, efficiency):
+    """FlashAttention 3 on Hopper, FlashAttention 2 or FlashInfer elsewhere; a configured value wins."""
+    from sim.serving.compute_backend import roofline_compute
+
+    assert roofline_compute(load_config(None, sets=[f"hardware.gpu={gpu}"]), 1).attention_efficiency == efficiency
+    configured = load_config(None, sets=[f"hardware.gpu={gpu}", "compute.attention_efficiency=0.7"])
+    assert roofline_compute(configured, 1).attention_efficiency == 0.7

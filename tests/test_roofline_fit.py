@@ -219,9 +219,10 @@ def test_the_tool_writes_an_overlay_a_run_loads(tool, tmp_path, capsys, run_cli)
     assert status == 0 and "fitted: " in printed
     overlay = load_config(None, overlays=[out]).compute
     assert overlay.host_step_us > 0 and 0 < overlay.bandwidth_efficiency <= 1
-    # the roofline's constants the fit held are written as held: a later change of their defaults changes no step
+    # the roofline's constants the fit held are written as held (the A100's attention kernel's efficiency for a
+    # null one): a later change of their defaults changes no step
     assert all(f"{key}: {value}" in out.read_text() for key, value in (
-        ("gemm_floor_us", 3.1), ("attention_efficiency", 0.58), ("attention_tile_us", 4.4)))
+        ("gemm_floor_us", 3.1), ("attention_efficiency", 0.54), ("attention_tile_us", 4.5)))
     status, _, err = run_cli("--preset", "smoke", "--no-plot", "--quiet", "--calibration-profile", out,
                              "--set", "workload.synthetic.num_requests=10", "--report-json", tmp_path / "r.json")
     assert status == 0, err

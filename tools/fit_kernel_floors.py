@@ -20,7 +20,8 @@ gemm/vllm/<version>/gemm_perf.parquet and attention/vllm/<version>/{generation,c
 (or the collector's *_perf.txt CSVs); the newest version is read. Its GPU is kvsim's for the folders AIConfigurator
 names a100_sxm, h100_sxm, h200_sxm, b200_sxm, l40s and rtx_pro_6000_server; write FOLDER=GPU for any other (a
 profiles/gpus.yaml name or a GPU spec YAML). The constants: compute.flops_efficiency (GEMMs' share of the FLOP
-peak), attention_efficiency (attention's), bandwidth_efficiency, gemm_floor_us (each GEMM kernel's floor),
+peak), attention_efficiency (attention's, one per attention kernel: FlashAttention 3 on Hopper, FlashAttention 2 or
+FlashInfer elsewhere; --out needs the GPUs of one), bandwidth_efficiency, gemm_floor_us (each GEMM kernel's floor),
 attention_floor_us (each layer's attention call's) and attention_tile_us (each attention thread block's, with a
 prefill in the step): config.yaml says what each means.
 
@@ -95,12 +96,13 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     from sim.config import load_config
     from sim.errors import InputError
     from sim.report.output import atomic_write_text, check_writable
-    from sim.serving.operator_fit import FIT_KEYS, Decomposed, fit, read_layers
+    from sim.serving.operator_fit import FIT_KEYS, Decomposed, fit, kernel_values, read_layers
 
     pairs = _gpu_folders(args.folders)
     if args.out is not None:
         check_writable(args.out, "--out")
         _check_out_reads_nothing(args.out, args.config, pairs)
+        _check_one_kernel(pairs)
     compute = load_config(args.config, mode="single").compute
     configured = {k: getattr(compute, k) for k in FIT_KEYS}
     groups: dict[str, Decomposed] = {}
@@ -115,17 +117,34 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
               flush=True)
         groups[f"{folder} ({gpu})"] = Decomposed(points)
     fitted = fit(list(groups.values()), configured)
-    print("fitted: " + ", ".join(f"{k} {v:.3g}" for k, v in fitted.items()))
+    shown = [f"{k} {v:.3g}" for k, v in fitted.shared.items()]
+    shown += [f"attention_efficiency {v:.3g} ({kernel})" for kernel, v in fitted.attention.items()]
+    print("fitted: " + ", ".join(shown))
     print(f"{'median |error| of a layer (linear / attention / layer)':<56} {'config':>22} {'fitted':>22} "
           f"{'held out':>22}")
     for name, group in groups.items():
         others = [g for n, g in groups.items() if n != name]
-        held = _errors(group, fit(others, fitted)) if others else "-"
-        print(f"{name:<56} {_errors(group, configured):>22} {_errors(group, fitted):>22} {held:>22}")
+        held = _errors(group, fit(others, configured).values(group.kernel)) if others else "-"
+        print(f"{name:<56} {_errors(group, kernel_values(configured, group.kernel)):>22} "
+              f"{_errors(group, fitted.values(group.kernel)):>22} {held:>22}")
     if args.out is not None:
-        atomic_write_text(args.out, _overlay(argv, fitted))
+        atomic_write_text(args.out, _overlay(argv, fitted.values(next(iter(groups.values())).kernel)))
         print(f"wrote {args.out}")
     return 0
+
+
+def _check_one_kernel(pairs: list[tuple[Path, str]]) -> None:
+    """An overlay holds one attention efficiency: --out needs GPUs that run one attention kernel."""
+    from sim.errors import InputError
+    from sim.serving.attention_waves import attention_kernel
+
+    kernels: dict[str, list[str]] = {}
+    for _, gpu in pairs:
+        kernels.setdefault(attention_kernel(gpu), []).append(gpu)
+    if len(kernels) > 1:
+        runs = "; ".join(f"{kernel} on {', '.join(gpus)}" for kernel, gpus in kernels.items())
+        raise InputError(f"--out: an overlay holds one compute.attention_efficiency, and these GPUs run different "
+                         f"attention kernels ({runs}): fit one kernel's GPUs to write an overlay")
 
 
 def _errors(group, values: dict[str, float]) -> str:

@@ -167,7 +167,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     print("worst fitted points: " + "; ".join(f"{fitted.errors[i]:+.0%} {steps[i].phase} {steps[i].source}"
                                               for i in worst))
     if args.out is not None:
-        atomic_write_text(args.out, _overlay(args, argv, steps, fitted.values, base, mape(before),
+        atomic_write_text(args.out, _overlay(args, argv, steps, configs, fitted.values, base, mape(before),
                                              mape(fitted.errors)))
         print(f"wrote {args.out}")
     return 0
@@ -185,15 +185,17 @@ def _pair(errors) -> str:
     return f"{mape(errors):.1f}% / {_median(errors):.1f}%"
 
 
-def _overlay(args: argparse.Namespace, argv: list[str], steps, values: dict[str, float], base, before: float,
-             after: float) -> str:
+def _overlay(args: argparse.Namespace, argv: list[str], steps, configs, values: dict[str, float], base,
+             before: float, after: float) -> str:
     """The calibration overlay: the engine settings the table was measured under (``--set``), the fitted compute
     keys and the roofline's other constants the fit held (its kernel floors, attention's efficiency: a later change
-    of their defaults leaves the overlay's steps as fitted), with the command that made it."""
+    of their defaults leaves the overlay's steps as fitted; a null attention efficiency stays null where the table's
+    GPUs run different attention kernels), with the command that made it."""
     import yaml
 
     from sim.config_fields import set_dotted
     from sim.config_yaml import parse_set
+    from sim.serving.compute_backend import attention_efficiency
     from sim.serving.roofline_fit import EFFICIENCY_KEYS
 
     layer: dict = {}
@@ -204,6 +206,10 @@ def _overlay(args: argparse.Namespace, argv: list[str], steps, values: dict[str,
         set_dotted(layer, f"compute.{key}", float(f"{value:.6g}") if key in EFFICIENCY_KEYS else round(value, 3))
     for key in HELD_KEYS:
         set_dotted(layer, f"compute.{key}", getattr(base.compute, key))
+    # null attention efficiency: the one of the table's GPUs' attention kernel, where they run one
+    kernel_values = {attention_efficiency(c) for c in configs}
+    if base.compute.attention_efficiency is None and len(kernel_values) == 1:
+        set_dotted(layer, "compute.attention_efficiency", kernel_values.pop())
     header = [f"# made by: python tools/fit_roofline.py {' '.join(argv)}",
               f"# from {len(steps)} points of {args.table.name}; MAPE over them: roofline defaults {before:.1f}%, "
               f"fitted {after:.1f}%"]

@@ -20,6 +20,12 @@ A chunk's tiles are counted as ceil(chunk / 64) blocks of 64 rows (``StepShape.p
 128-row tiles: exact for chunks of a whole number of 128 rows, half a tile a chunk over otherwise. Decode-only
 steps split each sequence's KV over thread blocks as the GPU's SMs ask (split-KV): their fixed costs are the attention
 floor's, and this model is not applied to them. DeepSeek's sparse attention (a top-k gather) runs other kernels.
+
+The kernels differ in how much of the FLOP peak they reach, not only in their tiles: FlashAttention 3 on Hopper
+(warpgroup MMA fed by the TMA, its softmax overlapped with the next tile's matrix products) against FlashAttention 2
+on 8.x and 12.x and FlashInfer on B200 (synchronous MMA). Fitted per GPU to AIConfigurator's tables (one folder at a
+time) the attention's share of the peak is 0.68–0.69 on H100 and H200, 0.52–0.57 on A100, L40S, RTX PRO 6000 and
+B200; ``compute.attention_efficiency`` null takes the kernel's (``KERNEL_ATTENTION_EFFICIENCY``).
 """
 
 from __future__ import annotations
@@ -30,6 +36,24 @@ from sim.model_shape import ModelSpec
 from sim.serving.attention_backend import capability_of
 from sim.serving.step_shape import ROW_BLOCK, StepShape
 from sim.specs import GPUSpec
+
+FLASH_ATTENTION_3 = "FlashAttention 3"  # compute capability 9.x
+FLASH_ATTENTION_2 = "FlashAttention 2 / FlashInfer"  # 8.x, 12.x (FlashAttention 2), 10.x (FlashInfer)
+# Attention's share of the FLOP peak by kernel where compute.attention_efficiency is null: the fit to NVIDIA
+# AIConfigurator's measured vLLM operators of A100, H100, H200, B200, L40S and RTX PRO 6000 with one attention
+# efficiency per kernel (tools/fit_kernel_floors.py; tools/README.md)
+KERNEL_ATTENTION_EFFICIENCY = {FLASH_ATTENTION_3: 0.66, FLASH_ATTENTION_2: 0.54}
+
+
+def attention_kernel(gpu: str) -> str:
+    """The attention kernel vLLM runs on ``gpu`` (a profiles/gpus.yaml name or a GPU spec file; one stating no
+    compute capability as a Hopper, as its tiles are), as efficiencies tell kernels apart."""
+    return FLASH_ATTENTION_3 if capability_of(gpu)[0] == 9 else FLASH_ATTENTION_2
+
+
+def kernel_attention_efficiency(gpu: str) -> float:
+    """Attention's share of the FLOP peak on ``gpu`` (``compute.attention_efficiency`` null): its kernel's."""
+    return KERNEL_ATTENTION_EFFICIENCY[attention_kernel(gpu)]
 
 
 def query_tile_rows(capability: tuple[int, int]) -> int:

@@ -37,7 +37,8 @@ from sim.report.document import RunResult
 from sim.serving.collectives import (COLLECTIVES, MeasuredCollectives, RingCollectives, bundle_hardware_yaml,
                                      vidur_collective_rows)
 from sim.serving.compute import RooflineCompute, StepShape
-from sim.serving.compute_backend import analytic_collectives, gpu_link, profile_misfit, roofline_compute
+from sim.serving.compute_backend import (analytic_collectives, attention_efficiency, gpu_link, profile_misfit,
+                                        roofline_compute)
 from sim.serving.engine_limits import block_size
 from sim.serving.llmservingsim_compute import bundle_attention_rows, read_bundle_layers
 from sim.serving.vidur_compute import (VidurAttention, VidurProfile, read_vidur_table, vidur_layer_ms,
@@ -129,7 +130,7 @@ def _roofline(config: Config, tensor_parallel_size: int) -> RooflineCompute:
 def _roofline_name(config: Config, what: str) -> str:
     c = config.compute
     return (f"roofline {what} ({config.hardware.gpu}, flops_efficiency {c.flops_efficiency}, "
-            f"bandwidth_efficiency {c.bandwidth_efficiency}, attention_efficiency {c.attention_efficiency}, "
+            f"bandwidth_efficiency {c.bandwidth_efficiency}, attention_efficiency {attention_efficiency(config)}, "
             f"gemm_floor_us {c.gemm_floor_us}, attention_floor_us {c.attention_floor_us}, "
             f"attention_tile_us {c.attention_tile_us})")
 

@@ -17,6 +17,7 @@ from sim.errors import ConfigError
 from sim.kv_dtype import kv_dtype_bytes
 from sim.model_shape import DTYPE_BYTES, ModelSpec
 from sim.serving.attention_backend import capability_of
+from sim.serving.attention_waves import kernel_attention_efficiency
 from sim.serving.collectives import (
     MULTICAST,
     MeasuredCollectives,
@@ -134,6 +135,12 @@ def host_time(config: Config, graphs: CudagraphSizes) -> HostTime:
                     model_spec(config.model).num_layers, graphs.largest, config.serving.async_scheduling)
 
 
+def attention_efficiency(config: Config) -> float:
+    """``compute.attention_efficiency``, or where it is null the configured GPU's attention kernel's."""
+    configured = config.compute.attention_efficiency
+    return configured if configured is not None else kernel_attention_efficiency(config.hardware.gpu)
+
+
 def roofline_compute(config: Config, tensor_parallel_size: int, comm: TensorParallelComm | None = None
                      ) -> RooflineCompute:
     """The roofline of the configured model, GPU and dtypes at ``tensor_parallel_size``: ``compute``'s efficiencies
@@ -144,7 +151,7 @@ def roofline_compute(config: Config, tensor_parallel_size: int, comm: TensorPara
     return RooflineCompute(model, gpu_spec(config.hardware.gpu), dtype, kv, tensor_parallel_size, c.flops_efficiency,
                            c.bandwidth_efficiency, comm=comm, data_parallel_size=config.serving.data_parallel_size,
                            floors=KernelFloors.from_us(c.gemm_floor_us, c.attention_floor_us, c.attention_tile_us),
-                           attention_efficiency=c.attention_efficiency,
+                           attention_efficiency=attention_efficiency(config),
                            graph_tokens=config_cudagraph_sizes(config).largest)
 
 

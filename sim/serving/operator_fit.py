@@ -6,9 +6,10 @@ included (``attention/vllm/<version>/{generation,context}_attention_perf.parquet
 length, ms); its collector writes the same columns as CSV (``*_perf.txt``). From them this builds a layer's measured
 parts, as kvsim's roofline divides a layer, for a few real shapes (``SETUPS``: Llama-3.1-8B, Qwen3-32B, Llama-3.1-70B
 at the TP degrees they are served at; decode batches and KV lengths, prefills): the linear part (the four GEMMs of
-q/k/v, o, gate/up and down) and the attention call. Then it fits the five constants the roofline has for them
-(``FIT_KEYS``) by least squares on log(predicted / measured) of the linear part, the attention and their sum, and
-judges each GPU by a fit to the others: what kvsim's defaults give a GPU it was not fitted to.
+q/k/v, o, gate/up and down) and the attention call. Then it fits the constants the roofline has for them
+(``FIT_KEYS``; the attention efficiency once per attention kernel among the GPUs, ``attention_waves.attention_kernel``)
+by least squares on log(predicted / measured) of the linear part, the attention and their sum, and judges each GPU by
+a fit to the others: what kvsim's defaults give a GPU it was not fitted to.
 
 The roofline's parts are decomposed once per point into FLOP time and byte time at full efficiency (its own
 counting, ``RooflineCompute``), so a fit's evaluations are array arithmetic: linear = GEMMs × gemm floor +
@@ -19,7 +20,7 @@ M / bandwidth_efficiency).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ import pandas as pd
 from scipy.optimize import least_squares
 
 from sim.errors import InputError, quote
+from sim.serving.attention_waves import KERNEL_ATTENTION_EFFICIENCY, attention_kernel
 from sim.serving.compute import RooflineCompute
 from sim.serving.kernel_floors import US, attention_projection_kernels, mlp_kernels
 from sim.serving.profile_files import MAX_PROFILED_TIME_S
@@ -36,8 +38,10 @@ from sim.specs import gpu_spec, model_spec
 
 FIT_KEYS = ("flops_efficiency", "bandwidth_efficiency", "attention_efficiency", "gemm_floor_us", "attention_floor_us",
             "attention_tile_us")
-LOWER = (1e-2, 1e-2, 1e-2, 0.0, 0.0, 0.0)
-UPPER = (1.0, 1.0, 1.0, 100.0, 500.0, 100.0)
+ATTENTION_KEY = "attention_efficiency"  # fitted once per attention kernel
+SHARED_KEYS = tuple(k for k in FIT_KEYS if k != ATTENTION_KEY)
+BOUNDS = {"flops_efficiency": (1e-2, 1.0), "bandwidth_efficiency": (1e-2, 1.0), ATTENTION_KEY: (1e-2, 1.0),
+          "gemm_floor_us": (0.0, 100.0), "attention_floor_us": (0.0, 500.0), "attention_tile_us": (0.0, 100.0)}
 SOFT_L1_SCALE = 0.1
 MIN_LATENCY_MS = 1e-6  # a nanosecond: no GPU kernel is faster
 MAX_SHAPE = 2**40  # a table's batch, length, head or GEMM dimension beyond this is not a shape
@@ -227,6 +231,8 @@ class Decomposed:
     tiles over the SMs, the longest tile's walk on one SM in seconds)."""
 
     def __init__(self, points: Sequence[LayerPoint]):
+        # the attention kernel of the points' GPU (a group is one GPU's points)
+        self.kernel = attention_kernel(points[0].gpu) if points else ""
         parts, kernels = [], []
         for p in points:
             model = model_spec(p.model)
@@ -279,12 +285,46 @@ def _median(values: np.ndarray) -> float:
     return float(np.median(values)) if len(values) else float("nan")
 
 
-def fit(groups: Sequence[Decomposed], start: dict[str, float]) -> dict[str, float]:
-    """The ``FIT_KEYS`` values that fit every group's points (soft-L1 least squares on log ratios)."""
-    def residuals(x: np.ndarray) -> np.ndarray:
-        values = dict(zip(FIT_KEYS, x))
-        return np.concatenate([g.log_errors(values) for g in groups])
+@dataclass(frozen=True)
+class KernelFit:
+    """Fitted constants: ``shared`` (``SHARED_KEYS``) over every GPU, the attention efficiency per attention kernel;
+    a kernel none of the fitted GPUs runs keeps ``unfitted``'s efficiency (the values the fit started from)."""
 
-    x0 = np.clip([start[k] for k in FIT_KEYS], LOWER, UPPER)
-    result = least_squares(residuals, x0, bounds=(LOWER, UPPER), loss="soft_l1", f_scale=SOFT_L1_SCALE)
-    return {k: float(v) for k, v in zip(FIT_KEYS, result.x)}
+    shared: dict[str, float]
+    attention: dict[str, float]
+    unfitted: Mapping[str, float | None]
+
+    def values(self, kernel: str) -> dict[str, float]:
+        """The ``FIT_KEYS`` values a GPU running ``kernel`` gets."""
+        if kernel not in self.attention:
+            return {**kernel_values(self.unfitted, kernel), **self.shared}
+        return {**self.shared, ATTENTION_KEY: self.attention[kernel]}
+
+
+def kernel_values(values: Mapping[str, float | None], kernel: str) -> dict[str, float]:
+    """``values`` of ``FIT_KEYS`` (a config's: its attention efficiency None for the kernel's default) for a GPU
+    running ``kernel``."""
+    attention = values[ATTENTION_KEY]
+    return {**{k: float(values[k]) for k in SHARED_KEYS},  # type: ignore[arg-type]
+            ATTENTION_KEY: attention if attention is not None else KERNEL_ATTENTION_EFFICIENCY[kernel]}
+
+
+def fit(groups: Sequence[Decomposed], start: Mapping[str, float | None]) -> KernelFit:
+    """The constants that fit every group's points (soft-L1 least squares on log ratios), from ``start``: one value of
+    each shared key, one attention efficiency per kernel the groups' GPUs run."""
+    kernels = sorted({g.kernel for g in groups})
+
+    def unpack(x: np.ndarray) -> KernelFit:
+        return KernelFit(dict(zip(SHARED_KEYS, map(float, x))),
+                         dict(zip(kernels, map(float, x[len(SHARED_KEYS):]))), start)
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        values = unpack(x)
+        return np.concatenate([g.log_errors(values.values(g.kernel)) for g in groups])
+
+    keys = [*SHARED_KEYS, *[ATTENTION_KEY] * len(kernels)]
+    lower, upper = (np.array([BOUNDS[k][i] for k in keys]) for i in (0, 1))
+    x0 = [*[start[k] for k in SHARED_KEYS], *[kernel_values(start, k)[ATTENTION_KEY] for k in kernels]]
+    result = least_squares(residuals, np.clip(x0, lower, upper), bounds=(lower, upper), loss="soft_l1",
+                           f_scale=SOFT_L1_SCALE)
+    return unpack(result.x)

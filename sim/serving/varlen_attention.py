@@ -26,8 +26,8 @@ RTX PRO 6000 bundle (tests/fixtures/llmservingsim_rtxpro6000, vLLM 0.19, 32 quer
 a 16k context, and chunks of 256 and 273 tokens, alike (340–359 µs) and chunks of 410 and 512 at twice that: 5 tiles
 of 64 rows × 32 heads (160 thread blocks) fit its 188 SMs at once, 7 (224) do not; tiles of 128 would fit 4.
 Measured against the two bundles' mixed steps (decodes beside a chunk, KV 1k–16k), the summed prefill and decode
-parts come out 44% (RTX 4090) and 64% (RTX PRO 6000) low at the median; this model 28% high and 10% low with the
-default ``compute.attention_efficiency`` (the RTX 4090 runs FlashAttention 2 at ~0.8 of its peak, not 0.58: with 0.8,
+parts come out 44% (RTX 4090) and 63% (RTX PRO 6000) low at the median; this model 36% high and 4% low with the
+default ``compute.attention_efficiency`` (FlashAttention 2's 0.54: the RTX 4090 runs it at ~0.8 of its peak, with 0.8
 2% high). Only head dimension 128 is read (other head sizes launch other tiles); multi-head latent attention runs
 another backend on these GPUs (TRITON_MLA).
 
