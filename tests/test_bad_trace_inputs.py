@@ -98,6 +98,17 @@ CASES: dict[str, Case] = {
     # ---- counted skips (exit 0): the reason and its count are in the report
     "trailing_comma_json_counted": Case(trace_stats(trace="{tmp}/m.jsonl"), skips={"malformed_row": 1},
                                         files={"m.jsonl": MOONCAKE_OK + mooncake(30, 600, 5, [1, 2], tail=",")}),
+    # a key read twice in one record (orjson would keep the last value, silently): a malformed row, said which key;
+    # spelled with an escape too; a key no format reads may repeat
+    "json_repeated_key_counted": Case(trace_stats(trace="{tmp}/m.jsonl"), skips={"malformed_row": 1},
+                                      files={"m.jsonl": MOONCAKE_OK + mooncake(30, 600, 5, [1, 2], tail=', "input_length": 50')}),
+    "json_repeated_escaped_key_counted": Case(trace_stats(trace="{tmp}/m.jsonl"), skips={"malformed_row": 1},
+                                              files={"m.jsonl": MOONCAKE_OK + mooncake(30, 600, 5, [1], tail=', "input\\u005flength": 5')}),
+    "json_repeated_unread_key_used": Case(trace_stats(trace="{tmp}/m.jsonl"), skips={},
+                                          files={"m.jsonl": MOONCAKE_OK + mooncake(30, 600, 5, [1, 2], tail=', "note": 1, "note": 2')}),
+    "strict_json_repeated_key": Case(trace_stats("--strict-workload-validation", trace="{tmp}/m.jsonl"),
+                                     names=("m.jsonl", "record 4 (line 4)", "naming 'input_length' twice"),
+                                     files={"m.jsonl": MOONCAKE_OK + mooncake(30, 600, 5, [1], tail=', "input_length": 50')}),
     "json_nan_counted": Case(trace_stats(trace="{tmp}/m.jsonl"), skips={"malformed_row": 1},
                              files={"m.jsonl": MOONCAKE_OK + '{"timestamp": NaN, "input_length": 5, "output_length": 1, "hash_ids": [1]}\n'}),
     "hash_id_2_pow_63": Case(trace_stats(trace="{tmp}/m.jsonl"), skips={"id_out_of_range": 1},

@@ -30,6 +30,37 @@ def json_object(raw: bytes) -> dict | None:
     return obj if isinstance(obj, dict) else None
 
 
+def repeated_key(raw: bytes | str, keys: tuple[str, ...] | None = None) -> str | None:
+    """A key (of ``keys``, or any) that a JSONL line's object names twice at its top level, else None.
+
+    orjson keeps a repeated key's last value and says nothing, so which value the writer meant cannot be told; the
+    standard library's parser hands over every pair. Callers ask only where a key's quoted name occurs twice or an
+    escape could spell one: the check costs a second parse."""
+    import json
+
+    objects: list[list[tuple[str, Any]]] = []
+
+    def keep(pairs: list[tuple[str, Any]]) -> dict:
+        objects.append(pairs)  # inner objects first: the line's own object is the last
+        return {}
+
+    try:
+        json.loads(raw, object_pairs_hook=keep)
+    except ValueError:
+        return None
+    seen: set[str] = set()
+    for key, _ in objects[-1] if objects else ():
+        if key in seen and (keys is None or key in keys):
+            return key
+        seen.add(key)
+    return None
+
+
+def _names_a_key_twice(raw: bytes, needles: list[bytes], keys: tuple[str, ...]) -> bool:
+    """Whether a line's object names one of ``keys`` (quoted: ``needles``) twice (``repeated_key``)."""
+    return (b"\\" in raw or any(raw.count(needle) > 1 for needle in needles)) and repeated_key(raw, keys) is not None
+
+
 _JSON_KINDS = ((list, "a JSON array"), (str, "a JSON string"), (bool, "a JSON boolean"), ((int, float), "a JSON number"),
                (type(None), "a JSON null"))
 
@@ -56,6 +87,14 @@ def json_line_problem(raw: bytes | str) -> str:
 JSONL_EXPECTED = "expected JSON Lines, one JSON object per line"
 
 
+def malformed_record(raw: bytes) -> str:
+    """Why a JSONL line is a malformed record: a key it names twice, or what it is instead of one JSON object."""
+    key = repeated_key(raw) if json_object(raw) is not None else None
+    if key is not None:
+        return f"a JSON object naming {key!r} twice (which value is meant cannot be told)"
+    return f"{json_line_problem(raw)}, {JSONL_EXPECTED}"
+
+
 def jsonl_line(path: Path, line: int) -> bytes | None:
     """Line ``line`` (1-based) of a file, to word an error (it may rescan the file); None past its end."""
     with path.open("rb") as fh:
@@ -67,14 +106,17 @@ def jsonl_line(path: Path, line: int) -> bytes | None:
 
 def _slow_jsonl(data: bytes, line: int, first_row: int, keys: tuple[str, ...]) -> RawChunk:
     """A chunk line by line through orjson, the reference reader. Blank lines are not records (but
-    keep the line numbers right); a line that is not one JSON object is a malformed row in place."""
+    keep the line numbers right); a line that is not one JSON object, or names a key read twice, is a malformed
+    row in place."""
     import pandas as pd
 
     objects: list[dict | None] = []
     lines: list[int] = []
+    needles = [f'"{key}"'.encode() for key in keys]
     for i, raw in enumerate(data.split(b"\n")):
         if raw.strip():
-            objects.append(json_object(raw))
+            obj = json_object(raw)
+            objects.append(None if obj is not None and _names_a_key_twice(raw, needles, keys) else obj)
             lines.append(line + i)
     malformed = np.fromiter((o is None for o in objects), dtype=bool, count=len(objects))
     present = [o if o is not None else {} for o in objects]
@@ -93,16 +135,16 @@ def _fast_jsonl(data: bytes, line: int, first_row: int, keys: tuple[str, ...], i
     """A chunk through pyarrow's JSON reader, or None where the result could differ from orjson's
     line by line: one ``{`` a line (no blank line, no nested object) and one row a line; ASCII
     text without NaN/Infinity (which pyarrow accepts and RFC 8259 does not) or escapes (where
-    parsers differ most; trace files have none); every key present and not null; no negative
-    zero (orjson reads ``-0`` as the integer 0)."""
+    parsers differ most; trace files have none); every key present and not null, its name no more
+    often than lines (a repeated key is a malformed row); no negative zero (orjson reads ``-0`` as the integer 0)."""
     body = data.rstrip(b" \t\r\n")
     lead = body.lstrip(b" \t\r\n")
     line += body[:len(body) - len(lead)].count(b"\n")  # blank lines before the first record
     body = lead
     n = count_lines(body)
     if (not n or not body.isascii() or b"\\" in body or b"NaN" in body or b"Inf" in body
-            or body.count(b"{") != n):
-        return None
+            or body.count(b"{") != n or any(body.count(f'"{key}"'.encode()) > n for key in keys)):
+        return None  # (a key's name more often than lines: maybe a repeated key, which the slow path tells)
     schema = pa.schema([(k, pa.list_(pa.int64()) if k in id_lists else pa.float64()) for k in keys])
     try:
         table = pa_json.read_json(pa.BufferReader(body), read_options=pa_json.ReadOptions(block_size=JSON_BLOCK_BYTES),

@@ -37,7 +37,7 @@ from trace.arrow import numpy_view, valid
 from trace.csv_reader import CsvParserError, csv_chunks, csv_fields
 from trace.formats import (FORMATS, TIME_UNITS, Chunk, TraceFormat, block_token_counts, hash_ids_mismatch,
                            pick_block_tokens, sniff_format, variant_of)
-from trace.jsonl_reader import JSONL_EXPECTED, json_line_problem, jsonl_chunks, jsonl_line, keys_in_records
+from trace.jsonl_reader import jsonl_chunks, jsonl_line, keys_in_records, malformed_record
 from trace.readers import IdLists, RawChunk, first_line
 from trace.request import Trace, TraceProvenance, file_sha256
 from trace.validation import CODE, SkipLedger, combine, no_usable_requests
@@ -64,8 +64,8 @@ def _require_keys(path: Path, fmt: TraceFormat, chunk: RawChunk) -> None:
     if chunk.malformed is not None and chunk.malformed.all():
         with path.open("rb") as fh:
             sample = fh.readline(4 * QUOTE_LIMIT).decode("utf-8", "replace").strip()
-        raise TraceError(f"{path}: not a trace in {fmt.name} format, JSON Lines: no line is one JSON object; line 1 is "
-                         f"{json_line_problem(sample)}: {quote(sample)}")
+        raise TraceError(f"{path}: not a trace in {fmt.name} format, JSON Lines: no line is a record; line 1 is "
+                         f"{malformed_record(sample.encode())}: {quote(sample)}")
     missing = [k for k in fmt.signature if k not in (chunk.keys_seen or ())]
     if missing:
         raise TraceError(f"{path}: not a trace in {fmt.name} format: no record has key(s) {', '.join(missing)}")
@@ -203,9 +203,9 @@ def _validate(path: Path, fmt: TraceFormat, raw: RawChunk, max_tokens: int, bloc
 
 
 def _malformed_jsonl(path: Path, line: int | None) -> str | None:
-    """Why a JSONL line is a malformed record: what it is instead of one JSON object."""
+    """Why a JSONL line is a malformed record (``malformed_record``)."""
     raw = jsonl_line(path, line) if line is not None else None
-    return None if raw is None else f"{json_line_problem(raw)}, {JSONL_EXPECTED}"
+    return None if raw is None else malformed_record(raw)
 
 
 def _collect(path: Path, fmt: TraceFormat, ledger: SkipLedger, limit: int | None, max_tokens: int,
