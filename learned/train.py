@@ -243,6 +243,13 @@ UNREAD_SECTIONS = ("cache.", "pd.", "network.", "slo.", "compute.", "cluster.")
 # to fit its state: dtype, KV dtype, tensor parallelism, prefix caching), and a synthetic conversation's context length
 READ_SERVING = frozenset(f"serving.{key}" for key in ("block_size", "max_model_len", "dtype", "kv_cache_dtype",
                                                       "tensor_parallel_size", "enable_prefix_caching"))
+READ_HARDWARE = frozenset({"hardware.gpu"})  # the GPU decides a null block size (its attention backend's)
+
+
+def _unread_by_training(key: str) -> bool:
+    """Whether training ignores a --set of ``key``."""
+    return key.startswith(UNREAD_SECTIONS) or any(key.startswith(section) and key not in read for section, read in
+                                                  (("serving.", READ_SERVING), ("hardware.", READ_HARDWARE)))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -304,7 +311,7 @@ def _train_command(args: argparse.Namespace) -> int:
         flags.append(("--workload-trace", "workload.trace", args.workload_trace))
     for setting in args.sets:
         key = setting.partition("=")[0].strip()
-        if key.startswith(UNREAD_SECTIONS) or (key.startswith("serving.") and key not in READ_SERVING):
+        if _unread_by_training(key):
             raise InputError(f"--set {key}: training does not read it (it reads the workload, the block size and "
                              "what decides it, and the seed); give it to the runs that use the model")
         flag = next(((flag, value) for flag, flag_key, value in flags if flag_key == key), None)

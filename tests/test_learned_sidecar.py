@@ -111,9 +111,10 @@ def test_a_truncated_model_with_a_matching_hash_is_one_line_exit_2(cut, small_le
     assert len(lines) == 1 and str(model) in lines[0] and "LightGBM] [Fatal]" not in proc.stderr, proc.stderr[-500:]
 
 
-def test_training_refuses_a_serving_key_it_never_reads(tmp_path, capsys):
-    assert train_main(["--out", str(tmp_path / "m.txt"), "--set", "serving.max_num_seqs=5"]) == 2
-    assert "serving.max_num_seqs" in capsys.readouterr().err
+@pytest.mark.parametrize("setting", ["serving.max_num_seqs=5", "hardware.gpus_per_node=4", "hardware.pcie_gbps=10"])
+def test_training_refuses_a_key_it_never_reads(tmp_path, capsys, setting):
+    assert train_main(["--out", str(tmp_path / "m.txt"), "--set", setting]) == 2
+    assert f"--set {setting.partition('=')[0]}: training does not read it" in capsys.readouterr().err
     assert not (tmp_path / "m.txt").exists()
 
 
