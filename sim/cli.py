@@ -165,7 +165,12 @@ CLUSTER_COMBINES_WITH = ("pd",)  # --cluster --pd: prefill/decode pools in every
 class OneLineParser(argparse.ArgumentParser):
     """argparse with its errors in one line (exit 2), as every other error of kvsim's commands, and a flag that takes
     one value refused when given twice (argparse keeps the last: ``--policy lru --policy fifo`` ran fifo alone, two
-    ``--report-json`` wrote the second only)."""
+    ``--report-json`` wrote the second only). No flag is taken from a prefix of its name: ``--pol lru --policy arc``
+    got past the check of repeats and ran arc alone."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # exit 2, as argparse does, in one line like every other error
         if len(message) > 2 * QUOTE_LIMIT:  # argparse quotes the offending argument whole

@@ -298,6 +298,9 @@ def test_a_longer_name_than_a_per_mode_key_is_an_unknown_key(run_cli):
     (["--workload-trace", str(BUNDLED_AZURE), "--workload-trace", str(BUNDLED_AZURE), "--trace-stats"],
      "--workload-trace is given twice"),
     (["--seed", "1", "--seed", "2", "--trace-stats"], "--seed is given twice"),
+    # a prefix of a flag's name is not the flag (it got past the check above, and one value was dropped)
+    (["--pol", "lru", "--policy", "arc", "--cache-only"], "unrecognized arguments: --pol lru"),
+    (["--report-js", "{tmp}/a.json", "--report-json", "{tmp}/b.json", "--trace-stats"], "unrecognized arguments"),
 ])
 def test_a_flag_of_one_value_given_twice_is_refused(run_cli, tmp_path, argv, needle):
     # argparse keeps the last: the first policy's run, the first report, the first trace would be dropped unsaid
