@@ -52,7 +52,7 @@ try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
     from sim.config_fields import path_settings
     from sim.errors import InputError, command_status, end_process, quote
     from sim.report.console import console_summary
-    from sim.report.output import check_distinct, check_writable, is_device_or_pipe
+    from sim.report.output import check_distinct, check_plot_folder, check_writable, is_device_or_pipe
 except KeyboardInterrupt:
     print("kvsim: interrupted", file=sys.stderr)
     sys.exit(130)
@@ -250,6 +250,7 @@ def plan_outputs(args: argparse.Namespace, mode: str, policies: list[str], confi
               *((f"config key '{key}'", path) for key, path in (path_settings(config) if config is not None else [])),
               ("--workload-trace", args.workload_trace if config is None else None)]
     if outputs.plot_dir is not None:
+        check_plot_folder(outputs.plot_dir, inputs, files)
         files.append(("--plot-dir", outputs.plot_dir))
     check_distinct(inputs, files)
     return outputs

@@ -413,6 +413,13 @@ CASES: dict[str, Case] = {
                                        files={"s.yaml": "mode: cache-only\naxes: {cache.policy: [lru]}\n"}),
     "plot_dir_is_the_report_json": Case(["--trace-stats", "--report-json", "{tmp}/p", "--plot-dir", "{tmp}/p"],
                                         names=("--plot-dir", "--report-json")),
+    # a plot's name follows the mode and the trace: a .png read or written in the plot folder could be overwritten
+    "trace_in_the_plot_folder": Case(["--trace-stats", "--quiet", "--workload-format", "azure", "--workload-trace",
+                                      "{tmp}/trace_stats_t.png", "--plot-dir", "{tmp}"],
+                                     names=("workload.trace", "a .png file in the plot folder"),
+                                     files={"trace_stats_t.png": AZURE_OK}),
+    "html_in_the_plot_folder": Case(["--trace-stats", "--quiet", "--plot-dir", "{tmp}/p", "--html", "{tmp}/p/x.png"],
+                                    names=("--html", "a .png file in the plot folder", "--no-plot")),
     "report_json_name_too_long": Case([*TRACE_STATS, "--report-json", "{tmp}/" + "x" * 300], names=("--report-json", "too long")),
     "trace_name_too_long": Case(trace_stats(trace="{tmp}/" + "x" * 300), names=("workload.trace", "too long")),
     "config_name_too_long": Case([*TRACE_STATS, "--config", "{tmp}/" + "x" * 300], names=("--config", "too long")),

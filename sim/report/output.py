@@ -154,6 +154,17 @@ def check_distinct(inputs: list[tuple[str, str | Path | None]], outputs: list[tu
         seen[key] = flag
 
 
+def check_plot_folder(plot_dir: Path, inputs: list[tuple[str, str | Path | None]],
+                      outputs: list[tuple[str, Path]]) -> None:
+    """The plot folder's .png files are kvsim's to write (their names follow the mode and the trace): a file read
+    or another output there named ``*.png`` could be overwritten by a plot. One line naming it."""
+    folder = Path(plot_dir).resolve()
+    for name, path in [*inputs, *outputs]:
+        if path and Path(path).suffix.lower() == ".png" and Path(path).resolve().parent == folder:
+            raise InputError(f"{name} {quote(str(path))} is a .png file in the plot folder {quote(str(plot_dir))}, "
+                             "where kvsim writes its plots: give --plot-dir another folder, or --no-plot")
+
+
 def check_writable(path: str | Path, flag: str, directory: bool = False) -> Path:
     """Fail now (exit 2, naming ``flag``) if ``path`` could not be written when the run ends.
 
