@@ -46,6 +46,9 @@ class Journal:
         """Open for this sweep: the finished records by point key (``resume``), or a fresh journal."""
         if resume and self.path.is_file():
             return self._read()
+        if self.path.exists() and not _holds_a_journal(self.path):  # a user's file, the spec, a trace: never replaced
+            raise ConfigError(f"{self.path} exists and is not a kvsim sweep journal, which this sweep writes there "
+                              "(beside its report): move it, or name the report otherwise")
         atomic_write_text(self.path, json.dumps({"journal": JOURNAL_KIND, "fingerprint": self.fingerprint}) + "\n")
         return {}
 
@@ -79,6 +82,20 @@ class Journal:
 
     def append(self, record: dict) -> None:
         append_line(self.path, json.dumps(record, separators=(",", ":"), allow_nan=False))
+
+
+def _holds_a_journal(path: Path) -> bool:
+    """Whether ``path``'s first line is a kvsim sweep journal's header (a journal of any sweep)."""
+    try:
+        with path.open("rb") as fh:
+            first = fh.readline(4096)
+    except OSError:
+        return False
+    try:
+        header = _json_line(first.decode("utf-8"))
+    except UnicodeDecodeError:
+        return False
+    return isinstance(header, dict) and header.get("journal") == JOURNAL_KIND
 
 
 def _no_constant(name: str) -> None:

@@ -404,3 +404,22 @@ def test_point_names_spell_values_as_the_spec_does(tmp_path):
     spec = load_spec(_spec(tmp_path, mode="single", workload={"trace": str(BUNDLED_AZURE)},
                            axes={"serving.enable_prefix_caching": [False, True], "serving.max_num_seqs": [None, 8]}))
     assert [p.name for p in expand(spec)] == ["false/null", "false/8", "true/null", "true/8"]
+
+
+@pytest.mark.parametrize("foreign", ["notes", "spec"])
+def test_a_file_at_the_journals_path_that_is_no_journal_is_kept(run_cli, tmp_path, foreign):
+    """Without --resume the journal is written afresh: a user's file of its name, or the spec itself named so, was
+    replaced (exit 0); a journal of an earlier sweep still is."""
+    journal = tmp_path / "r.journal.jsonl"
+    spec = _spec(tmp_path, journal.name if foreign == "spec" else "spec.yaml", mode="cache-only",
+                 workload=TINY_SYNTHETIC, axes={"cache.policy": ["lru"]})
+    if foreign == "notes":
+        journal.write_text("my notes\n")
+    before = journal.read_bytes()
+    argv = ["--sweep", spec, "--jobs", "1", "--no-plot", "--quiet", "--report-json", str(tmp_path / "r.json")]
+    status, _, err = run_cli(*argv)
+    assert status == 2 and "r.journal.jsonl exists and is not a kvsim sweep journal" in err, err
+    assert journal.read_bytes() == before
+    if foreign == "notes":
+        journal.unlink()
+        assert run_cli(*argv)[0] == 0 and run_cli(*argv)[0] == 0  # an earlier sweep's journal: started afresh
