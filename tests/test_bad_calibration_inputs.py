@@ -145,6 +145,14 @@ CASES: dict[str, Case] = {
     "lookup_row_two_sizes": Case([*LOOKUP_PD], names=("n.json", "row 1", "size_bytes", "size_mib", "one"),
                                  files={"n.json": '{"rows": [{"size_mib": 1, "ns3_ms": 1}, '
                                                   '{"size_mib": 2, "size_bytes": 9, "ns3_ms": 2}]}'}),
+    # sizes below a byte stalled the clock (traceback after a minute); two rows an hour apart at 1 and 2 bytes priced
+    # a KV transfer at 200,000 years (exit 0): the slope beyond the table must be a network's (>= 1 Mb/s)
+    "lookup_size_below_a_byte": Case([*LOOKUP_PD], names=("n.json", "row 0 size_bytes", "a byte or more"),
+                                     files={"n.json": '{"rows": [{"size_bytes": 1e-300, "time_s": 0}, '
+                                                      '{"size_bytes": 2e-300, "time_s": 3600}]}'}),
+    "lookup_extrapolates_below_a_network": Case([*LOOKUP_PD], names=("n.json", "1 and 2 bytes", "below the 1 Mb/s"),
+                                                files={"n.json": '{"rows": [{"size_bytes": 1, "time_s": 0}, '
+                                                                 '{"size_bytes": 2, "time_s": 3600}]}'}),
     "lookup_nested_too_deep": Case([*LOOKUP_PD], names=("n.json", "nested too deep"),
                                    files={"n.json": '{"rows": ' + "[" * 100_000 + "]" * 100_000 + "}"}),
     "lookup_checked_before_trace": Case(["--pd", "--quiet", "--no-plot", "--set", "network.lookup={tmp}/n.json", "--workload-trace",

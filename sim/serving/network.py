@@ -23,7 +23,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from sim.config import NetworkConfig
+from sim.config import MIN_GBPS, NetworkConfig
 from sim.errors import ConfigError
 from sim.json_input import unique_keys
 from sim.serving.engine import Engine
@@ -96,15 +96,22 @@ class LookupNetwork:
             size_key, time_key = given[0][0], given[1][0]
             sizes.append(_row_value(path, i, row, given[0], "size"))
             times.append(_row_value(path, i, row, given[1], "time"))
-            if not 0 < sizes[-1] < math.inf:
-                raise ConfigError(f"network lookup table {path}: row {i} {size_key} must be > 0 (and finite in bytes), "
-                                  f"got {row[size_key]!r}")
+            if not 1 <= sizes[-1] < math.inf:  # (less than a byte is no transfer: 1e-300 bytes stalled the clock)
+                raise ConfigError(f"network lookup table {path}: row {i} {size_key} must be a byte or more (and "
+                                  f"finite), got {row[size_key]!r}")
             if times[-1] > MAX_PROFILED_TIME_S:  # a measured transfer beyond an hour is not one
                 raise ConfigError(f"network lookup table {path}: row {i} {time_key} {row[time_key]!r} is longer than an hour")
         order = np.argsort(sizes)
         sizes_arr, times_arr = np.array(sizes)[order], np.array(times)[order]
         if len(sizes_arr) < 2 or np.any(np.diff(sizes_arr) <= 0) or np.any(np.diff(times_arr) < 0):
             raise ConfigError(f"network lookup table {path}: needs two or more distinct sizes with non-decreasing times")
+        # beyond the largest size the last two rows' slope goes on: it must be a network's, as network.bandwidth_gbps
+        # must (1 byte and 2 bytes an hour apart priced a KV transfer at 200,000 years)
+        extrapolated = (sizes_arr[-1] - sizes_arr[-2]) / max(times_arr[-1] - times_arr[-2], 1e-300)
+        if extrapolated * 8 / 1e9 < MIN_GBPS:
+            raise ConfigError(f"network lookup table {path}: its two largest sizes ({sizes_arr[-2]:.6g} and "
+                              f"{sizes_arr[-1]:.6g} bytes) imply {extrapolated * 8 / 1e6:.3g} Mb/s for larger "
+                              f"transfers, below the {MIN_GBPS * 1e3:g} Mb/s of the slowest network kvsim models")
         return cls(sizes_arr, times_arr, source=str(path))
 
 
