@@ -64,14 +64,17 @@ def command_status(program: str, body: Callable[[], int]) -> int:
     """Run a command's ``body`` and map how it ends to the Contract's exit status: its own status,
     2 for bad input (one line naming what to fix), 130 for Ctrl-C, 143 for SIGTERM, 1 for an internal error
     (the only case that prints a traceback)."""
-    previous = None
+    previous, stdout = None, sys.stdout
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _terminate)
+        if stdout is not None and not isinstance(stdout, _WatchedStdout):
+            sys.stdout = _WatchedStdout(stdout)
     try:
         return _status(program, body)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+            sys.stdout = stdout
 
 
 def end_process(status: int | None) -> NoReturn:
@@ -171,8 +174,48 @@ def _status(program: str, body: Callable[[], int]) -> int:
         # the reader of standard output went away: every file is written, only printing stopped. The status a
         # shell gives a process that SIGPIPE ended (``yes | head -1``), as Python's own docs advise, not a traceback
         return 128 + signal.SIGPIPE
+    except OSError as exc:
+        if not _stdout_unwritable(exc):
+            return _internal(program)
+        _say(f"{program}: error: cannot write to standard output: {exc.strerror or exc}")  # (a full disk: > /dev/full)
+        return 2
     except Exception:  # a bug, not bad input
         return _internal(program)
+
+
+def _stdout_unwritable(exc: OSError) -> bool:
+    """Whether ``exc`` is standard output refusing a write (a full disk: ``> /dev/full``), not a bug."""
+    return isinstance(sys.stdout, _WatchedStdout) and sys.stdout.failed is exc
+
+
+class _WatchedStdout:
+    """Standard output as it is, remembering the error a write or flush raised: a full disk under ``> FILE`` is the
+    user's environment, not an internal error (a reader gone, BrokenPipeError, has its own status)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self.failed: OSError | None = None
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            self.failed = exc
+            raise
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            self.failed = exc
+            raise
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
 
 
 def _internal(program: str) -> int:

@@ -157,6 +157,20 @@ def test_a_device_that_refuses_the_write_is_named(run_cli):
     assert status == 2 and err.strip() == "kvsim: error: cannot write /dev/full: No space left on device"
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full (a Linux device whose every write fails ENOSPC)")
+def test_standard_output_on_a_full_disk_is_named(tmp_path):
+    """``kvsim ... > FILE`` on a full disk: the summary's print fails (ENOSPC) after every output is written. It was a
+    traceback and "internal error", exit 1; now one line, exit 2, and the report is there."""
+    report = tmp_path / "r.json"
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, str(ROOT / "main.py"), "--trace-stats", "--no-plot", "--workload-trace",
+                               str(BUNDLED_AZURE), "--workload-limit", "5", "--report-json", str(report)],
+                              cwd=tmp_path, stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert (done.returncode, done.stderr) == (2, "kvsim: error: cannot write to standard output: No space left on "
+                                                 "device\n")
+    assert json.loads(report.read_text())["trace"]["rows_used"] == 5
+
+
 def test_report_to_standard_output_through_a_pipe(tmp_path):
     """``--report-json /dev/stdout`` into a pipe: the link ends at a pipe with no name, so the report is
     written in place; plots go to kvsim-plots/, not beside the pipe."""
