@@ -91,6 +91,11 @@ CASES: dict[str, Case] = {
     "nan_value": setting("network.latency_us=.nan", "nan", mode=("--pd",)),
     # physical bounds (sim.config): past them a capacity overflowed to NaN blocks (traceback), a transfer of ~1e300 s
     # stalled the engine (traceback) or left negative queue times, and a subnormal rate or efficiency hung the run
+    # a lower tier of less than one block was left out unsaid (HBM's was refused); 0 is the way to have none
+    "dram_capacity_below_a_block": setting("cache.tiers.dram.capacity_gib=1e-9", "holds no KV block", "give 0",
+                                           mode=("--cache-only",)),
+    "eic_capacity_below_a_block_in_a_cluster": setting("cache.tiers.eic.capacity_gib=1e-9", "holds no KV block",
+                                                       mode=("--cluster", "--no-plot", "--workload-limit", "5")),
     "tier_capacity_beyond_an_exbibyte": setting("cache.tiers.dram.capacity_gib=1e300", "1,073,741,824", mode=("--cache-only",)),
     "eic_capacity_beyond_an_exbibyte": setting("cache.tiers.eic.capacity_gib=1e300", mode=("--cluster", "--no-plot")),
     "network_bandwidth_below_1_mbps": setting("network.bandwidth_gbps=1e-300", ">= 0.001", mode=("--pd", "--no-plot")),

@@ -225,6 +225,19 @@ def lower_tier_blocks(capacity_gib: float, config: Config) -> int:
     return int(capacity_gib * GIB // stored_block_bytes(config))
 
 
+def configured_tier_blocks(name: str, config: Config) -> int:
+    """KV blocks of the configured lower tier ``name`` (0: off); a capacity that is neither 0 nor a block is refused
+    (such a tier was left out unsaid)."""
+    capacity = getattr(config.cache.tiers, name).capacity_gib
+    if capacity < 0:
+        raise ConfigError(f"config key 'cache.tiers.{name}.capacity_gib' must be >= 0, got {capacity}")
+    blocks = lower_tier_blocks(capacity, config)
+    if capacity > 0 and blocks < 1:
+        raise ConfigError(f"config key 'cache.tiers.{name}.capacity_gib'={capacity:g} holds no KV block (one is "
+                          f"{stored_block_bytes(config):,} bytes): give 0 for no {name} tier")
+    return blocks
+
+
 def hbm_capacity_blocks(config: Config) -> int:
     """KV blocks that fit in one GPU's HBM (vLLM's way): ``num_gpu_blocks`` if set, else
     ``cache.tiers.hbm.capacity_gib`` if set, else vLLM 0.33's budget (``sim.serving.memory_profile``: the
@@ -283,7 +296,7 @@ def build_tiers(config: Config, policy: str, next_use: np.ndarray | None = None,
                 raise ConfigError(f"config key 'cache.tiers.{name}.capacity_gib' must be >= 0, got {tier_cfg.capacity_gib}")
             if name == "hbm" and not top:
                 continue
-            blocks = hbm_capacity_blocks(config) if name == "hbm" else lower_tier_blocks(tier_cfg.capacity_gib, config)
+            blocks = hbm_capacity_blocks(config) if name == "hbm" else configured_tier_blocks(name, config)
             if blocks > 0:
                 specs.append((name, tier_cfg, blocks))
     arena = arena if arena is not None else TierArena(future=next_use)

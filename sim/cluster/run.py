@@ -25,14 +25,13 @@ from typing import Any
 import numpy as np
 
 from sim.cache.arena_layout import RESIDENT
-from sim.cache.tiers import TIER_NAMES, Tier, lower_tier_blocks, tier_from_config
+from sim.cache.tiers import TIER_NAMES, Tier, configured_tier_blocks, tier_from_config
 from sim.cluster.fetch import DRAM, EIC, HBM, LOCATIONS, SSD, PrefixFetch
 from sim.cluster.links import LoadTracker, Path
 from sim.cluster.prefix_index import holders_chain
 from sim.cluster.routers import CLUSTER_ROUTERS
 from sim.cluster.topology import Topology
 from sim.config import Config
-from sim.errors import ConfigError
 from sim.serving.compute import StepShape
 from sim.serving.instance import DECODE, PREFILL, UNIFIED, Instance, Job
 from sim.serving.network import AnalyticNetwork, Link, network_model
@@ -98,12 +97,7 @@ class ClusterRun(PrefixFetch, ServingRun):
         self.lanes = self.shapes[PREFILL if self._pd else UNIFIED].lanes
         self.pcie_models = {role: AnalyticNetwork(config.hardware.pcie_gbps * 1e9 * shape.lanes)
                             for role, shape in self.shapes.items()}
-        tiers = config.cache.tiers
-        self.lower_capacity = {name: lower_tier_blocks(getattr(tiers, name).capacity_gib, config)
-                               for name in ("dram", "ssd", "eic")}
-        for name, blocks in self.lower_capacity.items():
-            if getattr(tiers, name).capacity_gib < 0:
-                raise ConfigError(f"config key 'cache.tiers.{name}.capacity_gib' must be >= 0")
+        self.lower_capacity = {name: configured_tier_blocks(name, config) for name in ("dram", "ssd", "eic")}
         shape = StepShape(window=self.compute.sliding_window)
         chunk = self.serving.max_num_batched_tokens
         shape.add_prefill(chunk, 0)
