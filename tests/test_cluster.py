@@ -103,7 +103,7 @@ def test_every_block_access_is_one_hit_or_a_miss(racks, nodes, gpus, router, eic
     trace, config = _trace_and_config([
         f"cluster.num_racks={racks}", f"cluster.nodes_per_rack={nodes}", f"hardware.gpus_per_node={gpus}",
         "serving.num_instances=1", f"cluster.router={router}", f"cache.tiers.eic.capacity_gib={eic}",
-        f"cache.tiers.dram.capacity_gib={dram}", "cache.tiers.ssd.capacity_gib=0.001", "serving.num_gpu_blocks=400",
+        f"cache.tiers.dram.capacity_gib={dram}", "cache.tiers.ssd.capacity_gib=0.01", "serving.num_gpu_blocks=400",
         *(f"cache.tiers.{tier}.policy={lower_policy}" for tier in ("dram", "ssd", "eic")),
         "workload.synthetic.num_requests=60", "workload.synthetic.turns_mean=6", "workload.synthetic.think_time_median_s=0.2", "workload.synthetic.rate_rps=50",
         "workload.synthetic.input_tokens_mean=200", "workload.synthetic.output_tokens_mean=8", f"seed={seed}"])
