@@ -52,6 +52,11 @@ CASES: dict[str, Case] = {
                                       names=("mlp.csv", "row 2", "time_stats.mlp_up_proj.median", "longer than an hour"),
                                       files={"v/mlp.csv": "time_stats.mlp_up_proj.median,num_tokens,num_tensor_parallel_workers\n"
                                                           "1,1,1\n1e30,8,1\n"}),
+    # a layer whose operators all took 0 ms ran to exit 0 with a memory bandwidth use of 236%
+    "vidur_layer_of_no_time": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set",
+                                    "compute.profile={tmp}/v"],
+                                   names=("mlp.csv", "row 2", "its layer's operators add up to 0 ms"),
+                                   files={"v/mlp.csv": VIDUR_ONE_ROW + ",".join("0" for _ in VIDUR_OPS) + ",256,1\n"}),
     # one point at the served TP: the run would price every step at it; the run and --check-calibration refuse it alike
     "vidur_one_point_at_tp_run": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set",
                                        "compute.profile={tmp}/v"],

@@ -43,7 +43,17 @@ def vidur_layer_ms(frame: pd.DataFrame, path: Path) -> pd.Series:
     missing = [op for op in VIDUR_LAYER_OPS if f"time_stats.{op}.median" not in ops]
     if missing:
         raise ConfigError(f"{path}: no time_stats.<op>.median column of operator(s) {', '.join(missing)}")
-    return frame[ops].sum(axis=1, min_count=len(ops))
+    return took_time(frame[ops].sum(axis=1, min_count=len(ops)), path, "its layer's operators")
+
+
+def took_time(ms: pd.Series, path: Path, what: str) -> pd.Series:
+    """``ms`` (a row's summed operator medians, by the file's row positions), refused where it is 0: no layer or
+    attention call is free (an all-zero table ran to exit 0 with a memory bandwidth use of 236%)."""
+    zero = (ms == 0).to_numpy()
+    if zero.any():
+        raise ConfigError(f"{path}: row {int(ms.index[zero.argmax()]) + 1}: {what} add up to 0 ms (every GPU "
+                          "kernel takes time)")
+    return ms
 
 
 def read_vidur_table(path: Path, table: str, keys: set[str], shapes: tuple[tuple[str, int | bool], ...] = ()) -> pd.DataFrame:
@@ -135,7 +145,8 @@ class VidurAttention:
         if "block_size" in frame.columns:  # the profiled block size nearest the served one
             sizes = frame["block_size"].unique()
             frame = frame[frame["block_size"] == min(sizes, key=lambda b: (abs(b - block_size), b))]
-        frame = frame.assign(time_s=frame[vidur_op_columns(frame)].sum(axis=1, min_count=1) * 1e-3)
+        frame = frame.assign(time_s=took_time(frame[vidur_op_columns(frame)].sum(axis=1, min_count=1), path,
+                                              "its attention operators") * 1e-3)
         prefill = frame[frame["is_prefill"].astype(str).str.lower() == "true"]
         decode = frame[frame["is_prefill"].astype(str).str.lower() != "true"]
         for rows, axes, kind in ((prefill, ["prefill_chunk_size", "kv_cache_size"], "prefill"),
