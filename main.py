@@ -139,6 +139,10 @@ def check_config_for_mode(args: argparse.Namespace, config: Config, mode: str, p
         raise InputError("--mrc: the miss-ratio curve is of the prompt blocks alone; drop cache.insert_outputs")
     if args.allow_train_test_overlap and not uses_learned_policy(config, policies):
         raise InputError(f"--allow-train-test-overlap applies only to a learned policy (runs: {', '.join(policies)})")
+    rate_given = "--rate-scale" if args.rate_scale is not None else given_by_set(args.sets).get("workload.rate_scale")
+    if mode == "cache-only" and rate_given and not uses_learned_policy(config, policies):
+        raise InputError(f"{rate_given}: the cache-only replay has no clock (of arrival times only the learned "
+                         f"policy's features read any; runs: {', '.join(policies)}); drop it")
     check_mode_settings(mode, config, policies, cluster_pd=mode == "cluster" and args.pd)
 
 

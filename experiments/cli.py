@@ -28,6 +28,10 @@ def check_experiment_flags(args: argparse.Namespace, mode: str) -> None:
                          f"{MAX_SEEDS:,} already narrow the 95% interval to 6% of one run's spread")
     if args.seeds and args.mrc:
         raise InputError("--seeds applies to simulation runs, not to --mrc")
+    rate_given = "--rate-scale" if args.rate_scale is not None else next(
+        (f"--set {key}" for key in (s.partition("=")[0].strip() for s in args.sets) if key == "workload.rate_scale"), None)
+    if args.max_rate and rate_given:  # (the search's first probe only: it moved the result within its tolerance)
+        raise InputError(f"{rate_given} does nothing with --max-rate, whose search sets the rate; drop one of them")
     if (args.max_rate or args.seeds) and args.requests_csv:
         raise InputError("--requests-csv does not combine with --max-rate or --seeds (they run many times)")
 

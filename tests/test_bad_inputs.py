@@ -221,6 +221,14 @@ CASES: dict[str, Case] = {
     "plot_dir_with_check_calibration": Case(["--check-calibration", "profiles/rtx4090_llama31_8b_vllm.yaml",
                                              "--plot-dir", "{tmp}/p"], names=("--plot-dir", "--check-calibration")),
     "max_rate_with_cache_only": Case(["--cache-only", "--max-rate"], names=("--max-rate", "--cache-only")),
+    # read by nothing: the cache-only replay has no clock (but the learned policy's features), --max-rate's search
+    # sets the rate itself (the flag moved only its first probe)
+    "rate_scale_with_cache_only": Case(["--cache-only", "--no-plot", "--rate-scale", "7"],
+                                       names=("--rate-scale", "no clock", "runs: lru")),
+    "rate_scale_set_with_cache_only": Case(["--cache-only", "--no-plot", "--set", "workload.rate_scale=7"],
+                                           names=("--set workload.rate_scale", "no clock")),
+    "rate_scale_with_max_rate": Case(["--max-rate", "--no-plot", "--rate-scale", "3"],
+                                     names=("--rate-scale does nothing with --max-rate",)),
     "resume_without_sweep": Case(["--pd", "--resume"], names=("--resume", "--pd")),
     "policy_flag_in_a_sweep_says_make_it_an_axis": Case(["--sweep", "experiments/examples/sweep_policies.yaml",
                                                           "--policy", "lru"], names=("--policy", "an axis")),
