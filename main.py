@@ -139,6 +139,8 @@ def check_config_for_mode(args: argparse.Namespace, config: Config, mode: str, p
         raise InputError("--mrc: the miss-ratio curve is of the prompt blocks alone; drop cache.insert_outputs")
     if args.allow_train_test_overlap and not uses_learned_policy(config, policies):
         raise InputError(f"--allow-train-test-overlap applies only to a learned policy (runs: {', '.join(policies)})")
+    if mode == "cache-only" and not args.mrc and "cache.mrc_sample_rate" in given_by_set(args.sets):
+        raise InputError("--set cache.mrc_sample_rate: used only with --mrc (--mrc-sample-rate)")
     rate_given = "--rate-scale" if args.rate_scale is not None else given_by_set(args.sets).get("workload.rate_scale")
     if mode == "cache-only" and rate_given and not uses_learned_policy(config, policies):
         raise InputError(f"{rate_given}: the cache-only replay has no clock (of arrival times only the learned "

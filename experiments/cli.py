@@ -14,6 +14,7 @@ from typing import Callable
 from experiments.confidence import MAX_SEEDS
 from sim.errors import InputError
 
+
 def check_experiment_flags(args: argparse.Namespace, mode: str) -> None:
     """The experiment flags' rules between each other (which modes use each flag is sim/cli.py's
     ``FLAG_MODES`` table, checked before this)."""

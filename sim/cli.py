@@ -152,6 +152,17 @@ SETTING_MODES: dict[str, frozenset[str]] = {
     # what the caches find of generated blocks (the cache-only replay: with cache.insert_outputs, checked in
     # main.py), and --trace-stats' serving ceiling
     "workload.outputs_in_next_turn": SERVING | {CLUSTER_PD, "trace-stats", "cache-only"},
+    # the workload and the seed: --check-calibration compares operators, it replays none
+    "workload.": WITH_WORKLOAD | {CLUSTER_PD},
+    "seed": WITH_WORKLOAD | {CLUSTER_PD},
+    # a GPU's host link carries a cluster's DRAM/SSD/NIC traffic into HBM (sim/cluster/run.py); the other modes
+    # price lower tiers by their own bandwidths
+    "hardware.pcie_gbps": frozenset({"cluster", CLUSTER_PD}),
+    # the GPUs' link: TP collectives, priced by the serving modes and compared by --check-calibration
+    **{f"hardware.{key}": SERVING | {CLUSTER_PD, "check-calibration"} for key in ("gpu_link_gbps", "gpu_link_latency_us")},
+    # the cache-aware router's thresholds: routers route the single-node mode's workers and a cluster's instances
+    **{f"cluster.{key}": frozenset({"single", "cluster", CLUSTER_PD})
+       for key in ("cache_threshold", "balance_abs_threshold", "balance_rel_threshold")},
 }
 # What the cache-only replay does not read once cache.capacity_blocks (--capacity-blocks) sizes its one tier: the other
 # tiers and HBM's size from memory (sim.cache.tiers.build_tiers); one given with --set is an error, as above
@@ -414,6 +425,20 @@ def check_settings_given(mode: str, config: Config, policies: list[str], given: 
         if model_spec(config.model).vision_tower is None:
             raise InputError(f"{said('serving.language_model_only')}: model {config.model} has no vision tower to "
                              "leave unloaded (it serves text alone already)")
+    if said("cache.selective_write_depth") and config.cache.admission != "selective_write":
+        raise InputError(f"{said('cache.selective_write_depth')}: read only with cache.admission=selective_write "
+                         f"(admission here: {config.cache.admission})")
+    if said("cache.allow_train_test_overlap") and not uses_learned_policy(config, policies):
+        raise InputError(f"{said('cache.allow_train_test_overlap')}: applies only to a learned policy (runs: "
+                         f"{', '.join(policies)})")
+    if config.workload.trace is not None:
+        for key, how in given.items():
+            if key.startswith("workload.synthetic."):
+                raise InputError(f"{how}: no synthetic workload is generated; the trace {config.workload.trace} is "
+                                 "replayed")
+    elif said("workload.block_mismatch"):
+        raise InputError(f"{said('workload.block_mismatch')}: a synthetic workload's blocks are the cache's own; it "
+                         "applies to a trace's block ids")
     if said("cache.learned_model") and not uses_learned_policy(config, policies):
         raise InputError(f"{said('cache.learned_model')}: no run uses the learned policy (runs: {', '.join(policies)}; "
                          "--policy learned, or a tier's cache.tiers.<tier>.policy)")

@@ -211,7 +211,10 @@ def _metrics(run_cli, tmp_path, mode: str, sets: list[str], name: str) -> str:
     workload = WORKLOAD
     if any(a.startswith("cache.capacity_blocks=") for a in sets):  # one tier of that many blocks: no others to set
         workload = [a for a in WORKLOAD if not a.startswith(SINGLE_TIER_IGNORES)]
-    for assignment in [*workload, *([] if other_kind else MULTI_TURN), *sets]:
+    synthetic = [*workload, *([] if other_kind else MULTI_TURN)]
+    if any(a.startswith("workload.trace=") for a in sets):  # a trace replayed: no synthetic workload to set
+        synthetic = [a for a in synthetic if not a.startswith("workload.synthetic.")]
+    for assignment in [*synthetic, *sets]:
         argv += ["--set", assignment]
     status, _, err = run_cli(*argv)
     assert status == 0, err[-2000:]
