@@ -188,6 +188,10 @@ CASES: dict[str, Case] = {
                                                 "prompt_size,token_size\n0,2,0,0,1,100,8\n1,2,0,1e15,1,100,8\n"}),
     # datetimes 550 years apart: their span in int64 nanoseconds (the loader's exact arithmetic) overflows 2^63 ns
     # (292 years); it wrapped negative and the trace-stats bins crashed instead of the span's error
+    # arrivals stretched past 34 years by a drawn process's rate: that key is named, not the rate scale
+    "arrival_rate_too_low": Case([*TRACE_STATS, "--set", "workload.arrivals.process=poisson", "--set",
+                                  "workload.arrivals.rate_rps=1e-12"],
+                                 names=("34 years", "'workload.arrivals.rate_rps'=1e-12")),
     "azure_datetime_span_beyond_int64_ns": Case(trace_stats(), names=("t.csv", "34 years"),
                                                 files={"t.csv": f"{AZURE_HEADER}1700-01-01 00:00:00,100,10\n"
                                                                 "2250-01-01 00:00:00,100,10\n"}),

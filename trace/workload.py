@@ -39,7 +39,7 @@ def load_workload(config: Config) -> Trace:
     trace.select_range(start, end)
     require_requests(trace, f" between workload.range_start={start} and range_end={end}")
     trace.arrival_s = apply_arrivals(trace.arrival_s, config.workload, config.seed)
-    check_time_span(trace, f"config key 'workload.rate_scale'={config.workload.rate_scale:g} stretches them too far")
+    check_time_span(trace, _arrivals_cause(config))
     if config.workload.max_input_tokens is not None:
         trace.truncate_inputs(config.workload.max_input_tokens)
     return trace
@@ -105,6 +105,16 @@ def _span_cause(trace: Trace, time_unit: str | None) -> str:
         return "a corrupt timestamp? (no --workload-time-unit makes the span plausible)"
     return (f"timestamps in {unit} read as {_read_unit(trace, time_unit)}? then pass --workload-time-unit {unit} "
             "(workload.time_unit); else a timestamp is corrupt")
+
+
+def _arrivals_cause(config: Config) -> str:
+    """What stretched arrivals that were within bounds before the arrival process and rate scale: a drawn process's
+    rate where one is set (a rate of 1e-12 was blamed on the rate scale), else the rate scale."""
+    arrivals, scale = config.workload.arrivals, config.workload.rate_scale
+    if arrivals.process != "trace" and arrivals.rate_rps is not None:
+        return (f"config key 'workload.arrivals.rate_rps'={arrivals.rate_rps:g} (at workload.rate_scale={scale:g}) "
+                "is too low")
+    return f"config key 'workload.rate_scale'={scale:g} stretches them too far"
 
 
 def check_time_span(trace: Trace, likely_cause: str) -> None:
