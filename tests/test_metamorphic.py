@@ -254,17 +254,25 @@ def test_seeds_report_the_mean_and_interval_of_the_separate_seed_runs(run_cli, t
         assert math.isclose(hi, want_hi, rel_tol=1e-9, abs_tol=1e-12), (key, hi, want_hi)
 
 
-def test_cache_only_results_do_not_depend_on_arrival_times(run_cli, tmp_path, mooncake):
+def test_cache_only_results_do_not_depend_on_arrival_times(run_cli, tmp_path, mooncake, shared_data):
     """README: the cache-only replay reads the requests' order, never their times (learned features aside), and
     ``workload.arrivals`` keeps the order. So a drawn arrival process or another rate scale changes no metric of a
-    classic policy's replay."""
+    classic policy's replay (which is why the command line refuses --rate-scale there)."""
+    from experiments.execute import RunOptions, execute
+    from sim.config import load_config
+
     base, _ = _run(run_cli, tmp_path, "--cache-only", *mooncake, "--policy", "belady,s3fifo", "--capacity-blocks", "40",
                    name="own")
-    for extra, sets in ((("--rate-scale", "7"), ()), ((), ("workload.arrivals.process=gamma", "workload.arrivals.cv=3"))):
-        other, _ = _run(run_cli, tmp_path, "--cache-only", *mooncake, "--policy", "belady,s3fifo", "--capacity-blocks",
-                        "40", *extra, sets=sets, name="other")
-        for a, b in zip(base["runs"], other["runs"]):
-            assert json.dumps(a["metrics"], sort_keys=True) == json.dumps(b["metrics"], sort_keys=True)
+    common = [f"workload.trace={shared_data / MOONCAKE}", "workload.limit=300", "cache.capacity_blocks=40"]
+    for sets in (["workload.rate_scale=7"], ["workload.arrivals.process=gamma", "workload.arrivals.cv=3"]):
+        other = execute("cache-only", load_config(None, sets=[*common, *sets]), RunOptions(policies=("belady", "s3fifo")))
+        assert [r.name for r in other.runs] == [r["name"] for r in base["runs"]]
+        for a, b in zip(base["runs"], other.runs):
+            assert {k: a["metrics"][k] for k in ("hit_ratio", "hits", "accesses")} == \
+                {k: b.metrics[k] for k in ("hit_ratio", "hits", "accesses")}
+    status, _, err = run_cli("--cache-only", *mooncake, "--policy", "belady,s3fifo", "--capacity-blocks", "40",
+                             "--rate-scale", "7", "--no-plot")
+    assert status == 2 and "--rate-scale: the cache-only replay has no clock" in err
 
 
 def test_the_report_does_not_depend_on_the_string_hash_seed(tmp_path):
