@@ -164,6 +164,10 @@ SETTING_MODES: dict[str, frozenset[str]] = {
     **{f"cluster.{key}": frozenset({"single", "cluster", CLUSTER_PD})
        for key in ("cache_threshold", "balance_abs_threshold", "balance_rel_threshold")},
 }
+# Config keys no mode reads (config.yaml says why): HBM is the GPU's own memory, its hits and writes cost no transfer.
+# One given with --set is refused in every mode (a config file may hold them, as config.yaml does).
+NEVER_READ = {f"cache.tiers.hbm.{key}": "an HBM hit is the GPU's own memory: no load or write time is charged"
+              for key in ("read_gbps", "latency_us", "write_gbps", "shared_read_gbps")}
 # What the cache-only replay does not read once cache.capacity_blocks (--capacity-blocks) sizes its one tier: the other
 # tiers and HBM's size from memory (sim.cache.tiers.build_tiers); one given with --set is an error, as above
 SINGLE_TIER_IGNORES = ("cache.tiers.dram", "cache.tiers.ssd", "cache.tiers.eic", "cache.tiers.hbm.capacity_gib",
@@ -374,6 +378,10 @@ def check_flags(args: argparse.Namespace, parser: argparse.ArgumentParser, mode:
             hint = FLAG_HINTS.get((dest, mode))
             raise InputError(f"{flag_name(dest)} is not used by {MODE_FLAGS[mode]} (it applies to {users})"
                              + (f": {hint}" if hint else ""))
+    for setting in args.sets:
+        key = setting.partition("=")[0].strip()
+        if key in NEVER_READ:
+            raise InputError(f"--set {key}: no mode reads it ({NEVER_READ[key]})")
     if mode not in EXPERIMENTS:
         here = CLUSTER_PD if mode == "cluster" and args.pd else mode
         for setting in args.sets:
@@ -421,6 +429,13 @@ def check_settings_given(mode: str, config: Config, policies: list[str], given: 
         if model_spec(config.model).linear_attention is None:
             raise InputError(f"{said('serving.tensor_parallel_size')}: not used when pd.prefill_tensor_parallel_size "
                              "and pd.decode_tensor_parallel_size set every role's TP; drop one of them")
+    if said("serving.all_reduce") and mode in SERVING | {CLUSTER_PD}:
+        from sim.config_rules import pd_tensor_parallel
+
+        tps = [tp for _, tp in pd_tensor_parallel(config).values()] if mode in ("pd", CLUSTER_PD) else \
+            [config.serving.tensor_parallel_size]
+        if max(tps) == 1 and config.serving.data_parallel_size == 1:
+            raise InputError(f"{said('serving.all_reduce')}: no instance here all-reduces (tensor parallel size 1)")
     if config.serving.language_model_only and said("serving.language_model_only"):
         if model_spec(config.model).vision_tower is None:
             raise InputError(f"{said('serving.language_model_only')}: model {config.model} has no vision tower to "

@@ -249,6 +249,8 @@ CASES: dict[str, Case] = {
     "overlap_set_without_a_learned_policy": Case(["--cache-only", "--no-plot", "--set",
                                                   "cache.allow_train_test_overlap=true"],
                                                  names=("cache.allow_train_test_overlap", "learned")),
+    "all_reduce_at_tensor_parallel_1": Case(["--no-plot", "--set", "serving.all_reduce=nccl"],
+                                            names=("--set serving.all_reduce", "tensor parallel size 1")),
     "rate_scale_with_cache_only": Case(["--cache-only", "--no-plot", "--rate-scale", "7"],
                                        names=("--rate-scale", "no clock", "runs: lru")),
     "rate_scale_set_with_cache_only": Case(["--cache-only", "--no-plot", "--set", "workload.rate_scale=7"],

@@ -185,6 +185,12 @@ NOT_MODELLED: dict[str, str] = {
 }
 
 
+@pytest.mark.parametrize("key", sorted(NOT_MODELLED))
+def test_a_key_no_mode_reads_is_refused_when_set(run_cli, key):
+    status, _, err = run_cli("--preset", "smoke", "--no-plot", "--set", f"{key}=1")
+    assert status == 2 and f"--set {key}: no mode reads it" in err, err
+
+
 def _leaves(cls, prefix: str = "") -> list[str]:
     hints = typing.get_type_hints(cls)
     out = []
