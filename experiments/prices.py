@@ -17,6 +17,9 @@ from sim.specs import PROFILES_DIR
 
 HOURS_PER_YEAR = 8766.0  # 365.25 days
 TIERS = ("dram", "ssd", "eic")
+# bounds on a price file's numbers (NaN and 1e308 passed a ">= 0" check: a 300-digit cost and matplotlib's overflow)
+MAX_PRICE_USD = 1e6  # a GPU-hour, or a GiB of a tier bought: far beyond any hardware's price
+MAX_AMORTIZATION_YEARS = 100
 
 
 @dataclass(frozen=True)
@@ -64,8 +67,9 @@ def load_prices(overrides: dict | None = None, source: str | None = None) -> Pri
                 raise fail(f"'prices.{key}' must be a mapping, got {overrides[key]!r}"[:200])
         data = deep_merge(data, overrides)
     years = data.get("amortization_years")
-    if not isinstance(years, (int, float)) or isinstance(years, bool) or years <= 0:
-        raise fail(f"prices.amortization_years must be a positive number, got {years!r}")
+    if not isinstance(years, (int, float)) or isinstance(years, bool) or not 0 < years <= MAX_AMORTIZATION_YEARS:
+        raise fail(f"prices.amortization_years must be a number above 0 and at most {MAX_AMORTIZATION_YEARS}, "
+                   f"got {years!r}")
     for gpu, entry in (data.get("gpus") or {}).items():
         _check_price(entry, "usd_per_gpu_hour", f"prices.gpus.{gpu}", fail)
     tiers = data.get("tiers") or {}
@@ -84,5 +88,5 @@ def _check_price(entry: Any, key: str, where: str, fail: Callable[[str], ConfigE
     if unknown:
         raise fail(f"unknown key '{where}.{unknown[0]}'; valid keys: {key}, source")
     value = entry.get(key)
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-        raise fail(f"{where}.{key} must be a number >= 0, got {value!r}")
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= MAX_PRICE_USD:
+        raise fail(f"{where}.{key} must be a number from 0 to {MAX_PRICE_USD:,.0f}, got {value!r}")

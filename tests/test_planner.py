@@ -137,6 +137,20 @@ def test_prices_cite_sources_and_plan_overrides_apply(run_cli, tmp_path):
     assert prices.cost("h100-sxm", 1, {"dram": 100.0}) == pytest.approx(expected)
 
 
+@pytest.mark.parametrize("prices, named", [
+    ({"gpus": {"h100-sxm": {"usd_per_gpu_hour": float("nan")}}}, "prices.gpus.h100-sxm.usd_per_gpu_hour"),
+    ({"gpus": {"h100-sxm": {"usd_per_gpu_hour": 1e308}}}, "prices.gpus.h100-sxm.usd_per_gpu_hour"),
+    ({"tiers": {"dram": {"usd_per_gib": float("inf")}}}, "prices.tiers.dram.usd_per_gib"),
+    ({"amortization_years": float("nan")}, "prices.amortization_years"),
+])
+def test_a_price_beyond_any_hardwares_is_refused(prices, named):
+    """NaN and 1e308 passed a ">= 0" check: a 300-digit cost per hour, matplotlib's overflow warning."""
+    from sim.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        load_prices(prices)
+
+
 def _cluster_hit_ratio(run_cli, tmp_path, base: list[str], overrides: dict) -> float:
     """An independent run of the fleet through the ordinary command line (``--cluster``)."""
     out = tmp_path / "fleet.json"
