@@ -34,16 +34,10 @@ try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
     from typing import TYPE_CHECKING
 
     from sim.cli import (
-        CLUSTER_PD,
-        EXPERIMENTS,
-        SERVING,
-        WITH_WORKLOAD,
         build_parser,
         check_flags,
         check_paths_given,
-        check_settings_given,
         flag_name,
-        given_by_set,
         parse_policies,
         parse_routers,
         select_mode,
@@ -51,6 +45,7 @@ try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
     from sim.config import Config, load_config
     from sim.config_fields import path_settings
     from sim.errors import InputError, command_status, end_process, quote
+    from sim.mode_settings import CLUSTER_PD, EXPERIMENTS, SERVING, WITH_WORKLOAD, check_settings_given, given_by_set
     from sim.report.console import console_summary
     from sim.report.output import check_distinct, check_plot_folder, check_writable, is_device_or_pipe
 except KeyboardInterrupt:
@@ -134,14 +129,15 @@ def check_config_for_mode(args: argparse.Namespace, config: Config, mode: str, p
             if getattr(args, dest) is not None and getattr(args, dest) is not False:
                 raise InputError(f"{flag_name(dest)} applies to a trace file; no --workload-trace is given (synthetic workload)")
     here = CLUSTER_PD if mode == "cluster" and args.pd else mode  # (--cluster --pd: the keys its roles read)
-    check_settings_given(here, config, policies, given_by_set(args.sets))
+    given = given_by_set(args.sets)
+    check_settings_given(here, config, policies, given)
     if mode == "cache-only" and args.mrc and config.cache.insert_outputs:
         raise InputError("--mrc: the miss-ratio curve is of the prompt blocks alone; drop cache.insert_outputs")
     if args.allow_train_test_overlap and not uses_learned_policy(config, policies):
         raise InputError(f"--allow-train-test-overlap applies only to a learned policy (runs: {', '.join(policies)})")
-    if mode == "cache-only" and not args.mrc and "cache.mrc_sample_rate" in given_by_set(args.sets):
+    if mode == "cache-only" and not args.mrc and "cache.mrc_sample_rate" in given:
         raise InputError("--set cache.mrc_sample_rate: used only with --mrc (--mrc-sample-rate)")
-    rate_given = "--rate-scale" if args.rate_scale is not None else given_by_set(args.sets).get("workload.rate_scale")
+    rate_given = "--rate-scale" if args.rate_scale is not None else given.get("workload.rate_scale")
     if mode == "cache-only" and rate_given and not uses_learned_policy(config, policies):
         raise InputError(f"{rate_given}: the cache-only replay has no clock (of arrival times only the learned "
                          f"policy's features read any; runs: {', '.join(policies)}); drop it")

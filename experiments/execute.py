@@ -37,10 +37,10 @@ def check_point(mode: str, config: Config, options: RunOptions, where: str = "",
     own validation (every ``load_config``/``replace``) already checked: the mode, the search options, what
     the mode reads of the config (as the command line checks its one run: ``main.check_mode_settings``; a point
     that does not fit its GPUs fails when it runs, alone) and, of the keys ``given`` (key: how it was given), those
-    this point would leave unread (``sim.cli.check_settings_given``)."""
+    this point would leave unread (``sim.mode_settings.check_settings_given``)."""
     import main
     from sim.cache.policies import POLICIES
-    from sim.cli import CLUSTER_PD, check_settings_given
+    from sim.mode_settings import CLUSTER_PD, check_settings_given
 
     prefix = f"{where}: " if where else ""
     try:

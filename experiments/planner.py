@@ -88,9 +88,9 @@ def check_not_searched(plan, candidates: list[Candidate], args: argparse.Namespa
 
 def check_settings_read(plan, args: argparse.Namespace) -> None:
     """Every key the command line or the plan's own 'set'/'workload' sets is read by at least one of the modes its
-    candidates run in (``sim.cli.SETTING_MODES``, as a sweep checks its keys): pd.transfer in a plan of aggregated
+    candidates run in (``sim.mode_settings.SETTING_MODES``, as a sweep checks its keys): pd.transfer in a plan of aggregated
     splits only did nothing, exit 0."""
-    from sim.cli import setting_users
+    from sim.mode_settings import setting_users
 
     modes = candidate_modes(plan)
     for said, key in _given_settings(plan, args):

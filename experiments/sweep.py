@@ -38,10 +38,10 @@ def run_options(args: argparse.Namespace) -> RunOptions:
 
 
 def check_settings_read(spec: SweepSpec, sets: list[str]) -> None:
-    """Every key the spec varies or fixes, and every ``--set``, is read by the spec's mode (``sim.cli.SETTING_MODES``,
+    """Every key the spec varies or fixes, and every ``--set``, is read by the spec's mode (``sim.mode_settings.SETTING_MODES``,
     as the command line checks its ``--set``): an axis of keys the mode ignores ran every point alike (pd.num_prefill
     in a single-node sweep; a sweep's cluster mode has no PD pools), a fixed one was silently dropped."""
-    from sim.cli import setting_users
+    from sim.mode_settings import setting_users
 
     where = f"sweep spec {spec.path}"
     keyed = [*((key, f"{where}: axis '{key}'", "its points would all run alike") for key in spec.axis_keys),
@@ -108,7 +108,7 @@ def _print_summary(report: dict, axis_keys: list[str]) -> None:
 
 def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
     """The ``--sweep`` command: exit 0, or 2 (1) when a point failed on bad input (an internal error)."""
-    from sim.cli import given_by_set
+    from sim.mode_settings import given_by_set
     from sim.report.outputs import render_outputs
     from sim.report.sweep_plots import plot_sweep
 

@@ -1,7 +1,8 @@
 """The kvsim command line's grammar: the argument parser, the modes, and which flags each mode uses.
 
 ``main.py`` parses with ``build_parser``, picks the mode with ``select_mode`` and refuses, before any
-work, a flag the mode would ignore (``check_flags`` over the ``FLAG_MODES`` table) or a registry
+work, a flag the mode would ignore (``check_flags`` over the ``FLAG_MODES`` table, and a ``--set`` key over
+``sim.mode_settings``' table) or a registry
 name that does not exist (``parse_policies``, ``parse_routers``). Only the standard library and the
 config's types load here, so ``--help`` and usage errors stay quick.
 """
@@ -9,12 +10,23 @@ config's types load here, so ``--help`` and usage errors stay quick.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from typing import get_args, get_type_hints
 
-from sim.config import Config, TiersConfig, WorkloadConfig
+from sim.config import WorkloadConfig
 from sim.errors import QUOTE_LIMIT, InputError, quote
+from sim.mode_settings import (
+    ALL,
+    CLUSTER_PD,
+    EXPERIMENTS,
+    MODE_FLAGS,
+    MODES,
+    NEVER_READ,
+    SERVING,
+    SIMULATING,
+    WITH_WORKLOAD,
+    setting_users,
+)
 
 MOONCAKE = "../shared/data/traces/mooncake_conversation.jsonl"
 AZURE = "trace/data/azure_conv_2023.csv"
@@ -63,18 +75,6 @@ modes (one at a time):
 exit status: 0 success, 2 bad usage or input, 130 interrupted, 143 terminated (SIGTERM), 141 output reader gone, 1 internal error
 """
 
-# ---------------------------------------------------------------------------- modes
-
-MODES = ("trace-stats", "cache-only", "single", "pd", "cluster", "check-calibration", "sweep", "plan")
-MODE_FLAGS = {"trace-stats": "--trace-stats", "cache-only": "--cache-only", "single": "the single-node mode (default)",
-              "pd": "--pd", "cluster": "--cluster", "check-calibration": "--check-calibration", "sweep": "--sweep",
-              "plan": "--plan"}
-ALL = frozenset(MODES)
-WITH_WORKLOAD = ALL - {"check-calibration"}  # modes that read a trace or generate a workload
-EXPERIMENTS = frozenset({"sweep", "plan"})  # many runs, each a mode of its own (experiments/)
-SERVING = frozenset({"single", "pd", "cluster"})
-SIMULATING = SERVING | {"cache-only"}  # one simulation per policy
-
 # Which modes use each option (by argparse dest). A flag given in a mode that does not use it is
 # an error naming it, never silently ignored. Every option of the parser must appear here (a test
 # checks), so a new flag declares its modes. The mode switches themselves are not listed.
@@ -111,68 +111,6 @@ FLAG_MODES: dict[str, frozenset[str]] = {
     "no_plot": ALL,  # kvcache-sim scripts pass it everywhere; harmless where nothing is plotted
     "quiet": ALL,
 }
-# Config keys (a dotted prefix: a section or one key) that only some modes read. One given with --set in
-# another mode is an error naming it, as a flag would be: the user asked for something the run would not do.
-# A config file may hold every section (config.yaml does), so only --set is checked; a sweep's or a plan's
-# runs are modes of their own. CLUSTER_PD: --cluster --pd (prefill/decode pools in every rack).
-CLUSTER_PD = "cluster --pd"
-SCHEDULER_KEYS = ("max_num_seqs", "max_num_batched_tokens", "enable_prefix_caching", "async_scheduling",
-                  "scheduler_reserve_full_isl")  # vLLM's scheduler settings (serving.*)
-TIERS = tuple(f.name for f in dataclasses.fields(TiersConfig))
-TIER_TIMING_KEYS = ("read_gbps", "write_gbps", "latency_us", "shared_read_gbps")  # a tier's time (cache.tiers.<t>.*)
-SETTING_MODES: dict[str, frozenset[str]] = {
-    "pd.": frozenset({"pd", CLUSTER_PD}),
-    "network.": frozenset({"pd", "cluster", CLUSTER_PD, "check-calibration"}),  # KV transfers, moves between nodes
-    "slo.": SERVING | {CLUSTER_PD},
-    "compute.": SERVING | {CLUSTER_PD, "check-calibration"},  # step times; the cache-only replay has no clock
-    # the host's part of a step (sim.serving.host_time): --check-calibration compares operators, which have none
-    **{f"compute.{key}": SERVING | {CLUSTER_PD} for key in ("host_step_us", "host_sequence_us", "launch_layer_us")},
-    **{f"cluster.{key}": frozenset({"cluster", CLUSTER_PD})
-       for key in ("num_racks", "nodes_per_rack", "uplink_gbps", "oversubscription", "uplink_latency_us")},
-    # the router of the single-node mode's workers and of a cluster (--router); PD routes with pd.router
-    # (sim/serving/run.py), the cache-only replay and --trace-stats route nothing
-    "cluster.router": frozenset({"single", "cluster", CLUSTER_PD}),
-    # --cluster --pd routes every request with cluster.router (sim/cluster/run.py ``_dispatch``), not pd.router
-    "pd.router": frozenset({"pd"}),
-    # the cache: --trace-stats and --check-calibration keep none (cache.policy is --policy's key)
-    "cache.": SIMULATING | {CLUSTER_PD},
-    "serving.disable_hybrid_kv_cache_manager": SIMULATING | {CLUSTER_PD},
-    # a vision tower's weights and profile pass in a GPU's memory: --trace-stats and --check-calibration size none
-    "serving.language_model_only": SIMULATING | {CLUSTER_PD},
-    # the KV capacity from a GPU's memory (HBM's blocks): --trace-stats and --check-calibration size no cache
-    **{f"serving.{key}": SIMULATING | {CLUSTER_PD} for key in ("num_gpu_blocks", "gpu_memory_utilization",
-                                                               "enforce_eager")},
-    # the scheduler and the clock: the cache-only replay has neither (no batches, no admission, no time)
-    **{f"serving.{key}": SERVING | {CLUSTER_PD} for key in SCHEDULER_KEYS},
-    **{f"cache.tiers.{tier}.{key}": SERVING | {CLUSTER_PD} for tier in TIERS for key in TIER_TIMING_KEYS},
-    # PD sizes its pools with pd.num_prefill/num_decode, a cluster its instances by its nodes' GPUs
-    "serving.num_instances": frozenset({"single"}),
-    # the serving modes always cache generated blocks; the cache-only replay only with cache.insert_outputs
-    "cache.insert_outputs": frozenset({"cache-only"}),
-    # what the caches find of generated blocks (the cache-only replay: with cache.insert_outputs, checked in
-    # main.py), and --trace-stats' serving ceiling
-    "workload.outputs_in_next_turn": SERVING | {CLUSTER_PD, "trace-stats", "cache-only"},
-    # the workload and the seed: --check-calibration compares operators, it replays none
-    "workload.": WITH_WORKLOAD | {CLUSTER_PD},
-    "seed": WITH_WORKLOAD | {CLUSTER_PD},
-    # a GPU's host link carries a cluster's DRAM/SSD/NIC traffic into HBM (sim/cluster/run.py); the other modes
-    # price lower tiers by their own bandwidths
-    "hardware.pcie_gbps": frozenset({"cluster", CLUSTER_PD}),
-    # the GPUs' link: TP collectives, priced by the serving modes and compared by --check-calibration
-    **{f"hardware.{key}": SERVING | {CLUSTER_PD, "check-calibration"} for key in ("gpu_link_gbps", "gpu_link_latency_us")},
-    # the cache-aware router's thresholds: routers route the single-node mode's workers and a cluster's instances
-    **{f"cluster.{key}": frozenset({"single", "cluster", CLUSTER_PD})
-       for key in ("cache_threshold", "balance_abs_threshold", "balance_rel_threshold")},
-}
-# Config keys no mode reads (config.yaml says why): HBM is the GPU's own memory, its hits and writes cost no transfer.
-# One given with --set is refused in every mode (a config file may hold them, as config.yaml does).
-NEVER_READ = {f"cache.tiers.hbm.{key}": "an HBM hit is the GPU's own memory: no load or write time is charged"
-              for key in ("read_gbps", "latency_us", "write_gbps", "shared_read_gbps")}
-# What the cache-only replay does not read once cache.capacity_blocks (--capacity-blocks) sizes its one tier: the other
-# tiers and HBM's size from memory (sim.cache.tiers.build_tiers); one given with --set is an error, as above
-SINGLE_TIER_IGNORES = ("cache.tiers.dram", "cache.tiers.ssd", "cache.tiers.eic", "cache.tiers.hbm.capacity_gib",
-                       "cache.inclusion", "serving.gpu_memory_utilization", "serving.num_gpu_blocks",
-                       "serving.enforce_eager")
 MODE_SWITCHES = ("trace_stats", "cache_only", "cluster", "pd", "check_calibration", "sweep", "plan")
 CLUSTER_COMBINES_WITH = ("pd",)  # --cluster --pd: prefill/decode pools in every rack
 
@@ -393,86 +331,6 @@ def check_flags(args: argparse.Namespace, parser: argparse.ArgumentParser, mode:
         raise InputError("--mrc-sample-rate is used only with --mrc")
     if args.plot_dir is not None and args.no_plot:
         raise InputError("--plot-dir and --no-plot contradict each other")
-
-
-def given_by_set(sets: list[str]) -> dict[str, str]:
-    """The keys of ``--set KEY=VALUE`` settings, each with how it was given (for ``check_settings_given``)."""
-    return {key: f"--set {key}" for key in (setting.partition("=")[0].strip() for setting in sets)}
-
-
-def check_settings_given(mode: str, config: Config, policies: list[str], given: dict[str, str]) -> None:
-    """Settings a run would read only together with others (judged on its resolved ``config``): each key of ``given``
-    (how it was given, e.g. "--set KEY") that this run would leave unread is an error, as a flag would be."""
-    from sim.cache.access import uses_learned_policy
-    from sim.specs import model_spec
-
-    def said(key: str) -> str | None:
-        return given.get(key)
-
-    if mode == "cache-only" and not config.cache.insert_outputs and said("workload.outputs_in_next_turn"):
-        raise InputError(f"{said('workload.outputs_in_next_turn')}: the cache-only replay reads it only with "
-                         "cache.insert_outputs=true (it takes prompt blocks alone otherwise)")
-    if mode in SERVING | {CLUSTER_PD} and not config.serving.enable_prefix_caching \
-            and said("workload.outputs_in_next_turn"):
-        raise InputError(f"{said('workload.outputs_in_next_turn')}: with serving.enable_prefix_caching=false nothing "
-                         "is cached, generated blocks included")
-    if mode == "cache-only" and config.cache.capacity_blocks is not None:
-        for key, how in given.items():
-            if any(key == p or key.startswith(p + ".") for p in SINGLE_TIER_IGNORES):
-                raise InputError(f"{how}: not used beside --capacity-blocks (cache.capacity_blocks), which replays "
-                                 "one tier of that many blocks; drop one of them")
-    roles_tp = (config.pd.prefill_tensor_parallel_size, config.pd.decode_tensor_parallel_size)
-    if mode in ("pd", CLUSTER_PD) and said("serving.tensor_parallel_size") and None not in roles_tp \
-            and config.serving.tensor_parallel_size not in roles_tp:
-        # every role has its own TP, none serving's (a run's config would show a TP no instance has); only a Gated
-        # DeltaNet hybrid still sizes its blocks and states at serving TP (state_groups.check_state_model)
-        if model_spec(config.model).linear_attention is None:
-            raise InputError(f"{said('serving.tensor_parallel_size')}: not used when pd.prefill_tensor_parallel_size "
-                             "and pd.decode_tensor_parallel_size set every role's TP; drop one of them")
-    if said("serving.all_reduce") and mode in SERVING | {CLUSTER_PD}:
-        from sim.config_rules import pd_tensor_parallel
-
-        tps = [tp for _, tp in pd_tensor_parallel(config).values()] if mode in ("pd", CLUSTER_PD) else \
-            [config.serving.tensor_parallel_size]
-        if max(tps) == 1 and config.serving.data_parallel_size == 1:
-            raise InputError(f"{said('serving.all_reduce')}: no instance here all-reduces (tensor parallel size 1)")
-    if config.serving.language_model_only and said("serving.language_model_only"):
-        if model_spec(config.model).vision_tower is None:
-            raise InputError(f"{said('serving.language_model_only')}: model {config.model} has no vision tower to "
-                             "leave unloaded (it serves text alone already)")
-    if said("cache.selective_write_depth") and config.cache.admission != "selective_write":
-        raise InputError(f"{said('cache.selective_write_depth')}: read only with cache.admission=selective_write "
-                         f"(admission here: {config.cache.admission})")
-    if said("cache.allow_train_test_overlap") and not uses_learned_policy(config, policies):
-        raise InputError(f"{said('cache.allow_train_test_overlap')}: applies only to a learned policy (runs: "
-                         f"{', '.join(policies)})")
-    if config.workload.trace is not None:
-        for key, how in given.items():
-            if key.startswith("workload.synthetic."):
-                raise InputError(f"{how}: no synthetic workload is generated; the trace {config.workload.trace} is "
-                                 "replayed")
-    elif said("workload.block_mismatch"):
-        raise InputError(f"{said('workload.block_mismatch')}: a synthetic workload's blocks are the cache's own; it "
-                         "applies to a trace's block ids")
-    if said("cache.learned_model") and not uses_learned_policy(config, policies):
-        raise InputError(f"{said('cache.learned_model')}: no run uses the learned policy (runs: {', '.join(policies)}; "
-                         "--policy learned, or a tier's cache.tiers.<tier>.policy)")
-
-
-def setting_users(key: str, mode: str) -> str | None:
-    """None when ``mode`` reads config key ``key`` (``SETTING_MODES``), else the modes that do, in words (those of
-    the most specific entry that refuses it: pd.router's, not the pd section's)."""
-    refusing = []
-    for prefix, modes in SETTING_MODES.items():
-        # a section ("pd.") covers its keys; a key ("pd.router") itself and what nests under it, not a longer name
-        # ("pd.routerX" is a typo, for the config's own check to name)
-        within = key.startswith(prefix) if prefix.endswith(".") else key == prefix or key.startswith(prefix + ".")
-        if within and mode not in modes:
-            refusing.append((len(prefix), modes))
-    if not refusing:
-        return None
-    modes = max(refusing, key=lambda entry: entry[0])[1]
-    return ", ".join(MODE_FLAGS.get(m, f"--{m}") for m in (*MODES, CLUSTER_PD) if m in modes)
 
 
 def parse_routers(text: str | None) -> list[str]:

@@ -240,7 +240,7 @@ def test_pd_router_set_in_a_cluster_is_refused(run_cli):
     ([], {"set": {"pd.transfer": "pull"}}, "'pd.transfer' under 'set'/'workload': not read by this plan's runs"),
 ])
 def test_a_setting_no_candidate_reads_is_refused(run_cli, tmp_path, extra, body, needle):
-    """A key none of the plan's candidate modes reads (sim.cli.SETTING_MODES, as a sweep checks its keys) was taken
+    """A key none of the plan's candidate modes reads (sim.mode_settings.SETTING_MODES, as a sweep checks its keys) was taken
     and did nothing, exit 0."""
     plan = tmp_path / "plan.yaml"
     plan.write_text(yaml.safe_dump({**PLAN, **body}))

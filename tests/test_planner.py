@@ -112,7 +112,7 @@ def test_hit_ratio_plan_uses_the_exact_curve_and_replays_agree(run_cli, tmp_path
     # a searched value outside its config key's domain is the plan's error (every candidate was "infeasible", exit 0)
     ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "racks": [1, 100_000_000],
                                                    "nodes_per_rack": [1]}}, "search.racks: config key 'cluster.num_racks'"),
-    # judged per candidate as a command-line run judges its own (sim.cli.check_settings_given)
+    # judged per candidate as a command-line run judges its own (sim.mode_settings.check_settings_given)
     ({"target": {"hit_ratio": 0.2}, "search": {"gpu": ["h100-sxm"]}, "set": {"workload.outputs_in_next_turn": True}},
      "'workload.outputs_in_next_turn' under 'set'/'workload': the cache-only replay reads it only with"),
     ({"target": {"hit_ratio": 0.2}, "search": {"gpu": ["h100-sxm"]}, "set": {"cache.learned_model": str(BUNDLED_AZURE)}},

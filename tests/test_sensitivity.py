@@ -14,8 +14,8 @@ import typing
 
 import pytest
 
-from sim.cli import SINGLE_TIER_IGNORES
 from sim.config import Config
+from sim.mode_settings import SINGLE_TIER_IGNORES
 
 # A small workload that exercises every tier: HBM holds 600 blocks, the lower tiers a few dozen each, and
 # (unless a case picks another kind) conversations come back within seconds.

@@ -207,9 +207,9 @@ def _overlay(args: argparse.Namespace, argv: list[str], steps, configs, values: 
     for key in HELD_KEYS:
         set_dotted(layer, f"compute.{key}", getattr(base.compute, key))
     # null attention efficiency: the one of the table's GPUs' attention kernel, where they run one
-    kernel_values = {attention_efficiency(c) for c in configs}
-    if base.compute.attention_efficiency is None and len(kernel_values) == 1:
-        set_dotted(layer, "compute.attention_efficiency", kernel_values.pop())
+    efficiencies = {attention_efficiency(c) for c in configs}
+    if base.compute.attention_efficiency is None and len(efficiencies) == 1:
+        set_dotted(layer, "compute.attention_efficiency", efficiencies.pop())
     header = [f"# made by: python tools/fit_roofline.py {' '.join(argv)}",
               f"# from {len(steps)} points of {args.table.name}; MAPE over them: roofline defaults {before:.1f}%, "
               f"fitted {after:.1f}%"]

@@ -292,8 +292,8 @@ def build_tiers(config: Config, policy: str, next_use: np.ndarray | None = None,
     else:
         for name in TIER_NAMES:
             tier_cfg: TierConfig = getattr(config.cache.tiers, name)
-            if tier_cfg.capacity_gib < 0:
-                raise ConfigError(f"config key 'cache.tiers.{name}.capacity_gib' must be >= 0, got {tier_cfg.capacity_gib}")
+            if name == "hbm" and tier_cfg.capacity_gib < 0:  # (a lower tier's: configured_tier_blocks)
+                raise ConfigError(f"config key 'cache.tiers.hbm.capacity_gib' must be >= 0, got {tier_cfg.capacity_gib}")
             if name == "hbm" and not top:
                 continue
             blocks = hbm_capacity_blocks(config) if name == "hbm" else configured_tier_blocks(name, config)
