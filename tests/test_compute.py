@@ -306,6 +306,20 @@ def test_bundle_rows_not_used_are_counted_in_one_note_per_file(tmp_path, caplog)
         f"kvsim: note: {skew}: 3 of 5 rows not used (blank kvs: 1, blank t_max_us: 1, blank alpha: 1)"]
 
 
+def test_a_table_whose_every_row_is_blank_is_refused_naming_the_column(tmp_path):
+    """A table none of whose rows can be used (a time column blank throughout) is refused naming that column: the
+    rows were set aside one by one and the run then said "no rows for tensor parallel size 1", as if the file
+    lacked them."""
+    ops = ["input_layernorm", "attn_pre_proj", "attn_rope", "attn_post_proj", "post_attention_layernorm",
+           "mlp_up_proj", "mlp_act", "mlp_down_proj", "add"]
+    header = "num_tokens,num_tensor_parallel_workers," + ",".join(f"time_stats.{op}.median" for op in ops)
+    rows = [f"{n},1," + ",".join("" if op == "attn_rope" else "0.1" for op in ops) for n in (128, 256, 512)]
+    (tmp_path / "mlp.csv").write_text("\n".join([header, *rows]) + "\n")
+    with pytest.raises(ConfigError, match=r"mlp\.csv: no row can be used: column time_stats\.attn_rope\.median is "
+                                          r"blank in 3 of 3 rows$"):
+        VidurProfile.load(tmp_path / "mlp.csv", model_spec("llama-3-8b"), 1)
+
+
 def test_bundle_rows_not_used_are_told_on_stderr_by_check_calibration(tmp_path):
     """End to end (a real stderr): --check-calibration says, per table file, the rows it did not use, one line
     each; --quiet keeps them back, as it does the trace loaders' notes."""

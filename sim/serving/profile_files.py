@@ -170,10 +170,16 @@ def read_bundle_table(tp_dir: Path, name: str) -> pd.DataFrame:
 def unused_rows(frame: pd.DataFrame, columns: Iterable[str], path: Path, every: bool = False) -> np.ndarray:
     """The positions of ``frame``'s rows with a blank among ``columns`` (``every``: with all of them blank), which a
     reader does not use. They are counted, not dropped silently: one note on standard error per file, ``N of M rows
-    not used (blank time_us: N)``, each row counted under its first blank column (in ``columns``' order)."""
+    not used (blank time_us: N)``, each row counted under its first blank column (in ``columns``' order). A table
+    none of whose rows can be used is refused, naming the column blank in most of them (an all-blank column read
+    as "no rows for tensor parallel size 1")."""
     columns = list(columns)
     blank = frame[columns].isna().to_numpy()
     rows = np.flatnonzero(blank.all(axis=1) if every else blank.any(axis=1))
+    if len(frame) and len(rows) == len(frame):
+        column = columns[int(blank.sum(axis=0).argmax())]
+        raise ConfigError(f"{path}: no row can be used: column {column} is blank in {int(blank.sum(axis=0).max()):,} "
+                          f"of {len(frame):,} rows")
     if len(rows):
         first = blank[rows].argmax(axis=1)
         why = (f"every one of {len(columns)} time columns blank: {len(rows):,}" if every else
