@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sim.config import load_config
+from sim.errors import ConfigError
 from sim.serving.compute import RooflineCompute, StepShape
 from sim.serving.compute_backend import compute_model, gpu_compute_model
 from sim.serving.vidur_compute import VidurProfile
-from sim.config import load_config
-from sim.errors import ConfigError
 from sim.specs import gpu_spec, model_spec
 from tests.conftest import ROOT
 
@@ -148,8 +148,8 @@ def test_bundle_at_tp2_adds_measured_collectives(tmp_path):
     two all-reduces a layer and one after the embedding (hidden states), one all-gather of the logits."""
     from pathlib import Path
 
-    from sim.serving.llmservingsim_compute import LLMServingSimCompute
     from sim.serving.collectives import MeasuredCollectives, RingCollectives, TensorParallelComm, bundle_hardware_yaml
+    from sim.serving.llmservingsim_compute import LLMServingSimCompute
 
     hardware, bundle = Path(tmp_path), Path(tmp_path) / "org" / "model" / "bf16"
     (bundle / "tp2").mkdir(parents=True)
