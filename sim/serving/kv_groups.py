@@ -128,9 +128,6 @@ def check_hybrid_manager(config: Config, mode: str, policies: list[str]) -> None
                               "serving.disable_hybrid_kv_cache_manager=true (every layer keeps its whole KV)")
         return
     raise ConfigError(
-        f"model {config.model} mixes {spec.sliding_layers} sliding-window layers ({spec.sliding_window} tokens) with "
-        f"{spec.num_layers - spec.sliding_layers} full-attention ones; vLLM's hybrid KV-cache manager (its default, "
-        f"which frees the sliding layers' blocks outside the window) is modelled in modes "
-        f"{' and '.join(HYBRID_MANAGER_MODES)} only, not {mode}: set serving.disable_hybrid_kv_cache_manager=true to simulate vLLM with "
-        "--disable-hybrid-kv-cache-manager (or a KV connector without hybrid support, e.g. LMCache), where every "
-        "layer keeps its whole KV")
+        f"model {config.model}: its {spec.sliding_layers} sliding-window layers ({spec.sliding_window} tokens) need "
+        f"vLLM's hybrid KV-cache manager, modelled in modes {', '.join(HYBRID_MANAGER_MODES)}, not {mode}: set "
+        "serving.disable_hybrid_kv_cache_manager=true (every layer keeps its whole KV)")
