@@ -35,8 +35,8 @@ from sim.errors import QUOTE_LIMIT, ConfigError, TraceError, quote
 from trace import blocks as bm
 from trace.arrow import numpy_view, valid
 from trace.csv_reader import CsvParserError, csv_chunks, csv_fields
-from trace.formats import (FORMATS, TIME_UNITS, Chunk, TraceFormat, block_token_counts, hash_ids_mismatch,
-                           pick_block_tokens, sniff_format, variant_of)
+from trace.formats import (FORMATS, MAX_TRACE_SPAN_S, TIME_UNITS, Chunk, TraceFormat, block_token_counts,
+                           hash_ids_mismatch, pick_block_tokens, sniff_format, variant_of)
 from trace.jsonl_reader import jsonl_chunks, jsonl_line, keys_in_records, malformed_record
 from trace.readers import IdLists, RawChunk, first_line
 from trace.request import Trace, TraceProvenance, file_sha256
@@ -270,6 +270,25 @@ def chat_sessions(path: Path, chat: np.ndarray, parent: np.ndarray) -> np.ndarra
     return numpy_view(codes).astype(np.int64)
 
 
+# Arrival times are float64 in the trace's unit until made relative to the first: past 2^52 ms (142,000 years) one
+# step of a float64 is more than a millisecond, and the times of a trace offset that far (a corrupt offset, a unit
+# mistake) would be rounded silently (1e17 ms: to 16 ms).
+TIMESTAMP_STEP_LIMIT_S = 1e-3
+
+
+def check_timestamp_precision(path: Path, arrival: np.ndarray, time_unit: str) -> None:
+    """Refuse numeric timestamps so large that float64 rounds them coarser than ``TIMESTAMP_STEP_LIMIT_S``; a trace
+    whose span is absurd too is left to the span's check, which names the likely time unit
+    (``trace.workload.check_time_span``)."""
+    largest = float(np.abs(arrival).max())
+    if (float(arrival.max()) - float(arrival.min())) * TIME_UNITS[time_unit] > MAX_TRACE_SPAN_S:
+        return
+    step_s = float(np.spacing(largest)) * TIME_UNITS[time_unit]
+    if step_s > TIMESTAMP_STEP_LIMIT_S:
+        raise TraceError(f"{path}: a timestamp of {largest:.6g} {time_unit} is too large to keep to the millisecond "
+                         f"(times there are rounded to {step_s:g} s): a corrupt timestamp or offset?")
+
+
 def load_trace(workload: WorkloadConfig, block_size: int, sha256: str | None = None) -> Trace:
     """Load ``workload.trace`` into a validated, time-normalised ``Trace`` with block ids.
 
@@ -305,6 +324,7 @@ def load_trace(workload: WorkloadConfig, block_size: int, sha256: str | None = N
     # datetime formats: int64 ns since the epoch (trace.formats.Chunk), made relative in integers, then seconds
     arrival = cat("arrival", np.float64 if time_unit is not None else np.int64)
     if time_unit is not None:
+        check_timestamp_precision(path, arrival, time_unit)
         arrival = arrival / round(1 / TIME_UNITS[time_unit])  # divided by 1000, not times 0.001 (inexact): 3750 ms
         # is 3.75 s, not 3.7500000000000004, as the same time written in seconds is
     input_tokens = cat("input_tokens", np.int64)
@@ -323,7 +343,7 @@ def load_trace(workload: WorkloadConfig, block_size: int, sha256: str | None = N
         arrival, input_tokens, output_tokens, session = arrival[order], input_tokens[order], output_tokens[order], session[order]
     if time_unit is None and int(arrival[-1]) - int(arrival[0]) > INT64_MAX:
         # datetimes more than 2^63 ns (292 years) apart: their span overflows int64 (it wrapped negative); float is
-        # exact enough for a span the workload refuses anyway (trace.workload.MAX_TRACE_SPAN_S)
+        # exact enough for a span the workload refuses anyway (trace.formats.MAX_TRACE_SPAN_S)
         arrival = arrival.astype(np.float64)
     arrival = arrival - arrival[0]
     if time_unit is None:

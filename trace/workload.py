@@ -14,6 +14,7 @@ from sim.errors import TraceError
 from sim.serving.engine_limits import block_size
 from trace.arrivals import apply_arrivals
 from trace.cache import load_trace_cached
+from trace.formats import MAX_TRACE_SPAN_S
 from trace.request import Trace
 
 
@@ -54,9 +55,6 @@ def context_tokens(config: Config) -> int:
     return min(model_len, request_token_bound(config.workload))
 
 
-# Arrivals spanning more than this are a unit mistake or a corrupt timestamp, not a workload: past it,
-# one ulp of simulated time (2^-22 s at 2^30 s) starts to swallow sub-microsecond compute steps.
-MAX_TRACE_SPAN_S = float(2**30)  # about 34 years
 # A mean arrival rate this high suggests timestamps read in a unit 1,000x too coarse: the public traces run at
 # a few requests a second (bundled Azure conversation trace 5.5/s over its hour, Mooncake's conversation
 # trace 3.4/s), so such a mistake lands them at thousands; ~200x beyond them, no real trace should be
