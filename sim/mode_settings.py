@@ -147,6 +147,15 @@ def check_settings_given(mode: str, config: Config, policies: list[str], given: 
     elif said("workload.block_mismatch"):
         raise InputError(f"{said('workload.block_mismatch')}: a synthetic workload's blocks are the cache's own; it "
                          "applies to a trace's block ids")
+    if config.workload.trace is not None and said("workload.block_mismatch"):
+        from pathlib import Path
+
+        from trace.formats import FORMATS, trace_format_name
+
+        name = trace_format_name(Path(config.workload.trace), config.workload.format)
+        if name is not None and "hash_ids" not in FORMATS[name].id_lists:
+            raise InputError(f"{said('workload.block_mismatch')}: the {name} trace {config.workload.trace} has no "
+                             "block ids (hash_ids) whose block size could differ from the cache's")
     if said("cache.learned_model") and not uses_learned_policy(config, policies):
         raise InputError(f"{said('cache.learned_model')}: no run uses the learned policy (runs: {', '.join(policies)}; "
                          "--policy learned, or a tier's cache.tiers.<tier>.policy)")

@@ -26,6 +26,10 @@ CASES: dict[str, Case] = {
                                          files={"t.csv": AZURE_OK}),
     "block_mismatch_on_a_synthetic_workload": Case([*TRACE_STATS, "--set", "workload.block_mismatch=split"],
                                                    names=("workload.block_mismatch", "synthetic")),
+    # only a trace of hash_ids (Mooncake's) has blocks of its own size; an Azure trace's blocks are the cache's
+    "block_mismatch_on_a_trace_without_block_ids": Case(trace_stats("--set", "workload.block_mismatch=split"),
+                                                        names=("workload.block_mismatch", "azure trace", "t.csv",
+                                                               "no block ids"), files={"t.csv": AZURE_OK}),
     "mrc_sample_rate_set_without_mrc": Case(["--cache-only", "--no-plot", "--set", "cache.mrc_sample_rate=0.5"],
                                             names=("cache.mrc_sample_rate", "--mrc")),
     "overlap_set_without_a_learned_policy": Case(["--cache-only", "--no-plot", "--set",

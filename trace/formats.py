@@ -385,3 +385,15 @@ def sniff_format(path: Path) -> str:
                          f"JSON Lines, one object per line: {quote(first)}")
     raise TraceError(f"{path}: unrecognised trace header {quote(first)}; pass --workload-format "
                      f"({', '.join(FORMATS)}; their columns are listed in README.md)")
+
+
+def trace_format_name(path: Path, given: str) -> str | None:
+    """The format a trace is read in (``given``, or sniffed when ``auto``); None when the file cannot tell (missing,
+    unreadable, unrecognised: the loader says why)."""
+    if given != "auto":
+        return given
+    try:
+        return sniff_format(path)
+    except (TraceError, OSError):
+        return None
+
