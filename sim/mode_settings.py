@@ -83,6 +83,9 @@ NEVER_READ = {f"cache.tiers.hbm.{key}": "an HBM hit is the GPU's own memory: no 
               for key in ("read_gbps", "latency_us", "write_gbps", "shared_read_gbps")}
 # What the cache-only replay does not read once cache.capacity_blocks (--capacity-blocks) sizes its one tier: the other
 # tiers and HBM's size from memory (sim.cache.tiers.build_tiers); one given with --set is an error, as above
+# What a Gated DeltaNet hybrid's block size depends on beside the GPU (sim.serving.state_groups.required_block_size):
+# the only serving keys --trace-stats reads but the block size and the longest request
+TRACE_STATS_STATE_KEYS = ("serving.tensor_parallel_size", "serving.dtype", "serving.kv_cache_dtype")
 SINGLE_TIER_IGNORES = ("cache.tiers.dram", "cache.tiers.ssd", "cache.tiers.eic", "cache.tiers.hbm.capacity_gib",
                        "cache.inclusion", "serving.gpu_memory_utilization", "serving.num_gpu_blocks",
                        "serving.enforce_eager")
@@ -133,6 +136,16 @@ def check_settings_given(mode: str, config: Config, policies: list[str], given: 
         if model_spec(config.model).vision_tower is None:
             raise InputError(f"{said('serving.language_model_only')}: model {config.model} has no vision tower to "
                              "leave unloaded (it serves text alone already)")
+    if mode == "trace-stats":
+        # --trace-stats sizes no instance: a model's shape and precision are read only for a Gated DeltaNet hybrid's
+        # block size (its state fills a page: sim.serving.state_groups.required_block_size), and its collectives never
+        sizes_states = config.serving.block_size is None and model_spec(config.model).linear_attention is not None
+        for key in (*(() if sizes_states else TRACE_STATS_STATE_KEYS), "serving.all_reduce",
+                    "serving.data_parallel_size"):
+            if said(key):
+                why = "" if key in ("serving.all_reduce", "serving.data_parallel_size") else \
+                    " (only a Gated DeltaNet hybrid's block size, when serving.block_size is null, depends on it)"
+                raise InputError(f"{said(key)}: not used by --trace-stats, which sizes no instance{why}")
     if said("cache.selective_write_depth") and config.cache.admission != "selective_write":
         raise InputError(f"{said('cache.selective_write_depth')}: read only with cache.admission=selective_write "
                          f"(admission here: {config.cache.admission})")

@@ -30,6 +30,20 @@ CASES: dict[str, Case] = {
     "block_mismatch_on_a_trace_without_block_ids": Case(trace_stats("--set", "workload.block_mismatch=split"),
                                                         names=("workload.block_mismatch", "azure trace", "t.csv",
                                                                "no block ids"), files={"t.csv": AZURE_OK}),
+    # --trace-stats sizes no instance: TP and precision change only a Gated DeltaNet hybrid's default block size
+    "tensor_parallel_in_trace_stats": Case(trace_stats("--set", "serving.tensor_parallel_size=2"),
+                                           names=("--set serving.tensor_parallel_size", "--trace-stats"),
+                                           files={"t.csv": AZURE_OK}),
+    "all_reduce_in_trace_stats": Case(trace_stats("--set", "serving.all_reduce=nccl"),
+                                      names=("--set serving.all_reduce", "--trace-stats"), files={"t.csv": AZURE_OK}),
+    "kv_cache_dtype_in_trace_stats_at_a_given_block_size": Case(
+        trace_stats("--set", "model=qwen3-next-80b-a3b", "--set", "hardware.gpu=h200", "--set", "serving.block_size=544",
+                    "--set", "serving.kv_cache_dtype=fp8"),
+        names=("--set serving.kv_cache_dtype", "--trace-stats"), files={"t.csv": AZURE_OK}),
+    # ... where it does: the hybrid's state fills a page at its TP and dtype
+    "tensor_parallel_sizes_a_hybrids_block_in_trace_stats": Case(
+        trace_stats("--set", "model=qwen3-next-80b-a3b", "--set", "hardware.gpu=h200", "--set",
+                    "serving.tensor_parallel_size=2"), skips={}, files={"t.csv": AZURE_OK}),
     "mrc_sample_rate_set_without_mrc": Case(["--cache-only", "--no-plot", "--set", "cache.mrc_sample_rate=0.5"],
                                             names=("cache.mrc_sample_rate", "--mrc")),
     "overlap_set_without_a_learned_policy": Case(["--cache-only", "--no-plot", "--set",
