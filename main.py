@@ -45,7 +45,8 @@ try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
     from sim.config import Config, load_config
     from sim.config_fields import path_settings
     from sim.errors import InputError, command_status, end_process, quote
-    from sim.mode_settings import CLUSTER_PD, EXPERIMENTS, SERVING, WITH_WORKLOAD, check_settings_given, given_by_set
+    from sim.mode_settings import (CLUSTER_PD, EXPERIMENTS, SERVING, WITH_WORKLOAD, check_router_settings,
+                                   check_settings_given, given_by_set)
     from sim.report.console import console_summary
     from sim.report.output import check_distinct, check_plot_folder, check_writable, is_device_or_pipe
 except KeyboardInterrupt:
@@ -131,6 +132,8 @@ def check_config_for_mode(args: argparse.Namespace, config: Config, mode: str, p
     here = CLUSTER_PD if mode == "cluster" and args.pd else mode  # (--cluster --pd: the keys its roles read)
     given = given_by_set(args.sets)
     check_settings_given(here, config, policies, given)
+    if mode == "cluster":
+        check_router_settings(parse_routers(args.router) or [config.cluster.router], given)
     if mode == "cache-only" and args.mrc and config.cache.insert_outputs:
         raise InputError("--mrc: the miss-ratio curve is of the prompt blocks alone; drop cache.insert_outputs")
     if args.allow_train_test_overlap and not uses_learned_policy(config, policies):

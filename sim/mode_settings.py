@@ -33,6 +33,7 @@ SCHEDULER_KEYS = ("max_num_seqs", "max_num_batched_tokens", "enable_prefix_cachi
                   "scheduler_reserve_full_isl")  # vLLM's scheduler settings (serving.*)
 TIERS = tuple(f.name for f in dataclasses.fields(TiersConfig))
 TIER_TIMING_KEYS = ("read_gbps", "write_gbps", "latency_us", "shared_read_gbps")  # a tier's time (cache.tiers.<t>.*)
+ROUTER_THRESHOLD_KEYS = ("cluster.cache_threshold", "cluster.balance_abs_threshold", "cluster.balance_rel_threshold")
 SETTING_MODES: dict[str, frozenset[str]] = {
     "pd.": frozenset({"pd", CLUSTER_PD}),
     "network.": frozenset({"pd", "cluster", CLUSTER_PD, "check-calibration"}),  # KV transfers, moves between nodes
@@ -73,9 +74,9 @@ SETTING_MODES: dict[str, frozenset[str]] = {
     "hardware.pcie_gbps": frozenset({"cluster", CLUSTER_PD}),
     # the GPUs' link: TP collectives, priced by the serving modes and compared by --check-calibration
     **{f"hardware.{key}": SERVING | {CLUSTER_PD, "check-calibration"} for key in ("gpu_link_gbps", "gpu_link_latency_us")},
-    # the cache-aware router's thresholds: routers route the single-node mode's workers and a cluster's instances
-    **{f"cluster.{key}": frozenset({"single", "cluster", CLUSTER_PD})
-       for key in ("cache_threshold", "balance_abs_threshold", "balance_rel_threshold")},
+    # the cluster's prefix-aware router's thresholds (SGLang's cache-aware policy, sim.cluster.routers): the
+    # single-node mode's prefix-aware router matches each worker's own HBM and has none
+    **{key: frozenset({"cluster", CLUSTER_PD}) for key in ROUTER_THRESHOLD_KEYS},
 }
 # Config keys no mode reads (config.yaml says why): HBM is the GPU's own memory, its hits and writes cost no transfer.
 # One given with --set is refused in every mode (a config file may hold them, as config.yaml does).
@@ -188,3 +189,13 @@ def setting_users(key: str, mode: str) -> str | None:
         return None
     modes = max(refusing, key=lambda entry: entry[0])[1]
     return ", ".join(MODE_FLAGS.get(m, f"--{m}") for m in (*MODES, CLUSTER_PD) if m in modes)
+
+
+def check_router_settings(routers: list[str], given: dict[str, str]) -> None:
+    """The prefix-aware router's thresholds given for a cluster none of whose runs routes with it: unread."""
+    if "prefix-aware" not in routers:
+        for key in ROUTER_THRESHOLD_KEYS:
+            if key in given:
+                raise InputError(f"{given[key]}: read only by the prefix-aware router (routers here: "
+                                 f"{', '.join(routers)})")
+

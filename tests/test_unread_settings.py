@@ -14,6 +14,13 @@ CASES: dict[str, Case] = {
                                    names=("--set hardware.pcie_gbps", "not used by --pd", "--cluster")),
     "router_threshold_in_pd": Case(["--pd", "--no-plot", "--set", "cluster.cache_threshold=0.3"],
                                    names=("--set cluster.cache_threshold", "not used by --pd")),
+    # the single-node mode's prefix-aware router matches each worker's own HBM: no thresholds (ran to exit 0)
+    "router_threshold_in_single": Case(["--no-plot", "--set", "serving.num_instances=2", "--set",
+                                        "cluster.balance_abs_threshold=0"],
+                                       names=("--set cluster.balance_abs_threshold", "not used by the single-node")),
+    "router_threshold_without_the_prefix_aware_router": Case(
+        ["--cluster", "--no-plot", "--router", "round-robin,least-loaded", "--set", "cluster.cache_threshold=0.3"],
+        names=("--set cluster.cache_threshold", "prefix-aware", "round-robin, least-loaded")),
     "gpu_link_in_cache_only": Case(["--cache-only", "--no-plot", "--set", "hardware.gpu_link_gbps=10"],
                                    names=("--set hardware.gpu_link_gbps", "not used by --cache-only")),
     "seed_in_check_calibration": Case(["--check-calibration", "profiles/rtx4090_llama31_8b_vllm.yaml", "--set", "seed=3"],
