@@ -45,8 +45,15 @@ try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
     from sim.config import Config, load_config
     from sim.config_fields import path_settings
     from sim.errors import InputError, command_status, end_process, quote
-    from sim.mode_settings import (CLUSTER_PD, EXPERIMENTS, SERVING, WITH_WORKLOAD, check_router_settings,
-                                   check_settings_given, given_by_set)
+    from sim.mode_settings import (
+        CLUSTER_PD,
+        EXPERIMENTS,
+        SERVING,
+        WITH_WORKLOAD,
+        check_router_settings,
+        check_settings_given,
+        given_by_set,
+    )
     from sim.report.console import console_summary
     from sim.report.output import check_distinct, check_plot_folder, check_writable, is_device_or_pipe
 except KeyboardInterrupt:
