@@ -50,7 +50,6 @@ try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
         EXPERIMENTS,
         SERVING,
         WITH_WORKLOAD,
-        check_router_settings,
         check_settings_given,
         given_by_set,
     )
@@ -138,9 +137,7 @@ def check_config_for_mode(args: argparse.Namespace, config: Config, mode: str, p
                 raise InputError(f"{flag_name(dest)} applies to a trace file; no --workload-trace is given (synthetic workload)")
     here = CLUSTER_PD if mode == "cluster" and args.pd else mode  # (--cluster --pd: the keys its roles read)
     given = given_by_set(args.sets)
-    check_settings_given(here, config, policies, given)
-    if mode == "cluster":
-        check_router_settings(parse_routers(args.router) or [config.cluster.router], given)
+    check_settings_given(here, config, policies, given, parse_routers(args.router))
     if mode == "cache-only" and args.mrc and config.cache.insert_outputs:
         raise InputError("--mrc: the miss-ratio curve is of the prompt blocks alone; drop cache.insert_outputs")
     if args.allow_train_test_overlap and not uses_learned_policy(config, policies):

@@ -97,9 +97,11 @@ def given_by_set(sets: list[str]) -> dict[str, str]:
     return {key: f"--set {key}" for key in (setting.partition("=")[0].strip() for setting in sets)}
 
 
-def check_settings_given(mode: str, config: Config, policies: list[str], given: dict[str, str]) -> None:
-    """Settings a run would read only together with others (judged on its resolved ``config``): each key of ``given``
-    (how it was given, e.g. "--set KEY") that this run would leave unread is an error, as a flag would be."""
+def check_settings_given(mode: str, config: Config, policies: list[str], given: dict[str, str],
+                         routers: list[str] | None = None) -> None:
+    """Settings a run would read only together with others (judged on its resolved ``config``, its ``policies`` and,
+    in a cluster, its ``routers``: ``cluster.router``'s when none): each key of ``given`` (how it was given, e.g.
+    "--set KEY") that this run would leave unread is an error, as a flag would be."""
     from sim.cache.access import uses_learned_policy
     from sim.specs import model_spec
 
@@ -147,6 +149,12 @@ def check_settings_given(mode: str, config: Config, policies: list[str], given: 
                 why = "" if key in ("serving.all_reduce", "serving.data_parallel_size") else \
                     " (only a Gated DeltaNet hybrid's block size, when serving.block_size is null, depends on it)"
                 raise InputError(f"{said(key)}: not used by --trace-stats, which sizes no instance{why}")
+    routers = routers or [config.cluster.router]
+    if mode in ("cluster", CLUSTER_PD) and "prefix-aware" not in routers:
+        for key in ROUTER_THRESHOLD_KEYS:  # (the cluster's prefix-aware router's, sim.cluster.routers)
+            if said(key):
+                raise InputError(f"{said(key)}: read only by the prefix-aware router (routers here: "
+                                 f"{', '.join(routers)})")
     if said("cache.selective_write_depth") and config.cache.admission != "selective_write":
         raise InputError(f"{said('cache.selective_write_depth')}: read only with cache.admission=selective_write "
                          f"(admission here: {config.cache.admission})")
@@ -189,13 +197,4 @@ def setting_users(key: str, mode: str) -> str | None:
         return None
     modes = max(refusing, key=lambda entry: entry[0])[1]
     return ", ".join(MODE_FLAGS.get(m, f"--{m}") for m in (*MODES, CLUSTER_PD) if m in modes)
-
-
-def check_router_settings(routers: list[str], given: dict[str, str]) -> None:
-    """The prefix-aware router's thresholds given for a cluster none of whose runs routes with it: unread."""
-    if "prefix-aware" not in routers:
-        for key in ROUTER_THRESHOLD_KEYS:
-            if key in given:
-                raise InputError(f"{given[key]}: read only by the prefix-aware router (routers here: "
-                                 f"{', '.join(routers)})")
 

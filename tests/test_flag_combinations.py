@@ -84,6 +84,9 @@ AZURE_60 = {"trace": str(BUNDLED_AZURE), "limit": 60}
      "fixed key 'network.bandwidth_gbps' is not used by the sweep's mode 'single'"),
     ({"mode": "cache-only", "axes": {"cache.policy": ["lru", "arc"]}}, ["--set", "slo.ttft_s=1"],
      "--set slo.ttft_s is not used by the sweep's mode 'cache-only'"),
+    # the prefix-aware router's threshold under a round-robin cluster: every point routed alike
+    ({"mode": "cluster", "set": {"cluster.router": "round-robin"}, "axes": {"cluster.cache_threshold": [0.2, 0.5]}},
+     [], "axis 'cluster.cache_threshold': read only by the prefix-aware router (routers here: round-robin)"),
 ])
 def test_sweep_keys_its_mode_does_not_read_are_refused(run_cli, tmp_path, body, extra, needle):
     """A sweep's axes, fixed keys and --set were never checked against its mode, as the command line checks --set:
