@@ -32,15 +32,16 @@ class RunOptions:
 
 
 def check_point(mode: str, config: Config, options: RunOptions, where: str = "",
-                given: dict[str, str] | None = None) -> None:
+                given: dict[str, str] | None = None) -> dict[str, str]:
     """What about a point can be refused before any simulation starts (exit 2), beyond what the config's
     own validation (every ``load_config``/``replace``) already checked: the mode, the search options, what
     the mode reads of the config (as the command line checks its one run: ``main.check_mode_settings``; a point
     that does not fit its GPUs fails when it runs, alone) and, of the keys ``given`` (key: how it was given), those
-    this point would leave unread (``sim.mode_settings.check_settings_given``)."""
+    this point would leave unread, returned (key: the message that says why) rather than refused: a sweep's or a
+    plan's key is refused when no point reads it (``refuse_unread``), as a fixed key one router of an axis reads."""
     import main
     from sim.cache.policies import POLICIES
-    from sim.mode_settings import CLUSTER_PD, check_settings_given
+    from sim.mode_settings import CLUSTER_PD, unread_settings
 
     prefix = f"{where}: " if where else ""
     try:
@@ -68,11 +69,19 @@ def check_point(mode: str, config: Config, options: RunOptions, where: str = "",
                 "; use a synthetic workload" if mode == "cache-only" else
                 "; set workload.arrivals.process (poisson, gamma or resample) to vary its arrivals"))
         policies = list(options.policies) or [config.cache.policy]
-        check_settings_given(CLUSTER_PD if mode == "cluster" and options.cluster_pd else mode, config, policies,
-                             given or {}, list(options.routers))
+        unread = unread_settings(CLUSTER_PD if mode == "cluster" and options.cluster_pd else mode, config, policies,
+                                 given or {}, list(options.routers))
         main.check_mode_settings(mode, config, policies, options.cluster_pd, fits=False)
     except InputError as exc:
         raise type(exc)(f"{prefix}{exc}") from None
+    return {key: f"{prefix}{why}" for key, why in unread.items()}
+
+
+def refuse_unread(unread_by_point: list[dict[str, str]]) -> None:
+    """The keys no point reads (``check_point``'s for each point), refused: the first one, as its first point says."""
+    for key, why in (unread_by_point[0] if unread_by_point else {}).items():
+        if all(key in unread for unread in unread_by_point):
+            raise InputError(why)
 
 
 def base_rate_rps(config: Config) -> float:

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from sim.errors import ConfigError, quote
 from sim.report.document import answer_caveats, build_report, flatten
-from experiments.execute import RunOptions, check_point
+from experiments.execute import RunOptions, check_point, refuse_unread
 from experiments.journal import Journal, fingerprint, journal_path
 from experiments.outputs import write_csv, write_json
 from experiments.runner import Task, default_jobs, run_tasks
@@ -124,12 +124,13 @@ def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
     points = expand(spec)
     # everything refusable is refused before the first point runs (~15 ms a point: a bar past a few hundred)
     given = {**{k: f"fixed key '{k}'" for k in spec.layers.sets}, **given_by_set(args.sets)}
-    configs = []
+    configs, unread = [], []
     for point in tqdm(points, desc="checking points", unit="point", leave=False,
                       disable=args.quiet or len(points) < CHECK_BAR_POINTS):
         configs.append(config := point_config(base, point, spec.path))
-        check_point(spec.mode, config, options, where=f"sweep spec {spec.path}: point {point.name!r}",
-                    given={**given, **{k: f"axis '{k}'" for k in point.overrides}})
+        unread.append(check_point(spec.mode, config, options, where=f"sweep spec {spec.path}: point {point.name!r}",
+                                  given={**given, **{k: f"axis '{k}'" for k in point.overrides}}))
+    refuse_unread(unread)  # (a key some points read is kept: a fixed threshold beside a router axis)
 
     journal = Journal(journal_path(args.report_json, args.report_csv, spec.path, args.html),
                       fingerprint(spec.mode, base.to_dict(), vars(options), [p.key for p in points]))

@@ -73,7 +73,8 @@ SETTING_MODES: dict[str, frozenset[str]] = {
     # price lower tiers by their own bandwidths
     "hardware.pcie_gbps": frozenset({"cluster", CLUSTER_PD}),
     # the GPUs' link: TP collectives, priced by the serving modes and compared by --check-calibration
-    **{f"hardware.{key}": SERVING | {CLUSTER_PD, "check-calibration"} for key in ("gpu_link_gbps", "gpu_link_latency_us")},
+    **{f"hardware.{key}": SERVING | {CLUSTER_PD, "check-calibration"}
+       for key in ("gpu_link_gbps", "gpu_link_latency_us")},
     # the cluster's prefix-aware router's thresholds (SGLang's cache-aware policy, sim.cluster.routers): the
     # single-node mode's prefix-aware router matches each worker's own HBM and has none
     **{key: frozenset({"cluster", CLUSTER_PD}) for key in ROUTER_THRESHOLD_KEYS},
@@ -99,88 +100,99 @@ def given_by_set(sets: list[str]) -> dict[str, str]:
 
 def check_settings_given(mode: str, config: Config, policies: list[str], given: dict[str, str],
                          routers: list[str] | None = None) -> None:
-    """Settings a run would read only together with others (judged on its resolved ``config``, its ``policies`` and,
-    in a cluster, its ``routers``: ``cluster.router``'s when none): each key of ``given`` (how it was given, e.g.
-    "--set KEY") that this run would leave unread is an error, as a flag would be."""
+    """A key of ``given`` (how it was given, e.g. "--set KEY") that this run would leave unread is an error, as a flag
+    would be (``unread_settings``; the first is named)."""
+    unread = unread_settings(mode, config, policies, given, routers)
+    if unread:
+        raise InputError(next(iter(unread.values())))
+
+
+def unread_settings(mode: str, config: Config, policies: list[str], given: dict[str, str],
+                    routers: list[str] | None = None) -> dict[str, str]:
+    """The keys of ``given`` a run would read only together with others and does not here (judged on its resolved
+    ``config``, its ``policies`` and, in a cluster, its ``routers``: ``cluster.router``'s when none), each with the
+    message that says why. A sweep or a plan refuses those no point reads (``experiments.execute``)."""
+    unread = {}
+    for key, why in _unread(mode, config, policies, given, routers or [config.cluster.router]):
+        unread.setdefault(key, f"{given[key]}: {why}")
+    return unread
+
+
+def _unread(mode: str, config: Config, policies: list[str], given: dict[str, str], routers: list[str]):
+    """(key, why) for each key of ``given`` this run leaves unread."""
     from sim.cache.access import uses_learned_policy
     from sim.specs import model_spec
 
-    def said(key: str) -> str | None:
-        return given.get(key)
-
-    if mode == "cache-only" and not config.cache.insert_outputs and said("workload.outputs_in_next_turn"):
-        raise InputError(f"{said('workload.outputs_in_next_turn')}: the cache-only replay reads it only with "
-                         "cache.insert_outputs=true (it takes prompt blocks alone otherwise)")
-    if mode in SERVING | {CLUSTER_PD} and not config.serving.enable_prefix_caching \
-            and said("workload.outputs_in_next_turn"):
-        raise InputError(f"{said('workload.outputs_in_next_turn')}: with serving.enable_prefix_caching=false nothing "
-                         "is cached, generated blocks included")
+    outputs = "workload.outputs_in_next_turn"
+    if outputs in given:
+        if mode == "cache-only" and not config.cache.insert_outputs:
+            yield outputs, ("the cache-only replay reads it only with cache.insert_outputs=true (it takes prompt "
+                            "blocks alone otherwise)")
+        if mode in SERVING | {CLUSTER_PD} and not config.serving.enable_prefix_caching:
+            yield outputs, "with serving.enable_prefix_caching=false nothing is cached, generated blocks included"
     if mode == "cache-only" and config.cache.capacity_blocks is not None:
-        for key, how in given.items():
+        for key in given:
             if any(key == p or key.startswith(p + ".") for p in SINGLE_TIER_IGNORES):
-                raise InputError(f"{how}: not used beside --capacity-blocks (cache.capacity_blocks), which replays "
-                                 "one tier of that many blocks; drop one of them")
+                yield key, ("not used beside --capacity-blocks (cache.capacity_blocks), which replays one tier of that "
+                            "many blocks; drop one of them")
     roles_tp = (config.pd.prefill_tensor_parallel_size, config.pd.decode_tensor_parallel_size)
-    if mode in ("pd", CLUSTER_PD) and said("serving.tensor_parallel_size") and None not in roles_tp \
+    if mode in ("pd", CLUSTER_PD) and "serving.tensor_parallel_size" in given and None not in roles_tp \
             and config.serving.tensor_parallel_size not in roles_tp:
         # every role has its own TP, none serving's (a run's config would show a TP no instance has); only a Gated
         # DeltaNet hybrid still sizes its blocks and states at serving TP (state_groups.check_state_model)
         if model_spec(config.model).linear_attention is None:
-            raise InputError(f"{said('serving.tensor_parallel_size')}: not used when pd.prefill_tensor_parallel_size "
-                             "and pd.decode_tensor_parallel_size set every role's TP; drop one of them")
-    if said("serving.all_reduce") and mode in SERVING | {CLUSTER_PD}:
+            yield "serving.tensor_parallel_size", ("not used when pd.prefill_tensor_parallel_size and "
+                                                   "pd.decode_tensor_parallel_size set every role's TP; drop one")
+    if "serving.all_reduce" in given and mode in SERVING | {CLUSTER_PD}:
         from sim.config_rules import pd_tensor_parallel
 
         tps = [tp for _, tp in pd_tensor_parallel(config).values()] if mode in ("pd", CLUSTER_PD) else \
             [config.serving.tensor_parallel_size]
         if max(tps) == 1 and config.serving.data_parallel_size == 1:
-            raise InputError(f"{said('serving.all_reduce')}: no instance here all-reduces (tensor parallel size 1)")
-    if config.serving.language_model_only and said("serving.language_model_only"):
+            yield "serving.all_reduce", "no instance here all-reduces (tensor parallel size 1)"
+    if config.serving.language_model_only and "serving.language_model_only" in given:
         if model_spec(config.model).vision_tower is None:
-            raise InputError(f"{said('serving.language_model_only')}: model {config.model} has no vision tower to "
-                             "leave unloaded (it serves text alone already)")
+            yield "serving.language_model_only", (f"model {config.model} has no vision tower to leave unloaded (it "
+                                                  "serves text alone already)")
     if mode == "trace-stats":
         # --trace-stats sizes no instance: a model's shape and precision are read only for a Gated DeltaNet hybrid's
         # block size (its state fills a page: sim.serving.state_groups.required_block_size), and its collectives never
         sizes_states = config.serving.block_size is None and model_spec(config.model).linear_attention is not None
-        for key in (*(() if sizes_states else TRACE_STATS_STATE_KEYS), "serving.all_reduce",
-                    "serving.data_parallel_size"):
-            if said(key):
-                why = "" if key in ("serving.all_reduce", "serving.data_parallel_size") else \
-                    " (only a Gated DeltaNet hybrid's block size, when serving.block_size is null, depends on it)"
-                raise InputError(f"{said(key)}: not used by --trace-stats, which sizes no instance{why}")
-    routers = routers or [config.cluster.router]
+        for key in ("serving.all_reduce", "serving.data_parallel_size"):
+            if key in given:
+                yield key, "not used by --trace-stats, which sizes no instance"
+        for key in () if sizes_states else TRACE_STATS_STATE_KEYS:
+            if key in given:
+                yield key, ("not used by --trace-stats, which sizes no instance (only a Gated DeltaNet hybrid's block "
+                            "size, when serving.block_size is null, depends on it)")
     if mode in ("cluster", CLUSTER_PD) and "prefix-aware" not in routers:
         for key in ROUTER_THRESHOLD_KEYS:  # (the cluster's prefix-aware router's, sim.cluster.routers)
-            if said(key):
-                raise InputError(f"{said(key)}: read only by the prefix-aware router (routers here: "
-                                 f"{', '.join(routers)})")
-    if said("cache.selective_write_depth") and config.cache.admission != "selective_write":
-        raise InputError(f"{said('cache.selective_write_depth')}: read only with cache.admission=selective_write "
-                         f"(admission here: {config.cache.admission})")
-    if said("cache.allow_train_test_overlap") and not uses_learned_policy(config, policies):
-        raise InputError(f"{said('cache.allow_train_test_overlap')}: applies only to a learned policy (runs: "
-                         f"{', '.join(policies)})")
+            if key in given:
+                yield key, f"read only by the prefix-aware router (routers here: {', '.join(routers)})"
+    if "cache.selective_write_depth" in given and config.cache.admission != "selective_write":
+        yield "cache.selective_write_depth", ("read only with cache.admission=selective_write (admission here: "
+                                              f"{config.cache.admission})")
+    if "cache.allow_train_test_overlap" in given and not uses_learned_policy(config, policies):
+        yield "cache.allow_train_test_overlap", f"applies only to a learned policy (runs: {', '.join(policies)})"
     if config.workload.trace is not None:
-        for key, how in given.items():
+        for key in given:
             if key.startswith("workload.synthetic."):
-                raise InputError(f"{how}: no synthetic workload is generated; the trace {config.workload.trace} is "
-                                 "replayed")
-    elif said("workload.block_mismatch"):
-        raise InputError(f"{said('workload.block_mismatch')}: a synthetic workload's blocks are the cache's own; it "
-                         "applies to a trace's block ids")
-    if config.workload.trace is not None and said("workload.block_mismatch"):
+                yield key, f"no synthetic workload is generated; the trace {config.workload.trace} is replayed"
+    elif "workload.block_mismatch" in given:
+        yield "workload.block_mismatch", ("a synthetic workload's blocks are the cache's own; it applies to a "
+                                          "trace's block ids")
+    if config.workload.trace is not None and "workload.block_mismatch" in given:
         from pathlib import Path
 
         from trace.formats import FORMATS, trace_format_name
 
         name = trace_format_name(Path(config.workload.trace), config.workload.format)
         if name is not None and "hash_ids" not in FORMATS[name].id_lists:
-            raise InputError(f"{said('workload.block_mismatch')}: the {name} trace {config.workload.trace} has no "
-                             "block ids (hash_ids) whose block size could differ from the cache's")
-    if said("cache.learned_model") and not uses_learned_policy(config, policies):
-        raise InputError(f"{said('cache.learned_model')}: no run uses the learned policy (runs: {', '.join(policies)}; "
-                         "--policy learned, or a tier's cache.tiers.<tier>.policy)")
+            yield "workload.block_mismatch", (f"the {name} trace {config.workload.trace} has no block ids (hash_ids) "
+                                              "whose block size could differ from the cache's")
+    if "cache.learned_model" in given and not uses_learned_policy(config, policies):
+        yield "cache.learned_model", (f"no run uses the learned policy (runs: {', '.join(policies)}; --policy learned, "
+                                      "or a tier's cache.tiers.<tier>.policy)")
 
 
 def setting_users(key: str, mode: str) -> str | None:

@@ -99,6 +99,20 @@ def test_sweep_keys_its_mode_does_not_read_are_refused(run_cli, tmp_path, body, 
     assert not (tmp_path / "s.journal.jsonl").exists()
 
 
+def test_a_sweep_key_read_by_some_points_is_kept(run_cli, tmp_path):
+    """A key is refused when no point reads it: a fixed prefix-aware threshold beside a router axis is read by the
+    prefix-aware points (each point was judged alone, and the round-robin one refused the sweep). Those points
+    differ by it; the round-robin ones do not."""
+    runs = {}
+    for threshold in (0.0, 1.0):
+        spec = _spec(tmp_path, mode="cluster", set={"cluster.cache_threshold": threshold, "cluster.nodes_per_rack": 2},
+                     axes={"cluster.router": ["round-robin", "prefix-aware"]})  # (the synthetic workload shares prefixes)
+        report = _report(run_cli, tmp_path, "--sweep", spec, "--preset", "smoke", "--jobs", "1", "--no-plot", "--quiet")
+        runs[threshold] = {r["name"]: r["metrics"]["hit_ratio"] for r in report["runs"]}
+    assert runs[0.0]["round-robin"] == runs[1.0]["round-robin"]
+    assert runs[0.0]["prefix-aware"] != runs[1.0]["prefix-aware"]
+
+
 def _preset_overlay(tmp_path) -> str:
     """An overlay whose presets (they replace config.yaml's) have a cluster-only part, as prod-eval@cluster is."""
     path = tmp_path / "presets.yaml"
