@@ -12,10 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sim.errors import ConfigError, InputError
 from sim.report.output import append_line, atomic_write_text
+
+if TYPE_CHECKING:
+    from sim.config import Config
 
 JOURNAL_KIND = "kvsim-sweep-journal"
 
@@ -24,6 +27,33 @@ def fingerprint(*parts: Any) -> str:
     """A stable hash of JSON-able parts."""
     blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def inputs_fingerprint(configs: list[Config]) -> dict[str, str]:
+    """The contents of every file the points read (``sim.config_fields.path_settings``: the trace, a learned model,
+    a profile's folder, a network table ...), by path: a journal of points run on a trace since edited must not be
+    resumed as if nothing had changed (the points would mix two traces in one report)."""
+    from sim.config_fields import path_settings
+
+    paths = sorted({value for config in configs for _, value in path_settings(config)})
+    return {path: _contents_sha256(Path(path)) for path in paths}
+
+
+def _contents_sha256(path: Path) -> str:
+    """A file's sha256; a folder's over its files' relative names, sizes and modification times (a model's folder
+    may hold gigabytes of weights kvsim never reads); "" for what cannot be read (the point that reads it says why)."""
+    digest = hashlib.sha256()
+    try:
+        if path.is_dir():
+            for file in sorted(p for p in path.rglob("*") if p.is_file()):
+                stat = file.stat()
+                digest.update(f"{file.relative_to(path)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            return digest.hexdigest()
+        from trace.request import file_sha256
+
+        return file_sha256(path)
+    except OSError:
+        return ""
 
 
 def journal_path(report_json: str | None, report_csv: str | None, spec: Path, html: str | None = None) -> Path:
@@ -58,9 +88,6 @@ class Journal:
         except OSError as exc:
             raise InputError(f"cannot read journal {self.path}: {exc.strerror or exc}") from None
         whole = raw[: raw.rfind(b"\n") + 1]
-        if len(whole) != len(raw):  # a torn last line from a killed run: cut it before appending
-            with self.path.open("r+b") as fh:
-                fh.truncate(len(whole))
         try:
             lines = whole.decode("utf-8").splitlines()
         except UnicodeDecodeError:
@@ -69,8 +96,11 @@ class Journal:
         if not isinstance(header, dict) or header.get("journal") != JOURNAL_KIND:
             raise ConfigError(f"{self.path} is not a kvsim sweep journal; delete it or drop --resume")
         if header.get("fingerprint") != self.fingerprint:
-            raise ConfigError(f"journal {self.path} was written by a different sweep (spec, config or options "
-                              f"changed); delete it or drop --resume")
+            raise ConfigError(f"journal {self.path} was written by a different sweep (spec, config, options or the "
+                              f"contents of a file it reads changed); delete it or drop --resume")
+        if len(whole) != len(raw):  # a torn last line from a killed run: cut it before appending (only in this
+            with self.path.open("r+b") as fh:  # sweep's own journal: another file is refused above, untouched)
+                fh.truncate(len(whole))
         records: dict[str, dict] = {}
         for number, line in enumerate(lines[1:], start=2):
             record = _json_line(line)

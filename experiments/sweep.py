@@ -21,7 +21,7 @@ from tqdm import tqdm
 from sim.errors import ConfigError, quote
 from sim.report.document import answer_caveats, build_report, flatten
 from experiments.execute import RunOptions, check_point, refuse_unread
-from experiments.journal import Journal, fingerprint, journal_path
+from experiments.journal import Journal, fingerprint, inputs_fingerprint, journal_path
 from experiments.outputs import write_csv, write_json
 from experiments.runner import Task, default_jobs, run_tasks
 from experiments.spec import Point, SweepSpec, expand, keys_overlap, load_spec, point_config, resolve_layers
@@ -133,7 +133,8 @@ def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
     refuse_unread(unread)  # (a key some points read is kept: a fixed threshold beside a router axis)
 
     journal = Journal(journal_path(args.report_json, args.report_csv, spec.path, args.html),
-                      fingerprint(spec.mode, base.to_dict(), vars(options), [p.key for p in points]))
+                      fingerprint(spec.mode, base.to_dict(), vars(options), [p.key for p in points],
+                                  inputs_fingerprint(configs)))
     records = journal.start(resume=args.resume)
     todo = [Task(p.key, p.index, p.name, spec.mode, c, options, p.overrides)
             for p, c in zip(points, configs, strict=True) if p.key not in records or records[p.key]["error"]]
