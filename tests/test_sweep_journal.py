@@ -9,6 +9,7 @@ import yaml
 
 from tests.conftest import BUNDLED_AZURE
 
+
 def _spec(tmp_path, trace, capacities=(200, 400)) -> str:
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump({"mode": "cache-only", "workload": {"trace": str(trace)},
