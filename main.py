@@ -261,6 +261,10 @@ def plan_outputs(args: argparse.Namespace, mode: str, policies: list[str], confi
     if outputs.plot_dir is not None:
         check_plot_folder(outputs.plot_dir, inputs, files)
         files.append(("--plot-dir", outputs.plot_dir))
+    if args.sweep is not None:  # (a report written over the journal broke the next --resume)
+        from experiments.journal import journal_path
+
+        files.append(("the sweep's journal", journal_path(args.report_json, args.report_csv, args.sweep, args.html)))
     check_distinct(inputs, files)
     return outputs
 

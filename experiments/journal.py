@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from sim.config import Config
 
 JOURNAL_KIND = "kvsim-sweep-journal"
+LOG = logging.getLogger("kvsim.sweep")
 
 
 def fingerprint(*parts: Any) -> str:
@@ -57,10 +59,12 @@ def _contents_sha256(path: Path) -> str:
 
 
 def journal_path(report_json: str | None, report_csv: str | None, spec: Path, html: str | None = None) -> Path:
-    """Beside the report (JSON, else CSV, else the HTML page): ``<report stem>.journal.jsonl``; without one,
-    ``<spec stem>.journal.jsonl`` here."""
-    if report_json or report_csv or html:
-        anchor = Path(report_json or report_csv or html)
+    """Beside the report (JSON, else CSV, else the HTML page; a device or a pipe is none: ``/dev/stdout`` has no
+    folder to write beside): ``<report stem>.journal.jsonl``; without one, ``<spec stem>.journal.jsonl`` here."""
+    from sim.report.output import is_device_or_pipe
+
+    anchor = next((Path(p) for p in (report_json, report_csv, html) if p and not is_device_or_pipe(Path(p))), None)
+    if anchor is not None:
         return anchor.with_name(anchor.stem + ".journal.jsonl")
     return Path(Path(spec).stem + ".journal.jsonl")
 
@@ -76,6 +80,8 @@ class Journal:
         """Open for this sweep: the finished records by point key (``resume``), or a fresh journal."""
         if resume and self.path.is_file():
             return self._read()
+        if resume:  # (a report renamed since moves the journal: every point would run again, unsaid)
+            LOG.warning(f"kvsim: note: --resume: no journal at {self.path}, so every point runs")
         if self.path.exists() and not _holds_a_journal(self.path):  # a user's file, the spec, a trace: never replaced
             raise ConfigError(f"{self.path} exists and is not a kvsim sweep journal, which this sweep writes there "
                               "(beside its report): move it, or name the report otherwise")

@@ -56,3 +56,32 @@ def test_resume_refuses_a_foreign_file_without_cutting_it(run_cli, tmp_path):
                              "--report-json", str(tmp_path / "r.json"), "--resume")
     assert status == 2 and "is not a kvsim sweep journal" in err, err
     assert journal.read_bytes() == b"my precious notes\nlast line without newline"
+
+
+def test_no_report_is_written_over_the_journal(run_cli, tmp_path):
+    """--report-csv at the journal's path (beside --report-json): the CSV replaced the journal, exit 0, and the next
+    --resume failed. Refused before any point, naming both."""
+    trace = tmp_path / "t.csv"
+    trace.write_text(_azure_rows(30))
+    status, _, err = run_cli("--sweep", _spec(tmp_path, trace), "--no-plot", "--quiet", "--report-json",
+                             str(tmp_path / "a.json"), "--report-csv", str(tmp_path / "a.journal.jsonl"))
+    assert status == 2 and "the sweep's journal" in err and "--report-csv" in err, err
+    assert not (tmp_path / "a.journal.jsonl").exists()
+
+
+def test_a_report_to_a_device_keeps_the_journal_beside_the_spec(run_cli, tmp_path, monkeypatch, caplog):
+    """--report-json /dev/null: the journal went to /dev/null.journal.jsonl (a file created in /dev as root, a
+    failure as anyone else). A device or a pipe has no folder to write beside: the spec's stem, here, as without a
+    report; and --resume without a journal says every point runs."""
+    monkeypatch.chdir(tmp_path)
+    trace = tmp_path / "t.csv"
+    trace.write_text(_azure_rows(30))
+    argv = ["--sweep", _spec(tmp_path, trace), "--jobs", "1", "--no-plot", "--report-json", "/dev/null"]
+    with caplog.at_level("WARNING", logger="kvsim.sweep"):
+        status, _, err = run_cli(*argv, "--resume")
+    assert status == 0, err
+    assert [r.getMessage() for r in caplog.records] == [
+        "kvsim: note: --resume: no journal at spec.journal.jsonl, so every point runs"]
+    assert (tmp_path / "spec.journal.jsonl").is_file()
+    status, _, err = run_cli(*argv, "--resume")
+    assert status == 0 and "2 already done; running 0" in err, err
