@@ -93,7 +93,9 @@ FLAG_KEYS = {
 def command_line_settings(args: argparse.Namespace) -> list[tuple[str, str]]:
     """(what the command line says, dotted key) of each config key set on it: each ``--set`` and each dedicated flag
     given (``FLAG_KEYS``, ``--policy``, ``--router``). A sweep or plan that sets one of them itself refuses it."""
-    keys = [(f"--set {key}", key) for key in (s.partition("=")[0].strip() for s in args.sets)]
+    from sim.config_yaml import set_keys
+
+    keys = [(f"--set {key}", key) for s in args.sets for key in set_keys(s)]
     keys += [(flag_name(dest), key) for dest, key in FLAG_KEYS.items()
              if getattr(args, dest, None) is not None and getattr(args, dest, None) is not False]
     keys += [(flag, key) for flag, key, dest in (("--policy", "cache.policy", "policy"), ("--router", "cluster.router", "router"))

@@ -20,6 +20,7 @@ goes through the same validation as ``--set`` and names the key.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import math
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from sim.config import Config, load_config, replace
-from sim.config_yaml import read_config_file, rebase_path, rebase_setting
+from sim.config_yaml import leaf_keys, read_config_file, rebase_path, rebase_setting
 from sim.errors import ConfigError
 from sim.hf_config import CONFIG_NAME
 from experiments.modes import check_mode
@@ -70,6 +71,12 @@ class SweepSpec:
     def axis_keys(self) -> list[str]:
         """Every varied key, in spec order (axes, then zip groups)."""
         return [*self.axes, *(k for group in self.zips for k in group)]
+
+    def axis_leaves(self, key: str) -> list[str]:
+        """The dotted keys varied key ``key`` sets over its values (a mapping value sets its leaves: ``pd:
+        [{num_prefill: 1}, ...]`` varies ``pd.num_prefill``), in order."""
+        values = self.axes[key] if key in self.axes else next(g[key] for g in self.zips if key in g)
+        return list(dict.fromkeys(leaf for value in values for leaf in leaf_keys(key, value)))
 
 
 @dataclass(frozen=True)
@@ -187,14 +194,20 @@ def load_spec(path: str | Path) -> SweepSpec:
             raise _fail(path, f"zip group {i}: lists of different lengths ({', '.join(f'{k}: {len(v)}' for k, v in lists.items())})")
         zips.append(lists)
     varied = [*axes, *(k for g in zips for k in g)]
-    repeated = sorted({k for k in varied if varied.count(k) > 1})
-    if repeated:
-        raise _fail(path, f"key '{repeated[0]}' is varied twice (axes and zip groups must not overlap)")
+    # (a key and one inside it touch the same value: the later one's won, and a point's overrides showed it)
+    twice = next(((a, b) for i, a in enumerate(varied) for b in varied[i + 1:] if keys_overlap(a, b)), None)
+    if twice:
+        said = f"key '{twice[0]}' is varied twice" if twice[0] == twice[1] else \
+            f"keys '{twice[0]}' and '{twice[1]}' are both varied, one inside the other"
+        raise _fail(path, f"{said} (axes and zip groups must not overlap)")
     if not varied:
         raise _fail(path, "no axes: give at least one key under 'axes' or 'zip'")
-    fixed = [k for k in varied if k in layers.sets]
+    fixed = next(((k, f) for k in varied for f in layers.sets if keys_overlap(k, f)), None)
     if fixed:
-        raise _fail(path, f"key '{fixed[0]}' is both fixed (under 'set' or 'workload') and varied: keep one")
+        varied_key, fixed_key = fixed
+        named = f"'{fixed_key}'" if fixed_key == varied_key else f"'{fixed_key}' (inside '{varied_key}')" \
+            if fixed_key.startswith(varied_key) else f"'{fixed_key}' (around '{varied_key}')"
+        raise _fail(path, f"key {named} is both fixed (under 'set' or 'workload') and varied: keep one")
     sizes = [len(v) for v in axes.values()] + [len(next(iter(group.values()))) for group in zips]
     if math.prod(sizes) > MAX_POINTS:
         product = " x ".join(f"{n:,}" for n in sizes)
@@ -242,8 +255,8 @@ def expand(spec: SweepSpec) -> list[Point]:
 
 def point_config(base: Config, point: Point, spec_path: Path) -> Config:
     """``base`` with the point's overrides, validated like ``--set`` (the error names the key and value)."""
-    try:
-        return replace(base, **point.overrides)
+    try:  # (a copy: a mapping value merged into the config must not change the point's own overrides)
+        return replace(base, **copy.deepcopy(point.overrides))
     except ConfigError as exc:
         message = str(exc).removeprefix("override: ")
         raise _fail(spec_path, f"point {point.name!r}: {message}") from None

@@ -41,12 +41,14 @@ def check_settings_read(spec: SweepSpec, sets: list[str]) -> None:
     """Every key the spec varies or fixes, and every ``--set``, is read by the spec's mode (``sim.mode_settings.SETTING_MODES``,
     as the command line checks its ``--set``): an axis of keys the mode ignores ran every point alike (pd.num_prefill
     in a single-node sweep; a sweep's cluster mode has no PD pools), a fixed one was silently dropped."""
+    from sim.config_yaml import set_keys
     from sim.mode_settings import setting_users
 
     where = f"sweep spec {spec.path}"
-    keyed = [*((key, f"{where}: axis '{key}'", "its points would all run alike") for key in spec.axis_keys),
+    keyed = [*((leaf, f"{where}: axis '{leaf}'", "its points would all run alike")
+               for key in spec.axis_keys for leaf in spec.axis_leaves(key)),
              *((key, f"{where}: fixed key '{key}'", "it would do nothing") for key in spec.layers.sets),
-             *((s.partition("=")[0].strip(), f"--set {s.partition('=')[0].strip()}", "it would do nothing") for s in sets)]
+             *((key, f"--set {key}", "it would do nothing") for s in sets for key in set_keys(s))]
     for key, what, effect in keyed:
         users = setting_users(key, spec.mode)
         if users is not None:
@@ -108,6 +110,7 @@ def _print_summary(report: dict, axis_keys: list[str]) -> None:
 
 def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
     """The ``--sweep`` command: exit 0, or 2 (1) when a point failed on bad input (an internal error)."""
+    from sim.config_yaml import leaf_keys
     from sim.mode_settings import given_by_set
     from sim.report.outputs import render_outputs
     from sim.report.sweep_plots import plot_sweep
@@ -129,7 +132,8 @@ def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
                       disable=args.quiet or len(points) < CHECK_BAR_POINTS):
         configs.append(config := point_config(base, point, spec.path))
         unread.append(check_point(spec.mode, config, options, where=f"sweep spec {spec.path}: point {point.name!r}",
-                                  given={**given, **{k: f"axis '{k}'" for k in point.overrides}}))
+                                  given={**given, **{leaf: f"axis '{leaf}'" for k, v in point.overrides.items()
+                                                     for leaf in leaf_keys(k, v)}}))
     refuse_unread(unread)  # (a key some points read is kept: a fixed threshold beside a router axis)
 
     journal = Journal(journal_path(args.report_json, args.report_csv, spec.path, args.html),

@@ -292,6 +292,8 @@ def _check_outputs_are_not_inputs(args: argparse.Namespace, config: Config, out:
 
 def _train_command(args: argparse.Namespace) -> int:
     """Validate the arguments (before any work), train, print the model's summary."""
+    from sim.config_yaml import set_keys
+
     for flag, value, least in (("--rounds", args.rounds, 1), ("--max-rows", args.max_rows, 1), ("--seed", args.seed, 0)):
         if value < least:
             raise InputError(f"{flag} must be at least {least}, got {value}")
@@ -309,8 +311,7 @@ def _train_command(args: argparse.Namespace) -> int:
              ("--seed", "seed", args.seed)]
     if args.workload_trace is not None:
         flags.append(("--workload-trace", "workload.trace", args.workload_trace))
-    for setting in args.sets:
-        key = setting.partition("=")[0].strip()
+    for key in (key for setting in args.sets for key in set_keys(setting)):
         if _unread_by_training(key):
             raise InputError(f"--set {key}: training does not read it (it reads the workload, the block size and "
                              "what decides it, and the seed); give it to the runs that use the model")

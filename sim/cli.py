@@ -14,6 +14,7 @@ import sys
 from typing import get_args, get_type_hints
 
 from sim.config import WorkloadConfig
+from sim.config_yaml import set_keys
 from sim.errors import QUOTE_LIMIT, InputError, quote
 from sim.mode_settings import (
     ALL,
@@ -316,14 +317,13 @@ def check_flags(args: argparse.Namespace, parser: argparse.ArgumentParser, mode:
             hint = FLAG_HINTS.get((dest, mode))
             raise InputError(f"{flag_name(dest)} is not used by {MODE_FLAGS[mode]} (it applies to {users})"
                              + (f": {hint}" if hint else ""))
-    for setting in args.sets:
-        key = setting.partition("=")[0].strip()
+    keys = [key for setting in args.sets for key in set_keys(setting)]
+    for key in keys:
         if key in NEVER_READ:
             raise InputError(f"--set {key}: no mode reads it ({NEVER_READ[key]})")
     if mode not in EXPERIMENTS:
         here = CLUSTER_PD if mode == "cluster" and args.pd else mode
-        for setting in args.sets:
-            key = setting.partition("=")[0].strip()
+        for key in keys:
             users = setting_users(key, here)
             if users is not None:
                 raise InputError(f"--set {key}: not used by {MODE_FLAGS.get(here, f'--{here}')} (it applies to {users})")

@@ -17,7 +17,6 @@ import yaml
 
 from sim.errors import ConfigError, quote
 
-
 _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when PyYAML was built with it: ~10x faster
 
 
@@ -139,6 +138,23 @@ def parse_set(assignment: str) -> tuple[str, Any]:
     except yaml.YAMLError as exc:
         raise ConfigError(f"--set {quote(key)}: cannot parse value {quote(raw)}: {_yaml_problem(exc)}") from None
     return key, value
+
+
+def leaf_keys(key: str, value: Any) -> list[str]:
+    """The dotted keys a setting of ``key`` to ``value`` sets: a mapping value sets its leaves (``pd={num_prefill:
+    2}`` is ``pd.num_prefill``), so the checks of which mode reads a key see what it really sets."""
+    if isinstance(value, dict) and value:
+        return [leaf for sub, inner in value.items() for leaf in leaf_keys(f"{key}.{sub}", inner)]
+    return [key]
+
+
+def set_keys(assignment: str) -> list[str]:
+    """The dotted keys a ``--set KEY=VALUE`` sets (``leaf_keys``); only ``KEY`` when its value does not parse (the
+    config's own check says why)."""
+    try:
+        return leaf_keys(*parse_set(assignment))
+    except ConfigError:
+        return [assignment.partition("=")[0].strip()]
 
 
 def read_config_file(path: Path, what: str = "config file") -> dict[str, Any]:

@@ -95,7 +95,9 @@ SINGLE_TIER_IGNORES = ("cache.tiers.dram", "cache.tiers.ssd", "cache.tiers.eic",
 
 def given_by_set(sets: list[str]) -> dict[str, str]:
     """The keys of ``--set KEY=VALUE`` settings, each with how it was given (for ``check_settings_given``)."""
-    return {key: f"--set {key}" for key in (setting.partition("=")[0].strip() for setting in sets)}
+    from sim.config_yaml import set_keys
+
+    return {key: f"--set {key}" for setting in sets for key in set_keys(setting)}
 
 
 def check_settings_given(mode: str, config: Config, policies: list[str], given: dict[str, str],

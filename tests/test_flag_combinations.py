@@ -173,7 +173,7 @@ def test_plan_refuses_a_preset_part_for_one_of_its_two_modes(run_cli, tmp_path):
     ({"seed": [0, 1]}, ["--seed", "7"], "--seed (config key 'seed'): sweep spec"),
     ({"workload.rate_scale": [1, 2]}, ["--rate-scale", "4"], "--rate-scale (config key 'workload.rate_scale')"),
     ({"workload.arrivals.process": ["poisson", "gamma"]}, ["--set", "workload.arrivals={process: trace}"],
-     "--set workload.arrivals: sweep spec"),
+     "--set workload.arrivals.process: sweep spec"),
 ])
 def test_a_command_line_setting_a_sweep_varies_is_refused(run_cli, tmp_path, axes, extra, needle):
     """A key set on the command line and varied by the spec: each point's value replaced the command line's, which did

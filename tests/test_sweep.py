@@ -265,6 +265,17 @@ def test_a_dying_worker_fails_only_its_own_point(run_cli, tmp_path, monkeypatch)
     # what a mode reads of its point, as the command line checks it: refused before the first point, not by it
     ({"mode": "pd", "axes": {"cache.capacity_blocks": [100, 200]}}, "'cache.capacity_blocks'=100 applies to --cache-only"),
     ({"mode": "single", "axes": {"compute.profile": [None, "nowhere"]}}, "compute.profile"),
+    # a key and one inside it (a mapping value's leaf): the later one won at every point (two points ran alike, and
+    # every point's overrides showed the last value), exit 0
+    ({"mode": "cache-only", "axes": {"cache.tiers.dram": [{"capacity_gib": 1}, {"capacity_gib": 2}],
+                                     "cache.tiers.dram.capacity_gib": [5, 6]}},
+     "keys 'cache.tiers.dram' and 'cache.tiers.dram.capacity_gib' are both varied, one inside the other"),
+    ({"mode": "cache-only", "set": {"cache": {"tiers": {"dram": {"capacity_gib": 3}}}},
+      "axes": {"cache.tiers.dram": [{"capacity_gib": 5}, {"capacity_gib": 6}]}},
+     "key 'cache.tiers.dram.capacity_gib' (inside 'cache.tiers.dram') is both fixed"),
+    # a mapping value's leaves are what the mode must read: pd.num_prefill in a cache-only sweep (points alike)
+    ({"mode": "cache-only", "axes": {"pd": [{"num_prefill": 1}, {"num_prefill": 2}]}},
+     "axis 'pd.num_prefill' is not used by the sweep's mode 'cache-only'"),
 ])
 def test_bad_specs_exit_2_before_any_point_runs(run_cli, tmp_path, body, needle):
     spec = _spec(tmp_path, **body)

@@ -21,6 +21,10 @@ CASES: dict[str, Case] = {
     "router_threshold_without_the_prefix_aware_router": Case(
         ["--cluster", "--no-plot", "--router", "round-robin,least-loaded", "--set", "cluster.cache_threshold=0.3"],
         names=("--set cluster.cache_threshold", "prefix-aware", "round-robin, least-loaded")),
+    # a mapping value sets its leaves: pd.num_prefill, which the cache-only replay never reads (exit 0)
+    "mapping_value_of_a_section_the_mode_never_reads": Case(["--cache-only", "--no-plot", "--set",
+                                                             "pd={num_prefill: 2}"],
+                                                            names=("--set pd.num_prefill", "not used by --cache-only")),
     "gpu_link_in_cache_only": Case(["--cache-only", "--no-plot", "--set", "hardware.gpu_link_gbps=10"],
                                    names=("--set hardware.gpu_link_gbps", "not used by --cache-only")),
     "seed_in_check_calibration": Case(["--check-calibration", "profiles/rtx4090_llama31_8b_vllm.yaml", "--set", "seed=3"],
