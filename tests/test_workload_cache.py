@@ -120,15 +120,15 @@ def test_same_content_elsewhere_is_a_hit(tmp_path):
 
 def _header(cache) -> dict:
     data = cache.read_bytes()
-    start = len(wc.MAGIC) + 8
+    start = len(wc.MAGIC) + wc.PREFIX.size
     assert data[:len(wc.MAGIC)] == wc.MAGIC
-    return json.loads(data[start:start + int.from_bytes(data[len(wc.MAGIC):start], "little")])
+    return json.loads(data[start:start + wc.PREFIX.unpack(data[len(wc.MAGIC):start])[0]])
 
 
 def _damage(cache, how: str) -> None:
     data = cache.read_bytes()
-    start = len(wc.MAGIC) + 8
-    header_end = start + int.from_bytes(data[len(wc.MAGIC):start], "little")
+    start = len(wc.MAGIC) + wc.PREFIX.size
+    header_end = start + wc.PREFIX.unpack(data[len(wc.MAGIC):start])[0]
     if how == "truncated":
         cache.write_bytes(data[: len(data) // 2])
     elif how == "truncated_array":  # the header whole, the block ids (the last array) cut short
@@ -143,12 +143,15 @@ def _damage(cache, how: str) -> None:
         wc._write(cache, header["key"], trace)
     elif how == "meta_not_json":
         cache.write_bytes(data[:start] + b"{not json" + data[start + 9:])
+    elif how == "header_digit_changed":  # the same length, valid JSON: a block size of 256, not 512
+        at = data.index(b'"block_tokens": 512', start)
+        cache.write_bytes(data[:at] + b'"block_tokens": 256' + data[at + 19:])
     elif how == "empty":
         cache.write_bytes(b"")
 
 
 @pytest.mark.parametrize("how", ["truncated", "truncated_array", "flipped_byte", "ids_out_of_range",
-                                 "meta_not_json", "empty"])
+                                 "meta_not_json", "header_digit_changed", "empty"])
 def test_a_damaged_cache_is_rebuilt_with_a_warning(tmp_path, caplog, how):
     path = write(tmp_path, "bad.jsonl", MOONCAKE_BAD)
     cache = tmp_path / "c.npz"

@@ -2,7 +2,7 @@
 
 What is kept is ``load_trace``'s result — the validated, block-interned ``Trace`` arrays and their
 provenance — in one binary file written atomically: a JSON header (the key, the provenance, where
-each array lies, its CRC-32) and then each array's raw bytes in the dtype the simulator uses, at
+each array lies, its CRC-32) with a CRC-32 of its own, and then each array's raw bytes in the dtype the simulator uses, at
 64-byte-aligned offsets (nothing pickled). A hit memory-maps the file (copy on write): the arrays
 are the file's pages in the page cache, so a 10 M-access stream is neither read into fresh memory
 nor converted (``np.load`` of an ``.npz`` copies every array, and narrowed ones twice); reading it
@@ -39,8 +39,10 @@ from sim.errors import InputError, quote
 from sim.report.output import atomic_write
 from trace.request import Trace, TraceProvenance, file_sha256
 
-FORMAT_VERSION = 2  # of the file layout below (1: an .npz)
-MAGIC = b"kvsim-workload-cache\n"  # then the header's length (uint64, little-endian), the header, the arrays
+FORMAT_VERSION = 3  # of the file layout below (1: an .npz; 2: no CRC-32 of the header)
+# then the header's length (uint64, little-endian) and CRC-32 (uint32), the header, the arrays
+MAGIC = b"kvsim-workload-cache\n"
+PREFIX = struct.Struct("<QI")
 ALIGN = 64  # each array starts at a multiple of this: aligned like any numpy array
 ARRAYS = ("arrival_s", "input_tokens", "output_tokens", "session_id", "block_offsets", "block_ids")
 # The modules whose code decides what load_trace returns, and the libraries that parse for it.
@@ -120,9 +122,9 @@ def _write(cache: Path, key: dict[str, Any], trace: Trace) -> None:
     meta = {"key": key, "num_unique_blocks": trace.num_unique_blocks, "arrays": layout,
             "provenance": dataclasses.asdict(trace.provenance)}
     header = json.dumps(meta).encode()
-    header += b" " * (-(len(MAGIC) + 8 + len(header)) % ALIGN)  # the arrays start aligned
+    header += b" " * (-(len(MAGIC) + PREFIX.size + len(header)) % ALIGN)  # the arrays start aligned
     with atomic_write(cache, binary=True) as fh:
-        fh.write(MAGIC + struct.pack("<Q", len(header)) + header)
+        fh.write(MAGIC + PREFIX.pack(len(header), zlib.crc32(header)) + header)
         for data in stored:
             fh.write(data)
             fh.write(b"\0" * (-data.nbytes % ALIGN))
@@ -161,16 +163,19 @@ def _read(cache: Path, key: dict[str, Any]) -> tuple[Trace | None, str | None]:
         with cache.open("rb") as fh:
             if fh.read(len(MAGIC)) != MAGIC:
                 raise ValueError("not a kvsim workload cache")
-            (length,) = struct.unpack("<Q", fh.read(8))
+            length, crc32 = PREFIX.unpack(fh.read(PREFIX.size))
             if length > 1 << 30:
                 raise ValueError("a header longer than any kvsim writes")
-            meta = json.loads(fh.read(length))
+            header = fh.read(length)
+            if zlib.crc32(header) != crc32:  # (its key, provenance and layout: a flipped digit changed a run)
+                raise ValueError("the header's CRC-32 does not match: the file was changed or damaged")
+            meta = json.loads(header)
             differ = [name for name in key if meta["key"].get(name) != key[name]]
             if differ:
                 return None, f"was built for another {'trace file' if differ == ['trace sha256'] else 'setting'} " \
                              f"({', '.join(differ)} changed)"
             mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_COPY)  # arrays beyond its end fail, not fault
-        start = len(MAGIC) + 8 + length
+        start = len(MAGIC) + PREFIX.size + length
         layout = meta["arrays"]
         arrays = {name: _unpack(mapped, start, layout[name]) if name in layout else None for name in ARRAYS}
         provenance = meta["provenance"]
