@@ -131,26 +131,39 @@ def resolve_config(args: argparse.Namespace, mode: str | None = None) -> Config:
 
 def check_config_for_mode(args: argparse.Namespace, config: Config, mode: str, policies: list[str]) -> None:
     """Flags and settings that only make sense together with others, judged on the resolved config."""
-    from sim.cache.access import uses_learned_policy
-
-    if config.workload.trace is None:
-        for dest in ("workload_format", "workload_time_unit", "strict_workload_validation"):
-            if getattr(args, dest) is not None and getattr(args, dest) is not False:
-                raise InputError(f"{flag_name(dest)} applies to a trace file; no --workload-trace is given (synthetic workload)")
-    here = CLUSTER_PD if mode == "cluster" and args.pd else mode  # (--cluster --pd: the keys its roles read)
     given = given_by_set(args.sets)
+    unread = unread_flags(args, config, mode, policies, given)
+    if unread:
+        raise InputError(next(iter(unread.values())))
+    here = CLUSTER_PD if mode == "cluster" and args.pd else mode  # (--cluster --pd: the keys its roles read)
     check_settings_given(here, config, policies, given, parse_routers(args.router))
     if mode == "cache-only" and args.mrc and config.cache.insert_outputs:
         raise InputError("--mrc: the miss-ratio curve is of the prompt blocks alone; drop cache.insert_outputs")
+    check_mode_settings(mode, config, policies, cluster_pd=mode == "cluster" and args.pd)
+
+
+def unread_flags(args: argparse.Namespace, config: Config, mode: str, policies: list[str],
+                 given: dict[str, str]) -> dict[str, str]:
+    """The flags (and ``--set`` keys read only with a flag) this run would leave unread, by what names each, with the
+    message that says why; a sweep refuses those none of its points reads (``experiments.execute.refuse_unread``)."""
+    from sim.cache.access import uses_learned_policy
+
+    unread = {}
+    if config.workload.trace is None:
+        for dest in ("workload_format", "workload_time_unit", "strict_workload_validation"):
+            if getattr(args, dest) is not None and getattr(args, dest) is not False:
+                unread[flag_name(dest)] = (f"{flag_name(dest)} applies to a trace file; no --workload-trace is given "
+                                           "(synthetic workload)")
     if args.allow_train_test_overlap and not uses_learned_policy(config, policies):
-        raise InputError(f"--allow-train-test-overlap applies only to a learned policy (runs: {', '.join(policies)})")
+        unread["--allow-train-test-overlap"] = ("--allow-train-test-overlap applies only to a learned policy (runs: "
+                                                f"{', '.join(policies)})")
     if mode == "cache-only" and not args.mrc and "cache.mrc_sample_rate" in given:
-        raise InputError("--set cache.mrc_sample_rate: used only with --mrc (--mrc-sample-rate)")
+        unread["cache.mrc_sample_rate"] = "--set cache.mrc_sample_rate: used only with --mrc (--mrc-sample-rate)"
     rate_given = "--rate-scale" if args.rate_scale is not None else given.get("workload.rate_scale")
     if mode == "cache-only" and rate_given and not uses_learned_policy(config, policies):
-        raise InputError(f"{rate_given}: the cache-only replay has no clock (of arrival times only the learned "
-                         f"policy's features read any; runs: {', '.join(policies)}); drop it")
-    check_mode_settings(mode, config, policies, cluster_pd=mode == "cluster" and args.pd)
+        unread[rate_given] = (f"{rate_given}: the cache-only replay has no clock (of arrival times only the learned "
+                              f"policy's features read any; runs: {', '.join(policies)}); drop it")
+    return unread
 
 
 def check_mode_settings(mode: str, config: Config, policies: list[str], cluster_pd: bool = False,

@@ -99,6 +99,24 @@ def test_sweep_keys_its_mode_does_not_read_are_refused(run_cli, tmp_path, body, 
     assert not (tmp_path / "s.journal.jsonl").exists()
 
 
+@pytest.mark.parametrize("extra, needle", [
+    (["--rate-scale", "2"], "--rate-scale: the cache-only replay has no clock"),
+    (["--set", "workload.rate_scale=2"], "--set workload.rate_scale: the cache-only replay has no clock"),
+    (["--allow-train-test-overlap"], "--allow-train-test-overlap applies only to a learned policy"),
+    (["--workload-format", "azure"], "--workload-format applies to a trace file"),
+    (["--strict-workload-validation"], "--strict-workload-validation applies to a trace file"),
+])
+def test_sweep_flags_no_point_reads_are_refused(run_cli, tmp_path, extra, needle):
+    """The flags the command line refuses in the mode (each ran the cache-only sweep on its synthetic workload
+    unchanged, exit 0): refused before the first point, as the command line refuses them."""
+    spec = _spec(tmp_path, mode="cache-only", set={"workload.synthetic.num_requests": 40},
+                 axes={"cache.policy": ["lru", "arc"]})
+    status, _, err = run_cli("--sweep", spec, *extra, "--jobs", "1", "--no-plot", "--quiet",
+                             "--report-json", tmp_path / "s.json")
+    assert status == 2 and needle in err and "point 'lru'" in err, err
+    assert not (tmp_path / "s.json").exists()
+
+
 def test_a_sweep_key_read_by_some_points_is_kept(run_cli, tmp_path):
     """A key is refused when no point reads it: a fixed prefix-aware threshold beside a router axis is read by the
     prefix-aware points (each point was judged alone, and the round-robin one refused the sweep). Those points
