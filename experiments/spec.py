@@ -161,6 +161,9 @@ def resolve_layers(layers: ConfigLayers, args, mode: str | None) -> Config:
 
     import main
 
+    if args.config and layers.config:  # (--config replaced the file's own, silently)
+        raise ConfigError(f"--config {args.config} and {layers.source}'s 'config: {layers.config}' both name the base "
+                          "config: give one of them")
     layered = argparse.Namespace(**vars(args))
     layered.config = args.config or layers.config
     layered.calibration_profile = [*layers.overlays, *args.calibration_profile]

@@ -10,7 +10,7 @@ import json
 import pytest
 import yaml
 
-from tests.conftest import BUNDLED_AZURE
+from tests.conftest import BUNDLED_AZURE, ROOT
 
 # 60 requests of the bundled trace on two workers, arrivals drawn from the seed (a trace's own arrival times
 # draw nothing from it): round-robin and least-loaded routing give different runs here.
@@ -115,6 +115,22 @@ def test_sweep_flags_no_point_reads_are_refused(run_cli, tmp_path, extra, needle
                              "--report-json", tmp_path / "s.json")
     assert status == 2 and needle in err and "point 'lru'" in err, err
     assert not (tmp_path / "s.json").exists()
+
+
+@pytest.mark.parametrize("file_key", ["--sweep", "--plan"])
+def test_config_flag_beside_the_files_own_config_is_refused(run_cli, tmp_path, file_key):
+    """A spec's (a plan's) 'config:' and --config: the flag's file replaced the spec's, silently (its seed and
+    tiers gone from every point)."""
+    (tmp_path / "mine.yaml").write_text("seed: 7\n")
+    if file_key == "--sweep":
+        path = _spec(tmp_path, mode="cache-only", config="mine.yaml", set={"workload.synthetic.num_requests": 40},
+                     axes={"cache.policy": ["lru", "arc"]})
+    else:
+        path = tmp_path / "plan.yaml"
+        path.write_text(yaml.safe_dump({"config": "mine.yaml", "search": {"gpu": ["h100-sxm"]},
+                                        "target": {"hit_ratio": 0.1}}))
+    status, _, err = run_cli(file_key, path, "--config", ROOT / "config.yaml", "--no-plot", "--quiet")
+    assert status == 2 and "both name the base config" in err and "mine.yaml" in err, err
 
 
 def test_a_sweep_key_read_by_some_points_is_kept(run_cli, tmp_path):
