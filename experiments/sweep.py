@@ -28,6 +28,7 @@ from experiments.spec import Point, SweepSpec, expand, keys_overlap, load_spec, 
 
 if TYPE_CHECKING:  # main.py's checked output paths
     from main import Outputs
+    from sim.config import Config
 
 CHECK_BAR_POINTS = 200  # a sweep of more points shows a progress bar while they are checked
 
@@ -56,6 +57,27 @@ def check_settings_read(spec: SweepSpec, sets: list[str]) -> None:
                 spec.mode == "cluster" and key.startswith("pd.") else ""
             raise ConfigError(f"{what} is not used by the sweep's mode '{spec.mode}' (it applies to {users}): "
                               f"{effect}{pools}")
+
+
+def check_block_size_varies(spec: SweepSpec, configs: list[Config]) -> None:
+    """A serving.block_size axis over a trace of hash_ids replayed as its own blocks (workload.block_mismatch=trace,
+    the Contract's default) runs every point at the trace's block size: refused, naming the setting that cuts them."""
+    from pathlib import Path
+
+    from trace.formats import FORMATS, trace_format_name
+
+    if "serving.block_size" not in spec.axis_keys:
+        return
+    for config in configs:
+        workload = config.workload
+        if workload.trace is None or workload.block_mismatch != "trace":
+            return
+        name = trace_format_name(Path(workload.trace), workload.format)
+        if name is None or "hash_ids" not in FORMATS[name].id_lists:
+            return
+    raise ConfigError(f"sweep spec {spec.path}: axis 'serving.block_size' is not used: the trace's hash_ids are its "
+                      "blocks (workload.block_mismatch=trace), so every point would run alike; set "
+                      "workload.block_mismatch=split to cut them into each point's blocks")
 
 
 def check_not_varied(spec: SweepSpec, args: argparse.Namespace) -> None:
@@ -140,6 +162,7 @@ def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
                                                         for leaf in leaf_keys(k, v)}}),
                        **{flag: f"{where}: {why}" for flag, why in flags.items()}})
     refuse_unread(unread)  # (a key some points read is kept: a fixed threshold beside a router axis)
+    check_block_size_varies(spec, configs)
 
     journal = Journal(journal_path(args.report_json, args.report_csv, spec.path, args.html),
                       fingerprint(spec.mode, base.to_dict(), vars(options), [p.key for p in points],

@@ -285,6 +285,24 @@ def test_bad_specs_exit_2_before_any_point_runs(run_cli, tmp_path, body, needle)
     assert not (tmp_path / "out.journal.jsonl").exists() and not (tmp_path / "out.csv").exists()
 
 
+def test_a_block_size_axis_over_a_trace_of_hash_ids_is_refused(run_cli, tmp_path):
+    """A trace of hash_ids replayed as its own blocks (workload.block_mismatch=trace): every point of a block-size
+    axis ran at 512 tokens (points alike, exit 0); with the blocks cut (split) each point is its own."""
+    trace = tmp_path / "m.jsonl"
+    trace.write_text("".join(json.dumps({"timestamp": t, "input_length": 1000, "output_length": 5,
+                                         "hash_ids": [1, 2 + t]}) + "\n" for t in range(4)))
+    body = {"mode": "cache-only", "workload": {"trace": str(trace)}, "set": {"cache.capacity_blocks": 100},
+            "axes": {"serving.block_size": [16, 64]}}
+    argv = ["--no-plot", "--quiet", "--report-json", tmp_path / "r.json"]
+    status, _, err = run_cli("--sweep", _spec(tmp_path, **body), *argv)
+    assert status == 2 and "axis 'serving.block_size' is not used: the trace's hash_ids are its blocks" in err, err
+    body["set"]["workload.block_mismatch"] = "split"
+    assert run_cli("--sweep", _spec(tmp_path, **body), *argv)[0] == 0
+    runs = json.loads((tmp_path / "r.json").read_text())["runs"]
+    # each prompt: a whole 512-token block and one of 488 tokens, cut into ceil(tokens / block size) blocks
+    assert [r["metrics"]["accesses"] for r in runs] == [4 * (32 + 31), 4 * (8 + 8)]
+
+
 def test_a_rate_axis_with_max_rate_is_refused(run_cli, tmp_path):
     spec = _spec(tmp_path, mode="single", set={"slo.ttft_s": 1.0}, axes={"workload.rate_scale": [1, 2]})
     status, _, err = run_cli("--sweep", spec, "--max-rate", "--no-plot")
