@@ -116,13 +116,15 @@ def enumerate_candidates(plan: Plan, base: Config, prices: Prices) -> list[Candi
         if count > base.hardware.gpus_per_node:
             raise plan_error(plan.path, f"'search.gpus': {count} GPUs exceed hardware.gpus_per_node="
                                    f"{base.hardware.gpus_per_node} (one node); plan a fleet with search.racks / search.nodes_per_rack")
-    for key, values in (("cluster.num_racks", plan.racks), ("cluster.nodes_per_rack", plan.nodes_per_rack)):
+    searched = [("search.racks", "cluster.num_racks", plan.racks),
+                ("search.nodes_per_rack", "cluster.nodes_per_rack", plan.nodes_per_rack),
+                *((f"search.tiers.{t}", f"cache.tiers.{t}.capacity_gib", plan.tiers[t]) for t in tier_names)]
+    for name, key, values in searched:
         for value in values or ():  # a value outside the key's domain is the plan's error, not every candidate's
             try:
                 replace(base, **{key: value})
             except ConfigError as exc:
-                raise plan_error(plan.path, f"search.{key.split('.')[1].removeprefix('num_')}: "
-                                            f"{str(exc).removeprefix('override: ')}") from None
+                raise plan_error(plan.path, f"{name}: {str(exc).removeprefix('override: ')}") from None
     out = []
     for gpu in plan.gpu:
         try:
@@ -155,7 +157,11 @@ def enumerate_candidates(plan: Plan, base: Config, prices: Prices) -> list[Candi
                             c.status, c.reason = "infeasible", str(exc).removeprefix("override: ")
                         out.append(c)
     if not out:
-        raise plan_error(plan.path, "the search space is empty (no GPU count divisible by a tensor-parallel size?)")
+        divisible = any(n % tp == 0 for n in plan.gpus for tp in plan.tensor_parallel_size)
+        why = ("no 'search.pd_split' fits the instances of its GPU counts (a ratio p:d needs a multiple of p+d "
+               "instances of tensor_parallel_size GPUs, 'all' at least 2)") if divisible else \
+            "no GPU count of 'search.gpus' is a multiple of a 'search.tensor_parallel_size'"
+        raise plan_error(plan.path, f"the search space is empty: {why}")
     return out
 
 

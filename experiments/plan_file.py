@@ -112,6 +112,9 @@ def load_plan(path: str | Path) -> Plan:
     hit = target.get("hit_ratio")
     if hit is not None and not (_finite(hit) and 0 < hit <= 1):
         raise plan_error(path, f"'target.hit_ratio' must be in (0, 1], got {hit!r}")
+    if hit is not None and slo.get("attainment") is not None:  # (it was ignored: a hit-ratio plan runs no clock)
+        raise plan_error(path, "'target.slo.attainment' goes with latency targets (ttft_s, tpot_s), not with "
+                               "'target.hit_ratio'")
     rate = target.get("rate_rps")
     if rate is not None and (hit is not None or not _finite(rate) or rate <= 0):
         raise plan_error(path, "'target.rate_rps' must be a positive number and goes with an SLO target")

@@ -335,8 +335,8 @@ def _summary(plan: dict, candidates: list[Candidate], chosen: Candidate | None) 
     lines = []
     if measure == "max_rate_rps":
         slo = ", ".join(f"{k}={v:g}" for k, v in target["slo"].items())
-        lines.append(f"target: {slo} at {target['rate_rps']:.3f} req/s ({target['rate_scale']:.3g}x the workload's "
-                     f"{target['workload_rate_rps']:.3f} req/s)")
+        lines.append(f"target: {slo} at {target['rate_rps']:.4g} req/s ({target['rate_scale']:.3g}x the workload's "
+                     f"{target['workload_rate_rps']:.4g} req/s)")
     else:
         lines.append(f"target: hit ratio >= {target['hit_ratio']:g}")
     width = max(len(c.name) for c in candidates)

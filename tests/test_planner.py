@@ -112,6 +112,16 @@ def test_hit_ratio_plan_uses_the_exact_curve_and_replays_agree(run_cli, tmp_path
     # a searched value outside its config key's domain is the plan's error (every candidate was "infeasible", exit 0)
     ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "racks": [1, 100_000_000],
                                                    "nodes_per_rack": [1]}}, "search.racks: config key 'cluster.num_racks'"),
+    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "tiers": {"dram": [0, 1e30]}}},
+     "search.tiers.dram: config key 'cache.tiers.dram.capacity_gib' must be >= 0 and <="),
+    # an attainment beside a hit-ratio target was ignored (the replay has no clock)
+    ({"target": {"hit_ratio": 0.2, "slo": {"attainment": 0.9}}, "search": {"gpu": ["h100-sxm"]}},
+     "'target.slo.attainment' goes with latency targets"),
+    # a split that needs more instances than the GPU counts make: not a TP that divides none
+    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "gpus": [1], "pd_split": ["1:3"]}},
+     "the search space is empty: no 'search.pd_split' fits the instances of its GPU counts"),
+    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "gpus": [1], "tensor_parallel_size": [2]}},
+     "the search space is empty: no GPU count of 'search.gpus' is a multiple of a 'search.tensor_parallel_size'"),
     # judged per candidate as a command-line run judges its own (sim.mode_settings.check_settings_given)
     ({"target": {"hit_ratio": 0.2}, "search": {"gpu": ["h100-sxm"]}, "set": {"workload.outputs_in_next_turn": True}},
      "'workload.outputs_in_next_turn' under 'set'/'workload': the cache-only replay reads it only with"),
