@@ -80,6 +80,21 @@ def check_block_size_varies(spec: SweepSpec, configs: list[Config]) -> None:
                       "workload.block_mismatch=split to cut them into each point's blocks")
 
 
+def check_one_cache_per_trace(spec: SweepSpec, args: argparse.Namespace) -> None:
+    """A workload cache keeps one trace: a sweep over traces with one cache for all (--workload-cache, or fixed)
+    would rebuild it at every point (and was refused as if no trace were given); a zip group gives each its own."""
+    import main
+
+    def varied(key: str) -> bool:
+        return any(keys_overlap(k, key) for k in spec.axis_keys)
+
+    given = any(key == "workload.cache" for _, key in main.command_line_settings(args)) or \
+        "workload.cache" in spec.layers.sets
+    if varied("workload.trace") and given and not varied("workload.cache"):
+        raise ConfigError(f"sweep spec {spec.path}: one workload cache for every trace of its 'workload.trace' axis: "
+                          "a cache keeps one trace; vary workload.cache with it in a zip group, or drop the cache")
+
+
 def check_not_varied(spec: SweepSpec, args: argparse.Namespace) -> None:
     """A key set on the command line (``--set``, ``--workload-limit``, ``--seed``, ...) that the spec varies is refused:
     each point's axis value replaced it, so the flag did nothing (``--workload-limit 20`` with a workload.limit axis
@@ -142,6 +157,7 @@ def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
     spec = load_spec(args.sweep)
     check_settings_read(spec, args.sets)
     check_not_varied(spec, args)
+    check_one_cache_per_trace(spec, args)
     base = resolve_layers(spec.layers, args, spec.mode)  # --preset P: P@<the spec's mode> too, as the mode's run has
     options = run_options(args)
     if options.max_rate and "workload.rate_scale" in spec.axis_keys:

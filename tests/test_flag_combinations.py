@@ -133,6 +133,23 @@ def test_config_flag_beside_the_files_own_config_is_refused(run_cli, tmp_path, f
     assert status == 2 and "both name the base config" in err and "mine.yaml" in err, err
 
 
+def test_one_workload_cache_for_a_trace_axis_is_refused_naming_the_zip(run_cli, tmp_path):
+    """--workload-cache beside a workload.trace axis: refused as if no trace were given (the base config has none);
+    one cache cannot keep two traces. Zipped with the traces, each point keeps its own."""
+    short = tmp_path / "short.csv"
+    short.write_text("".join(BUNDLED_AZURE.read_text().splitlines(keepends=True)[:31]))
+    traces = [str(BUNDLED_AZURE), str(short)]
+    spec = _spec(tmp_path, mode="cache-only", set={"cache.capacity_blocks": 100, "workload.limit": 60},
+                 axes={"workload.trace": traces})
+    common = ["--jobs", "1", "--no-plot", "--quiet"]
+    status, _, err = run_cli("--sweep", spec, "--workload-cache", tmp_path / "c.bin", *common)
+    assert status == 2 and "one workload cache for every trace of its 'workload.trace' axis" in err, err
+    zipped = _spec(tmp_path, mode="cache-only", set={"cache.capacity_blocks": 100, "workload.limit": 60},
+                   zip=[{"workload.trace": traces, "workload.cache": [str(tmp_path / "a.bin"), str(tmp_path / "b.bin")]}])
+    runs = _report(run_cli, tmp_path, "--sweep", zipped, *common)["runs"]
+    assert [r["metrics"]["requests_completed"] for r in runs] == [60, 30]
+
+
 def test_a_sweep_key_read_by_some_points_is_kept(run_cli, tmp_path):
     """A key is refused when no point reads it: a fixed prefix-aware threshold beside a router axis is read by the
     prefix-aware points (each point was judged alone, and the round-robin one refused the sweep). Those points
