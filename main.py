@@ -48,10 +48,12 @@ try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
     from sim.mode_settings import (
         CLUSTER_PD,
         EXPERIMENTS,
+        MODE_FLAGS,
         SERVING,
         WITH_WORKLOAD,
         check_settings_given,
         given_by_set,
+        setting_users,
     )
     from sim.report.console import console_summary
     from sim.report.output import check_distinct, check_plot_folder, check_writable, is_device_or_pipe
@@ -136,10 +138,25 @@ def check_config_for_mode(args: argparse.Namespace, config: Config, mode: str, p
     if unread:
         raise InputError(next(iter(unread.values())))
     here = CLUSTER_PD if mode == "cluster" and args.pd else mode  # (--cluster --pd: the keys its roles read)
+    check_preset_read(args.preset, config, here)
     check_settings_given(here, config, policies, given, parse_routers(args.router))
     if mode == "cache-only" and args.mrc and config.cache.insert_outputs:
         raise InputError("--mrc: the miss-ratio curve is of the prompt blocks alone; drop cache.insert_outputs")
     check_mode_settings(mode, config, policies, cluster_pd=mode == "cluster" and args.pd)
+
+
+def check_preset_read(preset: str | None, config: Config, mode: str) -> None:
+    """A preset none of whose keys the mode reads did nothing (``--preset smoke`` sizes workloads, which
+    --check-calibration replays none of): refused, as a flag the mode ignores is."""
+    if preset is None:
+        return
+    from sim.config_yaml import leaf_keys
+
+    keys = [leaf for name in (preset, f"{preset}@{mode}") for key, value in config.presets.get(name, {}).items()
+            for leaf in leaf_keys(key, value)]
+    if keys and all(setting_users(key, mode) is not None for key in keys):
+        raise InputError(f"--preset {preset}: not used by {MODE_FLAGS.get(mode, f'--{mode}')}: it sets only "
+                         f"{', '.join(keys[:4])}{', ...' if len(keys) > 4 else ''}, which this mode does not read")
 
 
 def unread_flags(args: argparse.Namespace, config: Config, mode: str, policies: list[str],

@@ -25,6 +25,7 @@ import itertools
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,7 +144,7 @@ def parse_layers(data: dict, path: Path, what: str) -> ConfigLayers:
         try:
             load_config(None, sets=[assignment])
         except ConfigError as exc:
-            message = str(exc).split(": ", 1)[1] if str(exc).startswith("--set ") else str(exc)
+            message = re.sub(r"^--set( [^:]*)?: ", "", str(exc))  # (the key is named in the message itself)
             raise ConfigError(f"{what} {path}: {message}") from None
     return layers
 
@@ -161,6 +162,10 @@ def resolve_layers(layers: ConfigLayers, args, mode: str | None) -> Config:
 
     import main
 
+    for said, key in main.command_line_settings(args):  # (a flag and a fixed key: named as the file's, not '--set')
+        fixed = next((k for k in layers.sets if keys_overlap(k, key)), None)
+        if fixed is not None and not said.startswith("--set"):
+            raise ConfigError(f"{said} and {layers.source}'s '{fixed}' both set config key '{key}': give one of them")
     if args.config and layers.config:  # (--config replaced the file's own, silently)
         raise ConfigError(f"--config {args.config} and {layers.source}'s 'config: {layers.config}' both name the base "
                           "config: give one of them")

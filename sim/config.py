@@ -402,9 +402,9 @@ def load_config(
     """
     raw: dict[str, Any] = {}
     if path is not None:
-        raw = _file_layer(Path(path), f"config file {path}")
+        raw = _file_layer(Path(path), "config file")
     for overlay in overlays:
-        raw = _merge_layer(raw, _file_layer(Path(overlay), f"calibration profile {overlay}"))
+        raw = _merge_layer(raw, _file_layer(Path(overlay), "calibration profile"))
     if preset is not None:
         presets = build_dataclass(Config, raw, "").presets
         if preset not in presets:
@@ -451,11 +451,12 @@ def _dotted_layer(keys: dict[str, Any]) -> dict[str, Any]:
     return layer
 
 
-def _file_layer(path: Path, source: str) -> dict[str, Any]:
+def _file_layer(path: Path, what: str) -> dict[str, Any]:
     """A config file or overlay as a layer, validated with every preset it defines (not only when
     ``--preset`` picks one: a typo would otherwise wait for the day someone uses it), its relative paths
     resolved against its folder."""
-    layer = read_config_file(path)
+    source = f"{what} {path}"
+    layer = read_config_file(path, what)
     if not layer:  # (a wrong path's empty file, a truncated one: the run would be the defaults, unsaid)
         raise ConfigError(f"{source} is empty: a config file or overlay sets at least one key")
     _validated(layer, source)

@@ -150,6 +150,17 @@ def test_one_workload_cache_for_a_trace_axis_is_refused_naming_the_zip(run_cli, 
     assert [r["metrics"]["requests_completed"] for r in runs] == [60, 30]
 
 
+def test_a_flag_beside_the_specs_own_key_names_the_spec(run_cli, tmp_path):
+    """--workload-trace beside the spec's workload.trace was blamed on '--set workload.trace', which the user never
+    gave; a bad fixed key was 'sweep spec X: --set: unknown config key'. Each names the spec's key now."""
+    spec = _spec(tmp_path, mode="cache-only", workload=AZURE_60, axes={"cache.policy": ["lru", "arc"]})
+    status, _, err = run_cli("--sweep", spec, "--workload-trace", BUNDLED_AZURE, "--no-plot", "--quiet")
+    assert status == 2 and f"--workload-trace and sweep spec {spec}'s 'workload.trace' both set" in err, err
+    spec = _spec(tmp_path, mode="cache-only", workload={"foo": 1}, axes={"cache.policy": ["lru", "arc"]})
+    status, _, err = run_cli("--sweep", spec, "--no-plot", "--quiet")
+    assert status == 2 and err.startswith(f"kvsim: error: sweep spec {spec}: unknown config key 'workload.foo'"), err
+
+
 def test_a_sweep_key_read_by_some_points_is_kept(run_cli, tmp_path):
     """A key is refused when no point reads it: a fixed prefix-aware threshold beside a router axis is read by the
     prefix-aware points (each point was judged alone, and the round-robin one refused the sweep). Those points

@@ -25,6 +25,10 @@ CASES: dict[str, Case] = {
     "mapping_value_of_a_section_the_mode_never_reads": Case(["--cache-only", "--no-plot", "--set",
                                                              "pd={num_prefill: 2}"],
                                                             names=("--set pd.num_prefill", "not used by --cache-only")),
+    # config.yaml's smoke preset sizes workloads; --check-calibration replays none (exit 0, output unchanged)
+    "preset_in_check_calibration": Case(["--check-calibration", "profiles/rtx4090_llama31_8b_vllm.yaml", "--preset",
+                                         "smoke"], names=("--preset smoke", "not used by --check-calibration",
+                                                          "workload.limit")),
     "gpu_link_in_cache_only": Case(["--cache-only", "--no-plot", "--set", "hardware.gpu_link_gbps=10"],
                                    names=("--set hardware.gpu_link_gbps", "not used by --cache-only")),
     "seed_in_check_calibration": Case(["--check-calibration", "profiles/rtx4090_llama31_8b_vllm.yaml", "--set", "seed=3"],

@@ -24,7 +24,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The tool's flags (each says what it sets, its unit where it has one, and its default)."""
-    p = _Parser(description=DESCRIPTION,
+    p = _Parser(prog="profile_gpu.py", description=DESCRIPTION,
                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=PROFILE_EXAMPLES)
     p.add_argument("--model", default="llama-3.1-8b", metavar="NAME",
                    help="a model of profiles/models.yaml (default llama-3.1-8b)")
@@ -104,3 +104,11 @@ MAX_BLOCK_SIZE = 1 << 16  # 65,536 tokens: far above any engine's block (vLLM: 1
                           # the cache holds 2 blocks at least
 MAX_TP = 1024  # kvsim's MAX_INSTANCES: far more ranks than any model has heads
 MAX_RUNS = 1000
+
+
+if __name__ == "__main__":  # (this module holds profile_gpu.py's flags; run as a script it is that tool)
+    import sys
+
+    from profile_gpu import main
+
+    sys.exit(main())

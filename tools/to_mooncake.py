@@ -79,6 +79,8 @@ def main() -> int:
 
     parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workload-trace", type=Path, required=True, help="the trace to convert (any format kvsim reads)")
+    parser.add_argument("--workload-format", choices=["auto", *FORMATS], default="auto",
+                        help="the trace's format (default auto: told by its header or first record)")
     parser.add_argument("--block-size", type=int, default=None,
                         help=f"tokens a hash id covers: a power of two up to {MAX_BLOCK_SIZE:,} (vLLM's block size; "
                              f"{DEFAULT_BLOCK_SIZE}); refused for a trace of hash ids, which keeps its own")
@@ -92,13 +94,13 @@ def main() -> int:
     check_writable(args.out, "--out")  # before the trace is read
     if not args.workload_trace.is_file():
         raise InputError(f"--workload-trace {args.workload_trace}: no such file")
-    fmt = FORMATS[sniff_format(args.workload_trace)]
+    fmt = FORMATS[sniff_format(args.workload_trace) if args.workload_format == "auto" else args.workload_format]
     if given is not None and fmt.block_tokens is not None:
         raise InputError(f"--block-size: {args.workload_trace} is a {fmt.name} trace of hash ids, which keep their own "
                          f"block size (written as read); leave --block-size out")
     block_size = DEFAULT_BLOCK_SIZE if given is None else given
     config = load_config(None, sets=[f"workload.trace={args.workload_trace.resolve()}",
-                                     f"serving.block_size={block_size}"])
+                                     f"workload.format={fmt.name}", f"serving.block_size={block_size}"])
     trace = load_workload(config)
     lines = mooncake_lines(trace)
     written = trace.provenance.block_tokens  # a trace of hash ids: its own block size
