@@ -130,6 +130,7 @@ def train(config: Config, out: Path, rounds: int = 40, max_rows: int = 100_000) 
     """Fit on the configured trace range; write ``out`` and its sidecar atomically; return the sidecar."""
     import lightgbm as lgb
 
+    from learned.fingerprint import fingerprint
     from trace.workload import load_workload
 
     start = time.perf_counter()
@@ -185,6 +186,7 @@ def train(config: Config, out: Path, rounds: int = 40, max_rows: int = 100_000) 
             "range": [config.workload.range_start, config.workload.range_end],
             "request_range": list(trace.provenance.request_range or (0, trace.provenance.rows_used)),
             "accesses": n, "rows_usable": int(usable), "rows_fitted": len(fit_rows),
+            "fingerprint": fingerprint(trace),  # what a run on a copy or slice of these requests is found by
         },
         "validation": {
             "rows": len(valid_rows),
