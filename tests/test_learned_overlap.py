@@ -1,6 +1,6 @@
 """A learned model is not judged on the requests it was trained on, whatever file holds them: the content
-fingerprint (``learned.fingerprint``) finds a copy, a slice or a re-timed copy of the training requests and lets
-other requests through."""
+fingerprint (``learned.fingerprint``) finds a copy, a slice or a re-timed copy of the training requests, lets
+other requests through, and a sweep refuses such a point before any point runs."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from learned import fingerprint as fp
 from learned.model import LearnedModel, sidecar_path
@@ -140,3 +141,46 @@ def test_a_sidecar_without_a_fingerprint_loads_and_checks_source_and_range_only(
     assert _judge(run_cli, copy, old)[0] == 0  # (what the fingerprint is for)
     status, _, err = _judge(run_cli, trace, old)
     assert status == 2 and "trained on requests [0, 6016)" in err
+
+
+# --- sweeps: refused before the first point runs ---
+
+def _sweep(run_cli, tmp_path, **body):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(body, sort_keys=False))
+    return spec, run_cli("--sweep", spec, "--report-json", tmp_path / "out.json", "--no-plot", "--quiet")
+
+
+@pytest.mark.parametrize("copied", [False, True], ids=["training trace", "a re-timed copy of it"])
+def test_a_sweep_point_on_training_requests_is_refused_before_any_point_runs(copied, mooncake, run_cli, tmp_path):
+    """Point 0.5 (the held-out half) is judged and 0.0 (the whole trace) is not: refused before 0.5 runs."""
+    trace, model, lines = mooncake
+    if copied:
+        trace = tmp_path / "copy.jsonl"
+        trace.write_text(_retimed(lines, 1e3))  # (an exact copy has the same hash: the same source)
+    spec, (status, _, err) = _sweep(run_cli, tmp_path, mode="cache-only", workload={"trace": str(trace)},
+                                    set={"cache.policy": "learned", "cache.learned_model": str(model),
+                                         "cache.capacity_blocks": 500},
+                                    axes={"workload.range_start": [0.5, 0.0]})
+    assert status == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"sweep spec {spec}: point '0.0': learned model {model}" in err
+    assert ("trained on this run's requests by content" if copied else "trained on requests [0, 6016)") in err
+    assert not (tmp_path / "out.journal.jsonl").exists() and not (tmp_path / "out.json").exists()
+
+
+def test_a_sweep_loads_each_workload_once_and_none_without_a_learned_point(small_learned_model, monkeypatch):
+    """Six learned points over two seeds: two loads (one per seed); the same points with LRU: none."""
+    import trace.workload
+    from experiments.execute import RunOptions, check_learned_points
+    from sim.config import load_config
+
+    real, loads = trace.workload.load_workload, []
+    monkeypatch.setattr(trace.workload, "load_workload", lambda config: loads.append(config.seed) or real(config))
+    sets = ["serving.block_size=512", "workload.synthetic.num_requests=300", f"cache.learned_model={small_learned_model}"]
+    points = [(f"point {seed}/{capacity}", "cache-only",
+               load_config(None, sets=[*sets, f"seed={seed}", f"cache.capacity_blocks={capacity}"]))
+              for seed in (1, 2) for capacity in (100, 200, 300)]
+    check_learned_points(points, RunOptions(policies=("lru",)))
+    assert loads == []
+    check_learned_points(points, RunOptions(policies=("learned", "lru")))
+    assert loads == [1, 2]
