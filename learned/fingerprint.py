@@ -6,7 +6,7 @@ whether two traces hold the same requests. What survives copying, slicing and sh
 the request sequence itself: each run of ``GRAM`` consecutive requests (arrival order) is hashed from
 their prompt and response token counts into 64 bits (a *gram*). Two independent workloads share a gram
 only if eight requests in a row have the same lengths (with lengths in the hundreds to thousands of
-tokens, practically never; measured in learned/README.md); a copy or slice shares all of its grams but
+tokens, practically never: measured below); a copy or slice shares all of its grams but
 those that cross its ends. The sidecar keeps a content-defined sample of the training grams (those
 whose hash is 0 modulo ``modulus``, a power of two chosen so that at most ``MAX_HASHES`` are kept): a
 run samples its own grams the same way, so the share of its sampled grams found in the sidecar
@@ -23,20 +23,23 @@ import numpy as np
 
 from trace.request import Trace
 
-# Consecutive requests a gram covers. Measured (learned/README.md, benchmarks/probe_overlap.py): between the
+# Consecutive requests a gram covers. Measured (benchmarks/probe_overlap.py): between the
 # halves of the Azure conversation trace, 10% of single requests' (input, output) pairs recur by chance; of
 # pairs of requests, none (nor on Mooncake or the synthetic workloads); eight leaves a wide margin, and a copy
-# that lost one request in ten at random still shares about half of its grams (0.9^7).
+# that lost one request in ten at random still shares about half of its grams (0.9^7 = 0.48; measured 0.46).
 GRAM = 8
 MAX_HASHES = 4096  # sampled training grams kept at most (~80 kB of sidecar as 16-digit hex strings)
 DEFINITION = "request-lengths-v1"  # what a gram hashes: consecutive requests' (input_tokens, output_tokens)
 # A run is refused when at least this share of its sampled grams are training grams, i.e. about a tenth of its
-# requests lie in runs of GRAM consecutive training requests. Measured: a run on other requests shares none
-# (0 of 1,500-5,000 sampled grams for each of the Mooncake, Azure and ShareGPT held-out halves and the four
-# synthetic kinds on another seed), a copy, slice or re-timed copy of training requests all (1.0), the whole
-# Mooncake file half (0.51). Any share well above 0 separates them; a tenth is where the trained-on requests
-# would start to weigh on the judged hit ratio, and holds against the sampling error of a short run (from
-# S sampled grams the share's standard error is at most 0.5 / sqrt(S): 0.05 at 100 grams).
+# requests lie in runs of GRAM consecutive training requests. Measured (benchmarks/probe_overlap.py): a run on
+# other requests shares none (0 of 143-5,028 sampled grams: the Mooncake, Azure and ShareGPT later halves, the
+# four synthetic kinds on another seed, Mooncake against the multi-turn workload and back); a copy, a slice or
+# a re-timed copy of training requests shares all (1.000), the whole Mooncake file half (0.509), a copy of the
+# training half with one request in ten dropped 0.464. Any share well above 0 separates them. A tenth: a run of
+# which a tenth or more was trained on is refused, and a legitimate one would need a tenth of its grams (eight
+# equal lengths in a row each) to recur by chance, not one stray match; from S sampled grams the share's
+# standard error is at most 0.5 / sqrt(S) (0.05 at 100 grams), so a short run of training requests (share 1)
+# and one of others (share 0) stay far from it.
 REFUSE_SHARE = 0.1
 
 
