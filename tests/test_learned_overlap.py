@@ -184,3 +184,17 @@ def test_a_sweep_loads_each_workload_once_and_none_without_a_learned_point(small
     assert loads == []
     check_learned_points(points, RunOptions(policies=("learned", "lru")))
     assert loads == [1, 2]
+
+
+def test_a_plan_candidate_on_training_requests_is_refused_before_any_candidate_runs(mooncake, run_cli, tmp_path):
+    """(It ran its candidates for over ten minutes, each then failing on its own.)"""
+    trace, model, _ = mooncake
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(yaml.safe_dump({
+        "workload": {"trace": str(trace), "limit": 3000},
+        "set": {"serving.block_size": 512, "cache.policy": "learned", "cache.learned_model": str(model)},
+        "target": {"hit_ratio": 0.2}, "search": {"gpu": ["h100-sxm"], "tiers": {"dram": [0, 256]}}}))
+    status, _, err = run_cli("--plan", plan, "--report-json", tmp_path / "out.json", "--no-plot", "--quiet")
+    assert status == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"plan {plan}: candidate " in err and "trained on requests [0, 6016)" in err and "[0, 3000)" in err
+    assert not (tmp_path / "out.json").exists()
