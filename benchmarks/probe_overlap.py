@@ -11,6 +11,7 @@ learned/README.md ("Train/test overlap").
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import tempfile
@@ -25,6 +26,7 @@ import numpy as np  # noqa: E402
 
 from learned.fingerprint import distinct_once, fingerprint, overlap, request_grams  # noqa: E402
 from sim.config import load_config  # noqa: E402
+from sim.errors import end_process  # noqa: E402
 from trace.request import Trace  # noqa: E402
 from trace.workload import load_workload  # noqa: E402
 
@@ -65,7 +67,12 @@ def copies(folder: Path) -> dict[str, Path]:
     return paths
 
 
-def main() -> None:
+def main() -> int:
+    """Print the shares (no flags: the traces are the bundled public ones)."""
+    argparse.ArgumentParser(prog="probe_overlap.py", description=__doc__.split("\n\n")[0]).parse_args()
+    if not MOONCAKE.is_file():
+        print(f"probe_overlap.py: error: {MOONCAKE} not found (the public data folder ../shared)", file=sys.stderr)
+        return 2
     mooncake = f"workload.trace={MOONCAKE}"
     first = load(mooncake, "workload.range_end=0.5")
     print("trained on | judged on | found / sampled = share")
@@ -95,7 +102,8 @@ def main() -> None:
             mine = distinct_once(request_grams(b, gram))
             cells.append(f"{gram}: {np.isin(mine, distinct_once(request_grams(a, gram))).mean():.4f}")
         print(f"{name} | " + " | ".join(cells))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    end_process(main())  # without the interpreter's teardown: see sim.errors
