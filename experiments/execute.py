@@ -8,6 +8,7 @@ max-rate search, which wraps the mode's own run function.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sim.config import Config, replace
 from sim.config_fields import INT64_MAX
@@ -97,7 +98,7 @@ def check_learned_points(points: list[tuple[str, str, Config]], options: RunOpti
         if (mode == "cache-only" or mode in SERVING_MODES) and uses_learned_policy(
                 config, list(options.policies) or [config.cache.policy]):
             groups.setdefault(_workload_key(config), []).append((where, config))
-    models = {}
+    models: dict[str, Any] = {}  # LearnedModel by path
     for group in groups.values():  # one trace in memory at a time
         trace, checked = None, set()
         for where, config in group:

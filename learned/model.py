@@ -172,8 +172,8 @@ class LearnedModel:
         if sampled and found / sampled >= REFUSE_SHARE:
             raise InputError(
                 f"learned model {self.path} was trained on this run's requests by content: {found / sampled:.0%} of "
-                f"its sampled runs of {fingerprint['gram']} consecutive requests ({found:,} of {sampled:,}) are "
-                "training requests (a copy or slice of the training trace?); evaluate on other requests, or pass "
+                f"the run's sampled sequences of {fingerprint['gram']} consecutive requests ({found:,} of {sampled:,}) "
+                "are training requests (a copy or slice of the training trace?); evaluate on other requests, or pass "
                 "--allow-train-test-overlap")
 
     def predict(self, trace: Trace) -> Predictions:

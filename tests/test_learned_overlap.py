@@ -114,7 +114,7 @@ def test_a_copy_of_training_requests_is_refused_in_one_line(cut, mooncake, run_c
     copy.write_text(text)
     status, _, err = _judge(run_cli, copy, model)
     assert status == 2 and len(err.strip().splitlines()) == 1, err
-    assert str(model) in err and "100% of its sampled runs of 8 consecutive requests" in err, err
+    assert str(model) in err and "100% of the run's sampled sequences of 8 consecutive requests" in err, err
     assert "--allow-train-test-overlap" in err
     assert _judge(run_cli, copy, model, "--allow-train-test-overlap")[0] == 0
 
