@@ -323,7 +323,9 @@ def _train_command(args: argparse.Namespace) -> int:
     config = load_config(args.config, sets=args.sets, flags=flags)
     _check_outputs_are_not_inputs(args, config, out)
     meta = train(config, out, args.rounds, args.max_rows)
-    print(json.dumps({k: meta[k] for k in ("train", "validation", "train_seconds")}, indent=1))
+    shown = dict(meta["train"])  # the fingerprint's thousands of hashes, as their count
+    shown["fingerprint"] = {**shown["fingerprint"], "hashes": len(shown["fingerprint"]["hashes"])}
+    print(json.dumps({"train": shown, **{k: meta[k] for k in ("validation", "train_seconds")}}, indent=1))
     return 0
 
 

@@ -82,6 +82,19 @@ def test_the_share_is_that_of_the_run_grams_inside_the_training_requests():
     assert fp.overlap(hashes, 1, _trace(inputs[100:], outputs[100:])) == (0, 43)
 
 
+def test_training_prints_the_fingerprint_as_a_count_and_writes_it_whole(tmp_path, capsys):
+    """400 synthetic requests: 393 grams, all kept (fewer than MAX_HASHES: modulus 1); the summary printed counts
+    them (it printed every hash)."""
+    from learned.train import main as train_main
+
+    out = tmp_path / "m.txt"
+    assert train_main(["--out", str(out), "--range", "0:1", "--rounds", "2", "--set",
+                       "workload.synthetic.num_requests=400"]) == 0
+    printed = json.loads(capsys.readouterr().out)["train"]["fingerprint"]
+    written = json.loads(sidecar_path(out).read_text())["train"]["fingerprint"]
+    assert printed == {**written, "hashes": 393} and written["modulus"] == 1 and len(written["hashes"]) == 393
+
+
 # --- the run's guard, on the Mooncake conversation trace ---
 
 @pytest.fixture(scope="module")
