@@ -8,6 +8,7 @@ max-rate search, which wraps the mode's own run function.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sim.config import Config, replace
 from sim.config_fields import INT64_MAX
@@ -82,6 +83,50 @@ def refuse_unread(unread_by_point: list[dict[str, str]]) -> None:
     for key, why in (unread_by_point[0] if unread_by_point else {}).items():
         if all(key in unread for unread in unread_by_point):
             raise InputError(why)
+
+
+def check_learned_points(points: list[tuple[str, str, Config]], options: RunOptions) -> None:
+    """Refuse, before any point of a sweep or plan runs, a point ``(where, mode, config)`` whose learned model its run
+    would refuse once its trace is loaded (``LearnedModel.check``: another block size, or the requests it was trained
+    on, by range or by content), rather than after other points ran in full. Each distinct workload is loaded once
+    (points grouped by what ``load_workload`` reads) and each model once; points of no learned policy load nothing."""
+    from sim.cache.access import load_learned_model, uses_learned_policy
+    from trace.workload import load_workload
+
+    groups: dict[str, list[tuple[str, Config]]] = {}
+    for where, mode, config in points:
+        if (mode == "cache-only" or mode in SERVING_MODES) and uses_learned_policy(
+                config, list(options.policies) or [config.cache.policy]):
+            groups.setdefault(_workload_key(config), []).append((where, config))
+    models: dict[str, Any] = {}  # LearnedModel by path
+    for group in groups.values():  # one trace in memory at a time
+        trace, checked = None, set()
+        for where, config in group:
+            key = (config.cache.learned_model, config.cache.allow_train_test_overlap)  # (all the check reads)
+            if key in checked:
+                continue
+            try:
+                if trace is None:
+                    trace = load_workload(config)
+                if config.cache.learned_model not in models:
+                    models[config.cache.learned_model] = load_learned_model(config)
+                models[config.cache.learned_model].check(trace, config)
+            except InputError as exc:
+                raise type(exc)(f"{where}: {exc}") from None
+            checked.add(key)
+
+
+def _workload_key(config: Config) -> str:
+    """What ``load_workload`` reads of ``config``: the workload section, the seed (a synthetic workload's, drawn
+    arrivals'), the block size and a synthetic conversation's longest context."""
+    import json
+
+    from sim.serving.engine_limits import block_size
+    from trace.workload import context_tokens
+
+    synthetic = config.workload.trace is None
+    return json.dumps([config.to_dict()["workload"], config.seed, block_size(config),
+                       context_tokens(config) if synthetic else None], sort_keys=True, default=str)
 
 
 def base_rate_rps(config: Config) -> float:

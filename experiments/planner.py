@@ -39,7 +39,7 @@ import numpy as np
 from sim.config import replace
 from sim.errors import InputError
 from sim.report.document import build_report
-from experiments.execute import RunOptions, check_point, refuse_unread
+from experiments.execute import RunOptions, check_learned_points, check_point, refuse_unread
 from experiments.outputs import write_csv, write_json
 from experiments.plan_candidates import (Candidate, curve_groups, enumerate_candidates, mrc_is_exact, mrc_levels,
                                         prune_with_mrc)
@@ -192,6 +192,8 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
     given = {key: said for said, key in _given_settings(plan, args)}
     refuse_unread([check_point(c.mode, c.config, options, where=f"plan {plan.path}: candidate {c.name}", given=given)
                    for c in candidates if c.status != "infeasible"])
+    check_learned_points([(f"plan {plan.path}: candidate {c.name}", c.mode, c.config) for c in candidates
+                          if c.status != "infeasible"], options)
 
     trace = load_workload(replace(base, **{"workload.rate_scale": 1.0}))
     duration = float(trace.arrival_s[-1] - trace.arrival_s[0]) if len(trace) else 0.0

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from sim.errors import ConfigError, quote
 from sim.report.document import answer_caveats, build_report, flatten
-from experiments.execute import RunOptions, check_point, refuse_unread
+from experiments.execute import RunOptions, check_learned_points, check_point, refuse_unread
 from experiments.journal import Journal, fingerprint, inputs_fingerprint, journal_path
 from experiments.outputs import write_csv, write_json
 from experiments.runner import Task, default_jobs, run_tasks
@@ -179,6 +179,9 @@ def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
                        **{flag: f"{where}: {why}" for flag, why in flags.items()}})
     refuse_unread(unread)  # (a key some points read is kept: a fixed threshold beside a router axis)
     check_block_size_varies(spec, configs)
+    check_learned_points([(f"sweep spec {spec.path}: point {p.name!r}", spec.mode, c)
+                          for p, c in zip(points, configs, strict=True)],
+                         options)  # (a learned model judged on its training requests: each workload loaded once)
 
     journal = Journal(journal_path(args.report_json, args.report_csv, spec.path, args.html),
                       fingerprint(spec.mode, base.to_dict(), vars(options), [p.key for p in points],

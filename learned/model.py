@@ -3,8 +3,9 @@ batch prediction of a trace's accesses into ``Predictions`` (classes of predicte
 
 The sidecar records what the model means and what it was trained on: the feature list (features
 are computed by name, so the list comes from the sidecar), the label definition and its bucket
-edges, the block size, the training range and source, and a hash of the model file (a truncated
-or replaced model file is refused rather than half-read).
+edges, the block size, the training range and source, a content fingerprint of the training requests
+(``learned.fingerprint``: a copy or slice of them is found too), and a hash of the model file (a
+truncated or replaced model file is refused rather than half-read).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from learned.features import FEATURES, access_features
+from learned.fingerprint import REFUSE_SHARE, overlap
 from learned.predictions import Predictions
 from learned.sidecar import bad, check_sidecar, field_error, model_text_defect
 from sim.config import Config
@@ -128,6 +130,7 @@ class LearnedModel:
         booster = _quiet_booster(path, text)
         model = cls(booster, meta, str(path))
         model._table, model._thresholds, model._cuts = checked["table"], checked["thresholds"], checked["cuts"]
+        model._fingerprint = checked["fingerprint"]
         model._threads = min(checked["threads"], os.cpu_count() or 1)
         model._edges = np.r_[checked["edges"], checked["edges"][-1] * BEYOND_SPAN]
         buckets = len(checked["edges"])
@@ -146,15 +149,32 @@ class LearnedModel:
             raise InputError(f"learned model {self.path} was trained on {model_tokens}-token blocks and this run "
                              f"uses {run_tokens}-token blocks: --set serving.block_size={model_tokens} or retrain")
         train = self.meta["train"]
-        if config.cache.allow_train_test_overlap or train["source"] != workload_identity(trace, config):
+        if config.cache.allow_train_test_overlap:
             return
-        a, b = train["request_range"]
-        c, d = trace.provenance.request_range or (0, trace.provenance.rows_used)
-        if max(a, c) < min(b, d):
+        if train["source"] == workload_identity(trace, config):
+            a, b = train["request_range"]
+            c, d = trace.provenance.request_range or (0, trace.provenance.rows_used)
+            if max(a, c) < min(b, d):
+                raise InputError(
+                    f"learned model {self.path} was trained on requests [{a}, {b}) of this workload and the run uses "
+                    f"[{c}, {d}): evaluate on a disjoint range (e.g. --set workload.range_start=0.5) or another "
+                    "trace, or pass --allow-train-test-overlap")
+        self._check_content(trace)
+
+    def _check_content(self, trace: Trace) -> None:
+        """Refuse a run a substantial share of whose requests are the training requests by content (a copy, a
+        slice, a re-timed copy of the training trace: ``learned.fingerprint``); an older sidecar has no
+        fingerprint, and its runs are checked by source and range alone."""
+        fingerprint = self._fingerprint
+        if fingerprint is None:
+            return
+        found, sampled = overlap(fingerprint["hashes"], fingerprint["modulus"], trace, fingerprint["gram"])
+        if sampled and found / sampled >= REFUSE_SHARE:
             raise InputError(
-                f"learned model {self.path} was trained on requests [{a}, {b}) of this workload and the run uses "
-                f"[{c}, {d}): evaluate on a disjoint range (e.g. --set workload.range_start=0.5) or another trace, "
-                "or pass --allow-train-test-overlap")
+                f"learned model {self.path} was trained on this run's requests by content: {found / sampled:.0%} of "
+                f"the run's sampled sequences of {fingerprint['gram']} consecutive requests ({found:,} of {sampled:,}) "
+                "are training requests (a copy or slice of the training trace?); evaluate on other requests, or pass "
+                "--allow-train-test-overlap")
 
     def predict(self, trace: Trace) -> Predictions:
         """Every access's class of predicted next-use distribution (features of the past only)."""

@@ -128,7 +128,42 @@ def check_sidecar(meta: Any, side: Path) -> dict[str, Any]:
                                             f"({levels ** len(cuts)}, {buckets})")
     if np.any(table < 0) or np.any(np.abs(table.sum(axis=1) - 1.0) > ROW_SUM_TOLERANCE):
         raise field_error(side, "classes.table", "rows must be probability distributions (non-negative, summing to 1)")
-    return {"edges": edges, "cuts": cuts, "thresholds": thresholds, "table": table, "threads": threads}
+    return {"edges": edges, "cuts": cuts, "thresholds": thresholds, "table": table, "threads": threads,
+            "fingerprint": _fingerprint(side, meta["train"])}
+
+
+MAX_GRAM = 1024  # requests a fingerprint's gram covers at most (the trainer writes learned.fingerprint.GRAM)
+_HEX64 = re.compile(r"[0-9a-f]{16}")
+
+
+def _fingerprint(side: Path, train: dict) -> dict[str, Any] | None:
+    """``train.fingerprint`` (``learned.fingerprint``) as ``gram``, ``modulus`` and sorted uint64 ``hashes``; None
+    for a sidecar written before it (its runs are checked by source and range alone)."""
+    from learned.fingerprint import DEFINITION
+
+    if "fingerprint" not in train:
+        return None
+    name = "train.fingerprint"
+    value = train["fingerprint"]
+    if not isinstance(value, dict):
+        raise field_error(side, name, f"must be an object, got {quote(value, 40)}")
+    for key in ("definition", "gram", "modulus", "hashes"):
+        if key not in value:
+            raise field_error(side, f"{name}.{key}", "is missing")
+    if value["definition"] != DEFINITION:
+        raise field_error(side, f"{name}.definition", f"is {quote(value['definition'], 40)}, this kvsim reads "
+                                                      f"{DEFINITION!r}")
+    gram, modulus, hashes = value["gram"], value["modulus"], value["hashes"]
+    if not _is_int(gram) or not 1 <= gram <= MAX_GRAM:
+        raise field_error(side, f"{name}.gram", f"must be a whole number from 1 to {MAX_GRAM}, got {quote(gram, 40)}")
+    if not _is_int(modulus) or not 1 <= modulus <= 1 << 63 or modulus & (modulus - 1):
+        raise field_error(side, f"{name}.modulus", f"must be a power of two from 1 to 2^63, got {quote(modulus, 40)}")
+    if not isinstance(hashes, list) or not all(isinstance(h, str) and _HEX64.fullmatch(h) for h in hashes):
+        raise field_error(side, f"{name}.hashes", "must be a list of 16-digit lowercase hex strings")
+    array = np.array([int(h, 16) for h in hashes], dtype=np.uint64)
+    if np.any(array[1:] <= array[:-1]) or np.any(array & np.uint64(modulus - 1)):
+        raise field_error(side, f"{name}.hashes", "must be strictly increasing, each a multiple of the modulus")
+    return {"gram": gram, "modulus": modulus, "hashes": array}
 
 
 _TREE_KEYS = ("num_leaves", "leaf_value", "shrinkage")

@@ -130,6 +130,7 @@ def train(config: Config, out: Path, rounds: int = 40, max_rows: int = 100_000) 
     """Fit on the configured trace range; write ``out`` and its sidecar atomically; return the sidecar."""
     import lightgbm as lgb
 
+    from learned.fingerprint import fingerprint
     from trace.workload import load_workload
 
     start = time.perf_counter()
@@ -185,6 +186,7 @@ def train(config: Config, out: Path, rounds: int = 40, max_rows: int = 100_000) 
             "range": [config.workload.range_start, config.workload.range_end],
             "request_range": list(trace.provenance.request_range or (0, trace.provenance.rows_used)),
             "accesses": n, "rows_usable": int(usable), "rows_fitted": len(fit_rows),
+            "fingerprint": fingerprint(trace),  # what a run on a copy or slice of these requests is found by
         },
         "validation": {
             "rows": len(valid_rows),
@@ -322,7 +324,9 @@ def _train_command(args: argparse.Namespace) -> int:
     config = load_config(args.config, sets=args.sets, flags=flags)
     _check_outputs_are_not_inputs(args, config, out)
     meta = train(config, out, args.rounds, args.max_rows)
-    print(json.dumps({k: meta[k] for k in ("train", "validation", "train_seconds")}, indent=1))
+    shown = dict(meta["train"])  # the fingerprint's thousands of hashes, as their count
+    shown["fingerprint"] = {**shown["fingerprint"], "hashes": len(shown["fingerprint"]["hashes"])}
+    print(json.dumps({"train": shown, **{k: meta[k] for k in ("validation", "train_seconds")}}, indent=1))
     return 0
 
 

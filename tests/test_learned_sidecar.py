@@ -62,6 +62,16 @@ CASES = {  # corruption: (edit, field the message names)
     "edges all 0": (_set("label.edges", lambda e: [0] * len(e)), "label.edges"),
     "block tokens text": (_set("block_tokens", "512"), "block_tokens"),
     "block tokens null": (_set("block_tokens", None), "block_tokens"),
+    "fingerprint text": (_set("train.fingerprint", "x"), "train.fingerprint"),
+    "fingerprint of another definition": (_set("train.fingerprint.definition", "v0"), "train.fingerprint.definition"),
+    "fingerprint gram 0": (_set("train.fingerprint.gram", 0), "train.fingerprint.gram"),
+    "fingerprint modulus 3": (_set("train.fingerprint.modulus", 3), "train.fingerprint.modulus"),
+    "fingerprint modulus missing": (_set("train.fingerprint.modulus", _DEL), "train.fingerprint.modulus"),
+    "fingerprint hashes reversed": (_set("train.fingerprint.hashes", lambda h: h[::-1]), "train.fingerprint.hashes"),
+    "fingerprint hashes as numbers": (_set("train.fingerprint.hashes", lambda h: [int(x, 16) for x in h]),
+                                      "train.fingerprint.hashes"),
+    "fingerprint hash not hex": (_set("train.fingerprint.hashes", ["zz"]), "train.fingerprint.hashes"),
+    "fingerprint hashes off the sample": (_set("train.fingerprint.modulus", 1 << 62), "train.fingerprint.hashes"),
 }
 
 
