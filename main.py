@@ -48,12 +48,11 @@ try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
     from sim.mode_settings import (
         CLUSTER_PD,
         EXPERIMENTS,
-        MODE_FLAGS,
         SERVING,
         WITH_WORKLOAD,
+        check_preset_read,
         check_settings_given,
         given_by_set,
-        setting_users,
     )
     from sim.report.console import console_summary
     from sim.report.output import check_distinct, check_plot_folder, check_writable, is_device_or_pipe
@@ -133,54 +132,15 @@ def resolve_config(args: argparse.Namespace, mode: str | None = None) -> Config:
 
 def check_config_for_mode(args: argparse.Namespace, config: Config, mode: str, policies: list[str]) -> None:
     """Flags and settings that only make sense together with others, judged on the resolved config."""
-    given = given_by_set(args.sets)
-    unread = unread_flags(args, config, mode, policies, given)
-    if unread:
-        raise InputError(next(iter(unread.values())))
+    given = {key: said for said, key in command_line_settings(args)}  # (a flag's key is given by the flag)
     here = CLUSTER_PD if mode == "cluster" and args.pd else mode  # (--cluster --pd: the keys its roles read)
     check_preset_read(args.preset, config, here)
     check_settings_given(here, config, policies, given, parse_routers(args.router))
     if mode == "cache-only" and args.mrc and config.cache.insert_outputs:
         raise InputError("--mrc: the miss-ratio curve is of the prompt blocks alone; drop cache.insert_outputs")
-    check_mode_settings(mode, config, policies, cluster_pd=mode == "cluster" and args.pd)
-
-
-def check_preset_read(preset: str | None, config: Config, mode: str) -> None:
-    """A preset none of whose keys the mode reads did nothing (``--preset smoke`` sizes workloads, which
-    --check-calibration replays none of): refused, as a flag the mode ignores is."""
-    if preset is None:
-        return
-    from sim.config_yaml import leaf_keys
-
-    keys = [leaf for name in (preset, f"{preset}@{mode}") for key, value in config.presets.get(name, {}).items()
-            for leaf in leaf_keys(key, value)]
-    if keys and all(setting_users(key, mode) is not None for key in keys):
-        raise InputError(f"--preset {preset}: not used by {MODE_FLAGS.get(mode, f'--{mode}')}: it sets only "
-                         f"{', '.join(keys[:4])}{', ...' if len(keys) > 4 else ''}, which this mode does not read")
-
-
-def unread_flags(args: argparse.Namespace, config: Config, mode: str, policies: list[str],
-                 given: dict[str, str]) -> dict[str, str]:
-    """The flags (and ``--set`` keys read only with a flag) this run would leave unread, by what names each, with the
-    message that says why; a sweep refuses those none of its points reads (``experiments.execute.refuse_unread``)."""
-    from sim.cache.access import uses_learned_policy
-
-    unread = {}
-    if config.workload.trace is None:
-        for dest in ("workload_format", "workload_time_unit", "strict_workload_validation"):
-            if getattr(args, dest) is not None and getattr(args, dest) is not False:
-                unread[flag_name(dest)] = (f"{flag_name(dest)} applies to a trace file; no --workload-trace is given "
-                                           "(synthetic workload)")
-    if args.allow_train_test_overlap and not uses_learned_policy(config, policies):
-        unread["--allow-train-test-overlap"] = ("--allow-train-test-overlap applies only to a learned policy (runs: "
-                                                f"{', '.join(policies)})")
     if mode == "cache-only" and not args.mrc and "cache.mrc_sample_rate" in given:
-        unread["cache.mrc_sample_rate"] = "--set cache.mrc_sample_rate: used only with --mrc (--mrc-sample-rate)"
-    rate_given = "--rate-scale" if args.rate_scale is not None else given.get("workload.rate_scale")
-    if mode == "cache-only" and rate_given and not uses_learned_policy(config, policies):
-        unread[rate_given] = (f"{rate_given}: the cache-only replay has no clock (of arrival times only the learned "
-                              f"policy's features read any; runs: {', '.join(policies)}); drop it")
-    return unread
+        raise InputError("--set cache.mrc_sample_rate: used only with --mrc (--mrc-sample-rate)")
+    check_mode_settings(mode, config, policies, cluster_pd=mode == "cluster" and args.pd)
 
 
 def check_mode_settings(mode: str, config: Config, policies: list[str], cluster_pd: bool = False,

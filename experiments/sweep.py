@@ -149,7 +149,6 @@ def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
     """The ``--sweep`` command: exit 0, or 2 (1) when a point failed on bad input (an internal error)."""
     import main
     from sim.config_yaml import leaf_keys
-    from sim.mode_settings import given_by_set
     from sim.report.outputs import render_outputs
     from sim.report.sweep_plots import plot_sweep
 
@@ -165,18 +164,16 @@ def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
                           f"(the search sets the rate); drop one of them")
     points = expand(spec)
     # everything refusable is refused before the first point runs (~15 ms a point: a bar past a few hundred)
-    said = given_by_set(args.sets)
-    given = {**{k: f"fixed key '{k}'" for k in spec.layers.sets}, **said}
+    # (a flag's key is given by the flag: --rate-scale is workload.rate_scale's)
+    given = {**{k: f"fixed key '{k}'" for k in spec.layers.sets},
+             **{key: said for said, key in main.command_line_settings(args)}}
     configs, unread = [], []
     for point in tqdm(points, desc="checking points", unit="point", leave=False,
                       disable=args.quiet or len(points) < CHECK_BAR_POINTS):
         configs.append(config := point_config(base, point, spec.path))
-        where = f"sweep spec {spec.path}: point {point.name!r}"
-        flags = main.unread_flags(args, config, spec.mode, list(options.policies) or [config.cache.policy], said)
-        unread.append({**check_point(spec.mode, config, options, where=where,
-                                     given={**given, **{leaf: f"axis '{leaf}'" for k, v in point.overrides.items()
-                                                        for leaf in leaf_keys(k, v)}}),
-                       **{flag: f"{where}: {why}" for flag, why in flags.items()}})
+        unread.append(check_point(spec.mode, config, options, where=f"sweep spec {spec.path}: point {point.name!r}",
+                                  given={**given, **{leaf: f"axis '{leaf}'" for k, v in point.overrides.items()
+                                                     for leaf in leaf_keys(k, v)}}))
     refuse_unread(unread)  # (a key some points read is kept: a fixed threshold beside a router axis)
     check_block_size_varies(spec, configs)
     check_learned_points([(f"sweep spec {spec.path}: point {p.name!r}", spec.mode, c)

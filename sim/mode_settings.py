@@ -176,6 +176,13 @@ def _unread(mode: str, config: Config, policies: list[str], given: dict[str, str
                                               f"{config.cache.admission})")
     if "cache.allow_train_test_overlap" in given and not uses_learned_policy(config, policies):
         yield "cache.allow_train_test_overlap", f"applies only to a learned policy (runs: {', '.join(policies)})"
+    if mode == "cache-only" and "workload.rate_scale" in given and not uses_learned_policy(config, policies):
+        yield "workload.rate_scale", ("the cache-only replay has no clock (of arrival times only the learned policy's "
+                                      f"features read any; runs: {', '.join(policies)}); drop it")
+    if config.workload.trace is None:  # (how a trace file is read: --workload-format, --workload-time-unit, ...)
+        for key in ("workload.format", "workload.time_unit", "workload.strict_validation"):
+            if key in given:
+                yield key, "applies to a trace file; no --workload-trace is given (synthetic workload)"
     if config.workload.trace is not None:
         for key in given:
             if key.startswith("workload.synthetic."):
@@ -211,4 +218,18 @@ def setting_users(key: str, mode: str) -> str | None:
         return None
     modes = max(refusing, key=lambda entry: entry[0])[1]
     return ", ".join(MODE_FLAGS.get(m, f"--{m}") for m in (*MODES, CLUSTER_PD) if m in modes)
+
+
+def check_preset_read(preset: str | None, config: Config, mode: str) -> None:
+    """A preset none of whose keys the mode reads did nothing (``--preset smoke`` sizes workloads, which
+    --check-calibration replays none of): refused, as a flag the mode ignores is."""
+    if preset is None:
+        return
+    from sim.config_yaml import leaf_keys
+
+    keys = [leaf for name in (preset, f"{preset}@{mode}") for key, value in config.presets.get(name, {}).items()
+            for leaf in leaf_keys(key, value)]
+    if keys and all(setting_users(key, mode) is not None for key in keys):
+        raise InputError(f"--preset {preset}: not used by {MODE_FLAGS.get(mode, f'--{mode}')}: it sets only "
+                         f"{', '.join(keys[:4])}{', ...' if len(keys) > 4 else ''}, which this mode does not read")
 

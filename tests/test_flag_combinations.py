@@ -102,9 +102,9 @@ def test_sweep_keys_its_mode_does_not_read_are_refused(run_cli, tmp_path, body, 
 @pytest.mark.parametrize("extra, needle", [
     (["--rate-scale", "2"], "--rate-scale: the cache-only replay has no clock"),
     (["--set", "workload.rate_scale=2"], "--set workload.rate_scale: the cache-only replay has no clock"),
-    (["--allow-train-test-overlap"], "--allow-train-test-overlap applies only to a learned policy"),
-    (["--workload-format", "azure"], "--workload-format applies to a trace file"),
-    (["--strict-workload-validation"], "--strict-workload-validation applies to a trace file"),
+    (["--allow-train-test-overlap"], "--allow-train-test-overlap: applies only to a learned policy"),
+    (["--workload-format", "azure"], "--workload-format: applies to a trace file"),
+    (["--strict-workload-validation"], "--strict-workload-validation: applies to a trace file"),
 ])
 def test_sweep_flags_no_point_reads_are_refused(run_cli, tmp_path, extra, needle):
     """The flags the command line refuses in the mode (each ran the cache-only sweep on its synthetic workload
@@ -159,6 +159,22 @@ def test_a_flag_beside_the_specs_own_key_names_the_spec(run_cli, tmp_path):
     spec = _spec(tmp_path, mode="cache-only", workload={"foo": 1}, axes={"cache.policy": ["lru", "arc"]})
     status, _, err = run_cli("--sweep", spec, "--no-plot", "--quiet")
     assert status == 2 and err.startswith(f"kvsim: error: sweep spec {spec}: unknown config key 'workload.foo'"), err
+
+
+@pytest.mark.parametrize("body, needle", [
+    ({"set": {"workload.rate_scale": 2}, "axes": {"cache.policy": ["lru", "arc"]}},
+     "fixed key 'workload.rate_scale': the cache-only replay has no clock"),
+    ({"axes": {"workload.rate_scale": [1, 2]}}, "axis 'workload.rate_scale': the cache-only replay has no clock"),
+    ({"set": {"workload.format": "azure"}, "axes": {"cache.policy": ["lru", "arc"]}},
+     "fixed key 'workload.format': applies to a trace file"),
+])
+def test_sweep_keys_read_only_with_others_are_judged_however_given(run_cli, tmp_path, body, needle):
+    """The rules behind the flags are rules of their config keys: a spec's fixed key or axis of them ran to exit 0
+    (two points alike), as did --set workload.format on a synthetic workload."""
+    body.setdefault("set", {})["workload.synthetic.num_requests"] = 40
+    status, _, err = run_cli("--sweep", _spec(tmp_path, mode="cache-only", **body), "--jobs", "1", "--no-plot",
+                             "--quiet")
+    assert status == 2 and needle in err, err
 
 
 def test_a_sweep_key_read_by_some_points_is_kept(run_cli, tmp_path):
