@@ -202,15 +202,21 @@ def load_spec(path: str | Path) -> SweepSpec:
             raise _fail(path, f"zip group {i}: lists of different lengths ({', '.join(f'{k}: {len(v)}' for k, v in lists.items())})")
         zips.append(lists)
     varied = [*axes, *(k for g in zips for k in g)]
-    # (a key and one inside it touch the same value: the later one's won, and a point's overrides showed it)
-    twice = next(((a, b) for i, a in enumerate(varied) for b in varied[i + 1:] if keys_overlap(a, b)), None)
+    # What each varied key sets: a mapping value its leaves (merged into the config, beside the section's other keys)
+    leaves = {k: {leaf for v in values for leaf in leaf_keys(k, v)} for k, values in
+              [*axes.items(), *(item for g in zips for item in g.items())]}
+
+    def overlap(a: str, b: str) -> bool:  # (a key and one inside it touch the same value: the later one's won)
+        return any(keys_overlap(x, y) for x in leaves.get(a, {a}) for y in leaves.get(b, {b}))
+
+    twice = next(((a, b) for i, a in enumerate(varied) for b in varied[i + 1:] if overlap(a, b)), None)
     if twice:
         said = f"key '{twice[0]}' is varied twice" if twice[0] == twice[1] else \
             f"keys '{twice[0]}' and '{twice[1]}' are both varied, one inside the other"
         raise _fail(path, f"{said} (axes and zip groups must not overlap)")
     if not varied:
         raise _fail(path, "no axes: give at least one key under 'axes' or 'zip'")
-    fixed = next(((k, f) for k in varied for f in layers.sets if keys_overlap(k, f)), None)
+    fixed = next(((k, f) for k in varied for f in layers.sets if overlap(k, f)), None)
     if fixed:
         varied_key, fixed_key = fixed
         named = f"'{fixed_key}'" if fixed_key == varied_key else f"'{fixed_key}' (inside '{varied_key}')" \

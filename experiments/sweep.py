@@ -102,7 +102,7 @@ def check_not_varied(spec: SweepSpec, args: argparse.Namespace) -> None:
     import main
 
     for said, key in main.command_line_settings(args):
-        varied = [k for k in spec.axis_keys if keys_overlap(k, key)]
+        varied = [k for k in spec.axis_keys if any(keys_overlap(leaf, key) for leaf in spec.axis_leaves(k))]
         if varied:
             named = said if said.startswith("--set") else f"{said} (config key '{key}')"
             raise ConfigError(f"{named}: sweep spec {spec.path} varies '{varied[0]}', so every point would replace the "

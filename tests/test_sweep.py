@@ -303,6 +303,19 @@ def test_a_block_size_axis_over_a_trace_of_hash_ids_is_refused(run_cli, tmp_path
     assert [r["metrics"]["accesses"] for r in runs] == [4 * (32 + 31), 4 * (8 + 8)]
 
 
+def test_a_mapping_axis_beside_another_leaf_of_its_section_runs(run_cli, tmp_path):
+    """A mapping axis sets its leaves only, merged beside the section's others: a fixed (or --set) read bandwidth
+    beside a DRAM capacity axis is kept at every point, not refused as one key inside the other."""
+    spec = _spec(tmp_path, mode="cache-only", set={"workload.synthetic.num_requests": 40, "cache.inclusion": "exclusive"},
+                 axes={"cache.tiers.dram": [{"capacity_gib": 1}, {"capacity_gib": 2}]})
+    for extra in ([], ["--set", "cache.tiers.dram.policy=fifo"]):
+        status, _, err = run_cli("--sweep", spec, *extra, "--jobs", "1", "--no-plot", "--quiet",
+                                 "--report-json", tmp_path / "r.json")
+        assert status == 0, err
+        runs = json.loads((tmp_path / "r.json").read_text())["runs"]
+        assert [r["overrides"]["cache.tiers.dram"] for r in runs] == [{"capacity_gib": 1}, {"capacity_gib": 2}]
+
+
 def test_a_rate_axis_with_max_rate_is_refused(run_cli, tmp_path):
     spec = _spec(tmp_path, mode="single", set={"slo.ttft_s": 1.0}, axes={"workload.rate_scale": [1, 2]})
     status, _, err = run_cli("--sweep", spec, "--max-rate", "--no-plot")
