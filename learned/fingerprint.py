@@ -3,7 +3,7 @@ version of them is refused as the same file's overlapping range is (``LearnedMod
 
 A run's trace re-interns its block ids on every load and a copy has another file hash, so neither says
 whether two traces hold the same requests. What survives copying, slicing and shifting timestamps is
-the request sequence itself: each run of ``GRAM`` consecutive requests (arrival order) is hashed from
+the request sequence itself: each run of ``gram`` consecutive requests (arrival order) is hashed from
 their prompt and response token counts into 64 bits (a *gram*). Two independent workloads share a gram
 only if eight requests in a row have the same lengths (with lengths in the hundreds to thousands of
 tokens, practically never: measured below); a copy or slice shares all of its grams but
@@ -23,15 +23,22 @@ import numpy as np
 
 from trace.request import Trace
 
-# Consecutive requests a gram covers. Measured (benchmarks/probe_overlap.py): between the
-# halves of the Azure conversation trace, 10% of single requests' (input, output) pairs recur by chance; of
-# pairs of requests, none (nor on Mooncake or the synthetic workloads); eight leaves a wide margin, and a copy
-# that lost one request in ten at random still shares about half of its grams (0.9^7 = 0.48; measured 0.46).
-GRAM = 8
-MAX_HASHES = 4096  # sampled training grams kept at most (~80 kB of sidecar as 16-digit hex strings)
+# Consecutive requests a gram covers: the first of these at which the training range's own grams are at least
+# DISTINCT_SHARE distinct. Measured (benchmarks/probe_overlap.py): between the halves of the Azure conversation
+# trace, 10% of single requests' (input, output) pairs recur by chance; of pairs of requests, none (nor on
+# Mooncake or the synthetic workloads); eight leaves a wide margin there, and a copy that lost one request in ten
+# at random still shares about half of its grams (0.9^7 = 0.48; measured 0.46). A workload of few distinct
+# lengths (five prompt sizes, one response size: 77% of 8-request grams distinct) needs longer grams: an
+# independent run of the same process meets a training gram by chance about as often as the training range
+# meets its own (each gram against as many others), so a range whose grams are 99% distinct bounds the chance
+# share near 1%, far below REFUSE_SHARE (measured on that workload: 0.18 at 8 requests, 0.0007 at 12).
+GRAMS = (8, 12, 16, 24, 32, 48, 64)
+GRAM = GRAMS[0]
+DISTINCT_SHARE = 0.99
+MAX_HASHES = 4096  # sampled training grams kept (about: the sample is content-defined; ~80 kB of sidecar)
 DEFINITION = "request-lengths-v1"  # what a gram hashes: consecutive requests' (input_tokens, output_tokens)
 # A run is refused when at least this share of its sampled grams are training grams, i.e. about a tenth of its
-# requests lie in runs of GRAM consecutive training requests. Measured (benchmarks/probe_overlap.py): a run on
+# requests lie in runs of a gram's consecutive training requests. Measured (benchmarks/probe_overlap.py): a run on
 # other requests shares none (0 of 143-5,028 sampled grams: the Mooncake, Azure and ShareGPT later halves, the
 # four synthetic kinds on another seed, Mooncake against the multi-turn workload and back); a copy, a slice or
 # a re-timed copy of training requests shares all (1.000), the whole Mooncake file half (0.509), a copy of the
@@ -79,12 +86,17 @@ def sampled(grams: np.ndarray, modulus: int) -> np.ndarray:
 
 
 def fingerprint(trace: Trace) -> dict[str, Any]:
-    """The sidecar's ``train.fingerprint`` of the training requests."""
-    grams = distinct_once(request_grams(trace))
+    """The sidecar's ``train.fingerprint`` of the training requests, at the shortest gram of ``GRAMS`` whose
+    grams are ``DISTINCT_SHARE`` distinct."""
+    for gram in GRAMS:
+        every = request_grams(trace, gram)
+        grams = distinct_once(every)
+        if len(grams) >= DISTINCT_SHARE * len(every):
+            break
     modulus = 1
     while len(grams) > MAX_HASHES * modulus:
         modulus *= 2
-    return {"definition": DEFINITION, "gram": GRAM, "modulus": modulus,
+    return {"definition": DEFINITION, "gram": gram, "modulus": modulus,
             "hashes": [f"{int(h):016x}" for h in sampled(grams, modulus)]}
 
 

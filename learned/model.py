@@ -171,10 +171,9 @@ class LearnedModel:
         found, sampled = overlap(fingerprint["hashes"], fingerprint["modulus"], trace, fingerprint["gram"])
         if sampled and found / sampled >= REFUSE_SHARE:
             raise InputError(
-                f"learned model {self.path} was trained on this run's requests by content: {found / sampled:.0%} of "
-                f"the run's sampled sequences of {fingerprint['gram']} consecutive requests ({found:,} of {sampled:,}) "
-                "are training requests (a copy or slice of the training trace?); evaluate on other requests, or pass "
-                "--allow-train-test-overlap")
+                f"learned model {self.path} was trained on {found / sampled:.0%} of this run's sampled "
+                f"{fingerprint['gram']}-request sequences ({found:,} of {sampled:,}; a copy of its training trace?): "
+                "use other requests, or --allow-train-test-overlap")
 
     def predict(self, trace: Trace) -> Predictions:
         """Every access's class of predicted next-use distribution (features of the past only)."""

@@ -132,7 +132,7 @@ def check_sidecar(meta: Any, side: Path) -> dict[str, Any]:
             "fingerprint": _fingerprint(side, meta["train"])}
 
 
-MAX_GRAM = 1024  # requests a fingerprint's gram covers at most (the trainer writes learned.fingerprint.GRAM)
+MAX_GRAM = 1024  # requests a fingerprint's gram covers at most (the trainer writes one of learned.fingerprint.GRAMS)
 _HEX64 = re.compile(r"[0-9a-f]{16}")
 
 

@@ -82,6 +82,25 @@ def test_the_share_is_that_of_the_run_grams_inside_the_training_requests():
     assert fp.overlap(hashes, 1, _trace(inputs[100:], outputs[100:])) == (0, 43)
 
 
+def test_a_workload_of_few_lengths_gets_grams_long_enough_to_tell_runs_apart():
+    """Five prompt sizes and one response size: 8-request grams recur by chance (an independent run of the same
+    process shared 18% of them with the training range: refused as a copy). The gram grows until the training
+    range's own grams are 99% distinct; then an independent run shares next to none, a copy all."""
+    rng = np.random.default_rng(3)
+    sizes = [256, 512, 1024, 2048, 4096]
+    train, other = (_trace(rng.choice(sizes, n), np.full(n, 128)) for n in (100_000, 20_000))
+    made = fp.fingerprint(train)
+    assert made["gram"] > 8
+    every = fp.request_grams(train, made["gram"])
+    assert len(fp.distinct_once(every)) >= 0.99 * len(every)
+    hashes = np.array([int(h, 16) for h in made["hashes"]], dtype=np.uint64)
+    found, sampled = fp.overlap(hashes, made["modulus"], other, made["gram"])
+    assert sampled > 100 and found / sampled < 0.01 < fp.REFUSE_SHARE
+    copy = _trace(train.input_tokens[:20_000], train.output_tokens[:20_000])
+    found, sampled = fp.overlap(hashes, made["modulus"], copy, made["gram"])
+    assert found / sampled > 0.9
+
+
 def test_training_prints_the_fingerprint_as_a_count_and_writes_it_whole(tmp_path, capsys):
     """400 synthetic requests: 393 grams, all kept (fewer than MAX_HASHES: modulus 1); the summary printed counts
     them (it printed every hash)."""
@@ -127,7 +146,7 @@ def test_a_copy_of_training_requests_is_refused_in_one_line(cut, mooncake, run_c
     copy.write_text(text)
     status, _, err = _judge(run_cli, copy, model)
     assert status == 2 and len(err.strip().splitlines()) == 1, err
-    assert str(model) in err and "100% of the run's sampled sequences of 8 consecutive requests" in err, err
+    assert str(model) in err and "trained on 100% of this run's sampled 8-request sequences" in err, err
     assert "--allow-train-test-overlap" in err
     assert _judge(run_cli, copy, model, "--allow-train-test-overlap")[0] == 0
 
@@ -177,7 +196,7 @@ def test_a_sweep_point_on_training_requests_is_refused_before_any_point_runs(cop
                                     axes={"workload.range_start": [0.5, 0.0]})
     assert status == 2 and len(err.strip().splitlines()) == 1, err
     assert f"sweep spec {spec}: point '0.0': learned model {model}" in err
-    assert ("trained on this run's requests by content" if copied else "trained on requests [0, 6016)") in err
+    assert ("of this run's sampled 8-request sequences" if copied else "trained on requests [0, 6016)") in err
     assert not (tmp_path / "out.journal.jsonl").exists() and not (tmp_path / "out.json").exists()
 
 
