@@ -64,16 +64,14 @@ def check_block_size_varies(spec: SweepSpec, configs: list[Config]) -> None:
     the Contract's default) runs every point at the trace's block size: refused, naming the setting that cuts them."""
     from pathlib import Path
 
-    from trace.formats import FORMATS, trace_format_name
+    from trace.formats import carries_hash_ids
 
     if "serving.block_size" not in spec.axis_keys:
         return
     for config in configs:
         workload = config.workload
-        if workload.trace is None or workload.block_mismatch != "trace":
-            return
-        name = trace_format_name(Path(workload.trace), workload.format)
-        if name is None or "hash_ids" not in FORMATS[name].id_lists:
+        if workload.trace is None or workload.block_mismatch != "trace" or \
+                not carries_hash_ids(Path(workload.trace), workload.format):
             return
     raise ConfigError(f"sweep spec {spec.path}: axis 'serving.block_size' is not used: the trace's hash_ids are its "
                       "blocks (workload.block_mismatch=trace), so every point would run alike; set "

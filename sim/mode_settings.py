@@ -193,12 +193,11 @@ def _unread(mode: str, config: Config, policies: list[str], given: dict[str, str
     if config.workload.trace is not None and "workload.block_mismatch" in given:
         from pathlib import Path
 
-        from trace.formats import FORMATS, trace_format_name
+        from trace.formats import carries_hash_ids
 
-        name = trace_format_name(Path(config.workload.trace), config.workload.format)
-        if name is not None and "hash_ids" not in FORMATS[name].id_lists:
-            yield "workload.block_mismatch", (f"the {name} trace {config.workload.trace} has no block ids (hash_ids) "
-                                              "whose block size could differ from the cache's")
+        if carries_hash_ids(Path(config.workload.trace), config.workload.format) is False:
+            yield "workload.block_mismatch", (f"the trace {config.workload.trace} has no block ids (hash_ids) whose "
+                                              "block size could differ from the cache's")
     if "cache.learned_model" in given and not uses_learned_policy(config, policies):
         yield "cache.learned_model", (f"no run uses the learned policy (runs: {', '.join(policies)}; --policy learned, "
                                       "or a tier's cache.tiers.<tier>.policy)")
@@ -232,4 +231,3 @@ def check_preset_read(preset: str | None, config: Config, mode: str) -> None:
     if keys and all(setting_users(key, mode) is not None for key in keys):
         raise InputError(f"--preset {preset}: not used by {MODE_FLAGS.get(mode, f'--{mode}')}: it sets only "
                          f"{', '.join(keys[:4])}{', ...' if len(keys) > 4 else ''}, which this mode does not read")
-

@@ -43,7 +43,7 @@ CASES: dict[str, Case] = {
                                                    names=("workload.block_mismatch", "synthetic")),
     # only a trace of hash_ids (Mooncake's) has blocks of its own size; an Azure trace's blocks are the cache's
     "block_mismatch_on_a_trace_without_block_ids": Case(trace_stats("--set", "workload.block_mismatch=split"),
-                                                        names=("workload.block_mismatch", "azure trace", "t.csv",
+                                                        names=("workload.block_mismatch", "the trace", "t.csv",
                                                                "no block ids"), files={"t.csv": AZURE_OK}),
     # --trace-stats sizes no instance: TP and precision change only a Gated DeltaNet hybrid's default block size
     "tensor_parallel_in_trace_stats": Case(trace_stats("--set", "serving.tensor_parallel_size=2"),

@@ -387,6 +387,13 @@ def sniff_format(path: Path) -> str:
                      f"({', '.join(FORMATS)}; their columns are listed in README.md)")
 
 
+def carries_hash_ids(path: Path, given: str) -> bool | None:
+    """Whether a trace's format has block ids of its own size (hash_ids, Mooncake's): the ones
+    ``workload.block_mismatch`` reconciles with the cache's blocks. None when the file cannot tell."""
+    name = trace_format_name(path, given)
+    return None if name is None else "hash_ids" in FORMATS[name].id_lists
+
+
 def trace_format_name(path: Path, given: str) -> str | None:
     """The format a trace is read in (``given``, or sniffed when ``auto``); None when the file cannot tell (missing,
     unreadable, unrecognised: the loader says why)."""
@@ -396,4 +403,3 @@ def trace_format_name(path: Path, given: str) -> str | None:
         return sniff_format(path)
     except (TraceError, OSError):
         return None
-
