@@ -166,6 +166,21 @@ def test_a_damaged_cache_is_rebuilt_with_a_warning(tmp_path, caplog, how):
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
+def test_a_cache_of_the_previous_format_is_rebuilt_saying_so(tmp_path, caplog):
+    """Format 2 (no CRC-32 of the header): its first header bytes were read as the CRC, and the cache rebuilt with
+    "the file was changed or damaged"; it says which kvsim built it."""
+    path = write(tmp_path, "bad.jsonl", MOONCAKE_BAD)
+    cache = tmp_path / "c.npz"
+    _cached(path, cache, 512)
+    header = _header(cache)
+    header["key"]["format_version"] = 2
+    raw = json.dumps(header).encode()
+    cache.write_bytes(wc.MAGIC + len(raw).to_bytes(8, "little") + raw)  # format 2's layout (its arrays left out)
+    _same(_cached(path, cache, 512), _fresh(path, 512))
+    messages = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert any("built by another kvsim (workload cache format 2)" in m for m in messages), messages
+
+
 @pytest.mark.parametrize("content", [b"not a cache\n" * 10, b"arrival_timestamp,input_tokens\n", b"kvsim",
                                      b"PK\x03\x04 not a zip", "npz without meta", "format 1"])
 def test_a_file_no_kvsim_wrote_is_never_overwritten(tmp_path, content):

@@ -168,6 +168,9 @@ def _read(cache: Path, key: dict[str, Any]) -> tuple[Trace | None, str | None]:
                 raise ValueError("a header longer than any kvsim writes")
             header = fh.read(length)
             if zlib.crc32(header) != crc32:  # (its key, provenance and layout: a flipped digit changed a run)
+                older = _older_format(cache)
+                if older is not None:
+                    return None, f"was built by another kvsim (workload cache format {older})"
                 raise ValueError("the header's CRC-32 does not match: the file was changed or damaged")
             meta = json.loads(header)
             differ = [name for name in key if meta["key"].get(name) != key[name]]
@@ -187,6 +190,20 @@ def _read(cache: Path, key: dict[str, Any]) -> tuple[Trace | None, str | None]:
     except Exception as exc:  # whatever is wrong with the file, the trace is rebuilt from its source (and the warning says why)
         return None, f"cannot be read ({type(exc).__name__}: {str(exc)[:100]})"
     return trace, None
+
+
+def _older_format(cache: Path) -> int | None:
+    """The format version of a cache kvsim wrote before the header had a CRC-32 (format 2: the JSON header right
+    after its length), or None."""
+    try:
+        with cache.open("rb") as fh:
+            fh.seek(len(MAGIC))
+            (length,) = struct.unpack("<Q", fh.read(8))
+            meta = json.loads(fh.read(min(length, 1 << 30)))
+        version = meta["key"]["format_version"]
+    except (OSError, ValueError, KeyError, TypeError, struct.error):
+        return None
+    return version if isinstance(version, int) and version != FORMAT_VERSION else None
 
 
 def _check_not_foreign(cache: Path) -> None:
