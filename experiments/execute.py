@@ -7,8 +7,9 @@ max-rate search, which wraps the mode's own run function.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
 from sim.config import Config, replace
 from sim.config_fields import INT64_MAX
@@ -78,11 +79,19 @@ def check_point(mode: str, config: Config, options: RunOptions, where: str = "",
     return {key: f"{prefix}{why}" for key, why in unread.items()}
 
 
-def refuse_unread(unread_by_point: list[dict[str, str]]) -> None:
-    """The keys no point reads (``check_point``'s for each point), refused: the first one, as its first point says."""
-    for key, why in (unread_by_point[0] if unread_by_point else {}).items():
-        if all(key in unread for unread in unread_by_point):
-            raise InputError(why)
+def refuse_unread(points: list[tuple[Iterable[str], dict[str, str]]]) -> None:
+    """Of each point's keys given (``given``) and those it leaves unread (``check_point``'s), refuse the first key
+    that no point given it reads, as the first such point says: a key some points read is kept (a fixed threshold
+    beside a router axis), and one only some points are given (a leaf of some values of a mapping axis) is judged
+    by those."""
+    given_to, unread_by = Counter(), Counter()
+    for given, unread in points:
+        given_to.update(set(given))
+        unread_by.update(unread.keys())
+    for _, unread in points:
+        for key, why in unread.items():
+            if unread_by[key] == given_to[key]:
+                raise InputError(why)
 
 
 def check_learned_points(points: list[tuple[str, str, Config]], options: RunOptions) -> None:

@@ -190,8 +190,8 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
     check_settings_read(plan, args)
     options = RunOptions(max_rate=hit_target is None, tolerance=plan.rate_tolerance)
     given = {key: said for said, key in _given_settings(plan, args)}
-    refuse_unread([check_point(c.mode, c.config, options, where=f"plan {plan.path}: candidate {c.name}", given=given)
-                   for c in candidates if c.status != "infeasible"])
+    refuse_unread([(given, check_point(c.mode, c.config, options, where=f"plan {plan.path}: candidate {c.name}",
+                                       given=given)) for c in candidates if c.status != "infeasible"])
     check_learned_points([(f"plan {plan.path}: candidate {c.name}", c.mode, c.config) for c in candidates
                           if c.status != "infeasible"], options)
 

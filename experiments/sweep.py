@@ -169,9 +169,11 @@ def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
     for point in tqdm(points, desc="checking points", unit="point", leave=False,
                       disable=args.quiet or len(points) < CHECK_BAR_POINTS):
         configs.append(config := point_config(base, point, spec.path))
-        unread.append(check_point(spec.mode, config, options, where=f"sweep spec {spec.path}: point {point.name!r}",
-                                  given={**given, **{leaf: f"axis '{leaf}'" for k, v in point.overrides.items()
-                                                     for leaf in leaf_keys(k, v)}}))
+        point_given = {**given, **{leaf: f"axis '{leaf}'" for k, v in point.overrides.items()
+                                   for leaf in leaf_keys(k, v)}}
+        unread.append((point_given, check_point(spec.mode, config, options,
+                                                where=f"sweep spec {spec.path}: point {point.name!r}",
+                                                given=point_given)))
     refuse_unread(unread)  # (a key some points read is kept: a fixed threshold beside a router axis)
     check_block_size_varies(spec, configs)
     check_learned_points([(f"sweep spec {spec.path}: point {p.name!r}", spec.mode, c)

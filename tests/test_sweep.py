@@ -326,6 +326,10 @@ def test_a_rate_axis_with_max_rate_is_refused(run_cli, tmp_path):
     # the replay inserts no generated block unless cache.insert_outputs is on: where their ids come from is unread
     ({"axes": {"workload.outputs_in_next_turn": [True, False]}}, "axis 'workload.outputs_in_next_turn'",
      "cache.insert_outputs=true"),
+    # a leaf only some values of a mapping axis set, which those points leave unread: judged by them (the first
+    # point, not given it, decided alone)
+    ({"axes": {"workload": [{"limit": 30}, {"limit": 30, "outputs_in_next_turn": False}]}},
+     "axis 'workload.outputs_in_next_turn'", "cache.insert_outputs=true"),
     # one tier of cache.capacity_blocks blocks: a DRAM tier given beside it was replayed as if absent
     ({"set": {"cache.tiers.dram.capacity_gib": 4}, "axes": {"cache.capacity_blocks": [100, 200]}},
      "fixed key 'cache.tiers.dram.capacity_gib'", "--capacity-blocks"),
