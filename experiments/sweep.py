@@ -83,14 +83,17 @@ def check_one_cache_per_trace(spec: SweepSpec, args: argparse.Namespace) -> None
     would rebuild it at every point (and was refused as if no trace were given); a zip group gives each its own."""
     import main
 
-    def varied(key: str) -> bool:
-        return any(keys_overlap(k, key) for k in spec.axis_keys)
+    def varied(key: str, keys) -> bool:
+        return any(keys_overlap(k, key) for k in keys)
 
+    if not varied("workload.trace", spec.axis_keys):
+        return
+    zipped = any(varied("workload.trace", g) and varied("workload.cache", g) for g in spec.zips)
     given = any(key == "workload.cache" for _, key in main.command_line_settings(args)) or \
         "workload.cache" in spec.layers.sets
-    if varied("workload.trace") and given and not varied("workload.cache"):
-        raise ConfigError(f"sweep spec {spec.path}: one workload cache for every trace of its 'workload.trace' axis: "
-                          "a cache keeps one trace; vary workload.cache with it in a zip group, or drop the cache")
+    if (given or varied("workload.cache", spec.axis_keys)) and not zipped:  # (crossed: every cache sees every trace)
+        raise ConfigError(f"sweep spec {spec.path}: a workload cache keeps one trace, and its 'workload.trace' axis "
+                          "has several: vary workload.cache with it in one zip group, or drop the cache")
 
 
 def check_not_varied(spec: SweepSpec, args: argparse.Namespace) -> None:

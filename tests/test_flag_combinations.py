@@ -143,7 +143,11 @@ def test_one_workload_cache_for_a_trace_axis_is_refused_naming_the_zip(run_cli, 
                  axes={"workload.trace": traces})
     common = ["--jobs", "1", "--no-plot", "--quiet"]
     status, _, err = run_cli("--sweep", spec, "--workload-cache", tmp_path / "c.bin", *common)
-    assert status == 2 and "one workload cache for every trace of its 'workload.trace' axis" in err, err
+    assert status == 2 and "a workload cache keeps one trace, and its 'workload.trace' axis has several" in err, err
+    crossed = _spec(tmp_path, mode="cache-only", set={"cache.capacity_blocks": 100},
+                    axes={"workload.trace": traces, "workload.cache": [str(tmp_path / "a.bin"), str(tmp_path / "b.bin")]})
+    status, _, err = run_cli("--sweep", crossed, *common)  # (each cache would see both traces)
+    assert status == 2 and "in one zip group" in err, err
     zipped = _spec(tmp_path, mode="cache-only", set={"cache.capacity_blocks": 100, "workload.limit": 60},
                    zip=[{"workload.trace": traces, "workload.cache": [str(tmp_path / "a.bin"), str(tmp_path / "b.bin")]}])
     runs = _report(run_cli, tmp_path, "--sweep", zipped, *common)["runs"]
