@@ -102,8 +102,8 @@ class Journal:
         if not isinstance(header, dict) or header.get("journal") != JOURNAL_KIND:
             raise ConfigError(f"{self.path} is not a kvsim sweep journal; delete it or drop --resume")
         if header.get("fingerprint") != self.fingerprint:
-            raise ConfigError(f"journal {self.path} was written by a different sweep (spec, config, options or the "
-                              f"contents of a file it reads changed); delete it or drop --resume")
+            raise ConfigError(f"journal {self.path} was written by a different sweep (spec, config, options or a file "
+                              f"it reads changed); delete it or drop --resume")
         if len(whole) != len(raw):  # a torn last line from a killed run: cut it before appending (only in this
             with self.path.open("r+b") as fh:  # sweep's own journal: another file is refused above, untouched)
                 fh.truncate(len(whole))

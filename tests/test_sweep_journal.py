@@ -36,7 +36,7 @@ def test_resume_refuses_a_journal_whose_trace_was_edited_since(run_cli, tmp_path
     journal.write_bytes(kept)
     trace.write_text(_azure_rows(30))
     status, _, err = run_cli(*argv, "--resume")
-    assert status == 2 and "different sweep" in err and "contents of a file it reads" in err, err
+    assert status == 2 and "different sweep" in err and "a file it reads changed" in err, err
     assert journal.read_bytes() == kept
     trace.write_text(_azure_rows(60))
     status, _, err = run_cli(*argv, "--resume")
