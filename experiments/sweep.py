@@ -83,8 +83,8 @@ def check_one_cache_per_trace(spec: SweepSpec, args: argparse.Namespace) -> None
     would rebuild it at every point (and was refused as if no trace were given); a zip group gives each its own."""
     import main
 
-    def varied(key: str, keys) -> bool:
-        return any(keys_overlap(k, key) for k in keys)
+    def varied(key: str, keys) -> bool:  # (by the leaves each sets: a workload axis of limits varies no trace)
+        return any(keys_overlap(leaf, key) for k in keys for leaf in spec.axis_leaves(k))
 
     if not varied("workload.trace", spec.axis_keys):
         return
