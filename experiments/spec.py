@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sim.config import Config, load_config, replace
+from sim.config import Config, replace, set_layer
 from sim.config_yaml import leaf_keys, read_config_file, rebase_path, rebase_setting
 from sim.errors import ConfigError
 from sim.hf_config import CONFIG_NAME
@@ -139,10 +139,11 @@ def parse_layers(data: dict, path: Path, what: str) -> ConfigLayers:
     layers = ConfigLayers(f"{what} {path}", rebase_path(path.parent, data.get("config")) if data.get("config") else None,
                         tuple(rebase_path(path.parent, o) for o in overlays),
                         {k: rebase_setting(path.parent, k, v) for k, v in sets.items()})
-    # each fixed key checked like --set, named here
+    # each fixed key checked on its own like --set, named here (the rules between keys are the resolved config's:
+    # a fixed workload.cache was judged without the trace beside it, "no workload.trace is given")
     for key, assignment in zip(layers.sets, layers.assignments(), strict=True):
         try:
-            load_config(None, sets=[assignment])
+            set_layer(assignment)
         except ConfigError as exc:
             message = re.sub(r"^--set( [^:]*)?: ", "", str(exc))  # (the key is named in the message itself)
             raise ConfigError(f"{what} {path}: {message}") from None

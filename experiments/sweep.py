@@ -88,12 +88,14 @@ def check_one_cache_per_trace(spec: SweepSpec, args: argparse.Namespace) -> None
 
     if not varied("workload.trace", spec.axis_keys):
         return
-    zipped = any(varied("workload.trace", g) and varied("workload.cache", g) for g in spec.zips)
+    # (the two vary together in one zip group, or in one axis of mappings that set both)
+    dims = [*([key] for key in spec.axes), *(list(group) for group in spec.zips)]
+    zipped = any(varied("workload.trace", dim) and varied("workload.cache", dim) for dim in dims)
     given = any(key == "workload.cache" for _, key in main.command_line_settings(args)) or \
         "workload.cache" in spec.layers.sets
     if (given or varied("workload.cache", spec.axis_keys)) and not zipped:  # (crossed: every cache sees every trace)
         raise ConfigError(f"sweep spec {spec.path}: a workload cache keeps one trace, and its 'workload.trace' axis "
-                          "has several: vary workload.cache with it in one zip group, or drop the cache")
+                          "has several: vary workload.cache with it (one zip group), or drop the cache")
 
 
 def check_not_varied(spec: SweepSpec, args: argparse.Namespace) -> None:

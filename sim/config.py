@@ -385,6 +385,17 @@ def _validated(layer: Mapping[str, Any], source: str) -> None:
         raise ConfigError(f"{source}: {exc}") from None
 
 
+def set_layer(assignment: str, source: str = "--set") -> dict[str, Any]:
+    """One ``KEY=VALUE`` setting as a config layer, its key and value checked on their own (type, domain; the rules
+    between keys are the whole config's, ``validate``); the message names the key and quotes the value (once, cut
+    to ~100 characters)."""
+    key, value = parse_set(assignment)
+    _not_a_preset(key, source)
+    layer = _dotted_layer({key: value})
+    _validated(layer, source)
+    return layer
+
+
 def load_config(
     path: str | Path | None = None,
     overlays: typing.Sequence[str | Path] = (),
@@ -416,11 +427,7 @@ def load_config(
             _validated(layer, f"preset {name!r}")
             raw = _merge_layer(raw, layer)
     for assignment in sets:
-        key, value = parse_set(assignment)
-        _not_a_preset(key, "--set")
-        layer = _dotted_layer({key: value})
-        _validated(layer, "--set")  # the message names the key and quotes the value (once, cut to ~100 characters)
-        raw = _merge_layer(raw, layer)
+        raw = _merge_layer(raw, set_layer(assignment))
     for flag, key, value in flags:
         layer = _dotted_layer({key: value})
         _validated(layer, flag)

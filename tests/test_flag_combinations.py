@@ -147,11 +147,22 @@ def test_one_workload_cache_for_a_trace_axis_is_refused_naming_the_zip(run_cli, 
     crossed = _spec(tmp_path, mode="cache-only", set={"cache.capacity_blocks": 100},
                     axes={"workload.trace": traces, "workload.cache": [str(tmp_path / "a.bin"), str(tmp_path / "b.bin")]})
     status, _, err = run_cli("--sweep", crossed, *common)  # (each cache would see both traces)
-    assert status == 2 and "in one zip group" in err, err
+    assert status == 2 and "(one zip group)" in err, err
     zipped = _spec(tmp_path, mode="cache-only", set={"cache.capacity_blocks": 100, "workload.limit": 60},
                    zip=[{"workload.trace": traces, "workload.cache": [str(tmp_path / "a.bin"), str(tmp_path / "b.bin")]}])
     runs = _report(run_cli, tmp_path, "--sweep", zipped, *common)["runs"]
     assert [r["metrics"]["requests_completed"] for r in runs] == [60, 30]
+    # one axis of mappings that set both: each point its trace and its cache, as the zip group
+    pairs = [{"trace": t, "cache": str(tmp_path / c)} for t, c in zip(traces, ["a.bin", "b.bin"], strict=True)]
+    paired = _spec(tmp_path, mode="cache-only", set={"cache.capacity_blocks": 100, "workload.limit": 60},
+                   axes={"workload": pairs})
+    runs = _report(run_cli, tmp_path, "--sweep", paired, *common)["runs"]
+    assert [r["metrics"]["requests_completed"] for r in runs] == [60, 30]
+    # a fixed cache beside a fixed trace in the spec: judged with the trace (it was judged alone: "no trace given")
+    fixed = _spec(tmp_path, mode="cache-only", workload={"trace": traces[1], "cache": str(tmp_path / "f.bin")},
+                  axes={"cache.capacity_blocks": [100, 200]})
+    assert [r["metrics"]["requests_completed"] for r in _report(run_cli, tmp_path, "--sweep", fixed, *common)["runs"]] \
+        == [30, 30]
 
 
 def test_a_flag_beside_the_specs_own_key_names_the_spec(run_cli, tmp_path):
