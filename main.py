@@ -91,6 +91,12 @@ FLAG_KEYS = {
 }
 
 
+def given_on_command_line(args: argparse.Namespace) -> dict[str, str]:
+    """Each config key the command line sets, with how it said so (``command_line_settings``: a flag gives its key,
+    ``--rate-scale`` is workload.rate_scale's)."""
+    return {key: said for said, key in command_line_settings(args)}
+
+
 def command_line_settings(args: argparse.Namespace) -> list[tuple[str, str]]:
     """(what the command line says, dotted key) of each config key set on it: each ``--set`` and each dedicated flag
     given (``FLAG_KEYS``, ``--policy``, ``--router``). A sweep or plan that sets one of them itself refuses it."""
@@ -132,7 +138,7 @@ def resolve_config(args: argparse.Namespace, mode: str | None = None) -> Config:
 
 def check_config_for_mode(args: argparse.Namespace, config: Config, mode: str, policies: list[str]) -> None:
     """Flags and settings that only make sense together with others, judged on the resolved config."""
-    given = {key: said for said, key in command_line_settings(args)}  # (a flag's key is given by the flag)
+    given = given_on_command_line(args)
     here = CLUSTER_PD if mode == "cluster" and args.pd else mode  # (--cluster --pd: the keys its roles read)
     check_preset_read(args.preset, config, here)
     check_settings_given(here, config, policies, given, parse_routers(args.router))

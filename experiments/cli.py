@@ -13,7 +13,6 @@ from typing import Callable
 
 from experiments.confidence import MAX_SEEDS
 from sim.errors import InputError
-from sim.mode_settings import given_by_set
 
 
 def check_experiment_flags(args: argparse.Namespace, mode: str) -> None:
@@ -30,7 +29,9 @@ def check_experiment_flags(args: argparse.Namespace, mode: str) -> None:
                          f"{MAX_SEEDS:,} already narrow the 95% interval to 6% of one run's spread")
     if args.seeds and args.mrc:
         raise InputError("--seeds applies to simulation runs, not to --mrc")
-    rate_given = "--rate-scale" if args.rate_scale is not None else given_by_set(args.sets).get("workload.rate_scale")
+    import main
+
+    rate_given = main.given_on_command_line(args).get("workload.rate_scale")  # (--rate-scale, or a --set of it)
     if args.max_rate and rate_given:  # (the search's first probe only: it moved the result within its tolerance)
         raise InputError(f"{rate_given} does nothing with --max-rate, whose search sets the rate; drop one of them")
     if (args.max_rate or args.seeds) and args.requests_csv:

@@ -76,8 +76,12 @@ class SweepSpec:
     def axis_leaves(self, key: str) -> list[str]:
         """The dotted keys varied key ``key`` sets over its values (a mapping value sets its leaves: ``pd:
         [{num_prefill: 1}, ...]`` varies ``pd.num_prefill``), in order."""
-        values = self.axes[key] if key in self.axes else next(g[key] for g in self.zips if key in g)
-        return list(dict.fromkeys(leaf for value in values for leaf in leaf_keys(key, value)))
+        return values_leaves(key, self.axes[key] if key in self.axes else next(g[key] for g in self.zips if key in g))
+
+
+def values_leaves(key: str, values: list) -> list[str]:
+    """The dotted keys ``key`` set to each of ``values`` sets, in order (``leaf_keys``)."""
+    return list(dict.fromkeys(leaf for value in values for leaf in leaf_keys(key, value)))
 
 
 @dataclass(frozen=True)
@@ -204,8 +208,8 @@ def load_spec(path: str | Path) -> SweepSpec:
         zips.append(lists)
     varied = [*axes, *(k for g in zips for k in g)]
     # What each varied key sets: a mapping value its leaves (merged into the config, beside the section's other keys)
-    leaves = {k: {leaf for v in values for leaf in leaf_keys(k, v)} for k, values in
-              [*axes.items(), *(item for g in zips for item in g.items())]}
+    leaves = {k: values_leaves(k, values)
+              for k, values in [*axes.items(), *(item for g in zips for item in g.items())]}
 
     def overlap(a: str, b: str) -> bool:  # (a key and one inside it touch the same value: the later one's won)
         return any(keys_overlap(x, y) for x in leaves.get(a, {a}) for y in leaves.get(b, {b}))

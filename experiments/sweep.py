@@ -91,8 +91,7 @@ def check_one_cache_per_trace(spec: SweepSpec, args: argparse.Namespace) -> None
     # (the two vary together in one zip group, or in one axis of mappings that set both)
     dims = [*([key] for key in spec.axes), *(list(group) for group in spec.zips)]
     zipped = any(varied("workload.trace", dim) and varied("workload.cache", dim) for dim in dims)
-    given = any(key == "workload.cache" for _, key in main.command_line_settings(args)) or \
-        "workload.cache" in spec.layers.sets
+    given = "workload.cache" in main.given_on_command_line(args) or "workload.cache" in spec.layers.sets
     if (given or varied("workload.cache", spec.axis_keys)) and not zipped:  # (crossed: every cache sees every trace)
         raise ConfigError(f"sweep spec {spec.path}: a workload cache keeps one trace, and its 'workload.trace' axis "
                           "has several: vary workload.cache with it (one zip group), or drop the cache")
@@ -167,9 +166,7 @@ def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
                           f"(the search sets the rate); drop one of them")
     points = expand(spec)
     # everything refusable is refused before the first point runs (~15 ms a point: a bar past a few hundred)
-    # (a flag's key is given by the flag: --rate-scale is workload.rate_scale's)
-    given = {**{k: f"fixed key '{k}'" for k in spec.layers.sets},
-             **{key: said for said, key in main.command_line_settings(args)}}
+    given = {**{k: f"fixed key '{k}'" for k in spec.layers.sets}, **main.given_on_command_line(args)}
     configs, unread = [], []
     for point in tqdm(points, desc="checking points", unit="point", leave=False,
                       disable=args.quiet or len(points) < CHECK_BAR_POINTS):
