@@ -142,6 +142,14 @@ def check_config_for_mode(args: argparse.Namespace, config: Config, mode: str, p
     here = CLUSTER_PD if mode == "cluster" and args.pd else mode  # (--cluster --pd: the keys its roles read)
     check_preset_read(args.preset, config, here)
     check_settings_given(here, config, policies, given, parse_routers(args.router))
+    if mode == "check-calibration":
+        from sim.serving.calibration import unread_serving_keys
+
+        unread = {key: why for key, why in unread_serving_keys(Path(args.check_calibration), config).items()
+                  if key in given}
+        if unread:
+            key, why = next(iter(unread.items()))
+            raise InputError(f"{given[key]}: {why}")
     if mode == "cache-only" and args.mrc and config.cache.insert_outputs:
         raise InputError("--mrc: the miss-ratio curve is of the prompt blocks alone; drop cache.insert_outputs")
     if mode == "cache-only" and not args.mrc and "cache.mrc_sample_rate" in given:

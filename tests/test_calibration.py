@@ -124,3 +124,39 @@ def test_an_aiconfigurator_all_reduce_table_is_judged_beside_kvsims_model_of_the
     ring = [2 * (n - 1) * (3.4e-6 + size / n / 240e9) * 1e6 / us - 1 for n, row in A100_CUSTOM_US.items()
             for size, us in zip(A100_CUSTOM_BYTES, row, strict=True)]
     assert np.mean(np.abs(ring)) > 1.0
+
+
+def _hardware_yaml(path, ranks: int | None) -> None:
+    """An LLMServingSim hardware.yaml of NCCL all-reduce samples (us doubling with size from 64 KiB), ``ranks``
+    stated on each or (None) left to the TP group in use."""
+    stated = "" if ranks is None else f", ranks: {ranks}"
+    samples = "".join(f"      - {{collective: all_reduce, bytes: {2 ** k}, us: {10 * 2 ** (k - 16)}{stated}}}\n"
+                      for k in range(16, 22))
+    path.write_text(f"measured:\n  interconnect:\n    samples:\n{samples}")
+
+
+def test_serving_keys_are_refused_where_check_calibration_does_not_read_them(run_cli, tmp_path):
+    """--check-calibration reads an instance's TP only to size a collective table that states no group size (the fit's
+    points are then at that size), serving.all_reduce only for an engine's own all-reduce table, and data
+    parallelism never: a --set of one it leaves unread is refused as an ignored flag is (exit 2, naming the key)."""
+    status, _, err = run_cli("--check-calibration", VIDUR, "--set", "serving.tensor_parallel_size=2", "--quiet")
+    assert status == 2 and "serving.tensor_parallel_size" in err and "own group sizes" in err
+    status, _, err = run_cli("--check-calibration", VIDUR, "--set", "serving.all_reduce=nccl", "--quiet")
+    assert status == 2 and "serving.all_reduce" in err
+
+    for ranks in (None, 2):
+        _hardware_yaml(tmp_path / "hardware.yaml", ranks)
+        overlay = tmp_path / "overlay.yaml"
+        overlay.write_text(f"hardware:\n  gpu: a100-80gb\n  gpus_per_node: 8\ncompute:\n"
+                           f"  collectives: {tmp_path / 'hardware.yaml'}\n")
+        out = tmp_path / "fit.json"
+        status, _, err = run_cli("--check-calibration", overlay, "--set", "serving.tensor_parallel_size=4",
+                                 "--report-json", out, "--quiet")
+        if ranks is not None:  # every sample states its group: the TP would change nothing
+            assert status == 2 and "serving.tensor_parallel_size" in err
+            continue
+        assert status == 0, err
+        worst = json.loads(out.read_text())["runs"][0]["metrics"]["model"]["worst"]
+        assert {row["num_workers"] for row in worst} == {4}  # the unstated group is the TP given
+    status, _, err = run_cli("--check-calibration", overlay, "--set", "serving.all_reduce=nccl", "--quiet")
+    assert status == 2 and "serving.all_reduce" in err  # NCCL's own samples: its ring is the reference either way

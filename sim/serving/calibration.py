@@ -349,6 +349,39 @@ def _provided(overlay: Path) -> dict[str, bool]:
             "network": bool(network.get("lookup"))}
 
 
+def _collectives_source(overlay: Path, config: Config) -> Path | None:
+    """The collective timings ``--check-calibration`` fits: the overlay's ``compute.collectives``, else the
+    ``hardware.yaml`` above an LLMServingSim bundle it provides."""
+    provided = _provided(overlay)
+    if provided["collectives"]:
+        return Path(config.compute.collectives)
+    directory = Path(config.compute.profile) if provided["compute"] else None
+    if directory is not None and not (directory / "mlp.csv").is_file() and (directory / "meta.yaml").is_file():
+        return bundle_hardware_yaml(directory)
+    return None
+
+
+def unread_serving_keys(overlay: Path, config: Config) -> dict[str, str]:
+    """The serving keys ``--check-calibration`` leaves unread with this overlay, each with why: it compares operators
+    and collectives at the group sizes their tables state, so an instance's TP is read only to size a measured
+    collective table that states none, its all-reduce setting only for an engine's own all-reduce table (whose
+    reference is kvsim's model of that engine's collectives), and data parallelism never."""
+    unread = {"serving.data_parallel_size": "not used by --check-calibration, which compares each table's operators "
+                                            "on one data-parallel rank"}
+    source = _collectives_source(overlay, config)
+    measured = None
+    if source is not None and source.is_file():
+        measured = MeasuredCollectives.load(source, RingCollectives.over(gpu_link(config)))
+    if measured is None or all(ranks is not None for _, ranks in measured.tables):
+        unread["serving.tensor_parallel_size"] = ("not used by --check-calibration here: each table states its own "
+                                                  "group sizes (it sizes only a measured collective table that "
+                                                  "states none)")
+    if measured is None or measured.ring_all_reduce:
+        unread["serving.all_reduce"] = ("not used by --check-calibration here: it is read only to model an engine's "
+                                        "own all-reduce table (an AIConfigurator custom_allreduce_perf.txt)")
+    return unread
+
+
 def table_fits(overlay: Path, config: Config) -> list[TableFit]:
     """The fit of every table the overlay provides (its paths resolved in ``config``)."""
     provided = _provided(overlay)
