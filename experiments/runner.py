@@ -15,10 +15,12 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -94,11 +96,42 @@ def _context() -> multiprocessing.context.BaseContext:
 PR_SET_PDEATHSIG = 1  # Linux prctl(2): the signal this process gets when its parent dies
 
 
+STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
+
+
+@contextmanager
+def _stop_signals_held():
+    """SIGINT and SIGTERM wait while workers are forked. A worker starts with them blocked, so one that arrives
+    before the worker has its own handlers waits for them (``_worker_start``) instead of running the parent's,
+    inherited by the fork (a traceback, or a second "kvsim: terminated", from the worker). The parent only notes
+    one meanwhile and raises it once the forks are done: its handler, run by Python wherever the main thread is,
+    could run inside a fork hook, which ignores the exception (the sweep then waited for its points)."""
+    main_thread = threading.current_thread() is threading.main_thread()
+    if not hasattr(signal, "pthread_sigmask") or not main_thread:
+        yield
+        return
+    noted: list[int] = []
+    handlers = {signum: signal.signal(signum, lambda signum, _frame: noted.append(signum)) for signum in STOP_SIGNALS}
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)  # (one pending here is taken now: noted, or raised)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(noted):
+            signal.raise_signal(signum)
+
+
 def _worker_start(parent: int) -> None:
     """A worker dies with its sweep, never outlives it computing and appending to the journal: SIGTERM is back to
     its default (the parent's handler, inherited by the fork, would raise an exception the pool reports and the
-    worker survives), and on Linux the kernel sends it SIGTERM when the parent dies, even by SIGKILL."""
+    worker survives), and on Linux the kernel sends it SIGTERM when the parent dies, even by SIGKILL. Ctrl-C, which
+    a terminal sends the whole process group, is left to the parent, which stops its workers itself."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):  # (forked with them held: ``_stop_signals_held``)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     if sys.platform == "linux":
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:  # the parent died before the line above
@@ -108,6 +141,12 @@ def _worker_start(parent: int) -> None:
 def _pool(workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_worker_start,
                                initargs=(os.getpid(),))
+
+
+def _submit_all(pool: ProcessPoolExecutor, tasks: list[Task]) -> dict[Future, Task]:
+    """Each task submitted; the pool forks its workers at the first (a fork pool starts them all at once)."""
+    with _stop_signals_held():
+        return {pool.submit(run_task, task): task for task in tasks}
 
 
 def _stop(pool: ProcessPoolExecutor) -> None:
@@ -121,7 +160,8 @@ def _stop(pool: ProcessPoolExecutor) -> None:
 def _isolated(task: Task) -> dict:
     pool = _pool(1)
     try:
-        record = pool.submit(run_task, task).result()
+        [future] = _submit_all(pool, [task])
+        record = future.result()
     except BrokenProcessPool:
         record = error_record(task, "the worker process died while running this point (killed or out of memory)",
                               "internal")
@@ -141,7 +181,7 @@ def run_local(tasks: list[Task], jobs: int, on_result: Callable[[dict], None]) -
     pool = _pool(min(jobs, len(tasks)))
     broken: list[Task] = []
     try:
-        futures = {pool.submit(run_task, task): task for task in tasks}
+        futures = _submit_all(pool, tasks)
         for future in as_completed(futures):
             try:
                 record = future.result()
