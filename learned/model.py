@@ -26,7 +26,7 @@ from learned.predictions import Predictions
 from learned.sidecar import bad, check_sidecar, field_error, model_text_defect
 from sim.config import Config
 from sim.errors import InputError
-from trace.request import Trace
+from trace.request import Trace, file_sha256
 
 SIDECAR_VERSION = 2
 # "Not used again within the horizon" is spread log-uniformly over the next ten doublings: an
@@ -39,14 +39,6 @@ PREDICT_CHUNK = 1 << 20  # rows per LightGBM call: bounds memory at ~100 MB for 
 
 def sidecar_path(model_path: str | Path) -> Path:
     return Path(str(model_path) + ".json")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def workload_identity(trace: Trace, config: Config) -> str:

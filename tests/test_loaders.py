@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import struct
+import time
 from pathlib import Path
 
 import numpy as np
@@ -454,3 +455,19 @@ def test_rows_out_of_time_order_are_sorted_and_counted(tmp_path):
     assert trace.provenance.rows_reordered == 2 and trace.provenance.to_dict()["rows_reordered"] == 2
     in_order = load(write(tmp_path, "sorted.csv", AZURE_HEADER + "\n".join(sorted(rows)) + "\n"))
     assert in_order.provenance.rows_reordered == 0 and "rows_reordered" not in in_order.provenance.to_dict()
+
+
+def test_a_files_hash_follows_its_contents_when_it_is_read_once_per_process(tmp_path):
+    """file_sha256 reads a file once per process (a sweep's fingerprint, then each point's provenance), yet a file
+    rewritten since, even to the same size within the filesystem's time granularity, gets its new contents' hash."""
+    from trace import request
+
+    path = tmp_path / "t.csv"
+    for last in "567":  # same size, new contents, microseconds apart
+        path.write_bytes(f"TIMESTAMP,ContextTokens,GeneratedTokens\n0,10,{last}\n".encode())
+        assert request.file_sha256(path) == hashlib.sha256(path.read_bytes()).hexdigest()
+    old = BUNDLED_AZURE  # (unchanged for longer than RACY_S: read once)
+    if max(old.stat().st_mtime, old.stat().st_ctime) < time.time() - 2 * request.RACY_S:
+        expected = hashlib.sha256(old.read_bytes()).hexdigest()
+        assert request.file_sha256(old) == request.file_sha256(old) == expected
+        assert expected in request._HASHED.values()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,12 +13,27 @@ import numpy as np
 BLOCK_ID_KINDS = ("hash_ids", "chained", "synthetic-sessions", "unique")
 
 
+_HASHED: dict[tuple, str] = {}  # file_sha256's, by the file's identity and state (this process, and its forks)
+RACY_S = 2  # a file changed this recently may change again unseen within its times' granularity (git's racy files)
+
+
 def file_sha256(path: Path) -> str:
-    """A trace file's sha256 (hex), as its provenance records it, read in 8 MiB blocks."""
+    """A file's sha256 (hex), as a trace's provenance records it, read in 8 MiB blocks. A file is read once per
+    process while it stays as it was (same inode, size, modification and change times): a sweep fingerprints its
+    trace before its points run, and each point, in this process or a forked worker, records the same hash
+    (about a second a gigabyte each). A file changed in the last ``RACY_S`` seconds is read every time: a
+    filesystem's times may not tell two writes that close apart."""
+    started = time.time_ns()
+    stat = Path(path).stat()
+    state = (str(Path(path).resolve()), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+    if state in _HASHED:
+        return _HASHED[state]
     digest = hashlib.sha256()
-    with path.open("rb") as fh:
+    with Path(path).open("rb") as fh:
         for block in iter(lambda: fh.read(8 << 20), b""):
             digest.update(block)
+    if max(stat.st_mtime_ns, stat.st_ctime_ns) < started - RACY_S * 10**9:
+        _HASHED[state] = digest.hexdigest()
     return digest.hexdigest()
 
 
