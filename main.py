@@ -110,10 +110,10 @@ def command_line_settings(args: argparse.Namespace) -> list[tuple[str, str]]:
     return keys
 
 
-def resolve_config(args: argparse.Namespace, mode: str | None = None) -> Config:
+def resolve_config(args: argparse.Namespace, mode: str | None = None, rules: bool = True) -> Config:
     """Config file → overlays → preset → --set → dedicated flags, each layer validated, then the
-    whole config once (``sim.config_rules.validate``). ``mode``: the mode whose ``PRESET@mode`` applies
-    (default: the command line's; a sweep's or a plan's is the mode its runs have)."""
+    whole config once (``sim.config_rules.validate``; not with ``rules`` False). ``mode``: the mode whose
+    ``PRESET@mode`` applies (default: the command line's; a sweep's or a plan's is the mode its runs have)."""
     path = Path(args.config) if args.config else _default_config_path()
     try:
         missing = args.config and not path.is_file()
@@ -133,7 +133,7 @@ def resolve_config(args: argparse.Namespace, mode: str | None = None) -> Config:
         if key in set_keys:
             raise InputError(f"{flag} and {set_keys[key]} both set config key '{key}': give one of them")
     return load_config(path, overlays=args.calibration_profile, preset=args.preset, sets=args.sets, flags=flags,
-                       mode=mode or select_mode(args))
+                       mode=mode or select_mode(args), rules=rules)
 
 
 def check_config_for_mode(args: argparse.Namespace, config: Config, mode: str, policies: list[str]) -> None:

@@ -159,10 +159,10 @@ def keys_overlap(a: str, b: str) -> bool:
     return a == b or a.startswith(f"{b}.") or b.startswith(f"{a}.")
 
 
-def resolve_layers(layers: ConfigLayers, args, mode: str | None) -> Config:
+def resolve_layers(layers: ConfigLayers, args, mode: str | None, rules: bool = True) -> Config:
     """The base config through main.py's own resolution: config file → overlays (the file's, then
     ``--calibration-profile``) → preset (and ``PRESET@mode``: ``mode`` is the runs' mode, a sweep spec's
-    ``mode:``) → the file's fixed keys → ``--set`` → dedicated flags."""
+    ``mode:``) → the file's fixed keys → ``--set`` → dedicated flags; ``rules``: as ``main.resolve_config``'s."""
     import argparse
 
     import main
@@ -178,7 +178,7 @@ def resolve_layers(layers: ConfigLayers, args, mode: str | None) -> Config:
     layered.config = args.config or layers.config
     layered.calibration_profile = [*layers.overlays, *args.calibration_profile]
     layered.sets = [*layers.assignments(), *args.sets]
-    return main.resolve_config(layered, mode=mode)
+    return main.resolve_config(layered, mode=mode, rules=rules)
 
 
 def load_spec(path: str | Path) -> SweepSpec:

@@ -78,10 +78,10 @@ def check_block_size_varies(spec: SweepSpec, configs: list[Config]) -> None:
                       "workload.block_mismatch=split to cut them into each point's blocks")
 
 
-def check_one_cache_per_trace(spec: SweepSpec, args: argparse.Namespace) -> None:
-    """A workload cache keeps one trace: a sweep over traces with one cache for all (--workload-cache, or fixed)
-    would rebuild it at every point (and was refused as if no trace were given); a zip group gives each its own."""
-    import main
+def check_one_cache_per_trace(spec: SweepSpec, base: Config) -> None:
+    """A workload cache keeps one trace: a sweep over traces with one cache for all (``base``'s, from --workload-cache,
+    a fixed key, the config file or an overlay) would rebuild it at every point (and was refused as if no trace were
+    given); a zip group gives each its own."""
 
     def varied(key: str, keys) -> bool:  # (by the leaves each sets: a workload axis of limits varies no trace)
         return any(keys_overlap(leaf, key) for k in keys for leaf in spec.axis_leaves(k))
@@ -91,10 +91,24 @@ def check_one_cache_per_trace(spec: SweepSpec, args: argparse.Namespace) -> None
     # (the two vary together in one zip group, or in one axis of mappings that set both)
     dims = [*([key] for key in spec.axes), *(list(group) for group in spec.zips)]
     zipped = any(varied("workload.trace", dim) and varied("workload.cache", dim) for dim in dims)
-    given = "workload.cache" in main.given_on_command_line(args) or "workload.cache" in spec.layers.sets
-    if (given or varied("workload.cache", spec.axis_keys)) and not zipped:  # (crossed: every cache sees every trace)
+    if (base.workload.cache is not None or varied("workload.cache", spec.axis_keys)) and not zipped:  # (crossed: every cache sees every trace)
         raise ConfigError(f"sweep spec {spec.path}: a workload cache keeps one trace, and its 'workload.trace' axis "
                           "has several: vary workload.cache with it (one zip group), or drop the cache")
+
+
+def check_base_rules(base: Config, first: Point, spec: SweepSpec) -> None:
+    """The rules between keys (``sim.config_rules``) are each point's, as its axes complete the base (a trace axis
+    beside the config file's workload cache); a base that breaks one its first point does not mend is refused as
+    the command line would refuse it, not once per point."""
+    from sim.config_rules import validate
+
+    try:
+        validate(base)
+    except ConfigError as exc:
+        try:
+            point_config(base, first, spec.path)
+        except ConfigError:
+            raise exc from None
 
 
 def check_not_varied(spec: SweepSpec, args: argparse.Namespace) -> None:
@@ -158,13 +172,15 @@ def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
     spec = load_spec(args.sweep)
     check_settings_read(spec, args.sets)
     check_not_varied(spec, args)
-    check_one_cache_per_trace(spec, args)
-    base = resolve_layers(spec.layers, args, spec.mode)  # --preset P: P@<the spec's mode> too, as the mode's run has
+    # --preset P: P@<the spec's mode> too, as the mode's run has; the rules between keys are each point's
+    base = resolve_layers(spec.layers, args, spec.mode, rules=False)
+    check_one_cache_per_trace(spec, base)
     options = run_options(args)
     if options.max_rate and "workload.rate_scale" in spec.axis_keys:
         raise ConfigError(f"sweep spec {spec.path}: a workload.rate_scale axis does nothing with --max-rate "
                           f"(the search sets the rate); drop one of them")
     points = expand(spec)
+    check_base_rules(base, points[0], spec)
     # everything refusable is refused before the first point runs (~15 ms a point: a bar past a few hundred)
     given = {**{k: f"fixed key '{k}'" for k in spec.layers.sets}, **main.given_on_command_line(args)}
     configs, unread = [], []

@@ -403,9 +403,12 @@ def load_config(
     sets: typing.Sequence[str] = (),
     flags: typing.Sequence[tuple[str, str, Any]] = (),
     mode: str | None = None,
+    rules: bool = True,
 ) -> Config:
     """Resolve the config: base file, then overlays in order, then the preset (and ``PRESET@mode`` when the
     mode has one), then ``--set``s, then ``flags`` (``(flag, dotted key, value)`` of the command line's dedicated flags, named in errors).
+    ``rules``: the rules between keys checked on the result (``sim.config_rules.validate``); a sweep's base leaves
+    them to its points, whose axes may supply what the base lacks (its trace).
 
     ``path=None`` starts from the built-in defaults. Each layer is validated on its own
     so that an error names the file or flag it came from. Relative paths in a YAML file
@@ -433,7 +436,8 @@ def load_config(
         _validated(layer, flag)
         raw = _merge_layer(raw, layer)
     config = build_dataclass(Config, raw, "")
-    validate(config)
+    if rules:
+        validate(config)
     return config
 
 

@@ -163,6 +163,21 @@ def test_one_workload_cache_for_a_trace_axis_is_refused_naming_the_zip(run_cli, 
                   axes={"cache.capacity_blocks": [100, 200]})
     assert [r["metrics"]["requests_completed"] for r in _report(run_cli, tmp_path, "--sweep", fixed, *common)["runs"]] \
         == [30, 30]
+    # the cache from the spec's config file beside a trace axis: the same refusal (was "no workload.trace is given",
+    # the base config judged without the axis), and with the trace fixed it runs
+    (tmp_path / "cached.yaml").write_text(f"workload:\n  cache: {tmp_path / 'g.bin'}\n")
+    from_file = _spec(tmp_path, mode="cache-only", config="cached.yaml", set={"cache.capacity_blocks": 100},
+                      axes={"workload.trace": traces})
+    status, _, err = run_cli("--sweep", from_file, *common)
+    assert status == 2 and "a workload cache keeps one trace, and its 'workload.trace' axis has several" in err, err
+    from_file = _spec(tmp_path, mode="cache-only", config="cached.yaml", set={"workload.trace": traces[1]},
+                      axes={"cache.capacity_blocks": [100, 200]})
+    assert [r["metrics"]["requests_completed"] for r in _report(run_cli, tmp_path, "--sweep", from_file, *common)["runs"]] \
+        == [30, 30]
+    # a base no axis completes is refused as the command line refuses it, naming no point
+    lacking = _spec(tmp_path, mode="cache-only", config="cached.yaml", axes={"cache.capacity_blocks": [100, 200]})
+    status, _, err = run_cli("--sweep", lacking, *common)
+    assert status == 2 and "no workload.trace is given" in err and "point" not in err, err
 
 
 def test_a_flag_beside_the_specs_own_key_names_the_spec(run_cli, tmp_path):
