@@ -115,3 +115,25 @@ def test_a_run_far_longer_than_its_arrivals_keeps_a_bounded_regular_grid():
     assert np.allclose(np.diff(ts["t_s"]), ts["interval_s"])
     assert abs(ts["t_s"][-1] - requests.last_token.max()) < ts["interval_s"]  # sampled until the run ends
     assert ts["completions"].sum() == 100 and ts["queued"].max() == 99  # all but the running one wait
+
+
+def test_an_overloaded_run_says_so_and_a_steady_one_does_not():
+    """Forty requests arriving 1 ms apart on one sequence slot: each waits for all before it, so when the last arrives
+    (at 39 ms) nearly all are still queued or running, and queueing is most of the mean TTFT; the caveat's count is
+    a lower bound of that backlog (it counts to the end of the time-series interval of the last arrival). The same
+    requests a minute apart never queue: no caveat."""
+    from sim.report.document import overload_caveat
+
+    n = 40
+    config = load_config(None, sets=[*ONE, "serving.max_num_seqs=1"])
+    for gap, overloaded in ((1e-3, True), (60.0, False)):
+        trace = make_trace([i * gap for i in range(n)], [200] * n, [20] * n)
+        result, requests = run_serving(trace, config, "single")
+        caveat = overload_caveat(result.metrics)
+        if not overloaded:
+            assert caveat is None
+            continue
+        exact = int(np.sum(requests.last_token > requests.arrival.max()))  # still in the system at the last arrival
+        assert exact >= 0.9 * n
+        counted = int(caveat.split("at least ")[1].split(" of ")[0].replace(",", ""))
+        assert 0.1 * n <= counted <= exact and f" of {n} requests" in caveat

@@ -92,11 +92,38 @@ def flatten(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+OVERLOAD_BACKLOG = 0.10  # a tenth of the requests still in the system when the last one arrives ...
+OVERLOAD_QUEUE_SHARE = 0.5  # ... and waiting most of the mean TTFT: more work came than the run served
+
+
 def answer_caveats(metrics: dict[str, Any]) -> list[str]:
     """What qualifies a run's answer, said beside it wherever the answer is shown (terminal, HTML, plots):
-    ``--max-rate``'s note (no rate met the target, every rate did, or the rate is one burst, not sustained)."""
+    ``--max-rate``'s note (no rate met the target, every rate did, or the rate is one burst, not sustained), and
+    an overloaded run's (``overload_caveat``)."""
     note = (metrics.get("max_rate_search") or {}).get("note")
-    return [f"max_rate_rps: {note}"] if note else []
+    return [f"max_rate_rps: {note}"] * bool(note) + [c for c in [overload_caveat(metrics)] if c]
+
+
+def overload_caveat(metrics: dict[str, Any]) -> str | None:
+    """A run whose requests arrived faster than it served them: its queue grew until the arrivals stopped, so its
+    latencies measure the trace's length, not a steady state a deployment would run in. Judged on the run's time
+    series (requests still queued or running at the end of the interval of the last arrival, a lower bound of
+    those at the arrival itself) and the queue's share of the mean TTFT."""
+    series, ttft = metrics.get("timeseries") or {}, (metrics.get("ttft_s") or {}).get("mean")
+    queue = (metrics.get("ttft_breakdown_s") or {}).get("queue")
+    arrivals = np.asarray(series.get("arrivals", []), dtype=float)
+    completions = np.asarray(series.get("completions", []), dtype=float)
+    if not ttft or queue is None or len(completions) != len(arrivals) or not np.any(arrivals > 0):
+        return None
+    last = int(np.flatnonzero(arrivals > 0)[-1])
+    total = int(np.sum(arrivals))
+    backlog = int(np.sum(arrivals[: last + 1]) - np.sum(completions[: last + 1]))
+    share = queue / ttft
+    if backlog < OVERLOAD_BACKLOG * total or share < OVERLOAD_QUEUE_SHARE:
+        return None
+    return (f"overloaded: at least {backlog:,} of {total:,} requests ({backlog / total:.0%}) were still queued or running when "
+            f"the last arrived, and queueing is {share:.0%} of the mean TTFT: requests came faster than they were "
+            "served, so latencies grow with the trace's length (--max-rate finds the rate this deployment sustains)")
 
 
 def write_json(report: dict[str, Any], path: str | Path) -> None:
