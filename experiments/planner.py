@@ -330,6 +330,15 @@ def _runs(candidates: list[Candidate], proof: dict) -> list[dict]:
     return runs
 
 
+def _clip(text: str, width: int = 90) -> str:
+    """``text`` for one table cell: whole when it fits, else cut at a word boundary and marked "…", so a reader
+    sees that the sentence goes on (in the report's ``plan.candidates[].reason``) rather than a clause cut short."""
+    if len(text) <= width:
+        return text
+    cut = text[:width].rsplit(" ", 1)[0].rstrip(" ;,:(")
+    return (cut or text[:width]) + "…"
+
+
 def _summary(plan: dict, candidates: list[Candidate], chosen: Candidate | None) -> str:
     measure = plan["measure"]
     target = plan["target"]
@@ -347,7 +356,7 @@ def _summary(plan: dict, candidates: list[Candidate], chosen: Candidate | None) 
         value = entry[measure]
         cell = f"{value:>13.4g}" if value is not None else f"{'–':>13}"
         flag = (" (Pareto)" if entry["pareto"] else "") + (" <- chosen" if entry["chosen"] else "")
-        why = f": {entry['reason'][:90]}" if entry.get("reason") else ""
+        why = f": {_clip(entry['reason'])}" if entry.get("reason") else ""
         lines.append(f"  {entry['name']:<{width}}  {entry['cost_usd_per_hour']:>8.3f}  {cell}  {entry['status']}{why}{flag}")
     lines.append("Pareto front (cost vs " + ("max rate" if unit else "hit ratio") + "): " +
                  "; ".join(f"{c['name']} {c['cost_usd_per_hour']:.2f} USD/h -> {c[measure]:.4g} {unit}".rstrip()

@@ -231,6 +231,40 @@ def test_inclusive_writes_through_and_keeps_lower_copies():
     assert hbm.stats.demotions == 0 and hbm.stats.evictions == 2
 
 
+def test_inclusive_belady_lower_tier_keeps_the_block_needed_next():
+    # By hand, HBM 1 block over DRAM 2, inclusive: A A B C B. A's second use hits HBM and A is never used
+    # again; when C's write-through fills DRAM (A, B resident), MIN evicts A (never used again) and keeps B,
+    # so B's last use hits DRAM: 2 hits, as LRU gets. A DRAM copy whose next use stayed at the HBM hit (t=1,
+    # in the past) looked needed soonest: B was evicted instead and Belady got 1 hit, fewer than LRU.
+    a, b, c = 1, 2, 3
+    stream = [a, a, b, c, b]
+    for reference in (False, True):
+        cache = make_cache("belady", [1, 2], np.array(stream), inclusive=True, reference=reference)
+        assert [cache.touch(k, t) for t, k in enumerate(stream)] == [-1, 0, -1, -1, 1]
+        assert cache.resident(1) == {b, c}
+    assert plain_hits("belady", [1, 2], stream, inclusive=True)[0] == 2 == plain_hits("lru", [1, 2], stream,
+                                                                                      inclusive=True)[0]
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.lists(st.integers(1, 4), min_size=2, max_size=3), st.lists(st.integers(0, 8), min_size=1, max_size=80))
+def test_inclusive_belady_tiers_evict_the_farthest_true_next_use(capacities, stream):
+    # MIN's definition, checked in every tier after every access: a block a tier drops is needed no sooner
+    # (by the stream's own future) than any block it keeps, whichever tier's hit last used them.
+    cache = make_cache("belady", capacities, np.array(stream), inclusive=True)
+
+    def next_use(key: int, now: int) -> int:
+        return next((i for i in range(now + 1, len(stream)) if stream[i] == key), len(stream))
+
+    for now, key in enumerate(stream):
+        before = [cache.resident(i) for i in range(len(capacities))]
+        cache.touch(key, now)
+        for level, held in enumerate(before):
+            kept = cache.resident(level)
+            for dropped in held - kept:
+                assert all(next_use(dropped, now) >= next_use(k, now) for k in kept - {key}), (now, level, dropped)
+
+
 def test_a_shrinking_top_tier_demotes_its_least_recent_blocks():
     cache = make_cache("lru", [4, 4])
     for t, k in enumerate([1, 2, 3, 4]):

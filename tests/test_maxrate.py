@@ -93,6 +93,25 @@ def test_max_rate_in_pd_mode_and_per_policy(run_cli, tmp_path):
         assert m["max_rate_search"]["fails"]["slo_attainment"] < 0.95
 
 
+def test_max_rate_in_cluster_mode_meets_at_the_answer_and_not_above(run_cli, tmp_path):
+    # The README listed single and PD only; the flag table and --help include --cluster. Rerun by hand at the
+    # answer (meets) and at the search's failing bracket (misses): the same runs, so the same attainments.
+    common = ["--cluster", "--workload-trace", BUNDLED_AZURE, "--workload-limit", "200", "--set", "cluster.num_racks=1",
+              "--set", "cluster.nodes_per_rack=1", "--set", "hardware.gpus_per_node=2", "--set", "slo.ttft_s=0.3",
+              "--set", "slo.attainment=0.95", "--no-plot", "--quiet"]
+    out = tmp_path / "cluster.json"
+    status, _, err = run_cli(*common, "--max-rate", "--report-json", out)
+    assert status == 0, err
+    search = json.loads(out.read_text())["runs"][0]["metrics"]["max_rate_search"]
+    for side in ("meets", "fails"):
+        by_hand = tmp_path / f"{side}.json"
+        status, _, err = run_cli(*common, "--rate-scale", repr(search[side]["rate_scale"]), "--report-json", by_hand)
+        assert status == 0, err
+        attained = json.loads(by_hand.read_text())["runs"][0]["metrics"]["slo_attainment"]
+        assert attained == search[side]["slo_attainment"]
+        assert (attained >= 0.95) == (side == "meets")
+
+
 @pytest.mark.parametrize("argv, needle", [
     (["--max-rate"], "slo.ttft_s"),  # no target set
     (["--cache-only", "--max-rate", "--set", "slo.ttft_s=1"], "--max-rate is not used by --cache-only"),

@@ -435,3 +435,16 @@ def test_a_trace_replayed_in_its_own_blocks_sizes_the_curve_in_them(run_cli, tmp
     (candidate,) = json.loads(out.read_text())["plan"]["candidates"]
     assert candidate["status"] == "timed"
     assert candidate["hit_ratio"] == pytest.approx(candidate["mrc_hit_ratio"][-1], abs=1e-12)
+
+
+def test_a_long_candidate_note_is_cut_at_a_word_and_marked():
+    # The candidates table gives a note 90 characters: cut mid-clause with no mark, "(2.75 s;" read as the
+    # whole note. A cut note ends at a whole word with "…" (the full note stays in plan.candidates[].reason).
+    from experiments.planner import _clip
+
+    note = ("not a sustained rate: at 127.5 req/s the 300 requests arrive within one mean E2E (2.75 s; Little's law: "
+            "350 in the system at once), one burst; replay more requests")
+    cell = _clip(note)
+    assert cell.endswith("…") and len(cell) <= 91
+    assert note.startswith(cell[:-1]) and cell[:-1].split()[-1] in note.replace(";", " ").split()
+    assert _clip("missed even at the lowest load tried") == "missed even at the lowest load tried"

@@ -80,6 +80,30 @@ def test_ttft_breakdown_sums_to_ttft_per_request(mode, transfer):
         assert means["kv_transfer"] == 0 and means["first_decode"] == 0
 
 
+@pytest.mark.parametrize("transfer", ["push", "pull"])
+def test_waiting_for_decode_memory_is_queueing_not_kv_transfer(transfer):
+    # By hand: two 96-token prompts (6 blocks of 16 tokens) with 4 output tokens each arrive together on two
+    # prefill instances; the one decode instance has 10 usable blocks (11 less vLLM's null block), so the second
+    # request's KV is sent only when the first request's blocks are freed. Each transfer crosses its prefill
+    # instance's own link alone: 5 us + 6 x 16 x 131,072 B x 8 / 100 Gb/s, whatever the wait before it. The wait
+    # for decode memory is queueing: quadrupling the bandwidth must not shorten it, and it was reported as KV
+    # transfer (1.48 s mean "kv_transfer" on 1,000 Azure requests at 3P:1D, 11 ms of it on the wire).
+    wire = 5e-6 + 6 * 16 * 131072 * 8 / 100e9
+    config = load_config(None, sets=["pd.num_prefill=2", "pd.num_decode=1", "serving.num_gpu_blocks=11",
+                                     f"pd.transfer={transfer}", "network.bandwidth_gbps=100", "network.latency_us=5"])
+    result, requests = run_serving(make_trace([0.0, 0.0], [96, 96], [4, 4]), config, "pd")
+    parts = requests.breakdown()
+    np.testing.assert_allclose(parts["kv_transfer"], [wire, wire], rtol=1e-9)
+    first, second = np.argsort(requests.kv_sent)
+    assert requests.kv_sent[second] >= requests.last_token[first]  # its blocks freed only when the first finished
+    waited = requests.kv_sent[second] - requests.prefill_done[second]
+    assert waited > 10 * wire
+    alone = requests.scheduled[second] - requests.arrival[second]
+    assert parts["queue"][second] == pytest.approx(alone + waited, rel=1e-9)
+    np.testing.assert_allclose(sum(parts.values()), requests.ttft, rtol=0, atol=1e-12)
+    assert result.metrics["kv_transfer_s"]["mean"] == pytest.approx(wire, rel=1e-9)
+
+
 def test_lower_tier_hits_are_loaded_not_recomputed():
     # HBM far too small to keep sessions, DRAM large: reuse is served from DRAM, with load time
     config = _multi_turn_config("serving.num_gpu_blocks=600", "serving.num_instances=1")

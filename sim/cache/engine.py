@@ -36,9 +36,9 @@ from numba.extending import overload
 
 from sim.cache.arena import room
 from sim.cache.arena_layout import (BYTES_READ, BYTES_WRITTEN, CAP, DEMOTIONS, EVICTIONS, HITS, INSERTIONS, KEY,
-                                    PREFETCHES, PROMOTIONS, RESIDENT, STAT0, USERS, entry, kernel, step)
+                                    KIND, PREFETCHES, PROMOTIONS, RESIDENT, STAT0, USERS, entry, kernel, step)
 from sim.cache.block_index import holders, holders_chain, resident
-from sim.cache.policies.dispatch import hooks_for
+from sim.cache.policies.dispatch import BELADY, hooks_for
 from sim.jit import flush_when_sources_change
 
 HOOK_ACCESS, HOOK_INSERT, HOOK_REMOVE, HOOK_VICTIM = range(4)
@@ -103,6 +103,17 @@ def _operations(access, insert, readmit, remove, victim):
                 t = c.tiers[level]
                 if level == 0 or c.inclusive:  # a hit, or a copy kept below: refresh it there
                     access(a, t, s, now)
+                if c.inclusive and mode != PREFETCH:
+                    # the copies below learn the block's new next use when their policy ranks blocks by it
+                    # (Belady): left at the use that put them there, it falls into the past and the farthest-
+                    # next-use victim never picks them, so stale copies pin the tier (a block never used again
+                    # outlives one needed next). Recency policies keep their tier's view: a hit above is no use.
+                    for below in range(level + 1, len(c.tiers)):
+                        tb = c.tiers[below]
+                        if a.meta[tb, KIND] == BELADY:
+                            sb = resident(a, tb, key)
+                            if sb >= 0:
+                                access(a, tb, sb, now)
                 if level > 0:
                     a.meta[t, STAT0 + (PREFETCHES if mode == PREFETCH else PROMOTIONS)] += 1
                     if mode != UNREAD:

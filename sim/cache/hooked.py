@@ -74,6 +74,8 @@ class HookedMultiTierCache:
         if self.last_pos is not None:
             self.last_pos[key] = now
         level = self.find(key)
+        if level >= 0 and self.inclusive:
+            self._refresh_next_use_below(level, key, now)
         if level == 0:
             self.policies[0].on_access(key, now)
             return 0
@@ -127,6 +129,14 @@ class HookedMultiTierCache:
             else:
                 self._counters(0)[DEMOTIONS] += 1
                 self._insert(1, victim, self.last_pos.get(victim, 0) if self.last_pos is not None else 0)
+
+    def _refresh_next_use_below(self, level: int, key: int, now: int) -> None:
+        """Inclusive tiers: the copies below ``level`` learn the block's new next use when their policy ranks
+        blocks by it (clairvoyant policies; the engine's ``use`` does the same): left stale, a copy's next use falls
+        into the past and the farthest-next-use victim never picks it. Recency policies keep their tier's view."""
+        for below in range(level + 1, len(self.tiers)):
+            if self.policies[below].needs_future and key in self.residents[below]:
+                self.policies[below].on_access(key, now)
 
     def _move_up(self, level: int, key: int, now: int) -> None:
         if self.inclusive:

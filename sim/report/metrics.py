@@ -36,6 +36,8 @@ REQUEST_COLUMNS: dict[str, tuple[type, float | int]] = {
     "kv_load": (np.float64, 0.0),  # seconds loading the cached prefix from lower tiers once admitted
     "fetch": (np.float64, 0.0),  # cluster: seconds fetching the prefix from other locations before admission
     "prefill_done": (np.float64, math.nan),
+    # PD: KV sent to a decode instance, once one had memory for it (and, under pull, a sequence slot)
+    "kv_sent": (np.float64, math.nan),
     "kv_ready": (np.float64, math.nan),  # PD: KV arrived at the decode instance
     "first_token": (np.float64, math.nan),
     "last_token": (np.float64, math.nan),
@@ -51,10 +53,11 @@ class RequestTable:
     """Every request's life as columns indexed by request id. The breakdown components sum to
     its TTFT:
 
-    queue (arrival → first scheduled, less a cluster's fetch before it) + kv_load (cached prefix read
-    from lower tiers: the fetch before admission and the loads after it) + prefill (first chunk →
-    prefill done) + kv_transfer (prefill done → KV at the decode node; PD only) + first_decode (KV complete on the decoding node → first token; PD only,
-    since an aggregated node samples the first token in the prefill's last step).
+    queue (arrival → first scheduled, less a cluster's fetch before it; in PD also prefill done → KV sent, the wait
+    for a decode instance's memory) + kv_load (cached prefix read from lower tiers: the fetch before admission and
+    the loads after it) + prefill (first chunk → prefill done) + kv_transfer (KV sent → KV at the decode node, the
+    link's time; PD only) + first_decode (KV complete on the decoding node → first token; PD only, since an
+    aggregated node samples the first token in the prefill's last step).
     """
 
     arrival: np.ndarray
@@ -65,6 +68,7 @@ class RequestTable:
     kv_load: np.ndarray
     fetch: np.ndarray
     prefill_done: np.ndarray
+    kv_sent: np.ndarray
     kv_ready: np.ndarray
     first_token: np.ndarray
     last_token: np.ndarray
@@ -102,11 +106,12 @@ class RequestTable:
 
     def breakdown(self) -> dict[str, np.ndarray]:
         kv_ready = np.where(np.isnan(self.kv_ready), self.prefill_done, self.kv_ready)
-        return {
-            "queue": self.scheduled - self.arrival - self.fetch,
+        kv_sent = np.where(np.isnan(self.kv_sent), self.prefill_done, self.kv_sent)
+        return {  # (waiting for decode memory is queueing, not the link's time: more bandwidth does not shorten it)
+            "queue": self.scheduled - self.arrival - self.fetch + (kv_sent - self.prefill_done),
             "kv_load": self.fetch + self.kv_load,
             "prefill": self.prefill_done - self.scheduled - self.kv_load,
-            "kv_transfer": kv_ready - self.prefill_done,
+            "kv_transfer": kv_ready - kv_sent,
             "first_decode": self.first_token - kv_ready,
         }
 

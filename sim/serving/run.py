@@ -272,6 +272,7 @@ class ServingRun:
             else:
                 return  # no decode memory: retry when a decode instance frees blocks
             self.pending.popleft()
+            table.kv_sent[job.rid] = self.engine.now
             dest_job.generated = 0
             plan = self.transfer  # the busiest rank's bytes on its link; every decode rank's shard moved
             nbytes = blocks * plan.busiest_bytes + (self.state_bytes if blocks else 0)
