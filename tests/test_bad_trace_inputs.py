@@ -18,6 +18,11 @@ from tests.bad_input_helpers import (
     trace_stats,
 )
 
+# LLMServingSim's JSONL (docs/docs/workloads/jsonl-format.md): a flat record, and an agentic session of two calls
+LSS_FLAT = '{"input_toks": 100, "output_toks": 5, "arrival_time_ns": 0}\n'
+LSS_SESSION = ('{"session_id": "s0", "arrival_time_ns": 1000, "sub_requests": [{"input_toks": 100, "output_toks": 5, '
+               '"tool_duration_ns": 10}, {"input_toks": 120, "output_toks": 5}]}\n')
+
 CASES: dict[str, Case] = {
     # ---- trace files
     "binary_with_explicit_format": Case(trace_stats("--workload-format", "azure", trace="{tmp}/t.bin"),
@@ -54,6 +59,15 @@ CASES: dict[str, Case] = {
                                            + "\n17\n"}),
     "json_array_line_counted": Case(trace_stats(trace="{tmp}/m.jsonl"), skips={"malformed_row": 1},
                                     files={"m.jsonl": MOONCAKE_OK + "[0, 600, 5, [1, 2]]\n"}),
+    # LLMServingSim's agentic sessions (calls released as earlier ones complete): refused by line, not read as one
+    # row missing input_toks whose calls were lost (a file of sessions only was an "unrecognised trace header")
+    "llmservingsim_agentic_sessions_sniffed": Case(trace_stats(trace="{tmp}/a.jsonl"),
+                                                   names=("a.jsonl", "line 1 is an LLMServingSim agentic session",
+                                                          "sub_requests"),
+                                                   files={"a.jsonl": LSS_SESSION + LSS_SESSION}),
+    "llmservingsim_agentic_among_flat": Case(trace_stats("--workload-format", "llmservingsim", trace="{tmp}/a.jsonl"),
+                                             names=("a.jsonl", "line 3 is an LLMServingSim agentic session"),
+                                             files={"a.jsonl": LSS_FLAT + "\n" + LSS_SESSION + LSS_FLAT}),
     "unrecognised_header": Case(trace_stats(), names=("t.csv", "unrecognised"), files={"t.csv": "a,b,c\n1,2,3\n"}),
     "huge_header_line": Case(trace_stats(), names=("t.csv", "MiB"), files={"t.csv": "x" * (17 << 20) + "\n1,2,3\n"}),
     "long_header_explicit_format": Case(trace_stats("--workload-format", "azure"), names=("t.csv", "ContextTokens"),

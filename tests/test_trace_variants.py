@@ -146,3 +146,21 @@ def test_bailian_keys_beyond_the_first_record(tmp_path):
     no_chat = "".join(json.dumps({k: v for k, v in json.loads(line).items() if k != "chat_id"}) + "\n" for line in lines)
     with pytest.raises(TraceError, match="no valid requests.*missing_value: 5"):
         load(write(tmp_path, "p.jsonl", no_chat))
+
+
+def test_llmservingsim_agentic_sessions_refused_flat_records_read(tmp_path):
+    """LLMServingSim's JSONL may mix flat records with agentic sessions ("sub_requests": calls released as earlier
+    ones complete). Read as flat records, each session was one row skipped as missing_value and its calls were
+    lost. A session is refused by its line; a flat record whose text merely mentions the key is read."""
+    flat = [json.dumps({"input_toks": 100 + i, "output_toks": 5, "arrival_time_ns": 10**9 * i}) for i in range(3)]
+    session = json.dumps({"session_id": "s0", "arrival_time_ns": 5, "sub_requests": [
+        {"input_toks": 50, "output_toks": 2, "tool_duration_ns": 10}, {"input_toks": 60, "output_toks": 2}]})
+    mixed = write(tmp_path, "mixed.jsonl", "\n".join([flat[0], "", flat[1], session, flat[2]]) + "\n")
+    for fmt in ("auto", "llmservingsim"):
+        with pytest.raises(TraceError, match=r"mixed\.jsonl: line 4 is an LLMServingSim agentic session"):
+            load(mixed, format=fmt)
+    mention = json.dumps({"input_toks": 7, "output_toks": 1, "arrival_time_ns": 2 * 10**9 + 1, "note": '"sub_requests"'})
+    trace = load(write(tmp_path, "flat.jsonl", "\n".join([*flat, mention]) + "\n"))
+    assert (trace.provenance.rows_used, trace.provenance.skip_reasons) == (4, {})
+    assert trace.input_tokens.tolist() == [100, 101, 102, 7]
+    assert trace.arrival_s.tolist() == pytest.approx([0.0, 1.0, 2.0, 2.000000001])

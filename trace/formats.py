@@ -97,6 +97,7 @@ class TraceFormat:
     id_lists: tuple[str, ...] = ()  # JSONL keys whose values are lists of ids
     block_tokens: int | None = None  # the documented block size of its hash_ids (the size inferred when they tie)
     variants: tuple[Variant, ...] = ()  # published variants with the same keys, told apart by more keys
+    refused: tuple[tuple[str, str], ...] = ()  # JSONL keys of the format's records kvsim cannot replay, each with why
 
 
 @dataclass(frozen=True)
@@ -350,6 +351,14 @@ def _parse_llmservingsim(frame):
 
 # ----------------------------------------------------------------- registry and sniffing
 
+# LLMServingSim's agentic format (casys-kaist/LLMServingSim docs/docs/workloads/jsonl-format.md), which may share a file
+# with its flat records: {"session_id", "arrival_time_ns", "sub_requests": [{"input_toks", "output_toks",
+# "tool_duration_ns"}, ...]}, each call released when the one before it completes plus its tool_duration_ns. Those
+# arrivals depend on the simulated completions; read as flat records, each session was one row "missing" input_toks
+# and its calls were lost. Refused by name instead (trace.loaders.refuse_records).
+LLMSERVINGSIM_SESSION = ("an LLMServingSim agentic session ('sub_requests'): its calls arrive as earlier ones complete, "
+                         "which a replay at fixed arrival times cannot model; write each call as a flat record to replay it")
+
 
 FORMATS: dict[str, TraceFormat] = {
     "azure": TraceFormat("azure", "csv", ("TIMESTAMP", "ContextTokens", "GeneratedTokens"), None, _parse_azure),
@@ -360,7 +369,8 @@ FORMATS: dict[str, TraceFormat] = {
                             block_tokens=MOONCAKE_BLOCK_TOKENS, variants=(BAILIAN,)),
     "splitwise": TraceFormat("splitwise", "csv", ("arrival_timestamp", "prompt_size", "token_size"), "s", _parse_splitwise),
     "llmservingsim": TraceFormat("llmservingsim", "jsonl", ("input_toks", "output_toks", "arrival_time_ns"), "ns",
-                                 _parse_llmservingsim, optional=("input_tok_ids",), id_lists=("input_tok_ids",)),
+                                 _parse_llmservingsim, optional=("input_tok_ids",), id_lists=("input_tok_ids",),
+                                 refused=(("sub_requests", LLMSERVINGSIM_SESSION),)),
 }
 
 
@@ -378,8 +388,8 @@ def sniff_format(path: Path) -> str:
         keys = set(csv_fields(first))
         candidates = [f for f in FORMATS.values() if f.kind == "csv"]
     for fmt in candidates:
-        if set(fmt.signature) <= keys:
-            return fmt.name
+        if set(fmt.signature) <= keys or any(key in keys for key, _ in fmt.refused):
+            return fmt.name  # (a record it refuses is its own: the loader names the record and why)
     if first.startswith("["):  # no CSV header starts so: JSON, an array (of records) rather than JSON Lines
         raise TraceError(f"{path}: line 1 is {json_line_problem(first)}, not a CSV header; a JSON trace must be "
                          f"JSON Lines, one object per line: {quote(first)}")
