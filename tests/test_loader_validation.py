@@ -75,16 +75,23 @@ def test_old_mac_line_ends_read_as_line_ends(tmp_path, header):
         assert getattr(mac, attr).tolist() == getattr(unix, attr).tolist()
 
 
-def test_every_row_one_field_too_many_is_malformed_not_shifted(tmp_path):
+def test_trailing_delimiter_rows_read_unshifted_extra_value_malformed(tmp_path):
     """A trailing comma on every data row but not the header: no row may be read one column to the
-    left (pandas' readers take the first field as an index), every row is malformed."""
+    left (pandas' readers take the first field as an index). The field past the header's is empty, so the
+    named fields are as written and the rows are read (they were all malformed_row: "no valid requests");
+    a row whose field past the header's holds a value is malformed (which field is extra cannot be told)."""
     rows = "".join(f"{i},2,0,{i},1,{1000 + i},{10 + i},\n" for i in range(3))
-    path = write(tmp_path, "sw.csv", SPLITWISE_HEADER + rows)
-    with pytest.raises(TraceError, match="malformed_row: 3"):
-        load(path)
-    trace = load(write(tmp_path, "sw2.csv", SPLITWISE_HEADER + rows + "3,2,0,3,1,2000,40\n"))
-    assert trace.provenance.skip_reasons == {"malformed_row": 3}
-    assert (trace.input_tokens.tolist(), trace.output_tokens.tolist()) == ([2000], [40])
+    trace = load(write(tmp_path, "sw.csv", SPLITWISE_HEADER + rows))
+    assert (trace.provenance.rows_used, trace.provenance.skip_reasons) == (3, {})
+    assert (trace.input_tokens.tolist(), trace.output_tokens.tolist()) == ([1000, 1001, 1002], [10, 11, 12])
+    assert trace.arrival_s.tolist() == [0.0, 1.0, 2.0]
+    mixed = rows + "3,2,0,3,1,2000,40\n" + "4,2,0,4,1,3000,50,7\n" + "5,2,0,5,1,4000,60, ,\n"
+    trace = load(write(tmp_path, "sw2.csv", SPLITWISE_HEADER + mixed))
+    assert trace.provenance.skip_reasons == {"malformed_row": 1}
+    assert (trace.input_tokens.tolist(), trace.output_tokens.tolist()) == ([1000, 1001, 1002, 2000, 4000],
+                                                                           [10, 11, 12, 40, 60])
+    with pytest.raises(TraceError, match=r"row 5 \(line 6\): malformed row"):
+        load(write(tmp_path, "sw3.csv", SPLITWISE_HEADER + mixed), strict_validation=True)
 
 
 @pytest.mark.parametrize("damage, line", [

@@ -139,7 +139,9 @@ def _blank(fields: list[str]) -> bool:
 
 def _tolerant_csv(path: Path) -> Iterator[RawChunk]:
     """The whole CSV through Python's csv module, used only after pandas' C engine met a row it
-    cannot hold. A row with more fields than the header becomes a MALFORMED row in place, whatever
+    cannot hold. Empty fields past the header's (a delimiter ending each line, as some writers put one) are
+    dropped: the named fields are as written. A row with more fields than the header, one of them past the
+    header's not empty (which field is the extra one cannot be told), becomes a MALFORMED row in place, whatever
     its position (pandas' readers take a long first row's extra fields as an index and shift every
     column); a short row is padded with missing values, as pandas pads it. Strict: an unclosed
     quote or a field above the csv module's size limit is an error naming its line, never the rest
@@ -162,6 +164,8 @@ def _tolerant_csv(path: Path) -> Iterator[RawChunk]:
                 start = reader.line_num + 1
                 if _blank(fields):
                     continue
+                if len(fields) > len(names) and not any(f.strip() for f in fields[len(names):]):
+                    del fields[len(names):]  # a delimiter at the end of the line: the named fields are intact
                 rows.append([MALFORMED] * len(names) if len(fields) > len(names)
                             else fields + [None] * (len(names) - len(fields)))
                 if len(rows) == readers.CHUNK_ROWS:
