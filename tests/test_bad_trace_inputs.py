@@ -27,6 +27,13 @@ CASES: dict[str, Case] = {
     # ---- trace files
     "binary_with_explicit_format": Case(trace_stats("--workload-format", "azure", trace="{tmp}/t.bin"),
                                         names=("t.bin", "binary"), files={"t.bin": bytes(range(256)) * 64}),
+    # UTF-16 (Windows PowerShell 5's ">", Excel's "Unicode Text"): named with the way out, not "binary data"
+    "utf16_with_bom_sniffed": Case(trace_stats(), names=("t.csv", "UTF-16 text, not UTF-8", "iconv"),
+                                   files={"t.csv": AZURE_OK.replace("\n", "\r\n").encode("utf-16")}),
+    "utf16be_without_bom_explicit_format": Case(trace_stats("--workload-format", "mooncake", trace="{tmp}/m.jsonl"),
+                                                names=("m.jsonl", "UTF-16 text"),
+                                                files={"m.jsonl": MOONCAKE_OK.encode("utf-16-be")}),
+    "utf32_with_bom_sniffed": Case(trace_stats(), names=("t.csv", "UTF-32 text"), files={"t.csv": AZURE_OK.encode("utf-32")}),
     "latin1_with_explicit_format": Case(trace_stats("--workload-format", "azure"), names=("t.csv", "UTF-8"),
                                         files={"t.csv": (AZURE_HEADER + "2023-11-16 18:15:10,100,10 caf\xe9\n").encode("latin-1")}),
     "latin1_after_the_sniffed_part": Case(trace_stats(), names=("t.csv", "UTF-8"),

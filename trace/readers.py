@@ -93,6 +93,27 @@ COMPRESSED = ((b"\x1f\x8b", "gzip", "gunzip"), (b"BZh", "bzip2", "bunzip2"), (b"
               (b"\x28\xb5\x2f\xfd", "Zstandard", "unzstd"), (b"PK\x03\x04", "zip", "unzip"))
 
 
+# UTF-16/32 text (Windows PowerShell 5's ">" and Out-File, Excel's "Unicode Text") by its byte order mark: named, so
+# it is not called binary data for its NUL bytes.
+WIDE_TEXT = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"), (b"\xff\xfe", "UTF-16"),
+             (b"\xfe\xff", "UTF-16"))
+
+
+def wide_text(head: bytes) -> str | None:
+    """The encoding of UTF-16/32 text: told by its byte order mark or, without one, by ASCII characters each
+    followed (little-endian) or preceded (big-endian) by a NUL byte in the first line."""
+    for bom, kind in WIDE_TEXT:
+        if head.startswith(bom):
+            return kind
+    sample = head[:128] if len(head) % 2 == 0 else head[:min(128, len(head) - 1)]
+    if len(sample) >= 8:
+        even, odd = sample[0::2], sample[1::2]
+        if (not odd.strip(b"\x00") and even.isascii() and b"\x00" not in even) or \
+                (not even.strip(b"\x00") and odd.isascii() and b"\x00" not in odd):
+            return "UTF-16"
+    return None
+
+
 def check_text(path: Path, head: bytes) -> None:
     """A trace is UTF-8 text: reject an empty, compressed, binary or otherwise encoded file by its first bytes."""
     if not head:
@@ -100,6 +121,9 @@ def check_text(path: Path, head: bytes) -> None:
     for magic, kind, tool in COMPRESSED:
         if head.startswith(magic) and (kind != "bzip2" or head[3:4].isdigit()):
             raise TraceError(f"{path}: {kind}-compressed, not a text trace: decompress it first ({tool} {path.name})")
+    wide = wide_text(head)
+    if wide is not None:
+        raise TraceError(f"{path}: {wide} text, not UTF-8: convert it first (iconv -f {wide} -t UTF-8)")
     nul = head.find(b"\x00")
     if nul >= 0:
         raise TraceError(f"{path}: binary data (a NUL byte at offset {nul}), not a text trace")
