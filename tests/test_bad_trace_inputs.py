@@ -39,6 +39,10 @@ CASES: dict[str, Case] = {
     "latin1_after_the_sniffed_part": Case(trace_stats(), names=("t.csv", "UTF-8"),
                                           files={"t.csv": (AZURE_OK * 9000 + "2023-11-16 18:15:10,1\xe9,10\n").encode("latin-1")}),
     "empty_file": Case(trace_stats(), names=("t.csv", "empty"), files={"t.csv": ""}),
+    # blank lines only (a BOM too): said so, not "unrecognised trace header ''" or "missing column(s)...; header: ''"
+    "blank_lines_only_sniffed": Case(trace_stats(), names=("t.csv", "only blank lines"), files={"t.csv": "\n \r\n\t\n"}),
+    "bom_and_blank_line_explicit_format": Case(trace_stats("--workload-format", "azure"), names=("t.csv", "only blank lines"),
+                                               files={"t.csv": "\ufeff\n\n"}),
     "header_only": Case(trace_stats(), names=("no valid requests", "t.csv", "0 rows"), files={"t.csv": AZURE_HEADER}),
     "every_row_bad": Case(trace_stats(), names=("no valid requests", "t.csv", "non_numeric: 2"),
                           files={"t.csv": AZURE_HEADER + "2023-11-16 18:15:10,x,1\n2023-11-16 18:15:11,y,1\n"}),

@@ -134,7 +134,8 @@ def check_text(path: Path, head: bytes) -> None:
 
 
 def first_line(path: Path) -> str:
-    """The first non-blank line of a text trace (BOM removed), read with a bound on its length.
+    """The first non-blank line of a text trace (BOM removed), read with a bound on its length; a file of blank
+    lines only is refused.
     Outside a JSON record a lone carriage return ends a line too, as the CSV readers (pandas, csv)
     take it: a file with old Mac line ends is sniffed by its header, not as one long line."""
     try:
@@ -143,14 +144,14 @@ def first_line(path: Path) -> str:
             fh.seek(0)
             while True:
                 line = fh.readline(MAX_LINE_BYTES)
-                if not line:
-                    return ""
+                if not line:  # (an empty file was refused above)
+                    raise TraceError(f"{path}: no header or record: the file holds only blank lines")
                 if not line.removeprefix(BOM_BYTES).lstrip().startswith(b"{"):  # in JSON a carriage return is a blank
                     line = next((part + b"\r" for part in line.split(b"\r")[:-1] if part.strip()), line)
                 if len(line) == MAX_LINE_BYTES and not line.endswith((b"\n", b"\r")):
                     raise TraceError(f"{path}: the first line is longer than {MAX_LINE_BYTES >> 20} MiB, so it is not "
                                      f"a trace header or record; it starts {quote(line.decode('utf-8', 'replace'))}")
-                if line.strip():
+                if line.removeprefix(BOM_BYTES).strip():
                     return line.decode("utf-8", "replace").strip().lstrip(BOM)
     except OSError as exc:
         raise TraceError(f"cannot read trace {path}: {exc.strerror or exc}") from None
