@@ -263,6 +263,30 @@ def test_burstgpt_sessions_share_full_blocks(tmp_path):
     assert trace.session_id[3] == -1 and trace.session_id[0] == trace.session_id[2] == trace.session_id[4]
 
 
+@pytest.mark.parametrize("spelling", ["NA", "nan", "NULL", "None", '"NA"', " n/a", "#N/A"])
+def test_burstgpt_missing_session_spellings_are_no_session(tmp_path, spelling):
+    """A missing Session ID written as a word (pandas' .astype(str) "nan", R's "NA", "NULL", ...; quoted: the
+    reference reader) was one session label shared by every API-log row: those rows became one conversation
+    whose turns shared prefixes that never existed (a 400-row sample's reuse ceiling went from 0.35 to 0.87).
+    They have no session, as a blank does. Block size 16: session A as above; rows 1 and 5 (50 tokens, 3 full + 2),
+    row 3 (20 tokens, 1 full + 4) without a session, so none of their blocks is shared."""
+    text = (
+        BURST_HEADER + ",Session ID\n"
+        "0,ChatGPT,40,10,50,Conversation log,A\n"
+        f"1,ChatGPT,50,10,60,API log,{spelling}\n"
+        "2,ChatGPT,70,10,80,Conversation log,A\n"
+        f"3,ChatGPT,20,10,30,API log,{spelling}\n"
+        "4,ChatGPT,32,10,42,Conversation log,A\n"
+        f"5,ChatGPT,50,10,60,API log,{spelling}\n"
+    )
+    trace = load(write(tmp_path, "sessions.csv", text))
+    assert trace.provenance.skip_reasons == {}
+    assert trace.session_id.tolist() == [0, -1, 0, -1, 0, -1]
+    assert trace.num_accesses == 3 + 4 + 5 + 2 + 2 + 4
+    # A's full blocks at depths 0-3 (4) + A's two partial blocks (2) + rows 1, 3, 5, every block their own (4 + 2 + 4)
+    assert trace.num_unique_blocks == 16
+
+
 # ----------------------------------------------------------------------------------------------
 # 6. limit, time_unit, block mismatch
 

@@ -224,16 +224,23 @@ def _parse_splitwise(frame):
 _ASCII_WHITESPACE = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"  # what Python's str.strip() removes from ASCII text
 
 
+# How writers spell a missing value in a text column (pandas' to_csv of .astype(str) "nan", R's "NA", SQL "NULL",
+# Python's "None", Excel's "#N/A"; compared without case). As a session label each would join every row lacking a
+# session into one conversation, whose turns then share prefixes that never existed (BurstGPT: API-log rows).
+MISSING_LABELS = ("", "na", "n/a", "nan", "-nan", "<na>", "null", "none", "#n/a", "#na")
+
+
 def _session_labels(raw) -> pa.Array:
-    """Session labels as text, null where a row has none (blank or absent)."""
+    """Session labels as text, null where a row has none (blank, absent, or a missing value's spelling:
+    ``MISSING_LABELS``)."""
     if isinstance(raw, pa.Array):  # the fast reader's: ASCII text
         import pyarrow.compute as pc  # ~30 ms to import: only the readers that parse text need it
 
-        offsets, _ = text_buffers(pc.ascii_trim(raw, _ASCII_WHITESPACE))
-        return with_nulls(raw, np.diff(offsets) == 0)
+        trimmed = pc.ascii_lower(pc.ascii_trim(raw, _ASCII_WHITESPACE))
+        return with_nulls(raw, pc.is_in(trimmed, value_set=pa.array(MISSING_LABELS)).to_numpy(zero_copy_only=False))
     raw = raw.astype(object)
-    labels = raw.where(raw.astype(str).str.strip() != "", None).to_numpy()
-    return pa.array(labels, type=pa.string(), from_pandas=True)
+    missing = raw.isna() | raw.astype(str).str.strip().str.lower().isin(MISSING_LABELS)
+    return pa.array(raw.where(~missing, None).to_numpy(), type=pa.string(), from_pandas=True)
 
 
 def _parse_burstgpt(frame):
