@@ -293,6 +293,29 @@ def test_implausible_arrival_rate_warns_of_the_time_unit(tmp_path, unit, warned)
     assert (warning in done.stderr) == warned, done.stderr
 
 
+@pytest.mark.parametrize("times, warned", [
+    (["18:15", "18:15", "18:15", "18:16", "18:16", "18:17"], "whole minute (6 requests at 3 distinct times)"),
+    (["18:15:01", "18:15:01", "18:15:02", "18:15:02", "18:15:03", "18:15:03"], "whole second (6 requests at 3"),
+    (["18:15:01.5", "18:15:01.5", "18:15:02.5", "18:15:02.5", "18:15:03.5", "18:15:03.5"], "whole second"),
+    (["18:15:01", "18:15:02", "18:15:03", "18:15:04", "18:15:05", "18:15:06"], None),  # whole seconds, one at each
+    (["18:15:01.2", "18:15:01.2", "18:15:02.7", "18:15:02.7", "18:15:03.1", "18:15:03.1"], None),  # finer than seconds
+], ids=["minutes", "seconds", "seconds_apart", "one_a_second", "fine"])
+def test_datetimes_cut_to_whole_minutes_warn(run_cli, caplog, tmp_path, times, warned):
+    """An Azure trace saved from a spreadsheet with a "yyyy-mm-dd hh:mm" cell format keeps the minutes only: every
+    request of a minute arrives at once, a burst the trace never had, with exit 0 and nothing said. Datetimes that
+    are all whole minutes (seconds) from the first, several requests at each, now warn; the run goes on."""
+    rows = "".join(f"2023-11-16 {t},{100 + i},{10 + i}\n" for i, t in enumerate(times))
+    path = write(tmp_path, "t.csv", AZURE_HEADER + rows)
+    with caplog.at_level("WARNING", logger="kvsim.workload"):
+        status, _, err = run_cli("--trace-stats", "--no-plot", "--workload-trace", str(path))
+    assert status == 0, err
+    notes = [r.getMessage() for r in caplog.records if "every timestamp is a whole" in r.getMessage()]
+    if warned is None:
+        assert notes == []
+    else:
+        assert len(notes) == 1 and f"{path}: every timestamp is a {warned}" in notes[0], notes
+
+
 @pytest.mark.parametrize("last, unit, names", [
     (2_000_000_000, None, "timestamps in ms read as s? then pass --workload-time-unit ms"),  # 23 days in ms
     (2_000_000_000, "us", None),  # read as us the same file spans 2,000 s: plausible, no error
