@@ -263,6 +263,33 @@ def test_burstgpt_sessions_share_full_blocks(tmp_path):
     assert trace.session_id[3] == -1 and trace.session_id[0] == trace.session_id[2] == trace.session_id[4]
 
 
+@pytest.mark.parametrize("reader", ["fast", "quoted", "tolerant"])
+def test_header_names_in_another_letter_case(tmp_path, reader):
+    """A database export lowercases identifiers (BurstGPT's "request tokens", Azure's "timestamp"): the header was
+    an "unrecognised trace header", or with --workload-format "missing column(s)". A name that matches a column but
+    for letter case is that column, in each reader (pyarrow; pandas, under a quoted header; the csv module, after
+    a row with too many fields); two names folding to one column are refused as missing it."""
+    header = "timestamp,model,request tokens,response tokens,total tokens,log type,session id\n"
+    if reader == "quoted":
+        header = ",".join(f'"{name.upper()}"' for name in header.strip().split(",")) + "\n"
+    rows = "5,ChatGPT,40,7,47,Conversation log,A\n9,GPT-4,50,3,53,API log,\n12,ChatGPT,70,1,71,Conversation log,A\n"
+    if reader == "tolerant":
+        rows += "13,ChatGPT,70,1,71,Conversation log,A,extra\n"
+    trace = load(write(tmp_path, "b.csv", header + rows))
+    prov = trace.provenance
+    assert (prov.format, prov.rows_used, prov.block_ids) == ("burstgpt", 3, "synthetic-sessions")
+    assert prov.skip_reasons == ({"malformed_row": 1} if reader == "tolerant" else {})
+    assert trace.arrival_s.tolist() == [0.0, 4.0, 7.0]
+    assert (trace.input_tokens.tolist(), trace.output_tokens.tolist()) == ([40, 50, 70], [7, 3, 1])
+    assert trace.session_id.tolist() == [0, -1, 0]
+    azure = load(write(tmp_path, "a.csv", "timestamp,contexttokens,generatedtokens\n"
+                                          "2023-11-16 18:15:46.5,100,10\n2023-11-16 18:15:48.0,200,20\n"), format="azure")
+    assert (azure.arrival_s.tolist(), azure.input_tokens.tolist()) == ([0.0, 1.5], [100, 200])
+    with pytest.raises(TraceError, match="missing column.*TIMESTAMP"):
+        load(write(tmp_path, "two.csv", "timestamp,Timestamp,ContextTokens,GeneratedTokens\n"
+                                        "2023-11-16 18:15:46,2023-11-16 18:15:47,100,10\n"), format="azure")
+
+
 @pytest.mark.parametrize("spelling", ["NA", "nan", "NULL", "None", '"NA"', " n/a", "#N/A"])
 def test_burstgpt_missing_session_spellings_are_no_session(tmp_path, spelling):
     """A missing Session ID written as a word (pandas' .astype(str) "nan", R's "NA", "NULL", ...; quoted: the

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Iterator
 
@@ -31,6 +32,17 @@ def csv_fields(line: str) -> list[str]:
     except csv.Error:  # e.g. a field above the csv module's size limit: no real header has one
         fields = line.split(",")
     return [f.strip() for f in fields]
+
+
+def header_names(names: list[str], wanted: tuple[str, ...]) -> list[str]:
+    """A header's column names with each that names a ``wanted`` column but for letter case renamed to it (a
+    database export lowercases identifiers: ``timestamp,contexttokens,generatedtokens``). A column named exactly is
+    left as written, and so is a name that another of the header's names folds to as well (which one is meant
+    cannot be told: the column is then missing)."""
+    exact = set(names)
+    folds = Counter(name.casefold() for name in names)
+    by_fold = {column.casefold(): column for column in wanted if column not in exact}
+    return [by_fold.get(name.casefold(), name) if folds[name.casefold()] == 1 else name for name in names]
 
 
 class CsvParserError(Exception):
@@ -100,10 +112,11 @@ def _fast_csv(data: bytes, names: list[str], columns: list[str]) -> dict[str, pa
     return frame
 
 
-def _numbered(frames, first_row: int) -> Iterator[RawChunk]:
-    """Attach each frame's first 1-based row number and its malformed rows (the tolerant reader's MALFORMED)."""
+def _numbered(frames, first_row: int, wanted: tuple[str, ...]) -> Iterator[RawChunk]:
+    """Attach each frame's first 1-based row number and its malformed rows (the tolerant reader's MALFORMED); its
+    columns named as ``header_names`` names them."""
     for frame in frames:
-        frame.columns = [str(c).strip() for c in frame.columns]
+        frame.columns = header_names([str(c).strip() for c in frame.columns], wanted)
         malformed = (frame.iloc[:, 0] == MALFORMED).to_numpy(dtype=bool) if len(frame.columns) else None
         yield RawChunk(frame, first_row, len(frame), malformed)
         first_row += len(frame)
@@ -120,14 +133,14 @@ def _no_implicit_index(reader) -> Iterator[pd.DataFrame]:
         yield frame
 
 
-def _pandas_csv(source: Path | BinaryIO, first_row: int = 1) -> Iterator[RawChunk]:
+def _pandas_csv(source: Path | BinaryIO, wanted: tuple[str, ...], first_row: int = 1) -> Iterator[RawChunk]:
     """CSV chunks as strings through pandas' C engine, the reference reader; ``source`` starts with
     the header line, its rows are numbered from ``first_row``."""
     import pandas as pd
 
     try:
         with pd.read_csv(source, chunksize=readers.CHUNK_ROWS, **PANDAS_CSV) as reader:
-            yield from _numbered(_no_implicit_index(reader), first_row)
+            yield from _numbered(_no_implicit_index(reader), first_row, wanted)
     except pd.errors.ParserError as exc:
         raise CsvParserError(str(exc).strip()) from None
 
@@ -137,7 +150,7 @@ def _blank(fields: list[str]) -> bool:
     return not fields or (len(fields) == 1 and not fields[0].strip())
 
 
-def _tolerant_csv(path: Path) -> Iterator[RawChunk]:
+def _tolerant_csv(path: Path, wanted: tuple[str, ...]) -> Iterator[RawChunk]:
     """The whole CSV through Python's csv module, used only after pandas' C engine met a row it
     cannot hold. Empty fields past the header's (a delimiter ending each line, as some writers put one) are
     dropped: the named fields are as written. A row with more fields than the header, one of them past the
@@ -152,7 +165,7 @@ def _tolerant_csv(path: Path) -> Iterator[RawChunk]:
     first_row, rows = 1, []
 
     def chunk() -> Iterator[RawChunk]:
-        yield from _numbered([pd.DataFrame(rows, columns=names, dtype=str)], first_row)
+        yield from _numbered([pd.DataFrame(rows, columns=names, dtype=str)], first_row, wanted)
 
     with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh, skipinitialspace=True, strict=True)
@@ -183,14 +196,16 @@ def csv_chunks(path: Path, required: tuple[str, ...], optional: tuple[str, ...],
     the rest of the file to pandas, which alone knows where quoted records end. Tolerant: the
     whole file through the csv module (pandas met a row it cannot hold). pyarrow
     reads the ``required`` columns and those of ``optional`` the header has; pandas reads all."""
+    wanted = (*required, *optional)
     if tolerant:
-        yield from _tolerant_csv(path)
+        yield from _tolerant_csv(path, wanted)
         return
     layout = _csv_layout(path)
     if layout is None:
-        yield from _pandas_csv(path)
+        yield from _pandas_csv(path, wanted)
         return
     header, names = layout
+    names = header_names(names, wanted)
     columns = [*required, *(c for c in optional if c in names)]
     first_row, start = 1, len(header)
     with path.open("rb") as fh:
@@ -198,12 +213,12 @@ def csv_chunks(path: Path, required: tuple[str, ...], optional: tuple[str, ...],
         for data in line_chunks(fh):
             if b'"' in data:
                 fh.seek(start)
-                yield from _pandas_csv(io.BufferedReader(_HeaderThen(header, fh)), first_row=first_row)
+                yield from _pandas_csv(io.BufferedReader(_HeaderThen(header, fh)), wanted, first_row=first_row)
                 return
             start += len(data)
             frame = _fast_csv(data, names, columns)
             raws = [RawChunk(frame, first_row, len(frame[columns[0]]))] if frame is not None else \
-                list(_pandas_csv(io.BytesIO(header + data), first_row=first_row))
+                list(_pandas_csv(io.BytesIO(header + data), wanted, first_row=first_row))
             for raw in raws:
                 yield raw
                 first_row += raw.rows
