@@ -4,6 +4,8 @@ command lines and their outcomes, as ``tests/test_bad_inputs.py``'s (``tests/bad
 from __future__ import annotations
 
 import gzip
+import io
+import zipfile
 
 import pytest
 
@@ -17,6 +19,16 @@ from tests.bad_input_helpers import (
     mooncake,
     trace_stats,
 )
+
+
+def _zip(*members: str) -> bytes:
+    """A zip archive of empty members, in order (an Office Open XML workbook's first is [Content_Types].xml)."""
+    data = io.BytesIO()
+    with zipfile.ZipFile(data, "w") as archive:
+        for name in members:
+            archive.writestr(name, "")
+    return data.getvalue()
+
 
 # LLMServingSim's JSONL (docs/docs/workloads/jsonl-format.md): a flat record, and an agentic session of two calls
 LSS_FLAT = '{"input_toks": 100, "output_toks": 5, "arrival_time_ns": 0}\n'
@@ -34,6 +46,14 @@ CASES: dict[str, Case] = {
                                                 names=("m.jsonl", "UTF-16 text"),
                                                 files={"m.jsonl": MOONCAKE_OK.encode("utf-16-be")}),
     "utf32_with_bom_sniffed": Case(trace_stats(), names=("t.csv", "UTF-32 text"), files={"t.csv": AZURE_OK.encode("utf-32")}),
+    # a table saved in a binary format: named with the way to a text trace (a workbook was sent to unzip)
+    "excel_workbook": Case(trace_stats(trace="{tmp}/t.xlsx"), names=("t.xlsx", "an Excel workbook", "save it as CSV"),
+                           files={"t.xlsx": _zip("[Content_Types].xml", "_rels/.rels", "xl/workbook.xml")}),
+    "zipped_csv_still_zip": Case(trace_stats(trace="{tmp}/t.csv.zip"), names=("t.csv.zip", "zip-compressed", "unzip"),
+                                 files={"t.csv.zip": _zip("t.csv")}),
+    "parquet_file": Case(trace_stats("--workload-format", "azure", trace="{tmp}/t.parquet"),
+                         names=("t.parquet", "an Apache Parquet file", "CSV or JSON Lines"),
+                         files={"t.parquet": b"PAR1\x15\x04\x15" + bytes(64) + b"PAR1"}),
     "latin1_with_explicit_format": Case(trace_stats("--workload-format", "azure"), names=("t.csv", "UTF-8"),
                                         files={"t.csv": (AZURE_HEADER + "2023-11-16 18:15:10,100,10 caf\xe9\n").encode("latin-1")}),
     "latin1_after_the_sniffed_part": Case(trace_stats(), names=("t.csv", "UTF-8"),

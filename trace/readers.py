@@ -114,10 +114,28 @@ def wide_text(head: bytes) -> str | None:
     return None
 
 
+# Tables in binary formats, by their magic bytes (an Office Open XML workbook is a zip whose first member is
+# [Content_Types].xml; an Excel 97-2003 workbook an OLE2 file): named, with the way to a text trace; told before the
+# compressed files, so a workbook is not sent to unzip.
+TABLES = ((b"PAR1", "an Apache Parquet file", "write it as CSV or JSON Lines (pandas: read_parquet, then to_csv)"),
+          (b"ARROW1", "an Apache Arrow file", "write it as CSV or JSON Lines"),
+          (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an Excel 97-2003 workbook", "save it as CSV UTF-8"))
+
+
+def binary_table(head: bytes) -> tuple[str, str] | None:
+    """What binary table a file's first bytes hold, and the way to a text trace; None for none of ``TABLES``."""
+    if head.startswith(b"PK\x03\x04") and (b"[Content_Types].xml" in head[:256] or b"xl/" in head[:256]):
+        return "an Excel workbook (.xlsx)", "save it as CSV UTF-8"
+    return next(((kind, way) for magic, kind, way in TABLES if head.startswith(magic)), None)
+
+
 def check_text(path: Path, head: bytes) -> None:
     """A trace is UTF-8 text: reject an empty, compressed, binary or otherwise encoded file by its first bytes."""
     if not head:
         raise TraceError(f"{path}: the file is empty")
+    table = binary_table(head)
+    if table is not None:
+        raise TraceError(f"{path}: {table[0]}, not a text trace: {table[1]}")
     for magic, kind, tool in COMPRESSED:
         if head.startswith(magic) and (kind != "bzip2" or head[3:4].isdigit()):
             raise TraceError(f"{path}: {kind}-compressed, not a text trace: decompress it first ({tool} {path.name})")
