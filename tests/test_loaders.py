@@ -290,6 +290,36 @@ def test_header_names_in_another_letter_case(tmp_path, reader):
                                         "2023-11-16 18:15:46,2023-11-16 18:15:47,100,10\n"), format="azure")
 
 
+@pytest.mark.parametrize("reader", ["fast", "quoted", "tolerant"])
+@pytest.mark.parametrize("delimiter", [";", "\t", "|"], ids=["semicolon", "tab", "pipe"])
+def test_fields_separated_by_another_delimiter(tmp_path, delimiter, reader):
+    """A spreadsheet in a locale with a decimal comma saves "CSV" with semicolons; tab-separated text and pipe-
+    separated database dumps are as common. The header was an "unrecognised trace header" though it names the
+    columns under its own separator. Read in each reader (pyarrow; pandas, under quotes; the csv module, after a
+    row with too many fields, which stays malformed), with a strict error naming its row and line."""
+    rows = [["Timestamp", "Model", "Request tokens", "Response tokens", "Total tokens", "Log Type", "Session ID"],
+            ["5", "ChatGPT", "40", "7", "47", "Conversation log", "A"],
+            ["9", "GPT-4", "50", "3", "53", "API log", ""],
+            ["12", "ChatGPT", "70", "1", "71", "Conversation log", "A"]]
+    if reader == "tolerant":
+        rows.append(["13", "ChatGPT", "70", "1", "71", "Conversation log", "A", "extra"])
+    quote = '"' if reader == "quoted" else ""
+    text = "".join(delimiter.join(f"{quote}{field}{quote}" for field in row) + "\n" for row in rows)
+    trace = load(write(tmp_path, "b.csv", text))
+    prov = trace.provenance
+    assert (prov.format, prov.rows_used, prov.block_ids) == ("burstgpt", 3, "synthetic-sessions")
+    assert prov.skip_reasons == ({"malformed_row": 1} if reader == "tolerant" else {})
+    assert trace.arrival_s.tolist() == [0.0, 4.0, 7.0]
+    assert (trace.input_tokens.tolist(), trace.output_tokens.tolist()) == ([40, 50, 70], [7, 3, 1])
+    assert trace.session_id.tolist() == [0, -1, 0]
+    if reader == "tolerant":
+        with pytest.raises(TraceError, match=r"row 4 \(line 5\): malformed row"):
+            load(write(tmp_path, "b.csv", text), strict_validation=True)
+    azure = "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.5,100,10\n2023-11-16 18:15:48.0,200,20\n"
+    trace = load(write(tmp_path, "a.csv", azure.replace(",", delimiter)), format="azure")
+    assert (trace.arrival_s.tolist(), trace.input_tokens.tolist()) == ([0.0, 1.5], [100, 200])
+
+
 @pytest.mark.parametrize("spelling", ["NA", "nan", "NULL", "None", '"NA"', " n/a", "#N/A"])
 def test_burstgpt_missing_session_spellings_are_no_session(tmp_path, spelling):
     """A missing Session ID written as a word (pandas' .astype(str) "nan", R's "NA", "NULL", ...; quoted: the

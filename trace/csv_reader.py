@@ -25,13 +25,28 @@ if TYPE_CHECKING:
 MALFORMED = "\x00malformed row"
 PANDAS_CSV = dict(dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8")
 
-def csv_fields(line: str) -> list[str]:
+# Field separators a CSV trace may use: the comma; the semicolon a spreadsheet writes in a locale whose decimal
+# separator is the comma; the tab of tab-separated text; the pipe of database dumps. A file's is the first under
+# which its header names a format's columns (``header_delimiter``).
+DELIMITERS = (",", ";", "\t", "|")
+
+
+def csv_fields(line: str, delimiter: str = ",") -> list[str]:
     """The fields of one CSV line (a header), blanks around each removed."""
     try:
-        fields = next(csv.reader([line], skipinitialspace=True), [])
+        fields = next(csv.reader([line], delimiter=delimiter, skipinitialspace=True), [])
     except csv.Error:  # e.g. a field above the csv module's size limit: no real header has one
-        fields = line.split(",")
+        fields = line.split(delimiter)
     return [f.strip() for f in fields]
+
+
+def header_delimiter(line: str, signature: tuple[str, ...], optional: tuple[str, ...] = ()) -> str:
+    """The separator (of ``DELIMITERS``) under which a header line names every column of ``signature`` (as
+    ``header_names`` reads them); the comma when none does (the header check then names the columns missing)."""
+    for delimiter in DELIMITERS:
+        if set(signature) <= set(header_names(csv_fields(line, delimiter), (*signature, *optional))):
+            return delimiter
+    return ","
 
 
 def header_names(names: list[str], wanted: tuple[str, ...]) -> list[str]:
@@ -49,7 +64,7 @@ class CsvParserError(Exception):
     """pandas' C reader met a row it cannot hold (too many fields): the tolerant reader must decide."""
 
 
-def _csv_layout(path: Path) -> tuple[bytes, list[str]] | None:
+def _csv_layout(path: Path, delimiter: str) -> tuple[bytes, list[str]] | None:
     """The header line (as bytes) and the column names, when the fast reader may read this file:
     the header is line 1, ASCII, without quotes, and names each column once (pandas would rename
     a repeated name). Otherwise None: pandas reads the whole file."""
@@ -58,7 +73,7 @@ def _csv_layout(path: Path) -> tuple[bytes, list[str]] | None:
     text = line[len(BOM_BYTES):] if line.startswith(BOM_BYTES) else line
     if not text.strip() or not text.isascii() or b'"' in text or not line.endswith(b"\n"):
         return None
-    names = csv_fields(text.decode())
+    names = csv_fields(text.decode(), delimiter)
     return (line, names) if len(set(names)) == len(names) else None
 
 
@@ -87,7 +102,7 @@ def _plain_csv(data: bytes) -> bool:
             and (b"\r" not in data or data.count(b"\r") == data.count(b"\r\n")))
 
 
-def _fast_csv(data: bytes, names: list[str], columns: list[str]) -> dict[str, pa.Array] | None:
+def _fast_csv(data: bytes, names: list[str], columns: list[str], delimiter: str = ",") -> dict[str, pa.Array] | None:
     """``columns`` of a chunk as text through pyarrow's CSV reader, or None where it cannot decide
     (then pandas reads the chunk). A field read that starts with a blank is such a case: pandas
     drops blanks before a field (skipinitialspace), pyarrow keeps them."""
@@ -97,7 +112,7 @@ def _fast_csv(data: bytes, names: list[str], columns: list[str]) -> dict[str, pa
         table = pa_csv.read_csv(
             pa.BufferReader(data),
             read_options=pa_csv.ReadOptions(column_names=names),
-            parse_options=pa_csv.ParseOptions(newlines_in_values=False),
+            parse_options=pa_csv.ParseOptions(delimiter=delimiter, newlines_in_values=False),
             convert_options=pa_csv.ConvertOptions(include_columns=columns, column_types={c: pa.string() for c in columns},
                                                   null_values=[], strings_can_be_null=False,
                                                   quoted_strings_can_be_null=False))
@@ -133,13 +148,13 @@ def _no_implicit_index(reader) -> Iterator[pd.DataFrame]:
         yield frame
 
 
-def _pandas_csv(source: Path | BinaryIO, wanted: tuple[str, ...], first_row: int = 1) -> Iterator[RawChunk]:
+def _pandas_csv(source: Path | BinaryIO, wanted: tuple[str, ...], delimiter: str, first_row: int = 1) -> Iterator[RawChunk]:
     """CSV chunks as strings through pandas' C engine, the reference reader; ``source`` starts with
     the header line, its rows are numbered from ``first_row``."""
     import pandas as pd
 
     try:
-        with pd.read_csv(source, chunksize=readers.CHUNK_ROWS, **PANDAS_CSV) as reader:
+        with pd.read_csv(source, chunksize=readers.CHUNK_ROWS, sep=delimiter, **PANDAS_CSV) as reader:
             yield from _numbered(_no_implicit_index(reader), first_row, wanted)
     except pd.errors.ParserError as exc:
         raise CsvParserError(str(exc).strip()) from None
@@ -150,7 +165,7 @@ def _blank(fields: list[str]) -> bool:
     return not fields or (len(fields) == 1 and not fields[0].strip())
 
 
-def _tolerant_csv(path: Path, wanted: tuple[str, ...]) -> Iterator[RawChunk]:
+def _tolerant_csv(path: Path, wanted: tuple[str, ...], delimiter: str) -> Iterator[RawChunk]:
     """The whole CSV through Python's csv module, used only after pandas' C engine met a row it
     cannot hold. Empty fields past the header's (a delimiter ending each line, as some writers put one) are
     dropped: the named fields are as written. A row with more fields than the header, one of them past the
@@ -161,14 +176,15 @@ def _tolerant_csv(path: Path, wanted: tuple[str, ...]) -> Iterator[RawChunk]:
     of the file read as one field."""
     import pandas as pd
 
-    names = [str(c) for c in pd.read_csv(path, nrows=0, dtype=str, skipinitialspace=True, encoding="utf-8").columns]
+    names = [str(c) for c in pd.read_csv(path, nrows=0, sep=delimiter, dtype=str, skipinitialspace=True,
+                                         encoding="utf-8").columns]
     first_row, rows = 1, []
 
     def chunk() -> Iterator[RawChunk]:
         yield from _numbered([pd.DataFrame(rows, columns=names, dtype=str)], first_row, wanted)
 
     with path.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh, skipinitialspace=True, strict=True)
+        reader = csv.reader(fh, delimiter=delimiter, skipinitialspace=True, strict=True)
         start = 1  # the line the record being read begins on
         try:
             next(reader, None)  # the header
@@ -190,19 +206,21 @@ def _tolerant_csv(path: Path, wanted: tuple[str, ...]) -> Iterator[RawChunk]:
         yield from chunk()
 
 
-def csv_chunks(path: Path, required: tuple[str, ...], optional: tuple[str, ...], tolerant: bool) -> Iterator[RawChunk]:
+def csv_chunks(path: Path, required: tuple[str, ...], optional: tuple[str, ...], tolerant: bool,
+               delimiter: str = ",") -> Iterator[RawChunk]:
     """The CSV's rows in chunks: pyarrow where it can decide, pandas' C engine where not (under the
     file's header, so it parses exactly as it would the whole file). A chunk with a quote hands
     the rest of the file to pandas, which alone knows where quoted records end. Tolerant: the
     whole file through the csv module (pandas met a row it cannot hold). pyarrow
-    reads the ``required`` columns and those of ``optional`` the header has; pandas reads all."""
+    reads the ``required`` columns and those of ``optional`` the header has; pandas reads all. Fields are
+    separated by ``delimiter`` (``header_delimiter``)."""
     wanted = (*required, *optional)
     if tolerant:
-        yield from _tolerant_csv(path, wanted)
+        yield from _tolerant_csv(path, wanted, delimiter)
         return
-    layout = _csv_layout(path)
+    layout = _csv_layout(path, delimiter)
     if layout is None:
-        yield from _pandas_csv(path, wanted)
+        yield from _pandas_csv(path, wanted, delimiter)
         return
     header, names = layout
     names = header_names(names, wanted)
@@ -213,12 +231,12 @@ def csv_chunks(path: Path, required: tuple[str, ...], optional: tuple[str, ...],
         for data in line_chunks(fh):
             if b'"' in data:
                 fh.seek(start)
-                yield from _pandas_csv(io.BufferedReader(_HeaderThen(header, fh)), wanted, first_row=first_row)
+                yield from _pandas_csv(io.BufferedReader(_HeaderThen(header, fh)), wanted, delimiter, first_row=first_row)
                 return
             start += len(data)
-            frame = _fast_csv(data, names, columns)
+            frame = _fast_csv(data, names, columns, delimiter)
             raws = [RawChunk(frame, first_row, len(frame[columns[0]]))] if frame is not None else \
-                list(_pandas_csv(io.BytesIO(header + data), wanted, first_row=first_row))
+                list(_pandas_csv(io.BytesIO(header + data), wanted, delimiter, first_row=first_row))
             for raw in raws:
                 yield raw
                 first_row += raw.rows

@@ -40,7 +40,7 @@ import pyarrow as pa
 from sim.config_fields import INT64_MAX  # block and token ids are interned as int64
 from sim.errors import TraceError, quote
 from trace.arrow import from_numpy, numpy_view, text_buffers, with_nulls
-from trace.csv_reader import csv_fields, header_names
+from trace.csv_reader import csv_fields, header_delimiter, header_names
 from trace.jsonl_reader import JSONL_EXPECTED, json_line_problem, json_object
 from trace.readers import IdLists, first_line
 from trace.validation import CODE, numeric_column
@@ -390,14 +390,14 @@ def sniff_format(path: Path) -> str:
             raise TraceError(f"{path}: line 1 is {json_line_problem(first)}, so the format cannot be detected "
                              f"({JSONL_EXPECTED}): {quote(first)}")
         keys = set(obj)
-        candidates = [f for f in FORMATS.values() if f.kind == "jsonl"]
+        for fmt in (f for f in FORMATS.values() if f.kind == "jsonl"):
+            if set(fmt.signature) <= keys or any(key in keys for key, _ in fmt.refused):
+                return fmt.name  # (a record it refuses is its own: the loader names the record and why)
     else:
-        keys = set(csv_fields(first))
-        candidates = [f for f in FORMATS.values() if f.kind == "csv"]
-    for fmt in candidates:
-        named = keys if fmt.kind == "jsonl" else set(header_names(list(keys), (*fmt.signature, *fmt.optional)))
-        if set(fmt.signature) <= named or any(key in keys for key, _ in fmt.refused):
-            return fmt.name  # (a record it refuses is its own: the loader names the record and why)
+        for fmt in (f for f in FORMATS.values() if f.kind == "csv"):
+            delimiter = header_delimiter(first, fmt.signature, fmt.optional)
+            if set(fmt.signature) <= set(header_names(csv_fields(first, delimiter), (*fmt.signature, *fmt.optional))):
+                return fmt.name
     if first.startswith("["):  # no CSV header starts so: JSON, an array (of records) rather than JSON Lines
         raise TraceError(f"{path}: line 1 is {json_line_problem(first)}, not a CSV header; a JSON trace must be "
                          f"JSON Lines, one object per line: {quote(first)}")
