@@ -154,7 +154,11 @@ def warn_if_datetimes_coarse(trace: Trace) -> None:
     if trace.provenance.time_unit is not None or trace.provenance.format not in _datetime_formats():
         return
     arrival = trace.arrival_s
-    distinct = len(np.unique(arrival))
+    second = COARSE_DATETIME_UNITS[-1][0]
+    if np.any(np.fmod(arrival[:4096], second)) or np.any(np.fmod(arrival, second)):  # the usual case: told early
+        return
+    steps = np.diff(arrival)
+    distinct = 1 + int(np.count_nonzero(steps)) if (steps >= 0).all() else len(np.unique(arrival))
     if len(arrival) < 2 * distinct or distinct < 3:  # (relative times: two distinct ones may be a whole unit apart)
         return
     unit, name = next(((u, n) for u, n in COARSE_DATETIME_UNITS if not np.any(np.fmod(arrival, u))), (None, None))
