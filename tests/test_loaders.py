@@ -320,6 +320,19 @@ def test_fields_separated_by_another_delimiter(tmp_path, delimiter, reader):
     assert (trace.arrival_s.tolist(), trace.input_tokens.tolist()) == ([0.0, 1.5], [100, 200])
 
 
+def test_datetime_fraction_after_a_comma(tmp_path):
+    """ISO 8601 allows a comma before a time's fraction of a second, as a locale with a decimal comma writes it (and
+    a semicolon-separated export from such a spreadsheet): pandas reads only the point, so such rows were skipped as
+    bad_timestamp. Both marks read alike; a comma not followed by digits is still a bad timestamp."""
+    text = ("TIMESTAMP;ContextTokens;GeneratedTokens\n2023-11-16 18:15:46,68;100;10\n2023-11-16T18:15:47,5;200;20\n"
+            "2023-11-16 18:15:49;300;30\n2023-11-16 18:15:50,x;400;40\n")
+    trace = load(write(tmp_path, "a.csv", text))
+    assert (trace.provenance.rows_used, trace.provenance.skip_reasons) == (3, {"bad_timestamp": 1})
+    assert trace.arrival_s.tolist() == pytest.approx([0.0, 0.82, 2.32], abs=1e-9)
+    quoted = AZURE_HEADER + '"2023-11-16 18:15:46,25",100,10\n"2023-11-16 18:15:47,75",200,20\n'
+    assert load(write(tmp_path, "q.csv", quoted)).arrival_s.tolist() == [0.0, 1.5]
+
+
 @pytest.mark.parametrize("spelling", ["NA", "nan", "NULL", "None", '"NA"', " n/a", "#N/A"])
 def test_burstgpt_missing_session_spellings_are_no_session(tmp_path, spelling):
     """A missing Session ID written as a word (pandas' .astype(str) "nan", R's "NA", "NULL", ...; quoted: the

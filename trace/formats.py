@@ -178,6 +178,9 @@ def _datetime_ns(text: pa.Array) -> np.ndarray | None:
         return None
 
 
+_COMMA_FRACTION = r"(?<=\d\d:\d\d:\d\d),(?=\d)"  # the comma between a time's seconds and their fraction
+
+
 def _parse_datetimes(raw) -> tuple[np.ndarray, np.ndarray]:
     """Nanoseconds since the epoch (UTC, int64) of ISO 8601 texts (0 where a text is bad), and a reason per row."""
     if isinstance(raw, pa.Array):
@@ -190,7 +193,10 @@ def _parse_datetimes(raw) -> tuple[np.ndarray, np.ndarray]:
         raw = pd.Series(raw.to_numpy(zero_copy_only=False), dtype=str)
     raw = raw.astype(object)
     missing = raw.isna().to_numpy() | (raw.astype(str).str.strip() == "").to_numpy()
-    parsed = pd.to_datetime(raw.where(~missing, None), format="ISO8601", errors="coerce", utc=True)
+    # ISO 8601 allows a comma before the fraction of a second (as a locale with a decimal comma writes it); pandas
+    # reads only the point
+    text = raw.where(~missing, None).str.replace(_COMMA_FRACTION, ".", regex=True)
+    parsed = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
     # pandas picks the unit from the texts (a chunk of whole seconds parses in seconds), so a time
     # beyond nanosecond timestamps' range (years 1677-2262) would overflow below: it is a bad one.
     utc_min, utc_max = pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC")
