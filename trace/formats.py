@@ -257,23 +257,25 @@ def _parse_burstgpt(frame):
     return chunk, cols, reasons
 
 
-def _id_list_reason(ids: list) -> int:
-    """0 for a list of ids that fit numpy's int64; else why not."""
-    if not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in ids):
+def _id_list_reason(ids: list, signed: bool) -> int:
+    """0 for a list of ids that fit numpy's int64 (non-negative unless ``signed``); else why not."""
+    if not all(isinstance(x, int) and not isinstance(x, bool) and (signed or x >= 0) for x in ids):
         return CODE["bad_hash_ids"]
-    return CODE["id_out_of_range"] if max(ids) > INT64_MAX else 0
+    return CODE["id_out_of_range"] if max(ids) > INT64_MAX or min(ids) < -INT64_MAX - 1 else 0
 
 
-def _list_column(values, empty_reason: str) -> tuple[IdLists, np.ndarray, np.ndarray]:
-    """A column of id lists as flat ids, a reason per row (missing, not a list of non-negative
-    integers, empty, an id beyond int64) and each row's length as written (-1: not a list).
-    The reference reader's rows that are not a valid list hold no ids."""
+def _list_column(values, empty_reason: str, signed: bool = False) -> tuple[IdLists, np.ndarray, np.ndarray]:
+    """A column of id lists as flat ids, a reason per row (missing, not a list of integers, non-negative unless
+    ``signed``, empty, an id beyond int64) and each row's length as written (-1: not a list). Block hash ids are
+    signed: a hash is a label, and signed 64-bit hashes (Python's hash(), vLLM's block hashes) are half negative;
+    token ids are not. The reference reader's rows that are not a valid list hold no ids."""
     if isinstance(values, IdLists):  # the fast reader's: lists of int64, none null
         lengths = values.lengths
         reason = np.where(lengths == 0, CODE[empty_reason], 0).astype(np.int8)
-        negative = np.zeros(len(values), dtype=bool)
-        negative[np.searchsorted(values.offsets, np.flatnonzero(values.values < 0), side="right") - 1] = True
-        reason[(reason == 0) & negative] = CODE["bad_hash_ids"]
+        if not signed:
+            negative = np.zeros(len(values), dtype=bool)
+            negative[np.searchsorted(values.offsets, np.flatnonzero(values.values < 0), side="right") - 1] = True
+            reason[(reason == 0) & negative] = CODE["bad_hash_ids"]
         return values, reason, lengths
     is_list = values.map(lambda v: isinstance(v, list)).to_numpy()
     missing = values.map(lambda v: v is None or (isinstance(v, float) and np.isnan(v))).to_numpy()
@@ -284,7 +286,7 @@ def _list_column(values, empty_reason: str) -> tuple[IdLists, np.ndarray, np.nda
     reason[(reason == 0) & (lengths == 0)] = CODE[empty_reason]
     ok_lists = np.flatnonzero(reason == 0)
     if len(ok_lists):
-        reason[ok_lists] = values.iloc[ok_lists].map(_id_list_reason).to_numpy(dtype=np.int8)
+        reason[ok_lists] = values.iloc[ok_lists].map(lambda ids: _id_list_reason(ids, signed)).to_numpy(dtype=np.int8)
     lists = IdLists.from_lists([v if r == 0 else () for v, r in zip(values.tolist(), reason, strict=True)])
     return lists, reason, lengths
 
@@ -293,7 +295,7 @@ def _parse_mooncake(frame):
     """Mooncake's keys; whether each row's ``hash_ids`` cover its prompt in blocks of the trace's size is
     checked by the loader (``hash_ids_mismatch``), once that size is known (``infer_block_tokens``)."""
     chunk, cols, reasons = _parse_tokens(frame, "timestamp", "input_length", "output_length", ts_numeric=True)
-    hash_ids, r_hash, _ = _list_column(_column(frame, "hash_ids"), "empty_hash_ids")
+    hash_ids, r_hash, _ = _list_column(_column(frame, "hash_ids"), "empty_hash_ids", signed=True)
     chunk.hash_ids = hash_ids
     if "parent_chat_id" in frame:  # Alibaba Bailian's variant: chats chained by their parents
         chunk.chat_id, r_chat = numeric_column(_column(frame, "chat_id"))
