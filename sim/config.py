@@ -19,7 +19,14 @@ from typing import Any, Literal, Mapping
 
 from sim.config_fields import FRACTION, POSITIVE, build_dataclass, deep_merge, domain, set_dotted
 from sim.config_rules import validate
-from sim.config_yaml import GPU_PATH_HINT, MODEL_PATH_HINT, parse_set, read_config_file, resolve_paths
+from sim.config_yaml import (
+    GPU_PATH_HINT,
+    MODEL_PATH_HINT,
+    expand_home_paths,
+    parse_set,
+    read_config_file,
+    resolve_paths,
+)
 from sim.errors import ConfigError
 
 # ------------------------------------------------------------------------ value bounds
@@ -435,7 +442,7 @@ def load_config(
         layer = _dotted_layer({key: value})
         _validated(layer, flag)
         raw = _merge_layer(raw, layer)
-    config = build_dataclass(Config, raw, "")
+    config = build_dataclass(Config, expand_home_paths(raw), "")
     if rules:
         validate(config)
     return config

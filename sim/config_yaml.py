@@ -11,7 +11,7 @@ import copy
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -213,6 +213,17 @@ def is_path_value(dotted: str, value: Any) -> bool:
 
 def resolve_paths(layer: dict[str, Any], base: Path) -> dict[str, Any]:
     """Rewrite relative path values of ``layer`` (read from a file in ``base``) relative to the cwd."""
+    return map_path_settings(layer, lambda dotted, value: rebase_setting(base, dotted, value))
+
+
+def expand_home_paths(layer: dict[str, Any]) -> dict[str, Any]:
+    """``layer`` with a path value that starts with ``~`` (``--set workload.trace=~/t.csv``, which no shell expands)
+    in the home folder, as a shell would have put it."""
+    return map_path_settings(layer, lambda dotted, value: expand_home(value) if is_path_value(dotted, value) else value)
+
+
+def map_path_settings(layer: dict[str, Any], rewrite: Callable[[str, Any], Any]) -> dict[str, Any]:
+    """A copy of ``layer`` with the value of each path key it sets (``PATH_KEYS``, ``CACHE_KEYS``) rewritten."""
     out = copy.deepcopy(layer)
     for dotted in PATH_KEYS + CACHE_KEYS:
         node = out
@@ -220,8 +231,14 @@ def resolve_paths(layer: dict[str, Any], base: Path) -> dict[str, Any]:
         for part in parents:
             node = node.get(part) if isinstance(node, dict) else None
         if isinstance(node, dict) and leaf in node:
-            node[leaf] = rebase_setting(base, dotted, node[leaf])
+            node[leaf] = rewrite(dotted, node[leaf])
     return out
+
+
+def expand_home(value: str) -> str:
+    """A path written from the home folder (``~/traces/t.csv``, ``~user/t.csv``) expanded as a shell expands it;
+    any other unchanged. A config file or ``--set`` is read by no shell, so ``~`` was a folder named ``~``."""
+    return os.path.expanduser(value) if value.startswith("~") else value
 
 
 def rebase_path(base: Path, value: str) -> str:
@@ -234,6 +251,7 @@ def rebase_setting(base: Path, dotted: str, value: Any) -> Any:
     and still written as one (``./NAME``, not ``NAME``) for a name-or-path key."""
     if not is_path_value(dotted, value) or not value.strip():
         return value  # not a path, or an empty one (kept empty, to be refused as such, not read as the file's folder)
+    value = expand_home(value)
     rebased = rebase_path(base, value)
     if dotted in NAME_OR_PATH_KEYS and not os.path.exists(rebased) and _names_an_entry(value):
         return value  # a model's Hugging Face id (meta-llama/Llama-3.1-8B) with no such folder: the name

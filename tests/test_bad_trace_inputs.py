@@ -4,6 +4,8 @@ command lines and their outcomes, as ``tests/test_bad_inputs.py``'s (``tests/bad
 from __future__ import annotations
 
 import gzip
+import io
+import zipfile
 
 import pytest
 
@@ -18,15 +20,49 @@ from tests.bad_input_helpers import (
     trace_stats,
 )
 
+
+def _zip(*members: str) -> bytes:
+    """A zip archive of empty members, in order (an Office Open XML workbook's first is [Content_Types].xml)."""
+    data = io.BytesIO()
+    with zipfile.ZipFile(data, "w") as archive:
+        for name in members:
+            archive.writestr(name, "")
+    return data.getvalue()
+
+
+# LLMServingSim's JSONL (docs/docs/workloads/jsonl-format.md): a flat record, and an agentic session of two calls
+LSS_FLAT = '{"input_toks": 100, "output_toks": 5, "arrival_time_ns": 0}\n'
+LSS_SESSION = ('{"session_id": "s0", "arrival_time_ns": 1000, "sub_requests": [{"input_toks": 100, "output_toks": 5, '
+               '"tool_duration_ns": 10}, {"input_toks": 120, "output_toks": 5}]}\n')
+
 CASES: dict[str, Case] = {
     # ---- trace files
     "binary_with_explicit_format": Case(trace_stats("--workload-format", "azure", trace="{tmp}/t.bin"),
                                         names=("t.bin", "binary"), files={"t.bin": bytes(range(256)) * 64}),
+    # UTF-16 (Windows PowerShell 5's ">", Excel's "Unicode Text"): named with the way out, not "binary data"
+    "utf16_with_bom_sniffed": Case(trace_stats(), names=("t.csv", "UTF-16 text, not UTF-8", "iconv"),
+                                   files={"t.csv": AZURE_OK.replace("\n", "\r\n").encode("utf-16")}),
+    "utf16be_without_bom_explicit_format": Case(trace_stats("--workload-format", "mooncake", trace="{tmp}/m.jsonl"),
+                                                names=("m.jsonl", "UTF-16 text"),
+                                                files={"m.jsonl": MOONCAKE_OK.encode("utf-16-be")}),
+    "utf32_with_bom_sniffed": Case(trace_stats(), names=("t.csv", "UTF-32 text"), files={"t.csv": AZURE_OK.encode("utf-32")}),
+    # a table saved in a binary format: named with the way to a text trace (a workbook was sent to unzip)
+    "excel_workbook": Case(trace_stats(trace="{tmp}/t.xlsx"), names=("t.xlsx", "an Excel workbook", "save it as CSV"),
+                           files={"t.xlsx": _zip("[Content_Types].xml", "_rels/.rels", "xl/workbook.xml")}),
+    "zipped_csv_still_zip": Case(trace_stats(trace="{tmp}/t.csv.zip"), names=("t.csv.zip", "zip-compressed", "unzip"),
+                                 files={"t.csv.zip": _zip("t.csv")}),
+    "parquet_file": Case(trace_stats("--workload-format", "azure", trace="{tmp}/t.parquet"),
+                         names=("t.parquet", "an Apache Parquet file", "CSV or JSON Lines"),
+                         files={"t.parquet": b"PAR1\x15\x04\x15" + bytes(64) + b"PAR1"}),
     "latin1_with_explicit_format": Case(trace_stats("--workload-format", "azure"), names=("t.csv", "UTF-8"),
                                         files={"t.csv": (AZURE_HEADER + "2023-11-16 18:15:10,100,10 caf\xe9\n").encode("latin-1")}),
     "latin1_after_the_sniffed_part": Case(trace_stats(), names=("t.csv", "UTF-8"),
                                           files={"t.csv": (AZURE_OK * 9000 + "2023-11-16 18:15:10,1\xe9,10\n").encode("latin-1")}),
     "empty_file": Case(trace_stats(), names=("t.csv", "empty"), files={"t.csv": ""}),
+    # blank lines only (a BOM too): said so, not "unrecognised trace header ''" or "missing column(s)...; header: ''"
+    "blank_lines_only_sniffed": Case(trace_stats(), names=("t.csv", "only blank lines"), files={"t.csv": "\n \r\n\t\n"}),
+    "bom_and_blank_line_explicit_format": Case(trace_stats("--workload-format", "azure"), names=("t.csv", "only blank lines"),
+                                               files={"t.csv": "\ufeff\n\n"}),
     "header_only": Case(trace_stats(), names=("no valid requests", "t.csv", "0 rows"), files={"t.csv": AZURE_HEADER}),
     "every_row_bad": Case(trace_stats(), names=("no valid requests", "t.csv", "non_numeric: 2"),
                           files={"t.csv": AZURE_HEADER + "2023-11-16 18:15:10,x,1\n2023-11-16 18:15:11,y,1\n"}),
@@ -54,6 +90,15 @@ CASES: dict[str, Case] = {
                                            + "\n17\n"}),
     "json_array_line_counted": Case(trace_stats(trace="{tmp}/m.jsonl"), skips={"malformed_row": 1},
                                     files={"m.jsonl": MOONCAKE_OK + "[0, 600, 5, [1, 2]]\n"}),
+    # LLMServingSim's agentic sessions (calls released as earlier ones complete): refused by line, not read as one
+    # row missing input_toks whose calls were lost (a file of sessions only was an "unrecognised trace header")
+    "llmservingsim_agentic_sessions_sniffed": Case(trace_stats(trace="{tmp}/a.jsonl"),
+                                                   names=("a.jsonl", "line 1 is an LLMServingSim agentic session",
+                                                          "sub_requests"),
+                                                   files={"a.jsonl": LSS_SESSION + LSS_SESSION}),
+    "llmservingsim_agentic_among_flat": Case(trace_stats("--workload-format", "llmservingsim", trace="{tmp}/a.jsonl"),
+                                             names=("a.jsonl", "line 3 is an LLMServingSim agentic session"),
+                                             files={"a.jsonl": LSS_FLAT + "\n" + LSS_SESSION + LSS_FLAT}),
     "unrecognised_header": Case(trace_stats(), names=("t.csv", "unrecognised"), files={"t.csv": "a,b,c\n1,2,3\n"}),
     "huge_header_line": Case(trace_stats(), names=("t.csv", "MiB"), files={"t.csv": "x" * (17 << 20) + "\n1,2,3\n"}),
     "long_header_explicit_format": Case(trace_stats("--workload-format", "azure"), names=("t.csv", "ContextTokens"),

@@ -224,3 +224,22 @@ def test_an_empty_config_file_or_overlay_is_refused(run_cli, tmp_path, flag, nam
     empty.write_text(text)
     status, _, err = run_cli(flag, empty, "--workload-limit", "5", "--no-plot")
     assert status == 2 and f"{named} {empty} is empty" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_trace_path_from_the_home_folder(tmp_path, monkeypatch):
+    """A config file and --set are read by no shell: "workload.trace: ~/traces/t.csv" was a folder named "~" (in a
+    YAML file, under the file's own folder), refused as "does not exist". A path starting with ~ is in the home
+    folder (HOME here: tmp_path/home), whichever layer writes it; a ~ inside a path is a name like any other."""
+    home = tmp_path / "home"
+    (home / "traces").mkdir(parents=True)
+    (home / "traces" / "t.csv").write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46,100,10\n")
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "c.yaml").write_text("workload: {trace: ~/traces/t.csv}\n")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    expected = str(home / "traces" / "t.csv")
+    assert load_config("cfg/c.yaml").workload.trace == expected
+    assert load_config(sets=["workload.trace=~/traces/t.csv"]).workload.trace == expected
+    assert load_config(flags=[("--workload-trace", "workload.trace", "~/traces/t.csv")]).workload.trace == expected
+    with pytest.raises(ConfigError, match="'a~/t.csv' does not exist"):
+        load_config(sets=["workload.trace=a~/t.csv"])

@@ -78,7 +78,7 @@ def _load_outcome(path, monkeypatch, fast: bool, chunk_rows: int | None, **workl
         if chunk_rows is not None:
             patch.setattr(readers, "CHUNK_ROWS", chunk_rows)
         if not fast:  # the reference readers only: whole-file pandas for CSV, orjson line by line for JSONL
-            patch.setattr(csv_reader, "_csv_layout", lambda _path: None)
+            patch.setattr(csv_reader, "_csv_layout", lambda *_args: None)
             patch.setattr(jsonl_reader, "_fast_jsonl", lambda *_args: None)
         try:
             trace = load(path, **workload)

@@ -75,16 +75,23 @@ def test_old_mac_line_ends_read_as_line_ends(tmp_path, header):
         assert getattr(mac, attr).tolist() == getattr(unix, attr).tolist()
 
 
-def test_every_row_one_field_too_many_is_malformed_not_shifted(tmp_path):
+def test_trailing_delimiter_rows_read_unshifted_extra_value_malformed(tmp_path):
     """A trailing comma on every data row but not the header: no row may be read one column to the
-    left (pandas' readers take the first field as an index), every row is malformed."""
+    left (pandas' readers take the first field as an index). The field past the header's is empty, so the
+    named fields are as written and the rows are read (they were all malformed_row: "no valid requests");
+    a row whose field past the header's holds a value is malformed (which field is extra cannot be told)."""
     rows = "".join(f"{i},2,0,{i},1,{1000 + i},{10 + i},\n" for i in range(3))
-    path = write(tmp_path, "sw.csv", SPLITWISE_HEADER + rows)
-    with pytest.raises(TraceError, match="malformed_row: 3"):
-        load(path)
-    trace = load(write(tmp_path, "sw2.csv", SPLITWISE_HEADER + rows + "3,2,0,3,1,2000,40\n"))
-    assert trace.provenance.skip_reasons == {"malformed_row": 3}
-    assert (trace.input_tokens.tolist(), trace.output_tokens.tolist()) == ([2000], [40])
+    trace = load(write(tmp_path, "sw.csv", SPLITWISE_HEADER + rows))
+    assert (trace.provenance.rows_used, trace.provenance.skip_reasons) == (3, {})
+    assert (trace.input_tokens.tolist(), trace.output_tokens.tolist()) == ([1000, 1001, 1002], [10, 11, 12])
+    assert trace.arrival_s.tolist() == [0.0, 1.0, 2.0]
+    mixed = rows + "3,2,0,3,1,2000,40\n" + "4,2,0,4,1,3000,50,7\n" + "5,2,0,5,1,4000,60, ,\n"
+    trace = load(write(tmp_path, "sw2.csv", SPLITWISE_HEADER + mixed))
+    assert trace.provenance.skip_reasons == {"malformed_row": 1}
+    assert (trace.input_tokens.tolist(), trace.output_tokens.tolist()) == ([1000, 1001, 1002, 2000, 4000],
+                                                                           [10, 11, 12, 40, 60])
+    with pytest.raises(TraceError, match=r"row 5 \(line 6\): malformed row"):
+        load(write(tmp_path, "sw3.csv", SPLITWISE_HEADER + mixed), strict_validation=True)
 
 
 @pytest.mark.parametrize("damage, line", [
@@ -284,6 +291,29 @@ def test_implausible_arrival_rate_warns_of_the_time_unit(tmp_path, unit, warned)
     # the warning names the coarser unit that makes the rate plausible: 300 us apart read as ms, 3.3 a second
     warning = "requests/s on average): are its timestamps in another unit? (--workload-time-unit ms, if they are in ms)"
     assert (warning in done.stderr) == warned, done.stderr
+
+
+@pytest.mark.parametrize("times, warned", [
+    (["18:15", "18:15", "18:15", "18:16", "18:16", "18:17"], "whole minute (6 requests at 3 distinct times)"),
+    (["18:15:01", "18:15:01", "18:15:02", "18:15:02", "18:15:03", "18:15:03"], "whole second (6 requests at 3"),
+    (["18:15:01.5", "18:15:01.5", "18:15:02.5", "18:15:02.5", "18:15:03.5", "18:15:03.5"], "whole second"),
+    (["18:15:01", "18:15:02", "18:15:03", "18:15:04", "18:15:05", "18:15:06"], None),  # whole seconds, one at each
+    (["18:15:01.2", "18:15:01.2", "18:15:02.7", "18:15:02.7", "18:15:03.1", "18:15:03.1"], None),  # finer than seconds
+], ids=["minutes", "seconds", "seconds_apart", "one_a_second", "fine"])
+def test_datetimes_cut_to_whole_minutes_warn(run_cli, caplog, tmp_path, times, warned):
+    """An Azure trace saved from a spreadsheet with a "yyyy-mm-dd hh:mm" cell format keeps the minutes only: every
+    request of a minute arrives at once, a burst the trace never had, with exit 0 and nothing said. Datetimes that
+    are all whole minutes (seconds) from the first, several requests at each, now warn; the run goes on."""
+    rows = "".join(f"2023-11-16 {t},{100 + i},{10 + i}\n" for i, t in enumerate(times))
+    path = write(tmp_path, "t.csv", AZURE_HEADER + rows)
+    with caplog.at_level("WARNING", logger="kvsim.workload"):
+        status, _, err = run_cli("--trace-stats", "--no-plot", "--workload-trace", str(path))
+    assert status == 0, err
+    notes = [r.getMessage() for r in caplog.records if "every timestamp is a whole" in r.getMessage()]
+    if warned is None:
+        assert notes == []
+    else:
+        assert len(notes) == 1 and f"{path}: every timestamp is a {warned}" in notes[0], notes
 
 
 @pytest.mark.parametrize("last, unit, names", [

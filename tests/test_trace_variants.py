@@ -146,3 +146,39 @@ def test_bailian_keys_beyond_the_first_record(tmp_path):
     no_chat = "".join(json.dumps({k: v for k, v in json.loads(line).items() if k != "chat_id"}) + "\n" for line in lines)
     with pytest.raises(TraceError, match="no valid requests.*missing_value: 5"):
         load(write(tmp_path, "p.jsonl", no_chat))
+
+
+def test_llmservingsim_agentic_sessions_refused_flat_records_read(tmp_path):
+    """LLMServingSim's JSONL may mix flat records with agentic sessions ("sub_requests": calls released as earlier
+    ones complete). Read as flat records, each session was one row skipped as missing_value and its calls were
+    lost. A session is refused by its line; a flat record whose text merely mentions the key is read."""
+    flat = [json.dumps({"input_toks": 100 + i, "output_toks": 5, "arrival_time_ns": 10**9 * i}) for i in range(3)]
+    session = json.dumps({"session_id": "s0", "arrival_time_ns": 5, "sub_requests": [
+        {"input_toks": 50, "output_toks": 2, "tool_duration_ns": 10}, {"input_toks": 60, "output_toks": 2}]})
+    mixed = write(tmp_path, "mixed.jsonl", "\n".join([flat[0], "", flat[1], session, flat[2]]) + "\n")
+    for fmt in ("auto", "llmservingsim"):
+        with pytest.raises(TraceError, match=r"mixed\.jsonl: line 4 is an LLMServingSim agentic session"):
+            load(mixed, format=fmt)
+    mention = json.dumps({"input_toks": 7, "output_toks": 1, "arrival_time_ns": 2 * 10**9 + 1, "note": '"sub_requests"'})
+    trace = load(write(tmp_path, "flat.jsonl", "\n".join([*flat, mention]) + "\n"))
+    assert (trace.provenance.rows_used, trace.provenance.skip_reasons) == (4, {})
+    assert trace.input_tokens.tolist() == [100, 101, 102, 7]
+    assert trace.arrival_s.tolist() == pytest.approx([0.0, 1.0, 2.0, 2.000000001])
+
+
+@pytest.mark.parametrize("reader", ["fast", "reference"])
+def test_signed_64_bit_hash_ids(tmp_path, reader):
+    """A Mooncake-format trace built from signed 64-bit block hashes (Python's hash(), vLLM's block hashes: half
+    of them negative) had every record holding a negative id skipped as bad_hash_ids. A hash id is a label: ids
+    from -2^63 to 2^63 - 1 are read, equal ids one block (dense ids in order of first appearance). A token id is
+    not a label: a negative one is still refused. The reference reader is forced by an escape on a line."""
+    low = -2**63
+    tail = ', "note": "\\u0041"' if reader == "reference" else ""
+    text = (_mooncake_line(0, 1000, 5, [-7, low]) + _mooncake_line(10, 1500, 5, [-7, low, 2**63 - 1])
+            + _mooncake_line(20, 600, 5, [-7, 3]).replace("}\n", tail + "}\n"))
+    trace = load(write(tmp_path, "m.jsonl", text), block_size=512)
+    assert (trace.provenance.rows_used, trace.provenance.skip_reasons) == (3, {})
+    assert request_blocks(trace) == [[0, 1], [0, 1, 2], [0, 3]]
+    tokens = '{"input_toks": 2, "output_toks": 1, "arrival_time_ns": 0, "input_tok_ids": [5, -6]}\n'
+    ok = '{"input_toks": 2, "output_toks": 1, "arrival_time_ns": 9, "input_tok_ids": [5, 6]}\n'
+    assert load(write(tmp_path, "l.jsonl", tokens + ok)).provenance.skip_reasons == {"non_numeric": 1}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Iterator
 
@@ -24,20 +25,46 @@ if TYPE_CHECKING:
 MALFORMED = "\x00malformed row"
 PANDAS_CSV = dict(dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8")
 
-def csv_fields(line: str) -> list[str]:
+# Field separators a CSV trace may use: the comma; the semicolon a spreadsheet writes in a locale whose decimal
+# separator is the comma; the tab of tab-separated text; the pipe of database dumps. A file's is the first under
+# which its header names a format's columns (``header_delimiter``).
+DELIMITERS = (",", ";", "\t", "|")
+
+
+def csv_fields(line: str, delimiter: str = ",") -> list[str]:
     """The fields of one CSV line (a header), blanks around each removed."""
     try:
-        fields = next(csv.reader([line], skipinitialspace=True), [])
+        fields = next(csv.reader([line], delimiter=delimiter, skipinitialspace=True), [])
     except csv.Error:  # e.g. a field above the csv module's size limit: no real header has one
-        fields = line.split(",")
+        fields = line.split(delimiter)
     return [f.strip() for f in fields]
+
+
+def header_delimiter(line: str, signature: tuple[str, ...], optional: tuple[str, ...] = ()) -> str:
+    """The separator (of ``DELIMITERS``) under which a header line names every column of ``signature`` (as
+    ``header_names`` reads them); the comma when none does (the header check then names the columns missing)."""
+    for delimiter in DELIMITERS:
+        if set(signature) <= set(header_names(csv_fields(line, delimiter), (*signature, *optional))):
+            return delimiter
+    return ","
+
+
+def header_names(names: list[str], wanted: tuple[str, ...]) -> list[str]:
+    """A header's column names with each that names a ``wanted`` column but for letter case renamed to it (a
+    database export lowercases identifiers: ``timestamp,contexttokens,generatedtokens``). A column named exactly is
+    left as written, and so is a name that another of the header's names folds to as well (which one is meant
+    cannot be told: the column is then missing)."""
+    exact = set(names)
+    folds = Counter(name.casefold() for name in names)
+    by_fold = {column.casefold(): column for column in wanted if column not in exact}
+    return [by_fold.get(name.casefold(), name) if folds[name.casefold()] == 1 else name for name in names]
 
 
 class CsvParserError(Exception):
     """pandas' C reader met a row it cannot hold (too many fields): the tolerant reader must decide."""
 
 
-def _csv_layout(path: Path) -> tuple[bytes, list[str]] | None:
+def _csv_layout(path: Path, delimiter: str) -> tuple[bytes, list[str]] | None:
     """The header line (as bytes) and the column names, when the fast reader may read this file:
     the header is line 1, ASCII, without quotes, and names each column once (pandas would rename
     a repeated name). Otherwise None: pandas reads the whole file."""
@@ -46,7 +73,7 @@ def _csv_layout(path: Path) -> tuple[bytes, list[str]] | None:
     text = line[len(BOM_BYTES):] if line.startswith(BOM_BYTES) else line
     if not text.strip() or not text.isascii() or b'"' in text or not line.endswith(b"\n"):
         return None
-    names = csv_fields(text.decode())
+    names = csv_fields(text.decode(), delimiter)
     return (line, names) if len(set(names)) == len(names) else None
 
 
@@ -75,7 +102,7 @@ def _plain_csv(data: bytes) -> bool:
             and (b"\r" not in data or data.count(b"\r") == data.count(b"\r\n")))
 
 
-def _fast_csv(data: bytes, names: list[str], columns: list[str]) -> dict[str, pa.Array] | None:
+def _fast_csv(data: bytes, names: list[str], columns: list[str], delimiter: str = ",") -> dict[str, pa.Array] | None:
     """``columns`` of a chunk as text through pyarrow's CSV reader, or None where it cannot decide
     (then pandas reads the chunk). A field read that starts with a blank is such a case: pandas
     drops blanks before a field (skipinitialspace), pyarrow keeps them."""
@@ -85,7 +112,7 @@ def _fast_csv(data: bytes, names: list[str], columns: list[str]) -> dict[str, pa
         table = pa_csv.read_csv(
             pa.BufferReader(data),
             read_options=pa_csv.ReadOptions(column_names=names),
-            parse_options=pa_csv.ParseOptions(newlines_in_values=False),
+            parse_options=pa_csv.ParseOptions(delimiter=delimiter, newlines_in_values=False),
             convert_options=pa_csv.ConvertOptions(include_columns=columns, column_types={c: pa.string() for c in columns},
                                                   null_values=[], strings_can_be_null=False,
                                                   quoted_strings_can_be_null=False))
@@ -100,10 +127,11 @@ def _fast_csv(data: bytes, names: list[str], columns: list[str]) -> dict[str, pa
     return frame
 
 
-def _numbered(frames, first_row: int) -> Iterator[RawChunk]:
-    """Attach each frame's first 1-based row number and its malformed rows (the tolerant reader's MALFORMED)."""
+def _numbered(frames, first_row: int, wanted: tuple[str, ...]) -> Iterator[RawChunk]:
+    """Attach each frame's first 1-based row number and its malformed rows (the tolerant reader's MALFORMED); its
+    columns named as ``header_names`` names them."""
     for frame in frames:
-        frame.columns = [str(c).strip() for c in frame.columns]
+        frame.columns = header_names([str(c).strip() for c in frame.columns], wanted)
         malformed = (frame.iloc[:, 0] == MALFORMED).to_numpy(dtype=bool) if len(frame.columns) else None
         yield RawChunk(frame, first_row, len(frame), malformed)
         first_row += len(frame)
@@ -120,14 +148,14 @@ def _no_implicit_index(reader) -> Iterator[pd.DataFrame]:
         yield frame
 
 
-def _pandas_csv(source: Path | BinaryIO, first_row: int = 1) -> Iterator[RawChunk]:
+def _pandas_csv(source: Path | BinaryIO, wanted: tuple[str, ...], delimiter: str, first_row: int = 1) -> Iterator[RawChunk]:
     """CSV chunks as strings through pandas' C engine, the reference reader; ``source`` starts with
     the header line, its rows are numbered from ``first_row``."""
     import pandas as pd
 
     try:
-        with pd.read_csv(source, chunksize=readers.CHUNK_ROWS, **PANDAS_CSV) as reader:
-            yield from _numbered(_no_implicit_index(reader), first_row)
+        with pd.read_csv(source, chunksize=readers.CHUNK_ROWS, sep=delimiter, **PANDAS_CSV) as reader:
+            yield from _numbered(_no_implicit_index(reader), first_row, wanted)
     except pd.errors.ParserError as exc:
         raise CsvParserError(str(exc).strip()) from None
 
@@ -137,23 +165,26 @@ def _blank(fields: list[str]) -> bool:
     return not fields or (len(fields) == 1 and not fields[0].strip())
 
 
-def _tolerant_csv(path: Path) -> Iterator[RawChunk]:
+def _tolerant_csv(path: Path, wanted: tuple[str, ...], delimiter: str) -> Iterator[RawChunk]:
     """The whole CSV through Python's csv module, used only after pandas' C engine met a row it
-    cannot hold. A row with more fields than the header becomes a MALFORMED row in place, whatever
+    cannot hold. Empty fields past the header's (a delimiter ending each line, as some writers put one) are
+    dropped: the named fields are as written. A row with more fields than the header, one of them past the
+    header's not empty (which field is the extra one cannot be told), becomes a MALFORMED row in place, whatever
     its position (pandas' readers take a long first row's extra fields as an index and shift every
     column); a short row is padded with missing values, as pandas pads it. Strict: an unclosed
     quote or a field above the csv module's size limit is an error naming its line, never the rest
     of the file read as one field."""
     import pandas as pd
 
-    names = [str(c) for c in pd.read_csv(path, nrows=0, dtype=str, skipinitialspace=True, encoding="utf-8").columns]
+    names = [str(c) for c in pd.read_csv(path, nrows=0, sep=delimiter, dtype=str, skipinitialspace=True,
+                                         encoding="utf-8").columns]
     first_row, rows = 1, []
 
     def chunk() -> Iterator[RawChunk]:
-        yield from _numbered([pd.DataFrame(rows, columns=names, dtype=str)], first_row)
+        yield from _numbered([pd.DataFrame(rows, columns=names, dtype=str)], first_row, wanted)
 
     with path.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh, skipinitialspace=True, strict=True)
+        reader = csv.reader(fh, delimiter=delimiter, skipinitialspace=True, strict=True)
         start = 1  # the line the record being read begins on
         try:
             next(reader, None)  # the header
@@ -162,6 +193,8 @@ def _tolerant_csv(path: Path) -> Iterator[RawChunk]:
                 start = reader.line_num + 1
                 if _blank(fields):
                     continue
+                if len(fields) > len(names) and not any(f.strip() for f in fields[len(names):]):
+                    del fields[len(names):]  # a delimiter at the end of the line: the named fields are intact
                 rows.append([MALFORMED] * len(names) if len(fields) > len(names)
                             else fields + [None] * (len(names) - len(fields)))
                 if len(rows) == readers.CHUNK_ROWS:
@@ -173,20 +206,24 @@ def _tolerant_csv(path: Path) -> Iterator[RawChunk]:
         yield from chunk()
 
 
-def csv_chunks(path: Path, required: tuple[str, ...], optional: tuple[str, ...], tolerant: bool) -> Iterator[RawChunk]:
+def csv_chunks(path: Path, required: tuple[str, ...], optional: tuple[str, ...], tolerant: bool,
+               delimiter: str = ",") -> Iterator[RawChunk]:
     """The CSV's rows in chunks: pyarrow where it can decide, pandas' C engine where not (under the
     file's header, so it parses exactly as it would the whole file). A chunk with a quote hands
     the rest of the file to pandas, which alone knows where quoted records end. Tolerant: the
     whole file through the csv module (pandas met a row it cannot hold). pyarrow
-    reads the ``required`` columns and those of ``optional`` the header has; pandas reads all."""
+    reads the ``required`` columns and those of ``optional`` the header has; pandas reads all. Fields are
+    separated by ``delimiter`` (``header_delimiter``)."""
+    wanted = (*required, *optional)
     if tolerant:
-        yield from _tolerant_csv(path)
+        yield from _tolerant_csv(path, wanted, delimiter)
         return
-    layout = _csv_layout(path)
+    layout = _csv_layout(path, delimiter)
     if layout is None:
-        yield from _pandas_csv(path)
+        yield from _pandas_csv(path, wanted, delimiter)
         return
     header, names = layout
+    names = header_names(names, wanted)
     columns = [*required, *(c for c in optional if c in names)]
     first_row, start = 1, len(header)
     with path.open("rb") as fh:
@@ -194,12 +231,12 @@ def csv_chunks(path: Path, required: tuple[str, ...], optional: tuple[str, ...],
         for data in line_chunks(fh):
             if b'"' in data:
                 fh.seek(start)
-                yield from _pandas_csv(io.BufferedReader(_HeaderThen(header, fh)), first_row=first_row)
+                yield from _pandas_csv(io.BufferedReader(_HeaderThen(header, fh)), wanted, delimiter, first_row=first_row)
                 return
             start += len(data)
-            frame = _fast_csv(data, names, columns)
+            frame = _fast_csv(data, names, columns, delimiter)
             raws = [RawChunk(frame, first_row, len(frame[columns[0]]))] if frame is not None else \
-                list(_pandas_csv(io.BytesIO(header + data), first_row=first_row))
+                list(_pandas_csv(io.BytesIO(header + data), wanted, delimiter, first_row=first_row))
             for raw in raws:
                 yield raw
                 first_row += raw.rows

@@ -40,7 +40,7 @@ import pyarrow as pa
 from sim.config_fields import INT64_MAX  # block and token ids are interned as int64
 from sim.errors import TraceError, quote
 from trace.arrow import from_numpy, numpy_view, text_buffers, with_nulls
-from trace.csv_reader import csv_fields
+from trace.csv_reader import csv_fields, header_delimiter, header_names
 from trace.jsonl_reader import JSONL_EXPECTED, json_line_problem, json_object
 from trace.readers import IdLists, first_line
 from trace.validation import CODE, numeric_column
@@ -97,6 +97,7 @@ class TraceFormat:
     id_lists: tuple[str, ...] = ()  # JSONL keys whose values are lists of ids
     block_tokens: int | None = None  # the documented block size of its hash_ids (the size inferred when they tie)
     variants: tuple[Variant, ...] = ()  # published variants with the same keys, told apart by more keys
+    refused: tuple[tuple[str, str], ...] = ()  # JSONL keys of the format's records kvsim cannot replay, each with why
 
 
 @dataclass(frozen=True)
@@ -177,6 +178,9 @@ def _datetime_ns(text: pa.Array) -> np.ndarray | None:
         return None
 
 
+_COMMA_FRACTION = r"(?<=\d\d:\d\d:\d\d),(?=\d)"  # the comma between a time's seconds and their fraction
+
+
 def _parse_datetimes(raw) -> tuple[np.ndarray, np.ndarray]:
     """Nanoseconds since the epoch (UTC, int64) of ISO 8601 texts (0 where a text is bad), and a reason per row."""
     if isinstance(raw, pa.Array):
@@ -189,7 +193,10 @@ def _parse_datetimes(raw) -> tuple[np.ndarray, np.ndarray]:
         raw = pd.Series(raw.to_numpy(zero_copy_only=False), dtype=str)
     raw = raw.astype(object)
     missing = raw.isna().to_numpy() | (raw.astype(str).str.strip() == "").to_numpy()
-    parsed = pd.to_datetime(raw.where(~missing, None), format="ISO8601", errors="coerce", utc=True)
+    # ISO 8601 allows a comma before the fraction of a second (as a locale with a decimal comma writes it); pandas
+    # reads only the point
+    text = raw.where(~missing, None).str.replace(_COMMA_FRACTION, ".", regex=True)
+    parsed = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
     # pandas picks the unit from the texts (a chunk of whole seconds parses in seconds), so a time
     # beyond nanosecond timestamps' range (years 1677-2262) would overflow below: it is a bad one.
     utc_min, utc_max = pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC")
@@ -223,16 +230,23 @@ def _parse_splitwise(frame):
 _ASCII_WHITESPACE = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"  # what Python's str.strip() removes from ASCII text
 
 
+# How writers spell a missing value in a text column (pandas' to_csv of .astype(str) "nan", R's "NA", SQL "NULL",
+# Python's "None", Excel's "#N/A"; compared without case). As a session label each would join every row lacking a
+# session into one conversation, whose turns then share prefixes that never existed (BurstGPT: API-log rows).
+MISSING_LABELS = ("", "na", "n/a", "nan", "-nan", "<na>", "null", "none", "#n/a", "#na")
+
+
 def _session_labels(raw) -> pa.Array:
-    """Session labels as text, null where a row has none (blank or absent)."""
+    """Session labels as text, null where a row has none (blank, absent, or a missing value's spelling:
+    ``MISSING_LABELS``)."""
     if isinstance(raw, pa.Array):  # the fast reader's: ASCII text
         import pyarrow.compute as pc  # ~30 ms to import: only the readers that parse text need it
 
-        offsets, _ = text_buffers(pc.ascii_trim(raw, _ASCII_WHITESPACE))
-        return with_nulls(raw, np.diff(offsets) == 0)
+        trimmed = pc.ascii_lower(pc.ascii_trim(raw, _ASCII_WHITESPACE))
+        return with_nulls(raw, pc.is_in(trimmed, value_set=pa.array(MISSING_LABELS)).to_numpy(zero_copy_only=False))
     raw = raw.astype(object)
-    labels = raw.where(raw.astype(str).str.strip() != "", None).to_numpy()
-    return pa.array(labels, type=pa.string(), from_pandas=True)
+    missing = raw.isna() | raw.astype(str).str.strip().str.lower().isin(MISSING_LABELS)
+    return pa.array(raw.where(~missing, None).to_numpy(), type=pa.string(), from_pandas=True)
 
 
 def _parse_burstgpt(frame):
@@ -243,23 +257,25 @@ def _parse_burstgpt(frame):
     return chunk, cols, reasons
 
 
-def _id_list_reason(ids: list) -> int:
-    """0 for a list of ids that fit numpy's int64; else why not."""
-    if not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in ids):
+def _id_list_reason(ids: list, signed: bool) -> int:
+    """0 for a list of ids that fit numpy's int64 (non-negative unless ``signed``); else why not."""
+    if not all(isinstance(x, int) and not isinstance(x, bool) and (signed or x >= 0) for x in ids):
         return CODE["bad_hash_ids"]
-    return CODE["id_out_of_range"] if max(ids) > INT64_MAX else 0
+    return CODE["id_out_of_range"] if max(ids) > INT64_MAX or min(ids) < -INT64_MAX - 1 else 0
 
 
-def _list_column(values, empty_reason: str) -> tuple[IdLists, np.ndarray, np.ndarray]:
-    """A column of id lists as flat ids, a reason per row (missing, not a list of non-negative
-    integers, empty, an id beyond int64) and each row's length as written (-1: not a list).
-    The reference reader's rows that are not a valid list hold no ids."""
+def _list_column(values, empty_reason: str, signed: bool = False) -> tuple[IdLists, np.ndarray, np.ndarray]:
+    """A column of id lists as flat ids, a reason per row (missing, not a list of integers, non-negative unless
+    ``signed``, empty, an id beyond int64) and each row's length as written (-1: not a list). Block hash ids are
+    signed: a hash is a label, and signed 64-bit hashes (Python's hash(), vLLM's block hashes) are half negative;
+    token ids are not. The reference reader's rows that are not a valid list hold no ids."""
     if isinstance(values, IdLists):  # the fast reader's: lists of int64, none null
         lengths = values.lengths
         reason = np.where(lengths == 0, CODE[empty_reason], 0).astype(np.int8)
-        negative = np.zeros(len(values), dtype=bool)
-        negative[np.searchsorted(values.offsets, np.flatnonzero(values.values < 0), side="right") - 1] = True
-        reason[(reason == 0) & negative] = CODE["bad_hash_ids"]
+        if not signed:
+            negative = np.zeros(len(values), dtype=bool)
+            negative[np.searchsorted(values.offsets, np.flatnonzero(values.values < 0), side="right") - 1] = True
+            reason[(reason == 0) & negative] = CODE["bad_hash_ids"]
         return values, reason, lengths
     is_list = values.map(lambda v: isinstance(v, list)).to_numpy()
     missing = values.map(lambda v: v is None or (isinstance(v, float) and np.isnan(v))).to_numpy()
@@ -270,7 +286,7 @@ def _list_column(values, empty_reason: str) -> tuple[IdLists, np.ndarray, np.nda
     reason[(reason == 0) & (lengths == 0)] = CODE[empty_reason]
     ok_lists = np.flatnonzero(reason == 0)
     if len(ok_lists):
-        reason[ok_lists] = values.iloc[ok_lists].map(_id_list_reason).to_numpy(dtype=np.int8)
+        reason[ok_lists] = values.iloc[ok_lists].map(lambda ids: _id_list_reason(ids, signed)).to_numpy(dtype=np.int8)
     lists = IdLists.from_lists([v if r == 0 else () for v, r in zip(values.tolist(), reason, strict=True)])
     return lists, reason, lengths
 
@@ -279,7 +295,7 @@ def _parse_mooncake(frame):
     """Mooncake's keys; whether each row's ``hash_ids`` cover its prompt in blocks of the trace's size is
     checked by the loader (``hash_ids_mismatch``), once that size is known (``infer_block_tokens``)."""
     chunk, cols, reasons = _parse_tokens(frame, "timestamp", "input_length", "output_length", ts_numeric=True)
-    hash_ids, r_hash, _ = _list_column(_column(frame, "hash_ids"), "empty_hash_ids")
+    hash_ids, r_hash, _ = _list_column(_column(frame, "hash_ids"), "empty_hash_ids", signed=True)
     chunk.hash_ids = hash_ids
     if "parent_chat_id" in frame:  # Alibaba Bailian's variant: chats chained by their parents
         chunk.chat_id, r_chat = numeric_column(_column(frame, "chat_id"))
@@ -350,6 +366,14 @@ def _parse_llmservingsim(frame):
 
 # ----------------------------------------------------------------- registry and sniffing
 
+# LLMServingSim's agentic format (casys-kaist/LLMServingSim docs/docs/workloads/jsonl-format.md), which may share a file
+# with its flat records: {"session_id", "arrival_time_ns", "sub_requests": [{"input_toks", "output_toks",
+# "tool_duration_ns"}, ...]}, each call released when the one before it completes plus its tool_duration_ns. Those
+# arrivals depend on the simulated completions; read as flat records, each session was one row "missing" input_toks
+# and its calls were lost. Refused by name instead (trace.loaders.refuse_records).
+LLMSERVINGSIM_SESSION = ("an LLMServingSim agentic session ('sub_requests'): its calls arrive as earlier ones complete, "
+                         "which a replay at fixed arrival times cannot model; write each call as a flat record to replay it")
+
 
 FORMATS: dict[str, TraceFormat] = {
     "azure": TraceFormat("azure", "csv", ("TIMESTAMP", "ContextTokens", "GeneratedTokens"), None, _parse_azure),
@@ -360,7 +384,8 @@ FORMATS: dict[str, TraceFormat] = {
                             block_tokens=MOONCAKE_BLOCK_TOKENS, variants=(BAILIAN,)),
     "splitwise": TraceFormat("splitwise", "csv", ("arrival_timestamp", "prompt_size", "token_size"), "s", _parse_splitwise),
     "llmservingsim": TraceFormat("llmservingsim", "jsonl", ("input_toks", "output_toks", "arrival_time_ns"), "ns",
-                                 _parse_llmservingsim, optional=("input_tok_ids",), id_lists=("input_tok_ids",)),
+                                 _parse_llmservingsim, optional=("input_tok_ids",), id_lists=("input_tok_ids",),
+                                 refused=(("sub_requests", LLMSERVINGSIM_SESSION),)),
 }
 
 
@@ -373,13 +398,14 @@ def sniff_format(path: Path) -> str:
             raise TraceError(f"{path}: line 1 is {json_line_problem(first)}, so the format cannot be detected "
                              f"({JSONL_EXPECTED}): {quote(first)}")
         keys = set(obj)
-        candidates = [f for f in FORMATS.values() if f.kind == "jsonl"]
+        for fmt in (f for f in FORMATS.values() if f.kind == "jsonl"):
+            if set(fmt.signature) <= keys or any(key in keys for key, _ in fmt.refused):
+                return fmt.name  # (a record it refuses is its own: the loader names the record and why)
     else:
-        keys = set(csv_fields(first))
-        candidates = [f for f in FORMATS.values() if f.kind == "csv"]
-    for fmt in candidates:
-        if set(fmt.signature) <= keys:
-            return fmt.name
+        for fmt in (f for f in FORMATS.values() if f.kind == "csv"):
+            delimiter = header_delimiter(first, fmt.signature, fmt.optional)
+            if set(fmt.signature) <= set(header_names(csv_fields(first, delimiter), (*fmt.signature, *fmt.optional))):
+                return fmt.name
     if first.startswith("["):  # no CSV header starts so: JSON, an array (of records) rather than JSON Lines
         raise TraceError(f"{path}: line 1 is {json_line_problem(first)}, not a CSV header; a JSON trace must be "
                          f"JSON Lines, one object per line: {quote(first)}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import mmap
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -175,21 +176,44 @@ def _fast_jsonl(data: bytes, line: int, first_row: int, keys: tuple[str, ...], i
 
 
 def some_record_has(path: Path, key: str) -> bool:
-    """Whether any record of a JSONL file has ``key``: a search of the file's bytes (memory-mapped)
-    in which only the lines holding the key's quoted name, or an escape (which could spell it), are parsed."""
+    """Whether any record of a JSONL file has ``key`` (``first_record_with``)."""
+    with _mapped(path) as data:
+        return data is not None and _first_offset_with(data, key) is not None
+
+
+def first_record_with(path: Path, key: str) -> int | None:
+    """The line (1-based) of the first record of a JSONL file that has ``key``; None when none has."""
+    with _mapped(path) as data:
+        at = None if data is None else _first_offset_with(data, key)
+        return None if at is None else data[:at].count(b"\n") + 1
+
+
+@contextmanager
+def _mapped(path: Path) -> Iterator[mmap.mmap | None]:
+    """A file's bytes, memory-mapped read-only; None for an empty file (which cannot be mapped)."""
     with path.open("rb") as fh:
         if not os.fstat(fh.fileno()).st_size:
-            return False
+            yield None
+            return
         with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            for needle in (f'"{key}"'.encode(), b"\\"):
-                at = data.find(needle)
-                while at >= 0:
-                    start, end = data.rfind(b"\n", 0, at) + 1, data.find(b"\n", at)
-                    end = len(data) if end < 0 else end
-                    if key in (json_object(data[start:end].removeprefix(BOM_BYTES)) or {}):
-                        return True
-                    at = data.find(needle, end)
-    return False
+            yield data
+
+
+def _first_offset_with(data: mmap.mmap, key: str) -> int | None:
+    """Where the first line whose record has ``key`` starts: a search of the bytes in which only the lines holding
+    the key's quoted name, or an escape (which could spell it), are parsed."""
+    found: int | None = None
+    for needle in (f'"{key}"'.encode(), b"\\"):
+        limit = len(data) if found is None else found
+        at = data.find(needle, 0, limit)
+        while at >= 0:
+            start, end = data.rfind(b"\n", 0, at) + 1, data.find(b"\n", at)
+            end = len(data) if end < 0 else end
+            if key in (json_object(data[start:end].removeprefix(BOM_BYTES)) or {}):
+                found = start
+                break
+            at = data.find(needle, end, limit)
+    return found
 
 
 def keys_in_records(path: Path, keys: tuple[str, ...]) -> tuple[str, ...]:

@@ -34,10 +34,10 @@ from sim.config_rules import request_token_bound
 from sim.errors import QUOTE_LIMIT, ConfigError, TraceError, quote
 from trace import blocks as bm
 from trace.arrow import numpy_view, valid
-from trace.csv_reader import CsvParserError, csv_chunks, csv_fields
+from trace.csv_reader import CsvParserError, csv_chunks, csv_fields, header_delimiter, header_names
 from trace.formats import (FORMATS, MAX_TRACE_SPAN_S, TIME_UNITS, Chunk, TraceFormat, block_token_counts,
                            hash_ids_mismatch, pick_block_tokens, sniff_format, variant_of)
-from trace.jsonl_reader import jsonl_chunks, jsonl_line, keys_in_records, malformed_record
+from trace.jsonl_reader import first_record_with, jsonl_chunks, jsonl_line, keys_in_records, malformed_record
 from trace.readers import IdLists, RawChunk, first_line
 from trace.request import Trace, TraceProvenance, file_sha256
 from trace.validation import CODE, SkipLedger, combine, no_usable_requests
@@ -69,6 +69,16 @@ def _require_keys(path: Path, fmt: TraceFormat, chunk: RawChunk) -> None:
     missing = [k for k in fmt.signature if k not in (chunk.keys_seen or ())]
     if missing:
         raise TraceError(f"{path}: not a trace in {fmt.name} format: no record has key(s) {', '.join(missing)}")
+
+
+def refuse_records(path: Path, fmt: TraceFormat) -> None:
+    """Refuse a JSONL trace with a record of a kind kvsim cannot replay (``TraceFormat.refused``), naming its first
+    line, before any row is read: skipped, such a record was a row short of a key while the requests it holds
+    were lost."""
+    for key, why in fmt.refused:
+        line = first_record_with(path, key)
+        if line is not None:
+            raise TraceError(f"{path}: line {line} is {why}")
 
 
 def csv_line_of_row(path: Path, row: int) -> int | None:
@@ -217,17 +227,18 @@ def _collect(path: Path, fmt: TraceFormat, ledger: SkipLedger, limit: int | None
                      blocks)
     ledger.line_of_row = lambda row: csv_line_of_row(path, row)
     header = first_line(path)
-    _require_columns(path, fmt, csv_fields(header), header)
+    delimiter = header_delimiter(header, fmt.signature, fmt.optional)
+    _require_columns(path, fmt, header_names(csv_fields(header, delimiter), (*fmt.signature, *fmt.optional)), header)
     try:
         try:
-            return _scan(path, fmt, ledger, limit, csv_chunks(path, fmt.signature, fmt.optional, tolerant=False), max_tokens,
-                         blocks)
+            return _scan(path, fmt, ledger, limit, csv_chunks(path, fmt.signature, fmt.optional, tolerant=False,
+                                                              delimiter=delimiter), max_tokens, blocks)
         except CsvParserError:
             pass
         ledger.counts.clear()  # rescan from the start, charging rows with too many fields in place
         try:
-            return _scan(path, fmt, ledger, limit, csv_chunks(path, fmt.signature, fmt.optional, tolerant=True), max_tokens,
-                         blocks)
+            return _scan(path, fmt, ledger, limit, csv_chunks(path, fmt.signature, fmt.optional, tolerant=True,
+                                                              delimiter=delimiter), max_tokens, blocks)
         except CsvParserError as exc:
             raise TraceError(f"{path}: malformed CSV: {quote(str(exc))}") from None
     except UnicodeDecodeError as exc:
@@ -308,6 +319,7 @@ def load_trace(workload: WorkloadConfig, block_size: int, sha256: str | None = N
     fmt = FORMATS[name]
     if workload.time_unit is not None and fmt.time_unit is None:
         raise ConfigError(f"{path}: {name} timestamps are datetimes; workload.time_unit does not apply to them")
+    refuse_records(path, fmt)
     if fmt.kind == "jsonl" and fmt.optional:  # the optional keys some record has, searched for once: read, and
         fmt = dataclasses.replace(fmt, optional=keys_in_records(path, fmt.optional))  # they tell a variant
     variant = variant_of(fmt, fmt.optional)

@@ -93,13 +93,55 @@ COMPRESSED = ((b"\x1f\x8b", "gzip", "gunzip"), (b"BZh", "bzip2", "bunzip2"), (b"
               (b"\x28\xb5\x2f\xfd", "Zstandard", "unzstd"), (b"PK\x03\x04", "zip", "unzip"))
 
 
+# UTF-16/32 text (Windows PowerShell 5's ">" and Out-File, Excel's "Unicode Text") by its byte order mark: named, so
+# it is not called binary data for its NUL bytes.
+WIDE_TEXT = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"), (b"\xff\xfe", "UTF-16"),
+             (b"\xfe\xff", "UTF-16"))
+
+
+def wide_text(head: bytes) -> str | None:
+    """The encoding of UTF-16/32 text: told by its byte order mark or, without one, by ASCII characters each
+    followed (little-endian) or preceded (big-endian) by a NUL byte in the first line."""
+    for bom, kind in WIDE_TEXT:
+        if head.startswith(bom):
+            return kind
+    sample = head[:128] if len(head) % 2 == 0 else head[:min(128, len(head) - 1)]
+    if len(sample) >= 8:
+        even, odd = sample[0::2], sample[1::2]
+        if (not odd.strip(b"\x00") and even.isascii() and b"\x00" not in even) or \
+                (not even.strip(b"\x00") and odd.isascii() and b"\x00" not in odd):
+            return "UTF-16"
+    return None
+
+
+# Tables in binary formats, by their magic bytes (an Office Open XML workbook is a zip whose first member is
+# [Content_Types].xml; an Excel 97-2003 workbook an OLE2 file): named, with the way to a text trace; told before the
+# compressed files, so a workbook is not sent to unzip.
+TABLES = ((b"PAR1", "an Apache Parquet file", "write it as CSV or JSON Lines (pandas: read_parquet, then to_csv)"),
+          (b"ARROW1", "an Apache Arrow file", "write it as CSV or JSON Lines"),
+          (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an Excel 97-2003 workbook", "save it as CSV UTF-8"))
+
+
+def binary_table(head: bytes) -> tuple[str, str] | None:
+    """What binary table a file's first bytes hold, and the way to a text trace; None for none of ``TABLES``."""
+    if head.startswith(b"PK\x03\x04") and (b"[Content_Types].xml" in head[:256] or b"xl/" in head[:256]):
+        return "an Excel workbook (.xlsx)", "save it as CSV UTF-8"
+    return next(((kind, way) for magic, kind, way in TABLES if head.startswith(magic)), None)
+
+
 def check_text(path: Path, head: bytes) -> None:
     """A trace is UTF-8 text: reject an empty, compressed, binary or otherwise encoded file by its first bytes."""
     if not head:
         raise TraceError(f"{path}: the file is empty")
+    table = binary_table(head)
+    if table is not None:
+        raise TraceError(f"{path}: {table[0]}, not a text trace: {table[1]}")
     for magic, kind, tool in COMPRESSED:
         if head.startswith(magic) and (kind != "bzip2" or head[3:4].isdigit()):
             raise TraceError(f"{path}: {kind}-compressed, not a text trace: decompress it first ({tool} {path.name})")
+    wide = wide_text(head)
+    if wide is not None:
+        raise TraceError(f"{path}: {wide} text, not UTF-8: convert it first (iconv -f {wide} -t UTF-8)")
     nul = head.find(b"\x00")
     if nul >= 0:
         raise TraceError(f"{path}: binary data (a NUL byte at offset {nul}), not a text trace")
@@ -110,7 +152,8 @@ def check_text(path: Path, head: bytes) -> None:
 
 
 def first_line(path: Path) -> str:
-    """The first non-blank line of a text trace (BOM removed), read with a bound on its length.
+    """The first non-blank line of a text trace (BOM removed), read with a bound on its length; a file of blank
+    lines only is refused.
     Outside a JSON record a lone carriage return ends a line too, as the CSV readers (pandas, csv)
     take it: a file with old Mac line ends is sniffed by its header, not as one long line."""
     try:
@@ -119,14 +162,14 @@ def first_line(path: Path) -> str:
             fh.seek(0)
             while True:
                 line = fh.readline(MAX_LINE_BYTES)
-                if not line:
-                    return ""
+                if not line:  # (an empty file was refused above)
+                    raise TraceError(f"{path}: no header or record: the file holds only blank lines")
                 if not line.removeprefix(BOM_BYTES).lstrip().startswith(b"{"):  # in JSON a carriage return is a blank
                     line = next((part + b"\r" for part in line.split(b"\r")[:-1] if part.strip()), line)
                 if len(line) == MAX_LINE_BYTES and not line.endswith((b"\n", b"\r")):
                     raise TraceError(f"{path}: the first line is longer than {MAX_LINE_BYTES >> 20} MiB, so it is not "
                                      f"a trace header or record; it starts {quote(line.decode('utf-8', 'replace'))}")
-                if line.strip():
+                if line.removeprefix(BOM_BYTES).strip():
                     return line.decode("utf-8", "replace").strip().lstrip(BOM)
     except OSError as exc:
         raise TraceError(f"cannot read trace {path}: {exc.strerror or exc}") from None

@@ -27,6 +27,7 @@ def load_workload(config: Config) -> Trace:
         trace = load_trace_cached(config.workload, block_size(config))
         check_time_span(trace, _span_cause(trace, config.workload.time_unit))
         warn_if_rate_implausible(trace, config.workload.time_unit)
+        warn_if_datetimes_coarse(trace)
     else:
         from trace.synthetic import generate  # the block model (pyarrow): only for a synthetic workload
 
@@ -136,6 +137,42 @@ def warn_if_rate_implausible(trace: Trace, time_unit: str | None = None) -> None
         fix = f"--workload-time-unit {unit}, if they are in {unit}" if unit else "--workload-time-unit"
         LOG.warning("kvsim: warning: %s: %s requests arrive within %.3g s (%.3g requests/s on average): are its "
                     "timestamps in another unit? (%s)", prov.path or prov.format, f"{n:,}", span, n / span, fix)
+
+
+# Whole units a trace's datetimes may all fall on, coarsest first. The publishers' datetime traces are finer than a
+# second (Azure 2023/2024: 100 ns to 1 us; Azure's 2025 multimodal trace: ms), so times that all fall on whole
+# seconds or minutes, with several requests at each, were cut by a tool (a spreadsheet saved with a "yyyy-mm-dd
+# hh:mm" cell format keeps the minutes only), and each group of requests is replayed as one burst.
+COARSE_DATETIME_UNITS = ((86_400, "day"), (3_600, "hour"), (60, "minute"), (1, "second"))
+
+
+def warn_if_datetimes_coarse(trace: Trace) -> None:
+    """Warn when every datetime of a trace is a whole second (minute, hour, day) from the first, at three distinct
+    times or more, and on average at least two requests share each: arrivals quantised by whoever wrote the file,
+    which the run replays as bursts. Numeric timestamps are left alone: their resolution is their publisher's
+    (BurstGPT's whole seconds)."""
+    if trace.provenance.time_unit is not None or trace.provenance.format not in _datetime_formats():
+        return
+    arrival = trace.arrival_s
+    second = COARSE_DATETIME_UNITS[-1][0]
+    if np.any(np.fmod(arrival[:4096], second)) or np.any(np.fmod(arrival, second)):  # the usual case: told early
+        return
+    steps = np.diff(arrival)
+    distinct = 1 + int(np.count_nonzero(steps)) if (steps >= 0).all() else len(np.unique(arrival))
+    if len(arrival) < 2 * distinct or distinct < 3:  # (relative times: two distinct ones may be a whole unit apart)
+        return
+    unit, name = next(((u, n) for u, n in COARSE_DATETIME_UNITS if not np.any(np.fmod(arrival, u))), (None, None))
+    if unit is not None:
+        prov = trace.provenance
+        LOG.warning("kvsim: warning: %s: every timestamp is a whole %s (%s requests at %s distinct times), so each "
+                    "group arrives at once: were its finer digits cut (a spreadsheet's date format)?",
+                    prov.path or prov.format, name, f"{len(arrival):,}", f"{distinct:,}")
+
+
+def _datetime_formats() -> tuple[str, ...]:
+    from trace.formats import FORMATS
+
+    return tuple(name for name, fmt in FORMATS.items() if fmt.time_unit is None)
 
 
 def require_requests(trace: Trace, after: str) -> None:
