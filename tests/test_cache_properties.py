@@ -428,3 +428,18 @@ def test_a_lower_tier_hit_with_no_room_above_stays_unwritten_in_the_compiled_eng
     assert _state(cache) == (frozenset(), frozenset({0}))
     dram = cache.tiers[1].stats
     assert (dram.hits, dram.insertions, dram.promotions, dram.bytes_written, dram.bytes_read) == (0, 1, 0, 1, 1)
+
+
+def test_lower_level_finds_the_copy_below_the_top_on_both_engines():
+    # HBM of one block over DRAM, LRU: inclusive, 0 is written through, so DRAM holds a copy below HBM's; exclusive,
+    # 0 is in HBM only until 1 demotes it. One tier: nothing below.
+    for reference in (False, True):
+        inclusive = make_cache("lru", [1, 2], inclusive=True, reference=reference)
+        inclusive.touch(0, 0)
+        assert (inclusive.find(0), inclusive.lower_level(0), inclusive.lower_level(1)) == (0, 1, -1)
+        exclusive = make_cache("lru", [1, 2], reference=reference)
+        exclusive.touch(0, 0)
+        assert exclusive.lower_level(0) == -1
+        exclusive.touch(1, 1)
+        assert (exclusive.find(0), exclusive.lower_level(0), exclusive.lower_level(1)) == (1, 1, -1)
+        assert make_cache("lru", [1], reference=reference).lower_level(0) == -1
