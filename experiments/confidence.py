@@ -103,11 +103,14 @@ def _mean_tree(trees: list[Any], path: str, ci: dict[str, list[float]]) -> Any:
 
 
 def _mean_leaf(values: list[Any], name: str, ci: dict[str, list[float]]) -> Any:
-    if not all(_is_number(v) for v in values):
+    numbers = [_is_number(v) for v in values]
+    if any(numbers) and all(n or v is None for n, v in zip(numbers, values, strict=True)) and not all(numbers):
+        return None  # a number some seeds could not give (None: undefined there): undefined over the seeds
+    if not all(numbers):
         return values[0]  # names, notes, curves: as in the first run
     floats = [float(v) for v in values]
     if not all(math.isfinite(f) for f in floats):
-        return values[0]
+        return float(np.mean(floats))  # NaN (a seed's is undefined) or an infinity, whatever the seeds' order; no CI
     mean, bounds = interval(floats)
     ci[name] = clipped(name, floats, bounds)
     if all(isinstance(v, (int, np.integer)) for v in values) and len(set(values)) == 1:

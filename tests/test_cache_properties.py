@@ -390,3 +390,90 @@ def test_next_use_index_is_the_next_position_of_the_same_key(stream):
     """Dense ids, and sparse or negative ones (taken by rank), against a forward scan."""
     expected = [next((u for u in range(t + 1, len(stream)) if stream[u] == key), NEVER) for t, key in enumerate(stream)]
     assert next_use_index(np.array(stream, dtype=np.int64)).tolist() == expected
+
+
+def _plain_replay(cache, stream) -> np.ndarray:
+    stream = np.asarray(stream, dtype=np.int64)
+    hit_tier = np.full(len(stream), -1, dtype=np.int8)
+    cache.replay(stream, np.arange(len(stream) + 1), hit_tier, 0, len(stream), prefix=False)
+    return hit_tier
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 8), st.integers(1, 8), streams, st.booleans())
+def test_an_exclusive_lru_hierarchy_on_the_generic_path_hits_as_one_lru_of_both_sizes(top, lower, stream, plugin):
+    # LRU's stack property: an exclusive HBM over DRAM, both LRU, demoting HBM's LRU block to DRAM's MRU end and
+    # promoting a DRAM hit to HBM, holds the top + lower most recent blocks, HBM the top most recent: the hierarchy's
+    # hits are a single LRU of top + lower's, its HBM hits a single LRU of top's (plain replay, per-tier loop)
+    cache = make_cache("lru", [top, lower], stream, reference=True)
+    assert isinstance(cache, HookedMultiTierCache)
+    stream = np.asarray(stream, dtype=np.int64)
+    hit_tier = np.full(len(stream), -1, dtype=np.int8)
+    plugins = CachePlugins(selective_write_depth=10**9) if plugin else None  # (a depth no request reaches)
+    cache.replay(stream, np.arange(len(stream) + 1), hit_tier, 0, len(stream), prefix=False, plugins=plugins)
+    assert int((hit_tier >= 0).sum()) == plain_hits("lru", [top + lower], stream)[0]
+    assert int((hit_tier == 0).sum()) == plain_hits("lru", [top], stream)[0]
+
+
+def test_a_lower_tier_hit_the_top_declines_stays_in_its_tier_unwritten():
+    # belady-bypass HBM over belady-bypass DRAM, one block each, stream 0 1 0 1: 1 is needed after 0, so the full HBM
+    # declines it and it goes to DRAM (written once); at t=3 it hits there, and HBM (holding 0, whose next use is as
+    # far: never) declines it again: it stays in DRAM, read once, neither promoted nor written a second time
+    cache = make_cache("belady-bypass", [1, 1], [0, 1, 0, 1])
+    assert isinstance(cache, HookedMultiTierCache)
+    assert _plain_replay(cache, [0, 1, 0, 1]).tolist() == [-1, -1, 0, 1]
+    assert _state(cache) == (frozenset({0}), frozenset({1}))
+    dram = cache.tiers[1].stats
+    assert (dram.hits, dram.insertions, dram.promotions, dram.bytes_written, dram.bytes_read) == (1, 1, 0, 1, 1)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(1, 6), min_size=2, max_size=3), streams, st.booleans())
+def test_a_block_counts_as_promoted_only_when_it_moves_up(capacities, stream, inclusive):
+    # belady-bypass tiers decline blocks: a lower-tier hit that no tier above takes stays where it was, so its tier's
+    # promotions and writes do not change; one that moves up counts one promotion. And the hierarchy holds at most
+    # the capacities' sum, admitting only the block in use: it is a cache of that size, which belady-bypass of that
+    # size (the optimum with bypass) hits at least as often.
+    cache = make_cache("belady-bypass", capacities, stream, inclusive)
+    for now, key in enumerate(stream):
+        level, before = cache.find(key), _stats(cache)
+        assert cache.touch(key, now) == level
+        after = _stats(cache)
+        if level > 0:
+            moved = cache.find(key) < level  # (inclusive: a copy above it now)
+            assert after[level]["promotions"] - before[level]["promotions"] == int(moved)
+            if not moved:
+                assert after[level]["bytes_written"] == before[level]["bytes_written"]
+    for tier in _stats(cache):
+        assert tier["bytes_written"] == tier["insertions"]  # (one-byte blocks)
+    hits = int((_plain_replay(make_cache("belady-bypass", capacities, stream, inclusive), stream) >= 0).sum())
+    assert hits <= plain_hits("belady-bypass", [sum(capacities)], stream)[0]
+
+
+def test_a_lower_tier_hit_with_no_room_above_stays_unwritten_in_the_compiled_engine():
+    # LRU HBM of one block over LRU DRAM: 0 enters HBM; HBM shrinks to 0 blocks (every one in use by running
+    # requests), demoting 0 to DRAM (written once); 0 is used again: a DRAM hit, read once, with nowhere to go up: it
+    # stays, neither promoted nor written again
+    cache = make_cache("lru", [1, 1], [0, 0])
+    assert not isinstance(cache, HookedMultiTierCache)
+    assert cache.touch(0, 0) == -1
+    cache.resize_top(0)
+    assert cache.touch(0, 1) == 1
+    assert _state(cache) == (frozenset(), frozenset({0}))
+    dram = cache.tiers[1].stats
+    assert (dram.hits, dram.insertions, dram.promotions, dram.bytes_written, dram.bytes_read) == (0, 1, 0, 1, 1)
+
+
+def test_lower_level_finds_the_copy_below_the_top_on_both_engines():
+    # HBM of one block over DRAM, LRU: inclusive, 0 is written through, so DRAM holds a copy below HBM's; exclusive,
+    # 0 is in HBM only until 1 demotes it. One tier: nothing below.
+    for reference in (False, True):
+        inclusive = make_cache("lru", [1, 2], inclusive=True, reference=reference)
+        inclusive.touch(0, 0)
+        assert (inclusive.find(0), inclusive.lower_level(0), inclusive.lower_level(1)) == (0, 1, -1)
+        exclusive = make_cache("lru", [1, 2], reference=reference)
+        exclusive.touch(0, 0)
+        assert exclusive.lower_level(0) == -1
+        exclusive.touch(1, 1)
+        assert (exclusive.find(0), exclusive.lower_level(0), exclusive.lower_level(1)) == (1, 1, -1)
+        assert make_cache("lru", [1], reference=reference).lower_level(0) == -1

@@ -259,3 +259,20 @@ def test_a_prefix_evicted_while_its_request_queues_is_no_hit():
     for result in (cluster, single):
         assert (result.metrics["accesses"], result.metrics["hits"]) == (9, 0)
     assert cluster.metrics["cluster"]["hit_blocks"]["hbm"]["instance"] == 0
+
+
+def test_load_tracker_min_and_max_equal_a_scan_past_its_first_histogram():
+    # a router's imbalance test reads the fleet's least and most loaded instance from a histogram of loads changed by
+    # ±1; loads past its first 64 entries grow it (no test reached them before): it must agree with a scan throughout
+    from sim.cluster.links import LoadTracker
+
+    rng = np.random.default_rng(4)
+    loads = np.zeros(5, dtype=np.int64)
+    tracker = LoadTracker(len(loads))
+    for _ in range(20_000):
+        i = int(rng.integers(len(loads)))
+        delta = -1 if loads[i] and rng.random() < 0.45 - 0.1 * (i == 0) else 1  # instance 0 drifts up past 64
+        tracker.change(int(loads[i]), int(loads[i] + delta))
+        loads[i] += delta
+        assert (tracker.min, tracker.max) == (loads.min(), loads.max())
+    assert loads.max() > 200

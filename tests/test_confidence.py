@@ -107,3 +107,19 @@ def test_cluster_pd_seeds_and_max_rate_keep_the_pd_pools(run_cli, tmp_path):
     assert seeds["ttft_s"]["mean"] == pytest.approx((one["ttft_s"]["mean"] + two["ttft_s"]["mean"]) / 2, rel=1e-12)
     searched = run("--max-rate", "--set", "slo.ttft_s=0.5")
     assert {e["role"] for e in searched["instances"]["each"]} == {"prefill", "decode"}
+
+
+@pytest.mark.parametrize("undefined", [math.nan, None])
+def test_a_metric_undefined_in_one_seed_is_undefined_whatever_the_seeds_order(undefined):
+    # one seed's requests all had one output token (no TPOT: NaN), or a search found no rate (None): the mean over the
+    # seeds is undefined, and no interval is made; before, the first seed's value was reported as the mean, so the
+    # aggregate of [0.5, x] said 0.5 and that of [x, 0.5] said x
+    runs = [RunResult(name="lru", metrics={"tpot_s": {"mean": v}, "hits": 3}) for v in (0.5, undefined)]
+    forward, backward = aggregate(runs), aggregate(runs[::-1])
+    for result in (forward, backward):
+        value = result.metrics["tpot_s"]["mean"]
+        assert value is None if undefined is None else math.isnan(value)
+        assert "tpot_s.mean" not in result.metrics_ci95
+        assert result.metrics["hits"] == 3
+    infinite = [RunResult(name="lru", metrics={"share": v}) for v in (0.5, math.inf)]
+    assert aggregate(infinite).metrics["share"] == aggregate(infinite[::-1]).metrics["share"] == math.inf

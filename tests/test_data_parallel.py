@@ -130,3 +130,46 @@ def test_eager_ranks_are_not_padded():
     assert config_cudagraph_sizes(config).largest == 0
     expected = compute_model(config).step_time(_prefill(100), DataParallelShare(100, 101))
     assert _ttft(config, [0.0], [100]) == pytest.approx([expected], rel=1e-12)
+
+
+def test_a_cluster_forms_the_same_groups_and_times_as_one_node():
+    # one rack, one node of 4 GPUs, 2 groups of 2: the cluster builds its instances lazily and keys their groups by
+    # (rack, slot // D); requests dealt round robin meet the same groups, so every request's timing equals the
+    # single-node run's, whose group steps are checked by hand above
+    from sim.cluster.run import run_cluster
+    from trace.synthetic import generate
+
+    config = load_config(None, sets=[*GROUP[:3], "serving.num_instances=4", "cluster.router=round-robin",
+                                     "cluster.num_racks=1", "cluster.nodes_per_rack=1", "hardware.gpus_per_node=4",
+                                     "workload.synthetic.kind=multi-turn", "workload.synthetic.num_requests=120",
+                                     "workload.synthetic.rate_rps=20", "serving.num_gpu_blocks=400",
+                                     "cache.tiers.dram.capacity_gib=0", "cache.tiers.ssd.capacity_gib=0"])
+    trace = generate(config.workload.synthetic, block_size(config), np.random.default_rng(config.seed))
+    cluster, cluster_table = run_cluster(trace, config)
+    single, single_table = run_serving(trace, config, "single")
+    assert cluster.metrics["requests_completed"] == len(trace)
+    for name in ("instance", "scheduled", "first_token", "last_token"):
+        np.testing.assert_array_equal(getattr(cluster_table, name), getattr(single_table, name), err_msg=name)
+
+
+def test_cluster_pd_groups_share_a_node_and_a_role():
+    # 2 racks x 2 nodes x 4 GPUs, per rack 4 prefill then 4 decode instances of TP 1 in groups of 2: each group is two
+    # consecutive slots of one rack's pool, so on one node, of one role; every request completes
+    from sim.cluster.run import ClusterRun
+    from trace.synthetic import generate
+
+    config = load_config(None, sets=[*GROUP[:3], "cluster.num_racks=2", "cluster.nodes_per_rack=2",
+                                     "hardware.gpus_per_node=4", "pd.num_prefill=4", "pd.num_decode=4",
+                                     "workload.synthetic.kind=multi-turn", "workload.synthetic.num_requests=200",
+                                     "workload.synthetic.rate_rps=40", "serving.num_gpu_blocks=2000"])
+    trace = generate(config.workload.synthetic, block_size(config), np.random.default_rng(config.seed))
+    run = ClusterRun(trace, config, False, pd=True)
+    assert run.run().metrics["requests_completed"] == len(trace)
+    assert run.groups
+    for (rack, _), group in run.groups.items():
+        members = [m.index for m in group.members]
+        assert 1 <= len(members) <= 2
+        assert {run.topo.rack_of(i) for i in members} == {rack}
+        assert len({run.topo.node_of(i) for i in members}) == 1
+        assert len({m.role for m in group.members}) == 1
+        assert len({i // 2 for i in members}) == 1  # two consecutive ids, from an even one

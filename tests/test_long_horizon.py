@@ -42,3 +42,23 @@ def test_sparse_long_trace_completes_every_request(tmp_path, run_cli, mode, span
     assert metrics["requests_completed"] == n
     assert metrics["makespan_s"] > span_s * 0.9  # the run really reached the late requests
     assert metrics["e2e_s"]["p99"] < 60.0  # sparse load: no request waits behind a stalled one
+
+
+def test_a_windows_steps_ended_by_a_time_count_as_absolute_comparisons_do():
+    # ``DecodeWindow.ended`` bisects on offsets from the window's start, which rounding may place on either side of
+    # an absolute time: it must count exactly the steps whose end (start + offset, as their events are scheduled) is
+    # at or before t (inclusive) or before it, at any magnitude of simulated time, at each end and one ulp either side
+    from sim.serving.scheduler import DecodeWindow
+
+    rng = np.random.default_rng(11)
+    for trial in range(3000):
+        # up to a week; and starts far below the steps' ends, where ``t - start`` itself rounds
+        start = float(rng.uniform(0, (6e5, 1.0, 1e-3)[trial % 3]))
+        times = rng.uniform(1e-6, 0.5, size=int(rng.integers(1, 12)))
+        ends = times.cumsum().tolist()
+        window = DecodeWindow([], [], None, times, ends, start, len(ends))
+        absolute = [start + e for e in ends]
+        among = int(rng.integers(1, len(ends) + 1))
+        for t in (*absolute, *np.nextafter(absolute, np.inf), *np.nextafter(absolute, -np.inf)):
+            assert window.ended(t, among) == sum(end <= t for end in absolute[:among])
+            assert window.ended(t, among, inclusive=False) == sum(end < t for end in absolute[:among])

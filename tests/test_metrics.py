@@ -125,3 +125,15 @@ def test_serving_runs_one_per_policy(run_cli, tmp_path):
     report = _run(run_cli, tmp_path, "policies", "--policy", "lru,s3fifo")
     assert [r["name"] for r in report["runs"]] == ["pd-lru", "pd-s3fifo"]
     assert report["runs"][1]["overrides"] == {"cache.policy": "s3fifo"}
+
+
+@pytest.mark.parametrize("empty_first", [True, False])
+def test_a_window_of_no_steps_adds_no_gap(empty_first):
+    # a window's first step counts its first_count tokens, the rest count each: 2.0 once, 3.0 four times; a chunk of
+    # no steps adds nothing, wherever it comes (its first-step slot is not the next chunk's, nor past the end)
+    gaps = WeightedSamples()
+    chunks = [(np.array([1.0]), 0, 5, 5), (np.array([2.0, 3.0]), 2, 4, 1)]
+    for chunk in (chunks if empty_first else chunks[::-1]):
+        gaps.add_steps(*chunk)
+    values, counts = gaps.sorted()
+    assert dict(zip(values.tolist(), counts.tolist(), strict=True)) == {2.0: 1, 3.0: 4}

@@ -58,3 +58,25 @@ def test_bad_sample_rate():
 
     with pytest.raises(ValueError):
         lru_mrc(np.array([1, 2]), sample_rate=0.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 25), min_size=1, max_size=200))
+def test_sparse_and_negative_ids_give_the_distances_of_dense_ones(stream):
+    # ids far beyond the stream's length (or negative) are renumbered first: a relabelling of keys leaves every stack
+    # distance as it was
+    sparse = np.array(stream, dtype=np.int64) * 10**12 - 5 * 10**12
+    assert stack_distances(sparse).tolist() == _brute_force_distances(stream)
+
+
+def test_the_default_grid_ends_at_the_infinite_cache():
+    # no capacities given: a geometric grid from 1 block to the distinct blocks, where LRU misses only first uses
+    rng = np.random.default_rng(7)
+    stream = (rng.zipf(1.3, 3000) % 400) * 10**9  # (sparse ids)
+    distinct = len(np.unique(stream))
+    curve = lru_mrc(stream)
+    assert curve.capacities[0] == 1 and curve.capacities[-1] == distinct
+    assert curve.hit_ratios[-1] == (len(stream) - distinct) / len(stream)
+    dense = np.unique(stream, return_inverse=True)[1]
+    for cap in curve.capacities[:: max(1, len(curve.capacities) // 8)]:
+        assert curve.hit_ratio_at(int(cap)) == plain_hits("lru", [int(cap)], dense)[0] / len(stream)

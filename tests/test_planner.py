@@ -448,3 +448,31 @@ def test_a_long_candidate_note_is_cut_at_a_word_and_marked():
     assert cell.endswith("…") and len(cell) <= 91
     assert note.startswith(cell[:-1]) and cell[:-1].split()[-1] in note.replace(";", " ").split()
     assert _clip("missed even at the lowest load tried") == "missed even at the lowest load tried"
+
+
+def test_a_plans_csv_has_a_row_per_run_led_by_the_keys_it_searched(run_cli, tmp_path):
+    """``--report-csv`` with ``--plan`` (written by no test before): one row per run of the JSON, named as it, led by
+    the GPU, TP, instance layout and the searched tiers' capacities; costs by hand as in the test above."""
+    import csv
+
+    plan_path = _plan(tmp_path, {
+        "workload": {"synthetic": {"kind": "multi-turn", "num_requests": 60, "input_tokens_mean": 128}},
+        "set": {"serving.num_gpu_blocks": 100, "cache.tiers.ssd.capacity_gib": 100},
+        "target": {"hit_ratio": 0.01}, "search": {"gpu": ["h100-sxm"], "tiers": {"dram": [0, 8]}},
+    })
+    out, table = tmp_path / "plan.json", tmp_path / "plan.csv"
+    status, _, err = run_cli("--plan", plan_path, "--jobs", "1", "--report-json", out, "--report-csv", table,
+                             "--no-plot", "--quiet")
+    assert status == 0, err
+    runs = json.loads(out.read_text())["runs"]
+    with table.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["name"] for r in rows] == [run["name"] for run in runs] and len(rows) >= 2
+    assert list(rows[0])[:7] == ["name", "hardware.gpu", "serving.tensor_parallel_size", "serving.num_instances",
+                                 "pd.num_prefill", "pd.num_decode", "cache.tiers.dram.capacity_gib"]
+    hours = 5 * 8766
+    for row in rows:
+        dram = float(row["cache.tiers.dram.capacity_gib"])
+        assert row["hardware.gpu"] == "h100-sxm"
+        assert float(row["cost_usd_per_hour"]) == pytest.approx(12.29 + (dram * 6.71 + 100 * 0.099) / hours)
+        assert 0.0 <= float(row["hit_ratio"]) <= 1.0

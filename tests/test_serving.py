@@ -386,3 +386,21 @@ def test_a_partial_last_block_is_not_kept_as_a_cached_prefix(lower_tiers):
     assert result.metrics["tier_hit_ratio"]["hbm"] == pytest.approx(2 / 9)
     if lower_tiers:
         assert result.metrics["tiers"]["dram"]["bytes_written"] == 0
+
+
+def test_session_affinity_keeps_every_turn_of_a_session_on_one_instance():
+    # a multi-turn trace's requests carry session ids: each session's turns go to one instance (where its previous
+    # turns' prefix is cached), and the sessions spread over the instances
+    from trace.synthetic import generate
+
+    config = load_config(None, sets=["serving.num_instances=3", "cluster.router=session-affinity",
+                                     "workload.synthetic.kind=multi-turn", "workload.synthetic.num_requests=150",
+                                     "workload.synthetic.rate_rps=10"])
+    trace = generate(config.workload.synthetic, block_size(config), np.random.default_rng(config.seed))
+    sessions, turns = np.unique(trace.session_id, return_counts=True)
+    assert sessions.min() >= 0 and turns.max() > 1
+    result, requests = run_serving(trace, config, "single")
+    assert result.metrics["requests_completed"] == len(trace)
+    for session in sessions[turns > 1]:
+        assert len(np.unique(requests.instance[trace.session_id == session])) == 1, session
+    assert set(np.unique(requests.instance).tolist()) == {0, 1, 2}

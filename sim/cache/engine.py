@@ -91,6 +91,7 @@ def _operations(access, insert, readmit, remove, victim):
         grows with every inlined copy)."""
         first, stop, stride = 0, 0, 1  # the tiers to admit the block to
         level = -1
+        origin = -1  # exclusive move up: the tier the block leaves, where it goes back if no tier above has room
         if mode == DEMOTE:
             first, stop = 1, 2
         else:
@@ -124,6 +125,7 @@ def _operations(access, insert, readmit, remove, victim):
                         remove_c(a, t, s)
                         a.meta[t, RESIDENT] -= 1
                         stop = 1
+                        origin = level
             elif admit:  # the top tier (exclusive) or every tier, top down (inclusive: write-through)
                 stop = len(c.tiers) if c.inclusive else 1
         n = len(c.tiers)
@@ -131,6 +133,13 @@ def _operations(access, insert, readmit, remove, victim):
             inserting, at, when = key, target, now
             while True:  # admit ``inserting`` to tier ``at``; a victim moves on down
                 t = c.tiers[at]
+                if at == origin and inserting == key:  # no tier above had room: back where it was (the room it
+                    insert(a, t, inserting, when)  # left), nothing moved or written
+                    a.meta[t, RESIDENT] += 1
+                    a.meta[t, STAT0 + (PREFETCHES if mode == PREFETCH else PROMOTIONS)] -= 1
+                    if mode == PREFETCH:  # (nothing brought up ahead of use: nothing read)
+                        a.meta[t, STAT0 + BYTES_READ] -= c.block_bytes
+                    break
                 if a.meta[t, CAP] <= 0:  # e.g. HBM fully used by running requests: nothing can be kept here
                     if c.inclusive or at + 1 == n:
                         break

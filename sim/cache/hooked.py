@@ -80,10 +80,10 @@ class HookedMultiTierCache:
             self.policies[0].on_access(key, now)
             return 0
         if level > 0:
-            self._counters(level)[PROMOTIONS] += 1
             if read:
                 self._counters(level)[BYTES_READ] += self.block_bytes
-            self._move_up(level, key, now)
+            if self._move_up(level, key, now):  # (declined above: it stays where it was, nothing moved)
+                self._counters(level)[PROMOTIONS] += 1
             return level
         if not admit:
             return -1
@@ -138,34 +138,43 @@ class HookedMultiTierCache:
             if self.policies[below].needs_future and key in self.residents[below]:
                 self.policies[below].on_access(key, now)
 
-    def _move_up(self, level: int, key: int, now: int) -> None:
+    def _move_up(self, level: int, key: int, now: int) -> bool:
+        """Move (exclusive) or copy (inclusive) ``key`` from tier ``level`` to the top; whether it reached a tier
+        above ``level`` (False: every tier above declined it, a policy's ``admit``: it stays where it was)."""
         if self.inclusive:
             self.policies[level].on_access(key, now)
-            for upper in range(level - 1, -1, -1):
-                self._insert(upper, key, now)
-        else:
-            self.policies[level].on_remove(key)
-            self.residents[level].remove(key)
-            self._insert(0, key, now)
+            copied = [self._insert(upper, key, now) for upper in range(level - 1, -1, -1)]
+            return any(copied)
+        self.policies[level].on_remove(key)
+        self.residents[level].remove(key)
+        return self._insert(0, key, now, origin=level)
 
-    def _insert(self, level: int, key: int, now: int) -> None:
+    def _insert(self, level: int, key: int, now: int, origin: int = -1) -> bool:
+        """Admit ``key`` to tier ``level`` (or, declined or of no capacity, the next one down, exclusive), demoting
+        victims down the chain; whether ``key`` entered a tier. ``origin``: the tier ``key`` is moving up from
+        (exclusive), where a key declined by every tier above goes back unwritten (False)."""
         n = len(self.tiers)
+        incoming = key
         while True:
             victim = None
+            if key == incoming and level == origin:  # declined above: back where it was (the room it left)
+                self.policies[level].on_insert(key, now)
+                self.residents[level].add(key)
+                return False
             if self._capacity(level) <= 0:
                 if self.inclusive or level + 1 == n:
-                    return
+                    return key != incoming
                 level += 1
                 continue
             policy, resident, counters = self.policies[level], self.residents[level], self._counters(level)
             if key in resident:  # a shared tier holding another instance's copy: the same content, so nothing
                 policy.on_insert(key, now)  # enters, is written or need make room (a readmission: the policy sees it)
-                return
+                return True
             if len(resident) >= self._capacity(level):
                 admit = getattr(policy, "admit", None)
                 if admit is not None and not admit(key, now):  # declined: one tier down, or out
                     if self.inclusive or level + 1 == n:
-                        return
+                        return key != incoming
                     level += 1
                     continue
                 victim = policy.victim(key)
@@ -176,10 +185,10 @@ class HookedMultiTierCache:
             counters[INSERTIONS] += 1
             counters[BYTES_WRITTEN] += self.block_bytes
             if victim is None:
-                return
+                return True
             if self.inclusive or level + 1 == n:
                 counters[EVICTIONS] += 1
-                return
+                return True
             counters[DEMOTIONS] += 1
             key, level = victim, level + 1
             if self.last_pos is not None:  # a block another instance placed in a shared tier: use now
@@ -191,9 +200,9 @@ class HookedMultiTierCache:
             return
         if self.last_pos is not None:
             self.last_pos[key] = now
-        self._counters(level)[PREFETCHES] += 1
-        self._counters(level)[BYTES_READ] += self.block_bytes
-        self._move_up(level, key, now)
+        if self._move_up(level, key, now):  # (declined above: nothing moved, nothing read ahead)
+            self._counters(level)[PREFETCHES] += 1
+            self._counters(level)[BYTES_READ] += self.block_bytes
 
     # ------------------------------------------------------------------ replays
 

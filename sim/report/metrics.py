@@ -139,6 +139,8 @@ class WeightedSamples:
         """The first ``steps`` of ``times``: ``count`` times each, the first one ``first_count`` times
         (a decode window: every request sees each step's duration, but a request's first token has
         no gap before it)."""
+        if steps <= 0:  # (no step: nothing to add; its first-step slot would be the next chunk's)
+            return
         self._chunks.append((times, steps, count, first_count))
         self._chunked += steps
         if self._chunked >= self._limit:
