@@ -129,6 +129,7 @@ def _operations(access, insert, readmit, remove, victim):
             elif admit:  # the top tier (exclusive) or every tier, top down (inclusive: write-through)
                 stop = len(c.tiers) if c.inclusive else 1
         n = len(c.tiers)
+        copied = False  # (inclusive copy up: whether any tier above took the block)
         for target in range(first, stop, stride):
             inserting, at, when = key, target, now
             while True:  # admit ``inserting`` to tier ``at``; a victim moves on down
@@ -148,7 +149,9 @@ def _operations(access, insert, readmit, remove, victim):
                 s = resident(a, t, inserting) if a.meta[t, USERS] > 1 else -1
                 if s >= 0:  # a shared tier already holding another instance's copy: the same content, so
                     readmit_c(a, t, s, when)  # nothing enters, is written or need make room (the policy sees it)
+                    copied = copied or inserting == key
                     break
+                copied = copied or inserting == key
                 demoted = -1
                 has_victim = a.meta[t, RESIDENT] >= a.meta[t, CAP]
                 if has_victim:
@@ -170,6 +173,11 @@ def _operations(access, insert, readmit, remove, victim):
                 at += 1
                 if len(c.last_pos) and c.last_pos[inserting] >= 0:  # placed by another instance: use now
                     when = c.last_pos[inserting]
+        if c.inclusive and level > 0 and mode != DEMOTE and not copied:  # no tier above had room for a copy: it
+            t = c.tiers[level]  # stays below, not promoted (a use still read it; a prefetch read nothing ahead)
+            a.meta[t, STAT0 + (PREFETCHES if mode == PREFETCH else PROMOTIONS)] -= 1
+            if mode == PREFETCH:
+                a.meta[t, STAT0 + BYTES_READ] -= c.block_bytes
         return level
 
     def use_single(a, t, key, now, admit):
