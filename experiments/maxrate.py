@@ -122,8 +122,10 @@ def max_rate_run(result: MaxRateResult, base_rate_rps: float | None, slo: SLOCon
         **({"note": note} if note else {}),
         **({"steady_state": False} if burst else {}),
     }
-    return RunResult(name=best.run.name, metrics=metrics, overrides=dict(best.run.overrides),
-                     per_request=best.run.per_request)
+    # the run reported is the one at the answer: its overrides say so beside the config's rate_scale of 1 (none met:
+    # the lowest rate tried, as its metrics are)
+    overrides = {**best.run.overrides, "workload.rate_scale": best.scale}
+    return RunResult(name=best.run.name, metrics=metrics, overrides=overrides, per_request=best.run.per_request)
 
 
 def _burst(meets: Probe | None, rate_rps: float | None) -> str | None:

@@ -57,7 +57,9 @@ def test_max_rate_matches_lindleys_recursion(run_cli, tmp_path):
         argv += ["--set", s]
     status, _, err = run_cli(*argv)
     assert status == 0, err
-    metrics = json.loads(out.read_text())["runs"][0]["metrics"]
+    (run,) = json.loads(out.read_text())["runs"]
+    metrics = run["metrics"]
+    assert run["overrides"] == {"workload.rate_scale": metrics["max_rate_scale"]}  # the run reported is the answer's
 
     config = load_config(None, sets=[*ONE_QUEUE, f"workload.trace={trace}"])
     shape = StepShape()
