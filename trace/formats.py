@@ -38,6 +38,7 @@ import numpy as np
 import pyarrow as pa
 
 from sim.config_fields import INT64_MAX  # block and token ids are interned as int64
+UINT64_MAX = 2**64 - 1  # an unsigned 64-bit hash's largest value
 from sim.errors import TraceError, quote
 from trace.arrow import from_numpy, numpy_view, text_buffers, with_nulls
 from trace.csv_reader import csv_fields, header_delimiter, header_names
@@ -258,10 +259,13 @@ def _parse_burstgpt(frame):
 
 
 def _id_list_reason(ids: list, signed: bool) -> int:
-    """0 for a list of ids that fit numpy's int64 (non-negative unless ``signed``); else why not."""
+    """0 for a list of ids that fit 64 bits (token ids: non-negative int64; hash ids, ``signed``: any 64-bit
+    pattern, written signed or unsigned — xxHash64 and other unsigned hashes go up to 2^64 - 1, kept as the int64 of
+    the same bits by ``IdLists.from_lists``); else why not."""
     if not all(isinstance(x, int) and not isinstance(x, bool) and (signed or x >= 0) for x in ids):
         return CODE["bad_hash_ids"]
-    return CODE["id_out_of_range"] if max(ids) > INT64_MAX or min(ids) < -INT64_MAX - 1 else 0
+    top = UINT64_MAX if signed else INT64_MAX
+    return CODE["id_out_of_range"] if max(ids) > top or min(ids) < -INT64_MAX - 1 else 0
 
 
 def _list_column(values, empty_reason: str, signed: bool = False) -> tuple[IdLists, np.ndarray, np.ndarray]:

@@ -132,6 +132,9 @@ def _not_text(value):
     return orjson.dumps(value).decode() if isinstance(value, str) else value
 
 
+HASH_ID_KEYS = ("hash_ids",)  # id lists that are 64-bit hash labels, signed or unsigned (trace.formats' hash ids)
+
+
 def _fast_jsonl(data: bytes, line: int, first_row: int, keys: tuple[str, ...], id_lists: tuple[str, ...]) -> RawChunk | None:
     """A chunk through pyarrow's JSON reader, or None where the result could differ from orjson's
     line by line: one ``{`` a line (no blank line, no nested object) and one row a line; ASCII
@@ -146,12 +149,20 @@ def _fast_jsonl(data: bytes, line: int, first_row: int, keys: tuple[str, ...], i
     if (not n or not body.isascii() or b"\\" in body or b"NaN" in body or b"Inf" in body
             or body.count(b"{") != n or any(body.count(f'"{key}"'.encode()) > n for key in keys)):
         return None  # (a key's name more often than lines: maybe a repeated key, which the slow path tells)
-    schema = pa.schema([(k, pa.list_(pa.int64()) if k in id_lists else pa.float64()) for k in keys])
-    try:
-        table = pa_json.read_json(pa.BufferReader(body), read_options=pa_json.ReadOptions(block_size=JSON_BLOCK_BYTES),
-                                  parse_options=pa_json.ParseOptions(explicit_schema=schema,
-                                                                     unexpected_field_behavior="ignore"))
-    except pa.ArrowException:  # not JSON, a value of another type, an id beyond int64, ...
+    table = None
+    # unsigned 64-bit hashes read as their bits in int64, as the reference keeps them; token ids past int64 are out of
+    # range there, which the fast path leaves to it
+    unsigned = (pa.uint64(),) if all(k in HASH_ID_KEYS for k in id_lists if k in keys) else ()
+    for ids in (pa.int64(), *unsigned):
+        schema = pa.schema([(k, pa.list_(ids) if k in id_lists else pa.float64()) for k in keys])
+        try:
+            table = pa_json.read_json(pa.BufferReader(body), read_options=pa_json.ReadOptions(block_size=JSON_BLOCK_BYTES),
+                                      parse_options=pa_json.ParseOptions(explicit_schema=schema,
+                                                                         unexpected_field_behavior="ignore"))
+            break
+        except pa.ArrowException:  # not JSON, a value of another type, an id beyond 64 bits, ...
+            continue
+    if table is None:
         return None
     if table.num_rows != n:  # an object left open on its line took in the next line's
         return None
@@ -164,7 +175,7 @@ def _fast_jsonl(data: bytes, line: int, first_row: int, keys: tuple[str, ...], i
             if column.values.null_count:
                 return None
             offsets = numpy_view(column.offsets).astype(np.int64)
-            values = numpy_view(column.values)[offsets[0]:offsets[-1]]
+            values = numpy_view(column.values)[offsets[0]:offsets[-1]].view(np.int64)
             frame[key] = IdLists(values, offsets - offsets[0])
         else:
             values = numpy_view(column)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Iterator
 
 import numpy as np
 
+from sim.config_fields import INT64_MAX
 from sim.errors import TraceError, quote
 from trace import blocks as bm
 
@@ -54,7 +55,9 @@ class IdLists:
     def from_lists(cls, lists: list) -> IdLists:
         lengths = np.fromiter((len(v) for v in lists), dtype=np.int64, count=len(lists))
         offsets = bm.offsets_from_counts(lengths)
-        values = np.fromiter((x for v in lists for x in v), dtype=np.int64, count=int(offsets[-1]))
+        # (an id past int64, an unsigned 64-bit hash's, is kept as the int64 of the same 64 bits)
+        values = np.fromiter((x - (1 << 64) if x > INT64_MAX else x for v in lists for x in v), dtype=np.int64,
+                             count=int(offsets[-1]))
         return cls(values, offsets)
 
     @classmethod
