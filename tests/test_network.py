@@ -71,13 +71,18 @@ def test_overlay_paths_resolve_relative_to_the_overlay(tmp_path, monkeypatch):
     assert network_model(config.network).isolated_time(128 * MIB) * 1e3 == pytest.approx(10.86)
 
 
-def test_lookup_below_its_smallest_size_scales_through_the_origin(tmp_path):
-    # rows 1 MiB -> 1 ms and 3 MiB -> 2 ms: nothing sent takes no time, half a MiB half the smallest row's time,
-    # 2 MiB the interpolation, 5 MiB the last rows' slope continued
+def test_lookup_below_its_smallest_size_keeps_the_tables_latency(tmp_path):
+    # rows 1 MiB -> 1 ms and 3 MiB -> 2 ms: 0.5 ms a MiB over 0.5 ms of latency. Nothing sent takes no time, half a
+    # MiB 0.5 + 0.25 ms (the two smallest rows' line: it was 0.5 ms through the origin, the latency lost), 2 MiB the
+    # interpolation, 5 MiB the last rows' slope continued
     table = tmp_path / "table.json"
     table.write_text(json.dumps({"rows": [{"size_mib": 3, "ns3_ms": 2.0}, {"size_mib": 1, "ns3_ms": 1.0}]}))
     model = LookupNetwork.from_json(table)
     assert model.isolated_time(0) == 0.0
-    assert model.isolated_time(MIB / 2) == pytest.approx(0.5e-3, rel=1e-12)
+    assert model.isolated_time(MIB / 2) == pytest.approx(0.75e-3, rel=1e-12)
     assert model.isolated_time(2 * MIB) == pytest.approx(1.5e-3, rel=1e-12)
     assert model.isolated_time(5 * MIB) == pytest.approx(3.0e-3, rel=1e-12)
+    # a table steeper than its own smallest row (1 MiB -> 1 ms, 2 MiB -> 3 ms: a line below zero at the origin)
+    # keeps the origin's line: half a MiB half the smallest row's time
+    table.write_text(json.dumps({"rows": [{"size_mib": 1, "ns3_ms": 1.0}, {"size_mib": 2, "ns3_ms": 3.0}]}))
+    assert LookupNetwork.from_json(table).isolated_time(MIB / 2) == pytest.approx(0.5e-3, rel=1e-12)

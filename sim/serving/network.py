@@ -67,7 +67,13 @@ class LookupNetwork:
             slope = (t[-1] - t[-2]) / (s[-1] - s[-2])
             return float(t[-1] + (nbytes - s[-1]) * slope)
         if nbytes <= s[0]:
-            return float(t[0] * nbytes / s[0])  # through the origin below the smallest size
+            # below the smallest size: the line through the two smallest rows, as above the largest the two largest
+            # rows' (a link's latency + bytes / bandwidth keeps its latency), never below the origin's line
+            through_origin = t[0] * nbytes / s[0]
+            if len(s) < 2:
+                return float(through_origin)
+            slope = (t[1] - t[0]) / (s[1] - s[0])
+            return float(max(through_origin, t[0] - (s[0] - nbytes) * slope))
         return float(np.interp(nbytes, s, t))
 
     @classmethod
