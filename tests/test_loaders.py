@@ -264,6 +264,16 @@ def test_burstgpt_sessions_share_full_blocks(tmp_path):
     assert trace.session_id[3] == -1 and trace.session_id[0] == trace.session_id[2] == trace.session_id[4]
 
 
+def _assert_three_burstgpt_rows(trace, malformed: int) -> None:
+    """The three BurstGPT rows both header tests write (t 5, 9, 12; sessions A, none, A), and ``malformed`` rows."""
+    prov = trace.provenance
+    assert (prov.format, prov.rows_used, prov.block_ids) == ("burstgpt", 3, "synthetic-sessions")
+    assert prov.skip_reasons == ({"malformed_row": malformed} if malformed else {})
+    assert trace.arrival_s.tolist() == [0.0, 4.0, 7.0]
+    assert (trace.input_tokens.tolist(), trace.output_tokens.tolist()) == ([40, 50, 70], [7, 3, 1])
+    assert trace.session_id.tolist() == [0, -1, 0]
+
+
 @pytest.mark.parametrize("reader", ["fast", "quoted", "tolerant"])
 def test_header_names_in_another_letter_case(tmp_path, reader):
     """A database export lowercases identifiers (BurstGPT's "request tokens", Azure's "timestamp"): the header was
@@ -277,12 +287,7 @@ def test_header_names_in_another_letter_case(tmp_path, reader):
     if reader == "tolerant":
         rows += "13,ChatGPT,70,1,71,Conversation log,A,extra\n"
     trace = load(write(tmp_path, "b.csv", header + rows))
-    prov = trace.provenance
-    assert (prov.format, prov.rows_used, prov.block_ids) == ("burstgpt", 3, "synthetic-sessions")
-    assert prov.skip_reasons == ({"malformed_row": 1} if reader == "tolerant" else {})
-    assert trace.arrival_s.tolist() == [0.0, 4.0, 7.0]
-    assert (trace.input_tokens.tolist(), trace.output_tokens.tolist()) == ([40, 50, 70], [7, 3, 1])
-    assert trace.session_id.tolist() == [0, -1, 0]
+    _assert_three_burstgpt_rows(trace, malformed=int(reader == "tolerant"))
     azure = load(write(tmp_path, "a.csv", "timestamp,contexttokens,generatedtokens\n"
                                           "2023-11-16 18:15:46.5,100,10\n2023-11-16 18:15:48.0,200,20\n"), format="azure")
     assert (azure.arrival_s.tolist(), azure.input_tokens.tolist()) == ([0.0, 1.5], [100, 200])
@@ -307,12 +312,7 @@ def test_fields_separated_by_another_delimiter(tmp_path, delimiter, reader):
     quote = '"' if reader == "quoted" else ""
     text = "".join(delimiter.join(f"{quote}{field}{quote}" for field in row) + "\n" for row in rows)
     trace = load(write(tmp_path, "b.csv", text))
-    prov = trace.provenance
-    assert (prov.format, prov.rows_used, prov.block_ids) == ("burstgpt", 3, "synthetic-sessions")
-    assert prov.skip_reasons == ({"malformed_row": 1} if reader == "tolerant" else {})
-    assert trace.arrival_s.tolist() == [0.0, 4.0, 7.0]
-    assert (trace.input_tokens.tolist(), trace.output_tokens.tolist()) == ([40, 50, 70], [7, 3, 1])
-    assert trace.session_id.tolist() == [0, -1, 0]
+    _assert_three_burstgpt_rows(trace, malformed=int(reader == "tolerant"))
     if reader == "tolerant":
         with pytest.raises(TraceError, match=r"row 4 \(line 5\): malformed row"):
             load(write(tmp_path, "b.csv", text), strict_validation=True)
