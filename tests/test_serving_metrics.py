@@ -137,3 +137,24 @@ def test_an_overloaded_run_says_so_and_a_steady_one_does_not():
         assert exact >= 0.9 * n
         counted = int(caveat.split("at least ")[1].split(" of ")[0].replace(",", ""))
         assert 0.1 * n <= counted <= exact and f" of {n} requests" in caveat
+
+
+def test_pd_time_series_count_a_request_whose_kv_is_in_transfer():
+    """L = λW in PD, over a slow link (2 Gb/s: a 1,000-token prompt's 128 MiB of KV takes ~0.5 s): a request whose KV
+    is on its way to the decode instance is in the system, queued (vLLM counts one waiting for remote KV among its
+    waiting requests). Counted as neither queued nor running, the time average fell short of λW by the transfers'
+    share of the time in system (here more than a tenth); counted, it matches within the grid's sampling error."""
+    rng = np.random.default_rng(7)
+    n = 1500
+    arrival = np.cumsum(rng.exponential(0.4, n))
+    trace = make_trace(arrival, rng.integers(200, 1500, n), rng.integers(10, 100, n))
+    config = load_config(None, sets=["pd.num_prefill=1", "pd.num_decode=1", "serving.num_gpu_blocks=20000",
+                                     "network.bandwidth_gbps=2"])
+    result, requests = run_serving(trace, config, "pd")
+    ts = result.metrics["timeseries"]
+    in_system = (ts["queued"] + ts["running"]).mean()
+    makespan = requests.last_token.max() - requests.arrival.min()
+    little = n / makespan * requests.e2e.mean()
+    transfer_share = np.mean(requests.kv_ready - requests.kv_sent) / requests.e2e.mean()
+    assert transfer_share > 0.1  # (the case tells the two counts apart)
+    assert in_system == pytest.approx(little, rel=0.03)

@@ -116,6 +116,7 @@ class ServingRun:
         self.prefix_cache_note = ("on" if self.prefix_caching else "off: serving.enable_prefix_caching is false"
                                   if not config.serving.enable_prefix_caching else "off: no block repeats in this trace")
         self.pending: deque[Job] = deque()  # PD: prefilled, waiting for decode memory
+        self.in_transfer = 0  # PD: requests whose KV is on its way to a decode instance
         self.state_bytes = state_transfer_bytes(states) if states is not None else 0  # (PD: a request's states)
         self.groups: dict = {}  # data-parallel groups by ``_group_key``
         self._build()
@@ -124,7 +125,10 @@ class ServingRun:
         self.instances = [*self.front, *self.decode]
         span = float(trace.arrival_s[-1] - trace.arrival_s[0]) if len(trace) else 0.0
         self.timeline = Timeline(self.engine, self.instances, float(trace.arrival_s[0]) if len(trace) else 0.0, span,
-                                 extra_queued=(lambda: len(self.pending)) if self._pd else (lambda: 0))
+                                 # (a request whose KV is in transfer waits for it, as vLLM counts one waiting
+                                 # for remote KV among its waiting requests)
+                                 extra_queued=(lambda: len(self.pending) + self.in_transfer) if self._pd
+                                 else (lambda: 0))
 
     def _generated_blocks(self) -> GeneratedBlocks | None:
         """The ids of the blocks each request generates, which vLLM caches as it caches prompt blocks (the next turn
@@ -272,6 +276,7 @@ class ServingRun:
             else:
                 return  # no decode memory: retry when a decode instance frees blocks
             self.pending.popleft()
+            self.in_transfer += 1
             table.kv_sent[job.rid] = self.engine.now
             dest_job.generated = 0
             plan = self.transfer  # the busiest rank's bytes on its link; every decode rank's shard moved
@@ -330,6 +335,7 @@ class ServingRun:
         link.bytes_sent += nbytes
 
     def _arrived(self, src: Instance, job: Job, dest: Instance, dest_job: Job) -> None:
+        self.in_transfer -= 1
         self.table.kv_ready[job.rid] = self.engine.now
         src.release(job)
         dest.submit(dest_job)
