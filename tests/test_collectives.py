@@ -450,6 +450,32 @@ def test_an_aiconfigurator_all_reduce_table_drives_the_step(tmp_path):
     assert ("all_reduce", 2) not in model.tables  # a group the run does not use is not read
 
 
+def test_aiconfigurators_parquet_all_reduce_table_drives_the_step(tmp_path):
+    """AIConfigurator stores its tables as Parquet (systems/data/<gpu>/comm/vllm/<version>/
+    custom_allreduce_perf.parquet, snapshot 095f58a51), the collector's CSV columns: read as its .txt is. Rows of
+    its H100 vLLM 0.19.0 table at TP 4 (bf16 elements, ms): 262,144 elements (512 KiB) 0.011177 ms and 524,288
+    (1 MiB) 0.012625 ms by CUDA graph, the eager rows beside them (0.022478, 0.023211) not read; 768 KiB: halfway."""
+    frame = pd.DataFrame({"framework": "vLLM", "version": "0.19.0", "device": "NVIDIA H100 80GB HBM3",
+                          "op_name": "all_reduce",
+                          "kernel_source": ["vLLM_custom_graph", "vLLM_custom_eager"] * 2, "allreduce_dtype": "bfloat16",
+                          "num_gpus": 4, "message_size": [262144, 262144, 524288, 524288],
+                          "latency": [0.011177, 0.022478, 0.012625, 0.023211], "backend": ["vllm_graph", "vllm_eager"] * 2})
+    path = tmp_path / "custom_allreduce_perf.parquet"
+    frame.to_parquet(path)
+    model = compute_model(load_config(None, sets=["hardware.gpu=h100-sxm", "serving.tensor_parallel_size=4",
+                                                  f"compute.collectives={path}"])).comm.collectives
+    assert isinstance(model, MeasuredCollectives)
+    assert model.all_reduce(768 * 1024, 4) == pytest.approx((11.177 + 12.625) / 2 * 1e-6)
+
+
+def test_a_file_named_parquet_that_is_not_is_refused_naming_it(tmp_path):
+    path = tmp_path / "custom_allreduce_perf.parquet"
+    path.write_text(AIC_HEADER + "vLLM,0.19.0,H100,all_reduce,vLLM_custom_graph,bfloat16,4,128,0.004,vllm_graph\n")
+    with pytest.raises(ConfigError, match=r"custom_allreduce_perf\.parquet.*cannot read it as Parquet"):
+        compute_model(load_config(None, sets=["hardware.gpu=h100-sxm", "serving.tensor_parallel_size=4",
+                                              f"compute.collectives={path}"]))
+
+
 @pytest.mark.parametrize("text, message", [
     (AIC_HEADER.replace("latency,", "time,") + "x\n", "missing column"),
     (_aic_rows([("vLLM_custom_graph", 8, 128, 0.005)]).replace("bfloat16", "int8"), "allreduce_dtype int8"),

@@ -347,11 +347,11 @@ class MeasuredCollectives:
             return cls.from_vidur(path, fallback, used_ranks)
         if path.is_file() and path.suffix in (".yaml", ".yml"):
             return cls.from_hardware_yaml(path, fallback, used_ranks)
-        if path.is_file() and path.suffix in (".txt", ".csv"):
+        if path.is_file() and path.suffix in (".txt", ".csv", ".parquet"):
             return cls.from_aiconfigurator(path, fallback, used_ranks)
         raise ConfigError(f"compute.collectives {path}: neither a Vidur network profile directory "
                           "(all_reduce.csv, send_recv.csv), an LLMServingSim hardware.yaml nor an AIConfigurator "
-                          "custom_allreduce_perf.txt")
+                          "custom_allreduce_perf.parquet (or its collector's .txt)")
 
     @classmethod
     def from_vidur(cls, directory: Path, fallback: RingCollectives, used_ranks: frozenset[int] | None = None,
@@ -402,8 +402,8 @@ class MeasuredCollectives:
     @classmethod
     def from_aiconfigurator(cls, path: Path, fallback: RingCollectives, used_ranks: frozenset[int] | None = None,
                             ) -> "MeasuredCollectives":
-        """NVIDIA AIConfigurator's measured all-reduces (github.com/ai-dynamo/aiconfigurator, its collector's
-        ``custom_allreduce_perf.txt``): the serving engine's own all-reduce as it dispatches it, ``latency`` (ms)
+        """NVIDIA AIConfigurator's measured all-reduces (github.com/ai-dynamo/aiconfigurator: ``systems/data/<gpu>/
+        comm/<engine>/<version>/custom_allreduce_perf.parquet``, or its collector's CSV ``.txt``): the serving engine's own all-reduce as it dispatches it, ``latency`` (ms)
         over ``message_size`` (elements of ``allreduce_dtype``) per ``num_gpus``; the CUDA-graph rows where the file
         has them (the engine's default), else every row."""
         frame = read_profile_csv(path, needed=AIC_COLUMNS, numeric=("num_gpus", "message_size", "latency"),
