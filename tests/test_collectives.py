@@ -423,6 +423,34 @@ def test_a_table_without_the_runs_group_falls_back_to_the_ring(tmp_path):
     assert model.all_reduce(1 << 20, 4) == pytest.approx(analytic.all_reduce(1 << 20, 4))
 
 
+def test_a_table_that_prices_none_of_the_runs_collectives_says_so(tmp_path, caplog):
+    """Vidur's a40_pairwise_nvlink holds send_recv.csv alone (its all-reduce rows are in a file named attention.csv,
+    microsoft/vidur data/profiling/network, 7d47513), and a100_pairwise_nvlink measures 2 and 4 workers: at TP 2 the
+    one, at TP 8 the other, prices none of the run's collectives. The run goes on over the analytic model, and says
+    so once on standard error naming the table, where before it was silent; a table with the run's group is not
+    noted."""
+    from sim.serving.compute_backend import collectives_model
+
+    header = ",time_stats.send_recv.median,rank,num_workers,size,collective,devices_per_node,max_devices_per_node\n"
+    (tmp_path / "send_recv.csv").write_text(header + "0,0.021,0,2,2048,send_recv,2,8\n1,0.037,0,2,10240,send_recv,2,8\n")
+    sets = [f"compute.collectives={tmp_path}", "hardware.gpu=a40", "serving.tensor_parallel_size=2"]
+    with caplog.at_level("WARNING", logger="kvsim.profile"):
+        collectives_model(load_config(None, sets=sets))
+        collectives_model(load_config(None, sets=sets))  # (read again: one note)
+    notes = [r.getMessage() for r in caplog.records if "no all_reduce or all_gather rows for 2 GPUs" in r.getMessage()]
+    assert len(notes) == 1 and str(tmp_path) in notes[0]
+    caplog.clear()
+    measured = tmp_path / "with_all_reduce"  # (another table: the note is said once a table)
+    measured.mkdir()
+    header = header.replace("send_recv.median", "all_reduce.median")
+    (measured / "all_reduce.csv").write_text(header + "0,0.01,0,2,2048,all_reduce,2,8\n1,0.02,0,2,10240,all_reduce,2,8\n")
+    with caplog.at_level("WARNING", logger="kvsim.profile"):
+        model = collectives_model(load_config(None, sets=[f"compute.collectives={measured}", "hardware.gpu=a40",
+                                                          "serving.tensor_parallel_size=2"]))
+    assert model.all_reduce(2048, 2) == pytest.approx(0.01e-3)
+    assert not [r for r in caplog.records if "no all_reduce" in r.getMessage()]
+
+
 AIC_HEADER = "framework,version,device,op_name,kernel_source,allreduce_dtype,num_gpus,message_size,latency,backend\n"
 
 

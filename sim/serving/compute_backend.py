@@ -33,6 +33,7 @@ from sim.serving.host_time import US, HostBoundCompute, HostTime
 from sim.serving.kernel_floors import KernelFloors
 from sim.serving.llmservingsim_compute import LLMServingSimCompute
 from sim.serving.nccl_protocols import nccl_protocols
+from sim.serving.profile_files import note_once
 from sim.serving.vidur_compute import ProfiledCompute, VidurAttention, VidurProfile
 from sim.specs import LinkSpec, gpu_spec, model_spec
 
@@ -91,6 +92,10 @@ def collectives_model(config: Config, bundle: Path | None = None) -> RingCollect
     if link_keys:
         raise ConfigError(f"{', '.join(link_keys)} set, but collectives are measured ({measured.source}); "
                           "drop the override or the table")
+    if tp > 1 and not any(measured.covers(c, tp) for c in ("all_reduce", "all_gather")):
+        # (a table of other group sizes, or Vidur's send_recv.csv alone, prices none of the TP group's collectives)
+        note_once(measured.source, f"no all_reduce or all_gather rows for {tp} GPUs (serving.tensor_parallel_size): "
+                                   "the analytic model of the GPU's link prices this run's collectives")
     return measured
 
 

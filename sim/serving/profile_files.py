@@ -198,11 +198,16 @@ def unused_rows(frame: pd.DataFrame, columns: Iterable[str], path: Path, every: 
         first = blank[rows].argmax(axis=1)
         why = (f"every one of {len(columns)} time columns blank: {len(rows):,}" if every else
                ", ".join(f"blank {columns[c]}: {int((first == c).sum()):,}" for c in sorted(set(first.tolist()))))
-        told = f"{len(rows):,} of {len(frame):,} rows not used ({why})"
-        if (str(Path(path).resolve()), told) not in _TOLD:  # (the same file by another path is the same note)
-            _TOLD.add((str(Path(path).resolve()), told))
-            LOG.warning(f"kvsim: note: {path}: {told}")
+        note_once(path, f"{len(rows):,} of {len(frame):,} rows not used ({why})")
     return rows
+
+
+def note_once(path: Path | str, told: str) -> None:
+    """``kvsim: note: PATH: TOLD`` on standard error, once a process (the same file by another path is the same
+    note): a table is read more than once a run."""
+    if (str(Path(path).resolve()), told) not in _TOLD:
+        _TOLD.add((str(Path(path).resolve()), told))
+        LOG.warning(f"kvsim: note: {path}: {told}")
 
 
 def read_profile_yaml(path: Path, what: str) -> dict[str, Any]:
