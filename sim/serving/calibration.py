@@ -316,9 +316,13 @@ def _collective_fits(source: Path, config: Config) -> list[TableFit]:
         points = rows.groupby(["num_workers", "size"], as_index=False)["seconds"].mean()
         if name == "send_recv":
             reference = np.array([ring.send_recv(s) for s in points["size"]])
-        else:
-            price = ring.all_reduce if name == "all_reduce" else ring.all_gather
-            reference = np.array([price(s, int(n)) for n, s in zip(points["num_workers"], points["size"], strict=True)])
+        elif name == "all_reduce":
+            reference = np.array([ring.all_reduce(s, int(n)) for n, s in zip(points["num_workers"], points["size"],
+                                                                              strict=True)])
+        else:  # a table's size is one rank's share (all-gather's input, reduce-scatter's output): the whole is N times
+            price = ring.all_gather if name == "all_gather" else ring.reduce_scatter
+            reference = np.array([price(s * n, int(n)) for n, s in zip(points["num_workers"], points["size"],
+                                                                        strict=True)])
         fits.append(TableFit("collectives", name, path, points[["num_workers", "size"]], points["seconds"].to_numpy(),
                              leave_one_out(points, ["size"], "seconds", ("num_workers",)), reference, LOO, reference_name))
     return fits
