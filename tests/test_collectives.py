@@ -426,7 +426,7 @@ def test_a_table_without_the_runs_group_falls_back_to_the_ring(tmp_path):
 def test_a_table_that_prices_none_of_the_runs_collectives_says_so(tmp_path, caplog):
     """Vidur's a40_pairwise_nvlink holds send_recv.csv alone (its all-reduce rows are in a file named attention.csv,
     microsoft/vidur data/profiling/network, 7d47513), and a100_pairwise_nvlink measures 2 and 4 workers: at TP 2 the
-    one, at TP 8 the other, prices none of the run's collectives. The run goes on over the analytic model, and says
+    one, at TP 8 the other, prices none of the run's all-reduces. The run goes on over the analytic model, and says
     so once on standard error naming the table, where before it was silent; a table with the run's group is not
     noted."""
     from sim.serving.compute_backend import collectives_model
@@ -437,7 +437,7 @@ def test_a_table_that_prices_none_of_the_runs_collectives_says_so(tmp_path, capl
     with caplog.at_level("WARNING", logger="kvsim.profile"):
         collectives_model(load_config(None, sets=sets))
         collectives_model(load_config(None, sets=sets))  # (read again: one note)
-    notes = [r.getMessage() for r in caplog.records if "no all_reduce or all_gather rows for 2 GPUs" in r.getMessage()]
+    notes = [r.getMessage() for r in caplog.records if "no all_reduce rows for 2 GPUs" in r.getMessage()]
     assert len(notes) == 1 and str(tmp_path) in notes[0]
     caplog.clear()
     measured = tmp_path / "with_all_reduce"  # (another table: the note is said once a table)
@@ -494,6 +494,47 @@ def test_aiconfigurators_parquet_all_reduce_table_drives_the_step(tmp_path):
                                                   f"compute.collectives={path}"])).comm.collectives
     assert isinstance(model, MeasuredCollectives)
     assert model.all_reduce(768 * 1024, 4) == pytest.approx((11.177 + 12.625) / 2 * 1e-6)
+
+
+# AIConfigurator's H100 NCCL table (aic-core/src/aiconfigurator_core/systems/data/h100_sxm/comm/nccl/2.29.2/
+# nccl_perf.parquet, snapshot 095f58a51): 8 GPUs, message_size in elements (half: 2 bytes), latency in ms
+H100_NCCL_8 = [("all_gather", "half", 1048576, 0.02218), ("all_gather", "half", 2097152, 0.03341),
+               ("all_gather", "int8", 1048576, 0.01714), ("all_gather", "int8", 2097152, 0.02213),
+               ("alltoall", "half", 1048576, 0.01858), ("alltoall", "half", 2097152, 0.02620),
+               ("reduce_scatter", "half", 1048576, 0.01790), ("reduce_scatter", "half", 2097152, 0.02988),
+               ("all_reduce", "half", 1048576, 0.03818), ("all_reduce", "half", 2097152, 0.05049),
+               ("all_reduce", "int8", 1048576, 0.02785), ("all_reduce", "int8", 2097152, 0.03810)]
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".txt"])
+def test_aiconfigurators_nccl_table_prices_each_collective_at_its_whole_buffer(tmp_path, suffix):
+    """nccl_perf (AIConfigurator's nccl-tests sweep: -b S -e S, S in elements) was refused ("missing column
+    allreduce_dtype"). Its half rows drive the run; nccl-tests' S is the whole buffer (an all-reduce's input, an
+    all-gather's gathered output, a reduce-scatter's input), so a run's all-gather of 2 MiB in all over 8 GPUs is the
+    row of 1,048,576 elements, 0.02218 ms, and not its int8 twin (0.01714) nor the 256 KiB share's."""
+    frame = pd.DataFrame(H100_NCCL_8, columns=["op_name", "nccl_dtype", "message_size", "latency"]).assign(
+        framework="TRTLLM", version="2.29.2", device="NVIDIA H100 80GB HBM3", kernel_source="NCCL", num_gpus=8)
+    path = tmp_path / f"nccl_perf{suffix}"
+    frame.to_parquet(path) if suffix == ".parquet" else frame.to_csv(path, index=False)
+    model = compute_model(load_config(None, sets=["hardware.gpu=h100-sxm", "serving.tensor_parallel_size=8",
+                                                  f"compute.collectives={path}"])).comm.collectives
+    assert isinstance(model, MeasuredCollectives)
+    assert model.all_gather(2 * MIB, 8) == pytest.approx(0.02218e-3)
+    assert model.all_gather(4 * MIB, 8) == pytest.approx(0.03341e-3)
+    assert model.reduce_scatter(3 * MIB, 8) == pytest.approx((0.01790 + 0.02988) / 2 * 1e-3)  # halfway
+    assert model.all_reduce(2 * MIB, 8) == pytest.approx(0.03818e-3)
+    assert not any(c == "alltoall" for c, _ in model.tables)
+
+
+def test_an_nccl_table_without_half_rows_is_refused_naming_its_dtypes(tmp_path):
+    frame = pd.DataFrame([r for r in H100_NCCL_8 if r[1] == "int8"],
+                         columns=["op_name", "nccl_dtype", "message_size", "latency"]).assign(kernel_source="NCCL",
+                                                                                              num_gpus=8)
+    path = tmp_path / "nccl_perf.parquet"
+    frame.to_parquet(path)
+    with pytest.raises(ConfigError, match=r"nccl_perf\.parquet: no half rows .*nccl_dtype: int8"):
+        compute_model(load_config(None, sets=["hardware.gpu=h100-sxm", "serving.tensor_parallel_size=8",
+                                              f"compute.collectives={path}"]))
 
 
 def test_a_file_named_parquet_that_is_not_is_refused_naming_it(tmp_path):

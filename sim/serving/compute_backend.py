@@ -92,10 +92,11 @@ def collectives_model(config: Config, bundle: Path | None = None) -> RingCollect
     if link_keys:
         raise ConfigError(f"{', '.join(link_keys)} set, but collectives are measured ({measured.source}); "
                           "drop the override or the table")
-    if tp > 1 and not any(measured.covers(c, tp) for c in ("all_reduce", "all_gather")):
-        # (a table of other group sizes, or Vidur's send_recv.csv alone, prices none of the TP group's collectives)
-        note_once(measured.source, f"no all_reduce or all_gather rows for {tp} GPUs (serving.tensor_parallel_size): "
-                                   "the analytic model of the GPU's link prices this run's collectives")
+    if tp > 1 and not measured.covers("all_reduce", tp):
+        # (a table of other group sizes, Vidur's send_recv.csv alone, AIConfigurator's NCCL 2.23 sweeps without
+        # all_reduce rows: the two all-reduces a layer are not the table's)
+        note_once(measured.source, f"no all_reduce rows for {tp} GPUs (serving.tensor_parallel_size): the analytic "
+                                   "model of the GPU's link prices this run's all-reduces")
     return measured
 
 
