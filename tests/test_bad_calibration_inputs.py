@@ -99,6 +99,17 @@ CASES: dict[str, Case] = {
         files={"o.yaml": "model: llama-2-7b\ncompute: {backend: profiled, profile: v}\n",
                "v/mlp.csv": VIDUR_ONE_ROW + ",".join("0.2" for _ in VIDUR_OPS) + ",256,1\n",
                "v/attention.csv": "version https://git-lfs.github.com/spec/v1\noid sha256:" + "0" * 64 + "\nsize 9\n"}),
+    # a bundle measured on one GPU (meta.yaml gpu, as nvidia-smi names it) run as another's (the default h100-sxm):
+    # the steps were the RTX 4090's, the memory and links the H100's, exit 0
+    "bundle_of_another_gpu": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set",
+                                   "compute.profile={tmp}/b"],
+                                  names=("{tmp}/b", "'NVIDIA GeForce RTX 4090' (rtx4090", "hardware.gpu is h100-sxm"),
+                                  files={"b/meta.yaml": "gpu: NVIDIA GeForce RTX 4090\nhardware: RTX4090\n"}),
+    "bundle_of_another_gpu_in_check": Case(["--check-calibration", "{tmp}/o.yaml"],
+                                           names=("'NVIDIA GeForce RTX 4090' (rtx4090", "hardware.gpu is h100-sxm",
+                                                  "cannot be checked"),
+                                           files={"o.yaml": "compute: {backend: profiled, profile: b}\n",
+                                                  "b/meta.yaml": "gpu: NVIDIA GeForce RTX 4090\n"}),
     "bundle_lacks_operator_in_check": Case(["--check-calibration", "{tmp}/o.yaml"], names=("tp1", "bundle lacks operator"),
                                            files={"o.yaml": "compute: {backend: profiled, profile: b}\n", "b/meta.yaml": "{}\n",
                                                   "b/tp1/dense.csv": "layer,tokens,time_us\nqkv_proj,1,1\nqkv_proj,8,2\n",

@@ -37,8 +37,8 @@ from sim.report.document import RunResult
 from sim.serving.collectives import (COLLECTIVES, MeasuredCollectives, RingCollectives, bundle_hardware_yaml,
                                      vidur_collective_rows)
 from sim.serving.compute import RooflineCompute, StepShape
-from sim.serving.compute_backend import (analytic_collectives, attention_efficiency, gpu_link, profile_misfit,
-                                        roofline_compute)
+from sim.serving.compute_backend import (analytic_collectives, attention_efficiency, bundle_gpu_misfit, gpu_link,
+                                        profile_misfit, roofline_compute)
 from sim.serving.engine_limits import block_size
 from sim.serving.llmservingsim_compute import bundle_attention_rows, read_bundle_layers
 from sim.serving.vidur_compute import (VidurAttention, VidurProfile, read_vidur_table, vidur_layer_ms,
@@ -393,7 +393,9 @@ def table_fits(overlay: Path, config: Config) -> list[TableFit]:
     collectives = Path(config.compute.collectives) if provided["collectives"] else None
     if provided["compute"]:
         directory = Path(config.compute.profile)
-        unfit = profile_misfit(directory, model_spec(config.model), config.model, not (directory / "mlp.csv").is_file())
+        bundle = not (directory / "mlp.csv").is_file()
+        unfit = profile_misfit(directory, model_spec(config.model), config.model, bundle) or \
+            (bundle_gpu_misfit(directory, config.hardware.gpu) if bundle else None)
         if unfit:  # as the serving modes refuse it: its times are another model's operators
             raise ConfigError(f"--check-calibration {overlay}: {unfit}, so its tables cannot be checked against it")
         if (directory / "mlp.csv").is_file():
