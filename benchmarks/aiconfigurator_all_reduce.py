@@ -23,7 +23,7 @@ sys.path.insert(0, str(REPO))
 
 from sim.config import load_config  # noqa: E402 (after the path)
 from sim.errors import InputError, command_status, end_process  # noqa: E402
-from sim.serving.collectives import aiconfigurator_all_reduces  # noqa: E402
+from sim.serving.aic_collectives import aiconfigurator_all_reduces  # noqa: E402
 from sim.serving.compute_backend import analytic_collectives  # noqa: E402
 from sim.serving.operator_fit import GPU_FOLDERS, version_key  # noqa: E402
 

@@ -185,7 +185,7 @@ class ComputeConfig:
     backend: Literal["roofline", "profiled"] = "roofline"
     profile: str | None = None  # a Vidur profile or LLMServingSim bundle directory
     # measured TP collectives: a Vidur network profile directory, a hardware.yaml or an AIConfigurator
-    # custom_allreduce_perf.txt
+    # custom_allreduce_perf or nccl_perf table (.parquet or .txt)
     collectives: str | None = None
     skew_correction: Literal["auto", "always", "never"] = "auto"  # LLMServingSim bundles: auto = as meta.yaml says
     # the roofline (sim.serving.compute, sim.serving.kernel_floors): GEMMs' and attention's shares of the FLOP peak,

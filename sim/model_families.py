@@ -271,8 +271,11 @@ FAMILIES: dict[str, Family] = {
     # wide behind a sigmoid gate (Qwen3NextSparseMoeBlock); its own lm_head (ParallelLMHead, never tied);
     # partial_rotary_factor (default 0.25) turns a quarter of each head (ModelSpec.rotary_dim). The MTP layer
     # (mtp.*) is not counted: vLLM maps its weights to nothing (hf_to_vllm_mapper) unless MTP serves it.
+    # intermediate_size (a dense MLP's width, used only by mlp_only_layers) defaults to 5632 in Qwen3NextConfig, and
+    # files made from a Qwen3.5/3.6 MoE text config leave it out (LLMServingSim configs/model/Qwen/Qwen3.6-35B-A3B.json).
     "qwen3_next": Family(qk_norm=True, num_key_value_heads=2, head_dim=256, lm_head="own", linear_attention=True,
                          attention_output_gate=True, partial_rotary_factor=0.25,
+                         required_defaults=(("intermediate_size", 5632),),
                          experts=Experts(512, 10, "moe_intermediate_size", 512, sparse_layout=True,
                                          shared_width_key="shared_expert_intermediate_size", shared_width_default=512,
                                          shared_expert_gate=True)),

@@ -91,6 +91,25 @@ CASES: dict[str, Case] = {
     "vidur_tp_zero_in_check": Case(["--check-calibration", "{tmp}/o.yaml"], names=("mlp.csv", "num_tensor_parallel_workers", "below 1"),
                                    files={"o.yaml": "compute: {backend: profiled, profile: v}\n", "v/mlp.csv":
                                           "time_stats.mlp_up_proj.median,num_tokens,num_tensor_parallel_workers\n1,1,1\n2,8,0\n"}),
+    # a clone without git-lfs leaves a pointer where the table was: --check-calibration read its attention.csv's TP
+    # column unchecked (KeyError 'num_tensor_parallel_workers', exit 1); a run refused it by name already
+    "vidur_attention_lfs_pointer_in_check": Case(
+        ["--check-calibration", "{tmp}/o.yaml"],
+        names=("attention.csv: not a Vidur attention.csv", "num_tensor_parallel_workers"),
+        files={"o.yaml": "model: llama-2-7b\ncompute: {backend: profiled, profile: v}\n",
+               "v/mlp.csv": VIDUR_ONE_ROW + ",".join("0.2" for _ in VIDUR_OPS) + ",256,1\n",
+               "v/attention.csv": "version https://git-lfs.github.com/spec/v1\noid sha256:" + "0" * 64 + "\nsize 9\n"}),
+    # a bundle measured on one GPU (meta.yaml gpu, as nvidia-smi names it) run as another's (the default h100-sxm):
+    # the steps were the RTX 4090's, the memory and links the H100's, exit 0
+    "bundle_of_another_gpu": Case(["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set",
+                                   "compute.profile={tmp}/b"],
+                                  names=("{tmp}/b", "'NVIDIA GeForce RTX 4090' (rtx4090", "hardware.gpu is h100-sxm"),
+                                  files={"b/meta.yaml": "gpu: NVIDIA GeForce RTX 4090\nhardware: RTX4090\n"}),
+    "bundle_of_another_gpu_in_check": Case(["--check-calibration", "{tmp}/o.yaml"],
+                                           names=("'NVIDIA GeForce RTX 4090' (rtx4090", "hardware.gpu is h100-sxm",
+                                                  "cannot be checked"),
+                                           files={"o.yaml": "compute: {backend: profiled, profile: b}\n",
+                                                  "b/meta.yaml": "gpu: NVIDIA GeForce RTX 4090\n"}),
     "bundle_lacks_operator_in_check": Case(["--check-calibration", "{tmp}/o.yaml"], names=("tp1", "bundle lacks operator"),
                                            files={"o.yaml": "compute: {backend: profiled, profile: b}\n", "b/meta.yaml": "{}\n",
                                                   "b/tp1/dense.csv": "layer,tokens,time_us\nqkv_proj,1,1\nqkv_proj,8,2\n",

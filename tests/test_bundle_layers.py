@@ -323,3 +323,21 @@ def test_a_bundle_meta_yaml_of_the_wrong_shape_is_refused_by_name(tmp_path, meta
     (root / "meta.yaml").write_text("tp_degrees: [1]\n" + meta)
     with pytest.raises(ConfigError, match=re.escape(words)):
         LLMServingSimCompute.load(root, TINY, 1)
+
+
+@pytest.mark.parametrize("stated, gpu, refused", [
+    ("NVIDIA RTX PRO 6000 Blackwell Server Edition", "rtxpro6000", False),  # LLMServingSim 5daddb2 RTXPRO6000 bundles
+    ("NVIDIA H100 80GB HBM3", "h100", False),  # (its 5f18d86 H100 bundle; Vidur's alias of the same GPU)
+    ("NVIDIA H100 80GB HBM3", "a100-80gb", True),
+    ("Intel Arc Pro B60", "h100-sxm", False),  # a GPU profiles/gpus.yaml does not list: not judged
+    (None, "h100-sxm", False),  # meta.yaml without gpu
+])
+def test_a_bundle_measured_on_another_gpu_is_named(tmp_path, stated, gpu, refused):
+    """meta.yaml's ``gpu`` (nvidia-smi's name, an alias in profiles/gpus.yaml) against ``hardware.gpu``."""
+    from sim.serving.compute_backend import bundle_gpu_misfit
+
+    (tmp_path / "meta.yaml").write_text("{}\n" if stated is None else f"gpu: {stated}\n")
+    why = bundle_gpu_misfit(tmp_path, gpu)
+    assert (why is not None) == refused
+    if refused:
+        assert f"'{stated}' (h100-sxm, meta.yaml gpu), but hardware.gpu is {gpu}" in why

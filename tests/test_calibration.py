@@ -126,6 +126,24 @@ def test_an_aiconfigurator_all_reduce_table_is_judged_beside_kvsims_model_of_the
     assert np.mean(np.abs(ring)) > 1.0
 
 
+def test_an_all_gather_tables_reference_is_the_ring_of_its_whole_size(run_cli, tmp_path):
+    """LLMServingSim's hardware.yaml gives an all-gather's local input and a reduce-scatter's local output
+    (``sample_bytes``); the ring's reference must price the whole (N x that), as a run does. Samples made to be the
+    ring itself over an A100's link (240 GB/s, 3.4 us a step), at 2 GPUs: one step of the whole's half, 3.4 us +
+    s / 240 GB/s. The reference was priced at s alone (half the bytes: up to 50% low, 67% on the RTX PRO 6000's
+    samples), so it now matches them; the runs read these tables so already (test_collectives)."""
+    sizes = [2 ** k for k in range(20, 26)]
+    samples = "".join(f"      - {{collective: {c}, bytes: {s}, us: {(3.4e-6 + s / 240e9) * 1e6!r}, ranks: 2}}\n"
+                      for c in ("all_gather", "reduce_scatter") for s in sizes)
+    (tmp_path / "hardware.yaml").write_text(f"measured:\n  interconnect:\n    samples:\n{samples}")
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(f"hardware:\n  gpu: a100-80gb\nserving:\n  tensor_parallel_size: 2\n"
+                       f"compute:\n  collectives: {tmp_path / 'hardware.yaml'}\n")
+    runs = _check(run_cli, tmp_path, overlay)
+    for name in ("collectives/all_gather", "collectives/reduce_scatter"):
+        assert runs[name]["reference"]["mape"] == pytest.approx(0, abs=1e-9)
+
+
 def _hardware_yaml(path, ranks: int | None) -> None:
     """An LLMServingSim hardware.yaml of NCCL all-reduce samples (us doubling with size from 64 KiB), ``ranks``
     stated on each or (None) left to the TP group in use."""

@@ -55,6 +55,18 @@ def test_qwen3_next_parameters_match_the_hand_count_and_the_hub(tmp_path):
     assert spec.active_parameters == 3_874_929_408
 
 
+def test_a_qwen3_next_config_without_intermediate_size_takes_the_config_class_default(tmp_path):
+    """Qwen3NextConfig's intermediate_size defaults to 5632 (transformers configuration_qwen3_next.py), and a file made
+    from a Qwen3.5/3.6 MoE text config leaves it out (LLMServingSim 5f18d86 configs/model/Qwen/Qwen3.6-35B-A3B.json,
+    whose H100 bundle names it): it loaded in vLLM and was refused here ("missing key 'intermediate_size'"). Every
+    layer MoE, the width prices nothing: the weights are those of the file that states it."""
+    stated = model_spec(str(write_config(tmp_path / "stated", QWEN3_NEXT_80B)))
+    left_out = {k: v for k, v in QWEN3_NEXT_80B.items() if k != "intermediate_size"}
+    spec = model_spec(str(write_config(tmp_path / "left_out", left_out)))
+    assert spec.intermediate_size == 5632
+    assert spec.num_parameters == stated.num_parameters == PARAMETERS
+
+
 def test_the_named_entry_is_the_config_json(tmp_path):
     spec = model_spec(str(write_config(tmp_path, QWEN3_NEXT_80B)))
     named = model_spec("qwen3-next-80b-a3b")

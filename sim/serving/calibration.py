@@ -37,8 +37,8 @@ from sim.report.document import RunResult
 from sim.serving.collectives import (COLLECTIVES, MeasuredCollectives, RingCollectives, bundle_hardware_yaml,
                                      vidur_collective_rows)
 from sim.serving.compute import RooflineCompute, StepShape
-from sim.serving.compute_backend import (analytic_collectives, attention_efficiency, gpu_link, profile_misfit,
-                                        roofline_compute)
+from sim.serving.compute_backend import (analytic_collectives, attention_efficiency, bundle_gpu_misfit, gpu_link,
+                                        profile_misfit, roofline_compute)
 from sim.serving.engine_limits import block_size
 from sim.serving.llmservingsim_compute import bundle_attention_rows, read_bundle_layers
 from sim.serving.vidur_compute import (VidurAttention, VidurProfile, read_vidur_table, vidur_layer_ms,
@@ -316,9 +316,13 @@ def _collective_fits(source: Path, config: Config) -> list[TableFit]:
         points = rows.groupby(["num_workers", "size"], as_index=False)["seconds"].mean()
         if name == "send_recv":
             reference = np.array([ring.send_recv(s) for s in points["size"]])
-        else:
-            price = ring.all_reduce if name == "all_reduce" else ring.all_gather
-            reference = np.array([price(s, int(n)) for n, s in zip(points["num_workers"], points["size"], strict=True)])
+        elif name == "all_reduce":
+            reference = np.array([ring.all_reduce(s, int(n)) for n, s in zip(points["num_workers"], points["size"],
+                                                                              strict=True)])
+        else:  # a table's size is one rank's share (all-gather's input, reduce-scatter's output): the whole is N times
+            price = ring.all_gather if name == "all_gather" else ring.reduce_scatter
+            reference = np.array([price(s * n, int(n)) for n, s in zip(points["num_workers"], points["size"],
+                                                                        strict=True)])
         fits.append(TableFit("collectives", name, path, points[["num_workers", "size"]], points["seconds"].to_numpy(),
                              leave_one_out(points, ["size"], "seconds", ("num_workers",)), reference, LOO, reference_name))
     return fits
@@ -389,7 +393,9 @@ def table_fits(overlay: Path, config: Config) -> list[TableFit]:
     collectives = Path(config.compute.collectives) if provided["collectives"] else None
     if provided["compute"]:
         directory = Path(config.compute.profile)
-        unfit = profile_misfit(directory, model_spec(config.model), config.model, not (directory / "mlp.csv").is_file())
+        bundle = not (directory / "mlp.csv").is_file()
+        unfit = profile_misfit(directory, model_spec(config.model), config.model, bundle) or \
+            (bundle_gpu_misfit(directory, config.hardware.gpu) if bundle else None)
         if unfit:  # as the serving modes refuse it: its times are another model's operators
             raise ConfigError(f"--check-calibration {overlay}: {unfit}, so its tables cannot be checked against it")
         if (directory / "mlp.csv").is_file():

@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from sim.errors import ConfigError
+from sim.serving.aic_collectives import aiconfigurator_rows
 from sim.serving.moe import DataParallelShare, group_tokens
 from sim.serving.nccl_protocols import NcclProtocol
 from sim.serving.profile_files import read_profile_csv, read_profile_yaml, too_few_rows
@@ -339,7 +340,7 @@ class MeasuredCollectives:
     def load(cls, path: str | Path, fallback: RingCollectives, used_ranks: frozenset[int] | None = None,
              ) -> "MeasuredCollectives":
         """A Vidur network profile directory (``all_reduce.csv``, ``send_recv.csv``), an LLMServingSim
-        ``hardware.yaml`` or an AIConfigurator ``custom_allreduce_perf.txt``; ``used_ranks``: the group sizes a run
+        ``hardware.yaml`` or an AIConfigurator ``custom_allreduce_perf`` or ``nccl_perf`` table; ``used_ranks``: the group sizes a run
         reads (the others' tables are left unread, and unchecked), None: every group (``--check-calibration`` judges
         them all)."""
         path = Path(path)
@@ -347,11 +348,11 @@ class MeasuredCollectives:
             return cls.from_vidur(path, fallback, used_ranks)
         if path.is_file() and path.suffix in (".yaml", ".yml"):
             return cls.from_hardware_yaml(path, fallback, used_ranks)
-        if path.is_file() and path.suffix in (".txt", ".csv"):
+        if path.is_file() and path.suffix in (".txt", ".csv", ".parquet"):
             return cls.from_aiconfigurator(path, fallback, used_ranks)
         raise ConfigError(f"compute.collectives {path}: neither a Vidur network profile directory "
                           "(all_reduce.csv, send_recv.csv), an LLMServingSim hardware.yaml nor an AIConfigurator "
-                          "custom_allreduce_perf.txt")
+                          "custom_allreduce_perf or nccl_perf table (.parquet, or its collector's .txt)")
 
     @classmethod
     def from_vidur(cls, directory: Path, fallback: RingCollectives, used_ranks: frozenset[int] | None = None,
@@ -402,37 +403,14 @@ class MeasuredCollectives:
     @classmethod
     def from_aiconfigurator(cls, path: Path, fallback: RingCollectives, used_ranks: frozenset[int] | None = None,
                             ) -> "MeasuredCollectives":
-        """NVIDIA AIConfigurator's measured all-reduces (github.com/ai-dynamo/aiconfigurator, its collector's
-        ``custom_allreduce_perf.txt``): the serving engine's own all-reduce as it dispatches it, ``latency`` (ms)
-        over ``message_size`` (elements of ``allreduce_dtype``) per ``num_gpus``; the CUDA-graph rows where the file
-        has them (the engine's default), else every row."""
-        frame = read_profile_csv(path, needed=AIC_COLUMNS, numeric=("num_gpus", "message_size", "latency"),
-                                 keys=("num_gpus", "message_size"), positive=("num_gpus",), times={"latency": 1e-3},
-                                 what="AIConfigurator all-reduce table")
-        rows = aiconfigurator_all_reduces(frame, path)
-        tables = {("all_reduce", int(ranks)): _size_curve(group, path, "all_reduce", int(ranks))
-                  for ranks, group in rows.groupby("ranks") if used_ranks is None or int(ranks) in used_ranks}
-        return cls(tables, fallback, str(path), ring_all_reduce=False)  # (the engine's kernels, not a ring)
-
-
-AIC_COLUMNS = ("op_name", "kernel_source", "allreduce_dtype", "num_gpus", "message_size", "latency")
-AIC_DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
-
-
-def aiconfigurator_all_reduces(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
-    """An AIConfigurator all-reduce table's rows as ``ranks``, ``size`` (bytes) and ``seconds``: its all_reduce rows,
-    the CUDA-graph ones where it has them (the engine's default), sizes from elements of ``allreduce_dtype``."""
-    frame = frame[frame["op_name"].astype(str) == "all_reduce"]
-    graph = frame["kernel_source"].astype(str).str.endswith("_graph")
-    frame = frame[graph] if graph.any() else frame
-    unknown = sorted(set(frame["allreduce_dtype"].astype(str)) - set(AIC_DTYPE_BYTES))
-    if unknown:
-        raise ConfigError(f"{path}: allreduce_dtype {', '.join(unknown)} not one of {', '.join(AIC_DTYPE_BYTES)}")
-    if frame.empty:
-        raise ConfigError(f"{path}: no all_reduce rows")
-    sizes = frame["message_size"].astype(float) * frame["allreduce_dtype"].astype(str).map(AIC_DTYPE_BYTES)
-    return pd.DataFrame({"ranks": frame["num_gpus"].astype(int), "size": sizes,
-                         "seconds": frame["latency"].astype(float) * 1e-3})
+        """NVIDIA AIConfigurator's measured collectives (``sim.serving.aic_collectives``): the serving engine's own
+        all-reduce as it dispatches it (``custom_allreduce_perf``), or NCCL's all-reduce, all-gather and
+        reduce-scatter (``nccl_perf``), ``latency`` (ms) over ``message_size`` (elements) per ``num_gpus``."""
+        rows, engine = aiconfigurator_rows(path)
+        tables = {(c, int(ranks)): _size_curve(group, path, c, int(ranks))
+                  for (c, ranks), group in rows.groupby(["collective", "ranks"])
+                  if used_ranks is None or int(ranks) in used_ranks}
+        return cls(tables, fallback, str(path), ring_all_reduce=not engine)  # (an engine's kernels: not a ring)
 
 
 def _size_curve(rows: pd.DataFrame, path: Path, collective: str, ranks: int | None) -> tuple[np.ndarray, np.ndarray]:

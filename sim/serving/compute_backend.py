@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from sim.config import Config
-from sim.errors import ConfigError
+from sim.errors import ConfigError, quote
 from sim.kv_dtype import kv_dtype_bytes
 from sim.model_shape import DTYPE_BYTES, ModelSpec
 from sim.serving.attention_backend import capability_of
@@ -33,8 +33,9 @@ from sim.serving.host_time import US, HostBoundCompute, HostTime
 from sim.serving.kernel_floors import KernelFloors
 from sim.serving.llmservingsim_compute import LLMServingSimCompute
 from sim.serving.nccl_protocols import nccl_protocols
+from sim.serving.profile_files import note_once, read_profile_yaml
 from sim.serving.vidur_compute import ProfiledCompute, VidurAttention, VidurProfile
-from sim.specs import LinkSpec, gpu_spec, model_spec
+from sim.specs import LinkSpec, canonical_gpu, gpu_spec, model_spec
 
 
 def gpu_link(config: Config) -> LinkSpec:
@@ -91,7 +92,24 @@ def collectives_model(config: Config, bundle: Path | None = None) -> RingCollect
     if link_keys:
         raise ConfigError(f"{', '.join(link_keys)} set, but collectives are measured ({measured.source}); "
                           "drop the override or the table")
+    if tp > 1 and not measured.covers("all_reduce", tp):
+        # (a table of other group sizes, Vidur's send_recv.csv alone, AIConfigurator's NCCL 2.23 sweeps without
+        # all_reduce rows: the two all-reduces a layer are not the table's)
+        note_once(measured.source, f"no all_reduce rows for {tp} GPUs (serving.tensor_parallel_size): the analytic "
+                                   "model of the GPU's link prices this run's all-reduces")
     return measured
+
+
+def bundle_gpu_misfit(directory: Path, gpu: str) -> str | None:
+    """Why an LLMServingSim bundle cannot time steps on ``gpu``, if it cannot: its meta.yaml names the GPU it was
+    measured on (``gpu``, as nvidia-smi names it), and another GPU of profiles/gpus.yaml than ``hardware.gpu`` would
+    time the steps on one GPU and size memory and links on the other (a GPU either side does not list: not judged).
+    The serving modes and ``--check-calibration`` alike."""
+    stated = read_profile_yaml(directory / "meta.yaml", "LLMServingSim bundle file").get("gpu")
+    measured, served = canonical_gpu(stated), canonical_gpu(gpu)
+    if measured is None or served is None or measured == served:
+        return None
+    return f"compute.profile {directory}: measured on {quote(str(stated))} ({measured}, meta.yaml gpu), but hardware.gpu is {gpu}"
 
 
 def profile_misfit(directory: Path, model: ModelSpec, name: str, bundle: bool) -> str | None:
@@ -183,6 +201,9 @@ def gpu_compute_model(config: Config) -> RooflineCompute | ProfiledCompute | LLM
                               "read it: set compute.backend=profiled to use it, or compute.profile=null for the roofline")
         return roofline
     directory = Path(config.compute.profile)
+    other_gpu = bundle_gpu_misfit(directory, config.hardware.gpu) if bundle is not None else None
+    if other_gpu:
+        raise ConfigError(f"{other_gpu}: set hardware.gpu to the GPU the bundle measured")
     unfit = profile_misfit(directory, model, config.model, bundle is not None)
     if unfit:
         bundle_hint = ("" if model.is_hybrid_attention else

@@ -57,7 +57,7 @@ def require_points(frame: pd.DataFrame, axes: list[str], source: object, table: 
 def read_profile_csv(path: Path, needed: Iterable[str] = (), numeric: Iterable[str] = (), what: str = "",
                      keys: Iterable[str] = (), signed: Iterable[str] = (), positive: Iterable[str] = (),
                      times: dict[str, float] | None = None) -> pd.DataFrame:
-    """A profile's CSV table: it must parse and have the ``needed`` columns. The columns matching a
+    """A profile's CSV table (or Parquet, by its ``.parquet`` suffix): it must parse and have the ``needed`` columns. The columns matching a
     ``numeric`` name or pattern (``time_stats.*``) must hold finite numbers, not below 0 unless ``signed``
     (times, sizes and counts; blank cells allowed: readers drop or interpolate them). The ``keys``
     (the sweep's axes, which rows are looked up by) must be in every row, and whole numbers where numeric;
@@ -66,14 +66,18 @@ def read_profile_csv(path: Path, needed: Iterable[str] = (), numeric: Iterable[s
     ``MAX_PROFILED_TIME_S``. Header names are read as pandas' ``skipinitialspace`` reads them, and stripped
     (``a, b, c`` is ``a,b,c``). ``what`` names the table in errors."""
     kind = f" ({what})" if what else ""
-    try:
-        frame = pd.read_csv(path, skipinitialspace=True)
-        # the header as written: pandas renames a repeated name (a second 'alpha' is 'alpha.1', and the first was read)
-        header = pd.read_csv(path, skipinitialspace=True, header=None, nrows=1, dtype=str, keep_default_na=False)
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"{path}{kind}: cannot read it as CSV: {quote(problem)}") from None
-    written = [str(c).strip() for c in header.iloc[0].tolist()] if len(header) else []
+    if Path(path).suffix == ".parquet":  # (AIConfigurator's systems/data tables; the same columns as its CSV)
+        frame = _read_parquet(path, kind)
+        written = [str(c).strip() for c in frame.columns]
+    else:
+        try:
+            frame = pd.read_csv(path, skipinitialspace=True)
+            # the header as written: pandas renames a repeated name (a second 'alpha' is 'alpha.1', the first read)
+            header = pd.read_csv(path, skipinitialspace=True, header=None, nrows=1, dtype=str, keep_default_na=False)
+        except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"{path}{kind}: cannot read it as CSV: {quote(problem)}") from None
+        written = [str(c).strip() for c in header.iloc[0].tolist()] if len(header) else []
     names = [str(c).strip() for c in frame.columns]
     twice = sorted({n for n in written if written.count(n) > 1} | {n for n in names if names.count(n) > 1})
     if twice:
@@ -143,6 +147,16 @@ BUNDLE_COLUMNS = {
 }
 
 
+def _read_parquet(path: Path, kind: str) -> pd.DataFrame:
+    """A Parquet table (AIConfigurator stores its collector's tables so), or one exit-2 line naming it: pyarrow raises
+    its own error types for a file that is not Parquet (``ArrowInvalid``, a ``ValueError``) or is cut short."""
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError, ImportError) as exc:
+        problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"{path}{kind}: cannot read it as Parquet: {quote(problem)}") from None
+
+
 def read_bundle_table(tp_dir: Path, name: str) -> pd.DataFrame:
     """One table of an LLMServingSim bundle's ``tpN/`` folder, with the columns kvsim reads; a row with a
     blank among them is not used (a blank time would be read as NaN and carried into every step it prices), and
@@ -184,11 +198,16 @@ def unused_rows(frame: pd.DataFrame, columns: Iterable[str], path: Path, every: 
         first = blank[rows].argmax(axis=1)
         why = (f"every one of {len(columns)} time columns blank: {len(rows):,}" if every else
                ", ".join(f"blank {columns[c]}: {int((first == c).sum()):,}" for c in sorted(set(first.tolist()))))
-        told = f"{len(rows):,} of {len(frame):,} rows not used ({why})"
-        if (str(Path(path).resolve()), told) not in _TOLD:  # (the same file by another path is the same note)
-            _TOLD.add((str(Path(path).resolve()), told))
-            LOG.warning(f"kvsim: note: {path}: {told}")
+        note_once(path, f"{len(rows):,} of {len(frame):,} rows not used ({why})")
     return rows
+
+
+def note_once(path: Path | str, told: str) -> None:
+    """``kvsim: note: PATH: TOLD`` on standard error, once a process (the same file by another path is the same
+    note): a table is read more than once a run."""
+    if (str(Path(path).resolve()), told) not in _TOLD:
+        _TOLD.add((str(Path(path).resolve()), told))
+        LOG.warning(f"kvsim: note: {path}: {told}")
 
 
 def read_profile_yaml(path: Path, what: str) -> dict[str, Any]:

@@ -63,9 +63,12 @@ def read_vidur_table(path: Path, table: str, keys: set[str], shapes: tuple[tuple
     operator times (its layer is their sum), in attention.csv a row with no time at all (a row times its own kind's
     operators, prefill or decode, and leaves the other kind's blank)."""
     shape_keys = {column for column, value in shapes if not isinstance(value, bool)}
-    keys = keys | shape_keys | {"num_tensor_parallel_workers"}
+    sweep = keys | {"num_tensor_parallel_workers"}  # (the model's shape columns are checked where a table has them)
+    keys = sweep | shape_keys
     frame = read_profile_csv(path, numeric=("time_stats.*", *sorted(keys)), what=f"Vidur {table}", keys=keys,
                              positive=("num_tensor_parallel_workers",), times={"time_stats.*": 1e-3})
+    if not sweep <= set(frame.columns):  # (e.g. a Git LFS pointer left where a clone without git-lfs put the table)
+        raise ConfigError(f"{path}: not a Vidur {table} (needs columns {sorted(sweep)})")
     mlp = table == "mlp.csv"
     ops = vidur_op_columns(frame, exclude=("emb",) if mlp else ())
     return frame.drop(index=frame.index[unused_rows(frame, ops, path, every=not mlp)]) if ops else frame
