@@ -242,7 +242,9 @@ def expand_home(value: str) -> str:
 
 
 def rebase_path(base: Path, value: str) -> str:
-    """A path written in a file in folder ``base``, re-rooted to the working directory (absolute: unchanged)."""
+    """A path written in a file in folder ``base``, re-rooted to the working directory (absolute: unchanged; from the
+    home folder, ``~/...``: expanded, as a config key's path is, e.g. a sweep or plan file's ``config:``)."""
+    value = expand_home(value)
     return value if Path(value).is_absolute() else os.path.normpath(os.path.join(os.path.relpath(base), value))
 
 

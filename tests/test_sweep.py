@@ -480,3 +480,17 @@ def test_a_file_at_the_journals_path_that_is_no_journal_is_kept(run_cli, tmp_pat
     if foreign == "notes":
         journal.unlink()
         assert run_cli(*argv)[0] == 0 and run_cli(*argv)[0] == 0  # an earlier sweep's journal: started afresh
+
+
+def test_spec_config_and_overlays_from_the_home_folder(tmp_path, monkeypatch):
+    """A spec is read by no shell: 'config: ~/c.yaml' and 'overlays: [~/o.yaml]' name files in the home folder, as a
+    config key's path does (was "config file not found: ~/c.yaml"); a ~ inside a path is a name like any other."""
+    from experiments.spec import load_spec
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    spec = load_spec(_spec(tmp_path, mode="cache-only", config="~/c.yaml", overlays=["~/o.yaml", "a~/o.yaml"],
+                           axes={"cache.policy": ["lru"]}))
+    assert spec.layers.config == str(home / "c.yaml")
+    assert spec.layers.overlays == (str(home / "o.yaml"), os.path.normpath(os.path.relpath(tmp_path / "a~" / "o.yaml")))
