@@ -157,6 +157,13 @@ CASES: dict[str, Case] = {
     # traceback, NaN or Infinity stalled the engine (traceback after minutes), negative times ran to exit 0
     "lookup_time_nan": Case([*LOOKUP_PD], names=("n.json", "row 0 ns3_ms", "finite"),
                             files={"n.json": '{"rows": [{"size_mib": 1, "ns3_ms": NaN}, {"size_mib": 2, "ns3_ms": 1}]}'}),
+    # a directory of neither kind: named as the serving modes name it (the bundle GPU check read a meta.yaml it lacks:
+    # "cannot read LLMServingSim bundle file .../meta.yaml")
+    "check_calibration_profile_of_neither_kind": Case(["--check-calibration", "{tmp}/o.yaml"],
+                                                      names=("compute.profile", "neither a Vidur profile (mlp.csv) nor an "
+                                                             "LLMServingSim bundle"),
+                                                      files={"o.yaml": "compute: {backend: profiled, profile: p}\n",
+                                                             "p/notes.txt": "x\n"}),
     "lookup_size_not_a_number": Case([*LOOKUP_PD], names=("n.json", "row 0 size_bytes", "'abc'"),
                                      files={"n.json": '{"rows": [{"size_bytes": "abc", "time_s": 1}, {"size_bytes": 9, "time_s": 2}]}'}),
     "lookup_time_negative": Case([*LOOKUP_PD], names=("n.json", "row 0 time_ms", ">= 0"),

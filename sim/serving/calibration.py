@@ -395,7 +395,8 @@ def table_fits(overlay: Path, config: Config) -> list[TableFit]:
         directory = Path(config.compute.profile)
         bundle = not (directory / "mlp.csv").is_file()
         unfit = profile_misfit(directory, model_spec(config.model), config.model, bundle) or \
-            (bundle_gpu_misfit(directory, config.hardware.gpu) if bundle else None)
+            (bundle_gpu_misfit(directory, config.hardware.gpu) if bundle and (directory / "meta.yaml").is_file()
+             else None)  # (neither a Vidur profile nor a bundle: said below)
         if unfit:  # as the serving modes refuse it: its times are another model's operators
             raise ConfigError(f"--check-calibration {overlay}: {unfit}, so its tables cannot be checked against it")
         if (directory / "mlp.csv").is_file():
