@@ -128,5 +128,9 @@ def aggregate(runs: list[RunResult]) -> RunResult:
     if all(r.per_request is not None for r in runs):
         per_request = {k: np.concatenate([r.per_request[k] for r in runs]) for k in runs[0].per_request}
     first = runs[0]
-    return RunResult(name=first.name, metrics=metrics, overrides=dict(first.overrides),
+    # an override the seeds ran at different values of (--max-rate: each seed's answer, its rate scale) is their mean,
+    # as the metrics measured there are; the first seed's alone sat beside the other seeds' means
+    overrides = {key: value if all(r.overrides.get(key) == value for r in runs) else
+                 _mean_leaf([r.overrides.get(key) for r in runs], key, {}) for key, value in first.overrides.items()}
+    return RunResult(name=first.name, metrics=metrics, overrides=overrides,
                      metrics_ci95=ci, per_request=per_request)

@@ -123,3 +123,13 @@ def test_a_metric_undefined_in_one_seed_is_undefined_whatever_the_seeds_order(un
         assert result.metrics["hits"] == 3
     infinite = [RunResult(name="lru", metrics={"share": v}) for v in (0.5, math.inf)]
     assert aggregate(infinite).metrics["share"] == aggregate(infinite[::-1]).metrics["share"] == math.inf
+
+
+def test_an_override_the_seeds_ran_at_different_values_of_is_their_mean():
+    # --max-rate --seeds: each seed's search ends at its own rate scale, which its run's overrides carry; over the seeds
+    # the run's override is the mean, the scale the mean max_rate_scale reports (was the first seed's: 2 beside 3)
+    runs = [RunResult(name="single", metrics={"max_rate_scale": scale},
+                      overrides={"workload.rate_scale": scale, "cache.policy": "lru"}) for scale in (2.0, 4.0, 3.0)]
+    merged = aggregate(runs)
+    assert merged.overrides == {"workload.rate_scale": 3.0, "cache.policy": "lru"}
+    assert merged.metrics["max_rate_scale"] == 3.0
