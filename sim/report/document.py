@@ -113,7 +113,8 @@ def overload_caveat(metrics: dict[str, Any]) -> str | None:
     queue = (metrics.get("ttft_breakdown_s") or {}).get("queue")
     arrivals = np.asarray(series.get("arrivals", []), dtype=float)
     completions = np.asarray(series.get("completions", []), dtype=float)
-    if not ttft or queue is None or len(completions) != len(arrivals) or not np.any(arrivals > 0):
+    if not ttft or queue is None or not np.isfinite([ttft, queue]).all() or len(completions) != len(arrivals) \
+            or not np.any(arrivals > 0):  # (no TTFT to share out: no request completed)
         return None
     last = int(np.flatnonzero(arrivals > 0)[-1])
     total = int(np.sum(arrivals))
