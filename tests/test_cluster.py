@@ -276,3 +276,24 @@ def test_load_tracker_min_and_max_equal_a_scan_past_its_first_histogram():
         loads[i] += delta
         assert (tracker.min, tracker.max) == (loads.min(), loads.max())
     assert loads.max() > 200
+
+
+def test_the_terminal_summary_states_the_fleet_and_what_the_run_used(run_cli, tmp_path):
+    # ``instances count=`` on the terminal counts the instances the run built; the fleet's own shape was in the JSON
+    # only, so a 2 x 2 x 4-GPU fleet at TP 2 read as a handful of instances. Its line: GPUs = racks x nodes x GPUs per
+    # node, instances = GPUs / TP, and the instances used are those the per-request CSV names.
+    import pandas as pd
+
+    requests = tmp_path / "requests.csv"
+    status, out, err = run_cli(
+        "--cluster", "--no-plot", "--requests-csv", requests, "--set", "cluster.num_racks=2", "--set",
+        "cluster.nodes_per_rack=2", "--set", "hardware.gpus_per_node=4", "--set", "serving.tensor_parallel_size=2",
+        "--set", "cluster.router=least-loaded", "--set", "workload.synthetic.num_requests=40")
+    assert status == 0, err
+    line = next(line for line in out.splitlines() if line.split()[:1] == ["cluster"])
+    fields = dict(item.split("=") for item in line.split()[1:])
+    used = pd.read_csv(requests)["instance"].nunique()
+    assert fields["racks"] == "2" and fields["nodes_per_rack"] == "2" and fields["pd"] == "false"
+    assert int(fields["gpus"]) == 2 * 2 * 4 and int(fields["instances"]) == 2 * 2 * 4 // 2
+    assert int(fields["instances_used"]) == used
+    assert f"count={used}" in next(line for line in out.splitlines() if line.split()[:1] == ["instances"])
