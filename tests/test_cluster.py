@@ -297,3 +297,32 @@ def test_the_terminal_summary_states_the_fleet_and_what_the_run_used(run_cli, tm
     assert int(fields["gpus"]) == 2 * 2 * 4 and int(fields["instances"]) == 2 * 2 * 4 // 2
     assert int(fields["instances_used"]) == used
     assert f"count={used}" in next(line for line in out.splitlines() if line.split()[:1] == ["instances"])
+
+
+@pytest.mark.parametrize("eic_gib", [0.0, 1.0])
+def test_another_racks_eic_serves_a_prefix_across_the_uplinks(tmp_path, eic_gib):
+    # 2 racks x 1 node x 1 GPU, round-robin (request k to rack k mod 2). Request 0's three full blocks leave rack 0's
+    # small HBM for its EIC when request 2 fills it; request 3, routed to rack 1, shares them as its prefix: with EIC
+    # they are rack 0's EIC's cross-rack hits, read once each and loaded in one transfer whose slowest link is the
+    # 100 Gb/s NIC (its 5 us latency once); with no EIC they are misses.
+    rows = [(0, 2000, [0, 1, 2, 3]), (10_000, 600, [100, 101]), (20_000, 5600, list(range(200, 211))),
+            (30_000, 2600, [0, 1, 2, 3, 4, 5])]
+    path = tmp_path / "cross.jsonl"
+    path.write_text("".join(json.dumps({"timestamp": t, "input_length": n, "output_length": 1, "hash_ids": ids}) + "\n"
+                            for t, n, ids in rows))
+    trace, config = _trace_and_config([
+        f"workload.trace={path}", "cluster.num_racks=2", "cluster.nodes_per_rack=1", "hardware.gpus_per_node=1",
+        "cluster.router=round-robin", "serving.num_gpu_blocks=12", "cache.tiers.dram.capacity_gib=0",
+        "cache.tiers.ssd.capacity_gib=0", f"cache.tiers.eic.capacity_gib={eic_gib}"])
+    result, table = run_cluster(trace, config)
+    metrics = result.metrics
+    block = 2 * 32 * 8 * 128 * 2 * 512  # llama-3.1-8b bf16, 512-token blocks (the trace's)
+    assert metrics["cluster"]["block_bytes"] == block and metrics["accesses"] == 4 + 2 + 11 + 6
+    hits = 3 if eic_gib else 0
+    assert metrics["hits"] == hits
+    assert metrics["cluster"]["hit_blocks"]["eic"] == {"instance": 0, "node": 0, "rack": 0, "cross_rack": hits}
+    assert metrics["cluster"]["fetched_bytes"] == {"node": 0, "rack": 0, "cross_rack": hits * block}
+    assert int(table.cached_tokens[3]) == hits * 512
+    assert table.fetch[3] == pytest.approx(hits * block / (100e9 / 8) + 5e-6 if hits else 0.0, rel=1e-9)
+    if hits:
+        assert metrics["tiers"]["eic"]["bytes_read"] == hits * block
