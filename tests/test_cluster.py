@@ -276,3 +276,53 @@ def test_load_tracker_min_and_max_equal_a_scan_past_its_first_histogram():
         loads[i] += delta
         assert (tracker.min, tracker.max) == (loads.min(), loads.max())
     assert loads.max() > 200
+
+
+def test_the_terminal_summary_states_the_fleet_and_what_the_run_used(run_cli, tmp_path):
+    # ``instances count=`` on the terminal counts the instances the run built; the fleet's own shape was in the JSON
+    # only, so a 2 x 2 x 4-GPU fleet at TP 2 read as a handful of instances. Its line: GPUs = racks x nodes x GPUs per
+    # node, instances = GPUs / TP, and the instances used are those the per-request CSV names.
+    import pandas as pd
+
+    requests = tmp_path / "requests.csv"
+    status, out, err = run_cli(
+        "--cluster", "--no-plot", "--requests-csv", requests, "--set", "cluster.num_racks=2", "--set",
+        "cluster.nodes_per_rack=2", "--set", "hardware.gpus_per_node=4", "--set", "serving.tensor_parallel_size=2",
+        "--set", "cluster.router=least-loaded", "--set", "workload.synthetic.num_requests=40")
+    assert status == 0, err
+    line = next(line for line in out.splitlines() if line.split()[:1] == ["cluster"])
+    fields = dict(item.split("=") for item in line.split()[1:])
+    used = pd.read_csv(requests)["instance"].nunique()
+    assert fields["racks"] == "2" and fields["nodes_per_rack"] == "2" and fields["pd"] == "false"
+    assert int(fields["gpus"]) == 2 * 2 * 4 and int(fields["instances"]) == 2 * 2 * 4 // 2
+    assert int(fields["instances_used"]) == used
+    assert f"count={used}" in next(line for line in out.splitlines() if line.split()[:1] == ["instances"])
+
+
+@pytest.mark.parametrize("eic_gib", [0.0, 1.0])
+def test_another_racks_eic_serves_a_prefix_across_the_uplinks(tmp_path, eic_gib):
+    # 2 racks x 1 node x 1 GPU, round-robin (request k to rack k mod 2). Request 0's three full blocks leave rack 0's
+    # small HBM for its EIC when request 2 fills it; request 3, routed to rack 1, shares them as its prefix: with EIC
+    # they are rack 0's EIC's cross-rack hits, read once each and loaded in one transfer whose slowest link is the
+    # 100 Gb/s NIC (its 5 us latency once); with no EIC they are misses.
+    rows = [(0, 2000, [0, 1, 2, 3]), (10_000, 600, [100, 101]), (20_000, 5600, list(range(200, 211))),
+            (30_000, 2600, [0, 1, 2, 3, 4, 5])]
+    path = tmp_path / "cross.jsonl"
+    path.write_text("".join(json.dumps({"timestamp": t, "input_length": n, "output_length": 1, "hash_ids": ids}) + "\n"
+                            for t, n, ids in rows))
+    trace, config = _trace_and_config([
+        f"workload.trace={path}", "cluster.num_racks=2", "cluster.nodes_per_rack=1", "hardware.gpus_per_node=1",
+        "cluster.router=round-robin", "serving.num_gpu_blocks=12", "cache.tiers.dram.capacity_gib=0",
+        "cache.tiers.ssd.capacity_gib=0", f"cache.tiers.eic.capacity_gib={eic_gib}"])
+    result, table = run_cluster(trace, config)
+    metrics = result.metrics
+    block = 2 * 32 * 8 * 128 * 2 * 512  # llama-3.1-8b bf16, 512-token blocks (the trace's)
+    assert metrics["cluster"]["block_bytes"] == block and metrics["accesses"] == 4 + 2 + 11 + 6
+    hits = 3 if eic_gib else 0
+    assert metrics["hits"] == hits
+    assert metrics["cluster"]["hit_blocks"]["eic"] == {"instance": 0, "node": 0, "rack": 0, "cross_rack": hits}
+    assert metrics["cluster"]["fetched_bytes"] == {"node": 0, "rack": 0, "cross_rack": hits * block}
+    assert int(table.cached_tokens[3]) == hits * 512
+    assert table.fetch[3] == pytest.approx(hits * block / (100e9 / 8) + 5e-6 if hits else 0.0, rel=1e-9)
+    if hits:
+        assert metrics["tiers"]["eic"]["bytes_read"] == hits * block

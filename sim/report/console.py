@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 PROSE_CHARS = 40  # a text metric longer than this is printed on a line of its own
+SHAPE_LINES = ("cluster",)  # metrics of nested counters whose plain numbers still get a line (the fleet's shape)
 
 
 def console_summary(report: dict) -> str:
@@ -26,6 +27,9 @@ def console_summary(report: dict) -> str:
                              f"{len(value['capacity_blocks'])} capacities (see the JSON report / plot)")
             elif isinstance(value, dict):
                 if any(isinstance(v, dict) for v in value.values()):
+                    if key in SHAPE_LINES:  # the fleet's shape and what the run built (``instances`` counts only those)
+                        lines.append(f"  {key:<30} " + "  ".join(f"{k}={fmt(v)}" for k, v in value.items()
+                                                                   if not isinstance(v, (dict, list))))
                     continue  # per-tier counters: JSON report only
                 # numbers on the line; a sentence (instances.utilization_basis) on its own line after them, so
                 # it does not push the numbers behind it (mfu_mean, mbu_mean) off a terminal's width
@@ -62,6 +66,8 @@ def oversubscribed_tiers(run: dict, tiers_config: dict) -> list[str]:
 
 def fmt(value) -> str:
     """A metric's value on the terminal: thousands separated, floats to 4 decimals (1 when large)."""
+    if isinstance(value, bool):
+        return str(value).lower()
     if isinstance(value, float):
         return f"{value:,.4f}" if abs(value) < 1e6 else f"{value:,.1f}"
     if isinstance(value, int):
