@@ -137,6 +137,13 @@ def test_a_10240_gpu_cluster_runs_a_small_trace_building_only_what_it_uses():
     assert 0 < cluster["instances_used"] <= 300 and cluster["racks_used"] <= 160
 
 
+def _mooncake_file(path, rows, output_length: int):
+    """A Mooncake-format trace of ``rows`` (timestamp ms, input tokens, hash ids), each answered in ``output_length``."""
+    path.write_text("".join(json.dumps({"timestamp": t, "input_length": n, "output_length": output_length,
+                                        "hash_ids": ids}) + "\n" for t, n, ids in rows))
+    return path
+
+
 def test_precise_prefix_counts_the_prefill_a_cached_prefix_saves(tmp_path):
     # Two instances, HBM only. Prompt A goes to instance 0; prompt B arrives while A queues there, so to
     # instance 1; long after both finish, B's next turn (B + one block) arrives with both instances idle.
@@ -145,9 +152,7 @@ def test_precise_prefix_counts_the_prefill_a_cached_prefix_saves(tmp_path):
     # lower id. (Counting only queues and fetch times, as a router that forgets the prefill it saves,
     # ties them and takes instance 0: no hit at all.)
     lines = [(0.0, 2048, [1, 2, 3, 4]), (1.0, 2048, [5, 6, 7, 8]), (600_000.0, 2560, [5, 6, 7, 8, 9])]
-    path = tmp_path / "turns.jsonl"
-    path.write_text("".join(json.dumps({"timestamp": ms, "input_length": n, "output_length": 4, "hash_ids": ids}) + "\n"
-                            for ms, n, ids in lines))
+    path = _mooncake_file(tmp_path / "turns.jsonl", lines, output_length=4)
     trace, config = _trace_and_config([
         f"workload.trace={path}", "cluster.num_racks=1", "cluster.nodes_per_rack=1", "hardware.gpus_per_node=2",
         "cache.tiers.dram.capacity_gib=0", "cache.tiers.ssd.capacity_gib=0", "cache.tiers.eic.capacity_gib=0",
@@ -307,9 +312,7 @@ def test_another_racks_eic_serves_a_prefix_across_the_uplinks(tmp_path, eic_gib)
     # 100 Gb/s NIC (its 5 us latency once); with no EIC they are misses.
     rows = [(0, 2000, [0, 1, 2, 3]), (10_000, 600, [100, 101]), (20_000, 5600, list(range(200, 211))),
             (30_000, 2600, [0, 1, 2, 3, 4, 5])]
-    path = tmp_path / "cross.jsonl"
-    path.write_text("".join(json.dumps({"timestamp": t, "input_length": n, "output_length": 1, "hash_ids": ids}) + "\n"
-                            for t, n, ids in rows))
+    path = _mooncake_file(tmp_path / "cross.jsonl", rows, output_length=1)
     trace, config = _trace_and_config([
         f"workload.trace={path}", "cluster.num_racks=2", "cluster.nodes_per_rack=1", "hardware.gpus_per_node=1",
         "cluster.router=round-robin", "serving.num_gpu_blocks=12", "cache.tiers.dram.capacity_gib=0",
