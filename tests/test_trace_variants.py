@@ -201,3 +201,17 @@ def test_unsigned_64_bit_hash_ids_are_their_bits(tmp_path, reader):
     ok = '{"input_toks": 2, "output_toks": 1, "arrival_time_ns": 9, "input_tok_ids": [5, 6]}\n'
     assert load(write(tmp_path, "l.jsonl", tokens + ok.replace("}\n", tail + "}\n"))).provenance.skip_reasons \
         == {"id_out_of_range": 1}
+
+
+def test_line_numbers_are_counted_in_chunks_as_a_whole_count_would(tmp_path):
+    """The line a refused record is on is counted a chunk at a time (no copy of the file before it): chunk edges
+    anywhere, the count is bytes.count's."""
+    import mmap
+
+    from trace.jsonl_reader import _newlines_before
+
+    text = b'{"a": 1}\n\n{"b": 2}\r\n' * 50
+    path = write(tmp_path, "n.jsonl", text.decode())
+    with path.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        for at in (0, 1, 9, 10, 11, 500, len(text)):
+            assert _newlines_before(data, at, chunk=7) == text[:at].count(b"\n")

@@ -196,7 +196,13 @@ def first_record_with(path: Path, key: str) -> int | None:
     """The line (1-based) of the first record of a JSONL file that has ``key``; None when none has."""
     with _mapped(path) as data:
         at = None if data is None else _first_offset_with(data, key)
-        return None if at is None else data[:at].count(b"\n") + 1
+        return None if at is None else _newlines_before(data, at) + 1
+
+
+def _newlines_before(data: mmap.mmap, at: int, chunk: int = 8 << 20) -> int:
+    """Line breaks in ``data[:at]``, counted a chunk at a time (a match near the end of a file of gigabytes would
+    otherwise copy all of it)."""
+    return sum(data[i:min(i + chunk, at)].count(b"\n") for i in range(0, at, chunk))
 
 
 @contextmanager
