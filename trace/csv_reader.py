@@ -27,7 +27,7 @@ PANDAS_CSV = dict(dtype=str, keep_default_na=False, skipinitialspace=True, encod
 
 # Field separators a CSV trace may use: the comma; the semicolon a spreadsheet writes in a locale whose decimal
 # separator is the comma; the tab of tab-separated text; the pipe of database dumps. A file's is the first under
-# which its header names a format's columns (``header_delimiter``).
+# which its header names a format's columns (``read_header``).
 DELIMITERS = (",", ";", "\t", "|")
 
 
@@ -40,13 +40,16 @@ def csv_fields(line: str, delimiter: str = ",") -> list[str]:
     return [f.strip() for f in fields]
 
 
-def header_delimiter(line: str, signature: tuple[str, ...], optional: tuple[str, ...] = ()) -> str:
-    """The separator (of ``DELIMITERS``) under which a header line names every column of ``signature`` (as
-    ``header_names`` reads them); the comma when none does (the header check then names the columns missing)."""
+def read_header(line: str, signature: tuple[str, ...], optional: tuple[str, ...] = ()) -> tuple[str, list[str]]:
+    """The separator (of ``DELIMITERS``) under which a header line names every column of ``signature``, and the
+    column names under it (as ``header_names`` reads them); the comma's when none does (the header check then names
+    the columns missing)."""
+    wanted = (*signature, *optional)
     for delimiter in DELIMITERS:
-        if set(signature) <= set(header_names(csv_fields(line, delimiter), (*signature, *optional))):
-            return delimiter
-    return ","
+        names = header_names(csv_fields(line, delimiter), wanted)
+        if set(signature) <= set(names):
+            return delimiter, names
+    return ",", header_names(csv_fields(line), wanted)
 
 
 def header_names(names: list[str], wanted: tuple[str, ...]) -> list[str]:
@@ -213,7 +216,7 @@ def csv_chunks(path: Path, required: tuple[str, ...], optional: tuple[str, ...],
     the rest of the file to pandas, which alone knows where quoted records end. Tolerant: the
     whole file through the csv module (pandas met a row it cannot hold). pyarrow
     reads the ``required`` columns and those of ``optional`` the header has; pandas reads all. Fields are
-    separated by ``delimiter`` (``header_delimiter``)."""
+    separated by ``delimiter`` (``read_header``)."""
     wanted = (*required, *optional)
     if tolerant:
         yield from _tolerant_csv(path, wanted, delimiter)

@@ -38,10 +38,9 @@ import numpy as np
 import pyarrow as pa
 
 from sim.config_fields import INT64_MAX  # block and token ids are interned as int64
-UINT64_MAX = 2**64 - 1  # an unsigned 64-bit hash's largest value
 from sim.errors import TraceError, quote
 from trace.arrow import from_numpy, numpy_view, text_buffers, with_nulls
-from trace.csv_reader import csv_fields, header_delimiter, header_names
+from trace.csv_reader import read_header
 from trace.jsonl_reader import JSONL_EXPECTED, json_line_problem, json_object
 from trace.readers import IdLists, first_line
 from trace.validation import CODE, numeric_column
@@ -50,6 +49,7 @@ TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
 # Arrivals spanning more than this are a unit mistake or a corrupt timestamp, not a workload: past it,
 # one ulp of simulated time (2^-22 s at 2^30 s) starts to swallow sub-microsecond compute steps.
 MAX_TRACE_SPAN_S = float(2**30)  # about 34 years
+UINT64_MAX = 2**64 - 1  # an unsigned 64-bit hash's largest value
 MOONCAKE_BLOCK_TOKENS = 512  # Mooncake FAST'25 traces: hash_ids cover 512-token blocks (trace README)
 BURSTGPT_SESSION_COLUMNS = ("Session ID", "Conversation ID", "session_id", "conversation_id", "Session", "Conversation")
 
@@ -407,8 +407,7 @@ def sniff_format(path: Path) -> str:
                 return fmt.name  # (a record it refuses is its own: the loader names the record and why)
     else:
         for fmt in (f for f in FORMATS.values() if f.kind == "csv"):
-            delimiter = header_delimiter(first, fmt.signature, fmt.optional)
-            if set(fmt.signature) <= set(header_names(csv_fields(first, delimiter), (*fmt.signature, *fmt.optional))):
+            if set(fmt.signature) <= set(read_header(first, fmt.signature, fmt.optional)[1]):
                 return fmt.name
     if first.startswith("["):  # no CSV header starts so: JSON, an array (of records) rather than JSON Lines
         raise TraceError(f"{path}: line 1 is {json_line_problem(first)}, not a CSV header; a JSON trace must be "

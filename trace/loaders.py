@@ -34,7 +34,7 @@ from sim.config_rules import request_token_bound
 from sim.errors import QUOTE_LIMIT, ConfigError, TraceError, quote
 from trace import blocks as bm
 from trace.arrow import numpy_view, valid
-from trace.csv_reader import CsvParserError, csv_chunks, csv_fields, header_delimiter, header_names
+from trace.csv_reader import CsvParserError, csv_chunks, read_header
 from trace.formats import (FORMATS, MAX_TRACE_SPAN_S, TIME_UNITS, Chunk, TraceFormat, block_token_counts,
                            hash_ids_mismatch, pick_block_tokens, sniff_format, variant_of)
 from trace.jsonl_reader import first_record_with, jsonl_chunks, jsonl_line, keys_in_records, malformed_record
@@ -227,8 +227,8 @@ def _collect(path: Path, fmt: TraceFormat, ledger: SkipLedger, limit: int | None
                      blocks)
     ledger.line_of_row = lambda row: csv_line_of_row(path, row)
     header = first_line(path)
-    delimiter = header_delimiter(header, fmt.signature, fmt.optional)
-    _require_columns(path, fmt, header_names(csv_fields(header, delimiter), (*fmt.signature, *fmt.optional)), header)
+    delimiter, names = read_header(header, fmt.signature, fmt.optional)
+    _require_columns(path, fmt, names, header)
     try:
         try:
             return _scan(path, fmt, ledger, limit, csv_chunks(path, fmt.signature, fmt.optional, tolerant=False,

@@ -32,9 +32,10 @@ def file_sha256(path: Path) -> str:
     with Path(path).open("rb") as fh:
         for block in iter(lambda: fh.read(8 << 20), b""):
             digest.update(block)
+    hexdigest = digest.hexdigest()
     if max(stat.st_mtime_ns, stat.st_ctime_ns) < started - RACY_S * 10**9:
-        _HASHED[state] = digest.hexdigest()
-    return digest.hexdigest()
+        _HASHED[state] = hexdigest
+    return hexdigest
 
 
 @dataclass(slots=True)
