@@ -382,7 +382,7 @@ def unread_serving_keys(overlay: Path, config: Config) -> dict[str, str]:
                                                   "states none)")
     if measured is None or measured.ring_all_reduce:
         unread["serving.all_reduce"] = ("not used by --check-calibration here: it is read only to model an engine's "
-                                        "own all-reduce table (an AIConfigurator custom_allreduce_perf.txt)")
+                                        "own all-reduce table (an AIConfigurator custom_allreduce_perf table)")
     return unread
 
 
@@ -390,13 +390,12 @@ def table_fits(overlay: Path, config: Config) -> list[TableFit]:
     """The fit of every table the overlay provides (its paths resolved in ``config``)."""
     provided = _provided(overlay)
     fits: list[TableFit] = []
-    collectives = Path(config.compute.collectives) if provided["collectives"] else None
+    collectives = _collectives_source(overlay, config)
     if provided["compute"]:
         directory = Path(config.compute.profile)
         bundle = not (directory / "mlp.csv").is_file()
         unfit = profile_misfit(directory, model_spec(config.model), config.model, bundle) or \
-            (bundle_gpu_misfit(directory, config.hardware.gpu) if bundle and (directory / "meta.yaml").is_file()
-             else None)  # (neither a Vidur profile nor a bundle: said below)
+            (bundle_gpu_misfit(directory, config.hardware.gpu) if bundle else None)
         if unfit:  # as the serving modes refuse it: its times are another model's operators
             raise ConfigError(f"--check-calibration {overlay}: {unfit}, so its tables cannot be checked against it")
         if (directory / "mlp.csv").is_file():
@@ -408,7 +407,6 @@ def table_fits(overlay: Path, config: Config) -> list[TableFit]:
                 fits.extend(_bundle_tables(directory, config))
             except ConfigError as exc:  # a bundle of another model: named as the serving modes name it
                 raise ConfigError(f"--check-calibration {overlay}: {exc}") from None
-            collectives = collectives or bundle_hardware_yaml(directory)
         else:
             raise ConfigError(f"compute.profile {directory}: neither a Vidur profile (mlp.csv) nor an LLMServingSim "
                               "bundle (meta.yaml + tpN/*.csv) found there")

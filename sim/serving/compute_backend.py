@@ -104,7 +104,9 @@ def bundle_gpu_misfit(directory: Path, gpu: str) -> str | None:
     """Why an LLMServingSim bundle cannot time steps on ``gpu``, if it cannot: its meta.yaml names the GPU it was
     measured on (``gpu``, as nvidia-smi names it), and another GPU of profiles/gpus.yaml than ``hardware.gpu`` would
     time the steps on one GPU and size memory and links on the other (a GPU either side does not list: not judged).
-    The serving modes and ``--check-calibration`` alike."""
+    The serving modes and ``--check-calibration`` alike; a folder without meta.yaml is no bundle to judge."""
+    if not (directory / "meta.yaml").is_file():
+        return None
     stated = read_profile_yaml(directory / "meta.yaml", "LLMServingSim bundle file").get("gpu")
     measured, served = canonical_gpu(stated), canonical_gpu(gpu)
     if measured is None or served is None or measured == served:
