@@ -47,6 +47,7 @@ def assert_bijection(keys, ids) -> None:
 
 
 AZURE_HEADER = "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+BURST_HEADER = "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type"  # (no newline)
 AZURE_BAD = AZURE_HEADER + (
     "2023-11-16 18:15:46.0000000,100,10\n"  # row 1: good
     "2023-11-16 18:15:47.0000000,,20\n"  # row 2: missing_value

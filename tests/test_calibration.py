@@ -109,7 +109,8 @@ def test_check_calibration_refuses_what_it_cannot_check(run_cli, tmp_path):
 def test_an_aiconfigurator_all_reduce_table_is_judged_beside_kvsims_model_of_the_engine(run_cli, tmp_path):
     """An AIConfigurator table is the engine's own all-reduce, so its reference is kvsim's model of it (here vLLM's
     custom all-reduce on A100s, fitted to such rows: within 10%), not NCCL's ring (off by more than 100%)."""
-    from tests.test_collectives import A100_CUSTOM_BYTES, A100_CUSTOM_US, AIC_HEADER
+    from tests.test_aic_collectives import AIC_HEADER
+    from tests.test_collectives import A100_CUSTOM_BYTES, A100_CUSTOM_US
 
     rows = "".join(f"vLLM,0.20.0,NVIDIA A100-SXM4-80GB,all_reduce,vLLM_custom_graph,bfloat16,{ranks},{size // 2},"
                    f"{us / 1000},vllm_graph\n" for ranks, row in A100_CUSTOM_US.items()
