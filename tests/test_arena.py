@@ -179,3 +179,27 @@ def test_a_direct_mapped_arena_refuses_block_ids_beyond_its_space():
     assert hit_tier.tolist() == [-1, -1] and arena.resident_keys(0).tolist() == [3, 7]
     with pytest.raises(ValueError, match="block-id space"):
         cache.replay(np.array([-1, 7]), np.array([0, 2]), hit_tier, 0, 1, prefix=False)
+
+
+@pytest.mark.parametrize("path", ["compiled", "generic"])
+def test_a_block_demoted_from_a_shared_tier_keeps_its_own_next_use(path):
+    """Belady in every tier: instances A and B (HBM of 1 block each) over a shared DRAM (1 block) and SSD (2).
+    Stream (position: block, instance): 0: 3 A, 1: 5 A (3 to DRAM), 2: 4 B, 3: 2 B (4 to DRAM, pushing 3 to the
+    SSD), 4: 1 B (2 to DRAM, pushing 4 to the SSD: {3, 4}), 5: 5 B (B's miss: 1 to DRAM, pushing 2 to the SSD,
+    which evicts the block used farthest ahead), 6: 3 A. Block 3 is used again at 6, block 4 never: the SSD must
+    evict 4 and A hits 3 there (tier 2). B, which pushed 3 down, never used 3; it took 3's next use from its own
+    record (none: the position of 4's, never again), so the tie evicted 3 and A missed."""
+    stream, who = [3, 5, 4, 2, 1, 5, 3], [0, 0, 1, 1, 1, 1, 0]
+    next_use, _ = oracle_inputs(stream)
+    arena = TierArena(future=next_use, max_keys=16)
+    shared = make_tiers(["belady", "belady"], [1, 2], stream, arena=arena, names=NAMES[1:3])
+    tops = [make_tiers(["belady"], [1], stream, arena=arena)[0] for _ in range(2)]
+    if path == "compiled":
+        caches = [build_cache([top, *shared], 1, track_positions=True, num_blocks=16) for top in tops]
+    else:  # the reference policies on the generic path
+        hooks = {t.index: REFERENCE["belady"](t.capacity, next_use=next_use) for t in [*tops, *shared]}
+        caches = [HookedMultiTierCache([top, *shared], 1, track_positions=True, hooks=[hooks[t.index] for t in
+                                                                                     [top, *shared]]) for top in tops]
+    tiers = [caches[w].touch(key, now) for now, (key, w) in enumerate(zip(stream[:6], who, strict=False))]
+    assert tiers == [-1] * 6 and caches[0].resident(2) == {2, 3}  # 4 evicted, 3 kept
+    assert caches[0].touch(3, 6) == 2

@@ -73,6 +73,25 @@ class TierArena:
                             table=np.full(max(1, max_keys) if dense else 16, -1, dtype=np.int32),
                             aux=aux, future=self.future)
         self._state: Arena | None = None
+        self._last_pos: np.ndarray | None = None
+        self._last_pos_map: dict[int, int] | None = None
+
+    def last_positions(self, num_blocks: int) -> np.ndarray:
+        """Each block's last use position (-1: none), one record for every compiled cache over this arena: a block
+        demoted out of a shared tier takes its next use from its own last use, whichever cache made it (the
+        stream's positions are the run's, not a cache's)."""
+        if self._last_pos is None:
+            self._last_pos = np.full(num_blocks, -1, dtype=np.int64)
+        elif len(self._last_pos) != num_blocks:  # (a copy would no longer be shared)
+            raise ValueError(f"the caches over one arena share its block-id space: {num_blocks} blocks asked, "
+                             f"{len(self._last_pos)} recorded")
+        return self._last_pos
+
+    def last_position_map(self) -> dict[int, int]:
+        """``last_positions`` for the generic (Python) caches over this arena."""
+        if self._last_pos_map is None:
+            self._last_pos_map = {}
+        return self._last_pos_map
 
     # ----------------------------------------------------------------- tiers
 

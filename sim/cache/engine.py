@@ -171,7 +171,7 @@ def _operations(access, insert, readmit, remove, victim):
                 a.meta[t, STAT0 + DEMOTIONS] += 1
                 inserting = demoted
                 at += 1
-                if len(c.last_pos) and c.last_pos[inserting] >= 0:  # placed by another instance: use now
+                if len(c.last_pos) and c.last_pos[inserting] >= 0:  # its last use, by any cache over the arena
                     when = c.last_pos[inserting]
         if c.inclusive and level > 0 and mode != DEMOTE and not copied:  # no tier above had room for a copy: it
             t = c.tiers[level]  # stays below, not promoted (a use still read it; a prefetch read nothing ahead)

@@ -29,8 +29,8 @@ class HookedMultiTierCache:
         self.inclusive = inclusive
         self.policies = hooks if hooks is not None else [t.hooks for t in tiers]
         self.residents: list[set[int]] = [t.resident_set for t in tiers]  # shared with other caches of a tier
-        # Clairvoyant policies need a demoted block's last access position (its next use).
-        self.last_pos: dict[int, int] | None = {} if track_positions else None
+        # Clairvoyant policies need a demoted block's last access position (its next use), by any cache.
+        self.last_pos: dict[int, int] | None = tiers[0].arena.last_position_map() if track_positions else None
         self._previous_turn: dict[int, list[int]] = {}
 
     def _capacity(self, level: int) -> int:
@@ -191,7 +191,7 @@ class HookedMultiTierCache:
                 return True
             counters[DEMOTIONS] += 1
             key, level = victim, level + 1
-            if self.last_pos is not None:  # a block another instance placed in a shared tier: use now
+            if self.last_pos is not None:  # its last use, by any cache over the arena
                 now = self.last_pos.get(key, now)
 
     def _prefetch(self, key: int, now: int) -> None:

@@ -83,7 +83,7 @@ class MultiTierCache:
         # the block-id space compiled code indexes by id: positions tracked, or a direct-mapped block index
         bounds = ([num_blocks] if track_positions else []) + ([self.arena.max_keys] if self.arena.dense else [])
         self._num_blocks = min(bounds) if bounds else None
-        last_pos = np.full(num_blocks, -1, dtype=np.int64) if track_positions else _EMPTY
+        last_pos = self.arena.last_positions(num_blocks) if track_positions else _EMPTY
         self.view = CacheView(np.array([t.index for t in tiers], dtype=np.int64), inclusive, block_bytes, last_pos)
         self._lower = self.view._replace(tiers=np.ascontiguousarray(self.view.tiers[1:]))  # ``lower_level``
         self._previous: np.ndarray | None = None  # session prefetch: each session's last request
