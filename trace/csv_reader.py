@@ -111,16 +111,12 @@ def _fast_csv(data: bytes, names: list[str], columns: list[str], delimiter: str 
     drops blanks before a field (skipinitialspace), pyarrow keeps them."""
     if not _plain_csv(data):
         return None
-    try:
-        table = pa_csv.read_csv(
-            pa.BufferReader(data),
-            read_options=pa_csv.ReadOptions(column_names=names),
-            parse_options=pa_csv.ParseOptions(delimiter=delimiter, newlines_in_values=False),
-            convert_options=pa_csv.ConvertOptions(include_columns=columns, column_types={c: pa.string() for c in columns},
-                                                  null_values=[], strings_can_be_null=False,
-                                                  quoted_strings_can_be_null=False))
-    except pa.ArrowException:  # e.g. a row with another number of fields, a whitespace-only line
-        return None
+    table = _arrow_table(data, names, columns, delimiter)
+    if table is None:  # every row ending with the delimiter (as some writers end them): an empty field past the
+        past = "\x00past the header"  # header's is dropped (``_tolerant_csv``), a value there is not for this path
+        table = _arrow_table(data, [*names, past], [*columns, past], delimiter)
+        if table is None or not _blanks_only(table.column(past).combine_chunks()):
+            return None
     frame = {name: table.column(name).combine_chunks() for name in columns}
     for text in frame.values():
         offsets, data = text_buffers(text)
@@ -128,6 +124,28 @@ def _fast_csv(data: bytes, names: list[str], columns: list[str], delimiter: str 
         if ((first == ord(" ")) | (first == ord("\t"))).any():
             return None
     return frame
+
+
+def _blanks_only(text: pa.Array) -> bool:
+    """Every field of ``text`` empty or blanks."""
+    offsets, data = text_buffers(text)
+    used = data[offsets[0]:offsets[-1]]
+    return bool(((used == ord(" ")) | (used == ord("\t"))).all())
+
+
+def _arrow_table(data: bytes, names: list[str], columns: list[str], delimiter: str) -> pa.Table | None:
+    """``columns`` of a chunk whose rows have exactly ``names``' fields, as text; None when pyarrow cannot read it
+    so (e.g. a row with another number of fields, a whitespace-only line)."""
+    try:
+        return pa_csv.read_csv(
+            pa.BufferReader(data),
+            read_options=pa_csv.ReadOptions(column_names=names),
+            parse_options=pa_csv.ParseOptions(delimiter=delimiter, newlines_in_values=False),
+            convert_options=pa_csv.ConvertOptions(include_columns=columns, column_types={c: pa.string() for c in columns},
+                                                  null_values=[], strings_can_be_null=False,
+                                                  quoted_strings_can_be_null=False))
+    except pa.ArrowException:
+        return None
 
 
 def _numbered(frames, first_row: int, wanted: tuple[str, ...]) -> Iterator[RawChunk]:
