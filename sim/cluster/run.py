@@ -27,7 +27,7 @@ import numpy as np
 from sim.cache.arena_layout import RESIDENT
 from sim.cache.tiers import TIER_NAMES, Tier, configured_tier_blocks, tier_from_config
 from sim.cluster.fetch import DRAM, EIC, HBM, LOCATIONS, SSD, PrefixFetch
-from sim.cluster.links import LoadTracker, Path
+from sim.cluster.links import LoadTracker, Path, latency_of
 from sim.cluster.prefix_index import holders_chain
 from sim.cluster.routers import CLUSTER_ROUTERS
 from sim.cluster.topology import Topology
@@ -248,15 +248,20 @@ class ClusterRun(PrefixFetch, ServingRun):
         return sorted(own, key=decode_rank) + sorted(others, key=decode_rank)
 
     def _kv_link(self, src: Instance, dest: Instance) -> Path:
+        """The links a PD transfer crosses, its latency the hops' sum (``sim.cluster.links``): the network's once
+        between nodes (NIC to NIC), the leaf -> spine -> leaf crossing's more between racks."""
         topo = self.topo
         s_node, d_node = topo.node_of(src.index), topo.node_of(dest.index)
         if s_node == d_node:  # within a node: the GPUs' host path stands in for NVLink (conservative)
-            return Path([self.pcie[src.index], self.pcie[dest.index]], "node")
+            pcie = [self.pcie[src.index], self.pcie[dest.index]]
+            return Path(pcie, "node", sum(latency_of(link.model) for link in pcie))
         links = [self.nic[s_node], self.nic[d_node]]
+        latency = latency_of(self.net)
         s_rack, d_rack = topo.rack_of(src.index), topo.rack_of(dest.index)
         if s_rack != d_rack:
-            return Path([*links, self.uplink[s_rack], self.uplink[d_rack]], "cross_rack")
-        return Path(links, "rack")
+            return Path([*links, self.uplink[s_rack], self.uplink[d_rack]], "cross_rack",
+                        latency + latency_of(self.uplink_model))
+        return Path(links, "rack", latency)
 
     def _link_bytes(self, busiest: int, moved: int) -> int:
         """Every rank's bytes: a node's NIC is shared by its GPUs, and an instance's PCIe path has a lane per rank
