@@ -76,6 +76,10 @@ class ClusterRun(PrefixFetch, ServingRun):
         self.rack_load = np.zeros(topo.num_racks, dtype=np.int64)
         self.load_range = LoadTracker(topo.num_racks * len(self.front_slots))
         self.queued_tokens = np.zeros(topo.num_instances, dtype=np.int64)
+        # prompt tokens ever routed to each instance, node and rack (the routers' tie-break: ``ClusterRouter``)
+        self.inst_tokens = np.zeros(topo.num_instances, dtype=np.int64)
+        self.node_tokens = np.zeros(topo.num_nodes, dtype=np.int64)
+        self.rack_tokens = np.zeros(topo.num_racks, dtype=np.int64)
         self.fetch_s = np.zeros(len(self.trace), dtype=np.float64)
         self._routed_to = np.full(len(self.trace), -1, dtype=np.int64)
         self.hit_blocks = np.zeros((len(TIER_NAMES), len(LOCATIONS)), dtype=np.int64)
@@ -214,6 +218,10 @@ class ClusterRun(PrefixFetch, ServingRun):
         choice = self.router.pick(keys, i, int(self.trace.session_id[i]))
         inst = self.instance(choice)
         self._load(choice, +1, job.input_tokens)
+        self.inst_tokens[choice] += job.input_tokens
+        self.node_tokens[self.topo.node_of(choice)] += job.input_tokens
+        self.rack_tokens[self.topo.rack_of(choice)] += job.input_tokens
+        self.router.routed(choice)
         self._routed_to[i] = choice
         self._fetch(inst, job, keys)
 
