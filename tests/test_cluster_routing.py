@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from sim.cluster.run import run_cluster
 from tests.test_cluster import _mooncake_file, _trace_and_config
@@ -74,3 +75,36 @@ def test_same_seed_routes_the_same_way(tmp_path, run_cli):
         report.pop("timing")
         reports.append(json.dumps(report, sort_keys=True))
     assert reports[0] == reports[1]
+
+
+def test_precise_prefix_drops_a_prompt_from_the_queue_once_prefilled(tmp_path, monkeypatch):
+    # 1 node x 2 GPUs, HBM only, precise-prefix. A (2,048 tokens, 4,000 output tokens) goes to instance 0 (both idle:
+    # the tie's first) and is still decoding 5 s later, its prompt prefilled in the first tenth of a second, when B
+    # (2,560 tokens, no shared block) arrives. The conductor's estimate counts queued prompt tokens (Mooncake: the
+    # prefill work ahead of B): none on either instance, so B's estimate is 2,560 / prefill rate at both. (A's prompt
+    # was still counted at instance 0 while it decoded: (2,048 + 2,560) / rate there, as if A were still to prefill.)
+    from sim.cluster.routers import PrecisePrefix
+
+    rows = [{"timestamp": 0, "input_length": 2048, "output_length": 4000, "hash_ids": [1, 2, 3, 4]},
+            {"timestamp": 5000, "input_length": 2560, "output_length": 4, "hash_ids": [11, 12, 13, 14, 15]}]
+    path = tmp_path / "ab.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    trace, config = _trace_and_config([f"workload.trace={path}", "cluster.num_racks=1", "cluster.nodes_per_rack=1",
+                                       "hardware.gpus_per_node=2", "cluster.router=precise-prefix", *HBM_ONLY])
+    seen = []
+    pick = PrecisePrefix.pick
+
+    def spy(self, keys, rid, session):
+        run = self.run
+        found, offsets, tiers = run.holders(keys, run.all_tier_candidates())
+        estimates = [run.estimated_ttft_s(c, offsets, tiers, int(run.trace.input_tokens[rid]), keys) for c in (0, 1)]
+        seen.append((run.queued_tokens.tolist(), run.inst_load.tolist(), estimates, run.prefill_rate))
+        return pick(self, keys, rid, session)
+
+    monkeypatch.setattr(PrecisePrefix, "pick", spy)
+    _, table = run_cluster(trace, config)
+    assert table.first_token[0] < 1.0 and table.last_token[0] > 5.0  # A prefilled, and decoding when B came
+    queued, load, estimates, rate = seen[1]
+    assert (queued, load) == ([0, 0], [1, 0])  # A still in instance 0's load, its prompt no longer queued there
+    assert estimates == [pytest.approx(2560 / rate, rel=1e-12)] * 2
+    assert np.all(np.array(seen[0][0]) == 0)

@@ -175,6 +175,8 @@ class ClusterRun(PrefixFetch, ServingRun):
         (self.decode if role == DECODE else self.front).append(inst)
         if role != DECODE:
             inst.kv.on_admission = lambda job, match, inst=inst: self._admitted(inst, job, match)
+        if role == UNIFIED:  # its prompt leaves the queued prompt tokens once prefilled, as PD's prefill instance's
+            inst.scheduler.on_prefilled = self._prefilled
         if hasattr(self, "timeline"):
             self.instances.append(inst)
             self.timeline.add(inst)
@@ -233,9 +235,14 @@ class ClusterRun(PrefixFetch, ServingRun):
         self.queued_tokens[inst_id] += delta * tokens
         self.load_range.change(old, old + delta)
 
+    def _prefilled(self, job: Job) -> None:
+        """A unified instance computed a prompt: it is no longer queued prompt work (``queued_tokens``, the
+        precise-prefix router's TTFT estimate), though the request stays in the instance's load until it finishes."""
+        self.queued_tokens[int(self._routed_to[job.rid])] -= job.input_tokens
+
     def _finished(self, job: Job) -> None:
         if not self._pd:
-            self._load(int(self._routed_to[job.rid]), -1, job.input_tokens)
+            self._load(int(self._routed_to[job.rid]), -1, 0)  # (its prompt tokens left at ``_prefilled``)
         super()._finished(job)
 
     # ------------------------------------------------------------------ PD
