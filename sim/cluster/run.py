@@ -327,7 +327,7 @@ class ClusterRun(PrefixFetch, ServingRun):
             "location_hit_ratio": {name: ratio(int(per_location[k])) for k, name in enumerate(LOCATIONS)},
             "cluster": {
                 "racks": topo.num_racks, "nodes_per_rack": topo.nodes_per_rack, "gpus": topo.num_gpus,
-                "instances": topo.num_instances, "pd": topo.pd,
+                "instances": topo.pool_instances, "pd": topo.pd,
                 "racks_used": len(self.rack_tiers), "nodes_used": len(self.node_tiers), "instances_used": len(self.insts),
                 "hit_blocks": {name: {loc: int(self.hit_blocks[k, j]) for j, loc in enumerate(LOCATIONS)}
                                for k, name in enumerate(TIER_NAMES)},
