@@ -25,8 +25,8 @@ instance and not yet done with it (a unified instance: finished; a prefill insta
   DRAM/SSD holds it and of each rack whose EIC holds it, and the least-loaded instance, an
   estimated TTFT = (queued prompt tokens + the prompt's tokens past the prefix reachable
   there) / prefill rate + the time to fetch that prefix's blocks not in its HBM (each from
-  its cheapest holder, one transfer per holder: its bytes over the slowest link of the path, whose
-  latency counts once); a prefix is reachable up to
+  its cheapest holder, one transfer per holder: the path's hops' latencies summed, once, plus its bytes over
+  the path's narrowest link); a prefix is reachable up to
   its first block held only in other instances' HBM (a Gated DeltaNet hybrid's, over the true contents too, only
   up to the deepest block whose every state group's state it can reach as well, those states fetched with it:
   ``PrefixFetch._state_reach``). The smallest wins (ties: fewer queued tokens, lowest id).
