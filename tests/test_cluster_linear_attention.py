@@ -44,7 +44,7 @@ def test_a_next_turn_on_the_other_node_fetches_its_blocks_and_the_state_at_their
     boundary) in the rack's pool. A's next turn B (2,300 tokens: blocks 1-3, then its own 5) goes to node 1 and fetches
     the 3 blocks and the 3 state groups' states at block 3 from the pool: 3 x 14,155,776 + 3 x 13,172,736 = 81,985,536
     bytes in one transfer over the pool (50 GB/s + 10 us), node 1's NIC (12.5 GB/s + 5 us) and its PCIe (126 GB/s),
-    the NIC the slowest: 5 us + 81,985,536 / 12.5e9 = 6.5638 ms. B's hit is 3 blocks (1,728 tokens) from the rack's
+    the NIC the narrowest, the hops' latencies summed: 10 + 5 us + 81,985,536 / 12.5e9 = 6.5738 ms. B's hit is 3 blocks (1,728 tokens) from the rack's
     pool, and its TTFT that fetch plus one prefill step of 572 tokens over 1,728 cached."""
     result, requests = _run([2000, 2300], [[1, 2, 3, 4], [1, 2, 3, 5]], [0.0, 100.0])
     metrics, cluster = result.metrics, result.metrics["cluster"]
@@ -56,8 +56,8 @@ def test_a_next_turn_on_the_other_node_fetches_its_blocks_and_the_state_at_their
     assert cluster["fetched_blocks"] == {"node": 0, "rack": 3 + 3, "cross_rack": 0}
     assert cluster["fetched_bytes"] == {"node": 0, "rack": nbytes, "cross_rack": 0}
     assert metrics["tiers"]["eic"]["bytes_read"] == nbytes  # read once, by the fetch (not again as it enters HBM)
-    fetch = 5e-6 + nbytes / NIC
-    assert fetch == max(5e-6 + nbytes / NIC, 10e-6 + nbytes / 50e9, nbytes / 126e9)
+    fetch = 10e-6 + 5e-6 + max(nbytes / NIC, nbytes / 50e9, nbytes / 126e9)
+    assert fetch == 15e-6 + nbytes / NIC
     breakdown = {name: float(values[1]) for name, values in requests.breakdown().items()}
     assert breakdown["kv_load"] == pytest.approx(fetch, rel=1e-12)
     step = StepShape()
@@ -123,7 +123,8 @@ def test_the_precise_router_counts_a_prefix_only_as_far_as_a_state_it_can_reach(
     """The conductor's estimate at node 1's idle instance for a 4-block prompt (2,300 tokens) whose first 3 blocks the
     rack's pool holds: with no state cached after them it reaches nothing (it computes all 2,300 tokens, fetches
     nothing); once node 0 has cached the states after block 3 (written through to the pool) it reaches 3 blocks and
-    fetches them and the 3 states in one transfer, its NIC the slowest link."""
+    fetches them and the 3 states in one transfer: the pool's 10 us and the network's 5 us, its NIC the narrowest
+    link."""
     trace = make_trace([0.0, 1.0], [2300, 2300], [2, 2], BS, [[1, 2, 3, 4]] * 2)  # (a block repeats: caching on)
     run = ClusterRun(trace, load_config(None, sets=RUN))
     holder = run.instance(0)
@@ -134,7 +135,7 @@ def test_the_precise_router_counts_a_prefix_only_as_far_as_a_state_it_can_reach(
     holder.kv.cache.touch_chain(np.array([1, 2, 3, *states]), np.zeros(6, dtype=np.int64))
     assert all(eic.index in run.arena.holders(key).tolist() for key in states)
     nbytes = 3 * BLOCK + 3 * STATE_COPY
-    expected = (2300 - 1728) / run.prefill_rate + 5e-6 + nbytes / NIC
+    expected = (2300 - 1728) / run.prefill_rate + 10e-6 + 5e-6 + nbytes / NIC
     assert run.estimated_ttft_s(1, offsets, tiers, 2300, keys) == pytest.approx(expected, rel=1e-12)
 
 

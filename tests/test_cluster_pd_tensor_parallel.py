@@ -69,6 +69,21 @@ def test_equal_tps_keep_the_one_size_layout():
     assert [one.node_of(i) for i in range(8)] == [both.node_of(i) for i in range(8)] == [0] * 4 + [1] * 4
 
 
+@pytest.mark.parametrize("prefill_tp,decode_tp,expected", [(1, 1, 10), (2, 1, 10), (2, 2, 10)])
+def test_the_report_counts_the_instances_in_the_pools(run_cli, tmp_path, prefill_tp, decode_tp, expected):
+    """2 racks x 2 nodes x 8 GPUs, per rack 2 prefill + 3 decode: 2 x (2 + 3) = 10 instances whatever the TPs (one
+    size: 16 / TP slots a rack, the rest idle; they are ids, not instances: 32 were reported at TP 1, 16 at TP 2)."""
+    out = tmp_path / "r.json"
+    status, _, err = run_cli("--cluster", "--pd", "--workload-trace", BUNDLED_AZURE, "--workload-limit", "20",
+                             "--quiet", "--no-plot", "--set", "cluster.num_racks=2", "--set", "cluster.nodes_per_rack=2",
+                             "--set", "hardware.gpus_per_node=8", "--set", "pd.num_prefill=2", "--set", "pd.num_decode=3",
+                             "--set", f"pd.prefill_tensor_parallel_size={prefill_tp}",
+                             "--set", f"pd.decode_tensor_parallel_size={decode_tp}", "--report-json", out)
+    assert status == 0, err
+    cluster = json.loads(out.read_text())["runs"][0]["metrics"]["cluster"]
+    assert cluster["instances"] == expected and cluster["instances_used"] <= expected
+
+
 @pytest.mark.parametrize("sets,names", [
     # TP 8 does not divide 12 GPUs (vLLM's heads allow it: 32 heads, 8 KV heads)
     (["hardware.gpus_per_node=12", "pd.prefill_tensor_parallel_size=8", "pd.decode_tensor_parallel_size=4"],

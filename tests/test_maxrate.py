@@ -149,3 +149,43 @@ def test_an_answer_the_whole_workload_arrives_within_is_flagged_as_a_burst():
     steady = _probe(18.3, 150, 0.6)
     report = max_rate_run(MaxRateResult(steady, _probe(18.5, 150, 0.6), [steady]), 1.0, slo).metrics["max_rate_search"]
     assert "steady_state" not in report and "note" not in report
+
+
+def _lindley_backlog(arrival: np.ndarray, service: float) -> int:
+    """Requests of a FIFO single server still queued or in service when the last one arrives (Lindley's recursion)."""
+    departure = arrival + _lindley_ttft(np.diff(arrival), service)
+    return int(np.sum(departure > arrival[-1]))
+
+
+@pytest.mark.parametrize("n,slo_services,transient", [(40, 20, True), (2000, 2, False)])
+def test_an_answer_above_the_service_rate_is_flagged_as_transient(run_cli, tmp_path, n, slo_services, transient):
+    """A FIFO single server of deterministic service S (one 1,024-token prefill). 40 requests with a TTFT target of
+    20 S met by 90%: Lindley's recursion meets it at a rate above 1 / S, as the queue grows by S - gap a request
+    and only 40 arrive, so the note says the run ended while it filled though the
+    40 requests span several E2Es (no burst). 2,000 requests at a target of 2 S: the answer is below 1 / S, a steady
+    state, and no note."""
+    trace = tmp_path / "fixed.csv"
+    _fixed_length_trace(trace, n=n, mean_gap_s=0.1)
+    config = load_config(None, sets=[*ONE_QUEUE, f"workload.trace={trace}"])
+    shape = StepShape()
+    shape.add_prefill(PROMPT, 0)
+    service = compute_model(config).step_time(shape)
+    out = tmp_path / "r.json"
+    argv = ["--max-rate", "--workload-trace", trace, "--report-json", out, "--no-plot", "--quiet"]
+    for s in [*ONE_QUEUE, f"slo.ttft_s={slo_services * service!r}", "slo.attainment=0.9"]:
+        argv += ["--set", s]
+    status, _, err = run_cli(*argv)
+    assert status == 0, err
+    metrics = json.loads(out.read_text())["runs"][0]["metrics"]
+    search = metrics["max_rate_search"]
+    arrival = load_workload(config).arrival_s / metrics["max_rate_scale"]
+    # the oracle: the answered rate against the service rate, and the backlog when the last request arrives
+    utilisation = metrics["max_rate_rps"] * service
+    backlog = _lindley_backlog(arrival, service)
+    assert (utilisation > 1.0) is transient and (backlog >= 0.1 * n) is transient
+    assert metrics["requests_completed"] > metrics["max_rate_rps"] * metrics["e2e_s"]["mean"]  # no burst
+    if transient:
+        assert search["steady_state"] is False and "still queued or running when the last arrived" in search["note"]
+        assert f"of the {n:,} requests" in search["note"]
+    else:
+        assert "steady_state" not in search and "note" not in search

@@ -174,13 +174,15 @@ def test_cluster_a_block_fetched_from_another_nodes_dram_is_read_there(run_cli, 
 def test_cluster_tier_link_is_the_shared_bandwidth(run_cli, tmp_path):
     """In the cluster every transfer crosses links shared max-min fairly: a tier copy's link carries its
     shared bandwidth, or its read bandwidth when it has none (so the SSD's default, equal to its read
-    bandwidth, changes nothing)."""
-    base = _run(run_cli, tmp_path, "--cluster", sets=CLUSTER)
-    scarce = _run(run_cli, tmp_path, "--cluster", sets=(*CLUSTER, "cache.tiers.dram.shared_read_gbps=0.05"))
+    bandwidth, changes nothing). 700 HBM blocks an instance: the 8 instances' HBM spills to DRAM and SSD (with
+    1,500 the router's balanced load left every block in HBM)."""
+    sets = (*CLUSTER, "serving.num_gpu_blocks=700")
+    base = _run(run_cli, tmp_path, "--cluster", sets=sets)
+    scarce = _run(run_cli, tmp_path, "--cluster", sets=(*sets, "cache.tiers.dram.shared_read_gbps=0.05"))
     assert base["tier_hit_ratio"]["dram"] > 0
     assert scarce["ttft_breakdown_s"]["kv_load"] > base["ttft_breakdown_s"]["kv_load"]
     # a shared device's writes share its link: scarce SSD writes slow the SSD's loads
-    slow_writes = _run(run_cli, tmp_path, "--cluster", sets=(*CLUSTER, "cache.tiers.ssd.write_gbps=0.05"))
+    slow_writes = _run(run_cli, tmp_path, "--cluster", sets=(*sets, "cache.tiers.ssd.write_gbps=0.05"))
     assert base["tier_hit_ratio"]["ssd"] > 0 and base["tiers"]["ssd"]["bytes_written"] > 0
     assert slow_writes["ttft_breakdown_s"]["kv_load"] > base["ttft_breakdown_s"]["kv_load"]
 

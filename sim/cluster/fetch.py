@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.cluster.links import Path
+from sim.cluster.links import Path, PathModel, latency_of
 from sim.config import Config
 from sim.serving.align_state_manager import state_key_offsets
 from sim.serving.instance import Instance, Job
@@ -94,17 +94,34 @@ class PrefixFetch:
 
     def _path_seconds(self, tier: int, inst_id: int, nbytes: float) -> float:
         """Seconds to bring ``nbytes`` from ``tier`` into instance ``inst_id``'s HBM as one transfer, alone: the
-        slowest link of the path (each link's latency once, as ``_fetch`` sends a source's blocks together)."""
-        kind, rack, node, holder = self._place[tier]
+        path's hops' latency (once, as ``_fetch`` sends a source's blocks together) plus its slowest link's
+        serialization (``PathModel``)."""
+        kind, _, _, holder = self._place[tier]
         if kind == HBM:
             return 0.0 if holder == inst_id else float("inf")
         # the path's models (the instance and its node may not be built yet)
         models = [self.tier_link[tier].model, self.pcie_models[self.role_of(inst_id)]]
-        if kind == EIC or node != self.topo.node_of(inst_id):
+        if self._crosses_nodes(tier, inst_id):
             models.append(self.net)
+        return PathModel(tuple(models), self._path_latency(tier, inst_id)).isolated_time(nbytes)
+
+    def _crosses_nodes(self, tier: int, inst_id: int) -> bool:
+        """Whether a copy in ``tier`` reaches instance ``inst_id`` over the network (a rack's EIC pool, another
+        node's DRAM/SSD)."""
+        kind, _, node, _ = self._place[tier]
+        return kind == EIC or node != self.topo.node_of(inst_id)
+
+    def _path_latency(self, tier: int, inst_id: int) -> float:
+        """One-way latency of the path from ``tier`` into ``inst_id``'s HBM, the sum of its hops': the tier's access,
+        the network between nodes (``network.latency_us``, once: NIC to NIC), the leaf -> spine -> leaf crossing
+        between racks (``cluster.uplink_latency_us``), the PCIe link's."""
+        _, rack, _, _ = self._place[tier]
+        latency = latency_of(self.tier_link[tier].model) + latency_of(self.pcie_models[self.role_of(inst_id)])
+        if self._crosses_nodes(tier, inst_id):
+            latency += latency_of(self.net)
         if rack != self.topo.rack_of(inst_id):
-            models.append(self.uplink_model)
-        return max(model.isolated_time(nbytes) for model in models)
+            latency += latency_of(self.uplink_model)
+        return latency
 
     def _cheapest_holders(self, offsets: np.ndarray, tiers: np.ndarray, inst_id: int,
                           nbytes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -256,7 +273,7 @@ class PrefixFetch:
             scope = LOCATIONS[self._scope(kind, t_rack, t_node, inst.index)]
             self.moved_blocks[scope] += count
             self.moved_bytes[scope] += nbytes
-            Path(self._path_links(tier, inst.index), scope).send(nbytes, arrived)
+            Path(self._path_links(tier, inst.index), scope, self._path_latency(tier, inst.index)).send(nbytes, arrived)
 
     def _copy_finder(self, inst: Instance):
         """Where a sliding group's copy or a state is, seen from ``inst``: its level in the instance's own tiers, else

@@ -6,7 +6,8 @@ rack + instances per node + chain length), never O(instances). Loads are request
 instance and not yet done with it (a unified instance: finished; a prefill instance: prefilled).
 
 - ``round-robin``: request k goes to rack k mod R, then the rack's next front instance in turn.
-- ``least-loaded``: least-loaded rack, then node in it, then instance in it (ties: lowest id).
+- ``least-loaded``: least-loaded rack, then node in it, then instance in it (ties: the fewest prompt tokens routed
+  there, then round robin from the last one routed to: ``ClusterRouter``).
 - ``session-affinity``: the session id hashed to an instance, so a conversation's turns meet
   their own KV; a request without a session id (the trace has none) goes to the least loaded.
 - ``prefix-aware``: SGLang's cache-aware router (sgl-router ``CacheAwarePolicy``). The router
@@ -24,8 +25,8 @@ instance and not yet done with it (a unified instance: finished; a prefill insta
   DRAM/SSD holds it and of each rack whose EIC holds it, and the least-loaded instance, an
   estimated TTFT = (queued prompt tokens + the prompt's tokens past the prefix reachable
   there) / prefill rate + the time to fetch that prefix's blocks not in its HBM (each from
-  its cheapest holder, one transfer per holder: its bytes over the slowest link of the path, whose
-  latency counts once); a prefix is reachable up to
+  its cheapest holder, one transfer per holder: the path's hops' latencies summed, once, plus its bytes over
+  the path's narrowest link); a prefix is reachable up to
   its first block held only in other instances' HBM (a Gated DeltaNet hybrid's, over the true contents too, only
   up to the deepest block whose every state group's state it can reach as well, those states fetched with it:
   ``PrefixFetch._state_reach``). The smallest wins (ties: fewer queued tokens, lowest id).
@@ -44,27 +45,60 @@ if TYPE_CHECKING:
 
 
 class ClusterRouter:
-    """Base: the hierarchical least-loaded pick every router falls back to."""
+    """Base: the hierarchical least-loaded pick every router falls back to.
+
+    Ties in load at each level (rack, node, instance) go to the one routed the fewest prompt tokens so far (sgl-router's
+    ``CacheAwarePolicy`` sends a request it does not route by cache to ``Tree::get_smallest_tenant``, the worker whose
+    tree of routed text is smallest), then to the first after the one last routed to in that scope, round robin (vLLM's
+    ``DPLBAsyncMPClient.get_core_engine_for_request`` scans engines from a start index "to help with balancing when
+    engines are empty"). Taking the lowest id sent nearly every request of a lightly loaded fleet to instance 0."""
 
     def __init__(self, run: "ClusterRun"):
         self.run = run
         self.decisions: dict[str, int] = {}
+        topo = run.topo
+        # the last rack routed to, per rack its last node (global id), per node its last instance
+        self.last_rack = -1
+        self.last_node = np.full(topo.num_racks, -1, dtype=np.int64)
+        self.last_inst = np.full(topo.num_nodes, -1, dtype=np.int64)
 
     def _count(self, reason: str) -> None:
         self.decisions[reason] = self.decisions.get(reason, 0) + 1
 
+    def routed(self, inst_id: int) -> None:
+        """Record a request routed to ``inst_id`` (the round-robin tie-break's position in each scope)."""
+        topo = self.run.topo
+        rack, node = topo.rack_of(inst_id), topo.node_of(inst_id)
+        self.last_rack = rack
+        self.last_node[rack] = node
+        self.last_inst[node] = inst_id
+
+    @staticmethod
+    def _least(ids: np.ndarray, loads: np.ndarray, tokens: np.ndarray, last: int) -> int:
+        """Of ``ids`` (increasing), the least loaded; ties: the fewest routed tokens, then the first after ``last``
+        (wrapping round)."""
+        tied = ids[loads == loads.min()]
+        if len(tied) > 1:
+            tied_tokens = tokens[loads == loads.min()]
+            tied = tied[tied_tokens == tied_tokens.min()]
+        if len(tied) > 1:
+            after = tied[tied > last]
+            return int(after[0] if len(after) else tied[0])
+        return int(tied[0])
+
     def least_loaded(self, rack: int | None = None) -> int:
         run, topo = self.run, self.run.topo
         if rack is None:
-            rack = int(np.argmin(run.rack_load))
+            racks = np.arange(topo.num_racks, dtype=np.int64)
+            rack = self._least(racks, run.rack_load, run.rack_tokens, self.last_rack)
         nodes = rack * topo.nodes_per_rack + run.front_nodes
-        node = int(nodes[int(np.argmin(run.node_load[nodes]))])
+        node = self._least(nodes, run.node_load[nodes], run.node_tokens[nodes], int(self.last_node[rack]))
         return self.least_loaded_in_node(node)
 
     def least_loaded_in_node(self, node: int) -> int:
         run = self.run
         ids = run.front_ids_of_node(node)
-        return int(ids[int(np.argmin(run.inst_load[ids]))])
+        return self._least(ids, run.inst_load[ids], run.inst_tokens[ids], int(self.last_inst[node]))
 
     def pick(self, keys: np.ndarray, rid: int, session: int) -> int:
         raise NotImplementedError

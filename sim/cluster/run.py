@@ -27,7 +27,7 @@ import numpy as np
 from sim.cache.arena_layout import RESIDENT
 from sim.cache.tiers import TIER_NAMES, Tier, configured_tier_blocks, tier_from_config
 from sim.cluster.fetch import DRAM, EIC, HBM, LOCATIONS, SSD, PrefixFetch
-from sim.cluster.links import LoadTracker, Path
+from sim.cluster.links import LoadTracker, Path, latency_of
 from sim.cluster.prefix_index import holders_chain
 from sim.cluster.routers import CLUSTER_ROUTERS
 from sim.cluster.topology import Topology
@@ -76,6 +76,10 @@ class ClusterRun(PrefixFetch, ServingRun):
         self.rack_load = np.zeros(topo.num_racks, dtype=np.int64)
         self.load_range = LoadTracker(topo.num_racks * len(self.front_slots))
         self.queued_tokens = np.zeros(topo.num_instances, dtype=np.int64)
+        # prompt tokens ever routed to each instance, node and rack (the routers' tie-break: ``ClusterRouter``)
+        self.inst_tokens = np.zeros(topo.num_instances, dtype=np.int64)
+        self.node_tokens = np.zeros(topo.num_nodes, dtype=np.int64)
+        self.rack_tokens = np.zeros(topo.num_racks, dtype=np.int64)
         self.fetch_s = np.zeros(len(self.trace), dtype=np.float64)
         self._routed_to = np.full(len(self.trace), -1, dtype=np.int64)
         self.hit_blocks = np.zeros((len(TIER_NAMES), len(LOCATIONS)), dtype=np.int64)
@@ -171,6 +175,8 @@ class ClusterRun(PrefixFetch, ServingRun):
         (self.decode if role == DECODE else self.front).append(inst)
         if role != DECODE:
             inst.kv.on_admission = lambda job, match, inst=inst: self._admitted(inst, job, match)
+        if role == UNIFIED:  # its prompt leaves the queued prompt tokens once prefilled, as PD's prefill instance's
+            inst.scheduler.on_prefilled = self._prefilled
         if hasattr(self, "timeline"):
             self.instances.append(inst)
             self.timeline.add(inst)
@@ -214,6 +220,10 @@ class ClusterRun(PrefixFetch, ServingRun):
         choice = self.router.pick(keys, i, int(self.trace.session_id[i]))
         inst = self.instance(choice)
         self._load(choice, +1, job.input_tokens)
+        self.inst_tokens[choice] += job.input_tokens
+        self.node_tokens[self.topo.node_of(choice)] += job.input_tokens
+        self.rack_tokens[self.topo.rack_of(choice)] += job.input_tokens
+        self.router.routed(choice)
         self._routed_to[i] = choice
         self._fetch(inst, job, keys)
 
@@ -225,9 +235,14 @@ class ClusterRun(PrefixFetch, ServingRun):
         self.queued_tokens[inst_id] += delta * tokens
         self.load_range.change(old, old + delta)
 
+    def _prefilled(self, job: Job) -> None:
+        """A unified instance computed a prompt: it is no longer queued prompt work (``queued_tokens``, the
+        precise-prefix router's TTFT estimate), though the request stays in the instance's load until it finishes."""
+        self.queued_tokens[int(self._routed_to[job.rid])] -= job.input_tokens
+
     def _finished(self, job: Job) -> None:
         if not self._pd:
-            self._load(int(self._routed_to[job.rid]), -1, job.input_tokens)
+            self._load(int(self._routed_to[job.rid]), -1, 0)  # (its prompt tokens left at ``_prefilled``)
         super()._finished(job)
 
     # ------------------------------------------------------------------ PD
@@ -248,15 +263,20 @@ class ClusterRun(PrefixFetch, ServingRun):
         return sorted(own, key=decode_rank) + sorted(others, key=decode_rank)
 
     def _kv_link(self, src: Instance, dest: Instance) -> Path:
+        """The links a PD transfer crosses, its latency the hops' sum (``sim.cluster.links``): the network's once
+        between nodes (NIC to NIC), the leaf -> spine -> leaf crossing's more between racks."""
         topo = self.topo
         s_node, d_node = topo.node_of(src.index), topo.node_of(dest.index)
         if s_node == d_node:  # within a node: the GPUs' host path stands in for NVLink (conservative)
-            return Path([self.pcie[src.index], self.pcie[dest.index]], "node")
+            pcie = [self.pcie[src.index], self.pcie[dest.index]]
+            return Path(pcie, "node", sum(latency_of(link.model) for link in pcie))
         links = [self.nic[s_node], self.nic[d_node]]
+        latency = latency_of(self.net)
         s_rack, d_rack = topo.rack_of(src.index), topo.rack_of(dest.index)
         if s_rack != d_rack:
-            return Path([*links, self.uplink[s_rack], self.uplink[d_rack]], "cross_rack")
-        return Path(links, "rack")
+            return Path([*links, self.uplink[s_rack], self.uplink[d_rack]], "cross_rack",
+                        latency + latency_of(self.uplink_model))
+        return Path(links, "rack", latency)
 
     def _link_bytes(self, busiest: int, moved: int) -> int:
         """Every rank's bytes: a node's NIC is shared by its GPUs, and an instance's PCIe path has a lane per rank
@@ -307,7 +327,7 @@ class ClusterRun(PrefixFetch, ServingRun):
             "location_hit_ratio": {name: ratio(int(per_location[k])) for k, name in enumerate(LOCATIONS)},
             "cluster": {
                 "racks": topo.num_racks, "nodes_per_rack": topo.nodes_per_rack, "gpus": topo.num_gpus,
-                "instances": topo.num_instances, "pd": topo.pd,
+                "instances": topo.pool_instances, "pd": topo.pd,
                 "racks_used": len(self.rack_tiers), "nodes_used": len(self.node_tiers), "instances_used": len(self.insts),
                 "hit_blocks": {name: {loc: int(self.hit_blocks[k, j]) for j, loc in enumerate(LOCATIONS)}
                                for k, name in enumerate(TIER_NAMES)},

@@ -112,6 +112,12 @@ class Topology:
         return len(self.slot_node)
 
     @property
+    def pool_instances(self) -> int:
+        """Instances that exist: outside PD every slot; in PD the racks' prefill and decode pools (the idle slots of a
+        one-size layout are ids, no instances)."""
+        return self.num_racks * (self.num_prefill + self.num_decode) if self.pd else self.num_instances
+
+    @property
     def num_nodes(self) -> int:
         return self.num_racks * self.nodes_per_rack
 

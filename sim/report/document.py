@@ -104,21 +104,29 @@ def answer_caveats(metrics: dict[str, Any]) -> list[str]:
     return [f"max_rate_rps: {note}"] * bool(note) + [c for c in [overload_caveat(metrics)] if c]
 
 
+def arrival_backlog(metrics: dict[str, Any]) -> tuple[int, int] | None:
+    """(requests still queued or running at the end of the interval of the last arrival, a lower bound of those at
+    the arrival itself; requests), from the run's time series; None without one."""
+    series = metrics.get("timeseries") or {}
+    arrivals = np.asarray(series.get("arrivals", []), dtype=float)
+    completions = np.asarray(series.get("completions", []), dtype=float)
+    if len(completions) != len(arrivals) or not np.any(arrivals > 0):
+        return None
+    last = int(np.flatnonzero(arrivals > 0)[-1])
+    return int(np.sum(arrivals[: last + 1]) - np.sum(completions[: last + 1])), int(np.sum(arrivals))
+
+
 def overload_caveat(metrics: dict[str, Any]) -> str | None:
     """A run whose requests arrived faster than it served them: its queue grew until the arrivals stopped, so its
     latencies measure the trace's length, not a steady state a deployment would run in. Judged on the run's time
     series (requests still queued or running at the end of the interval of the last arrival, a lower bound of
     those at the arrival itself) and the queue's share of the mean TTFT."""
-    series, ttft = metrics.get("timeseries") or {}, (metrics.get("ttft_s") or {}).get("mean")
+    ttft = (metrics.get("ttft_s") or {}).get("mean")
     queue = (metrics.get("ttft_breakdown_s") or {}).get("queue")
-    arrivals = np.asarray(series.get("arrivals", []), dtype=float)
-    completions = np.asarray(series.get("completions", []), dtype=float)
-    if not ttft or queue is None or not np.isfinite([ttft, queue]).all() or len(completions) != len(arrivals) \
-            or not np.any(arrivals > 0):  # (no TTFT to share out: no request completed)
-        return None
-    last = int(np.flatnonzero(arrivals > 0)[-1])
-    total = int(np.sum(arrivals))
-    backlog = int(np.sum(arrivals[: last + 1]) - np.sum(completions[: last + 1]))
+    backlog_total = arrival_backlog(metrics)
+    if not ttft or queue is None or not np.isfinite([ttft, queue]).all() or backlog_total is None:
+        return None  # (no TTFT to share out: no request completed)
+    backlog, total = backlog_total
     share = queue / ttft
     if backlog < OVERLOAD_BACKLOG * total or share < OVERLOAD_QUEUE_SHARE:
         return None

@@ -37,6 +37,7 @@ import math
 from bisect import bisect_left, bisect_right
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -123,6 +124,7 @@ class Scheduler:
         self.running: list[Job] = []
         self.leaving: list[Job] = []  # async: finished in the step just ended, holding slots and blocks until planned
         self._joined = 0  # jobs that joined ``running`` so far (each job's ``order``)
+        self.on_prefilled: Callable[[Job], None] | None = None  # a unified job's prompt is done (cluster's router)
 
     @property
     def load(self) -> int:
@@ -462,6 +464,8 @@ class Scheduler:
                     if self.role == PREFILL:
                         finished.append(job)
                         continue
+                    if self.on_prefilled is not None:
+                        self.on_prefilled(job)
             job.generated += 1
             if job.generated == 1:
                 table.first_token[job.rid] = now

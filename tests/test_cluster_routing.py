@@ -1,0 +1,110 @@
+"""Cluster routers' ties: equal loads spread by the tokens routed, then round robin (``sim.cluster.routers``), and the
+same seed still routes the same way."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from sim.cluster.run import run_cluster
+from tests.test_cluster import _mooncake_file, _trace_and_config
+
+IDLE_GAP_MS = 600_000  # requests 10 minutes apart: each is done before the next arrives, so every load is 0
+
+
+def _spaced(tmp_path, lengths: list[int]):
+    """A trace of prompts of ``lengths`` tokens (512-token blocks, none shared), one every 10 minutes."""
+    rows, next_id = [], 0
+    for k, n in enumerate(lengths):
+        blocks = -(-n // 512)
+        rows.append((k * IDLE_GAP_MS, n, list(range(next_id, next_id + blocks))))
+        next_id += blocks
+    return _mooncake_file(tmp_path / "spaced.jsonl", rows, output_length=2)
+
+
+HBM_ONLY = ["cache.tiers.dram.capacity_gib=0", "cache.tiers.ssd.capacity_gib=0", "cache.tiers.eic.capacity_gib=0"]
+
+
+def test_equal_loads_go_round_robin(tmp_path):
+    # 1 rack x 1 node x 4 GPUs, least-loaded, 8 equal idle-time requests: every load and every routed-token count
+    # ties in turn, so the instances take them round robin, 2 each (it was instance 0 all 8 times)
+    trace, config = _trace_and_config([f"workload.trace={_spaced(tmp_path, [1024] * 8)}", "cluster.num_racks=1",
+                                       "cluster.nodes_per_rack=1", "hardware.gpus_per_node=4",
+                                       "cluster.router=least-loaded", *HBM_ONLY])
+    _, table = run_cluster(trace, config)
+    assert table.instance.tolist() == [0, 1, 2, 3, 0, 1, 2, 3]
+
+
+def test_equal_loads_go_to_the_fewest_routed_tokens_first(tmp_path):
+    # 3 instances, idle at every arrival. Hand-worked (tokens routed per instance after each pick; ties then go to the
+    # first after the last pick): 2048 -> 0 [2048,0,0]; 1024 -> 1 (ties 1,2; after 0) [2048,1024,0];
+    # 1024 -> 2 [2048,1024,1024]; 512 -> 1 (ties 1,2; none after 2: wrap) [2048,1536,1024]; 512 -> 2; 512 -> 1
+    lengths = [2048, 1024, 1024, 512, 512, 512]
+    trace, config = _trace_and_config([f"workload.trace={_spaced(tmp_path, lengths)}", "cluster.num_racks=1",
+                                       "cluster.nodes_per_rack=1", "hardware.gpus_per_node=3",
+                                       "cluster.router=least-loaded", *HBM_ONLY])
+    _, table = run_cluster(trace, config)
+    assert table.instance.tolist() == [0, 1, 2, 1, 2, 1]
+
+
+def test_prefix_aware_pd_spreads_an_idle_fleet_evenly(tmp_path):
+    # --cluster --pd, 3 racks x 1 node x 8 GPUs, 3 prefill + 3 decode per rack (8 slots a rack, so rack r's prefill
+    # instances are 8r, 8r+1, 8r+2), prefix-aware, 18 unshared equal prompts with the fleet idle at each: the racks
+    # take them in turn, and each rack's prefill instances in turn: 2 each (it was 18 for instance 0)
+    trace, config = _trace_and_config([f"workload.trace={_spaced(tmp_path, [1024] * 18)}", "cluster.num_racks=3",
+                                       "cluster.nodes_per_rack=1", "hardware.gpus_per_node=8", "pd.num_prefill=3",
+                                       "pd.num_decode=3", "cluster.router=prefix-aware", *HBM_ONLY])
+    result, table = run_cluster(trace, config, pd=True)
+    expected = [8 * (k % 3) + (k // 3) % 3 for k in range(18)]
+    assert table.instance.tolist() == expected
+    assert np.bincount(table.instance)[[0, 1, 2, 8, 9, 10, 16, 17, 18]].tolist() == [2] * 9
+    assert result.metrics["cluster"]["router"]["requests_per_instance_max"] == 2
+
+
+def test_same_seed_routes_the_same_way(tmp_path, run_cli):
+    # a synthetic multi-turn workload routed by every tie-breaking router twice: byte-identical reports but timing
+    argv = ["--cluster", "--set", "workload.synthetic.kind=multi-turn", "--set", "workload.synthetic.num_requests=150",
+            "--set", "cluster.num_racks=2", "--set", "cluster.nodes_per_rack=2", "--set", "hardware.gpus_per_node=2",
+            "--router", "least-loaded,prefix-aware,precise-prefix", "--seed", "7"]
+    reports = []
+    for k in range(2):
+        assert run_cli(*argv, "--quiet", "--report-json", str(tmp_path / f"r{k}.json"))[0] == 0
+        report = json.loads((tmp_path / f"r{k}.json").read_text())
+        report.pop("timing")
+        reports.append(json.dumps(report, sort_keys=True))
+    assert reports[0] == reports[1]
+
+
+def test_precise_prefix_drops_a_prompt_from_the_queue_once_prefilled(tmp_path, monkeypatch):
+    # 1 node x 2 GPUs, HBM only, precise-prefix. A (2,048 tokens, 4,000 output tokens) goes to instance 0 (both idle:
+    # the tie's first) and is still decoding 5 s later, its prompt prefilled in the first tenth of a second, when B
+    # (2,560 tokens, no shared block) arrives. The conductor's estimate counts queued prompt tokens (Mooncake: the
+    # prefill work ahead of B): none on either instance, so B's estimate is 2,560 / prefill rate at both. (A's prompt
+    # was still counted at instance 0 while it decoded: (2,048 + 2,560) / rate there, as if A were still to prefill.)
+    from sim.cluster.routers import PrecisePrefix
+
+    rows = [{"timestamp": 0, "input_length": 2048, "output_length": 4000, "hash_ids": [1, 2, 3, 4]},
+            {"timestamp": 5000, "input_length": 2560, "output_length": 4, "hash_ids": [11, 12, 13, 14, 15]}]
+    path = tmp_path / "ab.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    trace, config = _trace_and_config([f"workload.trace={path}", "cluster.num_racks=1", "cluster.nodes_per_rack=1",
+                                       "hardware.gpus_per_node=2", "cluster.router=precise-prefix", *HBM_ONLY])
+    seen = []
+    pick = PrecisePrefix.pick
+
+    def spy(self, keys, rid, session):
+        run = self.run
+        found, offsets, tiers = run.holders(keys, run.all_tier_candidates())
+        estimates = [run.estimated_ttft_s(c, offsets, tiers, int(run.trace.input_tokens[rid]), keys) for c in (0, 1)]
+        seen.append((run.queued_tokens.tolist(), run.inst_load.tolist(), estimates, run.prefill_rate))
+        return pick(self, keys, rid, session)
+
+    monkeypatch.setattr(PrecisePrefix, "pick", spy)
+    _, table = run_cluster(trace, config)
+    assert table.first_token[0] < 1.0 and table.last_token[0] > 5.0  # A prefilled, and decoding when B came
+    queued, load, estimates, rate = seen[1]
+    assert (queued, load) == ([0, 0], [1, 0])  # A still in instance 0's load, its prompt no longer queued there
+    assert estimates == [pytest.approx(2560 / rate, rel=1e-12)] * 2
+    assert np.all(np.array(seen[0][0]) == 0)
