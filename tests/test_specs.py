@@ -315,3 +315,36 @@ def test_an_hbm_of_no_block_is_refused_before_the_trace(tmp_path, run_cli, mode)
     assert status == 2 and "less than one KV block" in err and "unread" not in err, err
     status, _, err = run_cli(*mode, "--workload-trace", unread, "--no-plot", "--set", "cache.tiers.hbm.capacity_gib=0.001")
     assert status == 2 and "holds no KV block" in err, err
+
+
+# Vendor datasheet figures (dense: half the "with sparsity" figure where only that is printed), each GPU's source in
+# profiles/gpus.yaml: dense BF16 and FP8 tensor TFLOPS (FP32 accumulate), memory GB, bandwidth GB/s, SMs.
+DATASHEETS = {
+    "h100-sxm": (1979 / 2, 3958 / 2, 80, 3350, 132),  # H100 datasheet (SXM): 1,979 / 3,958 with sparsity
+    "h200": (1979 / 2, 3958 / 2, 141, 4800, 132),  # H200 datasheet: the H100 SXM's tensor figures, 141 GB, 4.8 TB/s
+    "h100-pcie": (1513 / 2, 3026 / 2, 80, 2000, 114),  # H100 datasheet (PCIe): 1,513 / 3,026 with sparsity
+    "h100-nvl": (1671 / 2, 3341 / 2, 94, 3900, 132),  # H100 datasheet (NVL): 1,671 / 3,341 with sparsity
+    "a100-80gb": (312, None, 80, 2039, 108),  # A100 datasheet (80GB SXM): 312 dense, no FP8 tensor cores
+    "a100-40gb": (312, None, 40, 1555, 108),  # A100 datasheet (40GB SXM)
+    "l40s": (362.05, 733, 48, 864, 142),  # L40S datasheet: "362.05 | 733" BF16, "733 | 1,466" FP8 (dense | sparse)
+    "l4": (242 / 2, 485 / 2, 24, 300, 58),  # L4 datasheet: 242 / 485 with sparsity
+    "a40": (299.4 / 2, None, 48, 696, 84),  # A40 product brief: 299.4 with sparsity
+    "rtx4090": (165.2, 330.3, 24, 1008, 128),  # Ada whitepaper: FP32-accumulate rates (half of FP16-accumulate)
+    "rtx5090": (419 / 2, 838.4 / 2, 32, 1792, 170),  # RTX Blackwell: FP32-accumulate, half of 419 / 838.4 dense
+    "rtxpro6000": (4000 / 8, 4000 / 4, 96, 1792, 188),  # RTX PRO 6000 datasheet: 4,000 AI TOPS = FP4 with sparsity
+    "b200": (36000 / 16, 72000 / 16, 180, 8000, 148),  # HGX B200 datasheet: 8 GPUs, 36 / 72 PFLOPS with sparsity
+}
+
+
+@pytest.mark.parametrize("name", sorted(DATASHEETS))
+def test_gpu_spec_is_its_datasheet_dense_figure(name):
+    """Every listed GPU's peaks are the datasheet's dense figures (not the sparse ones), its memory and bandwidth the
+    datasheet's, its SMs the whitepaper's."""
+    bf16, fp8, memory_gb, bandwidth_gbps, sms = DATASHEETS[name]
+    spec = gpu_spec(name)
+    assert spec.peak_flops == pytest.approx(bf16 * 1e12, rel=1e-3)
+    assert (spec.fp8_peak_flops is None) == (fp8 is None)
+    if fp8 is not None:
+        assert spec.fp8_peak_flops == pytest.approx(fp8 * 1e12, rel=1e-3)
+    assert spec.memory_bytes == memory_gb * 2**30 and spec.memory_bandwidth == bandwidth_gbps * 1e9
+    assert spec.sm_count == sms

@@ -47,6 +47,7 @@ from sim.jit import njit
 from sim.model_shape import ModelSpec
 from sim.serving.attention_waves import attention_waves
 from sim.serving.collectives import TensorParallelComm
+from sim.serving.elementwise import elementwise_cost
 from sim.serving.gdn_compute import gated_delta_net_cost
 from sim.serving.kernel_floors import ROUTED_EXPERT_KERNELS, KernelFloors, attention_projection_kernels, mlp_kernels
 from sim.serving.moe import DataParallelShare, group_tokens, rank_experts
@@ -222,6 +223,7 @@ class RooflineCompute:
             self.layer_weight_bytes += replicated_plain * (self.dtype_bytes - self.linear_bytes)
         # the MLP's input and its intermediate_size-wide activation, written and read (gated or not)
         self.act_bytes_per_token = 2 * (m.hidden_size + m.intermediate_size) * self.dtype_bytes
+        self.elementwise = elementwise_cost(m, self.dtype_bytes, tp)  # norms, rotary, activation (in series)
         self._decode_fixed_memo: dict[int, tuple[float, float]] = {}
         if m.is_moe:
             # per MoE layer and GPU: projections, shared experts and routed experts split over TP (vLLM builds the
@@ -308,7 +310,12 @@ class RooflineCompute:
         gdn = self.gdn
         mixer = gdn.mixer_time(shape.prefill_tokens, shape.prefill_seqs, shape.decode_seqs, self.peak, self.bandwidth)
         # its projections: in_proj_qkvz, in_proj_ba and out_proj (qwen3_next.py), one GEMM more than q/k/v/o's two
-        return gdn.layers * (self.linear_layer_time(tokens, share, gdn.projection_delta, 1) + mixer)
+        return gdn.layers * (self.linear_layer_time(tokens, share, gdn.projection_delta, 1) + mixer
+                             + self.elementwise_time(tokens))
+
+    def elementwise_time(self, tokens: int) -> float:
+        """One layer's elementwise kernels for ``tokens`` tokens (``sim.serving.elementwise``)."""
+        return self.elementwise.layer_time(tokens, self.floors.gemm_s, self.bandwidth)
 
     def attention_flops(self, prefill_pairs: float, decode_kv_tokens: float, prefill_context: float,
                         prefill_tokens: float | None = None, decode_seqs: float | None = None) -> float:
@@ -386,7 +393,7 @@ class RooflineCompute:
         if shape.tokens == 0:
             return 0.0
         tokens = shape.tokens if share is None else share.tokens  # padded: the layers run on them all
-        linear = self.linear_layer_time(tokens, share)
+        linear = self.linear_layer_time(tokens, share) + self.elementwise_time(tokens)
         rows = shape.logit_rows
         if self.gdn is not None:  # attention layers, then the Gated DeltaNet ones
             layers = (self.full_layers * (linear + self.attention_layer_time(shape))
@@ -450,7 +457,8 @@ class RooflineCompute:
         """A decode step's linear layers (one layer's) and its once-per-step parts (LM head, collectives): they depend
         on the batch size alone, not on the KV lengths."""
         tokens = seqs if share is None else share.tokens
-        return self.linear_layer_time(tokens, share), self.lm_head_time(seqs) + self.comm_time(tokens, seqs, share)
+        linear = self.linear_layer_time(tokens, share) + self.elementwise_time(tokens)
+        return linear, self.lm_head_time(seqs) + self.comm_time(tokens, seqs, share)
 
     def _gdn_decode(self, first: StepShape, share: DataParallelShare | None) -> float:
         """The GDN layers' time of one decode step of ``first``'s sequences (kept per batch size without a group)."""

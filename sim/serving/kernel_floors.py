@@ -4,7 +4,8 @@ A kernel's time is not its bytes over the bandwidth alone: it ramps up, fills an
 last wave of thread blocks, and within a CUDA graph the next kernel starts a few microseconds later. The roofline
 adds, per layer and step:
 - ``gemm_s`` for each GEMM kernel the layer launches (``attention_projection_kernels``, ``mlp_kernels``: vLLM's fused
-  projections, one kernel each);
+  projections, one kernel each), and for each of its elementwise kernels (``sim.serving.elementwise``: norms, rotary
+  embedding, activation);
 - ``attention_s`` for the attention call (the KV-cache write and the attention kernel);
 - ``attention_tile_s`` for each thread block of a step's attention with a prefill in it, spread over the SMs
   (``sim.serving.attention_waves``).

@@ -1,0 +1,71 @@
+"""The elementwise kernels of a decoder layer: what runs between its GEMMs and its attention call.
+
+The roofline's floors and efficiencies are fitted to measured GEMM and attention operators (NVIDIA AIConfigurator's
+tables: ``sim.serving.kernel_floors``), so a layer priced as its GEMMs and attention leaves out the kernels vLLM
+launches between them, in series on the same stream (vllm/model_executor/models/llama.py ``LlamaDecoderLayer``):
+the two RMSNorms (``input_layernorm``, ``post_attention_layernorm``, each fused with the residual add:
+``fused_add_rms_norm`` reads the input and the residual and writes both), the rotary embedding over q and k
+(``rotary_emb``, in place), and the MLP's activation (``SiluAndMul``: reads gate and up, writes their product; a
+plain MLP's activation reads and writes its width). Multi-head latent attention adds ``q_a_layernorm`` (where there
+is a q_lora_rank) and ``kv_a_layernorm`` (deepseek_v2.py), whose rotary part is qk_rope_head_dim wide.
+Each kernel pays the per-kernel floor (``KernelFloors.gemm_s``: what any kernel of a CUDA graph takes whatever its
+size) and its bytes at the bandwidth; none overlaps a GEMM, so the time adds to the layer's rather than joining the
+GEMM's 2-norm of compute and memory. At a decode step that is the floors (4 × 3.1 µs a layer at the defaults); at a
+4k-token prefill of Llama-3.1-8B on an H100 the bytes, ~0.7 GB a layer (~8 ms a step). The norms and the
+activation work on every scheduled token of every rank (the norms on the whole hidden state, which every TP rank
+holds; the activation on the rank's share of the MLP); a Gated DeltaNet layer is counted as an attention layer (its
+own norms and gates are at least as many kernels). FP8 activation quantization before each GEMM is not counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sim.model_shape import ModelSpec
+
+# fused_add_rms_norm: reads the layer's input and the residual, writes the new residual and the normed input
+NORM_ACCESSES = 4
+
+
+@dataclass(frozen=True)
+class ElementwiseCost:
+    """One decoder layer's elementwise kernels on one rank: how many, and their bytes per scheduled token."""
+
+    kernels: int
+    bytes_per_token: float
+
+    def layer_time(self, tokens: float, kernel_floor_s: float, bandwidth: float) -> float:
+        """Seconds of one layer's elementwise kernels for ``tokens`` tokens (``bandwidth``: the effective B/s)."""
+        if tokens <= 0:
+            return 0.0
+        return self.kernels * kernel_floor_s + tokens * self.bytes_per_token / bandwidth
+
+
+def _activation_width(model: ModelSpec) -> float:
+    """The MLP activation's width per token, the mean over the layers: a dense layer's intermediate_size, an MoE
+    layer's top-k experts' and the shared experts' widths (the activation runs on each routed copy of a token)."""
+    routed = (model.num_experts_per_tok or 0) * (model.moe_intermediate_size or 0)
+    moe = routed + (model.shared_expert_intermediate_size or 0)
+    dense_layers = model.num_layers - model.moe_layers
+    return (dense_layers * model.intermediate_size + model.moe_layers * moe) / model.num_layers
+
+
+def elementwise_cost(model: ModelSpec, dtype_bytes: int, tensor_parallel_size: int) -> ElementwiseCost:
+    """The elementwise kernels of one of ``model``'s layers on one of ``tensor_parallel_size`` ranks."""
+    tp, m = tensor_parallel_size, model
+    kernels = 2 + 1  # the two fused add + RMSNorms, the activation
+    norm_bytes = 2 * NORM_ACCESSES * m.hidden_size
+    act_reads = 2 if m.gated_mlp or m.is_moe else 1  # (experts are gated MLPs)
+    act_bytes = (act_reads + 1) * _activation_width(m) / tp
+    rope_bytes = 0.0
+    if m.position_encoding == "rope":
+        kernels += 1
+        if m.is_mla:  # the rotary part of each query head, and the one shared key part (replicated)
+            rope_bytes = 2 * (m.num_attention_heads / tp + 1) * m.qk_rope_head_dim
+        else:
+            rotary = m.rotary_dim or m.head_dim
+            rope_bytes = 2 * (m.num_attention_heads + m.num_kv_heads) * rotary / tp
+    if m.is_mla:  # q_a_layernorm and kv_a_layernorm, read and written whole on every rank
+        kernels += 1 + (m.q_lora_rank is not None)
+        norm_bytes += 2 * ((m.q_lora_rank or 0) + m.kv_lora_rank)
+    return ElementwiseCost(kernels, (norm_bytes + act_bytes + rope_bytes) * dtype_bytes)
