@@ -108,3 +108,72 @@ def test_precise_prefix_drops_a_prompt_from_the_queue_once_prefilled(tmp_path, m
     assert (queued, load) == ([0, 0], [1, 0])  # A still in instance 0's load, its prompt no longer queued there
     assert estimates == [pytest.approx(2560 / rate, rel=1e-12)] * 2
     assert np.all(np.array(seen[0][0]) == 0)
+
+
+def test_precise_prefix_sees_the_blocks_a_running_request_holds(tmp_path, monkeypatch):
+    # 1 node x 2 GPUs, HBM only, precise-prefix. A (2,048 tokens: blocks 1-4, 4,000 output tokens) goes to instance 0
+    # and is still decoding 5 s later when B (2,560 tokens: A's 4 blocks + block 5) arrives. A's blocks are in use on
+    # instance 0, out of its HBM tier's cache but in its HBM (vLLM keeps them in its prefix-cache map: the KV-event
+    # routers see them), so instance 0 holds B's prefix. Hand-worked estimates: instance 0 computes 2,560 - 4 x 512 =
+    # 512 tokens, nothing queued, nothing to fetch: 512 / rate; instance 1 all 2,560: 2,560 / rate. B goes to
+    # instance 0 and hits its 4 blocks. (The index saw no holder: B went to the least loaded, instance 1, no hit.)
+    from sim.cluster.routers import PrecisePrefix
+    from sim.cluster.run import ClusterRun
+
+    rows = [(0, 2048, [1, 2, 3, 4]), (5000, 2560, [1, 2, 3, 4, 5])]
+    path = _mooncake_file(tmp_path / "ab.jsonl", rows, output_length=4000)
+    trace, config = _trace_and_config([f"workload.trace={path}", "cluster.num_racks=1", "cluster.nodes_per_rack=1",
+                                       "hardware.gpus_per_node=2", "cluster.router=precise-prefix", *HBM_ONLY])
+    seen = []
+    pick = PrecisePrefix.pick
+
+    def spy(self, keys, rid, session):
+        run = self.run
+        found, offsets, tiers = run.holders(keys, run.all_tier_candidates())
+        estimates = [run.estimated_ttft_s(c, offsets, tiers, int(run.trace.input_tokens[rid]), keys) for c in (0, 1)]
+        seen.append((found, tiers.tolist(), estimates, run.prefill_rate))
+        return pick(self, keys, rid, session)
+
+    monkeypatch.setattr(PrecisePrefix, "pick", spy)
+    run = ClusterRun(trace, config)
+    result = run.run()
+    assert run.table.first_token[0] < 1.0 and run.table.last_token[0] > 5.0  # A prefilled, and decoding when B came
+    hbm0 = run.insts[0].kv.cache.tiers[0].index
+    found, tiers, estimates, rate = seen[1]
+    assert (found, tiers) == (4, [hbm0] * 4)  # B's first 4 blocks, each held by instance 0's HBM (in use)
+    assert estimates == [pytest.approx(512 / rate, rel=1e-12), pytest.approx(2560 / rate, rel=1e-12)]
+    assert run.table.instance.tolist() == [0, 0]
+    assert (result.metrics["accesses"], result.metrics["hits"]) == (9, 4)
+    assert result.metrics["location_hit_ratio"]["instance"] == pytest.approx(4 / 9)
+    assert len(run.in_use) == 0 and not run.in_use.held.any()  # both done: every block taken was freed
+
+
+def test_in_use_record_matches_the_pools_and_empties(monkeypatch):
+    # a synthetic multi-turn workload (shared prefixes, turns overlapping) on 2 racks x 2 nodes x 2 GPUs: at every
+    # routing decision the record lists exactly the blocks each built instance's pool holds (the oracle: the pools'
+    # reference counts), under that instance's HBM tier, and it is empty once every request is done
+    from sim.cluster.routers import PrecisePrefix
+    from sim.cluster.run import ClusterRun
+
+    trace, config = _trace_and_config(["workload.synthetic.kind=multi-turn", "workload.synthetic.num_requests=150",
+                                       "cluster.num_racks=2", "cluster.nodes_per_rack=2", "hardware.gpus_per_node=2",
+                                       "cluster.router=precise-prefix"])
+    checks = []
+    pick = PrecisePrefix.pick
+
+    def spy(self, keys, rid, session):
+        run = self.run
+        expected: dict[int, set[int]] = {}
+        for inst in run.insts.values():
+            for key in inst.pool.refs:
+                expected.setdefault(key, set()).add(inst.kv.cache.tiers[0].index)
+        assert {key: set(tiers) for key, tiers in run.in_use.where.items()} == expected
+        assert set(np.flatnonzero(run.in_use.held).tolist()) == set(expected)
+        checks.append(len(expected))
+        return pick(self, keys, rid, session)
+
+    monkeypatch.setattr(PrecisePrefix, "pick", spy)
+    run = ClusterRun(trace, config)
+    run.run()
+    assert len(checks) == 150 and max(checks) > 0  # some decisions saw blocks in use
+    assert len(run.in_use) == 0 and not run.in_use.held.any()

@@ -43,6 +43,9 @@ from sim.cache.arena_layout import (ABSENT, Arena, BASE_FIELDS, BOUND, BYTES_REA
 from sim.cache.block_index import file_slot, holders, holders_chain, overloaded, refile, unfile_slot
 
 
+_NO_MARKS = np.zeros(0, dtype=np.bool_)  # ``holders_chain``: no key is held outside the arena
+
+
 def _clear_rows(rows: np.ndarray) -> None:
     """Set ``rows`` (of any width) to a free slot's values (NEXT, the free-list link, is set by the caller)."""
     rows[:] = -1
@@ -185,16 +188,18 @@ class TierArena:
                 return out[:n]
             out = np.empty(n, dtype=np.int64)
 
-    def holders_chain(self, keys) -> tuple[int, np.ndarray, np.ndarray]:
+    def holders_chain(self, keys, through: np.ndarray | None = None) -> tuple[int, np.ndarray, np.ndarray]:
         """Holders of a block chain up to the first block held nowhere (prefix routing):
         ``(found, offsets, tiers)`` with the holders of ``keys[i]`` (i < found) in
-        ``tiers[offsets[i]:offsets[i + 1]]``. O(chain length x holders)."""
+        ``tiers[offsets[i]:offsets[i + 1]]``. O(chain length x holders). ``through``: per key, True where the key is
+        held outside the arena (a running request's block): the chain goes on past it (with no holders here)."""
         keys = np.ascontiguousarray(keys, dtype=np.int64)
+        through = _NO_MARKS if through is None else np.ascontiguousarray(through, dtype=np.bool_)
         offsets = np.zeros(len(keys) + 1, dtype=np.int64)
         tiers = np.empty(max(16, 2 * len(keys)), dtype=np.int64)
         first = 0
         while True:
-            found = holders_chain(self.state, keys, first, offsets, tiers)
+            found = holders_chain(self.state, keys, first, offsets, tiers, through)
             if found >= 0:
                 return found, offsets[:found + 1], tiers[:offsets[found]]
             first = -1 - found  # out of room at that key: grow and go on from it

@@ -286,9 +286,11 @@ def holders(a, key, out):
 
 
 @njit(cache=True, _nrt=False)
-def holders_chain(a, keys, first, offsets, tiers):
-    """CSR holders of ``keys[first:]`` (``offsets[first]`` set) up to the first key held nowhere:
-    how many keys have holders, or -1 - i when ``tiers`` has no room for key i's."""
+def holders_chain(a, keys, first, offsets, tiers, through):
+    """CSR holders of ``keys[first:]`` (``offsets[first]`` set) up to the first key held nowhere and not marked in
+    ``through`` (as long as ``keys``, or empty: none marked; a key held elsewhere, as by running requests, goes on with
+    no holders here): how many keys are answered, or -1 - i when ``tiers`` has no room for key i's."""
+    marked = len(through) > 0
     for i in range(first, len(keys)):
         n = offsets[i]
         s = head_slot(a, keys[i])
@@ -299,7 +301,7 @@ def holders_chain(a, keys, first, offsets, tiers):
                 tiers[n] = a.slots[s, TIER]
                 n += 1
             s = _next(a.slots, s)
-        if n == offsets[i]:
+        if n == offsets[i] and not (marked and through[i]):
             return i
         offsets[i + 1] = n
     return len(keys)

@@ -27,6 +27,7 @@ import numpy as np
 from sim.cache.arena_layout import RESIDENT
 from sim.cache.tiers import TIER_NAMES, Tier, configured_tier_blocks, tier_from_config
 from sim.cluster.fetch import DRAM, EIC, HBM, LOCATIONS, SSD, PrefixFetch
+from sim.cluster.in_use import InUse
 from sim.cluster.links import LoadTracker, Path, latency_of
 from sim.cluster.prefix_index import holders_chain
 from sim.cluster.routers import CLUSTER_ROUTERS
@@ -91,6 +92,7 @@ class ClusterRun(PrefixFetch, ServingRun):
         self.kv_transfer_blocks = dict.fromkeys(("node", "rack", "cross_rack"), 0)  # PD prefill -> decode
         self.kv_transfer_sent = dict.fromkeys(("node", "rack", "cross_rack"), 0)  # their bytes, every rank's
         self._init_fetch()
+        self.in_use = InUse()  # per block, the instances whose running requests hold it (the prefix index's)
         self.net = network_model(config.network)
         uplink_gbps = config.cluster.uplink_gbps or (
             topo.nodes_per_rack * config.network.bandwidth_gbps / config.cluster.oversubscription)
@@ -169,6 +171,7 @@ class ClusterRun(PrefixFetch, ServingRun):
         inst = self._instance(inst_id, role, lower)
         hbm = inst.kv.cache.tiers[0]
         self._place_tier(hbm.index, (HBM, rack, node, inst_id))
+        inst.pool.watch(self.in_use, hbm.index)  # the blocks its running requests hold stay its HBM's in the index
         inst.kinds = [HBM] + [self._place[t.index][0] for t in lower]  # kind of each level of its cache
         self.insts[inst_id] = inst
         self.pcie[inst_id] = self._link(self.pcie_models[role])
@@ -197,8 +200,9 @@ class ClusterRun(PrefixFetch, ServingRun):
         return self._wanted_shared
 
     def holders(self, keys: np.ndarray, wanted: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
-        """The prefix index: the wanted tiers holding each key of the chain's held prefix (CSR)."""
-        return holders_chain(self.arena, wanted, keys)
+        """The prefix index: the wanted tiers holding each key of the chain's held prefix (CSR); a block a running
+        request holds is held by its instance's HBM tier (``self.in_use``)."""
+        return holders_chain(self.arena, wanted, keys, self.in_use)
 
     def is_front(self, inst_id: int) -> bool:
         return self.topo.is_front(inst_id)

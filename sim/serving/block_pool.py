@@ -29,6 +29,14 @@ class Clock(Protocol):
     now: float
 
 
+class InUseWatcher(Protocol):
+    """Told of the prompt blocks a pool starts holding and frees (``sim.cluster.in_use.InUse``)."""
+
+    def taken(self, keys: Sequence[int], tier: int) -> None: ...
+
+    def freed(self, keys: Sequence[int], tier: int) -> None: ...
+
+
 class BlockPool:
     """``total`` physical blocks; ``used`` of them hold running requests' KV. A decode window reserves, at its
     start, the private blocks its later steps need (``reserve``); each comes into use at its own step's start
@@ -50,6 +58,15 @@ class BlockPool:
         self._block_size = 1
         self._taken_memo = (1, 0)
         self._started_memo = (0.0, -1.0, 1)
+        self._watcher: InUseWatcher | None = None  # told of prompt blocks taken and freed (``watch``)
+        self._watch_tier = -1
+
+    def watch(self, watcher: InUseWatcher, tier: int) -> None:
+        """Tell ``watcher`` of every prompt block this pool starts holding (``taken``) and frees (``freed``), as
+        held by HBM tier ``tier`` (the cluster's prefix index: ``sim.cluster.in_use``). A pool that only counts
+        (``shared`` False: no block id occurs in two requests) has nothing to tell."""
+        if self.shared:
+            self._watcher, self._watch_tier = watcher, tier
 
     # ------------------------------------------------------------ a window's reserved blocks
 
@@ -185,6 +202,8 @@ class BlockPool:
                 fresh.append(key)
         if fresh:
             self.changes += 1
+            if self._watcher is not None:
+                self._watcher.taken(fresh, self._watch_tier)
         self._change(len(fresh) + private)
         return fresh
 
@@ -205,6 +224,8 @@ class BlockPool:
                 freed.append(key)
         if freed:
             self.changes += 1
+            if self._watcher is not None:
+                self._watcher.freed(freed, self._watch_tier)
         self._change(-len(freed) - private)
         return freed
 
