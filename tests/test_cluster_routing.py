@@ -167,7 +167,7 @@ def test_in_use_record_matches_the_pools_and_empties(monkeypatch):
         for inst in run.insts.values():
             for key in inst.pool.refs:
                 expected.setdefault(key, set()).add(inst.kv.cache.tiers[0].index)
-        assert {key: set(tiers) for key, tiers in run.in_use.where.items()} == expected
+        assert {key: set(run.in_use.tiers_of(key)) for key in run.in_use.where} == expected
         assert set(np.flatnonzero(run.in_use.held).tolist()) == set(expected)
         checks.append(len(expected))
         return pick(self, keys, rid, session)

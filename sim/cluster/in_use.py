@@ -26,7 +26,9 @@ class InUse:
     they took it."""
 
     def __init__(self) -> None:
-        self.where: dict[int, dict[int, None]] = {}  # block id -> {HBM tier: None} (an ordered set)
+        # block id -> its one HBM tier, or {HBM tier: None} (an ordered set) while two or more instances hold it (a
+        # block is held by one instance far more often than by several: no set per block then)
+        self.where: dict[int, int | dict[int, None]] = {}
         self.held = np.zeros(0, dtype=np.bool_)  # per block id: in ``where`` (the chain's vectorised test)
 
     def __len__(self) -> int:
@@ -38,14 +40,15 @@ class InUse:
         if not len(keys):
             return
         where = self.where
-        for key in keys:
-            key = int(key)
+        ids = np.asarray(keys, dtype=np.int64)
+        for key in ids.tolist():
             tiers = where.get(key)
             if tiers is None:
-                where[key] = {tier: None}
+                where[key] = tier
+            elif type(tiers) is int:
+                where[key] = {tiers: None, tier: None}
             else:
                 tiers[tier] = None
-        ids = np.asarray(keys, dtype=np.int64)
         top = int(ids.max())
         if top >= len(self.held):
             grown = np.zeros(max(64, 2 * (top + 1)), dtype=np.bool_)
@@ -56,13 +59,22 @@ class InUse:
     def freed(self, keys: Sequence[int], tier: int) -> None:
         """The instance of HBM tier ``tier`` let go of ``keys`` (its last request holding each)."""
         where = self.where
-        for key in keys:
-            key = int(key)
+        emptied = []
+        for key in np.asarray(keys, dtype=np.int64).tolist():
             tiers = where[key]
-            del tiers[tier]
-            if not tiers:
+            if type(tiers) is int:
                 del where[key]
-                self.held[key] = False
+                emptied.append(key)
+            else:
+                del tiers[tier]
+                if len(tiers) == 1:
+                    where[key] = next(iter(tiers))
+        self.held[emptied] = False
+
+    def tiers_of(self, key: int) -> list[int]:
+        """The HBM tiers of the instances holding block ``key`` in use, in the order they took it (none: [])."""
+        tiers = self.where.get(key)
+        return [] if tiers is None else [tiers] if type(tiers) is int else list(tiers)
 
     def marks(self, keys: np.ndarray) -> np.ndarray | None:
         """Per key of a chain, True where a running request holds it; None when none does (the common case)."""
@@ -82,9 +94,8 @@ class InUse:
         found = len(offsets) - 1
         extra_pos: list[int] = []
         extra_tiers: list[int] = []
-        where = self.where
         for i in np.flatnonzero(marks[:found]).tolist():
-            holders = where[int(keys[i])]
+            holders = self.tiers_of(int(keys[i]))
             extra_pos += [i] * len(holders)
             extra_tiers += holders
         pos = np.concatenate([np.repeat(np.arange(found, dtype=np.int64), np.diff(offsets)),

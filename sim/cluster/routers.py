@@ -21,7 +21,8 @@ instance and not yet done with it (a unified instance: finished; a prefill insta
   prompt is matched the same way: the record is of where blocks were routed, as sgl-router's tree is of request
   text, and knows nothing of which states an instance cached (a match may be longer than the hit it is served).
 - ``precise-prefix``: Mooncake's conductor, over the true contents of every tier: for each
-  instance that holds the prefix in its HBM, the least-loaded instance of each node whose
+  instance that holds the prefix in its HBM (cached, or in use by a running request: vLLM's prefix-cache map keeps a
+  block in use, so KV-event routers see it; ``sim.cluster.in_use``), the least-loaded instance of each node whose
   DRAM/SSD holds it and of each rack whose EIC holds it, and the least-loaded instance, an
   estimated TTFT = (queued prompt tokens + the prompt's tokens past the prefix reachable
   there) / prefill rate + the time to fetch that prefix's blocks not in its HBM (each from

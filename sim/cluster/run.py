@@ -202,7 +202,9 @@ class ClusterRun(PrefixFetch, ServingRun):
     def holders(self, keys: np.ndarray, wanted: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
         """The prefix index: the wanted tiers holding each key of the chain's held prefix (CSR); a block a running
         request holds is held by its instance's HBM tier (``self.in_use``)."""
-        return holders_chain(self.arena, wanted, keys, self.in_use)
+        # the shared tiers' filter leaves out every HBM tier, where blocks in use are: the record cannot add to it
+        in_use = None if wanted is self._wanted_shared else self.in_use
+        return holders_chain(self.arena, wanted, keys, in_use)
 
     def is_front(self, inst_id: int) -> bool:
         return self.topo.is_front(inst_id)
