@@ -75,7 +75,8 @@ def test_topology_ids_round_trip_and_bad_shapes_are_config_errors():
 
 class CheckedRun(ClusterRun):
     """Checks the invariants after every arrival: no tier over capacity, the prefix index equals
-    the union of the tiers' contents."""
+    the union of the tiers' contents and of the blocks each instance's running requests hold (its pool's references),
+    those under its HBM tier."""
 
     def _dispatch(self, job, keys, i):
         super()._dispatch(job, keys, i)
@@ -84,6 +85,8 @@ class CheckedRun(ClusterRun):
         tiers = np.flatnonzero(wanted)
         assert all(meta[t, RESIDENT] <= max(meta[t, CAP], 0) for t in tiers)
         contents = {int(t): set(self.arena.resident_keys(int(t)).tolist()) for t in tiers}
+        for inst in self.insts.values():
+            contents[inst.kv.cache.tiers[0].index] |= set(inst.pool.refs)
         for key in np.asarray(keys)[:3].tolist():
             found, offsets, holders = self.holders(np.array([key]), wanted)
             expected = sorted(t for t, held in contents.items() if key in held)
