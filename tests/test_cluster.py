@@ -75,8 +75,8 @@ def test_topology_ids_round_trip_and_bad_shapes_are_config_errors():
 
 class CheckedRun(ClusterRun):
     """Checks the invariants after every arrival: no tier over capacity, the prefix index equals
-    the union of the tiers' contents and of the blocks each instance's running requests hold (its pool's references),
-    those under its HBM tier."""
+    the union of the tiers' contents and, under precise-prefix (the router that reads blocks in use), of the blocks
+    each instance's running requests hold (its pool's references), those under its HBM tier."""
 
     def _dispatch(self, job, keys, i):
         super()._dispatch(job, keys, i)
@@ -85,7 +85,7 @@ class CheckedRun(ClusterRun):
         tiers = np.flatnonzero(wanted)
         assert all(meta[t, RESIDENT] <= max(meta[t, CAP], 0) for t in tiers)
         contents = {int(t): set(self.arena.resident_keys(int(t)).tolist()) for t in tiers}
-        for inst in self.insts.values():
+        for inst in self.insts.values() if self.in_use is not None else ():
             contents[inst.kv.cache.tiers[0].index] |= set(inst.pool.refs)
         for key in np.asarray(keys)[:3].tolist():
             found, offsets, holders = self.holders(np.array([key]), wanted)

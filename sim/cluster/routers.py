@@ -54,6 +54,8 @@ class ClusterRouter:
     ``DPLBAsyncMPClient.get_core_engine_for_request`` scans engines from a start index "to help with balancing when
     engines are empty"). Taking the lowest id sent nearly every request of a lightly loaded fleet to instance 0."""
 
+    reads_in_use = False  # whether it asks the prefix index of HBM tiers (then blocks in use must be indexed)
+
     def __init__(self, run: "ClusterRun"):
         self.run = run
         self.decisions: dict[str, int] = {}
@@ -164,6 +166,8 @@ class PrefixAware(ClusterRouter):
 
 
 class PrecisePrefix(ClusterRouter):
+    reads_in_use = True
+
     def pick(self, keys, rid, session):
         run = self.run
         found, offsets, tiers = run.holders(keys, run.all_tier_candidates())

@@ -92,7 +92,6 @@ class ClusterRun(PrefixFetch, ServingRun):
         self.kv_transfer_blocks = dict.fromkeys(("node", "rack", "cross_rack"), 0)  # PD prefill -> decode
         self.kv_transfer_sent = dict.fromkeys(("node", "rack", "cross_rack"), 0)  # their bytes, every rank's
         self._init_fetch()
-        self.in_use = InUse()  # per block, the instances whose running requests hold it (the prefix index's)
         self.net = network_model(config.network)
         uplink_gbps = config.cluster.uplink_gbps or (
             topo.nodes_per_rack * config.network.bandwidth_gbps / config.cluster.oversubscription)
@@ -110,6 +109,9 @@ class ClusterRun(PrefixFetch, ServingRun):
         self.prefill_rate = chunk / self.compute.step_time(shape)  # tokens/s of one full prefill step
         self.route_name = config.cluster.router
         self.router = CLUSTER_ROUTERS[self.route_name](self)
+        # per block, the instances whose running requests hold it (the prefix index's), kept only for a router that
+        # reads the index's whole answer (precise-prefix): the fetch asks only of DRAM/SSD/EIC, where none is
+        self.in_use = InUse() if self.router.reads_in_use else None
 
     def _link(self, model) -> Link:
         return Link(self.engine, model, shared=self.config.network.contention)
@@ -171,7 +173,8 @@ class ClusterRun(PrefixFetch, ServingRun):
         inst = self._instance(inst_id, role, lower)
         hbm = inst.kv.cache.tiers[0]
         self._place_tier(hbm.index, (HBM, rack, node, inst_id))
-        inst.pool.watch(self.in_use, hbm.index)  # the blocks its running requests hold stay its HBM's in the index
+        if self.in_use is not None:  # the blocks its running requests hold stay its HBM's in the index
+            inst.pool.watch(self.in_use, hbm.index)
         inst.kinds = [HBM] + [self._place[t.index][0] for t in lower]  # kind of each level of its cache
         self.insts[inst_id] = inst
         self.pcie[inst_id] = self._link(self.pcie_models[role])
@@ -200,8 +203,9 @@ class ClusterRun(PrefixFetch, ServingRun):
         return self._wanted_shared
 
     def holders(self, keys: np.ndarray, wanted: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
-        """The prefix index: the wanted tiers holding each key of the chain's held prefix (CSR); a block a running
-        request holds is held by its instance's HBM tier (``self.in_use``)."""
+        """The prefix index: the wanted tiers holding each key of the chain's held prefix (CSR); under a router that
+        reads blocks in use (``ClusterRouter.reads_in_use``), a block a running request holds is held by its
+        instance's HBM tier (``self.in_use``)."""
         # the shared tiers' filter leaves out every HBM tier, where blocks in use are: the record cannot add to it
         in_use = None if wanted is self._wanted_shared else self.in_use
         return holders_chain(self.arena, wanted, keys, in_use)
