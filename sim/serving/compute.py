@@ -54,6 +54,8 @@ from sim.serving.step_shape import StepShape
 from sim.serving.varlen_attention import varlen_attention
 from sim.specs import GPUSpec
 
+DECODE_FIXED_MEMO = 1 << 16  # decode steps' fixed parts kept (per batch size and share) before the memo starts over
+
 
 class ComputeModel(Protocol):
     name: str
@@ -222,7 +224,7 @@ class RooflineCompute:
             self.layer_weight_bytes += replicated_plain * (self.dtype_bytes - self.linear_bytes)
         # the MLP's input and its intermediate_size-wide activation, written and read (gated or not)
         self.act_bytes_per_token = 2 * (m.hidden_size + m.intermediate_size) * self.dtype_bytes
-        self._decode_fixed_memo: dict[int, tuple[float, float]] = {}
+        self._decode_fixed_memo: dict[int | tuple[int, int, int], tuple[float, float]] = {}
         if m.is_moe:
             # per MoE layer and GPU: projections, shared experts and routed experts split over TP (vLLM builds the
             # shared experts as a dense MLP: qwen2_moe.py Qwen2MoeMLP, deepseek_v2.py DeepseekV2MLP), the router,
@@ -419,7 +421,7 @@ class RooflineCompute:
 
     def decode_times(self, first: StepShape, steps: int, share: DataParallelShare | None = None) -> np.ndarray:
         seqs = first.decode_seqs
-        linear, once = self._decode_fixed(seqs) if share is None else self._decode_fixed_parts(seqs, share)
+        linear, once = self._decode_fixed(seqs, share)
         if first.sliding is not None:  # a hybrid model: full-attention and sliding-window layers
             times = self.decode_attention_times(seqs, window_kv_tokens(first, steps))
             times += linear
@@ -462,11 +464,17 @@ class RooflineCompute:
             fixed = self._gdn_decode_memo[seqs] = self.gdn_layers_time(seqs, first)
         return fixed
 
-    def _decode_fixed(self, seqs: int) -> tuple[float, float]:
-        """``_decode_fixed_parts`` without a group, kept per batch size (decode windows are many and short)."""
-        fixed = self._decode_fixed_memo.get(seqs)
+    def _decode_fixed(self, seqs: int, share: DataParallelShare | None = None) -> tuple[float, float]:
+        """``_decode_fixed_parts``, kept per batch size and share, of which it is a pure function (decode windows are
+        many and short; a CUDA graph's padded share repeats at every window of its size). Cleared when full (a
+        data-parallel group's shares vary), which changes no answer."""
+        memo = self._decode_fixed_memo
+        key = seqs if share is None else (seqs, share.tokens, share.group_tokens)
+        fixed = memo.get(key)
         if fixed is None:
-            fixed = self._decode_fixed_memo[seqs] = self._decode_fixed_parts(seqs, None)
+            if len(memo) >= DECODE_FIXED_MEMO:
+                memo.clear()
+            fixed = memo[key] = self._decode_fixed_parts(seqs, share)
         return fixed
 
 
