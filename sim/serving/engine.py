@@ -9,7 +9,6 @@ from __future__ import annotations
 import heapq
 from typing import Any, Callable
 
-
 # Events allowed at one simulated instant before the run is declared stalled: far above any
 # real burst (every request of a large trace arriving at once costs a few events each), far
 # below "forever". A stall is a bug in kvsim, so it raises instead of hanging.
