@@ -50,11 +50,11 @@ from sim.serving.collectives import TensorParallelComm
 from sim.serving.gdn_compute import gated_delta_net_cost
 from sim.serving.kernel_floors import ROUTED_EXPERT_KERNELS, KernelFloors, attention_projection_kernels, mlp_kernels
 from sim.serving.moe import DataParallelShare, group_tokens, rank_experts
-from sim.serving.step_shape import StepShape
+from sim.serving.step_shape import StepShape, window_kv_tokens, window_sliding_kv_tokens
 from sim.serving.varlen_attention import varlen_attention
 from sim.specs import GPUSpec
 
-DECODE_FIXED_MEMO = 1 << 16  # decode steps' fixed parts kept (per batch size and share) before the memo starts over
+DECODE_FIXED_MEMO = 1 << 16  # steps' fixed parts kept (per batch size and share) before a memo starts over
 
 
 class ComputeModel(Protocol):
@@ -89,45 +89,6 @@ class WrappedCompute:
 
 def _combine(compute_s: float, memory_s: float) -> float:
     return math.hypot(compute_s, memory_s)
-
-
-_step_offsets = np.arange(4096, dtype=np.float64)  # 0, 1, 2, ...: a window's steps after its first (grown on demand)
-
-
-def _window_steps(steps: int) -> np.ndarray:
-    """0 … steps − 1 as floats (a view: windows are short and many, so the range is made once)."""
-    global _step_offsets
-    if steps > len(_step_offsets):
-        _step_offsets = np.arange(max(steps, 2 * len(_step_offsets)), dtype=np.float64)
-    return _step_offsets[:steps]
-
-
-def window_kv_tokens(first: StepShape, steps: int) -> np.ndarray:
-    """Σ decode KV length of each step of a decode window (whole numbers, as floats: exact below 2**53, and what
-    the step-time arithmetic converts them to anyway)."""
-    kv = _window_steps(steps) * first.decode_seqs
-    kv += first.decode_kv_tokens
-    return kv
-
-
-def window_sliding_kv_tokens(first: StepShape, steps: int) -> np.ndarray:
-    """Σ decode KV length of each step of a decode window as a hybrid model's sliding-window layers see it: a
-    sequence's grows by one a step until it fills the window (``first.sliding.fill_steps``), then stays, so step k
-    adds Σ min(k, fill) to the first step's."""
-    sliding = first.sliding
-    fill = sliding.fill_steps
-    k = _window_steps(steps)
-    kv = np.full(steps, float(sliding.decode_kv_tokens))
-    if fill is not None and len(fill):
-        filled = np.searchsorted(fill, k, side="right")  # sequences full by step k
-        kv += np.concatenate(([0.0], np.cumsum(fill, dtype=np.float64)))[filled] + k * (len(fill) - filled)
-    return kv
-
-
-def window_kv(first: StepShape, steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Σ, max and min decode KV length of each step of a decode window (as ``window_kv_tokens``, floats)."""
-    k = _window_steps(steps)
-    return window_kv_tokens(first, steps), first.decode_kv_max + k, first.decode_kv_min + k
 
 
 @dataclass
@@ -225,6 +186,7 @@ class RooflineCompute:
         # the MLP's input and its intermediate_size-wide activation, written and read (gated or not)
         self.act_bytes_per_token = 2 * (m.hidden_size + m.intermediate_size) * self.dtype_bytes
         self._decode_fixed_memo: dict[int | tuple[int, int, int], tuple[float, float]] = {}
+        self._step_fixed_memo: dict[tuple[int, int, int], tuple[float, float]] = {}  # (``_step_fixed``)
         if m.is_moe:
             # per MoE layer and GPU: projections, shared experts and routed experts split over TP (vLLM builds the
             # shared experts as a dense MLP: qwen2_moe.py Qwen2MoeMLP, deepseek_v2.py DeepseekV2MLP), the router,
@@ -388,8 +350,8 @@ class RooflineCompute:
         if shape.tokens == 0:
             return 0.0
         tokens = shape.tokens if share is None else share.tokens  # padded: the layers run on them all
-        linear = self.linear_layer_time(tokens, share)
         rows = shape.logit_rows
+        linear, lm_head = self._step_fixed(tokens, rows, share)
         if self.gdn is not None:  # attention layers, then the Gated DeltaNet ones
             layers = (self.full_layers * (linear + self.attention_layer_time(shape))
                       + self.gdn_layers_time(tokens, shape, share))
@@ -398,7 +360,19 @@ class RooflineCompute:
         else:
             layers = (self.full_layers * (linear + self.attention_layer_time(shape))
                       + self.sliding_layers * (linear + self.attention_layer_time(shape.sliding)))
-        return layers + self.lm_head_time(rows) + self.comm_time(tokens, rows, share)
+        return layers + lm_head + self.comm_time(tokens, rows, share)
+
+    def _step_fixed(self, tokens: int, rows: int, share: DataParallelShare | None) -> tuple[float, float]:
+        """A step's ``linear_layer_time`` and ``lm_head_time``, kept per (tokens, rows, share), of which they are pure
+        functions (every step asks; cleared when full, which changes no answer)."""
+        memo = self._step_fixed_memo
+        key = (tokens, rows, -1) if share is None else (tokens, rows, share.group_tokens)
+        fixed = memo.get(key)
+        if fixed is None:
+            if len(memo) >= DECODE_FIXED_MEMO:
+                memo.clear()
+            fixed = memo[key] = (self.linear_layer_time(tokens, share), self.lm_head_time(rows))
+        return fixed
 
     def decode_attention_times(self, seqs: int, kv_tokens: np.ndarray) -> np.ndarray:
         """``attention_layer_time`` of decode-only steps, vectorised over steps (``kv_tokens``: floats, as

@@ -22,7 +22,8 @@ from sim.config import Config
 from sim.kv_dtype import kv_dtype_bytes
 from sim.model_shape import DTYPE_BYTES
 from sim.report.metrics import histogram_distribution
-from sim.serving.compute import RooflineCompute, StepShape, window_sliding_kv_tokens
+from sim.serving.compute import RooflineCompute
+from sim.serving.step_shape import StepShape, window_sliding_kv_tokens
 from sim.specs import gpu_spec, model_spec
 
 if TYPE_CHECKING:
