@@ -121,7 +121,8 @@ class BlockPool:
         if steps == len(ends):  # not cut short: every reserved block was taken
             for first, count in self._growth:
                 blocks += count
-                offsets += sum(ends[first - 2:first - 2 + count * bs:bs])  # their start times, from the window's
+                # their start times, from the window's (one block, the usual case: its own, which is what the sum is)
+                offsets += ends[first - 2] if count == 1 else sum(ends[first - 2:first - 2 + count * bs:bs])
         else:
             for first, count in self._growth:
                 if steps >= first:

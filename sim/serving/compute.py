@@ -413,9 +413,11 @@ class RooflineCompute:
             times += once + self._gdn_decode(first, share)
             return times
         if self.index_topk is None:  # dense attention: the whole window in one compiled call (windows are many)
-            return _dense_decode_window(seqs, float(first.decode_kv_tokens), steps, float(self.attn_flops_per_pair),
-                                        self.attention_peak, float(self.kv_bytes_per_token_layer), self.bandwidth,
-                                        self.floors.attention_s, linear, float(self.model.num_layers), once)
+            times = np.empty(steps)  # (filled in place: a compiled function returning an array pays to box it)
+            _dense_decode_window(times, seqs, float(first.decode_kv_tokens), float(self.attn_flops_per_pair),
+                                 self.attention_peak, float(self.kv_bytes_per_token_layer), self.bandwidth,
+                                 self.floors.attention_s, linear, float(self.model.num_layers), once)
+            return times
         times = self.decode_attention_times(seqs, window_kv_tokens(first, steps))
         times += linear
         times *= self.model.num_layers
@@ -453,16 +455,15 @@ class RooflineCompute:
 
 
 @njit(cache=True)
-def _dense_decode_window(seqs: int, kv_first: float, steps: int, flops_per_pair: float, peak: float,
+def _dense_decode_window(times: np.ndarray, seqs: int, kv_first: float, flops_per_pair: float, peak: float,
                          bytes_per_token: float, bandwidth: float, floor: float, linear: float, layers: float,
-                         once: float) -> np.ndarray:
-    """``RooflineCompute.decode_times`` of dense attention: the same arithmetic, in the same order, as
-    ``decode_attention_times`` over ``window_kv_tokens`` followed by the per-step linear and once parts."""
-    times = np.empty(steps)
-    for k in range(steps):
+                         once: float) -> None:
+    """``RooflineCompute.decode_times`` of dense attention into ``times`` (one per step): the same arithmetic, in the
+    same order, as ``decode_attention_times`` over ``window_kv_tokens`` followed by the per-step linear and once
+    parts."""
+    for k in range(len(times)):
         kv = float(k) * seqs + kv_first
         compute = kv * flops_per_pair / peak
         memory = (kv + seqs) * bytes_per_token / bandwidth
         times[k] = (math.hypot(compute, memory) + floor + linear) * layers + once
-    return times
 

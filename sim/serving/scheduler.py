@@ -290,13 +290,22 @@ class Scheduler:
         finished = []
         newcomers = 0
         jobs = window.jobs
-        if k != len(window.times):
-            self.release_planned(window)  # blocks planned for steps an interruption cut off
         kv = self.kv
-        kv.pool.finish_window()
-        if kv.stepwise_windows:
+        stepwise = kv.stepwise_windows
+        # blocks planned for steps an interruption cut off go back (in the loop below where nothing reads them first)
+        cut = k != len(window.times)
+        if cut and stepwise:
+            self.release_planned(window)
+        kv.pool.finish_window()  # (reads the window's growth, not its jobs)
+        if stepwise:
             kv.end_window(jobs, window.computed, k)
+        cut = cut and not stepwise
+        bs = self.block_size
         for job, c in zip(jobs, window.computed):
+            if cut:  # ``release_planned``
+                needed = -(-(c + k) // bs) - len(job.blocks)  # private blocks the steps' tokens fill
+                if job.anonymous > needed:
+                    job.anonymous = needed if needed > 0 else 0
             generated = job.generated
             if not generated:
                 table_first[job.rid] = first_token
