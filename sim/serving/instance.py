@@ -185,12 +185,13 @@ class Instance:
 
     def _step(self) -> None:
         self.before_plan()
-        steps = self.scheduler.window_steps()
+        scheduler = self.scheduler
+        steps = scheduler.window_steps()
         if steps > 1:
-            self._start_window(steps)
+            self.run_window(scheduler.start_window(steps, self.engine.now, self.compute.decode_times))
             self.after_plan()  # (a window starts only when nothing waits to be read)
             return
-        batch = self.scheduler.schedule(self.engine.now)
+        batch = scheduler.schedule(self.engine.now)
         if batch is not None:
             self.run_batch(batch, self.compute.step_time(batch.shape) + batch.load_s)
             self.after_plan()
@@ -213,9 +214,6 @@ class Instance:
         self.batch_tokens = 0
         self._finish(self.scheduler.finish_step(batch, self.engine.now))
 
-    def _start_window(self, steps: int) -> None:
-        self.run_window(self.scheduler.start_window(steps, self.engine.now, self.compute.decode_times))
-
     def run_window(self, window: DecodeWindow) -> None:
         """Run a planned decode window (its steps priced by this instance, or by its group). The blocks it took for
         later steps leave the prefix cache as those steps start, as single steps would take them."""
@@ -233,7 +231,8 @@ class Instance:
                 for step in steps:
                     at = start + ends[step - 2]
                     self.engine.at(at, self._claim_blocks, at, priority=CLAIM_PRIORITY)
-        for step in sorted(window.allocations):  # a stepwise manager's steps allocate as they start (CLAIM_PRIORITY)
+        # a stepwise manager's steps allocate as they start (CLAIM_PRIORITY)
+        for step in (sorted(window.allocations) if window.allocations else ()):
             self.engine.at(window.start + window.ends[step - 1], self._window_allocations, window, step,
                            priority=CLAIM_PRIORITY)
         self.engine.at(window.start + window.ends[-1], self._window_done, self._window_version)
