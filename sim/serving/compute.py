@@ -187,6 +187,7 @@ class RooflineCompute:
         self.act_bytes_per_token = 2 * (m.hidden_size + m.intermediate_size) * self.dtype_bytes
         self._decode_fixed_memo: dict[int | tuple[int, int, int], tuple[float, float]] = {}
         self._step_fixed_memo: dict[tuple[int, int, int], tuple[float, float]] = {}  # (``_step_fixed``)
+        self._dense_args: tuple[float, ...] | None = None  # ``_dense_decode_window``'s constants, once asked
         if m.is_moe:
             # per MoE layer and GPU: projections, shared experts and routed experts split over TP (vLLM builds the
             # shared experts as a dense MLP: qwen2_moe.py Qwen2MoeMLP, deepseek_v2.py DeepseekV2MLP), the router,
@@ -347,9 +348,11 @@ class RooflineCompute:
         return 0.0 if self.comm is None else self.comm.step_time(tokens, logit_rows, share)
 
     def step_time(self, shape: StepShape, share: DataParallelShare | None = None) -> float:
-        if shape.tokens == 0:
+        tokens = shape.tokens
+        if tokens == 0:
             return 0.0
-        tokens = shape.tokens if share is None else share.tokens  # padded: the layers run on them all
+        if share is not None:
+            tokens = share.tokens  # padded: the layers run on them all
         rows = shape.logit_rows
         linear, lm_head = self._step_fixed(tokens, rows, share)
         if self.gdn is not None:  # attention layers, then the Gated DeltaNet ones
@@ -413,10 +416,13 @@ class RooflineCompute:
             times += once + self._gdn_decode(first, share)
             return times
         if self.index_topk is None:  # dense attention: the whole window in one compiled call (windows are many)
+            args = self._dense_args
+            if args is None:
+                args = self._dense_args = (float(self.attn_flops_per_pair), self.attention_peak,
+                                           float(self.kv_bytes_per_token_layer), self.bandwidth,
+                                           self.floors.attention_s, float(self.model.num_layers))
             times = np.empty(steps)  # (filled in place: a compiled function returning an array pays to box it)
-            _dense_decode_window(times, seqs, float(first.decode_kv_tokens), float(self.attn_flops_per_pair),
-                                 self.attention_peak, float(self.kv_bytes_per_token_layer), self.bandwidth,
-                                 self.floors.attention_s, linear, float(self.model.num_layers), once)
+            _dense_decode_window(times, seqs, float(first.decode_kv_tokens), linear, once, *args)
             return times
         times = self.decode_attention_times(seqs, window_kv_tokens(first, steps))
         times += linear
@@ -455,9 +461,9 @@ class RooflineCompute:
 
 
 @njit(cache=True)
-def _dense_decode_window(times: np.ndarray, seqs: int, kv_first: float, flops_per_pair: float, peak: float,
-                         bytes_per_token: float, bandwidth: float, floor: float, linear: float, layers: float,
-                         once: float) -> None:
+def _dense_decode_window(times: np.ndarray, seqs: int, kv_first: float, linear: float, once: float,
+                         flops_per_pair: float, peak: float, bytes_per_token: float, bandwidth: float, floor: float,
+                         layers: float) -> None:
     """``RooflineCompute.decode_times`` of dense attention into ``times`` (one per step): the same arithmetic, in the
     same order, as ``decode_attention_times`` over ``window_kv_tokens`` followed by the per-step linear and once
     parts."""

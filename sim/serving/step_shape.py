@@ -56,11 +56,14 @@ class StepShape:
     def add_prefill(self, chunk: int, context: int) -> None:
         self.prefill_seqs += 1
         self.prefill_tokens += chunk
-        self.prefill_chunk_max = max(self.prefill_chunk_max, chunk)
-        self.prefill_kv_max = max(self.prefill_kv_max, context + chunk)
+        if chunk > self.prefill_chunk_max:
+            self.prefill_chunk_max = chunk
+        kv = context + chunk
+        if kv > self.prefill_kv_max:
+            self.prefill_kv_max = kv
         self.prefill_row_blocks += -(-chunk // ROW_BLOCK)
         self.prefill_pairs += chunk * (context + (chunk + 1) / 2)
-        self.prefill_kv_tokens += context + chunk
+        self.prefill_kv_tokens += kv
         self.prefill_chunk_sq += chunk * chunk
         if self.window:
             self.sliding.add_windowed_prefill(chunk, context, self.window)
