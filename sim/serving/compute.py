@@ -188,6 +188,7 @@ class RooflineCompute:
         self._decode_fixed_memo: dict[int | tuple[int, int, int], tuple[float, float]] = {}
         self._step_fixed_memo: dict[tuple[int, int, int], tuple[float, float]] = {}  # (``_step_fixed``)
         self._dense_args: tuple[float, ...] | None = None  # ``_dense_decode_window``'s constants, once asked
+        self._prefill_memo: dict[tuple, float] = {}  # (``step_time``)
         if m.is_moe:
             # per MoE layer and GPU: projections, shared experts and routed experts split over TP (vLLM builds the
             # shared experts as a dense MLP: qwen2_moe.py Qwen2MoeMLP, deepseek_v2.py DeepseekV2MLP), the router,
@@ -348,6 +349,22 @@ class RooflineCompute:
         return 0.0 if self.comm is None else self.comm.step_time(tokens, logit_rows, share)
 
     def step_time(self, shape: StepShape, share: DataParallelShare | None = None) -> float:
+        if shape.prefill_seqs != 1 or shape.decode_seqs or shape.sliding is not None:
+            return self._step_time(shape, share)
+        # one prompt's chunk alone (most steps of a PD prefill instance, and prompt lengths recur) is a pure function
+        # of the aggregates it reads and its share: kept (cleared when full, which changes no answer)
+        key = (shape.prefill_seqs, shape.prefill_tokens, shape.prefill_pairs, shape.prefill_kv_tokens,
+               shape.prefill_chunk_sq, shape.prefill_chunk_max, shape.prefill_kv_max, shape.prefill_row_blocks,
+               None if share is None else (share.tokens, share.group_tokens))
+        memo = self._prefill_memo
+        seconds = memo.get(key)
+        if seconds is None:
+            if len(memo) >= DECODE_FIXED_MEMO:
+                memo.clear()
+            seconds = memo[key] = self._step_time(shape, share)
+        return seconds
+
+    def _step_time(self, shape: StepShape, share: DataParallelShare | None) -> float:
         tokens = shape.tokens
         if tokens == 0:
             return 0.0
