@@ -139,9 +139,12 @@ class Instance:
                 slots, target, loaded = computed + 1, tokens, 0
             job.computed = computed  # (a state group's blocks follow the computed tokens: AlignStateKVCacheManager)
         need = kv.new_blocks(job, slots)
-        if self.pool.free < need <= self.pool.free + self.pool.reserved:
+        pool = self.pool
+        free = pool.free
+        if free < need <= free + pool.reserved:
             self.settle()  # the blocks a decode window reserved for later steps are free as single steps see them
-        if need > self.pool.free:
+            free = pool.free
+        if need > free:
             return None
         kv.allocate(job, slots)
         job.computed, job.target = computed, target
