@@ -187,8 +187,9 @@ class Instance:
         return (bool(scheduler.inbox) and scheduler.take_in(self.engine.now)) or bool(leaving)
 
     def _step(self) -> None:
-        self.before_plan()
         scheduler = self.scheduler
+        if scheduler.inbox:  # (``before_plan``)
+            scheduler.take_in(self.engine.now, before=scheduler.async_scheduling)
         steps = scheduler.window_steps()
         if steps > 1:
             self.run_window(scheduler.start_window(steps, self.engine.now, self.compute.decode_times))
