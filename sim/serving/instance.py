@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Callable
 
-
 from sim.config import ServingConfig
 from sim.errors import InputError
 from sim.report.metrics import RequestTable, WeightedSamples

@@ -18,8 +18,14 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from sim.cache.access import (CacheStream, access_semantics, block_id_space, learned_predictions, next_use_index,
-                              policies_in_use)
+from sim.cache.access import (
+    CacheStream,
+    access_semantics,
+    block_id_space,
+    learned_predictions,
+    next_use_index,
+    policies_in_use,
+)
 from sim.cache.arena import TierArena
 from sim.cache.multitier import build_cache
 from sim.cache.policies import POLICIES
