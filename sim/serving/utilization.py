@@ -22,7 +22,8 @@ from sim.config import Config
 from sim.kv_dtype import kv_dtype_bytes
 from sim.model_shape import DTYPE_BYTES
 from sim.report.metrics import histogram_distribution
-from sim.serving.compute import RooflineCompute, StepShape, window_sliding_kv_tokens
+from sim.serving.compute import RooflineCompute
+from sim.serving.step_shape import StepShape, window_sliding_kv_tokens
 from sim.specs import gpu_spec, model_spec
 
 if TYPE_CHECKING:
@@ -86,11 +87,14 @@ class WorkTotals:
             self.decode_selected += float(np.minimum(kv, seqs * self.index_topk).sum())
         self.steps += steps
         self.busy_s += duration
-        self.decode_tokens += seqs * steps
-        self.decode_kv_tokens += first_kv_tokens * steps + seqs * steps * (steps - 1) // 2
-        self.logit_rows += seqs * steps
-        self.tokens_per_step[seqs] = self.tokens_per_step.get(seqs, 0) + steps
-        self.seqs_per_step[seqs] = self.seqs_per_step.get(seqs, 0) + steps
+        decoded = seqs * steps
+        self.decode_tokens += decoded
+        self.decode_kv_tokens += first_kv_tokens * steps + decoded * (steps - 1) // 2
+        self.logit_rows += decoded
+        per_step = self.tokens_per_step
+        per_step[seqs] = per_step.get(seqs, 0) + steps
+        per_step = self.seqs_per_step
+        per_step[seqs] = per_step.get(seqs, 0) + steps
 
 
 class WorkCounter:
