@@ -1,0 +1,64 @@
+"""Settings a run reads only beside others, judged on the resolved config (``sim.mode_settings.unread_settings``
+asks ``unread_with_others``): a lower tier's timing or policy when the tier holds nothing, every cache setting when
+prefix caching is off, a rack's uplink in a one-rack cluster or beside a given uplink, the analytic network's figures
+beside an NS-3 table, and the SLO attainment without a max-rate search. Each was accepted and changed nothing but
+the echoed config (exit 0)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from sim.config import Config
+
+LOWER_TIERS = ("dram", "ssd", "eic")
+# what a lower tier reads beside its capacity (its loads and writes, its eviction policy); sim.cache.tiers.build_tiers
+# builds no tier of capacity 0, so none of these is read then
+TIER_KEYS = ("read_gbps", "write_gbps", "latency_us", "shared_read_gbps", "policy")
+UPLINK_KEYS = ("cluster.uplink_gbps", "cluster.oversubscription", "cluster.uplink_latency_us")
+SERVING = ("single", "pd", "cluster", "cluster --pd")  # (sim.mode_settings.SERVING and CLUSTER_PD)
+CLUSTERS = ("cluster", "cluster --pd")
+
+
+def unread_with_others(mode: str, config: Config, given: dict[str, str], max_rate: bool) -> Iterator[tuple[str, str]]:
+    """(key, why) for each key of ``given`` (dotted keys) this run leaves unread because of another setting."""
+    serving = mode in SERVING
+    if serving and not config.serving.enable_prefix_caching:
+        # nothing is looked up or stored (sim.serving.instance: the pool only counts); HBM's size is still its pool's
+        for key in given:
+            if key.startswith("cache.") and key != "cache.tiers.hbm.capacity_gib":
+                yield key, "with serving.enable_prefix_caching=false nothing is cached: no cache setting is read"
+    if serving or mode == "cache-only":
+        for tier in LOWER_TIERS:
+            if getattr(config.cache.tiers, tier).capacity_gib == 0:
+                for key in (f"cache.tiers.{tier}.{k}" for k in TIER_KEYS):
+                    if key in given:
+                        yield key, (f"cache.tiers.{tier}.capacity_gib is 0: there is no {tier} tier to read it "
+                                    "(give the tier a capacity, or drop the setting)")
+    if mode in CLUSTERS:
+        yield from _unread_uplink(config, given)
+    if mode in ("pd", *CLUSTERS) and config.network.lookup:
+        yield from _unread_beside_lookup(mode, config, given)
+    if serving and not max_rate and "slo.attainment" in given:
+        yield "slo.attainment", ("read only by --max-rate (the share of requests that must meet slo.ttft_s/tpot_s); "
+                                 "a run reports its slo_attainment whatever the target")
+
+
+def _unread_uplink(config: Config, given: dict[str, str]) -> Iterator[tuple[str, str]]:
+    """A rack's uplink carries only traffic between racks (sim.cluster.run: cross-rack paths); a given uplink
+    bandwidth replaces the one derived from the oversubscription."""
+    if config.cluster.num_racks == 1:
+        for key in UPLINK_KEYS:
+            if key in given:
+                yield key, "cluster.num_racks is 1: no traffic crosses a rack's uplink"
+    elif config.cluster.uplink_gbps is not None and "cluster.oversubscription" in given:
+        yield "cluster.oversubscription", (f"cluster.uplink_gbps={config.cluster.uplink_gbps:g} sets the uplink itself "
+                                           "(the oversubscription only derives it when uplink_gbps is null); drop one")
+
+
+def _unread_beside_lookup(mode: str, config: Config, given: dict[str, str]) -> Iterator[tuple[str, str]]:
+    """``network.lookup`` times every transfer from its table (sim.serving.network.network_model); a cluster still
+    derives its racks' uplinks from network.bandwidth_gbps when cluster.uplink_gbps is null."""
+    derives_uplink = mode in CLUSTERS and config.cluster.num_racks > 1 and config.cluster.uplink_gbps is None
+    for key in ("network.latency_us", *(() if derives_uplink else ("network.bandwidth_gbps",))):
+        if key in given:
+            yield key, f"network.lookup ({config.network.lookup}) times every transfer from its table"
