@@ -62,3 +62,20 @@ def _unread_beside_lookup(mode: str, config: Config, given: dict[str, str]) -> I
     for key in ("network.latency_us", *(() if derives_uplink else ("network.bandwidth_gbps",))):
         if key in given:
             yield key, f"network.lookup ({config.network.lookup}) times every transfer from its table"
+
+
+def check_sets_read(sets: list[str], config: Config, mode: str, what: str, unread_prefixes: tuple[str, ...] = ()) -> None:
+    """A script's ``--set KEY=VALUE`` settings over a run of ``mode`` (``what`` names it in errors), each read as
+    main.py's own ``--set`` is judged (``sim.cli.check_flags``, ``sim.mode_settings.check_settings_given``); keys under
+    ``unread_prefixes`` the script itself never reads (e.g. ``slo.``: it compares latencies, not an attainment)."""
+    from sim.errors import InputError
+    from sim.mode_settings import NEVER_READ, check_settings_given, given_by_set, setting_users
+
+    given = given_by_set(sets)
+    for key, said in given.items():
+        if key in NEVER_READ:
+            raise InputError(f"{said}: no mode reads it ({NEVER_READ[key]})")
+        users = setting_users(key, mode)
+        if users is not None or key.startswith(unread_prefixes):
+            raise InputError(f"{said}: not used by {what}" + (f" (it applies to {users})" if users else ""))
+    check_settings_given(mode, config, [config.cache.policy], given)
