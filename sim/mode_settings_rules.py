@@ -1,7 +1,8 @@
 """Settings a run reads only beside others, judged on the resolved config (``sim.mode_settings.unread_settings``
 asks ``unread_with_others``): a lower tier's timing or policy when the tier holds nothing, every cache setting when
 prefix caching is off, a rack's uplink in a one-rack cluster or beside a given uplink, the analytic network's figures
-beside an NS-3 table, and the SLO attainment without a max-rate search. Each was accepted and changed nothing but
+beside an NS-3 table, the SLO attainment without a max-rate search, the inclusion of a hierarchy of HBM alone, and
+the router of one instance. Each was accepted and changed nothing but
 the echoed config (exit 0)."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ TIER_KEYS = ("read_gbps", "write_gbps", "latency_us", "shared_read_gbps", "polic
 UPLINK_KEYS = ("cluster.uplink_gbps", "cluster.oversubscription", "cluster.uplink_latency_us")
 SERVING = ("single", "pd", "cluster", "cluster --pd")  # (sim.mode_settings.SERVING and CLUSTER_PD)
 CLUSTERS = ("cluster", "cluster --pd")
+ROUTER_THRESHOLD_KEYS = ("cluster.cache_threshold", "cluster.balance_abs_threshold", "cluster.balance_rel_threshold")
 
 
 def unread_with_others(mode: str, config: Config, given: dict[str, str], max_rate: bool) -> Iterator[tuple[str, str]]:
@@ -34,6 +36,12 @@ def unread_with_others(mode: str, config: Config, given: dict[str, str], max_rat
                     if key in given:
                         yield key, (f"cache.tiers.{tier}.capacity_gib is 0: there is no {tier} tier to read it "
                                     "(give the tier a capacity, or drop the setting)")
+        if "cache.inclusion" in given and all(getattr(config.cache.tiers, t).capacity_gib == 0 for t in LOWER_TIERS):
+            yield "cache.inclusion", "no lower tier has a capacity: HBM alone has no copies to keep or drop below it"
+    if _instances(mode, config) == 1:  # (one instance: every router sends every request to it)
+        for key in ("cluster.router", *ROUTER_THRESHOLD_KEYS):
+            if key in given:
+                yield key, "this run has one instance: every request goes to it, whatever the router"
     if mode in CLUSTERS:
         yield from _unread_uplink(config, given)
     if mode in ("pd", *CLUSTERS) and config.network.lookup:
@@ -41,6 +49,17 @@ def unread_with_others(mode: str, config: Config, given: dict[str, str], max_rat
     if serving and not max_rate and "slo.attainment" in given:
         yield "slo.attainment", ("read only by --max-rate (the share of requests that must meet slo.ttft_s/tpot_s); "
                                  "a run reports its slo_attainment whatever the target")
+
+
+def _instances(mode: str, config: Config) -> int | None:
+    """The instances a router chooses among: the single-node mode's workers, a cluster's racks x nodes x instances
+    per node (sim.cluster.topology; None where the TP does not divide the node, which its own check names)."""
+    if mode == "single":
+        return config.serving.num_instances
+    gpus, tp = config.hardware.gpus_per_node, config.serving.tensor_parallel_size
+    if mode == "cluster" and gpus % tp == 0:
+        return config.cluster.num_racks * config.cluster.nodes_per_rack * (gpus // tp)
+    return None
 
 
 def _unread_uplink(config: Config, given: dict[str, str]) -> Iterator[tuple[str, str]]:

@@ -118,6 +118,16 @@ CASES: dict[str, Case] = {
     "all_reduce_in_cache_only": Case(["--cache-only", "--no-plot", "--set", "serving.tensor_parallel_size=2", "--set",
                                       "serving.all_reduce=nccl"],
                                      names=("--set serving.all_reduce", "not used by --cache-only")),
+    # HBM alone (every lower tier of capacity 0) has nothing below it to copy to: the same hits and times (exit 0)
+    "inclusion_of_hbm_alone": Case(["--no-plot", "--set", "cache.tiers.dram.capacity_gib=0", "--set",
+                                    "cache.tiers.ssd.capacity_gib=0", "--set", "cache.inclusion=inclusive"],
+                                   names=("--set cache.inclusion", "no lower tier")),
+    # one instance: every router sends every request to it (two --router runs had equal metrics, exit 0)
+    "router_of_one_worker": Case(["--no-plot", "--set", "serving.num_instances=1", "--router",
+                                  "round-robin,least-loaded"], names=("--router", "one instance")),
+    "router_threshold_of_a_one_gpu_cluster": Case(
+        ["--cluster", "--no-plot", "--set", "cluster.nodes_per_rack=1", "--set", "hardware.gpus_per_node=1", "--set",
+         "cluster.cache_threshold=0.3"], names=("--set cluster.cache_threshold", "one instance")),
     "gpus_per_node_in_trace_stats": Case([*TRACE_STATS, "--set", "hardware.gpus_per_node=2"],
                                          names=("--set hardware.gpus_per_node", "not used by --trace-stats")),
 }
@@ -135,8 +145,12 @@ def test_unread_setting(name, run_cli, tmp_path):
     ["--set", "cache.tiers.eic.capacity_gib=1", "--set", "cache.tiers.eic.read_gbps=7"],
     ["--set", "serving.enable_prefix_caching=false", "--set", "cache.tiers.hbm.capacity_gib=20"],
     ["--max-rate", "--set", "slo.ttft_s=5", "--set", "slo.attainment=0.5"],
+    ["--set", "serving.num_instances=2", "--router", "round-robin"],
+    ["--set", "cache.tiers.dram.capacity_gib=0", "--set", "cache.tiers.ssd.capacity_gib=1", "--set",
+     "cache.inclusion=inclusive"],
 ], ids=["uplink_of_two_racks", "bandwidth_beside_a_table_derives_uplinks", "tier_with_capacity",
-        "hbm_sizes_the_pool_without_caching", "attainment_with_max_rate"])
+        "hbm_sizes_the_pool_without_caching", "attainment_with_max_rate",
+        "router_of_two_workers", "inclusion_over_a_lower_tier"])
 def test_the_same_settings_where_they_are_read_run(argv, run_cli):
     """The rules above refuse a setting only where nothing reads it: beside what reads it, the run goes on."""
     status, _, err = run_cli("--no-plot", "--quiet", "--set", "workload.synthetic.num_requests=20", *argv)
