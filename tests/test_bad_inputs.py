@@ -357,6 +357,9 @@ CASES: dict[str, Case] = {
                                                         "axes: {cache.policy: [lru, fifo]}\n"}),
     "plan_syntax_error_one_line": Case(["--plan", "{tmp}/p.yaml"], names=("p.yaml", "line 2"), files={"p.yaml": "target: {slo: [\n"}),
     "plan_empty": Case(["--plan", "{tmp}/p.yaml"], names=("p.yaml", "empty"), files={"p.yaml": "# nothing yet\n"}),
+    # '2:2' is the ratio '1:1': it added no candidate, unsaid (as two spellings of one GPU are refused)
+    "plan_split_twice_in_other_terms": plan(SLO_TARGET + "search: {gpu: [h100-sxm], pd_split: ['1:1', '2:2']}\n",
+                                            "'search.pd_split'", "'1:1' and '2:2'"),
     # a plan's target and search values are judged in the plan, by its key: they were found as a run's override
     # ("override: config key 'slo.ttft_s' must be > 0"), naming neither the plan nor its key
     "plan_slo_negative": Case(["--plan", "{tmp}/p.yaml", "--workload-limit", "50"], names=("p.yaml", "'target.slo.ttft_s'", "-1"),
