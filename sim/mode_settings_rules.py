@@ -36,6 +36,11 @@ def unread_with_others(mode: str, config: Config, given: dict[str, str], max_rat
                     if key in given:
                         yield key, (f"cache.tiers.{tier}.capacity_gib is 0: there is no {tier} tier to read it "
                                     "(give the tier a capacity, or drop the setting)")
+        one_tier = config.cache.capacity_blocks is not None if mode == "cache-only" else False
+        if mode == "cache-only" and "cache.prefetch" in given and config.cache.prefetch != "none" and (
+                one_tier or all(getattr(config.cache.tiers, t).capacity_gib == 0 for t in LOWER_TIERS)):
+            # (sim.cache.hooked: a prefetch moves a block up from a lower tier; HBM alone has none, the same hits)
+            yield "cache.prefetch", "a session prefetch brings blocks up from a lower tier; HBM is the only tier here"
         if "cache.inclusion" in given and all(getattr(config.cache.tiers, t).capacity_gib == 0 for t in LOWER_TIERS):
             yield "cache.inclusion", "no lower tier has a capacity: HBM alone has no copies to keep or drop below it"
     if _instances(mode, config) == 1:  # (one instance: every router sends every request to it)

@@ -128,6 +128,14 @@ CASES: dict[str, Case] = {
     "router_threshold_of_a_one_gpu_cluster": Case(
         ["--cluster", "--no-plot", "--set", "cluster.nodes_per_rack=1", "--set", "hardware.gpus_per_node=1", "--set",
          "cluster.cache_threshold=0.3"], names=("--set cluster.cache_threshold", "one instance")),
+    # a session prefetch moves a block up from a lower tier (sim.cache.hooked): over HBM alone it moved nothing, and
+    # a workload without session ids (the Azure trace, a RAG workload) never prefetched (the same hits, exit 0)
+    "session_prefetch_over_one_tier": Case(["--cache-only", "--no-plot", "--capacity-blocks", "100", "--set",
+                                            "cache.prefetch=session"], names=("--set cache.prefetch", "only tier")),
+    "session_prefetch_without_sessions": Case(["--cache-only", "--no-plot", "--workload-trace", "{azure}", "--set",
+                                               "cache.prefetch=session"],
+                                              names=("'cache.prefetch'=session", "azure_conv_2023.csv",
+                                                     "no session ids")),
     "gpus_per_node_in_trace_stats": Case([*TRACE_STATS, "--set", "hardware.gpus_per_node=2"],
                                          names=("--set hardware.gpus_per_node", "not used by --trace-stats")),
 }
@@ -146,11 +154,12 @@ def test_unread_setting(name, run_cli, tmp_path):
     ["--set", "serving.enable_prefix_caching=false", "--set", "cache.tiers.hbm.capacity_gib=20"],
     ["--max-rate", "--set", "slo.ttft_s=5", "--set", "slo.attainment=0.5"],
     ["--set", "serving.num_instances=2", "--router", "round-robin"],
+    ["--cache-only", "--set", "cache.prefetch=session"],  # (multi-turn sessions, DRAM and SSD below HBM)
     ["--set", "cache.tiers.dram.capacity_gib=0", "--set", "cache.tiers.ssd.capacity_gib=1", "--set",
      "cache.inclusion=inclusive"],
 ], ids=["uplink_of_two_racks", "bandwidth_beside_a_table_derives_uplinks", "tier_with_capacity",
         "hbm_sizes_the_pool_without_caching", "attainment_with_max_rate",
-        "router_of_two_workers", "inclusion_over_a_lower_tier"])
+        "router_of_two_workers", "prefetch_of_sessions_over_lower_tiers", "inclusion_over_a_lower_tier"])
 def test_the_same_settings_where_they_are_read_run(argv, run_cli):
     """The rules above refuse a setting only where nothing reads it: beside what reads it, the run goes on."""
     status, _, err = run_cli("--no-plot", "--quiet", "--set", "workload.synthetic.num_requests=20", *argv)
