@@ -37,7 +37,7 @@ def unread_with_others(mode: str, config: Config, given: dict[str, str], max_rat
                         yield key, (f"cache.tiers.{tier}.capacity_gib is 0: there is no {tier} tier to read it "
                                     "(give the tier a capacity, or drop the setting)")
         one_tier = config.cache.capacity_blocks is not None if mode == "cache-only" else False
-        if mode == "cache-only" and "cache.prefetch" in given and config.cache.prefetch != "none" and (
+        if mode == "cache-only" and "cache.prefetch" in given and (  # (any value: a sweep's axis none/session)
                 one_tier or all(getattr(config.cache.tiers, t).capacity_gib == 0 for t in LOWER_TIERS)):
             # (sim.cache.hooked: a prefetch moves a block up from a lower tier; HBM alone has none, the same hits)
             yield "cache.prefetch", "a session prefetch brings blocks up from a lower tier; HBM is the only tier here"
@@ -88,7 +88,8 @@ def _unread_beside_lookup(mode: str, config: Config, given: dict[str, str]) -> I
             yield key, f"network.lookup ({config.network.lookup}) times every transfer from its table"
 
 
-def check_sets_read(sets: list[str], config: Config, mode: str, what: str, unread_prefixes: tuple[str, ...] = ()) -> None:
+def check_sets_read(sets: list[str], config: Config, mode: str, what: str,
+                    unread_prefixes: tuple[str, ...] = ()) -> None:
     """A script's ``--set KEY=VALUE`` settings over a run of ``mode`` (``what`` names it in errors), each read as
     main.py's own ``--set`` is judged (``sim.cli.check_flags``, ``sim.mode_settings.check_settings_given``); keys under
     ``unread_prefixes`` the script itself never reads (e.g. ``slo.``: it compares latencies, not an attainment)."""

@@ -78,9 +78,11 @@ CASES: dict[str, Case] = {
     # a lower tier of capacity 0 is not built (sim.cache.tiers.build_tiers): its timing and policy were read by
     # nothing (each ran to exit 0 with the same metrics)
     "timing_of_a_tier_of_no_capacity": Case(["--no-plot", "--set", "cache.tiers.eic.read_gbps=7"],
-                                            names=("--set cache.tiers.eic.read_gbps", "cache.tiers.eic.capacity_gib is 0")),
+                                            names=("--set cache.tiers.eic.read_gbps",
+                                                   "cache.tiers.eic.capacity_gib is 0")),
     "policy_of_a_tier_of_no_capacity_in_cache_only": Case(
-        ["--cache-only", "--no-plot", "--set", "cache.tiers.dram.capacity_gib=0", "--set", "cache.tiers.dram.policy=arc"],
+        ["--cache-only", "--no-plot", "--set", "cache.tiers.dram.capacity_gib=0", "--set",
+         "cache.tiers.dram.policy=arc"],
         names=("--set cache.tiers.dram.policy", "cache.tiers.dram.capacity_gib is 0")),
     "latency_of_a_tier_of_no_capacity_in_pd": Case(
         ["--pd", "--no-plot", "--set", "cache.tiers.ssd={capacity_gib: 0, latency_us: 9}"],
@@ -132,6 +134,10 @@ CASES: dict[str, Case] = {
     # a workload without session ids (the Azure trace, a RAG workload) never prefetched (the same hits, exit 0)
     "session_prefetch_over_one_tier": Case(["--cache-only", "--no-plot", "--capacity-blocks", "100", "--set",
                                             "cache.prefetch=session"], names=("--set cache.prefetch", "only tier")),
+    "session_prefetch_axis_over_one_tier": Case(
+        ["--sweep", "{tmp}/s.yaml", "--no-plot"], names=("s.yaml", "axis 'cache.prefetch'", "only tier"),
+        files={"s.yaml": "mode: cache-only\nset: {cache.capacity_blocks: 100}\n"
+                         "axes: {cache.prefetch: [none, session]}\n"}),
     "session_prefetch_without_sessions": Case(["--cache-only", "--no-plot", "--workload-trace", "{azure}", "--set",
                                                "cache.prefetch=session"],
                                               names=("'cache.prefetch'=session", "azure_conv_2023.csv",
