@@ -80,8 +80,6 @@ SETTING_MODES: dict[str, frozenset[str]] = {
     **{key: frozenset({"cluster", CLUSTER_PD}) for key in ROUTER_THRESHOLD_KEYS},
     # a TP group's all-reduce is a step's time: the cache-only replay has no clock, --trace-stats sizes no instance
     "serving.all_reduce": SERVING | {CLUSTER_PD, "check-calibration"},
-    # GPUs per node bound the instances a node holds: --trace-stats sizes no instance (ran to exit 0, unchanged)
-    "hardware.gpus_per_node": ALL - {"trace-stats"} | {CLUSTER_PD},
 }
 # Config keys no mode reads (config.yaml says why): HBM is the GPU's own memory, its hits and writes cost no transfer.
 # One given with --set is refused in every mode (a config file may hold them, as config.yaml does).
@@ -172,7 +170,8 @@ def _unread(mode: str, config: Config, policies: list[str], given: dict[str, str
         for key in ("serving.all_reduce", "serving.data_parallel_size"):
             if key in given:
                 yield key, "not used by --trace-stats, which sizes no instance"
-        for key in () if sizes_states else TRACE_STATS_STATE_KEYS:
+        # (hardware.gpus_per_node bounds the TP: read where the TP is, or a TP above 8 could not be given)
+        for key in () if sizes_states else (*TRACE_STATS_STATE_KEYS, "hardware.gpus_per_node"):
             if key in given:
                 yield key, ("not used by --trace-stats, which sizes no instance (only a Gated DeltaNet hybrid's block "
                             "size, when serving.block_size is null, depends on it)")

@@ -144,6 +144,11 @@ CASES: dict[str, Case] = {
                                                      "no session ids")),
     "gpus_per_node_in_trace_stats": Case([*TRACE_STATS, "--set", "hardware.gpus_per_node=2"],
                                          names=("--set hardware.gpus_per_node", "not used by --trace-stats")),
+    # ... but where the TP is read (a hybrid's block size), the node's GPUs bound it: TP 16 needs 16 of them
+    "gpus_per_node_bounding_a_hybrids_tp_in_trace_stats": Case(
+        trace_stats("--set", "model=qwen3-next-80b-a3b", "--set", "hardware.gpu=h200", "--set",
+                    "serving.tensor_parallel_size=16", "--set", "hardware.gpus_per_node=16"), skips={},
+        files={"t.csv": AZURE_OK}),
 }
 
 
