@@ -308,21 +308,6 @@ def _arrival_settings_apply(c: Config) -> None:
         raise ConfigError(f"config key 'workload.arrivals.cv' applies to process gamma, not {a.process!r}")
 
 
-def _derived_uplink_within_domain(c: Config) -> None:
-    """A rack's uplink derived from its NICs over ``cluster.oversubscription`` (sim.cluster.run; when
-    ``cluster.uplink_gbps`` is null) keeps the domain a given uplink has (at least MIN_GBPS): an oversubscription of
-    1e12 made it 4e-10 Gb/s, and every cross-rack transfer took years, with no word."""
-    from sim.config import MIN_GBPS
-
-    cluster = c.cluster
-    if cluster.uplink_gbps is None:
-        uplink = cluster.nodes_per_rack * c.network.bandwidth_gbps / cluster.oversubscription
-        if uplink < MIN_GBPS:
-            raise ConfigError(f"config key 'cluster.oversubscription'={cluster.oversubscription:g} leaves a rack's "
-                              f"uplink {uplink:.3g} Gb/s (cluster.nodes_per_rack x network.bandwidth_gbps / it), below "
-                              f"{MIN_GBPS:g} Gb/s; lower it or set cluster.uplink_gbps")
-
-
 CONSTRAINTS: tuple[typing.Callable[[Config], None], ...] = (
     _input_paths_exist,  # first: the rules after it read the model's file
     _gpu_spec_valid,
@@ -337,7 +322,6 @@ CONSTRAINTS: tuple[typing.Callable[[Config], None], ...] = (
     _synthetic_settings_apply,
     _arrival_settings_apply,
     _workload_cache_usable,
-    _derived_uplink_within_domain,
 )
 
 
