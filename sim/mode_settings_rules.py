@@ -15,6 +15,7 @@ LOWER_TIERS = ("dram", "ssd", "eic")
 # what a lower tier reads beside its capacity (its loads and writes, its eviction policy); sim.cache.tiers.build_tiers
 # builds no tier of capacity 0, so none of these is read then
 TIER_KEYS = ("read_gbps", "write_gbps", "latency_us", "shared_read_gbps", "policy")
+LEARNED_KEYS = ("cache.learned_model", "cache.allow_train_test_overlap")
 UPLINK_KEYS = ("cluster.uplink_gbps", "cluster.oversubscription", "cluster.uplink_latency_us")
 SERVING = ("single", "pd", "cluster", "cluster --pd")  # (sim.mode_settings.SERVING and CLUSTER_PD)
 CLUSTERS = ("cluster", "cluster --pd")
@@ -25,9 +26,11 @@ def unread_with_others(mode: str, config: Config, given: dict[str, str], max_rat
     """(key, why) for each key of ``given`` (dotted keys) this run leaves unread because of another setting."""
     serving = mode in SERVING
     if serving and not config.serving.enable_prefix_caching:
-        # nothing is looked up or stored (sim.serving.instance: the pool only counts); HBM's size is still its pool's
+        # nothing is looked up or stored (sim.serving.instance: the pool only counts). Kept: HBM's size (its pool's),
+        # and what an error elsewhere may ask for (a tier's capacity below a block, "give 0"; a learned policy's
+        # model and overlap), lest a file's setting be refused with no --set left to fix it
         for key in given:
-            if key.startswith("cache.") and key != "cache.tiers.hbm.capacity_gib":
+            if key.startswith("cache.") and not key.endswith(".capacity_gib") and key not in LEARNED_KEYS:
                 yield key, "with serving.enable_prefix_caching=false nothing is cached: no cache setting is read"
     if serving or mode == "cache-only":
         for tier in LOWER_TIERS:

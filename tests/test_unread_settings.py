@@ -94,8 +94,8 @@ CASES: dict[str, Case] = {
                                           names=("--set cache.policy", "serving.enable_prefix_caching=false")),
     "lower_tier_without_prefix_caching_in_a_cluster": Case(
         ["--cluster", "--no-plot", "--set", "serving.enable_prefix_caching=false", "--set",
-         "cache.tiers.eic.capacity_gib=4"],
-        names=("--set cache.tiers.eic.capacity_gib", "serving.enable_prefix_caching=false")),
+         "cache.tiers.dram.read_gbps=4"],
+        names=("--set cache.tiers.dram.read_gbps", "serving.enable_prefix_caching=false")),
     # the attainment is the target of --max-rate (experiments.maxrate) alone; a run reports its slo_attainment
     "slo_attainment_without_max_rate": Case(["--no-plot", "--set", "slo.ttft_s=1", "--set", "slo.attainment=0.5"],
                                             names=("--set slo.attainment", "--max-rate")),
@@ -163,13 +163,16 @@ def test_unread_setting(name, run_cli, tmp_path):
      "--set", "network.bandwidth_gbps=50"],  # (the racks' uplinks are derived from it)
     ["--set", "cache.tiers.eic.capacity_gib=1", "--set", "cache.tiers.eic.read_gbps=7"],
     ["--set", "serving.enable_prefix_caching=false", "--set", "cache.tiers.hbm.capacity_gib=20"],
+    # (a tier's capacity is still checked, "holds no KV block: give 0", so it may be given)
+    ["--set", "serving.enable_prefix_caching=false", "--set", "cache.tiers.dram.capacity_gib=0"],
     ["--max-rate", "--set", "slo.ttft_s=5", "--set", "slo.attainment=0.5"],
     ["--set", "serving.num_instances=2", "--router", "round-robin"],
     ["--cache-only", "--set", "cache.prefetch=session"],  # (multi-turn sessions, DRAM and SSD below HBM)
     ["--set", "cache.tiers.dram.capacity_gib=0", "--set", "cache.tiers.ssd.capacity_gib=1", "--set",
      "cache.inclusion=inclusive"],
 ], ids=["uplink_of_two_racks", "bandwidth_beside_a_table_derives_uplinks", "tier_with_capacity",
-        "hbm_sizes_the_pool_without_caching", "attainment_with_max_rate",
+        "hbm_sizes_the_pool_without_caching", "tier_capacity_without_caching",
+        "attainment_with_max_rate",
         "router_of_two_workers", "prefetch_of_sessions_over_lower_tiers", "inclusion_over_a_lower_tier"])
 def test_the_same_settings_where_they_are_read_run(argv, run_cli):
     """The rules above refuse a setting only where nothing reads it: beside what reads it, the run goes on."""
