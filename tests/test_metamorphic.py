@@ -95,12 +95,12 @@ def test_a_lower_lru_tier_never_lowers_the_hits(run_cli, tmp_path, mooncake, inc
     is inserted into HBM exactly as a miss is), so its hits are unchanged and a DRAM tier only adds hits.
     Exclusive LRU tiers act as one LRU of their total size (tests/test_cache_properties.py), which grows.
     Either way, adding or growing the tier below never lowers the total hit count."""
-    common = ("serving.num_gpu_blocks=40", "cache.tiers.ssd.capacity_gib=0", "cache.tiers.eic.capacity_gib=0",
-              f"cache.inclusion={inclusion}")
+    common = ("serving.num_gpu_blocks=40", "cache.tiers.ssd.capacity_gib=0", "cache.tiers.eic.capacity_gib=0")
     hits, hbm = [], []
-    for gib in (0, 0.5, 2, 8):
+    for gib in (0, 0.5, 2, 8):  # (HBM alone, at 0 GiB: no inclusion to set)
+        inclusive = (f"cache.inclusion={inclusion}",) if gib else ()
         report, _ = _run(run_cli, tmp_path, "--cache-only", *mooncake, "--policy", "lru",
-                         sets=(*common, f"cache.tiers.dram.capacity_gib={gib}"), name=f"d{gib}")
+                         sets=(*common, *inclusive, f"cache.tiers.dram.capacity_gib={gib}"), name=f"d{gib}")
         m = _metrics(report)
         hits.append(m["hits"])
         hbm.append(m["tiers"]["hbm"]["hits"])
