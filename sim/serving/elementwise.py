@@ -50,13 +50,16 @@ def _activation_width(model: ModelSpec) -> float:
     return (dense_layers * model.intermediate_size + model.moe_layers * moe) / model.num_layers
 
 
-def elementwise_cost(model: ModelSpec, dtype_bytes: int, tensor_parallel_size: int) -> ElementwiseCost:
-    """The elementwise kernels of one of ``model``'s layers on one of ``tensor_parallel_size`` ranks."""
+def elementwise_cost(model: ModelSpec, dtype_bytes: int, tensor_parallel_size: int,
+                     activation: bool = True) -> ElementwiseCost:
+    """The elementwise kernels of one of ``model``'s layers on one of ``tensor_parallel_size`` ranks (``activation``
+    False: the norms and rotary embedding alone, what an MoE bundle's dense.csv times beside the projections, its
+    experts' activation being moe.csv's)."""
     tp, m = tensor_parallel_size, model
-    kernels = 2 + 1  # the two fused add + RMSNorms, the activation
+    kernels = 2 + activation  # the two fused add + RMSNorms, the activation
     norm_bytes = 2 * NORM_ACCESSES * m.hidden_size
     act_reads = 2 if m.gated_mlp or m.is_moe else 1  # (experts are gated MLPs)
-    act_bytes = (act_reads + 1) * _activation_width(m) / tp
+    act_bytes = (act_reads + 1) * _activation_width(m) / tp if activation else 0.0
     rope_bytes = 0.0
     if m.position_encoding == "rope":
         kernels += 1
