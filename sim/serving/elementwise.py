@@ -66,8 +66,10 @@ def elementwise_cost(model: ModelSpec, dtype_bytes: int, tensor_parallel_size: i
         if m.is_mla:  # the rotary part of each query head, and the one shared key part (replicated)
             rope_bytes = 2 * (m.num_attention_heads / tp + 1) * m.qk_rope_head_dim
         else:
+            # a rank's query heads and its KV heads: one at least (vLLM replicates a KV head over the ranks past
+            # the KV-head count, as ``RooflineCompute``'s KV heads)
             rotary = m.rotary_dim or m.head_dim
-            rope_bytes = 2 * (m.num_attention_heads + m.num_kv_heads) * rotary / tp
+            rope_bytes = 2 * (m.num_attention_heads / tp + max(1, m.num_kv_heads // tp)) * rotary
     if m.is_mla:  # q_a_layernorm and kv_a_layernorm, read and written whole on every rank
         kernels += 1 + (m.q_lora_rank is not None)
         norm_bytes += 2 * ((m.q_lora_rank or 0) + m.kv_lora_rank)
