@@ -66,3 +66,23 @@ def test_moe_bundle_dense_reference_carries_the_norms_and_rotary_not_the_activat
     for row, tokens in enumerate(dense.keys["tokens"]):
         elementwise = 3 * FLOOR + tokens * 51_200 / H100_BANDWIDTH
         assert dense.reference[row] == pytest.approx(roofline.projections_time(int(tokens)) + elementwise, rel=1e-12)
+
+
+def test_vidur_mlp_reference_carries_the_norms_rotary_and_activation(tmp_path):
+    """Vidur's mlp.csv (input_layernorm, attn_rope, mlp_act, add beside the GEMMs) of phi-2: its reference is the
+    roofline's linear layer plus, by hand, 4 kernels of 4 us each and per token 2 B x (2 x 4 x 2,560 + the plain MLP's
+    gelu 2 x 10,240 + the rotary embedding's 32-wide part of 32 query and 32 KV heads 2 x 64 x 32) = 90,112 B at
+    0.8 x 3.35 TB/s."""
+    from sim.serving.calibration import _roofline, _vidur_mlp
+    from tests.test_compute import PHI_2_SHAPE, _write_vidur_mlp
+
+    one = [5.0, 0.01, 0.05, 0.01, 0.02, 0.03, 0.01, 0.03, 0.01]
+    _write_vidur_mlp(tmp_path / "p", PHI_2_SHAPE, {1: one, 51: one, 101: [2 * v for v in one]})
+    config = load_config(None, sets=["model=microsoft/phi-2", "compute.backend=profiled",
+                                     f"compute.profile={tmp_path / 'p'}", "compute.bandwidth_efficiency=0.8",
+                                     "compute.gemm_floor_us=4"])
+    fit = _vidur_mlp(tmp_path / "p" / "mlp.csv", config)
+    roofline = _roofline(config, 1)
+    for row, tokens in enumerate(fit.keys["num_tokens"]):
+        elementwise = 4 * FLOOR + tokens * 90_112 / H100_BANDWIDTH
+        assert fit.reference[row] == pytest.approx(roofline.linear_layer_time(int(tokens)) + elementwise, rel=1e-12)
