@@ -115,6 +115,8 @@ class WorkCounter:
             self.linear_flops_per_token = (dense * self.linear_flops_per_token + moe * r.moe_flops_per_token) / layers
             self.act_bytes_per_token = (dense * self.act_bytes_per_token + moe * r.moe_act_bytes_per_token) / layers
         self.kv_bytes_per_token_layer = r.kv_bytes_per_token_layer
+        # each layer's norms, rotary embedding and activation (``sim.serving.elementwise``), attention or GDN layer
+        self.elementwise_bytes_per_token = r.elementwise.bytes_per_token
         self.head_flops_per_row = 2 * m.vocab_size * m.hidden_size / tp
         self.head_weight_bytes = m.vocab_size * m.hidden_size * r.dtype_bytes / tp
         self.peak_flops = r.gpu.peak_flops
@@ -157,7 +159,8 @@ class WorkCounter:
         return ((self.layers - self.moe_layers) * dense + self.moe_layers * moe) / self.layers
 
     def bytes(self, w: WorkTotals) -> float:
-        """Weights read once per step and layer, activations, and the KV each step's attention reads."""
+        """Weights read once per step and layer, activations (the elementwise kernels' too), and the KV each step's
+        attention reads."""
         tokens = w.prefill_tokens + w.decode_tokens
         kv = w.prefill_kv_tokens + w.decode_kv_tokens + w.decode_tokens
         kv_bytes = self.kv_bytes_per_token_layer * kv
@@ -174,7 +177,8 @@ class WorkCounter:
             r, gdn = self.roofline, self.roofline.gdn
             own = gdn.state_traffic(w.logit_rows) + gdn.projection_delta * r.linear_bytes * w.steps
             kv_bytes = (r.full_layers * kv_bytes + gdn.layers * own) / self.layers
-        per_layer = self.weight_bytes(w) + self.act_bytes_per_token * tokens + kv_bytes
+        per_layer = (self.weight_bytes(w) + (self.act_bytes_per_token + self.elementwise_bytes_per_token) * tokens
+                     + kv_bytes)
         return self.layers * per_layer + self.head_weight_bytes * w.steps
 
 
