@@ -141,7 +141,7 @@ def check_config_for_mode(args: argparse.Namespace, config: Config, mode: str, p
     given = given_on_command_line(args)
     here = CLUSTER_PD if mode == "cluster" and args.pd else mode  # (--cluster --pd: the keys its roles read)
     check_preset_read(args.preset, config, here)
-    check_settings_given(here, config, policies, given, parse_routers(args.router))
+    check_settings_given(here, config, policies, given, parse_routers(args.router), bool(args.max_rate))
     if mode == "check-calibration":
         from sim.serving.calibration import unread_serving_keys
 

@@ -332,6 +332,7 @@ def _stated_link(cluster: dict[str, Any] | None) -> tuple[float, float] | None:
 
 def main() -> int:
     from sim.config import load_config
+    from sim.mode_settings_rules import check_sets_read
     from sim.serving.run import run_serving
     from trace.workload import load_workload
 
@@ -379,6 +380,7 @@ def main() -> int:
                 raise
             raise InputError(str(exc).replace(f"calibration profile {overlay}",
                                               f"the engine {args.run / 'vllm' / 'meta.json'} states")) from None
+    check_sets_read(args.sets, config, "single", "the replay, a single-node run compared by its latencies", ("slo.",))
     workload = load_workload(config)
     if len(workload) != served:  # another workload's requests would be judged against these latencies
         raise InputError(f"{args.trace}: {len(workload):,} requests, but the run served {served:,} "

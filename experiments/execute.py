@@ -72,7 +72,7 @@ def check_point(mode: str, config: Config, options: RunOptions, where: str = "",
                 "; set workload.arrivals.process (poisson, gamma or resample) to vary its arrivals"))
         policies = list(options.policies) or [config.cache.policy]
         unread = unread_settings(CLUSTER_PD if mode == "cluster" and options.cluster_pd else mode, config, policies,
-                                 given or {}, list(options.routers))
+                                 given or {}, list(options.routers), options.max_rate)
         main.check_mode_settings(mode, config, policies, options.cluster_pd, fits=False)
     except InputError as exc:
         raise type(exc)(f"{prefix}{exc}") from None

@@ -141,9 +141,17 @@ def load_plan(path: str | Path) -> Plan:
     splits = search.get("pd_split", ["aggregated"])
     if not isinstance(splits, list) or not splits:
         raise plan_error(path, "'search.pd_split' must be a non-empty list")
+    spelled: dict[str, str] = {}  # a split's lowest terms -> how the plan spelled it
     for split in splits:
-        if split not in ("aggregated", "all") and pd_ratio(split) is None:
+        ratio = pd_ratio(split)
+        if split not in ("aggregated", "all") and ratio is None:
             raise plan_error(path, f"'search.pd_split': {split!r} is not 'aggregated', 'all' or a ratio like '1:3'")
+        # '2:2' is '1:1' (plan_candidates._splits: one candidate per instance count): run once, the second unsaid
+        lowest = str(split) if ratio is None else f"{ratio[0] // math.gcd(*ratio)}:{ratio[1] // math.gcd(*ratio)}"
+        if lowest in spelled and spelled[lowest] != str(split):
+            raise plan_error(path, f"'search.pd_split': {spelled[lowest]!r} and {str(split)!r} are one ratio ({lowest}): "
+                                   "give it once")
+        spelled.setdefault(lowest, str(split))
     tiers = search.get("tiers") or {}
     if not isinstance(tiers, dict):
         raise plan_error(path, "'search.tiers' must be a mapping of dram/ssd/eic to lists of GiB")

@@ -32,7 +32,8 @@ from sim.errors import ConfigError
 # ------------------------------------------------------------------------ value bounds
 
 MAX_INSTANCES = 1024  # instances per role (single-node workers, PD prefill/decode): a documented scale bound
-MAX_SYNTHETIC_REQUESTS = 100_000_000  # ten times the largest trace the loader is benchmarked on (10M rows)
+MAX_SYNTHETIC_REQUESTS, MAX_TURNS = 100_000_000, 4096  # ten times the largest trace the loader is benchmarked on
+# (10M rows); a synthetic conversation's turns (trace.synthetic caps them: a bound on memory)
 # Physical quantities: far outside any real hardware, yet every simulated duration stays finite and far above float
 # precision. Past them a capacity overflowed to NaN blocks (traceback), and a transfer or step of ~1e300 s stalled the
 # engine or left negative queue times in the report.
@@ -268,7 +269,7 @@ class SyntheticConfig:
     # multi-turn: conversations start as a Poisson process at rate_rps / turns_mean. Turns per
     # conversation: beta-geometric with this mean (LMSYS-Chat-1M, Zheng et al., ICLR 2024, Table 1:
     # 2.0 turns per conversation; ShareGPT 3.5) ...
-    turns_mean: float = domain(2.0, ge=1)
+    turns_mean: float = domain(2.0, ge=1, le=MAX_TURNS)  # (above the cap, the mean could not be drawn)
     # ... and this concentration (a + b of the Beta of each conversation's chance to go on; lower: the
     # chance rises faster with the turns taken; assumed, not measured).
     turns_concentration: float = domain(4.0, gt=1)
@@ -290,14 +291,13 @@ class SyntheticConfig:
 class ArrivalsConfig:
     """The arrival process laid over the workload's requests (kept in their order).
 
-    ``trace`` keeps the trace's (or the synthetic generator's) own arrival times;
-    ``poisson`` and ``gamma`` draw fresh inter-arrival times; ``resample`` re-draws the
-    workload's own inter-arrival times (with replacement) and rescales them to the rate.
-    """
+    ``trace`` keeps the trace's (or the synthetic generator's) own arrival times; ``poisson`` and ``gamma`` draw
+    fresh inter-arrival times; ``resample`` re-draws the workload's own (with replacement) at the rate."""
 
     process: Literal["trace", "poisson", "gamma", "resample"] = "trace"
     rate_rps: float | None = domain(None, **POSITIVE)  # mean rate of the drawn process; None: the workload's own
-    cv: float = domain(1.0, **POSITIVE)  # gamma: coefficient of variation of inter-arrival times (1 = Poisson, > 1 bursty)
+    # gamma: coefficient of variation of the gaps (1 = Poisson, > 1 bursty); its shape 1/cv² needs cv² finite, not 0
+    cv: float = domain(1.0, ge=1e-100, lt=1e100)
 
 
 @dataclass(frozen=True)

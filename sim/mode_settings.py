@@ -78,6 +78,8 @@ SETTING_MODES: dict[str, frozenset[str]] = {
     # the cluster's prefix-aware router's thresholds (SGLang's cache-aware policy, sim.cluster.routers): the
     # single-node mode's prefix-aware router matches each worker's own HBM and has none
     **{key: frozenset({"cluster", CLUSTER_PD}) for key in ROUTER_THRESHOLD_KEYS},
+    # a TP group's all-reduce is a step's time: the cache-only replay has no clock, --trace-stats sizes no instance
+    "serving.all_reduce": SERVING | {CLUSTER_PD, "check-calibration"},
 }
 # Config keys no mode reads (config.yaml says why): HBM is the GPU's own memory, its hits and writes cost no transfer.
 # One given with --set is refused in every mode (a config file may hold them, as config.yaml does).
@@ -101,21 +103,26 @@ def given_by_set(sets: list[str]) -> dict[str, str]:
 
 
 def check_settings_given(mode: str, config: Config, policies: list[str], given: dict[str, str],
-                         routers: list[str] | None = None) -> None:
+                         routers: list[str] | None = None, max_rate: bool = False) -> None:
     """A key of ``given`` (how it was given, e.g. "--set KEY") that this run would leave unread is an error, as a flag
     would be (``unread_settings``; the first is named)."""
-    unread = unread_settings(mode, config, policies, given, routers)
+    unread = unread_settings(mode, config, policies, given, routers, max_rate)
     if unread:
         raise InputError(next(iter(unread.values())))
 
 
 def unread_settings(mode: str, config: Config, policies: list[str], given: dict[str, str],
-                    routers: list[str] | None = None) -> dict[str, str]:
+                    routers: list[str] | None = None, max_rate: bool = False) -> dict[str, str]:
     """The keys of ``given`` a run would read only together with others and does not here (judged on its resolved
-    ``config``, its ``policies`` and, in a cluster, its ``routers``: ``cluster.router``'s when none), each with the
-    message that says why. A sweep or a plan refuses those no point reads (``experiments.execute``)."""
+    ``config``, its ``policies``, whether it searches the max rate and, in a cluster, its ``routers``:
+    ``cluster.router``'s when none), each with the message that says why. A sweep or a plan refuses those no point
+    reads (``experiments.execute``)."""
+    from sim.mode_settings_rules import unread_with_others
+
     unread = {}
     for key, why in _unread(mode, config, policies, given, routers or [config.cluster.router]):
+        unread.setdefault(key, f"{given[key]}: {why}")
+    for key, why in unread_with_others(mode, config, given, max_rate):
         unread.setdefault(key, f"{given[key]}: {why}")
     return unread
 
@@ -163,7 +170,8 @@ def _unread(mode: str, config: Config, policies: list[str], given: dict[str, str
         for key in ("serving.all_reduce", "serving.data_parallel_size"):
             if key in given:
                 yield key, "not used by --trace-stats, which sizes no instance"
-        for key in () if sizes_states else TRACE_STATS_STATE_KEYS:
+        # (hardware.gpus_per_node bounds the TP: read where the TP is, or a TP above 8 could not be given)
+        for key in () if sizes_states else (*TRACE_STATS_STATE_KEYS, "hardware.gpus_per_node"):
             if key in given:
                 yield key, ("not used by --trace-stats, which sizes no instance (only a Gated DeltaNet hybrid's block "
                             "size, when serving.block_size is null, depends on it)")

@@ -196,6 +196,17 @@ CASES: dict[str, Case] = {
                                                 files={"t.csv": f"{AZURE_HEADER}1700-01-01 00:00:00,100,10\n"
                                                                 "2250-01-01 00:00:00,100,10\n"}),
     "synthetic_rate_tiny": setting("workload.synthetic.rate_rps=1e-12", mode=("--trace-stats", "--no-plot")),
+    # gamma arrivals: cv² overflowed (OverflowError), and a scale 1 / (rate x shape) of 1 / 0 (ZeroDivisionError)
+    "gamma_cv_squared_overflows": Case([*TRACE_STATS, "--set", "workload.arrivals.process=gamma", "--set",
+                                        "workload.arrivals.cv=1e300"], names=("workload.arrivals.cv", "1e+300")),
+    "gamma_scale_overflows": Case([*TRACE_STATS, "--set", "workload.arrivals.process=gamma", "--set",
+                                   "workload.arrivals={cv: 1e90, rate_rps: 1e-300}"],
+                                  names=("'workload.arrivals.cv'=1e+90", "1e-300 requests/s", "overflows")),
+    # turns past trace.synthetic's cap of 4,096 could not be drawn: turns_mean 1e6 ran at 0.0004 requests/s, not 5
+    "turns_mean_beyond_the_turn_cap": setting("workload.synthetic.turns_mean=5000", "4,096"),
+    # a derived uplink of 4e-10 Gb/s, below the 1 Mb/s a given one may have (ran, every cross-rack fetch taking years)
+    "oversubscription_leaves_no_uplink": setting("cluster.oversubscription=1e12", "cluster.oversubscription", "uplink",
+                                                 mode=("--cluster", "--no-plot", "--set", "cluster.num_racks=2")),
     "prefetch_in_a_serving_mode": Case(["--pd", "--preset", "smoke", "--set", "cache.prefetch=session", "--quiet"],
                                        names=("cache.prefetch", "--cache-only")),
     "admission_in_a_serving_mode": Case(["--preset", "smoke", "--set", "cache.admission=selective_write", "--quiet"],
@@ -346,6 +357,9 @@ CASES: dict[str, Case] = {
                                                         "axes: {cache.policy: [lru, fifo]}\n"}),
     "plan_syntax_error_one_line": Case(["--plan", "{tmp}/p.yaml"], names=("p.yaml", "line 2"), files={"p.yaml": "target: {slo: [\n"}),
     "plan_empty": Case(["--plan", "{tmp}/p.yaml"], names=("p.yaml", "empty"), files={"p.yaml": "# nothing yet\n"}),
+    # '2:2' is the ratio '1:1': it added no candidate, unsaid (as two spellings of one GPU are refused)
+    "plan_split_twice_in_other_terms": plan(SLO_TARGET + "search: {gpu: [h100-sxm], pd_split: ['1:1', '2:2']}\n",
+                                            "'search.pd_split'", "'1:1' and '2:2'"),
     # a plan's target and search values are judged in the plan, by its key: they were found as a run's override
     # ("override: config key 'slo.ttft_s' must be > 0"), naming neither the plan nor its key
     "plan_slo_negative": Case(["--plan", "{tmp}/p.yaml", "--workload-limit", "50"], names=("p.yaml", "'target.slo.ttft_s'", "-1"),

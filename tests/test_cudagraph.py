@@ -8,11 +8,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import sim.serving.compute as compute_module
 from sim.config import load_config
+from sim.serving.compute import RooflineCompute
 from sim.serving.compute_backend import compute_model
 from sim.serving.cudagraph import PaddedCompute, config_cudagraph_sizes
 from sim.serving.moe import DataParallelShare, expected_distinct_experts
 from sim.serving.step_shape import StepShape
+from sim.specs import gpu_spec, model_spec
 
 
 def test_padded_sizes_by_hand():
@@ -63,3 +66,25 @@ def test_eager_steps_run_at_their_own_size():
     config = load_config(None, sets=["model=qwen3-30b-a3b", "serving.enforce_eager=true"])
     compute = compute_model(config)
     assert not isinstance(compute, PaddedCompute)
+
+
+def test_kept_step_prices_are_the_fresh_ones(monkeypatch):
+    """The prices kept per batch and share (a one-chunk step's whole time; a decode window's per-step linear and once
+    parts) are the ones computed afresh, for every share of a data-parallel MoE step (they differ: the key must tell
+    them apart), and a memo starting over when full (here every third entry) changes none."""
+    monkeypatch.setattr(compute_module, "DECODE_FIXED_MEMO", 3)
+    model = RooflineCompute(model_spec("mixtral-8x7b"), gpu_spec("h100-sxm"), 2, 2, 2)
+    shares = [None, DataParallelShare(16, 16), DataParallelShare(16, 64), DataParallelShare(32, 64)]
+    for chunk, context in [(100, 0), (7, 500), (100, 0), (1, 0), (7, 500)]:
+        shape = StepShape()
+        shape.add_prefill(chunk, context)
+        prices = [model.step_time(shape, share) for share in shares]
+        assert prices == [model._step_time(shape, share) for share in shares]
+        assert len(set(prices)) == len(shares)
+    for lengths in ([5, 900, 33], [5, 900, 33], [40] * 9):
+        shape = StepShape.decode_batch(lengths)
+        for share in shares:
+            kept = model.decode_times(shape, 40, share)
+            assert model._decode_fixed(len(lengths), share) == model._decode_fixed_parts(len(lengths), share)
+            np.testing.assert_array_equal(kept, model.decode_times(shape, 40, share))
+    assert len(model._step_fixed_memo) <= 3 and len(model._decode_fixed_memo) <= 3

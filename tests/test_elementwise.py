@@ -67,3 +67,14 @@ def test_batch_one_decode_against_gpt_fast_on_an_a100(model, tokens_per_s):
     config = load_config(None, sets=["hardware.gpu=a100-80gb", f"model={model}"])
     step = gpu_compute_model(config).step_time(StepShape.decode_batch(np.array([100])))
     assert step == pytest.approx(1 / tokens_per_s, rel=0.10)
+
+
+def test_rotary_turns_a_replicated_kv_head_on_every_rank():
+    """Qwen3-30B-A3B at TP 8: 32 query heads and 4 KV heads, so each rank holds 4 query heads and one KV head whole
+    (vLLM replicates a KV head when TP exceeds their count); the rotary embedding reads and writes 2 x (4 + 1) x 128
+    elements a token there, not 2 x (32 + 4) x 128 / 8 (half a KV head)."""
+    m = model_spec("qwen3-30b-a3b")
+    with_rope = elementwise_cost(m, 2, 8)
+    without = elementwise_cost(dataclasses.replace(m, position_encoding="learned"), 2, 8)
+    assert with_rope.kernels - without.kernels == 1
+    assert with_rope.bytes_per_token - without.bytes_per_token == pytest.approx(2 * 2 * (4 + 1) * 128)

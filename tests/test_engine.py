@@ -22,7 +22,17 @@ def test_run_until_and_past_scheduling():
     engine.at(1.0, log.append, 1)
     engine.at(3.0, log.append, 3)
     engine.run(until=2.0)
-    assert log == [1] and engine.now == 2.0
+    assert log == [1] and engine.now == 2.0 and engine.events_run == 1  # (the loop counts its events at its end)
+
+    def fail() -> None:
+        raise RuntimeError("callback")
+
+    engine.at(2.5, fail)
+    with pytest.raises(RuntimeError):
+        engine.run()
+    assert engine.events_run == 2 and engine.now == 2.5  # an event that raised was run: counted all the same
+    engine.run()
+    assert log == [1, 3] and engine.events_run == 3
     with pytest.raises(ValueError):
         engine.at(1.5, log.append, "past")
 

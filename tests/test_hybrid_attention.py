@@ -10,7 +10,8 @@ import json
 import numpy as np
 import pytest
 
-from sim.serving.compute import RooflineCompute, StepShape, window_sliding_kv_tokens
+from sim.serving.compute import RooflineCompute
+from sim.serving.step_shape import StepShape, window_sliding_kv_tokens
 from sim.serving.utilization import WorkCounter, WorkTotals
 from sim.specs import gpu_spec, model_spec
 from tests.conftest import BUNDLED_AZURE

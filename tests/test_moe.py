@@ -114,7 +114,10 @@ def test_utilization_counts_the_moe_roofline():
     head = 2 * 16 * 8  # LM head FLOPs for one sequence: 2 x vocab x hidden
     assert counter.flops(work) == pytest.approx(2 * 2176 + head + 2 * r.attn_flops_per_pair * shape.prefill_pairs)
     kv = r.kv_bytes_per_token_layer * 2
-    assert counter.bytes(work) == pytest.approx(2 * (1680 + kv) + 16 * 8 * 2)
+    # and each layer's elementwise kernels for the 2 tokens, 2 B x (two fused add + RMSNorms 2 x 4 x 8, the 2 experts'
+    # SiluAndMul 3 x 2 x 6, the rotary embedding over 2 query heads and 1 KV head 2 x 3 x 4) = 248 B a token
+    elementwise = 2 * 2 * (2 * 4 * 8 + 3 * 2 * 6 + 2 * 3 * 4)
+    assert counter.bytes(work) == pytest.approx(2 * (1680 + kv + elementwise) + 16 * 8 * 2)
 
 
 # ---------------------------------------------------------------- a bundle's moe.csv

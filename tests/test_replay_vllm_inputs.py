@@ -133,6 +133,21 @@ def test_a_profile_with_an_overlay_is_refused(tmp_path):
     assert done.returncode == 2 and "--profile and --overlay" in done.stderr, done.stderr
 
 
+@pytest.mark.parametrize("setting, named", [
+    ("pd.num_prefill=2", "(it applies to --pd"),  # a single-node run has no PD pools
+    ("cluster.num_racks=2", "(it applies to --cluster"),
+    ("slo.ttft_s=0.1", "compared by its latencies"),  # the replay prints latency errors, no attainment
+    ("cache.tiers.eic.read_gbps=3", "cache.tiers.eic.capacity_gib is 0"),  # no EIC tier to read it
+])
+def test_a_setting_the_replay_does_not_read_is_refused(setting, named):
+    """Each ran the replay to exit 0 with the same numbers, as if the setting had been applied."""
+    done = _replay("--run", str(RUN), "--trace", str(TRACE), "--set", setting)
+    assert done.returncode == 2 and done.stdout == "", done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert f"--set {setting.split('=')[0]}" in last and named in last, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
 def test_tpot_is_not_measurable_when_every_request_has_one_token(tmp_path):
     """Every output_toks 1: no TPOT on either side (an IndexError from an empty percentile before)."""
     run = tmp_path / "run"

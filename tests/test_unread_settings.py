@@ -75,9 +75,106 @@ CASES: dict[str, Case] = {
                                            names=("--set workload.rate_scale", "no clock")),
     "rate_scale_with_max_rate": Case(["--max-rate", "--no-plot", "--rate-scale", "3"],
                                      names=("--rate-scale does nothing with --max-rate",)),
+    # a lower tier of capacity 0 is not built (sim.cache.tiers.build_tiers): its timing and policy were read by
+    # nothing (each ran to exit 0 with the same metrics)
+    "timing_of_a_tier_of_no_capacity": Case(["--no-plot", "--set", "cache.tiers.eic.read_gbps=7"],
+                                            names=("--set cache.tiers.eic.read_gbps",
+                                                   "cache.tiers.eic.capacity_gib is 0")),
+    "policy_of_a_tier_of_no_capacity_in_cache_only": Case(
+        ["--cache-only", "--no-plot", "--set", "cache.tiers.dram.capacity_gib=0", "--set",
+         "cache.tiers.dram.policy=arc"],
+        names=("--set cache.tiers.dram.policy", "cache.tiers.dram.capacity_gib is 0")),
+    "latency_of_a_tier_of_no_capacity_in_pd": Case(
+        ["--pd", "--no-plot", "--set", "cache.tiers.ssd={capacity_gib: 0, latency_us: 9}"],
+        names=("--set cache.tiers.ssd.latency_us", "cache.tiers.ssd.capacity_gib is 0")),
+    # without prefix caching nothing is looked up or stored (the pool only counts): the policy and the lower tiers
+    # changed nothing (same metrics, exit 0); HBM's capacity still sizes the pool
+    "policy_without_prefix_caching": Case(["--no-plot", "--set", "serving.enable_prefix_caching=false", "--set",
+                                           "cache.policy=arc"],
+                                          names=("--set cache.policy", "serving.enable_prefix_caching=false")),
+    "lower_tier_without_prefix_caching_in_a_cluster": Case(
+        ["--cluster", "--no-plot", "--set", "serving.enable_prefix_caching=false", "--set",
+         "cache.tiers.dram.read_gbps=4"],
+        names=("--set cache.tiers.dram.read_gbps", "serving.enable_prefix_caching=false")),
+    # the attainment is the target of --max-rate (experiments.maxrate) alone; a run reports its slo_attainment
+    "slo_attainment_without_max_rate": Case(["--no-plot", "--set", "slo.ttft_s=1", "--set", "slo.attainment=0.5"],
+                                            names=("--set slo.attainment", "--max-rate")),
+    # a rack's uplink carries only traffic between racks (sim.cluster.run), and a given uplink replaces the one
+    # derived from the oversubscription (each ran to exit 0 with the same metrics)
+    "uplink_of_a_single_rack": Case(["--cluster", "--no-plot", "--set", "cluster.uplink_gbps=10"],
+                                    names=("--set cluster.uplink_gbps", "cluster.num_racks is 1")),
+    "uplink_latency_of_a_single_rack_in_cluster_pd": Case(
+        ["--cluster", "--pd", "--no-plot", "--set", "cluster.uplink_latency_us=100"],
+        names=("--set cluster.uplink_latency_us", "cluster.num_racks is 1")),
+    "oversubscription_beside_a_given_uplink": Case(
+        ["--cluster", "--no-plot", "--set", "cluster.num_racks=2", "--set", "cluster.uplink_gbps=10", "--set",
+         "cluster.oversubscription=3"], names=("--set cluster.oversubscription", "cluster.uplink_gbps=10")),
+    # an NS-3 table times every transfer (sim.serving.network.network_model): the analytic figures did nothing
+    "network_bandwidth_beside_a_lookup_table": Case(
+        ["--pd", "--no-plot", "--set", "network.lookup=profiles/ns3_kv_transfer_100gbps.json", "--set",
+         "network.bandwidth_gbps=5"], names=("--set network.bandwidth_gbps", "network.lookup")),
+    "network_latency_beside_a_lookup_table_in_a_cluster": Case(
+        ["--cluster", "--no-plot", "--set", "network.lookup=profiles/ns3_kv_transfer_100gbps.json", "--set",
+         "network.latency_us=50"], names=("--set network.latency_us", "network.lookup")),
+    # the cache-only replay has no clock, --trace-stats sizes no instance: neither reads these (exit 0, unchanged)
+    "all_reduce_in_cache_only": Case(["--cache-only", "--no-plot", "--set", "serving.tensor_parallel_size=2", "--set",
+                                      "serving.all_reduce=nccl"],
+                                     names=("--set serving.all_reduce", "not used by --cache-only")),
+    # HBM alone (every lower tier of capacity 0) has nothing below it to copy to: the same hits and times (exit 0)
+    "inclusion_of_hbm_alone": Case(["--no-plot", "--set", "cache.tiers.dram.capacity_gib=0", "--set",
+                                    "cache.tiers.ssd.capacity_gib=0", "--set", "cache.inclusion=inclusive"],
+                                   names=("--set cache.inclusion", "no lower tier")),
+    # one instance: every router sends every request to it (two --router runs had equal metrics, exit 0)
+    "router_of_one_worker": Case(["--no-plot", "--set", "serving.num_instances=1", "--router",
+                                  "round-robin,least-loaded"], names=("--router", "one instance")),
+    "router_threshold_of_a_one_gpu_cluster": Case(
+        ["--cluster", "--no-plot", "--set", "cluster.nodes_per_rack=1", "--set", "hardware.gpus_per_node=1", "--set",
+         "cluster.cache_threshold=0.3"], names=("--set cluster.cache_threshold", "one instance")),
+    # a session prefetch moves a block up from a lower tier (sim.cache.hooked): over HBM alone it moved nothing, and
+    # a workload without session ids (the Azure trace, a RAG workload) never prefetched (the same hits, exit 0)
+    "session_prefetch_over_one_tier": Case(["--cache-only", "--no-plot", "--capacity-blocks", "100", "--set",
+                                            "cache.prefetch=session"], names=("--set cache.prefetch", "only tier")),
+    "session_prefetch_axis_over_one_tier": Case(
+        ["--sweep", "{tmp}/s.yaml", "--no-plot"], names=("s.yaml", "axis 'cache.prefetch'", "only tier"),
+        files={"s.yaml": "mode: cache-only\nset: {cache.capacity_blocks: 100}\n"
+                         "axes: {cache.prefetch: [none, session]}\n"}),
+    "session_prefetch_without_sessions": Case(["--cache-only", "--no-plot", "--workload-trace", "{azure}", "--set",
+                                               "cache.prefetch=session"],
+                                              names=("'cache.prefetch'=session", "azure_conv_2023.csv",
+                                                     "no session ids")),
+    "gpus_per_node_in_trace_stats": Case([*TRACE_STATS, "--set", "hardware.gpus_per_node=2"],
+                                         names=("--set hardware.gpus_per_node", "not used by --trace-stats")),
+    # ... but where the TP is read (a hybrid's block size), the node's GPUs bound it: TP 16 needs 16 of them
+    "gpus_per_node_bounding_a_hybrids_tp_in_trace_stats": Case(
+        trace_stats("--set", "model=qwen3-next-80b-a3b", "--set", "hardware.gpu=h200", "--set",
+                    "serving.tensor_parallel_size=16", "--set", "hardware.gpus_per_node=16"), skips={},
+        files={"t.csv": AZURE_OK}),
 }
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_unread_setting(name, run_cli, tmp_path):
     check_bad_input(CASES[name], run_cli, tmp_path)
+
+
+@pytest.mark.parametrize("argv", [
+    ["--cluster", "--set", "cluster.num_racks=2", "--set", "cluster.uplink_gbps=10"],  # (no oversubscription given)
+    ["--cluster", "--set", "cluster.num_racks=2", "--set", "network.lookup=profiles/ns3_kv_transfer_100gbps.json",
+     "--set", "network.bandwidth_gbps=50"],  # (the racks' uplinks are derived from it)
+    ["--set", "cache.tiers.eic.capacity_gib=1", "--set", "cache.tiers.eic.read_gbps=7"],
+    ["--set", "serving.enable_prefix_caching=false", "--set", "cache.tiers.hbm.capacity_gib=20"],
+    # (a tier's capacity is still checked, "holds no KV block: give 0", so it may be given)
+    ["--set", "serving.enable_prefix_caching=false", "--set", "cache.tiers.dram.capacity_gib=0"],
+    ["--max-rate", "--set", "slo.ttft_s=5", "--set", "slo.attainment=0.5"],
+    ["--set", "serving.num_instances=2", "--router", "round-robin"],
+    ["--cache-only", "--set", "cache.prefetch=session"],  # (multi-turn sessions, DRAM and SSD below HBM)
+    ["--set", "cache.tiers.dram.capacity_gib=0", "--set", "cache.tiers.ssd.capacity_gib=1", "--set",
+     "cache.inclusion=inclusive"],
+], ids=["uplink_of_two_racks", "bandwidth_beside_a_table_derives_uplinks", "tier_with_capacity",
+        "hbm_sizes_the_pool_without_caching", "tier_capacity_without_caching",
+        "attainment_with_max_rate",
+        "router_of_two_workers", "prefetch_of_sessions_over_lower_tiers", "inclusion_over_a_lower_tier"])
+def test_the_same_settings_where_they_are_read_run(argv, run_cli):
+    """The rules above refuse a setting only where nothing reads it: beside what reads it, the run goes on."""
+    status, _, err = run_cli("--no-plot", "--quiet", "--set", "workload.synthetic.num_requests=20", *argv)
+    assert status == 0, err[-2000:]

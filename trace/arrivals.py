@@ -12,6 +12,8 @@ changes nothing else (lengths, sessions, block ids stay the same).
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from sim.config import WorkloadConfig
@@ -40,7 +42,10 @@ def draw_arrivals(arrival_s: np.ndarray, workload: WorkloadConfig, rng: np.rando
     if arrivals.process == "poisson":
         gaps = rng.exponential(1.0 / rate, n - 1)
     elif arrivals.process == "gamma":
-        shape = 1.0 / arrivals.cv**2
+        shape = 1.0 / arrivals.cv**2  # (cv's domain keeps cv² and 1/cv² finite)
+        if not rate * shape > 1.0 / sys.float_info.max:  # (its scale 1 / (rate x shape) must be a finite float64)
+            raise ConfigError(f"config key 'workload.arrivals.cv'={arrivals.cv:g} at a rate of {rate:g} requests/s: the "
+                              "gamma's scale cv²/rate overflows a float64; lower the cv or raise the rate")
         gaps = rng.gamma(shape, 1.0 / (rate * shape), n - 1)
     else:  # resample: the workload's own gap distribution, its mean moved to 1/rate
         own = np.diff(arrival_s)

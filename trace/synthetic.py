@@ -12,12 +12,13 @@ from typing import Callable
 
 import numpy as np
 
-from sim.config import SyntheticConfig
+from sim.config import MAX_TURNS, SyntheticConfig
 from trace import blocks as bm
 from trace.request import Trace, TraceProvenance
 
 AGENT_STEP_GAP_MEAN_S = 2.0  # mean think/tool time between an agent's steps (assumed, not measured)
-MAX_TURNS = 4096  # a conversation's turns are capped here (a bound on memory; the beta-geometric tail is long)
+# a conversation's turns are capped at MAX_TURNS (a bound on memory; the beta-geometric tail is long), which bounds
+# workload.synthetic.turns_mean
 
 
 @dataclass

@@ -134,6 +134,10 @@ def run_cache_only(trace: Trace, config: Config, policies: list[str], progress: 
     """One run per policy over the same trace and tiers."""
     for name in policies:
         policy_class(name)  # fail fast on an unknown name
+    if config.cache.prefetch == "session" and not (trace.session_id >= 0).any():  # (a prefetch follows a session)
+        source = config.workload.trace or f"the synthetic {config.workload.synthetic.kind} workload"
+        raise ConfigError(f"config key 'cache.prefetch'=session: {source} has no session ids (no request is named a "
+                          "later turn of another), so nothing would be prefetched")
     semantics = access_semantics(config, "plain")
     stream = cache_stream(trace, config)
     next_use = predicted = model = None

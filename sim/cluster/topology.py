@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sim.config import Config
+from sim.config import MIN_GBPS, Config
 from sim.config_rules import SERVING_TP, data_parallel_groups_fit, pd_tensor_parallel
 from sim.errors import ConfigError
 
@@ -69,6 +69,13 @@ class Topology:
             if gpus % role_tp:
                 raise ConfigError(f"config keys 'hardware.gpus_per_node'={gpus} and '{key}'={role_tp}: an instance is "
                                   f"tensor_parallel_size GPUs of one node, so TP must divide the node's GPUs")
+        cluster = config.cluster
+        if cluster.num_racks > 1 and cluster.uplink_gbps is None:  # (sim.cluster.run derives the racks' uplinks so)
+            uplink = cluster.nodes_per_rack * config.network.bandwidth_gbps / cluster.oversubscription
+            if uplink < MIN_GBPS:  # the domain a given cluster.uplink_gbps has: 1e12 gave 4e-10 Gb/s, with no word
+                raise ConfigError(f"config key 'cluster.oversubscription'={cluster.oversubscription:g} leaves a rack's "
+                                  f"uplink {uplink:.3g} Gb/s (cluster.nodes_per_rack x network.bandwidth_gbps / it), "
+                                  f"below {MIN_GBPS:g} Gb/s; lower it or set cluster.uplink_gbps")
         dp = config.serving.data_parallel_size
         topo = cls(config.cluster.num_racks, config.cluster.nodes_per_rack, gpus, tp,
                    config.pd.num_prefill if pd else 0, config.pd.num_decode if pd else 0,

@@ -96,11 +96,16 @@ class BlockPool:
     def _taken(self, steps: int) -> int:
         """Reserved blocks the window's first ``steps`` steps take (the last answer is kept: reads between two step
         starts ask the same)."""
-        if steps != self._taken_memo[0]:
+        memo = self._taken_memo
+        if steps != memo[0]:
             bs = self._block_size
-            self._taken_memo = (steps, sum(min(count, (steps - first) // bs + 1)
-                                           for first, count in self._growth if steps >= first))
-        return self._taken_memo[1]
+            taken = 0
+            for first, count in self._growth:
+                if steps >= first:
+                    started = (steps - first) // bs + 1
+                    taken += count if count < started else started
+            self._taken_memo = memo = (steps, taken)
+        return memo[1]
 
     def _claimed(self, t: float, inclusive: bool = False) -> int:
         return self._taken(self._started(t, inclusive)) if self._window is not None else 0
@@ -129,13 +134,18 @@ class BlockPool:
             return
         now, bs, steps = self.clock.now, self._block_size, w.steps
         ends = w.ends
-        whole = steps == len(ends)  # not cut short: every reserved block was taken
         blocks, offsets = 0, 0.0
-        for first, count in self._growth:
-            if whole or steps >= first:
-                taken = count if whole else min(count, (steps - first) // bs + 1)
-                blocks += taken
-                offsets += sum(ends[first - 2:first - 2 + taken * bs:bs])  # their start times, from the window's
+        if steps == len(ends):  # not cut short: every reserved block was taken
+            for first, count in self._growth:
+                blocks += count
+                # their start times, from the window's (one block, the usual case: its own, which is what the sum is)
+                offsets += ends[first - 2] if count == 1 else sum(ends[first - 2:first - 2 + count * bs:bs])
+        else:
+            for first, count in self._growth:
+                if steps >= first:
+                    taken = min(count, (steps - first) // bs + 1)
+                    blocks += taken
+                    offsets += sum(ends[first - 2:first - 2 + taken * bs:bs])
         self._window, self._growth = None, []
         self.block_seconds += self._used * (now - self.since) + blocks * (now - w.start) - offsets
         self.since = now

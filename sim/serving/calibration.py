@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -39,6 +39,7 @@ from sim.serving.collectives import (COLLECTIVES, MeasuredCollectives, RingColle
 from sim.serving.compute import RooflineCompute, StepShape
 from sim.serving.compute_backend import (analytic_collectives, attention_efficiency, bundle_gpu_misfit, gpu_link,
                                         profile_misfit, roofline_compute)
+from sim.serving.elementwise import elementwise_cost
 from sim.serving.engine_limits import block_size
 from sim.serving.llmservingsim_compute import bundle_attention_rows, read_bundle_layers
 from sim.serving.vidur_compute import (VidurAttention, VidurProfile, read_vidur_table, vidur_layer_ms,
@@ -149,12 +150,24 @@ def _vidur_mlp(path: Path, config: Config) -> TableFit:
     points = (frame.assign(seconds=vidur_layer_ms(frame, path) * 1e-3)
               .groupby(["num_tensor_parallel_workers", "num_tokens"], as_index=False)["seconds"].mean())
     rooflines = {tp: _roofline(config, tp) for tp in tps}
-    reference = np.array([rooflines[int(tp)].linear_layer_time(int(t))
+    reference = np.array([_layer_but_attention(rooflines[int(tp)])(int(t))
                           for tp, t in zip(points["num_tensor_parallel_workers"], points["num_tokens"], strict=True)])
     return TableFit("compute", "mlp.csv (one layer but attention)", str(path),
                     points[["num_tensor_parallel_workers", "num_tokens"]], points["seconds"].to_numpy(),
                     leave_one_out(points, ["num_tokens"], "seconds", ("num_tensor_parallel_workers",)), reference,
-                    LOO, _roofline_name(config, "linear layers"))
+                    LOO, _roofline_name(config, "linear layers and elementwise kernels"))
+
+
+def _layer_but_attention(roofline: RooflineCompute, moe: bool = False) -> Callable[[int], float]:
+    """The roofline's price of what a table of a layer's operators but attention times, for a number of tokens: its
+    GEMMs and its elementwise kernels, as a step adds them (Vidur's mlp.csv and a bundle's dense.csv time the norms,
+    the rotary embedding and the activation as operators of their own). An MoE bundle's dense.csv has no MLP (moe.csv
+    times it): the attention projections, the norms and the rotary embedding."""
+    if not moe:
+        return lambda tokens: roofline.linear_layer_time(tokens) + roofline.elementwise_time(tokens)
+    side = elementwise_cost(roofline.model, roofline.dtype_bytes, roofline.tensor_parallel_size, activation=False)
+    return lambda tokens: (roofline.projections_time(tokens)
+                           + side.layer_time(tokens, roofline.floors.gemm_s, roofline.bandwidth))
 
 
 def _attention_reference(roofline: RooflineCompute, chunk: int, context: float, decodes: int, kv: float) -> float:
@@ -205,12 +218,13 @@ def _bundle_tables(directory: Path, config: Config) -> list[TableFit]:
         per_layer = pd.DataFrame({"tokens": common, "seconds": [
             sum(float(np.interp(t, *dense[op])) for op in layer_ops) for t in common]})
         moe = model.is_moe  # every layer's operators without an MLP: moe.csv times the MoE block
-        linear = roofline.projections_time if moe else roofline.linear_layer_time
+        linear = _layer_but_attention(roofline, moe)
         fits.append(TableFit("compute", label + "dense.csv (one layer's operators)", str(tp_dir / "dense.csv"),
                              per_layer[["tokens"]], per_layer["seconds"].to_numpy(),
                              leave_one_out(per_layer, ["tokens"], "seconds"),
                              np.array([linear(int(t)) for t in common]),
-                             LOO, _roofline_name(config, "attention projections" if moe else "linear layers")))
+                             LOO, _roofline_name(config, "attention projections, norms and rotary embedding" if moe
+                                                       else "linear layers and elementwise kernels")))
         if moe and (tp_dir / "moe.csv").is_file():
             fits.extend(_moe_fit(tp_dir, roofline, config))
 

@@ -51,9 +51,11 @@ from sim.serving.elementwise import elementwise_cost
 from sim.serving.gdn_compute import gated_delta_net_cost
 from sim.serving.kernel_floors import ROUTED_EXPERT_KERNELS, KernelFloors, attention_projection_kernels, mlp_kernels
 from sim.serving.moe import DataParallelShare, group_tokens, rank_experts
-from sim.serving.step_shape import StepShape
+from sim.serving.step_shape import StepShape, window_kv_tokens, window_sliding_kv_tokens
 from sim.serving.varlen_attention import varlen_attention
 from sim.specs import GPUSpec
+
+DECODE_FIXED_MEMO = 1 << 16  # steps' fixed parts kept (per batch size and share) before a memo starts over
 
 
 class ComputeModel(Protocol):
@@ -88,45 +90,6 @@ class WrappedCompute:
 
 def _combine(compute_s: float, memory_s: float) -> float:
     return math.hypot(compute_s, memory_s)
-
-
-_step_offsets = np.arange(4096, dtype=np.float64)  # 0, 1, 2, ...: a window's steps after its first (grown on demand)
-
-
-def _window_steps(steps: int) -> np.ndarray:
-    """0 … steps − 1 as floats (a view: windows are short and many, so the range is made once)."""
-    global _step_offsets
-    if steps > len(_step_offsets):
-        _step_offsets = np.arange(max(steps, 2 * len(_step_offsets)), dtype=np.float64)
-    return _step_offsets[:steps]
-
-
-def window_kv_tokens(first: StepShape, steps: int) -> np.ndarray:
-    """Σ decode KV length of each step of a decode window (whole numbers, as floats: exact below 2**53, and what
-    the step-time arithmetic converts them to anyway)."""
-    kv = _window_steps(steps) * first.decode_seqs
-    kv += first.decode_kv_tokens
-    return kv
-
-
-def window_sliding_kv_tokens(first: StepShape, steps: int) -> np.ndarray:
-    """Σ decode KV length of each step of a decode window as a hybrid model's sliding-window layers see it: a
-    sequence's grows by one a step until it fills the window (``first.sliding.fill_steps``), then stays, so step k
-    adds Σ min(k, fill) to the first step's."""
-    sliding = first.sliding
-    fill = sliding.fill_steps
-    k = _window_steps(steps)
-    kv = np.full(steps, float(sliding.decode_kv_tokens))
-    if fill is not None and len(fill):
-        filled = np.searchsorted(fill, k, side="right")  # sequences full by step k
-        kv += np.concatenate(([0.0], np.cumsum(fill, dtype=np.float64)))[filled] + k * (len(fill) - filled)
-    return kv
-
-
-def window_kv(first: StepShape, steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Σ, max and min decode KV length of each step of a decode window (as ``window_kv_tokens``, floats)."""
-    k = _window_steps(steps)
-    return window_kv_tokens(first, steps), first.decode_kv_max + k, first.decode_kv_min + k
 
 
 @dataclass
@@ -224,7 +187,10 @@ class RooflineCompute:
         # the MLP's input and its intermediate_size-wide activation, written and read (gated or not)
         self.act_bytes_per_token = 2 * (m.hidden_size + m.intermediate_size) * self.dtype_bytes
         self.elementwise = elementwise_cost(m, self.dtype_bytes, tp)  # norms, rotary, activation (in series)
-        self._decode_fixed_memo: dict[int, tuple[float, float]] = {}
+        self._decode_fixed_memo: dict[int | tuple[int, int, int], tuple[float, float]] = {}
+        self._step_fixed_memo: dict[tuple[int, int, int], tuple[float, float]] = {}  # (``_step_fixed``)
+        self._dense_args: tuple[float, ...] | None = None  # ``_dense_decode_window``'s constants, once asked
+        self._prefill_memo: dict[tuple, float] = {}  # (``step_time``)
         if m.is_moe:
             # per MoE layer and GPU: projections, shared experts and routed experts split over TP (vLLM builds the
             # shared experts as a dense MLP: qwen2_moe.py Qwen2MoeMLP, deepseek_v2.py DeepseekV2MLP), the router,
@@ -313,8 +279,7 @@ class RooflineCompute:
         return gdn.layers * (self.linear_layer_time(tokens, share, gdn.projection_delta, 1) + mixer
                              + self.elementwise_time(tokens))
 
-    def elementwise_time(self, tokens: int) -> float:
-        """One layer's elementwise kernels for ``tokens`` tokens (``sim.serving.elementwise``)."""
+    def elementwise_time(self, tokens: int) -> float:  # one layer's (``sim.serving.elementwise``)
         return self.elementwise.layer_time(tokens, self.floors.gemm_s, self.bandwidth)
 
     def attention_flops(self, prefill_pairs: float, decode_kv_tokens: float, prefill_context: float,
@@ -390,11 +355,29 @@ class RooflineCompute:
         return 0.0 if self.comm is None else self.comm.step_time(tokens, logit_rows, share)
 
     def step_time(self, shape: StepShape, share: DataParallelShare | None = None) -> float:
-        if shape.tokens == 0:
+        if shape.prefill_seqs != 1 or shape.decode_seqs or shape.sliding is not None:
+            return self._step_time(shape, share)
+        # one prompt's chunk alone (most steps of a PD prefill instance, and prompt lengths recur) is a pure function
+        # of the aggregates it reads and its share: kept (cleared when full, which changes no answer)
+        key = (shape.prefill_seqs, shape.prefill_tokens, shape.prefill_pairs, shape.prefill_kv_tokens,
+               shape.prefill_chunk_sq, shape.prefill_chunk_max, shape.prefill_kv_max, shape.prefill_row_blocks,
+               None if share is None else (share.tokens, share.group_tokens))
+        memo = self._prefill_memo
+        seconds = memo.get(key)
+        if seconds is None:
+            if len(memo) >= DECODE_FIXED_MEMO:
+                memo.clear()
+            seconds = memo[key] = self._step_time(shape, share)
+        return seconds
+
+    def _step_time(self, shape: StepShape, share: DataParallelShare | None) -> float:
+        tokens = shape.tokens
+        if tokens == 0:
             return 0.0
-        tokens = shape.tokens if share is None else share.tokens  # padded: the layers run on them all
-        linear = self.linear_layer_time(tokens, share) + self.elementwise_time(tokens)
+        if share is not None:
+            tokens = share.tokens  # padded: the layers run on them all
         rows = shape.logit_rows
+        linear, lm_head = self._step_fixed(tokens, rows, share)
         if self.gdn is not None:  # attention layers, then the Gated DeltaNet ones
             layers = (self.full_layers * (linear + self.attention_layer_time(shape))
                       + self.gdn_layers_time(tokens, shape, share))
@@ -403,7 +386,20 @@ class RooflineCompute:
         else:
             layers = (self.full_layers * (linear + self.attention_layer_time(shape))
                       + self.sliding_layers * (linear + self.attention_layer_time(shape.sliding)))
-        return layers + self.lm_head_time(rows) + self.comm_time(tokens, rows, share)
+        return layers + lm_head + self.comm_time(tokens, rows, share)
+
+    def _step_fixed(self, tokens: int, rows: int, share: DataParallelShare | None) -> tuple[float, float]:
+        """A step's linear layers with their elementwise kernels, and LM head: pure functions of (tokens, rows, share),
+        kept (every step asks; cleared when full, which changes no answer)."""
+        memo = self._step_fixed_memo
+        key = (tokens, rows, -1) if share is None else (tokens, rows, share.group_tokens)
+        fixed = memo.get(key)
+        if fixed is None:
+            if len(memo) >= DECODE_FIXED_MEMO:
+                memo.clear()
+            linear = self.linear_layer_time(tokens, share) + self.elementwise_time(tokens)
+            fixed = memo[key] = (linear, self.lm_head_time(rows))
+        return fixed
 
     def decode_attention_times(self, seqs: int, kv_tokens: np.ndarray) -> np.ndarray:
         """``attention_layer_time`` of decode-only steps, vectorised over steps (``kv_tokens``: floats, as
@@ -426,7 +422,7 @@ class RooflineCompute:
 
     def decode_times(self, first: StepShape, steps: int, share: DataParallelShare | None = None) -> np.ndarray:
         seqs = first.decode_seqs
-        linear, once = self._decode_fixed(seqs) if share is None else self._decode_fixed_parts(seqs, share)
+        linear, once = self._decode_fixed(seqs, share)
         if first.sliding is not None:  # a hybrid model: full-attention and sliding-window layers
             times = self.decode_attention_times(seqs, window_kv_tokens(first, steps))
             times += linear
@@ -444,9 +440,14 @@ class RooflineCompute:
             times += once + self._gdn_decode(first, share)
             return times
         if self.index_topk is None:  # dense attention: the whole window in one compiled call (windows are many)
-            return _dense_decode_window(seqs, float(first.decode_kv_tokens), steps, float(self.attn_flops_per_pair),
-                                        self.attention_peak, float(self.kv_bytes_per_token_layer), self.bandwidth,
-                                        self.floors.attention_s, linear, float(self.model.num_layers), once)
+            args = self._dense_args
+            if args is None:
+                args = self._dense_args = (float(self.attn_flops_per_pair), self.attention_peak,
+                                           float(self.kv_bytes_per_token_layer), self.bandwidth,
+                                           self.floors.attention_s, float(self.model.num_layers))
+            times = np.empty(steps)  # (filled in place: a compiled function returning an array pays to box it)
+            _dense_decode_window(times, seqs, float(first.decode_kv_tokens), linear, once, *args)
+            return times
         times = self.decode_attention_times(seqs, window_kv_tokens(first, steps))
         times += linear
         times *= self.model.num_layers
@@ -470,25 +471,30 @@ class RooflineCompute:
             fixed = self._gdn_decode_memo[seqs] = self.gdn_layers_time(seqs, first)
         return fixed
 
-    def _decode_fixed(self, seqs: int) -> tuple[float, float]:
-        """``_decode_fixed_parts`` without a group, kept per batch size (decode windows are many and short)."""
-        fixed = self._decode_fixed_memo.get(seqs)
+    def _decode_fixed(self, seqs: int, share: DataParallelShare | None = None) -> tuple[float, float]:
+        """``_decode_fixed_parts``, kept per batch size and share, of which it is a pure function (decode windows are
+        many and short; a CUDA graph's padded share repeats at every window of its size). Cleared when full (a
+        data-parallel group's shares vary), which changes no answer."""
+        memo = self._decode_fixed_memo
+        key = seqs if share is None else (seqs, share.tokens, share.group_tokens)
+        fixed = memo.get(key)
         if fixed is None:
-            fixed = self._decode_fixed_memo[seqs] = self._decode_fixed_parts(seqs, None)
+            if len(memo) >= DECODE_FIXED_MEMO:
+                memo.clear()
+            fixed = memo[key] = self._decode_fixed_parts(seqs, share)
         return fixed
 
 
 @njit(cache=True)
-def _dense_decode_window(seqs: int, kv_first: float, steps: int, flops_per_pair: float, peak: float,
-                         bytes_per_token: float, bandwidth: float, floor: float, linear: float, layers: float,
-                         once: float) -> np.ndarray:
-    """``RooflineCompute.decode_times`` of dense attention: the same arithmetic, in the same order, as
-    ``decode_attention_times`` over ``window_kv_tokens`` followed by the per-step linear and once parts."""
-    times = np.empty(steps)
-    for k in range(steps):
+def _dense_decode_window(times: np.ndarray, seqs: int, kv_first: float, linear: float, once: float,
+                         flops_per_pair: float, peak: float, bytes_per_token: float, bandwidth: float, floor: float,
+                         layers: float) -> None:
+    """``RooflineCompute.decode_times`` of dense attention into ``times`` (one per step): the same arithmetic, in the
+    same order, as ``decode_attention_times`` over ``window_kv_tokens`` followed by the per-step linear and once
+    parts."""
+    for k in range(len(times)):
         kv = float(k) * seqs + kv_first
         compute = kv * flops_per_pair / peak
         memory = (kv + seqs) * bytes_per_token / bandwidth
         times[k] = (math.hypot(compute, memory) + floor + linear) * layers + once
-    return times
 

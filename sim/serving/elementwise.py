@@ -50,21 +50,26 @@ def _activation_width(model: ModelSpec) -> float:
     return (dense_layers * model.intermediate_size + model.moe_layers * moe) / model.num_layers
 
 
-def elementwise_cost(model: ModelSpec, dtype_bytes: int, tensor_parallel_size: int) -> ElementwiseCost:
-    """The elementwise kernels of one of ``model``'s layers on one of ``tensor_parallel_size`` ranks."""
+def elementwise_cost(model: ModelSpec, dtype_bytes: int, tensor_parallel_size: int,
+                     activation: bool = True) -> ElementwiseCost:
+    """The elementwise kernels of one of ``model``'s layers on one of ``tensor_parallel_size`` ranks (``activation``
+    False: the norms and rotary embedding alone, what an MoE bundle's dense.csv times beside the projections, its
+    experts' activation being moe.csv's)."""
     tp, m = tensor_parallel_size, model
-    kernels = 2 + 1  # the two fused add + RMSNorms, the activation
+    kernels = 2 + activation  # the two fused add + RMSNorms, the activation
     norm_bytes = 2 * NORM_ACCESSES * m.hidden_size
     act_reads = 2 if m.gated_mlp or m.is_moe else 1  # (experts are gated MLPs)
-    act_bytes = (act_reads + 1) * _activation_width(m) / tp
+    act_bytes = (act_reads + 1) * _activation_width(m) / tp if activation else 0.0
     rope_bytes = 0.0
     if m.position_encoding == "rope":
         kernels += 1
         if m.is_mla:  # the rotary part of each query head, and the one shared key part (replicated)
             rope_bytes = 2 * (m.num_attention_heads / tp + 1) * m.qk_rope_head_dim
         else:
+            # a rank's query heads and its KV heads: one at least (vLLM replicates a KV head over the ranks past
+            # the KV-head count, as ``RooflineCompute``'s KV heads)
             rotary = m.rotary_dim or m.head_dim
-            rope_bytes = 2 * (m.num_attention_heads + m.num_kv_heads) * rotary / tp
+            rope_bytes = 2 * (m.num_attention_heads / tp + max(1, m.num_kv_heads // tp)) * rotary
     if m.is_mla:  # q_a_layernorm and kv_a_layernorm, read and written whole on every rank
         kernels += 1 + (m.q_lora_rank is not None)
         norm_bytes += 2 * ((m.q_lora_rank or 0) + m.kv_lora_rank)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import heapq
 from typing import Any, Callable
 
-
 # Events allowed at one simulated instant before the run is declared stalled: far above any
 # real burst (every request of a large trace arriving at once costs a few events each), far
 # below "forever". A stall is a bug in kvsim, so it raises instead of hanging.
@@ -52,19 +51,25 @@ class Engine:
     def run(self, until: float | None = None) -> None:
         """Process events in order until the agenda is empty (or simulated time passes ``until``)."""
         heap = self._heap
+        pop = heapq.heappop
+        limit = self.max_events_at_one_time
         same_time = 0
-        while heap:
-            if until is not None and heap[0][0] > until:
-                self.now = until
-                return
-            time, _, _, callback, args = heapq.heappop(heap)
-            if time == self.now:
-                same_time += 1
-                if same_time > self.max_events_at_one_time:
-                    raise StallError(f"simulated time stopped at {time!r} s: {same_time:,} events without progress "
-                                     f"(last: {getattr(callback, '__qualname__', callback)})")
-            else:
-                same_time = 0
-            self.now = time
-            self.events_run += 1
-            callback(*args)
+        events = 0  # (counted here, added to ``events_run`` at the end: the loop runs for every event)
+        try:
+            while heap:
+                if until is not None and heap[0][0] > until:
+                    self.now = until
+                    return
+                time, _, _, callback, args = pop(heap)
+                if time == self.now:
+                    same_time += 1
+                    if same_time > limit:
+                        raise StallError(f"simulated time stopped at {time!r} s: {same_time:,} events without "
+                                         f"progress (last: {getattr(callback, '__qualname__', callback)})")
+                else:
+                    same_time = 0
+                self.now = time
+                events += 1
+                callback(*args)
+        finally:
+            self.events_run += events

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Callable
 
-
 from sim.config import ServingConfig
 from sim.errors import InputError
 from sim.report.metrics import RequestTable, WeightedSamples
@@ -139,9 +138,12 @@ class Instance:
                 slots, target, loaded = computed + 1, tokens, 0
             job.computed = computed  # (a state group's blocks follow the computed tokens: AlignStateKVCacheManager)
         need = kv.new_blocks(job, slots)
-        if self.pool.free < need <= self.pool.free + self.pool.reserved:
+        pool = self.pool
+        free = pool.free
+        if free < need <= free + pool.reserved:
             self.settle()  # the blocks a decode window reserved for later steps are free as single steps see them
-        if need > self.pool.free:
+            free = pool.free
+        if need > free:
             return None
         kv.allocate(job, slots)
         job.computed, job.target = computed, target
@@ -184,13 +186,15 @@ class Instance:
         return (bool(scheduler.inbox) and scheduler.take_in(self.engine.now)) or bool(leaving)
 
     def _step(self) -> None:
-        self.before_plan()
-        steps = self.scheduler.window_steps()
+        scheduler = self.scheduler
+        if scheduler.inbox:  # (``before_plan``)
+            scheduler.take_in(self.engine.now, before=scheduler.async_scheduling)
+        steps = scheduler.window_steps()
         if steps > 1:
-            self._start_window(steps)
+            self.run_window(scheduler.start_window(steps, self.engine.now, self.compute.decode_times))
             self.after_plan()  # (a window starts only when nothing waits to be read)
             return
-        batch = self.scheduler.schedule(self.engine.now)
+        batch = scheduler.schedule(self.engine.now)
         if batch is not None:
             self.run_batch(batch, self.compute.step_time(batch.shape) + batch.load_s)
             self.after_plan()
@@ -213,9 +217,6 @@ class Instance:
         self.batch_tokens = 0
         self._finish(self.scheduler.finish_step(batch, self.engine.now))
 
-    def _start_window(self, steps: int) -> None:
-        self.run_window(self.scheduler.start_window(steps, self.engine.now, self.compute.decode_times))
-
     def run_window(self, window: DecodeWindow) -> None:
         """Run a planned decode window (its steps priced by this instance, or by its group). The blocks it took for
         later steps leave the prefix cache as those steps start, as single steps would take them."""
@@ -233,7 +234,8 @@ class Instance:
                 for step in steps:
                     at = start + ends[step - 2]
                     self.engine.at(at, self._claim_blocks, at, priority=CLAIM_PRIORITY)
-        for step in sorted(window.allocations):  # a stepwise manager's steps allocate as they start (CLAIM_PRIORITY)
+        # a stepwise manager's steps allocate as they start (CLAIM_PRIORITY)
+        for step in (sorted(window.allocations) if window.allocations else ()):
             self.engine.at(window.start + window.ends[step - 1], self._window_allocations, window, step,
                            priority=CLAIM_PRIORITY)
         self.engine.at(window.start + window.ends[-1], self._window_done, self._window_version)

@@ -164,11 +164,12 @@ class KVCacheManager:
     def lookup(self, job: Job) -> PrefixMatch:
         """The longest cached prefix of the job's prompt, across every tier, and the time to load it; after a
         preemption, of its prompt and what it generated (vLLM looks up every full block of the sequence)."""
-        levels: list[int] = []
+        if not self.prefix_caching:  # nothing is found (what ``prefix_hit`` makes of no matched block)
+            job.generated_hit = 0
+            return PrefixMatch([], 0, {})
         chain, chain_tokens = self._sequence_chain(job)
-        if self.prefix_caching:  # blocks in use by running requests count as HBM hits
-            levels = self.cache.lookup_prefix(chain, self.pool).tolist()
-            self._last_block_from_below(job, levels)
+        levels = self.cache.lookup_prefix(chain, self.pool).tolist()  # blocks in use by running requests: HBM hits
+        self._last_block_from_below(job, levels)
         hit, tokens = prefix_hit(levels, job.target, chain_tokens, self.block_size, job.external)
         job.generated_hit = max(0, hit - job.input_tokens // self.block_size) if chain_tokens > job.input_tokens else 0
         return PrefixMatch.of(levels[:hit], tokens)
@@ -226,6 +227,8 @@ class KVCacheManager:
         (``allocate``) reads nothing, so a lower-tier block the request is not served (a partial last
         block, one past the served prefix) is computed, not read."""
         seconds = 0.0
+        if not match.to_load:
+            return seconds
         tiers, block_bytes = self.cache.tiers, self.cache.block_bytes
         for level in sorted(match.to_load):
             nbytes = match.to_load[level] * block_bytes

@@ -18,8 +18,14 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from sim.cache.access import (CacheStream, access_semantics, block_id_space, learned_predictions, next_use_index,
-                              policies_in_use)
+from sim.cache.access import (
+    CacheStream,
+    access_semantics,
+    block_id_space,
+    learned_predictions,
+    next_use_index,
+    policies_in_use,
+)
 from sim.cache.arena import TierArena
 from sim.cache.multitier import build_cache
 from sim.cache.policies import POLICIES
@@ -244,7 +250,7 @@ class ServingRun:
     def _finished(self, job: Job) -> None:
         self.completed += 1
         self.progress.update(1)
-        if self._pd:
+        if self._pd and self.pending:
             self._start_transfers()
 
     # ------------------------------------------------------------------ PD
@@ -255,12 +261,12 @@ class ServingRun:
 
     def _start_transfers(self) -> None:
         """Send prefilled KV, oldest first, to the least-loaded decode instance that has room."""
-        while self.pending:
-            job = self.pending[0]
-            table = self.table
+        pending, table, transfer = self.pending, self.table, self.config.pd.transfer
+        while pending:
+            job = pending[0]
             prefill_instance = self._prefill_of(job)
             targets = self._decode_targets(prefill_instance)
-            if self.config.pd.transfer == "pull":  # the decode side pulls only when it has a sequence slot
+            if transfer == "pull":  # the decode side pulls only when it has a sequence slot
                 targets = [d for d in targets if d.has_free_slot]
             source_job = job
             prompt = int(table.input_tokens[job.rid])  # (the prefill side's may stop short of it: _arrive)
@@ -275,7 +281,7 @@ class ServingRun:
                     break
             else:
                 return  # no decode memory: retry when a decode instance frees blocks
-            self.pending.popleft()
+            pending.popleft()
             self.in_transfer += 1
             table.kv_sent[job.rid] = self.engine.now
             dest_job.generated = 0
@@ -290,7 +296,7 @@ class ServingRun:
             wire = self._link_bytes(nbytes, moved)
             if not nbytes and self.states is not None:  # (a GDN hybrid's decode side holds all it would be sent)
                 self.engine.after(0.0, self._arrived, prefill_instance, source_job, dest, dest_job)
-            elif self.config.pd.transfer == "layerwise":
+            elif transfer == "layerwise":
                 self._layerwise(link, wire, prefill_instance, source_job, dest, dest_job)
             else:
                 self._send_kv(link, wire, lambda s=source_job, p=prefill_instance, d=dest, j=dest_job: self._arrived(p, s, d, j))

@@ -221,7 +221,7 @@ class Scheduler:
 
     def start_window(self, steps: int, now: float, decode_times) -> DecodeWindow:
         """Allocate the blocks of ``steps`` decode steps of the running batch; ``decode_times`` prices them."""
-        jobs = list(self.running)
+        jobs = self.running.copy()
         kv = self.kv
         computed = [job.computed for job in jobs]
         allocations: dict[int, list[int]] = {}
@@ -252,22 +252,24 @@ class Scheduler:
         kv, bs = self.kv, self.block_size
         now_blocks = 0  # new private blocks the first step takes
         growth = []  # (first later step, blocks) per job growing after the first step
-        for job, c in zip(jobs, computed, strict=True):
+        for job, c in zip(jobs, computed):
             need = -(-(c + steps) // bs)
             prompt = len(job.blocks)
-            if need > prompt and job.held == prompt:  # only private blocks grow (the usual case)
+            held = job.held
+            if need > prompt and held == prompt:  # only private blocks grow (the usual case)
                 private = need - prompt
-                if private > job.anonymous:
+                anonymous = job.anonymous
+                if private > anonymous:
                     # the block past its (prompt + anonymous) × bs tokens is needed from step (prompt + anonymous)
                     # × bs - c + 1 on (the first step at the earliest), each next one bs steps later
-                    step, blocks = (prompt + job.anonymous) * bs - c + 1, private - job.anonymous
+                    step, blocks = (prompt + anonymous) * bs - c + 1, private - anonymous
                     if step == 1:
                         now_blocks += 1
                         step, blocks = step + bs, blocks - 1
                     if blocks:
                         growth.append((step, blocks))
                     job.anonymous = private
-            elif need > job.held:  # a prompt not wholly held yet (else its next tokens fit in its prompt's blocks)
+            elif need > held:  # a prompt not wholly held yet (else its next tokens fit in its prompt's blocks)
                 kv.allocate(job, c + steps)
         return now_blocks, growth
 
@@ -289,20 +291,33 @@ class Scheduler:
         table_first = self.table.first_token
         finished = []
         newcomers = 0
-        self.release_planned(window)  # blocks planned for steps an interruption cut off
-        self.kv.pool.finish_window()
-        if self.kv.stepwise_windows:
-            self.kv.end_window(window.jobs, window.computed, k)
-        for job, c in zip(window.jobs, window.computed, strict=True):
-            if job.generated == 0:
+        jobs = window.jobs
+        kv = self.kv
+        stepwise = kv.stepwise_windows
+        # blocks planned for steps an interruption cut off go back (in the loop below where nothing reads them first)
+        cut = k != len(window.times)
+        if cut and stepwise:
+            self.release_planned(window)
+        kv.pool.finish_window()  # (reads the window's growth, not its jobs)
+        if stepwise:
+            kv.end_window(jobs, window.computed, k)
+        cut = cut and not stepwise
+        bs = self.block_size
+        for job, c in zip(jobs, window.computed):
+            if cut:  # ``release_planned``
+                needed = -(-(c + k) // bs) - len(job.blocks)  # private blocks the steps' tokens fill
+                if job.anonymous > needed:
+                    job.anonymous = needed if needed > 0 else 0
+            generated = job.generated
+            if not generated:
                 table_first[job.rid] = first_token
                 newcomers += 1
             job.computed = c + k
-            job.generated += k
+            job.generated = generated = generated + k
             job.last_token_time = now
-            if job.generated >= job.output_tokens:
+            if generated >= job.output_tokens:
                 finished.append(job)
-        batch = len(window.jobs)
+        batch = len(jobs)
         self.itl.add_steps(window.times, k, batch, batch - newcomers)  # a first token has no gap before it
         return finished
 

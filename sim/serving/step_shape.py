@@ -56,11 +56,14 @@ class StepShape:
     def add_prefill(self, chunk: int, context: int) -> None:
         self.prefill_seqs += 1
         self.prefill_tokens += chunk
-        self.prefill_chunk_max = max(self.prefill_chunk_max, chunk)
-        self.prefill_kv_max = max(self.prefill_kv_max, context + chunk)
+        if chunk > self.prefill_chunk_max:
+            self.prefill_chunk_max = chunk
+        kv = context + chunk
+        if kv > self.prefill_kv_max:
+            self.prefill_kv_max = kv
         self.prefill_row_blocks += -(-chunk // ROW_BLOCK)
         self.prefill_pairs += chunk * (context + (chunk + 1) / 2)
-        self.prefill_kv_tokens += context + chunk
+        self.prefill_kv_tokens += kv
         self.prefill_chunk_sq += chunk * chunk
         if self.window:
             self.sliding.add_windowed_prefill(chunk, context, self.window)
@@ -112,3 +115,42 @@ class StepShape:
             sliding.fill_steps = np.sort(fill[fill > 0])
             shape.sliding = sliding
         return shape
+
+
+_step_offsets = np.arange(4096, dtype=np.float64)  # 0, 1, 2, ...: a window's steps after its first (grown on demand)
+
+
+def _window_steps(steps: int) -> np.ndarray:
+    """0 … steps − 1 as floats (a view: windows are short and many, so the range is made once)."""
+    global _step_offsets
+    if steps > len(_step_offsets):
+        _step_offsets = np.arange(max(steps, 2 * len(_step_offsets)), dtype=np.float64)
+    return _step_offsets[:steps]
+
+
+def window_kv_tokens(first: StepShape, steps: int) -> np.ndarray:
+    """Σ decode KV length of each step of a decode window (whole numbers, as floats: exact below 2**53, and what
+    the step-time arithmetic converts them to anyway)."""
+    kv = _window_steps(steps) * first.decode_seqs
+    kv += first.decode_kv_tokens
+    return kv
+
+
+def window_sliding_kv_tokens(first: StepShape, steps: int) -> np.ndarray:
+    """Σ decode KV length of each step of a decode window as a hybrid model's sliding-window layers see it: a
+    sequence's grows by one a step until it fills the window (``first.sliding.fill_steps``), then stays, so step k
+    adds Σ min(k, fill) to the first step's."""
+    sliding = first.sliding
+    fill = sliding.fill_steps
+    k = _window_steps(steps)
+    kv = np.full(steps, float(sliding.decode_kv_tokens))
+    if fill is not None and len(fill):
+        filled = np.searchsorted(fill, k, side="right")  # sequences full by step k
+        kv += np.concatenate(([0.0], np.cumsum(fill, dtype=np.float64)))[filled] + k * (len(fill) - filled)
+    return kv
+
+
+def window_kv(first: StepShape, steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Σ, max and min decode KV length of each step of a decode window (as ``window_kv_tokens``, floats)."""
+    k = _window_steps(steps)
+    return window_kv_tokens(first, steps), first.decode_kv_max + k, first.decode_kv_min + k

@@ -25,6 +25,7 @@ moved are every decode rank's. At P = D this is today's rule: each rank sends it
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 
 def source_ranks(decode_rank: int, decode_tp: int, prefill_tp: int, kv_heads: int, mla: bool) -> list[int]:
@@ -47,12 +48,12 @@ class TransferPlan:
     sent: tuple[int, ...]  # per prefill rank
     received: tuple[int, ...]  # per decode rank
 
-    @property
+    @cached_property  # (read at every transfer)
     def busiest_bytes(self) -> int:
         """A block's bytes on the busiest rank's link: what times a transfer."""
         return max(max(self.sent), max(self.received))
 
-    @property
+    @cached_property
     def moved_bytes(self) -> int:
         """A block's bytes over all ranks (each decode rank's shard; a replicated head once per rank holding it)."""
         return sum(self.received)

@@ -22,7 +22,8 @@ from sim.config import Config
 from sim.kv_dtype import kv_dtype_bytes
 from sim.model_shape import DTYPE_BYTES
 from sim.report.metrics import histogram_distribution
-from sim.serving.compute import RooflineCompute, StepShape, window_sliding_kv_tokens
+from sim.serving.compute import RooflineCompute
+from sim.serving.step_shape import StepShape, window_sliding_kv_tokens
 from sim.specs import gpu_spec, model_spec
 
 if TYPE_CHECKING:
@@ -86,11 +87,14 @@ class WorkTotals:
             self.decode_selected += float(np.minimum(kv, seqs * self.index_topk).sum())
         self.steps += steps
         self.busy_s += duration
-        self.decode_tokens += seqs * steps
-        self.decode_kv_tokens += first_kv_tokens * steps + seqs * steps * (steps - 1) // 2
-        self.logit_rows += seqs * steps
-        self.tokens_per_step[seqs] = self.tokens_per_step.get(seqs, 0) + steps
-        self.seqs_per_step[seqs] = self.seqs_per_step.get(seqs, 0) + steps
+        decoded = seqs * steps
+        self.decode_tokens += decoded
+        self.decode_kv_tokens += first_kv_tokens * steps + decoded * (steps - 1) // 2
+        self.logit_rows += decoded
+        per_step = self.tokens_per_step
+        per_step[seqs] = per_step.get(seqs, 0) + steps
+        per_step = self.seqs_per_step
+        per_step[seqs] = per_step.get(seqs, 0) + steps
 
 
 class WorkCounter:
@@ -111,6 +115,8 @@ class WorkCounter:
             self.linear_flops_per_token = (dense * self.linear_flops_per_token + moe * r.moe_flops_per_token) / layers
             self.act_bytes_per_token = (dense * self.act_bytes_per_token + moe * r.moe_act_bytes_per_token) / layers
         self.kv_bytes_per_token_layer = r.kv_bytes_per_token_layer
+        # each layer's norms, rotary embedding and activation (``sim.serving.elementwise``), attention or GDN layer
+        self.elementwise_bytes_per_token = r.elementwise.bytes_per_token
         self.head_flops_per_row = 2 * m.vocab_size * m.hidden_size / tp
         self.head_weight_bytes = m.vocab_size * m.hidden_size * r.dtype_bytes / tp
         self.peak_flops = r.gpu.peak_flops
@@ -153,7 +159,8 @@ class WorkCounter:
         return ((self.layers - self.moe_layers) * dense + self.moe_layers * moe) / self.layers
 
     def bytes(self, w: WorkTotals) -> float:
-        """Weights read once per step and layer, activations, and the KV each step's attention reads."""
+        """Weights read once per step and layer, activations (the elementwise kernels' too), and the KV each step's
+        attention reads."""
         tokens = w.prefill_tokens + w.decode_tokens
         kv = w.prefill_kv_tokens + w.decode_kv_tokens + w.decode_tokens
         kv_bytes = self.kv_bytes_per_token_layer * kv
@@ -170,7 +177,8 @@ class WorkCounter:
             r, gdn = self.roofline, self.roofline.gdn
             own = gdn.state_traffic(w.logit_rows) + gdn.projection_delta * r.linear_bytes * w.steps
             kv_bytes = (r.full_layers * kv_bytes + gdn.layers * own) / self.layers
-        per_layer = self.weight_bytes(w) + self.act_bytes_per_token * tokens + kv_bytes
+        per_layer = (self.weight_bytes(w) + (self.act_bytes_per_token + self.elementwise_bytes_per_token) * tokens
+                     + kv_bytes)
         return self.layers * per_layer + self.head_weight_bytes * w.steps
 
 

@@ -18,10 +18,11 @@ import pandas as pd
 from sim.errors import ConfigError
 from sim.model_shape import ModelSpec
 from sim.serving.collectives import interpolate
-from sim.serving.compute import RooflineCompute, StepShape, window_kv_tokens
+from sim.serving.compute import RooflineCompute
 from sim.serving.moe import DataParallelShare
 from sim.serving.profile_files import read_profile_csv, require_points, unused_rows
 from sim.serving.profile_grid import GridNode
+from sim.serving.step_shape import StepShape, window_kv_tokens
 
 
 def vidur_op_columns(frame: pd.DataFrame, exclude: tuple[str, ...] = ()) -> list[str]:

@@ -1,0 +1,109 @@
+"""Settings a run reads only beside others, judged on the resolved config (``sim.mode_settings.unread_settings``
+asks ``unread_with_others``): a lower tier's timing or policy when the tier holds nothing, every cache setting when
+prefix caching is off, a rack's uplink in a one-rack cluster or beside a given uplink, the analytic network's figures
+beside an NS-3 table, the SLO attainment without a max-rate search, the inclusion of a hierarchy of HBM alone, and
+the router of one instance. Each was accepted and changed nothing but
+the echoed config (exit 0)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from sim.config import Config
+
+LOWER_TIERS = ("dram", "ssd", "eic")
+# what a lower tier reads beside its capacity (its loads and writes, its eviction policy); sim.cache.tiers.build_tiers
+# builds no tier of capacity 0, so none of these is read then
+TIER_KEYS = ("read_gbps", "write_gbps", "latency_us", "shared_read_gbps", "policy")
+LEARNED_KEYS = ("cache.learned_model", "cache.allow_train_test_overlap")
+UPLINK_KEYS = ("cluster.uplink_gbps", "cluster.oversubscription", "cluster.uplink_latency_us")
+SERVING = ("single", "pd", "cluster", "cluster --pd")  # (sim.mode_settings.SERVING and CLUSTER_PD)
+CLUSTERS = ("cluster", "cluster --pd")
+ROUTER_THRESHOLD_KEYS = ("cluster.cache_threshold", "cluster.balance_abs_threshold", "cluster.balance_rel_threshold")
+
+
+def unread_with_others(mode: str, config: Config, given: dict[str, str], max_rate: bool) -> Iterator[tuple[str, str]]:
+    """(key, why) for each key of ``given`` (dotted keys) this run leaves unread because of another setting."""
+    serving = mode in SERVING
+    if serving and not config.serving.enable_prefix_caching:
+        # nothing is looked up or stored (sim.serving.instance: the pool only counts). Kept: HBM's size (its pool's),
+        # and what an error elsewhere may ask for (a tier's capacity below a block, "give 0"; a learned policy's
+        # model and overlap), lest a file's setting be refused with no --set left to fix it
+        for key in given:
+            if key.startswith("cache.") and not key.endswith(".capacity_gib") and key not in LEARNED_KEYS:
+                yield key, "with serving.enable_prefix_caching=false nothing is cached: no cache setting is read"
+    if serving or mode == "cache-only":
+        for tier in LOWER_TIERS:
+            if getattr(config.cache.tiers, tier).capacity_gib == 0:
+                for key in (f"cache.tiers.{tier}.{k}" for k in TIER_KEYS):
+                    if key in given:
+                        yield key, (f"cache.tiers.{tier}.capacity_gib is 0: there is no {tier} tier to read it "
+                                    "(give the tier a capacity, or drop the setting)")
+        one_tier = config.cache.capacity_blocks is not None if mode == "cache-only" else False
+        if mode == "cache-only" and "cache.prefetch" in given and (  # (any value: a sweep's axis none/session)
+                one_tier or all(getattr(config.cache.tiers, t).capacity_gib == 0 for t in LOWER_TIERS)):
+            # (sim.cache.hooked: a prefetch moves a block up from a lower tier; HBM alone has none, the same hits)
+            yield "cache.prefetch", "a session prefetch brings blocks up from a lower tier; HBM is the only tier here"
+        if "cache.inclusion" in given and all(getattr(config.cache.tiers, t).capacity_gib == 0 for t in LOWER_TIERS):
+            yield "cache.inclusion", "no lower tier has a capacity: HBM alone has no copies to keep or drop below it"
+    if _instances(mode, config) == 1:  # (one instance: every router sends every request to it)
+        for key in ("cluster.router", *ROUTER_THRESHOLD_KEYS):
+            if key in given:
+                yield key, "this run has one instance: every request goes to it, whatever the router"
+    if mode in CLUSTERS:
+        yield from _unread_uplink(config, given)
+    if mode in ("pd", *CLUSTERS) and config.network.lookup:
+        yield from _unread_beside_lookup(mode, config, given)
+    if serving and not max_rate and "slo.attainment" in given:
+        yield "slo.attainment", ("read only by --max-rate (the share of requests that must meet slo.ttft_s/tpot_s); "
+                                 "a run reports its slo_attainment whatever the target")
+
+
+def _instances(mode: str, config: Config) -> int | None:
+    """The instances a router chooses among: the single-node mode's workers, a cluster's racks x nodes x instances
+    per node (sim.cluster.topology; None where the TP does not divide the node, which its own check names)."""
+    if mode == "single":
+        return config.serving.num_instances
+    gpus, tp = config.hardware.gpus_per_node, config.serving.tensor_parallel_size
+    if mode == "cluster" and gpus % tp == 0:
+        return config.cluster.num_racks * config.cluster.nodes_per_rack * (gpus // tp)
+    return None
+
+
+def _unread_uplink(config: Config, given: dict[str, str]) -> Iterator[tuple[str, str]]:
+    """A rack's uplink carries only traffic between racks (sim.cluster.run: cross-rack paths); a given uplink
+    bandwidth replaces the one derived from the oversubscription."""
+    if config.cluster.num_racks == 1:
+        for key in UPLINK_KEYS:
+            if key in given:
+                yield key, "cluster.num_racks is 1: no traffic crosses a rack's uplink"
+    elif config.cluster.uplink_gbps is not None and "cluster.oversubscription" in given:
+        yield "cluster.oversubscription", (f"cluster.uplink_gbps={config.cluster.uplink_gbps:g} sets the uplink itself "
+                                           "(the oversubscription only derives it when uplink_gbps is null); drop one")
+
+
+def _unread_beside_lookup(mode: str, config: Config, given: dict[str, str]) -> Iterator[tuple[str, str]]:
+    """``network.lookup`` times every transfer from its table (sim.serving.network.network_model); a cluster still
+    derives its racks' uplinks from network.bandwidth_gbps when cluster.uplink_gbps is null."""
+    derives_uplink = mode in CLUSTERS and config.cluster.num_racks > 1 and config.cluster.uplink_gbps is None
+    for key in ("network.latency_us", *(() if derives_uplink else ("network.bandwidth_gbps",))):
+        if key in given:
+            yield key, f"network.lookup ({config.network.lookup}) times every transfer from its table"
+
+
+def check_sets_read(sets: list[str], config: Config, mode: str, what: str,
+                    unread_prefixes: tuple[str, ...] = ()) -> None:
+    """A script's ``--set KEY=VALUE`` settings over a run of ``mode`` (``what`` names it in errors), each read as
+    main.py's own ``--set`` is judged (``sim.cli.check_flags``, ``sim.mode_settings.check_settings_given``); keys under
+    ``unread_prefixes`` the script itself never reads (e.g. ``slo.``: it compares latencies, not an attainment)."""
+    from sim.errors import InputError
+    from sim.mode_settings import NEVER_READ, check_settings_given, given_by_set, setting_users
+
+    given = given_by_set(sets)
+    for key, said in given.items():
+        if key in NEVER_READ:
+            raise InputError(f"{said}: no mode reads it ({NEVER_READ[key]})")
+        users = setting_users(key, mode)
+        if users is not None or key.startswith(unread_prefixes):
+            raise InputError(f"{said}: not used by {what}" + (f" (it applies to {users})" if users else ""))
+    check_settings_given(mode, config, [config.cache.policy], given)
