@@ -177,3 +177,46 @@ def test_in_use_record_matches_the_pools_and_empties(monkeypatch):
     run.run()
     assert len(checks) == 150 and max(checks) > 0  # some decisions saw blocks in use
     assert len(run.in_use) == 0 and not run.in_use.held.any()
+
+
+def test_precise_prefix_passes_over_a_holder_whose_kv_memory_cannot_take_the_prompt(tmp_path, monkeypatch):
+    # 1 node x 2 GPUs, HBM only, 10 usable KV blocks of 512 tokens each (serving.num_gpu_blocks=11: vLLM's null block
+    # aside), precise-prefix. A (4,096 tokens: blocks 1-8, 1,000 output tokens: 10 blocks at most) goes to instance 0
+    # and is decoding 2 s later, holding its 8 prompt blocks and at least a 9th (token 4,097 on): at most 10 - 9 = 1
+    # block not in use. B (4,608 tokens: A's blocks 1-6 + blocks 9-11, 4 output tokens) arrives. Hand-worked costs.
+    # Instance 0: estimate (4,608 - 6 x 512) / rate = 1,536 / rate, but B needs 9 blocks, 6 of them in use by A there
+    # (shared), so 3 new blocks > 1 not in use: short of KV memory (its scheduler would keep B waiting until A frees
+    # blocks, up to 1,000 decode steps on). Instance 1 (idle, not built): 4,608 / rate, 9 blocks needed of 10 free:
+    # it fits. Pricing the memory, B goes to instance 1 and gets its first token while A still decodes; pricing the
+    # queue alone (1,536 < 4,608) sent it to instance 0.
+    from sim.cluster.routers import PrecisePrefix
+    from sim.cluster.run import ClusterRun
+
+    path = tmp_path / "ab.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in (
+        {"timestamp": 0, "input_length": 4096, "output_length": 1000, "hash_ids": list(range(1, 9))},
+        {"timestamp": 2000, "input_length": 4608, "output_length": 4, "hash_ids": [1, 2, 3, 4, 5, 6, 9, 10, 11]})))
+    trace, config = _trace_and_config([f"workload.trace={path}", "cluster.num_racks=1", "cluster.nodes_per_rack=1",
+                                       "hardware.gpus_per_node=2", "serving.num_gpu_blocks=11",
+                                       "cluster.router=precise-prefix", *HBM_ONLY])
+    seen = []
+    pick = PrecisePrefix.pick
+
+    def spy(self, keys, rid, session):
+        run = self.run
+        found, offsets, tiers = run.holders(keys, run.all_tier_candidates())
+        prompt = int(run.trace.input_tokens[rid])
+        pool = run.insts[0].pool if 0 in run.insts else None
+        seen.append(([run.estimated_ttft_s(c, offsets, tiers, prompt, keys) for c in (0, 1)],
+                     [run.kv_short(c, keys, prompt) for c in (0, 1)],
+                     None if pool is None else (pool.total, pool.used), run.prefill_rate))
+        return pick(self, keys, rid, session)
+
+    monkeypatch.setattr(PrecisePrefix, "pick", spy)
+    run = ClusterRun(trace, config)
+    run.run()
+    estimates, short, (total, used), rate = seen[1]
+    assert estimates == [pytest.approx(1536 / rate, rel=1e-12), pytest.approx(4608 / rate, rel=1e-12)]
+    assert total == 10 and used >= 9 and short == [True, False]
+    assert run.table.instance.tolist() == [0, 1]
+    assert run.table.first_token[1] < run.table.last_token[0]  # B did not wait for A to free its memory

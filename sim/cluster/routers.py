@@ -30,7 +30,12 @@ instance and not yet done with it (a unified instance: finished; a prefill insta
   the path's narrowest link); a prefix is reachable up to
   its first block held only in other instances' HBM (a Gated DeltaNet hybrid's, over the true contents too, only
   up to the deepest block whose every state group's state it can reach as well, those states fetched with it:
-  ``PrefixFetch._state_reach``). The smallest wins (ties: fewer queued tokens, lowest id).
+  ``PrefixFetch._state_reach``). The smallest wins (ties: fewer queued tokens, lowest id), among the candidates
+  whose KV memory can take the prompt beside the prompts queued there (``ClusterRun.kv_short``; all, if none can):
+  the estimate counts queued prompt work only, and an instance whose running requests hold its memory keeps a
+  request waiting however short its queue (Mooncake's conductor passes over an instance whose load breaks the SLO;
+  llm-d weighs KV-cache utilization beside its precise prefix scorer). Dynamo's cost (overlap weight x blocks to
+  prefill + active blocks) was tried instead: it gave up most of the hits blocks in use bring and not the tail.
 """
 
 from __future__ import annotations
@@ -190,7 +195,8 @@ class PrecisePrefix(ClusterRouter):
         prompt_tokens = int(run.trace.input_tokens[rid])
         best, best_key = fallback, None
         for c in sorted(candidates):
-            key = (run.estimated_ttft_s(c, offsets, tiers, prompt_tokens, keys), run.queued_tokens[c], c)
+            key = (run.kv_short(c, keys, prompt_tokens), run.estimated_ttft_s(c, offsets, tiers, prompt_tokens, keys),
+                   run.queued_tokens[c], c)
             if best_key is None or key < best_key:
                 best, best_key = c, key
         self._count("least_loaded" if best == fallback else "prefix")

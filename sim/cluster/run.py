@@ -245,6 +245,23 @@ class ClusterRun(PrefixFetch, ServingRun):
         self.queued_tokens[inst_id] += delta * tokens
         self.load_range.change(old, old + delta)
 
+    def kv_short(self, inst_id: int, keys: np.ndarray, prompt_tokens: int) -> bool:
+        """Whether instance ``inst_id``'s KV memory cannot take this prompt beside the prompts queued there: their
+        blocks (``queued_tokens``, rounded up) and this prompt's, less those of its prefix that running requests hold
+        there already (shared, no new block), exceed its blocks not in use (free, or cached and evictable). Such an
+        instance's scheduler keeps the request waiting until running requests free blocks (or preempts one), a wait
+        no queue of prompt tokens shows: Mooncake's conductor (Algorithm 1) passes over an instance whose load
+        breaks the SLO, and llm-d scores KV-cache utilization beside the prefix. Not built yet: all its blocks are
+        free."""
+        inst = self.insts.get(inst_id)
+        if inst is None:
+            return False
+        bs, pool = self.serving.block_size, inst.pool
+        local = inst.cached_prefix_blocks(keys)  # its HBM's prefix, cached or in use
+        shared = sum(1 for k in keys[:local].tolist() if k in pool)  # of which held by running requests
+        need = -(-prompt_tokens // bs) - shared + -(-int(self.queued_tokens[inst_id]) // bs)
+        return need > pool.total - pool.used
+
     def _prefilled(self, job: Job) -> None:
         """A unified instance computed a prompt: it is no longer queued prompt work (``queued_tokens``, the
         precise-prefix router's TTFT estimate), though the request stays in the instance's load until it finishes."""
