@@ -17,7 +17,7 @@ from typing import Callable
 
 from sim.config import SLOConfig
 from sim.errors import ConfigError
-from sim.report.document import OVERLOAD_BACKLOG, RunResult, arrival_backlog
+from sim.report.document import RunResult, still_filling
 
 TOLERANCE = 0.01  # relative width of the final bracket
 MAX_EXPANSIONS = 24  # doublings (or halvings) before giving up: scales 2^-24 .. 2^24 of the start
@@ -150,19 +150,15 @@ def _filling(meets: Probe | None, rate_rps: float | None) -> str | None:
     """Why the answer is no sustained rate though the run outlasts one request's lifetime: the run that met was still
     filling when its arrivals stopped. Operational analysis's flow balance (Denning & Buzen, "The Operational Analysis
     of Queueing Network Models", ACM Computing Surveys 10(3), 1978: a run is in steady state when its arrivals and
-    completions match, the error its final backlog) is off by ``OVERLOAD_BACKLOG`` or more of the requests (the
+    completions match, the error its final backlog) is off by a tenth or more of the requests (``still_filling``: the
     threshold of the overload caveat, ``sim.report.document``): either the rate is above what the deployment serves,
     its backlog (a growing batch, under vLLM's scheduler, before a queue) growing with the run until its memory would
     fill, or the run spans under ~10 of its requests' lifetimes, at a steady state's backlog of rate x mean E2E
     (Little's law). Either way a longer run answers lower: the rate is the run's length's, not the deployment's."""
-    if meets is None:
+    filling = still_filling(meets.run.metrics) if meets is not None else None
+    if filling is None:
         return None
-    backlog_total = arrival_backlog(meets.run.metrics)
-    if backlog_total is None:
-        return None
-    backlog, total = backlog_total
-    if backlog < OVERLOAD_BACKLOG * total:
-        return None
+    backlog, total = filling
     at = f"at {rate_rps:.4g} req/s " if rate_rps is not None else ""
     return (f"not a sustained rate: {at}at least {backlog:,} of the {total:,} requests ({backlog / total:.0%}) were "
             f"still queued or running when the last arrived (a steady state's arrivals and completions balance): the "

@@ -116,6 +116,16 @@ def arrival_backlog(metrics: dict[str, Any]) -> tuple[int, int] | None:
     return int(np.sum(arrivals[: last + 1]) - np.sum(completions[: last + 1])), int(np.sum(arrivals))
 
 
+def still_filling(metrics: dict[str, Any]) -> tuple[int, int] | None:
+    """(backlog, requests) when a tenth or more of the run's requests (``OVERLOAD_BACKLOG``) were still queued or
+    running at its last arrival (``arrival_backlog``): its arrivals and completions did not balance, so its latencies
+    are the run's length's, not a steady state's; else None."""
+    backlog_total = arrival_backlog(metrics)
+    if backlog_total is None or backlog_total[0] < OVERLOAD_BACKLOG * backlog_total[1]:
+        return None
+    return backlog_total
+
+
 def overload_caveat(metrics: dict[str, Any]) -> str | None:
     """A run whose requests arrived faster than it served them: its queue grew until the arrivals stopped, so its
     latencies measure the trace's length, not a steady state a deployment would run in. Judged on the run's time
