@@ -27,6 +27,33 @@ def _spaced(tmp_path, lengths: list[int]):
 HBM_ONLY = ["cache.tiers.dram.capacity_gib=0", "cache.tiers.ssd.capacity_gib=0", "cache.tiers.eic.capacity_gib=0"]
 
 
+def _precise_prefix_pair(path, *sets: str):
+    """The trace at ``path`` on 1 node x 2 GPUs, HBM only, routed by precise-prefix (``sets``: more settings)."""
+    return _trace_and_config([f"workload.trace={path}", "cluster.num_racks=1", "cluster.nodes_per_rack=1",
+                              "hardware.gpus_per_node=2", "cluster.router=precise-prefix", *HBM_ONLY, *sets])
+
+
+def _watch_precise_prefix(monkeypatch, observe) -> list:
+    """What ``observe(run, keys, rid)`` sees at each precise-prefix decision, before the router picks."""
+    from sim.cluster.routers import PrecisePrefix
+
+    seen, pick = [], PrecisePrefix.pick
+
+    def spy(self, keys, rid, session):
+        seen.append(observe(self.run, keys, rid))
+        return pick(self, keys, rid, session)
+
+    monkeypatch.setattr(PrecisePrefix, "pick", spy)
+    return seen
+
+
+def _estimates(run, keys, rid) -> tuple[int, list[int], list[float]]:
+    """(blocks held, their tiers, the TTFT estimate at instances 0 and 1) of a decision."""
+    found, offsets, tiers = run.holders(keys, run.all_tier_candidates())
+    prompt = int(run.trace.input_tokens[rid])
+    return found, tiers.tolist(), [run.estimated_ttft_s(c, offsets, tiers, prompt, keys) for c in (0, 1)]
+
+
 def test_equal_loads_go_round_robin(tmp_path):
     # 1 rack x 1 node x 4 GPUs, least-loaded, 8 equal idle-time requests: every load and every routed-token count
     # ties in turn, so the instances take them round robin, 2 each (it was instance 0 all 8 times)
@@ -83,25 +110,13 @@ def test_precise_prefix_drops_a_prompt_from_the_queue_once_prefilled(tmp_path, m
     # (2,560 tokens, no shared block) arrives. The conductor's estimate counts queued prompt tokens (Mooncake: the
     # prefill work ahead of B): none on either instance, so B's estimate is 2,560 / prefill rate at both. (A's prompt
     # was still counted at instance 0 while it decoded: (2,048 + 2,560) / rate there, as if A were still to prefill.)
-    from sim.cluster.routers import PrecisePrefix
-
     rows = [{"timestamp": 0, "input_length": 2048, "output_length": 4000, "hash_ids": [1, 2, 3, 4]},
             {"timestamp": 5000, "input_length": 2560, "output_length": 4, "hash_ids": [11, 12, 13, 14, 15]}]
     path = tmp_path / "ab.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    trace, config = _trace_and_config([f"workload.trace={path}", "cluster.num_racks=1", "cluster.nodes_per_rack=1",
-                                       "hardware.gpus_per_node=2", "cluster.router=precise-prefix", *HBM_ONLY])
-    seen = []
-    pick = PrecisePrefix.pick
-
-    def spy(self, keys, rid, session):
-        run = self.run
-        found, offsets, tiers = run.holders(keys, run.all_tier_candidates())
-        estimates = [run.estimated_ttft_s(c, offsets, tiers, int(run.trace.input_tokens[rid]), keys) for c in (0, 1)]
-        seen.append((run.queued_tokens.tolist(), run.inst_load.tolist(), estimates, run.prefill_rate))
-        return pick(self, keys, rid, session)
-
-    monkeypatch.setattr(PrecisePrefix, "pick", spy)
+    trace, config = _precise_prefix_pair(path)
+    seen = _watch_precise_prefix(monkeypatch, lambda run, keys, rid: (
+        run.queued_tokens.tolist(), run.inst_load.tolist(), _estimates(run, keys, rid)[2], run.prefill_rate))
     _, table = run_cluster(trace, config)
     assert table.first_token[0] < 1.0 and table.last_token[0] > 5.0  # A prefilled, and decoding when B came
     queued, load, estimates, rate = seen[1]
@@ -117,24 +132,11 @@ def test_precise_prefix_sees_the_blocks_a_running_request_holds(tmp_path, monkey
     # routers see them), so instance 0 holds B's prefix. Hand-worked estimates: instance 0 computes 2,560 - 4 x 512 =
     # 512 tokens, nothing queued, nothing to fetch: 512 / rate; instance 1 all 2,560: 2,560 / rate. B goes to
     # instance 0 and hits its 4 blocks. (The index saw no holder: B went to the least loaded, instance 1, no hit.)
-    from sim.cluster.routers import PrecisePrefix
     from sim.cluster.run import ClusterRun
 
     rows = [(0, 2048, [1, 2, 3, 4]), (5000, 2560, [1, 2, 3, 4, 5])]
-    path = _mooncake_file(tmp_path / "ab.jsonl", rows, output_length=4000)
-    trace, config = _trace_and_config([f"workload.trace={path}", "cluster.num_racks=1", "cluster.nodes_per_rack=1",
-                                       "hardware.gpus_per_node=2", "cluster.router=precise-prefix", *HBM_ONLY])
-    seen = []
-    pick = PrecisePrefix.pick
-
-    def spy(self, keys, rid, session):
-        run = self.run
-        found, offsets, tiers = run.holders(keys, run.all_tier_candidates())
-        estimates = [run.estimated_ttft_s(c, offsets, tiers, int(run.trace.input_tokens[rid]), keys) for c in (0, 1)]
-        seen.append((found, tiers.tolist(), estimates, run.prefill_rate))
-        return pick(self, keys, rid, session)
-
-    monkeypatch.setattr(PrecisePrefix, "pick", spy)
+    trace, config = _precise_prefix_pair(_mooncake_file(tmp_path / "ab.jsonl", rows, output_length=4000))
+    seen = _watch_precise_prefix(monkeypatch, lambda run, keys, rid: (*_estimates(run, keys, rid), run.prefill_rate))
     run = ClusterRun(trace, config)
     result = run.run()
     assert run.table.first_token[0] < 1.0 and run.table.last_token[0] > 5.0  # A prefilled, and decoding when B came
@@ -189,30 +191,21 @@ def test_precise_prefix_passes_over_a_holder_whose_kv_memory_cannot_take_the_pro
     # blocks, up to 1,000 decode steps on). Instance 1 (idle, not built): 4,608 / rate, 9 blocks needed of 10 free:
     # it fits. Pricing the memory, B goes to instance 1 and gets its first token while A still decodes; pricing the
     # queue alone (1,536 < 4,608) sent it to instance 0.
-    from sim.cluster.routers import PrecisePrefix
     from sim.cluster.run import ClusterRun
 
     path = tmp_path / "ab.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in (
         {"timestamp": 0, "input_length": 4096, "output_length": 1000, "hash_ids": list(range(1, 9))},
         {"timestamp": 2000, "input_length": 4608, "output_length": 4, "hash_ids": [1, 2, 3, 4, 5, 6, 9, 10, 11]})))
-    trace, config = _trace_and_config([f"workload.trace={path}", "cluster.num_racks=1", "cluster.nodes_per_rack=1",
-                                       "hardware.gpus_per_node=2", "serving.num_gpu_blocks=11",
-                                       "cluster.router=precise-prefix", *HBM_ONLY])
-    seen = []
-    pick = PrecisePrefix.pick
+    trace, config = _precise_prefix_pair(path, "serving.num_gpu_blocks=11")
 
-    def spy(self, keys, rid, session):
-        run = self.run
-        found, offsets, tiers = run.holders(keys, run.all_tier_candidates())
-        prompt = int(run.trace.input_tokens[rid])
+    def observe(run, keys, rid):
         pool = run.insts[0].pool if 0 in run.insts else None
-        seen.append(([run.estimated_ttft_s(c, offsets, tiers, prompt, keys) for c in (0, 1)],
-                     [run.kv_short(c, keys, prompt) for c in (0, 1)],
-                     None if pool is None else (pool.total, pool.used), run.prefill_rate))
-        return pick(self, keys, rid, session)
+        prompt = int(run.trace.input_tokens[rid])
+        return (_estimates(run, keys, rid)[2], [run.kv_short(c, keys, prompt) for c in (0, 1)],
+                None if pool is None else (pool.total, pool.used), run.prefill_rate)
 
-    monkeypatch.setattr(PrecisePrefix, "pick", spy)
+    seen = _watch_precise_prefix(monkeypatch, observe)
     run = ClusterRun(trace, config)
     run.run()
     estimates, short, (total, used), rate = seen[1]
