@@ -140,6 +140,20 @@ def test_a_10240_gpu_cluster_runs_a_small_trace_building_only_what_it_uses():
     assert 0 < cluster["instances_used"] <= 300 and cluster["racks_used"] <= 160
 
 
+def cross_rack_run(tmp_path, *sets: str):
+    """2 racks x 1 node x 1 GPU, round-robin (request k to rack k mod 2), HBM of 12 blocks and no DRAM or SSD:
+    request 0's three full blocks leave rack 0's HBM when request 2 fills it; request 3, routed to rack 1, shares them
+    as its prefix (``sets``: the EIC and more). The run's result and request table."""
+    rows = [(0, 2000, [0, 1, 2, 3]), (10_000, 600, [100, 101]), (20_000, 5600, list(range(200, 211))),
+            (30_000, 2600, [0, 1, 2, 3, 4, 5])]
+    path = _mooncake_file(tmp_path / "cross.jsonl", rows, output_length=1)
+    trace, config = _trace_and_config([
+        f"workload.trace={path}", "cluster.num_racks=2", "cluster.nodes_per_rack=1", "hardware.gpus_per_node=1",
+        "cluster.router=round-robin", "serving.num_gpu_blocks=12", "cache.tiers.dram.capacity_gib=0",
+        "cache.tiers.ssd.capacity_gib=0", *sets])
+    return run_cluster(trace, config)
+
+
 def _mooncake_file(path, rows, output_length: int):
     """A Mooncake-format trace of ``rows`` (timestamp ms, input tokens, hash ids), each answered in ``output_length``."""
     path.write_text("".join(json.dumps({"timestamp": t, "input_length": n, "output_length": output_length,
@@ -313,14 +327,7 @@ def test_another_racks_eic_serves_a_prefix_across_the_uplinks(tmp_path, eic_gib)
     # small HBM for its EIC when request 2 fills it; request 3, routed to rack 1, shares them as its prefix: with EIC
     # they are rack 0's EIC's cross-rack hits, read once each and loaded in one transfer whose slowest link is the
     # 100 Gb/s NIC, after its hops' latencies; with no EIC they are misses.
-    rows = [(0, 2000, [0, 1, 2, 3]), (10_000, 600, [100, 101]), (20_000, 5600, list(range(200, 211))),
-            (30_000, 2600, [0, 1, 2, 3, 4, 5])]
-    path = _mooncake_file(tmp_path / "cross.jsonl", rows, output_length=1)
-    trace, config = _trace_and_config([
-        f"workload.trace={path}", "cluster.num_racks=2", "cluster.nodes_per_rack=1", "hardware.gpus_per_node=1",
-        "cluster.router=round-robin", "serving.num_gpu_blocks=12", "cache.tiers.dram.capacity_gib=0",
-        "cache.tiers.ssd.capacity_gib=0", f"cache.tiers.eic.capacity_gib={eic_gib}"])
-    result, table = run_cluster(trace, config)
+    result, table = cross_rack_run(tmp_path, f"cache.tiers.eic.capacity_gib={eic_gib}")
     metrics = result.metrics
     block = 2 * 32 * 8 * 128 * 2 * 512  # llama-3.1-8b bf16, 512-token blocks (the trace's)
     assert metrics["cluster"]["block_bytes"] == block and metrics["accesses"] == 4 + 2 + 11 + 6

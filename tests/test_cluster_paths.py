@@ -6,10 +6,9 @@ from __future__ import annotations
 import pytest
 
 from sim.cluster.links import Path
-from sim.cluster.run import run_cluster
 from sim.serving.engine import Engine
 from sim.serving.network import AnalyticNetwork, Link
-from tests.test_cluster import _mooncake_file, _trace_and_config
+from tests.test_cluster import cross_rack_run
 
 
 def test_a_path_adds_its_hops_latencies_and_takes_its_narrowest_bandwidth():
@@ -45,14 +44,7 @@ def test_a_cross_rack_fetch_pays_every_hops_latency(tmp_path, uplink_us):
     # across the uplinks: EIC access 10 us + NIC to NIC 5 us + leaf -> spine -> leaf `uplink_us` + 3 blocks over
     # the narrowest link, the 100 Gb/s NIC (EIC 50 GB/s, uplinks 100 Gb/s x 1 node, PCIe 63 GB/s). Before, the
     # latency was the slowest link's: 1 and 4.9 us gave the same fetch, and 20 us replaced the NIC's 5 us.
-    rows = [(0, 2000, [0, 1, 2, 3]), (10_000, 600, [100, 101]), (20_000, 5600, list(range(200, 211))),
-            (30_000, 2600, [0, 1, 2, 3, 4, 5])]
-    path = _mooncake_file(tmp_path / "cross.jsonl", rows, output_length=1)
-    trace, config = _trace_and_config([
-        f"workload.trace={path}", "cluster.num_racks=2", "cluster.nodes_per_rack=1", "hardware.gpus_per_node=1",
-        "cluster.router=round-robin", "serving.num_gpu_blocks=12", "cache.tiers.dram.capacity_gib=0",
-        "cache.tiers.ssd.capacity_gib=0", "cache.tiers.eic.capacity_gib=1", f"cluster.uplink_latency_us={uplink_us}"])
-    result, table = run_cluster(trace, config)
+    result, table = cross_rack_run(tmp_path, "cache.tiers.eic.capacity_gib=1", f"cluster.uplink_latency_us={uplink_us}")
     block = 2 * 32 * 8 * 128 * 2 * 512  # llama-3.1-8b bf16, 512-token blocks
     assert result.metrics["cluster"]["fetched_blocks"]["cross_rack"] == 3
     expected = (10 + 5 + uplink_us) * 1e-6 + 3 * block / (100e9 / 8)
