@@ -121,7 +121,8 @@ def test_a_gpu_spec_file_is_read_like_an_entry(tmp_path, run_cli):
     """A file holding h100-sxm's fields (profiles/gpus.yaml) gives the same spec under its own name and source, and
     the same run: report metrics identical to the entry's."""
     (tmp_path / "gpus").mkdir()
-    (tmp_path / "gpus" / "h100.yaml").write_text(H100_FIELDS + "reported_memory_gib: 79.22\nsm_count: 132\n")
+    (tmp_path / "gpus" / "h100.yaml").write_text(H100_FIELDS + "reported_memory_gib: 79.22\nsm_count: 132\n"
+                                                 "l2_mib: 50\n")
     (tmp_path / "run.yaml").write_text("hardware: {gpu: gpus/h100.yaml}\n")  # relative to the config file
     config = load_config(tmp_path / "run.yaml")
     assert Path(config.hardware.gpu).resolve() == (tmp_path / "gpus" / "h100.yaml").resolve()
@@ -184,7 +185,8 @@ def test_a_gpu_without_a_reported_size_takes_the_rule(tmp_path):
     (H100_FIELDS.replace("memory_gib: 80", "memory_gb: 80"), "unknown key 'memory_gb'"),
     # aliases are other tools' names that find a profiles/gpus.yaml entry; a file is found by its path: they mean nothing
     (H100_FIELDS + "aliases: [my-gpu]\n", "unknown key 'aliases'; a GPU spec has dense_bf16_tflops, dense_fp8_tflops, "
-                                          "memory_gib, reported_memory_gib, memory_bandwidth_gbps, l2_mib, sm_count, "
+                                          "memory_gib, reported_memory_gib, memory_bandwidth_gbps, l2_mib, "
+                                          "l2_bandwidth_gbps, sm_count, "
                                           "link, compute_capability, source"),
     (H100_FIELDS + "l2_mib: 0\n", "l2_mib must be a number at least"),
     (H100_FIELDS + "compute_capability: 9\n", "compute_capability must be a number major.minor as NVIDIA lists it"),

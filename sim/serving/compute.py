@@ -249,7 +249,8 @@ class RooflineCompute:
                              + self.elementwise_time(tokens))
 
     def elementwise_time(self, tokens: int) -> float:  # one layer's (``sim.serving.elementwise``)
-        return self.elementwise.layer_time(tokens, self.floors.gemm_s, self.bandwidth)
+        return self.elementwise.layer_time(tokens, self.floors.gemm_s, self.bandwidth, self.gpu.l2_bytes,
+                                           self.gpu.cache_bandwidth * self.bandwidth_efficiency)
 
     def attention_flops(self, prefill_pairs: float, decode_kv_tokens: float, prefill_context: float,
                         prefill_tokens: float | None = None, decode_seqs: float | None = None) -> float:
