@@ -11,10 +11,11 @@ is a q_lora_rank) and ``kv_a_layernorm`` (deepseek_v2.py), whose rotary part is 
 Each kernel pays the per-kernel floor (``KernelFloors.gemm_s``: what any kernel of a CUDA graph takes whatever its
 size) and its bytes at the bandwidth; none overlaps a GEMM, so the time adds to the layer's rather than joining the
 GEMM's 2-norm of compute and memory. At a decode step that is the floors (4 × 3.1 µs a layer at the defaults); at a
-4k-token prefill of Llama-3.1-8B on an H100 the bytes, ~0.7 GB a layer (~8 ms a step). The norms and the
-activation work on every scheduled token of every rank (the norms on the whole hidden state, which every TP rank
-holds; the activation on the rank's share of the MLP); a Gated DeltaNet layer is counted as an attention layer (its
-own norms and gates are at least as many kernels). FP8 activation quantization before each GEMM is not counted.
+4k-token prefill of Llama-3.1-8B on an H100 the bytes, ~0.7 GB a layer (~7 ms a step, 50 MiB of each kernel's from
+L2). The norms and the activation work on every scheduled token of every rank (the norms on the whole hidden
+state, which every TP rank holds; the activation on the rank's share of the MLP); a Gated DeltaNet layer is counted
+as an attention layer (its own norms and gates are at least as many kernels). FP8 activation quantization before
+each GEMM is not counted.
 
 L2: each kernel reads what the kernel just before it wrote (the norm its GEMM's output, the rotary embedding
 qkv_proj's q and k, the activation gate_up_proj's output) and writes what the next one reads, and the GPU's L2 is
@@ -22,7 +23,8 @@ write-back: where those bytes fit in L2 they never reach DRAM within the kernel,
 (``GPUSpec.cache_bandwidth``). A kernel whose such bytes (``ElementwiseKernel.cached_bytes_per_token`` × tokens)
 exceed the L2 finds the share L2 / bytes of them there (the rest at the DRAM bandwidth); the fused norm's residual,
 written a GEMM, an attention and another GEMM earlier, is read from DRAM. A GPU spec without ``l2_mib``: all DRAM.
-The LLMServingSim bundles' dense.csv (RTX 4090 and RTX PRO 6000) time the norms at up to 2.4x their DRAM bound.
+The LLMServingSim bundles' dense.csv (RTX 4090 and RTX PRO 6000) time the norms at up to 2.4x their DRAM bound
+(``tests/test_elementwise.py`` compares both).
 """
 
 from __future__ import annotations
