@@ -141,6 +141,15 @@ def test_a_gpu_spec_file_is_read_like_an_entry(tmp_path, run_cli):
     assert metrics[0] == metrics[1] and metrics[0][0]["ttft_s"]["mean"] > 0
 
 
+def test_a_gpu_spec_files_l2_bandwidth_is_read_else_the_ratio(tmp_path):
+    """l2_bandwidth_gbps: 9,000 GB/s is the L2's bandwidth; without it 3.48 (3,133 / 900) x the memory bandwidth's
+    3,350 GB/s (sim.specs.L2_BANDWIDTH_RATIO)."""
+    (tmp_path / "with.yaml").write_text(H100_FIELDS + "l2_mib: 50\nl2_bandwidth_gbps: 9000\n")
+    (tmp_path / "without.yaml").write_text(H100_FIELDS + "l2_mib: 50\n")
+    assert gpu_spec(str(tmp_path / "with.yaml")).cache_bandwidth == 9000e9
+    assert gpu_spec(str(tmp_path / "without.yaml")).cache_bandwidth == pytest.approx(3350e9 * 3133 / 900)
+
+
 def test_a_gpu_spec_files_memory_sets_the_kv_capacity(tmp_path):
     """vLLM 0.33's arithmetic by hand (sim.serving.memory_profile): Llama-3.1-8B in BF16 on a 48 GB GPU reporting
     47.5 GiB, at 0.9, vLLM's defaults for it (256 sequences, 2,048 tokens a step).
@@ -189,6 +198,7 @@ def test_a_gpu_without_a_reported_size_takes_the_rule(tmp_path):
                                           "l2_bandwidth_gbps, sm_count, "
                                           "link, compute_capability, source"),
     (H100_FIELDS + "l2_mib: 0\n", "l2_mib must be a number at least"),
+    (H100_FIELDS + "l2_bandwidth_gbps: 0\n", "l2_bandwidth_gbps must be a number at least"),
     (H100_FIELDS + "compute_capability: 9\n", "compute_capability must be a number major.minor as NVIDIA lists it"),
     (H100_FIELDS + "compute_capability: 7.0\n", "from 8.0 (Ampere) to 12.x (8.9, 12.0), got 7.0"),  # no bf16 kernels
     (H100_FIELDS + "compute_capability: '8.9'\n", "compute_capability must be a number"),  # as every number
