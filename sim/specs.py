@@ -46,6 +46,8 @@ class GPUSpec:
     sm_count: int | None = None
     # bytes of L2 cache (whitepaper), where the spec gives them; None: unknown
     l2_bytes: int | None = None
+    # B/s the L2 serves, where the spec gives a measured figure; None: ``cache_bandwidth`` estimates it
+    l2_bandwidth: float | None = None
     # (major, minor) where a GPU spec file states it; a listed GPU's is sim.serving.attention_backend's table
     compute_capability: tuple[int, int] | None = None
 
@@ -57,11 +59,23 @@ class GPUSpec:
             return self.reported_memory_bytes
         return int(self.memory_bytes * REPORTED_MEMORY_FRACTION)
 
+    @property
+    def cache_bandwidth(self) -> float:
+        """The L2's bandwidth, B/s: the spec's ``l2_bandwidth_gbps`` where given, else the memory bandwidth ×
+        ``L2_BANDWIDTH_RATIO``."""
+        if self.l2_bandwidth is not None:
+            return self.l2_bandwidth
+        return self.memory_bandwidth * L2_BANDWIDTH_RATIO
+
 
 # A GPU reports less than its marketed size (the driver's reservation; ECC where on): reported / marketed GiB for the
 # GPUs profiles/gpus.yaml cites a measurement of is 0.9799 (RTX 4090), 0.9803 (RTX 5090), 0.9875 (A100 40GB), 0.9893
 # (RTX PRO 6000), 0.9903 (H100 SXM), 0.9906 (A100 80GB); a GPU without one takes their median, 0.988.
 REPORTED_MEMORY_FRACTION = 0.988
+# L2 bandwidth / memory bandwidth: 3,133 / 900 GB/s (V100), 7,219 / 1,555 (A100), 8,986 / 3,352 (H100) = 3.48, 4.64,
+# 2.68 (Ultrasonics Sonochemistry 99:106546, 2023, Table 3: doi.org/10.1016/j.ultsonch.2023.106546, PMC10448217);
+# their median, for a GPU whose spec gives no l2_bandwidth_gbps (sim.serving.elementwise)
+L2_BANDWIDTH_RATIO = 3133 / 900
 
 
 @lru_cache(maxsize=None)
@@ -98,9 +112,9 @@ def model_spec(name: str) -> ModelSpec:
 MIN_GPU_NUMBER = 1e-3
 GPU_NUMBERS = {key: (MIN_GPU_NUMBER, 1e6)
                for key in ("dense_bf16_tflops", "dense_fp8_tflops", "memory_gib", "reported_memory_gib",
-                           "memory_bandwidth_gbps", "l2_mib")} | {"sm_count": (1, 1e6)}
+                           "memory_bandwidth_gbps", "l2_mib", "l2_bandwidth_gbps")} | {"sm_count": (1, 1e6)}
 LINK_NUMBERS = {"bandwidth_gbps": (MIN_GBPS, 1e6), "step_latency_us": (0.0, MAX_LATENCY_US)}
-GPU_OPTIONAL_NUMBERS = ("dense_fp8_tflops", "reported_memory_gib", "sm_count", "l2_mib")
+GPU_OPTIONAL_NUMBERS = ("dense_fp8_tflops", "reported_memory_gib", "sm_count", "l2_mib", "l2_bandwidth_gbps")
 GPU_OPTIONAL_FIELDS = ("compute_capability", "aliases", "source")  # optional, and checked apart from the numbers
 CAPABILITY_SPELLING = re.compile(r"^(\d{1,2})\.(\d)$")  # NVIDIA's 8.9, 12.0
 # compute capabilities whose vLLM kernels kvsim models (Ampere's 8.0 to Blackwell's 12.x); vLLM's attention backends
@@ -192,6 +206,7 @@ def gpu_from_entry(name: str, entry: object, where: str, source: str | None = No
                    if "reported_memory_gib" in numbers else None,
                    sm_count=int(numbers["sm_count"]) if "sm_count" in numbers else None,
                    l2_bytes=int(round(numbers["l2_mib"] * 2**20)) if "l2_mib" in numbers else None,
+                   l2_bandwidth=numbers["l2_bandwidth_gbps"] * 1e9 if "l2_bandwidth_gbps" in numbers else None,
                    compute_capability=_capability(entry, where))
 
 

@@ -121,7 +121,8 @@ def test_a_gpu_spec_file_is_read_like_an_entry(tmp_path, run_cli):
     """A file holding h100-sxm's fields (profiles/gpus.yaml) gives the same spec under its own name and source, and
     the same run: report metrics identical to the entry's."""
     (tmp_path / "gpus").mkdir()
-    (tmp_path / "gpus" / "h100.yaml").write_text(H100_FIELDS + "reported_memory_gib: 79.22\nsm_count: 132\n")
+    (tmp_path / "gpus" / "h100.yaml").write_text(H100_FIELDS + "reported_memory_gib: 79.22\nsm_count: 132\n"
+                                                 "l2_mib: 50\n")
     (tmp_path / "run.yaml").write_text("hardware: {gpu: gpus/h100.yaml}\n")  # relative to the config file
     config = load_config(tmp_path / "run.yaml")
     assert Path(config.hardware.gpu).resolve() == (tmp_path / "gpus" / "h100.yaml").resolve()
@@ -138,6 +139,15 @@ def test_a_gpu_spec_file_is_read_like_an_entry(tmp_path, run_cli):
         assert status == 0, err
         metrics.append([run["metrics"] for run in json.loads((tmp_path / report).read_text())["runs"]])
     assert metrics[0] == metrics[1] and metrics[0][0]["ttft_s"]["mean"] > 0
+
+
+def test_a_gpu_spec_files_l2_bandwidth_is_read_else_the_ratio(tmp_path):
+    """l2_bandwidth_gbps: 9,000 GB/s is the L2's bandwidth; without it 3.48 (3,133 / 900) x the memory bandwidth's
+    3,350 GB/s (sim.specs.L2_BANDWIDTH_RATIO)."""
+    (tmp_path / "with.yaml").write_text(H100_FIELDS + "l2_mib: 50\nl2_bandwidth_gbps: 9000\n")
+    (tmp_path / "without.yaml").write_text(H100_FIELDS + "l2_mib: 50\n")
+    assert gpu_spec(str(tmp_path / "with.yaml")).cache_bandwidth == 9000e9
+    assert gpu_spec(str(tmp_path / "without.yaml")).cache_bandwidth == pytest.approx(3350e9 * 3133 / 900)
 
 
 def test_a_gpu_spec_files_memory_sets_the_kv_capacity(tmp_path):
@@ -184,9 +194,11 @@ def test_a_gpu_without_a_reported_size_takes_the_rule(tmp_path):
     (H100_FIELDS.replace("memory_gib: 80", "memory_gb: 80"), "unknown key 'memory_gb'"),
     # aliases are other tools' names that find a profiles/gpus.yaml entry; a file is found by its path: they mean nothing
     (H100_FIELDS + "aliases: [my-gpu]\n", "unknown key 'aliases'; a GPU spec has dense_bf16_tflops, dense_fp8_tflops, "
-                                          "memory_gib, reported_memory_gib, memory_bandwidth_gbps, l2_mib, sm_count, "
+                                          "memory_gib, reported_memory_gib, memory_bandwidth_gbps, l2_mib, "
+                                          "l2_bandwidth_gbps, sm_count, "
                                           "link, compute_capability, source"),
     (H100_FIELDS + "l2_mib: 0\n", "l2_mib must be a number at least"),
+    (H100_FIELDS + "l2_bandwidth_gbps: 0\n", "l2_bandwidth_gbps must be a number at least"),
     (H100_FIELDS + "compute_capability: 9\n", "compute_capability must be a number major.minor as NVIDIA lists it"),
     (H100_FIELDS + "compute_capability: 7.0\n", "from 8.0 (Ampere) to 12.x (8.9, 12.0), got 7.0"),  # no bf16 kernels
     (H100_FIELDS + "compute_capability: '8.9'\n", "compute_capability must be a number"),  # as every number

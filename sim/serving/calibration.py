@@ -167,7 +167,8 @@ def _layer_but_attention(roofline: RooflineCompute, moe: bool = False) -> Callab
         return lambda tokens: roofline.linear_layer_time(tokens) + roofline.elementwise_time(tokens)
     side = elementwise_cost(roofline.model, roofline.dtype_bytes, roofline.tensor_parallel_size, activation=False)
     return lambda tokens: (roofline.projections_time(tokens)
-                           + side.layer_time(tokens, roofline.floors.gemm_s, roofline.bandwidth))
+                           + side.layer_time(tokens, roofline.floors.gemm_s, roofline.bandwidth, roofline.gpu.l2_bytes,
+                                             roofline.gpu.cache_bandwidth * roofline.bandwidth_efficiency))
 
 
 def _attention_reference(roofline: RooflineCompute, chunk: int, context: float, decodes: int, kv: float) -> float:

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
@@ -56,36 +55,6 @@ from sim.serving.varlen_attention import varlen_attention
 from sim.specs import GPUSpec
 
 DECODE_FIXED_MEMO = 1 << 16  # steps' fixed parts kept (per batch size and share) before a memo starts over
-
-
-class ComputeModel(Protocol):
-    name: str
-    # a hybrid model's sliding window, which the steps' shapes are built with (``StepShape.window``); 0: none
-    sliding_window: int
-
-    def step_time(self, shape: StepShape, share: DataParallelShare | None = None) -> float:
-        """Seconds of one step; ``share``: this rank's part in a data-parallel group's lockstep step."""
-        ...
-
-    def decode_times(self, first: StepShape, steps: int, share: DataParallelShare | None = None) -> np.ndarray:
-        """Times of ``steps`` consecutive decode-only steps, the first of shape ``first`` and each next one with
-        one more KV token in every sequence; equals ``step_time`` of each such step (with the same ``share``)."""
-        ...
-
-
-class WrappedCompute:
-    """A compute model that changes another's step times (host costs, CUDA-graph padding); every other attribute is
-    the wrapped model's (``comm``, its specs)."""
-
-    def __init__(self, gpu: ComputeModel):
-        self.gpu = gpu
-        self.name = gpu.name
-        self.sliding_window = gpu.sliding_window
-
-    def __getattr__(self, attribute: str):
-        if attribute == "gpu":  # not set yet (an unpickled copy): no recursion
-            raise AttributeError(attribute)
-        return getattr(self.gpu, attribute)
 
 
 def _combine(compute_s: float, memory_s: float) -> float:
@@ -280,7 +249,8 @@ class RooflineCompute:
                              + self.elementwise_time(tokens))
 
     def elementwise_time(self, tokens: int) -> float:  # one layer's (``sim.serving.elementwise``)
-        return self.elementwise.layer_time(tokens, self.floors.gemm_s, self.bandwidth)
+        return self.elementwise.layer_time(tokens, self.floors.gemm_s, self.bandwidth, self.gpu.l2_bytes,
+                                           self.gpu.cache_bandwidth * self.bandwidth_efficiency)
 
     def attention_flops(self, prefill_pairs: float, decode_kv_tokens: float, prefill_context: float,
                         prefill_tokens: float | None = None, decode_seqs: float | None = None) -> float:

@@ -26,7 +26,8 @@ from sim.serving.collectives import (
     bundle_hardware_yaml,
     peer_kernel,
 )
-from sim.serving.compute import ComputeModel, RooflineCompute
+from sim.serving.compute import RooflineCompute
+from sim.serving.compute_model import ComputeModel
 from sim.serving.cudagraph import CudagraphSizes, PaddedCompute, config_cudagraph_sizes
 from sim.serving.engine_limits import block_size
 from sim.serving.host_time import US, HostBoundCompute, HostTime

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sim.config import Config, ServingConfig
-from sim.serving.compute import ComputeModel, WrappedCompute
+from sim.serving.compute_model import ComputeModel, WrappedCompute
 from sim.serving.moe import DataParallelShare
 from sim.serving.step_shape import StepShape
 

@@ -17,7 +17,7 @@ from sim.config import ServingConfig
 from sim.errors import InputError
 from sim.report.metrics import RequestTable, WeightedSamples
 from sim.serving.block_pool import BlockPool
-from sim.serving.compute import ComputeModel
+from sim.serving.compute_model import ComputeModel
 from sim.serving.data_parallel import LockstepGroup
 from sim.serving.engine import Engine
 from sim.serving.job import Job

@@ -30,7 +30,7 @@ import pandas as pd
 
 from sim.errors import InputError, quote
 from sim.json_input import unique_keys
-from sim.serving.compute import ComputeModel
+from sim.serving.compute_model import ComputeModel
 from sim.serving.profile_files import MAX_PROFILED_TIME_S
 from sim.serving.step_shape import StepShape
 

@@ -25,8 +25,8 @@ from sim.cache.tiers import hbm_capacity_blocks, kv_block_bytes, read_lanes
 from sim.config import Config, ServingConfig
 from sim.config_rules import SERVING_TP, pd_tensor_parallel
 from sim.errors import ConfigError
-from sim.serving.compute import ComputeModel
 from sim.serving.compute_backend import compute_model
+from sim.serving.compute_model import ComputeModel
 from sim.serving.engine_limits import resolved_serving
 from sim.serving.scheduler import DECODE, PREFILL, UNIFIED
 from sim.serving.tp_transfer import TransferPlan, transfer_plan
