@@ -72,7 +72,7 @@ def _distributions(metrics: dict, path: str = ""):
 def check_run(metrics: dict[str, Any], trace: dict[str, Any] | None, mode: str, *,
               arrival_span_s: float | None = None, output_tokens: int | None = None,
               input_tokens: int | None = None, means: bool = False, kv_copies: int = 1,
-              block_bytes: int | None = None) -> list[str]:
+              block_bytes: int | None = None, states: bool = False) -> list[str]:
     bad: list[str] = []
     serving = mode != "cache-only"
     # no NaN / inf (null in JSON)
@@ -119,10 +119,18 @@ def check_run(metrics: dict[str, Any], trace: dict[str, Any] | None, mode: str, 
         # rank's shard: with MLA each rank holds the whole latent and sends its own copy (sim/serving/run.py), so
         # kv_transfer_bytes = blocks x block_bytes x tensor_parallel_size there (kv_copies); a KV head replicated
         # on several ranks (TP above the KV-head count) is sent by each: tp // num_kv_heads copies
+        # A Gated DeltaNet hybrid's (``states``; README Cluster) fetch counts each state group's state it moves as a
+        # fetched block, smaller than a block: 0 < bytes <= blocks x block_bytes (none of either alike); its PD
+        # transfer sends the states beside the blocks it counts: bytes >= blocks x block_bytes x copies
         bb = cl["block_bytes"]
         for kind in ("fetched", "kv_transfer"):
             for scope, n in cl[f"{kind}_blocks"].items():
-                if cl[f"{kind}_bytes"][scope] != n * bb * (kv_copies if kind == "kv_transfer" else 1):
+                sent, exact = cl[f"{kind}_bytes"][scope], n * bb * (kv_copies if kind == "kv_transfer" else 1)
+                if states:
+                    if not ((n == 0) == (sent == 0) and sent <= exact if kind == "fetched" else sent >= exact):
+                        bad.append(f"cluster.{kind}_bytes.{scope} {sent} outside what {n} blocks and their states "
+                                   f"can take")
+                elif sent != exact:
                     bad.append(f"cluster.{kind}_bytes.{scope} != {kind}_blocks x block_bytes"
                                + (f" x {kv_copies} copies" if kind == "kv_transfer" and kv_copies > 1 else ""))
         if sum(cl["kv_transfer_bytes"].values()) != metrics.get("kv_transfer_bytes", 0):
@@ -236,6 +244,11 @@ def check_report(report: dict[str, Any], **expect: Any) -> list[str]:
         replicas = config["serving"]["tensor_parallel_size"] // model_spec(config["model"]).num_kv_heads
         if replicas > 1:
             expect = {**expect, "kv_copies": replicas}
+    if config.get("model"):
+        from sim.specs import model_spec
+
+        if model_spec(config["model"]).linear_attention is not None:  # Gated DeltaNet states travel with blocks
+            expect = {**expect, "states": True}
     if trace and trace.get("request_range"):
         # workload.range_start/end keep requests [lo, hi) of the valid ones (trace.request_range); the rest are
         # neither used nor skipped. Of [lo, hi), only the serving admission skips (README Serving) leave.

@@ -14,6 +14,7 @@ from sim.serving.compute import StepShape
 from sim.serving.compute_backend import compute_model
 from sim.serving.run import run_serving
 from tests.conftest import assert_cluster_serves_as_single_node, identical_reruns
+from tests.report_invariants import check_report
 from tests.test_serving import make_trace
 
 BS = 576  # Qwen3-Next's attention block on Hopper with prefix caching (lcm with FlashInfer's GDN alignment 64)
@@ -173,6 +174,9 @@ def test_a_cluster_run_is_byte_identical_on_a_rerun(run_cli, tmp_path, pd):
                               *[a for s in sets for a in ("--set", s)])
     metrics = report["runs"][0]["metrics"]
     assert metrics["requests_completed"] == 40 and metrics["hits"] > 0
+    # its fetched and transferred bytes carry the states beside the blocks counted (README Cluster): the report's
+    # invariants hold with them
+    assert check_report(report) == []
 
 
 @pytest.mark.parametrize(("router", "pd"), [("prefix-aware", False), ("precise-prefix", False),
