@@ -5,6 +5,7 @@ transfers; and decode windows that equal single steps."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -342,6 +343,39 @@ def test_a_request_the_hybrid_managers_admission_can_never_grant_is_skipped_befo
                                      f"serving.disable_hybrid_kv_cache_manager={disable}"])
     trace = make_trace([0.0, 1.0], [10_000, 500], [5, 5])
     assert admit(trace, config).get("exceeds_kv_capacity", 0) == skipped
+
+
+def test_a_request_whose_recompute_after_a_late_preemption_cannot_fit_is_skipped_before_the_run():
+    """700 usable blocks, async scheduling (a sliding group's admission cap: cdiv(127 + 2 x 8,192, 16) + 1 = 1,033):
+    a 5,000-token prompt asks for 313 full + 313 sliding blocks, but preempted before its last token the request
+    is recomputed as one chunk of 5,999 tokens + 1: 375 + 375 = 750 blocks, more than the instance has (vLLM's
+    start-up check guarantees this footprint for max_model_len). It is skipped when the trace is admitted; with
+    300 output tokens (332 + 332 = 664 blocks) it runs."""
+    from sim.config import load_config
+    from sim.serving.admission import admit
+    from tests.test_serving import make_trace
+
+    config = load_config(None, sets=["model=gpt-oss-20b", "serving.num_instances=1", "serving.num_gpu_blocks=701"])
+    assert admit(make_trace([0.0, 1.0], [5_000, 5_000], [1_000, 300]), config) == {"exceeds_kv_capacity": 1}
+
+
+def test_a_sliding_window_request_preempted_on_a_decode_instance_is_recomputed_not_failed(run_cli):
+    """gpt-oss on 300-block instances under --cluster --pd: decode instances preempt and recompute prompt +
+    generated tokens as one chunk. Before admission counted that footprint, request 181 (2,385 tokens: 300
+    blocks on a 299-block instance) stopped the run with exit 2 mid-way; now such requests are skipped up front,
+    counted, and every other request completes."""
+    status, out, err = run_cli(
+        "--cluster", "--pd", "--router", "precise-prefix", "--no-plot", "--set", "model=gpt-oss-20b",
+        "--set", "serving.num_gpu_blocks=300", "--set", "hardware.gpus_per_node=2", "--set", "cluster.num_racks=2",
+        "--set", "cluster.nodes_per_rack=1", "--set", "workload.synthetic.rate_rps=200",
+        "--set", "workload.synthetic.num_requests=300", "--set", "workload.synthetic.kind=multi-turn",
+        "--set", "workload.synthetic.input_tokens_mean=512", "--set", "cache.tiers.eic.capacity_gib=1",
+        "--set", "workload.synthetic.think_time_median_s=1")
+    assert status == 0, err
+    used, skipped = (int(x) for x in
+                     re.search(r"(\d+) requests used, (\d+) skipped \(exceeds_kv_capacity", out).groups())
+    assert used + skipped == 300 and skipped > 0
+    assert re.search(rf"requests_completed\s+{used}\b", out)
 
 
 # ---------------------------------------------------------------- decode windows under the hybrid manager

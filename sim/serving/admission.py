@@ -49,8 +49,8 @@ def admit(trace: Trace, config: Config, mode: str = "single") -> dict[str, int]:
       ``InputProcessor`` refuses a longer prompt; its OpenAI server refuses prompt + max_tokens);
     - ``exceeds_kv_capacity``: the KV of prompt + output needs more blocks than one instance
       holds, so the request could not finish even alone on an empty instance (a hybrid model under vLLM's hybrid
-      manager: beside the full group's blocks, each sliding group's that admitting its prompt asks for, and those
-      of its window as it decodes; a Gated DeltaNet hybrid: its block in each state group beside its attention
+      manager: beside the full group's blocks, each sliding group's that recomputing the whole sequence after a
+      preemption asks for; a Gated DeltaNet hybrid: its block in each state group beside its attention
       blocks, ``StateKVCacheManager.blocks_alone``). In PD (``mode``) a prefill instance holds the prompt and its
       first token, a decode instance the whole sequence, each role at its own TP's capacity.
 
@@ -66,7 +66,7 @@ def admit(trace: Trace, config: Config, mode: str = "single") -> dict[str, int]:
 
     def too_many(tokens: np.ndarray, capacity: int) -> np.ndarray:
         return (-(-tokens // block) + state_blocks > capacity if groups is None else
-                _hybrid_blocks_alone(trace.input_tokens, tokens, groups, config) > capacity)
+                _hybrid_blocks_alone(tokens, groups, config) > capacity)
 
     def exceeds_capacity(tokens: np.ndarray) -> np.ndarray:
         return np.logical_or.reduce([too_many(trace.input_tokens + 1 if role == PREFILL else tokens, capacity)
@@ -110,12 +110,15 @@ def role_capacity(config: Config, key: str, role: str) -> int:
     return capacity
 
 
-def _hybrid_blocks_alone(prompt: np.ndarray, tokens: np.ndarray, groups: KVGroups, config: Config) -> np.ndarray:
-    """Blocks a hybrid model's request needs at once on an empty instance: the most of what its admission asks for
-    (its prompt's full blocks and each sliding group's, at most ``admission_cap``: ``HybridKVCacheManager.blocks_alone``)
-    and what it holds at its last token (every full block, each sliding group's window and the step or two before)."""
+def _hybrid_blocks_alone(tokens: np.ndarray, groups: KVGroups, config: Config) -> np.ndarray:
+    """Blocks a hybrid model's request of ``tokens`` tokens needs at once on an empty instance: every full block and
+    each sliding group's blocks of them, at most ``admission_cap`` (``HybridKVCacheManager.blocks_alone``) or the
+    window and the step or two before at its last token, whichever is more. Prompt and generated tokens count alike:
+    a request preempted late in its decode is recomputed as one chunk (its sliding groups hold the whole chunk while
+    it runs), which is the footprint vLLM's start-up check guarantees for a ``max_model_len`` sequence
+    (``check_enough_kv_cache_memory`` over ``SlidingWindowSpec.max_memory_usage_bytes``, vllm/v1/core/
+    kv_cache_utils.py, vllm/v1/kv_cache_interface.py); checked at the request's own length here, as kvsim skips
+    such a request rather than refusing the deployment."""
     serving = resolved_serving(config)
-    block = serving.block_size
     cap = groups.admission_cap(max_model_len(config), serving.max_num_batched_tokens, serving.async_scheduling)
-    return np.maximum(groups.with_sliding(-(-(prompt + 1) // block), cap),
-                      groups.with_sliding(-(-tokens // block), groups.hit_blocks + 2))
+    return groups.with_sliding(-(-tokens // serving.block_size), max(cap, groups.hit_blocks + 2))
