@@ -378,7 +378,7 @@ def name_run(result: RunResult, mode: str, policy: str, router: str, num_policie
     if mode == "cluster":
         result.name = f"{policy}/{router}" if num_policies > 1 else router
     elif num_policies > 1 or num_routers > 1:
-        result.name = "/".join(([f"{mode}-{policy}"] if num_policies > 1 else []) + ([router] if num_routers > 1 else []))
+        result.name = "/".join(([policy] if num_policies > 1 else []) + ([router] if num_routers > 1 else []))
     if num_policies > 1 or num_routers > 1:
         result.overrides = {**({"cache.policy": policy} if num_policies > 1 else {}),
                             **({"cluster.router": router} if num_routers > 1 or mode == "cluster" else {})}

@@ -57,7 +57,7 @@ def test_router_list_with_max_rate_searches_each_router(run_cli, tmp_path):
     plain = _report(run_cli, tmp_path, *small, *slo, "--policy", "lru,arc", "--router", ",".join(ROUTERS))
     assert [(r["name"], r["overrides"]) for r in product["runs"]] == \
         [(r["name"], r["overrides"]) for r in plain["runs"]] == \
-        [(f"single-{p}/{r}", {"cache.policy": p, "cluster.router": r}) for p in ("lru", "arc") for r in ROUTERS]
+        [(f"{p}/{r}", {"cache.policy": p, "cluster.router": r}) for p in ("lru", "arc") for r in ROUTERS]
 
 
 def _spec(tmp_path, **body) -> str:

@@ -70,7 +70,7 @@ def test_serving_run_html_has_every_section_and_its_plots(browser, run_cli, tmp_
     assert names == ["pd_latency_cdf.png", "pd_tier_hits.png", "pd_timelines.png", "pd_ttft_breakdown.png"]  # by run kind
     dom = _assert_report_page(browser, tmp_path, page, plots=4)
     report = json.loads((tmp_path / "pd.json").read_text())
-    assert "pd-lru" in dom and "pd-sieve" in dom and report["trace"]["sha256"] in dom  # runs and provenance
+    assert "lru" in dom and "sieve" in dom and report["trace"]["sha256"] in dom  # runs and provenance
     assert "tensor_parallel_size" in dom  # the resolved config
 
 

@@ -88,7 +88,7 @@ def test_max_rate_in_pd_mode_and_per_policy(run_cli, tmp_path):
                              "--policy", "lru,fifo", "--report-json", out, "--no-plot", "--quiet")
     assert status == 0, err
     runs = json.loads(out.read_text())["runs"]
-    assert [r["name"] for r in runs] == ["pd-lru", "pd-fifo"]
+    assert [r["name"] for r in runs] == ["lru", "fifo"]
     for run in runs:
         m = run["metrics"]
         assert m["max_rate_scale"] > 0 and m["slo_attainment"] >= 0.95

@@ -123,7 +123,7 @@ def test_serving_knobs_change_the_result(run_cli, tmp_path, knob):
 
 def test_serving_runs_one_per_policy(run_cli, tmp_path):
     report = _run(run_cli, tmp_path, "policies", "--policy", "lru,s3fifo")
-    assert [r["name"] for r in report["runs"]] == ["pd-lru", "pd-s3fifo"]
+    assert [r["name"] for r in report["runs"]] == ["lru", "s3fifo"]
     assert report["runs"][1]["overrides"] == {"cache.policy": "s3fifo"}
 
 
