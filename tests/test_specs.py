@@ -142,8 +142,9 @@ def test_a_gpu_spec_file_is_read_like_an_entry(tmp_path, run_cli):
 
 
 # (GPU, L2 plateau, DRAM plateau), GB/s: medians of the Eff. bw column of github.com/te42kyfo/gpu-benches
-# gpu-l2-cache/{a100_80,h100_pcie,h200}.txt over data sets of 4 MiB to half the L2 and of 8x the L2 and past
-GPU_BENCHES_L2 = [("a100-80gb", 5405, 1732), ("h100-pcie", 6993, 1988), ("h200", 9981, 3888)]
+# gpu-l2-cache/{a100_80,h100_pcie,h200}.txt (and the fork xxrjun/gpu-benches' gb200.txt) over data sets of 4 MiB to
+# half the L2 and of 8x the L2 and past
+GPU_BENCHES_L2 = [("a100-80gb", 5405, 1732), ("h100-pcie", 6993, 1988), ("h200", 9981, 3888), ("b200", 19318, 7768.5)]
 
 
 @pytest.mark.parametrize("gpu, l2, dram", GPU_BENCHES_L2)
