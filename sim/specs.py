@@ -46,7 +46,8 @@ class GPUSpec:
     sm_count: int | None = None
     # bytes of L2 cache (whitepaper), where the spec gives them; None: unknown
     l2_bytes: int | None = None
-    # B/s the L2 serves, where the spec gives a measured figure; None: ``cache_bandwidth`` estimates it
+    # B/s the L2 serves on the datasheet's scale (a measured L2/DRAM ratio x memory_bandwidth: the roofline applies
+    # bandwidth_efficiency to both), where the spec gives one; None: ``cache_bandwidth`` estimates it
     l2_bandwidth: float | None = None
     # (major, minor) where a GPU spec file states it; a listed GPU's is sim.serving.attention_backend's table
     compute_capability: tuple[int, int] | None = None
@@ -74,7 +75,9 @@ class GPUSpec:
 REPORTED_MEMORY_FRACTION = 0.988
 # L2 bandwidth / memory bandwidth: 3,133 / 900 GB/s (V100), 7,219 / 1,555 (A100), 8,986 / 3,352 (H100) = 3.48, 4.64,
 # 2.68 (Ultrasonics Sonochemistry 99:106546, 2023, Table 3: doi.org/10.1016/j.ultsonch.2023.106546, PMC10448217);
-# their median, for a GPU whose spec gives no l2_bandwidth_gbps (sim.serving.elementwise)
+# their median, for a GPU whose spec gives no l2_bandwidth_gbps (sim.serving.elementwise). The table's L2 figures are
+# peaks, not measurements: bytes a clock x its clock rates (2,048 x 1,530 MHz, 5,120 x 1,410, 5,120 x 1,755), the
+# DRAM's the datasheets', so the ratio is on the datasheet scale the roofline's bandwidth_efficiency applies to.
 L2_BANDWIDTH_RATIO = 3133 / 900
 
 

@@ -26,15 +26,36 @@ def _rtx5090_rows():
     return [(int(r["num_tokens"]), float(r["per_layer_ms"]) / 1e3) for r in rows]
 
 
-def test_roofline_within_15_percent_of_rtx5090_prefill():
-    config = load_config(None, overlays=[OVERLAY])
+def _rtx5090_errors(sets: tuple[str, ...] = ()) -> np.ndarray:
+    """Per measured row, the overlay's roofline layer time / measured - 1 (``sets``: overrides of the overlay)."""
+    config = load_config(None, overlays=[OVERLAY], sets=list(sets))
     model = gpu_compute_model(config)  # the GPU's time alone (no CUDA-graph padding of the small prefills)
     assert isinstance(model, RooflineCompute) and model.gpu.name == "rtx5090"
+    errors = []
     for tokens, measured in _rtx5090_rows():
         shape = StepShape()
         shape.add_prefill(tokens, 0)
         per_layer = (model.step_time(shape) - model.lm_head_time(shape.logit_rows)) / model.model.num_layers
-        assert per_layer == pytest.approx(measured, rel=0.15), tokens
+        errors.append(per_layer / measured - 1)
+    return np.array(errors)
+
+
+def test_roofline_within_10_percent_of_rtx5090_prefill():
+    """The overlay's header: every measured row within 10% (at 1.0 / 0.72, set before the elementwise kernels read
+    from L2, the 512- and 1,024-token rows were 12.4% and 11.6% fast)."""
+    assert np.abs(_rtx5090_errors()).max() < 0.10
+
+
+def test_rtx5090_overlay_is_the_minimax_of_its_rows():
+    """Its two efficiencies are where the largest row error is least on a 0.01 grid: every neighbour's is larger."""
+    config = load_config(None, overlays=[OVERLAY])
+    flops, bandwidth = config.compute.flops_efficiency, config.compute.bandwidth_efficiency
+    best = np.abs(_rtx5090_errors()).max()
+    for df in (-0.01, 0.0, 0.01):
+        for db in (-0.01, 0.0, 0.01):
+            if (df or db) and flops + df <= 1 and bandwidth + db <= 1:
+                sets = (f"compute.flops_efficiency={flops + df:.2f}", f"compute.bandwidth_efficiency={bandwidth + db:.2f}")
+                assert np.abs(_rtx5090_errors(sets)).max() > best, sets
 
 
 def test_roofline_flop_count_by_hand():

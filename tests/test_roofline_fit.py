@@ -16,7 +16,17 @@ from sim.serving.compute_backend import compute_model
 from sim.serving.engine_limits import block_size
 from sim.serving.measured_latency import MeasuredStep, predict, read_distserve, read_splitwise
 from sim.serving.roles import usable_kv_blocks
-from sim.serving.roofline_fit import FIT_KEYS, fit, fittable, holdout, mape, point_configs, relative_errors, screen
+from sim.serving.roofline_fit import (
+    FIT_KEYS,
+    IDEAL,
+    fit,
+    fittable,
+    holdout,
+    mape,
+    point_configs,
+    relative_errors,
+    screen,
+)
 from tests.conftest import ROOT, script_module
 from tests.test_measured_latency import GOOD, HEADER
 
@@ -60,6 +70,30 @@ def test_a_point_faster_than_the_peak_allows_is_flagged():
     steps, configs = synthetic_points()
     broken = dataclasses.replace(steps[3], seconds=steps[3].seconds / 20)  # an 8,192-token prefill in 1/20 the time
     assert screen([steps[0], broken], [configs[0], configs[3]]) == ["", "faster than the GPU's peak allows"]
+
+
+def test_the_peak_screen_prices_elementwise_bytes_as_the_model_does():
+    """The screen's fastest step is the model's at full efficiency, its elementwise kernels' bytes read from L2 where
+    they fit. One 1,000-token prefill of Llama-3.1-8B on an H100 SXM (50 MiB L2, 3.35 TB/s, L2 3,133 / 900 of it) a
+    layer, bytes the kernel before wrote or that it writes: each fused add + RMSNorm 3 x 4,096 x 2 B x 1,000 =
+    24.576 MB (x 2), the rotary embedding 2 x (32 + 8) x 128 x 2 B x 1,000 = 20.48 MB, all in L2; SiluAndMul 3 x 14,336
+    x 2 B x 1,000 = 86 MB, 50 MiB of it in L2. L2 saves 122.0608 MB x (1 / DRAM - 1 / L2) a layer, 32 layers: 0.831
+    ms. A row 0.4 ms above the L2-priced peak (below the DRAM-priced one) is kept; 1% below it is flagged."""
+    base = load_config(None, sets=["hardware.gpu=h100-sxm"])
+    step = MeasuredStep("llama-3.1-8b", "h100-sxm", 1, "prefill", 1, 1000, 1, 1.0, "hand")
+    configs = point_configs([step], base)
+    ideal = (relative_errors([step], configs, IDEAL)[0] + 1) * step.seconds
+    dram = 3.35e12
+    saved = 32 * (2 * 24.576e6 + 20.48e6 + 50 * 2**20) * (1 / dram - 900 / (3133 * dram))
+    assert saved == pytest.approx(0.831e-3, rel=1e-3)
+    roofline = compute_model(dataclasses.replace(configs[0], compute=dataclasses.replace(configs[0].compute, **IDEAL)))
+    without_l2 = roofline.elementwise.layer_time(1000, roofline.floors.gemm_s, roofline.bandwidth)
+    assert 32 * (without_l2 - roofline.elementwise_time(1000)) == pytest.approx(saved, rel=1e-6)
+    all_dram = ideal + saved  # the same step with every elementwise byte at the DRAM's bandwidth
+    kept = dataclasses.replace(step, seconds=ideal + 0.4e-3)
+    assert kept.seconds < all_dram
+    flagged = dataclasses.replace(step, seconds=ideal * 0.99)
+    assert screen([kept, flagged], configs * 2) == ["", "faster than the GPU's peak allows"]
 
 
 def test_a_point_whose_kv_does_not_fit_one_instance_is_flagged():

@@ -141,6 +141,27 @@ def test_a_gpu_spec_file_is_read_like_an_entry(tmp_path, run_cli):
     assert metrics[0] == metrics[1] and metrics[0][0]["ttft_s"]["mean"] > 0
 
 
+# (GPU, L2 plateau, DRAM plateau), GB/s: medians of the Eff. bw column of github.com/te42kyfo/gpu-benches
+# gpu-l2-cache/{a100_80,h100_pcie,h200}.txt (and the fork xxrjun/gpu-benches' gb200.txt) over data sets of 4 MiB to
+# half the L2 and of 8x the L2 and past
+GPU_BENCHES_L2 = [("a100-80gb", 5405, 1732), ("h100-pcie", 6993, 1988), ("h200", 9981, 3888), ("b200", 19318, 7768.5)]
+
+
+@pytest.mark.parametrize("gpu, l2, dram", GPU_BENCHES_L2)
+def test_a_measured_l2_bandwidth_is_its_l2_dram_ratio_on_the_datasheet_scale(gpu, l2, dram):
+    """The roofline applies one bandwidth_efficiency to the L2 and the DRAM, so a measured L2 enters as the run's own
+    L2/DRAM ratio x the datasheet's memory bandwidth (A100 80GB: 5,405 / 1,732 x 2,039 = 6,363 GB/s, where the
+    ratio of 3.48 gave 7,098)."""
+    spec = gpu_spec(gpu)
+    assert spec.cache_bandwidth == pytest.approx(l2 / dram * spec.memory_bandwidth, rel=2e-4)
+
+
+def test_a_gpu_without_a_measured_l2_keeps_the_ratio():
+    """H100 SXM has no measurement cited: 3,133 / 900 x 3,350 GB/s."""
+    assert gpu_spec("h100-sxm").l2_bandwidth is None
+    assert gpu_spec("h100-sxm").cache_bandwidth == pytest.approx(3350e9 * 3133 / 900)
+
+
 def test_a_gpu_spec_files_l2_bandwidth_is_read_else_the_ratio(tmp_path):
     """l2_bandwidth_gbps: 9,000 GB/s is the L2's bandwidth; without it 3.48 (3,133 / 900) x the memory bandwidth's
     3,350 GB/s (sim.specs.L2_BANDWIDTH_RATIO)."""

@@ -112,7 +112,8 @@ def screen(steps: Sequence[MeasuredStep], configs: Sequence[Config]) -> list[str
     those out and says so. Weights that leave no KV cache, or more KV than one instance holds (kvsim's capacity for the
     config): the engine would have preempted or swapped, which a table of step latencies does not describe (checked
     first: such a point is never timed, however large). Faster than the roofline at full efficiency with no host time
-    allows: a broken row, no constant fits it."""
+    allows: a broken row, no constant fits it (that roofline is the model's own, so its elementwise kernels' bytes
+    move at the L2's bandwidth where they fit, as a step's do)."""
     capacity: dict[int, tuple[int, int] | str] = {}
     reasons = []
     for step, config in zip(steps, configs):
