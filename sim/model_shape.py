@@ -110,6 +110,16 @@ class ModelSpec(WeightBytes):
     rope_caches: tuple[RopeCache, ...] | None = None
     # rope (the caches above), alibi (BLOOM) or learned (OPT: a table of weights): sim.rope_caches.POSITION_ENCODINGS
     position_encoding: str = "rope"
+    # The norms of a decoder layer beside its attention and MLP, as vLLM's model file runs them (counted in
+    # sim.serving.elementwise; their weights are in num_parameters): 2, an RMSNorm before the attention and one before
+    # the MLP, each fused with the residual add (Llama and most); 4, Gemma 2/3's sandwich, those two and a plain
+    # RMSNorm on the attention's and on the MLP's output (gemma2.py / gemma3.py post_attention_layernorm,
+    # post_feedforward_layernorm); 1, a parallel block's one LayerNorm feeding attention and MLP, whose outputs a sum
+    # adds to the residual (phi.py PhiLayer)
+    norms_per_layer: int = 2
+    # An RMSNorm on q and one on k between qkv_proj and the rotary embedding: over each head (Qwen3, Gemma 3,
+    # Qwen3-Next, GLM-4.5 with use_qk_norm: q_norm, k_norm) or over all heads (MiniMax-M2); two kernels a layer
+    qk_norm: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rope_caches", as_rope_caches(self.rope_caches, self.name))
@@ -125,6 +135,12 @@ class ModelSpec(WeightBytes):
                               f"{self.num_layers}, beside q/k/v/o attention without a sliding window")
         if not isinstance(self.attention_output_gate, bool):
             raise ConfigError(f"model {self.name!r}: attention_output_gate must be true or false")
+        if isinstance(self.norms_per_layer, bool) or self.norms_per_layer not in (1, 2, 4):
+            raise ConfigError(f"model {self.name!r}: norms_per_layer must be 1 (a parallel block), 2 or 4 (Gemma's "
+                              f"sandwich) (got {self.norms_per_layer!r})")
+        if not isinstance(self.qk_norm, bool) or (self.qk_norm and self.kv_lora_rank is not None):
+            raise ConfigError(f"model {self.name!r}: qk_norm must be true or false, and false with multi-head latent "
+                              f"attention (got {self.qk_norm!r})")
         if not isinstance(self.gated_mlp, bool):
             raise ConfigError(f"model {self.name!r}: gated_mlp must be true or false (got {self.gated_mlp!r})")
         window = self.sliding_window

@@ -115,8 +115,10 @@ def test_utilization_counts_the_moe_roofline():
     assert counter.flops(work) == pytest.approx(2 * 2176 + head + 2 * r.attn_flops_per_pair * shape.prefill_pairs)
     kv = r.kv_bytes_per_token_layer * 2
     # and each layer's elementwise kernels for the 2 tokens, 2 B x (two fused add + RMSNorms 2 x 4 x 8, the 2 experts'
-    # SiluAndMul 3 x 2 x 6, the rotary embedding over 2 query heads and 1 KV head 2 x 3 x 4) = 248 B a token
-    elementwise = 2 * 2 * (2 * 4 * 8 + 3 * 2 * 6 + 2 * 3 * 4)
+    # SiluAndMul 3 x 2 x 6, the rotary embedding over 2 query heads and 1 KV head 2 x 3 x 4) = 248 B a token, and the
+    # MoE's: the top-k reads 8 bf16 logits and writes 2 fp32 weights and 2 int32 ids (16 + 16), moe_align_block_size
+    # reads the 2 ids twice and writes 2 slots (24), moe_sum reads 2 x 8 and writes 8 bf16 values (48): 104 B a token
+    elementwise = 2 * (2 * (2 * 4 * 8 + 3 * 2 * 6 + 2 * 3 * 4) + (16 + 16) + 24 + 48)
     assert counter.bytes(work) == pytest.approx(2 * (1680 + kv + elementwise) + 16 * 8 * 2)
 
 
