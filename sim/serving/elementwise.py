@@ -7,15 +7,25 @@ the two RMSNorms (``input_layernorm``, ``post_attention_layernorm``, each fused 
 ``fused_add_rms_norm`` reads the input and the residual and writes both), the rotary embedding over q and k
 (``rotary_emb``, in place), and the MLP's activation (``SiluAndMul``: reads gate and up, writes their product; a
 plain MLP's activation reads and writes its width). Multi-head latent attention adds ``q_a_layernorm`` (where there
-is a q_lora_rank) and ``kv_a_layernorm`` (deepseek_v2.py), whose rotary part is qk_rope_head_dim wide.
+is a q_lora_rank) and ``kv_a_layernorm`` (deepseek_v2.py), whose rotary part is qk_rope_head_dim wide. By family
+(``ModelSpec.norms_per_layer``, ``qk_norm``): Gemma 2/3 add two plain RMSNorms on the attention's and the MLP's
+outputs (gemma2.py, gemma3.py: four norms a layer); Phi's parallel block has one LayerNorm and one sum of attention,
+MLP and residual instead of the two fused norms (phi.py); Qwen3, Gemma 3, Qwen3-Next, GLM-4.5 (use_qk_norm) and
+MiniMax-M2 norm q and k after qkv_proj (``q_norm``, ``k_norm``: qwen3.py). An MoE layer adds fused_moe's top-k over
+the router's logits, ``moe_align_block_size``'s two kernels, ``moe_sum`` and, with shared experts, their add
+(``moe_kernels``); an FP8 checkpoint a quantization of each FP8 GEMM's input (``fp8_quant_kernels``). A kernel only
+some layers run (the routing in an MoE model's dense layers) counts as the mean over the layers.
 Each kernel pays the per-kernel floor (``KernelFloors.gemm_s``: what any kernel of a CUDA graph takes whatever its
 size) and its bytes at the bandwidth; none overlaps a GEMM, so the time adds to the layer's rather than joining the
-GEMM's 2-norm of compute and memory. At a decode step that is the floors (4 × 3.1 µs a layer at the defaults); at a
-4k-token prefill of Llama-3.1-8B on an H100 the bytes, ~0.7 GB a layer (~7 ms a step, 50 MiB of each kernel's from
-L2). The norms and the activation work on every scheduled token of every rank (the norms on the whole hidden
-state, which every TP rank holds; the activation on the rank's share of the MLP); a Gated DeltaNet layer is counted
-as an attention layer (its own norms and gates are at least as many kernels). FP8 activation quantization before
-each GEMM is not counted.
+GEMM's 2-norm of compute and memory. At a decode step that is the floors (4 × 3.1 µs a layer of Llama at the
+defaults, 10 of Qwen3-30B-A3B); at a 4k-token prefill of Llama-3.1-8B on an H100 the bytes, ~0.7 GB a layer (~7 ms
+a step, 50 MiB of each kernel's from L2). The norms and the activation work on every scheduled token of every rank
+(the norms on the whole hidden state, which every TP rank holds; the activation on the rank's share of the MLP); a
+Gated DeltaNet layer is counted as an attention layer (its own norms and gates are at least as many kernels).
+Not counted: OLMo-2's post-norms (kvsim reads no OLMo config), Phi-MoE's unfused LayerNorms (counted as two fused
+norms), Qwen2-MoE's shared-expert gate's sigmoid (fused into the add), the one-kernel ``moe_align_block_size`` of
+small batches (under 1,024 routed tokens with at most 64 experts: counted as two), DeepSeek's routed scaling, and
+torch.compile's fusions of these kernels with one another or with a GEMM (vLLM's compilation fusion passes).
 
 L2: each kernel reads what the kernel just before it wrote (the norm its GEMM's output, the rotary embedding
 qkv_proj's q and k, the activation gate_up_proj's output) and writes what the next one reads, and the GPU's L2 is
@@ -24,7 +34,10 @@ write-back: where those bytes fit in L2 they never reach DRAM within the kernel,
 exceed the L2 finds the share L2 / bytes of them there (the rest at the DRAM bandwidth); the fused norm's residual,
 written a GEMM, an attention and another GEMM earlier, is read from DRAM. A GPU spec without ``l2_mib``: all DRAM.
 The LLMServingSim bundles' dense.csv (RTX 4090 and RTX PRO 6000) time the norms at up to 2.4x their DRAM bound
-(``tests/test_elementwise.py`` compares both).
+(``tests/test_elementwise.py`` compares both). Their qk_norm operator (Qwen3-32B, Qwen3-30B-A3B) is not matched
+alone: ~2 µs at one token against two floors, and at 2,048 tokens near or under DRAM's bandwidth, not the L2's
+(head_dim-wide rows, one small thread block each); with it the sums stay within 0.25-0.27 mean |log|
+(``tests/test_elementwise_families.py``).
 """
 
 from __future__ import annotations
