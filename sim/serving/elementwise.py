@@ -174,14 +174,26 @@ def _layer_norms(layer: _Kernels, m: ModelSpec, b: int) -> None:
         layer.add(2, 2 * h * b, 2 * h * b)
 
 
-def moe_kernels(layer: _Kernels, m: ModelSpec, b: int, tp: int) -> None:
+def moe_block_cost(model: ModelSpec, dtype_bytes: int, tensor_parallel_size: int) -> ElementwiseCost:
+    """One MoE layer's own elementwise kernels on one rank: its activation (over the routed copies and the shared
+    experts) and ``moe_kernels``, what a bundle's moe.csv times beside the router's and the experts' GEMMs."""
+    layer, m = _Kernels(), model
+    width = m.num_experts_per_tok * m.moe_intermediate_size + (m.shared_expert_intermediate_size or 0)
+    act = 3 * width / tensor_parallel_size * dtype_bytes  # (gated experts: reads gate and up, writes the product)
+    layer.add(1, act, act)
+    moe_kernels(layer, m, dtype_bytes, tensor_parallel_size, share=1.0)
+    return layer.cost()
+
+
+def moe_kernels(layer: _Kernels, m: ModelSpec, b: int, tp: int, share: float | None = None) -> None:
     """An MoE layer's kernels beside its GEMMs (vLLM fused_moe: ``FusedMoE`` routing, then ``fused_experts``), all
     on what the kernel before wrote or the next one reads: the top-k over the router's logits (``topk_softmax``, or
     ``grouped_topk`` for a sigmoid router with a score-correction bias), ``moe_align_block_size``'s two kernels (count
     and align the routed copies by expert, then sort them), ``moe_sum`` (the k experts' outputs to one: GEMM2 writes
     them whole-width on every TP rank; none at k = 1, where GEMM2 writes the output) and, with shared experts, their
     output's add to the routed sum. Each MoE layer's: a mean over the layers."""
-    share, k, h = m.moe_layers / m.num_layers, m.num_experts_per_tok, m.hidden_size
+    share = m.moe_layers / m.num_layers if share is None else share  # (None: the mean over the layers)
+    k, h = m.num_experts_per_tok, m.hidden_size
     logit = FP32_BYTES if m.fp32_parameters else b  # (GLM-4.5's and MiniMax-M2's fp32 routers write fp32 logits)
     topk = m.num_experts * logit + k * (FP32_BYTES + INDEX_BYTES)  # reads the logits, writes k weights and k ids
     layer.add(share, topk, topk)
