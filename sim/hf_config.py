@@ -137,8 +137,16 @@ def hf_model_spec(name: str) -> ModelSpec:
         sliding_window=window, num_sliding_layers=sliding, fp32_parameters=fp32, **quantization,
         linear_attention=gdn, attention_output_gate=family.attention_output_gate, vision_tower=vision,
         rotary_dim=rotary, rope_caches=rope_caches(keys, family, context, rotary or head_dim, kinds),
+        norms_per_layer=family.norms_per_layer, qk_norm=_qk_norm(keys, family),
         **(moe.fields() if moe is not None else {}),
     )
+
+
+def _qk_norm(keys: _Keys, family: Family) -> bool:
+    """Whether the layers norm q and k (``ModelSpec.qk_norm``): always (``Family.qk_norm``, ``qk_norm_full``) or
+    as the family's switch says (Phi's qk_layernorm, GLM-4.5's use_qk_norm)."""
+    switch = family.qk_norm_switch
+    return family.qk_norm or family.qk_norm_full or (switch is not None and keys.flag(switch))
 
 
 def _check_attention_kinds(keys: _Keys, family: Family, layers: int) -> None:

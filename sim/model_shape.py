@@ -10,18 +10,12 @@ from dataclasses import dataclass
 
 from sim.errors import ConfigError
 from sim.linear_attention import GatedDeltaNet, as_gated_delta_net
+from sim.model_weights import FP8_SCALE_BYTES, WeightBytes
 from sim.rope_caches import RopeCache, as_rope_caches, check_position_encoding, learned_position_rows
 from sim.vision_towers import VisionTower, as_vision_tower
 
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
 GIB = 1024**3
-FP8_SCALE_BYTES = 4  # an FP8 checkpoint's weight scales are fp32 (vLLM fp8.py: weight_scale / weight_scale_inv)
-FP32_BYTES = 4
-# An MXFP4 checkpoint's expert weights (OCP Microscaling MXFP4, gpt-oss): 4-bit E2M1 values in blocks of 32 sharing
-# one 8-bit E8M0 scale, 4 + 8 / 32 = 4.25 bits a weight (the checkpoint's *_blocks (uint8, two values a byte) and
-# *_scales (uint8, one per 32) tensors; vLLM quantization/mxfp4.py Mxfp4MoEMethod, OCP MX spec v1.0)
-MXFP4_BLOCK = 32
-MXFP4_BYTES_PER_WEIGHT = (4 + 8 / MXFP4_BLOCK) / 8
 # DeepSeek sparse attention's caches (vLLM): the indexer's keys in FP8 with one fp32 scale per 128 values
 # (deepseek_v2.py Indexer: quant_block_size 128, DeepseekV32IndexerCache head_dim = index_head_dim +
 # index_head_dim // 128 * 4, uint8); the latent in fp8_ds_mla: kv_lora_rank FP8 values, one fp32 scale per 128 of
@@ -30,7 +24,7 @@ SPARSE_QUANT_BLOCK = 128
 
 
 @dataclass(frozen=True, slots=True)
-class ModelSpec:
+class ModelSpec(WeightBytes):
     """A decoder-only transformer's shape.
 
     A mixture-of-experts model (Qwen3-MoE, Mixtral) sets the four MoE fields: in each of its
@@ -116,6 +110,16 @@ class ModelSpec:
     rope_caches: tuple[RopeCache, ...] | None = None
     # rope (the caches above), alibi (BLOOM) or learned (OPT: a table of weights): sim.rope_caches.POSITION_ENCODINGS
     position_encoding: str = "rope"
+    # The norms of a decoder layer beside its attention and MLP, as vLLM's model file runs them (counted in
+    # sim.serving.elementwise; their weights are in num_parameters): 2, an RMSNorm before the attention and one before
+    # the MLP, each fused with the residual add (Llama and most); 4, Gemma 2/3's sandwich, those two and a plain
+    # RMSNorm on the attention's and on the MLP's output (gemma2.py / gemma3.py post_attention_layernorm,
+    # post_feedforward_layernorm); 1, a parallel block's one LayerNorm feeding attention and MLP, whose outputs a sum
+    # adds to the residual (phi.py PhiLayer)
+    norms_per_layer: int = 2
+    # An RMSNorm on q and one on k between qkv_proj and the rotary embedding: over each head (Qwen3, Gemma 3,
+    # Qwen3-Next, GLM-4.5 with use_qk_norm: q_norm, k_norm) or over all heads (MiniMax-M2); two kernels a layer
+    qk_norm: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rope_caches", as_rope_caches(self.rope_caches, self.name))
@@ -131,6 +135,12 @@ class ModelSpec:
                               f"{self.num_layers}, beside q/k/v/o attention without a sliding window")
         if not isinstance(self.attention_output_gate, bool):
             raise ConfigError(f"model {self.name!r}: attention_output_gate must be true or false")
+        if isinstance(self.norms_per_layer, bool) or self.norms_per_layer not in (1, 2, 4):
+            raise ConfigError(f"model {self.name!r}: norms_per_layer must be 1 (a parallel block), 2 or 4 (Gemma's "
+                              f"sandwich) (got {self.norms_per_layer!r})")
+        if not isinstance(self.qk_norm, bool) or (self.qk_norm and self.kv_lora_rank is not None):
+            raise ConfigError(f"model {self.name!r}: qk_norm must be true or false, and false with multi-head latent "
+                              f"attention (got {self.qk_norm!r})")
         if not isinstance(self.gated_mlp, bool):
             raise ConfigError(f"model {self.name!r}: gated_mlp must be true or false (got {self.gated_mlp!r})")
         window = self.sliding_window
@@ -396,71 +406,6 @@ class ModelSpec:
         return (self.attention_layers * (self.attention_parameters - self.indexer_bf16_parameters) + mixers
                 + (self.num_layers - self.moe_layers) * self.dense_mlp_parameters
                 + self.routed_expert_parameters + self.moe_layers * shared)
-
-    def linear_weight_bytes(self, dtype_bytes: int) -> float:
-        """Bytes one weight of a linear layer (``linear_parameters``) takes: ``dtype_bytes`` (the model dtype) unless
-        the checkpoint is FP8, then one byte plus its share of the block's fp32 scale, 4 / (block rows × columns)
-        (Fp8LinearMethod ``weight_scale_inv``: one scale per weight_block_size block; exact where the matrix's
-        dimensions are multiples of the block, a few partial blocks' scales aside otherwise). Per-tensor FP8 (no
-        block size) has one scale per matrix (a few bytes in all, not counted). An MXFP4 checkpoint keeps these in
-        the model dtype but its routed experts (``expert_weight_bytes``)."""
-        if self.weight_quantization in (None, "mxfp4"):
-            return dtype_bytes
-        if self.weight_block_size is None:
-            return 1
-        rows, columns = self.weight_block_size
-        return 1 + FP8_SCALE_BYTES / (rows * columns)
-
-    def expert_weight_bytes(self, dtype_bytes: int) -> float:
-        """Bytes one routed expert's weight takes: MXFP4_BYTES_PER_WEIGHT (4.25 bits) in an MXFP4 checkpoint (vLLM's
-        Mxfp4Config gives ``FusedMoE`` layers ``Mxfp4MoEMethod`` and every ``LinearBase`` layer
-        ``UnquantizedLinearMethod``: quantization/mxfp4.py ``get_quant_method``; exact where the experts' input
-        widths are multiples of 32, as gpt-oss's 2880 = 90 × 32; the padding some MoE kernels add to the expert width
-        is not counted), else ``linear_weight_bytes``."""
-        if self.weight_quantization == "mxfp4":
-            return MXFP4_BYTES_PER_WEIGHT
-        return self.linear_weight_bytes(dtype_bytes)
-
-    def weight_bytes_per_gpu(self, dtype_bytes: int, tensor_parallel_size: int, data_parallel_size: int = 1) -> float:
-        """Weights one GPU holds: all of them over the TP ranks, the routed experts over the data-parallel
-        group's data_parallel_size × tensor_parallel_size GPUs (``sim.serving.moe``). ``dtype_bytes`` is the model
-        dtype's (serving.dtype); an FP8 checkpoint's linear layers take ``linear_weight_bytes`` instead, an MXFP4
-        one's routed experts ``expert_weight_bytes``; ``fp32_parameters`` (the routers and their biases) take 4 bytes
-        whatever the dtype, whole on every rank as the routers are (``router_parameters``)."""
-        fp32 = self.fp32_parameters * (FP32_BYTES - dtype_bytes)
-        return self._dtype_weight_bytes_per_gpu(dtype_bytes, tensor_parallel_size, data_parallel_size) + fp32
-
-    def _dtype_weight_bytes_per_gpu(self, dtype_bytes: int, tensor_parallel_size: int,
-                                    data_parallel_size: int) -> float:
-        """``weight_bytes_per_gpu`` with every weight not quantized in ``dtype_bytes``."""
-        if self.weight_quantization is not None:
-            return self._quantized_weight_bytes_per_gpu(dtype_bytes, tensor_parallel_size, data_parallel_size)
-        replicated = self.replicated_parameters
-        if replicated:  # MLA's q_a and kv_a projections, the routers: whole on every rank
-            experts = self.routed_expert_parameters if data_parallel_size > 1 and self.is_moe else 0
-            sharded = self.num_parameters - replicated - experts + experts / data_parallel_size
-            return (sharded / tensor_parallel_size + replicated) * dtype_bytes
-        if data_parallel_size == 1 or not self.is_moe:
-            return self.num_parameters * dtype_bytes / tensor_parallel_size
-        experts = self.routed_expert_parameters
-        return (self.num_parameters - experts + experts / data_parallel_size) * dtype_bytes / tensor_parallel_size
-
-    def _quantized_weight_bytes_per_gpu(self, dtype_bytes: int, tensor_parallel_size: int,
-                                        data_parallel_size: int) -> float:
-        """``weight_bytes_per_gpu`` of a quantized checkpoint: the linear weights at ``linear_weight_bytes``, the
-        routed experts at ``expert_weight_bytes`` (the same for FP8), the rest at ``dtype_bytes``; each group split
-        over the ranks as in the unquantized case."""
-        per_weight = self.linear_weight_bytes(dtype_bytes)
-        # not quantized: the indexer's wk and weights_proj, the routers (GateLinear: quant_config=None), OPT's positions
-        replicated_plain = (self.num_layers * self.indexer_bf16_parameters + self.whole_router_parameters
-                            + self.position_embedding_parameters)
-        replicated = self.replicated_parameters - replicated_plain  # MLA's q_a, kv_a and the indexer's wq_b
-        experts = self.routed_expert_parameters
-        linear = self.linear_parameters - replicated - experts
-        plain = self.num_parameters - self.linear_parameters - replicated_plain
-        sharded = (linear * per_weight + experts / data_parallel_size * self.expert_weight_bytes(dtype_bytes)
-                   + plain * dtype_bytes)
-        return sharded / tensor_parallel_size + replicated * per_weight + replicated_plain * dtype_bytes
 
     @property
     def active_parameters(self) -> int:

@@ -57,10 +57,10 @@ def test_dense_bundle_reference_carries_the_norms_rotary_and_activation(tmp_path
 
 
 def test_moe_bundle_dense_reference_carries_the_norms_and_rotary_not_the_activation(tmp_path):
-    """Qwen3-30B-A3B's dense.csv has no MLP (moe.csv times it): the attention projections plus, by hand, 3 kernels
-    (two fused add + RMSNorms, rotary) of 4 us each and per token 2 B x (2 x 4 x 2,048 + 2 x (32 + 4) x 128) =
-    51,200 B, the residual reads' 2 B x 2 x 2,048 = 8,192 at 0.8 x 3.35 TB/s and the other 43,008 in L2; no
-    activation (the experts' is moe.csv's)."""
+    """Qwen3-30B-A3B's dense.csv has no MLP (moe.csv times it): the attention projections plus, by hand, 5 kernels
+    (two fused add + RMSNorms, q_norm and k_norm, rotary) of 4 us each and per token 2 B x (2 x 4 x 2,048 + 2 x
+    (2 x (32 + 4) x 128)) = 69,632 B, the residual reads' 2 B x 2 x 2,048 = 8,192 at 0.8 x 3.35 TB/s and the other
+    61,440 in L2; no activation nor routing (the experts' are moe.csv's)."""
     from sim.serving.calibration import _roofline
 
     ops = ["embedding", "final_layernorm", "layernorm", "qkv_proj", "qk_norm", "rotary_emb", "o_proj"]
@@ -69,15 +69,16 @@ def test_moe_bundle_dense_reference_carries_the_norms_and_rotary_not_the_activat
     dense, config = _dense_fit(bundle, "qwen3-30b-a3b")
     roofline = _roofline(config, 1)
     for row, tokens in enumerate(dense.keys["tokens"]):
-        elementwise = 3 * FLOOR + tokens * (8_192 / H100_BANDWIDTH + 43_008 / H100_L2_BANDWIDTH)
+        elementwise = 5 * FLOOR + tokens * (8_192 / H100_BANDWIDTH + 61_440 / H100_L2_BANDWIDTH)
         assert dense.reference[row] == pytest.approx(roofline.projections_time(int(tokens)) + elementwise, rel=1e-12)
 
 
 def test_vidur_mlp_reference_carries_the_norms_rotary_and_activation(tmp_path):
     """Vidur's mlp.csv (input_layernorm, attn_rope, mlp_act, add beside the GEMMs) of phi-2: its reference is the
-    roofline's linear layer plus, by hand, 4 kernels of 4 us each and per token 2 B x (2 x 4 x 2,560 + the plain MLP's
-    gelu 2 x 10,240 + the rotary embedding's 32-wide part of 32 query and 32 KV heads 2 x 64 x 32) = 90,112 B: the
-    residual reads' 2 B x 2 x 2,560 = 10,240 at 0.8 x 3.35 TB/s, the other 79,872 in L2."""
+    roofline's linear layer plus, by hand, 4 kernels of 4 us each and per token 2 B x (phi's parallel block: one
+    LayerNorm 2 x 2,560 and the sum of attention, MLP and residual 4 x 2,560; the plain MLP's gelu 2 x 10,240; the
+    rotary embedding's 32-wide part of 32 query and 32 KV heads 2 x 64 x 32) = 79,872 B: the sum's attention-output
+    and residual reads' 2 B x 2 x 2,560 = 10,240 at 0.8 x 3.35 TB/s, the other 69,632 in L2."""
     from sim.serving.calibration import _roofline, _vidur_mlp
     from tests.test_compute import PHI_2_SHAPE, _write_vidur_mlp
 
@@ -89,5 +90,5 @@ def test_vidur_mlp_reference_carries_the_norms_rotary_and_activation(tmp_path):
     fit = _vidur_mlp(tmp_path / "p" / "mlp.csv", config)
     roofline = _roofline(config, 1)
     for row, tokens in enumerate(fit.keys["num_tokens"]):
-        elementwise = 4 * FLOOR + tokens * (10_240 / H100_BANDWIDTH + 79_872 / H100_L2_BANDWIDTH)
+        elementwise = 4 * FLOOR + tokens * (10_240 / H100_BANDWIDTH + 69_632 / H100_L2_BANDWIDTH)
         assert fit.reference[row] == pytest.approx(roofline.linear_layer_time(int(tokens)) + elementwise, rel=1e-12)

@@ -193,9 +193,10 @@ def test_every_block_access_is_one_hit_or_a_miss_with_states(router, pd):
                                      "cluster.nodes_per_rack=2", f"cluster.router={router}",
                                      "cache.tiers.dram.capacity_gib=0.3", "cache.tiers.ssd.capacity_gib=0",
                                      "cache.tiers.eic.capacity_gib=0.5", "workload.synthetic.num_requests=300",
-                                     # 16/s, not SMALL's 8: at 8/s precise-prefix, which sees the blocks running
+                                     # 20/s, not SMALL's 8: at 8/s precise-prefix, which sees the blocks running
                                      # requests hold, keeps every turn where its prefix is and fetches nothing
-                                     "workload.synthetic.rate_rps=16"])
+                                     # (at 16/s too once the q/k norms and MoE routing kernels were priced)
+                                     "workload.synthetic.rate_rps=20"])
     trace = load_workload(config)
     admit(trace, config)
     result, _ = run_cluster(trace, config, pd=pd)

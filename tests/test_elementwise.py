@@ -41,11 +41,12 @@ def test_mla_adds_its_latent_norms():
     its rotary embedding turns the 64-wide rope part of 16 query heads and of the one shared key."""
     m = model_spec("deepseek-v2-lite")
     cost = elementwise_cost(m, 2, 1)
-    assert cost.kernels == 5
+    moe = 26 / 27  # its MoE layers' routing (test_moe_kernels_by_hand): 5 kernels, 41,208 B a token
+    assert cost.kernels == pytest.approx(5 + 5 * moe)
     width = ((m.num_layers - m.moe_layers) * m.intermediate_size
              + m.moe_layers * (m.num_experts_per_tok * m.moe_intermediate_size + m.shared_expert_intermediate_size)
              ) / m.num_layers
-    assert cost.bytes_per_token == pytest.approx(2 * (8 * 2048 + 2 * 512 + 3 * width + 2 * 17 * 64))
+    assert cost.bytes_per_token == pytest.approx(2 * (8 * 2048 + 2 * 512 + 3 * width + 2 * 17 * 64) + 41_208 * moe)
 
 
 def test_a_step_adds_the_elementwise_kernels_in_series():
@@ -116,6 +117,8 @@ def test_elementwise_kernels_against_two_llmservingsim_bundles(gpu, model, tp, w
     with open(path) as handle:
         rows = {(r["layer"], r["tokens"]): float(r["time_us"]) for r in csv.DictReader(handle)}
     roofline = roofline_compute(load_config(None, sets=[f"hardware.gpu={gpu}", f"model={model}"]), tp)
+    # (Qwen3's q/k norms, a bundle operator of their own, aside on both sides: test_elementwise_families compares them)
+    roofline.elementwise = elementwise_cost(dataclasses.replace(roofline.model, qk_norm=False), 2, tp)
     ratios = [roofline.elementwise_time(int(t)) * 1e6
               / (2 * rows[("layernorm", t)] + rows[("rotary_emb", t)] + rows[("act_fn", t)])
               for layer, t in rows if layer == "act_fn"]

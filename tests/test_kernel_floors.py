@@ -44,19 +44,22 @@ def _decode(seqs: int = 8, kv: int = 1000) -> StepShape:
 
 @pytest.mark.parametrize("model, per_layer_gemms, elementwise", [
     # qkv, o, gate_up, down: 32 dense layers; two fused add + RMSNorms, the rotary embedding, SiluAndMul
-    ("llama-3.1-8b", [4] * 32, 4),
-    ("qwen3-30b-a3b", [2 + 3] * 48, 4),  # qkv, o; router and the fused experts' two: 48 MoE layers, no shared experts
+    ("llama-3.1-8b", [4] * 32, [4] * 32),
+    # qkv, o; router and the fused experts' two: 48 MoE layers, no shared experts; elementwise: Llama's 4, q_norm and
+    # k_norm, and fused_moe's top-k, moe_align_block_size's two and moe_sum
+    ("qwen3-30b-a3b", [2 + 3] * 48, [4 + 2 + 4] * 48),
     # MLA's fused_qkv_a, q_b, kv_b (or the absorbed pair) and o: 5; its first layer dense (2 more), then 26 MoE
     # layers with shared experts (router, experts' two, shared gate_up and down: 5 more); its kv_a_layernorm one more
-    # elementwise kernel (no q_lora_rank: no q_a_layernorm)
-    ("deepseek-v2-lite", [5 + 2] + [5 + 5] * 26, 5),
+    # elementwise kernel (no q_lora_rank: no q_a_layernorm), and in the MoE layers the routing's 4 and the shared
+    # experts' add
+    ("deepseek-v2-lite", [5 + 2] + [5 + 5] * 26, [5] + [5 + 5] * 26),
 ])
 def test_each_layer_pays_its_gemms_and_attention_floors_on_top_of_the_roofline(model, per_layer_gemms, elementwise):
     """Floors add to a step exactly Σ over layers of ((GEMM + elementwise kernels) × the kernel floor + the attention
     floor) and the LM head's GEMM floor, whatever the batch: hand-counted kernels of vLLM's layers."""
     plain, floored = _roofline(model), _roofline(model, gemm_us=3.0, attention_us=10.0)
     layers = len(per_layer_gemms)
-    expected = ((sum(per_layer_gemms) + elementwise * layers) * 3.0 + layers * 10.0 + 3.0) * US
+    expected = ((sum(per_layer_gemms) + sum(elementwise)) * 3.0 + layers * 10.0 + 3.0) * US
     prefill = StepShape()
     prefill.add_prefill(700, 0)
     for shape in (_decode(1, 10), _decode(64, 3000), prefill):

@@ -115,8 +115,10 @@ def test_utilization_counts_the_moe_roofline():
     assert counter.flops(work) == pytest.approx(2 * 2176 + head + 2 * r.attn_flops_per_pair * shape.prefill_pairs)
     kv = r.kv_bytes_per_token_layer * 2
     # and each layer's elementwise kernels for the 2 tokens, 2 B x (two fused add + RMSNorms 2 x 4 x 8, the 2 experts'
-    # SiluAndMul 3 x 2 x 6, the rotary embedding over 2 query heads and 1 KV head 2 x 3 x 4) = 248 B a token
-    elementwise = 2 * 2 * (2 * 4 * 8 + 3 * 2 * 6 + 2 * 3 * 4)
+    # SiluAndMul 3 x 2 x 6, the rotary embedding over 2 query heads and 1 KV head 2 x 3 x 4) = 248 B a token, and the
+    # MoE's: the top-k reads 8 bf16 logits and writes 2 fp32 weights and 2 int32 ids (16 + 16), moe_align_block_size
+    # reads the 2 ids twice and writes 2 slots (24), moe_sum reads 2 x 8 and writes 8 bf16 values (48): 104 B a token
+    elementwise = 2 * (2 * (2 * 4 * 8 + 3 * 2 * 6 + 2 * 3 * 4) + (16 + 16) + 24 + 48)
     assert counter.bytes(work) == pytest.approx(2 * (1680 + kv + elementwise) + 16 * 8 * 2)
 
 
@@ -227,8 +229,9 @@ def test_bundle_data_parallel_rank_looks_up_its_share(tmp_path):
 
 
 def test_check_calibration_fits_moe_csv_against_the_router_and_experts(tmp_path):
-    """A bundle's moe.csv is checked like its other tables; its roofline reference is the router and the
-    row's experts alone, and dense.csv's (no MLP in an MoE bundle) the attention projections alone."""
+    """A bundle's moe.csv is checked like its other tables; its roofline reference is the router, the row's experts
+    and the block's activation and routing kernels (moe.csv times the whole block), and dense.csv's (no MLP in an MoE
+    bundle) the attention projections, norms and rotary embedding."""
     from sim.config import load_config
     from sim.serving.calibration import _bundle_tables
 
@@ -242,8 +245,12 @@ def test_check_calibration_fits_moe_csv_against_the_router_and_experts(tmp_path)
     assert len(moe.measured) == 4 and moe.measured[0] == pytest.approx(50e-6)
     # 1 token, 8 experts (H100 at 0.6 x 989.4 TFLOP/s, 0.8 x 3.35 TB/s): FLOPs 2 x (8 x 3 x 2048 x 768 + 2048 x 128)
     # = 76,021,760; bytes (2048 x 128 + 8 x 4,718,592) x 2 + 2 x (2048 + 8 x 768) x 2 = 76,054,528; and three GEMM
-    # kernels' floors (the router, the fused experts' two) of 4 us each
-    expected = 3 * 4e-6 + np.hypot(76_021_760 / (0.6 * 989.4e12), 76_054_528 / (0.8 * 3350e9))
+    # kernels' floors (the router, the fused experts' two) of 4 us each; then the block's own elementwise kernels, 5
+    # floors (SiluAndMul, the top-k, moe_align_block_size's two, moe_sum) and their bytes, all in the L2 (3,133 / 900
+    # of the 3.35 TB/s, sim/specs.py's L2/DRAM ratio, at 0.8): SiluAndMul 3 x 8 x 768 x 2 = 36,864, the top-k 128 x 2 + 8 x 8 = 320, the align 96,
+    # moe_sum 9 x 2,048 x 2 = 36,864
+    expected = (3 * 4e-6 + np.hypot(76_021_760 / (0.6 * 989.4e12), 76_054_528 / (0.8 * 3350e9))
+                + 5 * 4e-6 + (36_864 + 320 + 96 + 36_864) / (0.8 * 3350e9 * 3133 / 900))
     first = moe.keys.to_dict("records").index({"activated_experts": 8, "tokens": 1})
     assert moe.reference[first] == pytest.approx(expected)
     # the 8-expert row's middle point, predicted from its neighbours at 1 and 4 tokens: 50 + (57 - 50) / 3 us

@@ -39,7 +39,7 @@ from sim.serving.collectives import (COLLECTIVES, MeasuredCollectives, RingColle
 from sim.serving.compute import RooflineCompute, StepShape
 from sim.serving.compute_backend import (analytic_collectives, attention_efficiency, bundle_gpu_misfit, gpu_link,
                                         profile_misfit, roofline_compute)
-from sim.serving.elementwise import elementwise_cost
+from sim.serving.elementwise import elementwise_cost, moe_block_cost
 from sim.serving.engine_limits import block_size
 from sim.serving.llmservingsim_compute import bundle_attention_rows, read_bundle_layers
 from sim.serving.vidur_compute import (VidurAttention, VidurProfile, read_vidur_table, vidur_layer_ms,
@@ -273,11 +273,17 @@ def _moe_fit(tp_dir: Path, roofline: RooflineCompute, config: Config) -> list[Ta
             return []
     axes = ["activated_experts", "tokens"]
     points = table.assign(seconds=table["time_us"] * 1e-6).groupby(axes, as_index=False)["seconds"].mean()
+    # the block's activation and routing kernels (top-k, moe_align_block_size, moe_sum) beside its GEMMs, as moe.csv
+    # times the whole block
+    block = moe_block_cost(roofline.model, roofline.dtype_bytes, roofline.tensor_parallel_size)
+    l2_bandwidth = roofline.gpu.cache_bandwidth * roofline.bandwidth_efficiency
     reference = np.array([roofline.moe_block_time(int(t), float(a))
+                          + block.layer_time(int(t), roofline.floors.gemm_s, roofline.bandwidth, roofline.gpu.l2_bytes,
+                                             l2_bandwidth)
                           for a, t in zip(points["activated_experts"], points["tokens"], strict=True)])
     return [TableFit("compute", f"{tp_dir.name}/moe.csv (one MoE block)", str(tp_dir / "moe.csv"), points[axes],
                      points["seconds"].to_numpy(), leave_one_out(points, axes, "seconds"), reference, LOO,
-                     _roofline_name(config, "router and experts"))]
+                     _roofline_name(config, "router, experts and their elementwise kernels"))]
 
 
 def _skew_fit(tp_dir: Path, skew: SkewFit, meta: dict, config: Config) -> TableFit:

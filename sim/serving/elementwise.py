@@ -7,15 +7,25 @@ the two RMSNorms (``input_layernorm``, ``post_attention_layernorm``, each fused 
 ``fused_add_rms_norm`` reads the input and the residual and writes both), the rotary embedding over q and k
 (``rotary_emb``, in place), and the MLP's activation (``SiluAndMul``: reads gate and up, writes their product; a
 plain MLP's activation reads and writes its width). Multi-head latent attention adds ``q_a_layernorm`` (where there
-is a q_lora_rank) and ``kv_a_layernorm`` (deepseek_v2.py), whose rotary part is qk_rope_head_dim wide.
+is a q_lora_rank) and ``kv_a_layernorm`` (deepseek_v2.py), whose rotary part is qk_rope_head_dim wide. By family
+(``ModelSpec.norms_per_layer``, ``qk_norm``): Gemma 2/3 add two plain RMSNorms on the attention's and the MLP's
+outputs (gemma2.py, gemma3.py: four norms a layer); Phi's parallel block has one LayerNorm and one sum of attention,
+MLP and residual instead of the two fused norms (phi.py); Qwen3, Gemma 3, Qwen3-Next, GLM-4.5 (use_qk_norm) and
+MiniMax-M2 norm q and k after qkv_proj (``q_norm``, ``k_norm``: qwen3.py). An MoE layer adds fused_moe's top-k over
+the router's logits, ``moe_align_block_size``'s two kernels, ``moe_sum`` and, with shared experts, their add
+(``moe_kernels``); an FP8 checkpoint a quantization of each FP8 GEMM's input (``fp8_quant_kernels``). A kernel only
+some layers run (the routing in an MoE model's dense layers) counts as the mean over the layers.
 Each kernel pays the per-kernel floor (``KernelFloors.gemm_s``: what any kernel of a CUDA graph takes whatever its
 size) and its bytes at the bandwidth; none overlaps a GEMM, so the time adds to the layer's rather than joining the
-GEMM's 2-norm of compute and memory. At a decode step that is the floors (4 × 3.1 µs a layer at the defaults); at a
-4k-token prefill of Llama-3.1-8B on an H100 the bytes, ~0.7 GB a layer (~7 ms a step, 50 MiB of each kernel's from
-L2). The norms and the activation work on every scheduled token of every rank (the norms on the whole hidden
-state, which every TP rank holds; the activation on the rank's share of the MLP); a Gated DeltaNet layer is counted
-as an attention layer (its own norms and gates are at least as many kernels). FP8 activation quantization before
-each GEMM is not counted.
+GEMM's 2-norm of compute and memory. At a decode step that is the floors (4 × 3.1 µs a layer of Llama at the
+defaults, 10 of Qwen3-30B-A3B); at a 4k-token prefill of Llama-3.1-8B on an H100 the bytes, ~0.7 GB a layer (~7 ms
+a step, 50 MiB of each kernel's from L2). The norms and the activation work on every scheduled token of every rank
+(the norms on the whole hidden state, which every TP rank holds; the activation on the rank's share of the MLP); a
+Gated DeltaNet layer is counted as an attention layer (its own norms and gates are at least as many kernels).
+Not counted: OLMo-2's post-norms (kvsim reads no OLMo config), Phi-MoE's unfused LayerNorms (counted as two fused
+norms), Qwen2-MoE's shared-expert gate's sigmoid (fused into the add), the one-kernel ``moe_align_block_size`` of
+small batches (under 1,024 routed tokens with at most 64 experts: counted as two), DeepSeek's routed scaling, and
+torch.compile's fusions of these kernels with one another or with a GEMM (vLLM's compilation fusion passes).
 
 L2: each kernel reads what the kernel just before it wrote (the norm its GEMM's output, the rotary embedding
 qkv_proj's q and k, the activation gate_up_proj's output) and writes what the next one reads, and the GPU's L2 is
@@ -24,7 +34,10 @@ write-back: where those bytes fit in L2 they never reach DRAM within the kernel,
 exceed the L2 finds the share L2 / bytes of them there (the rest at the DRAM bandwidth); the fused norm's residual,
 written a GEMM, an attention and another GEMM earlier, is read from DRAM. A GPU spec without ``l2_mib``: all DRAM.
 The LLMServingSim bundles' dense.csv (RTX 4090 and RTX PRO 6000) time the norms at up to 2.4x their DRAM bound
-(``tests/test_elementwise.py`` compares both).
+(``tests/test_elementwise.py`` compares both). Their qk_norm operator (Qwen3-32B, Qwen3-30B-A3B) is not matched
+alone: ~2 µs at one token against two floors, and at 2,048 tokens near or under DRAM's bandwidth, not the L2's
+(head_dim-wide rows, one small thread block each); with it the sums stay within 0.25-0.27 mean |log|
+(``tests/test_elementwise_families.py``).
 """
 
 from __future__ import annotations
@@ -35,6 +48,8 @@ from sim.model_shape import ModelSpec
 
 # fused_add_rms_norm: reads the layer's input and the residual, writes the new residual and the normed input
 NORM_ACCESSES = 4
+FP32_BYTES = 4  # fused_moe's top-k weights; an FP8 activation's scales
+INDEX_BYTES = 4  # fused_moe's expert ids and sorted token ids (int32)
 
 
 @dataclass(frozen=True)
@@ -42,7 +57,7 @@ class ElementwiseKernel:
     """Kernels of a layer alike in their L2 traffic: how many, and the bytes per token of each that the kernel
     before it wrote or that it writes (the L2 holds them while they fit)."""
 
-    count: int
+    count: float  # (a mean over the layers where only some have them: an MoE model's routing)
     cached_bytes_per_token: float
 
 
@@ -51,7 +66,7 @@ class ElementwiseCost:
     """One decoder layer's elementwise kernels on one rank: how many, their bytes per scheduled token, and those of
     the bytes the L2 can hold, per kernel (``cached``; empty: all at the DRAM bandwidth)."""
 
-    kernels: int
+    kernels: float  # (a mean over the layers: an MoE model's dense layers have no routing kernels)
     bytes_per_token: float
     cached: tuple[ElementwiseKernel, ...] = ()
 
@@ -72,6 +87,26 @@ class ElementwiseCost:
         return seconds
 
 
+class _Kernels:
+    """A layer's kernels as they are counted: how many, their bytes per token, and the L2's share of each's."""
+
+    def __init__(self) -> None:
+        self.kernels = 0.0
+        self.bytes_per_token = 0.0
+        self.cached: list[ElementwiseKernel] = []
+
+    def add(self, count: float, bytes_each: float, cached_each: float) -> None:
+        """``count`` kernels (a mean over the layers: may be fractional), each moving ``bytes_each`` a token, of which
+        ``cached_each`` the kernel before it wrote or the next one reads (the L2 holds them while they fit)."""
+        self.kernels += count
+        self.bytes_per_token += count * bytes_each
+        if cached_each > 0:
+            self.cached.append(ElementwiseKernel(count, cached_each))
+
+    def cost(self) -> ElementwiseCost:
+        return ElementwiseCost(self.kernels, self.bytes_per_token, tuple(self.cached))
+
+
 def _activation_width(model: ModelSpec) -> float:
     """The MLP activation's width per token, the mean over the layers: a dense layer's intermediate_size, an MoE
     layer's top-k experts' and the shared experts' widths (the activation runs on each routed copy of a token)."""
@@ -83,34 +118,117 @@ def _activation_width(model: ModelSpec) -> float:
 
 def elementwise_cost(model: ModelSpec, dtype_bytes: int, tensor_parallel_size: int,
                      activation: bool = True) -> ElementwiseCost:
-    """The elementwise kernels of one of ``model``'s layers on one of ``tensor_parallel_size`` ranks (``activation``
-    False: the norms and rotary embedding alone, what an MoE bundle's dense.csv times beside the projections, its
-    experts' activation being moe.csv's)."""
-    tp, m = tensor_parallel_size, model
-    kernels = 2 + activation  # the two fused add + RMSNorms, the activation
-    norm_bytes = 2 * NORM_ACCESSES * m.hidden_size
-    # each norm: its input (the GEMM before it wrote it) and both writes are the L2's; the residual read is DRAM's
-    cached = [ElementwiseKernel(2, (NORM_ACCESSES - 1) * m.hidden_size * dtype_bytes)]
-    act_reads = 2 if m.gated_mlp or m.is_moe else 1  # (experts are gated MLPs)
-    act_bytes = (act_reads + 1) * _activation_width(m) / tp if activation else 0.0
-    if activation:  # reads gate_up's output, writes the product: all of it
-        cached.append(ElementwiseKernel(1, act_bytes * dtype_bytes))
-    rope_bytes = 0.0
+    """The elementwise kernels of one of ``model``'s layers on one of ``tensor_parallel_size`` ranks, the mean over
+    its layers where they differ (an MoE model's dense layers) (``activation`` False: the norms, q/k norms and
+    rotary embedding alone, what an MoE bundle's dense.csv times beside the projections, its experts' activation and
+    routing being moe.csv's, and no FP8 quantization)."""
+    tp, m, b = tensor_parallel_size, model, dtype_bytes
+    layer = _Kernels()
+    _layer_norms(layer, m, b)
+    if activation:  # reads gate_up's output, writes the product: all of it, the L2's
+        act_reads = 2 if m.gated_mlp or m.is_moe else 1  # (experts are gated MLPs)
+        act_bytes = (act_reads + 1) * _activation_width(m) / tp * b
+        layer.add(1, act_bytes, act_bytes)
     if m.position_encoding == "rope":
-        kernels += 1
         if m.is_mla:  # the rotary part of each query head, and the one shared key part (replicated)
-            rope_bytes = 2 * (m.num_attention_heads / tp + 1) * m.qk_rope_head_dim
+            rope = 2 * (m.num_attention_heads / tp + 1) * m.qk_rope_head_dim * b
         else:
             # a rank's query heads and its KV heads: one at least (vLLM replicates a KV head over the ranks past
             # the KV-head count, as ``RooflineCompute``'s KV heads)
-            rotary = m.rotary_dim or m.head_dim
-            rope_bytes = 2 * (m.num_attention_heads / tp + max(1, m.num_kv_heads // tp)) * rotary
-        cached.append(ElementwiseKernel(1, rope_bytes * dtype_bytes))  # q and k in place, as the projection wrote
+            rope = 2 * (m.num_attention_heads / tp + max(1, m.num_kv_heads // tp)) * (m.rotary_dim or m.head_dim) * b
+        layer.add(1, rope, rope)  # q and k in place, as the projection wrote them
     if m.is_mla:  # q_a_layernorm and kv_a_layernorm, read and written whole on every rank
         latent_norms = 1 + (m.q_lora_rank is not None)
-        kernels += latent_norms
-        norm_bytes += 2 * ((m.q_lora_rank or 0) + m.kv_lora_rank)
         # (each reads the fused_qkv_a_proj output's part and writes it: the mean of the two's widths)
-        cached.append(ElementwiseKernel(latent_norms, 2 * ((m.q_lora_rank or 0) + m.kv_lora_rank) / latent_norms
-                                        * dtype_bytes))
-    return ElementwiseCost(kernels, (norm_bytes + act_bytes + rope_bytes) * dtype_bytes, tuple(cached))
+        each = 2 * ((m.q_lora_rank or 0) + m.kv_lora_rank) / latent_norms * b
+        layer.add(latent_norms, each, each)
+    if m.qk_norm:
+        # q_norm and k_norm: each reads the rank's q (k) as qkv_proj wrote it and writes it for the rotary embedding
+        # (RMSNorm over head_dim, vLLM qwen3.py Qwen3Attention; one KV head at least, as the rotary embedding's)
+        qk = 2 * (m.num_attention_heads / tp + max(1, m.num_kv_heads // tp)) * m.head_dim * b
+        layer.add(2, qk / 2, qk / 2)  # (the two kernels' mean)
+    if activation:
+        if m.is_moe:
+            moe_kernels(layer, m, b, tp)
+        if m.weight_quantization == "fp8":
+            fp8_quant_kernels(layer, m, b, tp)
+    return layer.cost()
+
+
+def _layer_norms(layer: _Kernels, m: ModelSpec, b: int) -> None:
+    """The layer's norms on the hidden state, which every TP rank holds whole (``ModelSpec.norms_per_layer``)."""
+    h = m.hidden_size
+    if m.norms_per_layer == 1:
+        # Phi's parallel block (phi.py PhiLayer): input_layernorm reads the layer's input (the sum the layer before
+        # wrote) and writes it normed (what qkv_proj and fc1 read), both the L2's; then attn_outputs +
+        # feed_forward_hidden_states + residual, one kernel as torch.compile fuses the two adds: it reads fc2's
+        # output (the L2's), the attention's (o_proj wrote it before the MLP ran) and the residual, and writes the sum
+        layer.add(1, 2 * h * b, 2 * h * b)
+        layer.add(1, 4 * h * b, 2 * h * b)
+        return
+    # fused_add_rms_norm: its input (the GEMM before it wrote it) and both writes are the L2's; the residual is DRAM's
+    layer.add(2, NORM_ACCESSES * h * b, (NORM_ACCESSES - 1) * h * b)
+    if m.norms_per_layer == 4:
+        # Gemma's post_attention_layernorm and post_feedforward_layernorm (gemma2.py / gemma3.py decoder layers): a
+        # plain RMSNorm on o_proj's (down_proj's) output as the GEMM wrote it, written for the next fused norm
+        layer.add(2, 2 * h * b, 2 * h * b)
+
+
+def moe_block_cost(model: ModelSpec, dtype_bytes: int, tensor_parallel_size: int) -> ElementwiseCost:
+    """One MoE layer's own elementwise kernels on one rank: its activation (over the routed copies and the shared
+    experts) and ``moe_kernels``, what a bundle's moe.csv times beside the router's and the experts' GEMMs."""
+    layer, m = _Kernels(), model
+    width = m.num_experts_per_tok * m.moe_intermediate_size + (m.shared_expert_intermediate_size or 0)
+    act = 3 * width / tensor_parallel_size * dtype_bytes  # (gated experts: reads gate and up, writes the product)
+    layer.add(1, act, act)
+    moe_kernels(layer, m, dtype_bytes, tensor_parallel_size, share=1.0)
+    return layer.cost()
+
+
+def moe_kernels(layer: _Kernels, m: ModelSpec, b: int, tp: int, share: float | None = None) -> None:
+    """An MoE layer's kernels beside its GEMMs (vLLM fused_moe: ``FusedMoE`` routing, then ``fused_experts``), all
+    on what the kernel before wrote or the next one reads: the top-k over the router's logits (``topk_softmax``, or
+    ``grouped_topk`` for a sigmoid router with a score-correction bias), ``moe_align_block_size``'s two kernels (count
+    and align the routed copies by expert, then sort them), ``moe_sum`` (the k experts' outputs to one: GEMM2 writes
+    them whole-width on every TP rank; none at k = 1, where GEMM2 writes the output) and, with shared experts, their
+    output's add to the routed sum. Each MoE layer's: a mean over the layers."""
+    share = m.moe_layers / m.num_layers if share is None else share  # (None: the mean over the layers)
+    k, h = m.num_experts_per_tok, m.hidden_size
+    logit = FP32_BYTES if m.fp32_parameters else b  # (GLM-4.5's and MiniMax-M2's fp32 routers write fp32 logits)
+    topk = m.num_experts * logit + k * (FP32_BYTES + INDEX_BYTES)  # reads the logits, writes k weights and k ids
+    layer.add(share, topk, topk)
+    # the align kernel reads the k ids, the sort kernel reads them and writes each copy's slot (the mean of the two)
+    layer.add(2 * share, 3 * k * INDEX_BYTES / 2, 3 * k * INDEX_BYTES / 2)
+    if k > 1:
+        layer.add(share, (k + 1) * h * b, (k + 1) * h * b)
+    if m.shared_expert_intermediate_size:
+        # reads the routed sum (the L2's) and the shared experts' output (computed before the routed experts: DRAM's),
+        # writes the layer's output (qwen2_moe.py / deepseek_v2.py: final_hidden_states + shared_output)
+        layer.add(share, 3 * h * b, 2 * h * b)
+
+
+def fp8_quant_kernels(layer: _Kernels, m: ModelSpec, b: int, tp: int) -> None:
+    """An FP8 checkpoint's activation quantization: before each FP8 GEMM vLLM quantizes its input on the fly
+    (activation_scheme dynamic; ``Fp8LinearMethod``: ``per_token_group_quant_fp8`` with a weight_block_size, one fp32
+    scale per token and block-column group; ``Fp8MoEMethod``: the experts' input once a token and the activation's
+    output, k copies a token), reading it in the model dtype as the kernel before wrote it and writing it in FP8 for
+    the GEMM. A per-tensor checkpoint's dynamic scale (a max pass more) and static scales are not told apart: one
+    kernel each. The attention's inputs on every layer (a Gated DeltaNet layer counted as attention); MLA's kv_b_proj,
+    whose decode runs absorbed in the model dtype, not counted. The routers are not FP8."""
+    group = m.weight_block_size[1] if m.weight_block_size else None
+    h, share = m.hidden_size, m.moe_layers / m.num_layers
+    if m.is_mla:  # fused_qkv_a_proj (or q_proj and kv_a_proj_with_mqa), q_b_proj, o_proj; the indexer's wq_b
+        widths = [h, h if m.q_lora_rank is None else m.q_lora_rank, m.num_attention_heads * m.v_head_dim / tp]
+        widths += [m.q_lora_rank] if m.is_sparse_attention else []
+    else:  # qkv_proj, o_proj
+        widths = [h, m.num_attention_heads * m.head_dim / tp]
+    inputs = [(1.0, width) for width in widths]
+    if share < 1:  # the dense layers' gate_up_proj and down_proj
+        inputs += [(1 - share, h), (1 - share, m.intermediate_size / tp)]
+    if share:  # the experts' w13 and w2 inputs, the shared experts' gate_up and down
+        inputs += [(share, h), (share, m.num_experts_per_tok * m.moe_intermediate_size / tp)]
+        if m.shared_expert_intermediate_size:
+            inputs += [(share, h), (share, m.shared_expert_intermediate_size / tp)]
+    for count, width in inputs:
+        moved = width * (b + 1) + (width / group * FP32_BYTES if group else 0.0)
+        layer.add(count, moved, moved)

@@ -5,7 +5,7 @@ last wave of thread blocks, and within a CUDA graph the next kernel starts a few
 adds, per layer and step:
 - ``gemm_s`` for each GEMM kernel the layer launches (``attention_projection_kernels``, ``mlp_kernels``: vLLM's fused
   projections, one kernel each), and for each of its elementwise kernels (``sim.serving.elementwise``: norms, rotary
-  embedding, activation);
+  embedding, activation, MoE routing, FP8 activation quantization);
 - ``attention_s`` for the attention call (the KV-cache write and the attention kernel);
 - ``attention_tile_s`` for each thread block of a step's attention with a prefill in it, spread over the SMs
   (``sim.serving.attention_waves``).
