@@ -66,14 +66,16 @@ def _unit_gpu():
 
 def test_roofline_moe_layer_by_hand():
     r = RooflineCompute(TINY, _unit_gpu(), 2, 2, 1, flops_efficiency=1.0, bandwidth_efficiency=1.0)
-    # 2 tokens: FLOPs 2 x (192 + 2 experts x 144) x 2 tokens + 2 x 64 (router) x 2 = 1920 + 256 = 2176
+    # 2 tokens: FLOPs 2 x 192 x 2 tokens + 2 x 64 (router) x 2 = 768 + 256; the experts' rows padded to the fused-MoE
+    # block (2 tokens <= 8 experts: 16): an expert is touched with probability 1 - (3/4)^2 = 7/16 and then computes 16
+    # rows, 8 x 16 x 7/16 = 56 rows (for 4 routed pairs) x 2 x 144 = 16128: 17152 FLOPs
     # bytes: (192 + 64 + 3.5 distinct experts x 144) x 2 B = 1520; activations 2 x (8 + 2 x 6) x 2 B x 2 tokens = 160
-    assert r.moe_layer_time(2) == pytest.approx(((2176 / 1e3) ** 2 + (1680 / 1e3) ** 2) ** 0.5)
+    assert r.moe_layer_time(2) == pytest.approx(((17152 / 1e3) ** 2 + (1680 / 1e3) ** 2) ** 0.5)
     assert r.linear_layer_time(2) == pytest.approx(r.moe_layer_time(2))
     # TP 2: projections, experts and activations halve, the router is replicated:
-    # FLOPs 1920 / 2 + 256 = 1216; bytes (96 + 64) x 2 + 3.5 x 144 x 2 / 2 + 160 / 2 = 320 + 504 + 80 = 904
+    # FLOPs (768 + 16128) / 2 + 256 = 8704; bytes (96 + 64) x 2 + 3.5 x 144 x 2 / 2 + 160 / 2 = 320 + 504 + 80 = 904
     r2 = RooflineCompute(TINY, _unit_gpu(), 2, 2, 2, flops_efficiency=1.0, bandwidth_efficiency=1.0)
-    assert r2.moe_layer_time(2) == pytest.approx(((1216 / 1e3) ** 2 + (904 / 1e3) ** 2) ** 0.5)
+    assert r2.moe_layer_time(2) == pytest.approx(((8704 / 1e3) ** 2 + (904 / 1e3) ** 2) ** 0.5)
 
 
 def test_roofline_mixes_dense_and_moe_layers():
@@ -243,13 +245,14 @@ def test_check_calibration_fits_moe_csv_against_the_router_and_experts(tmp_path)
     fits = {fit.table: fit for fit in _bundle_tables(bundle, config)}
     moe = fits["tp1/moe.csv (one MoE block)"]
     assert len(moe.measured) == 4 and moe.measured[0] == pytest.approx(50e-6)
-    # 1 token, 8 experts (H100 at 0.6 x 989.4 TFLOP/s, 0.8 x 3.35 TB/s): FLOPs 2 x (8 x 3 x 2048 x 768 + 2048 x 128)
-    # = 76,021,760; bytes (2048 x 128 + 8 x 4,718,592) x 2 + 2 x (2048 + 8 x 768) x 2 = 76,054,528; and three GEMM
-    # kernels' floors (the router, the fused experts' two) of 4 us each; then the block's own elementwise kernels, 5
-    # floors (SiluAndMul, the top-k, moe_align_block_size's two, moe_sum) and their bytes, all in the L2 (3,133 / 900
-    # of the 3.35 TB/s, sim/specs.py's L2/DRAM ratio, at 0.8): SiluAndMul 3 x 8 x 768 x 2 = 36,864, the top-k 128 x 2 + 8 x 8 = 320, the align 96,
-    # moe_sum 9 x 2,048 x 2 = 36,864
-    expected = (3 * 4e-6 + np.hypot(76_021_760 / (0.6 * 989.4e12), 76_054_528 / (0.8 * 3350e9))
+    # 1 token, 8 experts (H100 at 0.6 x 989.4 TFLOP/s, 0.8 x 3.35 TB/s): the fused experts compute each of the 8
+    # experts' one row padded to a block of 16 (1 token <= 128 experts), 128 rows: FLOPs 2 x (128 x 3 x 2048 x 768
+    # + 2048 x 128) = 1,208,483,840; bytes (2048 x 128 + 8 x 4,718,592) x 2 + 2 x (2048 + 8 x 768) x 2 =
+    # 76,054,528; and three GEMM kernels' floors (the router, the fused experts' two) of 4 us each; then the block's
+    # own elementwise kernels, 5 floors (SiluAndMul, the top-k, moe_align_block_size's two, moe_sum) and their bytes,
+    # all in the L2 (3,133 / 900 of the 3.35 TB/s, sim/specs.py's L2/DRAM ratio, at 0.8): SiluAndMul 3 x 8 x 768 x 2
+    # = 36,864, the top-k 128 x 2 + 8 x 8 = 320, the align 96, moe_sum 9 x 2,048 x 2 = 36,864
+    expected = (3 * 4e-6 + np.hypot(1_208_483_840 / (0.6 * 989.4e12), 76_054_528 / (0.8 * 3350e9))
                 + 5 * 4e-6 + (36_864 + 320 + 96 + 36_864) / (0.8 * 3350e9 * 3133 / 900))
     first = moe.keys.to_dict("records").index({"activated_experts": 8, "tokens": 1})
     assert moe.reference[first] == pytest.approx(expected)
@@ -274,11 +277,12 @@ def test_data_parallel_rank_with_unequal_group_load_by_hand():
     r = RooflineCompute(TINY, _unit_gpu(), 2, 2, 1, flops_efficiency=1.0, bandwidth_efficiency=1.0,
                         data_parallel_size=2)
     # this rank 2 tokens, the group 10 (the other rank 8): projections 2 x 192 x 2 and router 2 x 64 x 2 on its own
-    # tokens (1024 FLOPs); its half of the group's routed work, 5 tokens x 2 experts x 2 x 144 (2880 FLOPs)
-    # bytes: (192 + 64) x 2 = 512; half of 8 x (1 - (6/8)^10) distinct experts x 144 x 2 B; 5 tokens' activations
-    # 5 x 2 x (8 + 2 x 6) x 2 B = 400
+    # tokens (1024 FLOPs); its half of the group's routed rows: 10 tokens > 8 / 2 local experts, so blocks of 64 rows,
+    # and an expert with n ~ Binomial(10, 1/4) pairs computes 64 rows unless n = 0: 8 x 64 x (1 - (3/4)^10) / 2 rows
+    # x 2 x 144 FLOPs; bytes: (192 + 64) x 2 = 512; half of 8 x (1 - (6/8)^10) distinct experts x 144 x 2 B; 5
+    # tokens' activations 5 x 2 x (8 + 2 x 6) x 2 B = 400
     experts = 8 * (1 - (6 / 8) ** 10) / 2
-    flops, traffic = 1024 + 2880, 512 + experts * 144 * 2 + 400
+    flops, traffic = 1024 + 8 * 64 * (1 - 0.75 ** 10) / 2 * 2 * 144, 512 + experts * 144 * 2 + 400
     assert r.moe_layer_time(2, DataParallelShare(2, 10)) == pytest.approx(math.hypot(flops / 1e3, traffic / 1e3))
 
 

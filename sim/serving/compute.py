@@ -25,7 +25,8 @@ weight absorption), prefill pairs 2 × heads × (qk_nope + qk_rope + v) (per-hea
 kv_b_proj over each prefill chunk's cached context; the q_a and kv_a projections are whole on every TP rank.
 Mixture-of-experts layers (``ModelSpec.num_experts``): the linear group is the attention
 projections, the router (replicated on every TP rank: vLLM's ``ReplicatedLinear`` gate) and the
-experts; FLOPs count each token's ``num_experts_per_tok`` experts, weight bytes the distinct experts
+experts; FLOPs count each token's ``num_experts_per_tok`` experts, each expert's rows padded to the fused-MoE
+kernel's block (``sim.serving.moe.rank_expert_rows``), weight bytes the distinct experts
 the step's tokens touch, their uniform-routing expectation (``sim.serving.moe``). Experts are
 sharded over TP ranks as vLLM's ``FusedMoE`` does without expert parallelism (each expert's
 width / TP on every rank), and with ``data_parallel_size`` D > 1 over the D × TP GPUs of a
@@ -49,7 +50,7 @@ from sim.serving.collectives import TensorParallelComm
 from sim.serving.elementwise import elementwise_cost
 from sim.serving.gdn_compute import gated_delta_net_cost
 from sim.serving.kernel_floors import ROUTED_EXPERT_KERNELS, KernelFloors, attention_projection_kernels, mlp_kernels
-from sim.serving.moe import DataParallelShare, group_tokens, rank_experts
+from sim.serving.moe import DataParallelShare, group_tokens, rank_expert_rows, rank_experts
 from sim.serving.step_shape import StepShape, window_kv_tokens, window_sliding_kv_tokens
 from sim.serving.varlen_attention import varlen_attention
 from sim.specs import GPUSpec
@@ -170,6 +171,7 @@ class RooflineCompute:
             whole = router_params + self.replicated_params + gate
             self.moe_own_flops_per_token = 2 * (attn_params + shared) / tp + 2 * whole  # per token of its own
             self.expert_flops_per_token = 2 * m.num_experts_per_tok * m.expert_parameters / tp  # per routed token
+            self.expert_flops_per_row = 2 * m.expert_parameters / tp  # per padded row (sim.serving.moe)
             self.moe_flops_per_token = self.moe_own_flops_per_token + self.expert_flops_per_token
             self.moe_fixed_bytes = ((attn_params + shared) / tp + whole) * self.dtype_bytes
             if m.weight_quantization is not None:  # the router and the shared-expert gate stay in the model dtype
@@ -202,22 +204,30 @@ class RooflineCompute:
                        extra_kernels: int = 0) -> float:
         """One MoE layer's projections and router for ``tokens`` tokens, and this GPU's share of the experts' work
         on the group's tokens (``share``; None: D ranks of ``tokens`` each; ``extra`` as ``dense_layer_time``'s)."""
-        routed = group_tokens(tokens, self.data_parallel_size, share) / self.data_parallel_size
-        flops = self.moe_own_flops_per_token * tokens + self.expert_flops_per_token * routed + 2 * extra * tokens
+        dp = self.data_parallel_size
+        group = group_tokens(tokens, dp, share)
+        routed = group / dp
+        flops = (self.moe_own_flops_per_token * tokens + self.expert_flops_per_row * self.expert_rows(group)
+                 + 2 * extra * tokens)
         traffic = (self.moe_weight_bytes(tokens, share) + extra * self.linear_bytes
                    + routed * self.moe_act_bytes_per_token)
         floor = self.moe_floor + extra_kernels * self.floors.gemm_s
         return floor + _combine(flops / self.linear_peak, traffic / self.bandwidth)
 
     def moe_block_time(self, tokens: int, experts: float) -> float:
-        """The router and ``experts`` distinct experts alone for ``tokens`` tokens: what a bundle's moe.csv
-        measures (``--check-calibration``'s reference for it)."""
-        m, tp = self.model, self.tensor_parallel_size
-        flops = (2 * m.num_experts_per_tok * m.expert_parameters / tp + 2 * self.router_params) * tokens
+        """The router and ``experts`` distinct experts alone for ``tokens`` tokens, the experts' rows padded as in
+        ``moe_layer_time``: what a bundle's moe.csv measures (``--check-calibration``'s reference for it)."""
+        flops = self.expert_flops_per_row * self.expert_rows(tokens, 1) + 2 * self.router_params * tokens
         traffic = (self.router_params * self.dtype_bytes + experts * self.expert_bytes
                    + tokens * self.moe_act_bytes_per_token)
         floor = ROUTED_EXPERT_KERNELS * self.floors.gemm_s
         return floor + _combine(flops / self.linear_peak, traffic / self.bandwidth)
+
+    def expert_rows(self, group: float, data_parallel_size: int | None = None) -> float:
+        """Rows this GPU's fused-expert GEMMs compute for the group's ``group`` tokens: the routed pairs, each expert's
+        padded to the kernel's block (``sim.serving.moe.rank_expert_rows``)."""
+        dp = self.data_parallel_size if data_parallel_size is None else data_parallel_size
+        return rank_expert_rows(group, self.model, dp, self.tensor_parallel_size)
 
     def projections_time(self, tokens: int) -> float:
         """The q/k/v/o projections alone for ``tokens`` tokens: a bundle's dense.csv linear operators for an MoE

@@ -17,13 +17,24 @@ and exchange the group's hidden states by an all-gather and a reduce-scatter eve
 default ``allgather_reducescatter`` all-to-all backend; ``sim.serving.collectives.TensorParallelComm``).
 A step priced without its group (``DataParallelShare`` None: the planner's estimates, calibration) takes a
 group of D ranks each carrying a step like its own, G = D × T.
+
+Padded rows (vLLM's fused-MoE Triton kernel, ``fused_moe.py``): ``moe_align_block_size`` sorts a step's
+(token, expert) pairs by expert and pads each expert's run to a multiple of the kernel's ``BLOCK_SIZE_M``, and the
+grouped GEMMs compute every padded row (the padding rows are masked on load and store, not skipped), so the experts'
+FLOPs follow Σ_e ceil(n_e / BM) × BM, not G × k. Under uniform routing an expert's count n_e is Binomial(G, k/E),
+and ``expected_padded_rows`` takes the exact expectation. BM is ``get_default_config``'s (no tuned JSON config): 16
+while the rank's tokens M ≤ its local experts, else 64.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
+
+import numpy as np
+from scipy.special import bdtrc
 
 if TYPE_CHECKING:
     from sim.model_shape import ModelSpec
@@ -63,3 +74,55 @@ def rank_experts(group_tokens: float, model: ModelSpec, data_parallel_size: int 
     touch, the 1/``data_parallel_size`` share one rank's GPUs hold (all of them for D = 1)."""
     touched = expected_distinct_experts(group_tokens, model.num_experts_per_tok, model.num_experts)
     return touched if data_parallel_size == 1 else touched / data_parallel_size
+
+
+# vLLM fused_moe.py get_default_config (unquantized and per-tensor FP8, no tuned config file): BLOCK_SIZE_M 16
+# for M <= E (the rank's tokens, its local experts: w2's first dimension), else 64
+SMALL_BLOCK_M, LARGE_BLOCK_M = 16, 64
+
+
+def fused_moe_block_m(tokens: float, local_experts: float) -> int:
+    """The fused-MoE kernel's ``BLOCK_SIZE_M`` for a rank's ``tokens`` (hidden-state rows) and ``local_experts``."""
+    return SMALL_BLOCK_M if tokens <= local_experts else LARGE_BLOCK_M
+
+
+@lru_cache(maxsize=1 << 16)
+def _padded_rows(tokens: int, experts_per_token: int, experts: int, block_m: int) -> float:
+    """``expected_padded_rows`` at an integer token count (kept: steps repeat their sizes)."""
+    if tokens <= 0:
+        return 0.0
+    if experts_per_token >= experts:  # every expert takes every token
+        return float(experts * block_m * math.ceil(tokens / block_m))
+    if block_m == 1:  # no padding: the routed pairs
+        return float(tokens * experts_per_token)
+    p = experts_per_token / experts
+    # ceil(n / B) = #{j >= 0: j B < n}, so E[ceil(n / B)] = sum_j P(n > j B): one binomial tail per block
+    blocks = np.arange(0, tokens // block_m + 1) * block_m
+    tails = bdtrc(blocks, tokens, p)  # P(n > j B), n ~ Binomial(tokens, p)
+    return experts * block_m * float(tails.sum())
+
+
+def expected_padded_rows(tokens: float, experts_per_token: int, experts: int, block_m: int) -> float:
+    """Expected rows the fused experts' GEMMs compute for ``tokens`` tokens, each routed to ``experts_per_token`` of
+    ``experts`` experts uniformly: E × BM × E[ceil(n / BM)], n ~ Binomial(tokens, k/E) an expert's pairs. BM = 1 gives
+    tokens × k; as tokens grow the padding, under E × BM rows, becomes a vanishing share. A fractional token count
+    (a planner's mean) interpolates between its neighbours."""
+    if tokens <= 0:
+        return 0.0
+    low = math.floor(tokens)
+    rows = _padded_rows(low, experts_per_token, experts, block_m)
+    if tokens == low:
+        return rows
+    return rows + (tokens - low) * (_padded_rows(low + 1, experts_per_token, experts, block_m) - rows)
+
+
+def rank_expert_rows(group_tokens: float, model: ModelSpec, data_parallel_size: int = 1,
+                     tensor_parallel_size: int = 1) -> float:
+    """Padded expert rows per GPU: the group's ``expected_padded_rows`` over its D ranks (each GPU computes 1/(D × TP)
+    of them at full width, or all of them at 1/(D × TP) of the width: the same FLOPs; kvsim counts a row at this
+    rank's width / TP, hence / D here). BM as vLLM picks it: the rank's hidden-state rows are the group's tokens and
+    its local experts E / (D × TP) with D > 1 (expert parallel), all E at D = 1 (experts split by width)."""
+    d = data_parallel_size
+    local = model.num_experts if d == 1 else model.num_experts / (d * tensor_parallel_size)
+    block_m = fused_moe_block_m(group_tokens, local)
+    return expected_padded_rows(group_tokens, model.num_experts_per_tok, model.num_experts, block_m) / d

@@ -1,0 +1,80 @@
+"""The fused-MoE kernel's padded rows (``sim.serving.moe.expected_padded_rows``): each expert's routed pairs padded
+to a multiple of ``BLOCK_SIZE_M`` as vLLM's ``moe_align_block_size`` pads them, by enumeration and by its limits."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+
+from sim.model_shape import ModelSpec
+from sim.serving.moe import expected_padded_rows, fused_moe_block_m, rank_expert_rows
+
+
+def _enumerated(tokens: int, k: int, experts: int, block_m: int) -> float:
+    """Mean over every equally likely routing (each token a k-subset of the experts) of Σ_e ceil(n_e / BM) × BM."""
+    subsets = list(itertools.combinations(range(experts), k))
+    total = 0
+    routings = list(itertools.product(subsets, repeat=tokens))
+    for routing in routings:
+        counts = [0] * experts
+        for chosen in routing:
+            for e in chosen:
+                counts[e] += 1
+        total += sum(math.ceil(n / block_m) * block_m for n in counts)
+    return total / len(routings)
+
+
+@pytest.mark.parametrize("tokens, k, experts, block_m", [(3, 2, 4, 2), (2, 1, 3, 4), (4, 2, 5, 3), (3, 3, 4, 2),
+                                                         (3, 1, 2, 1)])
+def test_expected_padded_rows_equals_enumeration(tokens, k, experts, block_m):
+    assert expected_padded_rows(tokens, k, experts, block_m) == pytest.approx(
+        _enumerated(tokens, k, experts, block_m), rel=1e-12)
+
+
+def test_expected_padded_rows_by_hand():
+    # 2 tokens, 1 of 2 experts each, blocks of 4: both on one expert (1/2) pads to 4 rows, one each (1/2) to 8
+    assert expected_padded_rows(2, 1, 2, 4) == pytest.approx(6)
+    # one token, k of E: its k experts each pad one row to a block
+    assert expected_padded_rows(1, 8, 128, 16) == pytest.approx(8 * 16)
+    assert expected_padded_rows(0, 8, 128, 16) == 0
+
+
+@pytest.mark.parametrize("tokens", [1, 7, 100, 4096])
+def test_a_block_of_one_row_is_the_routed_pairs(tokens):
+    assert expected_padded_rows(tokens, 8, 128, 1) == pytest.approx(tokens * 8)
+
+
+def test_padding_is_at_least_the_pairs_at_most_a_block_an_expert_and_vanishes_relatively():
+    k, experts, block_m = 8, 128, 64
+    previous = 0.0
+    for tokens in (1, 2, 16, 64, 256, 1024, 8192, 65536):
+        rows = expected_padded_rows(tokens, k, experts, block_m)
+        pairs = tokens * k
+        assert pairs <= rows < pairs + experts * block_m  # each expert pads fewer than a block
+        assert rows > previous  # more tokens, more rows
+        previous = rows
+    # G -> infinity: at most E x BM padding rows over G x k pairs, a share that goes to 0
+    assert expected_padded_rows(65536, k, experts, block_m) / (65536 * k) < 1 + experts * block_m / (65536 * k)
+    assert expected_padded_rows(65536, k, experts, block_m) / (65536 * k) < 1.02
+
+
+def test_a_fractional_token_count_interpolates_between_its_neighbours():
+    low, high = expected_padded_rows(10, 2, 8, 16), expected_padded_rows(11, 2, 8, 16)
+    assert expected_padded_rows(10.25, 2, 8, 16) == pytest.approx(low + 0.25 * (high - low))
+
+
+def test_block_m_follows_vllms_default_config():
+    # fused_moe.py get_default_config: BLOCK_SIZE_M 16 while M <= E, else 64
+    assert fused_moe_block_m(128, 128) == 16 and fused_moe_block_m(129, 128) == 64
+
+
+def test_rank_rows_take_the_groups_tokens_and_local_experts():
+    m = ModelSpec(name="tiny-moe", num_layers=2, hidden_size=8, num_attention_heads=2, num_kv_heads=1, head_dim=4,
+                  intermediate_size=10, vocab_size=16, num_parameters=0, max_position_embeddings=1024, source="test",
+                  num_experts=8, num_experts_per_tok=2, moe_intermediate_size=6, num_moe_layers=2)
+    # D = 1: all 8 experts are local (split by width over TP); 8 tokens <= 8: blocks of 16
+    assert rank_expert_rows(8, m) == pytest.approx(expected_padded_rows(8, 2, 8, 16))
+    # D = 2, TP 2: 8 / 4 = 2 local experts, 8 tokens > 2: blocks of 64; this rank's half of the group's rows
+    assert rank_expert_rows(8, m, 2, 2) == pytest.approx(expected_padded_rows(8, 2, 8, 64) / 2)
