@@ -69,13 +69,16 @@ def test_roofline_moe_layer_by_hand():
     # 2 tokens: FLOPs 2 x 192 x 2 tokens + 2 x 64 (router) x 2 = 768 + 256; the experts' rows padded to the fused-MoE
     # block (2 tokens <= 8 experts: 16): an expert is touched with probability 1 - (3/4)^2 = 7/16 and then computes 16
     # rows, 8 x 16 x 7/16 = 56 rows (for 4 routed pairs) x 2 x 144 = 16128: 17152 FLOPs
-    # bytes: (192 + 64 + 3.5 distinct experts x 144) x 2 B = 1520; activations 2 x (8 + 2 x 6) x 2 B x 2 tokens = 160
-    assert r.moe_layer_time(2) == pytest.approx(((17152 / 1e3) ** 2 + (1680 / 1e3) ** 2) ** 0.5)
+    # bytes: (192 + 64 + 3.5 distinct experts x 144) x 2 B = 1520; the experts' GEMMs' activations: each token's 8-wide
+    # input read, each of its 2 pairs' gate and up (12) written, activation (6) read and output (8) written, 2 tokens x
+    # (8 + 2 x 26) x 2 B = 240
+    assert r.moe_layer_time(2) == pytest.approx(((17152 / 1e3) ** 2 + (1760 / 1e3) ** 2) ** 0.5)
     assert r.linear_layer_time(2) == pytest.approx(r.moe_layer_time(2))
     # TP 2: projections, experts and activations halve, the router is replicated:
-    # FLOPs (768 + 16128) / 2 + 256 = 8704; bytes (96 + 64) x 2 + 3.5 x 144 x 2 / 2 + 160 / 2 = 320 + 504 + 80 = 904
+    # FLOPs (768 + 16128) / 2 + 256 = 8704; bytes (96 + 64) x 2 + 3.5 x 144 x 2 / 2 = 824 and the activations, the
+    # experts' widths halved but each pair's output whole (partial sums): 2 x (8 + 2 x (6 + 3 + 8)) x 2 B = 168
     r2 = RooflineCompute(TINY, _unit_gpu(), 2, 2, 2, flops_efficiency=1.0, bandwidth_efficiency=1.0)
-    assert r2.moe_layer_time(2) == pytest.approx(((8704 / 1e3) ** 2 + (904 / 1e3) ** 2) ** 0.5)
+    assert r2.moe_layer_time(2) == pytest.approx(((8704 / 1e3) ** 2 + (992 / 1e3) ** 2) ** 0.5)
 
 
 def test_roofline_mixes_dense_and_moe_layers():
@@ -121,7 +124,7 @@ def test_utilization_counts_the_moe_roofline():
     # MoE's: the top-k reads 8 bf16 logits and writes 2 fp32 weights and 2 int32 ids (16 + 16), moe_align_block_size
     # reads the 2 ids twice and writes 2 slots (24), moe_sum reads 2 x 8 and writes 8 bf16 values (48): 104 B a token
     elementwise = 2 * (2 * (2 * 4 * 8 + 3 * 2 * 6 + 2 * 3 * 4) + (16 + 16) + 24 + 48)
-    assert counter.bytes(work) == pytest.approx(2 * (1680 + kv + elementwise) + 16 * 8 * 2)
+    assert counter.bytes(work) == pytest.approx(2 * (1760 + kv + elementwise) + 16 * 8 * 2)
 
 
 # ---------------------------------------------------------------- a bundle's moe.csv
@@ -247,12 +250,13 @@ def test_check_calibration_fits_moe_csv_against_the_router_and_experts(tmp_path)
     assert len(moe.measured) == 4 and moe.measured[0] == pytest.approx(50e-6)
     # 1 token, 8 experts (H100 at 0.6 x 989.4 TFLOP/s, 0.8 x 3.35 TB/s): the fused experts compute each of the 8
     # experts' one row padded to a block of 16 (1 token <= 128 experts), 128 rows: FLOPs 2 x (128 x 3 x 2048 x 768
-    # + 2048 x 128) = 1,208,483,840; bytes (2048 x 128 + 8 x 4,718,592) x 2 + 2 x (2048 + 8 x 768) x 2 =
-    # 76,054,528; and three GEMM kernels' floors (the router, the fused experts' two) of 4 us each; then the block's
+    # + 2048 x 128) = 1,208,483,840; bytes (2048 x 128 + 8 x 4,718,592) x 2 and the GEMMs' activations (2048 +
+    # 8 x (1536 + 768 + 2048)) x 2 = 76,095,488; and three GEMM kernels' floors (the router, the fused experts' two) of
+    # 4 us each; then the block's
     # own elementwise kernels, 5 floors (SiluAndMul, the top-k, moe_align_block_size's two, moe_sum) and their bytes,
     # all in the L2 (3,133 / 900 of the 3.35 TB/s, sim/specs.py's L2/DRAM ratio, at 0.8): SiluAndMul 3 x 8 x 768 x 2
     # = 36,864, the top-k 128 x 2 + 8 x 8 = 320, the align 96, moe_sum 9 x 2,048 x 2 = 36,864
-    expected = (3 * 4e-6 + np.hypot(1_208_483_840 / (0.6 * 989.4e12), 76_054_528 / (0.8 * 3350e9))
+    expected = (3 * 4e-6 + np.hypot(1_208_483_840 / (0.6 * 989.4e12), 76_095_488 / (0.8 * 3350e9))
                 + 5 * 4e-6 + (36_864 + 320 + 96 + 36_864) / (0.8 * 3350e9 * 3133 / 900))
     first = moe.keys.to_dict("records").index({"activated_experts": 8, "tokens": 1})
     assert moe.reference[first] == pytest.approx(expected)
@@ -279,10 +283,12 @@ def test_data_parallel_rank_with_unequal_group_load_by_hand():
     # this rank 2 tokens, the group 10 (the other rank 8): projections 2 x 192 x 2 and router 2 x 64 x 2 on its own
     # tokens (1024 FLOPs); its half of the group's routed rows: 10 tokens > 8 / 2 local experts, so blocks of 64 rows,
     # and an expert with n ~ Binomial(10, 1/4) pairs computes 64 rows unless n = 0: 8 x 64 x (1 - (3/4)^10) / 2 rows
-    # x 2 x 144 FLOPs; bytes: (192 + 64) x 2 = 512; half of 8 x (1 - (6/8)^10) distinct experts x 144 x 2 B; 5
-    # tokens' activations 5 x 2 x (8 + 2 x 6) x 2 B = 400
+    # x 2 x 144 FLOPs; bytes: (192 + 64) x 2 = 512; half of 8 x (1 - (6/8)^10) distinct experts x 144 x 2 B; the
+    # experts' GEMMs' activations over the group's 10 tokens, expert parallel: each token's input (8), every pair's
+    # gate and up (12) and output (8) written (zeros for the other rank's experts), this rank's half of the pairs'
+    # activations (6) read: 10 x (8 + 2 x 20 + 2 x 6 / 2) x 2 B = 1080
     experts = 8 * (1 - (6 / 8) ** 10) / 2
-    flops, traffic = 1024 + 8 * 64 * (1 - 0.75 ** 10) / 2 * 2 * 144, 512 + experts * 144 * 2 + 400
+    flops, traffic = 1024 + 8 * 64 * (1 - 0.75 ** 10) / 2 * 2 * 144, 512 + experts * 144 * 2 + 1080
     assert r.moe_layer_time(2, DataParallelShare(2, 10)) == pytest.approx(math.hypot(flops / 1e3, traffic / 1e3))
 
 

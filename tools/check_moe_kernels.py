@@ -1,8 +1,9 @@
 """kvsim's routed-expert time against NVIDIA AIConfigurator's measured vLLM fused-MoE kernels.
 
 Reads AIConfigurator ``moe_perf`` tables (one GPU each), keeps the bf16 rows of the Triton fused-MoE kernel with
-balanced routing, and prints each GPU's median |error| of kvsim's prediction, by token range, with and without the
-experts' padded rows (``sim.serving.moe``). Nothing is fitted: the roofline's constants are config.yaml's.
+balanced routing, and prints each GPU's median |error| of kvsim's prediction, by token range: as before, with the
+experts' padded rows, and with the GEMMs' activation traffic too (``sim.serving.moe``). Nothing is fitted: the
+roofline's constants are config.yaml's.
 """
 
 from __future__ import annotations
@@ -40,7 +41,10 @@ def read_table(path: Path) -> pd.DataFrame:
 
     if not path.is_file():
         raise InputError(f"{path}: no such moe_perf table")
-    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    try:
+        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    except (OSError, ValueError) as e:  # (pyarrow's and pandas' errors on a file that is not a table)
+        raise InputError(f"{path}: not a readable moe_perf table ({type(e).__name__})") from None
     needed = {"kernel_source", "moe_dtype", "num_tokens", "hidden_size", "inter_size", "topk", "num_experts",
               "moe_tp_size", "moe_ep_size", "distribution", "latency"}
     missing = sorted(needed - set(frame.columns))
@@ -60,9 +64,12 @@ def _model(hidden: int, inter: int, topk: int, experts: int):
                      num_experts=experts, num_experts_per_tok=topk, moe_intermediate_size=inter, num_moe_layers=1)
 
 
-def predict(frame: pd.DataFrame, gpu: str, padded: bool = True) -> np.ndarray:
+def predict(frame: pd.DataFrame, gpu: str, padded: bool = True, traffic: bool = True) -> np.ndarray:
     """kvsim's seconds for each row: one rank of moe_tp_size (experts split by width) x moe_ep_size (kvsim's
-    data-parallel group: the rank sees the group's tokens, holds 1/ep of the experts), config.yaml's roofline."""
+    data-parallel group: the rank sees the group's tokens, holds 1/ep of the experts), config.yaml's roofline.
+    ``padded``: the experts' padded rows, else the routed pairs; ``traffic``: the GEMMs' activation bytes as vLLM's
+    kernels move them (``sim.serving.moe.routed_activation_bytes``), else kvsim's earlier 2 (H + k I) per routed
+    token."""
     from sim.config import load_config
     from sim.serving import moe
     from sim.serving.compute import RooflineCompute
@@ -81,28 +88,33 @@ def predict(frame: pd.DataFrame, gpu: str, padded: bool = True) -> np.ndarray:
                             floors=floors)
         rows = r.expert_rows(tokens) if padded else tokens * m.num_experts_per_tok / ep
         flops = r.expert_flops_per_row * rows
-        traffic = (r.expert_bytes * moe.rank_experts(tokens, m, ep) + tokens / ep * r.moe_act_bytes_per_token)
-        gemms = 2 * floors.gemm_s + math.hypot(flops / r.linear_peak, traffic / r.bandwidth)
+        act = r.routed_act_bytes(tokens) if traffic else \
+            tokens / ep * 2 * (m.hidden_size + m.num_experts_per_tok * m.moe_intermediate_size) * 2 / tp
+        moved = r.expert_bytes * moe.rank_experts(tokens, m, ep) + act
+        gemms = 2 * floors.gemm_s + math.hypot(flops / r.linear_peak, moved / r.bandwidth)
         block = moe_block_cost(m, 2, tp)
         out[i] = gemms + block.layer_time(tokens, floors.gemm_s, r.bandwidth, spec.l2_bytes,
                                           spec.cache_bandwidth * c.bandwidth_efficiency)
     return out
 
 
-def errors(frame: pd.DataFrame, gpu: str, padded: bool = True) -> np.ndarray:
+def errors(frame: pd.DataFrame, gpu: str, padded: bool = True, traffic: bool = True) -> np.ndarray:
     """Each row's prediction / measurement - 1."""
-    return predict(frame, gpu, padded) / frame["seconds"].to_numpy() - 1
+    return predict(frame, gpu, padded, traffic) / frame["seconds"].to_numpy() - 1
+
+
+VARIANTS = {"before": (False, False), "padded rows": (True, False), "padded rows + GEMM traffic": (True, True)}
 
 
 def summary(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Per GPU and token range: median |error| and median error, unpadded (before) and padded (after)."""
+    """Per GPU and token range: median |error| and median error of each variant (``VARIANTS``)."""
     rows = []
     for gpu, frame in tables.items():
-        for padded in (False, True):
-            err = errors(frame, gpu, padded)
+        for name, (padded, traffic) in VARIANTS.items():
+            err = errors(frame, gpu, padded, traffic)
             bins = pd.cut(frame["num_tokens"], TOKEN_BINS)
             by = pd.Series(np.abs(err)).groupby(bins.to_numpy(), observed=True).median()
-            rows.append({"gpu": gpu, "padded": padded, "rows": len(frame), "median_abs": float(np.median(np.abs(err))),
+            rows.append({"gpu": gpu, "kvsim": name, "rows": len(frame), "median_abs": float(np.median(np.abs(err))),
                          "median": float(np.median(err)), **{f"|e| {k}": v for k, v in by.items()}})
     return pd.DataFrame(rows)
 

@@ -23,7 +23,11 @@ Padded rows (vLLM's fused-MoE Triton kernel, ``fused_moe.py``): ``moe_align_bloc
 grouped GEMMs compute every padded row (the padding rows are masked on load and store, not skipped), so the experts'
 FLOPs follow Σ_e ceil(n_e / BM) × BM, not G × k. Under uniform routing an expert's count n_e is Binomial(G, k/E),
 and ``expected_padded_rows`` takes the exact expectation. BM is ``get_default_config``'s (no tuned JSON config): 16
-while the rank's tokens M ≤ its local experts, else 64.
+while the rank's tokens M ≤ its local experts, else 64. What the kernels move besides the weights
+(``routed_activation_bytes``): the GEMM over w13 reads each token's hidden state and writes each (token, expert)
+pair's gate and up, the GEMM over w2 reads each pair's activation and writes its hidden-size output; a rank writes
+every pair's outputs, not its share's (expert parallel: zeros for the other ranks' experts, ``write_zeros_to_output``;
+experts split by width: each pair's partial sum, whole-width).
 """
 
 from __future__ import annotations
@@ -126,3 +130,20 @@ def rank_expert_rows(group_tokens: float, model: ModelSpec, data_parallel_size: 
     local = model.num_experts if d == 1 else model.num_experts / (d * tensor_parallel_size)
     block_m = fused_moe_block_m(group_tokens, local)
     return expected_padded_rows(group_tokens, model.num_experts_per_tok, model.num_experts, block_m) / d
+
+
+def routed_activation_bytes(group_tokens: float, model: ModelSpec, dtype_bytes: int, data_parallel_size: int = 1,
+                            tensor_parallel_size: int = 1) -> float:
+    """Activation bytes one GPU's two fused-expert GEMMs move for the group's tokens G (vLLM fused_moe.py
+    ``fused_experts_impl``: intermediate_cache1, 2, 3). w13 reads each token's H-wide hidden state (once: the k pairs
+    of a token find it in L2) and writes 2 × I' per pair; w2 reads I' per pair it computes and writes H per pair.
+    D = 1: experts split by width over TP (I' = I / TP), every pair computed and written on every rank. D > 1:
+    expert parallel over the D × TP ranks (I' = I), every pair's outputs written (those of other ranks' experts as
+    zeros), its own 1/(D × TP) of the pairs read."""
+    h, inter, k = model.hidden_size, model.moe_intermediate_size, model.num_experts_per_tok
+    if data_parallel_size == 1:
+        width = inter / tensor_parallel_size
+        per_token = h + k * (2 * width + width + h)
+    else:
+        per_token = h + k * (2 * inter + h) + k * inter / (data_parallel_size * tensor_parallel_size)
+    return group_tokens * per_token * dtype_bytes
