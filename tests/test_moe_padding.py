@@ -9,7 +9,13 @@ import math
 import pytest
 
 from sim.model_shape import ModelSpec
-from sim.serving.moe import expected_padded_rows, fused_moe_block_m, rank_expert_rows, routed_activation_bytes
+from sim.serving.moe import (
+    block_expert_rows,
+    expected_padded_rows,
+    fused_moe_block_m,
+    rank_expert_rows,
+    routed_activation_bytes,
+)
 
 
 def _enumerated(tokens: int, k: int, experts: int, block_m: int) -> float:
@@ -78,6 +84,19 @@ def test_rank_rows_take_the_groups_tokens_and_local_experts():
     assert rank_expert_rows(8, m) == pytest.approx(expected_padded_rows(8, 2, 8, 16))
     # D = 2, TP 2: 8 / 4 = 2 local experts, 8 tokens > 2: blocks of 64; this rank's half of the group's rows
     assert rank_expert_rows(8, m, 2, 2) == pytest.approx(expected_padded_rows(8, 2, 8, 64) / 2)
+
+
+def test_a_moe_csv_row_pads_over_its_activated_experts():
+    """A bundle's moe.csv row routes its tokens to ``activated_experts`` experts: Qwen3-30B-A3B's 256 tokens on 8
+    experts give each expert all 256 (k = 8), 4 blocks of 64 rows, no padding: 2,048 rows, the pairs; 1 token on 8
+    experts, 8 blocks of 16 rows (1 token <= 128 experts): 128 rows."""
+    from sim.specs import model_spec
+
+    m = model_spec("qwen3-30b-a3b")
+    assert block_expert_rows(256, m, 8) == 2048
+    assert block_expert_rows(1, m, 8) == 128
+    # 2 tokens on 16 experts: each expert has Binomial(2, 1/2) pairs, a block of 16 unless none: 16 x 16 x 3/4
+    assert block_expert_rows(2, m, 16) == pytest.approx(192)
 
 
 def test_the_gemms_activation_bytes_by_hand():

@@ -86,9 +86,9 @@ def predict(frame: pd.DataFrame, gpu: str, padded: bool = True, traffic: bool = 
         tp, ep, tokens = int(row.moe_tp_size), int(row.moe_ep_size), int(row.num_tokens)
         r = RooflineCompute(m, spec, 2, 2, tp, c.flops_efficiency, c.bandwidth_efficiency, data_parallel_size=ep,
                             floors=floors)
-        rows = r.expert_rows(tokens) if padded else tokens * m.num_experts_per_tok / ep
+        rows = r.fused.rows(tokens) if padded else tokens * m.num_experts_per_tok / ep
         flops = r.expert_flops_per_row * rows
-        act = r.routed_act_bytes(tokens) if traffic else \
+        act = r.fused.activation_bytes(tokens) if traffic else \
             tokens / ep * 2 * (m.hidden_size + m.num_experts_per_tok * m.moe_intermediate_size) * 2 / tp
         moved = r.expert_bytes * moe.rank_experts(tokens, m, ep) + act
         gemms = 2 * floors.gemm_s + math.hypot(flops / r.linear_peak, moved / r.bandwidth)

@@ -26,7 +26,7 @@ kv_b_proj over each prefill chunk's cached context; the q_a and kv_a projections
 Mixture-of-experts layers (``ModelSpec.num_experts``): the linear group is the attention
 projections, the router (replicated on every TP rank: vLLM's ``ReplicatedLinear`` gate) and the
 experts; FLOPs count each token's ``num_experts_per_tok`` experts, each expert's rows padded to the fused-MoE
-kernel's block (``sim.serving.moe.rank_expert_rows``), weight bytes the distinct experts
+kernel's block (``sim.serving.moe.FusedExperts``), weight bytes the distinct experts
 the step's tokens touch, their uniform-routing expectation, and activation bytes as the experts' two GEMMs move them,
 every (token, expert) pair's outputs on every rank (``sim.serving.moe``). Experts are
 sharded over TP ranks as vLLM's ``FusedMoE`` does without expert parallelism (each expert's
@@ -51,7 +51,7 @@ from sim.serving.collectives import TensorParallelComm
 from sim.serving.elementwise import elementwise_cost
 from sim.serving.gdn_compute import gated_delta_net_cost
 from sim.serving.kernel_floors import ROUTED_EXPERT_KERNELS, KernelFloors, attention_projection_kernels, mlp_kernels
-from sim.serving.moe import DataParallelShare, group_tokens, rank_expert_rows, rank_experts, routed_activation_bytes
+from sim.serving.moe import DataParallelShare, FusedExperts, group_tokens, rank_experts
 from sim.serving.step_shape import StepShape, window_kv_tokens, window_sliding_kv_tokens
 from sim.serving.varlen_attention import varlen_attention
 from sim.specs import GPUSpec
@@ -183,11 +183,13 @@ class RooflineCompute:
             self.attn_params, self.router_params = attn_params, router_params
             self.expert_bytes = m.expert_parameters * m.expert_weight_bytes(self.dtype_bytes) / tp  # MXFP4: 4.25 bits
             # the shared experts' MLP's activations on a rank's own tokens (as a dense MLP's); the routed experts' GEMMs'
-            # on the group's (sim.serving.moe.routed_activation_bytes); per token at D = 1 together (utilization)
+            # on the group's, and their padded rows (sim.serving.moe.FusedExperts); per token at D = 1 together
+            # (utilization)
+            self.fused = FusedExperts(m, self.dtype_bytes, tp, self.data_parallel_size)
             shared_width = m.shared_expert_intermediate_size
             self.shared_act_bytes_per_token = 2 * (m.hidden_size + shared_width) * self.dtype_bytes / tp if \
                 shared_width else 0.0
-            self.moe_act_bytes_per_token = self.shared_act_bytes_per_token + self.routed_act_bytes(1, 1)
+            self.moe_act_bytes_per_token = self.shared_act_bytes_per_token + self.fused.activation_bytes(1, 1)
 
     def dense_layer_time(self, tokens: int, extra: float = 0.0, extra_kernels: int = 0) -> float:
         """One dense layer's projections and MLP for ``tokens`` tokens (``extra``: more weights per rank, as a GDN
@@ -210,32 +212,22 @@ class RooflineCompute:
         """One MoE layer's projections and router for ``tokens`` tokens, and this GPU's share of the experts' work
         on the group's tokens (``share``; None: D ranks of ``tokens`` each; ``extra`` as ``dense_layer_time``'s)."""
         group = group_tokens(tokens, self.data_parallel_size, share)
-        flops = (self.moe_own_flops_per_token * tokens + self.expert_flops_per_row * self.expert_rows(group)
+        flops = (self.moe_own_flops_per_token * tokens + self.expert_flops_per_row * self.fused.rows(group)
                  + 2 * extra * tokens)
         traffic = (self.moe_weight_bytes(tokens, share) + extra * self.linear_bytes
-                   + tokens * self.shared_act_bytes_per_token + self.routed_act_bytes(group))
+                   + tokens * self.shared_act_bytes_per_token + self.fused.activation_bytes(group))
         floor = self.moe_floor + extra_kernels * self.floors.gemm_s
         return floor + _combine(flops / self.linear_peak, traffic / self.bandwidth)
 
     def moe_block_time(self, tokens: int, experts: float) -> float:
-        """The router and ``experts`` distinct experts alone for ``tokens`` tokens, the experts' rows padded as in
-        ``moe_layer_time``: what a bundle's moe.csv measures (``--check-calibration``'s reference for it)."""
-        flops = self.expert_flops_per_row * self.expert_rows(tokens, 1) + 2 * self.router_params * tokens
+        """The router and ``experts`` distinct experts alone for ``tokens`` tokens (their rows padded over those
+        experts: ``sim.serving.moe.block_expert_rows``): what a bundle's moe.csv measures (``--check-calibration``)."""
+        rows = self.fused.block_rows(tokens, experts)
+        flops = self.expert_flops_per_row * rows + 2 * self.router_params * tokens
         traffic = (self.router_params * self.dtype_bytes + experts * self.expert_bytes
-                   + tokens * self.shared_act_bytes_per_token + self.routed_act_bytes(tokens, 1))
+                   + tokens * self.shared_act_bytes_per_token + self.fused.activation_bytes(tokens, 1))
         floor = ROUTED_EXPERT_KERNELS * self.floors.gemm_s
         return floor + _combine(flops / self.linear_peak, traffic / self.bandwidth)
-
-    def expert_rows(self, group: float, data_parallel_size: int | None = None) -> float:
-        """Rows this GPU's fused-expert GEMMs compute for the group's ``group`` tokens: the routed pairs, each expert's
-        padded to the kernel's block (``sim.serving.moe.rank_expert_rows``)."""
-        dp = self.data_parallel_size if data_parallel_size is None else data_parallel_size
-        return rank_expert_rows(group, self.model, dp, self.tensor_parallel_size)
-
-    def routed_act_bytes(self, group: float, data_parallel_size: int | None = None) -> float:
-        """Activation bytes this GPU's fused-expert GEMMs move for the group's ``group`` tokens (``sim.serving.moe``)."""
-        dp = self.data_parallel_size if data_parallel_size is None else data_parallel_size
-        return routed_activation_bytes(group, self.model, self.dtype_bytes, dp, self.tensor_parallel_size)
 
     def projections_time(self, tokens: int) -> float:
         """The q/k/v/o projections alone for ``tokens`` tokens: a bundle's dense.csv linear operators for an MoE

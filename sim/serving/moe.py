@@ -132,6 +132,14 @@ def rank_expert_rows(group_tokens: float, model: ModelSpec, data_parallel_size: 
     return expected_padded_rows(group_tokens, model.num_experts_per_tok, model.num_experts, block_m) / d
 
 
+def block_expert_rows(tokens: int, model: ModelSpec, experts: float) -> float:
+    """Padded expert rows of one GPU's whole MoE block when ``tokens`` tokens are routed, k each, to ``experts``
+    activated experts (a bundle's moe.csv row: each activated expert's pairs Binomial(tokens, k / experts))."""
+    activated = max(1, round(experts))
+    block_m = fused_moe_block_m(tokens, model.num_experts)
+    return expected_padded_rows(tokens, model.num_experts_per_tok, activated, block_m)
+
+
 def routed_activation_bytes(group_tokens: float, model: ModelSpec, dtype_bytes: int, data_parallel_size: int = 1,
                             tensor_parallel_size: int = 1) -> float:
     """Activation bytes one GPU's two fused-expert GEMMs move for the group's tokens G (vLLM fused_moe.py
@@ -147,3 +155,28 @@ def routed_activation_bytes(group_tokens: float, model: ModelSpec, dtype_bytes: 
     else:
         per_token = h + k * (2 * inter + h) + k * inter / (data_parallel_size * tensor_parallel_size)
     return group_tokens * per_token * dtype_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class FusedExperts:
+    """One GPU's fused-MoE kernel for a model: its experts' padded rows and its GEMMs' activation bytes (D: the
+    data-parallel group's ranks, ``data_parallel_size``; each call may price another D, as a planner's does)."""
+
+    model: ModelSpec
+    dtype_bytes: int
+    tensor_parallel_size: int = 1
+    data_parallel_size: int = 1
+
+    def rows(self, group: float, data_parallel_size: int | None = None) -> float:
+        """``rank_expert_rows`` of the group's ``group`` tokens."""
+        d = self.data_parallel_size if data_parallel_size is None else data_parallel_size
+        return rank_expert_rows(group, self.model, d, self.tensor_parallel_size)
+
+    def block_rows(self, tokens: int, experts: float) -> float:
+        """``block_expert_rows``: ``tokens`` routed to ``experts`` activated experts on one GPU."""
+        return block_expert_rows(tokens, self.model, experts)
+
+    def activation_bytes(self, group: float, data_parallel_size: int | None = None) -> float:
+        """``routed_activation_bytes`` of the group's ``group`` tokens."""
+        d = self.data_parallel_size if data_parallel_size is None else data_parallel_size
+        return routed_activation_bytes(group, self.model, self.dtype_bytes, d, self.tensor_parallel_size)
