@@ -1,4 +1,5 @@
-"""Mixture-of-experts routing as the compute models see it: how many distinct experts a step touches.
+"""Mixture-of-experts routing as the compute models see it: how many distinct experts a step touches, and the rows and
+activation bytes of vLLM's fused-MoE kernel that computes them.
 
 A step's MoE layer reads the weights of every expert that at least one of its tokens is routed to, so
 its memory traffic follows the number of *distinct* experts, not tokens × experts per token. kvsim
@@ -27,7 +28,8 @@ while the rank's tokens M ≤ its local experts, else 64. What the kernels move 
 (``routed_activation_bytes``): the GEMM over w13 reads each token's hidden state and writes each (token, expert)
 pair's gate and up, the GEMM over w2 reads each pair's activation and writes its hidden-size output; a rank writes
 every pair's outputs, not its share's (expert parallel: zeros for the other ranks' experts, ``write_zeros_to_output``;
-experts split by width: each pair's partial sum, whole-width).
+experts split by width: each pair's partial sum, whole-width). Both take a data-parallel group (D > 1) as expert
+parallel, as the measured vLLM runs kvsim is held against ran it; at D = 1 the experts are split by width over TP.
 """
 
 from __future__ import annotations
