@@ -117,6 +117,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         if not key.startswith(READ_SECTIONS):  # the overlay would carry it to every run that loads it
             raise InputError(f"--set {key}: the fit does not read it (it reads {', '.join(READ_SECTIONS)} keys: "
                              "the engine and GPU the table was measured on)")
+        if key in {f"compute.{k}" for k in keys}:  # the fit replaced the value given, in the overlay too
+            raise InputError(f"--set {key}: --fit fits it (to hold it at the value given, leave it out of --fit)")
     base = load_config(args.config, sets=args.sets, mode="single")
     unread = [k for k in keys if k in EFFICIENCY_KEYS] if base.compute.backend == "profiled" else []
     if unread:  # a profile's tables time the GPU's part: only the host's costs change its steps
