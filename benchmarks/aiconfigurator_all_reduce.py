@@ -50,9 +50,13 @@ def main() -> int:
     args = parser.parse_args()
     if not args.data.is_dir():
         raise InputError(f"{args.data}: not a folder (AIConfigurator's systems/data)")
+    tables = {name: all_reduces(args.data / name) for name in FOLDERS}
+    if all(rows is None for rows in tables.values()):  # printed a header alone, exit 0
+        raise InputError(f"{args.data}: no <gpu>/comm/vllm/<version>/custom_allreduce_perf.parquet (or .txt) of "
+                         f"any GPU kvsim knows ({', '.join(FOLDERS)}): not AIConfigurator's systems/data")
     print(f"{'GPU (as kvsim)':<32}" + "".join(f"{label:>24}" for *_, label in BANDS))
     for folder_name, gpu in FOLDERS.items():
-        rows = all_reduces(args.data / folder_name)
+        rows = tables[folder_name]
         if rows is None:
             continue
         errors = np.empty(len(rows))

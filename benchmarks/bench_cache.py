@@ -49,7 +49,7 @@ sys.path.insert(0, str(REPO))  # the project's `trace` package, not the stdlib m
 
 import numpy as np  # noqa: E402
 
-from sim.errors import end_process  # noqa: E402
+from sim.errors import command_status, end_process  # noqa: E402
 
 DEFAULT_TRACE = REPO / ".." / "shared" / "data" / "traces" / "mooncake_conversation.jsonl"
 POLICIES = {"lru": "LRU", "fifo": "FIFO", "lfu": "LFU", "arc": "ARC", "s3fifo": "S3FIFO", "sieve": "Sieve",
@@ -257,4 +257,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    end_process(main())  # without the interpreter's teardown: see sim.errors
+    # bad input found on loading (a --block-size that does not divide the trace's 512) is one line, exit 2
+    end_process(command_status("bench_cache.py", main))  # without the interpreter's teardown: see sim.errors

@@ -53,7 +53,7 @@ from learned.model import BEYOND_SPAN, class_codes  # noqa: E402
 from sim.cache.access import NEVER, next_use_index  # noqa: E402
 from sim.cache.replay import replay as cache_replay  # noqa: E402
 from sim.config import load_config  # noqa: E402
-from sim.errors import end_process  # noqa: E402
+from sim.errors import command_status, end_process  # noqa: E402
 from trace.blocks import block_positions  # noqa: E402
 from trace.workload import load_workload  # noqa: E402
 
@@ -416,10 +416,13 @@ def main() -> None:
     unknown = [n for n in names if n not in PROBES]
     if unknown:
         parser.error(f"unknown probes {unknown}; choose from {', '.join(PROBES)}")
+    if not args.trace.is_file():  # was a ConfigError traceback
+        parser.error(f"--trace: not a file: {args.trace}")
     setup = Setup(args.trace)
     for name in names:
         PROBES[name](setup)
 
 
 if __name__ == "__main__":
-    end_process(main())  # without the interpreter's teardown: see sim.errors
+    # bad input: one line, exit 2; end_process: without the interpreter's teardown (see sim.errors)
+    end_process(command_status("probe_learned.py", main))

@@ -1,0 +1,102 @@
+"""Bad input, round 3 (helper hfuzz2): entry points and settings the earlier rounds (tests/test_bad_inputs.py,
+tests/test_benchmark_flags.py, tests/test_tools_inputs.py) did not reach. Each case was a traceback (exit 1), a
+silently ignored flag or setting (exit 0), or an output made after long work that kvsim then refuses; each is now one
+line and exit 2 before that work."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT, SHARED_DATA
+
+SPLITWISE_PERF = SHARED_DATA / "profiles" / "splitwise_perf_model_a100.csv"
+
+
+def _script(path: str, *argv: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / path), *argv], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+# ------------------------------------------------------------------------------------------- benchmarks
+
+BENCHMARK_CASES = [
+    # a ValueError traceback
+    ("bench_serving.py", ["--scales", "x"], "--scales: expected comma-separated positive integers, got 'x'"),
+    # FileNotFoundError tracebacks once the timed runs had started
+    ("bench_serving.py", ["--scales", "1", "--modes", "single", "--trace", "/nonexistent.csv"],
+     "--trace: not a file: /nonexistent.csv"),
+    ("bench_serving.py", ["--scales", "1", "--modes", "single", "--compare", "/nonexistent"],
+     "--compare: not a kvsim checkout (no main.py): /nonexistent"),
+    # ran no part at all, exit 0
+    ("bench_trace_load.py", ["--rows", "10", "--only", "nope"], "--only: unknown parts ['nope']"),
+    # ignored without --trace, exit 0 after every bundled workload ran
+    ("bench_learned.py", ["--block-size", "16", "--workloads", "", "--peers", ""], "--block-size applies to --trace only"),
+    # a ConfigError traceback after the bundled workloads named before it had run
+    ("bench_learned.py", ["--trace", "/nonexistent.jsonl", "--workloads", "", "--peers", ""],
+     "--trace: not a file: /nonexistent.jsonl"),
+    ("probe_learned.py", ["law", "--trace", "/nonexistent.jsonl"], "--trace: not a file: /nonexistent.jsonl"),
+]
+
+
+@pytest.mark.parametrize("script, argv, named", BENCHMARK_CASES, ids=[f"{s} {' '.join(a)}" for s, a, _ in BENCHMARK_CASES])
+def test_a_bad_benchmark_input_is_exit_2_in_one_message(script, argv, named):
+    done = _script(f"benchmarks/{script}", *argv)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, (done.returncode, done.stderr[-2000:])
+    assert f"{script}: error: {named}" in done.stderr, done.stderr
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="bench_cache replays the public Mooncake trace in ../shared/data")
+def test_bench_cache_block_size_that_does_not_split_the_trace_is_one_line():
+    # 7 does not divide Mooncake's 512-token blocks: load_trace's ConfigError was a traceback, exit 1
+    done = _script("benchmarks/bench_cache.py", "--block-size", "7", "--requests", "10", "--no-cold", "--no-e2e")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, (done.returncode, done.stderr[-2000:])
+    assert done.stderr.count("\n") == 1 and "serving.block_size is 7" in done.stderr, done.stderr
+
+
+def test_aiconfigurator_all_reduce_of_a_folder_without_its_tables_is_refused(tmp_path):
+    # a folder with no GPU's all-reduce table printed the table's header alone, exit 0
+    (tmp_path / "h100_sxm" / "gemm").mkdir(parents=True)
+    done = _script("benchmarks/aiconfigurator_all_reduce.py", str(tmp_path))
+    assert done.returncode == 2 and done.stdout == "", (done.returncode, done.stdout, done.stderr)
+    assert done.stderr.startswith(f"aiconfigurator_all_reduce.py: error: {tmp_path}: no ") and \
+        "custom_allreduce_perf" in done.stderr and done.stderr.count("\n") == 1, done.stderr
+
+
+# ------------------------------------------------------------------------------------------------ tools
+
+@pytest.mark.skipif(not SPLITWISE_PERF.is_file(), reason="the Splitwise table is in ../shared/data")
+def test_fit_roofline_set_of_a_key_it_fits_is_refused(tmp_path):
+    # the fit replaced the value given, in the overlay as well: --set compute.flops_efficiency=0.5 wrote 0.596
+    out = tmp_path / "o.yaml"
+    done = _script("tools/fit_roofline.py", str(SPLITWISE_PERF), "--only", "llama2-70b", "--holdout", "none",
+                   "--set", "compute.flops_efficiency=0.5", "--out", str(out))
+    assert done.returncode == 2 and not out.exists(), (done.returncode, done.stderr[-2000:])
+    assert done.stderr == ("fit_roofline: error: --set compute.flops_efficiency: --fit fits it (to hold it at the "
+                           "value given, leave it out of --fit)\n")
+
+
+@pytest.mark.skipif(not SPLITWISE_PERF.is_file(), reason="the Splitwise table is in ../shared/data")
+def test_fit_roofline_holds_a_key_set_and_left_out_of_fit(tmp_path):
+    out = tmp_path / "o.yaml"
+    done = _script("tools/fit_roofline.py", str(SPLITWISE_PERF), "--only", "llama2-70b", "--holdout", "none",
+                   "--set", "compute.flops_efficiency=0.5", "--fit", "bandwidth_efficiency", "--out", str(out))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "  flops_efficiency: 0.5\n" in out.read_text()
+
+
+@pytest.mark.parametrize("model", ["gemma-2-9b", "gemma-3-12b"])
+def test_profile_gpu_refuses_a_model_no_profile_can_time_before_timing(tmp_path, model, monkeypatch, capsys):
+    # a sliding-window/full-attention mix: the whole profile was timed and written, and every
+    # serving run then refused it (sim.serving.compute_backend.profile_misfit)
+    pytest.importorskip("torch", reason="PyTorch is not installed (optional extra: pip install 'kvsim[torch]')")
+    monkeypatch.syspath_prepend(str(ROOT / "tools"))
+    import profile_gpu
+
+    assert profile_gpu.main(["--device", "cpu", "--tiny", "--model", model, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"profile_gpu: error: {model} has sliding-window and full-attention layers: kvsim refuses any "
+                   "profile for it (a profile times full attention only); use compute.backend 'roofline'"), err
+    assert not (tmp_path / "out").exists()
