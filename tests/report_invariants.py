@@ -236,12 +236,16 @@ def check_report(report: dict[str, Any], **expect: Any) -> list[str]:
     bad: list[str] = []
     trace = report.get("trace")
     config = report.get("config") or {}
-    if config.get("model") and config.get("serving", {}).get("tensor_parallel_size", 1) > 1:
+    # the decode ranks receive the KV (README: kv_transfer_bytes counts every decode rank's shard): their TP is
+    # pd.decode_tensor_parallel_size where given (--pd, --cluster --pd), else serving.tensor_parallel_size
+    decode_tp = (config.get("pd") or {}).get("decode_tensor_parallel_size") or \
+        config.get("serving", {}).get("tensor_parallel_size", 1)
+    if config.get("model") and decode_tp > 1:
         from sim.specs import model_spec  # the model's shape (profiles/models.yaml), not a simulated result
 
         # a KV head is replicated on tp // num_kv_heads ranks above that TP (vLLM QKVParallelLinear:
         # num_kv_head_replicas = divide(tp_size, total_num_kv_heads)); MLA's latent is one head, whole on every rank
-        replicas = config["serving"]["tensor_parallel_size"] // model_spec(config["model"]).num_kv_heads
+        replicas = decode_tp // model_spec(config["model"]).num_kv_heads
         if replicas > 1:
             expect = {**expect, "kv_copies": replicas}
     if config.get("model"):

@@ -100,3 +100,27 @@ def test_profile_gpu_refuses_a_model_no_profile_can_time_before_timing(tmp_path,
     assert err == (f"profile_gpu: error: {model} has sliding-window and full-attention layers: kvsim refuses any "
                    "profile for it (a profile times full attention only); use compute.backend 'roofline'"), err
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------------------- the report checker
+
+def test_checker_counts_the_decode_ranks_copies_of_an_mla_latent(run_cli, tmp_path):
+    # --cluster --pd at decode TP 4, serving TP 1: tests/report_invariants.py took the copies from
+    # serving.tensor_parallel_size and flagged a consistent report (found by a random draw of this round)
+    import json
+
+    from tests.report_invariants import check_report
+
+    out = tmp_path / "r.json"
+    status, _, err = run_cli("--cluster", "--pd", "--preset", "smoke", "--set", "workload.synthetic.num_requests=30",
+                             "--set", "model=deepseek-v2-lite", "--set", "hardware.gpu=h200",
+                             "--set", "pd.prefill_tensor_parallel_size=1", "--set", "pd.decode_tensor_parallel_size=4",
+                             "--set", "cluster.nodes_per_rack=2", "--no-plot", "--quiet", "--report-json", out)
+    assert status == 0, err
+    report = json.loads(out.read_text())
+    cluster = report["runs"][0]["metrics"]["cluster"]
+    # by hand: DeepSeek-V2-Lite's latent, 27 layers x (512 + 64) values x 2 bytes x 16 tokens, whole on each of the
+    # 4 decode ranks (README: MLA's latent from one rank; kv_transfer_bytes counts every decode rank's shard)
+    assert cluster["block_bytes"] == 27 * 576 * 2 * 16
+    assert cluster["kv_transfer_bytes"]["node"] == cluster["kv_transfer_blocks"]["node"] * 27 * 576 * 2 * 16 * 4 > 0
+    assert check_report(report) == []
