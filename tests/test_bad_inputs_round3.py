@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, SHARED_DATA
+from tests.conftest import BUNDLED_AZURE, ROOT, SHARED_DATA
 
 SPLITWISE_PERF = SHARED_DATA / "profiles" / "splitwise_perf_model_a100.csv"
 
@@ -124,3 +124,74 @@ def test_checker_counts_the_decode_ranks_copies_of_an_mla_latent(run_cli, tmp_pa
     assert cluster["block_bytes"] == 27 * 576 * 2 * 16
     assert cluster["kv_transfer_bytes"]["node"] == cluster["kv_transfer_blocks"]["node"] * 27 * 576 * 2 * 16 * 4 > 0
     assert check_report(report) == []
+
+
+# ------------------------------------------------------------------------------------------------ main.py
+
+AZURE_HEADER = "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+
+
+@pytest.mark.parametrize("rows, named", [
+    (["2023-11-16 18:15:50,300,10"] * 3, "has 3 requests that all arrive at once"),
+    (["2023-11-16 18:15:50,300,10"], "holds one request"),
+])
+def test_a_rate_scale_with_no_gap_to_divide_is_refused(run_cli, tmp_path, rows, named):
+    # no inter-arrival time to divide: the run was the unscaled one, exit 0 (--max-rate already refused these)
+    trace = tmp_path / "t.csv"
+    trace.write_text(AZURE_HEADER + "\n".join(rows) + "\n")
+    status, _, err = run_cli("--workload-trace", trace, "--rate-scale", "2", "--no-plot", "--quiet")
+    assert status == 2 and err == (f"kvsim: error: config key 'workload.rate_scale'=2 changes nothing: the workload "
+                                   f"{named}; drop it" + ("" if len(rows) == 1 else ", or draw arrivals at a rate "
+                                                          "(workload.arrivals.process, rate_rps)") + "\n"), err
+
+
+def test_a_rate_scale_over_drawn_arrivals_still_scales(run_cli, tmp_path):
+    trace = tmp_path / "t.csv"
+    trace.write_text(AZURE_HEADER + "2023-11-16 18:15:50,300,10\n" * 3)
+    status, _, err = run_cli("--workload-trace", trace, "--rate-scale", "2", "--set", "workload.arrivals.process=poisson",
+                             "--set", "workload.arrivals.rate_rps=3", "--no-plot", "--quiet")
+    assert status == 0, err
+
+
+# Settings a run never read, each taken and the report byte for byte as without it (exit 0), checked by hand on the
+# bundled trace; README Configuration: a --set key the mode never reads, or another setting leaves unread, is an error
+UNREAD_CASES = {
+    # SHARDS sampling of --mrc's curve: the serving modes draw no curve (cache-only without --mrc refused it already)
+    "mrc_sample_rate_in_single": (["--set", "cache.mrc_sample_rate=0.5"],
+                                  "--set cache.mrc_sample_rate: not used by the single-node mode (default) (it "
+                                  "applies to --cache-only)"),
+    "mrc_sample_rate_in_pd": (["--pd", "--set", "cache.mrc_sample_rate=0.5"],
+                              "--set cache.mrc_sample_rate: not used by --pd (it applies to --cache-only)"),
+    # vLLM's hybrid manager groups sliding-window and full layers (sim.serving.kv_groups reads the flag for those
+    # alone): Llama has one kind of layer
+    "disable_hybrid_manager_of_a_plain_model": (
+        ["--set", "serving.disable_hybrid_kv_cache_manager=true"],
+        "--set serving.disable_hybrid_kv_cache_manager: model llama-3.1-8b has one kind of attention layer: there is "
+        "no hybrid KV-cache manager to disable (it applies to sliding-window/full or Gated DeltaNet mixes)"),
+    # drawn arrival times keep the requests' order, and the replay reads no time (as --rate-scale, refused already)
+    "arrival_process_in_cache_only": (
+        ["--cache-only", "--set", "workload.arrivals.process=gamma", "--set", "workload.arrivals.cv=3"],
+        "--set workload.arrivals.process: the cache-only replay has no clock (of arrival times only the learned "
+        "policy's features read any; runs: lru); drop it"),
+    # PD's router picks a prefill instance (sim.serving.run); decode takes the least loaded with room whatever it says
+    "pd_router_of_one_prefill_instance": (
+        ["--pd", "--set", "pd.router=round-robin"],
+        "--set pd.router: pd.num_prefill is 1: every request goes to that prefill instance, whatever the router"),
+}
+
+
+@pytest.mark.parametrize("name", UNREAD_CASES)
+def test_a_setting_the_run_leaves_unread_is_refused(run_cli, name):
+    argv, message = UNREAD_CASES[name]
+    status, _, err = run_cli(*argv, "--workload-trace", BUNDLED_AZURE, "--workload-limit", "30", "--no-plot", "--quiet")
+    assert (status, err) == (2, f"kvsim: error: {message}\n")
+
+
+@pytest.mark.parametrize("argv", [
+    ["--mrc", "--set", "cache.mrc_sample_rate=0.5"],
+    ["--set", "model=gemma-2-9b", "--set", "serving.disable_hybrid_kv_cache_manager=true"],
+    ["--pd", "--set", "pd.router=round-robin", "--set", "pd.num_prefill=2"],
+], ids=["mrc", "hybrid-model", "two-prefill"])
+def test_the_same_settings_where_they_are_read_are_taken(run_cli, argv):
+    status, _, err = run_cli(*argv, "--workload-trace", BUNDLED_AZURE, "--workload-limit", "30", "--no-plot", "--quiet")
+    assert status == 0, err
