@@ -40,6 +40,11 @@ def unread_with_others(mode: str, config: Config, given: dict[str, str], max_rat
                         yield key, (f"cache.tiers.{tier}.capacity_gib is 0: there is no {tier} tier to read it "
                                     "(give the tier a capacity, or drop the setting)")
         one_tier = config.cache.capacity_blocks is not None if mode == "cache-only" else False
+        hbm = "cache.tiers.hbm.capacity_gib"
+        if hbm in given and config.serving.num_gpu_blocks is not None and config.cache.tiers.hbm.capacity_gib > 0 \
+                and not one_tier:  # (sim.cache.tiers.hbm_capacity_blocks: num_gpu_blocks first)
+            yield hbm, (f"serving.num_gpu_blocks={config.serving.num_gpu_blocks} sets HBM's KV blocks, overriding the "
+                        "capacity in GiB; give one of them")
         if mode == "cache-only" and "cache.prefetch" in given and (  # (any value: a sweep's axis none/session)
                 one_tier or all(getattr(config.cache.tiers, t).capacity_gib == 0 for t in LOWER_TIERS)):
             # (sim.cache.hooked: a prefetch moves a block up from a lower tier; HBM alone has none, the same hits)
