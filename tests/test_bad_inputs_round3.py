@@ -206,3 +206,21 @@ def test_a_setting_the_run_leaves_unread_is_refused(run_cli, name):
 def test_the_same_settings_where_they_are_read_are_taken(run_cli, argv):
     status, _, err = run_cli(*argv, "--workload-trace", BUNDLED_AZURE, "--workload-limit", "30", "--no-plot", "--quiet")
     assert status == 0, err
+
+
+@pytest.mark.parametrize("mode", [[], ["--pd"], ["--cluster"], ["--trace-stats"],
+                                  ["--cache-only", "--set", "cache.insert_outputs=true"]])
+def test_outputs_in_next_turn_false_where_no_prompt_continues_another_is_refused(run_cli, mode):
+    # the bundled Azure trace has no sessions (block ids "unique"): no later prompt holds an answer, so the answers'
+    # blocks were their own with true and false alike, and the report was the same (exit 0)
+    status, _, err = run_cli(*mode, "--workload-trace", BUNDLED_AZURE, "--workload-limit", "30", "--no-plot", "--quiet",
+                             "--set", "workload.outputs_in_next_turn=false")
+    assert (status, err) == (2, "kvsim: error: config key 'workload.outputs_in_next_turn'=false changes nothing: no "
+                                f"prompt of {BUNDLED_AZURE} holds an earlier request's prompt and answer, so every "
+                                "answer has blocks of its own either way\n")
+
+
+def test_outputs_in_next_turn_false_over_conversations_is_taken(run_cli):
+    status, _, err = run_cli("--preset", "smoke", "--set", "workload.synthetic.num_requests=60", "--no-plot", "--quiet",
+                             "--set", "workload.outputs_in_next_turn=false")
+    assert status == 0, err
