@@ -20,6 +20,10 @@ UPLINK_KEYS = ("cluster.uplink_gbps", "cluster.oversubscription", "cluster.uplin
 SERVING = ("single", "pd", "cluster", "cluster --pd")  # (sim.mode_settings.SERVING and CLUSTER_PD)
 CLUSTERS = ("cluster", "cluster --pd")
 ROUTER_THRESHOLD_KEYS = ("cluster.cache_threshold", "cluster.balance_abs_threshold", "cluster.balance_rel_threshold")
+# the roofline's constants (sim.serving.compute_backend.roofline_compute): an LLMServingSim bundle times every
+# operator of a step from its own tables (LLMServingSimCompute is built without the roofline)
+ROOFLINE_KEYS = tuple(f"compute.{key}" for key in ("flops_efficiency", "bandwidth_efficiency", "attention_efficiency",
+                                                   "gemm_floor_us", "attention_floor_us", "attention_tile_us"))
 
 
 def unread_with_others(mode: str, config: Config, given: dict[str, str], max_rate: bool) -> Iterator[tuple[str, str]]:
@@ -62,9 +66,25 @@ def unread_with_others(mode: str, config: Config, given: dict[str, str], max_rat
         yield from _unread_uplink(config, given)
     if mode in ("pd", *CLUSTERS) and config.network.lookup:
         yield from _unread_beside_lookup(mode, config, given)
+    if serving and _bundle(config):  # (--check-calibration compares the bundle with the roofline: read there)
+        for key in ROOFLINE_KEYS:
+            if key in given:
+                yield key, (f"compute.profile {config.compute.profile} is an LLMServingSim bundle, which times every "
+                            "operator from its tables: the roofline's constants price none of a step")
     if serving and not max_rate and "slo.attainment" in given:
         yield "slo.attainment", ("read only by --max-rate (the share of requests that must meet slo.ttft_s/tpot_s); "
                                  "a run reports its slo_attainment whatever the target")
+
+
+def _bundle(config: Config) -> bool:
+    """Whether the run's steps are timed by an LLMServingSim bundle (as sim.serving.compute_backend tells one: a
+    profile folder with meta.yaml and no Vidur mlp.csv)."""
+    from pathlib import Path
+
+    if config.compute.backend != "profiled" or not config.compute.profile:
+        return False
+    folder = Path(config.compute.profile)
+    return not (folder / "mlp.csv").is_file() and (folder / "meta.yaml").is_file()
 
 
 def _instances(mode: str, config: Config) -> int | None:

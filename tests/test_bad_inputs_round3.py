@@ -224,3 +224,30 @@ def test_outputs_in_next_turn_false_over_conversations_is_taken(run_cli):
     status, _, err = run_cli("--preset", "smoke", "--set", "workload.synthetic.num_requests=60", "--no-plot", "--quiet",
                              "--set", "workload.outputs_in_next_turn=false")
     assert status == 0, err
+
+
+BUNDLE = SHARED_DATA / "profiles" / "llmservingsim_rtx4090_llama31_8b"
+
+
+@pytest.mark.skipif(not BUNDLE.is_dir(), reason="the LLMServingSim bundle is in ../shared/data")
+@pytest.mark.parametrize("mode", [[], ["--pd"]])
+@pytest.mark.parametrize("setting", ["compute.flops_efficiency=0.5", "compute.bandwidth_efficiency=0.5",
+                                     "compute.attention_efficiency=0.3", "compute.gemm_floor_us=20",
+                                     "compute.attention_floor_us=50", "compute.attention_tile_us=20"])
+def test_roofline_constants_beside_a_bundle_are_refused(run_cli, mode, setting):
+    # the bundle times every operator (LLMServingSimCompute has no roofline): each was taken and the report came out
+    # byte for byte as without it, exit 0; the host's costs (compute.host_step_us, ...) are still read
+    key = setting.partition("=")[0]
+    status, _, err = run_cli(*mode, "--workload-trace", BUNDLED_AZURE, "--workload-limit", "30", "--no-plot", "--quiet",
+                             "--set", "compute.backend=profiled", "--set", f"compute.profile={BUNDLE}",
+                             "--set", "hardware.gpu=rtx4090", "--set", setting)
+    assert (status, err) == (2, f"kvsim: error: --set {key}: compute.profile {BUNDLE} is an LLMServingSim bundle, which "
+                                "times every operator from its tables: the roofline's constants price none of a step\n")
+
+
+@pytest.mark.skipif(not BUNDLE.is_dir(), reason="the LLMServingSim bundle is in ../shared/data")
+def test_host_costs_beside_a_bundle_are_taken(run_cli):
+    status, _, err = run_cli("--workload-trace", BUNDLED_AZURE, "--workload-limit", "30", "--no-plot", "--quiet",
+                             "--set", "compute.backend=profiled", "--set", f"compute.profile={BUNDLE}",
+                             "--set", "hardware.gpu=rtx4090", "--set", "compute.host_step_us=20")
+    assert status == 0, err
