@@ -49,6 +49,13 @@ def unread_with_others(mode: str, config: Config, given: dict[str, str], max_rat
                 and not one_tier:  # (sim.cache.tiers.hbm_capacity_blocks: num_gpu_blocks first)
             yield hbm, (f"serving.num_gpu_blocks={config.serving.num_gpu_blocks} sets HBM's KV blocks, overriding the "
                         "capacity in GiB; give one of them")
+        sized = ("serving.num_gpu_blocks" if config.serving.num_gpu_blocks is not None else
+                 hbm if config.cache.tiers.hbm.capacity_gib > 0 else None)
+        # HBM sized outright: no memory budget is drawn (sim.cache.tiers.hbm_capacity_blocks), so neither the share of
+        # memory nor, in the replay (no step is timed), the CUDA graphs' estimate in it is read
+        for key in ("serving.gpu_memory_utilization", *(("serving.enforce_eager",) if mode == "cache-only" else ())):
+            if key in given and sized is not None and not one_tier:
+                yield key, f"{sized} sizes HBM outright: no memory budget is drawn to read it"
         if mode == "cache-only" and "cache.prefetch" in given and (  # (any value: a sweep's axis none/session)
                 one_tier or all(getattr(config.cache.tiers, t).capacity_gib == 0 for t in LOWER_TIERS)):
             # (sim.cache.hooked: a prefetch moves a block up from a lower tier; HBM alone has none, the same hits)
