@@ -72,7 +72,7 @@ def _distributions(metrics: dict, path: str = ""):
 def check_run(metrics: dict[str, Any], trace: dict[str, Any] | None, mode: str, *,
               arrival_span_s: float | None = None, output_tokens: int | None = None,
               input_tokens: int | None = None, means: bool = False, kv_copies: int = 1,
-              block_bytes: int | None = None, states: bool = False) -> list[str]:
+              block_bytes: int | None = None, states: bool = False, sliding: bool = False) -> list[str]:
     bad: list[str] = []
     serving = mode != "cache-only"
     # no NaN / inf (null in JSON)
@@ -142,7 +142,13 @@ def check_run(metrics: dict[str, Any], trace: dict[str, Any] | None, mode: str, 
                 bad.append(f"tiers.{tier}.bytes_read {metrics['tiers'][tier]['bytes_read']} < its hit blocks x "
                            f"block_bytes {sum(per.values()) * bb}")
     # serving, not cluster (whose fetches also read): bytes read out of a lower tier are the blocks it served
-    if serving and not cl and not means and acc and "tiers" in metrics and "tier_hit_ratio" in metrics:
+    # (``sliding``: vLLM's hybrid manager, README Configuration: a sliding copy loaded from a lower tier counts in its
+    # bytes_read, while tier_hit_ratio counts the full-attention group's blocks; a tier serving hits is still read)
+    if sliding and serving and not cl and not means and acc and "tiers" in metrics and "tier_hit_ratio" in metrics:
+        for name, t in metrics["tiers"].items():
+            if round(metrics["tier_hit_ratio"].get(name, 0.0) * acc) and not t["bytes_read"]:
+                bad.append(f"tiers.{name} served hits but read no byte")
+    elif serving and not cl and not means and acc and "tiers" in metrics and "tier_hit_ratio" in metrics:
         preempted = metrics.get("preemptions", 0) > 0
         per_hit: dict[int, str] = {}
         for name, t in metrics["tiers"].items():
@@ -253,6 +259,9 @@ def check_report(report: dict[str, Any], **expect: Any) -> list[str]:
 
         if model_spec(config["model"]).linear_attention is not None:  # Gated DeltaNet states travel with blocks
             expect = {**expect, "states": True}
+        if model_spec(config["model"]).is_hybrid_attention and \
+                not config.get("serving", {}).get("disable_hybrid_kv_cache_manager", False):
+            expect = {**expect, "sliding": True}  # sliding copies read beside the hits' blocks
     if trace and trace.get("request_range"):
         # workload.range_start/end keep requests [lo, hi) of the valid ones (trace.request_range); the rest are
         # neither used nor skipped. Of [lo, hi), only the serving admission skips (README Serving) leave.
