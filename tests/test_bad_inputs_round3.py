@@ -299,3 +299,33 @@ def test_checker_lets_a_hybrid_models_sliding_copies_be_read_beside_its_hits(run
     assert metrics["tier_hit_ratio"]["dram"] == 0 and metrics["tiers"]["dram"]["bytes_read"] > 0
     assert metrics["tiers"]["dram"]["bytes_read"] % sliding_block == 0
     assert check_report(report) == []
+
+
+@pytest.mark.parametrize("tool, argv, prefix", [
+    # argparse kept the last: --fit a --fit b fitted b alone, two --out wrote the second only
+    ("fit_roofline.py", ["{table}", "--fit", "flops_efficiency", "--fit", "bandwidth_efficiency"],
+     "fit_roofline.py: error: --fit is given twice"),
+    ("fit_roofline.py", ["{table}", "--holdout", "none", "--holdout", "tp"], "fit_roofline.py: error: --holdout is given twice"),
+    ("fit_kernel_floors.py", ["tests/fixtures/aiconfigurator/h100_sxm", "--out", "{tmp}/a.yaml", "--out", "{tmp}/b.yaml"],
+     "fit_kernel_floors.py: error: --out is given twice"),
+    ("ns3_kv_timing.py", ["point-to-point", "--out", "{tmp}/a.json", "--out", "{tmp}/b.json"],
+     "ns3_kv_timing: error: --out is given twice"),
+])
+def test_a_tool_flag_of_one_value_given_twice_is_refused(tmp_path, tool, argv, prefix):
+    argv = [a.replace("{table}", str(SPLITWISE_PERF)).replace("{tmp}", str(tmp_path)) for a in argv]
+    done = _script(f"tools/{tool}", *argv)
+    assert done.returncode == 2 and done.stderr == f"{prefix}: give it once (see --help)\n", done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_profile_gpu_model_given_twice_is_refused(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("torch", reason="PyTorch is not installed (optional extra: pip install 'kvsim[torch]')")
+    monkeypatch.syspath_prepend(str(ROOT / "tools"))
+    import profile_gpu
+
+    with pytest.raises(SystemExit) as done:  # profiled the second model, qwen2-7b, alone
+        profile_gpu.main(["--device", "cpu", "--tiny", "--model", "llama-3.1-8b", "--model", "qwen2-7b",
+                          "--out", str(tmp_path / "out")])
+    assert done.value.code == 2
+    assert capsys.readouterr().err == "profile_gpu: error: --model is given twice: give it once (see --help)\n"
+    assert not (tmp_path / "out").exists()

@@ -41,9 +41,10 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from sim.serving.roofline_fit import FIT_KEYS, HOLDOUT_AXES
+    from sim.cli import OneLineParser  # one-line errors; a flag of one value given twice is refused (argparse kept
+    from sim.serving.roofline_fit import FIT_KEYS, HOLDOUT_AXES  # the last: --fit a --fit b fitted b alone)
 
-    p = argparse.ArgumentParser(prog="fit_roofline.py", description=__doc__.split("\n\n")[0],
+    p = OneLineParser(prog="fit_roofline.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
     p.add_argument("table", type=Path, help="a Splitwise perf_model CSV or a DistServe profiler JSON")
     p.add_argument("--config", type=Path,
