@@ -11,7 +11,6 @@ predicted / measured - 1 in four size bands. From the repository root::
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -45,7 +44,9 @@ def all_reduces(folder: Path) -> pd.DataFrame | None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="aiconfigurator_all_reduce.py", description=__doc__.split("\n\n")[0])
+    from sim.cli import OneLineParser  # a flag of one value given twice is refused (argparse kept the last)
+
+    parser = OneLineParser(prog="aiconfigurator_all_reduce.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("data", type=Path, help="AIConfigurator's systems/data folder")
     args = parser.parse_args()
     if not args.data.is_dir():

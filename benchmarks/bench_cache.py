@@ -34,7 +34,6 @@ A full run takes a few minutes. Timings depend on the machine and on whatever el
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -132,7 +131,9 @@ def end_to_end(argv: list[str], report: Path, env: dict | None = None) -> tuple[
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    from sim.cli import OneLineParser  # a flag of one value given twice is refused (argparse kept the last)
+
+    ap = OneLineParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--trace", type=Path, default=DEFAULT_TRACE, help="Mooncake JSONL trace (default: %(default)s)")
     ap.add_argument("--block-size", type=int, default=8, help="serving.block_size (default: %(default)s)")
     ap.add_argument("--requests", type=int, default=6285, help="--workload-limit (default: %(default)s)")

@@ -22,7 +22,6 @@ accesses; the multi-turn stream has 1,434,959; ``--peers GLCache,ThreeLCache`` s
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -233,7 +232,9 @@ def bench_cross(traces: list[Path], markdown: bool) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from sim.cli import OneLineParser  # a flag of one value given twice is refused (argparse kept the last)
+
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workloads", default=",".join([*WORKLOADS, "safety", "cross"]),
                         help=f"comma list of {', '.join(WORKLOADS)}, safety (wrong models on Mooncake), "
                              "cross (every model judged on every workload, --trace ones included)")

@@ -34,7 +34,6 @@ in learned/README.md ("What was tried"); run-to-run spread from the tree and sam
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -408,7 +407,9 @@ PROBES = {"law": probe_law, "classes": probe_classes, "seeds": probe_seeds, "onl
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from sim.cli import OneLineParser  # a flag of one value given twice is refused (argparse kept the last)
+
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("probes", nargs="?", default=",".join(PROBES), help=f"comma list of {', '.join(PROBES)}")
     parser.add_argument("--trace", type=Path, default=TRACE, help="a Mooncake-format trace (default: the bundled one)")
     args = parser.parse_args()

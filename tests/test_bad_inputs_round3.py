@@ -38,6 +38,10 @@ BENCHMARK_CASES = [
     ("bench_learned.py", ["--trace", "/nonexistent.jsonl", "--workloads", "", "--peers", ""],
      "--trace: not a file: /nonexistent.jsonl"),
     ("probe_learned.py", ["law", "--trace", "/nonexistent.jsonl"], "--trace: not a file: /nonexistent.jsonl"),
+    # a flag of one value given twice: argparse kept the last (bench_cache timed capacity 20 alone)
+    ("bench_cache.py", ["--capacity", "10", "--capacity", "20"], "--capacity is given twice: give it once"),
+    ("bench_mrc.py", ["--sizes", "10", "--sizes", "20", "--no-check"], "--sizes is given twice: give it once"),
+    ("bench_cluster.py", ["--requests", "5", "--requests", "6"], "--requests is given twice: give it once"),
 ]
 
 
