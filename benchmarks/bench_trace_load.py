@@ -33,6 +33,7 @@ on the machine and on whatever else runs; the load average is printed.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -243,9 +244,7 @@ def imports(argv: list[str], repo: Path, repeat: int) -> tuple[float, list[str]]
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sim.cli import OneLineParser  # a flag of one value given twice is refused (argparse kept the last)
-
-    ap = OneLineParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, default=10_000_000, help="Azure-format rows (default 10,000,000)")
     ap.add_argument("--accesses", type=int, default=10_000_000, help="Mooncake-format block accesses (default 10,000,000)")
     ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "kvsim-bench", help="where the files go")
