@@ -302,12 +302,16 @@ def _stem(trace) -> str:
 
 def run_trace_stats(run: Run) -> tuple[dict, list[RunResult]]:
     from sim.report.document import RunResult
+    from trace.continuations import check_outputs_in_next_turn_read
     from trace.stats import trace_stats
     from trace.workload import load_workload, with_trace_block_size
 
     trace = load_workload(run.config)
     run.config = with_trace_block_size(run.config, trace)
-    metrics = trace_stats(trace, run.config.workload.outputs_in_next_turn)
+    workload = run.config.workload
+    check_outputs_in_next_turn_read(trace, workload.outputs_in_next_turn,
+                                    workload.trace or f"the synthetic {workload.synthetic.kind} workload")
+    metrics = trace_stats(trace, workload.outputs_in_next_turn)
     if run.outputs.plot_dir is not None:
         from sim.report.plots import plot_trace_stats
 

@@ -11,7 +11,6 @@ predicted / measured - 1 in four size bands. From the repository root::
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -45,14 +44,20 @@ def all_reduces(folder: Path) -> pd.DataFrame | None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="aiconfigurator_all_reduce.py", description=__doc__.split("\n\n")[0])
+    from sim.cli import OneLineParser  # a flag of one value given twice is refused (argparse kept the last)
+
+    parser = OneLineParser(prog="aiconfigurator_all_reduce.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("data", type=Path, help="AIConfigurator's systems/data folder")
     args = parser.parse_args()
     if not args.data.is_dir():
         raise InputError(f"{args.data}: not a folder (AIConfigurator's systems/data)")
+    tables = {name: all_reduces(args.data / name) for name in FOLDERS}
+    if all(rows is None for rows in tables.values()):  # printed a header alone, exit 0
+        raise InputError(f"{args.data}: no <gpu>/comm/vllm/<version>/custom_allreduce_perf.parquet (or .txt) of "
+                         f"any GPU kvsim knows ({', '.join(FOLDERS)}): not AIConfigurator's systems/data")
     print(f"{'GPU (as kvsim)':<32}" + "".join(f"{label:>24}" for *_, label in BANDS))
     for folder_name, gpu in FOLDERS.items():
-        rows = all_reduces(args.data / folder_name)
+        rows = tables[folder_name]
         if rows is None:
             continue
         errors = np.empty(len(rows))

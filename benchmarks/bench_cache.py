@@ -34,7 +34,6 @@ A full run takes a few minutes. Timings depend on the machine and on whatever el
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -49,7 +48,7 @@ sys.path.insert(0, str(REPO))  # the project's `trace` package, not the stdlib m
 
 import numpy as np  # noqa: E402
 
-from sim.errors import end_process  # noqa: E402
+from sim.errors import command_status, end_process  # noqa: E402
 
 DEFAULT_TRACE = REPO / ".." / "shared" / "data" / "traces" / "mooncake_conversation.jsonl"
 POLICIES = {"lru": "LRU", "fifo": "FIFO", "lfu": "LFU", "arc": "ARC", "s3fifo": "S3FIFO", "sieve": "Sieve",
@@ -132,7 +131,9 @@ def end_to_end(argv: list[str], report: Path, env: dict | None = None) -> tuple[
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    from sim.cli import OneLineParser  # a flag of one value given twice is refused (argparse kept the last)
+
+    ap = OneLineParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--trace", type=Path, default=DEFAULT_TRACE, help="Mooncake JSONL trace (default: %(default)s)")
     ap.add_argument("--block-size", type=int, default=8, help="serving.block_size (default: %(default)s)")
     ap.add_argument("--requests", type=int, default=6285, help="--workload-limit (default: %(default)s)")
@@ -257,4 +258,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    end_process(main())  # without the interpreter's teardown: see sim.errors
+    # bad input found on loading (a --block-size that does not divide the trace's 512) is one line, exit 2
+    end_process(command_status("bench_cache.py", main))  # without the interpreter's teardown: see sim.errors

@@ -11,7 +11,6 @@ fewer requests span less simulated time and the fleet is as busy as at full size
 
 from __future__ import annotations
 
-import argparse
 import resource
 import sys
 import time
@@ -22,7 +21,9 @@ sys.path.insert(0, str(ROOT))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from sim.cli import OneLineParser  # a flag of one value given twice is refused (argparse kept the last)
+
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=1_000_000)
     parser.add_argument("--router", default=None, help="cluster.router (default: the config's)")
     args = parser.parse_args()

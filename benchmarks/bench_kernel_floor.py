@@ -20,7 +20,6 @@ direct-mapped index).
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -162,7 +161,9 @@ def best_rate(fn, n: int, repeat: int) -> tuple[int, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    from sim.cli import OneLineParser  # a flag of one value given twice is refused (argparse kept the last)
+
+    ap = OneLineParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeat", type=int, default=3, help="time each replay R times and keep the best")
     args = ap.parse_args()
     if args.repeat < 1:  # --repeat 0 timed nothing, then failed on an unset result (a traceback, exit 1)

@@ -22,7 +22,6 @@ accesses; the multi-turn stream has 1,434,959; ``--peers GLCache,ThreeLCache`` s
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -233,7 +232,9 @@ def bench_cross(traces: list[Path], markdown: bool) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from sim.cli import OneLineParser  # a flag of one value given twice is refused (argparse kept the last)
+
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workloads", default=",".join([*WORKLOADS, "safety", "cross"]),
                         help=f"comma list of {', '.join(WORKLOADS)}, safety (wrong models on Mooncake), "
                              "cross (every model judged on every workload, --trace ones included)")
@@ -241,7 +242,7 @@ def main() -> None:
     parser.add_argument("--markdown", action="store_true", help="print markdown tables")
     parser.add_argument("--trace", type=Path, action="append", default=[],
                         help="also bench this trace (halves, capacities 1k-20k; repeatable), e.g. another Mooncake trace")
-    parser.add_argument("--block-size", type=int, default=512, help="block size for --trace (Mooncake: 512)")
+    parser.add_argument("--block-size", type=int, default=None, help="block size for --trace (default 512: Mooncake's)")
     parser.add_argument("--insert-outputs", action="store_true",
                         help="judge with each request's generated blocks inserted after its prompt, as a vLLM server "
                              "caches answers (cache.insert_outputs; not with --peers, safety or cross)")
@@ -253,6 +254,13 @@ def main() -> None:
     unknown = [n for n in names if n not in (*WORKLOADS, "safety", "cross")]
     if unknown:  # before any workload runs, not after the ones before it
         parser.error(f"unknown workloads {unknown}; choose from {', '.join((*WORKLOADS, 'safety', 'cross'))}")
+    if args.block_size is not None and not args.trace:  # it was ignored without a word
+        parser.error("--block-size applies to --trace only (the bundled workloads keep their own)")
+    if args.block_size is not None and args.block_size < 1:
+        parser.error(f"--block-size must be at least 1, got {args.block_size}")
+    missing = [str(path) for path in args.trace if not path.is_file()]
+    if missing:  # found before the workloads named before it run, not after them as a traceback
+        parser.error(f"--trace: not a file: {missing[0]}")
     if args.insert_outputs and (peers or {"safety", "cross"} & set(names)):
         parser.error("--insert-outputs: libCacheSim's peers would count the generated blocks as lookups; "
                      "use --peers \"\" and leave out safety and cross")
@@ -265,7 +273,7 @@ def main() -> None:
             continue
         bench(name, peers, args.markdown, insert_outputs=args.insert_outputs)
     for path in args.trace:
-        bench(path.name, peers, args.markdown, trace_workload(path, args.block_size), args.insert_outputs)
+        bench(path.name, peers, args.markdown, trace_workload(path, args.block_size or 512), args.insert_outputs)
 
 
 if __name__ == "__main__":

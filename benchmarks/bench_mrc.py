@@ -18,7 +18,6 @@ processes on the machine skew the wall figure (the load average is printed).
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -60,7 +59,9 @@ def lru_hits(stream: np.ndarray, capacity: int) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from sim.cli import OneLineParser  # a flag of one value given twice is refused (argparse kept the last)
+
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000000,50000000", help="synthetic stream lengths (comma-separated)")
     parser.add_argument("--trace", type=Path, default=DEFAULT_TRACE, help="Mooncake JSONL for the replay check")
     parser.add_argument("--no-check", action="store_true", help="skip the Mooncake check against LRU replays")

@@ -114,7 +114,14 @@ def main() -> None:
     parser.add_argument("--cached-trace", default=str(MOONCAKE),
                         help="a trace with block ids, run as it is with prefix caching (none: skip)")
     args = parser.parse_args()
-    scales = [int(s) for s in args.scales.split(",")]
+    try:  # 'x' was a ValueError traceback
+        scales = [int(s) for s in args.scales.split(",")]
+    except ValueError:
+        parser.error(f"--scales: expected comma-separated positive integers, got {args.scales[:100]!r}")
+    if not args.trace.is_file():  # a traceback once the runs began
+        parser.error(f"--trace: not a file: {args.trace}")
+    if args.compare is not None and not (args.compare / "main.py").is_file():
+        parser.error(f"--compare: not a kvsim checkout (no main.py): {args.compare}")
     modes = args.modes.split(",")
     unknown = [m for m in modes if m not in MODES]
     if unknown or any(s < 1 for s in scales) or args.repeat < 1:

@@ -257,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.rows <= 0 or args.accesses <= 0:
         ap.error("--rows and --accesses must be positive")
     parts = set(args.only.split(","))
+    unknown = sorted(parts - {"azure", "mooncake", "split", "startup"})
+    if unknown:  # ran nothing of it, exit 0
+        ap.error(f"--only: unknown parts {unknown}; choose from azure, mooncake, split, startup")
     repo = args.repo.resolve()
     has_cache = (repo / "trace" / "cache.py").is_file()
     args.dir.mkdir(parents=True, exist_ok=True)

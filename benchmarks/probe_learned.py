@@ -34,7 +34,6 @@ in learned/README.md ("What was tried"); run-to-run spread from the tree and sam
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -53,7 +52,7 @@ from learned.model import BEYOND_SPAN, class_codes  # noqa: E402
 from sim.cache.access import NEVER, next_use_index  # noqa: E402
 from sim.cache.replay import replay as cache_replay  # noqa: E402
 from sim.config import load_config  # noqa: E402
-from sim.errors import end_process  # noqa: E402
+from sim.errors import command_status, end_process  # noqa: E402
 from trace.blocks import block_positions  # noqa: E402
 from trace.workload import load_workload  # noqa: E402
 
@@ -408,7 +407,9 @@ PROBES = {"law": probe_law, "classes": probe_classes, "seeds": probe_seeds, "onl
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from sim.cli import OneLineParser  # a flag of one value given twice is refused (argparse kept the last)
+
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("probes", nargs="?", default=",".join(PROBES), help=f"comma list of {', '.join(PROBES)}")
     parser.add_argument("--trace", type=Path, default=TRACE, help="a Mooncake-format trace (default: the bundled one)")
     args = parser.parse_args()
@@ -416,10 +417,13 @@ def main() -> None:
     unknown = [n for n in names if n not in PROBES]
     if unknown:
         parser.error(f"unknown probes {unknown}; choose from {', '.join(PROBES)}")
+    if not args.trace.is_file():  # was a ConfigError traceback
+        parser.error(f"--trace: not a file: {args.trace}")
     setup = Setup(args.trace)
     for name in names:
         PROBES[name](setup)
 
 
 if __name__ == "__main__":
-    end_process(main())  # without the interpreter's teardown: see sim.errors
+    # bad input: one line, exit 2; end_process: without the interpreter's teardown (see sim.errors)
+    end_process(command_status("probe_learned.py", main))

@@ -50,6 +50,8 @@ SETTING_MODES: dict[str, frozenset[str]] = {
     "pd.router": frozenset({"pd"}),
     # the cache: --trace-stats and --check-calibration keep none (cache.policy is --policy's key)
     "cache.": SIMULATING | {CLUSTER_PD},
+    # the LRU miss-ratio curve's sampling: --mrc's alone (a cache-only replay; main.py refuses it there without --mrc)
+    "cache.mrc_sample_rate": frozenset({"cache-only"}),
     "serving.disable_hybrid_kv_cache_manager": SIMULATING | {CLUSTER_PD},
     # a vision tower's weights and profile pass in a GPU's memory: --trace-stats and --check-calibration size none
     "serving.language_model_only": SIMULATING | {CLUSTER_PD},
@@ -184,9 +186,19 @@ def _unread(mode: str, config: Config, policies: list[str], given: dict[str, str
                                               f"{config.cache.admission})")
     if "cache.allow_train_test_overlap" in given and not uses_learned_policy(config, policies):
         yield "cache.allow_train_test_overlap", f"applies only to a learned policy (runs: {', '.join(policies)})"
-    if mode == "cache-only" and "workload.rate_scale" in given and not uses_learned_policy(config, policies):
-        yield "workload.rate_scale", ("the cache-only replay has no clock (of arrival times only the learned policy's "
-                                      f"features read any; runs: {', '.join(policies)}); drop it")
+    if mode == "cache-only" and not uses_learned_policy(config, policies):
+        # the arrival process and the rate scale only move arrival times (the requests' order is kept:
+        # trace.arrivals), which the replay reads for a learned policy's features alone
+        for key in given:
+            if key == "workload.rate_scale" or key.startswith("workload.arrivals."):
+                yield key, ("the cache-only replay has no clock (of arrival times only the learned policy's "
+                            f"features read any; runs: {', '.join(policies)}); drop it")
+    hybrid = "serving.disable_hybrid_kv_cache_manager"
+    if hybrid in given and mode != "trace-stats":
+        model = model_spec(config.model)
+        if not model.is_hybrid_attention and model.linear_attention is None:  # one KV group: vLLM's manager is plain
+            yield hybrid, (f"model {config.model} has one kind of attention layer: there is no hybrid KV-cache "
+                           "manager to disable (it applies to sliding-window/full or Gated DeltaNet mixes)")
     if config.workload.trace is None:  # (how a trace file is read: --workload-format, --workload-time-unit, ...)
         for key in ("workload.format", "workload.time_unit", "workload.strict_validation"):
             if key in given:

@@ -20,6 +20,10 @@ UPLINK_KEYS = ("cluster.uplink_gbps", "cluster.oversubscription", "cluster.uplin
 SERVING = ("single", "pd", "cluster", "cluster --pd")  # (sim.mode_settings.SERVING and CLUSTER_PD)
 CLUSTERS = ("cluster", "cluster --pd")
 ROUTER_THRESHOLD_KEYS = ("cluster.cache_threshold", "cluster.balance_abs_threshold", "cluster.balance_rel_threshold")
+# the roofline's constants (sim.serving.compute_backend.roofline_compute): an LLMServingSim bundle times every
+# operator of a step from its own tables (LLMServingSimCompute is built without the roofline)
+ROOFLINE_KEYS = tuple(f"compute.{key}" for key in ("flops_efficiency", "bandwidth_efficiency", "attention_efficiency",
+                                                   "gemm_floor_us", "attention_floor_us", "attention_tile_us"))
 
 
 def unread_with_others(mode: str, config: Config, given: dict[str, str], max_rate: bool) -> Iterator[tuple[str, str]]:
@@ -40,6 +44,18 @@ def unread_with_others(mode: str, config: Config, given: dict[str, str], max_rat
                         yield key, (f"cache.tiers.{tier}.capacity_gib is 0: there is no {tier} tier to read it "
                                     "(give the tier a capacity, or drop the setting)")
         one_tier = config.cache.capacity_blocks is not None if mode == "cache-only" else False
+        hbm = "cache.tiers.hbm.capacity_gib"
+        if hbm in given and config.serving.num_gpu_blocks is not None and config.cache.tiers.hbm.capacity_gib > 0 \
+                and not one_tier:  # (sim.cache.tiers.hbm_capacity_blocks: num_gpu_blocks first)
+            yield hbm, (f"serving.num_gpu_blocks={config.serving.num_gpu_blocks} sets HBM's KV blocks, overriding the "
+                        "capacity in GiB; give one of them")
+        sized = ("serving.num_gpu_blocks" if config.serving.num_gpu_blocks is not None else
+                 hbm if config.cache.tiers.hbm.capacity_gib > 0 else None)
+        # HBM sized outright: no memory budget is drawn (sim.cache.tiers.hbm_capacity_blocks), so neither the share of
+        # memory nor, in the replay (no step is timed), the CUDA graphs' estimate in it is read
+        for key in ("serving.gpu_memory_utilization", *(("serving.enforce_eager",) if mode == "cache-only" else ())):
+            if key in given and sized is not None and not one_tier:
+                yield key, f"{sized} sizes HBM outright: no memory budget is drawn to read it"
         if mode == "cache-only" and "cache.prefetch" in given and (  # (any value: a sweep's axis none/session)
                 one_tier or all(getattr(config.cache.tiers, t).capacity_gib == 0 for t in LOWER_TIERS)):
             # (sim.cache.hooked: a prefetch moves a block up from a lower tier; HBM alone has none, the same hits)
@@ -50,13 +66,32 @@ def unread_with_others(mode: str, config: Config, given: dict[str, str], max_rat
         for key in ("cluster.router", *ROUTER_THRESHOLD_KEYS):
             if key in given:
                 yield key, "this run has one instance: every request goes to it, whatever the router"
+    if mode == "pd" and config.pd.num_prefill == 1 and "pd.router" in given:  # (it picks a prefill instance:
+        # sim.serving.run; a prefilled request goes to the least-loaded decode instance with room whatever it says)
+        yield "pd.router", "pd.num_prefill is 1: every request goes to that prefill instance, whatever the router"
     if mode in CLUSTERS:
         yield from _unread_uplink(config, given)
     if mode in ("pd", *CLUSTERS) and config.network.lookup:
         yield from _unread_beside_lookup(mode, config, given)
+    if serving and _bundle(config):  # (--check-calibration compares the bundle with the roofline: read there)
+        for key in ROOFLINE_KEYS:
+            if key in given:
+                yield key, (f"compute.profile {config.compute.profile} is an LLMServingSim bundle, which times every "
+                            "operator from its tables: the roofline's constants price none of a step")
     if serving and not max_rate and "slo.attainment" in given:
         yield "slo.attainment", ("read only by --max-rate (the share of requests that must meet slo.ttft_s/tpot_s); "
                                  "a run reports its slo_attainment whatever the target")
+
+
+def _bundle(config: Config) -> bool:
+    """Whether the run's steps are timed by an LLMServingSim bundle (as sim.serving.compute_backend tells one: a
+    profile folder with meta.yaml and no Vidur mlp.csv)."""
+    from pathlib import Path
+
+    if config.compute.backend != "profiled" or not config.compute.profile:
+        return False
+    folder = Path(config.compute.profile)
+    return not (folder / "mlp.csv").is_file() and (folder / "meta.yaml").is_file()
 
 
 def _instances(mode: str, config: Config) -> int | None:

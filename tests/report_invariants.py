@@ -72,7 +72,7 @@ def _distributions(metrics: dict, path: str = ""):
 def check_run(metrics: dict[str, Any], trace: dict[str, Any] | None, mode: str, *,
               arrival_span_s: float | None = None, output_tokens: int | None = None,
               input_tokens: int | None = None, means: bool = False, kv_copies: int = 1,
-              block_bytes: int | None = None, states: bool = False) -> list[str]:
+              block_bytes: int | None = None, states: bool = False, sliding: bool = False) -> list[str]:
     bad: list[str] = []
     serving = mode != "cache-only"
     # no NaN / inf (null in JSON)
@@ -142,7 +142,13 @@ def check_run(metrics: dict[str, Any], trace: dict[str, Any] | None, mode: str, 
                 bad.append(f"tiers.{tier}.bytes_read {metrics['tiers'][tier]['bytes_read']} < its hit blocks x "
                            f"block_bytes {sum(per.values()) * bb}")
     # serving, not cluster (whose fetches also read): bytes read out of a lower tier are the blocks it served
-    if serving and not cl and not means and acc and "tiers" in metrics and "tier_hit_ratio" in metrics:
+    # (``sliding``: vLLM's hybrid manager, README Configuration: a sliding copy loaded from a lower tier counts in its
+    # bytes_read, while tier_hit_ratio counts the full-attention group's blocks; a tier serving hits is still read)
+    if sliding and serving and not cl and not means and acc and "tiers" in metrics and "tier_hit_ratio" in metrics:
+        for name, t in metrics["tiers"].items():
+            if round(metrics["tier_hit_ratio"].get(name, 0.0) * acc) and not t["bytes_read"]:
+                bad.append(f"tiers.{name} served hits but read no byte")
+    elif serving and not cl and not means and acc and "tiers" in metrics and "tier_hit_ratio" in metrics:
         preempted = metrics.get("preemptions", 0) > 0
         per_hit: dict[int, str] = {}
         for name, t in metrics["tiers"].items():
@@ -236,12 +242,16 @@ def check_report(report: dict[str, Any], **expect: Any) -> list[str]:
     bad: list[str] = []
     trace = report.get("trace")
     config = report.get("config") or {}
-    if config.get("model") and config.get("serving", {}).get("tensor_parallel_size", 1) > 1:
+    # the decode ranks receive the KV (README: kv_transfer_bytes counts every decode rank's shard): their TP is
+    # pd.decode_tensor_parallel_size where given (--pd, --cluster --pd), else serving.tensor_parallel_size
+    decode_tp = (config.get("pd") or {}).get("decode_tensor_parallel_size") or \
+        config.get("serving", {}).get("tensor_parallel_size", 1)
+    if config.get("model") and decode_tp > 1:
         from sim.specs import model_spec  # the model's shape (profiles/models.yaml), not a simulated result
 
         # a KV head is replicated on tp // num_kv_heads ranks above that TP (vLLM QKVParallelLinear:
         # num_kv_head_replicas = divide(tp_size, total_num_kv_heads)); MLA's latent is one head, whole on every rank
-        replicas = config["serving"]["tensor_parallel_size"] // model_spec(config["model"]).num_kv_heads
+        replicas = decode_tp // model_spec(config["model"]).num_kv_heads
         if replicas > 1:
             expect = {**expect, "kv_copies": replicas}
     if config.get("model"):
@@ -249,6 +259,9 @@ def check_report(report: dict[str, Any], **expect: Any) -> list[str]:
 
         if model_spec(config["model"]).linear_attention is not None:  # Gated DeltaNet states travel with blocks
             expect = {**expect, "states": True}
+        if model_spec(config["model"]).is_hybrid_attention and \
+                not config.get("serving", {}).get("disable_hybrid_kv_cache_manager", False):
+            expect = {**expect, "sliding": True}  # sliding copies read beside the hits' blocks
     if trace and trace.get("request_range"):
         # workload.range_start/end keep requests [lo, hi) of the valid ones (trace.request_range); the rest are
         # neither used nor skipped. Of [lo, hi), only the serving admission skips (README Serving) leave.

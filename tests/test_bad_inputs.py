@@ -255,10 +255,10 @@ CASES: dict[str, Case] = {
                                            "workload.arrivals.process=gamma"],
                                           names=("workload.arrivals.process", "gamma", "workload.arrivals.rate_rps"),
                                           files={"t.jsonl": mooncake(5, 600, 5, [1, 2]) + mooncake(5, 100, 1, [3])}),
-    # cache-only reads the requests' order, never their times: drawn arrivals change nothing there either
+    # cache-only reads the requests' order, never their times: drawn arrivals change nothing (refused first, round 3)
     "seeds_on_a_trace_cache_only_poisson": Case(["--cache-only", "--workload-trace", "{azure}", "--workload-limit", "20",
                                                  "--set", "workload.arrivals.process=poisson", "--seeds", "2"],
-                                                names=("--seeds", "same run")),
+                                                names=("workload.arrivals.process", "no clock")),
     "seeds_on_a_replayed_trace_pd": Case(["--pd", "--preset", "smoke", "--workload-trace", "{azure}", "--seeds", "2"],
                                          names=("--seeds", "workload.arrivals.process")),
     "rate_scale_zero": Case([*TRACE_STATS, "--rate-scale", "0"], names=("--rate-scale", "workload.rate_scale")),

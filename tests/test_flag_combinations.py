@@ -348,11 +348,11 @@ def test_cluster_router_set_in_a_routing_mode_routes(run_cli, tmp_path):
 
 def test_pd_router_set_in_a_cluster_is_refused(run_cli):
     """--cluster --pd routes with cluster.router (its racks' pools), so --set pd.router was taken and did nothing,
-    exit 0; the plain PD mode routes with it."""
+    exit 0; the plain PD mode routes with it (among two prefill instances: with one it is refused, round 3)."""
     base = ("--workload-trace", str(BUNDLED_AZURE), "--workload-limit", "60", "--no-plot", "--quiet")
     status, _, err = run_cli("--cluster", "--pd", "--set", "pd.router=round-robin", *base)
     assert status == 2 and "--set pd.router: not used by --cluster --pd" in err, err
-    status, _, err = run_cli("--pd", "--set", "pd.router=round-robin", *base)
+    status, _, err = run_cli("--pd", "--set", "pd.router=round-robin", "--set", "pd.num_prefill=2", *base)
     assert status == 0, err
 
 

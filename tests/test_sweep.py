@@ -353,6 +353,9 @@ def test_a_point_that_would_leave_a_given_key_unread_is_refused(run_cli, tmp_pat
     assert status == 2 and said in err and why in err and not (tmp_path / "r.json").exists()
     if "axes" in body and "workload.outputs_in_next_turn" in body["axes"]:
         body["set"]["cache.insert_outputs"] = True
+        # turns a second apart: 40 requests hold next turns, whose answers outputs_in_next_turn places (at the default
+        # think time none is back within them, and false, which would change nothing, is refused)
+        body["set"]["workload.synthetic.think_time_median_s"] = 1.0
         assert run_cli("--sweep", _spec(tmp_path, "ok.yaml", mode="cache-only", **body), "--no-plot", "--quiet",
                        "--report-json", tmp_path / "r.json")[0] == 0
 

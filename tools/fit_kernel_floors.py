@@ -33,7 +33,9 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fit_kernel_floors.py", description=__doc__.split("\n\n")[0],
+    from sim.cli import OneLineParser  # one-line errors; --out given twice is refused (argparse wrote the last alone)
+
+    p = OneLineParser(prog="fit_kernel_floors.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
     p.add_argument("folders", nargs="+", metavar="FOLDER[=GPU]",
                    help="an AIConfigurator systems/data/<gpu> folder, with kvsim's GPU after '=' where kvsim does not "

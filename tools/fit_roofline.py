@@ -41,9 +41,10 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from sim.serving.roofline_fit import FIT_KEYS, HOLDOUT_AXES
+    from sim.cli import OneLineParser  # one-line errors; a flag of one value given twice is refused (argparse kept
+    from sim.serving.roofline_fit import FIT_KEYS, HOLDOUT_AXES  # the last: --fit a --fit b fitted b alone)
 
-    p = argparse.ArgumentParser(prog="fit_roofline.py", description=__doc__.split("\n\n")[0],
+    p = OneLineParser(prog="fit_roofline.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
     p.add_argument("table", type=Path, help="a Splitwise perf_model CSV or a DistServe profiler JSON")
     p.add_argument("--config", type=Path,
@@ -117,6 +118,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         if not key.startswith(READ_SECTIONS):  # the overlay would carry it to every run that loads it
             raise InputError(f"--set {key}: the fit does not read it (it reads {', '.join(READ_SECTIONS)} keys: "
                              "the engine and GPU the table was measured on)")
+        if key in {f"compute.{k}" for k in keys}:  # the fit replaced the value given, in the overlay too
+            raise InputError(f"--set {key}: --fit fits it (to hold it at the value given, leave it out of --fit)")
     base = load_config(args.config, sets=args.sets, mode="single")
     unread = [k for k in keys if k in EFFICIENCY_KEYS] if base.compute.backend == "profiled" else []
     if unread:  # a profile's tables time the GPU's part: only the host's costs change its steps

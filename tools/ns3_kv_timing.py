@@ -79,6 +79,7 @@ try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
         simulate,
     )
 
+    from sim.cli import OneLineParser
     from sim.config import MAX_LATENCY_US
     from sim.errors import InputError, command_status, end_process
     from sim.report.output import atomic_write_text, check_writable
@@ -140,7 +141,9 @@ def _positive_list(text: str, kind: type, what: str) -> list:
     return sorted(set(values))
 
 
-class _Parser(argparse.ArgumentParser):
+class _Parser(OneLineParser):
+    """A flag of one value given twice is refused (OneLineParser; argparse kept the last: --out a --out b wrote b)."""
+
     def error(self, message: str) -> None:  # exit 2, as argparse does, in one line as every other error of the tool
         self.exit(2, f"ns3_kv_timing: error: {message[:200]} (see --help)\n")
 

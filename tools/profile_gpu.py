@@ -117,6 +117,12 @@ def model_shape(name: str) -> Shape:
     if m.is_mla:  # the attention timed here is q/k/v/o over K and V heads
         raise InputError(f"{name} has multi-head latent attention: this profiler times q/k/v/o attention; use "
                          "compute.backend 'roofline'")
+    # serving refuses any profile for these (sim.serving.compute_backend.profile_misfit): their sliding-window or
+    # Gated DeltaNet layers are no point timed here: the whole profile would be timed, written, then refused
+    if m.is_hybrid_attention or m.linear_attention is not None:
+        kind = "sliding-window and full-attention layers" if m.is_hybrid_attention else "Gated DeltaNet layers"
+        raise InputError(f"{name} has {kind}: kvsim refuses any profile for it (a profile times full attention "
+                         "only); use compute.backend 'roofline'")
     if not m.gated_mlp:  # the operators timed here are a gated (SwiGLU) MLP's; serving checks use_gated_mlp
         raise InputError(f"{name} has a plain (non-gated) MLP: this profiler times a gated one; use Vidur's profiler "
                          "(use_gated_mlp false) or compute.backend 'roofline'")

@@ -7,6 +7,8 @@ import argparse
 
 from gpu_timing import TORCH_DTYPES  # a sibling: tools/ is on the path
 
+from sim.cli import OneLineParser  # (profile_gpu.py puts the repository on the path first)
+
 DESCRIPTION = "Operator profiler: Vidur-format compute tables for a model of profiles/models.yaml, with random weights."
 
 PROFILE_EXAMPLES = """examples:
@@ -17,7 +19,10 @@ PROFILE_EXAMPLES = """examples:
 """
 
 
-class _Parser(argparse.ArgumentParser):
+class _Parser(OneLineParser):
+    """A flag of one value given twice is refused (OneLineParser; argparse kept the last: --model a --model b
+    profiled b)."""
+
     def error(self, message: str) -> None:  # exit 2, as argparse does, in one line as every other error of the tool
         self.exit(2, f"profile_gpu: error: {message[:200]} (see --help)\n")
 

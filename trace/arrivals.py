@@ -57,6 +57,11 @@ def apply_arrivals(arrival_s: np.ndarray, workload: WorkloadConfig, seed: int) -
     """The configured arrival process, then ``rate_scale`` (inter-arrival times divided by it). Domains and
     which settings apply to which process are checked with the config (``sim.config``, ``sim.config_rules``)."""
     out = draw_arrivals(arrival_s, workload, np.random.default_rng([seed, ARRIVALS_STREAM]))
+    if workload.rate_scale != 1.0 and not (len(out) > 1 and out[-1] > out[0]):  # no gap to divide: a run alike
+        which = ("holds one request; drop it" if len(out) < 2 else f"has {len(out):,} requests that all arrive at "
+                 "once; drop it, or draw arrivals at a rate (workload.arrivals.process, rate_rps)")
+        raise ConfigError(f"config key 'workload.rate_scale'={workload.rate_scale:g} changes nothing: the workload "
+                          f"{which}")
     if workload.rate_scale != 1.0:
         out = (out - out[0]) / workload.rate_scale if len(out) else out
     return np.asarray(out, dtype=np.float64)

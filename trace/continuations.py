@@ -115,6 +115,20 @@ def _generated_ids(block_offsets, block_ids, full, counts, offsets, id_space):
     return ids, continued, fresh
 
 
+def check_outputs_in_next_turn_read(trace: Trace, outputs_in_next_turn: bool, source: str) -> None:
+    """``workload.outputs_in_next_turn=false`` gives each answer blocks of its own instead of the next turn's: where
+    no prompt continues an earlier request (no sessions, every prompt new) every answer has its own either way, and
+    the run is the same one: refused, naming ``source`` (the trace, or the synthetic workload)."""
+    from sim.errors import ConfigError
+
+    if outputs_in_next_turn or len(trace) == 0:
+        return
+    if trace.block_ids is None or not len(trace.block_ids) or generated_blocks(
+            trace, trace.provenance.block_tokens, int(trace.block_ids.max()) + 1).continued == 0:
+        raise ConfigError(f"config key 'workload.outputs_in_next_turn'=false changes nothing: no prompt of {source} "
+                          "holds an earlier request's prompt and answer, so every answer has blocks of its own either way")
+
+
 def interleaved(prompt_values: np.ndarray, prompt_offsets: np.ndarray, generated_values: np.ndarray,
                 generated_offsets: np.ndarray) -> np.ndarray:
     """Per request, its prompt blocks' values then its generated blocks': the serving modes' stream, in which a

@@ -22,7 +22,7 @@ from sim.cache.tiers import TIER_NAMES, build_tiers, stored_block_bytes
 from sim.config import Config
 from sim.errors import ConfigError
 from sim.report.document import RunResult
-from trace.continuations import generated_blocks
+from trace.continuations import check_outputs_in_next_turn_read, generated_blocks
 from trace.request import Trace
 
 CHUNK = 1 << 18  # accesses (plain) a compiled replay runs between returns (progress, signals)
@@ -87,6 +87,8 @@ def cache_stream(trace: Trace, config: Config) -> CacheStream:
     blocks after its prompt (their ids as ``workload.outputs_in_next_turn`` reads them: ``trace/continuations.py``)."""
     if not config.cache.insert_outputs:
         return CacheStream(trace)
+    check_outputs_in_next_turn_read(trace, config.workload.outputs_in_next_turn, config.workload.trace or
+                                    f"the synthetic {config.workload.synthetic.kind} workload")
     generated = generated_blocks(trace, trace.provenance.block_tokens, block_id_space(trace),
                                  config.workload.outputs_in_next_turn)
     return CacheStream(trace, generated)

@@ -54,7 +54,7 @@ from sim.serving.state_transfer import prefill_tokens, state_transfer_bytes
 from sim.serving.timeline import Timeline
 from sim.serving.utilization import batch_metrics, instance_metrics, utilization_basis, work_counter
 from sim.specs import model_spec
-from trace.continuations import GeneratedBlocks, generated_blocks
+from trace.continuations import GeneratedBlocks, check_outputs_in_next_turn_read, generated_blocks
 from trace.request import Trace
 
 
@@ -140,11 +140,14 @@ class ServingRun:
         """The ids of the blocks each request generates, which vLLM caches as it caches prompt blocks (the next turn
         of a conversation finds them; under the hybrid manager its full group keeps them, a sliding group only at a
         junction: ``HybridKVCacheManager``); none when nothing is cached."""
+        trace, workload = self.trace, self.config.workload
+        if self.config.serving.enable_prefix_caching:  # (off: nothing is cached, and the mode's rules name the key)
+            check_outputs_in_next_turn_read(trace, workload.outputs_in_next_turn,
+                                            workload.trace or f"the synthetic {workload.synthetic.kind} workload")
         if not self.prefix_caching:
             return None
-        trace = self.trace
         return generated_blocks(trace, trace.provenance.block_tokens, block_id_space(trace),
-                                self.config.workload.outputs_in_next_turn)
+                                workload.outputs_in_next_turn)
 
     def _lower_tiers(self) -> list:
         """The DRAM/SSD/EIC tiers every instance of a single-node or PD run shares (its bandwidth shares are of a front
