@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from sim.config_fields import MAX_TRACE_SPAN_S
 from sim.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -24,15 +25,13 @@ def think_time_log_mean(median_s: float, sigma: float) -> float:
 
 def think_times_within_horizon(c: Config) -> None:
     """A multi-turn workload's mean think time, median x exp(sigma^2 / 2), is at most the longest span a workload may
-    have (``trace.formats.MAX_TRACE_SPAN_S``, 34 years). Past it the log-normal is meaningless here: a
+    have (``MAX_TRACE_SPAN_S``, 34 years). Past it the log-normal is meaningless here: a
     conversation's later turns lie, on average, beyond any run's horizon, so requests no longer arrive at
     ``rate_rps`` (the generator's promise), and from sigma ~37.7 (median 93 s) the mean itself overflows float64
     and half the draws are inf (sigma 1e300 made every gap 0 or inf, and was accepted)."""
     syn = c.workload.synthetic
     if c.workload.trace is not None or syn.kind != "multi-turn":
         return  # the think times are never drawn (another kind's keys keep their defaults: _synthetic_settings_apply)
-    from trace.formats import MAX_TRACE_SPAN_S
-
     median, sigma = syn.think_time_median_s, syn.think_time_sigma
     horizon = math.log(MAX_TRACE_SPAN_S)
     if math.log(median) > horizon:

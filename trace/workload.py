@@ -9,12 +9,12 @@ from typing import Callable
 import numpy as np
 
 from sim.config import MAX_TURNS, Config, replace
+from sim.config_fields import MAX_TRACE_SPAN_S
 from sim.config_rules import request_token_bound
 from sim.errors import TraceError
 from sim.serving.engine_limits import block_size
 from trace.arrivals import apply_arrivals
 from trace.cache import load_trace_cached
-from trace.formats import MAX_TRACE_SPAN_S
 from trace.request import Trace
 
 
