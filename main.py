@@ -138,7 +138,9 @@ def resolve_config(args: argparse.Namespace, mode: str | None = None, rules: boo
 
 def check_config_for_mode(args: argparse.Namespace, config: Config, mode: str, policies: list[str]) -> None:
     """Flags and settings that only make sense together with others, judged on the resolved config."""
-    given = given_on_command_line(args)
+    from sim.mode_settings_rules import learned_tier_policies
+
+    given = {**learned_tier_policies(config), **given_on_command_line(args)}  # (--set's own wording where given)
     here = CLUSTER_PD if mode == "cluster" and args.pd else mode  # (--cluster --pd: the keys its roles read)
     check_preset_read(args.preset, config, here)
     check_settings_given(here, config, policies, given, parse_routers(args.router), bool(args.max_rate))

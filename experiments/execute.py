@@ -44,6 +44,7 @@ def check_point(mode: str, config: Config, options: RunOptions, where: str = "",
     import main
     from sim.cache.policies import POLICIES
     from sim.mode_settings import CLUSTER_PD, unread_settings
+    from sim.mode_settings_rules import learned_tier_policies
 
     prefix = f"{where}: " if where else ""
     try:
@@ -71,8 +72,15 @@ def check_point(mode: str, config: Config, options: RunOptions, where: str = "",
                 "; use a synthetic workload" if mode == "cache-only" else
                 "; set workload.arrivals.process (poisson, gamma or resample) to vary its arrivals"))
         policies = list(options.policies) or [config.cache.policy]
+        # a learned tier policy however set is given (callers count it given: refuse_unread, so a capacity axis with
+        # a 0 among others keeps it), and one a file set is judged only where its tier has capacity 0, never built,
+        # as main.check_config_for_mode judges it
+        learned = learned_tier_policies(config, built_too=True)
+        given = {**learned, **(given or {})}
         unread = unread_settings(CLUSTER_PD if mode == "cluster" and options.cluster_pd else mode, config, policies,
-                                 given or {}, list(options.routers), options.max_rate)
+                                 given, list(options.routers), options.max_rate)
+        unbuilt = learned_tier_policies(config)
+        unread = {key: why for key, why in unread.items() if given[key] != learned.get(key) or key in unbuilt}
         main.check_mode_settings(mode, config, policies, options.cluster_pd, fits=False)
     except InputError as exc:
         raise type(exc)(f"{prefix}{exc}") from None

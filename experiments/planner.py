@@ -38,6 +38,7 @@ import numpy as np
 
 from sim.config import replace
 from sim.errors import InputError
+from sim.mode_settings_rules import learned_tier_policies
 from sim.report.document import build_report, still_filling
 from experiments.execute import RunOptions, check_learned_points, check_point, refuse_unread
 from experiments.outputs import write_csv, write_json
@@ -199,8 +200,9 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
     check_settings_read(plan, args)
     options = RunOptions(max_rate=hit_target is None, tolerance=plan.rate_tolerance)
     given = {key: said for said, key in _given_settings(plan, args)}
-    refuse_unread([(given, check_point(c.mode, c.config, options, where=f"plan {plan.path}: candidate {c.name}",
-                                       given=given)) for c in candidates if c.status != "infeasible"])
+    refuse_unread([({**learned_tier_policies(c.config, built_too=True), **given},  # (check_point's: a file's too)
+                    check_point(c.mode, c.config, options, where=f"plan {plan.path}: candidate {c.name}", given=given))
+                   for c in candidates if c.status != "infeasible"])
     check_learned_points([(f"plan {plan.path}: candidate {c.name}", c.mode, c.config) for c in candidates
                           if c.status != "infeasible"], options)
 

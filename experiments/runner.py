@@ -89,8 +89,12 @@ def default_jobs() -> int:
 
 def _context() -> multiprocessing.context.BaseContext:
     """Fork on Linux (workers start at once with everything imported and compiled; kvsim runs no threads that
-    a fork could catch mid-lock), spawn elsewhere."""
-    return multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    a fork could catch mid-lock), spawn elsewhere, and spawn too once LightGBM is loaded here: a learned point's model
+    was loaded and checked before the sweep (``experiments.execute.check_learned_points``), which starts GNU
+    OpenMP's thread pool, and a forked child's first OpenMP call then waits for ever on those threads (libgomp is not
+    fork-safe: every worker of a learned sweep at --jobs 2 hung, the sweep with them)."""
+    forked = sys.platform == "linux" and "lightgbm" not in sys.modules
+    return multiprocessing.get_context("fork" if forked else "spawn")
 
 
 PR_SET_PDEATHSIG = 1  # Linux prctl(2): the signal this process gets when its parent dies

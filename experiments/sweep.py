@@ -165,6 +165,7 @@ def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
     """The ``--sweep`` command: exit 0, or 2 (1) when a point failed on bad input (an internal error)."""
     import main
     from sim.config_yaml import leaf_keys
+    from sim.mode_settings_rules import learned_tier_policies
     from sim.report.outputs import render_outputs
     from sim.report.sweep_plots import plot_sweep
 
@@ -187,8 +188,8 @@ def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
     for point in tqdm(points, desc="checking points", unit="point", leave=False,
                       disable=args.quiet or len(points) < CHECK_BAR_POINTS):
         configs.append(config := point_config(base, point, spec.path))
-        point_given = {**given, **{leaf: f"axis '{leaf}'" for k, v in point.overrides.items()
-                                   for leaf in leaf_keys(k, v)}}
+        point_given = {**learned_tier_policies(config, built_too=True), **given,  # (check_point's: a file's too)
+                       **{leaf: f"axis '{leaf}'" for k, v in point.overrides.items() for leaf in leaf_keys(k, v)}}
         unread.append((point_given, check_point(spec.mode, config, options,
                                                 where=f"sweep spec {spec.path}: point {point.name!r}",
                                                 given=point_given)))

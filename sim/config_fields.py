@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 # ------------------------------------------------------------------------ value domains
 
 INT64_MAX = 2**63 - 1
+# Arrivals spanning more than this are a unit mistake or a corrupt timestamp, not a workload: past it,
+# one ulp of simulated time (2^-22 s at 2^30 s) starts to swallow sub-microsecond compute steps. (Here, not in
+# trace.formats, so the config's rules read it without importing the loaders: sim.synthetic_rules.)
+MAX_TRACE_SPAN_S = float(2**30)  # about 34 years
 
 
 @dataclass(frozen=True)

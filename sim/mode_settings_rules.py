@@ -94,6 +94,18 @@ def _bundle(config: Config) -> bool:
     return not (folder / "mlp.csv").is_file() and (folder / "meta.yaml").is_file()
 
 
+def learned_tier_policies(config: Config, built_too: bool = False) -> dict[str, str]:
+    """Each lower tier's ``policy: learned`` of capacity 0 (with ``built_too``: of any capacity) wherever it was set (a
+    config file, an overlay, ``--set``), as a key given. A learned policy comes with a model to train and give, so on
+    a tier never built it is refused with the message ``--set`` gets (``unread_with_others``) whether a file or the
+    command line set it (a file's asked for a model nothing would use). Another policy a shared file names for a
+    tier it sizes 0 is left alone, as a file's other keys a run does not read are."""
+    tiers = config.cache.tiers
+    keys = (f"cache.tiers.{tier}.policy" for tier in LOWER_TIERS if getattr(tiers, tier).policy == "learned"
+            and (built_too or getattr(tiers, tier).capacity_gib == 0))
+    return {key: f"config key '{key}'=learned" for key in keys}
+
+
 def _instances(mode: str, config: Config) -> int | None:
     """The instances a router chooses among: the single-node mode's workers, a cluster's racks x nodes x instances
     per node (sim.cluster.topology; None where the TP does not divide the node, which its own check names)."""

@@ -213,3 +213,25 @@ def test_precise_prefix_passes_over_a_holder_whose_kv_memory_cannot_take_the_pro
     assert total == 10 and used >= 9 and short == [True, False]
     assert run.table.instance.tolist() == [0, 1]
     assert run.table.first_token[1] < run.table.last_token[0]  # B did not wait for A to free its memory
+
+
+def test_precise_prefix_ties_go_to_the_fewest_routed_tokens_then_round_robin(tmp_path, monkeypatch):
+    # 1 node x 2 GPUs, HBM only, precise-prefix. A and B (2,048 tokens each: blocks 1-4) arrive together: no holder
+    # yet, so the least-loaded fallback sends A to 0 and B to 1, and both HBMs then hold blocks 1-4. C..F (2,560
+    # tokens: blocks 1-4 + one of their own) come 10 minutes apart with the fleet idle: both instances hold the
+    # prefix, nothing is queued, so the estimates tie. Hand-worked with the least-loaded routers' tie-break (tokens
+    # routed [A, B] = [2048, 2048]): C: tokens tie, first after the last pick (1) wraps to 0 -> [4608, 2048];
+    # D -> 1 (fewer) [4608, 4608]; E: tie, after 1 -> 0; F -> 1. The lowest id took C..F all.
+    from sim.cluster.run import ClusterRun
+
+    rows = [(0, 2048, [1, 2, 3, 4]), (0, 2048, [1, 2, 3, 4])]
+    rows += [((k + 1) * IDLE_GAP_MS, 2560, [1, 2, 3, 4, 10 + k]) for k in range(4)]
+    trace, config = _precise_prefix_pair(_mooncake_file(tmp_path / "tie.jsonl", rows, output_length=2))
+    seen = _watch_precise_prefix(monkeypatch, lambda run, keys, rid: (*_estimates(run, keys, rid),
+                                                                       run.queued_tokens.tolist()))
+    run = ClusterRun(trace, config)
+    result = run.run()
+    for found, _, (e0, e1), queued in seen[2:]:
+        assert found == 4 and e0 == e1 and queued == [0, 0]  # a true tie at C..F
+    assert run.table.instance.tolist() == [0, 1, 0, 1, 0, 1]
+    assert (result.metrics["accesses"], result.metrics["hits"]) == (28, 16)  # C..F each hit their 4-block prefix

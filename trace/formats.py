@@ -46,9 +46,6 @@ from trace.readers import IdLists, first_line
 from trace.validation import CODE, numeric_column
 
 TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
-# Arrivals spanning more than this are a unit mistake or a corrupt timestamp, not a workload: past it,
-# one ulp of simulated time (2^-22 s at 2^30 s) starts to swallow sub-microsecond compute steps.
-MAX_TRACE_SPAN_S = float(2**30)  # about 34 years
 UINT64_MAX = 2**64 - 1  # an unsigned 64-bit hash's largest value
 MOONCAKE_BLOCK_TOKENS = 512  # Mooncake FAST'25 traces: hash_ids cover 512-token blocks (trace README)
 BURSTGPT_SESSION_COLUMNS = ("Session ID", "Conversation ID", "session_id", "conversation_id", "Session", "Conversation")

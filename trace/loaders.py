@@ -29,13 +29,13 @@ import numpy as np
 import pyarrow as pa
 
 from sim.config import WorkloadConfig
-from sim.config_fields import INT64_MAX  # datetimes are int64 nanoseconds (trace.formats.Chunk)
+from sim.config_fields import INT64_MAX, MAX_TRACE_SPAN_S  # datetimes: int64 nanoseconds (trace.formats.Chunk)
 from sim.config_rules import request_token_bound
 from sim.errors import QUOTE_LIMIT, ConfigError, TraceError, quote
 from trace import blocks as bm
 from trace.arrow import numpy_view, valid
 from trace.csv_reader import CsvParserError, csv_chunks, read_header
-from trace.formats import (FORMATS, MAX_TRACE_SPAN_S, TIME_UNITS, Chunk, TraceFormat, block_token_counts,
+from trace.formats import (FORMATS, TIME_UNITS, Chunk, TraceFormat, block_token_counts,
                            hash_ids_mismatch, pick_block_tokens, sniff_format, variant_of)
 from trace.jsonl_reader import first_record_with, jsonl_chunks, jsonl_line, keys_in_records, malformed_record
 from trace.readers import IdLists, RawChunk, first_line
@@ -355,7 +355,7 @@ def load_trace(workload: WorkloadConfig, block_size: int, sha256: str | None = N
         arrival, input_tokens, output_tokens, session = arrival[order], input_tokens[order], output_tokens[order], session[order]
     if time_unit is None and int(arrival[-1]) - int(arrival[0]) > INT64_MAX:
         # datetimes more than 2^63 ns (292 years) apart: their span overflows int64 (it wrapped negative); float is
-        # exact enough for a span the workload refuses anyway (trace.formats.MAX_TRACE_SPAN_S)
+        # exact enough for a span the workload refuses anyway (sim.config_fields.MAX_TRACE_SPAN_S)
         arrival = arrival.astype(np.float64)
     arrival = arrival - arrival[0]
     if time_unit is None:

@@ -83,12 +83,29 @@ def _conversation_turns(cfg: SyntheticConfig, rng: np.random.Generator, count: i
     after a turn, ``q ~ Beta(a, b)`` (a beta-geometric law). Mean ``1 + a / (b - 1)`` = ``turns_mean``;
     ``a + b`` = ``turns_concentration``. The mixture makes the chance of another turn rise with the
     turns already taken (a long conversation is likely a chatty one), as real chat logs show."""
-    extra = cfg.turns_mean - 1.0
-    if extra <= 0:
+    if cfg.turns_mean <= 1.0:
         return np.ones(count, dtype=np.int64)
-    b = (cfg.turns_concentration + extra) / cfg.turns_mean  # from a / (b - 1) = extra and a + b = concentration
-    q = rng.beta(cfg.turns_concentration - b, b, count)
+    a, b = _turns_beta(cfg)
+    q = rng.beta(a, b, count)
     return np.minimum(rng.geometric(np.maximum(1.0 - q, 1e-12)), MAX_TURNS).astype(np.int64)
+
+
+def _turns_beta(cfg: SyntheticConfig) -> tuple[float, float]:
+    """(a, b) of the Beta of a conversation's chance to go on: mean turns ``1 + a / (b - 1)`` = ``turns_mean``,
+    ``a + b`` = ``turns_concentration``."""
+    b = (cfg.turns_concentration + cfg.turns_mean - 1.0) / cfg.turns_mean
+    return cfg.turns_concentration - b, b
+
+
+def drawn_turns_mean(cfg: SyntheticConfig) -> float:
+    """The mean turns a conversation is drawn with, its turns capped at ``MAX_TURNS``: E[min(T, K)] = sum over
+    k < K of P(T > k) = E[q^k] = prod_{j<k} (a + j) / (a + b + j) for q ~ Beta(a, b). Below ``turns_mean`` when the
+    beta-geometric's tail reaches past the cap (turns_mean 100 at concentration 4: ~19.8)."""
+    if cfg.turns_mean <= 1.0:
+        return 1.0
+    a, b = _turns_beta(cfg)
+    j = np.arange(MAX_TURNS - 1, dtype=np.float64)
+    return float(1.0 + np.cumprod((a + j) / (a + b + j)).sum())
 
 
 def _multi_turn(cfg: SyntheticConfig, rng: np.random.Generator, block_size: int, context_tokens: int | None = None):

@@ -8,13 +8,13 @@ from typing import Callable
 
 import numpy as np
 
-from sim.config import Config, replace
+from sim.config import MAX_TURNS, Config, replace
+from sim.config_fields import MAX_TRACE_SPAN_S
 from sim.config_rules import request_token_bound
 from sim.errors import TraceError
 from sim.serving.engine_limits import block_size
 from trace.arrivals import apply_arrivals
 from trace.cache import load_trace_cached
-from trace.formats import MAX_TRACE_SPAN_S
 from trace.request import Trace
 
 
@@ -36,7 +36,7 @@ def load_workload(config: Config) -> Trace:
                          context_tokens=context_tokens(config))
         trace.drop(trace.input_tokens + trace.output_tokens > request_token_bound(config.workload), "too_many_tokens")
         require_requests(trace, "")
-        check_time_span(trace, f"config key 'workload.synthetic.rate_rps'={config.workload.synthetic.rate_rps:g} is too low")
+        check_time_span(trace, _synthetic_span_cause(config.workload.synthetic))
     start, end = config.workload.range_start, config.workload.range_end
     trace.select_range(start, end)
     require_requests(trace, f" between workload.range_start={start} and range_end={end}")
@@ -104,6 +104,27 @@ def _span_cause(trace: Trace, time_unit: str | None) -> str:
         return "a corrupt timestamp? (no --workload-time-unit makes the span plausible)"
     return (f"timestamps in {unit} read as {_read_unit(trace, time_unit)}? then pass --workload-time-unit {unit} "
             "(workload.time_unit); else a timestamp is corrupt")
+
+
+def _synthetic_span_cause(syn) -> str:
+    """The key that spread a synthetic workload's arrivals too far. Requests arrive at ``rate_rps`` on average, so
+    ``num_requests / rate_rps`` past the bound is the rate's doing; a multi-turn workload's conversations start at
+    ``rate_rps / turns_mean`` and bring the turns they are drawn with, capped (``drawn_turns_mean``): where that mean
+    is short of ``turns_mean``, requests come slower, and if that makes the span too long it is ``turns_mean``'s
+    doing (it was blamed on the rate); else a conversation's think times spread its turns."""
+    from trace.synthetic import drawn_turns_mean
+
+    rate, n = syn.rate_rps, syn.num_requests
+    if syn.kind != "multi-turn" or n / rate > MAX_TRACE_SPAN_S:
+        return f"config key 'workload.synthetic.rate_rps'={rate:g} is too low for num_requests={n}"
+    drawn = drawn_turns_mean(syn)
+    if n * syn.turns_mean / (rate * drawn) > MAX_TRACE_SPAN_S:
+        return (f"config key 'workload.synthetic.turns_mean'={syn.turns_mean:g} is too high: conversations start at "
+                f"rate_rps / turns_mean but are drawn with {drawn:.3g} turns on average (at most {MAX_TURNS:,}; "
+                f"turns_concentration={syn.turns_concentration:g}), so requests arrive at "
+                f"{rate * drawn / syn.turns_mean:.3g}/s, not rate_rps={rate:g}")
+    return (f"config keys 'workload.synthetic.think_time_median_s'={syn.think_time_median_s:g} and "
+            f"'think_time_sigma'={syn.think_time_sigma:g} spread a conversation's turns too far apart")
 
 
 def _arrivals_cause(config: Config) -> str:

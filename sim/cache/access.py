@@ -97,10 +97,12 @@ class CacheStream:
 
 
 def policies_in_use(config: Config, policy: str) -> list[str]:
-    """The eviction policies of a run whose tiers default to ``policy``: it and each tier's own
-    (``cache.tiers.<tier>.policy``), so the data a clairvoyant or learned tier needs is prepared."""
+    """The eviction policies of a run whose tiers default to ``policy``: it and each built tier's own
+    (``cache.tiers.<tier>.policy``), so the data a clairvoyant or learned tier needs is prepared. A lower tier of
+    capacity 0 is never built (``sim.cache.tiers``): its policy is not in use (a learned one asked for a model)."""
     tiers = config.cache.tiers
-    return [policy, *(tier.policy for tier in (getattr(tiers, f.name) for f in fields(tiers)) if tier.policy)]
+    return [policy, *(tier.policy for name, tier in ((f.name, getattr(tiers, f.name)) for f in fields(tiers))
+                      if tier.policy and (name == "hbm" or tier.capacity_gib > 0))]
 
 
 def uses_learned_policy(config: Config, policies: list[str]) -> bool:

@@ -30,7 +30,8 @@ instance and not yet done with it (a unified instance: finished; a prefill insta
   the path's narrowest link); a prefix is reachable up to
   its first block held only in other instances' HBM (a Gated DeltaNet hybrid's, over the true contents too, only
   up to the deepest block whose every state group's state it can reach as well, those states fetched with it:
-  ``PrefixFetch._state_reach``). The smallest wins (ties: fewer queued tokens, lowest id), among the candidates
+  ``PrefixFetch._state_reach``). The smallest wins (ties: fewer queued tokens, then ``ClusterRouter``'s tie-break:
+  the fewest prompt tokens routed there, then round robin from the last instance routed to), among the candidates
   whose KV memory can take the prompt beside the prompts queued there (``ClusterRun.kv_short``; all, if none can):
   the estimate counts queued prompt work only, and an instance whose running requests hold its memory keeps a
   request waiting however short its queue (Mooncake's conductor passes over an instance whose load breaks the SLO;
@@ -69,6 +70,7 @@ class ClusterRouter:
         self.last_rack = -1
         self.last_node = np.full(topo.num_racks, -1, dtype=np.int64)
         self.last_inst = np.full(topo.num_nodes, -1, dtype=np.int64)
+        self.last_routed = -1  # the last instance routed to, anywhere (precise-prefix's candidates span the cluster)
 
     def _count(self, reason: str) -> None:
         self.decisions[reason] = self.decisions.get(reason, 0) + 1
@@ -80,19 +82,24 @@ class ClusterRouter:
         self.last_rack = rack
         self.last_node[rack] = node
         self.last_inst[node] = inst_id
+        self.last_routed = inst_id
 
     @staticmethod
-    def _least(ids: np.ndarray, loads: np.ndarray, tokens: np.ndarray, last: int) -> int:
-        """Of ``ids`` (increasing), the least loaded; ties: the fewest routed tokens, then the first after ``last``
-        (wrapping round)."""
-        tied = ids[loads == loads.min()]
+    def _break_tie(tied: np.ndarray, tokens: np.ndarray, last: int) -> int:
+        """Of ``tied`` (increasing ids, equal on the router's own cost; ``tokens``: each one's routed prompt tokens),
+        the one routed the fewest tokens; ties: the first after ``last`` (wrapping round). Every router's tie-break."""
         if len(tied) > 1:
-            tied_tokens = tokens[loads == loads.min()]
-            tied = tied[tied_tokens == tied_tokens.min()]
+            tied = tied[tokens == tokens.min()]
         if len(tied) > 1:
             after = tied[tied > last]
             return int(after[0] if len(after) else tied[0])
         return int(tied[0])
+
+    @classmethod
+    def _least(cls, ids: np.ndarray, loads: np.ndarray, tokens: np.ndarray, last: int) -> int:
+        """Of ``ids`` (increasing), the least loaded; ties: ``_break_tie``."""
+        low = loads == loads.min()
+        return cls._break_tie(ids[low], tokens[low], last)
 
     def least_loaded(self, rack: int | None = None) -> int:
         run, topo = self.run, self.run.topo
@@ -193,12 +200,12 @@ class PrecisePrefix(ClusterRouter):
             else:
                 candidates.add(self.least_loaded(rack))
         prompt_tokens = int(run.trace.input_tokens[rid])
-        best, best_key = fallback, None
-        for c in sorted(candidates):
-            key = (run.kv_short(c, keys, prompt_tokens), run.estimated_ttft_s(c, offsets, tiers, prompt_tokens, keys),
-                   run.queued_tokens[c], c)
-            if best_key is None or key < best_key:
-                best, best_key = c, key
+        ids = np.array(sorted(candidates), dtype=np.int64)
+        costs = [(run.kv_short(c, keys, prompt_tokens), run.estimated_ttft_s(c, offsets, tiers, prompt_tokens, keys),
+                  int(run.queued_tokens[c])) for c in ids.tolist()]
+        low = min(costs)
+        tied = ids[np.array([cost == low for cost in costs])]
+        best = self._break_tie(tied, run.inst_tokens[tied], self.last_routed)
         self._count("least_loaded" if best == fallback else "prefix")
         return best
 

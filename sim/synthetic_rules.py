@@ -1,0 +1,58 @@
+"""Rules over the synthetic workload's keys that relate several of them (``sim.config_rules.validate`` applies them).
+
+Each raises a ConfigError naming the keys, before any request is drawn.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from sim.config_fields import MAX_TRACE_SPAN_S
+from sim.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sim.config import Config
+
+KEY = "workload.synthetic."
+
+
+def think_time_log_mean(median_s: float, sigma: float) -> float:
+    """ln of the mean of a log-normal think time of this median and sigma: ln(median) + sigma^2 / 2 (inf when
+    sigma^2 overflows)."""
+    return math.log(median_s) + 0.5 * sigma * sigma
+
+
+def think_times_within_horizon(c: Config) -> None:
+    """A multi-turn workload's mean think time, median x exp(sigma^2 / 2), is at most the longest span a workload may
+    have (``MAX_TRACE_SPAN_S``, 34 years). Past it the log-normal is meaningless here: a
+    conversation's later turns lie, on average, beyond any run's horizon, so requests no longer arrive at
+    ``rate_rps`` (the generator's promise), and from sigma ~37.7 (median 93 s) the mean itself overflows float64
+    and half the draws are inf (sigma 1e300 made every gap 0 or inf, and was accepted)."""
+    syn = c.workload.synthetic
+    if c.workload.trace is not None or syn.kind != "multi-turn":
+        return  # the think times are never drawn (another kind's keys keep their defaults: _synthetic_settings_apply)
+    median, sigma = syn.think_time_median_s, syn.think_time_sigma
+    horizon = math.log(MAX_TRACE_SPAN_S)
+    if math.log(median) > horizon:
+        raise ConfigError(f"config key '{KEY}think_time_median_s'={median:g} is beyond {MAX_TRACE_SPAN_S:.3g} s "
+                          "(34 years), the longest span a workload may have")
+    if think_time_log_mean(median, sigma) > horizon:
+        most = math.sqrt(2.0 * (horizon - math.log(median)))
+        raise ConfigError(f"config key '{KEY}think_time_sigma'={sigma:g} makes the mean think time, "
+                          f"think_time_median_s x exp(sigma^2 / 2), exceed {MAX_TRACE_SPAN_S:.3g} s (34 years), the "
+                          f"longest span a workload may have: at most {math.floor(most * 1000) / 1000:g} at "
+                          f"think_time_median_s={median:g}")
+
+
+def rag_documents_distinct(c: Config) -> None:
+    """A RAG request's ``documents_per_request`` documents come from the pool of ``num_documents``; a retriever
+    returns distinct ones, so a request cannot hold more than the pool has. (``trace.synthetic`` draws each of a
+    request's documents on its own, Zipf over the pool, so with more than the pool holds repeats are certain.)"""
+    syn = c.workload.synthetic
+    if c.workload.trace is not None or syn.kind != "rag":
+        return
+    if syn.documents_per_request > syn.num_documents:
+        raise ConfigError(f"config keys '{KEY}documents_per_request'={syn.documents_per_request} and "
+                          f"'{KEY}num_documents'={syn.num_documents}: a request cannot retrieve more distinct "
+                          "documents than the pool holds")

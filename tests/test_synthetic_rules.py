@@ -1,0 +1,75 @@
+"""Synthetic workload keys that relate to each other (``sim.synthetic_rules``) and the key a too-long span blames
+(``trace.workload._synthetic_span_cause``): refused with exit 2 naming the key that causes it."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from sim.config import SyntheticConfig
+from trace.synthetic import _conversation_turns, drawn_turns_mean
+
+SYN = "workload.synthetic."
+
+
+def _trace_stats(run_cli, *sets: str) -> tuple[int, str]:
+    argv = ["--trace-stats", "--no-plot", "--quiet"]
+    for s in sets:
+        argv += ["--set", SYN + s]
+    status, _, err = run_cli(*argv)
+    return status, err
+
+
+def test_think_time_sigma_whose_mean_overflows_is_refused_naming_it(run_cli):
+    # sigma 1e300: sigma^2 overflows, every draw exp(+-huge) is 0 or inf; it ran with half the gaps 0, half inf
+    status, err = _trace_stats(run_cli, "think_time_sigma=1e300")
+    assert status == 2 and "'workload.synthetic.think_time_sigma'=1e+300" in err, err
+
+
+def test_think_time_mean_past_the_horizon_is_refused_at_the_hand_computed_sigma(run_cli):
+    # mean = 93 x exp(sigma^2 / 2) <= 2^30 s (the longest workload span) <=> sigma <= sqrt(2 (30 ln 2 - ln 93)):
+    # 30 ln 2 = 20.79442, ln 93 = 4.53260, so sigma_max = sqrt(32.52364) = 5.70295
+    sigma_max = 5.70295
+    assert math.sqrt(2 * (30 * math.log(2) - math.log(93))) == pytest.approx(sigma_max, abs=1e-5)
+    status, err = _trace_stats(run_cli, "think_time_sigma=5.7035", "num_requests=50")
+    assert status == 2 and "think_time_sigma'=5.7035" in err and "at most 5.702 " in err, err
+    assert _trace_stats(run_cli, "think_time_sigma=5.7025", "num_requests=50")[0] == 0
+    status, err = _trace_stats(run_cli, "think_time_median_s=2e9", "think_time_sigma=0")
+    assert status == 2 and "'workload.synthetic.think_time_median_s'=2e+09" in err, err
+
+
+def test_rag_with_more_documents_per_request_than_the_pool_is_refused_naming_both(run_cli):
+    status, err = _trace_stats(run_cli, "kind=rag", "num_documents=2", "documents_per_request=3")
+    assert status == 2 and "'workload.synthetic.documents_per_request'=3" in err, err
+    assert "'workload.synthetic.num_documents'=2" in err
+    assert _trace_stats(run_cli, "kind=rag", "num_documents=2", "documents_per_request=2", "num_requests=50")[0] == 0
+
+
+@pytest.mark.parametrize("turns_mean", [2.0, 10.0, 100.0, 4096.0])
+def test_drawn_turns_mean_matches_the_generators_draws(turns_mean):
+    # the exact capped mean against a Monte Carlo of the generator's own draws (4 x 10^6 conversations; 5 standard
+    # errors); at turns_mean 2 the cap (4,096) cuts a negligible tail: 2 exactly
+    cfg = SyntheticConfig(turns_mean=turns_mean)
+    turns = np.concatenate([_conversation_turns(cfg, np.random.default_rng(s), 1_000_000) for s in range(4)])
+    exact = drawn_turns_mean(cfg)
+    assert abs(turns.mean() - exact) < 5 * turns.std() / math.sqrt(len(turns))
+    if turns_mean == 2.0:
+        assert exact == pytest.approx(2.0, rel=1e-4)
+
+
+def test_a_too_long_span_blames_the_key_that_caused_it(run_cli):
+    # 2,000 requests at rate_rps 1e-5 span 2e8 s, within 2^30 s. At turns_mean 4,096 conversations start every
+    # 4.1e8 s but bring ~22 turns each (the cap), so the span is ~2,000 / 22 x 4.1e8 = 3.7e10 s: turns_mean's
+    # doing (it blamed rate_rps)
+    status, err = _trace_stats(run_cli, "turns_mean=4096", "rate_rps=1e-5", "num_requests=2000")
+    assert status == 2 and "'workload.synthetic.turns_mean'=4096" in err and "rate_rps'" not in err, err
+    # 2,000 requests at 1e-7 a second: 2e10 s from the rate alone
+    status, err = _trace_stats(run_cli, "rate_rps=1e-7", "num_requests=2000")
+    assert status == 2 and "'workload.synthetic.rate_rps'=1e-07" in err, err
+    # turns_mean 2 (drawn as 2), rate 2e-6: 1e9 s from the rate; gaps of 5e8 s (every conversation's second turn
+    # 16 years after its first) leave the first turns to fill the span: 2,000 x 2 / 2e-6 = 2e9 s
+    status, err = _trace_stats(run_cli, "turns_mean=2", "rate_rps=2e-6", "num_requests=2000",
+                               "think_time_median_s=5e8", "think_time_sigma=0")
+    assert status == 2 and "'workload.synthetic.think_time_median_s'=5e+08" in err and "rate_rps'" not in err, err
