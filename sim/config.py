@@ -266,7 +266,7 @@ class SyntheticConfig:
     input_tokens_mean: int = domain(1024, ge=1)
     output_tokens_mean: int = domain(200, ge=1)
     num_sessions: int = domain(200, ge=1)  # agentic: concurrent agents (multi-turn conversations follow from the rate)
-    # multi-turn: conversations start as a Poisson process at rate_rps / turns_mean. Turns per
+    # multi-turn: conversations start as a Poisson process at rate_rps / the mean turns drawn. Turns per
     # conversation: beta-geometric with this mean (LMSYS-Chat-1M, Zheng et al., ICLR 2024, Table 1:
     # 2.0 turns per conversation; ShareGPT 3.5) ...
     turns_mean: float = domain(2.0, ge=1, le=MAX_TURNS)  # (above the cap, the mean could not be drawn)

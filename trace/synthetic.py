@@ -109,17 +109,19 @@ def drawn_turns_mean(cfg: SyntheticConfig) -> float:
 
 
 def _multi_turn(cfg: SyntheticConfig, rng: np.random.Generator, block_size: int, context_tokens: int | None = None):
-    """Conversations start as a Poisson process (``rate_rps / turns_mean`` a second, so requests arrive at
-    ``rate_rps`` on average); each has a beta-geometric number of turns, a log-normal think time
+    """Conversations start as a Poisson process (``rate_rps / drawn_turns_mean`` a second, so requests arrive at
+    ``rate_rps`` on average: the turns drawn are capped, and a heavy-tailed law's capped mean falls short of
+    ``turns_mean``, 8.9 at 10); each has a beta-geometric number of turns, a log-normal think time
     between turns, and each turn's prompt is the conversation so far (earlier turns' new tokens and
     responses) plus its own new tokens. A conversation longer than ``context_tokens`` keeps its most
     recent tokens (the oldest are dropped, as chat front-ends do), so its prefix changes from then on.
     The first ``num_requests`` turns in arrival order are the workload."""
     n = cfg.num_requests
-    conversations = int(n / cfg.turns_mean * 1.1) + 64
+    turns_mean = drawn_turns_mean(cfg)
+    conversations = int(n / turns_mean * 1.1) + 64
     while True:  # enough conversations that no later one could arrive before the n-th request
         turns = _conversation_turns(cfg, rng, conversations)
-        starts = _poisson_arrivals(rng, cfg.rate_rps / cfg.turns_mean, conversations)
+        starts = _poisson_arrivals(rng, cfg.rate_rps / turns_mean, conversations)
         total = int(turns.sum())
         first = np.zeros(conversations, dtype=np.int64)
         np.cumsum(turns[:-1], out=first[1:])

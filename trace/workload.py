@@ -8,7 +8,7 @@ from typing import Callable
 
 import numpy as np
 
-from sim.config import MAX_TURNS, Config, replace
+from sim.config import Config, replace
 from sim.config_fields import MAX_TRACE_SPAN_S
 from sim.config_rules import request_token_bound
 from sim.errors import TraceError
@@ -107,22 +107,13 @@ def _span_cause(trace: Trace, time_unit: str | None) -> str:
 
 
 def _synthetic_span_cause(syn) -> str:
-    """The key that spread a synthetic workload's arrivals too far. Requests arrive at ``rate_rps`` on average, so
-    ``num_requests / rate_rps`` past the bound is the rate's doing; a multi-turn workload's conversations start at
-    ``rate_rps / turns_mean`` and bring the turns they are drawn with, capped (``drawn_turns_mean``): where that mean
-    is short of ``turns_mean``, requests come slower, and if that makes the span too long it is ``turns_mean``'s
-    doing (it was blamed on the rate); else a conversation's think times spread its turns."""
-    from trace.synthetic import drawn_turns_mean
-
+    """The key that spread a synthetic workload's arrivals too far. Requests arrive at ``rate_rps`` on average (a
+    multi-turn workload's conversations start at ``rate_rps`` over the turns they are drawn with), so
+    ``num_requests / rate_rps`` past the bound is the rate's doing; else a conversation's think times spread its
+    turns."""
     rate, n = syn.rate_rps, syn.num_requests
     if syn.kind != "multi-turn" or n / rate > MAX_TRACE_SPAN_S:
         return f"config key 'workload.synthetic.rate_rps'={rate:g} is too low for num_requests={n}"
-    drawn = drawn_turns_mean(syn)
-    if n * syn.turns_mean / (rate * drawn) > MAX_TRACE_SPAN_S:
-        return (f"config key 'workload.synthetic.turns_mean'={syn.turns_mean:g} is too high: conversations start at "
-                f"rate_rps / turns_mean but are drawn with {drawn:.3g} turns on average (at most {MAX_TURNS:,}; "
-                f"turns_concentration={syn.turns_concentration:g}), so requests arrive at "
-                f"{rate * drawn / syn.turns_mean:.3g}/s, not rate_rps={rate:g}")
     return (f"config keys 'workload.synthetic.think_time_median_s'={syn.think_time_median_s:g} and "
             f"'think_time_sigma'={syn.think_time_sigma:g} spread a conversation's turns too far apart")
 
