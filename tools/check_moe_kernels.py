@@ -148,5 +148,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from sim.errors import end_process
+
+    end_process(main())
 

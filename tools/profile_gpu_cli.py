@@ -112,8 +112,8 @@ MAX_RUNS = 1000
 
 
 if __name__ == "__main__":  # (this module holds profile_gpu.py's flags; run as a script it is that tool)
-    import sys
-
     from profile_gpu import main
 
-    sys.exit(main())
+    from sim.errors import end_process
+
+    end_process(main())
