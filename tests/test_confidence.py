@@ -63,11 +63,17 @@ def test_five_seed_intervals_contain_the_twenty_seed_mean(run_cli, tmp_path, kin
 def test_serving_latency_intervals_contain_the_twenty_seed_mean(run_cli, tmp_path):
     mode = ["--set", "serving.num_instances=1", "--set", "workload.synthetic.rate_rps=8"]
     five, twenty = _seeded(run_cli, tmp_path, "multi-turn", 5, *mode), _seeded(run_cli, tmp_path, "multi-turn", 20, *mode)
+    misses = []
     for metric in ("ttft_s.mean", "e2e_s.p50", "hit_ratio"):
         lo, hi = five["metrics_ci95"][metric]
+        assert lo < hi, metric  # the workload really is stochastic
         head, *rest = metric.split(".")
         value = twenty["metrics"][head][rest[0]] if rest else twenty["metrics"][head]
-        assert lo < value < hi, (metric, lo, hi, value)
+        if not lo < value < hi:
+            misses.append((metric, lo, hi, value))
+    # each 95% interval misses with chance ~5% (the twenty-seed mean stands in for the true one), so all three hold
+    # only ~86% of the time; two misses of three: ~0.7%
+    assert len(misses) <= 1, misses
     assert five["metrics"]["requests_completed"] == 150  # the same in every seed: still an integer
 
 

@@ -48,7 +48,7 @@ CASES: dict[str, tuple[str, list[str], str]] = {
     "hardware.gpus_per_node": ("cluster", [], "16"),
     "hardware.gpu_link_gbps": ("single", ["serving.tensor_parallel_size=2"], "10"),
     "hardware.gpu_link_latency_us": ("single", ["serving.tensor_parallel_size=2"], "500"),
-    "hardware.pcie_gbps": ("cluster", [], "0.5"),
+    "hardware.pcie_gbps": ("cluster", TWO_RACKS, "0.5"),  # (a block fetched from another node crosses its PCIe)
     "serving.tensor_parallel_size": ("single", [], "2"),
     "serving.data_parallel_size": ("single", ["model=qwen3-30b-a3b"], "2"),
     "serving.block_size": ("cache-only", [], "32"),
@@ -100,7 +100,7 @@ CASES: dict[str, tuple[str, list[str], str]] = {
     "cache.tiers.eic.write_gbps": ("single", [], "0.5"),  # tiers.eic.write_utilization_max
     "cache.tiers.eic.shared_read_gbps": ("single", EIC_ONLY, "0.01"),
     "cache.tiers.eic.latency_us": ("single", EIC_ONLY, "5000"),
-    "cache.tiers.eic.policy": ("cluster", INCLUSIVE_EIC, "fifo"),
+    "cache.tiers.eic.policy": ("cache-only", INCLUSIVE_EIC, "fifo"),
     "compute.flops_efficiency": ("single", [], "0.3"),
     "compute.bandwidth_efficiency": ("single", [], "0.4"),
     "compute.attention_efficiency": ("single", [], "0.05"),
