@@ -155,10 +155,12 @@ def _submit_all(pool: ProcessPoolExecutor, tasks: list[Task]) -> dict[Future, Ta
 
 def _stop(pool: ProcessPoolExecutor) -> None:
     """An interrupted sweep (Ctrl-C, SIGTERM) stops its workers now, mid-point: shutting the pool down alone
-    would wait at exit for the points they run."""
+    would wait at exit for the points they run. SIGKILL, which no mask holds: a spawned worker still unpickling its
+    start-up state has SIGTERM blocked (``_stop_signals_held``), went on once this process had exited and its
+    semaphores were gone, and printed a traceback under "kvsim: interrupted" (a learned sweep, ``_context``)."""
     pool.shutdown(wait=False, cancel_futures=True)
     for child in multiprocessing.active_children():
-        child.terminate()
+        child.kill()
 
 
 def _isolated(task: Task) -> dict:

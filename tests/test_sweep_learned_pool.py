@@ -3,11 +3,17 @@ checked before the points ran, which starts LightGBM's OpenMP threads, and forke
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
 import yaml
+
+from tests.test_sweep import _children
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,3 +34,28 @@ def test_a_learned_sweep_on_two_workers_finishes_with_the_serial_results(small_l
         assert done.returncode == 0, done.stderr
         rows[jobs] = out.read_text()
     assert rows["2"] == rows["1"] and len(rows["1"].splitlines()) == 3  # header and the two points
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_ctrl_c_as_a_learned_sweeps_spawned_workers_start_is_one_line(small_learned_model, tmp_path):
+    """Ctrl-C (SIGINT to the process group) just as a learned sweep's spawned workers start: 130 and one line. A
+    worker still unpickling its start-up state (SIGTERM held there) outlived the sweep's exit, found its semaphores
+    gone and printed a traceback (every run with the signal within ~0.1 s of the workers' start)."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({"mode": "cache-only", "set": {
+        "cache.policy": "learned", "cache.learned_model": str(small_learned_model),
+        "cache.allow_train_test_overlap": True, "serving.block_size": 512,
+        "workload.synthetic.num_requests": 300}, "axes": {"cache.capacity_blocks": [100, 200, 300]}}))
+    proc = subprocess.Popen([sys.executable, "main.py", "--sweep", str(spec), "--jobs", "2", "--report-csv",
+                             str(tmp_path / "s.csv"), "--no-plot", "--quiet"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and len(_children(proc.pid)) < 2 and proc.poll() is None:
+            time.sleep(0.001)
+        assert proc.poll() is None, "the sweep ended before its workers started"
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and proc.stderr.read() == "kvsim: interrupted\n"
