@@ -127,6 +127,25 @@ def test_utilization_counts_the_moe_roofline():
     assert counter.bytes(work) == pytest.approx(2 * (1760 + kv + elementwise) + 16 * 8 * 2)
 
 
+def test_utilization_counts_the_moe_roofline_at_data_parallel_2():
+    """At D = 2 (expert parallel) the counter's bytes of one step are still the roofline's: each rank's fused experts
+    write every group token's pairs (vLLM's write_zeros_to_output for the other rank's experts), so the activation
+    bytes per own token are not D = 1's (the counter kept D = 1's: 240 B where the roofline priced 432)."""
+    r = RooflineCompute(TINY, _unit_gpu(), 2, 2, 1, flops_efficiency=1.0, bandwidth_efficiency=1.0,
+                        data_parallel_size=2)
+    work = WorkTotals()
+    shape = StepShape()
+    shape.add_prefill(2, 0)
+    work.add_step(shape, 1.0)
+    # weights: (192 + 64) x 2 B = 512 and the rank's half of the group's 4 tokens' distinct experts,
+    # 8 x (1 - (3/4)^4) / 2 = 2.734375 x 144 x 2 B = 787.5; the group's 4 tokens' GEMM activations, each token's
+    # 8-wide input read, its 2 pairs' gate and up (2 x 6) and output (8) written on every rank and this rank's half of
+    # the pairs' 6-wide activation read: 4 x (8 + 2 x 20 + 2 x 6 / 2) x 2 B = 432
+    kv = r.kv_bytes_per_token_layer * 2
+    elementwise = 2 * (2 * (2 * 4 * 8 + 3 * 2 * 6 + 2 * 3 * 4) + (16 + 16) + 24 + 48)  # as at D = 1 above
+    assert WorkCounter(r).bytes(work) == pytest.approx(2 * (512 + 787.5 + 432 + kv + elementwise) + 16 * 8 * 2)
+
+
 # ---------------------------------------------------------------- a bundle's moe.csv
 
 MOE_CSV = "tokens,activated_experts,time_us\n1,2,10\n4,2,40\n2,4,50\n4,4,70\n"

@@ -183,13 +183,15 @@ class RooflineCompute:
             self.attn_params, self.router_params = attn_params, router_params
             self.expert_bytes = m.expert_parameters * m.expert_weight_bytes(self.dtype_bytes) / tp  # MXFP4: 4.25 bits
             # the shared experts' MLP's activations on a rank's own tokens (as a dense MLP's); the routed experts' GEMMs'
-            # on the group's, and their padded rows (sim.serving.moe.FusedExperts); per token at D = 1 together
-            # (utilization)
+            # on the group's, and their padded rows (sim.serving.moe.FusedExperts); per own token together, the group
+            # D ranks of one token each as moe_layer_time takes it without a share (utilization: at D > 1 each rank
+            # writes every group token's pairs, so D = 1's count undercounted the bytes it priced)
             self.fused = FusedExperts(m, self.dtype_bytes, tp, self.data_parallel_size)
             shared_width = m.shared_expert_intermediate_size
             self.shared_act_bytes_per_token = 2 * (m.hidden_size + shared_width) * self.dtype_bytes / tp if \
                 shared_width else 0.0
-            self.moe_act_bytes_per_token = self.shared_act_bytes_per_token + self.fused.activation_bytes(1, 1)
+            self.moe_act_bytes_per_token = (self.shared_act_bytes_per_token
+                                        + self.fused.activation_bytes(self.data_parallel_size))
 
     def dense_layer_time(self, tokens: int, extra: float = 0.0, extra_kernels: int = 0) -> float:
         """One dense layer's projections and MLP for ``tokens`` tokens (``extra``: more weights per rank, as a GDN
