@@ -60,15 +60,37 @@ def error_record(task: Task, message: str, kind: str, wall_s: float = 0.0) -> di
             "runs": [], "error": message, "error_kind": kind, "wall_s": wall_s}
 
 
+def _execute_reading(task: Task):
+    """``execute`` of the task's point, with each setting its workload leaves unread (``UnreadSetting``: a fixed key
+    of a sweep that another point reads, such as outputs_in_next_turn=false beside a kind axis of multi-turn and rag)
+    at the value that leaves the run the same, not refused: a lone run refuses it, a point of a sweep or plan that
+    some other point's run reads it may not (``experiments.execute.refuse_unread``; the points' runs alike)."""
+    from experiments.execute import execute
+    from sim.config import replace
+    from sim.errors import UnreadSetting
+
+    config = task.config
+    while True:
+        try:
+            return execute(task.mode, config, task.options)
+        except UnreadSetting as exc:
+            section, name = exc.key.rsplit(".", 1)
+            current = config
+            for part in section.split("."):
+                current = getattr(current, part)
+            if getattr(current, name) == exc.neutral:  # (already neutral: not the setting's doing)
+                raise
+            config = replace(config, **{exc.key: exc.neutral})
+
+
 def run_task(task: Task) -> dict:
     """Run one point; its JSON-ready record (runs, or the error that stopped it)."""
     _ensure_root_first()
-    from experiments.execute import execute
     from sim.report.document import run_entry
 
     start = time.perf_counter()
     try:
-        out = execute(task.mode, task.config, task.options)
+        out = _execute_reading(task)
     except InputError as exc:
         return error_record(task, str(exc), "input", time.perf_counter() - start)
     except Exception as exc:  # a bug at this point: keep its traceback, let the other points go on

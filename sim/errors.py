@@ -22,6 +22,17 @@ class ConfigError(InputError):
     """A config key, value or overlay is invalid; the message names the dotted path."""
 
 
+class UnreadSetting(ConfigError):
+    """A setting the loaded workload leaves unread (the run would be the same with ``neutral``), found as the run
+    loads it. A lone run refuses it; a sweep's or plan's point runs with ``neutral`` instead
+    (``experiments.runner.run_task``), as a key some points read and others do not is kept before the points run
+    (``experiments.execute.refuse_unread``)."""
+
+    def __init__(self, message: str, key: str, neutral: object):
+        super().__init__(message)
+        self.key, self.neutral = key, neutral
+
+
 class TraceError(InputError):
     """A trace file cannot be read or a row is invalid in strict mode; names file and row."""
 

@@ -17,7 +17,7 @@ import sys
 import numpy as np
 
 from sim.config import WorkloadConfig
-from sim.errors import ConfigError
+from sim.errors import ConfigError, UnreadSetting
 
 ARRIVALS_STREAM = 0x41525256  # "ARRV": the arrival draws' seed stream, apart from the generator's
 
@@ -60,8 +60,8 @@ def apply_arrivals(arrival_s: np.ndarray, workload: WorkloadConfig, seed: int) -
     if workload.rate_scale != 1.0 and not (len(out) > 1 and out[-1] > out[0]):  # no gap to divide: a run alike
         which = ("holds one request; drop it" if len(out) < 2 else f"has {len(out):,} requests that all arrive at "
                  "once; drop it, or draw arrivals at a rate (workload.arrivals.process, rate_rps)")
-        raise ConfigError(f"config key 'workload.rate_scale'={workload.rate_scale:g} changes nothing: the workload "
-                          f"{which}")
+        raise UnreadSetting(f"config key 'workload.rate_scale'={workload.rate_scale:g} changes nothing: the workload "
+                            f"{which}", "workload.rate_scale", 1.0)
     if workload.rate_scale != 1.0:
         out = (out - out[0]) / workload.rate_scale if len(out) else out
     return np.asarray(out, dtype=np.float64)

@@ -119,14 +119,15 @@ def check_outputs_in_next_turn_read(trace: Trace, outputs_in_next_turn: bool, so
     """``workload.outputs_in_next_turn=false`` gives each answer blocks of its own instead of the next turn's: where
     no prompt continues an earlier request (no sessions, every prompt new) every answer has its own either way, and
     the run is the same one: refused, naming ``source`` (the trace, or the synthetic workload)."""
-    from sim.errors import ConfigError
+    from sim.errors import UnreadSetting
 
     if outputs_in_next_turn or len(trace) == 0:
         return
     if trace.block_ids is None or not len(trace.block_ids) or generated_blocks(
             trace, trace.provenance.block_tokens, int(trace.block_ids.max()) + 1).continued == 0:
-        raise ConfigError(f"config key 'workload.outputs_in_next_turn'=false changes nothing: no prompt of {source} "
-                          "holds an earlier request's prompt and answer, so every answer has blocks of its own either way")
+        raise UnreadSetting(f"config key 'workload.outputs_in_next_turn'=false changes nothing: no prompt of {source} "
+                            "holds an earlier request's prompt and answer, so every answer has blocks of its own either "
+                            "way", "workload.outputs_in_next_turn", True)
 
 
 def interleaved(prompt_values: np.ndarray, prompt_offsets: np.ndarray, generated_values: np.ndarray,
