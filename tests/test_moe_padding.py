@@ -3,6 +3,7 @@ to a multiple of ``BLOCK_SIZE_M`` as vLLM's ``moe_align_block_size`` pads them, 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
@@ -74,6 +75,20 @@ def test_a_fractional_token_count_interpolates_between_its_neighbours():
 def test_block_m_follows_vllms_default_config():
     # fused_moe.py get_default_config: BLOCK_SIZE_M 16 while M <= E, else 64
     assert fused_moe_block_m(128, 128) == 16 and fused_moe_block_m(129, 128) == 64
+
+
+def test_block_wise_fp8_experts_pad_to_64_rows_at_any_batch():
+    """get_default_config's first branch: dtype fp8_w8a8 with a block_shape takes BLOCK_SIZE_M 64 whatever M (its
+    M <= E rule of 16 is the unquantized and per-tensor path's). MiniMax-M2 (block-wise FP8, 8 of 256 experts): one
+    token's 8 pairs, each alone on its expert, are 8 x 64 = 512 rows (8 x 16 = 128 taken before)."""
+    from sim.specs import model_spec
+
+    assert fused_moe_block_m(1, 256, block_fp8=True) == 64
+    minimax = model_spec("minimax-m2")
+    assert rank_expert_rows(1, minimax) == pytest.approx(8 * 64)
+    assert block_expert_rows(1, minimax, 8) == pytest.approx(8 * 64)
+    plain = dataclasses.replace(minimax, weight_quantization=None, weight_block_size=None)
+    assert rank_expert_rows(1, plain) == pytest.approx(8 * 16)
 
 
 def test_rank_rows_take_the_groups_tokens_and_local_experts():

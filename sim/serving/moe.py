@@ -82,13 +82,20 @@ def rank_experts(group_tokens: float, model: ModelSpec, data_parallel_size: int 
 
 
 # vLLM fused_moe.py get_default_config (unquantized and per-tensor FP8, no tuned config file): BLOCK_SIZE_M 16
-# for M <= E (the rank's tokens, its local experts: w2's first dimension), else 64
+# for M <= E (the rank's tokens, its local experts: w2's first dimension), else 64; block-wise FP8 (dtype fp8_w8a8
+# with a block_shape, its first branch): 64 at any M
 SMALL_BLOCK_M, LARGE_BLOCK_M = 16, 64
 
 
-def fused_moe_block_m(tokens: float, local_experts: float) -> int:
-    """The fused-MoE kernel's ``BLOCK_SIZE_M`` for a rank's ``tokens`` (hidden-state rows) and ``local_experts``."""
-    return SMALL_BLOCK_M if tokens <= local_experts else LARGE_BLOCK_M
+def fused_moe_block_m(tokens: float, local_experts: float, block_fp8: bool = False) -> int:
+    """The fused-MoE kernel's ``BLOCK_SIZE_M`` for a rank's ``tokens`` (hidden-state rows) and ``local_experts``
+    (``block_fp8``: the experts are block-wise FP8, ``ModelSpec.weight_block_size``)."""
+    return SMALL_BLOCK_M if tokens <= local_experts and not block_fp8 else LARGE_BLOCK_M
+
+
+def _block_fp8(model: ModelSpec) -> bool:
+    """Whether vLLM runs the model's experts as block-wise FP8 (fp8_w8a8 with a block_shape)."""
+    return model.weight_quantization == "fp8" and model.weight_block_size is not None
 
 
 @lru_cache(maxsize=1 << 16)
@@ -132,7 +139,7 @@ def rank_expert_rows(group_tokens: float, model: ModelSpec, data_parallel_size: 
     its local experts E / (D × TP) with D > 1 (expert parallel), all E at D = 1 (experts split by width)."""
     d = data_parallel_size
     local = model.num_experts if d == 1 else model.num_experts / (d * tensor_parallel_size)
-    block_m = fused_moe_block_m(group_tokens, local)
+    block_m = fused_moe_block_m(group_tokens, local, _block_fp8(model))
     return expected_padded_rows(group_tokens, model.num_experts_per_tok, model.num_experts, block_m) / d
 
 
@@ -140,7 +147,7 @@ def block_expert_rows(tokens: int, model: ModelSpec, experts: float) -> float:
     """Padded expert rows of one GPU's whole MoE block when ``tokens`` tokens are routed, k each, to ``experts``
     activated experts (a bundle's moe.csv row: each activated expert's pairs Binomial(tokens, k / experts))."""
     activated = max(1, round(experts))
-    block_m = fused_moe_block_m(tokens, model.num_experts)
+    block_m = fused_moe_block_m(tokens, model.num_experts, _block_fp8(model))
     return expected_padded_rows(tokens, model.num_experts_per_tok, activated, block_m)
 
 
