@@ -257,6 +257,12 @@ def test_the_tool_writes_an_overlay_a_run_loads(tool, tmp_path, capsys, run_cli)
     # null one): a later change of their defaults changes no step
     assert all(f"{key}: {value}" in out.read_text() for key, value in (
         ("gemm_floor_us", 3.1), ("attention_efficiency", 0.54), ("attention_tile_us", 4.5)))
+    assert "MAPE over them: roofline defaults " in out.read_text()  # (serving keys set: the roofline's own defaults)
+    held = tmp_path / "held.yaml"
+    status = tool.main([str(path), "--set", ENGINE_2023[0], "--set", ENGINE_2023[1], "--set",
+                        "compute.gemm_floor_us=5", "--fit", "flops_efficiency", "--holdout", "none", "--out", str(held)])
+    capsys.readouterr()
+    assert status == 0 and "MAPE over them: roofline as configured " in held.read_text()  # not "defaults"
     status, _, err = run_cli("--preset", "smoke", "--no-plot", "--quiet", "--calibration-profile", out,
                              "--set", "workload.synthetic.num_requests=10", "--report-json", tmp_path / "r.json")
     assert status == 0, err

@@ -213,8 +213,11 @@ def _overlay(args: argparse.Namespace, argv: list[str], steps, configs, values: 
     efficiencies = {attention_efficiency(c) for c in configs}
     if base.compute.attention_efficiency is None and len(efficiencies) == 1:
         set_dotted(layer, "compute.attention_efficiency", efficiencies.pop())
+    # the roofline the fit started from: its defaults, unless a config file or a --set gave a compute constant
+    configured = args.config is not None or any(a.split("=", 1)[0].strip().startswith("compute.") for a in args.sets)
+    start = "roofline as configured" if configured else "roofline defaults"
     header = [f"# made by: python tools/fit_roofline.py {' '.join(argv)}",
-              f"# from {len(steps)} points of {args.table.name}; MAPE over them: roofline defaults {before:.1f}%, "
+              f"# from {len(steps)} points of {args.table.name}; MAPE over them: {start} {before:.1f}%, "
               f"fitted {after:.1f}%"]
     return "\n".join(header) + "\n" + yaml.safe_dump(layer, sort_keys=False)
 
