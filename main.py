@@ -310,10 +310,8 @@ def run_trace_stats(run: Run) -> tuple[dict, list[RunResult]]:
 
     trace = load_workload(run.config)
     run.config = with_trace_block_size(run.config, trace)
-    workload = run.config.workload
-    check_outputs_in_next_turn_read(trace, workload.outputs_in_next_turn,
-                                    workload.trace or f"the synthetic {workload.synthetic.kind} workload")
-    metrics = trace_stats(trace, workload.outputs_in_next_turn)
+    check_outputs_in_next_turn_read(trace, run.config.workload)
+    metrics = trace_stats(trace, run.config.workload.outputs_in_next_turn)
     if run.outputs.plot_dir is not None:
         from sim.report.plots import plot_trace_stats
 

@@ -67,6 +67,7 @@ def _execute_reading(task: Task):
     some other point's run reads it may not (``experiments.execute.refuse_unread``; the points' runs alike)."""
     from experiments.execute import execute
     from sim.config import replace
+    from sim.config_fields import setting
     from sim.errors import UnreadSetting
 
     config = task.config
@@ -74,11 +75,7 @@ def _execute_reading(task: Task):
         try:
             return execute(task.mode, config, task.options)
         except UnreadSetting as exc:
-            section, name = exc.key.rsplit(".", 1)
-            current = config
-            for part in section.split("."):
-                current = getattr(current, part)
-            if getattr(current, name) == exc.neutral:  # (already neutral: not the setting's doing)
+            if setting(config, exc.key) == exc.neutral:  # (already neutral: not the setting's doing)
                 raise
             config = replace(config, **{exc.key: exc.neutral})
 

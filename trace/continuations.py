@@ -23,11 +23,15 @@ back), so a request has ``(input + output - 1) // block_size - input // block_si
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sim.jit import njit
 from trace.request import Trace
+
+if TYPE_CHECKING:
+    from sim.config import WorkloadConfig
 
 
 @dataclass(slots=True)
@@ -115,14 +119,15 @@ def _generated_ids(block_offsets, block_ids, full, counts, offsets, id_space):
     return ids, continued, fresh
 
 
-def check_outputs_in_next_turn_read(trace: Trace, outputs_in_next_turn: bool, source: str) -> None:
+def check_outputs_in_next_turn_read(trace: Trace, workload: WorkloadConfig) -> None:
     """``workload.outputs_in_next_turn=false`` gives each answer blocks of its own instead of the next turn's: where
     no prompt continues an earlier request (no sessions, every prompt new) every answer has its own either way, and
-    the run is the same one: refused, naming ``source`` (the trace, or the synthetic workload)."""
+    the run is the same one: refused, naming the workload (its trace, or the synthetic kind)."""
     from sim.errors import UnreadSetting
 
-    if outputs_in_next_turn or len(trace) == 0:
+    if workload.outputs_in_next_turn or len(trace) == 0:
         return
+    source = workload.trace or f"the synthetic {workload.synthetic.kind} workload"
     if trace.block_ids is None or not len(trace.block_ids) or generated_blocks(
             trace, trace.provenance.block_tokens, int(trace.block_ids.max()) + 1).continued == 0:
         raise UnreadSetting(f"config key 'workload.outputs_in_next_turn'=false changes nothing: no prompt of {source} "

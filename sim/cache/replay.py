@@ -87,8 +87,7 @@ def cache_stream(trace: Trace, config: Config) -> CacheStream:
     blocks after its prompt (their ids as ``workload.outputs_in_next_turn`` reads them: ``trace/continuations.py``)."""
     if not config.cache.insert_outputs:
         return CacheStream(trace)
-    check_outputs_in_next_turn_read(trace, config.workload.outputs_in_next_turn, config.workload.trace or
-                                    f"the synthetic {config.workload.synthetic.kind} workload")
+    check_outputs_in_next_turn_read(trace, config.workload)
     generated = generated_blocks(trace, trace.provenance.block_tokens, block_id_space(trace),
                                  config.workload.outputs_in_next_turn)
     return CacheStream(trace, generated)

@@ -178,10 +178,9 @@ class FusedExperts:
     tensor_parallel_size: int = 1
     data_parallel_size: int = 1
 
-    def rows(self, group: float, data_parallel_size: int | None = None) -> float:
+    def rows(self, group: float) -> float:
         """``rank_expert_rows`` of the group's ``group`` tokens."""
-        d = self.data_parallel_size if data_parallel_size is None else data_parallel_size
-        return rank_expert_rows(group, self.model, d, self.tensor_parallel_size)
+        return rank_expert_rows(group, self.model, self.data_parallel_size, self.tensor_parallel_size)
 
     def block_rows(self, tokens: int, experts: float) -> float:
         """``block_expert_rows``: ``tokens`` routed to ``experts`` activated experts on one GPU."""

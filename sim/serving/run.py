@@ -142,8 +142,7 @@ class ServingRun:
         junction: ``HybridKVCacheManager``); none when nothing is cached."""
         trace, workload = self.trace, self.config.workload
         if self.config.serving.enable_prefix_caching:  # (off: nothing is cached, and the mode's rules name the key)
-            check_outputs_in_next_turn_read(trace, workload.outputs_in_next_turn,
-                                            workload.trace or f"the synthetic {workload.synthetic.kind} workload")
+            check_outputs_in_next_turn_read(trace, workload)
         if not self.prefix_caching:
             return None
         return generated_blocks(trace, trace.provenance.block_tokens, block_id_space(trace),
