@@ -132,7 +132,8 @@ def test_utilization_counts_the_moe_roofline():
 def test_utilization_counts_the_moe_roofline_at_data_parallel_2():
     """At D = 2 (expert parallel) the counter's bytes of one step are still the roofline's: each rank's fused experts
     write every group token's pairs (vLLM's write_zeros_to_output for the other rank's experts), so the activation
-    bytes per own token are not D = 1's (the counter kept D = 1's: 240 B where the roofline priced 432)."""
+    bytes per own token are not D = 1's (the counter kept D = 1's: 240 B where the roofline priced 432); and the
+    experts' elementwise kernels run on the group's tokens too (sim.serving.elementwise)."""
     r = RooflineCompute(TINY, _unit_gpu(), 2, 2, 1, flops_efficiency=1.0, bandwidth_efficiency=1.0,
                         data_parallel_size=2)
     work = WorkTotals()
@@ -144,7 +145,9 @@ def test_utilization_counts_the_moe_roofline_at_data_parallel_2():
     # 8-wide input read, its 2 pairs' gate and up (2 x 6) and output (8) written on every rank and this rank's half of
     # the pairs' 6-wide activation read: 4 x (8 + 2 x 20 + 2 x 6 / 2) x 2 B = 432
     kv = r.kv_bytes_per_token_layer * 2
-    elementwise = 2 * (2 * (2 * 4 * 8 + 3 * 2 * 6 + 2 * 3 * 4) + (16 + 16) + 24 + 48)  # as at D = 1 above
+    # the elementwise kernels: on the 2 own tokens the norms and rotary embedding (2 B x (2 x 4 x 8 + 2 x 3 x 4)) and
+    # the top-k (32 B), on the group's 4 the experts' SiluAndMul (2 B x 3 x 2 x 6), align and sort (24) and moe_sum (48)
+    elementwise = 2 * (2 * (2 * 4 * 8 + 2 * 3 * 4) + 32) + 4 * (2 * 3 * 2 * 6 + 24 + 48)
     assert WorkCounter(r).bytes(work) == pytest.approx(2 * (512 + 787.5 + 432 + kv + elementwise) + 16 * 8 * 2)
 
 

@@ -157,7 +157,8 @@ class RooflineCompute:
             self.layer_weight_bytes += replicated_plain * (self.dtype_bytes - self.linear_bytes)
         # the MLP's input and its intermediate_size-wide activation, written and read (gated or not)
         self.act_bytes_per_token = 2 * (m.hidden_size + m.intermediate_size) * self.dtype_bytes
-        self.elementwise = elementwise_cost(m, self.dtype_bytes, tp)  # norms, rotary, activation (in series)
+        # norms, rotary, activation (in series); a data-parallel group's experts' kernels on the group's tokens
+        self.elementwise = elementwise_cost(m, self.dtype_bytes, tp, data_parallel_size=self.data_parallel_size)
         self._decode_fixed_memo: dict[int | tuple[int, int, int], tuple[float, float]] = {}
         self._step_fixed_memo: dict[tuple[int, int, int], tuple[float, float]] = {}  # (``_step_fixed``)
         self._dense_args: tuple[float, ...] | None = None  # ``_dense_decode_window``'s constants, once asked
@@ -258,11 +259,14 @@ class RooflineCompute:
         mixer = gdn.mixer_time(shape.prefill_tokens, shape.prefill_seqs, shape.decode_seqs, self.peak, self.bandwidth)
         # its projections: in_proj_qkvz, in_proj_ba and out_proj (qwen3_next.py), one GEMM more than q/k/v/o's two
         return gdn.layers * (self.linear_layer_time(tokens, share, gdn.projection_delta, 1) + mixer
-                             + self.elementwise_time(tokens))
+                             + self.elementwise_time(tokens, share))
 
-    def elementwise_time(self, tokens: int) -> float:  # one layer's (``sim.serving.elementwise``)
+    def elementwise_time(self, tokens: int, share: DataParallelShare | None = None) -> float:
+        """One layer's elementwise kernels (``sim.serving.elementwise``) for ``tokens`` tokens, those a data-parallel
+        group's MoE layers run on its tokens at the group's (``share``; None: D ranks of ``tokens`` each)."""
         return self.elementwise.layer_time(tokens, self.floors.gemm_s, self.bandwidth, self.gpu.l2_bytes,
-                                           self.gpu.cache_bandwidth * self.bandwidth_efficiency)
+                                           self.gpu.cache_bandwidth * self.bandwidth_efficiency,
+                                           group_tokens(tokens, self.data_parallel_size, share))
 
     def attention_flops(self, prefill_pairs: float, decode_kv_tokens: float, prefill_context: float,
                         prefill_tokens: float | None = None, decode_seqs: float | None = None) -> float:
@@ -379,7 +383,7 @@ class RooflineCompute:
         if fixed is None:
             if len(memo) >= DECODE_FIXED_MEMO:
                 memo.clear()
-            linear = self.linear_layer_time(tokens, share) + self.elementwise_time(tokens)
+            linear = self.linear_layer_time(tokens, share) + self.elementwise_time(tokens, share)
             fixed = memo[key] = (linear, self.lm_head_time(rows))
         return fixed
 
@@ -440,7 +444,7 @@ class RooflineCompute:
         """A decode step's linear layers (one layer's) and its once-per-step parts (LM head, collectives): they depend
         on the batch size alone, not on the KV lengths."""
         tokens = seqs if share is None else share.tokens
-        linear = self.linear_layer_time(tokens, share) + self.elementwise_time(tokens)
+        linear = self.linear_layer_time(tokens, share) + self.elementwise_time(tokens, share)
         return linear, self.lm_head_time(seqs) + self.comm_time(tokens, seqs, share)
 
     def _gdn_decode(self, first: StepShape, share: DataParallelShare | None) -> float:

@@ -27,6 +27,19 @@ norms), Qwen2-MoE's shared-expert gate's sigmoid (fused into the add), the one-k
 small batches (under 1,024 routed tokens with at most 64 experts: counted as two), DeepSeek's routed scaling, and
 torch.compile's fusions of these kernels with one another or with a GEMM (vLLM's compilation fusion passes).
 
+Data parallelism (``serving.data_parallel_size`` D > 1, ``sim.serving.moe``): vLLM 0.33 runs a group's MoE layers
+through a modular kernel whose prepare step (``MoEPrepareAndFinalizeNaiveDPEPModular``, fused_moe/prepare_finalize/
+naive_dp_ep.py) all-gathers the hidden states with the top-k weights and ids each rank chose for its own tokens
+(``MoERunner._apply_quant_method``: ``router.select_experts`` before ``forward_modular``), so on every rank the
+experts' kernels (fused_moe/experts/triton_moe.py ``TritonExperts.apply``) run on the group's G tokens: the two
+``moe_align_block_size`` kernels over its G × k ids, the activation over its whole G × k pairs' intermediate (each
+pair's full expert width, expert parallel: the other ranks' pairs written as zeros), the FP8 quantization of that
+activation's output and ``moe_sum`` over its G tokens' k outputs; the finalize step's reduce-scatter returns the
+rank's own tokens. The top-k, the shared experts (their activation too), their add to the routed sum
+(``MoERunner.forward``, after the combine) and the quantization of the experts' input (before the gather) stay on
+the rank's own tokens. Those group kernels are ``ElementwiseCost.group``, priced at the group's tokens
+(``sim.serving.moe.group_tokens``, as the GEMMs are); at D = 1 there is none.
+
 L2: each kernel reads what the kernel just before it wrote (the norm its GEMM's output, the rotary embedding
 qkv_proj's q and k, the activation gate_up_proj's output) and writes what the next one reads, and the GPU's L2 is
 write-back: where those bytes fit in L2 they never reach DRAM within the kernel, and move at the L2's bandwidth
@@ -45,6 +58,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sim.model_shape import ModelSpec
+from sim.serving.moe import expert_width_split
 
 # fused_add_rms_norm: reads the layer's input and the residual, writes the new residual and the normed input
 NORM_ACCESSES = 4
@@ -64,19 +78,25 @@ class ElementwiseKernel:
 @dataclass(frozen=True)
 class ElementwiseCost:
     """One decoder layer's elementwise kernels on one rank: how many, their bytes per scheduled token, and those of
-    the bytes the L2 can hold, per kernel (``cached``; empty: all at the DRAM bandwidth)."""
+    the bytes the L2 can hold, per kernel (``cached``; empty: all at the DRAM bandwidth); ``group``: those a
+    data-parallel group's MoE layers run on the group's tokens, per group token (None: every kernel on the rank's own)."""
 
     kernels: float  # (a mean over the layers: an MoE model's dense layers have no routing kernels)
     bytes_per_token: float
     cached: tuple[ElementwiseKernel, ...] = ()
+    group: ElementwiseCost | None = None
 
     def layer_time(self, tokens: float, kernel_floor_s: float, bandwidth: float, l2_bytes: int | None = None,
-                   l2_bandwidth: float = 0.0) -> float:
-        """Seconds of one layer's elementwise kernels for ``tokens`` tokens (``bandwidth``: the effective DRAM B/s;
-        ``l2_bytes``, ``l2_bandwidth``: the GPU's L2 and its effective B/s, None: no L2 counted)."""
+                   l2_bandwidth: float = 0.0, group_tokens: float | None = None) -> float:
+        """Seconds of one layer's elementwise kernels for ``tokens`` tokens of the rank's own and ``group_tokens`` of
+        its data-parallel group's (None: ``tokens``) (``bandwidth``: the effective DRAM B/s; ``l2_bytes``,
+        ``l2_bandwidth``: the GPU's L2 and its effective B/s, None: no L2 counted)."""
         if tokens <= 0:
             return 0.0
         seconds = self.kernels * kernel_floor_s + tokens * self.bytes_per_token / bandwidth
+        if self.group is not None:
+            seconds += self.group.layer_time(tokens if group_tokens is None else group_tokens, kernel_floor_s,
+                                             bandwidth, l2_bytes, l2_bandwidth)
         if not l2_bytes or l2_bandwidth <= 0:
             return seconds
         for kernel in self.cached:
@@ -85,6 +105,11 @@ class ElementwiseCost:
                 in_l2 = min(held, l2_bytes)
                 seconds -= kernel.count * in_l2 * (1 / bandwidth - 1 / l2_bandwidth)
         return seconds
+
+    def step_bytes(self, tokens: float, group_tokens: float) -> float:
+        """Bytes one layer's kernels move for ``tokens`` of the rank's own tokens and ``group_tokens`` of its group's."""
+        own = tokens * self.bytes_per_token
+        return own if self.group is None else own + group_tokens * self.group.bytes_per_token
 
 
 class _Kernels:
@@ -103,8 +128,10 @@ class _Kernels:
         if cached_each > 0:
             self.cached.append(ElementwiseKernel(count, cached_each))
 
-    def cost(self) -> ElementwiseCost:
-        return ElementwiseCost(self.kernels, self.bytes_per_token, tuple(self.cached))
+    def cost(self, group: _Kernels | None = None) -> ElementwiseCost:
+        """These kernels' cost (``group``: those run on the data-parallel group's tokens, counted apart)."""
+        group_cost = None if group is None or group is self else group.cost()
+        return ElementwiseCost(self.kernels, self.bytes_per_token, tuple(self.cached), group_cost)
 
 
 def _activation_width(model: ModelSpec) -> float:
@@ -116,16 +143,20 @@ def _activation_width(model: ModelSpec) -> float:
     return (dense_layers * model.intermediate_size + model.moe_layers * moe) / model.num_layers
 
 
-def elementwise_cost(model: ModelSpec, dtype_bytes: int, tensor_parallel_size: int,
-                     activation: bool = True) -> ElementwiseCost:
+def elementwise_cost(model: ModelSpec, dtype_bytes: int, tensor_parallel_size: int, activation: bool = True,
+                     data_parallel_size: int = 1) -> ElementwiseCost:
     """The elementwise kernels of one of ``model``'s layers on one of ``tensor_parallel_size`` ranks, the mean over
     its layers where they differ (an MoE model's dense layers) (``activation`` False: the norms, q/k norms and
     rotary embedding alone, what an MoE bundle's dense.csv times beside the projections, its experts' activation and
-    routing being moe.csv's, and no FP8 quantization)."""
+    routing being moe.csv's, and no FP8 quantization). With ``data_parallel_size`` D > 1 an MoE model's experts'
+    kernels are the cost's ``group``, per token of the data-parallel group's."""
     tp, m, b = tensor_parallel_size, model, dtype_bytes
     layer = _Kernels()
+    group = _Kernels() if data_parallel_size > 1 and m.is_moe else layer  # (D = 1: every kernel on the own tokens)
     _layer_norms(layer, m, b)
-    if activation:  # reads gate_up's output, writes the product: all of it, the L2's
+    if activation and group is not layer:
+        _group_activations(layer, group, m, b, tp, data_parallel_size)
+    elif activation:  # reads gate_up's output, writes the product: all of it, the L2's
         act_reads = 2 if m.gated_mlp or m.is_moe else 1  # (experts are gated MLPs)
         act_bytes = (act_reads + 1) * _activation_width(m) / tp * b
         layer.add(1, act_bytes, act_bytes)
@@ -149,10 +180,26 @@ def elementwise_cost(model: ModelSpec, dtype_bytes: int, tensor_parallel_size: i
         layer.add(2, qk / 2, qk / 2)  # (the two kernels' mean)
     if activation:
         if m.is_moe:
-            moe_kernels(layer, m, b, tp)
+            moe_kernels(layer, m, b, tp, group=group)
         if m.weight_quantization == "fp8":
-            fp8_quant_kernels(layer, m, b, tp)
-    return layer.cost()
+            fp8_quant_kernels(layer, m, b, tp, group, data_parallel_size)
+    return layer.cost(group)
+
+
+def _group_activations(layer: _Kernels, group: _Kernels, m: ModelSpec, b: int, tp: int, dp: int) -> None:
+    """A data-parallel MoE model's activations, each gated (reads gate and up, writes the product, the L2's): the
+    dense layers' and the shared experts' on the rank's own tokens (split over TP), the routed experts' over every
+    pair of the group's tokens at the whole expert width (``TritonExperts.apply``: the activation takes the whole
+    G × k-row intermediate, the pairs of the other ranks' experts as the GEMM wrote them, zeros)."""
+    share = m.moe_layers / m.num_layers
+    if share < 1:
+        dense = 3 * m.intermediate_size / tp * b
+        layer.add(1 - share, dense, dense)
+    if m.shared_expert_intermediate_size:  # (their own MLP's SiluAndMul: qwen2_moe.py Qwen2MoeMLP)
+        shared = 3 * m.shared_expert_intermediate_size / tp * b
+        layer.add(share, shared, shared)
+    routed = 3 * m.num_experts_per_tok * m.moe_intermediate_size / expert_width_split(tp, dp) * b
+    group.add(share, routed, routed)
 
 
 def _layer_norms(layer: _Kernels, m: ModelSpec, b: int) -> None:
@@ -185,50 +232,58 @@ def moe_block_cost(model: ModelSpec, dtype_bytes: int, tensor_parallel_size: int
     return layer.cost()
 
 
-def moe_kernels(layer: _Kernels, m: ModelSpec, b: int, tp: int, share: float | None = None) -> None:
+def moe_kernels(layer: _Kernels, m: ModelSpec, b: int, tp: int, share: float | None = None,
+                group: _Kernels | None = None) -> None:
     """An MoE layer's kernels beside its GEMMs (vLLM fused_moe: ``FusedMoE`` routing, then ``fused_experts``), all
     on what the kernel before wrote or the next one reads: the top-k over the router's logits (``topk_softmax``, or
     ``grouped_topk`` for a sigmoid router with a score-correction bias), ``moe_align_block_size``'s two kernels (count
     and align the routed copies by expert, then sort them), ``moe_sum`` (the k experts' outputs to one: GEMM2 writes
     them whole-width on every TP rank; none at k = 1, where GEMM2 writes the output) and, with shared experts, their
-    output's add to the routed sum. Each MoE layer's: a mean over the layers."""
+    output's add to the routed sum. Each MoE layer's: a mean over the layers. ``group``: where the kernels that run on
+    a data-parallel group's tokens go (align, sort, ``moe_sum``; None: ``layer``)."""
     share = m.moe_layers / m.num_layers if share is None else share  # (None: the mean over the layers)
+    group = layer if group is None else group
     k, h = m.num_experts_per_tok, m.hidden_size
     logit = FP32_BYTES if m.fp32_parameters else b  # (GLM-4.5's and MiniMax-M2's fp32 routers write fp32 logits)
     topk = m.num_experts * logit + k * (FP32_BYTES + INDEX_BYTES)  # reads the logits, writes k weights and k ids
     layer.add(share, topk, topk)
     # the align kernel reads the k ids, the sort kernel reads them and writes each copy's slot (the mean of the two)
-    layer.add(2 * share, 3 * k * INDEX_BYTES / 2, 3 * k * INDEX_BYTES / 2)
+    group.add(2 * share, 3 * k * INDEX_BYTES / 2, 3 * k * INDEX_BYTES / 2)
     if k > 1:
-        layer.add(share, (k + 1) * h * b, (k + 1) * h * b)
+        group.add(share, (k + 1) * h * b, (k + 1) * h * b)
     if m.shared_expert_intermediate_size:
         # reads the routed sum (the L2's) and the shared experts' output (computed before the routed experts: DRAM's),
         # writes the layer's output (qwen2_moe.py / deepseek_v2.py: final_hidden_states + shared_output)
         layer.add(share, 3 * h * b, 2 * h * b)
 
 
-def fp8_quant_kernels(layer: _Kernels, m: ModelSpec, b: int, tp: int) -> None:
+def fp8_quant_kernels(layer: _Kernels, m: ModelSpec, b: int, tp: int, group: _Kernels | None = None,
+                      dp: int = 1) -> None:
     """An FP8 checkpoint's activation quantization: before each FP8 GEMM vLLM quantizes its input on the fly
     (activation_scheme dynamic; ``Fp8LinearMethod``: ``per_token_group_quant_fp8`` with a weight_block_size, one fp32
     scale per token and block-column group; ``Fp8MoEMethod``: the experts' input once a token and the activation's
     output, k copies a token), reading it in the model dtype as the kernel before wrote it and writing it in FP8 for
     the GEMM. A per-tensor checkpoint's dynamic scale (a max pass more) and static scales are not told apart: one
     kernel each. The attention's inputs on every layer (a Gated DeltaNet layer counted as attention); MLA's kv_b_proj,
-    whose decode runs absorbed in the model dtype, not counted. The routers are not FP8."""
-    group = m.weight_block_size[1] if m.weight_block_size else None
+    whose decode runs absorbed in the model dtype, not counted. The routers are not FP8. ``group``: where the
+    experts' w2 input goes, which a data-parallel group (``dp`` > 1) quantizes over its tokens' pairs at the whole
+    expert width (None: ``layer``); the w13 input is quantized before the gather, on the rank's own tokens."""
+    block = m.weight_block_size[1] if m.weight_block_size else None
     h, share = m.hidden_size, m.moe_layers / m.num_layers
+    group = layer if group is None else group
     if m.is_mla:  # fused_qkv_a_proj (or q_proj and kv_a_proj_with_mqa), q_b_proj, o_proj; the indexer's wq_b
         widths = [h, h if m.q_lora_rank is None else m.q_lora_rank, m.num_attention_heads * m.v_head_dim / tp]
         widths += [m.q_lora_rank] if m.is_sparse_attention else []
     else:  # qkv_proj, o_proj
         widths = [h, m.num_attention_heads * m.head_dim / tp]
-    inputs = [(1.0, width) for width in widths]
+    inputs = [(1.0, width, layer) for width in widths]
     if share < 1:  # the dense layers' gate_up_proj and down_proj
-        inputs += [(1 - share, h), (1 - share, m.intermediate_size / tp)]
+        inputs += [(1 - share, h, layer), (1 - share, m.intermediate_size / tp, layer)]
     if share:  # the experts' w13 and w2 inputs, the shared experts' gate_up and down
-        inputs += [(share, h), (share, m.num_experts_per_tok * m.moe_intermediate_size / tp)]
+        routed = m.num_experts_per_tok * m.moe_intermediate_size / expert_width_split(tp, dp)
+        inputs += [(share, h, layer), (share, routed, group)]
         if m.shared_expert_intermediate_size:
-            inputs += [(share, h), (share, m.shared_expert_intermediate_size / tp)]
-    for count, width in inputs:
-        moved = width * (b + 1) + (width / group * FP32_BYTES if group else 0.0)
-        layer.add(count, moved, moved)
+            inputs += [(share, h, layer), (share, m.shared_expert_intermediate_size / tp, layer)]
+    for count, width, kernels in inputs:
+        moved = width * (b + 1) + (width / block * FP32_BYTES if block else 0.0)
+        kernels.add(count, moved, moved)

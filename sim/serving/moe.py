@@ -15,7 +15,8 @@ pairs and reads 1/(D × TP) of the weights of the experts the group's tokens tou
 The group's instances step in lockstep (``sim.serving.data_parallel``): a step's MoE layers see the
 group's G tokens (the ranks' own, padded as vLLM pads them), touching E · (1 − (1 − k/E)^G) experts,
 and exchange the group's hidden states by an all-gather and a reduce-scatter every MoE layer (vLLM's
-default ``allgather_reducescatter`` all-to-all backend; ``sim.serving.collectives.TensorParallelComm``).
+default ``allgather_reducescatter`` all-to-all backend; ``sim.serving.collectives.TensorParallelComm``); the experts'
+elementwise kernels (align, activation, ``moe_sum``) run on those G tokens too (``sim.serving.elementwise``).
 A step priced without its group (``DataParallelShare`` None: the planner's estimates, calibration) takes a
 group of D ranks each carrying a step like its own, G = D × T.
 
@@ -151,6 +152,12 @@ def block_expert_rows(tokens: int, model: ModelSpec, experts: float) -> float:
     return expected_padded_rows(tokens, model.num_experts_per_tok, activated, block_m)
 
 
+def expert_width_split(tensor_parallel_size: int = 1, data_parallel_size: int = 1) -> int:
+    """The ways each expert's intermediate width is split over a GPU's peers: TP at D = 1 (experts split by width),
+    none at D > 1 (expert parallel: each rank holds whole experts), so a GPU computes I / this of each pair."""
+    return tensor_parallel_size if data_parallel_size == 1 else 1
+
+
 def routed_activation_bytes(group_tokens: float, model: ModelSpec, dtype_bytes: int, data_parallel_size: int = 1,
                             tensor_parallel_size: int = 1) -> float:
     """Activation bytes one GPU's two fused-expert GEMMs move for the group's tokens G (vLLM fused_moe.py
@@ -159,12 +166,12 @@ def routed_activation_bytes(group_tokens: float, model: ModelSpec, dtype_bytes: 
     D = 1: experts split by width over TP (I' = I / TP), every pair computed and written on every rank. D > 1:
     expert parallel over the D × TP ranks (I' = I), every pair's outputs written (those of other ranks' experts as
     zeros), its own 1/(D × TP) of the pairs read."""
-    h, inter, k = model.hidden_size, model.moe_intermediate_size, model.num_experts_per_tok
+    h, k = model.hidden_size, model.num_experts_per_tok
+    width = model.moe_intermediate_size / expert_width_split(tensor_parallel_size, data_parallel_size)
     if data_parallel_size == 1:
-        width = inter / tensor_parallel_size
         per_token = h + k * (2 * width + width + h)
     else:
-        per_token = h + k * (2 * inter + h) + k * inter / (data_parallel_size * tensor_parallel_size)
+        per_token = h + k * (2 * width + h) + k * width / (data_parallel_size * tensor_parallel_size)
     return group_tokens * per_token * dtype_bytes
 
 

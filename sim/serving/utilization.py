@@ -115,8 +115,9 @@ class WorkCounter:
             self.linear_flops_per_token = (dense * self.linear_flops_per_token + moe * r.moe_flops_per_token) / layers
             self.act_bytes_per_token = (dense * self.act_bytes_per_token + moe * r.moe_act_bytes_per_token) / layers
         self.kv_bytes_per_token_layer = r.kv_bytes_per_token_layer
-        # each layer's norms, rotary embedding and activation (``sim.serving.elementwise``), attention or GDN layer
-        self.elementwise_bytes_per_token = r.elementwise.bytes_per_token
+        # each layer's norms, rotary embedding and activation (``sim.serving.elementwise``), attention or GDN layer;
+        # a data-parallel group's experts' kernels per own token of D ranks of one token each, as the GEMMs' above
+        self.elementwise_bytes_per_token = r.elementwise.step_bytes(1, r.data_parallel_size)
         self.head_flops_per_row = 2 * m.vocab_size * m.hidden_size / tp
         self.head_weight_bytes = m.vocab_size * m.hidden_size * r.dtype_bytes / tp
         self.peak_flops = r.gpu.peak_flops
