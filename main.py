@@ -31,7 +31,7 @@ try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
     import logging
     import time
     from dataclasses import dataclass, field
-    from typing import TYPE_CHECKING
+    from typing import TYPE_CHECKING, Callable
 
     from sim.cli import (
         build_parser,
@@ -53,6 +53,7 @@ try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
         check_preset_read,
         check_settings_given,
         given_by_set,
+        run_reading,
     )
     from sim.report.console import console_summary
     from sim.report.output import check_distinct, check_plot_folder, check_writable, is_device_or_pipe
@@ -409,6 +410,23 @@ RUNNERS = {"trace-stats": run_trace_stats, "cache-only": run_cache_only, "single
            "pd": run_serving_mode, "cluster": run_serving_mode, "check-calibration": run_check_calibration}
 
 
+def run_reading_given(run: Run, runner: Callable[[Run], tuple], given: dict[str, str]) -> tuple:
+    """``runner(run)``; a setting the loaded workload leaves unread is refused where the command line gave it
+    (``given``), and otherwise (a config file's) left alone: the run takes the value that leaves it the same, and
+    the report echoes the config as resolved, as it echoes a file's keys the mode never reads
+    (``sim.mode_settings.run_reading``)."""
+    from sim.config import replace
+
+    def attempt(config: Config) -> tuple:
+        run.config = config
+        return runner(run)
+
+    result, unread = run_reading(attempt, run.config, given)
+    if unread:
+        run.config = replace(run.config, **unread)
+    return result
+
+
 def prepare(args: argparse.Namespace, mode: str) -> Run:
     """Everything else checked before any work (the mode and its flags are): the whole config, the outputs."""
     policies = parse_policies(args.policy)
@@ -454,10 +472,11 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, start: float
         from experiments.cli import searched_runner
 
         runner = searched_runner(args, run.mode)
-    trace, runs = runner(run)
+    trace, runs = run_reading_given(run, runner, given_on_command_line(args))
     from sim.report.document import build_report, write_csv, write_json
 
-    report = build_report(run.mode, run.config, trace, runs, wall_s=time.perf_counter() - start)
+    report = build_report(run.mode, run.config, trace, runs, wall_s=time.perf_counter() - start,
+                          reads_as=CLUSTER_PD if run.cluster_pd else run.mode)
     if run.outputs.report_json:
         write_json(report, run.outputs.report_json)
         run.notes.append(f"report: {run.outputs.report_json}")

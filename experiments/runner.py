@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from experiments.execute import RunOptions
 from sim.config import Config
 from sim.errors import InputError
-from experiments.execute import RunOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKENDS = ("local", "ray")
@@ -63,21 +63,13 @@ def error_record(task: Task, message: str, kind: str, wall_s: float = 0.0) -> di
 def _execute_reading(task: Task):
     """``execute`` of the task's point, with each setting its workload leaves unread (``UnreadSetting``: a fixed key
     of a sweep that another point reads, such as outputs_in_next_turn=false beside a kind axis of multi-turn and rag)
-    at the value that leaves the run the same, not refused: a lone run refuses it, a point of a sweep or plan that
-    some other point's run reads it may not (``experiments.execute.refuse_unread``; the points' runs alike)."""
+    at the value that leaves the run the same, not refused: a lone run refuses one given on its command line, a point
+    of a sweep or plan that some other point's run reads it may not (``experiments.execute.refuse_unread``; the
+    points' runs alike)."""
     from experiments.execute import execute
-    from sim.config import replace
-    from sim.config_fields import setting
-    from sim.errors import UnreadSetting
+    from sim.mode_settings import run_reading
 
-    config = task.config
-    while True:
-        try:
-            return execute(task.mode, config, task.options)
-        except UnreadSetting as exc:
-            if setting(config, exc.key) == exc.neutral:  # (already neutral: not the setting's doing)
-                raise
-            config = replace(config, **{exc.key: exc.neutral})
+    return run_reading(lambda config: execute(task.mode, config, task.options), task.config)[0]
 
 
 def run_task(task: Task) -> dict:

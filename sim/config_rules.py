@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from sim.config_fields import path_settings
 from sim.config_yaml import DIRECTORY_KEYS
 from sim.errors import ConfigError, quote
-from sim.synthetic_rules import rag_documents_distinct, think_times_within_horizon
+from sim.synthetic_rules import think_times_within_horizon
 
 if TYPE_CHECKING:
     from sim.config import Config, WorkloadConfig
@@ -322,7 +322,6 @@ CONSTRAINTS: tuple[typing.Callable[[Config], None], ...] = (
     _synthetic_sizes,
     _synthetic_settings_apply,
     think_times_within_horizon,
-    rag_documents_distinct,
     _arrival_settings_apply,
     _workload_cache_usable,
 )

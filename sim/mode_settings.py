@@ -6,9 +6,12 @@ together with others on the resolved config). The modes themselves are named her
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable, Collection, TypeVar
 
 from sim.config import Config, TiersConfig
 from sim.errors import InputError
+
+T = TypeVar("T")
 
 # ---------------------------------------------------------------------------- modes
 
@@ -221,6 +224,27 @@ def _unread(mode: str, config: Config, policies: list[str], given: dict[str, str
     if "cache.learned_model" in given and not uses_learned_policy(config, policies):
         yield "cache.learned_model", (f"no run uses the learned policy (runs: {', '.join(policies)}; --policy learned, "
                                       "or a tier's cache.tiers.<tier>.policy)")
+
+
+def run_reading(attempt: Callable[[Config], T], config: Config, refused: Collection[str] = ()) -> tuple[T, dict]:
+    """``attempt(config)``, again with each setting the loaded workload leaves unread (``UnreadSetting``, found as the
+    run loads it) at the value that leaves the run the same; one whose key is in ``refused`` (given on the command
+    line) is refused instead, as a ``--set`` key found unread before the run is, while one a config file holds is left
+    alone as that check leaves a file's keys (config.yaml holds every section). Returns the attempt's result and each
+    key so replaced with its value in ``config``."""
+    from sim.config import replace
+    from sim.config_fields import setting
+    from sim.errors import UnreadSetting
+
+    left: dict = {}
+    while True:
+        try:
+            return attempt(config), left
+        except UnreadSetting as exc:
+            if exc.key in refused or setting(config, exc.key) == exc.neutral:  # (neutral: not the setting's doing)
+                raise
+            left.setdefault(exc.key, setting(config, exc.key))
+            config = replace(config, **{exc.key: exc.neutral})
 
 
 def setting_users(key: str, mode: str) -> str | None:

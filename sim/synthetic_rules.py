@@ -43,16 +43,3 @@ def think_times_within_horizon(c: Config) -> None:
                           f"think_time_median_s x exp(sigma^2 / 2), exceed {MAX_TRACE_SPAN_S:.3g} s (34 years), the "
                           f"longest span a workload may have: at most {math.floor(most * 1000) / 1000:g} at "
                           f"think_time_median_s={median:g}")
-
-
-def rag_documents_distinct(c: Config) -> None:
-    """A RAG request's ``documents_per_request`` documents come from the pool of ``num_documents``; a retriever
-    returns distinct ones, so a request cannot hold more than the pool has. (``trace.synthetic`` draws each of a
-    request's documents on its own, Zipf over the pool, so with more than the pool holds repeats are certain.)"""
-    syn = c.workload.synthetic
-    if c.workload.trace is not None or syn.kind != "rag":
-        return
-    if syn.documents_per_request > syn.num_documents:
-        raise ConfigError(f"config keys '{KEY}documents_per_request'={syn.documents_per_request} and "
-                          f"'{KEY}num_documents'={syn.num_documents}: a request cannot retrieve more distinct "
-                          "documents than the pool holds")

@@ -260,7 +260,7 @@ def test_trace_stats_rate_panel_draws_the_last_bin_and_starts_at_zero(figures, t
     from trace.stats import RATE_BIN_S
 
     class Tiny:
-        arrival_s = np.array([0.0, 1.0, 2.0, 12.0, 25.0])  # 10 s bins: 3, 1, 1 requests
+        arrival_s = np.array([0.0, 1.0, 2.0, 12.0, 25.0])  # 10 s bins: 3, then 2 in the last, [10, 25]
         input_tokens = np.array([10, 20, 30, 40, 50])
         output_tokens = np.array([1, 2, 3, 4, 5])
         provenance = type("P", (), {"path": "tiny.csv", "format": "azure"})()
@@ -271,7 +271,7 @@ def test_trace_stats_rate_panel_draws_the_last_bin_and_starts_at_zero(figures, t
     assert RATE_BIN_S == 10.0
     plot_trace_stats(Tiny(), tmp_path / "s.png")
     rate_ax = figures[0].axes[0]
-    assert rate_ax.dataLim.x1 == pytest.approx(30.0)  # three bins, the last one [20, 30) drawn
+    assert rate_ax.dataLim.x1 == pytest.approx(25.0)  # two bins, the last one [10, 25] drawn (rate_peak_rps')
     assert rate_ax.dataLim.y1 == pytest.approx(0.3)  # 3 requests / 10 s
     assert rate_ax.get_ylim()[0] == 0.0
 

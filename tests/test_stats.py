@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trace.request import Trace, TraceProvenance
-from trace.stats import trace_stats
 from trace import blocks as bm
+from trace.request import Trace, TraceProvenance
+from trace.stats import arrival_rate_bins, trace_stats
 
 
 def _trace(arrival, blocks_per_req, block_ids, inputs=None):
@@ -43,6 +44,38 @@ def test_rates_and_distributions_by_hand():
     assert s["input_tokens"]["mean"] == 30.0 and s["input_tokens"]["p50"] == 30.0
     assert s["input_tokens"]["max"] == 50.0
     assert s["input_tokens"]["p99"] == 40 + 0.96 * 10  # numpy linear interpolation
+
+
+def test_a_span_under_a_bin_and_a_partial_last_bin_rate_over_the_time_they_cover():
+    # 2 requests 1 s apart: one bin of the span, 2 / 1 s (it was 2 / 10 s = 0.2, under the mean of 2)
+    s = trace_stats(_trace([0, 1], [1, 1], [0, 1]))
+    assert s["rate_mean_rps"] == 2.0 and s["rate_peak_rps"] == 2.0
+    # 0, 1, 2 in [0, 10); 12, 13, 14, 15 and 21 in the last bin, [10, 21], which takes the second past 20: 5 / 11 s
+    # (it was [10, 20) with 4 / 10 s, then 1 / 10 s in [20, 30), though the trace ends at 21)
+    t = _trace([0, 1, 2, 12, 13, 14, 15, 21], [1] * 8, list(range(8)))
+    rates, edges = arrival_rate_bins(t.arrival_s)
+    assert edges.tolist() == [0.0, 10.0, 21.0] and rates.tolist() == [0.3, 5 / 11]
+    assert trace_stats(t)["rate_peak_rps"] == 5 / 11
+    # no span (one request, or all at once): no rate, as the mean (0)
+    assert trace_stats(_trace([3, 3], [1, 1], [0, 1]))["rate_peak_rps"] == 0.0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(0, 1e6, allow_nan=False, allow_subnormal=False), min_size=1, max_size=60),
+       st.sampled_from([0.0, 1e-6, 9.999, 10.0, 1e5]))
+def test_peak_rate_is_never_below_the_mean(times, start):
+    arrival = start + np.sort(np.array(times))
+    t = _trace(arrival.tolist(), [1] * len(arrival), list(range(len(arrival))))
+    s = trace_stats(t)
+    assert s["rate_peak_rps"] >= s["rate_mean_rps"]
+    rates, edges = arrival_rate_bins(t.arrival_s)
+    if s["duration_s"] > 0:  # the bins themselves, not only the reported max: they cover the span, every request once
+        assert rates.max() >= s["rate_mean_rps"] * (1 - 1e-12)
+        assert edges[0] == arrival[0] and edges[-1] == arrival[-1]
+        widths = np.diff(edges)
+        assert np.all(widths[:-1] == pytest.approx(10.0))
+        assert len(widths) == 1 or 10.0 <= widths[-1] < 20.0 + 1e-6
+        assert np.sum(rates * np.diff(edges)) == pytest.approx(len(arrival))
 
 
 def test_truncate_inputs_cuts_prompts_and_their_blocks():

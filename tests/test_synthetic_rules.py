@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import csv
 import math
 
 import numpy as np
 import pytest
+import yaml
 
 from sim.config import SyntheticConfig
 from trace.synthetic import _conversation_turns, drawn_turns_mean
@@ -40,11 +42,22 @@ def test_think_time_mean_past_the_horizon_is_refused_at_the_hand_computed_sigma(
     assert status == 2 and "'workload.synthetic.think_time_median_s'=2e+09" in err, err
 
 
-def test_rag_with_more_documents_per_request_than_the_pool_is_refused_naming_both(run_cli):
-    status, err = _trace_stats(run_cli, "kind=rag", "num_documents=2", "documents_per_request=3")
-    assert status == 2 and "'workload.synthetic.documents_per_request'=3" in err, err
-    assert "'workload.synthetic.num_documents'=2" in err
-    assert _trace_stats(run_cli, "kind=rag", "num_documents=2", "documents_per_request=2", "num_requests=50")[0] == 0
+def test_rag_over_a_pool_smaller_than_a_request_repeats_documents(run_cli, tmp_path):
+    # each of a request's documents is drawn on its own (README): a pool of 1 gives every prompt that document twice,
+    # so a sweep over num_documents [1, 500] at 2 per request runs both points (point 1 was refused). Hand count, one
+    # document: every request's 2 x 2048 / 16 = 256 document blocks are the first request's, its question blocks its
+    # own (exponential lengths, unique keys): 199 x 256 hits over 200 requests in an HBM that holds them all
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({"mode": "cache-only", "set": {SYN + "kind": "rag", SYN + "num_requests": 200},
+                                    "axes": {SYN + "num_documents": [1, 500]}}))
+    out = tmp_path / "s.csv"
+    status, _, err = run_cli("--sweep", spec, "--jobs", "1", "--report-csv", out, "--no-plot", "--quiet")
+    assert status == 0, err
+    with open(out) as fh:
+        rows = {row["name"]: row for row in csv.DictReader(fh)}
+    assert set(rows) == {"1", "500"} and not any(row.get("error") for row in rows.values())
+    assert int(rows["1"]["hits"]) == 199 * (2 * 2048 // 16)
+    assert int(rows["500"]["hits"]) < int(rows["1"]["hits"])
 
 
 @pytest.mark.parametrize("turns_mean", [2.0, 10.0, 100.0, 4096.0])

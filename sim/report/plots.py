@@ -13,7 +13,6 @@ from sim.report.output import atomic_write  # noqa: E402
 from trace.request import Trace  # noqa: E402
 from trace.stats import RATE_BIN_S, arrival_rate_bins  # noqa: E402
 
-
 POINT_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
@@ -32,10 +31,10 @@ def save(fig, path: Path) -> Path:
 def plot_trace_stats(trace: Trace, path: Path) -> Path:
     """Arrival rate over time and prompt/output length distributions of one trace."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    rates = arrival_rate_bins(trace.arrival_s)
+    rates, edges = arrival_rate_bins(trace.arrival_s)  # (the bins of rate_peak_rps: the last to the last arrival)
     # each bin drawn over its whole width: a step plot ends at its last point, so the last bin needs its right edge
-    edges = [i * RATE_BIN_S for i in range(len(rates) + 1)]
-    axes[0].stairs(rates, edges, baseline=None)
+    if len(rates):
+        axes[0].stairs(rates, edges, baseline=None)
     axes[0].set(title=f"Arrival rate ({RATE_BIN_S:.0f} s bins)", xlabel="time (s)", ylabel="requests/s",
                 ylim=(0, None))  # from zero: a rate axis cut at its minimum makes a small dip look like a stop
     for ax, values, label in ((axes[1], trace.input_tokens, "input"), (axes[2], trace.output_tokens, "output")):

@@ -47,10 +47,11 @@ write-back: where those bytes fit in L2 they never reach DRAM within the kernel,
 exceed the L2 finds the share L2 / bytes of them there (the rest at the DRAM bandwidth); the fused norm's residual,
 written a GEMM, an attention and another GEMM earlier, is read from DRAM. A GPU spec without ``l2_mib``: all DRAM.
 The LLMServingSim bundles' dense.csv (RTX 4090 and RTX PRO 6000) time the norms at up to 2.4x their DRAM bound
-(``tests/test_elementwise.py`` compares both). Their qk_norm operator (Qwen3-32B, Qwen3-30B-A3B) is not matched
-alone: ~2 µs at one token against two floors, and at 2,048 tokens near or under DRAM's bandwidth, not the L2's
-(head_dim-wide rows, one small thread block each); with it the sums stay within 0.25-0.27 mean |log|
-(``tests/test_elementwise_families.py``).
+(``tests/test_elementwise.py`` compares both). Their qk_norm row (Qwen3-32B, Qwen3-30B-A3B) is the mean of q_norm's
+and k_norm's kernels at TP 1 (LLMServingSim's profiler divided their merged node by its two invocations): the two
+floors here are 1.5-1.6x two such kernels at one token, as the other kernels' floors are, and at 2,048 tokens they
+run near half DRAM's bandwidth, not the L2's (head_dim-wide rows, one small thread block each; not modelled); the
+sums stay within 0.22-0.30 mean |log| (``tests/test_elementwise_families.py``).
 """
 
 from __future__ import annotations
