@@ -279,6 +279,11 @@ class SyntheticConfig:
     # sigma (ln 225 - ln 39) / 1.349 = 1.3.
     think_time_median_s: float = domain(93.0, **POSITIVE)
     think_time_sigma: float = domain(1.3, ge=0)
+    # What the window opens on. steady: the conversations a long-running service has under way at t = 0 (each
+    # with the chance a stationary process gives it, its earlier turns' tokens in its first prompt in the window),
+    # so requests arrive at rate_rps from the start, as in a trace cut from live traffic. empty: no conversation,
+    # so later turns fill in slowly (the defaults' first 2,000 requests came at 3.7 a second, not 5).
+    start: Literal["steady", "empty"] = "steady"
     num_prefixes: int = domain(20, ge=1)  # system-prompt: distinct system prompts
     prefix_tokens: int = domain(1024, ge=0)  # system-prompt: tokens of each system prompt
     num_documents: int = domain(500, ge=1)  # rag: document pool size

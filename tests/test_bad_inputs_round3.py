@@ -225,8 +225,9 @@ def test_outputs_in_next_turn_false_where_no_prompt_continues_another_is_refused
 
 
 def test_outputs_in_next_turn_false_over_conversations_is_taken(run_cli):
+    # an empty start: 60 requests (12 s) of a stationary one are mostly single turns of conversations under way
     status, _, err = run_cli("--preset", "smoke", "--set", "workload.synthetic.num_requests=60", "--no-plot", "--quiet",
-                             "--set", "workload.outputs_in_next_turn=false")
+                             "--set", "workload.synthetic.start=empty", "--set", "workload.outputs_in_next_turn=false")
     assert status == 0, err
 
 

@@ -48,6 +48,7 @@ def test_same_seed_byte_identical_and_seed_matters(run_cli, tmp_path):
 ])
 def test_every_cache_knob_changes_the_result(run_cli, tmp_path, knob):
     base = ("--cache-only", "--preset", "smoke", "--set", "workload.synthetic.kind=multi-turn",
+            "--set", "workload.synthetic.start=empty",  # a stationary start at 20 turns: truncated chats, no reuse
             "--set", "workload.synthetic.turns_mean=20", "--set", "workload.synthetic.think_time_median_s=2",
             "--set", "serving.num_gpu_blocks=200", "--set", "cache.tiers.dram.capacity_gib=1",
             "--set", "cache.tiers.ssd.capacity_gib=0")

@@ -83,7 +83,7 @@ def test_a_share_of_d_equal_ranks_prices_as_the_groupless_step():
 @pytest.mark.parametrize("mode", ["single", "pd"])
 def test_grouped_runs_finish_with_consistent_breakdowns(mode):
     config = load_config(None, sets=[*GROUP[:3], "serving.num_instances=4", "pd.num_prefill=2", "pd.num_decode=2",
-                                     "workload.synthetic.kind=multi-turn", "workload.synthetic.num_requests=120",
+                                     "workload.synthetic.kind=multi-turn", "workload.synthetic.start=empty", "workload.synthetic.num_requests=120",
                                      "workload.synthetic.rate_rps=20", "serving.num_gpu_blocks=400"])
     from trace.synthetic import generate
 
@@ -98,7 +98,7 @@ def test_grouped_runs_finish_with_consistent_breakdowns(mode):
 def test_a_groups_decode_window_equals_its_single_steps(monkeypatch):
     import sim.serving.scheduler
 
-    config = load_config(None, sets=[*GROUP[:3], "serving.num_instances=4", "workload.synthetic.kind=multi-turn",
+    config = load_config(None, sets=[*GROUP[:3], "serving.num_instances=4", "workload.synthetic.kind=multi-turn", "workload.synthetic.start=empty",
                                      "workload.synthetic.num_requests=200", "workload.synthetic.rate_rps=20"])
     from trace.synthetic import generate
 
@@ -141,7 +141,7 @@ def test_a_cluster_forms_the_same_groups_and_times_as_one_node():
 
     config = load_config(None, sets=[*GROUP[:3], "serving.num_instances=4", "cluster.router=round-robin",
                                      "cluster.num_racks=1", "cluster.nodes_per_rack=1", "hardware.gpus_per_node=4",
-                                     "workload.synthetic.kind=multi-turn", "workload.synthetic.num_requests=120",
+                                     "workload.synthetic.kind=multi-turn", "workload.synthetic.start=empty", "workload.synthetic.num_requests=120",
                                      "workload.synthetic.rate_rps=20", "serving.num_gpu_blocks=400",
                                      "cache.tiers.dram.capacity_gib=0", "cache.tiers.ssd.capacity_gib=0"])
     trace = generate(config.workload.synthetic, block_size(config), np.random.default_rng(config.seed))
@@ -160,7 +160,7 @@ def test_cluster_pd_groups_share_a_node_and_a_role():
 
     config = load_config(None, sets=[*GROUP[:3], "cluster.num_racks=2", "cluster.nodes_per_rack=2",
                                      "hardware.gpus_per_node=4", "pd.num_prefill=4", "pd.num_decode=4",
-                                     "workload.synthetic.kind=multi-turn", "workload.synthetic.num_requests=200",
+                                     "workload.synthetic.kind=multi-turn", "workload.synthetic.start=empty", "workload.synthetic.num_requests=200",
                                      "workload.synthetic.rate_rps=40", "serving.num_gpu_blocks=2000"])
     trace = generate(config.workload.synthetic, block_size(config), np.random.default_rng(config.seed))
     run = ClusterRun(trace, config, False, pd=True)

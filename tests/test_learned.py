@@ -261,8 +261,9 @@ def test_learned_on_the_synthetic_multi_turn_workload(tmp_path):
 
     model = tmp_path / "m.txt"
     size = "workload.synthetic.num_requests=10000"
-    assert train_main(["--out", str(model), "--range", "0:1", "--seed", "1", "--set", size]) == 0
-    sets = ["seed=2", size, f"cache.learned_model={model}"]
+    empty = "workload.synthetic.start=empty"  # the start the measured table was run with
+    assert train_main(["--out", str(model), "--range", "0:1", "--seed", "1", "--set", size, "--set", empty]) == 0
+    sets = ["seed=2", size, empty, f"cache.learned_model={model}"]
     workload = load_workload(load_config(None, sets=sets))
     gaps = []
     for capacity in CAPACITIES:

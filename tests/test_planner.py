@@ -316,7 +316,7 @@ def test_each_candidates_curve_is_of_blocks_of_its_own_size(run_cli, tmp_path):
     replay equals the one-pass curve at its capacity (as for one block size above), and a B200 whose replay meets
     the target is not pruned as an exact miss by the H100's 16-token curve."""
     synthetic = {"kind": "multi-turn", "num_requests": 300, "rate_rps": 20, "input_tokens_mean": 512,
-                 "think_time_median_s": 20}
+                 "think_time_median_s": 20, "start": "empty"}  # the target below lies between this workload's ratios
     fixed = {"model": "deepseek-v2-lite", "serving.num_gpu_blocks": 2000, "cache.tiers.dram.capacity_gib": 0,
              "cache.tiers.ssd.capacity_gib": 0}
     alone = {}
@@ -380,7 +380,8 @@ def test_a_plans_csv_has_a_row_per_run_led_by_the_keys_it_searched(run_cli, tmp_
     import csv
 
     plan_path = _plan(tmp_path, {
-        "workload": {"synthetic": {"kind": "multi-turn", "num_requests": 60, "input_tokens_mean": 128}},
+        "workload": {"synthetic": {"kind": "multi-turn", "num_requests": 60, "input_tokens_mean": 128,
+                                   "start": "empty"}},  # reuse within 60 requests: conversations begun in the window
         "set": {"serving.num_gpu_blocks": 100, "cache.tiers.ssd.capacity_gib": 100},
         "target": {"hit_ratio": 0.01}, "search": {"gpu": ["h100-sxm"], "tiers": {"dram": [0, 8]}},
     })

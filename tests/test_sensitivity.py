@@ -21,7 +21,9 @@ from sim.mode_settings import SINGLE_TIER_IGNORES
 # (unless a case picks another kind) conversations come back within seconds.
 WORKLOAD = ["workload.synthetic.num_requests=200", "workload.synthetic.rate_rps=40", "serving.num_gpu_blocks=600",
             "cache.tiers.dram.capacity_gib=0.02", "cache.tiers.ssd.capacity_gib=0.05", "cache.tiers.eic.capacity_gib=0.05"]
-MULTI_TURN = ["workload.synthetic.turns_mean=6", "workload.synthetic.think_time_median_s=3"]
+# An empty start: the stationary one, at 6 turns, opens on long chats whose histories leave the small tiers no hits
+MULTI_TURN = ["workload.synthetic.turns_mean=6", "workload.synthetic.think_time_median_s=3",
+              "workload.synthetic.start=empty"]
 MODE_FLAGS = {"cache-only": ["--cache-only"], "mrc": ["--cache-only", "--mrc"], "single": [], "pd": ["--pd"],
               "cluster": ["--cluster"]}
 NO_HBM_OVERRIDE = ["serving.num_gpu_blocks=null"]  # HBM from GPU memory
@@ -149,6 +151,7 @@ CASES: dict[str, tuple[str, list[str], str]] = {
     "workload.synthetic.turns_concentration": ("cache-only", [], "2"),
     "workload.synthetic.think_time_median_s": ("cache-only", [], "60"),
     "workload.synthetic.think_time_sigma": ("single", [], "0.2"),
+    "workload.synthetic.start": ("cache-only", [], "steady"),
     "workload.synthetic.num_prefixes": ("cache-only", ["workload.synthetic.kind=system-prompt"], "3"),
     "workload.synthetic.prefix_tokens": ("cache-only", ["workload.synthetic.kind=system-prompt"], "300"),
     "workload.synthetic.num_documents": ("cache-only", ["workload.synthetic.kind=rag"], "40"),

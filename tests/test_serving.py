@@ -50,7 +50,9 @@ def test_prefill_only_instance_is_an_md1_queue(load):
 
 
 def _multi_turn_config(*extra):
-    return load_config(None, sets=["workload.synthetic.kind=multi-turn", "workload.synthetic.num_requests=300",
+    # an empty start: the small HBM is sized for conversations that begin in the window, not long ones under way
+    return load_config(None, sets=["workload.synthetic.kind=multi-turn", "workload.synthetic.start=empty",
+                                   "workload.synthetic.num_requests=300",
                                    "workload.synthetic.turns_mean=25", "workload.synthetic.think_time_median_s=0.5",
                                    "workload.synthetic.rate_rps=20",
                                    "workload.synthetic.input_tokens_mean=150", "workload.synthetic.output_tokens_mean=40",
@@ -395,7 +397,8 @@ def test_session_affinity_keeps_every_turn_of_a_session_on_one_instance():
 
     config = load_config(None, sets=["serving.num_instances=3", "cluster.router=session-affinity",
                                      "workload.synthetic.kind=multi-turn", "workload.synthetic.num_requests=150",
-                                     "workload.synthetic.rate_rps=10"])
+                                     # think times of seconds: sessions come back within the 15 s window
+                                     "workload.synthetic.rate_rps=10", "workload.synthetic.think_time_median_s=5"])
     trace = generate(config.workload.synthetic, block_size(config), np.random.default_rng(config.seed))
     sessions, turns = np.unique(trace.session_id, return_counts=True)
     assert sessions.min() >= 0 and turns.max() > 1

@@ -73,7 +73,8 @@ def test_session_block_ids_equal_the_hashed_chain(kind):
 
 def test_multi_turn_context_cap_drops_the_oldest_tokens():
     """Past the context limit a turn keeps the latest tokens: prompt + output fit, and its blocks (shifted
-    content) are new; before it, each turn extends the previous one."""
+    content) are new; before it, each turn extends the previous one. (A turn that fits the limit to the token,
+    none dropped, extends the previous one: told apart by its blocks, not by its length alone.)"""
     limit = 3000
     t = generate(SyntheticConfig(num_requests=4000, input_tokens_mean=300, output_tokens_mean=100, turns_mean=6,
                                  think_time_median_s=2.0), 16, np.random.default_rng(5), context_tokens=limit)
@@ -82,13 +83,14 @@ def test_multi_turn_context_cap_drops_the_oldest_tokens():
     for s in np.unique(t.session_id):
         idx = np.flatnonzero(t.session_id == s)
         for prev, cur in zip(idx[:-1], idx[1:], strict=True):
-            if t.input_tokens[cur] + t.output_tokens[cur] == limit:  # its context was cut to fit
+            full_prev = t.input_tokens[prev] // 16
+            if np.array_equal(t.blocks(cur)[:full_prev], t.blocks(prev)[:full_prev]):
+                assert t.input_tokens[cur] > t.input_tokens[prev] + t.output_tokens[prev]
+            else:  # its context was cut to fit
+                assert t.input_tokens[cur] + t.output_tokens[cur] == limit
                 capped += 1
                 earlier = np.concatenate([t.blocks(i) for i in idx[idx < cur]])
                 assert not np.isin(t.blocks(cur), earlier).any()
-            else:
-                full_prev = t.input_tokens[prev] // 16
-                assert np.array_equal(t.blocks(cur)[:full_prev], t.blocks(prev)[:full_prev])
     assert capped > 100
 
 
@@ -120,13 +122,17 @@ def test_multi_turn_think_times_and_rate():
 
 
 @pytest.mark.parametrize("sigma", [40.0, 1000.0])
-def test_multi_turn_wide_think_times_keep_poisson_conversation_starts(sigma):
+@pytest.mark.parametrize("start", ["empty", "steady"])
+def test_multi_turn_wide_think_times_keep_poisson_conversation_starts(sigma, start):
     """Conversations start as a Poisson process at rate_rps / turns_mean whatever the think times:
     astronomically long (sigma 40) or overflowing (sigma 1000: inf) gaps of one conversation must not
     move another's start (they did: a running sum over every conversation lost the starts' digits,
-    and an inf made them NaN and the generator looped for ever)."""
-    t = _gen(3, num_requests=4000, rate_rps=10.0, turns_mean=2.0, think_time_sigma=sigma)
+    and an inf made them NaN and the generator looped for ever). (The first requests of conversations under way
+    are no starts: the starts are checked from an empty start.)"""
+    t = _gen(3, num_requests=4000, rate_rps=10.0, turns_mean=2.0, think_time_sigma=sigma, start=start)
     assert len(t) == 4000 and np.isfinite(t.arrival_s).all()
+    if start == "steady":
+        return
     first_turn = np.unique(t.session_id, return_index=True)[1]
     starts = np.sort(t.arrival_s[first_turn])
     assert np.diff(starts).mean() == pytest.approx(2.0 / 10.0, rel=0.1)
@@ -146,7 +152,7 @@ def test_multi_turn_context_is_vllms_max_model_len():
 ALTERED = {"num_requests": 250, "rate_rps": 9.0, "input_tokens_mean": 333, "output_tokens_mean": 77, "num_sessions": 7,
            "turns_mean": 4.0, "turns_concentration": 9.0, "think_time_median_s": 20.0, "think_time_sigma": 0.4,
            "num_prefixes": 3, "prefix_tokens": 300, "num_documents": 40, "document_tokens": 700,
-           "documents_per_request": 3, "zipf_alpha": 0.3}
+           "documents_per_request": 3, "zipf_alpha": 0.3, "start": "empty"}
 
 
 @pytest.mark.parametrize("kind", ["multi-turn", "system-prompt", "rag", "agentic"])

@@ -78,7 +78,8 @@ def test_a_too_long_span_blames_the_key_that_caused_it(run_cli):
     assert status == 2 and "'workload.synthetic.rate_rps'=1e-07" in err, err
     # turns_mean 2 (drawn as 2), rate 2e-6: 1e9 s from the rate; gaps of 5e8 s (every conversation's second turn
     # 16 years after its first) leave the first turns to fill the span: 2,000 x 2 / 2e-6 = 2e9 s
-    status, err = _trace_stats(run_cli, "turns_mean=2", "rate_rps=2e-6", "num_requests=2000",
+    # (an empty start: a stationary one has conversations under way, and requests at rate_rps from the start)
+    status, err = _trace_stats(run_cli, "turns_mean=2", "rate_rps=2e-6", "num_requests=2000", "start=empty",
                                "think_time_median_s=5e8", "think_time_sigma=0")
     assert status == 2 and "'workload.synthetic.think_time_median_s'=5e+08" in err and "rate_rps'" not in err, err
 

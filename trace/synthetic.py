@@ -97,15 +97,77 @@ def _turns_beta(cfg: SyntheticConfig) -> tuple[float, float]:
     return cfg.turns_concentration - b, b
 
 
-def drawn_turns_mean(cfg: SyntheticConfig) -> float:
-    """The mean turns a conversation is drawn with, its turns capped at ``MAX_TURNS``: E[min(T, K)] = sum over
-    k < K of P(T > k) = E[q^k] = prod_{j<k} (a + j) / (a + b + j) for q ~ Beta(a, b). Below ``turns_mean`` when the
-    beta-geometric's tail reaches past the cap (turns_mean 100 at concentration 4: ~19.8)."""
-    if cfg.turns_mean <= 1.0:
-        return 1.0
+def _turns_beyond(cfg: SyntheticConfig) -> np.ndarray:
+    """P(T > k) for k = 1 .. MAX_TURNS - 1: E[q^k] = prod_{j<k} (a + j) / (a + b + j) for q ~ Beta(a, b)."""
     a, b = _turns_beta(cfg)
     j = np.arange(MAX_TURNS - 1, dtype=np.float64)
-    return float(1.0 + np.cumprod((a + j) / (a + b + j)).sum())
+    return np.cumprod((a + j) / (a + b + j))
+
+
+def drawn_turns_mean(cfg: SyntheticConfig) -> float:
+    """The mean turns a conversation is drawn with, its turns capped at ``MAX_TURNS``: E[min(T, K)] = sum over
+    k < K of P(T > k). Below ``turns_mean`` when the beta-geometric's tail reaches past the cap (turns_mean 100 at
+    concentration 4: ~19.8)."""
+    if cfg.turns_mean <= 1.0:
+        return 1.0
+    return float(1.0 + _turns_beyond(cfg).sum())
+
+
+def _length_biased_turns(cfg: SyntheticConfig, rng: np.random.Generator, count: int) -> np.ndarray:
+    """Turns of ``count`` conversations drawn with chance proportional to (turns - 1) x P(turns), the capped law's
+    (a conversation is under way at a given instant with chance proportional to its span, and its span is turns - 1
+    think times): inverse CDF over the ``MAX_TURNS`` values, so the cap costs nothing."""
+    turns = np.arange(1, MAX_TURNS + 1, dtype=np.float64)
+    at_least = np.concatenate(([1.0], _turns_beyond(cfg)))  # P(T >= k)
+    a, b = _turns_beta(cfg)
+    law = at_least * (b / (a + b + turns - 1.0))  # P(T = k): stop after k turns with chance b / (a + b + k - 1)
+    law[-1] = at_least[-1]  # every longer conversation is drawn with MAX_TURNS turns
+    cdf = np.cumsum((turns - 1.0) * law)
+    return 1 + np.searchsorted(cdf, rng.random(count) * cdf[-1], side="right")
+
+
+def _think_time_split(cfg: SyntheticConfig, horizon: float) -> tuple[float, float]:
+    """(E[G; G < H], H x P(G >= H)) for a think time G and ``horizon`` H: they sum to E[min(G, H)]. In logs, so an
+    astronomical sigma (a mean that overflows) still gives the finite part below H."""
+    from scipy.special import log_ndtr, ndtr  # only here: a trace-file run never loads scipy
+
+    mu, sigma = np.log(cfg.think_time_median_s), cfg.think_time_sigma
+    if sigma == 0.0:
+        below = cfg.think_time_median_s < horizon
+        return (cfg.think_time_median_s, 0.0) if below else (0.0, horizon)
+    log_h = np.log(horizon)
+    below = np.exp(mu + 0.5 * sigma * sigma + log_ndtr((log_h - mu - sigma * sigma) / sigma))
+    return float(below), float(horizon * ndtr((mu - log_h) / sigma))
+
+
+def _under_way(cfg: SyntheticConfig, rng: np.random.Generator, horizon: float):
+    """The conversations a stationary process (starts at rate lambda = ``rate_rps`` / E[T]) has under way at 0 whose
+    next turn comes before ``horizon``: (their turns, the turns taken before 0, that next turn's time).
+
+    Such a conversation has its k-th gap straddle 0 for some k; summing the starts s < 0 over which that happens,
+    next turns at t come at rate lambda E[T - 1] P(G > t). So on [0, H) they are Poisson with mean
+    lambda E[T - 1] E[min(G, H)]; each has turns drawn length-biased (prop. to T - 1), the straddled gap uniform
+    among its T - 1 (turns taken: 1 .. T - 1), and t uniform below min(G*, H), G* the straddling gap: log-normal
+    size-biased, (mu + sigma^2, sigma), below H with weight E[G; G < H], else (weight H P(G >= H)) H itself. Exact,
+    and at most ~``rate_rps`` x H conversations however long the think times, not days of warm-up."""
+    if cfg.turns_mean <= 1.0:  # one-turn conversations: none is ever under way
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    from scipy.special import ndtr, ndtri  # only here: a trace-file run never loads scipy
+
+    turns_mean = drawn_turns_mean(cfg)
+    below, beyond = _think_time_split(cfg, horizon)
+    count = rng.poisson(cfg.rate_rps / turns_mean * (turns_mean - 1.0) * (below + beyond))
+    turns = _length_biased_turns(cfg, rng, count)
+    taken = rng.integers(1, turns)
+    straddle = np.full(count, horizon)
+    short = rng.random(count) * (below + beyond) < below
+    mu, sigma = np.log(cfg.think_time_median_s) + cfg.think_time_sigma ** 2, cfg.think_time_sigma
+    if sigma == 0.0:
+        straddle[short] = cfg.think_time_median_s
+    else:  # inverse CDF of the size-biased log-normal cut at H
+        cut = ndtr((np.log(horizon) - mu) / sigma)
+        straddle[short] = np.exp(mu + sigma * ndtri((1.0 - rng.random(int(short.sum()))) * cut))
+    return turns, taken, rng.random(count) * straddle
 
 
 def _multi_turn(cfg: SyntheticConfig, rng: np.random.Generator, block_size: int, context_tokens: int | None = None):
@@ -115,25 +177,34 @@ def _multi_turn(cfg: SyntheticConfig, rng: np.random.Generator, block_size: int,
     between turns, and each turn's prompt is the conversation so far (earlier turns' new tokens and
     responses) plus its own new tokens. A conversation longer than ``context_tokens`` keeps its most
     recent tokens (the oldest are dropped, as chat front-ends do), so its prefix changes from then on.
-    The first ``num_requests`` turns in arrival order are the workload."""
+    ``start`` steady also draws the conversations under way at 0 (``_under_way``: their turns before 0 count in
+    their context, and are not requests), so requests arrive at ``rate_rps`` from the start; empty draws none.
+    The first ``num_requests`` turns in arrival order (from 0) are the workload."""
     n = cfg.num_requests
     turns_mean = drawn_turns_mean(cfg)
     conversations = int(n / turns_mean * 1.1) + 64
     while True:  # enough conversations that no later one could arrive before the n-th request
         turns = _conversation_turns(cfg, rng, conversations)
         starts = _poisson_arrivals(rng, cfg.rate_rps / turns_mean, conversations)
+        horizon = starts[-1]  # later conversations (not drawn) start after it
+        taken = np.zeros(conversations, dtype=np.int64)  # turns before the window opens
+        if cfg.start == "steady":  # conversations under way come first, their first turn in the window at `starts`
+            under_way = _under_way(cfg, rng, horizon)
+            turns, taken, starts = (np.concatenate(pair) for pair in zip(under_way, (turns, taken, starts)))
         total = int(turns.sum())
-        first = np.zeros(conversations, dtype=np.int64)
+        first = np.zeros(len(turns), dtype=np.int64)
         np.cumsum(turns[:-1], out=first[1:])
-        session = np.repeat(np.arange(conversations, dtype=np.int64), turns)
+        session = np.repeat(np.arange(len(turns), dtype=np.int64), turns)
         think = rng.lognormal(np.log(cfg.think_time_median_s), cfg.think_time_sigma, total)
-        think[first] = 0.0
+        turn = np.arange(total, dtype=np.int64) - first[session]
+        think[turn <= taken[session]] = 0.0  # a conversation's first turn in the window comes at its `starts`
         # Each conversation's own running sum: a sum over all conversations minus its value at the
         # conversation's start loses every digit below that sum's ulp, and one overflowing think
         # time (a wide think_time_sigma) made every later start inf - inf = NaN, so no request was
         # ever complete and this loop never ended.
         arrival = starts[session] + _running_sums(think, session)
-        complete = arrival < starts[-1]  # later conversations (not drawn) start after starts[-1]
+        arrival[turn < taken[session]] = np.inf  # taken before the window: never in it
+        complete = arrival < horizon
         if complete.sum() >= n:
             break
         conversations *= 2
