@@ -107,6 +107,47 @@ def test_a_next_turn_is_served_to_the_previous_prompts_replay_boundary():
     assert kv.pool.used == 4 + GROUPS  # the hit's state block goes at the first decode step
 
 
+def test_blocks_alone_covers_a_junction_a_checkpoint_and_a_running_state_at_once():
+    """B of the walk-through above holds, until its first decode step, 4 attention blocks and 3 state blocks a group
+    (the junction's, the checkpoint's, the running one): 13 blocks with A's cached, which admission must leave room
+    for (``blocks_alone``). Counting two state blocks a group (10) let such a request pass admission, then wait for
+    ever on an instance it could not fit even alone: a scheduler stall, an internal error (found by hstat)."""
+    kv = manager()
+    a = job(0, 2000, [0, 1, 2, 3])
+    admit(kv, a)
+    kv.allocate(a, 2001)
+    a.computed = 2001
+    kv.free(a)  # A's blocks and states cached, the pool otherwise idle
+    b = job(1, 2000, [0, 1, 10, 11])
+    admit(kv, b)
+    kv.allocate(b, 2000)
+    assert kv.pool.used == 4 + 3 * GROUPS == kv.blocks_alone(b.target + 1)
+    assert manager(checkpoints=False).blocks_alone(2001) == 4 + 2 * GROUPS  # no checkpoint exported: junction, running
+
+
+def test_a_request_that_needs_three_states_a_group_is_skipped_not_stalled(run_cli, tmp_path):
+    """End to end (found by hstat, cluster PD; the same in a single node): a steady-start conversation's 63,693-token
+    turn on 119 usable blocks of 576 tokens fits alone with two states a group (111 + 6) but not with three (111 + 9):
+    it was admitted, then never scheduled ("37 requests never completed (scheduler stall)", exit 1). Now it is
+    skipped as ``exceeds_kv_capacity`` before the run and every other request completes."""
+    import json
+
+    out = tmp_path / "r.json"
+    status, _, err = run_cli("--no-plot", "--quiet", "--report-json", out, "--cluster", "--pd",
+                             "--set", "model=qwen3-next-80b-a3b", "--set", "hardware.gpu=h200",
+                             "--set", "serving.tensor_parallel_size=2", "--set", "hardware.gpus_per_node=2",
+                             "--set", "serving.num_gpu_blocks=120", "--set", "workload.synthetic.num_requests=40",
+                             "--set", "workload.synthetic.turns_mean=5", "--set", "workload.synthetic.think_time_median_s=0.5",
+                             "--set", "workload.synthetic.rate_rps=8", "--set", "workload.synthetic.input_tokens_mean=900",
+                             "--set", "workload.synthetic.output_tokens_mean=30", "--set", "cluster.num_racks=1",
+                             "--set", "cluster.nodes_per_rack=2")
+    assert status == 0, err
+    report = json.loads(out.read_text())
+    skipped = report["trace"]["skip_reasons"]
+    assert set(skipped) == {"exceeds_kv_capacity"}
+    assert report["runs"][0]["metrics"]["requests_completed"] + skipped["exceeds_kv_capacity"] == 40
+
+
 @pytest.mark.parametrize(("checkpoints", "block_size", "start", "budget", "tokens", "chunk"), [
     (True, 576, 0, 8192, 10_000, 14 * 576),  # a chunk short of the prompt's end ends at a block boundary
     (True, 576, 0, 300, 10_000, 0),  # none this step when the budget reaches no boundary

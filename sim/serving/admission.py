@@ -16,7 +16,7 @@ from sim.serving.engine_limits import block_size, max_model_len, resolved_servin
 from sim.serving.kv_groups import KVGroups, hybrid_manager_groups
 from sim.serving.roles import role_blocks, role_configs
 from sim.serving.scheduler import DECODE, PREFILL
-from sim.serving.state_groups import state_groups
+from sim.serving.state_groups import exports_checkpoints, state_groups
 from sim.specs import model_spec
 from trace.request import Trace
 from trace.workload import require_requests
@@ -62,7 +62,8 @@ def admit(trace: Trace, config: Config, mode: str = "single") -> dict[str, int]:
                   for role, (key, cfg) in role_configs(config, mode == "pd").items()}
     groups = hybrid_manager_groups(config)
     states = state_groups(config)
-    state_blocks = states.state_groups if states is not None else 0  # held from admission to the end
+    state_blocks = (states.blocks_held(resolved_serving(config).enable_prefix_caching, exports_checkpoints(config))
+                    if states is not None else 0)
 
     def too_many(tokens: np.ndarray, capacity: int) -> np.ndarray:
         return (-(-tokens // block) + state_blocks > capacity if groups is None else

@@ -40,6 +40,7 @@ from sim.serving.block_pool import BlockPool
 from sim.serving.hybrid_kv_cache_manager import PastHitCopies
 from sim.serving.job import Job
 from sim.serving.kv_cache_manager import KVCacheManager, PrefixMatch, TieredCache, prefix_hit, usable_prefix_blocks
+from sim.serving.state_groups import states_held_alone
 from sim.serving.state_transfer import RemoteStates
 
 
@@ -264,9 +265,9 @@ class AlignStateKVCacheManager(RemoteStates, PastHitCopies, KVCacheManager):
         return max(chunk, chunk - self._full_new_blocks(job, tokens) + self._full_new_blocks(job, job.target))
 
     def blocks_alone(self, tokens: int) -> int:
-        """Blocks a request of ``tokens`` tokens holds at most alone: its attention blocks, a running and a
-        checkpoint block in each state group."""
-        return -(-tokens // self.block_size) + 2 * self.copies
+        """Blocks a request of ``tokens`` tokens holds at most alone: its attention blocks and its states
+        (``states_held_alone``: a hit's, a running and a checkpoint block in each state group)."""
+        return -(-tokens // self.block_size) + states_held_alone(self.copies, True, self.checkpoints)
 
     def allocate(self, job: Job, tokens: int) -> None:
         """Grow ``job`` to ``tokens`` tokens: its state blocks before the running one go (kept ones cached), its

@@ -57,6 +57,21 @@ class StateGroups:
         """Bytes of one pool block: a page of each of a group's layers."""
         return self.group_size * self.page_bytes
 
+    def blocks_held(self, prefix_caching: bool, checkpoints: bool) -> int:
+        """State blocks one request holds at most at once (``states_held_alone``)."""
+        return states_held_alone(self.state_groups, prefix_caching, checkpoints)
+
+
+def states_held_alone(state_groups: int, prefix_caching: bool, checkpoints: bool) -> int:
+    """State blocks one request holds at most at once, what admission must leave room for: without prefix caching
+    its running state in each state group; with it (vLLM's align mode, ``sim.serving.align_state_manager``) during
+    its first chunk also the prefix hit's state it starts from and, where the GDN prefill exports them
+    (``exports_checkpoints``), the chunk's mid-block checkpoint, each a block in every state group. (Counting only
+    two let a request whose prefix was cached pass admission and then never fit, even alone: a stall.)"""
+    if not prefix_caching:
+        return state_groups
+    return (3 if checkpoints else 2) * state_groups
+
 
 def attention_page_bytes_per_token(spec: ModelSpec, kv_bytes: int, tensor_parallel_size: int) -> int:
     """One token's K and V in one attention layer on one TP rank (vLLM ``FullAttentionSpec`` page of block 1)."""
