@@ -316,7 +316,8 @@ def probe_law(setup: Setup) -> None:
 
     best = np.array([0.0019, 0.0120, 0.0333, 0.0629, 0.1263])  # bench_learned.py --workloads multi-turn
     belady = np.array([0.0717, 0.1174, 0.2070, 0.2954, 0.3884])
-    config = load_config(None, sets=["seed=2", "workload.synthetic.num_requests=10000"])
+    config = load_config(None, sets=["seed=2", "workload.synthetic.num_requests=10000",
+                                     "workload.synthetic.start=empty"])
     trace = load_workload(config)
     stream = trace.access_stream()
     syn = config.workload.synthetic
