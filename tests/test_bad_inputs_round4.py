@@ -5,9 +5,13 @@ one line and exit 2 before the work starts."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from tests.bad_input_helpers import TRACE_STATS, Case, check_bad_input
+from tests.conftest import ROOT, SHARED_DATA
 
 # YAML 1.1 (PyYAML) reads an integer with a leading zero as octal: each of these ran with 8, not 10 (exit 0)
 OCTAL = ("'010'", "octal (8)", "decimal (10)")
@@ -32,3 +36,45 @@ def test_leading_zeros_that_read_alike_in_either_yaml_are_taken():
 
     assert load_yaml("a: 07\nb: 00\nc: '010'\nd: 0\ne: -0\nf: 0x10") == {"a": 7, "b": 0, "c": "010", "d": 0, "e": 0,
                                                                           "f": 16}
+
+
+def _script(path: str, *argv: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / path), *argv], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+# ------------------------------------------------------------------------------------------- benchmarks
+
+BENCHMARK_CASES = [
+    # a value named twice in a comma list ran (and timed) it twice, exit 0
+    ("bench_cache.py", ["--policies", "lru,lru"], "--policies names 'lru' twice"),
+    ("bench_mrc.py", ["--sizes", "10,10", "--no-check"], "--sizes names 10 twice"),
+    ("bench_serving.py", ["--scales", "1", "--modes", "single,single"], "--modes names 'single' twice"),
+    ("bench_serving.py", ["--scales", "1,1", "--modes", "single"], "--scales names 1 twice"),
+    ("bench_learned.py", ["--workloads", "mooncake,mooncake", "--peers", ""], "--workloads names 'mooncake' twice"),
+    ("probe_learned.py", ["law,law"], "probes names 'law' twice"),
+    # plain argparse: a flag given twice kept the last (exit 0); a bad value was the usage and a line naming neither
+    # the flag nor the value
+    ("bench_serving.py", ["--scales", "1", "--repeat", "1", "--repeat", "2"], "--repeat is given twice"),
+    ("bench_serving.py", ["--scales", "1", "--modes", "nope"], "--modes: unknown modes ['nope']"),
+    ("bench_serving.py", ["--scales", "0"], "--scales and --repeat must be at least 1, got --scales 0"),
+    ("bench_trace_load.py", ["--rows", "10", "--rows", "20", "--only", "azure"], "--rows is given twice"),
+    # tracebacks: FileExistsError of mkdir, and numpy's refusal of a negative seed in the generator's subprocess
+    ("bench_trace_load.py", ["--rows", "10", "--only", "azure", "--dir", "README.md"], "--dir: README.md is not a folder"),
+    ("bench_trace_load.py", ["--rows", "10", "--only", "azure", "--seed", "-1"], "--seed must be at least 0, got -1"),
+]
+
+
+@pytest.mark.parametrize("script, argv, named", BENCHMARK_CASES, ids=[f"{s} {' '.join(a)}" for s, a, _ in BENCHMARK_CASES])
+def test_a_bad_benchmark_input_is_exit_2_in_one_line(script, argv, named):
+    done = _script(f"benchmarks/{script}", *argv)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, (done.returncode, done.stderr[-2000:])
+    assert done.stderr.count("\n") == 1 and f"{script}: error: {named}" in done.stderr, done.stderr
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="bench_cache replays the public Mooncake trace in ../shared/data")
+def test_bench_cache_of_fewer_requests_than_its_warm_up_copy_runs():
+    # the kernels' warm-up copy took the first 20 requests of the trace whatever --requests: an IndexError below 20
+    done = _script("benchmarks/bench_cache.py", "--requests", "5", "--policies", "lru", "--no-cold", "--no-e2e")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "first 5 requests" in done.stdout and "\nlru " in done.stdout, done.stdout
