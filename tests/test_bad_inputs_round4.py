@@ -78,3 +78,16 @@ def test_bench_cache_of_fewer_requests_than_its_warm_up_copy_runs():
     done = _script("benchmarks/bench_cache.py", "--requests", "5", "--policies", "lru", "--no-cold", "--no-e2e")
     assert done.returncode == 0, done.stderr[-2000:]
     assert "first 5 requests" in done.stdout and "\nlru " in done.stdout, done.stdout
+
+
+# ------------------------------------------------------------------------------------------------ tools
+
+@pytest.mark.parametrize("make, why", [(lambda p: p.mkdir(), "is not a file"), (lambda p: p.write_bytes(b""), None),
+                                        (lambda p: None, "does not exist")], ids=["folder", "empty", "missing"])
+def test_to_mooncake_says_what_the_trace_path_is(tmp_path, make, why):
+    # a folder (or a FIFO) given as the trace was "no such file", which the user, who sees it listed, cannot square
+    trace = tmp_path / "t.csv"
+    make(trace)
+    done = _script("tools/to_mooncake.py", "--workload-trace", str(trace), "--out", str(tmp_path / "o.jsonl"))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, (done.returncode, done.stderr[-2000:])
+    assert f"'{trace}' {why}" in done.stderr if why else "empty" in done.stderr, done.stderr
