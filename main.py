@@ -222,6 +222,7 @@ class Outputs:
     requests_csv: dict[str, Path] = field(default_factory=dict)  # per policy
     plot_dir: Path | None = None  # None: no plots
     html: Path | None = None
+    files: list[tuple[str, Path]] = field(default_factory=list)  # what names each file or folder written, its path
 
 
 def plot_dir(args: argparse.Namespace) -> Path:
@@ -274,6 +275,7 @@ def plan_outputs(args: argparse.Namespace, mode: str, policies: list[str], confi
 
         files.append(("the sweep's journal", journal_path(args.report_json, args.report_csv, args.sweep, args.html)))
     check_distinct(inputs, files)
+    outputs.files = files
     return outputs
 
 

@@ -154,6 +154,19 @@ def parse_layers(data: dict, path: Path, what: str) -> ConfigLayers:
     return layers
 
 
+def check_inputs_spared(layers: ConfigLayers, configs: list[Config], outputs) -> None:
+    """No output of a sweep or a plan (``outputs``: main.Outputs) is a file its runs read: the spec's config file, its
+    overlays, or a path a run's config names (a trace, an axis of traces, a profile). main.py checks the command
+    line's inputs before the spec is read; these are known once its points are built (--report-json of the trace
+    overwrote it, exit 0)."""
+    from sim.config_fields import path_settings
+    from sim.report.output import check_distinct
+
+    inputs = [(f"{layers.source}'s 'config'", layers.config), *((f"{layers.source}'s overlay", o) for o in layers.overlays),
+              *((f"config key '{key}'", path) for config in configs for key, path in path_settings(config))]
+    check_distinct(inputs, outputs.files)
+
+
 def keys_overlap(a: str, b: str) -> bool:
     """Whether setting dotted key ``a`` and setting ``b`` touch the same value (one is the other or contains it)."""
     return a == b or a.startswith(f"{b}.") or b.startswith(f"{a}.")

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.bad_input_helpers import TRACE_STATS, Case, check_bad_input
+from tests.bad_input_helpers import AZURE_OK, TRACE_STATS, Case, check_bad_input
 from tests.conftest import ROOT, SHARED_DATA
 
 # YAML 1.1 (PyYAML) reads an integer with a leading zero as octal: each of these ran with 8, not 10 (exit 0)
@@ -22,6 +22,29 @@ CASES: dict[str, Case] = {
                                     files={"c.yaml": "serving:\n  num_instances: 010\n"}),
     "sweep_axis_leading_zero_int": Case(["--sweep", "{tmp}/s.yaml"], names=("s.yaml", "line 2", *OCTAL),
                                         files={"s.yaml": "mode: cache-only\naxes: {cache.capacity_blocks: [010, 100]}\n"}),
+    # a sweep's or a plan's output onto a file its runs read: main.py checked the command line's inputs alone, so the
+    # report replaced the trace (or the spec's config, its overlay) and the sweep exited 0
+    "sweep_report_over_its_trace": Case(["--sweep", "{tmp}/s.yaml", "--report-json", "{tmp}/t.csv"],
+                                        names=("--report-json", "t.csv", "config key 'workload.trace'"),
+                                        files={"t.csv": AZURE_OK, "s.yaml": "mode: cache-only\nworkload: {trace: t.csv}\n"
+                                                                            "axes: {cache.capacity_blocks: [10, 20]}\n"}),
+    "sweep_report_over_an_axis_trace": Case(["--sweep", "{tmp}/s.yaml", "--report-csv", "{tmp}/b.csv"],
+                                            names=("--report-csv", "b.csv", "config key 'workload.trace'"),
+                                            files={"a.csv": AZURE_OK, "b.csv": AZURE_OK,
+                                                   "s.yaml": "mode: cache-only\nset: {cache.capacity_blocks: 10}\n"
+                                                             "axes: {workload.trace: [a.csv, b.csv]}\n"}),
+    "sweep_html_over_its_config": Case(["--sweep", "{tmp}/s.yaml", "--html", "{tmp}/c.yaml"],
+                                       names=("--html", "c.yaml", "s.yaml's 'config'"),
+                                       files={"c.yaml": "seed: 1\n", "s.yaml": "mode: cache-only\nconfig: c.yaml\n"
+                                                                               "axes: {cache.capacity_blocks: [10, 20]}\n"}),
+    "sweep_report_over_its_overlay": Case(["--sweep", "{tmp}/s.yaml", "--report-json", "{tmp}/o.yaml"],
+                                          names=("--report-json", "o.yaml", "s.yaml's overlay"),
+                                          files={"o.yaml": "seed: 1\n", "s.yaml": "mode: cache-only\noverlays: [o.yaml]\n"
+                                                                                   "axes: {cache.capacity_blocks: [10, 20]}\n"}),
+    "plan_report_over_its_trace": Case(["--plan", "{tmp}/p.yaml", "--report-json", "{tmp}/t.csv"],
+                                       names=("--report-json", "t.csv", "config key 'workload.trace'"),
+                                       files={"t.csv": AZURE_OK, "p.yaml": "workload: {trace: t.csv}\ntarget: {hit_ratio: 0.01}\n"
+                                                                            "search: {gpu: [h100-sxm]}\n"}),
 }
 
 
@@ -91,3 +114,11 @@ def test_to_mooncake_says_what_the_trace_path_is(tmp_path, make, why):
     done = _script("tools/to_mooncake.py", "--workload-trace", str(trace), "--out", str(tmp_path / "o.jsonl"))
     assert done.returncode == 2 and done.stderr.count("\n") == 1, (done.returncode, done.stderr[-2000:])
     assert f"'{trace}' {why}" in done.stderr if why else "empty" in done.stderr, done.stderr
+
+
+def test_a_sweep_refused_for_its_outputs_leaves_its_trace_as_it_was(run_cli, tmp_path):
+    """The refusal comes before any point runs: the trace is byte for byte what it was."""
+    (tmp_path / "t.csv").write_text(AZURE_OK)
+    (tmp_path / "s.yaml").write_text("mode: cache-only\nworkload: {trace: t.csv}\naxes: {cache.capacity_blocks: [10, 20]}\n")
+    status, _, err = run_cli("--sweep", tmp_path / "s.yaml", "--report-json", tmp_path / "t.csv", "--quiet", "--no-plot")
+    assert status == 2 and (tmp_path / "t.csv").read_text() == AZURE_OK, err
