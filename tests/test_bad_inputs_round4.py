@@ -5,12 +5,13 @@ one line and exit 2 before the work starts."""
 
 from __future__ import annotations
 
+import gzip
 import subprocess
 import sys
 
 import pytest
 
-from tests.bad_input_helpers import AZURE_OK, TRACE_STATS, Case, check_bad_input
+from tests.bad_input_helpers import AZURE_OK, TRACE_STATS, Case, check_bad_input, trace_stats
 from tests.conftest import ROOT, SHARED_DATA
 
 # YAML 1.1 (PyYAML) reads an integer with a leading zero as octal: each of these ran with 8, not 10 (exit 0)
@@ -45,6 +46,11 @@ CASES: dict[str, Case] = {
                                        names=("--report-json", "t.csv", "config key 'workload.trace'"),
                                        files={"t.csv": AZURE_OK, "p.yaml": "workload: {trace: t.csv}\ntarget: {hit_ratio: 0.01}\n"
                                                                             "search: {gpu: [h100-sxm]}\n"}),
+    # a compressed trace under a text name: the advice "gunzip t.csv" fails ("unknown suffix -- ignored")
+    "gzip_under_a_csv_name": Case(trace_stats(), names=("t.csv", "gzip-compressed", "(gunzip -c t.csv > t.decompressed.csv)"),
+                                  files={"t.csv": gzip.compress(AZURE_OK.encode(), mtime=0)}),
+    "gzip_under_its_own_name": Case(trace_stats(trace="{tmp}/t.csv.gz"), names=("(gunzip t.csv.gz)",),
+                                    files={"t.csv.gz": gzip.compress(AZURE_OK.encode(), mtime=0)}),
 }
 
 
