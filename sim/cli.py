@@ -219,7 +219,8 @@ def build_parser(sweep_module: bool = False) -> argparse.ArgumentParser:
 
     cfg = p.add_argument_group("configuration")
     cfg.add_argument("--config", metavar="PATH", help="YAML config (default: config.yaml here, else next to main.py)")
-    cfg.add_argument("--preset", choices=["smoke", "dev", "prod-eval"], help="scale the run (see presets in config.yaml)")
+    cfg.add_argument("--preset", metavar="NAME",  # (any the config defines: a choices list refused a file's own)
+                     help="scale the run: smoke, dev, prod-eval (presets in config.yaml), or a preset of --config's")
     cfg.add_argument("--calibration-profile", metavar="PATH", action="append", default=[],
                      help="YAML overlay merged over the config; repeatable, applied in order")
     cfg.add_argument("--set", metavar="KEY=VALUE", dest="sets", action="append", default=[],

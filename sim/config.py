@@ -428,8 +428,9 @@ def load_config(
         raw = _merge_layer(raw, _file_layer(Path(overlay), "calibration profile"))
     if preset is not None:
         presets = build_dataclass(Config, raw, "").presets
-        if preset not in presets:
-            raise ConfigError(f"unknown preset {preset!r}; valid presets: {', '.join(sorted(presets))}")
+        if preset not in presets or "@" in preset:  # (PRESET@MODE is a part of PRESET, applied in MODE with it)
+            names = sorted(str(name) for name in presets if "@" not in str(name))
+            raise ConfigError(f"unknown preset {preset!r}; valid presets: {', '.join(names)}")
         for name in (preset, f"{preset}@{mode}"):  # PRESET@MODE: more keys for that mode only
             if name not in presets:
                 continue

@@ -6,6 +6,7 @@ one line and exit 2 before the work starts."""
 from __future__ import annotations
 
 import gzip
+import json
 import subprocess
 import sys
 
@@ -51,6 +52,10 @@ CASES: dict[str, Case] = {
                                   files={"t.csv": gzip.compress(AZURE_OK.encode(), mtime=0)}),
     "gzip_under_its_own_name": Case(trace_stats(trace="{tmp}/t.csv.gz"), names=("(gunzip t.csv.gz)",),
                                     files={"t.csv.gz": gzip.compress(AZURE_OK.encode(), mtime=0)}),
+    # PRESET@MODE is a part of PRESET, not one to pick: prod-eval@cluster would put the 10,240-GPU fleet's keys on
+    # a single-node run (reached once --preset took any name the config defines)
+    "preset_mode_part_picked": Case([*TRACE_STATS, "--preset", "prod-eval@cluster"],
+                                    names=("unknown preset 'prod-eval@cluster'", "valid presets: dev, prod-eval, smoke")),
 }
 
 
@@ -128,3 +133,14 @@ def test_a_sweep_refused_for_its_outputs_leaves_its_trace_as_it_was(run_cli, tmp
     (tmp_path / "s.yaml").write_text("mode: cache-only\nworkload: {trace: t.csv}\naxes: {cache.capacity_blocks: [10, 20]}\n")
     status, _, err = run_cli("--sweep", tmp_path / "s.yaml", "--report-json", tmp_path / "t.csv", "--quiet", "--no-plot")
     assert status == 2 and (tmp_path / "t.csv").read_text() == AZURE_OK, err
+
+
+def test_a_preset_the_config_file_defines_is_applied(run_cli, tmp_path):
+    """README Configuration: presets may be defined in --config (load_config applies any it defines), but --preset
+    took only smoke, dev or prod-eval (argparse's choices): "invalid choice: 'mine'", so a file's own preset could
+    never be used, while the message for editing presets with --set says to define them in --config."""
+    (tmp_path / "c.yaml").write_text("presets:\n  mine: {seed: 3}\n")
+    report = tmp_path / "r.json"
+    status, _, err = run_cli(*TRACE_STATS, "--config", tmp_path / "c.yaml", "--preset", "mine", "--report-json", report)
+    assert status == 0, err
+    assert json.loads(report.read_text())["config"]["seed"] == 3
