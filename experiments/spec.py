@@ -257,7 +257,11 @@ def _label(value: Any) -> str:
     if not (isinstance(value, str) and os.sep in value):
         return str(value)
     path = Path(value)
-    return path.parent.name if path.name == CONFIG_NAME and path.parent.name else path.stem
+    if path.name == CONFIG_NAME and path.parent.name:
+        return path.parent.name
+    # a file's type suffix (.csv, .jsonl) is dropped, not a dot inside a name: meta-llama/Llama-3.1-8B and
+    # meta-llama/Llama-3.3-70B were both 'Llama-3', and refused as two paths with one file name
+    return path.stem if re.fullmatch(r"\.[A-Za-z][A-Za-z0-9]*", path.suffix) else path.name
 
 
 def expand(spec: SweepSpec) -> list[Point]:
@@ -283,6 +287,19 @@ def expand(spec: SweepSpec) -> list[Point]:
         by_key[point.key] = by_name[point.name] = point
         points.append(point)
     return points
+
+
+def check_points_differ(points: list[Point], configs: list[Config], spec_path: Path) -> None:
+    """Two points whose values differ as written but resolve to one config (a model's name and its Hugging Face
+    id, a GPU's name in capitals, 1 and 1.0 GiB) would run the same run twice under two names: refused, as a value
+    repeated on an axis is (``expand``)."""
+    seen: dict[str, Point] = {}
+    for point, config in zip(points, configs, strict=True):
+        resolved = json.dumps(config.to_dict(), sort_keys=True, default=str)
+        if resolved in seen:
+            raise _fail(spec_path, f"point {point.index + 1} ({point.name}) is point {seen[resolved].index + 1} "
+                                   f"({seen[resolved].name}) in other words: both resolve to one config; give it once")
+        seen[resolved] = point
 
 
 def point_config(base: Config, point: Point, spec_path: Path) -> Config:

@@ -56,6 +56,17 @@ CASES: dict[str, Case] = {
     # a single-node run (reached once --preset took any name the config defines)
     "preset_mode_part_picked": Case([*TRACE_STATS, "--preset", "prod-eval@cluster"],
                                     names=("unknown preset 'prod-eval@cluster'", "valid presets: dev, prod-eval, smoke")),
+    # two spellings of one value on an axis: the same run twice under two names (exit 0)
+    "sweep_model_and_its_alias": Case(["--sweep", "{tmp}/s.yaml"], names=("s.yaml", "point 2 (Llama-3.1-8B) is point 1",
+                                                                          "one config"),
+                                      files={"s.yaml": "mode: cache-only\nworkload: {limit: 20}\nset: {cache.capacity_blocks: 10}"
+                                                       "\naxes: {model: [llama-3.1-8b, meta-llama/Llama-3.1-8B]}\n"}),
+    "sweep_gpu_in_capitals": Case(["--sweep", "{tmp}/s.yaml"], names=("s.yaml", "point 2 (H100-SXM) is point 1 (h100-sxm)"),
+                                  files={"s.yaml": "mode: cache-only\nworkload: {limit: 20}\nset: {cache.capacity_blocks: 10}\n"
+                                                   "axes: {hardware.gpu: [h100-sxm, H100-SXM]}\n"}),
+    "sweep_int_and_float_of_one_size": Case(["--sweep", "{tmp}/s.yaml"], names=("s.yaml", "point 2 (1.0) is point 1 (1)"),
+                                            files={"s.yaml": "mode: cache-only\nworkload: {limit: 20}\n"
+                                                             "axes: {cache.tiers.dram.capacity_gib: [1, 1.0]}\n"}),
 }
 
 
@@ -144,3 +155,15 @@ def test_a_preset_the_config_file_defines_is_applied(run_cli, tmp_path):
     status, _, err = run_cli(*TRACE_STATS, "--config", tmp_path / "c.yaml", "--preset", "mine", "--report-json", report)
     assert status == 0, err
     assert json.loads(report.read_text())["config"]["seed"] == 3
+
+
+def test_sweep_points_of_two_hugging_face_ids_keep_their_names(run_cli, tmp_path):
+    """A point is named by a path's file stem: meta-llama/Llama-3.1-8B and meta-llama/Llama-3.2-3B were both
+    'Llama-3' (the dot read as a file suffix), and the sweep was refused as two paths with one file name."""
+    spec = tmp_path / "s.yaml"
+    spec.write_text("mode: cache-only\nworkload: {limit: 20}\nset: {cache.capacity_blocks: 10}\n"
+                    "axes: {model: [meta-llama/Llama-3.1-8B, meta-llama/Llama-3.2-3B]}\n")
+    report = tmp_path / "r.json"
+    status, _, err = run_cli("--sweep", spec, "--jobs", "1", "--quiet", "--no-plot", "--report-json", report)
+    assert status == 0, err
+    assert [run["name"] for run in json.loads(report.read_text())["runs"]] == ["Llama-3.1-8B", "Llama-3.2-3B"]
