@@ -67,6 +67,16 @@ CASES: dict[str, Case] = {
     "sweep_int_and_float_of_one_size": Case(["--sweep", "{tmp}/s.yaml"], names=("s.yaml", "point 2 (1.0) is point 1 (1)"),
                                             files={"s.yaml": "mode: cache-only\nworkload: {limit: 20}\n"
                                                              "axes: {cache.tiers.dram.capacity_gib: [1, 1.0]}\n"}),
+    # a trace replayed as recorded draws nothing from the seed (the synthetic generator, the arrival process and
+    # --mrc's sampling do): --seed N ran, a report identical to seed 0's (exit 0); a sweep's seed axis ran N alike
+    "seed_of_a_replayed_trace": Case(["--quiet", "--no-plot", "--workload-trace", "{tmp}/t.csv", "--seed", "5"],
+                                     names=("--seed", "t.csv", "replayed as recorded"), files={"t.csv": AZURE_OK}),
+    "seed_of_a_replayed_trace_cache_only": Case(["--cache-only", "--quiet", "--no-plot", "--workload-trace", "{tmp}/t.csv",
+                                                 "--set", "seed=5"], names=("--set seed", "nothing draws from the seed"),
+                                                files={"t.csv": AZURE_OK}),
+    "sweep_seed_axis_over_a_replayed_trace": Case(["--sweep", "{tmp}/s.yaml"], names=("s.yaml", "axis 'seed'", "replayed"),
+                                                  files={"t.csv": AZURE_OK, "s.yaml": "mode: single\nworkload: {trace: "
+                                                                                      "t.csv}\naxes: {seed: [1, 2]}\n"}),
 }
 
 
@@ -167,3 +177,14 @@ def test_sweep_points_of_two_hugging_face_ids_keep_their_names(run_cli, tmp_path
     status, _, err = run_cli("--sweep", spec, "--jobs", "1", "--quiet", "--no-plot", "--report-json", report)
     assert status == 0, err
     assert [run["name"] for run in json.loads(report.read_text())["runs"]] == ["Llama-3.1-8B", "Llama-3.2-3B"]
+
+
+@pytest.mark.parametrize("argv", [
+    ["--seed", "5", "--set", "workload.arrivals.process=poisson", "--set", "workload.arrivals.rate_rps=2"],
+    ["--cache-only", "--mrc", "--mrc-sample-rate", "0.5", "--seed", "5"],
+], ids=["drawn-arrivals", "mrc-sampling"])
+def test_a_seed_something_draws_from_is_taken(run_cli, tmp_path, argv):
+    """The seed beside a trace where it draws: the arrival process's times, the miss-ratio curve's SHARDS sample."""
+    (tmp_path / "t.csv").write_text(AZURE_OK)
+    status, _, err = run_cli(*argv, "--workload-trace", tmp_path / "t.csv", "--quiet", "--no-plot")
+    assert status == 0, err
