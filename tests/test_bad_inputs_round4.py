@@ -77,6 +77,13 @@ CASES: dict[str, Case] = {
     "sweep_seed_axis_over_a_replayed_trace": Case(["--sweep", "{tmp}/s.yaml"], names=("s.yaml", "axis 'seed'", "replayed"),
                                                   files={"t.csv": AZURE_OK, "s.yaml": "mode: single\nworkload: {trace: "
                                                                                       "t.csv}\naxes: {seed: [1, 2]}\n"}),
+    # LLMServingSim's arrival_time_ns states its unit: --workload-time-unit ms read a 2 s trace as 2,000,000 s (23
+    # days, exit 0: neither the 34-year span nor the rate warning tells it)
+    "time_unit_over_a_key_that_names_its_unit": Case(trace_stats("--workload-time-unit", "ms", trace="{tmp}/l.jsonl"),
+                                                     names=("l.jsonl", "'arrival_time_ns'", "workload.time_unit=ms"),
+                                                     files={"l.jsonl": "".join(
+                                                         f'{{"input_toks": 100, "output_toks": 10, "arrival_time_ns": {t}}}\n'
+                                                         for t in (0, 10**9, 2 * 10**9))}),
 }
 
 
@@ -188,3 +195,14 @@ def test_a_seed_something_draws_from_is_taken(run_cli, tmp_path, argv):
     (tmp_path / "t.csv").write_text(AZURE_OK)
     status, _, err = run_cli(*argv, "--workload-trace", tmp_path / "t.csv", "--quiet", "--no-plot")
     assert status == 0, err
+
+
+def test_the_unit_a_key_names_may_be_given(run_cli, tmp_path):
+    """--workload-time-unit ns over arrival_time_ns says what the key says: taken (2 s of arrivals)."""
+    (tmp_path / "l.jsonl").write_text("".join(f'{{"input_toks": 100, "output_toks": 10, "arrival_time_ns": {t}}}\n'
+                                              for t in (0, 10**9, 2 * 10**9)))
+    report = tmp_path / "r.json"
+    status, _, err = run_cli(*trace_stats("--workload-time-unit", "ns", "--report-json", str(report),
+                                          trace=str(tmp_path / "l.jsonl")))
+    assert status == 0, err
+    assert json.loads(report.read_text())["runs"][0]["metrics"]["duration_s"] == 2.0

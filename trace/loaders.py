@@ -319,6 +319,9 @@ def load_trace(workload: WorkloadConfig, block_size: int, sha256: str | None = N
     fmt = FORMATS[name]
     if workload.time_unit is not None and fmt.time_unit is None:
         raise ConfigError(f"{path}: {name} timestamps are datetimes; workload.time_unit does not apply to them")
+    if workload.time_unit not in (None, fmt.time_unit) and fmt.time_key is not None:  # (ms read 29 s as 337 days)
+        raise ConfigError(f"{path}: {name} timestamps are '{fmt.time_key}', in {fmt.time_unit} by their name; "
+                          f"workload.time_unit={workload.time_unit} does not apply to them")
     refuse_records(path, fmt)
     if fmt.kind == "jsonl" and fmt.optional:  # the optional keys some record has, searched for once: read, and
         fmt = dataclasses.replace(fmt, optional=keys_in_records(path, fmt.optional))  # they tell a variant
