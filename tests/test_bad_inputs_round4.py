@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from tests.bad_input_helpers import AZURE_OK, TRACE_STATS, Case, check_bad_input, trace_stats
+from tests.bad_input_helpers import AZURE_OK, MOONCAKE_OK, TRACE_STATS, Case, check_bad_input, mooncake, trace_stats
 from tests.conftest import ROOT, SHARED_DATA
 
 # YAML 1.1 (PyYAML) reads an integer with a leading zero as octal: each of these ran with 8, not 10 (exit 0)
@@ -84,6 +84,13 @@ CASES: dict[str, Case] = {
                                                      files={"l.jsonl": "".join(
                                                          f'{{"input_toks": 100, "output_toks": 10, "arrival_time_ns": {t}}}\n'
                                                          for t in (0, 10**9, 2 * 10**9))}),
+    # a record naming one hash id twice (ids of each block's content, not of its prefix): the replay counted its
+    # second naming as a hit of the prompt on itself, 3 hits of 4 accesses for [1, 1, 1, 1] (exit 0, no skip)
+    "hash_id_repeated_in_a_record_counted": Case(trace_stats(trace="{tmp}/m.jsonl"), skips={"repeated_hash_ids": 1},
+                                                 files={"m.jsonl": MOONCAKE_OK + mooncake(30, 2048, 5, [7, 7, 7, 7])}),
+    "hash_id_repeated_in_a_record_strict": Case(trace_stats("--strict-workload-validation", trace="{tmp}/m.jsonl"),
+                                                names=("m.jsonl", "names hash id 7 twice", "repeated hash ids"),
+                                                files={"m.jsonl": MOONCAKE_OK + mooncake(30, 2048, 5, [7, 8, 7, 9])}),
 }
 
 
@@ -206,3 +213,15 @@ def test_the_unit_a_key_names_may_be_given(run_cli, tmp_path):
                                           trace=str(tmp_path / "l.jsonl")))
     assert status == 0, err
     assert json.loads(report.read_text())["runs"][0]["metrics"]["duration_s"] == 2.0
+
+
+def test_a_record_repeating_a_hash_id_adds_no_hit(run_cli, tmp_path):
+    """Hand count: the three records of MOONCAKE_OK are [1, 2], [1, 2], [3] (5 accesses, the second record's 2 hits);
+    a fourth, [7, 7, 7, 7], is skipped, not 4 accesses and 3 hits of its own."""
+    (tmp_path / "m.jsonl").write_text(MOONCAKE_OK + mooncake(30, 2048, 5, [7, 7, 7, 7]))
+    report = tmp_path / "r.json"
+    status, _, err = run_cli("--cache-only", "--capacity-blocks", "100", "--workload-trace", tmp_path / "m.jsonl",
+                             "--report-json", report, "--quiet", "--no-plot")
+    assert status == 0, err
+    metrics = json.loads(report.read_text())["runs"][0]["metrics"]
+    assert (metrics["accesses"], metrics["hits"]) == (5, 2)
