@@ -225,3 +225,13 @@ def test_a_record_repeating_a_hash_id_adds_no_hit(run_cli, tmp_path):
     assert status == 0, err
     metrics = json.loads(report.read_text())["runs"][0]["metrics"]
     assert (metrics["accesses"], metrics["hits"]) == (5, 2)
+
+
+def test_check_moe_kernels_refuses_two_tables_for_one_gpu(tmp_path):
+    # the summary is keyed by GPU: a second table for it replaced the first, which the summary left out (exit 0)
+    table = ROOT / "tests" / "fixtures" / "aiconfigurator_moe" / "rtx_pro_6000_server_moe_perf.txt"
+    copy = tmp_path / "b.txt"
+    copy.write_bytes(table.read_bytes())
+    done = _script("tools/check_moe_kernels.py", f"{table}=rtxpro6000", f"{copy}=rtxpro6000")
+    assert done.returncode == 2 and done.stdout == "", (done.returncode, done.stdout[-2000:])
+    assert done.stderr.count("\n") == 1 and f"{copy}=rtxpro6000: GPU 'rtxpro6000' is given a table twice" in done.stderr
