@@ -104,7 +104,6 @@ def _cell(m: Measure) -> str:
 
 
 def main() -> None:
-    sys.path.insert(0, str(REPO))
     from sim.cli import OneLineParser  # one-line errors; a flag given twice is refused (argparse kept the last)
 
     parser = OneLineParser(description=__doc__.splitlines()[0])
@@ -161,4 +160,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.path.insert(0, str(REPO))  # the project's `trace` package, not the stdlib module
+    from sim.errors import command_status, end_process
+
+    end_process(command_status("bench_serving.py", main))  # without the interpreter's teardown: see sim.errors

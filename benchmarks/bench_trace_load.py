@@ -243,7 +243,6 @@ def imports(argv: list[str], repo: Path, repeat: int) -> tuple[float, list[str]]
 
 
 def main(argv: list[str] | None = None) -> int:
-    sys.path.insert(0, str(REPO))
     from sim.cli import OneLineParser  # one-line errors; a flag given twice is refused (argparse kept the last)
 
     ap = OneLineParser(description=__doc__.split("\n\n")[0])
@@ -311,4 +310,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.path.insert(0, str(REPO))  # the project's `trace` package, not the stdlib module
+    from sim.errors import command_status, end_process
+
+    end_process(command_status("bench_trace_load.py", main))  # without the interpreter's teardown: see sim.errors
