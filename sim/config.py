@@ -398,6 +398,9 @@ def set_layer(assignment: str, source: str = "--set") -> dict[str, Any]:
     to ~100 characters)."""
     key, value = parse_set(assignment)
     _not_a_preset(key, source)
+    if value == {}:  # merged over the section as it is: --set cache.tiers.dram={} left the tier as it was
+        raise ConfigError(f"{source} {key}={{}}: an empty mapping sets nothing (a mapping merges over the keys "
+                          f"there); set them, e.g. {source} {key}.KEY=VALUE")
     layer = _dotted_layer({key: value})
     _validated(layer, source)
     return layer

@@ -91,6 +91,10 @@ CASES: dict[str, Case] = {
     "hash_id_repeated_in_a_record_strict": Case(trace_stats("--strict-workload-validation", trace="{tmp}/m.jsonl"),
                                                 names=("m.jsonl", "names hash id 7 twice", "repeated hash ids"),
                                                 files={"m.jsonl": MOONCAKE_OK + mooncake(30, 2048, 5, [7, 8, 7, 9])}),
+    # an empty mapping merges over a section as it is: --set cache.tiers.dram={} (to clear the tier?) ran with the
+    # 256 GiB DRAM tier unchanged, exit 0
+    "set_an_empty_mapping": Case(["--cache-only", "--quiet", "--no-plot", "--workload-limit", "20", "--set",
+                                  "cache.tiers.dram={}"], names=("--set cache.tiers.dram={}", "sets nothing")),
 }
 
 
