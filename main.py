@@ -346,7 +346,7 @@ def run_cache_only(run: Run) -> tuple[dict, list[RunResult]]:
 
 def run_serving_mode(run: Run) -> tuple[dict, list[RunResult]]:
     from sim.config import replace
-    from sim.report.metrics import write_requests_csv
+    from sim.report.metrics import check_tpot_target_read, write_requests_csv
     from sim.serving.admission import admit
     from sim.serving.run import run_serving
     from trace.workload import load_workload, with_trace_block_size
@@ -354,6 +354,7 @@ def run_serving_mode(run: Run) -> tuple[dict, list[RunResult]]:
     trace = load_workload(run.config)
     run.config = config = with_trace_block_size(run.config, trace)
     admit(trace, config, "pd" if run.cluster_pd else run.mode)  # (--cluster --pd: each role holds its part)
+    check_tpot_target_read(trace.output_tokens, config.slo, config.workload.trace or "the synthetic workload")
     policies = run.policies or [config.cache.policy]
     routers = run.routers or [config.cluster.router]
     runs = []

@@ -95,6 +95,12 @@ CASES: dict[str, Case] = {
     # 256 GiB DRAM tier unchanged, exit 0
     "set_an_empty_mapping": Case(["--cache-only", "--quiet", "--no-plot", "--workload-limit", "20", "--set",
                                   "cache.tiers.dram={}"], names=("--set cache.tiers.dram={}", "sets nothing")),
+    # a TPOT target over a workload of single-token answers: no request has a TPOT, each passed it (slo_attainment 1.0
+    # at a 0.1 ms target, and --max-rate searched against nothing), exit 0
+    "tpot_target_of_single_token_answers": Case(["--quiet", "--no-plot", "--workload-trace", "{tmp}/t.csv", "--set",
+                                                 "slo.tpot_s=0.0001"], names=("slo.tpot_s", "t.csv", "more than one token"),
+                                                files={"t.csv": AZURE_OK.replace(",10\n", ",1\n").replace(",11\n", ",1\n")
+                                                       .replace(",12\n", ",1\n")}),
 }
 
 
@@ -239,3 +245,13 @@ def test_check_moe_kernels_refuses_two_tables_for_one_gpu(tmp_path):
     done = _script("tools/check_moe_kernels.py", f"{table}=rtxpro6000", f"{copy}=rtxpro6000")
     assert done.returncode == 2 and done.stdout == "", (done.returncode, done.stdout[-2000:])
     assert done.stderr.count("\n") == 1 and f"{copy}=rtxpro6000: GPU 'rtxpro6000' is given a table twice" in done.stderr
+
+
+def test_a_tpot_target_with_one_multi_token_answer_is_judged(run_cli, tmp_path):
+    """One answer of two tokens or more gives the target a TPOT to judge: taken."""
+    (tmp_path / "t.csv").write_text(AZURE_OK.replace(",10\n", ",1\n").replace(",11\n", ",1\n"))
+    report = tmp_path / "r.json"
+    status, _, err = run_cli("--quiet", "--no-plot", "--workload-trace", tmp_path / "t.csv", "--set", "slo.tpot_s=1",
+                             "--report-json", report)
+    assert status == 0, err
+    assert json.loads(report.read_text())["runs"][0]["metrics"]["slo_attainment"] == 1.0
