@@ -101,6 +101,12 @@ CASES: dict[str, Case] = {
                                                  "slo.tpot_s=0.0001"], names=("slo.tpot_s", "t.csv", "more than one token"),
                                                 files={"t.csv": AZURE_OK.replace(",10\n", ",1\n").replace(",11\n", ",1\n")
                                                        .replace(",12\n", ",1\n")}),
+    # selective write keeps blocks past the depth (default 64) out of the cache: prompts of at most 2 blocks have none
+    # past it, and the replay was the one without it (exit 0)
+    "selective_write_past_every_prompt": Case(["--cache-only", "--quiet", "--no-plot", "--capacity-blocks", "10",
+                                               "--workload-trace", "{tmp}/m.jsonl", "--set", "cache.admission=selective_write"],
+                                              names=("cache.admission", "selective_write", "m.jsonl", "more than 2 blocks",
+                                                     "selective_write_depth=64"), files={"m.jsonl": MOONCAKE_OK}),
 }
 
 
@@ -255,3 +261,16 @@ def test_a_tpot_target_with_one_multi_token_answer_is_judged(run_cli, tmp_path):
                              "--report-json", report)
     assert status == 0, err
     assert json.loads(report.read_text())["runs"][0]["metrics"]["slo_attainment"] == 1.0
+
+
+def test_selective_write_within_a_prompt_is_taken(run_cli, tmp_path):
+    """Depth 1 over records [1, 2], [1, 2], [3]: block 2 is never cached, so the second record hits block 1 alone
+    (1 hit of 5 accesses, by hand; 2 without the plug-in)."""
+    (tmp_path / "m.jsonl").write_text(MOONCAKE_OK)
+    report = tmp_path / "r.json"
+    status, _, err = run_cli("--cache-only", "--quiet", "--no-plot", "--capacity-blocks", "10", "--workload-trace",
+                             tmp_path / "m.jsonl", "--set", "cache.admission=selective_write", "--set",
+                             "cache.selective_write_depth=1", "--report-json", report)
+    assert status == 0, err
+    metrics = json.loads(report.read_text())["runs"][0]["metrics"]
+    assert (metrics["hits"], metrics["accesses"]) == (1, 5)

@@ -20,7 +20,7 @@ from sim.cache.multitier import CachePlugins, MultiTierCache, build_cache
 from sim.cache.policies import POLICIES, policy_class
 from sim.cache.tiers import TIER_NAMES, build_tiers, stored_block_bytes
 from sim.config import Config
-from sim.errors import ConfigError
+from sim.errors import ConfigError, UnreadSetting
 from sim.report.document import RunResult
 from trace.continuations import check_outputs_in_next_turn_read, generated_blocks
 from trace.request import Trace
@@ -82,6 +82,20 @@ def cache_plugins(config: Config) -> CachePlugins:
     return CachePlugins(selective_write_depth=depth, session_prefetch=config.cache.prefetch == "session")
 
 
+def check_selective_write_read(offsets: np.ndarray, plugins: CachePlugins, config: Config) -> None:
+    """``cache.admission: selective_write`` keeps a request's blocks past ``selective_write_depth`` out of the cache:
+    where no request of the stream (``offsets``) has more blocks, every block is cached as without it, and the run is
+    the same (depth 1,000 over the Mooncake trace's prompts of at most 241 blocks). Refused when the run finds it, as
+    the other settings a workload leaves unread are (``UnreadSetting``)."""
+    depth = plugins.selective_write_depth
+    longest = int(np.diff(offsets).max()) if len(offsets) > 1 else 0
+    if depth is not None and depth >= longest:
+        source = config.workload.trace or f"the synthetic {config.workload.synthetic.kind} workload"
+        raise UnreadSetting(f"config key 'cache.admission'=selective_write changes nothing: no request of {source} has "
+                            f"more than {longest:,} blocks, within cache.selective_write_depth={depth:,}, so every block "
+                            "is cached either way", "cache.admission", "none")
+
+
 def cache_stream(trace: Trace, config: Config) -> CacheStream:
     """The blocks the replay's caches take: the prompts', and with ``cache.insert_outputs`` each request's generated
     blocks after its prompt (their ids as ``workload.outputs_in_next_turn`` reads them: ``trace/continuations.py``)."""
@@ -111,6 +125,7 @@ def replay(trace: Trace, config: Config, policy: str, semantics: str, capacity_b
     blocks, offsets = stream.blocks, stream.offsets
     hit_tier = np.full(len(blocks), -1, dtype=np.int8)
     plugins = cache_plugins(config)
+    check_selective_write_read(offsets, plugins, config)
     # in slices of CHUNK accesses, progress or not: a compiled replay does not see Ctrl-C or SIGTERM until it returns
     # (one call over 259 M accesses ran two minutes past a signal), and the same slices give the same report
     bounds = np.unique(np.clip(np.searchsorted(offsets, np.arange(0, len(blocks) + CHUNK, CHUNK)), 0,
