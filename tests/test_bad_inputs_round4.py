@@ -107,6 +107,12 @@ CASES: dict[str, Case] = {
                                                "--workload-trace", "{tmp}/m.jsonl", "--set", "cache.admission=selective_write"],
                                               names=("cache.admission", "selective_write", "m.jsonl", "more than 2 blocks",
                                                      "selective_write_depth=64"), files={"m.jsonl": MOONCAKE_OK}),
+    # answers that end within their prompt's last block generate no full block: insert_outputs inserted nothing, and
+    # the replay was the one without it (exit 0; its generated_blocks metric 0)
+    "insert_outputs_with_no_generated_block": Case(["--cache-only", "--quiet", "--no-plot", "--capacity-blocks", "10",
+                                                    "--workload-trace", "{tmp}/m.jsonl", "--set", "cache.insert_outputs=true"],
+                                                   names=("cache.insert_outputs", "m.jsonl", "full 512-token block"),
+                                                   files={"m.jsonl": MOONCAKE_OK}),
 }
 
 

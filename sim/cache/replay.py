@@ -104,6 +104,10 @@ def cache_stream(trace: Trace, config: Config) -> CacheStream:
     check_outputs_in_next_turn_read(trace, config.workload)
     generated = generated_blocks(trace, trace.provenance.block_tokens, block_id_space(trace),
                                  config.workload.outputs_in_next_turn)
+    if not len(generated.ids):  # (every answer ends within its prompt's last block: nothing to insert)
+        source = config.workload.trace or f"the synthetic {config.workload.synthetic.kind} workload"
+        raise UnreadSetting(f"config key 'cache.insert_outputs'=true changes nothing: no request of {source} generates "
+                            f"a full {trace.provenance.block_tokens}-token block", "cache.insert_outputs", False)
     return CacheStream(trace, generated)
 
 
