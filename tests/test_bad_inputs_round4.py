@@ -113,6 +113,13 @@ CASES: dict[str, Case] = {
                                                     "--workload-trace", "{tmp}/m.jsonl", "--set", "cache.insert_outputs=true"],
                                                    names=("cache.insert_outputs", "m.jsonl", "full 512-token block"),
                                                    files={"m.jsonl": MOONCAKE_OK}),
+    # sessions of one request each have no earlier turn to prefetch: the check looked for session ids alone, and the
+    # replay was the one without the prefetch (exit 0)
+    "session_prefetch_over_single_request_sessions": Case(
+        ["--cache-only", "--quiet", "--no-plot", "--workload-trace", "{tmp}/b.csv", "--set", "cache.prefetch=session",
+         "--set", "cache.tiers.hbm.capacity_gib=0.01"], names=("'cache.prefetch'=session", "b.csv", "two requests or more"),
+        files={"b.csv": "Timestamp,Session ID,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
+                        "1,a,GPT-4,100,10,110,c\n2,b,GPT-4,200,10,210,c\n3,c,GPT-4,300,10,310,c\n"}),
 }
 
 

@@ -154,9 +154,12 @@ def run_cache_only(trace: Trace, config: Config, policies: list[str], progress: 
     """One run per policy over the same trace and tiers."""
     for name in policies:
         policy_class(name)  # fail fast on an unknown name
-    if config.cache.prefetch == "session" and not (trace.session_id >= 0).any():  # (a prefetch follows a session)
+    sessions = trace.session_id[trace.session_id >= 0]
+    if config.cache.prefetch == "session" and np.unique(sessions).size == sessions.size:  # (a prefetch follows a
+        # session's earlier turn: none where each session id, if any, names one request)
         source = config.workload.trace or f"the synthetic {config.workload.synthetic.kind} workload"
-        raise ConfigError(f"config key 'cache.prefetch'=session: {source} has no session ids (no request is named a "
+        why = "no session ids" if not sessions.size else "no session of two requests or more"
+        raise ConfigError(f"config key 'cache.prefetch'=session: {source} has {why} (no request is named a "
                           "later turn of another), so nothing would be prefetched")
     semantics = access_semantics(config, "plain")
     stream = cache_stream(trace, config)
