@@ -223,6 +223,7 @@ class Outputs:
     requests_csv: dict[str, Path] = field(default_factory=dict)  # per policy
     plot_dir: Path | None = None  # None: no plots
     html: Path | None = None
+    files: list[tuple[str, Path]] = field(default_factory=list)  # what names each file or folder written, its path
 
 
 def plot_dir(args: argparse.Namespace) -> Path:
@@ -275,6 +276,7 @@ def plan_outputs(args: argparse.Namespace, mode: str, policies: list[str], confi
 
         files.append(("the sweep's journal", journal_path(args.report_json, args.report_csv, args.sweep, args.html)))
     check_distinct(inputs, files)
+    outputs.files = files
     return outputs
 
 
@@ -345,7 +347,7 @@ def run_cache_only(run: Run) -> tuple[dict, list[RunResult]]:
 
 def run_serving_mode(run: Run) -> tuple[dict, list[RunResult]]:
     from sim.config import replace
-    from sim.report.metrics import write_requests_csv
+    from sim.report.metrics import check_tpot_target_read, write_requests_csv
     from sim.serving.admission import admit
     from sim.serving.run import run_serving
     from trace.workload import load_workload, with_trace_block_size
@@ -353,6 +355,7 @@ def run_serving_mode(run: Run) -> tuple[dict, list[RunResult]]:
     trace = load_workload(run.config)
     run.config = config = with_trace_block_size(run.config, trace)
     admit(trace, config, "pd" if run.cluster_pd else run.mode)  # (--cluster --pd: each role holds its part)
+    check_tpot_target_read(trace.output_tokens, config.slo, config.workload.trace or "the synthetic workload")
     policies = run.policies or [config.cache.policy]
     routers = run.routers or [config.cluster.router]
     runs = []

@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                         ("--capacity", args.capacity), ("--repeat", args.repeat)):
         if value < 1:  # --repeat 0 was an IndexError after the runs, --requests 0 a ConfigError traceback
             ap.error(f"{flag} must be at least 1, got {value}")
-    policies = [p.strip() for p in args.policies.split(",") if p.strip()]
+    policies = ap.distinct("--policies", [p.strip() for p in args.policies.split(",") if p.strip()])
     unknown = [p for p in policies if p not in POLICIES]
     if unknown:
         ap.error(f"unknown policies {unknown}; valid: {', '.join(POLICIES)}")
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"libCacheSim input: next-use index {next_use_s:.2f} s + oracleGeneral file "
           f"({oracle.stat().st_size / 2**20:,.0f} MiB) written in {write_s:.2f} s")
 
-    k = 20  # a short copy (first 20 requests) to load the kernels
+    k = min(20, len(trace.arrival_s))  # a short copy (first 20 requests) to load the kernels (--requests 5: an IndexError)
     warm = dataclasses.replace(trace, arrival_s=trace.arrival_s[:k], input_tokens=trace.input_tokens[:k],
                                output_tokens=trace.output_tokens[:k], session_id=trace.session_id[:k],
                                block_offsets=trace.block_offsets[:k + 1],

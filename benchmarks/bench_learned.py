@@ -253,10 +253,10 @@ def main() -> None:
                         help="judge with each request's generated blocks inserted after its prompt, as a vLLM server "
                              "caches answers (cache.insert_outputs; not with --peers, safety or cross)")
     args = parser.parse_args()
-    peers = [p for p in args.peers.split(",") if p]
+    peers = parser.distinct("--peers", [p for p in args.peers.split(",") if p])
     if not set(peers) <= set(PEERS):
         parser.error(f"unknown peers {sorted(set(peers) - set(PEERS))}; choose from {', '.join(PEERS)}")
-    names = list(filter(None, args.workloads.split(",")))
+    names = parser.distinct("--workloads", list(filter(None, args.workloads.split(","))))
     unknown = [n for n in names if n not in (*WORKLOADS, "safety", "cross")]
     if unknown:  # before any workload runs, not after the ones before it
         parser.error(f"unknown workloads {unknown}; choose from {', '.join((*WORKLOADS, 'safety', 'cross'))}")

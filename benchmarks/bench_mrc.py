@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--no-check", action="store_true", help="skip the Mooncake check against LRU replays")
     args = parser.parse_args()
     try:  # checked before the kernel loads: 'x' was a ValueError traceback, 0 an empty stream timed
-        sizes = [int(x) for x in args.sizes.split(",")]
+        sizes = parser.distinct("--sizes", [int(x) for x in args.sizes.split(",")])
     except ValueError:
         parser.error(f"--sizes: expected comma-separated positive integers, got {args.sizes[:100]!r}")
     if any(n < 1 for n in sizes):

@@ -30,7 +30,6 @@ Run from the repository root::
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -105,7 +104,9 @@ def _cell(m: Measure) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from sim.cli import OneLineParser  # one-line errors; a flag given twice is refused (argparse kept the last)
+
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scales", default="1,16,64", help="repeat counts of the trace, comma-separated")
     parser.add_argument("--modes", default="single,pd", help="serving modes: single, pd")
     parser.add_argument("--repeat", type=int, default=1, help="runs per case; the best is shown")
@@ -118,14 +119,17 @@ def main() -> None:
         scales = [int(s) for s in args.scales.split(",")]
     except ValueError:
         parser.error(f"--scales: expected comma-separated positive integers, got {args.scales[:100]!r}")
+    if any(s < 1 for s in scales) or args.repeat < 1:  # the message named neither flag nor value, after the usage
+        parser.error(f"--scales and --repeat must be at least 1, got --scales {args.scales[:100]} --repeat {args.repeat}")
+    parser.distinct("--scales", scales)
     if not args.trace.is_file():  # a traceback once the runs began
         parser.error(f"--trace: not a file: {args.trace}")
     if args.compare is not None and not (args.compare / "main.py").is_file():
         parser.error(f"--compare: not a kvsim checkout (no main.py): {args.compare}")
-    modes = args.modes.split(",")
+    modes = parser.distinct("--modes", args.modes.split(","))
     unknown = [m for m in modes if m not in MODES]
-    if unknown or any(s < 1 for s in scales) or args.repeat < 1:
-        parser.error(f"modes are {', '.join(MODES)}; scales and --repeat are positive integers")
+    if unknown:
+        parser.error(f"--modes: unknown modes {unknown}; choose from {', '.join(MODES)}")
     checkouts = {"after": REPO} if args.compare is None else {"before": args.compare.resolve(), "after": REPO}
     print(f"trace: {args.trace} repeated {', '.join(f'x{s}' for s in scales)}; best of {args.repeat} run(s); "
           f"{os.cpu_count()} CPU(s)")
@@ -156,4 +160,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.path.insert(0, str(REPO))  # the project's `trace` package, not the stdlib module
+    from sim.errors import command_status, end_process
+
+    end_process(command_status("bench_serving.py", main))  # without the interpreter's teardown: see sim.errors

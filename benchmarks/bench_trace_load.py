@@ -33,7 +33,6 @@ on the machine and on whatever else runs; the load average is printed.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -244,7 +243,9 @@ def imports(argv: list[str], repo: Path, repeat: int) -> tuple[float, list[str]]
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    from sim.cli import OneLineParser  # one-line errors; a flag given twice is refused (argparse kept the last)
+
+    ap = OneLineParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, default=10_000_000, help="Azure-format rows (default 10,000,000)")
     ap.add_argument("--accesses", type=int, default=10_000_000, help="Mooncake-format block accesses (default 10,000,000)")
     ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "kvsim-bench", help="where the files go")
@@ -254,8 +255,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mooncake-source", type=Path, default=MOONCAKE_SOURCE, help="trace the Mooncake generator draws from")
     ap.add_argument("--profile", action="store_true", help="run the loads under cProfile (cumtime) in the subprocess")
     args = ap.parse_args(argv)
-    if args.rows <= 0 or args.accesses <= 0:
-        ap.error("--rows and --accesses must be positive")
+    for flag, value, least in (("--rows", args.rows, 1), ("--accesses", args.accesses, 1), ("--seed", args.seed, 0)):
+        if value < least:  # --seed -1 was a traceback of the generator's subprocess (numpy takes no negative seed)
+            ap.error(f"{flag} must be at least {least}, got {value}")
+    if args.dir.exists() and not args.dir.is_dir():  # a FileExistsError traceback
+        ap.error(f"--dir: {args.dir} is not a folder")
     parts = set(args.only.split(","))
     unknown = sorted(parts - {"azure", "mooncake", "split", "startup"})
     if unknown:  # ran nothing of it, exit 0
@@ -306,4 +310,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.path.insert(0, str(REPO))  # the project's `trace` package, not the stdlib module
+    from sim.errors import command_status, end_process
+
+    end_process(command_status("bench_trace_load.py", main))  # without the interpreter's teardown: see sim.errors

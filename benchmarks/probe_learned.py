@@ -414,7 +414,7 @@ def main() -> None:
     parser.add_argument("probes", nargs="?", default=",".join(PROBES), help=f"comma list of {', '.join(PROBES)}")
     parser.add_argument("--trace", type=Path, default=TRACE, help="a Mooncake-format trace (default: the bundled one)")
     args = parser.parse_args()
-    names = args.probes.split(",")
+    names = parser.distinct("probes", args.probes.split(","))
     unknown = [n for n in names if n not in PROBES]
     if unknown:
         parser.error(f"unknown probes {unknown}; choose from {', '.join(PROBES)}")

@@ -47,7 +47,7 @@ from experiments.plan_candidates import (Candidate, curve_groups, enumerate_cand
 from experiments.plan_file import load_plan, plan_error
 from experiments.prices import load_prices
 from experiments.runner import Task, default_jobs, run_task, run_tasks
-from experiments.spec import keys_overlap, resolve_layers
+from experiments.spec import check_inputs_spared, keys_overlap, resolve_layers
 
 if TYPE_CHECKING:  # main.py's checked output paths
     from main import Outputs
@@ -205,6 +205,7 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
                    for c in candidates if c.status != "infeasible"])
     check_learned_points([(f"plan {plan.path}: candidate {c.name}", c.mode, c.config) for c in candidates
                           if c.status != "infeasible"], options)
+    check_inputs_spared(plan.layers, [base, *(c.config for c in candidates)], outputs)
 
     trace = load_workload(replace(base, **{"workload.rate_scale": 1.0}))
     duration = float(trace.arrival_s[-1] - trace.arrival_s[0]) if len(trace) else 0.0

@@ -154,6 +154,19 @@ def parse_layers(data: dict, path: Path, what: str) -> ConfigLayers:
     return layers
 
 
+def check_inputs_spared(layers: ConfigLayers, configs: list[Config], outputs) -> None:
+    """No output of a sweep or a plan (``outputs``: main.Outputs) is a file its runs read: the spec's config file, its
+    overlays, or a path a run's config names (a trace, an axis of traces, a profile). main.py checks the command
+    line's inputs before the spec is read; these are known once its points are built (--report-json of the trace
+    overwrote it, exit 0)."""
+    from sim.config_fields import path_settings
+    from sim.report.output import check_distinct
+
+    inputs = [(f"{layers.source}'s 'config'", layers.config), *((f"{layers.source}'s overlay", o) for o in layers.overlays),
+              *((f"config key '{key}'", path) for config in configs for key, path in path_settings(config))]
+    check_distinct(inputs, outputs.files)
+
+
 def keys_overlap(a: str, b: str) -> bool:
     """Whether setting dotted key ``a`` and setting ``b`` touch the same value (one is the other or contains it)."""
     return a == b or a.startswith(f"{b}.") or b.startswith(f"{a}.")
@@ -244,7 +257,11 @@ def _label(value: Any) -> str:
     if not (isinstance(value, str) and os.sep in value):
         return str(value)
     path = Path(value)
-    return path.parent.name if path.name == CONFIG_NAME and path.parent.name else path.stem
+    if path.name == CONFIG_NAME and path.parent.name:
+        return path.parent.name
+    # a file's type suffix (.csv, .jsonl) is dropped, not a dot inside a name: meta-llama/Llama-3.1-8B and
+    # meta-llama/Llama-3.3-70B were both 'Llama-3', and refused as two paths with one file name
+    return path.stem if re.fullmatch(r"\.[A-Za-z][A-Za-z0-9]*", path.suffix) else path.name
 
 
 def expand(spec: SweepSpec) -> list[Point]:
@@ -270,6 +287,19 @@ def expand(spec: SweepSpec) -> list[Point]:
         by_key[point.key] = by_name[point.name] = point
         points.append(point)
     return points
+
+
+def check_points_differ(points: list[Point], configs: list[Config], spec_path: Path) -> None:
+    """Two points whose values differ as written but resolve to one config (a model's name and its Hugging Face
+    id, a GPU's name in capitals, 1 and 1.0 GiB) would run the same run twice under two names: refused, as a value
+    repeated on an axis is (``expand``)."""
+    seen: dict[str, Point] = {}
+    for point, config in zip(points, configs, strict=True):
+        resolved = json.dumps(config.to_dict(), sort_keys=True, default=str)
+        if resolved in seen:
+            raise _fail(spec_path, f"point {point.index + 1} ({point.name}) is point {seen[resolved].index + 1} "
+                                   f"({seen[resolved].name}) in other words: both resolve to one config; give it once")
+        seen[resolved] = point
 
 
 def point_config(base: Config, point: Point, spec_path: Path) -> Config:

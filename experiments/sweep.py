@@ -24,7 +24,8 @@ from experiments.execute import RunOptions, check_learned_points, check_point, r
 from experiments.journal import Journal, fingerprint, inputs_fingerprint, journal_path
 from experiments.outputs import write_csv, write_json
 from experiments.runner import Task, default_jobs, run_tasks
-from experiments.spec import Point, SweepSpec, expand, keys_overlap, load_spec, point_config, resolve_layers
+from experiments.spec import (Point, SweepSpec, check_inputs_spared, check_points_differ, expand, keys_overlap,
+                              load_spec, point_config, resolve_layers)
 
 if TYPE_CHECKING:  # main.py's checked output paths
     from main import Outputs
@@ -194,6 +195,8 @@ def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
                                                 where=f"sweep spec {spec.path}: point {point.name!r}",
                                                 given=point_given)))
     refuse_unread(unread)  # (a key some points read is kept: a fixed threshold beside a router axis)
+    check_inputs_spared(spec.layers, configs, outputs)
+    check_points_differ(points, configs, spec.path)
     check_block_size_varies(spec, configs)
     check_learned_points([(f"sweep spec {spec.path}: point {p.name!r}", spec.mode, c)
                           for p, c in zip(points, configs, strict=True)],

@@ -135,6 +135,16 @@ class OneLineParser(argparse.ArgumentParser):
         self._refuse_repeated(sys.argv[1:] if args is None else [str(a) for a in args])
         return super().parse_known_args(args, namespace)
 
+    def distinct(self, flag: str, items: list) -> list:
+        """``items``, the values of the comma list ``flag``, refused when one is named twice: each would run twice,
+        unsaid (``--policies lru,lru`` timed LRU twice; a repeated workload of bench_learned, a minute each)."""
+        seen: set = set()
+        for item in items:
+            if item in seen:
+                self.error(f"{flag} names {quote(item) if isinstance(item, str) else item} twice: give each once")
+            seen.add(item)
+        return items
+
     def _refuse_repeated(self, argv: list[str]) -> None:
         once = {option: action for action in self._actions
                 if action.option_strings and isinstance(action, argparse._StoreAction) for option in action.option_strings}
@@ -209,7 +219,8 @@ def build_parser(sweep_module: bool = False) -> argparse.ArgumentParser:
 
     cfg = p.add_argument_group("configuration")
     cfg.add_argument("--config", metavar="PATH", help="YAML config (default: config.yaml here, else next to main.py)")
-    cfg.add_argument("--preset", choices=["smoke", "dev", "prod-eval"], help="scale the run (see presets in config.yaml)")
+    cfg.add_argument("--preset", metavar="NAME",  # (any the config defines: a choices list refused a file's own)
+                     help="scale the run: smoke, dev, prod-eval (presets in config.yaml), or a preset of --config's")
     cfg.add_argument("--calibration-profile", metavar="PATH", action="append", default=[],
                      help="YAML overlay merged over the config; repeatable, applied in order")
     cfg.add_argument("--set", metavar="KEY=VALUE", dest="sets", action="append", default=[],

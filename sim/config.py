@@ -403,6 +403,9 @@ def set_layer(assignment: str, source: str = "--set") -> dict[str, Any]:
     to ~100 characters)."""
     key, value = parse_set(assignment)
     _not_a_preset(key, source)
+    if value == {}:  # merged over the section as it is: --set cache.tiers.dram={} left the tier as it was
+        raise ConfigError(f"{source} {key}={{}}: an empty mapping sets nothing (a mapping merges over the keys "
+                          f"there); set them, e.g. {source} {key}.KEY=VALUE")
     layer = _dotted_layer({key: value})
     _validated(layer, source)
     return layer
@@ -433,8 +436,9 @@ def load_config(
         raw = _merge_layer(raw, _file_layer(Path(overlay), "calibration profile"))
     if preset is not None:
         presets = build_dataclass(Config, raw, "").presets
-        if preset not in presets:
-            raise ConfigError(f"unknown preset {preset!r}; valid presets: {', '.join(sorted(presets))}")
+        if preset not in presets or "@" in preset:  # (PRESET@MODE is a part of PRESET, applied in MODE with it)
+            names = sorted(str(name) for name in presets if "@" not in str(name))
+            raise ConfigError(f"unknown preset {preset!r}; valid presets: {', '.join(names)}")
         for name in (preset, f"{preset}@{mode}"):  # PRESET@MODE: more keys for that mode only
             if name not in presets:
                 continue

@@ -18,6 +18,10 @@ import yaml
 from sim.errors import ConfigError, quote
 
 _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when PyYAML was built with it: ~10x faster
+_INT_TAG = "tag:yaml.org,2002:int"
+# An integer with a leading 0 and more digits (``010``): YAML 1.1, which PyYAML implements, reads it as octal (8), so
+# ``seed: 010`` or ``--set serving.num_instances=010`` ran with 8, unsaid; YAML 1.2 reads 10. Refused where they differ.
+_LEADING_ZERO = re.compile(r"[-+]?0[0-7_]+")
 
 
 class UniqueKeyLoader(_SAFE_LOADER):
@@ -46,7 +50,14 @@ class UniqueKeyLoader(_SAFE_LOADER):
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         """A scalar that its resolver recognises but Python cannot hold (a 5,000-digit integer, the date
-        2023-02-30) is a YAML error at its line, like any other, not a ValueError from deep inside PyYAML."""
+        2023-02-30) is a YAML error at its line, like any other, not a ValueError from deep inside PyYAML; so is an
+        integer written with a leading zero (``_LEADING_ZERO``)."""
+        if node.tag == _INT_TAG and isinstance(node.value, str) and _LEADING_ZERO.fullmatch(node.value):
+            octal, decimal = (int(node.value.replace("_", ""), base) for base in (8, 10))
+            if octal != decimal:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"cannot read {quote(node.value)}: YAML 1.1 reads a leading 0 as octal ({octal}), YAML "
+                    f"1.2 as decimal ({decimal}); write {decimal} (or {octal}) without it", node.start_mark)
         try:
             return super().construct_object(node, deep)
         except (ValueError, OverflowError) as exc:

@@ -1,8 +1,8 @@
 """Settings a run reads only beside others, judged on the resolved config (``sim.mode_settings.unread_settings``
 asks ``unread_with_others``): a lower tier's timing or policy when the tier holds nothing, every cache setting when
 prefix caching is off, a rack's uplink in a one-rack cluster or beside a given uplink, the analytic network's figures
-beside an NS-3 table, the SLO attainment without a max-rate search, the inclusion of a hierarchy of HBM alone, and
-the router of one instance. Each was accepted and changed nothing but
+beside an NS-3 table, the SLO attainment without a max-rate search, the inclusion of a hierarchy of HBM alone, the
+router of one instance, and the seed of a trace replayed at its own times. Each was accepted and changed nothing but
 the echoed config (exit 0)."""
 
 from __future__ import annotations
@@ -78,9 +78,20 @@ def unread_with_others(mode: str, config: Config, given: dict[str, str], max_rat
             if key in given:
                 yield key, (f"compute.profile {config.compute.profile} is an LLMServingSim bundle, which times every "
                             "operator from its tables: the roofline's constants price none of a step")
+    if "seed" in given and (serving or mode in ("cache-only", "trace-stats")) and not _draws_from_seed(config):
+        yield "seed", (f"the trace {config.workload.trace} is replayed as recorded: nothing draws from the seed (a "
+                       "synthetic workload, workload.arrivals.process or --mrc-sample-rate below 1 would)")
     if serving and not max_rate and "slo.attainment" in given:
         yield "slo.attainment", ("read only by --max-rate (the share of requests that must meet slo.ttft_s/tpot_s); "
                                  "a run reports its slo_attainment whatever the target")
+
+
+def _draws_from_seed(config: Config) -> bool:
+    """Whether the run draws anything from ``seed``: the synthetic generator and the arrival process
+    (trace.workload.load_workload), and the SHARDS sampling of a miss-ratio curve below rate 1 (sim.cache.replay);
+    nothing else in a run is random (DESIGN: every draw from a generator passed down)."""
+    workload = config.workload
+    return workload.trace is None or workload.arrivals.process != "trace" or config.cache.mrc_sample_rate < 1
 
 
 def _bundle(config: Config) -> bool:

@@ -167,7 +167,9 @@ def test_unread_setting(name, run_cli, tmp_path):
     ["--set", "serving.enable_prefix_caching=false", "--set", "cache.tiers.dram.capacity_gib=0"],
     ["--max-rate", "--set", "slo.ttft_s=5", "--set", "slo.attainment=0.5"],
     ["--set", "serving.num_instances=2", "--router", "round-robin"],
-    ["--cache-only", "--set", "cache.prefetch=session"],  # (multi-turn sessions, DRAM and SSD below HBM)
+    # (multi-turn sessions, DRAM and SSD below HBM; conversations that return within the 20 requests: at the default
+    # 93 s think time all 20 were first turns, with nothing to prefetch)
+    ["--cache-only", "--set", "cache.prefetch=session", "--set", "workload.synthetic.think_time_median_s=1"],
     ["--set", "cache.tiers.dram.capacity_gib=0", "--set", "cache.tiers.ssd.capacity_gib=1", "--set",
      "cache.inclusion=inclusive"],
 ], ids=["uplink_of_two_racks", "bandwidth_beside_a_table_derives_uplinks", "tier_with_capacity",

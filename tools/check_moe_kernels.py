@@ -133,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
             path, sep, gpu = item.rpartition("=")
             if not sep:
                 raise InputError(f"{item}: write TABLE=GPU")
+            if gpu in tables:  # (the later table replaced the earlier in the summary, unsaid)
+                raise InputError(f"{item}: GPU {gpu!r} is given a table twice; compare one table per GPU at a time")
             frame = read_table(Path(path))
             if args.tp1_ep1:
                 frame = frame[(frame["moe_tp_size"] == 1) & (frame["moe_ep_size"] == 1)]

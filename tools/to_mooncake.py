@@ -92,8 +92,8 @@ def main() -> int:
                      f"back from hash ids), got {given}")
     check_distinct([("--workload-trace", args.workload_trace)], [("--out", args.out)])  # it would replace the trace
     check_writable(args.out, "--out")  # before the trace is read
-    if not args.workload_trace.is_file():
-        raise InputError(f"--workload-trace {args.workload_trace}: no such file")
+    load_config(None, sets=[f"workload.trace={args.workload_trace.resolve()}"])  # it exists and is a file (a folder or
+    # a FIFO was "no such file"), as every trace path is checked
     fmt = FORMATS[sniff_format(args.workload_trace) if args.workload_format == "auto" else args.workload_format]
     if given is not None and fmt.block_tokens is not None:
         raise InputError(f"--block-size: {args.workload_trace} is a {fmt.name} trace of hash ids, which keep their own "

@@ -260,3 +260,25 @@ def _split_ids(parents, hash_offsets, input_tokens, trace_block, block_size, per
                 ids[out] = code[p * per + k]
                 out += 1
     return seen
+
+
+def repeated_within(offsets: np.ndarray, block_ids: np.ndarray, num_unique: int) -> np.ndarray:
+    """Per request, whether its chain of dense block ids names one block twice (the first such position, -1 where
+    none). A prefix-chained id covers the whole prefix up to its block, so it cannot recur within one prompt: a trace
+    whose hash_ids do (ids of each block's content alone) would let a prompt hit its own blocks."""
+    first = np.full(len(offsets) - 1, -1, dtype=np.int64)
+    last_request = np.full(max(num_unique, 1), -1, dtype=np.int32 if len(first) < 2**31 else np.int64)
+    _repeated_within(np.asarray(offsets, dtype=np.int64), np.asarray(block_ids, dtype=np.int64), last_request, first)
+    return first
+
+
+@njit(cache=True, _nrt=False)
+def _repeated_within(offsets, block_ids, last_request, first):
+    """One pass: ``last_request[id]`` is the request that last named ``id``; a second naming by the same request marks
+    it (``first``: the position of its first repeat)."""
+    for r in range(len(offsets) - 1):
+        for k in range(offsets[r], offsets[r + 1]):
+            block = block_ids[k]
+            if last_request[block] == r and first[r] < 0:
+                first[r] = k
+            last_request[block] = r

@@ -96,6 +96,7 @@ class TraceFormat:
     block_tokens: int | None = None  # the documented block size of its hash_ids (the size inferred when they tie)
     variants: tuple[Variant, ...] = ()  # published variants with the same keys, told apart by more keys
     refused: tuple[tuple[str, str], ...] = ()  # JSONL keys of the format's records kvsim cannot replay, each with why
+    time_key: str | None = None  # the timestamp's key where its name states the unit (arrival_time_ns): no other applies
 
 
 @dataclass(frozen=True)
@@ -386,7 +387,7 @@ FORMATS: dict[str, TraceFormat] = {
     "splitwise": TraceFormat("splitwise", "csv", ("arrival_timestamp", "prompt_size", "token_size"), "s", _parse_splitwise),
     "llmservingsim": TraceFormat("llmservingsim", "jsonl", ("input_toks", "output_toks", "arrival_time_ns"), "ns",
                                  _parse_llmservingsim, optional=("input_tok_ids",), id_lists=("input_tok_ids",),
-                                 refused=(("sub_requests", LLMSERVINGSIM_SESSION),)),
+                                 refused=(("sub_requests", LLMSERVINGSIM_SESSION),), time_key="arrival_time_ns"),
 }
 
 

@@ -319,6 +319,9 @@ def load_trace(workload: WorkloadConfig, block_size: int, sha256: str | None = N
     fmt = FORMATS[name]
     if workload.time_unit is not None and fmt.time_unit is None:
         raise ConfigError(f"{path}: {name} timestamps are datetimes; workload.time_unit does not apply to them")
+    if workload.time_unit not in (None, fmt.time_unit) and fmt.time_key is not None:  # (ms read 29 s as 337 days)
+        raise ConfigError(f"{path}: {name} timestamps are '{fmt.time_key}', in {fmt.time_unit} by their name; "
+                          f"workload.time_unit={workload.time_unit} does not apply to them")
     refuse_records(path, fmt)
     if fmt.kind == "jsonl" and fmt.optional:  # the optional keys some record has, searched for once: read, and
         fmt = dataclasses.replace(fmt, optional=keys_in_records(path, fmt.optional))  # they tell a variant
@@ -416,7 +419,7 @@ def load_trace(workload: WorkloadConfig, block_size: int, sha256: str | None = N
         time_unit=time_unit,
         variant=None if variant is None else variant.name,
     )
-    return Trace(
+    trace = Trace(
         arrival_s=arrival,
         input_tokens=input_tokens,
         output_tokens=output_tokens,
@@ -426,3 +429,27 @@ def load_trace(workload: WorkloadConfig, block_size: int, sha256: str | None = N
         num_unique_blocks=num_unique,
         provenance=provenance,
     )
+    if kind == "hash_ids":
+        _drop_repeated_hash_ids(path, trace, flat, lists.offsets, ledger.strict)
+    return trace
+
+
+def _drop_repeated_hash_ids(path: Path, trace: Trace, hash_ids: np.ndarray, hash_offsets: np.ndarray,
+                            strict: bool) -> None:
+    """Skip (``repeated_hash_ids``) a record whose hash_ids name one block twice: an id of a prefix-chained hash
+    stands for its whole prefix, so it cannot recur in one prompt, and the replay counted the second as a hit of
+    the prompt on itself (a [1, 1, 1, 1] record: 3 hits of 4). Judged on the run's dense block ids in one pass (a
+    split trace block's first piece recurs with it); ``hash_ids``, ``hash_offsets``: the records' own, in arrival
+    order, to name the id."""
+    bad = bm.repeated_within(trace.block_offsets, trace.block_ids, trace.num_unique_blocks) >= 0
+    if not bad.any():
+        return
+    if strict:
+        r = int(np.argmax(bad))
+        own = hash_ids[hash_offsets[r]:hash_offsets[r + 1]].tolist()
+        twice = next(x for i, x in enumerate(own) if x in own[:i])
+        raise TraceError(f"{path}: the record arriving at {trace.arrival_s[r]:.6g} s names hash id {twice} twice in "
+                         "its hash_ids (a prefix-chained id cannot recur in one prompt): repeated hash ids")
+    trace.drop(bad, "repeated_hash_ids")
+    if len(trace) == 0:
+        raise no_usable_requests(str(path), trace.provenance.rows_read, trace.provenance.skip_reasons)

@@ -92,8 +92,11 @@ class RawChunk:
 
 # Compressed files by their magic bytes (RFC 1952 gzip, bzip2, xz, Zstandard, zip): named, so a user who
 # downloaded ``trace.csv.gz`` learns to decompress it instead of reading "binary data".
-COMPRESSED = ((b"\x1f\x8b", "gzip", "gunzip"), (b"BZh", "bzip2", "bunzip2"), (b"\xfd7zXZ\x00", "xz", "unxz"),
-              (b"\x28\xb5\x2f\xfd", "Zstandard", "unzstd"), (b"PK\x03\x04", "zip", "unzip"))
+# Each with its tool and the suffix that tool needs to decompress a file in place ("gunzip t.csv" refuses a name
+# without .gz: "unknown suffix -- ignored"; unzip takes any name).
+COMPRESSED = ((b"\x1f\x8b", "gzip", "gunzip", ".gz"), (b"BZh", "bzip2", "bunzip2", ".bz2"),
+              (b"\xfd7zXZ\x00", "xz", "unxz", ".xz"), (b"\x28\xb5\x2f\xfd", "Zstandard", "unzstd", ".zst"),
+              (b"PK\x03\x04", "zip", "unzip", ""))
 
 
 # UTF-16/32 text (Windows PowerShell 5's ">" and Out-File, Excel's "Unicode Text") by its byte order mark: named, so
@@ -139,9 +142,11 @@ def check_text(path: Path, head: bytes) -> None:
     table = binary_table(head)
     if table is not None:
         raise TraceError(f"{path}: {table[0]}, not a text trace: {table[1]}")
-    for magic, kind, tool in COMPRESSED:
+    for magic, kind, tool, suffix in COMPRESSED:
         if head.startswith(magic) and (kind != "bzip2" or head[3:4].isdigit()):
-            raise TraceError(f"{path}: {kind}-compressed, not a text trace: decompress it first ({tool} {path.name})")
+            how = (f"{tool} {path.name}" if path.name.endswith(suffix) else
+                   f"{tool} -c {path.name} > {path.stem}.decompressed{path.suffix}")  # (a .csv name: in place refused)
+            raise TraceError(f"{path}: {kind}-compressed, not a text trace: decompress it first ({how})")
     wide = wide_text(head)
     if wide is not None:
         raise TraceError(f"{path}: {wide} text, not UTF-8: convert it first (iconv -f {wide} -t UTF-8)")

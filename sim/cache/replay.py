@@ -20,7 +20,7 @@ from sim.cache.multitier import CachePlugins, MultiTierCache, build_cache
 from sim.cache.policies import POLICIES, policy_class
 from sim.cache.tiers import TIER_NAMES, build_tiers, stored_block_bytes
 from sim.config import Config
-from sim.errors import ConfigError
+from sim.errors import ConfigError, UnreadSetting
 from sim.report.document import RunResult
 from trace.continuations import check_outputs_in_next_turn_read, generated_blocks
 from trace.request import Trace
@@ -82,6 +82,20 @@ def cache_plugins(config: Config) -> CachePlugins:
     return CachePlugins(selective_write_depth=depth, session_prefetch=config.cache.prefetch == "session")
 
 
+def check_selective_write_read(offsets: np.ndarray, plugins: CachePlugins, config: Config) -> None:
+    """``cache.admission: selective_write`` keeps a request's blocks past ``selective_write_depth`` out of the cache:
+    where no request of the stream (``offsets``) has more blocks, every block is cached as without it, and the run is
+    the same (depth 1,000 over the Mooncake trace's prompts of at most 241 blocks). Refused when the run finds it, as
+    the other settings a workload leaves unread are (``UnreadSetting``)."""
+    depth = plugins.selective_write_depth
+    longest = int(np.diff(offsets).max()) if len(offsets) > 1 else 0
+    if depth is not None and depth >= longest:
+        source = config.workload.trace or f"the synthetic {config.workload.synthetic.kind} workload"
+        raise UnreadSetting(f"config key 'cache.admission'=selective_write changes nothing: no request of {source} has "
+                            f"more than {longest:,} blocks, within cache.selective_write_depth={depth:,}, so every block "
+                            "is cached either way", "cache.admission", "none")
+
+
 def cache_stream(trace: Trace, config: Config) -> CacheStream:
     """The blocks the replay's caches take: the prompts', and with ``cache.insert_outputs`` each request's generated
     blocks after its prompt (their ids as ``workload.outputs_in_next_turn`` reads them: ``trace/continuations.py``)."""
@@ -90,6 +104,10 @@ def cache_stream(trace: Trace, config: Config) -> CacheStream:
     check_outputs_in_next_turn_read(trace, config.workload)
     generated = generated_blocks(trace, trace.provenance.block_tokens, block_id_space(trace),
                                  config.workload.outputs_in_next_turn)
+    if not len(generated.ids):  # (every answer ends within its prompt's last block: nothing to insert)
+        source = config.workload.trace or f"the synthetic {config.workload.synthetic.kind} workload"
+        raise UnreadSetting(f"config key 'cache.insert_outputs'=true changes nothing: no request of {source} generates "
+                            f"a full {trace.provenance.block_tokens}-token block", "cache.insert_outputs", False)
     return CacheStream(trace, generated)
 
 
@@ -111,6 +129,7 @@ def replay(trace: Trace, config: Config, policy: str, semantics: str, capacity_b
     blocks, offsets = stream.blocks, stream.offsets
     hit_tier = np.full(len(blocks), -1, dtype=np.int8)
     plugins = cache_plugins(config)
+    check_selective_write_read(offsets, plugins, config)
     # in slices of CHUNK accesses, progress or not: a compiled replay does not see Ctrl-C or SIGTERM until it returns
     # (one call over 259 M accesses ran two minutes past a signal), and the same slices give the same report
     bounds = np.unique(np.clip(np.searchsorted(offsets, np.arange(0, len(blocks) + CHUNK, CHUNK)), 0,
@@ -135,9 +154,12 @@ def run_cache_only(trace: Trace, config: Config, policies: list[str], progress: 
     """One run per policy over the same trace and tiers."""
     for name in policies:
         policy_class(name)  # fail fast on an unknown name
-    if config.cache.prefetch == "session" and not (trace.session_id >= 0).any():  # (a prefetch follows a session)
+    sessions = trace.session_id[trace.session_id >= 0]
+    if config.cache.prefetch == "session" and np.unique(sessions).size == sessions.size:  # (a prefetch follows a
+        # session's earlier turn: none where each session id, if any, names one request)
         source = config.workload.trace or f"the synthetic {config.workload.synthetic.kind} workload"
-        raise ConfigError(f"config key 'cache.prefetch'=session: {source} has no session ids (no request is named a "
+        why = "no session ids" if not sessions.size else "no session of two requests or more"
+        raise ConfigError(f"config key 'cache.prefetch'=session: {source} has {why} (no request is named a "
                           "later turn of another), so nothing would be prefetched")
     semantics = access_semantics(config, "plain")
     stream = cache_stream(trace, config)

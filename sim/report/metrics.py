@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from sim.config import SLOConfig
-from sim.errors import InputError
+from sim.errors import InputError, UnreadSetting
 from sim.report.output import atomic_write
 from trace.stats import distribution as summarize
 
@@ -227,6 +227,15 @@ def slo_pass(table: RequestTable, slo: SLOConfig) -> np.ndarray | None:
     if slo.tpot_s is not None:
         ok &= (table.output_tokens <= 1) | (table.tpot <= slo.tpot_s)
     return ok
+
+
+def check_tpot_target_read(output_tokens: np.ndarray, slo: SLOConfig, source: str) -> None:
+    """A TPOT target is judged on requests of two or more output tokens (``slo_pass``): where the workload (``source``)
+    has none, every request passes it, slo_attainment is 1 and --max-rate searches a rate against nothing. Refused
+    when the run finds it, as the other settings a workload leaves unread are (``UnreadSetting``)."""
+    if slo.tpot_s is not None and len(output_tokens) and not (np.asarray(output_tokens) > 1).any():
+        raise UnreadSetting(f"config key 'slo.tpot_s'={slo.tpot_s:g} changes nothing: no request of {source} generates "
+                            "more than one token, so none has a TPOT to judge", "slo.tpot_s", None)
 
 
 def serving_metrics(table: RequestTable, itl: WeightedSamples, slo: SLOConfig) -> dict[str, Any]:
