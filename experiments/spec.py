@@ -105,7 +105,7 @@ def _flatten(tree: dict, prefix: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in tree.items():
         dotted = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, dict):
+        if isinstance(value, dict) and value:
             out.update(_flatten(value, dotted))
         else:
             out[dotted] = value
@@ -146,6 +146,8 @@ def parse_layers(data: dict, path: Path, what: str) -> ConfigLayers:
     # each fixed key checked on its own like --set, named here (the rules between keys are the resolved config's:
     # a fixed workload.cache was judged without the trace beside it, "no workload.trace is given")
     for key, assignment in zip(layers.sets, layers.assignments(), strict=True):
+        if layers.sets[key] == {}:  # (flattened away, it set nothing and the points ran as without it)
+            raise ConfigError(f"{what} {path}: '{key}' is an empty mapping, which sets nothing: set the keys under it")
         try:
             set_layer(assignment)
         except ConfigError as exc:

@@ -95,6 +95,10 @@ CASES: dict[str, Case] = {
     # 256 GiB DRAM tier unchanged, exit 0
     "set_an_empty_mapping": Case(["--cache-only", "--quiet", "--no-plot", "--workload-limit", "20", "--set",
                                   "cache.tiers.dram={}"], names=("--set cache.tiers.dram={}", "sets nothing")),
+    # the same in a sweep's fixed keys: flattened away, the points ran with the DRAM tier as configured (exit 0)
+    "sweep_set_an_empty_mapping": Case(["--sweep", "{tmp}/s.yaml"], names=("s.yaml", "'cache.tiers.dram'", "sets nothing"),
+                                       files={"s.yaml": "mode: cache-only\nset: {cache.tiers.dram: {}}\n"
+                                                        "axes: {cache.capacity_blocks: [10, 20]}\n"}),
     # a TPOT target over a workload of single-token answers: no request has a TPOT, each passed it (slo_attainment 1.0
     # at a 0.1 ms target, and --max-rate searched against nothing), exit 0
     "tpot_target_of_single_token_answers": Case(["--quiet", "--no-plot", "--workload-trace", "{tmp}/t.csv", "--set",
