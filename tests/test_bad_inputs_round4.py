@@ -124,6 +124,11 @@ CASES: dict[str, Case] = {
          "--set", "cache.tiers.hbm.capacity_gib=0.01"], names=("'cache.prefetch'=session", "b.csv", "two requests or more"),
         files={"b.csv": "Timestamp,Session ID,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
                         "1,a,GPT-4,100,10,110,c\n2,b,GPT-4,200,10,210,c\n3,c,GPT-4,300,10,310,c\n"}),
+    # two columns that each name BurstGPT's session: the first was read and the other dropped without a word (exit 0)
+    "burstgpt_two_session_columns": Case(
+        [*TRACE_STATS, "--workload-trace", "{tmp}/b.csv"], names=("b.csv", "'Session ID' and 'Conversation ID'"),
+        files={"b.csv": "Timestamp,Session ID,Conversation ID,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
+                        "1,a,x,GPT-4,100,10,110,c\n2,a,y,GPT-4,200,10,210,c\n"}),
 }
 
 

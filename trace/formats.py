@@ -97,6 +97,7 @@ class TraceFormat:
     variants: tuple[Variant, ...] = ()  # published variants with the same keys, told apart by more keys
     refused: tuple[tuple[str, str], ...] = ()  # JSONL keys of the format's records kvsim cannot replay, each with why
     time_key: str | None = None  # the timestamp's key where its name states the unit (arrival_time_ns): no other applies
+    one_of: tuple[str, ...] = ()  # optional columns naming one field (BurstGPT's session id): at most one may be given
 
 
 @dataclass(frozen=True)
@@ -380,7 +381,7 @@ LLMSERVINGSIM_SESSION = ("an LLMServingSim agentic session ('sub_requests'): its
 FORMATS: dict[str, TraceFormat] = {
     "azure": TraceFormat("azure", "csv", ("TIMESTAMP", "ContextTokens", "GeneratedTokens"), None, _parse_azure),
     "burstgpt": TraceFormat("burstgpt", "csv", ("Timestamp", "Request tokens", "Response tokens"), "s", _parse_burstgpt,
-                            optional=BURSTGPT_SESSION_COLUMNS),
+                            optional=BURSTGPT_SESSION_COLUMNS, one_of=BURSTGPT_SESSION_COLUMNS),
     "mooncake": TraceFormat("mooncake", "jsonl", ("timestamp", "input_length", "output_length", "hash_ids"), "ms",
                             _parse_mooncake, optional=("chat_id", "parent_chat_id"), id_lists=("hash_ids",),
                             block_tokens=MOONCAKE_BLOCK_TOKENS, variants=(BAILIAN,)),

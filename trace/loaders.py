@@ -57,6 +57,10 @@ def _require_columns(path: Path, fmt: TraceFormat, columns, header: str | None =
     if twice:
         raise TraceError(f"{path}: the header names column {quote(twice[0])} {columns.count(twice[0])} times, so which "
                          "one to read cannot be told")
+    named = [c for c in fmt.one_of if c in columns]
+    if len(named) > 1:  # (the first was read and the others dropped without a word)
+        raise TraceError(f"{path}: columns {' and '.join(map(quote, named))} both name the {fmt.name} session, so which "
+                         "one to read cannot be told; keep one")
 
 
 def _require_keys(path: Path, fmt: TraceFormat, chunk: RawChunk) -> None:
