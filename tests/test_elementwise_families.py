@@ -82,11 +82,13 @@ def test_phi_parallel_block_has_one_layernorm_and_one_residual_sum():
 ])
 def test_moe_routing_kernels_by_hand(model, extra_kernels, extra_bytes):
     """fused_moe's kernels beside the experts' GEMMs, per token of an MoE layer, the mean over the layers: what the
-    full cost has over the norms and rotary embedding alone (``activation`` False) but the activation (one kernel
-    reading gate and up and writing their product, 3 x the mean width x 2 B)."""
+    full cost has over the norms and rotary embedding alone (``activation`` False) but the activations (each reading
+    gate and up and writing their product, 3 x the mean width x 2 B in all: a dense layer's or the routed experts'
+    kernel, and in an MoE layer with shared experts their own)."""
     m = model_spec(model)
     full, side = elementwise_cost(m, 2, 1), elementwise_cost(m, 2, 1, activation=False)
-    assert full.kernels - side.kernels - 1 == pytest.approx(extra_kernels)
+    activations = 1 + (m.moe_layers / m.num_layers if m.shared_expert_intermediate_size else 0)
+    assert full.kernels - side.kernels - activations == pytest.approx(extra_kernels)
     assert full.bytes_per_token - side.bytes_per_token - 3 * _mean_width(m) * 2 == pytest.approx(extra_bytes)
 
 

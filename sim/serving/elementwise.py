@@ -11,9 +11,10 @@ is a q_lora_rank) and ``kv_a_layernorm`` (deepseek_v2.py), whose rotary part is 
 (``ModelSpec.norms_per_layer``, ``qk_norm``): Gemma 2/3 add two plain RMSNorms on the attention's and the MLP's
 outputs (gemma2.py, gemma3.py: four norms a layer); Phi's parallel block has one LayerNorm and one sum of attention,
 MLP and residual instead of the two fused norms (phi.py); Qwen3, Gemma 3, Qwen3-Next, GLM-4.5 (use_qk_norm) and
-MiniMax-M2 norm q and k after qkv_proj (``q_norm``, ``k_norm``: qwen3.py). An MoE layer adds fused_moe's top-k over
-the router's logits, ``moe_align_block_size``'s two kernels, ``moe_sum`` and, with shared experts, their add
-(``moe_kernels``); an FP8 checkpoint a quantization of each FP8 GEMM's input (``fp8_quant_kernels``). A kernel only
+MiniMax-M2 norm q and k after qkv_proj (``q_norm``, ``k_norm``: qwen3.py). An MoE layer's activations are two
+kernels where it has shared experts (their MLP's own SiluAndMul, then the routed experts'), and it adds fused_moe's
+top-k over the router's logits, ``moe_align_block_size``'s two kernels, ``moe_sum`` and, with shared experts, their
+add (``moe_kernels``); an FP8 checkpoint a quantization of each FP8 GEMM's input (``fp8_quant_kernels``). A kernel only
 some layers run (the routing in an MoE model's dense layers) counts as the mean over the layers.
 Each kernel pays the per-kernel floor (``KernelFloors.gemm_s``: what any kernel of a CUDA graph takes whatever its
 size) and its bytes at the bandwidth; none overlaps a GEMM, so the time adds to the layer's rather than joining the
@@ -135,15 +136,6 @@ class _Kernels:
         return ElementwiseCost(self.kernels, self.bytes_per_token, tuple(self.cached), group_cost)
 
 
-def _activation_width(model: ModelSpec) -> float:
-    """The MLP activation's width per token, the mean over the layers: a dense layer's intermediate_size, an MoE
-    layer's top-k experts' and the shared experts' widths (the activation runs on each routed copy of a token)."""
-    routed = (model.num_experts_per_tok or 0) * (model.moe_intermediate_size or 0)
-    moe = routed + (model.shared_expert_intermediate_size or 0)
-    dense_layers = model.num_layers - model.moe_layers
-    return (dense_layers * model.intermediate_size + model.moe_layers * moe) / model.num_layers
-
-
 def elementwise_cost(model: ModelSpec, dtype_bytes: int, tensor_parallel_size: int, activation: bool = True,
                      data_parallel_size: int = 1) -> ElementwiseCost:
     """The elementwise kernels of one of ``model``'s layers on one of ``tensor_parallel_size`` ranks, the mean over
@@ -155,12 +147,8 @@ def elementwise_cost(model: ModelSpec, dtype_bytes: int, tensor_parallel_size: i
     layer = _Kernels()
     group = _Kernels() if data_parallel_size > 1 and m.is_moe else layer  # (D = 1: every kernel on the own tokens)
     _layer_norms(layer, m, b)
-    if activation and group is not layer:
-        _group_activations(layer, group, m, b, tp, data_parallel_size)
-    elif activation:  # reads gate_up's output, writes the product: all of it, the L2's
-        act_reads = 2 if m.gated_mlp or m.is_moe else 1  # (experts are gated MLPs)
-        act_bytes = (act_reads + 1) * _activation_width(m) / tp * b
-        layer.add(1, act_bytes, act_bytes)
+    if activation:
+        _activations(layer, group, m, b, tp, data_parallel_size)
     if m.position_encoding == "rope":
         if m.is_mla:  # the rotary part of each query head, and the one shared key part (replicated)
             rope = 2 * (m.num_attention_heads / tp + 1) * m.qk_rope_head_dim * b
@@ -187,16 +175,26 @@ def elementwise_cost(model: ModelSpec, dtype_bytes: int, tensor_parallel_size: i
     return layer.cost(group)
 
 
-def _group_activations(layer: _Kernels, group: _Kernels, m: ModelSpec, b: int, tp: int, dp: int) -> None:
-    """A data-parallel MoE model's activations, each gated (reads gate and up, writes the product, the L2's): the
-    dense layers' and the shared experts' on the rank's own tokens (split over TP), the routed experts' over every
-    pair of the group's tokens at the whole expert width (``TritonExperts.apply``: the activation takes the whole
-    G × k-row intermediate, the pairs of the other ranks' experts as the GEMM wrote them, zeros)."""
+def _activations(layer: _Kernels, group: _Kernels, m: ModelSpec, b: int, tp: int, dp: int) -> None:
+    """The MLPs' activations, each reading its GEMM's output and writing the product (all of it the L2's): the dense
+    layers' (a gated MLP's SiluAndMul reads gate and up, a plain one's activation its one output) and, in every MoE
+    layer, the shared experts' own SiluAndMul (their MLP is a separate module: qwen2_moe.py Qwen2MoeMLP,
+    deepseek_v2.py DeepseekV2MLP), on the rank's own tokens at the TP-split widths; and the routed experts' over each
+    of a token's k pairs (``group``: the data-parallel group's tokens at D > 1, each pair at the whole expert width;
+    ``TritonExperts.apply``'s activation takes the whole G × k-row intermediate, the pairs of the other ranks'
+    experts as the GEMM wrote them, zeros)."""
     share = m.moe_layers / m.num_layers
     if share < 1:
-        dense = 3 * m.intermediate_size / tp * b
+        dense = ((2 if m.gated_mlp else 1) + 1) * m.intermediate_size / tp * b
         layer.add(1 - share, dense, dense)
-    if m.shared_expert_intermediate_size:  # (their own MLP's SiluAndMul: qwen2_moe.py Qwen2MoeMLP)
+    if share:
+        _moe_activations(layer, group, m, b, tp, dp, share)
+
+
+def _moe_activations(layer: _Kernels, group: _Kernels, m: ModelSpec, b: int, tp: int, dp: int, share: float) -> None:
+    """An MoE layer's activations (``share``: a mean over the layers): the shared experts' SiluAndMul, then the
+    routed experts' (``_activations``)."""
+    if m.shared_expert_intermediate_size:
         shared = 3 * m.shared_expert_intermediate_size / tp * b
         layer.add(share, shared, shared)
     routed = 3 * m.num_experts_per_tok * m.moe_intermediate_size / expert_width_split(tp, dp) * b
@@ -223,12 +221,10 @@ def _layer_norms(layer: _Kernels, m: ModelSpec, b: int) -> None:
 
 
 def moe_block_cost(model: ModelSpec, dtype_bytes: int, tensor_parallel_size: int) -> ElementwiseCost:
-    """One MoE layer's own elementwise kernels on one rank: its activation (over the routed copies and the shared
-    experts) and ``moe_kernels``, what a bundle's moe.csv times beside the router's and the experts' GEMMs."""
+    """One MoE layer's own elementwise kernels on one rank: its activations (the shared experts' and the routed
+    copies') and ``moe_kernels``, what a bundle's moe.csv times beside the router's and the experts' GEMMs."""
     layer, m = _Kernels(), model
-    width = m.num_experts_per_tok * m.moe_intermediate_size + (m.shared_expert_intermediate_size or 0)
-    act = 3 * width / tensor_parallel_size * dtype_bytes  # (gated experts: reads gate and up, writes the product)
-    layer.add(1, act, act)
+    _moe_activations(layer, layer, m, dtype_bytes, tensor_parallel_size, 1, 1.0)
     moe_kernels(layer, m, dtype_bytes, tensor_parallel_size, share=1.0)
     return layer.cost()
 
