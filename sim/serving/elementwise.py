@@ -66,6 +66,11 @@ from sim.serving.moe import expert_width_split
 NORM_ACCESSES = 4
 FP32_BYTES = 4  # fused_moe's top-k weights; an FP8 activation's scales
 INDEX_BYTES = 4  # fused_moe's expert ids and sorted token ids (int32)
+# vLLM 0.33 experts/triton_moe.py TritonExperts.apply: block-FP8 experts with [128, 128] blocks run their SiLU gated
+# activation and the w2 input's quantization as one kernel, ops.silu_and_mul_per_block_quant (vllm-project/vllm PR
+# #42497; kept by #57984 for activations without a SwiGLU clamp), except with LoRA or DeepGEMM's E8M0 scales (kvsim
+# prices the Triton experts, fused_moe.py, not DeepGEMM's)
+FUSED_ACT_QUANT_BLOCK = (128, 128)
 
 
 @dataclass(frozen=True)
@@ -197,8 +202,24 @@ def _moe_activations(layer: _Kernels, group: _Kernels, m: ModelSpec, b: int, tp:
     if m.shared_expert_intermediate_size:
         shared = 3 * m.shared_expert_intermediate_size / tp * b
         layer.add(share, shared, shared)
-    routed = 3 * m.num_experts_per_tok * m.moe_intermediate_size / expert_width_split(tp, dp) * b
+    width = m.num_experts_per_tok * m.moe_intermediate_size / expert_width_split(tp, dp)
+    if fused_expert_act_quant(m):  # reads gate and up, writes the product in FP8 and its scales (w2's input)
+        routed = 2 * width * b + _fp8_written(width, m.weight_block_size[1])
+    else:
+        routed = 3 * width * b
     group.add(share, routed, routed)
+
+
+def fused_expert_act_quant(m: ModelSpec) -> bool:
+    """Whether vLLM quantizes the routed experts' activation in the activation's kernel (``FUSED_ACT_QUANT_BLOCK``):
+    block-FP8 experts of 128 x 128 blocks (every MoE model kvsim reads is SiLU-gated but gpt-oss, which is MXFP4)."""
+    return m.weight_quantization == "fp8" and m.weight_block_size == FUSED_ACT_QUANT_BLOCK
+
+
+def _fp8_written(width: float, block: int | None) -> float:
+    """Bytes an FP8 quantization writes for ``width`` values: a byte each, and one fp32 scale per ``block`` of them
+    (None: a per-tensor scale, nothing per token)."""
+    return width + (width / block * FP32_BYTES if block else 0.0)
 
 
 def _layer_norms(layer: _Kernels, m: ModelSpec, b: int) -> None:
@@ -264,7 +285,10 @@ def fp8_quant_kernels(layer: _Kernels, m: ModelSpec, b: int, tp: int, group: _Ke
     kernel each. The attention's inputs on every layer (a Gated DeltaNet layer counted as attention); MLA's kv_b_proj,
     whose decode runs absorbed in the model dtype, not counted. The routers are not FP8. ``group``: where the
     experts' w2 input goes, which a data-parallel group (``dp`` > 1) quantizes over its tokens' pairs at the whole
-    expert width (None: ``layer``); the w13 input is quantized before the gather, on the rank's own tokens."""
+    expert width (None: ``layer``); the w13 input is quantized before the gather, on the rank's own tokens. Block-FP8
+    experts of 128 x 128 blocks quantize w2's input in their activation's kernel (``fused_expert_act_quant``); the
+    dense layers' and the shared experts' down_proj inputs keep their own kernel (their SiluAndMul and QuantFP8 are two
+    ops; a fusion of the two is torch.compile's, vllm/config/vllm.py ``enable_act_fusion``, not counted)."""
     block = m.weight_block_size[1] if m.weight_block_size else None
     h, share = m.hidden_size, m.moe_layers / m.num_layers
     group = layer if group is None else group
@@ -276,11 +300,13 @@ def fp8_quant_kernels(layer: _Kernels, m: ModelSpec, b: int, tp: int, group: _Ke
     inputs = [(1.0, width, layer) for width in widths]
     if share < 1:  # the dense layers' gate_up_proj and down_proj
         inputs += [(1 - share, h, layer), (1 - share, m.intermediate_size / tp, layer)]
-    if share:  # the experts' w13 and w2 inputs, the shared experts' gate_up and down
-        routed = m.num_experts_per_tok * m.moe_intermediate_size / expert_width_split(tp, dp)
-        inputs += [(share, h, layer), (share, routed, group)]
-        if m.shared_expert_intermediate_size:
+    if share:  # the experts' w13 and w2 inputs (w2's in the activation's kernel where fused), the shared experts'
+        inputs += [(share, h, layer)]
+        if not fused_expert_act_quant(m):
+            routed = m.num_experts_per_tok * m.moe_intermediate_size / expert_width_split(tp, dp)
+            inputs += [(share, routed, group)]
+        if m.shared_expert_intermediate_size:  # (gate_up's and down's: their SiluAndMul is a kernel apart)
             inputs += [(share, h, layer), (share, m.shared_expert_intermediate_size / tp, layer)]
     for count, width, kernels in inputs:
-        moved = width * (b + 1) + (width / block * FP32_BYTES if block else 0.0)
+        moved = width * b + _fp8_written(width, block)
         kernels.add(count, moved, moved)
