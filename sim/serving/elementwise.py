@@ -60,12 +60,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sim.model_shape import ModelSpec
-from sim.serving.moe import expert_width_split
+from sim.serving.moe import FP32_BYTES, INDEX_BYTES, expert_width_split, fp8_bytes
 
 # fused_add_rms_norm: reads the layer's input and the residual, writes the new residual and the normed input
 NORM_ACCESSES = 4
-FP32_BYTES = 4  # fused_moe's top-k weights; an FP8 activation's scales
-INDEX_BYTES = 4  # fused_moe's expert ids and sorted token ids (int32)
 # vLLM 0.33 experts/triton_moe.py TritonExperts.apply: block-FP8 experts with [128, 128] blocks run their SiLU gated
 # activation and the w2 input's quantization as one kernel, ops.silu_and_mul_per_block_quant (vllm-project/vllm PR
 # #42497; kept by #57984 for activations without a SwiGLU clamp), except with LoRA or DeepGEMM's E8M0 scales (kvsim
@@ -204,7 +202,7 @@ def _moe_activations(layer: _Kernels, group: _Kernels, m: ModelSpec, b: int, tp:
         layer.add(share, shared, shared)
     width = m.num_experts_per_tok * m.moe_intermediate_size / expert_width_split(tp, dp)
     if fused_expert_act_quant(m):  # reads gate and up, writes the product in FP8 and its scales (w2's input)
-        routed = 2 * width * b + _fp8_written(width, m.weight_block_size[1])
+        routed = 2 * width * b + fp8_bytes(width, m.weight_block_size[1])
     else:
         routed = 3 * width * b
     group.add(share, routed, routed)
@@ -214,12 +212,6 @@ def fused_expert_act_quant(m: ModelSpec) -> bool:
     """Whether vLLM quantizes the routed experts' activation in the activation's kernel (``FUSED_ACT_QUANT_BLOCK``):
     block-FP8 experts of 128 x 128 blocks (every MoE model kvsim reads is SiLU-gated but gpt-oss, which is MXFP4)."""
     return m.weight_quantization == "fp8" and m.weight_block_size == FUSED_ACT_QUANT_BLOCK
-
-
-def _fp8_written(width: float, block: int | None) -> float:
-    """Bytes an FP8 quantization writes for ``width`` values: a byte each, and one fp32 scale per ``block`` of them
-    (None: a per-tensor scale, nothing per token)."""
-    return width + (width / block * FP32_BYTES if block else 0.0)
 
 
 def _layer_norms(layer: _Kernels, m: ModelSpec, b: int) -> None:
@@ -308,5 +300,5 @@ def fp8_quant_kernels(layer: _Kernels, m: ModelSpec, b: int, tp: int, group: _Ke
         if m.shared_expert_intermediate_size:  # (gate_up's and down's: their SiluAndMul is a kernel apart)
             inputs += [(share, h, layer), (share, m.shared_expert_intermediate_size / tp, layer)]
     for count, width, kernels in inputs:
-        moved = width * b + _fp8_written(width, block)
+        moved = width * b + fp8_bytes(width, block)
         kernels.add(count, moved, moved)
