@@ -28,7 +28,7 @@ logits (``LogitsProcessor._gather_logits``: all-gather under vLLM v1). With data
 mixture of experts (``serving.data_parallel_size`` D > 1), each MoE layer's all-reduce becomes the
 exchange of vLLM's default ``allgather_reducescatter`` all-to-all backend over the group's D × TP
 GPUs: an all-gather of the group's D × T hidden states (an FP8 checkpoint's in FP8 with their scales, quantized
-before the gather), then a reduce-scatter of the experts' outputs in the model dtype; see ``sim.serving.moe``.
+before the gather) with their top-k weights and ids, then a reduce-scatter of the experts' outputs in the model dtype; see ``sim.serving.moe``.
 """
 
 from __future__ import annotations
@@ -459,8 +459,8 @@ class TensorParallelComm:
     logit_bytes: int  # one sequence's logits: vocab_size × dtype bytes
     moe_layers: int = 0  # layers whose MLP is a mixture of experts
     data_parallel_size: int = 1  # instances sharing those layers' experts (1: none)
-    # one token's bytes the group's MoE dispatch all-gathers (``sim.serving.moe.dispatch_bytes``: an FP8
-    # checkpoint's quantized hidden state and scales); None: hidden_bytes. The combine's reduce-scatter returns the
+    # one token's bytes the group's MoE dispatch all-gathers (``sim.serving.moe.dispatch_bytes``: its hidden state,
+    # an FP8 checkpoint's quantized with its scales, and its top-k weights and ids); None: hidden_bytes. The combine's reduce-scatter returns the
     # experts' output in the model dtype (naive_dp_ep.py finalize), hidden_bytes
     dispatch_bytes: float | None = None
 

@@ -94,12 +94,15 @@ def fp8_bytes(width: float, block: int | None) -> float:
 
 def dispatch_bytes(model: ModelSpec, dtype_bytes: int) -> float:
     """One token's bytes a data-parallel group's MoE dispatch all-gathers (vLLM 0.33 prepare_finalize/naive_dp_ep.py
-    ``MoEPrepareAndFinalizeNaiveDPEPModular.prepare``): the hidden state as the experts read it, an FP8 checkpoint's
-    quantized before the gather (``_quantize_and_setup_dispatch``, ``moe_kernel_quantize_input``: a byte a value, and
-    its per-block fp32 scales gathered beside it; a per-tensor scale, a scalar on every rank, is not gathered)."""
+    ``MoEPrepareAndFinalizeNaiveDPEPModular.prepare``, one ``all_gatherv`` of its tensors in
+    distributed/device_communicators/all2all.py ``AgRsAll2AllManager.dispatch``): the hidden state as the experts read
+    it, an FP8 checkpoint's quantized before the gather (``_quantize_and_setup_dispatch``, ``moe_kernel_quantize_input``:
+    a byte a value, and its per-block fp32 scales gathered beside it; a per-tensor scale, a scalar on every rank, is
+    not gathered), and the token's k top-k weights (fp32) and expert ids (int32), which the router chose on its rank."""
+    topk = model.num_experts_per_tok * (FP32_BYTES + INDEX_BYTES)
     if model.weight_quantization == "fp8":
-        return fp8_bytes(model.hidden_size, model.weight_block_size[1] if model.weight_block_size else None)
-    return model.hidden_size * dtype_bytes
+        return fp8_bytes(model.hidden_size, model.weight_block_size[1] if model.weight_block_size else None) + topk
+    return model.hidden_size * dtype_bytes + topk
 
 
 # vLLM fused_moe.py get_default_config (unquantized and per-tensor FP8, no tuned config file): BLOCK_SIZE_M 16
