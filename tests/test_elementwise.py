@@ -42,7 +42,8 @@ def test_mla_adds_its_latent_norms():
     m = model_spec("deepseek-v2-lite")
     cost = elementwise_cost(m, 2, 1)
     moe = 26 / 27  # its MoE layers' routing (test_moe_kernels_by_hand): 5 kernels, 41,208 B a token
-    assert cost.kernels == pytest.approx(5 + 5 * moe)
+    # (and their shared experts' own activation kernel beside the routed experts')
+    assert cost.kernels == pytest.approx(5 + 5 * moe + moe)
     width = ((m.num_layers - m.moe_layers) * m.intermediate_size
              + m.moe_layers * (m.num_experts_per_tok * m.moe_intermediate_size + m.shared_expert_intermediate_size)
              ) / m.num_layers

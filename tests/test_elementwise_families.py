@@ -82,11 +82,13 @@ def test_phi_parallel_block_has_one_layernorm_and_one_residual_sum():
 ])
 def test_moe_routing_kernels_by_hand(model, extra_kernels, extra_bytes):
     """fused_moe's kernels beside the experts' GEMMs, per token of an MoE layer, the mean over the layers: what the
-    full cost has over the norms and rotary embedding alone (``activation`` False) but the activation (one kernel
-    reading gate and up and writing their product, 3 x the mean width x 2 B)."""
+    full cost has over the norms and rotary embedding alone (``activation`` False) but the activations (each reading
+    gate and up and writing their product, 3 x the mean width x 2 B in all: a dense layer's or the routed experts'
+    kernel, and in an MoE layer with shared experts their own)."""
     m = model_spec(model)
     full, side = elementwise_cost(m, 2, 1), elementwise_cost(m, 2, 1, activation=False)
-    assert full.kernels - side.kernels - 1 == pytest.approx(extra_kernels)
+    activations = 1 + (m.moe_layers / m.num_layers if m.shared_expert_intermediate_size else 0)
+    assert full.kernels - side.kernels - activations == pytest.approx(extra_kernels)
     assert full.bytes_per_token - side.bytes_per_token - 3 * _mean_width(m) * 2 == pytest.approx(extra_bytes)
 
 
@@ -105,14 +107,16 @@ def test_one_expert_a_token_has_no_moe_sum():
 
 def test_fp8_activation_quantization_by_hand():
     """MiniMax-M2 at TP 4 (block FP8, 128-wide groups; hidden 3,072, 48 query heads of 128, top 8 of experts 1,536
-    wide, every layer MoE): a per_token_group_quant_fp8 before qkv_proj (3,072 wide), o_proj (48 x 128 / 4 = 1,536),
-    the experts' first GEMM (3,072, once a token) and their second (8 x 1,536 / 4 = 3,072): 4 kernels, each reading
-    its width in bf16 and writing it in FP8 with an fp32 scale per 128, all the L2's."""
+    wide, every layer MoE): a per_token_group_quant_fp8 before qkv_proj (3,072 wide), o_proj (48 x 128 / 4 = 1,536)
+    and the experts' first GEMM (3,072, once a token): 3 kernels, each reading its width in bf16 and writing it in FP8
+    with an fp32 scale per 128, all the L2's; their second GEMM's input (8 x 1,536 / 4 = 3,072) is quantized in the
+    activation's kernel (128 x 128 blocks: silu_and_mul_per_block_quant), which writes it in FP8 with its scales
+    instead of in bf16."""
     m = model_spec("minimax-m2")
     bf16 = dataclasses.replace(m, weight_quantization=None, weight_block_size=None)
     fp8, plain = elementwise_cost(m, 2, 4), elementwise_cost(bf16, 2, 4)
-    assert fp8.kernels - plain.kernels == 4
-    moved = sum(w * 3 + w / 128 * 4 for w in (3072, 1536, 3072, 3072))
+    assert fp8.kernels - plain.kernels == 3
+    moved = sum(w * 3 + w / 128 * 4 for w in (3072, 1536, 3072)) + 3072 * (1 + 4 / 128 - 2)
     assert fp8.bytes_per_token - plain.bytes_per_token == pytest.approx(moved)
     assert _cached(fp8) - _cached(plain) == pytest.approx(moved)
     # a dense FP8 layer (Llama-3.1-8B's shape, per-tensor scales): qkv_proj 4,096, o_proj 4,096, gate_up 4,096 and

@@ -50,9 +50,9 @@ def _decode(seqs: int = 8, kv: int = 1000) -> StepShape:
     ("qwen3-30b-a3b", [2 + 3] * 48, [4 + 2 + 4] * 48),
     # MLA's fused_qkv_a, q_b, kv_b (or the absorbed pair) and o: 5; its first layer dense (2 more), then 26 MoE
     # layers with shared experts (router, experts' two, shared gate_up and down: 5 more); its kv_a_layernorm one more
-    # elementwise kernel (no q_lora_rank: no q_a_layernorm), and in the MoE layers the routing's 4 and the shared
-    # experts' add
-    ("deepseek-v2-lite", [5 + 2] + [5 + 5] * 26, [5] + [5 + 5] * 26),
+    # elementwise kernel (no q_lora_rank: no q_a_layernorm), and in the MoE layers the routing's 4, the shared
+    # experts' own SiluAndMul and their add
+    ("deepseek-v2-lite", [5 + 2] + [5 + 5] * 26, [5] + [5 + 6] * 26),
 ])
 def test_each_layer_pays_its_gemms_and_attention_floors_on_top_of_the_roofline(model, per_layer_gemms, elementwise):
     """Floors add to a step exactly Σ over layers of ((GEMM + elementwise kernels) × the kernel floor + the attention

@@ -13,12 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sim.config import load_config
 from sim.errors import ConfigError
 from sim.model_shape import ModelSpec
 from sim.serving.collectives import RingCollectives, TensorParallelComm
 from sim.serving.compute import RooflineCompute, StepShape
+from sim.serving.compute_backend import gpu_compute_model
 from sim.serving.llmservingsim_compute import LLMServingSimCompute
-from sim.serving.moe import expected_distinct_experts
+from sim.serving.moe import dispatch_bytes, expected_distinct_experts
 from sim.serving.utilization import WorkCounter, WorkTotals
 from sim.specs import gpu_spec, model_spec
 
@@ -239,6 +241,28 @@ def test_data_parallel_exchange_replaces_the_moe_all_reduce():
     # a dense model's comm ignores the group
     dense = TensorParallelComm(ring, 2, 2, 16, 32)
     assert dense.step_time(3, 1) == pytest.approx((5 * 2 * 24 + 16) * 1e-9)
+
+
+def test_an_fp8_groups_dispatch_gathers_fp8_states_and_their_scales():
+    """vLLM 0.33's naive DP/EP prepare step quantizes the experts' input before the all-gather and gathers the FP8
+    values with their per-block scales and the top-k weights and ids (prepare_finalize/naive_dp_ep.py,
+    all2all.py AgRsAll2AllManager.dispatch); the combine reduce-scatters the experts' output in the model dtype."""
+    # MiniMax-M2 (hidden 3,072, 128 x 128 blocks, top 8): 3,072 FP8 bytes and 24 fp32 scales; per-tensor FP8 (TINY,
+    # hidden 8, top 2): a byte a value, its one scale not gathered; bf16: 2 B a value; each with its k fp32 top-k
+    # weights and k int32 expert ids
+    assert dispatch_bytes(model_spec("minimax-m2"), 2) == 3072 + 24 * 4 + 8 * 8
+    assert dispatch_bytes(dataclasses.replace(TINY, weight_quantization="fp8"), 2) == 8 + 2 * 8
+    assert dispatch_bytes(TINY, 2) == 16 + 2 * 8
+    # TP 1, D 2, 2 MoE layers of 16-byte states gathered as 10 bytes: per layer an all-gather of 2 x 3 tokens x 10 B
+    # over 2 GPUs (one ring step of 30 B) and a reduce-scatter of 2 x 3 x 16 B (one step of 48 B)
+    ring = RingCollectives(bandwidth=1e9, step_latency=0.0)
+    comm = TensorParallelComm(ring, 1, 2, 16, 32, moe_layers=2, data_parallel_size=2, dispatch_bytes=10)
+    assert comm.step_time(3, 1) == pytest.approx(2 * (30 + 48) * 1e-9)
+    # the run's comm takes the model's: MiniMax-M2 at D = 2 gathers 3,232 B a token, reduce-scatters 6,144
+    config = load_config(None, sets=["model=minimax-m2", "serving.data_parallel_size=2",
+                                     "serving.tensor_parallel_size=4"])
+    run = gpu_compute_model(config).comm
+    assert (run.dispatch_bytes, run.hidden_bytes) == (3232, 6144)
 
 
 def test_data_parallel_group_holds_the_experts_once():

@@ -27,8 +27,8 @@ vocab-parallel embedding (``VocabParallelEmbedding.forward``), and an all-gather
 logits (``LogitsProcessor._gather_logits``: all-gather under vLLM v1). With data parallelism over a
 mixture of experts (``serving.data_parallel_size`` D > 1), each MoE layer's all-reduce becomes the
 exchange of vLLM's default ``allgather_reducescatter`` all-to-all backend over the group's D × TP
-GPUs: an all-gather of the group's D × T hidden states, then a reduce-scatter of the same size; see
-``sim.serving.moe``.
+GPUs: an all-gather of the group's D × T hidden states (an FP8 checkpoint's in FP8 with their scales, quantized
+before the gather) with their top-k weights and ids, then a reduce-scatter of the experts' outputs in the model dtype; see ``sim.serving.moe``.
 """
 
 from __future__ import annotations
@@ -459,6 +459,10 @@ class TensorParallelComm:
     logit_bytes: int  # one sequence's logits: vocab_size × dtype bytes
     moe_layers: int = 0  # layers whose MLP is a mixture of experts
     data_parallel_size: int = 1  # instances sharing those layers' experts (1: none)
+    # one token's bytes the group's MoE dispatch all-gathers (``sim.serving.moe.dispatch_bytes``: its hidden state,
+    # an FP8 checkpoint's quantized with its scales, and its top-k weights and ids); None: hidden_bytes. The combine's reduce-scatter returns the
+    # experts' output in the model dtype (naive_dp_ep.py finalize), hidden_bytes
+    dispatch_bytes: float | None = None
 
     def step_time(self, tokens: int, logit_rows: int, share: DataParallelShare | None = None) -> float:
         """Seconds of communication in a step of ``tokens`` tokens whose ``logit_rows`` sequences go through the LM
@@ -470,8 +474,9 @@ class TensorParallelComm:
         exchange = 0.0
         if dp > 1:  # the MoE layers' all-reduces give way to the group's all-gather and reduce-scatter
             all_reduces -= self.moe_layers
-            states, group = group_tokens(tokens, dp, share) * self.hidden_bytes, dp * self.ranks
-            exchange = self.moe_layers * (self.collectives.all_gather(states, group)
-                                          + self.collectives.reduce_scatter(states, group))
+            gathered, group = group_tokens(tokens, dp, share), dp * self.ranks
+            sent = self.hidden_bytes if self.dispatch_bytes is None else self.dispatch_bytes
+            exchange = self.moe_layers * (self.collectives.all_gather(gathered * sent, group)
+                                          + self.collectives.reduce_scatter(gathered * self.hidden_bytes, group))
         return (all_reduces * self.collectives.all_reduce(tokens * self.hidden_bytes, self.ranks)
                 + self.collectives.all_gather(logit_rows * self.logit_bytes, self.ranks) + exchange)

@@ -33,6 +33,7 @@ from sim.serving.engine_limits import block_size
 from sim.serving.host_time import US, HostBoundCompute, HostTime
 from sim.serving.kernel_floors import KernelFloors
 from sim.serving.llmservingsim_compute import LLMServingSimCompute
+from sim.serving.moe import dispatch_bytes
 from sim.serving.nccl_protocols import nccl_protocols
 from sim.serving.profile_files import note_once, read_profile_yaml
 from sim.serving.vidur_compute import ProfiledCompute, VidurAttention, VidurProfile
@@ -193,7 +194,8 @@ def gpu_compute_model(config: Config) -> RooflineCompute | ProfiledCompute | LLM
             bundle = directory
     dp = config.serving.data_parallel_size
     comm = TensorParallelComm(collectives_model(config, bundle), tp, model.num_layers,
-                              model.hidden_size * dtype, model.vocab_size * dtype, model.moe_layers, dp)
+                              model.hidden_size * dtype, model.vocab_size * dtype, model.moe_layers, dp,
+                              dispatch_bytes(model, dtype) if model.is_moe else None)
     roofline = roofline_compute(config, tp, comm)
     if bundle is None and config.compute.skew_correction != "auto":
         raise ConfigError(f"compute.skew_correction is '{config.compute.skew_correction}', but it applies to "

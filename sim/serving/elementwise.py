@@ -11,9 +11,10 @@ is a q_lora_rank) and ``kv_a_layernorm`` (deepseek_v2.py), whose rotary part is 
 (``ModelSpec.norms_per_layer``, ``qk_norm``): Gemma 2/3 add two plain RMSNorms on the attention's and the MLP's
 outputs (gemma2.py, gemma3.py: four norms a layer); Phi's parallel block has one LayerNorm and one sum of attention,
 MLP and residual instead of the two fused norms (phi.py); Qwen3, Gemma 3, Qwen3-Next, GLM-4.5 (use_qk_norm) and
-MiniMax-M2 norm q and k after qkv_proj (``q_norm``, ``k_norm``: qwen3.py). An MoE layer adds fused_moe's top-k over
-the router's logits, ``moe_align_block_size``'s two kernels, ``moe_sum`` and, with shared experts, their add
-(``moe_kernels``); an FP8 checkpoint a quantization of each FP8 GEMM's input (``fp8_quant_kernels``). A kernel only
+MiniMax-M2 norm q and k after qkv_proj (``q_norm``, ``k_norm``: qwen3.py). An MoE layer's activations are two
+kernels where it has shared experts (their MLP's own SiluAndMul, then the routed experts'), and it adds fused_moe's
+top-k over the router's logits, ``moe_align_block_size``'s two kernels, ``moe_sum`` and, with shared experts, their
+add (``moe_kernels``); an FP8 checkpoint a quantization of each FP8 GEMM's input (``fp8_quant_kernels``). A kernel only
 some layers run (the routing in an MoE model's dense layers) counts as the mean over the layers.
 Each kernel pays the per-kernel floor (``KernelFloors.gemm_s``: what any kernel of a CUDA graph takes whatever its
 size) and its bytes at the bandwidth; none overlaps a GEMM, so the time adds to the layer's rather than joining the
@@ -59,12 +60,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sim.model_shape import ModelSpec
-from sim.serving.moe import expert_width_split
+from sim.serving.moe import FP32_BYTES, INDEX_BYTES, expert_width_split, fp8_bytes
 
 # fused_add_rms_norm: reads the layer's input and the residual, writes the new residual and the normed input
 NORM_ACCESSES = 4
-FP32_BYTES = 4  # fused_moe's top-k weights; an FP8 activation's scales
-INDEX_BYTES = 4  # fused_moe's expert ids and sorted token ids (int32)
+# vLLM 0.33 experts/triton_moe.py TritonExperts.apply: block-FP8 experts with [128, 128] blocks run their SiLU gated
+# activation and the w2 input's quantization as one kernel, ops.silu_and_mul_per_block_quant (vllm-project/vllm PR
+# #42497; kept by #57984 for activations without a SwiGLU clamp), except with LoRA or DeepGEMM's E8M0 scales (kvsim
+# prices the Triton experts, fused_moe.py, not DeepGEMM's)
+FUSED_ACT_QUANT_BLOCK = (128, 128)
 
 
 @dataclass(frozen=True)
@@ -135,15 +139,6 @@ class _Kernels:
         return ElementwiseCost(self.kernels, self.bytes_per_token, tuple(self.cached), group_cost)
 
 
-def _activation_width(model: ModelSpec) -> float:
-    """The MLP activation's width per token, the mean over the layers: a dense layer's intermediate_size, an MoE
-    layer's top-k experts' and the shared experts' widths (the activation runs on each routed copy of a token)."""
-    routed = (model.num_experts_per_tok or 0) * (model.moe_intermediate_size or 0)
-    moe = routed + (model.shared_expert_intermediate_size or 0)
-    dense_layers = model.num_layers - model.moe_layers
-    return (dense_layers * model.intermediate_size + model.moe_layers * moe) / model.num_layers
-
-
 def elementwise_cost(model: ModelSpec, dtype_bytes: int, tensor_parallel_size: int, activation: bool = True,
                      data_parallel_size: int = 1) -> ElementwiseCost:
     """The elementwise kernels of one of ``model``'s layers on one of ``tensor_parallel_size`` ranks, the mean over
@@ -155,12 +150,8 @@ def elementwise_cost(model: ModelSpec, dtype_bytes: int, tensor_parallel_size: i
     layer = _Kernels()
     group = _Kernels() if data_parallel_size > 1 and m.is_moe else layer  # (D = 1: every kernel on the own tokens)
     _layer_norms(layer, m, b)
-    if activation and group is not layer:
-        _group_activations(layer, group, m, b, tp, data_parallel_size)
-    elif activation:  # reads gate_up's output, writes the product: all of it, the L2's
-        act_reads = 2 if m.gated_mlp or m.is_moe else 1  # (experts are gated MLPs)
-        act_bytes = (act_reads + 1) * _activation_width(m) / tp * b
-        layer.add(1, act_bytes, act_bytes)
+    if activation:
+        _activations(layer, group, m, b, tp, data_parallel_size)
     if m.position_encoding == "rope":
         if m.is_mla:  # the rotary part of each query head, and the one shared key part (replicated)
             rope = 2 * (m.num_attention_heads / tp + 1) * m.qk_rope_head_dim * b
@@ -187,20 +178,40 @@ def elementwise_cost(model: ModelSpec, dtype_bytes: int, tensor_parallel_size: i
     return layer.cost(group)
 
 
-def _group_activations(layer: _Kernels, group: _Kernels, m: ModelSpec, b: int, tp: int, dp: int) -> None:
-    """A data-parallel MoE model's activations, each gated (reads gate and up, writes the product, the L2's): the
-    dense layers' and the shared experts' on the rank's own tokens (split over TP), the routed experts' over every
-    pair of the group's tokens at the whole expert width (``TritonExperts.apply``: the activation takes the whole
-    G × k-row intermediate, the pairs of the other ranks' experts as the GEMM wrote them, zeros)."""
+def _activations(layer: _Kernels, group: _Kernels, m: ModelSpec, b: int, tp: int, dp: int) -> None:
+    """The MLPs' activations, each reading its GEMM's output and writing the product (all of it the L2's): the dense
+    layers' (a gated MLP's SiluAndMul reads gate and up, a plain one's activation its one output) and, in every MoE
+    layer, the shared experts' own SiluAndMul (their MLP is a separate module: qwen2_moe.py Qwen2MoeMLP,
+    deepseek_v2.py DeepseekV2MLP), on the rank's own tokens at the TP-split widths; and the routed experts' over each
+    of a token's k pairs (``group``: the data-parallel group's tokens at D > 1, each pair at the whole expert width;
+    ``TritonExperts.apply``'s activation takes the whole G × k-row intermediate, the pairs of the other ranks'
+    experts as the GEMM wrote them, zeros)."""
     share = m.moe_layers / m.num_layers
     if share < 1:
-        dense = 3 * m.intermediate_size / tp * b
+        dense = ((2 if m.gated_mlp else 1) + 1) * m.intermediate_size / tp * b
         layer.add(1 - share, dense, dense)
-    if m.shared_expert_intermediate_size:  # (their own MLP's SiluAndMul: qwen2_moe.py Qwen2MoeMLP)
+    if share:
+        _moe_activations(layer, group, m, b, tp, dp, share)
+
+
+def _moe_activations(layer: _Kernels, group: _Kernels, m: ModelSpec, b: int, tp: int, dp: int, share: float) -> None:
+    """An MoE layer's activations (``share``: a mean over the layers): the shared experts' SiluAndMul, then the
+    routed experts' (``_activations``)."""
+    if m.shared_expert_intermediate_size:
         shared = 3 * m.shared_expert_intermediate_size / tp * b
         layer.add(share, shared, shared)
-    routed = 3 * m.num_experts_per_tok * m.moe_intermediate_size / expert_width_split(tp, dp) * b
+    width = m.num_experts_per_tok * m.moe_intermediate_size / expert_width_split(tp, dp)
+    if fused_expert_act_quant(m):  # reads gate and up, writes the product in FP8 and its scales (w2's input)
+        routed = 2 * width * b + fp8_bytes(width, m.weight_block_size[1])
+    else:
+        routed = 3 * width * b
     group.add(share, routed, routed)
+
+
+def fused_expert_act_quant(m: ModelSpec) -> bool:
+    """Whether vLLM quantizes the routed experts' activation in the activation's kernel (``FUSED_ACT_QUANT_BLOCK``):
+    block-FP8 experts of 128 x 128 blocks (every MoE model kvsim reads is SiLU-gated but gpt-oss, which is MXFP4)."""
+    return m.weight_quantization == "fp8" and m.weight_block_size == FUSED_ACT_QUANT_BLOCK
 
 
 def _layer_norms(layer: _Kernels, m: ModelSpec, b: int) -> None:
@@ -223,12 +234,10 @@ def _layer_norms(layer: _Kernels, m: ModelSpec, b: int) -> None:
 
 
 def moe_block_cost(model: ModelSpec, dtype_bytes: int, tensor_parallel_size: int) -> ElementwiseCost:
-    """One MoE layer's own elementwise kernels on one rank: its activation (over the routed copies and the shared
-    experts) and ``moe_kernels``, what a bundle's moe.csv times beside the router's and the experts' GEMMs."""
+    """One MoE layer's own elementwise kernels on one rank: its activations (the shared experts' and the routed
+    copies') and ``moe_kernels``, what a bundle's moe.csv times beside the router's and the experts' GEMMs."""
     layer, m = _Kernels(), model
-    width = m.num_experts_per_tok * m.moe_intermediate_size + (m.shared_expert_intermediate_size or 0)
-    act = 3 * width / tensor_parallel_size * dtype_bytes  # (gated experts: reads gate and up, writes the product)
-    layer.add(1, act, act)
+    _moe_activations(layer, layer, m, dtype_bytes, tensor_parallel_size, 1, 1.0)
     moe_kernels(layer, m, dtype_bytes, tensor_parallel_size, share=1.0)
     return layer.cost()
 
@@ -268,7 +277,10 @@ def fp8_quant_kernels(layer: _Kernels, m: ModelSpec, b: int, tp: int, group: _Ke
     kernel each. The attention's inputs on every layer (a Gated DeltaNet layer counted as attention); MLA's kv_b_proj,
     whose decode runs absorbed in the model dtype, not counted. The routers are not FP8. ``group``: where the
     experts' w2 input goes, which a data-parallel group (``dp`` > 1) quantizes over its tokens' pairs at the whole
-    expert width (None: ``layer``); the w13 input is quantized before the gather, on the rank's own tokens."""
+    expert width (None: ``layer``); the w13 input is quantized before the gather, on the rank's own tokens. Block-FP8
+    experts of 128 x 128 blocks quantize w2's input in their activation's kernel (``fused_expert_act_quant``); the
+    dense layers' and the shared experts' down_proj inputs keep their own kernel (their SiluAndMul and QuantFP8 are two
+    ops; a fusion of the two is torch.compile's, vllm/config/vllm.py ``enable_act_fusion``, not counted)."""
     block = m.weight_block_size[1] if m.weight_block_size else None
     h, share = m.hidden_size, m.moe_layers / m.num_layers
     group = layer if group is None else group
@@ -280,11 +292,13 @@ def fp8_quant_kernels(layer: _Kernels, m: ModelSpec, b: int, tp: int, group: _Ke
     inputs = [(1.0, width, layer) for width in widths]
     if share < 1:  # the dense layers' gate_up_proj and down_proj
         inputs += [(1 - share, h, layer), (1 - share, m.intermediate_size / tp, layer)]
-    if share:  # the experts' w13 and w2 inputs, the shared experts' gate_up and down
-        routed = m.num_experts_per_tok * m.moe_intermediate_size / expert_width_split(tp, dp)
-        inputs += [(share, h, layer), (share, routed, group)]
-        if m.shared_expert_intermediate_size:
+    if share:  # the experts' w13 and w2 inputs (w2's in the activation's kernel where fused), the shared experts'
+        inputs += [(share, h, layer)]
+        if not fused_expert_act_quant(m):
+            routed = m.num_experts_per_tok * m.moe_intermediate_size / expert_width_split(tp, dp)
+            inputs += [(share, routed, group)]
+        if m.shared_expert_intermediate_size:  # (gate_up's and down's: their SiluAndMul is a kernel apart)
             inputs += [(share, h, layer), (share, m.shared_expert_intermediate_size / tp, layer)]
     for count, width, kernels in inputs:
-        moved = width * (b + 1) + (width / block * FP32_BYTES if block else 0.0)
+        moved = width * b + fp8_bytes(width, block)
         kernels.add(count, moved, moved)

@@ -82,6 +82,29 @@ def rank_experts(group_tokens: float, model: ModelSpec, data_parallel_size: int 
     return touched if data_parallel_size == 1 else touched / data_parallel_size
 
 
+FP32_BYTES = 4  # fused_moe's top-k weights; an FP8 activation's scales
+INDEX_BYTES = 4  # fused_moe's expert ids and sorted token ids (int32)
+
+
+def fp8_bytes(width: float, block: int | None) -> float:
+    """Bytes of ``width`` values quantized to FP8: a byte each, and one fp32 scale per ``block`` of them (None: a
+    per-tensor scale, nothing per token)."""
+    return width + (width / block * FP32_BYTES if block else 0.0)
+
+
+def dispatch_bytes(model: ModelSpec, dtype_bytes: int) -> float:
+    """One token's bytes a data-parallel group's MoE dispatch all-gathers (vLLM 0.33 prepare_finalize/naive_dp_ep.py
+    ``MoEPrepareAndFinalizeNaiveDPEPModular.prepare``, one ``all_gatherv`` of its tensors in
+    distributed/device_communicators/all2all.py ``AgRsAll2AllManager.dispatch``): the hidden state as the experts read
+    it, an FP8 checkpoint's quantized before the gather (``_quantize_and_setup_dispatch``, ``moe_kernel_quantize_input``:
+    a byte a value, and its per-block fp32 scales gathered beside it; a per-tensor scale, a scalar on every rank, is
+    not gathered), and the token's k top-k weights (fp32) and expert ids (int32), which the router chose on its rank."""
+    topk = model.num_experts_per_tok * (FP32_BYTES + INDEX_BYTES)
+    if model.weight_quantization == "fp8":
+        return fp8_bytes(model.hidden_size, model.weight_block_size[1] if model.weight_block_size else None) + topk
+    return model.hidden_size * dtype_bytes + topk
+
+
 # vLLM fused_moe.py get_default_config (unquantized and per-tensor FP8, no tuned config file): BLOCK_SIZE_M 16
 # for M <= E (the rank's tokens, its local experts: w2's first dimension), else 64; block-wise FP8 (dtype fp8_w8a8
 # with a block_shape, its first branch): 64 at any M
