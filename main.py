@@ -478,8 +478,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, start: float
     trace, runs = run_reading_given(run, runner, given_on_command_line(args))
     from sim.report.document import build_report, write_csv, write_json
 
-    report = build_report(run.mode, run.config, trace, runs, wall_s=time.perf_counter() - start,
-                          reads_as=CLUSTER_PD if run.cluster_pd else run.mode)
+    report = build_report(run.mode, run.config, trace, runs, wall_s=time.perf_counter() - start)
     if run.outputs.report_json:
         write_json(report, run.outputs.report_json)
         run.notes.append(f"report: {run.outputs.report_json}")

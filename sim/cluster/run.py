@@ -31,7 +31,7 @@ from sim.cluster.in_use import InUse
 from sim.cluster.links import LoadTracker, Path, latency_of
 from sim.cluster.prefix_index import holders_chain
 from sim.cluster.routers import CLUSTER_ROUTERS
-from sim.cluster.topology import Topology, uplink_gbps
+from sim.cluster.topology import Topology
 from sim.config import Config
 from sim.serving.compute import StepShape
 from sim.serving.instance import DECODE, PREFILL, UNIFIED, Instance, Job
@@ -93,7 +93,9 @@ class ClusterRun(PrefixFetch, ServingRun):
         self.kv_transfer_sent = dict.fromkeys(("node", "rack", "cross_rack"), 0)  # their bytes, every rank's
         self._init_fetch()
         self.net = network_model(config.network)
-        self.uplink_model = AnalyticNetwork(uplink_gbps(config) * 1e9 / 8, config.cluster.uplink_latency_us * 1e-6)
+        uplink_gbps = config.cluster.uplink_gbps or (
+            topo.nodes_per_rack * config.network.bandwidth_gbps / config.cluster.oversubscription)
+        self.uplink_model = AnalyticNetwork(uplink_gbps * 1e9 / 8, config.cluster.uplink_latency_us * 1e-6)
         # an instance's GPUs each have their PCIe link: a block's distinct shards cross them side by side (each
         # role's instances over their own lanes: sim.serving.roles); a lower tier's bandwidth shares are of a front
         # instance's lanes, as single-node PD's (``ServingRun._lower_tiers``)

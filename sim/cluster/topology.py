@@ -24,15 +24,6 @@ from sim.config_rules import SERVING_TP, data_parallel_groups_fit, pd_tensor_par
 from sim.errors import ConfigError
 
 
-def uplink_gbps(config: Config) -> float:
-    """A rack's uplink in Gb/s: ``cluster.uplink_gbps``, or where it is null the rack's nodes' network bandwidth over
-    the oversubscription (nodes_per_rack x network.bandwidth_gbps / cluster.oversubscription)."""
-    cluster = config.cluster
-    if cluster.uplink_gbps is not None:
-        return cluster.uplink_gbps
-    return cluster.nodes_per_rack * config.network.bandwidth_gbps / cluster.oversubscription
-
-
 @dataclass(frozen=True, slots=True)
 class Topology:
     num_racks: int
@@ -80,7 +71,7 @@ class Topology:
                                   f"tensor_parallel_size GPUs of one node, so TP must divide the node's GPUs")
         cluster = config.cluster
         if cluster.num_racks > 1 and cluster.uplink_gbps is None:  # (sim.cluster.run derives the racks' uplinks so)
-            uplink = uplink_gbps(config)
+            uplink = cluster.nodes_per_rack * config.network.bandwidth_gbps / cluster.oversubscription
             if uplink < MIN_GBPS:  # the domain a given cluster.uplink_gbps has: 1e12 gave 4e-10 Gb/s, with no word
                 raise ConfigError(f"config key 'cluster.oversubscription'={cluster.oversubscription:g} leaves a rack's "
                                   f"uplink {uplink:.3g} Gb/s (cluster.nodes_per_rack x network.bandwidth_gbps / it), "

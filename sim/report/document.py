@@ -55,19 +55,14 @@ def peak_rss_bytes() -> int:
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
-def build_report(mode: str, config: Config, trace: dict[str, Any] | None, runs: list[RunResult], wall_s: float,
-                 reads_as: str | None = None) -> dict[str, Any]:
-    """The report document; everything but ``timing`` is a function of config, trace and seed. The config is echoed
-    with the keys the run derived at their values (``sim.report.config_echo``; ``reads_as``: the mode whose keys the
-    run reads, ``cluster --pd`` for a cluster of PD pools; default ``mode``)."""
-    from sim.report.config_echo import echoed_config
-
+def build_report(mode: str, config: Config, trace: dict[str, Any] | None, runs: list[RunResult], wall_s: float) -> dict[str, Any]:
+    """The report document; everything but ``timing`` is a function of config, trace and seed."""
     return _plain(
         {
             "schema_version": SCHEMA_VERSION,
             "kvsim_version": sim.__version__,
             "mode": mode,
-            "config": echoed_config(config, reads_as or mode),
+            "config": config.to_dict(),
             "trace": trace,
             "runs": [run_entry(r) for r in runs],
             "timing": {"wall_s": wall_s, "peak_rss_bytes": peak_rss_bytes()},
