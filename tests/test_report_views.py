@@ -276,6 +276,27 @@ def test_trace_stats_rate_panel_draws_the_last_bin_and_starts_at_zero(figures, t
     assert rate_ax.get_ylim()[0] == 0.0
 
 
+def test_trace_stats_rate_panel_of_a_long_span_draws_coarser_bins(figures, tmp_path):
+    # Before: four requests over 3e8 s drew 3e7 bins of 10 s (over ten minutes); now at most PLOT_RATE_BINS bins,
+    # each a whole number of 10 s bins wide: 3e8 / (10 x 10,000) = 3,000 bins of 10 s in one, 30,000 s.
+    from sim.report.plots import PLOT_RATE_BINS, plot_trace_stats
+
+    class Sparse:
+        arrival_s = np.array([0.0, 1e8, 2e8, 3e8])
+        input_tokens = np.array([10, 20, 30, 40])
+        output_tokens = np.array([1, 2, 3, 4])
+        provenance = type("P", (), {"path": "sparse.csv", "format": "azure"})()
+
+        def __len__(self):
+            return 4
+
+    assert PLOT_RATE_BINS == 10_000
+    plot_trace_stats(Sparse(), tmp_path / "s.png")
+    rate_ax = figures[0].axes[0]
+    assert rate_ax.get_title() == "Arrival rate (30000 s bins)"
+    assert rate_ax.dataLim.x1 == pytest.approx(3e8) and rate_ax.dataLim.y1 == pytest.approx(1 / 30000)
+
+
 def test_sweep_capacity_axis_is_labelled_at_the_swept_values(figures, tmp_path):
     # Before: the log axis carried matplotlib's minor labels (2x10^2, 3x10^2, 4x10^2, 6x10^2 ...) and not the
     # capacities actually run.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -28,14 +29,21 @@ def save(fig, path: Path) -> Path:
     return path
 
 
+PLOT_RATE_BINS = 10_000  # at most this many arrival-rate bins drawn (a figure 1,500 pixels wide shows fewer)
+
+
 def plot_trace_stats(trace: Trace, path: Path) -> Path:
     """Arrival rate over time and prompt/output length distributions of one trace."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    rates, edges = arrival_rate_bins(trace.arrival_s)  # (the bins of rate_peak_rps: the last to the last arrival)
+    # the bins of rate_peak_rps (the last to the last arrival), coarser by a whole factor where a long span would
+    # draw more than PLOT_RATE_BINS of them (a trace over 3e8 s drew 3e7 bins for over ten minutes)
+    span = float(trace.arrival_s[-1] - trace.arrival_s[0]) if len(trace) else 0.0
+    bin_s = RATE_BIN_S * max(1, math.ceil(span / RATE_BIN_S / PLOT_RATE_BINS))
+    rates, edges = arrival_rate_bins(trace.arrival_s, bin_s)
     # each bin drawn over its whole width: a step plot ends at its last point, so the last bin needs its right edge
     if len(rates):
         axes[0].stairs(rates, edges, baseline=None)
-    axes[0].set(title=f"Arrival rate ({RATE_BIN_S:.0f} s bins)", xlabel="time (s)", ylabel="requests/s",
+    axes[0].set(title=f"Arrival rate ({bin_s:.0f} s bins)", xlabel="time (s)", ylabel="requests/s",
                 ylim=(0, None))  # from zero: a rate axis cut at its minimum makes a small dip look like a stop
     for ax, values, label in ((axes[1], trace.input_tokens, "input"), (axes[2], trace.output_tokens, "output")):
         ax.hist(values, bins=60, color="tab:blue" if label == "input" else "tab:orange")
