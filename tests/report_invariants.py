@@ -71,7 +71,7 @@ def _distributions(metrics: dict, path: str = ""):
 
 def check_run(metrics: dict[str, Any], trace: dict[str, Any] | None, mode: str, *,
               arrival_span_s: float | None = None, output_tokens: int | None = None,
-              input_tokens: int | None = None, means: bool = False, kv_copies: int = 1,
+              input_tokens: int | None = None, means: bool = False, kv_copies: int = 1, state_copies: int = 1,
               block_bytes: int | None = None, states: bool = False, sliding: bool = False) -> list[str]:
     bad: list[str] = []
     serving = mode != "cache-only"
@@ -120,14 +120,19 @@ def check_run(metrics: dict[str, Any], trace: dict[str, Any] | None, mode: str, 
         # kv_transfer_bytes = blocks x block_bytes x tensor_parallel_size there (kv_copies); a KV head replicated
         # on several ranks (TP above the KV-head count) is sent by each: tp // num_kv_heads copies
         # A Gated DeltaNet hybrid's (``states``; README Cluster) fetch counts each state group's state it moves as a
-        # fetched block, smaller than a block: 0 < bytes <= blocks x block_bytes (none of either alike); its PD
-        # transfer sends the states beside the blocks it counts: bytes >= blocks x block_bytes x copies
+        # fetched block. vLLM raises the attention block size until one rank's attention page holds one rank's state
+        # (``Platform._align_hybrid_block_size``), and the state is split over the ranks, not replicated: a state
+        # (every rank's) is at most a page on each rank, block_bytes x the KV-head replicas of the widest role
+        # (``state_copies``; 1 at TP up to the KV-head count). So 0 < bytes <= blocks x block_bytes x state_copies
+        # (none of either alike); its PD transfer sends the states beside the blocks it counts: bytes >= blocks x
+        # block_bytes x copies
         bb = cl["block_bytes"]
         for kind in ("fetched", "kv_transfer"):
             for scope, n in cl[f"{kind}_blocks"].items():
                 sent, exact = cl[f"{kind}_bytes"][scope], n * bb * (kv_copies if kind == "kv_transfer" else 1)
                 if states:
-                    if not ((n == 0) == (sent == 0) and sent <= exact if kind == "fetched" else sent >= exact):
+                    if not ((n == 0) == (sent == 0) and sent <= exact * state_copies if kind == "fetched"
+                            else sent >= exact):
                         bad.append(f"cluster.{kind}_bytes.{scope} {sent} outside what {n} blocks and their states "
                                    f"can take")
                 elif sent != exact:
@@ -258,7 +263,11 @@ def check_report(report: dict[str, Any], **expect: Any) -> list[str]:
         from sim.specs import model_spec
 
         if model_spec(config["model"]).linear_attention is not None:  # Gated DeltaNet states travel with blocks
-            expect = {**expect, "states": True}
+            serving_cfg, pd = config.get("serving", {}), config.get("pd") or {}
+            widest = max(serving_cfg.get("tensor_parallel_size", 1), pd.get("prefill_tensor_parallel_size") or 1,
+                         pd.get("decode_tensor_parallel_size") or 1)
+            expect = {**expect, "states": True,
+                      "state_copies": max(1, widest // model_spec(config["model"]).num_kv_heads)}
         if model_spec(config["model"]).is_hybrid_attention and \
                 not config.get("serving", {}).get("disable_hybrid_kv_cache_manager", False):
             expect = {**expect, "sliding": True}  # sliding copies read beside the hits' blocks
