@@ -32,7 +32,8 @@ def test_a_decode_of_9_runs_the_graph_of_16():
     compute = compute_model(load_config(None, sets=["model=qwen3-30b-a3b"]))
     assert isinstance(compute, PaddedCompute)
     shape = StepShape.decode_batch(np.array([1000] * 9))
-    assert compute.step_time(shape) == pytest.approx(compute.gpu.step_time(shape, DataParallelShare(16, 16)), rel=1e-12)
+    padded = DataParallelShare(16, 16, 16)
+    assert compute.step_time(shape) == pytest.approx(compute.gpu.step_time(shape, padded), rel=1e-12)
     window = compute.decode_times(shape, 5)
     singles = [compute.step_time(StepShape.decode_batch(np.array([1000 + k] * 9))) for k in range(5)]
     np.testing.assert_allclose(window, singles, rtol=1e-12)
@@ -43,7 +44,7 @@ def test_padding_reads_the_experts_the_padded_tokens_touch():
     of their graph 128 (1 - (15/16)^16) = 82.4; the MoE weights a step reads grow by that ratio."""
     compute = compute_model(load_config(None, sets=["model=qwen3-30b-a3b"])).gpu
     assert expected_distinct_experts(9, 8, 128) == pytest.approx(128 * (1 - (15 / 16) ** 9))
-    ratio = compute.moe_weight_bytes(16, DataParallelShare(16, 16)) - compute.moe_fixed_bytes
+    ratio = compute.moe_weight_bytes(16, DataParallelShare(16, 16, 16)) - compute.moe_fixed_bytes
     ratio /= compute.moe_weight_bytes(9) - compute.moe_fixed_bytes
     assert ratio == pytest.approx((1 - (15 / 16) ** 16) / (1 - (15 / 16) ** 9), rel=1e-9)
 
@@ -74,7 +75,7 @@ def test_kept_step_prices_are_the_fresh_ones(monkeypatch):
     them apart), and a memo starting over when full (here every third entry) changes none."""
     monkeypatch.setattr(compute_module, "DECODE_FIXED_MEMO", 3)
     model = RooflineCompute(model_spec("mixtral-8x7b"), gpu_spec("h100-sxm"), 2, 2, 2)
-    shares = [None, DataParallelShare(16, 16), DataParallelShare(16, 64), DataParallelShare(32, 64)]
+    shares = [None, DataParallelShare(16, 16, 16), DataParallelShare(16, 64, 64), DataParallelShare(32, 64, 64)]
     for chunk, context in [(100, 0), (7, 500), (100, 0), (1, 0), (7, 500)]:
         shape = StepShape()
         shape.add_prefill(chunk, context)

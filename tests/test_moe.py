@@ -235,9 +235,11 @@ def test_data_parallel_exchange_replaces_the_moe_all_reduce():
     comm = TensorParallelComm(ring, 1, 2, 16, 32, moe_layers=2, data_parallel_size=2)
     assert comm.step_time(3, 1) == pytest.approx(2 * 2 * 48e-9)
     # TP 2, D 2: the attention all-reduces (2) and the embedding's (1) over 2 GPUs: 2 steps of 24 B; the logits'
-    # all-gather: 1 step of 16 B; the exchange over 4 GPUs: 3 steps of 24 B
+    # all-gather: 1 step of 16 B; per MoE layer the exchange over 4 GPUs of each TP rank's ceil(3 / 2) = 2 tokens
+    # (vLLM's MoE sequence parallelism pads 3 to 4): an all-gather and a reduce-scatter of 3 steps of 32 B, then
+    # the TP ranks' all-gather of the MoE output, 1 step of 32 B
     comm = TensorParallelComm(ring, 2, 2, 16, 32, moe_layers=2, data_parallel_size=2)
-    assert comm.step_time(3, 1) == pytest.approx((3 * 2 * 24 + 16 + 2 * 2 * 3 * 24) * 1e-9)
+    assert comm.step_time(3, 1) == pytest.approx((3 * 2 * 24 + 16 + 2 * (2 * 3 * 32 + 32)) * 1e-9)
     # a dense model's comm ignores the group
     dense = TensorParallelComm(ring, 2, 2, 16, 32)
     assert dense.step_time(3, 1) == pytest.approx((5 * 2 * 24 + 16) * 1e-9)
@@ -337,7 +339,7 @@ def test_data_parallel_rank_with_unequal_group_load_by_hand():
     # activations (6) read: 10 x (8 + 2 x 20 + 2 x 6 / 2) x 2 B = 1080
     experts = 8 * (1 - (6 / 8) ** 10) / 2
     flops, traffic = 1024 + 8 * 64 * (1 - 0.75 ** 10) / 2 * 2 * 144, 512 + experts * 144 * 2 + 1080
-    assert r.moe_layer_time(2, DataParallelShare(2, 10)) == pytest.approx(math.hypot(flops / 1e3, traffic / 1e3))
+    assert r.moe_layer_time(2, DataParallelShare(2, 10, 10)) == pytest.approx(math.hypot(flops / 1e3, traffic / 1e3))
 
 
 def test_bundle_with_expert_parallel_grids_reads_the_runs_degree(tmp_path):

@@ -27,8 +27,13 @@ vocab-parallel embedding (``VocabParallelEmbedding.forward``), and an all-gather
 logits (``LogitsProcessor._gather_logits``: all-gather under vLLM v1). With data parallelism over a
 mixture of experts (``serving.data_parallel_size`` D > 1), each MoE layer's all-reduce becomes the
 exchange of vLLM's default ``allgather_reducescatter`` all-to-all backend over the group's D × TP
-GPUs: an all-gather of the group's D × T hidden states (an FP8 checkpoint's in FP8 with their scales, quantized
-before the gather) with their top-k weights and ids, then a reduce-scatter of the experts' outputs in the model dtype; see ``sim.serving.moe``.
+GPUs (its expert-parallel group; ``AgRsAll2AllManager._get_comm_group``, distributed/device_communicators/all2all.py):
+an all-gather of the group's hidden states (an FP8 checkpoint's in FP8 with their scales, quantized before the
+gather) with their top-k weights and ids, then a reduce-scatter of the experts' outputs in the model dtype, each TP
+rank sending ceil(T / TP) of its instance's T tokens (MoE sequence parallelism, D > 1 and TP > 1:
+``sequence_parallel_chunk``, forward_context.py ``DPMetadata.sp_local_sizes``), and after it an all-gather of the
+MoE output over the TP ranks (``tensor_model_parallel_all_gather`` in the models' MoE blocks, qwen3_moe.py and
+deepseek_v2.py alike); see ``sim.serving.moe``.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ import pandas as pd
 
 from sim.errors import ConfigError
 from sim.serving.aic_collectives import aiconfigurator_rows
-from sim.serving.moe import DataParallelShare, group_tokens
+from sim.serving.moe import DataParallelShare, sequence_parallel_rows
 from sim.serving.nccl_protocols import NcclProtocol
 from sim.serving.profile_files import read_profile_csv, read_profile_yaml, too_few_rows
 from sim.specs import LinkSpec
@@ -472,11 +477,14 @@ class TensorParallelComm:
             return 0.0
         all_reduces = ALL_REDUCES_PER_LAYER * self.layers + 1  # + the vocab-parallel embedding's
         exchange = 0.0
-        if dp > 1:  # the MoE layers' all-reduces give way to the group's all-gather and reduce-scatter
+        if dp > 1:  # the MoE layers' all-reduces give way to the group's exchange and the TP ranks' all-gather
             all_reduces -= self.moe_layers
-            gathered, group = group_tokens(tokens, dp, share), dp * self.ranks
+            own = sequence_parallel_rows(tokens, self.ranks)  # this instance's tokens, split over its TP ranks
+            gathered = dp * own if share is None else share.exchanged_tokens
+            group = dp * self.ranks
             sent = self.hidden_bytes if self.dispatch_bytes is None else self.dispatch_bytes
             exchange = self.moe_layers * (self.collectives.all_gather(gathered * sent, group)
-                                          + self.collectives.reduce_scatter(gathered * self.hidden_bytes, group))
+                                          + self.collectives.reduce_scatter(gathered * self.hidden_bytes, group)
+                                          + self.collectives.all_gather(own * self.hidden_bytes, self.ranks))
         return (all_reduces * self.collectives.all_reduce(tokens * self.hidden_bytes, self.ranks)
                 + self.collectives.all_gather(logit_rows * self.logit_bytes, self.ranks) + exchange)

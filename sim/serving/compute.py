@@ -347,7 +347,7 @@ class RooflineCompute:
         # of the aggregates it reads and its share: kept (cleared when full, which changes no answer)
         key = (shape.prefill_seqs, shape.prefill_tokens, shape.prefill_pairs, shape.prefill_kv_tokens,
                shape.prefill_chunk_sq, shape.prefill_chunk_max, shape.prefill_kv_max, shape.prefill_row_blocks,
-               None if share is None else (share.tokens, share.group_tokens))
+               share)
         memo = self._prefill_memo
         seconds = memo.get(key)
         if seconds is None:
@@ -462,7 +462,7 @@ class RooflineCompute:
         many and short; a CUDA graph's padded share repeats at every window of its size). Cleared when full (a
         data-parallel group's shares vary), which changes no answer."""
         memo = self._decode_fixed_memo
-        key = seqs if share is None else (seqs, share.tokens, share.group_tokens)
+        key = seqs if share is None else (seqs, share)
         fixed = memo.get(key)
         if fixed is None:
             if len(memo) >= DECODE_FIXED_MEMO:

@@ -145,7 +145,7 @@ def compute_model(config: Config) -> ComputeModel:
     graphs = config_cudagraph_sizes(config)
     model = gpu_compute_model(config)
     if graphs.sizes:
-        model = PaddedCompute(model, graphs, config.serving.data_parallel_size)
+        model = PaddedCompute(model, graphs, config.serving.data_parallel_size, config.serving.tensor_parallel_size)
     host = host_time(config, graphs)
     return model if host.is_zero else HostBoundCompute(model, host)
 

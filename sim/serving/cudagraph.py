@@ -20,7 +20,7 @@ import numpy as np
 
 from sim.config import Config, ServingConfig
 from sim.serving.compute_model import ComputeModel, WrappedCompute
-from sim.serving.moe import DataParallelShare
+from sim.serving.moe import DataParallelShare, sequence_parallel_rows
 from sim.serving.step_shape import StepShape
 
 
@@ -62,7 +62,8 @@ class PaddedCompute(WrappedCompute):
     """A compute model whose steps run at their CUDA graph's size (a step priced with a data-parallel ``share`` is
     padded by its group already)."""
 
-    def __init__(self, gpu: ComputeModel, graphs: CudagraphSizes, data_parallel_size: int = 1):
+    def __init__(self, gpu: ComputeModel, graphs: CudagraphSizes, data_parallel_size: int = 1,
+                 tensor_parallel_size: int = 1):
         super().__init__(gpu)
         self.graphs = graphs
         self.data_parallel_size = data_parallel_size  # a share-less step stands for D ranks like it
@@ -72,7 +73,8 @@ class PaddedCompute(WrappedCompute):
         for tokens in range(1, graphs.largest + 1):
             padded = graphs.padded(tokens)
             if padded != tokens:
-                self._shares[tokens] = DataParallelShare(padded, padded * data_parallel_size)
+                exchanged = sequence_parallel_rows(padded, tensor_parallel_size) * data_parallel_size
+                self._shares[tokens] = DataParallelShare(padded, padded * data_parallel_size, exchanged)
 
     def _share(self, tokens: int) -> DataParallelShare | None:
         return self._shares[tokens] if 0 < tokens <= self._largest else None

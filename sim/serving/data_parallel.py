@@ -25,7 +25,7 @@ import numpy as np
 
 from sim.serving.cudagraph import CudagraphSizes
 from sim.serving.engine import Engine
-from sim.serving.moe import DataParallelShare
+from sim.serving.moe import DataParallelShare, sequence_parallel_rows
 
 if TYPE_CHECKING:
     from sim.serving.instance import Instance
@@ -37,10 +37,11 @@ class LockstepGroup:
     """The instances of one data-parallel group; members not built yet (the cluster builds lazily) take dummy
     steps."""
 
-    def __init__(self, engine: Engine, size: int, graphs: CudagraphSizes):
+    def __init__(self, engine: Engine, size: int, graphs: CudagraphSizes, tensor_parallel_size: int = 1):
         self.engine = engine
         self.size = size
         self.graphs = graphs
+        self.tensor_parallel_size = tensor_parallel_size  # each member's (its MoE exchange splits its tokens over them)
         self.members: list[Instance] = []
         self.stepping = False  # a step or window is planned or in progress
         self._end = 0.0  # when the one in progress ends
@@ -72,8 +73,8 @@ class LockstepGroup:
             self._end_at(end)
 
     def shares(self, own_tokens: list[int]) -> list[DataParallelShare]:
-        """Each rank's tokens after vLLM's padding, and the group's (``own_tokens``: every rank's, dummies'
-        included)."""
+        """Each rank's tokens after vLLM's padding, and the group's, routed and exchanged (``own_tokens``: every
+        rank's, dummies' included)."""
         own_tokens = own_tokens + [DUMMY_STEP_TOKENS] * (self.size - len(own_tokens))  # members not built yet
         top = max(own_tokens)
         # every rank at its graph's size; all at the largest one's when every rank runs a graph, else (a rank above
@@ -82,7 +83,8 @@ class LockstepGroup:
         padded = [self.graphs.padded(t) for t in own_tokens]
         tokens = [max(padded)] * len(padded) if top <= self.graphs.largest else padded
         group = sum(tokens)
-        return [DataParallelShare(t, group) for t in tokens]
+        exchanged = sum(sequence_parallel_rows(t, self.tensor_parallel_size) for t in tokens)
+        return [DataParallelShare(t, group, exchanged) for t in tokens]
 
     def _step(self) -> None:
         now = self.engine.now

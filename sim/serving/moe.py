@@ -17,6 +17,12 @@ group's G tokens (the ranks' own, padded as vLLM pads them), touching E · (1 �
 and exchange the group's hidden states by an all-gather and a reduce-scatter every MoE layer (vLLM's
 default ``allgather_reducescatter`` all-to-all backend; ``sim.serving.collectives.TensorParallelComm``); the experts'
 elementwise kernels (align, activation, ``moe_sum``) run on those G tokens too (``sim.serving.elementwise``).
+The group is taken as expert parallel (below), so at TP > 1 its MoE layers run sequence-parallel, as vLLM runs them
+with ``enable_expert_parallel``: each TP rank carries ceil(T / TP) of its instance's T tokens into the exchange over
+the group's D × TP GPUs, and the TP ranks all-gather the MoE output after it (``sequence_parallel_rows``; the zero
+rows padding T to a multiple of TP are exchanged, but left out of the experts' rows here). Without expert
+parallelism (not modelled) vLLM exchanges over the D ranks of each TP index, every one carrying all T tokens, and
+all-reduces the output over TP.
 A step priced without its group (``DataParallelShare`` None: the planner's estimates, calibration) takes a
 group of D ranks each carrying a step like its own, G = D × T.
 
@@ -68,6 +74,19 @@ class DataParallelShare:
 
     tokens: int  # tokens this rank's layers compute (its own, padded to the group's largest when vLLM pads)
     group_tokens: int  # Σ over the group's ranks of their ``tokens``: what the MoE layers route
+    # Σ over the group's ranks of their ``tokens`` as the MoE exchange carries them (``sequence_parallel_rows``):
+    # the rows each GPU's all-gather ends with
+    exchanged_tokens: int
+
+
+def sequence_parallel_rows(tokens: int, tensor_parallel_size: int) -> int:
+    """A rank's ``tokens`` as its data-parallel group's MoE exchange carries them. With TP > 1 vLLM runs the MoE
+    layers sequence-parallel (``ParallelConfig.use_sequence_parallel_moe``: expert parallel, TP > 1, D > 1, the
+    default all-to-all backend among others): ``sequence_parallel_chunk`` pads the rank's T tokens with zero rows to
+    a multiple of TP and each TP rank sends its ceil(T / TP); at TP 1, T."""
+    if tensor_parallel_size == 1:
+        return tokens
+    return -(-tokens // tensor_parallel_size) * tensor_parallel_size
 
 
 def group_tokens(tokens: float, data_parallel_size: int, share: DataParallelShare | None) -> float:

@@ -194,7 +194,8 @@ class ServingRun:
         if dp > 1:
             key = self._group_key(index)
             if key not in self.groups:
-                self.groups[key] = LockstepGroup(self.engine, dp, cudagraph_sizes(shape.serving, self.config.hardware.gpu))
+                graphs = cudagraph_sizes(shape.serving, self.config.hardware.gpu)
+                self.groups[key] = LockstepGroup(self.engine, dp, graphs, shape.serving.tensor_parallel_size)
             self.groups[key].add(inst)
         return inst
 
