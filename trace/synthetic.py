@@ -170,6 +170,17 @@ def _under_way(cfg: SyntheticConfig, rng: np.random.Generator, horizon: float):
     return turns, taken, rng.random(count) * straddle
 
 
+def _keep_latest(prompt: np.ndarray, out: np.ndarray, context_tokens: int | None):
+    """A session's requests fitted to ``context_tokens`` as a chat front-end or an agent loop keeps its context in the
+    model's window: the output is cut to leave one prompt token, and a prompt whose prompt + output would pass the
+    limit keeps its latest tokens (the oldest are dropped). Returns (prompt, out, tokens dropped at the front)."""
+    if context_tokens is None:
+        return prompt, out, np.zeros_like(prompt)
+    out = np.minimum(out, max(1, context_tokens - 1))
+    dropped = np.maximum(prompt - (context_tokens - out), 0)
+    return prompt - dropped, out, dropped
+
+
 def _multi_turn(cfg: SyntheticConfig, rng: np.random.Generator, block_size: int, context_tokens: int | None = None):
     """Conversations start as a Poisson process (``rate_rps / drawn_turns_mean`` a second, so requests arrive at
     ``rate_rps`` on average: the turns drawn are capped, and a heavy-tailed law's capped mean falls short of
@@ -213,18 +224,14 @@ def _multi_turn(cfg: SyntheticConfig, rng: np.random.Generator, block_size: int,
     step = new + out
     history = np.cumsum(step) - step  # tokens of the conversation before this turn ...
     history -= history[first][session]  # ... counted from the conversation's start
-    prompt = history + new
-    dropped = np.zeros(total, dtype=np.int64)
-    if context_tokens is not None:
-        out = np.minimum(out, max(1, context_tokens - 1))
-        room = context_tokens - out
-        dropped = np.maximum(prompt - room, 0)
-        prompt = prompt - dropped
+    prompt, out, dropped = _keep_latest(history + new, out, context_tokens)
     order = np.argsort(arrival, kind="stable")[:n]
     return Drawn(arrival[order], prompt[order], out[order], session[order], context_start=dropped[order])
 
 
 def _agentic(cfg: SyntheticConfig, rng: np.random.Generator, block_size: int, context_tokens: int | None = None):
+    """Agent loops: each step's prompt is the session so far plus the new tokens of a tool's result; a session longer
+    than ``context_tokens`` keeps its latest tokens, as multi-turn does."""
     steps = -(-cfg.num_requests // cfg.num_sessions)  # ceil: enough steps for num_requests
     starts = _poisson_arrivals(rng, cfg.rate_rps / steps, cfg.num_sessions)
     gaps = rng.exponential(AGENT_STEP_GAP_MEAN_S, (cfg.num_sessions, steps))
@@ -236,8 +243,8 @@ def _agentic(cfg: SyntheticConfig, rng: np.random.Generator, block_size: int, co
     out = _lengths(rng, cfg.output_tokens_mean, n)
     order = np.argsort(arrival, kind="stable")[: cfg.num_requests]
     arrival, session, new, out = arrival[order], session[order], new[order], out[order]
-    prompt = _conversation_prompts(session, new, out)
-    return Drawn(arrival, prompt, out, session)
+    prompt, out, dropped = _keep_latest(_conversation_prompts(session, new, out), out, context_tokens)
+    return Drawn(arrival, prompt, out, session, context_start=dropped)
 
 
 def _system_prompt(cfg: SyntheticConfig, rng: np.random.Generator, block_size: int, context_tokens: int | None = None):
@@ -283,8 +290,8 @@ GENERATORS: dict[str, Callable] = {
 
 def generate(cfg: SyntheticConfig, block_size: int, rng: np.random.Generator, limit: int | None = None,
              context_tokens: int | None = None) -> Trace:
-    """A synthetic ``Trace`` of ``cfg.kind``; ``limit`` caps the request count; ``context_tokens`` caps a
-    multi-turn conversation's context (its oldest tokens are dropped). ``cfg`` is validated
+    """A synthetic ``Trace`` of ``cfg.kind``; ``limit`` caps the request count; ``context_tokens`` caps the context
+    of a multi-turn conversation or an agent session (its oldest tokens are dropped). ``cfg`` is validated
     (``sim.config``: the kind is a Literal, every size has its declared domain)."""
     drawn = GENERATORS[cfg.kind](cfg, rng, block_size, context_tokens)
     if limit is not None:
