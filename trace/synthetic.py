@@ -62,15 +62,6 @@ def _poisson_arrivals(rng: np.random.Generator, rate: float, n: int) -> np.ndarr
     return np.cumsum(rng.exponential(1.0 / rate, n))
 
 
-def _conversation_prompts(session: np.ndarray, new_tokens: np.ndarray, output_tokens: np.ndarray) -> np.ndarray:
-    """Prompt length of each turn: the session's earlier prompts' new tokens and outputs, plus its own new tokens."""
-    import pandas as pd  # only here: a trace-file run never loads pandas
-
-    frame = pd.DataFrame({"s": session, "turn": new_tokens + output_tokens})
-    earlier = frame.groupby("s", sort=False)["turn"].cumsum().to_numpy() - frame["turn"].to_numpy()
-    return earlier + new_tokens
-
-
 def _running_sums(values: np.ndarray, group: np.ndarray) -> np.ndarray:
     """Running sums of ``values`` within each group (``group`` ids in contiguous runs), each from 0."""
     import pandas as pd  # only here: a trace-file run never loads pandas
@@ -229,22 +220,67 @@ def _multi_turn(cfg: SyntheticConfig, rng: np.random.Generator, block_size: int,
     return Drawn(arrival[order], prompt[order], out[order], session[order], context_start=dropped[order])
 
 
+def _agents_under_way(cfg: SyntheticConfig, rng: np.random.Generator, steps: int):
+    """The agent sessions a stationary process (starts at rate lambda = ``rate_rps`` / ``steps``, each of ``steps``
+    steps apart by exponential gaps of mean g = ``AGENT_STEP_GAP_MEAN_S``) has under way at 0: (the steps each took
+    before 0, the time of its next step).
+
+    A session's k-th gap (k in 1 .. steps - 1) straddles 0 for starts in an interval as long as that gap: for each k,
+    Poisson with mean lambda g, so Poisson(lambda (steps - 1) g) in all, k uniform. The straddling gap is size-biased
+    and 0 uniform within it, so its part after 0 has density P(G > t) / g: exponential of mean g again. Exact, with
+    no warm-up run."""
+    count = rng.poisson(cfg.rate_rps / steps * (steps - 1) * AGENT_STEP_GAP_MEAN_S)
+    return rng.integers(1, steps, count), rng.exponential(AGENT_STEP_GAP_MEAN_S, count)
+
+
+def _step_arrivals(starts: np.ndarray, gaps: np.ndarray, taken: np.ndarray) -> np.ndarray:
+    """Arrival of each session's steps (one row a session): its first step in the window at its start, each later one
+    a gap after the one before; the ``taken`` steps before the window never arrive in it (inf)."""
+    step = np.arange(gaps.shape[1])
+    gaps = np.where(step <= taken[:, None], 0.0, gaps)
+    arrival = starts[:, None] + np.cumsum(gaps, axis=1)
+    arrival[step < taken[:, None]] = np.inf
+    return arrival
+
+
 def _agentic(cfg: SyntheticConfig, rng: np.random.Generator, block_size: int, context_tokens: int | None = None):
-    """Agent loops: each step's prompt is the session so far plus the new tokens of a tool's result; a session longer
-    than ``context_tokens`` keeps its latest tokens, as multi-turn does."""
-    steps = -(-cfg.num_requests // cfg.num_sessions)  # ceil: enough steps for num_requests
-    starts = _poisson_arrivals(rng, cfg.rate_rps / steps, cfg.num_sessions)
+    """Agent loops: sessions start as a Poisson process at ``rate_rps / steps`` a second, each taking ``steps`` =
+    ceil(``num_requests`` / ``num_sessions``) steps (model calls) apart by exponential gaps of mean
+    ``AGENT_STEP_GAP_MEAN_S`` (the call and the tool's run), so requests arrive at ``rate_rps``. Each step's prompt is
+    the session so far (earlier steps' new tokens and outputs) plus its own new tokens (a tool's result); a session
+    longer than ``context_tokens`` keeps its latest tokens, as multi-turn does. ``start`` steady also draws the
+    sessions under way at 0 (``_agents_under_way``: their steps before 0 count in their context and are not requests)
+    and draws sessions until none later could come before the ``num_requests``-th request, so requests arrive at
+    ``rate_rps`` throughout; empty starts ``num_sessions`` sessions from 0 and takes the first ``num_requests`` of
+    their steps (fewer a second while sessions fill in, and at the end, once the last has started)."""
+    n = cfg.num_requests
+    steps = -(-n // cfg.num_sessions)  # ceil: enough steps for num_requests
+    rate = cfg.rate_rps / steps  # sessions a second
+    starts = _poisson_arrivals(rng, rate, cfg.num_sessions)
     gaps = rng.exponential(AGENT_STEP_GAP_MEAN_S, (cfg.num_sessions, steps))
-    gaps[:, 0] = 0.0
-    arrival = (starts[:, None] + np.cumsum(gaps, axis=1)).ravel()
-    session = np.repeat(np.arange(cfg.num_sessions), steps)
-    n = len(arrival)
-    new = _lengths(rng, cfg.input_tokens_mean, n)  # tool results appended each step
-    out = _lengths(rng, cfg.output_tokens_mean, n)
-    order = np.argsort(arrival, kind="stable")[: cfg.num_requests]
-    arrival, session, new, out = arrival[order], session[order], new[order], out[order]
-    prompt, out, dropped = _keep_latest(_conversation_prompts(session, new, out), out, context_tokens)
-    return Drawn(arrival, prompt, out, session, context_start=dropped)
+    taken = np.zeros(cfg.num_sessions, dtype=np.int64)  # steps before the window opens
+    if cfg.start == "steady":  # sessions under way come first, their first step in the window at `starts`
+        under_way_taken, next_step = _agents_under_way(cfg, rng, steps)
+        under_way_gaps = rng.exponential(AGENT_STEP_GAP_MEAN_S, (len(next_step), steps))
+        taken, starts = np.concatenate((under_way_taken, taken)), np.concatenate((next_step, starts))
+        gaps = np.concatenate((under_way_gaps, gaps))
+    while True:
+        arrival = _step_arrivals(starts, gaps, taken)
+        if cfg.start == "empty" or (arrival < starts[-1]).sum() >= n:  # later sessions start after starts[-1]
+            break
+        # Not enough before the last start: the process goes on from there (nothing drawn is discarded, so the
+        # draws that make up the window are not selected by their own count).
+        starts = np.concatenate((starts, starts[-1] + _poisson_arrivals(rng, rate, cfg.num_sessions)))
+        gaps = np.concatenate((gaps, rng.exponential(AGENT_STEP_GAP_MEAN_S, (cfg.num_sessions, steps))))
+        taken = np.concatenate((taken, np.zeros(cfg.num_sessions, dtype=np.int64)))
+    new = _lengths(rng, cfg.input_tokens_mean, arrival.size).reshape(arrival.shape)  # tool results appended each step
+    out = _lengths(rng, cfg.output_tokens_mean, arrival.size).reshape(arrival.shape)
+    history = np.cumsum(new + out, axis=1) - (new + out)  # tokens of the session before this step
+    prompt, out, dropped = _keep_latest(history + new, out, context_tokens)
+    session = np.repeat(np.arange(len(starts)), steps)
+    order = np.argsort(arrival.ravel(), kind="stable")[:n]
+    return Drawn(arrival.ravel()[order], prompt.ravel()[order], out.ravel()[order], session[order],
+                 context_start=dropped.ravel()[order])
 
 
 def _system_prompt(cfg: SyntheticConfig, rng: np.random.Generator, block_size: int, context_tokens: int | None = None):
