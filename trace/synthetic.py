@@ -16,7 +16,11 @@ from sim.config import MAX_TURNS, SyntheticConfig
 from trace import blocks as bm
 from trace.request import Trace, TraceProvenance
 
-AGENT_STEP_GAP_MEAN_S = 2.0  # mean think/tool time between an agent's steps (assumed, not measured)
+# Mean seconds from one agent step's arrival to the next's (its generation and the tool's run): assumed, not measured,
+# a fast tool loop. The one published agent trace found, TraceLab's coding agents (Claude Code and Codex; Zhu et al.,
+# arXiv 2606.30560, tab:timing_distribution), averages 11.5 s of generation and 16.8 s of tools a step, heavy-tailed
+# (medians 4.9 s and 0.1 s).
+AGENT_STEP_GAP_MEAN_S = 2.0
 # a conversation's turns are capped at MAX_TURNS (a bound on memory; the beta-geometric tail is long), which bounds
 # workload.synthetic.turns_mean
 
