@@ -265,7 +265,9 @@ class SyntheticConfig:
     rate_rps: float = domain(5.0, **POSITIVE)
     input_tokens_mean: int = domain(1024, ge=1)
     output_tokens_mean: int = domain(200, ge=1)
-    num_sessions: int = domain(200, ge=1)  # agentic: concurrent agents (multi-turn conversations follow from the rate)
+    # agentic: about this many agent sessions begin in the window, each of ceil(num_requests / num_sessions) steps
+    # (~rate_rps x 2 s are under way at once, whatever this; multi-turn conversations follow from the rate)
+    num_sessions: int = domain(200, ge=1)
     # multi-turn: conversations start as a Poisson process at rate_rps / the mean turns drawn. Turns per
     # conversation: beta-geometric with this mean (LMSYS-Chat-1M, Zheng et al., ICLR 2024, Table 1:
     # 2.0 turns per conversation; ShareGPT 3.5) ...
@@ -279,10 +281,11 @@ class SyntheticConfig:
     # sigma (ln 225 - ln 39) / 1.349 = 1.3.
     think_time_median_s: float = domain(93.0, **POSITIVE)
     think_time_sigma: float = domain(1.3, ge=0)
-    # What the window opens on. steady: the conversations a long-running service has under way at t = 0 (each
-    # with the chance a stationary process gives it, its earlier turns' tokens in its first prompt in the window),
-    # so requests arrive at rate_rps from the start, as in a trace cut from live traffic. empty: no conversation,
-    # so later turns fill in slowly (the defaults' first 2,000 requests came at 3.7 a second, not 5).
+    # What the window opens on (multi-turn, agentic). steady: the conversations (agent sessions) a long-running
+    # service has under way at t = 0 (each with the chance a stationary process gives it, its earlier turns' tokens in
+    # its first prompt in the window), so requests arrive at rate_rps from the start, as in a trace cut from live
+    # traffic. empty: none, so later turns fill in slowly (the defaults' first 2,000 multi-turn requests came at 3.7 a
+    # second, not 5).
     start: Literal["steady", "empty"] = "steady"
     num_prefixes: int = domain(20, ge=1)  # system-prompt: distinct system prompts
     prefix_tokens: int = domain(1024, ge=0)  # system-prompt: tokens of each system prompt

@@ -281,7 +281,7 @@ def _workload_cache_usable(c: Config) -> None:
 # The workload.synthetic keys only some kinds read (trace.synthetic's generators); every kind reads the others.
 SYNTHETIC_KIND_KEYS: dict[str, tuple[str, ...]] = {
     "turns_mean": ("multi-turn",), "turns_concentration": ("multi-turn",),
-    "think_time_median_s": ("multi-turn",), "think_time_sigma": ("multi-turn",), "start": ("multi-turn",),
+    "think_time_median_s": ("multi-turn",), "think_time_sigma": ("multi-turn",), "start": ("multi-turn", "agentic"),
     "num_sessions": ("agentic",),
     "num_prefixes": ("system-prompt",), "prefix_tokens": ("system-prompt",),
     "num_documents": ("rag",), "document_tokens": ("rag",), "documents_per_request": ("rag",),

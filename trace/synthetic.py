@@ -16,7 +16,11 @@ from sim.config import MAX_TURNS, SyntheticConfig
 from trace import blocks as bm
 from trace.request import Trace, TraceProvenance
 
-AGENT_STEP_GAP_MEAN_S = 2.0  # mean think/tool time between an agent's steps (assumed, not measured)
+# Mean seconds from one agent step's arrival to the next's (its generation and the tool's run): assumed, not measured,
+# a fast tool loop. The one published agent trace found, TraceLab's coding agents (Claude Code and Codex; Zhu et al.,
+# arXiv 2606.30560, tab:timing_distribution), averages 11.5 s of generation and 16.8 s of tools a step, heavy-tailed
+# (medians 4.9 s and 0.1 s).
+AGENT_STEP_GAP_MEAN_S = 2.0
 # a conversation's turns are capped at MAX_TURNS (a bound on memory; the beta-geometric tail is long), which bounds
 # workload.synthetic.turns_mean
 
@@ -60,15 +64,6 @@ def _zipf_choice(rng: np.random.Generator, k: int, alpha: float, size) -> np.nda
 
 def _poisson_arrivals(rng: np.random.Generator, rate: float, n: int) -> np.ndarray:
     return np.cumsum(rng.exponential(1.0 / rate, n))
-
-
-def _conversation_prompts(session: np.ndarray, new_tokens: np.ndarray, output_tokens: np.ndarray) -> np.ndarray:
-    """Prompt length of each turn: the session's earlier prompts' new tokens and outputs, plus its own new tokens."""
-    import pandas as pd  # only here: a trace-file run never loads pandas
-
-    frame = pd.DataFrame({"s": session, "turn": new_tokens + output_tokens})
-    earlier = frame.groupby("s", sort=False)["turn"].cumsum().to_numpy() - frame["turn"].to_numpy()
-    return earlier + new_tokens
 
 
 def _running_sums(values: np.ndarray, group: np.ndarray) -> np.ndarray:
@@ -170,6 +165,17 @@ def _under_way(cfg: SyntheticConfig, rng: np.random.Generator, horizon: float):
     return turns, taken, rng.random(count) * straddle
 
 
+def _keep_latest(prompt: np.ndarray, out: np.ndarray, context_tokens: int | None):
+    """A session's requests fitted to ``context_tokens`` as a chat front-end or an agent loop keeps its context in the
+    model's window: the output is cut to leave one prompt token, and a prompt whose prompt + output would pass the
+    limit keeps its latest tokens (the oldest are dropped). Returns (prompt, out, tokens dropped at the front)."""
+    if context_tokens is None:
+        return prompt, out, np.zeros_like(prompt)
+    out = np.minimum(out, max(1, context_tokens - 1))
+    dropped = np.maximum(prompt - (context_tokens - out), 0)
+    return prompt - dropped, out, dropped
+
+
 def _multi_turn(cfg: SyntheticConfig, rng: np.random.Generator, block_size: int, context_tokens: int | None = None):
     """Conversations start as a Poisson process (``rate_rps / drawn_turns_mean`` a second, so requests arrive at
     ``rate_rps`` on average: the turns drawn are capped, and a heavy-tailed law's capped mean falls short of
@@ -213,31 +219,72 @@ def _multi_turn(cfg: SyntheticConfig, rng: np.random.Generator, block_size: int,
     step = new + out
     history = np.cumsum(step) - step  # tokens of the conversation before this turn ...
     history -= history[first][session]  # ... counted from the conversation's start
-    prompt = history + new
-    dropped = np.zeros(total, dtype=np.int64)
-    if context_tokens is not None:
-        out = np.minimum(out, max(1, context_tokens - 1))
-        room = context_tokens - out
-        dropped = np.maximum(prompt - room, 0)
-        prompt = prompt - dropped
+    prompt, out, dropped = _keep_latest(history + new, out, context_tokens)
     order = np.argsort(arrival, kind="stable")[:n]
     return Drawn(arrival[order], prompt[order], out[order], session[order], context_start=dropped[order])
 
 
+def _agents_under_way(cfg: SyntheticConfig, rng: np.random.Generator, steps: int):
+    """The agent sessions a stationary process (starts at rate lambda = ``rate_rps`` / ``steps``, each of ``steps``
+    steps apart by exponential gaps of mean g = ``AGENT_STEP_GAP_MEAN_S``) has under way at 0: (the steps each took
+    before 0, the time of its next step).
+
+    A session's k-th gap (k in 1 .. steps - 1) straddles 0 for starts in an interval as long as that gap: for each k,
+    Poisson with mean lambda g, so Poisson(lambda (steps - 1) g) in all, k uniform. The straddling gap is size-biased
+    and 0 uniform within it, so its part after 0 has density P(G > t) / g: exponential of mean g again. Exact, with
+    no warm-up run."""
+    count = rng.poisson(cfg.rate_rps / steps * (steps - 1) * AGENT_STEP_GAP_MEAN_S)
+    return rng.integers(1, steps, count), rng.exponential(AGENT_STEP_GAP_MEAN_S, count)
+
+
+def _step_arrivals(starts: np.ndarray, gaps: np.ndarray, taken: np.ndarray) -> np.ndarray:
+    """Arrival of each session's steps (one row a session): its first step in the window at its start, each later one
+    a gap after the one before; the ``taken`` steps before the window never arrive in it (inf)."""
+    step = np.arange(gaps.shape[1])
+    gaps = np.where(step <= taken[:, None], 0.0, gaps)
+    arrival = starts[:, None] + np.cumsum(gaps, axis=1)
+    arrival[step < taken[:, None]] = np.inf
+    return arrival
+
+
 def _agentic(cfg: SyntheticConfig, rng: np.random.Generator, block_size: int, context_tokens: int | None = None):
-    steps = -(-cfg.num_requests // cfg.num_sessions)  # ceil: enough steps for num_requests
-    starts = _poisson_arrivals(rng, cfg.rate_rps / steps, cfg.num_sessions)
+    """Agent loops: sessions start as a Poisson process at ``rate_rps / steps`` a second, each taking ``steps`` =
+    ceil(``num_requests`` / ``num_sessions``) steps (model calls) apart by exponential gaps of mean
+    ``AGENT_STEP_GAP_MEAN_S`` (the call and the tool's run), so requests arrive at ``rate_rps``. Each step's prompt is
+    the session so far (earlier steps' new tokens and outputs) plus its own new tokens (a tool's result); a session
+    longer than ``context_tokens`` keeps its latest tokens, as multi-turn does. ``start`` steady also draws the
+    sessions under way at 0 (``_agents_under_way``: their steps before 0 count in their context and are not requests)
+    and draws sessions until none later could come before the ``num_requests``-th request, so requests arrive at
+    ``rate_rps`` throughout; empty starts ``num_sessions`` sessions from 0 and takes the first ``num_requests`` of
+    their steps (fewer a second while sessions fill in, and at the end, once the last has started)."""
+    n = cfg.num_requests
+    steps = -(-n // cfg.num_sessions)  # ceil: enough steps for num_requests
+    rate = cfg.rate_rps / steps  # sessions a second
+    starts = _poisson_arrivals(rng, rate, cfg.num_sessions)
     gaps = rng.exponential(AGENT_STEP_GAP_MEAN_S, (cfg.num_sessions, steps))
-    gaps[:, 0] = 0.0
-    arrival = (starts[:, None] + np.cumsum(gaps, axis=1)).ravel()
-    session = np.repeat(np.arange(cfg.num_sessions), steps)
-    n = len(arrival)
-    new = _lengths(rng, cfg.input_tokens_mean, n)  # tool results appended each step
-    out = _lengths(rng, cfg.output_tokens_mean, n)
-    order = np.argsort(arrival, kind="stable")[: cfg.num_requests]
-    arrival, session, new, out = arrival[order], session[order], new[order], out[order]
-    prompt = _conversation_prompts(session, new, out)
-    return Drawn(arrival, prompt, out, session)
+    taken = np.zeros(cfg.num_sessions, dtype=np.int64)  # steps before the window opens
+    if cfg.start == "steady":  # sessions under way come first, their first step in the window at `starts`
+        under_way_taken, next_step = _agents_under_way(cfg, rng, steps)
+        under_way_gaps = rng.exponential(AGENT_STEP_GAP_MEAN_S, (len(next_step), steps))
+        taken, starts = np.concatenate((under_way_taken, taken)), np.concatenate((next_step, starts))
+        gaps = np.concatenate((under_way_gaps, gaps))
+    while True:
+        arrival = _step_arrivals(starts, gaps, taken)
+        if cfg.start == "empty" or (arrival < starts[-1]).sum() >= n:  # later sessions start after starts[-1]
+            break
+        # Not enough before the last start: the process goes on from there (nothing drawn is discarded, so the
+        # draws that make up the window are not selected by their own count).
+        starts = np.concatenate((starts, starts[-1] + _poisson_arrivals(rng, rate, cfg.num_sessions)))
+        gaps = np.concatenate((gaps, rng.exponential(AGENT_STEP_GAP_MEAN_S, (cfg.num_sessions, steps))))
+        taken = np.concatenate((taken, np.zeros(cfg.num_sessions, dtype=np.int64)))
+    new = _lengths(rng, cfg.input_tokens_mean, arrival.size).reshape(arrival.shape)  # tool results appended each step
+    out = _lengths(rng, cfg.output_tokens_mean, arrival.size).reshape(arrival.shape)
+    history = np.cumsum(new + out, axis=1) - (new + out)  # tokens of the session before this step
+    prompt, out, dropped = _keep_latest(history + new, out, context_tokens)
+    session = np.repeat(np.arange(len(starts)), steps)
+    order = np.argsort(arrival.ravel(), kind="stable")[:n]
+    return Drawn(arrival.ravel()[order], prompt.ravel()[order], out.ravel()[order], session[order],
+                 context_start=dropped.ravel()[order])
 
 
 def _system_prompt(cfg: SyntheticConfig, rng: np.random.Generator, block_size: int, context_tokens: int | None = None):
@@ -283,8 +330,8 @@ GENERATORS: dict[str, Callable] = {
 
 def generate(cfg: SyntheticConfig, block_size: int, rng: np.random.Generator, limit: int | None = None,
              context_tokens: int | None = None) -> Trace:
-    """A synthetic ``Trace`` of ``cfg.kind``; ``limit`` caps the request count; ``context_tokens`` caps a
-    multi-turn conversation's context (its oldest tokens are dropped). ``cfg`` is validated
+    """A synthetic ``Trace`` of ``cfg.kind``; ``limit`` caps the request count; ``context_tokens`` caps the context
+    of a multi-turn conversation or an agent session (its oldest tokens are dropped). ``cfg`` is validated
     (``sim.config``: the kind is a Literal, every size has its declared domain)."""
     drawn = GENERATORS[cfg.kind](cfg, rng, block_size, context_tokens)
     if limit is not None:
