@@ -1,0 +1,71 @@
+"""Bad input, round 5 (helper hfuzz5): calibration bundles of another model or precision, settings a mode leaves
+unread, and traces as users have them, which the earlier rounds (tests/test_bad_inputs.py,
+tests/test_bad_trace_inputs.py, tests/test_bad_inputs_round3.py, tests/test_bad_inputs_round4.py) did not reach. Each
+case ran with a silently wrong or dropped input (exit 0), or refused after long work; each is now one line and exit 2
+before the work starts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.bad_input_helpers import AZURE_OK, Case, check_bad_input
+from tests.conftest import SHARED_DATA
+
+# ../shared's RTX 4090 bundle (LLMServingSim profiler output of meta-llama/Llama-3.1-8B in bf16) and its overlay
+BUNDLED_4090 = SHARED_DATA / "profiles" / "llmservingsim_rtx4090_llama31_8b"
+OVERLAY_4090 = "profiles/rtx4090_llama31_8b_vllm.yaml"
+PROFILED = ["--quiet", "--no-plot", "--set", "compute.backend=profiled", "--set", "compute.profile={tmp}/b"]
+
+CASES: dict[str, Case] = {
+    # a bundle times one decoder layer of the model it measured (meta.yaml model): Llama 2 7B's layers (32 KV heads)
+    # timed Llama 3.1 8B's (8): the bundle's hf_overrides checks see only the counts it states
+    "bundle_of_another_model": Case(PROFILED, names=("{tmp}/b", "'meta-llama/Llama-2-7b-hf' (llama-2-7b",
+                                                     "of num_kv_heads 32, but model llama-3.1-8b has 8"),
+                                    files={"b/meta.yaml": "model: meta-llama/Llama-2-7b-hf\n"}),
+    "bundle_of_another_model_in_check": Case(["--check-calibration", "{tmp}/o.yaml"],
+                                             names=("'meta-llama/Llama-2-7b-hf' (llama-2-7b", "cannot be checked"),
+                                             files={"o.yaml": "compute: {backend: profiled, profile: b}\n",
+                                                    "b/meta.yaml": "model: meta-llama/Llama-2-7b-hf\n"}),
+    # a bf16 bundle's times at serving.dtype fp32 (or fp8): the steps took the bf16 times, the memory the other width
+    "bundle_of_another_precision": Case([*PROFILED, "--set", "serving.dtype=fp32"],
+                                        names=("{tmp}/b", "measured in bf16 (meta.yaml variant)", "serving.dtype is fp32"),
+                                        files={"b/meta.yaml": "variant: bf16\n"}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bad_input(name, run_cli, tmp_path):
+    check_bad_input(CASES[name], run_cli, tmp_path)
+
+
+needs_bundle = pytest.mark.skipif(not BUNDLED_4090.is_dir(), reason="the RTX 4090 bundle is in ../shared/data")
+
+
+@needs_bundle
+@pytest.mark.parametrize("argv, named", [
+    # Llama 3.1 70B timed by Llama 3.1 8B's operators x 80 layers: TTFT 66 ms, exit 0
+    (["--set", "model=llama-3.1-70b"], "of hidden_size 4096, but model llama-3.1-70b has 8192"),
+    # bf16 operators' times at fp32: the same TTFT and TPOT as bf16, exit 0
+    (["--set", "serving.dtype=fp32"], "measured in bf16 (meta.yaml variant), but serving.dtype is fp32"),
+], ids=["70b", "fp32"])
+def test_the_bundled_overlay_refuses_another_model_or_precision(run_cli, tmp_path, argv, named):
+    (tmp_path / "t.csv").write_text(AZURE_OK)
+    status, _, err = run_cli("--calibration-profile", OVERLAY_4090, "--workload-trace", tmp_path / "t.csv", *argv,
+                             "--quiet", "--no-plot")
+    assert status == 2 and named in err, err
+
+
+@needs_bundle
+@pytest.mark.parametrize("argv", [["--set", "model=llama-3-8b", "--set", "serving.max_model_len=8192"],
+                                  ["--set", "serving.dtype=fp16"]], ids=["same-layers", "same-width"])
+def test_a_model_of_the_same_layers_or_a_precision_of_the_same_width_is_taken(run_cli, tmp_path, argv):
+    """Llama 3 8B's layers are Llama 3.1 8B's (its context is shorter); fp16 is bf16's two bytes."""
+    (tmp_path / "t.csv").write_text(AZURE_OK)
+    report = tmp_path / "r.json"
+    status, _, err = run_cli("--calibration-profile", OVERLAY_4090, "--workload-trace", tmp_path / "t.csv", *argv,
+                             "--quiet", "--no-plot", "--report-json", report)
+    assert status == 0, err
+    assert json.loads(report.read_text())["runs"][0]["metrics"]["requests_completed"] == 3
+
