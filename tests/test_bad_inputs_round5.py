@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from tests.bad_input_helpers import AZURE_OK, Case, check_bad_input
+from tests.bad_input_helpers import AZURE_OK, TRACE_STATS, Case, check_bad_input
 from tests.conftest import SHARED_DATA
 
 # ../shared's RTX 4090 bundle (LLMServingSim profiler output of meta-llama/Llama-3.1-8B in bf16) and its overlay
@@ -32,6 +32,16 @@ CASES: dict[str, Case] = {
     "bundle_of_another_precision": Case([*PROFILED, "--set", "serving.dtype=fp32"],
                                         names=("{tmp}/b", "measured in bf16 (meta.yaml variant)", "serving.dtype is fp32"),
                                         files={"b/meta.yaml": "variant: bf16\n"}),
+    # the serving modes skip a request above serving.max_model_len (vLLM rejects it); the cache-only replay and
+    # --trace-stats take every request of a trace whatever it says (it bounds a synthetic conversation's context)
+    "max_model_len_in_cache_only_over_a_trace": Case(["--cache-only", "--quiet", "--no-plot", "--workload-trace",
+                                                      "{tmp}/t.csv", "--set", "serving.max_model_len=200"],
+                                                     names=("--set serving.max_model_len", "--cache-only takes every "
+                                                            "request", "t.csv"), files={"t.csv": AZURE_OK}),
+    "max_model_len_in_trace_stats_over_a_trace": Case([*TRACE_STATS, "--workload-trace", "{tmp}/t.csv", "--set",
+                                                       "serving.max_model_len=200"],
+                                                      names=("--set serving.max_model_len", "--trace-stats"),
+                                                      files={"t.csv": AZURE_OK}),
 }
 
 
@@ -69,3 +79,9 @@ def test_a_model_of_the_same_layers_or_a_precision_of_the_same_width_is_taken(ru
     assert status == 0, err
     assert json.loads(report.read_text())["runs"][0]["metrics"]["requests_completed"] == 3
 
+
+def test_max_model_len_bounds_a_synthetic_conversation_in_trace_stats(run_cli):
+    """Where it is read (a synthetic conversation keeps its latest tokens within it), it is taken."""
+    status, _, err = run_cli(*TRACE_STATS, "--preset", "smoke", "--workload-limit", "50", "--set",
+                             "serving.max_model_len=300")
+    assert status == 0, err
