@@ -97,7 +97,11 @@ NEVER_READ = {f"cache.tiers.hbm.{key}": "an HBM hit is the GPU's own memory: no 
 TRACE_STATS_STATE_KEYS = ("serving.tensor_parallel_size", "serving.dtype", "serving.kv_cache_dtype")
 SINGLE_TIER_IGNORES = ("cache.tiers.dram", "cache.tiers.ssd", "cache.tiers.eic", "cache.tiers.hbm.capacity_gib",
                        "cache.inclusion", "serving.gpu_memory_utilization", "serving.num_gpu_blocks",
-                       "serving.enforce_eager")
+                       "serving.enforce_eager",
+                       # the one tier's blocks are given and counted whole (every rank's shard: stored_block_bytes), so
+                       # the TP, and the node's GPUs that bound it, size nothing (a Gated DeltaNet hybrid, whose block
+                       # size follows the TP, has no cache-only replay)
+                       "serving.tensor_parallel_size", "hardware.gpus_per_node")
 
 
 def given_by_set(sets: list[str]) -> dict[str, str]:

@@ -42,6 +42,17 @@ CASES: dict[str, Case] = {
                                                        "serving.max_model_len=200"],
                                                       names=("--set serving.max_model_len", "--trace-stats"),
                                                       files={"t.csv": AZURE_OK}),
+    # --capacity-blocks gives the one tier's blocks, counted whole: the TP sized nothing (the report was the TP 1 one)
+    "tensor_parallel_beside_capacity_blocks": Case(["--cache-only", "--quiet", "--no-plot", "--workload-trace",
+                                                    "{tmp}/t.csv", "--capacity-blocks", "5", "--set",
+                                                    "serving.tensor_parallel_size=2"],
+                                                   names=("--set serving.tensor_parallel_size", "--capacity-blocks"),
+                                                   files={"t.csv": AZURE_OK}),
+    "gpus_per_node_beside_capacity_blocks": Case(["--cache-only", "--quiet", "--no-plot", "--workload-trace",
+                                                  "{tmp}/t.csv", "--capacity-blocks", "5", "--set",
+                                                  "hardware.gpus_per_node=2"],
+                                                 names=("--set hardware.gpus_per_node", "--capacity-blocks"),
+                                                 files={"t.csv": AZURE_OK}),
 }
 
 
