@@ -96,3 +96,49 @@ def test_max_model_len_bounds_a_synthetic_conversation_in_trace_stats(run_cli):
     status, _, err = run_cli(*TRACE_STATS, "--preset", "smoke", "--workload-limit", "50", "--set",
                              "serving.max_model_len=300")
     assert status == 0, err
+
+
+# Qwen2.5-7B-Instruct's config.json (huggingface.co/Qwen/Qwen2.5-7B-Instruct) with the rope_scaling its model card
+# tells users to add for texts beyond 32,768 tokens
+QWEN25_7B_YARN = {
+    "architectures": ["Qwen2ForCausalLM"], "hidden_act": "silu", "hidden_size": 3584, "intermediate_size": 18944,
+    "max_position_embeddings": 32768, "max_window_layers": 28, "model_type": "qwen2", "num_attention_heads": 28,
+    "num_hidden_layers": 28, "num_key_value_heads": 4, "rms_norm_eps": 1e-06, "rope_theta": 1000000.0,
+    "sliding_window": 131072, "tie_word_embeddings": False, "torch_dtype": "bfloat16", "use_sliding_window": False,
+    "vocab_size": 152064, "rope_scaling": {"factor": 4.0, "original_max_position_embeddings": 32768, "type": "yarn"}}
+
+
+@pytest.mark.parametrize("scaling, context", [
+    # vLLM config/model.py _get_and_verify_max_len: yarn serves original_max_position_embeddings x factor
+    ({"factor": 4.0, "original_max_position_embeddings": 32768, "type": "yarn"}, 131_072),
+    ({"rope_type": "linear", "factor": 2.0}, 65_536),  # any other type: max_position_embeddings x factor
+    ({"rope_type": "dynamic", "factor": 2.0}, 65_536),
+    ({"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+      "original_max_position_embeddings": 8192}, 32_768),  # llama3 (and su/longrope) are not scaled
+    (None, 32_768),
+], ids=["yarn", "linear", "dynamic", "llama3", "none"])
+def test_a_config_json_context_is_the_one_vllm_serves(tmp_path, scaling, context):
+    """A request above max_position_embeddings but within the scaled context was skipped as exceeds_max_model_len, and
+    serving.max_model_len=131072 refused as beyond the model's context (exit 2): rope_scaling was read for the rotary
+    caches alone."""
+    from sim.serving.memory_profile import rope_cache_bytes
+    from sim.specs import model_spec
+
+    (tmp_path / "config.json").write_text(json.dumps({**QWEN25_7B_YARN, "rope_scaling": scaling}))
+    spec = model_spec(str(tmp_path))
+    assert spec.max_position_embeddings == context
+    # the caches vLLM builds keep their own rows: yarn's original x factor, linear's x factor, the rest the config's
+    rows = {"yarn": 131_072, "linear": 65_536}.get((scaling or {}).get("type", (scaling or {}).get("rope_type")), 32_768)
+    assert rope_cache_bytes(spec, "bf16") == rows * 128 * 2
+
+
+def test_a_request_within_a_yarn_context_is_served(run_cli, tmp_path):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text(json.dumps(QWEN25_7B_YARN))
+    (tmp_path / "t.csv").write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:10,40000,10\n"
+                                    "2023-11-16 18:15:11,200,10\n")
+    report = tmp_path / "r.json"
+    status, _, err = run_cli("--workload-trace", tmp_path / "t.csv", "--set", f"model={tmp_path / 'm'}", "--set",
+                             "serving.max_model_len=131072", "--quiet", "--no-plot", "--report-json", report)
+    assert status == 0, err
+    assert json.loads(report.read_text())["trace"]["rows_used"] == 2
