@@ -47,7 +47,7 @@ from sim.json_input import unique_keys
 from sim.linear_attention import gated_delta_net
 from sim.model_families import ARCHITECTURES, FAMILIES, Experts, Family
 from sim.model_shape import SPARSE_QUANT_BLOCK, ModelSpec
-from sim.rope_caches import rope_caches
+from sim.rope_caches import rope_caches, served_context
 from sim.vision_towers import VISION_TOWERS, VisionTower
 
 CONFIG_NAME = "config.json"  # the file a Hugging Face model folder holds its architecture in
@@ -107,11 +107,12 @@ def hf_model_spec(name: str) -> ModelSpec:
                               "and must be even")
         intermediate //= 2
     context = min([context, *(keys.positive(k, context) for k in family.context_caps)])
+    served = served_context(keys, context)
     if heads % kv_heads:
         raise ConfigError(f"model config {path}: num_attention_heads {heads} is not a multiple of "
                           f"num_key_value_heads {kv_heads}")
     gdn = gated_delta_net(keys, layers, config.get("model_type")) if family.linear_attention else None
-    window, sliding = _sliding_layers(keys, family, layers, context) if gdn is None else (None, None)
+    window, sliding = _sliding_layers(keys, family, layers, served) if gdn is None else (None, None)
     _check_attention_kinds(keys, family, layers)
     quantization = quantization_fields(top.config, top.path)
     if quantization and family.vision_tower:
@@ -133,10 +134,10 @@ def hf_model_spec(name: str) -> ModelSpec:
     return ModelSpec(
         name=name, num_layers=layers, hidden_size=hidden, num_attention_heads=heads, num_kv_heads=kv_heads,
         head_dim=head_dim, intermediate_size=intermediate, vocab_size=vocab, num_parameters=count,
-        max_position_embeddings=context, source=f"{path} (sha256 {digest})", gated_mlp=family.gated_mlp,
+        max_position_embeddings=served, source=f"{path} (sha256 {digest})", gated_mlp=family.gated_mlp,
         sliding_window=window, num_sliding_layers=sliding, fp32_parameters=fp32, **quantization,
         linear_attention=gdn, attention_output_gate=family.attention_output_gate, vision_tower=vision,
-        rotary_dim=rotary, rope_caches=rope_caches(keys, family, context, rotary or head_dim, kinds),
+        rotary_dim=rotary, rope_caches=rope_caches(keys, family, context, rotary or head_dim, kinds, served),
         norms_per_layer=family.norms_per_layer, qk_norm=_qk_norm(keys, family),
         **(moe.fields() if moe is not None else {}),
     )
@@ -203,6 +204,7 @@ def _mla_model_spec(name: str, keys: _Keys, family: Family, digest: str) -> Mode
     (``get_spec_layer_idx_from_weight_name``) unless a speculative config serves it, which kvsim does not model."""
     config, path = keys.config, keys.path
     layers, hidden, heads, intermediate, vocab, context = (keys.positive(k) for k in REQUIRED)
+    served = served_context(keys, context)
     lora, nope, rope, v_dim = (keys.positive(k) for k in MLA_KEYS)
     q_lora = keys.positive("q_lora_rank") if config.get("q_lora_rank") is not None else None  # null: one q_proj
     if config.get("layer_types") is not None or config.get("sliding_window") is not None:
@@ -229,9 +231,10 @@ def _mla_model_spec(name: str, keys: _Keys, family: Family, digest: str) -> Mode
     moe = _experts(keys, family, layers)
     fields = dict(
         name=name, num_layers=layers, hidden_size=hidden, num_attention_heads=heads, num_kv_heads=1,
-        head_dim=lora + rope, intermediate_size=intermediate, vocab_size=vocab, max_position_embeddings=context,
+        head_dim=lora + rope, intermediate_size=intermediate, vocab_size=vocab, max_position_embeddings=served,
         source=f"{path} (sha256 {digest})", q_lora_rank=q_lora, kv_lora_rank=lora, qk_nope_head_dim=nope,
-        qk_rope_head_dim=rope, v_head_dim=v_dim, rope_caches=rope_caches(keys, family, context, rope), **quantization,
+        qk_rope_head_dim=rope, v_head_dim=v_dim, rope_caches=rope_caches(keys, family, context, rope, served=served),
+        **quantization,
         **sparse, **(moe.fields() if moe is not None else {}))
     shape = ModelSpec(num_parameters=0, **fields)
     # per layer: the projections, q_a_layernorm (with q_lora_rank) and kv_a_layernorm (RMSNorm weights); with

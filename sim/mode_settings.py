@@ -97,7 +97,11 @@ NEVER_READ = {f"cache.tiers.hbm.{key}": "an HBM hit is the GPU's own memory: no 
 TRACE_STATS_STATE_KEYS = ("serving.tensor_parallel_size", "serving.dtype", "serving.kv_cache_dtype")
 SINGLE_TIER_IGNORES = ("cache.tiers.dram", "cache.tiers.ssd", "cache.tiers.eic", "cache.tiers.hbm.capacity_gib",
                        "cache.inclusion", "serving.gpu_memory_utilization", "serving.num_gpu_blocks",
-                       "serving.enforce_eager")
+                       "serving.enforce_eager",
+                       # the one tier's blocks are given and counted whole (every rank's shard: stored_block_bytes), so
+                       # the TP, and the node's GPUs that bound it, size nothing (a Gated DeltaNet hybrid, whose block
+                       # size follows the TP, has no cache-only replay)
+                       "serving.tensor_parallel_size", "hardware.gpus_per_node")
 
 
 def given_by_set(sets: list[str]) -> dict[str, str]:
@@ -149,6 +153,11 @@ def _unread(mode: str, config: Config, policies: list[str], given: dict[str, str
             if any(key == p or key.startswith(p + ".") for p in SINGLE_TIER_IGNORES):
                 yield key, ("not used beside --capacity-blocks (cache.capacity_blocks), which replays one tier of that "
                             "many blocks; drop one of them")
+    if mode in ("cache-only", "trace-stats") and config.workload.trace is not None and "serving.max_model_len" in given:
+        # only a serving run admits by it (sim.serving.admission); these modes read it for a synthetic conversation's
+        # context alone (trace.workload.context_tokens)
+        yield "serving.max_model_len", (f"{MODE_FLAGS[mode]} takes every request of the trace {config.workload.trace} "
+                                        "(only the serving modes skip longer ones, as vLLM rejects them); drop it")
     roles_tp = (config.pd.prefill_tensor_parallel_size, config.pd.decode_tensor_parallel_size)
     if mode in ("pd", CLUSTER_PD) and "serving.tensor_parallel_size" in given and None not in roles_tp \
             and config.serving.tensor_parallel_size not in roles_tp:

@@ -152,10 +152,31 @@ def cache_rows(keys: _Keys, params: dict[str, Any], max_position: int, where: st
     return max_position
 
 
+def served_context(keys: _Keys, max_position: int) -> int:
+    """The context vLLM serves a config.json's model at (its default ``max_model_len``: config/model.py
+    ``_get_and_verify_max_len``): ``max_position`` (max_position_embeddings) scaled by the rotary embedding's
+    ``factor`` for every type but su/longrope/llama3 (a yarn one: its original_max_position_embeddings × factor, as
+    Qwen2.5's model card extends 32,768 positions to 131,072), but Gemma 3's, whose max_position_embeddings is scaled
+    already."""
+    config = keys.config
+    if "gemma3" in str(config.get("model_type", "")):
+        return max_position
+    params = _parameters(config)
+    kind = params.get("rope_type", params.get("type", "default"))
+    if kind in ("su", "longrope", "llama3"):
+        return max_position
+    factor = 1.0 if params.get("factor") is None else _number(keys, params, "factor", "rope_scaling.")
+    if kind == "yarn":
+        return int(_number(keys, params, "original_max_position_embeddings", "rope_scaling.") * factor)
+    return int(max_position * factor)
+
+
 def rope_caches(keys: _Keys, family: Family, max_position: int, width: int,
-                kinds: tuple[str, ...] = ("full_attention",)) -> tuple[RopeCache, ...] | None:
+                kinds: tuple[str, ...] = ("full_attention",), served: int | None = None) -> tuple[RopeCache, ...] | None:
     """The caches vLLM builds for a config.json's decoder (``kinds``: the layer types it has; ``width``: the rotary
-    dim), None where that is the one cache of ``max_position`` × ``width`` in the model dtype."""
+    dim), None where that is the one cache of ``max_position`` × ``width`` in the model dtype and the model is served
+    at ``max_position`` (``served``, its ``served_context``, as ModelSpec.max_position_embeddings: else that cache is
+    named, its rows the config's positions)."""
     config, calls = keys.config, []
     for name in ("rope_parameters", "rope_scaling"):  # anything else was read as no scaling at all
         if config.get(name) is not None and not isinstance(config[name], dict):
@@ -189,4 +210,4 @@ def rope_caches(keys: _Keys, family: Family, max_position: int, width: int,
         key = json.dumps([_canonical(call), neox], sort_keys=True, default=str)
         seen.setdefault(key, RopeCache(cache_rows(keys, call, max_position, where), width, family.rope_fp32))
     caches = tuple(sorted(seen.values()))
-    return None if caches == (RopeCache(max_position, width),) else caches
+    return None if caches == (RopeCache(max_position, width),) and served in (None, max_position) else caches

@@ -356,9 +356,10 @@ def test_a_q_k_v_bundle_is_refused_for_mla(shared_data, tmp_path, run_cli):
 
 
 @pytest.mark.parametrize("overlay, model, words", [
-    ("rtx4090_llama31_8b_vllm.yaml", "deepseek-v2-lite", "has no moe.csv"),  # (a dense Llama bundle)
+    # (a dense Llama bundle, whose meta.yaml names Llama 3.1 8B: its layers are not the model's)
+    ("rtx4090_llama31_8b_vllm.yaml", "deepseek-v2-lite", "(llama-3.1-8b, meta.yaml model) of hidden_size 4096"),
     ("vidur_a100_llama3_8b.yaml", "deepseek-v2-lite", "multi-head latent attention"),
-    ("rtx4090_llama31_8b_vllm.yaml", "qwen1.5-moe-a2.7b", "has no moe.csv"),
+    ("rtx4090_llama31_8b_vllm.yaml", "qwen1.5-moe-a2.7b", "(llama-3.1-8b, meta.yaml model) of hidden_size 4096"),
 ])
 def test_check_calibration_refuses_a_profile_the_model_cannot_use(overlay, model, words, run_cli):
     """--check-calibration held Llama's q/k/v/o attention tables against an MLA model's roofline (exit 0, a 61%

@@ -32,21 +32,33 @@ import yaml
 
 from sim.config import Config
 from sim.errors import ConfigError, InputError
-from sim.serving.profile_files import LOG, read_bundle_table, read_profile_yaml, too_few_rows
 from sim.report.document import RunResult
-from sim.serving.collectives import (COLLECTIVES, MeasuredCollectives, RingCollectives, bundle_hardware_yaml,
-                                     vidur_collective_rows)
+from sim.serving.collectives import (
+    COLLECTIVES,
+    MeasuredCollectives,
+    RingCollectives,
+    bundle_hardware_yaml,
+    vidur_collective_rows,
+)
 from sim.serving.compute import RooflineCompute, StepShape
-from sim.serving.compute_backend import (analytic_collectives, attention_efficiency, bundle_gpu_misfit, gpu_link,
-                                        profile_misfit, roofline_compute)
+from sim.serving.compute_backend import (
+    analytic_collectives,
+    attention_efficiency,
+    bundle_dtype_misfit,
+    bundle_gpu_misfit,
+    bundle_model_misfit,
+    gpu_link,
+    profile_misfit,
+    roofline_compute,
+)
 from sim.serving.elementwise import elementwise_cost, moe_block_cost
 from sim.serving.engine_limits import block_size
 from sim.serving.llmservingsim_compute import bundle_attention_rows, read_bundle_layers
-from sim.serving.vidur_compute import (VidurAttention, VidurProfile, read_vidur_table, vidur_layer_ms,
-                                      vidur_op_columns)
 from sim.serving.network import AnalyticNetwork, LookupNetwork
+from sim.serving.profile_files import LOG, read_bundle_table, read_profile_yaml, too_few_rows
 from sim.serving.skew_calibration import SCHEMA, RuntimeSkewFit
 from sim.serving.skew_fit import SkewFit, skew_fit_enabled
+from sim.serving.vidur_compute import VidurAttention, VidurProfile, read_vidur_table, vidur_layer_ms, vidur_op_columns
 from sim.specs import model_spec
 
 WORST_ROWS = 5
@@ -415,8 +427,10 @@ def table_fits(overlay: Path, config: Config) -> list[TableFit]:
     if provided["compute"]:
         directory = Path(config.compute.profile)
         bundle = not (directory / "mlp.csv").is_file()
-        unfit = profile_misfit(directory, model_spec(config.model), config.model, bundle) or \
-            (bundle_gpu_misfit(directory, config.hardware.gpu) if bundle else None)
+        model = model_spec(config.model)
+        unfit = profile_misfit(directory, model, config.model, bundle) or \
+            (bundle_gpu_misfit(directory, config.hardware.gpu) or bundle_model_misfit(directory, model, config.model)
+             or bundle_dtype_misfit(directory, model, config.serving.dtype) if bundle else None)
         if unfit:  # as the serving modes refuse it: its times are another model's operators
             raise ConfigError(f"--check-calibration {overlay}: {unfit}, so its tables cannot be checked against it")
         if (directory / "mlp.csv").is_file():

@@ -37,7 +37,7 @@ from sim.serving.moe import dispatch_bytes
 from sim.serving.nccl_protocols import nccl_protocols
 from sim.serving.profile_files import note_once, read_profile_yaml
 from sim.serving.vidur_compute import ProfiledCompute, VidurAttention, VidurProfile
-from sim.specs import LinkSpec, canonical_gpu, gpu_spec, model_spec
+from sim.specs import LinkSpec, canonical_gpu, canonical_model, gpu_spec, model_spec
 
 
 def gpu_link(config: Config) -> LinkSpec:
@@ -114,6 +114,46 @@ def bundle_gpu_misfit(directory: Path, gpu: str) -> str | None:
     if measured is None or served is None or measured == served:
         return None
     return f"compute.profile {directory}: measured on {quote(str(stated))} ({measured}, meta.yaml gpu), but hardware.gpu is {gpu}"
+
+
+# The shape of one decoder layer and the LM head, which a bundle's tables time (its profiler runs one layer:
+# meta.yaml engine_effective.hf_overrides num_hidden_layers 1, so a model of the same layers at another depth fits)
+LAYER_SHAPE = ("hidden_size", "num_attention_heads", "num_kv_heads", "head_dim", "intermediate_size", "vocab_size",
+               "num_experts", "num_experts_per_tok", "moe_intermediate_size", "shared_expert_intermediate_size",
+               "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim")
+
+
+def bundle_model_misfit(directory: Path, model: ModelSpec, name: str) -> str | None:
+    """Why an LLMServingSim bundle cannot time ``model``'s layers, if it cannot: its meta.yaml names the model it
+    measured (``model``, a Hugging Face id), and a model of profiles/models.yaml whose layers have another shape
+    (``LAYER_SHAPE``: Llama 3.1 8B's 4,096-wide layers timed as Llama 3.1 70B's 8,192-wide ones) would price every
+    step of ``model`` at the measured model's widths (a model profiles/models.yaml does not list: not judged; the
+    head and width counts meta.yaml's hf_overrides state are checked where the bundle is read)."""
+    if not (directory / "meta.yaml").is_file():
+        return None
+    stated = read_profile_yaml(directory / "meta.yaml", "LLMServingSim bundle file").get("model")
+    measured = canonical_model(stated)
+    if measured is None:
+        return None
+    spec = model_spec(measured)
+    key = next((k for k in LAYER_SHAPE if getattr(spec, k) != getattr(model, k)), None)
+    if key is None:
+        return None
+    return (f"compute.profile {directory}: measured {quote(str(stated))} ({measured}, meta.yaml model) of {key} "
+            f"{getattr(spec, key)}, but model {name} has {getattr(model, key)}")
+
+
+def bundle_dtype_misfit(directory: Path, model: ModelSpec, dtype: str) -> str | None:
+    """Why an LLMServingSim bundle cannot time steps at ``serving.dtype`` ``dtype``, if it cannot: its meta.yaml's
+    ``variant`` names the precision it measured (``bf16``), and a serving dtype of another width (fp32, fp8) would
+    take its times unchanged while sizing weights and KV at the other (a quantized variant, or a model whose
+    checkpoint is quantized, is not judged: its weights are not ``serving.dtype``'s)."""
+    if model.weight_quantization is not None or not (directory / "meta.yaml").is_file():
+        return None
+    variant = read_profile_yaml(directory / "meta.yaml", "LLMServingSim bundle file").get("variant")
+    if variant not in ("bf16", "fp16", "fp32") or DTYPE_BYTES[variant] == DTYPE_BYTES[dtype]:
+        return None
+    return f"compute.profile {directory}: measured in {variant} (meta.yaml variant), but serving.dtype is {dtype}"
 
 
 def profile_misfit(directory: Path, model: ModelSpec, name: str, bundle: bool) -> str | None:
@@ -209,6 +249,13 @@ def gpu_compute_model(config: Config) -> RooflineCompute | ProfiledCompute | LLM
     other_gpu = bundle_gpu_misfit(directory, config.hardware.gpu) if bundle is not None else None
     if other_gpu:
         raise ConfigError(f"{other_gpu}: set hardware.gpu to the GPU the bundle measured")
+    other_model = bundle_model_misfit(directory, model, config.model) if bundle is not None else None
+    if other_model:
+        raise ConfigError(f"{other_model}: set model to the model the bundle measured, or use compute.backend "
+                          "'roofline'")
+    other_dtype = bundle_dtype_misfit(directory, model, config.serving.dtype) if bundle is not None else None
+    if other_dtype:
+        raise ConfigError(f"{other_dtype}: set serving.dtype to the precision the bundle measured")
     unfit = profile_misfit(directory, model, config.model, bundle is not None)
     if unfit:
         bundle_hint = ("" if model.is_hybrid_attention else
