@@ -14,6 +14,11 @@ from a definition in ../shared/DESIGN.md (Contract: report JSON) or README.md, c
 - hits <= accesses, ``hit_ratio = hits / accesses``, per-tier (and per-location) hit ratios sum to it
   (DESIGN: "hits those served from any tier"), every ratio, fraction and utilisation in [0, 1]
   (tier read/write utilisation excepted: README Serving says a share above 1 is reported, by design);
+- an instance's MFU and MBU while busy under the roofline backend: FLOPs and bytes are counted as the roofline prices
+  each step (README Reports), and a step lasts at least its FLOPs at the peak and its bytes at the bandwidth, so
+  ``mbu_busy <= 1`` and ``mfu_busy <= 1`` (an FP8 checkpoint's GEMMs run at the GPU's FP8 peak where it has one, while
+  MFU is against the BF16 peak: there the bound is their ratio). A profiled backend's times are measured or
+  interpolated, so nothing bounds its counted FLOPs per second (``roofline_mfu_bound`` None);
 - distributions: ``0 <= p50 <= p90 <= p99 (<= p95 ordering too) <= max`` and ``mean <= max``;
 - TTFT breakdown parts >= 0 and summing to ``ttft_s.mean`` (DESIGN: "means; they sum to ttft_s.mean");
 - goodput <= completed requests / makespan, ``slo_attainment = goodput * makespan / completed``;
@@ -72,7 +77,8 @@ def _distributions(metrics: dict, path: str = ""):
 def check_run(metrics: dict[str, Any], trace: dict[str, Any] | None, mode: str, *,
               arrival_span_s: float | None = None, output_tokens: int | None = None,
               input_tokens: int | None = None, means: bool = False, kv_copies: int = 1, state_copies: int = 1,
-              block_bytes: int | None = None, states: bool = False, sliding: bool = False) -> list[str]:
+              block_bytes: int | None = None, states: bool = False, sliding: bool = False,
+              roofline_mfu_bound: float | None = None) -> list[str]:
     bad: list[str] = []
     serving = mode != "cache-only"
     # no NaN / inf (null in JSON)
@@ -182,6 +188,11 @@ def check_run(metrics: dict[str, Any], trace: dict[str, Any] | None, mode: str, 
         if (isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0
                 and not path.startswith(("config",)) and leaf not in ("index",)):
             bad.append(f"{path} = {value} < 0")
+    if roofline_mfu_bound is not None:  # the roofline's step times bound its own counts (module docstring)
+        for e in (metrics.get("instances") or {}).get("each", []):
+            for key, bound in (("mfu_busy", roofline_mfu_bound), ("mbu_busy", 1.0)):
+                if e.get(key) is not None and e[key] > bound * (1 + 1e-12):
+                    bad.append(f"instances.each[{e['index']}].{key} = {e[key]} > {bound} (roofline backend)")
     # distributions
     for name, d in _distributions(metrics):
         keys = [k for k in ("p50", "p90", "p95", "p99", "max") if d.get(k) is not None]
@@ -271,6 +282,12 @@ def check_report(report: dict[str, Any], **expect: Any) -> list[str]:
         if model_spec(config["model"]).is_hybrid_attention and \
                 not config.get("serving", {}).get("disable_hybrid_kv_cache_manager", False):
             expect = {**expect, "sliding": True}  # sliding copies read beside the hits' blocks
+        if (config.get("compute") or {}).get("backend", "roofline") == "roofline":
+            from sim.specs import gpu_spec
+
+            gpu = gpu_spec(config.get("hardware", {}).get("gpu", "h100-sxm"))
+            fp8 = model_spec(config["model"]).weight_quantization == "fp8" and gpu.fp8_peak_flops
+            expect = {**expect, "roofline_mfu_bound": gpu.fp8_peak_flops / gpu.peak_flops if fp8 else 1.0}
     if trace and trace.get("request_range"):
         # workload.range_start/end keep requests [lo, hi) of the valid ones (trace.request_range); the rest are
         # neither used nor skipped. Of [lo, hi), only the serving admission skips (README Serving) leave.

@@ -111,6 +111,11 @@ def test_a_groups_decode_window_equals_its_single_steps(monkeypatch):
         for stat, value in stepped.metrics[key].items():
             assert windowed.metrics[key][stat] == pytest.approx(value, rel=1e-9), (key, stat)
     assert windowed.metrics["instances"]["steps"] == stepped.metrics["instances"]["steps"]
+    # each rank's work, its dummy steps beside the others' windows included, as its single steps count it
+    for window, step in zip(windowed.metrics["instances"]["each"], stepped.metrics["instances"]["each"]):
+        assert window["steps"] == step["steps"]
+        for key in ("busy_fraction", "flops", "bytes"):
+            assert window[key] == pytest.approx(step[key], rel=1e-9), (window["index"], key)
 
 
 def test_decode_times_with_a_share_equal_its_steps():

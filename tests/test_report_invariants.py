@@ -142,12 +142,19 @@ def test_the_checker_catches_each_kind_of_inconsistency(run_cli, tmp_path):
         "timeseries": lambda r: r["runs"][0]["metrics"]["timeseries"]["arrivals"].append(1),
         "bytes_read": lambda r: r["runs"][0]["metrics"]["tiers"]["dram"].__setitem__(
             "bytes_read", r["runs"][0]["metrics"]["tiers"]["dram"]["bytes_read"] + 2**20),
+        "mfu_busy": lambda r: r["runs"][0]["metrics"]["instances"]["each"][0].__setitem__("mfu_busy", 1.2),
+        "mbu_busy": lambda r: r["runs"][0]["metrics"]["instances"]["each"][0].__setitem__("mbu_busy", 1.2),
     }
     for needle, corrupt in corruptions.items():
         bad = copy.deepcopy(report)
         corrupt(bad)
         found = check_report(bad)
         assert found and any(needle in v for v in found), (needle, found)
+    # a profiled backend's step times are measured or interpolated: nothing bounds its counted FLOPs per second
+    profiled = copy.deepcopy(report)
+    profiled["config"]["compute"]["backend"] = "profiled"
+    corruptions["mfu_busy"](profiled)
+    assert check_report(profiled) == []
 
 
 def test_a_max_rate_search_that_never_fails_holds_its_invariants(run_cli, tmp_path):

@@ -4,7 +4,9 @@ With ``data_parallel_size`` D > 1 the MoE layers of D instances form one group (
 runs the ranks' forward passes together: every step starts with an all-reduce of each rank's token count
 (``vllm/v1/worker/dp_utils.py``, ``coordinate_batch_across_dp``) and each MoE layer exchanges the group's
 hidden states, so a step lasts as long as its slowest rank's, and a rank with nothing to run takes a dummy
-step of one token (``execute_dummy_batch``) so that the others' collectives complete. When every rank's step
+step of one token (``execute_dummy_batch``) so that the others' collectives complete: a forward pass of its own (no
+attention or logits), which its GPU runs for the whole step (``WorkTotals.add_dummy_steps``: busy time, a step, its
+share's work). When every rank's step
 runs as a CUDA graph (at most ``CudagraphSizes.largest`` tokens each), vLLM pads every rank to the group's
 largest padded token count, the graph size of the largest rank's (``coordinate_batch_across_dp``, then a re-dispatch
 at that count: ``GPUModelRunner._determine_batch_execution_and_padding``, vLLM 0.33; ``sim.serving.cudagraph``); the
@@ -29,7 +31,7 @@ from sim.serving.moe import DataParallelShare, sequence_parallel_rows
 
 if TYPE_CHECKING:
     from sim.serving.instance import Instance
-    from sim.serving.scheduler import StepBatch
+    from sim.serving.scheduler import DecodeWindow, StepBatch
 
 # Tokens a dummy step runs (vLLM ``EngineCore.execute_dummy_batch`` -> ``_dummy_run(1)``).
 DUMMY_STEP_TOKENS = 1
@@ -46,6 +48,10 @@ class LockstepGroup:
         self.stepping = False  # a step or window is planned or in progress
         self._end = 0.0  # when the one in progress ends
         self._version = 0  # of its end event (an interruption moves it)
+        # a decode window in progress: one member's (the steps all take; cut short by an interruption) and the
+        # members taking dummy steps beside it, with their shares, whose work is counted when it ends
+        self._window: DecodeWindow | None = None
+        self._dummies: list[tuple[Instance, DataParallelShare]] = []
 
     def add(self, instance: Instance) -> None:
         if len(self.members) == self.size:
@@ -105,9 +111,11 @@ class LockstepGroup:
         # a dummy rank's step (one token, or the padding without attention) is never the slowest
         duration = max(m.compute.step_time(b.shape, share) + b.load_s
                        for m, b, share in zip(self.members, batches, shares) if b is not None)
-        for member, batch in zip(self.members, batches):
+        for member, batch, share in zip(self.members, batches, shares):
             if batch is not None:
-                member.run_batch(batch, duration)
+                member.run_batch(batch, duration, share)
+            else:  # a forward pass of its own as long as the group's (its collectives wait for the slowest)
+                member.work.add_dummy_steps(share, 1, duration)
         self._end_at(now + duration)
         self._after_plan()
 
@@ -131,13 +139,15 @@ class LockstepGroup:
         """``steps`` decode steps of the members with work, each step as long as its slowest member's."""
         busy = [m.scheduler.has_work for m in self.members]
         shares = self.shares([len(m.scheduler.running) if b else DUMMY_STEP_TOKENS for m, b in zip(self.members, busy)])
-        running = [(m, m.scheduler.start_window(steps, now, partial(m.compute.decode_times, share=share)))
+        running = [(m, m.scheduler.start_window(steps, now, partial(m.compute.decode_times, share=share)), share)
                    for m, b, share in zip(self.members, busy, shares) if b]
-        times = np.max([window.times for _, window in running], axis=0)
+        times = np.max([window.times for _, window, _ in running], axis=0)
         ends = times.cumsum().tolist()
-        for member, window in running:
+        for member, window, share in running:
             window.times, window.ends = times, ends
-            member.run_window(window)
+            member.run_window(window, share)
+        self._window = running[0][1]
+        self._dummies = [(m, share) for m, b, share in zip(self.members, busy, shares) if not b]
         self._end_at(now + ends[-1])
 
     def _end_at(self, time: float) -> None:
@@ -149,6 +159,11 @@ class LockstepGroup:
     def _stepped(self, version: int) -> None:
         if version != self._version:
             return  # moved by an interruption
+        window = self._window
+        if window is not None:  # the dummy steps beside the window, as many as it took
+            self._window = None
+            for member, share in self._dummies:
+                member.work.add_dummy_steps(share, window.steps, window.ends[window.steps - 1])
         self.stepping = False
         if any(m.scheduler.has_work for m in self.members):
             self.wake()

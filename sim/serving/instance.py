@@ -22,6 +22,7 @@ from sim.serving.data_parallel import LockstepGroup
 from sim.serving.engine import Engine
 from sim.serving.job import Job
 from sim.serving.kv_cache_manager import KVCacheManager, TieredCache
+from sim.serving.moe import DataParallelShare
 from sim.serving.scheduler import DECODE, PREFILL, UNIFIED, DecodeWindow, Scheduler, StepBatch
 from sim.serving.utilization import WorkTotals
 
@@ -62,6 +63,7 @@ class Instance:
         self.batch_tokens = 0  # tokens in the step in progress (0: idle)
         self.work = WorkTotals()
         self.window: DecodeWindow | None = None
+        self._window_share: DataParallelShare | None = None  # its part in its group's steps of the window
         self._window_version = 0
         self.group: LockstepGroup | None = None  # its data-parallel group, which then drives its steps
         self._batch_end = 0.0  # when the single step in flight ends
@@ -203,13 +205,14 @@ class Instance:
         if self.after_plan():  # slots, blocks or requests the empty plan could not see: plan again now
             self._kick()
 
-    def run_batch(self, batch: StepBatch, duration: float) -> None:
-        """Run a planned step that takes ``duration`` seconds from now (its own time, or its group's)."""
+    def run_batch(self, batch: StepBatch, duration: float, share: DataParallelShare | None = None) -> None:
+        """Run a planned step that takes ``duration`` seconds from now (its own time, or its group's: ``share``, its
+        part in the group's step)."""
         self.busy = True
         batch.start = self.engine.now
         batch.duration = duration
         self._batch_end = batch.start + duration
-        self.work.add_step(batch.shape, duration)
+        self.work.add_step(batch.shape, duration, share)
         self.batch_tokens = batch.shape.tokens
         self.engine.after(duration, self._step_done, batch)
 
@@ -217,11 +220,12 @@ class Instance:
         self.batch_tokens = 0
         self._finish(self.scheduler.finish_step(batch, self.engine.now))
 
-    def run_window(self, window: DecodeWindow) -> None:
-        """Run a planned decode window (its steps priced by this instance, or by its group). The blocks it took for
-        later steps leave the prefix cache as those steps start, as single steps would take them."""
+    def run_window(self, window: DecodeWindow, share: DataParallelShare | None = None) -> None:
+        """Run a planned decode window (its steps priced by this instance, or by its group with ``share``). The blocks
+        it took for later steps leave the prefix cache as those steps start, as single steps would take them."""
         self.busy = True
         self.window = window
+        self._window_share = share
         self.batch_tokens = len(window.jobs)
         self._window_version += 1
         if window.growth:  # the later steps' blocks, reserved until each step starts (at its group's pace)
@@ -292,7 +296,7 @@ class Instance:
         window, self.window = self.window, None
         self.batch_tokens = 0
         finished = self.scheduler.finish_window(window, self.engine.now)
-        self.work.add_decode_window(window.first, window.steps, window.ends[window.steps - 1])
+        self.work.add_decode_window(window.first, window.steps, window.ends[window.steps - 1], self._window_share)
         self._finish(finished)
 
     def _finish(self, finished: list[Job]) -> None:

@@ -60,7 +60,8 @@ class Timeline:
         work = np.zeros((len(self.roles), 3), dtype=np.int64)
         for inst in self.instances:
             w = inst.work
-            work[self.roles.index(inst.role)] += (w.steps, w.prefill_tokens + w.decode_tokens, w.logit_rows)
+            work[self.roles.index(inst.role)] += (w.steps - w.dummy_steps, w.prefill_tokens + w.decode_tokens,
+                                                  w.logit_rows)  # (the batches scheduled: no dummy step)
         return work
 
     def _sample(self) -> None:

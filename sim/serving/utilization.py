@@ -7,6 +7,13 @@ communication, not counted), so MFU = FLOPs / (peak FLOP/s × time) and memory-b
 utilisation = bytes / (peak bandwidth × time) follow for every compute backend: with a
 profiled backend the time is the profile's and the FLOPs and bytes are still the model's.
 Batch sizes (tokens and sequences per step) are kept as value → steps histograms.
+
+A data-parallel group's step (``sim.serving.data_parallel``) is priced with the rank's ``DataParallelShare``: its
+layers run its padded tokens, its MoE layers this GPU's share of the group's padded expert rows, distinct experts and
+activations. Those steps are kept by share ((tokens, group tokens) → steps) and counted as priced, so a rank whose
+peers idle is not credited with D ranks' expert work. A member with nothing to run takes a dummy step (vLLM
+``execute_dummy_batch``: a forward pass of its padded dummy tokens, the experts on the group's tokens, no attention,
+no LM head), as long as the group's step: busy time, a step and its share's work, but no batch of the histograms.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from sim.kv_dtype import kv_dtype_bytes
 from sim.model_shape import DTYPE_BYTES
 from sim.report.metrics import histogram_distribution
 from sim.serving.compute import RooflineCompute
+from sim.serving.moe import DataParallelShare
 from sim.serving.step_shape import StepShape, window_sliding_kv_tokens
 from sim.specs import gpu_spec, model_spec
 
@@ -34,8 +42,12 @@ if TYPE_CHECKING:
 class WorkTotals:
     """Sums over an instance's steps of the aggregates the roofline prices."""
 
-    steps: int = 0
+    steps: int = 0  # forward passes, dummy steps included
     busy_s: float = 0.0
+    dummy_steps: int = 0  # a data-parallel member's steps with nothing of its own to run
+    layer_tokens: int = 0  # tokens the layers ran: a data-parallel share's padded tokens, else the step's own
+    # a data-parallel group's steps (dummy ones too) by the share each was priced with: (tokens, group tokens) -> steps
+    shares: dict[tuple[int, int], int] = field(default_factory=dict)
     prefill_tokens: int = 0
     prefill_pairs: float = 0.0  # causal (query, key) pairs of prefill attention
     prefill_kv_tokens: int = 0
@@ -55,7 +67,8 @@ class WorkTotals:
     sliding_prefill_kv_tokens: int = 0
     sliding_decode_kv_tokens: float = 0.0
 
-    def add_step(self, shape: StepShape, duration: float) -> None:
+    def add_step(self, shape: StepShape, duration: float, share: DataParallelShare | None = None) -> None:
+        """A step of ``shape`` that took ``duration`` seconds (``share``: priced as a data-parallel group's)."""
         if self.index_topk is not None:
             self.prefill_selected += min(shape.prefill_pairs, shape.prefill_tokens * self.index_topk)
             self.decode_selected += min(shape.decode_kv_tokens, shape.decode_seqs * self.index_topk)
@@ -65,6 +78,7 @@ class WorkTotals:
             self.sliding_decode_kv_tokens += shape.sliding.decode_kv_tokens
         self.steps += 1
         self.busy_s += duration
+        self._add_layer_tokens(shape.tokens, 1, share)
         self.prefill_tokens += shape.prefill_tokens
         self.prefill_pairs += shape.prefill_pairs
         self.prefill_kv_tokens += shape.prefill_kv_tokens
@@ -76,9 +90,10 @@ class WorkTotals:
         self.tokens_per_step[tokens] = self.tokens_per_step.get(tokens, 0) + 1
         self.seqs_per_step[rows] = self.seqs_per_step.get(rows, 0) + 1
 
-    def add_decode_window(self, first: StepShape, steps: int, duration: float) -> None:
+    def add_decode_window(self, first: StepShape, steps: int, duration: float,
+                          share: DataParallelShare | None = None) -> None:
         """``steps`` decode steps, the first of shape ``first`` and each next one with one more KV token in every
-        sequence."""
+        sequence (``share``: each priced as a data-parallel group's with it)."""
         seqs, first_kv_tokens = first.decode_seqs, first.decode_kv_tokens
         if first.sliding is not None:
             self.sliding_decode_kv_tokens += float(window_sliding_kv_tokens(first, steps).sum())
@@ -87,6 +102,7 @@ class WorkTotals:
             self.decode_selected += float(np.minimum(kv, seqs * self.index_topk).sum())
         self.steps += steps
         self.busy_s += duration
+        self._add_layer_tokens(seqs, steps, share)
         decoded = seqs * steps
         self.decode_tokens += decoded
         self.decode_kv_tokens += first_kv_tokens * steps + decoded * (steps - 1) // 2
@@ -95,6 +111,22 @@ class WorkTotals:
         per_step[seqs] = per_step.get(seqs, 0) + steps
         per_step = self.seqs_per_step
         per_step[seqs] = per_step.get(seqs, 0) + steps
+
+    def add_dummy_steps(self, share: DataParallelShare, steps: int, duration: float) -> None:
+        """``steps`` dummy steps of a data-parallel member with nothing to run, priced with ``share``, in the group's
+        ``duration`` seconds."""
+        self.steps += steps
+        self.dummy_steps += steps
+        self.busy_s += duration
+        self._add_layer_tokens(0, steps, share)
+
+    def _add_layer_tokens(self, tokens: int, steps: int, share: DataParallelShare | None) -> None:
+        if share is None:
+            self.layer_tokens += tokens * steps
+            return
+        self.layer_tokens += share.tokens * steps
+        key = (share.tokens, share.group_tokens)
+        self.shares[key] = self.shares.get(key, 0) + steps
 
 
 class WorkCounter:
@@ -112,6 +144,10 @@ class WorkCounter:
         self.moe_layers = m.moe_layers
         if self.moe_layers:  # per-layer means over dense and MoE layers
             dense, moe, layers = self.layers - self.moe_layers, self.moe_layers, self.layers
+            # a data-parallel group's steps: per token of the rank's own the layers' work without the routed experts'
+            self.own_flops_per_token = (dense * self.linear_flops_per_token + moe * r.moe_own_flops_per_token) / layers
+            self.own_act_bytes_per_token = (dense * self.act_bytes_per_token
+                                            + moe * r.shared_act_bytes_per_token) / layers
             self.linear_flops_per_token = (dense * self.linear_flops_per_token + moe * r.moe_flops_per_token) / layers
             self.act_bytes_per_token = (dense * self.act_bytes_per_token + moe * r.moe_act_bytes_per_token) / layers
         self.kv_bytes_per_token_layer = r.kv_bytes_per_token_layer
@@ -123,12 +159,44 @@ class WorkCounter:
         self.peak_flops = r.gpu.peak_flops
         self.peak_bandwidth = r.gpu.memory_bandwidth
 
+    def _grouped(self, w: WorkTotals) -> bool:
+        """``w``'s steps were priced with a data-parallel group's shares (an MoE layer's expert work then follows the
+        group's tokens, not the rank's own)."""
+        if not w.shares or not self.moe_layers:
+            return False
+        if sum(w.shares.values()) != w.steps:
+            raise ValueError(f"{w.steps} steps of which {sum(w.shares.values())} in a data-parallel group: an instance "
+                             "steps alone or in its group")
+        return True
+
+    def _linear_terms(self, w: WorkTotals) -> tuple[float, float]:
+        """One layer's (mean over the layers) linear FLOPs per token the layers ran, and the routed experts' FLOPs
+        over the steps where they follow a data-parallel group's tokens (0: counted per token): this GPU's share of
+        the group's padded expert rows, as ``RooflineCompute.moe_layer_time`` prices each step."""
+        if not self._grouped(w):
+            return self.linear_flops_per_token, 0.0
+        r = self.roofline
+        rows = sum(steps * r.fused.rows(group) for (_, group), steps in w.shares.items())
+        return self.own_flops_per_token, self.moe_layers * r.expert_flops_per_row * rows / self.layers
+
+    def _activation_bytes(self, w: WorkTotals) -> float:
+        """One layer's (mean over the layers) activation bytes over the steps, the elementwise kernels' included:
+        per token the layers ran, and with a data-parallel group's steps the routed experts' GEMMs and kernels on
+        the group's tokens (``RooflineCompute.moe_layer_time``, ``elementwise_time``)."""
+        if not self._grouped(w):
+            return (self.act_bytes_per_token + self.elementwise_bytes_per_token) * w.layer_tokens
+        r = self.roofline
+        group = sum(steps * tokens for (_, tokens), steps in w.shares.items())
+        routed = self.moe_layers * r.fused.activation_bytes(group) / self.layers
+        return self.own_act_bytes_per_token * w.layer_tokens + r.elementwise.step_bytes(w.layer_tokens, group) + routed
+
     def _per_step_selection(self, w: WorkTotals) -> bool:
         """The steps' sparse-attention selections were summed for this model (else the totals bound them)."""
         return self.roofline.index_topk is not None and w.index_topk == self.roofline.index_topk
 
     def flops(self, w: WorkTotals) -> float:
-        tokens = w.prefill_tokens + w.decode_tokens
+        tokens = w.layer_tokens
+        per_token, experts = self._linear_terms(w)
         context = w.prefill_kv_tokens - w.prefill_tokens
         r = self.roofline
         if self._per_step_selection(w):  # (as RooflineCompute.attention_flops of each step, summed)
@@ -140,29 +208,34 @@ class WorkCounter:
         if r.sliding_layers:  # a hybrid model: its sliding-window layers' pairs are cut to the window
             sliding = r.attention_flops(w.sliding_prefill_pairs, w.sliding_decode_kv_tokens,
                                         w.sliding_prefill_kv_tokens - w.prefill_tokens)
-            return (self.layers * self.linear_flops_per_token * tokens + r.full_layers * attention
+            return (self.layers * per_token * tokens + self.layers * experts + r.full_layers * attention
                     + r.sliding_layers * sliding + self.head_flops_per_row * w.logit_rows)
         if r.gdn is not None:  # attention in the attention layers; the GDN layers' own projections and mixer
             gdn = r.gdn
             mixer = gdn.mixer_flops(w.prefill_tokens, w.decode_tokens) + 2 * gdn.projection_delta * tokens
-            return (self.layers * self.linear_flops_per_token * tokens + r.full_layers * attention
+            return (self.layers * per_token * tokens + self.layers * experts + r.full_layers * attention
                     + gdn.layers * mixer + self.head_flops_per_row * w.logit_rows)
-        per_layer = self.linear_flops_per_token * tokens + attention
+        per_layer = per_token * tokens + attention + experts
         return self.layers * per_layer + self.head_flops_per_row * w.logit_rows
 
     def weight_bytes(self, w: WorkTotals) -> float:
         """One layer's weights read over the steps (mean over layers): an MoE layer reads the experts each step's
-        tokens touch, so its share follows the steps' token counts."""
+        tokens touch, so its share follows the steps' token counts (a data-parallel group's: its share of the experts
+        the group's tokens touch)."""
         if not self.moe_layers:
             return self.layer_weight_bytes * w.steps
-        moe = sum(steps * self.roofline.moe_weight_bytes(tokens) for tokens, steps in w.tokens_per_step.items())
+        r = self.roofline
+        if self._grouped(w):
+            moe = sum(steps * r.moe_weight_bytes(tokens, DataParallelShare(tokens, group))
+                      for (tokens, group), steps in w.shares.items())
+        else:
+            moe = sum(steps * r.moe_weight_bytes(tokens) for tokens, steps in w.tokens_per_step.items())
         dense = self.layer_weight_bytes * w.steps
         return ((self.layers - self.moe_layers) * dense + self.moe_layers * moe) / self.layers
 
     def bytes(self, w: WorkTotals) -> float:
-        """Weights read once per step and layer, activations (the elementwise kernels' too), and the KV each step's
-        attention reads."""
-        tokens = w.prefill_tokens + w.decode_tokens
+        """Weights read once per step and layer, activations (the elementwise kernels' too), the KV each step's
+        attention reads, and the LM head's weights once per scheduled step (a dummy step computes no logits)."""
         kv = w.prefill_kv_tokens + w.decode_kv_tokens + w.decode_tokens
         kv_bytes = self.kv_bytes_per_token_layer * kv
         if self._per_step_selection(w):  # the indexer reads every key, a decode's attention its top-k latents
@@ -178,9 +251,8 @@ class WorkCounter:
             r, gdn = self.roofline, self.roofline.gdn
             own = gdn.state_traffic(w.logit_rows) + gdn.projection_delta * r.linear_bytes * w.steps
             kv_bytes = (r.full_layers * kv_bytes + gdn.layers * own) / self.layers
-        per_layer = (self.weight_bytes(w) + (self.act_bytes_per_token + self.elementwise_bytes_per_token) * tokens
-                     + kv_bytes)
-        return self.layers * per_layer + self.head_weight_bytes * w.steps
+        per_layer = self.weight_bytes(w) + self._activation_bytes(w) + kv_bytes
+        return self.layers * per_layer + self.head_weight_bytes * (w.steps - w.dummy_steps)
 
 
 def work_counter(config: Config) -> WorkCounter:
