@@ -226,7 +226,8 @@ class WorkCounter:
             return self.layer_weight_bytes * w.steps
         r = self.roofline
         if self._grouped(w):
-            moe = sum(steps * r.moe_weight_bytes(tokens, DataParallelShare(tokens, group))
+            # (the exchange's rows, the share's third field, do not enter the weights read)
+            moe = sum(steps * r.moe_weight_bytes(tokens, DataParallelShare(tokens, group, group))
                       for (tokens, group), steps in w.shares.items())
         else:
             moe = sum(steps * r.moe_weight_bytes(tokens) for tokens, steps in w.tokens_per_step.items())
