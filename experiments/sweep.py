@@ -116,15 +116,22 @@ def check_base_rules(base: Config, first: Point, spec: SweepSpec) -> None:
 def check_not_varied(spec: SweepSpec, args: argparse.Namespace) -> None:
     """A key set on the command line (``--set``, ``--workload-limit``, ``--seed``, ...) that the spec varies is refused:
     each point's axis value replaced it, so the flag did nothing (``--workload-limit 20`` with a workload.limit axis
-    ran the axis' limits), as a key both fixed and varied in the spec is refused (``load_spec``)."""
+    ran the axis' limits), as a key both fixed and varied in the spec is refused (``load_spec``). So is ``--seeds``
+    beside a seed axis: both vary the seed (an axis of 1 and 2 at --seeds 3 ran seeds 1-3 and 2-4, two seeds in
+    each point's interval)."""
     import main
 
+    def varying(key: str) -> str | None:
+        return next((k for k in spec.axis_keys if any(keys_overlap(leaf, key) for leaf in spec.axis_leaves(k))), None)
+
     for said, key in main.command_line_settings(args):
-        varied = [k for k in spec.axis_keys if any(keys_overlap(leaf, key) for leaf in spec.axis_leaves(k))]
-        if varied:
+        if varying(key):
             named = said if said.startswith("--set") else f"{said} (config key '{key}')"
-            raise ConfigError(f"{named}: sweep spec {spec.path} varies '{varied[0]}', so every point would replace the "
+            raise ConfigError(f"{named}: sweep spec {spec.path} varies '{varying(key)}', so every point would replace the "
                               f"value given here with its own; drop one of them")
+    if args.seeds and varying("seed"):  # (each point's seeds, its own and the next N-1, are other points' too)
+        raise ConfigError(f"--seeds {args.seeds}: sweep spec {spec.path} varies '{varying('seed')}' too, and each point "
+                          f"would repeat over its seed and the {args.seeds - 1} after it: vary the seed with one of them")
 
 
 def run_reading_points(tasks: list[Task], givens: dict[str, dict[str, str]], records: dict[str, dict],
