@@ -169,6 +169,10 @@ BENCHMARK_CASES = [
     # tracebacks: FileExistsError of mkdir, and numpy's refusal of a negative seed in the generator's subprocess
     ("bench_trace_load.py", ["--rows", "10", "--only", "azure", "--dir", "README.md"], "--dir: README.md is not a folder"),
     ("bench_trace_load.py", ["--rows", "10", "--only", "azure", "--seed", "-1"], "--seed must be at least 0, got -1"),
+    ("bench_synthetic.py", ["--requests", "10,10"], "--requests names 10 twice"),
+    ("bench_synthetic.py", ["--starts", "steady,steady"], "--starts names 'steady' twice"),
+    ("bench_synthetic.py", ["--starts", "cold"], "--starts: cold; choose from steady, empty"),
+    ("bench_synthetic.py", ["--requests", "0"], "--requests counts and --repeat must be at least 1"),
 ]
 
 
