@@ -83,7 +83,7 @@ def test_outputs_in_next_turn_false_over_a_sessionless_trace_is_refused(run_cli,
     # the bundled Azure trace has no sessions: no prompt continues an earlier answer at any point
     spec = _one_request_sweep(tmp_path, {"workload.limit": [5, 10]})
     status, _, err = run_cli("--sweep", spec, "--set", "workload.outputs_in_next_turn=false", "--jobs", "1",
-                             "--no-plot", "--quiet")
+                             "--report-json", tmp_path / "s.json", "--no-plot", "--quiet")  # (its journal beside it)
     assert status == 2
     assert err.startswith(f"kvsim: error: sweep spec {spec}: --set workload.outputs_in_next_turn is read by no point "
                           "of the sweep: config key 'workload.outputs_in_next_turn'=false changes nothing"), err
