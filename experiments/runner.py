@@ -44,6 +44,10 @@ class Task:
     config: Config
     options: RunOptions = RunOptions()
     overrides: dict[str, Any] = field(default_factory=dict)
+    # keys given to the point (a sweep's command line, fixed keys and axes) that it refuses to leave unread rather
+    # than run at their neutral values: a sweep runs a point at a key's neutral value only once another point is known
+    # to read that key (``experiments.sweep``)
+    refused: tuple[str, ...] = ()
 
 
 def _ensure_root_first() -> None:
@@ -60,26 +64,31 @@ def error_record(task: Task, message: str, kind: str, wall_s: float = 0.0) -> di
             "runs": [], "error": message, "error_kind": kind, "wall_s": wall_s}
 
 
-def _execute_reading(task: Task):
+def _execute_reading(task: Task) -> tuple[Any, dict]:
     """``execute`` of the task's point, with each setting its workload leaves unread (``UnreadSetting``: a fixed key
     of a sweep that another point reads, such as outputs_in_next_turn=false beside a kind axis of multi-turn and rag)
-    at the value that leaves the run the same, not refused: a lone run refuses one given on its command line, a point
-    of a sweep or plan that some other point's run reads it may not (``experiments.execute.refuse_unread``; the
-    points' runs alike)."""
+    at the value that leaves the run the same, not refused, unless the task refuses its key (``Task.refused``). Returns
+    the output and each key so replaced (``sim.mode_settings.run_reading``)."""
     from experiments.execute import execute
     from sim.mode_settings import run_reading
 
-    return run_reading(lambda config: execute(task.mode, config, task.options), task.config)[0]
+    return run_reading(lambda config: execute(task.mode, config, task.options), task.config, task.refused)
 
 
 def run_task(task: Task) -> dict:
-    """Run one point; its JSON-ready record (runs, or the error that stopped it)."""
+    """Run one point; its JSON-ready record (runs and the keys it left unread, ``left_unread``, or the error that
+    stopped it: a refused key it leaves unread is error kind "unread", the key in ``unread``)."""
     _ensure_root_first()
+    from sim.errors import UnreadSetting
     from sim.report.document import run_entry
 
     start = time.perf_counter()
     try:
-        out = _execute_reading(task)
+        out, left = _execute_reading(task)
+    except UnreadSetting as exc:  # (a key of task.refused, or one at its neutral value already: run_reading's)
+        refused = exc.key in task.refused
+        record = error_record(task, str(exc), "unread" if refused else "input", time.perf_counter() - start)
+        return {**record, "unread": exc.key} if refused else record
     except InputError as exc:
         return error_record(task, str(exc), "input", time.perf_counter() - start)
     except Exception as exc:  # a bug at this point: keep its traceback, let the other points go on
@@ -87,7 +96,7 @@ def run_task(task: Task) -> dict:
         return error_record(task, f"internal error: {type(exc).__name__}: {exc}\n{tail}", "internal",
                             time.perf_counter() - start)
     return {"key": task.key, "index": task.index, "name": task.name, "overrides": task.overrides,
-            "trace": out.trace, "runs": [run_entry(r) for r in out.runs], "error": None,
+            "trace": out.trace, "runs": [run_entry(r) for r in out.runs], "error": None, "left_unread": list(left),
             "wall_s": time.perf_counter() - start}
 
 

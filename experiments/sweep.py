@@ -14,7 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 from tqdm import tqdm
 
@@ -115,15 +116,64 @@ def check_base_rules(base: Config, first: Point, spec: SweepSpec) -> None:
 def check_not_varied(spec: SweepSpec, args: argparse.Namespace) -> None:
     """A key set on the command line (``--set``, ``--workload-limit``, ``--seed``, ...) that the spec varies is refused:
     each point's axis value replaced it, so the flag did nothing (``--workload-limit 20`` with a workload.limit axis
-    ran the axis' limits), as a key both fixed and varied in the spec is refused (``load_spec``)."""
+    ran the axis' limits), as a key both fixed and varied in the spec is refused (``load_spec``). So is ``--seeds``
+    beside a seed axis: both vary the seed (an axis of 1 and 2 at --seeds 3 ran seeds 1-3 and 2-4, two seeds in
+    each point's interval)."""
     import main
 
+    def varying(key: str) -> str | None:
+        return next((k for k in spec.axis_keys if any(keys_overlap(leaf, key) for leaf in spec.axis_leaves(k))), None)
+
     for said, key in main.command_line_settings(args):
-        varied = [k for k in spec.axis_keys if any(keys_overlap(leaf, key) for leaf in spec.axis_leaves(k))]
-        if varied:
+        if varying(key):
             named = said if said.startswith("--set") else f"{said} (config key '{key}')"
-            raise ConfigError(f"{named}: sweep spec {spec.path} varies '{varied[0]}', so every point would replace the "
+            raise ConfigError(f"{named}: sweep spec {spec.path} varies '{varying(key)}', so every point would replace the "
                               f"value given here with its own; drop one of them")
+    if args.seeds and varying("seed"):  # (each point's seeds, its own and the next N-1, are other points' too)
+        raise ConfigError(f"--seeds {args.seeds}: sweep spec {spec.path} varies '{varying('seed')}' too, and each point "
+                          f"would repeat over its seed and the {args.seeds - 1} after it: vary the seed with one of them")
+
+
+def run_reading_points(tasks: list[Task], givens: dict[str, dict[str, str]], records: dict[str, dict],
+                       finished: Callable[[dict], None], spec_path: Path,
+                       run: Callable[[list[Task], Callable[[dict], None]], None]) -> None:
+    """Run ``tasks`` (``run``; ``finished`` gets each record but those held) so that a key given to a point
+    (``givens``: point key -> {key: how it was given}) that no point reads is refused, as a lone run refuses one given on
+    its command line, not run neutral everywhere: each point first refuses its given keys (``Task.refused``), so one
+    that leaves a key unread (``UnreadSetting``, found as it loads its workload, before it simulates) stops there and
+    is held. A held key that no point (of ``records``, the journal's too) read is refused (exit 2, naming how it was
+    given); the held points whose key another point reads run again with that key at its neutral value, until none
+    is held."""
+    from dataclasses import replace as replace_task
+
+    from sim.errors import InputError
+
+    while tasks:
+        held: list[dict] = []
+        run(tasks, lambda record: held.append(record) if record.get("error_kind") == "unread" else finished(record))
+        read = {key for point, record in records.items() if not record["error"]
+                for key in givens.get(point, {}) if key not in record.get("left_unread", ())}
+        by_key = {task.key: task for task in tasks}
+        tasks = []
+        for record in sorted(held, key=lambda r: r["index"]):
+            key = record["unread"]
+            if key not in read:
+                raise InputError(f"sweep spec {spec_path}: {givens[record['key']][key]} is read by no point of the "
+                                 f"sweep: {record['error']}")
+            task = by_key[record["key"]]
+            tasks.append(replace_task(task, refused=tuple(k for k in task.refused if k != key)))
+
+
+def left_unread(points: list[Point], givens: dict[str, dict[str, str]], records: dict[str, dict]) -> dict[str, list[str]]:
+    """Each given key that some points ran without (at its neutral value: ``run_reading_points``), with the names of
+    those points, in point order."""
+    left: dict[str, list[str]] = {}
+    for point in points:
+        record = records[point.key]
+        for key in [] if record["error"] else record.get("left_unread", ()):
+            if key in givens[point.key]:
+                left.setdefault(key, []).append(point.name)
+    return left
 
 
 def _entries(points: list[Point], records: dict[str, dict]) -> tuple[dict | None, list[dict]]:
@@ -185,12 +235,13 @@ def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
     check_base_rules(base, points[0], spec)
     # everything refusable is refused before the first point runs (~15 ms a point: a bar past a few hundred)
     given = {**{k: f"fixed key '{k}'" for k in spec.layers.sets}, **main.given_on_command_line(args)}
-    configs, unread = [], []
+    configs, unread, givens = [], [], {}
     for point in tqdm(points, desc="checking points", unit="point", leave=False,
                       disable=args.quiet or len(points) < CHECK_BAR_POINTS):
         configs.append(config := point_config(base, point, spec.path))
         point_given = {**learned_tier_policies(config, built_too=True), **given,  # (check_point's: a file's too)
                        **{leaf: f"axis '{leaf}'" for k, v in point.overrides.items() for leaf in leaf_keys(k, v)}}
+        givens[point.key] = point_given
         unread.append((point_given, check_point(spec.mode, config, options,
                                                 where=f"sweep spec {spec.path}: point {point.name!r}",
                                                 given=point_given)))
@@ -206,7 +257,7 @@ def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
                       fingerprint(spec.mode, base.to_dict(), vars(options), [p.key for p in points],
                                   inputs_fingerprint(configs)))
     records = journal.start(resume=args.resume)
-    todo = [Task(p.key, p.index, p.name, spec.mode, c, options, p.overrides)
+    todo = [Task(p.key, p.index, p.name, spec.mode, c, options, p.overrides, refused=tuple(givens[p.key]))
             for p, c in zip(points, configs, strict=True) if p.key not in records or records[p.key]["error"]]
     backend, jobs = args.backend or "local", args.jobs or default_jobs()
     if not args.quiet:
@@ -223,7 +274,9 @@ def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
         bar.update(1)
 
     try:
-        run_tasks(todo, finished, backend=backend, jobs=jobs, ray_address=args.ray_address)
+        run_reading_points(todo, givens, records, finished, spec.path,
+                           lambda tasks, done: run_tasks(tasks, done, backend=backend, jobs=jobs,
+                                                         ray_address=args.ray_address))
     finally:
         bar.close()
 
@@ -231,9 +284,13 @@ def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
     report = build_report(spec.mode, base, trace, [], wall_s=time.perf_counter() - start)
     report["runs"] = entries
     failed = [e for e in entries if e.get("error")]
+    left = left_unread(points, givens, records)
     report["sweep"] = {"spec": str(spec.path), "axes": spec.axis_keys, "points": len(points), "failed": len(failed),
-                       **({"max_rate": True} if options.max_rate else {}), **({"seeds": options.seeds} if options.seeds > 1 else {})}
-    notes = []
+                       **({"max_rate": True} if options.max_rate else {}), **({"seeds": options.seeds} if options.seeds > 1 else {}),
+                       **({"left_unread": left} if left else {})}
+    said = {key: how for given in givens.values() for key, how in given.items()}
+    notes = [f"note: {said[key]} is not read by {len(names)} of {len(points)} points ({', '.join(map(repr, names[:3]))}"
+             f"{', ...' if len(names) > 3 else ''}), which ran as without it" for key, names in left.items()]
     if outputs.report_json:
         notes.append(f"report: {write_json(report, outputs.report_json)}")
     if outputs.report_csv:

@@ -24,9 +24,10 @@ class ConfigError(InputError):
 
 class UnreadSetting(ConfigError):
     """A setting the loaded workload leaves unread (the run would be the same with ``neutral``), found as the run
-    loads it. A lone run refuses it; a sweep's or plan's point runs with ``neutral`` instead
-    (``experiments.runner.run_task``), as a key some points read and others do not is kept before the points run
-    (``experiments.execute.refuse_unread``)."""
+    loads it. A lone run refuses it; a sweep's point runs with ``neutral`` instead once another point is known to read
+    it, and the sweep refuses one no point reads (``experiments.sweep.run_reading_points``), as a key some points read
+    and others do not is kept before the points run (``experiments.execute.refuse_unread``); a plan's candidate runs
+    with ``neutral`` (``experiments.runner.run_task``)."""
 
     def __init__(self, message: str, key: str, neutral: object):
         super().__init__(message)

@@ -264,3 +264,12 @@ def canonical_gpu(value: object) -> str | None:
     if not isinstance(value, str) or names_a_path(value):
         return None
     return _spellings("gpus.yaml").get(_spelling(value))
+
+
+def resolve_gpu(name: str) -> str:
+    """GPU ``name`` as ``hardware.gpu`` reads it: its profiles/gpus.yaml entry under any spelling (``canonical_gpu``)
+    or a GPU spec file, loaded now so that an unknown name (the message lists the known GPUs) or a bad file is
+    refused before any work; for programs that take a GPU outside the config."""
+    gpu = canonical_gpu(name) or name
+    gpu_spec(gpu)
+    return gpu

@@ -169,6 +169,10 @@ BENCHMARK_CASES = [
     # tracebacks: FileExistsError of mkdir, and numpy's refusal of a negative seed in the generator's subprocess
     ("bench_trace_load.py", ["--rows", "10", "--only", "azure", "--dir", "README.md"], "--dir: README.md is not a folder"),
     ("bench_trace_load.py", ["--rows", "10", "--only", "azure", "--seed", "-1"], "--seed must be at least 0, got -1"),
+    ("bench_synthetic.py", ["--requests", "10,10"], "--requests names 10 twice"),
+    ("bench_synthetic.py", ["--starts", "steady,steady"], "--starts names 'steady' twice"),
+    ("bench_synthetic.py", ["--starts", "cold"], "--starts: cold; choose from steady, empty"),
+    ("bench_synthetic.py", ["--requests", "0"], "--requests counts and --repeat must be at least 1"),
 ]
 
 
@@ -273,6 +277,22 @@ def test_check_moe_kernels_refuses_two_tables_for_one_gpu(tmp_path):
     done = _script("tools/check_moe_kernels.py", f"{table}=rtxpro6000", f"{copy}=rtxpro6000")
     assert done.returncode == 2 and done.stdout == "", (done.returncode, done.stdout[-2000:])
     assert done.stderr.count("\n") == 1 and f"{copy}=rtxpro6000: GPU 'rtxpro6000' is given a table twice" in done.stderr
+
+
+def test_check_moe_kernels_names_gpus_as_the_config_does(tmp_path):
+    # an unknown GPU is refused, naming the known ones, before any table is read (here: none exists); a spelling
+    # hardware.gpu takes (RTXPRO6000, 'RTX PRO 6000': profiles/gpus.yaml's rtxpro6000) was refused as unknown
+    done = _script("tools/check_moe_kernels.py", f"{tmp_path / 'none.txt'}=not-a-gpu")
+    assert done.returncode == 2 and done.stdout == "" and done.stderr.count("\n") == 1, done.stderr[-2000:]
+    assert "unknown GPU 'not-a-gpu'; known GPUs (profiles/gpus.yaml): " in done.stderr and "rtxpro6000" in done.stderr
+    table = ROOT / "tests" / "fixtures" / "aiconfigurator_moe" / "rtx_pro_6000_server_moe_perf.txt"
+    canonical = _script("tools/check_moe_kernels.py", f"{table}=rtxpro6000")
+    assert canonical.returncode == 0, canonical.stderr[-2000:]
+    for spelling in ("RTXPRO6000", "RTX PRO 6000"):
+        done = _script("tools/check_moe_kernels.py", f"{table}={spelling}")
+        assert (done.returncode, done.stdout) == (0, canonical.stdout), done.stderr[-2000:]
+    done = _script("tools/check_moe_kernels.py", f"{table}=rtxpro6000", f"{table}=RTXPRO6000")  # one GPU twice
+    assert done.returncode == 2 and "GPU 'rtxpro6000' is given a table twice" in done.stderr, done.stderr[-2000:]
 
 
 def test_a_tpot_target_with_one_multi_token_answer_is_judged(run_cli, tmp_path):

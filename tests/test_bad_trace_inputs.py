@@ -188,13 +188,29 @@ CASES: dict[str, Case] = {
     "json_string_number_strict": Case(trace_stats("--strict-workload-validation", trace="{tmp}/m.jsonl"),
                                       names=("m.jsonl", "record 4", "'input_length'", "non numeric"),
                                       files={"m.jsonl": MOONCAKE_OK + mooncake(30, '"600"', 5, [1, 2])}),
+    # a chat its own parent: no record comes before its parent, yet its chain never reaches a first turn
     "bailian_parent_chain_loops": Case(trace_stats(trace="{tmp}/b.jsonl"), names=("b.jsonl", "parent_chat_id", "loop"),
-                                       files={"b.jsonl": bailian(0, 1, 0.0) + bailian(1, 0, 1.5)}),
-    # chat 5's chain runs into the loop 0 <-> 1: a chat in the loop is named, not 5
+                                       files={"b.jsonl": bailian(0, -1, 0.0) + bailian(1, 1, 1.5)}),
+    # chat 5's chain runs into a loop of chat ids repeated (a chat follows its id's first record, the first of chat
+    # 0 here names chat 1 its parent, chat 1 names 0), each with a record of its parent's id before it: a chat in the
+    # loop is named, not 5
     "bailian_parent_chain_runs_into_a_loop": Case(trace_stats(trace="{tmp}/b.jsonl"),
-                                                  names=("b.jsonl", "parent_chat_id", "chat 1 is its own ancestor"),
-                                                  files={"b.jsonl": bailian(5, 0, 0.0) + bailian(0, 1, 0.5)
-                                                         + bailian(1, 0, 1.5)}),
+                                                  names=("b.jsonl", "parent_chat_id", "chat 0 is its own ancestor"),
+                                                  files={"b.jsonl": bailian(0, 1, 5.0) + bailian(1, 0, 1.0)
+                                                         + bailian(0, -1, 0.0) + bailian(5, 0, 6.0)}),
+    # a turn before the chat it continues (Bailian's README: parent_chat_id is the chat it follows) is malformed:
+    # chat 2 (1 s) names chat 1 (2 s); chat 3 follows chat 2, and chat 4's parent is before the trace (kept)
+    "bailian_child_before_parent": Case(trace_stats(trace="{tmp}/b.jsonl"), skips={"child_before_parent": 1},
+                                        files={"b.jsonl": bailian(0, -1, 0.0) + bailian(2, 1, 1.0) + bailian(1, 0, 2.0)
+                                               + bailian(3, 2, 3.0) + bailian(4, 99, 4.0)}),
+    # each of a loop 0 <-> 1 names the other: the first to arrive comes before its parent
+    "bailian_loop_of_two_chats": Case(trace_stats(trace="{tmp}/b.jsonl"), skips={"child_before_parent": 1},
+                                      files={"b.jsonl": bailian(0, 1, 0.0) + bailian(1, 0, 1.5)}),
+    "bailian_child_before_parent_strict": Case(trace_stats("--strict-workload-validation", trace="{tmp}/b.jsonl"),
+                                               names=("b.jsonl", "chat_id 2 (timestamp 1 s)", "chat_id 1 (timestamp 2 s)",
+                                                      "child before parent"),
+                                               files={"b.jsonl": bailian(0, -1, 0.0) + bailian(2, 1, 1.0)
+                                                      + bailian(1, 0, 2.0)}),
     "bailian_parent_not_a_number": Case(trace_stats(trace="{tmp}/b.jsonl"), skips={"negative_value": 1, "non_numeric": 1},
                                         files={"b.jsonl": bailian(0, -1, 0.0) + bailian(1, -2, 1.5)
                                                + bailian(2, '"0"', 2.0) + bailian(3, 0, 3.0)}),

@@ -294,6 +294,19 @@ def test_a_command_line_setting_a_sweep_varies_is_refused(run_cli, tmp_path, axe
     assert not (tmp_path / "s.json").exists() and not (tmp_path / "s.journal.jsonl").exists()
 
 
+@pytest.mark.parametrize("body", [{"axes": {"seed": [1, 2]}}, {"zip": [{"seed": [1, 5], "cache.policy": ["lru", "arc"]}]}],
+                         ids=["axis", "zip"])
+def test_seeds_beside_a_seed_axis_is_refused(run_cli, tmp_path, body):
+    """--seeds N repeats each point over its seed and the N-1 after it: beside an axis of seeds 1 and 2, at --seeds 3
+    the points ran seeds 1-3 and 2-4 (exit 0), two of each point's runs the other's. Both vary the seed, and README
+    gives the pair no meaning: refused before any point runs, naming both."""
+    spec = _spec(tmp_path, mode="single", workload={"synthetic": {"kind": "multi-turn", "num_requests": 30}}, **body)
+    status, _, err = run_cli("--sweep", spec, "--seeds", "3", "--jobs", "1", "--report-json", tmp_path / "s.json",
+                             "--no-plot", "--quiet")
+    assert status == 2 and f"--seeds 3: sweep spec {spec} varies 'seed' too" in err, err
+    assert err.count("\n") == 1 and not (tmp_path / "s.journal.jsonl").exists()
+
+
 PLAN = {"workload": {"trace": str(BUNDLED_AZURE), "limit": 60}, "target": {"slo": {"ttft_s": 0.3}, "rate_rps": 10},
         "search": {"gpu": ["h100-sxm"], "gpus": [1, 2], "tiers": {"dram": [0, 64]}}}
 

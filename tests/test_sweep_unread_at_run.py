@@ -1,12 +1,16 @@
 """A setting the loaded workload leaves unread (``sim.errors.UnreadSetting``: outputs_in_next_turn=false where no
 prompt continues another, a rate scale where every request arrives at once) is refused by a lone run, but a sweep's
 fixed key that another point reads is kept (``experiments.execute.refuse_unread``): the point that leaves it unread
-runs as it would without it, and the sweep does not fail (it failed that point, exit 2)."""
+runs as it would without it, and the sweep does not fail (it failed that point, exit 2). One that no point reads is
+refused (``experiments.sweep.run_reading_points``: the sweep ran every point neutral and exited 0)."""
 
 from __future__ import annotations
 
 import csv
+import json
+from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import BUNDLED_AZURE
@@ -20,9 +24,10 @@ def _rows(path) -> list[dict]:
 
 
 def test_outputs_in_next_turn_false_beside_a_kind_axis_runs_each_kind(run_cli, tmp_path):
+    # (200 requests: 60 span ~12 s, within the first think time, and no multi-turn prompt continues an answer)
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump({"mode": "single", "set": {"workload.outputs_in_next_turn": False,
-                                                              "workload.synthetic.num_requests": 60},
+                                                              "workload.synthetic.num_requests": 200},
                                     "axes": {"workload.synthetic.kind": ["multi-turn", "rag"]}}))
     out = tmp_path / "s.csv"
     status, _, err = run_cli("--sweep", spec, "--jobs", "1", "--report-csv", out, "--no-plot", "--quiet")
@@ -31,7 +36,7 @@ def test_outputs_in_next_turn_false_beside_a_kind_axis_runs_each_kind(run_cli, t
     assert set(rows) == {"multi-turn", "rag"} and not any(row.get("error") for row in rows.values())
     # the rag point is the run without the setting (its answers have blocks of their own either way)
     alone = tmp_path / "rag.csv"
-    status, _, err = run_cli("--set", "workload.synthetic.kind=rag", "--set", "workload.synthetic.num_requests=60",
+    status, _, err = run_cli("--set", "workload.synthetic.kind=rag", "--set", "workload.synthetic.num_requests=200",
                              "--report-csv", alone, "--no-plot", "--quiet")
     assert status == 0, err
     [lone] = _rows(alone)
@@ -48,3 +53,92 @@ def test_rate_scale_beside_a_limit_axis_runs_the_one_request_point(run_cli, tmp_
     assert status == 0, err
     rows = _rows(out)
     assert [row["requests_completed"] for row in rows] == ["1", "20"] and not any(row.get("error") for row in rows)
+
+
+# A key the command line gives that no point reads is refused, as a lone run refuses it (a sweep ran every point at
+# the neutral value and exited 0); one only some points leave unread is kept, and the report names those points.
+
+def _one_request_sweep(tmp_path, axes: dict) -> object:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({"mode": "single", "workload": {"trace": str(BUNDLED_AZURE)}, "axes": axes}))
+    return spec
+
+
+def test_a_rate_scale_no_point_reads_is_refused_before_any_point_simulates(run_cli, tmp_path):
+    # one request a point: no inter-arrival gap to scale at either policy
+    spec = _one_request_sweep(tmp_path, {"cache.policy": ["lru", "arc"]})
+    for given in (["--rate-scale", "2"], ["--set", "workload.rate_scale=2"]):
+        out = tmp_path / "s.json"
+        status, _, err = run_cli("--sweep", spec, *given, "--workload-limit", "1", "--jobs", "2", "--report-json", out,
+                                 "--no-plot", "--quiet")
+        said = "--rate-scale" if given[0] == "--rate-scale" else "--set workload.rate_scale"
+        assert (status, err) == (2, f"kvsim: error: sweep spec {spec}: {said} is read by no point of the sweep: "
+                                    "config key 'workload.rate_scale'=2 changes nothing: the workload holds one "
+                                    "request; drop it\n")
+        journal = tmp_path / "s.journal.jsonl"  # (its header alone: no point's record)
+        assert len(journal.read_text().splitlines()) == 1 and not out.exists()
+
+
+def test_outputs_in_next_turn_false_over_a_sessionless_trace_is_refused(run_cli, tmp_path):
+    # the bundled Azure trace has no sessions: no prompt continues an earlier answer at any point
+    spec = _one_request_sweep(tmp_path, {"workload.limit": [5, 10]})
+    status, _, err = run_cli("--sweep", spec, "--set", "workload.outputs_in_next_turn=false", "--jobs", "1",
+                             "--report-json", tmp_path / "s.json", "--no-plot", "--quiet")  # (its journal beside it)
+    assert status == 2
+    assert err.startswith(f"kvsim: error: sweep spec {spec}: --set workload.outputs_in_next_turn is read by no point "
+                          "of the sweep: config key 'workload.outputs_in_next_turn'=false changes nothing"), err
+
+
+def test_a_rate_scale_some_points_read_is_run_and_the_others_named(run_cli, tmp_path):
+    spec = _one_request_sweep(tmp_path, {"workload.limit": [1, 20]})
+    out = tmp_path / "s.json"
+    status, stdout, err = run_cli("--sweep", spec, "--rate-scale", "2", "--jobs", "1", "--report-json", out,
+                                  "--no-plot")
+    assert status == 0, err
+    report = json.loads(out.read_text())
+    assert report["sweep"]["left_unread"] == {"workload.rate_scale": ["1"]}
+    assert [run["metrics"]["requests_completed"] for run in report["runs"]] == [1, 20]
+    assert "note: --rate-scale is not read by 1 of 2 points ('1'), which ran as without it" in stdout
+
+
+def _fake_points(unread_by: dict[str, list[str]]):
+    """A runner over points that each leave the keys ``unread_by[point]`` unread, as ``run_task`` records them: the
+    first of them its task refuses stops it (error kind "unread"), the others it runs without (``left_unread``)."""
+    from experiments.runner import Task
+
+    runs = []
+
+    def run(tasks, done):
+        runs.append(sorted(task.key for task in tasks))
+        for task in tasks:
+            refused = [key for key in unread_by[task.key] if key in task.refused]
+            record = {"key": task.key, "index": task.index, "name": task.name, "trace": None}
+            done({**record, "runs": [], "error": f"{refused[0]} changes nothing", "error_kind": "unread",
+                  "unread": refused[0]} if refused else
+                 {**record, "runs": [{}], "error": None, "left_unread": list(unread_by[task.key])})
+
+    tasks = [Task(point, index, point, "single", None, refused=("k1", "k2")) for index, point in enumerate(unread_by)]
+    return tasks, run, runs
+
+
+def test_each_point_runs_without_the_keys_it_leaves_unread_once_another_reads_them():
+    from experiments.sweep import run_reading_points
+
+    # a leaves k1 and k2 unread, b k2, c reads both: a stops at k1, b at k2 (c read both), then a at k2 (c read it)
+    tasks, run, runs = _fake_points({"a": ["k1", "k2"], "b": ["k2"], "c": []})
+    givens = {point: {"k1": "--set k1", "k2": "--set k2"} for point in "abc"}
+    records = {}
+    run_reading_points(tasks, givens, records, lambda r: records.__setitem__(r["key"], r), Path("s.yaml"), run)
+    assert runs == [["a", "b", "c"], ["a", "b"], ["a"]]
+    assert {point: records[point]["left_unread"] for point in "abc"} == {"a": ["k1", "k2"], "b": ["k2"], "c": []}
+
+
+def test_a_key_no_point_reads_is_refused_by_how_it_was_given():
+    from experiments.sweep import run_reading_points
+    from sim.errors import InputError
+
+    tasks, run, runs = _fake_points({"a": ["k1", "k2"], "b": ["k2"]})
+    givens = {point: {"k1": "--set k1", "k2": "fixed key 'k2'"} for point in "ab"}
+    with pytest.raises(InputError, match=r"^sweep spec s.yaml: --set k1 is read by no point of the sweep: k1 changes"):
+        run_reading_points(tasks, givens, {}, lambda r: None, Path("s.yaml"), run)
+    assert runs == [["a", "b"]]

@@ -42,6 +42,25 @@ def test_bailian_limit_and_orphan_parent(tmp_path):
     assert load(path, limit=1).session_id.tolist() == [0]
 
 
+def test_bailian_child_before_its_parent_is_skipped(tmp_path):
+    """A record names the chat it continues (parent_chat_id, Bailian's README), so it follows its parent; one that
+    arrives first was taken as its parent's turn. It is skipped as malformed (child_before_parent), its hash_ids
+    with it, and its own child roots a session, as a child of any skipped record does."""
+    from tests.bad_input_helpers import bailian
+
+    # chat 2 (1 s) names chat 1 (2 s); chat 3 (3 s) names chat 2; chat 1 names chat 0
+    path = write(tmp_path, "b.jsonl", bailian(0, -1, 0.0) + bailian(2, 1, 1.0) + bailian(1, 0, 2.0)
+                 + bailian(3, 2, 3.0))
+    trace = load(path)
+    prov = trace.provenance
+    assert (prov.rows_read, prov.rows_used, prov.rows_skipped, prov.skip_reasons) == (4, 3, 1, {"child_before_parent": 1})
+    assert trace.arrival_s.tolist() == [0.0, 2.0, 3.0]
+    assert trace.session_id.tolist() == [0, 0, 1]  # chats 0 <- 1, then chat 3 alone
+    assert trace.num_unique_blocks == 9  # three records of three ids each, chat 2's not among them
+    with pytest.raises(TraceError, match=r"chat_id 2 \(timestamp 1 s\) comes before its parent, chat_id 1"):
+        load(path, strict_validation=True)
+
+
 def test_bailian_repeated_chat_ids_are_told(tmp_path, caplog):
     """Two Bailian files each count chats from 0: concatenated, chats 0 and 1 of each merged into one session, and
     the second file's turn (parent 0) joined the first file's chat, with nothing said. The sessions stay as they

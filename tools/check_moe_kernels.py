@@ -21,11 +21,12 @@ import pandas as pd  # noqa: E402
 EPILOG = """\
 Each TABLE=GPU is an AIConfigurator moe_perf table (github.com/ai-dynamo/aiconfigurator,
 aic-core/src/aiconfigurator_core/systems/data/<gpu>/moe/vllm/<version>/moe_perf.parquet, or the collector's CSV)
-and kvsim's GPU (a profiles/gpus.yaml name). AIConfigurator's collector (collector/vllm/collect_moe.py) times
-vLLM's FusedMoE on given router logits: the top-k, moe_align_block_size, the two grouped GEMMs, the activation and
-moe_sum, one rank of moe_tp_size x moe_ep_size; kvsim's reference is the same: the experts' GEMMs (two kernels,
-their FLOPs over the padded rows, the touched experts' weights, the activations) and the block's elementwise
-kernels (sim.serving.elementwise.moe_block_cost), without the router's GEMM.
+and kvsim's GPU (a profiles/gpus.yaml name, in any spelling hardware.gpu takes, or a GPU spec YAML).
+AIConfigurator's collector (collector/vllm/collect_moe.py) times vLLM's FusedMoE on given router logits: the
+top-k, moe_align_block_size, the two grouped GEMMs, the activation and moe_sum, one rank of moe_tp_size x
+moe_ep_size; kvsim's reference is the same: the experts' GEMMs (two kernels, their FLOPs over the padded rows, the
+touched experts' weights, the activations) and the block's elementwise kernels
+(sim.serving.elementwise.moe_block_cost), without the router's GEMM.
 
 example:
   python tools/check_moe_kernels.py $AIC/systems/data/h200_sxm/moe/vllm/0.19.0/moe_perf.parquet=h200
@@ -121,20 +122,24 @@ def summary(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 def main(argv: list[str] | None = None) -> int:
     from sim.errors import InputError
+    from sim.specs import resolve_gpu
 
     p = argparse.ArgumentParser(prog="check_moe_kernels.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
     p.add_argument("tables", nargs="+", metavar="TABLE=GPU")
     p.add_argument("--tp1-ep1", action="store_true", help="only rows of one GPU's whole layer (tp 1, ep 1)")
     args = p.parse_args(argv)
-    tables = {}
+    tables, paths = {}, {}
     try:
-        for item in args.tables:
+        for item in args.tables:  # every GPU first, as hardware.gpu names one (any spelling, or a spec file)
             path, sep, gpu = item.rpartition("=")
             if not sep:
                 raise InputError(f"{item}: write TABLE=GPU")
-            if gpu in tables:  # (the later table replaced the earlier in the summary, unsaid)
+            gpu = resolve_gpu(gpu)
+            if gpu in paths:  # (the later table replaced the earlier in the summary, unsaid)
                 raise InputError(f"{item}: GPU {gpu!r} is given a table twice; compare one table per GPU at a time")
+            paths[gpu] = path
+        for gpu, path in paths.items():
             frame = read_table(Path(path))
             if args.tp1_ep1:
                 frame = frame[(frame["moe_tp_size"] == 1) & (frame["moe_ep_size"] == 1)]

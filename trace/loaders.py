@@ -34,6 +34,7 @@ from sim.config_rules import request_token_bound
 from sim.errors import QUOTE_LIMIT, ConfigError, TraceError, quote
 from trace import blocks as bm
 from trace.arrow import numpy_view, valid
+from trace.chats import chat_sessions, children_before_parents
 from trace.csv_reader import CsvParserError, csv_chunks, read_header
 from trace.formats import (FORMATS, TIME_UNITS, Chunk, TraceFormat, block_token_counts,
                            hash_ids_mismatch, pick_block_tokens, sniff_format, variant_of)
@@ -255,34 +256,17 @@ def _dense_codes(labels: pa.Array) -> np.ndarray:
     return np.where(valid(indices), numpy_view(indices), -1).astype(np.int64)
 
 
-def chat_sessions(path: Path, chat: np.ndarray, parent: np.ndarray) -> np.ndarray:
-    """Dense session codes (order of first appearance) of records chained by their parent chat ids
-    (-1: a first turn): a record's session is its first turn's chat id, found by pointer doubling; a
-    parent not in the trace (before its start, or past a limit) roots a session of its own. A chain that
-    loops is bad input."""
-    order = np.argsort(chat, kind="stable")
-    repeats = np.flatnonzero(np.diff(chat[order]) == 0)
-    if len(repeats):  # e.g. two traces, each counting chats from 0, in one file: sessions of both are merged
-        LOG.warning("kvsim: note: %s: %s records repeat an earlier record's chat_id (e.g. %d): a first turn among them "
-                    "shares that chat's session, and a child of that id follows its first record", path, f"{len(repeats):,}",
-                    int(chat[order][repeats[0]]))
-    at = np.searchsorted(chat[order], parent).clip(0, len(chat) - 1)
-    found = (parent >= 0) & (chat[order][at] == parent)
-    up = np.where(found, order[at], -1)  # the parent's record (its first, if chat ids repeat)
-    root_label = np.where(parent >= 0, parent, chat)  # a record without a parent record: its own session
-    for _ in range(64):
-        step = up >= 0
-        if not step.any():
-            break
-        nxt = np.where(step, up[np.where(step, up, 0)], -1)
-        root_label = np.where(step, root_label[np.where(step, up, 0)], root_label)
-        up = nxt
-    else:  # 2^64 steps up from a record still stepping is past any tail into its loop (fewer than 2^63 records)
-        looped = int(chat[up[np.flatnonzero(up >= 0)[0]]])
-        raise TraceError(f"{path}: parent_chat_id chains loop (chat {looped} is its own ancestor), so sessions cannot "
-                         "be told")
-    codes = pa.array(root_label).dictionary_encode().indices
-    return numpy_view(codes).astype(np.int64)
+def _charge_children_before_parents(path: Path, early: np.ndarray, arrival: np.ndarray, chat: np.ndarray,
+                                    parent: np.ndarray, time_unit: str | None, ledger: SkipLedger) -> None:
+    """Count the records that come before their parents (``children_before_parents``) as ``child_before_parent``;
+    with strict validation the first in the file is an error naming its chat and its parent's. (The last record to
+    arrive never is one: some request is always left.)"""
+    if ledger.strict:
+        r = int(np.argmax(early))
+        raise TraceError(f"{path}: the record of chat_id {chat[r]} (timestamp {arrival[r]:g} {time_unit}) comes "
+                         f"before its parent, chat_id {parent[r]} (timestamp {arrival[chat == parent[r]].min():g} "
+                         f"{time_unit}): child before parent")
+    ledger.add("child_before_parent", int(early.sum()))
 
 
 # Arrival times are float64 in the trace's unit until made relative to the first: past 2^52 ms (142,000 years) one
@@ -348,12 +332,20 @@ def load_trace(workload: WorkloadConfig, block_size: int, sha256: str | None = N
         # is 3.75 s, not 3.7500000000000004, as the same time written in seconds is
     input_tokens = cat("input_tokens", np.int64)
     output_tokens = cat("output_tokens", np.int64)
-    n = len(arrival)
-    session = np.full(n, -1, dtype=np.int64)
+    rows = None  # the records kept of those read (file order), when some are dropped here
+    session = np.full(len(arrival), -1, dtype=np.int64)
     if kept[0].session is not None:
         session = _dense_codes(pa.concat_arrays([c.session for c in kept]))
     elif kept[0].parent_id is not None:
-        session = chat_sessions(path, cat("chat_id", np.int64), cat("parent_id", np.int64))
+        chat, parent = cat("chat_id", np.int64), cat("parent_id", np.int64)
+        early = children_before_parents(arrival, chat, parent)
+        if early.any():
+            _charge_children_before_parents(path, early, arrival, chat, parent, time_unit, ledger)
+            rows = np.flatnonzero(~early)
+            arrival, input_tokens, output_tokens, chat, parent = (a[rows] for a in (arrival, input_tokens,
+                                                                                   output_tokens, chat, parent))
+        session = chat_sessions(path, chat, parent)
+    n = len(arrival)
 
     # Arrival order, stable so equal timestamps keep file order; time from the first request.
     order = None if (np.diff(arrival) >= 0).all() else np.argsort(arrival, kind="stable")
@@ -369,7 +361,8 @@ def load_trace(workload: WorkloadConfig, block_size: int, sha256: str | None = N
         arrival = arrival / 1e9
 
     def ordered(lists: IdLists) -> IdLists:
-        return lists if order is None else lists.take(order)
+        taken = lists if rows is None else lists.take(rows)
+        return taken if order is None else taken.take(order)
 
     conversion = None
     if kept[0].hash_ids is not None:
