@@ -116,10 +116,16 @@ def _pareto(timed: list[Candidate]) -> None:
             c.pareto, best = True, c.measured
 
 
-def _run(tasks: list[Task], args: argparse.Namespace) -> dict[str, dict]:
+def _run(tasks: list[Task], givens: dict[str, dict[str, str]], path, args: argparse.Namespace) -> dict[str, dict]:
+    """Each candidate's record; a setting given to the plan that no candidate reads once the workload is loaded is
+    refused, as a lone run and a sweep refuse it (``experiments.sweep.run_reading_points``)."""
+    from experiments.sweep import run_reading_points
+
     records: dict[str, dict] = {}
-    run_tasks(tasks, lambda r: records.__setitem__(r["key"], r), backend=args.backend or "local",
-              jobs=args.jobs or default_jobs(), ray_address=args.ray_address)
+    run_reading_points(tasks, givens, records, lambda r: records.__setitem__(r["key"], r), f"plan {path}",
+                       lambda todo, done: run_tasks(todo, done, backend=args.backend or "local",
+                                                    jobs=args.jobs or default_jobs(), ray_address=args.ray_address),
+                       points_named="candidate of the plan")
     return records
 
 
@@ -200,7 +206,9 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
     check_settings_read(plan, args)
     options = RunOptions(max_rate=hit_target is None, tolerance=plan.rate_tolerance)
     given = {key: said for said, key in _given_settings(plan, args)}
-    refuse_unread([({**learned_tier_policies(c.config, built_too=True), **given},  # (check_point's: a file's too)
+    givens = {c.name: {**learned_tier_policies(c.config, built_too=True), **given}  # (check_point's: a file's too)
+              for c in candidates if c.status != "infeasible"}
+    refuse_unread([(givens[c.name],
                     check_point(c.mode, c.config, options, where=f"plan {plan.path}: candidate {c.name}", given=given))
                    for c in candidates if c.status != "infeasible"])
     check_learned_points([(f"plan {plan.path}: candidate {c.name}", c.mode, c.config) for c in candidates
@@ -229,8 +237,8 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
     tasks = []
     for c in pending:
         cfg = c.config if hit_target is not None else replace(c.config, **{"workload.rate_scale": target_scale})
-        tasks.append(Task(c.name, len(tasks), c.name, c.mode, cfg, options, c.overrides))
-    records = _run(tasks, args)
+        tasks.append(Task(c.name, len(tasks), c.name, c.mode, cfg, options, c.overrides, refused=tuple(given)))
+    records = _run(tasks, givens, plan.path, args)
     measure = "hit_ratio" if hit_target is not None else "max_rate_rps"
     for c in pending:
         record = records[c.name]

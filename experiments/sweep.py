@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from tqdm import tqdm
@@ -135,15 +134,17 @@ def check_not_varied(spec: SweepSpec, args: argparse.Namespace) -> None:
 
 
 def run_reading_points(tasks: list[Task], givens: dict[str, dict[str, str]], records: dict[str, dict],
-                       finished: Callable[[dict], None], spec_path: Path,
-                       run: Callable[[list[Task], Callable[[dict], None]], None]) -> None:
+                       finished: Callable[[dict], None], where: str,
+                       run: Callable[[list[Task], Callable[[dict], None]], None],
+                       points_named: str = "point of the sweep") -> None:
     """Run ``tasks`` (``run``; ``finished`` gets each record but those held) so that a key given to a point
     (``givens``: point key -> {key: how it was given}) that no point reads is refused, as a lone run refuses one given on
     its command line, not run neutral everywhere: each point first refuses its given keys (``Task.refused``), so one
     that leaves a key unread (``UnreadSetting``, found as it loads its workload, before it simulates) stops there and
     is held. A held key that no point (of ``records``, the journal's too) read is refused (exit 2, naming how it was
-    given); the held points whose key another point reads run again with that key at its neutral value, until none
-    is held."""
+    given, in ``where``: the sweep or plan; ``points_named``: what its points are); the held points whose key another
+    point reads run again with that key at its neutral value, until none is held. A plan's candidates share a
+    workload, so there a key one leaves unread is mostly left unread by all."""
     from dataclasses import replace as replace_task
 
     from sim.errors import InputError
@@ -158,8 +159,8 @@ def run_reading_points(tasks: list[Task], givens: dict[str, dict[str, str]], rec
         for record in sorted(held, key=lambda r: r["index"]):
             key = record["unread"]
             if key not in read:
-                raise InputError(f"sweep spec {spec_path}: {givens[record['key']][key]} is read by no point of the "
-                                 f"sweep: {record['error']}")
+                raise InputError(f"{where}: {givens[record['key']][key]} is read by no {points_named}: "
+                                 f"{record['error']}")
             task = by_key[record["key"]]
             tasks.append(replace_task(task, refused=tuple(k for k in task.refused if k != key)))
 
@@ -274,7 +275,7 @@ def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
         bar.update(1)
 
     try:
-        run_reading_points(todo, givens, records, finished, spec.path,
+        run_reading_points(todo, givens, records, finished, f"sweep spec {spec.path}",
                            lambda tasks, done: run_tasks(tasks, done, backend=backend, jobs=jobs,
                                                          ray_address=args.ray_address))
     finally:

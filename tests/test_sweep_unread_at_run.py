@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
 import pytest
 import yaml
@@ -128,7 +127,7 @@ def test_each_point_runs_without_the_keys_it_leaves_unread_once_another_reads_th
     tasks, run, runs = _fake_points({"a": ["k1", "k2"], "b": ["k2"], "c": []})
     givens = {point: {"k1": "--set k1", "k2": "--set k2"} for point in "abc"}
     records = {}
-    run_reading_points(tasks, givens, records, lambda r: records.__setitem__(r["key"], r), Path("s.yaml"), run)
+    run_reading_points(tasks, givens, records, lambda r: records.__setitem__(r["key"], r), "sweep spec s.yaml", run)
     assert runs == [["a", "b", "c"], ["a", "b"], ["a"]]
     assert {point: records[point]["left_unread"] for point in "abc"} == {"a": ["k1", "k2"], "b": ["k2"], "c": []}
 
@@ -140,5 +139,21 @@ def test_a_key_no_point_reads_is_refused_by_how_it_was_given():
     tasks, run, runs = _fake_points({"a": ["k1", "k2"], "b": ["k2"]})
     givens = {point: {"k1": "--set k1", "k2": "fixed key 'k2'"} for point in "ab"}
     with pytest.raises(InputError, match=r"^sweep spec s.yaml: --set k1 is read by no point of the sweep: k1 changes"):
-        run_reading_points(tasks, givens, {}, lambda r: None, Path("s.yaml"), run)
+        run_reading_points(tasks, givens, {}, lambda r: None, "sweep spec s.yaml", run)
     assert runs == [["a", "b"]]
+
+
+def test_a_plan_refuses_a_setting_no_candidate_reads(run_cli, tmp_path):
+    """A plan's candidates run the plan's one workload, so outputs_in_next_turn=false over the sessionless Azure trace
+    is left unread by each: refused as a lone run refuses it (the plan ran every candidate without it, exit 0)."""
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(yaml.safe_dump({"workload": {"trace": str(BUNDLED_AZURE)},
+                                    "target": {"slo": {"ttft_s": 0.3, "attainment": 0.99}},
+                                    "search": {"gpu": ["h100-sxm"], "gpus": [1, 2], "tensor_parallel_size": [1],
+                                               "pd_split": ["aggregated"]}}))
+    out = tmp_path / "p.json"
+    status, _, err = run_cli("--plan", plan, "--workload-limit", "50", "--set", "workload.outputs_in_next_turn=false",
+                             "--jobs", "1", "--report-json", out, "--no-plot", "--quiet")
+    assert status == 2 and not out.exists()
+    assert err.startswith(f"kvsim: error: plan {plan}: --set workload.outputs_in_next_turn is read by no candidate of "
+                          "the plan: config key 'workload.outputs_in_next_turn'=false changes nothing"), err
