@@ -168,8 +168,9 @@ def _check_attention_kinds(keys: _Keys, family: Family, layers: int) -> None:
 
 
 def _text_keys(keys: _Keys, family: Family) -> _Keys:
-    """A multimodal config's decoder keys: its "text_config" object (vLLM's ``hf_text_config``), whose model_type,
-    when given, is the text-only family's (gemma3 -> gemma3_text)."""
+    """A multimodal config's decoder keys: its "text_config" object (vLLM's ``hf_text_config``), whose model_type is
+    the text-only family's (gemma3 -> gemma3_text), as transformers' config class sets it where the file leaves it
+    out (``served_context`` reads it)."""
     text = keys.config.get("text_config")
     if not isinstance(text, dict):
         raise ConfigError(f"model config {keys.path}: key 'text_config' must be an object (the language model's keys), "
@@ -180,7 +181,7 @@ def _text_keys(keys: _Keys, family: Family) -> _Keys:
     if model_type is not None and model_type != expected:
         raise ConfigError(f"model config {keys.path}: key 'text_config.model_type' must be {expected!r}, got "
                           f"{quote(model_type)}")
-    return _Keys(text, keys.path, "text_config.")
+    return _Keys({**text, "model_type": expected}, keys.path, "text_config.")
 
 
 def _vision_tower(keys: _Keys, family: Family, text_hidden: int) -> VisionTower:

@@ -132,6 +132,19 @@ def test_a_config_json_context_is_the_one_vllm_serves(tmp_path, scaling, context
     assert rope_cache_bytes(spec, "bf16") == rows * 128 * 2
 
 
+def test_a_gemma3_context_is_not_scaled_again_without_its_text_model_type(tmp_path):
+    """Gemma 3's max_position_embeddings is scaled already (vLLM _get_and_verify_max_len skips the factor for a
+    model_type holding "gemma3"; its hf_text_config is a Gemma3TextConfig, model_type gemma3_text, whether or not the
+    file's text_config says so): a text_config without model_type was served at 8 x 131,072 = 1,048,576 tokens."""
+    from sim.specs import model_spec
+    from tests.hybrid_configs import GEMMA_3_27B
+
+    text = {k: v for k, v in GEMMA_3_27B["text_config"].items() if k != "model_type"}
+    (tmp_path / "config.json").write_text(json.dumps({**GEMMA_3_27B, "text_config": text}))
+    # Gemma3TextConfig's max_position_embeddings default (the 27B's text_config leaves it out), unscaled
+    assert model_spec(str(tmp_path)).max_position_embeddings == 131_072
+
+
 def test_a_request_within_a_yarn_context_is_served(run_cli, tmp_path):
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "config.json").write_text(json.dumps(QWEN25_7B_YARN))
