@@ -38,7 +38,7 @@ import numpy as np
 import pyarrow as pa
 
 from sim.config_fields import INT64_MAX  # block and token ids are interned as int64
-from sim.errors import TraceError, quote
+from sim.errors import ConfigError, TraceError, quote
 from trace.arrow import from_numpy, numpy_view, text_buffers, with_nulls
 from trace.csv_reader import read_header
 from trace.jsonl_reader import JSONL_EXPECTED, json_line_problem, json_object
@@ -431,3 +431,22 @@ def trace_format_name(path: Path, given: str) -> str | None:
         return sniff_format(path)
     except (TraceError, OSError):
         return None
+
+
+def check_time_unit(trace: str | None, given_format: str, time_unit: str | None,
+                    said: str = "workload.time_unit") -> None:
+    """Refuse, before any work, a ``time_unit`` (given as ``said``: a flag, a ``--set``, a sweep's key) for a trace
+    whose timestamps fix their own unit: datetimes, or a key that names its unit (``arrival_time_ns``: ms read 29 s
+    as 337 days). A file that cannot tell its format is left to the loader."""
+    if trace is None or time_unit is None:
+        return
+    name = trace_format_name(Path(trace), given_format)
+    fmt = None if name is None else FORMATS[name]
+    if fmt is None or fmt.time_unit == time_unit or (fmt.time_unit is not None and fmt.time_key is None):
+        return
+    why = "datetimes, which fix their own unit" if fmt.time_unit is None else \
+        f"'{fmt.time_key}', in {fmt.time_unit} by their name"
+    value = f"workload.time_unit={time_unit}"
+    named = value if said == "workload.time_unit" else f"--set {value}" if said.startswith("--set ") \
+        else f"{said} ({value})"
+    raise ConfigError(f"{named}: {trace}: {name} timestamps are {why}; drop it")

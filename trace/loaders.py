@@ -35,7 +35,7 @@ from sim.errors import QUOTE_LIMIT, ConfigError, TraceError, quote
 from trace import blocks as bm
 from trace.arrow import numpy_view, valid
 from trace.csv_reader import CsvParserError, csv_chunks, read_header
-from trace.formats import (FORMATS, TIME_UNITS, Chunk, TraceFormat, block_token_counts,
+from trace.formats import (FORMATS, TIME_UNITS, Chunk, TraceFormat, block_token_counts, check_time_unit,
                            hash_ids_mismatch, pick_block_tokens, sniff_format, variant_of)
 from trace.jsonl_reader import first_record_with, jsonl_chunks, jsonl_line, keys_in_records, malformed_record
 from trace.readers import IdLists, RawChunk, first_line
@@ -321,11 +321,7 @@ def load_trace(workload: WorkloadConfig, block_size: int, sha256: str | None = N
     if workload.format != "auto":
         first_line(path)  # an empty, binary or non-UTF-8 file is refused whatever the format
     fmt = FORMATS[name]
-    if workload.time_unit is not None and fmt.time_unit is None:
-        raise ConfigError(f"{path}: {name} timestamps are datetimes; workload.time_unit does not apply to them")
-    if workload.time_unit not in (None, fmt.time_unit) and fmt.time_key is not None:  # (ms read 29 s as 337 days)
-        raise ConfigError(f"{path}: {name} timestamps are '{fmt.time_key}', in {fmt.time_unit} by their name; "
-                          f"workload.time_unit={workload.time_unit} does not apply to them")
+    check_time_unit(str(path), name, workload.time_unit)
     refuse_records(path, fmt)
     if fmt.kind == "jsonl" and fmt.optional:  # the optional keys some record has, searched for once: read, and
         fmt = dataclasses.replace(fmt, optional=keys_in_records(path, fmt.optional))  # they tell a variant
