@@ -1,6 +1,7 @@
 """Bad input, round 6 (helper hleft4): what round 5 (tests/test_bad_inputs_round5.py) left. A time unit a sweep's
 trace cannot take, refused by every point at run time rather than before the first; rows of one trace each valid but
-inconsistent with the others. Each case ran with a silently wrong input (exit 0) or failed after the work started; each is now one line and exit 2 before the work starts, or a counted skip.
+inconsistent with the others (datetimes with and without a zone offset). Each case ran with a silently wrong input
+(exit 0) or failed after the work started; each is now one line and exit 2 before the work starts, or a counted skip.
 """
 
 from __future__ import annotations
@@ -9,11 +10,15 @@ import json
 
 import pytest
 
-from tests.bad_input_helpers import AZURE_OK, Case, check_bad_input, trace_stats
+from tests.bad_input_helpers import AZURE_HEADER, AZURE_OK, Case, check_bad_input, trace_stats
 
 BURSTGPT_OK = ("Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
                "0,GPT-4,100,10,110,Conversation log\n1000,GPT-4,200,20,220,Conversation log\n")
 SWEEP = "mode: cache-only\nworkload: {trace: t.csv}\naxes: {cache.policy: [lru, arc]}\n"
+
+
+def azure(*stamps: str) -> str:
+    return AZURE_HEADER + "".join(f"{stamp},{100 * (i + 1)},10\n" for i, stamp in enumerate(stamps))
 
 
 CASES: dict[str, Case] = {
@@ -35,6 +40,18 @@ CASES: dict[str, Case] = {
     "time_unit_flag_over_datetimes": Case(trace_stats("--workload-time-unit", "ms"),
                                           names=("--workload-time-unit (workload.time_unit=ms)", "t.csv", "datetimes"),
                                           files={"t.csv": AZURE_OK}),
+    # a time with a zone offset beside one without: the one without was read as UTC (exit 0, no skip), hours off
+    # against the others if it was a local time
+    "datetimes_with_and_without_a_zone": Case(trace_stats(trace="{tmp}/t.csv"), skips={"time_zone_mismatch": 2},
+                                              files={"t.csv": azure("2023-11-16T18:15:10Z", "2023-11-16 18:15:11",
+                                                                    "2023-11-16 18:15:12+01:00",
+                                                                    "2023-11-16 18:15:13.5-05:00",
+                                                                    "2023-11-16 18:15:14.0000000")}),
+    "datetimes_without_then_with_a_zone_strict": Case(trace_stats("--strict-workload-validation", trace="{tmp}/t.csv"),
+                                                      names=("t.csv", "row 3 (line 4)", "'TIMESTAMP'",
+                                                             "time zone mismatch", "states a zone offset"),
+                                                      files={"t.csv": azure("2023-11-16 18:15:10", "2023-11-16 18:15:11",
+                                                                            "2023-11-16T18:15:12+00:00")}),
 }
 
 
@@ -62,3 +79,23 @@ def test_a_time_unit_axis_over_a_numeric_trace_is_taken(run_cli, tmp_path):
     assert status == 0, err
     runs = json.loads((tmp_path / "r.json").read_text())["runs"]
     assert [(run["name"], run.get("error")) for run in runs] == [("s", None), ("ms", None)]
+
+
+def test_a_zone_mix_first_seen_in_a_later_chunk_is_counted(tmp_path, chunk_rows):
+    """The first valid row's kind holds across the chunked reader's chunks (each chunk alone is all of one kind)."""
+    from tests.loader_helpers import load
+
+    path = tmp_path / "t.csv"
+    path.write_text(azure("2023-11-16 18:15:10+00:00", "2023-11-16 18:15:11+00:00", "2023-11-16 18:15:12+00:00",
+                          "2023-11-16 18:15:13", "2023-11-16 18:15:14"))
+    trace = load(path)
+    assert trace.provenance.skip_reasons == {"time_zone_mismatch": 2}
+    assert trace.arrival_s.tolist() == [0.0, 1.0, 2.0]
+
+
+def test_a_zone_mix_after_a_bad_first_row_takes_the_first_valid_row(tmp_path, chunk_rows):
+    from tests.loader_helpers import load
+
+    path = tmp_path / "t.csv"
+    path.write_text(azure("not a time", "2023-11-16 18:15:11", "2023-11-16 18:15:12Z", "2023-11-16 18:15:13"))
+    assert load(path).provenance.skip_reasons == {"bad_timestamp": 1, "time_zone_mismatch": 1}

@@ -65,6 +65,7 @@ class Chunk:
     token_ids: IdLists | None = None
     chat_id: np.ndarray | None = None  # Bailian: each record's chat id and its parent's (-1: a first turn)
     parent_id: np.ndarray | None = None
+    zoned: np.ndarray | None = None  # datetime formats: whether each row's time states a zone offset (bool)
 
     def take(self, rows: np.ndarray) -> Chunk:
         """The rows ``rows`` (increasing): validation keeps rows in file order."""
@@ -79,6 +80,7 @@ class Chunk:
             token_ids=None if self.token_ids is None else self.token_ids.take(rows),
             chat_id=None if self.chat_id is None else self.chat_id[rows],
             parent_id=None if self.parent_id is None else self.parent_id[rows],
+            zoned=None if self.zoned is None else self.zoned[rows],
         )
 
 
@@ -181,12 +183,20 @@ def _datetime_ns(text: pa.Array) -> np.ndarray | None:
 _COMMA_FRACTION = r"(?<=\d\d:\d\d:\d\d),(?=\d)"  # the comma between a time's seconds and their fraction
 
 
-def _parse_datetimes(raw) -> tuple[np.ndarray, np.ndarray]:
-    """Nanoseconds since the epoch (UTC, int64) of ISO 8601 texts (0 where a text is bad), and a reason per row."""
+# A zone designator ending an ISO 8601 time (Z, +hh, +hhmm, +hh:mm), looked for past the date's 10 characters (a
+# date's own "-dd" is no offset)
+_ZONE = r"(?:[Zz]|[+-]\d\d(?::?\d\d)?)\s*$"
+
+
+def _parse_datetimes(raw) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Nanoseconds since the epoch (UTC, int64) of ISO 8601 texts (0 where a text is bad), a reason per row, and
+    whether each row's text states a zone offset (a time without one is read as UTC; the loader skips a row whose
+    kind is not the first valid row's: ``time_zone_mismatch``)."""
     if isinstance(raw, pa.Array):
         ns = _datetime_ns(raw)
-        if ns is not None:
-            return ns.astype(np.int64, copy=False), np.zeros(len(ns), dtype=np.int8)
+        if ns is not None:  # (no text has a zone, or every one "+00:00")
+            zoned = np.full(len(ns), raw[0].as_py().endswith(UTC_SUFFIX))
+            return ns.astype(np.int64, copy=False), np.zeros(len(ns), dtype=np.int8), zoned
     import pandas as pd
 
     if isinstance(raw, pa.Array):
@@ -204,18 +214,20 @@ def _parse_datetimes(raw) -> tuple[np.ndarray, np.ndarray]:
     bad = ~missing & parsed.isna().to_numpy()
     reason = np.where(missing, CODE["missing_value"], np.where(bad, CODE["bad_timestamp"], 0)).astype(np.int8)
     arrival = np.where(parsed.isna(), 0, parsed.to_numpy(dtype="datetime64[ns]").astype(np.int64))
-    return arrival, reason
+    zoned = (reason == 0) & text.str[10:].str.contains(_ZONE, na=False).to_numpy(dtype=bool)
+    return arrival, reason, zoned
 
 
 def _parse_tokens(frame, ts: str, inp: str, out: str, ts_numeric: bool):
+    zoned = None
     if ts_numeric:
         arrival, r_ts = numeric_column(_column(frame, ts), integer=False)
     else:
-        arrival, r_ts = _parse_datetimes(_column(frame, ts))
+        arrival, r_ts, zoned = _parse_datetimes(_column(frame, ts))
     input_tokens, r_in = numeric_column(_column(frame, inp))
     output_tokens, r_out = numeric_column(_column(frame, out))
     r_zero = np.where((r_in == 0) & (input_tokens == 0), CODE["zero_input_tokens"], 0).astype(np.int8)
-    chunk = Chunk(arrival=arrival, input_tokens=input_tokens, output_tokens=output_tokens)
+    chunk = Chunk(arrival=arrival, input_tokens=input_tokens, output_tokens=output_tokens, zoned=zoned)
     return chunk, [ts, inp, out, inp], [r_ts, r_in, r_out, r_zero]
 
 
@@ -431,6 +443,7 @@ def trace_format_name(path: Path, given: str) -> str | None:
         return sniff_format(path)
     except (TraceError, OSError):
         return None
+
 
 
 def check_time_unit(trace: str | None, given_format: str, time_unit: str | None,

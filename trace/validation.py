@@ -37,6 +37,7 @@ REASONS = (
     "malformed_row",
     "id_out_of_range",  # a hash or token id beyond int64
     "too_many_tokens",  # prompt + output above workload.max_request_tokens
+    "time_zone_mismatch",  # a datetime with a zone offset where the first row's has none, or the reverse
 )
 CODE = {name: i for i, name in enumerate(REASONS)}
 
