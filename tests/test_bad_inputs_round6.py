@@ -1,7 +1,8 @@
 """Bad input, round 6 (helper hleft4): what round 5 (tests/test_bad_inputs_round5.py) left. A time unit a sweep's
 trace cannot take, refused by every point at run time rather than before the first; rows of one trace each valid but
-inconsistent with the others (datetimes with and without a zone offset). Each case ran with a silently wrong input
-(exit 0) or failed after the work started; each is now one line and exit 2 before the work starts, or a counted skip.
+inconsistent with the others (datetimes with and without a zone offset) or with themselves (a BurstGPT total that
+is not its counts' sum). Each case ran with a silently wrong input (exit 0) or failed after the work started; each is
+now one line and exit 2 before the work starts, or a counted skip.
 """
 
 from __future__ import annotations
@@ -52,6 +53,17 @@ CASES: dict[str, Case] = {
                                                              "time zone mismatch", "states a zone offset"),
                                                       files={"t.csv": azure("2023-11-16 18:15:10", "2023-11-16 18:15:11",
                                                                             "2023-11-16T18:15:12+00:00")}),
+    # BurstGPT's Total tokens is Request tokens + Response tokens (HPMLL/BurstGPT README, Schema): a row that says
+    # otherwise has a wrong count and was used as written (exit 0, no skip); a row missing its Model field shifted
+    # the counts one column left (Request 18, Response 490, Total "Conversation log") and was used so
+    "burstgpt_total_is_not_the_sum": Case(trace_stats(trace="{tmp}/b.csv"), skips={"total_tokens_mismatch": 1},
+                                          files={"b.csv": BURSTGPT_OK + "2,GPT-4,300,30,999,Conversation log\n"}),
+    "burstgpt_row_missing_a_field": Case(trace_stats(trace="{tmp}/b.csv"), skips={"non_numeric": 1},
+                                         files={"b.csv": BURSTGPT_OK + "2,472,18,490,Conversation log\n"}),
+    "burstgpt_total_is_not_the_sum_strict": Case(trace_stats("--strict-workload-validation", trace="{tmp}/b.csv"),
+                                                 names=("b.csv", "row 3 (line 4)", "'Total tokens'",
+                                                        "total tokens mismatch"),
+                                                 files={"b.csv": BURSTGPT_OK + "2,GPT-4,300,30,999,Conversation log\n"}),
 }
 
 
@@ -99,3 +111,14 @@ def test_a_zone_mix_after_a_bad_first_row_takes_the_first_valid_row(tmp_path, ch
     path = tmp_path / "t.csv"
     path.write_text(azure("not a time", "2023-11-16 18:15:11", "2023-11-16 18:15:12Z", "2023-11-16 18:15:13"))
     assert load(path).provenance.skip_reasons == {"bad_timestamp": 1, "time_zone_mismatch": 1}
+
+
+
+def test_a_blank_burstgpt_total_claims_nothing(tmp_path):
+    """A total left blank (or a row ending before it) is no count to check: the row is used."""
+    from tests.loader_helpers import load
+
+    path = tmp_path / "b.csv"
+    path.write_text(BURSTGPT_OK + "1001,GPT-4,300,30,,Conversation log\n1002,GPT-4,400,40\n")
+    trace = load(path)
+    assert (trace.provenance.skip_reasons, trace.input_tokens.tolist()) == ({}, [100, 200, 300, 400])

@@ -49,6 +49,9 @@ TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
 UINT64_MAX = 2**64 - 1  # an unsigned 64-bit hash's largest value
 MOONCAKE_BLOCK_TOKENS = 512  # Mooncake FAST'25 traces: hash_ids cover 512-token blocks (trace README)
 BURSTGPT_SESSION_COLUMNS = ("Session ID", "Conversation ID", "session_id", "conversation_id", "Session", "Conversation")
+# "Request tokens length plus response tokens length" (HPMLL/BurstGPT README, Schema): a row whose total is another
+# number holds a wrong count, and which one cannot be told
+BURSTGPT_TOTAL = "Total tokens"
 
 
 @dataclass(slots=True)
@@ -263,6 +266,12 @@ def _session_labels(raw) -> pa.Array:
 
 def _parse_burstgpt(frame):
     chunk, cols, reasons = _parse_tokens(frame, "Timestamp", "Request tokens", "Response tokens", ts_numeric=True)
+    if BURSTGPT_TOTAL in frame:  # checked where given, like the counts (a blank one claims nothing)
+        total, r_total = numeric_column(frame[BURSTGPT_TOTAL])
+        r_total[r_total == CODE["missing_value"]] = 0
+        claimed = np.isfinite(total) & (r_total == 0)
+        r_sum = np.where(claimed & (total != chunk.input_tokens + chunk.output_tokens), CODE["total_tokens_mismatch"], 0)
+        cols, reasons = cols + [BURSTGPT_TOTAL] * 2, reasons + [r_total, r_sum.astype(np.int8)]
     session_col = next((c for c in BURSTGPT_SESSION_COLUMNS if c in frame), None)
     if session_col is not None:
         chunk.session = _session_labels(frame[session_col])
@@ -393,7 +402,7 @@ LLMSERVINGSIM_SESSION = ("an LLMServingSim agentic session ('sub_requests'): its
 FORMATS: dict[str, TraceFormat] = {
     "azure": TraceFormat("azure", "csv", ("TIMESTAMP", "ContextTokens", "GeneratedTokens"), None, _parse_azure),
     "burstgpt": TraceFormat("burstgpt", "csv", ("Timestamp", "Request tokens", "Response tokens"), "s", _parse_burstgpt,
-                            optional=BURSTGPT_SESSION_COLUMNS, one_of=BURSTGPT_SESSION_COLUMNS),
+                            optional=(*BURSTGPT_SESSION_COLUMNS, BURSTGPT_TOTAL), one_of=BURSTGPT_SESSION_COLUMNS),
     "mooncake": TraceFormat("mooncake", "jsonl", ("timestamp", "input_length", "output_length", "hash_ids"), "ms",
                             _parse_mooncake, optional=("chat_id", "parent_chat_id"), id_lists=("hash_ids",),
                             block_tokens=MOONCAKE_BLOCK_TOKENS, variants=(BAILIAN,)),

@@ -249,7 +249,8 @@ def _collect(path: Path, fmt: TraceFormat, ledger: SkipLedger, limit: int | None
                      seen)
     ledger.line_of_row = lambda row: csv_line_of_row(path, row)
     ledger.explain = {"time_zone_mismatch": lambda _: "its time states a zone offset and the first row's does not"
-                      if not seen.zoned else "its time states no zone offset and the first row's does"}
+                      if not seen.zoned else "its time states no zone offset and the first row's does",
+                      "total_tokens_mismatch": lambda _: "not Request tokens + Response tokens, as BurstGPT's is"}
     header = first_line(path)
     delimiter, names = read_header(header, fmt.signature, fmt.optional)
     _require_columns(path, fmt, names, header)

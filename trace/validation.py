@@ -38,6 +38,7 @@ REASONS = (
     "id_out_of_range",  # a hash or token id beyond int64
     "too_many_tokens",  # prompt + output above workload.max_request_tokens
     "time_zone_mismatch",  # a datetime with a zone offset where the first row's has none, or the reverse
+    "total_tokens_mismatch",  # BurstGPT: Total tokens is not Request tokens + Response tokens
 )
 CODE = {name: i for i, name in enumerate(REASONS)}
 
