@@ -1,7 +1,7 @@
 """Bad input, round 6 (helper hleft4): what round 5 (tests/test_bad_inputs_round5.py) left. A time unit a sweep's
 trace cannot take, refused by every point at run time rather than before the first; rows of one trace each valid but
 inconsistent with the others (datetimes with and without a zone offset) or with themselves (a BurstGPT total that
-is not its counts' sum). Each case ran with a silently wrong input (exit 0) or failed after the work started; each is
+is not its counts' sum); Splitwise rows that splitwise-sim would not replay as one LLM sequence. Each case ran with a silently wrong input (exit 0) or failed after the work started; each is
 now one line and exit 2 before the work starts, or a counted skip.
 """
 
@@ -15,6 +15,7 @@ from tests.bad_input_helpers import AZURE_HEADER, AZURE_OK, Case, check_bad_inpu
 
 BURSTGPT_OK = ("Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
                "0,GPT-4,100,10,110,Conversation log\n1000,GPT-4,200,20,220,Conversation log\n")
+SPLITWISE_HEADER = "request_id,request_type,application_id,arrival_timestamp,batch_size,prompt_size,token_size\n"
 SWEEP = "mode: cache-only\nworkload: {trace: t.csv}\naxes: {cache.policy: [lru, arc]}\n"
 
 
@@ -64,6 +65,15 @@ CASES: dict[str, Case] = {
                                                  names=("b.csv", "row 3 (line 4)", "'Total tokens'",
                                                         "total tokens mismatch"),
                                                  files={"b.csv": BURSTGPT_OK + "2,GPT-4,300,30,999,Conversation log\n"}),
+    # splitwise-sim replays request_type 2 alone and sizes a request's KV cache for batch_size sequences
+    # (Mutinifni/splitwise-sim request.py): both columns were ignored, each row replayed as one LLM sequence
+    "splitwise_batch_size_not_one": Case(trace_stats(trace="{tmp}/s.csv"), skips={"batch_size_not_one": 1},
+                                         files={"s.csv": SPLITWISE_HEADER + "0,2,0,1,4,4096,32\n1,2,0,3,1,2048,8\n"}),
+    "splitwise_request_type_not_llm": Case(trace_stats(trace="{tmp}/s.csv"), skips={"unsupported_request_type": 1},
+                                           files={"s.csv": SPLITWISE_HEADER + "0,1,0,1,1,4096,32\n1,2,0,3,1,2048,8\n"}),
+    "splitwise_batch_size_not_one_strict": Case(trace_stats("--strict-workload-validation", trace="{tmp}/s.csv"),
+                                                names=("s.csv", "row 1 (line 2)", "'batch_size'", "batch size not one"),
+                                                files={"s.csv": SPLITWISE_HEADER + "0,2,0,1,4,4096,32\n"}),
 }
 
 
@@ -122,3 +132,20 @@ def test_a_blank_burstgpt_total_claims_nothing(tmp_path):
     path.write_text(BURSTGPT_OK + "1001,GPT-4,300,30,,Conversation log\n1002,GPT-4,400,40\n")
     trace = load(path)
     assert (trace.provenance.skip_reasons, trace.input_tokens.tolist()) == ({}, [100, 200, 300, 400])
+
+
+@pytest.mark.parametrize("text", [
+    "TIMESTAMP,ContextTokens,GeneratedTokens,Region\n2023-11-16 18:15:10,100,10,eu\n2023-11-16 18:15:11,200,20,us\n",
+    "Region,Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type,Elapsed time\n"
+    "eu,0,GPT-4,100,10,110,Conversation log,3\nus,1,GPT-4,200,20,220,API log,4\n",
+    "arrival_timestamp,prompt_size,token_size,note\n0,100,10,a\n1,200,20,b\n",
+    SPLITWISE_HEADER + "0,2,0,0,1,100,10\n1,2,7,1,,200,20\n",  # (a blank batch size is splitwise-sim's default, 1)
+], ids=["azure", "burstgpt", "splitwise-minimal", "splitwise-blank-batch"])
+def test_columns_kvsim_does_not_read_are_accepted(tmp_path, text):
+    """A column a format does not name (a region, a label) is common in exported traces: it is ignored, every row used."""
+    from tests.loader_helpers import load
+
+    path = tmp_path / "t.csv"
+    path.write_text(text)
+    trace = load(path)
+    assert (trace.provenance.skip_reasons, trace.input_tokens.tolist()) == ({}, [100, 200])

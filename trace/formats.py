@@ -238,8 +238,33 @@ def _parse_azure(frame):
     return _parse_tokens(frame, "TIMESTAMP", "ContextTokens", "GeneratedTokens", ts_numeric=False)
 
 
+def _stated(frame, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """An optional count column checked where the header has it: its values (NaN where blank) and a reason per row
+    (a blank claims nothing: no reason)."""
+    values, reason = numeric_column(frame[column])
+    reason[reason == CODE["missing_value"]] = 0
+    return values, reason
+
+
+# splitwise-sim (Mutinifni/splitwise-sim request.py) replays only request_type 2, GENERATIVE_LLM (Request.from_dict
+# raises on 0, compute, and 1, DNN: "Not implemented"), and a request's batch_size multiplies its KV cache
+# (estimate_kv_cache_size: 2 x batch_size x tokens x hidden x layers x dtype): a row of batch_size N stands for N
+# sequences, which a replay of one sequence per row would size as one. generate_trace.py writes 2 and 1 always.
+SPLITWISE_CHECKED = (("request_type", 2, "unsupported_request_type"), ("batch_size", 1, "batch_size_not_one"))
+# what a strict error adds to the name of these formats' own reasons
+REASON_NOTES = {"total_tokens_mismatch": "not Request tokens + Response tokens, as BurstGPT's is",
+                "unsupported_request_type": "splitwise-sim replays request_type 2 (generative LLM) alone",
+                "batch_size_not_one": "a row of batch_size N stands for N sequences; kvsim replays one a row"}
+
+
 def _parse_splitwise(frame):
-    return _parse_tokens(frame, "arrival_timestamp", "prompt_size", "token_size", ts_numeric=True)
+    chunk, cols, reasons = _parse_tokens(frame, "arrival_timestamp", "prompt_size", "token_size", ts_numeric=True)
+    for column, replayed, skipped in SPLITWISE_CHECKED:
+        if column in frame:
+            value, r_value = _stated(frame, column)
+            other = np.where((r_value == 0) & np.isfinite(value) & (value != replayed), CODE[skipped], 0)
+            cols, reasons = cols + [column] * 2, reasons + [r_value, other.astype(np.int8)]
+    return chunk, cols, reasons
 
 
 _ASCII_WHITESPACE = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"  # what Python's str.strip() removes from ASCII text
@@ -267,8 +292,7 @@ def _session_labels(raw) -> pa.Array:
 def _parse_burstgpt(frame):
     chunk, cols, reasons = _parse_tokens(frame, "Timestamp", "Request tokens", "Response tokens", ts_numeric=True)
     if BURSTGPT_TOTAL in frame:  # checked where given, like the counts (a blank one claims nothing)
-        total, r_total = numeric_column(frame[BURSTGPT_TOTAL])
-        r_total[r_total == CODE["missing_value"]] = 0
+        total, r_total = _stated(frame, BURSTGPT_TOTAL)
         claimed = np.isfinite(total) & (r_total == 0)
         r_sum = np.where(claimed & (total != chunk.input_tokens + chunk.output_tokens), CODE["total_tokens_mismatch"], 0)
         cols, reasons = cols + [BURSTGPT_TOTAL] * 2, reasons + [r_total, r_sum.astype(np.int8)]
@@ -406,7 +430,8 @@ FORMATS: dict[str, TraceFormat] = {
     "mooncake": TraceFormat("mooncake", "jsonl", ("timestamp", "input_length", "output_length", "hash_ids"), "ms",
                             _parse_mooncake, optional=("chat_id", "parent_chat_id"), id_lists=("hash_ids",),
                             block_tokens=MOONCAKE_BLOCK_TOKENS, variants=(BAILIAN,)),
-    "splitwise": TraceFormat("splitwise", "csv", ("arrival_timestamp", "prompt_size", "token_size"), "s", _parse_splitwise),
+    "splitwise": TraceFormat("splitwise", "csv", ("arrival_timestamp", "prompt_size", "token_size"), "s", _parse_splitwise,
+                             optional=tuple(column for column, _, _ in SPLITWISE_CHECKED)),
     "llmservingsim": TraceFormat("llmservingsim", "jsonl", ("input_toks", "output_toks", "arrival_time_ns"), "ns",
                                  _parse_llmservingsim, optional=("input_tok_ids",), id_lists=("input_tok_ids",),
                                  refused=(("sub_requests", LLMSERVINGSIM_SESSION),), time_key="arrival_time_ns"),

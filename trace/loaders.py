@@ -35,7 +35,7 @@ from sim.errors import QUOTE_LIMIT, ConfigError, TraceError, quote
 from trace import blocks as bm
 from trace.arrow import numpy_view, valid
 from trace.csv_reader import CsvParserError, csv_chunks, read_header
-from trace.formats import (FORMATS, TIME_UNITS, Chunk, TraceFormat, block_token_counts, check_time_unit,
+from trace.formats import (FORMATS, REASON_NOTES, TIME_UNITS, Chunk, TraceFormat, block_token_counts, check_time_unit,
                            hash_ids_mismatch, pick_block_tokens, sniff_format, variant_of)
 from trace.jsonl_reader import first_record_with, jsonl_chunks, jsonl_line, keys_in_records, malformed_record
 from trace.readers import IdLists, RawChunk, first_line
@@ -250,7 +250,7 @@ def _collect(path: Path, fmt: TraceFormat, ledger: SkipLedger, limit: int | None
     ledger.line_of_row = lambda row: csv_line_of_row(path, row)
     ledger.explain = {"time_zone_mismatch": lambda _: "its time states a zone offset and the first row's does not"
                       if not seen.zoned else "its time states no zone offset and the first row's does",
-                      "total_tokens_mismatch": lambda _: "not Request tokens + Response tokens, as BurstGPT's is"}
+                      **{reason: lambda _, note=note: note for reason, note in REASON_NOTES.items()}}
     header = first_line(path)
     delimiter, names = read_header(header, fmt.signature, fmt.optional)
     _require_columns(path, fmt, names, header)
