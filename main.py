@@ -140,10 +140,13 @@ def resolve_config(args: argparse.Namespace, mode: str | None = None, rules: boo
 def check_config_for_mode(args: argparse.Namespace, config: Config, mode: str, policies: list[str]) -> None:
     """Flags and settings that only make sense together with others, judged on the resolved config."""
     from sim.mode_settings_rules import learned_tier_policies
+    from trace.formats import check_time_unit
 
     given = {**learned_tier_policies(config), **given_on_command_line(args)}  # (--set's own wording where given)
     here = CLUSTER_PD if mode == "cluster" and args.pd else mode  # (--cluster --pd: the keys its roles read)
     check_preset_read(args.preset, config, here)
+    check_time_unit(config.workload.trace, config.workload.format, config.workload.time_unit,
+                    given.get("workload.time_unit", "workload.time_unit"))
     check_settings_given(here, config, policies, given, parse_routers(args.router), bool(args.max_rate))
     if mode == "check-calibration":
         from sim.serving.calibration import unread_serving_keys

@@ -45,6 +45,7 @@ def check_point(mode: str, config: Config, options: RunOptions, where: str = "",
     from sim.cache.policies import POLICIES
     from sim.mode_settings import CLUSTER_PD, unread_settings
     from sim.mode_settings_rules import learned_tier_policies
+    from trace.formats import check_time_unit
 
     prefix = f"{where}: " if where else ""
     try:
@@ -71,6 +72,9 @@ def check_point(mode: str, config: Config, options: RunOptions, where: str = "",
                 " draws nothing from the seed, so every seed gives the same run" + (
                 "; use a synthetic workload" if mode == "cache-only" else
                 "; set workload.arrivals.process (poisson, gamma or resample) to vary its arrivals"))
+        workload = config.workload  # (a point of a trace axis over formats: refused before the first point runs)
+        check_time_unit(workload.trace, workload.format, workload.time_unit,
+                        (given or {}).get("workload.time_unit", "workload.time_unit"))
         policies = list(options.policies) or [config.cache.policy]
         # a learned tier policy however set is given (callers count it given: refuse_unread, so a capacity axis with
         # a 0 among others keeps it), and one a file set is judged only where its tier has capacity 0, never built,

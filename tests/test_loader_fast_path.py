@@ -126,9 +126,9 @@ def test_csv_quoted_newline_across_chunks(tmp_path, monkeypatch, chunk_rows):
     """A quoted field holding a newline may straddle a chunk's end: pandas reads on from there."""
     text = ("Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
             "0,ChatGPT,100,10,110,Conversation log\n"
-            '1,"Chat\nGPT",200,10,110,Conversation log\n'
-            '2,"a,\n\nb",-300,10,110,Conversation log\n'
-            "3,ChatGPT,400,10,110,Conversation log\n")
+            '1,"Chat\nGPT",200,10,210,Conversation log\n'
+            '2,"a,\n\nb",-300,10,-290,Conversation log\n'
+            "3,ChatGPT,400,10,410,Conversation log\n")
     path = tmp_path / "b.csv"
     path.write_text(text)
     expected = _load_outcome(path, monkeypatch, False, None)
@@ -148,7 +148,8 @@ def test_burstgpt_sessions_fast_equals_reference(tmp_path, monkeypatch, seed):
     for i in range(60):
         label = rng.choice(sessions[:7] if i < 30 else sessions)  # the first chunk of 3-row chunks: ASCII labels only
         model = "Chat\udce9" if i == 50 and seed % 2 == 0 else "ChatGPT"  # written as the byte 0xe9
-        lines.append(f"{i},{model},{rng.choice([0, 16, 40, 70])},{rng.choice([0, 5])},1,Conversation log,{label}")
+        tokens = (rng.choice([0, 16, 40, 70]), rng.choice([0, 5]))
+        lines.append(f"{i},{model},{tokens[0]},{tokens[1]},{sum(tokens)},Conversation log,{label}")
     path = tmp_path / "b.csv"
     path.write_bytes("\n".join(lines).encode("utf-8", "surrogateescape") + b"\n")
     _assert_same(path, monkeypatch)

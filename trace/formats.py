@@ -38,7 +38,7 @@ import numpy as np
 import pyarrow as pa
 
 from sim.config_fields import INT64_MAX  # block and token ids are interned as int64
-from sim.errors import TraceError, quote
+from sim.errors import ConfigError, TraceError, quote
 from trace.arrow import from_numpy, numpy_view, text_buffers, with_nulls
 from trace.csv_reader import read_header
 from trace.jsonl_reader import JSONL_EXPECTED, json_line_problem, json_object
@@ -49,6 +49,9 @@ TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
 UINT64_MAX = 2**64 - 1  # an unsigned 64-bit hash's largest value
 MOONCAKE_BLOCK_TOKENS = 512  # Mooncake FAST'25 traces: hash_ids cover 512-token blocks (trace README)
 BURSTGPT_SESSION_COLUMNS = ("Session ID", "Conversation ID", "session_id", "conversation_id", "Session", "Conversation")
+# "Request tokens length plus response tokens length" (HPMLL/BurstGPT README, Schema): a row whose total is another
+# number holds a wrong count, and which one cannot be told
+BURSTGPT_TOTAL = "Total tokens"
 
 
 @dataclass(slots=True)
@@ -65,6 +68,7 @@ class Chunk:
     token_ids: IdLists | None = None
     chat_id: np.ndarray | None = None  # Bailian: each record's chat id and its parent's (-1: a first turn)
     parent_id: np.ndarray | None = None
+    zoned: np.ndarray | None = None  # datetime formats: whether each row's time states a zone offset (bool)
 
     def take(self, rows: np.ndarray) -> Chunk:
         """The rows ``rows`` (increasing): validation keeps rows in file order."""
@@ -79,6 +83,7 @@ class Chunk:
             token_ids=None if self.token_ids is None else self.token_ids.take(rows),
             chat_id=None if self.chat_id is None else self.chat_id[rows],
             parent_id=None if self.parent_id is None else self.parent_id[rows],
+            zoned=None if self.zoned is None else self.zoned[rows],
         )
 
 
@@ -181,12 +186,20 @@ def _datetime_ns(text: pa.Array) -> np.ndarray | None:
 _COMMA_FRACTION = r"(?<=\d\d:\d\d:\d\d),(?=\d)"  # the comma between a time's seconds and their fraction
 
 
-def _parse_datetimes(raw) -> tuple[np.ndarray, np.ndarray]:
-    """Nanoseconds since the epoch (UTC, int64) of ISO 8601 texts (0 where a text is bad), and a reason per row."""
+# A zone designator ending an ISO 8601 time (Z, +hh, +hhmm, +hh:mm), looked for past the date's 10 characters (a
+# date's own "-dd" is no offset)
+_ZONE = r"(?:[Zz]|[+-]\d\d(?::?\d\d)?)\s*$"
+
+
+def _parse_datetimes(raw) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Nanoseconds since the epoch (UTC, int64) of ISO 8601 texts (0 where a text is bad), a reason per row, and
+    whether each row's text states a zone offset (a time without one is read as UTC; the loader skips a row whose
+    kind is not the first valid row's: ``time_zone_mismatch``)."""
     if isinstance(raw, pa.Array):
         ns = _datetime_ns(raw)
-        if ns is not None:
-            return ns.astype(np.int64, copy=False), np.zeros(len(ns), dtype=np.int8)
+        if ns is not None:  # (no text has a zone, or every one "+00:00")
+            zoned = np.full(len(ns), raw[0].as_py().endswith(UTC_SUFFIX))
+            return ns.astype(np.int64, copy=False), np.zeros(len(ns), dtype=np.int8), zoned
     import pandas as pd
 
     if isinstance(raw, pa.Array):
@@ -204,18 +217,20 @@ def _parse_datetimes(raw) -> tuple[np.ndarray, np.ndarray]:
     bad = ~missing & parsed.isna().to_numpy()
     reason = np.where(missing, CODE["missing_value"], np.where(bad, CODE["bad_timestamp"], 0)).astype(np.int8)
     arrival = np.where(parsed.isna(), 0, parsed.to_numpy(dtype="datetime64[ns]").astype(np.int64))
-    return arrival, reason
+    zoned = (reason == 0) & text.str[10:].str.contains(_ZONE, na=False).to_numpy(dtype=bool)
+    return arrival, reason, zoned
 
 
 def _parse_tokens(frame, ts: str, inp: str, out: str, ts_numeric: bool):
+    zoned = None
     if ts_numeric:
         arrival, r_ts = numeric_column(_column(frame, ts), integer=False)
     else:
-        arrival, r_ts = _parse_datetimes(_column(frame, ts))
+        arrival, r_ts, zoned = _parse_datetimes(_column(frame, ts))
     input_tokens, r_in = numeric_column(_column(frame, inp))
     output_tokens, r_out = numeric_column(_column(frame, out))
     r_zero = np.where((r_in == 0) & (input_tokens == 0), CODE["zero_input_tokens"], 0).astype(np.int8)
-    chunk = Chunk(arrival=arrival, input_tokens=input_tokens, output_tokens=output_tokens)
+    chunk = Chunk(arrival=arrival, input_tokens=input_tokens, output_tokens=output_tokens, zoned=zoned)
     return chunk, [ts, inp, out, inp], [r_ts, r_in, r_out, r_zero]
 
 
@@ -223,8 +238,33 @@ def _parse_azure(frame):
     return _parse_tokens(frame, "TIMESTAMP", "ContextTokens", "GeneratedTokens", ts_numeric=False)
 
 
+def _stated(frame, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """An optional count column checked where the header has it: its values (NaN where blank) and a reason per row
+    (a blank claims nothing: no reason)."""
+    values, reason = numeric_column(frame[column])
+    reason[reason == CODE["missing_value"]] = 0
+    return values, reason
+
+
+# splitwise-sim (Mutinifni/splitwise-sim request.py) replays only request_type 2, GENERATIVE_LLM (Request.from_dict
+# raises on 0, compute, and 1, DNN: "Not implemented"), and a request's batch_size multiplies its KV cache
+# (estimate_kv_cache_size: 2 x batch_size x tokens x hidden x layers x dtype): a row of batch_size N stands for N
+# sequences, which a replay of one sequence per row would size as one. generate_trace.py writes 2 and 1 always.
+SPLITWISE_CHECKED = (("request_type", 2, "unsupported_request_type"), ("batch_size", 1, "batch_size_not_one"))
+# what a strict error adds to the name of these formats' own reasons
+REASON_NOTES = {"total_tokens_mismatch": "not Request tokens + Response tokens, as BurstGPT's is",
+                "unsupported_request_type": "splitwise-sim replays request_type 2 (generative LLM) alone",
+                "batch_size_not_one": "a row of batch_size N stands for N sequences; kvsim replays one a row"}
+
+
 def _parse_splitwise(frame):
-    return _parse_tokens(frame, "arrival_timestamp", "prompt_size", "token_size", ts_numeric=True)
+    chunk, cols, reasons = _parse_tokens(frame, "arrival_timestamp", "prompt_size", "token_size", ts_numeric=True)
+    for column, replayed, skipped in SPLITWISE_CHECKED:
+        if column in frame:
+            value, r_value = _stated(frame, column)
+            other = np.where((r_value == 0) & np.isfinite(value) & (value != replayed), CODE[skipped], 0)
+            cols, reasons = cols + [column] * 2, reasons + [r_value, other.astype(np.int8)]
+    return chunk, cols, reasons
 
 
 _ASCII_WHITESPACE = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"  # what Python's str.strip() removes from ASCII text
@@ -251,6 +291,11 @@ def _session_labels(raw) -> pa.Array:
 
 def _parse_burstgpt(frame):
     chunk, cols, reasons = _parse_tokens(frame, "Timestamp", "Request tokens", "Response tokens", ts_numeric=True)
+    if BURSTGPT_TOTAL in frame:  # checked where given, like the counts (a blank one claims nothing)
+        total, r_total = _stated(frame, BURSTGPT_TOTAL)
+        claimed = np.isfinite(total) & (r_total == 0)
+        r_sum = np.where(claimed & (total != chunk.input_tokens + chunk.output_tokens), CODE["total_tokens_mismatch"], 0)
+        cols, reasons = cols + [BURSTGPT_TOTAL] * 2, reasons + [r_total, r_sum.astype(np.int8)]
     session_col = next((c for c in BURSTGPT_SESSION_COLUMNS if c in frame), None)
     if session_col is not None:
         chunk.session = _session_labels(frame[session_col])
@@ -381,11 +426,12 @@ LLMSERVINGSIM_SESSION = ("an LLMServingSim agentic session ('sub_requests'): its
 FORMATS: dict[str, TraceFormat] = {
     "azure": TraceFormat("azure", "csv", ("TIMESTAMP", "ContextTokens", "GeneratedTokens"), None, _parse_azure),
     "burstgpt": TraceFormat("burstgpt", "csv", ("Timestamp", "Request tokens", "Response tokens"), "s", _parse_burstgpt,
-                            optional=BURSTGPT_SESSION_COLUMNS, one_of=BURSTGPT_SESSION_COLUMNS),
+                            optional=(*BURSTGPT_SESSION_COLUMNS, BURSTGPT_TOTAL), one_of=BURSTGPT_SESSION_COLUMNS),
     "mooncake": TraceFormat("mooncake", "jsonl", ("timestamp", "input_length", "output_length", "hash_ids"), "ms",
                             _parse_mooncake, optional=("chat_id", "parent_chat_id"), id_lists=("hash_ids",),
                             block_tokens=MOONCAKE_BLOCK_TOKENS, variants=(BAILIAN,)),
-    "splitwise": TraceFormat("splitwise", "csv", ("arrival_timestamp", "prompt_size", "token_size"), "s", _parse_splitwise),
+    "splitwise": TraceFormat("splitwise", "csv", ("arrival_timestamp", "prompt_size", "token_size"), "s", _parse_splitwise,
+                             optional=tuple(column for column, _, _ in SPLITWISE_CHECKED)),
     "llmservingsim": TraceFormat("llmservingsim", "jsonl", ("input_toks", "output_toks", "arrival_time_ns"), "ns",
                                  _parse_llmservingsim, optional=("input_tok_ids",), id_lists=("input_tok_ids",),
                                  refused=(("sub_requests", LLMSERVINGSIM_SESSION),), time_key="arrival_time_ns"),
@@ -431,3 +477,23 @@ def trace_format_name(path: Path, given: str) -> str | None:
         return sniff_format(path)
     except (TraceError, OSError):
         return None
+
+
+
+def check_time_unit(trace: str | None, given_format: str, time_unit: str | None,
+                    said: str = "workload.time_unit") -> None:
+    """Refuse, before any work, a ``time_unit`` (given as ``said``: a flag, a ``--set``, a sweep's key) for a trace
+    whose timestamps fix their own unit: datetimes, or a key that names its unit (``arrival_time_ns``: ms read 29 s
+    as 337 days). A file that cannot tell its format is left to the loader."""
+    if trace is None or time_unit is None:
+        return
+    name = trace_format_name(Path(trace), given_format)
+    fmt = None if name is None else FORMATS[name]
+    if fmt is None or fmt.time_unit == time_unit or (fmt.time_unit is not None and fmt.time_key is None):
+        return
+    why = "datetimes, which fix their own unit" if fmt.time_unit is None else \
+        f"'{fmt.time_key}', in {fmt.time_unit} by their name"
+    value = f"workload.time_unit={time_unit}"
+    named = value if said == "workload.time_unit" else f"--set {value}" if said.startswith("--set ") \
+        else f"{said} ({value})"
+    raise ConfigError(f"{named}: {trace}: {name} timestamps are {why}; drop it")

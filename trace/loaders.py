@@ -36,7 +36,7 @@ from trace import blocks as bm
 from trace.arrow import numpy_view, valid
 from trace.chats import chat_sessions, children_before_parents
 from trace.csv_reader import CsvParserError, csv_chunks, read_header
-from trace.formats import (FORMATS, TIME_UNITS, Chunk, TraceFormat, block_token_counts,
+from trace.formats import (FORMATS, REASON_NOTES, TIME_UNITS, Chunk, TraceFormat, block_token_counts, check_time_unit,
                            hash_ids_mismatch, pick_block_tokens, sniff_format, variant_of)
 from trace.jsonl_reader import first_record_with, jsonl_chunks, jsonl_line, keys_in_records, malformed_record
 from trace.readers import IdLists, RawChunk, first_line
@@ -105,7 +105,7 @@ def csv_line_of_row(path: Path, row: int) -> int | None:
 
 
 def _scan(path: Path, fmt: TraceFormat, ledger: SkipLedger, limit: int | None, chunks: Iterator[RawChunk],
-          max_tokens: int, blocks: _Blocks) -> tuple[list[Chunk], int]:
+          max_tokens: int, seen: _Established) -> tuple[list[Chunk], int]:
     """Validate chunks and keep valid rows (file order) until ``limit`` of them."""
     kept: list[Chunk] = []
     n_kept = rows_read = 0
@@ -129,10 +129,10 @@ def _scan(path: Path, fmt: TraceFormat, ledger: SkipLedger, limit: int | None, c
                 return
             yield raw, None
 
-    blocks.later = look_ahead
+    seen.later = look_ahead
     with contextlib.closing(chunks):  # a limit stops early: the reader's file is closed now, not at exit
         for raw, parsed in in_order():
-            reason, col_reasons, cols, chunk = _validate(path, fmt, raw, max_tokens, blocks, parsed)
+            reason, col_reasons, cols, chunk = _validate(path, fmt, raw, max_tokens, seen, parsed)
             ok = reason == 0
             stop = len(reason)
             if limit is not None and n_kept + int(ok.sum()) >= limit:
@@ -154,39 +154,54 @@ LOOK_AHEAD_CHUNKS = 8
 
 
 @dataclass(slots=True)
-class _Blocks:
-    """The block size of a trace's hash_ids: inferred from its first chunk (``infer_block_tokens``), or, when every
-    valid record there is one block long (which fits every size from its length up), from the chunks up to the
-    first that holds a longer record, ``LOOK_AHEAD_CHUNKS`` more at most (``later``: the valid records' input
-    lengths and hash id counts of the chunks after the first); then every record is checked against it."""
+class _Established:
+    """What a trace's first valid rows fix for every row after them, across chunks. The block size of its hash_ids
+    (``tokens``): inferred from its first chunk (``infer_block_tokens``), or, when every valid record there is one
+    block long (which fits every size from its length up), from the chunks up to the first that holds a longer
+    record, ``LOOK_AHEAD_CHUNKS`` more at most (``later``: the valid records' input lengths and hash id counts of the
+    chunks after the first); then every record is checked against it. Whether its datetimes state a zone offset
+    (``zoned``): the first valid row's kind, which every later row must share (``_zone_check``)."""
 
     tokens: int | None = None
     records: int = 0  # valid records it was inferred from
     later: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]] | None = None
+    zoned: bool | None = None
 
 
-def _block_check(path: Path, fmt: TraceFormat, chunk: Chunk, prior: np.ndarray, blocks: _Blocks) -> np.ndarray:
+def _block_check(path: Path, fmt: TraceFormat, chunk: Chunk, prior: np.ndarray, seen: _Established) -> np.ndarray:
     """``hash_ids_length_mismatch`` where a record otherwise valid holds other than ceil(input_length /
     block size) hash ids."""
     ok = prior == 0
     lengths = chunk.hash_ids.lengths
-    if blocks.tokens is None:
+    if seen.tokens is None:
         counts = block_token_counts(chunk.input_tokens[ok], lengths[ok])
-        blocks.records = int(ok.sum())
-        if blocks.later is not None and not (lengths[ok] > 1).any():
-            with contextlib.closing(blocks.later()) as more:
+        seen.records = int(ok.sum())
+        if seen.later is not None and not (lengths[ok] > 1).any():
+            with contextlib.closing(seen.later()) as more:
                 for tokens, n in itertools.islice(more, LOOK_AHEAD_CHUNKS):
                     counts += block_token_counts(tokens, n)
-                    blocks.records += len(n)
+                    seen.records += len(n)
                     if (n > 1).any():
                         break
-        blocks.tokens, ties = pick_block_tokens(counts, fmt.block_tokens)
+        seen.tokens, ties = pick_block_tokens(counts, fmt.block_tokens)
         if len(ties) > 1:
             sizes = f"{ties[0]} or {ties[1]}{' or more' if len(ties) > 2 else ''}"
             raise TraceError(f"{path}: cannot tell the block size of the hash_ids: blocks of {sizes} tokens fit as "
-                             f"many of the first {blocks.records:,} valid records (each one block long)")
-    return np.where(ok & hash_ids_mismatch(chunk.input_tokens, lengths, blocks.tokens),
+                             f"many of the first {seen.records:,} valid records (each one block long)")
+    return np.where(ok & hash_ids_mismatch(chunk.input_tokens, lengths, seen.tokens),
                     CODE["hash_ids_length_mismatch"], 0).astype(np.int8)
+
+
+def _zone_check(chunk: Chunk, prior: np.ndarray, seen: _Established) -> np.ndarray:
+    """``time_zone_mismatch`` where a row otherwise valid states a zone offset and the first valid row does not, or
+    the reverse: a time without an offset is read as UTC, which, beside times that state their zone, is a guess (a
+    local time, a log's other clock) that moves it by hours against them."""
+    ok = prior == 0
+    if chunk.zoned is None or not ok.any():
+        return np.zeros(len(prior), dtype=np.int8)
+    if seen.zoned is None:
+        seen.zoned = bool(chunk.zoned[np.argmax(ok)])
+    return np.where(ok & (chunk.zoned != seen.zoned), CODE["time_zone_mismatch"], 0).astype(np.int8)
 
 
 def _parse(path: Path, fmt: TraceFormat, raw: RawChunk):
@@ -203,17 +218,20 @@ def _parse(path: Path, fmt: TraceFormat, raw: RawChunk):
     return chunk, cols, col_reasons
 
 
-def _validate(path: Path, fmt: TraceFormat, raw: RawChunk, max_tokens: int, blocks: _Blocks, parsed: tuple | None = None):
+def _validate(path: Path, fmt: TraceFormat, raw: RawChunk, max_tokens: int, seen: _Established, parsed: tuple | None = None):
     """A chunk's first failing reason per row, each column's reasons, and its parsed values (``parsed``: ``_parse``'s,
     when the look-ahead has parsed it)."""
     chunk, cols, col_reasons = _parse(path, fmt, raw) if parsed is None else parsed
     if chunk.hash_ids is not None:
         cols.append("hash_ids")
-        col_reasons.append(_block_check(path, fmt, chunk, combine(*col_reasons), blocks))
+        col_reasons.append(_block_check(path, fmt, chunk, combine(*col_reasons), seen))
     # Prompt + output above the bound: skipped before any array is sized by it.
     too_big = np.nan_to_num(chunk.input_tokens) + np.nan_to_num(chunk.output_tokens) > max_tokens
     cols.append(None)
     col_reasons.append(np.where(too_big, CODE["too_many_tokens"], 0).astype(np.int8))
+    if chunk.zoned is not None:
+        cols.append(next(c for c in cols if c is not None))  # (the timestamp's column, its parser's first)
+        col_reasons.append(_zone_check(chunk, combine(*col_reasons), seen))
     return combine(*col_reasons), col_reasons, cols, chunk
 
 
@@ -224,26 +242,29 @@ def _malformed_jsonl(path: Path, line: int | None) -> str | None:
 
 
 def _collect(path: Path, fmt: TraceFormat, ledger: SkipLedger, limit: int | None, max_tokens: int,
-             blocks: _Blocks) -> tuple[list[Chunk], int]:
+             seen: _Established) -> tuple[list[Chunk], int]:
     ledger.row_label = "row" if fmt.kind == "csv" else "record"
     if fmt.kind == "jsonl":
         ledger.explain = {"malformed_row": lambda line: _malformed_jsonl(path, line)}
         return _scan(path, fmt, ledger, limit, jsonl_chunks(path, fmt.signature, fmt.optional, fmt.id_lists), max_tokens,
-                     blocks)
+                     seen)
     ledger.line_of_row = lambda row: csv_line_of_row(path, row)
+    ledger.explain = {"time_zone_mismatch": lambda _: "its time states a zone offset and the first row's does not"
+                      if not seen.zoned else "its time states no zone offset and the first row's does",
+                      **{reason: lambda _, note=note: note for reason, note in REASON_NOTES.items()}}
     header = first_line(path)
     delimiter, names = read_header(header, fmt.signature, fmt.optional)
     _require_columns(path, fmt, names, header)
     try:
         try:
             return _scan(path, fmt, ledger, limit, csv_chunks(path, fmt.signature, fmt.optional, tolerant=False,
-                                                              delimiter=delimiter), max_tokens, blocks)
+                                                              delimiter=delimiter), max_tokens, seen)
         except CsvParserError:
             pass
         ledger.counts.clear()  # rescan from the start, charging rows with too many fields in place
         try:
             return _scan(path, fmt, ledger, limit, csv_chunks(path, fmt.signature, fmt.optional, tolerant=True,
-                                                              delimiter=delimiter), max_tokens, blocks)
+                                                              delimiter=delimiter), max_tokens, seen)
         except CsvParserError as exc:
             raise TraceError(f"{path}: malformed CSV: {quote(str(exc))}") from None
     except UnicodeDecodeError as exc:
@@ -305,19 +326,15 @@ def load_trace(workload: WorkloadConfig, block_size: int, sha256: str | None = N
     if workload.format != "auto":
         first_line(path)  # an empty, binary or non-UTF-8 file is refused whatever the format
     fmt = FORMATS[name]
-    if workload.time_unit is not None and fmt.time_unit is None:
-        raise ConfigError(f"{path}: {name} timestamps are datetimes; workload.time_unit does not apply to them")
-    if workload.time_unit not in (None, fmt.time_unit) and fmt.time_key is not None:  # (ms read 29 s as 337 days)
-        raise ConfigError(f"{path}: {name} timestamps are '{fmt.time_key}', in {fmt.time_unit} by their name; "
-                          f"workload.time_unit={workload.time_unit} does not apply to them")
+    check_time_unit(str(path), name, workload.time_unit)
     refuse_records(path, fmt)
     if fmt.kind == "jsonl" and fmt.optional:  # the optional keys some record has, searched for once: read, and
         fmt = dataclasses.replace(fmt, optional=keys_in_records(path, fmt.optional))  # they tell a variant
     variant = variant_of(fmt, fmt.optional)
     time_unit = None if fmt.time_unit is None else workload.time_unit or (variant or fmt).time_unit
     ledger = SkipLedger(str(path), workload.strict_validation)
-    blocks = _Blocks()
-    kept, rows_read = _collect(path, fmt, ledger, workload.limit, request_token_bound(workload), blocks)
+    seen = _Established()
+    kept, rows_read = _collect(path, fmt, ledger, workload.limit, request_token_bound(workload), seen)
     if not sum(len(c.arrival) for c in kept):
         raise no_usable_requests(str(path), rows_read, ledger.counts)
 
@@ -369,12 +386,12 @@ def load_trace(workload: WorkloadConfig, block_size: int, sha256: str | None = N
         lists = ordered(IdLists.concat([c.hash_ids for c in kept]))
         flat, offsets = lists.values, lists.offsets
         kind = "hash_ids"
-        trace_tokens = blocks.tokens
+        trace_tokens = seen.tokens
         if trace_tokens != fmt.block_tokens:
             LOG.warning("kvsim: note: %s: its hash_ids cover %d-token blocks (not %s's %d): the count that matches "
                         "input_length in %s of the first %s valid records", path, trace_tokens, fmt.name,
                         fmt.block_tokens, "all" if not ledger.counts.get("hash_ids_length_mismatch") else "most",
-                        f"{blocks.records:,}")
+                        f"{seen.records:,}")
         if block_size == trace_tokens or workload.block_mismatch == "trace":
             block_size = trace_tokens  # the trace's own blocks, as given (the Contract's default)
             block_ids, num_unique = bm.intern(flat)

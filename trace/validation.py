@@ -37,6 +37,10 @@ REASONS = (
     "malformed_row",
     "id_out_of_range",  # a hash or token id beyond int64
     "too_many_tokens",  # prompt + output above workload.max_request_tokens
+    "time_zone_mismatch",  # a datetime with a zone offset where the first row's has none, or the reverse
+    "total_tokens_mismatch",  # BurstGPT: Total tokens is not Request tokens + Response tokens
+    "unsupported_request_type",  # Splitwise: a request_type other than generative LLM inference (2)
+    "batch_size_not_one",  # Splitwise: a row standing for batch_size sequences, not one
 )
 CODE = {name: i for i, name in enumerate(REASONS)}
 
