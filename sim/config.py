@@ -75,6 +75,10 @@ class ServingConfig:
     # vLLM's data_parallel_size, for a mixture of experts: groups of this many instances (each
     # tensor_parallel_size GPUs of one node) shard their MoE layers over the group's GPUs (sim.serving.moe)
     data_parallel_size: int = domain(1, ge=1)
+    # vLLM's enable_expert_parallel, read at data_parallel_size > 1: true, each GPU of a group holds whole experts
+    # (E / (D x TP)); false, every expert is split by width over the group's D x TP GPUs (vLLM's CLI default; kvsim's
+    # default stays true, the layout its data-parallel results and goldens were made with: README)
+    enable_expert_parallel: bool = True
     # tokens per KV block; None: vLLM 0.33's for the model and GPU, as its attention backend picks it (16; 32 for
     # multi-head latent attention on B200; 64 for DeepSeek sparse attention; a Gated DeltaNet hybrid's raised to hold
     # a state: sim.serving.engine_limits.block_size)

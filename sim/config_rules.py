@@ -94,6 +94,7 @@ def _pd_tensor_parallel_fits(c: Config) -> None:
         if dp > 1 and dp * tp > gpus:
             raise ConfigError(f"config keys 'serving.data_parallel_size'={dp} x '{key}'={tp} need {dp * tp} GPUs of "
                               f"one node; one node has 'hardware.gpus_per_node'={gpus}")
+        _expert_width_fits(c, key, tp)
     (p_key, p), (d_key, d) = roles["prefill"], roles["decode"]
     if max(p, d) % min(p, d):
         raise ConfigError(f"config keys '{p_key}'={p} (prefill) and '{d_key}'={d} (decode): the larger TP must be a "
@@ -140,6 +141,22 @@ def _data_parallel_fits(c: Config) -> None:
     if dp * tp > gpus:
         raise ConfigError(f"config key 'serving.data_parallel_size'={dp} x tensor_parallel_size {tp} needs {dp * tp} "
                           f"GPUs of one node; one node has 'hardware.gpus_per_node'={gpus}")
+    _expert_width_fits(c, SERVING_TP, tp)
+
+
+def _expert_width_fits(c: Config, key: str, tp: int) -> None:
+    """Without expert parallelism a data-parallel group splits every expert's width over its D × TP GPUs, which vLLM
+    requires to divide it (fused_moe/config.py ``FusedMoEConfig.__post_init__``: ``intermediate_size % tp_size``)."""
+    from sim.specs import model_spec
+
+    dp = c.serving.data_parallel_size
+    if dp == 1 or c.serving.enable_expert_parallel:
+        return
+    width = model_spec(c.model).moe_intermediate_size
+    if width % (dp * tp):
+        raise ConfigError(f"config key 'serving.enable_expert_parallel' false splits each expert's width {width} of "
+                          f"{c.model} over 'serving.data_parallel_size'={dp} x '{key}'={tp} GPUs, which does not "
+                          "divide it (vLLM asserts it does); enable expert parallelism or change the sizes")
 
 
 def pd_node_fits(c: Config) -> None:

@@ -173,6 +173,9 @@ def _unread(mode: str, config: Config, policies: list[str], given: dict[str, str
             [config.serving.tensor_parallel_size]
         if max(tps) == 1 and config.serving.data_parallel_size == 1:
             yield "serving.all_reduce", "no instance here all-reduces (tensor parallel size 1)"
+    if "serving.enable_expert_parallel" in given and config.serving.data_parallel_size == 1 and mode != "trace-stats":
+        yield "serving.enable_expert_parallel", ("read only for a mixture of experts' data-parallel groups "
+                                                 "(serving.data_parallel_size > 1; here 1)")
     if config.serving.language_model_only and "serving.language_model_only" in given:
         if model_spec(config.model).vision_tower is None:
             yield "serving.language_model_only", (f"model {config.model} has no vision tower to leave unloaded (it "
@@ -181,7 +184,7 @@ def _unread(mode: str, config: Config, policies: list[str], given: dict[str, str
         # --trace-stats sizes no instance: a model's shape and precision are read only for a Gated DeltaNet hybrid's
         # block size (its state fills a page: sim.serving.state_groups.required_block_size), and its collectives never
         sizes_states = config.serving.block_size is None and model_spec(config.model).linear_attention is not None
-        for key in ("serving.all_reduce", "serving.data_parallel_size"):
+        for key in ("serving.all_reduce", "serving.data_parallel_size", "serving.enable_expert_parallel"):
             if key in given:
                 yield key, "not used by --trace-stats, which sizes no instance"
         # (hardware.gpus_per_node bounds the TP: read where the TP is, or a TP above 8 could not be given)

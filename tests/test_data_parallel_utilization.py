@@ -78,13 +78,16 @@ MOE_MODELS = ["qwen3-30b-a3b", "mixtral-8x7b", "deepseek-v2-lite", "qwen1.5-moe-
 @given(model=st.sampled_from(MOE_MODELS), gpu=st.sampled_from(["h100-sxm", "a100-80gb"]),
        dp=st.sampled_from([2, 4]), tp=st.sampled_from([1, 2]), pd=st.booleans(), eager=st.booleans(),
        input_mean=st.sampled_from([8, 300, 3000, 8000]), output_mean=st.sampled_from([1, 30]),
-       rate=st.sampled_from([0.5, 50.0]))
+       rate=st.sampled_from([0.5, 50.0]), ep=st.booleans())
 # a stress run's find: 3,000-token prompts that arrive alone, their rank's 3 peers idle (mfu_busy was 1.26 here: the
 # rank was counted all its tokens' expert pairs, priced 1/4 of them and the dummies')
 @example(model="mixtral-8x7b", gpu="a100-80gb", dp=4, tp=1, pd=False, eager=False, input_mean=3000, output_mean=1,
-         rate=0.5)
+         rate=0.5, ep=True)
+# the experts split by width over the group's GPUs (serving.enable_expert_parallel false)
+@example(model="mixtral-8x7b", gpu="a100-80gb", dp=4, tp=2, pd=False, eager=False, input_mean=3000, output_mean=1,
+         rate=0.5, ep=False)
 def test_roofline_mfu_and_mbu_while_busy_stay_within_one(model, gpu, dp, tp, pd, eager, input_mean, output_mean,
-                                                         rate):
+                                                         rate, ep):
     """Theorem: a roofline step lasts at least its FLOPs at the GPU's peak and its bytes at its bandwidth (each operator
     group's time is at least the larger of the two at efficiencies <= 1), so counted as priced, every instance's MFU
     and MBU while busy are at most 1. (An FP8 checkpoint's GEMMs run at the FP8 peak, MFU is against the BF16 one: the
@@ -94,7 +97,8 @@ def test_roofline_mfu_and_mbu_while_busy_stay_within_one(model, gpu, dp, tp, pd,
     sets = [f"model={model}", f"hardware.gpu={gpu}", f"serving.data_parallel_size={dp}",
             f"serving.tensor_parallel_size={tp}", f"hardware.gpus_per_node={(2 if pd else 1) * dp * tp}",
             f"serving.num_instances={dp}", f"pd.num_prefill={dp}", f"pd.num_decode={dp}",
-            f"serving.enforce_eager={str(eager).lower()}", "serving.num_gpu_blocks=4000",
+            f"serving.enforce_eager={str(eager).lower()}", "serving.num_gpu_blocks=8000",
+            f"serving.enable_expert_parallel={str(ep).lower()}",
             "workload.synthetic.kind=agentic", "workload.synthetic.num_requests=16",
             f"workload.synthetic.rate_rps={rate}", f"workload.synthetic.input_tokens_mean={input_mean}",
             f"workload.synthetic.output_tokens_mean={output_mean}",

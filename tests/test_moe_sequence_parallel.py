@@ -33,7 +33,7 @@ def test_a_ranks_tokens_are_padded_to_a_multiple_of_tp():
 def test_the_exchange_carries_each_ranks_padded_share():
     """TP 4, D 2, one MoE layer of 16-byte states, a 1 GB/s ring without latency; this rank 5 tokens, its peer 1:
     each TP rank sends ceil(5 / 4) = 2 and ceil(1 / 4) = 1 rows, so every GPU gathers 4 x 2 + 4 x 1 = 12 rows."""
-    group = LockstepGroup(Engine(), 2, CudagraphSizes(), tensor_parallel_size=4)
+    group = LockstepGroup(Engine(), 2, CudagraphSizes(), sequence_parallel=4)
     assert group.shares([5, 1]) == [DataParallelShare(5, 6, 12), DataParallelShare(1, 6, 12)]
     # a member not built yet takes a 1-token dummy step: 4 rows too
     dummies = LockstepGroup(Engine(), 3, CudagraphSizes(), 4).shares([5])

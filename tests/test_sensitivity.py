@@ -53,6 +53,8 @@ CASES: dict[str, tuple[str, list[str], str]] = {
     "hardware.pcie_gbps": ("cluster", TWO_RACKS, "0.5"),  # (a block fetched from another node crosses its PCIe)
     "serving.tensor_parallel_size": ("single", [], "2"),
     "serving.data_parallel_size": ("single", ["model=qwen3-30b-a3b"], "2"),
+    "serving.enable_expert_parallel": ("single", ["model=qwen3-30b-a3b", "serving.data_parallel_size=2",
+                                                  "serving.tensor_parallel_size=2"], "false"),
     "serving.block_size": ("cache-only", [], "32"),
     "serving.max_num_seqs": ("single", [], "4"),
     "serving.max_num_batched_tokens": ("single", [], "16384"),

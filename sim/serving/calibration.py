@@ -403,8 +403,8 @@ def unread_serving_keys(overlay: Path, config: Config) -> dict[str, str]:
     and collectives at the group sizes their tables state, so an instance's TP is read only to size a measured
     collective table that states none, its all-reduce setting only for an engine's own all-reduce table (whose
     reference is kvsim's model of that engine's collectives), and data parallelism never."""
-    unread = {"serving.data_parallel_size": "not used by --check-calibration, which compares each table's operators "
-                                            "on one data-parallel rank"}
+    one_rank = "not used by --check-calibration, which compares each table's operators on one data-parallel rank"
+    unread = {"serving.data_parallel_size": one_rank, "serving.enable_expert_parallel": one_rank}
     source = _collectives_source(overlay, config)
     measured = None
     if source is not None and source.is_file():

@@ -33,7 +33,9 @@ gather) with their top-k weights and ids, then a reduce-scatter of the experts' 
 rank sending ceil(T / TP) of its instance's T tokens (MoE sequence parallelism, D > 1 and TP > 1:
 ``sequence_parallel_chunk``, forward_context.py ``DPMetadata.sp_local_sizes``), and after it an all-gather of the
 MoE output over the TP ranks (``tensor_model_parallel_all_gather`` in the models' MoE blocks, qwen3_moe.py and
-deepseek_v2.py alike); see ``sim.serving.moe``.
+deepseek_v2.py alike); see ``sim.serving.moe``. That is the expert-parallel group (``serving.enable_expert_parallel``);
+without it the same all-gather and reduce-scatter run over the D ranks of each TP index, each carrying all T tokens,
+and the MoE layer's TP all-reduce stays.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ import pandas as pd
 
 from sim.errors import ConfigError
 from sim.serving.aic_collectives import aiconfigurator_rows
-from sim.serving.moe import DataParallelShare, sequence_parallel_rows
+from sim.serving.moe import DataParallelShare, sequence_parallel_rows, sequence_parallel_size
 from sim.serving.nccl_protocols import NcclProtocol
 from sim.serving.profile_files import read_profile_csv, read_profile_yaml, too_few_rows
 from sim.specs import LinkSpec
@@ -468,6 +470,9 @@ class TensorParallelComm:
     # an FP8 checkpoint's quantized with its scales, and its top-k weights and ids); None: hidden_bytes. The combine's reduce-scatter returns the
     # experts' output in the model dtype (naive_dp_ep.py finalize), hidden_bytes
     dispatch_bytes: float | None = None
+    # the group's experts whole on each GPU (vLLM's enable_expert_parallel: sequence-parallel exchange over D x TP),
+    # else split by width (exchange over the D ranks of each TP index, the MoE all-reduce kept)
+    expert_parallel: bool = True
 
     def step_time(self, tokens: int, logit_rows: int, share: DataParallelShare | None = None) -> float:
         """Seconds of communication in a step of ``tokens`` tokens whose ``logit_rows`` sequences go through the LM
@@ -477,14 +482,18 @@ class TensorParallelComm:
             return 0.0
         all_reduces = ALL_REDUCES_PER_LAYER * self.layers + 1  # + the vocab-parallel embedding's
         exchange = 0.0
-        if dp > 1:  # the MoE layers' all-reduces give way to the group's exchange and the TP ranks' all-gather
-            all_reduces -= self.moe_layers
-            own = sequence_parallel_rows(tokens, self.ranks)  # this instance's tokens, split over its TP ranks
+        if dp > 1:  # each MoE layer exchanges the group's tokens
+            own = sequence_parallel_rows(tokens, sequence_parallel_size(self.ranks, self.expert_parallel))
             gathered = dp * own if share is None else share.exchanged_tokens
-            group = dp * self.ranks
             sent = self.hidden_bytes if self.dispatch_bytes is None else self.dispatch_bytes
+            if self.expert_parallel:  # over the D x TP GPUs; the TP all-gather in place of the MoE all-reduce
+                group = dp * self.ranks
+                all_reduces -= self.moe_layers
+                after = self.collectives.all_gather(own * self.hidden_bytes, self.ranks)
+            else:  # over the D ranks of this TP index; the MoE all-reduce stays
+                group, after = dp, 0.0
             exchange = self.moe_layers * (self.collectives.all_gather(gathered * sent, group)
                                           + self.collectives.reduce_scatter(gathered * self.hidden_bytes, group)
-                                          + self.collectives.all_gather(own * self.hidden_bytes, self.ranks))
+                                          + after)
         return (all_reduces * self.collectives.all_reduce(tokens * self.hidden_bytes, self.ranks)
                 + self.collectives.all_gather(logit_rows * self.logit_bytes, self.ranks) + exchange)

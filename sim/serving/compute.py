@@ -32,7 +32,8 @@ every (token, expert) pair's outputs on every rank (``sim.serving.moe``). Expert
 sharded over TP ranks as vLLM's ``FusedMoE`` does without expert parallelism (each expert's
 width / TP on every rank), and with ``data_parallel_size`` D > 1 over the D × TP GPUs of a
 data-parallel group (``sim.serving.moe``: the group's tokens, this GPU's 1/(D × TP) of the token-expert
-pairs and of the expert weights they touch). ``step_time``'s ``share`` gives a lockstep step's own padded
+pairs and of the expert weights they touch; whole experts or width slices as ``expert_parallel`` says).
+``step_time``'s ``share`` gives a lockstep step's own padded
 tokens and the group's (``sim.serving.data_parallel``); without it the group is D ranks like this one.
 """
 
@@ -80,6 +81,9 @@ class RooflineCompute:
     attention_efficiency: float | None = None  # attention's share of the FLOP peak (None: flops_efficiency)
     graph_tokens: int = 0  # the largest step that replays a CUDA graph (0: none; sim.serving.varlen_attention)
     name: str = "roofline"
+    # a data-parallel group's experts whole on each GPU (vLLM's enable_expert_parallel), else split by width over
+    # its D x TP GPUs (sim.serving.moe)
+    expert_parallel: bool = True
 
     def __post_init__(self) -> None:
         m, tp = self.model, self.tensor_parallel_size
@@ -158,7 +162,8 @@ class RooflineCompute:
         # the MLP's input and its intermediate_size-wide activation, written and read (gated or not)
         self.act_bytes_per_token = 2 * (m.hidden_size + m.intermediate_size) * self.dtype_bytes
         # norms, rotary, activation (in series); a data-parallel group's experts' kernels on the group's tokens
-        self.elementwise = elementwise_cost(m, self.dtype_bytes, tp, data_parallel_size=self.data_parallel_size)
+        self.elementwise = elementwise_cost(m, self.dtype_bytes, tp, data_parallel_size=self.data_parallel_size,
+                                            expert_parallel=self.expert_parallel)
         self._decode_fixed_memo: dict[int | tuple[int, int, int], tuple[float, float]] = {}
         self._step_fixed_memo: dict[tuple[int, int, int], tuple[float, float]] = {}  # (``_step_fixed``)
         self._dense_args: tuple[float, ...] | None = None  # ``_dense_decode_window``'s constants, once asked
@@ -187,7 +192,7 @@ class RooflineCompute:
             # on the group's, and their padded rows (sim.serving.moe.FusedExperts); per own token together, the group
             # D ranks of one token each as moe_layer_time takes it without a share (utilization: at D > 1 each rank
             # writes every group token's pairs, so D = 1's count undercounted the bytes it priced)
-            self.fused = FusedExperts(m, self.dtype_bytes, tp, self.data_parallel_size)
+            self.fused = FusedExperts(m, self.dtype_bytes, tp, self.data_parallel_size, self.expert_parallel)
             shared_width = m.shared_expert_intermediate_size
             self.shared_act_bytes_per_token = 2 * (m.hidden_size + shared_width) * self.dtype_bytes / tp if \
                 shared_width else 0.0

@@ -33,7 +33,7 @@ from sim.serving.engine_limits import block_size
 from sim.serving.host_time import US, HostBoundCompute, HostTime
 from sim.serving.kernel_floors import KernelFloors
 from sim.serving.llmservingsim_compute import LLMServingSimCompute
-from sim.serving.moe import dispatch_bytes
+from sim.serving.moe import dispatch_bytes, sequence_parallel_size
 from sim.serving.nccl_protocols import nccl_protocols
 from sim.serving.profile_files import note_once, read_profile_yaml
 from sim.serving.vidur_compute import ProfiledCompute, VidurAttention, VidurProfile
@@ -185,7 +185,8 @@ def compute_model(config: Config) -> ComputeModel:
     graphs = config_cudagraph_sizes(config)
     model = gpu_compute_model(config)
     if graphs.sizes:
-        model = PaddedCompute(model, graphs, config.serving.data_parallel_size, config.serving.tensor_parallel_size)
+        model = PaddedCompute(model, graphs, config.serving.data_parallel_size, sequence_parallel_size(
+            config.serving.tensor_parallel_size, config.serving.enable_expert_parallel))
     host = host_time(config, graphs)
     return model if host.is_zero else HostBoundCompute(model, host)
 
@@ -212,6 +213,7 @@ def roofline_compute(config: Config, tensor_parallel_size: int, comm: TensorPara
     kv = kv_dtype_bytes(model, config.serving.dtype, config.serving.kv_cache_dtype)
     return RooflineCompute(model, gpu_spec(config.hardware.gpu), dtype, kv, tensor_parallel_size, c.flops_efficiency,
                            c.bandwidth_efficiency, comm=comm, data_parallel_size=config.serving.data_parallel_size,
+                           expert_parallel=config.serving.enable_expert_parallel,
                            floors=KernelFloors.from_us(c.gemm_floor_us, c.attention_floor_us, c.attention_tile_us),
                            attention_efficiency=attention_efficiency(config),
                            graph_tokens=config_cudagraph_sizes(config).largest)
@@ -235,7 +237,8 @@ def gpu_compute_model(config: Config) -> RooflineCompute | ProfiledCompute | LLM
     dp = config.serving.data_parallel_size
     comm = TensorParallelComm(collectives_model(config, bundle), tp, model.num_layers,
                               model.hidden_size * dtype, model.vocab_size * dtype, model.moe_layers, dp,
-                              dispatch_bytes(model, dtype) if model.is_moe else None)
+                              dispatch_bytes(model, dtype) if model.is_moe else None,
+                              config.serving.enable_expert_parallel)
     roofline = roofline_compute(config, tp, comm)
     if bundle is None and config.compute.skew_correction != "auto":
         raise ConfigError(f"compute.skew_correction is '{config.compute.skew_correction}', but it applies to "
@@ -267,6 +270,10 @@ def gpu_compute_model(config: Config) -> RooflineCompute | ProfiledCompute | LLM
         return ProfiledCompute(VidurProfile.load(directory / "mlp.csv", model, tp), roofline,
                                VidurAttention.load(attention, model, tp, block_size(config))
                                if attention.is_file() else None)
+    if dp > 1 and not config.serving.enable_expert_parallel:
+        raise ConfigError(f"compute.profile {directory}: an LLMServingSim bundle times its experts expert parallel "
+                          "(moe.csv), not split by width as serving.enable_expert_parallel false runs them; set it "
+                          "true or use compute.backend 'roofline'")
     compute = LLMServingSimCompute.load(directory, model, tp, config.compute.skew_correction, dp)
     compute.comm = comm
     return compute

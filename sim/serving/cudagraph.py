@@ -63,7 +63,7 @@ class PaddedCompute(WrappedCompute):
     padded by its group already)."""
 
     def __init__(self, gpu: ComputeModel, graphs: CudagraphSizes, data_parallel_size: int = 1,
-                 tensor_parallel_size: int = 1):
+                 sequence_parallel: int = 1):
         super().__init__(gpu)
         self.graphs = graphs
         self.data_parallel_size = data_parallel_size  # a share-less step stands for D ranks like it
@@ -73,7 +73,7 @@ class PaddedCompute(WrappedCompute):
         for tokens in range(1, graphs.largest + 1):
             padded = graphs.padded(tokens)
             if padded != tokens:
-                exchanged = sequence_parallel_rows(padded, tensor_parallel_size) * data_parallel_size
+                exchanged = sequence_parallel_rows(padded, sequence_parallel) * data_parallel_size
                 self._shares[tokens] = DataParallelShare(padded, padded * data_parallel_size, exchanged)
 
     def _share(self, tokens: int) -> DataParallelShare | None:

@@ -39,11 +39,12 @@ class LockstepGroup:
     """The instances of one data-parallel group; members not built yet (the cluster builds lazily) take dummy
     steps."""
 
-    def __init__(self, engine: Engine, size: int, graphs: CudagraphSizes, tensor_parallel_size: int = 1):
+    def __init__(self, engine: Engine, size: int, graphs: CudagraphSizes, sequence_parallel: int = 1):
         self.engine = engine
         self.size = size
         self.graphs = graphs
-        self.tensor_parallel_size = tensor_parallel_size  # each member's (its MoE exchange splits its tokens over them)
+        # the ways each member's MoE exchange splits its tokens over its TP ranks (moe.sequence_parallel_size)
+        self.sequence_parallel = sequence_parallel
         self.members: list[Instance] = []
         self.stepping = False  # a step or window is planned or in progress
         self._end = 0.0  # when the one in progress ends
@@ -89,7 +90,7 @@ class LockstepGroup:
         padded = [self.graphs.padded(t) for t in own_tokens]
         tokens = [max(padded)] * len(padded) if top <= self.graphs.largest else padded
         group = sum(tokens)
-        exchanged = sum(sequence_parallel_rows(t, self.tensor_parallel_size) for t in tokens)
+        exchanged = sum(sequence_parallel_rows(t, self.sequence_parallel) for t in tokens)
         return [DataParallelShare(t, group, exchanged) for t in tokens]
 
     def _step(self) -> None:

@@ -34,7 +34,8 @@ naive_dp_ep.py) all-gathers the hidden states with the top-k weights and ids eac
 (``MoERunner._apply_quant_method``: ``router.select_experts`` before ``forward_modular``), so on every rank the
 experts' kernels (fused_moe/experts/triton_moe.py ``TritonExperts.apply``) run on the group's G tokens: the two
 ``moe_align_block_size`` kernels over its G × k ids, the activation over its whole G × k pairs' intermediate (each
-pair's full expert width, expert parallel: the other ranks' pairs written as zeros), the FP8 quantization of that
+pair's full expert width, expert parallel: the other ranks' pairs written as zeros; 1/(D × TP) of it with
+``serving.enable_expert_parallel`` false), the FP8 quantization of that
 activation's output and ``moe_sum`` over its G tokens' k outputs; the finalize step's reduce-scatter returns the
 rank's own tokens. The top-k, the shared experts (their activation too), their add to the routed sum
 (``MoERunner.forward``, after the combine) and the quantization of the experts' input (before the gather) stay on
@@ -140,18 +141,19 @@ class _Kernels:
 
 
 def elementwise_cost(model: ModelSpec, dtype_bytes: int, tensor_parallel_size: int, activation: bool = True,
-                     data_parallel_size: int = 1) -> ElementwiseCost:
+                     data_parallel_size: int = 1, expert_parallel: bool = True) -> ElementwiseCost:
     """The elementwise kernels of one of ``model``'s layers on one of ``tensor_parallel_size`` ranks, the mean over
     its layers where they differ (an MoE model's dense layers) (``activation`` False: the norms, q/k norms and
     rotary embedding alone, what an MoE bundle's dense.csv times beside the projections, its experts' activation and
     routing being moe.csv's, and no FP8 quantization). With ``data_parallel_size`` D > 1 an MoE model's experts'
-    kernels are the cost's ``group``, per token of the data-parallel group's."""
+    kernels are the cost's ``group``, per token of the data-parallel group's (``expert_parallel``: the group's layout,
+    ``sim.serving.moe``)."""
     tp, m, b = tensor_parallel_size, model, dtype_bytes
     layer = _Kernels()
     group = _Kernels() if data_parallel_size > 1 and m.is_moe else layer  # (D = 1: every kernel on the own tokens)
     _layer_norms(layer, m, b)
     if activation:
-        _activations(layer, group, m, b, tp, data_parallel_size)
+        _activations(layer, group, m, b, tp, data_parallel_size, expert_parallel)
     if m.position_encoding == "rope":
         if m.is_mla:  # the rotary part of each query head, and the one shared key part (replicated)
             rope = 2 * (m.num_attention_heads / tp + 1) * m.qk_rope_head_dim * b
@@ -174,33 +176,34 @@ def elementwise_cost(model: ModelSpec, dtype_bytes: int, tensor_parallel_size: i
         if m.is_moe:
             moe_kernels(layer, m, b, tp, group=group)
         if m.weight_quantization == "fp8":
-            fp8_quant_kernels(layer, m, b, tp, group, data_parallel_size)
+            fp8_quant_kernels(layer, m, b, tp, group, data_parallel_size, expert_parallel)
     return layer.cost(group)
 
 
-def _activations(layer: _Kernels, group: _Kernels, m: ModelSpec, b: int, tp: int, dp: int) -> None:
+def _activations(layer: _Kernels, group: _Kernels, m: ModelSpec, b: int, tp: int, dp: int, ep: bool) -> None:
     """The MLPs' activations, each reading its GEMM's output and writing the product (all of it the L2's): the dense
     layers' (a gated MLP's SiluAndMul reads gate and up, a plain one's activation its one output) and, in every MoE
     layer, the shared experts' own SiluAndMul (their MLP is a separate module: qwen2_moe.py Qwen2MoeMLP,
     deepseek_v2.py DeepseekV2MLP), on the rank's own tokens at the TP-split widths; and the routed experts' over each
-    of a token's k pairs (``group``: the data-parallel group's tokens at D > 1, each pair at the whole expert width;
-    ``TritonExperts.apply``'s activation takes the whole G × k-row intermediate, the pairs of the other ranks'
-    experts as the GEMM wrote them, zeros)."""
+    of a token's k pairs (``group``: the data-parallel group's tokens at D > 1, each pair at the whole expert width
+    expert parallel (``ep``), else at 1/(D × TP) of it; ``TritonExperts.apply``'s activation takes the whole G × k-row
+    intermediate, expert parallel the pairs of the other ranks' experts as the GEMM wrote them, zeros)."""
     share = m.moe_layers / m.num_layers
     if share < 1:
         dense = ((2 if m.gated_mlp else 1) + 1) * m.intermediate_size / tp * b
         layer.add(1 - share, dense, dense)
     if share:
-        _moe_activations(layer, group, m, b, tp, dp, share)
+        _moe_activations(layer, group, m, b, tp, dp, share, ep)
 
 
-def _moe_activations(layer: _Kernels, group: _Kernels, m: ModelSpec, b: int, tp: int, dp: int, share: float) -> None:
+def _moe_activations(layer: _Kernels, group: _Kernels, m: ModelSpec, b: int, tp: int, dp: int, share: float,
+                     ep: bool = True) -> None:
     """An MoE layer's activations (``share``: a mean over the layers): the shared experts' SiluAndMul, then the
     routed experts' (``_activations``)."""
     if m.shared_expert_intermediate_size:
         shared = 3 * m.shared_expert_intermediate_size / tp * b
         layer.add(share, shared, shared)
-    width = m.num_experts_per_tok * m.moe_intermediate_size / expert_width_split(tp, dp)
+    width = m.num_experts_per_tok * m.moe_intermediate_size / expert_width_split(tp, dp, ep)
     if fused_expert_act_quant(m):  # reads gate and up, writes the product in FP8 and its scales (w2's input)
         routed = 2 * width * b + fp8_bytes(width, m.weight_block_size[1])
     else:
@@ -268,7 +271,7 @@ def moe_kernels(layer: _Kernels, m: ModelSpec, b: int, tp: int, share: float | N
 
 
 def fp8_quant_kernels(layer: _Kernels, m: ModelSpec, b: int, tp: int, group: _Kernels | None = None,
-                      dp: int = 1) -> None:
+                      dp: int = 1, ep: bool = True) -> None:
     """An FP8 checkpoint's activation quantization: before each FP8 GEMM vLLM quantizes its input on the fly
     (activation_scheme dynamic; ``Fp8LinearMethod``: ``per_token_group_quant_fp8`` with a weight_block_size, one fp32
     scale per token and block-column group; ``Fp8MoEMethod``: the experts' input once a token and the activation's
@@ -277,7 +280,8 @@ def fp8_quant_kernels(layer: _Kernels, m: ModelSpec, b: int, tp: int, group: _Ke
     kernel each. The attention's inputs on every layer (a Gated DeltaNet layer counted as attention); MLA's kv_b_proj,
     whose decode runs absorbed in the model dtype, not counted. The routers are not FP8. ``group``: where the
     experts' w2 input goes, which a data-parallel group (``dp`` > 1) quantizes over its tokens' pairs at the whole
-    expert width (None: ``layer``); the w13 input is quantized before the gather, on the rank's own tokens. Block-FP8
+    expert width expert parallel (``ep``), else at 1/(D × TP) of it (None: ``layer``); the w13 input is quantized
+    before the gather, on the rank's own tokens. Block-FP8
     experts of 128 x 128 blocks quantize w2's input in their activation's kernel (``fused_expert_act_quant``); the
     dense layers' and the shared experts' down_proj inputs keep their own kernel (their SiluAndMul and QuantFP8 are two
     ops; a fusion of the two is torch.compile's, vllm/config/vllm.py ``enable_act_fusion``, not counted)."""
@@ -295,7 +299,7 @@ def fp8_quant_kernels(layer: _Kernels, m: ModelSpec, b: int, tp: int, group: _Ke
     if share:  # the experts' w13 and w2 inputs (w2's in the activation's kernel where fused), the shared experts'
         inputs += [(share, h, layer)]
         if not fused_expert_act_quant(m):
-            routed = m.num_experts_per_tok * m.moe_intermediate_size / expert_width_split(tp, dp)
+            routed = m.num_experts_per_tok * m.moe_intermediate_size / expert_width_split(tp, dp, ep)
             inputs += [(share, routed, group)]
         if m.shared_expert_intermediate_size:  # (gate_up's and down's: their SiluAndMul is a kernel apart)
             inputs += [(share, h, layer), (share, m.shared_expert_intermediate_size / tp, layer)]

@@ -37,6 +37,7 @@ from sim.config import Config
 from sim.errors import ConfigError
 from sim.model_shape import DTYPE_BYTES, GIB, ModelSpec
 from sim.rope_caches import RopeCache
+from sim.serving.moe import expert_width_split
 from sim.specs import canonical_gpu, gpu_spec, model_spec
 from sim.vision_towers import without_vision_tower
 
@@ -108,7 +109,7 @@ def rope_cache_bytes(model: ModelSpec, dtype: str) -> int:
     return sum(cache.nbytes(act) for cache in caches) + vision * act
 
 
-def forward_peak(model: ModelSpec, tokens: int, tp: int, dp: int, act: int) -> int:
+def forward_peak(model: ModelSpec, tokens: int, tp: int, dp: int, act: int, expert_parallel: bool = True) -> int:
     """The most activation bytes live at once in a forward pass of ``tokens`` tokens on one TP rank: the largest of
     a decoder layer's stages, each the residual stream (hidden) and the tensors that stage holds together.
 
@@ -119,7 +120,8 @@ def forward_peak(model: ModelSpec, tokens: int, tp: int, dp: int, act: int) -> i
       MLP: up's and the activation's);
     - MoE (vLLM's fused experts, ``TritonExperts.workspace_shapes``): the residual and the input, workspace13
       (tokens × top-k × max(2 × width, hidden)), workspace2 (tokens × top-k × width) and the output, width the
-      expert's intermediate per rank (split over TP, whole on an expert-parallel rank)."""
+      expert's intermediate per rank (``sim.serving.moe.expert_width_split``: split over TP, whole on an
+      expert-parallel rank, split over D × TP without ``expert_parallel``)."""
     h = model.hidden_size
     heads = max(1, model.num_attention_heads // tp)
     if model.is_mla:
@@ -133,19 +135,21 @@ def forward_peak(model: ModelSpec, tokens: int, tp: int, dp: int, act: int) -> i
         width = model.intermediate_size // tp
         stages.append(h + (3 if model.gated_mlp else 2) * width)
     if model.is_moe:
-        width = model.moe_intermediate_size // (tp if dp == 1 else 1)
+        width = model.moe_intermediate_size // expert_width_split(tp, dp, expert_parallel)
         topk = model.num_experts_per_tok
         stages.append(3 * h + topk * (max(2 * width, h) + width))
     return tokens * max(stages) * act
 
 
-def activation_peak(config: Config, model: ModelSpec, seqs: int, tokens: int, tp: int, dp: int, act: int) -> int:
+def activation_peak(config: Config, model: ModelSpec, seqs: int, tokens: int, tp: int, dp: int, act: int,
+                    expert_parallel: bool = True) -> int:
     """The profile run's torch peak above what stays allocated: the language model's forward or the sampler, whichever
     is larger; with a vision tower (``sim.vision_towers``) the larger of the encoder's pass and that peak on top of
     what the encoder's pass leaves held (the dummy images' pixels and outputs, freed only when profile_run returns)."""
     from sim.serving.engine_limits import max_model_len
 
-    peak = max(forward_peak(model, tokens, tp, dp, act), sampler_peak(model, tokens, min(seqs, tokens), act))
+    peak = max(forward_peak(model, tokens, tp, dp, act, expert_parallel),
+               sampler_peak(model, tokens, min(seqs, tokens), act))
     tower = model.vision_tower
     if tower is None:
         return peak
@@ -183,7 +187,8 @@ def capture_sizes(max_num_seqs: int, max_num_batched_tokens: int, gpu: str) -> l
     return sorted(set(sizes))
 
 
-def cudagraph_estimate(model: ModelSpec, sizes: list[int], max_num_seqs: int, tp: int, dp: int, act: int) -> int:
+def cudagraph_estimate(model: ModelSpec, sizes: list[int], max_num_seqs: int, tp: int, dp: int, act: int,
+                       expert_parallel: bool = True) -> int:
     """vLLM's ``profile_cudagraph_memory`` under FULL_AND_PIECEWISE (the default ``cudagraph_mode``): PIECEWISE
     graphs at every capture size, FULL graphs at the uniform-decode sizes (those ≤ max_num_seqs). The first capture
     of a mode holds the activations of its largest batch in the graph pool (``forward_peak``; the larger mode's,
@@ -192,7 +197,7 @@ def cudagraph_estimate(model: ModelSpec, sizes: list[int], max_num_seqs: int, tp
     if not sizes:
         return 0
     full = [n for n in sizes if n <= max_num_seqs]
-    first = forward_peak(model, max(sizes), tp, dp, act)
+    first = forward_peak(model, max(sizes), tp, dp, act, expert_parallel)
     per_graph = max(CUDAGRAPH_MIN_PER_GRAPH, CUDAGRAPH_BYTES_PER_GRAPH_LAYER * model.num_layers)
     return first + per_graph * (len(sizes) - 1 + max(0, len(full) - 1))
 
@@ -211,8 +216,9 @@ def memory_budget(config: Config, estimate_cudagraphs: bool = True) -> MemoryBud
     act = activation_bytes(serving.dtype)
     seqs, tokens = batch_limits(config)
     weights = model.weight_bytes_per_gpu(DTYPE_BYTES[serving.dtype], tp, dp) + rope_cache_bytes(model, serving.dtype)
-    activation = activation_peak(config, model, seqs, tokens, tp, dp, act)
-    graphs = cudagraph_estimate(model, capture_sizes(seqs, tokens, config.hardware.gpu), seqs, tp, dp, act) \
+    ep = serving.enable_expert_parallel
+    activation = activation_peak(config, model, seqs, tokens, tp, dp, act, ep)
+    graphs = cudagraph_estimate(model, capture_sizes(seqs, tokens, config.hardware.gpu), seqs, tp, dp, act, ep) \
         if estimate_cudagraphs and not serving.enforce_eager else 0
     return MemoryBudget(requested=math.ceil(gpu.reported_memory * serving.gpu_memory_utilization),
                         weights=int(weights), activation=activation, non_torch=NON_TORCH_BYTES, cudagraph=graphs)

@@ -9,20 +9,27 @@ which a gate trained with a load-balancing loss approaches. LLMServingSim's defa
 ``serving/core/gate_function.py``) takes min(tokens × k, experts) instead, the most a step can touch;
 the expectation is lower whenever two tokens share an expert.
 
-Data parallelism (``serving.data_parallel_size`` D, vLLM's): the MoE layers of D instances form one group over their D × TP GPUs (expert-parallel with ``enable_expert_parallel``, else
-tensor-parallel over D × TP ranks; either way each GPU computes 1/(D × TP) of the group's token-expert
-pairs and reads 1/(D × TP) of the weights of the experts the group's tokens touch, in expectation).
+Data parallelism (``serving.data_parallel_size`` D, vLLM's): the MoE layers of D instances form one group over their
+D × TP GPUs, which holds the experts in one of two layouts (``serving.enable_expert_parallel``, vLLM's flag;
+fused_moe/config.py ``FusedMoEParallelConfig.make``). Expert parallel (true): each GPU holds E / (D × TP) whole
+experts. Not expert parallel (vLLM's CLI default): ``flatten_tp_across_dp`` splits every expert by width over the
+D × TP GPUs, each computing every (token, expert) pair of the group's tokens at I / (D × TP) of the width. Either
+way each GPU
+computes 1/(D × TP) of the group's token-expert FLOPs and reads 1/(D × TP) of the weights of the experts the group's
+tokens touch, in expectation (``rank_experts``: whole experts or slices of every touched one, the same bytes).
 The group's instances step in lockstep (``sim.serving.data_parallel``): a step's MoE layers see the
 group's G tokens (the ranks' own, padded as vLLM pads them), touching E · (1 − (1 − k/E)^G) experts,
 and exchange the group's hidden states by an all-gather and a reduce-scatter every MoE layer (vLLM's
 default ``allgather_reducescatter`` all-to-all backend; ``sim.serving.collectives.TensorParallelComm``); the experts'
 elementwise kernels (align, activation, ``moe_sum``) run on those G tokens too (``sim.serving.elementwise``).
-The group is taken as expert parallel (below), so at TP > 1 its MoE layers run sequence-parallel, as vLLM runs them
-with ``enable_expert_parallel``: each TP rank carries ceil(T / TP) of its instance's T tokens into the exchange over
-the group's D × TP GPUs, and the TP ranks all-gather the MoE output after it (``sequence_parallel_rows``; the zero
-rows padding T to a multiple of TP are exchanged, but left out of the experts' rows here). Without expert
-parallelism (not modelled) vLLM exchanges over the D ranks of each TP index, every one carrying all T tokens, and
-all-reduces the output over TP.
+Expert parallel at TP > 1 the MoE layers run sequence-parallel (``ParallelConfig.use_sequence_parallel_moe``):
+each TP rank carries ceil(T / TP) of its instance's T tokens into the exchange over the group's D × TP GPUs, and the
+TP ranks all-gather the MoE output after it (``sequence_parallel_rows``; the zero rows padding T to a multiple of TP
+are exchanged, but left out of the experts' rows here). Not expert parallel, vLLM falls back to the same
+all-gather/reduce-scatter (``maybe_make_prepare_finalize``: "DP deployment with no --enable-expert-parallel") over
+the DP group (``AgRsAll2AllManager._get_comm_group``: the D ranks of one TP index), every TP rank carrying all T
+tokens, and keeps the MoE layer's TP all-reduce (``MoERunner._maybe_reduce_final_output``:
+``tensor_model_parallel_all_reduce``, over the instance's TP ranks).
 A step priced without its group (``DataParallelShare`` None: the planner's estimates, calibration) takes a
 group of D ranks each carrying a step like its own, G = D × T.
 
@@ -35,8 +42,9 @@ while the rank's tokens M ≤ its local experts, else 64. What the kernels move 
 (``routed_activation_bytes``): the GEMM over w13 reads each token's hidden state and writes each (token, expert)
 pair's gate and up, the GEMM over w2 reads each pair's activation and writes its hidden-size output; a rank writes
 every pair's outputs, not its share's (expert parallel: zeros for the other ranks' experts, ``write_zeros_to_output``;
-experts split by width: each pair's partial sum, whole-width). Both take a data-parallel group (D > 1) as expert
-parallel, as the measured vLLM runs kvsim is held against ran it; at D = 1 the experts are split by width over TP.
+experts split by width: each pair's partial sum, whole-width). At D = 1 the experts are split by width over TP; at
+D > 1 as ``expert_parallel`` says (over D × TP either way). vLLM's local experts, which pick BM, are E / (D × TP)
+expert parallel and all E split by width.
 """
 
 from __future__ import annotations
@@ -79,14 +87,20 @@ class DataParallelShare:
     exchanged_tokens: int
 
 
-def sequence_parallel_rows(tokens: int, tensor_parallel_size: int) -> int:
-    """A rank's ``tokens`` as its data-parallel group's MoE exchange carries them. With TP > 1 vLLM runs the MoE
-    layers sequence-parallel (``ParallelConfig.use_sequence_parallel_moe``: expert parallel, TP > 1, D > 1, the
-    default all-to-all backend among others): ``sequence_parallel_chunk`` pads the rank's T tokens with zero rows to
-    a multiple of TP and each TP rank sends its ceil(T / TP); at TP 1, T."""
-    if tensor_parallel_size == 1:
+def sequence_parallel_size(tensor_parallel_size: int, expert_parallel: bool = True) -> int:
+    """The ways a data-parallel rank's MoE layers split its tokens over its TP ranks: TP expert parallel
+    (``ParallelConfig.use_sequence_parallel_moe``: expert parallel, TP > 1, D > 1, the default all-to-all backend
+    among others), else 1 (every TP rank carries all of them)."""
+    return tensor_parallel_size if expert_parallel else 1
+
+
+def sequence_parallel_rows(tokens: int, sequence_parallel: int) -> int:
+    """A rank's ``tokens`` as its data-parallel group's MoE exchange carries them, split ``sequence_parallel`` ways
+    (``sequence_parallel_size``): ``sequence_parallel_chunk`` pads the rank's T tokens with zero rows to a multiple of
+    it and each TP rank sends its ceil(T / it); at 1, T."""
+    if sequence_parallel == 1:
         return tokens
-    return -(-tokens // tensor_parallel_size) * tensor_parallel_size
+    return -(-tokens // sequence_parallel) * sequence_parallel
 
 
 def group_tokens(tokens: float, data_parallel_size: int, share: DataParallelShare | None) -> float:
@@ -96,7 +110,8 @@ def group_tokens(tokens: float, data_parallel_size: int, share: DataParallelShar
 
 def rank_experts(group_tokens: float, model: ModelSpec, data_parallel_size: int = 1) -> float:
     """Expected distinct experts per data-parallel rank: of the experts the group's ``group_tokens`` tokens
-    touch, the 1/``data_parallel_size`` share one rank's GPUs hold (all of them for D = 1)."""
+    touch, the 1/``data_parallel_size`` share one rank's GPUs hold (all of them for D = 1): as whole experts expert
+    parallel, or as 1/D of every touched expert's width not (the same bytes)."""
     touched = expected_distinct_experts(group_tokens, model.num_experts_per_tok, model.num_experts)
     return touched if data_parallel_size == 1 else touched / data_parallel_size
 
@@ -175,13 +190,14 @@ def expected_padded_rows(tokens: float, experts_per_token: int, experts: int, bl
 
 
 def rank_expert_rows(group_tokens: float, model: ModelSpec, data_parallel_size: int = 1,
-                     tensor_parallel_size: int = 1) -> float:
+                     tensor_parallel_size: int = 1, expert_parallel: bool = True) -> float:
     """Padded expert rows per GPU: the group's ``expected_padded_rows`` over its D ranks (each GPU computes 1/(D × TP)
     of them at full width, or all of them at 1/(D × TP) of the width: the same FLOPs; kvsim counts a row at this
     rank's width / TP, hence / D here). BM as vLLM picks it: the rank's hidden-state rows are the group's tokens and
-    its local experts E / (D × TP) with D > 1 (expert parallel), all E at D = 1 (experts split by width)."""
+    its local experts E / (D × TP) expert parallel at D > 1, all E where the experts are split by width."""
     d = data_parallel_size
-    local = model.num_experts if d == 1 else model.num_experts / (d * tensor_parallel_size)
+    whole = d > 1 and expert_parallel
+    local = model.num_experts / (d * tensor_parallel_size) if whole else model.num_experts
     block_m = fused_moe_block_m(group_tokens, local, _block_fp8(model))
     return expected_padded_rows(group_tokens, model.num_experts_per_tok, model.num_experts, block_m) / d
 
@@ -194,23 +210,26 @@ def block_expert_rows(tokens: int, model: ModelSpec, experts: float) -> float:
     return expected_padded_rows(tokens, model.num_experts_per_tok, activated, block_m)
 
 
-def expert_width_split(tensor_parallel_size: int = 1, data_parallel_size: int = 1) -> int:
-    """The ways each expert's intermediate width is split over a GPU's peers: TP at D = 1 (experts split by width),
-    none at D > 1 (expert parallel: each rank holds whole experts), so a GPU computes I / this of each pair."""
-    return tensor_parallel_size if data_parallel_size == 1 else 1
+def expert_width_split(tensor_parallel_size: int = 1, data_parallel_size: int = 1, expert_parallel: bool = True) -> int:
+    """The ways each expert's intermediate width is split over a GPU's peers: TP at D = 1, none at D > 1 expert
+    parallel (each rank holds whole experts), D × TP at D > 1 otherwise (``flatten_tp_across_dp``), so a GPU computes
+    I / this of each pair."""
+    if data_parallel_size == 1:
+        return tensor_parallel_size
+    return 1 if expert_parallel else data_parallel_size * tensor_parallel_size
 
 
 def routed_activation_bytes(group_tokens: float, model: ModelSpec, dtype_bytes: int, data_parallel_size: int = 1,
-                            tensor_parallel_size: int = 1) -> float:
+                            tensor_parallel_size: int = 1, expert_parallel: bool = True) -> float:
     """Activation bytes one GPU's two fused-expert GEMMs move for the group's tokens G (vLLM fused_moe.py
     ``fused_experts_impl``: intermediate_cache1, 2, 3). w13 reads each token's H-wide hidden state (once: the k pairs
     of a token find it in L2) and writes 2 × I' per pair; w2 reads I' per pair it computes and writes H per pair.
-    D = 1: experts split by width over TP (I' = I / TP), every pair computed and written on every rank. D > 1:
-    expert parallel over the D × TP ranks (I' = I), every pair's outputs written (those of other ranks' experts as
-    zeros), its own 1/(D × TP) of the pairs read."""
+    Experts split by width (I' = I / TP at D = 1, I / (D × TP) at D > 1 not expert parallel): every pair computed
+    and written on every rank. D > 1 expert parallel over the D × TP ranks (I' = I): every pair's outputs written
+    (those of other ranks' experts as zeros), its own 1/(D × TP) of the pairs read."""
     h, k = model.hidden_size, model.num_experts_per_tok
-    width = model.moe_intermediate_size / expert_width_split(tensor_parallel_size, data_parallel_size)
-    if data_parallel_size == 1:
+    width = model.moe_intermediate_size / expert_width_split(tensor_parallel_size, data_parallel_size, expert_parallel)
+    if data_parallel_size == 1 or not expert_parallel:
         per_token = h + k * (2 * width + width + h)
     else:
         per_token = h + k * (2 * width + h) + k * width / (data_parallel_size * tensor_parallel_size)
@@ -220,16 +239,19 @@ def routed_activation_bytes(group_tokens: float, model: ModelSpec, dtype_bytes: 
 @dataclass(frozen=True, slots=True)
 class FusedExperts:
     """One GPU's fused-MoE kernel for a model: its experts' padded rows and its GEMMs' activation bytes (D: the
-    data-parallel group's ranks, ``data_parallel_size``; each call may price another D, as a planner's does)."""
+    data-parallel group's ranks, ``data_parallel_size``; each call may price another D, as a planner's does;
+    ``expert_parallel``: the group's layout at D > 1)."""
 
     model: ModelSpec
     dtype_bytes: int
     tensor_parallel_size: int = 1
     data_parallel_size: int = 1
+    expert_parallel: bool = True
 
     def rows(self, group: float) -> float:
         """``rank_expert_rows`` of the group's ``group`` tokens."""
-        return rank_expert_rows(group, self.model, self.data_parallel_size, self.tensor_parallel_size)
+        return rank_expert_rows(group, self.model, self.data_parallel_size, self.tensor_parallel_size,
+                                self.expert_parallel)
 
     def block_rows(self, tokens: int, experts: float) -> float:
         """``block_expert_rows``: ``tokens`` routed to ``experts`` activated experts on one GPU."""
@@ -238,4 +260,5 @@ class FusedExperts:
     def activation_bytes(self, group: float, data_parallel_size: int | None = None) -> float:
         """``routed_activation_bytes`` of the group's ``group`` tokens."""
         d = self.data_parallel_size if data_parallel_size is None else data_parallel_size
-        return routed_activation_bytes(group, self.model, self.dtype_bytes, d, self.tensor_parallel_size)
+        return routed_activation_bytes(group, self.model, self.dtype_bytes, d, self.tensor_parallel_size,
+                                       self.expert_parallel)

@@ -45,6 +45,7 @@ from sim.serving.hybrid_kv_cache_manager import HybridKVCacheManager
 from sim.serving.instance import DECODE, PREFILL, UNIFIED, Instance, Job
 from sim.serving.kv_cache_manager import KVCacheManager
 from sim.serving.kv_groups import hybrid_manager_groups
+from sim.serving.moe import sequence_parallel_size
 from sim.serving.network import Link, network_model
 from sim.serving.roles import kv_transfer_plan, role_shapes
 from sim.serving.routers import router
@@ -195,7 +196,8 @@ class ServingRun:
             key = self._group_key(index)
             if key not in self.groups:
                 graphs = cudagraph_sizes(shape.serving, self.config.hardware.gpu)
-                self.groups[key] = LockstepGroup(self.engine, dp, graphs, shape.serving.tensor_parallel_size)
+                self.groups[key] = LockstepGroup(self.engine, dp, graphs, sequence_parallel_size(
+                    shape.serving.tensor_parallel_size, shape.serving.enable_expert_parallel))
             self.groups[key].add(inst)
         return inst
 

@@ -262,7 +262,8 @@ def work_counter(config: Config) -> WorkCounter:
     kv = kv_dtype_bytes(model, config.serving.dtype, config.serving.kv_cache_dtype)
     roofline = RooflineCompute(model, gpu_spec(config.hardware.gpu), DTYPE_BYTES[config.serving.dtype],
                                kv, config.serving.tensor_parallel_size,
-                               data_parallel_size=config.serving.data_parallel_size)
+                               data_parallel_size=config.serving.data_parallel_size,
+                               expert_parallel=config.serving.enable_expert_parallel)
     return WorkCounter(roofline)
 
 
