@@ -177,10 +177,25 @@ def _stop(pool: ProcessPoolExecutor) -> None:
     """An interrupted sweep (Ctrl-C, SIGTERM) stops its workers now, mid-point: shutting the pool down alone
     would wait at exit for the points they run. SIGKILL, which no mask holds: a spawned worker still unpickling its
     start-up state has SIGTERM blocked (``_stop_signals_held``), went on once this process had exited and its
-    semaphores were gone, and printed a traceback under "kvsim: interrupted" (a learned sweep, ``_context``)."""
+    semaphores were gone, and printed a traceback under "kvsim: interrupted" (a learned sweep, ``_context``).
+    The pool's own threads may then fail on the pipes of the workers killed under them (about one SIGTERM in 40 on a
+    busy machine printed "Exception in thread Thread-1" under "kvsim: terminated"): the process is ending on the
+    interruption, so what its other threads raise from now on is not reported (``_quiet_other_threads``)."""
+    _quiet_other_threads()
     pool.shutdown(wait=False, cancel_futures=True)
     for child in multiprocessing.active_children():
         child.kill()
+
+
+def _quiet_other_threads() -> None:
+    """Report no exception of a thread other than the main one from now on (an interrupted sweep is ending)."""
+    report = threading.excepthook
+
+    def quiet(args: threading.ExceptHookArgs) -> None:
+        if args.thread is threading.main_thread():
+            report(args)
+
+    threading.excepthook = quiet
 
 
 def _isolated(task: Task) -> dict:
