@@ -162,8 +162,18 @@ def _worker_start(parent: int) -> None:
         os._exit(1)
 
 
+# A spawn pool's semaphores are registered with multiprocessing's resource tracker, a process of its own that outlives
+# this one and, when an interrupted sweep ends without releasing them, frees them and warns of each ("There appear to
+# be 5 leaked semaphore objects to clean up at shutdown") under "kvsim: interrupted". It takes its warning filters
+# from this interpreter's -W options (``util._args_from_interpreter_flags``) when it starts, at the first pool.
+QUIET_RESOURCE_TRACKER = "ignore::UserWarning:multiprocessing.resource_tracker"
+
+
 def _pool(workers: int) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_worker_start,
+    context = _context()
+    if context.get_start_method() != "fork" and QUIET_RESOURCE_TRACKER not in sys.warnoptions:
+        sys.warnoptions.append(QUIET_RESOURCE_TRACKER)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_start,
                                initargs=(os.getpid(),))
 
 
