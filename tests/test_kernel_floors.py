@@ -237,6 +237,12 @@ def test_the_tool_writes_an_overlay_a_run_loads(tool, tmp_path, capsys, run_cli)
     assert status == 0, err
 
 
+def test_the_tool_reads_a_gpu_name_as_the_config_does(tool, tmp_path, capsys):
+    """'H100 SXM' is the H100's name to --set hardware.gpu (sim.specs.canonical_gpu); the tool refused it as unknown."""
+    status = tool.main([f"{AIC / 'h100_sxm'}=H100 SXM", "--out", str(tmp_path / "h100.yaml")])
+    assert status == 0 and "104 layer points as h100-sxm" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("argv, named", [
     (["{tmp}/nowhere"], "nowhere: not a folder"),
     (["{tmp}/h20"], "kvsim has no GPU for AIConfigurator's 'h20': write"),

@@ -58,7 +58,7 @@ def _gpu_folders(specs: list[str]) -> list[tuple[Path, str]]:
     """(folder, kvsim GPU) of each argument, refused before any reading when the GPU is unknown."""
     from sim.errors import InputError
     from sim.serving.operator_fit import GPU_FOLDERS
-    from sim.specs import gpu_spec
+    from sim.specs import resolve_gpu
 
     pairs, seen = [], {}
     for spec in specs:
@@ -71,7 +71,7 @@ def _gpu_folders(specs: list[str]) -> list[tuple[Path, str]]:
             if not gpu:
                 raise InputError(f"{folder}: kvsim has no GPU for AIConfigurator's {path.resolve().name!r}: write "
                                  f"{folder}=GPU (a profiles/gpus.yaml name or a GPU spec YAML)")
-        gpu_spec(gpu)  # an unknown name or a bad spec file: exit 2 naming it
+        gpu = resolve_gpu(gpu)  # any spelling hardware.gpu takes; an unknown name or a bad spec file: exit 2 naming it
         if path.resolve() in seen:  # its points would count twice in the fit
             raise InputError(f"{folder}: given twice (as {seen[path.resolve()]} and {spec})")
         seen[path.resolve()] = spec
