@@ -19,8 +19,7 @@ import pytest
 from sim.config import load_config
 from sim.errors import ConfigError
 from sim.serving.collectives import RingCollectives, TensorParallelComm
-from sim.serving.compute import StepShape
-from sim.serving.compute_backend import compute_model, gpu_compute_model
+from sim.serving.compute_backend import gpu_compute_model
 from sim.serving.memory_profile import forward_peak, memory_budget
 from sim.serving.moe import DataParallelShare, FusedExperts
 from sim.serving.run import run_serving
@@ -52,21 +51,6 @@ def test_the_exchange_spans_the_dp_ranks_and_the_moe_all_reduce_stays():
     assert comm.step_time(3, 1, DataParallelShare(3, 5, 5)) == pytest.approx((5 * 2 * 24 + 16 + 2 * 2 * 40) * 1e-9)
     # without a share the group is 2 ranks of 3 tokens: 6 x 16 B, 1 step of 48 B each
     assert comm.step_time(3, 1) == pytest.approx((5 * 2 * 24 + 16 + 2 * 2 * 48) * 1e-9)
-
-
-def test_a_runs_group_exchanges_its_tokens_unpadded_over_tp():
-    """Two instances of TP 2 in one group, eager, not expert parallel: a prompt of 101 tokens at instance 0, a 1-token
-    dummy at 1; its TTFT is its one step with G = 102 tokens routed and exchanged (no sequence-parallel padding to
-    102 + 2), with the run's comm over the DP ranks."""
-    config = load_config(None, sets=SETS + ["serving.tensor_parallel_size=2", "serving.enforce_eager=true",
-                                            "serving.enable_expert_parallel=false"])
-    assert gpu_compute_model(config).comm.expert_parallel is False
-    shape = StepShape()
-    shape.add_prefill(101, 0)
-    expected = compute_model(config).step_time(shape, DataParallelShare(101, 102, 102))
-    assert expected != compute_model(config).step_time(shape, DataParallelShare(101, 102, 104))
-    _, requests = run_serving(make_trace([0.0], [101], [1]), config, "single")
-    assert requests.ttft == pytest.approx([expected], rel=1e-12)
 
 
 @pytest.mark.parametrize("tp, group", [(1, 100), (2, 40)])

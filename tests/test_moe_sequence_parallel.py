@@ -15,7 +15,7 @@ import pytest
 from sim.config import load_config
 from sim.serving.collectives import RingCollectives, TensorParallelComm
 from sim.serving.compute import StepShape
-from sim.serving.compute_backend import compute_model
+from sim.serving.compute_backend import compute_model, gpu_compute_model
 from sim.serving.cudagraph import CudagraphSizes, PaddedCompute
 from sim.serving.data_parallel import LockstepGroup
 from sim.serving.engine import Engine
@@ -65,15 +65,19 @@ def test_a_padded_graph_step_exchanges_its_tp_padded_share():
     assert seen == [DataParallelShare(4, 8, 16)]
 
 
-def test_a_runs_group_exchanges_its_tp_padded_tokens():
+@pytest.mark.parametrize("expert_parallel, exchanged, other", [(True, 104, 102), (False, 102, 104)])
+def test_a_runs_group_exchanges_its_tokens(expert_parallel, exchanged, other):
     """Two instances of TP 2 in one group, eager: one prompt of 101 tokens at instance 0, a 1-token dummy at 1; its
-    TTFT is its one step with G = 102 tokens routed and 102 + 2 exchanged."""
+    TTFT is its one step with G = 102 tokens routed, exchanged as 102 + 2 (sequence-parallel padding to a multiple of
+    TP) when expert parallel, as 102 over the DP ranks when not (tests/test_expert_parallel_off.py)."""
     config = load_config(None, sets=["model=qwen3-30b-a3b", "serving.num_instances=2", "serving.data_parallel_size=2",
                                      "serving.tensor_parallel_size=2", "serving.enforce_eager=true",
-                                     "cache.tiers.dram.capacity_gib=0", "cache.tiers.ssd.capacity_gib=0"])
+                                     "cache.tiers.dram.capacity_gib=0", "cache.tiers.ssd.capacity_gib=0",
+                                     f"serving.enable_expert_parallel={str(expert_parallel).lower()}"])
+    assert gpu_compute_model(config).comm.expert_parallel is expert_parallel
     shape = StepShape()
     shape.add_prefill(101, 0)
-    expected = compute_model(config).step_time(shape, DataParallelShare(101, 102, 104))
-    assert expected != compute_model(config).step_time(shape, DataParallelShare(101, 102, 102))
+    expected = compute_model(config).step_time(shape, DataParallelShare(101, 102, exchanged))
+    assert expected != compute_model(config).step_time(shape, DataParallelShare(101, 102, other))
     _, requests = run_serving(make_trace([0.0], [101], [1]), config, "single")
     assert requests.ttft == pytest.approx([expected], rel=1e-12)
