@@ -154,11 +154,19 @@ def check_run(metrics: dict[str, Any], trace: dict[str, Any] | None, mode: str, 
                            f"block_bytes {sum(per.values()) * bb}")
     # serving, not cluster (whose fetches also read): bytes read out of a lower tier are the blocks it served
     # (``sliding``: vLLM's hybrid manager, README Configuration: a sliding copy loaded from a lower tier counts in its
-    # bytes_read, while tier_hit_ratio counts the full-attention group's blocks; a tier serving hits is still read)
-    if sliding and serving and not cl and not means and acc and "tiers" in metrics and "tier_hit_ratio" in metrics:
+    # bytes_read, while tier_hit_ratio counts the full-attention group's blocks; ``states``: a Gated DeltaNet hybrid's
+    # states loaded beside the hit's blocks count there too, each held as a block; a tier serving hits is still read,
+    # and a state at least as many bytes as the blocks it serves)
+    if (sliding or states) and serving and not cl and not means and acc and "tiers" in metrics \
+            and "tier_hit_ratio" in metrics:
         for name, t in metrics["tiers"].items():
-            if round(metrics["tier_hit_ratio"].get(name, 0.0) * acc) and not t["bytes_read"]:
+            served = round(metrics["tier_hit_ratio"].get(name, 0.0) * acc)
+            if served and not t["bytes_read"]:
                 bad.append(f"tiers.{name} served hits but read no byte")
+            if states and block_bytes is not None and (t["bytes_read"] < served * block_bytes
+                                                       or t["bytes_read"] % block_bytes):
+                bad.append(f"tiers.{name}.bytes_read {t['bytes_read']} is not whole blocks of {block_bytes}, at least "
+                           f"its {served} hits")
     elif serving and not cl and not means and acc and "tiers" in metrics and "tier_hit_ratio" in metrics:
         preempted = metrics.get("preemptions", 0) > 0
         per_hit: dict[int, str] = {}

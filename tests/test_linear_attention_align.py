@@ -13,6 +13,7 @@ import pytest
 from sim.serving.block_pool import BlockPool
 from sim.serving.job import Job
 from tests.cache_helpers import make_cache
+from tests.report_invariants import check_report
 
 BS, OFFSET, GROUPS = 576, 100, 3
 
@@ -176,6 +177,33 @@ def test_qwen3_next_serves_with_prefix_caching_on(run_cli, tmp_path):
     report = json.loads(out.read_text())
     assert report["runs"][0]["metrics"]["requests_completed"] == 6
     assert report["runs"][0]["metrics"]["instances"]["block_size"] == 576
+
+
+def test_a_lower_tier_reads_the_states_of_its_hits_beside_their_blocks(run_cli, tmp_path):
+    """Found by a stress run: an exclusive DRAM/SSD hierarchy under a single L40S's Qwen3-Next (544-token blocks on
+    Ada: a block 12 layers x 544 tokens x 2 KV heads x 256 x 2 x 2 bytes = 13,369,344 B) serves hits whose states it
+    loads too, each held as a block: its bytes_read are whole blocks, more than its hits' (the report checker took
+    them for blocks alone and flagged the run)."""
+    import json
+
+    out = tmp_path / "r.json"
+    status, _, err = run_cli("--no-plot", "--quiet", "--report-json", out, "--set", "model=qwen3-next-80b-a3b",
+                             "--set", "hardware.gpu=l40s", "--set", "workload.synthetic.num_requests=150",
+                             "--set", "workload.synthetic.rate_rps=200",
+                             "--set", "workload.synthetic.input_tokens_mean=3000",
+                             "--set", "workload.synthetic.output_tokens_mean=20",
+                             "--set", "workload.synthetic.think_time_median_s=0.5",
+                             "--set", "workload.synthetic.turns_mean=5",
+                             "--set", "serving.num_gpu_blocks=400", "--set", "cache.tiers.dram.capacity_gib=4",
+                             "--set", "cache.inclusion=exclusive")
+    assert status == 0, err
+    report = json.loads(out.read_text())
+    metrics, block = report["runs"][0]["metrics"], 12 * 544 * 2 * 256 * 2 * 2
+    assert metrics["instances"]["block_size"] == 544 and metrics["preemptions"] == 0
+    ssd = metrics["tiers"]["ssd"]["bytes_read"]
+    hits = round(metrics["tier_hit_ratio"]["ssd"] * metrics["accesses"])
+    assert ssd % block == 0 and ssd > hits * block > 0
+    assert check_report(report) == []
 
 
 @pytest.mark.parametrize("policy_args", [("--policy", "lru,belady"), ("--set", "cache.tiers.dram.policy=belady")])
