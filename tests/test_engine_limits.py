@@ -51,11 +51,21 @@ def test_set_limits_are_kept_and_the_token_default_is_capped_by_the_model_length
         == (3, 5000)
 
 
-def test_a_token_limit_below_the_gpus_default_sequences_is_refused_naming_both(run_cli):
-    status, _, err = run_cli("--set", "serving.max_num_batched_tokens=512", "--workload-limit", "10")
+def test_a_token_limit_below_the_gpus_default_sequences_lowers_them_as_vllm_does():
+    """vLLM (``_set_default_max_num_seqs_and_batched_tokens_args``): an unset max_num_seqs is min(the GPU's default,
+    max_num_batched_tokens), so --max-num-batched-tokens 512 on an H100 serves 512 sequences a step (kvsim refused
+    it: 512 < the default 1,024); a limit both given must still hold its sequences."""
+    assert _limits("serving.max_num_batched_tokens=512") == (512, 512)
+    assert _limits("hardware.gpu=l40s", "serving.max_num_batched_tokens=100") == (100, 100)
+    assert _limits("hardware.gpu=l40s", "serving.max_num_batched_tokens=300") == (256, 300)
+
+
+def test_a_token_limit_below_the_sequences_given_is_refused_naming_both(run_cli):
+    status, _, err = run_cli("--set", "serving.max_num_batched_tokens=512", "--set", "serving.max_num_seqs=1024",
+                             "--workload-limit", "10")
     assert status == 2
     assert err.strip().endswith("config key 'serving.max_num_batched_tokens'=512 must be >= "
-                                "'serving.max_num_seqs'=1024 (vLLM's default on h100-sxm)")
+                                "'serving.max_num_seqs'=1024")
 
 
 def test_an_h100_runs_more_than_256_sequences_at_once_as_vllm_serve_does():

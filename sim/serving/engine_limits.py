@@ -5,8 +5,9 @@ Left unset (null), vLLM picks both by the GPU (``EngineArgs.get_batch_defaults``
 ``_set_default_max_num_seqs_and_batched_tokens_args``, vllm/engine/arg_utils.py, vLLM 0.33.0, the OpenAI API
 server's usage context): 1,024 sequences and 16,384 tokens on a GPU of 160 GiB or more (B200), 1,024 and 8,192
 on one of 70 GiB or more but an A100 (H100, H200, RTX PRO 6000), 256 and 2,048 on the others (A100, L40S,
-RTX 4090). The token default is then capped at ``max_num_seqs × max_model_len``. A value set in the config
-is kept as it is. So a run on an H100 admits up to 1,024 sequences a step, as vLLM there does, not 256.
+RTX 4090). The token default is then capped at ``max_num_seqs × max_model_len``, and the sequence default at the
+step's tokens. A value set in the config is kept as it is. So a run on an H100 admits up to 1,024 sequences a
+step, as vLLM there does, not 256.
 
 ``serving.block_size`` left null is vLLM's for the model and GPU (``sim.serving.attention_backend``: 16 but for
 multi-head latent attention on B200, 32, and DeepSeek sparse attention, 64; a Gated DeltaNet hybrid's raised to hold
@@ -43,14 +44,18 @@ def default_batch_limits(gpu: str) -> tuple[int, int]:
 
 
 def batch_limits(config: Config) -> tuple[int, int]:
-    """The run's (max_num_seqs, max_num_batched_tokens): the config's, each vLLM's default where it is unset."""
+    """The run's (max_num_seqs, max_num_batched_tokens): the config's, each vLLM's default where it is unset; a
+    default sequence limit never above the step's tokens (vLLM: ``min(max_num_seqs, max_num_batched_tokens)`` when
+    ``--max-num-seqs`` is not given), so ``--max-num-batched-tokens 512`` on an H100 serves 512 sequences a step."""
     serving = config.serving
     seqs, tokens = default_batch_limits(config.hardware.gpu)
     if serving.max_num_seqs is not None:
         seqs = serving.max_num_seqs
     if serving.max_num_batched_tokens is not None:
-        return seqs, serving.max_num_batched_tokens
-    return seqs, min(tokens, seqs * max_model_len(config))
+        tokens = serving.max_num_batched_tokens
+    else:
+        tokens = min(tokens, seqs * max_model_len(config))
+    return (seqs if serving.max_num_seqs is not None else min(seqs, tokens)), tokens
 
 
 def block_size(config: Config) -> int:
