@@ -128,7 +128,8 @@ CASES: dict[str, Case] = {
     "cluster_racks_zero": setting("cluster.num_racks=0", "0", mode=("--cluster",)),
     "cluster_oversubscription_below_1": setting("cluster.oversubscription=0.5", mode=("--cluster",)),
     "cluster_pcie_zero": setting("hardware.pcie_gbps=0", mode=("--cluster",)),
-    "batched_tokens_below_seqs": Case(["--set", "serving.max_num_batched_tokens=64"],
+    # (both given: an unset max_num_seqs falls to the tokens, as vLLM's default does)
+    "batched_tokens_below_seqs": Case(["--set", "serving.max_num_batched_tokens=64", "--set", "serving.max_num_seqs=128"],
                                       names=("serving.max_num_batched_tokens", "serving.max_num_seqs")),
     "max_model_len_beyond_context": Case(["--set", "model=llama-3-8b", "--set", "serving.max_model_len=9000"],
                                          names=("serving.max_model_len", "8192")),
