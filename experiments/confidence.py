@@ -118,12 +118,14 @@ def _mean_leaf(values: list[Any], name: str, ci: dict[str, list[float]]) -> Any:
     return mean
 
 
-def aggregate(runs: list[RunResult]) -> RunResult:
-    """One run from the same run repeated over seeds: mean metrics, ``metrics_ci95``, pooled per-request values."""
+def aggregate(runs: list[RunResult], seeds: list[int] | None = None) -> RunResult:
+    """One run from the same run repeated over seeds (``seeds``: each run's, for its notes; default 0, 1, ...): mean
+    metrics, ``metrics_ci95``, pooled per-request values."""
     if len(runs) < 2:
         raise ValueError("an interval needs at least two runs")
     ci: dict[str, list[float]] = {}
     metrics = _mean_tree([r.metrics for r in runs], "", ci)
+    _merge_search_caveats(metrics, runs, seeds if seeds is not None else list(range(len(runs))))
     per_request = None
     if all(r.per_request is not None for r in runs):
         per_request = {k: np.concatenate([r.per_request[k] for r in runs]) for k in runs[0].per_request}
@@ -134,3 +136,21 @@ def aggregate(runs: list[RunResult]) -> RunResult:
                  _mean_leaf([r.overrides.get(key) for r in runs], key, {}) for key, value in first.overrides.items()}
     return RunResult(name=first.name, metrics=metrics, overrides=overrides,
                      metrics_ci95=ci, per_request=per_request)
+
+
+def _merge_search_caveats(metrics: dict[str, Any], runs: list[RunResult], seeds: list[int]) -> None:
+    """``--max-rate``'s caveats over the seeds: every seed's ``note`` (no rate met the target, every rate did, a burst),
+    named by its seed, and ``steady_state`` false when any seed's answer is not steady. The first seed's alone were kept
+    (a note is a string, taken from the first run, and a key only later seeds had was dropped): a seed whose search met
+    no rate was averaged into max_rate_scale as 0 and the report said nothing of it."""
+    search = metrics.get("max_rate_search")
+    if not isinstance(search, dict):
+        return
+    searches = [r.metrics.get("max_rate_search") or {} for r in runs]
+    notes = [f"seed {seed}: {s['note']}" for seed, s in zip(seeds, searches, strict=True) if s.get("note")]
+    search.pop("note", None)
+    search.pop("steady_state", None)
+    if notes:
+        search["note"] = "; ".join(notes)
+    if any(s.get("steady_state") is False for s in searches):
+        search["steady_state"] = False

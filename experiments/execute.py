@@ -203,6 +203,7 @@ def execute(mode: str, config: Config, options: RunOptions = RunOptions()) -> Mo
     """Run one point: seeds seed..seed+N−1 (mean and 95% intervals) around the max-rate search or plain run."""
     if options.seeds <= 1:
         return _once(mode, config, options)
-    outs = [_once(mode, replace(config, seed=config.seed + i), options) for i in range(options.seeds)]
-    runs = [aggregate([out.runs[j] for out in outs]) for j in range(len(outs[0].runs))]
+    seeds = [config.seed + i for i in range(options.seeds)]
+    outs = [_once(mode, replace(config, seed=seed), options) for seed in seeds]
+    runs = [aggregate([out.runs[j] for out in outs], seeds) for j in range(len(outs[0].runs))]
     return ModeOutput(outs[0].trace, runs)

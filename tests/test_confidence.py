@@ -139,3 +139,27 @@ def test_an_override_the_seeds_ran_at_different_values_of_is_their_mean():
     merged = aggregate(runs)
     assert merged.overrides == {"workload.rate_scale": 3.0, "cache.policy": "lru"}
     assert merged.metrics["max_rate_scale"] == 3.0
+
+
+def _searched(scale: float, note: str | None = None, steady: bool = True) -> RunResult:
+    """A --max-rate run as experiments.maxrate.max_rate_run reports one: its caveats only where they apply."""
+    search = {"target_attainment": 0.9, "steps": [[1.0, 0.5]], **({"note": note} if note else {}),
+              **({} if steady else {"steady_state": False})}
+    return RunResult(name="single", metrics={"max_rate_scale": scale, "max_rate_search": search})
+
+
+def test_every_seeds_max_rate_caveat_is_kept():
+    # --max-rate --seeds 3 on the smoke preset's 150 synthetic requests (slo.ttft_s 0.3, one instance): seed 1's search
+    # met no rate (max_rate_scale 0, its note says so) and the mean 0.196 was reported with no note at all, the first
+    # seed's (none) standing for every seed's; a burst only a later seed answered lost its steady_state too
+    none_met = "no rate tried meets the target: it is missed even at the lowest load tried"
+    merged = aggregate([_searched(0.54), _searched(0.0, none_met), _searched(0.05, "a burst", steady=False)],
+                       seeds=[7, 8, 9])
+    search = merged.metrics["max_rate_search"]
+    assert search["note"] == f"seed 8: {none_met}; seed 9: a burst"
+    assert search["steady_state"] is False
+    assert merged.metrics["max_rate_scale"] == pytest.approx((0.54 + 0.0 + 0.05) / 3)
+    steady = aggregate([_searched(0.5), _searched(0.6)]).metrics["max_rate_search"]
+    assert "note" not in steady and "steady_state" not in steady
+    first_only = aggregate([_searched(0.5, "a burst", steady=False), _searched(0.6)]).metrics["max_rate_search"]
+    assert first_only["note"] == "seed 0: a burst" and first_only["steady_state"] is False
