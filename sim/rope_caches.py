@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sim.errors import ConfigError, quote
+from sim.hf_quantization import MAX_DIMENSION
 
 if TYPE_CHECKING:
     from sim.hf_config import _Keys
@@ -125,11 +126,20 @@ def _canonical(value: Any) -> Any:
 
 
 def _number(keys: _Keys, params: dict[str, Any], name: str, where: str) -> float:
-    value = params.get(name)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ConfigError(f"model config {keys.path}: key {keys.prefix + where + name!r} must be a positive number "
-                          f"(a rotary embedding parameter), got {quote(value)}")
+    value = params.get(name)  # (json reads Infinity, which scaled the context to a float no int could hold)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise ConfigError(f"model config {keys.path}: key {keys.prefix + where + name!r} must be a positive finite "
+                          f"number (a rotary embedding parameter), got {quote(value)}")
     return value
+
+
+def _positions(keys: _Keys, count: float, where: str) -> float:
+    """``count`` positions that the rotary parameters at ``where`` give, within max_position_embeddings' own bound
+    (a factor of 1e6 read as 1.3e11 positions, a cos/sin cache reported as 15,627 GiB of weights to shard)."""
+    if count > MAX_DIMENSION:
+        raise ConfigError(f"model config {keys.path}: key {keys.prefix + where!r} gives {count:.4g} positions, beyond "
+                          f"{MAX_DIMENSION:,} (max_position_embeddings' bound)")
+    return count
 
 
 def cache_rows(keys: _Keys, params: dict[str, Any], max_position: int, where: str) -> int:
@@ -141,14 +151,15 @@ def cache_rows(keys: _Keys, params: dict[str, Any], max_position: int, where: st
         raise ConfigError(f"model config {keys.path}: key {keys.prefix + where + name!r} is {quote(kind)}, a RoPE type "
                           f"vLLM does not build (its get_rope's: {', '.join(sorted(VLLM_ROPE_TYPES))})")
     if kind == "linear":
-        return math.ceil(max_position * _number(keys, params, "factor", where))  # torch.arange(max_len)
+        return math.ceil(_positions(keys, max_position * _number(keys, params, "factor", where), where + "factor"))
     if kind in ("yarn", "deepseek_yarn", "deepseek_llama_scaling"):
         original = _number(keys, params, "original_max_position_embeddings", where)
         if "mrope_section" in params:  # MRotaryEmbedding over original positions (x positions_factor, 1 here)
-            return math.ceil(original)
-        return math.ceil(original * _number(keys, params, "factor", where))
+            return math.ceil(_positions(keys, original, where + "original_max_position_embeddings"))
+        return math.ceil(_positions(keys, original * _number(keys, params, "factor", where), where + "factor"))
     if kind == "longrope":
-        return math.ceil(_number(keys, params, "original_max_position_embeddings", where)) + max_position
+        original = _number(keys, params, "original_max_position_embeddings", where)
+        return math.ceil(_positions(keys, math.ceil(original) + max_position, where + "original_max_position_embeddings"))
     return max_position
 
 
@@ -167,8 +178,9 @@ def served_context(keys: _Keys, max_position: int) -> int:
         return max_position
     factor = 1.0 if params.get("factor") is None else _number(keys, params, "factor", "rope_scaling.")
     if kind == "yarn":
-        return int(_number(keys, params, "original_max_position_embeddings", "rope_scaling.") * factor)
-    return int(max_position * factor)
+        original = _number(keys, params, "original_max_position_embeddings", "rope_scaling.")
+        return int(_positions(keys, original * factor, "rope_scaling.factor"))
+    return int(_positions(keys, max_position * factor, "rope_scaling.factor"))
 
 
 def rope_caches(keys: _Keys, family: Family, max_position: int, width: int,
