@@ -46,6 +46,14 @@ CASES: dict[str, Case] = {
                                                  files={"t.csv": AZURE_OK, "config.json": llama_with(rope_scaling={
                                                      "rope_type": "yarn", "factor": 4.0,
                                                      "original_max_position_embeddings": 1e300})}),
+    # activations of a 1M-token profile run (87.7 GiB) beside Llama-3.1-8B on one H100: "h100-sxm leaves -30.6 GiB beside
+    # model llama-3.1-8b's weights (15 GiB), activations and CUDA graphs ...; raise serving.tensor_parallel_size or the
+    # utilization", naming neither the activations' size nor the setting that made them
+    "activations_beyond_memory": Case(["--workload-trace", "{tmp}/t.csv", "--quiet", "--no-plot", "--set",
+                                       "serving.max_num_batched_tokens=1000000"],
+                                      names=("beside model llama-3.1-8b's weights", "profile run's activations",
+                                             "serving.max_num_batched_tokens=1,000,000", "lower them"),
+                                      files={"t.csv": AZURE_OK}),
 }
 
 

@@ -243,7 +243,7 @@ def hbm_capacity_blocks(config: Config) -> int:
     ``cache.tiers.hbm.capacity_gib`` if set, else vLLM 0.33's budget (``sim.serving.memory_profile``: the
     device's reported memory × utilisation − weights − the profile run's activations − non-torch memory − the
     CUDA graphs' estimate) / block bytes."""
-    from sim.serving.memory_profile import check_fits, memory_budget, note_given_capacity
+    from sim.serving.memory_profile import check_activations_fit, check_fits, memory_budget, note_given_capacity
 
     tier, block = config.cache.tiers.hbm, kv_block_bytes(config)
     if config.serving.num_gpu_blocks is not None:
@@ -256,6 +256,7 @@ def hbm_capacity_blocks(config: Config) -> int:
         return note_given_capacity(config, blocks, block, "cache.tiers.hbm.capacity_gib")
     budget = memory_budget(config)
     check_fits(config, budget)
+    check_activations_fit(config, budget)
     free = budget.kv_bytes
     blocks = int(free // block) if free > 0 else 0
     if blocks < 1:  # (a cache of no block: every tier below it would be read through nothing)

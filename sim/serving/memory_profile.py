@@ -224,6 +224,23 @@ def memory_budget(config: Config, estimate_cudagraphs: bool = True) -> MemoryBud
                         weights=int(weights), activation=activation, non_torch=NON_TORCH_BYTES, cudagraph=graphs)
 
 
+def check_activations_fit(config: Config, budget: MemoryBudget) -> None:
+    """Exit-2 error where the profile run's activations alone exceed the memory beside the weights: the batch limits
+    that size them are what to lower (the KV budget's own message, "leaves -30.6 GiB ...; raise serving.
+    tensor_parallel_size or the utilization", named neither them nor their size at max_num_batched_tokens=1,000,000)."""
+    from sim.serving.engine_limits import batch_limits
+
+    beside = budget.requested - budget.weights
+    if budget.activation < beside:
+        return
+    seqs, tokens = batch_limits(config)
+    raise ConfigError(
+        f"{config.hardware.gpu} at gpu_memory_utilization={config.serving.gpu_memory_utilization} leaves "
+        f"{beside / GIB:.3g} GiB beside model {config.model}'s weights, less than its profile run's activations "
+        f"({budget.activation / GIB:.3g} GiB at serving.max_num_batched_tokens={tokens:,}, max_num_seqs={seqs:,}): "
+        "no KV block fits; lower them or raise serving.tensor_parallel_size")
+
+
 def note_given_capacity(config: Config, blocks: int, block_bytes: int, key: str) -> int:
     """``blocks`` KV blocks given outright (``key``), as the Contract lets a run override the capacity: kept, with a
     note on stderr (once per message) where they could not exist on the device. vLLM allocates an override's blocks
