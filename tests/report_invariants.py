@@ -26,7 +26,9 @@ from a definition in ../shared/DESIGN.md (Contract: report JSON) or README.md, c
 - serving per-tier traffic (single node, PD): a lower tier is read only by the loads of the blocks it serves requests
   at admission (README Serving: loads from a lower tier; ``KVCacheManager.load``), so without preemptions (a
   preempted request loads again) its ``bytes_read = hits x block_bytes``, one block's bytes the same for every tier
-  (``block_bytes=`` checks that size too); with them, at least that;
+  (``block_bytes=`` checks that size too); with them, at least that; a Gated DeltaNet hybrid's tier also reads the
+  states at its hits' ends, each a state group's unpadded state (``state_bytes``, from the model's shape): whole
+  states past the hits' blocks;
 - cache-only per-tier traffic: a lower tier's ``bytes_read = (hits + prefetches) x block_bytes`` (README Policy
   study: bytes moved per tier; a session prefetch reads its blocks out ahead of their use), with either access
   semantics: ``plain`` reads each block where its lookup finds it; ``prefix`` (vLLM) reads each hit of a request's
@@ -77,7 +79,8 @@ def _distributions(metrics: dict, path: str = ""):
 def check_run(metrics: dict[str, Any], trace: dict[str, Any] | None, mode: str, *,
               arrival_span_s: float | None = None, output_tokens: int | None = None,
               input_tokens: int | None = None, means: bool = False, kv_copies: int = 1, state_copies: int = 1,
-              block_bytes: int | None = None, states: bool = False, sliding: bool = False,
+              block_bytes: int | None = None, states: bool = False, state_bytes: int | None = None,
+              sliding: bool = False,
               roofline_mfu_bound: float | None = None) -> list[str]:
     bad: list[str] = []
     serving = mode != "cache-only"
@@ -155,18 +158,19 @@ def check_run(metrics: dict[str, Any], trace: dict[str, Any] | None, mode: str, 
     # serving, not cluster (whose fetches also read): bytes read out of a lower tier are the blocks it served
     # (``sliding``: vLLM's hybrid manager, README Configuration: a sliding copy loaded from a lower tier counts in its
     # bytes_read, while tier_hit_ratio counts the full-attention group's blocks; ``states``: a Gated DeltaNet hybrid's
-    # states loaded beside the hit's blocks count there too, each held as a block; a tier serving hits is still read,
-    # and a state at least as many bytes as the blocks it serves)
+    # states loaded beside the hit's blocks count there too, each its own unpadded bytes (``state_bytes``, a state
+    # group's layers' states, every rank's: vLLM's offloading connector copies a MambaSpec page without its padding),
+    # so without preemptions a tier's bytes past its hits' blocks are whole states; a tier serving hits is still read)
     if (sliding or states) and serving and not cl and not means and acc and "tiers" in metrics \
             and "tier_hit_ratio" in metrics:
         for name, t in metrics["tiers"].items():
             served = round(metrics["tier_hit_ratio"].get(name, 0.0) * acc)
             if served and not t["bytes_read"]:
                 bad.append(f"tiers.{name} served hits but read no byte")
-            if states and block_bytes is not None and (t["bytes_read"] < served * block_bytes
-                                                       or t["bytes_read"] % block_bytes):
-                bad.append(f"tiers.{name}.bytes_read {t['bytes_read']} is not whole blocks of {block_bytes}, at least "
-                           f"its {served} hits")
+            beside = t["bytes_read"] - served * block_bytes if states and block_bytes is not None else 0
+            if beside < 0 or (state_bytes and not metrics.get("preemptions", 0) and beside % state_bytes):
+                bad.append(f"tiers.{name}.bytes_read {t['bytes_read']} is not its {served} hits x {block_bytes} "
+                           f"plus whole states of {state_bytes}")
     elif serving and not cl and not means and acc and "tiers" in metrics and "tier_hit_ratio" in metrics:
         preempted = metrics.get("preemptions", 0) > 0
         per_hit: dict[int, str] = {}
@@ -285,7 +289,7 @@ def check_report(report: dict[str, Any], **expect: Any) -> list[str]:
             serving_cfg, pd = config.get("serving", {}), config.get("pd") or {}
             widest = max(serving_cfg.get("tensor_parallel_size", 1), pd.get("prefill_tensor_parallel_size") or 1,
                          pd.get("decode_tensor_parallel_size") or 1)
-            expect = {**expect, "states": True,
+            expect = {**expect, "states": True, "state_bytes": _stored_state_bytes(config),
                       "state_copies": max(1, widest // model_spec(config["model"]).num_kv_heads)}
         if model_spec(config["model"]).is_hybrid_attention and \
                 not config.get("serving", {}).get("disable_hybrid_kv_cache_manager", False):
@@ -323,6 +327,21 @@ def check_report(report: dict[str, Any], **expect: Any) -> list[str]:
             expect = {**expect, "means": True}
         bad.extend(f"{run['name']}: {v}" for v in check_run(run["metrics"], trace, report["mode"], **expect))
     return bad
+
+
+def _stored_state_bytes(config: dict[str, Any]) -> int:
+    """One state group's state as a lower tier stores it, from the model's shape: each of the group's Gated DeltaNet
+    layers' conv and recurrent states, unpadded, every TP rank's share (README: 13,172,736 B for Qwen3-Next). A
+    group's layers: vLLM's _get_kv_cache_groups_uniform_page_size splits both kinds into groups of the smaller
+    layer count, or of the larger when it is under 1.5 times the smaller."""
+    from sim.model_shape import DTYPE_BYTES
+    from sim.specs import model_spec
+
+    spec = model_spec(config["model"])
+    gdn = spec.linear_attention
+    small, large = sorted((spec.attention_layers, gdn.layers))
+    layers = large if large < 1.5 * small else small
+    return layers * gdn.state_bytes(DTYPE_BYTES[config.get("serving", {}).get("dtype", "bf16")])
 
 
 def check_mrc(metrics: dict[str, Any]) -> list[str]:

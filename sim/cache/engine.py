@@ -57,6 +57,14 @@ class CacheView(NamedTuple):
     inclusive: bool
     block_bytes: int
     last_pos: np.ndarray  # int64, per block id: its last use position (-1: none); empty when not tracked
+    copy_from: int  # keys from this one on are a hybrid model's other groups' entries (``copy_bytes`` each)
+    copy_bytes: int
+
+
+@kernel
+def _bytes(c, key):
+    """Bytes a tier reads or writes for ``key``: a block's, or a copy's (a Gated DeltaNet state, unpadded)."""
+    return c.copy_bytes if key >= c.copy_from else c.block_bytes
 
 
 @kernel
@@ -118,7 +126,7 @@ def _operations(access, insert, readmit, remove, victim):
                 if level > 0:
                     a.meta[t, STAT0 + (PREFETCHES if mode == PREFETCH else PROMOTIONS)] += 1
                     if mode != UNREAD:
-                        a.meta[t, STAT0 + BYTES_READ] += c.block_bytes
+                        a.meta[t, STAT0 + BYTES_READ] += _bytes(c, key)
                     if c.inclusive:  # copy up: write to every tier above, nearest first
                         first, stop, stride = level - 1, -1, -1
                     else:  # move up
@@ -139,7 +147,7 @@ def _operations(access, insert, readmit, remove, victim):
                     a.meta[t, RESIDENT] += 1
                     a.meta[t, STAT0 + (PREFETCHES if mode == PREFETCH else PROMOTIONS)] -= 1
                     if mode == PREFETCH:  # (nothing brought up ahead of use: nothing read)
-                        a.meta[t, STAT0 + BYTES_READ] -= c.block_bytes
+                        a.meta[t, STAT0 + BYTES_READ] -= _bytes(c, key)
                     break
                 if a.meta[t, CAP] <= 0:  # e.g. HBM fully used by running requests: nothing can be kept here
                     if c.inclusive or at + 1 == n:
@@ -162,7 +170,7 @@ def _operations(access, insert, readmit, remove, victim):
                 insert(a, t, inserting, when)
                 a.meta[t, RESIDENT] += 1
                 a.meta[t, STAT0 + INSERTIONS] += 1
-                a.meta[t, STAT0 + BYTES_WRITTEN] += c.block_bytes
+                a.meta[t, STAT0 + BYTES_WRITTEN] += _bytes(c, inserting)
                 if not has_victim:
                     break
                 if c.inclusive or at + 1 == n:
@@ -177,7 +185,7 @@ def _operations(access, insert, readmit, remove, victim):
             t = c.tiers[level]  # stays below, not promoted (a use still read it; a prefetch read nothing ahead)
             a.meta[t, STAT0 + (PREFETCHES if mode == PREFETCH else PROMOTIONS)] -= 1
             if mode == PREFETCH:
-                a.meta[t, STAT0 + BYTES_READ] -= c.block_bytes
+                a.meta[t, STAT0 + BYTES_READ] -= _bytes(c, key)
         return level
 
     def use_single(a, t, key, now, admit):

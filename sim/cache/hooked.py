@@ -26,6 +26,7 @@ class HookedMultiTierCache:
         for tier in tiers:
             tier.arena.add_user(tier.index)
         self.block_bytes = block_bytes
+        self.copy_bytes = block_bytes  # (a hybrid's other groups' copies: sliding blocks here, never states)
         self.inclusive = inclusive
         self.policies = hooks if hooks is not None else [t.hooks for t in tiers]
         self.residents: list[set[int]] = [t.resident_set for t in tiers]  # shared with other caches of a tier

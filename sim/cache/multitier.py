@@ -39,6 +39,7 @@ from sim.cache.engine import CacheView
 from sim.cache.tiers import Tier
 
 _EMPTY = np.zeros(0, dtype=np.int64)
+_NO_COPIES = np.iinfo(np.int64).max  # ``CacheView.copy_from`` of a cache whose keys are all blocks
 
 
 @dataclass
@@ -63,11 +64,12 @@ class MultiTierCache:
     """Tiers top down (in one ``TierArena``) sharing one block-id space, run by compiled kernels.
 
     ``track_positions``: remember each block's last use position (clairvoyant policies in a
-    lower tier need it for a demoted block); needs ``num_blocks``, the block-id space.
+    lower tier need it for a demoted block); needs ``num_blocks``, the block-id space. ``copy_from``: keys from
+    this one on are a Gated DeltaNet hybrid's states, each ``copy_bytes`` in a tier's byte counts (not a block's).
     """
 
     def __init__(self, tiers: list[Tier], block_bytes: int, inclusive: bool = False, track_positions: bool = False,
-                 num_blocks: int | None = None):
+                 num_blocks: int | None = None, copy_from: int | None = None, copy_bytes: int | None = None):
         if not tiers:
             raise ValueError("a cache needs at least one tier")
         if any(t.arena is not tiers[0].arena for t in tiers):
@@ -76,6 +78,7 @@ class MultiTierCache:
             raise ValueError("tracking block positions needs num_blocks (the block-id space)")
         self.tiers = tiers
         self.block_bytes = block_bytes
+        self.copy_bytes = block_bytes if copy_bytes is None else copy_bytes  # (``KVCacheManager.load``)
         self.inclusive = inclusive
         self.arena = tiers[0].arena
         for tier in tiers:
@@ -84,7 +87,8 @@ class MultiTierCache:
         bounds = ([num_blocks] if track_positions else []) + ([self.arena.max_keys] if self.arena.dense else [])
         self._num_blocks = min(bounds) if bounds else None
         last_pos = self.arena.last_positions(num_blocks) if track_positions else _EMPTY
-        self.view = CacheView(np.array([t.index for t in tiers], dtype=np.int64), inclusive, block_bytes, last_pos)
+        self.view = CacheView(np.array([t.index for t in tiers], dtype=np.int64), inclusive, block_bytes, last_pos,
+                              _NO_COPIES if copy_from is None else copy_from, self.copy_bytes)
         self._lower = self.view._replace(tiers=np.ascontiguousarray(self.view.tiers[1:]))  # ``lower_level``
         self._previous: np.ndarray | None = None  # session prefetch: each session's last request
         # the top tier's capacity as ``resize_top`` last left it with nothing to demote, until a use may admit to it
@@ -249,10 +253,13 @@ def held_mask(keys: np.ndarray, held: Container[int]) -> np.ndarray:
 
 
 def build_cache(tiers: list[Tier], block_bytes: int, inclusive: bool = False, track_positions: bool = False,
-                num_blocks: int | None = None):
-    """A ``MultiTierCache`` when every tier's policy has a compiled kernel, else the generic path."""
+                num_blocks: int | None = None, copy_from: int | None = None, copy_bytes: int | None = None):
+    """A ``MultiTierCache`` when every tier's policy has a compiled kernel, else the generic path (whose policies,
+    ranking blocks by their next use, never serve a Gated DeltaNet hybrid's states: ``copy_from`` is refused)."""
     if all(t.compiled for t in tiers):
-        return MultiTierCache(tiers, block_bytes, inclusive, track_positions, num_blocks)
+        return MultiTierCache(tiers, block_bytes, inclusive, track_positions, num_blocks, copy_from, copy_bytes)
+    if copy_from is not None:
+        raise ValueError("the generic cache path counts every key as a block: states need a compiled policy")
     from sim.cache.hooked import HookedMultiTierCache
 
     return HookedMultiTierCache(tiers, block_bytes, inclusive, track_positions)

@@ -213,6 +213,20 @@ def stored_block_bytes(config: Config) -> int:
     return _block_bytes(config, 1)
 
 
+def stored_copy_bytes(config: Config) -> int:
+    """Bytes one copy a hybrid model keeps beside a block takes in a lower tier and on the links: a sliding group's
+    block (``stored_block_bytes``), or a Gated DeltaNet hybrid's state in one state group, its layers' conv and
+    recurrent states unpadded, every rank's (``state_transfer_bytes`` at TP 1, per group: vLLM's offloading
+    connector copies a MambaSpec page without its padding, offloading/worker.py ``unpadded_page_size_bytes``). Above
+    TP 2 on Qwen3-Next a state outweighs a block (13,172,736 B against 7,864,320 B at TP 4): the state's heads are
+    split over the ranks, the block's 2 KV heads replicated and stored once."""
+    from sim.serving.state_groups import state_groups
+    from sim.serving.state_transfer import state_transfer_bytes
+
+    states = state_groups(config, 1)
+    return stored_block_bytes(config) if states is None else state_transfer_bytes(states) // states.state_groups
+
+
 def read_lanes(config: Config) -> int:
     """Links an instance reads a lower-tier block over in parallel: one per distinct shard, each rank fetching its own
     over its own link (PCIe), so a load takes a shard's bytes / one link's bandwidth (MLA: the one latent, which

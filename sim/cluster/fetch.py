@@ -39,28 +39,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from sim.cache.tiers import stored_copy_bytes
 from sim.cluster.links import Path, PathModel, latency_of
-from sim.config import Config
 from sim.serving.align_state_manager import state_key_offsets
 from sim.serving.instance import Instance, Job
 from sim.serving.kv_cache_manager import PrefixMatch, prefix_hit, usable_prefix_blocks
 from sim.serving.network import Link
-from sim.serving.state_groups import state_groups
-from sim.serving.state_transfer import state_transfer_bytes
 
 HBM, DRAM, SSD, EIC = range(4)  # tier kinds, as TIER_NAMES
 LOCATIONS = ("instance", "node", "rack", "cross_rack")
 INSTANCE, NODE, RACK, CROSS_RACK = range(4)
 _EMPTY = np.zeros(0, dtype=np.int64)
-
-
-def copy_bytes(config: Config, stored_bytes: int) -> int:
-    """Bytes one copy a fetched prefix needs beside its blocks takes on the links: a sliding group's block
-    (``stored_bytes``), or a Gated DeltaNet hybrid's state in one state group, its layers' conv and recurrent states
-    unpadded, every rank's (``state_transfer_bytes`` at TP 1, per group: vLLM's offloading connector copies a
-    MambaSpec page without its padding, offloading/worker.py ``unpadded_page_size_bytes``)."""
-    states = state_groups(config, 1)
-    return stored_bytes if states is None else state_transfer_bytes(states) // states.state_groups
 
 
 def _add(sources: dict[int, list[int]], tier: int, blocks: int, nbytes: int) -> None:
@@ -76,7 +65,7 @@ class PrefixFetch:
 
     def _init_fetch(self) -> None:
         """The fetch's own settings and counters (``ClusterRun._build``)."""
-        self.copy_bytes = copy_bytes(self.config, self.stored_bytes)
+        self.copy_bytes = stored_copy_bytes(self.config)
         self.moved_bytes = dict.fromkeys(("node", "rack", "cross_rack"), 0)  # fetched bytes by links crossed
         # a Gated DeltaNet hybrid's state keys of a block (the instances' AlignStateKVCacheManager.offsets)
         self._state_offsets = (state_key_offsets(self.states.state_groups, self.num_blocks)

@@ -46,6 +46,7 @@ class TieredCache(Protocol):
 
     tiers: Sequence[TierView]
     block_bytes: int
+    copy_bytes: int  # a hybrid's other groups' copy in a lower tier: a sliding block's, a state's (unpadded)
 
     def lookup_prefix(self, keys: Sequence[int], held: Container[int] = ()) -> np.ndarray: ...
 
@@ -95,6 +96,7 @@ class PrefixMatch:
     tier_of_each: list[int]  # tier index of each matched block, top first (0: HBM, in use or cached)
     tokens: int  # prompt tokens it serves (``prefix_hit``: short of the last token)
     to_load: dict[int, int]  # lower tier index -> blocks to read from it (``KVCacheManager.load``)
+    copies_to_load: dict[int, int] = field(default_factory=dict)  # lower tier index -> a hybrid's copies to read
 
     @property
     def blocks(self) -> int:
@@ -104,11 +106,16 @@ class PrefixMatch:
     def of(cls, served: list[int], tokens: int, also_loaded: Sequence[int] = ()) -> PrefixMatch:
         """The match of the blocks at tiers ``served``; a lower tier's block is read from it, as is each of
         ``also_loaded`` (the tiers of copies a hybrid model's other groups read beside them)."""
-        to_load: dict[int, int] = {}
-        for level in (*served, *also_loaded):
-            if level > 0:
-                to_load[level] = to_load.get(level, 0) + 1
-        return cls(served, tokens, to_load)
+        return cls(served, tokens, _per_tier(served), _per_tier(also_loaded))
+
+
+def _per_tier(levels: Sequence[int]) -> dict[int, int]:
+    """How many of ``levels`` each lower tier holds."""
+    counts: dict[int, int] = {}
+    for level in levels:
+        if level > 0:
+            counts[level] = counts.get(level, 0) + 1
+    return counts
 
 
 @dataclass(slots=True)
@@ -227,11 +234,11 @@ class KVCacheManager:
         (``allocate``) reads nothing, so a lower-tier block the request is not served (a partial last
         block, one past the served prefix) is computed, not read."""
         seconds = 0.0
-        if not match.to_load:
+        if not match.to_load and not match.copies_to_load:
             return seconds
-        tiers, block_bytes = self.cache.tiers, self.cache.block_bytes
-        for level in sorted(match.to_load):
-            nbytes = match.to_load[level] * block_bytes
+        tiers, block_bytes, copy_bytes = self.cache.tiers, self.cache.block_bytes, self.cache.copy_bytes
+        for level in sorted({*match.to_load, *match.copies_to_load}):
+            nbytes = match.to_load.get(level, 0) * block_bytes + match.copies_to_load.get(level, 0) * copy_bytes
             tiers[level].count_read(nbytes)
             seconds += tiers[level].reserve_read(nbytes, start + seconds, self.read_lanes)
         return seconds

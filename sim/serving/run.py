@@ -29,7 +29,15 @@ from sim.cache.access import (
 from sim.cache.arena import TierArena
 from sim.cache.multitier import build_cache
 from sim.cache.policies import POLICIES
-from sim.cache.tiers import TIER_NAMES, Tier, build_tiers, stored_block_bytes, tier_from_config, tier_traffic
+from sim.cache.tiers import (
+    TIER_NAMES,
+    Tier,
+    build_tiers,
+    stored_block_bytes,
+    stored_copy_bytes,
+    tier_from_config,
+    tier_traffic,
+)
 from sim.config import Config
 from sim.config_rules import pd_node_fits, single_node_fits
 from sim.errors import ConfigError
@@ -181,10 +189,13 @@ class ServingRun:
         hbm = tier_from_config(self.arena, "hbm", self.config.cache.tiers.hbm, self.config.cache.policy,
                                shape.usable_blocks, self._next_use, self._predicted)
         lower = self.shared_tiers if lower is None else lower
+        # a Gated DeltaNet hybrid's states, keyed past the trace's ids, count their own bytes in the tiers
+        states = self.states is not None and self.config.serving.enable_prefix_caching
         cache = build_cache([hbm, *lower], self.stored_bytes,
                             inclusive=self.config.cache.inclusion == "inclusive",
                             track_positions=self._next_use is not None or self._predicted is not None,
-                            num_blocks=self.num_blocks)
+                            num_blocks=self.num_blocks, copy_from=self.num_blocks if states else None,
+                            copy_bytes=stored_copy_bytes(self.config) if states else None)
         inst = Instance(index, role, self.engine, shape.serving, shape.usable_blocks, cache, shape.compute, self.table,
                         self.itl, on_prefill_done=self._prefill_done, on_finish=self._finished,
                         prefix_caching=self.prefix_caching, shared_blocks=self.shared_blocks,
