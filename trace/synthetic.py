@@ -19,7 +19,8 @@ from trace.request import Trace, TraceProvenance
 # Mean seconds from one agent step's arrival to the next's (its generation and the tool's run): assumed, not measured,
 # a fast tool loop. The one published agent trace found, TraceLab's coding agents (Claude Code and Codex; Zhu et al.,
 # arXiv 2606.30560, tab:timing_distribution), averages 11.5 s of generation and 16.8 s of tools a step, heavy-tailed
-# (medians 4.9 s and 0.1 s).
+# (medians 4.9 s and 0.1 s, p90 20.2 s and 10.0 s, p99 1.3 min and 3.2 min); it gives the two apart, not the law of
+# their sum (the gap), and no published per-step gap law was found, so none is adopted here.
 AGENT_STEP_GAP_MEAN_S = 2.0
 # a conversation's turns are capped at MAX_TURNS (a bound on memory; the beta-geometric tail is long), which bounds
 # workload.synthetic.turns_mean
