@@ -15,7 +15,7 @@ import pytest
 
 from sim.config import SyntheticConfig, load_config
 from tests.test_synthetic_steady_start import _rounded_mean
-from trace.synthetic import AGENT_STEP_GAP_MEAN_S, _agentic, _agents_under_way, _keep_latest
+from trace.synthetic import AGENT_STEP_GAP_MEAN_S, _agentic, _agents_under_way, _keep_latest, _length_sums, _lengths
 
 # Sessions of S = 10 steps (the defaults' shape at a tenfold rate: ~90 under way), and of S = 100 (4 sessions for
 # 400 requests: ~10 under way, each contributing up to 100 requests, so many more seeds for the same precision).
@@ -114,3 +114,77 @@ def test_agents_under_way_follow_the_stationary_law():
     assert np.bincount(taken)[1:] / len(taken) == pytest.approx([0.25] * 4, abs=0.01)
     assert wait.mean() == pytest.approx(g, rel=0.02) and (wait > g).mean() == pytest.approx(math.exp(-1), abs=0.01)
     assert len(_agents_under_way(cfg, np.random.default_rng(0), 1)[0]) == 0  # one-step sessions: none under way
+
+
+@pytest.mark.parametrize(("shape", "seeds"), [(TEN_STEPS, 100)])
+def test_requests_keep_the_stationary_rate_and_history_up_to_the_last(shape, seeds):
+    """The stationary law holds late in the window too, where the steps are drawn in rounds up to a growing horizon
+    (the first one ~420 s): over [330, 360) s (the 20,000th request comes at ~400 s, spread +-8 s, measured), E[N] =
+    rate_rps W and a request carries (S - 1) / 2 earlier steps on average, as in the first 30 s."""
+    new, out, low, high = 100, 50, 330.0, 360.0
+    cfg = SyntheticConfig(kind="agentic", input_tokens_mean=new, output_tokens_mean=out, **shape)
+    steps = -(-cfg.num_requests // cfg.num_sessions)
+    tokens = count = 0
+    for seed in range(seeds):
+        drawn = _agentic(cfg, np.random.default_rng(seed), 16)
+        assert drawn.arrival[-1] > high
+        inside = (drawn.arrival >= low) & (drawn.arrival < high)
+        tokens += int(drawn.prompt[inside].sum())
+        count += int(inside.sum())
+    assert count / seeds / (high - low) == pytest.approx(cfg.rate_rps, rel=0.03)
+    expected = _rounded_mean(new) + (steps - 1) / 2 * (_rounded_mean(new) + _rounded_mean(out))
+    assert tokens / count == pytest.approx(expected, rel=0.03)
+
+
+@pytest.mark.parametrize(("mean", "count", "samples"), [(2, 3, 200_000), (1024, 1000, 2000)])
+def test_length_sums_follow_the_sums_of_drawn_lengths(mean, count, samples):
+    """The tokens an agent under way took before 0 are drawn as one sum a session: its law is that of ``count``
+    lengths drawn one by one (the oracle). Short lengths (mean 2, 3 of them): every value's frequency within 0.5%
+    (standard error ~0.1%); long (mean 1024, 1,000 of them): mean within 0.5% and spread within 6% (standard errors
+    ~0.07% and ~1.6%). No steps, no tokens."""
+    rng = np.random.default_rng(3)
+    summed = _length_sums(rng, mean, np.full(samples, count))
+    one_by_one = _lengths(rng, mean, samples * count).reshape(samples, count).sum(axis=1)
+    if mean == 2:
+        top = max(summed.max(), one_by_one.max()) + 1
+        freq = np.bincount(summed, minlength=top) / samples, np.bincount(one_by_one, minlength=top) / samples
+        assert np.abs(freq[0] - freq[1]).max() < 0.005
+    else:
+        assert summed.mean() == pytest.approx(one_by_one.mean(), rel=0.005)
+        assert summed.std() == pytest.approx(one_by_one.std(), rel=0.06)
+    assert _length_sums(rng, mean, np.zeros(5, dtype=np.int64)).tolist() == [0] * 5
+
+
+class _CountingRng:
+    """A ``numpy.random.Generator`` that counts the values it draws: each step drawn costs a gap and two lengths."""
+
+    def __init__(self, rng: np.random.Generator):
+        self.rng, self.values = rng, 0
+
+    def __getattr__(self, name):
+        method = getattr(self.rng, name)
+
+        def counted(*args, **kwargs):
+            drawn = method(*args, **kwargs)
+            self.values += np.size(drawn)
+            return drawn
+
+        return counted
+
+
+@pytest.mark.parametrize("start", ["steady", "empty"])
+@pytest.mark.parametrize("shape", [dict(num_requests=20000, num_sessions=1, rate_rps=100.0), TEN_STEPS,
+                                   dict(num_requests=20000, num_sessions=20000, rate_rps=50.0)])
+def test_draws_grow_with_the_requests_not_with_the_sessions_steps(shape, start):
+    """One session of 20,000 steps at 100 requests a second: ~200 agents are under way (rate_rps x 2 s; each lasts
+    ~40,000 s), each with ~10,000 steps to go, but the 20,000 requests end at ~200 s, ~100 steps into each. A steady
+    start draws only those (a gap and two lengths each, a few more per agent), at most 5 values a request, where
+    drawing every step of every agent under way took ~600 (12 million values; 13.6 GB peak at 200,000 requests).
+    An empty start draws its num_sessions x steps, ~3 values a request. The seed fixes the draw."""
+    cfg = SyntheticConfig(kind="agentic", start=start, **shape)
+    rng = _CountingRng(np.random.default_rng(5))
+    drawn = _agentic(cfg, rng, 16)
+    assert len(drawn.arrival) == cfg.num_requests and rng.values <= 5 * cfg.num_requests
+    again = _agentic(cfg, np.random.default_rng(5), 16)
+    assert all(np.array_equal(a, b) for a, b in zip((drawn.arrival, drawn.prompt, drawn.out, drawn.session),
+                                                    (again.arrival, again.prompt, again.out, again.session)))

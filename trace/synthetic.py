@@ -19,7 +19,8 @@ from trace.request import Trace, TraceProvenance
 # Mean seconds from one agent step's arrival to the next's (its generation and the tool's run): assumed, not measured,
 # a fast tool loop. The one published agent trace found, TraceLab's coding agents (Claude Code and Codex; Zhu et al.,
 # arXiv 2606.30560, tab:timing_distribution), averages 11.5 s of generation and 16.8 s of tools a step, heavy-tailed
-# (medians 4.9 s and 0.1 s).
+# (medians 4.9 s and 0.1 s, p90 20.2 s and 10.0 s, p99 1.3 min and 3.2 min); it gives the two apart, not the law of
+# their sum (the gap), and no published per-step gap law was found, so none is adopted here.
 AGENT_STEP_GAP_MEAN_S = 2.0
 # a conversation's turns are capped at MAX_TURNS (a bound on memory; the beta-geometric tail is long), which bounds
 # workload.synthetic.turns_mean
@@ -237,14 +238,92 @@ def _agents_under_way(cfg: SyntheticConfig, rng: np.random.Generator, steps: int
     return rng.integers(1, steps, count), rng.exponential(AGENT_STEP_GAP_MEAN_S, count)
 
 
-def _step_arrivals(starts: np.ndarray, gaps: np.ndarray, taken: np.ndarray) -> np.ndarray:
-    """Arrival of each session's steps (one row a session): its first step in the window at its start, each later one
-    a gap after the one before; the ``taken`` steps before the window never arrive in it (inf)."""
-    step = np.arange(gaps.shape[1])
-    gaps = np.where(step <= taken[:, None], 0.0, gaps)
+def _length_sums(rng: np.random.Generator, mean: float, counts: np.ndarray) -> np.ndarray:
+    """Sums of ``counts[i]`` lengths as ``_lengths`` draws them, without drawing each: a length max(1, rint(E)), E
+    exponential of mean m, is 1 when E < 1.5, else (chance q = exp(-1.5 / m)) 2 + floor(E - 1.5), the floor
+    geometric (memoryless E) with chance p = 1 - exp(-1 / m) to stop at each integer. So k lengths sum to
+    k + M + NegativeBinomial(M, p), M ~ Binomial(k, q) of them above 1: exact, and one draw a sum however long."""
+    above = rng.binomial(counts, np.exp(-1.5 / mean))
+    extra = rng.negative_binomial(np.maximum(above, 1), -np.expm1(-1.0 / mean))
+    return counts + np.where(above > 0, above + extra, 0)
+
+
+class _AgentSteps:
+    """The agent sessions of the window and their steps drawn so far: each session's steps in the order drawn
+    (``chunks`` of (session, arrival)), its latest arrival, and the steps it has yet to take."""
+
+    def __init__(self, rng: np.random.Generator, first: np.ndarray, left: np.ndarray):
+        self.rng, self.last, self.left = rng, first, left
+        self.chunks = [(np.arange(len(first)), first)]
+
+    def add_sessions(self, first: np.ndarray, left: np.ndarray) -> None:
+        """Sessions whose first step in the window comes at ``first``, with ``left`` steps after it."""
+        self.chunks.append((len(self.last) + np.arange(len(first)), first))
+        self.last, self.left = np.concatenate((self.last, first)), np.concatenate((self.left, left))
+
+    def draw_until(self, horizon: float) -> None:
+        """Draws each session's steps until one comes at or after ``horizon`` or it has none left, a little past the
+        expected need at a time (a gap of the mean per step) so few rounds are needed and few steps drawn beyond."""
+        while True:
+            active = np.flatnonzero((self.last < horizon) & (self.left > 0))
+            if active.size == 0:
+                return
+            expected = np.ceil((horizon - self.last[active]) / AGENT_STEP_GAP_MEAN_S * 1.1).astype(np.int64)
+            want = np.minimum(self.left[active], expected + 4)
+            owner = np.repeat(active, want)
+            arrival = self.last[owner] + _running_sums(self.rng.exponential(AGENT_STEP_GAP_MEAN_S, len(owner)), owner)
+            self.chunks.append((owner, arrival))
+            self.last[active], self.left[active] = arrival[np.cumsum(want) - 1], self.left[active] - want
+
+    def arrivals_before(self, horizon: float) -> int:
+        return sum(int((arrival < horizon).sum()) for _, arrival in self.chunks)
+
+    def drawn(self) -> tuple[np.ndarray, np.ndarray]:
+        """(session, arrival) of every step drawn, session by session, each session's steps in order."""
+        session = np.concatenate([owner for owner, _ in self.chunks])
+        arrival = np.concatenate([arrival for _, arrival in self.chunks])
+        order = np.argsort(session, kind="stable")
+        return session[order], arrival[order]
+
+
+def _steady_agent_steps(cfg: SyntheticConfig, rng: np.random.Generator, steps: int):
+    """The steps of a stationary agentic process from 0 on, drawn only until ``num_requests`` of them come before a
+    time every step not drawn comes after: (session, arrival, tokens of each session before 0), the sessions under way
+    at 0 (``_agents_under_way``) first, then those starting later (Poisson at ``rate_rps / steps`` a second). The
+    time starts at the n-th request's expected arrival and grows while too few come before it; each draw goes on
+    from the last (nothing drawn is discarded, so the draws are not selected by their own count). Memory and time
+    grow with the requests, not with the steps of the sessions they belong to."""
+    n, rate = cfg.num_requests, cfg.rate_rps / steps
+    taken, wait = _agents_under_way(cfg, rng, steps)
+    agents = _AgentSteps(rng, wait, steps - taken - 1)
+    latest_start, horizon = 0.0, n / cfg.rate_rps * 1.05
+    while True:
+        while latest_start < horizon:  # the sessions that start before the horizon (and a few after)
+            starts = latest_start + _poisson_arrivals(rng, rate, int((horizon - latest_start) * rate * 1.1) + 16)
+            agents.add_sessions(starts, np.full(len(starts), steps - 1))
+            latest_start = starts[-1]
+        agents.draw_until(horizon)
+        count = agents.arrivals_before(horizon)
+        if count >= n:
+            break
+        horizon += (n - count + 1) / cfg.rate_rps * 1.1
+    session, arrival = agents.drawn()
+    # the tokens of the steps the sessions under way took before 0 (tool results and outputs): context, not requests
+    earlier = np.zeros(len(agents.last), dtype=np.int64)
+    earlier[: len(taken)] = _length_sums(rng, cfg.input_tokens_mean, taken)
+    earlier[: len(taken)] += _length_sums(rng, cfg.output_tokens_mean, taken)
+    return session, arrival, earlier
+
+
+def _empty_agent_steps(cfg: SyntheticConfig, rng: np.random.Generator, steps: int):
+    """``num_sessions`` sessions starting from 0 (Poisson at ``rate_rps / steps`` a second), all their steps:
+    (session, arrival, tokens of each session before 0: none)."""
+    starts = _poisson_arrivals(rng, cfg.rate_rps / steps, cfg.num_sessions)
+    gaps = rng.exponential(AGENT_STEP_GAP_MEAN_S, (cfg.num_sessions, steps))
+    gaps[:, 0] = 0.0  # a session's first step comes at its start
     arrival = starts[:, None] + np.cumsum(gaps, axis=1)
-    arrival[step < taken[:, None]] = np.inf
-    return arrival
+    session = np.repeat(np.arange(cfg.num_sessions), steps)
+    return session, arrival.ravel(), np.zeros(cfg.num_sessions, dtype=np.int64)
 
 
 def _agentic(cfg: SyntheticConfig, rng: np.random.Generator, block_size: int, context_tokens: int | None = None):
@@ -254,37 +333,24 @@ def _agentic(cfg: SyntheticConfig, rng: np.random.Generator, block_size: int, co
     the session so far (earlier steps' new tokens and outputs) plus its own new tokens (a tool's result); a session
     longer than ``context_tokens`` keeps its latest tokens, as multi-turn does. ``start`` steady also draws the
     sessions under way at 0 (``_agents_under_way``: their steps before 0 count in their context and are not requests)
-    and draws sessions until none later could come before the ``num_requests``-th request, so requests arrive at
-    ``rate_rps`` throughout; empty starts ``num_sessions`` sessions from 0 and takes the first ``num_requests`` of
-    their steps (fewer a second while sessions fill in, and at the end, once the last has started)."""
-    n = cfg.num_requests
-    steps = -(-n // cfg.num_sessions)  # ceil: enough steps for num_requests
-    rate = cfg.rate_rps / steps  # sessions a second
-    starts = _poisson_arrivals(rng, rate, cfg.num_sessions)
-    gaps = rng.exponential(AGENT_STEP_GAP_MEAN_S, (cfg.num_sessions, steps))
-    taken = np.zeros(cfg.num_sessions, dtype=np.int64)  # steps before the window opens
-    if cfg.start == "steady":  # sessions under way come first, their first step in the window at `starts`
-        under_way_taken, next_step = _agents_under_way(cfg, rng, steps)
-        under_way_gaps = rng.exponential(AGENT_STEP_GAP_MEAN_S, (len(next_step), steps))
-        taken, starts = np.concatenate((under_way_taken, taken)), np.concatenate((next_step, starts))
-        gaps = np.concatenate((under_way_gaps, gaps))
-    while True:
-        arrival = _step_arrivals(starts, gaps, taken)
-        if cfg.start == "empty" or (arrival < starts[-1]).sum() >= n:  # later sessions start after starts[-1]
-            break
-        # Not enough before the last start: the process goes on from there (nothing drawn is discarded, so the
-        # draws that make up the window are not selected by their own count).
-        starts = np.concatenate((starts, starts[-1] + _poisson_arrivals(rng, rate, cfg.num_sessions)))
-        gaps = np.concatenate((gaps, rng.exponential(AGENT_STEP_GAP_MEAN_S, (cfg.num_sessions, steps))))
-        taken = np.concatenate((taken, np.zeros(cfg.num_sessions, dtype=np.int64)))
-    new = _lengths(rng, cfg.input_tokens_mean, arrival.size).reshape(arrival.shape)  # tool results appended each step
-    out = _lengths(rng, cfg.output_tokens_mean, arrival.size).reshape(arrival.shape)
-    history = np.cumsum(new + out, axis=1) - (new + out)  # tokens of the session before this step
+    and the sessions and steps that come before the ``num_requests``-th request (``_steady_agent_steps``), so requests
+    arrive at ``rate_rps`` throughout; empty starts ``num_sessions`` sessions from 0 and takes the first
+    ``num_requests`` of their steps (fewer a second while sessions fill in, and at the end, once the last has
+    started)."""
+    steps = -(-cfg.num_requests // cfg.num_sessions)  # ceil: enough steps for num_requests
+    if cfg.start == "steady":
+        session, arrival, earlier = _steady_agent_steps(cfg, rng, steps)
+        # a session's steps arrive in order: the first num_requests hold every earlier step of their sessions
+        keep = np.sort(np.argsort(arrival, kind="stable")[: cfg.num_requests])
+        session, arrival = session[keep], arrival[keep]
+    else:
+        session, arrival, earlier = _empty_agent_steps(cfg, rng, steps)
+    new = _lengths(rng, cfg.input_tokens_mean, arrival.size)
+    out = _lengths(rng, cfg.output_tokens_mean, arrival.size)
+    history = earlier[session] + _running_sums(new + out, session) - (new + out)  # tokens of the session before
     prompt, out, dropped = _keep_latest(history + new, out, context_tokens)
-    session = np.repeat(np.arange(len(starts)), steps)
-    order = np.argsort(arrival.ravel(), kind="stable")[:n]
-    return Drawn(arrival.ravel()[order], prompt.ravel()[order], out.ravel()[order], session[order],
-                 context_start=dropped.ravel()[order])
+    order = np.argsort(arrival, kind="stable")[: cfg.num_requests]
+    return Drawn(arrival[order], prompt[order], out[order], session[order], context_start=dropped[order])
 
 
 def _system_prompt(cfg: SyntheticConfig, rng: np.random.Generator, block_size: int, context_tokens: int | None = None):
