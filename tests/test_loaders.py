@@ -435,7 +435,7 @@ def test_the_format_and_time_unit_lists_agree():
     """The config keys' Literal values (which the flags use too) are exactly the loader's formats and units."""
     import typing
 
-    from sim.config import WorkloadConfig
+    from sim.config_workload import WorkloadConfig
     from trace.formats import FORMATS, TIME_UNITS
 
     hints = typing.get_type_hints(WorkloadConfig)

@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from sim.config import WorkloadConfig
 from sim.config_rules import request_token_bound
+from sim.config_workload import WorkloadConfig
 from sim.errors import InputError, quote
 from sim.report.output import atomic_write
 from trace.request import Trace, TraceProvenance, file_sha256

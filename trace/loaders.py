@@ -28,9 +28,9 @@ from typing import Callable, Iterator
 import numpy as np
 import pyarrow as pa
 
-from sim.config import WorkloadConfig
 from sim.config_fields import INT64_MAX, MAX_TRACE_SPAN_S  # datetimes: int64 nanoseconds (trace.formats.Chunk)
 from sim.config_rules import request_token_bound
+from sim.config_workload import WorkloadConfig
 from sim.errors import QUOTE_LIMIT, ConfigError, TraceError, quote
 from trace import blocks as bm
 from trace.arrow import numpy_view, valid
