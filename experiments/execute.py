@@ -11,15 +11,15 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from experiments.confidence import MAX_SEEDS, aggregate
+from experiments.maxrate import TOLERANCE, check_slo, max_rate_run, search
+from experiments.modes import SERVING_MODES, ModeOutput, check_mode, run_mode
 from sim.config import Config, replace
 from sim.config_fields import INT64_MAX
 from sim.errors import ConfigError, InputError
 from sim.mode_checks import check_mode_settings
 from sim.mode_runs import name_run
 from sim.report.document import RunResult
-from experiments.confidence import MAX_SEEDS, aggregate
-from experiments.maxrate import TOLERANCE, check_slo, max_rate_run, search
-from experiments.modes import SERVING_MODES, ModeOutput, check_mode, run_mode
 
 
 @dataclass(frozen=True)

@@ -30,12 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from experiments.modes import check_mode
 from sim.cli_config import command_line_settings, resolve_config
 from sim.config import Config, replace, set_layer
 from sim.config_yaml import leaf_keys, read_config_file, rebase_path, rebase_setting
 from sim.errors import ConfigError
 from sim.hf_config import CONFIG_NAME
-from experiments.modes import check_mode
 
 SPEC_KEYS = ("mode", "config", "overlays", "workload", "set", "axes", "zip")
 # The most points a sweep expands to. Every point is validated (~14 ms: its whole config built and checked) and kept

@@ -18,15 +18,24 @@ from typing import TYPE_CHECKING, Callable
 
 from tqdm import tqdm
 
-from sim.cli_config import command_line_settings, given_on_command_line
-from sim.errors import ConfigError, quote
-from sim.report.document import answer_caveats, build_report, flatten
 from experiments.execute import RunOptions, check_learned_points, check_point, refuse_unread
 from experiments.journal import Journal, fingerprint, inputs_fingerprint, journal_path
 from experiments.outputs import write_csv, write_json
 from experiments.runner import Task, default_jobs, run_tasks
-from experiments.spec import (Point, SweepSpec, check_inputs_spared, check_points_differ, expand, keys_overlap,
-                              load_spec, point_config, resolve_layers)
+from experiments.spec import (
+    Point,
+    SweepSpec,
+    check_inputs_spared,
+    check_points_differ,
+    expand,
+    keys_overlap,
+    load_spec,
+    point_config,
+    resolve_layers,
+)
+from sim.cli_config import command_line_settings, given_on_command_line
+from sim.errors import ConfigError, quote
+from sim.report.document import answer_caveats, build_report, flatten
 
 if TYPE_CHECKING:  # the command line's checked output paths
     from sim.cli_outputs import Outputs
