@@ -158,7 +158,7 @@ def ensure(path: Path, lines: int | None, make) -> None:
 _CHILD = r"""
 import json, os, resource, sys, time
 sys.path.insert(0, {repo!r})  # the project's `trace` package, not the stdlib module
-from sim.config import WorkloadConfig
+from sim.config_workload import WorkloadConfig
 from trace.loaders import load_trace
 workload = WorkloadConfig(trace={path!r}, **{settings!r}, **({{"cache": {cache!r}}} if {cache!r} else {{}}))
 if {cache!r}:

@@ -12,6 +12,8 @@ import dataclasses
 from typing import Callable
 
 from experiments.confidence import MAX_SEEDS
+from sim.cli_config import given_on_command_line
+from sim.cli_outputs import plan_outputs
 from sim.errors import InputError
 
 
@@ -29,9 +31,7 @@ def check_experiment_flags(args: argparse.Namespace, mode: str) -> None:
                          f"{MAX_SEEDS:,} already narrow the 95% interval to 6% of one run's spread")
     if args.seeds and args.mrc:
         raise InputError("--seeds applies to simulation runs, not to --mrc")
-    import main
-
-    rate_given = main.given_on_command_line(args).get("workload.rate_scale")  # (--rate-scale, or a --set of it)
+    rate_given = given_on_command_line(args).get("workload.rate_scale")  # (--rate-scale, or a --set of it)
     if args.max_rate and rate_given:  # (the search's first probe only: it moved the result within its tolerance)
         raise InputError(f"{rate_given} does nothing with --max-rate, whose search sets the rate; drop one of them")
     if (args.max_rate or args.seeds) and args.requests_csv:
@@ -39,7 +39,7 @@ def check_experiment_flags(args: argparse.Namespace, mode: str) -> None:
 
 
 def searched_runner(args: argparse.Namespace, mode: str) -> Callable:
-    """A runner (main.py's ``Run`` → trace, runs) that searches the max rate (``--max-rate``) and/or
+    """A runner (``sim.mode_runs.Run`` → trace, runs) that searches the max rate (``--max-rate``) and/or
     repeats over seeds (``--seeds``) around the mode's own runs."""
     from experiments.execute import check_point, execute
     from experiments.sweep import run_options
@@ -68,9 +68,7 @@ def _interval_notes(run) -> list[str]:
 
 def run_experiment(args: argparse.Namespace, mode: str) -> int:
     """``--sweep SPEC`` or ``--plan PLAN``: exit status. Outputs are checked writable before any point runs."""
-    import main
-
-    outputs = main.plan_outputs(args, mode, [], None)
+    outputs = plan_outputs(args, mode, [], None)
     if mode == "sweep":
         from experiments.sweep import run_sweep
 

@@ -11,13 +11,15 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from sim.config import Config, replace
-from sim.config_fields import INT64_MAX
-from sim.errors import ConfigError, InputError
-from sim.report.document import RunResult
 from experiments.confidence import MAX_SEEDS, aggregate
 from experiments.maxrate import TOLERANCE, check_slo, max_rate_run, search
 from experiments.modes import SERVING_MODES, ModeOutput, check_mode, run_mode
+from sim.config import Config, replace
+from sim.config_fields import INT64_MAX
+from sim.errors import ConfigError, InputError
+from sim.mode_checks import check_mode_settings
+from sim.mode_runs import name_run
+from sim.report.document import RunResult
 
 
 @dataclass(frozen=True)
@@ -37,11 +39,10 @@ def check_point(mode: str, config: Config, options: RunOptions, where: str = "",
                 given: dict[str, str] | None = None) -> dict[str, str]:
     """What about a point can be refused before any simulation starts (exit 2), beyond what the config's
     own validation (every ``load_config``/``replace``) already checked: the mode, the search options, what
-    the mode reads of the config (as the command line checks its one run: ``main.check_mode_settings``; a point
+    the mode reads of the config (as the command line checks its one run: ``sim.mode_checks.check_mode_settings``; a point
     that does not fit its GPUs fails when it runs, alone) and, of the keys ``given`` (key: how it was given), those
     this point would leave unread, returned (key: the message that says why) rather than refused: a sweep's or a
     plan's key is refused when no point reads it (``refuse_unread``), as a fixed key one router of an axis reads."""
-    import main
     from sim.cache.policies import POLICIES
     from sim.mode_settings import CLUSTER_PD, unread_settings
     from sim.mode_settings_rules import learned_tier_policies
@@ -78,14 +79,14 @@ def check_point(mode: str, config: Config, options: RunOptions, where: str = "",
         policies = list(options.policies) or [config.cache.policy]
         # a learned tier policy however set is given (callers count it given: refuse_unread, so a capacity axis with
         # a 0 among others keeps it), and one a file set is judged only where its tier has capacity 0, never built,
-        # as main.check_config_for_mode judges it
+        # as sim.cli_config.check_config_for_mode judges it
         learned = learned_tier_policies(config, built_too=True)
         given = {**learned, **(given or {})}
         unread = unread_settings(CLUSTER_PD if mode == "cluster" and options.cluster_pd else mode, config, policies,
                                  given, list(options.routers), options.max_rate)
         unbuilt = learned_tier_policies(config)
         unread = {key: why for key, why in unread.items() if given[key] != learned.get(key) or key in unbuilt}
-        main.check_mode_settings(mode, config, policies, options.cluster_pd, fits=False)
+        check_mode_settings(mode, config, policies, options.cluster_pd, fits=False)
     except InputError as exc:
         raise type(exc)(f"{prefix}{exc}") from None
     return {key: f"{prefix}{why}" for key, why in unread.items()}
@@ -167,8 +168,7 @@ def base_rate_rps(config: Config) -> float:
 
 
 def _max_rate(mode: str, config: Config, options: RunOptions) -> ModeOutput:
-    """A search per policy and router (their product, in flag order), each named as main.py names that run."""
-    import main
+    """A search per policy and router (their product, in flag order), each named as the command line names that run."""
 
     policies = options.policies or (config.cache.policy,)
     routers = options.routers or (config.cluster.router,)
@@ -186,7 +186,7 @@ def _max_rate(mode: str, config: Config, options: RunOptions) -> ModeOutput:
 
             result = search(run_at, cfg.slo, start=cfg.workload.rate_scale, tolerance=options.tolerance)
             run = max_rate_run(result, base, cfg.slo, options.tolerance)
-            main.name_run(run, mode, policy, router, len(policies), len(routers))
+            name_run(run, mode, policy, router, len(policies), len(routers))
             runs.append(run)
             trace = outputs[0].trace
     return ModeOutput(trace, runs)

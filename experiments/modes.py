@@ -1,4 +1,5 @@
-"""The modes an experiment can run, as one small importable API over ``main.py``'s run functions.
+"""The modes an experiment can run, as one small importable API over the command line's run functions
+(``sim.mode_runs``).
 
 ``run_mode(mode, config)`` runs one mode exactly as the command line does (same
 function, same results), minus printing and plots, and returns the trace provenance
@@ -12,6 +13,7 @@ from typing import Any
 
 from sim.config import Config
 from sim.errors import ConfigError
+from sim.mode_runs import run_quietly
 from sim.report.document import RunResult
 
 # mode name -> the main.py flag that selects it (None: the default single-node mode)
@@ -40,10 +42,8 @@ def check_mode(mode: str, where: str = "mode") -> None:
 
 def run_mode(mode: str, config: Config, policies: list[str] | None = None, cluster_pd: bool = False,
              routers: list[str] | None = None) -> ModeOutput:
-    """Run ``mode`` on ``config`` through main.py's own run function (several ``policies`` or ``routers``: one run
+    """Run ``mode`` on ``config`` through the command line's own run function (several ``policies`` or ``routers``: one run
     each, their product; ``cluster_pd``: the cluster mode with prefill/decode pools, ``--cluster --pd``)."""
-    import main
-
     check_mode(mode)
-    trace, runs = main.run_quietly(mode, config, list(policies or []), cluster_pd=cluster_pd, routers=list(routers or []))
+    trace, runs = run_quietly(mode, config, list(policies or []), cluster_pd=cluster_pd, routers=list(routers or []))
     return ModeOutput(trace, runs)

@@ -36,21 +36,28 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sim.config import replace
-from sim.errors import InputError
-from sim.mode_settings_rules import learned_tier_policies
-from sim.report.document import build_report, still_filling
 from experiments.execute import RunOptions, check_learned_points, check_point, refuse_unread
 from experiments.outputs import write_csv, write_json
-from experiments.plan_candidates import (Candidate, curve_groups, enumerate_candidates, mrc_is_exact, mrc_levels,
-                                        prune_with_mrc)
+from experiments.plan_candidates import (
+    Candidate,
+    curve_groups,
+    enumerate_candidates,
+    mrc_is_exact,
+    mrc_levels,
+    prune_with_mrc,
+)
 from experiments.plan_file import load_plan, plan_error
 from experiments.prices import load_prices
 from experiments.runner import Task, default_jobs, run_task, run_tasks
 from experiments.spec import check_inputs_spared, keys_overlap, resolve_layers
+from sim.cli_config import command_line_settings
+from sim.config import replace
+from sim.errors import InputError
+from sim.mode_settings_rules import learned_tier_policies
+from sim.report.document import build_report, still_filling
 
-if TYPE_CHECKING:  # main.py's checked output paths
-    from main import Outputs
+if TYPE_CHECKING:  # the command line's checked output paths
+    from sim.cli_outputs import Outputs
 
 
 def candidate_modes(plan) -> list[str]:
@@ -65,9 +72,7 @@ def candidate_modes(plan) -> list[str]:
 
 def _given_settings(plan, args: argparse.Namespace) -> list[tuple[str, str]]:
     """(how it was given, dotted key) of each key the command line or the plan's own 'set'/'workload' sets."""
-    import main
-
-    return [*main.command_line_settings(args), *((f"'{k}' under 'set'/'workload'", k) for k in plan.layers.sets)]
+    return [*command_line_settings(args), *((f"'{k}' under 'set'/'workload'", k) for k in plan.layers.sets)]
 
 
 def check_not_searched(plan, candidates: list[Candidate], args: argparse.Namespace) -> None:

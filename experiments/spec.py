@@ -30,11 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from experiments.modes import check_mode
+from sim.cli_config import command_line_settings, resolve_config
 from sim.config import Config, replace, set_layer
 from sim.config_yaml import leaf_keys, read_config_file, rebase_path, rebase_setting
 from sim.errors import ConfigError
 from sim.hf_config import CONFIG_NAME
-from experiments.modes import check_mode
 
 SPEC_KEYS = ("mode", "config", "overlays", "workload", "set", "axes", "zip")
 # The most points a sweep expands to. Every point is validated (~14 ms: its whole config built and checked) and kept
@@ -157,7 +158,7 @@ def parse_layers(data: dict, path: Path, what: str) -> ConfigLayers:
 
 
 def check_inputs_spared(layers: ConfigLayers, configs: list[Config], outputs) -> None:
-    """No output of a sweep or a plan (``outputs``: main.Outputs) is a file its runs read: the spec's config file, its
+    """No output of a sweep or a plan (``outputs``: ``sim.cli_outputs.Outputs``) is a file its runs read: the spec's config file, its
     overlays, or a path a run's config names (a trace, an axis of traces, a profile). main.py checks the command
     line's inputs before the spec is read; these are known once its points are built (--report-json of the trace
     overwrote it, exit 0)."""
@@ -175,14 +176,12 @@ def keys_overlap(a: str, b: str) -> bool:
 
 
 def resolve_layers(layers: ConfigLayers, args, mode: str | None, rules: bool = True) -> Config:
-    """The base config through main.py's own resolution: config file → overlays (the file's, then
+    """The base config through the command line's own resolution: config file → overlays (the file's, then
     ``--calibration-profile``) → preset (and ``PRESET@mode``: ``mode`` is the runs' mode, a sweep spec's
-    ``mode:``) → the file's fixed keys → ``--set`` → dedicated flags; ``rules``: as ``main.resolve_config``'s."""
+    ``mode:``) → the file's fixed keys → ``--set`` → dedicated flags; ``rules``: as ``sim.cli_config.resolve_config``'s."""
     import argparse
 
-    import main
-
-    for said, key in main.command_line_settings(args):  # (a flag and a fixed key: named as the file's, not '--set')
+    for said, key in command_line_settings(args):  # (a flag and a fixed key: named as the file's, not '--set')
         fixed = next((k for k in layers.sets if keys_overlap(k, key)), None)
         if fixed is not None and not said.startswith("--set"):
             raise ConfigError(f"{said} and {layers.source}'s '{fixed}' both set config key '{key}': give one of them")
@@ -193,7 +192,7 @@ def resolve_layers(layers: ConfigLayers, args, mode: str | None, rules: bool = T
     layered.config = args.config or layers.config
     layered.calibration_profile = [*layers.overlays, *args.calibration_profile]
     layered.sets = [*layers.assignments(), *args.sets]
-    return main.resolve_config(layered, mode=mode, rules=rules)
+    return resolve_config(layered, mode=mode, rules=rules)
 
 
 def load_spec(path: str | Path) -> SweepSpec:

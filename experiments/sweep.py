@@ -18,17 +18,27 @@ from typing import TYPE_CHECKING, Callable
 
 from tqdm import tqdm
 
-from sim.errors import ConfigError, quote
-from sim.report.document import answer_caveats, build_report, flatten
 from experiments.execute import RunOptions, check_learned_points, check_point, refuse_unread
 from experiments.journal import Journal, fingerprint, inputs_fingerprint, journal_path
 from experiments.outputs import write_csv, write_json
 from experiments.runner import Task, default_jobs, run_tasks
-from experiments.spec import (Point, SweepSpec, check_inputs_spared, check_points_differ, expand, keys_overlap,
-                              load_spec, point_config, resolve_layers)
+from experiments.spec import (
+    Point,
+    SweepSpec,
+    check_inputs_spared,
+    check_points_differ,
+    expand,
+    keys_overlap,
+    load_spec,
+    point_config,
+    resolve_layers,
+)
+from sim.cli_config import command_line_settings, given_on_command_line
+from sim.errors import ConfigError, quote
+from sim.report.document import answer_caveats, build_report, flatten
 
-if TYPE_CHECKING:  # main.py's checked output paths
-    from main import Outputs
+if TYPE_CHECKING:  # the command line's checked output paths
+    from sim.cli_outputs import Outputs
     from sim.config import Config
 
 CHECK_BAR_POINTS = 200  # a sweep of more points shows a progress bar while they are checked
@@ -118,12 +128,11 @@ def check_not_varied(spec: SweepSpec, args: argparse.Namespace) -> None:
     ran the axis' limits), as a key both fixed and varied in the spec is refused (``load_spec``). So is ``--seeds``
     beside a seed axis: both vary the seed (an axis of 1 and 2 at --seeds 3 ran seeds 1-3 and 2-4, two seeds in
     each point's interval)."""
-    import main
 
     def varying(key: str) -> str | None:
         return next((k for k in spec.axis_keys if any(keys_overlap(leaf, key) for leaf in spec.axis_leaves(k))), None)
 
-    for said, key in main.command_line_settings(args):
+    for said, key in command_line_settings(args):
         if varying(key):
             named = said if said.startswith("--set") else f"{said} (config key '{key}')"
             raise ConfigError(f"{named}: sweep spec {spec.path} varies '{varying(key)}', so every point would replace the "
@@ -215,7 +224,6 @@ def _print_summary(report: dict, axis_keys: list[str]) -> None:
 
 def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
     """The ``--sweep`` command: exit 0, or 2 (1) when a point failed on bad input (an internal error)."""
-    import main
     from sim.config_yaml import leaf_keys
     from sim.mode_settings_rules import learned_tier_policies
     from sim.report.outputs import render_outputs
@@ -235,7 +243,7 @@ def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
     points = expand(spec)
     check_base_rules(base, points[0], spec)
     # everything refusable is refused before the first point runs (~15 ms a point: a bar past a few hundred)
-    given = {**{k: f"fixed key '{k}'" for k in spec.layers.sets}, **main.given_on_command_line(args)}
+    given = {**{k: f"fixed key '{k}'" for k in spec.layers.sets}, **given_on_command_line(args)}
     configs, unread, givens = [], [], {}
     for point in tqdm(points, desc="checking points", unit="point", leave=False,
                       disable=args.quiet or len(points) < CHECK_BAR_POINTS):

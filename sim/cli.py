@@ -13,7 +13,7 @@ import argparse
 import sys
 from typing import get_args, get_type_hints
 
-from sim.config import WorkloadConfig
+from sim.config_workload import WorkloadConfig
 from sim.config_yaml import set_keys
 from sim.errors import QUOTE_LIMIT, InputError, quote
 from sim.mode_settings import (

@@ -22,7 +22,8 @@ from sim.errors import ConfigError, quote
 from sim.synthetic_rules import think_times_within_horizon
 
 if TYPE_CHECKING:
-    from sim.config import Config, WorkloadConfig
+    from sim.config import Config
+    from sim.config_workload import WorkloadConfig
 
 
 # Each rule sees the whole resolved config and raises ConfigError naming the keys it relates.

@@ -53,7 +53,7 @@ SETTING_MODES: dict[str, frozenset[str]] = {
     "pd.router": frozenset({"pd"}),
     # the cache: --trace-stats and --check-calibration keep none (cache.policy is --policy's key)
     "cache.": SIMULATING | {CLUSTER_PD},
-    # the LRU miss-ratio curve's sampling: --mrc's alone (a cache-only replay; main.py refuses it there without --mrc)
+    # the LRU miss-ratio curve's sampling: --mrc's alone (a cache-only replay; sim.cli_config refuses it there without --mrc)
     "cache.mrc_sample_rate": frozenset({"cache-only"}),
     "serving.disable_hybrid_kv_cache_manager": SIMULATING | {CLUSTER_PD},
     # a vision tower's weights and profile pass in a GPU's memory: --trace-stats and --check-calibration size none
@@ -69,7 +69,7 @@ SETTING_MODES: dict[str, frozenset[str]] = {
     # the serving modes always cache generated blocks; the cache-only replay only with cache.insert_outputs
     "cache.insert_outputs": frozenset({"cache-only"}),
     # what the caches find of generated blocks (the cache-only replay: with cache.insert_outputs, checked in
-    # main.py), and --trace-stats' serving ceiling
+    # _unread), and --trace-stats' serving ceiling
     "workload.outputs_in_next_turn": SERVING | {CLUSTER_PD, "trace-stats", "cache-only"},
     # the workload and the seed: --check-calibration compares operators, it replays none
     "workload.": WITH_WORKLOAD | {CLUSTER_PD},

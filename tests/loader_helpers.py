@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-
 import main  # noqa: F401  (puts the project root first: kvsim's ``trace`` package, not the stdlib one)
-from sim.config import WorkloadConfig
-
+from sim.config_workload import WorkloadConfig
 from trace.loaders import load_trace
 from trace.request import Trace
 

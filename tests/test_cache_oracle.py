@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from sim.cache.access import NEVER, next_use_index
-from sim.config import WorkloadConfig, load_config
 from sim.cache.replay import run_cache_only
+from sim.config import load_config
+from sim.config_workload import WorkloadConfig
 from trace.loaders import load_trace
 
 lcs = pytest.importorskip("libcachesim")

@@ -18,7 +18,8 @@ import pytest
 from sim.errors import InputError
 from tests.loader_helpers import load
 from trace import csv_reader, jsonl_reader, readers
-from trace.formats import FORMATS, _datetime_ns
+from trace.datetimes import datetime_ns
+from trace.formats import FORMATS
 
 PLAIN_TS = ["2023-11-16 18:15:46.6805900", "2023-11-16 18:15:47.0000000", "2023-11-16T18:15:48.123456789",
             "2023-11-16 18:15:49", "2024-02-29 00:00:00.5"]
@@ -160,7 +161,7 @@ def test_plain_traces_take_the_fast_readers(tmp_path):
     azure = b"2023-11-16 18:15:46.6805900,1137,509\n2023-11-16 18:15:46.8641174,4074,30\n"
     names = ["TIMESTAMP", "ContextTokens", "GeneratedTokens"]
     frame = csv_reader._fast_csv(azure, names, names)
-    assert frame is not None and _datetime_ns(frame["TIMESTAMP"]) is not None
+    assert frame is not None and datetime_ns(frame["TIMESTAMP"]) is not None
     mooncake = b'{"timestamp": 0, "input_length": 600, "output_length": 5, "hash_ids": [1, 2]}\n' * 3
     raw = jsonl_reader._fast_jsonl(mooncake, 1, 1, FORMATS["mooncake"].signature, FORMATS["mooncake"].id_lists)
     assert raw is not None and raw.rows == 3 and raw.frame["hash_ids"].values.tolist() == [1, 2] * 3
@@ -179,14 +180,14 @@ def test_datetimes_match_pandas():
         digits = i % 10
         texts.append(stamp + ("." + "".join(str(d) for d in rng.integers(0, 10, digits)) if digits else ""))
     texts += ["2024-02-29 23:59:59.999999999", "2000-02-29 00:00:00", "1970-01-01 00:00:00"]
-    got = _datetime_ns(pa.array(texts))
+    got = datetime_ns(pa.array(texts))
     expected = pd.to_datetime(pd.Series(texts), format="ISO8601", utc=True).to_numpy(dtype="datetime64[ns]").astype(np.int64)
     assert got is not None and got.tolist() == expected.tolist()
     # Azure's 2024 traces: "+00:00" on every time (with and without a fraction), the same instants
-    with_offset = _datetime_ns(pa.array([t + "+00:00" for t in texts]))
+    with_offset = datetime_ns(pa.array([t + "+00:00" for t in texts]))
     assert with_offset is not None and with_offset.tolist() == expected.tolist()
-    assert _datetime_ns(pa.array([texts[0] + "+00:00", texts[1]])) is None  # mixed: pandas decides
-    assert _datetime_ns(pa.array([t + "+01:00" for t in texts[:3]])) is None  # another zone: pandas decides
+    assert datetime_ns(pa.array([texts[0] + "+00:00", texts[1]])) is None  # mixed: pandas decides
+    assert datetime_ns(pa.array([t + "+01:00" for t in texts[:3]])) is None  # another zone: pandas decides
 
 
 @pytest.mark.parametrize("zero", ["-0", "-0.0", "0.0", "-0e0"])

@@ -25,10 +25,16 @@ from trace.stats import trace_stats
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_AZURE = ROOT / "trace" / "data" / "azure_conv_2023.csv"
 from tests.loader_helpers import (
-    load, write, request_blocks, first_appearance_ids, assert_bijection, AZURE_HEADER, _mooncake_line, MOONCAKE_BAD,
+    AZURE_HEADER,
     BURST_HEADER,
+    MOONCAKE_BAD,
+    _mooncake_line,
+    assert_bijection,
+    first_appearance_ids,
+    load,
+    request_blocks,
+    write,
 )
-
 
 # ----------------------------------------------------------------------------------------------
 # 1. Azure conversation 2023: the published figures (bundled copy, no shared/ needed)
@@ -435,7 +441,7 @@ def test_the_format_and_time_unit_lists_agree():
     """The config keys' Literal values (which the flags use too) are exactly the loader's formats and units."""
     import typing
 
-    from sim.config import WorkloadConfig
+    from sim.config_workload import WorkloadConfig
     from trace.formats import FORMATS, TIME_UNITS
 
     hints = typing.get_type_hints(WorkloadConfig)

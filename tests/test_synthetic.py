@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim.config import SyntheticConfig
 from sim.config import load_config
+from sim.config_workload import SyntheticConfig
 from sim.errors import ConfigError
 from trace.synthetic import generate
 

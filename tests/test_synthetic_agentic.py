@@ -13,7 +13,8 @@ import math
 import numpy as np
 import pytest
 
-from sim.config import SyntheticConfig, load_config
+from sim.config import load_config
+from sim.config_workload import SyntheticConfig
 from tests.test_synthetic_steady_start import _rounded_mean
 from trace.synthetic import AGENT_STEP_GAP_MEAN_S, _agentic, _agents_under_way, _keep_latest, _length_sums, _lengths
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from sim.config import SyntheticConfig
+from sim.config_workload import SyntheticConfig
 from trace.synthetic import _conversation_turns, drawn_turns_mean
 
 SYN = "workload.synthetic."

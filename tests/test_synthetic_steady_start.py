@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from sim.config import SyntheticConfig
+from sim.config_workload import SyntheticConfig
 from trace.synthetic import _length_biased_turns, _multi_turn, _under_way
 
 

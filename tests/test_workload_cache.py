@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sim.config import WorkloadConfig
+from sim.config_workload import WorkloadConfig
 from sim.errors import InputError
 from tests.conftest import BUNDLED_AZURE
 from tests.loader_helpers import AZURE_BAD, MOONCAKE_BAD, write

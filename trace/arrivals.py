@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from sim.config import WorkloadConfig
+from sim.config_workload import WorkloadConfig
 from sim.errors import ConfigError, UnreadSetting
 
 ARRIVALS_STREAM = 0x41525256  # "ARRV": the arrival draws' seed stream, apart from the generator's

@@ -31,7 +31,7 @@ from sim.jit import njit
 from trace.request import Trace
 
 if TYPE_CHECKING:
-    from sim.config import WorkloadConfig
+    from sim.config_workload import WorkloadConfig
 
 
 @dataclass(slots=True)

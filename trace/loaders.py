@@ -28,16 +28,27 @@ from typing import Callable, Iterator
 import numpy as np
 import pyarrow as pa
 
-from sim.config import WorkloadConfig
 from sim.config_fields import INT64_MAX, MAX_TRACE_SPAN_S  # datetimes: int64 nanoseconds (trace.formats.Chunk)
 from sim.config_rules import request_token_bound
+from sim.config_workload import WorkloadConfig
 from sim.errors import QUOTE_LIMIT, ConfigError, TraceError, quote
 from trace import blocks as bm
 from trace.arrow import numpy_view, valid
 from trace.chats import chat_sessions, children_before_parents
 from trace.csv_reader import CsvParserError, csv_chunks, read_header
-from trace.formats import (FORMATS, REASON_NOTES, TIME_UNITS, Chunk, TraceFormat, block_token_counts, check_time_unit,
-                           hash_ids_mismatch, pick_block_tokens, sniff_format, variant_of)
+from trace.formats import (
+    FORMATS,
+    REASON_NOTES,
+    TIME_UNITS,
+    Chunk,
+    TraceFormat,
+    block_token_counts,
+    check_time_unit,
+    hash_ids_mismatch,
+    pick_block_tokens,
+    sniff_format,
+    variant_of,
+)
 from trace.jsonl_reader import first_record_with, jsonl_chunks, jsonl_line, keys_in_records, malformed_record
 from trace.readers import IdLists, RawChunk, first_line
 from trace.request import Trace, TraceProvenance, file_sha256

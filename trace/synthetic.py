@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from sim.config import MAX_TURNS, SyntheticConfig
+from sim.config_workload import MAX_TURNS, SyntheticConfig
 from trace import blocks as bm
 from trace.request import Trace, TraceProvenance
 
