@@ -224,11 +224,13 @@ def _parse_burstgpt(frame):
 
 
 def _id_list_reason(ids: list, signed: bool) -> int:
-    """0 for a list of ids that fit 64 bits (token ids: non-negative int64; hash ids, ``signed``: any 64-bit
-    pattern, written signed or unsigned — xxHash64 and other unsigned hashes go up to 2^64 - 1, kept as the int64 of
-    the same bits by ``IdLists.from_lists``); else why not."""
-    if not all(isinstance(x, int) and not isinstance(x, bool) and (signed or x >= 0) for x in ids):
+    """0 for a list of ids that fit 64 bits (token ids: non-negative int64, a negative one a negative value; hash
+    ids, ``signed``: any 64-bit pattern, written signed or unsigned — xxHash64 and other unsigned hashes go up to
+    2^64 - 1, kept as the int64 of the same bits by ``IdLists.from_lists``); else why not."""
+    if not all(isinstance(x, int) and not isinstance(x, bool) for x in ids):
         return CODE["bad_hash_ids"]
+    if not signed and min(ids) < 0:
+        return CODE["negative_value"]
     top = UINT64_MAX if signed else INT64_MAX
     return CODE["id_out_of_range"] if max(ids) > top or min(ids) < -INT64_MAX - 1 else 0
 
@@ -244,7 +246,7 @@ def _list_column(values, empty_reason: str, signed: bool = False) -> tuple[IdLis
         if not signed:
             negative = np.zeros(len(values), dtype=bool)
             negative[np.searchsorted(values.offsets, np.flatnonzero(values.values < 0), side="right") - 1] = True
-            reason[(reason == 0) & negative] = CODE["bad_hash_ids"]
+            reason[(reason == 0) & negative] = CODE["negative_value"]
         return values, reason, lengths
     is_list = values.map(lambda v: isinstance(v, list)).to_numpy()
     missing = values.map(lambda v: v is None or (isinstance(v, float) and np.isnan(v))).to_numpy()
