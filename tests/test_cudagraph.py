@@ -44,7 +44,7 @@ def test_padding_reads_the_experts_the_padded_tokens_touch():
     of their graph 128 (1 - (15/16)^16) = 82.4; the MoE weights a step reads grow by that ratio."""
     compute = compute_model(load_config(None, sets=["model=qwen3-30b-a3b"])).gpu
     assert expected_distinct_experts(9, 8, 128) == pytest.approx(128 * (1 - (15 / 16) ** 9))
-    ratio = compute.moe_weight_bytes(16, DataParallelShare(16, 16, 16)) - compute.moe_fixed_bytes
+    ratio = compute.moe_weight_bytes(16) - compute.moe_fixed_bytes
     ratio /= compute.moe_weight_bytes(9) - compute.moe_fixed_bytes
     assert ratio == pytest.approx((1 - (15 / 16) ** 16) / (1 - (15 / 16) ** 9), rel=1e-9)
 

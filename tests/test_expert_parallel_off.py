@@ -74,11 +74,11 @@ def test_the_experts_activations_are_every_pairs_at_a_slice_of_the_width():
 
 
 def test_a_gpu_reads_a_slice_of_every_touched_expert_the_same_bytes():
-    """D = 2, TP = 2, one token here (G = 2): 128 x (1 - (15/16)^2) = 15.5 experts touched; each GPU reads 1/4 of each
+    """D = 2, TP = 2, the group routes G = 2 tokens: 128 x (1 - (15/16)^2) = 15.5 experts touched; each GPU reads 1/4 of each
     one's 3 x 2,048 x 768 bf16 weights, as many bytes as its 15.5 / 4 whole experts expert parallel."""
     config = load_config(None, sets=SETS + ["serving.tensor_parallel_size=2", "serving.enable_expert_parallel=false"])
     roofline = gpu_compute_model(config)
-    assert roofline.moe_weight_bytes(1) - roofline.moe_fixed_bytes == pytest.approx(15.5 / 4 * 3 * 2048 * 768 * 2)
+    assert roofline.moe_weight_bytes(2) - roofline.moe_fixed_bytes == pytest.approx(15.5 / 4 * 3 * 2048 * 768 * 2)
 
 
 def test_the_profile_runs_moe_workspace_is_a_slice_wide():

@@ -221,8 +221,8 @@ def test_bundle_and_model_must_agree_on_experts(tmp_path):
 def test_data_parallel_rank_reads_its_share_of_the_groups_experts():
     r = RooflineCompute(TINY, _unit_gpu(), 2, 2, 1, flops_efficiency=1.0, bandwidth_efficiency=1.0,
                         data_parallel_size=2)
-    # 1 token here, 2 in the group: 3.5 experts touched, half of them on this GPU: (192 + 64 + 1.75 x 144) x 2 B
-    assert r.moe_weight_bytes(1) == pytest.approx((192 + 64 + 1.75 * 144) * 2)
+    # 2 tokens in the group: 3.5 experts touched, half of them on this GPU: (192 + 64 + 1.75 x 144) x 2 B
+    assert r.moe_weight_bytes(2) == pytest.approx((192 + 64 + 1.75 * 144) * 2)
     # FLOPs are this rank's share of the group's pairs: the same as without the group
     alone = RooflineCompute(TINY, _unit_gpu(), 2, 2, 1, flops_efficiency=1.0, bandwidth_efficiency=1.0)
     assert r.moe_flops_per_token == alone.moe_flops_per_token

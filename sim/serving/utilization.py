@@ -226,11 +226,10 @@ class WorkCounter:
             return self.layer_weight_bytes * w.steps
         r = self.roofline
         if self._grouped(w):
-            # (the exchange's rows, the share's third field, do not enter the weights read)
-            moe = sum(steps * r.moe_weight_bytes(tokens, DataParallelShare(tokens, group, group))
-                      for (tokens, group), steps in w.shares.items())
-        else:
-            moe = sum(steps * r.moe_weight_bytes(tokens) for tokens, steps in w.tokens_per_step.items())
+            moe = sum(steps * r.moe_weight_bytes(group) for (_, group), steps in w.shares.items())
+        else:  # (steps priced without their group: D ranks each like this one, as ``moe_layer_time`` takes them)
+            moe = sum(steps * r.moe_weight_bytes(r.data_parallel_size * tokens)
+                      for tokens, steps in w.tokens_per_step.items())
         dense = self.layer_weight_bytes * w.steps
         return ((self.layers - self.moe_layers) * dense + self.moe_layers * moe) / self.layers
 
