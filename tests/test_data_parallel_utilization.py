@@ -49,10 +49,10 @@ def test_a_dummy_step_reads_the_experts_its_share_of_the_group_touches():
     config = load_config(None, sets=GROUP)
     counter = work_counter(config)
     work = WorkTotals()
-    share = DataParallelShare(8, 16, 16)
+    share = DataParallelShare(8, 16, 16, 8)
     work.add_dummy_steps(share, 1, 1e-3)
     alone = WorkTotals()
-    alone.add_dummy_steps(DataParallelShare(8, 8, 8), 1, 1e-3)  # the same tokens, no peer's: fewer experts touched
+    alone.add_dummy_steps(DataParallelShare(8, 8, 8, 0), 1, 1e-3)  # the same tokens, no peer's: fewer experts touched
     hidden = 2048
     fixed = (hidden * 32 * 128 + 2 * hidden * 4 * 128 + 32 * 128 * hidden + hidden * 128) * 2
     experts = 128 * (1 - (15 / 16) ** 16) / 2 * 3 * hidden * 768 * 2
@@ -63,7 +63,7 @@ def test_a_dummy_step_reads_the_experts_its_share_of_the_group_touches():
 def test_an_instance_steps_alone_or_in_its_group():
     counter = work_counter(load_config(None, sets=GROUP))
     work = WorkTotals()
-    work.add_dummy_steps(DataParallelShare(1, 2, 2), 1, 1e-3)
+    work.add_dummy_steps(DataParallelShare(1, 2, 2, 0), 1, 1e-3)
     work.add_step(StepShape.decode_batch(np.array([10])), 1e-3)
     with pytest.raises(ValueError, match="alone or in its group"):
         counter.flops(work)

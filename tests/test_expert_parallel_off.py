@@ -48,7 +48,7 @@ def test_the_exchange_spans_the_dp_ranks_and_the_moe_all_reduce_stays():
     is 2 x 24 x 3 + 16 + 2 x (2 x 3 x 32 + 32) = 608 ns with a 3 + 2 padded to 4 + 2 tokens: tests/test_moe.py.)"""
     ring = RingCollectives(bandwidth=1e9, step_latency=0.0)
     comm = TensorParallelComm(ring, 2, 2, 16, 32, moe_layers=2, data_parallel_size=2, expert_parallel=False)
-    assert comm.step_time(3, 1, DataParallelShare(3, 5, 5)) == pytest.approx((5 * 2 * 24 + 16 + 2 * 2 * 40) * 1e-9)
+    assert comm.step_time(3, 1, DataParallelShare(3, 5, 5, 5)) == pytest.approx((5 * 2 * 24 + 16 + 2 * 2 * 40) * 1e-9)
     # without a share the group is 2 ranks of 3 tokens: 6 x 16 B, 1 step of 48 B each
     assert comm.step_time(3, 1) == pytest.approx((5 * 2 * 24 + 16 + 2 * 2 * 48) * 1e-9)
 

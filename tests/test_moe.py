@@ -339,7 +339,7 @@ def test_data_parallel_rank_with_unequal_group_load_by_hand():
     # activations (6) read: 10 x (8 + 2 x 20 + 2 x 6 / 2) x 2 B = 1080
     experts = 8 * (1 - (6 / 8) ** 10) / 2
     flops, traffic = 1024 + 8 * 64 * (1 - 0.75 ** 10) / 2 * 2 * 144, 512 + experts * 144 * 2 + 1080
-    assert r.moe_layer_time(2, DataParallelShare(2, 10, 10)) == pytest.approx(math.hypot(flops / 1e3, traffic / 1e3))
+    assert r.moe_layer_time(2, DataParallelShare(2, 10, 10, 10)) == pytest.approx(math.hypot(flops / 1e3, traffic / 1e3))
 
 
 def test_bundle_with_expert_parallel_grids_reads_the_runs_degree(tmp_path):

@@ -164,7 +164,7 @@ class RooflineCompute:
         # norms, rotary, activation (in series); a data-parallel group's experts' kernels on the group's tokens
         self.elementwise = elementwise_cost(m, self.dtype_bytes, tp, data_parallel_size=self.data_parallel_size,
                                             expert_parallel=self.expert_parallel)
-        self._decode_fixed_memo: dict[int | tuple[int, int, int], tuple[float, float]] = {}
+        self._decode_fixed_memo: dict[int | tuple[int, int, int, int], tuple[float, float]] = {}
         self._step_fixed_memo: dict[tuple[int, int, int], tuple[float, float]] = {}  # (``_step_fixed``)
         self._dense_args: tuple[float, ...] | None = None  # ``_dense_decode_window``'s constants, once asked
         self._prefill_memo: dict[tuple, float] = {}  # (``step_time``)
@@ -352,7 +352,7 @@ class RooflineCompute:
         # of the aggregates it reads and its share: kept (cleared when full, which changes no answer)
         key = (shape.prefill_seqs, shape.prefill_tokens, shape.prefill_pairs, shape.prefill_kv_tokens,
                shape.prefill_chunk_sq, shape.prefill_chunk_max, shape.prefill_kv_max, shape.prefill_row_blocks,
-               share)
+               None if share is None else share.priced)
         memo = self._prefill_memo
         seconds = memo.get(key)
         if seconds is None:
@@ -467,7 +467,7 @@ class RooflineCompute:
         many and short; a CUDA graph's padded share repeats at every window of its size). Cleared when full (a
         data-parallel group's shares vary), which changes no answer."""
         memo = self._decode_fixed_memo
-        key = seqs if share is None else (seqs, share)
+        key = seqs if share is None else (seqs, *share.priced)
         fixed = memo.get(key)
         if fixed is None:
             if len(memo) >= DECODE_FIXED_MEMO:
