@@ -96,20 +96,21 @@ def test_the_profile_runs_moe_workspace_is_a_slice_wide():
     assert whole.cudagraph - split.cudagraph == 512 * (28_672 - 24_064) * 2
 
 
-def test_an_idle_rank_and_its_peer_count_half_the_groups_rows_padded_over_all_experts():
+def test_an_idle_rank_and_its_peer_count_half_the_prompts_expert_pairs_at_half_the_width():
     """D = 2, TP 1, not expert parallel: a 40-token prompt on rank 0, rank 1 idle; both run the CUDA graph of 40, so
-    the MoE layers route G = 80 tokens. Every GPU holds slices of all 128 experts: BM 16 (80 <= 128; expert parallel
-    it would be 64); half the group's padded rows on each GPU, each row 2 x 3 x 2,048 x 768 FLOPs."""
+    the MoE layers route G = 80 tokens, priced as rows padded over all 128 experts (BM 16: 80 <= 128). Model FLOPs are
+    the prompt's 40 x 8 (token, expert) pairs of 2 x 3 x 2,048 x 768: every GPU computes each pair at half the width,
+    half of them each; the busy rank adds its own tokens' projections and router, attention and one LM-head row."""
     config = load_config(None, sets=SETS + ["cluster.router=round-robin", "serving.enable_expert_parallel=false"])
     result, _ = run_serving(make_trace([0.0], [40], [1]), config, "single")
     busy, idle = result.metrics["instances"]["each"]
     layers, hidden, vocab = 48, 2048, 151_936
     own = 2 * (hidden * 32 * 128 + 2 * hidden * 4 * 128 + 32 * 128 * hidden + hidden * 128)  # q, k, v, o, router
-    experts = _padded_rows(80, 8, 128, 16) / 2 * 2 * 3 * hidden * 768
+    experts = 40 * 8 * 2 * 3 * hidden * 768 / 2
     attention = 4 * 32 * 128 * 40 * 41 / 2  # causal (query, key) pairs
     head = 2 * vocab * hidden
     assert busy["flops"] == pytest.approx(layers * (40 * own + experts + attention) + head, rel=1e-9)
-    assert idle["flops"] == pytest.approx(layers * (40 * own + experts), rel=1e-9)
+    assert idle["flops"] == pytest.approx(layers * experts, rel=1e-9)
     assert work_counter(config).roofline.fused.expert_parallel is False
 
 
