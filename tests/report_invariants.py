@@ -14,8 +14,9 @@ from a definition in ../shared/DESIGN.md (Contract: report JSON) or README.md, c
 - hits <= accesses, ``hit_ratio = hits / accesses``, per-tier (and per-location) hit ratios sum to it
   (DESIGN: "hits those served from any tier"), every ratio, fraction and utilisation in [0, 1]
   (tier read/write utilisation excepted: README Serving says a share above 1 is reported, by design);
-- an instance's MFU and MBU while busy under the roofline backend: FLOPs and bytes are counted as the roofline prices
-  each step (README Reports), and a step lasts at least its FLOPs at the peak and its bytes at the bandwidth, so
+- an instance's MFU and MBU while busy under the roofline backend: bytes are counted as the roofline prices each step
+  and FLOPs are model FLOPs, at most the priced ones (README Reports: padding is priced, not counted), and a step lasts
+  at least its priced FLOPs at the peak and its bytes at the bandwidth, so
   ``mbu_busy <= 1`` and ``mfu_busy <= 1`` (an FP8 checkpoint's GEMMs run at the GPU's FP8 peak where it has one, while
   MFU is against the BF16 peak: there the bound is their ratio). A profiled backend's times are measured or
   interpolated, so nothing bounds its counted FLOPs per second (``roofline_mfu_bound`` None);

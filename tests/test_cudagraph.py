@@ -32,7 +32,7 @@ def test_a_decode_of_9_runs_the_graph_of_16():
     compute = compute_model(load_config(None, sets=["model=qwen3-30b-a3b"]))
     assert isinstance(compute, PaddedCompute)
     shape = StepShape.decode_batch(np.array([1000] * 9))
-    padded = DataParallelShare(16, 16, 16)
+    padded = DataParallelShare(16, 16, 16, 9)
     assert compute.step_time(shape) == pytest.approx(compute.gpu.step_time(shape, padded), rel=1e-12)
     window = compute.decode_times(shape, 5)
     singles = [compute.step_time(StepShape.decode_batch(np.array([1000 + k] * 9))) for k in range(5)]
@@ -44,7 +44,7 @@ def test_padding_reads_the_experts_the_padded_tokens_touch():
     of their graph 128 (1 - (15/16)^16) = 82.4; the MoE weights a step reads grow by that ratio."""
     compute = compute_model(load_config(None, sets=["model=qwen3-30b-a3b"])).gpu
     assert expected_distinct_experts(9, 8, 128) == pytest.approx(128 * (1 - (15 / 16) ** 9))
-    ratio = compute.moe_weight_bytes(16, DataParallelShare(16, 16, 16)) - compute.moe_fixed_bytes
+    ratio = compute.moe_weight_bytes(16) - compute.moe_fixed_bytes
     ratio /= compute.moe_weight_bytes(9) - compute.moe_fixed_bytes
     assert ratio == pytest.approx((1 - (15 / 16) ** 16) / (1 - (15 / 16) ** 9), rel=1e-9)
 
@@ -75,7 +75,8 @@ def test_kept_step_prices_are_the_fresh_ones(monkeypatch):
     them apart), and a memo starting over when full (here every third entry) changes none."""
     monkeypatch.setattr(compute_module, "DECODE_FIXED_MEMO", 3)
     model = RooflineCompute(model_spec("mixtral-8x7b"), gpu_spec("h100-sxm"), 2, 2, 2)
-    shares = [None, DataParallelShare(16, 16, 16), DataParallelShare(16, 64, 64), DataParallelShare(32, 64, 64)]
+    shares = [None, DataParallelShare(16, 16, 16, 9), DataParallelShare(16, 64, 64, 40),
+              DataParallelShare(32, 64, 64, 40)]
     for chunk, context in [(100, 0), (7, 500), (100, 0), (1, 0), (7, 500)]:
         shape = StepShape()
         shape.add_prefill(chunk, context)
@@ -89,3 +90,16 @@ def test_kept_step_prices_are_the_fresh_ones(monkeypatch):
             assert model._decode_fixed(len(lengths), share) == model._decode_fixed_parts(len(lengths), share)
             np.testing.assert_array_equal(kept, model.decode_times(shape, 40, share))
     assert len(model._step_fixed_memo) <= 3 and len(model._decode_fixed_memo) <= 3
+
+
+def test_the_groups_unpadded_tokens_split_no_kept_price():
+    """A share's unpadded group tokens count model FLOPs, no step's time reads them: two shares that differ only
+    there price a step alike and keep one entry in each memo."""
+    model = RooflineCompute(model_spec("mixtral-8x7b"), gpu_spec("h100-sxm"), 2, 2, 2)
+    prefill = StepShape()
+    prefill.add_prefill(100, 0)
+    decode = StepShape.decode_batch([5, 900, 33])
+    for share in (DataParallelShare(104, 208, 208, 100), DataParallelShare(104, 208, 208, 101)):
+        assert model.step_time(prefill, share) == model._step_time(prefill, share)
+        np.testing.assert_array_equal(model.decode_times(decode, 40, share), model.decode_times(decode, 40, share))
+    assert len(model._prefill_memo) == 1 and len(model._decode_fixed_memo) == 1

@@ -45,10 +45,10 @@ def test_an_idle_rank_takes_a_padded_dummy_step():
     compute = compute_model(config)
     # one 100-token prefill on rank 0; rank 1 runs a 1-token dummy: both run the graph of 104 tokens, the captured
     # size above 100 (vLLM captures every 8 from 8 to 256), so the group's MoE layers route 208
-    expected = compute.step_time(_prefill(100), DataParallelShare(104, 208, 208))
+    expected = compute.step_time(_prefill(100), DataParallelShare(104, 208, 208, 100))
     assert _ttft(config, [0.0], [100]) == pytest.approx([expected], rel=1e-12)
     # the group's tokens matter: the same step priced for a lone rank (G = 100 + 1) is faster
-    assert compute.step_time(_prefill(100), DataParallelShare(100, 101, 101)) < expected
+    assert compute.step_time(_prefill(100), DataParallelShare(100, 101, 101, 100)) < expected
 
 
 def test_ranks_wait_for_the_slowest():
@@ -56,8 +56,8 @@ def test_ranks_wait_for_the_slowest():
     compute = compute_model(config)
     # 100 and 1,000 tokens: 1,000 is above the capture limit (512), so the ranks' synced graph mode is NONE and nobody
     # is padded to the other's count; each runs eagerly at its own padded count (104, vLLM 0.33's dp_utils.py): G = 1,104
-    slow = compute.step_time(_prefill(1000), DataParallelShare(1000, 1104, 1104))
-    fast = compute.step_time(_prefill(100), DataParallelShare(104, 1104, 1104))
+    slow = compute.step_time(_prefill(1000), DataParallelShare(1000, 1104, 1104, 1100))
+    fast = compute.step_time(_prefill(100), DataParallelShare(104, 1104, 1104, 1100))
     assert fast < slow
     assert _ttft(config, [0.0, 0.0], [1000, 100]) == pytest.approx([slow, slow], rel=1e-12)
 
@@ -67,8 +67,8 @@ def test_a_rank_joins_the_groups_next_step():
     compute = compute_model(config)
     # rank 0 starts a 1,000-token prefill at 0 (rank 1 a dummy: 1 token, unpadded); a request reaching the idle
     # rank 1 a microsecond later waits for that step, then runs with rank 0's dummy, both padded to the graph of 104
-    first = compute.step_time(_prefill(1000), DataParallelShare(1000, 1001, 1001))
-    second = compute.step_time(_prefill(100), DataParallelShare(104, 208, 208))
+    first = compute.step_time(_prefill(1000), DataParallelShare(1000, 1001, 1001, 1000))
+    second = compute.step_time(_prefill(100), DataParallelShare(104, 208, 208, 100))
     assert _ttft(config, [0.0, 1e-6], [1000, 100]) == pytest.approx([first, first - 1e-6 + second], rel=1e-12)
 
 
@@ -77,7 +77,7 @@ def test_a_share_of_d_equal_ranks_prices_as_the_groupless_step():
     compute = compute_model(config)
     shape = _prefill(300)
     shape.add_decode(700)  # 301 tokens: the graph of 304
-    padded = DataParallelShare(304, 2 * 304, 2 * 304)
+    padded = DataParallelShare(304, 2 * 304, 2 * 304, 2 * 301)
     assert compute.step_time(shape, padded) == pytest.approx(compute.step_time(shape), rel=1e-12)
 
 
@@ -122,7 +122,7 @@ def test_decode_times_with_a_share_equal_its_steps():
     config = load_config(None, sets=GROUP)
     compute = compute_model(config)
     first = StepShape.decode_batch(np.array([100, 250, 40]))
-    share = DataParallelShare(3, 5, 5)
+    share = DataParallelShare(3, 5, 5, 5)
     times = compute.decode_times(first, 4, share)
     for k in range(4):
         step = StepShape.decode_batch(np.array([100, 250, 40]) + k)
@@ -134,7 +134,7 @@ def test_eager_ranks_are_not_padded():
     and ``_synchronize_dp_ranks`` pads nobody: the idle rank's 1-token dummy stays 1 token (G = 101, not 200)."""
     config = load_config(None, sets=[*GROUP, "serving.enforce_eager=true"])
     assert config_cudagraph_sizes(config).largest == 0
-    expected = compute_model(config).step_time(_prefill(100), DataParallelShare(100, 101, 101))
+    expected = compute_model(config).step_time(_prefill(100), DataParallelShare(100, 101, 101, 100))
     assert _ttft(config, [0.0], [100]) == pytest.approx([expected], rel=1e-12)
 
 

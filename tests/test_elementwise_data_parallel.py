@@ -52,7 +52,7 @@ def test_a_groups_moe_layer_by_hand(model, own, group, kernels):
     assert (cost.kernels, cost.group.kernels) == kernels
     assert cost.step_bytes(3, 7) == 3 * own + 7 * group
     r = _roofline(model)
-    assert r.elementwise_time(3, DataParallelShare(3, 7, 7)) == pytest.approx((3 * own + 7 * group) / 1e3, rel=1e-12)
+    assert r.elementwise_time(3, DataParallelShare(3, 7, 7, 7)) == pytest.approx((3 * own + 7 * group) / 1e3, rel=1e-12)
 
 
 def test_one_rank_alone_keeps_every_kernel_on_its_tokens():
@@ -71,7 +71,7 @@ def test_steps_and_decode_windows_carry_the_groups_kernels():
     r = _roofline()
     without = dataclasses.replace(r)
     without.elementwise = ElementwiseCost(0, 0.0)
-    share = DataParallelShare(3, 7, 7)
+    share = DataParallelShare(3, 7, 7, 7)
     layers = 2 * (3 * OWN + 7 * GROUP) / 1e3
     prefill = StepShape()
     prefill.add_prefill(3, 0)

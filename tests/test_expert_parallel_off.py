@@ -48,7 +48,7 @@ def test_the_exchange_spans_the_dp_ranks_and_the_moe_all_reduce_stays():
     is 2 x 24 x 3 + 16 + 2 x (2 x 3 x 32 + 32) = 608 ns with a 3 + 2 padded to 4 + 2 tokens: tests/test_moe.py.)"""
     ring = RingCollectives(bandwidth=1e9, step_latency=0.0)
     comm = TensorParallelComm(ring, 2, 2, 16, 32, moe_layers=2, data_parallel_size=2, expert_parallel=False)
-    assert comm.step_time(3, 1, DataParallelShare(3, 5, 5)) == pytest.approx((5 * 2 * 24 + 16 + 2 * 2 * 40) * 1e-9)
+    assert comm.step_time(3, 1, DataParallelShare(3, 5, 5, 5)) == pytest.approx((5 * 2 * 24 + 16 + 2 * 2 * 40) * 1e-9)
     # without a share the group is 2 ranks of 3 tokens: 6 x 16 B, 1 step of 48 B each
     assert comm.step_time(3, 1) == pytest.approx((5 * 2 * 24 + 16 + 2 * 2 * 48) * 1e-9)
 
@@ -74,11 +74,11 @@ def test_the_experts_activations_are_every_pairs_at_a_slice_of_the_width():
 
 
 def test_a_gpu_reads_a_slice_of_every_touched_expert_the_same_bytes():
-    """D = 2, TP = 2, one token here (G = 2): 128 x (1 - (15/16)^2) = 15.5 experts touched; each GPU reads 1/4 of each
+    """D = 2, TP = 2, the group routes G = 2 tokens: 128 x (1 - (15/16)^2) = 15.5 experts touched; each GPU reads 1/4 of each
     one's 3 x 2,048 x 768 bf16 weights, as many bytes as its 15.5 / 4 whole experts expert parallel."""
     config = load_config(None, sets=SETS + ["serving.tensor_parallel_size=2", "serving.enable_expert_parallel=false"])
     roofline = gpu_compute_model(config)
-    assert roofline.moe_weight_bytes(1) - roofline.moe_fixed_bytes == pytest.approx(15.5 / 4 * 3 * 2048 * 768 * 2)
+    assert roofline.moe_weight_bytes(2) - roofline.moe_fixed_bytes == pytest.approx(15.5 / 4 * 3 * 2048 * 768 * 2)
 
 
 def test_the_profile_runs_moe_workspace_is_a_slice_wide():
@@ -96,20 +96,21 @@ def test_the_profile_runs_moe_workspace_is_a_slice_wide():
     assert whole.cudagraph - split.cudagraph == 512 * (28_672 - 24_064) * 2
 
 
-def test_an_idle_rank_and_its_peer_count_half_the_groups_rows_padded_over_all_experts():
+def test_an_idle_rank_and_its_peer_count_half_the_prompts_expert_pairs_at_half_the_width():
     """D = 2, TP 1, not expert parallel: a 40-token prompt on rank 0, rank 1 idle; both run the CUDA graph of 40, so
-    the MoE layers route G = 80 tokens. Every GPU holds slices of all 128 experts: BM 16 (80 <= 128; expert parallel
-    it would be 64); half the group's padded rows on each GPU, each row 2 x 3 x 2,048 x 768 FLOPs."""
+    the MoE layers route G = 80 tokens, priced as rows padded over all 128 experts (BM 16: 80 <= 128). Model FLOPs are
+    the prompt's 40 x 8 (token, expert) pairs of 2 x 3 x 2,048 x 768: every GPU computes each pair at half the width,
+    half of them each; the busy rank adds its own tokens' projections and router, attention and one LM-head row."""
     config = load_config(None, sets=SETS + ["cluster.router=round-robin", "serving.enable_expert_parallel=false"])
     result, _ = run_serving(make_trace([0.0], [40], [1]), config, "single")
     busy, idle = result.metrics["instances"]["each"]
     layers, hidden, vocab = 48, 2048, 151_936
     own = 2 * (hidden * 32 * 128 + 2 * hidden * 4 * 128 + 32 * 128 * hidden + hidden * 128)  # q, k, v, o, router
-    experts = _padded_rows(80, 8, 128, 16) / 2 * 2 * 3 * hidden * 768
+    experts = 40 * 8 * 2 * 3 * hidden * 768 / 2
     attention = 4 * 32 * 128 * 40 * 41 / 2  # causal (query, key) pairs
     head = 2 * vocab * hidden
     assert busy["flops"] == pytest.approx(layers * (40 * own + experts + attention) + head, rel=1e-9)
-    assert idle["flops"] == pytest.approx(layers * (40 * own + experts), rel=1e-9)
+    assert idle["flops"] == pytest.approx(layers * experts, rel=1e-9)
     assert work_counter(config).roofline.fused.expert_parallel is False
 
 

@@ -221,8 +221,8 @@ def test_bundle_and_model_must_agree_on_experts(tmp_path):
 def test_data_parallel_rank_reads_its_share_of_the_groups_experts():
     r = RooflineCompute(TINY, _unit_gpu(), 2, 2, 1, flops_efficiency=1.0, bandwidth_efficiency=1.0,
                         data_parallel_size=2)
-    # 1 token here, 2 in the group: 3.5 experts touched, half of them on this GPU: (192 + 64 + 1.75 x 144) x 2 B
-    assert r.moe_weight_bytes(1) == pytest.approx((192 + 64 + 1.75 * 144) * 2)
+    # 2 tokens in the group: 3.5 experts touched, half of them on this GPU: (192 + 64 + 1.75 x 144) x 2 B
+    assert r.moe_weight_bytes(2) == pytest.approx((192 + 64 + 1.75 * 144) * 2)
     # FLOPs are this rank's share of the group's pairs: the same as without the group
     alone = RooflineCompute(TINY, _unit_gpu(), 2, 2, 1, flops_efficiency=1.0, bandwidth_efficiency=1.0)
     assert r.moe_flops_per_token == alone.moe_flops_per_token
@@ -339,7 +339,7 @@ def test_data_parallel_rank_with_unequal_group_load_by_hand():
     # activations (6) read: 10 x (8 + 2 x 20 + 2 x 6 / 2) x 2 B = 1080
     experts = 8 * (1 - (6 / 8) ** 10) / 2
     flops, traffic = 1024 + 8 * 64 * (1 - 0.75 ** 10) / 2 * 2 * 144, 512 + experts * 144 * 2 + 1080
-    assert r.moe_layer_time(2, DataParallelShare(2, 10, 10)) == pytest.approx(math.hypot(flops / 1e3, traffic / 1e3))
+    assert r.moe_layer_time(2, DataParallelShare(2, 10, 10, 10)) == pytest.approx(math.hypot(flops / 1e3, traffic / 1e3))
 
 
 def test_bundle_with_expert_parallel_grids_reads_the_runs_degree(tmp_path):

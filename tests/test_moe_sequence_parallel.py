@@ -34,15 +34,17 @@ def test_the_exchange_carries_each_ranks_padded_share():
     """TP 4, D 2, one MoE layer of 16-byte states, a 1 GB/s ring without latency; this rank 5 tokens, its peer 1:
     each TP rank sends ceil(5 / 4) = 2 and ceil(1 / 4) = 1 rows, so every GPU gathers 4 x 2 + 4 x 1 = 12 rows."""
     group = LockstepGroup(Engine(), 2, CudagraphSizes(), sequence_parallel=4)
-    assert group.shares([5, 1]) == [DataParallelShare(5, 6, 12), DataParallelShare(1, 6, 12)]
-    # a member not built yet takes a 1-token dummy step: 4 rows too
+    assert group.shares([5, 1]) == [DataParallelShare(5, 6, 12, 6), DataParallelShare(1, 6, 12, 6)]
+    # a dummy step's one token (None: nothing of its own) is exchanged and routed as padding, no token of the model's
+    assert group.shares([5, None]) == [DataParallelShare(5, 6, 12, 5), DataParallelShare(1, 6, 12, 5)]
+    # a member not built yet takes a 1-token dummy step: 4 rows too, and padding (5 unpadded tokens in the group)
     dummies = LockstepGroup(Engine(), 3, CudagraphSizes(), 4).shares([5])
-    assert dummies == [DataParallelShare(5, 7, 16), DataParallelShare(1, 7, 16), DataParallelShare(1, 7, 16)]
-    assert LockstepGroup(Engine(), 2, CudagraphSizes(), 1).shares([5, 1])[0] == DataParallelShare(5, 6, 6)
+    assert dummies == [DataParallelShare(5, 7, 16, 5), DataParallelShare(1, 7, 16, 5), DataParallelShare(1, 7, 16, 5)]
+    assert LockstepGroup(Engine(), 2, CudagraphSizes(), 1).shares([5, 1])[0] == DataParallelShare(5, 6, 6, 6)
 
     ring = RingCollectives(bandwidth=1e9, step_latency=0.0)
     comm = TensorParallelComm(ring, 4, 1, 16, 32, moe_layers=1, data_parallel_size=2)
-    share = DataParallelShare(5, 6, 12)
+    share = DataParallelShare(5, 6, 12, 6)
     # the attention's and the embedding's all-reduces of 5 x 16 B over 4 GPUs: 6 steps of 20 B each; the logits'
     # all-gather of 32 B: 3 steps of 8 B; the exchange over 8 GPUs: an all-gather and a reduce-scatter of 12 x 16 B,
     # 7 steps of 24 B each; the TP ranks' all-gather of 8 x 16 B: 3 steps of 32 B
@@ -62,7 +64,7 @@ def test_a_padded_graph_step_exchanges_its_tp_padded_share():
             return 0.0
 
     PaddedCompute(Recorder(), CudagraphSizes((1, 2, 4, 8)), 2, 8).step_time(StepShape.decode_batch(np.array([9] * 3)))
-    assert seen == [DataParallelShare(4, 8, 16)]
+    assert seen == [DataParallelShare(4, 8, 16, 6)]
 
 
 @pytest.mark.parametrize("expert_parallel, exchanged, other", [(True, 104, 102), (False, 102, 104)])
@@ -77,7 +79,7 @@ def test_a_runs_group_exchanges_its_tokens(expert_parallel, exchanged, other):
     assert gpu_compute_model(config).comm.expert_parallel is expert_parallel
     shape = StepShape()
     shape.add_prefill(101, 0)
-    expected = compute_model(config).step_time(shape, DataParallelShare(101, 102, exchanged))
-    assert expected != compute_model(config).step_time(shape, DataParallelShare(101, 102, other))
+    expected = compute_model(config).step_time(shape, DataParallelShare(101, 102, exchanged, 101))
+    assert expected != compute_model(config).step_time(shape, DataParallelShare(101, 102, other, 101))
     _, requests = run_serving(make_trace([0.0], [101], [1]), config, "single")
     assert requests.ttft == pytest.approx([expected], rel=1e-12)

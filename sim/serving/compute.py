@@ -164,7 +164,7 @@ class RooflineCompute:
         # norms, rotary, activation (in series); a data-parallel group's experts' kernels on the group's tokens
         self.elementwise = elementwise_cost(m, self.dtype_bytes, tp, data_parallel_size=self.data_parallel_size,
                                             expert_parallel=self.expert_parallel)
-        self._decode_fixed_memo: dict[int | tuple[int, int, int], tuple[float, float]] = {}
+        self._decode_fixed_memo: dict[int | tuple[int, int, int, int], tuple[float, float]] = {}
         self._step_fixed_memo: dict[tuple[int, int, int], tuple[float, float]] = {}  # (``_step_fixed``)
         self._dense_args: tuple[float, ...] | None = None  # ``_dense_decode_window``'s constants, once asked
         self._prefill_memo: dict[tuple, float] = {}  # (``step_time``)
@@ -209,11 +209,11 @@ class RooflineCompute:
         floor = self.dense_floor + extra_kernels * self.floors.gemm_s
         return floor + _combine(flops / self.linear_peak, traffic / self.bandwidth)
 
-    def moe_weight_bytes(self, tokens: int, share: DataParallelShare | None = None) -> float:
-        """Weights one MoE layer reads for a step of ``tokens`` tokens: projections, router and this GPU's share
-        of the expected distinct experts the data-parallel group's tokens touch (``rank_experts``)."""
-        dp = self.data_parallel_size
-        return self.moe_fixed_bytes + self.expert_bytes * rank_experts(group_tokens(tokens, dp, share), self.model, dp)
+    def moe_weight_bytes(self, group: float) -> float:
+        """Weights one MoE layer reads in a step whose data-parallel group routes ``group`` tokens (``group_tokens``;
+        at D = 1 the step's): projections, router and this GPU's share of the expected distinct experts they touch
+        (``rank_experts``)."""
+        return self.moe_fixed_bytes + self.expert_bytes * rank_experts(group, self.model, self.data_parallel_size)
 
     def moe_layer_time(self, tokens: int, share: DataParallelShare | None = None, extra: float = 0.0,
                        extra_kernels: int = 0) -> float:
@@ -222,7 +222,7 @@ class RooflineCompute:
         group = group_tokens(tokens, self.data_parallel_size, share)
         flops = (self.moe_own_flops_per_token * tokens + self.expert_flops_per_row * self.fused.rows(group)
                  + 2 * extra * tokens)
-        traffic = (self.moe_weight_bytes(tokens, share) + extra * self.linear_bytes
+        traffic = (self.moe_weight_bytes(group) + extra * self.linear_bytes
                    + tokens * self.shared_act_bytes_per_token + self.fused.activation_bytes(group))
         floor = self.moe_floor + extra_kernels * self.floors.gemm_s
         return floor + _combine(flops / self.linear_peak, traffic / self.bandwidth)
@@ -352,7 +352,7 @@ class RooflineCompute:
         # of the aggregates it reads and its share: kept (cleared when full, which changes no answer)
         key = (shape.prefill_seqs, shape.prefill_tokens, shape.prefill_pairs, shape.prefill_kv_tokens,
                shape.prefill_chunk_sq, shape.prefill_chunk_max, shape.prefill_kv_max, shape.prefill_row_blocks,
-               share)
+               None if share is None else share.priced)
         memo = self._prefill_memo
         seconds = memo.get(key)
         if seconds is None:
@@ -467,7 +467,7 @@ class RooflineCompute:
         many and short; a CUDA graph's padded share repeats at every window of its size). Cleared when full (a
         data-parallel group's shares vary), which changes no answer."""
         memo = self._decode_fixed_memo
-        key = seqs if share is None else (seqs, share)
+        key = seqs if share is None else (seqs, *share.priced)
         fixed = memo.get(key)
         if fixed is None:
             if len(memo) >= DECODE_FIXED_MEMO:

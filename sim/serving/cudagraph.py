@@ -74,7 +74,8 @@ class PaddedCompute(WrappedCompute):
             padded = graphs.padded(tokens)
             if padded != tokens:
                 exchanged = sequence_parallel_rows(padded, sequence_parallel) * data_parallel_size
-                self._shares[tokens] = DataParallelShare(padded, padded * data_parallel_size, exchanged)
+                self._shares[tokens] = DataParallelShare(padded, padded * data_parallel_size, exchanged,
+                                                         tokens * data_parallel_size)
 
     def _share(self, tokens: int) -> DataParallelShare | None:
         return self._shares[tokens] if 0 < tokens <= self._largest else None

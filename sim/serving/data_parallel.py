@@ -79,19 +79,21 @@ class LockstepGroup:
         if end is not None and end != self._end:
             self._end_at(end)
 
-    def shares(self, own_tokens: list[int]) -> list[DataParallelShare]:
-        """Each rank's tokens after vLLM's padding, and the group's, routed and exchanged (``own_tokens``: every
-        rank's, dummies' included)."""
-        own_tokens = own_tokens + [DUMMY_STEP_TOKENS] * (self.size - len(own_tokens))  # members not built yet
-        top = max(own_tokens)
+    def shares(self, own_tokens: list[int | None]) -> list[DataParallelShare]:
+        """Each rank's tokens after vLLM's padding, and the group's, routed, exchanged and unpadded (``own_tokens``:
+        every rank's, None for one taking a dummy step)."""
+        own_tokens = own_tokens + [None] * (self.size - len(own_tokens))  # members not built yet
+        run = [DUMMY_STEP_TOKENS if t is None else t for t in own_tokens]
+        top = max(run)
         # every rank at its graph's size; all at the largest one's when every rank runs a graph, else (a rank above
         # the largest graph: the synced mode is NONE) each eagerly at its own padded count (dp_utils.py
         # ``_synchronize_dp_ranks``, then ``_determine_batch_execution_and_padding``'s re-dispatch)
-        padded = [self.graphs.padded(t) for t in own_tokens]
+        padded = [self.graphs.padded(t) for t in run]
         tokens = [max(padded)] * len(padded) if top <= self.graphs.largest else padded
         group = sum(tokens)
         exchanged = sum(sequence_parallel_rows(t, self.sequence_parallel) for t in tokens)
-        return [DataParallelShare(t, group, exchanged) for t in tokens]
+        unpadded = sum(t for t in own_tokens if t is not None)
+        return [DataParallelShare(t, group, exchanged, unpadded) for t in tokens]
 
     def _step(self) -> None:
         now = self.engine.now
@@ -108,7 +110,7 @@ class LockstepGroup:
             if self._after_plan():  # slots, blocks or requests the empty plan could not see: plan again now
                 self.wake()
             return
-        shares = self.shares([DUMMY_STEP_TOKENS if b is None else b.shape.tokens for b in batches])
+        shares = self.shares([None if b is None else b.shape.tokens for b in batches])
         # a dummy rank's step (one token, or the padding without attention) is never the slowest
         duration = max(m.compute.step_time(b.shape, share) + b.load_s
                        for m, b, share in zip(self.members, batches, shares) if b is not None)
@@ -139,7 +141,7 @@ class LockstepGroup:
     def _start_window(self, steps: int, now: float) -> None:
         """``steps`` decode steps of the members with work, each step as long as its slowest member's."""
         busy = [m.scheduler.has_work for m in self.members]
-        shares = self.shares([len(m.scheduler.running) if b else DUMMY_STEP_TOKENS for m, b in zip(self.members, busy)])
+        shares = self.shares([len(m.scheduler.running) if b else None for m, b in zip(self.members, busy)])
         running = [(m, m.scheduler.start_window(steps, now, partial(m.compute.decode_times, share=share)), share)
                    for m, b, share in zip(self.members, busy, shares) if b]
         times = np.max([window.times for _, window, _ in running], axis=0)

@@ -85,6 +85,14 @@ class DataParallelShare:
     # Σ over the group's ranks of their ``tokens`` as the MoE exchange carries them (``sequence_parallel_rows``):
     # the rows each GPU's all-gather ends with
     exchanged_tokens: int
+    # Σ over the group's ranks of their own tokens before any padding (a dummy step's token is padding): those whose
+    # experts are model FLOPs (``sim.serving.utilization``); no step's time reads it
+    unpadded_group_tokens: int
+
+    @property
+    def priced(self) -> tuple[int, int, int]:
+        """The fields a step's time reads (a memo's key: the unpadded count would only split its entries)."""
+        return self.tokens, self.group_tokens, self.exchanged_tokens
 
 
 def sequence_parallel_size(tensor_parallel_size: int, expert_parallel: bool = True) -> int:

@@ -1,19 +1,23 @@
 """What an instance computed: step totals, the FLOPs and bytes they amount to, and the batch sizes.
 
 ``WorkTotals`` adds up each step's ``StepShape`` aggregates (a decode window of K steps in
-O(1)); ``WorkCounter`` turns them into the FLOPs and memory bytes per GPU that the roofline
-model charges for those steps (weights, activations, KV reads, LM head; collectives are
-communication, not counted), so MFU = FLOPs / (peak FLOP/s × time) and memory-bandwidth
+O(1)); ``WorkCounter`` turns them into FLOPs and memory bytes per GPU (weights, activations, KV reads, LM head;
+collectives are communication, not counted), so MFU = FLOPs / (peak FLOP/s × time) and memory-bandwidth
 utilisation = bytes / (peak bandwidth × time) follow for every compute backend: with a
 profiled backend the time is the profile's and the FLOPs and bytes are still the model's.
+FLOPs are model FLOPs (PaLM, Chowdhery et al. 2022, appendix B: the model's work, no padding or recomputation):
+each step's own tokens through the layers, k routed experts a token, attention, the LM head. Bytes are those the
+roofline charges the steps, padding included: padded rows move real weights and activations.
 Batch sizes (tokens and sequences per step) are kept as value → steps histograms.
 
 A data-parallel group's step (``sim.serving.data_parallel``) is priced with the rank's ``DataParallelShare``: its
 layers run its padded tokens, its MoE layers this GPU's share of the group's padded expert rows, distinct experts and
-activations. Those steps are kept by share ((tokens, group tokens) → steps) and counted as priced, so a rank whose
-peers idle is not credited with D ranks' expert work. A member with nothing to run takes a dummy step (vLLM
-``execute_dummy_batch``: a forward pass of its padded dummy tokens, the experts on the group's tokens, no attention,
-no LM head), as long as the group's step: busy time, a step and its share's work, but no batch of the histograms.
+activations. Those steps are kept by share ((tokens, group tokens) → steps) and their bytes counted as priced, so a
+rank whose peers idle is not credited with D ranks' expert traffic; their FLOPs are the rank's own tokens' and a 1/D
+share of the expert pairs of the group's unpadded tokens, so D ranks count what D lone instances with their tokens
+would. A member with nothing to run takes a dummy step (vLLM ``execute_dummy_batch``: a forward pass of its padded
+dummy tokens, the experts on the group's tokens, no attention, no LM head), as long as the group's step: busy time, a
+step, its share's bytes and expert FLOPs, but no batch of the histograms.
 """
 
 from __future__ import annotations
@@ -48,6 +52,9 @@ class WorkTotals:
     layer_tokens: int = 0  # tokens the layers ran: a data-parallel share's padded tokens, else the step's own
     # a data-parallel group's steps (dummy ones too) by the share each was priced with: (tokens, group tokens) -> steps
     shares: dict[tuple[int, int], int] = field(default_factory=dict)
+    # Σ over those steps of the group's unpadded tokens (``DataParallelShare.unpadded_group_tokens``): the tokens whose
+    # routed experts are model FLOPs, a 1/D share of them this rank's
+    unpadded_group_tokens: int = 0
     prefill_tokens: int = 0
     prefill_pairs: float = 0.0  # causal (query, key) pairs of prefill attention
     prefill_kv_tokens: int = 0
@@ -125,6 +132,7 @@ class WorkTotals:
             self.layer_tokens += tokens * steps
             return
         self.layer_tokens += share.tokens * steps
+        self.unpadded_group_tokens += share.unpadded_group_tokens * steps
         key = (share.tokens, share.group_tokens)
         self.shares[key] = self.shares.get(key, 0) + steps
 
@@ -170,14 +178,15 @@ class WorkCounter:
         return True
 
     def _linear_terms(self, w: WorkTotals) -> tuple[float, float]:
-        """One layer's (mean over the layers) linear FLOPs per token the layers ran, and the routed experts' FLOPs
-        over the steps where they follow a data-parallel group's tokens (0: counted per token): this GPU's share of
-        the group's padded expert rows, as ``RooflineCompute.moe_layer_time`` prices each step."""
+        """One layer's (mean over the layers) linear model FLOPs per own token, and the routed experts' over the
+        steps where they follow a data-parallel group's tokens (0: counted per token): this GPU's 1/D share of the
+        group's unpadded tokens' k experts each, whether it holds E/D whole experts (uniform routing's expectation)
+        or 1/(D x TP) of every expert's width, so that D ranks count what D instances alone would."""
         if not self._grouped(w):
             return self.linear_flops_per_token, 0.0
         r = self.roofline
-        rows = sum(steps * r.fused.rows(group) for (_, group), steps in w.shares.items())
-        return self.own_flops_per_token, self.moe_layers * r.expert_flops_per_row * rows / self.layers
+        pairs = r.expert_flops_per_token * w.unpadded_group_tokens / r.data_parallel_size
+        return self.own_flops_per_token, self.moe_layers * pairs / self.layers
 
     def _activation_bytes(self, w: WorkTotals) -> float:
         """One layer's (mean over the layers) activation bytes over the steps, the elementwise kernels' included:
@@ -195,7 +204,10 @@ class WorkCounter:
         return self.roofline.index_topk is not None and w.index_topk == self.roofline.index_topk
 
     def flops(self, w: WorkTotals) -> float:
-        tokens = w.layer_tokens
+        """Model FLOPs (PaLM's MFU, Chowdhery et al. 2022, appendix B: the model's work, no padding): the layers on
+        the steps' own tokens, the routed experts on each token's k experts, attention, the LM head; a CUDA graph's
+        padding, a dummy step's token and the fused-MoE kernel's block padding are priced, not counted."""
+        tokens = w.prefill_tokens + w.decode_tokens
         per_token, experts = self._linear_terms(w)
         context = w.prefill_kv_tokens - w.prefill_tokens
         r = self.roofline
@@ -226,11 +238,10 @@ class WorkCounter:
             return self.layer_weight_bytes * w.steps
         r = self.roofline
         if self._grouped(w):
-            # (the exchange's rows, the share's third field, do not enter the weights read)
-            moe = sum(steps * r.moe_weight_bytes(tokens, DataParallelShare(tokens, group, group))
-                      for (tokens, group), steps in w.shares.items())
-        else:
-            moe = sum(steps * r.moe_weight_bytes(tokens) for tokens, steps in w.tokens_per_step.items())
+            moe = sum(steps * r.moe_weight_bytes(group) for (_, group), steps in w.shares.items())
+        else:  # (steps priced without their group: D ranks each like this one, as ``moe_layer_time`` takes them)
+            moe = sum(steps * r.moe_weight_bytes(r.data_parallel_size * tokens)
+                      for tokens, steps in w.tokens_per_step.items())
         dense = self.layer_weight_bytes * w.steps
         return ((self.layers - self.moe_layers) * dense + self.moe_layers * moe) / self.layers
 
