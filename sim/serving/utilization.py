@@ -279,10 +279,12 @@ def work_counter(config: Config) -> WorkCounter:
 
 
 def utilization_basis(config: Config) -> str:
+    """The report's one-line account of what MFU and MBU count (``WorkCounter``: model FLOPs, priced bytes)."""
     if config.compute.backend == "roofline":
-        return "roofline: FLOPs and bytes of each step as the roofline prices them, over simulated time"
-    return ("profiled: step times from the profile; FLOPs and bytes counted from the model shape as the roofline "
-            "counts them (the profile measures time only)")
+        return ("roofline: model FLOPs of each step (its own tokens, no padding) and the bytes the roofline charges "
+                "it (padding included), over simulated time")
+    return ("profiled: step times from the profile; model FLOPs (no padding) and the bytes the roofline would "
+            "charge, counted from the model shape (the profile measures time only)")
 
 
 def instance_metrics(instances: Sequence[Instance], counters: Mapping[str, WorkCounter], makespan: float,
