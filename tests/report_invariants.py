@@ -42,6 +42,7 @@ Optional arguments add what the report alone cannot know (the workload's arrival
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from typing import Any
 
 REL = 1e-9  # float sums of ~1e3 terms; far below any real inconsistency
@@ -79,7 +80,7 @@ def _distributions(metrics: dict, path: str = ""):
 
 def check_run(metrics: dict[str, Any], trace: dict[str, Any] | None, mode: str, *,
               arrival_span_s: float | None = None, output_tokens: int | None = None,
-              input_tokens: int | None = None, means: bool = False, kv_copies: int = 1, state_copies: int = 1,
+              input_tokens: int | None = None, means: bool = False, kv_copies: Fraction | int = 1,
               block_bytes: int | None = None, states: bool = False, state_bytes: int | None = None,
               sliding: bool = False,
               roofline_mfu_bound: float | None = None) -> list[str]:
@@ -125,15 +126,14 @@ def check_run(metrics: dict[str, Any], trace: dict[str, Any] | None, mode: str, 
         if total != hits:
             bad.append(f"cluster.hit_blocks sum {total} != hits {hits}")
         # README Cluster: blocks and bytes fetched and KV-transferred by scope, of the same blocks
-        # (block_bytes: a block as a lower tier stores it, each distinct shard once.) A KV transfer sends every TP
-        # rank's shard: with MLA each rank holds the whole latent and sends its own copy (sim/serving/run.py), so
-        # kv_transfer_bytes = blocks x block_bytes x tensor_parallel_size there (kv_copies); a KV head replicated
-        # on several ranks (TP above the KV-head count) is sent by each: tp // num_kv_heads copies
-        # A Gated DeltaNet hybrid's (``states``; README Cluster) fetch counts each state group's state it moves as a
-        # fetched block. vLLM raises the attention block size until one rank's attention page holds one rank's state
-        # (``Platform._align_hybrid_block_size``), and the state is split over the ranks, not replicated: a state
-        # (every rank's) is at most a page on each rank, block_bytes x the KV-head replicas of the widest role
-        # (``state_copies``; 1 at TP up to the KV-head count). So 0 < bytes <= blocks x block_bytes x state_copies
+        # (block_bytes: a block as a lower tier stores it, every rank's page, MLA's latent once.) A KV transfer sends
+        # every decode rank's page: with MLA each rank holds the whole latent and receives its own copy
+        # (sim/serving/run.py), a KV head replicated on several ranks (TP above the KV-head count) is received by
+        # each, so kv_transfer_bytes = blocks x block_bytes x kv_copies (check_report: the decode role's pages over
+        # the front role's). A Gated DeltaNet hybrid's (``states``; README Cluster) fetch counts each state group's
+        # state it moves as a fetched block. vLLM raises the attention block size until one rank's attention page
+        # holds one rank's state (``Platform._align_hybrid_block_size``), and the state is split over the ranks: a
+        # state (every rank's) is at most a block as stored (every rank's page). So 0 < bytes <= blocks x block_bytes
         # (none of either alike); its PD transfer sends the states beside the blocks it counts: bytes >= blocks x
         # block_bytes x copies
         bb = cl["block_bytes"]
@@ -141,13 +141,13 @@ def check_run(metrics: dict[str, Any], trace: dict[str, Any] | None, mode: str, 
             for scope, n in cl[f"{kind}_blocks"].items():
                 sent, exact = cl[f"{kind}_bytes"][scope], n * bb * (kv_copies if kind == "kv_transfer" else 1)
                 if states:
-                    if not ((n == 0) == (sent == 0) and sent <= exact * state_copies if kind == "fetched"
+                    if not ((n == 0) == (sent == 0) and sent <= exact if kind == "fetched"
                             else sent >= exact):
                         bad.append(f"cluster.{kind}_bytes.{scope} {sent} outside what {n} blocks and their states "
                                    f"can take")
                 elif sent != exact:
                     bad.append(f"cluster.{kind}_bytes.{scope} != {kind}_blocks x block_bytes"
-                               + (f" x {kv_copies} copies" if kind == "kv_transfer" and kv_copies > 1 else ""))
+                               + (f" x {kv_copies} copies" if kind == "kv_transfer" and kv_copies != 1 else ""))
         if sum(cl["kv_transfer_bytes"].values()) != metrics.get("kv_transfer_bytes", 0):
             bad.append(f"cluster.kv_transfer_bytes sum {sum(cl['kv_transfer_bytes'].values())} != kv_transfer_bytes "
                        f"{metrics.get('kv_transfer_bytes', 0)}")
@@ -278,20 +278,26 @@ def check_report(report: dict[str, Any], **expect: Any) -> list[str]:
     if config.get("model") and decode_tp > 1:
         from sim.specs import model_spec  # the model's shape (profiles/models.yaml), not a simulated result
 
-        # a KV head is replicated on tp // num_kv_heads ranks above that TP (vLLM QKVParallelLinear:
-        # num_kv_head_replicas = divide(tp_size, total_num_kv_heads)); MLA's latent is one head, whole on every rank
-        replicas = decode_tp // model_spec(config["model"]).num_kv_heads
-        if replicas > 1:
-            expect = {**expect, "kv_copies": replicas}
+        # block_bytes is a block as the front (prefill) instances store it in a lower tier: every rank's page, a KV
+        # head replicated past the head count once per rank holding it (vLLM QKVParallelLinear: num_kv_head_replicas
+        # = divide(tp_size, total_num_kv_heads)), so max(heads, tp) head pages; MLA's latent once. The decode ranks
+        # receive max(heads, decode tp) head pages, MLA's latent each
+        model = model_spec(config["model"])
+        front_tp = (config.get("pd") or {}).get("prefill_tensor_parallel_size") or \
+            config.get("serving", {}).get("tensor_parallel_size", 1)
+        if model.is_mla and not model.is_sparse_attention:
+            copies = Fraction(decode_tp)
+        elif model.is_mla:
+            copies = Fraction(decode_tp, front_tp)
+        else:
+            copies = Fraction(max(model.num_kv_heads, decode_tp), max(model.num_kv_heads, front_tp))
+        if copies != 1:
+            expect = {**expect, "kv_copies": copies}
     if config.get("model"):
         from sim.specs import model_spec
 
         if model_spec(config["model"]).linear_attention is not None:  # Gated DeltaNet states travel with blocks
-            serving_cfg, pd = config.get("serving", {}), config.get("pd") or {}
-            widest = max(serving_cfg.get("tensor_parallel_size", 1), pd.get("prefill_tensor_parallel_size") or 1,
-                         pd.get("decode_tensor_parallel_size") or 1)
-            expect = {**expect, "states": True, "state_bytes": _stored_state_bytes(config),
-                      "state_copies": max(1, widest // model_spec(config["model"]).num_kv_heads)}
+            expect = {**expect, "states": True, "state_bytes": _stored_state_bytes(config)}
         if model_spec(config["model"]).is_hybrid_attention and \
                 not config.get("serving", {}).get("disable_hybrid_kv_cache_manager", False):
             expect = {**expect, "sliding": True}  # sliding copies read beside the hits' blocks

@@ -67,28 +67,27 @@ def test_a_next_turn_on_the_other_node_fetches_its_blocks_and_the_state_at_their
     assert breakdown["kv_load"] / float(requests.ttft[1]) == pytest.approx(fetch / (fetch + prefill), rel=1e-12)
 
 
-def test_at_tp_above_the_kv_heads_a_fetched_state_outweighs_the_block_it_is_counted_as():
+def test_at_tp_above_the_kv_heads_a_fetched_state_fits_in_the_block_it_is_counted_as():
     """At TP 4 (2 KV heads, each on 2 ranks) with 320-token blocks (the least vLLM allows there: one rank's page, 320 x
     1 head x 256 x 2 x 2 = 327,680 B a layer, holds one rank's state, 1,097,728 / 4 = 274,432 B), a block in the pool
-    holds the 2 distinct heads once: 12 x 320 x 2 x 256 x 2 x 2 = 7,864,320 B, but a state group's state is split over
-    the 4 ranks, not replicated: 13,172,736 B, more than the block it is counted as (at most a page on each rank, 2
-    blocks' bytes). A (2,000 tokens, 6 full blocks) caches them and the states after block 6; B (2,300 tokens) on the
-    other node fetches 6 blocks and 3 states: 6 x 7,864,320 + 3 x 13,172,736 = 86,704,128 B over node 1's NIC.
-    The pool (inclusive: written through) is written A's 6 blocks and 3 states and B's own block 7 and the 3 states
-    after it (its replay boundary, 2,240 tokens), each at its own size: 7 x 7,864,320 + 6 x 13,172,736 =
-    134,086,656 B (it counted each state as a block: 13 x 7,864,320 = 102,236,160 B)."""
+    holds every rank's page, as vLLM's OffloadingConnector stores it: 4 x 12 x 320 x 256 x 2 x 2 = 15,728,640 B, and
+    a state group's state, split over the 4 ranks, 13,172,736 B, fits in that slot. A (2,000 tokens, 6 full blocks)
+    caches them and the states after block 6; B (2,300 tokens) on the other node fetches 6 blocks and 3 states:
+    6 x 15,728,640 + 3 x 13,172,736 = 133,890,048 B over node 1's NIC. The pool (inclusive: written through) is
+    written A's 6 blocks and 3 states and B's own block 7 and the 3 states after it (its replay boundary, 2,240
+    tokens), each at its own size: 7 x 15,728,640 + 6 x 13,172,736 = 189,136,896 B."""
     sets = ["serving.tensor_parallel_size=4", "hardware.gpus_per_node=4", "serving.block_size=320"]
     trace = make_trace([0.0, 100.0], [2000, 2300], [2, 2], 320, [[1, 2, 3, 4, 5, 6, 7], [1, 2, 3, 4, 5, 6, 8, 9]])
     config = load_config(None, sets=[*RUN, *sets])
     result, requests = run_cluster(trace, config)
-    cluster, block = result.metrics["cluster"], 12 * 320 * 2 * 256 * 2 * 2
-    assert cluster["block_bytes"] == block == 7_864_320 < STATE_COPY
+    cluster, block = result.metrics["cluster"], 4 * 12 * 320 * 256 * 2 * 2
+    assert cluster["block_bytes"] == block == 15_728_640 > STATE_COPY
     assert requests.instance.tolist() == [0, 1] and requests.cached_tokens.tolist() == [0, 6 * 320]
     nbytes = 6 * block + 3 * STATE_COPY
     assert cluster["fetched_blocks"] == {"node": 0, "rack": 6 + 3, "cross_rack": 0}
-    assert cluster["fetched_bytes"] == {"node": 0, "rack": nbytes, "cross_rack": 0} and nbytes == 86_704_128
+    assert cluster["fetched_bytes"] == {"node": 0, "rack": nbytes, "cross_rack": 0} and nbytes == 133_890_048
     assert float(requests.breakdown()["kv_load"][1]) == pytest.approx(15e-6 + nbytes / NIC, rel=1e-12)
-    assert result.metrics["tiers"]["eic"]["bytes_written"] == 7 * block + 6 * STATE_COPY == 134_086_656
+    assert result.metrics["tiers"]["eic"]["bytes_written"] == 7 * block + 6 * STATE_COPY == 189_136_896
     assert result.metrics["tiers"]["eic"]["bytes_read"] == nbytes
     report = {"config": config.to_dict(), "trace": None, "mode": "cluster",
               "runs": [{"name": "prefix-aware", "metrics": result.metrics}]}

@@ -209,17 +209,17 @@ def test_a_lower_tier_reads_the_states_of_its_hits_beside_their_blocks(run_cli, 
     assert check_report(report) == []
 
 
-def test_at_tp_4_a_lower_tier_counts_each_state_at_its_own_bytes_not_a_blocks():
+def test_at_tp_4_a_lower_tier_counts_each_state_at_its_own_bytes_and_every_ranks_page():
     """Qwen3-Next at TP 4 on one node, two instances (round-robin) over a shared DRAM tier written through (inclusive).
     At TP 4 vLLM's block is 320 tokens (one rank's page, 320 x 1 KV head x 256 x 2 x 2 = 327,680 B a layer, holds one
-    rank's state, 1,097,728 / 4 = 274,432 B); a block in DRAM holds the 2 distinct KV heads once, 12 x 320 x 2 x 256 x
-    2 x 2 = 7,864,320 B, while a state group's state is split over the ranks, 12 x 1,097,728 = 13,172,736 B unpadded
-    (vLLM's offloading connector copies a MambaSpec page without its padding). A (2,000 tokens, 6 full blocks) on
-    instance 0 writes its 6 blocks and the 3 states after block 6 (its replay boundary); B (2,300 tokens, A's 6 blocks,
-    then its own) on instance 1 loads those 6 blocks and 3 states from DRAM: 6 x 7,864,320 + 3 x 13,172,736 =
-    86,704,128 B read (counted as 9 blocks: 70,778,880 B), over 2 lanes of 50 GB/s (one per distinct shard) after
-    DRAM's 5 us; then B writes its block 7 and the 3 states after it: 7 x 7,864,320 + 6 x 13,172,736 = 134,086,656
-    B written in all (13 blocks: 102,236,160 B)."""
+    rank's state, 1,097,728 / 4 = 274,432 B); a block in DRAM holds every rank's page, as vLLM's OffloadingConnector
+    stores it (each rank its own, a KV head on two ranks twice), 4 x 12 x 320 x 256 x 2 x 2 = 15,728,640 B, while a
+    state group's state is split over the ranks, 12 x 1,097,728 = 13,172,736 B unpadded (vLLM's offloading connector
+    copies a MambaSpec page without its padding), in one block's slot. A (2,000 tokens, 6 full blocks) on instance 0
+    writes its 6 blocks and the 3 states after block 6 (its replay boundary); B (2,300 tokens, A's 6 blocks, then its
+    own) on instance 1 loads those 6 blocks and 3 states from DRAM: 6 x 15,728,640 + 3 x 13,172,736 = 133,890,048 B
+    read, each rank its page and its quarter of a state over its own link: 4 lanes of 50 GB/s after DRAM's 5 us; then
+    B writes its block 7 and the 3 states after it: 7 x 15,728,640 + 6 x 13,172,736 = 189,136,896 B written in all."""
     from sim.serving.run import run_serving
     from tests.test_serving import make_trace
 
@@ -230,13 +230,13 @@ def test_at_tp_4_a_lower_tier_counts_each_state_at_its_own_bytes_not_a_blocks():
     trace = make_trace([0.0, 100.0], [2000, 2300], [2, 2], 320, [[1, 2, 3, 4, 5, 6, 7], [1, 2, 3, 4, 5, 6, 8, 9]])
     config = load_config(None, sets=sets)
     result, requests = run_serving(trace, config, "single")
-    block, state = 12 * 320 * 2 * 256 * 2 * 2, 12 * 1_097_728
+    block, state = 4 * 12 * 320 * 256 * 2 * 2, 12 * 1_097_728
     assert requests.instance.tolist() == [0, 1] and requests.cached_tokens.tolist() == [0, 6 * 320]
     dram = result.metrics["tiers"]["dram"]
     read = 6 * block + 3 * state
-    assert dram["bytes_read"] == read == 86_704_128
-    assert dram["bytes_written"] == 7 * block + 6 * state == 134_086_656
-    assert float(requests.breakdown()["kv_load"][1]) == pytest.approx(5e-6 + read / (2 * 50e9), rel=1e-12)
+    assert dram["bytes_read"] == read == 133_890_048
+    assert dram["bytes_written"] == 7 * block + 6 * state == 189_136_896
+    assert float(requests.breakdown()["kv_load"][1]) == pytest.approx(5e-6 + read / (4 * 50e9), rel=1e-12)
     report = {"config": config.to_dict(), "trace": None, "mode": "single",
               "runs": [{"name": "lru", "metrics": result.metrics}]}
     assert check_report(report, block_bytes=block) == []

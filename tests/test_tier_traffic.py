@@ -294,23 +294,45 @@ def test_a_lower_tier_holds_every_tp_ranks_shard_of_a_block(run_cli, tmp_path, m
 
 @pytest.mark.parametrize("sets, stored, lanes", [
     # DeepSeek-V2-Lite (MLA): one latent of kv_lora_rank 512 + rope 64 = 576 values a layer, 27 layers, bf16, whole
-    # on every rank (tests/fixtures/hf_configs/DeepSeek-V2-Lite.json): the same bytes on both GPUs, stored once and
-    # read by both at once over their own links
+    # on every rank (tests/fixtures/hf_configs/DeepSeek-V2-Lite.json): the same page on both GPUs, stored once (vLLM's
+    # replicated_layout: rank 0 stores, every rank loads that copy) and read by both at once over their own links
     (("model=deepseek-v2-lite", "serving.tensor_parallel_size=2"), 16 * 27 * 576 * 2, 1),
-    # Llama-3.1-8B's 8 KV heads at TP 16: each rank holds one head, each head on two ranks: 8 distinct shards
-    (("serving.tensor_parallel_size=16", "hardware.gpus_per_node=16", "serving.num_instances=1"), 16 * KV_BYTES_PER_TOKEN, 8),
+    # Llama-3.1-8B's 8 KV heads at TP 16: each rank holds one head, each head on two ranks; every rank stores its
+    # own page (vLLM CPUOffloadingSpec: num_copies = world_size): 16 one-head pages, twice the model's KV
+    (("serving.tensor_parallel_size=16", "hardware.gpus_per_node=16", "serving.num_instances=1"),
+     2 * 16 * KV_BYTES_PER_TOKEN, 16),
     (("serving.tensor_parallel_size=2",), 16 * KV_BYTES_PER_TOKEN, 2),
+    # Qwen3-30B-A3B (48 layers, 4 KV heads of 128, bf16) at TP 8: a rank's page holds one head, 16 tokens x 2 (K, V)
+    # x 48 x 128 x 2 B = 393,216 B; 8 ranks' pages: 3,145,728 B, each head stored by the 2 ranks that hold it
+    (("model=qwen3-30b-a3b", "serving.tensor_parallel_size=8", "hardware.gpus_per_node=8"),
+     8 * 16 * 2 * 48 * 128 * 2, 8),
 ])
-def test_a_lower_tier_stores_each_distinct_shard_once(sets, stored, lanes):
-    """Replicated KV (MLA's latent, KV heads fewer than the TP ranks) is the same bytes on several GPUs: a lower
-    tier stores it once (counting every rank's copy filled it TP times faster), and a load takes one shard's bytes
-    over one link."""
+def test_a_lower_tier_stores_every_ranks_page(sets, stored, lanes):
+    """A lower tier stores a block as vLLM's OffloadingConnector does: every TP rank's page, a KV head replicated past
+    the head count included (each rank offloads its own GPU blocks), MLA's latent once; a load reads each rank's page
+    over that rank's link, side by side."""
     from sim.cache.tiers import kv_block_bytes, read_lanes, stored_block_bytes
     from sim.config import load_config
 
     config = load_config(None, sets=list(sets))
     assert (stored_block_bytes(config), read_lanes(config)) == (stored, lanes)
-    assert stored_block_bytes(config) == lanes * kv_block_bytes(config)  # a load: one shard per link
+    assert stored_block_bytes(config) == lanes * kv_block_bytes(config)  # a load: one page per link
+
+
+def test_a_replicated_head_fills_dram_once_per_rank(run_cli, tmp_path):
+    """Qwen3-30B-A3B at TP 8 (4 KV heads, each on 2 ranks): 8 GiB of DRAM holds 8 GiB // (8 x 393,216 B) = 2,730
+    blocks, not the 5,461 a store of each head once would give, and a replay's demotions write 3,145,728 B each."""
+    from sim.cache.tiers import lower_tier_blocks
+    from sim.config import load_config
+
+    sets = ["model=qwen3-30b-a3b", "serving.tensor_parallel_size=8", "hardware.gpus_per_node=8"]
+    assert lower_tier_blocks(8, load_config(None, sets=sets)) == 8 * 2**30 // (8 * 393_216) == 2730
+    metrics = _run(run_cli, tmp_path, "--cache-only",
+                   sets=(*sets, "serving.num_gpu_blocks=50", "cache.tiers.dram.capacity_gib=8",
+                         "workload.synthetic.num_requests=30"))
+    assert metrics["block_bytes"] == 3_145_728
+    dram = metrics["tiers"]["dram"]
+    assert dram["insertions"] > 0 and dram["bytes_written"] == dram["insertions"] * 3_145_728
 
 
 def test_a_tp_instance_loads_every_ranks_shard_from_the_one_ssd(run_cli, tmp_path):

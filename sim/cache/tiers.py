@@ -181,14 +181,16 @@ def new_tier(arena: TierArena, name: str, policy: str, capacity: int, read_bw: f
                 shared_read_bw=shared_read_bw, lanes=lanes)
 
 
-def _block_bytes(config: Config, tensor_parallel_size: int) -> int:
-    """A block's bytes: its tokens' KV in every layer, or, under vLLM's hybrid KV-cache manager, in one group's
-    layers (``sim.serving.kv_groups``: a block of the shared pool holds one group)."""
+def kv_block_bytes(config: Config) -> int:
+    """Bytes of one KV block on one GPU (per TP rank): tokens per block × KV bytes per token, or, under vLLM's hybrid
+    KV-cache manager, one group's layers' (``sim.serving.kv_groups``: a block of the shared pool holds one group);
+    a Gated DeltaNet hybrid's page of each of a group's layers."""
     from sim.serving.kv_groups import hybrid_manager_groups
     from sim.serving.state_groups import state_groups
 
+    tensor_parallel_size = config.serving.tensor_parallel_size
     states = state_groups(config, tensor_parallel_size)
-    if states is not None:  # a Gated DeltaNet hybrid: a page of each of a group's layers
+    if states is not None:
         return states.block_bytes
     model = model_spec(config.model)
     kv = kv_dtype_bytes(model, config.serving.dtype, config.serving.kv_cache_dtype)
@@ -199,27 +201,31 @@ def _block_bytes(config: Config, tensor_parallel_size: int) -> int:
     return block_size(config) * per_token
 
 
-def kv_block_bytes(config: Config) -> int:
-    """Bytes of one KV block on one GPU: tokens per block × KV bytes per token (per TP rank)."""
-    return _block_bytes(config, config.serving.tensor_parallel_size)
-
-
 def stored_block_bytes(config: Config) -> int:
-    """Bytes one KV block takes in a lower tier (a node's DRAM/SSD, a rack's EIC): the instance's distinct shards
-    of it, each once: every KV head's share (``tensor_parallel_size`` shards, ``kv_block_bytes`` each, when the
-    KV heads divide among the ranks), but a head a rank only replicates (TP above the KV-head count) and MLA's
-    latent, whole on every rank, are the same bytes on several GPUs and stored once. The capacity of a lower tier
-    in blocks; HBM, one GPU's, holds one shard per block (``kv_block_bytes``)."""
-    return _block_bytes(config, 1)
+    """Bytes one KV block takes in a lower tier (a node's DRAM/SSD, a rack's EIC): every TP rank's page of it, a KV
+    head a rank only replicates (TP above the KV-head count) included, as vLLM 0.33's OffloadingConnector sizes a CPU
+    block (vllm/v1/kv_offload/cpu/spec.py ``CPUOffloadingSpec``: ``num_copies = world_size``, each worker storing its
+    own GPU page, vllm-project/vllm@0078e9d2 offloading/worker.py) and LMCache keys a chunk per worker
+    (lmcache/v1/token_database.py ``CacheEngineKey(..., world_size, worker_id, ...)``, LMCache/LMCache@00e744e0).
+    MLA's latent, the same page on every rank, is stored once: vLLM's ``replicated_layout`` (offloading/config.py
+    @006f89ac: one MLA page a layer, TP only; rank 0 stores, every rank loads that copy) and LMCache's
+    ``save_only_first_rank`` (on by default with MLA). A sparse-attention model's page (latent and indexer keys, two
+    per layer) fails vLLM's one-page check: every rank's. The capacity of a lower tier in blocks; HBM, one GPU's,
+    holds one rank's page per block (``kv_block_bytes``)."""
+    page = kv_block_bytes(config)
+    model = model_spec(config.model)
+    if model.is_mla and not model.is_sparse_attention:
+        return page
+    return page * config.serving.tensor_parallel_size
 
 
 def stored_copy_bytes(config: Config) -> int:
     """Bytes one copy a hybrid model keeps beside a block takes in a lower tier and on the links: a sliding group's
     block (``stored_block_bytes``), or a Gated DeltaNet hybrid's state in one state group, its layers' conv and
     recurrent states unpadded, every rank's (``state_transfer_bytes`` at TP 1, per group: vLLM's offloading
-    connector copies a MambaSpec page without its padding, offloading/worker.py ``unpadded_page_size_bytes``). Above
-    TP 2 on Qwen3-Next a state outweighs a block (13,172,736 B against 7,864,320 B at TP 4): the state's heads are
-    split over the ranks, the block's 2 KV heads replicated and stored once."""
+    connector copies a MambaSpec page without its padding, offloading/worker.py ``unpadded_page_size_bytes``). It
+    fits in a block's slot, every rank's padded page (Qwen3-Next at TP 4: 13,172,736 B in 4 × 3,932,160 B), as vLLM
+    keeps one fixed slot per key."""
     from sim.serving.state_groups import state_groups
     from sim.serving.state_transfer import state_transfer_bytes
 
@@ -228,9 +234,9 @@ def stored_copy_bytes(config: Config) -> int:
 
 
 def read_lanes(config: Config) -> int:
-    """Links an instance reads a lower-tier block over in parallel: one per distinct shard, each rank fetching its own
-    over its own link (PCIe), so a load takes a shard's bytes / one link's bandwidth (MLA: the one latent, which
-    every rank reads at once)."""
+    """Links an instance reads a lower-tier block over in parallel: one per rank, each fetching its own page over its
+    own link (PCIe), so a load takes a page's bytes / one link's bandwidth (MLA: the one latent, which every rank
+    reads at once; a Gated DeltaNet state: each rank its share, as ``stored_copy_bytes`` holds every rank's)."""
     return max(1, stored_block_bytes(config) // kv_block_bytes(config))
 
 

@@ -65,7 +65,7 @@ class PrefixFetch:
 
     def _init_fetch(self) -> None:
         """The fetch's own settings and counters (``ClusterRun._build``)."""
-        self.copy_bytes = stored_copy_bytes(self.config)
+        self.copy_bytes = stored_copy_bytes(self.store_config)
         self.moved_bytes = dict.fromkeys(("node", "rack", "cross_rack"), 0)  # fetched bytes by links crossed
         # a Gated DeltaNet hybrid's state keys of a block (the instances' AlignStateKVCacheManager.offsets)
         self._state_offsets = (state_key_offsets(self.states.state_groups, self.num_blocks)

@@ -102,7 +102,7 @@ class ClusterRun(PrefixFetch, ServingRun):
         self.lanes = self.shapes[PREFILL if self._pd else UNIFIED].lanes
         self.pcie_models = {role: AnalyticNetwork(config.hardware.pcie_gbps * 1e9 * shape.lanes)
                             for role, shape in self.shapes.items()}
-        self.lower_capacity = {name: configured_tier_blocks(name, config) for name in ("dram", "ssd", "eic")}
+        self.lower_capacity = {name: configured_tier_blocks(name, self.store_config) for name in ("dram", "ssd", "eic")}
         shape = StepShape(window=self.compute.sliding_window)
         chunk = self.serving.max_num_batched_tokens
         shape.add_prefill(chunk, 0)

@@ -9,9 +9,10 @@ whatever depends on TP from a config of their own, the run's with ``serving.tens
 model (the roofline's or a profile's TP collectives), the bytes of a block's shard on one rank (KV heads replicated
 past their count included) and the lanes a lower tier is read over. The same functions serve every role and mode.
 
-A lower tier (DRAM, SSD, EIC) holds a block as ``stored_block_bytes``: each distinct shard once, which does not depend
-on TP (a replicated head or MLA's latent is stored once), so the roles share those tiers at one block size; each role
-reads them over its own lanes (its ranks' distinct shards side by side).
+A lower tier (DRAM, SSD, EIC) holds a block as ``stored_block_bytes``: every rank's page (MLA's latent once), as the
+front role's instances (prefill in PD) store it, so the roles share those tiers at one block size, which depends on
+TP only past the KV-head count (a replicated head is stored once per rank holding it); each role reads them over
+its own lanes (its ranks' pages side by side).
 """
 
 from __future__ import annotations

@@ -104,7 +104,9 @@ class ServingRun:
         self.completed = 0
         # PD: how a block crosses from a prefill rank to decode ranks (the busiest rank's bytes time it)
         self.transfer = kv_transfer_plan(config, front, self.shapes.get(DECODE, front))
-        self.stored_bytes = stored_block_bytes(config)  # every distinct shard: a block in the tiers' byte counts
+        # the lower tiers store blocks as the front role's instances do (PD roles may differ in TP: sim.serving.roles)
+        self.store_config = front.config
+        self.stored_bytes = stored_block_bytes(front.config)  # every rank's page: a block in the tiers' byte counts
         policy = config.cache.policy
         kinds = [POLICIES[p] for p in policies_in_use(config, policy) if p in POLICIES]
         # A trace whose blocks never repeat cannot hit: skip cache bookkeeping (same timing and hits).
@@ -160,8 +162,7 @@ class ServingRun:
     def _lower_tiers(self) -> list:
         """The DRAM/SSD/EIC tiers every instance of a single-node or PD run shares (its bandwidth shares are of a front
         instance's lanes; each instance reads over its own: ``_instance``)."""
-        front = self.shapes[PREFILL if self._pd else UNIFIED]
-        return build_tiers(front.config, self.config.cache.policy, next_use=self._next_use, predicted=self._predicted,
+        return build_tiers(self.store_config, self.config.cache.policy, next_use=self._next_use, predicted=self._predicted,
                            arena=self.arena, top=False)
 
     def _build(self) -> None:
@@ -195,7 +196,7 @@ class ServingRun:
                             inclusive=self.config.cache.inclusion == "inclusive",
                             track_positions=self._next_use is not None or self._predicted is not None,
                             num_blocks=self.num_blocks, copy_from=self.num_blocks if states else None,
-                            copy_bytes=stored_copy_bytes(self.config) if states else None)
+                            copy_bytes=stored_copy_bytes(self.store_config) if states else None)
         inst = Instance(index, role, self.engine, shape.serving, shape.usable_blocks, cache, shape.compute, self.table,
                         self.itl, on_prefill_done=self._prefill_done, on_finish=self._finished,
                         prefix_caching=self.prefix_caching, shared_blocks=self.shared_blocks,
