@@ -98,10 +98,24 @@ TRACE_STATS_STATE_KEYS = ("serving.tensor_parallel_size", "serving.dtype", "serv
 SINGLE_TIER_IGNORES = ("cache.tiers.dram", "cache.tiers.ssd", "cache.tiers.eic", "cache.tiers.hbm.capacity_gib",
                        "cache.inclusion", "serving.gpu_memory_utilization", "serving.num_gpu_blocks",
                        "serving.enforce_eager",
-                       # the one tier's blocks are given and counted whole (every rank's shard: stored_block_bytes), so
-                       # the TP, and the node's GPUs that bound it, size nothing (a Gated DeltaNet hybrid, whose block
-                       # size follows the TP, has no cache-only replay)
+                       # the one tier's blocks are given and counted whole (every rank's page: stored_block_bytes), so
+                       # the TP, and the node's GPUs that bound it, size nothing unless the TP replicates a KV head
+                       # (``_tp_sizes_stored_blocks``; a Gated DeltaNet hybrid has no cache-only replay)
                        "serving.tensor_parallel_size", "hardware.gpus_per_node")
+_TP_KEYS = ("serving.tensor_parallel_size", "hardware.gpus_per_node")
+
+
+def _tp_sizes_stored_blocks(config: Config) -> bool:
+    """Whether the TP sets the bytes of the block ``--capacity-blocks`` counts: above the model's KV-head count a rank
+    replicates a head, and a lower tier stores every rank's page (``sim.cache.tiers.stored_block_bytes``), so the
+    report's ``block_bytes`` is not the TP 1 one."""
+    from sim.cache.tiers import stored_block_bytes
+    from sim.config import replace
+    from sim.specs import model_spec
+
+    if config.serving.tensor_parallel_size == 1 or model_spec(config.model).linear_attention is not None:
+        return False
+    return stored_block_bytes(config) != stored_block_bytes(replace(config, **{"serving.tensor_parallel_size": 1}))
 
 
 def given_by_set(sets: list[str]) -> dict[str, str]:
@@ -149,7 +163,10 @@ def _unread(mode: str, config: Config, policies: list[str], given: dict[str, str
         if mode in SERVING | {CLUSTER_PD} and not config.serving.enable_prefix_caching:
             yield outputs, "with serving.enable_prefix_caching=false nothing is cached, generated blocks included"
     if mode == "cache-only" and config.cache.capacity_blocks is not None:
+        tp_read = _tp_sizes_stored_blocks(config)
         for key in given:
+            if tp_read and key in _TP_KEYS:
+                continue
             if any(key == p or key.startswith(p + ".") for p in SINGLE_TIER_IGNORES):
                 yield key, ("not used beside --capacity-blocks (cache.capacity_blocks), which replays one tier of that "
                             "many blocks; drop one of them")

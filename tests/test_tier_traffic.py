@@ -335,6 +335,28 @@ def test_a_replicated_head_fills_dram_once_per_rank(run_cli, tmp_path):
     assert dram["insertions"] > 0 and dram["bytes_written"] == dram["insertions"] * 3_145_728
 
 
+def test_the_tp_beside_capacity_blocks_is_read_where_it_replicates_a_head(run_cli, tmp_path):
+    """--capacity-blocks counts its blocks whole (every rank's page), so the TP is read there where a rank replicates
+    a KV head: Qwen3-30B-A3B's 4 heads at TP 8 make a block 8 x 393,216 B (48 layers x 1 head x 128 x K,V x 2 B x 16
+    tokens a rank) = 3,145,728 B, twice TP 1's 1,572,864, with the same hits. It was refused as unread (exit 2). At
+    TP 4 (one head a rank, none replicated) the block is TP 1's, and the TP is still refused."""
+    def run(tp: int | None) -> tuple[int, str, dict | None]:
+        out = tmp_path / f"tp{tp}.json"
+        argv = ["--cache-only", "--capacity-blocks", "50", "--preset", "smoke", "--quiet", "--no-plot",
+                "--report-json", out, "--set", "model=qwen3-30b-a3b", "--set", "serving.block_size=16"]
+        status, _, err = run_cli(*argv, *(["--set", f"serving.tensor_parallel_size={tp}"] if tp else []))
+        return status, err, json.loads(out.read_text())["runs"][0]["metrics"] if status == 0 else None
+
+    (_, _, one), (status, err, eight) = run(None), run(8)
+    assert status == 0, err
+    assert (one["block_bytes"], eight["block_bytes"]) == (1_572_864, 3_145_728)
+    assert eight["hits"] == one["hits"] and eight["accesses"] == one["accesses"]
+    insertions = eight["tiers"]["hbm"]["insertions"]
+    assert insertions > 0 and eight["tiers"]["hbm"]["bytes_written"] == insertions * 3_145_728
+    status, err, _ = run(4)
+    assert status == 2 and "serving.tensor_parallel_size" in err and "--capacity-blocks" in err
+
+
 def test_a_tp_instance_loads_every_ranks_shard_from_the_one_ssd(run_cli, tmp_path):
     """At TP 2 each GPU reads its half of a block over its own PCIe link, but the node's one SSD (a shared
     device, 7 GB/s) serves both halves. Hand-made trace on one instance of 4 HBM blocks (512 tokens; 5 less vLLM's
