@@ -186,21 +186,24 @@ def test_a_session_prefetch_reads_its_blocks_out_of_the_lower_tier(run_cli, tmp_
     assert check_report(report) == []
 
 
-@pytest.mark.parametrize("model, tp, gpus_per_node", [("deepseek-v2-lite", 2, 4), ("qwen3-30b-a3b", 8, 8)])
-def test_each_tp_rank_holding_a_copy_sends_it_in_cluster_pd(run_cli, tmp_path, model, tp, gpus_per_node):
+@pytest.mark.parametrize("model, tp, gpus_per_node, copies", [("deepseek-v2-lite", 2, 4, 2), ("qwen3-30b-a3b", 8, 8, 1)])
+def test_each_tp_rank_holding_a_copy_sends_it_in_cluster_pd(run_cli, tmp_path, model, tp, gpus_per_node, copies):
     """Two KV layouts where every TP rank holds the same block: DeepSeek's latent is whole on every rank (README
     Configuration); Qwen3-30B-A3B's 4 KV heads at TP 8 sit on two ranks each (vLLM replicates a KV head over
-    tp // num_kv_heads ranks). Each rank sends its own copy in a PD transfer (sim/serving/run.py, sim/cluster/run.py),
-    while ``cluster.block_bytes`` is a block as a lower tier stores it (once): the KV-transfer bytes are blocks x
-    block_bytes x 2 in both. The checker once took them for blocks x block_bytes, then counted the copy only for
-    MLA (both found by the random-combination hunt)."""
+    tp // num_kv_heads ranks). Each rank sends its own copy in a PD transfer (sim/serving/run.py, sim/cluster/run.py).
+    ``cluster.block_bytes`` is a block as a lower tier stores it: MLA's latent once (vLLM's replicated_layout), so
+    the KV-transfer bytes are blocks x block_bytes x 2; every rank's page, replicated heads included (vLLM's
+    CPUOffloadingSpec), so blocks x block_bytes (8 pages of 12,582,912 B). The checker once took them for blocks x
+    block_bytes, then counted the copy only for MLA (both found by the random-combination hunt)."""
     trace = _write(tmp_path, "edge.jsonl", EDGE_ROWS)
     report = _report(run_cli, tmp_path, "--cluster", "--pd", "--workload-trace", trace,
                      sets=(f"model={model}", f"serving.tensor_parallel_size={tp}", "serving.num_gpu_blocks=40",
                            "cluster.nodes_per_rack=2", f"hardware.gpus_per_node={gpus_per_node}"))
     cl = report["runs"][0]["metrics"]["cluster"]
     moved = sum(cl["kv_transfer_blocks"].values())
-    assert moved > 0 and sum(cl["kv_transfer_bytes"].values()) == moved * cl["block_bytes"] * 2
+    assert moved > 0 and sum(cl["kv_transfer_bytes"].values()) == moved * cl["block_bytes"] * copies
+    if copies == 1:
+        assert cl["block_bytes"] == 8 * 48 * 1 * 128 * 2 * 2 * 512 == 100_663_296  # 8 ranks' pages of 1 head
     assert check_report(report) == []
 
 
