@@ -34,7 +34,7 @@ from sim.kv_dtype import kv_dtype_bytes
 from sim.model_shape import DTYPE_BYTES
 from sim.report.metrics import histogram_distribution
 from sim.serving.compute import RooflineCompute
-from sim.serving.moe import DataParallelShare
+from sim.serving.moe import DataParallelShare, group_tokens
 from sim.serving.step_shape import StepShape, window_sliding_kv_tokens
 from sim.specs import gpu_spec, model_spec
 
@@ -240,7 +240,7 @@ class WorkCounter:
         if self._grouped(w):
             moe = sum(steps * r.moe_weight_bytes(group) for (_, group), steps in w.shares.items())
         else:  # (steps priced without their group: D ranks each like this one, as ``moe_layer_time`` takes them)
-            moe = sum(steps * r.moe_weight_bytes(r.data_parallel_size * tokens)
+            moe = sum(steps * r.moe_weight_bytes(group_tokens(tokens, r.data_parallel_size, None))
                       for tokens, steps in w.tokens_per_step.items())
         dense = self.layer_weight_bytes * w.steps
         return ((self.layers - self.moe_layers) * dense + self.moe_layers * moe) / self.layers
