@@ -1,6 +1,6 @@
 """The layout of the tier arena's arrays (column and scalar indices), the compiled-function
-decorators every cache kernel uses, and the ``Arena`` tuple compiled code receives (``sim.cache.arena``
-explains what the arrays hold)."""
+decorators every cache kernel uses, and the tuples compiled code receives: ``Arena`` (``sim.cache.arena``
+explains what the arrays hold) and a cache's ``CacheView`` of it."""
 
 from __future__ import annotations
 
@@ -87,6 +87,23 @@ class Arena(NamedTuple):
     table: np.ndarray  # int32 [directory, a power of two]: a slot, -1 when empty
     aux: np.ndarray  # int64: the arena-wide scalars, then the tiers' heap regions (entry i of tier t at HEAP0 + i)
     future: np.ndarray  # int64 [stream]: next use of the block accessed at each position (Belady)
+
+
+class CacheView(NamedTuple):
+    """One cache's tiers in an arena and its settings, as compiled code sees them."""
+
+    tiers: np.ndarray  # int64 tier indices, top down
+    inclusive: bool
+    block_bytes: int
+    last_pos: np.ndarray  # int64, per block id: its last use position (-1: none); empty when not tracked
+    copy_from: int  # keys from this one on are a hybrid model's other groups' entries (``copy_bytes`` each)
+    copy_bytes: int
+
+
+@kernel
+def key_bytes(c, key):
+    """Bytes a tier reads or writes for ``key``: a block's, or a copy's (a Gated DeltaNet state, unpadded)."""
+    return c.copy_bytes if key >= c.copy_from else c.block_bytes
 
 
 def arena_type(name: str, module: str) -> type:

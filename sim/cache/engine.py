@@ -29,14 +29,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import NamedTuple
 
-import numpy as np
 from numba.extending import overload
 
 from sim.cache.arena import room
 from sim.cache.arena_layout import (BYTES_READ, BYTES_WRITTEN, CAP, DEMOTIONS, EVICTIONS, HITS, INSERTIONS, KEY,
-                                    KIND, PREFETCHES, PROMOTIONS, RESIDENT, STAT0, USERS, entry, kernel, step)
+                                    KIND, PREFETCHES, PROMOTIONS, RESIDENT, STAT0, USERS, CacheView, entry, kernel,
+                                    key_bytes, step)
 from sim.cache.block_index import holders, holders_chain, resident
 from sim.cache.policies.dispatch import BELADY, hooks_for
 from sim.jit import flush_when_sources_change
@@ -48,23 +47,6 @@ NO_ROOM = -2  # ``hook``: the arena must grow first (``TierArena.reserve``)
 _OPTIONS = {"_nrt": False}
 __all__ = ["CacheView", "holders", "holders_chain", "hook", "lookup", "lookup_held", "replay", "replay_plain",
            "replay_single", "resize_top", "take_chain", "touch_chain"]
-
-
-class CacheView(NamedTuple):
-    """One cache's tiers in an arena and its settings, as compiled code sees them."""
-
-    tiers: np.ndarray  # int64 tier indices, top down
-    inclusive: bool
-    block_bytes: int
-    last_pos: np.ndarray  # int64, per block id: its last use position (-1: none); empty when not tracked
-    copy_from: int  # keys from this one on are a hybrid model's other groups' entries (``copy_bytes`` each)
-    copy_bytes: int
-
-
-@kernel
-def _bytes(c, key):
-    """Bytes a tier reads or writes for ``key``: a block's, or a copy's (a Gated DeltaNet state, unpadded)."""
-    return c.copy_bytes if key >= c.copy_from else c.block_bytes
 
 
 @kernel
@@ -126,7 +108,7 @@ def _operations(access, insert, readmit, remove, victim):
                 if level > 0:
                     a.meta[t, STAT0 + (PREFETCHES if mode == PREFETCH else PROMOTIONS)] += 1
                     if mode != UNREAD:
-                        a.meta[t, STAT0 + BYTES_READ] += _bytes(c, key)
+                        a.meta[t, STAT0 + BYTES_READ] += key_bytes(c, key)
                     if c.inclusive:  # copy up: write to every tier above, nearest first
                         first, stop, stride = level - 1, -1, -1
                     else:  # move up
@@ -147,7 +129,7 @@ def _operations(access, insert, readmit, remove, victim):
                     a.meta[t, RESIDENT] += 1
                     a.meta[t, STAT0 + (PREFETCHES if mode == PREFETCH else PROMOTIONS)] -= 1
                     if mode == PREFETCH:  # (nothing brought up ahead of use: nothing read)
-                        a.meta[t, STAT0 + BYTES_READ] -= _bytes(c, key)
+                        a.meta[t, STAT0 + BYTES_READ] -= key_bytes(c, key)
                     break
                 if a.meta[t, CAP] <= 0:  # e.g. HBM fully used by running requests: nothing can be kept here
                     if c.inclusive or at + 1 == n:
@@ -170,7 +152,7 @@ def _operations(access, insert, readmit, remove, victim):
                 insert(a, t, inserting, when)
                 a.meta[t, RESIDENT] += 1
                 a.meta[t, STAT0 + INSERTIONS] += 1
-                a.meta[t, STAT0 + BYTES_WRITTEN] += _bytes(c, inserting)
+                a.meta[t, STAT0 + BYTES_WRITTEN] += key_bytes(c, inserting)
                 if not has_victim:
                     break
                 if c.inclusive or at + 1 == n:
@@ -185,7 +167,7 @@ def _operations(access, insert, readmit, remove, victim):
             t = c.tiers[level]  # stays below, not promoted (a use still read it; a prefetch read nothing ahead)
             a.meta[t, STAT0 + (PREFETCHES if mode == PREFETCH else PROMOTIONS)] -= 1
             if mode == PREFETCH:
-                a.meta[t, STAT0 + BYTES_READ] -= _bytes(c, key)
+                a.meta[t, STAT0 + BYTES_READ] -= key_bytes(c, key)
         return level
 
     def use_single(a, t, key, now, admit):

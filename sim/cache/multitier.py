@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sim.cache import engine
-from sim.cache.engine import CacheView
+from sim.cache.arena_layout import CacheView
 from sim.cache.tiers import Tier
 
 _EMPTY = np.zeros(0, dtype=np.int64)
