@@ -1,0 +1,68 @@
+"""Published trace variants, round 2 (tests/samples/README.md names each sample's source): each loaded against
+values computed by hand from its rows or taken from its publisher's README, not from kvsim's output."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from tests.loader_helpers import load
+from trace.stats import trace_stats
+
+SAMPLES = Path(__file__).resolve().parent / "samples"
+
+
+def test_azure_2023_code_naive_7_digit_times_crlf_no_final_newline():
+    """AzureLLMInferenceTrace_code.csv (2023): naive times with 7 fraction digits, CRLF, and no line end after its
+    last row (8,819 rows in the published file; the sample keeps its first 24 and last 6)."""
+    trace = load(SAMPLES / "azure_llm_2023_code.csv")
+    prov = trace.provenance
+    assert (prov.format, prov.rows_read, prov.rows_used, prov.skip_reasons, prov.block_ids) == (
+        "azure", 30, 30, {}, "unique")
+    # 18:17:04.0319600 - 18:17:03.9799600 = 0.052 s; 18:17:05.2792970 - 03.9799600 = 1.299337 s (100 ns apart
+    # from the row before it: 05.2792720)
+    assert trace.arrival_s[:2].tolist() == pytest.approx([0.0, 0.052], abs=1e-9)
+    assert trace.arrival_s[9] - trace.arrival_s[8] == pytest.approx(25e-6, abs=1e-9)
+    # the last row, 19:14:19.9280160, without a line end: 57 min 15.948056 s after the first
+    assert trace.arrival_s[-1] == pytest.approx(57 * 60 + 15.948056, abs=1e-9)
+    assert (trace.input_tokens[[0, -1]].tolist(), trace.output_tokens[[0, -1]].tolist()) == ([4808, 549], [10, 173])
+    assert trace_stats(trace)["duration_s"] == pytest.approx(3435.948056, abs=1e-9)
+
+
+def test_azure_lmm_2025_multimodal_iso_z_times_and_an_extra_column():
+    """AzureLMMInferenceTrace_multimodal.csv (2025): ``2024-10-15T12:00:00.269Z`` times (a T, milliseconds, Z) and
+    NumImages between TIMESTAMP and ContextTokens: read by name, ignored. A week: 7 days less 0.305 s."""
+    trace = load(SAMPLES / "azure_lmm_2025_multimodal.csv")
+    prov = trace.provenance
+    assert (prov.format, prov.rows_used, prov.skip_reasons) == ("azure", 10, {})
+    week = 7 * 86400
+    assert trace.arrival_s.tolist() == pytest.approx(
+        [0.0, 5.55, 6.244, 7.063, 7.297, week - 0.73, week - 0.556, week - 0.438, week - 0.307, week - 0.305], abs=1e-9)
+    assert trace.input_tokens.tolist() == [770, 949, 964, 78, 1724, 4564, 1133, 664, 1172, 841]  # not NumImages
+    assert trace.output_tokens.tolist() == [491, 126, 79, 5, 28, 137, 64, 326, 76, 63]
+
+
+def test_mooncake_synthetic_trace_first_records():
+    """FAST'25 synthetic_trace.jsonl's first 60 records (ms, 512-token blocks; its Poisson arrivals keep each
+    conversation's turns in order): accesses and distinct blocks counted here with a set."""
+    records = [json.loads(line) for line in (SAMPLES / "mooncake_synthetic.jsonl").read_text().splitlines()]
+    assert all(len(r["hash_ids"]) == math.ceil(r["input_length"] / 512) for r in records)
+    trace = load(SAMPLES / "mooncake_synthetic.jsonl", block_size=512)
+    prov = trace.provenance
+    assert (prov.format, prov.rows_used, prov.skip_reasons, prov.block_tokens) == ("mooncake", 60, {}, 512)
+    assert trace.arrival_s.tolist() == pytest.approx([r["timestamp"] / 1000 for r in records])
+    assert trace.num_accesses == sum(len(r["hash_ids"]) for r in records) == 1533
+    assert trace.num_unique_blocks == len({h for r in records for h in r["hash_ids"]}) == 1471
+
+
+def test_mooncake_conversation_trace_matches_its_readme(shared_data):
+    """kvcache-ai/Mooncake FAST25-release/README.md, Workloads: conversation_trace.jsonl holds 12,031 requests,
+    12,035 input and 343 output tokens on average, sampled from one hour."""
+    trace = load(shared_data / "traces" / "mooncake_conversation.jsonl", block_size=512)
+    assert (len(trace), trace.provenance.skip_reasons) == (12031, {})
+    assert (round(float(trace.input_tokens.mean())), round(float(trace.output_tokens.mean()))) == (12035, 343)
+    assert 3500 < trace.arrival_s[-1] <= 3600
+
