@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import math
+import tracemalloc
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from tests.loader_helpers import load
+import trace.blocks as bm
+from tests.loader_helpers import load, write
 from trace.stats import trace_stats
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
@@ -66,3 +69,34 @@ def test_mooncake_conversation_trace_matches_its_readme(shared_data):
     assert (round(float(trace.input_tokens.mean())), round(float(trace.output_tokens.mean()))) == (12035, 343)
     assert 3500 < trace.arrival_s[-1] <= 3600
 
+
+def _burstgpt_sessions(tmp_path: Path, rows: int, seed: int) -> Path:
+    """A BurstGPT v2.0-shaped file: every other row a conversation turn of one of 500 sessions, the rest API rows."""
+    rng = np.random.default_rng(seed)
+    lines = ["Timestamp,Session ID,Elapsed time,Model,Request tokens,Response tokens,Total tokens,Log Type"]
+    for i in range(rows):
+        prompt, answer = int(rng.integers(1000, 2200)), int(rng.integers(1, 300))
+        session = f"s{int(rng.integers(0, 500))}" if i % 2 else ""
+        kind = "Conversation log" if session else "API log"
+        lines.append(f"{i}.0,{session},3,ChatGPT,{prompt},{answer},{prompt + answer},{kind}")
+    return write(tmp_path, "b.csv", "\n".join(lines) + "\n")
+
+
+def test_session_trace_block_ids_in_bounded_memory(tmp_path):
+    """A trace with session ids (BurstGPT v2.0: 5.3 M rows) had every block's key hashed, chained and interned:
+    ~54 bytes of numpy arrays a block access at the peak, more in pyarrow's hash table (a million rows of
+    ~94 blocks: 151 s and 17.8 GB; the whole file did not fit 23 GB). The same ids (full block i of a session's
+    context is one block in every turn) now come from one compiled pass: under 24 bytes an access."""
+    path = _burstgpt_sessions(tmp_path, 20_000, seed=1)
+    load(path)  # compiled and imported outside the measurement
+    tracemalloc.start()
+    try:
+        trace = load(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert trace.num_accesses > 1_900_000
+    assert peak < 24 * trace.num_accesses, f"{peak / trace.num_accesses:.1f} bytes an access"
+    offsets = trace.block_offsets
+    ids, distinct = bm.intern(bm.chain(offsets, bm.session_keys(offsets, trace.input_tokens, trace.session_id, 16)))
+    assert np.array_equal(trace.block_ids, ids) and trace.num_unique_blocks == distinct
