@@ -216,24 +216,24 @@ def test_burstgpt_detected_and_values(tmp_path):
         BURST_HEADER + "\n"
         "5,ChatGPT,472,18,490,Conversation log\n"
         "45,ChatGPT,1087,366,1453,Conversation log\n"
-        "118,GPT-4,417,0,417,Conversation log\n"
+        "118,GPT-4,417,0,417,Conversation log\n"  # failed_request (Response tokens 0: BurstGPT's failure)
         "120,ChatGPT,1360,172,1532,API log\n"
         "121,GPT-4,abc,20,20,API log\n"  # non_numeric
     )
     path = write(tmp_path, "burst.csv", text)
     with path.open(newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if r["Request tokens"].isdigit()]
+        rows = [r for r in csv.DictReader(fh) if r["Request tokens"].isdigit() and r["Response tokens"] != "0"]
     trace = load(path)
     prov = trace.provenance
     assert prov.format == "burstgpt"
     assert prov.block_ids == "unique"
-    assert prov.skip_reasons == {"non_numeric": 1}
-    assert (prov.rows_read, prov.rows_used) == (5, 4)
-    assert trace.arrival_s.tolist() == [float(r["Timestamp"]) - 5 for r in rows] == [0.0, 40.0, 113.0, 115.0]
+    assert prov.skip_reasons == {"non_numeric": 1, "failed_request": 1}
+    assert (prov.rows_read, prov.rows_used) == (5, 3)
+    assert trace.arrival_s.tolist() == [float(r["Timestamp"]) - 5 for r in rows] == [0.0, 40.0, 115.0]
     assert trace.input_tokens.tolist() == [int(r["Request tokens"]) for r in rows]
     assert trace.output_tokens.tolist() == [int(r["Response tokens"]) for r in rows]
     assert (trace.session_id == -1).all()
-    assert trace.num_unique_blocks == trace.num_accesses == 30 + 68 + 27 + 85
+    assert trace.num_unique_blocks == trace.num_accesses == 30 + 68 + 85
 
 
 def test_burstgpt_sessions_share_full_blocks(tmp_path):

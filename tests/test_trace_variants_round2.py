@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import trace.blocks as bm
+from sim.errors import TraceError
 from tests.loader_helpers import load, write
 from trace.stats import trace_stats
 
@@ -46,6 +47,60 @@ def test_azure_lmm_2025_multimodal_iso_z_times_and_an_extra_column():
         [0.0, 5.55, 6.244, 7.063, 7.297, week - 0.73, week - 0.556, week - 0.438, week - 0.307, week - 0.305], abs=1e-9)
     assert trace.input_tokens.tolist() == [770, 949, 964, 78, 1724, 4564, 1133, 664, 1172, 841]  # not NumImages
     assert trace.output_tokens.tolist() == [491, 126, 79, 5, 28, 137, 64, 326, 76, 63]
+
+
+BURSTGPT_1_FAILED_AT = (1106, 4525, 4608, 4725)  # the sample's rows with Response tokens 0 (all 0, 0, 0)
+
+
+def test_burstgpt_1_failures_are_skipped_as_failures_even_when_strict():
+    """BurstGPT_1.csv marks a failed request by Response tokens 0 (HPMLL/BurstGPT README: its without_fails file is
+    the others). Its first 42 rows hold 4, each 0, 0, 0: they were counted as zero_input_tokens, and
+    --strict-workload-validation stopped at row 21 of a published file. They are failed_request now, not an error."""
+    rows = [line.split(",") for line in (SAMPLES / "burstgpt_1.csv").read_text().splitlines()[1:]]
+    served = [r for r in rows if int(r[0]) not in BURSTGPT_1_FAILED_AT]
+    for strict in (False, True):
+        trace = load(SAMPLES / "burstgpt_1.csv", strict_validation=strict)
+        prov = trace.provenance
+        assert (prov.rows_read, prov.rows_used, prov.skip_reasons) == (42, 38, {"failed_request": 4})
+        assert trace.arrival_s.tolist() == [int(r[0]) - 5 for r in served]  # seconds, from the first (5)
+        assert trace.input_tokens.tolist() == [int(r[2]) for r in served]
+        assert trace.output_tokens.tolist() == [int(r[3]) for r in served]
+    assert trace.arrival_s[-1] == 4574 - 5
+
+
+def test_burstgpt_with_and_without_fails_files_are_one_workload(tmp_path):
+    """BurstGPT_N.csv less its failures is BurstGPT_without_fails_N.csv: both load as one workload. BurstGPT_3.csv's
+    failures include prompts of more tokens than 0 (an API-log row of 120 and 0); such a row was replayed as a
+    request (5 of 5 rows used)."""
+    pairs = [(SAMPLES / "burstgpt_1.csv", SAMPLES / "burstgpt_without_fails_1.csv")]
+    lines = (SAMPLES / "burstgpt_3.csv").read_text().splitlines(keepends=True)
+    pairs.append((SAMPLES / "burstgpt_3.csv", write(tmp_path, "BurstGPT_without_fails_3.csv", "".join(lines[:5]))))
+    for with_fails, without in pairs:
+        a, b = load(with_fails), load(without)
+        assert b.provenance.skip_reasons == {}
+        assert a.provenance.rows_used == b.provenance.rows_used == b.provenance.rows_read
+        for name in ("arrival_s", "input_tokens", "output_tokens", "session_id"):
+            assert getattr(a, name).tolist() == getattr(b, name).tolist(), name
+    assert load(SAMPLES / "burstgpt_3.csv").provenance.skip_reasons == {"failed_request": 1}
+
+
+def test_a_bad_row_is_still_an_error_when_strict_beside_failures(tmp_path):
+    """Failures are recorded rows, not bad input; a malformed row among them is still strict validation's error."""
+    head, *rows = (SAMPLES / "burstgpt_1.csv").read_text().splitlines(keepends=True)
+    path = write(tmp_path, "b.csv", head + "".join(rows[:22]) + "1130,ChatGPT,abc,1,1,Conversation log\n")
+    with pytest.raises(TraceError, match=r"row 23 .*column 'Request tokens': non numeric"):
+        load(path, strict_validation=True)
+    assert load(path).provenance.skip_reasons == {"failed_request": 1, "non_numeric": 1}
+
+
+def test_burstgpt_failure_check_precedes_a_zero_prompt_and_follows_the_total(tmp_path):
+    """A row of 0 prompt tokens with a response is no failure (zero_input_tokens); a row whose total is not the sum
+    is a corrupt row first (total_tokens_mismatch), whatever its response."""
+    text = ("Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
+            "0,ChatGPT,0,5,5,API log\n" "1,ChatGPT,10,0,99,API log\n" "2,ChatGPT,10,0,10,API log\n"
+            "3,ChatGPT,10,2,12,API log\n")
+    prov = load(write(tmp_path, "b.csv", text)).provenance
+    assert prov.skip_reasons == {"zero_input_tokens": 1, "total_tokens_mismatch": 1, "failed_request": 1}
 
 
 def test_mooncake_synthetic_trace_first_records():

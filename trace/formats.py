@@ -174,6 +174,7 @@ def _stated(frame, column: str) -> tuple[np.ndarray, np.ndarray]:
 SPLITWISE_CHECKED = (("request_type", 2, "unsupported_request_type"), ("batch_size", 1, "batch_size_not_one"))
 # what a strict error adds to the name of these formats' own reasons
 REASON_NOTES = {"total_tokens_mismatch": "not Request tokens + Response tokens, as BurstGPT's is",
+                "failed_request": "BurstGPT marks a failed request by Response tokens 0",
                 "unsupported_request_type": "splitwise-sim replays request_type 2 (generative LLM) alone",
                 "batch_size_not_one": "a row of batch_size N stands for N sequences; kvsim replays one a row"}
 
@@ -212,11 +213,18 @@ def _session_labels(raw) -> pa.Array:
 
 def _parse_burstgpt(frame):
     chunk, cols, reasons = _parse_tokens(frame, "Timestamp", "Request tokens", "Response tokens", ts_numeric=True)
+    r_out, r_zero = reasons[2], reasons.pop()  # (Response tokens' reasons; zero_input_tokens', charged last here)
+    zero_col = cols.pop()
     if BURSTGPT_TOTAL in frame:  # checked where given, like the counts (a blank one claims nothing)
         total, r_total = _stated(frame, BURSTGPT_TOTAL)
         claimed = np.isfinite(total) & (r_total == 0)
         r_sum = np.where(claimed & (total != chunk.input_tokens + chunk.output_tokens), CODE["total_tokens_mismatch"], 0)
         cols, reasons = cols + [BURSTGPT_TOTAL] * 2, reasons + [r_total, r_sum.astype(np.int8)]
+    # "some failure that Response tokens are 0s" (HPMLL/BurstGPT README, Data): its BurstGPT_without_fails_N.csv are
+    # BurstGPT_N.csv less exactly these rows (1,429.7k - 1,404.3k lines for N = 1). Charged before zero_input_tokens:
+    # a failure's Request tokens may be 0 too (BurstGPT_1.csv's row 21: 0, 0, 0).
+    r_failed = np.where((r_out == 0) & (chunk.output_tokens == 0), CODE["failed_request"], 0).astype(np.int8)
+    cols, reasons = cols + ["Response tokens", zero_col], reasons + [r_failed, r_zero]
     session_col = next((c for c in BURSTGPT_SESSION_COLUMNS if c in frame), None)
     if session_col is not None:
         chunk.session = _session_labels(frame[session_col])
