@@ -23,6 +23,14 @@ def sweep(axes: str) -> Case:
                 files={"s.yaml": text, "t.csv": AZURE_OK})
 
 
+def plan(target: str, *names: str) -> Case:
+    """A plan over the bundled Azure trace's first 20 requests with ``target``, refused naming ``names``."""
+    text = f"target: {target}\nsearch: {{gpu: [h100-sxm], gpus: [1]}}\n"
+    return Case(["--plan", "{tmp}/p.yaml", "--workload-trace", "{azure}", "--workload-limit", "20", "--quiet",
+                 "--no-plot", "--jobs", "1"],
+                names=("p.yaml", *names), files={"p.yaml": text})
+
+
 def _with(case: Case, *names: str) -> Case:
     return Case(case.argv, names=(*case.names, *names), files=case.files)
 
@@ -41,6 +49,14 @@ CASES: dict[str, Case] = {
     "yaml_on_as_a_name": setting("cache.policy=on", "got true", "boolean", "yes/no/on/off", mode=CACHE_ONLY),
     "sweep_axis_value_off": _with(sweep("  cache.admission: [none, off]\n"), "'cache.admission'", "boolean",
                                   "quote"),
+    # a plan's target rate that stretches the workload past 34 years: each candidate failed at its first run, the plan
+    # exited 0 with no choice. 20 requests at 1e-300 req/s span 20 / 1e-300 = 2e301 s, whatever the trace's own rate
+    "plan_target_rate_stretches_arrivals": plan("{slo: {ttft_s: 0.5}, rate_rps: 1e-300}", "'target.rate_rps'",
+                                                "2e+301 s", "34 years"),
+    # from 1e301 req/s (6.5e300 x the workload's 1.5 req/s) the max-rate search doubles 24 times past 1e308: every
+    # candidate failed at its last doubling, the plan exited 0 with no choice
+    "plan_target_rate_beyond_the_search": plan("{slo: {ttft_s: 0.5}, rate_rps: 1e301}", "'target.rate_rps'",
+                                               "24 doublings"),
 }
 
 
@@ -58,3 +74,13 @@ def test_a_finite_config_number_below_the_bound_is_kept(run_cli, tmp_path):
                              "--set", "workload.rate_scale=9.9e307", "--report-json", report)
     assert status == 0, err
     assert json.loads(report.read_text())["config"]["workload"]["rate_scale"] == 9.9e307
+
+
+def test_a_burst_at_an_absurd_rate_is_said_in_a_short_number():
+    """Little's law's count at 1e300 req/s was printed with every digit (300 of them) in the max-rate note."""
+    from experiments.maxrate import Probe, _burst
+    from sim.report.document import RunResult
+
+    run = RunResult("x", {"e2e_s": {"mean": 0.5}, "requests_completed": 20})
+    note = _burst(Probe(1.0, 1.0, True, run), 1e300)
+    assert "5e+299 in the system" in note and len(note) < 200, note
