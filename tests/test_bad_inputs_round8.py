@@ -49,6 +49,14 @@ CASES: dict[str, Case] = {
     "yaml_on_as_a_name": setting("cache.policy=on", "got true", "boolean", "yes/no/on/off", mode=CACHE_ONLY),
     "sweep_axis_value_off": _with(sweep("  cache.admission: [none, off]\n"), "'cache.admission'", "boolean",
                                   "quote"),
+    # a synthetic pool's Zipf weights are an array of its size: 2^63 - 1 documents was numpy's "a and p must have same
+    # size" (exit 1), 1e9 prefixes some 25 GB of weights (out of memory)
+    "rag_documents_beyond_int_arrays": setting("workload.synthetic.num_documents=9223372036854775807", "100,000,000",
+                                               mode=("--trace-stats", "--no-plot", "--set",
+                                                     "workload.synthetic.kind=rag")),
+    "system_prompts_beyond_memory": setting("workload.synthetic.num_prefixes=1000000000", "100,000,000",
+                                            mode=("--trace-stats", "--no-plot", "--set",
+                                                  "workload.synthetic.kind=system-prompt")),
     # a plan's target rate that stretches the workload past 34 years: each candidate failed at its first run, the plan
     # exited 0 with no choice. 20 requests at 1e-300 req/s span 20 / 1e-300 = 2e301 s, whatever the trace's own rate
     "plan_target_rate_stretches_arrivals": plan("{slo: {ttft_s: 0.5}, rate_rps: 1e-300}", "'target.rate_rps'",
