@@ -290,8 +290,15 @@ def deep_merge(base: dict[str, Any], over: Mapping[str, Any], whole: Collection[
 
 
 def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set ``dotted`` (``"cache.tiers.dram.capacity_gib"``) in a nested mapping, creating the sections on the way."""
+    """Set ``dotted`` (``"cache.tiers.dram.capacity_gib"``) in a nested mapping, creating the sections on the way.
+    A key with an empty part (``cache.policy.``, ``cache..policy``) is refused as such: it was read as a key named ''
+    ("expected str, got {'': 'lru'}" of cache.policy, or "unknown config key 'cache.'")."""
     parts = dotted.split(".")
+    if not dotted:
+        raise ConfigError("config key '' is empty: give a dotted key (cache.policy)")
+    if "" in parts:
+        raise ConfigError(f"config key {quote(dotted)} has an empty name between its dots (a dot at its start or end, "
+                          "or two in a row)")
     node = tree
     for part in parts[:-1]:
         child = node.get(part)

@@ -49,6 +49,13 @@ CASES: dict[str, Case] = {
     "yaml_on_as_a_name": setting("cache.policy=on", "got true", "boolean", "yes/no/on/off", mode=CACHE_ONLY),
     "sweep_axis_value_off": _with(sweep("  cache.admission: [none, off]\n"), "'cache.admission'", "boolean",
                                   "quote"),
+    # a dotted key with an empty part was read as holding a key named '': "config key 'cache.policy': expected str, got
+    # {'': 'lru'}" of cache.policy., "unknown config key 'cache.'" of cache..policy (the message named another key)
+    "set_key_trailing_dot": setting("cache.policy.=lru", "'cache.policy.'", "empty name", mode=CACHE_ONLY),
+    "sweep_axis_key_two_dots": _with(sweep("  cache..policy: [lru, arc]\n"), "'cache..policy'", "empty name"),
+    "preset_key_leading_dot": Case([*CACHE_ONLY, "--config", "{tmp}/c.yaml", "--workload-trace", "{tmp}/t.csv"],
+                                   names=("preset 'p'", "c.yaml", "'.cache.policy'", "empty name"),
+                                   files={"c.yaml": "presets:\n  p: {.cache.policy: lru}\n", "t.csv": AZURE_OK}),
     # a synthetic pool's Zipf weights are an array of its size: 2^63 - 1 documents was numpy's "a and p must have same
     # size" (exit 1), 1e9 prefixes some 25 GB of weights (out of memory)
     "rag_documents_beyond_int_arrays": setting("workload.synthetic.num_documents=9223372036854775807", "100,000,000",
