@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 
 from tests.bad_input_helpers import AZURE_OK, Case, check_bad_input, setting
+from tests.conftest import ROOT, script_module
 
 SERVE = ("--quiet", "--no-plot")
 CACHE_ONLY = ("--cache-only", "--no-plot", "--quiet")
@@ -99,3 +102,33 @@ def test_a_burst_at_an_absurd_rate_is_said_in_a_short_number():
     run = RunResult("x", {"e2e_s": {"mean": 0.5}, "requests_completed": 20})
     note = _burst(Probe(1.0, 1.0, True, run), 1e300)
     assert "5e+299 in the system" in note and len(note) < 200, note
+
+
+# A tool's empty path argument: argparse's type=Path read '' as '.', the working folder, and the message named a '.'
+# never typed ("--out '.': is a directory, not a file"; ".: a directory, not a table")
+@pytest.mark.parametrize("argv, named", [
+    (["--workload-trace", "{trace}", "--out", ""], "argument --out: empty path"),
+    (["--workload-trace", " ", "--out", "{tmp}/o.jsonl"], "argument --workload-trace: empty path"),
+])
+def test_to_mooncake_names_an_empty_path(tmp_path, argv, named):
+    (tmp_path / "t.csv").write_text(AZURE_OK)
+    argv = [a.format(trace=tmp_path / "t.csv", tmp=tmp_path) for a in argv]
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "to_mooncake.py"), *argv], capture_output=True,
+                          text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 2 and named in done.stderr and "'.'" not in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and list(tmp_path.iterdir()) == [tmp_path / "t.csv"]
+
+
+@pytest.mark.parametrize("tool, argv, named", [
+    ("fit_roofline.py", [""], "argument table: empty path"),
+    ("fit_roofline.py", ["perf.csv", "--out", ""], "argument --out: empty path"),
+    ("fit_roofline.py", ["perf.csv", "--config", ""], "argument --config: empty path"),
+    ("fit_kernel_floors.py", ["folder", "--out", ""], "argument --out: empty path"),
+    ("fit_kernel_floors.py", ["folder", "--config", ""], "argument --config: empty path"),
+])
+def test_fitting_tools_name_an_empty_path(tool, argv, named, capsys):
+    with script_module(ROOT / "tools" / tool) as module:
+        with pytest.raises(SystemExit) as exited:
+            module.build_parser().parse_args(argv)
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and named in err and "'.'" not in err, err
