@@ -142,8 +142,9 @@ def _burst(meets: Probe | None, rate_rps: float | None) -> str | None:
     in_system = rate_rps * e2e
     if requests > in_system:
         return None
+    count = f"{in_system:,.0f}" if in_system < 1e15 else f"{in_system:.3g}"  # (at 1e300 req/s: not 300 digits)
     return (f"not a sustained rate: at {rate_rps:.4g} req/s the {requests:,} requests arrive within one mean E2E "
-            f"({e2e:.3g} s; Little's law: {in_system:,.0f} in the system at once), one burst; replay more requests")
+            f"({e2e:.3g} s; Little's law: {count} in the system at once), one burst; replay more requests")
 
 
 def _filling(meets: Probe | None, rate_rps: float | None) -> str | None:

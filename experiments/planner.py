@@ -70,6 +70,26 @@ def candidate_modes(plan) -> list[str]:
     return [m for m in ("single", "pd") if any((s == "aggregated") == (m == "single") for s in plan.pd_split)]
 
 
+def _check_target_scale(plan, duration: float, base_rate: float, target_rate: float) -> None:
+    """Refuse, before any candidate runs, a target rate no run can replay: one that stretches the workload's arrivals
+    past ``MAX_TRACE_SPAN_S`` (each candidate failed at its first run: a plan of failures, exit 0), or one from which
+    the max-rate search's doublings (``maxrate.MAX_EXPANSIONS``) pass the largest rate scale a config holds (each
+    candidate that met the target failed at its last doubling)."""
+    from experiments.maxrate import MAX_EXPANSIONS
+    from sim.config_fields import MAX_CONFIG_FLOAT, MAX_TRACE_SPAN_S
+
+    target_scale = target_rate / base_rate
+    said = (f"'target.rate_rps' {target_rate:.4g} req/s ({target_scale:.3g}x the workload's {base_rate:.4g} req/s)"
+            if plan.rate_rps is not None else f"the target rate {target_rate:.4g} req/s (workload.rate_scale="
+            f"{target_scale:g} x the workload's {base_rate:.4g} req/s)")
+    if duration / target_scale > MAX_TRACE_SPAN_S:
+        raise plan_error(plan.path, f"{said} spreads its arrivals over {duration / target_scale:.3g} s, more than "
+                                    f"{MAX_TRACE_SPAN_S:.3g} s (34 years): give a higher rate")
+    if target_scale * 2.0 ** MAX_EXPANSIONS >= MAX_CONFIG_FLOAT:
+        raise plan_error(plan.path, f"{said} leaves the max-rate search no room: its {MAX_EXPANSIONS} doublings pass "
+                                    f"the largest rate scale, {MAX_CONFIG_FLOAT:.0e}; give a lower rate")
+
+
 def _given_settings(plan, args: argparse.Namespace) -> list[tuple[str, str]]:
     """(how it was given, dotted key) of each key the command line or the plan's own 'set'/'workload' sets."""
     return [*command_line_settings(args), *((f"'{k}' under 'set'/'workload'", k) for k in plan.layers.sets)]
@@ -229,6 +249,7 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
             raise plan_error(plan.path, "the workload's requests all arrive at once: its rate, and so a target rate, is undefined")
         target_rate = plan.rate_rps or base_rate * base.workload.rate_scale
         target_scale = target_rate / base_rate
+        _check_target_scale(plan, duration, base_rate, target_rate)
     for size, group in curve_groups(candidates).items():  # each curve in blocks of the size its candidates run with
         mrc_levels(group, trace if size == block_size(base) else
                    load_workload(replace(group[0].config, **{"workload.rate_scale": 1.0})))

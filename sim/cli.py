@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import get_args, get_type_hints
 
 from sim.config_workload import WorkloadConfig
@@ -114,6 +115,14 @@ FLAG_MODES: dict[str, frozenset[str]] = {
 }
 MODE_SWITCHES = ("trace_stats", "cache_only", "cluster", "pd", "check_calibration", "sweep", "plan")
 CLUSTER_COMBINES_WITH = ("pd",)  # --cluster --pd: prefill/decode pools in every rack
+
+
+def path_argument(text: str) -> Path:
+    """argparse ``type`` of a tool's file argument: ``type=Path`` read an empty one as '.', the working folder, so
+    ``--out ''`` was refused as "--out '.': is a directory" and an empty table as ".: a directory, not a table"."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty path")
+    return Path(text)
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -330,9 +330,7 @@ def set_layer(assignment: str, source: str = "--set") -> dict[str, Any]:
     if value == {}:  # merged over the section as it is: --set cache.tiers.dram={} left the tier as it was
         raise ConfigError(f"{source} {key}={{}}: an empty mapping sets nothing (a mapping merges over the keys "
                           f"there); set them, e.g. {source} {key}.KEY=VALUE")
-    layer = _dotted_layer({key: value})
-    _validated(layer, source)
-    return layer
+    return _checked_layer({key: value}, source)
 
 
 def load_config(
@@ -366,15 +364,11 @@ def load_config(
         for name in (preset, f"{preset}@{mode}"):  # PRESET@MODE: more keys for that mode only
             if name not in presets:
                 continue
-            layer = _dotted_layer(presets[name])
-            _validated(layer, f"preset {name!r}")
-            raw = _merge_layer(raw, layer)
+            raw = _merge_layer(raw, _checked_layer(presets[name], f"preset {name!r}"))
     for assignment in sets:
         raw = _merge_layer(raw, set_layer(assignment))
     for flag, key, value in flags:
-        layer = _dotted_layer({key: value})
-        _validated(layer, flag)
-        raw = _merge_layer(raw, layer)
+        raw = _merge_layer(raw, _checked_layer({key: value}, flag))
     config = build_dataclass(Config, expand_home_paths(raw), "")
     if rules:
         validate(config)
@@ -392,6 +386,17 @@ def _not_a_preset(key: str, source: str) -> None:
 def _merge_layer(raw: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
     """``layer`` over ``raw``; its ``presets`` replace the base's whole (a new set, not edits of them)."""
     return deep_merge(raw, layer, whole=("presets",))
+
+
+def _checked_layer(keys: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """``_dotted_layer`` of ``keys``, validated on its own; a problem (a dotted key itself malformed too) names
+    ``source``."""
+    try:
+        layer = _dotted_layer(keys)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    _validated(layer, source)
+    return layer
 
 
 def _dotted_layer(keys: dict[str, Any]) -> dict[str, Any]:
@@ -412,7 +417,7 @@ def _file_layer(path: Path, what: str) -> dict[str, Any]:
         raise ConfigError(f"{source} is empty: a config file or overlay sets at least one key")
     _validated(layer, source)
     for name, keys in (layer.get("presets") or {}).items():
-        _validated(_dotted_layer(keys), f"preset {name!r} of {source}")
+        _checked_layer(keys, f"preset {name!r} of {source}")
         mode = str(name).partition("@")[2]
         if "@" in str(name) and mode not in PRESET_MODES:  # (a typo's preset was never applied)
             raise ConfigError(f"{source}: preset {str(name)!r}: {mode!r} is not a mode a preset applies in; "
@@ -425,8 +430,7 @@ def replace(config: Config, **dotted: Any) -> Config:
     raw = config.to_dict()
     for key in dotted:
         _not_a_preset(key, "override")
-    layer = _dotted_layer(dotted)
-    _validated(layer, "override")
+    layer = _checked_layer(dotted, "override")
     config = build_dataclass(Config, _merge_layer(raw, layer), "")
     validate(config)
     return config

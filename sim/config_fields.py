@@ -33,6 +33,9 @@ INT64_MAX = 2**63 - 1
 # one ulp of simulated time (2^-22 s at 2^30 s) starts to swallow sub-microsecond compute steps. (Here, not in
 # trace.formats, so the config's rules read it without importing the loaders: sim.synthetic_rules.)
 MAX_TRACE_SPAN_S = float(2**30)  # about 34 years
+# A config number this large or larger is read as infinite: within a factor of 1.8 of the largest float, the first
+# product (a rate x 2, GiB x 2^30) overflows to inf, so such a value is refused with the infinite ones.
+MAX_CONFIG_FLOAT = 1e308
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,7 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
                 return _convert(value, members[0], path)
             except ConfigError as exc:
                 if str(exc).startswith(f"config key '{path}': expected "):  # the wrong type: null would do too
-                    raise ConfigError(f"config key '{path}': expected {_type_name(tp)}, got {quote(value)}") from None
+                    raise ConfigError(f"config key '{path}': expected {_type_name(tp)}, got {_got(value)}") from None
                 raise
         for arg in typing.get_args(tp):
             if arg is type(None):
@@ -137,11 +140,11 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
                 return _convert(value, arg, path)
             except ConfigError:
                 continue
-        raise ConfigError(f"config key '{path}': expected {_type_name(tp)}, got {quote(value)}")
+        raise ConfigError(f"config key '{path}': expected {_type_name(tp)}, got {_got(value)}")
     if origin is Literal:
         if value in typing.get_args(tp):
             return value
-        raise ConfigError(f"config key '{path}': expected {_type_name(tp)}, got {quote(value)}")
+        raise ConfigError(f"config key '{path}': expected {_type_name(tp)}, got {_got(value)}")
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
             raise ConfigError(f"config key '{path}': expected a mapping, got {quote(value)}")
@@ -162,15 +165,17 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
     elif tp is float:
         number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            number = float(value) if abs(value) < 1e308 else math.inf
+            number = float(value) if abs(value) < MAX_CONFIG_FLOAT else math.inf
         elif isinstance(value, str):  # YAML 1.1 reads "1e9" as a string
             try:
                 number = float(value)
             except ValueError:
                 pass
+            if number is not None and abs(number) >= MAX_CONFIG_FLOAT:
+                number = math.inf
         if number is not None:
             if not math.isfinite(number):
-                raise ConfigError(f"config key '{path}' must be a finite number, got {quote(value)}")
+                return _infinite(path, value)
             if 0 < abs(number) < sys.float_info.min:  # subnormal: dividing by it overflows (a rate of 1e-320 hung a run)
                 raise ConfigError(f"config key '{path}' is too close to 0 (below {sys.float_info.min:.3g}), got {quote(value)}")
             return number
@@ -179,7 +184,35 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
             return value
     else:  # pragma: no cover - schema uses only the types above
         raise TypeError(f"unsupported config annotation {tp!r} at {path}")
-    raise ConfigError(f"config key '{path}': expected {_type_name(tp)}, got {quote(value)}")
+    raise ConfigError(f"config key '{path}': expected {_type_name(tp)}, got {_got(value)}")
+
+
+# YAML 1.1 (PyYAML) reads an unquoted yes/no/on/off (any case) as a boolean, as it does true/false
+YAML_BOOLEAN_WORDS = "yes/no/on/off"
+
+
+def _got(value: Any) -> str:
+    """``value`` quoted for a wrong-type message; a boolean says that YAML made it one. Where a word is meant
+    (``cache.admission: no``, a sweep axis ``[none, no]``), YAML 1.1 has already turned it into False and the
+    spelling is gone (yes, Yes, on and true all read True), so the message explains rather than guessing the word."""
+    if isinstance(value, bool):
+        return (f"{str(value).lower()}, a boolean (YAML reads an unquoted {YAML_BOOLEAN_WORDS} or true/false as one; "
+                f"quote it where a word is meant: '{'yes' if value else 'no'}')")
+    return quote(value)
+
+
+def _infinite(path: str, value: Any) -> typing.NoReturn:
+    """Refuse a config number read as infinite: inf or NaN itself, or a finite number of ``MAX_CONFIG_FLOAT`` or more
+    (an integer too big for a float included), which the message says was read as infinite (so "must be finite,
+    got 1e+308" is not the contradiction it reads as)."""
+    try:
+        finite = math.isfinite(float(value))
+    except (OverflowError, ValueError):  # an integer beyond a float; a string other than a number's
+        finite = isinstance(value, int)
+    if finite:
+        raise ConfigError(f"config key '{path}' must be less than {MAX_CONFIG_FLOAT:.0e} in magnitude (kvsim reads "
+                          f"one this large as infinite), got {quote(value)}")
+    raise ConfigError(f"config key '{path}' must be a finite number, got {quote(value)}")
 
 
 def _field_default(f: dataclasses.Field) -> Any:
@@ -257,8 +290,15 @@ def deep_merge(base: dict[str, Any], over: Mapping[str, Any], whole: Collection[
 
 
 def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set ``dotted`` (``"cache.tiers.dram.capacity_gib"``) in a nested mapping, creating the sections on the way."""
+    """Set ``dotted`` (``"cache.tiers.dram.capacity_gib"``) in a nested mapping, creating the sections on the way.
+    A key with an empty part (``cache.policy.``, ``cache..policy``) is refused as such: it was read as a key named ''
+    ("expected str, got {'': 'lru'}" of cache.policy, or "unknown config key 'cache.'")."""
     parts = dotted.split(".")
+    if not dotted:
+        raise ConfigError("config key '' is empty: give a dotted key (cache.policy)")
+    if "" in parts:
+        raise ConfigError(f"config key {quote(dotted)} has an empty name between its dots (a dot at its start or end, "
+                          "or two in a row)")
     node = tree
     for part in parts[:-1]:
         child = node.get(part)

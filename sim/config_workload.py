@@ -44,9 +44,11 @@ class SyntheticConfig:
     # traffic. empty: none, so later turns fill in slowly (the defaults' first 2,000 multi-turn requests came at 3.7 a
     # second, not 5).
     start: Literal["steady", "empty"] = "steady"
-    num_prefixes: int = domain(20, ge=1)  # system-prompt: distinct system prompts
+    # The pools' Zipf weights are an array of the pool's size (trace.synthetic._zipf_choice): bounded as the requests
+    # are (a pool of 1e8 is 2.5 GB and 12 s to draw from; 1e9 ran out of memory, 2^63 - 1 was a numpy traceback)
+    num_prefixes: int = domain(20, ge=1, le=MAX_SYNTHETIC_REQUESTS)  # system-prompt: distinct system prompts
     prefix_tokens: int = domain(1024, ge=0)  # system-prompt: tokens of each system prompt
-    num_documents: int = domain(500, ge=1)  # rag: document pool size
+    num_documents: int = domain(500, ge=1, le=MAX_SYNTHETIC_REQUESTS)  # rag: document pool size
     document_tokens: int = domain(2048, ge=1)  # rag: tokens per document
     documents_per_request: int = domain(2, ge=1)  # rag
     zipf_alpha: float = domain(1.0, ge=0)  # popularity skew of prefixes / documents (0: uniform)

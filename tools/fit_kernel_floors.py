@@ -33,16 +33,17 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from sim.cli import OneLineParser  # one-line errors; --out given twice is refused (argparse wrote the last alone)
+    # one-line errors; --out given twice is refused (argparse wrote the last alone); an empty path named as such
+    from sim.cli import OneLineParser, path_argument
 
     p = OneLineParser(prog="fit_kernel_floors.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
     p.add_argument("folders", nargs="+", metavar="FOLDER[=GPU]",
                    help="an AIConfigurator systems/data/<gpu> folder, with kvsim's GPU after '=' where kvsim does not "
                         "know the folder's name")
-    p.add_argument("--config", type=Path, help="base YAML config whose compute values are the 'config' column "
+    p.add_argument("--config", type=path_argument, help="base YAML config whose compute values are the 'config' column "
                    "(default: the built-in defaults)")
-    p.add_argument("--out", type=Path, help="write the fitted values as a calibration overlay (YAML)")
+    p.add_argument("--out", type=path_argument, help="write the fitted values as a calibration overlay (YAML)")
     return p
 
 

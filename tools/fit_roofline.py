@@ -41,13 +41,15 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from sim.cli import OneLineParser  # one-line errors; a flag of one value given twice is refused (argparse kept
-    from sim.serving.roofline_fit import FIT_KEYS, HOLDOUT_AXES  # the last: --fit a --fit b fitted b alone)
+    # one-line errors; a flag of one value given twice is refused (argparse kept the last: --fit a --fit b fitted b
+    # alone); an empty path named as such
+    from sim.cli import OneLineParser, path_argument
+    from sim.serving.roofline_fit import FIT_KEYS, HOLDOUT_AXES
 
     p = OneLineParser(prog="fit_roofline.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
-    p.add_argument("table", type=Path, help="a Splitwise perf_model CSV or a DistServe profiler JSON")
-    p.add_argument("--config", type=Path,
+    p.add_argument("table", type=path_argument, help="a Splitwise perf_model CSV or a DistServe profiler JSON")
+    p.add_argument("--config", type=path_argument,
                    help="base YAML config (default: the built-in defaults); the overlay holds only the --set keys and "
                         "the fitted values, so run it over the same config")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
@@ -61,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use only the points of this model or GPU (as the table names it); repeatable")
     p.add_argument("--holdout", choices=[*HOLDOUT_AXES, "none"], default="tp",
                    help="predict each group of this axis from a fit to the others (default: tp)")
-    p.add_argument("--out", type=Path, help="write the fitted values as a calibration overlay (YAML)")
+    p.add_argument("--out", type=path_argument, help="write the fitted values as a calibration overlay (YAML)")
     return p
 
 

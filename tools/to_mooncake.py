@@ -23,7 +23,7 @@ try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
     if "trace" in sys.modules and not hasattr(sys.modules["trace"], "__path__"):
         del sys.modules["trace"]  # the stdlib's ``trace``, not kvsim's package
 
-    from sim.cli import OneLineParser
+    from sim.cli import OneLineParser, path_argument
     from sim.errors import InputError, command_status, end_process
     from sim.report.output import atomic_write_text, check_distinct, check_writable
 except KeyboardInterrupt:
@@ -78,13 +78,13 @@ def main() -> int:
     from trace.workload import load_workload
 
     parser = OneLineParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workload-trace", type=Path, required=True, help="the trace to convert (any format kvsim reads)")
+    parser.add_argument("--workload-trace", type=path_argument, required=True, help="the trace to convert (any format kvsim reads)")
     parser.add_argument("--workload-format", choices=["auto", *FORMATS], default="auto",
                         help="the trace's format (default auto: told by its header or first record)")
     parser.add_argument("--block-size", type=int, default=None,
                         help=f"tokens a hash id covers: a power of two up to {MAX_BLOCK_SIZE:,} (vLLM's block size; "
                              f"{DEFAULT_BLOCK_SIZE}); refused for a trace of hash ids, which keeps its own")
-    parser.add_argument("--out", type=Path, required=True, help="the Mooncake-format JSONL to write")
+    parser.add_argument("--out", type=path_argument, required=True, help="the Mooncake-format JSONL to write")
     args = parser.parse_args()
     given = args.block_size
     if given is not None and not (1 <= given <= MAX_BLOCK_SIZE and given & (given - 1) == 0):
