@@ -24,14 +24,19 @@ from a definition in ../shared/DESIGN.md (Contract: report JSON) or README.md, c
 - TTFT breakdown parts >= 0 and summing to ``ttft_s.mean`` (DESIGN: "means; they sum to ttft_s.mean");
 - goodput <= completed requests / makespan, ``slo_attainment = goodput * makespan / completed``;
 - makespan >= every request's e2e (makespan = last token - first arrival);
+- a lower tier's read of a block (README Serving, tier traffic): every TP rank of the reading (front) instance loads
+  its own page, so a load reads ``block_bytes x read_copies``, where ``block_bytes`` is the block as the tier stores
+  (and writes) it and ``read_copies`` is the TP for MLA's latent (stored once, loaded by every rank: vLLM's
+  replicated_layout), else 1 (the stored block is every rank's page already); ``check_report`` derives it from the
+  config's model and front TP;
 - serving per-tier traffic (single node, PD): a lower tier is read only by the loads of the blocks it serves requests
   at admission (README Serving: loads from a lower tier; ``KVCacheManager.load``), so without preemptions (a
-  preempted request loads again) its ``bytes_read = hits x block_bytes``, one block's bytes the same for every tier
-  (``block_bytes=`` checks that size too); with them, at least that; a Gated DeltaNet hybrid's tier also reads the
-  states at its hits' ends, each a state group's unpadded state (``state_bytes``, from the model's shape): whole
-  states past the hits' blocks;
-- cache-only per-tier traffic: a lower tier's ``bytes_read = (hits + prefetches) x block_bytes`` (README Policy
-  study: bytes moved per tier; a session prefetch reads its blocks out ahead of their use), with either access
+  preempted request loads again) its ``bytes_read = hits x block_bytes x read_copies``, one block's bytes the same for
+  every tier (``block_bytes=`` checks that size too); with them, at least that; a Gated DeltaNet hybrid's tier also
+  reads the states at its hits' ends, each a state group's unpadded state (``state_bytes``, from the model's shape):
+  whole states past the hits' blocks; in the cluster ``fetched_bytes = fetched_blocks x block_bytes x read_copies``;
+- cache-only per-tier traffic: a lower tier's ``bytes_read = (hits + prefetches) x block_bytes x read_copies`` (README
+  Policy study: bytes moved per tier; a session prefetch reads its blocks out ahead of their use), with either access
   semantics: ``plain`` reads each block where its lookup finds it; ``prefix`` (vLLM) reads each hit of a request's
   cached prefix out of the tier its lookup found it in, once, and nothing past the first miss (recomputed), whatever
   the request's own touches move afterwards; ``tier_hit_ratio.<t> = tiers.<t>.hits / accesses``;
@@ -81,6 +86,7 @@ def _distributions(metrics: dict, path: str = ""):
 def check_run(metrics: dict[str, Any], trace: dict[str, Any] | None, mode: str, *,
               arrival_span_s: float | None = None, output_tokens: int | None = None,
               input_tokens: int | None = None, means: bool = False, kv_copies: Fraction | int = 1,
+              read_copies: int = 1,
               block_bytes: int | None = None, states: bool = False, state_bytes: int | None = None,
               sliding: bool = False,
               roofline_mfu_bound: float | None = None) -> list[str]:
@@ -139,29 +145,33 @@ def check_run(metrics: dict[str, Any], trace: dict[str, Any] | None, mode: str, 
         bb = cl["block_bytes"]
         for kind in ("fetched", "kv_transfer"):
             for scope, n in cl[f"{kind}_blocks"].items():
-                sent, exact = cl[f"{kind}_bytes"][scope], n * bb * (kv_copies if kind == "kv_transfer" else 1)
+                sent, exact = cl[f"{kind}_bytes"][scope], n * bb * (kv_copies if kind == "kv_transfer" else read_copies)
                 if states:
                     if not ((n == 0) == (sent == 0) and sent <= exact if kind == "fetched"
                             else sent >= exact):
                         bad.append(f"cluster.{kind}_bytes.{scope} {sent} outside what {n} blocks and their states "
                                    f"can take")
                 elif sent != exact:
+                    copies = kv_copies if kind == "kv_transfer" else read_copies
                     bad.append(f"cluster.{kind}_bytes.{scope} != {kind}_blocks x block_bytes"
-                               + (f" x {kv_copies} copies" if kind == "kv_transfer" and kv_copies != 1 else ""))
+                               + (f" x {copies} copies" if copies != 1 else ""))
         if sum(cl["kv_transfer_bytes"].values()) != metrics.get("kv_transfer_bytes", 0):
             bad.append(f"cluster.kv_transfer_bytes sum {sum(cl['kv_transfer_bytes'].values())} != kv_transfer_bytes "
                        f"{metrics.get('kv_transfer_bytes', 0)}")
         # every hit block in a lower tier is read out of it at least once (preemptions read again)
         for tier, per in cl["hit_blocks"].items():
-            if tier in metrics.get("tiers", {}) and metrics["tiers"][tier]["bytes_read"] < sum(per.values()) * bb:
+            least = sum(per.values()) * bb * read_copies
+            if tier in metrics.get("tiers", {}) and metrics["tiers"][tier]["bytes_read"] < least:
                 bad.append(f"tiers.{tier}.bytes_read {metrics['tiers'][tier]['bytes_read']} < its hit blocks x "
-                           f"block_bytes {sum(per.values()) * bb}")
+                           f"block_bytes x read_copies {least}")
     # serving, not cluster (whose fetches also read): bytes read out of a lower tier are the blocks it served
     # (``sliding``: vLLM's hybrid manager, README Configuration: a sliding copy loaded from a lower tier counts in its
     # bytes_read, while tier_hit_ratio counts the full-attention group's blocks; ``states``: a Gated DeltaNet hybrid's
     # states loaded beside the hit's blocks count there too, each its own unpadded bytes (``state_bytes``, a state
     # group's layers' states, every rank's: vLLM's offloading connector copies a MambaSpec page without its padding),
     # so without preemptions a tier's bytes past its hits' blocks are whole states; a tier serving hits is still read)
+    if block_bytes is not None:
+        block_bytes *= read_copies  # what one load of a block reads (every rank's page; MLA's latent once per rank)
     if (sliding or states) and serving and not cl and not means and acc and "tiers" in metrics \
             and "tier_hit_ratio" in metrics:
         for name, t in metrics["tiers"].items():
@@ -260,9 +270,10 @@ def check_run(metrics: dict[str, Any], trace: dict[str, Any] | None, mode: str, 
             # a lower tier is read for each block it serves (a hit; with prefix semantics only the hits of the cached
             # prefix, where the lookup found them) and each it sends up ahead of its use (cache.prefetch: session)
             moved = t["hits"] + t.get("prefetches", 0)
-            if name != "hbm" and bb is not None and t["bytes_read"] != moved * bb:
-                bad.append(f"tiers.{name}.bytes_read {t['bytes_read']} != (hits + prefetches) x block_bytes {moved * bb}"
-                           f" ({metrics.get('access_semantics', 'plain')} semantics)")
+            if name != "hbm" and bb is not None and t["bytes_read"] != moved * bb * read_copies:
+                bad.append(f"tiers.{name}.bytes_read {t['bytes_read']} != (hits + prefetches) x block_bytes x "
+                           f"read_copies {moved * bb * read_copies} ({metrics.get('access_semantics', 'plain')} "
+                           "semantics)")
     return bad
 
 
@@ -295,6 +306,14 @@ def check_report(report: dict[str, Any], **expect: Any) -> list[str]:
             expect = {**expect, "kv_copies": copies}
     if config.get("model"):
         from sim.specs import model_spec
+
+        # a lower tier's block is loaded by every rank of the front (prefill) instances: MLA's latent, stored once, is
+        # read once per rank (README Serving, tier traffic; vLLM CanonicalPageMapping: every rank loads the page)
+        model = model_spec(config["model"])
+        front_tp = (config.get("pd") or {}).get("prefill_tensor_parallel_size") or \
+            config.get("serving", {}).get("tensor_parallel_size", 1)
+        if model.is_mla and not model.is_sparse_attention and front_tp > 1:
+            expect = {**expect, "read_copies": front_tp}
 
         if model_spec(config["model"]).linear_attention is not None:  # Gated DeltaNet states travel with blocks
             expect = {**expect, "states": True, "state_bytes": _stored_state_bytes(config)}

@@ -118,12 +118,12 @@ def test_a_gated_deltanet_hybrid_keeps_one_tp(run_cli):
     assert status == 2 and "'pd.decode_tensor_parallel_size'=4" in err and "Gated DeltaNet" in err, err
 
 
-def _config(prefill_tp: int = 1, decode_tp: int = 2):
+def _config(prefill_tp: int = 1, decode_tp: int = 2, *sets: str):
     # one node holding both roles and no lower tier; its PCIe at the network link's 100 Gb/s (12.5 GB/s) with no
     # latency, so a transfer within the node takes what single-node PD's link takes
     return load_config(None, sets=[f"pd.prefill_tensor_parallel_size={prefill_tp}",
                                    f"pd.decode_tensor_parallel_size={decode_tp}", "cluster.nodes_per_rack=1",
-                                   "hardware.pcie_gbps=12.5", "network.latency_us=0", *NO_LOWER_TIERS])
+                                   "hardware.pcie_gbps=12.5", "network.latency_us=0", *NO_LOWER_TIERS, *sets])
 
 
 @pytest.mark.parametrize("prefill_tp, decode_tp", [(1, 2), (2, 2), (2, 1)])
@@ -146,6 +146,20 @@ def test_one_node_cluster_equals_single_node_pd(prefill_tp, decode_tp):
     if prefill_tp != decode_tp:
         assert c_inst["tensor_parallel_size"] == {"prefill": prefill_tp, "decode": decode_tp}
     assert cluster.metrics["cluster"]["kv_transfer_bytes"]["node"] == int(c_table.kv_transfer_bytes.sum())
+
+
+@pytest.mark.parametrize("prefill_tp, decode_tp", [(1, 2), (2, 2), (2, 4)])
+def test_one_node_cluster_equals_single_node_pd_with_mla(prefill_tp, decode_tp):
+    """MLA (DeepSeek-V2-Lite): each decode rank receives its own copy of the whole latent, over its own PCIe lane, as
+    single-node PD times it (the busiest rank's bytes on its own link). The cluster's PCIe paths had one lane for
+    MLA (the latent being stored once in a lower tier), so at TP 2 -> 2 and 2 -> 4 the decode ranks' copies crossed
+    one lane: twice single-node PD's time."""
+    trace = make_trace([0.0, 0.001, 0.002, 0.3, 0.31], [1024, 2048, 512, 3000, 700], [16, 8, 40, 4, 30])
+    config = _config(prefill_tp, decode_tp, "model=deepseek-v2-lite")
+    _, s_table = run_serving(trace, config, "pd")
+    _, c_table = run_cluster(trace, config, pd=True)
+    for column in ("scheduled", "prefill_done", "kv_ready", "first_token", "last_token", "kv_transfer_bytes"):
+        assert getattr(c_table, column).tolist() == getattr(s_table, column).tolist(), column
 
 
 def test_transfers_cross_the_links_the_placement_says():

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from report_invariants import check_run
 
 # Llama-3.1-8B's KV per token: 32 layers x 8 KV heads x 128 head dim x (K, V) x 2 bytes (bf16)
@@ -292,31 +291,32 @@ def test_a_lower_tier_holds_every_tp_ranks_shard_of_a_block(run_cli, tmp_path, m
         assert metrics["cluster"]["eic_occupancy"]["capacity_blocks_each"] == 512
 
 
-@pytest.mark.parametrize("sets, stored, lanes", [
+@pytest.mark.parametrize("sets, stored, loaded, lanes", [
     # DeepSeek-V2-Lite (MLA): one latent of kv_lora_rank 512 + rope 64 = 576 values a layer, 27 layers, bf16, whole
     # on every rank (tests/fixtures/hf_configs/DeepSeek-V2-Lite.json): the same page on both GPUs, stored once (vLLM's
-    # replicated_layout: rank 0 stores, every rank loads that copy) and read by both at once over their own links
-    (("model=deepseek-v2-lite", "serving.tensor_parallel_size=2"), 16 * 27 * 576 * 2, 1),
+    # replicated_layout: one rank stores it) and loaded by both, each its own copy over its own link
+    # (CanonicalPageMapping: "runs cover the full local page in both directions")
+    (("model=deepseek-v2-lite", "serving.tensor_parallel_size=2"), 16 * 27 * 576 * 2, 2 * 16 * 27 * 576 * 2, 2),
     # Llama-3.1-8B's 8 KV heads at TP 16: each rank holds one head, each head on two ranks; every rank stores its
     # own page (vLLM CPUOffloadingSpec: num_copies = world_size): 16 one-head pages, twice the model's KV
     (("serving.tensor_parallel_size=16", "hardware.gpus_per_node=16", "serving.num_instances=1"),
-     2 * 16 * KV_BYTES_PER_TOKEN, 16),
-    (("serving.tensor_parallel_size=2",), 16 * KV_BYTES_PER_TOKEN, 2),
+     2 * 16 * KV_BYTES_PER_TOKEN, 2 * 16 * KV_BYTES_PER_TOKEN, 16),
+    (("serving.tensor_parallel_size=2",), 16 * KV_BYTES_PER_TOKEN, 16 * KV_BYTES_PER_TOKEN, 2),
     # Qwen3-30B-A3B (48 layers, 4 KV heads of 128, bf16) at TP 8: a rank's page holds one head, 16 tokens x 2 (K, V)
     # x 48 x 128 x 2 B = 393,216 B; 8 ranks' pages: 3,145,728 B, each head stored by the 2 ranks that hold it
     (("model=qwen3-30b-a3b", "serving.tensor_parallel_size=8", "hardware.gpus_per_node=8"),
-     8 * 16 * 2 * 48 * 128 * 2, 8),
+     8 * 16 * 2 * 48 * 128 * 2, 8 * 16 * 2 * 48 * 128 * 2, 8),
 ])
-def test_a_lower_tier_stores_every_ranks_page(sets, stored, lanes):
+def test_a_lower_tier_stores_every_ranks_page(sets, stored, loaded, lanes):
     """A lower tier stores a block as vLLM's OffloadingConnector does: every TP rank's page, a KV head replicated past
     the head count included (each rank offloads its own GPU blocks), MLA's latent once; a load reads each rank's page
-    over that rank's link, side by side."""
-    from sim.cache.tiers import kv_block_bytes, read_lanes, stored_block_bytes
+    over that rank's link, side by side (MLA: each rank its own read of the one latent)."""
+    from sim.cache.tiers import kv_block_bytes, loaded_block_bytes, read_lanes, stored_block_bytes
     from sim.config import load_config
 
     config = load_config(None, sets=list(sets))
-    assert (stored_block_bytes(config), read_lanes(config)) == (stored, lanes)
-    assert stored_block_bytes(config) == lanes * kv_block_bytes(config)  # a load: one page per link
+    assert (stored_block_bytes(config), loaded_block_bytes(config), read_lanes(config)) == (stored, loaded, lanes)
+    assert loaded_block_bytes(config) == lanes * kv_block_bytes(config)  # a load: one page per link
 
 
 def test_a_replicated_head_fills_dram_once_per_rank(run_cli, tmp_path):

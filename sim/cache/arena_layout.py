@@ -98,12 +98,19 @@ class CacheView(NamedTuple):
     last_pos: np.ndarray  # int64, per block id: its last use position (-1: none); empty when not tracked
     copy_from: int  # keys from this one on are a hybrid model's other groups' entries (``copy_bytes`` each)
     copy_bytes: int
+    read_copies: int  # reads of a stored key a load makes: TP for MLA's latent, stored once (``tiers.read_copies``)
 
 
 @kernel
 def key_bytes(c, key):
-    """Bytes a tier reads or writes for ``key``: a block's, or a copy's (a Gated DeltaNet state, unpadded)."""
+    """Bytes a tier stores and writes for ``key``: a block's, or a copy's (a Gated DeltaNet state, unpadded)."""
     return c.copy_bytes if key >= c.copy_from else c.block_bytes
+
+
+@kernel
+def read_bytes(c, key):
+    """Bytes a tier reads for ``key`` when it serves a load: its stored bytes, once per rank that reads them."""
+    return key_bytes(c, key) * c.read_copies
 
 
 def arena_type(name: str, module: str) -> type:

@@ -35,7 +35,7 @@ from numba.extending import overload
 from sim.cache.arena import room
 from sim.cache.arena_layout import (BYTES_READ, BYTES_WRITTEN, CAP, DEMOTIONS, EVICTIONS, HITS, INSERTIONS, KEY,
                                     KIND, PREFETCHES, PROMOTIONS, RESIDENT, STAT0, USERS, CacheView, entry, kernel,
-                                    key_bytes, step)
+                                    key_bytes, read_bytes, step)
 from sim.cache.block_index import holders, holders_chain, resident
 from sim.cache.policies.dispatch import BELADY, hooks_for
 from sim.jit import flush_when_sources_change
@@ -108,7 +108,7 @@ def _operations(access, insert, readmit, remove, victim):
                 if level > 0:
                     a.meta[t, STAT0 + (PREFETCHES if mode == PREFETCH else PROMOTIONS)] += 1
                     if mode != UNREAD:
-                        a.meta[t, STAT0 + BYTES_READ] += key_bytes(c, key)
+                        a.meta[t, STAT0 + BYTES_READ] += read_bytes(c, key)
                     if c.inclusive:  # copy up: write to every tier above, nearest first
                         first, stop, stride = level - 1, -1, -1
                     else:  # move up
@@ -129,7 +129,7 @@ def _operations(access, insert, readmit, remove, victim):
                     a.meta[t, RESIDENT] += 1
                     a.meta[t, STAT0 + (PREFETCHES if mode == PREFETCH else PROMOTIONS)] -= 1
                     if mode == PREFETCH:  # (nothing brought up ahead of use: nothing read)
-                        a.meta[t, STAT0 + BYTES_READ] -= key_bytes(c, key)
+                        a.meta[t, STAT0 + BYTES_READ] -= read_bytes(c, key)
                     break
                 if a.meta[t, CAP] <= 0:  # e.g. HBM fully used by running requests: nothing can be kept here
                     if c.inclusive or at + 1 == n:
@@ -167,7 +167,7 @@ def _operations(access, insert, readmit, remove, victim):
             t = c.tiers[level]  # stays below, not promoted (a use still read it; a prefetch read nothing ahead)
             a.meta[t, STAT0 + (PREFETCHES if mode == PREFETCH else PROMOTIONS)] -= 1
             if mode == PREFETCH:
-                a.meta[t, STAT0 + BYTES_READ] -= key_bytes(c, key)
+                a.meta[t, STAT0 + BYTES_READ] -= read_bytes(c, key)
         return level
 
     def use_single(a, t, key, now, admit):
@@ -350,7 +350,7 @@ def replay(a, c, blocks, offsets, hit_tier, first, last, prefix, depth, sessions
                 t = c.tiers[level]
                 a.meta[t, STAT0 + HITS] += 1
                 if level > 0:  # served from a lower tier: read there, once
-                    a.meta[t, STAT0 + BYTES_READ] += c.block_bytes
+                    a.meta[t, STAT0 + BYTES_READ] += c.block_bytes * c.read_copies
             for j in range(hi - 1, lo - 1, -1):
                 _use(a, c, blocks[j], j, depth < 0 or j - lo < depth, UNREAD)
         else:

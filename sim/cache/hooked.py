@@ -21,12 +21,14 @@ class HookedMultiTierCache:
     """``MultiTierCache``'s interface over Python hooks (see ``sim.cache.multitier``)."""
 
     def __init__(self, tiers: list[Tier], block_bytes: int, inclusive: bool = False, track_positions: bool = False,
-                 hooks: list[EvictionPolicy] | None = None):
+                 hooks: list[EvictionPolicy] | None = None, read_copies: int = 1):
         self.tiers = tiers
         for tier in tiers:
             tier.arena.add_user(tier.index)
         self.block_bytes = block_bytes
         self.copy_bytes = block_bytes  # (a hybrid's other groups' copies: sliding blocks here, never states)
+        self.read_copies = read_copies  # reads of a stored block one load makes (``sim.cache.tiers.read_copies``)
+        self._read_bytes = block_bytes * read_copies
         self.inclusive = inclusive
         self.policies = hooks if hooks is not None else [t.hooks for t in tiers]
         self.residents: list[set[int]] = [t.resident_set for t in tiers]  # shared with other caches of a tier
@@ -82,7 +84,7 @@ class HookedMultiTierCache:
             return 0
         if level > 0:
             if read:
-                self._counters(level)[BYTES_READ] += self.block_bytes
+                self._counters(level)[BYTES_READ] += self._read_bytes
             if self._move_up(level, key, now):  # (declined above: it stays where it was, nothing moved)
                 self._counters(level)[PROMOTIONS] += 1
             return level
@@ -203,7 +205,7 @@ class HookedMultiTierCache:
             self.last_pos[key] = now
         if self._move_up(level, key, now):  # (declined above: nothing moved, nothing read ahead)
             self._counters(level)[PREFETCHES] += 1
-            self._counters(level)[BYTES_READ] += self.block_bytes
+            self._counters(level)[BYTES_READ] += self._read_bytes
 
     # ------------------------------------------------------------------ replays
 
@@ -233,7 +235,7 @@ class HookedMultiTierCache:
                     hit_tier[lo + j] = level
                     self._counters(level)[HITS] += 1
                     if level > 0:  # served from a lower tier: read there, once (the touches below read nothing)
-                        self._counters(level)[BYTES_READ] += self.block_bytes
+                        self._counters(level)[BYTES_READ] += self._read_bytes
                 order = range(len(keys) - 1, -1, -1)
             else:
                 order = range(len(keys))

@@ -69,7 +69,8 @@ class MultiTierCache:
     """
 
     def __init__(self, tiers: list[Tier], block_bytes: int, inclusive: bool = False, track_positions: bool = False,
-                 num_blocks: int | None = None, copy_from: int | None = None, copy_bytes: int | None = None):
+                 num_blocks: int | None = None, copy_from: int | None = None, copy_bytes: int | None = None,
+                 read_copies: int = 1):
         if not tiers:
             raise ValueError("a cache needs at least one tier")
         if any(t.arena is not tiers[0].arena for t in tiers):
@@ -79,6 +80,7 @@ class MultiTierCache:
         self.tiers = tiers
         self.block_bytes = block_bytes
         self.copy_bytes = block_bytes if copy_bytes is None else copy_bytes  # (``KVCacheManager.load``)
+        self.read_copies = read_copies  # reads of a stored key one load makes (``sim.cache.tiers.read_copies``)
         self.inclusive = inclusive
         self.arena = tiers[0].arena
         for tier in tiers:
@@ -88,7 +90,7 @@ class MultiTierCache:
         self._num_blocks = min(bounds) if bounds else None
         last_pos = self.arena.last_positions(num_blocks) if track_positions else _EMPTY
         self.view = CacheView(np.array([t.index for t in tiers], dtype=np.int64), inclusive, block_bytes, last_pos,
-                              _NO_COPIES if copy_from is None else copy_from, self.copy_bytes)
+                              _NO_COPIES if copy_from is None else copy_from, self.copy_bytes, read_copies)
         self._lower = self.view._replace(tiers=np.ascontiguousarray(self.view.tiers[1:]))  # ``lower_level``
         self._previous: np.ndarray | None = None  # session prefetch: each session's last request
         # the top tier's capacity as ``resize_top`` last left it with nothing to demote, until a use may admit to it
@@ -253,13 +255,16 @@ def held_mask(keys: np.ndarray, held: Container[int]) -> np.ndarray:
 
 
 def build_cache(tiers: list[Tier], block_bytes: int, inclusive: bool = False, track_positions: bool = False,
-                num_blocks: int | None = None, copy_from: int | None = None, copy_bytes: int | None = None):
+                num_blocks: int | None = None, copy_from: int | None = None, copy_bytes: int | None = None,
+                read_copies: int = 1):
     """A ``MultiTierCache`` when every tier's policy has a compiled kernel, else the generic path (whose policies,
-    ranking blocks by their next use, never serve a Gated DeltaNet hybrid's states: ``copy_from`` is refused)."""
+    ranking blocks by their next use, never serve a Gated DeltaNet hybrid's states: ``copy_from`` is refused).
+    ``block_bytes``: a block as a lower tier stores and writes it; a load reads it ``read_copies`` times."""
     if all(t.compiled for t in tiers):
-        return MultiTierCache(tiers, block_bytes, inclusive, track_positions, num_blocks, copy_from, copy_bytes)
+        return MultiTierCache(tiers, block_bytes, inclusive, track_positions, num_blocks, copy_from, copy_bytes,
+                              read_copies)
     if copy_from is not None:
         raise ValueError("the generic cache path counts every key as a block: states need a compiled policy")
     from sim.cache.hooked import HookedMultiTierCache
 
-    return HookedMultiTierCache(tiers, block_bytes, inclusive, track_positions)
+    return HookedMultiTierCache(tiers, block_bytes, inclusive, track_positions, read_copies=read_copies)

@@ -18,7 +18,7 @@ from sim.cache.access import (
 from sim.cache.arena import TierArena
 from sim.cache.multitier import CachePlugins, MultiTierCache, build_cache
 from sim.cache.policies import POLICIES, policy_class
-from sim.cache.tiers import TIER_NAMES, build_tiers, stored_block_bytes
+from sim.cache.tiers import TIER_NAMES, build_tiers, read_copies, stored_block_bytes
 from sim.config import Config
 from sim.errors import ConfigError, UnreadSetting
 from sim.report.document import RunResult
@@ -125,7 +125,8 @@ def replay(trace: Trace, config: Config, policy: str, semantics: str, capacity_b
                         arena=arena)
     clairvoyant = any(POLICIES[t.policy].needs_future or POLICIES[t.policy].needs_predictions for t in tiers)
     cache = build_cache(tiers, stored_block_bytes(config), inclusive=config.cache.inclusion == "inclusive",
-                        track_positions=clairvoyant and len(tiers) > 1, num_blocks=num_blocks)
+                        track_positions=clairvoyant and len(tiers) > 1, num_blocks=num_blocks,
+                        read_copies=read_copies(config))  # (a hit is loaded by every TP rank: MLA reads it TP times)
     blocks, offsets = stream.blocks, stream.offsets
     hit_tier = np.full(len(blocks), -1, dtype=np.int8)
     plugins = cache_plugins(config)

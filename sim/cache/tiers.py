@@ -57,8 +57,8 @@ class Tier:
     device_free_at: float = 0.0  # simulated time at which the shared device has served what is queued so far
     written_charged: int = 0  # bytes written whose device time is charged (``charge_writes``)
     write_sink: Callable[[float], None] | None = None  # takes writes' device seconds instead of the queue (cluster)
-    # links one reader reads a block over in parallel: an instance's TP ranks each move their shard of it over their
-    # own link (PCIe), so its read path is lanes x read_bw; a shared device serves every shard (stored_block_bytes)
+    # links one reader reads a block over in parallel: an instance's TP ranks each move their page of it over their
+    # own link (PCIe), so its read path is lanes x read_bw; a shared device serves every page (loaded_block_bytes)
     lanes: int = 1
 
     @property
@@ -208,15 +208,53 @@ def stored_block_bytes(config: Config) -> int:
     own GPU page, vllm-project/vllm@0078e9d2 offloading/worker.py) and LMCache keys a chunk per worker
     (lmcache/v1/token_database.py ``CacheEngineKey(..., world_size, worker_id, ...)``, LMCache/LMCache@00e744e0).
     MLA's latent, the same page on every rank, is stored once: vLLM's ``replicated_layout`` (offloading/config.py
-    @006f89ac: one MLA page a layer, TP only; rank 0 stores, every rank loads that copy) and LMCache's
+    @006f89ac: one MLA page a layer, TP only; one rank stores it, every rank loads it: ``read_copies``) and LMCache's
     ``save_only_first_rank`` (on by default with MLA). A sparse-attention model's page (latent and indexer keys, two
     per layer) fails vLLM's one-page check: every rank's. The capacity of a lower tier in blocks; HBM, one GPU's,
     holds one rank's page per block (``kv_block_bytes``)."""
     page = kv_block_bytes(config)
+    return page if latent_stored_once(config) else page * config.serving.tensor_parallel_size
+
+
+def latent_stored_once(config: Config) -> bool:
+    """Whether a lower tier stores a block's one page for all TP ranks: MLA's latent, the same on every rank (vLLM's
+    ``replicated_layout``; not a sparse-attention page, which fails its one-page check)."""
     model = model_spec(config.model)
-    if model.is_mla and not model.is_sparse_attention:
-        return page
-    return page * config.serving.tensor_parallel_size
+    return model.is_mla and not model.is_sparse_attention
+
+
+def read_copies(config: Config) -> int:
+    """Reads of a block's stored bytes that one load makes: every TP rank loads its own page into its own HBM, so MLA's
+    latent, stored once, is read once per rank (TP times); any other block is stored as every rank's page, each read
+    once (1). Each source's MLA path, per loaded block at TP N:
+
+    - vLLM's OffloadingConnector (CPU tier): one canonical latent a block, written by one rank
+      (vllm/v1/kv_offload/base.py @0105e232 ``CanonicalPageMapping.is_writer``: ``block_id % num_writers ==
+      writer_index``, "rotating by block spreads writes across ranks holding identical bytes";
+      offloading/canonical_mapping.py @00e5aa02 ``_layer_mapping``: MLA's ``num_writers = tp_size // dcp_size``),
+      loaded by every rank ("runs cover the full local page in both directions"; cpu/shared_offload_region.py
+      ``create_next_canonical_view``: every worker gets the identical byte ranges): N latents read out of host
+      memory, each over its rank's PCIe link;
+    - vLLM's MooncakeStoreConnector (a store shared across nodes): PUTs striped over the ranks holding identical bytes
+      (mooncake/store/worker.py @003df296 ``KVCacheStoreSendingThread``: ``put_step``, "e.g., MLA"), and every
+      rank's ``KVCacheStoreRecvingThread`` GETs every key into its own buffers (``batch_get_into_multi_buffers``, the
+      list rotated by ``tp_rank``): N reads;
+    - SGLang HiCache: MLA written to L3 by TP 0 alone (managers/cache_controller.py @001067ff ``backup_skip =
+      is_mla_model and tp_rank != 0``), prefetched by every rank's controller into its own host pool
+      (``_page_transfer``, no MLA case): N reads;
+    - LMCache (``save_only_first_rank``, its MLA default): rank 0 retrieves and broadcasts over the TP group
+      (lmcache/v1/cache_engine.py @000620e3 ``retrieve``: ``_is_passive`` ranks skip ``_process_tokens_internal``;
+      ``_broadcast_or_receive_memory_objs``): 1 read, then an NVLink broadcast kvsim does not model.
+
+    kvsim follows vLLM's own connectors, as its lower tiers' capacity does (``stored_block_bytes``)."""
+    return config.serving.tensor_parallel_size if latent_stored_once(config) else 1
+
+
+def loaded_block_bytes(config: Config) -> int:
+    """Bytes a lower tier reads for one block a load of ``config``'s instances serves, and that cross the links to its
+    ranks: ``stored_block_bytes`` x ``read_copies``, i.e. every rank's page (a TP-N MLA load reads the one latent N
+    times, over N links)."""
+    return stored_block_bytes(config) * read_copies(config)
 
 
 def stored_copy_bytes(config: Config) -> int:
@@ -235,9 +273,10 @@ def stored_copy_bytes(config: Config) -> int:
 
 def read_lanes(config: Config) -> int:
     """Links an instance reads a lower-tier block over in parallel: one per rank, each fetching its own page over its
-    own link (PCIe), so a load takes a page's bytes / one link's bandwidth (MLA: the one latent, which every rank
-    reads at once; a Gated DeltaNet state: each rank its share, as ``stored_copy_bytes`` holds every rank's)."""
-    return max(1, stored_block_bytes(config) // kv_block_bytes(config))
+    own link (PCIe), so a load takes a page's bytes / one link's bandwidth (MLA: each rank its own read of the one
+    latent, ``read_copies``; a Gated DeltaNet state: each rank its share, as ``stored_copy_bytes`` holds every
+    rank's)."""
+    return config.serving.tensor_parallel_size
 
 
 def lower_tier_blocks(capacity_gib: float, config: Config) -> int:

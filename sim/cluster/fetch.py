@@ -16,7 +16,8 @@ once, by where its cheapest copy is:
 
 and loaded over the links it crosses (the source tier, which is a link too, the source node's
 NIC, the rack uplinks, the destination node's NIC, the GPU's PCIe; ``sim.cluster.links``), all
-with max-min sharing, each source's blocks and copies in one transfer (a state crosses unpadded: ``copy_bytes``).
+with max-min sharing, each source's blocks and copies in one transfer (a state crosses unpadded: ``copy_bytes``; MLA's
+latent, stored once, is read and sent once per rank of the instance: ``load_bytes``).
 Loaded blocks enter the instance's HBM (a copy: remote holders keep
 theirs). The hits are the blocks the scheduler serves the request at admission (as on a single
 node), each in the class the fetch gave it (a block cached there since, where it is then); every
@@ -45,6 +46,7 @@ from sim.serving.align_state_manager import state_key_offsets
 from sim.serving.instance import Instance, Job
 from sim.serving.kv_cache_manager import PrefixMatch, prefix_hit, usable_prefix_blocks
 from sim.serving.network import Link
+from sim.serving.scheduler import PREFILL, UNIFIED
 
 HBM, DRAM, SSD, EIC = range(4)  # tier kinds, as TIER_NAMES
 LOCATIONS = ("instance", "node", "rack", "cross_rack")
@@ -66,6 +68,10 @@ class PrefixFetch:
     def _init_fetch(self) -> None:
         """The fetch's own settings and counters (``ClusterRun._build``)."""
         self.copy_bytes = stored_copy_bytes(self.store_config)
+        # what a fetch of one block (one copy) reads out of its source and sends to the front instance's ranks: the
+        # stored bytes once per rank reading them (MLA's latent: every rank its own copy, ``read_copies``)
+        copies = self.shapes[PREFILL if self._pd else UNIFIED].read_copies  # (fetches serve the front instances)
+        self.load_bytes, self.copy_load_bytes = self.stored_bytes * copies, self.copy_bytes * copies
         self.moved_bytes = dict.fromkeys(("node", "rack", "cross_rack"), 0)  # fetched bytes by links crossed
         # a Gated DeltaNet hybrid's state keys of a block (the instances' AlignStateKVCacheManager.offsets)
         self._state_offsets = (state_key_offsets(self.states.state_groups, self.num_blocks)
@@ -118,7 +124,7 @@ class PrefixFetch:
         first listed) and its seconds per key of ``nbytes`` (default a block's; inf: only other instances' HBM hold
         it)."""
         unique = np.unique(tiers)
-        nbytes = self.stored_bytes if nbytes is None else nbytes
+        nbytes = self.load_bytes if nbytes is None else nbytes
         cost = np.array([self._path_seconds(int(t), inst_id, nbytes) for t in unique])
         ranked = cost[np.searchsorted(unique, tiers)]
         best_cost = np.minimum.reduceat(ranked, offsets[:-1])
@@ -146,9 +152,9 @@ class PrefixFetch:
             # one transfer per source tier, as ``_fetch`` sends them: a path's latency counts once, not per block
             moved: dict[int, int] = {}
             for t, count in zip(*np.unique(best[:reachable], return_counts=True), strict=True):
-                moved[int(t)] = int(count) * self.stored_bytes
+                moved[int(t)] = int(count) * self.load_bytes
             for t in state_tiers:
-                moved[t] = moved.get(t, 0) + self.copy_bytes
+                moved[t] = moved.get(t, 0) + self.copy_load_bytes
             for t, nbytes in moved.items():
                 fetch_s += self._path_seconds(t, inst_id, nbytes)
         compute = max(1, prompt_tokens - reachable * self.serving.block_size)  # the last token is always computed
@@ -164,7 +170,7 @@ class PrefixFetch:
             found, offsets, tiers = self.holders(state_keys, wanted)
             if found < len(state_keys):
                 continue
-            cost, best = self._cheapest_holders(offsets, tiers, inst_id, self.copy_bytes)
+            cost, best = self._cheapest_holders(offsets, tiers, inst_id, self.copy_load_bytes)
             if np.isfinite(cost).all():
                 return i + 1, best.tolist()
         return 0, []
@@ -218,8 +224,8 @@ class PrefixFetch:
         for level, count in zip(*np.unique(levels, return_counts=True), strict=True):
             if level > 0:
                 tier = inst.kv.cache.tiers[int(level)]
-                _add(sources, tier.index, int(count), int(count) * self.stored_bytes)
-                tier.count_read(int(count) * self.stored_bytes)  # fetched up before admission: read here, not at load
+                _add(sources, tier.index, int(count), int(count) * self.load_bytes)
+                tier.count_read(int(count) * self.load_bytes)  # fetched up before admission: read here, not at load
         hits = n_local
         remote_keys = _EMPTY
         if found:
@@ -229,9 +235,9 @@ class PrefixFetch:
             for k, (t, count) in enumerate(zip(holders.tolist(), counts.tolist(), strict=True)):
                 kind, t_rack, t_node, _ = self._place[t]
                 cells[k] = kind * len(LOCATIONS) + self._scope(kind, t_rack, t_node, inst.index)
-                _add(sources, t, count, count * self.stored_bytes)
+                _add(sources, t, count, count * self.load_bytes)
                 # read out of that copy, which keeps the blocks (a local copy counts when promoted)
-                self.arena.count_read(t, count * self.stored_bytes)
+                self.arena.count_read(t, count * self.load_bytes)
             codes.append(cells[which.reshape(-1)])
             hits += found
             remote_keys = keys[n_local:n_local + found]
@@ -282,7 +288,7 @@ class PrefixFetch:
         each read from its instance's lower tier, else from the cheapest shared tier holding it (counted in
         ``sources``); returns their keys."""
         local, remote = [], []
-        nbytes = self.copy_bytes
+        nbytes = self.copy_load_bytes
         for key in keys:
             level = inst.kv.find(key)
             if level > 0:

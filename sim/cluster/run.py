@@ -96,8 +96,9 @@ class ClusterRun(PrefixFetch, ServingRun):
         uplink_gbps = config.cluster.uplink_gbps or (
             topo.nodes_per_rack * config.network.bandwidth_gbps / config.cluster.oversubscription)
         self.uplink_model = AnalyticNetwork(uplink_gbps * 1e9 / 8, config.cluster.uplink_latency_us * 1e-6)
-        # an instance's GPUs each have their PCIe link: a block's distinct shards cross them side by side (each
-        # role's instances over their own lanes: sim.serving.roles); a lower tier's bandwidth shares are of a front
+        # an instance's GPUs each have their PCIe link: its ranks' pages of a block (MLA: each rank's copy of the
+        # latent) cross them side by side (each role's instances over their own lanes, one a rank:
+        # sim.serving.roles); a lower tier's bandwidth shares are of a front
         # instance's lanes, as single-node PD's (``ServingRun._lower_tiers``)
         self.lanes = self.shapes[PREFILL if self._pd else UNIFIED].lanes
         self.pcie_models = {role: AnalyticNetwork(config.hardware.pcie_gbps * 1e9 * shape.lanes)

@@ -47,6 +47,7 @@ class TieredCache(Protocol):
     tiers: Sequence[TierView]
     block_bytes: int
     copy_bytes: int  # a hybrid's other groups' copy in a lower tier: a sliding block's, a state's (unpadded)
+    read_copies: int  # reads of a stored block or copy one load makes (MLA's latent: one per rank)
 
     def lookup_prefix(self, keys: Sequence[int], held: Container[int] = ()) -> np.ndarray: ...
 
@@ -232,13 +233,16 @@ class KVCacheManager:
         another (top first); a shared device's time is reserved, so call it once the job is admitted.
         The one place a served block's read is counted (``tiers.<tier>.bytes_read``): taking the blocks
         (``allocate``) reads nothing, so a lower-tier block the request is not served (a partial last
-        block, one past the served prefix) is computed, not read."""
+        block, one past the served prefix) is computed, not read. Each rank reads its own page over its own lane:
+        a block's stored bytes ``read_copies`` times (MLA's one latent, once per rank)."""
         seconds = 0.0
         if not match.to_load and not match.copies_to_load:
             return seconds
-        tiers, block_bytes, copy_bytes = self.cache.tiers, self.cache.block_bytes, self.cache.copy_bytes
+        cache = self.cache
+        tiers, block_bytes, copy_bytes = cache.tiers, cache.block_bytes, cache.copy_bytes
         for level in sorted({*match.to_load, *match.copies_to_load}):
-            nbytes = match.to_load.get(level, 0) * block_bytes + match.copies_to_load.get(level, 0) * copy_bytes
+            nbytes = (match.to_load.get(level, 0) * block_bytes
+                      + match.copies_to_load.get(level, 0) * copy_bytes) * cache.read_copies
             tiers[level].count_read(nbytes)
             seconds += tiers[level].reserve_read(nbytes, start + seconds, self.read_lanes)
         return seconds

@@ -12,7 +12,7 @@ past their count included) and the lanes a lower tier is read over. The same fun
 A lower tier (DRAM, SSD, EIC) holds a block as ``stored_block_bytes``: every rank's page (MLA's latent once), as the
 front role's instances (prefill in PD) store it, so the roles share those tiers at one block size, which depends on
 TP only past the KV-head count (a replicated head is stored once per rank holding it); each role reads them over
-its own lanes (its ranks' pages side by side).
+its own lanes (its ranks' pages side by side; MLA's one latent once per rank: ``read_copies``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sim.cache.tiers import hbm_capacity_blocks, kv_block_bytes, read_lanes
+from sim.cache.tiers import hbm_capacity_blocks, kv_block_bytes, read_copies, read_lanes
 from sim.config import Config, ServingConfig
 from sim.config_rules import SERVING_TP, pd_tensor_parallel
 from sim.errors import ConfigError
@@ -81,7 +81,8 @@ class RoleShape:
     usable_blocks: int  # less its null block
     compute: ComputeModel
     block_bytes: int  # one rank's shard of a block (HBM, what a decode rank receives)
-    lanes: int  # links a lower-tier block is read over side by side (one per distinct shard)
+    lanes: int  # links a lower-tier block is read over side by side (one per rank)
+    read_copies: int  # reads of a lower tier's stored block one load makes (MLA's latent: one per rank)
 
     @property
     def tensor_parallel_size(self) -> int:
@@ -112,7 +113,7 @@ def role_shape(config: Config, key: str = SERVING_TP, role: str = UNIFIED) -> Ro
     """The shape of ``config``'s instances (a role's, whose TP ``key`` set)."""
     with _named(config, key, role):
         return RoleShape(config, resolved_serving(config), hbm_capacity_blocks(config), usable_kv_blocks(config),
-                         compute_model(config), kv_block_bytes(config), read_lanes(config))
+                         compute_model(config), kv_block_bytes(config), read_lanes(config), read_copies(config))
 
 
 def check_roles(config: Config, pd: bool, compute: bool = True, capacity: bool = True) -> None:

@@ -196,12 +196,13 @@ class ServingRun:
                             inclusive=self.config.cache.inclusion == "inclusive",
                             track_positions=self._next_use is not None or self._predicted is not None,
                             num_blocks=self.num_blocks, copy_from=self.num_blocks if states else None,
-                            copy_bytes=stored_copy_bytes(self.store_config) if states else None)
+                            copy_bytes=stored_copy_bytes(self.store_config) if states else None,
+                            read_copies=shape.read_copies)
         inst = Instance(index, role, self.engine, shape.serving, shape.usable_blocks, cache, shape.compute, self.table,
                         self.itl, on_prefill_done=self._prefill_done, on_finish=self._finished,
                         prefix_caching=self.prefix_caching, shared_blocks=self.shared_blocks,
                         kv_manager=self._kv_manager())
-        inst.kv.read_lanes = shape.lanes  # its ranks read a lower-tier block's shards side by side
+        inst.kv.read_lanes = shape.lanes  # its ranks read a lower-tier block's pages side by side
         inst.work.index_topk = model_spec(self.config.model).index_topk  # (sparse attention: utilization's bound)
         dp = self.config.serving.data_parallel_size
         if dp > 1:
