@@ -35,7 +35,9 @@ from a definition in ../shared/DESIGN.md (Contract: report JSON) or README.md, c
   semantics: ``plain`` reads each block where its lookup finds it; ``prefix`` (vLLM) reads each hit of a request's
   cached prefix out of the tier its lookup found it in, once, and nothing past the first miss (recomputed), whatever
   the request's own touches move afterwards; ``tier_hit_ratio.<t> = tiers.<t>.hits / accesses``;
-- timeseries: arrivals and completions each sum to the completed requests.
+- timeseries: arrivals and completions each sum to the completed requests;
+- ``--seeds`` intervals (``metrics_ci95``, README Confidence): each holds its metric's mean, none reaches below 0,
+  and a fraction of a whole's (hit ratios, ``slo_attainment``, busy and KV-usage fractions) none above 1.
 Optional arguments add what the report alone cannot know (the workload's arrival span and token totals).
 """
 
@@ -333,6 +335,38 @@ def check_report(report: dict[str, Any], **expect: Any) -> list[str]:
             # completed / makespan) need not equal the mean ratios; ranges, orderings and finiteness still hold
             expect = {**expect, "means": True}
         bad.extend(f"{run['name']}: {v}" for v in check_run(run["metrics"], trace, report["mode"], **expect))
+        if "metrics_ci95" in run:
+            bad.extend(f"{run['name']}: {v}" for v in check_intervals(run["metrics"], run["metrics_ci95"]))
+    return bad
+
+
+FRACTIONS = ("hit_ratio", "token_hit_ratio", "slo_attainment", "busy_fraction", "busy_fraction_mean",
+             "busy_fraction_while_busy", "kv_usage", "kv_usage_mean", "kv_usage_peak", "kv_usage_max")
+
+
+def check_intervals(metrics: dict[str, Any], ci: dict[str, list[float]]) -> list[str]:
+    """``--seeds N`` intervals (README Confidence): each holds its metric's mean (the mean of the seeds), is not below
+    0 (no metric kvsim reports can be negative) and, for a fraction of a whole (hit ratios, ``slo_attainment``, busy
+    and KV-usage fractions, wherever in the report they are: a ``--max-rate`` bracket's too; a rack's EIC occupancy),
+    not above 1."""
+    bad = []
+    for name, (lo, hi) in ci.items():
+        value: Any = metrics
+        for part in name.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            bad.append(f"metrics_ci95.{name} has no number in metrics ({value!r})")
+            continue
+        if not lo - 1e-12 * abs(lo) <= value <= hi + 1e-12 * abs(hi):
+            bad.append(f"metrics_ci95.{name} [{lo}, {hi}] does not hold its mean {value}")
+        if lo < 0:
+            bad.append(f"metrics_ci95.{name} [{lo}, {hi}] reaches below 0")
+        parts = name.split(".")
+        fraction = parts[-1] in FRACTIONS or (len(parts) > 1 and (
+            parts[-2] in ("tier_hit_ratio", "location_hit_ratio", "rack_hit_ratio")
+            or (parts[-2] == "eic_occupancy" and parts[-1] in ("mean", "max"))))
+        if fraction and hi > 1 + 1e-12:
+            bad.append(f"metrics_ci95.{name} [{lo}, {hi}] reaches above 1 (a fraction of a whole)")
     return bad
 
 
