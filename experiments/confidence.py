@@ -97,8 +97,12 @@ def _mean_tree(trees: list[Any], path: str, ci: dict[str, list[float]]) -> Any:
         out = {}
         for key, value in first.items():
             same = [t.get(key) if isinstance(t, dict) else None for t in trees]
-            out[key] = _mean_tree([value] + same[1:], f"{path}{key}.", ci) if isinstance(value, dict) else \
-                _mean_leaf(same, f"{path}{key}", ci)
+            if isinstance(value, dict) and any(s is None for s in same[1:]):
+                out[key] = None  # a part some seeds could not give (a --max-rate bracket): undefined, as a leaf is
+            elif isinstance(value, dict):
+                out[key] = _mean_tree([value] + same[1:], f"{path}{key}.", ci)
+            else:
+                out[key] = _mean_leaf(same, f"{path}{key}", ci)
         return out
     return first
 

@@ -143,6 +143,19 @@ def test_a_metric_undefined_in_one_seed_is_undefined_whatever_the_seeds_order(un
     assert aggregate(infinite).metrics["share"] == aggregate(infinite[::-1]).metrics["share"] == math.inf
 
 
+def test_a_bracket_one_seed_did_not_find_is_undefined_whatever_the_seeds_order():
+    """--max-rate --seeds 3 where seed 2 met no rate (its search's meets bracket None): the mean bracket is undefined,
+    null as a whole, as when the first seed is the one without it. Before, a later seed without it gave the first
+    seed's shape with every leaf null (a bracket of no rate at no attainment)."""
+    bracket = {"rate_scale": 0.5, "slo_attainment": 0.95, "ttft_s": {"mean": 0.2}}
+    runs = [RunResult(name="lru", metrics={"max_rate_search": {"meets": m, "fails": {"rate_scale": 1.0}}})
+            for m in (bracket, bracket, None)]
+    for order in (runs, runs[::-1]):
+        search = aggregate(order).metrics["max_rate_search"]
+        assert search["meets"] is None, search
+        assert search["fails"] == {"rate_scale": 1.0}
+
+
 def test_an_override_the_seeds_ran_at_different_values_of_is_their_mean():
     # --max-rate --seeds: each seed's search ends at its own rate scale, which its run's overrides carry; over the seeds
     # the run's override is the mean, the scale the mean max_rate_scale reports (was the first seed's: 2 beside 3)
