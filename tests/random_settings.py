@@ -1,14 +1,15 @@
 """A test helper (not a product feature): random valid command lines across every mode, shared by
-tests/test_random_combinations.py (hypothesis draws, a small CI budget) and tools/random_runs.py (a seeded hunt of
-many draws). One generator, two sources of choices (``Chooser``): hypothesis's ``draw`` or a numpy Generator, so a
-finding of either is the same command line.
+tests/test_random_combinations.py (a few seeded draws, the CI budget) and tools/random_runs.py (a seeded hunt of many
+draws). A draw's choices come from a numpy Generator seeded with (seed, index), so a finding of either is one command
+line that ``python tools/random_runs.py --seed S --only I`` draws again.
 
 ``draw_argv(chooser, hunt=...)`` returns the argv of one tiny run (``--preset smoke``, at most 60 requests);
 ``judge(status, err, report, argv)`` returns what is wrong with its outcome (None when it is an accepted one): exit 0
 with a report that passes tests/report_invariants.py, or exit 2 with one line naming a key, flag or file (README:
-exit status). ``hunt=True`` adds what costs too much for CI: per-tier policies (each new combination compiles its
-kernels, ~40 s, README Policy study), the learned policy (a model trained once per machine), and more draws of
-``--max-rate`` and ``--seeds``.
+exit status). Settings that are refused by key are drawn rarely (a refusal is cheap and says little). ``hunt=True``
+adds what costs too much for CI: per-tier policies (each new combination compiles its kernels once, ~40 s, README
+Policy study), the learned policy (a model trained once per machine), and more draws of ``--max-rate`` and
+``--seeds``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ T = TypeVar("T")
 
 
 class Chooser(Protocol):
-    """The choices a draw makes; each implementation is deterministic given its seed."""
+    """The choices a draw makes (deterministic given its seed)."""
 
     def pick(self, options: Sequence[T]) -> T: ...
 
@@ -40,7 +41,7 @@ class Chooser(Protocol):
 
 
 class RngChooser:
-    """Choices from a seeded numpy Generator (tools/random_runs.py)."""
+    """Choices from a seeded numpy Generator."""
 
     def __init__(self, rng) -> None:
         self.rng = rng
@@ -57,27 +58,6 @@ class RngChooser:
     def subset(self, options, lo: int, hi: int):
         n = self.integer(lo, min(hi, len(options)))
         return [options[i] for i in self.rng.permutation(len(options))[:n]]
-
-
-class DrawChooser:
-    """Choices from hypothesis's ``draw`` (tests/test_random_combinations.py): shrinkable, derandomized in CI."""
-
-    def __init__(self, draw) -> None:
-        from hypothesis import strategies as st
-
-        self.draw, self.st = draw, st
-
-    def pick(self, options):
-        return self.draw(self.st.sampled_from(list(options)))
-
-    def maybe(self, p: float) -> bool:
-        return self.draw(self.st.floats(0, 1)) < p
-
-    def integer(self, lo: int, hi: int) -> int:
-        return self.draw(self.st.integers(lo, hi))
-
-    def subset(self, options, lo: int, hi: int):
-        return self.draw(self.st.lists(self.st.sampled_from(list(options)), min_size=lo, max_size=hi, unique=True))
 
 
 SHARED_DATA_TRACES = Path(os.environ.get("KVSIM_SHARED_DATA", ROOT.parent / "shared" / "data")) / "traces"  # conftest's
@@ -183,7 +163,7 @@ def draw_argv(c: Chooser, *, hunt: bool = False) -> list[str]:
                  f"workload.synthetic.input_tokens_mean={c.pick([16, 200, 1024])}",
                  f"workload.synthetic.output_tokens_mean={c.pick([1, 8, 100])}",
                  f"workload.synthetic.rate_rps={c.pick([0.5, 5, 500])}"]
-        if hunt and c.maybe(0.2):
+        if c.maybe(0.2):
             sets.append(f"workload.synthetic.start={c.pick(['steady', 'empty'])}")
     if mode in ("single", "pd", "cluster", "cluster-pd", "cache-only"):
         policies = c.subset(POLICIES, 1, 2)
@@ -193,13 +173,13 @@ def draw_argv(c: Chooser, *, hunt: bool = False) -> list[str]:
         argv += ["--policy", ",".join(policies)]
     one_tier = mode == "cache-only" and c.maybe(0.3)  # --capacity-blocks: one tier of that many blocks
     # the tiers' settings, read by every mode but --trace-stats (and refused there: a wider hunt draws them rarely)
-    tiers = not one_tier and (mode != "trace-stats" or c.maybe(0.1 if hunt else 1))
+    tiers = not one_tier and (mode != "trace-stats" or c.maybe(0.1))
     for tier in ("dram", "ssd", "eic"):
         size = None
         if tiers and c.maybe(0.5):
             # tiny: a few blocks (4 MiB: 2 of Llama-3.1-8B's 16-token blocks, none of larger ones: refused by key;
             # 1e-6 GiB holds no block of any model), then room for the workload
-            size = c.pick([0, 0.0625, 0.25, 1, 4] + ([0.004, 0.01, 0.02, 64] + [1e-6] * c.maybe(0.1) if hunt else []))
+            size = c.pick([0, 0.0625, 0.25, 1, 4, 0.004, 0.01, 0.02, 64] + [1e-6] * c.maybe(0.1))
             sets.append(f"cache.tiers.{tier}.capacity_gib={size}")
         if hunt and tiers and size != 0 and (size or tier != "eic") and c.maybe(0.15):  # 0 GiB reads no policy
             sets.append(f"cache.tiers.{tier}.policy={c.pick(TIER_POLICIES)}")
@@ -210,9 +190,9 @@ def draw_argv(c: Chooser, *, hunt: bool = False) -> list[str]:
     if c.maybe(0.25) and not learned:
         sets += [f"workload.range_start={c.pick([0, 0.25, 0.5])}", f"workload.range_end={c.pick([0.75, 1])}"]
     clock = mode not in ("cache-only", "mrc") or learned  # the cache-only replay has no clock (refused; rarely drawn)
-    if c.maybe(0.3 if clock or not hunt else 0.03):
+    if c.maybe(0.3 if clock else 0.03):
         argv += ["--rate-scale", str(c.pick([0.1, 2, 1000]))]
-    if c.maybe(0.2 if clock or not hunt else 0.02):
+    if c.maybe(0.2 if clock else 0.02):
         sets.append(f"workload.arrivals.process={c.pick(['poisson', 'gamma', 'resample'])}")
     if c.maybe(0.15):
         sets.append(f"workload.max_input_tokens={c.pick([1, 100, 600])}")
@@ -230,7 +210,7 @@ def draw_argv(c: Chooser, *, hunt: bool = False) -> list[str]:
     if mode == "mrc" and c.maybe(0.3):
         argv += ["--mrc-sample-rate", str(c.pick([0.1, 0.5]))]
     if serving:
-        _serving(c, mode, argv, sets, hunt)
+        _serving(c, mode, argv, sets)
     # --seeds: refused where the seed draws nothing (a trace at its own arrival times)
     seeded = not trace or any(s.startswith("workload.arrivals.process") for s in sets)
     if mode in ("single", "pd", "cluster", "cluster-pd") and c.maybe((0.25 if hunt else 0.08) if seeded else 0.02):
@@ -244,9 +224,9 @@ def draw_argv(c: Chooser, *, hunt: bool = False) -> list[str]:
     return [a if not a.startswith("model=hf:") else f"model={hf_model(a[len('model=hf:'):])}" for a in argv]
 
 
-def _serving(c: Chooser, mode: str, argv: list[str], sets: list[str], hunt: bool) -> None:
-    """The serving settings of one draw: a calibration profile, or a model on a GPU with its parallelism. The hunt
-    draws the GPU counts to fit one node (a layout that does not is refused by key, so it is drawn rarely)."""
+def _serving(c: Chooser, mode: str, argv: list[str], sets: list[str]) -> None:
+    """The serving settings of one draw: a calibration profile, or a model on a GPU with its parallelism, the GPU
+    counts drawn to fit one node (a layout that does not is refused by key, so it is drawn rarely)."""
     profile = c.pick(CALIBRATION) if c.maybe(0.12) else None
     if profile:
         argv += ["--calibration-profile", str(ROOT / profile)]
@@ -267,13 +247,13 @@ def _serving(c: Chooser, mode: str, argv: list[str], sets: list[str], hunt: bool
                  f"hardware.gpus_per_node={node}"]
         if racks > 1 and c.maybe(0.3):  # refused with one rack: no traffic crosses an uplink
             sets.append(f"cluster.oversubscription={c.pick([1, 16])}")
-    fits = (lambda n: n <= node or c.maybe(0.05)) if hunt else (lambda n: True)  # noqa: E731
+    fits = lambda n: n <= node or c.maybe(0.05)  # noqa: E731
     if c.maybe(0.15):
         sets.append(f"serving.dtype={c.pick(['fp8', 'fp16'])}")
     if c.maybe(0.3):
         sets.append(f"serving.num_gpu_blocks={c.pick([4, 20, 100, 1000])}")
     if c.maybe(0.2):
-        sets.append(f"serving.max_model_len={c.pick([256, 2000, 8192] + ([600, 32768] if hunt else []))}")
+        sets.append(f"serving.max_model_len={c.pick([256, 600, 2000, 8192, 32768])}")
     if c.maybe(0.3):
         sets += [f"serving.max_num_batched_tokens={c.pick([256, 2048])}",
                  f"serving.max_num_seqs={c.pick([1, 4, 256])}"]
@@ -299,7 +279,7 @@ def _serving(c: Chooser, mode: str, argv: list[str], sets: list[str], hunt: bool
             sets.append("serving.language_model_only=true")
         if c.maybe(0.15):
             sets.append("serving.kv_cache_dtype=fp8")
-    if hunt and c.maybe(0.15):
+    if c.maybe(0.15):
         sets.append(c.pick(["serving.enforce_eager=true", "serving.async_scheduling=false", "serving.all_reduce=nccl",
                             "workload.outputs_in_next_turn=false", "serving.scheduler_reserve_full_isl=false"]))
     instances = 1 if profile and "rtx4090" in profile else None  # that profile's node is one GPU
@@ -307,7 +287,7 @@ def _serving(c: Chooser, mode: str, argv: list[str], sets: list[str], hunt: bool
         instances = c.pick([n * dp for n in (1, 2, 4) if fits(n * tp * dp)] or [dp])
         sets.append(f"serving.num_instances={instances}")
     one = mode == "single" and instances == 1
-    if mode in ("single", "cluster") and c.maybe(0.5 if not (hunt and one) else 0.05):  # one instance: refused
+    if mode in ("single", "cluster") and c.maybe(0.5 if not one else 0.05):  # one instance: refused
         argv += ["--router", ",".join(c.subset(ROUTERS, 1, 2))]
     if "pd" in mode:
         ptp = dtp = tp
@@ -322,7 +302,7 @@ def _serving(c: Chooser, mode: str, argv: list[str], sets: list[str], hunt: bool
                     sets.remove(f"serving.tensor_parallel_size={tp}")
             else:
                 ptp = dtp = tp
-        counts = [1, 2, 3] if heavy or hunt else [1, 2]
+        counts = [1, 2, 3]
         # single node: prefill x its TP + decode x its TP GPUs of one node (per rack in cluster mode: any count)
         per_node = mode == "pd"
         # each role's instances form data-parallel groups of D
@@ -332,13 +312,13 @@ def _serving(c: Chooser, mode: str, argv: list[str], sets: list[str], hunt: bool
                  f"pd.transfer={c.pick(['push', 'pull'] if gdn and c.maybe(0.9) else ['push', 'pull', 'layerwise'])}"]
         if c.maybe(0.3):
             sets.append(f"network.bandwidth_gbps={c.pick([1, 100, 1e6])}")
-        if hunt and c.maybe(0.1):
+        if c.maybe(0.1):
             sets.append("network.lookup=" + str(ROOT / "profiles" / "ns3_tcp_p2p_100gbps_mtu9000.json"))
     if c.maybe(0.3):
         sets += [f"slo.ttft_s={c.pick([0.01, 0.5])}", f"slo.tpot_s={c.pick([0.01, 0.1])}"]
     if c.maybe(0.15):
         sets.append(f"cache.tiers.ssd.shared_read_gbps={c.pick([0.1, 7])}")
-    if c.maybe(0.03 if hunt else 0.1):  # refused beside any cache setting: nothing is cached
+    if c.maybe(0.03):  # refused beside any cache setting: nothing is cached
         sets.append("serving.enable_prefix_caching=false")
 
 
