@@ -57,12 +57,13 @@ def t_critical(df: int) -> float:
 # metrics are latencies and durations between ordered events, rates, counts, sizes and ratios). A metric with a
 # negative sample is kept as computed too, whatever its name.
 SIGNED: tuple[str, ...] = ()
-# Fractions of a whole, at most 1 by their definition (dotted names, fnmatch patterns): hits over accesses (hit_ratio,
-# token_hit_ratio, tier_hit_ratio.<tier>, and the cluster's per-location ones), requests meeting the SLO over requests,
-# busy time over the makespan, KV blocks held over the pool (sim/serving/utilization.py). MFU and MBU are measured
-# against a datasheet peak, not bounded by definition: not clipped.
-AT_MOST_ONE = ("*hit_ratio", "*hit_ratio.*", "slo_attainment", "*.busy_fraction_mean", "*.kv_usage_mean",
-               "*.kv_usage_peak")
+# Fractions of a whole, at most 1 by their definition (dotted names, fnmatch patterns, wherever in the metrics: a
+# --max-rate bracket's too): hits over accesses (hit_ratio, token_hit_ratio, tier_hit_ratio.<tier>, and the cluster's
+# per-location and per-rack ones), requests meeting the SLO over requests, busy time over the makespan, KV blocks held
+# over the pool (sim/serving/utilization.py), a rack's EIC blocks held over its capacity (sim/cluster/run.py). MFU and
+# MBU are measured against a datasheet peak, not bounded by definition: not clipped.
+AT_MOST_ONE = ("*hit_ratio", "*hit_ratio.*", "*slo_attainment", "*.busy_fraction_mean", "*.kv_usage_mean",
+               "*.kv_usage_peak", "*eic_occupancy.mean", "*eic_occupancy.max")
 
 
 def clipped(name: str, values: list[float], bounds: list[float]) -> list[float]:
@@ -96,8 +97,12 @@ def _mean_tree(trees: list[Any], path: str, ci: dict[str, list[float]]) -> Any:
         out = {}
         for key, value in first.items():
             same = [t.get(key) if isinstance(t, dict) else None for t in trees]
-            out[key] = _mean_tree([value] + same[1:], f"{path}{key}.", ci) if isinstance(value, dict) else \
-                _mean_leaf(same, f"{path}{key}", ci)
+            if isinstance(value, dict) and any(s is None for s in same[1:]):
+                out[key] = None  # a part some seeds could not give (a --max-rate bracket): undefined, as a leaf is
+            elif isinstance(value, dict):
+                out[key] = _mean_tree([value] + same[1:], f"{path}{key}.", ci)
+            else:
+                out[key] = _mean_leaf(same, f"{path}{key}", ci)
         return out
     return first
 

@@ -40,7 +40,12 @@ from a definition in ../shared/DESIGN.md (Contract: report JSON) or README.md, c
   semantics: ``plain`` reads each block where its lookup finds it; ``prefix`` (vLLM) reads each hit of a request's
   cached prefix out of the tier its lookup found it in, once, and nothing past the first miss (recomputed), whatever
   the request's own touches move afterwards; ``tier_hit_ratio.<t> = tiers.<t>.hits / accesses``;
-- timeseries: arrivals and completions each sum to the completed requests.
+- timeseries: arrivals and completions each sum to the completed requests;
+- TTFT <= E2E for each request, so for their means, percentiles and maxima;
+- ``--max-rate`` (README Max rate): the answer and its brackets are the highest meeting and lowest failing steps of
+  the search, within its tolerance of each other, at one base rate;
+- ``--seeds`` intervals (``metrics_ci95``, README Confidence): each holds its metric's mean, none reaches below 0,
+  and a fraction of a whole's (hit ratios, ``slo_attainment``, busy and KV-usage fractions) none above 1.
 Optional arguments add what the report alone cannot know (the workload's arrival span and token totals).
 """
 
@@ -224,6 +229,15 @@ def check_run(metrics: dict[str, Any], trace: dict[str, Any] | None, mode: str, 
             bad.append(f"{name} percentiles out of order: {dict(zip(keys, values))}")
         if d.get("max") is not None and d.get("mean") is not None and d["mean"] > d["max"] * (1 + 1e-12):
             bad.append(f"{name}.mean {d['mean']} > max {d['max']}")
+    # each request's first token comes no later than its last (TTFT <= E2E), so every order statistic, and so every
+    # percentile interpolated between the same ranks, and the mean and max keep that order (a mean over seeds too)
+    ttft, e2e = metrics.get("ttft_s") or {}, metrics.get("e2e_s") or {}
+    for k in ("mean", "p50", "p90", "p95", "p99", "max"):
+        if ttft.get(k) is not None and e2e.get(k) is not None and ttft[k] > e2e[k] * (1 + 1e-12) + 1e-15:
+            bad.append(f"ttft_s.{k} {ttft[k]} > e2e_s.{k} {e2e[k]}")
+    search = metrics.get("max_rate_search")
+    if search and not means:
+        bad.extend(_check_search(metrics, search))
     if serving and "ttft_breakdown_s" in metrics and metrics.get("ttft_s", {}).get("mean") is not None:
         parts = metrics["ttft_breakdown_s"]
         for k in BREAKDOWN:
@@ -274,6 +288,38 @@ def check_run(metrics: dict[str, Any], trace: dict[str, Any] | None, mode: str, 
                 bad.append(f"tiers.{name}.bytes_read {t['bytes_read']} != (hits + prefetches) x block_bytes x "
                            f"read_copies {moved * bb * read_copies} ({metrics.get('access_semantics', 'plain')} "
                            "semantics)")
+    return bad
+
+
+def _check_search(metrics: dict[str, Any], search: dict[str, Any]) -> list[str]:
+    """A --max-rate search (README Max rate): the answer is the highest rate scale tried whose share of requests
+    meeting the SLO is at least the target, bracketed by the lowest failing one above it within the tolerance
+    (doubling, then bisecting); re-derived from the search's own steps, [scale, attainment] each."""
+    bad = []
+    target, steps = search["target_attainment"], search["steps"]
+    met = [scale for scale, share in steps if share >= target]
+    failed = [scale for scale, share in steps if share < target]
+    meets, fails = search.get("meets"), search.get("fails")
+    if (meets is None) != (not met) or (meets is not None and meets["rate_scale"] != max(met)):
+        bad.append(f"max_rate_search.meets {meets and meets['rate_scale']} is not the highest meeting step {met}")
+    if (fails is None) != (not failed) or (fails is not None and fails["rate_scale"] != min(failed)):
+        bad.append(f"max_rate_search.fails {fails and fails['rate_scale']} is not the lowest failing step {failed}")
+    if meets is not None:
+        if meets["slo_attainment"] < target:
+            bad.append(f"max_rate_search.meets.slo_attainment {meets['slo_attainment']} < target {target}")
+        if metrics["max_rate_scale"] != meets["rate_scale"] or metrics["slo_attainment"] != meets["slo_attainment"]:
+            bad.append("the reported run is not the meeting bracket's (max_rate_scale, slo_attainment)")
+    if fails is not None and fails["slo_attainment"] >= target:
+        bad.append(f"max_rate_search.fails.slo_attainment {fails['slo_attainment']} >= target {target}")
+    if meets is not None and fails is not None and meets["rate_scale"] < fails["rate_scale"] and \
+            fails["rate_scale"] / meets["rate_scale"] - 1 > search["tolerance"] * (1 + 1e-9):
+        bad.append(f"max_rate_search brackets {meets['rate_scale']}, {fails['rate_scale']} wider than the tolerance")
+    rates = [(b["rate_rps"], b["rate_scale"]) for b in (meets, fails) if b and b.get("rate_rps") is not None]
+    if metrics.get("max_rate_rps") is not None and metrics["max_rate_scale"]:
+        rates.append((metrics["max_rate_rps"], metrics["max_rate_scale"]))
+    bases = [rps / scale for rps, scale in rates if scale]
+    if any(not _close(b, bases[0]) for b in bases):
+        bad.append(f"max_rate_search: rate_rps / rate_scale differ between the brackets and the answer: {rates}")
     return bad
 
 
@@ -352,6 +398,38 @@ def check_report(report: dict[str, Any], **expect: Any) -> list[str]:
             # completed / makespan) need not equal the mean ratios; ranges, orderings and finiteness still hold
             expect = {**expect, "means": True}
         bad.extend(f"{run['name']}: {v}" for v in check_run(run["metrics"], trace, report["mode"], **expect))
+        if "metrics_ci95" in run:
+            bad.extend(f"{run['name']}: {v}" for v in check_intervals(run["metrics"], run["metrics_ci95"]))
+    return bad
+
+
+FRACTIONS = ("hit_ratio", "token_hit_ratio", "slo_attainment", "busy_fraction", "busy_fraction_mean",
+             "busy_fraction_while_busy", "kv_usage", "kv_usage_mean", "kv_usage_peak", "kv_usage_max")
+
+
+def check_intervals(metrics: dict[str, Any], ci: dict[str, list[float]]) -> list[str]:
+    """``--seeds N`` intervals (README Confidence): each holds its metric's mean (the mean of the seeds), is not below
+    0 (no metric kvsim reports can be negative) and, for a fraction of a whole (hit ratios, ``slo_attainment``, busy
+    and KV-usage fractions, wherever in the report they are: a ``--max-rate`` bracket's too; a rack's EIC occupancy),
+    not above 1."""
+    bad = []
+    for name, (lo, hi) in ci.items():
+        value: Any = metrics
+        for part in name.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            bad.append(f"metrics_ci95.{name} has no number in metrics ({value!r})")
+            continue
+        if not lo - 1e-12 * abs(lo) <= value <= hi + 1e-12 * abs(hi):
+            bad.append(f"metrics_ci95.{name} [{lo}, {hi}] does not hold its mean {value}")
+        if lo < 0:
+            bad.append(f"metrics_ci95.{name} [{lo}, {hi}] reaches below 0")
+        parts = name.split(".")
+        fraction = parts[-1] in FRACTIONS or (len(parts) > 1 and (
+            parts[-2] in ("tier_hit_ratio", "location_hit_ratio", "rack_hit_ratio")
+            or (parts[-2] == "eic_occupancy" and parts[-1] in ("mean", "max"))))
+        if fraction and hi > 1 + 1e-12:
+            bad.append(f"metrics_ci95.{name} [{lo}, {hi}] reaches above 1 (a fraction of a whole)")
     return bad
 
 

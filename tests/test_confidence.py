@@ -115,6 +115,18 @@ def test_cluster_pd_seeds_and_max_rate_keep_the_pd_pools(run_cli, tmp_path):
     assert {e["role"] for e in searched["instances"]["each"]} == {"prefill", "decode"}
 
 
+def test_a_fraction_anywhere_in_the_report_is_held_to_one():
+    """README Confidence: a fraction of a whole's upper bound is not above 1 — also a --max-rate bracket's
+    slo_attainment (the brackets' attainments of `--max-rate --seeds 2` reached 1.07) and a rack's EIC occupancy,
+    not only the top-level names. By hand, as above: {1, 1, 0.7} gives [0.9 - 0.4303, 1.3303] -> [0.4697, 1]."""
+    runs = [RunResult("lru", {"max_rate_search": {"meets": {"slo_attainment": r}, "fails": {"slo_attainment": r}},
+                              "cluster": {"eic_occupancy": {"mean": r, "max": r}}}) for r in (1.0, 1.0, 0.7)]
+    ci = aggregate(runs).metrics_ci95
+    for name in ("max_rate_search.meets.slo_attainment", "max_rate_search.fails.slo_attainment",
+                 "cluster.eic_occupancy.mean", "cluster.eic_occupancy.max"):
+        assert ci[name] == pytest.approx([0.9 - 0.4303, 1.0]), name
+
+
 @pytest.mark.parametrize("undefined", [math.nan, None])
 def test_a_metric_undefined_in_one_seed_is_undefined_whatever_the_seeds_order(undefined):
     # one seed's requests all had one output token (no TPOT: NaN), or a search found no rate (None): the mean over the
@@ -129,6 +141,19 @@ def test_a_metric_undefined_in_one_seed_is_undefined_whatever_the_seeds_order(un
         assert result.metrics["hits"] == 3
     infinite = [RunResult(name="lru", metrics={"share": v}) for v in (0.5, math.inf)]
     assert aggregate(infinite).metrics["share"] == aggregate(infinite[::-1]).metrics["share"] == math.inf
+
+
+def test_a_bracket_one_seed_did_not_find_is_undefined_whatever_the_seeds_order():
+    """--max-rate --seeds 3 where seed 2 met no rate (its search's meets bracket None): the mean bracket is undefined,
+    null as a whole, as when the first seed is the one without it. Before, a later seed without it gave the first
+    seed's shape with every leaf null (a bracket of no rate at no attainment)."""
+    bracket = {"rate_scale": 0.5, "slo_attainment": 0.95, "ttft_s": {"mean": 0.2}}
+    runs = [RunResult(name="lru", metrics={"max_rate_search": {"meets": m, "fails": {"rate_scale": 1.0}}})
+            for m in (bracket, bracket, None)]
+    for order in (runs, runs[::-1]):
+        search = aggregate(order).metrics["max_rate_search"]
+        assert search["meets"] is None, search
+        assert search["fails"] == {"rate_scale": 1.0}
 
 
 def test_an_override_the_seeds_ran_at_different_values_of_is_their_mean():

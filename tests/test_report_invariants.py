@@ -144,6 +144,11 @@ def test_the_checker_catches_each_kind_of_inconsistency(run_cli, tmp_path):
             "bytes_read", r["runs"][0]["metrics"]["tiers"]["dram"]["bytes_read"] + 2**20),
         "mfu_busy": lambda r: r["runs"][0]["metrics"]["instances"]["each"][0].__setitem__("mfu_busy", 1.2),
         "mbu_busy": lambda r: r["runs"][0]["metrics"]["instances"]["each"][0].__setitem__("mbu_busy", 1.2),
+        "e2e_s.p50": lambda r: r["runs"][0]["metrics"]["e2e_s"].__setitem__("p50", 0.0),  # below the TTFT's p50
+        # --seeds intervals: one that misses its mean, one of a fraction past 1, one below 0
+        "does not hold": lambda r: r["runs"][0].__setitem__("metrics_ci95", {"hit_ratio": [0.999, 1.0]}),
+        "above 1": lambda r: r["runs"][0].__setitem__("metrics_ci95", {"slo_attainment": [0.0, 1.07]}),
+        "below 0": lambda r: r["runs"][0].__setitem__("metrics_ci95", {"e2e_s.mean": [-0.1, 1e3]}),
     }
     for needle, corrupt in corruptions.items():
         bad = copy.deepcopy(report)
@@ -155,6 +160,27 @@ def test_the_checker_catches_each_kind_of_inconsistency(run_cli, tmp_path):
     profiled["config"]["compute"]["backend"] = "profiled"
     corruptions["mfu_busy"](profiled)
     assert check_report(profiled) == []
+
+
+def test_the_checker_rederives_a_max_rate_search_from_its_steps(run_cli, tmp_path):
+    """README Max rate: the answer is the highest meeting scale tried, bracketed by the lowest failing one within the
+    tolerance; each corruption of a consistent search is reported."""
+    trace = _write(tmp_path, "edge.jsonl", EDGE_ROWS)
+    report = _report(run_cli, tmp_path, "--max-rate", "--workload-trace", trace, sets=("slo.ttft_s=0.2",))
+    search = report["runs"][0]["metrics"]["max_rate_search"]
+    assert search["meets"] and search["fails"] and check_report(report) == []
+    corruptions = {
+        "not the highest meeting step": lambda s: s["steps"].append([s["fails"]["rate_scale"] * 4, 1.0]),
+        "not the lowest failing step": lambda s: s["steps"].append([s["meets"]["rate_scale"] / 4, 0.0]),
+        "wider than the tolerance": lambda s: (s["fails"].__setitem__("rate_scale", s["meets"]["rate_scale"] * 1.5),
+                                               s["steps"].append([s["meets"]["rate_scale"] * 1.5, 0.0])),
+        "< target": lambda s: s["meets"].__setitem__("slo_attainment", s["target_attainment"] - 0.1),
+    }
+    for needle, corrupt in corruptions.items():
+        bad = copy.deepcopy(report)
+        corrupt(bad["runs"][0]["metrics"]["max_rate_search"])
+        found = check_report(bad)
+        assert found and any(needle in v for v in found), (needle, found)
 
 
 def test_a_max_rate_search_that_never_fails_holds_its_invariants(run_cli, tmp_path):

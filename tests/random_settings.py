@@ -1,0 +1,354 @@
+"""A test helper (not a product feature): random valid command lines across every mode, shared by
+tests/test_random_combinations.py (a few seeded draws, the CI budget) and tools/random_runs.py (a seeded hunt of many
+draws). A draw's choices come from a numpy Generator seeded with (seed, index), so a finding of either is one command
+line that ``python tools/random_runs.py --seed S --only I`` draws again.
+
+``draw_argv(chooser, hunt=...)`` returns the argv of one tiny run (``--preset smoke``, at most 60 requests);
+``judge(status, err, report, argv)`` returns what is wrong with its outcome (None when it is an accepted one): exit 0
+with a report that passes tests/report_invariants.py, or exit 2 with one line naming a key, flag or file (README:
+exit status). Settings that are refused by key are drawn rarely (a refusal is cheap and says little). ``hunt=True``
+adds what costs too much for CI: per-tier policies (each new combination compiles its kernels once, ~40 s, README
+Policy study), the learned policy (a model trained once per machine), and more draws of ``--max-rate`` and
+``--seeds``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Protocol, Sequence, TypeVar
+
+ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+
+class Chooser(Protocol):
+    """The choices a draw makes (deterministic given its seed)."""
+
+    def pick(self, options: Sequence[T]) -> T: ...
+
+    def maybe(self, p: float) -> bool: ...
+
+    def integer(self, lo: int, hi: int) -> int: ...
+
+    def subset(self, options: Sequence[T], lo: int, hi: int) -> list[T]: ...
+
+
+class RngChooser:
+    """Choices from a seeded numpy Generator."""
+
+    def __init__(self, rng) -> None:
+        self.rng = rng
+
+    def pick(self, options):
+        return options[int(self.rng.integers(len(options)))]
+
+    def maybe(self, p: float) -> bool:
+        return bool(self.rng.random() < p)
+
+    def integer(self, lo: int, hi: int) -> int:
+        return int(self.rng.integers(lo, hi + 1))
+
+    def subset(self, options, lo: int, hi: int):
+        n = self.integer(lo, min(hi, len(options)))
+        return [options[i] for i in self.rng.permutation(len(options))[:n]]
+
+
+SHARED_DATA_TRACES = Path(os.environ.get("KVSIM_SHARED_DATA", ROOT.parent / "shared" / "data")) / "traces"  # conftest's
+BUNDLED_AZURE = ROOT / "trace" / "data" / "azure_conv_2023.csv"
+MOONCAKE = SHARED_DATA_TRACES / "mooncake_conversation.jsonl"
+TRACES = [str(BUNDLED_AZURE)] + [str(SHARED_DATA_TRACES / name) for name in (
+    "mooncake_conversation.jsonl", "splitwise_test_trace.csv", "llmservingsim_sharegpt_llama31_8b_300.jsonl")] + [
+    str(ROOT / "tests" / "samples" / name) for name in (  # published variants: sessions, chat chains, 2024 Azure
+        "azure_llm_2024_1week.csv", "bailian_qwen_blksz_16.jsonl", "burstgpt_3.csv", "mooncake_arxiv.jsonl")]
+POLICIES = ["lru", "fifo", "lfu", "arc", "s3fifo", "sieve", "belady"]
+# per-tier policies (hunt only): a few, so each combination's one-time compile is amortised over many draws
+TIER_POLICIES = ["lru", "arc", "s3fifo", "belady"]
+ROUTERS = ["round-robin", "least-loaded", "session-affinity", "prefix-aware", "precise-prefix"]
+MODES = {"single": [], "pd": ["--pd"], "cluster": ["--cluster"], "cluster-pd": ["--cluster", "--pd"],
+         "cache-only": ["--cache-only"], "mrc": ["--mrc"], "trace-stats": ["--trace-stats"]}
+LIGHT_MOE = ("qwen3-30b-a3b", "mixtral-8x7b", "deepseek-v2-lite")
+LIGHT = ["llama-3.1-8b"] * 3 + ["qwen2-7b", "llama-2-7b", "llama-3.3-70b", "llama-3.2-3b", "qwen2.5-7b", *LIGHT_MOE]
+# the heavier parts that found bugs before (profiles/models.yaml names; "hf:" a published config.json written out)
+GDN = ("qwen3-next-80b-a3b", "hf:qwen3.5-9b")  # Gated DeltaNet hybrids (tests/linear_attention_configs.py)
+SLIDING = ("gemma-2-9b", "gemma-2-27b", "gemma-3-4b", "gemma-3-12b", "gemma-3-27b", "hf:gemma-3-1b",
+           "gpt-oss-20b", "gpt-oss-120b")  # sliding-window hybrids (tests/hybrid_configs.py)
+MLA = ("deepseek-v2-lite", "deepseek-v2", "deepseek-v3", "kimi-k2")
+OTHER_MOE = ("glm-4.5-air", "glm-4.5", "minimax-m2", "qwen1.5-moe-a2.7b", "phi-mini-moe")  # glm_minimax_configs.py
+HEAVY = [*GDN, *GDN, *SLIDING, *MLA, *OTHER_MOE, "qwen3-32b", "mixtral-8x7b", "qwen3-30b-a3b"]
+MOE = {*LIGHT_MOE, "qwen3-next-80b-a3b", "gpt-oss-20b", "gpt-oss-120b", *MLA, *OTHER_MOE}
+HUGE = {"deepseek-v3", "kimi-k2", "glm-4.5", "minimax-m2", "gpt-oss-120b", "deepseek-v2", "qwen3-next-80b-a3b"}
+GPUS = ["h100-sxm", "h200", "a100-80gb", "rtx4090", "a40", "h100-pcie", "h100-nvl", "a100-40gb", "l40s", "l4", "b200",
+        "spec"]  # spec: a GPU spec file (README Configuration: hardware.gpu), drawn by gpu_spec_file
+CALIBRATION = ["profiles/rtx4090_llama31_8b_vllm.yaml", "profiles/rtx5090_llama3_8b_pd_study.yaml",
+               "profiles/splitwise_a100_eager.yaml", "profiles/vidur_a100_llama3_8b.yaml"]
+WORK = Path(tempfile.gettempdir()) / "kvsim-random"
+
+
+def _written(name: str, text: str, suffix: str) -> str:
+    """A file under WORK named by its text: a draw is reproducible from its argv, and an edited file never reuses a
+    path a cache keyed by path holds."""
+    WORK.mkdir(exist_ok=True)
+    path = WORK / f"{name}-{hashlib.sha1(text.encode()).hexdigest()[:10]}{suffix}"
+    if not path.exists():
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    return str(path)
+
+
+def hf_model(name: str) -> str:
+    """A published config.json (tests/*_configs.py) as a model path."""
+    from tests.hybrid_configs import GEMMA_3_1B
+    from tests.linear_attention_configs import QWEN3_5_9B_TEXT
+
+    text = json.dumps({"qwen3.5-9b": QWEN3_5_9B_TEXT, "gemma-3-1b": GEMMA_3_1B}[name], indent=2)
+    folder = WORK / f"{name}-{hashlib.sha1(text.encode()).hexdigest()[:10]}"
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / "config.json").exists():
+        (folder / "tmp.json").write_text(text)
+        (folder / "tmp.json").replace(folder / "config.json")
+    return str(folder / "config.json")
+
+
+def gpu_spec_file(c: Chooser) -> str:
+    """A GPU spec file in gpus.yaml's entry fields with drawn numbers."""
+    # README: every number from 0.001 to 10^6 of its unit is accepted (the bounds drawn too, 10^6 as 1e6)
+    lines = [f"dense_bf16_tflops: {c.pick(['30', '121', '989.4', '2250', '0.001', '1e6'])}",
+             f"memory_gib: {c.pick(['16', '24', '80', '192', '1e6'])}",
+             f"memory_bandwidth_gbps: {c.pick(['300', '3350', '8000', '0.001', '1e6'])}",
+             "link:", f"  kind: {c.pick(['pcie4-x16', 'nvlink4'])}",
+             f"  bandwidth_gbps: {c.pick(['24', '370.8', '0.001', '1e6'])}",
+             f"  step_latency_us: {c.pick(['3.4', '5.7', '0.001', '1e6'])}"]
+    if c.maybe(0.5):
+        lines.insert(1, f"dense_fp8_tflops: {c.pick([242.5, 1979])}")
+    return _written("gpu", "\n".join(lines) + "\n", ".yaml")
+
+
+def learned_model() -> str:
+    """A learned-policy model trained once (per code and trace) on the later half of the Mooncake trace, at its
+    512-token blocks: draws judge it on the trace's first requests (learned/README.md: no train/test overlap)."""
+    from learned.train import main as train_main
+
+    path = WORK / f"learned-later-half-{hashlib.sha1((ROOT / 'learned' / 'train.py').read_bytes()).hexdigest()[:10]}.txt"
+    if not path.exists() or not Path(f"{path}.json").exists():
+        WORK.mkdir(exist_ok=True)
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            status = train_main(["--workload-trace", str(MOONCAKE), "--out", str(path), "--set", "serving.block_size=512",
+                           "--range", "0.5:1", "--rounds", "10", "--max-rows", "20000"])
+        assert status == 0, status
+    return str(path)
+
+
+def draw_argv(c: Chooser, *, hunt: bool = False) -> list[str]:
+    """argv of one run: a mode, a workload (a bundled trace or a synthetic kind) and settings from config.yaml."""
+    mode = c.pick(sorted(MODES))
+    argv = [*MODES[mode], "--preset", "smoke", "--workload-limit", str(c.integer(1, 60))]
+    sets: list[str] = []
+    serving = mode not in ("cache-only", "mrc", "trace-stats")
+    learned = hunt and mode in ("cache-only", "single", "pd") and c.maybe(0.08)
+    trace = str(MOONCAKE) if learned else c.pick([*TRACES, None])
+    if trace:
+        argv += ["--workload-trace", trace]
+        if "mooncake" in trace and not learned and c.maybe(0.3):
+            sets += ["workload.block_mismatch=split", f"serving.block_size={c.pick([16, 64, 256])}"]
+    else:
+        sets += [f"workload.synthetic.kind={c.pick(['multi-turn', 'system-prompt', 'rag', 'agentic'])}",
+                 f"workload.synthetic.input_tokens_mean={c.pick([16, 200, 1024])}",
+                 f"workload.synthetic.output_tokens_mean={c.pick([1, 8, 100])}",
+                 f"workload.synthetic.rate_rps={c.pick([0.5, 5, 500])}"]
+        if c.maybe(0.2):
+            sets.append(f"workload.synthetic.start={c.pick(['steady', 'empty'])}")
+    if mode in ("single", "pd", "cluster", "cluster-pd", "cache-only"):
+        policies = c.subset(POLICIES, 1, 2)
+        if learned:  # judged on the trace's first requests, the model trained on its later half
+            policies = [*policies[:1], "learned"]
+            sets.append(f"cache.learned_model={learned_model()}")
+        argv += ["--policy", ",".join(policies)]
+    one_tier = mode == "cache-only" and c.maybe(0.3)  # --capacity-blocks: one tier of that many blocks
+    # the tiers' settings, read by every mode but --trace-stats (and refused there: a wider hunt draws them rarely)
+    tiers = not one_tier and (mode != "trace-stats" or c.maybe(0.1))
+    for tier in ("dram", "ssd", "eic"):
+        size = None
+        if tiers and c.maybe(0.5):
+            # tiny: a few blocks (4 MiB: 2 of Llama-3.1-8B's 16-token blocks, none of larger ones: refused by key;
+            # 1e-6 GiB holds no block of any model), then room for the workload
+            size = c.pick([0, 0.0625, 0.25, 1, 4, 0.004, 0.01, 0.02, 64] + [1e-6] * c.maybe(0.1))
+            sets.append(f"cache.tiers.{tier}.capacity_gib={size}")
+        if hunt and tiers and size != 0 and (size or tier != "eic") and c.maybe(0.15):  # 0 GiB reads no policy
+            sets.append(f"cache.tiers.{tier}.policy={c.pick(TIER_POLICIES)}")
+    if tiers and c.maybe(0.4):
+        sets.append("cache.inclusion=inclusive")
+    if c.maybe(0.25) and not any(s.startswith("serving.block_size") for s in sets) and not learned:
+        sets.append(f"serving.block_size={c.pick([1, 16, 64, 512])}")
+    if c.maybe(0.25) and not learned:
+        sets += [f"workload.range_start={c.pick([0, 0.25, 0.5])}", f"workload.range_end={c.pick([0.75, 1])}"]
+    clock = mode not in ("cache-only", "mrc") or learned  # the cache-only replay has no clock (refused; rarely drawn)
+    if c.maybe(0.3 if clock else 0.03):
+        argv += ["--rate-scale", str(c.pick([0.1, 2, 1000]))]
+    if c.maybe(0.2 if clock else 0.02):
+        sets.append(f"workload.arrivals.process={c.pick(['poisson', 'gamma', 'resample'])}")
+    if c.maybe(0.15):
+        sets.append(f"workload.max_input_tokens={c.pick([1, 100, 600])}")
+    if mode == "cache-only":
+        if one_tier:
+            argv += ["--capacity-blocks", str(c.pick([1, 10, 100]))]
+        if c.maybe(0.2):
+            sets.append(f"cache.access_semantics={c.pick(['plain', 'prefix'])}")
+        if c.maybe(0.2):
+            sets += ["cache.admission=selective_write", f"cache.selective_write_depth={c.pick([1, 3])}"]
+        if c.maybe(0.2):
+            sets.append("cache.prefetch=session")
+        if c.maybe(0.2):
+            sets.append(f"model={c.pick([*LIGHT, *HEAVY])}")  # the model sizes a block's bytes
+    if mode == "mrc" and c.maybe(0.3):
+        argv += ["--mrc-sample-rate", str(c.pick([0.1, 0.5]))]
+    if serving:
+        _serving(c, mode, argv, sets)
+    # --seeds: refused where the seed draws nothing (a trace at its own arrival times)
+    seeded = not trace or any(s.startswith("workload.arrivals.process") for s in sets)
+    if mode in ("single", "pd", "cluster", "cluster-pd") and c.maybe((0.25 if hunt else 0.08) if seeded else 0.02):
+        argv += ["--seeds", str(c.pick([2, 3]))]
+    if mode in ("single", "pd", "cluster", "cluster-pd") and c.maybe(0.15 if hunt else 0.05):
+        argv.append("--max-rate")
+        if not any(s.startswith("slo.") for s in sets):
+            sets += [f"slo.ttft_s={c.pick([0.05, 0.5, 5])}", f"slo.tpot_s={c.pick([0.02, 0.1])}"]
+    for s in sets:
+        argv += ["--set", s]
+    return [a if not a.startswith("model=hf:") else f"model={hf_model(a[len('model=hf:'):])}" for a in argv]
+
+
+def _serving(c: Chooser, mode: str, argv: list[str], sets: list[str]) -> None:
+    """The serving settings of one draw: a calibration profile, or a model on a GPU with its parallelism, the GPU
+    counts drawn to fit one node (a layout that does not is refused by key, so it is drawn rarely)."""
+    profile = c.pick(CALIBRATION) if c.maybe(0.12) else None
+    if profile:
+        argv += ["--calibration-profile", str(ROOT / profile)]
+    heavy = not profile and c.maybe(0.5)
+    model = None if profile else c.pick(HEAVY if heavy else LIGHT)
+    if model:
+        sets.append(f"model={model}")
+    if not profile and c.maybe(0.4):
+        gpu = c.pick(GPUS)
+        if model in HUGE and c.maybe(0.7):
+            gpu = c.pick(["h200", "b200"])
+        sets.append(f"hardware.gpu={gpu_spec_file(c) if gpu == 'spec' else gpu}")
+    node = 8  # hardware.gpus_per_node (config.yaml; a profile's own where it sets one)
+    if mode.startswith("cluster"):
+        node = c.pick([4, 8])
+        racks = c.pick([1, 2, 3])
+        sets += [f"cluster.num_racks={racks}", f"cluster.nodes_per_rack={c.pick([1, 2])}",
+                 f"hardware.gpus_per_node={node}"]
+        if racks > 1 and c.maybe(0.3):  # refused with one rack: no traffic crosses an uplink
+            sets.append(f"cluster.oversubscription={c.pick([1, 16])}")
+    fits = lambda n: n <= node or c.maybe(0.05)  # noqa: E731
+    if c.maybe(0.15):
+        sets.append(f"serving.dtype={c.pick(['fp8', 'fp16'])}")
+    if c.maybe(0.3):
+        sets.append(f"serving.num_gpu_blocks={c.pick([4, 20, 100, 1000])}")
+    if c.maybe(0.2):
+        sets.append(f"serving.max_model_len={c.pick([256, 600, 2000, 8192, 32768])}")
+    if c.maybe(0.3):
+        sets += [f"serving.max_num_batched_tokens={c.pick([256, 2048])}",
+                 f"serving.max_num_seqs={c.pick([1, 4, 256])}"]
+    tp, dp = 1, 1
+    if not profile:
+        tp = c.pick([8, 8, 4, 2]) if model in HUGE and c.maybe(0.7) else c.pick([1, 1, 2, 4, 8])
+        tp = tp if fits(tp) else 1
+        sets.append(f"serving.tensor_parallel_size={tp}")
+        if tp > 1 and c.maybe(0.2):
+            sets.append(f"hardware.gpu_link_gbps={c.pick([24, 247.2, 900])}")
+            if c.maybe(0.5):
+                sets.append(f"hardware.gpu_link_latency_us={c.pick([0.5, 5.7])}")
+        dps = [d for d in (2, 4) if fits(d * tp)]
+        if dps and (model in MOE or c.maybe(0.03)) and c.maybe(0.5):  # refused on a dense model
+            dp = c.pick(dps)
+            sets.append(f"serving.data_parallel_size={dp}")
+            if c.maybe(0.4):
+                sets.append("serving.enable_expert_parallel=false")
+    if heavy:
+        if model in SLIDING and c.maybe(0.3):
+            sets.append("serving.disable_hybrid_kv_cache_manager=true")
+        if model in ("gemma-3-4b", "gemma-3-12b", "gemma-3-27b") and c.maybe(0.3):
+            sets.append("serving.language_model_only=true")
+        if c.maybe(0.15):
+            sets.append("serving.kv_cache_dtype=fp8")
+    if c.maybe(0.15):
+        sets.append(c.pick(["serving.enforce_eager=true", "serving.async_scheduling=false", "serving.all_reduce=nccl",
+                            "workload.outputs_in_next_turn=false", "serving.scheduler_reserve_full_isl=false"]))
+    instances = 1 if profile and "rtx4090" in profile else None  # that profile's node is one GPU
+    if mode == "single" and instances is None:  # instances form data-parallel groups of D
+        instances = c.pick([n * dp for n in (1, 2, 4) if fits(n * tp * dp)] or [dp])
+        sets.append(f"serving.num_instances={instances}")
+    one = mode == "single" and instances == 1
+    if mode in ("single", "cluster") and c.maybe(0.5 if not one else 0.05):  # one instance: refused
+        argv += ["--router", ",".join(c.subset(ROUTERS, 1, 2))]
+    if "pd" in mode:
+        ptp = dtp = tp
+        # a Gated DeltaNet hybrid's roles take serving.tensor_parallel_size (its block size follows it) and send
+        # after the prefill (NIXL): other settings are refused by key, drawn rarely
+        gdn = model in GDN
+        if not profile and c.maybe(0.4 if heavy else 0.15) and (not gdn or c.maybe(0.1)):
+            ptp, dtp = c.pick([1, 2, 4, 8]), c.pick([1, 2, 4, 8])
+            if fits(max(ptp, dtp) * dp):
+                sets += [f"pd.prefill_tensor_parallel_size={ptp}", f"pd.decode_tensor_parallel_size={dtp}"]
+                if c.maybe(0.9):  # refused beside both roles' TPs: it sets neither
+                    sets.remove(f"serving.tensor_parallel_size={tp}")
+            else:
+                ptp = dtp = tp
+        counts = [1, 2, 3]
+        # single node: prefill x its TP + decode x its TP GPUs of one node (per rack in cluster mode: any count)
+        per_node = mode == "pd"
+        # each role's instances form data-parallel groups of D
+        prefill = dp * c.pick([n for n in counts if not per_node or fits(n * ptp * dp + dtp * dp)] or [1])
+        decode = dp * c.pick([n for n in counts if not per_node or fits(prefill * ptp + n * dtp * dp)] or [1])
+        sets += [f"pd.num_prefill={prefill}", f"pd.num_decode={decode}",
+                 f"pd.transfer={c.pick(['push', 'pull'] if gdn and c.maybe(0.9) else ['push', 'pull', 'layerwise'])}"]
+        if c.maybe(0.3):
+            sets.append(f"network.bandwidth_gbps={c.pick([1, 100, 1e6])}")
+        if c.maybe(0.1):
+            sets.append("network.lookup=" + str(ROOT / "profiles" / "ns3_tcp_p2p_100gbps_mtu9000.json"))
+    if c.maybe(0.3):
+        sets += [f"slo.ttft_s={c.pick([0.01, 0.5])}", f"slo.tpot_s={c.pick([0.01, 0.1])}"]
+    if c.maybe(0.15):
+        sets.append(f"cache.tiers.ssd.shared_read_gbps={c.pick([0.1, 7])}")
+    if c.maybe(0.03):  # refused beside any cache setting: nothing is cached
+        sets.append("serving.enable_prefix_caching=false")
+
+
+def names(argv: list[str]) -> list[str]:
+    """What a one-line error may name: the flags and files given, each --set key and its last part."""
+    out = [a for a in argv if a.startswith("--")] + [a for a in argv if "/" in a]
+    for a in argv:
+        if "=" in a and not a.startswith("--"):
+            key = a.split("=", 1)[0]
+            out += [key, key.rsplit(".", 1)[-1]]
+    return out
+
+
+def judge(status: int, err: str, report: dict[str, Any] | None, argv: list[str]) -> str | None:
+    """What is wrong with a run's outcome, or None: exit 0 with a consistent report, or exit 2 with one line that
+    names what it refuses (README: exit status)."""
+    from tests.report_invariants import check_report
+
+    if "Traceback" in err:
+        return "traceback: " + err.strip().splitlines()[-1][:300]
+    if status not in (0, 2):
+        return f"exit {status}: " + (err.strip().splitlines() or [""])[-1][:300]
+    if status == 2:
+        lines = err.strip().splitlines()
+        if len(lines) != 1 or not lines[0].startswith("kvsim: error:"):
+            return "exit 2 without one 'kvsim: error:' line: " + " | ".join(lines)[:300]
+        if not (any(name in lines[0] for name in names(argv)) or re.search(r"'[a-z_]+\.[a-z_.]+'", lines[0])):
+            return "exit 2 naming no flag, key or file given: " + lines[0][:300]
+        return None
+    if report is None:
+        return "exit 0 without a report"
+    bad = check_report(report)
+    return "; ".join(bad)[:1000] if bad else None
