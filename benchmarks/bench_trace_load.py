@@ -5,6 +5,9 @@ Generates (once, seeded, kept outside the repository and reused when it has the 
 - an Azure-format CSV (``TIMESTAMP,ContextTokens,GeneratedTokens``, increasing timestamps like
   ``2023-11-16 18:15:46.6805900``) with token counts resampled from the bundled
   ``trace/data/azure_conv_2023.csv`` (default 10,000,000 rows);
+- a BurstGPT v2.0-shaped CSV (``Timestamp,Session ID,...,Log Type``) of ``--session-rows`` rows (default
+  1,000,000): every other row a turn of one of 500 conversations, prompts of 1,000–2,199 tokens (~100 blocks of 16
+  a row): the session block-id path (each turn's context shares its session's earlier blocks);
 - a Mooncake-format JSONL with about ``--accesses`` block accesses (default 10,000,000): whole
   records (input/output length and their ``hash_ids``) drawn with replacement from the Mooncake
   conversation trace (``../shared/data``), the ids of each pass over the source's length shifted
@@ -23,7 +26,7 @@ time of ``main.py --help`` and of a ``--trace-stats`` run on a 3-row trace (best
 Run from the repository root::
 
     python benchmarks/bench_trace_load.py [--rows N] [--accesses N] [--dir DIR] [--seed S]
-        [--only azure,mooncake,split,startup] [--repo PATH] [--profile]
+        [--session-rows N] [--only azure,sessions,mooncake,split,startup] [--repo PATH] [--profile]
 
 ``--repo PATH`` loads with another checkout's loader (e.g. the commit before this one, exported
 with ``git archive``) for before/after figures; the cache rows are skipped where it has none.
@@ -112,6 +115,26 @@ def generate_azure(path: Path, rows: int, seed: int) -> None:
             tick = int(ticks[-1])
             pick = rng.integers(0, len(src), n)
             fh.write(_format_chunk(ticks, src[pick, 0], src[pick, 1]))
+    os.replace(tmp, path)
+
+
+def generate_burstgpt_sessions(path: Path, rows: int, seed: int) -> None:
+    """Write a BurstGPT v2.0-shaped CSV: every other row a conversation turn of one of 500 sessions (prompts of
+    1,000–2,199 tokens, answers of 1–299), the rest API rows without a session."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    tmp = path.with_name(path.name + ".partial")
+    with tmp.open("w") as fh:
+        fh.write("Timestamp,Session ID,Elapsed time,Model,Request tokens,Response tokens,Total tokens,Log Type\n")
+        for lo in range(0, rows, GEN_CHUNK):
+            n = min(GEN_CHUNK, rows - lo)
+            prompt, answer = rng.integers(1000, 2200, n), rng.integers(1, 300, n)
+            session = rng.integers(0, 500, n)
+            fh.write("".join(
+                f"{lo + i}.0,{f's{s}' if (lo + i) % 2 else ''},3,ChatGPT,{p},{a},{p + a},"
+                f"{'Conversation log' if (lo + i) % 2 else 'API log'}\n"
+                for i, (p, a, s) in enumerate(zip(prompt.tolist(), answer.tolist(), session.tolist(), strict=True))))
     os.replace(tmp, path)
 
 
@@ -206,8 +229,10 @@ def load(repo: Path, path: Path, block_size: int, settings: dict, cache: Path | 
 def row(label: str, r: dict) -> str:
     rate = r["rows_read"] / r["load_s"] if r["load_s"] > 0 else float("inf")
     access_rate = r["accesses"] / r["load_s"] if r["load_s"] > 0 else float("inf")
+    per_access = r["peak_rss_bytes"] / r["accesses"] if r["accesses"] else float("nan")
     return (f"  {label:<44} {r['load_s']:8.2f} s {rate:>14,.0f} {access_rate:>16,.0f} {r['peak_rss_bytes'] / GIB:8.2f} GiB"
-            f"   ({r['rows_used']:,} rows, {r['accesses']:,} accesses, {r['unique']:,} distinct blocks,"
+            f"   ({r['rows_used']:,} rows, {r['accesses']:,} accesses ({per_access:,.0f} B of peak RSS each),"
+            f" {r['unique']:,} distinct blocks,"
             f" pandas {'imported' if r['pandas_imported'] else 'not imported'})")
 
 
@@ -247,23 +272,26 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = OneLineParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, default=10_000_000, help="Azure-format rows (default 10,000,000)")
+    ap.add_argument("--session-rows", type=int, default=1_000_000,
+                    help="BurstGPT v2.0-shaped rows with sessions (default 1,000,000)")
     ap.add_argument("--accesses", type=int, default=10_000_000, help="Mooncake-format block accesses (default 10,000,000)")
     ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "kvsim-bench", help="where the files go")
     ap.add_argument("--seed", type=int, default=0, help="numpy Generator seed of both generators")
-    ap.add_argument("--only", default="azure,mooncake,split,startup", help="comma-separated parts to run")
+    ap.add_argument("--only", default="azure,sessions,mooncake,split,startup", help="comma-separated parts to run")
     ap.add_argument("--repo", type=Path, default=REPO, help="the checkout whose loader is timed (default: this one)")
     ap.add_argument("--mooncake-source", type=Path, default=MOONCAKE_SOURCE, help="trace the Mooncake generator draws from")
     ap.add_argument("--profile", action="store_true", help="run the loads under cProfile (cumtime) in the subprocess")
     args = ap.parse_args(argv)
-    for flag, value, least in (("--rows", args.rows, 1), ("--accesses", args.accesses, 1), ("--seed", args.seed, 0)):
+    for flag, value, least in (("--rows", args.rows, 1), ("--session-rows", args.session_rows, 1),
+                               ("--accesses", args.accesses, 1), ("--seed", args.seed, 0)):
         if value < least:  # --seed -1 was a traceback of the generator's subprocess (numpy takes no negative seed)
             ap.error(f"{flag} must be at least {least}, got {value}")
     if args.dir.exists() and not args.dir.is_dir():  # a FileExistsError traceback
         ap.error(f"--dir: {args.dir} is not a folder")
     parts = set(args.only.split(","))
-    unknown = sorted(parts - {"azure", "mooncake", "split", "startup"})
+    unknown = sorted(parts - {"azure", "sessions", "mooncake", "split", "startup"})
     if unknown:  # ran nothing of it, exit 0
-        ap.error(f"--only: unknown parts {unknown}; choose from azure, mooncake, split, startup")
+        ap.error(f"--only: unknown parts {unknown}; choose from azure, sessions, mooncake, split, startup")
     repo = args.repo.resolve()
     has_cache = (repo / "trace" / "cache.py").is_file()
     args.dir.mkdir(parents=True, exist_ok=True)
@@ -275,6 +303,13 @@ def main(argv: list[str] | None = None) -> int:
         ensure(path, args.rows + 1, f"import sys; sys.path.insert(0, {str(REPO / 'benchmarks')!r}); import bench_trace_load as b; "
                                     f"from pathlib import Path; b.generate_azure(Path({str(path)!r}), {args.rows}, {args.seed})")
         files.append(("Azure CSV", path, 16, {}))
+    if "sessions" in parts:
+        path = args.dir / f"burstgpt_sessions_{args.session_rows}_seed{args.seed}.csv"
+        ensure(path, args.session_rows + 1,
+               f"import sys; sys.path.insert(0, {str(REPO / 'benchmarks')!r}); import bench_trace_load as b; "
+               f"from pathlib import Path; b.generate_burstgpt_sessions(Path({str(path)!r}), {args.session_rows}, "
+               f"{args.seed})")
+        files.append(("BurstGPT v2.0 CSV with sessions", path, 16, {}))
     if "mooncake" in parts:
         path = args.dir / f"mooncake_{args.accesses}_seed{args.seed}.jsonl"
         ensure(path, None, f"import sys; sys.path.insert(0, {str(REPO / 'benchmarks')!r}); import bench_trace_load as b; "
