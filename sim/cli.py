@@ -41,13 +41,23 @@ examples:
   # a synthetic multi-turn chat workload instead of a trace file
   python main.py --trace-stats --set workload.synthetic.kind=multi-turn --preset smoke
 
-  # policy study: several policies over one trace, single tier of 5,000 blocks (Mooncake's own 512-token blocks)
+  # which eviction policy? several policies over one trace beside belady, the offline optimum (exact MIN from
+  # the trace's future): one tier of 5,000 blocks (Mooncake's own 512-token blocks)
   python main.py --cache-only --workload-trace {MOONCAKE} \\
       --policy lru,arc,s3fifo,sieve,belady --capacity-blocks 5000 --report-json out/policies.json
 
-  # prefill/decode disaggregation on the bundled Azure trace, with a per-request CSV
+  # how big a tier? the LRU hit ratio at every capacity in one pass (--mrc), beside the hit ratio per tier of
+  # HBM (from GPU memory), 512 GiB of DRAM and config.yaml's SSD
+  python main.py --cache-only --mrc --policy lru --workload-trace {MOONCAKE} \\
+      --set cache.tiers.dram.capacity_gib=512 --report-json out/tiers.json
+
+  # where does the time to first token go? prefill/decode disaggregation on the bundled Azure trace: the
+  # TTFT breakdown (queue, kv_load, prefill, kv_transfer, first_decode) per run, and per request in the CSV
   python main.py --pd --workload-trace {AZURE} --set pd.num_prefill=2 \\
       --set pd.num_decode=2 --report-json out/pd.json --requests-csv out/pd_requests.csv
+
+  # which prefill:decode split, and how fast a KV link? 1:3, 2:2, 3:1 x 25/100/400 Gb/s: goodput under an SLO
+  python main.py --sweep experiments/examples/sweep_pd_split.yaml --workload-limit 2000 --report-csv out/pd_split.csv
 
   # override any config key (validated like config.yaml; unknown keys are errors):
   # here Mooncake's 512-token blocks are split into 64-token ones
@@ -234,14 +244,17 @@ def build_parser(sweep_module: bool = False) -> argparse.ArgumentParser:
                      help="YAML overlay merged over the config; repeatable, applied in order")
     cfg.add_argument("--set", metavar="KEY=VALUE", dest="sets", action="append", default=[],
                      help="override one config key, e.g. --set cache.tiers.dram.capacity_gib=64; repeatable")
-    cfg.add_argument("--seed", type=int, help="seed of every random choice, >= 0 (config key: seed)")
+    cfg.add_argument("--seed", type=int, help="seed of every random choice, >= 0 (config key: seed; default 0)")
 
     wl = p.add_argument_group("workload")
     wl.add_argument("--workload-trace", metavar="PATH", help="trace file (Azure, BurstGPT, Mooncake, Splitwise, LLMServingSim)")
     wl.add_argument("--workload-format", choices=_workload_choices("format"),
                     help="trace format (default auto: sniffed from the header)")
-    wl.add_argument("--workload-limit", type=int, metavar="N", help="use only the first N valid requests (N >= 1)")
-    wl.add_argument("--workload-time-unit", choices=_workload_choices("time_unit"), help="unit of numeric timestamps")
+    wl.add_argument("--workload-limit", type=int, metavar="N",
+                    help="use only the first N valid requests, N >= 1 (default: all)")
+    wl.add_argument("--workload-time-unit", choices=_workload_choices("time_unit"),
+                    help="unit of numeric timestamps (default: the format's own: "
+                         "burstgpt and splitwise s, mooncake ms, llmservingsim ns; azure's are datetimes)")
     wl.add_argument("--strict-workload-validation", action="store_true",
                     help="the first bad row is an error (default: bad rows are counted and skipped)")
     wl.add_argument("--workload-cache", metavar="PATH",
@@ -249,21 +262,28 @@ def build_parser(sweep_module: bool = False) -> argparse.ArgumentParser:
                          "and the loader settings are unchanged, else rebuild it (config key: workload.cache)")
 
     cache = p.add_argument_group("cache")
-    cache.add_argument("--policy", metavar="NAME[,NAME...]", help="eviction policy; several = one run each, same trace")
+    cache.add_argument("--policy", metavar="NAME[,NAME...]",
+                       help="eviction policy; several = one run each, same trace (default: cache.policy, lru)")
     cache.add_argument("--router", metavar="NAME[,NAME...]",
                        help="single/cluster modes: round-robin, least-loaded, session-affinity, prefix-aware or "
-                            "precise-prefix (cluster.router); several = one run each, named by it")
-    cache.add_argument("--capacity-blocks", type=int, metavar="N", help="cache-only: single-tier capacity in blocks")
+                            "precise-prefix; several = one run each, named by it "
+                            "(default: cluster.router, prefix-aware)")
+    cache.add_argument("--capacity-blocks", type=int, metavar="N",
+                       help="cache-only: one tier of N blocks (default: the config's tiers, HBM from GPU memory)")
     cache.add_argument("--allow-train-test-overlap", action="store_true",
                        help="let --policy learned be judged on requests its model was trained on (off: exit 2)")
     cache.add_argument("--mrc", action="store_true",
-                       help="add the LRU miss-ratio curve (hit ratio at every capacity, one pass); implies --cache-only")
+                       help="add the LRU miss-ratio curve (hit ratio at every capacity, one pass) to the "
+                            "--policy runs (without --policy: the curve alone); implies --cache-only")
     cache.add_argument("--mrc-sample-rate", type=float, metavar="R",
                        help="SHARDS sampling rate for --mrc, e.g. 0.01 for very long traces (default 1 = exact)")
 
     exp = p.add_argument_group("experiments")
-    exp.add_argument("--rate-scale", type=float, metavar="X", help="divide inter-arrival times by X (workload.rate_scale)")
-    exp.add_argument("--max-rate", action="store_true", help="highest rate scale meeting slo.* (bisection)")
+    exp.add_argument("--rate-scale", type=float, metavar="X",
+                     help="divide inter-arrival times by X (workload.rate_scale; default 1)")
+    exp.add_argument("--max-rate", action="store_true",
+                     help="highest rate scale at which slo.attainment (default 0.9) of "
+                     "requests meet slo.ttft_s/slo.tpot_s (seconds): doubling, then bisection to 1%%")
     exp.add_argument("--seeds", type=int, metavar="N", help="repeat with seeds seed..seed+N-1: means and 95%% intervals")
     exp.add_argument("--jobs", type=int, metavar="N", help="--sweep/--plan: parallel points (default: the core count)")
     exp.add_argument("--backend", choices=["local", "ray"], help="--sweep/--plan: process pool (default) or Ray")
