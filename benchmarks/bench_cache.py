@@ -133,13 +133,14 @@ def end_to_end(argv: list[str], report: Path, env: dict | None = None) -> tuple[
 def main(argv: list[str] | None = None) -> int:
     from sim.cli import OneLineParser  # a flag of one value given twice is refused (argparse kept the last)
 
-    ap = OneLineParser(description=__doc__.split("\n\n")[0])
+    ap = OneLineParser(description=__doc__.split("\n\n")[0].replace("``", ""))
     ap.add_argument("--trace", type=Path, default=DEFAULT_TRACE, help="Mooncake JSONL trace (default: %(default)s)")
     ap.add_argument("--block-size", type=int, default=8, help="serving.block_size (default: %(default)s)")
     ap.add_argument("--requests", type=int, default=6285, help="--workload-limit (default: %(default)s)")
     ap.add_argument("--capacity", type=int, default=20_000, help="capacity in blocks (default: %(default)s)")
     ap.add_argument("--policies", default=",".join(POLICIES), help="comma-separated (default: %(default)s)")
-    ap.add_argument("--repeat", type=int, default=1, help="time each case R times and keep the best")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="time each case R times and keep the best (default: %(default)s)")
     ap.add_argument("--no-e2e", action="store_true", help="skip the end-to-end main.py runs")
     ap.add_argument("--no-cold", action="store_true", help="skip the cold-start (empty numba cache) run")
     args = ap.parse_args(argv)

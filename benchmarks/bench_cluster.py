@@ -24,7 +24,8 @@ def main() -> None:
     from sim.cli import OneLineParser  # a flag of one value given twice is refused (argparse kept the last)
 
     parser = OneLineParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=1_000_000)
+    parser.add_argument("--requests", type=int, default=1_000_000,
+                        help="requests of the prod-eval multi-turn workload to run (default: 1,000,000)")
     parser.add_argument("--router", default=None, help="cluster.router (default: the config's)")
     args = parser.parse_args()
     if args.requests < 1:  # was a ConfigError traceback (exit 1) naming a --set never given

@@ -164,7 +164,8 @@ def main() -> None:
     from sim.cli import OneLineParser  # a flag of one value given twice is refused (argparse kept the last)
 
     ap = OneLineParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--repeat", type=int, default=3, help="time each replay R times and keep the best")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="time each replay R times and keep the best (default: %(default)s)")
     args = ap.parse_args()
     if args.repeat < 1:  # --repeat 0 timed nothing, then failed on an unset result (a traceback, exit 1)
         ap.error(f"--repeat must be at least 1, got {args.repeat}")

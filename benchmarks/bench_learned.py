@@ -243,8 +243,10 @@ def main() -> None:
     parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workloads", default=",".join([*WORKLOADS, "safety", "cross"]),
                         help=f"comma list of {', '.join(WORKLOADS)}, safety (wrong models on Mooncake), "
-                             "cross (every model judged on every workload, --trace ones included)")
-    parser.add_argument("--peers", default=",".join(PEERS), help="libCacheSim policies to run beside ours")
+                             "cross (every model judged on every workload, --trace ones included); "
+                             "default: all of them")
+    parser.add_argument("--peers", default=",".join(PEERS),
+                        help="libCacheSim policies to run beside ours (default: %(default)s; \"\": none)")
     parser.add_argument("--markdown", action="store_true", help="print markdown tables")
     parser.add_argument("--trace", type=Path, action="append", default=[],
                         help="also bench this trace (halves, capacities 1k-20k; repeatable), e.g. another Mooncake trace")

@@ -62,8 +62,10 @@ def main() -> None:
     from sim.cli import OneLineParser  # a flag of one value given twice is refused (argparse kept the last)
 
     parser = OneLineParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="10000000,50000000", help="synthetic stream lengths (comma-separated)")
-    parser.add_argument("--trace", type=Path, default=DEFAULT_TRACE, help="Mooncake JSONL for the replay check")
+    parser.add_argument("--sizes", default="10000000,50000000",
+                        help="synthetic stream lengths, accesses, comma-separated (default: %(default)s)")
+    parser.add_argument("--trace", type=Path, default=DEFAULT_TRACE,
+                        help="Mooncake JSONL for the replay check (default: %(default)s)")
     parser.add_argument("--no-check", action="store_true", help="skip the Mooncake check against LRU replays")
     args = parser.parse_args()
     try:  # checked before the kernel loads: 'x' was a ValueError traceback, 0 an empty stream timed

@@ -107,13 +107,17 @@ def main() -> None:
     from sim.cli import OneLineParser  # one-line errors; a flag given twice is refused (argparse kept the last)
 
     parser = OneLineParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scales", default="1,16,64", help="repeat counts of the trace, comma-separated")
-    parser.add_argument("--modes", default="single,pd", help="serving modes: single, pd")
-    parser.add_argument("--repeat", type=int, default=1, help="runs per case; the best is shown")
+    parser.add_argument("--scales", default="1,16,64",
+                        help="repeat counts of the trace, comma-separated (default: %(default)s)")
+    parser.add_argument("--modes", default="single,pd",
+                        help="serving modes, comma-separated: single, pd (default: %(default)s)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per case; the best is shown (default: %(default)s)")
     parser.add_argument("--compare", type=Path, help="another kvsim checkout to run the same cases with (before)")
-    parser.add_argument("--trace", type=Path, default=AZURE, help="an Azure-format CSV to repeat")
+    parser.add_argument("--trace", type=Path, default=AZURE,
+                        help="an Azure-format CSV to repeat (default: %(default)s)")
     parser.add_argument("--cached-trace", default=str(MOONCAKE),
-                        help="a trace with block ids, run as it is with prefix caching (none: skip)")
+                        help="a trace with block ids, run as it is with prefix caching "
+                             "(none: skip; default: %(default)s)")
     args = parser.parse_args()
     try:  # 'x' was a ValueError traceback
         scales = [int(s) for s in args.scales.split(",")]

@@ -113,10 +113,13 @@ def _names(text: str, valid: tuple[str, ...], flag: str, parser) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     from sim.cli import OneLineParser  # one-line errors; a flag given twice is refused (argparse kept the last)
 
-    ap = OneLineParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--requests", default="100000,1000000", help="comma-separated request counts")
-    ap.add_argument("--starts", default="steady,empty", help="comma-separated workload.synthetic.start values")
-    ap.add_argument("--kind", default="multi-turn", choices=KINDS, help="workload.synthetic.kind")
+    ap = OneLineParser(description=__doc__.split("\n\n")[0].replace("``", ""))
+    ap.add_argument("--requests", default="100000,1000000",
+                    help="comma-separated request counts (default: %(default)s)")
+    ap.add_argument("--starts", default="steady,empty",
+                    help="comma-separated workload.synthetic.start values (default: %(default)s)")
+    ap.add_argument("--kind", default="multi-turn", choices=KINDS,
+                    help="workload.synthetic.kind (default: %(default)s)")
     ap.add_argument("--repeat", type=int, default=1, help="end-to-end runs of each, the best kept (default 1)")
     args = ap.parse_args(argv)
     try:

@@ -275,11 +275,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--session-rows", type=int, default=1_000_000,
                     help="BurstGPT v2.0-shaped rows with sessions (default 1,000,000)")
     ap.add_argument("--accesses", type=int, default=10_000_000, help="Mooncake-format block accesses (default 10,000,000)")
-    ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "kvsim-bench", help="where the files go")
-    ap.add_argument("--seed", type=int, default=0, help="numpy Generator seed of both generators")
-    ap.add_argument("--only", default="azure,sessions,mooncake,split,startup", help="comma-separated parts to run")
+    ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "kvsim-bench",
+                    help="where the files go (default: %(default)s)")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="numpy Generator seed of both generators (default: %(default)s)")
+    ap.add_argument("--only", default="azure,sessions,mooncake,split,startup",
+                    help="comma-separated parts to run (default: %(default)s)")
     ap.add_argument("--repo", type=Path, default=REPO, help="the checkout whose loader is timed (default: this one)")
-    ap.add_argument("--mooncake-source", type=Path, default=MOONCAKE_SOURCE, help="trace the Mooncake generator draws from")
+    ap.add_argument("--mooncake-source", type=Path, default=MOONCAKE_SOURCE,
+                    help="trace the Mooncake generator draws from (default: %(default)s)")
     ap.add_argument("--profile", action="store_true", help="run the loads under cProfile (cumtime) in the subprocess")
     args = ap.parse_args(argv)
     for flag, value, least in (("--rows", args.rows, 1), ("--session-rows", args.session_rows, 1),

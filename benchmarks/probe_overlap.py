@@ -69,7 +69,8 @@ def copies(folder: Path) -> dict[str, Path]:
 
 def main() -> int:
     """Print the shares (no flags: the traces are the bundled public ones)."""
-    argparse.ArgumentParser(prog="probe_overlap.py", description=__doc__.split("\n\n")[0]).parse_args()
+    description = __doc__.split("\n\n")[0].replace("``", "")  # reST quoting, not for a terminal
+    argparse.ArgumentParser(prog="probe_overlap.py", description=description).parse_args()
     if not MOONCAKE.is_file():
         print(f"probe_overlap.py: error: {MOONCAKE} not found (the public data folder ../shared)", file=sys.stderr)
         return 2

@@ -349,7 +349,7 @@ def main() -> int:
     parser.add_argument("--per-request", type=int, default=0, metavar="N",
                         help="also print the first N requests one by one: when the server queued each (from its first)"
                              " and when the trace has it arrive, and each TTFT measured and simulated (light-load "
-                             "semantics show there, before a queue builds)")
+                             "semantics show there, before a queue builds; default 0: none)")
     args = parser.parse_args()
     if args.per_request < 0:
         parser.error(f"--per-request must be at least 0, got {args.per_request}")

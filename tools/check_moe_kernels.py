@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(prog="check_moe_kernels.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
-    p.add_argument("tables", nargs="+", metavar="TABLE=GPU")
+    p.add_argument("tables", nargs="+", metavar="TABLE=GPU",
+                   help="a moe_perf table (parquet or the collector's CSV) and the kvsim GPU it was measured on; below")
     p.add_argument("--tp1-ep1", action="store_true", help="only rows of one GPU's whole layer (tp 1, ep 1)")
     args = p.parse_args(argv)
     tables, paths = {}, {}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 
 try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
+    import argparse
     import json
     from pathlib import Path
 
@@ -72,18 +73,25 @@ def _check_reads_back(lines_tokens, lengths, block_size: int) -> None:
                          f"use a smaller --block-size")
 
 
+EXAMPLE = """example:
+  python tools/to_mooncake.py --workload-trace ../shared/data/traces/llmservingsim_sharegpt_llama31_8b_300.jsonl \\
+      --block-size 16 --out workload.hash16.jsonl"""
+
+
 def main() -> int:
     from sim.config import load_config
     from trace.formats import FORMATS, sniff_format
     from trace.workload import load_workload
 
-    parser = OneLineParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                           epilog=EXAMPLE)
     parser.add_argument("--workload-trace", type=path_argument, required=True, help="the trace to convert (any format kvsim reads)")
     parser.add_argument("--workload-format", choices=["auto", *FORMATS], default="auto",
                         help="the trace's format (default auto: told by its header or first record)")
     parser.add_argument("--block-size", type=int, default=None,
-                        help=f"tokens a hash id covers: a power of two up to {MAX_BLOCK_SIZE:,} (vLLM's block size; "
-                             f"{DEFAULT_BLOCK_SIZE}); refused for a trace of hash ids, which keeps its own")
+                        help=f"tokens a hash id covers: a power of two up to {MAX_BLOCK_SIZE:,} "
+                             f"(default {DEFAULT_BLOCK_SIZE}, vLLM's block size); refused for a trace of hash ids, "
+                             "which keeps its own")
     parser.add_argument("--out", type=path_argument, required=True, help="the Mooncake-format JSONL to write")
     args = parser.parse_args()
     given = args.block_size
