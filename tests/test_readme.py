@@ -63,3 +63,67 @@ def test_readme_example_runs(command, run_cli, tmp_path, monkeypatch):
     if argv[0] == "--plan":  # the fleet plan: some EIC per rack is what reaches the hit ratio
         chosen = next(line for line in stdout.splitlines() if line.startswith("chosen:"))
         assert "eic=" in chosen and "eic=0GiB" not in chosen
+
+
+PROSE = " ".join(README.split())  # the README's words, line breaks as spaces
+
+
+def _figure(pattern: str) -> list[str]:
+    found = re.search(pattern, PROSE)
+    assert found, f"the README no longer says {pattern!r}"
+    return [g.replace(",", "") for g in found.groups()]
+
+
+def test_the_kv_capacity_figures_quoted_are_what_kvsim_sizes():
+    # Before: 2,579 RTX 4090 blocks were quoted at today's default utilization 0.92 (2,820; 2,579 is the measured run's
+    # 0.9), gpt-oss-20b's 161,611 and Qwen3-Next's 8,464 blocks were memory x 0.9 - weights, before vLLM 0.33's budget.
+    from sim.cache.tiers import hbm_capacity_blocks, kv_block_bytes
+    from sim.config import load_config
+
+    (rtx,) = _figure(r"RTX 4090 with Llama-3\.1-8B at the measured run's `gpu_memory_utilization` 0\.9 "
+                     r"\(vLLM 0\.19's default\): ([\d,]+) blocks, vLLM measured 2,588 \(([\d,]+) at 0\.92\)")[:1]
+    blocks = hbm_capacity_blocks(load_config(None, sets=["hardware.gpu=rtx4090", "serving.gpu_memory_utilization=0.9"]))
+    assert blocks == int(rtx) and abs(blocks / 2588 - 1) < 0.01  # vLLM 0.19's num_gpu_blocks (the run's meta.json)
+    at_default = _figure(r"vLLM measured 2,588 \(([\d,]+) at 0\.92\)")[0]
+    assert hbm_capacity_blocks(load_config(None, sets=["hardware.gpu=rtx4090"])) == int(at_default)
+
+    (gpt,) = _figure(r"gpt-oss-20b: 384 KiB at 16 tokens, ([\d,]+) blocks on an H100 SXM, twice as many")
+    hybrid = load_config(None, sets=["model=gpt-oss-20b"])
+    whole = load_config(None, sets=["model=gpt-oss-20b", "serving.disable_hybrid_kv_cache_manager=true"])
+    assert hbm_capacity_blocks(hybrid) == int(gpt) == 2 * hbm_capacity_blocks(whole)
+    assert kv_block_bytes(hybrid) == 384 * 1024
+
+    (qwen,) = _figure(r"\(([\d,]+) blocks of 6\.4 MiB per H200 at TP 2\)")
+    config = load_config(None, sets=["model=qwen3-next-80b-a3b", "hardware.gpu=h200", "serving.tensor_parallel_size=2",
+                                     "serving.enable_prefix_caching=false", "serving.block_size=544"])
+    assert hbm_capacity_blocks(config) == int(qwen)
+    # a block: 12 layers' pages of 544 tokens, 2 KV heads of 256, K and V, bf16, split over TP 2
+    assert kv_block_bytes(config) == 12 * 544 * 2 * 2 * 256 * 2 // 2
+
+
+def test_the_default_block_size_quoted_for_a_gated_deltanet_hybrid_is_the_runs():
+    # Before: "544 for Qwen3-Next on one H100", the size without prefix caching; vLLM's default (caching on, its
+    # align mode) makes it 576 there, as the README's own Qwen3-Next paragraph says.
+    from sim.config import load_config
+    from sim.serving.engine_limits import block_size
+
+    quoted = r"Qwen3-Next on an H100: (\d+) with prefix caching, vLLM's default; (\d+) without"
+    cached, plain = map(int, _figure(quoted))
+    assert "576-token blocks on Hopper" in PROSE and cached == 576
+    run = ["model=qwen3-next-80b-a3b", "hardware.gpu=h100-sxm"]
+    assert block_size(load_config(None, sets=run)) == cached
+    assert block_size(load_config(None, sets=[*run, "serving.enable_prefix_caching=false"])) == plain
+
+
+def test_belady_behind_a_router_that_spreads_conversations_is_no_upper_bound(run_cli, tmp_path):
+    # Before: the README quoted 0.020 against LRU's 0.049 (both 0.094 with session affinity), the figures of
+    # workload.synthetic.start: empty, since replaced as the default by a steady start.
+    belady, lru, affinity = map(float, _figure(r"1,500 HBM blocks, hit ratio ([\d.]+) against LRU's ([\d.]+); "
+                                               r"with session affinity both ([\d.]+)"))
+    assert belady < lru  # the point of the sentence: Belady ranks blocks by a next use another instance may have
+    command = re.search(r"\(`python main\.py (--policy belady,lru [^`]+)`\)", PROSE).group(1)
+    status, _, err = run_cli(*shlex.split(command), "--report-json", tmp_path / "r.json", "--no-plot", "--quiet")
+    assert status == 0, err
+    runs = {r["name"]: r["metrics"]["hit_ratio"] for r in json.loads((tmp_path / "r.json").read_text())["runs"]}
+    assert [round(runs[n], 3) for n in ("belady/round-robin", "lru/round-robin")] == [belady, lru]
+    assert round(runs["belady/session-affinity"], 3) == round(runs["lru/session-affinity"], 3) == affinity
