@@ -14,9 +14,9 @@ from sim.serving.engine_limits import default_batch_limits
 from sim.serving.memory_profile import capture_sizes
 from sim.specs import gpu_spec
 
-# nvidia-smi / torch.cuda.get_device_name() names: "NVIDIA H800" and "NVIDIA H20" (DeepSeek, Mooncake and SGLang
-# issue logs), "NVIDIA A800-SXM4-80GB" (the A100's pattern, "NVIDIA A100-SXM4-80GB"), "NVIDIA GB200" (SGLang issue
-# #11208's environment dump), "NVIDIA L40", "NVIDIA A10"
+# nvidia-smi / torch.cuda.get_device_name() names: "NVIDIA H20" (torch-performance-test-data issue #77; Chutes'
+# " H20$" check), "NVIDIA GB200" (SGLang issue #11208's environment dump), "NVIDIA L40" and "NVIDIA A10" (Chutes'
+# name checks); "NVIDIA H800" and "NVIDIA A800-SXM4-80GB" as the H200's and A100's names are written (not seen in a log)
 DEVICE_NAMES = {"NVIDIA H800": "h800", "NVIDIA A800-SXM4-80GB": "a800-80gb", "NVIDIA H20": "h20",
                 "NVIDIA L40": "l40", "NVIDIA A10": "a10", "NVIDIA GB200": "gb200"}
 
