@@ -368,6 +368,13 @@ DATASHEETS = {
     "rtx5090": (419 / 2, 838.4 / 2, 32, 1792, 170),  # RTX Blackwell: FP32-accumulate, half of 419 / 838.4 dense
     "rtxpro6000": (4000 / 8, 4000 / 4, 96, 1792, 188),  # RTX PRO 6000 datasheet: 4,000 AI TOPS = FP4 with sparsity
     "b200": (36000 / 16, 72000 / 16, 180, 8000, 148),  # HGX B200 datasheet: 8 GPUs, 36 / 72 PFLOPS with sparsity
+    "h800": (1979 / 2, 3958 / 2, 80, 3350, 132),  # H800 datasheet (SXM): the H100 SXM's 1,979 / 3,958 with sparsity
+    "a800-80gb": (312, None, 80, 2039, 108),  # A800 datasheet (80GB SXM): 312 dense (624 sparse), no FP8 tensor cores
+    "h20": (148, 296, 96, 4000, 78),  # H20 specifications: 148 / 296 dense, 96 GB, 4.0 TB/s; 78 SMs
+    "l40": (362.1 / 2, 724 / 2, 48, 864, 18176 // 128),  # L40 datasheet: 362.1 / 724 with sparsity, 18,176 cores
+    "a10": (250 / 2, None, 24, 600, 72),  # A10 datasheet: BF16 250 with sparsity, 72 RT cores (one an SM)
+    # GB200 NVL72 datasheet, 72 GPUs: 360 / 720 PFLOPS with sparsity, 13.4 TB and 576 TB/s; its SMs not given
+    "gb200": (360_000 / 72 / 2, 720_000 / 72 / 2, round(13_400 / 72), 576_000 / 72, None),
 }
 
 

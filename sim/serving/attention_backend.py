@@ -38,14 +38,15 @@ from sim.model_shape import ModelSpec
 DEFAULT_BLOCK_SIZE = 16  # vllm/config/cache.py CacheConfig.DEFAULT_BLOCK_SIZE
 
 # Compute capability (major, minor) of each GPU in profiles/gpus.yaml: NVIDIA's CUDA GPU list
-# (developer.nvidia.com/cuda-gpus): H100/H200 9.0, A100 8.0, A40 8.6, L40S/L4/RTX 4090 8.9, B200 10.0,
-# RTX 5090 / RTX PRO 6000 Blackwell 12.0. A GPU spec file of the user's may state its own (``compute_capability``).
+# (developer.nvidia.com/cuda-gpus): H100/H200 9.0, A100 8.0, A10/A40 8.6, L40/L40S/L4/RTX 4090 8.9, B200/GB200 10.0,
+# RTX 5090 / RTX PRO 6000 Blackwell 12.0; H800 and H20 are GH100 parts (9.0) and A800 a GA100 (8.0), the dies of the
+# H100 and A100 they are cut from. A GPU spec file of the user's may state its own (``compute_capability``).
 COMPUTE_CAPABILITY: dict[str, tuple[int, int]] = {
-    **{gpu: (9, 0) for gpu in ("h100-sxm", "h100-pcie", "h100-nvl", "h200")},
-    **{gpu: (8, 0) for gpu in ("a100-80gb", "a100-40gb")},
-    "a40": (8, 6),
-    **{gpu: (8, 9) for gpu in ("l40s", "l4", "rtx4090")},
-    "b200": (10, 0),
+    **{gpu: (9, 0) for gpu in ("h100-sxm", "h100-pcie", "h100-nvl", "h200", "h800", "h20")},
+    **{gpu: (8, 0) for gpu in ("a100-80gb", "a100-40gb", "a800-80gb")},
+    **{gpu: (8, 6) for gpu in ("a40", "a10")},
+    **{gpu: (8, 9) for gpu in ("l40s", "l40", "l4", "rtx4090")},
+    **{gpu: (10, 0) for gpu in ("b200", "gb200")},
     **{gpu: (12, 0) for gpu in ("rtx5090", "rtxpro6000")},
 }
 # a GPU spec file stating no compute_capability: the generation whose answers hold on every non-B200 GPU above

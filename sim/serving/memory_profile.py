@@ -59,8 +59,8 @@ NON_TORCH_BYTES = int(0.16 * GIB)
 CUDAGRAPH_BYTES_PER_GRAPH_LAYER = 170_768
 CUDAGRAPH_MIN_PER_GRAPH = 1 << 20  # vLLM's floor: "Use at least 1 MiB per graph for driver overhead"
 # vLLM's default max_cudagraph_capture_size ceiling: 1,024 on data-centre Blackwell (device capability family 100),
-# else 512 (VllmConfig._set_cudagraph_sizes, vllm/config/vllm.py)
-CAPTURE_CEILING_SM100 = ("b200",)
+# else 512 (VllmConfig._set_cudagraph_sizes, vllm/config/vllm.py): B200 and GB200's B200, both 10.0
+CAPTURE_CEILING_SM100 = ("b200", "gb200")
 # The Triton top-k/top-p kernel's buffer (apply_top_k_top_p_triton, v1/sample/ops/topk_topp_triton.py): one fp32 row
 # of the vocabulary per program, min(next power of 2 of min(SMs, rows), SMs) rows, kept once made. kvsim's GPU specs
 # carry no SM count: 128 programs (an RTX 4090's 128 SMs; an H100 SXM has 132, an A100 108, an RTX PRO 6000 188).

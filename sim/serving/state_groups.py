@@ -36,8 +36,10 @@ from sim.model_shape import DTYPE_BYTES, ModelSpec
 FLASH_ATTN_ALIGNMENT = 16
 HOPPER_GDN_ALIGNMENT = 64
 GPU_ALIGNMENTS: dict[str, tuple[int, int | None]] = {
-    **{gpu: (FLASH_ATTN_ALIGNMENT, HOPPER_GDN_ALIGNMENT) for gpu in ("h100-sxm", "h100-pcie", "h100-nvl", "h200")},
-    **{gpu: (FLASH_ATTN_ALIGNMENT, None) for gpu in ("a100-80gb", "a100-40gb", "a40", "l40s", "l4", "rtx4090")},
+    **{gpu: (FLASH_ATTN_ALIGNMENT, HOPPER_GDN_ALIGNMENT)
+       for gpu in ("h100-sxm", "h100-pcie", "h100-nvl", "h200", "h800", "h20")},
+    **{gpu: (FLASH_ATTN_ALIGNMENT, None)
+       for gpu in ("a100-80gb", "a100-40gb", "a800-80gb", "a40", "a10", "l40s", "l40", "l4", "rtx4090")},
 }
 
 
