@@ -221,8 +221,16 @@ def gpu_spec(name: str) -> GPUSpec:
     table = _read_table("gpus.yaml")
     if name not in table and names_a_path(name):
         path = Path(name)
-        return gpu_from_entry(name, read_config_file(path, "GPU spec"), f"GPU spec {path}", source=f"GPU spec {path}",
-                              listed=False)
+        try:
+            return gpu_from_entry(name, read_config_file(path, "GPU spec"), f"GPU spec {path}",
+                                  source=f"GPU spec {path}", listed=False)
+        except ConfigError:
+            from sim.file_kinds import other_kind  # (an overlay, an NS-3 table, a trace given as the GPU)
+
+            said = other_kind(path, "gpu")
+            if said is not None:
+                raise ConfigError(f"GPU spec {path}: {said}") from None
+            raise
     return gpu_from_entry(name, _lookup(table, name, "GPU", "gpus.yaml", f"; {GPU_PATH_HINT}"),
                           f"profiles/gpus.yaml: GPU {name!r}")
 

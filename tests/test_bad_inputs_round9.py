@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.bad_input_helpers import AZURE_OK, Case, check_bad_input, setting
+from tests.bad_input_helpers import AZURE_OK, MOONCAKE_OK, Case, check_bad_input, setting
+from tests.conftest import ROOT
 
 SERVE = ("--quiet", "--no-plot")
 CACHE_ONLY = ("--cache-only", "--no-plot", "--quiet")
@@ -59,6 +60,49 @@ CASES: dict[str, Case] = {
                                           "YAML reads an unquoted yes/no/on/off", "'yes'"),
                                    files={"g.yaml": GPU_FILE.format(kind="yes"), "t.csv": AZURE_OK}),
 }
+
+# Files of one kind given where another belongs. --check-calibration with an NS-3 table said "unknown config key
+# '_source'", with a trace "the top level must be a mapping, got str"; a config overlay given as the trace was an
+# "unrecognised trace header", an NS-3 table as a GPU spec "unknown key '_source'", a trace as the NS-3 table "cannot
+# read it as JSON", a learned model's sidecar as the model "sidecar model.txt.json.json not found"
+NS3 = (ROOT / "profiles" / "ns3_kv_transfer_100gbps.json").read_text()
+SIDECAR = '{"kvsim_learned_model": 1, "features": ["age"]}'
+CHECK = ["--check-calibration", "{tmp}/f", *SERVE]
+OTHER_KINDS: dict[str, Case] = {
+    "check_calibration_ns3_table": Case(CHECK, names=("this is an NS-3 network lookup table", "network.lookup"),
+                                        files={"f": NS3}),
+    "check_calibration_trace": Case(CHECK, names=("this is a trace (azure format)", "--workload-trace"),
+                                    files={"f": AZURE_OK}),
+    "check_calibration_gpu_spec": Case(CHECK, names=("this is a GPU spec", "hardware.gpu"),
+                                       files={"f": GPU_FILE.format(kind="pcie4")}),
+    "check_calibration_sidecar": Case(["--check-calibration", "{tmp}/m.txt.json", *SERVE],
+                                      names=("this is a learned model's sidecar", "(m.txt)", "cache.learned_model"),
+                                      files={"m.txt.json": SIDECAR}),
+    "overlay_lightgbm_model": Case([*TRACE_STATS, "--calibration-profile", "{tmp}/m.txt"],
+                                   names=("this is a LightGBM model", "cache.learned_model"),
+                                   files={"m.txt": "tree\nversion=v4\nnum_class=1\n", "t.csv": AZURE_OK}),
+    "config_a_mooncake_trace": Case([*TRACE_STATS, "--config", "{tmp}/m.jsonl"],
+                                    names=("config file", "this is a trace (mooncake format)", "--workload-trace"),
+                                    files={"m.jsonl": MOONCAKE_OK, "t.csv": AZURE_OK}),
+    "trace_an_overlay": Case(["--trace-stats", "--no-plot", "--quiet", "--workload-trace", "{tmp}/o.yaml"],
+                             names=("trace", "o.yaml", "this is a YAML file of config keys", "--calibration-profile"),
+                             files={"o.yaml": "# an overlay\nserving: {block_size: 32}\n"}),
+    "trace_a_sweep_spec": Case(["--trace-stats", "--no-plot", "--quiet", "--workload-trace", "{tmp}/s.yaml"],
+                               names=("this is a sweep spec", "--sweep"),
+                               files={"s.yaml": "mode: cache-only\naxes: {cache.policy: [lru]}\n"}),
+    "gpu_spec_an_ns3_table": Case([*SERVE, "--workload-trace", "{tmp}/t.csv", "--set", "hardware.gpu={tmp}/n.json"],
+                                  names=("GPU spec", "this is an NS-3 network lookup table, not a GPU spec"),
+                                  files={"n.json": NS3, "t.csv": AZURE_OK}),
+    "ns3_table_a_trace": Case(["--pd", *SERVE, "--workload-trace", "{tmp}/t.csv", "--set", "network.lookup={tmp}/t.csv"],
+                              names=("network lookup table", "this is a trace (azure format), not an NS-3 table"),
+                              files={"t.csv": AZURE_OK}),
+    "learned_model_its_sidecar": Case([*CACHE_ONLY, "--workload-trace", "{tmp}/t.csv", "--policy", "learned", "--set",
+                                       "cache.learned_model={tmp}/m.txt.json"],
+                                      names=("this is a learned model's sidecar", "the model beside it (m.txt)"),
+                                      files={"m.txt.json": SIDECAR, "t.csv": AZURE_OK}),
+}
+CASES.update(OTHER_KINDS)
+
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_bad_input(name, run_cli, tmp_path):
