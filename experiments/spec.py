@@ -120,12 +120,21 @@ def refuse_dates(source: str, key: str, value: Any) -> None:
         raise ConfigError(f"{source}'{key}' is {quote(value)}: no config key takes a date")
 
 
+def _sets_nothing(value: Any) -> bool:
+    """Whether a value merged over a key sets no config key: ``{}``, or mappings of ``{}`` (``{tiers: {}}``)."""
+    return isinstance(value, dict) and all(_sets_nothing(inner) for inner in value.values())
+
+
 def _value_list(path: Path, where: str, key: str, values: Any) -> list:
     if not isinstance(values, list):
         raise _fail(path, f"{where} '{key}' must be a list of values, got {quote(values)}")
     if not values:
         raise _fail(path, f"{where} '{key}' is empty")
     refuse_dates(f"sweep spec {path}: {where} ", key, values)
+    empty = next((i for i, value in enumerate(values, start=1) if _sets_nothing(value)), None)
+    if empty is not None:  # (as a fixed key's {} and --set KEY={} are: the point ran as the base, named '{}')
+        raise _fail(path, f"{where} '{key}': value {empty} is an empty mapping, which sets nothing: give the keys "
+                          f"under it (their base values, for the base as a point)")
     return [rebase_setting(path.parent, key, v) for v in values]
 
 

@@ -103,6 +103,16 @@ OTHER_KINDS: dict[str, Case] = {
 }
 CASES.update(OTHER_KINDS)
 
+# A fixed `{}` (and --set KEY={}) is refused as setting nothing; an axis value `{}` ran as an unnamed point of the base
+# config, its row's axis cell '{}' saying nothing of the value it ran with. Refused alike (README: axes are "dotted
+# config keys to lists of values"; the CSV names a point's value under each axis key)
+CASES.update({
+    "sweep_axis_value_empty_mapping": _with(sweep("axes: {cache.tiers.hbm: [{}, {capacity_gib: 1}]}\n"),
+                                            "axis 'cache.tiers.hbm'", "value 1", "empty mapping", "sets nothing"),
+    "sweep_zip_value_nested_empty": _with(sweep("zip:\n  - {cache: [{policy: arc}, {tiers: {}}], seed: [1, 2]}\n"),
+                                          "zip group 1 key 'cache'", "value 2", "sets nothing"),
+})
+
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_bad_input(name, run_cli, tmp_path):
