@@ -5,6 +5,10 @@ belonged before the work."""
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+
 import pytest
 
 from tests.bad_input_helpers import AZURE_OK, MOONCAKE_OK, Case, check_bad_input, setting
@@ -132,3 +136,73 @@ def test_a_yaml_date_keeps_its_text_through_copies():
     for copied in (copy.deepcopy(data), pickle.loads(pickle.dumps(data))):
         assert quote(copied["a"]).startswith("2024-1-1 1:00:00, a date")
         assert repr(copied["b"]) == "2024-01-01"
+
+
+# A LightGBM model edited by hand (its sidecar's hash updated to match). An edit that keeps each tree's length got
+# past the size check: a child index outside the tree crashed the process (SIGSEGV, exit 139), a split on feature 99
+# of 19, a NaN threshold or an unknown decision_type ran silently. One that changed a tree's length named the tree
+# after it "incomplete".
+def _same_length(text: str, key: str, new: str) -> str:
+    """``text`` with the first value of a ``key=`` line that is as long as ``new`` replaced by it (the tree's length
+    kept; a one-leaf tree's split lines are empty)."""
+    found = next(m for m in re.finditer(rf"^{key}=(\S+)", text, re.M) if len(m.group(1)) == len(new))
+    return text[:found.start(1)] + new + text[found.end(1):]
+
+
+def _resave(model, tmp_path, text: str):
+    import hashlib
+    import json
+
+    from learned.model import sidecar_path
+
+    meta = json.loads(sidecar_path(model).read_text())
+    meta["model_sha256"] = hashlib.sha256(text.encode()).hexdigest()
+    target = tmp_path / "model.txt"
+    target.write_text(text)
+    sidecar_path(target).write_text(json.dumps(meta))
+    return target
+
+
+@pytest.mark.parametrize("key, value, said", [
+    ("split_feature", "99", "splits on a feature outside the model's 19"),  # (max_feature_idx=18)
+    ("threshold", "1" + "0" * 14 + "e999", "non-finite split threshold"),  # (a float's repr: ~19 characters)
+    ("decision_type", "9", "decision_type LightGBM does not write"),  # (categorical, in a model with none)
+    ("left_child", "0", "child index (0)"),  # the root its own child: a cycle
+    ("right_child", "-1", "is not a tree"),  # leaf 0 reached twice (it is always a left child), another never
+])
+def test_an_edited_tree_is_refused_naming_it(key, value, said, small_learned_model, tmp_path):
+    from learned.model import LearnedModel
+    from sim.errors import InputError
+
+    text = small_learned_model.read_text()
+    threshold_length = len(re.search(r"^threshold=(\S+)", text, re.M).group(1))
+    value = value if key != "threshold" else "1" + "0" * (threshold_length - 5) + "e999"
+    edited = _same_length(text, key, value)
+    assert len(edited) == len(text) and edited != text
+    with pytest.raises(InputError) as refused:
+        LearnedModel.load(_resave(small_learned_model, tmp_path, edited))
+    assert said in str(refused.value) and "model.txt" in str(refused.value), refused.value
+
+
+def test_a_child_outside_the_tree_is_exit_2_not_a_crash(small_learned_model, tmp_path):
+    """A child index past the tree's nodes: LightGBM read past its arrays (SIGSEGV, exit 139, no message)."""
+    model = _resave(small_learned_model, tmp_path, _same_length(small_learned_model.read_text(), "left_child", "99"))
+    done = subprocess.run([sys.executable, "main.py", "--cache-only", "--policy", "learned", "--set",
+                           f"cache.learned_model={model}", "--set", "serving.block_size=512", "--seed", "1",
+                           "--capacity-blocks", "100", "--no-plot", "--quiet"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "child index (99)" in done.stderr, (done.returncode, done.stderr[-500:])
+
+
+def test_a_tree_edited_to_another_length_is_named_itself(small_learned_model, tmp_path):
+    """The tree edited is named, not the next one ("tree 1 is incomplete" of an edit to tree 0)."""
+    from learned.model import LearnedModel
+    from sim.errors import InputError
+
+    text = small_learned_model.read_text()
+    found = re.search(r"^leaf_value=(\S+)", text, re.M)  # tree 0's
+    edited = text[:found.start(1)] + "0" + text[found.end(1):]
+    assert len(edited) != len(text)
+    with pytest.raises(InputError) as refused:
+        LearnedModel.load(_resave(small_learned_model, tmp_path, edited))
+    assert "tree 0 is not the 243 bytes" in str(refused.value), refused.value
