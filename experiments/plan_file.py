@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sim.config_yaml import rebase_setting
-from sim.errors import ConfigError
 from experiments.prices import TIERS
 from experiments.spec import ConfigLayers, parse_layers, read_yaml_mapping
+from sim.config_yaml import rebase_setting
+from sim.errors import ConfigError, quote_yaml
 
 PLAN_KEYS = ("config", "overlays", "workload", "set", "target", "search", "prices")
 TARGET_KEYS = ("hit_ratio", "slo", "rate_rps")
@@ -105,13 +105,13 @@ def load_plan(path: str | Path) -> Plan:
     for key, value in slo.items():  # as the slo.* config keys take them, but named here (not as a run's override)
         if value is not None and (not _finite(value) or value <= 0 or (key == "attainment" and value > 1)):
             raise plan_error(path, f"'target.slo.{key}' must be a number > 0" + (" and <= 1" if key == "attainment" else "")
-                             + f", got {value!r}")
+                             + f", got {quote_yaml(value)}")
     has_slo = slo.get("ttft_s") is not None or slo.get("tpot_s") is not None
     if (target.get("hit_ratio") is not None) == has_slo:
         raise plan_error(path, "give exactly one target: 'target.hit_ratio', or latency targets under 'target.slo'")
     hit = target.get("hit_ratio")
     if hit is not None and not (_finite(hit) and 0 < hit <= 1):
-        raise plan_error(path, f"'target.hit_ratio' must be in (0, 1], got {hit!r}")
+        raise plan_error(path, f"'target.hit_ratio' must be in (0, 1], got {quote_yaml(hit)}")
     if hit is not None and slo.get("attainment") is not None:  # (it was ignored: a hit-ratio plan runs no clock)
         raise plan_error(path, "'target.slo.attainment' goes with latency targets (ttft_s, tpot_s), not with "
                                "'target.hit_ratio'")

@@ -34,7 +34,7 @@ from experiments.modes import check_mode
 from sim.cli_config import command_line_settings, resolve_config
 from sim.config import Config, replace, set_layer
 from sim.config_yaml import leaf_keys, read_config_file, rebase_path, rebase_setting
-from sim.errors import ConfigError
+from sim.errors import ConfigError, date_inside, quote
 from sim.hf_config import CONFIG_NAME
 
 SPEC_KEYS = ("mode", "config", "overlays", "workload", "set", "axes", "zip")
@@ -113,11 +113,28 @@ def _flatten(tree: dict, prefix: str) -> dict[str, Any]:
     return out
 
 
+def refuse_dates(source: str, key: str, value: Any) -> None:
+    """A value holding a date YAML read from unquoted text (``2024-01-01``) is refused naming ``key``: no config key
+    takes one, and a spec's values travel as JSON (``ConfigLayers.assignments``, ``Point.key``), which has no date."""
+    if date_inside(value) is not None:
+        raise ConfigError(f"{source}'{key}' is {quote(value)}: no config key takes a date")
+
+
+def _sets_nothing(value: Any) -> bool:
+    """Whether a value merged over a key sets no config key: ``{}``, or mappings of ``{}`` (``{tiers: {}}``)."""
+    return isinstance(value, dict) and all(_sets_nothing(inner) for inner in value.values())
+
+
 def _value_list(path: Path, where: str, key: str, values: Any) -> list:
     if not isinstance(values, list):
-        raise _fail(path, f"{where} '{key}' must be a list of values, got {values!r}")
+        raise _fail(path, f"{where} '{key}' must be a list of values, got {quote(values)}")
     if not values:
         raise _fail(path, f"{where} '{key}' is empty")
+    refuse_dates(f"sweep spec {path}: {where} ", key, values)
+    empty = next((i for i, value in enumerate(values, start=1) if _sets_nothing(value)), None)
+    if empty is not None:  # (as a fixed key's {} and --set KEY={} are: the point ran as the base, named '{}')
+        raise _fail(path, f"{where} '{key}': value {empty} is an empty mapping, which sets nothing: give the keys "
+                          f"under it (their base values, for the base as a point)")
     return [rebase_setting(path.parent, key, v) for v in values]
 
 
@@ -141,6 +158,8 @@ def parse_layers(data: dict, path: Path, what: str) -> ConfigLayers:
     if data.get("config") is not None and (not isinstance(data["config"], str) or not data["config"].strip()):
         raise ConfigError(f"{what} {path}: 'config' must be a file path")  # '' read as "not given": the default config
     sets = {**_flatten(data.get("workload") or {}, "workload"), **_flatten(data.get("set") or {}, "")}
+    for key, value in sets.items():
+        refuse_dates(f"{what} {path}: ", key, value)
     layers = ConfigLayers(f"{what} {path}", rebase_path(path.parent, data.get("config")) if data.get("config") else None,
                         tuple(rebase_path(path.parent, o) for o in overlays),
                         {k: rebase_setting(path.parent, k, v) for k, v in sets.items()})

@@ -26,6 +26,7 @@ from learned.predictions import Predictions
 from learned.sidecar import bad, check_sidecar, field_error, model_text_defect
 from sim.config import Config
 from sim.errors import InputError
+from sim.file_kinds import other_kind
 from trace.request import Trace, file_sha256
 
 SIDECAR_VERSION = 2
@@ -102,6 +103,9 @@ class LearnedModel:
             raise InputError(f"learned model {path} not found; train one with "
                              "python -m learned.train --workload-trace TRAIN --out model.txt")
         if not side.is_file():
+            said = other_kind(path, "lightgbm")  # (its sidecar, a trace, an overlay given as the model)
+            if said is not None:
+                raise InputError(f"learned model {path}: {said}")
             raise InputError(f"learned model sidecar {side} not found (written beside the model by learned.train)")
         try:
             meta = json.loads(side.read_bytes().decode("utf-8"))
@@ -118,6 +122,9 @@ class LearnedModel:
             raise bad(path, "cannot be read (not UTF-8 text)") from None
         defect = model_text_defect(text)
         if defect:
+            said = other_kind(path, "lightgbm")
+            if said is not None:
+                raise InputError(f"learned model {path}: {said}")
             raise bad(path, f"cannot be read ({defect})")
         booster = _quiet_booster(path, text)
         model = cls(booster, meta, str(path))

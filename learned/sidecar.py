@@ -186,11 +186,17 @@ def model_text_defect(text: str) -> str | None:
         return "a LightGBM model header without num_class, num_tree_per_iteration or tree_sizes"
     if not sizes or per_iteration < 1 or len(sizes) % per_iteration or min(sizes) < 1:
         return "its tree_sizes do not make whole boosting rounds"
+    try:
+        features = int(keys["max_feature_idx"]) + 1
+    except (KeyError, ValueError):
+        return "a LightGBM model header without max_feature_idx"
     data = text.encode("utf-8")
     at = len(header.encode("utf-8")) + 1
     if at + sum(sizes) > len(data):
         return "truncated (its trees end before the sizes in its header say)"
     for i, size in enumerate(sizes):
+        if not _ends_where_sized(data, at, size, i + 1 < len(sizes) and f"Tree={i + 1}\n".encode()):
+            return _resized(i, size)
         tree = data[at:at + size].decode("utf-8", errors="replace")
         at += size
         lines = dict(line.partition("=")[::2] for line in tree.splitlines()[1:] if "=" in line)
@@ -204,8 +210,64 @@ def model_text_defect(text: str) -> str | None:
                 return f"tree {i} is malformed"
             if not all(math.isfinite(float(v)) for v in lines["leaf_value"].split()):
                 return f"tree {i} has non-finite leaf values"
+            wrong = _split_defect(lines, leaves, features, int(lines.get("num_cat") or 0))
+            if wrong:
+                return f"tree {i} {wrong}"
         except ValueError:
             return f"tree {i} is malformed"
     if not re.match(r"\s*end of trees", data[at:at + 100].decode("utf-8", errors="replace")):
         return "truncated (no 'end of trees' after its trees)"
     return None
+
+
+def _ends_where_sized(data: bytes, at: int, size: int, following: bytes | bool) -> bool:
+    """Whether the tree at ``at`` ends ``size`` bytes on: where the next tree's header (``following``; False after
+    the last tree: 'end of trees') starts, or where none is found at all (a cut file: the checks after say so)."""
+    if following:
+        return data.startswith(following, at + size) or b"\n" + following not in data[at:]
+    end = data.find(b"\nend of trees", at)
+    return end < 0 or not data[at + size:end + 1].strip() and end + 1 >= at + size
+
+
+CATEGORICAL = 1  # LightGBM's decision_type bits (include/LightGBM/tree.h: kCategoricalMask 1, kDefaultLeftMask 2,
+DECISION_TYPES = 16  # then the missing-value type, 0-2, in bits 2-3): a value of 16 or more is none of LightGBM's
+
+
+def _split_defect(lines: dict[str, str], leaves: int, features: int, categorical: int) -> str | None:
+    """What is wrong with a tree's splits that LightGBM's parser lets through (None: nothing): a split on a feature
+    the model has not, a child index outside the tree, or a node reached twice or never, crashed the process
+    (SIGSEGV) or ran a corrupted tree silently; an edit that keeps each tree's length (a digit changed) gets past
+    the size check. LightGBM numbers a tree's nodes in the order they split (src/io/tree.cpp, Tree::Split: the new
+    node is num_leaves - 1), so a child node's index is above its parent's; a leaf is written as ~index (-1: leaf 0)."""
+    if leaves < 2:
+        return None
+    split = [int(v) for v in lines["split_feature"].split()]
+    thresholds = [float(v) for v in lines["threshold"].split()]
+    kinds = [int(v) for v in lines["decision_type"].split()]
+    if any(not 0 <= f < features for f in split):
+        return f"splits on a feature outside the model's {features}"
+    if any(not 0 <= k < DECISION_TYPES or (k & CATEGORICAL and not categorical) for k in kinds):
+        return "has a decision_type LightGBM does not write"
+    if any(not math.isfinite(t) for t, k in zip(thresholds, kinds) if not k & CATEGORICAL):
+        return "has a non-finite split threshold"
+    reached_nodes, reached_leaves = [0] * (leaves - 1), [0] * leaves
+    reached_nodes[0] = 1  # the root
+    for node, side in enumerate(zip(lines["left_child"].split(), lines["right_child"].split())):
+        for child in map(int, side):
+            if child >= 0 and node < child < leaves - 1:
+                reached_nodes[child] += 1
+            elif -leaves <= child < 0:
+                reached_leaves[~child] += 1
+            else:
+                return f"has a child index ({child}) outside its {leaves} leaves' tree"
+    if any(n != 1 for n in reached_nodes) or any(n != 1 for n in reached_leaves):
+        return "is not a tree (a node is reached twice, or never)"
+    return None
+
+
+def _resized(tree: int, size: int) -> str:
+    """A tree whose text is no longer the size the header gives it: LightGBM reads each tree by its ``tree_sizes``
+    entry, so a hand edit that changes a tree's length (a leaf value rewritten) breaks the trees after it; the first
+    misaligned one was said to be "incomplete", naming a tree nobody touched."""
+    return (f"tree {tree} is not the {size:,} bytes its header's tree_sizes gives: an edit changed its length, and "
+            f"LightGBM reads each tree by its size")

@@ -412,10 +412,15 @@ def _file_layer(path: Path, what: str) -> dict[str, Any]:
     ``--preset`` picks one: a typo would otherwise wait for the day someone uses it), its relative paths
     resolved against its folder."""
     source = f"{what} {path}"
-    layer = read_config_file(path, what)
-    if not layer:  # (a wrong path's empty file, a truncated one: the run would be the defaults, unsaid)
-        raise ConfigError(f"{source} is empty: a config file or overlay sets at least one key")
-    _validated(layer, source)
+    layer: dict[str, Any] | None = None
+    try:
+        layer = read_config_file(path, what)
+        if not layer:  # (a wrong path's empty file, a truncated one: the run would be the defaults, unsaid)
+            raise ConfigError(f"{source} is empty: a config file or overlay sets at least one key")
+        _validated(layer, source)
+    except ConfigError:
+        _refuse_other_kind(path, source, layer)
+        raise
     for name, keys in (layer.get("presets") or {}).items():
         _checked_layer(keys, f"preset {name!r} of {source}")
         mode = str(name).partition("@")[2]
@@ -423,6 +428,16 @@ def _file_layer(path: Path, what: str) -> dict[str, Any]:
             raise ConfigError(f"{source}: preset {str(name)!r}: {mode!r} is not a mode a preset applies in; "
                               f"PRESET@MODE takes one of {', '.join(PRESET_MODES)}")
     return resolve_paths(layer, path.parent)
+
+
+def _refuse_other_kind(path: Path, source: str, data: dict[str, Any] | None) -> None:
+    """A file that failed as a config file or overlay but is another of kvsim's inputs (an NS-3 table, a GPU spec, a
+    learned model's sidecar, a trace: ``sim.file_kinds``) is refused as that, with the flag or key that takes it."""
+    from sim.file_kinds import other_kind
+
+    said = other_kind(path, "config", data)
+    if said is not None:
+        raise ConfigError(f"{source}: {said}") from None
 
 
 def replace(config: Config, **dotted: Any) -> Config:

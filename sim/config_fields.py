@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Collection, Literal, Mapping
 
 from sim.config_yaml import PATH_KEYS, is_path_value, names_a_path
-from sim.errors import ConfigError, quote
+from sim.errors import YAML_BOOLEAN_WORDS, ConfigError, quote, quote_yaml  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     from sim.config import Config
@@ -187,18 +187,10 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
     raise ConfigError(f"config key '{path}': expected {_type_name(tp)}, got {_got(value)}")
 
 
-# YAML 1.1 (PyYAML) reads an unquoted yes/no/on/off (any case) as a boolean, as it does true/false
-YAML_BOOLEAN_WORDS = "yes/no/on/off"
-
-
 def _got(value: Any) -> str:
-    """``value`` quoted for a wrong-type message; a boolean says that YAML made it one. Where a word is meant
-    (``cache.admission: no``, a sweep axis ``[none, no]``), YAML 1.1 has already turned it into False and the
-    spelling is gone (yes, Yes, on and true all read True), so the message explains rather than guessing the word."""
-    if isinstance(value, bool):
-        return (f"{str(value).lower()}, a boolean (YAML reads an unquoted {YAML_BOOLEAN_WORDS} or true/false as one; "
-                f"quote it where a word is meant: '{'yes' if value else 'no'}')")
-    return quote(value)
+    """``value`` quoted for a wrong-type message; a boolean or a date says that YAML made it one
+    (``sim.errors.quote_yaml``)."""
+    return quote_yaml(value)
 
 
 def _infinite(path: str, value: Any) -> typing.NoReturn:

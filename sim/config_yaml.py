@@ -8,6 +8,7 @@ here because a path in a YAML file is relative to that file (``resolve_paths``).
 from __future__ import annotations
 
 import copy
+import datetime
 import os
 import re
 from pathlib import Path
@@ -64,6 +65,51 @@ class UniqueKeyLoader(_SAFE_LOADER):
             problem = str(exc).split(";")[0]  # Python's advice after ';' is for programmers
             raise yaml.constructor.ConstructorError(
                 None, None, f"cannot read {quote(node.value)}: {problem}", node.start_mark) from None
+
+
+class WrittenDate(datetime.date):
+    """A date YAML read from an unquoted ``2024-01-01``, remembering the text (``written``), so a message quotes it as
+    the user wrote it rather than as Python's ``datetime.date(2024, 1, 1)`` (``sim.errors.quote``)."""
+
+    written: str
+
+    def __repr__(self) -> str:  # (a message's {value!r}, a list's repr)
+        return self.written
+
+    def __reduce_ex__(self, protocol: object) -> tuple:  # (copy and pickle keep the text: date's drops it)
+        return _written, (datetime.date(self.year, self.month, self.day), self.written)
+
+
+class WrittenDatetime(datetime.datetime):
+    """As ``WrittenDate``, for a timestamp (``2024-01-01 10:00:00``, ``2024-01-01T10:00:00Z``)."""
+
+    written: str
+
+    def __repr__(self) -> str:
+        return self.written
+
+    def __reduce_ex__(self, protocol: object) -> tuple:
+        plain = datetime.datetime(self.year, self.month, self.day, self.hour, self.minute, self.second,
+                                  self.microsecond, self.tzinfo)
+        return _written, (plain, self.written)
+
+
+def _written(value: datetime.date, written: str) -> datetime.date:
+    """``value`` as a ``WrittenDate`` or ``WrittenDatetime`` holding ``written``."""
+    if isinstance(value, datetime.datetime):
+        out: datetime.date = WrittenDatetime(value.year, value.month, value.day, value.hour, value.minute,
+                                             value.second, value.microsecond, value.tzinfo)
+    else:
+        out = WrittenDate(value.year, value.month, value.day)
+    out.written = written
+    return out
+
+
+def _construct_timestamp(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> datetime.date:
+    return _written(yaml.constructor.SafeConstructor.construct_yaml_timestamp(loader, node), node.value)
+
+
+UniqueKeyLoader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
 
 
 def _numbers_as_people_write_them() -> None:

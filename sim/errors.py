@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import datetime
 import os
 import select
 import signal
@@ -64,12 +65,59 @@ def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
     if isinstance(value, (str, bytes, bytearray)):
         size, unit = len(value), "characters" if isinstance(value, str) else "bytes"
         text = repr(value[: limit + 1])  # never repr the whole of a huge input
+    elif isinstance(value, datetime.date):  # only YAML makes one: an unquoted 2024-01-01 (not datetime.date(2024, ...))
+        return yaml_date(value)
     else:
         text = repr(value)
         size, unit = len(text), "characters"
+    inside = date_inside(value)  # ([2024-01-01]: the list's repr shows the text, this says what YAML made of it)
+    said = ""
+    if inside is not None:
+        written = _written(inside)
+        said = f" (YAML read {written} as a date; quote it where text is meant: '{written}')"
     if len(text) <= limit:
-        return text
-    return f"{text[:limit]}... ({size:,} {unit})"
+        return text + said
+    return f"{text[:limit]}... ({size:,} {unit}){said}"
+
+
+def date_inside(value: object, depth: int = 0) -> datetime.date | None:
+    """The first date in a list or mapping YAML read (a few levels deep), or None."""
+    if isinstance(value, datetime.date):
+        return value
+    if depth > 4 or not isinstance(value, (list, tuple, dict)):
+        return None
+    items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+    return next((found for item in items[:1000] if (found := date_inside(item, depth + 1)) is not None), None)
+
+
+# YAML 1.1 (PyYAML) reads an unquoted yes/no/on/off (any case) as a boolean, as it does true/false
+YAML_BOOLEAN_WORDS = "yes/no/on/off"
+
+
+def quote_yaml(value: object) -> str:
+    """``quote(value)``, where a boolean says that YAML made it one. Where a word is meant (``cache.admission: no``, a
+    sweep axis ``[none, no]``, a GPU spec's ``link.kind: yes``), YAML 1.1 has already turned it into False and the
+    spelling is gone (yes, Yes, on and true all read True), so the message explains rather than guessing the word. (A
+    date YAML read from unquoted text is explained by ``quote`` itself: ``yaml_date``.)"""
+    if isinstance(value, bool):
+        return (f"{str(value).lower()}, a boolean (YAML reads an unquoted {YAML_BOOLEAN_WORDS} or true/false as one; "
+                f"quote it where a word is meant: '{'yes' if value else 'no'}')")
+    return quote(value)
+
+
+def _written(value: datetime.date) -> str:
+    """A date or timestamp as YAML read it from unquoted text: the text itself (``sim.config_yaml.WrittenDate`` keeps
+    it), else its ISO form; cut to ``QUOTE_LIMIT``."""
+    written = getattr(value, "written", None) or (str(value) if isinstance(value, datetime.datetime)
+                                                  else value.isoformat())
+    return written[:QUOTE_LIMIT]
+
+
+def yaml_date(value: datetime.date) -> str:
+    """A date or timestamp YAML read from unquoted text, quoted as it was written and said to be YAML's reading,
+    with the fix (not Python's ``datetime.date(2024, 1, 1)``)."""
+    written = _written(value)
+    return f"{written}, a date (YAML reads an unquoted date or timestamp as one; quote it where text is meant: '{written}')"
 
 
 def command_status(program: str, body: Callable[[], int]) -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sim.config import MAX_LATENCY_US, MIN_GBPS
 from sim.config_yaml import GPU_PATH_HINT, MODEL_PATH_HINT, load_yaml, names_a_path, read_config_file
-from sim.errors import ConfigError, quote
+from sim.errors import ConfigError, quote, quote_yaml
 from sim.hf_config import hf_model_spec
 from sim.model_shape import GIB, ModelSpec
 
@@ -193,7 +193,8 @@ def gpu_from_entry(name: str, entry: object, where: str, source: str | None = No
              "link.source": link.get("source", source)}
     for key, text in texts.items():
         if not isinstance(text, str) or not text.strip():
-            raise ConfigError(f"{where}: needs {key} (text)" if text is None else f"{where}: {key} must be text")
+            raise ConfigError(f"{where}: needs {key} (text)" if text is None else
+                              f"{where}: {key} must be text, got {quote_yaml(text)}")
     if texts["link.kind"] not in NVLINK_KINDS and not PCIE_KIND.match(texts["link.kind"]):
         raise ConfigError(f"{where}: link.kind must be one of {', '.join(NVLINK_KINDS)} or pcie<generation>[-x<lanes>] "
                           f"(pcie4-x16), got {quote(texts['link.kind'])}")
@@ -220,8 +221,16 @@ def gpu_spec(name: str) -> GPUSpec:
     table = _read_table("gpus.yaml")
     if name not in table and names_a_path(name):
         path = Path(name)
-        return gpu_from_entry(name, read_config_file(path, "GPU spec"), f"GPU spec {path}", source=f"GPU spec {path}",
-                              listed=False)
+        try:
+            return gpu_from_entry(name, read_config_file(path, "GPU spec"), f"GPU spec {path}",
+                                  source=f"GPU spec {path}", listed=False)
+        except ConfigError:
+            from sim.file_kinds import other_kind  # (an overlay, an NS-3 table, a trace given as the GPU)
+
+            said = other_kind(path, "gpu")
+            if said is not None:
+                raise ConfigError(f"GPU spec {path}: {said}") from None
+            raise
     return gpu_from_entry(name, _lookup(table, name, "GPU", "gpus.yaml", f"; {GPU_PATH_HINT}"),
                           f"profiles/gpus.yaml: GPU {name!r}")
 

@@ -385,7 +385,7 @@ CASES: dict[str, Case] = {
     # a hit-ratio target's candidates are cache-only replays: no rate is searched, the tolerance was ignored (exit 0)
     "plan_rate_tolerance_with_hit_target": plan(HIT_TARGET + "search: {gpu: [h100-sxm], rate_tolerance: 0.05}\n",
                                                 "'search.rate_tolerance'", "hit-ratio target"),
-    "plan_hit_ratio_bool": plan("target: {hit_ratio: true}\nsearch: {gpu: [h100-sxm]}\n", "'target.hit_ratio'", "True"),
+    "plan_hit_ratio_bool": plan("target: {hit_ratio: true}\nsearch: {gpu: [h100-sxm]}\n", "'target.hit_ratio'", "true, a boolean"),
     # prices.gpus as a list: AttributeError, exit 1; an unknown key's quotes took the plan's path in as part of the key
     "plan_prices_gpus_list": plan(SLO_TARGET + "search: {gpu: [h100-sxm]}\nprices: {gpus: [1]}\n",
                                   "'prices.gpus'", "mapping"),

@@ -333,8 +333,18 @@ def load_trace(workload: WorkloadConfig, block_size: int, sha256: str | None = N
         raise TraceError(f"trace file not found: {path}")
     if not path.is_file():
         raise TraceError(f"trace {path} is not a regular file")
-    name = sniff_format(path) if workload.format == "auto" else workload.format
-    if workload.format != "auto":
+    if workload.format == "auto":
+        try:
+            name = sniff_format(path)
+        except TraceError:
+            from sim.file_kinds import other_kind  # (a config, an NS-3 table, a GPU spec given as the trace)
+
+            said = other_kind(path, "trace")
+            if said is not None:
+                raise TraceError(f"trace {path}: {said}") from None
+            raise
+    else:
+        name = workload.format
         first_line(path)  # an empty, binary or non-UTF-8 file is refused whatever the format
     fmt = FORMATS[name]
     check_time_unit(str(path), name, workload.time_unit)

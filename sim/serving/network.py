@@ -90,10 +90,10 @@ class LookupNetwork:
         except RecursionError:
             raise ConfigError(f"network lookup table {path}: cannot read it as JSON: nested too deep") from None
         except (OSError, ValueError) as exc:
-            raise ConfigError(f"network lookup table {path}: cannot read it as JSON: {str(exc)[:100]}") from None
+            raise _not_a_table(path, f"cannot read it as JSON: {str(exc)[:100]}") from None
         rows = data.get("rows") if isinstance(data, dict) else None
         if not rows or not isinstance(rows, list):
-            raise ConfigError(f"network lookup table {path}: expected a 'rows' list")
+            raise _not_a_table(path, "expected a 'rows' list", data)
         sizes, times = [], []
         for i, row in enumerate(rows):
             given = [[k for k in keys if isinstance(row, dict) and k in row] for keys in (SIZE_KEYS, TIME_KEYS)]
@@ -119,6 +119,14 @@ class LookupNetwork:
                               f"{sizes_arr[-1]:.6g} bytes) imply {extrapolated * 8 / 1e6:.3g} Mb/s for larger "
                               f"transfers, below the {MIN_GBPS * 1e3:g} Mb/s of the slowest network kvsim models")
         return cls(sizes_arr, times_arr, source=str(path))
+
+
+def _not_a_table(path: Path, why: str, data: object = None) -> ConfigError:
+    """A file that is not an NS-3 table: named as the kvsim input it is, when it is one (a trace, a config overlay:
+    ``sim.file_kinds``), else ``why``."""
+    from sim.file_kinds import other_kind
+
+    return ConfigError(f"network lookup table {path}: {other_kind(path, 'ns3', data) or why}")
 
 
 # A lookup table row's size and time, each under one or more of these keys (unit: a multiplier and a divisor to bytes
