@@ -151,3 +151,17 @@ def test_a_yaml_boolean_is_explained_only_where_a_word_is_meant(assignment, hint
     message = str(refused.value)
     assert f"'{key}'" in message and "a boolean" in message and "\n" not in message, message
     assert ("quote it" in message) == hint, message
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["--draws", "0"], "--draws and --timeout must be >= 1"),
+    (["--draws", "x"], "argument --draws: invalid int value: 'x'"),
+    (["--seed", "1", "--seed", "2", "--draws", "0"], "--seed is given twice"),  # (--draws 0: nothing runs)
+])
+def test_random_runs_refuses_bad_usage_in_one_line(argv, named):
+    """tools/random_runs.py's bad usage was argparse's own: its usage block, then the error (five lines), where every
+    other kvsim command says one; a repeated --seed ran the last alone."""
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "random_runs.py"), *argv], capture_output=True,
+                          text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 2 and named in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not done.stdout, done.stderr
