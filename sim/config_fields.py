@@ -131,7 +131,7 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
                 return _convert(value, members[0], path)
             except ConfigError as exc:
                 if str(exc).startswith(f"config key '{path}': expected "):  # the wrong type: null would do too
-                    raise ConfigError(f"config key '{path}': expected {_type_name(tp)}, got {_got(value)}") from None
+                    raise ConfigError(f"config key '{path}': expected {_type_name(tp)}, got {_got(value, tp)}") from None
                 raise
         for arg in typing.get_args(tp):
             if arg is type(None):
@@ -140,11 +140,11 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
                 return _convert(value, arg, path)
             except ConfigError:
                 continue
-        raise ConfigError(f"config key '{path}': expected {_type_name(tp)}, got {_got(value)}")
+        raise ConfigError(f"config key '{path}': expected {_type_name(tp)}, got {_got(value, tp)}")
     if origin is Literal:
         if value in typing.get_args(tp):
             return value
-        raise ConfigError(f"config key '{path}': expected {_type_name(tp)}, got {_got(value)}")
+        raise ConfigError(f"config key '{path}': expected {_type_name(tp)}, got {_got(value, tp)}")
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
             raise ConfigError(f"config key '{path}': expected a mapping, got {quote(value)}")
@@ -184,12 +184,25 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
             return value
     else:  # pragma: no cover - schema uses only the types above
         raise TypeError(f"unsupported config annotation {tp!r} at {path}")
-    raise ConfigError(f"config key '{path}': expected {_type_name(tp)}, got {_got(value)}")
+    raise ConfigError(f"config key '{path}': expected {_type_name(tp)}, got {_got(value, tp)}")
 
 
-def _got(value: Any) -> str:
-    """``value`` quoted for a wrong-type message; a boolean or a date says that YAML made it one
-    (``sim.errors.quote_yaml``)."""
+def _takes_words(tp: Any) -> bool:
+    """Whether annotation ``tp`` accepts a string (``str``, a ``Literal`` of names, a union holding either)."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return any(isinstance(a, str) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return any(_takes_words(a) for a in typing.get_args(tp))
+    return tp is str
+
+
+def _got(value: Any, tp: Any) -> str:
+    """``value`` quoted for a wrong-type message of a key of type ``tp``; a boolean or a date says that YAML made it
+    one (``sim.errors.quote_yaml``), the advice to quote it only where the key takes a word: a number's key takes
+    none (``serving.max_num_seqs: yes``)."""
+    if isinstance(value, bool) and not _takes_words(tp):
+        return f"{str(value).lower()}, a boolean"
     return quote_yaml(value)
 
 

@@ -323,6 +323,25 @@ def _check_search(metrics: dict[str, Any], search: dict[str, Any]) -> list[str]:
     return bad
 
 
+def _is_pd(report: dict[str, Any]) -> bool:
+    """Whether ``report`` is of a PD run: ``--pd``, or ``--cluster --pd`` (mode ``cluster``, its instances in roles)."""
+    if report.get("mode") == "pd":
+        return True
+    return any(each.get("role") in ("prefill", "decode") for run in report.get("runs", [])
+               for each in ((run.get("metrics") or {}).get("instances") or {}).get("each", []))
+
+
+def _role_tp(report: dict[str, Any], role: str) -> int:
+    """The TP of a PD run's ``role`` instances: ``pd.<role>_tensor_parallel_size`` where set, else, as in every other
+    mode (which reads no pd key, though a config file or overlay may carry them), the run's
+    ``serving.tensor_parallel_size``."""
+    config = report.get("config") or {}
+    serving_tp = (config.get("serving") or {}).get("tensor_parallel_size", 1)
+    if not _is_pd(report):
+        return serving_tp
+    return (config.get("pd") or {}).get(f"{role}_tensor_parallel_size") or serving_tp
+
+
 def check_report(report: dict[str, Any], **expect: Any) -> list[str]:
     """Every violation in ``report`` (a loaded ``--report-json``), each prefixed with its run's name."""
     bad: list[str] = []
@@ -330,8 +349,7 @@ def check_report(report: dict[str, Any], **expect: Any) -> list[str]:
     config = report.get("config") or {}
     # the decode ranks receive the KV (README: kv_transfer_bytes counts every decode rank's shard): their TP is
     # pd.decode_tensor_parallel_size where given (--pd, --cluster --pd), else serving.tensor_parallel_size
-    decode_tp = (config.get("pd") or {}).get("decode_tensor_parallel_size") or \
-        config.get("serving", {}).get("tensor_parallel_size", 1)
+    decode_tp = _role_tp(report, "decode")
     if config.get("model") and decode_tp > 1:
         from sim.specs import model_spec  # the model's shape (profiles/models.yaml), not a simulated result
 
@@ -340,8 +358,7 @@ def check_report(report: dict[str, Any], **expect: Any) -> list[str]:
         # = divide(tp_size, total_num_kv_heads)), so max(heads, tp) head pages; MLA's latent once. The decode ranks
         # receive max(heads, decode tp) head pages, MLA's latent each
         model = model_spec(config["model"])
-        front_tp = (config.get("pd") or {}).get("prefill_tensor_parallel_size") or \
-            config.get("serving", {}).get("tensor_parallel_size", 1)
+        front_tp = _role_tp(report, "prefill")
         if model.is_mla and not model.is_sparse_attention:
             copies = Fraction(decode_tp)
         elif model.is_mla:
@@ -356,8 +373,7 @@ def check_report(report: dict[str, Any], **expect: Any) -> list[str]:
         # a lower tier's block is loaded by every rank of the front (prefill) instances: MLA's latent, stored once, is
         # read once per rank (README Serving, tier traffic; vLLM CanonicalPageMapping: every rank loads the page)
         model = model_spec(config["model"])
-        front_tp = (config.get("pd") or {}).get("prefill_tensor_parallel_size") or \
-            config.get("serving", {}).get("tensor_parallel_size", 1)
+        front_tp = _role_tp(report, "prefill")
         if model.is_mla and not model.is_sparse_attention and front_tp > 1:
             expect = {**expect, "read_copies": front_tp}
 

@@ -132,3 +132,36 @@ def test_fitting_tools_name_an_empty_path(tool, argv, named, capsys):
             module.build_parser().parse_args(argv)
     err = capsys.readouterr().err
     assert exited.value.code == 2 and named in err and "'.'" not in err, err
+
+
+@pytest.mark.parametrize("assignment, hint", [
+    ("serving.max_num_seqs=yes", False),  # int | None: no word would do, quoted or not
+    ("slo.ttft_s=on", False),  # float | None
+    ("cache.admission=no", True),  # a Literal of names: quoting the word is the fix
+])
+def test_a_yaml_boolean_is_explained_only_where_a_word_is_meant(assignment, hint):
+    """The YAML-boolean hint ("quote it where a word is meant: 'yes'") belongs to a key that takes a word; on a number's
+    key it advised quoting 'yes', which that key refuses too ("expected int or null, got 'yes'")."""
+    from sim.config import load_config
+    from sim.errors import ConfigError
+
+    key = assignment.partition("=")[0]
+    with pytest.raises(ConfigError) as refused:
+        load_config(None, sets=[assignment])
+    message = str(refused.value)
+    assert f"'{key}'" in message and "a boolean" in message and "\n" not in message, message
+    assert ("quote it" in message) == hint, message
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["--draws", "0"], "--draws and --timeout must be >= 1"),
+    (["--draws", "x"], "argument --draws: invalid int value: 'x'"),
+    (["--seed", "1", "--seed", "2", "--draws", "0"], "--seed is given twice"),  # (--draws 0: nothing runs)
+])
+def test_random_runs_refuses_bad_usage_in_one_line(argv, named):
+    """tools/random_runs.py's bad usage was argparse's own: its usage block, then the error (five lines), where every
+    other kvsim command says one; a repeated --seed ran the last alone."""
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "random_runs.py"), *argv], capture_output=True,
+                          text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 2 and named in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not done.stdout, done.stderr

@@ -109,3 +109,26 @@ def test_both_cache_paths_read_a_stored_block_once_per_rank(path):
              else HookedMultiTierCache([top, dram], 100, read_copies=4))
     assert [cache.touch(key, now) for now, key in enumerate([1, 2, 1])] == [-1, -1, 1]
     assert (dram.stats.promotions, dram.stats.bytes_read, dram.stats.bytes_written) == (1, 400, 200)
+
+
+def test_the_checker_reads_the_front_tp_of_the_mode_that_ran(run_cli, tmp_path):
+    """A config file may carry pd.prefill_tensor_parallel_size into a mode that reads no pd key (cache-only here):
+    the replay's ranks are serving.tensor_parallel_size's 2, so r2's 3 DRAM hits read 3 x 2 latents (HBM of 4 blocks:
+    0.06 GiB // 15,925,248 B), and the checker, which took the pd key's 4 for the front TP, reported the consistent
+    report as 'bytes_read != (hits + prefetches) x block_bytes x read_copies'."""
+    (tmp_path / "mla.jsonl").write_text("".join(
+        json.dumps({"timestamp": t, "input_length": n, "output_length": 1, "hash_ids": ids}) + "\n"
+        for t, n, ids in ROWS))
+    (tmp_path / "pd.yaml").write_text("pd:\n  prefill_tensor_parallel_size: 4\n  decode_tensor_parallel_size: 4\n")
+    out = tmp_path / "r.json"
+    argv = ["--cache-only", "--workload-trace", tmp_path / "mla.jsonl", "--calibration-profile", tmp_path / "pd.yaml",
+            "--quiet", "--no-plot", "--report-json", out]
+    for assignment in ("model=deepseek-v2-lite", "serving.tensor_parallel_size=2", "cache.tiers.hbm.capacity_gib=0.06",
+                       "cache.tiers.dram.capacity_gib=1", "cache.tiers.ssd.capacity_gib=0"):
+        argv += ["--set", assignment]
+    status, _, err = run_cli(*argv)
+    assert status == 0, err[-2000:]
+    report = json.loads(out.read_text())
+    assert report["config"]["pd"]["prefill_tensor_parallel_size"] == 4
+    assert report["runs"][0]["metrics"]["tiers"]["dram"]["bytes_read"] == 3 * 2 * LATENT_BLOCK
+    assert check_report(report) == []

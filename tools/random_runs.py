@@ -90,8 +90,12 @@ def _differs(first: dict, second: dict | None) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python tools/random_runs.py", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    if str(ROOT) not in sys.path:
+        sys.path[:0] = [str(ROOT)]
+    from sim.cli import OneLineParser  # one-line errors (exit 2), as every other tool's; a repeated flag refused
+
+    parser = OneLineParser(prog="python tools/random_runs.py", description=__doc__.split("\n\n")[0],
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--draws", type=int, default=100, help="number of draws (default 100)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the draws, >= 0 (default 0)")
     parser.add_argument("--start", type=int, default=0, help="first draw's index (default 0)")
@@ -110,7 +114,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--repeat must be in [0, 1]")
     if args.draws < 1 or args.seed < 0 or args.start < 0 or args.timeout < 1 or (args.only is not None and args.only < 0):
         parser.error("--draws and --timeout must be >= 1, --seed, --start and --only >= 0")
-    sys.path[:0] = [str(ROOT)]
     import numpy as np
 
     from tests.random_settings import RngChooser, draw_argv, judge
