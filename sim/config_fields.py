@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Collection, Literal, Mapping
 
 from sim.config_yaml import PATH_KEYS, is_path_value, names_a_path
-from sim.errors import YAML_BOOLEAN_WORDS, ConfigError, quote, quote_yaml  # noqa: F401 (re-exported)
+from sim.errors import ConfigError, quote, quote_yaml
 
 if TYPE_CHECKING:
     from sim.config import Config
