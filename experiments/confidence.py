@@ -8,6 +8,12 @@ The interval is symmetric, so with few seeds and a wide spread it can reach valu
 lower bound is clipped at 0 for a metric that cannot be negative (every metric kvsim reports: latencies, rates,
 counts, sizes, ratios), and the upper bound at 1 for a fraction of a whole (``AT_MOST_ONE``: hit ratios, SLO
 attainment, busy and KV-usage fractions). ``clipped`` says which.
+
+Dicts whose keys vary by run are aggregated over the union of their keys, by kind (``_mean_tree``): a count of events
+a seed did not see is 0 there (``COUNTS_BY_KEY``, ``TRACE_COUNTS``); any other value a seed lacks (a ratio whose
+denominator is 0 there, which the run omits) is undefined over the seeds and omitted, as a null one is null. Every
+mean is over the sorted values, so the metrics do not depend on the seeds' order (names, notes and curves excepted:
+the first run's).
 """
 
 from __future__ import annotations
@@ -90,30 +96,92 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
-def _mean_tree(trees: list[Any], path: str, ci: dict[str, list[float]]) -> Any:
-    """Mean of the numeric leaves of equally shaped nested dicts (first tree's shape); CIs into ``ci``."""
-    first = trees[0]
-    if isinstance(first, dict):
-        out = {}
-        for key, value in first.items():
-            same = [t.get(key) if isinstance(t, dict) else None for t in trees]
-            if isinstance(value, dict) and any(s is None for s in same[1:]):
-                out[key] = None  # a part some seeds could not give (a --max-rate bracket): undefined, as a leaf is
-            elif isinstance(value, dict):
-                out[key] = _mean_tree([value] + same[1:], f"{path}{key}.", ci)
-            else:
-                out[key] = _mean_leaf(same, f"{path}{key}", ci)
-        return out
-    return first
+# Counts of events a run reports only once they occur (dotted leaf names, fnmatch patterns, wherever in the metrics):
+# one a seed lacks is a count of 0 in that seed, not a value it could not give. A router counts a decision's reason
+# only once it happens (sim/cluster/routers.py ``_count``).
+COUNTS_BY_KEY: tuple[str, ...] = ("cluster.router.decisions.*", "*.cluster.router.decisions.*")
+# The same in the report's ``trace`` section (trace/request.py ``TraceProvenance.to_dict``): rows skipped by reason
+# (a synthetic workload's admission skips differ by seed), and the truncated prompts and reordered rows it lists only
+# when there are some.
+TRACE_COUNTS: tuple[str, ...] = ("skip_reasons.*", "inputs_truncated", "rows_reordered")
+
+_ABSENT = object()  # a key a seed's dict does not have
+
+
+def _matches(name: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatchcase(name, p) for p in patterns)
+
+
+def _natural(key: Any) -> tuple:
+    """Numbers (rack ids are their digits) by value, before other keys by their text."""
+    text = str(key)
+    try:
+        return (0, float(text), text)
+    except ValueError:
+        return (1, 0.0, text)
+
+
+def _union_keys(dicts: list[dict]) -> list[Any]:
+    """Every key of ``dicts``, in an order each dict's own order agrees with (a topological merge; keys that no dict
+    orders against each other in ``_natural`` order), so the same whatever the dicts' order."""
+    after: dict[Any, set] = {}
+    before: dict[Any, int] = {}
+    for d in dicts:
+        keys = list(d)
+        for k in keys:
+            after.setdefault(k, set())
+            before.setdefault(k, 0)
+        for a, b in zip(keys, keys[1:]):
+            if b not in after[a]:
+                after[a].add(b)
+                before[b] += 1
+    out: list[Any] = []
+    ready = [k for k, n in before.items() if n == 0]
+    while ready:
+        key = min(ready, key=_natural)
+        ready.remove(key)
+        out.append(key)
+        for b in after[key]:
+            before[b] -= 1
+            if before[b] == 0:
+                ready.append(b)
+    # dicts that order two keys both ways (none of kvsim's): the rest in _natural order
+    placed = set(out)
+    out += sorted((k for k in before if k not in placed), key=_natural)
+    return out
+
+
+def _mean_tree(trees: list[dict], path: str, ci: dict[str, list[float]],
+               counts: tuple[str, ...] = COUNTS_BY_KEY) -> dict:
+    """Mean over the seeds of nested metric dicts, over the union of their keys whatever the seeds' order; CIs into
+    ``ci``. A key some seed lacks: a count of 0 there where it is a count of events (``counts``), else a value
+    that seed could not give (a rack no request reached has no hit ratio: the run omits it), so undefined over the
+    seeds and omitted as the run omits it. A part some seed gave as None (a --max-rate bracket it did not find): None."""
+    out = {}
+    for key in _union_keys(trees):
+        same = [t.get(key, _ABSENT) for t in trees]
+        if _matches(f"{path}{key}", counts):
+            same = [0 if s is _ABSENT else s for s in same]
+        if any(s is _ABSENT for s in same):
+            continue
+        if all(isinstance(s, dict) for s in same):
+            out[key] = _mean_tree(same, f"{path}{key}.", ci, counts)
+        elif any(isinstance(s, dict) for s in same) and any(s is None for s in same):
+            out[key] = None  # a part some seeds could not give (a --max-rate bracket): undefined, as a leaf is
+        else:
+            out[key] = _mean_leaf(same, f"{path}{key}", ci)
+    return out
 
 
 def _mean_leaf(values: list[Any], name: str, ci: dict[str, list[float]]) -> Any:
+    """The mean of one metric's values over the seeds (sorted first, so the same float whatever their order) and its
+    interval into ``ci``; undefined (None) where a seed's is; a value that is no number as in the first run."""
     numbers = [_is_number(v) for v in values]
     if any(numbers) and all(n or v is None for n, v in zip(numbers, values, strict=True)) and not all(numbers):
         return None  # a number some seeds could not give (None: undefined there): undefined over the seeds
     if not all(numbers):
         return values[0]  # names, notes, curves: as in the first run
-    floats = [float(v) for v in values]
+    floats = sorted(float(v) for v in values)
     if not all(math.isfinite(f) for f in floats):
         return float(np.mean(floats))  # NaN (a seed's is undefined) or an infinity, whatever the seeds' order; no CI
     mean, bounds = interval(floats)
@@ -143,6 +211,15 @@ def aggregate(runs: list[RunResult], seeds: list[int] | None = None) -> RunResul
                      metrics_ci95=ci, per_request=per_request)
 
 
+def aggregate_trace(traces: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """The report's ``trace`` section over the seeds: its counts (rows read, used and skipped, skips by reason) are
+    means as the metrics are, a reason a seed did not skip for counting 0 there (``TRACE_COUNTS``); its names (path,
+    format, block ids) are every seed's. The first seed's alone said nothing of the others' skips."""
+    if any(t is None for t in traces):
+        return traces[0]
+    return _mean_tree(list(traces), "", {}, TRACE_COUNTS)
+
+
 def _merge_search_caveats(metrics: dict[str, Any], runs: list[RunResult], seeds: list[int]) -> None:
     """``--max-rate``'s caveats over the seeds: every seed's ``note`` (no rate met the target, every rate did, a burst),
     named by its seed, and ``steady_state`` false when any seed's answer is not steady. The first seed's alone were kept
@@ -152,7 +229,8 @@ def _merge_search_caveats(metrics: dict[str, Any], runs: list[RunResult], seeds:
     if not isinstance(search, dict):
         return
     searches = [r.metrics.get("max_rate_search") or {} for r in runs]
-    notes = [f"seed {seed}: {s['note']}" for seed, s in zip(seeds, searches, strict=True) if s.get("note")]
+    notes = [f"seed {seed}: {s['note']}" for seed, s in sorted(zip(seeds, searches, strict=True), key=lambda p: p[0])
+             if s.get("note")]  # (by seed: the same note whatever the runs' order)
     search.pop("note", None)
     search.pop("steady_state", None)
     if notes:

@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from experiments.confidence import MAX_SEEDS, aggregate
+from experiments.confidence import MAX_SEEDS, aggregate, aggregate_trace
 from experiments.maxrate import TOLERANCE, check_slo, max_rate_run, search
 from experiments.modes import SERVING_MODES, ModeOutput, check_mode, run_mode
 from sim.config import Config, replace
@@ -206,4 +206,4 @@ def execute(mode: str, config: Config, options: RunOptions = RunOptions()) -> Mo
     seeds = [config.seed + i for i in range(options.seeds)]
     outs = [_once(mode, replace(config, seed=seed), options) for seed in seeds]
     runs = [aggregate([out.runs[j] for out in outs], seeds) for j in range(len(outs[0].runs))]
-    return ModeOutput(outs[0].trace, runs)
+    return ModeOutput(aggregate_trace([out.trace for out in outs]), runs)

@@ -116,8 +116,9 @@ def check_run(metrics: dict[str, Any], trace: dict[str, Any] | None, mode: str, 
             bad.append(f"{path} is null (NaN or inf)")
         if isinstance(value, float) and not math.isfinite(value):
             bad.append(f"{path} = {value}")
-    if trace is not None and "requests_completed" in metrics and not means:
-        if metrics["requests_completed"] != trace["rows_used"]:
+    if trace is not None and "requests_completed" in metrics:  # (--seeds: both are means over the seeds)
+        if not (_close(metrics["requests_completed"], trace["rows_used"]) if means
+                else metrics["requests_completed"] == trace["rows_used"]):
             bad.append(f"requests_completed {metrics['requests_completed']} != trace.rows_used {trace['rows_used']}")
     # hits
     acc, hits = metrics.get("accesses"), metrics.get("hits")
@@ -388,21 +389,25 @@ def check_report(report: dict[str, Any], **expect: Any) -> list[str]:
             gpu = gpu_spec(config.get("hardware", {}).get("gpu", "h100-sxm"))
             fp8 = model_spec(config["model"]).weight_quantization == "fp8" and gpu.fp8_peak_flops
             expect = {**expect, "roofline_mfu_bound": gpu.fp8_peak_flops / gpu.peak_flops if fp8 else 1.0}
+    # --seeds N: the trace's counts are means over the seeds too (README Confidence), sums of float means
+    seeded = any("metrics_ci95" in run for run in report["runs"])
+    same = (lambda a, b: _close(a, b)) if seeded else (lambda a, b: a == b)
     if trace and trace.get("request_range"):
         # workload.range_start/end keep requests [lo, hi) of the valid ones (trace.request_range); the rest are
         # neither used nor skipped. Of [lo, hi), only the serving admission skips (README Serving) leave.
         lo, hi = trace["request_range"]
         admitted_out = sum(n for r, n in trace["skip_reasons"].items() if r in ADMISSION_SKIPS)
-        if trace["rows_used"] + admitted_out != hi - lo:
+        if not same(trace["rows_used"] + admitted_out, hi - lo):
             bad.append(f"trace: rows_used {trace['rows_used']} + admission skips {admitted_out} != request_range "
                        f"size {hi - lo}")
-        if hi > trace["rows_read"] - trace["rows_skipped"] + admitted_out:
+        valid = trace["rows_read"] - trace["rows_skipped"] + admitted_out
+        if hi > valid and not same(hi, valid):
             bad.append(f"trace: request_range ends at {hi}, past the valid rows")
     elif trace:
-        if trace["rows_read"] != trace["rows_used"] + trace["rows_skipped"]:
+        if not same(trace["rows_read"], trace["rows_used"] + trace["rows_skipped"]):
             bad.append(f"trace: rows_read {trace['rows_read']} != used {trace['rows_used']} + skipped "
                        f"{trace['rows_skipped']}")
-        if sum(trace["skip_reasons"].values()) != trace["rows_skipped"]:
+        if not same(sum(trace["skip_reasons"].values()), trace["rows_skipped"]):
             bad.append(f"trace: skip_reasons sum {sum(trace['skip_reasons'].values())} != rows_skipped "
                        f"{trace['rows_skipped']}")
     for run in report["runs"]:

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from experiments.confidence import aggregate, interval, t_critical
+from experiments.confidence import aggregate, aggregate_trace, interval, t_critical
 from sim.report.document import RunResult
 from tests.conftest import BUNDLED_AZURE
 
@@ -188,3 +188,104 @@ def test_every_seeds_max_rate_caveat_is_kept():
     assert "note" not in steady and "steady_state" not in steady
     first_only = aggregate([_searched(0.5, "a burst", steady=False), _searched(0.6)]).metrics["max_rate_search"]
     assert first_only["note"] == "seed 0: a burst" and first_only["steady_state"] is False
+
+
+def test_a_count_a_seed_did_not_see_is_zero_there_whatever_the_seeds_order():
+    """A router counts a decision's reason only once it occurs: seeds {a: 3} and {a: 1, b: 2} mean a (3 + 1) / 2 = 2
+    and b (0 + 2) / 2 = 1. Before, b was dropped (first seed without it) or null (a later seed without it). b's
+    interval by hand: {0, 2} has sd sqrt(2), h = t(0.975, 1) x sqrt(2) / sqrt(2) = 12.706: [1 - 12.706, 13.706],
+    held at 0 below."""
+    runs = [RunResult("prefix-aware", {"cluster": {"router": {"name": "prefix-aware", "decisions": d}}})
+            for d in ({"a": 3}, {"a": 1, "b": 2})]
+    for order in (runs, runs[::-1]):
+        merged = aggregate(order)
+        assert merged.metrics["cluster"]["router"] == {"name": "prefix-aware", "decisions": {"a": 2.0, "b": 1.0}}
+        assert merged.metrics_ci95["cluster.router.decisions.b"] == pytest.approx([0.0, 13.706])
+    # the same inside a --max-rate run's metrics, and the trace section's skips by reason (rows: means as well)
+    traces = [{"format": "synthetic:multi-turn", "rows_read": 18, "rows_used": 2, "rows_skipped": 16,
+               "skip_reasons": {"exceeds_kv_capacity": 16}},
+              {"format": "synthetic:multi-turn", "rows_read": 18, "rows_used": 1, "rows_skipped": 17,
+               "skip_reasons": {"exceeds_kv_capacity": 15, "exceeds_max_model_len": 2}, "inputs_truncated": 4}]
+    for order in (traces, traces[::-1]):
+        assert aggregate_trace(order) == {"format": "synthetic:multi-turn", "rows_read": 18, "rows_used": 1.5,
+                                          "rows_skipped": 16.5, "inputs_truncated": 2.0,
+                                          "skip_reasons": {"exceeds_kv_capacity": 15.5, "exceeds_max_model_len": 1.0}}
+
+
+def test_a_ratio_one_seed_could_not_give_is_reported_only_where_every_seed_defines_it():
+    """A rack no request reached has no hit ratio (0 / 0): its run omits it (sim/cluster/run.py). Seeds {0: 0.5,
+    1: 0.25} and {0: 0.7}: rack 0's mean (0.5 + 0.7) / 2 = 0.6; rack 1's is undefined over the seeds and omitted, as the
+    run omits it, in either order. Before, it was dropped or null by the seeds' order (the checker: 'is null')."""
+    runs = [RunResult("lru", {"cluster": {"rack_hit_ratio": r}}) for r in ({"0": 0.5, "1": 0.25}, {"0": 0.7})]
+    for order in (runs, runs[::-1]):
+        merged = aggregate(order)
+        assert merged.metrics["cluster"]["rack_hit_ratio"] == {"0": pytest.approx(0.6)}
+        assert "cluster.rack_hit_ratio.1" not in merged.metrics_ci95
+
+
+def _metric_runs(draw) -> list[RunResult]:
+    """Two to five seeds' runs whose count and ratio dicts have keys that vary by seed."""
+    from hypothesis import strategies as st
+
+    n = draw(st.integers(2, 5))
+    reasons, racks = ["prefix_hit", "least_loaded", "overloaded", "kv_aware"], [str(r) for r in range(12)]
+    finite = st.floats(0, 1, allow_nan=False, width=32)
+    runs = []
+    for _ in range(n):
+        decisions = {r: draw(st.integers(1, 50)) for r in sorted(draw(st.sets(st.sampled_from(reasons))))}
+        rack_ids = sorted(draw(st.sets(st.sampled_from(racks))), key=int)
+        runs.append(RunResult("prefix-aware", {
+            "hit_ratio": draw(finite), "tpot_s": {"mean": draw(st.one_of(st.none(), finite))},
+            "ttft_s": {"mean": draw(st.floats(1e-6, 1e3, allow_nan=False)), "p99": draw(finite)},
+            "cluster": {"rack_hit_ratio": {r: draw(finite) for r in rack_ids},
+                        "router": {"name": "prefix-aware", "decisions": decisions}},
+            "prefix_cache": "on"}))
+    return runs
+
+
+def test_aggregating_seeds_in_any_order_gives_identical_metrics():
+    """A property: the metrics, their key order (the JSON report's bytes) and the intervals of --seeds do not depend on
+    the order of the seeds' runs, whichever keys each seed's dicts have (the first run's shape was walked; float means
+    summed in the runs' order)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.data())
+    def check(data):
+        runs = _metric_runs(data.draw)
+        order = data.draw(st.permutations(range(len(runs))))
+        a, b = aggregate(runs), aggregate([runs[i] for i in order])
+        assert json.dumps(a.metrics) == json.dumps(b.metrics)
+        assert json.dumps(a.metrics_ci95, sort_keys=True) == json.dumps(b.metrics_ci95, sort_keys=True)
+        # a count every seed lacks stays absent; one any seed has is there, 0 where a seed lacked it
+        seen = {r for run in runs for r in run.metrics["cluster"]["router"]["decisions"]}
+        assert set(a.metrics["cluster"]["router"]["decisions"]) == seen
+        every = set.intersection(*(set(run.metrics["cluster"]["rack_hit_ratio"]) for run in runs))
+        assert list(a.metrics["cluster"]["rack_hit_ratio"]) == sorted(every, key=int)
+
+    check()
+
+
+def test_cluster_seeds_report_passes_the_checker(run_cli, tmp_path):
+    """The brief's case: 18 multi-turn requests on two racks; seed 1 (of 0..2) routes no request to rack 1, whose hit
+    ratio was null in the mean, and the trace section was seed 0's alone (2 requests used beside a mean of 1.33
+    completed). Both now hold the checker (tests/report_invariants.py)."""
+    from tests.report_invariants import check_report
+
+    out = tmp_path / "seeds.json"
+    sets = {"model": "deepseek-v2-lite", "workload.synthetic.kind": "multi-turn",
+            "workload.synthetic.input_tokens_mean": 1024, "workload.synthetic.output_tokens_mean": 8,
+            "workload.synthetic.rate_rps": 50, "cache.tiers.dram.capacity_gib": 0.25,
+            "cache.tiers.ssd.capacity_gib": 0.02, "cache.tiers.eic.capacity_gib": 0.02, "serving.num_gpu_blocks": 20,
+            "serving.tensor_parallel_size": 4, "cluster.num_racks": 2, "cluster.nodes_per_rack": 2,
+            "hardware.gpus_per_node": 8}
+    argv = ["--cluster", "--preset", "smoke", "--workload-limit", "18", "--seeds", "3", "--report-json", out,
+            "--no-plot", "--quiet"]
+    for key, value in sets.items():
+        argv += ["--set", f"{key}={value}"]
+    status, _, err = run_cli(*argv)
+    assert status == 0, err
+    report = json.loads(out.read_text())
+    assert check_report(report) == []
+    assert report["trace"]["rows_used"] == report["runs"][0]["metrics"]["requests_completed"]
