@@ -289,3 +289,14 @@ def test_cluster_seeds_report_passes_the_checker(run_cli, tmp_path):
     report = json.loads(out.read_text())
     assert check_report(report) == []
     assert report["trace"]["rows_used"] == report["runs"][0]["metrics"]["requests_completed"]
+
+
+def test_the_terminal_says_the_trace_counts_are_means_over_the_seeds():
+    # seeds that used 2 and 1 of 18 requests: 1.5 used, 16.5 skipped a seed on average (was seed 0's 2 and 16 alone)
+    from sim.report.console import console_summary
+
+    trace = {"path": None, "format": "synthetic:multi-turn", "rows_used": 1.5, "rows_skipped": 16.5,
+             "skip_reasons": {"exceeds_kv_capacity": 16.5}, "block_ids": "synthetic-sessions", "block_tokens": 16}
+    text = console_summary({"trace": trace, "config": {"cache": {"tiers": {}}},
+                            "runs": [{"name": "lru", "metrics": {}, "metrics_ci95": {}}]})
+    assert "1.5000 requests used, 16.5000 skipped (exceeds_kv_capacity: 16.5000) (means over the seeds)" in text

@@ -13,10 +13,12 @@ def console_summary(report: dict) -> str:
     lines = []
     trace = report.get("trace")
     if trace:
-        skipped = ", ".join(f"{k}: {v}" for k, v in trace["skip_reasons"].items()) or "none"
-        lines.append(f"trace {trace['path'] or trace['format']} ({trace['format']}): {trace['rows_used']:,} requests used, "
-                     f"{trace['rows_skipped']:,} skipped ({skipped})"
-                     + (f", {trace['rows_reordered']:,} out of time order (sorted by arrival)"
+        # (--seeds: the counts are means over the seeds, experiments/confidence.aggregate_trace)
+        seeded = " (means over the seeds)" if any("metrics_ci95" in run for run in report["runs"]) else ""
+        skipped = ", ".join(f"{k}: {fmt(v)}" for k, v in trace["skip_reasons"].items()) or "none"
+        lines.append(f"trace {trace['path'] or trace['format']} ({trace['format']}): {fmt(trace['rows_used'])} requests "
+                     f"used, {fmt(trace['rows_skipped'])} skipped ({skipped}){seeded}"
+                     + (f", {fmt(trace['rows_reordered'])} out of time order (sorted by arrival)"
                         if trace.get("rows_reordered") else "")
                      + f"; block ids: {trace['block_ids']}, {trace['block_tokens']} tokens a block")
     for run in report["runs"]:
