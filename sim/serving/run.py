@@ -10,7 +10,6 @@ beforehand (``sim.serving.admission.admit``).
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from functools import partial
 from typing import Any
@@ -61,7 +60,7 @@ from sim.serving.state_groups import check_state_model, exports_checkpoints, sta
 from sim.serving.state_kv_cache_manager import StateKVCacheManager
 from sim.serving.state_transfer import prefill_tokens, state_transfer_bytes
 from sim.serving.timeline import Timeline
-from sim.serving.utilization import batch_metrics, instance_metrics, utilization_basis, work_counter
+from sim.serving.utilization import batch_metrics, instance_metrics, time_share, utilization_basis, work_counter
 from sim.specs import model_spec
 from trace.continuations import GeneratedBlocks, check_outputs_in_next_turn_read, generated_blocks
 from trace.request import Trace
@@ -418,8 +417,7 @@ class ServingRun:
                 "max_num_seqs": self.serving.max_num_seqs,
                 "max_num_batched_tokens": self.serving.max_num_batched_tokens,
                 "block_size": self.serving.block_size,  # vLLM's for the model and GPU where the config leaves it null
-                "busy_fraction_mean": float(np.mean([i.work.busy_s for i in instances])) / makespan
-                if makespan > 0 else math.nan,
+                "busy_fraction_mean": time_share(float(np.mean([i.work.busy_s for i in instances])), makespan),
                 "steps": sum(i.work.steps for i in instances),
                 "utilization_basis": utilization_basis(self.config),
                 **instance_metrics(instances, {role: work_counter(shape.config) for role, shape in shapes.items()},
