@@ -148,4 +148,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    if str(ROOT) not in sys.path:
+        sys.path[:0] = [str(ROOT)]
+    from sim.errors import command_status, end_process
+
+    end_process(command_status("random_runs.py", main))  # without the interpreter's teardown: see sim.errors
