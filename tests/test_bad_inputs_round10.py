@@ -32,3 +32,23 @@ CASES: dict[str, Case] = {
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_bad_input(name, run_cli, tmp_path):
     check_bad_input(CASES[name], run_cli, tmp_path)
+
+
+# A LightGBM model's header whose num_class is not its trees per round (its sidecar's hash updated to match). LightGBM
+# grows one tree per class a round, so a model it wrote has them equal (src/boosting/gbdt.cpp); its prediction buffer
+# is num_class long and each round writes num_tree_per_iteration values. 10 or 12 against 11 loaded and ran (exit 0,
+# 10 overrunning the heap), 1 aborted the process ("corrupted size vs. prev_size"), 2 crashed it (SIGSEGV).
+@pytest.mark.parametrize("old, new", [("num_class=11\n", "num_class=10\n"), ("num_class=11\n", "num_class=12\n"),
+                                      ("num_class=11\n", "num_class=2\n"),
+                                      ("objective=multiclass num_class:11", "objective=multiclass num_class:10")])
+def test_a_class_count_other_than_the_trees_per_round_is_refused(old, new, small_learned_model, tmp_path):
+    from learned.model import LearnedModel
+    from sim.errors import InputError
+    from tests.test_bad_inputs_round9 import _resave
+
+    text = small_learned_model.read_text()
+    assert "num_tree_per_iteration=11\n" in text and old in text  # (11 buckets: learned.train's default edges)
+    with pytest.raises(InputError) as refused:
+        LearnedModel.load(_resave(small_learned_model, tmp_path, text.replace(old, new, 1)))
+    said = str(refused.value)
+    assert "model.txt" in said and "num_tree_per_iteration (11)" in said and "disagree" in said, said
