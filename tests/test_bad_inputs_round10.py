@@ -5,9 +5,14 @@ message that named nothing, or a run that went ahead where one line and exit 2 b
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from tests.bad_input_helpers import Case, check_bad_input
+from tests.conftest import ROOT
 
 LOOKUP_PD = ["--pd", "--quiet", "--no-plot", "--set", "network.lookup={tmp}/n.json"]
 
@@ -52,3 +57,39 @@ def test_a_class_count_other_than_the_trees_per_round_is_refused(old, new, small
         LearnedModel.load(_resave(small_learned_model, tmp_path, text.replace(old, new, 1)))
     said = str(refused.value)
     assert "model.txt" in said and "num_tree_per_iteration (11)" in said and "disagree" in said, said
+
+
+# --check-calibration read its overlay a second time with a plain yaml.safe_load, outside the strict loader, to see
+# which tables it provides: in the locale's encoding (under LANG=C a UTF-8 comment, as in the bundled
+# profiles/rtx5090_llama3_8b_pd_study.yaml, was an internal error), and from a file that may have changed since the
+# config was read from it (a half-saved file printed PyYAML's error over several lines). It is read once now.
+NS3_OVERLAY = f"# timings in µs — from NS-3\nnetwork: {{lookup: {ROOT / 'profiles' / 'ns3_kv_transfer_100gbps.json'}}}\n"
+
+
+def test_check_calibration_reads_a_utf8_overlay_under_an_ascii_locale(tmp_path):
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text(NS3_OVERLAY, encoding="utf-8")
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}
+    done = subprocess.run([sys.executable, "main.py", "--check-calibration", str(overlay), "--no-plot"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, encoding="utf-8", timeout=300)
+    assert done.returncode == 0, done.stderr[-1000:]
+    assert "network ns3_kv_transfer_100gbps.json" in done.stdout
+
+
+def test_check_calibration_judges_the_overlay_its_config_was_read_from(run_cli, tmp_path, monkeypatch):
+    """The overlay replaced once the config is resolved (an editor's half-saved file): the check is of what was read."""
+    import main
+
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text(NS3_OVERLAY, encoding="utf-8")
+    resolve = main.resolve_config
+
+    def resolve_then_edit(*args, **kwargs):
+        config = resolve(*args, **kwargs)
+        overlay.write_text("network: {lookup: [\n")
+        return config
+
+    monkeypatch.setattr(main, "resolve_config", resolve_then_edit)
+    status, out, err = run_cli("--check-calibration", overlay, "--no-plot")
+    assert status == 0 and "Traceback" not in err, err[-1000:]
+    assert "network ns3_kv_transfer_100gbps.json" in out
