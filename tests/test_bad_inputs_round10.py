@@ -93,3 +93,19 @@ def test_check_calibration_judges_the_overlay_its_config_was_read_from(run_cli, 
     status, out, err = run_cli("--check-calibration", overlay, "--no-plot")
     assert status == 0 and "Traceback" not in err, err[-1000:]
     assert "network ns3_kv_transfer_100gbps.json" in out
+
+
+def test_the_html_report_says_the_trace_counts_are_means_over_the_seeds():
+    # --seeds 3 where the seeds used 12, 13 and 13 of 18 requests: 12.67 "requests used" read as a count (the terminal
+    # says "(means over the seeds)" since bdf14a0); the summary row and the trace section now say it too
+    from sim.report.html import render_html
+
+    trace = {"path": None, "format": "synthetic:multi-turn", "rows_read": 18, "rows_used": 38 / 3,
+             "rows_skipped": 16 / 3, "skip_reasons": {"exceeds_kv_capacity": 16 / 3}}
+    runs = [{"name": "single", "metrics": {"requests_completed": 38 / 3},
+             "metrics_ci95": {"requests_completed": [7.5, 17.8]}}]
+    page = render_html({"mode": "single", "trace": trace, "config": {}, "runs": runs}, [])
+    assert '<td class="l">requests used (mean over the seeds)</td><td class="">12.67</td>' in page
+    assert "--seeds: the row counts are means over the seeds" in page
+    one = render_html({"mode": "single", "trace": trace, "config": {}, "runs": [{"name": "single", "metrics": {}}]}, [])
+    assert "over the seeds" not in one  # one seed's counts are its own
