@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from tests.bad_input_helpers import Case, check_bad_input
+from tests.bad_input_helpers import AZURE_OK, Case, check_bad_input
 from tests.conftest import ROOT
 
 LOOKUP_PD = ["--pd", "--quiet", "--no-plot", "--set", "network.lookup={tmp}/n.json"]
@@ -109,3 +109,25 @@ def test_the_html_report_says_the_trace_counts_are_means_over_the_seeds():
     assert "--seeds: the row counts are means over the seeds" in page
     one = render_html({"mode": "single", "trace": trace, "config": {}, "runs": [{"name": "single", "metrics": {}}]}, [])
     assert "over the seeds" not in one  # one seed's counts are its own
+
+
+# A file output written as a folder: Path drops a trailing '/', so `--html out/` wrote a file named 'out' (exit 0), and
+# `--requests-csv out/` with two policies wrote out.lru.csv and out.arc.csv beside the folder meant
+STATS = ["--trace-stats", "--no-plot", "--quiet", "--workload-trace", "{tmp}/t.csv"]
+FOLDER_OUTPUTS: dict[str, Case] = {
+    "html_ends_with_a_slash": Case([*STATS, "--html", "{tmp}/out/"], names=("--html", "{tmp}/out/", "names a folder"),
+                                   files={"t.csv": AZURE_OK}),
+    "report_json_ends_with_a_dot": Case([*STATS, "--report-json", "{tmp}/out/."], names=("--report-json", "names a folder"),
+                                        files={"t.csv": AZURE_OK}),
+    "report_csv_dot_dot": Case([*STATS, "--report-csv", "{tmp}/out/.."], names=("--report-csv", "names a folder"),
+                               files={"t.csv": AZURE_OK}),
+    "requests_csv_folder_two_policies": Case(["--no-plot", "--quiet", "--workload-trace", "{tmp}/t.csv", "--policy",
+                                              "lru,arc", "--requests-csv", "{tmp}/out/"],
+                                             names=("--requests-csv", "names a folder"), files={"t.csv": AZURE_OK}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FOLDER_OUTPUTS))
+def test_a_file_output_written_as_a_folder_is_refused(name, run_cli, tmp_path):
+    check_bad_input(FOLDER_OUTPUTS[name], run_cli, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]  # nothing written
