@@ -131,3 +131,19 @@ FOLDER_OUTPUTS: dict[str, Case] = {
 def test_a_file_output_written_as_a_folder_is_refused(name, run_cli, tmp_path):
     check_bad_input(FOLDER_OUTPUTS[name], run_cli, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]  # nothing written
+
+
+def test_a_path_flag_from_the_home_folder_is_there(run_cli, tmp_path, monkeypatch):
+    """No shell expands `--report-json=~/r.json` (a tilde after '=' in a word that is not an assignment): it wrote
+    ./~/r.json, a folder named '~' in the working directory, while `--workload-trace=~/t.csv` (a config key's flag,
+    expanded as config keys are) read the home folder's trace. Every path flag is now in the home folder."""
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir(), work.mkdir()
+    (home / "t.csv").write_text(AZURE_OK)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    status, _, err = run_cli("--trace-stats", "--no-plot", "--quiet", "--workload-trace=~/t.csv", "--report-json=~/r.json",
+                             "--html=~/r.html", "--report-csv=~/r.csv")
+    assert status == 0, err
+    assert sorted(p.name for p in home.iterdir()) == ["r.csv", "r.html", "r.json", "t.csv"]
+    assert list(work.iterdir()) == []
