@@ -34,9 +34,6 @@ CASES: dict[str, Case] = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_bad_input(name, run_cli, tmp_path):
-    check_bad_input(CASES[name], run_cli, tmp_path)
 
 
 # A LightGBM model's header whose num_class is not its trees per round (its sidecar's hash updated to match). LightGBM
@@ -147,3 +144,43 @@ def test_a_path_flag_from_the_home_folder_is_there(run_cli, tmp_path, monkeypatc
     assert status == 0, err
     assert sorted(p.name for p in home.iterdir()) == ["r.csv", "r.html", "r.json", "t.csv"]
     assert list(work.iterdir()) == []
+
+
+# A Vidur attention.csv's is_prefill (Vidur writes pandas' True/False) in another spelling: 1/0 made every row a decode
+# row, the prefill rows' times among them, and the run stopped at its first prefill step saying the table had "no
+# prefill rows"; yes/no was "not a number". Refused when the profile is read, naming the row.
+def _vidur(prefill: str, decode: str) -> dict[str, str]:
+    """A Vidur profile of llama-3-8b at TP 1 (tests/test_compute.py's shape): 3x3 decode and prefill grids."""
+    shape = "4096,32,8,1"
+    rows = [f"{shape},{b},0,{kv},{decode},,{0.01 * b + kv * 1e-5}" for b in (1, 8, 64) for kv in (100, 1000, 100000)]
+    rows += [f"{shape},1,{c},{kv},{prefill},{c * 1e-4 + kv * 1e-5}," for c in (64, 512, 8192) for kv in (0, 1000, 100000)]
+    ops = ["input_layernorm", "attn_pre_proj", "attn_post_proj", "mlp_up_proj", "mlp_act", "mlp_down_proj"]
+    return {"v/attention.csv": "n_embd,n_q_head,n_kv_head,num_tensor_parallel_workers,batch_size,prefill_chunk_size,"
+                               "kv_cache_size,is_prefill,time_stats.attn_prefill.median,time_stats.attn_decode.median\n"
+                               + "\n".join(rows) + "\n",
+            "v/mlp.csv": "n_embd,n_head,n_kv_head,n_expanded_embd,use_gated_mlp,num_tensor_parallel_workers,num_tokens,"
+                         + ",".join(f"time_stats.{op}.median" for op in ops) + "\n"
+                         + "".join(f"4096,32,8,14336,True,1,{t},{','.join([str(t / 6000)] * 6)}\n" for t in (1, 101, 10001))}
+
+
+VIDUR_RUN = ["--preset", "smoke", "--no-plot", "--quiet", "--set", "model=llama-3-8b", "--set", "compute.backend=profiled",
+             "--set", "compute.profile={tmp}/v"]
+CASES.update({
+    "vidur_is_prefill_one_zero": Case(VIDUR_RUN, names=("attention.csv", "row 1 column is_prefill", "True or False", "'0'"),
+                                      files=_vidur("1", "0")),
+    "vidur_is_prefill_yes_no": Case(VIDUR_RUN, names=("attention.csv", "row 10 column is_prefill", "'yes'"),
+                                    files=_vidur("yes", "False")),
+})
+
+
+def test_vidur_is_prefill_as_vidur_writes_it_runs(run_cli, tmp_path):
+    for file, text in _vidur("TRUE", "false").items():  # (pandas reads True, TRUE and true as booleans)
+        (tmp_path / file).parent.mkdir(exist_ok=True)
+        (tmp_path / file).write_text(text)
+    status, _, err = run_cli(*[a.replace("{tmp}", str(tmp_path)) for a in VIDUR_RUN])
+    assert status == 0, err
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bad_input(name, run_cli, tmp_path):
+    check_bad_input(CASES[name], run_cli, tmp_path)
