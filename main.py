@@ -50,15 +50,21 @@ def prepare(args: argparse.Namespace, mode: str) -> Run:
     """Everything else checked before any work (the mode and its flags are): the whole config, the outputs."""
     policies = parse_policies(args.policy)
     routers = parse_routers(args.router)
+    tables: dict[str, bool] = {}
+    layers: dict[Path, dict] = {}
     if mode == "check-calibration":  # the overlay applies last, over any --calibration-profile
         args.calibration_profile = [*args.calibration_profile, args.check_calibration]
-    config = resolve_config(args)
-    check_config_for_mode(args, config, mode, policies or [config.cache.policy])
+    config = resolve_config(args, layers=layers)
+    if mode == "check-calibration":  # (what it provides: from the layer as read, not a second read of the file)
+        from sim.serving.calibration import overlay_tables
+
+        tables = overlay_tables(layers[Path(args.check_calibration)])
+    check_config_for_mode(args, config, mode, policies or [config.cache.policy], tables)
     outputs = plan_outputs(args, mode, policies or [config.cache.policy], config,
                            [r for r in routers if len(routers) > 1])
     return Run(mode, config, policies, outputs, progress=not args.quiet and sys.stderr.isatty(), mrc=args.mrc,
-               overlay=Path(args.check_calibration) if args.check_calibration else None, routers=routers,
-               cluster_pd=mode == "cluster" and args.pd)
+               overlay=Path(args.check_calibration) if args.check_calibration else None, overlay_tables=tables,
+               routers=routers, cluster_pd=mode == "cluster" and args.pd)
 
 
 def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:

@@ -181,9 +181,12 @@ def model_text_defect(text: str) -> str | None:
     try:
         sizes = [int(s) for s in keys["tree_sizes"].split()]
         per_iteration = int(keys["num_tree_per_iteration"])
-        int(keys["num_class"])
+        classes = int(keys["num_class"])
     except (KeyError, ValueError):
         return "a LightGBM model header without num_class, num_tree_per_iteration or tree_sizes"
+    wrong = _classes_defect(classes, per_iteration, keys.get("objective", ""))
+    if wrong:
+        return wrong
     if not sizes or per_iteration < 1 or len(sizes) % per_iteration or min(sizes) < 1:
         return "its tree_sizes do not make whole boosting rounds"
     try:
@@ -217,6 +220,20 @@ def model_text_defect(text: str) -> str | None:
             return f"tree {i} is malformed"
     if not re.match(r"\s*end of trees", data[at:at + 100].decode("utf-8", errors="replace")):
         return "truncated (no 'end of trees' after its trees)"
+    return None
+
+
+def _classes_defect(classes: int, per_iteration: int, objective: str) -> str | None:
+    """A header whose class count is not its trees per round (None: they agree). LightGBM grows one tree a class a
+    round (src/boosting/gbdt.cpp: num_tree_per_iteration_ is the objective's NumModelPerIteration, num_class for
+    multiclass, else 1, and src/io/config.cpp refuses num_class > 1 for any other objective), and its prediction
+    buffer is num_class long while each round writes num_tree_per_iteration values: 10 against 11 overran the heap
+    silently, 1 or 2 against 11 aborted or crashed the process."""
+    said = re.search(r"\bnum_class:(\S+)", objective)  # the objective line repeats it: "multiclass num_class:11"
+    if classes != per_iteration or (said and said.group(1) != str(classes)):
+        return (f"its header's num_class ({classes}), num_tree_per_iteration ({per_iteration})"
+                + (f" and objective's num_class ({said.group(1)[:20]})" if said else "")
+                + " disagree (LightGBM writes one tree per class a round)")
     return None
 
 

@@ -312,12 +312,21 @@ PATH_FLAGS = ("config", "calibration_profile", "workload_trace", "workload_cache
 
 def check_paths_given(args: argparse.Namespace) -> None:
     """No path flag is empty: an empty --sweep, --plan, --check-calibration or --config read as "not given" (another mode
-    ran, or the default config, exit 0), and an empty --plot-dir or --requests-csv as the working directory."""
+    ran, or the default config, exit 0), and an empty --plot-dir or --requests-csv as the working directory. A path
+    starting with ``~`` is in the home folder, as a config key's is (``sim.config_yaml.expand_home``): no shell expands
+    ``--report-json=~/r.json``, which wrote a folder named ``~`` in the working directory, while
+    ``--workload-trace=~/t.csv`` (a config key's flag) read the home folder's file."""
+    from sim.config_yaml import expand_home
+
     for dest in PATH_FLAGS:
         value = getattr(args, dest)
         for path in value if isinstance(value, list) else [value]:
             if path is not None and not path.strip():
                 raise InputError(f"{flag_name(dest)}: empty path")
+        if isinstance(value, list):
+            setattr(args, dest, [expand_home(path) for path in value])
+        elif value is not None:
+            setattr(args, dest, expand_home(value))
 
 
 def select_mode(args: argparse.Namespace) -> str:

@@ -63,10 +63,12 @@ def command_line_settings(args: argparse.Namespace) -> list[tuple[str, str]]:
     return keys
 
 
-def resolve_config(args: argparse.Namespace, mode: str | None = None, rules: bool = True) -> Config:
+def resolve_config(args: argparse.Namespace, mode: str | None = None, rules: bool = True,
+                   layers: dict[Path, dict] | None = None) -> Config:
     """Config file → overlays → preset → --set → dedicated flags, each layer validated, then the
     whole config once (``sim.config_rules.validate``; not with ``rules`` False). ``mode``: the mode whose
-    ``PRESET@mode`` applies (default: the command line's; a sweep's or a plan's is the mode its runs have)."""
+    ``PRESET@mode`` applies (default: the command line's; a sweep's or a plan's is the mode its runs have);
+    ``layers``: ``load_config``'s."""
     path = Path(args.config) if args.config else default_config_path()
     try:
         missing = args.config and not path.is_file()
@@ -86,11 +88,13 @@ def resolve_config(args: argparse.Namespace, mode: str | None = None, rules: boo
         if key in set_keys:
             raise InputError(f"{flag} and {set_keys[key]} both set config key '{key}': give one of them")
     return load_config(path, overlays=args.calibration_profile, preset=args.preset, sets=args.sets, flags=flags,
-                       mode=mode or select_mode(args), rules=rules)
+                       mode=mode or select_mode(args), rules=rules, layers=layers)
 
 
-def check_config_for_mode(args: argparse.Namespace, config: Config, mode: str, policies: list[str]) -> None:
-    """Flags and settings that only make sense together with others, judged on the resolved config."""
+def check_config_for_mode(args: argparse.Namespace, config: Config, mode: str, policies: list[str],
+                          overlay_tables: dict[str, bool] | None = None) -> None:
+    """Flags and settings that only make sense together with others, judged on the resolved config
+    (``overlay_tables``: what --check-calibration's overlay provides, ``sim.serving.calibration.overlay_tables``)."""
     from sim.mode_settings_rules import learned_tier_policies
     from trace.formats import check_time_unit
 
@@ -103,7 +107,7 @@ def check_config_for_mode(args: argparse.Namespace, config: Config, mode: str, p
     if mode == "check-calibration":
         from sim.serving.calibration import unread_serving_keys
 
-        unread = {key: why for key, why in unread_serving_keys(Path(args.check_calibration), config).items()
+        unread = {key: why for key, why in unread_serving_keys(overlay_tables or {}, config).items()
                   if key in given}
         if unread:
             key, why = next(iter(unread.items()))

@@ -12,7 +12,7 @@ from sim.cli_config import default_config_path
 from sim.config import Config
 from sim.config_fields import path_settings
 from sim.mode_settings import WITH_WORKLOAD
-from sim.report.output import check_distinct, check_plot_folder, check_writable, is_device_or_pipe
+from sim.report.output import check_distinct, check_names_a_file, check_plot_folder, check_writable, is_device_or_pipe
 
 
 @dataclass
@@ -48,6 +48,7 @@ def plan_outputs(args: argparse.Namespace, mode: str, policies: list[str], confi
         outputs.report_csv = check_writable(args.report_csv, "--report-csv")
         files.append(("--report-csv", outputs.report_csv))
     if args.requests_csv is not None:
+        check_names_a_file(args.requests_csv, "--requests-csv")  # (before the policies' suffixes make it one)
         base = Path(args.requests_csv)
         names = [f"{p}/{r}" if len(policies) > 1 else r for p in policies for r in routers] if routers else policies
         for name in names:

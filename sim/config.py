@@ -341,11 +341,13 @@ def load_config(
     flags: typing.Sequence[tuple[str, str, Any]] = (),
     mode: str | None = None,
     rules: bool = True,
+    layers: dict[Path, dict[str, Any]] | None = None,
 ) -> Config:
     """Resolve the config: base file, then overlays in order, then the preset (and ``PRESET@mode`` when the
     mode has one), then ``--set``s, then ``flags`` (``(flag, dotted key, value)`` of the command line's dedicated flags, named in errors).
     ``rules``: the rules between keys checked on the result (``sim.config_rules.validate``); a sweep's base leaves
-    them to its points, whose axes may supply what the base lacks (its trace).
+    them to its points, whose axes may supply what the base lacks (its trace). ``layers``: filled with each file's
+    layer as read (by its path), for a caller that asks what one file set without reading it again.
 
     ``path=None`` starts from the built-in defaults. Each layer is validated on its own
     so that an error names the file or flag it came from. Relative paths in a YAML file
@@ -355,7 +357,10 @@ def load_config(
     if path is not None:
         raw = _file_layer(Path(path), "config file")
     for overlay in overlays:
-        raw = _merge_layer(raw, _file_layer(Path(overlay), "calibration profile"))
+        layer = _file_layer(Path(overlay), "calibration profile")
+        if layers is not None:
+            layers[Path(overlay)] = layer
+        raw = _merge_layer(raw, layer)
     if preset is not None:
         presets = build_dataclass(Config, raw, "").presets
         if preset not in presets or "@" in preset:  # (PRESET@MODE is a part of PRESET, applied in MODE with it)

@@ -31,6 +31,7 @@ class Run:
     progress: bool
     mrc: bool
     overlay: Path | None = None  # --check-calibration
+    overlay_tables: dict[str, bool] = field(default_factory=dict)  # the tables it provides (calibration.overlay_tables)
     routers: list[str] = field(default_factory=list)  # --router
     cluster_pd: bool = False  # --cluster --pd
     notes: list[str] = field(default_factory=list)
@@ -141,7 +142,7 @@ def run_quietly(mode: str, config: Config, policies: list[str], cluster_pd: bool
 def run_check_calibration(run: Run) -> tuple[None, list[RunResult]]:
     from sim.serving.calibration import calibration_runs, format_fits
 
-    runs = calibration_runs(run.overlay, run.config)
+    runs = calibration_runs(run.overlay, run.overlay_tables, run.config)
     run.summary = format_fits(run.overlay, run.config, runs)
     return None, runs
 

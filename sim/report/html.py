@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from sim.report.output import atomic_write_text
 from sim.report.document import answer_caveats, flatten
+from sim.report.output import atomic_write_text
 
 # The runs table's columns, each shown where some run has it: the answer to the mode's question first
 # (--plan: cost; --max-rate: the rate; --trace-stats: load and reuse ceiling), then latency, throughput and SLO.
@@ -155,10 +155,15 @@ def render_html(report: dict, plots: list[Path], title: str | None = None, clust
     mode = report.get("mode", "")
     title = title or f"kvsim {mode}{' PD' if cluster_pd else ''} report"
     shown_mode = f"{mode} (PD: --cluster --pd)" if cluster_pd else mode
+    # --seeds: the trace's counts are means over the seeds (experiments/confidence.aggregate_trace), said as the
+    # terminal says them (sim/report/console.py): 12.67 requests used was read as a count
+    seeded = any("metrics_ci95" in run for run in report["runs"])
+    means = '<p class="small">--seeds: the row counts are means over the seeds.</p>' if seeded else ""
     summary = _table(["item", "value"], [["mode", shown_mode], ["kvsim version", report.get("kvsim_version")],
                                 ["runs", len(report["runs"])],
                                 ["trace", trace.get("path") or trace.get("format")],
-                                ["requests used", trace.get("rows_used")],
+                                ["requests used (mean over the seeds)" if seeded else "requests used",
+                                 trace.get("rows_used")],
                                 ["wall time (s)", (report.get("timing") or {}).get("wall_s")]])
     sections = [_section("summary", "Summary", summary)]
     if report.get("plan"):
@@ -171,7 +176,7 @@ def render_html(report: dict, plots: list[Path], title: str | None = None, clust
         _section("plots", "Plots", _plots(plots)),
         _section("metrics", "Metrics", _metrics(report)),
         _section("config", "Resolved configuration", f"<pre>{html.escape(yaml.safe_dump(report['config'], sort_keys=False))}</pre>"),
-        _section("trace", "Trace provenance", _table(["field", "value"], [[k, v] for k, v in trace.items()])
+        _section("trace", "Trace provenance", means + _table(["field", "value"], [[k, v] for k, v in trace.items()])
                  if trace else "<p>none</p>"),
     ]
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'

@@ -165,6 +165,13 @@ def check_plot_folder(plot_dir: Path, inputs: list[tuple[str, str | Path | None]
                              "where kvsim writes its plots: give --plot-dir another folder, or --no-plot")
 
 
+def check_names_a_file(path: str | Path, flag: str) -> None:
+    """A file output written as a folder (``out/``, ``out/.``) is refused: ``Path`` drops the trailing ``/``, so
+    ``--html out/`` wrote a file named ``out`` (and ``--requests-csv out/`` with two policies ``out.lru.csv``...)."""
+    if os.path.basename(str(path).replace(os.sep, "/")) in ("", ".", ".."):
+        raise InputError(f"{flag} {quote(str(path))}: names a folder, not a file; give the file's name in it")
+
+
 def check_writable(path: str | Path, flag: str, directory: bool = False) -> Path:
     """Fail now (exit 2, naming ``flag``) if ``path`` could not be written when the run ends.
 
@@ -177,6 +184,8 @@ def check_writable(path: str | Path, flag: str, directory: bool = False) -> Path
         raise InputError(f"{flag}: empty path")
     if str(path) == "-":  # a file named '-' is never what was meant
         raise InputError(f"{flag} -: give a file path (standard output: {flag} /dev/stdout, with --quiet)")
+    if not directory:
+        check_names_a_file(path, flag)
     path = Path(path)
     try:  # exists() raises what it cannot answer: a name too long, a loop of links, no permission
         target, in_place = _write_target(path)

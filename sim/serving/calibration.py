@@ -28,7 +28,6 @@ from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from sim.config import Config
 from sim.errors import ConfigError, InputError
@@ -376,20 +375,18 @@ def _network_fit(path: Path, config: Config) -> TableFit:
 # ------------------------------------------------------------------------------------------- driver
 
 
-def _provided(overlay: Path) -> dict[str, bool]:
-    try:
-        raw = yaml.safe_load(overlay.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise InputError(f"--check-calibration {overlay}: cannot read it: {exc}") from None
-    compute, network = raw.get("compute") or {}, raw.get("network") or {}
+def overlay_tables(layer: dict[str, Any]) -> dict[str, bool]:
+    """Which tables an overlay provides, from its layer as ``load_config`` read it (``layers``). Not read again: a
+    second, plain ``yaml.safe_load`` read the file in the locale's encoding (a UTF-8 comment was an internal error
+    under LANG=C), printed PyYAML's errors over several lines, and could see another file than the config came from."""
+    compute, network = layer.get("compute") or {}, layer.get("network") or {}
     return {"compute": bool(compute.get("profile")), "collectives": bool(compute.get("collectives")),
             "network": bool(network.get("lookup"))}
 
 
-def _collectives_source(overlay: Path, config: Config) -> Path | None:
+def _collectives_source(provided: dict[str, bool], config: Config) -> Path | None:
     """The collective timings ``--check-calibration`` fits: the overlay's ``compute.collectives``, else the
-    ``hardware.yaml`` above an LLMServingSim bundle it provides."""
-    provided = _provided(overlay)
+    ``hardware.yaml`` above an LLMServingSim bundle it provides (``provided``: ``overlay_tables``)."""
     if provided["collectives"]:
         return Path(config.compute.collectives)
     directory = Path(config.compute.profile) if provided["compute"] else None
@@ -398,14 +395,14 @@ def _collectives_source(overlay: Path, config: Config) -> Path | None:
     return None
 
 
-def unread_serving_keys(overlay: Path, config: Config) -> dict[str, str]:
+def unread_serving_keys(provided: dict[str, bool], config: Config) -> dict[str, str]:
     """The serving keys ``--check-calibration`` leaves unread with this overlay, each with why: it compares operators
     and collectives at the group sizes their tables state, so an instance's TP is read only to size a measured
     collective table that states none, its all-reduce setting only for an engine's own all-reduce table (whose
     reference is kvsim's model of that engine's collectives), and data parallelism never."""
     one_rank = "not used by --check-calibration, which compares each table's operators on one data-parallel rank"
     unread = {"serving.data_parallel_size": one_rank, "serving.enable_expert_parallel": one_rank}
-    source = _collectives_source(overlay, config)
+    source = _collectives_source(provided, config)
     measured = None
     if source is not None and source.is_file():
         measured = MeasuredCollectives.load(source, RingCollectives.over(gpu_link(config)))
@@ -419,11 +416,11 @@ def unread_serving_keys(overlay: Path, config: Config) -> dict[str, str]:
     return unread
 
 
-def table_fits(overlay: Path, config: Config) -> list[TableFit]:
-    """The fit of every table the overlay provides (its paths resolved in ``config``)."""
-    provided = _provided(overlay)
+def table_fits(overlay: Path, provided: dict[str, bool], config: Config) -> list[TableFit]:
+    """The fit of every table the overlay provides (``provided``: ``overlay_tables``; its paths resolved in
+    ``config``)."""
     fits: list[TableFit] = []
-    collectives = _collectives_source(overlay, config)
+    collectives = _collectives_source(provided, config)
     if provided["compute"]:
         directory = Path(config.compute.profile)
         bundle = not (directory / "mlp.csv").is_file()
@@ -481,7 +478,8 @@ def format_fits(overlay: Path, config: Config, runs: list[RunResult]) -> str:
     return "\n".join(lines)
 
 
-def calibration_runs(overlay: Path, config: Config) -> list[RunResult]:
-    """The ``--check-calibration`` mode (``config`` already has the overlay applied): one run per table."""
+def calibration_runs(overlay: Path, provided: dict[str, bool], config: Config) -> list[RunResult]:
+    """The ``--check-calibration`` mode (``config`` already has the overlay applied, ``provided``:
+    ``overlay_tables``): one run per table."""
     return [RunResult(name=f"{fit.kind}/{fit.table.split(' ')[0]}", metrics=fit.metrics())
-            for fit in table_fits(overlay, config)]
+            for fit in table_fits(overlay, provided, config)]

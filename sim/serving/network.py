@@ -107,10 +107,9 @@ class LookupNetwork:
                                   f"finite), got {row[size_key]!r}")
             if times[-1] > MAX_PROFILED_TIME_S:  # a measured transfer beyond an hour is not one
                 raise ConfigError(f"network lookup table {path}: row {i} {time_key} {row[time_key]!r} is longer than an hour")
-        order = np.argsort(sizes)
+        order = np.argsort(sizes, kind="stable")
         sizes_arr, times_arr = np.array(sizes)[order], np.array(times)[order]
-        if len(sizes_arr) < 2 or np.any(np.diff(sizes_arr) <= 0) or np.any(np.diff(times_arr) < 0):
-            raise ConfigError(f"network lookup table {path}: needs two or more distinct sizes with non-decreasing times")
+        _check_order(path, order, sizes_arr, times_arr)
         # beyond the largest size the last two rows' slope goes on: it must be a network's, as network.bandwidth_gbps
         # must (1 byte and 2 bytes an hour apart priced a KV transfer at 200,000 years)
         extrapolated = (sizes_arr[-1] - sizes_arr[-2]) / max(times_arr[-1] - times_arr[-2], 1e-300)
@@ -119,6 +118,21 @@ class LookupNetwork:
                               f"{sizes_arr[-1]:.6g} bytes) imply {extrapolated * 8 / 1e6:.3g} Mb/s for larger "
                               f"transfers, below the {MIN_GBPS * 1e3:g} Mb/s of the slowest network kvsim models")
         return cls(sizes_arr, times_arr, source=str(path))
+
+
+def _check_order(path: Path, order: np.ndarray, sizes: np.ndarray, times: np.ndarray) -> None:
+    """Two or more distinct sizes, times non-decreasing with size; a break names its two rows (file order)."""
+    if len(sizes) < 2:
+        raise ConfigError(f"network lookup table {path}: needs two or more distinct sizes, got {len(sizes)} row")
+    for k in range(1, len(sizes)):
+        a, b = sorted((int(order[k - 1]), int(order[k])))
+        if sizes[k] == sizes[k - 1]:
+            raise ConfigError(f"network lookup table {path}: rows {a} and {b} both give the size {sizes[k]:.10g} bytes "
+                              f"({sizes[k] / MIB:.6g} MiB): give each size once")
+        if times[k] < times[k - 1]:
+            small, large = int(order[k - 1]), int(order[k])
+            raise ConfigError(f"network lookup table {path}: row {large} ({sizes[k]:.10g} bytes) takes less time than "
+                              f"row {small} ({sizes[k - 1]:.10g} bytes): times must not decrease as sizes grow")
 
 
 def _not_a_table(path: Path, why: str, data: object = None) -> ConfigError:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sim.errors import ConfigError
+from sim.errors import ConfigError, quote
 from sim.model_shape import ModelSpec
 from sim.serving.collectives import interpolate
 from sim.serving.compute import RooflineCompute
@@ -66,13 +66,28 @@ def read_vidur_table(path: Path, table: str, keys: set[str], shapes: tuple[tuple
     shape_keys = {column for column, value in shapes if not isinstance(value, bool)}
     sweep = keys | {"num_tensor_parallel_workers"}  # (the model's shape columns are checked where a table has them)
     keys = sweep | shape_keys
-    frame = read_profile_csv(path, numeric=("time_stats.*", *sorted(keys)), what=f"Vidur {table}", keys=keys,
-                             positive=("num_tensor_parallel_workers",), times={"time_stats.*": 1e-3})
+    frame = read_profile_csv(path, numeric=("time_stats.*", *sorted(keys - {"is_prefill"})), what=f"Vidur {table}",
+                             keys=keys, positive=("num_tensor_parallel_workers",), times={"time_stats.*": 1e-3})
     if not sweep <= set(frame.columns):  # (e.g. a Git LFS pointer left where a clone without git-lfs put the table)
         raise ConfigError(f"{path}: not a Vidur {table} (needs columns {sorted(sweep)})")
+    if "is_prefill" in frame.columns:
+        frame["is_prefill"] = _booleans(frame["is_prefill"], path, table)
     mlp = table == "mlp.csv"
     ops = vidur_op_columns(frame, exclude=("emb",) if mlp else ())
     return frame.drop(index=frame.index[unused_rows(frame, ops, path, every=not mlp)]) if ops else frame
+
+
+def _booleans(column: pd.Series, path: Path, table: str) -> pd.Series:
+    """attention.csv's ``is_prefill``, which Vidur writes as True/False (pandas' booleans), as booleans. Another
+    spelling was not read: 1/0 made every row a decode row (the prefill rows' times among them) and the run failed at
+    its first prefill step; yes/no was "not a number"."""
+    words = column.astype(str).str.strip().str.lower()
+    wrong = ~words.isin(("true", "false"))
+    if wrong.any():
+        row = int(wrong.to_numpy().argmax())
+        raise ConfigError(f"{path} (Vidur {table}): row {row + 1} column is_prefill must be True or False (as Vidur "
+                          f"writes it), got {quote(str(column.iloc[row]), 40)}")
+    return words == "true"
 
 
 def _vidur_rows(path: Path, table: str, needed: set[str], shapes: tuple[tuple[str, int | bool], ...], model: ModelSpec,
