@@ -55,7 +55,7 @@ def load_prices(overrides: dict | None = None, source: str | None = None) -> Pri
     def fail(message: str) -> ConfigError:
         return ConfigError(f"{source}: {message}" if source else message)
 
-    data = yaml.safe_load((PROFILES_DIR / "prices.yaml").read_text())
+    data = yaml.safe_load((PROFILES_DIR / "prices.yaml").read_text(encoding="utf-8"))
     if overrides:
         if not isinstance(overrides, dict):
             raise fail("'prices' must be a mapping")

@@ -85,7 +85,8 @@ L2_BANDWIDTH_RATIO = 3133 / 900
 def _read_table(filename: str) -> dict[str, dict]:
     """A spec table, parsed once per process (callers only read it)."""
     path = PROFILES_DIR / filename
-    data = load_yaml(path.read_text())  # (the loader every config file takes: unique keys, numbers as written)
+    # the loader every config file takes (unique keys, numbers as written); YAML is UTF-8 whatever the locale
+    data = load_yaml(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of names to specs")
     return data

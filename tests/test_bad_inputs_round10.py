@@ -184,3 +184,17 @@ def test_vidur_is_prefill_as_vidur_writes_it_runs(run_cli, tmp_path):
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_bad_input(name, run_cli, tmp_path):
     check_bad_input(CASES[name], run_cli, tmp_path)
+
+
+def test_a_distserve_profile_is_read_as_utf8_under_an_ascii_locale(tmp_path):
+    """A measured DistServe profile (JSON, UTF-8 by its standard, RFC 8259) naming its model in any script was read in
+    the locale's encoding (sim/serving/measured_latency.py): under an ASCII locale a valid file "cannot be read"."""
+    path = tmp_path / "profiler-a100-80g.vllm.json"
+    path.write_text('{"Qwen 通义": {"1": {"decoding_large_small_bs_threshold": 10, "prefill": [20, 0.1, 1e-5], '
+                    '"decoding_smallbs": [20, 0.001, 0.05], "decoding_largebs": [18, 0.002, 0.1]}}}', encoding="utf-8")
+    code = ("import sys; from pathlib import Path; from sim.serving.measured_latency import read_distserve; "
+            "steps = read_distserve(Path(sys.argv[1])); print(len(steps) > 0)")
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}
+    done = subprocess.run([sys.executable, "-c", code, str(path)], cwd=ROOT, env=env, capture_output=True, text=True,
+                          encoding="utf-8", timeout=300)
+    assert (done.returncode, done.stdout.strip()) == (0, "True"), done.stderr[-1000:]
