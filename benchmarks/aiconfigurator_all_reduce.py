@@ -44,10 +44,11 @@ def all_reduces(folder: Path) -> pd.DataFrame | None:
 
 
 def main() -> int:
-    from sim.cli import OneLineParser  # a flag of one value given twice is refused (argparse kept the last)
+    # a flag of one value given twice is refused (argparse kept the last)
+    from sim.cli import OneLineParser, path_argument
 
     parser = OneLineParser(prog="aiconfigurator_all_reduce.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("data", type=Path, help="AIConfigurator's systems/data folder")
+    parser.add_argument("data", type=path_argument, help="AIConfigurator's systems/data folder")
     args = parser.parse_args()
     if not args.data.is_dir():
         raise InputError(f"{args.data}: not a folder (AIConfigurator's systems/data)")

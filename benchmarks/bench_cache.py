@@ -131,10 +131,11 @@ def end_to_end(argv: list[str], report: Path, env: dict | None = None) -> tuple[
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sim.cli import OneLineParser  # a flag of one value given twice is refused (argparse kept the last)
+    # a flag of one value given twice is refused (argparse kept the last)
+    from sim.cli import OneLineParser, path_argument
 
     ap = OneLineParser(description=__doc__.split("\n\n")[0].replace("``", ""))
-    ap.add_argument("--trace", type=Path, default=DEFAULT_TRACE, help="Mooncake JSONL trace (default: %(default)s)")
+    ap.add_argument("--trace", type=path_argument, default=DEFAULT_TRACE, help="Mooncake JSONL trace (default: %(default)s)")
     ap.add_argument("--block-size", type=int, default=8, help="serving.block_size (default: %(default)s)")
     ap.add_argument("--requests", type=int, default=6285, help="--workload-limit (default: %(default)s)")
     ap.add_argument("--capacity", type=int, default=20_000, help="capacity in blocks (default: %(default)s)")

@@ -238,7 +238,8 @@ def bench_cross(traces: list[Path], markdown: bool) -> None:
 
 
 def main() -> None:
-    from sim.cli import OneLineParser  # a flag of one value given twice is refused (argparse kept the last)
+    # a flag of one value given twice is refused (argparse kept the last)
+    from sim.cli import OneLineParser, path_argument
 
     parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workloads", default=",".join([*WORKLOADS, "safety", "cross"]),
@@ -248,7 +249,7 @@ def main() -> None:
     parser.add_argument("--peers", default=",".join(PEERS),
                         help="libCacheSim policies to run beside ours (default: %(default)s; \"\": none)")
     parser.add_argument("--markdown", action="store_true", help="print markdown tables")
-    parser.add_argument("--trace", type=Path, action="append", default=[],
+    parser.add_argument("--trace", type=path_argument, action="append", default=[],
                         help="also bench this trace (halves, capacities 1k-20k; repeatable), e.g. another Mooncake trace")
     parser.add_argument("--block-size", type=int, default=None, help="block size for --trace (default 512: Mooncake's)")
     parser.add_argument("--insert-outputs", action="store_true",

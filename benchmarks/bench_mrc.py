@@ -59,12 +59,13 @@ def lru_hits(stream: np.ndarray, capacity: int) -> int:
 
 
 def main() -> None:
-    from sim.cli import OneLineParser  # a flag of one value given twice is refused (argparse kept the last)
+    # a flag of one value given twice is refused (argparse kept the last)
+    from sim.cli import OneLineParser, path_argument
 
     parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000000,50000000",
                         help="synthetic stream lengths, accesses, comma-separated (default: %(default)s)")
-    parser.add_argument("--trace", type=Path, default=DEFAULT_TRACE,
+    parser.add_argument("--trace", type=path_argument, default=DEFAULT_TRACE,
                         help="Mooncake JSONL for the replay check (default: %(default)s)")
     parser.add_argument("--no-check", action="store_true", help="skip the Mooncake check against LRU replays")
     args = parser.parse_args()

@@ -104,7 +104,8 @@ def _cell(m: Measure) -> str:
 
 
 def main() -> None:
-    from sim.cli import OneLineParser  # one-line errors; a flag given twice is refused (argparse kept the last)
+    # one-line errors; a flag given twice is refused (argparse kept the last)
+    from sim.cli import OneLineParser, path_argument
 
     parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scales", default="1,16,64",
@@ -112,8 +113,8 @@ def main() -> None:
     parser.add_argument("--modes", default="single,pd",
                         help="serving modes, comma-separated: single, pd (default: %(default)s)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per case; the best is shown (default: %(default)s)")
-    parser.add_argument("--compare", type=Path, help="another kvsim checkout to run the same cases with (before)")
-    parser.add_argument("--trace", type=Path, default=AZURE,
+    parser.add_argument("--compare", type=path_argument, help="another kvsim checkout to run the same cases with (before)")
+    parser.add_argument("--trace", type=path_argument, default=AZURE,
                         help="an Azure-format CSV to repeat (default: %(default)s)")
     parser.add_argument("--cached-trace", default=str(MOONCAKE),
                         help="a trace with block ids, run as it is with prefix caching "

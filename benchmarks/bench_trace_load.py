@@ -268,21 +268,22 @@ def imports(argv: list[str], repo: Path, repeat: int) -> tuple[float, list[str]]
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sim.cli import OneLineParser  # one-line errors; a flag given twice is refused (argparse kept the last)
+    # one-line errors; a flag given twice is refused (argparse kept the last)
+    from sim.cli import OneLineParser, path_argument
 
     ap = OneLineParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, default=10_000_000, help="Azure-format rows (default 10,000,000)")
     ap.add_argument("--session-rows", type=int, default=1_000_000,
                     help="BurstGPT v2.0-shaped rows with sessions (default 1,000,000)")
     ap.add_argument("--accesses", type=int, default=10_000_000, help="Mooncake-format block accesses (default 10,000,000)")
-    ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "kvsim-bench",
+    ap.add_argument("--dir", type=path_argument, default=Path(tempfile.gettempdir()) / "kvsim-bench",
                     help="where the files go (default: %(default)s)")
     ap.add_argument("--seed", type=int, default=0,
                     help="numpy Generator seed of both generators (default: %(default)s)")
     ap.add_argument("--only", default="azure,sessions,mooncake,split,startup",
                     help="comma-separated parts to run (default: %(default)s)")
-    ap.add_argument("--repo", type=Path, default=REPO, help="the checkout whose loader is timed (default: this one)")
-    ap.add_argument("--mooncake-source", type=Path, default=MOONCAKE_SOURCE,
+    ap.add_argument("--repo", type=path_argument, default=REPO, help="the checkout whose loader is timed (default: this one)")
+    ap.add_argument("--mooncake-source", type=path_argument, default=MOONCAKE_SOURCE,
                     help="trace the Mooncake generator draws from (default: %(default)s)")
     ap.add_argument("--profile", action="store_true", help="run the loads under cProfile (cumtime) in the subprocess")
     args = ap.parse_args(argv)

@@ -408,11 +408,12 @@ PROBES = {"law": probe_law, "classes": probe_classes, "seeds": probe_seeds, "onl
 
 
 def main() -> None:
-    from sim.cli import OneLineParser  # a flag of one value given twice is refused (argparse kept the last)
+    # a flag of one value given twice is refused (argparse kept the last)
+    from sim.cli import OneLineParser, path_argument
 
     parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("probes", nargs="?", default=",".join(PROBES), help=f"comma list of {', '.join(PROBES)}")
-    parser.add_argument("--trace", type=Path, default=TRACE, help="a Mooncake-format trace (default: the bundled one)")
+    parser.add_argument("--trace", type=path_argument, default=TRACE, help="a Mooncake-format trace (default: the bundled one)")
     args = parser.parse_args()
     names = parser.distinct("probes", args.probes.split(","))
     unknown = [n for n in names if n not in PROBES]

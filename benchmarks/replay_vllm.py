@@ -39,7 +39,7 @@ try:  # Ctrl-C while the libraries load is an interruption too, not a traceback 
         read_timeseries,
         whole_count,
     )
-    from sim.cli import OneLineParser
+    from sim.cli import OneLineParser, path_argument
     from sim.config_yaml import names_a_path
     from sim.errors import InputError, command_status, end_process
     from sim.specs import canonical_model, model_spec
@@ -337,13 +337,13 @@ def main() -> int:
     from trace.workload import load_workload
 
     parser = OneLineParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=Path, help="the measured run's folder (vllm/requests.jsonl, vllm/meta.json); "
+    parser.add_argument("--run", type=path_argument, help="the measured run's folder (vllm/requests.jsonl, vllm/meta.json); "
                         "default: the bundled RTX 4090 run")
-    parser.add_argument("--trace", type=Path,
+    parser.add_argument("--trace", type=path_argument,
                         help="the workload the server was fed (required with --run, and only with it)")
-    parser.add_argument("--profile", type=Path, help="the LLMServingSim profile bundle to time steps with "
+    parser.add_argument("--profile", type=path_argument, help="the LLMServingSim profile bundle to time steps with "
                         "(default: the roofline; the bundled run's bundle for the bundled run; not with --overlay)")
-    parser.add_argument("--overlay", type=Path, help="a calibration overlay stating the engine, instead of meta.json")
+    parser.add_argument("--overlay", type=path_argument, help="a calibration overlay stating the engine, instead of meta.json")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="config override over the engine, as main.py's --set")
     parser.add_argument("--per-request", type=int, default=0, metavar="N",
