@@ -173,7 +173,8 @@ def draw_argv(c: Chooser, *, hunt: bool = False) -> list[str]:
                  f"workload.synthetic.input_tokens_mean={c.pick([16, 200, 1024])}",
                  f"workload.synthetic.output_tokens_mean={c.pick([1, 8, 100])}",
                  f"workload.synthetic.rate_rps={c.pick([0.5, 5, 500])}"]
-        if c.maybe(0.2):
+        if c.maybe(0.2) and (not hunt or _get(sets, "workload.synthetic.kind") in ("multi-turn", "agentic") or c.maybe(0.1)):
+            # (refused beside another kind: it starts sessions)
             sets.append(f"workload.synthetic.start={c.pick(['steady', 'empty'])}")
     if mode in ("single", "pd", "cluster", "cluster-pd", "cache-only"):
         policies = c.subset(POLICIES, 1, 2)
@@ -286,13 +287,14 @@ def _serving(c: Chooser, mode: str, argv: list[str], sets: list[str], hunt: bool
                  f"hardware.gpus_per_node={node}"]
         if racks > 1 and c.maybe(0.3):  # refused with one rack: no traffic crosses an uplink
             sets.append(f"cluster.oversubscription={c.pick([1, 16])}")
-    fits = lambda n: n <= node or c.maybe(0.05)  # noqa: E731
+    fits = lambda n: n <= node or c.maybe(0.02 if hunt else 0.05)  # noqa: E731
     if c.maybe(0.15):
         sets.append(f"serving.dtype={c.pick(['fp8', 'fp16'])}")
     if c.maybe(0.3):
-        sets.append(f"serving.num_gpu_blocks={c.pick([4, 20, 100, 1000])}")
+        # (the hunt's: more room, 4 and 20 blocks hold no request of most traces: refused, "no valid requests")
+        sets.append(f"serving.num_gpu_blocks={c.pick([4, 20, 100, 1000, 1000, 5000] if hunt else [4, 20, 100, 1000])}")
     if c.maybe(0.2):
-        sets.append(f"serving.max_model_len={c.pick([256, 600, 2000, 8192, 32768])}")
+        sets.append(f"serving.max_model_len={c.pick([256, 600, 2000, 8192, 32768] + [8192, 32768] * hunt)}")
     if c.maybe(0.3):
         sets += [f"serving.max_num_batched_tokens={c.pick([256, 2048])}",
                  f"serving.max_num_seqs={c.pick([1, 4, 256])}"]
@@ -303,10 +305,12 @@ def _serving(c: Chooser, mode: str, argv: list[str], sets: list[str], hunt: bool
         if hunt and mode == "pd" and 2 * tp > node and c.maybe(0.9):  # a prefill and a decode instance on one node
             tp = node // 2
         if hunt and model and not (gpu == "spec") and c.maybe(0.9):
-            held = _holding(model, gpu, tp, node // 2 if mode == "pd" else node)
+            held = _holding(model, gpu, tp, node // 2 if mode == "pd" else node, _get(sets, "serving.dtype") == "fp8")
             if held[0] != gpu:
                 _put(sets, "hardware.gpu", held[0])
-            gpu, tp = held
+            if held[2]:
+                _put(sets, "serving.dtype", "fp8")
+            gpu, tp = held[:2]
         sets.append(f"serving.tensor_parallel_size={tp}")
         if tp > 1 and c.maybe(0.2):
             sets.append(f"hardware.gpu_link_gbps={c.pick([24, 247.2, 900])}")
@@ -341,7 +345,10 @@ def _serving(c: Chooser, mode: str, argv: list[str], sets: list[str], hunt: bool
         # after the prefill (NIXL): other settings are refused by key, drawn rarely
         gdn = model in GDN
         if not profile and c.maybe(0.4 if heavy else 0.15) and (not gdn or c.maybe(0.1)):
-            ptp, dtp = c.pick([1, 2, 4, 8]), c.pick([1, 2, 4, 8])
+            roles = [1, 2, 4, 8]
+            if hunt and model and gpu != "spec" and c.maybe(0.9):  # TPs that hold the weights
+                roles = [t for t in roles if _holds(model, gpu, t, _get(sets, "serving.dtype") == "fp8")] or roles
+            ptp, dtp = c.pick(roles), c.pick(roles)
             if fits(max(ptp, dtp) * dp):
                 sets += [f"pd.prefill_tensor_parallel_size={ptp}", f"pd.decode_tensor_parallel_size={dtp}"]
                 if c.maybe(0.9):  # refused beside both roles' TPs: it sets neither
@@ -394,21 +401,28 @@ def _without_policies(c: Chooser, argv: list[str], sets: list[str], dropped: set
         _put(sets, "cache.learned_model", None)
 
 
-def _holding(model: str, gpu: str | None, tp: int, limit: int) -> tuple[str | None, int]:
-    """A GPU and TP (at most ``limit``, dividing the heads as TP must) whose share of ``model``'s weights leaves room
-    for KV blocks (at most 80% of the GPU's memory, data parallelism aside), from the drawn ones: TP raised first, then
-    a larger GPU (one a Gated DeltaNet hybrid's block size is modelled on for one); as drawn where none does."""
+def _holds(model: str, gpu: str | None, tp: int, fp8: bool) -> bool:
+    """Whether TP ``tp`` divides ``model``'s heads as TP must and a GPU's share of its weights (bf16, or ``fp8``) leaves
+    room for KV blocks: at most 80% of the GPU's memory (None: config.yaml's h100-sxm), data parallelism aside."""
     from sim.specs import gpu_spec, model_spec
 
     spec = model_spec(hf_model(model[3:]) if model.startswith("hf:") else model)
+    if spec.num_attention_heads % tp or (spec.num_kv_heads % tp and tp % spec.num_kv_heads):
+        return False
+    return spec.weight_bytes_per_gpu(1 if fp8 else 2, tp) <= 0.8 * gpu_spec(gpu or "h100-sxm").memory_bytes
+
+
+def _holding(model: str, gpu: str | None, tp: int, limit: int, fp8: bool) -> tuple[str | None, int, bool]:
+    """A GPU, a TP (at least the drawn ``tp``, at most ``limit``) and whether FP8 weights are needed, such that
+    ``model`` fits (``_holds``), from the drawn ones: TP raised first, then a larger GPU (one a Gated DeltaNet hybrid's
+    block size is modelled on for one), then FP8 weights; as drawn where none does."""
     larger = ["h200", "h20", "h100-nvl"] if model in GDN else ["h200", "b200", "gb200"]
-    for g in [gpu, *larger]:
-        memory = gpu_spec(g or "h100-sxm").memory_bytes  # (None: config.yaml's h100-sxm)
-        for t in (t for t in (1, 2, 4, 8) if tp <= t <= limit and spec.num_attention_heads % t == 0 and (
-                spec.num_kv_heads % t == 0 or t % spec.num_kv_heads == 0)):
-            if spec.weight_bytes_per_gpu(2, t) <= 0.8 * memory:
-                return g, t
-    return gpu, tp
+    for weights_fp8 in (fp8, True):
+        for g in [gpu, *larger]:
+            for t in (t for t in (1, 2, 4, 8) if tp <= t <= limit):
+                if _holds(model, g, t, weights_fp8):
+                    return g, t, weights_fp8 and not fp8
+    return gpu, tp, False
 
 
 def _aim_gdn(c: Chooser, argv: list[str], sets: list[str], trace: str | None) -> str | None:
