@@ -302,10 +302,13 @@ def _serving(c: Chooser, mode: str, argv: list[str], sets: list[str], hunt: bool
     if not profile:
         tp = c.pick([8, 8, 4, 2]) if model in HUGE and c.maybe(0.7) else c.pick([1, 1, 2, 4, 8])
         tp = tp if fits(tp) else 1
-        if hunt and mode == "pd" and 2 * tp > node and c.maybe(0.9):  # a prefill and a decode instance on one node
-            tp = node // 2
+        # a prefill and a decode instance on one node (on one rack in cluster mode)
+        pair = {"pd": node, "cluster-pd": rack}.get(mode)
+        if hunt and pair and 2 * tp > pair and c.maybe(0.9):
+            tp = pair // 2
         if hunt and model and not (gpu == "spec") and c.maybe(0.9):
-            held = _holding(model, gpu, tp, node // 2 if mode == "pd" else node, _get(sets, "serving.dtype") == "fp8")
+            limit = min(node, pair // 2) if pair else node
+            held = _holding(model, gpu, tp, limit, _get(sets, "serving.dtype") == "fp8")
             if held[0] != gpu:
                 _put(sets, "hardware.gpu", held[0])
             if held[2]:
@@ -316,7 +319,7 @@ def _serving(c: Chooser, mode: str, argv: list[str], sets: list[str], hunt: bool
             sets.append(f"hardware.gpu_link_gbps={c.pick([24, 247.2, 900])}")
             if c.maybe(0.5):
                 sets.append(f"hardware.gpu_link_latency_us={c.pick([0.5, 5.7])}")
-        dps = [d for d in (2, 4) if fits(d * tp)]
+        dps = [d for d in (2, 4) if fits(d * tp * (2 if hunt and mode == "pd" else 1))]  # (PD: a group a role)
         if dps and (model in MOE or c.maybe(0.03)) and c.maybe(0.5):  # refused on a dense model
             dp = c.pick(dps)
             sets.append(f"serving.data_parallel_size={dp}")
@@ -428,7 +431,8 @@ def _holding(model: str, gpu: str | None, tp: int, limit: int, fp8: bool) -> tup
 def _aim_gdn(c: Chooser, argv: list[str], sets: list[str], trace: str | None) -> str | None:
     """A Gated DeltaNet hybrid's draw aimed at settings it runs with (sim.serving.state_groups): a trace without
     block ids of its own, vLLM's raised block size (null; or set to it; or a larger one, which vLLM keeps), policies
-    that do not rank by next use (its states' next uses are unknown). Returns the trace."""
+    that do not rank by next use (its states' next uses are unknown; per-tier ones too), lower tiers that hold a block
+    of its (15 to 100 MB). Returns the trace."""
     if trace and any(name in trace for name in OWN_BLOCK_IDS):
         trace = c.pick([t for t in TRACES if not any(name in t for name in OWN_BLOCK_IDS)])
         argv[argv.index("--workload-trace") + 1] = trace
@@ -440,6 +444,12 @@ def _aim_gdn(c: Chooser, argv: list[str], sets: list[str], trace: str | None) ->
     elif kind == "set":
         _put(sets, "serving.block_size", _raised_block_size(sets))
     _without_policies(c, argv, sets, {"belady", "learned"})
+    for tier in ("dram", "ssd", "eic"):
+        if _get(sets, f"cache.tiers.{tier}.policy") == "belady":
+            _put(sets, f"cache.tiers.{tier}.policy", c.pick(["lru", "arc", "s3fifo"]))
+        size = _get(sets, f"cache.tiers.{tier}.capacity_gib")
+        if size and 0 < float(size) < 0.25:  # a block is 15 to 100 MB: a few MiB hold none (refused by key)
+            _put(sets, f"cache.tiers.{tier}.capacity_gib", c.pick([0.25, 1, 4]))
     return trace
 
 
@@ -463,11 +473,14 @@ def _aim_sliding(c: Chooser, argv: list[str], sets: list[str]) -> None:
     """A sliding-window hybrid's draw aimed at settings it runs with: policies that rank by next use (Belady, the
     learned one) beside vLLM's hybrid KV-cache manager only with it off (its sliding copies' next uses are unknown)."""
     policies = argv[argv.index("--policy") + 1].split(",") if "--policy" in argv else []
-    if {"belady", "learned"} & set(policies):
+    tiers = [tier for tier in ("dram", "ssd", "eic") if _get(sets, f"cache.tiers.{tier}.policy") == "belady"]
+    if {"belady", "learned"} & set(policies) or tiers:
         if c.maybe(0.5):
             _put(sets, "serving.disable_hybrid_kv_cache_manager", "true")
         else:
             _without_policies(c, argv, sets, {"belady", "learned"})
+            for tier in tiers:
+                _put(sets, f"cache.tiers.{tier}.policy", c.pick(["lru", "arc", "s3fifo"]))
 
 
 def names(argv: list[str]) -> list[str]:
