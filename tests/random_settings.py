@@ -86,8 +86,18 @@ MOE = {*LIGHT_MOE, "qwen3-next-80b-a3b", "gpt-oss-20b", "gpt-oss-120b", *MLA, *O
 HUGE = {"deepseek-v3", "kimi-k2", "glm-4.5", "minimax-m2", "gpt-oss-120b", "deepseek-v2", "qwen3-next-80b-a3b"}
 GPUS = ["h100-sxm", "h200", "a100-80gb", "rtx4090", "a40", "h100-pcie", "h100-nvl", "a100-40gb", "l40s", "l4", "b200",
         "spec"]  # spec: a GPU spec file (README Configuration: hardware.gpu), drawn by gpu_spec_file
+NEW_GPUS = ["h800", "a800-80gb", "h20", "l40", "a10", "gb200"]  # profiles/gpus.yaml's later entries (hunt only)
+# GPUs whose attention alignment a Gated DeltaNet hybrid's block size is modelled on (sim.serving.state_groups
+# GPU_ALIGNMENTS: Hopper and Ampere/Ada; Blackwell's backends are not, refused by key)
+GDN_GPUS = ["h100-sxm", "h100-pcie", "h100-nvl", "h200", "h800", "h20", "a100-80gb", "a100-40gb", "a800-80gb", "a40",
+            "a10", "l40s", "l40", "l4", "rtx4090"]
+# traces with block ids of their own (Mooncake hash_ids of 512 tokens, Bailian's of 16): a GDN hybrid's raised block
+# size (144 to 1,088 tokens, none dividing 512) is neither, so they are refused beside one (state_groups)
+OWN_BLOCK_IDS = ("mooncake", "bailian")
 CALIBRATION = ["profiles/rtx4090_llama31_8b_vllm.yaml", "profiles/rtx5090_llama3_8b_pd_study.yaml",
                "profiles/splitwise_a100_eager.yaml", "profiles/vidur_a100_llama3_8b.yaml"]
+# hardware.gpus_per_node of the calibration profiles that set one (their files)
+PROFILE_NODES = {"rtx4090_llama31_8b_vllm.yaml": 1, "rtx5090_llama3_8b_pd_study.yaml": 4}
 WORK = Path(tempfile.gettempdir()) / "kvsim-random"
 
 
@@ -163,7 +173,8 @@ def draw_argv(c: Chooser, *, hunt: bool = False) -> list[str]:
                  f"workload.synthetic.input_tokens_mean={c.pick([16, 200, 1024])}",
                  f"workload.synthetic.output_tokens_mean={c.pick([1, 8, 100])}",
                  f"workload.synthetic.rate_rps={c.pick([0.5, 5, 500])}"]
-        if c.maybe(0.2):
+        if c.maybe(0.2) and (not hunt or _get(sets, "workload.synthetic.kind") in ("multi-turn", "agentic") or c.maybe(0.1)):
+            # (refused beside another kind: it starts sessions)
             sets.append(f"workload.synthetic.start={c.pick(['steady', 'empty'])}")
     if mode in ("single", "pd", "cluster", "cluster-pd", "cache-only"):
         policies = c.subset(POLICIES, 1, 2)
@@ -186,7 +197,9 @@ def draw_argv(c: Chooser, *, hunt: bool = False) -> list[str]:
     if tiers and c.maybe(0.4):
         sets.append("cache.inclusion=inclusive")
     if c.maybe(0.25) and not any(s.startswith("serving.block_size") for s in sets) and not learned:
-        sets.append(f"serving.block_size={c.pick([1, 16, 64, 512])}")
+        # (the hunt's serving modes: 1 rarely, no vLLM attention backend takes it: sim.serving.attention_backend)
+        sizes = [16, 64, 512, *[1] * c.maybe(0.1)] if hunt and serving else [1, 16, 64, 512]
+        sets.append(f"serving.block_size={c.pick(sizes)}")
     if c.maybe(0.25) and not learned:
         sets += [f"workload.range_start={c.pick([0, 0.25, 0.5])}", f"workload.range_end={c.pick([0.75, 1])}"]
     clock = mode not in ("cache-only", "mrc") or learned  # the cache-only replay has no clock (refused; rarely drawn)
@@ -209,14 +222,27 @@ def draw_argv(c: Chooser, *, hunt: bool = False) -> list[str]:
             sets.append(f"model={c.pick([*LIGHT, *HEAVY])}")  # the model sizes a block's bytes
     if mode == "mrc" and c.maybe(0.3):
         argv += ["--mrc-sample-rate", str(c.pick([0.1, 0.5]))]
+    model = _get(sets, "model")
+    if hunt and mode == "cache-only" and model and c.maybe(0.9):  # hybrids replay blocks with every layer's KV only
+        if model in GDN:
+            _put(sets, "model", c.pick([*LIGHT, *SLIDING]))
+        if _get(sets, "model") in SLIDING:
+            sets.append("serving.disable_hybrid_kv_cache_manager=true")
     if serving:
-        _serving(c, mode, argv, sets)
+        model = _serving(c, mode, argv, sets, hunt=hunt)
+        if hunt and model in GDN and c.maybe(0.9):
+            trace = _aim_gdn(c, argv, sets, trace)
+        if hunt and model in SLIDING and c.maybe(0.9):
+            _aim_sliding(c, argv, sets)
     # --seeds: refused where the seed draws nothing (a trace at its own arrival times)
     seeded = not trace or any(s.startswith("workload.arrivals.process") for s in sets)
     if mode in ("single", "pd", "cluster", "cluster-pd") and c.maybe((0.25 if hunt else 0.08) if seeded else 0.02):
         argv += ["--seeds", str(c.pick([2, 3]))]
     if mode in ("single", "pd", "cluster", "cluster-pd") and c.maybe(0.15 if hunt else 0.05):
         argv.append("--max-rate")
+        if hunt and "--rate-scale" in argv and c.maybe(0.9):  # refused beside it: the search sets the rate
+            i = argv.index("--rate-scale")
+            del argv[i:i + 2]
         if not any(s.startswith("slo.") for s in sets):
             sets += [f"slo.ttft_s={c.pick([0.05, 0.5, 5])}", f"slo.tpot_s={c.pick([0.02, 0.1])}"]
     for s in sets:
@@ -224,9 +250,12 @@ def draw_argv(c: Chooser, *, hunt: bool = False) -> list[str]:
     return [a if not a.startswith("model=hf:") else f"model={hf_model(a[len('model=hf:'):])}" for a in argv]
 
 
-def _serving(c: Chooser, mode: str, argv: list[str], sets: list[str]) -> None:
+def _serving(c: Chooser, mode: str, argv: list[str], sets: list[str], hunt: bool = False) -> str | None:
     """The serving settings of one draw: a calibration profile, or a model on a GPU with its parallelism, the GPU
-    counts drawn to fit one node (a layout that does not is refused by key, so it is drawn rarely)."""
+    counts drawn to fit one node (a layout that does not is refused by key, so it is drawn rarely); returns the model
+    drawn (None: the config's or the profile's). ``hunt``: GPUs and TPs drawn to hold the model's weights, the later
+    GPUs of profiles/gpus.yaml, a Gated DeltaNet hybrid on a GPU its block size is modelled on, PD counts that fit a
+    node (a rack in cluster mode), each most of the time (the rest still reach the refusals)."""
     profile = c.pick(CALIBRATION) if c.maybe(0.12) else None
     if profile:
         argv += ["--calibration-profile", str(ROOT / profile)]
@@ -234,26 +263,38 @@ def _serving(c: Chooser, mode: str, argv: list[str], sets: list[str]) -> None:
     model = None if profile else c.pick(HEAVY if heavy else LIGHT)
     if model:
         sets.append(f"model={model}")
+    gpu = None
     if not profile and c.maybe(0.4):
-        gpu = c.pick(GPUS)
+        gpu = c.pick(GPUS + NEW_GPUS if hunt else GPUS)
         if model in HUGE and c.maybe(0.7):
-            gpu = c.pick(["h200", "b200"])
+            gpu = c.pick(["h200", "b200", "gb200"] if hunt else ["h200", "b200"])
+        if hunt and model in GDN and gpu not in GDN_GPUS and c.maybe(0.9):
+            gpu = c.pick(GDN_GPUS)
         sets.append(f"hardware.gpu={gpu_spec_file(c) if gpu == 'spec' else gpu}")
     node = 8  # hardware.gpus_per_node (config.yaml; a profile's own where it sets one)
+    if hunt and profile:
+        node = PROFILE_NODES.get(Path(profile).name, node)
+        if mode == "pd" and node < 2 and c.maybe(0.9):  # a prefill and a decode instance need two GPUs
+            node = 2
+            sets.append(f"hardware.gpus_per_node={node}")
+    rack = None  # GPUs of a rack (cluster mode)
     if mode.startswith("cluster"):
         node = c.pick([4, 8])
         racks = c.pick([1, 2, 3])
-        sets += [f"cluster.num_racks={racks}", f"cluster.nodes_per_rack={c.pick([1, 2])}",
+        nodes = c.pick([1, 2])
+        rack = nodes * node
+        sets += [f"cluster.num_racks={racks}", f"cluster.nodes_per_rack={nodes}",
                  f"hardware.gpus_per_node={node}"]
         if racks > 1 and c.maybe(0.3):  # refused with one rack: no traffic crosses an uplink
             sets.append(f"cluster.oversubscription={c.pick([1, 16])}")
-    fits = lambda n: n <= node or c.maybe(0.05)  # noqa: E731
+    fits = lambda n: n <= node or c.maybe(0.02 if hunt else 0.05)  # noqa: E731
     if c.maybe(0.15):
         sets.append(f"serving.dtype={c.pick(['fp8', 'fp16'])}")
     if c.maybe(0.3):
-        sets.append(f"serving.num_gpu_blocks={c.pick([4, 20, 100, 1000])}")
+        # (the hunt's: more room, 4 and 20 blocks hold no request of most traces: refused, "no valid requests")
+        sets.append(f"serving.num_gpu_blocks={c.pick([4, 20, 100, 1000, 1000, 5000] if hunt else [4, 20, 100, 1000])}")
     if c.maybe(0.2):
-        sets.append(f"serving.max_model_len={c.pick([256, 600, 2000, 8192, 32768])}")
+        sets.append(f"serving.max_model_len={c.pick([256, 600, 2000, 8192, 32768] + [8192, 32768] * hunt)}")
     if c.maybe(0.3):
         sets += [f"serving.max_num_batched_tokens={c.pick([256, 2048])}",
                  f"serving.max_num_seqs={c.pick([1, 4, 256])}"]
@@ -261,12 +302,24 @@ def _serving(c: Chooser, mode: str, argv: list[str], sets: list[str]) -> None:
     if not profile:
         tp = c.pick([8, 8, 4, 2]) if model in HUGE and c.maybe(0.7) else c.pick([1, 1, 2, 4, 8])
         tp = tp if fits(tp) else 1
+        # a prefill and a decode instance on one node (on one rack in cluster mode)
+        pair = {"pd": node, "cluster-pd": rack}.get(mode)
+        if hunt and pair and 2 * tp > pair and c.maybe(0.9):
+            tp = pair // 2
+        if hunt and model and not (gpu == "spec") and c.maybe(0.9):
+            limit = min(node, pair // 2) if pair else node
+            held = _holding(model, gpu, tp, limit, _get(sets, "serving.dtype") == "fp8")
+            if held[0] != gpu:
+                _put(sets, "hardware.gpu", held[0])
+            if held[2]:
+                _put(sets, "serving.dtype", "fp8")
+            gpu, tp = held[:2]
         sets.append(f"serving.tensor_parallel_size={tp}")
         if tp > 1 and c.maybe(0.2):
             sets.append(f"hardware.gpu_link_gbps={c.pick([24, 247.2, 900])}")
             if c.maybe(0.5):
                 sets.append(f"hardware.gpu_link_latency_us={c.pick([0.5, 5.7])}")
-        dps = [d for d in (2, 4) if fits(d * tp)]
+        dps = [d for d in (2, 4) if fits(d * tp * (2 if hunt and mode == "pd" else 1))]  # (PD: a group a role)
         if dps and (model in MOE or c.maybe(0.03)) and c.maybe(0.5):  # refused on a dense model
             dp = c.pick(dps)
             sets.append(f"serving.data_parallel_size={dp}")
@@ -295,7 +348,10 @@ def _serving(c: Chooser, mode: str, argv: list[str], sets: list[str]) -> None:
         # after the prefill (NIXL): other settings are refused by key, drawn rarely
         gdn = model in GDN
         if not profile and c.maybe(0.4 if heavy else 0.15) and (not gdn or c.maybe(0.1)):
-            ptp, dtp = c.pick([1, 2, 4, 8]), c.pick([1, 2, 4, 8])
+            roles = [1, 2, 4, 8]
+            if hunt and model and gpu != "spec" and c.maybe(0.9):  # TPs that hold the weights
+                roles = [t for t in roles if _holds(model, gpu, t, _get(sets, "serving.dtype") == "fp8")] or roles
+            ptp, dtp = c.pick(roles), c.pick(roles)
             if fits(max(ptp, dtp) * dp):
                 sets += [f"pd.prefill_tensor_parallel_size={ptp}", f"pd.decode_tensor_parallel_size={dtp}"]
                 if c.maybe(0.9):  # refused beside both roles' TPs: it sets neither
@@ -306,8 +362,12 @@ def _serving(c: Chooser, mode: str, argv: list[str], sets: list[str]) -> None:
         # single node: prefill x its TP + decode x its TP GPUs of one node (per rack in cluster mode: any count)
         per_node = mode == "pd"
         # each role's instances form data-parallel groups of D
+        if hunt and not per_node and rack and c.maybe(0.9):  # a rack's pools, each from a whole group (topology)
+            fits = lambda n: n <= rack  # noqa: E731
+            per_node = True
         prefill = dp * c.pick([n for n in counts if not per_node or fits(n * ptp * dp + dtp * dp)] or [1])
-        decode = dp * c.pick([n for n in counts if not per_node or fits(prefill * ptp + n * dtp * dp)] or [1])
+        decode = dp * c.pick([n for n in counts if not per_node or fits(
+            (-(-prefill * ptp // (dp * dtp)) * dp * dtp if hunt else prefill * ptp) + n * dtp * dp)] or [1])
         sets += [f"pd.num_prefill={prefill}", f"pd.num_decode={decode}",
                  f"pd.transfer={c.pick(['push', 'pull'] if gdn and c.maybe(0.9) else ['push', 'pull', 'layerwise'])}"]
         if c.maybe(0.3):
@@ -320,6 +380,107 @@ def _serving(c: Chooser, mode: str, argv: list[str], sets: list[str]) -> None:
         sets.append(f"cache.tiers.ssd.shared_read_gbps={c.pick([0.1, 7])}")
     if c.maybe(0.03):  # refused beside any cache setting: nothing is cached
         sets.append("serving.enable_prefix_caching=false")
+    return model
+
+
+def _get(sets: list[str], key: str) -> str | None:
+    """The value a draw's ``--set``s give ``key`` last (None: not set)."""
+    return next((s.split("=", 1)[1] for s in reversed(sets) if s.split("=", 1)[0] == key), None)
+
+
+def _put(sets: list[str], key: str, value: object | None) -> None:
+    """Set ``key`` to ``value`` in a draw's ``--set``s (None: drop it)."""
+    sets[:] = [s for s in sets if s.split("=", 1)[0] != key] + ([f"{key}={value}"] if value is not None else [])
+
+
+def _without_policies(c: Chooser, argv: list[str], sets: list[str], dropped: set[str]) -> None:
+    """The draw's ``--policy`` list less ``dropped`` (an emptied one becomes one of the rest)."""
+    if "--policy" not in argv:
+        return
+    i = argv.index("--policy") + 1
+    kept = [p for p in argv[i].split(",") if p not in dropped]
+    argv[i] = ",".join(kept or [c.pick([p for p in POLICIES if p not in dropped])])
+    if "learned" in dropped:
+        _put(sets, "cache.learned_model", None)
+
+
+def _holds(model: str, gpu: str | None, tp: int, fp8: bool) -> bool:
+    """Whether TP ``tp`` divides ``model``'s heads as TP must and a GPU's share of its weights (bf16, or ``fp8``) leaves
+    room for KV blocks: at most 80% of the GPU's memory (None: config.yaml's h100-sxm), data parallelism aside."""
+    from sim.specs import gpu_spec, model_spec
+
+    spec = model_spec(hf_model(model[3:]) if model.startswith("hf:") else model)
+    if spec.num_attention_heads % tp or (spec.num_kv_heads % tp and tp % spec.num_kv_heads):
+        return False
+    return spec.weight_bytes_per_gpu(1 if fp8 else 2, tp) <= 0.8 * gpu_spec(gpu or "h100-sxm").memory_bytes
+
+
+def _holding(model: str, gpu: str | None, tp: int, limit: int, fp8: bool) -> tuple[str | None, int, bool]:
+    """A GPU, a TP (at least the drawn ``tp``, at most ``limit``) and whether FP8 weights are needed, such that
+    ``model`` fits (``_holds``), from the drawn ones: TP raised first, then a larger GPU (one a Gated DeltaNet hybrid's
+    block size is modelled on for one), then FP8 weights; as drawn where none does."""
+    larger = ["h200", "h20", "h100-nvl"] if model in GDN else ["h200", "b200", "gb200"]
+    for weights_fp8 in (fp8, True):
+        for g in [gpu, *larger]:
+            for t in (t for t in (1, 2, 4, 8) if tp <= t <= limit):
+                if _holds(model, g, t, weights_fp8):
+                    return g, t, weights_fp8 and not fp8
+    return gpu, tp, False
+
+
+def _aim_gdn(c: Chooser, argv: list[str], sets: list[str], trace: str | None) -> str | None:
+    """A Gated DeltaNet hybrid's draw aimed at settings it runs with (sim.serving.state_groups): a trace without
+    block ids of its own, vLLM's raised block size (null; or set to it; or a larger one, which vLLM keeps), policies
+    that do not rank by next use (its states' next uses are unknown; per-tier ones too), lower tiers that hold a block
+    of its (15 to 100 MB). Returns the trace."""
+    if trace and any(name in trace for name in OWN_BLOCK_IDS):
+        trace = c.pick([t for t in TRACES if not any(name in t for name in OWN_BLOCK_IDS)])
+        argv[argv.index("--workload-trace") + 1] = trace
+    _put(sets, "workload.block_mismatch", None)
+    _put(sets, "serving.block_size", None)
+    kind = c.pick(["vllm's", "vllm's", "vllm's", "set", "larger"])
+    if kind == "larger":
+        _put(sets, "serving.block_size", 2048)  # above every raised size (1,088 at most: Qwen3.5 at TP 2, FP8 KV)
+    elif kind == "set":
+        _put(sets, "serving.block_size", _raised_block_size(sets))
+    _without_policies(c, argv, sets, {"belady", "learned"})
+    for tier in ("dram", "ssd", "eic"):
+        if _get(sets, f"cache.tiers.{tier}.policy") == "belady":
+            _put(sets, f"cache.tiers.{tier}.policy", c.pick(["lru", "arc", "s3fifo"]))
+        size = _get(sets, f"cache.tiers.{tier}.capacity_gib")
+        if size and 0 < float(size) < 0.25:  # a block is 15 to 100 MB: a few MiB hold none (refused by key)
+            _put(sets, f"cache.tiers.{tier}.capacity_gib", c.pick([0.25, 1, 4]))
+    return trace
+
+
+def _raised_block_size(sets: list[str]) -> int | None:
+    """The block size vLLM raises a Gated DeltaNet hybrid's to under the draw's settings (state_groups'
+    ``required_block_size``); None where they do not resolve."""
+    from sim.config import load_config
+    from sim.errors import ConfigError
+    from sim.serving.state_groups import required_block_size
+
+    keys = ("model", "hardware.", "serving.")
+    resolved = [f"model={hf_model(s[len('model=hf:'):])}" if s.startswith("model=hf:") else s for s in sets
+                if s.startswith(keys) and not s.startswith("serving.block_size")]
+    try:
+        return required_block_size(load_config(ROOT / "config.yaml", preset="smoke", sets=resolved, rules=False))
+    except (ConfigError, ValueError):
+        return None
+
+
+def _aim_sliding(c: Chooser, argv: list[str], sets: list[str]) -> None:
+    """A sliding-window hybrid's draw aimed at settings it runs with: policies that rank by next use (Belady, the
+    learned one) beside vLLM's hybrid KV-cache manager only with it off (its sliding copies' next uses are unknown)."""
+    policies = argv[argv.index("--policy") + 1].split(",") if "--policy" in argv else []
+    tiers = [tier for tier in ("dram", "ssd", "eic") if _get(sets, f"cache.tiers.{tier}.policy") == "belady"]
+    if {"belady", "learned"} & set(policies) or tiers:
+        if c.maybe(0.5):
+            _put(sets, "serving.disable_hybrid_kv_cache_manager", "true")
+        else:
+            _without_policies(c, argv, sets, {"belady", "learned"})
+            for tier in tiers:
+                _put(sets, f"cache.tiers.{tier}.policy", c.pick(["lru", "arc", "s3fifo"]))
 
 
 def names(argv: list[str]) -> list[str]:
@@ -352,3 +513,37 @@ def judge(status: int, err: str, report: dict[str, Any] | None, argv: list[str])
         return "exit 0 without a report"
     bad = check_report(report)
     return "; ".join(bad)[:1000] if bad else None
+
+
+def corners(argv: list[str]) -> list[str]:
+    """The corners one draw's argv reaches, for ``tools/random_runs.py --stats``: its mode, model family, GPU, workload
+    and each feature drawn (a label a corner; a draw is in several)."""
+    flags = set(a for a in argv if a.startswith("--"))
+    mode = "-".join(m for m in ("cluster", "pd") if f"--{m}" in flags) or next(
+        (m for m in ("cache-only", "mrc", "trace-stats") if f"--{m}" in flags), "single")
+    sets = dict(argv[i + 1].split("=", 1) for i, a in enumerate(argv[:-1]) if a == "--set")
+    model = sets.get("model", "")
+    model = model.split("/")[-2].rsplit("-", 1)[0] if model.endswith("config.json") else model  # hf_model's folder
+    family = ("gdn" if model in {m.removeprefix("hf:") for m in GDN} else "sliding" if model in {
+        m.removeprefix("hf:") for m in SLIDING} else "mla" if model in MLA else "other-moe" if model in OTHER_MOE
+        else "moe" if model in MOE else "dense" if model else
+        "calibration" if "--calibration-profile" in flags else "config-default")
+    gpu = sets.get("hardware.gpu", "default")
+    trace = argv[argv.index("--workload-trace") + 1] if "--workload-trace" in argv else None
+    out = [f"mode:{mode}", f"family:{family}", f"gpu:{'spec-file' if gpu.endswith('.yaml') else gpu}",
+           f"workload:{Path(trace).stem if trace else 'synthetic-' + sets.get('workload.synthetic.kind', '?')}"]
+    if family in ("gdn", "sliding"):
+        out.append(f"model:{model}")
+        out.append(f"{family}:mode:{mode}")
+    features = {
+        "--seeds": "--seeds" in flags, "--max-rate": "--max-rate" in flags, "--router": "--router" in flags,
+        "--rate-scale": "--rate-scale" in flags, "learned": "learned" in " ".join(argv),
+        "tier-policy": any(k.startswith("cache.tiers.") and k.endswith(".policy") for k in sets),
+        "inclusive": sets.get("cache.inclusion") == "inclusive", "block_mismatch=split": "workload.block_mismatch" in sets,
+        "serving.block_size": "serving.block_size" in sets, "data_parallel": "serving.data_parallel_size" in sets,
+        "pd-role-tp": "pd.prefill_tensor_parallel_size" in sets, "num_gpu_blocks": "serving.num_gpu_blocks" in sets,
+        "max_model_len": "serving.max_model_len" in sets, "kv_cache_dtype=fp8": "serving.kv_cache_dtype" in sets,
+        "arrivals": "workload.arrivals.process" in sets, "network.lookup": "network.lookup" in sets,
+        "layerwise": sets.get("pd.transfer") == "layerwise", "tp>1": sets.get("serving.tensor_parallel_size", "1") != "1",
+    }
+    return out + [f"feature:{name}" for name, on in features.items() if on]

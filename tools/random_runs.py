@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import io
 import json
+import re
 import shlex
 import signal
 import sys
@@ -108,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
                         "whose report must equal the first but for timing (DESIGN Contract: determinism; here also "
                         "state one run leaves in the process); default 0.1")
     parser.add_argument("--refusals", action="store_true", help="also print every exit-2 message, counted")
+    parser.add_argument("--stats", action="store_true", help="also print, per corner (mode, model family, GPU, "
+                        "workload, feature), how many draws reached a report, were refused or violated")
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per draw")
     args = parser.parse_args(argv)
     if not 0 <= args.repeat <= 1:
@@ -116,11 +119,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--draws and --timeout must be >= 1, --seed, --start and --only >= 0")
     import numpy as np
 
-    from tests.random_settings import RngChooser, draw_argv, judge
+    from tests.random_settings import RngChooser, corners, draw_argv, judge
 
     indices = [args.only] if args.only is not None else range(args.start, args.start + args.draws)
     found, refusals, slow, first_refused = 0, Counter(), [], {}
     outcomes: Counter = Counter()
+    reached: dict[str, Counter] = {}  # corner -> outcome counts (--stats)
+    why: dict[str, Counter] = {}  # corner -> its refusals' messages (--stats)
     for i in indices:
         cmd = draw_argv(RngChooser(np.random.default_rng([args.seed, i])), hunt=not args.light)
         status, err, report, seconds = run_draw(cmd, args.timeout)
@@ -129,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
         if not problem and report is not None and np.random.default_rng([args.seed, i, 1]).random() < args.repeat:
             problem = _differs(report, run_draw(cmd, args.timeout)[2])
         outcomes["violation" if problem else f"exit {status}"] += 1
+        for corner in corners(cmd):
+            reached.setdefault(corner, Counter())["violation" if problem else "report" if status == 0 else "refused"] += 1
+            if status == 2 and not problem:
+                why.setdefault(corner, Counter())[re.sub(r"\d[\d,.]*\d|\d", "N", err.strip()[len("kvsim: error: "):])[:110]] += 1
         slow.append((seconds, i))
         if status == 2 and not problem:
             refusals[err.strip()[len("kvsim: error: "):][:300]] += 1
@@ -144,7 +153,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.refusals:
         for message, n in refusals.most_common():
             print(f"  refused x{n} (first: draw {first_refused[message]}): {message}")
+    if args.stats:
+        _print_stats(reached, why)
     return 1 if found else 0
+
+
+def _print_stats(reached: dict[str, Counter], why: dict[str, Counter]) -> None:
+    """One line per corner: draws, reports, refusals, violations and the share reaching a report; below 30% marked,
+    with the corner's two commonest refusals (numbers as N)."""
+    print(f"  {'corner':44} {'draws':>5} {'report':>6} {'refused':>7} {'viol':>4} {'report%':>7}")
+    for corner in sorted(reached):
+        n = reached[corner]
+        total = sum(n.values())
+        share = n["report"] / total
+        print(f"  {corner:44} {total:5d} {n['report']:6d} {n['refused']:7d} {n['violation']:4d} {share:7.0%}"
+              + ("  <30%" if share < 0.3 else ""))
+        if share < 0.3:
+            for message, k in why.get(corner, Counter()).most_common(2):
+                print(f"      x{k}: {message}")
 
 
 if __name__ == "__main__":
