@@ -25,6 +25,11 @@ CASES = [
     ("bench_learned.py", ["--workloads", "mooncake,nope", "--peers", ""], "unknown workloads ['nope']"),
     ("probe_learned.py", ["nope"], "unknown probes ['nope']"),
     ("aiconfigurator_all_reduce.py", ["/nonexistent"], "/nonexistent: not a folder"),
+    # an empty path was read as '.', the working folder (type=Path): a folder is no trace, checkout or run
+    ("bench_cache.py", ["--trace", ""], "argument --trace: empty path"),
+    ("bench_serving.py", ["--compare", ""], "argument --compare: empty path"),
+    ("replay_vllm.py", ["--run", ""], "argument --run: empty path"),
+    ("aiconfigurator_all_reduce.py", [""], "argument data: empty path"),
 ]
 
 
