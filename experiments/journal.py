@@ -153,10 +153,23 @@ def _is_record(record: object) -> bool:
     if not isinstance(record, dict) or not isinstance(record.get("key"), str) or "trace" not in record:
         return False
     error, runs = record.get("error", False), record.get("runs")
-    if not (error is None or isinstance(error, str)) or not isinstance(runs, list):
+    # an error is a non-empty message (a point with error "" and no runs vanished from the report, not counted failed)
+    if not (error is None or (isinstance(error, str) and error)) or not isinstance(runs, list):
         return False
     if not (record["trace"] is None or isinstance(record["trace"], dict)):
         return False
+    left = record.get("left_unread", [])  # (a number here was a TypeError when the report listed the keys left unread)
+    if not (isinstance(left, list) and all(isinstance(key, str) for key in left)):
+        return False
     return error is not None or (bool(runs) and all(isinstance(r, dict) and isinstance(r.get("name"), str)
                                                     and isinstance(r.get("metrics"), dict)
-                                                    and isinstance(r.get("overrides", {}), dict) for r in runs))
+                                                    and isinstance(r.get("overrides", {}), dict)
+                                                    and _is_intervals(r.get("metrics_ci95", {})) for r in runs))
+
+
+def _is_intervals(ci: object) -> bool:
+    """Whether a run's ``metrics_ci95`` has its shape (``experiments.confidence``: dotted metric -> [low, high]), as
+    the HTML page reads it."""
+    return isinstance(ci, dict) and all(
+        isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+        for v in ci.values())
