@@ -22,6 +22,10 @@ def check_experiment_flags(args: argparse.Namespace, mode: str) -> None:
     ``FLAG_MODES`` table, checked before this)."""
     if args.ray_address and args.backend != "ray":
         raise InputError("--ray-address needs --backend ray")
+    if args.backend == "ray":  # before the points are checked and a plan's candidates pruned (seconds to minutes)
+        from experiments.runner import check_ray_installed
+
+        check_ray_installed()
     if args.jobs is not None and args.jobs < 1:
         raise InputError(f"--jobs must be >= 1, got {args.jobs}")
     if args.seeds is not None and args.seeds < 2:

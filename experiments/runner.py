@@ -248,13 +248,30 @@ def run_local(tasks: list[Task], jobs: int, on_result: Callable[[dict], None]) -
         on_result(_isolated(task))
 
 
+RAY_MISSING = "--backend ray needs Ray: pip install -e '.[ray]' (or pip install 'ray>=2.9')"
+
+
+def check_ray_installed() -> None:
+    """Refuse ``--backend ray`` where Ray is not installed, without importing it (seconds) when it is."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("ray") is not None
+    except (ImportError, ValueError):  # (a broken ``ray`` entry in sys.modules)
+        found = False
+    if not found:
+        raise InputError(RAY_MISSING)
+
+
 def run_ray(tasks: list[Task], jobs: int, address: str | None, on_result: Callable[[dict], None]) -> None:
     """Ray tasks: a local Ray started for this run (``jobs`` CPUs), or the cluster at ``address``."""
+    check_ray_installed()
+    import logging
+
     try:
         import ray
-    except ImportError:
-        raise InputError("--backend ray needs Ray: pip install -e '.[ray]' (or pip install 'ray>=2.9')") from None
-    import logging
+    except ImportError as exc:  # installed but broken (a dependency missing)
+        raise InputError(f"{RAY_MISSING}; importing it failed: {exc}") from None
 
     started_here = not ray.is_initialized()
     if started_here:

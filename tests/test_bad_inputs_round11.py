@@ -63,3 +63,24 @@ def test_resume_keeps_the_intervals_and_unread_keys_a_sweep_writes(run_cli, tmp_
     assert status == 0, err
     again = json.loads(report.read_text())
     assert [r["metrics_ci95"] for r in again["runs"]] == [r["metrics_ci95"] for r in first["runs"]]
+
+
+# --backend ray without Ray: refused only when the points were about to run, after every point was checked, a
+# learned point's workload loaded, a plan's candidates pruned by the miss-ratio curve, the journal started (a fresh
+# header written over the previous run's) and the "running N on ray" line printed: two lines, and seconds to minutes.
+@pytest.mark.parametrize("experiment", ["sweep", "plan"])
+def test_backend_ray_without_ray_is_refused_first(experiment, run_cli, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # (as if not installed: import ray is an ImportError)
+    if experiment == "sweep":
+        argv = ["--sweep", _spec(tmp_path), "--report-json", str(tmp_path / "r.json")]
+    else:
+        plan = tmp_path / "plan.yaml"
+        plan.write_text(yaml.safe_dump({"workload": TINY_SYNTHETIC, "target": {"hit_ratio": 0.1},
+                                        "search": {"gpu": ["h100-sxm"], "gpus": [1]}}))
+        argv = ["--plan", str(plan), "--report-json", str(tmp_path / "r.json")]
+    status, out, err = run_cli(*argv, "--backend", "ray", "--no-plot")
+    assert status == 2 and "Traceback" not in out + err, err[-2000:]
+    assert err.strip() == "kvsim: error: --backend ray needs Ray: pip install -e '.[ray]' (or pip install 'ray>=2.9')"
+    assert [p.name for p in tmp_path.iterdir()] == [f"{'spec' if experiment == 'sweep' else 'plan'}.yaml"]  # no journal
