@@ -80,11 +80,11 @@ class Journal:
         """Open for this sweep: the finished records by point key (``resume``), or a fresh journal."""
         if resume and self.path.is_file():
             return self._read()
-        if resume:  # (a report renamed since moves the journal: every point would run again, unsaid)
-            LOG.warning(f"kvsim: note: --resume: no journal at {self.path}, so every point runs")
         if self.path.exists() and not _holds_a_journal(self.path):  # a user's file, the spec, a trace: never replaced
             raise ConfigError(f"{self.path} exists and is not a kvsim sweep journal, which this sweep writes there "
                               "(beside its report): move it, or name the report otherwise")
+        if resume:  # (a report renamed since moves the journal: every point would run again, unsaid)
+            LOG.warning(f"kvsim: note: --resume: no journal at {self.path}, so every point runs")
         atomic_write_text(self.path, json.dumps({"journal": JOURNAL_KIND, "fingerprint": self.fingerprint}) + "\n")
         return {}
 
@@ -121,7 +121,10 @@ class Journal:
 
 
 def _holds_a_journal(path: Path) -> bool:
-    """Whether ``path``'s first line is a kvsim sweep journal's header (a journal of any sweep)."""
+    """Whether ``path``'s first line is a kvsim sweep journal's header (a journal of any sweep). Only a regular file
+    is opened: a FIFO there (no journal) blocked the sweep for ever, waiting for a writer."""
+    if not path.is_file():
+        return False
     try:
         with path.open("rb") as fh:
             first = fh.readline(4096)

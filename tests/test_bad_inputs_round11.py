@@ -84,3 +84,32 @@ def test_backend_ray_without_ray_is_refused_first(experiment, run_cli, tmp_path,
     assert status == 2 and "Traceback" not in out + err, err[-2000:]
     assert err.strip() == "kvsim: error: --backend ray needs Ray: pip install -e '.[ray]' (or pip install 'ray>=2.9')"
     assert [p.name for p in tmp_path.iterdir()] == [f"{'spec' if experiment == 'sweep' else 'plan'}.yaml"]  # no journal
+
+
+# Something other than a regular file where the sweep keeps its journal (beside the report): a FIFO blocked the sweep
+# for ever (the check that it holds no journal opened it and waited for a writer), and a folder under --resume printed
+# "no journal there, so every point runs" above the refusal, two lines.
+def test_a_fifo_at_the_journals_path_is_refused_not_waited_on(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    os.mkfifo(tmp_path / "r.journal.jsonl")
+    argv = ["--sweep", _spec(tmp_path), "--jobs", "1", "--no-plot", "--quiet", "--report-json", str(tmp_path / "r.json")]
+    done = subprocess.run([sys.executable, "main.py", *argv], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines() == [f"kvsim: error: {tmp_path / 'r.journal.jsonl'} exists and is not a kvsim "
+                                                "sweep journal, which this sweep writes there (beside its report): move "
+                                                "it, or name the report otherwise"]
+
+
+def test_a_folder_at_the_journals_path_under_resume_is_one_line(run_cli, tmp_path, caplog):
+    (tmp_path / "r.journal.jsonl").mkdir()
+    with caplog.at_level("WARNING", logger="kvsim.sweep"):
+        status, out, err = run_cli("--sweep", _spec(tmp_path), "--jobs", "1", "--no-plot", "--resume",
+                                   "--report-json", str(tmp_path / "r.json"))
+    assert status == 2 and "Traceback" not in out + err, err[-2000:]
+    assert len(err.strip().splitlines()) == 1 and "r.journal.jsonl exists and is not a kvsim sweep journal" in err, err
+    assert caplog.records == []  # (no "no journal there, so every point runs" above it)
