@@ -93,6 +93,17 @@ def test_bad_input_exits_2_before_ns3_loads(tool, tmp_path, capsys, monkeypatch,
     assert named in capsys.readouterr().err
 
 
+
+@pytest.mark.parametrize("argv, flag", [(["point-to-point", "--sizes-mib", "x"], "--sizes-mib"),
+                                        (["incast", "--senders", "0"], "--senders")])
+def test_a_list_flag_refusal_names_its_flag_once(tool, capsys, argv, flag):
+    """argparse puts "argument FLAG: " before a type's refusal; the type named the flag again
+    ("argument --sizes-mib: --sizes-mib: expected ...")."""
+    with pytest.raises(SystemExit) as done:
+        tool.main(argv)
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and err.count(flag) == 1, err
+
 def test_socket_buffers_cover_twice_the_bandwidth_delay_product(tool):
     # 100 Gb/s = 12.5e9 B/s. 1 µs: RTT = 2 (1 µs + 0.72 µs per 9000-byte packet) = 3.44 µs, BDP 43 kB,
     # so the 64-segment floor (64 × 8948) wins. 100 µs: RTT 201.44 µs, 2 × BDP = 5,036,000 bytes.

@@ -131,13 +131,14 @@ def kvsim_max_min(senders: int, isolated_s: float) -> list[float]:
 # --- command line ---------------------------------------------------------------------------
 
 
-def _positive_list(text: str, kind: type, what: str) -> list:
+def _positive_list(text: str, kind: type) -> list:
+    """A flag's comma-separated positive numbers (argparse names the flag in front of a refusal)."""
     try:
         values = [kind(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{what}: expected a comma-separated list, got {text[:100]!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text[:100]!r}") from None
     if not values or any(not (v > 0 and math.isfinite(v)) for v in values):  # nan > 0 is False; inf is not a size
-        raise argparse.ArgumentTypeError(f"{what}: every value must be positive and finite, got {text[:100]!r}")
+        raise argparse.ArgumentTypeError(f"every value must be positive and finite, got {text[:100]!r}")
     return sorted(set(values))
 
 
@@ -160,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--out", required=True, help="the JSON table to write (a network.lookup file)")
-        p.add_argument("--sizes-mib", type=lambda t: _positive_list(t, float, "--sizes-mib"),
+        p.add_argument("--sizes-mib", type=lambda t: _positive_list(t, float),
                        default=list(sizes), help=f"transfer sizes, MiB (default {','.join(map(str, sizes))})")
         p.add_argument("--bandwidth-gbps", type=float, default=100.0, help="every link's bandwidth, Gb/s (default 100)")
         p.add_argument("--latency-us", type=float, default=1.0, help="every link's one-way delay, µs (default 1)")
@@ -176,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"receiver's delayed-ACK timeout (default {LINUX_DELAYED_ACK_MS:g}, Linux's minimum; keep "
                             "it below --min-rto-ms)")
         if name == "incast":
-            p.add_argument("--senders", type=lambda t: _positive_list(t, int, "--senders"), default=[2, 4, 8],
+            p.add_argument("--senders", type=lambda t: _positive_list(t, int), default=[2, 4, 8],
                            help="numbers of concurrent senders (default 2,4,8; N = 1 is always run too)")
             p.add_argument("--switch-buffer-kib", type=int, default=SWITCH_BUFFER_KIB,
                            help=f"drop-tail buffer of each switch port, KiB (default {SWITCH_BUFFER_KIB}: what one "
