@@ -122,33 +122,20 @@ def _natural(key: Any) -> tuple:
 
 
 def _union_keys(dicts: list[dict]) -> list[Any]:
-    """Every key of ``dicts``, in an order each dict's own order agrees with (a topological merge; keys that no dict
-    orders against each other in ``_natural`` order), so the same whatever the dicts' order."""
-    after: dict[Any, set] = {}
-    before: dict[Any, int] = {}
+    """Every key of ``dicts``, in an order each dict's own order agrees with (a topological order of "comes after"
+    in some dict; keys no dict orders against each other in ``_natural`` order), so the same whatever the dicts'
+    order. Dicts that order two keys both ways (none of kvsim's): every key in ``_natural`` order."""
+    import networkx as nx  # (only --seeds aggregates: not loaded on every run)
+
+    follows = nx.DiGraph()
     for d in dicts:
         keys = list(d)
-        for k in keys:
-            after.setdefault(k, set())
-            before.setdefault(k, 0)
-        for a, b in zip(keys, keys[1:]):
-            if b not in after[a]:
-                after[a].add(b)
-                before[b] += 1
-    out: list[Any] = []
-    ready = [k for k, n in before.items() if n == 0]
-    while ready:
-        key = min(ready, key=_natural)
-        ready.remove(key)
-        out.append(key)
-        for b in after[key]:
-            before[b] -= 1
-            if before[b] == 0:
-                ready.append(b)
-    # dicts that order two keys both ways (none of kvsim's): the rest in _natural order
-    placed = set(out)
-    out += sorted((k for k in before if k not in placed), key=_natural)
-    return out
+        follows.add_nodes_from(keys)
+        follows.add_edges_from(zip(keys, keys[1:]))
+    try:
+        return list(nx.lexicographical_topological_sort(follows, key=_natural))
+    except nx.NetworkXUnfeasible:
+        return sorted(follows, key=_natural)
 
 
 def _mean_tree(trees: list[dict], path: str, ci: dict[str, list[float]],
