@@ -36,9 +36,19 @@ try:  # everything loads under this guard (numpy, LightGBM and the compiled kern
     if "trace" in sys.modules and not hasattr(sys.modules["trace"], "__path__"):
         del sys.modules["trace"]
 
-    import numpy as np  # noqa: E402
+    from sim.errors import (  # noqa: E402  (the standard library only: first, to note a Ctrl-C from here on)
+        InputError,
+        command_status,
+        end_process,
+        interruption_behind,
+        quote,
+        raise_if_stopped,
+        watch_stop_signals,
+    )
 
-    from sim.errors import InputError, command_status, end_process, quote  # noqa: E402
+    if __name__ == "__main__":
+        watch_stop_signals()
+    import numpy as np  # noqa: E402
 
     try:  # the compiled kernels load here: an environment that refuses them (NUMBA_DISABLE_JIT) is one line, exit 2
         from learned.features import FEATURES, access_features, next_use_distance  # noqa: E402
@@ -56,11 +66,9 @@ try:  # everything loads under this guard (numpy, LightGBM and the compiled kern
         sys.exit(2)
     from sim.config import Config, load_config  # noqa: E402
     from sim.report.output import atomic_write, check_distinct, check_writable  # noqa: E402
-except (KeyboardInterrupt, ImportError) as _stopped:
-    _chain: BaseException | None = _stopped  # numpy turns a Ctrl-C inside its C import into an ImportError
-    while _chain is not None and not isinstance(_chain, KeyboardInterrupt):
-        _chain = _chain.__cause__ or _chain.__context__
-    if __name__ != "__main__" or _chain is None:
+except BaseException as _stopped:  # numpy turns a Ctrl-C inside its C import into an ImportError
+    if __name__ != "__main__" or not (isinstance(_stopped, KeyboardInterrupt) or (
+            "interruption_behind" in globals() and interruption_behind(_stopped) is not None)):
         raise
     print("learned.train: interrupted", file=sys.stderr, flush=True)
     import os
@@ -159,8 +167,9 @@ def train(config: Config, out: Path, rounds: int = 40, max_rows: int = 100_000) 
         valid_rows = np.sort(rng.choice(valid_rows, size=max_rows, replace=False))
     features = access_features(trace)
     params = {**DEFAULT_PARAMS, "num_class": len(edges), "seed": config.seed}
+    raise_if_stopped()  # (the compiled feature pass cannot stop midway)
     booster = lgb.train(params, lgb.Dataset(features[fit_rows], label[fit_rows], feature_name=list(FEATURES)),
-                        num_boost_round=rounds)
+                        num_boost_round=rounds, callbacks=[_stop_between_rounds])
     fitted = booster.predict(features[fit_rows], num_threads=params["num_threads"])
     cuts = list(range(len(edges) - 1 - CLASS_CUTS, len(edges) - 1))
     thresholds, table = _class_table(fitted, cuts)
@@ -205,6 +214,11 @@ def train(config: Config, out: Path, rounds: int = 40, max_rows: int = 100_000) 
         model_fh.write(model_text)
     assert file_sha256(out) == meta["model_sha256"]
     return meta
+
+
+def _stop_between_rounds(_env: object) -> None:
+    """A LightGBM callback: a Ctrl-C that a library swallowed (the interruption was noted) stops training here."""
+    raise_if_stopped()
 
 
 @contextlib.contextmanager

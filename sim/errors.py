@@ -49,11 +49,43 @@ class Terminated(KeyboardInterrupt):
     that cleans up after one (atomic writes, a sweep's worker pool) cleans up after it; exit status 143."""
 
 
+# The stop signal (SIGINT or SIGTERM) this command has been sent, kept after its exception is raised: a library can
+# lose that exception (an optional import's ``except ImportError`` around a C extension whose import a Ctrl-C broke;
+# Python 3.11's "Error calling __set_name__" RuntimeError around one), and the command must still stop
+# (``raise_if_stopped``) and say it was stopped, not report an internal error or train on for minutes.
+_stop_signal: int | None = None
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    global _stop_signal
+    _stop_signal = signum
+    raise KeyboardInterrupt
+
+
 def _terminate(signum: int, frame: object) -> None:
+    global _stop_signal
+    _stop_signal = signum
     # the command is stopping: a second SIGTERM (coreutils ``timeout`` signals the command, then its process group)
     # must not interrupt the stopping itself (``command_status`` puts the previous handler back when it returns)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise Terminated
+
+
+def watch_stop_signals() -> None:
+    """Note Ctrl-C and SIGTERM as they come (``raise_if_stopped``), raising what Python's handlers raise: called
+    first thing by a command whose libraries take seconds to load, and again by ``command_status``."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # (a child told to ignore Ctrl-C keeps that)
+        signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _terminate)
+
+
+def raise_if_stopped() -> None:
+    """Raise the interruption a stop signal already raised once, in case a library swallowed it: checked where work
+    can stop cleanly (before an output replaces the previous one, between training rounds, as a command ends)."""
+    if _stop_signal is not None:
+        raise Terminated if _stop_signal == signal.SIGTERM else KeyboardInterrupt
 
 
 def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
@@ -124,16 +156,20 @@ def command_status(program: str, body: Callable[[], int]) -> int:
     """Run a command's ``body`` and map how it ends to the Contract's exit status: its own status,
     2 for bad input (one line naming what to fix), 130 for Ctrl-C, 143 for SIGTERM, 1 for an internal error
     (the only case that prints a traceback)."""
+    global _stop_signal
     previous, stdout = None, sys.stdout
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _terminate)
+        previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+        watch_stop_signals()
         if stdout is not None and not isinstance(stdout, _WatchedStdout):
             sys.stdout = _WatchedStdout(stdout)
     try:
         return _status(program, body)
     finally:
+        _stop_signal = None  # (answered: a command run again in this process starts unstopped)
         if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
             sys.stdout = stdout
 
 
@@ -198,19 +234,31 @@ def _stopped_midway() -> None:
     sys.unraisablehook = lambda _unraisable: None
 
 
-def _interrupt_inside(exc: SystemError) -> KeyboardInterrupt | None:
-    """The Ctrl-C or SIGTERM a compiled kernel's dispatcher returned with: numba reports a KeyboardInterrupt raised
-    while its function ran as "returned a result with an exception set", a SystemError caused by it."""
-    cause = exc.__cause__ or exc.__context__
-    return cause if isinstance(cause, KeyboardInterrupt) else None
+def interruption_behind(exc: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C or SIGTERM an error came from, if any: one raised inside a library that raised something else
+    because of it (numba: "returned a result with an exception set", a SystemError; Python 3.11 class creation: "Error
+    calling __set_name__", a RuntimeError; an import: an ImportError), or one noted and swallowed since."""
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        if isinstance(link, KeyboardInterrupt):
+            return link
+        seen.add(id(link))
+        link = link.__cause__ or link.__context__
+    if _stop_signal is not None:
+        return Terminated() if _stop_signal == signal.SIGTERM else KeyboardInterrupt()
+    return None
 
 
 def _status(program: str, body: Callable[[], int]) -> int:
     try:
         try:
-            return body()
-        except SystemError as exc:
-            interrupt = _interrupt_inside(exc)
+            raise_if_stopped()  # stopped while the command's libraries loaded (a library swallowed the exception)
+            status = body()
+            raise_if_stopped()  # stopped, but a library swallowed the exception: the command says it was stopped
+            return status
+        except Exception as exc:
+            interrupt = interruption_behind(exc)
             if interrupt is None:
                 raise
             raise interrupt from None

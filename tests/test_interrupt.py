@@ -455,6 +455,56 @@ def test_a_signal_a_compiled_kernel_returned_with_is_an_interruption_not_an_inte
     assert command_status("kvsim", broken) == 1 and "internal error" in capsys.readouterr().err
 
 
+def test_a_signal_behind_another_error_is_an_interruption(capsys):
+    """Python 3.11 wraps an exception raised while a class is created in "Error calling __set_name__" (a RuntimeError:
+    a Ctrl-C while LightGBM imported narwhals ended learned.train as an internal error, exit 1)."""
+
+    def stopped_inside_class_creation():
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise RuntimeError("Error calling __set_name__ on '_Implementation' instance") from exc
+
+    assert command_status("learned.train", stopped_inside_class_creation) == 130
+    assert capsys.readouterr().err == "learned.train: interrupted\n"
+
+
+@pytest.mark.parametrize(("signum", "line", "code"), [(signal.SIGINT, "interrupted", 130),
+                                                      (signal.SIGTERM, "terminated", 143)])
+def test_a_stop_signal_a_library_swallowed_still_stops_the_command(tmp_path, capsys, signum, line, code):
+    """An optional import's ``except ImportError`` (LightGBM's, around pandas) can eat the Ctrl-C that broke a C
+    extension's import; learned.train then trained on for minutes and replaced the model. The signal is noted: no
+    output replaces the previous one, and the command ends as stopped."""
+    report = tmp_path / "report.json"
+    report.write_text("previous")
+
+    def body() -> int:
+        try:
+            signal.raise_signal(signum)
+        except KeyboardInterrupt:  # (Terminated is one)
+            pass  # a library's broad except
+        with atomic_write(report) as fh:
+            fh.write("new")
+        return 0
+
+    assert command_status("kvsim", body) == code
+    assert capsys.readouterr().err == f"kvsim: {line}\n"
+    assert report.read_text() == "previous" and _leftovers(tmp_path) == []
+    assert command_status("kvsim", lambda: 0) == 0  # answered: the next command in this process is not stopped
+
+
+def test_a_stop_signal_swallowed_after_the_last_output_still_ends_as_stopped(capsys):
+    def body() -> int:
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            pass
+        return 0
+
+    assert command_status("kvsim", body) == 130
+    assert capsys.readouterr().err == "kvsim: interrupted\n"
+
+
 STOPPED_POOL = """
 import sys, threading, time
 sys.path.insert(0, {root!r})

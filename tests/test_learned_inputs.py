@@ -200,3 +200,38 @@ def test_ctrl_c_during_training_is_exit_130_and_leaves_the_previous_model(shared
     assert err.strip() == "learned.train: interrupted" and "Traceback" not in err
     assert (model.read_bytes(), sidecar_path(model).read_bytes()) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.txt", "model.txt.json"]  # no temporary files
+
+
+SWALLOWING_LIBRARY = """
+import runpy, signal, sys
+import lightgbm
+
+fit = lightgbm.train
+
+
+def train_after_a_lost_ctrl_c(*args, **kwargs):
+    try:
+        signal.raise_signal(signal.SIGINT)
+    except KeyboardInterrupt:
+        pass  # as an optional import's broad except did while the libraries loaded
+    return fit(*args, **kwargs)
+
+
+lightgbm.train = train_after_a_lost_ctrl_c
+sys.argv[0] = "learned.train"
+runpy.run_module("learned.train", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_a_ctrl_c_a_library_swallowed_still_stops_training(shared_data, small_learned_model, tmp_path):
+    """Seen under load: a Ctrl-C while the libraries loaded was lost, and learned.train boosted on for 9 minutes
+    (then replaced the model). The signal is noted, and training stops at the next round."""
+    model = _copy(small_learned_model, tmp_path)
+    before = model.read_bytes(), sidecar_path(model).read_bytes()
+    trace = shared_data / "traces" / "mooncake_conversation.jsonl"
+    proc = subprocess.run([sys.executable, "-c", SWALLOWING_LIBRARY, "--workload-trace", str(trace), "--out",
+                           str(model), "--set", "serving.block_size=512", "--rounds", "10000"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.strip() == "learned.train: interrupted"
+    assert (model.read_bytes(), sidecar_path(model).read_bytes()) == before

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Iterator
 
-from sim.errors import InputError, ReaderGone, quote
+from sim.errors import InputError, ReaderGone, quote, raise_if_stopped
 
 TEMP_PREFIX = ".kvsim-"
 TEMP_SUFFIX = ".tmp"
@@ -96,6 +96,7 @@ def atomic_write(path: str | Path, binary: bool = False) -> Iterator[IO]:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
+        raise_if_stopped()  # a Ctrl-C a library swallowed: the previous file stays
         os.replace(temp, path)
     except BaseException as exc:  # also KeyboardInterrupt: never leave the temporary file behind
         with contextlib.suppress(OSError):
