@@ -273,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     from sim.cli import OneLineParser  # (argparse's errors in one line, as main.py's)
 
     parser = OneLineParser(
-        prog="python -m learned.train", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=TRAIN_EXAMPLES,
+        prog="python -m learned.train", name="learned.train", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=TRAIN_EXAMPLES,
         description="Train the learned eviction model (LightGBM) on the earlier part of a trace; judge it with "
                     "main.py --policy learned on the rest.")
     parser.add_argument("--workload-trace", metavar="PATH", help="training trace (default: the synthetic workload)")

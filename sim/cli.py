@@ -141,18 +141,33 @@ class OneLineParser(argparse.ArgumentParser):
     ``--report-json`` wrote the second only). No flag is taken from a prefix of its name: ``--pol lru --policy arc``
     got past the check of repeats and ran arc alone."""
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, name: str | None = None, **kwargs) -> None:
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
+        self.name = name or self.prog  # what its errors start with: the command's other errors' (not "python -m ...")
+
+    _argv: list[str] = []
 
     def error(self, message: str) -> None:  # exit 2, as argparse does, in one line like every other error
         if len(message) > 2 * QUOTE_LIMIT:  # argparse quotes the offending argument whole
             message = message[: 2 * QUOTE_LIMIT] + "..."
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+        self.exit(2, f"{self.name}: error: {message}{self._dash_value_hint(message)} (see --help)\n")
 
     def parse_known_args(self, args=None, namespace=None):
-        self._refuse_repeated(sys.argv[1:] if args is None else [str(a) for a in args])
+        self._argv = sys.argv[1:] if args is None else [str(a) for a in args]
+        self._refuse_repeated(self._argv)
         return super().parse_known_args(args, namespace)
+
+    def _dash_value_hint(self, message: str) -> str:
+        """argparse reads a value that starts with '-' (``--range -0.1:0.5``) as a flag and says only "expected one
+        argument": name the value and the spelling that passes it."""
+        flag = message.removeprefix("argument ").partition(":")[0].partition("/")[0]
+        if not message.endswith("expected one argument") or flag not in self._argv:
+            return ""
+        after = self._argv[self._argv.index(flag) + 1:]
+        if not after or not after[0].startswith("-") or after[0] in self._option_string_actions:
+            return ""
+        return f" ({quote(after[0])} was read as a flag: write {flag}={after[0]})"
 
     def distinct(self, flag: str, items: list) -> list:
         """``items``, the values of the comma list ``flag``, refused when one is named twice: each would run twice,
@@ -217,7 +232,7 @@ def _workload_choices(key: str) -> tuple[str, ...]:
 def build_parser(sweep_module: bool = False) -> argparse.ArgumentParser:
     """main.py's parser; ``sweep_module``: ``python -m experiments.sweep``'s, the same flags and a positional spec."""
     p = (_SweepModuleParser if sweep_module else OneLineParser)(
-        prog="python -m experiments.sweep" if sweep_module else "kvsim",
+        prog="python -m experiments.sweep" if sweep_module else "kvsim", name="kvsim",
         description="Multi-tier KV-cache policy simulator for LLM serving (HBM / DRAM / SSD / rack EIC).",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,

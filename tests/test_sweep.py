@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -403,7 +403,7 @@ def test_module_entry_without_one_spec_is_a_usage_error(tmp_path, capsys, monkey
     spec = _spec(tmp_path, mode="cache-only", axes={"cache.policy": ["lru"]})
     assert _sweep_module(*[a.format(spec=spec) for a in argv]) == 2
     err = capsys.readouterr().err.strip()
-    assert needle in err and "\n" not in err and err.startswith("python -m experiments.sweep: error: "), err
+    assert needle in err and "\n" not in err and err.startswith("kvsim: error: "), err
     assert list(tmp_path.iterdir()) == [tmp_path / "spec.yaml"]  # nothing ran, nothing written
 
 

@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.path[:0] = [str(ROOT)]
     from sim.cli import OneLineParser  # one-line errors (exit 2), as every other tool's; a repeated flag refused
 
-    parser = OneLineParser(prog="python tools/random_runs.py", description=__doc__.split("\n\n")[0],
+    parser = OneLineParser(prog="python tools/random_runs.py", name="random_runs.py", description=__doc__.split("\n\n")[0],
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--draws", type=int, default=100, help="number of draws (default 100)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the draws, >= 0 (default 0)")
