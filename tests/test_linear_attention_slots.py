@@ -72,3 +72,19 @@ def test_the_cli_refuses_it_in_one_line(tmp_path, run_cli):
     assert status == 2 and err.count("\n") == 1 and "Traceback" not in err
     assert "Gated DeltaNet layers (12 value heads" in err
 
+
+def test_a_state_larger_than_a_slot_is_refused(tmp_path, monkeypatch):
+    """Past the TP rule (switched off here), ODD_HEADS at TP 8 floors a rank's state to 1 value head: its block size
+    holds that share, not an eighth of the state. By hand: a layer's state 3,072 x 3 + 12 x 128 x 128 values (conv_dim
+    2 x 6 x 128 + 12 x 128), bf16: 411,648 B, x 8 layers a group (8 attention, 24 GDN) = 3,293,184 B; a rank's floored
+    state 384 x 3 + 1 x 128 x 128 values = 35,072 B fits 35 tokens of 1,024 B (1 KV head x 256 x 2 x 2 B), raised to 48
+    (Ampere, no prefix caching: 16-token alignment); the slot 8 ranks x 48 x 1,024 x 8 layers = 3,145,728 B."""
+    from sim import config_rules
+
+    monkeypatch.setattr(config_rules, "_tp_fits_model", lambda *_: None)
+    model = str(write_config(tmp_path, ODD_HEADS))
+    config = _config(model, 8, "hardware.gpu=a100-80gb", "serving.enable_prefix_caching=false")
+    assert config.serving.block_size == 48
+    assert (stored_copy_bytes(config), stored_block_bytes(config)) == (3_293_184, 3_145_728)
+    with pytest.raises(ConfigError, match=r"3,293,184 bytes.*exceeds a lower tier's block slot \(3,145,728 bytes"):
+        check_state_model(config, "single")
