@@ -45,7 +45,7 @@ def pd_tensor_parallel(c: Config) -> dict[str, tuple[str, int]]:
 
 def _tp_fits_model(c: Config, key: str, tp: int) -> None:
     """vLLM's rule: attention heads divide evenly over TP ranks; KV heads are split (kv_heads % tp == 0)
-    or replicated (tp % kv_heads == 0). Source: vLLM ``ModelConfig.verify_with_parallel_config``
+    or replicated (tp % kv_heads == 0); a Gated DeltaNet state's value heads and conv channels divide evenly. Source: vLLM ``ModelConfig.verify_with_parallel_config``
     ("Total number of attention heads must be divisible by tensor parallel size") and the
     assertion in ``QKVParallelLinear.__init__``."""
     from sim.specs import model_spec
@@ -57,6 +57,16 @@ def _tp_fits_model(c: Config, key: str, tp: int) -> None:
             f"config key '{key}'={tp} does not fit model {c.model} "
             f"({spec.num_attention_heads} attention heads, {kv} KV heads): TP must divide the attention heads "
             f"and divide or be a multiple of the KV heads")
+    gdn = spec.linear_attention
+    if gdn is not None and (gdn.num_value_heads % tp or gdn.conv_dim % tp):
+        # vLLM splits a Gated DeltaNet state over TP with divide(), which asserts (model_executor/layers/mamba/
+        # mamba_utils.py MambaStateShapeCalculator.gated_delta_net_state_shape: divide(conv_dim, tp),
+        # divide(num_v_heads, tp)). Floored, a rank's state was undercounted: its raised block size then held a
+        # rank's share but not TP shares of the whole state (a lower tier's one slot per state overflowed)
+        raise ConfigError(
+            f"config key '{key}'={tp} does not fit model {c.model}'s Gated DeltaNet layers ({gdn.num_value_heads} "
+            f"value heads, a {gdn.conv_dim}-channel conv state): vLLM splits their state over TP, which must divide "
+            f"both (mamba_utils.py gated_delta_net_state_shape)")
     tower = spec.vision_tower
     if tower is not None and not c.serving.language_model_only and tower.num_heads % tp:
         # vLLM splits the vision tower's heads over TP too (mm_encoder_tp_mode "weights": Qwen2_5_VisionAttention,

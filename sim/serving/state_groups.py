@@ -217,3 +217,24 @@ def check_state_model(config: Config, mode: str, trace_tokens: int | None = None
             f"model {name} on {config.hardware.gpu} at TP {serving.tensor_parallel_size}: vLLM raises the attention "
             f"block size to {want} tokens so that one page holds a Gated DeltaNet state ({groups.state_bytes:,} bytes; "
             f"platforms/interface.py _align_hybrid_block_size): set serving.block_size={want}")
+    check_state_fits_slot(config)
+
+
+def check_state_fits_slot(config: Config) -> None:
+    """A lower tier (DRAM/SSD/EIC) gives a state one block slot of its capacity, as vLLM's OffloadingConnector keeps
+    one fixed slot per key: it must fit there. At vLLM's raised block size it always does: a rank's page holds a rank's
+    state (``vllm_block_size``), TP divides the state evenly (``sim.config_rules._tp_fits_model``), and a lower tier
+    stores every rank's page, so the slot (TP pages) holds the whole state (TP shares). (Qwen3-Next's entry and Qwen3.5's
+    configs at TP 1-8, on Hopper and Ampere, prefix caching on or off, bf16 or fp8 KV: a state takes 0.70-1.00 of a
+    slot; Qwen3-Next with fp8 KV at TP 1-2 on 1,072-token blocks fills it exactly.) A setting that broke this would overstate the tier's capacity
+    in states: refused, not run."""
+    from sim.cache.tiers import stored_block_bytes, stored_copy_bytes
+    from sim.serving.engine_limits import block_size
+
+    state, slot = stored_copy_bytes(config), stored_block_bytes(config)
+    if state > slot:
+        raise ConfigError(
+            f"model {config.model} at TP {config.serving.tensor_parallel_size}: a Gated DeltaNet state group's state "
+            f"({state:,} bytes, every rank's) exceeds a lower tier's block slot ({slot:,} bytes, every rank's page of "
+            f"a {block_size(config)}-token block); kvsim gives a state one slot (vLLM's OffloadingConnector: one "
+            "fixed slot per key) and does not model a state that needs more")
