@@ -45,7 +45,8 @@ def pd_tensor_parallel(c: Config) -> dict[str, tuple[str, int]]:
 
 def _tp_fits_model(c: Config, key: str, tp: int) -> None:
     """vLLM's rule: attention heads divide evenly over TP ranks; KV heads are split (kv_heads % tp == 0)
-    or replicated (tp % kv_heads == 0); a Gated DeltaNet state's value heads and conv channels divide evenly. Source: vLLM ``ModelConfig.verify_with_parallel_config``
+    or replicated (tp % kv_heads == 0); a Gated DeltaNet state's value heads and conv channels divide evenly.
+    Source: vLLM ``ModelConfig.verify_with_parallel_config``
     ("Total number of attention heads must be divisible by tensor parallel size") and the
     assertion in ``QKVParallelLinear.__init__``."""
     from sim.specs import model_spec

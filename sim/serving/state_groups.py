@@ -224,10 +224,10 @@ def check_state_fits_slot(config: Config) -> None:
     """A lower tier (DRAM/SSD/EIC) gives a state one block slot of its capacity, as vLLM's OffloadingConnector keeps
     one fixed slot per key: it must fit there. At vLLM's raised block size it always does: a rank's page holds a rank's
     state (``vllm_block_size``), TP divides the state evenly (``sim.config_rules._tp_fits_model``), and a lower tier
-    stores every rank's page, so the slot (TP pages) holds the whole state (TP shares). (Qwen3-Next's entry and Qwen3.5's
-    configs at TP 1-8, on Hopper and Ampere, prefix caching on or off, bf16 or fp8 KV: a state takes 0.70-1.00 of a
-    slot; Qwen3-Next with fp8 KV at TP 1-2 on 1,072-token blocks fills it exactly.) A setting that broke this would overstate the tier's capacity
-    in states: refused, not run."""
+    stores every rank's page, so the slot (TP pages) holds the whole state (TP shares). (Qwen3-Next's entry and
+    Qwen3.5's configs at TP 1-8, on Hopper and Ampere, prefix caching on or off, bf16 or fp8 KV: a state takes
+    0.70-1.00 of a slot; Qwen3-Next with fp8 KV at TP 1-2 on 1,072-token blocks fills it exactly.) A setting that
+    broke this would overstate the tier's capacity in states: refused, not run."""
     from sim.cache.tiers import stored_block_bytes, stored_copy_bytes
     from sim.serving.engine_limits import block_size
 
