@@ -311,12 +311,13 @@ def test_a_lower_tier_stores_every_ranks_page(sets, stored, loaded, lanes):
     """A lower tier stores a block as vLLM's OffloadingConnector does: every TP rank's page, a KV head replicated past
     the head count included (each rank offloads its own GPU blocks), MLA's latent once; a load reads each rank's page
     over that rank's link, side by side (MLA: each rank its own read of the one latent)."""
-    from sim.cache.tiers import kv_block_bytes, loaded_block_bytes, read_lanes, stored_block_bytes
+    from sim.cache.tiers import kv_block_bytes, read_copies, read_lanes, stored_block_bytes
     from sim.config import load_config
 
     config = load_config(None, sets=list(sets))
-    assert (stored_block_bytes(config), loaded_block_bytes(config), read_lanes(config)) == (stored, loaded, lanes)
-    assert loaded_block_bytes(config) == lanes * kv_block_bytes(config)  # a load: one page per link
+    loaded_block_bytes = stored_block_bytes(config) * read_copies(config)  # what a load reads, every rank's page
+    assert (stored_block_bytes(config), loaded_block_bytes, read_lanes(config)) == (stored, loaded, lanes)
+    assert loaded_block_bytes == lanes * kv_block_bytes(config)  # a load: one page per link
 
 
 def test_a_replicated_head_fills_dram_once_per_rank(run_cli, tmp_path):

@@ -58,7 +58,7 @@ class Tier:
     written_charged: int = 0  # bytes written whose device time is charged (``charge_writes``)
     write_sink: Callable[[float], None] | None = None  # takes writes' device seconds instead of the queue (cluster)
     # links one reader reads a block over in parallel: an instance's TP ranks each move their page of it over their
-    # own link (PCIe), so its read path is lanes x read_bw; a shared device serves every page (loaded_block_bytes)
+    # own link (PCIe), so its read path is lanes x read_bw; a shared device serves every page (stored × read_copies)
     lanes: int = 1
 
     @property
@@ -248,13 +248,6 @@ def read_copies(config: Config) -> int:
 
     kvsim follows vLLM's own connectors, as its lower tiers' capacity does (``stored_block_bytes``)."""
     return config.serving.tensor_parallel_size if latent_stored_once(config) else 1
-
-
-def loaded_block_bytes(config: Config) -> int:
-    """Bytes a lower tier reads for one block a load of ``config``'s instances serves, and that cross the links to its
-    ranks: ``stored_block_bytes`` x ``read_copies``, i.e. every rank's page (a TP-N MLA load reads the one latent N
-    times, over N links)."""
-    return stored_block_bytes(config) * read_copies(config)
 
 
 def stored_copy_bytes(config: Config) -> int:
