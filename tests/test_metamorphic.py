@@ -602,3 +602,20 @@ def test_a_one_node_cluster_with_a_dram_tier_serves_an_unloaded_trace_as_the_sin
     assert a.instance.tolist() == b.instance.tolist() and a.cached_tokens.tolist() == b.cached_tokens.tolist()
     for column in ("ttft_s", "kv_load_s", "prefill_s", "e2e_s"):
         np.testing.assert_allclose(a[column], b[column], rtol=0, atol=1e-9, err_msg=column)
+
+
+def test_more_hbm_never_lowers_the_prefix_hits_of_requests_that_never_meet(run_cli, tmp_path, shared_data):
+    """vLLM's prefix cache evicts free blocks in the order their requests released them (README Serving: free blocks
+    that still hold a prefix form the HBM tier), an order that does not depend on the pool's size when requests
+    never overlap (1,000 s apart). Each larger pool then holds every block a smaller one holds (Mattson's inclusion
+    property), so the blocks served from HBM never fall as ``serving.num_gpu_blocks`` grows."""
+    records = [{**r, "timestamp": i * 1e6} for i, r in enumerate(_mooncake_records(shared_data, 300))]
+    path = _write_jsonl(tmp_path / "spaced.jsonl", records)
+    hits = []
+    for blocks in (300, 1000, 3000, 6000):
+        report, _ = _run(run_cli, tmp_path, "--workload-trace", path, name=f"b{blocks}",
+                         sets=(f"serving.num_gpu_blocks={blocks}", "serving.num_instances=1",
+                               "cache.tiers.dram.capacity_gib=0", "cache.tiers.ssd.capacity_gib=0"))
+        assert _metrics(report)["accesses"] == sum(len(r["hash_ids"]) for r in records)
+        hits.append(_metrics(report)["hits"])
+    assert hits == sorted(hits) and hits[0] < hits[-1], hits
