@@ -619,3 +619,25 @@ def test_more_hbm_never_lowers_the_prefix_hits_of_requests_that_never_meet(run_c
         assert _metrics(report)["accesses"] == sum(len(r["hash_ids"]) for r in records)
         hits.append(_metrics(report)["hits"])
     assert hits == sorted(hits) and hits[0] < hits[-1], hits
+
+
+# ----------------------------------------------------------------------------- trace time offsets
+
+
+def test_numeric_timestamps_shifted_by_the_unix_epoch_give_the_same_arrivals_and_runs(run_cli, tmp_path, shared_data):
+    """Arrivals are times from the first request (DESIGN: the loader fixes units; README: ``duration_s`` is first to
+    last arrival), so adding a constant to every timestamp changes no run. A log's Unix-epoch milliseconds
+    (1,700,000,000,000 ms is November 2023) are integers a float64 holds exactly, as are their differences: the
+    arrivals must be the relative times / 1000 to the last bit, as tests/test_metamorphic_traces.py holds Azure's
+    datetimes. Divided by 1000 before the first was subtracted, every arrival was off by up to 0.19 us (one float64
+    step at 1.7e9 s is 238 ns)."""
+    records = _mooncake_records(shared_data, 60)
+    gaps_ms = [1237 * i + 3 * (i % 4) for i in range(len(records))]  # by hand: whole milliseconds, increasing
+    runs, want = [], [g / 1000 for g in gaps_ms]
+    for offset in (0, 1_700_000_000_000):
+        shifted = [{**r, "timestamp": offset + g} for r, g in zip(records, gaps_ms)]
+        report, table = _run(run_cli, tmp_path, "--workload-trace", _write_jsonl(tmp_path / f"t{offset}.jsonl", shifted),
+                             name=f"t{offset}", requests=True)
+        assert table.arrival.tolist() == want, offset
+        runs.append(json.dumps(report["runs"], sort_keys=True))
+    assert runs[0] == runs[1]
