@@ -60,6 +60,10 @@ class Tier:
     # links one reader reads a block over in parallel: an instance's TP ranks each move their page of it over their
     # own link (PCIe), so its read path is lanes x read_bw; a shared device serves every page (stored × read_copies)
     lanes: int = 1
+    # bytes this tier stores and writes for a block and for a hybrid's copy (0: the cache's own, every rank's page:
+    # ``stored_block_bytes``); an EIC of ``layout: distinct`` stores each distinct page once (``tier_block_bytes``)
+    stored_block: int = 0
+    stored_copy: int = 0
 
     @property
     def compiled(self) -> bool:
@@ -171,14 +175,15 @@ def tier_traffic(tiers: list[Tier], span_s: float) -> dict[str, dict[str, float 
 
 def new_tier(arena: TierArena, name: str, policy: str, capacity: int, read_bw: float, write_bw: float,
              latency_s: float, next_use: np.ndarray | None = None, predicted: np.ndarray | None = None,
-             shared_read_bw: float | None = None, lanes: int = 1) -> Tier:
-    """Add a tier of ``capacity`` blocks run by ``policy`` to ``arena``."""
+             shared_read_bw: float | None = None, lanes: int = 1, stored: tuple[int, int] = (0, 0)) -> Tier:
+    """Add a tier of ``capacity`` blocks run by ``policy`` to ``arena``; ``stored``: the bytes it stores for a block and
+    for a copy (0: the cache's, ``Tier.stored_block``)."""
     cls = check_policy_inputs(policy, next_use, predicted)
     kernel = issubclass(cls, KernelPolicy)
     bound = capacity if arena.max_keys is None else min(capacity, arena.max_keys)
     index = arena.add_tier(cls.kind if kernel else 0, capacity, cls.slots(bound) if kernel else 0)
     return Tier(name, policy, read_bw, write_bw, latency_s, arena, index, next_use, predicted,
-                shared_read_bw=shared_read_bw, lanes=lanes)
+                shared_read_bw=shared_read_bw, lanes=lanes, stored_block=stored[0], stored_copy=stored[1])
 
 
 def kv_block_bytes(config: Config) -> int:
@@ -320,16 +325,17 @@ def hbm_capacity_blocks(config: Config) -> int:
 
 
 def tier_from_config(arena: TierArena, name: str, tier_cfg: TierConfig, policy: str, capacity: int,
-                     next_use: np.ndarray | None = None, predicted: np.ndarray | None = None, lanes: int = 1) -> Tier:
+                     next_use: np.ndarray | None = None, predicted: np.ndarray | None = None, lanes: int = 1,
+                     stored: tuple[int, int] = (0, 0)) -> Tier:
     """A tier with ``tier_cfg``'s bandwidths and latency (and policy, if it names one); ``lanes``: the links an
-    instance reads it over (its TP degree, for a lower tier)."""
+    instance reads it over (its TP degree, for a lower tier); ``stored``: ``tier_stored_bytes``."""
     for key in ("read_gbps", "write_gbps"):
         if getattr(tier_cfg, key) <= 0:
             raise ConfigError(f"config key 'cache.tiers.{name}.{key}' must be positive, got {getattr(tier_cfg, key)}")
     shared = tier_cfg.shared_read_gbps
     return new_tier(arena, name, tier_cfg.policy or policy, capacity, tier_cfg.read_gbps * 1e9,
                     tier_cfg.write_gbps * 1e9, tier_cfg.latency_us * 1e-6, next_use, predicted,
-                    shared_read_bw=None if shared is None else shared * 1e9, lanes=lanes)
+                    shared_read_bw=None if shared is None else shared * 1e9, lanes=lanes, stored=stored)
 
 
 def build_tiers(config: Config, policy: str, next_use: np.ndarray | None = None,
