@@ -277,9 +277,68 @@ def read_lanes(config: Config) -> int:
     return config.serving.tensor_parallel_size
 
 
-def lower_tier_blocks(capacity_gib: float, config: Config) -> int:
-    """KV blocks that ``capacity_gib`` of a lower tier holds (``stored_block_bytes`` each)."""
-    return int(capacity_gib * GIB // stored_block_bytes(config))
+def store_replicas(config: Config) -> int:
+    """TP ranks that hold byte-identical pages of a block, whose one key a store of distinct pages (an EIC of
+    ``layout: distinct``) keeps for them all: vLLM's MooncakeStoreConnector (vllm-project/vllm@003df296
+    distributed/kv_transfer/kv_connector/v1/mooncake/store/worker.py ``MooncakeStoreWorker._spec_tp_replication_factor``:
+    a pure MLA group TP, any other attention group, full or sliding, ``max(1, tp_size // num_kv_head)``, a group with a
+    ``MambaSpec`` 1 (``tier_copy_bytes``)). Each group's keys carry the shard id ``tp_rank // factor``, so the ranks of
+    a shard share one key, and ``KVCacheStoreSendingThread`` stripes the shard's PUTs over them (``put_step = factor``,
+    block ``i`` by the rank with ``i % put_step == put_step_rank``): each distinct page is stored and written once.
+    kvsim's MLA spec has one KV head (the latent), so both rules give TP for it."""
+    return max(1, config.serving.tensor_parallel_size // model_spec(config.model).num_kv_heads)
+
+
+def _distinct(name: str, config: Config) -> bool:
+    """Whether lower tier ``name`` stores each distinct page once (the EIC's ``layout: distinct``)."""
+    return name == "eic" and config.cache.tiers.eic.layout == "distinct"
+
+
+def tier_block_bytes(name: str, config: Config) -> int:
+    """Bytes lower tier ``name`` stores and writes for one block: every rank's page (``stored_block_bytes``), or, for an
+    EIC of ``layout: distinct``, each distinct page once: TP pages / ``store_replicas`` (Qwen3-30B-A3B, 4 KV heads, at
+    TP 8: 4 of its 8 pages of 393,216 B). Loads read the same either way: every rank GETs its own page
+    (``KVCacheStoreRecvingThread``: each rank's keys of its shard, the list rotated by ``tp_rank``), so a loaded block
+    reads ``stored_block_bytes`` × ``read_copies`` in both layouts."""
+    if not _distinct(name, config):
+        return stored_block_bytes(config)
+    return kv_block_bytes(config) * config.serving.tensor_parallel_size // store_replicas(config)
+
+
+def tier_copy_bytes(name: str, config: Config) -> int:
+    """Bytes lower tier ``name`` stores and writes for one copy a hybrid model keeps beside a block (``stored_copy_bytes``):
+    in an EIC of ``layout: distinct`` a sliding group's block as ``tier_block_bytes``; a Gated DeltaNet state stays every
+    rank's (vLLM's MooncakeStoreWorker: a ``MambaSpec`` group's replication factor is 1, one key namespace a rank)."""
+    from sim.serving.state_groups import state_groups
+
+    if not _distinct(name, config) or state_groups(config, 1) is not None:
+        return stored_copy_bytes(config)
+    return tier_block_bytes(name, config)
+
+
+def tier_stored_bytes(name: str, config: Config) -> tuple[int, int]:
+    """What ``new_tier``'s ``stored`` takes for lower tier ``name``: (0, 0), the cache's bytes, unless it stores
+    distinct pages (``tier_block_bytes``, ``tier_copy_bytes``)."""
+    return (tier_block_bytes(name, config), tier_copy_bytes(name, config)) if _distinct(name, config) else (0, 0)
+
+
+def tier_slot_bytes(name: str, config: Config) -> int:
+    """Bytes of lower tier ``name`` one key (a block, or a copy) takes of its capacity: a block's stored bytes; in an
+    EIC of distinct pages, where a Gated DeltaNet state (every rank's) may exceed a block (its distinct pages), the
+    larger of the two, so the tier never holds more bytes than its capacity (the store itself keeps objects of any
+    size: the slot is kvsim's, as for ``check_state_fits_slot``)."""
+    from sim.serving.state_groups import state_groups
+
+    block = tier_block_bytes(name, config)
+    if not _distinct(name, config) or state_groups(config, 1) is None:
+        return block
+    return max(block, tier_copy_bytes(name, config))
+
+
+def lower_tier_blocks(capacity_gib: float, config: Config, tier: str | None = None) -> int:
+    """KV blocks that ``capacity_gib`` of lower tier ``tier`` holds (``tier_slot_bytes`` each; None: a tier of every
+    rank's page, ``stored_block_bytes``)."""
+    return int(capacity_gib * GIB // (stored_block_bytes(config) if tier is None else tier_slot_bytes(tier, config)))
 
 
 def configured_tier_blocks(name: str, config: Config) -> int:
@@ -288,10 +347,10 @@ def configured_tier_blocks(name: str, config: Config) -> int:
     capacity = getattr(config.cache.tiers, name).capacity_gib
     if capacity < 0:
         raise ConfigError(f"config key 'cache.tiers.{name}.capacity_gib' must be >= 0, got {capacity}")
-    blocks = lower_tier_blocks(capacity, config)
+    blocks = lower_tier_blocks(capacity, config, name)
     if capacity > 0 and blocks < 1:
         raise ConfigError(f"config key 'cache.tiers.{name}.capacity_gib'={capacity:g} holds no KV block (one is "
-                          f"{stored_block_bytes(config):,} bytes): give 0 for no {name} tier")
+                          f"{tier_slot_bytes(name, config):,} bytes): give 0 for no {name} tier")
     return blocks
 
 
@@ -360,5 +419,6 @@ def build_tiers(config: Config, policy: str, next_use: np.ndarray | None = None,
                 specs.append((name, tier_cfg, blocks))
     arena = arena if arena is not None else TierArena(future=next_use)
     return [tier_from_config(arena, name, tier_cfg, policy, blocks, next_use, predicted,
-                             lanes=1 if name == "hbm" else read_lanes(config))
+                             lanes=1 if name == "hbm" else read_lanes(config),
+                             stored=(0, 0) if name == "hbm" else tier_stored_bytes(name, config))
             for name, tier_cfg, blocks in specs]
