@@ -114,6 +114,24 @@ def test_no_replicated_page_no_difference(sets):
     assert configured_tier_blocks("eic", distinct) == configured_tier_blocks("eic", per_rank)
 
 
+def test_a_sparse_attention_page_is_stored_once_distinct():
+    """DeepSeek-V3.2 (16-layer fixture, 64-token blocks, fp8_ds_mla): a rank's page is 64 x 16 x (656 latent + 132
+    indexer key) = 806,912 B, the same on every rank. Per-rank keeps all 4 ranks' pages at TP 4 (vLLM's
+    OffloadingConnector refuses such a page as MLA's); vLLM's MooncakeStoreConnector keys it once (the indexer cache is
+    an MLAAttentionSpec too, so the group is pure MLA: factor TP), each rank GETting it."""
+    from pathlib import Path
+
+    from sim.cache.tiers import read_copies, tier_block_bytes
+
+    fixture = Path(__file__).resolve().parent / "fixtures" / "hf_configs" / "DeepSeek-V3.2-Exp-16L64E.json"
+    sets = [f"model={fixture}", "serving.tensor_parallel_size=4", "hardware.gpus_per_node=8", "serving.block_size=64"]
+    page = 64 * 16 * (656 + 132)
+    assert tier_block_bytes("eic", _config(*sets)) == 4 * page == 3_227_648
+    distinct = _config(*sets, "cache.tiers.eic.layout=distinct")
+    assert tier_block_bytes("eic", distinct) == page
+    assert read_copies(distinct) == 1  # a load still reads 4 pages: every rank's own GET of the one key, 4 x page
+
+
 def test_sliding_copies_are_distinct_too():
     """Gemma 3 4B (4 KV heads) at TP 8: a sliding group's block (vLLM: a SlidingWindowSpec group, replication factor
     tp // kv_heads = 2) is stored as half the ranks' pages, as a full group's."""

@@ -280,12 +280,15 @@ def read_lanes(config: Config) -> int:
 def store_replicas(config: Config) -> int:
     """TP ranks that hold byte-identical pages of a block, whose one key a store of distinct pages (an EIC of
     ``layout: distinct``) keeps for them all: vLLM's MooncakeStoreConnector (vllm-project/vllm@003df296
-    distributed/kv_transfer/kv_connector/v1/mooncake/store/worker.py ``MooncakeStoreWorker._spec_tp_replication_factor``:
+    distributed/kv_transfer/kv_connector/v1/mooncake/store/worker.py
+    ``MooncakeStoreWorker._spec_tp_replication_factor``:
     a pure MLA group TP, any other attention group, full or sliding, ``max(1, tp_size // num_kv_head)``, a group with a
     ``MambaSpec`` 1 (``tier_copy_bytes``)). Each group's keys carry the shard id ``tp_rank // factor``, so the ranks of
     a shard share one key, and ``KVCacheStoreSendingThread`` stripes the shard's PUTs over them (``put_step = factor``,
     block ``i`` by the rank with ``i % put_step == put_step_rank``): each distinct page is stored and written once.
-    kvsim's MLA spec has one KV head (the latent), so both rules give TP for it."""
+    kvsim's MLA spec has one KV head (the latent), so both rules give TP for it, a sparse-attention page's too (its
+    indexer keys are an ``MLAAttentionSpec`` as well: vllm-project/vllm@002d6073 model_executor/models/deepseek_v2.py
+    ``DeepseekV32IndexerCache.get_kv_cache_spec``)."""
     return max(1, config.serving.tensor_parallel_size // model_spec(config.model).num_kv_heads)
 
 
@@ -306,9 +309,10 @@ def tier_block_bytes(name: str, config: Config) -> int:
 
 
 def tier_copy_bytes(name: str, config: Config) -> int:
-    """Bytes lower tier ``name`` stores and writes for one copy a hybrid model keeps beside a block (``stored_copy_bytes``):
-    in an EIC of ``layout: distinct`` a sliding group's block as ``tier_block_bytes``; a Gated DeltaNet state stays every
-    rank's (vLLM's MooncakeStoreWorker: a ``MambaSpec`` group's replication factor is 1, one key namespace a rank)."""
+    """Bytes lower tier ``name`` stores and writes for one copy a hybrid model keeps beside a block
+    (``stored_copy_bytes``): in an EIC of ``layout: distinct`` a sliding group's block as ``tier_block_bytes``; a Gated
+    DeltaNet state stays every rank's (vLLM's MooncakeStoreWorker: a ``MambaSpec`` group's replication factor is 1, one
+    key namespace a rank)."""
     from sim.serving.state_groups import state_groups
 
     if not _distinct(name, config) or state_groups(config, 1) is not None:
