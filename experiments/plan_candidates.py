@@ -203,7 +203,7 @@ def mrc_levels(candidates: list[Candidate], trace: Trace) -> None:
             {"dram": c.racks * c.nodes, "ssd": c.racks * c.nodes, "eic": c.racks}
         caps = [front * hbm_capacity_blocks(config)]
         for tier in TIERS:
-            caps.append(caps[-1] + copies[tier] * lower_tier_blocks(c.run_tier_gib.get(tier, 0.0), config))
+            caps.append(caps[-1] + copies[tier] * lower_tier_blocks(c.run_tier_gib.get(tier, 0.0), config, tier))
         levels[id(c)] = caps
     if unique >= len(stream):  # no block repeats: every capacity hits nothing
         for c in feasible:

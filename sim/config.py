@@ -149,6 +149,17 @@ class TierConfig:
 
 
 @dataclass(frozen=True)
+class EICTierConfig(TierConfig):
+    """The rack-shared pool (EIC) and how its store lays out a block's pages (``sim.cache.tiers.tier_block_bytes``)."""
+
+    # per-rank: every TP rank's page of a block, a KV head a rank only replicates (TP above the KV-head count) included
+    # (as DRAM/SSD: vLLM's OffloadingConnector); distinct: each distinct page once, as vLLM's MooncakeStoreConnector
+    # keys a block per TP shard and stripes its PUTs over the ranks holding identical bytes (``put_step``); every rank
+    # still GETs its own page, so loads read what per-rank reads. Equal at TP <= KV heads and for MLA's latent.
+    layout: Literal["per-rank", "distinct"] = "per-rank"
+
+
+@dataclass(frozen=True)
 class TiersConfig:
     """HBM → host DRAM → local SSD → rack-shared CXL/RDMA memory (EIC)."""
 
@@ -160,7 +171,7 @@ class TiersConfig:
     ssd: TierConfig = TierConfig(capacity_gib=2048.0, read_gbps=7.0, write_gbps=5.0, latency_us=80.0,
                                  shared_read_gbps=7.0)  # the node's GPUs read the one SSD
     # Rack-shared pool over 400 Gb/s RDMA NICs (= 50 GB/s); 0 GiB disables it.
-    eic: TierConfig = TierConfig(capacity_gib=0.0, read_gbps=50.0, write_gbps=50.0, latency_us=10.0)
+    eic: EICTierConfig = EICTierConfig(capacity_gib=0.0, read_gbps=50.0, write_gbps=50.0, latency_us=10.0)
 
 
 @dataclass(frozen=True)

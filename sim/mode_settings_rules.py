@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from sim.config import Config
 
 LOWER_TIERS = ("dram", "ssd", "eic")
-# what a lower tier reads beside its capacity (its loads and writes, its eviction policy); sim.cache.tiers.build_tiers
-# builds no tier of capacity 0, so none of these is read then
-TIER_KEYS = ("read_gbps", "write_gbps", "latency_us", "shared_read_gbps", "policy")
+# what a lower tier reads beside its capacity (its loads and writes, its eviction policy, the EIC's store layout);
+# sim.cache.tiers.build_tiers builds no tier of capacity 0, so none of these is read then
+TIER_KEYS = ("read_gbps", "write_gbps", "latency_us", "shared_read_gbps", "policy", "layout")
 LEARNED_KEYS = ("cache.learned_model", "cache.allow_train_test_overlap")
 UPLINK_KEYS = ("cluster.uplink_gbps", "cluster.oversubscription", "cluster.uplink_latency_us")
 SERVING = ("single", "pd", "cluster", "cluster --pd")  # (sim.mode_settings.SERVING and CLUSTER_PD)

@@ -105,6 +105,9 @@ CASES: dict[str, tuple[str, list[str], str]] = {
     "cache.tiers.eic.shared_read_gbps": ("single", EIC_ONLY, "0.01"),
     "cache.tiers.eic.latency_us": ("single", EIC_ONLY, "5000"),
     "cache.tiers.eic.policy": ("cache-only", INCLUSIVE_EIC, "fifo"),
+    # a KV head on 2 ranks (4 heads, TP 8): the EIC holds twice the blocks, written at half the bytes
+    "cache.tiers.eic.layout": ("single", [*EIC_ONLY, "model=qwen3-30b-a3b", "serving.tensor_parallel_size=8",
+                                          "hardware.gpus_per_node=8", "serving.num_instances=1"], "distinct"),
     "compute.flops_efficiency": ("single", [], "0.3"),
     "compute.bandwidth_efficiency": ("single", [], "0.4"),
     "compute.attention_efficiency": ("single", [], "0.05"),

@@ -99,18 +99,24 @@ class CacheView(NamedTuple):
     copy_from: int  # keys from this one on are a hybrid model's other groups' entries (``copy_bytes`` each)
     copy_bytes: int
     read_copies: int  # reads of a stored key a load makes: TP for MLA's latent, stored once (``tiers.read_copies``)
+    # int64 [levels, 2]: the bytes the tier at each level stores and writes for a block (column 0) and for a copy (1);
+    # ``block_bytes``/``copy_bytes`` but where a tier stores fewer (an EIC of distinct pages: ``Tier.stored_block``)
+    stored: np.ndarray
 
 
 @kernel
-def key_bytes(c, key):
-    """Bytes a tier stores and writes for ``key``: a block's, or a copy's (a Gated DeltaNet state, unpadded)."""
-    return c.copy_bytes if key >= c.copy_from else c.block_bytes
+def key_bytes(c, level, key):
+    """Bytes the tier at ``level`` stores and writes for ``key``: a block's, or a copy's (a Gated DeltaNet state,
+    unpadded)."""
+    return c.stored[level, 1] if key >= c.copy_from else c.stored[level, 0]
 
 
 @kernel
 def read_bytes(c, key):
-    """Bytes a tier reads for ``key`` when it serves a load: its stored bytes, once per rank that reads them."""
-    return key_bytes(c, key) * c.read_copies
+    """Bytes a tier reads for ``key`` when it serves a load: every rank's page, each read by its own rank (a block's
+    ``block_bytes``, whichever layout its tier stores: ``sim.cache.tiers.tier_block_bytes``), the stored bytes once
+    per rank that reads them."""
+    return (c.copy_bytes if key >= c.copy_from else c.block_bytes) * c.read_copies
 
 
 def arena_type(name: str, module: str) -> type:

@@ -152,7 +152,7 @@ def _operations(access, insert, readmit, remove, victim):
                 insert(a, t, inserting, when)
                 a.meta[t, RESIDENT] += 1
                 a.meta[t, STAT0 + INSERTIONS] += 1
-                a.meta[t, STAT0 + BYTES_WRITTEN] += key_bytes(c, inserting)
+                a.meta[t, STAT0 + BYTES_WRITTEN] += key_bytes(c, at, inserting)
                 if not has_victim:
                     break
                 if c.inclusive or at + 1 == n:
@@ -406,7 +406,7 @@ def replay_single(a, c, blocks, offsets, hit_tier, first, last, depth):
                         evicted += 1
     a.meta[t, STAT0 + HITS] += hits
     a.meta[t, STAT0 + INSERTIONS] += kept
-    a.meta[t, STAT0 + BYTES_WRITTEN] += kept * c.block_bytes
+    a.meta[t, STAT0 + BYTES_WRITTEN] += kept * c.stored[0, 0]
     a.meta[t, STAT0 + EVICTIONS] += evicted
     return stop
 

@@ -29,6 +29,7 @@ class HookedMultiTierCache:
         self.copy_bytes = block_bytes  # (a hybrid's other groups' copies: sliding blocks here, never states)
         self.read_copies = read_copies  # reads of a stored block one load makes (``sim.cache.tiers.read_copies``)
         self._read_bytes = block_bytes * read_copies
+        self._written = [t.stored_block or block_bytes for t in tiers]  # per level (``MultiTierCache``'s ``stored``)
         self.inclusive = inclusive
         self.policies = hooks if hooks is not None else [t.hooks for t in tiers]
         self.residents: list[set[int]] = [t.resident_set for t in tiers]  # shared with other caches of a tier
@@ -186,7 +187,7 @@ class HookedMultiTierCache:
             policy.on_insert(key, now)
             resident.add(key)
             counters[INSERTIONS] += 1
-            counters[BYTES_WRITTEN] += self.block_bytes
+            counters[BYTES_WRITTEN] += self._written[level]
             if victim is None:
                 return True
             if self.inclusive or level + 1 == n:
@@ -286,4 +287,4 @@ class HookedMultiTierCache:
         counters[HITS] += hits
         counters[INSERTIONS] += insertions
         counters[EVICTIONS] += evictions
-        counters[BYTES_WRITTEN] += insertions * self.block_bytes
+        counters[BYTES_WRITTEN] += insertions * self._written[0]

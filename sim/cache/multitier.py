@@ -90,8 +90,10 @@ class MultiTierCache:
         self._num_blocks = min(bounds) if bounds else None
         last_pos = self.arena.last_positions(num_blocks) if track_positions else _EMPTY
         self.view = CacheView(np.array([t.index for t in tiers], dtype=np.int64), inclusive, block_bytes, last_pos,
-                              _NO_COPIES if copy_from is None else copy_from, self.copy_bytes, read_copies)
-        self._lower = self.view._replace(tiers=np.ascontiguousarray(self.view.tiers[1:]))  # ``lower_level``
+                              _NO_COPIES if copy_from is None else copy_from, self.copy_bytes, read_copies,
+                              stored_bytes(tiers, block_bytes, self.copy_bytes))
+        self._lower = self.view._replace(tiers=np.ascontiguousarray(self.view.tiers[1:]),  # ``lower_level``
+                                         stored=np.ascontiguousarray(self.view.stored[1:]))
         self._previous: np.ndarray | None = None  # session prefetch: each session's last request
         # the top tier's capacity as ``resize_top`` last left it with nothing to demote, until a use may admit to it
         # (a take only removes): asking for it again changes nothing (``settled``)
@@ -252,6 +254,12 @@ def held_mask(keys: np.ndarray, held: Container[int]) -> np.ndarray:
     if not held:
         return np.zeros(len(keys), dtype=np.bool_)
     return np.array([key in held for key in keys.tolist()], dtype=np.bool_)
+
+
+def stored_bytes(tiers: list[Tier], block_bytes: int, copy_bytes: int) -> np.ndarray:
+    """``CacheView.stored``: what each of ``tiers`` stores and writes for a block and a copy, ``block_bytes`` and
+    ``copy_bytes`` where the tier sets none (``Tier.stored_block``)."""
+    return np.array([[t.stored_block or block_bytes, t.stored_copy or copy_bytes] for t in tiers], dtype=np.int64)
 
 
 def build_cache(tiers: list[Tier], block_bytes: int, inclusive: bool = False, track_positions: bool = False,

@@ -60,6 +60,10 @@ class Tier:
     # links one reader reads a block over in parallel: an instance's TP ranks each move their page of it over their
     # own link (PCIe), so its read path is lanes x read_bw; a shared device serves every page (stored × read_copies)
     lanes: int = 1
+    # bytes this tier stores and writes for a block and for a hybrid's copy (0: the cache's own, every rank's page:
+    # ``stored_block_bytes``); an EIC of ``layout: distinct`` stores each distinct page once (``tier_block_bytes``)
+    stored_block: int = 0
+    stored_copy: int = 0
 
     @property
     def compiled(self) -> bool:
@@ -171,14 +175,15 @@ def tier_traffic(tiers: list[Tier], span_s: float) -> dict[str, dict[str, float 
 
 def new_tier(arena: TierArena, name: str, policy: str, capacity: int, read_bw: float, write_bw: float,
              latency_s: float, next_use: np.ndarray | None = None, predicted: np.ndarray | None = None,
-             shared_read_bw: float | None = None, lanes: int = 1) -> Tier:
-    """Add a tier of ``capacity`` blocks run by ``policy`` to ``arena``."""
+             shared_read_bw: float | None = None, lanes: int = 1, stored: tuple[int, int] = (0, 0)) -> Tier:
+    """Add a tier of ``capacity`` blocks run by ``policy`` to ``arena``; ``stored``: the bytes it stores for a block and
+    for a copy (0: the cache's, ``Tier.stored_block``)."""
     cls = check_policy_inputs(policy, next_use, predicted)
     kernel = issubclass(cls, KernelPolicy)
     bound = capacity if arena.max_keys is None else min(capacity, arena.max_keys)
     index = arena.add_tier(cls.kind if kernel else 0, capacity, cls.slots(bound) if kernel else 0)
     return Tier(name, policy, read_bw, write_bw, latency_s, arena, index, next_use, predicted,
-                shared_read_bw=shared_read_bw, lanes=lanes)
+                shared_read_bw=shared_read_bw, lanes=lanes, stored_block=stored[0], stored_copy=stored[1])
 
 
 def kv_block_bytes(config: Config) -> int:
@@ -272,9 +277,72 @@ def read_lanes(config: Config) -> int:
     return config.serving.tensor_parallel_size
 
 
-def lower_tier_blocks(capacity_gib: float, config: Config) -> int:
-    """KV blocks that ``capacity_gib`` of a lower tier holds (``stored_block_bytes`` each)."""
-    return int(capacity_gib * GIB // stored_block_bytes(config))
+def store_replicas(config: Config) -> int:
+    """TP ranks that hold byte-identical pages of a block, whose one key a store of distinct pages (an EIC of
+    ``layout: distinct``) keeps for them all: vLLM's MooncakeStoreConnector (vllm-project/vllm@003df296
+    distributed/kv_transfer/kv_connector/v1/mooncake/store/worker.py
+    ``MooncakeStoreWorker._spec_tp_replication_factor``:
+    a pure MLA group TP, any other attention group, full or sliding, ``max(1, tp_size // num_kv_head)``, a group with a
+    ``MambaSpec`` 1 (``tier_copy_bytes``)). Each group's keys carry the shard id ``tp_rank // factor``, so the ranks of
+    a shard share one key, and ``KVCacheStoreSendingThread`` stripes the shard's PUTs over them (``put_step = factor``,
+    block ``i`` by the rank with ``i % put_step == put_step_rank``): each distinct page is stored and written once.
+    kvsim's MLA spec has one KV head (the latent), so both rules give TP for it, a sparse-attention page's too (its
+    indexer keys are an ``MLAAttentionSpec`` as well: vllm-project/vllm@002d6073 model_executor/models/deepseek_v2.py
+    ``DeepseekV32IndexerCache.get_kv_cache_spec``)."""
+    return max(1, config.serving.tensor_parallel_size // model_spec(config.model).num_kv_heads)
+
+
+def _distinct(name: str, config: Config) -> bool:
+    """Whether lower tier ``name`` stores each distinct page once (the EIC's ``layout: distinct``)."""
+    return name == "eic" and config.cache.tiers.eic.layout == "distinct"
+
+
+def tier_block_bytes(name: str, config: Config) -> int:
+    """Bytes lower tier ``name`` stores and writes for one block: every rank's page (``stored_block_bytes``), or, for an
+    EIC of ``layout: distinct``, each distinct page once: TP pages / ``store_replicas`` (Qwen3-30B-A3B, 4 KV heads, at
+    TP 8: 4 of its 8 pages of 393,216 B). Loads read the same either way: every rank GETs its own page
+    (``KVCacheStoreRecvingThread``: each rank's keys of its shard, the list rotated by ``tp_rank``), so a loaded block
+    reads ``stored_block_bytes`` × ``read_copies`` in both layouts."""
+    if not _distinct(name, config):
+        return stored_block_bytes(config)
+    return kv_block_bytes(config) * config.serving.tensor_parallel_size // store_replicas(config)
+
+
+def tier_copy_bytes(name: str, config: Config) -> int:
+    """Bytes lower tier ``name`` stores and writes for one copy a hybrid model keeps beside a block
+    (``stored_copy_bytes``): in an EIC of ``layout: distinct`` a sliding group's block as ``tier_block_bytes``; a Gated
+    DeltaNet state stays every rank's (vLLM's MooncakeStoreWorker: a ``MambaSpec`` group's replication factor is 1, one
+    key namespace a rank)."""
+    from sim.serving.state_groups import state_groups
+
+    if not _distinct(name, config) or state_groups(config, 1) is not None:
+        return stored_copy_bytes(config)
+    return tier_block_bytes(name, config)
+
+
+def tier_stored_bytes(name: str, config: Config) -> tuple[int, int]:
+    """What ``new_tier``'s ``stored`` takes for lower tier ``name``: (0, 0), the cache's bytes, unless it stores
+    distinct pages (``tier_block_bytes``, ``tier_copy_bytes``)."""
+    return (tier_block_bytes(name, config), tier_copy_bytes(name, config)) if _distinct(name, config) else (0, 0)
+
+
+def tier_slot_bytes(name: str, config: Config) -> int:
+    """Bytes of lower tier ``name`` one key (a block, or a copy) takes of its capacity: a block's stored bytes; in an
+    EIC of distinct pages, where a Gated DeltaNet state (every rank's) may exceed a block (its distinct pages), the
+    larger of the two, so the tier never holds more bytes than its capacity (the store itself keeps objects of any
+    size: the slot is kvsim's, as for ``check_state_fits_slot``)."""
+    from sim.serving.state_groups import state_groups
+
+    block = tier_block_bytes(name, config)
+    if not _distinct(name, config) or state_groups(config, 1) is None:
+        return block
+    return max(block, tier_copy_bytes(name, config))
+
+
+def lower_tier_blocks(capacity_gib: float, config: Config, tier: str | None = None) -> int:
+    """KV blocks that ``capacity_gib`` of lower tier ``tier`` holds (``tier_slot_bytes`` each; None: a tier of every
+    rank's page, ``stored_block_bytes``)."""
+    return int(capacity_gib * GIB // (stored_block_bytes(config) if tier is None else tier_slot_bytes(tier, config)))
 
 
 def configured_tier_blocks(name: str, config: Config) -> int:
@@ -283,10 +351,10 @@ def configured_tier_blocks(name: str, config: Config) -> int:
     capacity = getattr(config.cache.tiers, name).capacity_gib
     if capacity < 0:
         raise ConfigError(f"config key 'cache.tiers.{name}.capacity_gib' must be >= 0, got {capacity}")
-    blocks = lower_tier_blocks(capacity, config)
+    blocks = lower_tier_blocks(capacity, config, name)
     if capacity > 0 and blocks < 1:
         raise ConfigError(f"config key 'cache.tiers.{name}.capacity_gib'={capacity:g} holds no KV block (one is "
-                          f"{stored_block_bytes(config):,} bytes): give 0 for no {name} tier")
+                          f"{tier_slot_bytes(name, config):,} bytes): give 0 for no {name} tier")
     return blocks
 
 
@@ -320,16 +388,17 @@ def hbm_capacity_blocks(config: Config) -> int:
 
 
 def tier_from_config(arena: TierArena, name: str, tier_cfg: TierConfig, policy: str, capacity: int,
-                     next_use: np.ndarray | None = None, predicted: np.ndarray | None = None, lanes: int = 1) -> Tier:
+                     next_use: np.ndarray | None = None, predicted: np.ndarray | None = None, lanes: int = 1,
+                     stored: tuple[int, int] = (0, 0)) -> Tier:
     """A tier with ``tier_cfg``'s bandwidths and latency (and policy, if it names one); ``lanes``: the links an
-    instance reads it over (its TP degree, for a lower tier)."""
+    instance reads it over (its TP degree, for a lower tier); ``stored``: ``tier_stored_bytes``."""
     for key in ("read_gbps", "write_gbps"):
         if getattr(tier_cfg, key) <= 0:
             raise ConfigError(f"config key 'cache.tiers.{name}.{key}' must be positive, got {getattr(tier_cfg, key)}")
     shared = tier_cfg.shared_read_gbps
     return new_tier(arena, name, tier_cfg.policy or policy, capacity, tier_cfg.read_gbps * 1e9,
                     tier_cfg.write_gbps * 1e9, tier_cfg.latency_us * 1e-6, next_use, predicted,
-                    shared_read_bw=None if shared is None else shared * 1e9, lanes=lanes)
+                    shared_read_bw=None if shared is None else shared * 1e9, lanes=lanes, stored=stored)
 
 
 def build_tiers(config: Config, policy: str, next_use: np.ndarray | None = None,
@@ -354,5 +423,6 @@ def build_tiers(config: Config, policy: str, next_use: np.ndarray | None = None,
                 specs.append((name, tier_cfg, blocks))
     arena = arena if arena is not None else TierArena(future=next_use)
     return [tier_from_config(arena, name, tier_cfg, policy, blocks, next_use, predicted,
-                             lanes=1 if name == "hbm" else read_lanes(config))
+                             lanes=1 if name == "hbm" else read_lanes(config),
+                             stored=(0, 0) if name == "hbm" else tier_stored_bytes(name, config))
             for name, tier_cfg, blocks in specs]

@@ -69,7 +69,8 @@ class PrefixFetch:
         """The fetch's own settings and counters (``ClusterRun._build``)."""
         self.copy_bytes = stored_copy_bytes(self.store_config)
         # what a fetch of one block (one copy) reads out of its source and sends to the front instance's ranks: the
-        # stored bytes once per rank reading them (MLA's latent: every rank its own copy, ``read_copies``)
+        # stored bytes once per rank reading them (MLA's latent: every rank its own copy, ``read_copies``); the same
+        # from an EIC of distinct pages, each rank GETting its own page (``sim.cache.tiers.tier_block_bytes``)
         copies = self.shapes[PREFILL if self._pd else UNIFIED].read_copies  # (fetches serve the front instances)
         self.load_bytes, self.copy_load_bytes = self.stored_bytes * copies, self.copy_bytes * copies
         self.moved_bytes = dict.fromkeys(("node", "rack", "cross_rack"), 0)  # fetched bytes by links crossed

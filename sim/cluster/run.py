@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from sim.cache.arena_layout import RESIDENT
-from sim.cache.tiers import TIER_NAMES, Tier, configured_tier_blocks, tier_from_config
+from sim.cache.tiers import TIER_NAMES, Tier, configured_tier_blocks, tier_from_config, tier_stored_bytes
 from sim.cluster.fetch import DRAM, EIC, HBM, LOCATIONS, SSD, PrefixFetch
 from sim.cluster.in_use import InUse
 from sim.cluster.links import LoadTracker, Path, latency_of
@@ -120,7 +120,8 @@ class ClusterRun(PrefixFetch, ServingRun):
     def _tier(self, name: str, kind: int, rack: int, node: int, inst: int, capacity: int) -> Tier:
         cfg = getattr(self.config.cache.tiers, name)
         tier = tier_from_config(self.arena, name, cfg, self.config.cache.policy, capacity, self._next_use,
-                                self._predicted, lanes=1 if kind == HBM else self.lanes)
+                                self._predicted, lanes=1 if kind == HBM else self.lanes,
+                                stored=(0, 0) if kind == HBM else tier_stored_bytes(name, self.store_config))
         self._place_tier(tier.index, (kind, rack, node, inst))
         if kind != HBM:  # the copy's read link, which its readers share (each GPU's own PCIe link is another)
             link = self.tier_link[tier.index] = self._link(AnalyticNetwork(tier.copy_read_bw, tier.latency_s))
