@@ -12,8 +12,8 @@ import io
 import json
 from pathlib import Path
 
-from sim.report.output import atomic_write_text
 from sim.report.document import flatten
+from sim.report.output import atomic_write_text
 
 
 def write_json(report: dict, path: str | Path) -> Path:

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sim.config import Config, replace
-from sim.errors import ConfigError
 from experiments.plan_file import Plan, pd_ratio, plan_error
 from experiments.prices import TIERS, Prices
+from sim.config import Config, replace
+from sim.errors import ConfigError
 
 if TYPE_CHECKING:
     from trace.request import Trace

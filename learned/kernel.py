@@ -32,15 +32,61 @@ import numpy as np
 
 from learned.hit_density import AGE_BUCKETS, age_bucket, density
 from learned.shadow_experts import arc_step, expert_drops, expert_gains, lru_step, out_set, out_unlink, s3_step
-from learned.state_layout import (ARC, BLOCK_FIELDS, B_ARC, B_CLASS, B_LRU_PREV, B_MODEL, B_OUT, B_REAL, B_S3,
-                                  CLASS_BITS, CLASS_MASK, EXPERTS, FLOAT_SLOTS, INT_SLOTS, LRU, MAIN, MODEL,
-                                  NONE_HOLDS, OUT_LISTS, S3FIFO, SMALL, S_ARC_HEAD, S_ARC_TAIL, S_CAP, S_CLOCK,
-                                  S_LEADER, S_LRU_HEAD, S_LRU_TAIL, S_NEXT_TABLE, S_NMODEL, S_NREAL, S_OUT_HEAD,
-                                  S_OUT_TAIL, S_REMOVALS, S_RNG, S_S3_CAPS, S_S3_HEAD, S_S3_TAIL, S_SAMPLES,
-                                  S_SWITCHES, S_TABLES, T1, T2, X_AGE, X_AGE_WEIGHT, X_DISCORD, X_HORIZON,
-                                  X_HORIZON_AGES, X_SCORE, X_SIGMAS)
+from learned.state_layout import (
+    ARC,
+    B_ARC,
+    B_CLASS,
+    B_LRU_PREV,
+    B_MODEL,
+    B_OUT,
+    B_REAL,
+    B_S3,
+    BLOCK_FIELDS,
+    CLASS_BITS,
+    CLASS_MASK,
+    EXPERTS,
+    FLOAT_SLOTS,
+    INT_SLOTS,
+    LRU,
+    MAIN,
+    MODEL,
+    NONE_HOLDS,
+    OUT_LISTS,
+    S3FIFO,
+    S_ARC_HEAD,
+    S_ARC_TAIL,
+    S_CAP,
+    S_CLOCK,
+    S_LEADER,
+    S_LRU_HEAD,
+    S_LRU_TAIL,
+    S_NEXT_TABLE,
+    S_NMODEL,
+    S_NREAL,
+    S_OUT_HEAD,
+    S_OUT_TAIL,
+    S_REMOVALS,
+    S_RNG,
+    S_S3_CAPS,
+    S_S3_HEAD,
+    S_S3_TAIL,
+    S_SAMPLES,
+    S_SWITCHES,
+    S_TABLES,
+    SMALL,
+    T1,
+    T2,
+    X_AGE,
+    X_AGE_WEIGHT,
+    X_DISCORD,
+    X_HORIZON,
+    X_HORIZON_AGES,
+    X_SCORE,
+    X_SIGMAS,
+)
 from sim.cache.policies import s3fifo
-from sim.cache.policies.s3fifo import GHOST_RATIO as S3_GHOST_RATIO, SMALL_RATIO as S3_SMALL_RATIO
+from sim.cache.policies.s3fifo import GHOST_RATIO as S3_GHOST_RATIO
+from sim.cache.policies.s3fifo import SMALL_RATIO as S3_SMALL_RATIO
 from sim.jit import flush_when_sources_change, njit
 
 SAMPLES = 32  # victim candidates per eviction (LRB, LHD: 64)

@@ -17,14 +17,42 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from learned.state_layout import (ARC, B1, B2, B_ARC, B_ARC_PREV, B_LRU_PREV, B_OUT, B_OUT_PREV, B_REAL, B_S3,
-                                  B_S3_PREV, GHOST, LRU, MAIN, OUT_LISTS, S3FIFO, S_ARC_HEAD, S_ARC_SIZE, S_CAP,
-                                  S_LRU_HEAD, S_LRU_SIZE, S_OUT_HEAD, S_S3_CAPS, S_S3_EVICTED, S_S3_HEAD, S_S3_SIZE,
-                                  SMALL, T1, T2, X_P)
+from learned.state_layout import (
+    ARC,
+    B1,
+    B2,
+    B_ARC,
+    B_ARC_PREV,
+    B_LRU_PREV,
+    B_OUT,
+    B_OUT_PREV,
+    B_REAL,
+    B_S3,
+    B_S3_PREV,
+    GHOST,
+    LRU,
+    MAIN,
+    OUT_LISTS,
+    S3FIFO,
+    S_ARC_HEAD,
+    S_ARC_SIZE,
+    S_CAP,
+    S_LRU_HEAD,
+    S_LRU_SIZE,
+    S_OUT_HEAD,
+    S_S3_CAPS,
+    S_S3_EVICTED,
+    S_S3_HEAD,
+    S_S3_SIZE,
+    SMALL,
+    T1,
+    T2,
+    X_P,
+)
 from sim.cache.policies import s3fifo
-from sim.cache.policies.s3fifo import MAX_FREQ as S3_MAX_FREQ, MOVE_TO_MAIN_THRESHOLD as S3_TO_MAIN
+from sim.cache.policies.s3fifo import MAX_FREQ as S3_MAX_FREQ
+from sim.cache.policies.s3fifo import MOVE_TO_MAIN_THRESHOLD as S3_TO_MAIN
 from sim.jit import flush_when_sources_change, njit
-
 
 # ----------------------------------------------------------------------------- linked lists
 

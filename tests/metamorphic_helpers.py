@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-
 from report_invariants import check_report
 
 MOONCAKE = "traces/mooncake_conversation.jsonl"  # under ../shared/data

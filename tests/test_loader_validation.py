@@ -17,7 +17,14 @@ BUNDLED_AZURE = ROOT / "trace" / "data" / "azure_conv_2023.csv"
 
 from tests.conftest import ROOT
 from tests.loader_helpers import (
-    load, write, request_blocks, AZURE_HEADER, AZURE_BAD, AZURE_BAD_REASONS, _mooncake_line, MOONCAKE_BAD,
+    AZURE_BAD,
+    AZURE_BAD_REASONS,
+    AZURE_HEADER,
+    MOONCAKE_BAD,
+    _mooncake_line,
+    load,
+    request_blocks,
+    write,
 )
 
 SPLITWISE_HEADER = "request_id,request_type,application_id,arrival_timestamp,batch_size,prompt_size,token_size\n"

@@ -9,7 +9,6 @@ import math
 
 import numpy as np
 import pytest
-
 from conftest import BUNDLED_AZURE
 from metamorphic_helpers import MOONCAKE
 from metamorphic_helpers import checked_run as _run

@@ -7,12 +7,10 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import BUNDLED_AZURE
 from metamorphic_helpers import MOONCAKE
 from metamorphic_helpers import checked_run as _run
 from metamorphic_helpers import metrics_of as _metrics
-
 
 # ----------------------------------------------------------------------------- one workload, every format
 

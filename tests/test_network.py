@@ -7,8 +7,8 @@ import json
 import pytest
 
 from sim.config import NetworkConfig
-from sim.serving.engine import Engine
 from sim.errors import ConfigError
+from sim.serving.engine import Engine
 from sim.serving.network import MIB, AnalyticNetwork, Link, LookupNetwork, network_model
 from tests.conftest import ROOT
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from sim.cache.access import NEVER, next_use_index
-from sim.errors import ConfigError
 from sim.cache.policies import POLICIES, make_policy
+from sim.errors import ConfigError
 from tests.cache_helpers import evictions
 
 lcs = pytest.importorskip("libcachesim")

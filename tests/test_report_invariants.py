@@ -8,7 +8,6 @@ import copy
 import json
 
 import pytest
-
 from report_invariants import check_report
 
 # Hand-made Mooncake rows (512-token blocks): (arrival ms, prompt tokens, output tokens, block ids)

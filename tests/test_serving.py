@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 import sim.serving.scheduler
-from sim.serving.compute import StepShape
-from sim.serving.compute_backend import compute_model
 from sim.config import load_config
 from sim.errors import InputError
 from sim.report.metrics import BREAKDOWN
+from sim.serving.compute import StepShape
+from sim.serving.compute_backend import compute_model
 from sim.serving.engine_limits import block_size
 from sim.serving.run import run_serving
 from trace import blocks as bm
@@ -249,8 +249,8 @@ def test_analytic_kv_transfer_time_by_hand():
 def test_reference_scenario_orders_aggregated_below_disaggregated_ttft():
     """The SimAI/Vidur RTX 5090 study (profiles/rtx5090_llama3_8b_pd_study.yaml): 4 aggregated replicas
     answer faster than 2P+2D on the Azure conversation trace (146 vs 383 ms mean TTFT there)."""
-    from trace.workload import load_workload
     from tests.conftest import BUNDLED_AZURE, ROOT
+    from trace.workload import load_workload
 
     config = load_config(None, overlays=[ROOT / "profiles" / "rtx5090_llama3_8b_pd_study.yaml"],
                          sets=[f"workload.trace={BUNDLED_AZURE}"])

@@ -131,7 +131,7 @@ def load_ns3() -> tuple[Any, Any]:
     if _NS3 is None:
         if ns3_version() is None:
             raise InputError("ns-3 is not installed: pip install ns3 (or pip install -e '.[ns3]')")
-        from ns import ns
+        from ns import ns  # noqa: I001  (ns-3's bindings first: they set up cppyy)
         import cppyy
 
         cppyy.cppdef(_CLOCK_CPP)

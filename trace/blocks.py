@@ -14,7 +14,6 @@ from __future__ import annotations
 import numpy as np
 
 from sim.jit import njit
-
 from trace.arrow import from_numpy, numpy_view
 
 _U64 = np.uint64

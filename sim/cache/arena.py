@@ -36,12 +36,49 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.cache.arena_layout import (ABSENT, Arena, BASE_FIELDS, BOUND, BYTES_READ, CAP, CHAIN, COUNT, ENTRIES, FREE,
-                                    GLOB_FIELDS, GROWTH, HEAD, HEAP0, HEAPCAP, HEAPED, HEAPN, HEAP_END, HPOS, IN_USE,
-                                    KEY, KIND, MAX_SLOTS, META_FIELDS, NEXT, NONE, PCAP, PREV, PRIO, RESIDENT, SHIFT,
-                                    SIZE, STAT0, STAT_FIELDS, TAIL, TIER, USERS, WANT, WHERE, kernel)
+from sim.cache.arena_layout import (
+    ABSENT,
+    BASE_FIELDS,
+    BOUND,
+    BYTES_READ,
+    CAP,
+    CHAIN,
+    COUNT,
+    ENTRIES,
+    FREE,
+    GLOB_FIELDS,
+    GROWTH,
+    HEAD,
+    HEAP0,
+    HEAP_END,
+    HEAPCAP,
+    HEAPED,
+    HEAPN,
+    HPOS,
+    IN_USE,
+    KEY,
+    KIND,
+    MAX_SLOTS,
+    META_FIELDS,
+    NEXT,
+    NONE,
+    PCAP,
+    PREV,
+    PRIO,
+    RESIDENT,
+    SHIFT,
+    SIZE,
+    STAT0,
+    STAT_FIELDS,
+    TAIL,
+    TIER,
+    USERS,
+    WANT,
+    WHERE,
+    Arena,
+    kernel,
+)
 from sim.cache.block_index import file_slot, holders, holders_chain, overloaded, refile, unfile_slot
-
 
 _NO_MARKS = np.zeros(0, dtype=np.bool_)  # ``holders_chain``: no key is held outside the arena
 

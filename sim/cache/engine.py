@@ -33,9 +33,28 @@ from pathlib import Path
 from numba.extending import overload
 
 from sim.cache.arena import room
-from sim.cache.arena_layout import (BYTES_READ, BYTES_WRITTEN, CAP, DEMOTIONS, EVICTIONS, HITS, INSERTIONS, KEY,
-                                    KIND, PREFETCHES, PROMOTIONS, RESIDENT, STAT0, USERS, CacheView, entry, kernel,
-                                    key_bytes, read_bytes, step)
+from sim.cache.arena_layout import (
+    BYTES_READ,
+    BYTES_WRITTEN,
+    CAP,
+    DEMOTIONS,
+    EVICTIONS,
+    HITS,
+    INSERTIONS,
+    KEY,
+    KIND,
+    PREFETCHES,
+    PROMOTIONS,
+    RESIDENT,
+    STAT0,
+    USERS,
+    CacheView,
+    entry,
+    kernel,
+    key_bytes,
+    read_bytes,
+    step,
+)
 from sim.cache.block_index import holders, holders_chain, resident
 from sim.cache.policies.dispatch import BELADY, hooks_for
 from sim.jit import flush_when_sources_change

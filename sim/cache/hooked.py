@@ -11,8 +11,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.cache.arena_layout import (BYTES_READ, CAP, BYTES_WRITTEN, DEMOTIONS, EVICTIONS, HITS, INSERTIONS, PREFETCHES,
-                                    PROMOTIONS)
+from sim.cache.arena_layout import (
+    BYTES_READ,
+    BYTES_WRITTEN,
+    CAP,
+    DEMOTIONS,
+    EVICTIONS,
+    HITS,
+    INSERTIONS,
+    PREFETCHES,
+    PROMOTIONS,
+)
 from sim.cache.policies import EvictionPolicy
 from sim.cache.tiers import Tier
 

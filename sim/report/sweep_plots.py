@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from matplotlib.ticker import NullFormatter
 
 from sim.report.plots import plt, save

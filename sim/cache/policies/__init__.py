@@ -4,8 +4,15 @@ A policy's module is imported when its class is first looked up in ``POLICIES`` 
 kernels import numba): listing or validating the names imports none of them.
 """
 
-from sim.cache.policies.base import (POLICIES, EvictionPolicy, KernelPolicy, check_policy_inputs, make_policy,
-                                     policy_class, register)
+from sim.cache.policies.base import (
+                                     POLICIES,
+                                     EvictionPolicy,
+                                     KernelPolicy,
+                                     check_policy_inputs,
+                                     make_policy,
+                                     policy_class,
+                                     register,
+)
 
 __all__ = ["POLICIES", "EvictionPolicy", "KernelPolicy", "check_policy_inputs", "make_policy", "policy_class",
            "register"]

@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from learned import kernel
-from learned.state_layout import EXPERT_NAMES, S_LEADER, S_NREAL, S_SWITCHES, X_SCORE
 from learned.predictions import Predictions
+from learned.state_layout import EXPERT_NAMES, S_LEADER, S_NREAL, S_SWITCHES, X_SCORE
 from sim.cache.policies.base import EvictionPolicy, register
 
 
