@@ -319,10 +319,15 @@ def hbm_capacity_blocks(config: Config) -> int:
     free = budget.kv_bytes
     blocks = int(free // block) if free > 0 else 0
     if blocks < 1:  # (a cache of no block: every tier below it would be read through nothing)
+        # a given block size is named: at serving.block_size=1000000 the block (131 GB) was the cause, while the
+        # message advised only a larger TP or utilization
+        size = config.serving.block_size
+        given = "" if size is None else f" of 'serving.block_size'={size} tokens"
+        fix = "serving.tensor_parallel_size or the utilization" + ("" if size is None else ", or lower the block size")
         raise ConfigError(f"{config.hardware.gpu} leaves {free / GIB:.3g} GiB beside model {config.model}'s weights "
                           f"({budget.weights / GIB:.3g} GiB), activations and CUDA graphs at gpu_memory_utilization="
-                          f"{config.serving.gpu_memory_utilization}, less than one KV block ({block:,} bytes); raise "
-                          "serving.tensor_parallel_size or the utilization")
+                          f"{config.serving.gpu_memory_utilization}, less than one KV block{given} ({block:,} bytes); "
+                          f"raise {fix}")
     return blocks
 
 
