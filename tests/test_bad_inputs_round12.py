@@ -5,6 +5,8 @@ named no key given, a traceback, or a run that did not end."""
 
 from __future__ import annotations
 
+import pytest
+
 SMOKE = ["--preset", "smoke", "--no-plot", "--quiet"]
 
 
@@ -24,3 +26,22 @@ def test_a_block_too_large_for_memory_names_the_block_size(run_cli):
     assert "'serving.block_size'=1000000" in message and "131,072,000,000 bytes" in message, message
     assert "lower the block size" in message, message
 
+
+@pytest.mark.parametrize("mode", [[], ["--pd"], ["--cluster"], ["--cache-only"]], ids=["single", "pd", "cluster",
+                                                                                       "cache-only"])
+@pytest.mark.parametrize("tier", ["dram", "ssd"])
+def test_a_lower_tier_holding_no_block_is_refused_before_the_workload_loads(tier, mode, run_cli, monkeypatch):
+    """cache.tiers.<dram|ssd>.capacity_gib=1e-9 (its domain's >= 0 accepts it) holds no block: a block of Llama 3.1
+    8B is 16 tokens x 131,072 bytes (2 x 32 layers x 8 KV heads x 128 x 2 bytes) = 2,097,152 bytes, and 1e-9 GiB is
+    about one byte. It was refused only after the workload had been generated (10-14 s at the smoke preset, minutes
+    for a large trace); the config alone says it, so it is found before the workload loads (here: loading it fails
+    the test)."""
+    import trace.workload
+
+    def loaded(*_args, **_kwargs):
+        raise AssertionError("the workload loaded before the tier's capacity was checked")
+
+    monkeypatch.setattr(trace.workload, "load_workload", loaded)
+    message = _one_line(*run_cli(*mode, *SMOKE, "--set", f"cache.tiers.{tier}.capacity_gib=1e-9"))
+    assert f"'cache.tiers.{tier}.capacity_gib'=1e-09 holds no KV block" in message, message
+    assert "2,097,152 bytes" in message, message

@@ -297,6 +297,18 @@ def configured_tier_blocks(name: str, config: Config) -> int:
     return blocks
 
 
+def check_lower_tiers(config: Config) -> None:
+    """Each configured lower tier holds at least one block (``configured_tier_blocks``), checked before a trace loads
+    where the config alone gives the block's size: a tier of 1e-9 GiB was refused only after the workload had been
+    generated or read (seconds at the smoke preset, minutes for a large trace). A trace whose own block ids set the
+    block size (``workload.block_mismatch: trace``) is left to the run, which knows its size."""
+    if config.workload.trace is not None and config.workload.block_mismatch == "trace":
+        return
+    for name in TIER_NAMES:
+        if name != "hbm":
+            configured_tier_blocks(name, config)
+
+
 def hbm_capacity_blocks(config: Config) -> int:
     """KV blocks that fit in one GPU's HBM (vLLM's way): ``num_gpu_blocks`` if set, else
     ``cache.tiers.hbm.capacity_gib`` if set, else vLLM 0.33's budget (``sim.serving.memory_profile``: the
