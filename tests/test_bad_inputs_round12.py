@@ -45,3 +45,15 @@ def test_a_lower_tier_holding_no_block_is_refused_before_the_workload_loads(tier
     message = _one_line(*run_cli(*mode, *SMOKE, "--set", f"cache.tiers.{tier}.capacity_gib=1e-9"))
     assert f"'cache.tiers.{tier}.capacity_gib'=1e-09 holds no KV block" in message, message
     assert "2,097,152 bytes" in message, message
+
+
+def test_documents_past_the_request_bound_name_the_documents_per_request(run_cli):
+    """workload.synthetic.documents_per_request=1000000 was refused as "config key 'workload.synthetic.document_tokens'
+    gives 2048000000 tokens per request", naming the key left at its default and not the one given. A RAG request
+    holds documents_per_request documents of document_tokens each: 10^6 x 2,048 = 2,048,000,000 tokens, past the
+    request bound of 262,144 (the longest context in profiles/models.yaml: README, workload.max_request_tokens)."""
+    message = _one_line(*run_cli(*SMOKE, "--set", "workload.synthetic.kind=rag",
+                                 "--set", "workload.synthetic.documents_per_request=1000000"))
+    assert "'workload.synthetic.documents_per_request'=1000000" in message, message
+    assert "'workload.synthetic.document_tokens'=2048" in message and "2,048,000,000 tokens" in message, message
+    assert "262,144" in message, message
