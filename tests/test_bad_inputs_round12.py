@@ -57,3 +57,14 @@ def test_documents_past_the_request_bound_name_the_documents_per_request(run_cli
     assert "'workload.synthetic.documents_per_request'=1000000" in message, message
     assert "'workload.synthetic.document_tokens'=2048" in message and "2,048,000,000 tokens" in message, message
     assert "262,144" in message, message
+
+
+def test_a_fleet_past_the_instance_bound_is_refused_before_its_arrays_are_allocated(run_cli):
+    """cluster.num_racks=100000 (<= 100,000), nodes_per_rack=1024 and hardware.gpus_per_node=1024 (<= 1,024 each) are
+    each within their domains, but together make 100,000 x 1,024 x 1,024 / TP 1 = 104,857,600,000 instances, and the
+    cluster's first per-instance int64 array (8 bytes x that = 781 GiB) was a MemoryError traceback (exit 1)."""
+    message = _one_line(*run_cli("--cluster", *SMOKE, "--set", "cluster.num_racks=100000",
+                                 "--set", "cluster.nodes_per_rack=1024", "--set", "hardware.gpus_per_node=1024"))
+    for key in ("'cluster.num_racks'=100000", "'cluster.nodes_per_rack'=1024", "'hardware.gpus_per_node'=1024",
+                "104,857,600,000 instances"):
+        assert key in message, message
