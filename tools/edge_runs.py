@@ -47,6 +47,8 @@ CONTEXT: dict[str, list[str]] = {
     "cache.insert_outputs": [],
     "cache.tiers.eic.": ["--set", "cache.tiers.eic.capacity_gib=64"],
     "serving.all_reduce": ["--set", "serving.tensor_parallel_size=2"],
+    "hardware.gpu_link_gbps": ["--set", "serving.tensor_parallel_size=2"],
+    "hardware.gpu_link_latency_us": ["--set", "serving.tensor_parallel_size=2"],
     "serving.enable_expert_parallel": ["--set", "model=qwen3-30b-a3b", "--set", "serving.data_parallel_size=2"],
     "serving.data_parallel_size": ["--set", "model=qwen3-30b-a3b"],
     "serving.disable_hybrid_kv_cache_manager": ["--set", "model=gpt-oss-20b"],
@@ -362,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=60, help="seconds a run may take (default 60)")
     parser.add_argument("--memory-gib", type=float, default=8, help="address-space limit of a run (default 8)")
     parser.add_argument("--only", default=None, help="keys whose dotted name contains this")
+    parser.add_argument("--skip", action="append", default=[], help="leave out keys whose name contains this")
     parser.add_argument("--pairs", action="store_true", help="run the interacting pairs (PAIRS) instead")
     parser.add_argument("--list", action="store_true", help="print the runs, run nothing")
     parser.add_argument("--out", type=Path, default=None, help="append one JSON line a run here")
@@ -369,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     todo = pair_jobs() if args.pairs else jobs(args.only)
+    todo = [job for job in todo if not any(part in job["key"] for part in args.skip)]
     if args.resume and args.out and args.out.exists():
         done = {json.loads(line)["command"] for line in args.out.read_text().splitlines() if line.strip()}
         todo = [job for job in todo if "python main.py " + shlex.join(job["argv"]) not in done]
