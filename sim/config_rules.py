@@ -248,8 +248,13 @@ def _synthetic_sizes(c: Config) -> None:
         if syn.kind not in SYNTHETIC_KIND_KEYS.get(key, (syn.kind,)):
             continue  # another kind's part: this workload never generates it
         if tokens > bound:
-            raise ConfigError(f"config key 'workload.synthetic.{key}' gives {tokens} tokens per request, more than "
-                              f"the request bound of {bound} (workload.max_request_tokens)")
+            # a RAG request's documents are document_tokens x documents_per_request: both keys are named (the message
+            # named document_tokens alone when documents_per_request=1000000 was the one given)
+            keys = (f"keys 'workload.synthetic.document_tokens'={syn.document_tokens} x "
+                    f"'workload.synthetic.documents_per_request'={syn.documents_per_request}" if key == "document_tokens"
+                    else f"key 'workload.synthetic.{key}'")
+            raise ConfigError(f"config {keys} give{'s' if key != 'document_tokens' else ''} {tokens:,} tokens per "
+                              f"request, more than the request bound of {bound:,} (workload.max_request_tokens)")
 
 
 def _input_paths_exist(c: Config) -> None:

@@ -31,13 +31,16 @@ def check_mode_settings(mode: str, config: Config, policies: list[str], cluster_
         # (--cluster --pd: each role at its TP too)
         check_roles(config, mode == "pd" or cluster_pd, capacity=False)  # a profile's files are read and checked
     if mode in SERVING or (mode == "cache-only" and config.cache.capacity_blocks is None):  # HBM sized by config/GPU
-        from sim.cache.tiers import hbm_capacity_blocks
+        from sim.cache.tiers import check_lower_tiers, hbm_capacity_blocks
+        from sim.serving.roles import front_role_config
         from sim.specs import gpu_spec
 
         if fits and mode in SERVING:  # at least one block: the weights fit (each PD role's at its TP), a GPU spec
             check_roles(config, mode == "pd" or cluster_pd, compute=False)  # file is read, before the trace
+            check_lower_tiers(front_role_config(config, mode == "pd" or cluster_pd))  # (the tiers store its blocks)
         elif fits:
             hbm_capacity_blocks(config)
+            check_lower_tiers(config)
         elif config.serving.num_gpu_blocks is None and config.cache.tiers.hbm.capacity_gib == 0:
             gpu_spec(config.hardware.gpu)  # (a sweep point: only the file; a point that does not fit fails alone)
     if fits and mode == "single":

@@ -358,6 +358,18 @@ def configured_tier_blocks(name: str, config: Config) -> int:
     return blocks
 
 
+def check_lower_tiers(config: Config) -> None:
+    """Each configured lower tier holds at least one block (``configured_tier_blocks``), checked before a trace loads
+    where the config alone gives the block's size: a tier of 1e-9 GiB was refused only after the workload had been
+    generated or read (seconds at the smoke preset, minutes for a large trace). A trace whose own block ids set the
+    block size (``workload.block_mismatch: trace``) is left to the run, which knows its size."""
+    if config.workload.trace is not None and config.workload.block_mismatch == "trace":
+        return
+    for name in TIER_NAMES:
+        if name != "hbm":
+            configured_tier_blocks(name, config)
+
+
 def hbm_capacity_blocks(config: Config) -> int:
     """KV blocks that fit in one GPU's HBM (vLLM's way): ``num_gpu_blocks`` if set, else
     ``cache.tiers.hbm.capacity_gib`` if set, else vLLM 0.33's budget (``sim.serving.memory_profile``: the
@@ -380,10 +392,15 @@ def hbm_capacity_blocks(config: Config) -> int:
     free = budget.kv_bytes
     blocks = int(free // block) if free > 0 else 0
     if blocks < 1:  # (a cache of no block: every tier below it would be read through nothing)
+        # a given block size is named: at serving.block_size=1000000 the block (131 GB) was the cause, while the
+        # message advised only a larger TP or utilization
+        size = config.serving.block_size
+        given = "" if size is None else f" of 'serving.block_size'={size} tokens"
+        fix = "serving.tensor_parallel_size or the utilization" + ("" if size is None else ", or lower the block size")
         raise ConfigError(f"{config.hardware.gpu} leaves {free / GIB:.3g} GiB beside model {config.model}'s weights "
                           f"({budget.weights / GIB:.3g} GiB), activations and CUDA graphs at gpu_memory_utilization="
-                          f"{config.serving.gpu_memory_utilization}, less than one KV block ({block:,} bytes); raise "
-                          "serving.tensor_parallel_size or the utilization")
+                          f"{config.serving.gpu_memory_utilization}, less than one KV block{given} ({block:,} bytes); "
+                          f"raise {fix}")
     return blocks
 
 

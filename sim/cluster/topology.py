@@ -23,6 +23,12 @@ from sim.config import MIN_GBPS, Config
 from sim.config_rules import SERVING_TP, data_parallel_groups_fit, pd_tensor_parallel
 from sim.errors import ConfigError
 
+# The most instances a fleet may have. sim.cluster.run keeps three int64 arrays with one entry per instance (loads,
+# queued and routed tokens), allocated before the first request: 24 bytes an instance, 240 MB here, a thousand times
+# the prod-eval@cluster preset's 10,240 GPUs. The keys' own bounds allowed 100,000 racks x 1,024 nodes x 1,024 GPUs,
+# ~1e11 instances, whose first array (781 GiB) was a MemoryError traceback (exit 1).
+MAX_CLUSTER_INSTANCES = 10_000_000
+
 
 @dataclass(frozen=True, slots=True)
 class Topology:
@@ -80,6 +86,12 @@ class Topology:
         topo = cls(config.cluster.num_racks, config.cluster.nodes_per_rack, gpus, tp,
                    config.pd.num_prefill if pd else 0, config.pd.num_decode if pd else 0,
                    roles["prefill"][1] if pd else 0, roles["decode"][1] if pd else 0, dp)
+        if topo.num_instances > MAX_CLUSTER_INSTANCES:
+            sizes = (f"'cluster.num_racks'={cluster.num_racks} x 'cluster.nodes_per_rack'={cluster.nodes_per_rack} x "
+                     f"'hardware.gpus_per_node'={gpus}")
+            raise ConfigError(f"config keys {sizes} make {topo.num_instances:,} instances (or PD slots), more than the "
+                              f"{MAX_CLUSTER_INSTANCES:,} kvsim simulates (its per-instance state is allocated up "
+                              "front); make the fleet smaller")
         (p_key, p_tp), (d_key, d_tp) = (roles["prefill"], roles["decode"]) if pd else (roles["unified"],) * 2
         one_size = p_tp == d_tp
         # a group's instances share one node (its MoE exchange runs over the node's GPU link): the node's

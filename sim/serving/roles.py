@@ -71,6 +71,12 @@ def role_configs(config: Config, pd: bool) -> dict[str, tuple[str, Config]]:
             ((PREFILL, roles["prefill"]), (DECODE, roles["decode"]))}
 
 
+def front_role_config(config: Config, pd: bool) -> Config:
+    """The config of the instances that store blocks in the lower tiers: PD's prefill role (at its TP), else the one
+    unified role (``sim.serving.run``: the tiers store blocks as the front instances do)."""
+    return role_configs(config, pd)[PREFILL if pd else UNIFIED][1]
+
+
 @dataclass(frozen=True)
 class RoleShape:
     """What the instances of one role derive from their TP."""
