@@ -1,0 +1,42 @@
+"""Speed-ups on paths every serving run and every config build takes: each skips work whose result is known, and the
+results stay those of the work skipped (hand-worked expectations below)."""
+
+from __future__ import annotations
+
+from sim.cache import multitier
+from sim.cache.arena import TierArena
+from sim.cache.multitier import MultiTierCache
+from sim.cache.tiers import new_tier
+
+
+def _hbm_over_dram(hbm: int, dram: int) -> MultiTierCache:
+    arena = TierArena(max_keys=64, dense=True)
+    tiers = [new_tier(arena, "hbm", "lru", hbm, 1.0, 1.0, 0.0), new_tier(arena, "dram", "lru", dram, 1.0, 1.0, 0.0)]
+    return MultiTierCache(tiers, 1, num_blocks=64, track_positions=True)
+
+
+def test_a_resize_that_demotes_nothing_calls_no_compiled_code_and_sets_the_capacity(monkeypatch):
+    cache = _hbm_over_dram(4, 10)
+    for now, key in enumerate((1, 2)):
+        cache.touch(key, now)
+    calls = []
+    compiled = multitier.engine.resize_top
+    monkeypatch.setattr(multitier.engine, "resize_top", lambda *args: calls.append(args[2]) or compiled(*args))
+
+    # 2 blocks under a capacity of 3: nothing to demote, a store
+    assert cache.resize_top(3) is True
+    assert calls == []
+    assert cache.arena.capacity(cache.tiers[0].index) == 3
+    assert cache.resize_top(3) is False  # settled: asking again changes nothing
+
+    # the capacity holds: two more blocks make 4 under 3, the least recently used (1) goes down to DRAM
+    cache.touch(3, 2)
+    cache.touch(4, 3)
+    assert cache.resident(0) == {2, 3, 4} and cache.resident(1) == {1}
+
+    # 3 blocks over a capacity of 1: the compiled resize demotes the two least recently used (2, then 3)
+    assert cache.resize_top(1) is True
+    assert calls == [1]
+    assert cache.resident(0) == {4} and cache.resident(1) == {1, 2, 3}
+    assert cache.tiers[0].stats.demotions == 1 + 2
+
