@@ -3,10 +3,13 @@ results stay those of the work skipped (hand-worked expectations below)."""
 
 from __future__ import annotations
 
+import typing
+
 from sim.cache import multitier
 from sim.cache.arena import TierArena
 from sim.cache.multitier import MultiTierCache
 from sim.cache.tiers import new_tier
+from sim.config import Config, load_config
 
 
 def _hbm_over_dram(hbm: int, dram: int) -> MultiTierCache:
@@ -40,3 +43,14 @@ def test_a_resize_that_demotes_nothing_calls_no_compiled_code_and_sets_the_capac
     assert cache.resident(0) == {4} and cache.resident(1) == {1, 2, 3}
     assert cache.tiers[0].stats.demotions == 1 + 2
 
+
+def test_a_config_build_resolves_each_section_type_s_hints_once(monkeypatch):
+    sets = ["cache.policy=arc", "serving.max_num_seqs=7"]
+    first = load_config(None, sets=sets)  # (the section types these keys reach, resolved once)
+    calls = []
+    resolve = typing.get_type_hints
+    monkeypatch.setattr(typing, "get_type_hints", lambda cls, *a, **k: calls.append(cls) or resolve(cls, *a, **k))
+    config = load_config(None, sets=sets)
+    assert calls == []  # resolved before: none again
+    assert config.cache.policy == "arc" and config.serving.max_num_seqs == 7
+    assert config == first and isinstance(config, Config)
