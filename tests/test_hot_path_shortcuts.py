@@ -3,6 +3,7 @@ results stay those of the work skipped (hand-worked expectations below)."""
 
 from __future__ import annotations
 
+import os
 import typing
 
 from sim.cache import multitier
@@ -10,6 +11,9 @@ from sim.cache.arena import TierArena
 from sim.cache.multitier import MultiTierCache
 from sim.cache.tiers import new_tier
 from sim.config import Config, load_config
+from sim.config_workload import WorkloadConfig
+from trace import cache as trace_cache
+from trace.request import file_sha256
 
 
 def _hbm_over_dram(hbm: int, dram: int) -> MultiTierCache:
@@ -54,3 +58,36 @@ def test_a_config_build_resolves_each_section_type_s_hints_once(monkeypatch):
     assert calls == []  # resolved before: none again
     assert config.cache.policy == "arc" and config.serving.max_num_seqs == 7
     assert config == first and isinstance(config, Config)
+
+
+AZURE_ROWS = ("TIMESTAMP,ContextTokens,GeneratedTokens\n"
+              "2023-11-16 18:15:46.0000000,100,10\n"
+              "2023-11-16 18:15:47.5000000,40,20\n"
+              "2023-11-16 18:15:49.0000000,33,30\n")
+
+
+def test_a_trace_loaded_again_in_one_process_is_parsed_once_and_each_run_gets_its_own(tmp_path, monkeypatch):
+    path = tmp_path / "t.csv"
+    path.write_text(AZURE_ROWS)
+    monkeypatch.setattr(trace_cache, "_LAST", {}, raising=False)
+    parses = []
+    parse = trace_cache.load_trace
+    monkeypatch.setattr(trace_cache, "load_trace", lambda *a, **k: parses.append(a) or parse(*a, **k))
+    workload = WorkloadConfig(trace=str(path))
+
+    first = trace_cache.load_trace_cached(workload, 16)
+    assert first.arrival_s.tolist() == [0.0, 1.5, 3.0] and first.input_tokens.tolist() == [100, 40, 33]
+    first.select_range(0.0, 2 / 3)  # what a run does to its copy ...
+    first.provenance.skip_reasons["seen"] = 1
+    again = trace_cache.load_trace_cached(workload, 16)
+    assert len(parses) == 1  # ... a second load neither parses nor sees
+    assert again.arrival_s.tolist() == [0.0, 1.5, 3.0] and again.output_tokens.tolist() == [10, 20, 30]
+    assert again.provenance.rows_used == 3 and again.provenance.skip_reasons == {}
+    assert again.provenance.request_range is None and again.provenance.sha256 == file_sha256(path)
+
+    # another setting, then other content at the same path: parsed again, and read as they say
+    assert len(trace_cache.load_trace_cached(WorkloadConfig(trace=str(path), limit=2), 16)) == 2
+    path.write_text(AZURE_ROWS.replace(",33,30", ",7,30"))
+    os.utime(path, ns=(1, 1))  # (an old mtime: the content is hashed, not the stat trusted)
+    edited = trace_cache.load_trace_cached(workload, 16)
+    assert len(parses) == 3 and edited.input_tokens.tolist() == [100, 40, 7]
