@@ -228,14 +228,26 @@ def _field_default(f: dataclasses.Field) -> Any:
     return dataclasses.MISSING
 
 
+_SCHEMAS: dict[type, tuple[dict[str, Any], dict[str, dataclasses.Field]]] = {}
+
+
+def _schema(cls: type) -> tuple[dict[str, Any], dict[str, dataclasses.Field]]:
+    """``cls``'s resolved type hints and its fields by name, worked out once per class: a config is built again for
+    every sweep point, plan candidate and max-rate probe, and resolving the hints' string annotations
+    (``typing.get_type_hints``) was most of a build. Read-only: callers never change them."""
+    schema = _SCHEMAS.get(cls)
+    if schema is None:
+        schema = _SCHEMAS[cls] = (typing.get_type_hints(cls), {f.name: f for f in dataclasses.fields(cls)})
+    return schema
+
+
 def build_dataclass(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
     """Build dataclass ``cls`` from a (possibly partial) mapping; unknown keys are errors.
 
     A partial mapping for a nested section fills in from *that field's* default (e.g. the
     DRAM tier's own bandwidths), not from the section type's generic defaults.
     """
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints, fields = _schema(cls)
     kwargs = {}
     for key, value in data.items():
         path = f"{prefix}.{key}" if prefix else str(key)

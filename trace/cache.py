@@ -21,6 +21,7 @@ hash anyway.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -60,6 +61,15 @@ def cache_key(workload: WorkloadConfig, block_size: int, sha256: str) -> dict[st
     return {
         "format_version": FORMAT_VERSION,
         "trace sha256": sha256,
+        **_loader_settings(workload, block_size),
+        "loader code sha256": code.hexdigest(),
+        "libraries": {name: _version(name) for name in LIBRARIES},
+    }
+
+
+def _loader_settings(workload: WorkloadConfig, block_size: int) -> dict[str, Any]:
+    """The settings besides the file that shape what ``load_trace`` returns."""
+    return {
         "workload.format": workload.format,
         "workload.time_unit": workload.time_unit,
         "workload.limit": workload.limit,
@@ -67,8 +77,6 @@ def cache_key(workload: WorkloadConfig, block_size: int, sha256: str) -> dict[st
         "workload.block_mismatch": workload.block_mismatch,
         "workload.max_request_tokens": request_token_bound(workload),
         "serving.block_size": block_size,
-        "loader code sha256": code.hexdigest(),
-        "libraries": {name: _version(name) for name in LIBRARIES},
     }
 
 
@@ -79,10 +87,13 @@ def _version(library: str) -> str:
 
 
 def load_trace_cached(workload: WorkloadConfig, block_size: int) -> Trace:
-    """``load_trace``, through the cache at ``workload.cache`` when one is set."""
+    """``load_trace``, through the cache at ``workload.cache`` when one is set, else through the process's last
+    loaded trace (``_last_loaded``)."""
     path = Path(workload.trace) if workload.trace is not None else None
-    if workload.cache is None or path is None or not path.is_file():
+    if path is None or not path.is_file():
         return load_trace(workload, block_size)  # (a missing trace is load_trace's error to word)
+    if workload.cache is None:
+        return _last_loaded(workload, block_size, path)
     cache = Path(workload.cache)
     key = cache_key(workload, block_size, file_sha256(path))
     trace, stale = _read(cache, key)
@@ -99,6 +110,33 @@ def load_trace_cached(workload: WorkloadConfig, block_size: int) -> Trace:
     else:
         LOG.info("kvsim: workload cache %s written", cache)
     return trace
+
+
+# The last trace file this process loaded without a workload cache, by its path, content and loader settings (one
+# entry: a process that moves on to another trace lets the first go)
+_LAST: dict[str, Trace] = {}
+
+
+def _last_loaded(workload: WorkloadConfig, block_size: int, path: Path) -> Trace:
+    """``load_trace``, or a copy of the trace this process loaded last when its file (path and content: sha256) and
+    every loader setting are the same: a max-rate search, a plan's or a sweep's points, ``--seeds`` load one trace
+    again and again, each load a fresh parse (a tenth of a 300-request plan's time). The copy is a new ``Trace``
+    and provenance over the same arrays, which nothing changes in place (``Trace``'s methods replace them)."""
+    sha256 = file_sha256(path)
+    key = json.dumps([str(path), sha256, _loader_settings(workload, block_size)])
+    kept = _LAST.get(key)
+    if kept is None:
+        trace = load_trace(workload, block_size, sha256=sha256)
+        _LAST.clear()
+        _LAST[key] = kept = _detached(trace)
+        return trace
+    return _detached(kept)
+
+
+def _detached(trace: Trace) -> Trace:
+    """A ``Trace`` over the same arrays with its own provenance: what one run changes (its range, its arrivals, the
+    provenance's counts) another never sees."""
+    return dataclasses.replace(trace, provenance=copy.deepcopy(trace.provenance))
 
 
 def load_trace(workload: WorkloadConfig, block_size: int, sha256: str | None = None) -> Trace:
