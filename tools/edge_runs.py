@@ -2,10 +2,10 @@
 just past them (0, -1, 1e-9, 1e6, 1e12, MAX_CONFIG_FLOAT / 2, 2**31, the 64-bit limit ...), each choice of a Literal,
 a registry (models, GPUs, policies, routers) or a bool, in the smoke preset of every mode that reads the key (single
 node; PD and cluster for their sections; the cache-only replay for cache keys). The keys come from walking the Config
-dataclasses (``sim.config``), their edges from each field's declared ``Domain``, so a new key is probed by declaring
+dataclasses (sim.config), their edges from each field's declared Domain, so a new key is probed by declaring
 it. A run must exit 0 with a consistent report (tests/report_invariants.py: finite, ratios in [0, 1], times >= 0) or
 exit 2 with one line naming a key; anything else (a traceback, exit 1, no answer within --timeout) is printed as a
-FINDING with the command that reproduces it. Slow: ~1,500 runs at a few seconds each (``--only`` picks keys).
+FINDING with the command that reproduces it. Slow: ~1,500 runs at a few seconds each (--only picks keys).
 
     python tools/edge_runs.py --jobs 2 --out /tmp/edges.jsonl       # every key
     python tools/edge_runs.py --only serving.block_size -v            # keys whose dotted name contains this
@@ -17,7 +17,6 @@ imports a run), under an address-space limit (--memory-gib), killed at --timeout
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import io
 import json
@@ -357,9 +356,11 @@ def run_all(todo: list[dict[str, Any]], workers: int, timeout: float, memory_gib
 
 
 def main(argv: list[str] | None = None) -> int:
-    sys.path[:0] = [str(ROOT)]
-    os.chdir(ROOT)
-    parser = argparse.ArgumentParser(prog="python tools/edge_runs.py", description=__doc__.split("\n\n")[0])
+    if str(ROOT) not in sys.path:
+        sys.path[:0] = [str(ROOT)]
+    from sim.cli import OneLineParser, path_argument  # one-line errors (exit 2), as every other tool's
+
+    parser = OneLineParser(prog="python tools/edge_runs.py", name="edge_runs.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (default 2)")
     parser.add_argument("--timeout", type=float, default=60, help="seconds a run may take (default 60)")
     parser.add_argument("--memory-gib", type=float, default=8, help="address-space limit of a run (default 8)")
@@ -367,10 +368,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", action="append", default=[], help="leave out keys whose name contains this")
     parser.add_argument("--pairs", action="store_true", help="run the interacting pairs (PAIRS) instead")
     parser.add_argument("--list", action="store_true", help="print the runs, run nothing")
-    parser.add_argument("--out", type=Path, default=None, help="append one JSON line a run here")
+    parser.add_argument("--out", type=path_argument, default=None, help="append one JSON line a run here "
+                        "(default: none)")
     parser.add_argument("--resume", action="store_true", help="skip the runs --out holds already")
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("-v", "--verbose", action="store_true", help="one line per run, not only the findings")
     args = parser.parse_args(argv)
+    if args.jobs < 1 or args.timeout <= 0 or args.memory_gib <= 0:
+        parser.error("--jobs must be >= 1, --timeout and --memory-gib > 0")
+    if args.resume and args.out is None:
+        parser.error("--resume reads the runs --out holds: give --out")
+    if args.out is not None:  # (--out: a file; relative to where the command was given, not ROOT)
+        from sim.report.output import check_writable
+
+        args.out = check_writable(args.out, "--out").absolute()
+    os.chdir(ROOT)
     todo = pair_jobs() if args.pairs else jobs(args.only)
     todo = [job for job in todo if not any(part in job["key"] for part in args.skip)]
     if args.resume and args.out and args.out.exists():
@@ -389,4 +400,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    if str(ROOT) not in sys.path:
+        sys.path[:0] = [str(ROOT)]
+    from sim.errors import command_status, end_process
+
+    end_process(command_status("edge_runs.py", main))  # without the interpreter's teardown: see sim.errors
