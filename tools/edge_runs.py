@@ -389,4 +389,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    from sim.errors import end_process  # (importable once main() has put the project root first)
+
+    end_process(status)  # without the interpreter's teardown, as every command that loads kvsim: see sim.errors
