@@ -506,6 +506,22 @@ def test_a_stop_signal_swallowed_after_the_last_output_still_ends_as_stopped(cap
 
 
 
+
+def test_a_ctrl_c_a_command_run_inside_another_answered_stops_the_outer_one_too(capsys):
+    """tools/random_runs.py runs main.main's under its own command_status: the inner command ends 130 on a Ctrl-C,
+    and the outer one must stop too (the latch was cleared as the inner returned: the hunt went on, the draw a
+    "violation", and the hunt ended 0 or 1). Once the outer one has answered, the next command starts unstopped."""
+
+    def inner() -> int:
+        signal.raise_signal(signal.SIGINT)
+        return 0
+
+    inner_status: list[int] = []
+    assert command_status("random_runs.py", lambda: inner_status.append(command_status("kvsim", inner)) or 0) == 130
+    assert inner_status == [130]
+    assert capsys.readouterr().err == "kvsim: interrupted\nrandom_runs.py: interrupted\n"
+    assert command_status("kvsim", lambda: 0) == 0
+
 def _sweep_of_three(monkeypatch, first_point) -> tuple[int, list[int], list[dict]]:
     """A --jobs 1 sweep of three points, run in this process under ``command_status``, whose first point runs
     ``first_point``: (its exit status, the points that started, the records the sweep was given)."""
