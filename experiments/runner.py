@@ -79,12 +79,19 @@ def run_task(task: Task) -> dict:
     """Run one point; its JSON-ready record (runs and the keys it left unread, ``left_unread``, or the error that
     stopped it: a refused key it leaves unread is error kind "unread", the key in ``unread``)."""
     _ensure_root_first()
-    from sim.errors import UnreadSetting
+    from sim.errors import UnreadSetting, interruption_behind, raise_if_stopped
     from sim.report.document import run_entry
 
     start = time.perf_counter()
     try:
-        out, left = _execute_reading(task)
+        try:
+            raise_if_stopped()  # a Ctrl-C a library swallowed in an earlier point (--jobs 1): no point runs after it
+            out, left = _execute_reading(task)
+        except Exception as exc:  # a Ctrl-C a library wrapped (or swallowed): the sweep stops, as main.py's run does
+            interrupt = interruption_behind(exc)
+            if interrupt is None:
+                raise
+            raise interrupt from None
     except UnreadSetting as exc:  # (a key of task.refused, or one at its neutral value already: run_reading's)
         refused = exc.key in task.refused
         record = error_record(task, str(exc), "unread" if refused else "input", time.perf_counter() - start)

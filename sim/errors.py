@@ -54,6 +54,7 @@ class Terminated(KeyboardInterrupt):
 # Python 3.11's "Error calling __set_name__" RuntimeError around one), and the command must still stop
 # (``raise_if_stopped``) and say it was stopped, not report an internal error or train on for minutes.
 _stop_signal: int | None = None
+_commands_running = 0  # command_status calls under way: tools/random_runs.py runs main.main's inside its own
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -156,17 +157,20 @@ def command_status(program: str, body: Callable[[], int]) -> int:
     """Run a command's ``body`` and map how it ends to the Contract's exit status: its own status,
     2 for bad input (one line naming what to fix), 130 for Ctrl-C, 143 for SIGTERM, 1 for an internal error
     (the only case that prints a traceback)."""
-    global _stop_signal
+    global _stop_signal, _commands_running
     previous, stdout = None, sys.stdout
     if threading.current_thread() is threading.main_thread():
         previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
         watch_stop_signals()
         if stdout is not None and not isinstance(stdout, _WatchedStdout):
             sys.stdout = _WatchedStdout(stdout)
+    _commands_running += 1
     try:
         return _status(program, body)
     finally:
-        _stop_signal = None  # (answered: a command run again in this process starts unstopped)
+        _commands_running -= 1
+        if not _commands_running:  # (answered: a command run again in this process starts unstopped; one run inside
+            _stop_signal = None    # another leaves the signal to it, which stops too: not a hunt going on past Ctrl-C)
         if previous is not None:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)

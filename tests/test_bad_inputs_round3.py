@@ -307,12 +307,13 @@ def test_checker_lets_a_hybrid_models_sliding_copies_be_read_beside_its_hits(run
 
 
 @pytest.mark.parametrize("tool, argv, prefix", [
+    # (each starts as the tool's other errors do: fit_roofline's "fit_roofline: error: --set ...", above)
     # argparse kept the last: --fit a --fit b fitted b alone, two --out wrote the second only
     ("fit_roofline.py", ["{table}", "--fit", "flops_efficiency", "--fit", "bandwidth_efficiency"],
-     "fit_roofline.py: error: --fit is given twice"),
-    ("fit_roofline.py", ["{table}", "--holdout", "none", "--holdout", "tp"], "fit_roofline.py: error: --holdout is given twice"),
+     "fit_roofline: error: --fit is given twice"),
+    ("fit_roofline.py", ["{table}", "--holdout", "none", "--holdout", "tp"], "fit_roofline: error: --holdout is given twice"),
     ("fit_kernel_floors.py", ["tests/fixtures/aiconfigurator/h100_sxm", "--out", "{tmp}/a.yaml", "--out", "{tmp}/b.yaml"],
-     "fit_kernel_floors.py: error: --out is given twice"),
+     "fit_kernel_floors: error: --out is given twice"),
     ("ns3_kv_timing.py", ["point-to-point", "--out", "{tmp}/a.json", "--out", "{tmp}/b.json"],
      "ns3_kv_timing: error: --out is given twice"),
 ])

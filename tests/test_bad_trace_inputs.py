@@ -211,6 +211,12 @@ CASES: dict[str, Case] = {
                                                       "child before parent"),
                                                files={"b.jsonl": bailian(0, -1, 0.0) + bailian(2, 1, 1.0)
                                                       + bailian(1, 0, 2.0)}),
+    # epoch milliseconds: each time as written (with :g both read 1.7e+12 ms, the child's and its parent's alike)
+    "bailian_child_before_parent_strict_epoch_ms": Case(
+        trace_stats("--strict-workload-validation", "--set", "workload.time_unit=ms", trace="{tmp}/b.jsonl"),
+        names=("chat_id 2 (timestamp 1700000001237 ms)", "chat_id 1 (timestamp 1700000002500 ms)"),
+        files={"b.jsonl": bailian(0, -1, 1_700_000_000_000) + bailian(2, 1, 1_700_000_001_237)
+               + bailian(1, 0, 1_700_000_002_500)}),
     "bailian_parent_not_a_number": Case(trace_stats(trace="{tmp}/b.jsonl"), skips={"negative_value": 1, "non_numeric": 1},
                                         files={"b.jsonl": bailian(0, -1, 0.0) + bailian(1, -2, 1.5)
                                                + bailian(2, '"0"', 2.0) + bailian(3, 0, 3.0)}),

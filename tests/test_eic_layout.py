@@ -206,3 +206,26 @@ def test_the_layout_of_no_eic_is_refused(run_cli):
     status, _, err = run_cli("--preset", "smoke", "--no-plot", "--set", "cache.tiers.eic.layout=distinct",
                              "--set", "cache.tiers.eic.capacity_gib=0")
     assert status == 2 and "cache.tiers.eic.layout" in err and "no eic tier" in err, err
+
+
+@pytest.mark.parametrize("layout, eic_blocks, hit", [("per-rank", 341, 0.0), ("distinct", 682, 0.5)])
+def test_the_planner_sizes_an_eic_of_distinct_pages_in_its_blocks(layout, eic_blocks, hit):
+    """The planner's miss-ratio curve reads each tier's capacity in blocks: 1 GiB of EIC holds 341 per-rank blocks of
+    Qwen3-30B-A3B at TP 8, 682 distinct ones (as the run's EIC: above). A stream of 500 blocks read twice in the same
+    order hits LRU only on its second pass, and only if the cache holds all 500 (a smaller one evicts each block
+    before its reuse): 2 blocks of HBM + 341 hit nothing, 2 + 682 hit 500 of 1,000."""
+    from types import SimpleNamespace
+
+    from experiments.plan_candidates import Candidate, mrc_levels
+    from sim.serving.engine_limits import block_size
+
+    config = _config(*QWEN_TP8, *EIC_ONLY, "serving.num_gpu_blocks=2", "cache.tiers.eic.capacity_gib=1",
+                     f"cache.tiers.eic.layout={layout}")
+    stream = np.concatenate([np.arange(500), np.arange(500)]).astype(np.int64)
+    trace = SimpleNamespace(access_stream=lambda: stream, num_unique_blocks=500,
+                            provenance=SimpleNamespace(block_tokens=block_size(config)))
+    c = Candidate("h200", 8, 8, None, {"eic": 1.0}, mode="cache-only", config=config,
+                  run_tier_gib={"dram": 0.0, "ssd": 0.0, "eic": 1.0})
+    mrc_levels([c], trace)
+    assert eic_blocks == 2**30 // (PER_RANK if layout == "per-rank" else DISTINCT)
+    assert c.mrc_levels == (0.0, 0.0, 0.0, hit)  # HBM, + DRAM (none), + SSD (none), + the EIC's blocks

@@ -505,6 +505,72 @@ def test_a_stop_signal_swallowed_after_the_last_output_still_ends_as_stopped(cap
     assert capsys.readouterr().err == "kvsim: interrupted\n"
 
 
+
+
+def test_a_ctrl_c_a_command_run_inside_another_answered_stops_the_outer_one_too(capsys):
+    """tools/random_runs.py runs main.main's under its own command_status: the inner command ends 130 on a Ctrl-C,
+    and the outer one must stop too (the latch was cleared as the inner returned: the hunt went on, the draw a
+    "violation", and the hunt ended 0 or 1). Once the outer one has answered, the next command starts unstopped."""
+
+    def inner() -> int:
+        signal.raise_signal(signal.SIGINT)
+        return 0
+
+    inner_status: list[int] = []
+    assert command_status("random_runs.py", lambda: inner_status.append(command_status("kvsim", inner)) or 0) == 130
+    assert inner_status == [130]
+    assert capsys.readouterr().err == "kvsim: interrupted\nrandom_runs.py: interrupted\n"
+    assert command_status("kvsim", lambda: 0) == 0
+
+def _sweep_of_three(monkeypatch, first_point) -> tuple[int, list[int], list[dict]]:
+    """A --jobs 1 sweep of three points, run in this process under ``command_status``, whose first point runs
+    ``first_point``: (its exit status, the points that started, the records the sweep was given)."""
+    from types import SimpleNamespace
+
+    import experiments.runner as runner
+
+    started: list[int] = []
+
+    def execute(task):
+        started.append(task.index)
+        if task.index == 0:
+            first_point()
+        return SimpleNamespace(trace=None, runs=[]), {}
+
+    monkeypatch.setattr(runner, "_execute_reading", execute)
+    tasks = [runner.Task("k", i, f"p{i}", "single", None) for i in range(3)]
+    records: list[dict] = []
+    status = command_status("kvsim", lambda: runner.run_local(tasks, 1, records.append) or 0)
+    return status, started, records
+
+
+def test_a_ctrl_c_a_library_wrapped_in_a_point_stops_a_sweep_run_in_this_process(monkeypatch, capsys):
+    """At --jobs 1 the points run here, and ``run_task`` keeps a failed point's error and goes on: a Ctrl-C that a
+    library turned into another error (Python 3.11's "Error calling __set_name__") was recorded as the point's
+    internal error, and every later point ran before the command ended 130. It stops the sweep at once."""
+
+    def wrapped():
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt as exc:
+            raise RuntimeError("Error calling __set_name__ on '_Implementation' instance") from exc
+
+    status, started, records = _sweep_of_three(monkeypatch, wrapped)
+    assert (status, started, records) == (130, [0], [])  # no point after it, and none recorded as failed
+    assert capsys.readouterr().err == "kvsim: interrupted\n"
+
+
+def test_a_ctrl_c_a_library_swallowed_in_a_point_stops_a_sweep_before_the_next_point(monkeypatch, capsys):
+    def swallowed():
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            pass
+
+    status, started, records = _sweep_of_three(monkeypatch, swallowed)
+    assert (status, started, [r["index"] for r in records]) == (130, [0], [0])  # the point it came in ran to its end
+    assert capsys.readouterr().err == "kvsim: interrupted\n"
+
 STOPPED_POOL = """
 import sys, threading, time
 sys.path.insert(0, {root!r})

@@ -24,6 +24,7 @@ import multiprocessing
 import os
 import resource
 import shlex
+import shutil
 import sys
 import tempfile
 import time
@@ -275,6 +276,8 @@ def _child(argv: list[str], out: str, memory_gib: float) -> None:
     report = None
     if status == 0 and os.path.exists(report_path):
         report = json.loads(Path(report_path).read_text())
+    if os.path.exists(report_path):  # (the parent removes ``out``: nothing of a run is left in its folder)
+        os.remove(report_path)
     Path(out).write_text(json.dumps({"status": status, "err": err.getvalue(), "report": report}))
     os._exit(0)
 
@@ -352,6 +355,7 @@ def run_all(todo: list[dict[str, Any]], workers: int, timeout: float, memory_gib
                 print(f"FINDING {job['key']}={job['value']} ({job['mode']}): {problem}\n    {line}", flush=True)
             elif verbose:
                 print(f"ok {job['key']}={job['value']} ({job['mode']}) exit {status} {seconds:.1f} s", flush=True)
+    shutil.rmtree(tmp, ignore_errors=True)  # (a child killed at --timeout leaves its report behind)
     return findings
 
 

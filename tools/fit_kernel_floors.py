@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     # one-line errors; --out given twice is refused (argparse wrote the last alone); an empty path named as such
     from sim.cli import OneLineParser, path_argument
 
-    p = OneLineParser(prog="fit_kernel_floors.py", description=__doc__.split("\n\n")[0],
+    p = OneLineParser(prog="fit_kernel_floors.py", name="fit_kernel_floors", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
     p.add_argument("folders", nargs="+", metavar="FOLDER[=GPU]",
                    help="an AIConfigurator systems/data/<gpu> folder, with kvsim's GPU after '=' where kvsim does not "

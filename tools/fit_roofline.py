@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     from sim.cli import OneLineParser, path_argument
     from sim.serving.roofline_fit import FIT_KEYS, HOLDOUT_AXES
 
-    p = OneLineParser(prog="fit_roofline.py", description=__doc__.split("\n\n")[0],
+    p = OneLineParser(prog="fit_roofline.py", name="fit_roofline", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
     p.add_argument("table", type=path_argument, help="a Splitwise perf_model CSV or a DistServe profiler JSON")
     p.add_argument("--config", type=path_argument,

@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--draws and --timeout must be >= 1, --seed, --start and --only >= 0")
     import numpy as np
 
+    from sim.errors import raise_if_stopped
     from tests.random_settings import RngChooser, corners, draw_argv, judge
 
     indices = [args.only] if args.only is not None else range(args.start, args.start + args.draws)
@@ -129,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     for i in indices:
         cmd = draw_argv(RngChooser(np.random.default_rng([args.seed, i])), hunt=not args.light)
         status, err, report, seconds = run_draw(cmd, args.timeout)
+        raise_if_stopped()  # a Ctrl-C main.main answered (130) stops the hunt too
         line = "python main.py " + shlex.join(cmd)
         problem = f"no answer in {args.timeout} s" if status is None else judge(status, err, report, cmd)
         if not problem and report is not None and np.random.default_rng([args.seed, i, 1]).random() < args.repeat:

@@ -295,8 +295,9 @@ def _charge_children_before_parents(path: Path, early: np.ndarray, arrival: np.n
     arrive never is one: some request is always left.)"""
     if ledger.strict:
         r = int(np.argmax(early))
-        raise TraceError(f"{path}: the record of chat_id {chat[r]} (timestamp {arrival[r]:g} {time_unit}) comes "
-                         f"before its parent, chat_id {parent[r]} (timestamp {arrival[chat == parent[r]].min():g} "
+        # 15 significant digits, not :g's 6: epoch milliseconds (1.7e12) printed child and parent as one time
+        raise TraceError(f"{path}: the record of chat_id {chat[r]} (timestamp {arrival[r]:.15g} {time_unit}) comes "
+                         f"before its parent, chat_id {parent[r]} (timestamp {arrival[chat == parent[r]].min():.15g} "
                          f"{time_unit}): child before parent")
     ledger.add("child_before_parent", int(early.sum()))
 

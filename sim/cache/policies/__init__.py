@@ -5,13 +5,13 @@ kernels import numba): listing or validating the names imports none of them.
 """
 
 from sim.cache.policies.base import (
-                                     POLICIES,
-                                     EvictionPolicy,
-                                     KernelPolicy,
-                                     check_policy_inputs,
-                                     make_policy,
-                                     policy_class,
-                                     register,
+    POLICIES,
+    EvictionPolicy,
+    KernelPolicy,
+    check_policy_inputs,
+    make_policy,
+    policy_class,
+    register,
 )
 
 __all__ = ["POLICIES", "EvictionPolicy", "KernelPolicy", "check_policy_inputs", "make_policy", "policy_class",
