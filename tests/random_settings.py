@@ -194,6 +194,8 @@ def draw_argv(c: Chooser, *, hunt: bool = False) -> list[str]:
             sets.append(f"cache.tiers.{tier}.capacity_gib={size}")
         if hunt and tiers and size != 0 and (size or tier != "eic") and c.maybe(0.15):  # 0 GiB reads no policy
             sets.append(f"cache.tiers.{tier}.policy={c.pick(TIER_POLICIES)}")
+        if hunt and tier == "eic" and size and c.maybe(0.3):  # a Mooncake store's distinct pages (0 GiB: unread)
+            sets.append("cache.tiers.eic.layout=distinct")
     if tiers and c.maybe(0.4):
         sets.append("cache.inclusion=inclusive")
     if c.maybe(0.25) and not any(s.startswith("serving.block_size") for s in sets) and not learned:
