@@ -59,3 +59,23 @@ def test_hunt_draws_of_gated_deltanet_hybrids_mostly_aim_at_settings_they_run_wi
                and not any(s.startswith("serving.block_size=") and s not in ("serving.block_size=2048",)
                            and int(s.split("=")[1]) < 144 for s in a)]  # 144: the least raised size (TP 8, Ampere)
     assert len(aligned) >= 0.8 * len(serving)
+
+
+def test_a_draw_past_its_timeout_is_reported_as_a_hang_not_an_internal_error(monkeypatch):
+    """The hunt's alarm raised an Exception inside main.main's command_status, which reported it as an internal error
+    (exit 1): a hang read as a traceback."""
+    import sys
+    import time
+
+    import main
+    from sim.errors import command_status
+    from tests.conftest import ROOT
+
+    monkeypatch.syspath_prepend(str(ROOT / "tools"))
+    import random_runs
+
+    monkeypatch.setattr(main, "main", lambda argv: command_status("kvsim", lambda: time.sleep(30) or 0))
+    status, err, report, seconds = random_runs.run_draw(["--preset", "smoke"], timeout_s=1)
+    assert (status, report) == (None, None) and seconds < 10, err
+    assert "internal error" not in err
+    sys.modules.pop("random_runs", None)

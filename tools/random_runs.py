@@ -28,8 +28,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class _Hang(Exception):
-    pass
+class _Hang(BaseException):
+    """A draw past --timeout: not an Exception, which main.main's command_status would report as an internal error
+    (exit 1) and the hunt then as a traceback, not a hang."""
 
 
 def _alarm(*_) -> None:
