@@ -186,8 +186,8 @@ class TierArena:
         return int(self._arrays["meta"][tier, CAP])
 
     def set_capacity(self, tier: int, capacity: int) -> None:
-        """For a tier holding nothing yet (with blocks, ``MultiTierCache.resize_top`` moves the
-        overflow); the policy keeps the capacity it was registered with (``PCAP``)."""
+        """Set ``tier``'s capacity where nothing overflows it (its blocks fit: ``MultiTierCache.resize_top``; an
+        overflow is the compiled resize's to demote); the policy keeps the capacity it was registered with (``PCAP``)."""
         self._arrays["meta"][tier, CAP] = capacity
 
     def stats_row(self, tier: int) -> np.ndarray:
