@@ -67,13 +67,15 @@ try:  # everything loads under this guard (numpy, LightGBM and the compiled kern
     from sim.config import Config, load_config  # noqa: E402
     from sim.report.output import atomic_write, check_distinct, check_writable  # noqa: E402
 except BaseException as _stopped:  # numpy turns a Ctrl-C inside its C import into an ImportError
-    if __name__ != "__main__" or not (isinstance(_stopped, KeyboardInterrupt) or (
-            "interruption_behind" in globals() and interruption_behind(_stopped) is not None)):
+    _why = _stopped if isinstance(_stopped, KeyboardInterrupt) else (
+        interruption_behind(_stopped) if "interruption_behind" in globals() else None)
+    if __name__ != "__main__" or _why is None:
         raise
-    print("learned.train: interrupted", file=sys.stderr, flush=True)
+    _terminated = type(_why).__name__ == "Terminated"  # SIGTERM (watch_stop_signals): 143, as command_status says
+    print(f"learned.train: {'terminated' if _terminated else 'interrupted'}", file=sys.stderr, flush=True)
     import os
 
-    os._exit(130)  # not the interpreter's teardown, with a native library stopped midway (as sim.errors.end_process)
+    os._exit(143 if _terminated else 130)  # not the interpreter's teardown, with a native library stopped midway
 
 DEFAULT_PARAMS = {
     "objective": "multiclass",

@@ -202,6 +202,24 @@ def test_ctrl_c_during_training_is_exit_130_and_leaves_the_previous_model(shared
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.txt", "model.txt.json"]  # no temporary files
 
 
+
+@pytest.mark.parametrize("after_s", [1.0, 4.0], ids=["while-loading-libraries", "while-training"])
+def test_sigterm_during_training_is_exit_143_and_leaves_the_previous_model(shared_data, small_learned_model, tmp_path,
+                                                                            after_s):
+    """A scheduler's SIGTERM is "terminated", 143, wherever it lands (sim.errors.command_status): while the libraries
+    loaded it was reported as an interruption (130) once learned.train noted stop signals from its first line."""
+    model = _copy(small_learned_model, tmp_path)
+    before = model.read_bytes(), sidecar_path(model).read_bytes()
+    trace = shared_data / "traces" / "mooncake_conversation.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "learned.train", "--workload-trace", str(trace), "--out", str(model),
+                             "--set", "serving.block_size=512", "--rounds", "10000"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(after_s)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert (proc.returncode, err.strip()) == (143, "learned.train: terminated")
+    assert (model.read_bytes(), sidecar_path(model).read_bytes()) == before
+
 SWALLOWING_LIBRARY = """
 import runpy, signal, sys
 import lightgbm
