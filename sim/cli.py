@@ -161,8 +161,9 @@ class OneLineParser(argparse.ArgumentParser):
     def _dash_value_hint(self, message: str) -> str:
         """argparse reads a value that starts with '-' (``--range -0.1:0.5``) as a flag and says only "expected one
         argument": name the value and the spelling that passes it."""
-        flag = message.removeprefix("argument ").partition(":")[0].partition("/")[0]
-        if not message.endswith("expected one argument") or flag not in self._argv:
+        spellings = message.removeprefix("argument ").partition(":")[0].split("/")  # (-o/--out: either given)
+        flag = next((spelling for spelling in spellings if spelling in self._argv), None)
+        if not message.endswith("expected one argument") or flag is None:
             return ""
         after = self._argv[self._argv.index(flag) + 1:]
         if not after or not after[0].startswith("-") or after[0] in self._option_string_actions:

@@ -32,3 +32,14 @@ def test_a_value_starting_with_a_dash_is_named_with_the_spelling_that_passes_it(
 def test_a_missing_value_before_another_flag_gets_no_such_hint(capsys):
     assert _status(kvsim_main, ["--policy", "--pd"]) == 2  # '--pd' is a flag: the value is missing, not misread
     assert capsys.readouterr().err == "kvsim: error: argument --policy: expected one argument (see --help)\n"
+
+
+def test_a_flag_with_two_spellings_gets_the_hint_for_the_one_given(capsys):
+    """argparse names '-o/--out'; the hint looked for '-o' alone in the command line."""
+    from sim.cli import OneLineParser
+
+    parser = OneLineParser(prog="tool")
+    parser.add_argument("-o", "--out")
+    assert _status(parser.parse_args, ["--out", "-x.json"]) == 2
+    assert capsys.readouterr().err == ("tool: error: argument -o/--out: expected one argument ('-x.json' was read as a "
+                                       "flag: write --out=-x.json) (see --help)\n")
