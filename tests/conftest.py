@@ -144,3 +144,10 @@ def small_learned_model(tmp_path_factory) -> Path:
     assert train_main(["--out", str(out), "--range", "0:1", "--rounds", "3", "--set", "serving.block_size=512",
                        "--set", "workload.synthetic.num_requests=400"]) == 0
     return out
+
+
+def atomic_leftovers(directory: Path) -> list[str]:
+    """The temporary files an interrupted ``atomic_write`` would have left in ``directory``."""
+    from sim.report.output import TEMP_PREFIX
+
+    return [p.name for p in directory.iterdir() if p.name.startswith(TEMP_PREFIX)]

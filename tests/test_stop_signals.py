@@ -1,0 +1,223 @@
+"""A Ctrl-C or SIGTERM ends a command as stopped (130 / 143, one line) wherever it lands: in a frame that leaves a
+failing destructor, twice, inside a compiled kernel, behind another error a library wrapped it in, swallowed by a
+library's broad ``except`` (sim.errors.watch_stop_signals), in a command run inside another, in a sweep's point."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from sim.errors import Terminated, command_status
+from sim.report.output import atomic_write
+from tests.conftest import ROOT, atomic_leftovers
+
+
+class _FailingDestructor:
+    """A native object interrupted half-built (llvmlite's ObjectRef during numba's compile): its __del__ fails."""
+
+    def __del__(self):
+        raise AttributeError("_ptr")
+
+
+@pytest.mark.parametrize(("stop", "line", "code"), [(KeyboardInterrupt, "interrupted", 130),
+                                                     (Terminated, "terminated", 143)])
+def test_a_stopped_run_says_so_in_one_line_whatever_its_frames_leave(monkeypatch, capsys, stop, line, code):
+    """Freed as the stop unwinds, a half-built object's failing destructor would print "Exception ignored in ..."
+    after the status line (seen under load: Ctrl-C inside numba's compiler)."""
+    monkeypatch.setattr(sys, "unraisablehook", sys.__unraisablehook__)  # restored after the test
+
+    def body() -> int:
+        half_built = _FailingDestructor()  # noqa: F841 (freed with this frame, after the handler)
+        raise stop
+
+    assert command_status("kvsim", body) == code
+    assert capsys.readouterr().err == f"kvsim: {line}\n"
+
+
+def test_a_second_sigterm_while_stopping_is_ignored(monkeypatch, capsys):
+    """coreutils ``timeout`` signals the command and then its process group, so the command gets SIGTERM twice; the
+    second one, landing while the first is being handled, raised Terminated out of the handler: a traceback."""
+    import sim.errors
+
+    said = []
+    say = sim.errors._say
+
+    def say_after_another_sigterm(line: str) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)  # the second signal, while the first is handled
+        said.append(line)
+        say(line)
+
+    monkeypatch.setattr(sim.errors, "_say", say_after_another_sigterm)
+
+    def body() -> int:
+        os.kill(os.getpid(), signal.SIGTERM)
+        return 0
+
+    assert command_status("kvsim", body) == 143
+    assert said == ["kvsim: terminated"]
+
+
+def test_a_signal_a_compiled_kernel_returned_with_is_an_interruption_not_an_internal_error(capsys):
+    """numba's dispatcher reports a Ctrl-C (or SIGTERM) raised while its function ran as a SystemError caused by it
+    ("returned a result with an exception set": seen generating a synthetic trace's block ids)."""
+    from sim.errors import Terminated, command_status
+
+    def kernel_stopped_by(signal_exception):
+        def body():
+            try:
+                raise signal_exception
+            except KeyboardInterrupt as exc:
+                raise SystemError("CPUDispatcher(<function f>) returned a result with an exception set") from exc
+        return body
+
+    assert command_status("kvsim", kernel_stopped_by(KeyboardInterrupt())) == 130
+    assert capsys.readouterr().err.strip() == "kvsim: interrupted"
+    assert command_status("kvsim", kernel_stopped_by(Terminated())) == 143
+    assert capsys.readouterr().err.strip() == "kvsim: terminated"
+
+    def broken():
+        raise SystemError("a real one")
+    assert command_status("kvsim", broken) == 1 and "internal error" in capsys.readouterr().err
+
+
+def test_a_signal_behind_another_error_is_an_interruption(capsys):
+    """Python 3.11 wraps an exception raised while a class is created in "Error calling __set_name__" (a RuntimeError:
+    a Ctrl-C while LightGBM imported narwhals ended learned.train as an internal error, exit 1)."""
+
+    def stopped_inside_class_creation():
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise RuntimeError("Error calling __set_name__ on '_Implementation' instance") from exc
+
+    assert command_status("learned.train", stopped_inside_class_creation) == 130
+    assert capsys.readouterr().err == "learned.train: interrupted\n"
+
+
+@pytest.mark.parametrize(("signum", "line", "code"), [(signal.SIGINT, "interrupted", 130),
+                                                      (signal.SIGTERM, "terminated", 143)])
+def test_a_stop_signal_a_library_swallowed_still_stops_the_command(tmp_path, capsys, signum, line, code):
+    """An optional import's ``except ImportError`` (LightGBM's, around pandas) can eat the Ctrl-C that broke a C
+    extension's import; learned.train then trained on for minutes and replaced the model. The signal is noted: no
+    output replaces the previous one, and the command ends as stopped."""
+    report = tmp_path / "report.json"
+    report.write_text("previous")
+
+    def body() -> int:
+        try:
+            signal.raise_signal(signum)
+        except KeyboardInterrupt:  # (Terminated is one)
+            pass  # a library's broad except
+        with atomic_write(report) as fh:
+            fh.write("new")
+        return 0
+
+    assert command_status("kvsim", body) == code
+    assert capsys.readouterr().err == f"kvsim: {line}\n"
+    assert report.read_text() == "previous" and atomic_leftovers(tmp_path) == []
+    assert command_status("kvsim", lambda: 0) == 0  # answered: the next command in this process is not stopped
+
+
+def test_a_stop_signal_swallowed_after_the_last_output_still_ends_as_stopped(capsys):
+    def body() -> int:
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            pass
+        return 0
+
+    assert command_status("kvsim", body) == 130
+    assert capsys.readouterr().err == "kvsim: interrupted\n"
+
+
+def test_a_ctrl_c_a_command_run_inside_another_answered_stops_the_outer_one_too(capsys):
+    """tools/random_runs.py runs main.main's under its own command_status: the inner command ends 130 on a Ctrl-C,
+    and the outer one must stop too (the latch was cleared as the inner returned: the hunt went on, the draw a
+    "violation", and the hunt ended 0 or 1). Once the outer one has answered, the next command starts unstopped."""
+
+    def inner() -> int:
+        signal.raise_signal(signal.SIGINT)
+        return 0
+
+    inner_status: list[int] = []
+    assert command_status("random_runs.py", lambda: inner_status.append(command_status("kvsim", inner)) or 0) == 130
+    assert inner_status == [130]
+    assert capsys.readouterr().err == "kvsim: interrupted\nrandom_runs.py: interrupted\n"
+    assert command_status("kvsim", lambda: 0) == 0
+
+
+def _sweep_of_three(monkeypatch, first_point) -> tuple[int, list[int], list[dict]]:
+    """A --jobs 1 sweep of three points, run in this process under ``command_status``, whose first point runs
+    ``first_point``: (its exit status, the points that started, the records the sweep was given)."""
+    from types import SimpleNamespace
+
+    import experiments.runner as runner
+
+    started: list[int] = []
+
+    def execute(task):
+        started.append(task.index)
+        if task.index == 0:
+            first_point()
+        return SimpleNamespace(trace=None, runs=[]), {}
+
+    monkeypatch.setattr(runner, "_execute_reading", execute)
+    tasks = [runner.Task("k", i, f"p{i}", "single", None) for i in range(3)]
+    records: list[dict] = []
+    status = command_status("kvsim", lambda: runner.run_local(tasks, 1, records.append) or 0)
+    return status, started, records
+
+
+def test_a_ctrl_c_a_library_wrapped_in_a_point_stops_a_sweep_run_in_this_process(monkeypatch, capsys):
+    """At --jobs 1 the points run here, and ``run_task`` keeps a failed point's error and goes on: a Ctrl-C that a
+    library turned into another error (Python 3.11's "Error calling __set_name__") was recorded as the point's
+    internal error, and every later point ran before the command ended 130. It stops the sweep at once."""
+
+    def wrapped():
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt as exc:
+            raise RuntimeError("Error calling __set_name__ on '_Implementation' instance") from exc
+
+    status, started, records = _sweep_of_three(monkeypatch, wrapped)
+    assert (status, started, records) == (130, [0], [])  # no point after it, and none recorded as failed
+    assert capsys.readouterr().err == "kvsim: interrupted\n"
+
+
+def test_a_ctrl_c_a_library_swallowed_in_a_point_stops_a_sweep_before_the_next_point(monkeypatch, capsys):
+    def swallowed():
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            pass
+
+    status, started, records = _sweep_of_three(monkeypatch, swallowed)
+    assert (status, started, [r["index"] for r in records]) == (130, [0], [0])  # the point it came in ran to its end
+    assert capsys.readouterr().err == "kvsim: interrupted\n"
+
+
+STOPPED_POOL = """
+import sys, threading, time
+sys.path.insert(0, {root!r})
+from experiments import runner
+pool = runner._pool(1)
+pool.submit(time.sleep, 30)
+runner._stop(pool)
+failing = threading.Thread(target=lambda: 1 / 0)
+failing.start()
+failing.join()
+"""
+
+
+def test_a_stopped_pool_reports_no_exception_of_another_thread():
+    """Once an interrupted sweep stops its pool, a thread failing on the killed workers' pipes (the pool's manager
+    thread: about one SIGTERM in 40 on a busy machine printed "Exception in thread Thread-1" under "kvsim:
+    terminated") prints nothing: the process is ending on the interruption. (In a process of its own: pytest takes
+    the threads' exceptions itself.)"""
+    done = subprocess.run([sys.executable, "-c", STOPPED_POOL.format(root=str(ROOT))], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert (done.returncode, done.stderr) == (0, "")
