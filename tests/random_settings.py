@@ -3,11 +3,9 @@ tests/test_random_combinations.py (a few seeded draws, the CI budget) and tools/
 draws). A draw's choices come from a numpy Generator seeded with (seed, index), so a finding of either is one command
 line that ``python tools/random_runs.py --seed S --only I`` draws again.
 
-``draw_argv(chooser, hunt=...)`` returns the argv of one tiny run (``--preset smoke``, at most 60 requests);
-``judge(status, err, report, argv)`` returns what is wrong with its outcome (None when it is an accepted one): exit 0
-with a report that passes tests/report_invariants.py, or exit 2 with one line naming a key, flag or file (README:
-exit status). Settings that are refused by key are drawn rarely (a refusal is cheap and says little). ``hunt=True``
-adds what costs too much for CI: per-tier policies (each new combination compiles its kernels once, ~40 s, README
+``draw_argv(chooser, hunt=...)`` returns the argv of one tiny run (``--preset smoke``, at most 60 requests), which
+tests/run_outcome.py's ``judge`` judges. Settings that are refused by key are drawn rarely (a refusal is cheap and
+says little). ``hunt=True`` adds what costs too much for CI: per-tier policies (each new combination compiles its kernels once, ~40 s, README
 Policy study), the learned policy (a model trained once per machine), and more draws of ``--max-rate`` and
 ``--seeds``.
 """
@@ -19,10 +17,9 @@ import hashlib
 import io
 import json
 import os
-import re
 import tempfile
 from pathlib import Path
-from typing import Any, Protocol, Sequence, TypeVar
+from typing import Protocol, Sequence, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -483,38 +480,6 @@ def _aim_sliding(c: Chooser, argv: list[str], sets: list[str]) -> None:
             _without_policies(c, argv, sets, {"belady", "learned"})
             for tier in tiers:
                 _put(sets, f"cache.tiers.{tier}.policy", c.pick(["lru", "arc", "s3fifo"]))
-
-
-def names(argv: list[str]) -> list[str]:
-    """What a one-line error may name: the flags and files given, each --set key and its last part."""
-    out = [a for a in argv if a.startswith("--")] + [a for a in argv if "/" in a]
-    for a in argv:
-        if "=" in a and not a.startswith("--"):
-            key = a.split("=", 1)[0]
-            out += [key, key.rsplit(".", 1)[-1]]
-    return out
-
-
-def judge(status: int, err: str, report: dict[str, Any] | None, argv: list[str]) -> str | None:
-    """What is wrong with a run's outcome, or None: exit 0 with a consistent report, or exit 2 with one line that
-    names what it refuses (README: exit status)."""
-    from tests.report_invariants import check_report
-
-    if "Traceback" in err:
-        return "traceback: " + err.strip().splitlines()[-1][:300]
-    if status not in (0, 2):
-        return f"exit {status}: " + (err.strip().splitlines() or [""])[-1][:300]
-    if status == 2:
-        lines = err.strip().splitlines()
-        if len(lines) != 1 or not lines[0].startswith("kvsim: error:"):
-            return "exit 2 without one 'kvsim: error:' line: " + " | ".join(lines)[:300]
-        if not (any(name in lines[0] for name in names(argv)) or re.search(r"'[a-z_]+\.[a-z_.]+'", lines[0])):
-            return "exit 2 naming no flag, key or file given: " + lines[0][:300]
-        return None
-    if report is None:
-        return "exit 0 without a report"
-    bad = check_report(report)
-    return "; ".join(bad)[:1000] if bad else None
 
 
 def corners(argv: list[str]) -> list[str]:

@@ -2,15 +2,15 @@
 invariant checker (tests/report_invariants.py), or exit 2 with one line naming a key, flag or file (README: exit
 status). An exit 1, a traceback, a hang or a violated invariant is a finding.
 
-Each draw is a tiny run (``--preset smoke``, at most 60 requests) of main.main in-process (as ``run_cli`` does;
-a subprocess costs ~5 s of imports a draw). The generator and the judgement are tests/random_settings.py's, which
-``python tools/random_runs.py --draws N --seed S`` draws from for a hunt of many draws (tools/README.md); CI runs
-draws 0..DRAWS-1 of seed SEED of the generator's lighter form (no per-tier policies, no learned policy: each new
-per-tier combination compiles its kernels once, ~40 s, README Policy study), and a failing draw I is the command
-``python tools/random_runs.py --light --seed SEED --only I`` prints. Seeded draws replaced hypothesis's here: its
-derandomized examples are mostly its simplest (every option at once, or none), so the earlier generator's 25 draws
-ran one serving simulation (10 of its 12 that ran were --mrc), the widened one's 2 runs of any kind, or with options
-off by default no heavier model; 25 seeded draws run the generator's own mix (16 of 25 ran).
+Each draw is a tiny run (``--preset smoke``, at most 60 requests) of main.main in-process (as ``run_cli`` does; a
+subprocess costs ~5 s of imports a draw). The generator is tests/random_settings.py's, the judgement
+tests/run_outcome.py's; ``python tools/random_runs.py --draws N --seed S`` draws from the generator for a hunt of many
+draws (tools/README.md); CI runs draws 0..DRAWS-1 of seed SEED of the generator's lighter form (no per-tier policies,
+no learned policy: each new per-tier combination compiles its kernels once, ~40 s, README Policy study), and a failing
+draw I is the command ``python tools/random_runs.py --light --seed SEED --only I`` prints. Seeded draws replaced
+hypothesis's here: its derandomized examples are mostly its simplest (every option at once, or none), so the earlier
+generator's 25 draws ran one serving simulation (10 of its 12 that ran were --mrc), the widened one's 2 runs of any
+kind, or with options off by default no heavier model; 25 seeded draws run the generator's own mix (16 of 25 ran).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 from conftest import SHARED_DATA
 
-from tests.random_settings import RngChooser, draw_argv, judge
+from tests.random_settings import RngChooser, draw_argv
+from tests.run_outcome import judge
 
 HANG_S = 120  # far above any draw once its kernels are compiled (the hunt's slowest warm draw: ~12 s, --max-rate)
 SEED, DRAWS = 2026, 20  # about the time the earlier generator's 25 draws took (8 s beside 6 s warm, 2 cores)

@@ -286,8 +286,8 @@ def judge(job: dict[str, Any], status: int | None, err: str, report: dict | None
           timeout: float) -> str | None:
     """What is wrong with a run's outcome (None: exit 0 with a consistent report, or exit 2 in one line naming a key
     of the run, quickly)."""
-    from tests.random_settings import judge as judge_outcome
     from tests.report_invariants import check_report
+    from tests.run_outcome import judge as judge_outcome
 
     if status is None:
         return f"no answer in {timeout:.0f} s"

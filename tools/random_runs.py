@@ -121,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from sim.errors import raise_if_stopped
-    from tests.random_settings import RngChooser, corners, draw_argv, judge
+    from tests.random_settings import RngChooser, corners, draw_argv
+    from tests.run_outcome import judge
 
     indices = [args.only] if args.only is not None else range(args.start, args.start + args.draws)
     found, refusals, slow, first_refused = 0, Counter(), [], {}
