@@ -297,6 +297,39 @@ def test_layerwise_transfers_share_their_link(run_cli, tmp_path):
     assert rows["kv_ready"].tolist() == pytest.approx([done0, done1], rel=1e-9)
 
 
+# --cluster --pd: one GPU a node, so the KV crosses the two nodes' NICs (network.*), not a node's PCIe lanes
+@pytest.mark.parametrize("mode", [("--pd",), ("--cluster", "--pd", "--set", "hardware.gpus_per_node=1",
+                                              "--set", "cluster.nodes_per_rack=2")], ids=["pd", "cluster-pd"])
+@pytest.mark.parametrize("gbps,compute_bound", [(400, True), (10, False)])
+def test_layerwise_exposed_transfer_pays_the_link_latency_once(run_cli, tmp_path, gbps, compute_bound, mode):
+    """By hand, one 4,096-token prompt alone (8 Mooncake blocks of 512 tokens) over a 2 ms link. Llama-3.1-8B's KV is
+    2 x 32 layers x 8 KV heads x 128 x 2 B = 131,072 B a token, so B = 536,870,912 B, B / 32 a layer. Each layer's
+    KV is a message sent as soon as its layer is computed, back to back, so their latencies overlap: the last
+    message arrives latency + max(one layer's serialization, all of it - the compute of layers 2..32) after the
+    prefill ends. At 400 Gb/s the link keeps up (0.34 ms a layer against ~2.8 ms of compute): exposed = 2 ms +
+    0.34 ms; it was 2 ms / 32 + 0.34 ms, a 32nd of the latency. At 10 Gb/s it does not: 2 ms + B / 1.25 GB/s -
+    31/32 of the prefill."""
+    import json
+
+    import pandas as pd
+
+    trace = tmp_path / "t.jsonl"
+    trace.write_text(json.dumps({"timestamp": 0, "input_length": 4096, "output_length": 2,
+                                 "hash_ids": list(range(1, 9))}) + "\n")
+    csv = tmp_path / "r.csv"
+    status, _, err = run_cli(*mode, "--workload-trace", trace, "--quiet", "--no-plot", "--requests-csv", csv,
+                             "--set", "pd.transfer=layerwise", "--set", f"network.bandwidth_gbps={gbps}",
+                             "--set", "network.latency_us=2000")
+    assert status == 0, err
+    row = pd.read_csv(csv).iloc[0]
+    nbytes, latency, bandwidth = 4096 * 131072, 2e-3, gbps * 1e9 / 8
+    assert row["kv_transfer_bytes"] == nbytes
+    per_layer = nbytes / 32 / bandwidth
+    assert (per_layer < row["prefill_s"] / 32) == compute_bound
+    expected = latency + max(per_layer, nbytes / bandwidth - 31 / 32 * row["prefill_s"])
+    assert row["kv_transfer_s"] == pytest.approx(expected, rel=1e-9)
+
+
 @pytest.mark.parametrize("asynchronous", [False, True])
 @pytest.mark.parametrize("reserve_full_isl", [True, False])
 def test_a_waiting_request_is_admitted_when_its_whole_sequence_fits(reserve_full_isl, asynchronous):

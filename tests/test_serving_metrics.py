@@ -141,6 +141,53 @@ def test_an_overloaded_run_says_so_and_a_steady_one_does_not():
         assert 0.1 * n <= counted <= exact and f" of {n} requests" in caveat
 
 
+def test_a_pd_run_whose_kv_link_is_saturated_says_it_is_overloaded():
+    """By hand: 40 prompts of 1,000 tokens, 50 ms apart, 1P:1D over a 1 Gb/s link. Each carries 1,000 x 131,072 B of
+    Llama-3.1-8B KV, 1.05 s of the link alone, so the link is offered 21x what it can carry: queueing theory says
+    the transfers pile up without bound. Each prefill (~25 ms) ends before the next arrives, so nothing waits in the
+    breakdown's queue: the wait is the shared link's, in kv_transfer, and the caveat (judged by the queue's share of
+    the mean TTFT) stayed silent on a run whose TTFT grows with its length. The same requests a minute apart: none."""
+    from sim.report.document import overload_caveat
+
+    n = 40
+    config = load_config(None, sets=["pd.num_prefill=1", "pd.num_decode=1", "serving.num_gpu_blocks=20000",
+                                     "network.bandwidth_gbps=1"])
+    for gap, overloaded in ((0.05, True), (60.0, False)):
+        trace = make_trace([i * gap for i in range(n)], [1000] * n, [20] * n)
+        result, requests = run_serving(trace, config, "pd")
+        caveat = overload_caveat(result.metrics)
+        if not overloaded:
+            assert caveat is None
+            continue
+        breakdown = result.metrics["ttft_breakdown_s"]
+        assert breakdown["queue"] < 0.1 * breakdown["kv_transfer"]  # the wait is the link's, not the queue's
+        in_transfer = int(np.sum((requests.kv_sent <= requests.arrival.max())
+                                 & (requests.kv_ready > requests.arrival.max())))
+        assert in_transfer >= 0.9 * n
+        assert caveat is not None and "KV in transfer" in caveat, caveat
+
+
+def test_a_short_steady_pd_run_over_a_slow_link_is_not_called_overloaded():
+    """The other side of the saturated link: the same 1,000-token prompts 0.5 s apart over 10 Gb/s, each transfer
+    0.105 s of the link alone, a fifth of its time, and each decoding 2,000 tokens (E2E > 10 s). By Little's law ~2/s
+    x E2E of them are in the system at once, so at the last arrival well over a tenth of the 40 still are (a run
+    short beside its requests' lifetimes), and the transfer is most of each TTFT; but they are decoding, not
+    waiting: a batch that a longer run at this rate would hold steady, not an overload."""
+    from sim.report.document import arrival_backlog, overload_caveat
+
+    n = 40
+    config = load_config(None, sets=["pd.num_prefill=1", "pd.num_decode=1", "serving.num_gpu_blocks=20000",
+                                     "network.bandwidth_gbps=10"])
+    trace = make_trace([i * 0.5 for i in range(n)], [1000] * n, [2000] * n)
+    result, requests = run_serving(trace, config, "pd")
+    assert requests.e2e.mean() > 10
+    breakdown = result.metrics["ttft_breakdown_s"]
+    assert breakdown["kv_transfer"] > 0.5 * result.metrics["ttft_s"]["mean"]
+    backlog, total = arrival_backlog(result.metrics)
+    assert backlog >= 0.1 * total
+    assert overload_caveat(result.metrics) is None
+
+
 def test_pd_time_series_count_a_request_whose_kv_is_in_transfer():
     """L = λW in PD, over a slow link (2 Gb/s: a 1,000-token prompt's 128 MiB of KV takes ~0.5 s): a request whose KV
     is on its way to the decode instance is in the system, queued (vLLM counts one waiting for remote KV among its

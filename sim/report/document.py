@@ -94,6 +94,9 @@ def flatten(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 OVERLOAD_BACKLOG = 0.10  # a tenth of the requests still in the system when the last one arrives ...
 OVERLOAD_QUEUE_SHARE = 0.5  # ... and waiting most of the mean TTFT: more work came than the run served
+# ... or most of that backlog waiting then, not running: in PD a request whose KV crosses a saturated link waits in
+# kv_transfer (the link is shared: every transfer slows), not in the breakdown's queue
+OVERLOAD_WAITING_SHARE = 0.5
 
 
 def answer_caveats(metrics: dict[str, Any]) -> list[str]:
@@ -116,6 +119,19 @@ def arrival_backlog(metrics: dict[str, Any]) -> tuple[int, int] | None:
     return int(np.sum(arrivals[: last + 1]) - np.sum(completions[: last + 1])), int(np.sum(arrivals))
 
 
+def waiting_at_last_arrival(metrics: dict[str, Any]) -> int | None:
+    """Requests waiting (queued for admission; in PD also for decode memory or with their KV in transfer: the time
+    series' ``queued``) at the end of the time-series interval of the last arrival, the instant ``arrival_backlog``
+    counts to; None without that sample."""
+    series = metrics.get("timeseries") or {}
+    arrivals = np.asarray(series.get("arrivals", []), dtype=float)
+    queued = np.asarray(series.get("queued", []), dtype=float)
+    if len(queued) != len(arrivals) or not np.any(arrivals > 0):
+        return None
+    after = int(np.flatnonzero(arrivals > 0)[-1]) + 1  # the sample at the interval's end sees its events
+    return int(queued[after]) if after < len(queued) else None
+
+
 def still_filling(metrics: dict[str, Any]) -> tuple[int, int] | None:
     """(backlog, requests) when a tenth or more of the run's requests (``OVERLOAD_BACKLOG``) were still queued or
     running at its last arrival (``arrival_backlog``): its arrivals and completions did not balance, so its latencies
@@ -130,18 +146,27 @@ def overload_caveat(metrics: dict[str, Any]) -> str | None:
     """A run whose requests arrived faster than it served them: its queue grew until the arrivals stopped, so its
     latencies measure the trace's length, not a steady state a deployment would run in. Judged on the run's time
     series (requests still queued or running at the end of the interval of the last arrival, a lower bound of
-    those at the arrival itself) and the queue's share of the mean TTFT."""
+    those at the arrival itself) and either the queue's share of the mean TTFT or how many of that backlog were
+    waiting then (``waiting_at_last_arrival``: a backlog mostly running is a batch that grew, one mostly waiting a
+    queue, in PD also KV crossing a saturated link, whose time is the breakdown's kv_transfer, not its queue)."""
     ttft = (metrics.get("ttft_s") or {}).get("mean")
     queue = (metrics.get("ttft_breakdown_s") or {}).get("queue")
     backlog_total = arrival_backlog(metrics)
     if not ttft or queue is None or not np.isfinite([ttft, queue]).all() or backlog_total is None:
         return None  # (no TTFT to share out: no request completed)
     backlog, total = backlog_total
-    share = queue / ttft
-    if backlog < OVERLOAD_BACKLOG * total or share < OVERLOAD_QUEUE_SHARE:
+    if backlog < OVERLOAD_BACKLOG * total:
         return None
+    share = queue / ttft
+    if share >= OVERLOAD_QUEUE_SHARE:
+        why = f"queueing is {share:.0%} of the mean TTFT"
+    else:
+        waiting = waiting_at_last_arrival(metrics)
+        if waiting is None or waiting < OVERLOAD_WAITING_SHARE * backlog:
+            return None
+        why = f"{waiting:,} of them waiting (queued; in PD also for decode memory or with their KV in transfer)"
     return (f"overloaded: at least {backlog:,} of {total:,} requests ({backlog / total:.0%}) were still queued or running when "
-            f"the last arrived, and queueing is {share:.0%} of the mean TTFT: requests came faster than they were "
+            f"the last arrived, and {why}: requests came faster than they were "
             "served, so latencies grow with the trace's length (--max-rate finds the rate this deployment sustains)")
 
 

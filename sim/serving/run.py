@@ -342,14 +342,20 @@ class ServingRun:
         link.send(nbytes, lambda _d: arrived())
 
     def _layerwise(self, link: Link, nbytes: int, src: Instance, job: Job, dest: Instance, dest_job: Job) -> None:
-        """Layer i's KV is sent while layer i+1 computes: only the part the compute does not hide is exposed."""
+        """Layer i's KV is sent while layer i+1 computes: only the part the compute does not hide is exposed.
+
+        Each layer is a message of its own, sent back to back, so their latencies overlap (the whole transfer pays
+        the link's latency once: ``full``). Where the link keeps up with the compute, what is left after the last
+        layer's compute is that layer's message, latency and all (``isolated_time`` of a layer's bytes), not a
+        ``1/layers`` share of the whole transfer's latency; where it does not, the transfer less the compute of
+        layers 2..L."""
         layers = self.model_layers
         table, rid = self.table, job.rid
         prefill_compute = max(0.0, float(table.prefill_done[rid] - table.scheduled[rid] - table.kv_load[rid]))
         per_layer_compute = prefill_compute / layers
         hidden_s = (layers - 1) * per_layer_compute  # transfer time the compute of layers 2..L can hide
         full = link.model.isolated_time(nbytes)
-        exposed = max(full / layers, full - hidden_s)
+        exposed = min(full, max(link.model.isolated_time(nbytes / layers), full - hidden_s))
         # the exposed part shares the link with the transfers on it then (the hidden part crossed during compute)
         if full <= 0:
             self.engine.after(0.0, self._arrived, src, job, dest, dest_job)
