@@ -117,6 +117,9 @@ def test_hit_ratio_plan_uses_the_exact_curve_and_replays_agree(run_cli, tmp_path
     ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "tiers": {"dram": [0, 1e30]}}},
      "search.tiers.dram: config key 'cache.tiers.dram.capacity_gib' must be >= 0 and <="),
     # an attainment beside a hit-ratio target was ignored (the replay has no clock)
+    # "how much HBM?": the tier a capacity question names first is no searched tier; the error says what sizes it
+    ({"target": {"hit_ratio": 0.2}, "search": {"gpu": ["h100-sxm"], "tiers": {"hbm": [80]}}},
+     "unknown key 'search.tiers.hbm'; valid keys: dram, ssd, eic (HBM is each GPU's memory: search 'gpu' types"),
     ({"target": {"hit_ratio": 0.2, "slo": {"attainment": 0.9}}, "search": {"gpu": ["h100-sxm"]}},
      "'target.slo.attainment' goes with latency targets"),
     # a split that needs more instances than the GPU counts make: not a TP that divides none
