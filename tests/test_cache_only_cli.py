@@ -128,3 +128,14 @@ def test_hand_made_trace_plain_and_prefix_hits(run_cli, tmp_path):
     assert all(r["metrics"]["accesses"] == 11 for r in plain["runs"])
     prefix = _report(run_cli, tmp_path, "prefix", *argv, "--policy", "lru", "--set", "cache.access_semantics=prefix")
     assert prefix["runs"][0]["metrics"]["hits"] == 5
+
+
+def test_a_workload_without_repeats_says_why_every_policy_hits_nothing(run_cli):
+    """The Azure conversation trace has token counts alone and no sessions: each prompt's blocks are its own, so no
+    block repeats and every policy's hit ratio is 0 (a policy study of it said nothing, and said nothing about why)."""
+    status, out, err = run_cli("--cache-only", "--workload-trace", BUNDLED_AZURE, "--workload-limit", "50",
+                               "--policy", "lru,belady", "--capacity-blocks", "100", "--no-plot")
+    assert status == 0, err
+    assert "! no block of this workload repeats (block ids: unique)" in out and "hits                           0" in out
+    status, out, err = run_cli(*SYNTH, "--policy", "lru", "--capacity-blocks", "100", "--no-plot")
+    assert status == 0 and "no block of this workload repeats" not in out, err
