@@ -422,6 +422,12 @@ def _summary(plan: dict, candidates: list[Candidate], chosen: Candidate | None) 
                      f"{target['workload_rate_rps']:.4g} req/s)")
     else:
         lines.append(f"target: hit ratio >= {target['hit_ratio']:g}")
+    # a tier the search does not vary still serves (and is priced in) every candidate, but no name shows it: "dram=0GiB"
+    # reached 0.34 of Mooncake on config.yaml's 2 TiB SSD, where HBM alone reaches 0.04
+    fixed = sorted({(t, gib) for c in candidates for t, gib in c.run_tier_gib.items() if t not in c.tier_gib and gib > 0})
+    if fixed:
+        lines.append("every candidate also runs with, and pays for, " + ", ".join(f"{t}={gib:g}GiB" for t, gib in fixed)
+                     + " (the config's; not searched: set it to 0 under 'set', or search it under 'search.tiers')")
     width = max(len(c.name) for c in candidates)
     lines.append(f"  {'candidate':<{width}}  {'USD/h':>8}  {measure:>13}  status")
     for entry in plan["candidates"]:

@@ -249,6 +249,24 @@ def test_cost_counts_the_configured_tiers_the_search_does_not_vary(run_cli, tmp_
     assert by_dram[8.0] == pytest.approx(12.29 + (8 * 6.71 + 100 * 0.099) / hours)
 
 
+def test_the_summary_names_the_configured_tiers_the_search_does_not_vary(run_cli, tmp_path, shared_data):
+    """A plan searching DRAM alone answered DRAM 0 GiB at hit ratio 0.34 on Mooncake: the config's SSD (config.yaml:
+    2,048 GiB a node) served it, unnamed, where the H100's HBM alone holds the LRU curve's 0.04 (1,000 blocks of 512
+    tokens: 0.0445, the trace's published figure in tests/test_cache_oracle.py; an H100 holds fewer). The summary
+    names every tier a candidate runs with that the search does not vary; none when the plan sets it to 0."""
+    ssd = yaml.safe_load((ROOT / "config.yaml").read_text())["cache"]["tiers"]["ssd"]["capacity_gib"]
+    body = {"workload": {"trace": str(shared_data / "traces" / "mooncake_conversation.jsonl")},
+            "target": {"hit_ratio": 0.15}, "search": {"gpu": ["h100-sxm"], "tiers": {"dram": [0]}}}
+    status, stdout, err = run_cli("--plan", _plan(tmp_path, body), "--jobs", "1", "--no-plot")
+    assert status == 0, err
+    assert f"every candidate also runs with, and pays for, ssd={ssd:g}GiB (the config's; not searched" in stdout
+    assert "chosen: 1xh100-sxm tp1 aggregated" in stdout  # (HBM alone, under 0.0445, would not meet it)
+    body["set"] = {"cache.tiers.ssd.capacity_gib": 0}
+    status, stdout, err = run_cli("--plan", _plan(tmp_path, body, "plan0.yaml"), "--jobs", "1", "--no-plot")
+    assert status == 0, err
+    assert "every candidate also runs with" not in stdout and "chosen: none" in stdout
+
+
 def test_a_gpu_spec_file_beside_the_plan_is_searched_and_priced(run_cli, tmp_path, monkeypatch):
     """search.gpu may name a GPU spec file (hardware.gpu's path form) relative to the plan, priced under the same
     key in the plan's prices; run from elsewhere, the candidate reads that file and costs the plan's price."""
