@@ -46,6 +46,7 @@ class Candidate:
     pareto: bool = False
     chosen: bool = False
     run_tier_gib: dict[str, float] = field(default_factory=dict)  # every lower tier as it runs: searched or the config's
+    trace: dict = field(default_factory=dict)  # its run's trace section (rows used, skips by reason), once it ran
 
     @property
     def overrides(self) -> dict[str, Any]:

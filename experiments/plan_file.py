@@ -58,10 +58,17 @@ def plan_error(path: Path, message: str) -> ConfigError:
     return ConfigError(f"plan {path}: {message}")
 
 
+# What to search instead of a key a user may look for first (the capacity question asks "how much HBM").
+INSTEAD = {"search.tiers.hbm": "HBM is each GPU's memory: search 'gpu' types and 'gpus' counts, or size it in "
+                               "blocks with a --sweep over serving.num_gpu_blocks"}
+
+
 def _check_keys(path: Path, data: dict, valid: tuple[str, ...], where: str) -> None:
     unknown = [k for k in data if k not in valid]
     if unknown:
-        raise plan_error(path, f"unknown key '{where}{unknown[0]}'; valid keys: {', '.join(valid)}")
+        hint = INSTEAD.get(f"{where}{unknown[0]}")
+        raise plan_error(path, f"unknown key '{where}{unknown[0]}'; valid keys: {', '.join(valid)}"
+                               + (f" ({hint})" if hint else ""))
 
 
 def _finite(value: Any) -> bool:

@@ -21,7 +21,8 @@ the plan). Then:
 3. The Pareto front (cost vs max rate, or vs hit ratio), the cheapest candidate that
    meets the target, and the runs that prove the boundary: that candidate run at the
    target (meets) and the cheaper timed candidate nearest the target (highest max rate) run at it (fails). A fleet's
-   hit ratio comes from its serving run (cluster mode has no cache-only replay).
+   hit ratio comes from its serving run (cluster mode has no cache-only replay). A candidate whose runs could not
+   run every request (``exceeds_kv_capacity``: its instances hold fewer KV blocks than a request needs) is no answer.
 
 ``experiments.plan_file`` reads and validates the plan, ``experiments.plan_candidates`` enumerates
 and prunes the candidates (step 1); this module runs them, proves the choice and reports (2, 3).
@@ -139,6 +140,26 @@ def _pareto(timed: list[Candidate]) -> None:
     for c in sorted(timed, key=_order):
         if c.measured is not None and c.measured > best:
             c.pareto, best = True, c.measured
+
+
+# The admission skip that depends on the candidate (its GPU memory, TP, ``serving.num_gpu_blocks``): a request whose KV
+# needs more blocks than one instance holds, which vLLM refuses (``sim.serving.admission.admit``).
+UNSERVED_REASON = "exceeds_kv_capacity"
+
+
+def _unserved(c: Candidate, record: dict) -> bool:
+    """Mark ``c`` infeasible when its run could not serve every request of the workload: an answer measured on the
+    requests it could run (a TTFT attainment over 280 of 300 requests) is not one for the workload. Its measure
+    stays in the table, its run in the report, each with the run's trace section (rows used, skips by reason)."""
+    trace = record.get("trace") or {}
+    skipped = (trace.get("skip_reasons") or {}).get(UNSERVED_REASON, 0)
+    c.trace = trace
+    if not skipped:
+        return False
+    c.status = "infeasible"
+    c.reason = (f"cannot run {skipped:,} of the {skipped + trace.get('rows_used', 0):,} requests ({UNSERVED_REASON}: "
+                f"vLLM refuses them)")
+    return True
 
 
 def _run(tasks: list[Task], givens: dict[str, dict[str, str]], path, args: argparse.Namespace) -> dict[str, dict]:
@@ -274,6 +295,7 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
         c.status, c.metrics = "timed", record["runs"][0]["metrics"]
         c.measured = c.metrics.get(measure)
         c.reason = (c.metrics.get("max_rate_search") or {}).get("note", "")
+        _unserved(c, record)
     timed = [c for c in candidates if c.status == "timed"]
     _pareto(timed)
 
@@ -285,7 +307,7 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
         chosen.chosen = True
 
     report = build_report("plan", base, trace.provenance.to_dict(), [], wall_s=time.perf_counter() - start)
-    report["runs"] = _runs(candidates, proof)
+    report["runs"] = _runs(candidates, proof, report["trace"])
     target = ({"hit_ratio": hit_target} if hit_target is not None else
               {"slo": {k: v for k, v in plan.slo.items() if v is not None} | {"attainment": base.slo.attainment},
                "rate_rps": target_rate, "rate_scale": target_scale, "workload_rate_rps": base_rate})
@@ -345,6 +367,8 @@ def _prove_hit(candidates: list[Candidate], timed: list[Candidate], target: floa
                 raise InputError(f"proof run of {below.name} failed: {record['error']}")
             below.metrics = record["runs"][0]["metrics"]
             below.measured = below.metrics["hit_ratio"]
+            if _unserved(below, record):  # (a fleet's serving run) no answer: the next cheaper one proves the boundary
+                continue
         if below.measured is None:
             break
         if below.measured < target:
@@ -361,13 +385,15 @@ def _candidate_entry(c: Candidate, measure: str) -> dict:
             "pareto": c.pareto, "chosen": c.chosen}
 
 
-def _runs(candidates: list[Candidate], proof: dict) -> list[dict]:
-    """Report runs: every timed candidate (its max-rate or replay run), then the proof runs."""
+def _runs(candidates: list[Candidate], proof: dict, trace: dict) -> list[dict]:
+    """Report runs: every candidate that ran (its max-rate or replay run), then the proof runs; a run whose trace
+    section is not the report's (its candidate could not run some requests) carries its own, as a sweep's point does."""
     runs = []
     for c in sorted(candidates, key=_order):
-        if c.status == "timed":
+        if c.status == "timed" or (c.status == "infeasible" and c.metrics):
             runs.append({"name": c.name, "overrides": c.overrides,
-                         "metrics": {"cost_usd_per_hour": c.cost, **c.metrics}})
+                         "metrics": {"cost_usd_per_hour": c.cost, **c.metrics},
+                         **({"trace": c.trace} if c.trace and c.trace != trace else {})})
     for role in ("meets", "fails"):
         p = proof.get(role)
         if p:
@@ -396,6 +422,12 @@ def _summary(plan: dict, candidates: list[Candidate], chosen: Candidate | None) 
                      f"{target['workload_rate_rps']:.4g} req/s)")
     else:
         lines.append(f"target: hit ratio >= {target['hit_ratio']:g}")
+    # a tier the search does not vary still serves (and is priced in) every candidate, but no name shows it: "dram=0GiB"
+    # reached 0.34 of Mooncake on config.yaml's 2 TiB SSD, where HBM alone reaches 0.04
+    fixed = sorted({(t, gib) for c in candidates for t, gib in c.run_tier_gib.items() if t not in c.tier_gib and gib > 0})
+    if fixed:
+        lines.append("every candidate also runs with, and pays for, " + ", ".join(f"{t}={gib:g}GiB" for t, gib in fixed)
+                     + " (the config's; not searched: set it to 0 under 'set', or search it under 'search.tiers')")
     width = max(len(c.name) for c in candidates)
     lines.append(f"  {'candidate':<{width}}  {'USD/h':>8}  {measure:>13}  status")
     for entry in plan["candidates"]:
@@ -407,8 +439,12 @@ def _summary(plan: dict, candidates: list[Candidate], chosen: Candidate | None) 
     lines.append("Pareto front (cost vs " + ("max rate" if unit else "hit ratio") + "): " +
                  "; ".join(f"{c['name']} {c['cost_usd_per_hour']:.2f} USD/h -> {c[measure]:.4g} {unit}".rstrip()
                            for c in plan["candidates"] if c["pareto"]))
+    unserved = [c for c in candidates if c.status == "infeasible" and c.metrics]
     if chosen is None:
-        lines.append("chosen: none — no candidate meets the target")
+        lines.append("chosen: none — no candidate meets the target" +
+                     (f"; {len(unserved)} cannot run every request of the workload ({UNSERVED_REASON}: give an "
+                      "instance more KV blocks, or cap serving.max_model_len at what they hold, as vLLM requires)"
+                      if unserved else ""))
         return "\n".join(lines)
     layout = ("aggregated" if chosen.split is None else f"P:D = {chosen.split[0]}:{chosen.split[1]}")
     if chosen.racks is not None:
@@ -419,7 +455,10 @@ def _summary(plan: dict, candidates: list[Candidate], chosen: Candidate | None) 
     for role in ("meets", "fails"):
         p = plan["proof"].get(role)
         if p is None:
-            lines.append(f"proof ({role}): none" + (" — it is the cheapest candidate" if role == "fails" else ""))
+            below = [c for c in unserved if c.cost < chosen.cost - 1e-9]
+            lines.append(f"proof ({role}): none" + ("" if role != "fails" else
+                                                     " — it is the cheapest candidate" if not below else
+                                                     " — it is the cheapest candidate that can run every request"))
             continue
         extra = ""
         if measure == "max_rate_rps":

@@ -220,6 +220,20 @@ def _print_summary(report: dict, axis_keys: list[str]) -> None:
     for run in report["runs"]:  # after the table: what qualifies a point's answer (--max-rate's notes)
         for caveat in answer_caveats(run.get("metrics") or {}):
             print(f"! {run['name']}: {caveat}")
+    for name, trace in _skipping(report):  # requests a point's metrics leave out (an instance too small for them)
+        reasons = ", ".join(f"{k}: {v:,}" for k, v in trace["skip_reasons"].items())
+        print(f"! {name}: {trace['rows_skipped']:,} of {trace['rows_read']:,} requests skipped ({reasons}): "
+              f"{'their' if name == 'every point' else 'its'} metrics are the other {trace['rows_used']:,}'s")
+
+
+def _skipping(report: dict) -> list[tuple[str, dict]]:
+    """(who, trace section) for the points whose run skipped requests: every point at once when none has a trace
+    section of its own (the report's is all of theirs), else each point by its name."""
+    runs = [r for r in report["runs"] if not r.get("error")]
+    shared = report.get("trace") or {}
+    if not any("trace" in r for r in runs):
+        return [("every point", shared)] if runs and shared.get("rows_skipped") else []
+    return [(r["name"], r.get("trace", shared)) for r in runs if r.get("trace", shared).get("rows_skipped")]
 
 
 def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:

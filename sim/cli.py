@@ -248,7 +248,9 @@ def build_parser(sweep_module: bool = False) -> argparse.ArgumentParser:
     mode.add_argument("--check-calibration", metavar="OVERLAY.yaml",
                       help="how well each table the overlay provides fits its measured points, beside the analytic model")
     mode.add_argument("--sweep", metavar="SPEC.yaml", help="run every point of a sweep spec (README: Capacity planning)")
-    mode.add_argument("--plan", metavar="PLAN.yaml", help="least-cost configuration that meets a target")
+    mode.add_argument("--plan", metavar="PLAN.yaml",
+                      help="least-cost configuration that meets a target: a hit ratio, or TTFT/TPOT SLOs at a rate "
+                           "(README: Capacity planning; experiments/examples/plan_*.yaml)")
     if sweep_module:
         p.add_argument("spec", nargs="?", metavar="SPEC.yaml", action=_SpecAction, help="the sweep spec (as --sweep)")
 

@@ -70,6 +70,10 @@ def run_cache_only(run: Run) -> tuple[dict, list[RunResult]]:
     run.config = config = with_trace_block_size(run.config, trace)
     policies = run.policies or ([] if run.mrc else [config.cache.policy])
     runs = replay_policies(trace, config, policies, progress=run.progress)
+    if trace.num_unique_blocks >= trace.num_accesses:  # every policy's 0 hits says nothing of the policies
+        run.notes.append(f"! no block of this workload repeats (block ids: {trace.provenance.block_ids}): every "
+                         "policy at every capacity hits nothing; a token-count trace without sessions has no prefix "
+                         "reuse to study: replay one with hash_ids (Mooncake, Bailian) or sessions, or a synthetic one")
     if run.mrc:
         runs.append(run_mrc(trace, config))
         if run.outputs.plot_dir is not None:

@@ -109,3 +109,33 @@ def test_the_top_tiers_policy_is_read_beside_capacity_blocks(run_cli, tmp_path):
     lru = _report(run_cli, tmp_path, "a", *SYNTH, "--capacity-blocks", "300")
     fifo = _report(run_cli, tmp_path, "b", *SYNTH, "--capacity-blocks", "300", "--set", "cache.tiers.hbm.policy=fifo")
     assert lru["runs"][0]["metrics"]["hits"] != fifo["runs"][0]["metrics"]["hits"]
+
+
+def test_hand_made_trace_plain_and_prefix_hits(run_cli, tmp_path):
+    """Four prompts of 512-token blocks, [1,2,3], [1,2,4], [1,5], [1,2,3], through one tier of 3 blocks, by hand.
+    Plain LRU: 1 2 3 miss; 1 2 hit, 4 evicts 3; 1 hit, 5 evicts 2; 1 hit, 2 evicts 4, 3 evicts 5: 4 hits of 11.
+    Belady: 4 evicts 3 (next use farthest), 5 evicts 4 (none): 1 2 | 1 | 1 2 hit, 5. FIFO: 1 2 hit, 4 evicts 1,
+    1 evicts 2, 5 evicts 3, 1 hit, 2 evicts 4, 3 evicts 1: 3. Prefix LRU touches a request's blocks deepest
+    first (vLLM frees them in reverse order): after [1,2,3] the order is 3 2 1, 4 evicts 3, after it 4 2 1;
+    5 evicts 4, after it 2 5 1; [1,2,3] hits 1 and 2: 5 hits where touching in prompt order gives 4."""
+    trace = tmp_path / "tiny.jsonl"
+    prompts = [[1, 2, 3], [1, 2, 4], [1, 5], [1, 2, 3]]
+    trace.write_text("".join(json.dumps({"timestamp": 1000 * i, "input_length": 512 * len(p), "output_length": 8,
+                                         "hash_ids": p}) + "\n" for i, p in enumerate(prompts)))
+    argv = ("--cache-only", "--workload-trace", trace, "--capacity-blocks", "3")
+    plain = _report(run_cli, tmp_path, "plain", *argv, "--policy", "lru,belady,fifo")
+    assert {r["name"]: r["metrics"]["hits"] for r in plain["runs"]} == {"lru": 4, "belady": 5, "fifo": 3}
+    assert all(r["metrics"]["accesses"] == 11 for r in plain["runs"])
+    prefix = _report(run_cli, tmp_path, "prefix", *argv, "--policy", "lru", "--set", "cache.access_semantics=prefix")
+    assert prefix["runs"][0]["metrics"]["hits"] == 5
+
+
+def test_a_workload_without_repeats_says_why_every_policy_hits_nothing(run_cli):
+    """The Azure conversation trace has token counts alone and no sessions: each prompt's blocks are its own, so no
+    block repeats and every policy's hit ratio is 0 (a policy study of it said nothing, and said nothing about why)."""
+    status, out, err = run_cli("--cache-only", "--workload-trace", BUNDLED_AZURE, "--workload-limit", "50",
+                               "--policy", "lru,belady", "--capacity-blocks", "100", "--no-plot")
+    assert status == 0, err
+    assert "! no block of this workload repeats (block ids: unique)" in out and "hits                           0" in out
+    status, out, err = run_cli(*SYNTH, "--policy", "lru", "--capacity-blocks", "100", "--no-plot")
+    assert status == 0 and "no block of this workload repeats" not in out, err

@@ -117,6 +117,9 @@ def test_hit_ratio_plan_uses_the_exact_curve_and_replays_agree(run_cli, tmp_path
     ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "tiers": {"dram": [0, 1e30]}}},
      "search.tiers.dram: config key 'cache.tiers.dram.capacity_gib' must be >= 0 and <="),
     # an attainment beside a hit-ratio target was ignored (the replay has no clock)
+    # "how much HBM?": the tier a capacity question names first is no searched tier; the error says what sizes it
+    ({"target": {"hit_ratio": 0.2}, "search": {"gpu": ["h100-sxm"], "tiers": {"hbm": [80]}}},
+     "unknown key 'search.tiers.hbm'; valid keys: dram, ssd, eic (HBM is each GPU's memory: search 'gpu' types"),
     ({"target": {"hit_ratio": 0.2, "slo": {"attainment": 0.9}}, "search": {"gpu": ["h100-sxm"]}},
      "'target.slo.attainment' goes with latency targets"),
     # a split that needs more instances than the GPU counts make: not a TP that divides none
@@ -177,7 +180,9 @@ def test_fleet_plan_sizes_rack_eic_for_a_hit_ratio(run_cli, tmp_path, shared_dat
     # Small HBM and no node tiers: only the rack's EIC pool can lift the hit ratio. The plan searches
     # racks x nodes and EIC GiB per rack; costs are GPUs plus EIC per rack, as priced in profiles/prices.yaml.
     trace = shared_data / "traces" / "mooncake_conversation.jsonl"
-    fixed = {"serving.num_gpu_blocks": 200, "cache.tiers.dram.capacity_gib": 0, "cache.tiers.ssd.capacity_gib": 0,
+    # 259 usable blocks of 512 tokens (one is vLLM's null block) hold the longest of these 2,000 requests, 123,783 tokens
+    # with its output: a candidate that cannot run every request is no answer
+    fixed = {"serving.num_gpu_blocks": 260, "cache.tiers.dram.capacity_gib": 0, "cache.tiers.ssd.capacity_gib": 0,
              "cluster.router": "round-robin"}
     plan_path = _plan(tmp_path, {
         "workload": {"trace": str(trace), "limit": 2000}, "set": fixed, "target": {"hit_ratio": 0.1},
@@ -242,6 +247,24 @@ def test_cost_counts_the_configured_tiers_the_search_does_not_vary(run_cli, tmp_
     hours = 5 * 8766  # amortization_years in profiles/prices.yaml
     assert by_dram[0.0] == pytest.approx(12.29 + 100 * 0.099 / hours)
     assert by_dram[8.0] == pytest.approx(12.29 + (8 * 6.71 + 100 * 0.099) / hours)
+
+
+def test_the_summary_names_the_configured_tiers_the_search_does_not_vary(run_cli, tmp_path, shared_data):
+    """A plan searching DRAM alone answered DRAM 0 GiB at hit ratio 0.34 on Mooncake: the config's SSD (config.yaml:
+    2,048 GiB a node) served it, unnamed, where the H100's HBM alone holds the LRU curve's 0.04 (1,000 blocks of 512
+    tokens: 0.0445, the trace's published figure in tests/test_cache_oracle.py; an H100 holds fewer). The summary
+    names every tier a candidate runs with that the search does not vary; none when the plan sets it to 0."""
+    ssd = yaml.safe_load((ROOT / "config.yaml").read_text())["cache"]["tiers"]["ssd"]["capacity_gib"]
+    body = {"workload": {"trace": str(shared_data / "traces" / "mooncake_conversation.jsonl")},
+            "target": {"hit_ratio": 0.15}, "search": {"gpu": ["h100-sxm"], "tiers": {"dram": [0]}}}
+    status, stdout, err = run_cli("--plan", _plan(tmp_path, body), "--jobs", "1", "--no-plot")
+    assert status == 0, err
+    assert f"every candidate also runs with, and pays for, ssd={ssd:g}GiB (the config's; not searched" in stdout
+    assert "chosen: 1xh100-sxm tp1 aggregated" in stdout  # (HBM alone, under 0.0445, would not meet it)
+    body["set"] = {"cache.tiers.ssd.capacity_gib": 0}
+    status, stdout, err = run_cli("--plan", _plan(tmp_path, body, "plan0.yaml"), "--jobs", "1", "--no-plot")
+    assert status == 0, err
+    assert "every candidate also runs with" not in stdout and "chosen: none" in stdout
 
 
 def test_a_gpu_spec_file_beside_the_plan_is_searched_and_priced(run_cli, tmp_path, monkeypatch):
@@ -401,3 +424,38 @@ def test_a_plans_csv_has_a_row_per_run_led_by_the_keys_it_searched(run_cli, tmp_
         assert row["hardware.gpu"] == "h100-sxm"
         assert float(row["cost_usd_per_hour"]) == pytest.approx(12.29 + (dram * 6.71 + 100 * 0.099) / hours)
         assert 0.0 <= float(row["hit_ratio"]) <= 1.0
+
+
+def test_a_candidate_that_cannot_run_every_request_is_no_answer(run_cli, tmp_path, shared_data):
+    """A cheap GPU whose KV cache cannot hold the workload's longest requests ran the others only (vLLM refuses a
+    request whose KV outgrows an instance: ``exceeds_kv_capacity``) and met a loose SLO on them: it was chosen, its
+    runs' skips nowhere in the plan (the report's trace said 300 used, 0 skipped). By hand: an RTX 4090's 24 GiB
+    less Llama-3.1-8B's 8,030,261,248 bf16 weights (its model card) leave at most 74,076 tokens of KV at 131,072 B a
+    token (32 layers x 8 KV heads x 128 x 2 x 2 B), and 8 of the Mooncake trace's first 300 requests need more
+    (prompt + output): the plan must call that candidate infeasible and choose the H100, which runs all 300."""
+    trace = shared_data / "traces" / "mooncake_conversation.jsonl"
+    rows = [json.loads(line) for line in trace.read_text().splitlines()[:300]]
+    kv_tokens = (24 * 2**30 - 2 * 8_030_261_248) / (32 * 8 * 128 * 2 * 2)
+    too_long = sum(r["input_length"] + max(r["output_length"], 1) > kv_tokens for r in rows)
+    assert too_long == 8
+    plan_path = _plan(tmp_path, {
+        "workload": {"trace": str(trace), "limit": 300},
+        "target": {"slo": {"ttft_s": 60.0, "attainment": 0.9}, "rate_rps": 0.1},
+        "search": {"gpu": ["h100-sxm", "rtx4090"], "gpus": [1], "pd_split": ["aggregated"]},
+        "prices": {"gpus": {"rtx4090": {"usd_per_gpu_hour": 0.5, "source": "a test figure, below the H100's"}}},
+    })
+    out = tmp_path / "plan.json"
+    status, stdout, err = run_cli("--plan", plan_path, "--jobs", "1", "--report-json", out, "--no-plot")
+    assert status == 0, err
+    report = json.loads(out.read_text())
+    plan = report["plan"]
+    cheap = next(c for c in plan["candidates"] if c["overrides"]["hardware.gpu"] == "rtx4090")
+    assert cheap["status"] == "infeasible" and "exceeds_kv_capacity" in cheap["reason"]
+    assert plan["chosen"]["overrides"]["hardware.gpu"] == "h100-sxm"
+    assert "cheapest candidate that can run every request" in stdout
+    runs = {r["name"]: r for r in report["runs"]}
+    skipped = runs[cheap["name"]]["trace"]["skip_reasons"]["exceeds_kv_capacity"]
+    assert skipped >= too_long and runs[cheap["name"]]["trace"]["rows_used"] + skipped == 300
+    assert runs[cheap["name"]]["metrics"]["requests_completed"] == 300 - skipped
+    assert runs[f"proof-meets: {plan['chosen']['name']}"]["metrics"]["requests_completed"] == 300
+    assert "trace" not in runs[plan["chosen"]["name"]]  # the report's own trace section is the chosen one's

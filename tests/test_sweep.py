@@ -497,3 +497,27 @@ def test_spec_config_and_overlays_from_the_home_folder(tmp_path, monkeypatch):
                            axes={"cache.policy": ["lru"]}))
     assert spec.layers.config == str(home / "c.yaml")
     assert spec.layers.overlays == (str(home / "o.yaml"), os.path.normpath(os.path.relpath(tmp_path / "a~" / "o.yaml")))
+
+
+def test_the_summary_names_the_points_whose_runs_skipped_requests(run_cli, tmp_path):
+    """A point whose instances are too small for some requests ran the others only (vLLM refuses a request whose KV
+    outgrows an instance, ``exceeds_kv_capacity``); the sweep's table showed its metrics beside the other points' with
+    nothing to say they cover fewer requests. By hand: at 20 KV blocks an instance has 19 usable (one is vLLM's null
+    block) of 16 tokens, so a request of more than 304 tokens (prompt + output, at least one) never runs; at 2,000
+    blocks, one of more than 31,984."""
+    import math
+
+    from sim.config import load_config
+    from trace.workload import load_workload
+
+    spec = _spec(tmp_path, mode="single", workload=TINY_SYNTHETIC, set={"serving.num_instances": 1},
+                 axes={"serving.num_gpu_blocks": [20, 2000]})
+    status, stdout, err = run_cli("--sweep", spec, "--jobs", "1", "--report-json", tmp_path / "r.json", "--no-plot")
+    assert status == 0, err
+    synthetic = TINY_SYNTHETIC["synthetic"]
+    trace = load_workload(load_config(None, sets=[f"workload.synthetic.{k}={v}" for k, v in synthetic.items()]))
+    tokens = trace.input_tokens + trace.output_tokens.clip(min=1)
+    refused = {blocks: sum(math.ceil(t / 16) > blocks - 1 for t in tokens) for blocks in (20, 2000)}
+    assert 0 < refused[2000] < refused[20] < len(tokens)  # (a few of the steady start's long chats pass 31,984 tokens)
+    for blocks, n in refused.items():
+        assert f"! {blocks}: {n:,} of {len(tokens):,} requests skipped (exceeds_kv_capacity: {n:,})" in stdout
