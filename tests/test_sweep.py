@@ -445,6 +445,20 @@ def test_resume_from_a_damaged_journal_names_it(run_cli, tmp_path, damage, names
     assert "\n" not in message and str(journal) in message and all(n in message for n in names), message
 
 
+def test_jobs_beyond_four_per_cpu_are_refused_before_any_point(run_cli, tmp_path, monkeypatch):
+    """On 2 CPUs at most 8 jobs: --jobs 99999999999 was accepted (a pool of min(jobs, points) workers, a local Ray
+    told of that many CPUs); 8 runs."""
+    import experiments.runner
+
+    monkeypatch.setattr(experiments.runner, "default_jobs", lambda: 2)
+    spec = _spec(tmp_path, mode="cache-only", workload=TINY_SYNTHETIC, axes={"cache.policy": ["lru", "fifo"]})
+    argv = ["--sweep", spec, "--no-plot", "--quiet", "--report-json", str(tmp_path / "r.json")]
+    status, out, err = run_cli(*argv, "--jobs", "99999999999")
+    assert status == 2 and "Traceback" not in out + err and "--jobs 99,999,999,999 is more than 8" in err, err
+    assert not (tmp_path / "r.journal.jsonl").exists()  # refused before the sweep began
+    assert run_cli(*argv, "--jobs", "8")[0] == 0
+
+
 def _edited(record: bytes, trace=None, overrides=None, hit_ratio=None) -> bytes:
     """A journal record with its trace, or its first run's overrides or hit ratio, replaced."""
     value = json.loads(record)
