@@ -12,6 +12,12 @@ import dataclasses
 from typing import Callable
 
 from experiments.confidence import MAX_SEEDS
+
+# --jobs at most this many per CPU: a point is one CPU-bound process (the local pool's worker, or a local Ray's task
+# of one CPU), so beyond one per CPU jobs only share the CPUs; a few per CPU are allowed for a machine whose points
+# wait on files. The pool took min(--jobs, points) workers and a local Ray was told of --jobs CPUs: --jobs 99999999999
+# over a 10,000-point sweep forked 10,000 workers.
+JOBS_PER_CPU = 4
 from sim.cli_config import given_on_command_line
 from sim.cli_outputs import plan_outputs
 from sim.errors import InputError
@@ -28,6 +34,13 @@ def check_experiment_flags(args: argparse.Namespace, mode: str) -> None:
         check_ray_installed()
     if args.jobs is not None and args.jobs < 1:
         raise InputError(f"--jobs must be >= 1, got {args.jobs}")
+    if args.jobs is not None and not args.ray_address:  # (a cluster's CPUs, not --jobs, size a remote Ray)
+        from experiments.runner import default_jobs
+
+        most = JOBS_PER_CPU * default_jobs()
+        if args.jobs > most:
+            raise InputError(f"--jobs {args.jobs:,} is more than {most:,} ({JOBS_PER_CPU} per CPU this process may use): "
+                             "each job is a process running a point, so more would add memory, not speed")
     if args.seeds is not None and args.seeds < 2:
         raise InputError(f"--seeds needs at least 2 seeds for an interval, got {args.seeds}")
     if args.seeds is not None and args.seeds > MAX_SEEDS:

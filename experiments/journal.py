@@ -12,10 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Container
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sim.errors import ConfigError, InputError
+from sim.errors import ConfigError, InputError, quote
 from sim.report.output import append_line, atomic_write_text
 
 if TYPE_CHECKING:
@@ -76,10 +77,11 @@ class Journal:
         self.path = Path(path)
         self.fingerprint = sweep_fingerprint
 
-    def start(self, resume: bool) -> dict[str, dict]:
-        """Open for this sweep: the finished records by point key (``resume``), or a fresh journal."""
+    def start(self, resume: bool, keys: Container[str] | None = None) -> dict[str, dict]:
+        """Open for this sweep: the finished records by point key (``resume``), or a fresh journal. ``keys``: the
+        sweep's point keys, where every record must name one (``_read``)."""
         if resume and self.path.is_file():
-            return self._read()
+            return self._read(keys)
         if self.path.exists() and not _holds_a_journal(self.path):  # a user's file, the spec, a trace: never replaced
             raise ConfigError(f"{self.path} exists and is not a kvsim sweep journal, which this sweep writes there "
                               "(beside its report): move it, or name the report otherwise")
@@ -88,7 +90,11 @@ class Journal:
         atomic_write_text(self.path, json.dumps({"journal": JOURNAL_KIND, "fingerprint": self.fingerprint}) + "\n")
         return {}
 
-    def _read(self) -> dict[str, dict]:
+    def _read(self, keys: Container[str] | None = None) -> dict[str, dict]:
+        """The records by point key. The header's fingerprint covers the sweep's point keys, so a record naming no
+        point (``keys``) was not written by this sweep: the journal was edited, or another sweep writing to the same
+        report appended to it (its records of points named alike would be taken as this sweep's): refused as damage,
+        as a record of the wrong shape is. It was ignored, unsaid."""
         try:
             raw = self.path.read_bytes()
         except OSError as exc:
@@ -112,6 +118,10 @@ class Journal:
             record = _json_line(line)
             if not _is_record(record):
                 raise ConfigError(f"journal {self.path} line {number:,} is not a point's record (damaged); delete the "
+                                  "journal or drop --resume")
+            if keys is not None and record["key"] not in keys:
+                raise ConfigError(f"journal {self.path} line {number:,} is the record of a point this sweep does not "
+                                  f"have ({quote(record['key'])}): written by another sweep, or edited; delete the "
                                   "journal or drop --resume")
             records[record["key"]] = record
         return records

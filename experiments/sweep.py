@@ -279,7 +279,7 @@ def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
     journal = Journal(journal_path(args.report_json, args.report_csv, spec.path, args.html),
                       fingerprint(spec.mode, base.to_dict(), vars(options), [p.key for p in points],
                                   inputs_fingerprint(configs)))
-    records = journal.start(resume=args.resume)
+    records = journal.start(resume=args.resume, keys={p.key for p in points})
     todo = [Task(p.key, p.index, p.name, spec.mode, c, options, p.overrides, refused=tuple(givens[p.key]))
             for p, c in zip(points, configs, strict=True) if p.key not in records or records[p.key]["error"]]
     backend, jobs = args.backend or "local", args.jobs or default_jobs()

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from sim.config_fields import path_settings
 from sim.config_yaml import DIRECTORY_KEYS
 from sim.errors import ConfigError, quote
-from sim.synthetic_rules import think_times_within_horizon
+from sim.synthetic_rules import arrivals_within_horizon, think_times_within_horizon
 
 if TYPE_CHECKING:
     from sim.config import Config
@@ -357,6 +357,7 @@ CONSTRAINTS: tuple[typing.Callable[[Config], None], ...] = (
     _synthetic_settings_apply,
     think_times_within_horizon,
     _arrival_settings_apply,
+    arrivals_within_horizon,  # after the arrival settings: it reads the rate of the process they apply to
     _workload_cache_usable,
 )
 

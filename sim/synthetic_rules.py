@@ -43,3 +43,30 @@ def think_times_within_horizon(c: Config) -> None:
                           f"think_time_median_s x exp(sigma^2 / 2), exceed {MAX_TRACE_SPAN_S:.3g} s (34 years), the "
                           f"longest span a workload may have: at most {math.floor(most * 1000) / 1000:g} at "
                           f"think_time_median_s={median:g}")
+
+
+def arrivals_within_horizon(c: Config) -> None:
+    """A synthetic workload's requests are expected to span at most ``MAX_TRACE_SPAN_S`` (34 years), checked before
+    any is drawn (the span was refused only once all of them had been: 1e8 requests drawn to be told the rate was too
+    low). Its requests arrive at ``rate_rps`` on average, so the n drawn (``num_requests``, at most ``workload.limit``)
+    span ~(n - 1) / rate_rps; the share ``range_start``..``range_end`` of them kept, at the arrival process's rate
+    (``workload.arrivals.rate_rps`` where one is set) times ``workload.rate_scale``, ~(kept - 1) / (rate x scale). The
+    drawn span is still checked once drawn (``trace.workload.check_time_span``): a span near the bound may pass or not
+    by chance, and a multi-turn workload's think times may spread it further."""
+    w = c.workload
+    if w.trace is not None:
+        return
+    syn = w.synthetic
+    n = syn.num_requests if w.limit is None else min(syn.num_requests, w.limit)
+    count = f"{n:,} requests ({KEY}num_requests" + (", workload.limit)" if w.limit is not None else ")")
+    if (n - 1) / syn.rate_rps > MAX_TRACE_SPAN_S:
+        raise ConfigError(f"config key '{KEY}rate_rps'={syn.rate_rps:g} is too low for {count}: they would span "
+                          f"~{(n - 1) / syn.rate_rps:.3g} s, more than {MAX_TRACE_SPAN_S:.3g} s (34 years)")
+    kept = n * (w.range_end - w.range_start)
+    drawn = w.arrivals.process != "trace" and w.arrivals.rate_rps is not None
+    rate_key, rate = ("workload.arrivals.rate_rps", w.arrivals.rate_rps) if drawn else (f"{KEY}rate_rps", syn.rate_rps)
+    span = (kept - 1) / (rate * w.rate_scale)
+    if span > MAX_TRACE_SPAN_S:
+        raise ConfigError(f"config keys '{rate_key}'={rate:g} and 'workload.rate_scale'={w.rate_scale:g} spread "
+                          f"~{max(1, round(kept)):,} requests over ~{span:.3g} s, more than {MAX_TRACE_SPAN_S:.3g} s "
+                          "(34 years)")

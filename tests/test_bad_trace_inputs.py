@@ -229,11 +229,12 @@ CASES: dict[str, Case] = {
                                                        + bailian(2**53 + 1, -1, 1.5) + bailian(7, 2**53 + 1, 2.0)}),
     "hash_ids_block_size_ambiguous": Case(trace_stats(trace="{tmp}/m.jsonl"), names=("m.jsonl", "1024 or 2048 or more tokens"),
                                           files={"m.jsonl": mooncake(0, 600, 5, [1]) + mooncake(9, 1000, 5, [2])}),
-    # 1e17 ms: float64 steps there are 16 ms, so arrivals 3 ms apart were rounded together (makespan off)
+    # 1e17 ms: float64 steps there are 16 ms, so arrivals 3 ms apart were rounded together (makespan off); written as
+    # decimals (integers are read exactly: test_loader_validation's epoch-nanosecond tests)
     "timestamps_beyond_millisecond_precision": Case(trace_stats(trace="{tmp}/m.jsonl"),
                                                     names=("m.jsonl", "1e+17 ms", "rounded to 0.016 s"),
-                                                    files={"m.jsonl": mooncake(10**17, 600, 5, [1, 2])
-                                                           + mooncake(10**17 + 3, 600, 5, [1, 3])}),
+                                                    files={"m.jsonl": mooncake("100000000000000000.0", 600, 5, [1, 2])
+                                                           + mooncake("100000000000000003.0", 600, 5, [1, 3])}),
     "bom_is_not_a_bad_row": Case(trace_stats(), skips={}, files={"t.csv": "\ufeff" + AZURE_OK}),
     "workload_cache_damaged_is_rebuilt": Case(trace_stats("--workload-cache", "{tmp}/c.npz"), skips={},
                                               files={"t.csv": AZURE_OK, "c.npz": b"kvsim-workload-cache\n damaged"}),

@@ -139,6 +139,22 @@ def test_the_serving_reuse_ceiling_counts_generated_blocks():
     assert trace_stats(trace, outputs_in_next_turn=False)["infinite_cache_hit_ratio_serving"] == 2 / 8
 
 
+def test_the_serving_ceiling_counts_no_partial_last_block():
+    """Blocks of 16. The same 40-token prompt [a b p] twice, far apart, one output token (no generated block): 6 block
+    accesses. The second finds a b (a hit stops a token short: 39 // 16 = 2 blocks) and never p, a partial block vLLM
+    does not hash: the ceiling is 2 / 6 (it counted p too: 3 / 6, a bound no run reached), with the answers counted
+    or not, and an unbounded cache reaches it, with lower tiers or without."""
+    from trace.stats import serving_reuse_ceiling
+
+    a, b, p = range(3)
+    trace = make_trace([0.0, 100.0], [40, 40], [1, 1], block_lists=[[a, b, p], [a, b, p]])
+    assert serving_reuse_ceiling(trace) == serving_reuse_ceiling(trace, outputs_in_next_turn=False) == 2 / 6
+    base = ["serving.num_instances=1", "serving.num_gpu_blocks=64", "serving.block_size=16"]
+    for tiers in ([], NO_LOWER_TIERS):
+        metrics = run_serving(trace, load_config(None, sets=[*base, *tiers]), "single")[0].metrics
+        assert (metrics["hits"], metrics["accesses"]) == (2, 6)
+
+
 def test_a_serving_run_stays_under_its_reuse_ceiling_and_passes_the_prompt_only_one(run_cli, tmp_path):
     """A synthetic multi-turn workload with room for every block: the serving run's hit ratio is at most the serving
     ceiling (a hit is a block an earlier prompt held or an earlier request generated), and above the prompt-only one

@@ -343,3 +343,49 @@ def test_absurd_arrival_span_names_the_likely_time_unit(tmp_path, run_cli, last,
         assert status == 0, err
     else:
         assert status == 2 and f"{path}: arrivals span" in err and names in err, err
+
+
+# ----------------------------------------------------------------------------------------------
+# Integer timestamps past 2^53 (epoch nanoseconds): read as int64, made relative in integers. As float64 every
+# time there was a multiple of 256 ns: requests 100 ns apart read 0, 0, 256, 256, 512, 512 ns.
+EPOCH_NS = 1_700_000_000_123_456_789  # 2023-11-14 in ns since the epoch, past 2^53 = 9.007e15
+GAPS_NS = [0, 100, 200, 300, 400, 500]  # by hand: 100 ns apart
+
+
+def _ns(trace) -> list[int]:
+    return [round(t * 1e9) for t in trace.arrival_s]
+
+
+@pytest.mark.parametrize("bad", [False, True])
+def test_epoch_nanosecond_jsonl_times_are_exact(tmp_path, chunk_rows, bad):
+    """LLMServingSim's arrival_time_ns at epoch scale (pyarrow's JSON reader reads floats: such a chunk goes to
+    orjson, which keeps integers), with a skipped record among them or not."""
+    lines = [json.dumps({"input_toks": 100, "output_toks": 10, "arrival_time_ns": EPOCH_NS + gap}) for gap in GAPS_NS]
+    if bad:
+        lines.insert(2, json.dumps({"input_toks": 100, "output_toks": 10, "arrival_time_ns": "soon"}))
+    trace = load(write(tmp_path, "t.jsonl", "\n".join(lines) + "\n"))
+    assert _ns(trace) == GAPS_NS and trace.provenance.rows_skipped == int(bad)
+
+
+@pytest.mark.parametrize("quoted", [False, True], ids=["pyarrow", "pandas"])
+def test_epoch_nanosecond_csv_times_are_exact(tmp_path, chunk_rows, quoted):
+    """A Splitwise CSV in nanoseconds (--workload-time-unit ns), through the fast reader and (a quoted field) pandas'."""
+    ts = [f'"{EPOCH_NS + gap}"' if quoted and i == 1 else str(EPOCH_NS + gap) for i, gap in enumerate(GAPS_NS)]
+    rows = "".join(f"{i},2,0,{t},1,100,8\n" for i, t in enumerate(ts))
+    trace = load(write(tmp_path, "t.csv", SPLITWISE_HEADER + rows), time_unit="ns")
+    assert _ns(trace) == GAPS_NS
+
+
+def test_integer_times_float64_would_round_to_16_ms_are_exact(tmp_path):
+    """Mooncake milliseconds offset by 1e17 (float64 steps of 16 ms there): arrivals 3 ms apart were refused as
+    rounded together; as integers they are exact (written as decimals they still are refused:
+    test_bad_trace_inputs' timestamps_beyond_millisecond_precision)."""
+    text = _mooncake_line(10**17, 600, 5, [1, 2]) + _mooncake_line(10**17 + 3, 600, 5, [1, 3])
+    assert load(write(tmp_path, "m.jsonl", text)).arrival_s.tolist() == [0.0, 0.003]
+
+
+def test_a_decimal_among_epoch_nanoseconds_rounds_them_all(tmp_path):
+    """A time written as a decimal is no integer to keep: the column is float64, as before (256 ns steps)."""
+    lines = [json.dumps({"input_toks": 100, "output_toks": 10, "arrival_time_ns": EPOCH_NS + gap}) for gap in GAPS_NS]
+    lines.append(json.dumps({"input_toks": 100, "output_toks": 10, "arrival_time_ns": float(EPOCH_NS + 600)}))
+    assert _ns(load(write(tmp_path, "t.jsonl", "\n".join(lines) + "\n"))) == [0, 0, 256, 256, 512, 512, 512]

@@ -428,8 +428,12 @@ def test_runner_flags_outside_sweeps_exit_2(run_cli, argv, needle):
     (lambda header, record: header + _edited(record, trace=5), ("line 2", "damaged")),
     (lambda header, record: header + _edited(record, overrides=[1]), ("line 2", "damaged")),
     (lambda header, record: header + _edited(record, hit_ratio=float("nan")), ("line 2", "damaged")),
+    # a record of no point of the sweep (its header's fingerprint covers the point keys, so another sweep's, appended
+    # to this report's journal, or an edit): it was ignored, unsaid
+    (lambda header, record: header + record + _edited(record, key='{"cache.policy":"arc"}'),
+     ("line 3", "a point this sweep does not have", "cache.policy")),
 ], ids=["header-a-list", "not-utf8", "record-not-json", "record-a-list", "record-without-runs", "trace-an-int",
-        "run-overrides-a-list", "metric-nan"])
+        "run-overrides-a-list", "metric-nan", "record-of-no-point"])
 def test_resume_from_a_damaged_journal_names_it(run_cli, tmp_path, damage, names):
     """A journal edited or damaged between runs: --resume names it and the line (exit 2); each was a traceback."""
     spec = _spec(tmp_path, mode="cache-only", workload=TINY_SYNTHETIC, axes={"cache.policy": ["lru", "fifo"]})
@@ -445,9 +449,25 @@ def test_resume_from_a_damaged_journal_names_it(run_cli, tmp_path, damage, names
     assert "\n" not in message and str(journal) in message and all(n in message for n in names), message
 
 
-def _edited(record: bytes, trace=None, overrides=None, hit_ratio=None) -> bytes:
-    """A journal record with its trace, or its first run's overrides or hit ratio, replaced."""
+def test_jobs_beyond_four_per_cpu_are_refused_before_any_point(run_cli, tmp_path, monkeypatch):
+    """On 2 CPUs at most 8 jobs: --jobs 99999999999 was accepted (a pool of min(jobs, points) workers, a local Ray
+    told of that many CPUs); 8 runs."""
+    import experiments.runner
+
+    monkeypatch.setattr(experiments.runner, "default_jobs", lambda: 2)
+    spec = _spec(tmp_path, mode="cache-only", workload=TINY_SYNTHETIC, axes={"cache.policy": ["lru", "fifo"]})
+    argv = ["--sweep", spec, "--no-plot", "--quiet", "--report-json", str(tmp_path / "r.json")]
+    status, out, err = run_cli(*argv, "--jobs", "99999999999")
+    assert status == 2 and "Traceback" not in out + err and "--jobs 99,999,999,999 is more than 8" in err, err
+    assert not (tmp_path / "r.journal.jsonl").exists()  # refused before the sweep began
+    assert run_cli(*argv, "--jobs", "8")[0] == 0
+
+
+def _edited(record: bytes, trace=None, overrides=None, hit_ratio=None, key=None) -> bytes:
+    """A journal record with its trace, its point's key, or its first run's overrides or hit ratio, replaced."""
     value = json.loads(record)
+    if key is not None:
+        value["key"] = key
     if trace is not None:
         value["trace"] = trace
     if overrides is not None:

@@ -84,6 +84,46 @@ def test_a_too_long_span_blames_the_key_that_caused_it(run_cli):
     assert status == 2 and "'workload.synthetic.think_time_median_s'=5e+08" in err and "rate_rps'" not in err, err
 
 
+# Expected spans by hand against the bound of 2^30 s = 1.074e9 s (34 years): n requests at rate r (times the rate
+# scale) span ~(n - 1) / r.
+SPANS = [
+    # 2,001 requests at 1e-6/s: 2e9 s, refused; 1,001: 1e9 s, within
+    ((f"{SYN}num_requests=2001", f"{SYN}rate_rps=1e-6"), "'workload.synthetic.rate_rps'=1e-06"),
+    ((f"{SYN}num_requests=1001", f"{SYN}rate_rps=1e-6"), None),
+    # 1e8 requests at 1e-6/s, but a limit of 1,000 draws 1,000: 999 / 1e-6 = 1e9 s, within
+    ((f"{SYN}num_requests=100000000", "workload.limit=1000", f"{SYN}rate_rps=1e-6"), None),
+    ((f"{SYN}num_requests=100000000", "workload.limit=2000", f"{SYN}rate_rps=1e-6"), "workload.limit"),
+    # 1,000 requests at 5/s scaled by 2e-7: 999 / 1e-6 = 1e9 s, within; by 1e-7: 2e9 s, refused naming the scale
+    ((f"{SYN}num_requests=1000", "workload.rate_scale=2e-7"), None),
+    ((f"{SYN}num_requests=1000", "workload.rate_scale=1e-7"), "'workload.rate_scale'=1e-07"),
+    # ... unless only half of them are kept (range 0 - 0.5): 499 / 5e-7 = 1e9 s
+    ((f"{SYN}num_requests=1000", "workload.rate_scale=1e-7", "workload.range_end=0.5"), None),
+    # a drawn process's rate is the one that counts: Poisson at 1e-6/s over 2,000 requests, 2e9 s
+    ((f"{SYN}num_requests=2000", "workload.arrivals.process=poisson", "workload.arrivals.rate_rps=1e-6"),
+     "'workload.arrivals.rate_rps'=1e-06"),
+]
+
+
+@pytest.mark.parametrize("sets,named", SPANS)
+def test_a_synthetic_span_past_34_years_is_refused_before_drawing(sets, named):
+    """The expected span is checked with the config (before, 1e7 requests were drawn, ~10 s, to be refused after)."""
+    from sim.config import load_config
+    from sim.errors import ConfigError
+
+    if named is None:
+        load_config(None, sets=list(sets))
+        return
+    with pytest.raises(ConfigError, match="34 years") as caught:
+        load_config(None, sets=list(sets))
+    assert named in str(caught.value)
+
+
+def test_a_synthetic_span_past_34_years_exits_2_in_one_line(run_cli):
+    status, _, err = run_cli("--trace-stats", "--no-plot", "--quiet", "--set", f"{SYN}num_requests=100000000",
+                             "--set", f"{SYN}rate_rps=1e-3")
+    assert status == 2 and err.count("\n") == 1 and "'workload.synthetic.rate_rps'=0.001" in err, err
+
+
 def test_multi_turn_requests_arrive_at_rate_rps_when_the_turn_cap_cuts_the_mean():
     """At turns_mean 100 (concentration 4) the turns drawn, capped at 4,096, average 19.9: conversations started at
     rate_rps / turns_mean brought requests at ~1/s for rate_rps 5. Started at rate_rps / the drawn mean, requests

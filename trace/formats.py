@@ -44,7 +44,7 @@ from trace.csv_reader import read_header
 from trace.datetimes import parse_datetimes
 from trace.jsonl_reader import JSONL_EXPECTED, json_line_problem, json_object
 from trace.readers import IdLists, first_line
-from trace.validation import CODE, numeric_column
+from trace.validation import CODE, exact_integers, numeric_column
 
 TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
 UINT64_MAX = 2**64 - 1  # an unsigned 64-bit hash's largest value
@@ -59,9 +59,10 @@ BURSTGPT_TOTAL = "Total tokens"
 class Chunk:
     """Parsed rows of one chunk, as flat arrays (validation decides which rows are kept)."""
 
-    arrival: np.ndarray  # float64 in the format's unit; datetime formats: int64 nanoseconds since the epoch (exact:
-    # as float seconds since the epoch, ~1.7e9, one ulp is 238 ns, so 100 ns Azure times and the gaps between them
-    # were rounded; load_trace subtracts the first in integers before it divides)
+    arrival: np.ndarray  # float64 in the format's unit (int64 where its integers reach 2^53, which float64 rounds:
+    # epoch nanoseconds, to 256 ns; trace.validation.exact_integers); datetime formats: int64 nanoseconds since the
+    # epoch (exact: as float seconds since the epoch, ~1.7e9, one ulp is 238 ns, so 100 ns Azure times and the gaps
+    # between them were rounded; load_trace subtracts the first in integers before it divides)
     input_tokens: np.ndarray
     output_tokens: np.ndarray
     session: pa.Array | None = None  # text labels, null where a row has none
@@ -145,7 +146,9 @@ def _column(frame, name: str):
 def _parse_tokens(frame, ts: str, inp: str, out: str, ts_numeric: bool):
     zoned = None
     if ts_numeric:
-        arrival, r_ts = numeric_column(_column(frame, ts), integer=False)
+        column = _column(frame, ts)
+        arrival, r_ts = numeric_column(column, integer=False)
+        arrival = exact_integers(column, arrival, r_ts == 0)  # (int64 where float64 would round them: epoch ns)
     else:
         arrival, r_ts, zoned = parse_datetimes(_column(frame, ts))
     input_tokens, r_in = numeric_column(_column(frame, inp))

@@ -16,6 +16,7 @@ import pyarrow.json as pa_json
 
 from trace.arrow import numpy_view
 from trace.readers import BOM_BYTES, IdLists, RawChunk, count_lines, first_line, line_chunks
+from trace.validation import FLOAT64_EXACT_INTEGERS
 
 JSON_BLOCK_BYTES = 4 * 1024 * 1024  # pyarrow's JSON reader parses blocks of this size in parallel
 
@@ -181,6 +182,8 @@ def _fast_jsonl(data: bytes, line: int, first_row: int, keys: tuple[str, ...], i
             values = numpy_view(column)
             if (np.signbit(values) & (values == 0)).any():
                 return None
+            if len(values) and np.abs(values).max() >= FLOAT64_EXACT_INTEGERS:  # read as float64, integers from 2^53
+                return None  # are rounded (epoch ns: to 256 ns); orjson keeps them (trace.validation.exact_integers)
             frame[key] = values
     lines = np.arange(line, line + n, dtype=np.int64)  # one record a line: no blank line inside
     return RawChunk(frame, first_row, n, lines=lines, keys_seen=frozenset(keys))

@@ -304,7 +304,8 @@ def _charge_children_before_parents(path: Path, early: np.ndarray, arrival: np.n
 
 # Arrival times are float64 in the trace's unit until made relative to the first: past 2^52 ms (142,000 years) one
 # step of a float64 is more than a millisecond, and the times of a trace offset that far (a corrupt offset, a unit
-# mistake) would be rounded silently (1e17 ms: to 16 ms).
+# mistake) would be rounded silently (1e17 ms: to 16 ms). Integers past 2^53 are read as int64 (exact, not checked:
+# trace.validation.exact_integers); times written as decimals there are still rounded, and refused.
 TIMESTAMP_STEP_LIMIT_S = 1e-3
 
 
@@ -360,13 +361,15 @@ def load_trace(workload: WorkloadConfig, block_size: int, sha256: str | None = N
     if not sum(len(c.arrival) for c in kept):
         raise no_usable_requests(str(path), rows_read, ledger.counts)
 
-    def cat(attr: str, dtype) -> np.ndarray:
-        return np.concatenate([getattr(c, attr) for c in kept]).astype(dtype)
+    def cat(attr: str, dtype) -> np.ndarray:  # (each part cast first: an empty float64 part upcast int64 ones)
+        return np.concatenate([getattr(c, attr).astype(dtype, copy=False) for c in kept])
 
     # datetime formats: int64 ns since the epoch (trace.formats.Chunk), made relative in integers, then seconds;
-    # numeric ones: float64 in the trace's unit, made relative in it, then seconds (below)
-    arrival = cat("arrival", np.float64 if time_unit is not None else np.int64)
-    if time_unit is not None:
+    # numeric ones: float64 in the trace's unit, made relative in it, then seconds (below); int64 where every chunk
+    # read them so (integers past 2^53, which float64 rounds: trace.validation.exact_integers)
+    integers = time_unit is None or all(c.arrival.dtype == np.int64 for c in kept if len(c.arrival))
+    arrival = cat("arrival", np.int64 if integers else np.float64)
+    if time_unit is not None and not integers:  # (integers are exact: nothing was rounded)
         check_timestamp_precision(path, arrival, time_unit)
     input_tokens = cat("input_tokens", np.int64)
     output_tokens = cat("output_tokens", np.int64)

@@ -85,29 +85,45 @@ def trace_stats(trace: Trace, outputs_in_next_turn: bool = True) -> dict[str, ob
 def serving_reuse_ceiling(trace: Trace, outputs_in_next_turn: bool = True) -> float:
     """The share of prompt blocks an unbounded cache of the serving modes could serve: those an earlier prompt held
     or an earlier request generated (the serving modes cache generated blocks too, ``trace.continuations``, as the
-    cache-only replay does with ``cache.insert_outputs``; without it its ceiling is ``infinite_cache_hit_ratio``)."""
+    cache-only replay does with ``cache.insert_outputs``; without it, the prompts' own reuse), and only a prompt's
+    full blocks, the first ``input_tokens // block_tokens`` of its ids: a partial last block is counted as an access
+    but never hits (vLLM hashes only full blocks; ``sim.serving.kv_cache_manager.prefix_hit``), so a prompt repeated
+    with a partial last block made the ceiling count a hit no run reaches. The serving run's ``hit_ratio`` is at most
+    this; an unbounded cache reaches it when a block-aligned prompt's last block is served by a lower tier (HBM
+    stops a token short of the prompt's end: ``usable_prefix_blocks``)."""
     accesses = trace.num_accesses
-    if not accesses or trace.block_ids is None or not outputs_in_next_turn:  # (generated blocks are never found)
+    if not accesses or trace.block_ids is None:  # (no ids: every block is distinct, nothing hits)
         return (accesses - trace.num_unique_blocks) / accesses if accesses else 0.0
-    generated = generated_blocks(trace, trace.provenance.block_tokens, int(trace.block_ids.max()) + 1)
-    misses = _first_use_in_prompts(np.asarray(trace.block_offsets, np.int64),
-                                   np.ascontiguousarray(trace.block_ids, dtype=np.int64), generated.offsets,
-                                   generated.ids, generated.num_ids)
-    return (accesses - misses) / accesses
+    prompt_offsets = np.asarray(trace.block_offsets, np.int64)
+    block_tokens = trace.provenance.block_tokens
+    id_space = int(trace.block_ids.max()) + 1
+    full = np.minimum(np.asarray(trace.input_tokens, np.int64) // block_tokens, np.diff(prompt_offsets))
+    if outputs_in_next_turn:
+        generated = generated_blocks(trace, block_tokens, id_space)
+        generated_offsets, generated_ids = generated.offsets, generated.ids
+        id_space = generated.num_ids
+    else:  # (generated blocks are never found: none is looked up)
+        generated_offsets, generated_ids = np.zeros(len(trace) + 1, np.int64), np.zeros(0, np.int64)
+    hits = _hits_in_prompts(prompt_offsets, np.ascontiguousarray(trace.block_ids, dtype=np.int64), full,
+                            generated_offsets, generated_ids, id_space)
+    return hits / accesses
 
 
 @njit(cache=True)
-def _first_use_in_prompts(prompt_offsets, prompt_ids, generated_offsets, generated_ids, num_ids):
-    """Blocks whose first use in the serving stream (per request, its prompt's blocks, then its generated ones:
-    ``trace.continuations.interleaved``) is in a prompt: an unbounded cache's misses. One pass, a byte per id (a
+def _hits_in_prompts(prompt_offsets, prompt_ids, full, generated_offsets, generated_ids, num_ids):
+    """Prompt blocks an unbounded cache serves, in the serving stream's order (per request, its prompt's blocks, then
+    its generated ones: ``trace.continuations.interleaved``): a full block (the first ``full[r]`` of a prompt) seen
+    before. Every block is marked seen, a partial one too (never served itself; an id given to a partial block and
+    to a full one elsewhere then counts the full one, so the bound stays an upper bound). One pass, a byte per id (a
     sort of the stream took ~48 bytes a block access: 13 GB for a million multi-turn requests)."""
     seen = np.zeros(num_ids, dtype=np.bool_)
-    misses = 0
+    hits = 0
     for r in range(len(prompt_offsets) - 1):
-        for k in range(prompt_offsets[r], prompt_offsets[r + 1]):
-            if not seen[prompt_ids[k]]:
-                seen[prompt_ids[k]] = True
-                misses += 1
+        lo = prompt_offsets[r]
+        for k in range(lo, prompt_offsets[r + 1]):
+            if seen[prompt_ids[k]] and k - lo < full[r]:
+                hits += 1
+            seen[prompt_ids[k]] = True
         for k in range(generated_offsets[r], generated_offsets[r + 1]):
             seen[generated_ids[k]] = True
-    return misses
+    return hits

@@ -40,18 +40,6 @@ class Drawn:
     block_offsets: np.ndarray | None = None
     block_keys: np.ndarray | None = None
 
-    def first(self, limit: int) -> "Drawn":
-        """The first ``limit`` requests."""
-        def cut(a):
-            return None if a is None else a[:limit]
-
-        offsets, keys = self.block_offsets, self.block_keys
-        if offsets is not None:
-            offsets = offsets[: limit + 1]
-            keys = keys[: offsets[-1]]
-        return Drawn(cut(self.arrival), cut(self.prompt), cut(self.out), cut(self.session), cut(self.context_start),
-                     offsets, keys)
-
 
 def _lengths(rng: np.random.Generator, mean: float, n: int) -> np.ndarray:
     return np.maximum(1, np.rint(rng.exponential(mean, n))).astype(np.int64)
@@ -177,7 +165,8 @@ def _keep_latest(prompt: np.ndarray, out: np.ndarray, context_tokens: int | None
     return prompt - dropped, out, dropped
 
 
-def _multi_turn(cfg: SyntheticConfig, rng: np.random.Generator, block_size: int, context_tokens: int | None = None):
+def _multi_turn(cfg: SyntheticConfig, rng: np.random.Generator, block_size: int, context_tokens: int | None = None,
+                keep: int | None = None):
     """Conversations start as a Poisson process (``rate_rps / drawn_turns_mean`` a second, so requests arrive at
     ``rate_rps`` on average: the turns drawn are capped, and a heavy-tailed law's capped mean falls short of
     ``turns_mean``, 8.9 at 10); each has a beta-geometric number of turns, a log-normal think time
@@ -186,8 +175,9 @@ def _multi_turn(cfg: SyntheticConfig, rng: np.random.Generator, block_size: int,
     recent tokens (the oldest are dropped, as chat front-ends do), so its prefix changes from then on.
     ``start`` steady also draws the conversations under way at 0 (``_under_way``: their turns before 0 count in
     their context, and are not requests), so requests arrive at ``rate_rps`` from the start; empty draws none.
-    The first ``num_requests`` turns in arrival order (from 0) are the workload."""
-    n = cfg.num_requests
+    The first ``num_requests`` turns in arrival order (from 0) are the workload; the first ``keep`` of them are drawn
+    (nothing else depends on ``num_requests``)."""
+    n = cfg.num_requests if keep is None else keep
     turns_mean = drawn_turns_mean(cfg)
     conversations = int(n / turns_mean * 1.1) + 64
     while True:  # enough conversations that no later one could arrive before the n-th request
@@ -286,33 +276,51 @@ class _AgentSteps:
         return session[order], arrival[order]
 
 
-def _steady_agent_steps(cfg: SyntheticConfig, rng: np.random.Generator, steps: int):
-    """The steps of a stationary agentic process from 0 on, drawn only until ``num_requests`` of them come before a
-    time every step not drawn comes after: (session, arrival, tokens of each session before 0), the sessions under way
-    at 0 (``_agents_under_way``) first, then those starting later (Poisson at ``rate_rps / steps`` a second). The
-    time starts at the n-th request's expected arrival and grows while too few come before it; each draw goes on
-    from the last (nothing drawn is discarded, so the draws are not selected by their own count). Memory and time
-    grow with the requests, not with the steps of the sessions they belong to."""
-    n, rate = cfg.num_requests, cfg.rate_rps / steps
-    taken, wait = _agents_under_way(cfg, rng, steps)
-    agents = _AgentSteps(rng, wait, steps - taken - 1)
-    latest_start, horizon = 0.0, n / cfg.rate_rps * 1.05
+def _draw_agent_steps(cfg: SyntheticConfig, rng: np.random.Generator, steps: int, n: int, agents: _AgentSteps,
+                      sessions: int | None = None) -> None:
+    """Adds to ``agents`` the sessions starting from 0 on (Poisson at ``rate_rps / steps`` a second, at most
+    ``sessions`` of them; None: no end) and draws steps until ``n`` come before a time every step not drawn comes
+    after. The time starts at the n-th request's expected arrival and grows while too few come before it; each draw
+    goes on from the last (nothing drawn is discarded, so the draws are not selected by their own count). Memory and
+    time grow with ``n``, not with the steps of the sessions the requests belong to."""
+    rate = cfg.rate_rps / steps
+    latest_start, horizon, started = 0.0, n / cfg.rate_rps * 1.05, 0
     while True:
-        while latest_start < horizon:  # the sessions that start before the horizon (and a few after)
+        while latest_start < horizon and (sessions is None or started < sessions):  # those that start before it
             starts = latest_start + _poisson_arrivals(rng, rate, int((horizon - latest_start) * rate * 1.1) + 16)
+            if sessions is not None:
+                starts = starts[: sessions - started]
             agents.add_sessions(starts, np.full(len(starts), steps - 1))
-            latest_start = starts[-1]
+            latest_start, started = starts[-1], started + len(starts)
         agents.draw_until(horizon)
         count = agents.arrivals_before(horizon)
         if count >= n:
-            break
+            return
         horizon += (n - count + 1) / cfg.rate_rps * 1.1
+
+
+def _steady_agent_steps(cfg: SyntheticConfig, rng: np.random.Generator, steps: int, n: int):
+    """The steps of a stationary agentic process from 0 on, drawn only until ``n`` of them come before a time every
+    step not drawn comes after (``_draw_agent_steps``): (session, arrival, tokens of each session before 0), the
+    sessions under way at 0 (``_agents_under_way``) first, then those starting later."""
+    taken, wait = _agents_under_way(cfg, rng, steps)
+    agents = _AgentSteps(rng, wait, steps - taken - 1)
+    _draw_agent_steps(cfg, rng, steps, n, agents)
     session, arrival = agents.drawn()
     # the tokens of the steps the sessions under way took before 0 (tool results and outputs): context, not requests
     earlier = np.zeros(len(agents.last), dtype=np.int64)
     earlier[: len(taken)] = _length_sums(rng, cfg.input_tokens_mean, taken)
     earlier[: len(taken)] += _length_sums(rng, cfg.output_tokens_mean, taken)
     return session, arrival, earlier
+
+
+def _first_empty_agent_steps(cfg: SyntheticConfig, rng: np.random.Generator, steps: int, n: int):
+    """As ``_empty_agent_steps``, drawn only until ``n`` steps come before a time every step not drawn comes after
+    (``_draw_agent_steps``): a limited run of a large ``num_requests`` draws about what it keeps."""
+    agents = _AgentSteps(rng, np.zeros(0), np.zeros(0, dtype=np.int64))
+    _draw_agent_steps(cfg, rng, steps, n, agents, sessions=cfg.num_sessions)
+    session, arrival = agents.drawn()
+    return session, arrival, np.zeros(len(agents.last), dtype=np.int64)
 
 
 def _empty_agent_steps(cfg: SyntheticConfig, rng: np.random.Generator, steps: int):
@@ -326,7 +334,8 @@ def _empty_agent_steps(cfg: SyntheticConfig, rng: np.random.Generator, steps: in
     return session, arrival.ravel(), np.zeros(cfg.num_sessions, dtype=np.int64)
 
 
-def _agentic(cfg: SyntheticConfig, rng: np.random.Generator, block_size: int, context_tokens: int | None = None):
+def _agentic(cfg: SyntheticConfig, rng: np.random.Generator, block_size: int, context_tokens: int | None = None,
+             keep: int | None = None):
     """Agent loops: sessions start as a Poisson process at ``rate_rps / steps`` a second, each taking ``steps`` =
     ceil(``num_requests`` / ``num_sessions``) steps (model calls) apart by exponential gaps of mean
     ``AGENT_STEP_GAP_MEAN_S`` (the call and the tool's run), so requests arrive at ``rate_rps``. Each step's prompt is
@@ -336,25 +345,30 @@ def _agentic(cfg: SyntheticConfig, rng: np.random.Generator, block_size: int, co
     and the sessions and steps that come before the ``num_requests``-th request (``_steady_agent_steps``), so requests
     arrive at ``rate_rps`` throughout; empty starts ``num_sessions`` sessions from 0 and takes the first
     ``num_requests`` of their steps (fewer a second while sessions fill in, and at the end, once the last has
-    started)."""
+    started). The first ``keep`` requests are drawn: ``steps`` (and so the sessions' rate) is ``num_requests``'s."""
     steps = -(-cfg.num_requests // cfg.num_sessions)  # ceil: enough steps for num_requests
-    if cfg.start == "steady":
-        session, arrival, earlier = _steady_agent_steps(cfg, rng, steps)
-        # a session's steps arrive in order: the first num_requests hold every earlier step of their sessions
-        keep = np.sort(np.argsort(arrival, kind="stable")[: cfg.num_requests])
-        session, arrival = session[keep], arrival[keep]
+    n = cfg.num_requests if keep is None else keep
+    if cfg.start == "steady" or n < cfg.num_requests:
+        draw = _steady_agent_steps if cfg.start == "steady" else _first_empty_agent_steps
+        session, arrival, earlier = draw(cfg, rng, steps, n)
+        # a session's steps arrive in order: the first n hold every earlier step of their sessions
+        first = np.sort(np.argsort(arrival, kind="stable")[:n])
+        session, arrival = session[first], arrival[first]
     else:
         session, arrival, earlier = _empty_agent_steps(cfg, rng, steps)
     new = _lengths(rng, cfg.input_tokens_mean, arrival.size)
     out = _lengths(rng, cfg.output_tokens_mean, arrival.size)
     history = earlier[session] + _running_sums(new + out, session) - (new + out)  # tokens of the session before
     prompt, out, dropped = _keep_latest(history + new, out, context_tokens)
-    order = np.argsort(arrival, kind="stable")[: cfg.num_requests]
+    order = np.argsort(arrival, kind="stable")[:n]
     return Drawn(arrival[order], prompt[order], out[order], session[order], context_start=dropped[order])
 
 
-def _system_prompt(cfg: SyntheticConfig, rng: np.random.Generator, block_size: int, context_tokens: int | None = None):
-    n = cfg.num_requests
+def _system_prompt(cfg: SyntheticConfig, rng: np.random.Generator, block_size: int, context_tokens: int | None = None,
+                   keep: int | None = None):
+    """Requests at Poisson arrivals, each a Zipf-chosen shared system prompt then its own tokens, independently: the
+    first ``keep`` of them (default ``num_requests``)."""
+    n = cfg.num_requests if keep is None else keep
     arrival = _poisson_arrivals(rng, cfg.rate_rps, n)
     prefix = _zipf_choice(rng, cfg.num_prefixes, cfg.zipf_alpha, n)
     prompt = cfg.prefix_tokens + _lengths(rng, cfg.input_tokens_mean, n)
@@ -367,8 +381,11 @@ def _system_prompt(cfg: SyntheticConfig, rng: np.random.Generator, block_size: i
     return Drawn(arrival, prompt, out, block_offsets=offsets, block_keys=keys)
 
 
-def _rag(cfg: SyntheticConfig, rng: np.random.Generator, block_size: int, context_tokens: int | None = None):
-    n, k, doc_len = cfg.num_requests, cfg.documents_per_request, cfg.document_tokens
+def _rag(cfg: SyntheticConfig, rng: np.random.Generator, block_size: int, context_tokens: int | None = None,
+         keep: int | None = None):
+    """Requests at Poisson arrivals, each Zipf-chosen shared documents then its own tokens, independently: the first
+    ``keep`` of them (default ``num_requests``)."""
+    n, k, doc_len = cfg.num_requests if keep is None else keep, cfg.documents_per_request, cfg.document_tokens
     arrival = _poisson_arrivals(rng, cfg.rate_rps, n)
     docs = _zipf_choice(rng, cfg.num_documents, cfg.zipf_alpha, (n, k))
     prompt = k * doc_len + _lengths(rng, cfg.input_tokens_mean, n)
@@ -398,10 +415,14 @@ def generate(cfg: SyntheticConfig, block_size: int, rng: np.random.Generator, li
              context_tokens: int | None = None) -> Trace:
     """A synthetic ``Trace`` of ``cfg.kind``; ``limit`` caps the request count; ``context_tokens`` caps the context
     of a multi-turn conversation or an agent session (its oldest tokens are dropped). ``cfg`` is validated
-    (``sim.config``: the kind is a Literal, every size has its declared domain)."""
-    drawn = GENERATORS[cfg.kind](cfg, rng, block_size, context_tokens)
-    if limit is not None:
-        drawn = drawn.first(limit)
+    (``sim.config``: the kind is a Literal, every size has its declared domain).
+
+    A limit draws only the requests it keeps (``num_requests`` 1e8 at a smoke limit of 2,000 drew all 1e8: 1e7 took
+    71 s and 1.7 GB): the first ``limit`` requests of a workload are the workload at ``num_requests`` = ``limit`` in
+    law, as each generator draws them (arrivals, lengths and prefixes do not depend on ``num_requests``; an agent
+    session's steps do, and are kept at ``num_requests``'s), though not the same draws."""
+    keep = cfg.num_requests if limit is None else min(cfg.num_requests, limit)
+    drawn = GENERATORS[cfg.kind](cfg, rng, block_size, context_tokens, keep)
     arrival, prompt, out, session = drawn.arrival, drawn.prompt, drawn.out, drawn.session
     n = len(arrival)
     arrival = arrival - arrival[0]

@@ -153,6 +153,54 @@ def numeric_column(raw: Any, integer: bool = True) -> tuple[np.ndarray, np.ndarr
     return values, reason
 
 
+FLOAT64_EXACT_INTEGERS = 2**53  # every integer below it is a float64; above, a float64 step is 2 or more
+
+
+def exact_integers(raw: Any, values: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """A numeric column as int64 where float64 cannot hold its integers (``values``, ``numeric_column``'s, reach
+    2^53: epoch nanoseconds, ~1.7e18, are rounded to 256 ns), so a caller can subtract in integers before it divides;
+    else ``values`` as they are. The rows ``ok`` (valid) hold the parsed integers, the others 0; a valid value that is
+    no plain integer within int64 (``1.7e18``, a float in JSON) keeps the whole column as ``values``. Each reader's
+    form gives the same answer: text through pyarrow where plain digits, else through pandas, as ``numeric_column``;
+    numbers already parsed only if integers (the fast JSON reader passes such a chunk to orjson, which keeps them)."""
+    finite = values[ok]
+    if not len(finite) or float(np.abs(finite).max()) < FLOAT64_EXACT_INTEGERS:
+        return values
+    out = np.zeros(len(values), dtype=np.int64)
+    if isinstance(raw, np.ndarray):
+        if not np.issubdtype(raw.dtype, np.integer):
+            return values
+        out[ok] = raw[ok]
+        return out
+    if isinstance(raw, pa.Array):
+        import pyarrow.compute as pc
+
+        text = pc.filter(raw, pa.array(ok))
+        if pc.all(pc.ascii_is_decimal(text)).as_py():
+            try:
+                out[ok] = numpy_view(pc.cast(text, pa.int64()))
+                return out
+            except pa.ArrowException:  # beyond int64
+                return values
+        import pandas as pd
+
+        raw = pd.Series(raw.to_numpy(zero_copy_only=False), dtype=str)
+    import pandas as pd
+
+    kept = raw[ok]
+    if pd.api.types.is_integer_dtype(kept.dtype):
+        out[ok] = kept.to_numpy(dtype=np.int64)
+        return out
+    if pd.api.types.is_float_dtype(kept.dtype):
+        return values
+    # text, or JSON values (Python ints and floats): integers only if every one reads as an int64
+    parsed = pd.to_numeric(kept.astype(str).str.strip(), errors="coerce")
+    if not pd.api.types.is_signed_integer_dtype(parsed.dtype):
+        return values
+    out[ok] = parsed.to_numpy(dtype=np.int64)
+    return out
+
+
 def combine(*reasons: np.ndarray) -> np.ndarray:
     """First non-zero reason per row, in argument (column) order."""
     out = np.zeros(len(reasons[0]), dtype=np.int8)

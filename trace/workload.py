@@ -36,7 +36,7 @@ def load_workload(config: Config) -> Trace:
                          context_tokens=context_tokens(config))
         trace.drop(trace.input_tokens + trace.output_tokens > request_token_bound(config.workload), "too_many_tokens")
         require_requests(trace, "")
-        check_time_span(trace, _synthetic_span_cause(config.workload.synthetic))
+        check_time_span(trace, _synthetic_span_cause(config.workload.synthetic, config.workload.limit))
     start, end = config.workload.range_start, config.workload.range_end
     trace.select_range(start, end)
     require_requests(trace, f" between workload.range_start={start} and range_end={end}")
@@ -106,12 +106,13 @@ def _span_cause(trace: Trace, time_unit: str | None) -> str:
             "(workload.time_unit); else a timestamp is corrupt")
 
 
-def _synthetic_span_cause(syn) -> str:
+def _synthetic_span_cause(syn, limit: int | None) -> str:
     """The key that spread a synthetic workload's arrivals too far. Requests arrive at ``rate_rps`` on average (a
-    multi-turn workload's conversations start at ``rate_rps`` over the turns they are drawn with), so
-    ``num_requests / rate_rps`` past the bound is the rate's doing; else a conversation's think times spread its
-    turns."""
-    rate, n = syn.rate_rps, syn.num_requests
+    multi-turn workload's conversations start at ``rate_rps`` over the turns they are drawn with), so the requests
+    drawn (``num_requests``, at most ``limit``) over ``rate_rps`` near or past the bound is the rate's doing (past it
+    is refused before drawing: ``sim.synthetic_rules.arrivals_within_horizon``); else a conversation's think times
+    spread its turns."""
+    rate, n = syn.rate_rps, syn.num_requests if limit is None else min(syn.num_requests, limit)
     if syn.kind != "multi-turn" or n / rate > MAX_TRACE_SPAN_S:
         return f"config key 'workload.synthetic.rate_rps'={rate:g} is too low for num_requests={n}"
     return (f"config keys 'workload.synthetic.think_time_median_s'={syn.think_time_median_s:g} and "
