@@ -229,7 +229,6 @@ def _prove_slo(timed: list[Candidate], target_scale: float, attainment: float) -
 def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
     """The ``--plan`` command."""
     from sim.report.outputs import render_outputs
-    from sim.report.sweep_plots import plot_pareto
     from sim.serving.engine_limits import block_size
     from trace.workload import load_workload
 
@@ -329,6 +328,8 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
         notes.append(f"csv: {write_csv(report, outputs.report_csv, leading)}")
     plots = []
     if outputs.plot_dir is not None:
+        from sim.report.sweep_plots import plot_pareto  # (matplotlib, ~0.5 s to import: only when plots are drawn)
+
         y_label = "block hit ratio" if hit_target is not None else "max request rate meeting the SLO (req/s)"
         plots.append(plot_pareto(report["plan"]["candidates"], hit_target if hit_target is not None else target_rate,
                                  outputs.plot_dir / "plan_pareto.png", measure, y_label))

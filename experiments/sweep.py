@@ -241,7 +241,6 @@ def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
     from sim.config_yaml import leaf_keys
     from sim.mode_settings_rules import learned_tier_policies
     from sim.report.outputs import render_outputs
-    from sim.report.sweep_plots import plot_sweep
 
     start = time.perf_counter()
     spec = load_spec(args.sweep)
@@ -318,7 +317,11 @@ def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
         notes.append(f"report: {write_json(report, outputs.report_json)}")
     if outputs.report_csv:
         notes.append(f"csv: {write_csv(report, outputs.report_csv, spec.axis_keys)}")
-    plots = [] if outputs.plot_dir is None else plot_sweep(report, spec.axis_keys, outputs.plot_dir)
+    plots = []
+    if outputs.plot_dir is not None:
+        from sim.report.sweep_plots import plot_sweep  # (matplotlib, ~0.5 s to import: only when plots are drawn)
+
+        plots = plot_sweep(report, spec.axis_keys, outputs.plot_dir)
     notes += [f"plot: {p}" for p in plots]
     notes += render_outputs(report, [], "sweep", outputs.plot_dir, draw_plots=False, html_path=outputs.html, notes=notes)
     if not args.quiet:

@@ -353,6 +353,51 @@ def test_lookup_prefix_counts_held_blocks_as_top_tier_hits():
     assert cache.lookup_prefix([2, 1, 3], held={1}).tolist() == [0, 0, 0]  # in use: its DRAM copy does not count
 
 
+class _CountingHeld(set):
+    """Held blocks that count how many keys were asked about."""
+
+    asked = 0
+
+    def __contains__(self, key) -> bool:
+        self.asked += 1
+        return super().__contains__(key)
+
+
+def test_lookup_prefix_asks_about_held_blocks_only_near_the_prefix():
+    """A chain of 1,000 blocks whose third is neither held nor cached: the prefix is the first two, and whether a
+    block is held is asked about the keys of the first chunk (``HELD_CHUNK``, 32), not all 1,000 (it was every key)."""
+    cache = make_cache("lru", [4, 4])
+    cache.touch(1, 0)
+    held = _CountingHeld({0})
+    assert cache.lookup_prefix([0, 1, *range(100, 1098)], held=held).tolist() == [0, 0]
+    assert held.asked < 100
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(0, 400), st.lists(st.integers(0, 400), max_size=20), st.integers(0, 400))
+def test_lookup_prefix_in_chunks_is_the_key_by_key_prefix(length, held_at, miss_at):
+    """Prefixes of every length, across the chunk edges (32, 96, 224, ...): the tiers a key-by-key walk gives
+    (held: the top tier; else ``find``; stop at the first block in neither). Blocks 0..399 are cached (in both
+    tiers), blocks held only are put in at ``held_at``, and one block in neither at ``miss_at``."""
+    cache = make_cache("lru", [100, 400])
+    for key in range(400):
+        cache.touch(key, key)
+    held = {5, 150, 390}  # held and cached: the top tier
+    chain = list(range(length))
+    for at in sorted(set(held_at), reverse=True):
+        chain.insert(min(at, len(chain)), 1000 + at)
+        held.add(1000 + at)
+    chain.insert(min(miss_at, len(chain)), 2000)
+    want = []
+    for key in chain:
+        level = 0 if key in held else cache.find(key)
+        if level < 0:
+            break
+        want.append(level)
+    assert len(want) == min(miss_at, len(chain) - 1) and {0, 1} >= set(want)
+    assert cache.lookup_prefix(chain, held=held).tolist() == want
+
+
 def _plugin_replay(capacities, requests, sessions, **plugins):
     cache, hit_tier, blocks, offsets = _prefix_replay("lru", capacities, requests)
     cache.replay(blocks, offsets, hit_tier, 0, len(requests), prefix=True,

@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 
 from sim.config_workload import MAX_TURNS, SyntheticConfig
+from sim.jit import njit
 from trace import blocks as bm
 from trace.request import Trace, TraceProvenance
 
@@ -55,11 +56,48 @@ def _poisson_arrivals(rng: np.random.Generator, rate: float, n: int) -> np.ndarr
     return np.cumsum(rng.exponential(1.0 / rate, n))
 
 
-def _running_sums(values: np.ndarray, group: np.ndarray) -> np.ndarray:
-    """Running sums of ``values`` within each group (``group`` ids in contiguous runs), each from 0."""
-    import pandas as pd  # only here: a trace-file run never loads pandas
+@njit(cache=True, _nrt=False)
+def _kahan_running_sums(values: np.ndarray, group: np.ndarray, total: np.ndarray, carry: np.ndarray,
+                        out: np.ndarray) -> None:
+    """``out[i]``: the sum of ``values`` of ``group[i]`` up to row ``i``, Kahan-compensated per group as pandas'
+    ``groupby(...).cumsum()`` adds floats (its ``group_cumsum``); a NaN value gives NaN and is skipped.
+    ``total`` and ``carry`` (zeros, one slot a group) hold each group's sum and compensation."""
+    for i in range(values.size):
+        g, value = group[i], values[i]
+        if value != value:
+            out[i] = np.nan
+            continue
+        y = value - carry[g]
+        t = total[g] + y
+        carry[g] = t - total[g] - y
+        total[g] = t
+        out[i] = t
 
-    return pd.Series(values).groupby(group, sort=False).cumsum().to_numpy()
+
+def _running_sums(values: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """Running sums of ``values`` within each group (``group``: non-negative ids), each from 0: the same numbers
+    as ``pd.Series(values).groupby(group).cumsum()`` (compensated float sums; integers exact), without pandas."""
+    if values.dtype.kind in "iu":
+        return _integer_running_sums(values, group)
+    values = np.ascontiguousarray(values, dtype=np.float64)
+    group = np.ascontiguousarray(group, dtype=np.int64)
+    slots = int(group.max()) + 1 if group.size else 0
+    out = np.empty_like(values)
+    _kahan_running_sums(values, group, np.zeros(slots), np.zeros(slots), out)
+    return out
+
+
+def _integer_running_sums(values: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """Integer running sums per group: each row's sum so far among the rows of its group (integer sums are
+    exact, so a stable sort by group and one cumulative sum give them, whatever the order of the groups)."""
+    order = np.argsort(group, kind="stable")
+    sums = np.cumsum(values[order])
+    sorted_group = group[order]
+    starts = np.flatnonzero(np.r_[True, sorted_group[1:] != sorted_group[:-1]]) if group.size else order
+    before = np.repeat(sums[starts] - values[order][starts], np.diff(np.r_[starts, group.size]))
+    out = np.empty_like(sums)
+    out[order] = sums - before
+    return out
 
 
 def _conversation_turns(cfg: SyntheticConfig, rng: np.random.Generator, count: int) -> np.ndarray:

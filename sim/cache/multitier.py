@@ -40,6 +40,8 @@ from sim.cache.tiers import Tier
 
 _EMPTY = np.zeros(0, dtype=np.int64)
 _NO_COPIES = np.iinfo(np.int64).max  # ``CacheView.copy_from`` of a cache whose keys are all blocks
+# ``lookup_prefix``: keys asked at first whether they are held; a compiled call costs ~5 us, some 50 dict lookups
+HELD_CHUNK = 32
 
 
 @dataclass
@@ -145,8 +147,21 @@ class MultiTierCache:
         No state changes."""
         keys = self._keys(keys)
         out = np.empty(len(keys), dtype=np.int8)
-        n = engine.lookup_held(self.arena.state, self.view, keys, held_mask(keys, held), out)
-        return out[:n]
+        held = getattr(held, "refs", held)
+        if not held:
+            return out[:engine.lookup_held(self.arena.state, self.view, keys, np.zeros(len(keys), np.bool_), out)]
+        # Whether a key is held is asked in Python, a dict lookup a key, and the prefix ends at the first block neither
+        # held nor cached (5% to 18% of the keys asked, in --preset smoke serving runs), so the keys are asked in
+        # chunks, each twice the last, until one ends early: the same prefix, the keys after it not asked.
+        start, size = 0, HELD_CHUNK
+        while start < len(keys):
+            stop = min(len(keys), start + size)
+            found = engine.lookup_held(self.arena.state, self.view, keys[start:stop],
+                                       held_mask(keys[start:stop], held), out[start:stop])
+            if start + found < stop:
+                return out[:start + found]
+            start, size = stop, 2 * size
+        return out
 
     # --------------------------------------------------------------- operations
 

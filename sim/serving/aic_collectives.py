@@ -16,11 +16,13 @@ all-gather or a reduce-scatter, the size ``MeasuredCollectives`` looks those up 
 from __future__ import annotations
 
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from sim.errors import ConfigError
 from sim.serving.profile_files import read_profile_csv
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 AIC_COLUMNS = ("op_name", "kernel_source", "allreduce_dtype", "num_gpus", "message_size", "latency")
 AIC_DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
@@ -34,6 +36,7 @@ NCCL_COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter")  # (alltoall: 
 def aiconfigurator_all_reduces(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     """An AIConfigurator all-reduce table's rows as ``ranks``, ``size`` (bytes) and ``seconds``: its all_reduce rows,
     the CUDA-graph ones where it has them (the engine's default), sizes from elements of ``allreduce_dtype``."""
+    import pandas as pd  # here only: a run that reads no table never loads pandas
     frame = frame[frame["op_name"].astype(str) == "all_reduce"]
     graph = frame["kernel_source"].astype(str).str.endswith("_graph")
     frame = frame[graph] if graph.any() else frame
@@ -50,6 +53,7 @@ def aiconfigurator_all_reduces(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
 def nccl_collectives(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     """An AIConfigurator ``nccl_perf`` table's half-precision rows as ``collective``, ``ranks``, ``size`` (bytes, one
     rank's share for an all-gather or reduce-scatter: nccl-tests' whole buffer over the ranks) and ``seconds``."""
+    import pandas as pd  # here only: a run that reads no table never loads pandas
     frame = frame[frame["op_name"].astype(str).isin(NCCL_COLLECTIVES)]
     dtypes = sorted(set(frame["nccl_dtype"].astype(str)))
     frame = frame[frame["nccl_dtype"].astype(str) == NCCL_DTYPE]
@@ -77,6 +81,7 @@ def aiconfigurator_rows(path: Path) -> tuple[pd.DataFrame, bool]:
 
 def _columns(path: Path) -> list[str]:
     """The header of a table, read alone (errors left to ``read_profile_csv``, which names the file)."""
+    import pandas as pd  # here only: a run that reads no table never loads pandas
     try:
         if path.suffix == ".parquet":
             import pyarrow.parquet as pq  # (~8 ms to import: only for a Parquet table)

@@ -44,10 +44,9 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import pandas as pd
 
 from sim.errors import ConfigError
 from sim.serving.aic_collectives import aiconfigurator_rows
@@ -55,6 +54,9 @@ from sim.serving.moe import DataParallelShare, sequence_parallel_rows, sequence_
 from sim.serving.nccl_protocols import NcclProtocol
 from sim.serving.profile_files import read_profile_csv, read_profile_yaml, too_few_rows
 from sim.specs import LinkSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "send_recv")
 # vLLM's all-reduces per decoder layer: after attention (o_proj) and after the MLP (down_proj), both
@@ -389,6 +391,7 @@ class MeasuredCollectives:
                            ) -> "MeasuredCollectives":
         """NCCL samples of an LLMServingSim ``hardware.yaml``: ``measured.interconnect.samples`` of
         ``{collective, bytes, us[, ranks]}``; samples without ``ranks`` were measured on the TP group in use."""
+        import pandas as pd  # here only: a run that reads no table never loads pandas
         data = read_profile_yaml(path, "compute.collectives file")
         samples = ((data.get("measured") or {}).get("interconnect") or {}).get("samples") or []
         rows: dict[tuple[str, int | None], list[tuple[float, float]]] = {}
@@ -433,6 +436,7 @@ def _size_curve(rows: pd.DataFrame, path: Path, collective: str, ranks: int | No
 
 def vidur_collective_rows(path: Path, collective: str) -> pd.DataFrame:
     """Vidur collective rows with all workers on one node: ``num_workers``, ``size`` (bytes), ``seconds`` (median)."""
+    import pandas as pd  # here only: a run that reads no table never loads pandas
     frame = read_profile_csv(path, numeric=("time_stats.*", "num_workers", "size", "devices_per_node"),
                              keys=("num_workers", "size", "devices_per_node"),
                              positive=("num_workers", "devices_per_node"),

@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from sim.errors import ConfigError, quote
 from sim.model_shape import ModelSpec
@@ -24,6 +24,9 @@ from sim.serving.profile_grid import GridNode
 from sim.serving.skew_calibration import RuntimeSkewFit
 from sim.serving.skew_fit import SkewFit, skew_fit_enabled
 from sim.serving.step_shape import StepShape, window_kv
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass

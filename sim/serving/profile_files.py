@@ -10,13 +10,15 @@ from __future__ import annotations
 import logging
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
-import pandas as pd
 
 from sim.config_yaml import read_config_file
 from sim.errors import ConfigError, quote
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # The longest time a profile may give one measured operator or collective: an hour. A profile times one
 # decoder layer's operator (or one collective) at a time; the longest in the public profiles is 35 ms
@@ -65,6 +67,7 @@ def read_profile_csv(path: Path, needed: Iterable[str] = (), numeric: Iterable[s
     the columns holding times to their unit in seconds (``{"time_us": 1e-6}``): none may exceed
     ``MAX_PROFILED_TIME_S``. Header names are read as pandas' ``skipinitialspace`` reads them, and stripped
     (``a, b, c`` is ``a,b,c``). ``what`` names the table in errors."""
+    import pandas as pd  # here only: a run that reads no table never loads pandas
     kind = f" ({what})" if what else ""
     if Path(path).suffix == ".parquet":  # (AIConfigurator's systems/data tables; the same columns as its CSV)
         frame = _read_parquet(path, kind)
@@ -150,6 +153,7 @@ BUNDLE_COLUMNS = {
 def _read_parquet(path: Path, kind: str) -> pd.DataFrame:
     """A Parquet table (AIConfigurator stores its collector's tables so), or one exit-2 line naming it: pyarrow raises
     its own error types for a file that is not Parquet (``ArrowInvalid``, a ``ValueError``) or is cut short."""
+    import pandas as pd  # here only: a run that reads no table never loads pandas
     try:
         return pd.read_parquet(path)
     except (OSError, ValueError, ImportError) as exc:

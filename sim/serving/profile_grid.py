@@ -8,11 +8,14 @@ through this one interpolation.
 from __future__ import annotations
 
 from bisect import bisect_right
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from sim.serving.collectives import interpolate, interpolate_many
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class GridNode:

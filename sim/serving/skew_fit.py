@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from sim.errors import ConfigError, quote
 from sim.serving.profile_files import read_bundle_table, read_profile_csv
@@ -116,6 +115,7 @@ class SkewFit:
         axes from the table's own labels and the default as the fitter defines it (pooled weighted least
         squares over ``skew.csv``: Σ gap·excess / Σ gap², gap = t_max − t_mean, excess = t_skew − t_mean;
         0 without it, LLMServingSim's no-measurement fallback)."""
+        import pandas as pd  # here only: a run that reads no table never loads pandas
         meta_path = tp_dir.parent / "meta.yaml"
         fit = _mapping((meta or {}).get("skew_fit"), "skew_fit", meta_path)
         per_tp = _mapping(fit.get("per_tp"), "skew_fit.per_tp", meta_path)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from sim.errors import ConfigError, quote
 from sim.model_shape import ModelSpec
@@ -23,6 +23,9 @@ from sim.serving.moe import DataParallelShare
 from sim.serving.profile_files import read_profile_csv, require_points, unused_rows
 from sim.serving.profile_grid import GridNode
 from sim.serving.step_shape import StepShape, window_kv_tokens
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def vidur_op_columns(frame: pd.DataFrame, exclude: tuple[str, ...] = ()) -> list[str]:
