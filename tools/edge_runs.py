@@ -12,7 +12,9 @@ FINDING with the command that reproduces it. Slow: ~1,500 runs at a few seconds 
     python tools/edge_runs.py --pairs                                 # the interacting pairs (PAIRS) instead
 
 Each run is main.main in a forked child of a process that has imported kvsim once (a subprocess costs seconds of
-imports a run), under an address-space limit (--memory-gib), killed at --timeout.
+imports a run), under an address-space limit (--memory-gib), killed once it has used --timeout seconds of CPU (or
+waited 4 x --timeout with its CPU idle): CPU time, not wall time, so a run the machine's other work starves is not
+a finding; a refusal is judged on its CPU seconds too.
 """
 
 from __future__ import annotations
@@ -278,8 +280,19 @@ def _child(argv: list[str], out: str, memory_gib: float) -> None:
         report = json.loads(Path(report_path).read_text())
     if os.path.exists(report_path):  # (the parent removes ``out``: nothing of a run is left in its folder)
         os.remove(report_path)
-    Path(out).write_text(json.dumps({"status": status, "err": err.getvalue(), "report": report}))
+    used = resource.getrusage(resource.RUSAGE_SELF)  # (a forked child's usage starts at 0)
+    Path(out).write_text(json.dumps({"status": status, "err": err.getvalue(), "report": report,
+                                     "cpu_seconds": used.ru_utime + used.ru_stime}))
     os._exit(0)
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds a running process has used (Linux /proc), or None where unreadable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def judge(job: dict[str, Any], status: int | None, err: str, report: dict | None, seconds: float,
@@ -290,7 +303,7 @@ def judge(job: dict[str, Any], status: int | None, err: str, report: dict | None
     from tests.run_outcome import judge as judge_outcome
 
     if status is None:
-        return f"no answer in {timeout:.0f} s"
+        return f"no answer within {timeout:.0f} s of CPU (or {4 * timeout:.0f} s idle)"
     if status == 2:
         lines = err.strip().splitlines()
         if len(lines) != 1 or not lines[0].startswith("kvsim: error:"):
@@ -300,7 +313,7 @@ def judge(job: dict[str, Any], status: int | None, err: str, report: dict | None
         if not named:
             return "exit 2 naming no key given: " + lines[0][:300]
         if seconds > 10:
-            return f"refused after {seconds:.0f} s of work: " + lines[0][:200]
+            return f"refused after {seconds:.0f} s of CPU: " + lines[0][:200]
         return None
     problem = judge_outcome(status, err, report, job["argv"])
     if problem:
@@ -328,24 +341,29 @@ def run_all(todo: list[dict[str, Any]], workers: int, timeout: float, memory_gib
         time.sleep(0.05)
         for entry in list(running):
             proc, job, out, start = entry
-            seconds = time.perf_counter() - start
-            if proc.is_alive() and seconds < timeout:
+            wall = time.perf_counter() - start
+            cpu = _cpu_seconds(proc.pid) if proc.is_alive() else None
+            # given up once it has used --timeout seconds of CPU (wall time alone would blame a run the other
+            # work on the machine starved), or waited 4x that with the CPU idle (a deadlock uses none)
+            if proc.is_alive() and wall < 4 * timeout and (cpu if cpu is not None else wall) < timeout:
                 continue
-            if proc.is_alive():
+            killed = proc.is_alive()
+            if killed:
                 proc.kill()
             proc.join()
             running.remove(entry)
-            status, err, report = None, "", None
+            status, err, report, seconds = None, "", None, cpu if cpu is not None else wall
             if os.path.exists(out):
                 result = json.loads(Path(out).read_text())
                 status, err, report = result["status"], result["err"], result["report"]
+                seconds = result["cpu_seconds"]
                 os.remove(out)
-            elif seconds < timeout:
+            elif not killed:
                 status, err = 1, f"child died (exit code {proc.exitcode}) without a result"
             problem = judge(job, status, err, report, seconds, timeout)
             findings += bool(problem)
             line = "python main.py " + shlex.join(job["argv"])
-            record = {**{k: job[k] for k in ("key", "value", "mode")}, "status": status, "seconds": round(seconds, 2),
+            record = {**{k: job[k] for k in ("key", "value", "mode")}, "status": status, "cpu_seconds": round(seconds, 2),
                       "problem": problem, "message": err.strip().splitlines()[-1][:300] if err.strip() else "",
                       "command": line}
             if sink:
@@ -354,7 +372,7 @@ def run_all(todo: list[dict[str, Any]], workers: int, timeout: float, memory_gib
             if problem:
                 print(f"FINDING {job['key']}={job['value']} ({job['mode']}): {problem}\n    {line}", flush=True)
             elif verbose:
-                print(f"ok {job['key']}={job['value']} ({job['mode']}) exit {status} {seconds:.1f} s", flush=True)
+                print(f"ok {job['key']}={job['value']} ({job['mode']}) exit {status} {seconds:.1f} s CPU", flush=True)
     shutil.rmtree(tmp, ignore_errors=True)  # (a child killed at --timeout leaves its report behind)
     return findings
 
@@ -366,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = OneLineParser(prog="python tools/edge_runs.py", name="edge_runs.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (default 2)")
-    parser.add_argument("--timeout", type=float, default=60, help="seconds a run may take (default 60)")
+    parser.add_argument("--timeout", type=float, default=60, help="CPU seconds a run may take (default 60)")
     parser.add_argument("--memory-gib", type=float, default=8, help="address-space limit of a run (default 8)")
     parser.add_argument("--only", default=None, help="keys whose dotted name contains this")
     parser.add_argument("--skip", action="append", default=[], help="leave out keys whose name contains this")

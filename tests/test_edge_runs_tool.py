@@ -1,0 +1,50 @@
+"""tools/edge_runs.py gives a run up by the CPU it used, not its wall time: on a busy machine a run the other work
+starved was reported as a finding ("no answer in 60 s", "refused after 46 s of work") though it takes 0.6 s alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, script_module
+
+JOB = {"key": "k", "value": "v", "mode": "single", "argv": ["--set", "k=v"]}
+
+
+def _spin(seconds: float) -> None:
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+def _refusing_child(cpu: float, idle: float):
+    """A stand-in for ``_child``: waits ``idle`` s without CPU, spends ``cpu`` s of it, then refuses in one line."""
+    def child(argv, out, memory_gib):
+        time.sleep(idle)
+        _spin(cpu)
+        used = os.times()
+        Path(out).write_text(json.dumps({"status": 2, "err": "kvsim: error: 'k' is out of range\n", "report": None,
+                                         "cpu_seconds": used.user + used.system}))
+        os._exit(0)
+    return child
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads a running child's CPU time from /proc (Linux)")
+def test_a_starved_run_is_not_given_up_but_one_that_uses_its_cpu_is(monkeypatch, capsys):
+    with script_module(ROOT / "tools" / "edge_runs.py") as edges:
+        # 2 s of wall time with no CPU used (as a starved run) at --timeout 1: it answers, quickly in CPU: no finding
+        monkeypatch.setattr(edges, "_child", _refusing_child(cpu=0.0, idle=2.0))
+        assert edges.run_all([JOB], 1, 1.0, 8, None, False) == 0
+        # 3 s of CPU at --timeout 1: killed once its CPU passes 1 s, long before the 4 s idle bound
+        monkeypatch.setattr(edges, "_child", _refusing_child(cpu=3.0, idle=0.0))
+        start = time.perf_counter()
+        assert edges.run_all([JOB], 1, 1.0, 8, None, False) == 1
+        assert time.perf_counter() - start < 2.9
+        assert "no answer within 1 s of CPU" in capsys.readouterr().out
+        # a refusal that took 11 s of CPU is late; one that waited 11 s is not (judged on the CPU it reports)
+        assert edges.judge(JOB, 2, "kvsim: error: 'k' bad\n", None, 11.0, 60).startswith("refused after 11 s of CPU")
+        assert edges.judge(JOB, 2, "kvsim: error: 'k' bad\n", None, 0.5, 60) is None
