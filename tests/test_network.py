@@ -48,6 +48,18 @@ def test_two_concurrent_flows_share_the_link():
     assert finished[0] * 1e3 == pytest.approx(21.47, abs=0.01) and finished[1] == pytest.approx(finished[0])
 
 
+def test_concurrent_flows_share_the_bandwidth_and_each_pays_the_latency_once():
+    """Two 1 s serializations started together over a link of 0.25 s latency: both bytes finish at 2 s (shared),
+    each arrives 0.25 s later (a propagation delay, not link time): 2.25 s, not 2 x 1.25 = 2.5 s (the latency was
+    processor-shared with the bytes; the cluster's paths already kept it apart)."""
+    model = AnalyticNetwork(bandwidth=1.0, latency=0.25)
+    assert _run_flows(model, [(1.0, 0.0), (1.0, 0.0)]) == {0: pytest.approx(2.25), 1: pytest.approx(2.25)}
+    # alone: latency + bytes / bandwidth, as isolated_time
+    assert _run_flows(model, [(1.0, 0.0)]) == {0: pytest.approx(model.isolated_time(1.0))}
+    # staggered: B starts when A's bytes are half through; A's bytes end at 1.5 s, B's at 2.0 s, each + 0.25 s
+    assert _run_flows(model, [(1.0, 0.0), (1.0, 0.5)]) == {0: pytest.approx(1.75), 1: pytest.approx(2.25)}
+
+
 def test_staggered_flows_by_hand():
     # 1 s of service each; B starts at 0.5 s: A alone for 0.5 s, then both at half rate,
     # A's last 0.5 s takes 1 s -> A done at 1.5 s; B alone for its last 0.5 s -> 2.0 s.

@@ -41,11 +41,11 @@ from __future__ import annotations
 import numpy as np
 
 from sim.cache.tiers import stored_copy_bytes
-from sim.cluster.links import Path, PathModel, latency_of
+from sim.cluster.links import Path, PathModel
 from sim.serving.align_state_manager import state_key_offsets
 from sim.serving.instance import Instance, Job
 from sim.serving.kv_cache_manager import PrefixMatch, prefix_hit, usable_prefix_blocks
-from sim.serving.network import Link
+from sim.serving.network import Link, latency_of
 from sim.serving.scheduler import PREFILL, UNIFIED
 
 HBM, DRAM, SSD, EIC = range(4)  # tier kinds, as TIER_NAMES

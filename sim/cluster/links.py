@@ -21,18 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from sim.serving.network import Link, NetworkModel
-
-
-def latency_of(model: NetworkModel) -> float:
-    """A link model's fixed one-way latency, seconds: an analytic link's; a lookup table's measured times are taken
-    whole as its serialization (their latency is not separable from them)."""
-    return float(getattr(model, "latency", 0.0))
-
-
-def serialization_time(model: NetworkModel, nbytes: float) -> float:
-    """Seconds ``nbytes`` occupy a link alone, its latency aside."""
-    return max(0.0, model.isolated_time(nbytes) - latency_of(model)) if nbytes > 0 else 0.0
+from sim.serving.network import Link, NetworkModel, serialization_time
 
 
 @dataclass(frozen=True)

@@ -28,14 +28,14 @@ from sim.cache.arena_layout import RESIDENT
 from sim.cache.tiers import TIER_NAMES, Tier, configured_tier_blocks, tier_from_config, tier_stored_bytes
 from sim.cluster.fetch import DRAM, EIC, HBM, LOCATIONS, SSD, PrefixFetch
 from sim.cluster.in_use import InUse
-from sim.cluster.links import LoadTracker, Path, latency_of
+from sim.cluster.links import LoadTracker, Path
 from sim.cluster.prefix_index import holders_chain
 from sim.cluster.routers import CLUSTER_ROUTERS
 from sim.cluster.topology import Topology
 from sim.config import Config
 from sim.serving.compute import StepShape
 from sim.serving.instance import DECODE, PREFILL, UNIFIED, Instance, Job
-from sim.serving.network import AnalyticNetwork, Link, network_model
+from sim.serving.network import AnalyticNetwork, Link, latency_of, network_model
 from sim.serving.run import ServingRun, decode_rank
 from trace.request import Trace
 

@@ -6,10 +6,12 @@ bytes → seconds table (e.g. NS-3 packet-level results) and interpolates linear
 between measured sizes, extending the last segment past the largest one.
 
 ``Link`` adds contention: concurrent transfers share it max-min fairly (on one link,
-equal shares), re-timed whenever a transfer starts or ends. Each transfer needs
-``isolated_time(nbytes)`` seconds of the whole link (a processor-sharing server), so
-two equal transfers started together both finish after twice the isolated time,
-whichever model gives that time.
+equal shares), re-timed whenever a transfer starts or ends. Each transfer needs its
+serialization (``isolated_time(nbytes)`` less the model's fixed latency) of the whole
+link (a processor-sharing server), then its latency, a delay no other transfer shares:
+two equal transfers started together both finish after twice the serialization plus
+one latency (as ``sim.cluster.links``' paths do). A lookup table's times are all
+serialization (its latency is not separable from them).
 """
 
 from __future__ import annotations
@@ -179,6 +181,17 @@ def network_model(config: NetworkConfig) -> NetworkModel:
     return AnalyticNetwork(bandwidth=config.bandwidth_gbps * 1e9 / 8, latency=config.latency_us * 1e-6)
 
 
+def latency_of(model: NetworkModel) -> float:
+    """A link model's fixed one-way latency, seconds: an analytic link's; a lookup table's measured times are taken
+    whole as its serialization (their latency is not separable from them)."""
+    return float(getattr(model, "latency", 0.0))
+
+
+def serialization_time(model: NetworkModel, nbytes: float) -> float:
+    """Seconds ``nbytes`` occupy a link alone, its latency aside."""
+    return max(0.0, model.isolated_time(nbytes) - latency_of(model)) if nbytes > 0 else 0.0
+
+
 class Link:
     """One link shared max-min fairly by concurrent transfers (processor sharing).
 
@@ -210,12 +223,22 @@ class Link:
     def send(self, nbytes: float, on_done: Callable[[float], None]) -> None:
         """Start a transfer now; ``on_done(duration)`` runs when its last byte arrives."""
         self.bytes_sent += int(nbytes)
-        self.occupy(self.model.isolated_time(nbytes), on_done)
+        self.occupy_share(nbytes, 1.0, on_done)
 
     def occupy_share(self, nbytes: float, share: float, on_done: Callable[[float], None]) -> None:
-        """The last ``share`` of a transfer of ``nbytes`` (the part a layerwise transfer's compute did not hide),
-        sharing the link from now; its bytes are counted by the caller."""
-        self.occupy(share * self.model.isolated_time(nbytes), on_done)
+        """The last ``share`` of a transfer of ``nbytes`` (the part a layerwise transfer's compute did not hide):
+        that share of its serialization sharing the link from now, then that share of the latency, unshared; its
+        bytes are counted by the caller."""
+        delay = share * latency_of(self.model)
+        if delay <= 0 or nbytes <= 0:
+            self.occupy(share * serialization_time(self.model, nbytes), on_done)
+            return
+        start = self.engine.now
+
+        def serialized(_duration: float) -> None:
+            self.engine.after(delay, lambda: on_done(self.engine.now - start))
+
+        self.occupy(share * serialization_time(self.model, nbytes), serialized)
 
     def occupy(self, service: float, on_done: Callable[[float], None]) -> None:
         """Start work that would take ``service`` seconds alone (a transfer, or a device's write) now."""
