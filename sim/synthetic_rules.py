@@ -65,7 +65,7 @@ def arrivals_within_horizon(c: Config) -> None:
     kept = n * (w.range_end - w.range_start)
     drawn = w.arrivals.process != "trace" and w.arrivals.rate_rps is not None
     rate_key, rate = ("workload.arrivals.rate_rps", w.arrivals.rate_rps) if drawn else (f"{KEY}rate_rps", syn.rate_rps)
-    span = (kept - 1) / (rate * w.rate_scale)
+    span = (kept - 1) / rate / w.rate_scale  # (one at a time: rate x scale underflows to 0 at 1e-200 x 1e-200)
     if span > MAX_TRACE_SPAN_S:
         raise ConfigError(f"config keys '{rate_key}'={rate:g} and 'workload.rate_scale'={w.rate_scale:g} spread "
                           f"~{max(1, round(kept)):,} requests over ~{span:.3g} s, more than {MAX_TRACE_SPAN_S:.3g} s "

@@ -101,6 +101,10 @@ SPANS = [
     # a drawn process's rate is the one that counts: Poisson at 1e-6/s over 2,000 requests, 2e9 s
     ((f"{SYN}num_requests=2000", "workload.arrivals.process=poisson", "workload.arrivals.rate_rps=1e-6"),
      "'workload.arrivals.rate_rps'=1e-06"),
+    # a rate of 1e-200/s scaled by 1e-200: 1e400 s, past any float, refused (the product 1e-400 is 0 in float64: it
+    # divided by zero, an internal error)
+    ((f"{SYN}num_requests=2", "workload.arrivals.process=poisson", "workload.arrivals.rate_rps=1e-200",
+      "workload.rate_scale=1e-200"), "'workload.arrivals.rate_rps'=1e-200"),
 ]
 
 

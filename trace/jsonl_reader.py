@@ -122,7 +122,13 @@ def _slow_jsonl(data: bytes, line: int, first_row: int, keys: tuple[str, ...]) -
             lines.append(line + i)
     malformed = np.fromiter((o is None for o in objects), dtype=bool, count=len(objects))
     present = [o if o is not None else {} for o in objects]
-    frame = pd.DataFrame({key: [_not_text(o.get(key)) for o in present] for key in keys})
+    columns = {key: [_not_text(o.get(key)) for o in present] for key in keys}
+    frame = pd.DataFrame(columns)
+    for key in keys:  # (pandas takes integers among a null, a missing key or a malformed line as float64: epoch
+        # nanoseconds rounded to 256 ns; as Python objects trace.validation.exact_integers keeps them)
+        if frame[key].dtype == np.float64 and (np.abs(frame[key].to_numpy()) >= FLOAT64_EXACT_INTEGERS).any() and \
+                any(type(v) is int and abs(v) >= FLOAT64_EXACT_INTEGERS for v in columns[key]):
+            frame[key] = pd.Series(columns[key], dtype=object)
     keys_seen = frozenset(key for key in keys if any(key in o for o in present))
     return RawChunk(frame, first_row, len(objects), malformed, np.asarray(lines, dtype=np.int64), keys_seen)
 

@@ -305,7 +305,8 @@ def _charge_children_before_parents(path: Path, early: np.ndarray, arrival: np.n
 # Arrival times are float64 in the trace's unit until made relative to the first: past 2^52 ms (142,000 years) one
 # step of a float64 is more than a millisecond, and the times of a trace offset that far (a corrupt offset, a unit
 # mistake) would be rounded silently (1e17 ms: to 16 ms). Integers past 2^53 are read as int64 (exact, not checked:
-# trace.validation.exact_integers); times written as decimals there are still rounded, and refused.
+# trace.validation.exact_integers); times written as decimals are still float64: refused where its step passes a
+# millisecond, else rounded (epoch nanoseconds to 256 ns).
 TIMESTAMP_STEP_LIMIT_S = 1e-3
 
 
