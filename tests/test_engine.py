@@ -62,6 +62,7 @@ def test_link_completes_at_week_scale_times():
         engine.at(start, link.send, (k + 1) * 1e6, lambda d, k=k: done.append((k, engine.now)))
     engine.run()
     assert [k for k, _ in done] == [0, 1, 2]
-    # Processor sharing by hand: isolated times 85, 165, 245 us. Flows 0 and 1 share the first
-    # microsecond (0.5 us each); then three share, so flow 0's remaining 84.5 us take 3 x 84.5 us.
-    assert done[0][1] - 604_800.0 == pytest.approx(1e-6 + 3 * 84.5e-6, rel=1e-5)
+    # Processor sharing by hand: serializations 80, 160, 240 us, then each its 5 us latency (unshared).
+    # Flows 0 and 1 share the first microsecond (0.5 us each); then three share, so flow 0's remaining
+    # 79.5 us take 3 x 79.5 us; its last byte arrives 5 us later.
+    assert done[0][1] - 604_800.0 == pytest.approx(1e-6 + 3 * 79.5e-6 + 5e-6, rel=1e-5)
