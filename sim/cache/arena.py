@@ -29,7 +29,8 @@ once, asking for that many uses (``WANT``); the Python wrapper grows the arrays
 
 List convention: lists 0 and 1 hold resident blocks, 2 and 3 ghost entries (``WHERE``); a
 list's head is its oldest entry. Policies without lists mark resident slots ``WHERE = 0``.
-A slot is resident iff it is in the directory with ``WHERE`` <= 1.
+A slot is resident iff it is in the directory with ``WHERE`` <= 1; one with ``TAKEN_WHERE`` holds the policy history
+of a block a running request took out of its tier (``engine.take``), in no list.
 """
 
 from __future__ import annotations
@@ -366,6 +367,17 @@ def release_slot(a, t: int, s: int) -> None:
 @kernel
 def keep_place(a, t: int, s: int, now: int) -> None:
     """``readmit`` of a policy whose order does not change when a resident block is admitted again."""
+
+
+@kernel
+def no_history(a, t: int, s: int) -> int:
+    """``history`` of a policy that keeps no per-block state beyond its order (LRU, FIFO, Belady): none (-1)."""
+    return -1
+
+
+@kernel
+def no_carry(a, t: int, s: int, history: int) -> None:
+    """``carry`` of a policy that keeps no per-block state beyond its order: nothing to take on."""
 
 
 @kernel

@@ -15,12 +15,14 @@ KIND, CAP, PCAP, BOUND, HEAP0, HEAPCAP, HEAPED, RESIDENT, HEAPN, USERS = range(1
 HEAD, TAIL, SIZE = 10, 14, 18  # + list id (0..3)
 X0 = 22  # first of the policy's own scalars
 STAT0 = X0 + 8  # the tier's counters (``STAT_FIELDS`` of them, in ``TierStats``' order)
-META_FIELDS = STAT0 + 8
+TAKEN = STAT0 + 8  # blocks taken out of the tier by running requests whose policy history it keeps (``engine.take``)
+META_FIELDS = TAKEN + 1
 # BOUND: slots the tier's policy may hold at most; HEAP0/HEAPCAP: its heap region in ``heap``
 # (HEAPED: its policy keeps a heap)
 
 # ---- slot columns
 KEY, TIER, CHAIN, PREV, NEXT, WHERE, COUNT, PRIO, HPOS = range(9)  # NEXT also chains the free pool
+TAKEN_WHERE = 4  # ``WHERE`` of a taken block's slot: filed in the directory, in no list, its policy history in PREV
 SLOT_FIELDS = 9  # KEY, TIER and CHAIN first: a directory probe reads them together
 BASE_FIELDS = WHERE + 1  # the columns every policy uses; COUNT, PRIO, HPOS only policies that declare them
 # A policy module's ``SLOT_FIELDS`` says how many leading columns it uses; the pool is as wide as the widest

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from numba.extending import overload
 
-from sim.cache.arena import room
+from sim.cache.arena import free_slot, new_slot, no_history, room
 from sim.cache.arena_layout import (
     BYTES_READ,
     BYTES_WRITTEN,
@@ -44,10 +44,14 @@ from sim.cache.arena_layout import (
     KEY,
     KIND,
     PREFETCHES,
+    PREV,
     PROMOTIONS,
     RESIDENT,
     STAT0,
+    TAKEN,
+    TAKEN_WHERE,
     USERS,
+    WHERE,
     CacheView,
     entry,
     kernel,
@@ -56,10 +60,11 @@ from sim.cache.arena_layout import (
     step,
 )
 from sim.cache.block_index import holders, holders_chain, resident
+from sim.cache.block_index import lookup as slot_of
 from sim.cache.policies.dispatch import BELADY, hooks_for
 from sim.jit import flush_when_sources_change
 
-HOOK_ACCESS, HOOK_INSERT, HOOK_REMOVE, HOOK_VICTIM = range(4)
+HOOK_ACCESS, HOOK_INSERT, HOOK_REMOVE, HOOK_VICTIM, HOOK_HISTORY, HOOK_CARRY = range(6)
 USE, PREFETCH, DEMOTE, UNREAD = range(4)  # what ``use`` does
 HIT, MISS, KEPT, EVICTED = 0, -1, -2, -3  # what ``use_single`` did
 NO_ROOM = -2  # ``hook``: the arena must grow first (``TierArena.reserve``)
@@ -78,12 +83,28 @@ def _find(a, c, key):
     return -1, -1
 
 
-def _operations(access, insert, readmit, remove, victim):
+@kernel
+def _untake(a, t, key):
+    """The policy history tier ``t`` kept of ``key`` since a running request took it (``take``), now given back
+    (its slot freed); -1: none kept."""
+    s = slot_of(a, t, key)
+    if s < 0 or a.slots[s, WHERE] != TAKEN_WHERE:
+        return -1
+    kept = a.slots[s, PREV]
+    free_slot(a, t, s)
+    a.meta[t, TAKEN] -= 1
+    return kept
+
+
+def _operations(access, insert, readmit, remove, victim, history, carry):
     """The multi-tier operations over one policy's compiled hooks: Python functions that the
     overloads below hand to numba. The hot path (a use, an admission) inlines the hooks; the
-    other operations call a compiled copy (inlining every call site would multiply compile time)."""
-    access_c, insert_c, readmit_c, remove_c, victim_c = (step(f.py_func) for f in (access, insert, readmit, remove,
-                                                                                    victim))
+    other operations call a compiled copy (inlining every call site would multiply compile time).
+    ``keeps``: the policy keeps per-block history (``policies/base``: the take rule), a constant to numba, so
+    LRU's, FIFO's and Belady's operations compile without the take rule's code."""
+    access_c, insert_c, readmit_c, remove_c, victim_c, history_c, carry_c = (
+        step(f.py_func) for f in (access, insert, readmit, remove, victim, history, carry))
+    keeps = history is not no_history
 
     def use(a, c, key, now, admit, mode):
         """``USE`` ``key`` at stream position ``now``: refresh it, promote it (moved, or copied when
@@ -96,17 +117,21 @@ def _operations(access, insert, readmit, remove, victim):
         Returns the tier it was found in (-1: a miss, admitted unless ``admit`` is False).
 
         Admitting to tier i: its victim is demoted to tier i+1 (exclusive) or evicted (inclusive,
-        or the last tier). This is the one place the policy's hooks are inlined (compile time
-        grows with every inlined copy)."""
+        or the last tier). A block a running request took out of the top tier (``take``) enters it again with the
+        history the policy kept of it, then this use (a prefetch: no use yet). This is the one place the policy's
+        hooks are inlined (compile time grows with every inlined copy)."""
         first, stop, stride = 0, 0, 1  # the tiers to admit the block to
         level = -1
         origin = -1  # exclusive move up: the tier the block leaves, where it goes back if no tier above has room
+        kept = -1  # the top tier's history of the block, kept since a running request took it (-1: none)
         if mode == DEMOTE:
             first, stop = 1, 2
         else:
             level, s = _find(a, c, key)
             if mode == PREFETCH and level <= 0:
                 return level
+            if keeps and a.meta[c.tiers[0], TAKEN] > 0:
+                kept = _untake(a, c.tiers[0], key)
             if len(c.last_pos):
                 c.last_pos[key] = now
             if level >= 0:
@@ -168,7 +193,11 @@ def _operations(access, insert, readmit, remove, victim):
                     demoted = a.slots[v, KEY]
                     remove(a, t, v)
                     a.meta[t, RESIDENT] -= 1
-                insert(a, t, inserting, when)
+                ns = insert(a, t, inserting, when)
+                if keeps and kept >= 0 and at == 0 and inserting == key:  # taken, now freed: seen again
+                    carry_c(a, t, ns, kept)
+                    if mode != PREFETCH:
+                        access_c(a, t, ns, when)
                 a.meta[t, RESIDENT] += 1
                 a.meta[t, STAT0 + INSERTIONS] += 1
                 a.meta[t, STAT0 + BYTES_WRITTEN] += key_bytes(c, at, inserting)
@@ -214,7 +243,13 @@ def _operations(access, insert, readmit, remove, victim):
         the free queue); the tier it was in, or -1. A lower-tier copy counts as a promotion (it moves up;
         inclusive mode keeps lower copies), but no bytes read: a block the request was served was read by
         its load (``KVCacheManager.load``), and one it was not (a partial last block, a block past the served
-        prefix) is computed in HBM, its lower copy superseded, not read."""
+        prefix) is computed in HBM, its lower copy superseded, not read.
+
+        A block taken out of the top tier keeps its policy history there (``policies/base``: the take rule) until
+        the request frees it (``use``): a slot of the tier, filed under the block in the directory but in none of
+        the policy's lists (``TAKEN_WHERE``), holding the history; so memory follows the blocks in use and finding
+        it again is one directory probe. (Not when the removal left a ghost entry of the block: ARC's or S3-FIFO's
+        chosen victim, taken instead; the policy then remembers it its own way.)"""
         level, s = _find(a, c, key)
         if level < 0:
             return -1
@@ -222,8 +257,14 @@ def _operations(access, insert, readmit, remove, victim):
         if level > 0:
             a.meta[t, STAT0 + PROMOTIONS] += 1
         if level == 0 or not c.inclusive:
+            kept = history_c(a, t, s) if keeps and level == 0 else -1
             remove_c(a, t, s)
             a.meta[t, RESIDENT] -= 1
+            if kept >= 0 and slot_of(a, t, key) < 0:
+                p = new_slot(a, t, key)
+                a.slots[p, WHERE] = TAKEN_WHERE
+                a.slots[p, PREV] = kept
+                a.meta[t, TAKEN] += 1
         return level
 
     def resize(a, c, capacity):
@@ -243,7 +284,8 @@ def _operations(access, insert, readmit, remove, victim):
                 _use(a, c, key, now, True, DEMOTE)
 
     def hook(a, t, op, key, now):
-        """One policy hook on tier ``t`` by block id; ``HOOK_VICTIM`` returns the victim's key."""
+        """One policy hook on tier ``t`` by block id; ``HOOK_VICTIM`` returns the victim's key, ``HOOK_HISTORY``
+        the block's history; ``HOOK_CARRY`` gives the block the history passed as ``now``."""
         if op == HOOK_ACCESS:
             access_c(a, t, resident(a, t, key), now)
         elif op == HOOK_INSERT:  # of a resident key (a shared tier receiving another cache's copy): readmit
@@ -256,6 +298,10 @@ def _operations(access, insert, readmit, remove, victim):
         elif op == HOOK_REMOVE:
             remove_c(a, t, resident(a, t, key))
             a.meta[t, RESIDENT] -= 1
+        elif op == HOOK_HISTORY:
+            return history_c(a, t, resident(a, t, key))
+        elif op == HOOK_CARRY:
+            carry_c(a, t, resident(a, t, key), now)
         else:
             if a.meta[t, RESIDENT] == 0:
                 raise ValueError("victim() of an empty tier")
@@ -477,9 +523,12 @@ def touch_chain(a, c, keys, positions, admit, mode, out):
 @entry
 def take_chain(a, c, keys, out):
     """Take each key out of the cache in order (see ``take``); ``out[i]``: the tier it was in, or -1.
-    (Taking a block never adds one: no room check.)"""
+    False (and nothing done) when the arena has no room yet for the top tier's slots keeping their history."""
+    if not room(a, c.tiers[:1], len(keys)):
+        return False
     for i in range(len(keys)):
         out[i] = _take(a, c, keys[i])
+    return True
 
 
 @entry
@@ -495,8 +544,8 @@ def resize_top(a, c, capacity):
 @entry
 def hook(a, t, op, key, now):
     """One policy hook on tier ``t`` by block id (the generic path, tests); ``NO_ROOM`` when the
-    arena must grow first."""
-    if (op == HOOK_ACCESS or op == HOOK_INSERT) and not room(a, (t,), 1):
+    arena must grow first. ``now``: the stream position, or ``HOOK_CARRY``'s history."""
+    if (op == HOOK_ACCESS or op == HOOK_INSERT or op == HOOK_CARRY) and not room(a, (t,), 1):
         return NO_ROOM
     return _hook(a, t, op, key, now)
 

@@ -45,6 +45,9 @@ class HookedMultiTierCache:
         # Clairvoyant policies need a demoted block's last access position (its next use), by any cache.
         self.last_pos: dict[int, int] | None = tiers[0].arena.last_position_map() if track_positions else None
         self._previous_turn: dict[int, list[int]] = {}
+        # the top tier's policy history of each block a running request took out of it, until it is freed
+        # (``policies/base``: the take rule; the compiled engine keeps it in a slot of the tier)
+        self._taken: dict[int, int] = {}
 
     def _capacity(self, level: int) -> int:
         return self.tiers[level].capacity
@@ -87,6 +90,7 @@ class HookedMultiTierCache:
         if self.last_pos is not None:
             self.last_pos[key] = now
         level = self.find(key)
+        kept = self._taken.pop(key, -1) if self._taken else -1
         if level >= 0 and self.inclusive:
             self._refresh_next_use_below(level, key, now)
         if level == 0:
@@ -95,16 +99,16 @@ class HookedMultiTierCache:
         if level > 0:
             if read:
                 self._counters(level)[BYTES_READ] += self._read_bytes
-            if self._move_up(level, key, now):  # (declined above: it stays where it was, nothing moved)
+            if self._move_up(level, key, now, kept):  # (declined above: it stays where it was, nothing moved)
                 self._counters(level)[PROMOTIONS] += 1
             return level
         if not admit:
             return -1
         if self.inclusive:
             for i in range(len(self.tiers)):
-                self._insert(i, key, now)
+                self._insert(i, key, now, kept=kept if i == 0 else -1)
         else:
-            self._insert(0, key, now)
+            self._insert(0, key, now, kept=kept)
         return -1
 
     def touch_chain(self, keys, positions, freed: bool = False) -> np.ndarray:
@@ -119,8 +123,11 @@ class HookedMultiTierCache:
         if level > 0:  # no bytes read: the request's load reads what it is served (``MultiTierCache.take``)
             self._counters(level)[PROMOTIONS] += 1
         if level == 0 or not self.inclusive:
+            kept = self.policies[0].history(key) if level == 0 else -1
             self.policies[level].on_remove(key)
             self.residents[level].remove(key)
+            if kept >= 0:
+                self._taken[key] = kept
         return level
 
     def take_chain(self, keys) -> np.ndarray:
@@ -151,21 +158,25 @@ class HookedMultiTierCache:
             if self.policies[below].needs_future and key in self.residents[below]:
                 self.policies[below].on_access(key, now)
 
-    def _move_up(self, level: int, key: int, now: int) -> bool:
+    def _move_up(self, level: int, key: int, now: int, kept: int = -1) -> bool:
         """Move (exclusive) or copy (inclusive) ``key`` from tier ``level`` to the top; whether it reached a tier
-        above ``level`` (False: every tier above declined it, a policy's ``admit``: it stays where it was)."""
+        above ``level`` (False: every tier above declined it, a policy's ``admit``: it stays where it was).
+        ``kept``: the top tier's history of the block since a running request took it (-1: none)."""
         if self.inclusive:
             self.policies[level].on_access(key, now)
-            copied = [self._insert(upper, key, now) for upper in range(level - 1, -1, -1)]
+            copied = [self._insert(upper, key, now, kept=kept if upper == 0 else -1)
+                      for upper in range(level - 1, -1, -1)]
             return any(copied)
         self.policies[level].on_remove(key)
         self.residents[level].remove(key)
-        return self._insert(0, key, now, origin=level)
+        return self._insert(0, key, now, origin=level, kept=kept)
 
-    def _insert(self, level: int, key: int, now: int, origin: int = -1) -> bool:
+    def _insert(self, level: int, key: int, now: int, origin: int = -1, kept: int = -1) -> bool:
         """Admit ``key`` to tier ``level`` (or, declined or of no capacity, the next one down, exclusive), demoting
         victims down the chain; whether ``key`` entered a tier. ``origin``: the tier ``key`` is moving up from
-        (exclusive), where a key declined by every tier above goes back unwritten (False)."""
+        (exclusive), where a key declined by every tier above goes back unwritten (False). ``kept``: the top
+        tier's history of ``key`` since a running request took it: entering the top tier, it takes it on, then
+        counts this use (``policies/base``: the take rule)."""
         n = len(self.tiers)
         incoming = key
         while True:
@@ -194,6 +205,9 @@ class HookedMultiTierCache:
                 policy.on_remove(victim)
                 resident.remove(victim)
             policy.on_insert(key, now)
+            if kept >= 0 and level == 0 and key == incoming:  # taken, now freed: seen again
+                policy.carry(key, kept)
+                policy.on_access(key, now)
             resident.add(key)
             counters[INSERTIONS] += 1
             counters[BYTES_WRITTEN] += self._written[level]

@@ -199,7 +199,8 @@ class MultiTierCache:
         """``take`` each key in order; the tier each was in."""
         keys = self._keys(keys)
         out = np.empty(len(keys), dtype=np.int8)
-        engine.take_chain(self.arena.state, self.view, keys, out)
+        while not engine.take_chain(self.arena.state, self.view, keys, out):
+            self._reserve()
         return out
 
     def settled(self, capacity: int) -> bool:

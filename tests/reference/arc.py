@@ -66,6 +66,17 @@ class ARC(EvictionPolicy):
             self.t1[key] = None
         self._prepared = self._victim = None
 
+    def history(self, key: int) -> int:
+        """0: in T1 (seen once), 1: in T2."""
+        return int(key in self.t2)
+
+    def carry(self, key: int, history: int) -> None:
+        """Seen more than once before it was taken: most recent in T2."""
+        if history == 1:
+            self.t1.pop(key, None)
+            self.t2.pop(key, None)
+            self.t2[key] = None
+
     def on_remove(self, key: int) -> None:
         ghost = self._victim_to_ghost and key == self._victim
         if key in self.t1:

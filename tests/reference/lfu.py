@@ -45,6 +45,23 @@ class LFU(EvictionPolicy):
         self._bucket(1)[key] = None
         self._min = 1
 
+    def history(self, key: int) -> int:
+        """Its use count."""
+        return self._freq[key]
+
+    def carry(self, key: int, history: int) -> None:
+        """Takes on the count it was taken with: last among the blocks of that count."""
+        count = self._freq[key]
+        if history == count:
+            return
+        bucket = self._buckets[count]
+        del bucket[key]
+        if not bucket:
+            del self._buckets[count]
+        self._freq[key] = history
+        self._bucket(history)[key] = None
+        self._min = min(self._buckets)
+
     def on_remove(self, key: int) -> None:
         count = self._freq.pop(key)
         bucket = self._buckets[count]

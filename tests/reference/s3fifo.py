@@ -70,6 +70,17 @@ class S3FIFO(EvictionPolicy):
             del self.main[key]
         self._victim = None
 
+    def history(self, key: int) -> int:
+        """Queue (0 small, 1 main) * 4 + frequency: what a taken block keeps."""
+        return (key in self.main) * (MAX_FREQ + 1) + self.freq[key]
+
+    def carry(self, key: int, history: int) -> None:
+        """Taken from main: into main (newest); from small: where insertion put it. Its frequency."""
+        if history // (MAX_FREQ + 1) == 1 and key in self.small:
+            del self.small[key]
+            self.main[key] = None
+        self.freq[key] = history % (MAX_FREQ + 1)
+
     def _main_victim(self) -> int:
         main, freq = self.main, self.freq
         while True:

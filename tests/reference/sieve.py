@@ -37,6 +37,13 @@ class SIEVE(EvictionPolicy):
             self.tail = key
         self.visited[key] = False
 
+    def history(self, key: int) -> int:
+        """Its visited bit."""
+        return int(self.visited[key])
+
+    def carry(self, key: int, history: int) -> None:
+        self.visited[key] = bool(history)
+
     def on_remove(self, key: int) -> None:
         newer, older = self.newer.pop(key), self.older.pop(key)
         del self.visited[key]

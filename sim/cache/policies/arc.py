@@ -95,6 +95,20 @@ def readmit(a, t, s, now):
 
 
 @kernel
+def history(a, t, s):
+    """What the policy knows of a block a running request takes (``base``: the take rule): T1 (seen once) or T2."""
+    return a.slots[s, WHERE]
+
+
+@kernel
+def carry(a, t, s, history):
+    """A block just inserted as its request frees it: one its history puts in T2 (seen more than once) joins T2,
+    most recent; T1's stays where insertion put it (T1, or T2 on a ghost hit of this tier)."""
+    if history == T2:
+        move_to_tail(a, t, T2, s)
+
+
+@kernel
 def remove(a, t, s):
     ghost = a.meta[t, TO_GHOST] == 1 and s == a.meta[t, VICTIM]
     where = a.slots[s, WHERE]

@@ -10,6 +10,15 @@ block to evict before admitting ``incoming``. ``victim`` never changes the resid
 ``now`` is the index of the current access in the stream (virtual time); only clairvoyant
 and learned policies use it. Every hook is O(1) or O(log n): no scans over the resident set.
 
+The take rule (serving): a block a running request takes out of the top tier (``take``: vLLM's block leaves the
+free queue) keeps what the top tier's policy knew of it, as vLLM's ``KVCacheBlock`` keeps its metadata while in use.
+``history`` reads that state as the block leaves (before ``remove``); when the request frees it, the tier inserts
+the block as usual, then ``carry`` gives it that history and ``access`` counts this use: the block re-enters as one
+seen again (S3-FIFO: its queue and frequency, plus one; ARC: T2; LFU: its count, plus one; SIEVE: visited). Without
+it every use made a block new: serving LRU, S3-FIFO and ARC hit alike. LRU, FIFO and Belady keep no per-block
+state beyond their order (``history`` -1: nothing kept), so their results are unchanged. A block taken from a lower
+tier keeps nothing (vLLM loads it into a new block).
+
 A Python policy may also define ``admit(key, now) -> bool`` (admission control, libCacheSim's
 admissioner): a full tier asks it before choosing a victim, and a declined block is not
 cached in that tier (it moves on down, or leaves the cache).
@@ -26,6 +35,8 @@ tier's state in a ``TierArena`` (``sim.cache.arena``), in a module exposing::
                                                 #   several caches receiving another one's copy)
     remove(a, t, slot: int) -> None             # a resident slot leaves (free it or make it a ghost)
     victim(a, t, incoming: int) -> int          # the slot to evict next (a peek; may reorder)
+    history(a, t, slot: int) -> int             # what the policy knows of a resident slot (>= 0), -1: nothing
+    carry(a, t, slot: int, history: int) -> None  # a slot just inserted takes on the history it was taken with
 
 and a registered ``KernelPolicy`` subclass naming it (``kind``, ``slots(capacity)``: slots
 the policy may hold, resident plus ghost). The compiled multi-tier engine
@@ -70,6 +81,13 @@ class EvictionPolicy:
 
     def victim(self, incoming: int) -> int:
         raise NotImplementedError
+
+    def history(self, key: int) -> int:
+        """What the policy knows of resident ``key`` as a running request takes it (the take rule); -1: nothing."""
+        return -1
+
+    def carry(self, key: int, history: int) -> None:
+        """``key``, just inserted as its request frees it, takes on the ``history`` it was taken with."""
 
 
 class KernelPolicy(EvictionPolicy):
@@ -122,6 +140,16 @@ class KernelPolicy(EvictionPolicy):
         from sim.cache import engine
 
         return self._hook(engine.HOOK_VICTIM, incoming, 0)
+
+    def history(self, key: int) -> int:
+        from sim.cache import engine
+
+        return self._hook(engine.HOOK_HISTORY, key, 0)
+
+    def carry(self, key: int, history: int) -> None:
+        from sim.cache import engine
+
+        self._hook(engine.HOOK_CARRY, key, history)
 
 
 class PolicyRegistry(Mapping[str, type[EvictionPolicy]]):

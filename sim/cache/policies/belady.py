@@ -20,7 +20,7 @@ import heapq
 
 import numpy as np
 
-from sim.cache.arena import free_slot, heap_fix, heap_push, heap_remove, heap_top, new_slot
+from sim.cache.arena import free_slot, heap_fix, heap_push, heap_remove, heap_top, new_slot, no_carry, no_history
 from sim.cache.arena_layout import HPOS, PRIO, WHERE, arena_type, kernel
 from sim.cache.policies.base import EvictionPolicy, KernelPolicy, register
 
@@ -50,6 +50,7 @@ def insert(a, t, key, now):
 
 
 readmit = access  # admitted again while resident (a shared tier): its next use is the new one
+history, carry = no_history, no_carry  # a block's rank is its next use, which the tier it enters reads itself
 
 
 @kernel

@@ -16,12 +16,12 @@ LRU, FIFO, LFU, ARC, S3FIFO, SIEVE, BELADY = lru.KIND, fifo.KIND, lfu.KIND, arc.
 
 
 def hooks_for(arena_class: type) -> tuple:
-    """The compiled (access, insert, readmit, remove, victim) hooks for arenas of ``arena_class``:
+    """The compiled (access, insert, readmit, remove, victim, history, carry) hooks for arenas of ``arena_class``:
     the policy's own, or for a mixed arena (``Arena``) the switches below."""
     policy = _BY_ARENA.get(arena_class)
     if policy is None:
-        return access_any, insert_any, readmit_any, remove_any, victim_any
-    return policy.access, policy.insert, policy.readmit, policy.remove, policy.victim
+        return access_any, insert_any, readmit_any, remove_any, victim_any, history_any, carry_any
+    return policy.access, policy.insert, policy.readmit, policy.remove, policy.victim, policy.history, policy.carry
 
 
 # ------------------------------------------------- mixed arenas: switch per tier (called, not inlined)
@@ -114,3 +114,30 @@ def victim_any(a, t, incoming):
     if k == BELADY:
         return belady.victim(a, t, incoming)
     raise RuntimeError("tier has no compiled policy")
+
+
+@step
+def history_any(a, t, s):
+    k = a.meta[t, KIND]
+    if k == LFU:
+        return lfu.history(a, t, s)
+    if k == ARC:
+        return arc.history(a, t, s)
+    if k == S3FIFO:
+        return s3fifo.history(a, t, s)
+    if k == SIEVE:
+        return sieve.history(a, t, s)
+    return -1  # LRU, FIFO, Belady: no per-block state beyond order
+
+
+@step
+def carry_any(a, t, s, history):
+    k = a.meta[t, KIND]
+    if k == LFU:
+        lfu.carry(a, t, s, history)
+    elif k == ARC:
+        arc.carry(a, t, s, history)
+    elif k == S3FIFO:
+        s3fifo.carry(a, t, s, history)
+    elif k == SIEVE:
+        sieve.carry(a, t, s, history)

@@ -15,6 +15,7 @@ KIND = 2
 SLOT_FIELDS = BASE_FIELDS  # slot columns used: the arena's base columns: one list
 FIFOArena = ARENA = arena_type("FIFOArena", __name__)
 init, insert, readmit, remove, victim = lru.init, lru.insert, lru.readmit, lru.remove, lru.victim
+history, carry = lru.history, lru.carry  # no per-block state beyond its order
 
 
 @kernel

@@ -113,6 +113,28 @@ readmit = keep_place  # admitted again while resident (a shared tier): count and
 
 
 @kernel
+def history(a, t, s):
+    """What the policy knows of a block a running request takes (``base``: the take rule): its use count."""
+    return a.slots[s, COUNT]
+
+
+@kernel
+def carry(a, t, s, history):
+    """A block just inserted (count 1) as its request frees it takes on the count it was taken with: it joins that
+    count's bucket, last (found by walking up from the lowest bucket: O(distinct counts below it in this tier), the
+    one hook here that is not O(1); a tier's distinct counts are few: a count is a block's uses while cached)."""
+    if history <= 1:
+        return
+    _leave(a, t, s)
+    prev, b = -1, a.meta[t, LOWEST]
+    while b >= 0 and a.slots[b, COUNT] < history:
+        prev, b = b, a.slots[b, NEXT]
+    if b < 0 or a.slots[b, COUNT] != history:
+        b = _new_bucket(a, t, history, prev)
+    _join(a, t, b, s)
+
+
+@kernel
 def remove(a, t, s):
     _leave(a, t, s)
     free_slot(a, t, s)

@@ -7,7 +7,7 @@ One intrusive list, least recent at its head.
 
 from __future__ import annotations
 
-from sim.cache.arena import append, free_slot, keep_place, move_to_tail, new_slot, unlink
+from sim.cache.arena import append, free_slot, keep_place, move_to_tail, new_slot, no_carry, no_history, unlink
 from sim.cache.arena_layout import BASE_FIELDS, HEAD, arena_type, kernel
 from sim.cache.policies.base import KernelPolicy, register
 
@@ -33,6 +33,7 @@ def insert(a, t, key, now):
 
 
 readmit = keep_place  # admitted again while resident (a shared tier): its place stays
+history, carry = no_history, no_carry  # recency is its order: a moved block enters most recent, as in LRU of the sum
 
 
 @kernel

@@ -81,6 +81,23 @@ def readmit(a, t, s, now):
 
 
 @kernel
+def history(a, t, s):
+    """What the policy knows of a block a running request takes (``base``: the take rule): its queue and
+    frequency, as ``queue * 4 + frequency`` (queue 0: small, 1: main; frequency 0..3)."""
+    return a.slots[s, WHERE] * (MAX_FREQ + 1) + a.slots[s, COUNT]
+
+
+@kernel
+def carry(a, t, s, history):
+    """A block just inserted as its request frees it: one taken from the main queue joins main (newest); one taken
+    from the small queue stays where insertion put it (small, or main on a ghost hit); its frequency is the one it
+    had."""
+    if history // (MAX_FREQ + 1) == MAIN and a.slots[s, WHERE] != MAIN:
+        move_to_tail(a, t, MAIN, s)
+    a.slots[s, COUNT] = history % (MAX_FREQ + 1)
+
+
+@kernel
 def remove(a, t, s):
     evicted = s == a.meta[t, VICTIM]
     where = a.slots[s, WHERE]

@@ -42,6 +42,18 @@ def readmit(a, t, s, now):
 
 
 @kernel
+def history(a, t, s):
+    """What the policy knows of a block a running request takes (``base``: the take rule): its visited bit."""
+    return a.slots[s, COUNT]
+
+
+@kernel
+def carry(a, t, s, history):
+    """A block just inserted as its request frees it takes on its visited bit (the hand keeps it one more pass)."""
+    a.slots[s, COUNT] = history
+
+
+@kernel
 def remove(a, t, s):
     newer = a.slots[s, NEXT]
     unlink(a, t, s)
