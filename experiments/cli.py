@@ -12,15 +12,15 @@ import dataclasses
 from typing import Callable
 
 from experiments.confidence import MAX_SEEDS
+from sim.cli_config import given_on_command_line
+from sim.cli_outputs import plan_outputs
+from sim.errors import InputError
 
 # --jobs at most this many per CPU: a point is one CPU-bound process (the local pool's worker, or a local Ray's task
 # of one CPU), so beyond one per CPU jobs only share the CPUs; a few per CPU are allowed for a machine whose points
 # wait on files. The pool took min(--jobs, points) workers and a local Ray was told of --jobs CPUs: --jobs 99999999999
 # over a 10,000-point sweep forked 10,000 workers.
 JOBS_PER_CPU = 4
-from sim.cli_config import given_on_command_line
-from sim.cli_outputs import plan_outputs
-from sim.errors import InputError
 
 
 def check_experiment_flags(args: argparse.Namespace, mode: str) -> None:
