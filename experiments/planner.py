@@ -437,9 +437,10 @@ def _summary(plan: dict, candidates: list[Candidate], chosen: Candidate | None) 
         flag = (" (Pareto)" if entry["pareto"] else "") + (" <- chosen" if entry["chosen"] else "")
         why = f": {_clip(entry['reason'])}" if entry.get("reason") else ""
         lines.append(f"  {entry['name']:<{width}}  {entry['cost_usd_per_hour']:>8.3f}  {cell}  {entry['status']}{why}{flag}")
+    front = [f"{c['name']} {c['cost_usd_per_hour']:.2f} USD/h -> {c[measure]:.4g} {unit}".rstrip()
+             for c in plan["candidates"] if c["pareto"]]
     lines.append("Pareto front (cost vs " + ("max rate" if unit else "hit ratio") + "): " +
-                 "; ".join(f"{c['name']} {c['cost_usd_per_hour']:.2f} USD/h -> {c[measure]:.4g} {unit}".rstrip()
-                           for c in plan["candidates"] if c["pareto"]))
+                 ("; ".join(front) or "none (no candidate was run to a measure it could be ranked by)"))
     unserved = [c for c in candidates if c.status == "infeasible" and c.metrics]
     if chosen is None:
         lines.append("chosen: none — no candidate meets the target" +

@@ -265,6 +265,8 @@ def test_the_summary_names_the_configured_tiers_the_search_does_not_vary(run_cli
     status, stdout, err = run_cli("--plan", _plan(tmp_path, body, "plan0.yaml"), "--jobs", "1", "--no-plot")
     assert status == 0, err
     assert "every candidate also runs with" not in stdout and "chosen: none" in stdout
+    # its one candidate was pruned by the LRU curve (0.0434 < 0.15), never run: no front, said so (it was blank)
+    assert "Pareto front (cost vs hit ratio): none (no candidate was run" in stdout
 
 
 def test_a_gpu_spec_file_beside_the_plan_is_searched_and_priced(run_cli, tmp_path, monkeypatch):
