@@ -24,19 +24,21 @@ def check_mode_settings(mode: str, config: Config, policies: list[str], cluster_
 
         load_learned_model(config)  # the model and its sidecar are checked before the trace loads
     if mode in SERVING:
-        from sim.serving.roles import check_roles
+        from sim.serving.roles import check_roles, kv_link_read
         from sim.serving.run import check_serving_settings
 
         check_serving_settings(config)  # before the trace loads
         # (--cluster --pd: each role at its TP too)
-        check_roles(config, mode == "pd" or cluster_pd, capacity=False)  # a profile's files are read and checked
+        link_read = kv_link_read(config, mode, cluster_pd)  # a profile's files are read and checked:
+        check_roles(config, mode == "pd" or cluster_pd, capacity=False, link_read=link_read)
     if mode in SERVING or (mode == "cache-only" and config.cache.capacity_blocks is None):  # HBM sized by config/GPU
         from sim.cache.tiers import check_lower_tiers, hbm_capacity_blocks
         from sim.serving.roles import front_role_config
         from sim.specs import gpu_spec
 
         if fits and mode in SERVING:  # at least one block: the weights fit (each PD role's at its TP), a GPU spec
-            check_roles(config, mode == "pd" or cluster_pd, compute=False)  # file is read, before the trace
+            # file is read, before the trace
+            check_roles(config, mode == "pd" or cluster_pd, compute=False, link_read=link_read)
             check_lower_tiers(front_role_config(config, mode == "pd" or cluster_pd))  # (the tiers store its blocks)
         elif fits:
             hbm_capacity_blocks(config)

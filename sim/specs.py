@@ -25,6 +25,12 @@ class LinkSpec:
     source: str
     peer_access: bool = True  # GPUs reach each other's memory over the link (GeForce drivers disable it over PCIe)
 
+    @property
+    def joins_every_gpu(self) -> bool:
+        """NVLink through an NVSwitch (``kind`` nvlink3/4/5, not a bridge's pairs) with peer access: any two GPUs of
+        the node reach each other's memory over it (a PD transfer within the node goes GPU to GPU over it)."""
+        return self.kind.startswith("nvlink") and not self.kind.endswith("bridge") and self.peer_access
+
 
 @dataclass(frozen=True, slots=True)
 class GPUSpec:

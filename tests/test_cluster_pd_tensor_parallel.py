@@ -119,11 +119,13 @@ def test_a_gated_deltanet_hybrid_keeps_one_tp(run_cli):
 
 
 def _config(prefill_tp: int = 1, decode_tp: int = 2, *sets: str):
-    # one node holding both roles and no lower tier; its PCIe at the network link's 100 Gb/s (12.5 GB/s) with no
-    # latency, so a transfer within the node takes what single-node PD's link takes
+    # one node holding both roles and no lower tier; its GPUs' NVLink (an H100 board's: a transfer within the node
+    # goes GPU to GPU) at the network link's 100 Gb/s (12.5 GB/s) with no latency, so a transfer within the node
+    # takes what single-node PD's link takes
     return load_config(None, sets=[f"pd.prefill_tensor_parallel_size={prefill_tp}",
                                    f"pd.decode_tensor_parallel_size={decode_tp}", "cluster.nodes_per_rack=1",
-                                   "hardware.pcie_gbps=12.5", "network.latency_us=0", *NO_LOWER_TIERS, *sets])
+                                   "hardware.gpu_link_gbps=12.5", "hardware.gpu_link_latency_us=0",
+                                   "network.latency_us=0", *NO_LOWER_TIERS, *sets])
 
 
 @pytest.mark.parametrize("prefill_tp, decode_tp", [(1, 2), (2, 2), (2, 1)])
@@ -220,3 +222,34 @@ def test_admission_holds_each_role_to_its_own_capacity(run_cli, tmp_path, decode
                               report["trace"]["skip_reasons"].get("exceeds_kv_capacity", 0))
     expected = (2, 0) if decode_tp == 2 else (1, 1)
     assert completed == {"--pd": expected, "--cluster": expected}
+
+
+# profiles/gpus.yaml's links (NCCL's planned rate per direction, one hop's latency): H100 SXM's NVLink-4 through
+# NVSwitch 18 x 20.6 GB/s, 3.4 us; an L40S's PCIe Gen 4 x16 board has no NVLink: config.yaml's hardware.pcie_gbps
+# (63 GB/s, PCIe 5.0 x16) a GPU, both GPUs' links crossed side by side, no latency
+NVLINK4_BYTES_PER_S, NVLINK4_HOP_S = 18 * 20.6e9, 3.4e-6
+
+
+@pytest.mark.parametrize("gpu, sets, rate, latency", [
+    ("h100-sxm", [], NVLINK4_BYTES_PER_S, NVLINK4_HOP_S),
+    ("h100-sxm", ["hardware.gpu_link_gbps=100", "hardware.gpu_link_latency_us=2"], 100e9, 2e-6),  # read at TP 1
+    ("l40s", [], 63e9, 0.0)])
+def test_a_transfer_within_a_node_goes_gpu_to_gpu_over_nvlink_where_the_board_has_it(gpu, sets, rate, latency):
+    """vLLM's NixlConnector moves a node's KV GPU to GPU (UCX cuda_ipc): over NVLink on an NVSwitch board; the
+    cluster sent it through both GPUs' PCIe links (63 GB/s) on every board. One request alone, TP 1 -> 1 on one
+    node: its transfer takes bytes / the link's rate + its latency (``hardware.gpu_link_*`` set it there even at
+    TP 1, where no collective reads them)."""
+    trace = make_trace([0.0], [4096], [4])
+    config = load_config(None, sets=[f"hardware.gpu={gpu}", "cluster.nodes_per_rack=1", "pd.num_prefill=1",
+                                     "pd.num_decode=1", "model=llama-3.1-8b", *NO_LOWER_TIERS, *sets])
+    result, table = run_cluster(trace, config, pd=True)
+    assert result.metrics["cluster"]["kv_transfer_bytes"]["node"] == int(table.kv_transfer_bytes[0]) > 0
+    took = float(table.kv_ready[0] - table.kv_sent[0])
+    assert took == pytest.approx(int(table.kv_transfer_bytes[0]) / rate + latency, rel=1e-9)
+
+
+def test_the_gpu_link_at_tp_1_is_refused_where_no_kv_crosses_it(run_cli):
+    """On a PCIe board (L40S) a node's KV crosses PCIe, so at TP 1 nothing reads hardware.gpu_link_gbps: refused."""
+    for argv in (["--cluster", "--pd", "--set", "hardware.gpu=l40s"], ["--pd"]):
+        status, _, err = run_cli(*argv, "--preset", "smoke", "--set", "hardware.gpu_link_gbps=100", "--no-plot")
+        assert status == 2 and "hardware.gpu_link_gbps" in err and len(err.strip().splitlines()) == 1, err

@@ -34,9 +34,12 @@ from sim.cluster.routers import CLUSTER_ROUTERS
 from sim.cluster.topology import Topology
 from sim.config import Config
 from sim.serving.compute import StepShape
+from sim.serving.compute_backend import gpu_link
 from sim.serving.instance import DECODE, PREFILL, UNIFIED, Instance, Job
 from sim.serving.network import AnalyticNetwork, Link, latency_of, network_model
+from sim.serving.roles import kv_link_read
 from sim.serving.run import ServingRun, decode_rank
+from sim.specs import LinkSpec
 from trace.request import Trace
 
 
@@ -103,6 +106,14 @@ class ClusterRun(PrefixFetch, ServingRun):
         self.lanes = self.shapes[PREFILL if self._pd else UNIFIED].lanes
         self.pcie_models = {role: AnalyticNetwork(config.hardware.pcie_gbps * 1e9 * shape.lanes)
                             for role, shape in self.shapes.items()}
+        # a PD transfer between two instances of one node goes GPU to GPU (vLLM's NixlConnector: UCX's cuda_ipc) over
+        # the node's NVLink where it joins every GPU of the board (an NVSwitch: profiles/gpus.yaml `kind` nvlink3/4/5,
+        # with peer access), each rank over its own link at the rate NCCL plans for it, one hop's latency; a bridge
+        # (pairs only) or PCIe board crosses both GPUs' PCIe links (``_kv_link``)
+        self.gpu_link: LinkSpec = gpu_link(config)  # (``hardware.gpu_link_*`` applied)
+        self.gpu_link_models = ({role: AnalyticNetwork(self.gpu_link.bandwidth * shape.lanes, self.gpu_link.step_latency)
+                                 for role, shape in self.shapes.items()} if kv_link_read(config, 'cluster', True) else None)
+        self.gpu_links: dict[int, Link] = {}
         self.lower_capacity = {name: configured_tier_blocks(name, self.store_config) for name in ("dram", "ssd", "eic")}
         shape = StepShape(window=self.compute.sliding_window)
         chunk = self.serving.max_num_batched_tokens
@@ -180,6 +191,8 @@ class ClusterRun(PrefixFetch, ServingRun):
         inst.kinds = [HBM] + [self._place[t.index][0] for t in lower]  # kind of each level of its cache
         self.insts[inst_id] = inst
         self.pcie[inst_id] = self._link(self.pcie_models[role])
+        if self.gpu_link_models is not None:
+            self.gpu_links[inst_id] = self._link(self.gpu_link_models[role])
         (self.decode if role == DECODE else self.front).append(inst)
         if role != DECODE:
             inst.kv.on_admission = lambda job, match, inst=inst: self._admitted(inst, job, match)
@@ -296,7 +309,9 @@ class ClusterRun(PrefixFetch, ServingRun):
         between nodes (NIC to NIC), the leaf -> spine -> leaf crossing's more between racks."""
         topo = self.topo
         s_node, d_node = topo.node_of(src.index), topo.node_of(dest.index)
-        if s_node == d_node:  # within a node: the GPUs' host path stands in for NVLink (conservative)
+        if s_node == d_node:  # within a node: GPU to GPU over NVLink, or through both GPUs' PCIe links
+            if self.gpu_link_models is not None:
+                return Path([self.gpu_links[src.index], self.gpu_links[dest.index]], "node", self.gpu_link.step_latency)
             pcie = [self.pcie[src.index], self.pcie[dest.index]]
             return Path(pcie, "node", sum(latency_of(link.model) for link in pcie))
         links = [self.nic[s_node], self.nic[d_node]]

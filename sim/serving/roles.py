@@ -31,7 +31,7 @@ from sim.serving.compute_model import ComputeModel
 from sim.serving.engine_limits import resolved_serving
 from sim.serving.scheduler import DECODE, PREFILL, UNIFIED
 from sim.serving.tp_transfer import TransferPlan, transfer_plan
-from sim.specs import model_spec
+from sim.specs import gpu_spec, model_spec
 
 # vLLM's BlockPool takes block 0 of its ``num_gpu_blocks`` as the placeholder ``null_block`` (popped from the free
 # queue in ``BlockPool.__init__``, vllm/v1/core/block_pool.py, never allocated to a request; ``get_usage`` divides
@@ -44,30 +44,41 @@ def usable_kv_blocks(config: Config) -> int:
     return hbm_capacity_blocks(config) - NULL_BLOCKS
 
 
-def role_config(config: Config, tensor_parallel_size: int, largest: int) -> Config:
+def role_config(config: Config, tensor_parallel_size: int, largest: int, link_read: bool = False) -> Config:
     """``config`` with its instances at ``tensor_parallel_size`` GPUs, beside other roles' of up to ``largest``. The
     GPU-link and collectives settings, which an instance of one GPU never reads, are dropped from a TP-1 role's config
-    when another role reads them (they are an error only where no instance of the run reads them:
-    ``compute_backend.collectives_model``)."""
+    when another role reads them, and the link's when the run's KV transfers cross it (``link_read``: --cluster --pd
+    on a board NVLink joins); they are an error only where nothing of the run reads them
+    (``compute_backend.collectives_model``)."""
     hardware, compute = config.hardware, config.compute
-    unread = (tensor_parallel_size == 1 and config.serving.data_parallel_size == 1 and largest > 1
-              and (hardware.gpu_link_gbps, hardware.gpu_link_latency_us, compute.collectives) != (None, None, None))
-    if tensor_parallel_size == config.serving.tensor_parallel_size and not unread:
+    one_gpu = tensor_parallel_size == 1 and config.serving.data_parallel_size == 1
+    unread_link = (one_gpu and (largest > 1 or link_read)
+                   and (hardware.gpu_link_gbps, hardware.gpu_link_latency_us) != (None, None))
+    unread_collectives = one_gpu and largest > 1 and compute.collectives is not None
+    if tensor_parallel_size == config.serving.tensor_parallel_size and not (unread_link or unread_collectives):
         return config
-    if unread:
+    if unread_link:
         hardware = dataclasses.replace(hardware, gpu_link_gbps=None, gpu_link_latency_us=None)
+    if unread_collectives:
         compute = dataclasses.replace(compute, collectives=None)
     return dataclasses.replace(config, hardware=hardware, compute=compute,
                                serving=dataclasses.replace(config.serving, tensor_parallel_size=tensor_parallel_size))
 
 
-def role_configs(config: Config, pd: bool) -> dict[str, tuple[str, Config]]:
-    """Each role's (key its TP comes from, config): PD's prefill and decode roles, else the one unified role."""
+def kv_link_read(config: Config, mode: str, pd: bool) -> bool:
+    """Whether the run's KV transfers cross the GPUs' own link: --cluster --pd on a board NVLink joins (a prefill
+    and a decode instance of one node; ``sim.cluster.run``)."""
+    return mode == "cluster" and pd and gpu_spec(config.hardware.gpu).link.joins_every_gpu  # (an override keeps it)
+
+
+def role_configs(config: Config, pd: bool, link_read: bool = False) -> dict[str, tuple[str, Config]]:
+    """Each role's (key its TP comes from, config): PD's prefill and decode roles, else the one unified role
+    (``link_read``: ``role_config``'s)."""
     if not pd:
         return {UNIFIED: (SERVING_TP, config)}
     roles = pd_tensor_parallel(config)
     largest = max(tp for _, tp in roles.values())
-    return {role: (key, role_config(config, tp, largest)) for role, (key, tp) in
+    return {role: (key, role_config(config, tp, largest, link_read)) for role, (key, tp) in
             ((PREFILL, roles["prefill"]), (DECODE, roles["decode"]))}
 
 
@@ -122,11 +133,11 @@ def role_shape(config: Config, key: str = SERVING_TP, role: str = UNIFIED) -> Ro
                          compute_model(config), kv_block_bytes(config), read_lanes(config), read_copies(config))
 
 
-def check_roles(config: Config, pd: bool, compute: bool = True, capacity: bool = True) -> None:
+def check_roles(config: Config, pd: bool, compute: bool = True, capacity: bool = True, link_read: bool = False) -> None:
     """What each role (at its TP) derives, checked before a trace loads: its compute model (a profile's files are read)
     and its KV capacity (the weights fit, at least one block)."""
     done: set[int] = set()
-    for role, (key, cfg) in role_configs(config, pd).items():
+    for role, (key, cfg) in role_configs(config, pd, link_read).items():
         if id(cfg) in done:
             continue
         done.add(id(cfg))
@@ -137,11 +148,11 @@ def check_roles(config: Config, pd: bool, compute: bool = True, capacity: bool =
                 hbm_capacity_blocks(cfg)
 
 
-def role_shapes(config: Config, pd: bool) -> dict[str, RoleShape]:
+def role_shapes(config: Config, pd: bool, link_read: bool = False) -> dict[str, RoleShape]:
     """Every role's shape (PD's two roles share one where their TPs agree)."""
     shapes: dict[str, RoleShape] = {}
     by_tp: dict[int, RoleShape] = {}
-    for role, (key, cfg) in role_configs(config, pd).items():
+    for role, (key, cfg) in role_configs(config, pd, link_read).items():
         tp = cfg.serving.tensor_parallel_size
         if tp not in by_tp:
             by_tp[tp] = role_shape(cfg, key, role)

@@ -54,7 +54,7 @@ from sim.serving.kv_cache_manager import KVCacheManager
 from sim.serving.kv_groups import hybrid_manager_groups
 from sim.serving.moe import sequence_parallel_size
 from sim.serving.network import Link, network_model
-from sim.serving.roles import kv_transfer_plan, role_shapes
+from sim.serving.roles import kv_link_read, kv_transfer_plan, role_shapes
 from sim.serving.routers import router
 from sim.serving.state_groups import check_state_model, exports_checkpoints, state_groups
 from sim.serving.state_kv_cache_manager import StateKVCacheManager
@@ -93,7 +93,7 @@ class ServingRun:
         self.trace, self.config, self.mode = trace, config, mode
         self._pd = mode == "pd" if pd is None else pd  # prefill/decode pools (cluster: --cluster --pd)
         # each role's instances at their TP (PD: prefill and decode may differ; sim.serving.roles)
-        self.shapes = role_shapes(config, self._pd)
+        self.shapes = role_shapes(config, self._pd, kv_link_read(config, mode, self._pd))
         front = self.shapes[PREFILL if self._pd else UNIFIED]
         self.serving = front.serving  # the engine's settings, step limits resolved as vLLM does (every role's)
         self.compute = front.compute  # the front instances' (the cluster's routers estimate prefill rates with it)
