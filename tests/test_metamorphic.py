@@ -133,7 +133,7 @@ def test_serving_runs_of_several_routers_equal_separate_runs(run_cli, tmp_path):
 def _clock(speed: int, mode: tuple[str, ...]) -> tuple[str, ...]:
     """Every rate of the timed model times ``speed`` and every latency over it (config.yaml defaults x speed):
     compute (the roofline's efficiencies, and its kernel floors over it: sim/serving/compute.py), tier reads and
-    writes, the SSD's shared queue, NICs, PCIe and the rack uplinks."""
+    writes, the SSD's shared queue, NICs, PCIe, the GPUs' NVLink and the rack uplinks."""
     keys = [*_gpu_speed(speed)]
     eic = (("eic", 50, 50, 10),) if "--cluster" in mode else ()  # (the others have no EIC: its keys are refused)
     for tier, read, write, latency in (("dram", 50, 50, 5), ("ssd", 7, 5, 80), *eic):
@@ -146,6 +146,8 @@ def _clock(speed: int, mode: tuple[str, ...]) -> tuple[str, ...]:
         keys += [f"hardware.pcie_gbps={63 * speed}", f"cluster.uplink_latency_us={1 / speed}",
                  "cluster.num_racks=2", "cluster.nodes_per_rack=2", "hardware.gpus_per_node=2",
                  "cache.tiers.eic.capacity_gib=4"]
+    if "--cluster" in mode and "--pd" in mode:  # a node's KV crosses its GPUs' NVLink (profiles/gpus.yaml's H100 SXM)
+        keys += [f"hardware.gpu_link_gbps={370.8 * speed}", f"hardware.gpu_link_latency_us={3.4 / speed}"]
     return tuple(keys)
 
 
