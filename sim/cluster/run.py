@@ -37,7 +37,6 @@ from sim.serving.compute import StepShape
 from sim.serving.compute_backend import gpu_link
 from sim.serving.instance import DECODE, PREFILL, UNIFIED, Instance, Job
 from sim.serving.network import AnalyticNetwork, Link, latency_of, network_model
-from sim.serving.roles import kv_link_read
 from sim.serving.run import ServingRun, decode_rank
 from sim.specs import LinkSpec
 from trace.request import Trace
@@ -111,8 +110,9 @@ class ClusterRun(PrefixFetch, ServingRun):
         # with peer access), each rank over its own link at the rate NCCL plans for it, one hop's latency; a bridge
         # (pairs only) or PCIe board crosses both GPUs' PCIe links (``_kv_link``)
         self.gpu_link: LinkSpec = gpu_link(config)  # (``hardware.gpu_link_*`` applied)
-        self.gpu_link_models = ({role: AnalyticNetwork(self.gpu_link.bandwidth * shape.lanes, self.gpu_link.step_latency)
-                                 for role, shape in self.shapes.items()} if kv_link_read(config, 'cluster', True) else None)
+        link = self.gpu_link
+        self.gpu_link_models = ({role: AnalyticNetwork(link.bandwidth * shape.lanes, link.step_latency)
+                                 for role, shape in self.shapes.items()} if self.kv_over_gpu_link else None)
         self.gpu_links: dict[int, Link] = {}
         self.lower_capacity = {name: configured_tier_blocks(name, self.store_config) for name in ("dram", "ssd", "eic")}
         shape = StepShape(window=self.compute.sliding_window)

@@ -93,7 +93,8 @@ class ServingRun:
         self.trace, self.config, self.mode = trace, config, mode
         self._pd = mode == "pd" if pd is None else pd  # prefill/decode pools (cluster: --cluster --pd)
         # each role's instances at their TP (PD: prefill and decode may differ; sim.serving.roles)
-        self.shapes = role_shapes(config, self._pd, kv_link_read(config, mode, self._pd))
+        self.kv_over_gpu_link = kv_link_read(config, mode, self._pd)  # (--cluster --pd on an NVLink board)
+        self.shapes = role_shapes(config, self._pd, self.kv_over_gpu_link)
         front = self.shapes[PREFILL if self._pd else UNIFIED]
         self.serving = front.serving  # the engine's settings, step limits resolved as vLLM does (every role's)
         self.compute = front.compute  # the front instances' (the cluster's routers estimate prefill rates with it)
