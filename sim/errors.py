@@ -60,12 +60,14 @@ _commands_running = 0  # command_status calls under way: tools/random_runs.py ru
 def _interrupt(signum: int, frame: object) -> None:
     global _stop_signal
     _stop_signal = signum
+    _stopped_midway()
     raise KeyboardInterrupt
 
 
 def _terminate(signum: int, frame: object) -> None:
     global _stop_signal
     _stop_signal = signum
+    _stopped_midway()
     # the command is stopping: a second SIGTERM (coreutils ``timeout`` signals the command, then its process group)
     # must not interrupt the stopping itself (``command_status`` puts the previous handler back when it returns)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -233,8 +235,10 @@ def _reader_gone() -> bool:
 
 def _stopped_midway() -> None:
     """The run was stopped wherever it was, perhaps inside a native library's object under construction (numba's
-    compiler: llvmlite's ``ObjectRef``), whose destructor then fails as the unwound frames are freed; Python prints
-    that as "Exception ignored in ...". The process ends with one line saying it was stopped, not that noise."""
+    compiler: llvmlite's ``ObjectRef``), whose destructor then fails as the unwound frames are freed, or inside a C
+    library's call back into Python (llvmlite's object-cache notification), which cannot pass the KeyboardInterrupt
+    on; Python prints either as "Exception ignored in ..." with a traceback. From the stop signal on, the process
+    ends with one line saying it was stopped (``raise_if_stopped`` raises a lost interruption again), not that noise."""
     sys.unraisablehook = lambda _unraisable: None
 
 

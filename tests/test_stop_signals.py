@@ -1,6 +1,7 @@
 """A Ctrl-C or SIGTERM ends a command as stopped (130 / 143, one line) wherever it lands: in a frame that leaves a
 failing destructor, twice, inside a compiled kernel, behind another error a library wrapped it in, swallowed by a
-library's broad ``except`` (sim.errors.watch_stop_signals), in a command run inside another, in a sweep's point."""
+library's broad ``except`` (sim.errors.watch_stop_signals), inside a C library's callback, in a command run inside
+another, in a sweep's point."""
 
 from __future__ import annotations
 
@@ -36,6 +37,33 @@ def test_a_stopped_run_says_so_in_one_line_whatever_its_frames_leave(monkeypatch
 
     assert command_status("kvsim", body) == code
     assert capsys.readouterr().err == f"kvsim: {line}\n"
+
+
+@pytest.mark.parametrize(("signum", "line", "code"), [(signal.SIGINT, "interrupted", 130),
+                                                       (signal.SIGTERM, "terminated", 143)],
+                         ids=["SIGINT", "SIGTERM"])
+def test_a_stop_signal_inside_a_c_librarys_call_back_into_python_says_so_in_one_line(monkeypatch, capsys,
+                                                                                      signum, line, code):
+    """Landing while a C library runs a Python callback (llvmlite's object-cache notification as numba compiles,
+    seen in CI as ``learned.train`` loaded), the interruption cannot leave the callback: Python printed "Exception
+    ignored on calling ctypes callback function" and its traceback before the status line."""
+    import ctypes
+
+    monkeypatch.setattr(sys, "unraisablehook", sys.__unraisablehook__)  # restored after the test
+    ran_on = []
+
+    def callback() -> None:
+        os.kill(os.getpid(), signum)  # handled here, inside the callback
+        ran_on.append("past the signal")  # (not reached: the handler raised)
+
+    def body() -> int:
+        ctypes.CFUNCTYPE(None)(callback)()
+        ran_on.append("after the call")  # the C library returned normally: the interruption was lost there
+        return 0
+
+    assert command_status("kvsim", body) == code
+    assert capsys.readouterr().err == f"kvsim: {line}\n"
+    assert ran_on == ["after the call"]
 
 
 def test_a_second_sigterm_while_stopping_is_ignored(monkeypatch, capsys):
