@@ -188,6 +188,34 @@ def test_a_short_steady_pd_run_over_a_slow_link_is_not_called_overloaded():
     assert overload_caveat(result.metrics) is None
 
 
+def test_a_short_steady_run_queued_a_step_or_two_is_not_called_overloaded():
+    """40 requests of 200 tokens 0.5 s apart on one instance, each decoding 2,000 tokens (E2E ~16 s): by Little's law
+    ~2/s x 16 s = 32 are in the system at once, so at the last arrival most of the 40 still are (the run is barely
+    longer than one lifetime), and a new prompt waits only for the decode step under way (~8 ms) before its ~9 ms
+    prefill: queueing is most of a ~20 ms TTFT. But nothing waits and the wait does not grow: 160 such requests
+    (four times the trace) keep the mean TTFT within 20%. The old rule (a tenth in the system and queueing over half
+    the TTFT) flagged it; the same requests 20 ms apart all arrive within one lifetime, a batch that grows with every
+    arrival (160 of them: mean E2E 18 -> 33 s), and stay flagged."""
+    from sim.report.document import arrival_backlog, mean_step_s, overload_caveat
+
+    config = load_config(None, sets=["serving.num_instances=1", "serving.num_gpu_blocks=20000"])
+    ttft = {}
+    for n in (40, 160):
+        trace = make_trace([i * 0.5 for i in range(n)], [200] * n, [2000] * n)
+        result, requests = run_serving(trace, config, "single")
+        m, ttft[n] = result.metrics, result.metrics["ttft_s"]["mean"]
+        if n == 40:
+            backlog, total = arrival_backlog(m)
+            queue = m["ttft_breakdown_s"]["queue"]
+            assert backlog >= 0.5 * total and queue > 0.5 * ttft[n]  # what the old rule judged by
+            assert queue < 2 * mean_step_s(m)  # a step or two, not a growing wait
+            assert overload_caveat(m) is None
+    assert ttft[160] < 1.2 * ttft[40]  # steady: a longer trace at this rate waits no longer
+    burst = make_trace([i * 0.02 for i in range(40)], [200] * 40, [2000] * 40)
+    caveat = overload_caveat(run_serving(burst, config, "single")[0].metrics)
+    assert caveat is not None and "within one mean E2E" in caveat, caveat
+
+
 def test_pd_time_series_count_a_request_whose_kv_is_in_transfer():
     """L = λW in PD, over a slow link (2 Gb/s: a 1,000-token prompt's 128 MiB of KV takes ~0.5 s): a request whose KV
     is on its way to the decode instance is in the system, queued (vLLM counts one waiting for remote KV among its

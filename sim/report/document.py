@@ -97,6 +97,11 @@ OVERLOAD_QUEUE_SHARE = 0.5  # ... and waiting most of the mean TTFT: more work c
 # ... or most of that backlog waiting then, not running: in PD a request whose KV crosses a saturated link waits in
 # kv_transfer (the link is shared: every transfer slows), not in the breakdown's queue
 OVERLOAD_WAITING_SHARE = 0.5
+# A steady queue under continuous batching waits for the step under way (half a step on average, at most one) and, where
+# prompts contend for the step's token budget, a step or two more; a growing one waits ever more steps. So the queue's
+# share of TTFT tells an overload only when the wait is longer than this many mean steps (a short steady run, 40
+# requests 0.5 s apart with 2,000-token outputs, queued 1.4 steps, 54% of its 20 ms TTFT, and was flagged).
+OVERLOAD_QUEUE_STEPS = 4.0
 
 
 def answer_caveats(metrics: dict[str, Any]) -> list[str]:
@@ -132,6 +137,29 @@ def waiting_at_last_arrival(metrics: dict[str, Any]) -> int | None:
     return int(queued[after]) if after < len(queued) else None
 
 
+def mean_step_s(metrics: dict[str, Any]) -> float | None:
+    """The run's mean step duration (its instances' busy seconds over their steps), None without them."""
+    inst = metrics.get("instances") or {}
+    each, makespan = inst.get("each") or [], metrics.get("makespan_s")
+    steps = sum(e.get("steps") or 0 for e in each)
+    busy = [e.get("busy_fraction") for e in each]
+    if not steps or not isinstance(makespan, (int, float)) or not all(isinstance(b, (int, float)) for b in busy):
+        return None
+    step = sum(busy) * makespan / steps
+    return step if np.isfinite(step) and step > 0 else None
+
+
+def arrival_span_bound(metrics: dict[str, Any]) -> float | None:
+    """An upper bound of the time from the first arrival to the last (to the end of the time-series interval of the
+    last arrival), None without a time series."""
+    series = metrics.get("timeseries") or {}
+    arrivals = np.asarray(series.get("arrivals", []), dtype=float)
+    interval = series.get("interval_s")
+    if not np.any(arrivals > 0) or not isinstance(interval, (int, float)):
+        return None
+    return (int(np.flatnonzero(arrivals > 0)[-1]) + 1) * float(interval)
+
+
 def still_filling(metrics: dict[str, Any]) -> tuple[int, int] | None:
     """(backlog, requests) when a tenth or more of the run's requests (``OVERLOAD_BACKLOG``) were still queued or
     running at its last arrival (``arrival_backlog``): its arrivals and completions did not balance, so its latencies
@@ -146,9 +174,11 @@ def overload_caveat(metrics: dict[str, Any]) -> str | None:
     """A run whose requests arrived faster than it served them: its queue grew until the arrivals stopped, so its
     latencies measure the trace's length, not a steady state a deployment would run in. Judged on the run's time
     series (requests still queued or running at the end of the interval of the last arrival, a lower bound of
-    those at the arrival itself) and either the queue's share of the mean TTFT or how many of that backlog were
-    waiting then (``waiting_at_last_arrival``: a backlog mostly running is a batch that grew, one mostly waiting a
-    queue, in PD also KV crossing a saturated link, whose time is the breakdown's kv_transfer, not its queue)."""
+    those at the arrival itself) and one of: the queue's share of the mean TTFT, where the wait is more than a few
+    steps (``OVERLOAD_QUEUE_STEPS``: a steady queue of a step or two is most of a short TTFT); how many of that backlog
+    were waiting then (``waiting_at_last_arrival``: a backlog mostly running is a batch that grew, one mostly waiting a
+    queue, in PD also KV crossing a saturated link, whose time is the breakdown's kv_transfer, not its queue); or all
+    requests arriving within one mean E2E (a batch growing with every arrival, as no request had finished)."""
     ttft = (metrics.get("ttft_s") or {}).get("mean")
     queue = (metrics.get("ttft_breakdown_s") or {}).get("queue")
     backlog_total = arrival_backlog(metrics)
@@ -157,14 +187,21 @@ def overload_caveat(metrics: dict[str, Any]) -> str | None:
     backlog, total = backlog_total
     if backlog < OVERLOAD_BACKLOG * total:
         return None
-    share = queue / ttft
-    if share >= OVERLOAD_QUEUE_SHARE:
-        why = f"queueing is {share:.0%} of the mean TTFT"
-    else:
-        waiting = waiting_at_last_arrival(metrics)
-        if waiting is None or waiting < OVERLOAD_WAITING_SHARE * backlog:
-            return None
+    share, step = queue / ttft, mean_step_s(metrics)
+    waiting = waiting_at_last_arrival(metrics)
+    span, e2e = arrival_span_bound(metrics), (metrics.get("e2e_s") or {}).get("mean")
+    if share >= OVERLOAD_QUEUE_SHARE and (step is None or queue >= OVERLOAD_QUEUE_STEPS * step):
+        steps = f" ({queue / step:,.0f} mean steps)" if step else ""
+        why = f"queueing is {share:.0%} of the mean TTFT{steps}"
+    elif waiting is not None and waiting >= OVERLOAD_WAITING_SHARE * backlog:
         why = f"{waiting:,} of them waiting (queued; in PD also for decode memory or with their KV in transfer)"
+    elif span is not None and isinstance(e2e, (int, float)) and np.isfinite(e2e) and span <= e2e:
+        # Little's law (L = λW): a steady state at this rate would hold rate x mean E2E requests at once, more than
+        # the run has; it never got there, and a longer trace at this rate holds more at once (a growing batch)
+        why = (f"all arrived within one mean E2E ({span:.3g} s <= {e2e:.3g} s: a steady state at this rate holds "
+               f"~{total * e2e / span:,.0f} at once, Little's law)")
+    else:
+        return None
     return (f"overloaded: at least {backlog:,} of {total:,} requests ({backlog / total:.0%}) were still queued or running when "
             f"the last arrived, and {why}: requests came faster than they were "
             "served, so latencies grow with the trace's length (--max-rate finds the rate this deployment sustains)")
