@@ -28,13 +28,17 @@ def check_experiment_flags(args: argparse.Namespace, mode: str) -> None:
     ``FLAG_MODES`` table, checked before this)."""
     if args.ray_address and args.backend != "ray":
         raise InputError("--ray-address needs --backend ray")
+    cluster = ray_cluster(args)
+    if args.jobs is not None and cluster:  # (the Contract: a flag the mode ignores is refused, not run without)
+        raise InputError(f"--jobs does nothing with {cluster}: the Ray cluster's CPUs decide how many points run at "
+                         "once; drop --jobs")
     if args.backend == "ray":  # before the points are checked and a plan's candidates pruned (seconds to minutes)
         from experiments.runner import check_ray_installed
 
         check_ray_installed()
     if args.jobs is not None and args.jobs < 1:
         raise InputError(f"--jobs must be >= 1, got {args.jobs}")
-    if args.jobs is not None and not args.ray_address:  # (a cluster's CPUs, not --jobs, size a remote Ray)
+    if args.jobs is not None:
         from experiments.runner import default_jobs
 
         most = JOBS_PER_CPU * default_jobs()
@@ -53,6 +57,20 @@ def check_experiment_flags(args: argparse.Namespace, mode: str) -> None:
         raise InputError(f"{rate_given} does nothing with --max-rate, whose search sets the rate; drop one of them")
     if (args.max_rate or args.seeds) and args.requests_csv:
         raise InputError("--requests-csv does not combine with --max-rate or --seeds (they run many times)")
+
+
+def ray_cluster(args: argparse.Namespace) -> str | None:
+    """How a running Ray cluster was named for ``--backend ray`` (``--ray-address``, or ``RAY_ADDRESS`` in the
+    environment, which ray.init connects to when given no address: ``experiments.runner.ray_address``), else None."""
+    from experiments.runner import ray_address
+    from sim.errors import quote
+
+    if args.backend != "ray":
+        return None
+    if args.ray_address:
+        return f"--ray-address {quote(args.ray_address)}"
+    address = ray_address(None)
+    return f"RAY_ADDRESS={quote(address)} in the environment" if address else None
 
 
 def searched_runner(args: argparse.Namespace, mode: str) -> Callable:

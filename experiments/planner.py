@@ -49,7 +49,7 @@ from experiments.plan_candidates import (
 )
 from experiments.plan_file import load_plan, plan_error
 from experiments.prices import load_prices
-from experiments.runner import Task, default_jobs, run_task, run_tasks
+from experiments.runner import Task, default_jobs, run_task, run_tasks, runs_on
 from experiments.spec import check_inputs_spared, keys_overlap, resolve_layers
 from sim.cli_config import command_line_settings
 from sim.config import replace
@@ -278,7 +278,7 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
     if not args.quiet:
         print(f"plan {plan.path}: {len(candidates)} candidates, {sum(c.status == 'pruned' for c in candidates)} pruned by "
               f"the miss-ratio curve, {sum(c.status == 'infeasible' for c in candidates)} infeasible; running {len(pending)}"
-              f" on {args.backend or 'local'} with {args.jobs or default_jobs()} jobs", file=sys.stderr)
+              f" on {runs_on(args.backend, args.jobs, args.ray_address)}", file=sys.stderr)
 
     tasks = []
     for c in pending:

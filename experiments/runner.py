@@ -270,9 +270,30 @@ def check_ray_installed() -> None:
         raise InputError(RAY_MISSING)
 
 
+def ray_address(given: str | None) -> str | None:
+    """The Ray cluster a run connects to: ``given`` (``--ray-address``), else ``RAY_ADDRESS`` from the environment,
+    which ray.init reads when given no address ("Starting Ray", docs.ray.io: it connects there, and refuses
+    ``num_cpus`` when connecting); None (start a Ray here) when neither names one ("local" asks for a new one)."""
+    address = given or os.environ.get("RAY_ADDRESS", "").strip()
+    return address if address and address != "local" else None
+
+
+def runs_on(backend: str | None, jobs: int | None, address: str | None) -> str:
+    """Where the points run, for the line a sweep or plan prints before them: "local with 4 jobs", "ray with 4
+    jobs" (a Ray started here), "the Ray cluster at ADDR" (whose CPUs decide: ``--jobs`` is refused there)."""
+    backend = backend or "local"
+    cluster = ray_address(address) if backend == "ray" else None
+    if cluster:
+        return f"the Ray cluster at {cluster}"
+    jobs = jobs or default_jobs()
+    return f"{backend} with {jobs} job{'s' if jobs != 1 else ''}"
+
+
 def run_ray(tasks: list[Task], jobs: int, address: str | None, on_result: Callable[[dict], None]) -> None:
-    """Ray tasks: a local Ray started for this run (``jobs`` CPUs), or the cluster at ``address``."""
+    """Ray tasks: a local Ray started for this run (``jobs`` CPUs), or the cluster at ``address`` (or at
+    ``RAY_ADDRESS``: ``ray_address``)."""
     check_ray_installed()
+    address = ray_address(address)
     import logging
 
     try:

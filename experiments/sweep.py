@@ -21,7 +21,7 @@ from tqdm import tqdm
 from experiments.execute import RunOptions, check_learned_points, check_point, refuse_unread
 from experiments.journal import Journal, fingerprint, inputs_fingerprint, journal_path
 from experiments.outputs import write_csv, write_json
-from experiments.runner import Task, default_jobs, run_tasks
+from experiments.runner import Task, default_jobs, run_tasks, runs_on
 from experiments.spec import (
     Point,
     SweepSpec,
@@ -285,7 +285,7 @@ def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
     if not args.quiet:
         done = len(points) - len(todo)
         print(f"sweep {spec.path}: {len(points)} points ({spec.mode})" + (f", {done} already done" if done else "")
-              + f"; running {len(todo)} on {backend} with {jobs} job{'s' if jobs != 1 else ''}; journal {journal.path}",
+              + f"; running {len(todo)} on {runs_on(args.backend, args.jobs, args.ray_address)}; journal {journal.path}",
               file=sys.stderr)
     bar = tqdm(total=len(points), initial=len(points) - len(todo), unit="point", desc="sweep",
                disable=args.quiet or not sys.stderr.isatty())

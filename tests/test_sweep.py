@@ -463,6 +463,57 @@ def test_jobs_beyond_four_per_cpu_are_refused_before_any_point(run_cli, tmp_path
     assert run_cli(*argv, "--jobs", "8")[0] == 0
 
 
+@pytest.mark.parametrize("how", ["flag", "environment"])
+def test_jobs_with_a_ray_cluster_is_refused(run_cli, tmp_path, monkeypatch, how):
+    """A running Ray cluster (--ray-address, or RAY_ADDRESS in the environment, which ray.init connects to when given
+    no address) decides how many points run at once: --jobs beside it did nothing (accepted silently), and with
+    RAY_ADDRESS alone ray.init(num_cpus=--jobs) fails when connecting. Refused before Ray is needed (not installed
+    here) or any point runs; RAY_ADDRESS without --backend ray is the local pool's business and left alone."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # (as if not installed: the refusal comes first anyway)
+    spec = _spec(tmp_path, mode="cache-only", workload=TINY_SYNTHETIC, axes={"cache.policy": ["lru", "fifo"]})
+    argv = ["--sweep", spec, "--no-plot", "--quiet", "--report-json", str(tmp_path / "r.json"), "--backend", "ray",
+            "--jobs", "2"]
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    if how == "flag":
+        argv += ["--ray-address", "10.0.0.1:6379"]
+        said = "--ray-address '10.0.0.1:6379'"
+    else:
+        monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+        said = "RAY_ADDRESS='10.0.0.1:6379' in the environment"
+    status, out, err = run_cli(*argv)
+    assert status == 2 and "Traceback" not in out + err, err
+    assert err.strip() == (f"kvsim: error: --jobs does nothing with {said}: the Ray cluster's CPUs decide how many "
+                           "points run at once; drop --jobs"), err
+    assert not (tmp_path / "r.journal.jsonl").exists()
+    if how == "environment":  # the local pool never asks Ray
+        assert run_cli(*argv[:-4], "--jobs", "1")[0] == 0
+
+
+def test_ray_connects_to_the_environments_cluster_without_num_cpus(monkeypatch):
+    """RAY_ADDRESS in the environment is the cluster run_ray connects to, as --ray-address's: ray.init gets the address
+    (and this checkout as the working directory), never num_cpus, which Ray refuses when connecting."""
+    import sys
+    import types
+
+    from experiments.runner import ray_address, run_ray
+
+    calls = []
+    fake = types.SimpleNamespace(is_initialized=lambda: False, init=lambda **kw: calls.append(kw),
+                                 shutdown=lambda: None, remote=lambda **kw: None)
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.setattr("experiments.runner.check_ray_installed", lambda: None)
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    assert ray_address(None) == "10.0.0.1:6379" and ray_address("h:1") == "h:1"
+    with pytest.raises(TypeError):  # (the fake's remote() returns None: the init is what is checked)
+        run_ray([object()], 4, None, lambda record: None)
+    assert calls and calls[0]["address"] == "10.0.0.1:6379" and "num_cpus" not in calls[0]
+    for local in ("", "local"):  # no cluster named: a Ray started here, of --jobs CPUs
+        monkeypatch.setenv("RAY_ADDRESS", local)
+        assert ray_address(None) is None
+
+
 def _edited(record: bytes, trace=None, overrides=None, hit_ratio=None, key=None) -> bytes:
     """A journal record with its trace, its point's key, or its first run's overrides or hit ratio, replaced."""
     value = json.loads(record)
