@@ -56,7 +56,8 @@ def check_experiment_flags(args: argparse.Namespace, mode: str) -> None:
     if args.max_rate and rate_given:  # (the search's first probe only: it moved the result within its tolerance)
         raise InputError(f"{rate_given} does nothing with --max-rate, whose search sets the rate; drop one of them")
     if (args.max_rate or args.seeds) and args.requests_csv:
-        raise InputError("--requests-csv does not combine with --max-rate or --seeds (they run many times)")
+        raise InputError("--requests-csv does not combine with --max-rate or --seeds (they run many times): run the rate "
+                         "or seed you want alone (--rate-scale X, --seed N) to write its requests")
 
 
 def ray_cluster(args: argparse.Namespace) -> str | None:

@@ -373,7 +373,10 @@ def select_mode(args: argparse.Namespace) -> str:
 
 # What to do instead, where a flag has an equivalent in the mode that does not take it
 FLAG_HINTS = {("policy", "sweep"): "make cache.policy an axis of the sweep",
-              ("policy", "plan"): "set cache.policy in the plan file"}
+              ("policy", "plan"): "set cache.policy in the plan file",
+              # (each point is a whole run: one file of requests per point was never written)
+              ("requests_csv", "sweep"): "run the point you want alone, its axis values as --set, to write its requests",
+              ("requests_csv", "plan"): "run the candidate you want alone, its settings as --set, to write its requests"}
 
 
 def check_flags(args: argparse.Namespace, parser: argparse.ArgumentParser, mode: str) -> None:
