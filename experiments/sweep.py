@@ -35,7 +35,7 @@ from experiments.spec import (
 )
 from sim.cli_config import command_line_settings, given_on_command_line
 from sim.errors import ConfigError, quote
-from sim.report.document import answer_caveats, build_report, flatten
+from sim.report.document import NO_REPEAT_PREFIX_CACHE, answer_caveats, build_report, flatten, no_repeat_note
 
 if TYPE_CHECKING:  # the command line's checked output paths
     from sim.cli_outputs import Outputs
@@ -186,8 +186,40 @@ def left_unread(points: list[Point], givens: dict[str, dict[str, str]], records:
     return left
 
 
-def _entries(points: list[Point], records: dict[str, dict]) -> tuple[dict | None, list[dict]]:
-    """Report runs in point order (a point with several runs: ``point/run``) and the shared trace provenance."""
+def offered_rates(points: list[Point], configs: list[Config], records: dict[str, dict],
+                  spec: SweepSpec) -> dict[str, float]:
+    """Each point's offered load in requests/s where the sweep varies ``workload.rate_scale`` (a scale axis alone
+    says "x2", not how many requests a second that is): the workload's own mean arrival rate (requests / span, as
+    ``--trace-stats``'s rate_mean_rps; drawn arrivals' where workload.arrivals replaces the times) x the point's scale.
+    The workload is loaded here once per distinct one (points that differ only in their scale share it); a point that
+    failed, or whose requests all arrive at once (no rate), has none."""
+    from experiments.execute import _workload_key, base_rate_rps
+    from sim.config import replace
+    from sim.errors import InputError
+
+    if "workload.rate_scale" not in spec.axis_keys:
+        return {}
+    rates: dict[str, float | None] = {}
+    offered = {}
+    for point, config in zip(points, configs, strict=True):
+        if records[point.key]["error"]:
+            continue
+        unscaled = replace(config, **{"workload.rate_scale": 1.0})
+        key = _workload_key(unscaled)
+        if key not in rates:
+            try:
+                rates[key] = base_rate_rps(unscaled)
+            except InputError:  # (all at once: a scale changes nothing, and the point says so)
+                rates[key] = None
+        if rates[key] is not None:
+            offered[point.key] = rates[key] * config.workload.rate_scale
+    return offered
+
+
+def _entries(points: list[Point], records: dict[str, dict],
+             offered: dict[str, float] | None = None) -> tuple[dict | None, list[dict]]:
+    """Report runs in point order (a point with several runs: ``point/run``) and the shared trace provenance; a point
+    of ``offered`` (its requests/s: ``offered_rates``) has it as its runs' first metric, ``offered_rps``."""
     trace = next((records[p.key]["trace"] for p in points if not records[p.key]["error"]), None)
     entries = []
     for point in points:
@@ -197,6 +229,8 @@ def _entries(points: list[Point], records: dict[str, dict]) -> tuple[dict | None
             continue
         for run in record["runs"]:
             entry = dict(run)
+            if point.key in (offered or {}):
+                entry["metrics"] = {"offered_rps": offered[point.key], **entry["metrics"]}
             entry["name"] = point.name if len(record["runs"]) == 1 else f"{point.name}/{run['name']}"
             entry["overrides"] = {**point.overrides, **{k: v for k, v in run["overrides"].items() if k not in point.overrides}}
             if record["trace"] != trace:
@@ -206,7 +240,7 @@ def _entries(points: list[Point], records: dict[str, dict]) -> tuple[dict | None
 
 
 def _print_summary(report: dict, axis_keys: list[str]) -> None:
-    wanted = ("hit_ratio", "ttft_s.p99", "tpot_s.p99", "slo_attainment", "goodput_rps", "max_rate_rps")
+    wanted = ("offered_rps", "hit_ratio", "ttft_s.p99", "tpot_s.p99", "slo_attainment", "goodput_rps", "max_rate_rps")
     flat = [flatten(run.get("metrics") or {}) for run in report["runs"]]
     columns = [k for k in wanted if any(k in f for f in flat)]
     width = max([len(r["name"]) for r in report["runs"]] + [5])
@@ -220,10 +254,32 @@ def _print_summary(report: dict, axis_keys: list[str]) -> None:
     for run in report["runs"]:  # after the table: what qualifies a point's answer (--max-rate's notes)
         for caveat in answer_caveats(run.get("metrics") or {}):
             print(f"! {run['name']}: {caveat}")
+    for name, block_ids in _not_repeating(report):  # a hit_ratio column of zeros that says nothing of the cache
+        print(f"! {name}: {no_repeat_note(block_ids)}")
     for name, trace in _skipping(report):  # requests a point's metrics leave out (an instance too small for them)
         reasons = ", ".join(f"{k}: {v:,}" for k, v in trace["skip_reasons"].items())
         print(f"! {name}: {trace['rows_skipped']:,} of {trace['rows_read']:,} requests skipped ({reasons}): "
               f"{'their' if name == 'every point' else 'its'} metrics are the other {trace['rows_used']:,}'s")
+
+
+def _not_repeating(report: dict) -> list[tuple[str, str]]:
+    """(who, block ids) for the points whose workload repeats no block, so that nothing can hit: a serving run says
+    so in its ``prefix_cache`` metric, a cache-only one by its trace's block ids ("unique": no two requests share
+    one) and its hits; every point at once when all of them are such (one line, not one per point)."""
+    runs = [r for r in report["runs"] if not r.get("error")]
+    shared = report.get("trace") or {}
+
+    def block_ids(run: dict) -> str | None:
+        ids = (run.get("trace") or shared).get("block_ids") or "unknown"
+        metrics = run.get("metrics") or {}
+        if metrics.get("prefix_cache") == NO_REPEAT_PREFIX_CACHE:
+            return ids
+        return ids if report.get("mode") == "cache-only" and ids == "unique" and metrics.get("hits") == 0 else None
+
+    found = [(r["name"], ids) for r in runs if (ids := block_ids(r)) is not None]
+    if found and len(found) == len(runs) and len({ids for _, ids in found}) == 1:
+        return [("every point", found[0][1])]
+    return found
 
 
 def _skipping(report: dict) -> list[tuple[str, dict]]:
@@ -302,7 +358,7 @@ def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
     finally:
         bar.close()
 
-    trace, entries = _entries(points, records)
+    trace, entries = _entries(points, records, offered_rates(points, configs, records, spec))
     report = build_report(spec.mode, base, trace, [], wall_s=time.perf_counter() - start)
     report["runs"] = entries
     failed = [e for e in entries if e.get("error")]

@@ -64,6 +64,7 @@ def run_trace_stats(run: Run) -> tuple[dict, list[RunResult]]:
 def run_cache_only(run: Run) -> tuple[dict, list[RunResult]]:
     from sim.cache.replay import run_cache_only as replay_policies
     from sim.cache.replay import run_mrc
+    from sim.report.document import no_repeat_note
     from trace.workload import load_workload, with_trace_block_size
 
     trace = load_workload(run.config)
@@ -71,9 +72,7 @@ def run_cache_only(run: Run) -> tuple[dict, list[RunResult]]:
     policies = run.policies or ([] if run.mrc else [config.cache.policy])
     runs = replay_policies(trace, config, policies, progress=run.progress)
     if trace.num_unique_blocks >= trace.num_accesses:  # every policy's 0 hits says nothing of the policies
-        run.notes.append(f"! no block of this workload repeats (block ids: {trace.provenance.block_ids}): every "
-                         "policy at every capacity hits nothing; a token-count trace without sessions has no prefix "
-                         "reuse to study: replay one with hash_ids (Mooncake, Bailian) or sessions, or a synthetic one")
+        run.notes.append(f"! {no_repeat_note(trace.provenance.block_ids)}")
     if run.mrc:
         runs.append(run_mrc(trace, config))
         if run.outputs.plot_dir is not None:

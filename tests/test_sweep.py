@@ -592,3 +592,48 @@ def test_the_summary_names_the_points_whose_runs_skipped_requests(run_cli, tmp_p
     assert 0 < refused[2000] < refused[20] < len(tokens)  # (a few of the steady start's long chats pass 31,984 tokens)
     for blocks, n in refused.items():
         assert f"! {blocks}: {n:,} of {len(tokens):,} requests skipped (exceeds_kv_capacity: {n:,})" in stdout
+
+
+def test_a_rate_scale_sweep_shows_requests_per_second_and_a_no_repeat_note(run_cli, tmp_path, monkeypatch):
+    """A workload.rate_scale axis labelled its points "1" and "4" (times the workload's own rate) and nothing else:
+    each point now carries offered_rps = the trace's mean arrival rate (requests over the span of their timestamps,
+    computed here from the CSV) x its scale, in the table, the CSV beside the scale and a top axis of the latency plot.
+    The bundled Azure trace is token counts only (no block repeats): its PD sweep's hit_ratio column of zeros is said
+    to mean nothing, once for every point, as --cache-only says it."""
+    import pandas as pd
+
+    import sim.report.sweep_plots as sweep_plots
+
+    stamps = pd.to_datetime(pd.read_csv(BUNDLED_AZURE, nrows=200)["TIMESTAMP"])
+    own = 200 / (stamps.iloc[-1] - stamps.iloc[0]).total_seconds()
+    spec = _spec(tmp_path, mode="pd", workload={"trace": str(BUNDLED_AZURE), "limit": 200},
+                 axes={"workload.rate_scale": [1, 4]})
+    figures = []
+    monkeypatch.setattr(sweep_plots, "save", lambda fig, path: figures.append(fig) or path)
+    out = tmp_path / "r.csv"
+    status, stdout, err = run_cli("--sweep", spec, "--preset", "smoke", "--jobs", "1", "--report-csv", out,
+                                  "--plot-dir", tmp_path / "plots")
+    assert status == 0, err
+    rows = _rows(out)
+    assert list(rows[0])[:3] == ["name", "workload.rate_scale", "offered_rps"]
+    assert [float(r["offered_rps"]) for r in rows] == pytest.approx([own, 4 * own], rel=1e-9)
+    header, one, four = stdout.splitlines()[:3]
+    assert header.split()[:2] == ["point", "offered_rps"] and float(four.split()[1]) == pytest.approx(4 * own, rel=1e-3)
+    notes = [line for line in stdout.splitlines() if "no block of this workload repeats" in line]
+    assert notes == [notes[0]] and notes[0].startswith("! every point: ") and "(block ids: unique)" in notes[0]
+    tops = [child for fig in figures for ax in fig.axes for child in ax.child_axes]
+    assert tops and all(t.get_xlabel() == "offered load (requests/s)" for t in tops)
+    for top in tops:  # the top axis spans the bottom's scales in requests/s
+        top.figure.canvas.draw()
+        assert top.get_xlim() == pytest.approx([own * x for x in top.axes.get_xlim()], rel=1e-9)
+
+
+def test_a_sweep_whose_blocks_repeat_has_no_no_repeat_note(run_cli, tmp_path):
+    """A multi-turn workload shares its conversations' prefixes: its hit ratios mean something, and no note says
+    otherwise; a sweep without a rate axis has no offered_rps column."""
+    spec = _spec(tmp_path, mode="single", workload=TINY_SYNTHETIC, axes={"serving.num_gpu_blocks": [400, 4000]})
+    out = tmp_path / "r.csv"
+    status, stdout, err = run_cli("--sweep", spec, "--preset", "smoke", "--jobs", "1", "--report-csv", out, "--no-plot")
+    assert status == 0, err
+    assert "repeats" not in stdout and "offered_rps" not in stdout and "offered_rps" not in _rows(out)[0]
+    assert all(float(r["hit_ratio"]) > 0 for r in _rows(out))

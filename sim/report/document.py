@@ -92,6 +92,18 @@ def flatten(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+# A serving run's ``prefix_cache`` metric where no block of its workload occurs twice (nothing can hit)
+NO_REPEAT_PREFIX_CACHE = "off: no block repeats in this trace"
+
+
+def no_repeat_note(block_ids: str) -> str:
+    """What a hit ratio of a workload whose blocks never repeat says (nothing): printed beside a cache-only run's
+    policies and a sweep's hit_ratio column."""
+    return (f"no block of this workload repeats (block ids: {block_ids}): every policy at every capacity hits "
+            "nothing; a token-count trace without sessions has no prefix reuse to study: replay one with hash_ids "
+            "(Mooncake, Bailian) or sessions, or a synthetic one")
+
+
 OVERLOAD_BACKLOG = 0.10  # a tenth of the requests still in the system when the last one arrives ...
 OVERLOAD_QUEUE_SHARE = 0.5  # ... and waiting most of the mean TTFT: more work came than the run served
 # ... or most of that backlog waiting then, not running: in PD a request whose KV crosses a saturated link waits in

@@ -86,11 +86,32 @@ def plot_latency_vs_rate(runs: list[dict], axes: list[str], path: Path) -> Path 
             line, = ax.plot(xs, [_get(m["metrics"], f"{metric}.p50") for m in members], marker="o", label=f"{label} p50")
             ax.plot(xs, [_get(m["metrics"], f"{metric}.p99") for m in members], marker="s", linestyle="--",
                     color=line.get_color(), label=f"{label} p99")
+    base = _base_rate(runs) if rate == "workload.rate_scale" else None
     for ax, title in ((ax_ttft, "time to first token"), (ax_tpot, "time per output token")):
         ax.set(xlabel=RATE_AXES[rate], ylabel="seconds (log scale)", yscale="log", title=f"{title}: p50 and p99")
         ax.grid(alpha=0.3, which="both")
+        if base is not None:  # the scale's requests/s on top (the title moves above it)
+            top = ax.secondary_xaxis("top", functions=(lambda x, b=base: x * b, lambda x, b=base: x / b))
+            top.set_xlabel("offered load (requests/s)")
     ax_ttft.legend(fontsize=7)
     return save(fig, path)
+
+
+def _base_rate(runs: list[dict]) -> float | None:
+    """The workload's own request rate (requests/s at rate_scale 1) shared by every run of a rate-scale sweep (their
+    ``offered_rps`` over their scale, ``experiments.sweep.offered_rates``), or None where runs lack it or differ (a
+    trace axis: one secondary axis cannot label them all)."""
+    ratios = []
+    for run in runs:
+        if run.get("error"):
+            continue
+        offered, scale = run["metrics"].get("offered_rps"), run["overrides"].get("workload.rate_scale")
+        if not isinstance(offered, (int, float)) or not isinstance(scale, (int, float)) or scale <= 0:
+            return None
+        ratios.append(offered / scale)
+    if not ratios or max(ratios) > min(ratios) * (1 + 1e-9):
+        return None
+    return ratios[0]
 
 
 def plot_goodput_vs_split(runs: list[dict], axes: list[str], base_config: dict, path: Path) -> Path | None:

@@ -40,7 +40,7 @@ from sim.cache.tiers import (
 from sim.config import Config
 from sim.config_rules import pd_node_fits, single_node_fits
 from sim.errors import ConfigError
-from sim.report.document import RunResult
+from sim.report.document import NO_REPEAT_PREFIX_CACHE, RunResult
 from sim.report.metrics import RequestTable, WeightedSamples, distribution, request_columns, serving_metrics
 from sim.serving.align_state_manager import AlignStateKVCacheManager
 from sim.serving.attention_backend import check_block_size
@@ -131,7 +131,7 @@ class ServingRun:
         self.shared_tiers = self._lower_tiers()
         self.shared_blocks = reusable  # else no two requests hold the same block: pools only count
         self.prefix_cache_note = ("on" if self.prefix_caching else "off: serving.enable_prefix_caching is false"
-                                  if not config.serving.enable_prefix_caching else "off: no block repeats in this trace")
+                                  if not config.serving.enable_prefix_caching else NO_REPEAT_PREFIX_CACHE)
         self.pending: deque[Job] = deque()  # PD: prefilled, waiting for decode memory
         self.in_transfer = 0  # PD: requests whose KV is on its way to a decode instance
         self.state_bytes = state_transfer_bytes(states) if states is not None else 0  # (PD: a request's states)
