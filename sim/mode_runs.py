@@ -76,12 +76,14 @@ def run_cache_only(run: Run) -> tuple[dict, list[RunResult]]:
     if run.mrc:
         runs.append(run_mrc(trace, config))
         if run.outputs.plot_dir is not None:
+            from sim.cache.tiers import stored_block_bytes
             from sim.report.plots import plot_mrc
 
             rate = config.cache.mrc_sample_rate
             kind = "exact" if rate >= 1.0 else f"shards-{rate:g}"  # a sampled curve never overwrites the exact one
             png = plot_mrc([{"name": r.name, "metrics": r.metrics} for r in runs],
-                           run.outputs.plot_dir / f"mrc_{kind}_{_stem(trace)}.png", _stem(trace))
+                           run.outputs.plot_dir / f"mrc_{kind}_{_stem(trace)}.png", _stem(trace),
+                           block_bytes=stored_block_bytes(config))
             run.notes.append(f"plot: {png}")
     return trace.provenance.to_dict(), runs
 

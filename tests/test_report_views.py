@@ -472,3 +472,19 @@ def test_cluster_pd_html_names_pd_where_the_json_mode_stays_cluster(run_cli, tmp
     assert ["mode", "cluster (PD: --cluster --pd)"] in summary
     plain = render_html({**doc, "runs": []}, [])  # the same report without --pd: as before
     assert "<title>kvsim cluster report</title>" in plain and ["mode", "cluster"] in _tables(plain, "summary")[0][1]
+
+
+def test_mrc_plot_gives_capacity_in_gib_too(figures, tmp_path, run_cli):
+    """--mrc's plot gave capacity in blocks only; its top axis now reads GiB: a block of Llama-3.1-8B (32 layers, 8 KV
+    heads of dimension 128, bf16: 2 x 32 x 8 x 128 x 2 = 131,072 B a token, HF config.json) at 16 tokens is 2 MiB, so
+    512 blocks are 1 GiB."""
+    from tests.conftest import BUNDLED_AZURE
+
+    status, _, err = run_cli("--cache-only", "--mrc", "--workload-trace", BUNDLED_AZURE, "--workload-limit", "200",
+                             "--set", "model=llama-3.1-8b", "--set", "serving.block_size=16",
+                             "--set", "serving.tensor_parallel_size=1", "--plot-dir", tmp_path, "--quiet")
+    assert status == 0, err
+    [ax] = [a for fig in figures for a in fig.axes if "miss-ratio" in a.get_title()]
+    [top] = ax.child_axes
+    assert top.get_xlabel() == "cache capacity (GiB at 2 MiB a block)"
+    assert top.get_xlim() == pytest.approx([x / 512 for x in ax.get_xlim()], rel=1e-12)

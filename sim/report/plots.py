@@ -53,8 +53,10 @@ def plot_trace_stats(trace: Trace, path: Path) -> Path:
     return save(fig, path)
 
 
-def plot_mrc(runs: list[dict], path: Path, title: str) -> Path:
-    """The LRU miss-ratio curve (hit ratio vs capacity) with each policy's point at its capacity."""
+def plot_mrc(runs: list[dict], path: Path, title: str, block_bytes: int | None = None) -> Path:
+    """The LRU miss-ratio curve (hit ratio vs capacity) with each policy's point at its capacity; with ``block_bytes``
+    (a block's bytes in the cache, the run's model and config: ``stored_block_bytes``) a top axis in GiB, what a
+    capacity costs in memory."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     points = 0
     for run in runs:
@@ -73,6 +75,10 @@ def plot_mrc(runs: list[dict], path: Path, title: str) -> Path:
             points += 1
     ax.set(xscale="log", xlabel="cache capacity (blocks, log scale)", ylabel="block hit ratio",
            title=f"LRU miss-ratio curve and each policy's point: {title}")
+    if block_bytes:
+        gib = block_bytes / 2**30
+        top = ax.secondary_xaxis("top", functions=(lambda x: x * gib, lambda x: x / gib))
+        top.set_xlabel(f"cache capacity (GiB at {block_bytes / 2**20:,.4g} MiB a block)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return save(fig, path)
