@@ -52,7 +52,7 @@ from experiments.prices import load_prices
 from experiments.runner import Task, default_jobs, run_task, run_tasks, runs_on
 from experiments.spec import check_inputs_spared, keys_overlap, resolve_layers
 from sim.cli_config import command_line_settings
-from sim.config import replace
+from sim.config import Config, replace
 from sim.errors import InputError
 from sim.mode_settings_rules import learned_tier_policies
 from sim.report.document import build_report, still_filling
@@ -307,7 +307,7 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
 
     report = build_report("plan", base, trace.provenance.to_dict(), [], wall_s=time.perf_counter() - start)
     report["runs"] = _runs(candidates, proof, report["trace"])
-    target = ({"hit_ratio": hit_target} if hit_target is not None else
+    target = ({"hit_ratio": hit_target, "access_semantics": _hit_access(plan, base)} if hit_target is not None else
               {"slo": {k: v for k, v in plan.slo.items() if v is not None} | {"attainment": base.slo.attainment},
                "rate_rps": target_rate, "rate_scale": target_scale, "workload_rate_rps": base_rate})
     report["plan"] = {
@@ -412,6 +412,25 @@ def _clip(text: str, width: int = 90) -> str:
     return (cut or text[:width]) + "…"
 
 
+def _hit_access(plan, base: Config) -> str:
+    """How a hit-ratio plan's candidates look blocks up: a fleet's serving runs by prefix; the cache-only replays as
+    cache.access_semantics says, "auto" being plain there (a serving run's "auto" is prefix)."""
+    if plan.fleet:
+        return "prefix"
+    semantics = base.cache.access_semantics
+    return "plain" if semantics == "auto" else semantics
+
+
+def _access_note(semantics: str | None) -> str:
+    """Said beside a hit-ratio target: replays of plain lookups are not what a serving run of the chosen candidate
+    measures (it looks a prompt's blocks up as a prefix: LRU on Mooncake 0.1104 plain vs 0.1118 prefix)."""
+    if semantics != "plain":
+        return f" ({semantics} lookups, as a serving run makes them)" if semantics else ""
+    return (" (cache-only replays of plain lookups, cache.access_semantics=auto; a serving run looks a prompt up as a "
+            "prefix, which can differ slightly: set cache.access_semantics=prefix under 'set' to replay as serving "
+            "does, without the miss-ratio curve's exact pruning)")
+
+
 def _summary(plan: dict, candidates: list[Candidate], chosen: Candidate | None) -> str:
     measure = plan["measure"]
     target = plan["target"]
@@ -422,7 +441,7 @@ def _summary(plan: dict, candidates: list[Candidate], chosen: Candidate | None) 
         lines.append(f"target: {slo} at {target['rate_rps']:.4g} req/s ({target['rate_scale']:.3g}x the workload's "
                      f"{target['workload_rate_rps']:.4g} req/s)")
     else:
-        lines.append(f"target: hit ratio >= {target['hit_ratio']:g}")
+        lines.append(f"target: hit ratio >= {target['hit_ratio']:g}" + _access_note(target.get("access_semantics")))
     # a tier the search does not vary still serves (and is priced in) every candidate, but no name shows it: "dram=0GiB"
     # reached 0.34 of Mooncake on config.yaml's 2 TiB SSD, where HBM alone reaches 0.04
     fixed = sorted({(t, gib) for c in candidates for t, gib in c.run_tier_gib.items() if t not in c.tier_gib and gib > 0})

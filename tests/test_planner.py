@@ -461,3 +461,26 @@ def test_a_candidate_that_cannot_run_every_request_is_no_answer(run_cli, tmp_pat
     assert runs[cheap["name"]]["metrics"]["requests_completed"] == 300 - skipped
     assert runs[f"proof-meets: {plan['chosen']['name']}"]["metrics"]["requests_completed"] == 300
     assert "trace" not in runs[plan["chosen"]["name"]]  # the report's own trace section is the chosen one's
+
+
+@pytest.mark.parametrize("semantics, said", [(None, "plain"), ("prefix", "prefix")])
+def test_a_hit_ratio_plan_says_which_lookups_it_replayed(run_cli, tmp_path, semantics, said):
+    """A hit-ratio plan's candidates are cache-only replays, whose "auto" lookups are plain, where a serving run of the
+    chosen one looks a prompt up as a prefix (LRU on Mooncake: 0.1104 plain vs 0.1118 prefix): the plan said
+    neither. Its summary and JSON target now name the lookups, and how to replay as serving does."""
+    import json
+
+    import yaml
+
+    body = {"workload": {"synthetic": {"kind": "multi-turn", "num_requests": 120, "turns_mean": 6,
+                                       "think_time_median_s": 2.0, "input_tokens_mean": 200}},
+            "target": {"hit_ratio": 0.1}, "search": {"gpu": ["h100-sxm"]}}
+    if semantics:
+        body["set"] = {"cache.access_semantics": semantics}
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(yaml.safe_dump(body))
+    status, out, err = run_cli("--plan", plan, "--no-plot", "--jobs", "1", "--report-json", tmp_path / "r.json")
+    assert status == 0, err
+    assert json.loads((tmp_path / "r.json").read_text())["plan"]["target"]["access_semantics"] == said
+    [line] = [line for line in out.splitlines() if line.startswith("target: hit ratio")]
+    assert (f"{said} lookups" in line) and (("cache.access_semantics=prefix under 'set'" in line) == (said == "plain"))
