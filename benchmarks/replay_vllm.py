@@ -424,8 +424,8 @@ def _stated_model(sets: list[str], key: str = "model") -> str | None:
 def describe_engine(config) -> str:
     """One line saying what was replayed: model, GPU, parallelism, what times the steps and the collectives (so a
     reader sees, e.g., whether a run's stated link or a bundle's measured samples priced them)."""
-    from sim.serving.collectives import MeasuredCollectives
     from sim.serving.compute_backend import compute_model
+    from sim.serving.measured_collectives import MeasuredCollectives
 
     serving = config.serving
     parts = [f"replayed as {config.model} on {config.hardware.gpu}", f"TP {serving.tensor_parallel_size}"]

@@ -1,5 +1,5 @@
 """The bad-input tables' row type and their one check (tests/test_bad_inputs.py, tests/test_bad_trace_inputs.py,
-tests/test_bad_calibration_inputs.py).
+tests/test_bad_calibration_inputs.py, tests/test_bad_paths.py).
 
 A row is a command line (with the files it writes into tmp_path) and its expected outcome: exit 2 with one short
 line naming what is wrong, or exit 0 with counted skips. ``{tmp}`` in an argument is the test's tmp_path,

@@ -4,10 +4,10 @@ draws). A draw's choices come from a numpy Generator seeded with (seed, index), 
 line that ``python tools/random_runs.py --seed S --only I`` draws again.
 
 ``draw_argv(chooser, hunt=...)`` returns the argv of one tiny run (``--preset smoke``, at most 60 requests), which
-tests/run_outcome.py's ``judge`` judges. Settings that are refused by key are drawn rarely (a refusal is cheap and
-says little). ``hunt=True`` adds what costs too much for CI: per-tier policies (each new combination compiles its kernels once, ~40 s, README
-Policy study), the learned policy (a model trained once per machine), and more draws of ``--max-rate`` and
-``--seeds``.
+tests/run_outcome.py's ``judge`` judges (and tests/random_corners.py's ``corners`` labels, for ``--stats``). Settings
+that are refused by key are drawn rarely (a refusal is cheap and says little). ``hunt=True`` adds what costs too much
+for CI: per-tier policies (each new combination compiles its kernels once, ~40 s, README Policy study), the learned
+policy (a model trained once per machine), and more draws of ``--max-rate`` and ``--seeds``.
 """
 
 from __future__ import annotations
@@ -480,37 +480,3 @@ def _aim_sliding(c: Chooser, argv: list[str], sets: list[str]) -> None:
             _without_policies(c, argv, sets, {"belady", "learned"})
             for tier in tiers:
                 _put(sets, f"cache.tiers.{tier}.policy", c.pick(["lru", "arc", "s3fifo"]))
-
-
-def corners(argv: list[str]) -> list[str]:
-    """The corners one draw's argv reaches, for ``tools/random_runs.py --stats``: its mode, model family, GPU, workload
-    and each feature drawn (a label a corner; a draw is in several)."""
-    flags = set(a for a in argv if a.startswith("--"))
-    mode = "-".join(m for m in ("cluster", "pd") if f"--{m}" in flags) or next(
-        (m for m in ("cache-only", "mrc", "trace-stats") if f"--{m}" in flags), "single")
-    sets = dict(argv[i + 1].split("=", 1) for i, a in enumerate(argv[:-1]) if a == "--set")
-    model = sets.get("model", "")
-    model = model.split("/")[-2].rsplit("-", 1)[0] if model.endswith("config.json") else model  # hf_model's folder
-    family = ("gdn" if model in {m.removeprefix("hf:") for m in GDN} else "sliding" if model in {
-        m.removeprefix("hf:") for m in SLIDING} else "mla" if model in MLA else "other-moe" if model in OTHER_MOE
-        else "moe" if model in MOE else "dense" if model else
-        "calibration" if "--calibration-profile" in flags else "config-default")
-    gpu = sets.get("hardware.gpu", "default")
-    trace = argv[argv.index("--workload-trace") + 1] if "--workload-trace" in argv else None
-    out = [f"mode:{mode}", f"family:{family}", f"gpu:{'spec-file' if gpu.endswith('.yaml') else gpu}",
-           f"workload:{Path(trace).stem if trace else 'synthetic-' + sets.get('workload.synthetic.kind', '?')}"]
-    if family in ("gdn", "sliding"):
-        out.append(f"model:{model}")
-        out.append(f"{family}:mode:{mode}")
-    features = {
-        "--seeds": "--seeds" in flags, "--max-rate": "--max-rate" in flags, "--router": "--router" in flags,
-        "--rate-scale": "--rate-scale" in flags, "learned": "learned" in " ".join(argv),
-        "tier-policy": any(k.startswith("cache.tiers.") and k.endswith(".policy") for k in sets),
-        "inclusive": sets.get("cache.inclusion") == "inclusive", "block_mismatch=split": "workload.block_mismatch" in sets,
-        "serving.block_size": "serving.block_size" in sets, "data_parallel": "serving.data_parallel_size" in sets,
-        "pd-role-tp": "pd.prefill_tensor_parallel_size" in sets, "num_gpu_blocks": "serving.num_gpu_blocks" in sets,
-        "max_model_len": "serving.max_model_len" in sets, "kv_cache_dtype=fp8": "serving.kv_cache_dtype" in sets,
-        "arrivals": "workload.arrivals.process" in sets, "network.lookup": "network.lookup" in sets,
-        "layerwise": sets.get("pd.transfer") == "layerwise", "tp>1": sets.get("serving.tensor_parallel_size", "1") != "1",
-    }
-    return out + [f"feature:{name}" for name, on in features.items() if on]

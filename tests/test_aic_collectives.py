@@ -8,8 +8,8 @@ import pytest
 
 from sim.config import load_config
 from sim.errors import ConfigError
-from sim.serving.collectives import MeasuredCollectives
 from sim.serving.compute_backend import compute_model
+from sim.serving.measured_collectives import MeasuredCollectives
 
 MIB = 1 << 20
 

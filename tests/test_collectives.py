@@ -8,9 +8,10 @@ import pytest
 
 from sim.config import load_config
 from sim.errors import ConfigError
-from sim.serving.collectives import MeasuredCollectives, RingCollectives, TensorParallelComm
+from sim.serving.collectives import RingCollectives, TensorParallelComm
 from sim.serving.compute import StepShape
 from sim.serving.compute_backend import compute_model, gpu_compute_model
+from sim.serving.measured_collectives import MeasuredCollectives
 from sim.specs import gpu_spec, model_spec
 
 MIB = 1 << 20

@@ -169,8 +169,9 @@ def test_bundle_at_tp2_adds_measured_collectives(tmp_path):
     two all-reduces a layer and one after the embedding (hidden states), one all-gather of the logits."""
     from pathlib import Path
 
-    from sim.serving.collectives import MeasuredCollectives, RingCollectives, TensorParallelComm, bundle_hardware_yaml
+    from sim.serving.collectives import RingCollectives, TensorParallelComm
     from sim.serving.llmservingsim_compute import LLMServingSimCompute
+    from sim.serving.measured_collectives import MeasuredCollectives, bundle_hardware_yaml
 
     hardware, bundle = Path(tmp_path), Path(tmp_path) / "org" / "model" / "bf16"
     (bundle / "tp2").mkdir(parents=True)
@@ -397,8 +398,7 @@ def test_vidur_row_without_an_operator_time_is_not_used(tmp_path):
 
 def test_measured_tables_never_extrapolate_a_negative_time():
     """Beyond the largest measured size a table extends its top segment; a falling one stops at 0 s."""
-    from sim.serving.collectives import interpolate
-    from sim.serving.profile_grid import GridNode
+    from sim.serving.profile_grid import GridNode, interpolate
 
     x, y = np.array([1.0, 2.0]), np.array([2.0, 1.0])
     assert interpolate(x, y, 1.5) == 1.5 and interpolate(x, y, 3.0) == 0.0 and interpolate(x, y, 10.0) == 0.0

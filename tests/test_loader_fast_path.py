@@ -263,7 +263,7 @@ def test_bailian_fast_equals_reference(tmp_path, monkeypatch, seed):
 
 def test_block_size_look_ahead_fast_equals_reference(tmp_path, monkeypatch):
     """A first chunk of one-block records sends the block size's inference to the later chunks
-    (trace.loaders._later_hash_ids): read alike by both readers, odd records among them."""
+    (trace.scan.Established.later): read alike by both readers, odd records among them."""
     lines = [json.dumps({"timestamp": i, "input_length": 9, "output_length": 2, "hash_ids": [i]}) for i in range(3)]
     lines += ['{"timestamp": 5, "input_length": "40", "output_length": 2, "hash_ids": [1, 2, 3]}', "not json",
               json.dumps({"timestamp": 6, "input_length": 40, "output_length": 2, "hash_ids": [7, 8, 9]}),

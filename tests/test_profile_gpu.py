@@ -8,8 +8,9 @@ import pytest
 import yaml
 
 from sim.model_shape import ModelSpec
-from sim.serving.collectives import MeasuredCollectives, RingCollectives
+from sim.serving.collectives import RingCollectives
 from sim.serving.compute import RooflineCompute, StepShape
+from sim.serving.measured_collectives import MeasuredCollectives
 from sim.serving.vidur_compute import ProfiledCompute, VidurAttention, VidurProfile
 from sim.specs import gpu_spec, model_spec
 from tests.conftest import ROOT

@@ -7,9 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sim.serving.collectives import interpolate, interpolate_many
 from sim.serving.compute import StepShape
-from sim.serving.profile_grid import GridNode
+from sim.serving.profile_grid import GridNode, interpolate, interpolate_many
 from tests.test_compute import _hand_bundle
 
 X, Y = [10.0, 20.0, 40.0], [1.0, 3.0, 2.0]

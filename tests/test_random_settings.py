@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from tests import random_settings as rs
+from tests.random_corners import corners
 
 
 def test_raised_block_size_is_vllms_for_qwen3_next_on_an_h100():
@@ -35,10 +36,10 @@ def test_corners_name_mode_family_gpu_workload_and_features():
     argv = ["--cluster", "--pd", "--preset", "smoke", "--workload-trace", "/x/burstgpt_3.csv", "--max-rate",
             "--set", "model=qwen3-next-80b-a3b", "--set", "hardware.gpu=h20", "--set",
             "pd.prefill_tensor_parallel_size=2", "--set", "serving.tensor_parallel_size=2"]
-    assert rs.corners(argv) == ["mode:cluster-pd", "family:gdn", "gpu:h20", "workload:burstgpt_3",
+    assert corners(argv) == ["mode:cluster-pd", "family:gdn", "gpu:h20", "workload:burstgpt_3",
                                 "model:qwen3-next-80b-a3b", "gdn:mode:cluster-pd", "feature:--max-rate",
                                 "feature:pd-role-tp", "feature:tp>1"]
-    assert rs.corners(["--mrc", "--set", "workload.synthetic.kind=rag"])[:4] == [
+    assert corners(["--mrc", "--set", "workload.synthetic.kind=rag"])[:4] == [
         "mode:mrc", "family:config-default", "gpu:default", "workload:synthetic-rag"]
 
 
@@ -50,7 +51,7 @@ def no_training(monkeypatch):
 
 def test_hunt_draws_of_gated_deltanet_hybrids_mostly_aim_at_settings_they_run_with(no_training):
     gdn = [argv for argv in (rs.draw_argv(rs.RngChooser(np.random.default_rng([99, i])), hunt=True)
-                             for i in range(1500)) if "family:gdn" in rs.corners(argv)]
+                             for i in range(1500)) if "family:gdn" in corners(argv)]
     serving = [a for a in gdn if not {"--cache-only", "--mrc", "--trace-stats"} & set(a)]
     assert len(serving) >= 30
     aligned = [a for a in serving if not any(name in " ".join(a) for name in rs.OWN_BLOCK_IDS)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.test_sweep import _children
+from tests.test_sweep_workers import _children
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -121,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from sim.errors import raise_if_stopped
-    from tests.random_settings import RngChooser, corners, draw_argv
+    from tests.random_corners import corners
+    from tests.random_settings import RngChooser, draw_argv
     from tests.run_outcome import judge
 
     indices = [args.only] if args.only is not None else range(args.start, args.start + args.draws)

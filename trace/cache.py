@@ -47,8 +47,8 @@ PREFIX = struct.Struct("<QI")
 ALIGN = 64  # each array starts at a multiple of this: aligned like any numpy array
 ARRAYS = ("arrival_s", "input_tokens", "output_tokens", "session_id", "block_offsets", "block_ids")
 # The modules whose code decides what load_trace returns, and the libraries that parse for it.
-SOURCES = ("loaders.py", "chats.py", "readers.py", "csv_reader.py", "jsonl_reader.py", "formats.py", "datetimes.py",
-           "validation.py", "blocks.py", "arrow.py", "request.py", "cache.py")
+SOURCES = ("loaders.py", "scan.py", "chats.py", "readers.py", "csv_reader.py", "jsonl_reader.py", "formats.py",
+           "datetimes.py", "validation.py", "blocks.py", "arrow.py", "request.py", "cache.py")
 LIBRARIES = ("numpy", "pyarrow", "pandas", "orjson")
 LOG = logging.getLogger("kvsim.workload_cache")
 

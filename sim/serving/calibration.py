@@ -32,13 +32,7 @@ import pandas as pd
 from sim.config import Config
 from sim.errors import ConfigError, InputError
 from sim.report.document import RunResult
-from sim.serving.collectives import (
-    COLLECTIVES,
-    MeasuredCollectives,
-    RingCollectives,
-    bundle_hardware_yaml,
-    vidur_collective_rows,
-)
+from sim.serving.collectives import COLLECTIVES, RingCollectives
 from sim.serving.compute import RooflineCompute, StepShape
 from sim.serving.compute_backend import (
     analytic_collectives,
@@ -53,6 +47,7 @@ from sim.serving.compute_backend import (
 from sim.serving.elementwise import elementwise_cost, moe_block_cost
 from sim.serving.engine_limits import block_size
 from sim.serving.llmservingsim_compute import bundle_attention_rows, read_bundle_layers
+from sim.serving.measured_collectives import MeasuredCollectives, bundle_hardware_yaml, vidur_collective_rows
 from sim.serving.network import AnalyticNetwork, LookupNetwork
 from sim.serving.profile_files import LOG, read_bundle_table, read_profile_yaml, too_few_rows
 from sim.serving.skew_calibration import SCHEMA, RuntimeSkewFit

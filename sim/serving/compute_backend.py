@@ -18,14 +18,7 @@ from sim.kv_dtype import kv_dtype_bytes
 from sim.model_shape import DTYPE_BYTES, ModelSpec
 from sim.serving.attention_backend import capability_of
 from sim.serving.attention_waves import kernel_attention_efficiency
-from sim.serving.collectives import (
-    MULTICAST,
-    MeasuredCollectives,
-    RingCollectives,
-    TensorParallelComm,
-    bundle_hardware_yaml,
-    peer_kernel,
-)
+from sim.serving.collectives import MULTICAST, RingCollectives, TensorParallelComm, peer_kernel
 from sim.serving.compute import RooflineCompute
 from sim.serving.compute_model import ComputeModel
 from sim.serving.cudagraph import CudagraphSizes, PaddedCompute, config_cudagraph_sizes
@@ -33,6 +26,7 @@ from sim.serving.engine_limits import block_size
 from sim.serving.host_time import US, HostBoundCompute, HostTime
 from sim.serving.kernel_floors import KernelFloors
 from sim.serving.llmservingsim_compute import LLMServingSimCompute
+from sim.serving.measured_collectives import MeasuredCollectives, bundle_hardware_yaml
 from sim.serving.moe import dispatch_bytes, sequence_parallel_size
 from sim.serving.nccl_protocols import nccl_protocols
 from sim.serving.profile_files import note_once, read_profile_yaml

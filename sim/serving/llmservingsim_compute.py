@@ -17,10 +17,10 @@ import numpy as np
 
 from sim.errors import ConfigError, quote
 from sim.model_shape import ModelSpec
-from sim.serving.collectives import TensorParallelComm, interpolate
+from sim.serving.collectives import TensorParallelComm
 from sim.serving.moe import DataParallelShare, group_tokens, rank_experts
 from sim.serving.profile_files import read_bundle_table, read_profile_yaml, require_points
-from sim.serving.profile_grid import GridNode
+from sim.serving.profile_grid import GridNode, interpolate
 from sim.serving.skew_calibration import RuntimeSkewFit
 from sim.serving.skew_fit import SkewFit, skew_fit_enabled
 from sim.serving.step_shape import StepShape, window_kv

@@ -1,21 +1,52 @@
-"""A ragged grid of measured times, interpolated over several axes.
+"""Measured times interpolated: over one axis (``interpolate``), and over a ragged grid of several (``GridNode``).
 
 Profiled operator tables (Vidur's ``attention.csv``, an LLMServingSim bundle's ``attention.csv``)
 are measured on uneven grids; both profiled compute families look their attention kernels up
-through this one interpolation.
+through this one interpolation. Measured collectives (``sim.serving.measured_collectives``) and the
+compute tables' one-axis curves use ``interpolate``.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sim.serving.collectives import interpolate, interpolate_many
-
 if TYPE_CHECKING:
     import pandas as pd
+
+
+def interpolate(x: Sequence[float], y: Sequence[float], value: float) -> float:
+    """Piecewise-linear over strictly increasing ``x``; the first value below it; linear extrapolation from the top two
+    above, never below 0 (a measured time that falls over the top two points must not extrapolate to a negative one).
+    Within ``x`` the same arithmetic as ``np.interp`` (slope × (value − x[j]) + y[j]; a knot's own value on it),
+    in plain Python: lookups are one point at a time and many, and lists (as the grids keep them) index fastest."""
+    if len(x) == 1 or value <= x[0]:
+        return float(y[0])
+    if value >= x[-1]:
+        if value == x[-1]:
+            return float(y[-1])
+        return max(0.0, float(y[-1] + (value - x[-1]) * (y[-1] - y[-2]) / (x[-1] - x[-2])))
+    j = bisect_right(x, value) - 1
+    below = x[j]
+    if value == below:
+        return float(y[j])
+    return float((y[j + 1] - y[j]) / (x[j + 1] - below) * (value - below) + y[j])
+
+
+def interpolate_many(x: Sequence[float], y: Sequence[float], values: np.ndarray) -> np.ndarray:
+    """``interpolate`` at each of ``values``, vectorised (``np.interp`` within ``x``, whose arithmetic ``interpolate``
+    repeats; the same extrapolation above)."""
+    if len(x) == 1:
+        return np.full(len(values), float(y[0]))
+    out = np.interp(values, x, y)
+    above = values > x[-1]
+    if above.any():
+        top, slope_dy, slope_dx = y[-1], y[-1] - y[-2], x[-1] - x[-2]
+        out[above] = np.maximum(top + (values[above] - x[-1]) * slope_dy / slope_dx, 0.0)
+    return out
 
 
 class GridNode:

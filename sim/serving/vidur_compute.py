@@ -17,11 +17,10 @@ import numpy as np
 
 from sim.errors import ConfigError, quote
 from sim.model_shape import ModelSpec
-from sim.serving.collectives import interpolate
 from sim.serving.compute import RooflineCompute
 from sim.serving.moe import DataParallelShare
 from sim.serving.profile_files import read_profile_csv, require_points, unused_rows
-from sim.serving.profile_grid import GridNode
+from sim.serving.profile_grid import GridNode, interpolate
 from sim.serving.step_shape import StepShape, window_kv_tokens
 
 if TYPE_CHECKING:

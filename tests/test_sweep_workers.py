@@ -1,0 +1,156 @@
+"""A sweep's worker processes: a killed sweep resumes with only its missing points and leaves no worker running, and
+a point that fails, or whose worker dies, fails alone while the others go on."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BUNDLED_AZURE, ROOT
+from tests.test_sweep import TINY_SYNTHETIC, _rows, _spec
+
+
+def _journal_records(path) -> list[dict]:
+    """The journal's complete records (a line the sweep is still appending, read mid-write, is not one yet)."""
+    lines = path.read_text().split("\n")[1:-1]  # (the text after the last newline is incomplete, or empty)
+    return [json.loads(line) for line in lines]
+
+
+def test_killed_sweep_resumes_with_only_the_missing_points(tmp_path):
+    spec = _spec(tmp_path, mode="single", workload={"trace": str(BUNDLED_AZURE), "limit": 150},
+                 axes={"serving.num_instances": [1, 2], "workload.rate_scale": [1, 2, 4, 8, 16]})
+    out = tmp_path / "sweep.csv"
+    journal = tmp_path / "sweep.journal.jsonl"
+    argv = [sys.executable, "main.py", "--sweep", spec, "--jobs", "1", "--report-csv", str(out), "--no-plot"]
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not journal.exists() or len(_journal_records(journal)) < 2):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = _journal_records(journal)
+    assert 2 <= len(before) < 10 and not out.exists(), "the sweep was not stopped midway"
+
+    resumed = subprocess.run(argv + ["--resume"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{len(before)} already done; running {10 - len(before)}" in resumed.stderr
+    after = _journal_records(journal)
+    assert after[: len(before)] == before  # the finished points were not run again
+    assert len(after) == 10 and len({r["key"] for r in after}) == 10
+
+    fresh = tmp_path / "fresh.csv"
+    assert subprocess.run([sys.executable, "main.py", "--sweep", spec, "--jobs", "2", "--report-csv", str(fresh),
+                           "--no-plot", "--quiet"], cwd=ROOT, timeout=300).returncode == 0
+    assert out.read_text() == fresh.read_text()  # resumed = uninterrupted, row for row
+
+
+def _children(pid: int) -> list[int]:
+    """Live (not zombie) processes whose parent is ``pid``, from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, parent = stat.read_text().rsplit(")", 1)[1].split()[:2]
+        except (OSError, IndexError):
+            continue
+        if int(parent) == pid and state != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+SLOW_POINTS = """
+import sys, time
+sys.path.insert(0, {root!r})
+import experiments.runner, main
+def slow(task):  # each point takes ten minutes: long past any wait below
+    time.sleep(600)
+experiments.runner.run_task = slow  # forked workers inherit it
+from sim.errors import end_process
+end_process(main.main(sys.argv[1:]))  # as main.py ends
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; the kernel's parent-death signal is Linux's")
+@pytest.mark.parametrize("signum, group", [(signal.SIGTERM, False), (signal.SIGKILL, False), (signal.SIGINT, True)])
+def test_a_killed_sweep_leaves_no_worker_running(tmp_path, signum, group):
+    """A scheduler's SIGTERM, or SIGKILL, of the sweep, or Ctrl-C at a terminal (SIGINT to the whole process group)
+    stops its workers at once: they went on as orphans, computing points after the sweep had ended (SIGKILL), or the
+    sweep waited for their points (SIGTERM). The signal is sent as soon as the second worker is forked: one that
+    reached a worker still starting ran the parent's handler there, a traceback or a second line (one run in ~12)."""
+    spec = _spec(tmp_path, mode="cache-only", workload=TINY_SYNTHETIC, axes={"cache.capacity_blocks": [300, 600, 900]})
+    argv = [sys.executable, "-c", SLOW_POINTS.format(root=str(ROOT)), "--sweep", spec, "--jobs", "2",
+            "--report-csv", str(tmp_path / "s.csv"), "--no-plot", "--quiet"]
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=group)
+    workers: list[int] = []
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and len(workers := _children(proc.pid)) < 2:
+            time.sleep(0.001)
+        assert len(workers) == 2, "the sweep's two workers did not start"
+        if group:
+            os.killpg(proc.pid, signum)
+        else:
+            proc.send_signal(signum)
+        proc.wait(timeout=60)
+        deadline = time.time() + 30
+        while time.time() < deadline and any(_alive(w) for w in workers):
+            time.sleep(0.05)
+        assert not any(_alive(w) for w in workers), "a worker outlived its sweep"
+    finally:
+        proc.kill()
+        for w in filter(_alive, workers):  # an orphan of a failing run would sleep on
+            os.kill(w, signal.SIGKILL)
+    if signum == signal.SIGTERM:
+        assert proc.returncode == 143 and proc.stderr.read() == "kvsim: terminated\n"
+    if signum == signal.SIGINT:
+        assert proc.returncode == 130 and proc.stderr.read() == "kvsim: interrupted\n"
+
+
+def test_a_failing_point_is_recorded_and_the_others_go_on(run_cli, tmp_path, monkeypatch):
+    # a 70B model does not fit one 24 GB card: found when that point runs, not before
+    spec = _spec(tmp_path, mode="single", workload={"trace": str(BUNDLED_AZURE), "limit": 40},
+                 set={"hardware.gpu": "rtx4090"}, axes={"model": ["llama-3.1-8b", "llama-3-70b"]})
+    out_csv, out_json = tmp_path / "s.csv", tmp_path / "s.json"
+    status, _, err = run_cli("--sweep", spec, "--jobs", "2", "--report-csv", out_csv, "--report-json", out_json,
+                             "--no-plot", "--quiet")
+    assert status == 2 and "1 of 2 sweep points failed; the first, 'llama-3-70b': " in err
+    assert "does not fit" in err.splitlines()[-1]  # why it failed, not only a count
+    runs = json.loads(out_json.read_text())["runs"]
+    assert runs[0]["metrics"]["requests_completed"] == 40 and "error" not in runs[0]
+    assert "does not fit" in runs[1]["error"] and runs[1]["metrics"] == {}
+    rows = _rows(out_csv)
+    assert rows[0]["error"] == "" and "does not fit" in rows[1]["error"]
+
+
+def test_a_dying_worker_fails_only_its_own_point(run_cli, tmp_path, monkeypatch):
+    import experiments.execute
+
+    real = experiments.execute.run_mode
+
+    def run_mode(mode, config, policies=None, **options):  # (cluster_pd, routers: as the runner passes them)
+        if config.cache.capacity_blocks == 600:
+            os._exit(3)  # the worker process dies (as when killed for memory)
+        return real(mode, config, policies, **options)
+
+    monkeypatch.setattr(experiments.execute, "run_mode", run_mode)  # forked workers inherit it
+    spec = _spec(tmp_path, mode="cache-only", workload=TINY_SYNTHETIC, axes={"cache.capacity_blocks": [300, 600, 900]})
+    out = tmp_path / "s.json"
+    status, _, err = run_cli("--sweep", spec, "--jobs", "2", "--report-json", out, "--no-plot", "--quiet")
+    assert status == 1
+    runs = json.loads(out.read_text())["runs"]
+    assert ["error" in r for r in runs] == [False, True, False]
+    assert "worker process died" in runs[1]["error"]
