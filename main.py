@@ -38,6 +38,7 @@ try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
     from sim.errors import command_status, end_process
     from sim.mode_runs import RUNNERS, Run, run_reading_given
     from sim.mode_settings import EXPERIMENTS
+    from sim.progress import show_progress
     from sim.report.console import console_summary
 except KeyboardInterrupt:
     print("kvsim: interrupted", file=sys.stderr)
@@ -92,6 +93,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, start: float
 
         return run_experiment(args, mode)
     run = prepare(args, mode)
+    show_progress(run.progress)
     runner = RUNNERS[run.mode]
     if args.max_rate or args.seeds:
         from experiments.cli import searched_runner

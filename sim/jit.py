@@ -38,10 +38,15 @@ from numba.core.registry import cpu_target
 from numba.core.runtime.nrt import rtsys
 
 from sim.errors import InputError
+from sim.progress import note_once
 from sim.report.output import atomic_write_text
 
 __all__ = ["flush_when_sources_change", "njit", "start_target"]
 
+# Said once, when the first function must be compiled (a cold cache: the first run after an install or an edit), so a
+# newcomer's first run does not sit silent for seconds to a minute (README "Policies": 13-18 s a policy on 2 cores)
+COMPILING_NOTE = ("compiling the simulator's kernels for this machine (the first run after an install or an edit: "
+                  "seconds to a minute; cached for later runs)")
 BLAS_PROBE = "scipy.linalg.cython_blas"  # what numba.np.arraymath imports to decide whether a BLAS exists
 
 
@@ -88,6 +93,7 @@ class _LeanLoad(FunctionCache):
             start_target()
             return super().load_overload(sig, target_context)
         if loaded is None:
+            note_once("compiling", COMPILING_NOTE)
             start_target()
         return loaded
 

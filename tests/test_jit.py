@@ -69,6 +69,25 @@ def test_a_cached_kernel_loads_without_the_whole_target_and_compiling_works_afte
     assert warm.stdout.strip() == "ok"
 
 
+PROGRESS_ON = "from sim.progress import show_progress\nshow_progress(True)\n"
+# a second signature of the same kernel: compiled again on a cold cache
+SECOND_COMPILE = "stack_distances(np.array([0, 1, 0], dtype=np.int32))\n"
+
+
+def test_a_cold_cache_says_once_that_it_compiles_where_progress_is_shown(tmp_path):
+    """A newcomer's first run compiles for seconds to a minute: said once on standard error where progress is shown
+    (a terminal, not --quiet), never on a warm cache or where progress is off (a pipe, a report, a test)."""
+    from sim.jit import COMPILING_NOTE
+
+    silent = _run(LOAD_CACHED + SECOND_COMPILE, tmp_path / "off")
+    assert silent.returncode == 0 and COMPILING_NOTE not in silent.stderr, silent.stderr[-2000:]
+    cold = _run(PROGRESS_ON + LOAD_CACHED + SECOND_COMPILE, tmp_path / "on")
+    assert cold.returncode == 0, cold.stderr[-2000:]
+    assert cold.stderr.count(COMPILING_NOTE) == 1, cold.stderr[-2000:]
+    warm = _run(PROGRESS_ON + LOAD_CACHED + SECOND_COMPILE, tmp_path / "on")
+    assert warm.returncode == 0 and COMPILING_NOTE not in warm.stderr, warm.stderr[-2000:]
+
+
 BROKEN_INTERNALS = textwrap.dedent("""
     import sim.jit
 
