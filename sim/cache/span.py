@@ -16,9 +16,10 @@ The hit ratio is thus exactly the policy's at the summed capacity (the tiers onl
 LRU's stack positions do), and for LRU this is today's exclusive hierarchy, count for count (LRU of the sum: its
 victim is the lowest tier's least recent block, which a per-tier hierarchy evicts at the end of the demotion chain).
 The idea is DEMOTE-ARC's (Gill, "On multi-level exclusive caching: offline optimality and why promotions are better
-than demotions", FAST 2008: ARC's lists kept global over the levels, a level a range of them) and a global policy's
-over tiers as positions, as in CacheLib's hybrid cache or multi-level LRU stacks (Wong & Wilkes, "My cache or yours?",
-USENIX ATC 2002: DEMOTE makes an exclusive hierarchy one LRU of the sum).
+than demotions", FAST 2008: ARC's T1 and T2 kept as global lists divided among the caches, "the aggregate
+hit ratio is precisely equal to that obtained by a single cache of the aggregate size implementing ARC";
+https://static.usenix.org/events/fast08/tech/full_papers/gill/gill_html/node28.html), applied to any policy; for LRU
+it is DEMOTE (Wong & Wilkes, "My cache or yours? Making storage more exclusive", USENIX ATC 2002), as Gill cites it.
 
 Physical tiers keep their blocks on list 0 of their own tier rows (least recent at the head), through the arena's
 list primitives, not their policy's hooks; the policy's hooks run on the span tier only. A running request's take
