@@ -55,3 +55,13 @@ def test_hit_counts_equal_libcachesim(mooncake, oracle_file, capacity):
     published = {1000: (0.0445, 0.1906), 5000: (0.1104, 0.3412), 20000: (0.2875, 0.3664)}[capacity]
     assert round(ours["lru"] / mooncake.num_accesses, 4) == published[0]
     assert round(ours["belady"] / mooncake.num_accesses, 4) == published[1]
+
+
+def test_tiered_hit_counts_equal_libcachesim_at_the_summed_capacity(mooncake, oracle_file):
+    # one policy spans HBM 1,000 + DRAM 1,024 + SSD 2,048 blocks (64 MiB blocks of the default model): each policy's
+    # hits are libCacheSim's at 4,072 blocks (before the span, a policy per tier: ARC 0.0875, S3-FIFO 0.0674)
+    config = load_config(None, sets=["serving.block_size=512", "serving.num_gpu_blocks=1000",
+                                     "cache.tiers.dram.capacity_gib=64", "cache.tiers.ssd.capacity_gib=128"])
+    runs = run_cache_only(mooncake, config, list(ORACLE))
+    assert runs[0].metrics["capacity_blocks"] == {"hbm": 1000, "dram": 1024, "ssd": 2048}
+    assert {r.name: r.metrics["hits"] for r in runs} == {p: libcachesim_hits(p, 4072, oracle_file) for p in ORACLE}

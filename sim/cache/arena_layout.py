@@ -104,6 +104,8 @@ class CacheView(NamedTuple):
     # int64 [levels, 2]: the bytes the tier at each level stores and writes for a block (column 0) and for a copy (1);
     # ``block_bytes``/``copy_bytes`` but where a tier stores fewer (an EIC of distinct pages: ``Tier.stored_block``)
     stored: np.ndarray
+    span: int  # the arena tier of the one policy spanning the tiers (``sim.cache.span``); -1: a policy per tier
+    guard: np.ndarray  # int64: the tiers an operation may add slots to (``room``): the span's first, then ``tiers``
 
 
 @kernel

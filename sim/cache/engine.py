@@ -32,7 +32,7 @@ from pathlib import Path
 
 from numba.extending import overload
 
-from sim.cache.arena import free_slot, new_slot, no_history, room
+from sim.cache.arena import new_slot, no_history, room
 from sim.cache.arena_layout import (
     BYTES_READ,
     BYTES_WRITTEN,
@@ -54,7 +54,6 @@ from sim.cache.arena_layout import (
     WHERE,
     CacheView,
     entry,
-    kernel,
     key_bytes,
     read_bytes,
     step,
@@ -62,38 +61,17 @@ from sim.cache.arena_layout import (
 from sim.cache.block_index import holders, holders_chain, resident
 from sim.cache.block_index import lookup as slot_of
 from sim.cache.policies.dispatch import BELADY, hooks_for
+from sim.cache.span import DEMOTE, PREFETCH, UNREAD, USE, span_resize, span_take, span_use
+from sim.cache.span import find as _find
+from sim.cache.span import untake as _untake
 from sim.jit import flush_when_sources_change
 
 HOOK_ACCESS, HOOK_INSERT, HOOK_REMOVE, HOOK_VICTIM, HOOK_HISTORY, HOOK_CARRY = range(6)
-USE, PREFETCH, DEMOTE, UNREAD = range(4)  # what ``use`` does
 HIT, MISS, KEPT, EVICTED = 0, -1, -2, -3  # what ``use_single`` did
 NO_ROOM = -2  # ``hook``: the arena must grow first (``TierArena.reserve``)
 _OPTIONS = {"_nrt": False}
 __all__ = ["CacheView", "holders", "holders_chain", "hook", "lookup", "lookup_held", "replay", "replay_plain",
            "replay_single", "resize_top", "take_chain", "touch_chain"]
-
-
-@kernel
-def _find(a, c, key):
-    """(level, slot) of the topmost tier holding ``key``, or (-1, -1)."""
-    for level in range(len(c.tiers)):
-        s = resident(a, c.tiers[level], key)
-        if s >= 0:
-            return level, s
-    return -1, -1
-
-
-@kernel
-def _untake(a, t, key):
-    """The policy history tier ``t`` kept of ``key`` since a running request took it (``take``), now given back
-    (its slot freed); -1: none kept."""
-    s = slot_of(a, t, key)
-    if s < 0 or a.slots[s, WHERE] != TAKEN_WHERE:
-        return -1
-    kept = a.slots[s, PREV]
-    free_slot(a, t, s)
-    a.meta[t, TAKEN] -= 1
-    return kept
 
 
 def _operations(access, insert, readmit, remove, victim, history, carry):
@@ -120,6 +98,8 @@ def _operations(access, insert, readmit, remove, victim, history, carry):
         or the last tier). A block a running request took out of the top tier (``take``) enters it again with the
         history the policy kept of it, then this use (a prefetch: no use yet). This is the one place the policy's
         hooks are inlined (compile time grows with every inlined copy)."""
+        if c.span >= 0:  # one policy over the tiers (``sim.cache.span``)
+            return span_use(a, c, key, now, admit, mode)
         first, stop, stride = 0, 0, 1  # the tiers to admit the block to
         level = -1
         origin = -1  # exclusive move up: the tier the block leaves, where it goes back if no tier above has room
@@ -250,6 +230,8 @@ def _operations(access, insert, readmit, remove, victim, history, carry):
         the policy's lists (``TAKEN_WHERE``), holding the history; so memory follows the blocks in use and finding
         it again is one directory probe. (Not when the removal left a ghost entry of the block: ARC's or S3-FIFO's
         chosen victim, taken instead; the policy then remembers it its own way.)"""
+        if c.span >= 0:
+            return span_take(a, c, key)
         level, s = _find(a, c, key)
         if level < 0:
             return -1
@@ -269,6 +251,9 @@ def _operations(access, insert, readmit, remove, victim, history, carry):
 
     def resize(a, c, capacity):
         """Set the top tier's capacity; its overflow is demoted (evicted when inclusive or alone)."""
+        if c.span >= 0:
+            span_resize(a, c, capacity)
+            return
         top = c.tiers[0]
         a.meta[top, CAP] = max(0, capacity)
         while a.meta[top, RESIDENT] > a.meta[top, CAP]:
@@ -401,7 +386,7 @@ def replay(a, c, blocks, offsets, hit_tier, first, last, prefix, depth, sessions
         session = sessions[r] if len(previous) else -1
         p = previous[session] if session >= 0 else -1
         uses = hi - lo + (offsets[p + 1] - offsets[p] if p >= 0 else 0)
-        if not room(a, c.tiers, uses):
+        if not room(a, c.guard, uses):
             return r
         if p >= 0:
             for j in range(offsets[p], offsets[p + 1]):
@@ -435,7 +420,7 @@ def replay_plain(a, c, blocks, offsets, hit_tier, first, last, depth):
     case), with the use compiled into the loop (``_use_inlined``). The same operations as ``replay``."""
     for r in range(first, last):
         lo, hi = offsets[r], offsets[r + 1]
-        if not room(a, c.tiers, hi - lo):
+        if not room(a, c.guard, hi - lo):
             return r
         for j in range(lo, hi):
             level = _use_inlined(a, c, blocks[j], j, depth < 0 or j - lo < depth, USE)
@@ -455,7 +440,7 @@ def replay_single(a, c, blocks, offsets, hit_tier, first, last, depth):
     stop = last
     for r in range(first, last):
         lo, hi = offsets[r], offsets[r + 1]
-        if not room(a, c.tiers, hi - lo):
+        if not room(a, c.guard, hi - lo):
             stop = r
             break
         for j in range(lo, hi):
@@ -513,7 +498,7 @@ def lookup_held(a, c, keys, held, out):
 def touch_chain(a, c, keys, positions, admit, mode, out):
     """Use (``mode``: ``USE`` or ``UNREAD``) ``keys[i]`` at stream position ``positions[i]``, in order;
     ``out[i]``: the tier it was in. False (and nothing done) when the arena has no room for them yet."""
-    if not room(a, c.tiers, len(keys)):
+    if not room(a, c.guard, len(keys)):
         return False
     for i in range(len(keys)):
         out[i] = _use(a, c, keys[i], positions[i], admit, mode)
@@ -524,7 +509,7 @@ def touch_chain(a, c, keys, positions, admit, mode, out):
 def take_chain(a, c, keys, out):
     """Take each key out of the cache in order (see ``take``); ``out[i]``: the tier it was in, or -1.
     False (and nothing done) when the arena has no room yet for the top tier's slots keeping their history."""
-    if not room(a, c.tiers[:1], len(keys)):
+    if not room(a, c.guard[:1], len(keys)):
         return False
     for i in range(len(keys)):
         out[i] = _take(a, c, keys[i])
@@ -535,7 +520,7 @@ def take_chain(a, c, keys, out):
 def resize_top(a, c, capacity):
     """Set the top tier's capacity (free HBM blocks change as requests run); overflow is demoted.
     False (and nothing done) when the arena has no room for the demotions yet."""
-    if not room(a, c.tiers, max(0, a.meta[c.tiers[0], RESIDENT] - max(0, capacity))):
+    if not room(a, c.guard, max(0, a.meta[c.tiers[0], RESIDENT] - max(0, capacity))):
         return False
     _resize(a, c, capacity)
     return True
@@ -553,4 +538,5 @@ def hook(a, t, op, key, now):
 # the entry points inline code from the arena, its layout, the block index and the policy modules
 _HERE = Path(__file__).parent
 flush_when_sources_change(sys.modules[__name__], [*sorted((_HERE / "policies").glob("*.py")),
-                                                  *(_HERE / name for name in ("arena.py", "arena_layout.py", "block_index.py"))])
+                                                  *(_HERE / name for name in ("arena.py", "arena_layout.py",
+                                                                              "block_index.py", "span.py"))])

@@ -9,6 +9,8 @@ counters live in the arena, as for compiled tiers.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 
 from sim.cache.arena_layout import (
@@ -30,7 +32,12 @@ class HookedMultiTierCache:
     """``MultiTierCache``'s interface over Python hooks (see ``sim.cache.multitier``)."""
 
     def __init__(self, tiers: list[Tier], block_bytes: int, inclusive: bool = False, track_positions: bool = False,
-                 hooks: list[EvictionPolicy] | None = None, read_copies: int = 1):
+                 hooks: list[EvictionPolicy] | None = None, read_copies: int = 1, span: bool = False,
+                 span_hook: EvictionPolicy | None = None):
+        """``span``: one policy over the tiers where they allow it (``multitier.spannable``): ``span_hook``, or the
+        tiers' policy at their summed capacity (``SpanHooks``)."""
+        from sim.cache.multitier import spannable
+
         self.tiers = tiers
         for tier in tiers:
             tier.arena.add_user(tier.index)
@@ -48,6 +55,7 @@ class HookedMultiTierCache:
         # the top tier's policy history of each block a running request took out of it, until it is freed
         # (``policies/base``: the take rule; the compiled engine keeps it in a slot of the tier)
         self._taken: dict[int, int] = {}
+        self.spanned = SpanHooks(self, span_hook) if span and spannable(tiers, inclusive) else None
 
     def _capacity(self, level: int) -> int:
         return self.tiers[level].capacity
@@ -87,6 +95,8 @@ class HookedMultiTierCache:
 
     def touch(self, key: int, now: int, admit: bool = True, read: bool = True) -> int:
         """A use of ``key``; ``read=False``: a lower tier's copy moves or is copied up unread (engine ``UNREAD``)."""
+        if self.spanned is not None:
+            return self.spanned.touch(key, now, admit, read)
         if self.last_pos is not None:
             self.last_pos[key] = now
         level = self.find(key)
@@ -117,6 +127,8 @@ class HookedMultiTierCache:
                         dtype=np.int8)
 
     def take(self, key: int) -> int:
+        if self.spanned is not None:
+            return self.spanned.take(key)
         level = self.find(key)
         if level < 0:
             return -1
@@ -139,6 +151,9 @@ class HookedMultiTierCache:
 
     def resize_top(self, capacity: int) -> None:
         self.tiers[0].arena.state.meta[self.tiers[0].index, CAP] = max(0, capacity)
+        if self.spanned is not None:
+            self.spanned.settle(evict=True)
+            return
         top, policy = self.residents[0], self.policies[0]
         while len(top) > self._capacity(0):
             victim = policy.victim(-1)
@@ -222,6 +237,9 @@ class HookedMultiTierCache:
                 now = self.last_pos.get(key, now)
 
     def _prefetch(self, key: int, now: int) -> None:
+        if self.spanned is not None:
+            self.spanned.touch(key, now, True, True, prefetch=True)
+            return
         level = self.find(key)
         if level <= 0:
             return
@@ -311,3 +329,130 @@ class HookedMultiTierCache:
         counters[INSERTIONS] += insertions
         counters[EVICTIONS] += evictions
         counters[BYTES_WRITTEN] += insertions * self._written[0]
+
+
+class SpanHooks:
+    """``sim.cache.span`` on the generic path: one policy's Python hooks over a cache's tiers, which keep their
+    blocks in recency order (``OrderedDict``s, least recent first) beside the cache's resident sets."""
+
+    def __init__(self, cache: HookedMultiTierCache, hook: EvictionPolicy | None = None):
+        from sim.cache.policies import make_policy
+
+        self.cache = cache
+        top = cache.tiers[0]
+        total = sum(t.arena.built_capacity(t.index) for t in cache.tiers)
+        self.policy = hook if hook is not None else make_policy(top.policy, total, top.next_use, top.predicted)
+        self.order: list[OrderedDict[int, None]] = [OrderedDict.fromkeys(r) for r in cache.residents]
+        self.count = sum(len(r) for r in cache.residents)
+
+    def _capacity(self) -> int:
+        return sum(self.cache._capacity(i) for i in range(len(self.cache.tiers)))
+
+    def _below(self, level: int) -> int:
+        level += 1
+        while level < len(self.cache.tiers) and self.cache._capacity(level) <= 0:
+            level += 1
+        return level
+
+    def _leave(self, level: int, key: int) -> None:
+        self.cache.residents[level].remove(key)
+        del self.order[level][key]
+
+    def _enter(self, level: int, key: int, written: bool = True) -> None:
+        self.cache.residents[level].add(key)
+        self.order[level][key] = None
+        if written:
+            counters = self.cache._counters(level)
+            counters[INSERTIONS] += 1
+            counters[BYTES_WRITTEN] += self.cache._written[level]
+
+    def _evict(self, incoming: int) -> None:
+        victim = self.policy.victim(incoming)
+        self.policy.on_remove(victim)
+        self.count -= 1
+        level = self.cache.find(victim)
+        self._leave(level, victim)
+        self.cache._counters(level)[EVICTIONS] += 1
+
+    def settle(self, evict: bool = False) -> None:
+        """``evict``: first the policy's victims leave until the union fits its capacity (the top tier's changed);
+        then each tier's overflow moves down, least recent first."""
+        while evict and self.count > self._capacity():
+            self._evict(-1)
+        n = len(self.cache.tiers)
+        for level in range(n - 1):
+            while len(self.cache.residents[level]) > max(0, self.cache._capacity(level)):
+                key = next(iter(self.order[level]))
+                self._leave(level, key)
+                below = self._below(level)
+                if below == n:  # (not reached: the union holds at most the tiers' capacities)
+                    self.cache._counters(level)[EVICTIONS] += 1
+                    self.policy.on_remove(key)
+                    self.count -= 1
+                else:
+                    self.cache._counters(level)[DEMOTIONS] += 1
+                    self._enter(below, key)
+
+    def _place(self, key: int, origin: int, prefetch: bool) -> None:
+        top = self._below(-1)
+        if 0 <= origin <= top:  # no tier above has room: back where it was, unwritten, not moved
+            self._enter(origin, key, written=False)
+            counters = self.cache._counters(origin)
+            counters[PREFETCHES if prefetch else PROMOTIONS] -= 1
+            if prefetch:
+                counters[BYTES_READ] -= self.cache._read_bytes
+            return
+        self._enter(top, key)
+        self.settle()
+
+    def touch(self, key: int, now: int, admit: bool, read: bool, prefetch: bool = False) -> int:
+        cache, policy = self.cache, self.policy
+        level = cache.find(key)
+        if prefetch and level <= 0:
+            return level
+        kept = cache._taken.pop(key, -1) if cache._taken else -1
+        if cache.last_pos is not None:
+            cache.last_pos[key] = now
+        if level == 0:
+            policy.on_access(key, now)
+            self.order[0].move_to_end(key)
+            return 0
+        if level > 0:
+            if not prefetch:
+                policy.on_access(key, now)
+            counters = cache._counters(level)
+            counters[PREFETCHES if prefetch else PROMOTIONS] += 1
+            if read:
+                counters[BYTES_READ] += cache._read_bytes
+            self._leave(level, key)
+            self._place(key, level, prefetch)
+            return level
+        if not admit or self._capacity() <= 0:
+            return -1
+        if self.count >= self._capacity():
+            admit_hook = getattr(policy, "admit", None)
+            if admit_hook is not None and not admit_hook(key, now):  # declined: not cached
+                return -1
+            self._evict(key)
+        policy.on_insert(key, now)
+        self.count += 1
+        if kept >= 0:  # taken, now freed: seen again
+            policy.carry(key, kept)
+            policy.on_access(key, now)
+        self._place(key, -1, prefetch)
+        return -1
+
+    def take(self, key: int) -> int:
+        cache = self.cache
+        level = cache.find(key)
+        if level < 0:
+            return -1
+        if level > 0:
+            cache._counters(level)[PROMOTIONS] += 1
+        self._leave(level, key)
+        kept = self.policy.history(key)
+        self.policy.on_remove(key)
+        self.count -= 1
+        if kept >= 0:
+            cache._taken[key] = kept
+        return level

@@ -72,7 +72,7 @@ class MultiTierCache:
 
     def __init__(self, tiers: list[Tier], block_bytes: int, inclusive: bool = False, track_positions: bool = False,
                  num_blocks: int | None = None, copy_from: int | None = None, copy_bytes: int | None = None,
-                 read_copies: int = 1):
+                 read_copies: int = 1, span: bool = False):
         if not tiers:
             raise ValueError("a cache needs at least one tier")
         if any(t.arena is not tiers[0].arena for t in tiers):
@@ -91,15 +91,31 @@ class MultiTierCache:
         bounds = ([num_blocks] if track_positions else []) + ([self.arena.max_keys] if self.arena.dense else [])
         self._num_blocks = min(bounds) if bounds else None
         last_pos = self.arena.last_positions(num_blocks) if track_positions else _EMPTY
-        self.view = CacheView(np.array([t.index for t in tiers], dtype=np.int64), inclusive, block_bytes, last_pos,
+        self.span = self._span_tier() if span and spannable(tiers, inclusive) else -1
+        indices = np.array([t.index for t in tiers], dtype=np.int64)
+        self.view = CacheView(indices, inclusive, block_bytes, last_pos,
                               _NO_COPIES if copy_from is None else copy_from, self.copy_bytes, read_copies,
-                              stored_bytes(tiers, block_bytes, self.copy_bytes))
+                              stored_bytes(tiers, block_bytes, self.copy_bytes), self.span,
+                              np.concatenate([[self.span], indices]) if self.span >= 0 else indices)
         self._lower = self.view._replace(tiers=np.ascontiguousarray(self.view.tiers[1:]),  # ``lower_level``
                                          stored=np.ascontiguousarray(self.view.stored[1:]))
         self._previous: np.ndarray | None = None  # session prefetch: each session's last request
         # the top tier's capacity as ``resize_top`` last left it with nothing to demote, until a use may admit to it
         # (a take only removes): asking for it again changes nothing (``settled``)
         self._sized: int | None = None
+
+    def _span_tier(self) -> int:
+        """Add the arena tier of the one policy spanning this cache's tiers (``sim.cache.span``): their policy, of
+        their summed capacity."""
+        from sim.cache.policies import POLICIES
+
+        arena, tiers = self.arena, self.tiers
+        total = sum(arena.built_capacity(t.index) for t in tiers)
+        bound = total if arena.max_keys is None else min(total, arena.max_keys)
+        span = arena.add_tier(arena.kind(tiers[0].index), total, POLICIES[tiers[0].policy].slots(bound))
+        arena.add_user(span)
+        arena.set_capacity(span, sum(arena.capacity(t.index) for t in tiers))
+        return span
 
     def _keys(self, keys) -> np.ndarray:
         keys = np.ascontiguousarray(keys, dtype=np.int64)
@@ -110,7 +126,7 @@ class MultiTierCache:
 
     def _reserve(self) -> None:
         """Grow the arena for the block uses an entry point just asked room for."""
-        self.arena.reserve(self.view.tiers, self.arena.wanted)
+        self.arena.reserve(self.view.guard, self.arena.wanted)
 
     # ------------------------------------------------------------------ queries
 
@@ -225,6 +241,8 @@ class MultiTierCache:
             # most resizes of a serving run are these (blocks freed, or taken from the pool's unused ones while
             # the cache holds fewer): a store here skips the compiled call's dispatch (~5 us each)
             arena.set_capacity(top, max(0, capacity))
+            if self.span >= 0:  # (the union's capacity follows the top tier's)
+                arena.set_capacity(self.span, sum(arena.capacity(t.index) for t in self.tiers))
         else:
             while not engine.resize_top(arena.state, self.view, capacity):
                 self._reserve()
@@ -269,6 +287,14 @@ class MultiTierCache:
                 self._reserve()
 
 
+def spannable(tiers: list[Tier], inclusive: bool) -> bool:
+    """Whether one policy spans ``tiers`` (``sim.cache.span``): an exclusive hierarchy of two tiers or more, all
+    run by one policy, that no other cache shares (a shared lower tier is part of several caches' unions)."""
+    arena = tiers[0].arena
+    return (not inclusive and len(tiers) > 1 and len({t.policy for t in tiers}) == 1
+            and all(arena.users(t.index) == 1 for t in tiers))
+
+
 def held_mask(keys: np.ndarray, held: Container[int]) -> np.ndarray:
     """Which of ``keys`` are in ``held``; a container with ``refs`` (a ``BlockPool``: its blocks in use and their
     reference counts) is asked through that dict directly."""
@@ -286,15 +312,15 @@ def stored_bytes(tiers: list[Tier], block_bytes: int, copy_bytes: int) -> np.nda
 
 def build_cache(tiers: list[Tier], block_bytes: int, inclusive: bool = False, track_positions: bool = False,
                 num_blocks: int | None = None, copy_from: int | None = None, copy_bytes: int | None = None,
-                read_copies: int = 1):
+                read_copies: int = 1, span: bool = False):
     """A ``MultiTierCache`` when every tier's policy has a compiled kernel, else the generic path (whose policies,
     ranking blocks by their next use, never serve a Gated DeltaNet hybrid's states: ``copy_from`` is refused).
     ``block_bytes``: a block as a lower tier stores and writes it; a load reads it ``read_copies`` times."""
     if all(t.compiled for t in tiers):
         return MultiTierCache(tiers, block_bytes, inclusive, track_positions, num_blocks, copy_from, copy_bytes,
-                              read_copies)
+                              read_copies, span)
     if copy_from is not None:
         raise ValueError("the generic cache path counts every key as a block: states need a compiled policy")
     from sim.cache.hooked import HookedMultiTierCache
 
-    return HookedMultiTierCache(tiers, block_bytes, inclusive, track_positions, read_copies=read_copies)
+    return HookedMultiTierCache(tiers, block_bytes, inclusive, track_positions, read_copies=read_copies, span=span)

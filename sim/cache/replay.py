@@ -126,7 +126,8 @@ def replay(trace: Trace, config: Config, policy: str, semantics: str, capacity_b
     clairvoyant = any(POLICIES[t.policy].needs_future or POLICIES[t.policy].needs_predictions for t in tiers)
     cache = build_cache(tiers, stored_block_bytes(config), inclusive=config.cache.inclusion == "inclusive",
                         track_positions=clairvoyant and len(tiers) > 1, num_blocks=num_blocks,
-                        read_copies=read_copies(config))  # (a hit is loaded by every TP rank: MLA reads it TP times)
+                        read_copies=read_copies(config),  # (a hit is loaded by every TP rank: MLA reads it TP times)
+                        span=True)  # (the replay's one cache owns its tiers: one policy spans them)
     blocks, offsets = stream.blocks, stream.offsets
     hit_tier = np.full(len(blocks), -1, dtype=np.int8)
     plugins = cache_plugins(config)

@@ -84,6 +84,8 @@ def check_serving_settings(config: Config) -> None:
 class ServingRun:
     """Builds the instances for a mode, feeds the trace's arrivals and fills the request table."""
 
+    spans_tiers = False  # whether an instance's cache spans its tiers with one policy (PD, a cluster: shared tiers)
+
     def __init__(self, trace: Trace, config: Config, mode: str, progress: bool = False, pd: bool | None = None):
         check_serving_settings(config)
         # (again: a trace's own block size may have become the run's)
@@ -179,6 +181,9 @@ class ServingRun:
             self.links = [Link(self.engine, model, shared=config.network.contention) for _ in self.prefill]
         else:
             single_node_fits(config)
+            # one instance owns the lower tiers: one policy spans its hierarchy (``sim.cache.span``); several share
+            # them, each with a policy per tier
+            self.spans_tiers = config.serving.num_instances == 1
             self.front = [self._instance(i, UNIFIED) for i in range(config.serving.num_instances)]
             self.decode = []
             self.route = router(config.cluster.router, "cluster.router")
@@ -197,7 +202,7 @@ class ServingRun:
                             track_positions=self._next_use is not None or self._predicted is not None,
                             num_blocks=self.num_blocks, copy_from=self.num_blocks if states else None,
                             copy_bytes=stored_copy_bytes(self.store_config) if states else None,
-                            read_copies=shape.read_copies)
+                            read_copies=shape.read_copies, span=self.spans_tiers)
         inst = Instance(index, role, self.engine, shape.serving, shape.usable_blocks, cache, shape.compute, self.table,
                         self.itl, on_prefill_done=self._prefill_done, on_finish=self._finished,
                         prefix_caching=self.prefix_caching, shared_blocks=self.shared_blocks,

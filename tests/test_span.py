@@ -1,0 +1,150 @@
+"""One policy spanning an exclusive hierarchy (``sim.cache.span``): the policy decides what is cached, the tiers
+where. Checked against its theorems: the union is the policy at the summed capacity, access by access; each tier
+holds a band of the union's recency order; LRU is today's per-tier exclusive hierarchy, count for count. And by
+hand, and against the reference policies on the generic path."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sim.cache.hooked import HookedMultiTierCache
+from sim.cache.multitier import build_cache
+from tests.cache_helpers import make_cache, make_tiers, oracle_inputs
+from tests.reference import REFERENCE
+
+KERNELS = ["lru", "fifo", "arc", "s3fifo", "sieve", "lfu", "belady"]
+streams = st.lists(st.integers(0, 30), min_size=1, max_size=300)
+hierarchies = st.lists(st.integers(1, 8), min_size=2, max_size=4)
+operation = st.one_of(st.tuples(st.sampled_from(["touch", "touch", "touch", "take", "free"]), st.integers(0, 30)),
+                      st.tuples(st.just("resize"), st.integers(0, 8)))
+operations = st.lists(operation, min_size=1, max_size=200)
+
+
+def spanned(policy: str, capacities: list[int], stream, reference: bool = False):
+    """A cache whose tiers one ``policy`` spans: compiled, or (``reference``) the pure-Python reference policy at the
+    summed capacity on the generic path."""
+    num_blocks = max(64, int(max(stream)) + 1)
+    tiers = make_tiers([policy] * len(capacities), capacities, stream, num_blocks)
+    if reference:
+        next_use, _ = oracle_inputs(stream)
+        cls = REFERENCE[policy]
+        hook = cls(sum(capacities), next_use=next_use) if cls.needs_future else cls(sum(capacities))
+        cache = HookedMultiTierCache(tiers, 1, span=True, span_hook=hook)
+        assert cache.spanned is not None
+        return cache
+    cache = build_cache(tiers, 1, num_blocks=num_blocks, span=True)
+    assert cache.span >= 0
+    return cache
+
+
+def _union(cache) -> set[int]:
+    return set().union(*(cache.resident(i) for i in range(len(cache.tiers))))
+
+
+def _state(cache) -> tuple:
+    return tuple(frozenset(cache.resident(i)) for i in range(len(cache.tiers)))
+
+
+def _stats(cache) -> list[dict]:
+    return [t.stats.to_dict() for t in cache.tiers]
+
+
+def _apply(cache, op: str, arg: int, now: int) -> int:
+    if op == "touch":
+        return cache.touch(arg, now)
+    if op == "take":
+        return cache.take(arg)
+    if op == "free":  # a running request lets its block go (its content is in HBM)
+        return int(cache.touch_chain([arg], [now], freed=True)[0])
+    cache.resize_top(min(arg, cache.tiers[0].arena.built_capacity(cache.tiers[0].index)))
+    return 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(KERNELS), hierarchies, streams)
+def test_the_union_is_the_policy_at_the_summed_capacity_access_by_access(policy, capacities, stream):
+    # the theorem: the tiers only place what the policy keeps, so hit or miss and the cached set are those of one
+    # tier of the summed capacity (the single-tier path, ``replay_single``'s hooks), after every access
+    tiered = spanned(policy, capacities, stream)
+    single = make_cache(policy, [sum(capacities)], stream)
+    for now, key in enumerate(stream):
+        assert (tiered.touch(key, now) >= 0) == (single.touch(key, now) >= 0), (now, key)
+        assert _union(tiered) == single.resident(0), (now, key)
+        for level, capacity in enumerate(capacities):
+            assert len(tiered.resident(level)) <= capacity
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(KERNELS), hierarchies, streams)
+def test_each_tier_holds_a_band_of_the_unions_recency_order(policy, capacities, stream):
+    # placement by recency: ranking the cached blocks by last use (0: the latest), rank r lies in the tier whose
+    # cumulative capacities bracket r: HBM the most recent, the next tier the next ones, ...
+    cache = spanned(policy, capacities, stream)
+    last: dict[int, int] = {}
+    bounds = np.cumsum(capacities)
+    for now, key in enumerate(stream):
+        cache.touch(key, now)
+        last[key] = now
+        ranked = sorted(_union(cache), key=lambda k: -last[k])
+        for rank, block in enumerate(ranked):
+            assert block in cache.resident(int(np.searchsorted(bounds, rank, side="right"))), (now, rank, block)
+
+
+def test_a_frequent_block_demoted_below_survives_as_in_one_lfu_of_the_sum():
+    # by hand, LFU over HBM 1 + DRAM 1 and the stream A A A B C A (A = 1, B = 2, C = 3). One LFU of 2 blocks: B is
+    # kept beside A (count 3), C evicts B (count 1, the least frequent), A hits: 3 hits. Per tier, B pushed A down to
+    # DRAM, whose LFU knew nothing of A's count, and C pushed B down onto it: A left, 2 hits. Spanning: B's entry
+    # demotes A (the least recent) to DRAM; C evicts B from HBM; A hits in DRAM and moves up, demoting C.
+    stream = [1, 1, 1, 2, 3, 1]
+    per_tier = make_cache("lfu", [1, 1], stream)
+    assert [per_tier.touch(k, t) for t, k in enumerate(stream)] == [-1, 0, 0, -1, -1, -1]
+    cache = spanned("lfu", [1, 1], stream)
+    assert [cache.touch(k, t) for t, k in enumerate(stream)] == [-1, 0, 0, -1, -1, 1]
+    assert _state(cache) == (frozenset({1}), frozenset({3}))
+    hbm, dram = (t.stats for t in cache.tiers)
+    assert (hbm.insertions, hbm.demotions, hbm.evictions) == (4, 2, 1)  # A, B, C, A in; A and C down; B out
+    assert (dram.insertions, dram.promotions, dram.evictions) == (2, 1, 0)
+
+
+@settings(max_examples=120, deadline=None)
+@given(hierarchies, operations)
+def test_lru_spanning_its_tiers_is_the_per_tier_lru_hierarchy_count_for_count(capacities, ops):
+    # LRU of the sum is the exclusive LRU hierarchy (Wong & Wilkes' DEMOTE): the same answers, the same blocks in
+    # each tier after every step and the same counters, through serving's takes, frees and top-tier resizes
+    keys = [arg if op != "resize" else 0 for op, arg in ops]
+    per_tier = make_cache("lru", capacities, keys)
+    cache = spanned("lru", capacities, keys)
+    for now, (op, arg) in enumerate(ops):
+        assert _apply(cache, op, arg, now) == _apply(per_tier, op, arg, now), (now, op, arg)
+        assert _state(cache) == _state(per_tier), (now, op, arg)
+    assert _stats(cache) == _stats(per_tier)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(sorted(REFERENCE)), hierarchies, operations)
+def test_the_compiled_span_equals_the_reference_step_by_step(policy, capacities, ops):
+    # the compiled span against the pure-Python reference policy spanning the same tiers on the generic path
+    keys = [arg if op != "resize" else 0 for op, arg in ops]
+    compiled = spanned(policy, capacities, keys)
+    reference = spanned(policy, capacities, keys, reference=True)
+    for now, (op, arg) in enumerate(ops):
+        assert _apply(compiled, op, arg, now) == _apply(reference, op, arg, now), (now, op, arg)
+        assert _state(compiled) == _state(reference), (now, op, arg)
+    assert _stats(compiled) == _stats(reference)
+
+
+def test_a_shrinking_top_tier_evicts_the_policys_victim_and_demotes_the_least_recent():
+    # FIFO over HBM 2 + DRAM 1: 1 2 3 fill it (1 pushed down to DRAM); a hit on 1 moves it up (2 down). HBM shrinking
+    # to 1 (a request took a block) makes the union 2: FIFO's victim, 1 (the first in), leaves from HBM, and HBM fits.
+    # (Per tier, HBM's own FIFO would demote 3, the first in there, and DRAM evict 2: HBM {1}, DRAM {3}.)
+    stream = [1, 2, 3, 1]
+    cache = spanned("fifo", [2, 1], stream)
+    assert [cache.touch(k, t) for t, k in enumerate(stream)] == [-1, -1, -1, 1]
+    assert _state(cache) == (frozenset({3, 1}), frozenset({2}))
+    cache.resize_top(1)
+    assert _state(cache) == (frozenset({3}), frozenset({2}))
+    assert cache.tiers[0].stats.evictions == 1 and cache.tiers[1].stats.evictions == 0
+    cache.resize_top(0)  # HBM all in use: the union is DRAM's one block, FIFO's next victim (2) leaves; 3 moves down
+    assert _state(cache) == (frozenset(), frozenset({3}))
