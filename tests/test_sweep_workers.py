@@ -136,21 +136,30 @@ def test_a_failing_point_is_recorded_and_the_others_go_on(run_cli, tmp_path, mon
     assert rows[0]["error"] == "" and "does not fit" in rows[1]["error"]
 
 
-def test_a_dying_worker_fails_only_its_own_point(run_cli, tmp_path, monkeypatch):
-    import experiments.execute
+DYING_POINT = """
+import os, sys
+sys.path.insert(0, {root!r})
+import experiments.execute, main
+real = experiments.execute.run_mode
+def run_mode(mode, config, policies=None, **options):  # (cluster_pd, routers: as the runner passes them)
+    if config.cache.capacity_blocks == 600:
+        os._exit(3)  # the worker process dies (as when killed for memory)
+    return real(mode, config, policies, **options)
+experiments.execute.run_mode = run_mode  # forked workers inherit it
+from sim.errors import end_process
+end_process(main.main(sys.argv[1:]))
+"""
 
-    real = experiments.execute.run_mode
 
-    def run_mode(mode, config, policies=None, **options):  # (cluster_pd, routers: as the runner passes them)
-        if config.cache.capacity_blocks == 600:
-            os._exit(3)  # the worker process dies (as when killed for memory)
-        return real(mode, config, policies, **options)
-
-    monkeypatch.setattr(experiments.execute, "run_mode", run_mode)  # forked workers inherit it
+def test_a_dying_worker_fails_only_its_own_point(tmp_path):
+    """(In a process of its own: its workers fork and inherit the dying point, which a pytest worker that has loaded
+    LightGBM, and so spawns its workers, would not pass on.)"""
     spec = _spec(tmp_path, mode="cache-only", workload=TINY_SYNTHETIC, axes={"cache.capacity_blocks": [300, 600, 900]})
     out = tmp_path / "s.json"
-    status, _, err = run_cli("--sweep", spec, "--jobs", "2", "--report-json", out, "--no-plot", "--quiet")
-    assert status == 1
+    argv = [sys.executable, "-c", DYING_POINT.format(root=str(ROOT)), "--sweep", spec, "--jobs", "2",
+            "--report-json", str(out), "--no-plot", "--quiet"]
+    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr[-2000:]
     runs = json.loads(out.read_text())["runs"]
     assert ["error" in r for r in runs] == [False, True, False]
     assert "worker process died" in runs[1]["error"]
