@@ -68,3 +68,27 @@ def plain_hits(policy: str, capacities: list[int], stream, inclusive: bool = Fal
     hit_tier = np.full(len(stream), -1, dtype=np.int8)
     cache.replay(stream, np.arange(len(stream) + 1), hit_tier, 0, len(stream), prefix=False)
     return int((hit_tier >= 0).sum()), cache
+
+
+def tier_state(cache) -> tuple:
+    """The blocks of each tier, top down."""
+    return tuple(frozenset(cache.resident(i)) for i in range(len(cache.tiers)))
+
+
+def tier_stats(cache) -> list[dict]:
+    """Each tier's counters."""
+    return [t.stats.to_dict() for t in cache.tiers]
+
+
+def apply_operation(cache, op: str, arg: int, now: int) -> int:
+    """A serving-like operation: a use (``touch``), a running request taking a block (``take``) or letting it go
+    (``free``: its content is in HBM, a lower copy moves up unread), or the top tier resized (``resize``: shrunk, or
+    grown back to at most its built capacity)."""
+    if op == "touch":
+        return cache.touch(arg, now)
+    if op == "take":
+        return cache.take(arg)
+    if op == "free":
+        return int(cache.touch_chain([arg], [now], freed=True)[0])
+    cache.resize_top(min(arg, cache.tiers[0].arena.built_capacity(cache.tiers[0].index)))
+    return 0

@@ -14,7 +14,16 @@ from sim.cache.arena import TierArena
 from sim.cache.hooked import HookedMultiTierCache
 from sim.cache.multitier import CachePlugins, build_cache
 from sim.cache.policies import POLICIES
-from tests.cache_helpers import NAMES, make_cache, make_tiers, oracle_inputs, plain_hits
+from tests.cache_helpers import (
+    NAMES,
+    apply_operation,
+    make_cache,
+    make_tiers,
+    oracle_inputs,
+    plain_hits,
+    tier_state,
+    tier_stats,
+)
 from tests.reference import REFERENCE
 
 CLASSIC = sorted(REFERENCE)
@@ -25,23 +34,6 @@ policy_names = st.sampled_from(sorted(POLICIES))
 operation = st.one_of(st.tuples(st.sampled_from(["touch", "touch", "touch", "take"]), st.integers(0, 30)),
                       st.tuples(st.just("resize"), st.integers(0, 12)))
 operations = st.lists(operation, min_size=1, max_size=200)
-
-
-def _state(cache) -> tuple:
-    return tuple(frozenset(cache.resident(i)) for i in range(len(cache.tiers)))
-
-
-def _stats(cache) -> list[dict]:
-    return [t.stats.to_dict() for t in cache.tiers]
-
-
-def _apply(cache, op: str, arg: int, now: int) -> int:
-    if op == "touch":
-        return cache.touch(arg, now)
-    if op == "take":
-        return cache.take(arg)
-    cache.resize_top(min(arg, cache.tiers[0].arena.built_capacity(cache.tiers[0].index)))  # shrink, or grow back
-    return 0
 
 
 @settings(max_examples=150, deadline=None)
@@ -73,9 +65,9 @@ def test_compiled_engine_equals_the_reference_step_by_step(policy, capacities, o
     compiled = make_cache(policy, capacities, keys, inclusive)
     reference = make_cache(policy, capacities, keys, inclusive, reference=True)
     for now, (op, arg) in enumerate(ops):
-        assert _apply(compiled, op, arg, now) == _apply(reference, op, arg, now), (now, op, arg)
-        assert _state(compiled) == _state(reference), (now, op, arg)
-    assert _stats(compiled) == _stats(reference)
+        assert apply_operation(compiled, op, arg, now) == apply_operation(reference, op, arg, now), (now, op, arg)
+        assert tier_state(compiled) == tier_state(reference), (now, op, arg)
+    assert tier_stats(compiled) == tier_stats(reference)
 
 
 @settings(max_examples=120, deadline=None)
@@ -102,10 +94,10 @@ def test_tiers_shared_by_two_caches_equal_the_reference(policy, capacities, ops)
                                                  hooks=[hooks[t.index] for t in [top, *shared]]) for top in tops]
     for now, (which, (op, arg)) in enumerate(ops):
         compiled, reference = caches["compiled"][which], caches["reference"][which]
-        assert _apply(compiled, op, arg, now) == _apply(reference, op, arg, now), (now, which, op, arg)
+        assert apply_operation(compiled, op, arg, now) == apply_operation(reference, op, arg, now), (now, which, op, arg)
         for c, r in zip(caches["compiled"], caches["reference"], strict=True):
-            assert _state(c) == _state(r), (now, which, op, arg)
-    assert _stats(caches["compiled"][0]) == _stats(caches["reference"][0])
+            assert tier_state(c) == tier_state(r), (now, which, op, arg)
+    assert tier_stats(caches["compiled"][0]) == tier_stats(caches["reference"][0])
     # a copy enters a shared tier once: every insertion is still there or has left (a readmission is none)
     for level, tier in enumerate(caches["compiled"][0].tiers[1:], start=1):
         s = tier.stats
@@ -122,8 +114,8 @@ def test_tiers_with_different_policies_equal_the_reference(policies, capacities,
     reference = make_cache(policies, capacities, stream, inclusive, reference=True)
     for now, key in enumerate(stream):
         assert compiled.touch(key, now) == reference.touch(key, now)
-        assert _state(compiled) == _state(reference)
-    assert _stats(compiled) == _stats(reference)
+        assert tier_state(compiled) == tier_state(reference)
+    assert tier_stats(compiled) == tier_stats(reference)
 
 
 def test_a_learned_tier_above_a_compiled_one_runs_the_generic_path():
@@ -137,7 +129,7 @@ def test_a_learned_tier_above_a_compiled_one_runs_the_generic_path():
     reference.policies[1] = REFERENCE["lru"](8)
     for now, key in enumerate(stream):
         assert compiled.touch(key, now) == reference.touch(key, now)
-        assert _state(compiled) == _state(reference)
+        assert tier_state(compiled) == tier_state(reference)
 
 
 @settings(max_examples=150, deadline=None)
@@ -175,8 +167,8 @@ def test_whole_stream_replay_equals_one_touch_at_a_time(policy, capacity, stream
     stepped = make_cache(policy, [capacity], stream)
     levels = stepped.touch_chain(stream, np.arange(len(stream)))
     assert replayed == int((levels >= 0).sum())
-    assert _state(cache) == _state(stepped)
-    replay_stats, touch_stats = _stats(cache)[0], _stats(stepped)[0]
+    assert tier_state(cache) == tier_state(stepped)
+    replay_stats, touch_stats = tier_stats(cache)[0], tier_stats(stepped)[0]
     assert replay_stats.pop("hits") == replayed and touch_stats.pop("hits") == 0  # a replay counts its hits
     assert replay_stats == touch_stats
 
@@ -204,8 +196,8 @@ def test_a_one_tier_replay_equals_the_multi_tier_use_block_by_block(policy, capa
                                          engine.USE, levels[j:j + 1]):
                 stepped._reserve()
     assert hit_tier.tolist() == levels.tolist()
-    assert _state(replayed) == _state(stepped)
-    replay_stats, touch_stats = _stats(replayed)[0], _stats(stepped)[0]
+    assert tier_state(replayed) == tier_state(stepped)
+    replay_stats, touch_stats = tier_stats(replayed)[0], tier_stats(stepped)[0]
     assert replay_stats.pop("hits") == int((levels >= 0).sum()) and touch_stats.pop("hits") == 0
     assert replay_stats == touch_stats
 
@@ -299,8 +291,8 @@ def test_prefix_replay_equals_the_reference_and_reads_each_served_hit_once(polic
         hit_tiers.append(hit_tier.tolist())
         caches.append(cache)
     assert hit_tiers[0] == hit_tiers[1]
-    assert _state(caches[0]) == _state(caches[1])
-    assert _stats(caches[0]) == _stats(caches[1])
+    assert tier_state(caches[0]) == tier_state(caches[1])
+    assert tier_stats(caches[0]) == tier_stats(caches[1])
     served = np.bincount(np.array(hit_tiers[0])[np.array(hit_tiers[0]) >= 0], minlength=len(capacities))
     for level, tier in enumerate(caches[0].tiers):
         s = tier.stats
@@ -352,7 +344,7 @@ def test_a_lower_tier_hit_the_top_declines_stays_in_its_tier_unwritten():
     cache = make_cache("belady-bypass", [1, 1], [0, 1, 0, 1])
     assert isinstance(cache, HookedMultiTierCache)
     assert _plain_replay(cache, [0, 1, 0, 1]).tolist() == [-1, -1, 0, 1]
-    assert _state(cache) == (frozenset({0}), frozenset({1}))
+    assert tier_state(cache) == (frozenset({0}), frozenset({1}))
     dram = cache.tiers[1].stats
     assert (dram.hits, dram.insertions, dram.promotions, dram.bytes_written, dram.bytes_read) == (1, 1, 0, 1, 1)
 
@@ -366,15 +358,15 @@ def test_a_block_counts_as_promoted_only_when_it_moves_up(capacities, stream, in
     # size (the optimum with bypass) hits at least as often.
     cache = make_cache("belady-bypass", capacities, stream, inclusive)
     for now, key in enumerate(stream):
-        level, before = cache.find(key), _stats(cache)
+        level, before = cache.find(key), tier_stats(cache)
         assert cache.touch(key, now) == level
-        after = _stats(cache)
+        after = tier_stats(cache)
         if level > 0:
             moved = cache.find(key) < level  # (inclusive: a copy above it now)
             assert after[level]["promotions"] - before[level]["promotions"] == int(moved)
             if not moved:
                 assert after[level]["bytes_written"] == before[level]["bytes_written"]
-    for tier in _stats(cache):
+    for tier in tier_stats(cache):
         assert tier["bytes_written"] == tier["insertions"]  # (one-byte blocks)
     hits = int((_plain_replay(make_cache("belady-bypass", capacities, stream, inclusive), stream) >= 0).sum())
     assert hits <= plain_hits("belady-bypass", [sum(capacities)], stream)[0]
@@ -389,7 +381,7 @@ def test_a_lower_tier_hit_with_no_room_above_stays_unwritten_in_the_compiled_eng
     assert cache.touch(0, 0) == -1
     cache.resize_top(0)
     assert cache.touch(0, 1) == 1
-    assert _state(cache) == (frozenset(), frozenset({0}))
+    assert tier_state(cache) == (frozenset(), frozenset({0}))
     dram = cache.tiers[1].stats
     assert (dram.hits, dram.insertions, dram.promotions, dram.bytes_written, dram.bytes_read) == (0, 1, 0, 1, 1)
 

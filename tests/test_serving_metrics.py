@@ -216,6 +216,28 @@ def test_a_short_steady_run_queued_a_step_or_two_is_not_called_overloaded():
     assert caveat is not None and "within one mean E2E" in caveat, caveat
 
 
+def test_a_light_run_shorter_than_one_lifetime_is_not_called_overloaded():
+    """5 requests 1 s apart, 1,000 tokens in and out, over the default four instances (1,024 sequences and ~28,000
+    KV blocks each): every request is still running when the last arrives (E2E ~6.7 s, longer than the 4 s of
+    arrivals), but a steady state at this rate holds ~8 requests at once (Little's law: 1.25/s x 6.7 s), each
+    ~125 blocks, a sliver of what the instances run at once: nothing waits, and 20 such requests (four times the
+    trace) keep the mean E2E within 2%. So it is not overloaded, only short; the 40-request burst above, whose
+    steady state would hold ~900 requests of ~138 blocks in 20,000 blocks, stays flagged."""
+    from sim.report.document import overload_caveat
+
+    config = load_config(None)
+    e2e = {}
+    for n in (5, 20):
+        trace = make_trace([float(i) for i in range(n)], [1000] * n, [1000] * n)
+        result, _ = run_serving(trace, config, "single")
+        e2e[n] = result.metrics["e2e_s"]["mean"]
+        if n == 5:
+            m = result.metrics
+            assert result.metrics["e2e_s"]["mean"] > 4.0  # all arrive within one lifetime
+            assert overload_caveat(m) is None, overload_caveat(m)
+    assert e2e[20] < 1.02 * e2e[5]  # a longer trace at this rate takes no longer
+
+
 def test_pd_time_series_count_a_request_whose_kv_is_in_transfer():
     """L = λW in PD, over a slow link (2 Gb/s: a 1,000-token prompt's 128 MiB of KV takes ~0.5 s): a request whose KV
     is on its way to the decode instance is in the system, queued (vLLM counts one waiting for remote KV among its

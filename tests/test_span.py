@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from sim.cache.hooked import HookedMultiTierCache
 from sim.cache.multitier import build_cache
-from tests.cache_helpers import make_cache, make_tiers, oracle_inputs
+from tests.cache_helpers import apply_operation, make_cache, make_tiers, oracle_inputs, tier_state, tier_stats
 from tests.reference import REFERENCE
 
 KERNELS = ["lru", "fifo", "arc", "s3fifo", "sieve", "lfu", "belady"]
@@ -41,25 +41,6 @@ def spanned(policy: str, capacities: list[int], stream, reference: bool = False)
 
 def _union(cache) -> set[int]:
     return set().union(*(cache.resident(i) for i in range(len(cache.tiers))))
-
-
-def _state(cache) -> tuple:
-    return tuple(frozenset(cache.resident(i)) for i in range(len(cache.tiers)))
-
-
-def _stats(cache) -> list[dict]:
-    return [t.stats.to_dict() for t in cache.tiers]
-
-
-def _apply(cache, op: str, arg: int, now: int) -> int:
-    if op == "touch":
-        return cache.touch(arg, now)
-    if op == "take":
-        return cache.take(arg)
-    if op == "free":  # a running request lets its block go (its content is in HBM)
-        return int(cache.touch_chain([arg], [now], freed=True)[0])
-    cache.resize_top(min(arg, cache.tiers[0].arena.built_capacity(cache.tiers[0].index)))
-    return 0
 
 
 @settings(max_examples=60, deadline=None)
@@ -102,7 +83,7 @@ def test_a_frequent_block_demoted_below_survives_as_in_one_lfu_of_the_sum():
     assert [per_tier.touch(k, t) for t, k in enumerate(stream)] == [-1, 0, 0, -1, -1, -1]
     cache = spanned("lfu", [1, 1], stream)
     assert [cache.touch(k, t) for t, k in enumerate(stream)] == [-1, 0, 0, -1, -1, 1]
-    assert _state(cache) == (frozenset({1}), frozenset({3}))
+    assert tier_state(cache) == (frozenset({1}), frozenset({3}))
     hbm, dram = (t.stats for t in cache.tiers)
     assert (hbm.insertions, hbm.demotions, hbm.evictions) == (4, 2, 1)  # A, B, C, A in; A and C down; B out
     assert (dram.insertions, dram.promotions, dram.evictions) == (2, 1, 0)
@@ -117,9 +98,9 @@ def test_lru_spanning_its_tiers_is_the_per_tier_lru_hierarchy_count_for_count(ca
     per_tier = make_cache("lru", capacities, keys)
     cache = spanned("lru", capacities, keys)
     for now, (op, arg) in enumerate(ops):
-        assert _apply(cache, op, arg, now) == _apply(per_tier, op, arg, now), (now, op, arg)
-        assert _state(cache) == _state(per_tier), (now, op, arg)
-    assert _stats(cache) == _stats(per_tier)
+        assert apply_operation(cache, op, arg, now) == apply_operation(per_tier, op, arg, now), (now, op, arg)
+        assert tier_state(cache) == tier_state(per_tier), (now, op, arg)
+    assert tier_stats(cache) == tier_stats(per_tier)
 
 
 @settings(max_examples=150, deadline=None)
@@ -130,9 +111,9 @@ def test_the_compiled_span_equals_the_reference_step_by_step(policy, capacities,
     compiled = spanned(policy, capacities, keys)
     reference = spanned(policy, capacities, keys, reference=True)
     for now, (op, arg) in enumerate(ops):
-        assert _apply(compiled, op, arg, now) == _apply(reference, op, arg, now), (now, op, arg)
-        assert _state(compiled) == _state(reference), (now, op, arg)
-    assert _stats(compiled) == _stats(reference)
+        assert apply_operation(compiled, op, arg, now) == apply_operation(reference, op, arg, now), (now, op, arg)
+        assert tier_state(compiled) == tier_state(reference), (now, op, arg)
+    assert tier_stats(compiled) == tier_stats(reference)
 
 
 def test_a_shrinking_top_tier_evicts_the_policys_victim_and_demotes_the_least_recent():
@@ -142,9 +123,9 @@ def test_a_shrinking_top_tier_evicts_the_policys_victim_and_demotes_the_least_re
     stream = [1, 2, 3, 1]
     cache = spanned("fifo", [2, 1], stream)
     assert [cache.touch(k, t) for t, k in enumerate(stream)] == [-1, -1, -1, 1]
-    assert _state(cache) == (frozenset({3, 1}), frozenset({2}))
+    assert tier_state(cache) == (frozenset({3, 1}), frozenset({2}))
     cache.resize_top(1)
-    assert _state(cache) == (frozenset({3}), frozenset({2}))
+    assert tier_state(cache) == (frozenset({3}), frozenset({2}))
     assert cache.tiers[0].stats.evictions == 1 and cache.tiers[1].stats.evictions == 0
     cache.resize_top(0)  # HBM all in use: the union is DRAM's one block, FIFO's next victim (2) leaves; 3 moves down
-    assert _state(cache) == (frozenset(), frozenset({3}))
+    assert tier_state(cache) == (frozenset(), frozenset({3}))

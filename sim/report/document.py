@@ -172,6 +172,23 @@ def arrival_span_bound(metrics: dict[str, Any]) -> float | None:
     return (int(np.flatnonzero(arrivals > 0)[-1]) + 1) * float(interval)
 
 
+def steady_state_fits(metrics: dict[str, Any], in_system: float) -> bool | None:
+    """Whether ``in_system`` requests could run at once (Little's law's steady state at the run's rate): no more than
+    the instances' sequence slots (``max_num_seqs`` each), and their KV within the blocks, a request holding what a
+    running one held on average over the run (the time series' KV in use over requests running: Little's law for
+    block-seconds). None without the numbers."""
+    inst = metrics.get("instances") or {}
+    count, seqs = inst.get("count"), inst.get("max_num_seqs")
+    series = metrics.get("timeseries") or {}
+    running = np.asarray(series.get("running", []), dtype=float)
+    usage = np.asarray(series.get("kv_usage", []), dtype=float)
+    if len(running) != len(usage) or not np.any(running):
+        return None
+    share = float(usage.sum() / running.sum())  # a running request's mean share of all KV blocks over the run
+    slots = count * seqs if isinstance(count, int) and isinstance(seqs, int) else None
+    return (slots is None or in_system <= slots) and in_system * share <= 1.0
+
+
 def still_filling(metrics: dict[str, Any]) -> tuple[int, int] | None:
     """(backlog, requests) when a tenth or more of the run's requests (``OVERLOAD_BACKLOG``) were still queued or
     running at its last arrival (``arrival_backlog``): its arrivals and completions did not balance, so its latencies
@@ -207,9 +224,12 @@ def overload_caveat(metrics: dict[str, Any]) -> str | None:
         why = f"queueing is {share:.0%} of the mean TTFT{steps}"
     elif waiting is not None and waiting >= OVERLOAD_WAITING_SHARE * backlog:
         why = f"{waiting:,} of them waiting (queued; in PD also for decode memory or with their KV in transfer)"
-    elif span is not None and isinstance(e2e, (int, float)) and np.isfinite(e2e) and span <= e2e:
+    elif (span is not None and isinstance(e2e, (int, float)) and np.isfinite(e2e) and span <= e2e
+          and steady_state_fits(metrics, total * e2e / span) is False):
         # Little's law (L = λW): a steady state at this rate would hold rate x mean E2E requests at once, more than
-        # the run has; it never got there, and a longer trace at this rate holds more at once (a growing batch)
+        # the run has; it never got there, and a longer trace at this rate holds more at once (a growing batch) --
+        # an overload only where they would not fit at once (sequence slots, KV blocks): a light run shorter than
+        # one lifetime (5 requests 1 s apart, each 6.7 s: ~8 at once) is short, not overloaded
         why = (f"all arrived within one mean E2E ({span:.3g} s <= {e2e:.3g} s: a steady state at this rate holds "
                f"~{total * e2e / span:,.0f} at once, Little's law)")
     else:
