@@ -13,8 +13,10 @@ union's recency order:
   band of LRU positions: the union's most recent blocks in HBM, the next in DRAM, and so on.
 
 The hit ratio is thus exactly the policy's at the summed capacity (the tiers only split the hits among them, as
-LRU's stack positions do), and for LRU this is today's exclusive hierarchy, count for count (LRU of the sum: its
-victim is the lowest tier's least recent block, which a per-tier hierarchy evicts at the end of the demotion chain).
+LRU's stack positions do), and for LRU this is the per-tier exclusive hierarchy, the same hits and tier contents (LRU of
+the sum: its victim is the lowest tier's least recent block, which a per-tier hierarchy evicts at the end of the
+demotion chain; only where the top tier shrinks under a full union does the span count that eviction in the top
+tier), so LRU runs per tier (``multitier.SAME_WITHOUT_SPAN``).
 The idea is DEMOTE-ARC's (Gill, "On multi-level exclusive caching: offline optimality and why promotions are better
 than demotions", FAST 2008: ARC's T1 and T2 kept as global lists divided among the caches, "the aggregate
 hit ratio is precisely equal to that obtained by a single cache of the aggregate size implementing ARC";
