@@ -1,0 +1,250 @@
+"""A labelled grid of serving runs for the report's overload caveat (sim/report/document.py: overload_caveat).
+
+The caveat claims "requests came faster than they were served, so latencies grow with the trace's length". Each
+grid point is judged by that claim, independently of the caveat: the same workload run again four times longer at
+the same rate (a trace's 4x longer prefix at the same Poisson rate, a synthetic workload drawing 4x the requests of
+the same law) is *overloaded* iff its mean TTFT grows by more than LABEL_GROWTH. That label is noisy near capacity
+(a queue may start growing only after 4x the run, a heavy-tailed workload's mean moves by more than 25% by chance),
+so each point also runs 16x longer: *sustained* iff the TTFT grows by more than LABEL_GROWTH again from 4x to 16x
+(a queue that grows keeps growing; a warm-up settles). The caveat, which sees only the short run's report, is then
+scored against each label and where the two agree (false positives and negatives per class of run).
+
+    python tools/overload_grid.py run --jobs 2 --out /tmp/overload_grid.jsonl   # 282 runs, ~4 min on 2 cores
+    python tools/overload_grid.py judge /tmp/overload_grid.jsonl               # confusion counts, per class
+    python tools/overload_grid.py judge /tmp/overload_grid.jsonl --rule-from ../main   # another checkout's rule
+
+Each record holds the short run's metrics (its time series included), so a new rule is judged again without
+re-running: ``judge`` applies ``overload_caveat`` as imported (or another checkout's), ``--verbose`` lists its
+false positives and negatives.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import multiprocessing
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+AZURE = str(ROOT / "trace" / "data" / "azure_conv_2023.csv")
+# the public data folder as the tests find it (tests/conftest.py): KVSIM_SHARED_DATA or shared/ beside the checkout
+MOONCAKE = str(Path(os.environ.get("KVSIM_SHARED_DATA", ROOT.parent / "shared" / "data"))
+               / "traces" / "mooncake_conversation.jsonl")
+# A queue that grows with the run's length makes the mean wait of a run of length T grow ~T (it averages a wait that
+# rises linearly), so a 4x longer overloaded run's mean TTFT at least doubles unless queueing is a sliver of it;
+# a steady one's moves by its sampling noise and warm-up, mostly down (on this grid the 22 points both labels call
+# steady moved by -74% to +13%; the 51 both call overloaded by +31% to 141x). 25% lies between. TTFT, not E2E: a steady run shorter than one lifetime holds a smaller batch than its steady state (its
+# TPOT, so its E2E, rises with the run's length, at a rate the deployment serves: the start-up case's E2E +35%).
+LABEL_GROWTH = 1.25
+LONGER = 4
+
+ONE = ["--set", "serving.num_instances=1"]
+CLUSTER = ["--cluster", "--set", "cluster.num_racks=1", "--set", "cluster.nodes_per_rack=1",
+           "--set", "hardware.gpus_per_node=2"]
+
+
+def _syn(kind: str, rate: float, out: int | None = None, *extra: str) -> list[str]:
+    """A synthetic workload of this kind at this rate (and mean output tokens)."""
+    argv = ["--set", f"workload.synthetic.kind={kind}", "--set", f"workload.synthetic.rate_rps={rate}"]
+    return argv + (["--set", f"workload.synthetic.output_tokens_mean={out}"] if out else []) + list(extra)
+
+
+def _trace(path: str, rate: float) -> list[str]:
+    """A trace's requests (token counts, block ids) at Poisson arrivals of this rate: the same rate over a prefix
+    and its 4x longer twin (a trace's own times are not: a later stretch may run at another rate)."""
+    return ["--workload-trace", path, "--set", "workload.arrivals.process=poisson",
+            "--set", f"workload.arrivals.rate_rps={rate}"]
+
+
+def grid() -> list[tuple[str, str, int, list[str]]]:
+    """(class, name, requests of the short run, argv without --workload-limit): light to heavy rates, short and long
+    outputs, few sequence slots, KV-tight HBM, a saturated PD link; single node, PD and a small cluster."""
+    g: list[tuple[str, str, int, list[str]]] = []
+    add = g.append
+    # single node, one instance: the Azure conversation trace (~1,150 + ~210 tokens a request) from light to heavy
+    for r in (5, 15, 25, 35, 50, 100):
+        add(("single", f"azure {r}/s 1 inst", 200, ONE + _trace(AZURE, r)))
+    for r in (25, 40):
+        add(("single", f"azure {r}/s 1 inst n50", 50, ONE + _trace(AZURE, r)))
+    for r in (60, 110, 160):
+        add(("single", f"azure {r}/s 4 inst", 300, _trace(AZURE, r)))
+    for r in (1, 2.5, 5):
+        add(("seqs", f"azure {r}/s max_num_seqs=4", 100, ONE + ["--set", "serving.max_num_seqs=4"] + _trace(AZURE, r)))
+    for r in (1, 3, 6):
+        add(("kv-tight", f"azure {r}/s 600 blocks", 100, ONE + ["--set", "serving.num_gpu_blocks=600"]
+             + _trace(AZURE, r)))
+    # the default synthetic workload (multi-turn, steady start, four instances): the known start-up case, its seeds
+    for n, seed in ((80, 0), (40, 0), (80, 1), (80, 2), (160, 0)):
+        add(("startup", f"multi-turn 5/s out 1000 n{n} seed {seed}", n, ["--seed", str(seed)]
+             + _syn("multi-turn", 5, 1000)))
+    for r in (2, 20, 60):
+        add(("single", f"multi-turn {r}/s out 1000 4 inst", 100, _syn("multi-turn", r, 1000)))
+    for r in (2, 5, 10, 20):
+        add(("single", f"multi-turn {r}/s 1 inst", 100, ONE + _syn("multi-turn", r)))
+    add(("single", "multi-turn 5/s empty start 1 inst", 100, ONE + _syn("multi-turn", 5, None,
+                                                                      "--set", "workload.synthetic.start=empty")))
+    for r in (5, 20, 35, 50, 100):
+        add(("single", f"system-prompt {r}/s out 100 1 inst", 150, ONE + _syn("system-prompt", r, 100)))
+    for r in (2, 8, 30):
+        add(("single", f"system-prompt {r}/s out 1000 1 inst", 60, ONE + _syn("system-prompt", r, 1000)))
+    for r in (2, 8, 14, 20):
+        add(("single", f"rag {r}/s 1 inst", 100, ONE + _syn("rag", r)))
+    for r in (2, 5, 12, 20, 50):
+        add(("single", f"agentic {r}/s 1 inst", 150, ONE + _syn("agentic", r)))
+    for r in (0.5, 1, 3):
+        add(("seqs", f"multi-turn {r}/s max_num_seqs=4", 60, ONE + ["--set", "serving.max_num_seqs=4"]
+             + _syn("multi-turn", r)))
+    for r in (3, 10):
+        add(("seqs", f"system-prompt {r}/s max_num_seqs=8", 100, ONE + ["--set", "serving.max_num_seqs=8"]
+             + _syn("system-prompt", r, 100)))
+    for r in (0.3, 1, 3):
+        add(("kv-tight", f"multi-turn {r}/s out 1000 2000 blocks", 60, ONE + ["--set", "serving.num_gpu_blocks=2000"]
+             + _syn("multi-turn", r, 1000)))
+    # Mooncake: ~12,000-token prompts (3.4 req/s in the trace)
+    for r in (0.5, 0.9, 1.3, 2.5):
+        add(("mooncake", f"mooncake {r}/s 1 inst", 80, ONE + _trace(MOONCAKE, r)))
+    for r in (3, 6, 15):
+        add(("mooncake", f"mooncake {r}/s 4 inst", 100, _trace(MOONCAKE, r)))
+    # PD 1P:1D; a 10 Gb/s link carries ~10 Azure prompts' KV a second (1,150 tokens x 128 KiB)
+    for r in (10, 25, 40, 80):
+        add(("pd", f"pd azure {r}/s", 200, ["--pd"] + _trace(AZURE, r)))
+    for r in (3, 6, 9, 12, 20):
+        add(("pd-link", f"pd azure {r}/s 10 Gb/s", 150, ["--pd", "--set", "network.bandwidth_gbps=10"]
+             + _trace(AZURE, r)))
+    for r in (2, 5, 20):
+        add(("pd", f"pd multi-turn {r}/s out 1000", 80, ["--pd"] + _syn("multi-turn", r, 1000)))
+    for r in (10, 40):
+        add(("pd", f"pd system-prompt {r}/s", 150, ["--pd"] + _syn("system-prompt", r, 100)))
+    for r in (1, 1.7, 3.4):
+        add(("pd", f"pd mooncake {r}/s", 80, ["--pd"] + _trace(MOONCAKE, r)))
+    # a small cluster: one node of two GPUs, two instances
+    for r in (10, 30, 45, 90):
+        add(("cluster", f"cluster azure {r}/s", 200, CLUSTER + _trace(AZURE, r)))
+    for r in (2, 5, 30):
+        add(("cluster", f"cluster multi-turn {r}/s out 1000", 80, CLUSTER + _syn("multi-turn", r, 1000)))
+    for r in (1.7, 7):
+        add(("cluster", f"cluster mooncake {r}/s", 80, CLUSTER + _trace(MOONCAKE, r)))
+    for r in (10, 40):
+        add(("cluster", f"cluster pd azure {r}/s", 200, CLUSTER + ["--pd"] + _trace(AZURE, r)))
+    # traces at their own times (scaled): a longer prefix is a later stretch, at the trace's rate there
+    for name, n, argv in (("azure own x4 1 inst", 200, ONE), ("azure own x0.5 max_num_seqs=4", 100,
+                          ONE + ["--set", "serving.max_num_seqs=4"]), ("azure own x20 4 inst", 300, [])):
+        scale = name.split(" x")[1].split()[0]
+        add(("own-times", name, n, argv + ["--workload-trace", AZURE, "--rate-scale", scale]))
+    add(("own-times", "mooncake own x1 1 inst", 80, ONE + ["--workload-trace", MOONCAKE]))
+    return g
+
+
+def _one(argv: list[str]) -> dict[str, Any]:
+    """One run through main.main in this process; its single run's metrics."""
+    import main
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "r.json"
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()) as err:
+            status = main.main([*argv, "--report-json", str(out), "--no-plot", "--quiet"])
+        if status != 0:
+            raise RuntimeError(f"exit {status}: {' '.join(argv)}: {err.getvalue()[-300:]}")
+        return json.loads(out.read_text())["runs"][0]["metrics"]
+
+
+def _point(point: tuple[str, str, int, list[str]]) -> dict[str, Any]:
+    """The short run and its 4x longer twin: the label and the short run's metrics."""
+    cls, name, n, argv = point
+    short = _one([*argv, "--workload-limit", str(n)])
+    long = _one([*argv, "--workload-limit", str(LONGER * n)])
+    longest = _one([*argv, "--workload-limit", str(LONGER**2 * n)])
+    keys = ("ttft_s", "e2e_s", "tpot_s")
+    growth = {k: long[k]["mean"] / short[k]["mean"] for k in keys}
+    further = {k: longest[k]["mean"] / long[k]["mean"] for k in keys}
+    return {"class": cls, "name": name, "n": n, "argv": argv, "growth": growth, "further": further,
+            "overloaded": growth["ttft_s"] > LABEL_GROWTH, "sustained": further["ttft_s"] > LABEL_GROWTH,
+            "short": short, "long": {k: long[k] for k in keys}, "longest": {k: longest[k] for k in keys}}
+
+
+def run(args: argparse.Namespace) -> int:
+    points = [p for p in grid() if not args.only or args.only in p[1]]
+    traces = {a[i + 1] for *_, a in points for i, flag in enumerate(a) if flag == "--workload-trace"}
+    missing = sorted(t for t in traces if not Path(t).is_file())
+    if missing:
+        print(f"overload_grid: trace {missing[0]} not found (set KVSIM_SHARED_DATA, or --only to skip its points)",
+              file=sys.stderr)
+        return 2
+    import main  # noqa: F401  (imported once, before the workers fork)
+
+    done = set()
+    out = Path(args.out)
+    if out.exists():
+        done = {json.loads(line)["name"] for line in out.read_text().splitlines() if line.strip()}
+    todo = [p for p in points if p[1] not in done]
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(args.jobs) as pool, out.open("a") as fh:
+        for rec in pool.imap_unordered(_point, todo):
+            fh.write(json.dumps(rec) + "\n")
+            fh.flush()
+            print(f"{rec['class']:9s} {rec['name']:40s} TTFT x{rec['growth']['ttft_s']:.2f} "
+                  f"E2E x{rec['growth']['e2e_s']:.2f} then TTFT x{rec['further']['ttft_s']:.2f} "
+                  f"{'OVER' if rec['overloaded'] else 'ok'}/{'OVER' if rec['sustained'] else 'ok'}", flush=True)
+    return 0
+
+
+LABELS = {"overloaded": "4x (TTFT of the 4x twin over the run's > 1.25)",
+          "sustained": "16x (TTFT of the 16x twin over the 4x twin's > 1.25)",
+          "agree": "both (points where the two labels agree)"}
+
+
+def judge(args: argparse.Namespace) -> int:
+    if args.rule_from:  # another checkout's caveat (e.g. the one before a change), judged on the same grid
+        sys.path.insert(0, str(Path(args.rule_from).resolve()))
+    from sim.report.document import overload_caveat
+
+    path = Path(args.grid)
+    try:
+        recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        flags = [overload_caveat(r["short"]) is not None for r in recs]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"overload_grid: {path}: not a grid written by 'run' ({str(exc)[:100]})", file=sys.stderr)
+        return 2
+    for label, what in LABELS.items():
+        counts: dict[str, dict[str, int]] = {}
+        for r, flagged in zip(recs, flags, strict=True):
+            truth = r[label] if label != "agree" else (r["overloaded"] if r["overloaded"] == r["sustained"] else None)
+            if truth is None:
+                continue
+            cell = {(True, True): "tp", (False, False): "tn", (True, False): "fp", (False, True): "fn"}[(flagged, truth)]
+            for cls in (r["class"], "all"):
+                counts.setdefault(cls, {"tp": 0, "tn": 0, "fp": 0, "fn": 0})[cell] += 1
+            if args.verbose and cell in ("fp", "fn"):
+                print(f"  {cell}  {r['class']:9s} {r['name']:42s} TTFT x{r['growth']['ttft_s']:.2f} "
+                      f"then x{r['further']['ttft_s']:.2f}")
+        print(f"label {what}")
+        for cls, c in sorted(counts.items()):
+            print(f"  {cls:9s} tp {c['tp']:3d}  tn {c['tn']:3d}  fp {c['fp']:3d}  fn {c['fn']:3d}  "
+                  f"errors {c['fp'] + c['fn']:3d}")
+    return 0
+
+
+def cli(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="run the grid (resumes: points already in --out are skipped)")
+    r.add_argument("--out", required=True, help="JSON-lines file of the labelled points (appended to)")
+    r.add_argument("--jobs", type=int, default=1, help="points run at once, each in a forked process (default 1)")
+    r.add_argument("--only", help="points whose name contains this")
+    j = sub.add_parser("judge", help="score the caveat against a grid's labels")
+    j.add_argument("grid", help="a JSON-lines file written by 'run'")
+    j.add_argument("-v", "--verbose", action="store_true", help="list every false positive and negative")
+    j.add_argument("--rule-from", metavar="CHECKOUT", help="judge the caveat of this kvsim checkout instead")
+    args = parser.parse_args(argv)
+    return run(args) if args.cmd == "run" else judge(args)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    sys.exit(cli())
