@@ -238,6 +238,57 @@ def test_a_light_run_shorter_than_one_lifetime_is_not_called_overloaded():
     assert e2e[20] < 1.02 * e2e[5]  # a longer trace at this rate takes no longer
 
 
+def _report_metrics(run_cli, tmp_path, *argv: str) -> dict:
+    """One CLI run's metrics (its only run), through the report JSON as a user gets them."""
+    import json
+
+    out = tmp_path / "report.json"
+    status, _, err = run_cli(*argv, "--report-json", out, "--no-plot", "--quiet")
+    assert status == 0, err
+    return json.loads(out.read_text())["runs"][0]["metrics"]
+
+
+def test_a_queue_that_drained_before_the_last_arrival_is_not_called_overloaded(run_cli, tmp_path):
+    """The default synthetic workload (multi-turn, steady start, 5 req/s over four instances) with 1,000-token
+    outputs, 80 requests: a few long prompts late in the arrivals queue those behind them (queueing 53% of the mean
+    TTFT, 33 mean steps: the old rule flagged it), and over half the requests are still decoding when the last
+    arrives. But nothing waited any more by then (a burst that drained, not a queue that grows), and the caveat's own
+    claim fails: the same workload four times longer (320 requests) has a lower mean TTFT (0.58 -> 0.31 s)."""
+    from sim.report.document import OVERLOAD_BACKLOG, arrival_backlog, mean_step_s, overload_caveat, waiting_trend
+
+    argv = ["--set", "workload.synthetic.output_tokens_mean=1000", "--workload-limit"]
+    m = _report_metrics(run_cli, tmp_path, *argv, "80")
+    longer = _report_metrics(run_cli, tmp_path, *argv, "320")
+    assert longer["ttft_s"]["mean"] < m["ttft_s"]["mean"]  # latencies do not grow with the trace's length
+    backlog, total = arrival_backlog(m)
+    queue, ttft = m["ttft_breakdown_s"]["queue"], m["ttft_s"]["mean"]
+    assert backlog >= OVERLOAD_BACKLOG * total and queue > 0.5 * ttft and queue > 4 * mean_step_s(m)  # old rule's
+    ts = m["timeseries"]
+    assert ts["queued"][int(np.flatnonzero(ts["arrivals"])[-1]) + 1] == 0  # drained at the last arrival
+    head, tail = waiting_trend(m)
+    assert tail > head  # (it queued late: the trend alone is close; README: Overload)
+    assert overload_caveat(m) is None, overload_caveat(m)
+
+
+def test_a_queue_that_grows_with_most_of_the_ttft_elsewhere_is_called_overloaded(run_cli, tmp_path):
+    """The bundled Azure conversation trace's first 300 requests at Poisson 160 req/s over the default four H100
+    instances: 94% are still in the system at the last arrival and the waiting line grows across the arrivals
+    (~3 waiting over their first half, ~13 over their last quarter), but each waits a few steps of a short prefill,
+    under half the mean TTFT, and the old rule stayed silent. The caveat's claim holds: four times the requests at
+    that rate double the mean TTFT (and 16x grows it ~70-fold: a queue without bound)."""
+    from sim.report.document import overload_caveat
+    from tests.conftest import BUNDLED_AZURE
+
+    argv = ["--workload-trace", str(BUNDLED_AZURE), "--set", "workload.arrivals.process=poisson",
+            "--set", "workload.arrivals.rate_rps=160", "--workload-limit"]
+    m = _report_metrics(run_cli, tmp_path, *argv, "300")
+    longer = _report_metrics(run_cli, tmp_path, *argv, "1200")
+    assert longer["ttft_s"]["mean"] > 1.25 * m["ttft_s"]["mean"]  # latencies grow with the trace's length
+    assert m["ttft_breakdown_s"]["queue"] < 0.5 * m["ttft_s"]["mean"]  # (what the old rule judged by)
+    caveat = overload_caveat(m)
+    assert caveat is not None and "grew across the arrivals" in caveat, caveat
+
+
 def test_pd_time_series_count_a_request_whose_kv_is_in_transfer():
     """L = λW in PD, over a slow link (2 Gb/s: a 1,000-token prompt's 128 MiB of KV takes ~0.5 s): a request whose KV
     is on its way to the decode instance is in the system, queued (vLLM counts one waiting for remote KV among its

@@ -105,15 +105,12 @@ def no_repeat_note(block_ids: str) -> str:
 
 
 OVERLOAD_BACKLOG = 0.10  # a tenth of the requests still in the system when the last one arrives ...
-OVERLOAD_QUEUE_SHARE = 0.5  # ... and waiting most of the mean TTFT: more work came than the run served
-# ... or most of that backlog waiting then, not running: in PD a request whose KV crosses a saturated link waits in
-# kv_transfer (the link is shared: every transfer slows), not in the breakdown's queue
-OVERLOAD_WAITING_SHARE = 0.5
-# A steady queue under continuous batching waits for the step under way (half a step on average, at most one) and, where
-# prompts contend for the step's token budget, a step or two more; a growing one waits ever more steps. So the queue's
-# share of TTFT tells an overload only when the wait is longer than this many mean steps (a short steady run, 40
-# requests 0.5 s apart with 2,000-token outputs, queued 1.4 steps, 54% of its 20 ms TTFT, and was flagged).
-OVERLOAD_QUEUE_STEPS = 4.0
+# ... and the waiting line growing across the arrivals: its mean over the last quarter of the arrival window at least
+# this many requests longer than over the first half. A queue that grows with the arrivals ends longer than it
+# began; a steady one, or one that drains after a start-up burst, does not. The grid of tools/overload_grid.py (94
+# serving runs, each labelled by its own 4x and 16x longer twins) set the figure: a rise of one request sits between
+# the steady runs and the overloaded ones there (README: Overload).
+OVERLOAD_WAITING_RISE = 1.0
 
 
 def answer_caveats(metrics: dict[str, Any]) -> list[str]:
@@ -136,17 +133,20 @@ def arrival_backlog(metrics: dict[str, Any]) -> tuple[int, int] | None:
     return int(np.sum(arrivals[: last + 1]) - np.sum(completions[: last + 1])), int(np.sum(arrivals))
 
 
-def waiting_at_last_arrival(metrics: dict[str, Any]) -> int | None:
-    """Requests waiting (queued for admission; in PD also for decode memory or with their KV in transfer: the time
-    series' ``queued``) at the end of the time-series interval of the last arrival, the instant ``arrival_backlog``
-    counts to; None without that sample."""
+def waiting_trend(metrics: dict[str, Any]) -> tuple[float, float] | None:
+    """(mean requests waiting over the first half of the arrival window, mean over its last quarter): the time
+    series' ``queued`` (queued for admission; in PD also for decode memory or with their KV in transfer) sampled from
+    the start of the first arrival's interval to the end of the last one's; None without two such samples."""
     series = metrics.get("timeseries") or {}
     arrivals = np.asarray(series.get("arrivals", []), dtype=float)
     queued = np.asarray(series.get("queued", []), dtype=float)
     if len(queued) != len(arrivals) or not np.any(arrivals > 0):
         return None
-    after = int(np.flatnonzero(arrivals > 0)[-1]) + 1  # the sample at the interval's end sees its events
-    return int(queued[after]) if after < len(queued) else None
+    at = np.flatnonzero(arrivals > 0)
+    window = queued[at[0]: at[-1] + 2]  # the sample at an interval's end sees its events
+    if len(window) < 2:
+        return None
+    return float(window[: max(1, len(window) // 2)].mean()), float(window[-max(1, len(window) // 4):].mean())
 
 
 def mean_step_s(metrics: dict[str, Any]) -> float | None:
@@ -202,28 +202,25 @@ def still_filling(metrics: dict[str, Any]) -> tuple[int, int] | None:
 def overload_caveat(metrics: dict[str, Any]) -> str | None:
     """A run whose requests arrived faster than it served them: its queue grew until the arrivals stopped, so its
     latencies measure the trace's length, not a steady state a deployment would run in. Judged on the run's time
-    series (requests still queued or running at the end of the interval of the last arrival, a lower bound of
-    those at the arrival itself) and one of: the queue's share of the mean TTFT, where the wait is more than a few
-    steps (``OVERLOAD_QUEUE_STEPS``: a steady queue of a step or two is most of a short TTFT); how many of that backlog
-    were waiting then (``waiting_at_last_arrival``: a backlog mostly running is a batch that grew, one mostly waiting a
-    queue, in PD also KV crossing a saturated link, whose time is the breakdown's kv_transfer, not its queue); or all
-    requests arriving within one mean E2E (a batch growing with every arrival, as no request had finished)."""
+    series: a tenth or more of the requests still queued or running at the end of the interval of the last arrival
+    (a lower bound of those at the arrival itself), and the backlog growing across the arrivals -- seen, as the
+    requests waiting (``waiting_trend``: in PD also for decode memory or with their KV crossing the link) over the
+    last quarter of the arrival window averaging ``OVERLOAD_WAITING_RISE`` more than over its first half (a burst that
+    drained is not a growing queue), or, where every request arrived within one mean E2E, projected by Little's law (a batch that grew with
+    every arrival, whose steady state would not fit at once)."""
     ttft = (metrics.get("ttft_s") or {}).get("mean")
-    queue = (metrics.get("ttft_breakdown_s") or {}).get("queue")
     backlog_total = arrival_backlog(metrics)
-    if not ttft or queue is None or not np.isfinite([ttft, queue]).all() or backlog_total is None:
-        return None  # (no TTFT to share out: no request completed)
+    if not ttft or not np.isfinite(ttft) or backlog_total is None:
+        return None  # (no TTFT: no request completed)
     backlog, total = backlog_total
     if backlog < OVERLOAD_BACKLOG * total:
         return None
-    share, step = queue / ttft, mean_step_s(metrics)
-    waiting = waiting_at_last_arrival(metrics)
+    trend = waiting_trend(metrics)
     span, e2e = arrival_span_bound(metrics), (metrics.get("e2e_s") or {}).get("mean")
-    if share >= OVERLOAD_QUEUE_SHARE and (step is None or queue >= OVERLOAD_QUEUE_STEPS * step):
-        steps = f" ({queue / step:,.0f} mean steps)" if step else ""
-        why = f"queueing is {share:.0%} of the mean TTFT{steps}"
-    elif waiting is not None and waiting >= OVERLOAD_WAITING_SHARE * backlog:
-        why = f"{waiting:,} of them waiting (queued; in PD also for decode memory or with their KV in transfer)"
+    if trend is not None and trend[1] - trend[0] >= OVERLOAD_WAITING_RISE:
+        why = (f"the requests waiting grew across the arrivals ({trend[0]:,.1f} on average over their first half, "
+               f"{trend[1]:,.1f} over their last quarter; queued, in PD also for decode memory or with their KV "
+               "in transfer)")
     elif (span is not None and isinstance(e2e, (int, float)) and np.isfinite(e2e) and span <= e2e
           and steady_state_fits(metrics, total * e2e / span) is False):
         # Little's law (L = λW): a steady state at this rate would hold rate x mean E2E requests at once, more than
