@@ -196,7 +196,7 @@ def test_a_short_steady_run_queued_a_step_or_two_is_not_called_overloaded():
     (four times the trace) keep the mean TTFT within 20%. The old rule (a tenth in the system and queueing over half
     the TTFT) flagged it; the same requests 20 ms apart all arrive within one lifetime, a batch that grows with every
     arrival (160 of them: mean E2E 18 -> 33 s), and stay flagged."""
-    from sim.report.document import arrival_backlog, mean_step_s, overload_caveat
+    from sim.report.document import arrival_backlog, overload_caveat
 
     config = load_config(None, sets=["serving.num_instances=1", "serving.num_gpu_blocks=20000"])
     ttft = {}
@@ -254,7 +254,7 @@ def test_a_queue_that_drained_before_the_last_arrival_is_not_called_overloaded(r
     TTFT, 33 mean steps: the old rule flagged it), and over half the requests are still decoding when the last
     arrives. But nothing waited any more by then (a burst that drained, not a queue that grows), and the caveat's own
     claim fails: the same workload four times longer (320 requests) has a lower mean TTFT (0.58 -> 0.31 s)."""
-    from sim.report.document import OVERLOAD_BACKLOG, arrival_backlog, mean_step_s, overload_caveat, waiting_trend
+    from sim.report.document import OVERLOAD_BACKLOG, arrival_backlog, overload_caveat, waiting_trend
 
     argv = ["--set", "workload.synthetic.output_tokens_mean=1000", "--workload-limit"]
     m = _report_metrics(run_cli, tmp_path, *argv, "80")
@@ -337,3 +337,15 @@ def test_a_time_share_past_the_whole_by_rounding_is_one():
     assert time_share(0.33, 0.3) == pytest.approx(1.1)
     assert time_share(0.15, 0.3) == 0.5
     assert np.isnan(time_share(0.0, 0.0))
+
+
+def mean_step_s(metrics: dict) -> float | None:
+    """The run's mean step duration (its instances' busy seconds over their steps), None without them."""
+    inst = metrics.get("instances") or {}
+    each, makespan = inst.get("each") or [], metrics.get("makespan_s")
+    steps = sum(e.get("steps") or 0 for e in each)
+    busy = [e.get("busy_fraction") for e in each]
+    if not steps or not isinstance(makespan, (int, float)) or not all(isinstance(b, (int, float)) for b in busy):
+        return None
+    step = sum(busy) * makespan / steps
+    return step if np.isfinite(step) and step > 0 else None

@@ -149,18 +149,6 @@ def waiting_trend(metrics: dict[str, Any]) -> tuple[float, float] | None:
     return float(window[: max(1, len(window) // 2)].mean()), float(window[-max(1, len(window) // 4):].mean())
 
 
-def mean_step_s(metrics: dict[str, Any]) -> float | None:
-    """The run's mean step duration (its instances' busy seconds over their steps), None without them."""
-    inst = metrics.get("instances") or {}
-    each, makespan = inst.get("each") or [], metrics.get("makespan_s")
-    steps = sum(e.get("steps") or 0 for e in each)
-    busy = [e.get("busy_fraction") for e in each]
-    if not steps or not isinstance(makespan, (int, float)) or not all(isinstance(b, (int, float)) for b in busy):
-        return None
-    step = sum(busy) * makespan / steps
-    return step if np.isfinite(step) and step > 0 else None
-
-
 def arrival_span_bound(metrics: dict[str, Any]) -> float | None:
     """An upper bound of the time from the first arrival to the last (to the end of the time-series interval of the
     last arrival), None without a time series."""
