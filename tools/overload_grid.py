@@ -200,9 +200,7 @@ LABELS = {"overloaded": "4x (TTFT of the 4x twin over the run's > 1.25)",
 
 
 def judge(args: argparse.Namespace) -> int:
-    if args.rule_from:  # another checkout's caveat (e.g. the one before a change), judged on the same grid
-        sys.path.insert(0, str(Path(args.rule_from).resolve()))
-    from sim.report.document import overload_caveat
+    from sim.report.document import overload_caveat  # --rule-from's, where given: first on the path (see __main__)
 
     path = Path(args.grid)
     try:
@@ -246,5 +244,14 @@ def cli(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
-    sys.exit(cli())
+    # kvsim's packages load from this checkout, or for ``judge --rule-from CHECKOUT`` (another checkout's caveat, e.g.
+    # the one before a change, judged on the same grid) from that one: first on the path before any of them loads
+    given = [a.split("=", 1)[1] for a in sys.argv if a.startswith("--rule-from=")]
+    given += [b for a, b in zip(sys.argv, sys.argv[1:]) if a == "--rule-from"]
+    for root in [str(ROOT), *(str(Path(g).resolve()) for g in given[-1:])]:
+        if root in sys.path:
+            sys.path.remove(root)
+        sys.path.insert(0, root)
+    from sim.errors import command_status, end_process
+
+    end_process(command_status("overload_grid.py", cli))  # without the interpreter's teardown: see sim.errors
