@@ -403,6 +403,8 @@ def _aim_span(c: Chooser, mode: str, argv: list[str], sets: list[str]) -> None:
     if c.maybe(0.7):  # (2 MiB a block of Llama-3.1-8B at 16 tokens: 0.0625 GiB is 32 of them)
         _put(sets, "cache.tiers.dram.capacity_gib", c.pick([0.0625, 0.25, 1]))
         _put(sets, "cache.tiers.ssd.capacity_gib", c.pick([0, 0.25, 1, 4]))
+        if _get(sets, "cache.tiers.ssd.capacity_gib") == "0":  # (refused beside no SSD: nothing reads it)
+            _put(sets, "cache.tiers.ssd.shared_read_gbps", None)
         if c.maybe(0.3):
             _put(sets, "cache.tiers.eic.capacity_gib", c.pick([0.0625, 1]))
     if c.maybe(0.7):
