@@ -38,5 +38,19 @@ def corners(argv: list[str]) -> list[str]:
         "max_model_len": "serving.max_model_len" in sets, "kv_cache_dtype=fp8": "serving.kv_cache_dtype" in sets,
         "arrivals": "workload.arrivals.process" in sets, "network.lookup": "network.lookup" in sets,
         "layerwise": sets.get("pd.transfer") == "layerwise", "tp>1": sets.get("serving.tensor_parallel_size", "1") != "1",
+        "span": spans(mode, argv, sets),
     }
     return out + [f"feature:{name}" for name, on in features.items() if on]
+
+
+def spans(mode: str, argv: list[str], sets: dict[str, str]) -> bool:
+    """Whether one policy spans the draw's tiers (``sim.cache.multitier.spannable``): a cache owning them alone
+    (cache-only's without --capacity-blocks, one serving instance's), exclusive, no tier's own policy, a policy besides
+    LRU (its span is its per-tier hierarchy) and a lower tier of some capacity (config.yaml: DRAM and SSD have)."""
+    one = (mode == "cache-only" and "--capacity-blocks" not in argv) or mode == "single" and (
+        sets.get("serving.num_instances") == "1" or "rtx4090_llama31" in " ".join(argv))
+    policies = argv[argv.index("--policy") + 1].split(",") if "--policy" in argv else [sets.get("cache.policy", "lru")]
+    lower = any(float(sets.get(f"cache.tiers.{t}.capacity_gib", default)) >= 0.004
+                for t, default in (("dram", 256), ("ssd", 2048), ("eic", 0)))
+    return (one and sets.get("cache.inclusion") != "inclusive" and lower and any(p != "lru" for p in policies)
+            and not any(k.startswith("cache.tiers.") and k.endswith(".policy") for k in sets))

@@ -229,6 +229,11 @@ def draw_argv(c: Chooser, *, hunt: bool = False) -> list[str]:
             sets.append("serving.disable_hybrid_kv_cache_manager=true")
     if serving:
         model = _serving(c, mode, argv, sets, hunt=hunt)
+    owned = (mode == "cache-only" and not one_tier) or (mode == "single" and (
+        _get(sets, "serving.num_instances") == "1" or "rtx4090_llama31" in " ".join(argv)))  # (its node: one GPU)
+    if hunt and owned and c.maybe(0.8):
+        _aim_span(c, mode, argv, sets)
+    if serving:
         if hunt and model in GDN and c.maybe(0.9):
             trace = _aim_gdn(c, argv, sets, trace)
         if hunt and model in SLIDING and c.maybe(0.9):
@@ -337,6 +342,8 @@ def _serving(c: Chooser, mode: str, argv: list[str], sets: list[str], hunt: bool
     instances = 1 if profile and "rtx4090" in profile else None  # that profile's node is one GPU
     if mode == "single" and instances is None:  # instances form data-parallel groups of D
         instances = c.pick([n * dp for n in (1, 2, 4) if fits(n * tp * dp)] or [dp])
+        if hunt and dp == 1 and c.maybe(0.5):  # one instance: one policy spans its tiers (``_aim_span``)
+            instances = 1
         sets.append(f"serving.num_instances={instances}")
     one = mode == "single" and instances == 1
     if mode in ("single", "cluster") and c.maybe(0.5 if not one else 0.05):  # one instance: refused
@@ -380,6 +387,31 @@ def _serving(c: Chooser, mode: str, argv: list[str], sets: list[str], hunt: bool
     if c.maybe(0.03):  # refused beside any cache setting: nothing is cached
         sets.append("serving.enable_prefix_caching=false")
     return model
+
+
+def _aim_span(c: Chooser, mode: str, argv: list[str], sets: list[str]) -> None:
+    """A draw whose cache owns its tiers alone (cache-only's, one serving instance's) aimed at one policy spanning them
+    (``sim.cache.span``: exclusive tiers of one policy other than LRU, which runs per tier) with traffic below the top
+    tier: lower tiers of a few blocks to a few hundred, and a small top tier (HBM sized by GPU memory holds every block
+    of a smoke run); the rest kept as drawn."""
+    _put(sets, "cache.inclusion", None)
+    for tier in ("dram", "ssd", "eic"):
+        _put(sets, f"cache.tiers.{tier}.policy", None)
+    i = argv.index("--policy") + 1
+    if argv[i] == "lru" and c.maybe(0.8):
+        argv[i] = c.pick([p for p in POLICIES if p != "lru"])
+    if c.maybe(0.7):  # (2 MiB a block of Llama-3.1-8B at 16 tokens: 0.0625 GiB is 32 of them)
+        _put(sets, "cache.tiers.dram.capacity_gib", c.pick([0.0625, 0.25, 1]))
+        _put(sets, "cache.tiers.ssd.capacity_gib", c.pick([0, 0.25, 1, 4]))
+        if _get(sets, "cache.tiers.ssd.capacity_gib") == "0":  # (refused beside no SSD: nothing reads it)
+            _put(sets, "cache.tiers.ssd.shared_read_gbps", None)
+        if c.maybe(0.3):
+            _put(sets, "cache.tiers.eic.capacity_gib", c.pick([0.0625, 1]))
+    if c.maybe(0.7):
+        if mode == "cache-only":
+            _put(sets, "cache.tiers.hbm.capacity_gib", c.pick([0.0625, 0.25, 1]))
+        else:
+            _put(sets, "serving.num_gpu_blocks", c.pick([100, 300, 1000]))
 
 
 def _get(sets: list[str], key: str) -> str | None:

@@ -80,3 +80,19 @@ def test_a_draw_past_its_timeout_is_reported_as_a_hang_not_an_internal_error(mon
     assert (status, report) == (None, None) and seconds < 10, err
     assert "internal error" not in err
     sys.modules.pop("random_runs", None)
+
+
+def test_hunt_draws_reach_one_policy_spanning_one_instances_tiers(no_training):
+    # one serving instance owns its tiers: one policy spans them (sim.cache.span), a path with takes, frees, resizes
+    # and preemptions of its own; 14 of these 600 hunt draws reached it before (31 cache-only's span), 3 of all 45
+    # with a top tier small enough for blocks to reach a lower tier
+    draws = [rs.draw_argv(rs.RngChooser(np.random.default_rng([4001, i])), hunt=True) for i in range(600)]
+    spans = [a for a in draws if "feature:span" in corners(a)]
+    single = [a for a in spans if "mode:single" in corners(a)]
+    small = [a for a in spans if any(s.startswith(("serving.num_gpu_blocks=", "cache.tiers.hbm.capacity_gib="))
+                                     for s in a)]
+    assert len(single) >= 30 and len(spans) - len(single) >= 30 and len(small) >= 40, (len(single), len(spans), len(small))
+    assert corners(["--preset", "smoke", "--policy", "arc", "--set", "serving.num_instances=1"])[-1] == "feature:span"
+    assert "feature:span" not in corners(["--policy", "lru", "--set", "serving.num_instances=1"])  # LRU: per tier
+    assert "feature:span" not in corners(["--policy", "arc", "--set", "serving.num_instances=1",
+                                          "--set", "cache.inclusion=inclusive"])

@@ -354,10 +354,11 @@ class KVCacheManager:
         partial = job.held == len(job.blocks) and job.input_tokens % self.block_size != 0
         keys, private = self._held_blocks(job)
         freed = self.pool.let_go(keys, private)
+        job_held = job.held
         job.held = job.anonymous = 0
         if self.prefix_caching:
             self.cache.resize_top(self.pool.unused)
-            positions = job.position + np.arange(len(freed) - 1, -1, -1)
+            positions = freed_positions(keys, freed, job.position + job_held - 1)
             if partial and len(freed) and freed[0] == job.blocks[-1]:  # (deepest first: the partial one leads)
                 freed, positions = freed[1:], positions[1:]
             generated, at = self._generated_full_blocks(job)
@@ -415,3 +416,23 @@ class KVCacheManager:
         now = self.clock()
         for tier in self.cache.tiers[1:]:
             tier.charge_writes(now)
+
+
+def freed_positions(keys: Sequence[int], freed: Sequence[int], first: int) -> np.ndarray:
+    """Stream positions of the ``freed`` blocks of ``keys``, a job's held prompt blocks deepest first (``keys[i]`` at
+    position ``first - i``), of which ``freed`` are those no other request holds, in order (``BlockPool.let_go``).
+    A block still held elsewhere (a shared prefix) is skipped, not its position: numbering the freed blocks
+    ``first, first - 1, ...`` gave each the position, and so the next use (Belady) or predicted class (learned), of a
+    block up to the number skipped shallower. A key repeated in ``keys`` is freed at its last occurrence (the count
+    reaches zero there), so the match runs from the end."""
+    if len(freed) == len(keys):
+        return first - np.arange(len(keys), dtype=np.int64)
+    out = np.empty(len(freed), dtype=np.int64)
+    j = len(freed) - 1
+    for i in range(len(keys) - 1, -1, -1):
+        if j < 0:
+            break
+        if keys[i] == freed[j]:
+            out[j] = first - i
+            j -= 1
+    return out
