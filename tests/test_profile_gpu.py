@@ -55,7 +55,9 @@ def test_tiny_cpu_profile_round_trips_through_the_profiled_compute_model(profile
     attention = pd.read_csv(out / "attention.csv")
     assert {"batch_size", "prefill_chunk_size", "kv_cache_size", "is_prefill", "time_stats.attn_prefill.median",
             "time_stats.attn_decode.median", "time_stats.attn_kv_cache_save.median"} <= set(attention.columns)
-    assert (mlp.filter(like="time_stats.").to_numpy() > 0).all()
+    timings = mlp.filter(like="time_stats.")
+    spread = [c for c in timings.columns if c.endswith(".std")]  # 0 where an op's repeats timed alike (CI saw it)
+    assert (timings.drop(columns=spread).to_numpy() > 0).all() and (timings[spread].to_numpy() >= 0).all()
 
     model = ProfiledCompute(VidurProfile.load(out / "mlp.csv", spec, 1),
                             RooflineCompute(spec, gpu_spec("h100-sxm"), 4, 4),
