@@ -538,5 +538,6 @@ def hook(a, t, op, key, now):
 # the entry points inline code from the arena, its layout, the block index and the policy modules
 _HERE = Path(__file__).parent
 flush_when_sources_change(sys.modules[__name__], [*sorted((_HERE / "policies").glob("*.py")),
-                                                  *(_HERE / name for name in ("arena.py", "arena_layout.py",
-                                                                              "block_index.py", "span.py"))])
+                                                  *(_HERE / name for name in ("arena.py", "arena_heap.py",
+                                                                              "arena_layout.py", "block_index.py",
+                                                                              "span.py"))])

@@ -20,7 +20,8 @@ import heapq
 
 import numpy as np
 
-from sim.cache.arena import free_slot, heap_fix, heap_push, heap_remove, heap_top, new_slot, no_carry, no_history
+from sim.cache.arena import free_slot, new_slot, no_carry, no_history
+from sim.cache.arena_heap import heap_fix, heap_push, heap_remove, heap_top
 from sim.cache.arena_layout import HPOS, PRIO, WHERE, arena_type, kernel
 from sim.cache.policies.base import EvictionPolicy, KernelPolicy, register
 
