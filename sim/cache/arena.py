@@ -31,7 +31,7 @@ once, asking for that many uses (``WANT``); the Python wrapper grows the arrays
 List convention: lists 0 and 1 hold resident blocks, 2 and 3 ghost entries (``WHERE``); a
 list's head is its oldest entry. Policies without lists mark resident slots ``WHERE = 0``.
 A slot is resident iff it is in the directory with ``WHERE`` <= 1; one with ``TAKEN_WHERE`` holds the policy history
-of a block a running request took out of its tier (``engine.take``), in no list.
+of a block a running request took out of its tier (``operations.take``), in no list.
 """
 
 from __future__ import annotations

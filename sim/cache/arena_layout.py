@@ -15,7 +15,8 @@ KIND, CAP, PCAP, BOUND, HEAP0, HEAPCAP, HEAPED, RESIDENT, HEAPN, USERS = range(1
 HEAD, TAIL, SIZE = 10, 14, 18  # + list id (0..3)
 X0 = 22  # first of the policy's own scalars
 STAT0 = X0 + 8  # the tier's counters (``STAT_FIELDS`` of them, in ``TierStats``' order)
-TAKEN = STAT0 + 8  # blocks taken out of the tier by running requests whose policy history it keeps (``engine.take``)
+# blocks taken out of the tier by running requests whose policy history it keeps (``operations.take``)
+TAKEN = STAT0 + 8
 META_FIELDS = TAKEN + 1
 # BOUND: slots the tier's policy may hold at most; HEAP0/HEAPCAP: its heap region in ``heap``
 # (HEAPED: its policy keeps a heap)

@@ -237,7 +237,7 @@ class MultiTierCache:
         if capacity > arena.built_capacity(top):
             raise ValueError(f"top tier capacity {capacity} exceeds the {arena.built_capacity(top)} it was built with")
         if arena.resident_count(top) <= max(0, capacity):
-            # nothing overflows: all the compiled resize would do is store the capacity (``engine.resize``), and
+            # nothing overflows: all the compiled resize would do is store the capacity (``operations.resize``), and
             # most resizes of a serving run are these (blocks freed, or taken from the pool's unused ones while
             # the cache holds fewer): a store here skips the compiled call's dispatch (~5 us each)
             arena.set_capacity(top, max(0, capacity))

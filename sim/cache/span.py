@@ -30,7 +30,7 @@ the request frees it, whichever tier it came from: the policy is the union's. Th
 free HBM blocks (``resize``): the union's follows it, the policy's victims leaving when it shrinks.
 
 Used when a cache owns its tiers alone (no other cache shares a lower tier: cache-only replay, one serving instance)
-and they all run one compiled policy; otherwise each tier runs its own copy (``engine.use``).
+and they all run one compiled policy; otherwise each tier runs its own copy (``operations.use``).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ from sim.cache.block_index import lookup as slot_of
 from sim.cache.block_index import resident
 from sim.cache.policies.dispatch import hooks_for
 
-USE, PREFETCH, DEMOTE, UNREAD = range(4)  # what a use does (``engine.use``)
+USE, PREFETCH, DEMOTE, UNREAD = range(4)  # what a use does (``operations.use``)
 _OPTIONS = {"_nrt": False}
 
 
@@ -122,7 +122,7 @@ def _below(a, c, level):
 
 def span_operations(access, insert, remove, victim, history, carry, keeps: bool) -> dict:
     """The spanning operations over one policy's compiled hooks (``keeps``: it keeps per-block history, the take
-    rule), as Python functions for numba (``engine._operations``' pattern)."""
+    rule), as Python functions for numba (``operations._operations``' pattern)."""
 
     @step
     def evict(a, c, incoming):
@@ -173,7 +173,7 @@ def span_operations(access, insert, remove, victim, history, carry, keeps: bool)
         settle(a, c)
 
     def use(a, c, key, now, admit, mode):
-        """``engine.use`` for a spanned cache (``USE``, ``PREFETCH`` or ``UNREAD``; a prefetch moves a block up
+        """``operations.use`` for a spanned cache (``USE``, ``PREFETCH`` or ``UNREAD``; a prefetch moves a block up
         and is no use of it); the tier it was found in (-1: a miss, admitted unless ``admit`` is False)."""
         p = c.span
         level, s = find(a, c, key)
@@ -210,7 +210,7 @@ def span_operations(access, insert, remove, victim, history, carry, keeps: bool)
         return -1
 
     def take(a, c, key):
-        """``engine.take`` for a spanned cache: the block leaves its tier and the policy, which keeps its history
+        """``operations.take`` for a spanned cache: the block leaves its tier and the policy, which keeps its history
         until the request frees it."""
         p = c.span
         level, s = find(a, c, key)
@@ -223,7 +223,7 @@ def span_operations(access, insert, remove, victim, history, carry, keeps: bool)
         kept = history(a, p, ps) if keeps else -1
         remove(a, p, ps)
         a.meta[p, RESIDENT] -= 1
-        if kept >= 0 and slot_of(a, p, key) < 0:  # (no ghost entry of it left: see ``engine.take``)
+        if kept >= 0 and slot_of(a, p, key) < 0:  # (no ghost entry of it left: see ``operations.take``)
             q = new_slot(a, p, key)
             a.slots[q, WHERE] = TAKEN_WHERE
             a.slots[q, PREV] = kept

@@ -122,34 +122,34 @@ class KernelPolicy(EvictionPolicy):
             self.arena.reserve([self.tier], 1)
 
     def on_access(self, key: int, now: int) -> None:
-        from sim.cache import engine
+        from sim.cache import operations
 
-        self._hook(engine.HOOK_ACCESS, key, now)
+        self._hook(operations.HOOK_ACCESS, key, now)
 
     def on_insert(self, key: int, now: int) -> None:
-        from sim.cache import engine
+        from sim.cache import operations
 
-        self._hook(engine.HOOK_INSERT, key, now)
+        self._hook(operations.HOOK_INSERT, key, now)
 
     def on_remove(self, key: int) -> None:
-        from sim.cache import engine
+        from sim.cache import operations
 
-        self._hook(engine.HOOK_REMOVE, key, 0)
+        self._hook(operations.HOOK_REMOVE, key, 0)
 
     def victim(self, incoming: int) -> int:
-        from sim.cache import engine
+        from sim.cache import operations
 
-        return self._hook(engine.HOOK_VICTIM, incoming, 0)
+        return self._hook(operations.HOOK_VICTIM, incoming, 0)
 
     def history(self, key: int) -> int:
-        from sim.cache import engine
+        from sim.cache import operations
 
-        return self._hook(engine.HOOK_HISTORY, key, 0)
+        return self._hook(operations.HOOK_HISTORY, key, 0)
 
     def carry(self, key: int, history: int) -> None:
-        from sim.cache import engine
+        from sim.cache import operations
 
-        self._hook(engine.HOOK_CARRY, key, history)
+        self._hook(operations.HOOK_CARRY, key, history)
 
 
 class PolicyRegistry(Mapping[str, type[EvictionPolicy]]):
