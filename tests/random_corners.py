@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.random_settings import GDN, MLA, MOE, OTHER_MOE, SLIDING
+from tests.random_catalog import GDN, MLA, MOE, OTHER_MOE, SLIDING
 
 
 def corners(argv: list[str]) -> list[str]:

@@ -7,7 +7,8 @@ line that ``python tools/random_runs.py --seed S --only I`` draws again.
 tests/run_outcome.py's ``judge`` judges (and tests/random_corners.py's ``corners`` labels, for ``--stats``). Settings
 that are refused by key are drawn rarely (a refusal is cheap and says little). ``hunt=True`` adds what costs too much
 for CI: per-tier policies (each new combination compiles its kernels once, ~40 s, README Policy study), the learned
-policy (a model trained once per machine), and more draws of ``--max-rate`` and ``--seeds``.
+policy (a model trained once per machine), and more draws of ``--max-rate`` and ``--seeds``. The names drawn among are
+tests/random_catalog.py's; the hunt's aims at settings that run, tests/random_aims.py's.
 """
 
 from __future__ import annotations
@@ -15,13 +16,33 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Protocol, Sequence, TypeVar
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.random_aims import _aim_gdn, _aim_sliding, _aim_span, _get, _holding, _holds, _put
+from tests.random_catalog import (
+    CALIBRATION,
+    GDN,
+    GDN_GPUS,
+    GPUS,
+    HEAVY,
+    HUGE,
+    LIGHT,
+    MODES,
+    MOE,
+    MOONCAKE,
+    NEW_GPUS,
+    POLICIES,
+    PROFILE_NODES,
+    ROOT,
+    ROUTERS,
+    SLIDING,
+    TIER_POLICIES,
+    TRACES,
+    WORK,
+    hf_model,
+)
+
 T = TypeVar("T")
 
 
@@ -57,45 +78,6 @@ class RngChooser:
         return [options[i] for i in self.rng.permutation(len(options))[:n]]
 
 
-SHARED_DATA_TRACES = Path(os.environ.get("KVSIM_SHARED_DATA", ROOT.parent / "shared" / "data")) / "traces"  # conftest's
-BUNDLED_AZURE = ROOT / "trace" / "data" / "azure_conv_2023.csv"
-MOONCAKE = SHARED_DATA_TRACES / "mooncake_conversation.jsonl"
-TRACES = [str(BUNDLED_AZURE)] + [str(SHARED_DATA_TRACES / name) for name in (
-    "mooncake_conversation.jsonl", "splitwise_test_trace.csv", "llmservingsim_sharegpt_llama31_8b_300.jsonl")] + [
-    str(ROOT / "tests" / "samples" / name) for name in (  # published variants: sessions, chat chains, 2024 Azure
-        "azure_llm_2024_1week.csv", "bailian_qwen_blksz_16.jsonl", "burstgpt_3.csv", "mooncake_arxiv.jsonl")]
-POLICIES = ["lru", "fifo", "lfu", "arc", "s3fifo", "sieve", "belady"]
-# per-tier policies (hunt only): a few, so each combination's one-time compile is amortised over many draws
-TIER_POLICIES = ["lru", "arc", "s3fifo", "belady"]
-ROUTERS = ["round-robin", "least-loaded", "session-affinity", "prefix-aware", "precise-prefix"]
-MODES = {"single": [], "pd": ["--pd"], "cluster": ["--cluster"], "cluster-pd": ["--cluster", "--pd"],
-         "cache-only": ["--cache-only"], "mrc": ["--mrc"], "trace-stats": ["--trace-stats"]}
-LIGHT_MOE = ("qwen3-30b-a3b", "mixtral-8x7b", "deepseek-v2-lite")
-LIGHT = ["llama-3.1-8b"] * 3 + ["qwen2-7b", "llama-2-7b", "llama-3.3-70b", "llama-3.2-3b", "qwen2.5-7b", *LIGHT_MOE]
-# the heavier parts that found bugs before (profiles/models.yaml names; "hf:" a published config.json written out)
-GDN = ("qwen3-next-80b-a3b", "hf:qwen3.5-9b")  # Gated DeltaNet hybrids (tests/linear_attention_configs.py)
-SLIDING = ("gemma-2-9b", "gemma-2-27b", "gemma-3-4b", "gemma-3-12b", "gemma-3-27b", "hf:gemma-3-1b",
-           "gpt-oss-20b", "gpt-oss-120b")  # sliding-window hybrids (tests/hybrid_configs.py)
-MLA = ("deepseek-v2-lite", "deepseek-v2", "deepseek-v3", "kimi-k2")
-OTHER_MOE = ("glm-4.5-air", "glm-4.5", "minimax-m2", "qwen1.5-moe-a2.7b", "phi-mini-moe")  # glm_minimax_configs.py
-HEAVY = [*GDN, *GDN, *SLIDING, *MLA, *OTHER_MOE, "qwen3-32b", "mixtral-8x7b", "qwen3-30b-a3b"]
-MOE = {*LIGHT_MOE, "qwen3-next-80b-a3b", "gpt-oss-20b", "gpt-oss-120b", *MLA, *OTHER_MOE}
-HUGE = {"deepseek-v3", "kimi-k2", "glm-4.5", "minimax-m2", "gpt-oss-120b", "deepseek-v2", "qwen3-next-80b-a3b"}
-GPUS = ["h100-sxm", "h200", "a100-80gb", "rtx4090", "a40", "h100-pcie", "h100-nvl", "a100-40gb", "l40s", "l4", "b200",
-        "spec"]  # spec: a GPU spec file (README Configuration: hardware.gpu), drawn by gpu_spec_file
-NEW_GPUS = ["h800", "a800-80gb", "h20", "l40", "a10", "gb200"]  # profiles/gpus.yaml's later entries (hunt only)
-# GPUs whose attention alignment a Gated DeltaNet hybrid's block size is modelled on (sim.serving.state_groups
-# GPU_ALIGNMENTS: Hopper and Ampere/Ada; Blackwell's backends are not, refused by key)
-GDN_GPUS = ["h100-sxm", "h100-pcie", "h100-nvl", "h200", "h800", "h20", "a100-80gb", "a100-40gb", "a800-80gb", "a40",
-            "a10", "l40s", "l40", "l4", "rtx4090"]
-# traces with block ids of their own (Mooncake hash_ids of 512 tokens, Bailian's of 16): a GDN hybrid's raised block
-# size (144 to 1,088 tokens, none dividing 512) is neither, so they are refused beside one (state_groups)
-OWN_BLOCK_IDS = ("mooncake", "bailian")
-CALIBRATION = ["profiles/rtx4090_llama31_8b_vllm.yaml", "profiles/rtx5090_llama3_8b_pd_study.yaml",
-               "profiles/splitwise_a100_eager.yaml", "profiles/vidur_a100_llama3_8b.yaml"]
-# hardware.gpus_per_node of the calibration profiles that set one (their files)
-PROFILE_NODES = {"rtx4090_llama31_8b_vllm.yaml": 1, "rtx5090_llama3_8b_pd_study.yaml": 4}
-WORK = Path(tempfile.gettempdir()) / "kvsim-random"
 
 
 def _written(name: str, text: str, suffix: str) -> str:
@@ -108,20 +90,6 @@ def _written(name: str, text: str, suffix: str) -> str:
         tmp.write_text(text)
         tmp.replace(path)
     return str(path)
-
-
-def hf_model(name: str) -> str:
-    """A published config.json (tests/*_configs.py) as a model path."""
-    from tests.hybrid_configs import GEMMA_3_1B
-    from tests.linear_attention_configs import QWEN3_5_9B_TEXT
-
-    text = json.dumps({"qwen3.5-9b": QWEN3_5_9B_TEXT, "gemma-3-1b": GEMMA_3_1B}[name], indent=2)
-    folder = WORK / f"{name}-{hashlib.sha1(text.encode()).hexdigest()[:10]}"
-    folder.mkdir(parents=True, exist_ok=True)
-    if not (folder / "config.json").exists():
-        (folder / "tmp.json").write_text(text)
-        (folder / "tmp.json").replace(folder / "config.json")
-    return str(folder / "config.json")
 
 
 def gpu_spec_file(c: Chooser) -> str:
@@ -387,128 +355,3 @@ def _serving(c: Chooser, mode: str, argv: list[str], sets: list[str], hunt: bool
     if c.maybe(0.03):  # refused beside any cache setting: nothing is cached
         sets.append("serving.enable_prefix_caching=false")
     return model
-
-
-def _aim_span(c: Chooser, mode: str, argv: list[str], sets: list[str]) -> None:
-    """A draw whose cache owns its tiers alone (cache-only's, one serving instance's) aimed at one policy spanning them
-    (``sim.cache.span``: exclusive tiers of one policy other than LRU, which runs per tier) with traffic below the top
-    tier: lower tiers of a few blocks to a few hundred, and a small top tier (HBM sized by GPU memory holds every block
-    of a smoke run); the rest kept as drawn."""
-    _put(sets, "cache.inclusion", None)
-    for tier in ("dram", "ssd", "eic"):
-        _put(sets, f"cache.tiers.{tier}.policy", None)
-    i = argv.index("--policy") + 1
-    if argv[i] == "lru" and c.maybe(0.8):
-        argv[i] = c.pick([p for p in POLICIES if p != "lru"])
-    if c.maybe(0.7):  # (2 MiB a block of Llama-3.1-8B at 16 tokens: 0.0625 GiB is 32 of them)
-        _put(sets, "cache.tiers.dram.capacity_gib", c.pick([0.0625, 0.25, 1]))
-        _put(sets, "cache.tiers.ssd.capacity_gib", c.pick([0, 0.25, 1, 4]))
-        if _get(sets, "cache.tiers.ssd.capacity_gib") == "0":  # (refused beside no SSD: nothing reads it)
-            _put(sets, "cache.tiers.ssd.shared_read_gbps", None)
-        if c.maybe(0.3):
-            _put(sets, "cache.tiers.eic.capacity_gib", c.pick([0.0625, 1]))
-    if c.maybe(0.7):
-        if mode == "cache-only":
-            _put(sets, "cache.tiers.hbm.capacity_gib", c.pick([0.0625, 0.25, 1]))
-        else:
-            _put(sets, "serving.num_gpu_blocks", c.pick([100, 300, 1000]))
-
-
-def _get(sets: list[str], key: str) -> str | None:
-    """The value a draw's ``--set``s give ``key`` last (None: not set)."""
-    return next((s.split("=", 1)[1] for s in reversed(sets) if s.split("=", 1)[0] == key), None)
-
-
-def _put(sets: list[str], key: str, value: object | None) -> None:
-    """Set ``key`` to ``value`` in a draw's ``--set``s (None: drop it)."""
-    sets[:] = [s for s in sets if s.split("=", 1)[0] != key] + ([f"{key}={value}"] if value is not None else [])
-
-
-def _without_policies(c: Chooser, argv: list[str], sets: list[str], dropped: set[str]) -> None:
-    """The draw's ``--policy`` list less ``dropped`` (an emptied one becomes one of the rest)."""
-    if "--policy" not in argv:
-        return
-    i = argv.index("--policy") + 1
-    kept = [p for p in argv[i].split(",") if p not in dropped]
-    argv[i] = ",".join(kept or [c.pick([p for p in POLICIES if p not in dropped])])
-    if "learned" in dropped:
-        _put(sets, "cache.learned_model", None)
-
-
-def _holds(model: str, gpu: str | None, tp: int, fp8: bool) -> bool:
-    """Whether TP ``tp`` divides ``model``'s heads as TP must and a GPU's share of its weights (bf16, or ``fp8``) leaves
-    room for KV blocks: at most 80% of the GPU's memory (None: config.yaml's h100-sxm), data parallelism aside."""
-    from sim.specs import gpu_spec, model_spec
-
-    spec = model_spec(hf_model(model[3:]) if model.startswith("hf:") else model)
-    if spec.num_attention_heads % tp or (spec.num_kv_heads % tp and tp % spec.num_kv_heads):
-        return False
-    return spec.weight_bytes_per_gpu(1 if fp8 else 2, tp) <= 0.8 * gpu_spec(gpu or "h100-sxm").memory_bytes
-
-
-def _holding(model: str, gpu: str | None, tp: int, limit: int, fp8: bool) -> tuple[str | None, int, bool]:
-    """A GPU, a TP (at least the drawn ``tp``, at most ``limit``) and whether FP8 weights are needed, such that
-    ``model`` fits (``_holds``), from the drawn ones: TP raised first, then a larger GPU (one a Gated DeltaNet hybrid's
-    block size is modelled on for one), then FP8 weights; as drawn where none does."""
-    larger = ["h200", "h20", "h100-nvl"] if model in GDN else ["h200", "b200", "gb200"]
-    for weights_fp8 in (fp8, True):
-        for g in [gpu, *larger]:
-            for t in (t for t in (1, 2, 4, 8) if tp <= t <= limit):
-                if _holds(model, g, t, weights_fp8):
-                    return g, t, weights_fp8 and not fp8
-    return gpu, tp, False
-
-
-def _aim_gdn(c: Chooser, argv: list[str], sets: list[str], trace: str | None) -> str | None:
-    """A Gated DeltaNet hybrid's draw aimed at settings it runs with (sim.serving.state_groups): a trace without
-    block ids of its own, vLLM's raised block size (null; or set to it; or a larger one, which vLLM keeps), policies
-    that do not rank by next use (its states' next uses are unknown; per-tier ones too), lower tiers that hold a block
-    of its (15 to 100 MB). Returns the trace."""
-    if trace and any(name in trace for name in OWN_BLOCK_IDS):
-        trace = c.pick([t for t in TRACES if not any(name in t for name in OWN_BLOCK_IDS)])
-        argv[argv.index("--workload-trace") + 1] = trace
-    _put(sets, "workload.block_mismatch", None)
-    _put(sets, "serving.block_size", None)
-    kind = c.pick(["vllm's", "vllm's", "vllm's", "set", "larger"])
-    if kind == "larger":
-        _put(sets, "serving.block_size", 2048)  # above every raised size (1,088 at most: Qwen3.5 at TP 2, FP8 KV)
-    elif kind == "set":
-        _put(sets, "serving.block_size", _raised_block_size(sets))
-    _without_policies(c, argv, sets, {"belady", "learned"})
-    for tier in ("dram", "ssd", "eic"):
-        if _get(sets, f"cache.tiers.{tier}.policy") == "belady":
-            _put(sets, f"cache.tiers.{tier}.policy", c.pick(["lru", "arc", "s3fifo"]))
-        size = _get(sets, f"cache.tiers.{tier}.capacity_gib")
-        if size and 0 < float(size) < 0.25:  # a block is 15 to 100 MB: a few MiB hold none (refused by key)
-            _put(sets, f"cache.tiers.{tier}.capacity_gib", c.pick([0.25, 1, 4]))
-    return trace
-
-
-def _raised_block_size(sets: list[str]) -> int | None:
-    """The block size vLLM raises a Gated DeltaNet hybrid's to under the draw's settings (state_groups'
-    ``required_block_size``); None where they do not resolve."""
-    from sim.config import load_config
-    from sim.errors import ConfigError
-    from sim.serving.state_groups import required_block_size
-
-    keys = ("model", "hardware.", "serving.")
-    resolved = [f"model={hf_model(s[len('model=hf:'):])}" if s.startswith("model=hf:") else s for s in sets
-                if s.startswith(keys) and not s.startswith("serving.block_size")]
-    try:
-        return required_block_size(load_config(ROOT / "config.yaml", preset="smoke", sets=resolved, rules=False))
-    except (ConfigError, ValueError):
-        return None
-
-
-def _aim_sliding(c: Chooser, argv: list[str], sets: list[str]) -> None:
-    """A sliding-window hybrid's draw aimed at settings it runs with: policies that rank by next use (Belady, the
-    learned one) beside vLLM's hybrid KV-cache manager only with it off (its sliding copies' next uses are unknown)."""
-    policies = argv[argv.index("--policy") + 1].split(",") if "--policy" in argv else []
-    tiers = [tier for tier in ("dram", "ssd", "eic") if _get(sets, f"cache.tiers.{tier}.policy") == "belady"]
-    if {"belady", "learned"} & set(policies) or tiers:
-        if c.maybe(0.5):
-            _put(sets, "serving.disable_hybrid_kv_cache_manager", "true")
-        else:
-            _without_policies(c, argv, sets, {"belady", "learned"})
-            for tier in tiers:
-                _put(sets, f"cache.tiers.{tier}.policy", c.pick(["lru", "arc", "s3fifo"]))

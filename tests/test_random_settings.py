@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests import random_aims, random_catalog
 from tests import random_settings as rs
 from tests.random_corners import corners
 
@@ -16,20 +17,20 @@ def test_raised_block_size_is_vllms_for_qwen3_next_on_an_h100():
     # layer 2 x 2 KV heads x 256 x 2 B = 2,048 B; with prefix caching the kernel is lcm(16, 64) = 64 tokens:
     # 64 x ceil(1,097,728 / (64 x 2,048)) = 64 x 9 = 576; without, 16 x ceil(1,097,728 / (16 x 2,048)) = 16 x 34 = 544
     base = ["model=qwen3-next-80b-a3b", "hardware.gpu=h100-sxm", "serving.tensor_parallel_size=1"]
-    assert rs._raised_block_size(base) == 576
-    assert rs._raised_block_size([*base, "serving.enable_prefix_caching=false"]) == 544
+    assert random_aims._raised_block_size(base) == 576
+    assert random_aims._raised_block_size([*base, "serving.enable_prefix_caching=false"]) == 544
 
 
 def test_holds_weights_by_hand():
     # Llama-3.3-70B: 70.6e9 parameters x 2 B = 141 GB; an H100's 80 GiB x 0.8 = 68.7 GB holds not half (70.6 GB) but
     # a quarter (35.3 GB); an H200's 141 GiB x 0.8 = 121 GB holds half
-    assert not rs._holds("llama-3.3-70b", "h100-sxm", 2, False)
-    assert rs._holds("llama-3.3-70b", "h100-sxm", 4, False)
-    assert rs._holds("llama-3.3-70b", "h200", 2, False)
-    assert not rs._holds("qwen2-7b", "h100-sxm", 8, False)  # 28 heads: TP 8 does not divide them
+    assert not random_aims._holds("llama-3.3-70b", "h100-sxm", 2, False)
+    assert random_aims._holds("llama-3.3-70b", "h100-sxm", 4, False)
+    assert random_aims._holds("llama-3.3-70b", "h200", 2, False)
+    assert not random_aims._holds("qwen2-7b", "h100-sxm", 8, False)  # 28 heads: TP 8 does not divide them
     # raised TP first, then a larger GPU
-    assert rs._holding("llama-3.3-70b", None, 1, 8, False) == (None, 4, False)
-    assert rs._holding("llama-3.3-70b", "l4", 1, 2, False) == ("h200", 2, False)
+    assert random_aims._holding("llama-3.3-70b", None, 1, 8, False) == (None, 4, False)
+    assert random_aims._holding("llama-3.3-70b", "l4", 1, 2, False) == ("h200", 2, False)
 
 
 def test_corners_name_mode_family_gpu_workload_and_features():
@@ -54,7 +55,7 @@ def test_hunt_draws_of_gated_deltanet_hybrids_mostly_aim_at_settings_they_run_wi
                              for i in range(1500)) if "family:gdn" in corners(argv)]
     serving = [a for a in gdn if not {"--cache-only", "--mrc", "--trace-stats"} & set(a)]
     assert len(serving) >= 30
-    aligned = [a for a in serving if not any(name in " ".join(a) for name in rs.OWN_BLOCK_IDS)
+    aligned = [a for a in serving if not any(name in " ".join(a) for name in random_catalog.OWN_BLOCK_IDS)
                and not any(f"hardware.gpu={g}" in a for g in ("b200", "gb200", "rtx5090", "rtxpro6000"))
                and "belady" not in a[a.index("--policy") + 1]
                and not any(s.startswith("serving.block_size=") and s not in ("serving.block_size=2048",)
