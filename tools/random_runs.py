@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start", type=int, default=0, help="first draw's index (default 0)")
     parser.add_argument("--only", type=int, default=None, help="run draw ONLY alone and print its command")
     parser.add_argument("--light", action="store_true", help="the CI test's generator (no per-tier policies, no "
-                        "learned policy, fewer --max-rate/--seeds draws)")
+                        "learned policy, no draws aimed at a spanned hierarchy, fewer --max-rate/--seeds draws)")
     parser.add_argument("--timeout", type=int, default=300, help="seconds a draw may take before it is a hang "
                         "(default 300: a per-tier policy combination compiles its kernels once, ~40 s each)")
     parser.add_argument("--repeat", type=float, default=0.1, help="share of the draws that exit 0 run a second time, "
