@@ -47,6 +47,9 @@ __all__ = ["flush_when_sources_change", "njit", "start_target"]
 # newcomer's first run does not sit silent for seconds to a minute (README "Policies": 13-18 s a policy on 2 cores)
 COMPILING_NOTE = ("compiling the simulator's kernels for this machine (the first run after an install or an edit: "
                   "seconds to a minute; cached for later runs)")
+# module name -> the files ``flush_when_sources_change`` watches for it (tests/test_compiled_sources.py holds each
+# list against what the module's compiled code refers to)
+WATCHED_SOURCES: dict[str, tuple[Path, ...]] = {}
 BLAS_PROBE = "scipy.linalg.cython_blas"  # what numba.np.arraymath imports to decide whether a BLAS exists
 
 
@@ -126,6 +129,8 @@ def flush_when_sources_change(module: ModuleType, sources: Iterable[Path]) -> No
     machine code. A digest of ``module``'s file and ``sources`` (every file its compiled code reads) is
     kept beside its cache; when it changes (a developer's edit, never an installed release), the cache of
     every compiled function ``module`` defines is flushed. Call it at the end of the module."""
+    sources = tuple(Path(p) for p in sources)
+    WATCHED_SOURCES[module.__name__] = sources
     functions = _cached_functions(module)
     if not functions:
         return
