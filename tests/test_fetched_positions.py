@@ -99,3 +99,15 @@ def test_belady_bounds_the_other_policies_in_a_one_instance_cluster(run_cli, tmp
     hits = {run["name"].split("/")[0]: run["metrics"]["hits"] for run in json.loads(out.read_text())["runs"]}
     assert all(hits["belady"] >= h for h in hits.values()), hits
 
+
+@pytest.mark.parametrize("mode", [[], ["--cluster"]])
+def test_no_policy_reads_a_sliding_copys_position(run_cli, tmp_path, mode):
+    # a hybrid's sliding copies and a Gated DeltaNet hybrid's states enter the cache at their request's first position
+    # (``copy_positions``), which is right only because a policy reading positions is refused beside them: this run
+    # must stop before the trace loads (exit 2, one line naming the policy and the way out)
+    out = tmp_path / "r.json"
+    status, _, err = run_cli(*mode, "--policy", "lru,learned", "--set", "model=gpt-oss-20b",
+                             "--set", "workload.synthetic.num_requests=20", "--quiet", "--no-plot", "--report-json", out)
+    assert status == 2 and "\n" not in err.strip() and "Traceback" not in err, err
+    assert "policy learned" in err and "serving.disable_hybrid_kv_cache_manager=true" in err
+    assert not out.exists()
