@@ -25,21 +25,47 @@ def next_use_index(stream: np.ndarray) -> np.ndarray:
     array indexed by key: the stream's values where they are dense ids (as block ids are), else
     their ranks. (A stable argsort does the same in O(n log n): 4x slower at 10 M accesses.)
     """
-    stream = np.ascontiguousarray(stream, dtype=np.int64)
+    stream, high = _dense(stream)
     nxt = np.empty(len(stream), dtype=np.int64)
+    if len(stream):
+        _next_uses(stream, np.full(high + 1, NEVER, dtype=np.int64), nxt)
+    return nxt
+
+
+def previous_use_index(stream: np.ndarray) -> np.ndarray:
+    """For each position t, the position of the previous access to ``stream[t]``, or -1: the position whose next use
+    is t (``next_use_index``'s inverse). One forward pass, as ``next_use_index`` makes its backward one."""
+    stream, high = _dense(stream)
+    prev = np.empty(len(stream), dtype=np.int64)
+    if len(stream):
+        _previous_uses(stream, np.full(high + 1, -1, dtype=np.int64), prev)
+    return prev
+
+
+def _dense(stream: np.ndarray) -> tuple[np.ndarray, int]:
+    """``stream`` as int64 keys to index an array by, and the largest: its values where they are dense ids (as
+    block ids are), else their ranks."""
+    stream = np.ascontiguousarray(stream, dtype=np.int64)
     if not len(stream):
-        return nxt
+        return stream, -1
     low, high = int(stream.min()), int(stream.max())
     if low < 0 or high >= 2 * len(stream) + 1024:  # sparse ids: their ranks instead
         stream = np.unique(stream, return_inverse=True)[1].reshape(-1).astype(np.int64)
         high = int(stream.max())
-    _next_uses(stream, np.full(high + 1, NEVER, dtype=np.int64), nxt)
-    return nxt
+    return stream, high
 
 
 @njit(cache=True, _nrt=False)
 def _next_uses(stream, latest, out):
     for t in range(len(stream) - 1, -1, -1):
+        key = stream[t]
+        out[t] = latest[key]
+        latest[key] = t
+
+
+@njit(cache=True, _nrt=False)
+def _previous_uses(stream, latest, out):
+    for t in range(len(stream)):
         key = stream[t]
         out[t] = latest[key]
         latest[key] = t

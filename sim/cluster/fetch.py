@@ -54,6 +54,29 @@ INSTANCE, NODE, RACK, CROSS_RACK = range(4)
 _EMPTY = np.zeros(0, dtype=np.int64)
 
 
+def fetched_positions(previous: np.ndarray | None, first: int, depths: np.ndarray, copies: int) -> np.ndarray:
+    """The stream positions at which a fetch's blocks enter the instance's HBM (``KVCacheManager.cache_fetched``): the
+    prompt's blocks at ``depths`` (a request's block at depth d is the stream's access ``first`` + d), then ``copies``
+    sliding copies or states.
+
+    A block is fetched for its access, which the request's admission takes out of the cache: till then the block's
+    next use is that access, so it enters as of its previous access in the stream (``previous``:
+    ``previous_use_index``), whose next use is this one (Belady) and whose predicted class is the model's forecast of
+    this gap (learned), as the block would rank had it waited in a tier of this instance; a block the stream has not
+    accessed before (a request later in the stream, served sooner, cached it first) at its own position. At the
+    request's first position, every block took the next use of the prompt's first block after this request; at its
+    own, its next use after this request, so Belady evicted blocks their request was about to take.
+    The copies enter at ``first``: no policy reads their positions (``check_hybrid_manager`` refuses one that ranks
+    blocks by their next use beside a hybrid's sliding copies or a Gated DeltaNet hybrid's states), nor any block's
+    when ``previous`` is None (no such policy in the run)."""
+    out = np.full(len(depths) + copies, first, dtype=np.int64)
+    if previous is not None and len(depths):
+        own = first + np.asarray(depths, dtype=np.int64)
+        earlier = previous[own]
+        out[:len(depths)] = np.where(earlier >= 0, earlier, own)
+    return out
+
+
 def _add(sources: dict[int, list[int]], tier: int, blocks: int, nbytes: int) -> None:
     """Count ``blocks`` of ``nbytes`` more to load from source ``tier``."""
     entry = sources.setdefault(tier, [0, 0])
@@ -253,6 +276,9 @@ class PrefixFetch:
         # sliding groups' copies of the prefix's end, or the states there, last: a hit needs them as much as its
         # first block)
         moved = np.concatenate([np.concatenate([keys[:n_local][lower], remote_keys])[::-1], copies_moved])
+        positions = fetched_positions(self.previous_use, job.position,
+                                      np.concatenate([lower, np.arange(n_local, n_local + found)])[::-1],
+                                      len(copies_moved))
         pending = [len(sources)]
         start = self.engine.now
 
@@ -261,7 +287,7 @@ class PrefixFetch:
             if pending[0]:
                 return
             self.fetch_s[job.rid] = self.engine.now - start
-            inst.kv.cache_fetched(moved, job.position)
+            inst.kv.cache_fetched(moved, positions)
             inst.submit(job)
 
         for tier, (count, nbytes) in sources.items():

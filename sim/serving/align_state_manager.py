@@ -34,10 +34,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import numpy as np
-
 from sim.serving.block_pool import BlockPool
-from sim.serving.hybrid_kv_cache_manager import PastHitCopies
+from sim.serving.hybrid_kv_cache_manager import PastHitCopies, copy_positions
 from sim.serving.job import Job
 from sim.serving.kv_cache_manager import KVCacheManager, PrefixMatch, TieredCache, prefix_hit, usable_prefix_blocks
 from sim.serving.state_groups import states_held_alone
@@ -296,7 +294,7 @@ class AlignStateKVCacheManager(RemoteStates, PastHitCopies, KVCacheManager):
         job.held = max(job.held, prompt)
         job.anonymous += grow
         if self.prefix_caching:
-            self._return_to_cache(gone, np.full(len(gone), job.position, dtype=np.int64))
+            self._return_to_cache(gone, copy_positions(job, len(gone)))
             self._take_cached(fresh)
             if job.generated_hit:
                 self._take_cached(job.generated_ids[:job.generated_hit])
@@ -334,7 +332,7 @@ class AlignStateKVCacheManager(RemoteStates, PastHitCopies, KVCacheManager):
             gone = self._let_go_states(job, job.state_idx)
             if self.prefix_caching and gone:
                 self.cache.resize_top(self.pool.unused)
-                self._return_to_cache(gone, np.full(len(gone), job.position, dtype=np.int64))
+                self._return_to_cache(gone, copy_positions(job, len(gone)))
         job.state_held, job.state_len, job.state_idx, job.state_junction = False, 0, (), 0
         job.sliding_hit = 0
         super().free(job)

@@ -40,6 +40,16 @@ from sim.serving.kv_cache_manager import KVCacheManager, PrefixMatch, TieredCach
 from sim.serving.kv_groups import KVGroups
 
 
+def copy_positions(job: Job, count: int) -> np.ndarray:
+    """Stream positions for ``count`` freed sliding copies or Gated DeltaNet states of ``job``, which become cached
+    prefixes: the request's first, for each. No policy reads them: the stream (``CacheStream``) holds the trace's
+    blocks, not the copies keyed past them, so a policy ranking blocks by their next use (clairvoyant, learned) is
+    refused beside copies (``check_hybrid_manager``), and a cache tracking positions takes no key past the trace's
+    block-id space (``MultiTierCache``'s bound). (Its block's position, its request's first plus its sequence index,
+    would not do either: a later request holding the block needs a sliding copy or a state only where its hit ends.)"""
+    return np.full(count, job.position, dtype=np.int64)
+
+
 class PastHitCopies:
     """The full-attention group of a hybrid whose prefix hit is cut back below what the full group holds
     (``Job.sliding_hit``: the blocks served): past the hit vLLM allocates new blocks, even where another request
@@ -368,7 +378,7 @@ class HybridKVCacheManager(PastHitCopies, KVCacheManager):
             job.sliding_hi = want
         job.sliding_seen, job.sliding_step = job.computed, self.step
         if self.prefix_caching:
-            self._return_to_cache(freed, np.full(len(freed), job.position, dtype=np.int64))
+            self._return_to_cache(freed, copy_positions(job, len(freed)))
             self._take_cached(fresh)
             if job.generated_hit:  # the full group's generated blocks its lookup found cached are its own again
                 self._take_cached(job.generated_ids[:job.generated_hit])
@@ -395,7 +405,7 @@ class HybridKVCacheManager(PastHitCopies, KVCacheManager):
         blocks others held: theirs are)."""
         freed = self._let_go_sliding(job, job.sliding_hi)
         if self.prefix_caching and len(freed):
-            self._return_to_cache(freed, np.full(len(freed), job.position, dtype=np.int64))
+            self._return_to_cache(freed, copy_positions(job, len(freed)))
         job.sliding_lo = job.sliding_hi = job.sliding_seen = job.sliding_hit = 0
         job.sliding_step = -1
         job.sliding_keyed = ()

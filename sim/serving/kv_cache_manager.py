@@ -390,11 +390,12 @@ class KVCacheManager:
             self.cache.resize_top(self.pool.unused if unused is None else unused)
             self._charge_writes()
 
-    def cache_fetched(self, keys: Sequence[int], position: int) -> None:
+    def cache_fetched(self, keys: Sequence[int], positions: np.ndarray) -> None:
         """Blocks fetched from another location (the cluster's shared tiers, another node) become
-        cached prefixes here, used at stream ``position``. The fetch read them (``sim.cluster.fetch`` counts each
-        source's bytes): a copy in one of this instance's lower tiers moves or is copied up unread."""
-        self.cache.touch_chain(keys, np.full(len(keys), position, dtype=np.int64), freed=True)
+        cached prefixes here, as of these stream positions (``sim.cluster.fetch.fetched_positions``). The fetch read
+        them (``sim.cluster.fetch`` counts each source's bytes): a copy in one of this instance's lower tiers moves or
+        is copied up unread."""
+        self.cache.touch_chain(keys, positions, freed=True)
         self._charge_writes()
 
     # ------------------------------------------------------------- the cache engine
