@@ -26,6 +26,7 @@ import io
 import json
 import multiprocessing
 import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -149,6 +150,8 @@ def _one(argv: list[str]) -> dict[str, Any]:
         out = Path(tmp) / "r.json"
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()) as err:
             status = main.main([*argv, "--report-json", str(out), "--no-plot", "--quiet"])
+        if status in (130, 143):  # stopped (main's own handler caught the pool's SIGTERM): end this worker, or
+            raise SystemExit(status)  # it would wait for the next task and the pool's terminate for it (a hang)
         if status != 0:
             raise RuntimeError(f"exit {status}: {' '.join(argv)}: {err.getvalue()[-300:]}")
         return json.loads(out.read_text())["runs"][0]["metrics"]
@@ -168,6 +171,15 @@ def _point(point: tuple[str, str, int, list[str]]) -> dict[str, Any]:
             "short": short, "long": {k: long[k] for k in keys}, "longest": {k: longest[k] for k in keys}}
 
 
+def _worker_start() -> None:
+    """A forked worker leaves stopping to the parent: SIGTERM back to its default (kvsim's handler, inherited by the
+    fork, raised ``Terminated`` in each idle worker the pool's ``terminate`` signalled -- a traceback each, and a
+    worker left waiting on the task queue's lock the dead one held: a hang) and Ctrl-C, which the terminal sends the
+    whole process group, ignored (the parent's ``KeyboardInterrupt`` terminates the pool)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def run(args: argparse.Namespace) -> int:
     points = [p for p in grid() if not args.only or args.only in p[1]]
     traces = {a[i + 1] for *_, a in points for i, flag in enumerate(a) if flag == "--workload-trace"}
@@ -184,13 +196,15 @@ def run(args: argparse.Namespace) -> int:
         done = {json.loads(line)["name"] for line in out.read_text().splitlines() if line.strip()}
     todo = [p for p in points if p[1] not in done]
     ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(args.jobs) as pool, out.open("a") as fh:
+    with ctx.Pool(args.jobs, initializer=_worker_start) as pool, out.open("a") as fh:
         for rec in pool.imap_unordered(_point, todo):
             fh.write(json.dumps(rec) + "\n")
             fh.flush()
             print(f"{rec['class']:9s} {rec['name']:40s} TTFT x{rec['growth']['ttft_s']:.2f} "
                   f"E2E x{rec['growth']['e2e_s']:.2f} then TTFT x{rec['further']['ttft_s']:.2f} "
                   f"{'OVER' if rec['overloaded'] else 'ok'}/{'OVER' if rec['sustained'] else 'ok'}", flush=True)
+        pool.close()  # done: the workers end on their own (the ``with``'s terminate is for an interruption)
+        pool.join()
     return 0
 
 
