@@ -289,6 +289,44 @@ def test_a_queue_that_grows_with_most_of_the_ttft_elsewhere_is_called_overloaded
     assert caveat is not None and "grew across the arrivals" in caveat, caveat
 
 
+def test_a_mildly_overloaded_queue_is_called_overloaded_however_small_its_backlog():
+    """A D/D/1 queue, by hand: one sequence slot, identical requests (200 tokens in, 50 out), each served in S (a lone
+    request's E2E), arriving every g = S / 1.05: 5% faster than served. Lindley's recursion gives request k a wait of
+    k (S - g), a mean of (n - 1)(S - g) / 2, growing with the trace's length; at the last arrival, (n - 1) g, about
+    (n - 1) g / S have left, so ~n (1 - 1 / 1.05) = 4.8% of the requests are in the system: under the tenth the old
+    rule asked for (README's sweep example, 25 Gb/s 1P:3D, was missed so: 3.6%, TTFT p99 14 s). The waiting line
+    grows at 1/g - 1/S: over the arrival window T = (n - 1) g it averages (1/g - 1/S) T / 4 over the first half and
+    7/8 of (1/g - 1/S) T over the last quarter, and the system (the line and the one in service) held 1 + (1/g -
+    1/S) T / 4 over the first half, a fraction of what it holds at the end. The same requests 5% slower than served
+    (g = S / 0.95) never wait: no caveat."""
+    from sim.report.document import OVERLOAD_BACKLOG, arrival_backlog, held_early, overload_caveat, waiting_trend
+
+    config = load_config(None, sets=[*ONE, "serving.max_num_seqs=1"])
+    _, lone = run_serving(make_trace([0.0], [200], [50]), config, "single")
+    service = float(lone.e2e[0])
+    queue = {}
+    for ratio in (1.05, 0.95):
+        gap = service / ratio
+        for n in (400, 1600):
+            result, _ = run_serving(make_trace([i * gap for i in range(n)], [200] * n, [50] * n), config, "single")
+            m = result.metrics
+            caveat = overload_caveat(m)
+            if ratio < 1:
+                assert m["ttft_breakdown_s"]["queue"] == pytest.approx(0.0, abs=1e-9) and caveat is None, caveat
+                continue
+            queue[n] = m["ttft_breakdown_s"]["queue"]
+            assert queue[n] == pytest.approx((n - 1) * (service - gap) / 2, rel=0.01)  # Lindley
+            backlog, total = arrival_backlog(m)
+            assert abs(backlog - n * (1 - 1 / ratio)) <= 2 and backlog < OVERLOAD_BACKLOG * total
+            growth = (1 / gap - 1 / service) * (n - 1) * gap  # requests the line gains over the arrivals
+            head, tail = waiting_trend(m)
+            assert head == pytest.approx(growth / 4, abs=1.0) and tail == pytest.approx(7 * growth / 8, abs=1.0)
+            assert held_early(m) == pytest.approx(1 + growth / 4, abs=1.0) and held_early(m) < backlog / 3
+            assert caveat is not None and f"at least {backlog:,} of {n:,} requests" in caveat, caveat
+            assert "grew across the arrivals" in caveat
+    assert queue[1600] > 3.9 * queue[400]  # the caveat's claim: the wait grows with the trace's length
+
+
 def test_pd_time_series_count_a_request_whose_kv_is_in_transfer():
     """L = λW in PD, over a slow link (2 Gb/s: a 1,000-token prompt's 128 MiB of KV takes ~0.5 s): a request whose KV
     is on its way to the decode instance is in the system, queued (vLLM counts one waiting for remote KV among its
