@@ -9,7 +9,7 @@ so each point also runs 16x longer: *sustained* iff the TTFT grows by more than 
 (a queue that grows keeps growing; a warm-up settles). The caveat, which sees only the short run's report, is then
 scored against each label and where the two agree (false positives and negatives per class of run).
 
-    python tools/overload_grid.py run --jobs 2 --out /tmp/overload_grid.jsonl   # 282 runs, ~4 min on 2 cores
+    python tools/overload_grid.py run --jobs 2 --out /tmp/overload_grid.jsonl   # 537 runs, ~11 min on 2 cores
     python tools/overload_grid.py judge /tmp/overload_grid.jsonl               # confusion counts, per class
     python tools/overload_grid.py judge /tmp/overload_grid.jsonl --rule-from ../main   # another checkout's rule
 
@@ -26,6 +26,7 @@ import io
 import json
 import multiprocessing
 import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -38,9 +39,11 @@ MOONCAKE = str(Path(os.environ.get("KVSIM_SHARED_DATA", ROOT.parent / "shared" /
                / "traces" / "mooncake_conversation.jsonl")
 # A queue that grows with the run's length makes the mean wait of a run of length T grow ~T (it averages a wait that
 # rises linearly), so a 4x longer overloaded run's mean TTFT at least doubles unless queueing is a sliver of it;
-# a steady one's moves by its sampling noise and warm-up, mostly down (on this grid the 22 points both labels call
-# steady moved by -74% to +13%; the 51 both call overloaded by +31% to 141x). 25% lies between. TTFT, not E2E: a steady run shorter than one lifetime holds a smaller batch than its steady state (its
-# TPOT, so its E2E, rises with the run's length, at a rate the deployment serves: the start-up case's E2E +35%).
+# a steady one's moves by its sampling noise and warm-up, mostly down (on this grid the 35 points both labels call
+# steady moved by -74% to +23%; the 106 both call overloaded by +27% to 152x: the mild-overload points, near
+# capacity, narrow the gap). 25% lies between. TTFT, not E2E: a steady run shorter than one lifetime holds a smaller
+# batch than its steady state (its TPOT, so its E2E, rises with the run's length, at a rate the deployment serves:
+# the start-up case's E2E +35%).
 LABEL_GROWTH = 1.25
 LONGER = 4
 
@@ -53,6 +56,13 @@ def _syn(kind: str, rate: float, out: int | None = None, *extra: str) -> list[st
     """A synthetic workload of this kind at this rate (and mean output tokens)."""
     argv = ["--set", f"workload.synthetic.kind={kind}", "--set", f"workload.synthetic.rate_rps={rate}"]
     return argv + (["--set", f"workload.synthetic.output_tokens_mean={out}"] if out else []) + list(extra)
+
+
+def _drawn(n: int) -> list[str]:
+    """A synthetic workload of as many requests as a run of ``n`` and its 16x twin need, the same for all three runs
+    (the default 2,000 would cut a longer twin short: it draws at most that many, whatever the limit; the first
+    grid's synthetic points of 150 and 160 requests keep their 2,000, a 13-14x twin, as they were labelled)."""
+    return ["--set", f"workload.synthetic.num_requests={LONGER**2 * n}"]
 
 
 def _trace(path: str, rate: float) -> list[str]:
@@ -138,7 +148,48 @@ def grid() -> list[tuple[str, str, int, list[str]]]:
         scale = name.split(" x")[1].split()[0]
         add(("own-times", name, n, argv + ["--workload-trace", AZURE, "--rate-scale", scale]))
     add(("own-times", "mooncake own x1 1 inst", 80, ONE + ["--workload-trace", MOONCAKE]))
+    # mild overload: arrivals a few percent to 30% above what a setting serves at most, so its backlog grows by
+    # (rate - capacity) x time, a small share of the requests, while its latencies still grow without bound; short
+    # and long runs, with controls at 0.7x and 0.9x (steady unless a later stretch of the trace is heavier)
+    for setting, (argv, short, long) in MILD.items():
+        for factor, n in ((1.05, short), (1.3, short), (0.7, long), (0.9, long), (1.02, long), (1.1, long), (1.3, long)):
+            rate = float(f"{factor * CAPACITY[setting]:.3g}")
+            add(("mild", f"{setting} {rate:g}/s ({factor}x) n{n}", n, argv(rate)))
+    # the README's sweep example (experiments/examples/sweep_pd_split.yaml, --workload-limit 2000): the 25 Gb/s
+    # 1P:3D point at the trace's own times x4 (~19 req/s); its 16x twin is the whole trace (19,366 requests, ~9.7x)
+    add(("mild", "sweep pd_split 25 Gb/s 1P:3D own x4 n2000", 2000, PD_SWEEP + ["--workload-trace", AZURE,
+                                                                               "--rate-scale", "4"]))
     return g
+
+
+# The PD point of the README's sweep example: push transfer, one prefill instance and three decode over 25 Gb/s
+PD_SWEEP = ["--pd", "--set", "pd.transfer=push", "--set", "pd.num_prefill=1", "--set", "pd.num_decode=3",
+            "--set", "network.bandwidth_gbps=25"]
+SEQS4 = ["--set", "serving.max_num_seqs=4"]
+# Requests a second each setting serves at most (measured here: 1,500 requests arriving far faster than that, the
+# completions over the middle half of the time the system was busy, its queue never empty)
+CAPACITY = {"azure 1 inst": 22.6, "azure max_num_seqs=4": 2.33, "azure 600 blocks": 3.78, "pd azure 1P:3D 25 Gb/s": 22.9,
+            "pd azure 10 Gb/s": 9.77, "cluster azure": 38.1, "mooncake 1 inst": 1.37,
+            "system-prompt out 100 1 inst": 26.7, "rag 1 inst": 7.53, "multi-turn out 1000 2000 blocks": 0.71,
+            "system-prompt out 100 max_num_seqs=8": 8.99, "multi-turn max_num_seqs=4": 2.14}
+# setting -> (argv at a rate, short and long run's requests; a long Azure run's 16x twin fits the trace's 19,366)
+MILD = {
+    "azure 1 inst": (lambda r: ONE + _trace(AZURE, r), 200, 1000),
+    "azure max_num_seqs=4": (lambda r: ONE + SEQS4 + _trace(AZURE, r), 100, 1000),
+    "azure 600 blocks": (lambda r: ONE + ["--set", "serving.num_gpu_blocks=600"] + _trace(AZURE, r), 100, 1000),
+    "pd azure 1P:3D 25 Gb/s": (lambda r: PD_SWEEP + _trace(AZURE, r), 300, 1000),
+    "pd azure 10 Gb/s": (lambda r: ["--pd", "--set", "network.bandwidth_gbps=10"] + _trace(AZURE, r), 150, 1000),
+    "cluster azure": (lambda r: CLUSTER + _trace(AZURE, r), 200, 1000),
+    "mooncake 1 inst": (lambda r: ONE + _trace(MOONCAKE, r), 80, 250),
+    "system-prompt out 100 1 inst": (lambda r: ONE + _syn("system-prompt", r, 100, *_drawn(1000)), 150, 1000),
+    "rag 1 inst": (lambda r: ONE + _syn("rag", r, None, *_drawn(1000)), 100, 1000),
+    "multi-turn out 1000 2000 blocks": (lambda r: ONE + ["--set", "serving.num_gpu_blocks=2000"]
+                                        + _syn("multi-turn", r, 1000, *_drawn(300)), 60, 300),
+    # few sequence slots over a workload of one law throughout: a steady queue that a longer run keeps as it is
+    "system-prompt out 100 max_num_seqs=8": (lambda r: ONE + ["--set", "serving.max_num_seqs=8"]
+                                             + _syn("system-prompt", r, 100, *_drawn(1000)), 100, 1000),
+    "multi-turn max_num_seqs=4": (lambda r: ONE + SEQS4 + _syn("multi-turn", r, None, *_drawn(500)), 60, 500),
+}
 
 
 def _one(argv: list[str]) -> dict[str, Any]:
@@ -149,6 +200,8 @@ def _one(argv: list[str]) -> dict[str, Any]:
         out = Path(tmp) / "r.json"
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()) as err:
             status = main.main([*argv, "--report-json", str(out), "--no-plot", "--quiet"])
+        if status in (130, 143):  # stopped (main's own handler caught the pool's SIGTERM): end this worker, or
+            raise SystemExit(status)  # it would wait for the next task and the pool's terminate for it (a hang)
         if status != 0:
             raise RuntimeError(f"exit {status}: {' '.join(argv)}: {err.getvalue()[-300:]}")
         return json.loads(out.read_text())["runs"][0]["metrics"]
@@ -168,6 +221,15 @@ def _point(point: tuple[str, str, int, list[str]]) -> dict[str, Any]:
             "short": short, "long": {k: long[k] for k in keys}, "longest": {k: longest[k] for k in keys}}
 
 
+def _worker_start() -> None:
+    """A forked worker leaves stopping to the parent: SIGTERM back to its default (kvsim's handler, inherited by the
+    fork, raised ``Terminated`` in each idle worker the pool's ``terminate`` signalled -- a traceback each, and a
+    worker left waiting on the task queue's lock the dead one held: a hang) and Ctrl-C, which the terminal sends the
+    whole process group, ignored (the parent's ``KeyboardInterrupt`` terminates the pool)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def run(args: argparse.Namespace) -> int:
     points = [p for p in grid() if not args.only or args.only in p[1]]
     traces = {a[i + 1] for *_, a in points for i, flag in enumerate(a) if flag == "--workload-trace"}
@@ -184,13 +246,15 @@ def run(args: argparse.Namespace) -> int:
         done = {json.loads(line)["name"] for line in out.read_text().splitlines() if line.strip()}
     todo = [p for p in points if p[1] not in done]
     ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(args.jobs) as pool, out.open("a") as fh:
+    with ctx.Pool(args.jobs, initializer=_worker_start) as pool, out.open("a") as fh:
         for rec in pool.imap_unordered(_point, todo):
             fh.write(json.dumps(rec) + "\n")
             fh.flush()
             print(f"{rec['class']:9s} {rec['name']:40s} TTFT x{rec['growth']['ttft_s']:.2f} "
                   f"E2E x{rec['growth']['e2e_s']:.2f} then TTFT x{rec['further']['ttft_s']:.2f} "
                   f"{'OVER' if rec['overloaded'] else 'ok'}/{'OVER' if rec['sustained'] else 'ok'}", flush=True)
+        pool.close()  # done: the workers end on their own (the ``with``'s terminate is for an interruption)
+        pool.join()
     return 0
 
 

@@ -104,12 +104,13 @@ def no_repeat_note(block_ids: str) -> str:
             "(Mooncake, Bailian) or sessions, or a synthetic one")
 
 
-OVERLOAD_BACKLOG = 0.10  # a tenth of the requests still in the system when the last one arrives ...
-# ... and the waiting line growing across the arrivals: its mean over the last quarter of the arrival window at least
-# this many requests longer than over the first half. A queue that grows with the arrivals ends longer than it
-# began; a steady one, or one that drains after a start-up burst, does not. The grid of tools/overload_grid.py (94
-# serving runs, each labelled by its own 4x and 16x longer twins) set the figure: a rise of one request sits between
-# the steady runs and the overloaded ones there (README: Overload).
+OVERLOAD_BACKLOG = 0.10  # a tenth of the requests still in the system when the last one arrives: a run still filling
+# then (``still_filling``: a max-rate answer's or a plan's proof run), its arrivals and completions out of balance.
+# The overload caveat judges the waiting line: its mean over the last quarter of the arrival window at least this many
+# requests longer than over the first half. A queue that grows with the arrivals ends longer than it began; a steady
+# one, or one that drains after a start-up burst, does not. The grid of tools/overload_grid.py (serving runs, each
+# labelled by its own 4x and 16x longer twins) set the figure: a rise of one request sits between the steady runs and
+# the overloaded ones there (README: Overload).
 OVERLOAD_WAITING_RISE = 1.0
 
 
@@ -131,6 +132,20 @@ def arrival_backlog(metrics: dict[str, Any]) -> tuple[int, int] | None:
         return None
     last = int(np.flatnonzero(arrivals > 0)[-1])
     return int(np.sum(arrivals[: last + 1]) - np.sum(completions[: last + 1])), int(np.sum(arrivals))
+
+
+def held_early(metrics: dict[str, Any]) -> float | None:
+    """Mean requests in the system (queued or running) over the first half of the arrival window, sampled at the end
+    of each interval from the first arrival's to the last one's: what the run held as it went (Little's law: a
+    steady state holds rate x mean time in system throughout); None without a time series."""
+    series = metrics.get("timeseries") or {}
+    arrivals = np.asarray(series.get("arrivals", []), dtype=float)
+    completions = np.asarray(series.get("completions", []), dtype=float)
+    if len(completions) != len(arrivals) or not np.any(arrivals > 0):
+        return None
+    at = np.flatnonzero(arrivals > 0)
+    held = (np.cumsum(arrivals) - np.cumsum(completions))[at[0]: at[-1] + 1]
+    return float(held[: max(1, len(held) // 2)].mean())
 
 
 def waiting_trend(metrics: dict[str, Any]) -> tuple[float, float] | None:
@@ -190,18 +205,20 @@ def still_filling(metrics: dict[str, Any]) -> tuple[int, int] | None:
 def overload_caveat(metrics: dict[str, Any]) -> str | None:
     """A run whose requests arrived faster than it served them: its queue grew until the arrivals stopped, so its
     latencies measure the trace's length, not a steady state a deployment would run in. Judged on the run's time
-    series: a tenth or more of the requests still queued or running at the end of the interval of the last arrival
-    (a lower bound of those at the arrival itself), and the backlog growing across the arrivals -- seen, as the
-    requests waiting (``waiting_trend``: in PD also for decode memory or with their KV crossing the link) over the
-    last quarter of the arrival window averaging ``OVERLOAD_WAITING_RISE`` more than over its first half (a burst that
-    drained is not a growing queue), or, where every request arrived within one mean E2E, projected by Little's law (a batch that grew with
-    every arrival, whose steady state would not fit at once)."""
+    series: more requests still queued or running at the end of the interval of the last arrival (a lower bound of
+    those at the arrival itself) than it held on average over the first half of the arrivals (``held_early``: a
+    steady state holds as many throughout, Little's law; a backlog growing at (rate - capacity) is past it however
+    small a share of the requests), and the backlog growing across the arrivals -- seen, as the requests waiting
+    (``waiting_trend``: in PD also for decode memory or with their KV crossing the link) over the last quarter of the
+    arrival window averaging ``OVERLOAD_WAITING_RISE`` more than over its first half (a burst that drained is not a
+    growing queue), or, where every request arrived within one mean E2E, projected by Little's law (a batch that
+    grew with every arrival, whose steady state would not fit at once)."""
     ttft = (metrics.get("ttft_s") or {}).get("mean")
-    backlog_total = arrival_backlog(metrics)
-    if not ttft or not np.isfinite(ttft) or backlog_total is None:
+    backlog_total, held = arrival_backlog(metrics), held_early(metrics)
+    if not ttft or not np.isfinite(ttft) or backlog_total is None or held is None:
         return None  # (no TTFT: no request completed)
     backlog, total = backlog_total
-    if backlog < OVERLOAD_BACKLOG * total:
+    if backlog <= held:
         return None
     trend = waiting_trend(metrics)
     span, e2e = arrival_span_bound(metrics), (metrics.get("e2e_s") or {}).get("mean")
@@ -220,7 +237,8 @@ def overload_caveat(metrics: dict[str, Any]) -> str | None:
     else:
         return None
     return (f"overloaded: at least {backlog:,} of {total:,} requests ({backlog / total:.0%}) were still queued or running when "
-            f"the last arrived, and {why}: requests came faster than they were "
+            f"the last arrived, more than the {held:,.1f} in the system on average over the first half of the "
+            f"arrivals, and {why}: requests came faster than they were "
             "served, so latencies grow with the trace's length (--max-rate finds the rate this deployment sustains)")
 
 
