@@ -328,6 +328,27 @@ def test_a_mildly_overloaded_queue_is_called_overloaded_however_small_its_backlo
     assert queue[1600] > 3.9 * queue[400]  # the caveat's claim: the wait grows with the trace's length
 
 
+def test_a_burst_within_one_time_series_interval_is_called_overloaded():
+    """By hand: n identical requests (200 tokens in, 50 out) all at t = 0 on one instance of 4 sequence slots. At the
+    last arrival (t = 0) all n are in the system and none was before it, so the backlog is n against 0 held over the
+    first half of the arrival window; the line then drains 4 at a time, so request k waits ~floor(k / 4) services and
+    the mean wait ~(n / 4 - 1) / 2 services: 4x the requests wait ~4x as long, the caveat's claim. The window is one
+    time-series interval: sampled at interval ends alone, the first half's one sample was the whole backlog, and the
+    run was never flagged (it was before the backlog gate compared the two)."""
+    from sim.report.document import arrival_backlog, held_early, overload_caveat
+
+    config = load_config(None, sets=[*ONE, "serving.max_num_seqs=4"])
+    queue = {}
+    for n in (400, 1600):
+        result, _ = run_serving(make_trace([0.0] * n, [200] * n, [50] * n), config, "single")
+        m = result.metrics
+        assert arrival_backlog(m) == (n, n) and held_early(m) == 0.0
+        caveat = overload_caveat(m)
+        assert caveat is not None and f"at least {n:,} of {n:,} requests" in caveat, caveat
+        queue[n] = m["ttft_breakdown_s"]["queue"]
+    assert queue[1600] > 3.5 * queue[400]  # (1600 / 4 - 1) / (400 / 4 - 1) = 4.03
+
+
 def test_pd_time_series_count_a_request_whose_kv_is_in_transfer():
     """L = λW in PD, over a slow link (2 Gb/s: a 1,000-token prompt's 128 MiB of KV takes ~0.5 s): a request whose KV
     is on its way to the decode instance is in the system, queued (vLLM counts one waiting for remote KV among its

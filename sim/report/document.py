@@ -135,16 +135,18 @@ def arrival_backlog(metrics: dict[str, Any]) -> tuple[int, int] | None:
 
 
 def held_early(metrics: dict[str, Any]) -> float | None:
-    """Mean requests in the system (queued or running) over the first half of the arrival window, sampled at the end
-    of each interval from the first arrival's to the last one's: what the run held as it went (Little's law: a
-    steady state holds rate x mean time in system throughout); None without a time series."""
+    """Mean requests in the system (queued or running) over the first half of the arrival window, sampled as
+    ``waiting_trend`` samples the line: from the start of the first arrival's interval to the end of the last one's:
+    what the run held as it went (Little's law: a steady state holds rate x mean time in system throughout); None
+    without a time series. (Sampled at the interval ends alone, a burst within one interval had one sample, its
+    whole backlog, and never passed the gate however far beyond the instances it was.)"""
     series = metrics.get("timeseries") or {}
     arrivals = np.asarray(series.get("arrivals", []), dtype=float)
     completions = np.asarray(series.get("completions", []), dtype=float)
     if len(completions) != len(arrivals) or not np.any(arrivals > 0):
         return None
     at = np.flatnonzero(arrivals > 0)
-    held = (np.cumsum(arrivals) - np.cumsum(completions))[at[0]: at[-1] + 1]
+    held = np.concatenate([[0.0], np.cumsum(arrivals) - np.cumsum(completions)])[at[0]: at[-1] + 2]
     return float(held[: max(1, len(held) // 2)].mean())
 
 
