@@ -65,3 +65,26 @@ def test_in_order_positions_are_the_clock():
     for hook, key, at in steps:
         hook(key, at)
         assert policy.state["ints"][S_CLOCK] == at and policy.state["last"][key] == at
+
+
+def test_the_compiled_replay_and_the_hooks_agree_on_in_order_positions():
+    # a replay's positions come in order: the hooks one by one (the tier's order: victim, remove, insert) and the
+    # compiled replay_plain make the same decisions (perfect predictor of a random stream, 40 ids, 12 blocks)
+    from sim.cache.access import next_use_index
+
+    stream = np.random.default_rng(3).integers(0, 40, 3000)
+    hooks, fast = (Learned(12, next_use_index(stream).astype(np.float64)) for _ in range(2))
+    resident, hits = set(), []
+    for at, key in enumerate(stream.tolist()):
+        if key in resident:
+            hooks.on_access(key, at)
+            hits.append(at)
+            continue
+        if len(resident) >= 12:
+            victim = hooks.victim(key)
+            hooks.on_remove(victim)
+            resident.remove(victim)
+        hooks.on_insert(key, at)
+        resident.add(key)
+    fast_hits, _ = fast.replay_plain(stream.tolist(), set(), 12, 0)
+    assert fast_hits == hits and 0 < len(hits) < len(stream)
