@@ -182,9 +182,10 @@ def _model_victim(model_slots, n, ints, floats, table, dist, edges, now):
 
 
 @njit(cache=True)
-def _model_step(blocks, last, model_slots, ints, floats, table, dist, edges, key, klass, now):
-    """The model expert sees an access to ``key`` (predicted class ``klass``); returns True on a hit."""
-    meta = (now << CLASS_BITS) | klass
+def _model_step(blocks, last, model_slots, ints, floats, table, dist, edges, key, klass, at, now):
+    """The model expert sees an access to ``key`` at stream position ``at`` (predicted class ``klass``, its
+    idle time counted from ``at``) when the clock reads ``now`` (>= ``at``); returns True on a hit."""
+    meta = (at << CLASS_BITS) | klass
     slot = blocks[key, B_MODEL]
     if slot >= 0:
         model_slots[1, slot] = meta
@@ -192,7 +193,7 @@ def _model_step(blocks, last, model_slots, ints, floats, table, dist, edges, key
     n = ints[S_NMODEL]
     if n >= ints[S_CAP]:
         slot, victim_hd = _model_victim(model_slots, n, ints, floats, table, dist, edges, now)
-        if density(table, dist, edges, floats, klass, 0) < victim_hd:
+        if density(table, dist, edges, floats, klass, age_bucket(now - at)) < victim_hd:
             return False  # admission: the newcomer is worth less than what it would displace
         victim = model_slots[0, slot]
         floats[X_AGE] += floats[X_AGE_WEIGHT] * ((now - (model_slots[1, slot] >> CLASS_BITS)) - floats[X_AGE])
@@ -233,10 +234,17 @@ def _real_fallback(blocks, last, real_ids, ints, floats, table, dist, edges):
 
 
 @njit(cache=True)
-def _experts_step(blocks, last, model_slots, ints, floats, table, dist, edges, key, klass, now):
-    """Every expert sees the access; the leader is re-elected on their decayed hit counts: the expert
-    with the most hits takes over when its lead is significant (``X_SIGMAS`` of a Poisson count)."""
-    hit_model = _model_step(blocks, last, model_slots, ints, floats, table, dist, edges, key, klass, now)
+def _experts_step(blocks, last, model_slots, ints, floats, table, dist, edges, key, klass, at):
+    """Every expert sees the access at stream position ``at``; the leader is re-elected on their decayed hit
+    counts: the expert with the most hits takes over when its lead is significant (``X_SIGMAS`` of a Poisson count).
+
+    ``at`` is which access the block's class came from, and its idle time counts from there (``last``); the clock
+    (``S_CLOCK``: eviction ages, idle times, the horizon's schedule) is the latest position seen, as positions
+    need not come in order: serving returns a request's blocks at their own accesses when it frees them, a
+    cluster fetch brings a block up as of its previous access, a lower tier takes a demoted block as of its last
+    use. Taken as the time, an earlier position wound every other block's idle time back."""
+    now = max(ints[S_CLOCK], at)
+    hit_model = _model_step(blocks, last, model_slots, ints, floats, table, dist, edges, key, klass, at, now)
     hit_arc = arc_step(blocks, ints, floats, key)
     hit_lru = lru_step(blocks, ints, key)
     hit_s3 = s3_step(blocks, ints, key)
@@ -259,7 +267,7 @@ def _experts_step(blocks, last, model_slots, ints, floats, table, dist, edges, k
     if best != leader and won - lost > floats[X_SIGMAS] * np.sqrt(won + lost + 1.0):
         ints[S_LEADER] = best
         ints[S_SWITCHES] += 1
-    last[key] = now
+    last[key] = at
     blocks[key, B_CLASS] = klass
     ints[S_CLOCK] = now
 
@@ -268,17 +276,17 @@ def _experts_step(blocks, last, model_slots, ints, floats, table, dist, edges, k
 
 
 @njit(cache=True)
-def on_access(blocks, last, model_slots, ints, floats, table, dist, edges, key, klass, now):
+def on_access(blocks, last, model_slots, ints, floats, table, dist, edges, key, klass, at):
     """A hit in the real cache."""
-    _experts_step(blocks, last, model_slots, ints, floats, table, dist, edges, key, klass, now)
+    _experts_step(blocks, last, model_slots, ints, floats, table, dist, edges, key, klass, at)
 
 
 @njit(cache=True)
-def on_insert(blocks, last, real_ids, model_slots, ints, floats, table, dist, edges, key, klass, now):
+def on_insert(blocks, last, real_ids, model_slots, ints, floats, table, dist, edges, key, klass, at):
     """``key`` enters the real cache (after any victim left). Already there (a lower tier shared by
     instances receives the same block from two of them): an access."""
     if blocks[key, B_REAL] >= 0:
-        _experts_step(blocks, last, model_slots, ints, floats, table, dist, edges, key, klass, now)
+        _experts_step(blocks, last, model_slots, ints, floats, table, dist, edges, key, klass, at)
         return
     n = ints[S_NREAL]
     real_ids[n] = key
@@ -290,7 +298,7 @@ def on_insert(blocks, last, real_ids, model_slots, ints, floats, table, dist, ed
     not_s3 = blocks[key, B_S3] >> 2 != SMALL and blocks[key, B_S3] >> 2 != MAIN
     out_set(blocks, ints, key,
              (1 << MODEL) * not_model + (1 << ARC) * not_arc + (1 << LRU) * not_lru + (1 << S3FIFO) * not_s3, True)
-    _experts_step(blocks, last, model_slots, ints, floats, table, dist, edges, key, klass, now)
+    _experts_step(blocks, last, model_slots, ints, floats, table, dist, edges, key, klass, at)
 
 
 @njit(cache=True)
