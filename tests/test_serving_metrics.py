@@ -328,6 +328,36 @@ def test_a_mildly_overloaded_queue_is_called_overloaded_however_small_its_backlo
     assert queue[1600] > 3.9 * queue[400]  # the caveat's claim: the wait grows with the trace's length
 
 
+def test_a_stable_single_slot_poisson_queue_is_not_called_overloaded():
+    """An M/D/1 queue, by hand: one sequence slot, identical requests (200 tokens in, 50 out) each served in S (a lone
+    request's E2E), Poisson arrivals at 0.7 / S: load rho = 0.7 < 1, a stable queue, 200 requests, six seeds. Its
+    waiting line holds someone only while one is served and another waits: P(N >= 2) = rho - (1 - rho)(e^rho - 1)
+    = 0.40 (M/D/1's queue-length distribution), so it empties most of the time; its mean wait in a steady state is
+    rho S / (2 (1 - rho)) = 1.17 S (Pollaczek-Khinchine), which a run started empty approaches from below (Lindley's
+    waits rise stochastically from W_0 = 0), whatever the trace's length. Seeds 10 and 16 (a reviewer's stable
+    controls) hold more at the last arrival than over the first half and a line a request or more longer over the
+    last quarter than the first half -- the line's own swing -- and the rise test alone called them overloaded."""
+    from sim.report.document import arrival_backlog, held_early, overload_caveat, waiting_trend
+
+    config = load_config(None, sets=[*ONE, "serving.max_num_seqs=1"])
+    _, lone = run_serving(make_trace([0.0], [200], [50]), config, "single")
+    service, rho, n = float(lone.e2e[0]), 0.7, 200
+    waits, busy = [], []
+    for seed in (10, 16, 0, 1, 2, 3):
+        arrivals = np.cumsum(np.random.default_rng(seed).exponential(service / rho, n))
+        m = run_serving(make_trace(arrivals.tolist(), [200] * n, [50] * n), config, "single")[0].metrics
+        if seed in (10, 16):  # past the backlog gate, and the line rose: what the rule alone flagged
+            head, tail = waiting_trend(m)
+            assert arrival_backlog(m)[0] > held_early(m) and tail - head >= 1
+        assert overload_caveat(m) is None, (seed, overload_caveat(m))
+        waits.append(m["ttft_breakdown_s"]["queue"])
+        ts = m["timeseries"]
+        at = np.flatnonzero(ts["arrivals"])
+        busy.append(np.mean(np.asarray(ts["queued"])[at[0]: at[-1] + 2] > 0))
+    assert np.mean(busy) == pytest.approx(rho - (1 - rho) * np.expm1(rho), abs=0.1)  # M/D/1: P(N >= 2)
+    assert np.mean(waits) <= 1.2 * rho * service / (2 * (1 - rho))  # P-K, from below
+
+
 def test_a_burst_within_one_time_series_interval_is_called_overloaded():
     """By hand: n identical requests (200 tokens in, 50 out) all at t = 0 on one instance of 4 sequence slots. At the
     last arrival (t = 0) all n are in the system and none was before it, so the backlog is n against 0 held over the

@@ -112,6 +112,14 @@ OVERLOAD_BACKLOG = 0.10  # a tenth of the requests still in the system when the 
 # labelled by its own 4x and 16x longer twins) set the figure: a rise of one request sits between the steady runs and
 # the overloaded ones there (README: Overload).
 OVERLOAD_WAITING_RISE = 1.0
+# Where the sequence slots bound the run (all of them full at some sample of the arrival window), the rise must also
+# come with a waiting line that stays: non-empty in at least this share of the last quarter's samples. A stable
+# queue's line empties often: in a single-server queue it is non-empty only while the server is busy and another
+# waits, P(N >= 2) < rho (M/M/1: rho^2; M/D/1: rho - (1 - rho)(e^rho - 1), Pollaczek-Khinchine's distribution),
+# so 9 in 10 is reached on average only from a load of ~0.95 (M/M/1) or ~0.96 (M/D/1); an overloaded one, its line
+# grown, empties ever more rarely. (A continuous-batching server whose slots never fill meets an overload with a
+# larger batch instead: its line is the per-step admission queue, which empties at steps overloaded or not.)
+OVERLOAD_LINE_STAYS = 0.9
 
 
 def answer_caveats(metrics: dict[str, Any]) -> list[str]:
@@ -166,6 +174,28 @@ def waiting_trend(metrics: dict[str, Any]) -> tuple[float, float] | None:
     return float(window[: max(1, len(window) // 2)].mean()), float(window[-max(1, len(window) // 4):].mean())
 
 
+def line_stays(metrics: dict[str, Any]) -> bool:
+    """Whether the waiting line stayed over the last quarter of the arrival window (``waiting_trend``'s samples):
+    non-empty in ``OVERLOAD_LINE_STAYS`` of them, or the run's sequence slots (instances x ``max_num_seqs``) never
+    all full in the window (then the line is no slot-bound server's queue, and whether it empties says nothing).
+    True without the numbers (the rise test alone, as before)."""
+    series = metrics.get("timeseries") or {}
+    arrivals = np.asarray(series.get("arrivals", []), dtype=float)
+    queued = np.asarray(series.get("queued", []), dtype=float)
+    running = np.asarray(series.get("running", []), dtype=float)
+    inst = metrics.get("instances") or {}
+    count, seqs = inst.get("count"), inst.get("max_num_seqs")
+    if (len(queued) != len(arrivals) or len(running) != len(arrivals) or not np.any(arrivals > 0)
+            or not isinstance(count, int) or not isinstance(seqs, int)):
+        return True
+    at = np.flatnonzero(arrivals > 0)
+    window = slice(at[0], at[-1] + 2)
+    if running[window].max() < count * seqs:
+        return True
+    line = queued[window]
+    return bool(np.mean(line[-max(1, len(line) // 4):] > 0) >= OVERLOAD_LINE_STAYS)
+
+
 def arrival_span_bound(metrics: dict[str, Any]) -> float | None:
     """An upper bound of the time from the first arrival to the last (to the end of the time-series interval of the
     last arrival), None without a time series."""
@@ -213,8 +243,9 @@ def overload_caveat(metrics: dict[str, Any]) -> str | None:
     small a share of the requests), and the backlog growing across the arrivals -- seen, as the requests waiting
     (``waiting_trend``: in PD also for decode memory or with their KV crossing the link) over the last quarter of the
     arrival window averaging ``OVERLOAD_WAITING_RISE`` more than over its first half (a burst that drained is not a
-    growing queue), or, where every request arrived within one mean E2E, projected by Little's law (a batch that
-    grew with every arrival, whose steady state would not fit at once)."""
+    growing queue), the line staying there where the sequence slots bound the run (``line_stays``: a stable queue's
+    line empties often, one that grows does not), or, where every request arrived within one mean E2E, projected by
+    Little's law (a batch that grew with every arrival, whose steady state would not fit at once)."""
     ttft = (metrics.get("ttft_s") or {}).get("mean")
     backlog_total, held = arrival_backlog(metrics), held_early(metrics)
     if not ttft or not np.isfinite(ttft) or backlog_total is None or held is None:
@@ -224,7 +255,7 @@ def overload_caveat(metrics: dict[str, Any]) -> str | None:
         return None
     trend = waiting_trend(metrics)
     span, e2e = arrival_span_bound(metrics), (metrics.get("e2e_s") or {}).get("mean")
-    if trend is not None and trend[1] - trend[0] >= OVERLOAD_WAITING_RISE:
+    if trend is not None and trend[1] - trend[0] >= OVERLOAD_WAITING_RISE and line_stays(metrics):
         why = (f"the requests waiting grew across the arrivals ({trend[0]:,.1f} on average over their first half, "
                f"{trend[1]:,.1f} over their last quarter; queued, in PD also for decode memory or with their KV "
                "in transfer)")
