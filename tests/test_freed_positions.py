@@ -75,3 +75,22 @@ def test_belady_bounds_the_other_policies_on_one_instance_spanning_its_tiers(run
     assert status == 0, err
     hits = {run["name"]: run["metrics"]["hits"] for run in json.loads(out.read_text())["runs"]}
     assert all(hits["belady"] >= h for h in hits.values()), hits
+
+
+def test_a_prefix_let_go_by_the_earlier_of_its_holders_returns_at_its_latest_access():
+    # by hand: A = [s0 s1 a0 a1] at stream positions 0..3, B = [s0 s1 b0 b1] at 4..7. B ends first (a shorter
+    # answer): b1, b0 return at 7, 6; A still holds s0 s1. When A lets go, s1 and s0 were last used by B, at 5 and
+    # 4: returned at A's own 1 and 0, their next uses read there would be B's accesses, already past, and Belady
+    # would keep them as if used next however long they then stay unused
+    s0, s1, a0, a1, b0, b1 = range(6)
+    kv, calls = _recording_manager()
+    kv.latest_use = {}  # (the run sets it where a policy reads positions)
+    a = Job(0, 64, 1, [s0, s1, a0, a1], 0, target=64)
+    b = Job(1, 64, 1, [s0, s1, b0, b1], 4, target=64)
+    kv.allocate(a, 64)
+    kv.allocate(b, 64)
+    kv.free(b)
+    assert calls[-1] == ([b1, b0], [7, 6])
+    kv.free(a)
+    assert calls[-1] == ([a1, a0, s1, s0], [3, 2, 5, 4])
+    assert kv.latest_use == {}  # nothing is held any more

@@ -154,6 +154,9 @@ class KVCacheManager:
         # links this instance reads a lower-tier block over side by side (its ranks' distinct shards); None: the
         # tier's own (PD roles at different TPs read one shared tier over different counts: sim.serving.roles)
         self.read_lanes: int | None = None
+        # each held prompt block's latest access among the requests that held it (stream position), kept where a
+        # policy reads positions (``ServingRun`` sets it: Belady, learned): see ``free``
+        self.latest_use: dict[int, int] | None = None
         cache.resize_top(pool.total)
 
     # ------------------------------------------------------------- lookups
@@ -331,6 +334,8 @@ class KVCacheManager:
         fresh: Sequence[int] = ()
         if grow or prompt > job.held:  # (else a step within the blocks it holds: nothing to take)
             fresh = self.pool.hold(job.blocks[job.held:prompt], grow)
+            if self.latest_use is not None:
+                note_uses(self.latest_use, job.blocks, job.held, prompt, job.position)
             job.held = max(job.held, prompt)
             job.anonymous += grow
         if self.prefix_caching:
@@ -359,6 +364,8 @@ class KVCacheManager:
         if self.prefix_caching:
             self.cache.resize_top(self.pool.unused)
             positions = freed_positions(keys, freed, job.position + job_held - 1)
+            if self.latest_use is not None:
+                positions = latest_positions(self.latest_use, freed, positions)
             if partial and len(freed) and freed[0] == job.blocks[-1]:  # (deepest first: the partial one leads)
                 freed, positions = freed[1:], positions[1:]
             generated, at = self._generated_full_blocks(job)
@@ -417,6 +424,27 @@ class KVCacheManager:
         now = self.clock()
         for tier in self.cache.tiers[1:]:
             tier.charge_writes(now)
+
+
+def note_uses(latest: dict[int, int], blocks: Sequence[int], start: int, stop: int, first: int) -> None:
+    """Record that a request whose first block is at stream position ``first`` now holds ``blocks[start:stop]``
+    (block i at ``first + i``): each block's latest access among its holders."""
+    for i in range(start, stop):
+        key, at = int(blocks[i]), first + i
+        if latest.get(key, -1) < at:
+            latest[key] = at
+
+
+def latest_positions(latest: dict[int, int], freed: Sequence[int], positions: np.ndarray) -> np.ndarray:
+    """The positions ``freed`` blocks return to the cache at: each its latest access among the requests that held
+    it, not the last holder's own (``freed_positions``). A prefix two requests shared is let go by whichever frees it
+    last; when that is the earlier one (a longer answer), its own position's next use is the later request's access,
+    already past, and Belady would keep the block as if used next, however long it stays unused. The freed
+    blocks leave ``latest``: no request holds them now."""
+    out = positions.copy()
+    for j, key in enumerate(freed):
+        out[j] = max(int(out[j]), latest.pop(int(key), -1))
+    return out
 
 
 def freed_positions(keys: Sequence[int], freed: Sequence[int], first: int) -> np.ndarray:

@@ -208,6 +208,8 @@ class ServingRun:
                         prefix_caching=self.prefix_caching, shared_blocks=self.shared_blocks,
                         kv_manager=self._kv_manager())
         inst.kv.read_lanes = shape.lanes  # its ranks read a lower-tier block's pages side by side
+        if self._next_use is not None or self._predicted is not None:  # a policy reads freed blocks' positions
+            inst.kv.latest_use = {}
         inst.work.index_topk = model_spec(self.config.model).index_topk  # (sparse attention: utilization's bound)
         dp = self.config.serving.data_parallel_size
         if dp > 1:
