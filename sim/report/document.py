@@ -130,15 +130,25 @@ def answer_caveats(metrics: dict[str, Any]) -> list[str]:
     return [f"max_rate_rps: {note}"] * bool(note) + [c for c in [overload_caveat(metrics)] if c]
 
 
+def _arrival_series(metrics: dict[str, Any], *names: str) -> tuple[np.ndarray, list[np.ndarray], int, int] | None:
+    """The run's time series of arrivals, its columns ``names`` and the intervals of the first and last arrival;
+    None without a series that has both (each column as long as the arrivals) and an arrival."""
+    series = metrics.get("timeseries") or {}
+    arrivals = np.asarray(series.get("arrivals", []), dtype=float)
+    columns = [np.asarray(series.get(name, []), dtype=float) for name in names]
+    if any(len(column) != len(arrivals) for column in columns) or not np.any(arrivals > 0):
+        return None
+    at = np.flatnonzero(arrivals > 0)
+    return arrivals, columns, int(at[0]), int(at[-1])
+
+
 def arrival_backlog(metrics: dict[str, Any]) -> tuple[int, int] | None:
     """(requests still queued or running at the end of the interval of the last arrival, a lower bound of those at
     the arrival itself; requests), from the run's time series; None without one."""
-    series = metrics.get("timeseries") or {}
-    arrivals = np.asarray(series.get("arrivals", []), dtype=float)
-    completions = np.asarray(series.get("completions", []), dtype=float)
-    if len(completions) != len(arrivals) or not np.any(arrivals > 0):
+    found = _arrival_series(metrics, "completions")
+    if found is None:
         return None
-    last = int(np.flatnonzero(arrivals > 0)[-1])
+    arrivals, (completions,), _, last = found
     return int(np.sum(arrivals[: last + 1]) - np.sum(completions[: last + 1])), int(np.sum(arrivals))
 
 
@@ -148,13 +158,11 @@ def held_early(metrics: dict[str, Any]) -> float | None:
     what the run held as it went (Little's law: a steady state holds rate x mean time in system throughout); None
     without a time series. (Sampled at the interval ends alone, a burst within one interval had one sample, its
     whole backlog, and never passed the gate however far beyond the instances it was.)"""
-    series = metrics.get("timeseries") or {}
-    arrivals = np.asarray(series.get("arrivals", []), dtype=float)
-    completions = np.asarray(series.get("completions", []), dtype=float)
-    if len(completions) != len(arrivals) or not np.any(arrivals > 0):
+    found = _arrival_series(metrics, "completions")
+    if found is None:
         return None
-    at = np.flatnonzero(arrivals > 0)
-    held = np.concatenate([[0.0], np.cumsum(arrivals) - np.cumsum(completions)])[at[0]: at[-1] + 2]
+    arrivals, (completions,), first, last = found
+    held = np.concatenate([[0.0], np.cumsum(arrivals) - np.cumsum(completions)])[first: last + 2]
     return float(held[: max(1, len(held) // 2)].mean())
 
 
@@ -162,13 +170,11 @@ def waiting_trend(metrics: dict[str, Any]) -> tuple[float, float] | None:
     """(mean requests waiting over the first half of the arrival window, mean over its last quarter): the time
     series' ``queued`` (queued for admission; in PD also for decode memory or with their KV in transfer) sampled from
     the start of the first arrival's interval to the end of the last one's; None without two such samples."""
-    series = metrics.get("timeseries") or {}
-    arrivals = np.asarray(series.get("arrivals", []), dtype=float)
-    queued = np.asarray(series.get("queued", []), dtype=float)
-    if len(queued) != len(arrivals) or not np.any(arrivals > 0):
+    found = _arrival_series(metrics, "queued")
+    if found is None:
         return None
-    at = np.flatnonzero(arrivals > 0)
-    window = queued[at[0]: at[-1] + 2]  # the sample at an interval's end sees its events
+    _, (queued,), first, last = found
+    window = queued[first: last + 2]  # the sample at an interval's end sees its events
     if len(window) < 2:
         return None
     return float(window[: max(1, len(window) // 2)].mean()), float(window[-max(1, len(window) // 4):].mean())
@@ -179,17 +185,13 @@ def line_stays(metrics: dict[str, Any]) -> bool:
     non-empty in ``OVERLOAD_LINE_STAYS`` of them, or the run's sequence slots (instances x ``max_num_seqs``) never
     all full in the window (then the line is no slot-bound server's queue, and whether it empties says nothing).
     True without the numbers (the rise test alone, as before)."""
-    series = metrics.get("timeseries") or {}
-    arrivals = np.asarray(series.get("arrivals", []), dtype=float)
-    queued = np.asarray(series.get("queued", []), dtype=float)
-    running = np.asarray(series.get("running", []), dtype=float)
+    found = _arrival_series(metrics, "queued", "running")
     inst = metrics.get("instances") or {}
     count, seqs = inst.get("count"), inst.get("max_num_seqs")
-    if (len(queued) != len(arrivals) or len(running) != len(arrivals) or not np.any(arrivals > 0)
-            or not isinstance(count, int) or not isinstance(seqs, int)):
+    if found is None or not isinstance(count, int) or not isinstance(seqs, int):
         return True
-    at = np.flatnonzero(arrivals > 0)
-    window = slice(at[0], at[-1] + 2)
+    _, (queued, running), first, last = found
+    window = slice(first, last + 2)
     if running[window].max() < count * seqs:
         return True
     line = queued[window]
