@@ -44,7 +44,7 @@ from sim.report.output import atomic_write_text
 __all__ = ["flush_when_sources_change", "njit", "start_target"]
 
 # Said once, when the first function must be compiled (a cold cache: the first run after an install or an edit), so a
-# newcomer's first run does not sit silent for seconds to a minute (README "Policies": 13-18 s a policy on 2 cores)
+# newcomer's first run does not sit silent for seconds to a minute (README "Policies": 7-18 s of CPU a policy on 2 cores)
 COMPILING_NOTE = ("compiling the simulator's kernels for this machine (the first run after an install or an edit: "
                   "seconds to a minute; cached for later runs)")
 # module name -> the files ``flush_when_sources_change`` watches for it (tests/test_compiled_sources.py holds each
