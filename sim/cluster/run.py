@@ -55,8 +55,7 @@ class ClusterRun(PrefixFetch, ServingRun):
         super().__init__(trace, config, "cluster", progress, pd=pd)
         # where a policy reads stream positions, a fetched block enters HBM as of its previous access
         # (``sim.cluster.fetch.fetched_positions``)
-        self.previous_use = (previous_use_index(self.stream.blocks)
-                             if self._next_use is not None or self._predicted is not None else None)
+        self.previous_use = previous_use_index(self.stream.blocks) if self.reads_positions else None
 
     # ------------------------------------------------------------------ building
 

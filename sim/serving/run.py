@@ -130,6 +130,8 @@ class ServingRun:
                       states.state_groups if states is not None and config.serving.enable_prefix_caching else 0)
         self.arena = TierArena(future=next_use, max_keys=self.num_blocks * copies)
         self._next_use = next_use
+        # a policy reads the stream positions blocks enter the cache at (Belady's next uses, learned's classes)
+        self.reads_positions = next_use is not None or self._predicted is not None
         self.shared_tiers = self._lower_tiers()
         self.shared_blocks = reusable  # else no two requests hold the same block: pools only count
         self.prefix_cache_note = ("on" if self.prefix_caching else "off: serving.enable_prefix_caching is false"
@@ -199,7 +201,7 @@ class ServingRun:
         states = self.states is not None and self.config.serving.enable_prefix_caching
         cache = build_cache([hbm, *lower], self.stored_bytes,
                             inclusive=self.config.cache.inclusion == "inclusive",
-                            track_positions=self._next_use is not None or self._predicted is not None,
+                            track_positions=self.reads_positions,
                             num_blocks=self.num_blocks, copy_from=self.num_blocks if states else None,
                             copy_bytes=stored_copy_bytes(self.store_config) if states else None,
                             read_copies=shape.read_copies, span=self.spans_tiers)
@@ -208,7 +210,7 @@ class ServingRun:
                         prefix_caching=self.prefix_caching, shared_blocks=self.shared_blocks,
                         kv_manager=self._kv_manager())
         inst.kv.read_lanes = shape.lanes  # its ranks read a lower-tier block's pages side by side
-        if self._next_use is not None or self._predicted is not None:  # a policy reads freed blocks' positions
+        if self.reads_positions:  # (freed shared prefixes at their latest use: ``KVCacheManager.free``)
             inst.kv.latest_use = {}
         inst.work.index_topk = model_spec(self.config.model).index_topk  # (sparse attention: utilization's bound)
         dp = self.config.serving.data_parallel_size
