@@ -133,7 +133,7 @@ STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 @contextmanager
 def _stop_signals_held():
     """SIGINT and SIGTERM wait while workers are forked. A worker starts with them blocked, so one that arrives
-    before the worker has its own handlers waits for them (``_worker_start``) instead of running the parent's,
+    before the worker has its own handlers waits for them (``worker_start``) instead of running the parent's,
     inherited by the fork (a traceback, or a second "kvsim: terminated", from the worker). The parent only notes
     one meanwhile and raises it once the forks are done: its handler, run by Python wherever the main thread is,
     could run inside a fork hook, which ignores the exception (the sweep then waited for its points)."""
@@ -154,7 +154,7 @@ def _stop_signals_held():
             signal.raise_signal(signum)
 
 
-def _worker_start(parent: int) -> None:
+def worker_start(parent: int) -> None:
     """A worker dies with its sweep, never outlives it computing and appending to the journal: SIGTERM is back to
     its default (the parent's handler, inherited by the fork, would raise an exception the pool reports and the
     worker survives), and on Linux the kernel sends it SIGTERM when the parent dies, even by SIGKILL. Ctrl-C, which
@@ -180,7 +180,7 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     context = _context()
     if context.get_start_method() != "fork" and QUIET_RESOURCE_TRACKER not in sys.warnoptions:
         sys.warnoptions.append(QUIET_RESOURCE_TRACKER)
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_start,
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=worker_start,
                                initargs=(os.getpid(),))
 
 

@@ -26,7 +26,6 @@ import io
 import json
 import multiprocessing
 import os
-import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -221,15 +220,6 @@ def _point(point: tuple[str, str, int, list[str]]) -> dict[str, Any]:
             "short": short, "long": {k: long[k] for k in keys}, "longest": {k: longest[k] for k in keys}}
 
 
-def _worker_start() -> None:
-    """A forked worker leaves stopping to the parent: SIGTERM back to its default (kvsim's handler, inherited by the
-    fork, raised ``Terminated`` in each idle worker the pool's ``terminate`` signalled -- a traceback each, and a
-    worker left waiting on the task queue's lock the dead one held: a hang) and Ctrl-C, which the terminal sends the
-    whole process group, ignored (the parent's ``KeyboardInterrupt`` terminates the pool)."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def run(args: argparse.Namespace) -> int:
     points = [p for p in grid() if not args.only or args.only in p[1]]
     traces = {a[i + 1] for *_, a in points for i, flag in enumerate(a) if flag == "--workload-trace"}
@@ -238,7 +228,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"overload_grid: trace {missing[0]} not found (set KVSIM_SHARED_DATA, or --only to skip its points)",
               file=sys.stderr)
         return 2
+    # a forked worker leaves stopping to this process, as a sweep's do (kvsim's SIGTERM handler, inherited by the
+    # fork, raised ``Terminated`` in each idle worker the pool's ``terminate`` signalled: a traceback each, and a
+    # worker left waiting on the task queue's lock the dead one held, a hang)
     import main  # noqa: F401  (imported once, before the workers fork)
+    from experiments.runner import worker_start
 
     done = set()
     out = Path(args.out)
@@ -246,7 +240,7 @@ def run(args: argparse.Namespace) -> int:
         done = {json.loads(line)["name"] for line in out.read_text().splitlines() if line.strip()}
     todo = [p for p in points if p[1] not in done]
     ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(args.jobs, initializer=_worker_start) as pool, out.open("a") as fh:
+    with ctx.Pool(args.jobs, initializer=worker_start, initargs=(os.getpid(),)) as pool, out.open("a") as fh:
         for rec in pool.imap_unordered(_point, todo):
             fh.write(json.dumps(rec) + "\n")
             fh.flush()
