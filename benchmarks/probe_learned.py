@@ -253,12 +253,12 @@ def probe_seeds(setup: Setup) -> None:
 
 def probe_continues(setup: Setup) -> None:
     from learned.features import _chain_sessions, previous_turn
-    from sim.cache.mrc import previous_use
+    from sim.cache.access import previous_use_index
 
     trace = load(0, 1)
     stream = trace.access_stream()
     owner, _ = block_positions(trace.block_offsets)
-    parent = previous_turn(trace, previous_use(stream), owner)
+    parent = previous_turn(trace, previous_use_index(stream), owner)
     turn, root = _chain_sessions(parent)
     n = len(trace)
     continues = np.zeros(n, bool)

@@ -29,8 +29,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from sim.cache.access import NEVER, next_use_index, tokens_per_access
-from sim.cache.mrc import previous_use
+from sim.cache.access import NEVER, next_use_index, previous_use_index, tokens_per_access
 from sim.jit import njit
 from trace.blocks import block_positions
 from trace.request import Trace
@@ -131,7 +130,7 @@ def access_features(trace: Trace) -> np.ndarray:
         out[:, column[name]] = values
 
     t = np.arange(n, dtype=np.int64)
-    prev = previous_use(stream)
+    prev = previous_use_index(stream)
     put("log_gap1", _log(np.where(prev >= 0, t - prev, np.nan)))
     put("log_gap2", _log(_previous_gap(prev, prev)))
     put("log_gap3", _log(_previous_gap(prev, np.where(prev >= 0, prev[np.maximum(prev, 0)], -1))))

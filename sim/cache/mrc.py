@@ -29,16 +29,6 @@ NO_REUSE = np.iinfo(np.int64).max
 SHARDS_MODULUS = 1 << 24
 
 
-def previous_use(stream: np.ndarray) -> np.ndarray:
-    """For each position, the position of the previous access to the same key, or -1."""
-    stream = np.asarray(stream)
-    order = np.argsort(stream, kind="stable")
-    prev = np.full(len(stream), -1, dtype=np.int64)
-    same = stream[order[1:]] == stream[order[:-1]]
-    prev[order[1:][same]] = order[:-1][same]
-    return prev
-
-
 _M1, _M2, _M4, _H01 = (np.uint64(0x5555555555555555), np.uint64(0x3333333333333333),
                       np.uint64(0x0F0F0F0F0F0F0F0F), np.uint64(0x0101010101010101))
 BLOCK_BITS = 9  # positions per Fenwick node: 512 (8 words of the bit set, one cache line)
