@@ -19,7 +19,7 @@ import io
 from pathlib import Path
 from typing import Protocol, Sequence, TypeVar
 
-from tests.random_aims import _aim_gdn, _aim_sliding, _aim_span, _get, _holding, _holds, _put
+from tests.random_aims import aim_gdn, aim_sliding, aim_span, get_set, holding, holds, put_set
 from tests.random_catalog import (
     CALIBRATION,
     GDN,
@@ -138,7 +138,8 @@ def draw_argv(c: Chooser, *, hunt: bool = False) -> list[str]:
                  f"workload.synthetic.input_tokens_mean={c.pick([16, 200, 1024])}",
                  f"workload.synthetic.output_tokens_mean={c.pick([1, 8, 100])}",
                  f"workload.synthetic.rate_rps={c.pick([0.5, 5, 500])}"]
-        if c.maybe(0.2) and (not hunt or _get(sets, "workload.synthetic.kind") in ("multi-turn", "agentic") or c.maybe(0.1)):
+        if c.maybe(0.2) and (not hunt or get_set(sets, "workload.synthetic.kind") in ("multi-turn", "agentic")
+                             or c.maybe(0.1)):
             # (refused beside another kind: it starts sessions)
             sets.append(f"workload.synthetic.start={c.pick(['steady', 'empty'])}")
     if mode in ("single", "pd", "cluster", "cluster-pd", "cache-only"):
@@ -189,23 +190,23 @@ def draw_argv(c: Chooser, *, hunt: bool = False) -> list[str]:
             sets.append(f"model={c.pick([*LIGHT, *HEAVY])}")  # the model sizes a block's bytes
     if mode == "mrc" and c.maybe(0.3):
         argv += ["--mrc-sample-rate", str(c.pick([0.1, 0.5]))]
-    model = _get(sets, "model")
+    model = get_set(sets, "model")
     if hunt and mode == "cache-only" and model and c.maybe(0.9):  # hybrids replay blocks with every layer's KV only
         if model in GDN:
-            _put(sets, "model", c.pick([*LIGHT, *SLIDING]))
-        if _get(sets, "model") in SLIDING:
+            put_set(sets, "model", c.pick([*LIGHT, *SLIDING]))
+        if get_set(sets, "model") in SLIDING:
             sets.append("serving.disable_hybrid_kv_cache_manager=true")
     if serving:
         model = _serving(c, mode, argv, sets, hunt=hunt)
     owned = (mode == "cache-only" and not one_tier) or (mode == "single" and (
-        _get(sets, "serving.num_instances") == "1" or "rtx4090_llama31" in " ".join(argv)))  # (its node: one GPU)
+        get_set(sets, "serving.num_instances") == "1" or "rtx4090_llama31" in " ".join(argv)))  # (its node: one GPU)
     if hunt and owned and c.maybe(0.8):
-        _aim_span(c, mode, argv, sets)
+        aim_span(c, mode, argv, sets)
     if serving:
         if hunt and model in GDN and c.maybe(0.9):
-            trace = _aim_gdn(c, argv, sets, trace)
+            trace = aim_gdn(c, argv, sets, trace)
         if hunt and model in SLIDING and c.maybe(0.9):
-            _aim_sliding(c, argv, sets)
+            aim_sliding(c, argv, sets)
     # --seeds: refused where the seed draws nothing (a trace at its own arrival times)
     seeded = not trace or any(s.startswith("workload.arrivals.process") for s in sets)
     if mode in ("single", "pd", "cluster", "cluster-pd") and c.maybe((0.25 if hunt else 0.08) if seeded else 0.02):
@@ -280,11 +281,11 @@ def _serving(c: Chooser, mode: str, argv: list[str], sets: list[str], hunt: bool
             tp = pair // 2
         if hunt and model and not (gpu == "spec") and c.maybe(0.9):
             limit = min(node, pair // 2) if pair else node
-            held = _holding(model, gpu, tp, limit, _get(sets, "serving.dtype") == "fp8")
+            held = holding(model, gpu, tp, limit, get_set(sets, "serving.dtype") == "fp8")
             if held[0] != gpu:
-                _put(sets, "hardware.gpu", held[0])
+                put_set(sets, "hardware.gpu", held[0])
             if held[2]:
-                _put(sets, "serving.dtype", "fp8")
+                put_set(sets, "serving.dtype", "fp8")
             gpu, tp = held[:2]
         sets.append(f"serving.tensor_parallel_size={tp}")
         if tp > 1 and c.maybe(0.2):
@@ -310,7 +311,7 @@ def _serving(c: Chooser, mode: str, argv: list[str], sets: list[str], hunt: bool
     instances = 1 if profile and "rtx4090" in profile else None  # that profile's node is one GPU
     if mode == "single" and instances is None:  # instances form data-parallel groups of D
         instances = c.pick([n * dp for n in (1, 2, 4) if fits(n * tp * dp)] or [dp])
-        if hunt and dp == 1 and c.maybe(0.5):  # one instance: one policy spans its tiers (``_aim_span``)
+        if hunt and dp == 1 and c.maybe(0.5):  # one instance: one policy spans its tiers (``aim_span``)
             instances = 1
         sets.append(f"serving.num_instances={instances}")
     one = mode == "single" and instances == 1
@@ -324,7 +325,7 @@ def _serving(c: Chooser, mode: str, argv: list[str], sets: list[str], hunt: bool
         if not profile and c.maybe(0.4 if heavy else 0.15) and (not gdn or c.maybe(0.1)):
             roles = [1, 2, 4, 8]
             if hunt and model and gpu != "spec" and c.maybe(0.9):  # TPs that hold the weights
-                roles = [t for t in roles if _holds(model, gpu, t, _get(sets, "serving.dtype") == "fp8")] or roles
+                roles = [t for t in roles if holds(model, gpu, t, get_set(sets, "serving.dtype") == "fp8")] or roles
             ptp, dtp = c.pick(roles), c.pick(roles)
             if fits(max(ptp, dtp) * dp):
                 sets += [f"pd.prefill_tensor_parallel_size={ptp}", f"pd.decode_tensor_parallel_size={dtp}"]

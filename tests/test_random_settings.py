@@ -17,20 +17,20 @@ def test_raised_block_size_is_vllms_for_qwen3_next_on_an_h100():
     # layer 2 x 2 KV heads x 256 x 2 B = 2,048 B; with prefix caching the kernel is lcm(16, 64) = 64 tokens:
     # 64 x ceil(1,097,728 / (64 x 2,048)) = 64 x 9 = 576; without, 16 x ceil(1,097,728 / (16 x 2,048)) = 16 x 34 = 544
     base = ["model=qwen3-next-80b-a3b", "hardware.gpu=h100-sxm", "serving.tensor_parallel_size=1"]
-    assert random_aims._raised_block_size(base) == 576
-    assert random_aims._raised_block_size([*base, "serving.enable_prefix_caching=false"]) == 544
+    assert random_aims.raised_block_size(base) == 576
+    assert random_aims.raised_block_size([*base, "serving.enable_prefix_caching=false"]) == 544
 
 
 def test_holds_weights_by_hand():
     # Llama-3.3-70B: 70.6e9 parameters x 2 B = 141 GB; an H100's 80 GiB x 0.8 = 68.7 GB holds not half (70.6 GB) but
     # a quarter (35.3 GB); an H200's 141 GiB x 0.8 = 121 GB holds half
-    assert not random_aims._holds("llama-3.3-70b", "h100-sxm", 2, False)
-    assert random_aims._holds("llama-3.3-70b", "h100-sxm", 4, False)
-    assert random_aims._holds("llama-3.3-70b", "h200", 2, False)
-    assert not random_aims._holds("qwen2-7b", "h100-sxm", 8, False)  # 28 heads: TP 8 does not divide them
+    assert not random_aims.holds("llama-3.3-70b", "h100-sxm", 2, False)
+    assert random_aims.holds("llama-3.3-70b", "h100-sxm", 4, False)
+    assert random_aims.holds("llama-3.3-70b", "h200", 2, False)
+    assert not random_aims.holds("qwen2-7b", "h100-sxm", 8, False)  # 28 heads: TP 8 does not divide them
     # raised TP first, then a larger GPU
-    assert random_aims._holding("llama-3.3-70b", None, 1, 8, False) == (None, 4, False)
-    assert random_aims._holding("llama-3.3-70b", "l4", 1, 2, False) == ("h200", 2, False)
+    assert random_aims.holding("llama-3.3-70b", None, 1, 8, False) == (None, 4, False)
+    assert random_aims.holding("llama-3.3-70b", "l4", 1, 2, False) == ("h200", 2, False)
 
 
 def test_corners_name_mode_family_gpu_workload_and_features():
