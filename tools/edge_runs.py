@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import math
 import multiprocessing
 import os
 import resource
@@ -328,6 +329,8 @@ def run_all(todo: list[dict[str, Any]], workers: int, timeout: float, memory_gib
     context_ = multiprocessing.get_context("fork")
     pending, running, findings = list(reversed(todo)), [], 0
     tmp = tempfile.mkdtemp(prefix="kvsim-edges-")
+    if out_path:  # check_writable took a folder still to be made (as kvsim's outputs make theirs)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
     sink = out_path.open("a") if out_path else None
     counter = 0
     while pending or running:
@@ -377,6 +380,27 @@ def run_all(todo: list[dict[str, Any]], workers: int, timeout: float, memory_gib
     return findings
 
 
+def _done_commands(path: Path) -> set[str]:
+    """The commands of the runs ``path`` (an --out file) holds, for --resume; a line that is not such a run's record
+    is refused naming it (it was a JSONDecodeError or KeyError traceback, exit 1)."""
+    from sim.errors import InputError
+
+    done = set()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"--resume: cannot read --out {path}: {exc}") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            done.add(json.loads(line)["command"])
+        except (ValueError, TypeError, KeyError):
+            raise InputError(f"--resume: {path} line {number} is not a run's record (one JSON object with its "
+                             f"'command', as --out writes): {line[:60]!r}") from None
+    return done
+
+
 def main(argv: list[str] | None = None) -> int:
     if str(ROOT) not in sys.path:
         sys.path[:0] = [str(ROOT)]
@@ -395,8 +419,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="skip the runs --out holds already")
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per run, not only the findings")
     args = parser.parse_args(argv)
-    if args.jobs < 1 or args.timeout <= 0 or args.memory_gib <= 0:
-        parser.error("--jobs must be >= 1, --timeout and --memory-gib > 0")
+    # (nan passed ``x <= 0`` and inf any bound: each made every run a finding -- no answer within nan s, or a child
+    # that died setting its address-space limit to int(inf))
+    if args.jobs < 1 or not all(x > 0 and math.isfinite(x) for x in (args.timeout, args.memory_gib)):
+        parser.error("--jobs must be >= 1, --timeout and --memory-gib finite numbers > 0")
     if args.resume and args.out is None:
         parser.error("--resume reads the runs --out holds: give --out")
     if args.out is not None:  # (--out: a file; relative to where the command was given, not ROOT)
@@ -407,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     todo = pair_jobs() if args.pairs else jobs(args.only)
     todo = [job for job in todo if not any(part in job["key"] for part in args.skip)]
     if args.resume and args.out and args.out.exists():
-        done = {json.loads(line)["command"] for line in args.out.read_text().splitlines() if line.strip()}
+        done = _done_commands(args.out)
         todo = [job for job in todo if "python main.py " + shlex.join(job["argv"]) not in done]
     if args.list:
         for job in todo:

@@ -220,6 +220,27 @@ def _point(point: tuple[str, str, int, list[str]]) -> dict[str, Any]:
             "short": short, "long": {k: long[k] for k in keys}, "longest": {k: longest[k] for k in keys}}
 
 
+def _done_points(out: Path) -> set[str]:
+    """The names of the points ``out`` (run's --out) holds already; a line that is not a point's record is refused
+    naming it (it was a JSONDecodeError or KeyError traceback, exit 1, after the workers had started)."""
+    from sim.errors import InputError
+
+    if not out.exists():
+        return set()
+    try:
+        lines = out.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"--out {out}: cannot read the points it holds: {exc}") from None
+    done = set()
+    for number, line in enumerate(lines, 1):
+        try:
+            done.add(json.loads(line)["name"]) if line.strip() else None
+        except (ValueError, TypeError, KeyError):
+            raise InputError(f"--out {out} line {number} is not a grid point (one JSON object with its 'name', as "
+                             f"'run' writes): {line[:60]!r}") from None
+    return done
+
+
 def run(args: argparse.Namespace) -> int:
     points = [p for p in grid() if not args.only or args.only in p[1]]
     traces = {a[i + 1] for *_, a in points for i, flag in enumerate(a) if flag == "--workload-trace"}
@@ -234,11 +255,10 @@ def run(args: argparse.Namespace) -> int:
     import main  # noqa: F401  (imported once, before the workers fork)
     from experiments.runner import worker_start
 
-    done = set()
-    out = Path(args.out)
-    if out.exists():
-        done = {json.loads(line)["name"] for line in out.read_text().splitlines() if line.strip()}
+    out = args.out
+    done = _done_points(out)
     todo = [p for p in points if p[1] not in done]
+    out.parent.mkdir(parents=True, exist_ok=True)  # (check_writable took a folder still to be made)
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(args.jobs, initializer=worker_start, initargs=(os.getpid(),)) as pool, out.open("a") as fh:
         for rec in pool.imap_unordered(_point, todo):
@@ -258,8 +278,18 @@ LABELS = {"overloaded": "4x (TTFT of the 4x twin over the run's > 1.25)",
 
 
 def judge(args: argparse.Namespace) -> int:
+    import inspect
+
+    from sim.errors import InputError
     from sim.report.document import overload_caveat  # --rule-from's, where given: first on the path (see __main__)
 
+    if args.rule_from is not None:  # a folder holding no kvsim (or not the one imported) judged this checkout's rule
+        wanted = Path(args.rule_from).resolve() / "sim" / "report" / "document.py"
+        if not wanted.is_file():
+            raise InputError(f"--rule-from {args.rule_from}: not a kvsim checkout (no sim/report/document.py in it)")
+        if Path(inspect.getfile(overload_caveat)).resolve() != wanted:
+            raise InputError(f"--rule-from {args.rule_from}: its rule was not the one imported (give it on the "
+                             "command line: python tools/overload_grid.py judge GRID --rule-from CHECKOUT)")
     path = Path(args.grid)
     try:
         recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -287,17 +317,29 @@ def judge(args: argparse.Namespace) -> int:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    from sim.cli import OneLineParser, path_argument  # one-line errors (exit 2), as every other tool's
+
+    parser = OneLineParser(prog="python tools/overload_grid.py", name="overload_grid.py",
+                           description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run the grid (resumes: points already in --out are skipped)")
-    r.add_argument("--out", required=True, help="JSON-lines file of the labelled points (appended to)")
+    r.add_argument("--out", required=True, type=path_argument,
+                   help="JSON-lines file of the labelled points (appended to)")
     r.add_argument("--jobs", type=int, default=1, help="points run at once, each in a forked process (default 1)")
     r.add_argument("--only", help="points whose name contains this")
     j = sub.add_parser("judge", help="score the caveat against a grid's labels")
+    r.name = j.name = parser.name  # (their errors start as the command's others do)
     j.add_argument("grid", help="a JSON-lines file written by 'run'")
     j.add_argument("-v", "--verbose", action="store_true", help="list every false positive and negative")
     j.add_argument("--rule-from", metavar="CHECKOUT", help="judge the caveat of this kvsim checkout instead")
     args = parser.parse_args(argv)
+    if args.cmd == "run":  # refused before the grid starts (a pool of 0 workers, an --out it cannot append to
+        # were tracebacks, exit 1)
+        from sim.report.output import check_writable
+
+        if args.jobs < 1:
+            r.error("--jobs must be >= 1")
+        args.out = check_writable(args.out, "--out").absolute()
     return run(args) if args.cmd == "run" else judge(args)
 
 

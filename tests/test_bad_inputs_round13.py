@@ -1,0 +1,93 @@
+"""Bad-input round 13: the bug-hunting tools' own command lines (tools/edge_runs.py, tools/overload_grid.py).
+
+Bad usage is exit 2 with one line naming the flag (or the file and line), before any run; an --out whose folder is
+still to be made is made, as kvsim's own outputs make theirs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+EDGE = [sys.executable, str(ROOT / "tools" / "edge_runs.py")]
+GRID = [sys.executable, str(ROOT / "tools" / "overload_grid.py")]
+NOTHING = "no such key or point"  # an --only that selects nothing: the command does no run
+
+
+def _run(argv: list[str], tmp_path) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def _one_line(done: subprocess.CompletedProcess, *names: str) -> None:
+    assert done.returncode == 2, (done.returncode, done.stderr[-2000:])
+    message = done.stderr.strip()
+    assert "Traceback" not in done.stderr and "\n" not in message, message
+    for name in names:
+        assert name in message, (name, message)
+
+
+@pytest.mark.parametrize("flag, value", [("--timeout", "nan"), ("--timeout", "inf"), ("--memory-gib", "nan"),
+                                         ("--memory-gib", "inf")])
+def test_edge_runs_refuses_a_limit_that_is_no_number(flag, value, tmp_path):
+    """nan passed ``<= 0`` and inf any bound: every run of the tool was then a finding (no answer within nan s of
+    CPU; a child that died setting its address-space limit to int(inf)), exit 1, the tool's bugs reported as kvsim's."""
+    _one_line(_run([*EDGE, flag, value, "--only", "seed", "--list"], tmp_path), flag)
+
+
+@pytest.mark.parametrize("content", ["garbage\n", '{"key": "seed"}\n', "[1]\n"])
+def test_edge_runs_resume_names_a_line_of_out_that_is_no_run(content, tmp_path):
+    """--resume read --out's lines as records without a check: a JSONDecodeError or KeyError traceback, exit 1."""
+    (tmp_path / "runs.jsonl").write_text(content)
+    _one_line(_run([*EDGE, "--resume", "--out", "runs.jsonl", "--only", "seed", "--list"], tmp_path),
+              "runs.jsonl", "line 1")
+
+
+def test_edge_runs_makes_the_folder_of_its_out(tmp_path):
+    """check_writable takes an --out whose folders are still to be made (kvsim's outputs make them); the tool opened
+    the file without them: a FileNotFoundError traceback, exit 1."""
+    done = _run([*EDGE, "--only", NOTHING, "--out", "new/folder/runs.jsonl"], tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "new" / "folder" / "runs.jsonl").is_file()
+
+
+@pytest.mark.parametrize("argv, names", [
+    (["run", "--out", "g.jsonl", "--jobs", "0", "--only", NOTHING], ("--jobs",)),  # a ValueError traceback
+    (["run", "--out", "sub", "--only", NOTHING], ("--out", "directory")),  # IsADirectoryError traceback
+    (["run"], ("--out",)),  # argparse's usage block and error: two lines
+    (["run", "--out", "g.jsonl", "--out", "h.jsonl", "--only", NOTHING], ("--out",)),  # the last taken, unsaid
+    (["judge"], ("grid",)),
+    (["bogus"], ("bogus",)),
+])
+def test_overload_grid_refuses_bad_usage_in_one_line(argv, names, tmp_path):
+    (tmp_path / "sub").mkdir()
+    done = _run([*GRID, *argv], tmp_path)
+    _one_line(done, *names)
+    assert done.stderr.startswith("overload_grid.py: error: "), done.stderr
+    assert not (tmp_path / "g.jsonl").exists()
+
+
+@pytest.mark.parametrize("content", ["garbage\n", '{"class": "single"}\n', "[1]\n"])
+def test_overload_grid_names_a_line_of_out_that_is_no_point(content, tmp_path):
+    """run reads the points --out holds to skip them: a line that is none was a traceback (exit 1)."""
+    (tmp_path / "g.jsonl").write_text(content)
+    _one_line(_run([*GRID, "run", "--out", "g.jsonl", "--only", NOTHING], tmp_path), "g.jsonl", "line 1")
+
+
+def test_overload_grid_makes_the_folder_of_its_out(tmp_path):
+    done = _run([*GRID, "run", "--out", "new/folder/g.jsonl", "--only", NOTHING], tmp_path)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert (tmp_path / "new" / "folder" / "g.jsonl").is_file()
+
+
+def test_overload_grid_refuses_a_rule_from_a_folder_without_kvsim(tmp_path):
+    """judge --rule-from FOLDER put FOLDER first on the path; where it holds no kvsim, the import fell through to
+    this checkout's rule and the tool printed that rule's scores as FOLDER's, exit 0."""
+    (tmp_path / "g.jsonl").write_text("")
+    (tmp_path / "empty").mkdir()
+    _one_line(_run([*GRID, "judge", "g.jsonl", "--rule-from", "empty"], tmp_path), "--rule-from", "empty",
+              "not a kvsim checkout")
