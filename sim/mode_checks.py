@@ -14,15 +14,16 @@ def check_mode_settings(mode: str, config: Config, policies: list[str], cluster_
     node or fleet. The command line checks its one run; a sweep or a plan checks each point without ``fits``
     (``experiments.execute.check_point``): a point that does not fit fails alone and the others go on, as a
     sweep across sizes expects, while a mistake in the settings stops the sweep before it starts."""
-    from sim.cache.access import uses_learned_policy
+    from sim.cache.access import learned_policy_asker
     from sim.serving.kv_groups import check_hybrid_manager
 
     if mode == "cache-only" or mode in SERVING:
         check_hybrid_manager(config, "pd" if cluster_pd else mode, policies)  # (--cluster --pd: PD's transfers)
-    if uses_learned_policy(config, policies) and (mode == "cache-only" or mode in SERVING):
+    asker = learned_policy_asker(config, policies)
+    if asker and (mode == "cache-only" or mode in SERVING):
         from sim.cache.access import load_learned_model
 
-        load_learned_model(config)  # the model and its sidecar are checked before the trace loads
+        load_learned_model(config, asker)  # the model and its sidecar are checked before the trace loads
     if mode in SERVING:
         from sim.serving.roles import check_roles, kv_link_read
         from sim.serving.run import check_serving_settings

@@ -126,16 +126,33 @@ def policies_in_use(config: Config, policy: str) -> list[str]:
     """The eviction policies of a run whose tiers default to ``policy``: it and each built tier's own
     (``cache.tiers.<tier>.policy``), so the data a clairvoyant or learned tier needs is prepared. A lower tier of
     capacity 0 is never built (``sim.cache.tiers``): its policy is not in use (a learned one asked for a model)."""
+    return [policy, *(tier_policy for _, tier_policy in _tier_policies(config))]
+
+
+def _tier_policies(config: Config) -> list[tuple[str, str]]:
+    """(tier, its own policy) of each built tier that names one (``cache.tiers.<tier>.policy``)."""
     tiers = config.cache.tiers
-    return [policy, *(tier.policy for name, tier in ((f.name, getattr(tiers, f.name)) for f in fields(tiers))
-                      if tier.policy and (name == "hbm" or tier.capacity_gib > 0))]
+    return [(name, tier.policy) for name, tier in ((f.name, getattr(tiers, f.name)) for f in fields(tiers))
+            if tier.policy and (name == "hbm" or tier.capacity_gib > 0)]
 
 
 def uses_learned_policy(config: Config, policies: list[str]) -> bool:
     """Whether any of the runs of ``policies`` (each with the tiers' own policies) needs a learned model."""
+    return learned_policy_asker(config, policies) is not None
+
+
+def learned_policy_asker(config: Config, policies: list[str]) -> str | None:
+    """What asks the runs of ``policies`` for a learned model, said as a user set it: "policy 'learned'" (the run's
+    policy) or "cache.tiers.<tier>.policy=learned" (a built tier's own); None where nothing does."""
     from sim.cache.policies import POLICIES
 
-    return any(POLICIES[q].needs_predictions for p in policies for q in policies_in_use(config, p))
+    for policy in policies:
+        if POLICIES[policy].needs_predictions:
+            return f"policy '{policy}'"
+    for tier, policy in _tier_policies(config):
+        if POLICIES[policy].needs_predictions:
+            return f"cache.tiers.{tier}.policy={policy}"
+    return None
 
 
 def block_id_space(trace: Trace) -> int:
@@ -175,11 +192,12 @@ def learned_predictions(trace: Trace, config: Config):
     return model, model.predict(trace)
 
 
-def load_learned_model(config: Config):
+def load_learned_model(config: Config, asker: str = "policy 'learned'"):
     """``cache.learned_model`` and its sidecar, read and checked (what needs no trace: a run calls it before
-    the trace loads, so a missing or damaged model is refused first)."""
+    the trace loads, so a missing or damaged model is refused first); ``asker``: what needs it, for the refusal
+    of a run that names none (``learned_policy_asker``)."""
     from learned.model import LearnedModel
 
     if not config.cache.learned_model:
-        raise ConfigError("policy 'learned' needs cache.learned_model (train one: python -m learned.train --help)")
+        raise ConfigError(f"{asker} needs cache.learned_model (train one: python -m learned.train --help)")
     return LearnedModel.load(config.cache.learned_model)
