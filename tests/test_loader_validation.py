@@ -345,6 +345,24 @@ def test_absurd_arrival_span_names_the_likely_time_unit(tmp_path, run_cli, last,
         assert status == 2 and f"{path}: arrivals span" in err and names in err, err
 
 
+@pytest.mark.parametrize("times, names", [
+    # one row 10^25 s on, the others 0-20 s: the row, not a unit (ms as s would need every gap 1,000x too long)
+    ([0, 10, 20, 10**25], "the latest timestamp alone is 1e+25 s from the others, which span 20 s: a corrupt row?"),
+    # (read as us the span would fit, yet one row alone makes it: the row)
+    ([0, 5 * 10**12, 5 * 10**12 + 10, 5 * 10**12 + 20], "the earliest timestamp alone is 5e+12 s from the others, "
+                                                          "which span 20 s"),
+    # every gap alike 1,000x too long (ms read as s): the unit, as before
+    ([0, 10**9, 2 * 10**9, 3 * 10**9], "timestamps in ms read as s? then pass --workload-time-unit ms"),
+])
+def test_an_absurd_span_from_one_row_says_so(tmp_path, run_cli, times, names):
+    """A single corrupt timestamp in an otherwise plausible trace is named as such, not blamed on the time unit."""
+    path = tmp_path / "t.csv"
+    path.write_text("request_id,request_type,application_id,arrival_timestamp,batch_size,prompt_size,token_size\n"
+                    + "".join(f"{i},2,0,{t},1,100,8\n" for i, t in enumerate(times)))
+    status, _, err = run_cli("--trace-stats", "--no-plot", "--quiet", "--workload-trace", str(path))
+    assert status == 2 and f"{path}: arrivals span" in err and names in err, err
+
+
 # ----------------------------------------------------------------------------------------------
 # Integer timestamps past 2^53 (epoch nanoseconds): read as int64, made relative in integers. As float64 every
 # time there was a multiple of 256 ns: requests 100 ns apart read 0, 0, 256, 256, 512, 512 ns.

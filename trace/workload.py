@@ -99,11 +99,28 @@ def _likely_unit(trace: Trace, time_unit: str | None, fits: Callable[[float], bo
 def _span_cause(trace: Trace, time_unit: str | None) -> str:
     """The likely cause of an absurd arrival span: a finer unit read as seconds (ms as s: 1,000x too long), named
     with its flag when one makes the span plausible; else a corrupt timestamp."""
+    outlier = _lone_outlier(trace.arrival_s)
+    if outlier:
+        return outlier
     unit = _likely_unit(trace, time_unit, lambda span: span <= MAX_TRACE_SPAN_S, finer=True)
     if unit is None:
         return "a corrupt timestamp? (no --workload-time-unit makes the span plausible)"
     return (f"timestamps in {unit} read as {_read_unit(trace, time_unit)}? then pass --workload-time-unit {unit} "
             "(workload.time_unit); else a timestamp is corrupt")
+
+
+def _lone_outlier(arrival_s: np.ndarray) -> str | None:
+    """Where one timestamp alone makes the span absurd (the others span a plausible time, over 1,000 times shorter
+    than the gap to it), which one: a corrupt row, not a unit mistake, which stretches every gap alike."""
+    if len(arrival_s) < 3:
+        return None
+    span = float(arrival_s[-1] - arrival_s[0])
+    without = {"latest": float(arrival_s[-2] - arrival_s[0]), "earliest": float(arrival_s[-1] - arrival_s[1])}
+    for which, rest in without.items():
+        if 0 < rest <= MAX_TRACE_SPAN_S and rest * 1_000 < span:
+            return (f"the {which} timestamp alone is {span - rest:.3g} s from the others, which span {rest:.3g} s: "
+                    "a corrupt row?")
+    return None
 
 
 def _synthetic_span_cause(syn, limit: int | None) -> str:
