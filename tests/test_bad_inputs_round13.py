@@ -91,3 +91,11 @@ def test_overload_grid_refuses_a_rule_from_a_folder_without_kvsim(tmp_path):
     (tmp_path / "empty").mkdir()
     _one_line(_run([*GRID, "judge", "g.jsonl", "--rule-from", "empty"], tmp_path), "--rule-from", "empty",
               "not a kvsim checkout")
+
+
+@pytest.mark.parametrize("argv", [[*EDGE, "--skip", "", "--list"], [*EDGE, "--only", "", "--list"],
+                                  [*GRID, "run", "--out", "grid.jsonl", "--only", ""]])
+def test_an_empty_name_part_is_refused(argv, tmp_path):
+    """Every name contains the empty string: edge_runs' --skip '' left out every run ("0 runs, 0 findings", exit 0)
+    and overload_grid's --only '' ran the whole grid."""
+    _one_line(_run(argv, tmp_path), "--only")

@@ -423,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
     # that died setting its address-space limit to int(inf))
     if args.jobs < 1 or not all(x > 0 and math.isfinite(x) for x in (args.timeout, args.memory_gib)):
         parser.error("--jobs must be >= 1, --timeout and --memory-gib finite numbers > 0")
+    if args.only == "" or "" in args.skip:  # (every key contains "": --skip '' left out every run, --only '' none)
+        parser.error("--only and --skip need a part of a key's name, not an empty one")
     if args.resume and args.out is None:
         parser.error("--resume reads the runs --out holds: give --out")
     if args.out is not None:  # (--out: a file; relative to where the command was given, not ROOT)

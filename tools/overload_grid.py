@@ -339,6 +339,8 @@ def cli(argv: list[str] | None = None) -> int:
 
         if args.jobs < 1:
             r.error("--jobs must be >= 1")
+        if args.only == "":  # (every name contains "": the whole grid ran, 537 runs)
+            r.error("--only needs a part of a point's name, not an empty one")
         args.out = check_writable(args.out, "--out").absolute()
     return run(args) if args.cmd == "run" else judge(args)
 
