@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tests.bad_input_helpers import AZURE_OK, MOONCAKE_OK, Case, check_bad_input, setting
@@ -165,7 +166,7 @@ def _resave(model, tmp_path, text: str):
 
 @pytest.mark.parametrize("key, value, said", [
     ("split_feature", "99", "splits on a feature outside the model's 19"),  # (max_feature_idx=18)
-    ("threshold", "1" + "0" * 14 + "e999", "non-finite split threshold"),  # (a float's repr: ~19 characters)
+    ("threshold", "nan", "NaN split threshold"),  # (padded to the value's length: a float's repr, ~19 characters)
     ("decision_type", "9", "decision_type LightGBM does not write"),  # (categorical, in a model with none)
     ("left_child", "0", "child index (0)"),  # the root its own child: a cycle
     ("right_child", "-1", "is not a tree"),  # leaf 0 reached twice (it is always a left child), another never
@@ -176,12 +177,29 @@ def test_an_edited_tree_is_refused_naming_it(key, value, said, small_learned_mod
 
     text = small_learned_model.read_text()
     threshold_length = len(re.search(r"^threshold=(\S+)", text, re.M).group(1))
-    value = value if key != "threshold" else "1" + "0" * (threshold_length - 5) + "e999"
+    value = value if key != "threshold" else value.rjust(threshold_length)
     edited = _same_length(text, key, value)
     assert len(edited) == len(text) and edited != text
     with pytest.raises(InputError) as refused:
         LearnedModel.load(_resave(small_learned_model, tmp_path, edited))
     assert said in str(refused.value) and "model.txt" in str(refused.value), refused.value
+
+
+def test_an_infinite_threshold_lightgbm_writes_is_read():
+    """LightGBM splits a feature's values from its missing ones at ``threshold=inf`` (decision_type 8: missing NaN,
+    not default-left) where the values span zero (its zero bin): a model it wrote so was refused as "non-finite"."""
+    import lightgbm as lgb
+
+    from learned.sidecar import model_text_defect
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (4000, 2))
+    y = (rng.random(4000) < 0.5).astype(int)
+    x[y == 1, 0] = np.nan  # missing exactly where the label is 1: the first split separates them
+    text = lgb.train({"objective": "binary", "verbose": -1, "num_leaves": 3}, lgb.Dataset(x, y),
+                     num_boost_round=1).model_to_string()
+    assert re.search(r"^threshold=inf ", text, re.M), "LightGBM no longer writes the infinite threshold"
+    assert model_text_defect(text) is None
 
 
 def test_a_child_outside_the_tree_is_exit_2_not_a_crash(small_learned_model, tmp_path):
