@@ -175,7 +175,10 @@ def model_text_defect(text: str) -> str | None:
     process inside LightGBM (its trees are parsed in parallel, and an error there is std::terminate), so
     the layout is checked first: the header's ``tree_sizes`` slices, each a complete tree, then the trailer."""
     header, sep, _ = text.partition("\nTree=0\n")
-    if not text.startswith("tree\n") or not sep:
+    no_trees = text.startswith("tree\n") and not sep
+    if no_trees:  # a model of no trees (below), its header straight followed by the end of its trees
+        header, sep, _ = text.partition("\n\nend of trees\n")
+    if not text.startswith("tree\n") or not sep or no_trees and "\nTree=" in header:
         return "not a LightGBM model (no header and first tree)"
     keys = dict(line.partition("=")[::2] for line in header.splitlines() if "=" in line)
     try:
@@ -187,12 +190,18 @@ def model_text_defect(text: str) -> str | None:
     wrong = _classes_defect(classes, per_iteration, keys.get("objective", ""))
     if wrong:
         return wrong
-    if not sizes or per_iteration < 1 or len(sizes) % per_iteration or min(sizes) < 1:
+    if per_iteration < 1 or len(sizes) % per_iteration or min(sizes, default=1) < 1 or not sizes and not no_trees:
         return "its tree_sizes do not make whole boosting rounds"
     try:
         features = int(keys["max_feature_idx"]) + 1
     except (KeyError, ValueError):
         return "a LightGBM model header without max_feature_idx"
+    if no_trees:
+        # LightGBM writes a model of no trees, "tree_sizes=" then "end of trees" (src/boosting/gbdt_model_text.cpp,
+        # GBDT::SaveModelToString, of an empty iteration range: Booster.model_to_string(start_iteration=) past its
+        # last round), and reads it (GBDT::LoadModelFromString: zero trees, every raw score 0); refused as "not a
+        # LightGBM model". Its header must say so: a tree_sizes emptied before trees is LightGBM's silent zero trees.
+        return "its header's tree_sizes lists trees it does not hold" if sizes else None
     data = text.encode("utf-8")
     at = len(header.encode("utf-8")) + 1
     if at + sum(sizes) > len(data):

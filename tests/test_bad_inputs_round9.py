@@ -202,6 +202,30 @@ def test_an_infinite_threshold_lightgbm_writes_is_read():
     assert model_text_defect(text) is None
 
 
+def test_a_model_of_no_trees_lightgbm_writes_is_read():
+    """LightGBM writes a model of no trees ("tree_sizes=", then "end of trees": the rounds from past its last one) and
+    reads it back as zero trees; it was refused as "not a LightGBM model". Emptying a model's tree_sizes before its
+    trees, which LightGBM reads as zero trees too (every tree silently dropped), is still refused."""
+    import lightgbm as lgb
+
+    from learned.sidecar import model_text_defect
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(300, 3)), rng.integers(0, 3, 300)
+    booster = lgb.train({"objective": "multiclass", "num_class": 3, "verbose": -1, "num_threads": 1},
+                        lgb.Dataset(x, y), num_boost_round=2)
+    empty = booster.model_to_string(start_iteration=2)
+    assert "\ntree_sizes=\n\nend of trees\n" in empty
+    assert lgb.Booster(model_str=empty).num_trees() == 0  # LightGBM's own reading of it
+    assert model_text_defect(empty) is None
+    full = booster.model_to_string()
+    emptied = re.sub(r"^tree_sizes=.*$", "tree_sizes=", full, count=1, flags=re.M)
+    assert lgb.Booster(model_str=emptied).num_trees() == 0  # (the trees it holds are ignored)
+    assert "tree_sizes do not make whole boosting rounds" in model_text_defect(emptied)
+    assert "does not hold" in model_text_defect(empty.replace("tree_sizes=\n", "tree_sizes=9 9 9\n"))
+    assert "num_tree_per_iteration (3)" in model_text_defect(empty.replace("num_class=3\n", "num_class=2\n"))
+
+
 def test_a_child_outside_the_tree_is_exit_2_not_a_crash(small_learned_model, tmp_path):
     """A child index past the tree's nodes: LightGBM read past its arrays (SIGSEGV, exit 139, no message)."""
     model = _resave(small_learned_model, tmp_path, _same_length(small_learned_model.read_text(), "left_child", "99"))
