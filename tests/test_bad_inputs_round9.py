@@ -226,6 +226,42 @@ def test_a_model_of_no_trees_lightgbm_writes_is_read():
     assert "num_tree_per_iteration (3)" in model_text_defect(empty.replace("num_class=3\n", "num_class=2\n"))
 
 
+# Shapes of model LightGBM writes (src/io/tree.cpp, Tree::ToString) that the model-text check must let through, each
+# with the mark it leaves in the text: categorical splits (num_cat, decision_type 1: kCategoricalMask), linear trees
+# (is_linear=1 and leaf_coeff), zero as missing (decision_type 4 or 6: missing type Zero), missing values not used (a
+# split at kZeroThreshold, 1e-35f), random forests (the header's average_output), trees of one leaf only, a class no
+# training row has (a one-leaf tree in each round among trees that split)
+@pytest.mark.parametrize("params, mark", [
+    ({"categorical": True}, r"^num_cat=[1-9]\n(?:.*\n){3}decision_type=(?:.* )?1\b"),
+    ({"linear_tree": True}, r"^is_linear=1\nleaf_const="),
+    ({"zero_as_missing": True}, r"^decision_type=.*\b[46]\b"),
+    ({"use_missing": False}, r"^threshold=.*\b1.0000000180025095e-35\b"),
+    ({"boosting": "rf", "bagging_fraction": 0.5, "bagging_freq": 1}, r"^average_output$"),
+    ({"min_data_in_leaf": 5000}, r"^num_leaves=1$"),
+    ({"absent_class": True}, r"^num_leaves=1$(?s:.*)^num_leaves=[2-9]$"),
+])
+def test_shapes_of_model_lightgbm_writes_are_read(params, mark):
+    import lightgbm as lgb
+
+    from learned.sidecar import model_text_defect
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(2000, 4)), rng.integers(0, 3, 2000)
+    x[:, 0] += y
+    x[y == 2, 1] = 0.0  # (zero as missing splits here)
+    kwargs = {}
+    if params.pop("categorical", False):
+        x[:, 2] = np.where(y == 1, 3, rng.integers(0, 10, 2000))
+        kwargs["categorical_feature"] = [2]
+    if params.pop("absent_class", False):
+        y[y == 2] = 1  # class 2 of 4: none
+    params = {"objective": "multiclass", "num_class": 4, "verbose": -1, "num_leaves": 5, "num_threads": 1, **params}
+    text = lgb.train(params, lgb.Dataset(x, y, **kwargs), num_boost_round=3).model_to_string()
+    assert re.search(mark, text, re.M), f"LightGBM no longer writes {mark}"
+    lgb.Booster(model_str=text).predict(x[:3])  # LightGBM reads and runs it
+    assert model_text_defect(text) is None
+
+
 def test_a_child_outside_the_tree_is_exit_2_not_a_crash(small_learned_model, tmp_path):
     """A child index past the tree's nodes: LightGBM read past its arrays (SIGSEGV, exit 139, no message)."""
     model = _resave(small_learned_model, tmp_path, _same_length(small_learned_model.read_text(), "left_child", "99"))
