@@ -45,6 +45,7 @@ def _stem(trace) -> str:
 
 def run_trace_stats(run: Run) -> tuple[dict, list[RunResult]]:
     from sim.report.document import RunResult
+    from sim.serving.engine_limits import max_model_len
     from trace.continuations import check_outputs_in_next_turn_read
     from trace.stats import trace_stats
     from trace.workload import load_workload, with_trace_block_size
@@ -52,7 +53,14 @@ def run_trace_stats(run: Run) -> tuple[dict, list[RunResult]]:
     trace = load_workload(run.config)
     run.config = with_trace_block_size(run.config, trace)
     check_outputs_in_next_turn_read(trace, run.config.workload)
-    metrics = trace_stats(trace, run.config.workload.outputs_in_next_turn)
+    # the serving ceiling is over the requests a serving run admits by length (trace.stats.served_by_length)
+    limit = max_model_len(run.config)
+    metrics = trace_stats(trace, run.config.workload.outputs_in_next_turn, limit)
+    longer = int(trace.longer_than(limit).sum())
+    if longer:
+        run.notes.append(f"infinite_cache_hit_ratio_serving is over the {len(trace) - longer:,} requests within "
+                         f"{limit:,} tokens (prompt + output: {run.config.model}'s max_model_len); the serving modes "
+                         f"skip the other {longer:,} (exceeds_max_model_len); the cache-only replay takes them")
     if run.outputs.plot_dir is not None:
         from sim.report.plots import plot_trace_stats
 

@@ -170,9 +170,10 @@ def _unread(mode: str, config: Config, policies: list[str], given: dict[str, str
             if any(key == p or key.startswith(p + ".") for p in SINGLE_TIER_IGNORES):
                 yield key, ("not used beside --capacity-blocks (cache.capacity_blocks), which replays one tier of that "
                             "many blocks; drop one of them")
-    if mode in ("cache-only", "trace-stats") and config.workload.trace is not None and "serving.max_model_len" in given:
-        # only a serving run admits by it (sim.serving.admission); these modes read it for a synthetic conversation's
-        # context alone (trace.workload.context_tokens)
+    if mode == "cache-only" and config.workload.trace is not None and "serving.max_model_len" in given:
+        # only a serving run admits by it (sim.serving.admission); the replay reads it for a synthetic conversation's
+        # context alone (trace.workload.context_tokens); --trace-stats reads it for the serving ceiling's requests
+        # (trace.stats.served_by_length)
         yield "serving.max_model_len", (f"{MODE_FLAGS[mode]} takes every request of the trace {config.workload.trace} "
                                         "(only the serving modes skip longer ones, as vLLM rejects them); drop it")
     roles_tp = (config.pd.prefill_tensor_parallel_size, config.pd.decode_tensor_parallel_size)

@@ -32,16 +32,13 @@ CASES: dict[str, Case] = {
     "bundle_of_another_precision": Case([*PROFILED, "--set", "serving.dtype=fp32"],
                                         names=("{tmp}/b", "measured in bf16 (meta.yaml variant)", "serving.dtype is fp32"),
                                         files={"b/meta.yaml": "variant: bf16\n"}),
-    # the serving modes skip a request above serving.max_model_len (vLLM rejects it); the cache-only replay and
-    # --trace-stats take every request of a trace whatever it says (it bounds a synthetic conversation's context)
+    # the serving modes skip a request above serving.max_model_len (vLLM rejects it); the cache-only replay takes every
+    # request of a trace whatever it says (it bounds a synthetic conversation's context). --trace-stats reads it for
+    # its serving ceiling, over the requests a serving run admits (tests/test_generated_blocks.py)
     "max_model_len_in_cache_only_over_a_trace": Case(["--cache-only", "--quiet", "--no-plot", "--workload-trace",
                                                       "{tmp}/t.csv", "--set", "serving.max_model_len=200"],
                                                      names=("--set serving.max_model_len", "--cache-only takes every "
                                                             "request", "t.csv"), files={"t.csv": AZURE_OK}),
-    "max_model_len_in_trace_stats_over_a_trace": Case([*TRACE_STATS, "--workload-trace", "{tmp}/t.csv", "--set",
-                                                       "serving.max_model_len=200"],
-                                                      names=("--set serving.max_model_len", "--trace-stats"),
-                                                      files={"t.csv": AZURE_OK}),
     # --capacity-blocks gives the one tier's blocks, counted whole: the TP sized nothing (the report was the TP 1 one)
     "tensor_parallel_beside_capacity_blocks": Case(["--cache-only", "--quiet", "--no-plot", "--workload-trace",
                                                     "{tmp}/t.csv", "--capacity-blocks", "5", "--set",

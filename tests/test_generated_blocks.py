@@ -232,3 +232,30 @@ def test_any_trace_gives_each_request_its_generated_blocks_from_a_later_prompt_o
                            for later in lists[r + 1:])
 
     check()
+
+
+def test_the_serving_ceiling_leaves_out_the_requests_a_serving_run_skips_as_too_long(run_cli, tmp_path):
+    """The shape of Mooncake's FAST'25 synthetic trace, whose requests over a model's context (10 of 3,993, up to
+    191,378 tokens) the serving modes skip (exceeds_max_model_len): 512-token blocks, max_model_len 2,048. Prompts
+    [1 2] (1,024 tokens), [7 8 9 10] (2,048 + 1 output token: too long) and [1 2 5] (1,536 tokens), one output token
+    each (no generated block). Over every request 9 accesses, 2 hits (the third prompt's 1 2): 2 / 9 both ceilings,
+    below what a run reaches. A run serves the first and the third alone: 5 accesses, the same 2 hits (1,535 tokens
+    past the first: 2 whole blocks), 2 / 5, and that is the serving ceiling over the requests it serves (it was 2 / 9);
+    the prompt-only ceiling stays over every request, as the cache-only replay takes them all."""
+    import json
+
+    rows = [(0, 1024, [1, 2]), (1000, 2048, [7, 8, 9, 10]), (2000, 1536, [1, 2, 5])]
+    trace = tmp_path / "m.jsonl"
+    trace.write_text("".join(json.dumps({"timestamp": t, "input_length": n, "output_length": 1, "hash_ids": ids}) + "\n"
+                             for t, n, ids in rows))
+    common = ["--workload-trace", trace, "--set", "serving.max_model_len=2048", "--quiet", "--no-plot"]
+    reports = {}
+    for name, mode in (("stats", ["--trace-stats"]), ("single", ["--set", "serving.num_instances=1"])):
+        out = tmp_path / f"{name}.json"
+        status, _, err = run_cli(*mode, *common, "--report-json", out)
+        assert status == 0, err
+        reports[name] = json.loads(out.read_text())["runs"][0]["metrics"]
+    stats, single = reports["stats"], reports["single"]
+    assert (single["requests_completed"], single["hits"], single["accesses"]) == (2, 2, 5)
+    assert stats["infinite_cache_hit_ratio"] == 2 / 9
+    assert stats["infinite_cache_hit_ratio_serving"] == 2 / 5 == single["hit_ratio"]

@@ -149,6 +149,11 @@ class Trace:
         self.provenance.range_dropped = {setting: count for setting, count in dropped.items() if count}
         self.provenance.rows_used = last - first
 
+    def longer_than(self, max_tokens: int) -> np.ndarray:
+        """Where a request's prompt + output tokens exceed ``max_tokens`` (its output counted as at least one token:
+        every request decodes one), as a serving run's ``max_model_len`` refuses it (``sim.serving.admission``)."""
+        return self.input_tokens + np.maximum(self.output_tokens, 1) > max_tokens
+
     def drop(self, mask: np.ndarray, reason: str) -> int:
         """Remove the requests where ``mask`` is true and count them under ``reason`` in the
         provenance's skip reasons (requests a run can never serve are skipped, not simulated).

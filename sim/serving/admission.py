@@ -79,7 +79,7 @@ def admit(trace: Trace, config: Config, mode: str = "single") -> dict[str, int]:
             f"{capacities[PREFILL]:,} usable KV blocks of {block} tokens per prefill instance (the prompt and its "
             f"first token) and {capacities[DECODE]:,} per decode instance (the whole sequence)")
     limits = {
-        "exceeds_max_model_len": (lambda tokens: tokens > max_model_len(config), _model_len_limit(config)),
+        "exceeds_max_model_len": (lambda _: trace.longer_than(max_model_len(config)), _model_len_limit(config)),
         "exceeds_kv_capacity": (exceeds_capacity, each),
     }
     skipped = {}
