@@ -109,6 +109,8 @@ def run_serving_mode(run: Run) -> tuple[dict, list[RunResult]]:
     check_tpot_target_read(trace.output_tokens, config.slo, config.workload.trace or "the synthetic workload")
     policies = run.policies or [config.cache.policy]
     routers = run.routers or [config.cluster.router]
+    if run.mode == "cluster" and run.cluster_pd:
+        idle_gpus_note(config, run.notes)
     runs = []
     for policy in policies:  # one run per policy (and router) over the same trace
         for router in routers:
@@ -128,6 +130,20 @@ def run_serving_mode(run: Run) -> tuple[dict, list[RunResult]]:
                 write_requests_csv(requests, path)
                 run.notes.append(f"requests: {path}")
     return trace.provenance.to_dict(), runs
+
+
+def idle_gpus_note(config, notes: list[str]) -> None:
+    """Say where ``--cluster --pd`` leaves GPUs of each rack without an instance: its pools are ``pd.num_prefill`` and
+    ``pd.num_decode`` instances per rack, whatever the rack's size, so more nodes alone changed nothing (the same
+    results at 1, 2 and 4 nodes a rack, with no word why)."""
+    from sim.cluster.topology import Topology
+
+    topo = Topology.from_config(config, pd=True)
+    rack = topo.nodes_per_rack * topo.gpus_per_node
+    if topo.rack_gpus_used < rack:
+        notes.append(f"{rack - topo.rack_gpus_used:,} of each rack's {rack:,} GPUs run no instance: --cluster --pd "
+                     f"places pd.num_prefill={config.pd.num_prefill} prefill and pd.num_decode={config.pd.num_decode} "
+                     "decode instances in each rack (raise them to use its GPUs)")
 
 
 def name_run(result: RunResult, mode: str, policy: str, router: str, num_policies: int, num_routers: int) -> None:

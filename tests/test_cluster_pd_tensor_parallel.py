@@ -84,6 +84,28 @@ def test_the_report_counts_the_instances_in_the_pools(run_cli, tmp_path, prefill
     assert cluster["instances"] == expected and cluster["instances_used"] <= expected
 
 
+@pytest.mark.parametrize("sets,idle", [
+    # a rack of 2 nodes x 8 GPUs; per rack 2 prefill + 3 decode instances: at TP 1 GPUs 0-4 (11 idle); prefill TP 2
+    # GPUs 0-3, decode TP 1 4-6 (9 idle); both TP 2: 0-3 and 4-9 (6 idle)
+    (["pd.num_prefill=2", "pd.num_decode=3"], 11),
+    (["pd.num_prefill=2", "pd.num_decode=3", "pd.prefill_tensor_parallel_size=2"], 9),
+    (["pd.num_prefill=2", "pd.num_decode=3", "pd.prefill_tensor_parallel_size=2", "pd.decode_tensor_parallel_size=2"],
+     6),
+    (["pd.num_prefill=8", "pd.num_decode=8"], 0),  # every GPU an instance: no note
+])
+def test_gpus_left_without_an_instance_are_said(run_cli, sets, idle):
+    """--cluster --pd places pd.num_prefill + pd.num_decode instances per rack whatever its size: the GPUs left
+    over are said (more nodes a rack changed nothing, with no word why)."""
+    argv = ["--cluster", "--pd", "--workload-trace", BUNDLED_AZURE, "--workload-limit", "20", "--no-plot", "--set",
+            "cluster.nodes_per_rack=2", "--set", "hardware.gpus_per_node=8"]
+    status, out, err = run_cli(*argv, *[a for s in sets for a in ("--set", s)])
+    assert status == 0, err
+    said = [line for line in out.splitlines() if "GPUs run no instance" in line]
+    assert said == ([f"{idle} of each rack's 16 GPUs run no instance: --cluster --pd places "
+                     f"{sets[0]} prefill and {sets[1]} decode instances in each rack (raise them to use its GPUs)"]
+                    if idle else []), said
+
+
 @pytest.mark.parametrize("sets,names", [
     # TP 8 does not divide 12 GPUs (vLLM's heads allow it: 32 heads, 8 KV heads)
     (["hardware.gpus_per_node=12", "pd.prefill_tensor_parallel_size=8", "pd.decode_tensor_parallel_size=4"],
