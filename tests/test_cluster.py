@@ -352,6 +352,8 @@ def test_another_racks_eic_serves_a_prefix_across_the_uplinks(tmp_path, eic_gib)
     assert metrics["cluster"]["fetched_bytes"] == {"node": 0, "rack": 0, "cross_rack": hits * block}
     assert int(table.cached_tokens[3]) == hits * 512
     # (hops: EIC access 10 us + NIC to NIC 5 us + the 1 us leaf -> spine -> leaf crossing)
-    assert table.fetch[3] == pytest.approx(hits * block / (100e9 / 8) + 16e-6 if hits else 0.0, rel=1e-9)
+    # (loaded once the scheduler admits it, vLLM's order: kv_load, nothing before admission)
+    assert table.kv_load[3] == pytest.approx(hits * block / (100e9 / 8) + 16e-6 if hits else 0.0, rel=1e-9)
+    assert table.fetch[3] == 0.0
     if hits:
         assert metrics["tiers"]["eic"]["bytes_read"] == hits * block

@@ -38,6 +38,9 @@ prefix index and counters, and charges the links a fetch crosses.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Callable
+
 import numpy as np
 
 from sim.cache.tiers import stored_copy_bytes
@@ -75,6 +78,21 @@ def fetched_positions(previous: np.ndarray | None, first: int, depths: np.ndarra
         earlier = previous[own]
         out[:len(depths)] = np.where(earlier >= 0, earlier, own)
     return out
+
+
+@dataclass(slots=True, eq=False)
+class FetchPlan:
+    """A prompt's held prefix as a fetch would load it: the blocks it serves (``hits``, the prompt's first), each one's
+    ``hit_blocks`` cell, the blocks (and copies) to load per source tier and what reading them counts."""
+
+    hits: int
+    codes: np.ndarray = field(default_factory=lambda: _EMPTY)  # per served block, its hit_blocks cell (kind x location)
+    sources: dict[int, list[int]] = field(default_factory=dict)  # source tier -> [blocks, bytes]
+    reads: list = field(default_factory=list)  # (a local Tier, or an arena tier index, bytes) to count as read
+    copies: np.ndarray = field(default_factory=lambda: _EMPTY)  # a hybrid's sliding copies or states to load with the prefix
+    moved: np.ndarray = field(default_factory=lambda: _EMPTY)  # the keys that leave a lower tier or another location, deepest first, copies last
+    depths: np.ndarray = field(default_factory=lambda: _EMPTY)  # the moved blocks' depths in the prompt
+    start: Callable[[Callable[[], None]], None] | None = None  # (``_connect``) read and send it, then call back
 
 
 def _add(sources: dict[int, list[int]], tier: int, blocks: int, nbytes: int) -> None:
@@ -214,13 +232,57 @@ class PrefixFetch:
         return links
 
     def _fetch(self, inst: Instance, job: Job, keys: np.ndarray) -> None:
-        """Classify the prompt's held prefix by location, load it over its links, then submit the job."""
+        """A request arrives at ``inst``: its block accesses are counted; at admission (``_connect``, the scheduler's
+        ``connector``) its prefix held below this HBM or elsewhere is loaded, as vLLM's KV connector loads it; a
+        hybrid's (sliding copies, states: ``_fetch_ahead``) is fetched now, before it reaches the scheduler."""
         rack = self.topo.rack_of(inst.index)
         self.accesses += len(keys)
         self.rack_accesses[rack] += len(keys)
-        if not self.prefix_caching or not len(keys):
+        if inst.scheduler.connector is not None or not self.prefix_caching or not len(keys):
             inst.submit(job)
             return
+        self._fetch_ahead(inst, job, keys)
+
+    def _fetch_ahead(self, inst: Instance, job: Job, keys: np.ndarray) -> None:
+        """A hybrid model's prefix (its sliding copies or states with it) classified by location at arrival, loaded
+        into the instance's HBM cache over its links, then the job submitted."""
+        plan = self._fetch_plan(inst, job, keys)
+        if plan is None:
+            inst.submit(job)
+            return
+        self._start_fetch(inst, job, plan)
+        if not plan.sources:
+            inst.submit(job)
+            return
+        job.external = plan.hits  # loaded before it is scheduled: a block-aligned last block among them is served
+        start = self.engine.now
+
+        def arrived() -> None:
+            self.fetch_s[job.rid] = self.engine.now - start
+            positions = fetched_positions(self.previous_use, job.position, plan.depths, len(plan.copies))
+            inst.kv.cache_fetched(plan.moved, positions)
+            inst.submit(job)
+
+        self._send_fetch(inst, plan, arrived)
+
+    def _connect(self, inst: Instance, job: Job) -> FetchPlan | None:
+        """The scheduler's KV connector (vLLM's ``get_num_new_matched_tokens``), asked when ``job`` heads the waiting
+        queue at its first admission: the prefix it would load (its instance's lower tiers' blocks, and those other
+        nodes' DRAM/SSD or a rack's EIC hold), None when nothing is to be loaded (the scheduler's own lookup serves it).
+        Nothing is read or sent until the scheduler admits it (``FetchPlan.start``)."""
+        plan = self._fetch_plan(inst, job, np.asarray(job.prompt_ids, dtype=np.int64))
+        if plan is None or not plan.sources:
+            return None
+
+        def start(on_landed: Callable[[], None]) -> None:
+            self._start_fetch(inst, job, plan)
+            self._send_fetch(inst, plan, on_landed)
+
+        plan.start = start
+        return plan
+
+    def _fetch_plan(self, inst: Instance, job: Job, keys: np.ndarray) -> FetchPlan | None:
+        """Classify the prompt's held prefix by location (nothing read, sent or counted yet); None: no prefix."""
         # only the blocks the request can be served, as the scheduler finds them (``prefix_hit``): the prompt's full
         # blocks, the last of a block-aligned prompt not from this HBM (it is recomputed; a lower tier serves it)
         full = keys[: job.input_tokens // inst.kv.block_size]
@@ -242,15 +304,14 @@ class PrefixFetch:
                 found = reach - len(levels)
                 offsets, tiers = offsets[:found + 1], tiers[:offsets[found]]
         n_local = len(levels)
-        sources: dict[int, list[int]] = {}  # source tier -> [blocks, bytes]
+        plan = FetchPlan(hits=n_local + found)
         lower = np.flatnonzero(levels > 0)
         codes = [self._local_codes(inst, levels)]  # where each block of the prefix is, for the hits at admission
         for level, count in zip(*np.unique(levels, return_counts=True), strict=True):
             if level > 0:
                 tier = inst.kv.cache.tiers[int(level)]
-                _add(sources, tier.index, int(count), int(count) * self.load_bytes)
-                tier.count_read(int(count) * self.load_bytes)  # fetched up before admission: read here, not at load
-        hits = n_local
+                _add(plan.sources, tier.index, int(count), int(count) * self.load_bytes)
+                plan.reads.append((tier, int(count) * self.load_bytes))
         remote_keys = _EMPTY
         if found:
             best = self._cheapest_holders(offsets, tiers, inst.index)[1]  # the first holder at the best cost
@@ -259,38 +320,41 @@ class PrefixFetch:
             for k, (t, count) in enumerate(zip(holders.tolist(), counts.tolist(), strict=True)):
                 kind, t_rack, t_node, _ = self._place[t]
                 cells[k] = kind * len(LOCATIONS) + self._scope(kind, t_rack, t_node, inst.index)
-                _add(sources, t, count, count * self.load_bytes)
-                # read out of that copy, which keeps the blocks (a local copy counts when promoted)
-                self.arena.count_read(t, count * self.load_bytes)
+                _add(plan.sources, t, count, count * self.load_bytes)
+                plan.reads.append((t, count * self.load_bytes))  # read out of that copy, which keeps the blocks
             codes.append(cells[which.reshape(-1)])
-            hits += found
             remote_keys = keys[n_local:n_local + found]
-        copies_moved = self._fetch_copies(inst, copies, sources)
-        if hits:
-            self._hit_codes[job.rid] = np.concatenate(codes)
-        if not sources:
-            inst.submit(job)
-            return
-        job.external = hits  # loaded before it is scheduled: a block-aligned last block among them is served
+        plan.copies = self._fetch_copies(inst, copies, plan)
+        if not plan.hits:
+            return None
+        plan.codes = np.concatenate(codes)
         # blocks that leave a lower tier or another location, deepest first so prefixes stay more recent (the
         # sliding groups' copies of the prefix's end, or the states there, last: a hit needs them as much as its
-        # first block)
-        moved = np.concatenate([np.concatenate([keys[:n_local][lower], remote_keys])[::-1], copies_moved])
-        positions = fetched_positions(self.previous_use, job.position,
-                                      np.concatenate([lower, np.arange(n_local, n_local + found)])[::-1],
-                                      len(copies_moved))
-        pending = [len(sources)]
-        start = self.engine.now
+        # first block), and their depths in the prompt
+        plan.moved = np.concatenate([np.concatenate([keys[:n_local][lower], remote_keys])[::-1], plan.copies])
+        plan.depths = np.concatenate([lower, np.arange(n_local, n_local + found)])[::-1]
+        return plan
+
+    def _start_fetch(self, inst: Instance, job: Job, plan: FetchPlan) -> None:
+        """A planned fetch goes ahead: its reads are counted (a local tier's here, not at load: ``KVCacheManager.load``
+        reads nothing for it) and its blocks' locations kept for the hits at admission (``_admitted``)."""
+        for where, nbytes in plan.reads:
+            if isinstance(where, int):
+                self.arena.count_read(where, nbytes)
+            else:
+                where.count_read(nbytes)
+        self._hit_codes[job.rid] = plan.codes
+
+    def _send_fetch(self, inst: Instance, plan: FetchPlan, landed: Callable[[], None]) -> None:
+        """Send a fetch's sources over their links (each source's blocks as one transfer); ``landed`` when all have."""
+        pending = [len(plan.sources)]
 
         def arrived(_duration: float) -> None:
             pending[0] -= 1
-            if pending[0]:
-                return
-            self.fetch_s[job.rid] = self.engine.now - start
-            inst.kv.cache_fetched(moved, positions)
-            inst.submit(job)
+            if not pending[0]:
+                landed()
 
-        for tier, (count, nbytes) in sources.items():
+        for tier, (count, nbytes) in plan.sources.items():
             kind, t_rack, t_node, _ = self._place[tier]
             scope = LOCATIONS[self._scope(kind, t_rack, t_node, inst.index)]
             self.moved_blocks[scope] += count
@@ -310,10 +374,11 @@ class PrefixFetch:
 
         return find
 
-    def _fetch_copies(self, inst: Instance, keys: list[int], sources: dict[int, list[int]]) -> np.ndarray:
+    def _fetch_copies(self, inst: Instance, keys: list[int], plan: FetchPlan) -> np.ndarray:
         """The sliding copies or states a fetched prefix needs that are not in ``inst``'s HBM (``copy_bytes`` each):
-        each read from its instance's lower tier, else from the cheapest shared tier holding it (counted in
-        ``sources``); returns their keys."""
+        each read from its instance's lower tier, else from the cheapest shared tier holding it (counted in the
+        plan's ``sources`` and ``reads``); returns their keys."""
+        sources = plan.sources
         local, remote = [], []
         nbytes = self.copy_load_bytes
         for key in keys:
@@ -321,7 +386,7 @@ class PrefixFetch:
             if level > 0:
                 tier = inst.kv.cache.tiers[level]
                 _add(sources, tier.index, 1, nbytes)
-                tier.count_read(nbytes)
+                plan.reads.append((tier, nbytes))
                 local.append(key)
             elif level < 0:
                 remote.append(key)
@@ -331,7 +396,7 @@ class PrefixFetch:
             assert found == len(remote), "a copy the prefix's reach found went missing"
             for t in self._cheapest_holders(offsets, tiers, inst.index, nbytes)[1].tolist():
                 _add(sources, t, 1, nbytes)
-                self.arena.count_read(t, nbytes)
+                plan.reads.append((t, nbytes))
         return np.array(local + remote, dtype=np.int64)
 
     def _local_codes(self, inst: Instance, levels: np.ndarray) -> np.ndarray:

@@ -200,6 +200,10 @@ class ClusterRun(PrefixFetch, ServingRun):
         (self.decode if role == DECODE else self.front).append(inst)
         if role != DECODE:
             inst.kv.on_admission = lambda job, match, inst=inst: self._admitted(inst, job, match)
+            if self.prefix_caching and self.kv_groups is None and not self._state_offsets:
+                # its prefix held below its HBM or elsewhere is loaded when the scheduler admits it (vLLM's order;
+                # a hybrid's is fetched at arrival: ``PrefixFetch._fetch_ahead``)
+                inst.scheduler.connector = lambda job, inst=inst: self._connect(inst, job)
         if role == UNIFIED:  # its prompt leaves the queued prompt tokens once prefilled, as PD's prefill instance's
             inst.scheduler.on_prefilled = self._prefilled
         if hasattr(self, "timeline"):

@@ -59,6 +59,7 @@ class Instance:
         # (``kv_manager``: a hybrid model's, ``sim.serving.hybrid_kv_cache_manager``, where vLLM's hybrid one runs)
         self.kv = kv_manager(self.pool, cache, serving.block_size, caching, clock=lambda: engine.now)
         self.scheduler = Scheduler(index, role, serving, self.kv, table, itl, window=compute.sliding_window)
+        self.scheduler.on_landed = self.submit  # a connector's load landed: read in as a new request is
         self.busy = False
         self.batch_tokens = 0  # tokens in the step in progress (0: idle)
         self.work = WorkTotals()

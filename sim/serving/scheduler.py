@@ -46,7 +46,7 @@ from sim.errors import InputError
 from sim.report.metrics import RequestTable, WeightedSamples
 from sim.serving.compute import StepShape
 from sim.serving.job import Job
-from sim.serving.kv_cache_manager import KVCacheManager
+from sim.serving.kv_cache_manager import KVCacheManager, PrefixMatch, prefix_hit
 
 UNIFIED, PREFILL, DECODE = "unified", "prefill", "decode"
 MAX_WINDOW_STEPS = 4096
@@ -125,11 +125,18 @@ class Scheduler:
         self.leaving: list[Job] = []  # async: finished in the step just ended, holding slots and blocks until planned
         self._joined = 0  # jobs that joined ``running`` so far (each job's ``order``)
         self.on_prefilled: Callable[[Job], None] | None = None  # a unified job's prompt is done (cluster's router)
+        # (cluster) vLLM's KV connector: asked at a request's first admission for the prefix it would load from lower
+        # tiers or other locations (a plan with ``hits``, ``start``; None: nothing); the request then waits for it
+        # holding its blocks and a sequence slot, out of the batch (vLLM's WAITING_FOR_REMOTE_KVS), and is read in
+        # again when it lands (``take_in``: it holds blocks, so it joins the running batch with its prefix computed)
+        self.connector: Callable[[Job], object] | None = None
+        self.loading = 0  # admitted requests whose connector load is in flight (each holds a sequence slot)
+        self.on_landed: Callable[[Job], None] | None = None  # a connector's load landed (its instance's ``submit``)
 
     @property
     def load(self) -> int:
         """Requests queued or running here."""
-        return len(self.inbox) + len(self.waiting) + len(self.ready) + len(self.running)
+        return len(self.inbox) + len(self.waiting) + len(self.ready) + len(self.running) + self.loading
 
     @property
     def has_work(self) -> bool:
@@ -137,8 +144,9 @@ class Scheduler:
 
     @property
     def occupied_seqs(self) -> int:
-        """Sequence slots in use: running requests and those whose finish the engine has not processed yet."""
-        return len(self.running) + len(self.leaving)
+        """Sequence slots in use: running requests, those whose finish the engine has not processed yet and those
+        whose connector load is in flight."""
+        return len(self.running) + len(self.leaving) + self.loading
 
     def take_in(self, upto: float, before: bool = False) -> bool:
         """The engine's plans from now on see the requests it read (new ones, or, on a decode instance, those whose
@@ -151,7 +159,11 @@ class Scheduler:
             job = inbox.popleft()
             if math.isnan(queued[job.rid]):  # its first instance (a PD decode side keeps the prefill's)
                 queued[job.rid] = job.read_at
-            queue.append(job)
+            if job.held and queue is self.waiting:  # its connector load landed: it joins with its slot and blocks
+                self.loading -= 1
+                self.ready.append(job)
+            else:
+                queue.append(job)
             taken = True
         if taken:
             self.admit_ready()
@@ -422,6 +434,11 @@ class Scheduler:
                 self._check_fits_alone(job)
                 break
             match = kv.lookup(job)
+            plan = self.connector(job) if self.connector is not None and not job.admitted_once else None
+            if plan is not None:  # what the connector loads is a hit, as vLLM counts its external tokens
+                served, tokens = prefix_hit([0] * plan.hits, job.target, job.input_tokens, self.block_size,
+                                            plan.hits)
+                match = PrefixMatch([0] * served, tokens, {})
             cached = match.tokens
             n = kv.split_chunk(job, cached, min(job.target - cached, budget))
             if not n:
@@ -431,6 +448,9 @@ class Scheduler:
                 self._check_fits_alone(job)
                 break
             self.waiting.popleft()
+            if plan is not None:
+                self._park(job, match, cached + n, plan, now)
+                continue
             load = kv.load(match, now + load_total)  # after the step's earlier loads, before the writes
             kv.allocate(job, cached + n)  # that taking its blocks demotes
             job.computed = cached
@@ -450,6 +470,29 @@ class Scheduler:
         if not batch:
             return None, preempted
         return StepBatch(batch, shape, load_total), preempted
+
+    def _park(self, job: Job, match: PrefixMatch, tokens: int, plan, now: float) -> None:
+        """Admit ``job`` to wait for its connector's load: its blocks for ``tokens`` tokens taken (the prefix's and
+        its first chunk's, as an admission takes them), its hits counted, its sequence slot held; the load starts now
+        and, when it lands, the job is read in again (``take_in``) with its prefix computed. kv_load is the load's
+        time; the time from admission is prefill."""
+        kv = self.kv
+        kv.allocate(job, tokens)
+        job.computed = match.tokens
+        job.external = plan.hits
+        job.admitted_once = True
+        table, rid = self.table, job.rid
+        table.scheduled[rid] = now
+        table.cached_tokens[rid] = match.tokens
+        table.instance[rid] = self.index
+        self.loading += 1
+
+        def landed() -> None:
+            table.kv_load[rid] = kv.clock() - now
+            self.on_landed(job)
+
+        plan.start(landed)  # (the hits' locations first: the plan's, counted below)
+        kv.record_admission(job, match)
 
     def _check_fits_alone(self, job: Job) -> None:
         """A waiting ``job`` does not fit now: an input error if it could never fit, even alone."""
