@@ -357,3 +357,28 @@ def test_another_racks_eic_serves_a_prefix_across_the_uplinks(tmp_path, eic_gib)
     assert table.fetch[3] == 0.0
     if hits:
         assert metrics["tiers"]["eic"]["bytes_read"] == hits * block
+
+
+def test_a_prefix_below_hbm_is_loaded_once_when_its_request_is_admitted():
+    """vLLM's order (Scheduler.schedule: the KV connector's load starts when the request is taken from the waiting
+    queue, its blocks allocated, WAITING_FOR_REMOTE_KVS till it lands): by hand, one GPU, 6 usable HBM blocks of 16,
+    DRAM on, one sequence at a time. r0 ([1, 2], 32 tokens) leaves blocks 1, 2 cached; r1 (90 tokens, 6 blocks)
+    takes every block at t = 10, pushing 1 and 2 into DRAM; r2 ([1, 2, 7]) arrives while r1 runs and is admitted when
+    r1 leaves, its 2 blocks read once from DRAM then: 2 MiB blocks (Llama-3.1-8B, 2 x 32 layers x 8 KV heads x 128 x
+    2 bytes x 16 tokens) at DRAM's 50 GB/s after its 5 us (config.yaml), PCIe faster. Fetched at arrival into a full
+    HBM, they were evicted at once and loaded again at admission: DRAM read 4 blocks."""
+    from tests.test_serving import make_trace
+
+    trace = make_trace([0.0, 10.0, 10.0005], [32, 90, 40], [1, 2, 1],
+                       block_lists=[[1, 2], [3, 4, 5, 6, 8, 9], [1, 2, 7]])
+    config = load_config(None, sets=[*ONE_GPU_CLUSTER, "serving.num_gpu_blocks=7", "serving.max_num_seqs=1",
+                                     "cache.tiers.ssd.capacity_gib=0", "cache.tiers.eic.capacity_gib=0"])
+    result, table = run_cluster(trace, config)
+    m = result.metrics
+    block = 2 * 32 * 8 * 128 * 2 * 16
+    assert (m["hits"], m["accesses"], m["cluster"]["hit_blocks"]["dram"]["node"]) == (2, 2 + 6 + 3, 2)
+    assert m["tiers"]["dram"]["bytes_read"] == 2 * block  # each block read once
+    assert table.scheduled[2] == table.last_token[1]  # admitted as r1 leaves (one sequence at a time)
+    assert table.fetch[2] == 0.0  # nothing loaded before admission
+    assert table.kv_load[2] == pytest.approx(5e-6 + 2 * block / 50e9, rel=1e-12)
+    assert table.first_token[2] > table.scheduled[2] + table.kv_load[2]
