@@ -1,4 +1,9 @@
-"""Fetching a prompt's cached prefix by location, before its request reaches its instance's scheduler.
+"""Fetching a prompt's cached prefix by location, when its instance's scheduler admits the request.
+
+Today's order (``PrefixFetch._connect``, the scheduler's ``connector``): vLLM's, whose scheduler asks its KV connector
+for the external hit of the request at the head of the waiting queue, allocates its blocks and parks it
+(WAITING_FOR_REMOTE_KVS) until the load lands; the blocks go straight to the request, so none is evicted before use.
+A hybrid model's prefix (sliding copies, states) is still fetched on arrival (``_fetch_ahead``), as below.
 
 Before a request reaches its instance's scheduler its cached prefix is *fetched* (vLLM's KV
 connector: the request waits for its remote KV, then is scheduled): each block of the prompt's

@@ -6,9 +6,9 @@ its node's DRAM and SSD tiers (shared by the node's instances), its rack's EIC p
 by the rack), and the links on the way, each created once, all in the run's one arena. An
 idle rack, node or GPU costs nothing but a few counters.
 
-Before a request reaches its instance's scheduler its cached prefix is *fetched* from wherever it is
-held (``sim.cluster.fetch``; a hybrid model's sliding copies or Gated DeltaNet states with it), and its hits are
-counted by where the fetch found them.
+When the scheduler admits a request its cached prefix is loaded from wherever it is held (``sim.cluster.fetch``,
+the scheduler's ``connector``: vLLM's order; a hybrid model's, with its sliding copies or Gated DeltaNet states, is
+fetched on arrival), and its hits are counted by where they were found.
 
 ``--cluster --pd``: each rack has ``pd.num_prefill`` prefill and ``pd.num_decode`` decode
 instances, each role's at its own TP (placed by ``sim.cluster.topology``, built from its role's shape: HBM blocks,
