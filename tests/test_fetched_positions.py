@@ -1,6 +1,8 @@
-"""The stream positions at which a cluster fetch's blocks enter an instance's HBM (``sim.cluster.fetch``): a block is
-fetched for its request's access, which admission takes, so it enters as of its previous access in the stream, whose
-next use (Belady) is that access and whose predicted class (learned) is the forecast of that gap."""
+"""A cluster fetch's blocks and the policies that rank by stream position (``sim.cluster.fetch``): a prefix loaded at
+its request's admission goes into the request's own blocks, so no policy can evict it before use, whoever ranks it;
+Belady bounds the others in a one-instance cluster; a hybrid's prefix, fetched on arrival into the cache, runs beside
+no policy that reads positions. (``previous_use_index``, the inverse of ``next_use_index``, feeds the learned
+policy's features.)"""
 
 from __future__ import annotations
 
@@ -10,7 +12,6 @@ import numpy as np
 import pytest
 
 from sim.cache.access import NEVER, next_use_index, previous_use_index
-from sim.cluster.fetch import fetched_positions
 from sim.cluster.run import run_cluster
 from sim.config import load_config
 from sim.serving.admission import admit
@@ -32,19 +33,6 @@ def test_previous_use_index_by_hand_and_as_next_uses_inverse():
     assert (prev == -1).sum() == len(np.unique(stream))  # each block's first access has none
 
 
-def test_fetched_blocks_enter_as_of_their_previous_access():
-    # by hand: A = [s0 s1 a0] at stream positions 0..2, B = [s0 s1 b0] at 3..5, C = [s0 s1 a0 c0] at 6..9; C fetches
-    # its blocks at depths 3, 2, 1, 0 (deepest first) and one sliding copy. s0's previous access is 3 (B's), s1's 4,
-    # a0's 2 (A's); c0 has none: its own position 9. The copy: C's first position (no policy reads it).
-    stream = np.array([0, 1, 2, 0, 1, 3, 0, 1, 2, 4])
-    got = fetched_positions(previous_use_index(stream), 6, np.array([3, 2, 1, 0]), 1)
-    assert got.tolist() == [9, 2, 4, 3, 6]
-    # (each is the position whose next use is C's access of the block)
-    assert next_use_index(stream)[[2, 4, 3]].tolist() == [8, 7, 6]
-    # no policy reads positions: every one C's first
-    assert fetched_positions(None, 6, np.array([1, 0]), 2).tolist() == [6, 6, 6, 6]
-
-
 @pytest.mark.parametrize("nodes", [1, 2])
 def test_a_cluster_fetch_is_served_whoever_ranks_it(tmp_path, monkeypatch, nodes):
     # by hand: Mooncake rows of 1,100 tokens (512-token blocks: two full and a partial one), one GPU per node with 4
@@ -53,7 +41,7 @@ def test_a_cluster_fetch_is_served_whoever_ranks_it(tmp_path, monkeypatch, nodes
     # and 2 from there. Two nodes: B goes to node 1, X = [8 9 10] (6..8) pushes A's blocks into node 0's DRAM, and
     # C (9..11), on node 1, fetches them from node 0's. Either way C is served blocks 1 and 2 from that DRAM (2 hits
     # there): loaded at C's admission into C's own blocks, no policy can evict them first. (Loaded at arrival into the
-    # cache, they entered as of A's accesses, positions 1 and 0, as ``fetched_positions`` gives; a hybrid's still do.)
+    # cache, they had to enter as of A's accesses, positions 1 and 0, for Belady to keep them.)
     rows = [(0, [1, 2, 3]), (10_000, [4, 5, 6]), *([(20_000, [8, 9, 10])] if nodes == 2 else []), (30_000, [1, 2, 7])]
     path = tmp_path / "rows.jsonl"
     path.write_text("".join(json.dumps({"timestamp": t, "input_length": 1100, "output_length": 1, "hash_ids": ids})

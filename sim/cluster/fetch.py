@@ -62,29 +62,6 @@ INSTANCE, NODE, RACK, CROSS_RACK = range(4)
 _EMPTY = np.zeros(0, dtype=np.int64)
 
 
-def fetched_positions(previous: np.ndarray | None, first: int, depths: np.ndarray, copies: int) -> np.ndarray:
-    """The stream positions at which a fetch's blocks enter the instance's HBM (``KVCacheManager.cache_fetched``): the
-    prompt's blocks at ``depths`` (a request's block at depth d is the stream's access ``first`` + d), then ``copies``
-    sliding copies or states.
-
-    A block is fetched for its access, which the request's admission takes out of the cache: till then the block's
-    next use is that access, so it enters as of its previous access in the stream (``previous``:
-    ``previous_use_index``), whose next use is this one (Belady) and whose predicted class is the model's forecast of
-    this gap (learned), as the block would rank had it waited in a tier of this instance; a block the stream has not
-    accessed before (a request later in the stream, served sooner, cached it first) at its own position. At the
-    request's first position, every block took the next use of the prompt's first block after this request; at its
-    own, its next use after this request, so Belady evicted blocks their request was about to take.
-    The copies enter at ``first``: no policy reads their positions (``check_hybrid_manager`` refuses one that ranks
-    blocks by their next use beside a hybrid's sliding copies or a Gated DeltaNet hybrid's states), nor any block's
-    when ``previous`` is None (no such policy in the run)."""
-    out = np.full(len(depths) + copies, first, dtype=np.int64)
-    if previous is not None and len(depths):
-        own = first + np.asarray(depths, dtype=np.int64)
-        earlier = previous[own]
-        out[:len(depths)] = np.where(earlier >= 0, earlier, own)
-    return out
-
-
 @dataclass(slots=True, eq=False)
 class FetchPlan:
     """A prompt's held prefix as a fetch would load it: the blocks it serves (``hits``, the prompt's first), each one's
@@ -94,9 +71,10 @@ class FetchPlan:
     codes: np.ndarray = field(default_factory=lambda: _EMPTY)  # per served block, its hit_blocks cell (kind x location)
     sources: dict[int, list[int]] = field(default_factory=dict)  # source tier -> [blocks, bytes]
     reads: list = field(default_factory=list)  # (a local Tier, or an arena tier index, bytes) to count as read
-    copies: np.ndarray = field(default_factory=lambda: _EMPTY)  # a hybrid's sliding copies or states to load with the prefix
-    moved: np.ndarray = field(default_factory=lambda: _EMPTY)  # the keys that leave a lower tier or another location, deepest first, copies last
-    depths: np.ndarray = field(default_factory=lambda: _EMPTY)  # the moved blocks' depths in the prompt
+    # a hybrid's sliding copies or states to load with the prefix
+    copies: np.ndarray = field(default_factory=lambda: _EMPTY)
+    # the keys that leave a lower tier or another location, deepest first, copies last
+    moved: np.ndarray = field(default_factory=lambda: _EMPTY)
     start: Callable[[Callable[[], None]], None] | None = None  # (``_connect``) read and send it, then call back
 
 
@@ -264,8 +242,9 @@ class PrefixFetch:
 
         def arrived() -> None:
             self.fetch_s[job.rid] = self.engine.now - start
-            positions = fetched_positions(self.previous_use, job.position, plan.depths, len(plan.copies))
-            inst.kv.cache_fetched(plan.moved, positions)
+            # each at the request's first position: no policy in the run reads positions (``check_hybrid_manager``
+            # refuses Belady and learned beside a hybrid's sliding copies or states, the only fetches ahead)
+            inst.kv.cache_fetched(plan.moved, np.full(len(plan.moved), job.position, dtype=np.int64))
             inst.submit(job)
 
         self._send_fetch(inst, plan, arrived)
@@ -335,9 +314,8 @@ class PrefixFetch:
         plan.codes = np.concatenate(codes)
         # blocks that leave a lower tier or another location, deepest first so prefixes stay more recent (the
         # sliding groups' copies of the prefix's end, or the states there, last: a hit needs them as much as its
-        # first block), and their depths in the prompt
+        # first block)
         plan.moved = np.concatenate([np.concatenate([keys[:n_local][lower], remote_keys])[::-1], plan.copies])
-        plan.depths = np.concatenate([lower, np.arange(n_local, n_local + found)])[::-1]
         return plan
 
     def _start_fetch(self, inst: Instance, job: Job, plan: FetchPlan) -> None:

@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 
-from sim.cache.access import previous_use_index
 from sim.cache.arena_layout import RESIDENT
 from sim.cache.tiers import TIER_NAMES, Tier, configured_tier_blocks, tier_from_config, tier_stored_bytes
 from sim.cluster.fetch import DRAM, EIC, HBM, LOCATIONS, SSD, PrefixFetch
@@ -53,9 +52,6 @@ class ClusterRun(PrefixFetch, ServingRun):
     def __init__(self, trace: Trace, config: Config, progress: bool = False, pd: bool = False):
         self.topo = Topology.from_config(config, pd)
         super().__init__(trace, config, "cluster", progress, pd=pd)
-        # where a policy reads stream positions, a fetched block enters HBM as of its previous access
-        # (``sim.cluster.fetch.fetched_positions``)
-        self.previous_use = previous_use_index(self.stream.blocks) if self.reads_positions else None
 
     # ------------------------------------------------------------------ building
 

@@ -399,8 +399,8 @@ class KVCacheManager:
 
     def cache_fetched(self, keys: Sequence[int], positions: np.ndarray) -> None:
         """Blocks fetched from another location (the cluster's shared tiers, another node) become
-        cached prefixes here, as of these stream positions (``sim.cluster.fetch.fetched_positions``). The fetch read
-        them (``sim.cluster.fetch`` counts each source's bytes): a copy in one of this instance's lower tiers moves or
+        cached prefixes here, as of these stream positions (a hybrid's prefix fetched on arrival:
+        ``sim.cluster.fetch.PrefixFetch._fetch_ahead``). The fetch read them (``sim.cluster.fetch`` counts each source's bytes): a copy in one of this instance's lower tiers moves or
         is copied up unread."""
         self.cache.touch_chain(keys, positions, freed=True)
         self._charge_writes()
