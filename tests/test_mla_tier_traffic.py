@@ -71,7 +71,7 @@ def test_every_rank_loads_its_own_copy_of_the_latent(run_cli, tmp_path, tier, tp
 def test_a_cluster_fetch_from_eic_carries_every_ranks_copy(run_cli, tmp_path, tp):
     """One rack, one node of TP GPUs, one instance; the latents demoted into the rack's EIC are fetched over the EIC's
     link (50 GB/s x TP ranks), the node's NIC (12.5 GB/s, shared by its GPUs) and the PCIe links (63 GB/s x TP): the
-    NIC bounds it, so r2's fetch is 10 + 5 us + 3 x TP x 15,925,248 B / 12.5e9 = 3.837 ms at TP 1, 7.659 ms at TP 2,
+    NIC bounds it, so r2's load is 10 + 5 us + 3 x TP x 15,925,248 B / 12.5e9 = 3.837 ms at TP 1, 7.659 ms at TP 2,
     15.303 ms at TP 4 (before: 3.837 ms at any TP), and the EIC reads (and fetched_bytes counts) 3 x TP latents."""
     metrics, requests = _run(run_cli, tmp_path, "eic", tp, "--cluster")
     assert requests["cached_tokens"].tolist() == [0, 0, 1535]
@@ -80,8 +80,10 @@ def test_a_cluster_fetch_from_eic_carries_every_ranks_copy(run_cli, tmp_path, tp
     cluster = metrics["cluster"]
     assert cluster["block_bytes"] == LATENT_BLOCK  # a block as the EIC stores it
     assert cluster["fetched_blocks"]["rack"] == 3 and cluster["fetched_bytes"]["rack"] == 3 * tp * LATENT_BLOCK
-    assert requests["fetch"].tolist()[2] == pytest.approx(EIC_LAT + NIC_LAT + 3 * tp * LATENT_BLOCK / NIC_BW,
-                                                          rel=1e-9)
+    # loaded when r2 is admitted (vLLM's order): its kv_load, no fetch ahead of the queue
+    assert requests["kv_load"].tolist()[2] == pytest.approx(EIC_LAT + NIC_LAT + 3 * tp * LATENT_BLOCK / NIC_BW,
+                                                            rel=1e-9)
+    assert requests["fetch"].tolist() == [0.0, 0.0, 0.0]
 
 
 @pytest.mark.parametrize("tp", [1, 2])

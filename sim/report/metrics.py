@@ -33,7 +33,8 @@ REQUEST_COLUMNS: dict[str, tuple[type, float | int]] = {
     "queued": (np.float64, math.nan),
     "scheduled": (np.float64, math.nan),  # first admitted to a batch
     "kv_load": (np.float64, 0.0),  # seconds loading the cached prefix from lower tiers once admitted
-    "fetch": (np.float64, 0.0),  # cluster: seconds fetching the prefix from other locations before admission
+    "fetch": (np.float64, 0.0),  # cluster, hybrid models: seconds fetching the prefix ahead of admission (others
+    # load at admission: kv_load)
     "prefill_done": (np.float64, math.nan),
     # PD: KV sent to a decode instance, once one had memory for it (and, under pull, a sequence slot)
     "kv_sent": (np.float64, math.nan),
