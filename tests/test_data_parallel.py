@@ -97,7 +97,7 @@ def test_grouped_runs_finish_with_consistent_breakdowns(mode):
 
 
 def test_a_groups_decode_window_equals_its_single_steps(monkeypatch):
-    import sim.serving.scheduler
+    import sim.serving.decode_windows
 
     config = load_config(None, sets=[*GROUP[:3], "serving.num_instances=4", "workload.synthetic.kind=multi-turn", "workload.synthetic.start=empty",
                                      "workload.synthetic.num_requests=200", "workload.synthetic.rate_rps=20"])
@@ -105,7 +105,7 @@ def test_a_groups_decode_window_equals_its_single_steps(monkeypatch):
 
     trace = generate(config.workload.synthetic, block_size(config), np.random.default_rng(config.seed))
     windowed, _ = run_serving(trace, config, "single")
-    monkeypatch.setattr(sim.serving.scheduler, "MAX_WINDOW_STEPS", 1)
+    monkeypatch.setattr(sim.serving.decode_windows, "MAX_WINDOW_STEPS", 1)
     stepped, _ = run_serving(trace, config, "single")
     for key in ("ttft_s", "tpot_s", "e2e_s", "itl_s"):
         for stat, value in stepped.metrics[key].items():

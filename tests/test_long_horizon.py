@@ -48,7 +48,7 @@ def test_a_windows_steps_ended_by_a_time_count_as_absolute_comparisons_do():
     # ``DecodeWindow.ended`` bisects on offsets from the window's start, which rounding may place on either side of
     # an absolute time: it must count exactly the steps whose end (start + offset, as their events are scheduled) is
     # at or before t (inclusive) or before it, at any magnitude of simulated time, at each end and one ulp either side
-    from sim.serving.scheduler import DecodeWindow
+    from sim.serving.decode_windows import DecodeWindow
 
     rng = np.random.default_rng(11)
     for trial in range(3000):

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-import sim.serving.scheduler
+import sim.serving.decode_windows
 from sim.config import load_config
 from sim.errors import InputError
 from sim.report.metrics import BREAKDOWN
@@ -131,7 +131,7 @@ def assert_windows_equal_single_steps(monkeypatch, trace, config) -> None:
     completions, steps and every instance's KV occupancy."""
     for mode in ("single", "pd"):
         windowed, _ = run_serving(trace, config, mode)
-        monkeypatch.setattr(sim.serving.scheduler, "MAX_WINDOW_STEPS", 1)
+        monkeypatch.setattr(sim.serving.decode_windows, "MAX_WINDOW_STEPS", 1)
         stepped, _ = run_serving(trace, config, mode)
         monkeypatch.undo()
         for key in ("ttft_s", "tpot_s", "e2e_s", "itl_s"):

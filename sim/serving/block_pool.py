@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from sim.serving.scheduler import DecodeWindow
+    from sim.serving.decode_windows import DecodeWindow
 
 
 class Clock(Protocol):

@@ -30,8 +30,9 @@ from sim.serving.engine import Engine
 from sim.serving.moe import DataParallelShare, sequence_parallel_rows
 
 if TYPE_CHECKING:
+    from sim.serving.decode_windows import DecodeWindow
     from sim.serving.instance import Instance
-    from sim.serving.scheduler import DecodeWindow, StepBatch
+    from sim.serving.scheduler import StepBatch
 
 # Tokens a dummy step runs (vLLM ``EngineCore.execute_dummy_batch`` -> ``_dummy_run(1)``).
 DUMMY_STEP_TOKENS = 1

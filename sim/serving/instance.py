@@ -19,11 +19,12 @@ from sim.report.metrics import RequestTable, WeightedSamples
 from sim.serving.block_pool import BlockPool
 from sim.serving.compute_model import ComputeModel
 from sim.serving.data_parallel import LockstepGroup
+from sim.serving.decode_windows import DecodeWindow
 from sim.serving.engine import Engine
 from sim.serving.job import Job
 from sim.serving.kv_cache_manager import KVCacheManager, TieredCache
 from sim.serving.moe import DataParallelShare
-from sim.serving.scheduler import DECODE, PREFILL, UNIFIED, DecodeWindow, Scheduler, StepBatch
+from sim.serving.scheduler import DECODE, PREFILL, UNIFIED, Scheduler, StepBatch
 from sim.serving.utilization import WorkTotals
 
 __all__ = ["DECODE", "PREFILL", "UNIFIED", "Instance", "Job"]
