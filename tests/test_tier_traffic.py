@@ -135,23 +135,58 @@ def _remote_run(run_cli, tmp_path, *extra: str) -> dict:
     return json.loads(out.read_text())["runs"][0]["metrics"]
 
 
-def test_cluster_a_request_is_scheduled_then_loads_its_prefix(run_cli, tmp_path):
-    """README Reports: ``scheduling_delay_s`` is arrival to first admission (the requests CSV's ``scheduled``).
-    In the cluster the prefix is loaded once the scheduler admits the request (vLLM's KV connector: its blocks
-    allocated, it waits for the load out of the batch), so r3 of REMOTE_ROWS, alone on node 1, is admitted on arrival
-    and then loads 2 blocks from node 0's DRAM (its 1,500 tokens fill 2 blocks; the partial third never hits, as on
-    a single node): 2 x 64 MiB over the 100 Gb/s NICs, its slowest links (12.5 GB/s; the links' microsecond
-    latencies aside). The TTFT breakdown counts the load as kv_load, not queue; nothing is fetched ahead."""
+def test_cluster_a_request_loads_its_prefix_then_is_scheduled(run_cli, tmp_path):
+    """README Reports: ``scheduling_delay_s`` is arrival to first admission to a batch (the requests CSV's
+    ``scheduled``). In the cluster the prefix is loaded once the scheduler takes the request (vLLM's KV connector:
+    its blocks allocated, it waits for the load out of the batch, WAITING_FOR_REMOTE_KVS) and it is scheduled when the
+    load lands (vLLM's SCHEDULED event), so r3 of REMOTE_ROWS, alone on node 1, loads 2 blocks from node 0's DRAM
+    (its 1,500 tokens fill 2 blocks; the partial third never hits, as on a single node) from its arrival: 2 x 64 MiB
+    over the 100 Gb/s NICs, its slowest links (12.5 GB/s; the links' microsecond latencies aside). The load is its
+    ``fetch`` and the TTFT breakdown's kv_load, not queue."""
     requests = tmp_path / "req.csv"
     metrics = _remote_run(run_cli, tmp_path, "--requests-csv", str(requests))
     import pandas as pd  # noqa: PLC0415
     r3 = pd.read_csv(requests).iloc[3]
     load = 2 * 512 * KV_BYTES_PER_TOKEN / 12.5e9
-    assert r3["kv_load"] == pytest.approx(load, abs=20e-6)
-    assert r3["fetch"] == 0 and r3["scheduled"] == r3["arrival"]
-    assert (r3["queue_s"], r3["kv_load_s"]) == (0.0, r3["kv_load"])
-    assert metrics["scheduling_delay_s"]["mean"] == 0.0  # (each admitted on arrival; r3's load follows its admission)
-    assert metrics["ttft_breakdown_s"]["queue"] == 0.0
+    assert r3["fetch"] == pytest.approx(load, abs=20e-6)
+    assert r3["kv_load"] == 0 and r3["scheduled"] == pytest.approx(r3["arrival"] + r3["fetch"], abs=1e-9)
+    assert r3["queue_s"] == pytest.approx(0.0, abs=1e-9) and r3["kv_load_s"] == r3["fetch"]
+    assert metrics["scheduling_delay_s"]["mean"] == pytest.approx(r3["fetch"] / 4, abs=1e-9)  # (the others: 0)
+    assert metrics["ttft_breakdown_s"]["queue"] == pytest.approx(0.0, abs=1e-9)
+
+
+SLOT_ROWS = [(0, 1500, [1, 2, 3]), (10_000, 100, [50]), (20_000, 2000, [30, 31, 32, 33]), (30_000, 100, [51]),
+             (40_000, 2000, [40, 41, 42, 43]), (50_000, 600, [1, 2]), (50_000, 100, [60]), (50_000, 700, [30, 31])]
+
+
+def test_cluster_a_request_waiting_for_its_load_holds_no_sequence_slot(run_cli, tmp_path):
+    """vLLM keeps a request whose KV connector load is in flight in the waiting queue (WAITING_FOR_REMOTE_KVS); only
+    ``running`` counts against max_num_seqs (vllm/v1/core/sched/scheduler.py ``Scheduler.schedule``). SLOT_ROWS on 2
+    nodes x 1 GPU, round-robin (even rows -> node 0, odd -> node 1), 4 HBM blocks, max_num_seqs 1: node 0's r2 and
+    r4 push r0's full blocks [1, 2] and then r2's [30, 31, 32] down to its DRAM; r5 ([1, 2], 600 tokens: block 1
+    full) and r7 ([30, 31], 700 tokens: block 30 full) reach node 1 together, 2 blocks each (4 free). Both are taken
+    at once and load one block each at the same time, sharing the NICs (12.5 GB/s): each load takes 2 x 64 MiB /
+    12.5 GB/s (one after the other, as when a load held the one slot, 64 MiB / 12.5 GB/s each); then they run one
+    at a time in the one slot."""
+    trace = tmp_path / "slot.jsonl"
+    trace.write_text("".join(json.dumps({"timestamp": t, "input_length": n, "output_length": 1, "hash_ids": ids})
+                             + "\n" for t, n, ids in SLOT_ROWS))
+    requests = tmp_path / "req.csv"
+    status, _, err = run_cli("--cluster", "--workload-trace", trace, "--router", "round-robin", "--quiet", "--no-plot",
+                             "--requests-csv", requests, "--set", "cluster.num_racks=1",
+                             "--set", "cluster.nodes_per_rack=2", "--set", "hardware.gpus_per_node=1",
+                             "--set", "serving.num_gpu_blocks=5", "--set", "serving.max_num_seqs=1")
+    assert status == 0, err[-2000:]
+    import pandas as pd  # noqa: PLC0415
+    table = pd.read_csv(requests)
+    r5, r7 = table.iloc[5], table.iloc[7]
+    shared = 2 * 512 * KV_BYTES_PER_TOKEN / 12.5e9
+    assert (r5["instance"], r7["instance"]) == (1, 1)
+    assert (r5["cached_tokens"], r7["cached_tokens"]) == (512, 512)
+    assert r5["fetch"] == pytest.approx(shared, abs=20e-6) and r7["fetch"] == pytest.approx(shared, abs=20e-6)
+    assert r7["scheduled"] >= r5["first_token"]  # one slot: r7 waits for r5's, after its load, as queueing
+    assert r7["queue_s"] == pytest.approx(r7["scheduled"] - r7["arrival"] - r7["fetch"], abs=1e-9)
+    assert r7["queue_s"] > 0
 
 
 def test_cluster_a_block_fetched_from_another_nodes_dram_is_read_there(run_cli, tmp_path):

@@ -241,7 +241,7 @@ class PrefixFetch:
         start = self.engine.now
 
         def arrived() -> None:
-            self.fetch_s[job.rid] = self.engine.now - start
+            self.table.fetch[job.rid] = self.engine.now - start  # KV loading before it was scheduled
             # each at the request's first position: no policy in the run reads positions (``check_hybrid_manager``
             # refuses Belady and learned beside a hybrid's sliding copies or states, the only fetches ahead)
             inst.kv.cache_fetched(plan.moved, np.full(len(plan.moved), job.position, dtype=np.int64))

@@ -83,7 +83,6 @@ class ClusterRun(PrefixFetch, ServingRun):
         self.inst_tokens = np.zeros(topo.num_instances, dtype=np.int64)
         self.node_tokens = np.zeros(topo.num_nodes, dtype=np.int64)
         self.rack_tokens = np.zeros(topo.num_racks, dtype=np.int64)
-        self.fetch_s = np.zeros(len(self.trace), dtype=np.float64)
         self._routed_to = np.full(len(self.trace), -1, dtype=np.int64)
         self.hit_blocks = np.zeros((len(TIER_NAMES), len(LOCATIONS)), dtype=np.int64)
         self.accesses = 0
@@ -343,12 +342,6 @@ class ClusterRun(PrefixFetch, ServingRun):
         result = super().run()
         result.name = self.route_name
         return result
-
-    def metrics(self) -> dict[str, Any]:
-        # the fetch ran before the scheduler saw the request: it is KV loading, not queueing
-        table = self.table
-        table.fetch[:] = self.fetch_s
-        return super().metrics()
 
     def lower_tier_copies(self) -> list[Tier]:
         """Every node's DRAM/SSD and every rack's EIC the run built."""

@@ -31,10 +31,11 @@ REQUEST_COLUMNS: dict[str, tuple[type, float | int]] = {
     # taken in by its (first) instance's engine: at arrival when it is idle, else when the step in flight ends
     # (vLLM's engine core reads new requests between steps: its RequestStateStats.queued_ts)
     "queued": (np.float64, math.nan),
-    "scheduled": (np.float64, math.nan),  # first admitted to a batch
-    "kv_load": (np.float64, 0.0),  # seconds loading the cached prefix from lower tiers once admitted
-    "fetch": (np.float64, 0.0),  # cluster, hybrid models: seconds fetching the prefix ahead of admission (others
-    # load at admission: kv_load)
+    "scheduled": (np.float64, math.nan),  # first admitted to a batch (vLLM's SCHEDULED event)
+    "kv_load": (np.float64, 0.0),  # seconds loading the cached prefix from lower tiers in its first step
+    # cluster: seconds its KV connector loaded the prefix before it was scheduled (vLLM's WAITING_FOR_REMOTE_KVS; a
+    # hybrid model's: fetched ahead, on arrival)
+    "fetch": (np.float64, 0.0),
     "prefill_done": (np.float64, math.nan),
     # PD: KV sent to a decode instance, once one had memory for it (and, under pull, a sequence slot)
     "kv_sent": (np.float64, math.nan),

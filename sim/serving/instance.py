@@ -314,7 +314,7 @@ class Instance:
             else:
                 self._leave(finished)
         if scheduler.ready:
-            scheduler.admit_ready()
+            scheduler.admit_ready(self.engine.now)
         self.busy = False
         self._kick()
 
@@ -330,4 +330,4 @@ class Instance:
                 self.kv.free(job)
                 if self.on_finish is not None:
                     self.on_finish(job)
-        self.scheduler.admit_ready()
+        self.scheduler.admit_ready(self.engine.now)

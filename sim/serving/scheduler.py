@@ -84,10 +84,11 @@ class Scheduler(DecodeWindows):
         self.on_prefilled: Callable[[Job], None] | None = None  # a unified job's prompt is done (cluster's router)
         # (cluster) vLLM's KV connector: asked at a request's first admission for the prefix it would load from lower
         # tiers or other locations (a plan with ``hits``, ``start``; None: nothing); the request then waits for it
-        # holding its blocks and a sequence slot, out of the batch (vLLM's WAITING_FOR_REMOTE_KVS), and is read in
-        # again when it lands (``take_in``: it holds blocks, so it joins the running batch with its prefix computed)
+        # holding its blocks, out of the batch and without a sequence slot (vLLM's WAITING_FOR_REMOTE_KVS), and is
+        # read in again when it lands (``take_in``: it holds blocks, so it joins the running batch with its prefix
+        # computed as soon as a slot is free; it is *scheduled* then, as vLLM records its SCHEDULED event)
         self.connector: Callable[[Job], object] | None = None
-        self.loading = 0  # admitted requests whose connector load is in flight (each holds a sequence slot)
+        self.loading = 0  # admitted requests whose connector load is in flight (blocks held, no sequence slot)
         self.on_landed: Callable[[Job], None] | None = None  # a connector's load landed (its instance's ``submit``)
 
     @property
@@ -101,9 +102,11 @@ class Scheduler(DecodeWindows):
 
     @property
     def occupied_seqs(self) -> int:
-        """Sequence slots in use: running requests, those whose finish the engine has not processed yet and those
-        whose connector load is in flight."""
-        return len(self.running) + len(self.leaving) + self.loading
+        """Sequence slots in use: running requests and those whose finish the engine has not processed yet. A request
+        whose connector load is in flight holds none (vLLM keeps it in the waiting queue, WAITING_FOR_REMOTE_KVS, and
+        its admission loop stops at ``len(self.running) == self.max_num_running_reqs``: vllm/v1/core/sched/scheduler.py
+        ``Scheduler.schedule``); it takes one when it lands (``admit_ready``)."""
+        return len(self.running) + len(self.leaving)
 
     def take_in(self, upto: float, before: bool = False) -> bool:
         """The engine's plans from now on see the requests it read (new ones, or, on a decode instance, those whose
@@ -116,19 +119,25 @@ class Scheduler(DecodeWindows):
             job = inbox.popleft()
             if math.isnan(queued[job.rid]):  # its first instance (a PD decode side keeps the prefill's)
                 queued[job.rid] = job.read_at
-            if job.held and queue is self.waiting:  # its connector load landed: it joins with its slot and blocks
+            if job.held and queue is self.waiting:  # its connector load landed: it joins with its blocks
                 self.loading -= 1
                 self.ready.append(job)
             else:
                 queue.append(job)
             taken = True
         if taken:
-            self.admit_ready()
+            self.admit_ready(upto)
         return taken
 
-    def admit_ready(self) -> None:
+    def admit_ready(self, now: float) -> None:
+        """Requests holding their blocks (a decode instance's whose KV came, a connector load's that landed) join the
+        running batch while sequence slots are free."""
+        scheduled = self.table.scheduled
         while self.ready and self.occupied_seqs < self.max_seqs:
-            self._join(self.ready.popleft())
+            job = self.ready.popleft()
+            if math.isnan(scheduled[job.rid]):  # a connector's load landed: scheduled now (its load was before)
+                scheduled[job.rid] = now
+            self._join(job)
 
     def _join(self, job: Job) -> None:
         self._joined += 1
@@ -167,7 +176,7 @@ class Scheduler(DecodeWindows):
             batch, preempted = self._plan(now)
             if batch is not None or not preempted:
                 return batch
-            self.admit_ready()
+            self.admit_ready(now)
 
     def _plan_running(self, shape: StepShape, batch: list[tuple[Job, int]]) -> tuple[int, bool]:
         """The running requests' part of a step's plan (into ``shape`` and ``batch``): the token budget left, and
@@ -294,22 +303,22 @@ class Scheduler(DecodeWindows):
 
     def _park(self, job: Job, match: PrefixMatch, tokens: int, plan, now: float) -> None:
         """Admit ``job`` to wait for its connector's load: its blocks for ``tokens`` tokens taken (the prefix's and
-        its first chunk's, as an admission takes them), its hits counted, its sequence slot held; the load starts now
-        and, when it lands, the job is read in again (``take_in``) with its prefix computed. kv_load is the load's
-        time; the time from admission is prefill."""
+        its first chunk's, as an admission takes them), its hits counted; the load starts now and, when it lands, the
+        job is read in again (``take_in``) with its prefix computed, and scheduled when a sequence slot is free
+        (``admit_ready``). The load's time is the request's ``fetch`` (KV loading before it was scheduled: the
+        breakdown's kv_load); the waits before and after it are queueing."""
         kv = self.kv
         kv.allocate(job, tokens)
         job.computed = match.tokens
         job.external = plan.hits
         job.admitted_once = True
         table, rid = self.table, job.rid
-        table.scheduled[rid] = now
         table.cached_tokens[rid] = match.tokens
         table.instance[rid] = self.index
         self.loading += 1
 
         def landed() -> None:
-            table.kv_load[rid] = kv.clock() - now
+            table.fetch[rid] = kv.clock() - now
             self.on_landed(job)
 
         plan.start(landed)  # (the hits' locations first: the plan's, counted below)

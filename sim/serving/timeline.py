@@ -69,7 +69,7 @@ class Timeline:
         running = used = 0
         for inst in self.instances:
             s = inst.scheduler
-            queued += len(s.inbox) + len(s.waiting) + len(s.ready)
+            queued += len(s.inbox) + len(s.waiting) + len(s.ready) + s.loading  # (vLLM: WAITING_FOR_REMOTE_KVS waits)
             running += len(s.running)
             used += inst.pool.used
         n = self.n
