@@ -81,7 +81,7 @@ DEFAULT_PARAMS = {
     "objective": "multiclass",
     "learning_rate": 0.1,
     "num_leaves": 7,  # small trees: the signal is weak and simple; 63 leaves overfit on Mooncake
-    "min_data_in_leaf": 100,
+    "min_data_in_leaf": 100,  # (so a node splits only when it holds 2 x 100 rows: MIN_FIT_ROWS)
     "feature_fraction": 0.9,
     "lambda_l2": 1.0,
     "max_bin": 63,
@@ -95,6 +95,9 @@ CLASS_CUTS = 3  # classes: cumulative probability at the last 3 bucket ends ...
 CLASS_LEVELS = 16  # ... each in 16 quantile levels of the training predictions: 4,096 classes (small caches
 # keep only the top few percent of blocks, which quartiles lumped together; measured in learned/README.md)
 MIN_ACCESSES = 1000
+# Rows LightGBM needs in a node to split it at all: each of the two leaves holds min_data_in_leaf (LightGBM's
+# parameter docs: "minimal number of data in one leaf"); with fewer fitted rows every tree is one leaf
+MIN_FIT_ROWS = 2 * DEFAULT_PARAMS["min_data_in_leaf"]
 HELD_OUT = 0.1
 
 
@@ -172,6 +175,11 @@ def train(config: Config, out: Path, rounds: int = 40, max_rows: int = 100_000) 
     raise_if_stopped()  # (the compiled feature pass cannot stop midway)
     booster = lgb.train(params, lgb.Dataset(features[fit_rows], label[fit_rows], feature_name=list(FEATURES)),
                         num_boost_round=rounds, callbacks=[_stop_between_rounds])
+    if not booster.feature_importance("split").any():  # every tree one leaf: one prediction for every access
+        raise InputError(f"the model made no split in any tree (it predicts one distribution for every block): "
+                         f"{len(fit_rows):,} rows fitted (--max-rows {max_rows:,}, --range "
+                         f"{config.workload.range_start:g}:{config.workload.range_end:g}); LightGBM's "
+                         f"min_data_in_leaf={params['min_data_in_leaf']} needs more rows, or rows that differ")
     fitted = booster.predict(features[fit_rows], num_threads=params["num_threads"])
     cuts = list(range(len(edges) - 1 - CLASS_CUTS, len(edges) - 1))
     thresholds, table = _class_table(fitted, cuts)
@@ -312,9 +320,12 @@ def _train_command(args: argparse.Namespace) -> int:
     """Validate the arguments (before any work), train, print the model's summary."""
     from sim.config_yaml import set_keys
 
-    for flag, value, least in (("--rounds", args.rounds, 1), ("--max-rows", args.max_rows, 1), ("--seed", args.seed, 0)):
+    for flag, value, least in (("--rounds", args.rounds, 1), ("--max-rows", args.max_rows, MIN_FIT_ROWS),
+                               ("--seed", args.seed, 0)):
         if value < least:
-            raise InputError(f"{flag} must be at least {least}, got {value}")
+            why = (f" (LightGBM splits a node only into two leaves of min_data_in_leaf="
+                   f"{DEFAULT_PARAMS['min_data_in_leaf']} rows)") if flag == "--max-rows" else ""
+            raise InputError(f"{flag} must be at least {least}, got {value}{why}")
     if args.rounds > MAX_ROUNDS:
         raise InputError(f"--rounds {args.rounds:,}: at most {MAX_ROUNDS:,} (the default, 40, is what the bench measures)")
     try:

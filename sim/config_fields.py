@@ -19,7 +19,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Collection, Literal, Mapping
 
-from sim.config_yaml import PATH_KEYS, is_path_value, names_a_path
+from sim.config_yaml import PATH_KEYS, is_path_value, names_a_path, reads_as_number
 from sim.errors import ConfigError, quote, quote_yaml
 
 if TYPE_CHECKING:
@@ -106,6 +106,10 @@ FRACTION = {"gt": 0, "le": 1}  # (0, 1]
 # ------------------------------------------------------------------------ building and type checking
 
 
+# What Python's float() reads as infinite or NaN (YAML reads them as words: its own are .inf and .nan)
+NON_FINITE_WORDS = ("inf", "infinity", "nan")
+
+
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin is Literal:
@@ -164,15 +168,10 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
             raise ConfigError(f"config key '{path}' must fit in a 64-bit integer, got {quote(value)}")
     elif tp is float:
         number = None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):  # (not a string: see _got)
             number = float(value) if abs(value) < MAX_CONFIG_FLOAT else math.inf
-        elif isinstance(value, str):  # YAML 1.1 reads "1e9" as a string
-            try:
-                number = float(value)
-            except ValueError:
-                pass
-            if number is not None and abs(number) >= MAX_CONFIG_FLOAT:
-                number = math.inf
+        elif isinstance(value, str) and value.strip().lower().lstrip("+-") in NON_FINITE_WORDS:
+            return _infinite(path, value)  # (inf, nan: words in YAML, .inf is its number; refused as such, finite or not)
         if number is not None:
             if not math.isfinite(number):
                 return _infinite(path, value)
@@ -197,12 +196,23 @@ def _takes_words(tp: Any) -> bool:
     return tp is str
 
 
+def _takes_numbers(tp: Any) -> bool:
+    """Whether annotation ``tp`` accepts a number (``int``, ``float``, a union holding either)."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return any(_takes_numbers(a) for a in typing.get_args(tp))
+    return tp in (int, float)
+
+
 def _got(value: Any, tp: Any) -> str:
     """``value`` quoted for a wrong-type message of a key of type ``tp``; a boolean or a date says that YAML made it
     one (``sim.errors.quote_yaml``), the advice to quote it only where the key takes a word: a number's key takes
-    none (``serving.max_num_seqs: yes``)."""
+    none (``serving.max_num_seqs: yes``). A number's key given a string that the loader reads as a number when
+    unquoted (``rate_scale: '2'``) says it was quoted: the loader reads every number form unquoted
+    (``sim.config_yaml``: ``1e9`` too), so a string there was quoted, and a number key takes no string."""
     if isinstance(value, bool) and not _takes_words(tp):
         return f"{str(value).lower()}, a boolean"
+    if isinstance(value, str) and _takes_numbers(tp) and reads_as_number(value):
+        return f"{quote(value)}, a quoted string (write the number unquoted)"
     return quote_yaml(value)
 
 
@@ -212,7 +222,7 @@ def _infinite(path: str, value: Any) -> typing.NoReturn:
     got 1e+308" is not the contradiction it reads as)."""
     try:
         finite = math.isfinite(float(value))
-    except (OverflowError, ValueError):  # an integer beyond a float; a string other than a number's
+    except OverflowError:  # an integer beyond a float
         finite = isinstance(value, int)
     if finite:
         raise ConfigError(f"config key '{path}' must be less than {MAX_CONFIG_FLOAT:.0e} in magnitude (kvsim reads "

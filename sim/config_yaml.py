@@ -184,6 +184,21 @@ def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
 
 
+def reads_as_number(text: str) -> bool:
+    """Whether ``text`` written unquoted reads as an int or a float (``2``, ``1e9``, ``0x1f``; not ``inf``, which
+    YAML spells ``.inf``, nor ``true``)."""
+    if len(text) > MAX_NUMBER_TEXT:  # (a number's text is short; this is asked of a wrong value, for its message)
+        return False
+    try:
+        value = load_yaml(text)
+    except yaml.YAMLError:
+        return False
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+MAX_NUMBER_TEXT = 400  # characters: a float's longest useful text is ~25; an int's within 64 bits, 20
+
+
 def parse_set(assignment: str) -> tuple[str, Any]:
     """Split ``dotted.key=value``; the value is read as a YAML scalar (``null``, ``true``, ``3``, ``0.5``)."""
     key, sep, raw = assignment.partition("=")

@@ -281,6 +281,12 @@ CASES: dict[str, Case] = {
     "seeds_on_a_replayed_trace_pd": Case(["--pd", "--preset", "smoke", "--workload-trace", "{azure}", "--seeds", "2"],
                                          names=("--seeds", "workload.arrivals.process")),
     "rate_scale_zero": Case([*TRACE_STATS, "--rate-scale", "0"], names=("--rate-scale", "workload.rate_scale")),
+    # a rate scale divides inter-arrival times: only a finite one above 0 gives times (1e400 is past a float: inf)
+    **{f"rate_scale_{name}": Case([*TRACE_STATS, "--rate-scale", value], names=("--rate-scale", "workload.rate_scale", said))
+       for name, value, said in (("negative", "-1", "> 0"), ("nan", "nan", "finite"), ("inf", "inf", "finite"),
+                                 ("1e400", "1e400", "finite"))},
+    # YAML reads inf and nan as words (its numbers are .inf, .nan): still said to be not finite, not "expected float"
+    **{f"rate_scale_set_{word}": setting(f"workload.rate_scale={word}", "finite", f"'{word}'") for word in ("inf", "nan")},
     "plot_dir_with_no_plot": Case(["--trace-stats", "--plot-dir", "{tmp}/p", "--no-plot"], names=("--plot-dir", "--no-plot")),
     "workload_format_without_trace": Case([*TRACE_STATS, "--workload-format", "azure"], names=("--workload-format",)),
     "strict_without_trace": Case([*TRACE_STATS, "--strict-workload-validation"], names=("--strict-workload-validation",)),

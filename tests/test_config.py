@@ -215,6 +215,32 @@ def test_yaml_numbers_read_as_written():
     assert load_config(None, sets=["workload.rate_scale=2e0"]).workload.rate_scale == 2.0
 
 
+@pytest.mark.parametrize("key, text, number", [
+    ("workload.rate_scale", "'2'", 2.0), ("workload.rate_scale", '"1e9"', 1e9), ("slo.ttft_s", "'0.5'", 0.5),
+    ("seed", "'5'", 5)])
+def test_a_quoted_number_is_refused_for_a_number_key(run_cli, tmp_path, key, text, number):
+    """A number key takes a number, not a string: the loader reads every number form unquoted (``1e9`` included,
+    test_yaml_numbers_read_as_written), so a string there was quoted. ``seed: '5'`` was refused while
+    ``rate_scale: '2'`` (a float key) ran at 2; both are exit 2 now, one line naming the key and saying it was quoted.
+    Unquoted, and on --set (the shell has taken its quotes), the same number is read."""
+    section, _, leaf = key.rpartition(".")
+    config = tmp_path / "c.yaml"
+    config.write_text(f"{section}:\n  {leaf}: {text}\n" if section else f"{leaf}: {text}\n")
+    status, _, err = run_cli("--config", config, "--trace-stats", "--no-plot", "--quiet")
+    assert status == 2 and f"'{key}'" in err and "a quoted string" in err and len(err.strip().splitlines()) == 1, err
+
+    def read(config):
+        node = config
+        for part in key.split("."):
+            node = getattr(node, part)
+        return node
+
+    plain = text.strip("'\"")
+    config.write_text(config.read_text().replace(text, plain))
+    assert read(load_config(config)) == number
+    assert read(load_config(None, sets=[f"{key}={plain}"])) == number
+
+
 @pytest.mark.parametrize("flag, named", [("--config", "config file"), ("--calibration-profile", "calibration profile")])
 @pytest.mark.parametrize("text", ["", "# only a comment\n"])
 def test_an_empty_config_file_or_overlay_is_refused(run_cli, tmp_path, flag, named, text):

@@ -143,6 +143,10 @@ TRAIN_CASES = {
     "range start set as a key": (["--out", "{tmp}/m.txt", "--set", "workload.range_start=0.5"],
                                  "--set workload.range_start: set by --range"),
     "seed set as a key": (["--out", "{tmp}/m.txt", "--set", "seed=3"], "--set seed: set by --seed"),
+    # fewer rows than one split needs (two leaves of LightGBM's min_data_in_leaf, 100: 2 x 100 = 200): a one-row
+    # model trained and was written, exit 0, every tree one leaf
+    "too few rows to split": (["--out", "{tmp}/m.txt", "--max-rows", "1"], "--max-rows must be at least 200, got 1"),
+    "one row fewer than a split": (["--out", "{tmp}/m.txt", "--max-rows", "199"], "--max-rows must be at least 200"),
 }
 
 
@@ -172,6 +176,21 @@ def test_bad_training_input_is_exit_2_before_training(case, tmp_path, capsys):
     _one_line(err, names.format(tmp=tmp_path))
     assert not (tmp_path / "m.txt").exists()  # unwritable outputs are found before any work: nothing written
     assert (tmp_path / "unique.csv").read_text().count("\n") == 41 and (tmp_path / "m.txt.json").read_text() == "seed: 0\n"
+
+
+def test_a_model_with_no_split_is_refused_and_not_written(tmp_path, capsys, monkeypatch):
+    """A model whose every tree is one leaf predicts the same distribution for every access: it learned nothing, and
+    was written, exit 0. Here no split can pass LightGBM's min_gain_to_split (its docs: "the minimal gain to perform
+    split") at 1e300, whatever the rows: exit 2 naming --max-rows and --range, no model or sidecar written."""
+    import learned.train
+
+    monkeypatch.setitem(learned.train.DEFAULT_PARAMS, "min_gain_to_split", 1e300)
+    status, err = _train(["--out", tmp_path / "m.txt", "--range", "0:1", "--rounds", "3", "--set",
+                          "serving.block_size=512", "--set", "workload.synthetic.num_requests=400"], capsys)
+    assert status == 2
+    _one_line(err, "no split in any tree")
+    assert "--max-rows 100,000" in err and "--range 0:1" in err
+    assert not (tmp_path / "m.txt").exists() and not sidecar_path(tmp_path / "m.txt").exists()
 
 
 def test_a_trace_named_like_a_yaml_word_is_a_path(tmp_path, capsys, monkeypatch):

@@ -91,7 +91,10 @@ def served_by_length(trace: Trace, max_model_len: int | None) -> Trace:
     A serving run skips the others (``exceeds_max_model_len``, ``sim.serving.admission``), so they neither look up nor
     leave blocks, and its ceiling is over the rest: over every request, a long prompt sharing an earlier one's
     prefix made the ceiling lower than a run reached (the first 600 requests of Mooncake's FAST'25 synthetic trace,
-    one of 191,378 tokens: 0.1102, where a run over the 599 others hit 0.1122). The trace itself is unchanged."""
+    one of 191,378 tokens: 0.1102, where a run over the 599 others hit 0.1122). The trace itself is unchanged.
+    Requests a run skips for its KV capacity (``exceeds_kv_capacity``) stay in: --trace-stats sizes no instance (the
+    capacity follows the GPU, weights, TP, utilization, batch limits and, in PD, the role, keys it refuses as unread),
+    so where an instance holds fewer blocks than a long request needs, the ceiling counts requests a run skips."""
     if max_model_len is None:
         return trace
     longer = trace.longer_than(max_model_len)
