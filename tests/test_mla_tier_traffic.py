@@ -80,10 +80,10 @@ def test_a_cluster_fetch_from_eic_carries_every_ranks_copy(run_cli, tmp_path, tp
     cluster = metrics["cluster"]
     assert cluster["block_bytes"] == LATENT_BLOCK  # a block as the EIC stores it
     assert cluster["fetched_blocks"]["rack"] == 3 and cluster["fetched_bytes"]["rack"] == 3 * tp * LATENT_BLOCK
-    # loaded when r2 is admitted (vLLM's order): its kv_load, no fetch ahead of the queue
+    # loaded when r2 is admitted (vLLM's order): its kv_load
     assert requests["kv_load"].tolist()[2] == pytest.approx(EIC_LAT + NIC_LAT + 3 * tp * LATENT_BLOCK / NIC_BW,
                                                             rel=1e-9)
-    assert requests["fetch"].tolist() == [0.0, 0.0, 0.0]
+    assert "fetch" not in requests.columns  # (no fetch ahead of admission is left to time)
 
 
 @pytest.mark.parametrize("tp", [1, 2])

@@ -33,8 +33,6 @@ REQUEST_COLUMNS: dict[str, tuple[type, float | int]] = {
     "queued": (np.float64, math.nan),
     "scheduled": (np.float64, math.nan),  # first admitted to a batch
     "kv_load": (np.float64, 0.0),  # seconds loading the cached prefix from lower tiers once admitted
-    "fetch": (np.float64, 0.0),  # cluster, hybrid models: seconds fetching the prefix ahead of admission (others
-    # load at admission: kv_load)
     "prefill_done": (np.float64, math.nan),
     # PD: KV sent to a decode instance, once one had memory for it (and, under pull, a sequence slot)
     "kv_sent": (np.float64, math.nan),
@@ -53,9 +51,8 @@ class RequestTable:
     """Every request's life as columns indexed by request id. The breakdown components sum to
     its TTFT:
 
-    queue (arrival → first scheduled, less a cluster's fetch before it; in PD also prefill done → KV sent, the wait
-    for a decode instance's memory) + kv_load (cached prefix read from lower tiers: the fetch before admission and
-    the loads after it) + prefill (first chunk → prefill done) + kv_transfer (KV sent → KV at the decode node, the
+    queue (arrival → first scheduled; in PD also prefill done → KV sent, the wait for a decode instance's memory) +
+    kv_load (cached prefix read from lower tiers or, in a cluster, loaded from other locations, once admitted) + prefill (first chunk → prefill done) + kv_transfer (KV sent → KV at the decode node, the
     link's time; PD only) + first_decode (KV complete on the decoding node → first token; PD only, since an
     aggregated node samples the first token in the prefill's last step).
     """
@@ -66,7 +63,6 @@ class RequestTable:
     queued: np.ndarray
     scheduled: np.ndarray
     kv_load: np.ndarray
-    fetch: np.ndarray
     prefill_done: np.ndarray
     kv_sent: np.ndarray
     kv_ready: np.ndarray
@@ -108,8 +104,8 @@ class RequestTable:
         kv_ready = np.where(np.isnan(self.kv_ready), self.prefill_done, self.kv_ready)
         kv_sent = np.where(np.isnan(self.kv_sent), self.prefill_done, self.kv_sent)
         return {  # (waiting for decode memory is queueing, not the link's time: more bandwidth does not shorten it)
-            "queue": self.scheduled - self.arrival - self.fetch + (kv_sent - self.prefill_done),
-            "kv_load": self.fetch + self.kv_load,
+            "queue": self.scheduled - self.arrival + (kv_sent - self.prefill_done),
+            "kv_load": self.kv_load,
             "prefill": self.prefill_done - self.scheduled - self.kv_load,
             "kv_transfer": kv_ready - kv_sent,
             "first_decode": self.first_token - kv_ready,

@@ -42,7 +42,7 @@ from sim.report.metrics import RequestTable, WeightedSamples
 from sim.serving.compute import StepShape
 from sim.serving.decode_windows import DecodeWindows
 from sim.serving.job import Job
-from sim.serving.kv_cache_manager import KVCacheManager, PrefixMatch, prefix_hit
+from sim.serving.kv_cache_manager import KVCacheManager, PrefixMatch
 
 UNIFIED, PREFILL, DECODE = "unified", "prefill", "decode"
 
@@ -256,10 +256,8 @@ class Scheduler(DecodeWindows):
                 break
             match = kv.lookup(job)
             plan = self.connector(job) if self.connector is not None and not job.admitted_once else None
-            if plan is not None:  # what the connector loads is a hit, as vLLM counts its external tokens
-                served, tokens = prefix_hit([0] * plan.hits, job.target, job.input_tokens, self.block_size,
-                                            plan.hits)
-                match = PrefixMatch([0] * served, tokens, {})
+            if plan is not None:  # what the connector loads is a hit, as vLLM counts its external tokens (a hybrid's
+                match = kv.external_match(job, plan.hits)  # other groups take that prefix's blocks at admission too)
             cached = match.tokens
             n = kv.split_chunk(job, cached, min(job.target - cached, budget))
             if not n:
@@ -294,7 +292,9 @@ class Scheduler(DecodeWindows):
 
     def _park(self, job: Job, match: PrefixMatch, tokens: int, plan, now: float) -> None:
         """Admit ``job`` to wait for its connector's load: its blocks for ``tokens`` tokens taken (the prefix's and
-        its first chunk's, as an admission takes them), its hits counted, its sequence slot held; the load starts now
+        its first chunk's, as an admission takes them; a hybrid's sliding groups' blocks of the prefix's end or its
+        state groups' states there too, ``external_match``: vLLM allocates every group's blocks for the external
+        tokens), its hits counted, its sequence slot held; the load starts now
         and, when it lands, the job is read in again (``take_in``) with its prefix computed. kv_load is the load's
         time; the time from admission is prefill."""
         kv = self.kv
