@@ -95,3 +95,35 @@ def test_every_block_access_is_one_hit_or_a_miss_with_sliding_copies(pd):
     assert sum(metrics["tier_hit_ratio"].values()) == pytest.approx(metrics["hit_ratio"])
     fetched = sum(cluster["fetched_blocks"].values())
     assert fetched >= metrics["hits"] - sum(cluster["hit_blocks"]["hbm"].values())
+
+
+def test_a_hybrid_prefix_queued_behind_a_full_hbm_is_read_once_at_admission():
+    """vLLM's order for a hybrid too (Scheduler.schedule: the KV connector's external tokens get every group's blocks,
+    ``allocate_new_computed_blocks``, then WAITING_FOR_REMOTE_KVS till the load lands). By hand, gpt-oss-20b at
+    16-token blocks (a sliding hit needs 8 blocks), one GPU with 22 usable HBM blocks (23 less vLLM's null block),
+    node DRAM on, one sequence at a time. r0 ([1 … 9], 129 tokens) leaves its 8 full blocks and its sliding group's
+    replay tail (the copies of blocks 1 … 8) cached: 16 blocks. r1 (170 tokens: 11 full-group blocks and 11 sliding
+    ones while it prefills) takes all 22 at t = 10,
+    pushing the 16 into DRAM; r2 ([1 … 8, 20], 133 tokens) arrives while r1 runs and is admitted as r1 leaves: its hit
+    is 8 blocks (128 tokens) with their 8 sliding copies, 16 pages of 12 layers x 16 tokens x 8 KV heads x 64 x 2
+    (K, V) x 2 bytes = 393,216 B, each read once from DRAM (50 GB/s after its 5 us, config.yaml; PCIe faster) into r2's
+    own blocks. (Fetched on arrival into the full HBM's cache they were demoted at once and read again at admission:
+    DRAM read 32 pages.)"""
+    page = 12 * 16 * 8 * 64 * 2 * 2
+    trace = make_trace([0.0, 10.0, 10.0005], [129, 170, 133], [1, 1, 1],
+                       block_lists=[list(range(1, 10)), list(range(30, 41)), [*range(1, 9), 20]])
+    config = load_config(None, sets=[
+        "model=gpt-oss-20b", "cluster.num_racks=1", "cluster.nodes_per_rack=1", "hardware.gpus_per_node=1",
+        "serving.num_instances=1", "serving.block_size=16", "serving.num_gpu_blocks=23", "serving.max_num_seqs=1",
+        "cache.tiers.ssd.capacity_gib=0", "cache.tiers.eic.capacity_gib=0"])
+    result, table = run_cluster(trace, config)
+    m = result.metrics
+    assert m["cluster"]["block_bytes"] == page == 393_216
+    assert (m["hits"], m["accesses"], m["cluster"]["hit_blocks"]["dram"]["node"]) == (8, 9 + 11 + 9, 8)
+    assert table.cached_tokens.tolist() == [0, 0, 128]
+    assert m["tiers"]["dram"]["bytes_read"] == 16 * page  # each page read once
+    assert m["cluster"]["fetched_blocks"] == {"node": 8 + 8, "rack": 0, "cross_rack": 0}
+    # taken as r1 leaves (one sequence at a time: r1 runs), then scheduled when its load lands
+    assert table.fetch[2] == pytest.approx(5e-6 + 16 * page / 50e9, rel=1e-12)
+    assert table.scheduled[2] == pytest.approx(table.last_token[1] + table.fetch[2], rel=1e-12)
+    assert table.kv_load[2] == 0.0 and table.first_token[2] > table.scheduled[2]

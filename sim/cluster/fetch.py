@@ -1,18 +1,18 @@
 """Fetching a prompt's cached prefix by location, when its instance's scheduler admits the request.
 
-Today's order (``PrefixFetch._connect``, the scheduler's ``connector``): vLLM's, whose scheduler asks its KV connector
-for the external hit of the request at the head of the waiting queue, allocates its blocks and parks it
-(WAITING_FOR_REMOTE_KVS) until the load lands; the blocks go straight to the request, so none is evicted before use.
-A hybrid model's prefix (sliding copies, states) is still fetched on arrival (``_fetch_ahead``), as below.
+vLLM's order (``PrefixFetch._connect``, the scheduler's ``connector``): its scheduler asks its KV connector for the
+external hit of the request at the head of the waiting queue (``get_num_new_matched_tokens``), allocates its blocks
+(every KV-cache group's: a hybrid's sliding groups' blocks of the prefix's end, a Gated DeltaNet hybrid's state groups'
+state blocks there, ``KVCacheManager.external_match``) and parks it (WAITING_FOR_REMOTE_KVS) until the load lands; the
+blocks go straight to the request, so none is evicted before use.
 
-Before a request reaches its instance's scheduler its cached prefix is *fetched* (vLLM's KV
-connector: the request waits for its remote KV, then is scheduled): each block of the prompt's
-longest prefix held anywhere, as far as the scheduler can use it (``kv_cache_manager.prefix_hit``: full blocks; a
-block-aligned prompt's last block only when it is not in this HBM; under vLLM's hybrid KV-cache manager, cut back
-as far as every sliding group can serve it, ``HybridKVCacheManager.reachable_prefix``, whose sliding copies of its
-end are fetched with it; a Gated DeltaNet hybrid's, cut back to the deepest block whose state every state group
-holds somewhere, ``AlignStateKVCacheManager.reachable_prefix``, whose states are fetched with it), is classified
-once, by where its cheapest copy is:
+The prefix loaded is each block of the prompt's longest prefix held anywhere, as far as the scheduler can use it
+(``kv_cache_manager.prefix_hit``: full blocks; a block-aligned prompt's last block only when it is not in this HBM;
+under vLLM's hybrid KV-cache manager, cut back as far as every sliding group can serve it,
+``HybridKVCacheManager.reachable_prefix``, whose sliding copies of its end are loaded with it; a Gated DeltaNet
+hybrid's, cut back to the deepest block whose state every state group holds somewhere,
+``AlignStateKVCacheManager.reachable_prefix``, whose states are loaded with it), classified once, by where its
+cheapest copy is:
 
 - ``instance``: the instance's HBM (cached, or in use by a running request);
 - ``node``: its node's DRAM or SSD;
@@ -23,11 +23,10 @@ and loaded over the links it crosses (the source tier, which is a link too, the 
 NIC, the rack uplinks, the destination node's NIC, the GPU's PCIe; ``sim.cluster.links``), all
 with max-min sharing, each source's blocks and copies in one transfer (a state crosses unpadded: ``copy_bytes``; MLA's
 latent, stored once, is read and sent once per rank of the instance: ``load_bytes``).
-Loaded blocks enter the instance's HBM (a copy: remote holders keep
-theirs). The hits are the blocks the scheduler serves the request at admission (as on a single
-node), each in the class the fetch gave it (a block cached there since, where it is then); every
-other block of the prompt is a miss, so every block access is exactly one of {hit in tier T at
-location L, miss} (a block fetched and evicted again while its request queued is a miss).
+Loaded blocks enter the request's own HBM blocks (a copy: remote holders keep theirs; a copy in the
+instance's own lower tier moves up, unread again). The hits are the blocks the scheduler serves the request at
+admission (as on a single node), each in the class the fetch gave it; every other block of the prompt is a miss, so
+every block access is exactly one of {hit in tier T at location L, miss}.
 
 A Gated DeltaNet hybrid's states: vLLM 0.33's OffloadingConnector (offloading/scheduler.py ``_lookup_complete_chunks``:
 a Mamba group looked up as a one-chunk window, the hit at most round_down(tokens - 1, block)) finds states in its own
@@ -71,10 +70,6 @@ class FetchPlan:
     codes: np.ndarray = field(default_factory=lambda: _EMPTY)  # per served block, its hit_blocks cell (kind x location)
     sources: dict[int, list[int]] = field(default_factory=dict)  # source tier -> [blocks, bytes]
     reads: list = field(default_factory=list)  # (a local Tier, or an arena tier index, bytes) to count as read
-    # a hybrid's sliding copies or states to load with the prefix
-    copies: np.ndarray = field(default_factory=lambda: _EMPTY)
-    # the keys that leave a lower tier or another location, deepest first, copies last
-    moved: np.ndarray = field(default_factory=lambda: _EMPTY)
     start: Callable[[Callable[[], None]], None] | None = None  # (``_connect``) read and send it, then call back
 
 
@@ -215,39 +210,12 @@ class PrefixFetch:
         return links
 
     def _fetch(self, inst: Instance, job: Job, keys: np.ndarray) -> None:
-        """A request arrives at ``inst``: its block accesses are counted; at admission (``_connect``, the scheduler's
-        ``connector``) its prefix held below this HBM or elsewhere is loaded, as vLLM's KV connector loads it; a
-        hybrid's (sliding copies, states: ``_fetch_ahead``) is fetched now, before it reaches the scheduler."""
-        rack = self.topo.rack_of(inst.index)
+        """A request arrives at ``inst``: its block accesses are counted and it is submitted; its prefix held below
+        this HBM or elsewhere (a hybrid's with its sliding copies or states) is loaded when the scheduler admits it
+        (``_connect``, the scheduler's ``connector``), as vLLM's KV connector loads it."""
         self.accesses += len(keys)
-        self.rack_accesses[rack] += len(keys)
-        if inst.scheduler.connector is not None or not self.prefix_caching or not len(keys):
-            inst.submit(job)
-            return
-        self._fetch_ahead(inst, job, keys)
-
-    def _fetch_ahead(self, inst: Instance, job: Job, keys: np.ndarray) -> None:
-        """A hybrid model's prefix (its sliding copies or states with it) classified by location at arrival, loaded
-        into the instance's HBM cache over its links, then the job submitted."""
-        plan = self._fetch_plan(inst, job, keys)
-        if plan is None:
-            inst.submit(job)
-            return
-        self._start_fetch(inst, job, plan)
-        if not plan.sources:
-            inst.submit(job)
-            return
-        job.external = plan.hits  # loaded before it is scheduled: a block-aligned last block among them is served
-        start = self.engine.now
-
-        def arrived() -> None:
-            self.table.fetch[job.rid] = self.engine.now - start  # KV loading before it was scheduled
-            # each at the request's first position: no policy in the run reads positions (``check_hybrid_manager``
-            # refuses Belady and learned beside a hybrid's sliding copies or states, the only fetches ahead)
-            inst.kv.cache_fetched(plan.moved, np.full(len(plan.moved), job.position, dtype=np.int64))
-            inst.submit(job)
-
-        self._send_fetch(inst, plan, arrived)
+        self.rack_accesses[self.topo.rack_of(inst.index)] += len(keys)
+        inst.submit(job)
 
     def _connect(self, inst: Instance, job: Job) -> FetchPlan | None:
         """The scheduler's KV connector (vLLM's ``get_num_new_matched_tokens``), asked when ``job`` heads the waiting
@@ -287,16 +255,13 @@ class PrefixFetch:
             elif reach - len(levels) < found:
                 found = reach - len(levels)
                 offsets, tiers = offsets[:found + 1], tiers[:offsets[found]]
-        n_local = len(levels)
-        plan = FetchPlan(hits=n_local + found)
-        lower = np.flatnonzero(levels > 0)
+        plan = FetchPlan(hits=len(levels) + found)
         codes = [self._local_codes(inst, levels)]  # where each block of the prefix is, for the hits at admission
         for level, count in zip(*np.unique(levels, return_counts=True), strict=True):
             if level > 0:
                 tier = inst.kv.cache.tiers[int(level)]
                 _add(plan.sources, tier.index, int(count), int(count) * self.load_bytes)
                 plan.reads.append((tier, int(count) * self.load_bytes))
-        remote_keys = _EMPTY
         if found:
             best = self._cheapest_holders(offsets, tiers, inst.index)[1]  # the first holder at the best cost
             holders, which, counts = np.unique(best, return_inverse=True, return_counts=True)
@@ -307,15 +272,10 @@ class PrefixFetch:
                 _add(plan.sources, t, count, count * self.load_bytes)
                 plan.reads.append((t, count * self.load_bytes))  # read out of that copy, which keeps the blocks
             codes.append(cells[which.reshape(-1)])
-            remote_keys = keys[n_local:n_local + found]
-        plan.copies = self._fetch_copies(inst, copies, plan)
+        self._fetch_copies(inst, copies, plan)
         if not plan.hits:
             return None
         plan.codes = np.concatenate(codes)
-        # blocks that leave a lower tier or another location, deepest first so prefixes stay more recent (the
-        # sliding groups' copies of the prefix's end, or the states there, last: a hit needs them as much as its
-        # first block)
-        plan.moved = np.concatenate([np.concatenate([keys[:n_local][lower], remote_keys])[::-1], plan.copies])
         return plan
 
     def _start_fetch(self, inst: Instance, job: Job, plan: FetchPlan) -> None:
@@ -357,12 +317,12 @@ class PrefixFetch:
 
         return find
 
-    def _fetch_copies(self, inst: Instance, keys: list[int], plan: FetchPlan) -> np.ndarray:
+    def _fetch_copies(self, inst: Instance, keys: list[int], plan: FetchPlan) -> None:
         """The sliding copies or states a fetched prefix needs that are not in ``inst``'s HBM (``copy_bytes`` each):
         each read from its instance's lower tier, else from the cheapest shared tier holding it (counted in the
-        plan's ``sources`` and ``reads``); returns their keys."""
+        plan's ``sources`` and ``reads``)."""
         sources = plan.sources
-        local, remote = [], []
+        remote = []
         nbytes = self.copy_load_bytes
         for key in keys:
             level = inst.kv.find(key)
@@ -370,7 +330,6 @@ class PrefixFetch:
                 tier = inst.kv.cache.tiers[level]
                 _add(sources, tier.index, 1, nbytes)
                 plan.reads.append((tier, nbytes))
-                local.append(key)
             elif level < 0:
                 remote.append(key)
         if remote:
@@ -380,7 +339,6 @@ class PrefixFetch:
             for t in self._cheapest_holders(offsets, tiers, inst.index, nbytes)[1].tolist():
                 _add(sources, t, 1, nbytes)
                 plan.reads.append((t, nbytes))
-        return np.array(local + remote, dtype=np.int64)
 
     def _local_codes(self, inst: Instance, levels: np.ndarray) -> np.ndarray:
         """The ``hit_blocks`` cells of blocks held at ``levels`` of ``inst``'s own cache."""

@@ -6,9 +6,9 @@ its node's DRAM and SSD tiers (shared by the node's instances), its rack's EIC p
 by the rack), and the links on the way, each created once, all in the run's one arena. An
 idle rack, node or GPU costs nothing but a few counters.
 
-When the scheduler admits a request its cached prefix is loaded from wherever it is held (``sim.cluster.fetch``,
-the scheduler's ``connector``: vLLM's order; a hybrid model's, with its sliding copies or Gated DeltaNet states, is
-fetched on arrival), and its hits are counted by where they were found.
+When the scheduler admits a request its cached prefix (a hybrid model's with its sliding copies or Gated DeltaNet
+states) is loaded from wherever it is held (``sim.cluster.fetch``, the scheduler's ``connector``: vLLM's order), and
+its hits are counted by where they were found.
 
 ``--cluster --pd``: each rack has ``pd.num_prefill`` prefill and ``pd.num_decode`` decode
 instances, each role's at its own TP (placed by ``sim.cluster.topology``, built from its role's shape: HBM blocks,
@@ -88,7 +88,7 @@ class ClusterRun(PrefixFetch, ServingRun):
         self.accesses = 0
         self.rack_accesses = np.zeros(topo.num_racks, dtype=np.int64)
         self.rack_hits = np.zeros(topo.num_racks, dtype=np.int64)
-        self._hit_codes: dict[int, np.ndarray] = {}  # per request fetched, its prefix's hit_blocks cells (_fetch)
+        self._hit_codes: dict[int, np.ndarray] = {}  # per request fetched, its prefix's hit_blocks cells (_start_fetch)
         self.moved_blocks = dict.fromkeys(("node", "rack", "cross_rack"), 0)  # fetched blocks by links crossed
         self.kv_transfer_blocks = dict.fromkeys(("node", "rack", "cross_rack"), 0)  # PD prefill -> decode
         self.kv_transfer_sent = dict.fromkeys(("node", "rack", "cross_rack"), 0)  # their bytes, every rank's
@@ -195,9 +195,8 @@ class ClusterRun(PrefixFetch, ServingRun):
         (self.decode if role == DECODE else self.front).append(inst)
         if role != DECODE:
             inst.kv.on_admission = lambda job, match, inst=inst: self._admitted(inst, job, match)
-            if self.prefix_caching and self.kv_groups is None and not self._state_offsets:
-                # its prefix held below its HBM or elsewhere is loaded when the scheduler admits it (vLLM's order;
-                # a hybrid's is fetched at arrival: ``PrefixFetch._fetch_ahead``)
+            if self.prefix_caching:
+                # its prefix held below its HBM or elsewhere is loaded when the scheduler admits it (vLLM's order)
                 inst.scheduler.connector = lambda job, inst=inst: self._connect(inst, job)
         if role == UNIFIED:  # its prompt leaves the queued prompt tokens once prefilled, as PD's prefill instance's
             inst.scheduler.on_prefilled = self._prefilled

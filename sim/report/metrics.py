@@ -33,8 +33,7 @@ REQUEST_COLUMNS: dict[str, tuple[type, float | int]] = {
     "queued": (np.float64, math.nan),
     "scheduled": (np.float64, math.nan),  # first admitted to a batch (vLLM's SCHEDULED event)
     "kv_load": (np.float64, 0.0),  # seconds loading the cached prefix from lower tiers in its first step
-    # cluster: seconds its KV connector loaded the prefix before it was scheduled (vLLM's WAITING_FOR_REMOTE_KVS; a
-    # hybrid model's: fetched ahead, on arrival)
+    # cluster: seconds its KV connector loaded the prefix before it was scheduled (vLLM's WAITING_FOR_REMOTE_KVS)
     "fetch": (np.float64, 0.0),
     "prefill_done": (np.float64, math.nan),
     # PD: KV sent to a decode instance, once one had memory for it (and, under pull, a sequence slot)
@@ -55,9 +54,9 @@ class RequestTable:
     its TTFT:
 
     queue (arrival → first scheduled, less a cluster's fetch before it; in PD also prefill done → KV sent, the wait
-    for a decode instance's memory) + kv_load (cached prefix read from lower tiers: the fetch before admission and
-    the loads after it) + prefill (first chunk → prefill done) + kv_transfer (KV sent → KV at the decode node, the
-    link's time; PD only) + first_decode (KV complete on the decoding node → first token; PD only, since an
+    for a decode instance's memory) + kv_load (cached prefix read from lower tiers or, in a cluster, loaded from
+    other locations: the fetch before scheduling and the loads in its first step) + prefill (first chunk → prefill
+    done) + kv_transfer (KV sent → KV at the decode node, the link's time; PD only) + first_decode (KV complete on the decoding node → first token; PD only, since an
     aggregated node samples the first token in the prefill's last step).
     """
 

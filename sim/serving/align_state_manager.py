@@ -24,10 +24,11 @@ Simplified: the step in flight is counted as computed when blocks are freed (vLL
 asynchronous scheduling: a state block is held one step longer); a state cached in a lower tier serves a hit as one
 in HBM would, short of a block-aligned prompt's last block (which a lower tier serves attention alone).
 
-Cluster mode (``sim.cluster.fetch``): a prefix fetched from other locations before the request is scheduled (vLLM's
-KV connector) is cut back as ``lookup`` cuts a hit, to the deepest block whose state every state group holds in this
+Cluster mode (``sim.cluster.fetch``): a prefix loaded from other locations at the request's admission (vLLM's KV
+connector) is cut back as ``lookup`` cuts a hit, to the deepest block whose state every state group holds in this
 instance's tiers or any shared one (``reachable_prefix``), never the block of the prompt's last token (vLLM's
-OffloadingConnector beside Mamba groups); those states are fetched with its attention blocks.
+OffloadingConnector beside Mamba groups); those states are loaded with its attention blocks, into the state blocks
+its admission takes (``external_match``).
 """
 
 from __future__ import annotations
@@ -129,6 +130,18 @@ class AlignStateKVCacheManager(RemoteStates, PastHitCopies, KVCacheManager):
             job.state_junction = junction if junction > hit else 0
             job.generated_hit = max(0, hit - job.input_tokens // bs) if chain_tokens > job.input_tokens else 0
         return PrefixMatch.of(levels[:hit], tokens, state_levels)
+
+    def external_match(self, job: Job, blocks: int) -> PrefixMatch:
+        """A prefix a KV connector will load at admission (``KVCacheManager.external_match``; the states after its
+        last block were found with it, ``reachable_prefix``): the request's hit is that block, so admission takes every
+        state group's block of it by its keys (as a hit's) and the states go straight into them; a junction at or
+        before it is none."""
+        match = super().external_match(job, blocks)
+        if not (job.held or job.anonymous or job.state_held):
+            job.sliding_hit = match.blocks
+            if job.state_junction <= match.blocks:
+                job.state_junction = 0
+        return match
 
     def reachable_prefix(self, job: Job, limit: int, present: Callable[[int], int]) -> tuple[int, list[int]]:
         """A prefix fetched from other locations first (cluster mode: vLLM's KV connector): of its first ``limit``

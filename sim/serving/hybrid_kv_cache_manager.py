@@ -197,6 +197,20 @@ class HybridKVCacheManager(PastHitCopies, KVCacheManager):
             job.generated_hit = max(0, hit - job.input_tokens // bs) if chain_tokens > job.input_tokens else 0
         return PrefixMatch.of(levels[:hit], tokens, sliding_levels)
 
+    def external_match(self, job: Job, blocks: int) -> PrefixMatch:
+        """A prefix a KV connector will load at admission (``KVCacheManager.external_match``; its sliding copies were
+        found with it, ``reachable_prefix``): the request's sliding groups start at the run of ``hit_blocks`` ending
+        there, kept as cached prefixes like a hit's, so that admission takes every group's blocks of it (vLLM's
+        ``allocate_new_computed_blocks`` for the external tokens: the full group's and the sliding groups' in the
+        window) and the copies go straight into them."""
+        match = super().external_match(job, blocks)
+        if self._admitting(job):
+            start, end = self._ending_at(match.blocks)
+            job.sliding_keyed = merged([*job.sliding_keyed, (start, end)])
+            job.sliding_lo = job.sliding_hi = start
+            job.sliding_hit = match.blocks
+        return match
+
     def receive(self, job: Job, tokens: int) -> int:
         """A prompt computed elsewhere (PD's decode side): the prefix found here, cut back to what every sliding group
         can serve as ``lookup`` cuts it; the sliding groups will hold the blocks the next token sees, those the hit

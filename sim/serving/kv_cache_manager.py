@@ -80,7 +80,7 @@ def prefix_hit(levels: Sequence[int], tokens: int, prompt_tokens: int, block_siz
     blocks up to ``tokens // block_size``, so a last block it holds is loaded, and when every token is then
     computed the scheduler recomputes the last one (``Scheduler._update_waiting_for_remote_kv``:
     ``num_computed_tokens -= 1``). A partial last block never hits. ``external``: the prompt's first blocks that a KV
-    connector loaded into HBM before the request was scheduled (the cluster's fetch, ``ClusterRun._fetch``); they
+    connector loaded into HBM at the request's admission (the cluster's fetch, ``PrefixFetch._connect``); they
     are HBM blocks now, and a last block among them was served by the lower tier it came from."""
     levels = levels[: prompt_tokens // block_size]
     usable = min(len(levels), usable_prefix_blocks(tokens, block_size))
@@ -250,6 +250,13 @@ class KVCacheManager:
             seconds += tiers[level].reserve_read(nbytes, start + seconds, self.read_lanes)
         return seconds
 
+    def external_match(self, job: Job, blocks: int) -> PrefixMatch:
+        """The match of a waiting ``job`` whose prompt's first ``blocks`` a KV connector will load (cluster mode:
+        ``sim.cluster.fetch.PrefixFetch._connect``), as vLLM counts external tokens computed: HBM blocks once loaded,
+        a block-aligned prompt's last block among them served (``prefix_hit``); what they read is the connector's."""
+        served, tokens = prefix_hit([0] * blocks, job.target, job.input_tokens, self.block_size, blocks)
+        return PrefixMatch([0] * served, tokens, {})
+
     def record_admission(self, job: Job, match: PrefixMatch) -> None:
         """Count a request's prefix hits (once per request, not again after a preemption)."""
         stats = self.stats
@@ -396,14 +403,6 @@ class KVCacheManager:
         if self.prefix_caching:
             self.cache.resize_top(self.pool.unused if unused is None else unused)
             self._charge_writes()
-
-    def cache_fetched(self, keys: Sequence[int], positions: np.ndarray) -> None:
-        """Blocks fetched from another location (the cluster's shared tiers, another node) become
-        cached prefixes here, as of these stream positions (a hybrid's prefix fetched on arrival:
-        ``sim.cluster.fetch.PrefixFetch._fetch_ahead``). The fetch read them (``sim.cluster.fetch`` counts each source's bytes): a copy in one of this instance's lower tiers moves or
-        is copied up unread."""
-        self.cache.touch_chain(keys, positions, freed=True)
-        self._charge_writes()
 
     # ------------------------------------------------------------- the cache engine
 

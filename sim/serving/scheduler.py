@@ -42,7 +42,7 @@ from sim.report.metrics import RequestTable, WeightedSamples
 from sim.serving.compute import StepShape
 from sim.serving.decode_windows import DecodeWindows
 from sim.serving.job import Job
-from sim.serving.kv_cache_manager import KVCacheManager, PrefixMatch, prefix_hit
+from sim.serving.kv_cache_manager import KVCacheManager, PrefixMatch
 
 UNIFIED, PREFILL, DECODE = "unified", "prefill", "decode"
 
@@ -265,10 +265,8 @@ class Scheduler(DecodeWindows):
                 break
             match = kv.lookup(job)
             plan = self.connector(job) if self.connector is not None and not job.admitted_once else None
-            if plan is not None:  # what the connector loads is a hit, as vLLM counts its external tokens
-                served, tokens = prefix_hit([0] * plan.hits, job.target, job.input_tokens, self.block_size,
-                                            plan.hits)
-                match = PrefixMatch([0] * served, tokens, {})
+            if plan is not None:  # what the connector loads is a hit, as vLLM counts its external tokens (a hybrid's
+                match = kv.external_match(job, plan.hits)  # other groups take that prefix's blocks at admission too)
             cached = match.tokens
             n = kv.split_chunk(job, cached, min(job.target - cached, budget))
             if not n:
@@ -303,10 +301,12 @@ class Scheduler(DecodeWindows):
 
     def _park(self, job: Job, match: PrefixMatch, tokens: int, plan, now: float) -> None:
         """Admit ``job`` to wait for its connector's load: its blocks for ``tokens`` tokens taken (the prefix's and
-        its first chunk's, as an admission takes them), its hits counted; the load starts now and, when it lands, the
-        job is read in again (``take_in``) with its prefix computed, and scheduled when a sequence slot is free
-        (``admit_ready``). The load's time is the request's ``fetch`` (KV loading before it was scheduled: the
-        breakdown's kv_load); the waits before and after it are queueing."""
+        its first chunk's, as an admission takes them; a hybrid's sliding groups' blocks of the prefix's end or its
+        state groups' states there too, ``external_match``: vLLM allocates every group's blocks for the external
+        tokens), its hits counted; the load starts now and, when it lands, the job is read in again (``take_in``)
+        with its prefix computed, and scheduled when a sequence slot is free (``admit_ready``). The load's time is
+        the request's ``fetch`` (KV loading before it was scheduled: the breakdown's kv_load); the waits before and
+        after it are queueing."""
         kv = self.kv
         kv.allocate(job, tokens)
         job.computed = match.tokens
