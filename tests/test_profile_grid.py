@@ -87,3 +87,62 @@ def test_vidur_decode_window_is_each_steps_lookup(tmp_path):
         kv_tokens = np.arange(200, dtype=float) * seqs + seqs * 37 + 5
         assert attention.window_decode_times(seqs, kv_tokens).tolist() == \
             [attention.decode_time(seqs, kv / seqs) for kv in kv_tokens.tolist()]
+
+
+def _per_node_grid(frame: pd.DataFrame, axes: list[str], value: str) -> tuple:
+    """The grid as a node-by-node construction defines it, to compare ``GridNode`` with: each node's sorted values of
+    its axis, and per value the sub-grid of the rows holding it (their order kept); at the last axis each value's
+    mean as pandas takes it (its groupby mean over those rows, whose last bit depends on their order)."""
+    keys = np.sort(frame[axes[0]].unique()).astype(float)
+    if len(axes) == 1:
+        return keys.tolist(), frame.groupby(axes[0])[value].mean().reindex(keys).to_numpy(float).tolist()
+    return keys.tolist(), [_per_node_grid(frame[frame[axes[0]] == k], axes[1:], value) for k in keys]
+
+
+def _as_tuple(node: GridNode) -> tuple:
+    if node.children is None:
+        return node.keys, node.leaf
+    return node.keys, [_as_tuple(c) for c in node.children]
+
+
+def test_grid_by_hand():
+    """Rows out of order, one point measured twice (its mean), a first-axis value with a single second-axis point."""
+    frame = pd.DataFrame({"a": [2, 1, 1, 1], "b": [10, 20, 10, 10], "t": [4.0, 3.0, 1.0, 2.0]})
+    grid = GridNode(frame, ["a", "b"], "t")
+    assert _as_tuple(grid) == ([1.0, 2.0], [([10.0, 20.0], [1.5, 3.0]), ([10.0], [4.0])])
+    assert grid.lookup((1.5, 10.0)) == 2.75  # halfway between a=1 (1.5) and a=2 (4.0)
+
+
+def test_grid_is_the_per_node_construction_bit_for_bit():
+    """Random ragged grids of one to four axes (whole-number and fractional values), rows shuffled, many points
+    measured more than once, some times blank: every node's keys and leaf values equal the node-by-node
+    construction's exactly, repeated points' means included."""
+    rng = np.random.default_rng(11)
+    for trial in range(200):
+        n, k = int(rng.integers(1, 150)), int(rng.integers(1, 5))
+        cols = {f"a{i}": rng.integers(0, 4, n) * (1 if trial % 2 else 1.5) for i in range(k)}
+        cols["t"] = rng.random(n) * 10 ** rng.uniform(-9, 3)
+        if trial % 5 == 0:
+            cols["t"][rng.random(n) < 0.2] = np.nan
+        frame = pd.DataFrame(cols).sample(frac=1, random_state=trial)
+        axes = [str(a) for a in rng.permutation([f"a{i}" for i in range(k)])]
+        assert repr(_as_tuple(GridNode(frame, axes, "t"))) == repr(_per_node_grid(frame, axes, "t"))
+
+
+def test_grid_is_built_in_one_pass(monkeypatch):
+    """A 4-axis table of 20 x 10 x 10 x 8 points (Bailian's attention.csv holds 8,643 rows) is split in one pass,
+    not grouped node by node (a pandas groupby per leaf and a mask per node cost ~1.2 s a load, paid by every run
+    of a --max-rate search): no groupby at all without repeated points, one for the one leaf that holds a
+    repeated point."""
+    calls = []
+    groupby = pd.DataFrame.groupby
+    monkeypatch.setattr(pd.DataFrame, "groupby", lambda self, *a, **kw: calls.append(a) or groupby(self, *a, **kw))
+    grid = np.array(np.meshgrid(np.arange(20), np.arange(10), np.arange(10), np.arange(8), indexing="ij"))
+    frame = pd.DataFrame(grid.reshape(4, -1).T, columns=["p", "q", "n", "kv"]).assign(t=lambda f: f["kv"] * 1e-6)
+    axes = ["p", "q", "n", "kv"]
+    node = GridNode(frame, axes, "t")
+    assert calls == []
+    assert node.lookup((3.0, 4.0, 5.0, 6.5)) == pytest.approx(6.5e-6)
+    node = GridNode(pd.concat([frame, frame.iloc[[7]].assign(t=1.0)]), axes, "t")
+    assert len(calls) == 1
+    assert node.lookup((0.0, 0.0, 0.0, 7.0)) == pytest.approx((7e-6 + 1.0) / 2)  # the repeated point: its mean
