@@ -105,7 +105,8 @@ class Scheduler(DecodeWindows):
         """Sequence slots in use: running requests and those whose finish the engine has not processed yet. A request
         whose connector load is in flight holds none (vLLM keeps it in the waiting queue, WAITING_FOR_REMOTE_KVS, and
         its admission loop stops at ``len(self.running) == self.max_num_running_reqs``: vllm/v1/core/sched/scheduler.py
-        ``Scheduler.schedule``); it takes one when it lands (``admit_ready``)."""
+        ``Scheduler.schedule``; vllm-project/vllm#42568, open, would count them); it takes one when it lands
+        (``admit_ready``)."""
         return len(self.running) + len(self.leaving)
 
     def take_in(self, upto: float, before: bool = False) -> bool:
