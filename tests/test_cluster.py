@@ -277,6 +277,54 @@ def test_cluster_serves_a_fetched_last_block_as_a_lower_tier_does(inclusion):
             m["cluster"]["fetched_blocks"]["node"]) == (2, 1, 1, 1)
 
 
+def test_the_connector_loads_a_last_block_the_lookup_serves_from_a_copy_below():
+    """A block-aligned prompt whose last block is in HBM with a copy in DRAM (inclusive tiers): vLLM's GPU lookup stops
+    a token short (get_computed_blocks: max_cache_hit_length = num_tokens - 1), and its OffloadingConnector, asked for
+    the blocks past that hit up to num_tokens // block_size, finds the copy and loads it. By hand, blocks of 16,
+    llama-3.1-8b (2 x 32 layers x 8 KV heads x 128 x 2 bytes x 16 tokens = 2,097,152 bytes a block): A ([1, 2], 32
+    tokens) finishes, leaving both blocks in HBM and DRAM; A's prompt again: block 1 from HBM, block 2 loaded from
+    DRAM by the connector (1 block fetched, 31 tokens cached), over the DRAM link (5 us + bytes / 50 GB/s, slower
+    than PCIe's 63 GB/s) before scheduling (``fetch``, no kv_load). The connector planned nothing and the
+    scheduler's own lookup read it as a single node does: no block fetched, the read charged as kv_load."""
+    from tests.test_serving import make_trace
+
+    trace = make_trace([0.0, 50.0], [32, 32], [2, 2], block_lists=[[1, 2], [1, 2]])
+    result, requests = run_cluster(trace, load_config(None, sets=[*ONE_GPU_CLUSTER, "cache.inclusion=inclusive"]))
+    m = result.metrics
+    assert requests.cached_tokens.tolist() == [0, 31]
+    assert (m["hits"], m["cluster"]["hit_blocks"]["hbm"]["instance"], m["cluster"]["hit_blocks"]["dram"]["node"],
+            m["cluster"]["fetched_blocks"]["node"]) == (2, 1, 1, 1)
+    assert requests.kv_load[1] == 0.0
+    assert requests.fetch[1] == pytest.approx(5e-6 + 2_097_152 / 50e9, rel=1e-9)
+
+
+def test_the_connector_serves_a_prefix_as_the_scheduler_lookup_does():
+    """The connector's plan and the scheduler's lookup read one prefix by one rule. By hand, inclusive tiers, blocks of
+    16: block 1 only in DRAM, block 2 in HBM with a DRAM copy; a 32-token prompt [1, 2] finds no GPU hit (block 1 is
+    not there), so vLLM's OffloadingConnector looks up blocks 0 .. 32 // 16 from DRAM, finds both and loads them:
+    2 blocks, 31 tokens (the last recomputed), as the lookup serves them. The plan stopped at block 1 (16 tokens),
+    one block short of the lookup, since it read the last block's tier as HBM."""
+    from sim.serving.job import Job
+    from tests.test_serving import make_trace
+
+    trace = make_trace([0.0, 50.0], [32, 32], [2, 2], block_lists=[[1, 2], [1, 2]])
+    run = ClusterRun(trace, load_config(None, sets=[*ONE_GPU_CLUSTER, "cache.inclusion=inclusive",
+                                                    "serving.num_gpu_blocks=8"]))
+    inst = run.instance(0)
+    cache = inst.kv.cache
+    cache.touch_chain([2, 1], np.array([0, 1]), freed=True)  # both cached in HBM, copied below (inclusive)
+    cache.touch_chain([2], np.array([2]), freed=True)  # block 2 used last
+    cache.resize_top(1)  # HBM keeps one block: block 1 leaves it (LRU), its copies stay
+    assert (cache.resident(0), cache.resident(1)) == ({2}, {1, 2})
+    job = Job(0, 32, 2, [1, 2], 0, target=32)
+    lookup = inst.kv.lookup(job)
+    plan = run._connect(inst, job)
+    served = inst.kv.external_match(job, plan.hits)
+    assert (lookup.blocks, lookup.tokens, lookup.tier_of_each) == (2, 31, [1, 1])
+    assert (plan.hits, served.tokens) == (2, 31)
+    assert [count for count, _ in plan.sources.values()] == [2]  # both blocks from the one DRAM
+
+
 def test_a_prefix_evicted_while_its_request_queues_is_no_hit():
     """Hits are the blocks the scheduler serves at admission, not those held when the request arrived. By hand, one
     GPU, 6 usable HBM blocks of 16 (num_gpu_blocks 7), one sequence at a time, no lower tier: r0 ([1, 2], 32 tokens)

@@ -7,7 +7,8 @@ state blocks there, ``KVCacheManager.external_match``) and parks it (WAITING_FOR
 blocks go straight to the request, so none is evicted before use.
 
 The prefix loaded is each block of the prompt's longest prefix held anywhere, as far as the scheduler can use it
-(``kv_cache_manager.prefix_hit``: full blocks; a block-aligned prompt's last block only when it is not in this HBM;
+(``kv_cache_manager.prefix_hit``: full blocks; a block-aligned prompt's last block only from below this HBM, a
+copy there too where HBM holds it, ``KVCacheManager.prefix_levels``: the rule of the scheduler's lookup;
 under vLLM's hybrid KV-cache manager, cut back as far as every sliding group can serve it,
 ``HybridKVCacheManager.reachable_prefix``, whose sliding copies of its end are loaded with it; a Gated DeltaNet
 hybrid's, cut back to the deepest block whose state every state group holds somewhere,
@@ -235,10 +236,12 @@ class PrefixFetch:
 
     def _fetch_plan(self, inst: Instance, job: Job, keys: np.ndarray) -> FetchPlan | None:
         """Classify the prompt's held prefix by location (nothing read, sent or counted yet); None: no prefix."""
-        # only the blocks the request can be served, as the scheduler finds them (``prefix_hit``): the prompt's full
-        # blocks, the last of a block-aligned prompt not from this HBM (it is recomputed; a lower tier serves it)
+        # only the blocks the request can be served, as the scheduler's lookup finds them (``prefix_levels``,
+        # ``prefix_hit``): the prompt's full blocks, the last of a block-aligned prompt not from this HBM (it is
+        # recomputed) but from a copy below it, which the connector loads (vLLM's OffloadingConnector looks up the
+        # blocks past the GPU's hit up to tokens // block_size)
         full = keys[: job.input_tokens // inst.kv.block_size]
-        levels = inst.kv.cache.lookup_prefix(full, inst.pool)
+        levels = np.asarray(inst.kv.prefix_levels(job, full), dtype=np.int64)
         served, _ = prefix_hit(levels, job.input_tokens, job.input_tokens, inst.kv.block_size)
         if served < len(levels):
             levels, full = levels[:served], full[:served]

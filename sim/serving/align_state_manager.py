@@ -110,8 +110,7 @@ class AlignStateKVCacheManager(RemoteStates, PastHitCopies, KVCacheManager):
             return PrefixMatch([], 0, {})
         bs = self.block_size
         chain, chain_tokens = self._sequence_chain(job)
-        levels = self.cache.lookup_prefix(chain, self.pool).tolist()
-        self._last_block_from_below(job, levels)
+        levels = self.prefix_levels(job, chain)
         full_hit, full_tokens = prefix_hit(levels, job.target, chain_tokens, bs, job.external)
         hit, state_levels = 0, []
         # (never a block-aligned prompt's last block, which a lower tier may serve attention alone: its last token is

@@ -176,8 +176,7 @@ class HybridKVCacheManager(PastHitCopies, KVCacheManager):
                 job.sliding_keyed, job.sliding_lo, job.sliding_hi, job.sliding_hit = (), 0, 0, 0
             return PrefixMatch([], 0, {})
         chain, chain_tokens = self._sequence_chain(job)
-        levels = self.cache.lookup_prefix(chain, self.pool).tolist()
-        self._last_block_from_below(job, levels)
+        levels = self.prefix_levels(job, chain)
         full_hit, full_tokens = prefix_hit(levels, job.target, chain_tokens, bs, job.external)
         hit, sliding_levels = self._sliding_run(job, full_hit)
         tokens = full_tokens if hit == full_hit else hit * bs

@@ -179,8 +179,7 @@ class KVCacheManager:
             job.generated_hit = 0
             return PrefixMatch([], 0, {})
         chain, chain_tokens = self._sequence_chain(job)
-        levels = self.cache.lookup_prefix(chain, self.pool).tolist()  # blocks in use by running requests: HBM hits
-        self._last_block_from_below(job, levels)
+        levels = self.prefix_levels(job, chain)
         hit, tokens = prefix_hit(levels, job.target, chain_tokens, self.block_size, job.external)
         job.generated_hit = max(0, hit - job.input_tokens // self.block_size) if chain_tokens > job.input_tokens else 0
         return PrefixMatch.of(levels[:hit], tokens)
@@ -205,6 +204,15 @@ class KVCacheManager:
         if lo >= full:
             return generated[lo - full:hi - full]
         return [*job.prompt_ids[lo:full], *generated[:hi - full]]
+
+    def prefix_levels(self, job: Job, chain: Sequence[int]) -> list[int]:
+        """The tier ``job`` is served each block of ``chain``'s held prefix from (0: HBM, cached or in use by running
+        requests): the topmost holding it, but a block-aligned request's last block from a lower tier's copy
+        (``_last_block_from_below``). The one rule the scheduler's lookups and the cluster's KV connector
+        (``PrefixFetch._fetch_plan``) read a prefix by, so the connector loads what the lookup serves."""
+        levels = self.cache.lookup_prefix(chain, self.pool).tolist()
+        self._last_block_from_below(job, levels)
+        return levels
 
     def _last_block_from_below(self, job: Job, levels: list[int]) -> None:
         """A block-aligned request's last block, held in HBM (cached or in use) and copied in a lower tier
