@@ -1,4 +1,5 @@
-"""The README: its first screen has exactly two set-up commands, and every capacity-planning example runs."""
+"""The README: its first screen has exactly two set-up commands, every capacity-planning example runs, and its Reports
+section names every ``--requests-csv`` column."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import json
 import re
 import shlex
 
+import numpy as np
 import pytest
 
+from sim.report.metrics import REQUEST_COLUMNS, RequestTable, request_columns
 from tests.conftest import ROOT
 from tests.test_planner import README_PLAN
 
@@ -127,3 +130,14 @@ def test_belady_behind_a_router_that_spreads_conversations_is_no_upper_bound(run
     runs = {r["name"]: r["metrics"]["hit_ratio"] for r in json.loads((tmp_path / "r.json").read_text())["runs"]}
     assert [round(runs[n], 3) for n in ("belady/round-robin", "lru/round-robin")] == [belady, lru]
     assert round(runs["belady/session-affinity"], 3) == round(runs["lru/session-affinity"], 3) == affinity
+
+
+def test_the_reports_section_names_every_requests_csv_column():
+    """README Reports documents ``--requests-csv``: each column the file's header has, in that order."""
+    reports = README.split("\n## Reports", 1)[1].split("\n## ", 1)[0]
+    table = RequestTable(np.zeros(1), np.ones(1, dtype=np.int64), np.ones(1, dtype=np.int64))
+    header = ["request_id", *REQUEST_COLUMNS, *request_columns(table)]
+    named = re.findall(r"`([a-z0-9_]+)`", reports.split("--requests-csv PATH", 1)[1].split("Plots (PNG)", 1)[0])
+    elided = ("kv_load_s", "prefill_s", "kv_transfer_s")  # (the breakdown's middle: queue_s … first_decode_s)
+    listed = [name for name in dict.fromkeys(named) if name in header and name not in elided]
+    assert listed == [c for c in header if c not in elided]
