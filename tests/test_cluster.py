@@ -77,13 +77,14 @@ class CheckedRun(ClusterRun):
     """Checks the invariants after every arrival: no tier over capacity, the prefix index equals
     the union of the tiers' contents and, under precise-prefix (the router that reads blocks in use), of the blocks
     each instance's running requests hold (its pool's references), those under its HBM tier. Counts the hits served
-    at admission from the instance's own lower tiers that its fetch did not find (``late_lower_hits``)."""
+    from below HBM that the KV connector's plan did not load (``late_lower_hits``: none, since the connector reads
+    the prefix by the scheduler lookup's rule at the same admission, ``KVCacheManager.prefix_levels``)."""
 
     late_lower_hits = 0
 
     def _admitted(self, inst, job, match):
-        # a block written to the instance's own DRAM/SSD/EIC while its request queued: the scheduler serves it at
-        # admission, as on a single node (README, cluster mode), without a fetch
+        # a lower-tier block the scheduler's lookup served past the connector's plan (its own tier read, as on a
+        # single node, not counted as fetched)
         found = min(len(self._hit_codes.get(job.rid, ())), match.blocks)
         kinds = np.asarray(inst.kinds)[np.asarray(match.tier_of_each[found:match.blocks], dtype=np.int64)]
         self.late_lower_hits += int((kinds != HBM).sum())
@@ -109,8 +110,7 @@ class CheckedRun(ClusterRun):
        router=st.sampled_from(["round-robin", "least-loaded", "session-affinity", "prefix-aware", "precise-prefix"]),
        eic=st.sampled_from([0.0, 0.002]), dram=st.sampled_from([0.0, 0.002]), seed=st.integers(0, 50),
        pd=st.booleans(), lower_policy=st.sampled_from(["lru", "s3fifo", "lfu"]))
-# 16 of its 21 lower-tier hits were written to the node's SSD while their requests queued (a steady start's long
-# prompts keep them queued), served at admission without a fetch
+# 21 lower-tier hits, from the node's SSD, each loaded by the KV connector at admission (21 node blocks fetched)
 @example(racks=1, nodes=1, gpus=1, router="round-robin", eic=0.0, dram=0.0, seed=1, pd=False, lower_policy="lru")
 def test_every_block_access_is_one_hit_or_a_miss(racks, nodes, gpus, router, eic, dram, seed, pd, lower_policy):
     # (``lower_policy`` runs the node and rack tiers: a wider policy's tier, built lazily mid-run, widens the
@@ -135,11 +135,11 @@ def test_every_block_access_is_one_hit_or_a_miss(racks, nodes, gpus, router, eic
     for kind in ("fetched", "kv_transfer"):
         for scope, blocks in cluster[f"{kind}_blocks"].items():
             assert cluster[f"{kind}_bytes"][scope] == blocks * cluster["block_bytes"]
-    # every hit not already in the instance's HBM was fetched, or was written to the instance's own lower tier while
-    # its request queued; a fetched block can be evicted again while its request waits to be scheduled, and is then
-    # no hit (README, cluster mode), so the fetches can outnumber those hits
+    # every hit not in the instance's HBM is loaded by the KV connector at admission, into the request's own blocks,
+    # once (README, cluster mode): nothing fetched is evicted before use, and no lower-tier hit is read past it
     fetched = sum(cluster["fetched_blocks"].values())
-    assert fetched >= metrics["hits"] - sum(cluster["hit_blocks"]["hbm"].values()) - run.late_lower_hits
+    assert fetched == metrics["hits"] - sum(cluster["hit_blocks"]["hbm"].values()), (fetched, run.late_lower_hits)
+    assert run.late_lower_hits == 0
     if eic == 0.0:
         assert metrics["tier_hit_ratio"]["eic"] == 0.0
 
@@ -430,3 +430,26 @@ def test_a_prefix_below_hbm_is_loaded_once_when_its_request_is_admitted():
     assert table.fetch[2] == pytest.approx(5e-6 + 2 * block / 50e9, rel=1e-12)
     assert table.scheduled[2] == pytest.approx(table.last_token[1] + table.fetch[2], rel=1e-12)
     assert table.kv_load[2] == 0.0 and table.first_token[2] > table.scheduled[2]
+
+
+def test_a_request_waiting_for_its_connector_load_counts_as_queued():
+    """The timeseries' ``queued`` counts a request whose KV connector load is in flight (vLLM keeps it in the waiting
+    queue, WAITING_FOR_REMOTE_KVS, and its num_waiting gauge counts it), not ``running``. The case above with node
+    DRAM at 0.004194304 GB/s: r2's 2 blocks (2 x 2,097,152 B = 4,194,304 B) take 5 us + 1 s to load once r1 leaves,
+    while nothing runs: at every sample in that second (every 10.0005 s / 250 = 0.04 s) one request is queued and
+    none runs. (Counted neither as queued nor as running, the samples read 0 and 0.)"""
+    from tests.test_serving import make_trace
+
+    trace = make_trace([0.0, 10.0, 10.0005], [32, 90, 40], [1, 2, 1],
+                       block_lists=[[1, 2], [3, 4, 5, 6, 8, 9], [1, 2, 7]])
+    config = load_config(None, sets=[*ONE_GPU_CLUSTER, "serving.num_gpu_blocks=7", "serving.max_num_seqs=1",
+                                     "cache.tiers.ssd.capacity_gib=0", "cache.tiers.eic.capacity_gib=0",
+                                     "cache.tiers.dram.read_gbps=0.004194304"])
+    result, table = run_cluster(trace, config)
+    assert table.fetch[2] == pytest.approx(5e-6 + 1.0, rel=1e-9)
+    series = result.metrics["timeseries"]
+    t = np.asarray(series["t_s"])
+    loading = (t > table.last_token[1]) & (t < table.scheduled[2])
+    assert loading.sum() >= 20  # (1 s of 0.04 s samples: 24 or 25)
+    assert np.asarray(series["queued"])[loading].tolist() == [1] * int(loading.sum())
+    assert np.asarray(series["running"])[loading].tolist() == [0] * int(loading.sum())
