@@ -298,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of the row sampling and of LightGBM, >= 0 (default 0)")
     parser.add_argument("--rounds", type=int, default=40, metavar="N", help="boosting rounds (default 40)")
     parser.add_argument("--max-rows", type=int, default=100_000, metavar="N",
-                        help="training rows sampled at most (default 100,000)")
+                        help="training rows sampled at most, at least 200 (default 100,000)")
     return parser
 
 

@@ -61,8 +61,8 @@ def test_a_cluster_fetch_is_served_whoever_ranks_it(tmp_path, nodes):
 
 def test_belady_bounds_the_other_policies_in_a_one_instance_cluster(run_cli, tmp_path):
     # Belady's MIN is the upper bound of the policies on one instance's stream (DESIGN: tests that can fail); in a
-    # cluster of one GPU a prompt's blocks in the node's DRAM/SSD or the rack's EIC are fetched into HBM before
-    # admission. 300 system-prompt requests, 150 HBM blocks over DRAM 32, SSD 128 and EIC 32 blocks (2 MiB blocks of
+    # cluster of one GPU a prompt's blocks in the node's DRAM/SSD or the rack's EIC are loaded into its own HBM blocks
+    # at admission. 300 system-prompt requests, 150 HBM blocks over DRAM 32, SSD 128 and EIC 32 blocks (2 MiB blocks of
     # Llama-3.1-8B). (Fetched blocks at their request's first position: Belady 8,150 hits; as of their previous
     # accesses 8,443; S3-FIFO, LFU, ARC and LRU 4,189 to 4,931 either way.)
     out = tmp_path / "r.json"

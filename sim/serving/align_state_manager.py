@@ -143,9 +143,9 @@ class AlignStateKVCacheManager(RemoteStates, PastHitCopies, KVCacheManager):
         return match
 
     def reachable_prefix(self, job: Job, limit: int, present: Callable[[int], int]) -> tuple[int, list[int]]:
-        """A prefix fetched from other locations first (cluster mode: vLLM's KV connector): of its first ``limit``
-        attention blocks, those up to the deepest whose state every state group holds where ``present`` finds it
-        (-1: nowhere), as ``lookup`` cuts a hit, and never the block of the prompt's last token (vLLM's
+        """A prefix a KV connector would load at admission (cluster mode: ``PrefixFetch._fetch_plan``): of its first
+        ``limit`` attention blocks, those up to the deepest whose state every state group holds where ``present``
+        finds it (-1: nowhere), as ``lookup`` cuts a hit, and never the block of the prompt's last token (vLLM's
         OffloadingConnector beside Mamba groups: its hit ends at round_down(tokens - 1, block), the state not being
         rewindable). Returns the blocks and the states' keys they need."""
         for i in range(min(limit, usable_prefix_blocks(job.input_tokens, self.block_size)) - 1, -1, -1):

@@ -229,9 +229,9 @@ class HybridKVCacheManager(PastHitCopies, KVCacheManager):
         return super().sent_blocks(job, present) + self.copies * max(0, window)
 
     def reachable_prefix(self, job: Job, limit: int, present: Callable[[int], int]) -> tuple[int, list[int]]:
-        """A prefix fetched from other locations first (cluster mode: vLLM's KV connector): its first ``limit``
-        full-group blocks reachable, cut back as ``lookup`` cuts a hit, each sliding copy where ``present`` finds it
-        (-1: nowhere). Returns the blocks and the sliding copies they need."""
+        """A prefix a KV connector would load at admission (cluster mode: ``PrefixFetch._fetch_plan``): its first
+        ``limit`` full-group blocks reachable, cut back as ``lookup`` cuts a hit, each sliding copy where ``present``
+        finds it (-1: nowhere). Returns the blocks and the sliding copies they need."""
         hit = self._sliding_run(job, limit, present)[0]
         return hit, self._keys(job, *self._ending_at(hit)) if hit else []
 

@@ -26,7 +26,8 @@ duration as its gap, so a step adds one (gap, count) entry, a window one per ste
 
 Roles: ``unified`` (aggregated: prefill and decode), ``prefill`` (PD: a request leaves when
 its prefill is done) and ``decode`` (PD: requests arrive with their KV and wait in ``ready``
-for a sequence slot; a preempted one is recomputed here).
+for a sequence slot; a preempted one is recomputed here). In a cluster a unified or prefill instance's request whose
+KV connector load landed waits in ``ready`` too (``connector``).
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ class Scheduler(DecodeWindows):
         self.itl = itl
         self.inbox: deque[Job] = deque()  # arrived while a step ran: not seen by a plan yet (each read at ``read_at``)
         self.waiting: deque[Job] = deque()  # to be (re)computed, FCFS
-        self.ready: deque[Job] = deque()  # decode role: KV arrived, waiting for a sequence slot
+        # holding their blocks, waiting for a sequence slot: a decode role's whose KV arrived, a connector load's landed
+        self.ready: deque[Job] = deque()
         self.running: list[Job] = []
         self.leaving: list[Job] = []  # async: finished in the step just ended, holding slots and blocks until planned
         self._joined = 0  # jobs that joined ``running`` so far (each job's ``order``)

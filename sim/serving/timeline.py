@@ -1,7 +1,8 @@
 """Time series of a serving run on a fixed grid of simulated time, bounded whatever the run length.
 
 A sampling event every ``interval`` seconds reads the instances' state (requests queued for
-admission or, in PD, for decode memory or their KV in transfer; requests running; KV blocks in use) and their
+admission or, in PD, for decode memory or their KV in transfer, in a cluster for their KV connector's load; requests
+running; KV blocks in use) and their
 cumulative work counters (steps, tokens and sequences scheduled, per instance role). When
 the samples would exceed ``max_points``, every other one is dropped and the interval
 doubles, so the grid stays regular (start + i × interval) and its size stays within
