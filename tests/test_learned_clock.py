@@ -1,5 +1,5 @@
 """The learned policy's clock when stream positions come out of order (serving: a request's blocks return at their own
-accesses when it is freed, a cluster fetch brings a block up as of its previous access): the position says which
+accesses when it is freed, a lower tier takes a demoted block as of its last use): the position says which
 access a block's class came from and its idle time counts from there; the clock is the latest position seen."""
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def test_an_earlier_position_keeps_the_clock_and_counts_idle_time_from_its_own_a
 
 def test_a_block_past_its_predicted_reuse_is_the_victim_after_an_out_of_order_arrival():
     # Model expert of 2 blocks; every access predicts a next use 4-8 accesses later. A enters at 20, B at 30, then C
-    # arrives as of its access at 25 (a freed or fetched block) while the clock reads 30. A's predicted reuse
+    # arrives as of its access at 25 (a freed or demoted block) while the clock reads 30. A's predicted reuse
     # (24-28) has passed by 30 unseen: its hit density is 0, and the expert evicts it for C (idle 5: its reuse still
     # due). Its eviction age is 30 - 20 = 10, so the mean eviction age, 2 (the capacity) before any eviction with
     # weight 1/2, becomes 2 + (10 - 2) / 2 = 6. Taking 25 as the time, B looked 5 accesses younger than fresh
