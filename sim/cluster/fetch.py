@@ -110,7 +110,7 @@ class PrefixFetch:
 
     def _path_seconds(self, tier: int, inst_id: int, nbytes: float) -> float:
         """Seconds to bring ``nbytes`` from ``tier`` into instance ``inst_id``'s HBM as one transfer, alone: the
-        path's hops' latency (once, as ``_fetch`` sends a source's blocks together) plus its slowest link's
+        path's hops' latency (once, as ``_send_fetch`` sends a source's blocks together) plus its slowest link's
         serialization (``PathModel``)."""
         kind, _, _, holder = self._place[tier]
         if kind == HBM:
@@ -170,7 +170,7 @@ class PrefixFetch:
             state_tiers: list[int] = []
             if self._state_offsets and keys is not None:
                 reachable, state_tiers = self._state_reach(inst_id, keys, reachable, prompt_tokens)
-            # one transfer per source tier, as ``_fetch`` sends them: a path's latency counts once, not per block
+            # one transfer per source tier, as ``_send_fetch`` sends them: a path's latency counts once, not per block
             moved: dict[int, int] = {}
             for t, count in zip(*np.unique(best[:reachable], return_counts=True), strict=True):
                 moved[int(t)] = int(count) * self.load_bytes
@@ -209,14 +209,6 @@ class PrefixFetch:
             links.append(self.nic[dest_node])
         links.append(self.pcie[inst_id])
         return links
-
-    def _fetch(self, inst: Instance, job: Job, keys: np.ndarray) -> None:
-        """A request arrives at ``inst``: its block accesses are counted and it is submitted; its prefix held below
-        this HBM or elsewhere (a hybrid's with its sliding copies or states) is loaded when the scheduler admits it
-        (``_connect``, the scheduler's ``connector``), as vLLM's KV connector loads it."""
-        self.accesses += len(keys)
-        self.rack_accesses[self.topo.rack_of(inst.index)] += len(keys)
-        inst.submit(job)
 
     def _connect(self, inst: Instance, job: Job) -> FetchPlan | None:
         """The scheduler's KV connector (vLLM's ``get_num_new_matched_tokens``), asked when ``job`` heads the waiting

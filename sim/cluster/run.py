@@ -252,7 +252,9 @@ class ClusterRun(PrefixFetch, ServingRun):
         self.rack_tokens[self.topo.rack_of(choice)] += job.input_tokens
         self.router.routed(choice)
         self._routed_to[i] = choice
-        self._fetch(inst, job, keys)
+        self.accesses += len(keys)
+        self.rack_accesses[self.topo.rack_of(choice)] += len(keys)
+        inst.submit(job)  # (its prefix held below its HBM or elsewhere is loaded at admission: ``PrefixFetch._connect``)
 
     def _load(self, inst_id: int, delta: int, tokens: int) -> None:
         old = int(self.inst_load[inst_id])
