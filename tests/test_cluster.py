@@ -298,6 +298,38 @@ def test_the_connector_loads_a_last_block_the_lookup_serves_from_a_copy_below():
     assert requests.fetch[1] == pytest.approx(5e-6 + 2_097_152 / 50e9, rel=1e-9)
 
 
+def test_the_connector_loads_a_last_block_held_in_this_hbm_from_another_nodes_dram():
+    """A block-aligned prompt whose blocks are all in this instance's HBM and whose last block's only other copy is
+    in another node's DRAM: vLLM's GPU lookup stops a token short (get_computed_blocks: max_cache_hit_length =
+    num_tokens - 1) and its connector, asked for the blocks past that hit up to num_tokens // block_size (an
+    OffloadingConnector, or a store shared across nodes such as Mooncake's), loads that copy. By hand, 1 rack x 2
+    nodes x 1 GPU, round-robin (request k to instance k mod 2, instance i on node i), exclusive tiers, 6 usable HBM
+    blocks of 16 (num_gpu_blocks 7 less vLLM's null block), llama-3.1-8b (2,097,152 bytes a block): r0 A ([1, 2])
+    finishes on instance 0; r2 B (80 tokens + 2 out = 6 blocks) there pushes both of A's blocks into node 0's DRAM;
+    r3 A on instance 1 loads both from node 0's DRAM (rack); r5 A on instance 1 finds both in its HBM, its last block
+    also in node 0's DRAM (node 1's DRAM holds nothing): block 1 from HBM, block 2 loaded from node 0's DRAM (31
+    tokens cached, 1 block fetched), one transfer over DRAM (5 us) -> NIC to NIC (5 us, 100 Gb/s, the narrowest)
+    -> PCIe. The plan asked the prefix index only for blocks past the lookup's: r5 recomputed block 2 (16 tokens)."""
+    from tests.test_serving import make_trace
+
+    a, x, b, y = [1, 2], [10, 11], [3, 4, 5, 6, 7], [20]
+    trace = make_trace([0.0, 50.0, 100.0, 150.0, 200.0, 250.0], [32, 32, 80, 32, 16, 32], [2] * 6,
+                       block_lists=[a, x, b, a, y, a])
+    result, requests = run_cluster(trace, load_config(None, sets=[
+        "cluster.num_racks=1", "cluster.nodes_per_rack=2", "hardware.gpus_per_node=1", "serving.block_size=16",
+        "cluster.router=round-robin", "serving.num_gpu_blocks=7", "cache.inclusion=exclusive"]))
+    m = result.metrics
+    block = 2 * 32 * 8 * 128 * 2 * 16
+    assert requests.instance.tolist() == [0, 1, 0, 1, 0, 1]
+    assert requests.cached_tokens.tolist() == [0, 0, 0, 31, 0, 31]
+    assert (m["hits"], m["cluster"]["hit_blocks"]["hbm"]["instance"], m["cluster"]["hit_blocks"]["dram"]["rack"],
+            m["cluster"]["fetched_blocks"]["rack"]) == (4, 1, 3, 3)
+    assert m["cluster"]["fetched_bytes"]["rack"] == 3 * block
+    assert requests.kv_load[5] == 0.0
+    assert requests.fetch[5] == pytest.approx(10e-6 + block / (100e9 / 8), rel=1e-9)
+    assert requests.fetch[3] == pytest.approx(10e-6 + 2 * block / (100e9 / 8), rel=1e-9)
+
+
 def test_the_connector_serves_a_prefix_as_the_scheduler_lookup_does():
     """The connector's plan and the scheduler's lookup read one prefix by one rule. By hand, inclusive tiers, blocks of
     16: block 1 only in DRAM, block 2 in HBM with a DRAM copy; a 32-token prompt [1, 2] finds no GPU hit (block 1 is

@@ -8,7 +8,8 @@ blocks go straight to the request, so none is evicted before use.
 
 The prefix loaded is each block of the prompt's longest prefix held anywhere, as far as the scheduler can use it
 (``kv_cache_manager.prefix_hit``: full blocks; a block-aligned prompt's last block only from below this HBM, a
-copy there too where HBM holds it, ``KVCacheManager.prefix_levels``: the rule of the scheduler's lookup;
+copy there or at another location too where HBM holds it, ``KVCacheManager.prefix_levels``: the rule of the scheduler's
+lookup;
 under vLLM's hybrid KV-cache manager, cut back as far as every sliding group can serve it,
 ``HybridKVCacheManager.reachable_prefix``, whose sliding copies of its end are loaded with it; a Gated DeltaNet
 hybrid's, cut back to the deepest block whose state every state group holds somewhere,
@@ -236,7 +237,10 @@ class PrefixFetch:
         levels = np.asarray(inst.kv.prefix_levels(job, full), dtype=np.int64)
         served, _ = prefix_hit(levels, job.input_tokens, job.input_tokens, inst.kv.block_size)
         if served < len(levels):
-            levels, full = levels[:served], full[:served]
+            # that last block is in this HBM and in none of its lower tiers: the connector (vLLM's OffloadingConnector,
+            # or a store shared across nodes such as Mooncake's or LMCache's) is asked for it all the same, and the
+            # prefix index below finds a copy elsewhere (another node's DRAM/SSD, a rack's EIC) if there is one
+            levels = levels[:served]
         found, offsets, tiers = 0, None, None
         if len(levels) < len(full):
             found, offsets, tiers = self.holders(full[len(levels):], self.shared_tier_candidates())
