@@ -8,9 +8,8 @@ blocks go straight to the request, so none is evicted before use.
 
 The prefix loaded is each block of the prompt's longest prefix held anywhere, as far as the scheduler can use it
 (``kv_cache_manager.prefix_hit``: full blocks; a block-aligned prompt's last block only from below this HBM, a
-copy there or at another location too where HBM holds it, ``KVCacheManager.prefix_levels``: the rule of the scheduler's
-lookup;
-under vLLM's hybrid KV-cache manager, cut back as far as every sliding group can serve it,
+copy there or at another location too where HBM holds it, ``KVCacheManager.prefix_levels``: the rule of the
+scheduler's lookup; under vLLM's hybrid KV-cache manager, cut back as far as every sliding group can serve it,
 ``HybridKVCacheManager.reachable_prefix``, whose sliding copies of its end are loaded with it; a Gated DeltaNet
 hybrid's, cut back to the deepest block whose state every state group holds somewhere,
 ``AlignStateKVCacheManager.reachable_prefix``, whose states are loaded with it), classified once, by where its
