@@ -9,9 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import yaml
-
 from sim.config_fields import deep_merge
+from sim.config_yaml import read_config_file
 from sim.errors import ConfigError
 from sim.specs import PROFILES_DIR
 
@@ -55,7 +54,13 @@ def load_prices(overrides: dict | None = None, source: str | None = None) -> Pri
     def fail(message: str) -> ConfigError:
         return ConfigError(f"{source}: {message}" if source else message)
 
-    data = yaml.safe_load((PROFILES_DIR / "prices.yaml").read_text(encoding="utf-8"))
+    # the loader of every other YAML file of kvsim's (a user's edit `usd_per_gib: 1e-1` is a number, not the string
+    # plain yaml.safe_load reads; a syntax error is one line naming the file), and the file's own values checked
+    # before a plan's are merged in, so an error in it names it, not the plan
+    path = PROFILES_DIR / "prices.yaml"
+    bundled = f"price file {path}"
+    data = read_config_file(path, "price file")
+    _validated(data, lambda message: ConfigError(f"{bundled}: {message}"), "")
     if overrides:
         if not isinstance(overrides, dict):
             raise fail("'prices' must be a mapping")
@@ -66,18 +71,29 @@ def load_prices(overrides: dict | None = None, source: str | None = None) -> Pri
             if key in overrides and not isinstance(overrides[key], dict):
                 raise fail(f"'prices.{key}' must be a mapping, got {overrides[key]!r}"[:200])
         data = deep_merge(data, overrides)
+    return _validated(data, fail)
+
+
+def _validated(data: dict[str, Any], fail: Callable[[str], ConfigError], at: str = "prices.") -> Prices:
+    """The prices of ``data`` (a price file's mapping, or it merged with a plan's), checked: positive numbers,
+    known keys; ``at`` begins the keys an error names (a plan's are under ``prices``, a price file's at its top)."""
+    if not isinstance(data, dict):  # (a plan's overrides are checked to be a mapping before)
+        raise fail("the top level must be a mapping")
+    for key in ("gpus", "tiers"):
+        if data.get(key) is not None and not isinstance(data[key], dict):
+            raise fail(f"'{at}{key}' must be a mapping, got {data[key]!r}"[:200])
     years = data.get("amortization_years")
     if not isinstance(years, (int, float)) or isinstance(years, bool) or not 0 < years <= MAX_AMORTIZATION_YEARS:
-        raise fail(f"prices.amortization_years must be a number above 0 and at most {MAX_AMORTIZATION_YEARS}, "
+        raise fail(f"{at}amortization_years must be a number above 0 and at most {MAX_AMORTIZATION_YEARS}, "
                    f"got {years!r}")
     for gpu, entry in (data.get("gpus") or {}).items():
-        _check_price(entry, "usd_per_gpu_hour", f"prices.gpus.{gpu}", fail)
+        _check_price(entry, "usd_per_gpu_hour", f"{at}gpus.{gpu}", fail)
     tiers = data.get("tiers") or {}
     for tier in tiers:
         if tier not in TIERS:
-            raise fail(f"unknown tier 'prices.tiers.{tier}'; valid: {', '.join(TIERS)}")
+            raise fail(f"unknown tier '{at}tiers.{tier}'; valid: {', '.join(TIERS)}")
     for tier in TIERS:
-        _check_price(tiers.get(tier), "usd_per_gib", f"prices.tiers.{tier}", fail)
+        _check_price(tiers.get(tier), "usd_per_gib", f"{at}tiers.{tier}", fail)
     return Prices(dict(data.get("gpus") or {}), dict(tiers), float(years))
 
 
