@@ -100,7 +100,6 @@ def domain(default: Any, **bounds: Any) -> Any:
 
 
 POSITIVE = {"gt": 0}
-NON_NEGATIVE = {"ge": 0}
 FRACTION = {"gt": 0, "le": 1}  # (0, 1]
 
 # ------------------------------------------------------------------------ building and type checking
