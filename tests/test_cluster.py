@@ -485,3 +485,33 @@ def test_a_request_waiting_for_its_connector_load_counts_as_queued():
     assert loading.sum() >= 20  # (1 s of 0.04 s samples: 24 or 25)
     assert np.asarray(series["queued"])[loading].tolist() == [1] * int(loading.sum())
     assert np.asarray(series["running"])[loading].tolist() == [0] * int(loading.sum())
+
+
+def test_a_request_is_not_served_blocks_another_requests_load_has_not_brought(tmp_path):
+    """vLLM caches a loading request's blocks only when its load lands (``allocate_slots(..., delay_cache_blocks=
+    load_kv_async)``, ``_update_waiting_for_remote_kv``) and its OffloadingConnector defers a request whose hit blocks
+    are being loaded (``_blocks_being_loaded``: ``get_num_new_matched_tokens`` returns None). One GPU, HBM of 30
+    blocks of 512 tokens, DRAM 4 GiB: r0 (hash ids 1..20, 10,230 tokens) caches its 19 full blocks; three fillers of
+    25 blocks push them to DRAM; X (1..20 + [500], 10,742 tokens) at 10 s loads those 19 blocks from DRAM: Llama-3.1-8B
+    blocks of 2 x 32 layers x 8 KV heads x 128 x 2 bytes x 512 tokens = 64 MiB, 19 at DRAM's 50 GB/s after its 5 us
+    (config.yaml; PCIe faster). Y (1..20 + [501]) at 10.001 s waits for that load (it took X's blocks as HBM hits
+    at once before, prefill done at 10.0185 s, before X's KV had come), then is admitted in the step X is scheduled
+    in: served 20 blocks (10,741 // 512) from HBM, X's 19 loaded and X's block 20, which X's own chunk in that step
+    computes (vLLM caches a scheduled chunk's full blocks as it allocates them, before Y's lookup)."""
+    ids = list(range(1, 21))
+    rows = [(0, ids), *((1000 * k, list(range(1000 * k, 1000 * k + 25))) for k in (1, 2, 3)),
+            (10_000, [*ids, 500]), (10_001, [*ids, 501])]
+    path = _mooncake_file(tmp_path / "pending.jsonl", [(t, 512 * len(h) - 10, h) for t, h in rows], output_length=2)
+    trace, config = _trace_and_config([
+        f"workload.trace={path}", "serving.num_gpu_blocks=30", "hardware.gpus_per_node=1",
+        "cluster.nodes_per_rack=1", "cache.tiers.dram.capacity_gib=4", "cache.tiers.ssd.capacity_gib=0"])
+    result, table = run_cluster(trace, config)
+    x, y = 4, 5
+    landed = 10.0 + 5e-6 + 19 * 2 * 32 * 8 * 128 * 2 * 512 / 50e9
+    assert table.fetch[x] == pytest.approx(landed - 10.0, rel=1e-9)
+    assert table.scheduled[x] == pytest.approx(landed, rel=1e-12)
+    assert table.scheduled[y] >= table.scheduled[x] and table.prefill_done[y] > landed
+    assert (table.cached_tokens[x], table.cached_tokens[y]) == (19 * 512, 20 * 512)
+    assert table.fetch[y] == 0.0 and table.kv_load[y] == 0.0
+    hits = result.metrics["cluster"]["hit_blocks"]
+    assert (hits["dram"]["node"], hits["hbm"]["instance"]) == (19, 20)

@@ -73,6 +73,12 @@ class FetchPlan:
     reads: list = field(default_factory=list)  # (a local Tier, or an arena tier index, bytes) to count as read
     start: Callable[[Callable[[], None]], None] | None = None  # (``_connect``) read and send it, then call back
 
+    def loaded_positions(self) -> np.ndarray:
+        """The served blocks the fetch loads (positions in the prompt): those not already in the instance's HBM (a
+        ``codes`` cell of another kind or location than HBM at the instance), which its scheduler keeps as being
+        loaded until the fetch lands (``Scheduler._park``)."""
+        return np.flatnonzero(self.codes != HBM * len(LOCATIONS) + INSTANCE)
+
 
 def _add(sources: dict[int, list[int]], tier: int, blocks: int, nbytes: int) -> None:
     """Count ``blocks`` of ``nbytes`` more to load from source ``tier``."""

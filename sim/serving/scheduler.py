@@ -37,6 +37,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
+
 from sim.config import ServingConfig
 from sim.errors import InputError
 from sim.report.metrics import RequestTable, WeightedSamples
@@ -91,6 +93,9 @@ class Scheduler(DecodeWindows):
         # computed as soon as a slot is free; it is *scheduled* then, as vLLM records its SCHEDULED event)
         self.connector: Callable[[Job], object] | None = None
         self.loading = 0  # admitted requests whose connector load is in flight (blocks held, no sequence slot)
+        # the prompt block ids those loads bring into this HBM, each with how many of them load it: blocks held but
+        # holding no KV yet, which no other request is served until the load lands (``_waits_for_load``)
+        self.being_loaded: dict[int, int] = {}
         self.on_landed: Callable[[Job], None] | None = None  # a connector's load landed (its instance's ``submit``)
 
     @property
@@ -270,6 +275,8 @@ class Scheduler(DecodeWindows):
             plan = self.connector(job) if self.connector is not None and not job.admitted_once else None
             if plan is not None:  # what the connector loads is a hit, as vLLM counts its external tokens (a hybrid's
                 match = kv.external_match(job, plan.hits)  # other groups take that prefix's blocks at admission too)
+            if self.being_loaded and self._waits_for_load(job, match.blocks):
+                break
             cached = match.tokens
             n = kv.split_chunk(job, cached, min(job.target - cached, budget))
             if not n:
@@ -302,6 +309,18 @@ class Scheduler(DecodeWindows):
             return None, preempted
         return StepBatch(batch, shape, load_total), preempted
 
+    def _waits_for_load(self, job: Job, blocks: int) -> bool:
+        """Whether the prefix a waiting ``job`` would be served (its match's first ``blocks``) takes a block a parked
+        request's connector load has not brought yet (``being_loaded``): its KV is not there, so the job is not
+        admitted this step and the FCFS queue waits behind it, as behind one that does not fit; after the load lands
+        it is admitted with those blocks as HBM hits. vLLM's OffloadingConnector defers such a request
+        (``get_num_new_matched_tokens`` returns None while a hit block is in ``_blocks_being_loaded``,
+        vllm/distributed/kv_transfer/kv_connector/v1/offloading/scheduler.py) and its scheduler skips it and scans on
+        (``skipped_waiting_requests``); kvsim's queue stops there instead. O(blocks) set probes."""
+        ids = job.prompt_ids[:blocks]
+        being_loaded = self.being_loaded
+        return any(key in being_loaded for key in (ids.tolist() if isinstance(ids, np.ndarray) else ids))
+
     def _park(self, job: Job, match: PrefixMatch, tokens: int, plan, now: float) -> None:
         """Admit ``job`` to wait for its connector's load: its blocks for ``tokens`` tokens taken (the prefix's and
         its first chunk's, as an admission takes them; a hybrid's sliding groups' blocks of the prefix's end or its
@@ -309,7 +328,9 @@ class Scheduler(DecodeWindows):
         tokens), its hits counted; the load starts now and, when it lands, the job is read in again (``take_in``)
         with its prefix computed, and scheduled when a sequence slot is free (``admit_ready``). The load's time is
         the request's ``fetch`` (KV loading before it was scheduled: the breakdown's kv_load); the waits before and
-        after it are queueing."""
+        after it are queueing. The blocks it loads (not already in this HBM: ``FetchPlan.loaded_positions``) are
+        ``being_loaded`` until it lands: vLLM caches a loading request's blocks only then (``allocate_slots(...,
+        delay_cache_blocks=load_kv_async)``, ``_update_waiting_for_remote_kv``)."""
         kv = self.kv
         kv.allocate(job, tokens)
         job.computed = match.tokens
@@ -319,8 +340,18 @@ class Scheduler(DecodeWindows):
         table.cached_tokens[rid] = match.tokens
         table.instance[rid] = self.index
         self.loading += 1
+        being_loaded = self.being_loaded
+        loaded = np.asarray(job.prompt_ids)[plan.loaded_positions()].tolist()
+        for key in loaded:
+            being_loaded[key] = being_loaded.get(key, 0) + 1
 
         def landed() -> None:
+            for key in loaded:
+                count = being_loaded[key] - 1
+                if count:
+                    being_loaded[key] = count
+                else:
+                    del being_loaded[key]
             table.fetch[rid] = kv.clock() - now
             self.on_landed(job)
 
