@@ -487,6 +487,19 @@ def test_a_request_waiting_for_its_connector_load_counts_as_queued():
     assert np.asarray(series["running"])[loading].tolist() == [0] * int(loading.sum())
 
 
+def _pending_load_run(tmp_path, *sets: str):
+    """One GPU, DRAM 4 GiB: r0 (hash ids 1..20) at 0 s, three fillers of 25 blocks at 1, 2, 3 s, X (1..20 + [500]) at
+    10 s and Y (1..20 + [501]) at 10.001 s, each of 512 x its blocks - 10 tokens, answered in 2 tokens."""
+    ids = list(range(1, 21))
+    rows = [(0, ids), *((1000 * k, list(range(1000 * k, 1000 * k + 25))) for k in (1, 2, 3)),
+            (10_000, [*ids, 500]), (10_001, [*ids, 501])]
+    path = _mooncake_file(tmp_path / "pending.jsonl", [(t, 512 * len(h) - 10, h) for t, h in rows], output_length=2)
+    trace, config = _trace_and_config([
+        f"workload.trace={path}", "hardware.gpus_per_node=1", "cluster.nodes_per_rack=1",
+        "cache.tiers.dram.capacity_gib=4", "cache.tiers.ssd.capacity_gib=0", *sets])
+    return run_cluster(trace, config)
+
+
 def test_a_request_is_not_served_blocks_another_requests_load_has_not_brought(tmp_path):
     """vLLM caches a loading request's blocks only when its load lands (``allocate_slots(..., delay_cache_blocks=
     load_kv_async)``, ``_update_waiting_for_remote_kv``) and its OffloadingConnector defers a request whose hit blocks
@@ -498,14 +511,7 @@ def test_a_request_is_not_served_blocks_another_requests_load_has_not_brought(tm
     at once before, prefill done at 10.0185 s, before X's KV had come), then is admitted in the step X is scheduled
     in: served 20 blocks (10,741 // 512) from HBM, X's 19 loaded and X's block 20, which X's own chunk in that step
     computes (vLLM caches a scheduled chunk's full blocks as it allocates them, before Y's lookup)."""
-    ids = list(range(1, 21))
-    rows = [(0, ids), *((1000 * k, list(range(1000 * k, 1000 * k + 25))) for k in (1, 2, 3)),
-            (10_000, [*ids, 500]), (10_001, [*ids, 501])]
-    path = _mooncake_file(tmp_path / "pending.jsonl", [(t, 512 * len(h) - 10, h) for t, h in rows], output_length=2)
-    trace, config = _trace_and_config([
-        f"workload.trace={path}", "serving.num_gpu_blocks=30", "hardware.gpus_per_node=1",
-        "cluster.nodes_per_rack=1", "cache.tiers.dram.capacity_gib=4", "cache.tiers.ssd.capacity_gib=0"])
-    result, table = run_cluster(trace, config)
+    result, table = _pending_load_run(tmp_path, "serving.num_gpu_blocks=30")
     x, y = 4, 5
     landed = 10.0 + 5e-6 + 19 * 2 * 32 * 8 * 128 * 2 * 512 / 50e9
     assert table.fetch[x] == pytest.approx(landed - 10.0, rel=1e-9)
@@ -515,3 +521,15 @@ def test_a_request_is_not_served_blocks_another_requests_load_has_not_brought(tm
     assert table.fetch[y] == 0.0 and table.kv_load[y] == 0.0
     hits = result.metrics["cluster"]["hit_blocks"]
     assert (hits["dram"]["node"], hits["hbm"]["instance"]) == (19, 20)
+
+
+def test_a_hybrid_request_waits_for_blocks_another_requests_load_has_not_brought(tmp_path):
+    """The case above under vLLM's hybrid manager (gpt-oss-20b: its sliding groups' blocks taken at admission too,
+    ``external_match``; 70 blocks so that r0's full blocks still leave HBM): X loads its 19 blocks (and their sliding
+    copies) from DRAM; Y waits for that load and is then served the same 20 blocks from HBM. (Before: Y was
+    scheduled at its arrival, 10.001 s, before X's load landed at 10.005 s.)"""
+    _, table = _pending_load_run(tmp_path, "model=gpt-oss-20b", "serving.num_gpu_blocks=70")
+    x, y = 4, 5
+    assert table.fetch[x] > 0 and table.fetch[y] == 0.0
+    assert table.scheduled[y] >= table.arrival[x] + table.fetch[x]
+    assert (table.cached_tokens[x], table.cached_tokens[y]) == (19 * 512, 20 * 512)
