@@ -12,10 +12,16 @@ from report_invariants import check_run
 
 # Llama-3.1-8B's KV per token: 32 layers x 8 KV heads x 128 head dim x (K, V) x 2 bytes (bf16)
 # (meta-llama/Llama-3.1-8B config.json: num_hidden_layers, num_key_value_heads, hidden_size / num_attention_heads)
+
+
 KV_BYTES_PER_TOKEN = 32 * 8 * 128 * 2 * 2
+
+
 BLOCK_TOKENS = 16
 
 # an empty start (as tests/test_golden.py MULTI_TURN): the stationary one at 10 turns is dominated by truncated chats
+
+
 WORKLOAD = ["workload.synthetic.kind=multi-turn", "workload.synthetic.start=empty", "workload.synthetic.num_requests=300",
             "workload.synthetic.turns_mean=10", "workload.synthetic.think_time_median_s=8",
             "workload.synthetic.rate_rps=8", "workload.synthetic.input_tokens_mean=400",
@@ -115,96 +121,6 @@ def test_cluster_counts_every_copy(run_cli, tmp_path):
     assert metrics["tiers"]["dram"]["copies"] == metrics["tiers"]["ssd"]["copies"] == cluster["nodes_used"]
     assert metrics["tiers"]["eic"]["copies"] == cluster["racks_used"]
     assert cluster["nodes_used"] > 1
-
-
-REMOTE_ROWS = [(0, 1500, [1, 2, 3]), (10_000, 1000, [20, 21]), (20_000, 2000, [30, 31, 32, 33]),
-               (30_000, 1500, [1, 2, 3])]
-
-
-def _remote_run(run_cli, tmp_path, *extra: str) -> dict:
-    """REMOTE_ROWS on 2 nodes x 1 GPU (round-robin: r0, r2 -> node 0; r1, r3 -> node 1), 4 HBM blocks (5 less
-    vLLM's null block)."""
-    trace = tmp_path / "remote.jsonl"
-    trace.write_text("".join(json.dumps({"timestamp": t, "input_length": n, "output_length": 1, "hash_ids": ids}) + "\n"
-                             for t, n, ids in REMOTE_ROWS))
-    out = tmp_path / "r.json"
-    status, _, err = run_cli("--cluster", "--workload-trace", trace, "--router", "round-robin", "--quiet", "--no-plot",
-                             "--report-json", out, "--set", "cluster.num_racks=1", "--set", "cluster.nodes_per_rack=2",
-                             "--set", "hardware.gpus_per_node=1", "--set", "serving.num_gpu_blocks=5", *extra)
-    assert status == 0, err[-2000:]
-    return json.loads(out.read_text())["runs"][0]["metrics"]
-
-
-def test_cluster_a_request_loads_its_prefix_then_is_scheduled(run_cli, tmp_path):
-    """README Reports: ``scheduling_delay_s`` is arrival to first admission to a batch (the requests CSV's
-    ``scheduled``). In the cluster the prefix is loaded once the scheduler takes the request (vLLM's KV connector:
-    its blocks allocated, it waits for the load out of the batch, WAITING_FOR_REMOTE_KVS) and it is scheduled when the
-    load lands (vLLM's SCHEDULED event), so r3 of REMOTE_ROWS, alone on node 1, loads 2 blocks from node 0's DRAM
-    (its 1,500 tokens fill 2 blocks; the partial third never hits, as on a single node) from its arrival: 2 x 64 MiB
-    over the 100 Gb/s NICs, its slowest links (12.5 GB/s; the links' microsecond latencies aside). The load is its
-    ``fetch`` and the TTFT breakdown's kv_load, not queue."""
-    requests = tmp_path / "req.csv"
-    metrics = _remote_run(run_cli, tmp_path, "--requests-csv", str(requests))
-    import pandas as pd  # noqa: PLC0415
-    r3 = pd.read_csv(requests).iloc[3]
-    load = 2 * 512 * KV_BYTES_PER_TOKEN / 12.5e9
-    assert r3["fetch"] == pytest.approx(load, abs=20e-6)
-    assert r3["kv_load"] == 0 and r3["scheduled"] == pytest.approx(r3["arrival"] + r3["fetch"], abs=1e-9)
-    assert r3["queue_s"] == pytest.approx(0.0, abs=1e-9) and r3["kv_load_s"] == r3["fetch"]
-    assert metrics["scheduling_delay_s"]["mean"] == pytest.approx(r3["fetch"] / 4, abs=1e-9)  # (the others: 0)
-    assert metrics["ttft_breakdown_s"]["queue"] == pytest.approx(0.0, abs=1e-9)
-
-
-SLOT_ROWS = [(0, 1500, [1, 2, 3]), (10_000, 100, [50]), (20_000, 2000, [30, 31, 32, 33]), (30_000, 100, [51]),
-             (40_000, 2000, [40, 41, 42, 43]), (50_000, 600, [1, 2]), (50_000, 100, [60]), (50_000, 700, [30, 31])]
-
-
-def test_cluster_a_request_waiting_for_its_load_holds_no_sequence_slot(run_cli, tmp_path):
-    """vLLM keeps a request whose KV connector load is in flight in the waiting queue (WAITING_FOR_REMOTE_KVS); only
-    ``running`` counts against max_num_seqs (vllm/v1/core/sched/scheduler.py ``Scheduler.schedule``). SLOT_ROWS on 2
-    nodes x 1 GPU, round-robin (even rows -> node 0, odd -> node 1), 4 HBM blocks, max_num_seqs 1: node 0's r2 and
-    r4 push r0's full blocks [1, 2] and then r2's [30, 31, 32] down to its DRAM; r5 ([1, 2], 600 tokens: block 1
-    full) and r7 ([30, 31], 700 tokens: block 30 full) reach node 1 together, 2 blocks each (4 free). Both are taken
-    at once and load one block each at the same time, sharing the NICs (12.5 GB/s): each load takes 2 x 64 MiB /
-    12.5 GB/s (one after the other, as when a load held the one slot, 64 MiB / 12.5 GB/s each); then they run one
-    at a time in the one slot."""
-    trace = tmp_path / "slot.jsonl"
-    trace.write_text("".join(json.dumps({"timestamp": t, "input_length": n, "output_length": 1, "hash_ids": ids})
-                             + "\n" for t, n, ids in SLOT_ROWS))
-    requests = tmp_path / "req.csv"
-    status, _, err = run_cli("--cluster", "--workload-trace", trace, "--router", "round-robin", "--quiet", "--no-plot",
-                             "--requests-csv", requests, "--set", "cluster.num_racks=1",
-                             "--set", "cluster.nodes_per_rack=2", "--set", "hardware.gpus_per_node=1",
-                             "--set", "serving.num_gpu_blocks=5", "--set", "serving.max_num_seqs=1")
-    assert status == 0, err[-2000:]
-    import pandas as pd  # noqa: PLC0415
-    table = pd.read_csv(requests)
-    r5, r7 = table.iloc[5], table.iloc[7]
-    shared = 2 * 512 * KV_BYTES_PER_TOKEN / 12.5e9
-    assert (r5["instance"], r7["instance"]) == (1, 1)
-    assert (r5["cached_tokens"], r7["cached_tokens"]) == (512, 512)
-    assert r5["fetch"] == pytest.approx(shared, abs=20e-6) and r7["fetch"] == pytest.approx(shared, abs=20e-6)
-    assert r7["scheduled"] >= r5["first_token"]  # one slot: r7 waits for r5's, after its load, as queueing
-    assert r7["queue_s"] == pytest.approx(r7["scheduled"] - r7["arrival"] - r7["fetch"], abs=1e-9)
-    assert r7["queue_s"] > 0
-
-
-def test_cluster_a_block_fetched_from_another_nodes_dram_is_read_there(run_cli, tmp_path):
-    """A prefix held in another node's DRAM is read out of that DRAM (README Cluster: the load crosses the
-    source tier's link), so it counts in that tier's ``bytes_read`` as a local DRAM hit does. Hand-made
-    trace, 2 nodes x 1 GPU, round-robin (r0, r2 -> node 0; r1, r3 -> node 1), 4 HBM blocks of 512 tokens:
-    r2's 4 blocks push r0's 3 blocks [1, 2, 3] down to node 0's DRAM; r3 asks for [1, 2, 3] on node 1 and
-    fetches its 2 full blocks from there (1,500 tokens: the partial third never hits): 2 blocks read, none otherwise
-    (no preemption, no local DRAM hit)."""
-    metrics = _remote_run(run_cli, tmp_path)
-    block_bytes = 512 * KV_BYTES_PER_TOKEN
-    assert metrics["preemptions"] == 0
-    assert metrics["cluster"]["hit_blocks"]["dram"] == {"instance": 0, "node": 0, "rack": 2, "cross_rack": 0}
-    assert metrics["tiers"]["dram"]["bytes_read"] == 2 * block_bytes
-    # written: r0's 2 full blocks (r2 needs all 4); a partial last block is freed holding nothing (vLLM hashes full
-    # blocks only, BlockPool.cache_full_blocks), so r0's third is not written, and on node 1 r1's one full block
-    # beside the 2 fetched leaves room for r3's 3 blocks: nothing of r1's is demoted (before: 3 + 1 blocks)
-    assert metrics["tiers"]["dram"]["bytes_written"] == 2 * block_bytes
 
 
 def test_cluster_tier_link_is_the_shared_bandwidth(run_cli, tmp_path):
@@ -425,6 +341,8 @@ def test_a_tp_instance_loads_every_ranks_shard_from_the_one_ssd(run_cli, tmp_pat
 # Reads that serve no hit. One instance of 4 HBM blocks (5 less vLLM's null block), blocks of 16 tokens, a DRAM of
 # 1 GiB (no SSD or EIC), one output token per request, requests 50 s apart (each runs alone). A block is
 # 16 x KV_BYTES_PER_TOKEN = 2 MiB; a load from DRAM: 5 us + bytes / 50 GB/s (config.yaml's DRAM).
+
+
 BLOCK_BYTES = BLOCK_TOKENS * KV_BYTES_PER_TOKEN
 
 
