@@ -56,8 +56,9 @@ class RequestTable:
     queue (arrival → first scheduled, less a cluster's fetch before it; in PD also prefill done → KV sent, the wait
     for a decode instance's memory) + kv_load (cached prefix read from lower tiers or, in a cluster, loaded from
     other locations: the fetch before scheduling and the loads in its first step) + prefill (first chunk → prefill
-    done) + kv_transfer (KV sent → KV at the decode node, the link's time; PD only) + first_decode (KV complete on the decoding node → first token; PD only, since an
-    aggregated node samples the first token in the prefill's last step).
+    done) + kv_transfer (KV sent → KV at the decode node, the link's time; PD only) + first_decode (KV complete on
+    the decoding node → first token; PD only, since an aggregated node samples the first token in the prefill's
+    last step).
     """
 
     arrival: np.ndarray
