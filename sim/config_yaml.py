@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import copy
 import datetime
+import math
 import os
 import re
+import typing
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,9 +22,12 @@ from sim.errors import ConfigError, quote
 
 _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when PyYAML was built with it: ~10x faster
 _INT_TAG = "tag:yaml.org,2002:int"
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+_STR_TAG = "tag:yaml.org,2002:str"
 # An integer with a leading 0 and more digits (``010``): YAML 1.1, which PyYAML implements, reads it as octal (8), so
 # ``seed: 010`` or ``--set serving.num_instances=010`` ran with 8, unsaid; YAML 1.2 reads 10. Refused where they differ.
 _LEADING_ZERO = re.compile(r"[-+]?0[0-7_]+")
+_YAML12_OCTAL = re.compile(r"[-+]?0o[0-7]+")  # YAML 1.2's octal, which YAML 1.1 (PyYAML) resolves as text
 
 
 class UniqueKeyLoader(_SAFE_LOADER):
@@ -52,19 +57,41 @@ class UniqueKeyLoader(_SAFE_LOADER):
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         """A scalar that its resolver recognises but Python cannot hold (a 5,000-digit integer, the date
         2023-02-30) is a YAML error at its line, like any other, not a ValueError from deep inside PyYAML; so is an
-        integer written with a leading zero (``_LEADING_ZERO``)."""
-        if node.tag == _INT_TAG and isinstance(node.value, str) and _LEADING_ZERO.fullmatch(node.value):
-            octal, decimal = (int(node.value.replace("_", ""), base) for base in (8, 10))
-            if octal != decimal:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"cannot read {quote(node.value)}: YAML 1.1 reads a leading 0 as octal ({octal}), YAML "
-                    f"1.2 as decimal ({decimal}); write {decimal} (or {octal}) without it", node.start_mark)
+        integer written with a leading zero (``_LEADING_ZERO``), an unquoted YAML 1.2 octal (``0o7``, text to YAML
+        1.1) and a float written beyond a float's range (``1e400``, which would read as infinite)."""
+        if isinstance(node, yaml.ScalarNode):
+            self._check_number_text(node)
         try:
             return super().construct_object(node, deep)
         except (ValueError, OverflowError) as exc:
             problem = str(exc).split(";")[0]  # Python's advice after ';' is for programmers
             raise yaml.constructor.ConstructorError(
                 None, None, f"cannot read {quote(node.value)}: {problem}", node.start_mark) from None
+
+    @staticmethod
+    def _check_number_text(node: yaml.ScalarNode) -> None:
+        """Refuse a plain scalar that YAML 1.1 and 1.2 read as different values (an error at its line)."""
+        text = node.value
+
+        def refuse(problem: str) -> typing.NoReturn:
+            raise yaml.constructor.ConstructorError(None, None, f"cannot read {quote(text)}: {problem}",
+                                                    node.start_mark)
+
+        if node.tag == _INT_TAG and _LEADING_ZERO.fullmatch(text):
+            octal, decimal = (int(text.replace("_", ""), base) for base in (8, 10))
+            if octal != decimal:
+                refuse(f"YAML 1.1 reads a leading 0 as octal ({octal}), YAML 1.2 as decimal ({decimal}); write "
+                       f"{decimal} (or {octal}) without it")
+        elif node.tag == _STR_TAG and not node.style and _YAML12_OCTAL.fullmatch(text):
+            value = int(text.replace("0o", "0", 1), 8)
+            refuse(f"YAML 1.2 reads it as octal ({value}), YAML 1.1 (kvsim's loader) as text; write {value}")
+        elif node.tag == _FLOAT_TAG and "inf" not in text.lower():
+            try:
+                infinite = math.isinf(float(text.replace("_", "")))
+            except ValueError:  # (a YAML 1.1 float Python does not read, e.g. sexagesimal 1:30.5: the constructor's)
+                return
+            if infinite:
+                refuse("beyond a float's range (it would read as infinite); write a smaller number")
 
 
 class WrittenDate(datetime.date):

@@ -215,6 +215,25 @@ def test_yaml_numbers_read_as_written():
     assert load_config(None, sets=["workload.rate_scale=2e0"]).workload.rate_scale == 2.0
 
 
+@pytest.mark.parametrize("text, said", [
+    ("seed: 0o17", "octal (15)"), ("seed: -0o10", "octal (-8)"),
+    ("workload:\n  rate_scale: 1e400", "beyond a float's range"), ("slo:\n  ttft_s: -2.5e308", "beyond a float's range")])
+def test_a_number_yaml_versions_read_apart_is_refused_at_its_line(run_cli, tmp_path, text, said):
+    """YAML 1.2's octal ``0o17`` is text to YAML 1.1 (the message said "expected int, got '0o17'" as if a word had been
+    written), and ``1e400`` is past a float (read as infinite: "must be a finite number, got inf", not what was
+    written): each is refused where it is read, quoting the text and naming the file's line. Quoted, 0o17 is the
+    string it says it is."""
+    config = tmp_path / "c.yaml"
+    config.write_text(text + "\n")
+    status, _, err = run_cli("--config", config, "--trace-stats", "--no-plot", "--quiet")
+    written = text.rpartition(" ")[2]
+    assert status == 2 and said in err and f"'{written}'" in err and "line" in err and "c.yaml" in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    from sim.config_yaml import load_yaml
+
+    assert load_yaml("name: '0o17'") == {"name": "0o17"}
+
+
 @pytest.mark.parametrize("key, text, number", [
     ("workload.rate_scale", "'2'", 2.0), ("workload.rate_scale", '"1e9"', 1e9), ("slo.ttft_s", "'0.5'", 0.5),
     ("seed", "'5'", 5)])
