@@ -320,3 +320,57 @@ def test_cluster_a_block_fetched_from_another_nodes_dram_is_read_there(run_cli, 
     # blocks only, BlockPool.cache_full_blocks), so r0's third is not written, and on node 1 r1's one full block
     # beside the 2 fetched leaves room for r3's 3 blocks: nothing of r1's is demoted (before: 3 + 1 blocks)
     assert metrics["tiers"]["dram"]["bytes_written"] == 2 * block_bytes
+
+
+def _one_gpu_single_and_cluster(rows, *sets: str):
+    """``rows`` of (arrival s, prompt tokens, output tokens, block ids) on one GPU with DRAM (no SSD, no EIC): the
+    per-request tables of the one-instance cluster and of the single node (``serving.num_instances=1``)."""
+    from sim.serving.run import run_serving
+    from tests.test_serving import make_trace
+
+    arrival, inputs, outputs, blocks = (list(x) for x in zip(*rows, strict=True))
+    trace = make_trace(arrival, inputs, outputs, block_lists=blocks)
+    config = load_config(None, sets=[*ONE_GPU_CLUSTER, "cache.tiers.ssd.capacity_gib=0",
+                                     "cache.tiers.eic.capacity_gib=0", *sets])
+    return run_cluster(trace, config)[1], run_serving(trace, config, "single")[1]
+
+
+def test_a_running_request_decodes_through_a_connector_load_where_the_single_node_stalls():
+    """Why a one-instance cluster with lower tiers serves its requests a little differently from the single node
+    (README Cluster), mechanism 1: the connector's load runs beside the batch (vLLM: the request waits out of it,
+    WAITING_FOR_REMOTE_KVS, while the running requests' steps go on), where the single node reads its lower tier inside
+    the admitting step, which every running request waits for. By hand, one GPU, 10 usable HBM blocks of 16: r0 ([1,
+    2]) is cached, r1 (10 blocks) pushes it to DRAM, R (2 blocks, 50 output tokens) decodes from 20 s, A ([1, 2, 7])
+    arrives at 20.05 s and loads 2 blocks of 2 MiB from a DRAM of 4,194,304 B/s: 5 us + 1 s. In the cluster R finishes
+    exactly as it does without A; on the single node its tokens wait that second (R's decode steps put a block boundary
+    or a preemption one step earlier or later there: what then differs in which blocks a tight DRAM keeps)."""
+    rows = [(0.0, 32, 1, [1, 2]), (10.0, 150, 2, list(range(21, 31))), (20.0, 20, 50, [11, 12]),
+            (20.05, 40, 1, [1, 2, 7])]
+    sets = ["serving.num_gpu_blocks=11", "cache.tiers.dram.read_gbps=0.004194304"]
+    cluster, single = _one_gpu_single_and_cluster(rows, *sets)
+    alone, _ = _one_gpu_single_and_cluster(rows[:3], *sets)
+    r, a, load = 2, 3, 5e-6 + 1.0
+    assert cluster.fetch[a] == pytest.approx(load, rel=1e-9) and single.kv_load[a] == pytest.approx(load, rel=1e-9)
+    assert cluster.cached_tokens[a] == single.cached_tokens[a] == 32  # the same hit either way
+    assert cluster.last_token[r] == alone.last_token[r] < cluster.scheduled[a]
+    assert single.last_token[r] > alone.last_token[r] + load
+
+
+def test_a_request_whose_connector_load_landed_joins_the_batch_last_and_is_preempted_first():
+    """Mechanism 2: vLLM appends a request to ``running`` when it is scheduled, which for one whose connector load was
+    in flight is after the load lands (vllm/v1/core/sched/scheduler.py ``Scheduler.schedule``: WAITING_FOR_REMOTE_KVS
+    skipped until ready, then ``self.running.append``), after the requests behind it that were scheduled meanwhile;
+    FCFS preemption takes the last (``self.running.pop()``). By hand, one GPU, 6 usable HBM blocks of 16: r0's [1, 2]
+    pushed to DRAM by r1 (6 blocks); A ([1, 2, 7]) and B ([11, 12, 13]) arrive together, 40 tokens and 20 output
+    tokens each, 3 blocks each (all 6). In the cluster B is scheduled at once and A when its 2 blocks land (5 us + 2 x
+    2 MiB / 50 GB/s, during B's prefill), so B reaches its 49th token, which needs a 4th block, first, and A, last in
+    the batch, is preempted; on the single node A is read and admitted first, both decode in step, and B is."""
+    rows = [(0.0, 32, 1, [1, 2]), (10.0, 90, 2, [3, 4, 5, 6, 8, 9]), (20.0, 40, 20, [1, 2, 7]),
+            (20.0, 40, 20, [11, 12, 13])]
+    cluster, single = _one_gpu_single_and_cluster(rows, "serving.num_gpu_blocks=7")
+    a, b = 2, 3
+    assert cluster.fetch[a] == pytest.approx(5e-6 + 2 * 2 * 32 * 8 * 128 * 2 * 16 / 50e9, rel=1e-9)
+    assert cluster.scheduled[b] == 20.0 < cluster.scheduled[a] == cluster.first_token[b]
+    assert (cluster.preemptions[a], cluster.preemptions[b]) == (1, 0)
+    assert (single.scheduled[a], single.scheduled[b]) == (20.0, 20.0)
+    assert (single.preemptions[a], single.preemptions[b]) == (0, 1)
