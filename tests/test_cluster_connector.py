@@ -184,12 +184,13 @@ def test_a_request_waiting_for_its_connector_load_counts_as_queued():
     assert np.asarray(series["running"])[loading].tolist() == [0] * int(loading.sum())
 
 
-def _pending_load_run(tmp_path, *sets: str):
+def _pending_load_run(tmp_path, *sets: str, y_own: int = 1, more: tuple[tuple[int, list[int]], ...] = ()):
     """One GPU, DRAM 4 GiB: r0 (hash ids 1..20) at 0 s, three fillers of 25 blocks at 1, 2, 3 s, X (1..20 + [500]) at
-    10 s and Y (1..20 + [501]) at 10.001 s, each of 512 x its blocks - 10 tokens, answered in 2 tokens."""
+    10 s and Y (1..20 + ``y_own`` blocks from 501) at 10.001 s, then ``more`` (ms, hash ids), each of 512 x its blocks
+    - 10 tokens, answered in 2 tokens."""
     ids = list(range(1, 21))
     rows = [(0, ids), *((1000 * k, list(range(1000 * k, 1000 * k + 25))) for k in (1, 2, 3)),
-            (10_000, [*ids, 500]), (10_001, [*ids, 501])]
+            (10_000, [*ids, 500]), (10_001, [*ids, *range(501, 501 + y_own)]), *more]
     path = _mooncake_file(tmp_path / "pending.jsonl", [(t, 512 * len(h) - 10, h) for t, h in rows], output_length=2)
     trace, config = _trace_and_config([
         f"workload.trace={path}", "hardware.gpus_per_node=1", "cluster.nodes_per_rack=1",
@@ -218,6 +219,27 @@ def test_a_request_is_not_served_blocks_another_requests_load_has_not_brought(tm
     assert table.fetch[y] == 0.0 and table.kv_load[y] == 0.0
     hits = result.metrics["cluster"]["hit_blocks"]
     assert (hits["dram"]["node"], hits["hbm"]["instance"]) == (19, 20)
+
+
+@pytest.mark.parametrize("y_own", [1, 9])
+def test_a_request_behind_one_waiting_for_a_load_is_admitted_past_it(tmp_path, y_own):
+    """vLLM's scheduler passes over a request its connector defers (``get_num_new_matched_tokens`` None: a hit block
+    in ``_blocks_being_loaded``) and scans on (vllm/v1/core/sched/scheduler.py ``Scheduler.schedule``:
+    ``step_skipped_waiting``), the deferred one keeping its place in front; the connector is asked before the blocks
+    are allocated, so a deferred request that would not fit is passed over too. The case above with Z (hash ids 600,
+    601: 1,014 tokens + 2 out, 2 blocks, nothing held anywhere) at 10.002 s: X is loading (its 21 blocks held, of 29
+    usable: 8 free), Y waits for that load, and the instance is idle, so the plan at Z's arrival passes Y over and
+    schedules Z then, at 10.002 s, 0 tokens cached; Y is still served its 20 blocks from HBM after X's load lands
+    (10 s + 5 us + 19 x 64 MiB / 50 GB/s = 10.0255 s). Y with 9 blocks of its own (29 blocks, 20 of them X's: 9 new
+    of the 8 free) does not fit, and is passed over all the same. (Before: the queue stopped at Y, and Z was
+    scheduled at 10.0255 s, after X's load landed; asking Y's fit first, at 10.21 s.)"""
+    result, table = _pending_load_run(tmp_path, "serving.num_gpu_blocks=30", y_own=y_own, more=((10_002, [600, 601]),))
+    x, y, z = 4, 5, 6
+    landed = 10.0 + 5e-6 + 19 * 2 * 32 * 8 * 128 * 2 * 512 / 50e9
+    assert table.fetch[x] == pytest.approx(landed - 10.0, rel=1e-9)
+    assert table.scheduled[z] == pytest.approx(10.002, rel=1e-12) and table.cached_tokens[z] == 0
+    assert table.scheduled[x] >= landed and table.scheduled[y] >= landed and table.cached_tokens[y] == 20 * 512
+    assert table.fetch[y] == 0.0 and table.fetch[z] == 0.0
 
 
 def test_a_hybrid_request_waits_for_blocks_another_requests_load_has_not_brought(tmp_path):

@@ -4,7 +4,8 @@ preemption, and decode windows.
 One token budget per step (``max_num_batched_tokens``) is spent on running requests first
 (a decode takes 1 token, an unfinished prefill its next chunk), then on waiting requests in
 FCFS order up to ``max_num_seqs``, each admitted only when its whole sequence fits the free
-blocks (``scheduler_reserve_full_isl``; the queue waits behind one that does not); a new request
+blocks (``scheduler_reserve_full_isl``; the queue waits behind one that does not; one waiting for blocks another
+request's KV connector load has not brought is passed over, ``_waits_for_load``); a new request
 skips the compute of its longest cached prefix in whole blocks, short of its last token
 (``kv_cache_manager.prefix_hit``: a prompt cached to a block boundary recomputes its whole last
 block, unless a lower tier holds that block) and loads the part held in lower tiers at their
@@ -96,6 +97,8 @@ class Scheduler(DecodeWindows):
         # the prompt block ids those loads bring into this HBM, each with how many of them load it: blocks held but
         # holding no KV yet, which no other request is served until the load lands (``_waits_for_load``)
         self.being_loaded: dict[int, int] = {}
+        self._load_changes = 0  # how many times ``being_loaded`` changed (the key of ``_clear``)
+        self._clear: tuple[Job | None, int] = (None, -1)  # a job whose prompt takes no block being loaded, and when
         self.on_landed: Callable[[Job], None] | None = None  # a connector's load landed (its instance's ``submit``)
 
     @property
@@ -261,13 +264,16 @@ class Scheduler(DecodeWindows):
         batch: list[tuple[Job, int]] = []
         load_total = 0.0
         budget, preempted = self._plan_running(shape, batch)
-        while not preempted and self.waiting and budget > 0 and self.occupied_seqs < self.max_seqs:
-            job = self.waiting[0]
+        waiting = self.waiting
+        skipped: list[Job] = []  # passed over this step (waiting for another request's load), back in front after
+        while not preempted and waiting and budget > 0 and self.occupied_seqs < self.max_seqs:
+            job = waiting[0]
             # the blocks the admission needs: the whole sequence's (vLLM's scheduler_reserve_full_isl), else the
             # chunk's; known before the lookup when the hit does not change them (a queue waiting behind a request
-            # that does not fit looks nothing up)
+            # that does not fit looks nothing up, unless its prompt takes a block being loaded: it may be one waiting
+            # for that load, which is passed over before its fit is asked)
             need = kv.admission_before_lookup(job, self.reserve_full_isl)
-            if need is not None and need > pool.free:
+            if need is not None and need > pool.free and not (self.being_loaded and self._may_wait_for_load(job)):
                 job.computed = 0
                 self._check_fits_alone(job)
                 break
@@ -276,6 +282,11 @@ class Scheduler(DecodeWindows):
             if plan is not None:  # what the connector loads is a hit, as vLLM counts its external tokens (a hybrid's
                 match = kv.external_match(job, plan.hits)  # other groups take that prefix's blocks at admission too)
             if self.being_loaded and self._waits_for_load(job, match.blocks):
+                skipped.append(waiting.popleft())
+                continue
+            if need is not None and need > pool.free:
+                job.computed = 0
+                self._check_fits_alone(job)
                 break
             cached = match.tokens
             n = kv.split_chunk(job, cached, min(job.target - cached, budget))
@@ -285,7 +296,7 @@ class Scheduler(DecodeWindows):
             if need is None and kv.admission_blocks(job, cached + n, self.reserve_full_isl) > pool.free:
                 self._check_fits_alone(job)
                 break
-            self.waiting.popleft()
+            waiting.popleft()
             if plan is not None:
                 self._park(job, match, cached + n, plan, now)
                 continue
@@ -305,21 +316,38 @@ class Scheduler(DecodeWindows):
             batch.append((job, n))
             budget -= n
             shape.add_prefill(n, cached)
+        if skipped:  # back to the queue's front in their order (vLLM: ``skipped_waiting``, scanned first next step)
+            waiting.extendleft(reversed(skipped))
         if not batch:
             return None, preempted
         return StepBatch(batch, shape, load_total), preempted
 
-    def _waits_for_load(self, job: Job, blocks: int) -> bool:
-        """Whether the prefix a waiting ``job`` would be served (its match's first ``blocks``) takes a block a parked
-        request's connector load has not brought yet (``being_loaded``): its KV is not there, so the job is not
-        admitted this step and the FCFS queue waits behind it, as behind one that does not fit; after the load lands
-        it is admitted with those blocks as HBM hits. vLLM's OffloadingConnector defers such a request
-        (``get_num_new_matched_tokens`` returns None while a hit block is in ``_blocks_being_loaded``,
-        vllm/distributed/kv_transfer/kv_connector/v1/offloading/scheduler.py) and its scheduler skips it and scans on
-        (``skipped_waiting_requests``); kvsim's queue stops there instead. O(blocks) set probes."""
-        ids = job.prompt_ids[:blocks]
-        being_loaded = self.being_loaded
-        return any(key in being_loaded for key in (ids.tolist() if isinstance(ids, np.ndarray) else ids))
+    def _may_wait_for_load(self, job: Job) -> bool:
+        """Whether a waiting ``job``'s prompt takes a block being loaded (before its lookup: it may wait for that
+        load); a no is kept while ``being_loaded`` stays, as a queue behind a request that does not fit asks at every
+        step."""
+        key = (job, self._load_changes)
+        if self._clear == key:
+            return False
+        if self._waits_for_load(job):
+            return True
+        self._clear = key
+        return False
+
+    def _waits_for_load(self, job: Job, blocks: int | None = None) -> bool:
+        """Whether the prefix a waiting ``job`` would be served (its match's first ``blocks``; None: its whole prompt,
+        a bound known before the lookup) takes a block a parked
+        request's connector load has not brought yet (``being_loaded``): its KV is not there, so the job is passed
+        over this step (it keeps its place at the queue's front) and the requests behind it are admitted as they fit;
+        after the load lands it is admitted with those blocks as HBM hits. vLLM's OffloadingConnector defers such a
+        request (``get_num_new_matched_tokens`` returns None while a hit block is in ``_blocks_being_loaded``,
+        vllm/distributed/kv_transfer/kv_connector/v1/offloading/scheduler.py) before its blocks are allocated, and its
+        scheduler puts it aside and scans on (vllm/v1/core/sched/scheduler.py ``Scheduler.schedule``:
+        ``step_skipped_waiting``, then ``self.skipped_waiting``, which FCFS scans before ``self.waiting`` the next
+        step; ``skipped_waiting_requests`` prepended to ``self.waiting`` before vllm-project/vllm#35781). It is asked
+        before the fit, so a deferred request that would not fit is passed over too. O(blocks) set probes (in C)."""
+        ids = job.prompt_ids if blocks is None else job.prompt_ids[:blocks]
+        return not self.being_loaded.keys().isdisjoint(ids.tolist() if isinstance(ids, np.ndarray) else ids)
 
     def _park(self, job: Job, match: PrefixMatch, tokens: int, plan, now: float) -> None:
         """Admit ``job`` to wait for its connector's load: its blocks for ``tokens`` tokens taken (the prefix's and
@@ -344,6 +372,7 @@ class Scheduler(DecodeWindows):
         loaded = np.asarray(job.prompt_ids)[plan.loaded_positions()].tolist()
         for key in loaded:
             being_loaded[key] = being_loaded.get(key, 0) + 1
+        self._load_changes += 1
 
         def landed() -> None:
             for key in loaded:
@@ -352,6 +381,7 @@ class Scheduler(DecodeWindows):
                     being_loaded[key] = count
                 else:
                     del being_loaded[key]
+            self._load_changes += 1
             table.fetch[rid] = kv.clock() - now
             self.on_landed(job)
 
