@@ -16,6 +16,8 @@ CASES = [
     ("bench_cluster.py", ["--requests", "-1"], "--requests must be at least 1, got -1"),
     ("bench_cluster.py", ["--router", "nope", "--requests", "10"], "--router: config key 'cluster.router'"),
     ("bench_kernel_floor.py", ["--repeat", "0"], "--repeat must be at least 1, got 0"),  # UnboundLocalError
+    ("bench_common_runs.py", ["--repeat", "0"], "--repeat must be at least 1, got 0"),
+    ("bench_common_runs.py", ["--runs", "readme,nope"], "--runs: unknown run(s) nope"),
     ("bench_mrc.py", ["--sizes", "x"], "--sizes: expected comma-separated positive integers"),  # ValueError
     ("bench_mrc.py", ["--sizes", "0"], "--sizes: every length must be at least 1"),
     # a missing trace, an unknown workload or probe: exit 1 (sys.exit with a message), bench_mrc after its timed runs,

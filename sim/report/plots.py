@@ -22,6 +22,11 @@ def save(fig, path: Path) -> Path:
     (see ``sim.report.output``), then close it."""
     try:
         fig.tight_layout()
+        # tight_layout leaves a placeholder layout engine on the figure, and savefig draws a figure that has an
+        # engine once more (unrendered, for the engine) before the draw it writes: the layout is done, so the figure
+        # goes without one (None, whatever a matplotlibrc's figure.autolayout says). The same bytes, ~25% less time.
+        with matplotlib.rc_context({"figure.autolayout": False, "figure.constrained_layout.use": False}):
+            fig.set_layout_engine(None)
         with atomic_write(path, binary=True) as fh:
             fig.savefig(fh, format="png", dpi=100, metadata={"Software": None})
     finally:

@@ -268,6 +268,6 @@ def gpu_compute_model(config: Config) -> RooflineCompute | ProfiledCompute | LLM
         raise ConfigError(f"compute.profile {directory}: an LLMServingSim bundle times its experts expert parallel "
                           "(moe.csv), not split by width as serving.enable_expert_parallel false runs them; set it "
                           "true or use compute.backend 'roofline'")
-    compute = LLMServingSimCompute.load(directory, model, tp, config.compute.skew_correction, dp)
+    compute = LLMServingSimCompute.load_kept(directory, model, tp, config.compute.skew_correction, dp)
     compute.comm = comm
     return compute

@@ -8,6 +8,7 @@ LLMServingSim's fitted correction for decode batches of unequal KV lengths (``si
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from sim.serving.profile_grid import GridNode, interpolate
 from sim.serving.skew_calibration import RuntimeSkewFit
 from sim.serving.skew_fit import SkewFit, skew_fit_enabled
 from sim.serving.step_shape import StepShape, window_kv
+from trace.request import file_sha256
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -207,6 +209,28 @@ class LLMServingSimCompute:
                    dense_mlp_layers=_dense_mlp_layers(model),
                    kernels=tuple(kernels))
 
+    @classmethod
+    def load_kept(cls, directory: Path, model: ModelSpec, tensor_parallel_size: int,
+                  skew_correction: str = "auto", data_parallel_size: int = 1) -> "LLMServingSimCompute":
+        """``load``, or a copy of the model this process loaded before from the same bundle (every file under
+        ``directory`` unchanged: ``trace.request.file_sha256``) with the same arguments (``_KEPT``). A max-rate
+        search's probes, a plan's or a sweep's points and ``--seeds`` build a compute model per run: reading and
+        checking an RTX 4090 bundle's tables was ~35 ms of each probe. The copy is shallow: its tables and grids are
+        read only; what a caller sets on it (``comm``) is its own. A bundle that fails its checks is not kept."""
+        try:
+            files = sorted(p for p in Path(directory).rglob("*") if p.is_file())
+            state = tuple((p.relative_to(directory).as_posix(), file_sha256(p)) for p in files)
+        except OSError:  # (an unreadable file: load's error names it)
+            return cls.load(directory, model, tensor_parallel_size, skew_correction, data_parallel_size)
+        key = (str(Path(directory).resolve()), state, model, tensor_parallel_size, skew_correction, data_parallel_size)
+        kept = _KEPT.get(key)
+        if kept is None:
+            kept = cls.load(directory, model, tensor_parallel_size, skew_correction, data_parallel_size)
+            if len(_KEPT) >= _KEPT_MOST:
+                del _KEPT[next(iter(_KEPT))]
+            _KEPT[key] = kept
+        return copy.copy(kept)
+
     def _op(self, table: dict, name: str, x):
         xs, ys = table[name]
         return interpolate(xs, ys, x)
@@ -285,6 +309,12 @@ class LLMServingSimCompute:
         np.divide(t_max - t_mean, t_mean, out=lev, where=apply & (t_mean > 0))
         alpha = self.skew.alphas_along(0, n, rate, kv_max, 0, kernel, lev)
         return np.where(apply, t_mean + alpha * (t_max - t_mean), t_mean)
+
+
+# The bundles' compute models this process has loaded (``LLMServingSimCompute.load_kept``), by bundle content and
+# load arguments; a plan over several GPUs' bundles keeps each, up to _KEPT_MOST.
+_KEPT: dict[tuple, LLMServingSimCompute] = {}
+_KEPT_MOST = 8
 
 
 def read_bundle_layers(directory: Path, tp_dir: Path, model: ModelSpec) -> tuple[dict, dict, tuple[str, ...],
