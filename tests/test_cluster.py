@@ -195,7 +195,7 @@ def test_precise_prefix_counts_the_prefill_a_cached_prefix_saves(tmp_path):
 
 
 def test_precise_prefix_fetch_estimate_pays_a_sources_latency_once(tmp_path):
-    # Mooncake's conductor prices a prefix's transfer as the transfer _send_fetch makes: one per source tier, so
+    # Mooncake's conductor prices a prefix's transfer as the transfer _start_fetch makes: one per source tier, so
     # the path's latency counts once, not once per block. One node, 1 GPU, its SSD the only lower tier (80 us,
     # 7 GB/s shared read: config.yaml's NVMe Gen4), PCIe 63 GB/s, no queue. A 4-block prompt (block 512,
     # 2,048 tokens) whose first 3 blocks the SSD holds: compute 2,048 - 3 x 512 = 512 tokens, fetch 3 blocks.

@@ -396,3 +396,33 @@ def test_a_request_whose_connector_load_landed_joins_the_batch_last_and_is_preem
     assert (cluster.preemptions[a], cluster.preemptions[b]) == (1, 0)
     assert (single.scheduled[a], single.scheduled[b]) == (20.0, 20.0)
     assert (single.preemptions[a], single.preemptions[b]) == (0, 1)
+
+
+def test_a_request_preempted_after_its_connector_load_is_looked_up_again_as_a_new_one():
+    """vLLM's ``_preempt_request`` sets num_computed_tokens to 0, so the next admission asks ``get_computed_blocks``
+    and the connector afresh (vllm/v1/core/sched/scheduler.py ``Scheduler.schedule``: ``if
+    request.num_computed_tokens == 0``); nothing of the first load is remembered. By hand, one GPU, 6 usable HBM
+    blocks of 16, inclusive DRAM (every cached block copied there), llama-3.1-8b (2,097,152 bytes a block): r0 ([1, 2])
+    leaves blocks 1, 2 in HBM and DRAM. At 2 s D ([11, 12, 13], 48 tokens, 13 out), A ([1], 16 tokens) and B ([1, 14],
+    32 tokens, 9 out) arrive. A's one block is in HBM, which serves a 16-token prompt no whole block (the last token
+    is recomputed), so the connector loads block 1's DRAM copy (1 read); B waits for that load, then is admitted
+    (block 1 from HBM) before A, whose landing is read in after that plan, joins. B's 33rd token needs a 3rd block
+    and none is free: A (last in the batch, holding only block 1, which B holds too) is preempted before its first
+    token, then B. B comes back first (when D finishes) and holds block 1 again; A is then looked up as a new request
+    would be: block 1 again from DRAM (2 reads in all, 15 tokens cached). kvsim kept A's first load in ``Job.external``
+    and served block 1 from HBM unread (1 read)."""
+    from tests.test_serving import make_trace
+
+    rows = [(0.0, 32, 2, [1, 2]), (2.0, 48, 13, [11, 12, 13]), (2.0, 16, 10, [1]), (2.0, 32, 9, [1, 14])]
+    arrival, inputs, outputs, blocks = (list(x) for x in zip(*rows, strict=True))
+    trace = make_trace(arrival, inputs, outputs, block_lists=blocks)
+    result, requests = run_cluster(trace, load_config(None, sets=[
+        *ONE_GPU_CLUSTER, "serving.num_gpu_blocks=7", "cache.inclusion=inclusive", "cache.tiers.ssd.capacity_gib=0",
+        "cache.tiers.eic.capacity_gib=0"]))
+    m = result.metrics
+    a, b = 2, 3
+    assert (requests.preemptions[a], requests.preemptions[b]) == (1, 1)
+    assert requests.first_token[a] > requests.first_token[b]  # A's first token came after its preemption
+    assert requests.cached_tokens[a] == 15  # (counted at the first admission)
+    assert m["cluster"]["fetched_blocks"]["node"] == 1  # the connector's load
+    assert m["tiers"]["dram"]["bytes_read"] == 2 * 2 * 32 * 8 * 128 * 2 * 16

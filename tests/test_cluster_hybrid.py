@@ -127,3 +127,43 @@ def test_a_hybrid_prefix_queued_behind_a_full_hbm_is_read_once_at_admission():
     assert table.fetch[2] == pytest.approx(5e-6 + 16 * page / 50e9, rel=1e-12)
     assert table.scheduled[2] == pytest.approx(table.last_token[1] + table.fetch[2], rel=1e-12)
     assert table.kv_load[2] == 0.0 and table.first_token[2] > table.scheduled[2]
+
+
+def test_a_block_aligned_prompts_last_block_is_loaded_from_below_beside_its_sliding_copies_in_hbm(monkeypatch):
+    """A gpt-oss prompt whose last block the connector loads from DRAM (HBM's rule recomputes a block-aligned prompt's
+    last block; ``_last_block_from_below``) while that block's sliding copies are in this HBM: the hit is usable only
+    if those copies are there when the request runs. By hand, one GPU, 59 usable HBM blocks of 16, inclusive DRAM
+    (every cached page copied there), a page 393,216 B (12 layers x 16 tokens x 8 KV heads x 64 x 2 x 2 bytes): r0
+    ([1 … 9], 129 tokens) leaves full blocks 1 … 8 and the sliding copies of blocks 1 … 8 (its replay tail) cached. r1
+    ([1 … 8], 128 tokens): blocks 1 … 7 from HBM, block 8 from its DRAM copy (1 page loaded), and the 8 copies a
+    sliding hit of 8 blocks needs (blocks 1 … 8) from HBM, unread: 8 hits, 127 tokens cached, 1 page read, as on the
+    single node. The copies are the parked request's from its admission (held, so not evicted while its load is in
+    flight). (vLLM's GPU lookup stops at 127 tokens for every group, so its connector would load block 8's sliding
+    page from the store too: the cost of an HBM-held copy, left out on the single node as well.)"""
+    from sim.serving import scheduler
+    from sim.serving.run import run_serving
+
+    page = 12 * 16 * 8 * 64 * 2 * 2
+    held_while_loading = []
+    park = scheduler.Scheduler._park
+
+    def parked(self, job, match, tokens, plan, now):
+        park(self, job, match, tokens, plan, now)
+        held_while_loading.append(all(key in self.kv.pool for key in self.kv._keys(job, 0, 8)))
+
+    monkeypatch.setattr(scheduler.Scheduler, "_park", parked)
+    trace = make_trace([0.0, 10.0], [129, 128], [1, 1], block_lists=[list(range(1, 10)), list(range(1, 9))])
+    config = load_config(None, sets=[
+        "model=gpt-oss-20b", "cluster.num_racks=1", "cluster.nodes_per_rack=1", "hardware.gpus_per_node=1",
+        "serving.num_instances=1", "serving.block_size=16", "serving.num_gpu_blocks=60", "cache.inclusion=inclusive",
+        "cache.tiers.ssd.capacity_gib=0", "cache.tiers.eic.capacity_gib=0"])
+    cluster, table = run_cluster(trace, config)
+    single, single_table = run_serving(trace, config, "single")
+    m = cluster.metrics
+    assert held_while_loading == [True]
+    assert table.cached_tokens.tolist() == single_table.cached_tokens.tolist() == [0, 127]
+    assert (m["hits"], m["cluster"]["hit_blocks"]["hbm"]["instance"], m["cluster"]["hit_blocks"]["dram"]["node"]) == (
+        8, 7, 1)
+    assert m["cluster"]["fetched_blocks"] == {"node": 1, "rack": 0, "cross_rack": 0}
+    assert m["tiers"]["dram"]["bytes_read"] == single.metrics["tiers"]["dram"]["bytes_read"] == page
+    assert table.first_token[1] == pytest.approx(single_table.first_token[1], rel=1e-12)

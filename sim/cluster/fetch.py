@@ -44,6 +44,7 @@ prefix index and counters, and charges the links a fetch crosses.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable
 
 import numpy as np
@@ -116,7 +117,7 @@ class PrefixFetch:
 
     def _path_seconds(self, tier: int, inst_id: int, nbytes: float) -> float:
         """Seconds to bring ``nbytes`` from ``tier`` into instance ``inst_id``'s HBM as one transfer, alone: the
-        path's hops' latency (once, as ``_send_fetch`` sends a source's blocks together) plus its slowest link's
+        path's hops' latency (once, as ``_start_fetch`` sends a source's blocks together) plus its slowest link's
         serialization (``PathModel``)."""
         kind, _, _, holder = self._place[tier]
         if kind == HBM:
@@ -176,7 +177,7 @@ class PrefixFetch:
             state_tiers: list[int] = []
             if self._state_offsets and keys is not None:
                 reachable, state_tiers = self._state_reach(inst_id, keys, reachable, prompt_tokens)
-            # one transfer per source tier, as ``_send_fetch`` sends them: a path's latency counts once, not per block
+            # one transfer per source tier, as ``_start_fetch`` sends them: a path's latency counts once, not per block
             moved: dict[int, int] = {}
             for t, count in zip(*np.unique(best[:reachable], return_counts=True), strict=True):
                 moved[int(t)] = int(count) * self.load_bytes
@@ -224,12 +225,7 @@ class PrefixFetch:
         plan = self._fetch_plan(inst, job, np.asarray(job.prompt_ids, dtype=np.int64))
         if plan is None or not plan.sources:
             return None
-
-        def start(on_landed: Callable[[], None]) -> None:
-            self._start_fetch(inst, job, plan)
-            self._send_fetch(inst, plan, on_landed)
-
-        plan.start = start
+        plan.start = partial(self._start_fetch, inst, job, plan)
         return plan
 
     def _fetch_plan(self, inst: Instance, job: Job, keys: np.ndarray) -> FetchPlan | None:
@@ -282,18 +278,17 @@ class PrefixFetch:
         plan.codes = np.concatenate(codes)
         return plan
 
-    def _start_fetch(self, inst: Instance, job: Job, plan: FetchPlan) -> None:
-        """A planned fetch goes ahead: its reads are counted (a local tier's here, not at load: ``KVCacheManager.load``
-        reads nothing for it) and its blocks' locations kept for the hits at admission (``_admitted``)."""
+    def _start_fetch(self, inst: Instance, job: Job, plan: FetchPlan, landed: Callable[[], None]) -> None:
+        """A planned fetch goes ahead (``FetchPlan.start``): its reads are counted (a local tier's here, not at load:
+        ``KVCacheManager.load`` reads nothing for it), its blocks' locations kept for the hits at admission
+        (``_admitted``), and its sources sent over their links, each source's blocks as one transfer; ``landed`` when
+        all have arrived."""
         for where, nbytes in plan.reads:
             if isinstance(where, int):
                 self.arena.count_read(where, nbytes)
             else:
                 where.count_read(nbytes)
         self._hit_codes[job.rid] = plan.codes
-
-    def _send_fetch(self, inst: Instance, plan: FetchPlan, landed: Callable[[], None]) -> None:
-        """Send a fetch's sources over their links (each source's blocks as one transfer); ``landed`` when all have."""
         pending = [len(plan.sources)]
 
         def arrived(_duration: float) -> None:

@@ -111,7 +111,7 @@ class AlignStateKVCacheManager(RemoteStates, PastHitCopies, KVCacheManager):
         bs = self.block_size
         chain, chain_tokens = self._sequence_chain(job)
         levels = self.prefix_levels(job, chain)
-        full_hit, full_tokens = prefix_hit(levels, job.target, chain_tokens, bs, job.external)
+        full_hit, full_tokens = prefix_hit(levels, job.target, chain_tokens, bs)
         hit, state_levels = 0, []
         # (never a block-aligned prompt's last block, which a lower tier may serve attention alone: its last token is
         # recomputed, from a state a token earlier that no cache holds; vLLM's connector beside Mamba groups stops at

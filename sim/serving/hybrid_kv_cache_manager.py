@@ -177,7 +177,7 @@ class HybridKVCacheManager(PastHitCopies, KVCacheManager):
             return PrefixMatch([], 0, {})
         chain, chain_tokens = self._sequence_chain(job)
         levels = self.prefix_levels(job, chain)
-        full_hit, full_tokens = prefix_hit(levels, job.target, chain_tokens, bs, job.external)
+        full_hit, full_tokens = prefix_hit(levels, job.target, chain_tokens, bs)
         hit, sliding_levels = self._sliding_run(job, full_hit)
         tokens = full_tokens if hit == full_hit else hit * bs
         # the shared-prefix junction (``shared_prefix_boundary``), kept for the next request: where the full group's

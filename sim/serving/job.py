@@ -30,7 +30,6 @@ class Job:
     admitted_once: bool = False
     read_at: float = 0.0  # when its (current) instance's engine reads it: at arrival, or when the step in flight ends
     order: int = 0  # when it last joined its instance's running batch (vLLM's place in ``Scheduler.running``)
-    external: int = 0  # prompt blocks a KV connector loaded here before scheduling (cluster fetch; ``prefix_hit``)
     last_token_time: float = math.nan
     chain: np.ndarray | None = None  # ``blocks`` as an array (the cache's chain operations take it without a copy)
     # A hybrid model's sliding-window groups (``HybridKVCacheManager``): the blocks they hold are [sliding_lo,

@@ -80,8 +80,12 @@ def prefix_hit(levels: Sequence[int], tokens: int, prompt_tokens: int, block_siz
     blocks up to ``tokens // block_size``, so a last block it holds is loaded, and when every token is then
     computed the scheduler recomputes the last one (``Scheduler._update_waiting_for_remote_kv``:
     ``num_computed_tokens -= 1``). A partial last block never hits. ``external``: the prompt's first blocks that a KV
-    connector loaded into HBM at the request's admission (the cluster's fetch, ``PrefixFetch._connect``); they
-    are HBM blocks now, and a last block among them was served by the lower tier it came from."""
+    connector loads into HBM at the request's admission (the cluster's fetch, ``PrefixFetch._connect``, counted by
+    ``external_match``); a last block among them is served by the lower tier it comes from. Only that admission: a
+    request preempted later is looked up again as a new one (vLLM's ``_preempt_request`` sets num_computed_tokens to
+    0, and its next admission asks ``get_computed_blocks`` and the connector afresh; kvsim's re-admission looks up its
+    instance's own tiers, the connector not asked again), so a last block it loaded and HBM still holds is served
+    again only from a copy below (``_last_block_from_below``), else recomputed."""
     levels = levels[: prompt_tokens // block_size]
     usable = min(len(levels), usable_prefix_blocks(tokens, block_size))
     if (usable < len(levels) and usable * block_size + block_size == tokens
@@ -180,7 +184,7 @@ class KVCacheManager:
             return PrefixMatch([], 0, {})
         chain, chain_tokens = self._sequence_chain(job)
         levels = self.prefix_levels(job, chain)
-        hit, tokens = prefix_hit(levels, job.target, chain_tokens, self.block_size, job.external)
+        hit, tokens = prefix_hit(levels, job.target, chain_tokens, self.block_size)
         job.generated_hit = max(0, hit - job.input_tokens // self.block_size) if chain_tokens > job.input_tokens else 0
         return PrefixMatch.of(levels[:hit], tokens)
 
@@ -220,7 +224,7 @@ class KVCacheManager:
         hit, finds the copy and loads it (``prefix_hit``), so it is served from that tier: ``levels`` says so."""
         bs = self.block_size
         last = job.target // bs - 1
-        if (job.target % bs == 0 and job.external <= last < min(len(levels), job.input_tokens // bs)
+        if (job.target % bs == 0 and last < min(len(levels), job.input_tokens // bs)
                 and levels[last] == 0 and len(self.cache.tiers) > 1):
             below = self.cache.lower_level(int(job.prompt_ids[last]))
             if below > 0:

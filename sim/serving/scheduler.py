@@ -362,7 +362,6 @@ class Scheduler(DecodeWindows):
         kv = self.kv
         kv.allocate(job, tokens)
         job.computed = match.tokens
-        job.external = plan.hits
         job.admitted_once = True
         table, rid = self.table, job.rid
         table.cached_tokens[rid] = match.tokens
