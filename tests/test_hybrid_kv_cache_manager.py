@@ -10,6 +10,8 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sim.specs import model_spec
 from tests.conftest import BUNDLED_AZURE, ROOT
@@ -406,3 +408,24 @@ def test_hybrid_decode_windows_equal_single_steps(monkeypatch, model, extra):
     trace = load_workload(config)
     admit(trace, config)
     assert_windows_equal_single_steps(monkeypatch, trace, config)
+
+
+@given(st.integers(0, 60), st.lists(st.integers(-1, 2), min_size=120, max_size=120))
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_the_sliding_run_is_the_last_run_of_a_hit_every_sliding_group_holds(limit, where):
+    """``_sliding_run`` (which checks a candidate run from its first block and skips past a block some group lacks)
+    against its definition computed plainly: the latest end e <= limit whose ``hit_blocks`` (8) blocks before it have
+    every sliding copy somewhere, else the run from block 0 up to the first block lacking one; with the copies' levels,
+    block by block from the run's last, each block's groups in order."""
+    kv, _ = hybrid_manager()
+    job = prompt_job(tokens=60 * 16)
+    offsets = kv.offsets
+    level = {block + offset: where[(block * len(offsets) + g) % len(where)]
+             for block in job.prompt_ids for g, offset in enumerate(offsets)}
+    ok = [all(level[block + offset] >= 0 for offset in offsets) for block in job.prompt_ids[:limit]]
+    need = 8
+    ends = [e for e in range(need, limit + 1) if all(ok[e - need:e])]
+    end = ends[-1] if ends else next((i for i, good in enumerate(ok) if not good), limit)
+    start = max(0, end - need)
+    expected = [level[job.prompt_ids[i] + offset] for i in range(end - 1, start - 1, -1) for offset in offsets]
+    assert kv._sliding_run(job, limit, level.__getitem__) == (end, expected)

@@ -238,20 +238,30 @@ class HybridKVCacheManager(PastHitCopies, KVCacheManager):
     def _sliding_run(self, job: Job, limit: int, present: Callable[[int], int] | None = None) -> tuple[int, list[int]]:
         """(blocks, tiers of the sliding copies served): the end of the last run of ``need`` consecutive prompt blocks
         before ``limit`` that every sliding group holds, or the run from block 0 when it is shorter. ``present``: where
-        a copy is (default ``find``: this instance's tiers; -1 nowhere)."""
+        a copy is (default ``find``: this instance's tiers; -1 nowhere; asked of each copy at most once a call).
+
+        A candidate run is checked from its first block: a block some group lacks rules out every run holding it, so
+        the next candidate ends there, and a prefix whose copies are missing costs a probe per ``need`` blocks, not
+        one per block (a request waiting at the queue's head is looked up at every step)."""
         present = present or self.find
-        need, count = self.need, 0
-        levels: list[int] = []
-        for i in range(limit - 1, -1, -1):
-            here = [present(key) for key in self._keys(job, i, i + 1)]
-            if min(here) < 0:
-                count, levels = 0, []
-                continue
-            count += 1
-            levels += here
-            if count == need:
-                return i + need, levels
-        return count, levels
+        ids, offsets = self._sequence_ids(job, 0, limit), self.offsets
+        seen: dict[int, list[int]] = {}
+
+        def levels_of(i: int) -> list[int]:
+            here = seen.get(i)
+            if here is None:
+                block = int(ids[i])
+                here = seen[i] = [present(block + offset) for offset in offsets]
+            return here
+
+        end = limit
+        while end > 0:
+            start = max(0, end - self.need)
+            gap = next((i for i in range(start, end) if min(levels_of(i)) < 0), None)
+            if gap is None:
+                return end, [level for i in range(end - 1, start - 1, -1) for level in levels_of(i)]
+            end = gap
+        return 0, []
 
     # ------------------------------------------------------------- allocation
 
