@@ -409,8 +409,9 @@ def test_a_request_preempted_after_its_connector_load_is_looked_up_again_as_a_ne
     (block 1 from HBM) before A, whose landing is read in after that plan, joins. B's 33rd token needs a 3rd block
     and none is free: A (last in the batch, holding only block 1, which B holds too) is preempted before its first
     token, then B. B comes back first (when D finishes) and holds block 1 again; A is then looked up as a new request
-    would be: block 1 again from DRAM (2 reads in all, 15 tokens cached). kvsim kept A's first load in ``Job.external``
-    and served block 1 from HBM unread (1 read)."""
+    would be: block 1 again from DRAM (2 reads in all, 15 tokens cached), loaded by the connector again (2 blocks
+    fetched in all; before, its re-admission read it inside a step: 1 fetched). kvsim once kept A's first load in
+    ``Job.external`` and served block 1 from HBM unread (1 read)."""
     from tests.test_serving import make_trace
 
     rows = [(0.0, 32, 2, [1, 2]), (2.0, 48, 13, [11, 12, 13]), (2.0, 16, 10, [1]), (2.0, 32, 9, [1, 14])]
@@ -424,5 +425,45 @@ def test_a_request_preempted_after_its_connector_load_is_looked_up_again_as_a_ne
     assert (requests.preemptions[a], requests.preemptions[b]) == (1, 1)
     assert requests.first_token[a] > requests.first_token[b]  # A's first token came after its preemption
     assert requests.cached_tokens[a] == 15  # (counted at the first admission)
-    assert m["cluster"]["fetched_blocks"]["node"] == 1  # the connector's load
+    assert m["cluster"]["fetched_blocks"]["node"] == 2  # the connector's loads, at each admission
     assert m["tiers"]["dram"]["bytes_read"] == 2 * 2 * 32 * 8 * 128 * 2 * 16
+
+
+def test_a_preempted_request_asks_the_connector_again_for_a_prefix_held_on_another_node():
+    """vLLM's re-admission of a preempted request asks its KV connector afresh (``_preempt_request`` sets
+    num_computed_tokens to 0; ``Scheduler.schedule`` then calls ``get_num_new_matched_tokens`` and loads
+    asynchronously, "We must be loading for a resumed preemption"), so a prefix held at another location is loaded
+    again, not recomputed. By hand, 2 nodes x 1 GPU, round-robin (even rows -> node 0, odd -> node 1), 6 usable HBM
+    blocks of 16 tokens each, exclusive tiers, DRAM only (no SSD, no EIC), llama-3.1-8b (2,097,152 bytes a block):
+    r0 ([1, 2]) leaves blocks 1, 2 cached on node 0 and r2 (6 blocks) pushes them into node 0's DRAM. Node 1 then
+    replays the case above with A ([1], 16 tokens, 10 out) loading block 1 from node 0's DRAM (a ``rack`` location)
+    and preempted before its first token. At its re-admission node 1's HBM holds block 1 (B's, or cached), but a
+    block-aligned 16-token prompt's one block is served only from below HBM or another location (the last token
+    is recomputed), and node 1's own DRAM holds no copy (exclusive): before, A recomputed all 16 tokens (1 block
+    fetched, 1 DRAM read); the connector asked again loads block 1 from node 0's DRAM a second time (2 fetched, 2
+    read). Its hits and cached tokens count once (15: its first admission), its ``fetch`` is the first load's (one
+    block over 12.5 GB/s NICs: 2,097,152 B / 12.5e9 B/s + 5 us DRAM + 5 us network latency = 177.77216 us), and its
+    TTFT breakdown still sums to its TTFT."""
+    from tests.test_serving import make_trace
+
+    rows = [(0.0, 32, 1, [1, 2]), (0.5, 8, 1, [61]), (1.0, 96, 1, [31, 32, 33, 34, 35, 36]),
+            (2.0, 48, 13, [11, 12, 13]), (2.0, 8, 1, [62]), (2.0, 16, 10, [1]), (2.0, 8, 1, [63]),
+            (2.0, 32, 9, [1, 14])]
+    arrival, inputs, outputs, blocks = (list(x) for x in zip(*rows, strict=True))
+    trace = make_trace(arrival, inputs, outputs, block_lists=blocks)
+    result, requests = run_cluster(trace, load_config(None, sets=[
+        "cluster.num_racks=1", "cluster.nodes_per_rack=2", "hardware.gpus_per_node=1", "serving.block_size=16",
+        "cluster.router=round-robin", "serving.num_gpu_blocks=7", "cache.tiers.ssd.capacity_gib=0",
+        "cache.tiers.eic.capacity_gib=0"]))
+    m = result.metrics
+    a, block = 5, 2 * 32 * 8 * 128 * 2 * 16
+    assert requests.instance[a] == 1 and requests.preemptions[a] == 1
+    assert m["cluster"]["fetched_blocks"] == {"node": 0, "rack": 2, "cross_rack": 0}
+    assert m["tiers"]["dram"]["bytes_read"] == 2 * block
+    # counted once: A's one hit (node 0's DRAM, seen from node 1) and B's one HBM hit
+    assert m["cluster"]["hit_blocks"]["dram"]["rack"] == 1 and m["hits"] == 2
+    assert requests.cached_tokens[a] == 15
+    assert requests.fetch[a] == pytest.approx(block / 12.5e9 + 5e-6 + 5e-6, rel=1e-9)
+    parts = requests.breakdown()
+    assert sum(float(parts[k][a]) for k in parts) == pytest.approx(float(requests.ttft[a]), rel=1e-12)
+    assert float(parts["queue"][a]) >= 0.0

@@ -73,6 +73,7 @@ class FetchPlan:
     sources: dict[int, list[int]] = field(default_factory=dict)  # source tier -> [blocks, bytes]
     reads: list = field(default_factory=list)  # (a local Tier, or an arena tier index, bytes) to count as read
     start: Callable[[Callable[[], None]], None] | None = None  # (``_connect``) read and send it, then call back
+    first: bool = True  # for the request's first admission (False: a preempted one's, whose hits are counted)
 
     def loaded_positions(self) -> np.ndarray:
         """The served blocks the fetch loads (positions in the prompt): those not already in the instance's HBM (a
@@ -219,13 +220,16 @@ class PrefixFetch:
 
     def _connect(self, inst: Instance, job: Job) -> FetchPlan | None:
         """The scheduler's KV connector (vLLM's ``get_num_new_matched_tokens``), asked when ``job`` heads the waiting
-        queue at its first admission: the prefix it would load (its instance's lower tiers' blocks, and those other
+        queue at its first admission and after a preemption (vLLM asks whenever ``num_computed_tokens`` is 0; the chain
+        asked for is the prompt's full blocks: a preempted request whose own lookup reaches its generated blocks is
+        served by that lookup, ``Scheduler._plan``): the prefix it would load (its instance's lower tiers' blocks, and those other
         nodes' DRAM/SSD or a rack's EIC hold), None when nothing is to be loaded (the scheduler's own lookup serves it).
         Nothing is read or sent until the scheduler admits it (``FetchPlan.start``)."""
         plan = self._fetch_plan(inst, job, np.asarray(job.prompt_ids, dtype=np.int64))
         if plan is None or not plan.sources:
             return None
         plan.start = partial(self._start_fetch, inst, job, plan)
+        plan.first = not job.admitted_once
         return plan
 
     def _fetch_plan(self, inst: Instance, job: Job, keys: np.ndarray) -> FetchPlan | None:
@@ -236,7 +240,8 @@ class PrefixFetch:
         # blocks past the GPU's hit up to tokens // block_size)
         full = keys[: job.input_tokens // inst.kv.block_size]
         levels = np.asarray(inst.kv.prefix_levels(job, full), dtype=np.int64)
-        served, _ = prefix_hit(levels, job.input_tokens, job.input_tokens, inst.kv.block_size)
+        # (a preempted request's target holds its generated tokens too: its prompt's last block may be served)
+        served, _ = prefix_hit(levels, job.target, job.input_tokens, inst.kv.block_size)
         if served < len(levels):
             # that last block is in this HBM and in none of its lower tiers: the connector (vLLM's OffloadingConnector,
             # or a store shared across nodes such as Mooncake's or LMCache's) is asked for it all the same, and the
@@ -288,7 +293,8 @@ class PrefixFetch:
                 self.arena.count_read(where, nbytes)
             else:
                 where.count_read(nbytes)
-        self._hit_codes[job.rid] = plan.codes
+        if plan.first:  # (a preempted request's hits were counted at its first admission)
+            self._hit_codes[job.rid] = plan.codes
         pending = [len(plan.sources)]
 
         def arrived(_duration: float) -> None:

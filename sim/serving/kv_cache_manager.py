@@ -83,9 +83,9 @@ def prefix_hit(levels: Sequence[int], tokens: int, prompt_tokens: int, block_siz
     connector loads into HBM at the request's admission (the cluster's fetch, ``PrefixFetch._connect``, counted by
     ``external_match``); a last block among them is served by the lower tier it comes from. Only that admission: a
     request preempted later is looked up again as a new one (vLLM's ``_preempt_request`` sets num_computed_tokens to
-    0, and its next admission asks ``get_computed_blocks`` and the connector afresh; kvsim's re-admission looks up its
-    instance's own tiers, the connector not asked again), so a last block it loaded and HBM still holds is served
-    again only from a copy below (``_last_block_from_below``), else recomputed."""
+    0, and its next admission asks ``get_computed_blocks`` and the connector afresh, as kvsim's does), so a last block
+    it loaded and HBM still holds is served again only from a copy below (``_last_block_from_below``) or at another
+    location (the connector's load again), else recomputed."""
     levels = levels[: prompt_tokens // block_size]
     usable = min(len(levels), usable_prefix_blocks(tokens, block_size))
     if (usable < len(levels) and usable * block_size + block_size == tokens

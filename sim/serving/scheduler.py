@@ -87,7 +87,8 @@ class Scheduler(DecodeWindows):
         self.leaving: list[Job] = []  # async: finished in the step just ended, holding slots and blocks until planned
         self._joined = 0  # jobs that joined ``running`` so far (each job's ``order``)
         self.on_prefilled: Callable[[Job], None] | None = None  # a unified job's prompt is done (cluster's router)
-        # (cluster) vLLM's KV connector: asked at a request's first admission for the prefix it would load from lower
+        # (cluster) vLLM's KV connector: asked at a request's admission (its first, and again after a preemption, as
+        # vLLM asks it whenever a request has no computed token) for the prefix it would load from lower
         # tiers or other locations (a plan with ``hits``, ``start``; None: nothing); the request then waits for it
         # holding its blocks, out of the batch and without a sequence slot (vLLM's WAITING_FOR_REMOTE_KVS), and is
         # read in again when it lands (``take_in``: it holds blocks, so it joins the running batch with its prefix
@@ -278,7 +279,9 @@ class Scheduler(DecodeWindows):
                 self._check_fits_alone(job)
                 break
             match = kv.lookup(job)
-            plan = self.connector(job) if self.connector is not None and not job.admitted_once else None
+            plan = self.connector(job) if self.connector is not None else None
+            if plan is not None and job.admitted_once and plan.hits < match.blocks:
+                plan = None  # (preempted: its own lookup reaches further, into its generated blocks: served by it)
             if plan is not None:  # what the connector loads is a hit, as vLLM counts its external tokens (a hybrid's
                 match = kv.external_match(job, plan.hits)  # other groups take that prefix's blocks at admission too)
             if self.being_loaded and self._waits_for_load(job, match.blocks):
@@ -358,14 +361,23 @@ class Scheduler(DecodeWindows):
         the request's ``fetch`` (KV loading before it was scheduled: the breakdown's kv_load); the waits before and
         after it are queueing. The blocks it loads (not already in this HBM: ``FetchPlan.loaded_positions``) are
         ``being_loaded`` until it lands: vLLM caches a loading request's blocks only then (``allocate_slots(...,
-        delay_cache_blocks=load_kv_async)``, ``_update_waiting_for_remote_kv``)."""
+        delay_cache_blocks=load_kv_async)``, ``_update_waiting_for_remote_kv``).
+
+        A preempted request is parked the same way (vLLM: ``num_computed_tokens`` is 0 again, so its connector is
+        asked afresh and its load goes through WAITING_FOR_REMOTE_KVS; "We must be loading for a resumed
+        preemption"), but counts no hit, cached token or ``fetch`` again: its hits are its first admission's
+        (``record_admission``, as vLLM's ``num_cached_tokens`` is set once), and ``fetch`` is the load before it was
+        first scheduled, so the breakdown's queue (arrival to scheduled, less fetch) stays that wait; this load's
+        time falls after it, in the prefill (or decode) time it delays, as a single node's re-admission load does."""
         kv = self.kv
+        first = not job.admitted_once
         kv.allocate(job, tokens)
         job.computed = match.tokens
         job.admitted_once = True
         table, rid = self.table, job.rid
-        table.cached_tokens[rid] = match.tokens
-        table.instance[rid] = self.index
+        if first:
+            table.cached_tokens[rid] = match.tokens
+            table.instance[rid] = self.index
         self.loading += 1
         being_loaded = self.being_loaded
         loaded = np.asarray(job.prompt_ids)[plan.loaded_positions()].tolist()
@@ -381,11 +393,13 @@ class Scheduler(DecodeWindows):
                 else:
                     del being_loaded[key]
             self._load_changes += 1
-            table.fetch[rid] = kv.clock() - now
+            if first:
+                table.fetch[rid] = kv.clock() - now
             self.on_landed(job)
 
         plan.start(landed)  # (the hits' locations first: the plan's, counted below)
-        kv.record_admission(job, match)
+        if first:
+            kv.record_admission(job, match)
 
     def _check_fits_alone(self, job: Job) -> None:
         """A waiting ``job`` does not fit now: an input error if it could never fit, even alone."""
