@@ -72,3 +72,28 @@ def test_a_requests_csv_written_in_chunks_is_pandas_to_csv(tmp_path, monkeypatch
             frame = pd.DataFrame({"request_id": np.arange(n), **{k: getattr(table, k) for k in metrics.REQUEST_COLUMNS},
                                   **metrics.request_columns(table)})
         assert (tmp_path / "r.csv").read_text() == frame.to_csv(index=False, lineterminator="\n", na_rep="nan")
+
+
+def test_a_kept_bundle_model_sees_an_edit_behind_a_linked_folder(tmp_path):
+    """A bundle whose tp1/ is a symbolic link to tables kept elsewhere: an edit of those tables between two runs of
+    one process (a sweep's or a max-rate search's points) is read, as a fresh ``load`` reads it (tests/test_moe.py's
+    hand case: attention 5 us -> 7 us a layer on 2 layers, 105 -> 109 us a step). The files were listed with
+    Path.rglob, which does not enter a linked folder, so the model kept from before the edit was returned."""
+    import shutil
+
+    import pytest
+
+    from sim.serving.compute import StepShape
+    from sim.serving.llmservingsim_compute import LLMServingSimCompute
+    from tests.test_moe import TINY, _bundle
+
+    root = _bundle(tmp_path / "bundle", 1, 1)
+    shared = tmp_path / "shared_tp1"
+    shutil.move(root / "tp1", shared)
+    (root / "tp1").symlink_to(shared, target_is_directory=True)
+    (shared / "up").symlink_to(root, target_is_directory=True)  # a link back up: no loop
+    shape = StepShape.decode_batch([16, 16])
+    assert LLMServingSimCompute.load_kept(root, TINY, 1).step_time(shape) == pytest.approx((2 * 51.5 + 2) * 1e-6)
+    table = shared / "attention.csv"
+    table.write_text(table.read_text().replace(",5\n", ",7\n"))
+    assert LLMServingSimCompute.load_kept(root, TINY, 1).step_time(shape) == pytest.approx((2 * 53.5 + 2) * 1e-6)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -218,7 +219,7 @@ class LLMServingSimCompute:
         checking an RTX 4090 bundle's tables was ~35 ms of each probe. The copy is shallow: its tables and grids are
         read only; what a caller sets on it (``comm``) is its own. A bundle that fails its checks is not kept."""
         try:
-            files = sorted(p for p in Path(directory).rglob("*") if p.is_file())
+            files = _bundle_files(Path(directory))
             state = tuple((p.relative_to(directory).as_posix(), file_sha256(p)) for p in files)
         except OSError:  # (an unreadable file: load's error names it)
             return cls.load(directory, model, tensor_parallel_size, skew_correction, data_parallel_size)
@@ -309,6 +310,26 @@ class LLMServingSimCompute:
         np.divide(t_max - t_mean, t_mean, out=lev, where=apply & (t_mean > 0))
         alpha = self.skew.alphas_along(0, n, rate, kv_max, 0, kernel, lev)
         return np.where(apply, t_mean + alpha * (t_max - t_mean), t_mean)
+
+
+def _bundle_files(directory: Path) -> list[Path]:
+    """Every file under ``directory``, sorted, through symbolic links to folders as ``load`` reads them (a ``tp1``
+    linked to shared tables: ``Path.rglob`` does not enter it, so an edit there kept the old model), each folder once
+    (a link to a folder above is no loop). An unreadable folder raises OSError."""
+    seen: set[tuple[int, int]] = set()
+    files = []
+
+    def fail(exc: OSError) -> None:
+        raise exc
+
+    for folder, subfolders, names in os.walk(directory, onerror=fail, followlinks=True):
+        info = os.stat(folder)
+        if (info.st_dev, info.st_ino) in seen:
+            subfolders[:] = []
+            continue
+        seen.add((info.st_dev, info.st_ino))
+        files.extend(path for path in (Path(folder, name) for name in names) if path.is_file())
+    return sorted(files)
 
 
 # The bundles' compute models this process has loaded (``LLMServingSimCompute.load_kept``), by bundle content and
