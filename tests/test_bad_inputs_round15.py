@@ -91,7 +91,7 @@ def test_a_kept_bundle_model_sees_an_edit_behind_a_linked_folder(tmp_path):
     shared = tmp_path / "shared_tp1"
     shutil.move(root / "tp1", shared)
     (root / "tp1").symlink_to(shared, target_is_directory=True)
-    (shared / "up").symlink_to(root, target_is_directory=True)  # a link back up: no loop
+    (shared / "up").symlink_to(root, target_is_directory=True)  # a link back up: not walked, no loop
     shape = StepShape.decode_batch([16, 16])
     assert LLMServingSimCompute.load_kept(root, TINY, 1).step_time(shape) == pytest.approx((2 * 51.5 + 2) * 1e-6)
     table = shared / "attention.csv"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
-import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -213,8 +213,8 @@ class LLMServingSimCompute:
     @classmethod
     def load_kept(cls, directory: Path, model: ModelSpec, tensor_parallel_size: int,
                   skew_correction: str = "auto", data_parallel_size: int = 1) -> "LLMServingSimCompute":
-        """``load``, or a copy of the model this process loaded before from the same bundle (every file under
-        ``directory`` unchanged: ``trace.request.file_sha256``) with the same arguments (``_KEPT``). A max-rate
+        """``load``, or a copy of the model this process loaded before from the same bundle (every file of
+        ``directory`` that ``load`` may read unchanged: ``_bundle_files``, ``trace.request.file_sha256``) with the same arguments (``_KEPT``). A max-rate
         search's probes, a plan's or a sweep's points and ``--seeds`` build a compute model per run: reading and
         checking an RTX 4090 bundle's tables was ~35 ms of each probe. The copy is shallow: its tables and grids are
         read only; what a caller sets on it (``comm``) is its own. A bundle that fails its checks is not kept."""
@@ -313,23 +313,18 @@ class LLMServingSimCompute:
 
 
 def _bundle_files(directory: Path) -> list[Path]:
-    """Every file under ``directory``, sorted, through symbolic links to folders as ``load`` reads them (a ``tp1``
-    linked to shared tables: ``Path.rglob`` does not enter it, so an edit there kept the old model), each folder once
-    (a link to a folder above is no loop). An unreadable folder raises OSError."""
-    seen: set[tuple[int, int]] = set()
-    files = []
+    """The files of a bundle that ``load`` may read, sorted: meta.yaml and each file in a ``tp<N>/`` folder, through
+    a symbolic link to a folder as ``load`` reads it (a ``tp1`` linked to shared tables: ``Path.rglob`` did not enter
+    it, so an edit there kept the old model). Nothing else is walked (a link to a large tree in the bundle's folder
+    would be read every run). An unreadable folder raises OSError."""
+    files = [directory / "meta.yaml"] if (directory / "meta.yaml").is_file() else []
+    for folder in sorted(directory.iterdir()):
+        if _TP_FOLDER.fullmatch(folder.name) and folder.is_dir():
+            files.extend(sorted(path for path in folder.iterdir() if path.is_file()))
+    return files
 
-    def fail(exc: OSError) -> None:
-        raise exc
 
-    for folder, subfolders, names in os.walk(directory, onerror=fail, followlinks=True):
-        info = os.stat(folder)
-        if (info.st_dev, info.st_ino) in seen:
-            subfolders[:] = []
-            continue
-        seen.add((info.st_dev, info.st_ino))
-        files.extend(path for path in (Path(folder, name) for name in names) if path.is_file())
-    return sorted(files)
+_TP_FOLDER = re.compile(r"tp[0-9]+")  # a bundle's tables for one TP degree (``load``: tp{tensor_parallel_size})
 
 
 # The bundles' compute models this process has loaded (``LLMServingSimCompute.load_kept``), by bundle content and
