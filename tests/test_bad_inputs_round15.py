@@ -97,3 +97,29 @@ def test_a_kept_bundle_model_sees_an_edit_behind_a_linked_folder(tmp_path):
     table = shared / "attention.csv"
     table.write_text(table.read_text().replace(",5\n", ",7\n"))
     assert LLMServingSimCompute.load_kept(root, TINY, 1).step_time(shape) == pytest.approx((2 * 53.5 + 2) * 1e-6)
+
+
+def test_a_matplotlibrc_with_constrained_layout_draws_the_same_plots_silently(tmp_path):
+    """A user's matplotlibrc saying figure.constrained_layout.use: every figure kvsim made had a constrained layout
+    engine, which save's tight_layout replaced with "UserWarning: The figure layout has changed to tight" on stderr,
+    one per plot (with a source line of kvsim's). The plot is tight_layout's either way: the same bytes as under
+    matplotlib's defaults, and nothing on stderr."""
+    import warnings
+
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from sim.report.plots import save
+
+    def draw(name: str) -> bytes:
+        fig, axes = plt.subplots(1, 2, figsize=(6, 3))
+        axes[0].plot([0, 1, 2], [1, 3, 2])
+        axes[1].hist([1, 2, 2, 3, 3, 3], bins=3)
+        fig.suptitle("a title")
+        return save(fig, tmp_path / name).read_bytes()
+
+    plain = draw("plain.png")
+    with matplotlib.rc_context({"figure.constrained_layout.use": True}), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        constrained = draw("constrained.png")
+    assert constrained == plain
