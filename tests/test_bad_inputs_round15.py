@@ -123,3 +123,25 @@ def test_a_matplotlibrc_with_constrained_layout_draws_the_same_plots_silently(tm
         warnings.simplefilter("error")
         constrained = draw("constrained.png")
     assert constrained == plain
+
+
+def test_an_mplbackend_matplotlib_does_not_know_leaves_the_plots_drawn(tmp_path):
+    """kvsim draws its PNGs with Agg whatever the environment says, but matplotlib reads MPLBACKEND when first imported
+    and refuses a name it does not know: MPLBACKEND=foo (a typo, or a backend of a notebook's) was a traceback and
+    exit 1 after the whole run, its plots not drawn. The run is exit 0 with its plots; the variable is left as it
+    was for any other program."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = ("import os, sys, main\n"
+            f"status = main.main(['--workload-trace', {str(BUNDLED_AZURE)!r}, '--workload-limit', '30', '--quiet', "
+            f"'--plot-dir', {str(tmp_path / 'plots')!r}])\n"
+            "print(status, os.environ['MPLBACKEND'])\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "MPLBACKEND": "foo"})
+    assert done.stdout.strip().splitlines()[-1:] == ["0 foo"], done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert sorted(p.name for p in (tmp_path / "plots").glob("*.png")), "no plots drawn"

@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
-import matplotlib
+# kvsim draws its PNGs headless with Agg, whatever MPLBACKEND says: matplotlib reads that variable when first imported
+# and refuses a name it does not know (MPLBACKEND=foo was an internal error once the run was done, its plots not
+# drawn), so it is hidden from that import (this module imports matplotlib first: serving_plots, sweep_plots import
+# it from here) and left as it was for any other program.
+_user_backend = os.environ.pop("MPLBACKEND", None)
+try:
+    import matplotlib
+finally:
+    if _user_backend is not None:
+        os.environ["MPLBACKEND"] = _user_backend
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
