@@ -23,7 +23,10 @@ from sim.errors import ConfigError, quote
 _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when PyYAML was built with it: ~10x faster
 _INT_TAG = "tag:yaml.org,2002:int"
 _FLOAT_TAG = "tag:yaml.org,2002:float"
-_STR_TAG = "tag:yaml.org,2002:str"
+# An unquoted, untagged YAML 1.2 octal (``0o17``) resolves to this tag (``_numbers_as_people_write_them``), whose
+# constructor refuses it: only the resolver sees whether a scalar was written plain and untagged; ``!!str 0o17`` is
+# text in both YAML versions and reads as written.
+_YAML12_OCTAL_TAG = "tag:kvsim,2026:yaml12-octal"
 # An integer with a leading 0 and more digits (``010``): YAML 1.1, which PyYAML implements, reads it as octal (8), so
 # ``seed: 010`` or ``--set serving.num_instances=010`` ran with 8, unsaid; YAML 1.2 reads 10. Refused where they differ.
 _LEADING_ZERO = re.compile(r"[-+]?0[0-7_]+")
@@ -82,7 +85,7 @@ class UniqueKeyLoader(_SAFE_LOADER):
             if octal != decimal:
                 refuse(f"YAML 1.1 reads a leading 0 as octal ({octal}), YAML 1.2 as decimal ({decimal}); write "
                        f"{decimal} (or {octal}) without it")
-        elif node.tag == _STR_TAG and not node.style and _YAML12_OCTAL.fullmatch(text):
+        elif node.tag == _YAML12_OCTAL_TAG:
             value = int(text.replace("0o", "0", 1), 8)
             refuse(f"YAML 1.2 reads it as octal ({value}), YAML 1.1 (kvsim's loader) as text; write {value}")
         elif node.tag == _FLOAT_TAG and "inf" not in text.lower():
@@ -156,6 +159,7 @@ def _numbers_as_people_write_them() -> None:
         |[-+]?0[0-7_]+
         |[-+]?(?:0|[1-9][0-9_]*)
         |[-+]?0x[0-9a-fA-F_]+)$""", re.X), list("-+0123456789"))
+    UniqueKeyLoader.add_implicit_resolver(_YAML12_OCTAL_TAG, re.compile(f"^{_YAML12_OCTAL.pattern}$"), list("-+0"))
 
 
 _numbers_as_people_write_them()

@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
-import matplotlib
+# kvsim draws its PNGs headless with Agg, whatever MPLBACKEND says: matplotlib reads that variable when first imported
+# and refuses a name it does not know (MPLBACKEND=foo was an internal error once the run was done, its plots not
+# drawn), so it is hidden from that import (this module imports matplotlib first: serving_plots, sweep_plots import
+# it from here) and left as it was for any other program.
+_user_backend = os.environ.pop("MPLBACKEND", None)
+try:
+    import matplotlib
+finally:
+    if _user_backend is not None:
+        os.environ["MPLBACKEND"] = _user_backend
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -21,11 +31,14 @@ def save(fig, path: Path) -> Path:
     """Lay out and write a figure as PNG (no software stamp, so reruns give the same bytes), atomically
     (see ``sim.report.output``), then close it."""
     try:
-        fig.tight_layout()
         # tight_layout leaves a placeholder layout engine on the figure, and savefig draws a figure that has an
         # engine once more (unrendered, for the engine) before the draw it writes: the layout is done, so the figure
         # goes without one (None, whatever a matplotlibrc's figure.autolayout says). The same bytes, ~25% less time.
+        # Without one before tight_layout too: a figure made under a matplotlibrc's figure.constrained_layout.use has
+        # a constrained engine (never run), which tight_layout replaced with a UserWarning on stderr for every plot.
         with matplotlib.rc_context({"figure.autolayout": False, "figure.constrained_layout.use": False}):
+            fig.set_layout_engine(None)
+            fig.tight_layout()
             fig.set_layout_engine(None)
         with atomic_write(path, binary=True) as fh:
             fig.savefig(fh, format="png", dpi=100, metadata={"Software": None})

@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from matplotlib.ticker import NullFormatter
 
 from sim.report.document import RunResult
 from sim.report.metrics import BREAKDOWN
@@ -41,7 +40,7 @@ def plot_latency_cdfs(runs: list[RunResult], path: Path, kind: str) -> Path | No
         values = values[np.isfinite(values) & (values > 0)]
         if len(values) and values.max() > 10 * values.min():  # a log axis only where it has decades to show
             ax.set(xlabel="seconds (log scale)", xscale="log")
-            ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels on a short log range overlap
+            ax.xaxis.set_minor_formatter(plt.NullFormatter())  # minor labels on a short log range overlap
         else:
             ax.set(xlabel="seconds")
         ax.set(title=title, ylabel="fraction of requests", ylim=(0, 1.01))

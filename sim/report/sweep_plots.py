@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.ticker import NullFormatter
 
 from sim.report.plots import plt, save
 
@@ -52,7 +51,7 @@ def _ticks_at_points(ax, values: list) -> None:
     if not values or len(values) > 12:
         return
     ax.set_xticks(values, [f"{v:,g}" if isinstance(v, (int, float)) else str(v) for v in values])
-    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())
 
 
 def plot_hit_ratio_vs_capacity(runs: list[dict], axes: list[str], path: Path) -> Path | None:

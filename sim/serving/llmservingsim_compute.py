@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -212,13 +213,13 @@ class LLMServingSimCompute:
     @classmethod
     def load_kept(cls, directory: Path, model: ModelSpec, tensor_parallel_size: int,
                   skew_correction: str = "auto", data_parallel_size: int = 1) -> "LLMServingSimCompute":
-        """``load``, or a copy of the model this process loaded before from the same bundle (every file under
-        ``directory`` unchanged: ``trace.request.file_sha256``) with the same arguments (``_KEPT``). A max-rate
+        """``load``, or a copy of the model this process loaded before from the same bundle (every file of
+        ``directory`` that ``load`` may read unchanged: ``_bundle_files``, ``trace.request.file_sha256``) with the same arguments (``_KEPT``). A max-rate
         search's probes, a plan's or a sweep's points and ``--seeds`` build a compute model per run: reading and
         checking an RTX 4090 bundle's tables was ~35 ms of each probe. The copy is shallow: its tables and grids are
         read only; what a caller sets on it (``comm``) is its own. A bundle that fails its checks is not kept."""
         try:
-            files = sorted(p for p in Path(directory).rglob("*") if p.is_file())
+            files = _bundle_files(Path(directory))
             state = tuple((p.relative_to(directory).as_posix(), file_sha256(p)) for p in files)
         except OSError:  # (an unreadable file: load's error names it)
             return cls.load(directory, model, tensor_parallel_size, skew_correction, data_parallel_size)
@@ -309,6 +310,21 @@ class LLMServingSimCompute:
         np.divide(t_max - t_mean, t_mean, out=lev, where=apply & (t_mean > 0))
         alpha = self.skew.alphas_along(0, n, rate, kv_max, 0, kernel, lev)
         return np.where(apply, t_mean + alpha * (t_max - t_mean), t_mean)
+
+
+def _bundle_files(directory: Path) -> list[Path]:
+    """The files of a bundle that ``load`` may read, sorted: meta.yaml and each file in a ``tp<N>/`` folder, through
+    a symbolic link to a folder as ``load`` reads it (a ``tp1`` linked to shared tables: ``Path.rglob`` did not enter
+    it, so an edit there kept the old model). Nothing else is walked (a link to a large tree in the bundle's folder
+    would be read every run). An unreadable folder raises OSError."""
+    files = [directory / "meta.yaml"] if (directory / "meta.yaml").is_file() else []
+    for folder in sorted(directory.iterdir()):
+        if _TP_FOLDER.fullmatch(folder.name) and folder.is_dir():
+            files.extend(sorted(path for path in folder.iterdir() if path.is_file()))
+    return files
+
+
+_TP_FOLDER = re.compile(r"tp[0-9]+")  # a bundle's tables for one TP degree (``load``: tp{tensor_parallel_size})
 
 
 # The bundles' compute models this process has loaded (``LLMServingSimCompute.load_kept``), by bundle content and
