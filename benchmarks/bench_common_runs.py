@@ -1,4 +1,4 @@
-"""Benchmark: wall and CPU seconds of the runs users make most, each a fresh ``main.py`` process.
+"""Benchmark: wall and CPU seconds of the runs users make most, each a fresh main.py process.
 
 Each run is timed ``--repeat`` times (default 3) from process start to exit, after one untimed run that writes the
 bytecode and loads the compiled kernels' cache (as a first run or an install does); it prints the median wall seconds
@@ -33,7 +33,6 @@ before -> after plots drawn once, an LLMServingSim bundle's compute model kept a
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import subprocess
@@ -78,9 +77,14 @@ def timed(argv: list[str]) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--runs", default=",".join(RUNS), help=f"comma-separated, of {', '.join(RUNS)}")
+    sys.path.insert(0, str(ROOT))
+    from sim.cli import OneLineParser  # a flag of one value given twice is refused (argparse kept the last)
+
+    parser = OneLineParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="timed runs of each command after one untimed warm-up; the median is printed (default 3)")
+    parser.add_argument("--runs", default=",".join(RUNS),
+                        help=f"which commands to time, comma-separated (default: all: {', '.join(RUNS)})")
     args = parser.parse_args()
     names = args.runs.split(",")
     unknown = [n for n in names if n not in RUNS]
@@ -89,7 +93,7 @@ def main() -> None:
     if unknown:
         parser.error(f"--runs: unknown run(s) {', '.join(unknown)} (known: {', '.join(RUNS)})")
     if not SHARED.is_dir():
-        sys.exit(f"shared data folder {SHARED} not found (set KVSIM_SHARED_DATA)")
+        parser.error(f"shared data folder {SHARED} not found (set KVSIM_SHARED_DATA or clone beside shared/)")
     print(f"load average {os.getloadavg()[0]:.2f}; median of {args.repeat}")
     print(f"{'run':<10} {'wall s':>8} {'CPU s':>8}")
     for name in names:
