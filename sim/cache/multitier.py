@@ -319,7 +319,7 @@ def held_mask(keys: np.ndarray, held: Container[int]) -> np.ndarray:
     held = getattr(held, "refs", held)
     if not held:
         return np.zeros(len(keys), dtype=np.bool_)
-    return np.array([key in held for key in keys.tolist()], dtype=np.bool_)
+    return np.fromiter(map(held.__contains__, keys.tolist()), dtype=np.bool_, count=len(keys))
 
 
 def stored_bytes(tiers: list[Tier], block_bytes: int, copy_bytes: int) -> np.ndarray:
