@@ -44,6 +44,10 @@ def _check_index(arena: TierArena, chain: list[int]) -> None:
         assert len(tiers) == len(set(tiers)) and set(tiers) == held.get(key, set()), key
     for t in range(arena.num_tiers):
         assert arena.resident_count(t) == len(arena.resident_keys(t)) <= arena.capacity(t)
+    for wanted in (np.arange(arena.num_tiers) % 2 == 1, np.ones(arena.num_tiers, dtype=np.bool_)):
+        # each key on its own (the cluster's probe of a hybrid's sliding copies), from the resident sets
+        assert arena.held_each(np.arange(KEYS), wanted).tolist() == [
+            any(wanted[t] for t in held.get(key, ())) for key in range(KEYS)]
     found, offsets, tiers = arena.holders_chain(chain)
     expected = next((i for i, key in enumerate(chain) if key not in held), len(chain))
     assert found == expected and len(offsets) == found + 1 and offsets[-1] == len(tiers)
@@ -86,6 +90,9 @@ def test_the_block_index_equals_the_tiers_contents_after_every_operation(policie
         else:
             add_cache(arg)
         _check_index(arena, chain)
+        every = np.arange(KEYS)  # a cache's find of many keys at once: its find of each (held ones at the top)
+        assert cache.find_each(every).tolist() == [cache.find(k) for k in range(KEYS)]
+        assert cache.find_each(every, {1, 2}).tolist() == [0 if k in (1, 2) else cache.find(k) for k in range(KEYS)]
 
 
 @settings(max_examples=60, deadline=None)

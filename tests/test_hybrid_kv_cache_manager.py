@@ -429,3 +429,38 @@ def test_the_sliding_run_is_the_last_run_of_a_hit_every_sliding_group_holds(limi
     start = max(0, end - need)
     expected = [level[job.prompt_ids[i] + offset] for i in range(end - 1, start - 1, -1) for offset in offsets]
     assert kv._sliding_run(job, limit, level.__getitem__) == (end, expected)
+
+
+@given(st.integers(0, 60), st.lists(st.integers(-1, 2), min_size=1, max_size=120), st.booleans())
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_the_sliding_run_probed_in_passes_is_the_last_run_every_sliding_group_holds(limit, where, sparse):
+    """``_sliding_run`` given a finder of many keys at once (``each``: the cache's ``find_each``, the cluster's
+    connector), which probes the last ``hit_blocks`` blocks and then twice as many before them at each pass, against
+    the run's definition computed plainly (as above); ``sparse``: copies missing but for a few blocks, as a waiting
+    prompt's mostly are (runs found deep in the prompt, after several passes)."""
+    kv, _ = hybrid_manager()
+    job = prompt_job(tokens=60 * 16)
+    offsets = kv.offsets
+    if sparse:
+        where = [w if w < 0 or (i // len(offsets)) % 13 in (3, 4, 5, 6, 7, 8, 9, 10) else -1
+                 for i, w in enumerate(where * (2 * 60 // len(where) + 1))]
+    level = {block + offset: where[(block * len(offsets) + g) % len(where)]
+             for block in job.prompt_ids for g, offset in enumerate(offsets)}
+    ok = [all(level[block + offset] >= 0 for offset in offsets) for block in job.prompt_ids[:limit]]
+    need = 8
+    ends = [e for e in range(need, limit + 1) if all(ok[e - need:e])]
+    end = ends[-1] if ends else next((i for i, good in enumerate(ok) if not good), limit)
+    start = max(0, end - need)
+    expected = [level[job.prompt_ids[i] + offset] for i in range(end - 1, start - 1, -1) for offset in offsets]
+    asked: list[int] = []
+
+    def present(key: int) -> int:
+        raise AssertionError("asked key by key")
+
+    def each(keys: np.ndarray) -> np.ndarray:
+        asked.extend(keys.tolist())
+        return np.array([level[k] for k in keys.tolist()], dtype=np.int8)
+
+    present.each = each
+    assert kv._sliding_run(job, limit, present) == (end, expected)
+    assert len(asked) == len(set(asked))  # each copy asked at most once

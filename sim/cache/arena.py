@@ -79,7 +79,7 @@ from sim.cache.arena_layout import (
     Arena,
     kernel,
 )
-from sim.cache.block_index import file_slot, holders, holders_chain, overloaded, refile, unfile_slot
+from sim.cache.block_index import file_slot, held_each, holders, holders_chain, overloaded, refile, unfile_slot
 
 _NO_MARKS = np.zeros(0, dtype=np.bool_)  # ``holders_chain``: no key is held outside the arena
 
@@ -225,6 +225,14 @@ class TierArena:
             if n <= len(out):
                 return out[:n]
             out = np.empty(n, dtype=np.int64)
+
+    def held_each(self, keys, wanted: np.ndarray) -> np.ndarray:
+        """Per key, whether some tier ``t`` with ``wanted[t]`` holds it resident (each key on its own: a chain's
+        ``holders_chain`` stops at the first key held nowhere). One compiled pass, O(keys x holders)."""
+        keys = np.ascontiguousarray(keys, dtype=np.int64)
+        out = np.empty(len(keys), dtype=np.bool_)
+        held_each(self.state, keys, np.ascontiguousarray(wanted, dtype=np.bool_), out)
+        return out
 
     def holders_chain(self, keys, through: np.ndarray | None = None) -> tuple[int, np.ndarray, np.ndarray]:
         """Holders of a block chain up to the first block held nowhere (prefix routing):

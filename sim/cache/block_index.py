@@ -286,6 +286,21 @@ def holders(a, key, out):
 
 
 @njit(cache=True, _nrt=False)
+def held_each(a, keys, wanted, out):
+    """Whether each of ``keys`` is resident in some tier ``t`` with ``wanted[t]``, into ``out`` (every key answered,
+    whatever the others': not a chain)."""
+    for i in range(len(keys)):
+        held = False
+        s = head_slot(a, keys[i])
+        while s >= 0:
+            if a.slots[s, WHERE] <= 1 and wanted[a.slots[s, TIER]]:
+                held = True
+                break
+            s = _next(a.slots, s)
+        out[i] = held
+
+
+@njit(cache=True, _nrt=False)
 def holders_chain(a, keys, first, offsets, tiers, through):
     """CSR holders of ``keys[first:]`` (``offsets[first]`` set) up to the first key held nowhere and not marked in
     ``through`` (as long as ``keys``, or empty: none marked; a key held elsewhere, as by running requests, goes on with

@@ -144,6 +144,16 @@ class MultiTierCache:
         engine.lookup(self.arena.state, self.view, self._keys([key]), 0, False, out)
         return int(out[0])
 
+    def find_each(self, keys, held: Container[int] = ()) -> np.ndarray:
+        """``find`` of each of ``keys`` in one compiled call, but 0 for a key ``held`` (in use by running requests,
+        counted as the top tier, as ``lookup_prefix`` counts it). No state changes."""
+        keys = self._keys(keys)
+        out = np.empty(len(keys), dtype=np.int8)
+        engine.lookup(self.arena.state, self.view, keys, 0, False, out)
+        if getattr(held, "refs", held):
+            out[held_mask(keys, held)] = 0
+        return out
+
     def lower_level(self, key: int) -> int:
         """The topmost tier below the top one holding ``key`` (its index in this cache), or -1: a copy a request
         can load from although the top tier holds the block too (inclusive tiers). No state changes."""
@@ -309,7 +319,7 @@ def held_mask(keys: np.ndarray, held: Container[int]) -> np.ndarray:
     held = getattr(held, "refs", held)
     if not held:
         return np.zeros(len(keys), dtype=np.bool_)
-    return np.array([key in held for key in keys.tolist()], dtype=np.bool_)
+    return np.fromiter(map(held.__contains__, keys.tolist()), dtype=np.bool_, count=len(keys))
 
 
 def stored_bytes(tiers: list[Tier], block_bytes: int, copy_bytes: int) -> np.ndarray:

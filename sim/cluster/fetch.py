@@ -320,6 +320,16 @@ class PrefixFetch:
                 return level
             return 0 if self.holders(np.array([key], dtype=np.int64), wanted)[0] else -1
 
+        def each(keys: np.ndarray) -> np.ndarray:
+            """``find`` of each of ``keys`` in two compiled passes (``HybridKVCacheManager._sliding_run``)."""
+            levels = inst.kv.find_each(keys)
+            missing = np.flatnonzero(levels < 0)
+            if len(missing):
+                levels[missing[self.arena.held_each(keys[missing], wanted)]] = 0
+            return levels
+
+        if getattr(inst.kv, "find_each", None) is not None:
+            find.each = each  # type: ignore[attr-defined]
         return find
 
     def _fetch_copies(self, inst: Instance, keys: list[int], plan: FetchPlan) -> None:

@@ -118,6 +118,9 @@ class HybridKVCacheManager(PastHitCopies, KVCacheManager):
         self.step = 0  # steps planned so far (``begin_step``)
         self.groups_growing = 1 + self.copies
         self._window_base = 0  # ``step`` at a decode window's first step
+        # ``find`` of many keys in one pass, where the cache has one (its compiled tiers); None: key by key
+        self.find_each: Callable[[np.ndarray], np.ndarray] | None = (
+            self._find_each if getattr(cache, "find_each", None) is not None else None)
 
     # ------------------------------------------------------------- keys
 
@@ -142,6 +145,10 @@ class HybridKVCacheManager(PastHitCopies, KVCacheManager):
     def find(self, key: int) -> int:
         """The level of this instance's tiers holding ``key`` (0: HBM, cached or in use), or -1."""
         return 0 if key in self.pool else self.cache.find(key)
+
+    def _find_each(self, keys: np.ndarray) -> np.ndarray:
+        """``find`` of each of ``keys`` (an int8 array) in one compiled pass (``MultiTierCache.find_each``)."""
+        return self.cache.find_each(keys, self.pool)
 
     def _keyed(self, job: Job, lo: int, hi: int, descending: bool = False) -> tuple[list[int], int]:
         """Blocks lo … hi - 1 of the sliding groups: the keys of the sequence blocks they keep as cached prefixes,
@@ -243,6 +250,9 @@ class HybridKVCacheManager(PastHitCopies, KVCacheManager):
         A candidate run is checked from its first block: a block some group lacks rules out every run holding it, so
         the next candidate ends there, and a prefix whose copies are missing costs a probe per ``need`` blocks, not
         one per block (a request waiting at the queue's head is looked up at every step)."""
+        each = self.find_each if present is None else getattr(present, "each", None)
+        if each is not None:
+            return self._sliding_run_probed(job, limit, each)
         present = present or self.find
         ids, offsets = self._sequence_ids(job, 0, limit), self.offsets
         seen: dict[int, list[int]] = {}
@@ -262,6 +272,36 @@ class HybridKVCacheManager(PastHitCopies, KVCacheManager):
                 return end, [level for i in range(end - 1, start - 1, -1) for level in levels_of(i)]
             end = gap
         return 0, []
+
+    def _sliding_run_probed(self, job: Job, limit: int, find_each: Callable) -> tuple[int, list[int]]:
+        """``_sliding_run`` over this instance's tiers, its copies probed in passes of one compiled call each (the
+        cache's ``find_each``): the last ``need`` blocks before ``limit`` first, then twice as many before those at
+        each pass, until a run of ``need`` blocks every group holds lies within the blocks probed (the latest such
+        run is the answer: a later end's run lies within them too and lacks a copy), or block 0 is reached. A prompt
+        whose copies are cached only at a few kept runs (each request's replay boundary and junctions) is probed in
+        a few calls, not one per ``need`` blocks down to its kept run."""
+        need, copies = self.need, len(self.offsets)
+        ids = np.asarray(self._sequence_ids(job, 0, limit), dtype=np.int64)
+        offsets = np.asarray(self.offsets, dtype=np.int64)
+        levels = np.empty((limit, copies), dtype=np.int8)
+        lo, size = limit, need
+        while lo > 0:
+            start = max(0, lo - size)
+            levels[start:lo] = find_each((ids[start:lo, None] + offsets).ravel()).reshape(lo - start, copies)
+            lo, size = start, 2 * size
+            # blocks lacking a copy, between the probed range's edges: a run of need blocks fits in a gap of need
+            edges = np.concatenate(([lo - 1], lo + np.flatnonzero((levels[lo:] < 0).any(axis=1)), [limit]))
+            fits = np.flatnonzero(np.diff(edges) > need)
+            if len(fits):
+                end = int(edges[fits[-1] + 1])
+                break
+            if lo == 0:  # no run of need blocks: the run from block 0, up to the first block lacking a copy
+                end = int(edges[1])
+                break
+        else:
+            return 0, []
+        start = max(0, end - need)
+        return end, levels[start:end][::-1].ravel().tolist()
 
     # ------------------------------------------------------------- allocation
 
