@@ -8,7 +8,10 @@ them too, then A's next turn (2,300 tokens: A's 2,000, its answer and a question
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sim.config import load_config
 from sim.serving.block_pool import BlockPool
@@ -273,3 +276,26 @@ def test_a_lower_tier_never_serves_a_block_aligned_prompts_last_block_with_its_s
         cache.touch(key, 0)
     assert all(cache.find(key) == 1 for key in [1, 2, *states])
     assert kv.lookup(job(1, 2 * BS, [1, 2])).tokens == (BS if state_at_first_block else 0)
+
+
+@given(st.integers(0, 70), st.lists(st.integers(-1, 2), min_size=97, max_size=97), st.integers(0, 96))
+@settings(max_examples=300, deadline=None)
+def test_the_deepest_state_probed_in_passes_is_the_deepest_every_state_group_holds(blocks, where, shift):
+    """``_deepest_state`` (states asked of the last 8 blocks, then of twice as many before those at each pass, in one
+    call each) and its key-by-key form, against the definition computed plainly: the deepest of the first ``blocks``
+    blocks whose state every state group holds (a level >= 0), with those states' levels; (0, []) where none does."""
+    kv = manager()
+    j = job(0, 60 * BS + 5, list(range(60)))
+    level = {b + offset: where[(3 * b + g + shift) % len(where)] for b in j.prompt_ids
+             for g, offset in enumerate(kv.offsets)}
+    held = [i for i in range(min(blocks, 60)) if all(level[j.prompt_ids[i] + o] >= 0 for o in kv.offsets)]
+    expected = (held[-1] + 1, [level[j.prompt_ids[held[-1]] + o] for o in kv.offsets]) if held else (0, [])
+    asked = []
+
+    def each(keys):
+        asked.append(len(keys))
+        return np.array([level[k] for k in keys.tolist()], dtype=np.int8)
+
+    assert kv._deepest_state(j, blocks, level.__getitem__, each) == expected
+    assert kv._deepest_state(j, blocks, level.__getitem__, None) == expected
+    assert sum(asked) <= GROUPS * min(blocks, 60)  # (each key asked at most once)

@@ -35,6 +35,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import numpy as np
+
 from sim.serving.block_pool import BlockPool
 from sim.serving.hybrid_kv_cache_manager import PastHitCopies, copy_positions
 from sim.serving.job import Job
@@ -89,10 +91,6 @@ class AlignStateKVCacheManager(RemoteStates, PastHitCopies, KVCacheManager):
         b = self._sequence_id(job, i)
         return [] if b is None else [b + offset for offset in self.offsets]
 
-    def find(self, key: int) -> int:
-        """The level of this instance's tiers holding ``key`` (0: HBM, cached or in use), or -1."""
-        return 0 if key in self.pool else self.cache.find(key)
-
     def _kept(self, job: Job) -> set[int]:
         """The state blocks whose states ``job`` caches: its replay boundary's, its junction's, its hit's."""
         kept = {(job.input_tokens - 1) // self.block_size - 1, job.state_junction - 1, job.sliding_hit - 1}
@@ -112,15 +110,11 @@ class AlignStateKVCacheManager(RemoteStates, PastHitCopies, KVCacheManager):
         chain, chain_tokens = self._sequence_chain(job)
         levels = self.prefix_levels(job, chain)
         full_hit, full_tokens = prefix_hit(levels, job.target, chain_tokens, bs)
-        hit, state_levels = 0, []
         # (never a block-aligned prompt's last block, which a lower tier may serve attention alone: its last token is
         # recomputed, from a state a token earlier that no cache holds; vLLM's connector beside Mamba groups stops at
         # round_down(tokens - 1, block): offloading/scheduler.py _lookup_complete_chunks)
-        for i in range(min(full_hit, usable_prefix_blocks(job.target, bs)) - 1, -1, -1):
-            here = [self.find(key) for key in self._state_keys(job, i)]
-            if here and min(here) >= 0:
-                hit, state_levels = i + 1, here
-                break
+        hit, state_levels = self._deepest_state(job, min(full_hit, usable_prefix_blocks(job.target, bs)), self.find,
+                                                self.find_each)
         tokens = full_tokens if hit == full_hit else hit * bs
         in_hbm = next((i for i, level in enumerate(levels) if level != 0), len(levels))  # (vLLM's GPU lookup)
         junction = min(full_hit, in_hbm, usable_prefix_blocks(job.target, bs))
@@ -148,10 +142,34 @@ class AlignStateKVCacheManager(RemoteStates, PastHitCopies, KVCacheManager):
         finds it (-1: nowhere), as ``lookup`` cuts a hit, and never the block of the prompt's last token (vLLM's
         OffloadingConnector beside Mamba groups: its hit ends at round_down(tokens - 1, block), the state not being
         rewindable). Returns the blocks and the states' keys they need."""
-        for i in range(min(limit, usable_prefix_blocks(job.input_tokens, self.block_size)) - 1, -1, -1):
-            keys = self._state_keys(job, i)
-            if keys and all(present(key) >= 0 for key in keys):
-                return i + 1, keys
+        hit, _ = self._deepest_state(job, min(limit, usable_prefix_blocks(job.input_tokens, self.block_size)),
+                                     present, getattr(present, "each", None))
+        return hit, self._state_keys(job, hit - 1) if hit else []
+
+    def _deepest_state(self, job: Job, blocks: int, present: Callable[[int], int],
+                       each: Callable[[np.ndarray], np.ndarray] | None) -> tuple[int, list[int]]:
+        """The deepest of ``job``'s first ``blocks`` blocks whose state every state group holds where ``present``
+        finds it (-1: nowhere): (its end, the states' levels), or (0, []). ``each``: ``present`` of many keys in one
+        compiled call (None: key by key, from the last block down), asked of the last 8 blocks, then of twice as many
+        before those at each pass: a request keeps states at a few blocks only (``_kept``), so a prompt whose state
+        lies deep, or nowhere, costs a few calls, not a lookup per block (a request waiting at the queue's head is
+        looked up at every step)."""
+        if each is None:
+            for i in range(blocks - 1, -1, -1):
+                here = [present(key) for key in self._state_keys(job, i)]
+                if here and min(here) >= 0:
+                    return i + 1, here
+            return 0, []
+        ids = np.asarray(self._sequence_ids(job, 0, blocks), dtype=np.int64)
+        offsets = np.asarray(self.offsets, dtype=np.int64)
+        hi, size = len(ids), 8
+        while hi > 0:
+            lo = max(0, hi - size)
+            levels = each((ids[lo:hi, None] + offsets).ravel()).reshape(hi - lo, len(offsets))
+            held = np.flatnonzero((levels >= 0).all(axis=1))
+            if len(held):
+                return lo + int(held[-1]) + 1, levels[held[-1]].tolist()
+            hi, size = lo, 2 * size
         return 0, []
 
     def receive(self, job: Job, tokens: int) -> int:

@@ -118,9 +118,6 @@ class HybridKVCacheManager(PastHitCopies, KVCacheManager):
         self.step = 0  # steps planned so far (``begin_step``)
         self.groups_growing = 1 + self.copies
         self._window_base = 0  # ``step`` at a decode window's first step
-        # ``find`` of many keys in one pass, where the cache has one (its compiled tiers); None: key by key
-        self.find_each: Callable[[np.ndarray], np.ndarray] | None = (
-            self._find_each if getattr(cache, "find_each", None) is not None else None)
 
     # ------------------------------------------------------------- keys
 
@@ -141,14 +138,6 @@ class HybridKVCacheManager(PastHitCopies, KVCacheManager):
     def _tail(self, prompt_tokens: int) -> tuple[int, int]:
         """Those ending at a prompt's replay boundary: its last full block before its last token."""
         return self._ending_at(max(0, prompt_tokens - 1) // self.block_size)
-
-    def find(self, key: int) -> int:
-        """The level of this instance's tiers holding ``key`` (0: HBM, cached or in use), or -1."""
-        return 0 if key in self.pool else self.cache.find(key)
-
-    def _find_each(self, keys: np.ndarray) -> np.ndarray:
-        """``find`` of each of ``keys`` (an int8 array) in one compiled pass (``MultiTierCache.find_each``)."""
-        return self.cache.find_each(keys, self.pool)
 
     def _keyed(self, job: Job, lo: int, hi: int, descending: bool = False) -> tuple[list[int], int]:
         """Blocks lo … hi - 1 of the sliding groups: the keys of the sequence blocks they keep as cached prefixes,

@@ -54,6 +54,8 @@ class TieredCache(Protocol):
 
     def lower_level(self, key: int) -> int: ...
 
+    def find(self, key: int) -> int: ...
+
     def take_chain(self, keys: Sequence[int]) -> np.ndarray: ...
 
     def touch_chain(self, keys: Sequence[int], positions: np.ndarray, freed: bool = False) -> np.ndarray: ...
@@ -152,6 +154,9 @@ class KVCacheManager:
         self.block_size = block_size
         self.prefix_caching = prefix_caching  # off: no lookups, no cache bookkeeping
         self.stats = PrefixCacheStats()
+        # ``find`` of many keys in one pass, where the cache has one (its compiled tiers); None: key by key
+        self.find_each: Callable[[np.ndarray], np.ndarray] | None = (
+            self._find_each if getattr(cache, "find_each", None) is not None else None)
         self._admission: tuple[tuple, int] = ((), 0)  # ``admission_before_lookup``'s last question and answer
         # told each request's served prefix at its (first) admission: the cluster attributes the hits to where
         # their blocks were fetched from
@@ -165,6 +170,14 @@ class KVCacheManager:
         cache.resize_top(pool.total)
 
     # ------------------------------------------------------------- lookups
+
+    def find(self, key: int) -> int:
+        """The level of this instance's tiers holding ``key`` (0: HBM, cached or in use), or -1."""
+        return 0 if key in self.pool else self.cache.find(key)
+
+    def _find_each(self, keys: np.ndarray) -> np.ndarray:
+        """``find`` of each of ``keys`` (an int8 array) in one compiled pass (``MultiTierCache.find_each``)."""
+        return self.cache.find_each(keys, self.pool)
 
     def cached_prefix_blocks(self, blocks: Sequence[int], every_tier: bool = False) -> int:
         """Length of the longest prefix of ``blocks`` held in this instance's HBM (in use or cached),
