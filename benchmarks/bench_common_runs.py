@@ -77,7 +77,6 @@ def timed(argv: list[str]) -> tuple[float, float]:
 
 
 def main() -> None:
-    sys.path.insert(0, str(ROOT))
     from sim.cli import OneLineParser  # a flag of one value given twice is refused (argparse kept the last)
 
     parser = OneLineParser(description=__doc__.splitlines()[0])
@@ -106,4 +105,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.path.insert(0, str(ROOT))
+    from sim.errors import end_process
+
+    end_process(main())  # without the interpreter's teardown: see sim.errors

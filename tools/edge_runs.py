@@ -377,6 +377,8 @@ def run_all(todo: list[dict[str, Any]], workers: int, timeout: float, memory_gib
             elif verbose:
                 print(f"ok {job['key']}={job['value']} ({job['mode']}) exit {status} {seconds:.1f} s CPU", flush=True)
     shutil.rmtree(tmp, ignore_errors=True)  # (a child killed at --timeout leaves its report behind)
+    if sink:
+        sink.close()
     return findings
 
 
