@@ -410,6 +410,20 @@ def test_hybrid_decode_windows_equal_single_steps(monkeypatch, model, extra):
     assert_windows_equal_single_steps(monkeypatch, trace, config)
 
 
+def _sliding_run_by_definition(job, offsets, limit: int, where: list[int]):
+    """Each sliding copy's level (``where`` cycled over the prompt's copies), and the sliding run computed plainly:
+    the latest end e <= limit whose 8 blocks before it have every copy somewhere, else the run from block 0 up to the
+    first block lacking one, with its copies' levels from the run's last block down, each block's groups in order."""
+    level = {block + offset: where[(block * len(offsets) + g) % len(where)]
+             for block in job.prompt_ids for g, offset in enumerate(offsets)}
+    ok = [all(level[block + offset] >= 0 for offset in offsets) for block in job.prompt_ids[:limit]]
+    need = 8
+    ends = [e for e in range(need, limit + 1) if all(ok[e - need:e])]
+    end = ends[-1] if ends else next((i for i, good in enumerate(ok) if not good), limit)
+    start = max(0, end - need)
+    return level, end, [level[job.prompt_ids[i] + offset] for i in range(end - 1, start - 1, -1) for offset in offsets]
+
+
 @given(st.integers(0, 60), st.lists(st.integers(-1, 2), min_size=120, max_size=120))
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_the_sliding_run_is_the_last_run_of_a_hit_every_sliding_group_holds(limit, where):
@@ -420,14 +434,7 @@ def test_the_sliding_run_is_the_last_run_of_a_hit_every_sliding_group_holds(limi
     kv, _ = hybrid_manager()
     job = prompt_job(tokens=60 * 16)
     offsets = kv.offsets
-    level = {block + offset: where[(block * len(offsets) + g) % len(where)]
-             for block in job.prompt_ids for g, offset in enumerate(offsets)}
-    ok = [all(level[block + offset] >= 0 for offset in offsets) for block in job.prompt_ids[:limit]]
-    need = 8
-    ends = [e for e in range(need, limit + 1) if all(ok[e - need:e])]
-    end = ends[-1] if ends else next((i for i, good in enumerate(ok) if not good), limit)
-    start = max(0, end - need)
-    expected = [level[job.prompt_ids[i] + offset] for i in range(end - 1, start - 1, -1) for offset in offsets]
+    level, end, expected = _sliding_run_by_definition(job, offsets, limit, where)
     assert kv._sliding_run(job, limit, level.__getitem__) == (end, expected)
 
 
@@ -444,14 +451,7 @@ def test_the_sliding_run_probed_in_passes_is_the_last_run_every_sliding_group_ho
     if sparse:
         where = [w if w < 0 or (i // len(offsets)) % 13 in (3, 4, 5, 6, 7, 8, 9, 10) else -1
                  for i, w in enumerate(where * (2 * 60 // len(where) + 1))]
-    level = {block + offset: where[(block * len(offsets) + g) % len(where)]
-             for block in job.prompt_ids for g, offset in enumerate(offsets)}
-    ok = [all(level[block + offset] >= 0 for offset in offsets) for block in job.prompt_ids[:limit]]
-    need = 8
-    ends = [e for e in range(need, limit + 1) if all(ok[e - need:e])]
-    end = ends[-1] if ends else next((i for i, good in enumerate(ok) if not good), limit)
-    start = max(0, end - need)
-    expected = [level[job.prompt_ids[i] + offset] for i in range(end - 1, start - 1, -1) for offset in offsets]
+    level, end, expected = _sliding_run_by_definition(job, offsets, limit, where)
     asked: list[int] = []
 
     def present(key: int) -> int:
