@@ -150,11 +150,11 @@ def test_ten_thousand_large_tiers_holding_ten_blocks_each_take_memory_for_their_
     # 10,000 tiers of 30,000 blocks each (a fleet's HBM tiers), each holding the same 10 blocks
     # (a prefix every instance caches). Preallocating every tier's slots and directory, as the arena
     # did before, would take 10,000 x (30,001 x 64 + 65,536 x 4) bytes = 21.8 GB. Memory for what is
-    # held: per tier a meta row and an ARC scalar; per block held a 48-byte LRU slot and directory cells
+    # held: per tier a meta row and an ARC scalar; per block held a 28-byte LRU slot and directory cells
     # at load <= 0.7. The pool grows by a tenth, other arrays at most double past what they need,
     # and each call reserves room for its own uses (GROWTH = 3 slots per block use).
     tiers, blocks, capacity = 10_000, 10, 30_000
-    arena = TierArena(max_keys=1 << 40)
+    arena = TierArena(max_keys=1 << 30)
     keys = np.arange(blocks, dtype=np.int64)
     positions = np.zeros(blocks, dtype=np.int64)
     for _ in range(tiers):
@@ -162,7 +162,7 @@ def test_ten_thousand_large_tiers_holding_ten_blocks_each_take_memory_for_their_
         assert (cache.touch_chain(keys, positions) == -1).all()
     held, reserve = tiers * blocks, 3 * blocks
     bound = (2 * tiers * (META_FIELDS * 8 + 8)  # meta and real rows
-             + (held + reserve) * 5 // 4 * lru.SLOT_FIELDS * 8  # the slot pool (LRU's columns only)
+             + (held + reserve) * 5 // 4 * lru.SLOT_FIELDS * 4  # the slot pool (LRU's int32 columns only)
              + 4 * (held + reserve) * 4  # int32 directory cells: a power of two >= twice the entries
              + 1024)  # the arena-wide scalars
     assert arena.nbytes <= bound < 50 * 2**20
@@ -210,3 +210,27 @@ def test_a_block_demoted_from_a_shared_tier_keeps_its_own_next_use(path):
     tiers = [caches[w].touch(key, now) for now, (key, w) in enumerate(zip(stream[:6], who, strict=False))]
     assert tiers == [-1] * 6 and caches[0].resident(2) == {2, 3}  # 4 evicted, 3 kept
     assert caches[0].touch(3, 6) == 2
+
+
+def test_int32_slots_keep_block_ids_up_to_their_limit_and_refuse_larger_spaces():
+    """Slots are int32 (half a fleet's arena): the largest block id an arena accepts, KEY_LIMIT - 1 = 2**31 - 2,
+    is held and found exactly (a hashed directory; a direct-mapped one over a small space with its own largest id),
+    in two tiers of an inclusive cache at once, so its holder chain links two slots; a block-id space or a Belady
+    stream past the limit is refused up front rather than wrapped to negative ids or positions."""
+    from sim.cache.arena_layout import KEY_LIMIT
+
+    assert KEY_LIMIT == 2**31 - 1
+    for arena, big in ((TierArena(max_keys=KEY_LIMIT), KEY_LIMIT - 1),
+                       (TierArena(max_keys=1 << 10, dense=True), (1 << 10) - 1)):  # (2**31 cells would be 8 GiB)
+        cache = build_cache([new_tier(arena, "hbm", "lru", 1, 1.0, 1.0, 0.0),
+                             new_tier(arena, "dram", "lru", 2, 1.0, 1.0, 0.0)], 1, inclusive=True)
+        # big enters both tiers; 5 takes HBM (big stays in DRAM); big hits in DRAM and takes HBM back
+        assert [cache.touch(k, i) for i, k in enumerate([big, 5, big])] == [-1, -1, 1]
+        assert arena.resident_keys(0).tolist() == [big] and arena.resident_keys(1).tolist() == [5, big]
+        assert sorted(arena.holders(big).tolist()) == [0, 1] and arena.holders(5).tolist() == [1]
+        found, offsets, tiers = arena.holders_chain([big, 5, 7])
+        assert found == 2 and sorted(tiers[:offsets[1]].tolist()) == [0, 1]
+    with pytest.raises(ValueError, match="block ids below 2,147,483,647"):
+        TierArena(max_keys=KEY_LIMIT + 1)
+    with pytest.raises(ValueError, match="at most 2,147,483,647 accesses"):
+        TierArena(future=np.broadcast_to(np.int64(0), (KEY_LIMIT + 1,)))

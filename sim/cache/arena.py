@@ -10,7 +10,7 @@ Python in between. Memory follows what the tiers hold, not their capacities:
   (resident blocks, plus ghost entries for ARC and S3-FIFO, bucket nodes for LFU): a
   row of ``slots`` holding the block id, its tier, the links of its block's holder chain,
   list links, list id, and, for the policies that use them, a counter, a priority and a heap
-  position (48 to 72 bytes: the pool is as wide as its widest policy needs). Free slots form
+  position (28 to 40 bytes of int32 columns: the pool is as wide as its widest policy needs). Free slots form
   one free list; the pool grows by a tenth;
 - the *block index* (``sim.cache.block_index``): a directory over the slots of every tier, in
   which a block id's slots in different tiers form a holder chain, so ``lookup(t, key)`` takes one
@@ -44,7 +44,6 @@ from sim.cache.arena_layout import (
     BOUND,
     BYTES_READ,
     CAP,
-    CHAIN,
     COUNT,
     ENTRIES,
     FREE,
@@ -58,6 +57,7 @@ from sim.cache.arena_layout import (
     HEAPN,
     IN_USE,
     KEY,
+    KEY_LIMIT,
     KIND,
     MAX_SLOTS,
     META_FIELDS,
@@ -69,6 +69,7 @@ from sim.cache.arena_layout import (
     RESIDENT,
     SHIFT,
     SIZE,
+    SLOT_DTYPE,
     STAT0,
     STAT_FIELDS,
     TAIL,
@@ -87,7 +88,7 @@ _NO_MARKS = np.zeros(0, dtype=np.bool_)  # ``holders_chain``: no key is held out
 def _clear_rows(rows: np.ndarray) -> None:
     """Set ``rows`` (of any width) to a free slot's values (NEXT, the free-list link, is set by the caller)."""
     rows[:] = -1
-    for column in (CHAIN, COUNT, PRIO):
+    for column in (COUNT, PRIO):
         if column < rows.shape[1]:
             rows[:, column] = 0
 
@@ -97,10 +98,15 @@ class TierArena:
     arrays grow as blocks arrive, at the points where compiled code asks for room."""
 
     def __init__(self, future: np.ndarray | None = None, max_keys: int | None = None, dense: bool = False):
-        """``max_keys``: block ids are below it (it bounds what a tier may hold). ``dense``: a direct-mapped
-        directory over those ids, for arenas of few tiers (a lookup walks its block's holder chain)."""
+        """``max_keys``: block ids are below it (it bounds what a tier may hold; without it, below ``KEY_LIMIT``).
+        ``dense``: a direct-mapped directory over those ids, for arenas of few tiers (a lookup walks its block's
+        holder chain). ``future``: a Belady stream's next uses (its positions below ``KEY_LIMIT`` too)."""
         if dense and max_keys is None:
             raise ValueError("a direct-mapped directory needs the block-id space (max_keys)")
+        if max_keys is not None and max_keys > KEY_LIMIT:
+            raise ValueError(f"a tier arena holds block ids below {KEY_LIMIT:,} (int32 slots), not {max_keys:,}")
+        if future is not None and len(future) > KEY_LIMIT:
+            raise ValueError(f"a tier arena ranks streams of at most {KEY_LIMIT:,} accesses, not {len(future):,}")
         self.dense = dense
         self.future = np.ascontiguousarray(future, dtype=np.int64) if future is not None else np.zeros(0, np.int64)
         self.max_keys = max_keys
@@ -110,7 +116,7 @@ class TierArena:
         meta = np.zeros((rows, META_FIELDS), dtype=np.int64)
         aux = np.zeros(GLOB_FIELDS, dtype=np.int64)
         aux[FREE], aux[SHIFT], aux[HEAP_END], aux[ABSENT] = -1, 0 if dense else 64 - 4, GLOB_FIELDS, NONE
-        self._arrays = dict(meta=meta, real=np.zeros(rows), slots=np.zeros((0, BASE_FIELDS), dtype=np.int64),
+        self._arrays = dict(meta=meta, real=np.zeros(rows), slots=np.zeros((0, BASE_FIELDS), dtype=SLOT_DTYPE),
                             table=np.full(max(1, max_keys) if dense else 16, -1, dtype=np.int32),
                             aux=aux, future=self.future)
         self._state: Arena | None = None
@@ -302,7 +308,7 @@ class TierArena:
         slots = self._arrays["slots"]
         if width <= slots.shape[1]:
             return
-        wide = np.empty((len(slots), width), dtype=np.int64)
+        wide = np.empty((len(slots), width), dtype=SLOT_DTYPE)
         _clear_rows(wide)
         wide[:, :slots.shape[1]] = slots
         self._arrays["slots"] = wide

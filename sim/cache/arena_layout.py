@@ -22,15 +22,19 @@ META_FIELDS = TAKEN + 1
 # (HEAPED: its policy keeps a heap)
 
 # ---- slot columns
-KEY, TIER, CHAIN, PREV, NEXT, WHERE, COUNT, PRIO, HPOS = range(9)  # NEXT also chains the free pool
+KEY, TIER, CHAIN_PREV, CHAIN_NEXT, PREV, NEXT, WHERE, COUNT, PRIO, HPOS = range(10)  # NEXT also chains the free pool
 TAKEN_WHERE = 4  # ``WHERE`` of a taken block's slot: filed in the directory, in no list, its policy history in PREV
-SLOT_FIELDS = 9  # KEY, TIER and CHAIN first: a directory probe reads them together
+SLOT_FIELDS = 10  # KEY, TIER and the chain links first: a directory probe reads them together
 BASE_FIELDS = WHERE + 1  # the columns every policy uses; COUNT, PRIO, HPOS only policies that declare them
 # A policy module's ``SLOT_FIELDS`` says how many leading columns it uses; the pool is as wide as the widest
-# policy of its tiers (an LRU fleet's slot is 48 bytes, not 72: the pool is most of a cluster's memory).
-# CHAIN: the neighbours in the holder chain of the same block id (other tiers), packed as
-# (previous + 1) | (next + 1) << 32 (slot numbers fit in 31 bits); no previous: the head;
-# 0: the block's only slot
+# policy of its tiers (an LRU fleet's slot is 28 bytes, not 40: the pool is most of a cluster's memory).
+# CHAIN_PREV, CHAIN_NEXT: the neighbours in the holder chain of the same block id (other tiers), -1 for none;
+# no previous: the chain's head; neither: the block's only slot.
+SLOT_DTYPE = np.int32  # every column fits: slot numbers, block ids and stream positions are below KEY_LIMIT
+# Block ids (and the arena's block-id space ``max_keys``) and a Belady stream's positions are below this; a
+# position with no next use is stored as it (``rank``). Half the bytes of int64 columns: a fleet's arena holds a
+# slot for nearly every block it has seen.
+KEY_LIMIT = (1 << 31) - 1
 
 # ---- arena-wide scalars (the first ``GLOB_FIELDS`` entries of ``aux``)
 FREE, IN_USE, ENTRIES, SHIFT, HEAP_END, WANT, ABSENT = range(7)
@@ -48,7 +52,7 @@ GROWTH = 3  # slots one block use may add to one tier (LFU: a block and its buck
 NONE = -(1 << 62)  # "no key" in policy scalars (block ids are >= 0; -1 is a legal "incoming" key)
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 MIX = np.uint64(0xBF58476D1CE4E5B9)  # splitmix64's multiplier: spreads (block id, tier) pairs
-MAX_SLOTS = (1 << 31) - 1  # the directory holds int32 slot numbers
+MAX_SLOTS = (1 << 31) - 1  # the directory and the slots' links hold int32 slot numbers
 
 
 def kernel(fn):
@@ -86,7 +90,7 @@ class Arena(NamedTuple):
 
     meta: np.ndarray  # int64 [tier rows, META_FIELDS]: a tier's settings, state and counters
     real: np.ndarray  # float64 [tier rows]: a policy's real-valued scalar (ARC's target p)
-    slots: np.ndarray  # int64 [pool, SLOT_FIELDS]; KEY -1 and WHERE -1 when free
+    slots: np.ndarray  # SLOT_DTYPE [pool, SLOT_FIELDS]; KEY -1 and WHERE -1 when free
     table: np.ndarray  # int32 [directory, a power of two]: a slot, -1 when empty
     aux: np.ndarray  # int64: the arena-wide scalars, then the tiers' heap regions (entry i of tier t at HEAP0 + i)
     future: np.ndarray  # int64 [stream]: next use of the block accessed at each position (Belady)

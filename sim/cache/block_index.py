@@ -3,7 +3,7 @@ and which tiers hold it (``sim.cache.arena`` owns the pool; this module files an
 
 The index is one open-addressing hash directory (linear probing, backward-shift deletion, load <= 0.7)
 over the slots of every tier, which is also the *block index across tiers*. The slots of
-one block id in different tiers form a doubly linked holder chain (``CHAIN``);
+one block id in different tiers form a doubly linked holder chain (``CHAIN_PREV``, ``CHAIN_NEXT``);
 the chain's head is filed under the block id alone, every other member under the pair
 (block id, tier). So ``lookup(t, key)`` is one or two probes however many tiers hold the
 block (a popular prefix held by thousands of instances), and ``holders(key)`` walks the
@@ -24,7 +24,21 @@ from typing import NamedTuple
 
 import numpy as np
 
-from sim.cache.arena_layout import ABSENT, CHAIN, ENTRIES, GOLDEN, KEY, MIX, NONE, SHIFT, TIER, WHERE, kernel, step
+from sim.cache.arena_layout import (
+    ABSENT,
+    CHAIN_NEXT,
+    CHAIN_PREV,
+    ENTRIES,
+    GOLDEN,
+    KEY,
+    MIX,
+    NONE,
+    SHIFT,
+    TIER,
+    WHERE,
+    kernel,
+    step,
+)
 from sim.jit import flush_when_sources_change, njit
 
 
@@ -49,29 +63,33 @@ def _home_pair(key: int, t: int, shift: int) -> int:
     return np.int64(x >> np.uint64(shift))
 
 
-LOW = (1 << 32) - 1
-
-
 @kernel
 def _prev(slots, s: int) -> int:
     """The previous slot in ``s``'s holder chain (-1: ``s`` is the head)."""
-    return (slots[s, CHAIN] & LOW) - 1
+    return slots[s, CHAIN_PREV]
 
 
 @kernel
 def _next(slots, s: int) -> int:
     """The next slot in ``s``'s holder chain (-1: none)."""
-    return (slots[s, CHAIN] >> 32) - 1
+    return slots[s, CHAIN_NEXT]
 
 
 @kernel
 def _link(slots, s: int, prev: int, nxt: int) -> None:
-    slots[s, CHAIN] = (prev + 1) | ((nxt + 1) << 32)
+    slots[s, CHAIN_PREV] = prev
+    slots[s, CHAIN_NEXT] = nxt
+
+
+@kernel
+def _alone(slots, s: int) -> bool:
+    """Whether slot ``s`` is its block's only one (a chain of one)."""
+    return slots[s, CHAIN_PREV] < 0 and slots[s, CHAIN_NEXT] < 0
 
 
 @kernel
 def _home_of(slots, s: int, shift: int) -> int:
-    if slots[s, CHAIN] & LOW == 0:
+    if slots[s, CHAIN_PREV] < 0:
         return _home_key(slots[s, KEY], shift)
     return _home_pair(slots[s, KEY], slots[s, TIER], shift)
 
@@ -87,7 +105,7 @@ def _cell_of_head(a, key: int) -> int:
         s = a.table[i]
         if s < 0:
             return -1
-        if a.slots[s, KEY] == key and a.slots[s, CHAIN] & LOW == 0:
+        if a.slots[s, KEY] == key and a.slots[s, CHAIN_PREV] < 0:
             return i
         i = (i + 1) & mask
 
@@ -159,12 +177,12 @@ def lookup(a, t: int, key: int) -> int:
         if s < 0:
             a.aux[ABSENT] = key  # no tier tracks key (until a slot is filed)
             return -1
-        if a.slots[s, KEY] == key and a.slots[s, CHAIN] & LOW == 0:
+        if a.slots[s, KEY] == key and a.slots[s, CHAIN_PREV] < 0:
             break
         i = (i + 1) & mask
     if a.slots[s, TIER] == t:
         return s
-    if a.slots[s, CHAIN] == 0:
+    if a.slots[s, CHAIN_NEXT] < 0:
         return -1  # the head is the only member
     i = _home_pair(key, t, shift)
     while True:
@@ -239,7 +257,7 @@ def file_slot(a, t: int, s: int, key: int) -> None:
     i = -1 if a.aux[ABSENT] == key else _cell_of_head(a, key)
     a.aux[ABSENT] = NONE
     if i < 0:
-        a.slots[s, CHAIN] = 0
+        _link(a.slots, s, -1, -1)
         a.table[key if a.aux[SHIFT] == 0 else _empty_cell(a, _home_key(key, a.aux[SHIFT]))] = s
     else:
         _file_member(a.slots, a.table, a.aux, s, a.table[i], t)
@@ -249,7 +267,7 @@ def file_slot(a, t: int, s: int, key: int) -> None:
 @kernel
 def unfile_slot(a, s: int) -> None:
     """Drop slot ``s`` from the index and from its block's holder chain (the next member becomes the head)."""
-    if a.slots[s, CHAIN] == 0:  # its block's only slot
+    if _alone(a.slots, s):  # its block's only slot
         if a.aux[SHIFT] == 0:
             a.table[a.slots[s, KEY]] = -1
             a.aux[ENTRIES] -= 1

@@ -22,7 +22,7 @@ import numpy as np
 
 from sim.cache.arena import free_slot, new_slot, no_carry, no_history
 from sim.cache.arena_heap import heap_fix, heap_push, heap_remove, heap_top
-from sim.cache.arena_layout import HPOS, PRIO, WHERE, arena_type, kernel
+from sim.cache.arena_layout import HPOS, KEY_LIMIT, PRIO, WHERE, arena_type, kernel
 from sim.cache.policies.base import EvictionPolicy, KernelPolicy, register
 
 KIND = 7
@@ -36,8 +36,16 @@ def init(meta):
 
 
 @kernel
+def next_use(a, now):
+    """The next use of the block accessed at ``now`` as its slot stores it: a position (below ``KEY_LIMIT``, the
+    arena's bound on a stream), or ``KEY_LIMIT`` for ``NEVER`` (int32 slots; still later than every position)."""
+    f = a.future[now]
+    return f if f < KEY_LIMIT else KEY_LIMIT
+
+
+@kernel
 def access(a, t, s, now):
-    a.slots[s, PRIO] = a.future[now]
+    a.slots[s, PRIO] = next_use(a, now)
     heap_fix(a, t, s)
 
 
@@ -45,7 +53,7 @@ def access(a, t, s, now):
 def insert(a, t, key, now):
     s = new_slot(a, t, key)
     a.slots[s, WHERE] = 0
-    a.slots[s, PRIO] = a.future[now]
+    a.slots[s, PRIO] = next_use(a, now)
     heap_push(a, t, s)
     return s
 
