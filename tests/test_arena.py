@@ -15,6 +15,7 @@ from sim.cache.hooked import HookedMultiTierCache
 from sim.cache.multitier import MultiTierCache, build_cache
 from sim.cache.policies import lru
 from sim.cache.tiers import new_tier
+from sim.errors import TraceError
 from tests.cache_helpers import NAMES, make_tiers, oracle_inputs
 from tests.reference import REFERENCE
 
@@ -230,7 +231,7 @@ def test_int32_slots_keep_block_ids_up_to_their_limit_and_refuse_larger_spaces()
         assert sorted(arena.holders(big).tolist()) == [0, 1] and arena.holders(5).tolist() == [1]
         found, offsets, tiers = arena.holders_chain([big, 5, 7])
         assert found == 2 and sorted(tiers[:offsets[1]].tolist()) == [0, 1]
-    with pytest.raises(ValueError, match="block ids below 2,147,483,647"):
+    with pytest.raises(TraceError, match="needs 2,147,483,648 block ids .* below 2,147,483,647"):
         TierArena(max_keys=KEY_LIMIT + 1)
-    with pytest.raises(ValueError, match="at most 2,147,483,647 accesses"):
+    with pytest.raises(TraceError, match="at most 2,147,483,647 accesses"):
         TierArena(future=np.broadcast_to(np.int64(0), (KEY_LIMIT + 1,)))

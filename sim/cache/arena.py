@@ -81,6 +81,7 @@ from sim.cache.arena_layout import (
     kernel,
 )
 from sim.cache.block_index import file_slot, held_each, holders, holders_chain, overloaded, refile, unfile_slot
+from sim.errors import TraceError
 
 _NO_MARKS = np.zeros(0, dtype=np.bool_)  # ``holders_chain``: no key is held outside the arena
 
@@ -103,10 +104,13 @@ class TierArena:
         holder chain). ``future``: a Belady stream's next uses (its positions below ``KEY_LIMIT`` too)."""
         if dense and max_keys is None:
             raise ValueError("a direct-mapped directory needs the block-id space (max_keys)")
+        # (a property of the workload, found before any block is simulated: exit 2, as for other impossible sizes)
         if max_keys is not None and max_keys > KEY_LIMIT:
-            raise ValueError(f"a tier arena holds block ids below {KEY_LIMIT:,} (int32 slots), not {max_keys:,}")
+            raise TraceError(f"the workload needs {max_keys:,} block ids (with a hybrid model's copies); kvsim's tier "
+                             f"arena holds block ids below {KEY_LIMIT:,} (int32 slots)")
         if future is not None and len(future) > KEY_LIMIT:
-            raise ValueError(f"a tier arena ranks streams of at most {KEY_LIMIT:,} accesses, not {len(future):,}")
+            raise TraceError(f"the workload's stream has {len(future):,} block accesses; kvsim ranks next uses "
+                             f"(belady) over streams of at most {KEY_LIMIT:,} accesses (int32 slots)")
         self.dense = dense
         self.future = np.ascontiguousarray(future, dtype=np.int64) if future is not None else np.zeros(0, np.int64)
         self.max_keys = max_keys
