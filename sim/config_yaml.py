@@ -90,11 +90,13 @@ class UniqueKeyLoader(_SAFE_LOADER):
             refuse(f"YAML 1.2 reads it as octal ({value}), YAML 1.1 (kvsim's loader) as text; write {value}")
         elif node.tag == _FLOAT_TAG and "inf" not in text.lower():
             try:
-                infinite = math.isinf(float(text.replace("_", "")))
+                value = float(text.replace("_", ""))
             except ValueError:  # (a YAML 1.1 float Python does not read, e.g. sexagesimal 1:30.5: the constructor's)
                 return
-            if infinite:
+            if math.isinf(value):
                 refuse("beyond a float's range (it would read as infinite); write a smaller number")
+            if value == 0.0 and re.search(r"[1-9]", re.split(r"[eE]", text)[0]):
+                refuse("below a float's smallest (it would read as 0); write 0 if 0 is meant")
 
 
 class WrittenDate(datetime.date):

@@ -217,12 +217,13 @@ def test_yaml_numbers_read_as_written():
 
 @pytest.mark.parametrize("text, said", [
     ("seed: 0o17", "octal (15)"), ("seed: -0o10", "octal (-8)"),
-    ("workload:\n  rate_scale: 1e400", "beyond a float's range"), ("slo:\n  ttft_s: -2.5e308", "beyond a float's range")])
+    ("workload:\n  rate_scale: 1e400", "beyond a float's range"), ("slo:\n  ttft_s: -2.5e308", "beyond a float's range"),
+    ("slo:\n  ttft_s: 1e-400", "below a float's smallest")])
 def test_a_number_yaml_versions_read_apart_is_refused_at_its_line(run_cli, tmp_path, text, said):
     """YAML 1.2's octal ``0o17`` is text to YAML 1.1 (the message said "expected int, got '0o17'" as if a word had been
     written), and ``1e400`` is past a float (read as infinite: "must be a finite number, got inf", not what was
-    written): each is refused where it is read, quoting the text and naming the file's line. Quoted, 0o17 is the
-    string it says it is."""
+    written), and ``1e-400`` is below the smallest float (read as 0: a positive setting silently zero): each is refused
+    where it is read, quoting the text and naming the file's line. Quoted, 0o17 is the string it says it is."""
     config = tmp_path / "c.yaml"
     config.write_text(text + "\n")
     status, _, err = run_cli("--config", config, "--trace-stats", "--no-plot", "--quiet")
@@ -232,6 +233,8 @@ def test_a_number_yaml_versions_read_apart_is_refused_at_its_line(run_cli, tmp_p
     from sim.config_yaml import load_yaml
 
     assert load_yaml("name: '0o17'") == {"name": "0o17"}
+    # the smallest floats still read (a subnormal is not 0), and a zero however written is 0
+    assert load_yaml("a: 5e-324\nb: 0.0e-400\nc: -0.0\nd: 0e5") == {"a": 5e-324, "b": 0.0, "c": 0.0, "d": 0.0}
 
 
 @pytest.mark.parametrize("key, text, number", [
