@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from operator import countOf
+from itertools import compress
+from operator import attrgetter, countOf
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -38,6 +39,19 @@ class InUseWatcher(Protocol):
     def taken(self, keys: Sequence[int], tier: int) -> None: ...
 
     def freed(self, keys: Sequence[int], tier: int) -> None: ...
+
+
+_USED = attrgetter("_used")
+_WINDOW = attrgetter("_window")
+
+
+def used_sum(pools: Sequence[BlockPool]) -> int:
+    """Σ ``used`` over ``pools``: the counts summed in C, a window's claimed blocks added only where one is open
+    (a fleet's timeline sample reads 10,240 pools; a Python loop over their ``used`` cost ~1 us each)."""
+    total = sum(map(_USED, pools))
+    for pool in compress(pools, map(_WINDOW, pools)):  # (a ``DecodeWindow`` is truthy, None is not)
+        total += pool._claimed(pool.clock.now)
+    return total
 
 
 class BlockPool:
