@@ -1,15 +1,97 @@
-"""The per-step Python around a fleet's instances costs what changed, with the same results: the timeline's samples
-(sums over every instance read in C, a pool asked its claimed blocks only while a window is open)."""
+"""The per-step Python around a fleet's instances costs what changed, with the same results: a decode window's block
+claims (one event in the heap at a time, each answer one bisection), and the timeline's samples (sums over every
+instance read in C, a pool asked its ``used`` only while a window is open)."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 import sim.serving.timeline as timeline_module
-from sim.serving.block_pool import BlockPool
+from sim.config import load_config
+from sim.serving.block_pool import BlockPool, used_sum
+from sim.serving.compute import StepShape
+from sim.serving.decode_windows import DecodeWindow
+from sim.serving.engine import Engine
+from sim.serving.instance import Instance
 from sim.serving.run import run_serving
-from tests.test_serving import _multi_turn_config, _synthetic
+from tests.test_serving import _multi_turn_config, _synthetic, make_trace
+
+
+def _window(start: float, steps: int) -> DecodeWindow:
+    """A window of ``steps`` steps of 1 s each from ``start``: step b (from 1) starts at start + b - 1."""
+    times = np.ones(steps)
+    return DecodeWindow([], [], StepShape(), times, times.cumsum().tolist(), start, steps)
+
+
+def test_a_windows_reserved_blocks_are_taken_as_their_steps_start(monkeypatch):
+    # blocks of 4 tokens; one job's 2 blocks from step 2 (steps 2 and 6), another's 1 from step 5: steps 2, 5 and 6
+    # start at 11, 14 and 15 s (hand-computed from the window's 1 s steps from 10 s)
+    monkeypatch.setattr(DecodeWindow, "ended", lambda *a: pytest.fail("a bisection over the claims, not a search"))
+    clock = SimpleNamespace(now=0.0)
+    pool = BlockPool(100, clock)
+    pool.allocate(7)  # 7 blocks in use from 0 s
+    clock.now = 10.5
+    window = _window(10.0, 8)
+    pool.reserve(window, [(2, 2), (5, 1)], 4)
+    assert pool.claim_steps == [2, 5, 6]
+    assert (pool.used, pool.reserved, pool.free) == (7, 3, 90)
+    assert pool.unused_through(11.0) == 92  # the step starting at 11 s has taken its block by then
+    clock.now = 11.0
+    assert (pool.used, pool.reserved) == (7, 3)  # at 11 s itself, not yet (a sample sees the instant's state before)
+    clock.now = 14.5
+    assert (pool.used, pool.reserved, pool.free) == (9, 1, 90)
+    window.steps = 5  # cut short after step 5: step 6's block is never taken
+    assert (pool.used, pool.reserved, pool.free) == (9, 0, 91)
+    assert pool.unused_through(20.0) == 91
+    assert used_sum([pool, BlockPool(50, clock)]) == 9  # (an idle pool counts its own, none here)
+    clock.now = 16.0
+    pool.finish_window()
+    assert (pool.used, pool.free, pool.claim_steps) == (9, 91, [])
+    # ∫ used dt: 7 blocks over 16 s, one more from 11 s, one more from 14 s
+    assert pool.block_seconds_until(16.0) == pytest.approx(7 * 16 + 5 + 2)
+
+
+def test_reserved_sequence_numbers_run_where_they_were_reserved():
+    """A chain pushed one event at a time runs in the order it would have had with every event scheduled at once:
+    FIFO by the time of reservation among events at the same time and priority."""
+    engine, log = Engine(), []
+    seq = engine.reserve(2)
+
+    def first() -> None:
+        log.append("a")
+        engine.at_seq(1.0, seq + 1, log.append, "b")  # reserved before "x" was scheduled: runs before it
+
+    engine.at_seq(1.0, seq, first)
+    engine.at(1.0, log.append, "x")
+    engine.at(0.5, log.append, "early")
+    engine.run()
+    assert log == ["early", "a", "b", "x"]
+    with pytest.raises(ValueError):
+        engine.at_seq(0.5, engine.reserve(1), log.append, "past")
+
+
+def test_a_windows_claims_hold_one_event_in_the_heap(monkeypatch):
+    """A request decoding 300 tokens in 16-token blocks: its window takes a block every 16 steps (18 of them),
+    scheduled one at a time. (A second request repeats its prompt: blocks can repeat, so they are cached.)"""
+    heap_claims, distinct = [], []
+    run_window = Instance.run_window
+
+    def counting(self, window, share=None):
+        run_window(self, window, share)
+        distinct.append(len(set(self.pool.claim_steps)))
+        heap_claims.append(sum(getattr(e[3], "__name__", "") == "_claim_blocks" for e in self.engine._heap))
+
+    monkeypatch.setattr(Instance, "run_window", counting)
+    config = load_config(None, sets=["serving.num_instances=1", "serving.num_gpu_blocks=1000",
+                                     "serving.block_size=16"])
+    prompt = list(range(7))  # 100 tokens: 7 blocks
+    trace = make_trace([0.0, 100.0], [100, 100], [300, 2], block_lists=[prompt, prompt])
+    result, _ = run_serving(trace, config, "single")
+    assert max(distinct) >= 3 and heap_claims == [1 if d else 0 for d in distinct]
+    assert result.metrics["requests_completed"] == 2 and result.metrics["hits"] > 0
 
 
 def _plain_sample(timeline) -> tuple[tuple[int, int, int], np.ndarray]:
