@@ -134,3 +134,12 @@ def test_timeline_samples_equal_their_definition_and_ask_only_open_windows(monke
     monkeypatch.setattr(timeline_module.Timeline, "_sample", checking)
     run_serving(_synthetic(config), config, mode)
     assert checked["samples"] > 100 and checked["busy"] > 50 and checked["open"] > 10
+
+
+def test_an_instances_level_cells_are_its_tiers_hit_locations():
+    """HBM is the instance's own, DRAM and SSD its node's, EIC its rack's: cells kind x 4 + location (``LOCATIONS``:
+    instance, node, rack, cross_rack), one table per instance for every request's hits."""
+    from sim.cluster.fetch import DRAM, EIC, HBM, SSD, level_cells
+
+    assert level_cells([HBM, DRAM, SSD, EIC]).tolist() == [0 * 4 + 0, 1 * 4 + 1, 2 * 4 + 1, 3 * 4 + 2]
+    assert level_cells([HBM, EIC]).tolist() == [0, 14]

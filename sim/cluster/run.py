@@ -26,7 +26,7 @@ import numpy as np
 
 from sim.cache.arena_layout import RESIDENT
 from sim.cache.tiers import TIER_NAMES, Tier, configured_tier_blocks, tier_from_config, tier_stored_bytes
-from sim.cluster.fetch import DRAM, EIC, HBM, LOCATIONS, SSD, PrefixFetch
+from sim.cluster.fetch import DRAM, EIC, HBM, LOCATIONS, SSD, PrefixFetch, level_cells
 from sim.cluster.in_use import InUse
 from sim.cluster.links import LoadTracker, Path
 from sim.cluster.prefix_index import holders_chain
@@ -188,6 +188,7 @@ class ClusterRun(PrefixFetch, ServingRun):
         if self.in_use is not None:  # the blocks its running requests hold stay its HBM's in the index
             inst.pool.watch(self.in_use, hbm.index)
         inst.kinds = [HBM] + [self._place[t.index][0] for t in lower]  # kind of each level of its cache
+        inst.level_cells = level_cells(inst.kinds)  # (the hit_blocks cell of each)
         self.insts[inst_id] = inst
         self.pcie[inst_id] = self._link(self.pcie_models[role])
         if self.gpu_link_models is not None:
