@@ -143,3 +143,25 @@ def test_an_instances_level_cells_are_its_tiers_hit_locations():
 
     assert level_cells([HBM, DRAM, SSD, EIC]).tolist() == [0 * 4 + 0, 1 * 4 + 1, 2 * 4 + 1, 3 * 4 + 2]
     assert level_cells([HBM, EIC]).tolist() == [0, 14]
+
+
+def test_least_loaded_pick_ties_break_by_tokens_then_round_robin():
+    """Hand-made: the least loaded; ties: the fewest prompt tokens routed; ties: the first id after the last routed
+    to, wrapping round. Then, on random loads, the rule's own definition (numpy masks, as written before)."""
+    from sim.cluster.routers import ClusterRouter
+
+    ids = np.array([3, 5, 7, 9])
+    least = ClusterRouter._least
+    assert least(ids, np.array([1, 0, 2, 2]), np.array([0, 9, 0, 0]), -1) == 5  # one least loaded
+    assert least(ids, np.array([1, 0, 0, 0]), np.array([0, 5, 2, 2]), 7) == 9  # 7 and 9 tie: after 7
+    assert least(ids, np.array([1, 0, 0, 0]), np.array([0, 5, 2, 2]), 9) == 7  # none after 9: wraps round
+    assert least(ids, np.zeros(4, int), np.zeros(4, int), 4) == 5
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        n = int(rng.integers(1, 20))
+        ids = np.sort(rng.choice(1000, n, replace=False))
+        loads, tokens, last = rng.integers(0, 3, n), rng.integers(0, 3, n), int(rng.integers(-1, 1000))
+        low = loads == loads.min()
+        tied = ids[low][tokens[low] == tokens[low].min()]
+        after = tied[tied > last]
+        assert least(ids, loads, tokens, last) == int(after[0] if len(after) else tied[0])

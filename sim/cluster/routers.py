@@ -95,11 +95,21 @@ class ClusterRouter:
             return int(after[0] if len(after) else tied[0])
         return int(tied[0])
 
-    @classmethod
-    def _least(cls, ids: np.ndarray, loads: np.ndarray, tokens: np.ndarray, last: int) -> int:
-        """Of ``ids`` (increasing), the least loaded; ties: ``_break_tie``."""
-        low = loads == loads.min()
-        return cls._break_tie(ids[low], tokens[low], last)
+    @staticmethod
+    def _least(ids: np.ndarray, loads: np.ndarray, tokens: np.ndarray, last: int) -> int:
+        """Of ``ids`` (increasing), the least loaded; ties: ``_break_tie``'s rule. In Python over lists: a rack's
+        nodes and a node's instances are a few (and racks ~100s), where each numpy call costs a microsecond."""
+        loads_list = loads.tolist()
+        low = min(loads_list)
+        tied = [k for k, load in enumerate(loads_list) if load == low]
+        if len(tied) > 1:  # the fewest prompt tokens routed
+            tokens_list = tokens.tolist()
+            fewest = min([tokens_list[k] for k in tied])
+            tied = [k for k in tied if tokens_list[k] == fewest]
+        if len(tied) > 1:  # the first after ``last``, wrapping round
+            ids_list = ids.tolist()
+            return next((ids_list[k] for k in tied if ids_list[k] > last), ids_list[tied[0]])
+        return int(ids[tied[0]])
 
     def least_loaded(self, rack: int | None = None) -> int:
         run, topo = self.run, self.run.topo

@@ -74,6 +74,9 @@ class ClusterRun(PrefixFetch, ServingRun):
         self._wanted_shared = np.zeros(0, dtype=bool)  # per arena tier: DRAM, SSD or EIC (a prefix can be fetched)
         self.front_slots = topo.front_slots()
         self.front_nodes = np.unique(topo.nodes_of_slots(self.front_slots))
+        # per rack-local node, its front slots (``front_ids_of_node``, asked by every least-loaded pick)
+        self._front_slots_of = [self.front_slots[topo.nodes_of_slots(self.front_slots) == local]
+                                for local in range(topo.nodes_per_rack)]
         self.inst_load = np.zeros(topo.num_instances, dtype=np.int64)
         self.node_load = np.zeros(topo.num_nodes, dtype=np.int64)
         self.rack_load = np.zeros(topo.num_racks, dtype=np.int64)
@@ -238,8 +241,7 @@ class ClusterRun(PrefixFetch, ServingRun):
     def front_ids_of_node(self, node: int) -> np.ndarray:
         topo = self.topo
         rack, local = divmod(node, topo.nodes_per_rack)
-        slots = self.front_slots[topo.nodes_of_slots(self.front_slots) == local]
-        return rack * topo.instances_per_rack + slots
+        return rack * topo.instances_per_rack + self._front_slots_of[local]
 
     # ------------------------------------------------------------------ arrivals
 
