@@ -108,13 +108,17 @@ def _plain_sample(timeline) -> tuple[tuple[int, int, int], np.ndarray]:
     return (queued, running, used), work
 
 
-@pytest.mark.parametrize("mode", ["single", "pd"])
-def test_timeline_samples_equal_their_definition_and_ask_only_open_windows(monkeypatch, mode):
+@pytest.mark.parametrize("mode,extra", [("single", []), ("pd", []),
+                                       # a data-parallel group: its members' dummy steps are no batch scheduled
+                                       ("single", ["model=qwen3-30b-a3b", "serving.num_instances=2",
+                                                   "serving.data_parallel_size=2", "cluster.router=round-robin"])],
+                         ids=["single", "pd", "data-parallel"])
+def test_timeline_samples_equal_their_definition_and_ask_only_open_windows(monkeypatch, mode, extra):
     """Each sample's queued, running and KV blocks in use, and per role its work counters, are the sums over the
     instances; a pool's ``used`` (a Python call) is not asked by a sample: its count is read, and only a pool with a
     window open adds the blocks the window's started steps took."""
-    config = _multi_turn_config("pd.num_prefill=1", "pd.num_decode=2", "serving.num_instances=3")
-    checked = {"samples": 0, "busy": 0, "open": 0}
+    config = _multi_turn_config("pd.num_prefill=1", "pd.num_decode=2", "serving.num_instances=3", *extra)
+    checked = {"samples": 0, "busy": 0, "open": 0, "dummy": 0}
     sample = timeline_module.Timeline._sample
     used = BlockPool.used
 
@@ -122,6 +126,7 @@ def test_timeline_samples_equal_their_definition_and_ask_only_open_windows(monke
         expected, work = _plain_sample(self)  # (before the sample: what it reads is the same)
         checked["busy"] += expected[0] + expected[1] > 0
         checked["open"] += sum(inst.pool._window is not None for inst in self.instances)
+        checked["dummy"] = sum(inst.work.dummy_steps for inst in self.instances)
         n = self.n
         monkeypatch.setattr(BlockPool, "used", property(lambda pool: pytest.fail("a pool's used asked")))
         sample(self)
@@ -134,6 +139,7 @@ def test_timeline_samples_equal_their_definition_and_ask_only_open_windows(monke
     monkeypatch.setattr(timeline_module.Timeline, "_sample", checking)
     run_serving(_synthetic(config), config, mode)
     assert checked["samples"] > 100 and checked["busy"] > 50 and checked["open"] > 10
+    assert (checked["dummy"] > 0) == bool(extra)  # (the case each is there for)
 
 
 def test_an_instances_level_cells_are_its_tiers_hit_locations():

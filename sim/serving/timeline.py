@@ -11,8 +11,8 @@ table; steps, tokens and sequences from the counters' differences) are derived a
 nothing is recorded per event. A decode window's steps count when the window ends.
 
 A sample sums over every instance built (a cluster's 10,240), so it reads them with ``map`` over flat lists of the
-objects it reads (each instance's queues, scheduler, pool and work counters, none of them ever rebound): the loops
-run in C, ~6x faster than a Python loop over the instances, with the same integer sums.
+objects it reads (each instance's queues, scheduler and pool, none of them ever rebound): the loops run in C, with
+the same integer sums; the work counters' sums per role are kept as they change (``WorkTotals.tally``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from sim.serving.block_pool import BlockPool, used_sum
 from sim.serving.engine import Engine
 from sim.serving.instance import Instance
 from sim.serving.scheduler import Scheduler
-from sim.serving.utilization import WorkTotals
+from sim.serving.utilization import ScheduledWork
 
 MAX_POINTS = 1000
 # Before every other event at the same instant (arrivals run at -1): a sample sees the state up to,
@@ -35,9 +35,6 @@ MAX_POINTS = 1000
 SAMPLE_PRIORITY = -2
 
 _LOADING = attrgetter("loading")
-_STEPS, _DUMMY_STEPS = attrgetter("steps"), attrgetter("dummy_steps")
-_PREFILL_TOKENS, _DECODE_TOKENS, _LOGIT_ROWS = (attrgetter("prefill_tokens"), attrgetter("decode_tokens"),
-                                                attrgetter("logit_rows"))
 
 
 class Timeline:
@@ -59,12 +56,12 @@ class Timeline:
         self.work = np.zeros((0, 3, max_points), dtype=np.int64)  # per role: steps, tokens, seqs so far
         self.n = 0
         # what a sample reads, flat: every instance's queued requests (inbox, waiting, ready), running lists,
-        # schedulers (their ``loading``), pools, and per role its instances' work counters
+        # schedulers (their ``loading``) and pools; per role, its instances' work counters summed
         self._queues: list[Sequence] = []
         self._running: list[Sequence] = []
         self._schedulers: list[Scheduler] = []
         self._pools: list[BlockPool] = []
-        self._works: list[list[WorkTotals]] = []
+        self._tallies: list[ScheduledWork] = []
         for inst in instances:
             self.add(inst)
 
@@ -74,25 +71,24 @@ class Timeline:
         self.total_blocks += instance.pool.total
         if instance.role not in self.roles:
             self.roles.append(instance.role)
-            self._works.append([])
+            self._tallies.append(ScheduledWork())
             self.work = np.concatenate([self.work, np.zeros((1, *self.work.shape[1:]), dtype=np.int64)])
         s = instance.scheduler
         self._queues += (s.inbox, s.waiting, s.ready)
         self._running.append(s.running)
         self._schedulers.append(s)
         self._pools.append(instance.pool)
-        self._works[self.roles.index(instance.role)].append(instance.work)
+        w, tally = instance.work, self._tallies[self.roles.index(instance.role)]
+        tally.steps += w.steps - w.dummy_steps  # (the batches scheduled: no dummy step)
+        tally.tokens += w.prefill_tokens + w.decode_tokens
+        tally.seqs += w.logit_rows
+        w.tally = tally  # (its steps from now on add to it)
 
     def begin(self) -> None:
         self.engine.at(self.start, self._sample, priority=SAMPLE_PRIORITY)
 
     def _work_now(self) -> np.ndarray:
-        work = np.zeros((len(self.roles), 3), dtype=np.int64)
-        for row, works in enumerate(self._works):
-            work[row] = (sum(map(_STEPS, works)) - sum(map(_DUMMY_STEPS, works)),  # (the batches scheduled: no dummy
-                         sum(map(_PREFILL_TOKENS, works)) + sum(map(_DECODE_TOKENS, works)),  # step)
-                         sum(map(_LOGIT_ROWS, works)))
-        return work
+        return np.array([(t.steps, t.tokens, t.seqs) for t in self._tallies], dtype=np.int64).reshape(-1, 3)
 
     def _sample(self) -> None:
         # queued: inbox, waiting, ready, and loading (vLLM: WAITING_FOR_REMOTE_KVS waits)
