@@ -36,7 +36,7 @@ def test_a_windows_reserved_blocks_are_taken_as_their_steps_start(monkeypatch):
     clock.now = 10.5
     window = _window(10.0, 8)
     pool.reserve(window, [(2, 2), (5, 1)], 4)
-    assert pool.claim_steps == [2, 5, 6]
+    assert pool.claim_steps == [2, 5, 6] and pool.claim_times() == [11.0, 14.0, 15.0]
     assert (pool.used, pool.reserved, pool.free) == (7, 3, 90)
     assert pool.unused_through(11.0) == 92  # the step starting at 11 s has taken its block by then
     clock.now = 11.0
@@ -52,6 +52,12 @@ def test_a_windows_reserved_blocks_are_taken_as_their_steps_start(monkeypatch):
     assert (pool.used, pool.free, pool.claim_steps) == (9, 91, [])
     # ∫ used dt: 7 blocks over 16 s, one more from 11 s, one more from 14 s
     assert pool.block_seconds_until(16.0) == pytest.approx(7 * 16 + 5 + 2)
+    # a window from 16 s: two jobs take a block at step 3 (18 s), one of them another at step 7 (22 s): one event a step
+    pool.reserve(_window(16.0, 8), [(3, 1), (3, 2)], 4)
+    assert pool.claim_steps == [3, 3, 7] and pool.claim_times() == [18.0, 22.0]
+    assert (pool.used, pool.reserved) == (9, 3)
+    clock.now = 18.5
+    assert (pool.used, pool.reserved) == (11, 1)
 
 
 def test_reserved_sequence_numbers_run_where_they_were_reserved():
@@ -164,7 +170,7 @@ def test_least_loaded_pick_ties_break_by_tokens_then_round_robin():
     assert least(ids, np.zeros(4, int), np.zeros(4, int), 4) == 5
     rng = np.random.default_rng(3)
     for _ in range(300):
-        n = int(rng.integers(1, 20))
+        n = int(rng.integers(1, 60))  # (either side of ``SMALL``: lists, or numpy masks)
         ids = np.sort(rng.choice(1000, n, replace=False))
         loads, tokens, last = rng.integers(0, 3, n), rng.integers(0, 3, n), int(rng.integers(-1, 1000))
         low = loads == loads.min()

@@ -76,6 +76,7 @@ class BlockPool:
         self._claim_steps: list[int] = []  # the window's steps taking a reserved block, in order, one per block
         self._claim_times: list[float] = []  # their start times
         self._claims_valid = (0, 0)  # (the window's steps, the blocks they take): ``_taken``
+        self._distinct_times: list[float] | None = None  # ``claim_times``
         self._watcher: InUseWatcher | None = None  # told of prompt blocks taken and freed (``watch``)
         self._watch_tier = -1
 
@@ -97,21 +98,37 @@ class BlockPool:
         events are scheduled): the blocks taken by ``t`` are those of the listed steps that started before it (step
         ends increase), one bisection, however often it is asked (a fleet's timeline sample asks thousands of pools)."""
         self._window, self._growth, self._block_size = window, growth, block_size
-        if len(growth) == 1:  # (the usual case: one job grows)
+        start, ends = window.start, window.ends
+        if len(growth) == 1:  # (the usual case: one job grows, often by one block)
             first, count = growth[0]
-            steps = list(range(first, first + count * block_size, block_size))
+            if count == 1:
+                steps, times = [first], [start + ends[first - 2]]
+            else:
+                steps = list(range(first, first + count * block_size, block_size))
+                times = [start + ends[step - 2] for step in steps]
+            self._distinct_times = times  # (its steps are distinct)
         else:
             steps = sorted([step for first, count in growth
                             for step in range(first, first + count * block_size, block_size)])
-        start, ends = window.start, window.ends
-        self._claim_steps = steps
-        self._claim_times = [start + ends[step - 2] for step in steps]
-        self._claims_valid = (window.steps, bisect_right(steps, window.steps))
+            times = [start + ends[step - 2] for step in steps]
+            self._distinct_times = None
+        self._claim_steps, self._claim_times = steps, times
+        self._claims_valid = (window.steps, len(steps) if steps[-1] <= window.steps
+                              else bisect_right(steps, window.steps))
 
     @property
     def claim_steps(self) -> list[int]:
         """The active window's steps (from 1) whose start takes a reserved block, in order, once per block."""
         return self._claim_steps if self._window is not None else []
+
+    def claim_times(self) -> list[float]:
+        """The start times of the active window's steps that take a reserved block, once per step, in order."""
+        if self._window is None:
+            return []
+        if self._distinct_times is None:
+            start, ends = self._window.start, self._window.ends
+            self._distinct_times = [start + ends[step - 2] for step in dict.fromkeys(self._claim_steps)]
+        return self._distinct_times
 
     def _taken(self) -> int:
         """Reserved blocks the window's ``steps`` take (its steps an interruption cut off take none)."""

@@ -236,8 +236,7 @@ class Instance:
             if self.kv.prefix_caching:  # the cache gives them up as their steps start (after the instant's other
                 # events, as a single step plans itself last: CLAIM_PRIORITY), an event per step taking one; each
                 # pushes the next (a heap of 10 k instances' windows held ~8 times as many claims as other events)
-                ends, start = window.ends, window.start
-                times = [start + ends[step - 2] for step in dict.fromkeys(pool.claim_steps)]  # (distinct, in order)
+                times = pool.claim_times()
                 seq = self.engine.reserve(len(times))
                 self.engine.at_seq(times[0], seq, self._claim_blocks, times, 0, seq, priority=CLAIM_PRIORITY)
         # a stepwise manager's steps allocate as they start (CLAIM_PRIORITY)
