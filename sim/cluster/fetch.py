@@ -82,6 +82,14 @@ class FetchPlan:
         return np.flatnonzero(self.codes != HBM * len(LOCATIONS) + INSTANCE)
 
 
+def level_cells(kinds: list[int]) -> np.ndarray:
+    """Per level of an instance's cache (its tiers' ``kinds``), the ``hit_blocks`` cell of a block held there (one
+    table per instance, built with it: ``PrefixFetch._local_codes`` reads it per request)."""
+    kinds_array = np.asarray(kinds, dtype=np.int64)
+    scopes = np.where(kinds_array == HBM, INSTANCE, np.where(kinds_array == EIC, RACK, NODE))
+    return kinds_array * len(LOCATIONS) + scopes
+
+
 def _add(sources: dict[int, list[int]], tier: int, blocks: int, nbytes: int) -> None:
     """Count ``blocks`` of ``nbytes`` more to load from source ``tier``."""
     entry = sources.setdefault(tier, [0, 0])
@@ -262,11 +270,12 @@ class PrefixFetch:
                 offsets, tiers = offsets[:found + 1], tiers[:offsets[found]]
         plan = FetchPlan(hits=len(levels) + found)
         codes = [self._local_codes(inst, levels)]  # where each block of the prefix is, for the hits at admission
-        for level, count in zip(*np.unique(levels, return_counts=True), strict=True):
-            if level > 0:
-                tier = inst.kv.cache.tiers[int(level)]
-                _add(plan.sources, tier.index, int(count), int(count) * self.load_bytes)
-                plan.reads.append((tier, int(count) * self.load_bytes))
+        # the blocks of each level below HBM, by level (counted in C: ``np.unique`` sorted them, 6% of a fleet's run)
+        for level, count in enumerate(np.bincount(levels).tolist()):
+            if level > 0 and count:
+                tier = inst.kv.cache.tiers[level]
+                _add(plan.sources, tier.index, count, count * self.load_bytes)
+                plan.reads.append((tier, count * self.load_bytes))
         if found:
             best = self._cheapest_holders(offsets, tiers, inst.index)[1]  # the first holder at the best cost
             holders, which, counts = np.unique(best, return_inverse=True, return_counts=True)
@@ -357,9 +366,7 @@ class PrefixFetch:
 
     def _local_codes(self, inst: Instance, levels: np.ndarray) -> np.ndarray:
         """The ``hit_blocks`` cells of blocks held at ``levels`` of ``inst``'s own cache."""
-        kinds = np.asarray(inst.kinds, dtype=np.int64)[np.asarray(levels, dtype=np.int64)]
-        scopes = np.where(kinds == HBM, INSTANCE, np.where(kinds == EIC, RACK, NODE))
-        return kinds * len(LOCATIONS) + scopes
+        return inst.level_cells[np.asarray(levels, dtype=np.int64)]
 
     def _admitted(self, inst: Instance, job: Job, match: PrefixMatch) -> None:
         """A request's hits are the blocks the scheduler serves it at admission (as on a single node), each where

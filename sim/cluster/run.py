@@ -26,7 +26,7 @@ import numpy as np
 
 from sim.cache.arena_layout import RESIDENT
 from sim.cache.tiers import TIER_NAMES, Tier, configured_tier_blocks, tier_from_config, tier_stored_bytes
-from sim.cluster.fetch import DRAM, EIC, HBM, LOCATIONS, SSD, PrefixFetch
+from sim.cluster.fetch import DRAM, EIC, HBM, LOCATIONS, SSD, PrefixFetch, level_cells
 from sim.cluster.in_use import InUse
 from sim.cluster.links import LoadTracker, Path
 from sim.cluster.prefix_index import holders_chain
@@ -74,6 +74,9 @@ class ClusterRun(PrefixFetch, ServingRun):
         self._wanted_shared = np.zeros(0, dtype=bool)  # per arena tier: DRAM, SSD or EIC (a prefix can be fetched)
         self.front_slots = topo.front_slots()
         self.front_nodes = np.unique(topo.nodes_of_slots(self.front_slots))
+        # per rack-local node, its front slots (``front_ids_of_node``, asked by every least-loaded pick)
+        self._front_slots_of = [self.front_slots[topo.nodes_of_slots(self.front_slots) == local]
+                                for local in range(topo.nodes_per_rack)]
         self.inst_load = np.zeros(topo.num_instances, dtype=np.int64)
         self.node_load = np.zeros(topo.num_nodes, dtype=np.int64)
         self.rack_load = np.zeros(topo.num_racks, dtype=np.int64)
@@ -188,6 +191,7 @@ class ClusterRun(PrefixFetch, ServingRun):
         if self.in_use is not None:  # the blocks its running requests hold stay its HBM's in the index
             inst.pool.watch(self.in_use, hbm.index)
         inst.kinds = [HBM] + [self._place[t.index][0] for t in lower]  # kind of each level of its cache
+        inst.level_cells = level_cells(inst.kinds)  # (the hit_blocks cell of each)
         self.insts[inst_id] = inst
         self.pcie[inst_id] = self._link(self.pcie_models[role])
         if self.gpu_link_models is not None:
@@ -237,8 +241,7 @@ class ClusterRun(PrefixFetch, ServingRun):
     def front_ids_of_node(self, node: int) -> np.ndarray:
         topo = self.topo
         rack, local = divmod(node, topo.nodes_per_rack)
-        slots = self.front_slots[topo.nodes_of_slots(self.front_slots) == local]
-        return rack * topo.instances_per_rack + slots
+        return rack * topo.instances_per_rack + self._front_slots_of[local]
 
     # ------------------------------------------------------------------ arrivals
 

@@ -17,9 +17,10 @@ occupancy costs two multiplications per change.
 
 from __future__ import annotations
 
-import math
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
-from operator import countOf
+from itertools import compress
+from operator import attrgetter, countOf
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -38,6 +39,19 @@ class InUseWatcher(Protocol):
     def taken(self, keys: Sequence[int], tier: int) -> None: ...
 
     def freed(self, keys: Sequence[int], tier: int) -> None: ...
+
+
+_USED = attrgetter("_used")
+_WINDOW = attrgetter("_window")
+
+
+def used_sum(pools: Sequence[BlockPool]) -> int:
+    """Σ ``used`` over ``pools``: the counts summed in C, a window's claimed blocks added only where one is open
+    (a fleet's timeline sample reads 10,240 pools; a Python loop over their ``used`` cost ~1 us each)."""
+    total = sum(map(_USED, pools))
+    for pool in compress(pools, map(_WINDOW, pools)):  # (a ``DecodeWindow`` is truthy, None is not)
+        total += pool._claimed(pool.clock.now)
+    return total
 
 
 class BlockPool:
@@ -59,8 +73,10 @@ class BlockPool:
         self._window: DecodeWindow | None = None  # the window holding reserved blocks
         self._growth: list[tuple[int, int]] = []  # per growing job: the step of its first reserved block, how many
         self._block_size = 1
-        self._taken_memo = (1, 0)
-        self._started_memo = (0.0, -1.0, 1)
+        self._claim_steps: list[int] = []  # the window's steps taking a reserved block, in order, one per block
+        self._claim_times: list[float] = []  # their start times
+        self._claims_valid = (0, 0)  # (the window's steps, the blocks they take): ``_taken``
+        self._distinct_times: list[float] | None = None  # ``claim_times``
         self._watcher: InUseWatcher | None = None  # told of prompt blocks taken and freed (``watch``)
         self._watch_tier = -1
 
@@ -76,49 +92,65 @@ class BlockPool:
     def reserve(self, window: DecodeWindow, growth: list[tuple[int, int]], block_size: int) -> None:
         """Reserve blocks for ``window``'s later steps: for each ``(first, count)`` of ``growth``, one block from
         step ``first`` (2 or later) on and every ``block_size`` steps after, ``count`` of them. Steps an
-        interruption cuts off (``window.steps``) take none."""
+        interruption cuts off (``window.steps``) take none.
+
+        The blocks' steps are listed once, in order, with their start times (start + ends[step - 2], as the window's
+        events are scheduled): the blocks taken by ``t`` are those of the listed steps that started before it (step
+        ends increase), one bisection, however often it is asked (a fleet's timeline sample asks thousands of pools)."""
         self._window, self._growth, self._block_size = window, growth, block_size
-        self._taken_memo = (1, 0)  # the first step takes no reserved block
-        # (after, up to, steps started): the first step runs until it ends (what ``_started`` finds for it)
-        self._started_memo = (-math.inf, window.start + window.ends[0] if window.steps > 1 else math.inf, 1)
+        start, ends = window.start, window.ends
+        if len(growth) == 1:  # (the usual case: one job grows, often by one block)
+            first, count = growth[0]
+            if count == 1:
+                steps, times = [first], [start + ends[first - 2]]
+            else:
+                steps = list(range(first, first + count * block_size, block_size))
+                times = [start + ends[step - 2] for step in steps]
+            self._distinct_times = times  # (its steps are distinct)
+        else:
+            steps = sorted([step for first, count in growth
+                            for step in range(first, first + count * block_size, block_size)])
+            times = [start + ends[step - 2] for step in steps]
+            self._distinct_times = None
+        self._claim_steps, self._claim_times = steps, times
+        self._claims_valid = (window.steps, len(steps) if steps[-1] <= window.steps
+                              else bisect_right(steps, window.steps))
 
-    def _started(self, t: float, inclusive: bool = False) -> int:
-        """Steps of the window started before ``t`` (or at it, ``inclusive``): step b >= 2 starts at
-        start + ends[b - 2] (absolute times, as the window's events are scheduled)."""
-        lo, hi, known = self._started_memo
-        if not inclusive and lo < t <= hi:
-            return known
-        w = self._window
-        last = w.steps - 1
-        i = w.ended(t, last, inclusive)  # step i + 1 starts as step i ends
-        if not inclusive:  # the same answer for any time after step i + 1's start and up to the next one's
-            self._started_memo = (w.start + w.ends[i - 1] if i else -math.inf,
-                                  w.start + w.ends[i] if i < last else math.inf, i + 1)
-        return i + 1
+    @property
+    def claim_steps(self) -> list[int]:
+        """The active window's steps (from 1) whose start takes a reserved block, in order, once per block."""
+        return self._claim_steps if self._window is not None else []
 
-    def _taken(self, steps: int) -> int:
-        """Reserved blocks the window's first ``steps`` steps take (the last answer is kept: reads between two step
-        starts ask the same)."""
-        memo = self._taken_memo
-        if steps != memo[0]:
-            bs = self._block_size
-            taken = 0
-            for first, count in self._growth:
-                if steps >= first:
-                    started = (steps - first) // bs + 1
-                    taken += count if count < started else started
-            self._taken_memo = memo = (steps, taken)
-        return memo[1]
+    def claim_times(self) -> list[float]:
+        """The start times of the active window's steps that take a reserved block, once per step, in order."""
+        if self._window is None:
+            return []
+        if self._distinct_times is None:
+            start, ends = self._window.start, self._window.ends
+            self._distinct_times = [start + ends[step - 2] for step in dict.fromkeys(self._claim_steps)]
+        return self._distinct_times
+
+    def _taken(self) -> int:
+        """Reserved blocks the window's ``steps`` take (its steps an interruption cut off take none)."""
+        steps, taken = self._claims_valid
+        if steps != self._window.steps:
+            steps = self._window.steps
+            taken = bisect_right(self._claim_steps, steps)
+            self._claims_valid = (steps, taken)
+        return taken
 
     def _claimed(self, t: float, inclusive: bool = False) -> int:
-        return self._taken(self._started(t, inclusive)) if self._window is not None else 0
+        """Reserved blocks taken by the window's steps started before ``t`` (or at it, ``inclusive``)."""
+        if self._window is None:
+            return 0
+        return (bisect_right if inclusive else bisect_left)(self._claim_times, t, 0, self._taken())
 
     @property
     def reserved(self) -> int:
         """Blocks reserved for steps that have not started (none for steps an interruption cut off)."""
         if self._window is None:
             return 0
-        return self._taken(self._window.steps) - self._claimed(self.clock.now)
+        return self._taken() - self._claimed(self.clock.now)
 
     @property
     def used(self) -> int:
@@ -150,6 +182,7 @@ class BlockPool:
                     blocks += taken
                     offsets += sum(ends[first - 2:first - 2 + taken * bs:bs])
         self._window, self._growth = None, []
+        self._claim_steps, self._claim_times = [], []
         self.block_seconds += self._used * (now - self.since) + blocks * (now - w.start) - offsets
         self.since = now
         self._used += blocks
@@ -181,7 +214,7 @@ class BlockPool:
         """Blocks neither in use nor reserved."""
         if self._window is None:
             return self.total - self._used
-        return self.total - self._used - self._taken(self._window.steps)
+        return self.total - self._used - self._taken()
 
     @property
     def unused(self) -> int:

@@ -48,6 +48,21 @@ class Engine:
         heapq.heappush(self._heap, (self.now + delay, priority, self._seq, callback, args))
         self._seq += 1
 
+    def reserve(self, count: int) -> int:
+        """Reserve ``count`` consecutive sequence numbers (the first is returned) for events pushed later with
+        ``at_seq``: each runs where it would have run had it been scheduled now. A chain of events each pushing the
+        next (a decode window's block claims) keeps one of them in the heap at a time, in the same order: the next
+        one's key is above the one that pushes it, so no event runs before it is pushed that would have run after."""
+        seq = self._seq
+        self._seq += count
+        return seq
+
+    def at_seq(self, time: float, seq: int, callback: Callable[..., Any], *args: Any, priority: int = 0) -> None:
+        """Run ``callback(*args)`` at simulated ``time`` (not before now) with a sequence number from ``reserve``."""
+        if time < self.now:
+            raise ValueError(f"cannot schedule in the past: {time} < now {self.now}")
+        heapq.heappush(self._heap, (time, priority, seq, callback, args))
+
     def run(self, until: float | None = None) -> None:
         """Process events in order until the agenda is empty (or simulated time passes ``until``)."""
         heap = self._heap

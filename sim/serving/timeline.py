@@ -9,22 +9,32 @@ doubles, so the grid stays regular (start + i × interval) and its size stays wi
 ``max_points`` for any run. Per-interval figures (arrivals and completions from the request
 table; steps, tokens and sequences from the counters' differences) are derived at the end:
 nothing is recorded per event. A decode window's steps count when the window ends.
+
+A sample sums over every instance built (a cluster's 10,240), so it reads them with ``map`` over flat lists of the
+objects it reads (each instance's queues, scheduler and pool, none of them ever rebound): the loops run in C, with
+the same integer sums; the work counters' sums per role are kept as they change (``WorkTotals.tally``).
 """
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Callable, Sequence
 
 import numpy as np
 
 from sim.report.metrics import RequestTable
+from sim.serving.block_pool import BlockPool, used_sum
 from sim.serving.engine import Engine
 from sim.serving.instance import Instance
+from sim.serving.scheduler import Scheduler
+from sim.serving.utilization import ScheduledWork
 
 MAX_POINTS = 1000
 # Before every other event at the same instant (arrivals run at -1): a sample sees the state up to,
 # not including, its instant, so the counters' differences are the work of [t_i, t_i+1) exactly.
 SAMPLE_PRIORITY = -2
+
+_LOADING = attrgetter("loading")
 
 
 class Timeline:
@@ -35,16 +45,25 @@ class Timeline:
         if max_points < 2 or max_points % 2:
             raise ValueError("max_points must be an even number >= 2")
         self.engine = engine
-        self.instances = list(instances)
-        self.roles = list(dict.fromkeys(inst.role for inst in self.instances))
+        self.instances: list[Instance] = []
+        self.roles: list[str] = []
         self.extra_queued = extra_queued
         self.start = start
         self.interval = max(span, 1e-3) / (max_points // 4)  # the arrivals fill a quarter of the grid
         self.max_points = max_points
-        self.total_blocks = sum(inst.pool.total for inst in self.instances)
+        self.total_blocks = 0
         self.state = np.zeros((3, max_points), dtype=np.int64)  # queued, running, KV blocks used
-        self.work = np.zeros((len(self.roles), 3, max_points), dtype=np.int64)  # steps, tokens, seqs so far
+        self.work = np.zeros((0, 3, max_points), dtype=np.int64)  # per role: steps, tokens, seqs so far
         self.n = 0
+        # what a sample reads, flat: every instance's queued requests (inbox, waiting, ready), running lists,
+        # schedulers (their ``loading``) and pools; per role, its instances' work counters summed
+        self._queues: list[Sequence] = []
+        self._running: list[Sequence] = []
+        self._schedulers: list[Scheduler] = []
+        self._pools: list[BlockPool] = []
+        self._tallies: list[ScheduledWork] = []
+        for inst in instances:
+            self.add(inst)
 
     def add(self, instance: Instance) -> None:
         """An instance created during the run (the cluster builds them lazily)."""
@@ -52,27 +71,30 @@ class Timeline:
         self.total_blocks += instance.pool.total
         if instance.role not in self.roles:
             self.roles.append(instance.role)
+            self._tallies.append(ScheduledWork())
             self.work = np.concatenate([self.work, np.zeros((1, *self.work.shape[1:]), dtype=np.int64)])
+        s = instance.scheduler
+        self._queues += (s.inbox, s.waiting, s.ready)
+        self._running.append(s.running)
+        self._schedulers.append(s)
+        self._pools.append(instance.pool)
+        w, tally = instance.work, self._tallies[self.roles.index(instance.role)]
+        tally.steps += w.steps - w.dummy_steps  # (the batches scheduled: no dummy step)
+        tally.tokens += w.prefill_tokens + w.decode_tokens
+        tally.seqs += w.logit_rows
+        w.tally = tally  # (its steps from now on add to it)
 
     def begin(self) -> None:
         self.engine.at(self.start, self._sample, priority=SAMPLE_PRIORITY)
 
     def _work_now(self) -> np.ndarray:
-        work = np.zeros((len(self.roles), 3), dtype=np.int64)
-        for inst in self.instances:
-            w = inst.work
-            work[self.roles.index(inst.role)] += (w.steps - w.dummy_steps, w.prefill_tokens + w.decode_tokens,
-                                                  w.logit_rows)  # (the batches scheduled: no dummy step)
-        return work
+        return np.array([(t.steps, t.tokens, t.seqs) for t in self._tallies], dtype=np.int64).reshape(-1, 3)
 
     def _sample(self) -> None:
-        queued = self.extra_queued()
-        running = used = 0
-        for inst in self.instances:
-            s = inst.scheduler
-            queued += len(s.inbox) + len(s.waiting) + len(s.ready) + s.loading  # (vLLM: WAITING_FOR_REMOTE_KVS waits)
-            running += len(s.running)
-            used += inst.pool.used
+        # queued: inbox, waiting, ready, and loading (vLLM: WAITING_FOR_REMOTE_KVS waits)
+        queued = self.extra_queued() + sum(map(len, self._queues)) + sum(map(_LOADING, self._schedulers))
+        running = sum(map(len, self._running))
+        used = used_sum(self._pools)
         n = self.n
         self.state[:, n] = (queued, running, used)
         self.work[:, :, n] = self._work_now()

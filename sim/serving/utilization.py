@@ -43,6 +43,16 @@ if TYPE_CHECKING:
 
 
 @dataclass(slots=True)
+class ScheduledWork:
+    """Running sums, over the instances whose ``WorkTotals`` add to it (``tally``), of what a timeline samples: the
+    batches scheduled (dummy steps aside), their tokens and their sequences (logit rows)."""
+
+    steps: int = 0
+    tokens: int = 0
+    seqs: int = 0
+
+
+@dataclass(slots=True)
 class WorkTotals:
     """Sums over an instance's steps of the aggregates the roofline prices."""
 
@@ -73,6 +83,9 @@ class WorkTotals:
     sliding_prefill_pairs: float = 0.0
     sliding_prefill_kv_tokens: int = 0
     sliding_decode_kv_tokens: float = 0.0
+    # the role's sums a timeline samples (``sim.serving.timeline``), kept as the counters change: a sample reads
+    # them instead of every instance's counters (a fleet's 10,240)
+    tally: ScheduledWork | None = field(default=None, compare=False, repr=False)
 
     def add_step(self, shape: StepShape, duration: float, share: DataParallelShare | None = None) -> None:
         """A step of ``shape`` that took ``duration`` seconds (``share``: priced as a data-parallel group's)."""
@@ -96,6 +109,11 @@ class WorkTotals:
         tokens = shape.prefill_tokens + shape.decode_seqs
         self.tokens_per_step[tokens] = self.tokens_per_step.get(tokens, 0) + 1
         self.seqs_per_step[rows] = self.seqs_per_step.get(rows, 0) + 1
+        tally = self.tally
+        if tally is not None:
+            tally.steps += 1
+            tally.tokens += tokens
+            tally.seqs += rows
 
     def add_decode_window(self, first: StepShape, steps: int, duration: float,
                           share: DataParallelShare | None = None) -> None:
@@ -118,6 +136,11 @@ class WorkTotals:
         per_step[seqs] = per_step.get(seqs, 0) + steps
         per_step = self.seqs_per_step
         per_step[seqs] = per_step.get(seqs, 0) + steps
+        tally = self.tally
+        if tally is not None:
+            tally.steps += steps
+            tally.tokens += decoded
+            tally.seqs += decoded
 
     def add_dummy_steps(self, share: DataParallelShare, steps: int, duration: float) -> None:
         """``steps`` dummy steps of a data-parallel member with nothing to run, priced with ``share``, in the group's

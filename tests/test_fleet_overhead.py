@@ -1,0 +1,179 @@
+"""The per-step Python around a fleet's instances costs what changed, with the same results: a decode window's block
+claims (one event in the heap at a time, each answer one bisection), and the timeline's samples (sums over every
+instance read in C, a pool asked its ``used`` only while a window is open)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import sim.serving.timeline as timeline_module
+from sim.config import load_config
+from sim.serving.block_pool import BlockPool, used_sum
+from sim.serving.compute import StepShape
+from sim.serving.decode_windows import DecodeWindow
+from sim.serving.engine import Engine
+from sim.serving.instance import Instance
+from sim.serving.run import run_serving
+from tests.test_serving import _multi_turn_config, _synthetic, make_trace
+
+
+def _window(start: float, steps: int) -> DecodeWindow:
+    """A window of ``steps`` steps of 1 s each from ``start``: step b (from 1) starts at start + b - 1."""
+    times = np.ones(steps)
+    return DecodeWindow([], [], StepShape(), times, times.cumsum().tolist(), start, steps)
+
+
+def test_a_windows_reserved_blocks_are_taken_as_their_steps_start(monkeypatch):
+    # blocks of 4 tokens; one job's 2 blocks from step 2 (steps 2 and 6), another's 1 from step 5: steps 2, 5 and 6
+    # start at 11, 14 and 15 s (hand-computed from the window's 1 s steps from 10 s)
+    monkeypatch.setattr(DecodeWindow, "ended", lambda *a: pytest.fail("a bisection over the claims, not a search"))
+    clock = SimpleNamespace(now=0.0)
+    pool = BlockPool(100, clock)
+    pool.allocate(7)  # 7 blocks in use from 0 s
+    clock.now = 10.5
+    window = _window(10.0, 8)
+    pool.reserve(window, [(2, 2), (5, 1)], 4)
+    assert pool.claim_steps == [2, 5, 6] and pool.claim_times() == [11.0, 14.0, 15.0]
+    assert (pool.used, pool.reserved, pool.free) == (7, 3, 90)
+    assert pool.unused_through(11.0) == 92  # the step starting at 11 s has taken its block by then
+    clock.now = 11.0
+    assert (pool.used, pool.reserved) == (7, 3)  # at 11 s itself, not yet (a sample sees the instant's state before)
+    clock.now = 14.5
+    assert (pool.used, pool.reserved, pool.free) == (9, 1, 90)
+    window.steps = 5  # cut short after step 5: step 6's block is never taken
+    assert (pool.used, pool.reserved, pool.free) == (9, 0, 91)
+    assert pool.unused_through(20.0) == 91
+    assert used_sum([pool, BlockPool(50, clock)]) == 9  # (an idle pool counts its own, none here)
+    clock.now = 16.0
+    pool.finish_window()
+    assert (pool.used, pool.free, pool.claim_steps) == (9, 91, [])
+    # ∫ used dt: 7 blocks over 16 s, one more from 11 s, one more from 14 s
+    assert pool.block_seconds_until(16.0) == pytest.approx(7 * 16 + 5 + 2)
+    # a window from 16 s: two jobs take a block at step 3 (18 s), one of them another at step 7 (22 s): one event a step
+    pool.reserve(_window(16.0, 8), [(3, 1), (3, 2)], 4)
+    assert pool.claim_steps == [3, 3, 7] and pool.claim_times() == [18.0, 22.0]
+    assert (pool.used, pool.reserved) == (9, 3)
+    clock.now = 18.5
+    assert (pool.used, pool.reserved) == (11, 1)
+
+
+def test_reserved_sequence_numbers_run_where_they_were_reserved():
+    """A chain pushed one event at a time runs in the order it would have had with every event scheduled at once:
+    FIFO by the time of reservation among events at the same time and priority."""
+    engine, log = Engine(), []
+    seq = engine.reserve(2)
+
+    def first() -> None:
+        log.append("a")
+        engine.at_seq(1.0, seq + 1, log.append, "b")  # reserved before "x" was scheduled: runs before it
+
+    engine.at_seq(1.0, seq, first)
+    engine.at(1.0, log.append, "x")
+    engine.at(0.5, log.append, "early")
+    engine.run()
+    assert log == ["early", "a", "b", "x"]
+    with pytest.raises(ValueError):
+        engine.at_seq(0.5, engine.reserve(1), log.append, "past")
+
+
+def test_a_windows_claims_hold_one_event_in_the_heap(monkeypatch):
+    """A request decoding 300 tokens in 16-token blocks: its window takes a block every 16 steps (18 of them),
+    scheduled one at a time. (A second request repeats its prompt: blocks can repeat, so they are cached.)"""
+    heap_claims, distinct = [], []
+    run_window = Instance.run_window
+
+    def counting(self, window, share=None):
+        run_window(self, window, share)
+        distinct.append(len(set(self.pool.claim_steps)))
+        heap_claims.append(sum(getattr(e[3], "__name__", "") == "_claim_blocks" for e in self.engine._heap))
+
+    monkeypatch.setattr(Instance, "run_window", counting)
+    config = load_config(None, sets=["serving.num_instances=1", "serving.num_gpu_blocks=1000",
+                                     "serving.block_size=16"])
+    prompt = list(range(7))  # 100 tokens: 7 blocks
+    trace = make_trace([0.0, 100.0], [100, 100], [300, 2], block_lists=[prompt, prompt])
+    result, _ = run_serving(trace, config, "single")
+    assert max(distinct) >= 3 and heap_claims == [1 if d else 0 for d in distinct]
+    assert result.metrics["requests_completed"] == 2 and result.metrics["hits"] > 0
+
+
+def _plain_sample(timeline) -> tuple[tuple[int, int, int], np.ndarray]:
+    """A sample's figures by their definition: a loop over the instances."""
+    queued, running, used = timeline.extra_queued(), 0, 0
+    work = np.zeros((len(timeline.roles), 3), dtype=np.int64)
+    for inst in timeline.instances:
+        s, w = inst.scheduler, inst.work
+        queued += len(s.inbox) + len(s.waiting) + len(s.ready) + s.loading
+        running += len(s.running)
+        used += inst.pool.used
+        work[timeline.roles.index(inst.role)] += (w.steps - w.dummy_steps, w.prefill_tokens + w.decode_tokens,
+                                                  w.logit_rows)
+    return (queued, running, used), work
+
+
+@pytest.mark.parametrize("mode,extra", [("single", []), ("pd", []),
+                                       # a data-parallel group: its members' dummy steps are no batch scheduled
+                                       ("single", ["model=qwen3-30b-a3b", "serving.num_instances=2",
+                                                   "serving.data_parallel_size=2", "cluster.router=round-robin"])],
+                         ids=["single", "pd", "data-parallel"])
+def test_timeline_samples_equal_their_definition_and_ask_only_open_windows(monkeypatch, mode, extra):
+    """Each sample's queued, running and KV blocks in use, and per role its work counters, are the sums over the
+    instances; a pool's ``used`` (a Python call) is not asked by a sample: its count is read, and only a pool with a
+    window open adds the blocks the window's started steps took."""
+    config = _multi_turn_config("pd.num_prefill=1", "pd.num_decode=2", "serving.num_instances=3", *extra)
+    checked = {"samples": 0, "busy": 0, "open": 0, "dummy": 0}
+    sample = timeline_module.Timeline._sample
+    used = BlockPool.used
+
+    def checking(self):
+        expected, work = _plain_sample(self)  # (before the sample: what it reads is the same)
+        checked["busy"] += expected[0] + expected[1] > 0
+        checked["open"] += sum(inst.pool._window is not None for inst in self.instances)
+        checked["dummy"] = sum(inst.work.dummy_steps for inst in self.instances)
+        n = self.n
+        monkeypatch.setattr(BlockPool, "used", property(lambda pool: pytest.fail("a pool's used asked")))
+        sample(self)
+        monkeypatch.setattr(BlockPool, "used", used)
+        if self.n == n + 1:  # (else the grid was thinned, this sample dropped)
+            checked["samples"] += 1
+            assert tuple(self.state[:, n].tolist()) == expected
+            assert (self.work[:, :, n] == work).all()
+
+    monkeypatch.setattr(timeline_module.Timeline, "_sample", checking)
+    run_serving(_synthetic(config), config, mode)
+    assert checked["samples"] > 100 and checked["busy"] > 50 and checked["open"] > 10
+    assert (checked["dummy"] > 0) == bool(extra)  # (the case each is there for)
+
+
+def test_an_instances_level_cells_are_its_tiers_hit_locations():
+    """HBM is the instance's own, DRAM and SSD its node's, EIC its rack's: cells kind x 4 + location (``LOCATIONS``:
+    instance, node, rack, cross_rack), one table per instance for every request's hits."""
+    from sim.cluster.fetch import DRAM, EIC, HBM, SSD, level_cells
+
+    assert level_cells([HBM, DRAM, SSD, EIC]).tolist() == [0 * 4 + 0, 1 * 4 + 1, 2 * 4 + 1, 3 * 4 + 2]
+    assert level_cells([HBM, EIC]).tolist() == [0, 14]
+
+
+def test_least_loaded_pick_ties_break_by_tokens_then_round_robin():
+    """Hand-made: the least loaded; ties: the fewest prompt tokens routed; ties: the first id after the last routed
+    to, wrapping round. Then, on random loads, the rule's own definition (numpy masks, as written before)."""
+    from sim.cluster.routers import ClusterRouter
+
+    ids = np.array([3, 5, 7, 9])
+    least = ClusterRouter._least
+    assert least(ids, np.array([1, 0, 2, 2]), np.array([0, 9, 0, 0]), -1) == 5  # one least loaded
+    assert least(ids, np.array([1, 0, 0, 0]), np.array([0, 5, 2, 2]), 7) == 9  # 7 and 9 tie: after 7
+    assert least(ids, np.array([1, 0, 0, 0]), np.array([0, 5, 2, 2]), 9) == 7  # none after 9: wraps round
+    assert least(ids, np.zeros(4, int), np.zeros(4, int), 4) == 5
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        n = int(rng.integers(1, 60))  # (either side of ``SMALL``: lists, or numpy masks)
+        ids = np.sort(rng.choice(1000, n, replace=False))
+        loads, tokens, last = rng.integers(0, 3, n), rng.integers(0, 3, n), int(rng.integers(-1, 1000))
+        low = loads == loads.min()
+        tied = ids[low][tokens[low] == tokens[low].min()]
+        after = tied[tied > last]
+        assert least(ids, loads, tokens, last) == int(after[0] if len(after) else tied[0])
