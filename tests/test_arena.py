@@ -235,3 +235,30 @@ def test_int32_slots_keep_block_ids_up_to_their_limit_and_refuse_larger_spaces()
         TierArena(max_keys=KEY_LIMIT + 1)
     with pytest.raises(TraceError, match="at most 2,147,483,647 accesses"):
         TierArena(future=np.broadcast_to(np.int64(0), (KEY_LIMIT + 1,)))
+
+
+def test_growing_the_directory_never_holds_the_old_one_beside_the_new():
+    """A fleet's directory is a GiB: it is refilled from the slot pool after the old one is let go, so growing it
+    from C cells to 2C takes 2C x 4 bytes at most, not old + new (3C x 4), and every block is still found where it
+    is."""
+    import tracemalloc
+
+    tracemalloc.start()  # (before the old directory is allocated: its release counts)
+    try:
+        arena = TierArena(max_keys=1 << 30)
+        cache = build_cache([new_tier(arena, "hbm", "lru", 1 << 20, 1.0, 1.0, 0.0),
+                             new_tier(arena, "dram", "lru", 1 << 20, 1.0, 1.0, 0.0)], 1, inclusive=True)
+        keys = np.arange(0, 3 * 200_000, 3, dtype=np.int64)  # 200,000 blocks in both tiers: 400,000 entries
+        cache.touch_chain(keys, np.arange(len(keys)))
+        cells = len(arena._arrays["table"])
+        assert cells >= 2**19  # (400,000 entries at load <= 0.7)
+        tracemalloc.reset_peak()
+        before, _ = tracemalloc.get_traced_memory()
+        arena._grow_table(2 * cells)
+        after, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert abs(after - before - 4 * cells) < 4096  # 2C cells in, C out (and an empty array's header)
+    assert peak - before < 4 * 2 * cells - 4 * cells // 2  # old + new would be 4 x 2C above ``before``
+    assert (cache.lookup_prefix(keys) == 0).all() and sorted(arena.holders(3).tolist()) == [0, 1]
+    assert arena.holders(1).tolist() == [] and arena.resident_count(1) == len(keys)

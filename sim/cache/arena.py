@@ -319,8 +319,11 @@ class TierArena:
         self._state = None
 
     def _grow_table(self, size: int) -> None:
+        """A directory of ``size`` cells, filled from the pool (``refile``) after the old one is let go."""
+        self._state = None  # (its tuple holds the old directory)
+        self._arrays["table"] = np.zeros(0, dtype=np.int32)
         table = np.full(size, -1, dtype=np.int32)
-        refile(self._arrays["slots"], self._arrays["table"], table, 64 - (size.bit_length() - 1))
+        refile(self._arrays["slots"], table, 64 - (size.bit_length() - 1))
         self._arrays["table"] = table
         self._arrays["aux"][SHIFT] = 64 - (size.bit_length() - 1)
 

@@ -278,11 +278,13 @@ def unfile_slot(a, s: int) -> None:
 
 
 @njit(cache=True, _nrt=False)
-def refile(slots, old, table, shift):
-    """Enter every slot of directory ``old`` in the larger ``table`` (its hash ``shift``)."""
+def refile(slots, table, shift):
+    """Enter every filed slot of the pool (each holding a block id: free slots and LFU's buckets hold -1) in the empty
+    directory ``table`` (its hash ``shift``). Read from the pool, not from the directory it replaces, so that one can
+    be let go first: a fleet's directory is a GiB, and growing it held both."""
     mask = len(table) - 1
-    for s in old:
-        if s >= 0:
+    for s in range(len(slots)):
+        if slots[s, KEY] >= 0:
             i = _home_of(slots, s, shift)
             while table[i] >= 0:
                 i = (i + 1) & mask
