@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import sys
+import types
 
 import numpy as np
 
@@ -35,15 +36,24 @@ def test_an_idle_block_pool_keeps_no_table_of_its_busiest_moment():
     assert 7 in pool and pool.used == 2
 
 
+def _referents(obj) -> list:
+    """What ``obj`` holds; of a function only what it closes over and its defaults, not its module's globals (the walk
+    would reach the whole interpreter: other libraries' objects, some of which warn when merely looked at)."""
+    if type(obj) is types.FunctionType:
+        return [*(obj.__closure__ or ()), *(obj.__defaults__ or ()), *(obj.__kwdefaults__ or {}).values()]
+    return gc.get_referents(obj)
+
+
 def _jobs_reachable_from(root) -> list[Job]:
-    """Every ``Job`` reachable from ``root`` (a walk of the referents, arrays and classes not entered)."""
+    """Every ``Job`` reachable from ``root`` (a walk of the referents, arrays, classes and modules not entered)."""
     seen, todo, jobs = {id(root)}, [root], []
     while todo:
         obj = todo.pop()
         if type(obj) is Job:
             jobs.append(obj)
-        for ref in gc.get_referents(obj):
-            if id(ref) in seen or isinstance(ref, (type, np.ndarray)) or type(ref).__name__ == "module":
+        for ref in _referents(obj):
+            kind = type(ref)  # (not isinstance: it asks the object for its __class__)
+            if id(ref) in seen or issubclass(kind, (type, np.ndarray, types.ModuleType)):
                 continue
             seen.add(id(ref))
             todo.append(ref)
