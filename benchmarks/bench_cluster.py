@@ -1,5 +1,9 @@
 """Cluster mode at fleet scale: wall time, requests/s, block accesses/s and peak RSS.
 
+It also prints the largest arrays the run holds at its end (the arena's slots and directory, the trace's block ids,
+the router's tables): the workload's blocks are nearly all distinct and the fleet's HBM never fills, so the peak
+grows with them.
+
 The ``--cluster --preset prod-eval`` fleet (160 racks x 8 nodes x 8 GPUs = 10,240 GPUs) serving
 the preset's synthetic multi-turn workload, cut to ``--requests`` requests (default 1 M, the
 preset's own size). The arrival rate stays the preset's (conversations start as a Poisson process), so
@@ -16,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -31,7 +37,7 @@ def main() -> None:
     if args.requests < 1:  # was a ConfigError traceback (exit 1) naming a --set never given
         parser.error(f"--requests must be at least 1, got {args.requests}")
 
-    from sim.cluster.run import run_cluster
+    from sim.cluster.run import ClusterRun
     from sim.config import load_config
     from sim.serving.admission import admit
     from trace.workload import load_workload, with_trace_block_size
@@ -51,7 +57,8 @@ def main() -> None:
     config = with_trace_block_size(config, trace)
     admit(trace, config)
     loaded = time.perf_counter()
-    result, _ = run_cluster(trace, config)
+    run = ClusterRun(trace, config)  # (what run_cluster runs, kept to read what it holds)
+    result = run.run()
     wall = time.perf_counter() - start
     simulate = time.perf_counter() - loaded
     m = result.metrics
@@ -62,6 +69,21 @@ def main() -> None:
     print(f"wall: {wall:.1f} s (load {loaded - start:.1f} s, simulate {simulate:.1f} s)")
     print(f"requests/s: {len(trace) / simulate:,.0f}  block accesses/s: {m['accesses'] / simulate:,.0f}")
     print(f"peak RSS: {rss / 2**30:.2f} GiB")
+    print("held at the end: " + held_at_end(run, trace))
+
+
+def held_at_end(run, trace) -> str:
+    """The largest things the run holds when it ends, each in GiB: nearly every block of the fleet's workload is
+    distinct and its HBM never fills, so these grow with the blocks seen (where the peak RSS goes)."""
+    from sim.cache.arena_layout import IN_USE
+
+    arrays = run.arena._arrays
+    slots, table = arrays["slots"], arrays["table"]
+    router = sum(value.nbytes for value in vars(run.router).values() if isinstance(value, np.ndarray))
+    ids = trace.block_ids.nbytes if trace.block_ids is not None else 0
+    return (f"arena slots {slots.nbytes / 2**30:.2f} GiB ({int(arrays['aux'][IN_USE]):,} in use of {len(slots):,}, "
+            f"{slots.itemsize * slots.shape[1]} bytes each), directory {table.nbytes / 2**30:.2f} GiB "
+            f"({len(table):,} cells), trace block ids {ids / 2**30:.2f} GiB, router tables {router / 2**30:.2f} GiB")
 
 
 if __name__ == "__main__":
