@@ -71,8 +71,6 @@ class BlockPool:
         self.since = 0.0
         self.peak = 0
         self._window: DecodeWindow | None = None  # the window holding reserved blocks
-        self._growth: list[tuple[int, int]] = []  # per growing job: the step of its first reserved block, how many
-        self._block_size = 1
         self._claim_steps: list[int] = []  # the window's steps taking a reserved block, in order, one per block
         self._claim_times: list[float] = []  # their start times
         self._claims_valid = (0, 0)  # (the window's steps, the blocks they take): ``_taken``
@@ -97,7 +95,7 @@ class BlockPool:
         The blocks' steps are listed once, in order, with their start times (start + ends[step - 2], as the window's
         events are scheduled): the blocks taken by ``t`` are those of the listed steps that started before it (step
         ends increase), one bisection, however often it is asked (a fleet's timeline sample asks thousands of pools)."""
-        self._window, self._growth, self._block_size = window, growth, block_size
+        self._window = window
         start, ends = window.start, window.ends
         if len(growth) == 1:  # (the usual case: one job grows, often by one block)
             first, count = growth[0]
@@ -167,21 +165,11 @@ class BlockPool:
         w = self._window
         if w is None:
             return
-        now, bs, steps = self.clock.now, self._block_size, w.steps
-        ends = w.ends
-        blocks, offsets = 0, 0.0
-        if steps == len(ends):  # not cut short: every reserved block was taken
-            for first, count in self._growth:
-                blocks += count
-                # their start times, from the window's (one block, the usual case: its own, which is what the sum is)
-                offsets += ends[first - 2] if count == 1 else sum(ends[first - 2:first - 2 + count * bs:bs])
-        else:
-            for first, count in self._growth:
-                if steps >= first:
-                    taken = min(count, (steps - first) // bs + 1)
-                    blocks += taken
-                    offsets += sum(ends[first - 2:first - 2 + taken * bs:bs])
-        self._window, self._growth = None, []
+        now = self.clock.now
+        blocks = self._taken()  # (none of the steps an interruption cut off)
+        ends = w.ends  # each block in use from its step's start, start + ends[step - 2] (``claim_times``)
+        offsets = sum([ends[step - 2] for step in self._claim_steps[:blocks]])
+        self._window = None
         self._claim_steps, self._claim_times = [], []
         self.block_seconds += self._used * (now - self.since) + blocks * (now - w.start) - offsets
         self.since = now
