@@ -28,9 +28,9 @@ for c its capacity or the block-id space ``max_keys`` if smaller) and, if not, r
 once, asking for that many uses (``WANT``); the Python wrapper grows the arrays
 (``TierArena.reserve``) and calls again.
 
-List convention: lists 0 and 1 hold resident blocks, 2 and 3 ghost entries (``WHERE``); a
-list's head is its oldest entry. Policies without lists mark resident slots ``WHERE = 0``.
-A slot is resident iff it is in the directory with ``WHERE`` <= 1; one with ``TAKEN_WHERE`` holds the policy history
+List convention: lists 0 and 1 hold resident blocks, 2 and 3 ghost entries (a slot's ``where_of``); a
+list's head is its oldest entry. Policies without lists mark resident slots where 0.
+A slot is resident iff it is in the directory with where <= 1; one with ``TAKEN_WHERE`` holds the policy history
 of a block a running request took out of its tier (``operations.take``), in no list.
 """
 
@@ -64,6 +64,7 @@ from sim.cache.arena_layout import (
     NEXT,
     NONE,
     PCAP,
+    PLACE,
     PREV,
     PRIO,
     RESIDENT,
@@ -73,12 +74,14 @@ from sim.cache.arena_layout import (
     STAT0,
     STAT_FIELDS,
     TAIL,
-    TIER,
     USERS,
     WANT,
-    WHERE,
+    WHERE_BITS,
     Arena,
     kernel,
+    place,
+    set_where,
+    where_of,
 )
 from sim.cache.block_index import file_slot, held_each, holders, holders_chain, overloaded, refile, unfile_slot
 from sim.errors import TraceError
@@ -89,6 +92,7 @@ _NO_MARKS = np.zeros(0, dtype=np.bool_)  # ``holders_chain``: no key is held out
 def _clear_rows(rows: np.ndarray) -> None:
     """Set ``rows`` (of any width) to a free slot's values (NEXT, the free-list link, is set by the caller)."""
     rows[:] = -1
+    rows[:, PLACE] = 0  # (tier 0, where -1)
     for column in (COUNT, PRIO):
         if column < rows.shape[1]:
             rows[:, column] = 0
@@ -151,6 +155,8 @@ class TierArena:
         from sim.cache.policies.dispatch import KERNELS  # noqa: PLC0415  (the policies import this module)
 
         t = self.num_tiers
+        if t >= 1 << (31 - WHERE_BITS):  # (a slot's PLACE holds its tier in an int32's high bits)
+            raise ValueError(f"a tier arena holds at most {1 << (31 - WHERE_BITS):,} tiers")
         if t == len(self._arrays["meta"]):
             for name in ("meta", "real"):
                 old = self._arrays[name]
@@ -222,7 +228,8 @@ class TierArena:
     def resident_keys(self, tier: int) -> np.ndarray:
         """Sorted block ids resident in ``tier`` (tests, inspection: scans the pool)."""
         rows = self._arrays["slots"]
-        return np.sort(rows[(rows[:, TIER] == tier) & (rows[:, WHERE] >= 0) & (rows[:, WHERE] <= 1), KEY])
+        resident = (rows[:, PLACE] >= place(tier, 0)) & (rows[:, PLACE] <= place(tier, 1))
+        return np.sort(rows[resident, KEY])
 
     # ------------------------------------------------------------ block index
 
@@ -369,7 +376,7 @@ def alloc_slot(a, t: int) -> int:
         raise RuntimeError("tier arena slot pool exhausted (an entry point without a room check?)")
     a.aux[FREE] = a.slots[s, NEXT]
     a.aux[IN_USE] += 1
-    a.slots[s, TIER] = t
+    a.slots[s, PLACE] = place(t, -1)
     a.slots[s, PREV] = -1
     a.slots[s, NEXT] = -1
     return s
@@ -379,7 +386,7 @@ def alloc_slot(a, t: int) -> int:
 def release_slot(a, t: int, s: int) -> None:
     """Return a slot that is not in the directory to the free pool."""
     a.slots[s, KEY] = -1
-    a.slots[s, WHERE] = -1
+    set_where(a.slots, s, -1)
     a.slots[s, NEXT] = a.aux[FREE]
     a.aux[FREE] = s
     a.aux[IN_USE] -= 1
@@ -431,13 +438,13 @@ def append(a: Arena, t: int, lst: int, s: int) -> None:
         a.meta[t, HEAD + lst] = s
     a.meta[t, TAIL + lst] = s
     a.meta[t, SIZE + lst] += 1
-    a.slots[s, WHERE] = lst
+    set_where(a.slots, s, lst)
 
 
 @kernel
 def unlink(a: Arena, t: int, s: int) -> None:
     """Take slot ``s`` out of its list (``where`` keeps the list id)."""
-    lst = a.slots[s, WHERE]
+    lst = where_of(a.slots, s)
     p, n = a.slots[s, PREV], a.slots[s, NEXT]
     if p >= 0:
         a.slots[p, NEXT] = n

@@ -22,12 +22,16 @@ META_FIELDS = TAKEN + 1
 # (HEAPED: its policy keeps a heap)
 
 # ---- slot columns
-KEY, TIER, CHAIN_PREV, CHAIN_NEXT, PREV, NEXT, WHERE, COUNT, PRIO, HPOS = range(10)  # NEXT also chains the free pool
-TAKEN_WHERE = 4  # ``WHERE`` of a taken block's slot: filed in the directory, in no list, its policy history in PREV
-SLOT_FIELDS = 10  # KEY, TIER and the chain links first: a directory probe reads them together
-BASE_FIELDS = WHERE + 1  # the columns every policy uses; COUNT, PRIO, HPOS only policies that declare them
+KEY, PLACE, CHAIN_PREV, CHAIN_NEXT, PREV, NEXT, COUNT, PRIO, HPOS = range(9)  # NEXT also chains the free pool
+# PLACE packs a slot's tier and where it is in its tier's policy: tier << WHERE_BITS | (where + 1) (``tier_of``,
+# ``where_of``): where is -1 (free), a list id 0..3 or TAKEN_WHERE, so three bits; one column instead of two is a
+# seventh of an LRU slot, and the pool is most of a fleet's memory.
+WHERE_BITS = 3
+TAKEN_WHERE = 4  # where of a taken block's slot: filed in the directory, in no list, its policy history in PREV
+SLOT_FIELDS = 9  # KEY, PLACE and the chain links first: a directory probe reads them together
+BASE_FIELDS = NEXT + 1  # the columns every policy uses; COUNT, PRIO, HPOS only policies that declare them
 # A policy module's ``SLOT_FIELDS`` says how many leading columns it uses; the pool is as wide as the widest
-# policy of its tiers (an LRU fleet's slot is 28 bytes, not 40: the pool is most of a cluster's memory).
+# policy of its tiers (an LRU fleet's slot is 24 bytes, not 36: the pool is most of a cluster's memory).
 # CHAIN_PREV, CHAIN_NEXT: the neighbours in the holder chain of the same block id (other tiers), -1 for none;
 # no previous: the chain's head; neither: the block's only slot.
 SLOT_DTYPE = np.int32  # every column fits: slot numbers, block ids and stream positions are below KEY_LIMIT
@@ -67,6 +71,29 @@ def kernel(fn):
     return njit(_nrt=False, forceinline=True)(fn)
 
 
+@kernel
+def tier_of(slots, s: int) -> int:
+    """The tier slot ``s`` belongs to (``PLACE``'s high bits)."""
+    return slots[s, PLACE] >> WHERE_BITS
+
+
+@kernel
+def where_of(slots, s: int) -> int:
+    """Where slot ``s`` is in its tier's policy: a list id, ``TAKEN_WHERE``, or -1 (free)."""
+    return (slots[s, PLACE] & ((1 << WHERE_BITS) - 1)) - 1
+
+
+@kernel
+def set_where(slots, s: int, where: int) -> None:
+    slots[s, PLACE] = (slots[s, PLACE] >> WHERE_BITS << WHERE_BITS) | (where + 1)
+
+
+@kernel
+def place(t: int, where: int) -> int:
+    """``PLACE`` of a slot of tier ``t`` at ``where``."""
+    return (t << WHERE_BITS) | (where + 1)
+
+
 def step(fn):
     """A compiled multi-tier operation: a ``kernel`` not inlined (it is called from several places)."""
     return njit(_nrt=False)(fn)
@@ -90,7 +117,7 @@ class Arena(NamedTuple):
 
     meta: np.ndarray  # int64 [tier rows, META_FIELDS]: a tier's settings, state and counters
     real: np.ndarray  # float64 [tier rows]: a policy's real-valued scalar (ARC's target p)
-    slots: np.ndarray  # SLOT_DTYPE [pool, SLOT_FIELDS]; KEY -1 and WHERE -1 when free
+    slots: np.ndarray  # SLOT_DTYPE [pool, SLOT_FIELDS]; KEY -1 and where -1 when free
     table: np.ndarray  # int32 [directory, a power of two]: a slot, -1 when empty
     aux: np.ndarray  # int64: the arena-wide scalars, then the tiers' heap regions (entry i of tier t at HEAP0 + i)
     future: np.ndarray  # int64 [stream]: next use of the block accessed at each position (Belady)

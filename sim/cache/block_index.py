@@ -34,10 +34,10 @@ from sim.cache.arena_layout import (
     MIX,
     NONE,
     SHIFT,
-    TIER,
-    WHERE,
     kernel,
     step,
+    tier_of,
+    where_of,
 )
 from sim.jit import flush_when_sources_change, njit
 
@@ -91,7 +91,7 @@ def _alone(slots, s: int) -> bool:
 def _home_of(slots, s: int, shift: int) -> int:
     if slots[s, CHAIN_PREV] < 0:
         return _home_key(slots[s, KEY], shift)
-    return _home_pair(slots[s, KEY], slots[s, TIER], shift)
+    return _home_pair(slots[s, KEY], tier_of(slots, s), shift)
 
 
 @kernel
@@ -166,7 +166,7 @@ def lookup(a, t: int, key: int) -> int:
         if s < 0:
             a.aux[ABSENT] = key
             return -1
-        while a.slots[s, TIER] != t:
+        while tier_of(a.slots, s) != t:
             s = _next(a.slots, s)
             if s < 0:
                 return -1
@@ -180,7 +180,7 @@ def lookup(a, t: int, key: int) -> int:
         if a.slots[s, KEY] == key and a.slots[s, CHAIN_PREV] < 0:
             break
         i = (i + 1) & mask
-    if a.slots[s, TIER] == t:
+    if tier_of(a.slots, s) == t:
         return s
     if a.slots[s, CHAIN_NEXT] < 0:
         return -1  # the head is the only member
@@ -189,7 +189,7 @@ def lookup(a, t: int, key: int) -> int:
         s = a.table[i]
         if s < 0:
             return -1
-        if a.slots[s, KEY] == key and a.slots[s, TIER] == t:
+        if a.slots[s, KEY] == key and tier_of(a.slots, s) == t:
             return s
         i = (i + 1) & mask
 
@@ -198,7 +198,7 @@ def lookup(a, t: int, key: int) -> int:
 def resident(a, t: int, key: int) -> int:
     """The slot of ``key`` if it is resident in tier ``t`` (not a ghost), else -1."""
     s = lookup(a, t, key)
-    if s >= 0 and a.slots[s, WHERE] <= 1:
+    if s >= 0 and where_of(a.slots, s) <= 1:
         return s
     return -1
 
@@ -297,9 +297,9 @@ def holders(a, key, out):
     n = 0
     s = head_slot(a, key)
     while s >= 0:
-        if a.slots[s, WHERE] <= 1:
+        if where_of(a.slots, s) <= 1:
             if n < len(out):
-                out[n] = a.slots[s, TIER]
+                out[n] = tier_of(a.slots, s)
             n += 1
         s = _next(a.slots, s)
     return n
@@ -313,7 +313,7 @@ def held_each(a, keys, wanted, out):
         held = False
         s = head_slot(a, keys[i])
         while s >= 0:
-            if a.slots[s, WHERE] <= 1 and wanted[a.slots[s, TIER]]:
+            if where_of(a.slots, s) <= 1 and wanted[tier_of(a.slots, s)]:
                 held = True
                 break
             s = _next(a.slots, s)
@@ -330,10 +330,10 @@ def holders_chain(a, keys, first, offsets, tiers, through):
         n = offsets[i]
         s = head_slot(a, keys[i])
         while s >= 0:
-            if a.slots[s, WHERE] <= 1:
+            if where_of(a.slots, s) <= 1:
                 if n == len(tiers):
                     return -1 - i
-                tiers[n] = a.slots[s, TIER]
+                tiers[n] = tier_of(a.slots, s)
                 n += 1
             s = _next(a.slots, s)
         if n == offsets[i] and not (marked and through[i]):

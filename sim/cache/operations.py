@@ -26,9 +26,9 @@ from sim.cache.arena_layout import (
     TAKEN,
     TAKEN_WHERE,
     USERS,
-    WHERE,
     key_bytes,
     read_bytes,
+    set_where,
     step,
 )
 from sim.cache.block_index import lookup as slot_of
@@ -213,7 +213,7 @@ def _operations(access, insert, readmit, remove, victim, history, carry):
             a.meta[t, RESIDENT] -= 1
             if kept >= 0 and slot_of(a, t, key) < 0:
                 p = new_slot(a, t, key)
-                a.slots[p, WHERE] = TAKEN_WHERE
+                set_where(a.slots, p, TAKEN_WHERE)
                 a.slots[p, PREV] = kept
                 a.meta[t, TAKEN] += 1
         return level

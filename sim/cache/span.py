@@ -54,11 +54,12 @@ from sim.cache.arena_layout import (
     STAT0,
     TAKEN,
     TAKEN_WHERE,
-    WHERE,
     kernel,
     key_bytes,
     read_bytes,
+    set_where,
     step,
+    where_of,
 )
 from sim.cache.block_index import lookup as slot_of
 from sim.cache.block_index import resident
@@ -83,7 +84,7 @@ def untake(a, t, key):
     """The policy history tier ``t`` kept of ``key`` since a running request took it (``take``), now given back
     (its slot freed); -1: none kept."""
     s = slot_of(a, t, key)
-    if s < 0 or a.slots[s, WHERE] != TAKEN_WHERE:
+    if s < 0 or where_of(a.slots, s) != TAKEN_WHERE:
         return -1
     kept = a.slots[s, PREV]
     free_slot(a, t, s)
@@ -225,7 +226,7 @@ def span_operations(access, insert, remove, victim, history, carry, keeps: bool)
         a.meta[p, RESIDENT] -= 1
         if kept >= 0 and slot_of(a, p, key) < 0:  # (no ghost entry of it left: see ``operations.take``)
             q = new_slot(a, p, key)
-            a.slots[q, WHERE] = TAKEN_WHERE
+            set_where(a.slots, q, TAKEN_WHERE)
             a.slots[q, PREV] = kept
             a.meta[p, TAKEN] += 1
         return level

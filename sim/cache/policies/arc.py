@@ -10,7 +10,7 @@ capacity the policy was built with (the paper's cache size), also when the tier 
 from __future__ import annotations
 
 from sim.cache.arena import append, free_slot, move_to_tail, new_slot, unlink
-from sim.cache.arena_layout import BASE_FIELDS, HEAD, KEY, NONE, PCAP, SIZE, WHERE, X0, arena_type, kernel
+from sim.cache.arena_layout import BASE_FIELDS, HEAD, KEY, NONE, PCAP, SIZE, X0, arena_type, kernel, where_of
 from sim.cache.block_index import lookup
 from sim.cache.policies.base import KernelPolicy, register
 
@@ -43,12 +43,12 @@ def _prepare(a, t, key):
         return a.meta[t, PREPARED_SLOT]
     a.meta[t, PREPARED] = key
     s = lookup(a, t, key)
-    if s >= 0 and a.slots[s, WHERE] <= T2:  # resident: not a ghost hit
+    if s >= 0 and where_of(a.slots, s) <= T2:  # resident: not a ghost hit
         s = -1
     a.meta[t, PREPARED_SLOT] = s
     c = a.meta[t, PCAP]
     t1, t2, b1, b2 = a.meta[t, SIZE + T1], a.meta[t, SIZE + T2], a.meta[t, SIZE + B1], a.meta[t, SIZE + B2]
-    where = a.slots[s, WHERE] if s >= 0 else -1
+    where = where_of(a.slots, s) if s >= 0 else -1
     if where == B1:
         a.real[t] = min(a.real[t] + max(b2 / b1, 1.0), float(c))
     elif where == B2:
@@ -97,7 +97,7 @@ def readmit(a, t, s, now):
 @kernel
 def history(a, t, s):
     """What the policy knows of a block a running request takes (``base``: the take rule): T1 (seen once) or T2."""
-    return a.slots[s, WHERE]
+    return where_of(a.slots, s)
 
 
 @kernel
@@ -111,7 +111,7 @@ def carry(a, t, s, history):
 @kernel
 def remove(a, t, s):
     ghost = a.meta[t, TO_GHOST] == 1 and s == a.meta[t, VICTIM]
-    where = a.slots[s, WHERE]
+    where = where_of(a.slots, s)
     unlink(a, t, s)
     if ghost:
         append(a, t, B1 if where == T1 else B2, s)
@@ -123,7 +123,7 @@ def remove(a, t, s):
 @kernel
 def victim(a, t, incoming):
     g = _prepare(a, t, incoming)
-    where = a.slots[g, WHERE] if g >= 0 else -1
+    where = where_of(a.slots, g) if g >= 0 else -1
     in_ghost = where == B1 or where == B2
     c = a.meta[t, PCAP]
     t1 = a.meta[t, SIZE + T1]

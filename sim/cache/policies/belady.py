@@ -22,7 +22,7 @@ import numpy as np
 
 from sim.cache.arena import free_slot, new_slot, no_carry, no_history
 from sim.cache.arena_heap import heap_fix, heap_push, heap_remove, heap_top
-from sim.cache.arena_layout import HPOS, KEY_LIMIT, PRIO, WHERE, arena_type, kernel
+from sim.cache.arena_layout import HPOS, KEY_LIMIT, PRIO, arena_type, kernel, set_where
 from sim.cache.policies.base import EvictionPolicy, KernelPolicy, register
 
 KIND = 7
@@ -52,7 +52,7 @@ def access(a, t, s, now):
 @kernel
 def insert(a, t, key, now):
     s = new_slot(a, t, key)
-    a.slots[s, WHERE] = 0
+    set_where(a.slots, s, 0)
     a.slots[s, PRIO] = next_use(a, now)
     heap_push(a, t, s)
     return s

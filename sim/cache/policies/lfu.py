@@ -14,7 +14,7 @@ a bucket's ``count`` is its use count, ``prev``/``next`` link the buckets, ``pri
 from __future__ import annotations
 
 from sim.cache.arena import alloc_slot, free_slot, keep_place, new_slot, release_slot
-from sim.cache.arena_layout import COUNT, HPOS, NEXT, PREV, PRIO, WHERE, X0, arena_type, kernel
+from sim.cache.arena_layout import COUNT, HPOS, NEXT, PREV, PRIO, X0, arena_type, kernel, set_where
 from sim.cache.policies.base import KernelPolicy, register
 
 KIND = 3
@@ -33,7 +33,7 @@ def init(meta):
 def _new_bucket(a, t, count, after):
     """A bucket for ``count``, linked after bucket ``after`` (-1: first)."""
     b = alloc_slot(a, t)
-    a.slots[b, WHERE] = BUCKET
+    set_where(a.slots, b, BUCKET)
     a.slots[b, COUNT] = count
     a.slots[b, PRIO] = -1
     a.slots[b, HPOS] = -1
@@ -101,7 +101,7 @@ def access(a, t, s, now):
 @kernel
 def insert(a, t, key, now):
     s = new_slot(a, t, key)
-    a.slots[s, WHERE] = 0
+    set_where(a.slots, s, 0)
     b = a.meta[t, LOWEST]
     if b < 0 or a.slots[b, COUNT] != 1:
         b = _new_bucket(a, t, 1, -1)

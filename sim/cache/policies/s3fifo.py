@@ -14,7 +14,7 @@ or S is empty, and until the first eviction a miss that finds S full goes to M.
 from __future__ import annotations
 
 from sim.cache.arena import append, free_slot, move_to_tail, new_slot, unlink
-from sim.cache.arena_layout import COUNT, HEAD, NONE, PCAP, SIZE, WHERE, X0, arena_type, kernel
+from sim.cache.arena_layout import COUNT, HEAD, NONE, PCAP, SIZE, X0, arena_type, kernel, where_of
 from sim.cache.block_index import lookup
 from sim.cache.policies.base import KernelPolicy, register
 
@@ -84,7 +84,7 @@ def readmit(a, t, s, now):
 def history(a, t, s):
     """What the policy knows of a block a running request takes (``base``: the take rule): its queue and
     frequency, as ``queue * 4 + frequency`` (queue 0: small, 1: main; frequency 0..3)."""
-    return a.slots[s, WHERE] * (MAX_FREQ + 1) + a.slots[s, COUNT]
+    return where_of(a.slots, s) * (MAX_FREQ + 1) + a.slots[s, COUNT]
 
 
 @kernel
@@ -92,7 +92,7 @@ def carry(a, t, s, history):
     """A block just inserted as its request frees it: one taken from the main queue joins main (newest); one taken
     from the small queue stays where insertion put it (small, or main on a ghost hit); its frequency is the one it
     had."""
-    if history // (MAX_FREQ + 1) == MAIN and a.slots[s, WHERE] != MAIN:
+    if history // (MAX_FREQ + 1) == MAIN and where_of(a.slots, s) != MAIN:
         move_to_tail(a, t, MAIN, s)
     a.slots[s, COUNT] = history % (MAX_FREQ + 1)
 
@@ -100,7 +100,7 @@ def carry(a, t, s, history):
 @kernel
 def remove(a, t, s):
     evicted = s == a.meta[t, VICTIM]
-    where = a.slots[s, WHERE]
+    where = where_of(a.slots, s)
     unlink(a, t, s)
     if where == SMALL and evicted and a.meta[t, GHOST_CAP] > 0:
         append(a, t, GHOST, s)
@@ -138,7 +138,7 @@ def _small_victim(a, t):
 def victim(a, t, incoming):
     if a.meta[t, VICTIM] < 0:
         g = lookup(a, t, incoming)
-        if g >= 0 and a.slots[g, WHERE] == GHOST:  # a returning key leaves the ghost before eviction can push it out (libCacheSim's find)
+        if g >= 0 and where_of(a.slots, g) == GHOST:  # a returning key leaves the ghost before eviction can push it out (libCacheSim's find)
             unlink(a, t, g)
             free_slot(a, t, g)
             a.meta[t, GHOST_HIT] = incoming
