@@ -242,6 +242,40 @@ def test_a_request_behind_one_waiting_for_a_load_is_admitted_past_it(tmp_path, y
     assert table.fetch[y] == 0.0 and table.fetch[z] == 0.0
 
 
+def test_a_request_passed_over_for_a_load_goes_before_one_preempted_after():
+    """vLLM keeps the requests its scan passed over (connector deferral: ``get_num_new_matched_tokens`` None) in
+    ``skipped_waiting``, which FCFS looks at before ``waiting`` (``_select_waiting_queue_for_scheduling``), while
+    ``_preempt_request`` prepends a preempted one to ``waiting`` (vllm/v1/core/sched/scheduler.py): a request passed
+    over goes before one preempted after it. By hand, one GPU, 10 usable HBM blocks of 16 tokens (11 less the null
+    block), llama-3.1-8b (2,097,152 bytes a block), DRAM read at 16,777,216 B/s: r0 ([1, 2]) is cached, r1 (10 blocks)
+    pushes it to DRAM. At 20 s C ([11], 16 tokens, 60 out), B ([12, 13, 14], 40 tokens, 60 out) and X ([1, 2, 7], 40
+    tokens, 1 out) arrive, A ([1, 2, 8], 40 tokens, 1 out) at 20.001 s. C and B are admitted (1 + 3 blocks); X holds
+    3 blocks and loads blocks 1, 2 from DRAM: 5 us + 2 x 2,097,152 / 16,777,216 s = 0.250005 s; A's prefix takes
+    blocks being loaded, so A is passed over. C's 17th and 33rd tokens and B's 49th take the 3 free blocks; B's 65th
+    needs a 5th: none is free, and B, admitted last, is preempted (vLLM's ``self.running.pop()``) with 25 tokens
+    generated, 24 decode steps (about 0.17 s) in, before the load lands; C's 49th token takes one of B's 4 blocks.
+    When the load lands 3 are free: A needs 1 (block 8; 1, 2 are X's), B 5 (65 tokens). A, first, is admitted in the
+    plan that reads X in, served its 32 tokens from the HBM X's load filled; B waits. (Before: B went ahead of A; its
+    5 blocks did not fit, the queue waited behind it, and A was admitted 0.5 s later, after its blocks had gone to
+    DRAM again and been loaded a second time.)"""
+    from tests.test_serving import make_trace
+
+    rows = [(0.0, 32, 1, [1, 2]), (10.0, 150, 2, list(range(21, 31))), (20.0, 16, 60, [11]),
+            (20.0, 40, 60, [12, 13, 14]), (20.0, 40, 1, [1, 2, 7]), (20.001, 40, 1, [1, 2, 8])]
+    arrival, inputs, outputs, blocks = (list(x) for x in zip(*rows, strict=True))
+    trace = make_trace(arrival, inputs, outputs, block_lists=blocks)
+    _, table = run_cluster(trace, load_config(None, sets=[
+        *ONE_GPU_CLUSTER, "serving.num_gpu_blocks=11", "cache.tiers.dram.read_gbps=0.016777216",
+        "cache.tiers.ssd.capacity_gib=0", "cache.tiers.eic.capacity_gib=0"]))
+    c, b, x, a = 2, 3, 4, 5
+    load = 5e-6 + 2 * 2_097_152 / 16_777_216
+    assert table.fetch[x] == pytest.approx(load, rel=1e-9)
+    assert table.preemptions[b] >= 1 and table.preemptions[a] == 0
+    assert table.last_token[c] > 20.0 + load  # (C holds its blocks past the landing: nothing else frees B's 5)
+    assert table.scheduled[a] == table.scheduled[x] >= 20.0 + load
+    assert table.cached_tokens[a] == 32 and table.fetch[a] == 0.0
+
+
 def test_a_hybrid_request_waits_for_blocks_another_requests_load_has_not_brought(tmp_path):
     """The case above under vLLM's hybrid manager (gpt-oss-20b: its sliding groups' blocks taken at admission too,
     ``external_match``; 70 blocks so that r0's full blocks still leave HBM): X loads its 19 blocks (and their sliding

@@ -81,6 +81,9 @@ class Scheduler(DecodeWindows):
         self.itl = itl
         self.inbox: deque[Job] = deque()  # arrived while a step ran: not seen by a plan yet (each read at ``read_at``)
         self.waiting: deque[Job] = deque()  # to be (re)computed, FCFS
+        # how many jobs at ``waiting``'s front a plan's scan passed over and no scan has taken off it since (vLLM's
+        # ``skipped_waiting``, which FCFS scans before ``waiting``): a preempted job goes in behind them (``_preempt``)
+        self._skipped = 0
         # holding their blocks, waiting for a sequence slot: a decode role's whose KV arrived, a connector load's landed
         self.ready: deque[Job] = deque()
         self.running: list[Job] = []
@@ -168,12 +171,20 @@ class Scheduler(DecodeWindows):
         return victim
 
     def _preempt(self, job: Job) -> None:
+        """``job`` gives up its blocks and waits to be recomputed: first in the queue after the jobs the last scan
+        passed over (``_skipped``). vLLM's ``_preempt_request`` puts it at ``self.waiting``'s front
+        (``self.waiting.prepend_request``), while the requests a scan skipped (its connector deferred them,
+        ``get_num_new_matched_tokens`` None: ``_waits_for_load``) wait in ``self.skipped_waiting``, which FCFS looks
+        at first (``_select_waiting_queue_for_scheduling``: ``self.skipped_waiting or self.waiting``;
+        vllm/v1/core/sched/scheduler.py since vllm-project/vllm#35781; before it the skipped ones were prepended to
+        ``self.waiting`` at the scan's end, so a later preemption went ahead of them). Several preemptions before a
+        scan: the latest first, as repeated prepends give. O(skipped): a deque's insert."""
         self.running.remove(job)
         self.kv.free(job)
         self.table.preemptions[job.rid] += 1
         job.target = job.input_tokens + job.generated  # recompute prompt and generated tokens
         job.computed = 0
-        self.waiting.appendleft(job)
+        self.waiting.insert(self._skipped, job)
 
     # --------------------------------------------------------------- single steps
 
@@ -286,6 +297,8 @@ class Scheduler(DecodeWindows):
                 match = kv.external_match(job, plan.hits)  # other groups take that prefix's blocks at admission too)
             if self.being_loaded and self._waits_for_load(job, match.blocks):
                 skipped.append(waiting.popleft())
+                if self._skipped:  # (a job taken off the front: one passed over before leaves the count)
+                    self._skipped -= 1
                 continue
             if need is not None and need > pool.free:
                 job.computed = 0
@@ -300,6 +313,8 @@ class Scheduler(DecodeWindows):
                 self._check_fits_alone(job)
                 break
             waiting.popleft()
+            if self._skipped:
+                self._skipped -= 1
             if plan is not None:
                 self._park(job, match, cached + n, plan, now)
                 continue
@@ -321,6 +336,7 @@ class Scheduler(DecodeWindows):
             shape.add_prefill(n, cached)
         if skipped:  # back to the queue's front in their order (vLLM: ``skipped_waiting``, scanned first next step)
             waiting.extendleft(reversed(skipped))
+            self._skipped += len(skipped)
         if not batch:
             return None, preempted
         return StepBatch(batch, shape, load_total), preempted
