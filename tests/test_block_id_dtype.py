@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import pytest
 
+from sim.cluster.routers import instance_id_dtype
 from sim.config import load_config
 from sim.config_workload import WorkloadConfig
 from sim.errors import TraceError
@@ -100,6 +101,13 @@ def test_generated_ids_past_the_limit_are_refused(monkeypatch):
     for continued in (True, False):
         with pytest.raises(TraceError, match="generated blocks needs 5 block ids but .* below 4 "):
             generated_blocks(trace, 512, 3, continued)
+
+
+def test_the_router_owner_table_is_int16_while_instance_ids_fit():
+    """Instance ids 0 … n - 1 and -1 fit int16 up to n = 32,768 instances; one more and the table is int32."""
+    assert instance_id_dtype(1) is np.int16 and instance_id_dtype(32_768) is np.int16
+    assert instance_id_dtype(32_769) is np.int32 and instance_id_dtype(10_000_000) is np.int32
+    assert np.iinfo(np.int16).max == 32_767  # the largest id of 32,768 instances
 
 
 KERNELS = """
