@@ -35,7 +35,8 @@ def _same(a, b) -> None:
         x, y = getattr(a, name), getattr(b, name)
         assert (x is None) == (y is None), name
         if x is not None:
-            assert x.dtype == y.dtype == (np.float64 if name == "arrival_s" else np.int64), name
+            want = np.float64 if name == "arrival_s" else np.int32 if name == "block_ids" else np.int64
+            assert x.dtype == y.dtype == want, name
             assert np.array_equal(x, y), name
     assert a.num_unique_blocks == b.num_unique_blocks
     assert a.provenance.to_dict() == b.provenance.to_dict()
@@ -179,6 +180,27 @@ def test_a_cache_of_the_previous_format_is_rebuilt_saying_so(tmp_path, caplog):
     _same(_cached(path, cache, 512), _fresh(path, 512))
     messages = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
     assert any("built by another kvsim (workload cache format 2)" in m for m in messages), messages
+
+
+def test_a_cache_of_int64_block_ids_is_rebuilt_as_int32(tmp_path, caplog, monkeypatch):
+    """Format 3 held int64 block ids in the layout format 4 has: it is rebuilt (saying which format built it), never
+    read as int32 ids; the rebuilt cache holds int32 ids equal to the loader's."""
+    path = write(tmp_path, "bad.jsonl", MOONCAKE_BAD)
+    cache = tmp_path / "c.cache"
+    old = _fresh(path, 512)
+    old.block_ids = old.block_ids.astype(np.int64)  # (as format 3 wrote them)
+    monkeypatch.setattr(wc, "FORMAT_VERSION", 3)
+    wc._write(cache, wc.cache_key(WorkloadConfig(trace=str(path), cache=str(cache)), 512, old.provenance.sha256), old)
+    assert _header(cache)["arrays"]["block_ids"]["dtype"] == "<i8"
+    monkeypatch.setattr(wc, "FORMAT_VERSION", 4)
+    trace = _cached(path, cache, 512)
+    _same(trace, _fresh(path, 512))
+    messages = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert any("built by another kvsim (workload cache format 3)" in m for m in messages), messages
+    assert _header(cache)["arrays"]["block_ids"]["dtype"] == "<i4"
+    caplog.clear()
+    _same(_cached(path, cache, 512), trace)  # and a hit now
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 @pytest.mark.parametrize("content", [b"not a cache\n" * 10, b"arrival_timestamp,input_tokens\n", b"kvsim",

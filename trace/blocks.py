@@ -4,7 +4,8 @@ Every source of block identity (Mooncake hash ids, real token ids, session struc
 synthetic shared prefixes) is reduced to one 64-bit *content key* per block. Block i's
 chained hash covers its content key and block i-1's chained hash, as vLLM's prefix
 cache does, so equal chained hashes mean equal prefixes. Chained hashes are then
-interned to dense integer ids in order of first appearance (deterministic).
+interned to dense integer ids in order of first appearance (deterministic), int32
+(``trace.request.BLOCK_ID_DTYPE``; ``Trace`` refuses a space of ids that would not fit).
 
 All work is vectorised over requests; the only Python loop runs over block depth.
 """
@@ -15,6 +16,7 @@ import numpy as np
 
 from sim.jit import njit
 from trace.arrow import from_numpy, numpy_view
+from trace.request import BLOCK_ID_DTYPE
 
 _U64 = np.uint64
 _GOLDEN = _U64(0x9E3779B97F4A7C15)
@@ -106,8 +108,8 @@ def session_block_ids(offsets: np.ndarray, input_tokens: np.ndarray, session: np
 
 @njit(cache=True)
 def _session_block_ids(offsets, full, session, shared, pool_offsets):
-    ids = np.empty(offsets[-1], dtype=np.int64)
-    pool = np.full(pool_offsets[-1], -1, dtype=np.int64)
+    ids = np.empty(offsets[-1], dtype=np.int32)  # (BLOCK_ID_DTYPE; more than KEY_LIMIT ids wrap: Trace refuses them)
+    pool = np.full(pool_offsets[-1], -1, dtype=np.int32)
     fresh = 0
     for r in range(len(full)):
         base = pool_offsets[session[r]] if shared[r] else 0
@@ -171,11 +173,12 @@ def intern(values: np.ndarray) -> tuple[np.ndarray, int]:
     values = np.asarray(values)
     n = len(values)
     if n and values.dtype.kind in "iu" and values.min() >= 0 and values.max() < 4 * n + 1024:
-        out = np.empty(n, dtype=np.int64)
-        seen = _intern_small(values.astype(np.int64, copy=False), np.full(int(values.max()) + 1, -1, np.int64), out)
+        out = np.empty(n, dtype=BLOCK_ID_DTYPE)
+        seen = _intern_small(values.astype(np.int64, copy=False), np.full(int(values.max()) + 1, -1, BLOCK_ID_DTYPE),
+                             out)
         return out, seen
-    encoded = from_numpy(values).dictionary_encode()
-    return numpy_view(encoded.indices).astype(np.int64), len(encoded.dictionary)
+    encoded = from_numpy(values).dictionary_encode()  # (int32 indices: a writable copy of them, as numba takes)
+    return numpy_view(encoded.indices).astype(BLOCK_ID_DTYPE), len(encoded.dictionary)
 
 
 # The compiled passes below take their arrays from Python: a cached function that allocates (or
@@ -216,10 +219,10 @@ def split_block_ids(
     per = -(-trace_block // block_size)  # sub-blocks of a whole trace block
     offsets = np.zeros(len(hash_offsets), dtype=np.int64)
     _split_offsets(hash_offsets, input_tokens, trace_block, block_size, offsets)
-    ids = np.empty(offsets[-1], dtype=np.int64)
-    # (p, k) -> id in code[p * per + k], valid for k < known[p] (never read before it is written); 32-bit
-    # where every id fits: the table is mostly fresh memory, whose first touch costs more than the pass
-    code = np.empty(num_parents * per, np.int32 if len(ids) < 2**31 else np.int64)
+    ids = np.empty(offsets[-1], dtype=BLOCK_ID_DTYPE)
+    # (p, k) -> id in code[p * per + k], valid for k < known[p] (never read before it is written); 32-bit, as the
+    # ids are: the table is mostly fresh memory, whose first touch costs more than the pass
+    code = np.empty(num_parents * per, BLOCK_ID_DTYPE)
     seen = _split_ids(parents, hash_offsets, input_tokens, trace_block, block_size, per,
                       np.zeros(num_parents, np.int64), code, ids)
     return offsets, ids, seen
@@ -267,7 +270,8 @@ def repeated_within(offsets: np.ndarray, block_ids: np.ndarray, num_unique: int)
     whose hash_ids do (ids of each block's content alone) would let a prompt hit its own blocks."""
     first = np.full(len(offsets) - 1, -1, dtype=np.int64)
     last_request = np.full(max(num_unique, 1), -1, dtype=np.int32 if len(first) < 2**31 else np.int64)
-    _repeated_within(np.asarray(offsets, dtype=np.int64), np.asarray(block_ids, dtype=np.int64), last_request, first)
+    _repeated_within(np.asarray(offsets, dtype=np.int64), np.asarray(block_ids, dtype=BLOCK_ID_DTYPE), last_request,
+                     first)  # (a trace's ids: no copy)
     return first
 
 

@@ -38,9 +38,9 @@ from sim.config_rules import request_token_bound
 from sim.config_workload import WorkloadConfig
 from sim.errors import InputError, quote
 from sim.report.output import atomic_write
-from trace.request import Trace, TraceProvenance, file_sha256
+from trace.request import BLOCK_ID_DTYPE, Trace, TraceProvenance, file_sha256
 
-FORMAT_VERSION = 3  # of the file layout below (1: an .npz; 2: no CRC-32 of the header)
+FORMAT_VERSION = 4  # of the file layout below (1: an .npz; 2: no CRC-32 of the header; 3: int64 block ids)
 # then the header's length (uint64, little-endian) and CRC-32 (uint32), the header, the arrays
 MAGIC = b"kvsim-workload-cache\n"
 PREFIX = struct.Struct("<QI")
@@ -211,6 +211,9 @@ def _read(cache: Path, key: dict[str, Any]) -> tuple[Trace | None, str | None]:
                     return None, f"was built by another kvsim (workload cache format {older})"
                 raise ValueError("the header's CRC-32 does not match: the file was changed or damaged")
             meta = json.loads(header)
+            older = meta["key"].get("format_version")
+            if older != FORMAT_VERSION:  # (format 3: the same layout, int64 block ids)
+                return None, f"was built by another kvsim (workload cache format {older})"
             differ = [name for name in key if meta["key"].get(name) != key[name]]
             if differ:
                 return None, f"was built for another {'trace file' if differ == ['trace sha256'] else 'setting'} " \
@@ -219,6 +222,8 @@ def _read(cache: Path, key: dict[str, Any]) -> tuple[Trace | None, str | None]:
         start = len(MAGIC) + PREFIX.size + length
         layout = meta["arrays"]
         arrays = {name: _unpack(mapped, start, layout[name]) if name in layout else None for name in ARRAYS}
+        if arrays["block_ids"] is not None and arrays["block_ids"].dtype != BLOCK_ID_DTYPE:  # (Trace would convert)
+            raise ValueError(f"block ids stored as {arrays['block_ids'].dtype}, not {np.dtype(BLOCK_ID_DTYPE)}")
         provenance = meta["provenance"]
         if provenance["request_range"] is not None:
             provenance["request_range"] = tuple(provenance["request_range"])
@@ -275,7 +280,7 @@ def _check_consistent(trace: Trace) -> None:
     n = len(trace.arrival_s)
     offsets = trace.block_offsets
     shapes_ok = (all(getattr(trace, name).shape == (n,) for name in ARRAYS[:4]) and offsets.shape == (n + 1,)
-                 and all(getattr(trace, name).dtype == np.int64 for name in ARRAYS[1:] if getattr(trace, name) is not None)
+                 and all(getattr(trace, name).dtype == np.int64 for name in ARRAYS[1:5])
                  and trace.arrival_s.dtype == np.float64)
     if not shapes_ok or n == 0 or offsets[0] != 0 or (np.diff(offsets) < 0).any():
         raise ValueError("arrays of inconsistent shapes")

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from sim.jit import njit
-from trace.request import Trace
+from trace.request import BLOCK_ID_DTYPE, Trace, check_block_id_space
 
 if TYPE_CHECKING:
     from sim.config_workload import WorkloadConfig
@@ -39,7 +39,7 @@ class GeneratedBlocks:
     """Per request, the ids of its generated full blocks (CSR, in the trace's order)."""
 
     offsets: np.ndarray  # int64 [requests + 1]
-    ids: np.ndarray  # int64: request r's are ids[offsets[r]:offsets[r + 1]], shallowest first
+    ids: np.ndarray  # int32, as the trace's: request r's are ids[offsets[r]:offsets[r + 1]], shallowest first
     continued: int  # requests whose generated blocks a later prompt holds
     num_ids: int  # every id, the trace's and the new ones, is below this
 
@@ -60,19 +60,23 @@ def generated_blocks(trace: Trace, block_size: int, id_space: int, continued: bo
     full = np.minimum(full, np.diff(np.asarray(trace.block_offsets, dtype=np.int64)))
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
+    what = "the workload with its generated blocks"
     if trace.block_ids is None or not continued:  # (no block repeats: nothing continues another request)
-        ids = id_space + np.arange(offsets[-1], dtype=np.int64)
+        check_block_id_space(id_space + int(offsets[-1]), what)
+        ids = np.arange(id_space, id_space + int(offsets[-1]), dtype=BLOCK_ID_DTYPE)
         return GeneratedBlocks(offsets, ids, 0, id_space + int(offsets[-1]))
+    # the trace's int32 ids as they are (an int64 copy was a fleet's 1 GiB more at start); new ids counted in int64
     ids, continued, fresh = _generated_ids(np.asarray(trace.block_offsets, np.int64),
-                                           np.ascontiguousarray(trace.block_ids, dtype=np.int64), full, counts,
+                                           np.asarray(trace.block_ids, dtype=BLOCK_ID_DTYPE), full, counts,
                                            offsets, id_space)
+    check_block_id_space(int(fresh), what)  # (past it, ids wrapped: refused before anything reads them)
     return GeneratedBlocks(offsets, ids, int(continued), int(fresh))
 
 
 @njit(cache=True)
 def _generated_ids(block_offsets, block_ids, full, counts, offsets, id_space):
     n = len(full)
-    child = np.full(id_space, -1, dtype=np.int64)  # the full block after each block, where one follows it
+    child = np.full(id_space, -1, dtype=np.int32)  # the full block after each block, where one follows it
     branches = np.zeros(id_space, dtype=np.bool_)  # followed by more than one full block somewhere
     first_request = np.full(id_space, -1, dtype=np.int64)
     for r in range(n):
@@ -87,7 +91,7 @@ def _generated_ids(block_offsets, block_ids, full, counts, offsets, id_space):
                     child[parent] = block
                 elif child[parent] != block:
                     branches[parent] = True
-    ids = np.empty(offsets[n], dtype=np.int64)
+    ids = np.empty(offsets[n], dtype=np.int32)  # (BLOCK_ID_DTYPE)
     successor = np.full(n, -1, dtype=np.int64)
     holder = np.full(id_space, -1, dtype=np.int64)  # the latest request whose full blocks end at this block
     continued = 0

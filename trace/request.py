@@ -10,7 +10,24 @@ from typing import Any
 
 import numpy as np
 
+from sim.errors import TraceError
+
 BLOCK_ID_KINDS = ("hash_ids", "chained", "synthetic-sessions", "unique")
+
+
+# Block ids are held as int32 (a fleet's trace holds 140 M of them) and are below KEY_LIMIT: the cache's tier arena
+# keeps them in int32 slots too (``sim.cache.arena_layout``, which takes the bound from here); a position with no next
+# use is stored as KEY_LIMIT itself there.
+BLOCK_ID_DTYPE = np.int32
+KEY_LIMIT = (1 << 31) - 1
+
+
+def check_block_id_space(needed: int, what: str) -> None:
+    """Refuse (``TraceError``: exit 2) a block-id space of ``needed`` ids that int32 ids cannot number below
+    ``KEY_LIMIT``; ``what``: what needs them, said first. The one check of that bound: a trace's ids at load
+    (``Trace``), its generated blocks' (``trace.continuations``), the tier arena's (a hybrid model's copies)."""
+    if needed > KEY_LIMIT:
+        raise TraceError(f"{what} needs {needed:,} block ids but kvsim numbers them below {KEY_LIMIT:,} (int32 ids)")
 
 
 _HASHED: dict[tuple, str] = {}  # file_sha256's, by the file's identity and state (this process, and its forks)
@@ -91,7 +108,8 @@ class Trace:
     """Columnar requests sorted by arrival; prompt blocks in CSR form.
 
     ``block_ids`` is None for the ``unique`` kind: block j of the stream then has id j,
-    so a 10-million-request token-count trace never materialises its block ids.
+    so a 10-million-request token-count trace never materialises its block ids. Ids are int32
+    (``BLOCK_ID_DTYPE``): a trace whose id space reaches ``KEY_LIMIT`` is refused when it is built.
     """
 
     arrival_s: np.ndarray  # float64, seconds from the first request
@@ -99,9 +117,20 @@ class Trace:
     output_tokens: np.ndarray  # int64
     session_id: np.ndarray  # int64, -1 where the trace has no session
     block_offsets: np.ndarray  # int64, length n + 1
-    block_ids: np.ndarray | None  # int64 dense ids, or None (unique kind)
+    block_ids: np.ndarray | None  # int32 dense ids, or None (unique kind)
     num_unique_blocks: int
     provenance: TraceProvenance
+
+    def __post_init__(self) -> None:
+        """Refuse an id space int32 ids cannot hold (its ids would have wrapped), and hold the ids as int32 (the
+        loaders make them so; ids given in another dtype, by a test or a tool, are converted once, here)."""
+        source = self.provenance.path or f"the {self.provenance.format} workload"
+        check_block_id_space(self.num_unique_blocks, source)
+        ids = None if self.block_ids is None else np.asarray(self.block_ids)
+        if ids is not None and ids.dtype != BLOCK_ID_DTYPE:
+            if len(ids) and (ids.min() < 0 or ids.max() >= KEY_LIMIT):
+                raise TraceError(f"{source}: block ids must be in [0, {KEY_LIMIT:,})")
+            self.block_ids = ids.astype(BLOCK_ID_DTYPE)
 
     def __len__(self) -> int:
         return len(self.arrival_s)
@@ -115,13 +144,13 @@ class Trace:
         """Dense block ids of request ``i``'s prompt."""
         lo, hi = int(self.block_offsets[i]), int(self.block_offsets[i + 1])
         if self.block_ids is None:
-            return np.arange(lo, hi, dtype=np.int64)
+            return np.arange(lo, hi, dtype=BLOCK_ID_DTYPE)
         return self.block_ids[lo:hi]
 
     def access_stream(self) -> np.ndarray:
         """Every prompt block of every request in arrival order (the plain access stream)."""
         if self.block_ids is None:
-            return np.arange(self.num_accesses, dtype=np.int64)
+            return np.arange(self.num_accesses, dtype=BLOCK_ID_DTYPE)
         return self.block_ids
 
     def select_range(self, start: float, end: float) -> None:
@@ -142,7 +171,7 @@ class Trace:
             self.block_ids = self.block_ids[lo:hi]
             self.num_unique_blocks = int(np.unique(self.block_ids).size)
         else:
-            self.block_ids = np.arange(lo, hi, dtype=np.int64)  # keep the global ids of the unique kind
+            self.block_ids = np.arange(lo, hi, dtype=BLOCK_ID_DTYPE)  # keep the global ids of the unique kind
             self.num_unique_blocks = hi - lo
         self.provenance.request_range = (first, last)
         dropped = {f"workload.range_start={start}": first, f"workload.range_end={end}": n - last}

@@ -9,7 +9,7 @@ import numpy as np
 
 from sim.jit import njit
 from trace.continuations import generated_blocks
-from trace.request import Trace
+from trace.request import BLOCK_ID_DTYPE, Trace
 
 RATE_BIN_S = 10.0  # Contract: peak request rate over 10 s bins
 
@@ -127,8 +127,8 @@ def serving_reuse_ceiling(trace: Trace, outputs_in_next_turn: bool = True) -> fl
         generated_offsets, generated_ids = generated.offsets, generated.ids
         id_space = generated.num_ids
     else:  # (generated blocks are never found: none is looked up)
-        generated_offsets, generated_ids = np.zeros(len(trace) + 1, np.int64), np.zeros(0, np.int64)
-    hits = _hits_in_prompts(prompt_offsets, np.ascontiguousarray(trace.block_ids, dtype=np.int64), full,
+        generated_offsets, generated_ids = np.zeros(len(trace) + 1, np.int64), np.zeros(0, BLOCK_ID_DTYPE)
+    hits = _hits_in_prompts(prompt_offsets, np.asarray(trace.block_ids, dtype=BLOCK_ID_DTYPE), full,  # (no copy)
                             generated_offsets, generated_ids, id_space)
     return hits / accesses
 

@@ -13,7 +13,7 @@ from sim.config import Config
 from sim.errors import ConfigError
 from sim.jit import njit
 from trace.continuations import GeneratedBlocks, interleaved, prompt_positions, serving_offsets
-from trace.request import Trace
+from trace.request import BLOCK_ID_DTYPE, KEY_LIMIT, Trace
 
 NEVER = np.iinfo(np.int64).max  # "never used again" (libCacheSim's INT64_MAX convention)
 
@@ -43,16 +43,17 @@ def previous_use_index(stream: np.ndarray) -> np.ndarray:
 
 
 def _dense(stream: np.ndarray) -> tuple[np.ndarray, int]:
-    """``stream`` as int64 keys to index an array by, and the largest: its values where they are dense ids (as
-    block ids are), else their ranks."""
-    stream = np.ascontiguousarray(stream, dtype=np.int64)
+    """``stream`` as int32 keys to index an array by (a block stream's own ids, as the trace holds them: no copy),
+    and the largest: its values where they are dense ids (as block ids are), else their ranks."""
+    stream = np.asarray(stream)
     if not len(stream):
-        return stream, -1
+        return np.zeros(0, BLOCK_ID_DTYPE), -1
     low, high = int(stream.min()), int(stream.max())
     if low < 0 or high >= 2 * len(stream) + 1024:  # sparse ids: their ranks instead
-        stream = np.unique(stream, return_inverse=True)[1].reshape(-1).astype(np.int64)
+        stream = np.unique(stream, return_inverse=True)[1].reshape(-1)
         high = int(stream.max())
-    return stream, high
+    # (ids are below KEY_LIMIT, ranks below the stream's length: int32 but for a stream of 2**31 distinct keys)
+    return np.ascontiguousarray(stream, dtype=BLOCK_ID_DTYPE if high < KEY_LIMIT else np.int64), high
 
 
 @njit(cache=True, _nrt=False)

@@ -85,6 +85,7 @@ from sim.cache.arena_layout import (
 )
 from sim.cache.block_index import file_slot, held_each, holders, holders_chain, overloaded, refile, unfile_slot
 from sim.errors import TraceError
+from trace.request import check_block_id_space
 
 _NO_MARKS = np.zeros(0, dtype=np.bool_)  # ``holders_chain``: no key is held outside the arena
 
@@ -109,9 +110,8 @@ class TierArena:
         if dense and max_keys is None:
             raise ValueError("a direct-mapped directory needs the block-id space (max_keys)")
         # (a property of the workload, found before any block is simulated: exit 2, as for other impossible sizes)
-        if max_keys is not None and max_keys > KEY_LIMIT:
-            raise TraceError(f"the workload needs {max_keys:,} block ids (with a hybrid model's copies); kvsim's tier "
-                             f"arena holds block ids below {KEY_LIMIT:,} (int32 slots)")
+        if max_keys is not None:  # (the trace's own ids were checked when it was built: here its copies too)
+            check_block_id_space(max_keys, "the workload (with its generated blocks and a hybrid model's copies)")
         if future is not None and len(future) > KEY_LIMIT:
             raise TraceError(f"the workload's stream has {len(future):,} block accesses; kvsim ranks next uses "
                              f"(belady) over streams of at most {KEY_LIMIT:,} accesses (int32 slots)")

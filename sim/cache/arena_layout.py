@@ -9,6 +9,7 @@ from typing import NamedTuple
 import numpy as np
 
 from sim.jit import njit
+from trace.request import KEY_LIMIT  # noqa: F401  (the arena's bound is the trace's: re-exported)
 
 # ---- meta columns (per tier)
 KIND, CAP, PCAP, BOUND, HEAP0, HEAPCAP, HEAPED, RESIDENT, HEAPN, USERS = range(10)
@@ -35,10 +36,9 @@ BASE_FIELDS = NEXT + 1  # the columns every policy uses; COUNT, PRIO, HPOS only 
 # CHAIN_PREV, CHAIN_NEXT: the neighbours in the holder chain of the same block id (other tiers), -1 for none;
 # no previous: the chain's head; neither: the block's only slot.
 SLOT_DTYPE = np.int32  # every column fits: slot numbers, block ids and stream positions are below KEY_LIMIT
-# Block ids (and the arena's block-id space ``max_keys``) and a Belady stream's positions are below this; a
-# position with no next use is stored as it (``rank``). Half the bytes of int64 columns: a fleet's arena holds a
-# slot for nearly every block it has seen.
-KEY_LIMIT = (1 << 31) - 1
+# Block ids (and the arena's block-id space ``max_keys``) and a Belady stream's positions are below KEY_LIMIT (the
+# trace's bound on its int32 block ids: ``trace.request``); a position with no next use is stored as it (``rank``).
+# Half the bytes of int64 columns: a fleet's arena holds a slot for nearly every block it has seen.
 
 # ---- arena-wide scalars (the first ``GLOB_FIELDS`` entries of ``aux``)
 FREE, IN_USE, ENTRIES, SHIFT, HEAP_END, WANT, ABSENT = range(7)

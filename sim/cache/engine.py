@@ -30,6 +30,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from sim.cache.arena import room
 from sim.cache.arena_layout import (
     BYTES_READ,
@@ -72,6 +74,8 @@ __all__ = ["CacheView", "holders", "holders_chain", "hook", "lookup", "lookup_he
 @entry
 def replay(a, c, blocks, offsets, hit_tier, first, last, prefix, depth, sessions, previous):
     """Replay requests ``first``…``last`` (CSR ``offsets`` into ``blocks``); record each access's hit tier.
+    ``blocks``: int32 ids, as a trace holds its stream (no int64 copy of it); each is widened to int64 as it is
+    read, so the operations compile for the int64 keys every other entry point takes (one copy of them).
 
     ``prefix``: a request's hits are its longest cached prefix, each read out of the tier the lookup found
     it in (a lower tier's hit: one block's bytes read there), then its blocks are touched deepest first,
@@ -91,10 +95,10 @@ def replay(a, c, blocks, offsets, hit_tier, first, last, prefix, depth, sessions
             return r
         if p >= 0:
             for j in range(offsets[p], offsets[p + 1]):
-                _use(a, c, blocks[j], lo, True, PREFETCH)
+                _use(a, c, np.int64(blocks[j]), lo, True, PREFETCH)
         if prefix:
             for j in range(lo, hi):
-                level = _find(a, c, blocks[j])[0]
+                level = _find(a, c, np.int64(blocks[j]))[0]
                 if level < 0:
                     break
                 hit_tier[j] = level
@@ -103,10 +107,10 @@ def replay(a, c, blocks, offsets, hit_tier, first, last, prefix, depth, sessions
                 if level > 0:  # served from a lower tier: read there, once
                     a.meta[t, STAT0 + BYTES_READ] += c.block_bytes * c.read_copies
             for j in range(hi - 1, lo - 1, -1):
-                _use(a, c, blocks[j], j, depth < 0 or j - lo < depth, UNREAD)
+                _use(a, c, np.int64(blocks[j]), j, depth < 0 or j - lo < depth, UNREAD)
         else:
             for j in range(lo, hi):
-                level = _use(a, c, blocks[j], j, depth < 0 or j - lo < depth, USE)
+                level = _use(a, c, np.int64(blocks[j]), j, depth < 0 or j - lo < depth, USE)
                 hit_tier[j] = level
                 if level >= 0:
                     a.meta[c.tiers[level], STAT0 + HITS] += 1
@@ -124,7 +128,7 @@ def replay_plain(a, c, blocks, offsets, hit_tier, first, last, depth):
         if not room(a, c.guard, hi - lo):
             return r
         for j in range(lo, hi):
-            level = _use_inlined(a, c, blocks[j], j, depth < 0 or j - lo < depth, USE)
+            level = _use_inlined(a, c, np.int64(blocks[j]), j, depth < 0 or j - lo < depth, USE)
             hit_tier[j] = level
             if level >= 0:
                 a.meta[c.tiers[level], STAT0 + HITS] += 1
@@ -145,7 +149,7 @@ def replay_single(a, c, blocks, offsets, hit_tier, first, last, depth):
             stop = r
             break
         for j in range(lo, hi):
-            outcome = _use_single_inlined(a, t, blocks[j], j, depth < 0 or j - lo < depth)
+            outcome = _use_single_inlined(a, t, np.int64(blocks[j]), j, depth < 0 or j - lo < depth)
             if outcome == HIT:
                 hits += 1
                 hit_tier[j] = 0
@@ -236,9 +240,11 @@ def hook(a, t, op, key, now):
     return _hook(a, t, op, key, now)
 
 
-# the entry points inline code from the operations, the arena, its layout, the block index and the policy modules
+# the entry points inline code from the operations, the arena, its layout (and the trace module its KEY_LIMIT comes
+# from: Belady's compiled code holds it), the block index and the policy modules
 _HERE = Path(__file__).parent
 flush_when_sources_change(sys.modules[__name__], [*sorted((_HERE / "policies").glob("*.py")),
                                                   *(_HERE / name for name in ("arena.py", "arena_heap.py",
                                                                               "arena_layout.py", "block_index.py",
-                                                                              "operations.py", "span.py"))])
+                                                                              "operations.py", "span.py")),
+                                                  _HERE.parent.parent / "trace" / "request.py"])

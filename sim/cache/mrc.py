@@ -24,6 +24,7 @@ import numpy as np
 
 from sim.jit import njit
 from trace.blocks import splitmix64
+from trace.request import BLOCK_ID_DTYPE, KEY_LIMIT
 
 NO_REUSE = np.iinfo(np.int64).max
 SHARDS_MODULUS = 1 << 24
@@ -93,14 +94,16 @@ def _fenwick_distances(keys: np.ndarray, last: np.ndarray, out: np.ndarray) -> i
 
 def _distances(stream: np.ndarray) -> tuple[np.ndarray, int]:
     """(stack distances, distinct keys) of ``stream``."""
-    stream = np.ascontiguousarray(stream, dtype=np.int64)
+    stream = np.asarray(stream)
     out = np.empty(len(stream), dtype=np.int64)
     if not len(stream):
         return out, 0
     low, high = int(stream.min()), int(stream.max())
     if low < 0 or high >= 2 * len(stream) + 1024:  # sparse ids: make them dense first
-        stream = np.unique(stream, return_inverse=True)[1].astype(np.int64)
+        stream = np.unique(stream, return_inverse=True)[1].reshape(-1)
         high = int(stream.max())
+    # int32 keys, as a trace holds its block ids (no copy of its stream; int64 only for 2**31 distinct keys)
+    stream = np.ascontiguousarray(stream, dtype=BLOCK_ID_DTYPE if high < KEY_LIMIT else np.int64)
     last = np.full(high + 1, -1, dtype=np.int32 if len(stream) < 2**31 else np.int64)
     return out, _fenwick_distances(stream, last, out)
 

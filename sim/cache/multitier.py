@@ -37,6 +37,7 @@ import numpy as np
 from sim.cache import engine
 from sim.cache.arena_layout import CacheView
 from sim.cache.tiers import Tier
+from trace.request import BLOCK_ID_DTYPE, KEY_LIMIT
 
 _EMPTY = np.zeros(0, dtype=np.int64)
 _NO_COPIES = np.iinfo(np.int64).max  # ``CacheView.copy_from`` of a cache whose keys are all blocks
@@ -119,9 +120,7 @@ class MultiTierCache:
 
     def _keys(self, keys) -> np.ndarray:
         keys = np.ascontiguousarray(keys, dtype=np.int64)
-        # one pass: read as unsigned, a negative id is larger than any bound
-        if self._num_blocks is not None and len(keys) and keys.view(np.uint64).max() >= self._num_blocks:
-            raise ValueError(f"block id outside the cache's block-id space [0, {self._num_blocks})")
+        _check_ids(keys, self._num_blocks)
         return keys
 
     def _reserve(self) -> None:
@@ -280,8 +279,10 @@ class MultiTierCache:
         depth = -1 if plugins.selective_write_depth is None else plugins.selective_write_depth
         sessions = _EMPTY if sessions is None else np.ascontiguousarray(sessions, dtype=np.int64)
         offsets = np.ascontiguousarray(offsets, dtype=np.int64)
-        blocks = np.ascontiguousarray(blocks, dtype=np.int64)
-        self._keys(blocks[offsets[first]:offsets[last]])  # range check only
+        blocks = np.asarray(blocks)
+        # int32, as a trace holds its stream (no copy; ids past int32 were refused with the trace or by the arena)
+        _check_ids(blocks[offsets[first]:offsets[last]], KEY_LIMIT if self._num_blocks is None else self._num_blocks)
+        blocks = np.ascontiguousarray(blocks, dtype=BLOCK_ID_DTYPE)
         plain = not prefix and not len(previous)
         single = plain and len(self.tiers) == 1 and self.arena.users(self.tiers[0].index) == 1
         self._sized = None
@@ -302,6 +303,13 @@ class MultiTierCache:
 # tests/test_span.py builds both and compares them step by step). Tiered LRU over 10 M Mooncake accesses: 2.35 s of
 # CPU spanned, 1.50 s per tier.
 SAME_WITHOUT_SPAN = frozenset({"lru"})
+
+
+def _check_ids(keys: np.ndarray, bound: int | None) -> None:
+    """Refuse an id of ``keys`` (an integer array) outside [0, ``bound``) (None: no bound). One pass: read as unsigned
+    of its width, a negative id is larger than any bound."""
+    if bound is not None and len(keys) and keys.view(f"u{keys.dtype.itemsize}").max() >= bound:
+        raise ValueError(f"block id outside the cache's block-id space [0, {bound})")
 
 
 def spannable(tiers: list[Tier], inclusive: bool) -> bool:

@@ -253,7 +253,9 @@ class ServingRun:
         lo, hi = int(trace.block_offsets[i]), int(trace.block_offsets[i + 1])
         if tokens < int(self.table.input_tokens[i]):
             hi = min(hi, lo + -(-tokens // self.serving.block_size))
-        chain = trace.blocks(i)[:hi - lo] if self.shared_blocks else None
+        # the trace's int32 ids widened, per request: the cache's entry points take int64 keys (a request's chain while
+        # it is in flight, not an int64 copy of the trace's ids for the run)
+        chain = trace.blocks(i)[:hi - lo].astype(np.int64) if self.shared_blocks else None
         return (chain.tolist() if chain is not None else range(lo, hi)), chain
 
     def _arrive(self, i: int) -> None:
