@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from sim.cache.arena import TierArena
@@ -30,16 +30,16 @@ op = st.one_of(
 
 
 # the directory's layouts: hashed throughout (an id space far larger than what the tiers hold), hashed until it
-# would be as large as the id space (a space of 24 or 32 ids: from the first growth of its 16 cells on), heads
-# direct from the start (cache-only replay)
-DIRECTORIES = ["hashed", "switching", "direct"]
+# would be as large as the id space, then heads direct and members hashed (a space of 24 or 32 ids: from the first
+# growth of its 16 cells on), heads direct and members walked from the start (few tiers: cache-only replay)
+DIRECTORIES = ["hashed", "switching", "few tiers"]
 
 
 def _arena(directory: str, keys: int, next_use: np.ndarray) -> TierArena:
     """An arena over ``keys`` block ids whose directory is laid out as ``directory`` says (``DIRECTORIES``)."""
     if directory == "hashed":
         return TierArena(future=next_use, max_keys=1 << 30)
-    return TierArena(future=next_use, max_keys=keys, direct=directory == "direct")
+    return TierArena(future=next_use, max_keys=keys, few_tiers=directory == "few tiers")
 
 
 def _expected_holders(arena: TierArena) -> dict[int, set[int]]:
@@ -52,20 +52,23 @@ def _expected_holders(arena: TierArena) -> dict[int, set[int]]:
 
 
 def _check_directory(arena: TierArena) -> None:
-    """The directory files every filed slot exactly once: a chain head in its block id's cell (heads direct) or
-    hashed, every other member hashed; the hashed region's entries are counted and at load <= 0.7."""
+    """The directory files every filed slot once: hashed; or each chain head in its block id's cell and every other
+    member hashed (or, with no hashed region, in no cell: walked). The hashed region's entries are counted and at
+    load <= 0.7."""
     slots, table, aux = (arena._arrays[name] for name in ("slots", "table", "aux"))
-    heads = arena.direct_cells
-    assert heads in (0, arena.max_keys) and arena.hashed_cells & (arena.hashed_cells - 1) == 0
+    heads, cells = arena.direct_cells, arena.hashed_cells
+    assert heads in (0, arena.max_keys) and cells & (cells - 1) == 0 and (cells or heads)
     direct, hashed = table[:heads], table[heads:]
-    in_direct, in_hashed = direct[direct >= 0], hashed[hashed >= 0]
+    in_direct, in_hashed = direct[direct >= 0], np.sort(hashed[hashed >= 0])
     filed = np.flatnonzero(slots[:, KEY] >= 0)
-    assert np.sort(np.concatenate([in_direct, in_hashed])).tolist() == filed.tolist()
-    assert slots[in_direct, KEY].tolist() == np.flatnonzero(direct >= 0).tolist()
-    assert (slots[in_direct, CHAIN_PREV] < 0).all()
     if heads:
-        assert (slots[in_hashed, CHAIN_PREV] >= 0).all()
-    assert aux[ENTRIES] == len(in_hashed) and 10 * len(in_hashed) <= 7 * len(hashed)
+        is_head = slots[filed, CHAIN_PREV] < 0
+        assert np.sort(in_direct).tolist() == filed[is_head].tolist()
+        assert slots[in_direct, KEY].tolist() == np.flatnonzero(direct >= 0).tolist()
+        assert in_hashed.tolist() == (filed[~is_head].tolist() if cells else [])
+    else:
+        assert in_hashed.tolist() == filed.tolist()
+    assert aux[ENTRIES] == len(in_hashed) and 10 * len(in_hashed) <= 7 * cells
 
 
 def _check_index(arena: TierArena, chain: list[int]) -> None:
@@ -91,6 +94,12 @@ def _check_index(arena: TierArena, chain: list[int]) -> None:
 @given(st.lists(st.sampled_from(KERNEL_POLICIES), min_size=2, max_size=4), st.integers(1, 2),
        st.lists(st.integers(1, 6), min_size=4, max_size=4), st.booleans(), st.lists(op, min_size=1, max_size=60),
        st.lists(st.integers(0, KEYS - 1), min_size=1, max_size=8), st.sampled_from(DIRECTORIES))
+# the switch to heads direct at the first growth (ARC's 12 slots and LRU's 6 for 6 blocks: 30 entries' room in
+# 16 cells), then members hashed (inclusive: a block in two or three tiers), taken, resized away, a cache added
+@example(["arc", "lru", "arc"], 2, [6, 6, 6, 6], True,
+         [("touch", 0, [0, 1, 2, 3, 4, 5]), ("touch", 0, [6, 7, 8, 9, 10, 11]), ("add", 0, 6),
+          ("touch", 1, [0, 1, 2, 3, 4, 5]), ("take", 1, [0, 1]), ("resize", 0, 2), ("touch", 0, [12, 13, 14, 1, 2]),
+          ("touch", 1, [20, 21, 22, 23, 0])], [0, 1, 2, 3], "switching")
 def test_the_block_index_equals_the_tiers_contents_after_every_operation(policies, shared, capacities, inclusive,
                                                                          ops, chain, directory):
     # Several caches with their own top tier over shared lower tiers (serving's layout), tiers of any
@@ -133,6 +142,8 @@ def test_the_block_index_equals_the_tiers_contents_after_every_operation(policie
        st.lists(st.tuples(st.integers(0, 2), st.sampled_from(["touch", "touch", "take", "resize"]),
                           st.integers(0, 20)), min_size=1, max_size=120), st.integers(0, 40),
        st.sampled_from(DIRECTORIES))
+@example("lru", "lfu", [6, 6, 6], [(i % 3, "take" if i % 7 == 6 else "touch", i % 20) for i in range(60)], 10,
+         "switching")  # (the switch at the first growth, LFU joining after it)
 def test_caches_stay_exact_while_tiers_are_added(policy, joiner, capacities, ops, join_at, directory):
     # Two caches over shared tiers from the start, a third joins after ``join_at`` operations (its
     # tier, of policy ``joiner``, is added to the arena while the others hold blocks; the arrays grow
@@ -207,12 +218,12 @@ def test_ten_thousand_large_tiers_holding_ten_blocks_each_take_memory_for_their_
     assert arena.resident_count(tiers - 1) == blocks
 
 
-@pytest.mark.parametrize("direct", [True, False])
-def test_a_direct_mapped_arena_refuses_block_ids_beyond_its_space(direct):
+@pytest.mark.parametrize("few_tiers", [True, False])
+def test_a_direct_mapped_arena_refuses_block_ids_beyond_its_space(few_tiers):
     # Compiled code indexes the direct-mapped heads by block id without bounds checks: an id past the space the
     # arena was made for must be refused before any compiled call (not written past them). So must it where the
     # directory is hashed for now: it switches to heads direct as it grows.
-    arena = TierArena(max_keys=8, direct=direct)
+    arena = TierArena(max_keys=8, few_tiers=few_tiers)
     cache = build_cache([new_tier(arena, "hbm", "lru", 4, 1.0, 1.0, 0.0)], 1)
     hit_tier = np.full(2, -1, dtype=np.int8)
     with pytest.raises(ValueError, match="block-id space"):
@@ -256,7 +267,7 @@ def test_int32_slots_keep_block_ids_up_to_their_limit_and_refuse_larger_spaces()
 
     assert KEY_LIMIT == 2**31 - 1
     for arena, big in ((TierArena(max_keys=KEY_LIMIT), KEY_LIMIT - 1),
-                       (TierArena(max_keys=1 << 10, direct=True), (1 << 10) - 1)):  # (2**31 cells would be 8 GiB)
+                       (TierArena(max_keys=1 << 10, few_tiers=True), (1 << 10) - 1)):  # (2**31 cells would be 8 GiB)
         cache = build_cache([new_tier(arena, "hbm", "lru", 1, 1.0, 1.0, 0.0),
                              new_tier(arena, "dram", "lru", 2, 1.0, 1.0, 0.0)], 1, inclusive=True)
         # big enters both tiers; 5 takes HBM (big stays in DRAM); big hits in DRAM and takes HBM back

@@ -15,7 +15,8 @@ Python in between. Memory follows what the tiers hold, not their capacities:
 - the *block index* (``sim.cache.block_index``): a directory over the slots of every tier, in
   which a block id's slots in different tiers form a holder chain, so ``lookup(t, key)`` takes one
   or two probes and ``holders(key)`` O(holders), however many tiers there are; hashed while small,
-  its chain heads direct-mapped once a hashed table would be as large as the block-id space;
+  its chain heads direct-mapped once a hashed table would be as large as the block-id space (from the
+  start, the members walked, for an arena of few tiers);
 - up to four intrusive doubly linked lists per tier over its slots (heads, tails, sizes in
   ``meta``) and a binary heap per tier (Belady) in a region of ``aux`` that moves to a
   larger one (doubling) as the tier grows;
@@ -113,12 +114,13 @@ class TierArena:
     """Owns the arrays of a set of tiers. Tiers may be added at any time (amortised O(1)); the
     arrays grow as blocks arrive, at the points where compiled code asks for room."""
 
-    def __init__(self, future: np.ndarray | None = None, max_keys: int | None = None, direct: bool = False):
+    def __init__(self, future: np.ndarray | None = None, max_keys: int | None = None, few_tiers: bool = False):
         """``max_keys``: block ids are below it (it bounds what a tier may hold; without it, below ``KEY_LIMIT``);
         the directory switches to chain heads direct-mapped over those ids when a hashed one would be as large.
-        ``direct``: heads direct-mapped from the start (cache-only replay: its tiers soon hold much of the space).
-        ``future``: a Belady stream's next uses (its positions below ``KEY_LIMIT`` too)."""
-        if direct and max_keys is None:
+        ``few_tiers``: the arena will hold few tiers (cache-only replay): heads direct-mapped from the start, the
+        other members of a chain found by walking it (``sim.cache.block_index``). ``future``: a Belady stream's
+        next uses (its positions below ``KEY_LIMIT`` too)."""
+        if few_tiers and max_keys is None:
             raise ValueError("a direct-mapped directory needs the block-id space (max_keys)")
         # (a property of the workload, found before any block is simulated: exit 2, as for other impossible sizes)
         if max_keys is not None and max_keys > KEY_LIMIT:
@@ -134,10 +136,11 @@ class TierArena:
         rows = 4
         meta = np.zeros((rows, META_FIELDS), dtype=np.int64)
         aux = np.zeros(GLOB_FIELDS, dtype=np.int64)
-        heads = max_keys if direct else 0
-        aux[FREE], aux[SHIFT], aux[HEADS], aux[HEAP_END], aux[ABSENT] = -1, 64 - 4, heads, GLOB_FIELDS, NONE
+        heads, hashed = (max(1, max_keys), 0) if few_tiers else (0, 16)
+        aux[FREE], aux[HEAP_END], aux[ABSENT] = -1, GLOB_FIELDS, NONE
+        aux[HEADS], aux[SHIFT] = heads, 64 - 4 if hashed else 0  # (SHIFT 0: no hashed region, members walked)
         self._arrays = dict(meta=meta, real=np.zeros(rows), slots=np.zeros((0, BASE_FIELDS), dtype=SLOT_DTYPE),
-                            table=np.full(heads + 16, -1, dtype=np.int32), aux=aux, future=self.future)
+                            table=np.full(heads + hashed, -1, dtype=np.int32), aux=aux, future=self.future)
         self._state: Arena | None = None
         self._last_pos: np.ndarray | None = None
         self._last_pos_map: dict[int, int] | None = None
@@ -297,7 +300,7 @@ class TierArena:
         slots = self._arrays["slots"]
         if len(slots) - glob[IN_USE] < need:
             self._grow_slots(max(len(slots) + len(slots) // 10, int(glob[IN_USE]) + need, 16))
-        if overloaded.py_func(glob[ENTRIES] + need, self.hashed_cells):
+        if glob[SHIFT] and overloaded.py_func(glob[ENTRIES] + need, self.hashed_cells):  # (SHIFT 0: none hashed)
             self._grow_directory(need)
         for t in tiers[rows[:, HEAPED] == 1].tolist():
             want = min(int(meta[t, BOUND]), int(meta[t, HEAPN]) + uses)
@@ -340,7 +343,8 @@ class TierArena:
 
     @property
     def hashed_cells(self) -> int:
-        """The cells of the directory's hashed region (every slot's when ``direct_cells`` is 0, else the members')."""
+        """The cells of the directory's hashed region (every slot's when ``direct_cells`` is 0, else the members'; 0:
+        the members are walked)."""
         return len(self._arrays["table"]) - self.direct_cells
 
     def _grow_directory(self, need: int) -> None:
@@ -396,8 +400,8 @@ def room(a, tiers, uses: int) -> bool:
         need += min(a.meta[t, BOUND], GROWTH * uses)
         if a.meta[t, HEAPED] and a.meta[t, HEAPCAP] < min(a.meta[t, BOUND], a.meta[t, HEAPN] + uses):
             heap_ok = False
-    if heap_ok and len(a.slots) - a.aux[IN_USE] >= need and not overloaded(a.aux[ENTRIES] + need,
-                                                                            len(a.table) - a.aux[HEADS]):
+    if heap_ok and len(a.slots) - a.aux[IN_USE] >= need and (
+            a.aux[SHIFT] == 0 or not overloaded(a.aux[ENTRIES] + need, len(a.table) - a.aux[HEADS])):
         return True
     a.aux[WANT] = uses
     return False

@@ -12,12 +12,17 @@ each slot once, in one of two layouts:
   large the block-id space (a small cache over a long trace).
 - *heads direct* (``HEADS`` = the block-id space ``max_keys``): a cell per block id holding its chain's
   head (a lookup of the head is one load, filing or dropping it one store), then the members past the
-  head hashed by (block id, tier) in a table of their own after those cells, as above. Nearly every block
+  head hashed by (block id, tier) in a region of their own after those cells, as above. Nearly every block
   of a fleet has one holder: 4 bytes per block id, where the hashed table takes 4 / 0.35..0.7.
+  Or, for an arena of few tiers (cache-only replay), no hashed region (``SHIFT`` 0): the members are
+  found by walking the chain from its head, at most one per tier. Replay's multi-tier caches churn: each
+  miss files a slot in every tier of an inclusive cache (in two with a policy spanning the tiers) and evicts
+  as many, and hashing those members ran them 3.5 to 4.5 times slower than walking (ARC spanning HBM/DRAM/SSD,
+  inclusive LRU).
 
-An arena that knows its block-id space starts hashed and small, and switches to heads direct at the
-growth that would make the hashed table as large as the id space (``TierArena.reserve``): the directory is
-never much larger than the smaller of the two. Cache-only replay starts with heads direct.
+An arena that knows its block-id space starts hashed and small, and switches to heads direct (members
+hashed) at the growth that would make the hashed table as large as the id space (``TierArena.reserve``):
+the directory is never much larger than the smaller of the two.
 """
 
 from __future__ import annotations
@@ -168,14 +173,24 @@ def head_slot(a, key: int) -> int:
 @kernel
 def lookup(a, t: int, key: int) -> int:
     """The slot of ``key`` in tier ``t`` (resident or ghost), or -1: the chain's head (one load with heads
-    direct, else a probe), then for another member a probe of the hashed region."""
+    direct, else a probe), then for another member a probe of the hashed region (or a walk along the chain)."""
     base = a.aux[HEADS]
     shift = a.aux[SHIFT]
     mask = len(a.table) - base - 1
-    if base:
+    if shift == 0:  # heads direct, members walked
         s = a.table[key]
         if s < 0:
             a.aux[ABSENT] = key  # no tier tracks key (until a slot is filed)
+            return -1
+        while tier_of(a.slots, s) != t:
+            s = _next(a.slots, s)
+            if s < 0:
+                return -1
+        return s
+    if base:
+        s = a.table[key]
+        if s < 0:
+            a.aux[ABSENT] = key
             return -1
     else:
         i = _home_key(key, shift)
@@ -227,7 +242,8 @@ def _file_member(slots, table, aux, s: int, h: int, t: int) -> None:
     _link(slots, h, -1, s)
     if n >= 0:
         _link(slots, n, s, _next(slots, n))
-    _file_hashed(_Directory(slots, table, aux), s, _home_pair(slots[s, KEY], t, aux[SHIFT]))
+    if aux[SHIFT]:  # (else members are walked)
+        _file_hashed(_Directory(slots, table, aux), s, _home_pair(slots[s, KEY], t, aux[SHIFT]))
 
 
 @step
@@ -235,13 +251,16 @@ def _unfile_member(slots, table, aux, s: int) -> None:
     """Drop slot ``s`` of a holder chain of two or more from the directory and the chain."""
     d = _Directory(slots, table, aux)
     p, n = _prev(slots, s), _next(slots, s)
+    hashed = aux[SHIFT] != 0  # (else members are walked)
     if p >= 0:  # a member past the head
-        _vacate(d, _cell_of(d, s))
+        if hashed:
+            _vacate(d, _cell_of(d, s))
         _link(slots, p, _prev(slots, p), n)
         if n >= 0:
             _link(slots, n, p, _next(slots, n))
     else:  # the head: its successor takes its cell (and leaves its own, before s's is sought: a shift may move it)
-        _vacate(d, _cell_of(d, n))
+        if hashed:
+            _vacate(d, _cell_of(d, n))
         if aux[HEADS]:
             table[slots[s, KEY]] = n
         else:
