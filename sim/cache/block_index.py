@@ -3,7 +3,7 @@ and which tiers hold it (``sim.cache.arena`` owns the pool; this module files an
 
 The slots of one block id in different tiers form a doubly linked holder chain (``CHAIN_PREV``,
 ``CHAIN_NEXT``); ``holders(key)`` walks it: O(holders), never O(tiers). The directory (``table``) files
-each slot once, in one of two layouts:
+each slot once, in one of these layouts:
 
 - *hashed* (``HEADS`` 0): one open-addressing hash table (linear probing, backward-shift deletion, load
   <= 0.7) over every slot, the chain's head filed under the block id alone, every other member under the
@@ -13,7 +13,7 @@ each slot once, in one of two layouts:
 - *heads direct* (``HEADS`` = the block-id space ``max_keys``): a cell per block id holding its chain's
   head (a lookup of the head is one load, filing or dropping it one store), then the members past the
   head hashed by (block id, tier) in a region of their own after those cells, as above. Nearly every block
-  of a fleet has one holder: 4 bytes per block id, where the hashed table takes 4 / 0.35..0.7.
+  of a fleet has one holder: 4 bytes per block id, where a hashed table takes 4 / load (0.35 to 0.7) per slot.
   Or, for an arena of few tiers (cache-only replay), no hashed region (``SHIFT`` 0): the members are
   found by walking the chain from its head, at most one per tier. Replay's multi-tier caches churn: each
   miss files a slot in every tier of an inclusive cache (in two with a policy spanning the tiers) and evicts
