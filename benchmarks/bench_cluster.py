@@ -83,7 +83,14 @@ def held_at_end(run, trace) -> str:
     ids = trace.block_ids.nbytes if trace.block_ids is not None else 0
     return (f"arena slots {slots.nbytes / 2**30:.2f} GiB ({int(arrays['aux'][IN_USE]):,} in use of {len(slots):,}, "
             f"{slots.itemsize * slots.shape[1]} bytes each), directory {table.nbytes / 2**30:.2f} GiB "
-            f"({len(table):,} cells), trace block ids {ids / 2**30:.2f} GiB, router tables {router / 2**30:.2f} GiB")
+            f"({directory_cells(run.arena)}), trace block ids {ids / 2**30:.2f} GiB, router tables {router / 2**30:.2f} GiB")
+
+
+def directory_cells(arena) -> str:
+    """The directory's cells: hashed, or a chain head per block id and the members past the heads hashed."""
+    if not arena.direct_cells:
+        return f"{arena.hashed_cells:,} cells hashed"
+    return f"{arena.direct_cells:,} head cells, one per block id, + {arena.hashed_cells:,} hashed for other holders"
 
 
 if __name__ == "__main__":

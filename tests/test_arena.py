@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from sim.cache.arena import TierArena
-from sim.cache.arena_layout import META_FIELDS
+from sim.cache.arena_layout import CHAIN_PREV, ENTRIES, KEY, META_FIELDS
 from sim.cache.hooked import HookedMultiTierCache
 from sim.cache.multitier import MultiTierCache, build_cache
 from sim.cache.policies import lru
@@ -29,6 +29,19 @@ op = st.one_of(
 )
 
 
+# the directory's layouts: hashed throughout (an id space far larger than what the tiers hold), hashed until it
+# would be as large as the id space, then heads direct and members hashed (a space of 24 or 32 ids: from the first
+# growth of its 16 cells on), heads direct and members walked from the start (few tiers: cache-only replay)
+DIRECTORIES = ["hashed", "switching", "few tiers"]
+
+
+def _arena(directory: str, keys: int, next_use: np.ndarray) -> TierArena:
+    """An arena over ``keys`` block ids whose directory is laid out as ``directory`` says (``DIRECTORIES``)."""
+    if directory == "hashed":
+        return TierArena(future=next_use, max_keys=1 << 30)
+    return TierArena(future=next_use, max_keys=keys, few_tiers=directory == "few tiers")
+
+
 def _expected_holders(arena: TierArena) -> dict[int, set[int]]:
     """Block id -> tiers holding it, from each tier's resident set (a scan of the slot pool)."""
     held: dict[int, set[int]] = {}
@@ -38,7 +51,28 @@ def _expected_holders(arena: TierArena) -> dict[int, set[int]]:
     return held
 
 
+def _check_directory(arena: TierArena) -> None:
+    """The directory files every filed slot once: hashed; or each chain head in its block id's cell and every other
+    member hashed (or, with no hashed region, in no cell: walked). The hashed region's entries are counted and at
+    load <= 0.7."""
+    slots, table, aux = (arena._arrays[name] for name in ("slots", "table", "aux"))
+    heads, cells = arena.direct_cells, arena.hashed_cells
+    assert heads in (0, arena.max_keys) and cells & (cells - 1) == 0 and (cells or heads)
+    direct, hashed = table[:heads], table[heads:]
+    in_direct, in_hashed = direct[direct >= 0], np.sort(hashed[hashed >= 0])
+    filed = np.flatnonzero(slots[:, KEY] >= 0)
+    if heads:
+        is_head = slots[filed, CHAIN_PREV] < 0
+        assert np.sort(in_direct).tolist() == filed[is_head].tolist()
+        assert slots[in_direct, KEY].tolist() == np.flatnonzero(direct >= 0).tolist()
+        assert in_hashed.tolist() == (filed[~is_head].tolist() if cells else [])
+    else:
+        assert in_hashed.tolist() == filed.tolist()
+    assert aux[ENTRIES] == len(in_hashed) and 10 * len(in_hashed) <= 7 * cells
+
+
 def _check_index(arena: TierArena, chain: list[int]) -> None:
+    _check_directory(arena)
     held = _expected_holders(arena)
     for key in range(KEYS):
         tiers = arena.holders(key).tolist()
@@ -59,16 +93,22 @@ def _check_index(arena: TierArena, chain: list[int]) -> None:
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.sampled_from(KERNEL_POLICIES), min_size=2, max_size=4), st.integers(1, 2),
        st.lists(st.integers(1, 6), min_size=4, max_size=4), st.booleans(), st.lists(op, min_size=1, max_size=60),
-       st.lists(st.integers(0, KEYS - 1), min_size=1, max_size=8), st.booleans())
+       st.lists(st.integers(0, KEYS - 1), min_size=1, max_size=8), st.sampled_from(DIRECTORIES))
+# the switch to heads direct at the first growth (ARC's 12 slots and LRU's 6 for 6 blocks: 30 entries' room in
+# 16 cells), then members hashed (inclusive: a block in two or three tiers), taken, resized away, a cache added
+@example(["arc", "lru", "arc"], 2, [6, 6, 6, 6], True,
+         [("touch", 0, [0, 1, 2, 3, 4, 5]), ("touch", 0, [6, 7, 8, 9, 10, 11]), ("add", 0, 6),
+          ("touch", 1, [0, 1, 2, 3, 4, 5]), ("take", 1, [0, 1]), ("resize", 0, 2), ("touch", 0, [12, 13, 14, 1, 2]),
+          ("touch", 1, [20, 21, 22, 23, 0])], [0, 1, 2, 3], "switching")
 def test_the_block_index_equals_the_tiers_contents_after_every_operation(policies, shared, capacities, inclusive,
-                                                                         ops, chain, dense):
+                                                                         ops, chain, directory):
     # Several caches with their own top tier over shared lower tiers (serving's layout), tiers of any
     # kernel policy (ghost entries, LFU buckets, heaps), caches added between operations: after every
-    # touch, take and resize, holders(k) is exactly the set of tiers whose resident set holds k.
-    # Both directories: hashed, and direct-mapped (``dense``: one cell per block id, chains walked).
+    # touch, take and resize, holders(k) is exactly the set of tiers whose resident set holds k, and the
+    # directory files every slot once. Every directory (``DIRECTORIES``), the switch to heads direct included.
     stream = np.arange(4 * KEYS) % KEYS  # a next-use index long enough for any position used below
     next_use, _ = oracle_inputs(stream)
-    arena = TierArena(future=next_use, max_keys=KEYS, dense=dense)
+    arena = _arena(directory, KEYS, next_use)
     lower = make_tiers(policies[1:1 + shared], capacities[1:1 + shared], stream, num_blocks=KEYS, arena=arena,
                        names=NAMES[1:])
     caches: list[MultiTierCache] = []
@@ -100,17 +140,20 @@ def test_the_block_index_equals_the_tiers_contents_after_every_operation(policie
 @given(st.sampled_from(["lru", "fifo", "belady"]), st.sampled_from(["lru", "lfu", "s3fifo", "sieve", "belady"]),
        st.lists(st.integers(1, 6), min_size=2, max_size=3),
        st.lists(st.tuples(st.integers(0, 2), st.sampled_from(["touch", "touch", "take", "resize"]),
-                          st.integers(0, 20)), min_size=1, max_size=120), st.integers(0, 40), st.booleans())
-def test_caches_stay_exact_while_tiers_are_added(policy, joiner, capacities, ops, join_at, dense):
+                          st.integers(0, 20)), min_size=1, max_size=120), st.integers(0, 40),
+       st.sampled_from(DIRECTORIES))
+@example("lru", "lfu", [6, 6, 6], [(i % 3, "take" if i % 7 == 6 else "touch", i % 20) for i in range(60)], 10,
+         "switching")  # (the switch at the first growth, LFU joining after it)
+def test_caches_stay_exact_while_tiers_are_added(policy, joiner, capacities, ops, join_at, directory):
     # Two caches over shared tiers from the start, a third joins after ``join_at`` operations (its
     # tier, of policy ``joiner``, is added to the arena while the others hold blocks; the arrays grow
     # under them, and widen when the joiner's policy uses slot columns the others do not). Every
-    # step equals the reference policies on the generic path, for every cache, with either directory.
+    # step equals the reference policies on the generic path, for every cache, with every directory.
     keys = [arg for *_, arg in ops]
     next_use, _ = oracle_inputs(keys)
     sides = {}
     for kind in ("compiled", "reference"):
-        arena = TierArena(future=next_use, max_keys=32, dense=dense)
+        arena = _arena(directory, 32, next_use)
         shared = make_tiers([policy] * (len(capacities) - 1), capacities[1:], keys, num_blocks=32, arena=arena,
                             names=NAMES[1:])
         hooks = {}
@@ -175,10 +218,12 @@ def test_ten_thousand_large_tiers_holding_ten_blocks_each_take_memory_for_their_
     assert arena.resident_count(tiers - 1) == blocks
 
 
-def test_a_direct_mapped_arena_refuses_block_ids_beyond_its_space():
-    # Compiled code indexes the direct-mapped directory by block id without bounds checks: an id past the
-    # space the arena was made for must be refused before any compiled call (not written past the table).
-    arena = TierArena(max_keys=8, dense=True)
+@pytest.mark.parametrize("few_tiers", [True, False])
+def test_a_direct_mapped_arena_refuses_block_ids_beyond_its_space(few_tiers):
+    # Compiled code indexes the direct-mapped heads by block id without bounds checks: an id past the space the
+    # arena was made for must be refused before any compiled call (not written past them). So must it where the
+    # directory is hashed for now: it switches to heads direct as it grows.
+    arena = TierArena(max_keys=8, few_tiers=few_tiers)
     cache = build_cache([new_tier(arena, "hbm", "lru", 4, 1.0, 1.0, 0.0)], 1)
     hit_tier = np.full(2, -1, dtype=np.int8)
     with pytest.raises(ValueError, match="block-id space"):
@@ -222,7 +267,7 @@ def test_int32_slots_keep_block_ids_up_to_their_limit_and_refuse_larger_spaces()
 
     assert KEY_LIMIT == 2**31 - 1
     for arena, big in ((TierArena(max_keys=KEY_LIMIT), KEY_LIMIT - 1),
-                       (TierArena(max_keys=1 << 10, dense=True), (1 << 10) - 1)):  # (2**31 cells would be 8 GiB)
+                       (TierArena(max_keys=1 << 10, few_tiers=True), (1 << 10) - 1)):  # (2**31 cells would be 8 GiB)
         cache = build_cache([new_tier(arena, "hbm", "lru", 1, 1.0, 1.0, 0.0),
                              new_tier(arena, "dram", "lru", 2, 1.0, 1.0, 0.0)], 1, inclusive=True)
         # big enters both tiers; 5 takes HBM (big stays in DRAM); big hits in DRAM and takes HBM back
@@ -237,31 +282,44 @@ def test_int32_slots_keep_block_ids_up_to_their_limit_and_refuse_larger_spaces()
         TierArena(future=np.broadcast_to(np.int64(0), (KEY_LIMIT + 1,)))
 
 
-def test_growing_the_directory_never_holds_the_old_one_beside_the_new():
+@pytest.mark.parametrize("max_keys", [1 << 30, 1 << 21])
+def test_growing_the_directory_never_holds_the_old_one_beside_the_new(max_keys):
     """A fleet's directory is a GiB: it is refilled from the slot pool after the old one is let go, so growing it
-    from C cells to 2C takes 2C x 4 bytes at most, not old + new (3C x 4), and every block is still found where it
-    is."""
+    from C cells to C' takes C' x 4 bytes at most, not old + new, and every block is still found where it is. Over
+    2**30 ids a hashed table of 2**20 cells doubles; over 2**21 ids, doubling it would make it as large as the id
+    space: it switches to 2**21 head cells (one per id) and a hashed region for the 200,000 members past the heads
+    (2**19 cells at load <= 0.7)."""
     import tracemalloc
 
     tracemalloc.start()  # (before the old directory is allocated: its release counts)
     try:
-        arena = TierArena(max_keys=1 << 30)
+        arena = TierArena(max_keys=max_keys)
         cache = build_cache([new_tier(arena, "hbm", "lru", 1 << 20, 1.0, 1.0, 0.0),
                              new_tier(arena, "dram", "lru", 1 << 20, 1.0, 1.0, 0.0)], 1, inclusive=True)
         keys = np.arange(0, 3 * 200_000, 3, dtype=np.int64)  # 200,000 blocks in both tiers: 400,000 entries
-        cache.touch_chain(keys, np.arange(len(keys)))
+        for lo in range(0, len(keys), 1000):  # (a call reserves room for all it may add: 6 entries a block)
+            cache.touch_chain(keys[lo:lo + 1000], np.arange(lo, lo + 1000))
         cells = len(arena._arrays["table"])
-        assert cells >= 2**19  # (400,000 entries at load <= 0.7)
+        assert cells == arena.hashed_cells == 2**20 and arena.direct_cells == 0  # (400,000 entries at load <= 0.7)
         tracemalloc.reset_peak()
         before, _ = tracemalloc.get_traced_memory()
-        arena._grow_table(2 * cells)
+        arena._grow_directory(0)
         after, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert abs(after - before - 4 * cells) < 4096  # 2C cells in, C out (and an empty array's header)
-    assert peak - before < 4 * 2 * cells - 4 * cells // 2  # old + new would be 4 x 2C above ``before``
+    grown = len(arena._arrays["table"])
+    if max_keys == 1 << 30:
+        assert grown == arena.hashed_cells == 2 * cells and arena.direct_cells == 0
+    else:
+        assert arena.direct_cells == max_keys and arena.hashed_cells == 2**19 and grown == max_keys + 2**19
+    assert abs(after - before - 4 * (grown - cells)) < 4096  # C' cells in, C out (and an empty array's header)
+    assert peak - before < 4 * grown - 4 * cells // 2  # old + new would be 4 x C' above ``before``
+    _check_directory(arena)
     assert (cache.lookup_prefix(keys) == 0).all() and sorted(arena.holders(3).tolist()) == [0, 1]
     assert arena.holders(1).tolist() == [] and arena.resident_count(1) == len(keys)
+    cache.touch_chain(keys + 1, np.arange(len(keys)))  # 200,000 more blocks in both tiers: the members' region grows
+    _check_directory(arena)
+    assert (cache.lookup_prefix(keys + 1) == 0).all() and arena.resident_count(0) == 2 * len(keys)
 
 
 @settings(max_examples=200, deadline=None)

@@ -17,7 +17,7 @@ from trace.request import file_sha256
 
 
 def _hbm_over_dram(hbm: int, dram: int) -> MultiTierCache:
-    arena = TierArena(max_keys=64, dense=True)
+    arena = TierArena(max_keys=64, few_tiers=True)
     tiers = [new_tier(arena, "hbm", "lru", hbm, 1.0, 1.0, 0.0), new_tier(arena, "dram", "lru", dram, 1.0, 1.0, 0.0)]
     return MultiTierCache(tiers, 1, num_blocks=64, track_positions=True)
 

@@ -14,7 +14,9 @@ Python in between. Memory follows what the tiers hold, not their capacities:
   one free list; the pool grows by a tenth;
 - the *block index* (``sim.cache.block_index``): a directory over the slots of every tier, in
   which a block id's slots in different tiers form a holder chain, so ``lookup(t, key)`` takes one
-  or two probes and ``holders(key)`` O(holders), however many tiers there are;
+  or two probes and ``holders(key)`` O(holders), however many tiers there are; hashed while small,
+  its chain heads direct-mapped once a hashed table would be as large as the block-id space (from the
+  start, the members walked, for an arena of few tiers);
 - up to four intrusive doubly linked lists per tier over its slots (heads, tails, sizes in
   ``meta``) and a binary heap per tier (Belady) in a region of ``aux`` that moves to a
   larger one (doubling) as the tier grows;
@@ -50,6 +52,7 @@ from sim.cache.arena_layout import (
     GLOB_FIELDS,
     GROWTH,
     HEAD,
+    HEADS,
     HEAP0,
     HEAP_END,
     HEAPCAP,
@@ -83,7 +86,16 @@ from sim.cache.arena_layout import (
     set_where,
     where_of,
 )
-from sim.cache.block_index import file_slot, held_each, holders, holders_chain, overloaded, refile, unfile_slot
+from sim.cache.block_index import (
+    file_slot,
+    held_each,
+    holders,
+    holders_chain,
+    members,
+    overloaded,
+    refile,
+    unfile_slot,
+)
 from sim.errors import TraceError
 from trace.request import check_block_id_space
 
@@ -103,11 +115,13 @@ class TierArena:
     """Owns the arrays of a set of tiers. Tiers may be added at any time (amortised O(1)); the
     arrays grow as blocks arrive, at the points where compiled code asks for room."""
 
-    def __init__(self, future: np.ndarray | None = None, max_keys: int | None = None, dense: bool = False):
-        """``max_keys``: block ids are below it (it bounds what a tier may hold; without it, below ``KEY_LIMIT``).
-        ``dense``: a direct-mapped directory over those ids, for arenas of few tiers (a lookup walks its block's
-        holder chain). ``future``: a Belady stream's next uses (its positions below ``KEY_LIMIT`` too)."""
-        if dense and max_keys is None:
+    def __init__(self, future: np.ndarray | None = None, max_keys: int | None = None, few_tiers: bool = False):
+        """``max_keys``: block ids are below it (it bounds what a tier may hold; without it, below ``KEY_LIMIT``);
+        the directory switches to chain heads direct-mapped over those ids when a hashed one would be as large.
+        ``few_tiers``: the arena will hold few tiers (cache-only replay): heads direct-mapped from the start, the
+        other members of a chain found by walking it (``sim.cache.block_index``). ``future``: a Belady stream's
+        next uses (its positions below ``KEY_LIMIT`` too)."""
+        if few_tiers and max_keys is None:
             raise ValueError("a direct-mapped directory needs the block-id space (max_keys)")
         # (a property of the workload, found before any block is simulated: exit 2, as for other impossible sizes)
         if max_keys is not None:  # (the trace's own ids were checked when it was built: here its copies too)
@@ -115,7 +129,6 @@ class TierArena:
         if future is not None and len(future) > KEY_LIMIT:
             raise TraceError(f"the workload's stream has {len(future):,} block accesses; kvsim ranks next uses "
                              f"(belady) over streams of at most {KEY_LIMIT:,} accesses (int32 slots)")
-        self.dense = dense
         self.future = np.ascontiguousarray(future, dtype=np.int64) if future is not None else np.zeros(0, np.int64)
         self.max_keys = max_keys
         self.num_tiers = 0
@@ -123,10 +136,11 @@ class TierArena:
         rows = 4
         meta = np.zeros((rows, META_FIELDS), dtype=np.int64)
         aux = np.zeros(GLOB_FIELDS, dtype=np.int64)
-        aux[FREE], aux[SHIFT], aux[HEAP_END], aux[ABSENT] = -1, 0 if dense else 64 - 4, GLOB_FIELDS, NONE
+        heads, hashed = (max(1, max_keys), 0) if few_tiers else (0, 16)
+        aux[FREE], aux[HEAP_END], aux[ABSENT] = -1, GLOB_FIELDS, NONE
+        aux[HEADS], aux[SHIFT] = heads, 64 - 4 if hashed else 0  # (SHIFT 0: no hashed region, members walked)
         self._arrays = dict(meta=meta, real=np.zeros(rows), slots=np.zeros((0, BASE_FIELDS), dtype=SLOT_DTYPE),
-                            table=np.full(max(1, max_keys) if dense else 16, -1, dtype=np.int32),
-                            aux=aux, future=self.future)
+                            table=np.full(heads + hashed, -1, dtype=np.int32), aux=aux, future=self.future)
         self._state: Arena | None = None
         self._last_pos: np.ndarray | None = None
         self._last_pos_map: dict[int, int] | None = None
@@ -286,11 +300,8 @@ class TierArena:
         slots = self._arrays["slots"]
         if len(slots) - glob[IN_USE] < need:
             self._grow_slots(max(len(slots) + len(slots) // 10, int(glob[IN_USE]) + need, 16))
-        if not self.dense and overloaded.py_func(glob[ENTRIES] + need, len(self._arrays["table"])):
-            size = 2 * len(self._arrays["table"])
-            while overloaded.py_func(glob[ENTRIES] + need, size):
-                size *= 2
-            self._grow_table(size)
+        if glob[SHIFT] and overloaded.py_func(glob[ENTRIES] + need, self.hashed_cells):  # (SHIFT 0: none hashed)
+            self._grow_directory(need)
         for t in tiers[rows[:, HEAPED] == 1].tolist():
             want = min(int(meta[t, BOUND]), int(meta[t, HEAPN]) + uses)
             if meta[t, HEAPCAP] < want:
@@ -325,14 +336,42 @@ class TierArena:
         self._arrays["slots"] = wide
         self._state = None
 
-    def _grow_table(self, size: int) -> None:
-        """A directory of ``size`` cells, filled from the pool (``refile``) after the old one is let go."""
+    @property
+    def direct_cells(self) -> int:
+        """The directory's direct-mapped cells (a chain head per block id; 0: all hashed)."""
+        return int(self._arrays["aux"][HEADS])
+
+    @property
+    def hashed_cells(self) -> int:
+        """The cells of the directory's hashed region (every slot's when ``direct_cells`` is 0, else the members'; 0:
+        the members are walked)."""
+        return len(self._arrays["table"]) - self.direct_cells
+
+    def _grow_directory(self, need: int) -> None:
+        """A hashed region with room for ``need`` more entries at load <= 0.7, twice as large at least; or, where a
+        hashed table that large would have as many cells as the block-id space, the heads direct-mapped over it and
+        a hashed region for the members past them (with that room)."""
+        entries, heads = int(self._arrays["aux"][ENTRIES]), self.direct_cells
+        size = 2 * self.hashed_cells
+        while overloaded.py_func(entries + need, size):
+            size *= 2
+        if not heads and self.max_keys is not None and size >= self.max_keys:
+            heads, entries, size = self.max_keys, members(self._arrays["slots"]), 16
+            while overloaded.py_func(entries + need, size):
+                size *= 2
+        self._refile(heads, size)
+
+    def _refile(self, heads: int, size: int) -> None:
+        """A directory of ``heads`` direct cells and a hashed region of ``size``, filled from the pool (``refile``)
+        after the old one is let go."""
         self._state = None  # (its tuple holds the old directory)
         self._arrays["table"] = np.zeros(0, dtype=np.int32)
-        table = np.full(size, -1, dtype=np.int32)
-        refile(self._arrays["slots"], table, 64 - (size.bit_length() - 1))
+        table = np.full(heads + size, -1, dtype=np.int32)
+        shift = 64 - (size.bit_length() - 1)
+        entries = refile(self._arrays["slots"], table, heads, shift)
         self._arrays["table"] = table
-        self._arrays["aux"][SHIFT] = 64 - (size.bit_length() - 1)
+        aux = self._arrays["aux"]
+        aux[HEADS], aux[SHIFT], aux[ENTRIES] = heads, shift, entries
 
     def _move_heap(self, t: int, capacity: int) -> None:
         """Give tier ``t``'s heap a region of ``capacity`` entries at the end of ``aux``."""
@@ -362,7 +401,7 @@ def room(a, tiers, uses: int) -> bool:
         if a.meta[t, HEAPED] and a.meta[t, HEAPCAP] < min(a.meta[t, BOUND], a.meta[t, HEAPN] + uses):
             heap_ok = False
     if heap_ok and len(a.slots) - a.aux[IN_USE] >= need and (
-            a.aux[SHIFT] == 0 or not overloaded(a.aux[ENTRIES] + need, len(a.table))):
+            a.aux[SHIFT] == 0 or not overloaded(a.aux[ENTRIES] + need, len(a.table) - a.aux[HEADS])):
         return True
     a.aux[WANT] = uses
     return False

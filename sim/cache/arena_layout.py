@@ -41,10 +41,11 @@ SLOT_DTYPE = np.int32  # every column fits: slot numbers, block ids and stream p
 # Half the bytes of int64 columns: a fleet's arena holds a slot for nearly every block it has seen.
 
 # ---- arena-wide scalars (the first ``GLOB_FIELDS`` entries of ``aux``)
-FREE, IN_USE, ENTRIES, SHIFT, HEAP_END, WANT, ABSENT = range(7)
-GLOB_FIELDS = 7
-# FREE: first free slot (-1: none); IN_USE: slots taken; ENTRIES: directory entries;
-# SHIFT: 64 - log2(directory size), 0: direct-mapped (a cell per block id); HEAP_END: used length of ``heap``; WANT: uses an entry
+FREE, IN_USE, ENTRIES, SHIFT, HEAP_END, WANT, ABSENT, HEADS = range(8)
+GLOB_FIELDS = 8
+# FREE: first free slot (-1: none); IN_USE: slots taken; ENTRIES: entries of the directory's hashed region;
+# SHIFT: 64 - log2(the hashed region's cells); HEADS: the directory's direct-mapped cells before it (a chain head per
+# block id, ``sim.cache.block_index``), 0: none (all hashed); HEAP_END: used length of ``heap``; WANT: uses an entry
 # point asked room for; ABSENT: a block id that no tier tracks, as the last lookup found
 # (NONE: unknown), so filing it right after a miss takes no second search
 
@@ -118,7 +119,7 @@ class Arena(NamedTuple):
     meta: np.ndarray  # int64 [tier rows, META_FIELDS]: a tier's settings, state and counters
     real: np.ndarray  # float64 [tier rows]: a policy's real-valued scalar (ARC's target p)
     slots: np.ndarray  # SLOT_DTYPE [pool, SLOT_FIELDS]; KEY -1 and where -1 when free
-    table: np.ndarray  # int32 [directory, a power of two]: a slot, -1 when empty
+    table: np.ndarray  # int32 [HEADS + a power of two]: the directory (``sim.cache.block_index``); a slot, -1 empty
     aux: np.ndarray  # int64: the arena-wide scalars, then the tiers' heap regions (entry i of tier t at HEAP0 + i)
     future: np.ndarray  # int64 [stream]: next use of the block accessed at each position (Belady)
 

@@ -1,19 +1,28 @@
 """The block index across tiers: which slot of the tier arena's pool holds a block id in a tier,
 and which tiers hold it (``sim.cache.arena`` owns the pool; this module files and finds its slots).
 
-The index is one open-addressing hash directory (linear probing, backward-shift deletion, load <= 0.7)
-over the slots of every tier, which is also the *block index across tiers*. The slots of
-one block id in different tiers form a doubly linked holder chain (``CHAIN_PREV``, ``CHAIN_NEXT``);
-the chain's head is filed under the block id alone, every other member under the pair
-(block id, tier). So ``lookup(t, key)`` is one or two probes however many tiers hold the
-block (a popular prefix held by thousands of instances), and ``holders(key)`` walks the
-chain: O(holders), never O(tiers). Each directory slot has exactly one entry, so the
-directory is no larger than a per-tier one. Or, for an arena of few tiers over a known
-block-id space (``dense``: cache-only replay), a *direct-mapped* directory: one cell per
-block id holding its chain's head, the other members found by walking the chain (at most
-one per tier). A lookup is one load and filing or dropping a head one store (no hashing,
-probing or backward shifts), for 4 bytes per block id of the trace, half of what the
-trace's own access array takes per distinct block.
+The slots of one block id in different tiers form a doubly linked holder chain (``CHAIN_PREV``,
+``CHAIN_NEXT``); ``holders(key)`` walks it: O(holders), never O(tiers). The directory (``table``) files
+each slot once, in one of these layouts:
+
+- *hashed* (``HEADS`` 0): one open-addressing hash table (linear probing, backward-shift deletion, load
+  <= 0.7) over every slot, the chain's head filed under the block id alone, every other member under the
+  pair (block id, tier). So ``lookup(t, key)`` is one or two probes however many tiers hold the block (a
+  popular prefix held by thousands of instances), and the directory follows what the tiers hold, however
+  large the block-id space (a small cache over a long trace).
+- *heads direct* (``HEADS`` = the block-id space ``max_keys``): a cell per block id holding its chain's
+  head (a lookup of the head is one load, filing or dropping it one store), then the members past the
+  head hashed by (block id, tier) in a region of their own after those cells, as above. Nearly every block
+  of a fleet has one holder: 4 bytes per block id, where a hashed table takes 4 / load (0.35 to 0.7) per slot.
+  Or, for an arena of few tiers (cache-only replay), no hashed region (``SHIFT`` 0): the members are
+  found by walking the chain from its head, at most one per tier. Replay's multi-tier caches churn: each
+  miss files a slot in every tier of an inclusive cache (in two with a policy spanning the tiers) and evicts
+  as many, and hashing those members ran them 3.5 to 4.5 times slower than walking (ARC spanning HBM/DRAM/SSD,
+  inclusive LRU).
+
+An arena that knows its block-id space starts hashed and small, and switches to heads direct (members
+hashed) at the growth that would make the hashed table as large as the id space (``TierArena.reserve``):
+the directory is never much larger than the smaller of the two.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from sim.cache.arena_layout import (
     CHAIN_PREV,
     ENTRIES,
     GOLDEN,
+    HEADS,
     KEY,
     MIX,
     NONE,
@@ -44,20 +54,20 @@ from sim.jit import flush_when_sources_change, njit
 
 @kernel
 def overloaded(entries, size):
-    """A directory of ``size`` entries is too full for ``entries`` above a load of 0.7: linear probing
+    """A hashed region of ``size`` cells is too full for ``entries`` above a load of 0.7: linear probing
     stays short (about 2 probes a hit, 6 a miss) and a fleet-sized directory is half the bytes of 0.5."""
     return 10 * entries > 7 * size
 
 
 @kernel
 def _home_key(key: int, shift: int) -> int:
-    """Directory home of a holder chain's head: its block id alone."""
+    """Hashed-region home of a holder chain's head: its block id alone."""
     return np.int64((np.uint64(key) * GOLDEN) >> np.uint64(shift))
 
 
 @kernel
 def _home_pair(key: int, t: int, shift: int) -> int:
-    """Directory home of a chain member past the head: its (block id, tier)."""
+    """Hashed-region home of a chain member past the head: its (block id, tier)."""
     x = np.uint64(key) * GOLDEN + np.uint64(t + 1)
     x = (x ^ (x >> np.uint64(31))) * MIX
     return np.int64(x >> np.uint64(shift))
@@ -89,6 +99,7 @@ def _alone(slots, s: int) -> bool:
 
 @kernel
 def _home_of(slots, s: int, shift: int) -> int:
+    """Hashed-region home of filed slot ``s`` (a head only where heads are hashed)."""
     if slots[s, CHAIN_PREV] < 0:
         return _home_key(slots[s, KEY], shift)
     return _home_pair(slots[s, KEY], tier_of(slots, s), shift)
@@ -96,10 +107,10 @@ def _home_of(slots, s: int, shift: int) -> int:
 
 @kernel
 def _cell_of_head(a, key: int) -> int:
-    """The directory cell of ``key``'s chain head, or -1 (no tier tracks ``key``)."""
-    if a.aux[SHIFT] == 0:
+    """The directory cell (an index of ``table``) of ``key``'s chain head, or -1 (no tier tracks ``key``)."""
+    if a.aux[HEADS]:
         return key if a.table[key] >= 0 else -1
-    mask = len(a.table) - 1
+    mask = len(a.table) - 1  # (all hashed: the region is the whole table)
     i = _home_key(key, a.aux[SHIFT])
     while True:
         s = a.table[i]
@@ -112,39 +123,43 @@ def _cell_of_head(a, key: int) -> int:
 
 @kernel
 def _cell_of(a, s: int) -> int:
-    """The directory cell holding slot ``s``."""
-    mask = len(a.table) - 1
+    """The hashed-region cell (from the region's start) holding slot ``s``."""
+    base = a.aux[HEADS]
+    mask = len(a.table) - base - 1
     i = _home_of(a.slots, s, a.aux[SHIFT])
-    while a.table[i] != s:
+    while a.table[base + i] != s:
         i = (i + 1) & mask
     return i
 
 
 @kernel
-def _empty_cell(a, i: int) -> int:
-    """The first empty directory cell from ``i`` on (linear probing)."""
-    mask = len(a.table) - 1
-    while a.table[i] >= 0:
+def _file_hashed(a, s: int, i: int) -> None:
+    """File slot ``s`` in the first empty hashed-region cell from its home ``i`` on (linear probing)."""
+    base = a.aux[HEADS]
+    mask = len(a.table) - base - 1
+    while a.table[base + i] >= 0:
         i = (i + 1) & mask
-    return i
+    a.table[base + i] = s
+    a.aux[ENTRIES] += 1
 
 
 @kernel
 def _vacate(a, i: int) -> None:
-    """Empty directory cell ``i``; backward-shift deletion keeps every probe sequence unbroken."""
-    mask = len(a.table) - 1
+    """Empty hashed-region cell ``i``; backward-shift deletion keeps every probe sequence unbroken."""
+    base = a.aux[HEADS]
+    mask = len(a.table) - base - 1
     shift = a.aux[SHIFT]
     j = i
     while True:
         j = (j + 1) & mask
-        other = a.table[j]
+        other = a.table[base + j]
         if other < 0:
             break
         home = _home_of(a.slots, other, shift)
         if (j > i and (home <= i or home > j)) or (j < i and (home <= i and home > j)):
-            a.table[i] = other
+            a.table[base + i] = other
             i = j
-    a.table[i] = -1
+    a.table[base + i] = -1
     a.aux[ENTRIES] -= 1
 
 
@@ -157,36 +172,43 @@ def head_slot(a, key: int) -> int:
 
 @kernel
 def lookup(a, t: int, key: int) -> int:
-    """The slot of ``key`` in tier ``t`` (resident or ghost), or -1: one probe for the chain's
-    head, a second for another member (direct-mapped: one load, then a walk along the chain)."""
-    mask = len(a.table) - 1
+    """The slot of ``key`` in tier ``t`` (resident or ghost), or -1: the chain's head (one load with heads
+    direct, else a probe), then for another member a probe of the hashed region (or a walk along the chain)."""
+    base = a.aux[HEADS]
     shift = a.aux[SHIFT]
-    if shift == 0:
+    mask = len(a.table) - base - 1
+    if shift == 0:  # heads direct, members walked
         s = a.table[key]
         if s < 0:
-            a.aux[ABSENT] = key
+            a.aux[ABSENT] = key  # no tier tracks key (until a slot is filed)
             return -1
         while tier_of(a.slots, s) != t:
             s = _next(a.slots, s)
             if s < 0:
                 return -1
         return s
-    i = _home_key(key, shift)
-    while True:
-        s = a.table[i]
+    if base:
+        s = a.table[key]
         if s < 0:
-            a.aux[ABSENT] = key  # no tier tracks key (until a slot is filed)
+            a.aux[ABSENT] = key
             return -1
-        if a.slots[s, KEY] == key and a.slots[s, CHAIN_PREV] < 0:
-            break
-        i = (i + 1) & mask
+    else:
+        i = _home_key(key, shift)
+        while True:
+            s = a.table[i]
+            if s < 0:
+                a.aux[ABSENT] = key
+                return -1
+            if a.slots[s, KEY] == key and a.slots[s, CHAIN_PREV] < 0:
+                break
+            i = (i + 1) & mask
     if tier_of(a.slots, s) == t:
         return s
     if a.slots[s, CHAIN_NEXT] < 0:
         return -1  # the head is the only member
     i = _home_pair(key, t, shift)
     while True:
-        s = a.table[i]
+        s = a.table[base + i]
         if s < 0:
             return -1
         if a.slots[s, KEY] == key and tier_of(a.slots, s) == t:
@@ -215,14 +237,13 @@ class _Directory(NamedTuple):
 @step
 def _file_member(slots, table, aux, s: int, h: int, t: int) -> None:
     """File slot ``s`` of tier ``t`` as the member after chain head ``h`` (its block has holders)."""
-    d = _Directory(slots, table, aux)
     n = _next(slots, h)
     _link(slots, s, h, n)
     _link(slots, h, -1, s)
     if n >= 0:
         _link(slots, n, s, _next(slots, n))
-    if aux[SHIFT] != 0:  # direct-mapped: only a chain's head has a cell
-        table[_empty_cell(d, _home_pair(slots[s, KEY], t, aux[SHIFT]))] = s
+    if aux[SHIFT]:  # (else members are walked)
+        _file_hashed(_Directory(slots, table, aux), s, _home_pair(slots[s, KEY], t, aux[SHIFT]))
 
 
 @step
@@ -230,21 +251,19 @@ def _unfile_member(slots, table, aux, s: int) -> None:
     """Drop slot ``s`` of a holder chain of two or more from the directory and the chain."""
     d = _Directory(slots, table, aux)
     p, n = _prev(slots, s), _next(slots, s)
-    dense = aux[SHIFT] == 0
+    hashed = aux[SHIFT] != 0  # (else members are walked)
     if p >= 0:  # a member past the head
-        if dense:
-            aux[ENTRIES] -= 1
-        else:
+        if hashed:
             _vacate(d, _cell_of(d, s))
         _link(slots, p, _prev(slots, p), n)
         if n >= 0:
             _link(slots, n, p, _next(slots, n))
-    else:  # the head: its successor takes its cell
-        if dense:
-            aux[ENTRIES] -= 1
+    else:  # the head: its successor takes its cell (and leaves its own, before s's is sought: a shift may move it)
+        if hashed:
+            _vacate(d, _cell_of(d, n))
+        if aux[HEADS]:
             table[slots[s, KEY]] = n
         else:
-            _vacate(d, _cell_of(d, n))
             table[_cell_of(d, s)] = n
         _link(slots, n, -1, _next(slots, n))
 
@@ -256,21 +275,22 @@ def file_slot(a, t: int, s: int, key: int) -> None:
     a.slots[s, KEY] = key
     i = -1 if a.aux[ABSENT] == key else _cell_of_head(a, key)
     a.aux[ABSENT] = NONE
-    if i < 0:
-        _link(a.slots, s, -1, -1)
-        a.table[key if a.aux[SHIFT] == 0 else _empty_cell(a, _home_key(key, a.aux[SHIFT]))] = s
-    else:
+    if i >= 0:
         _file_member(a.slots, a.table, a.aux, s, a.table[i], t)
-    a.aux[ENTRIES] += 1
+        return
+    _link(a.slots, s, -1, -1)
+    if a.aux[HEADS]:
+        a.table[key] = s
+    else:
+        _file_hashed(a, s, _home_key(key, a.aux[SHIFT]))
 
 
 @kernel
 def unfile_slot(a, s: int) -> None:
     """Drop slot ``s`` from the index and from its block's holder chain (the next member becomes the head)."""
     if _alone(a.slots, s):  # its block's only slot
-        if a.aux[SHIFT] == 0:
+        if a.aux[HEADS]:
             a.table[a.slots[s, KEY]] = -1
-            a.aux[ENTRIES] -= 1
         else:
             _vacate(a, _cell_of(a, s))
     else:
@@ -278,17 +298,35 @@ def unfile_slot(a, s: int) -> None:
 
 
 @njit(cache=True, _nrt=False)
-def refile(slots, table, shift):
+def refile(slots, table, heads, shift):
     """Enter every filed slot of the pool (each holding a block id: free slots and LFU's buckets hold -1) in the empty
-    directory ``table`` (its hash ``shift``). Read from the pool, not from the directory it replaces, so that one can
-    be let go first: a fleet's directory is a GiB, and growing it held both."""
-    mask = len(table) - 1
+    directory ``table`` (``heads`` direct cells, 0: none, then a hashed region of hash ``shift``); how many went to
+    the hashed region. Read from the pool, not from the directory it replaces, so that one can be let go first: a
+    fleet's directory is a GiB, and growing it held both."""
+    mask = len(table) - heads - 1
+    hashed = 0
     for s in range(len(slots)):
         if slots[s, KEY] >= 0:
+            if heads and slots[s, CHAIN_PREV] < 0:
+                table[slots[s, KEY]] = s
+                continue
             i = _home_of(slots, s, shift)
-            while table[i] >= 0:
+            while table[heads + i] >= 0:
                 i = (i + 1) & mask
-            table[i] = s
+            table[heads + i] = s
+            hashed += 1
+    return hashed
+
+
+@njit(cache=True, _nrt=False)
+def members(slots):
+    """How many filed slots of the pool are chain members past the head (the hashed region's entries with heads
+    direct)."""
+    n = 0
+    for s in range(len(slots)):
+        if slots[s, KEY] >= 0 and slots[s, CHAIN_PREV] >= 0:
+            n += 1
+    return n
 
 
 @njit(cache=True, _nrt=False)

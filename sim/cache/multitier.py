@@ -88,8 +88,10 @@ class MultiTierCache:
         self.arena = tiers[0].arena
         for tier in tiers:
             self.arena.add_user(tier.index)
-        # the block-id space compiled code indexes by id: positions tracked, or a direct-mapped block index
-        bounds = ([num_blocks] if track_positions else []) + ([self.arena.max_keys] if self.arena.dense else [])
+        # the block-id space compiled code indexes by id: positions tracked, or the arena's (its directory's heads
+        # are direct-mapped over it, or will be as it grows)
+        bounds = [num_blocks] if track_positions else []
+        bounds += [self.arena.max_keys] if self.arena.max_keys is not None else []
         self._num_blocks = min(bounds) if bounds else None
         last_pos = self.arena.last_positions(num_blocks) if track_positions else _EMPTY
         self.span = self._span_tier() if span and spannable(tiers, inclusive) else -1
