@@ -72,7 +72,7 @@ class _CountingHeld(set):
 def test_lookup_prefix_asks_about_held_blocks_only_near_the_prefix():
     """A chain of 1,000 blocks whose third is neither held nor cached: the prefix is the first two, and whether a
     block is held is asked about the keys of the first chunk (``HELD_CHUNK``, 32), not all 1,000 (it was every key)."""
-    cache = make_cache("lru", [4, 4])
+    cache = make_cache("lru", [4, 4], num_blocks=1_098)  # (the block-id space its keys are drawn from)
     cache.touch(1, 0)
     held = _CountingHeld({0})
     assert cache.lookup_prefix([0, 1, *range(100, 1098)], held=held).tolist() == [0, 0]
@@ -85,7 +85,7 @@ def test_lookup_prefix_in_chunks_is_the_key_by_key_prefix(length, held_at, miss_
     """Prefixes of every length, across the chunk edges (32, 96, 224, ...): the tiers a key-by-key walk gives
     (held: the top tier; else ``find``; stop at the first block in neither). Blocks 0..399 are cached (in both
     tiers), blocks held only are put in at ``held_at``, and one block in neither at ``miss_at``."""
-    cache = make_cache("lru", [100, 400])
+    cache = make_cache("lru", [100, 400], num_blocks=2_001)  # (the block-id space its keys are drawn from)
     for key in range(400):
         cache.touch(key, key)
     held = {5, 150, 390}  # held and cached: the top tier

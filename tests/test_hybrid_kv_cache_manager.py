@@ -317,7 +317,7 @@ def test_blocks_past_the_hit_are_the_requests_own_even_while_another_request_hol
     helper-58: kvsim shared A's 300, B took 100 + 400 sliding instead of 400 + 400)."""
     from sim.serving.job import Job
 
-    kv, pool = hybrid_manager()
+    kv, pool = hybrid_manager(ids=2_000)  # (B's own blocks are ids 1000-1099: the id space holds them)
     a = Job(0, 400 * 16, 50, list(range(400)), 0, target=400 * 16)
     admit(kv, a, 400 * 16)
     a.computed = 400 * 16
