@@ -10,7 +10,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from sim.cache.arena import TierArena
-from sim.cache.arena_layout import CHAIN_PREV, ENTRIES, KEY, META_FIELDS
+from sim.cache.arena_layout import CHAIN, ENTRIES, IN_USE, KEY, LINK_NEXT, LINK_PREV, LINK_ROWS, META_FIELDS, PLACE
 from sim.cache.hooked import HookedMultiTierCache
 from sim.cache.multitier import MultiTierCache, build_cache
 from sim.cache.policies import lru
@@ -61,14 +61,45 @@ def _check_directory(arena: TierArena) -> None:
     direct, hashed = table[:heads], table[heads:]
     in_direct, in_hashed = direct[direct >= 0], np.sort(hashed[hashed >= 0])
     filed = np.flatnonzero(slots[:, KEY] >= 0)
+    is_head = _check_links(arena, filed)
     if heads:
-        is_head = slots[filed, CHAIN_PREV] < 0
         assert np.sort(in_direct).tolist() == filed[is_head].tolist()
         assert slots[in_direct, KEY].tolist() == np.flatnonzero(direct >= 0).tolist()
         assert in_hashed.tolist() == (filed[~is_head].tolist() if cells else [])
     else:
         assert in_hashed.tolist() == filed.tolist()
     assert aux[ENTRIES] == len(in_hashed) and 10 * len(in_hashed) <= 7 * cells
+
+
+def _check_links(arena: TierArena, filed: np.ndarray) -> np.ndarray:
+    """The holder chains' links. Hashed directories: a link row (a pool row filed nowhere, KEY -1, tier 0 and where
+    -1) for exactly the filed slots whose block id has two slots or more, each its own, counted, its links agreeing
+    both ways. Walked (few tiers): no link rows, ``CHAIN`` the next member. Either way the chain from each head is
+    every filed slot of its block id, each once. Per filed slot, whether it heads its chain."""
+    slots, aux, table = (arena._arrays[name] for name in ("slots", "aux", "table"))
+    keys, rows = slots[filed, KEY], slots[filed, CHAIN]
+    walked = arena.direct_cells and not arena.hashed_cells
+    if walked:
+        assert aux[LINK_ROWS] == 0 and set(rows[rows >= 0].tolist()) <= set(filed.tolist())
+        is_head = table[keys] == filed
+    else:
+        values, counts = np.unique(keys, return_counts=True)
+        shared = np.isin(keys, values[counts > 1])
+        assert ((rows >= 0) == shared).all() and len(np.unique(rows[shared])) == shared.sum() == aux[LINK_ROWS]
+        assert (slots[rows[shared], KEY] == -1).all() and (slots[rows[shared], PLACE] == 0).all()
+        is_head = np.where(rows >= 0, slots[np.maximum(rows, 0), LINK_PREV], -1) < 0
+    in_use_elsewhere = aux[IN_USE] - len(filed) - aux[LINK_ROWS]  # (LFU's bucket nodes: in use, filed nowhere)
+    assert in_use_elsewhere >= 0
+    for head in filed[is_head]:
+        walked_slots, s, before = [], int(head), -1
+        while s >= 0:
+            row = slots[s, CHAIN]
+            if not walked:
+                assert (slots[row, LINK_PREV] if row >= 0 else -1) == before
+            walked_slots.append(s)
+            before, s = s, (int(row) if walked or row < 0 else int(slots[row, LINK_NEXT]))
+        assert sorted(walked_slots) == filed[keys == slots[head, KEY]].tolist()
+    return is_head
 
 
 def _check_index(arena: TierArena, chain: list[int]) -> None:

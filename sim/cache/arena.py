@@ -8,10 +8,10 @@ Python in between. Memory follows what the tiers hold, not their capacities:
 
 - one pool of *slots* shared by every tier, one slot per block a tier's policy tracks
   (resident blocks, plus ghost entries for ARC and S3-FIFO, bucket nodes for LFU): a
-  row of ``slots`` holding the block id, its tier, the links of its block's holder chain,
-  list links, list id, and, for the policies that use them, a counter, a priority and a heap
-  position (28 to 40 bytes of int32 columns: the pool is as wide as its widest policy needs). Free slots form
-  one free list; the pool grows by a tenth;
+  row of ``slots`` holding the block id, its tier and list id, list links, its holder-chain links (another row,
+  taken only while other tiers hold its block too: ``sim.cache.block_index``) and, for the policies that use them,
+  a counter, a priority and a heap position (20 to 32 bytes of int32 columns: the pool is as wide as its widest
+  policy needs). Free slots form one free list; the pool grows in place by a thirty-second;
 - the *block index* (``sim.cache.block_index``): a directory over the slots of every tier, in
   which a block id's slots in different tiers form a holder chain, so ``lookup(t, key)`` takes one
   or two probes and ``holders(key)`` O(holders), however many tiers there are; hashed while small,
@@ -81,8 +81,10 @@ from sim.cache.arena_layout import (
     WANT,
     WHERE_BITS,
     Arena,
+    alloc_slot,
     kernel,
     place,
+    release_slot,
     set_where,
     where_of,
 )
@@ -94,6 +96,7 @@ from sim.cache.block_index import (
     members,
     overloaded,
     refile,
+    slots_needed,
     unfile_slot,
 )
 from sim.errors import TraceError
@@ -296,10 +299,10 @@ class TierArena:
         meta, glob = self._arrays["meta"], self._arrays["aux"]
         tiers = np.asarray(tiers, dtype=np.int64)
         rows = meta[tiers]
-        need = int(np.minimum(rows[:, BOUND], GROWTH * uses).sum())
+        need = slots_needed(int(np.minimum(rows[:, BOUND], GROWTH * uses).sum()), int(glob[SHIFT]))
         slots = self._arrays["slots"]
         if len(slots) - glob[IN_USE] < need:
-            self._grow_slots(max(len(slots) + len(slots) // 10, int(glob[IN_USE]) + need, 16))
+            self._grow_slots(max(len(slots) + len(slots) // 32, int(glob[IN_USE]) + need, 16))
         if glob[SHIFT] and overloaded.py_func(glob[ENTRIES] + need, self.hashed_cells):  # (SHIFT 0: none hashed)
             self._grow_directory(need)
         for t in tiers[rows[:, HEAPED] == 1].tolist():
@@ -313,9 +316,9 @@ class TierArena:
             raise MemoryError(f"a tier arena holds at most {MAX_SLOTS} slots")
         slots, glob = self._arrays["slots"], self._arrays["aux"]
         used = len(slots)
-        # In place (realloc): the pool never exists twice, so the peak is the grown pool (at most a tenth
-        # over what is used), not old + new. Nothing outside the arena keeps a view of it; the
-        # compiled-state tuple is rebuilt after a reserve.
+        # In place (realloc): the pool never exists twice, so the peak is the grown pool (a thirty-second over what
+        # is used: growing costs no copy, only clearing the new rows), not old + new. Nothing outside the arena keeps
+        # a view of it; the compiled-state tuple is rebuilt after a reserve.
         self._state = None
         slots.resize((size, slots.shape[1]), refcheck=False)
         new = slots
@@ -400,35 +403,11 @@ def room(a, tiers, uses: int) -> bool:
         need += min(a.meta[t, BOUND], GROWTH * uses)
         if a.meta[t, HEAPED] and a.meta[t, HEAPCAP] < min(a.meta[t, BOUND], a.meta[t, HEAPN] + uses):
             heap_ok = False
-    if heap_ok and len(a.slots) - a.aux[IN_USE] >= need and (
+    if heap_ok and len(a.slots) - a.aux[IN_USE] >= slots_needed(need, a.aux[SHIFT]) and (
             a.aux[SHIFT] == 0 or not overloaded(a.aux[ENTRIES] + need, len(a.table) - a.aux[HEADS])):
         return True
     a.aux[WANT] = uses
     return False
-
-
-@kernel
-def alloc_slot(a, t: int) -> int:
-    """Take a slot from the free pool for tier ``t`` (not entered in the directory)."""
-    s = a.aux[FREE]
-    if s < 0:
-        raise RuntimeError("tier arena slot pool exhausted (an entry point without a room check?)")
-    a.aux[FREE] = a.slots[s, NEXT]
-    a.aux[IN_USE] += 1
-    a.slots[s, PLACE] = place(t, -1)
-    a.slots[s, PREV] = -1
-    a.slots[s, NEXT] = -1
-    return s
-
-
-@kernel
-def release_slot(a, t: int, s: int) -> None:
-    """Return a slot that is not in the directory to the free pool."""
-    a.slots[s, KEY] = -1
-    set_where(a.slots, s, -1)
-    a.slots[s, NEXT] = a.aux[FREE]
-    a.aux[FREE] = s
-    a.aux[IN_USE] -= 1
 
 
 @kernel

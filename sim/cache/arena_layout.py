@@ -23,31 +23,35 @@ META_FIELDS = TAKEN + 1
 # (HEAPED: its policy keeps a heap)
 
 # ---- slot columns
-KEY, PLACE, CHAIN_PREV, CHAIN_NEXT, PREV, NEXT, COUNT, PRIO, HPOS = range(9)  # NEXT also chains the free pool
+KEY, PLACE, CHAIN, PREV, NEXT, COUNT, PRIO, HPOS = range(8)  # NEXT also chains the free pool
 # PLACE packs a slot's tier and where it is in its tier's policy: tier << WHERE_BITS | (where + 1) (``tier_of``,
 # ``where_of``): where is -1 (free), a list id 0..3 or TAKEN_WHERE, so three bits; one column instead of two is a
 # seventh of an LRU slot, and the pool is most of a fleet's memory.
 WHERE_BITS = 3
 TAKEN_WHERE = 4  # where of a taken block's slot: filed in the directory, in no list, its policy history in PREV
-SLOT_FIELDS = 9  # KEY, PLACE and the chain links first: a directory probe reads them together
+SLOT_FIELDS = 8  # KEY, PLACE and CHAIN first: a directory probe reads them together
 BASE_FIELDS = NEXT + 1  # the columns every policy uses; COUNT, PRIO, HPOS only policies that declare them
 # A policy module's ``SLOT_FIELDS`` says how many leading columns it uses; the pool is as wide as the widest
-# policy of its tiers (an LRU fleet's slot is 24 bytes, not 36: the pool is most of a cluster's memory).
-# CHAIN_PREV, CHAIN_NEXT: the neighbours in the holder chain of the same block id (other tiers), -1 for none;
-# no previous: the chain's head; neither: the block's only slot.
+# policy of its tiers (an LRU fleet's slot is 20 bytes, not 32: the pool is most of a cluster's memory).
+# CHAIN: the slot's links in the holder chain of its block id (other tiers' slots; ``sim.cache.block_index``): -1 when
+# it has none; else, where the directory hashes members, a *link row*: another row of the pool, no slot (KEY -1),
+# whose LINK_PREV and LINK_NEXT hold the neighbours (two links out of line for the few slots that have neighbours:
+# 4% of a fleet's at 1 M prod-eval requests, not in every slot); where it walks them (few tiers), the next member.
 SLOT_DTYPE = np.int32  # every column fits: slot numbers, block ids and stream positions are below KEY_LIMIT
 # Block ids (and the arena's block-id space ``max_keys``) and a Belady stream's positions are below KEY_LIMIT (the
 # trace's bound on its int32 block ids: ``trace.request``); a position with no next use is stored as it (``rank``).
 # Half the bytes of int64 columns: a fleet's arena holds a slot for nearly every block it has seen.
 
+LINK_PREV, LINK_NEXT = PREV, NEXT  # a link row's columns: the previous and next slots of a holder chain (-1: none)
+
 # ---- arena-wide scalars (the first ``GLOB_FIELDS`` entries of ``aux``)
-FREE, IN_USE, ENTRIES, SHIFT, HEAP_END, WANT, ABSENT, HEADS = range(8)
-GLOB_FIELDS = 8
+FREE, IN_USE, ENTRIES, SHIFT, HEAP_END, WANT, ABSENT, HEADS, LINK_ROWS = range(9)
+GLOB_FIELDS = 9
 # FREE: first free slot (-1: none); IN_USE: slots taken; ENTRIES: entries of the directory's hashed region;
 # SHIFT: 64 - log2(the hashed region's cells); HEADS: the directory's direct-mapped cells before it (a chain head per
 # block id, ``sim.cache.block_index``), 0: none (all hashed); HEAP_END: used length of ``heap``; WANT: uses an entry
 # point asked room for; ABSENT: a block id that no tier tracks, as the last lookup found
-# (NONE: unknown), so filing it right after a miss takes no second search
+# (NONE: unknown), so filing it right after a miss takes no second search; LINK_ROWS: the slots in use as link rows
 
 # ---- stats columns, from ``STAT0`` in a tier's ``meta`` row (the order of TierStats' fields)
 HITS, INSERTIONS, PROMOTIONS, DEMOTIONS, EVICTIONS, PREFETCHES, BYTES_READ, BYTES_WRITTEN = range(8)
@@ -93,6 +97,30 @@ def set_where(slots, s: int, where: int) -> None:
 def place(t: int, where: int) -> int:
     """``PLACE`` of a slot of tier ``t`` at ``where``."""
     return (t << WHERE_BITS) | (where + 1)
+
+
+@kernel
+def alloc_slot(a, t: int) -> int:
+    """Take a slot from the free pool for tier ``t`` (not entered in the directory)."""
+    s = a.aux[FREE]
+    if s < 0:
+        raise RuntimeError("tier arena slot pool exhausted (an entry point without a room check?)")
+    a.aux[FREE] = a.slots[s, NEXT]
+    a.aux[IN_USE] += 1
+    a.slots[s, PLACE] = place(t, -1)
+    a.slots[s, PREV] = -1
+    a.slots[s, NEXT] = -1
+    return s
+
+
+@kernel
+def release_slot(a, t: int, s: int) -> None:
+    """Return a slot that is not in the directory to the free pool."""
+    a.slots[s, KEY] = -1
+    set_where(a.slots, s, -1)
+    a.slots[s, NEXT] = a.aux[FREE]
+    a.aux[FREE] = s
+    a.aux[IN_USE] -= 1
 
 
 def step(fn):

@@ -1,9 +1,16 @@
 """The block index across tiers: which slot of the tier arena's pool holds a block id in a tier,
 and which tiers hold it (``sim.cache.arena`` owns the pool; this module files and finds its slots).
 
-The slots of one block id in different tiers form a doubly linked holder chain (``CHAIN_PREV``,
-``CHAIN_NEXT``); ``holders(key)`` walks it: O(holders), never O(tiers). The directory (``table``) files
-each slot once, in one of these layouts:
+The slots of one block id in different tiers form a holder chain; ``holders(key)`` walks it: O(holders),
+never O(tiers). A slot's ``CHAIN`` column holds its links in one of two forms, by layout (below). Where members are
+hashed, the chain is doubly linked (an O(1) unlink, however many instances hold a popular prefix) and the links live
+out of line, in a *link row*: another row of the pool (no slot: KEY -1), taken when a slot's chain grows past one and
+given back when it shrinks to one (``CHAIN`` -1: the block's only slot): nearly every block of a fleet has one holder (96% of the slots at 1 M
+prod-eval requests), and two links in every slot were a third of an LRU slot, the pool most of a fleet's memory.
+Where members are walked (few tiers), ``CHAIN`` is the next member itself (singly linked: a member's previous is
+found from the head, at most one per tier): replay's blocks are nearly all in several tiers, and a row's indirection
+cost its multi-tier caches 5 to 20%. (A separate array of link rows, not the pool, cost every compiled call that
+passes the arena an argument more: 4 to 7% of multi-tier replay.) The directory (``table``) files each slot once, in one of these layouts:
 
 - *hashed* (``HEADS`` 0): one open-addressing hash table (linear probing, backward-shift deletion, load
   <= 0.7) over every slot, the chain's head filed under the block id alone, every other member under the
@@ -35,16 +42,20 @@ import numpy as np
 
 from sim.cache.arena_layout import (
     ABSENT,
-    CHAIN_NEXT,
-    CHAIN_PREV,
+    CHAIN,
     ENTRIES,
     GOLDEN,
     HEADS,
     KEY,
+    LINK_NEXT,
+    LINK_PREV,
+    LINK_ROWS,
     MIX,
     NONE,
     SHIFT,
+    alloc_slot,
     kernel,
+    release_slot,
     step,
     tier_of,
     where_of,
@@ -74,33 +85,73 @@ def _home_pair(key: int, t: int, shift: int) -> int:
 
 
 @kernel
-def _prev(slots, s: int) -> int:
-    """The previous slot in ``s``'s holder chain (-1: ``s`` is the head)."""
-    return slots[s, CHAIN_PREV]
+def slots_needed(filed: int, shift: int) -> int:
+    """Free slots that filing ``filed`` slots may take: where members are hashed (``shift`` not 0), each may also
+    take a link row for itself and one for its chain's head."""
+    return filed if shift == 0 else 3 * filed
 
 
 @kernel
-def _next(slots, s: int) -> int:
-    """The next slot in ``s``'s holder chain (-1: none)."""
-    return slots[s, CHAIN_NEXT]
+def _row_prev(slots, s: int) -> int:
+    """The previous slot in ``s``'s holder chain, kept in a link row (-1: ``s`` is the head)."""
+    r = slots[s, CHAIN]
+    return slots[r, LINK_PREV] if r >= 0 else -1
 
 
 @kernel
-def _link(slots, s: int, prev: int, nxt: int) -> None:
-    slots[s, CHAIN_PREV] = prev
-    slots[s, CHAIN_NEXT] = nxt
+def _row_next(slots, s: int) -> int:
+    """The next slot in ``s``'s holder chain, kept in a link row (-1: none)."""
+    r = slots[s, CHAIN]
+    return slots[r, LINK_NEXT] if r >= 0 else -1
 
 
 @kernel
-def _alone(slots, s: int) -> bool:
-    """Whether slot ``s`` is its block's only one (a chain of one)."""
-    return slots[s, CHAIN_PREV] < 0 and slots[s, CHAIN_NEXT] < 0
+def _row_is_head(slots, s: int) -> bool:
+    """Whether slot ``s`` heads its block's holder chain (its only slot, or the first of several): link rows."""
+    r = slots[s, CHAIN]
+    return r < 0 or slots[r, LINK_PREV] < 0
+
+
+@kernel
+def _walked(d) -> bool:
+    """Whether the directory walks chain members (few tiers: heads direct, no hashed region; chains singly linked
+    through ``CHAIN``) rather than hashing them (chains doubly linked in link rows)."""
+    return d.aux[SHIFT] == 0
+
+
+@kernel
+def _next(d, s: int) -> int:
+    """The next slot in ``s``'s holder chain (-1: none), in either form."""
+    r = d.slots[s, CHAIN]
+    if r < 0 or _walked(d):
+        return r
+    return d.slots[r, LINK_NEXT]
+
+
+@kernel
+def _link(d, s: int, prev: int, nxt: int) -> None:
+    """Set slot ``s``'s chain neighbours in its link row: taken from the free pool (``room`` keeps enough:
+    ``slots_needed``) when it gets a neighbour, given back when it has neither."""
+    slots, aux = d.slots, d.aux
+    r = slots[s, CHAIN]
+    if prev < 0 and nxt < 0:
+        if r >= 0:
+            release_slot(d, 0, r)
+            aux[LINK_ROWS] -= 1
+            slots[s, CHAIN] = -1
+        return
+    if r < 0:
+        r = alloc_slot(d, 0)  # (KEY -1 from the pool, tier 0 and where -1: no slot of any tier, filed nowhere)
+        aux[LINK_ROWS] += 1
+        slots[s, CHAIN] = r
+    slots[r, LINK_PREV] = prev
+    slots[r, LINK_NEXT] = nxt
 
 
 @kernel
 def _home_of(slots, s: int, shift: int) -> int:
     """Hashed-region home of filed slot ``s`` (a head only where heads are hashed)."""
-    if slots[s, CHAIN_PREV] < 0:
+    if _row_is_head(slots, s):
         return _home_key(slots[s, KEY], shift)
     return _home_pair(slots[s, KEY], tier_of(slots, s), shift)
 
@@ -116,7 +167,7 @@ def _cell_of_head(a, key: int) -> int:
         s = a.table[i]
         if s < 0:
             return -1
-        if a.slots[s, KEY] == key and a.slots[s, CHAIN_PREV] < 0:
+        if a.slots[s, KEY] == key and _row_is_head(a.slots, s):
             return i
         i = (i + 1) & mask
 
@@ -183,7 +234,7 @@ def lookup(a, t: int, key: int) -> int:
             a.aux[ABSENT] = key  # no tier tracks key (until a slot is filed)
             return -1
         while tier_of(a.slots, s) != t:
-            s = _next(a.slots, s)
+            s = a.slots[s, CHAIN]  # (walked: the next member)
             if s < 0:
                 return -1
         return s
@@ -199,12 +250,12 @@ def lookup(a, t: int, key: int) -> int:
             if s < 0:
                 a.aux[ABSENT] = key
                 return -1
-            if a.slots[s, KEY] == key and a.slots[s, CHAIN_PREV] < 0:
+            if a.slots[s, KEY] == key and _row_is_head(a.slots, s):
                 break
             i = (i + 1) & mask
     if tier_of(a.slots, s) == t:
         return s
-    if a.slots[s, CHAIN_NEXT] < 0:
+    if a.slots[s, CHAIN] < 0:
         return -1  # the head is the only member
     i = _home_pair(key, t, shift)
     while True:
@@ -236,36 +287,35 @@ class _Directory(NamedTuple):
 
 @step
 def _file_member(slots, table, aux, s: int, h: int, t: int) -> None:
-    """File slot ``s`` of tier ``t`` as the member after chain head ``h`` (its block has holders)."""
-    n = _next(slots, h)
-    _link(slots, s, h, n)
-    _link(slots, h, -1, s)
+    """File slot ``s`` of tier ``t`` as the member after chain head ``h`` (its block has holders), in link rows."""
+    d = _Directory(slots, table, aux)
+    n = _row_next(slots, h)
+    _link(d, s, h, n)
+    _link(d, h, -1, s)
     if n >= 0:
-        _link(slots, n, s, _next(slots, n))
-    if aux[SHIFT]:  # (else members are walked)
-        _file_hashed(_Directory(slots, table, aux), s, _home_pair(slots[s, KEY], t, aux[SHIFT]))
+        _link(d, n, s, _row_next(slots, n))
+    _file_hashed(d, s, _home_pair(slots[s, KEY], t, aux[SHIFT]))
 
 
 @step
 def _unfile_member(slots, table, aux, s: int) -> None:
-    """Drop slot ``s`` of a holder chain of two or more from the directory and the chain."""
+    """Drop slot ``s`` of a holder chain of two or more (in link rows) from the directory and the chain (a chain
+    left with one member gives that member's link row back too)."""
     d = _Directory(slots, table, aux)
-    p, n = _prev(slots, s), _next(slots, s)
-    hashed = aux[SHIFT] != 0  # (else members are walked)
+    p, n = _row_prev(slots, s), _row_next(slots, s)
     if p >= 0:  # a member past the head
-        if hashed:
-            _vacate(d, _cell_of(d, s))
-        _link(slots, p, _prev(slots, p), n)
+        _vacate(d, _cell_of(d, s))
+        _link(d, p, _row_prev(slots, p), n)
         if n >= 0:
-            _link(slots, n, p, _next(slots, n))
+            _link(d, n, p, _row_next(slots, n))
     else:  # the head: its successor takes its cell (and leaves its own, before s's is sought: a shift may move it)
-        if hashed:
-            _vacate(d, _cell_of(d, n))
+        _vacate(d, _cell_of(d, n))
         if aux[HEADS]:
             table[slots[s, KEY]] = n
         else:
             table[_cell_of(d, s)] = n
-        _link(slots, n, -1, _next(slots, n))
+        _link(d, n, -1, _row_next(slots, n))
+    _link(d, s, -1, -1)
 
 
 @kernel
@@ -276,10 +326,14 @@ def file_slot(a, t: int, s: int, key: int) -> None:
     i = -1 if a.aux[ABSENT] == key else _cell_of_head(a, key)
     a.aux[ABSENT] = NONE
     if i >= 0:
-        _file_member(a.slots, a.table, a.aux, s, a.table[i], t)
+        h = a.table[i]
+        if _walked(a):  # after the head, singly linked
+            a.slots[s, CHAIN] = a.slots[h, CHAIN]
+            a.slots[h, CHAIN] = s
+        else:
+            _file_member(a.slots, a.table, a.aux, s, h, t)
         return
-    _link(a.slots, s, -1, -1)
-    if a.aux[HEADS]:
+    if a.aux[HEADS]:  # (a slot from the pool has no links: CHAIN -1)
         a.table[key] = s
     else:
         _file_hashed(a, s, _home_key(key, a.aux[SHIFT]))
@@ -288,7 +342,17 @@ def file_slot(a, t: int, s: int, key: int) -> None:
 @kernel
 def unfile_slot(a, s: int) -> None:
     """Drop slot ``s`` from the index and from its block's holder chain (the next member becomes the head)."""
-    if _alone(a.slots, s):  # its block's only slot
+    if _walked(a):  # its previous member found from the head, at most one per tier
+        key, n = a.slots[s, KEY], a.slots[s, CHAIN]
+        h = a.table[key]
+        if h == s:
+            a.table[key] = n
+        else:
+            while a.slots[h, CHAIN] != s:
+                h = a.slots[h, CHAIN]
+            a.slots[h, CHAIN] = n
+        a.slots[s, CHAIN] = -1
+    elif a.slots[s, CHAIN] < 0:  # its block's only slot
         if a.aux[HEADS]:
             a.table[a.slots[s, KEY]] = -1
         else:
@@ -307,7 +371,7 @@ def refile(slots, table, heads, shift):
     hashed = 0
     for s in range(len(slots)):
         if slots[s, KEY] >= 0:
-            if heads and slots[s, CHAIN_PREV] < 0:
+            if heads and _row_is_head(slots, s):
                 table[slots[s, KEY]] = s
                 continue
             i = _home_of(slots, s, shift)
@@ -324,7 +388,7 @@ def members(slots):
     direct)."""
     n = 0
     for s in range(len(slots)):
-        if slots[s, KEY] >= 0 and slots[s, CHAIN_PREV] >= 0:
+        if slots[s, KEY] >= 0 and not _row_is_head(slots, s):
             n += 1
     return n
 
@@ -339,7 +403,7 @@ def holders(a, key, out):
             if n < len(out):
                 out[n] = tier_of(a.slots, s)
             n += 1
-        s = _next(a.slots, s)
+        s = _next(a, s)
     return n
 
 
@@ -354,7 +418,7 @@ def held_each(a, keys, wanted, out):
             if where_of(a.slots, s) <= 1 and wanted[tier_of(a.slots, s)]:
                 held = True
                 break
-            s = _next(a.slots, s)
+            s = _next(a, s)
         out[i] = held
 
 
@@ -373,7 +437,7 @@ def holders_chain(a, keys, first, offsets, tiers, through):
                     return -1 - i
                 tiers[n] = tier_of(a.slots, s)
                 n += 1
-            s = _next(a.slots, s)
+            s = _next(a, s)
         if n == offsets[i] and not (marked and through[i]):
             return i
         offsets[i + 1] = n
