@@ -76,7 +76,7 @@ def test_the_unique_kind_holds_no_ids():
                   prov)
     assert (trace.flat_ids, trace.id_runs, trace.has_block_ids, trace.id_bytes) == (None, None, False, 0)
     assert trace.blocks(1).tolist() == [2] and trace.block_id_bound() == 3
-    trace.select_range(0.5, 1.0)  # (a range keeps the global ids: one run)
+    trace.select_range(0.5, 1.0)  # (a range keeps the global ids, and holds them)
     assert trace.blocks(0).tolist() == [2] and trace.has_block_ids
 
 

@@ -3,7 +3,8 @@ the compiled passes between them and the flat ids.
 
 A run is a maximal stretch of consecutive ids (id[k] = id[k - 1] + 1) inside one request's prompt. Every loader
 interns ids in first-seen order, so a prompt's new blocks get consecutive ids and a reused prefix repeats an earlier
-stretch: a fleet's 1 M multi-turn requests hold 140 M ids in 528 k runs (265 ids a run).
+stretch: a fleet's 1 M multi-turn requests (``benchmarks/bench_cluster.py``) hold 140 M ids in 1.30 M runs (108 ids
+a run; most prompts are one run), 18 MB instead of 0.52 GiB.
 """
 
 from __future__ import annotations
@@ -98,10 +99,7 @@ def expand(first, length, total):
     out = np.empty(total, dtype=first.dtype)
     at = 0
     for k in range(len(first)):
-        start = first[k]
-        for j in range(length[k]):
-            out[at + j] = start + j
-        at += length[k]
+        at = _fill(out, at, first[k], length[k])
     return out
 
 
@@ -114,8 +112,16 @@ def request_ids(offsets, first, length, i):
     out = np.empty(count, dtype=first.dtype)
     at = 0
     for k in range(offsets[i], offsets[i + 1]):
-        start = first[k]
-        for j in range(length[k]):
-            out[at + j] = start + j
-        at += length[k]
+        at = _fill(out, at, first[k], length[k])
     return out
+
+
+@njit
+def _fill(out, at, start, length):
+    """``out[at:at + length]`` = start, start + 1, ...; returns where the next run goes. (A view and int32 steps: a
+    10 M-id stream of 16 k runs fills in 16 ms, 21 with ``out[at + j] = start + j``; a fresh ``arange`` takes 7.)"""
+    n = np.int64(length)
+    view = out[at:at + n]
+    for j in range(n):
+        view[j] = start + np.int32(j)
+    return at + n
