@@ -55,6 +55,10 @@ def test_runs_by_hand():
     run_offsets, first, length = to_runs(offsets, ids, 4)
     assert (run_offsets.tolist(), first.tolist(), length.tolist()) == ([0, 1, 3, 4], [5, 5, 9, 3], [3, 2, 2, 1])
     assert first.dtype == length.dtype == np.int32 and run_offsets.dtype == np.int64
+    # a run never crosses a request, even where the ids go on: [0 1 2 | - | 3 4 | 5] is 3 runs
+    assert count_runs(np.array([0, 3, 3, 5, 6]), np.arange(6, dtype=np.int32)) == 3
+    assert [a.tolist() for a in to_runs(np.array([0, 3, 3, 5, 6]), np.arange(6, dtype=np.int32), 3)] == [
+        [0, 1, 1, 2, 3], [0, 3, 5], [3, 2, 1]]
     trace = _trace(short)
     assert trace.id_runs is None and trace.flat_ids.tolist() == ids.tolist()
     _check(trace, short)
