@@ -84,8 +84,9 @@ def test_the_unique_kind_holds_no_ids():
     assert trace.blocks(0).tolist() == [2] and trace.has_block_ids
 
 
-# a prompt: random ids, or stretches of consecutive ids (some repeating an earlier stretch), or nothing
-_stretch = st.tuples(st.integers(0, 60), st.integers(1, 40))
+# a prompt: random ids, or stretches of consecutive ids (some repeating an earlier stretch; some longer than the
+# STRETCH ids trace.id_runs.to_runs compares at once), or nothing
+_stretch = st.tuples(st.integers(0, 60), st.integers(1, 150))
 _prompt = st.one_of(
     st.lists(st.integers(0, 80), max_size=12),
     st.lists(_stretch, min_size=1, max_size=3).map(lambda parts: [s + j for s, n in parts for j in range(n)]),

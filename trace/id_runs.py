@@ -74,6 +74,11 @@ def count_runs(offsets, ids):
     return runs
 
 
+# ids a run is scanned by at a time where it is long: a compare over a stretch numba vectorises (100 M session ids:
+# 262 -> 127 ms; a 9 M-id Mooncake split 26 -> 12), then id by id where one breaks the run
+STRETCH = 64
+
+
 @njit(cache=True)
 def to_runs(offsets, ids, count):
     """The ``count`` runs of ``ids``: per request the offset of its first run (int64, n + 1), per run its first id
@@ -85,14 +90,22 @@ def to_runs(offsets, ids, count):
     k = 0
     for r in range(n):
         run_offsets[r] = k
-        lo, hi = offsets[r], offsets[r + 1]
-        for j in range(lo, hi):
-            if j == lo or ids[j] != ids[j - 1] + 1:
-                first[k] = ids[j]
-                length[k] = 1
-                k += 1
-            else:
-                length[k - 1] += 1
+        j, hi = offsets[r], offsets[r + 1]
+        while j < hi:  # a run from j
+            start = j
+            j += 1
+            while j + STRETCH <= hi:
+                broken = 0
+                for q in range(j, j + STRETCH):
+                    broken += ids[q] != ids[q - 1] + 1
+                if broken:
+                    break
+                j += STRETCH
+            while j < hi and ids[j] == ids[j - 1] + 1:
+                j += 1
+            first[k] = ids[start]
+            length[k] = j - start
+            k += 1
     run_offsets[n] = k
     return run_offsets, first, length
 
