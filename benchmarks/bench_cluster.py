@@ -1,7 +1,7 @@
 """Cluster mode at fleet scale: wall time, requests/s, block accesses/s and peak RSS.
 
-It also prints the largest arrays the run holds at its end (the arena's slots and directory, the trace's block ids,
-the router's tables): the workload's blocks are nearly all distinct and the fleet's HBM never fills, so the peak
+It also prints the largest arrays the run holds at its end (the arena's slots and directory, the trace's block ids
+as held: runs of consecutive ids or flat, the router's tables): the workload's blocks are nearly all distinct and the fleet's HBM never fills, so the peak
 grows with them.
 
 The ``--cluster --preset prod-eval`` fleet (160 racks x 8 nodes x 8 GPUs = 10,240 GPUs) serving
@@ -80,10 +80,17 @@ def held_at_end(run, trace) -> str:
     arrays = run.arena._arrays
     slots, table = arrays["slots"], arrays["table"]
     router = sum(value.nbytes for value in vars(run.router).values() if isinstance(value, np.ndarray))
-    ids = trace.block_ids.nbytes if trace.block_ids is not None else 0
+    ids = trace.id_bytes
     return (f"arena slots {slots.nbytes / 2**30:.2f} GiB ({int(arrays['aux'][IN_USE]):,} in use of {len(slots):,}, "
             f"{slots.itemsize * slots.shape[1]} bytes each), directory {table.nbytes / 2**30:.2f} GiB "
-            f"({directory_cells(run.arena)}), trace block ids {ids / 2**30:.2f} GiB, router tables {router / 2**30:.2f} GiB")
+            f"({directory_cells(run.arena)}), trace block ids {ids / 2**30:.2f} GiB ({id_form(trace)}), router tables {router / 2**30:.2f} GiB")
+
+
+def id_form(trace) -> str:
+    """How the trace holds its block ids: as runs of consecutive ids, flat, or not at all (the unique kind)."""
+    if trace.id_runs is not None:
+        return f"{len(trace.id_runs.first):,} runs of {trace.num_accesses:,} ids"
+    return f"{trace.num_accesses:,} ids, flat" if trace.flat_ids is not None else "unique kind: none held"
 
 
 def directory_cells(arena) -> str:

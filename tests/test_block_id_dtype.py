@@ -37,9 +37,9 @@ def test_hash_ids_are_interned_to_int32_by_hand(tmp_path, settings):
     tokens fill 6 blocks: 3 trace blocks of two). Int32 either way."""
     path = write(tmp_path, "two.jsonl", TWO_TURNS)
     trace = load_trace(WorkloadConfig(trace=str(path), **settings), 256 if settings else 512)
-    assert trace.block_ids.dtype == np.int32
+    assert trace.access_stream().dtype == np.int32
     want = [0, 1, 2, 3, 0, 1, 2, 3, 4, 5] if settings else [0, 1, 0, 1, 2]
-    assert trace.block_ids.tolist() == want and trace.num_unique_blocks == max(want) + 1
+    assert trace.access_stream().tolist() == want and trace.num_unique_blocks == max(want) + 1
 
 
 @pytest.mark.parametrize("kind", ["multi-turn", "agentic", "system-prompt", "rag"])
@@ -48,22 +48,22 @@ def test_synthetic_workloads_hold_int32_ids_and_keep_them_when_cut(kind):
     int32 ids (the values of the rows kept, as a slice of the int64 ids they were would give)."""
     config = load_config(None, preset="smoke", sets=[f"workload.synthetic.kind={kind}"])
     trace = load_workload(config)
-    ids = trace.block_ids
+    ids = trace.access_stream()
     assert ids.dtype == np.int32 and ids.min() == 0 and ids.max() + 1 == trace.num_unique_blocks
     wide, counts = ids.astype(np.int64), np.diff(trace.block_offsets)
     keep = np.arange(len(trace)) % 3 != 0
     trace.drop(~keep, "test")
-    assert trace.block_ids.dtype == np.int32
-    assert trace.block_ids.tolist() == wide[np.repeat(keep, counts)].tolist()
+    assert trace.access_stream().dtype == np.int32
+    assert trace.access_stream().tolist() == wide[np.repeat(keep, counts)].tolist()
     trace.truncate_inputs(100)
     trace.select_range(0.25, 0.75)
-    assert trace.block_ids.dtype == np.int32 and trace.access_stream().dtype == np.int32
+    assert trace.access_stream().dtype == np.int32 and trace.blocks(0).dtype == np.int32
 
 
 def test_unique_kind_streams_are_int32():
     """A trace of token counts only names no ids; its stream (block j is id j) and a request's blocks are int32."""
     trace = make_trace([0.0, 1.0], [40, 20], [1, 1])
-    assert trace.block_ids is None
+    assert not trace.has_block_ids
     assert trace.access_stream().tolist() == [0, 1, 2, 3, 4] and trace.access_stream().dtype == np.int32
     assert trace.blocks(1).tolist() == [3, 4] and trace.blocks(1).dtype == np.int32  # (blocks of 16: 3 + 2)
 
@@ -71,7 +71,7 @@ def test_unique_kind_streams_are_int32():
 def test_ids_given_in_another_dtype_are_held_as_int32_or_refused():
     """A Trace built with int64 ids (a test, a tool) holds them as int32; ids int32 cannot hold are refused."""
     trace = make_trace([0.0, 1.0], [32, 32], [1, 1], block_lists=[[0, 5], [0, 7]])
-    assert trace.block_ids.dtype == np.int32 and trace.block_ids.tolist() == [0, 5, 0, 7]
+    assert trace.access_stream().dtype == np.int32 and trace.access_stream().tolist() == [0, 5, 0, 7]
     with pytest.raises(TraceError, match=r"block ids must be in \[0, 2,147,483,647\)"):
         make_trace([0.0], [32], [1], block_lists=[[0, 2**31]])
 

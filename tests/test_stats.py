@@ -83,7 +83,7 @@ def test_truncate_inputs_cuts_prompts_and_their_blocks():
     t = _trace([0, 1], [3, 1], [7, 8, 9, 7], inputs=[48, 16])
     t.truncate_inputs(20)  # 20 tokens -> 2 blocks of 16
     assert t.input_tokens.tolist() == [20, 16] and t.block_offsets.tolist() == [0, 2, 3]
-    assert t.block_ids.tolist() == [7, 8, 7] and t.num_unique_blocks == 2
+    assert t.access_stream().tolist() == [7, 8, 7] and t.num_unique_blocks == 2
     assert t.provenance.inputs_truncated == 1
 
 
@@ -91,7 +91,7 @@ def test_select_range_keeps_block_ids_and_restarts_time():
     t = _trace([5, 6, 7, 8], [1, 2, 1, 1], [3, 4, 5, 3, 6])
     t.select_range(0.5, 1.0)
     assert t.arrival_s.tolist() == [0.0, 1.0] and t.block_offsets.tolist() == [0, 1, 2]
-    assert t.block_ids.tolist() == [3, 6] and t.num_unique_blocks == 2
+    assert t.access_stream().tolist() == [3, 6] and t.num_unique_blocks == 2
     assert t.provenance.request_range == (2, 4)
 
 

@@ -20,12 +20,12 @@ def test_same_seed_same_trace_other_seed_differs(kind):
     kw = dict(kind=kind, num_requests=300, num_sessions=30)
     a, b, c = _gen(1, **kw), _gen(1, **kw), _gen(2, **kw)
     assert len(a) == 300
-    assert np.array_equal(a.block_ids, b.block_ids) and np.array_equal(a.arrival_s, b.arrival_s)
+    assert np.array_equal(a.access_stream(), b.access_stream()) and np.array_equal(a.arrival_s, b.arrival_s)
     assert not np.array_equal(a.input_tokens, c.input_tokens)
     assert a.arrival_s[0] == 0.0 and np.all(np.diff(a.arrival_s) >= 0)
     # every kind has reuse, and block ids are dense
     assert 0 < a.num_unique_blocks < a.num_accesses
-    assert a.block_ids.max() + 1 == a.num_unique_blocks
+    assert a.access_stream().max() + 1 == a.num_unique_blocks
 
 
 def test_system_prompt_requests_share_exactly_the_prompt_blocks():
@@ -68,7 +68,7 @@ def test_session_block_ids_equal_the_hashed_chain(kind):
     t = _gen(3, kind=kind, num_requests=1500, num_sessions=40, think_time_median_s=5.0)
     keys = bm.session_keys(t.block_offsets, t.input_tokens, t.session_id, 16)
     ids, unique = bm.intern(bm.chain(t.block_offsets, keys))
-    assert np.array_equal(ids, t.block_ids) and unique == t.num_unique_blocks
+    assert np.array_equal(ids, t.access_stream()) and unique == t.num_unique_blocks
 
 
 def test_multi_turn_context_cap_drops_the_oldest_tokens():
@@ -169,7 +169,7 @@ def test_the_keys_each_kind_reads_are_the_ones_the_config_rule_allows(kind):
         other = _gen(1, kind=kind, **{"num_requests": 200, key: value})
         same = (len(base) == len(other) and np.array_equal(base.arrival_s, other.arrival_s)
                 and np.array_equal(base.input_tokens, other.input_tokens)
-                and np.array_equal(base.output_tokens, other.output_tokens) and np.array_equal(base.block_ids, other.block_ids))
+                and np.array_equal(base.output_tokens, other.output_tokens) and np.array_equal(base.access_stream(), other.access_stream()))
         assert same == (kind not in SYNTHETIC_KIND_KEYS.get(key, (kind,))), key
 
 

@@ -145,4 +145,4 @@ def test_session_trace_block_ids_are_the_chained_session_keys(tmp_path):
     assert trace.num_accesses > 190_000
     offsets = trace.block_offsets
     ids, distinct = bm.intern(bm.chain(offsets, bm.session_keys(offsets, trace.input_tokens, trace.session_id, 16)))
-    assert np.array_equal(trace.block_ids, ids) and trace.num_unique_blocks == distinct
+    assert np.array_equal(trace.access_stream(), ids) and trace.num_unique_blocks == distinct

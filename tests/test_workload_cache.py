@@ -14,11 +14,14 @@ import pytest
 from sim.config_workload import WorkloadConfig
 from sim.errors import InputError
 from tests.conftest import BUNDLED_AZURE
-from tests.loader_helpers import AZURE_BAD, MOONCAKE_BAD, write
+from tests.loader_helpers import AZURE_BAD, MOONCAKE_BAD, _mooncake_line, write
 from trace import cache as wc
 from trace.loaders import load_trace
 
-ARRAYS = ("arrival_s", "input_tokens", "output_tokens", "session_id", "block_offsets", "block_ids")
+COLUMNS = ("arrival_s", "input_tokens", "output_tokens", "session_id", "block_offsets")
+# three prompts of consecutive hash ids (0-39 | 0-49 | 100-129): dense ids 0-39 | 0-49 | 50-79, held as 3 runs
+MOONCAKE_RUNS = (_mooncake_line(0, 40 * 512, 5, list(range(40))) + _mooncake_line(1, 50 * 512, 5, list(range(50)))
+                 + _mooncake_line(2, 30 * 512, 5, list(range(100, 130))))
 BURST_SESSIONS = ("Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type,Session ID\n"
                   "0,ChatGPT,40,10,50,Conversation log,A\n1,ChatGPT,50,10,60,Conversation log,B\n"
                   "2,ChatGPT,70,10,80,Conversation log,A\n3,ChatGPT,20,10,30,API log,\n")
@@ -30,14 +33,25 @@ def _notes(caplog):
     caplog.set_level(logging.INFO, logger="kvsim")
 
 
+def _held(trace) -> dict[str, np.ndarray | None]:
+    """The trace's arrays: its columns and its block ids as held (flat, or as runs)."""
+    runs = trace.id_runs
+    return {**{name: getattr(trace, name) for name in COLUMNS}, "flat_ids": trace.flat_ids,
+            "run_offsets": None if runs is None else runs.offsets, "run_first": None if runs is None else runs.first,
+            "run_length": None if runs is None else runs.length}
+
+
+DTYPES = {"arrival_s": np.float64, "flat_ids": np.int32, "run_first": np.int32, "run_length": np.int32}
+
+
 def _same(a, b) -> None:
-    for name in ARRAYS:
-        x, y = getattr(a, name), getattr(b, name)
+    for name, x in _held(a).items():
+        y = _held(b)[name]
         assert (x is None) == (y is None), name
         if x is not None:
-            want = np.float64 if name == "arrival_s" else np.int32 if name == "block_ids" else np.int64
-            assert x.dtype == y.dtype == want, name
+            assert x.dtype == y.dtype == DTYPES.get(name, np.int64), name
             assert np.array_equal(x, y), name
+    assert np.array_equal(a.access_stream(), b.access_stream())
     assert a.num_unique_blocks == b.num_unique_blocks
     assert a.provenance.to_dict() == b.provenance.to_dict()
 
@@ -70,7 +84,7 @@ def test_cache_hit_equals_the_loader(tmp_path, traces, caplog):
         assert cache.is_file()
         _same(built, fresh)
         header = _header(cache)  # a JSON header, then raw arrays where it says: nothing pickled
-        assert set(header["arrays"]) == {name for name in ARRAYS if getattr(fresh, name) is not None}
+        assert set(header["arrays"]) == {name for name, array in _held(fresh).items() if array is not None}
         _same(_cached(path, cache, block_size, **settings), fresh)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # first builds and hits warn of nothing
 
@@ -132,15 +146,23 @@ def _damage(cache, how: str) -> None:
     header_end = start + wc.PREFIX.unpack(data[len(wc.MAGIC):start])[0]
     if how == "truncated":
         cache.write_bytes(data[: len(data) // 2])
-    elif how == "truncated_array":  # the header whole, the block ids (the last array) cut short
-        cache.write_bytes(data[:header_end + _header(cache)["arrays"]["block_ids"]["offset"] + 8])
+    elif how == "truncated_array":  # the header whole, the block ids (the last array: flat, or the runs' lengths) cut
+        cache.write_bytes(data[:header_end + _header(cache)["arrays"][_last_ids(cache)]["offset"] + 8])
     elif how == "flipped_byte":  # inside the block ids: their CRC-32 no longer matches
-        at = header_end + _header(cache)["arrays"]["block_ids"]["offset"]
+        at = header_end + _header(cache)["arrays"][_last_ids(cache)]["offset"]
         cache.write_bytes(data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:])
     elif how == "ids_out_of_range":  # written whole (CRCs match) by the cache's own writer
         header = _header(cache)
         trace = wc._read(cache, header["key"])[0]
-        trace.block_ids = trace.block_ids + 10**6
+        if trace.id_runs is not None:
+            trace.id_runs.first = trace.id_runs.first + 10**6
+        else:
+            trace.flat_ids = trace.flat_ids + 10**6
+        wc._write(cache, header["key"], trace)
+    elif how == "runs_short":  # the runs' lengths one short of the requests' blocks (CRCs match)
+        header = _header(cache)
+        trace = wc._read(cache, header["key"])[0]
+        trace.id_runs.length = trace.id_runs.length - np.eye(1, len(trace.id_runs.length), dtype=np.int32)[0]
         wc._write(cache, header["key"], trace)
     elif how == "meta_not_json":
         cache.write_bytes(data[:start] + b"{not json" + data[start + 9:])
@@ -151,12 +173,21 @@ def _damage(cache, how: str) -> None:
         cache.write_bytes(b"")
 
 
-@pytest.mark.parametrize("how", ["truncated", "truncated_array", "flipped_byte", "ids_out_of_range",
-                                 "meta_not_json", "header_digit_changed", "empty"])
-def test_a_damaged_cache_is_rebuilt_with_a_warning(tmp_path, caplog, how):
-    path = write(tmp_path, "bad.jsonl", MOONCAKE_BAD)
+def _last_ids(cache) -> str:
+    """The name of the last array a cache file holds: its flat block ids, or its runs' lengths."""
+    return "flat_ids" if "flat_ids" in _header(cache)["arrays"] else "run_length"
+
+
+DAMAGE = ("truncated", "truncated_array", "flipped_byte", "ids_out_of_range", "meta_not_json", "header_digit_changed",
+          "empty")
+
+
+@pytest.mark.parametrize("how, held", [(how, held) for held in ("flat", "runs") for how in DAMAGE]
+                         + [("runs_short", "runs")])
+def test_a_damaged_cache_is_rebuilt_with_a_warning(tmp_path, caplog, how, held):
+    path = write(tmp_path, "bad.jsonl", MOONCAKE_BAD if held == "flat" else MOONCAKE_RUNS)
     cache = tmp_path / "c.npz"
-    _cached(path, cache, 512)
+    assert (_cached(path, cache, 512).id_runs is not None) == (held == "runs")
     _damage(cache, how)
     trace = _cached(path, cache, 512)
     _same(trace, _fresh(path, 512))
@@ -182,22 +213,29 @@ def test_a_cache_of_the_previous_format_is_rebuilt_saying_so(tmp_path, caplog):
     assert any("built by another kvsim (workload cache format 2)" in m for m in messages), messages
 
 
-def test_a_cache_of_int64_block_ids_is_rebuilt_as_int32(tmp_path, caplog, monkeypatch):
-    """Format 3 held int64 block ids in the layout format 4 has: it is rebuilt (saying which format built it), never
-    read as int32 ids; the rebuilt cache holds int32 ids equal to the loader's."""
-    path = write(tmp_path, "bad.jsonl", MOONCAKE_BAD)
+@pytest.mark.parametrize("older", [3, 4])
+def test_a_cache_of_flat_or_int64_block_ids_is_rebuilt_as_runs(tmp_path, caplog, monkeypatch, older):
+    """Format 3 held int64 block ids, format 4 int32 ones, both flat, as one array ("block_ids") in this layout: a
+    file of either is rebuilt (saying which format built it), never read; the rebuilt cache holds the ids as the
+    loader's trace does (here as runs)."""
+    path = write(tmp_path, "runs.jsonl", MOONCAKE_RUNS)
     cache = tmp_path / "c.cache"
     old = _fresh(path, 512)
-    old.block_ids = old.block_ids.astype(np.int64)  # (as format 3 wrote them)
-    monkeypatch.setattr(wc, "FORMAT_VERSION", 3)
+    flat = old.access_stream().astype(np.int64 if older == 3 else np.int32)
+    monkeypatch.setattr(wc, "_arrays", lambda trace: {**{name: getattr(trace, name) for name in COLUMNS},
+                                                      "block_ids": flat})  # (as formats 3 and 4 wrote them)
+    current = wc.FORMAT_VERSION
+    monkeypatch.setattr(wc, "FORMAT_VERSION", older)
     wc._write(cache, wc.cache_key(WorkloadConfig(trace=str(path), cache=str(cache)), 512, old.provenance.sha256), old)
-    assert _header(cache)["arrays"]["block_ids"]["dtype"] == "<i8"
-    monkeypatch.setattr(wc, "FORMAT_VERSION", 4)
+    assert _header(cache)["arrays"]["block_ids"]["dtype"] == ("<i8" if older == 3 else "<i4")
+    monkeypatch.undo()
+    assert wc.FORMAT_VERSION == current
     trace = _cached(path, cache, 512)
     _same(trace, _fresh(path, 512))
     messages = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
-    assert any("built by another kvsim (workload cache format 3)" in m for m in messages), messages
-    assert _header(cache)["arrays"]["block_ids"]["dtype"] == "<i4"
+    assert any(f"built by another kvsim (workload cache format {older})" in m for m in messages), messages
+    assert set(_header(cache)["arrays"]) == {*COLUMNS, "run_offsets", "run_first", "run_length"}
+    assert trace.id_runs.first.tolist() == [0, 0, 50] and trace.id_runs.length.tolist() == [40, 50, 30]
     caplog.clear()
     _same(_cached(path, cache, 512), trace)  # and a hit now
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
@@ -294,14 +332,16 @@ def test_cache_path_in_a_config_file_is_relative_to_it(tmp_path, monkeypatch):
     assert os.path.normpath(config.workload.cache) == os.path.join("cfg", "cache", "t.npz")
 
 
-def test_a_hit_maps_the_file_copy_on_write(tmp_path):
+@pytest.mark.parametrize("held", ["flat", "runs"])
+def test_a_hit_maps_the_file_copy_on_write(tmp_path, held):
     """A hit's arrays are the file's pages, yet writable: a change stays in the process, never in the file."""
-    path = write(tmp_path, "bad.jsonl", MOONCAKE_BAD)
+    path = write(tmp_path, "bad.jsonl", MOONCAKE_BAD if held == "flat" else MOONCAKE_RUNS)
     cache = tmp_path / "c.npz"
     _cached(path, cache, 512)
     stored = cache.read_bytes()
     trace = _cached(path, cache, 512)
-    assert trace.block_ids.flags.writeable and trace.block_ids.flags.aligned
-    trace.block_ids[:] = -7
+    ids = trace.flat_ids if held == "flat" else trace.id_runs.first
+    assert ids.flags.writeable and ids.flags.aligned
+    ids[:] = -7
     assert cache.read_bytes() == stored
     _same(_cached(path, cache, 512), _fresh(path, 512))

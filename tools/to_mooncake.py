@@ -39,7 +39,7 @@ MAX_BLOCK_SIZE = 2**20
 
 def mooncake_lines(trace) -> list[str]:
     """One Mooncake JSON line per request of a loaded ``Trace`` (block ids required)."""
-    if trace.block_ids is None:
+    if not trace.has_block_ids:
         raise InputError("the trace names no blocks (lengths only): there are no prefixes to write")
     lines = []
     for i in range(len(trace)):

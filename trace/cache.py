@@ -40,15 +40,18 @@ from sim.errors import InputError, quote
 from sim.report.output import atomic_write
 from trace.request import BLOCK_ID_DTYPE, Trace, TraceProvenance, file_sha256
 
-FORMAT_VERSION = 4  # of the file layout below (1: an .npz; 2: no CRC-32 of the header; 3: int64 block ids)
+# of the file layout below (1: an .npz; 2: no CRC-32 of the header; 3: int64 block ids; 4: block ids always flat)
+FORMAT_VERSION = 5
 # then the header's length (uint64, little-endian) and CRC-32 (uint32), the header, the arrays
 MAGIC = b"kvsim-workload-cache\n"
 PREFIX = struct.Struct("<QI")
 ALIGN = 64  # each array starts at a multiple of this: aligned like any numpy array
-ARRAYS = ("arrival_s", "input_tokens", "output_tokens", "session_id", "block_offsets", "block_ids")
+# the block ids as the Trace holds them: flat, or as runs (offsets, first ids, lengths), or neither (unique kind)
+ARRAYS = ("arrival_s", "input_tokens", "output_tokens", "session_id", "block_offsets", "flat_ids", "run_offsets",
+          "run_first", "run_length")
 # The modules whose code decides what load_trace returns, and the libraries that parse for it.
 SOURCES = ("loaders.py", "scan.py", "chats.py", "readers.py", "csv_reader.py", "jsonl_reader.py", "formats.py",
-           "datetimes.py", "validation.py", "blocks.py", "arrow.py", "request.py", "cache.py")
+           "datetimes.py", "validation.py", "blocks.py", "arrow.py", "request.py", "id_runs.py", "cache.py")
 LIBRARIES = ("numpy", "pyarrow", "pandas", "orjson")
 LOG = logging.getLogger("kvsim.workload_cache")
 
@@ -147,10 +150,18 @@ def load_trace(workload: WorkloadConfig, block_size: int, sha256: str | None = N
     return read(workload, block_size, sha256=sha256)
 
 
+def _arrays(trace: Trace) -> dict[str, np.ndarray | None]:
+    """The arrays a cache file stores for ``trace``, by their names there (``ARRAYS``)."""
+    runs = trace.id_runs
+    return {"arrival_s": trace.arrival_s, "input_tokens": trace.input_tokens, "output_tokens": trace.output_tokens,
+            "session_id": trace.session_id, "block_offsets": trace.block_offsets, "flat_ids": trace.flat_ids,
+            "run_offsets": None if runs is None else runs.offsets, "run_first": None if runs is None else runs.first,
+            "run_length": None if runs is None else runs.length}
+
+
 def _write(cache: Path, key: dict[str, Any], trace: Trace) -> None:
     stored, layout, offset = [], {}, 0
-    for name in ARRAYS:
-        array = getattr(trace, name)
+    for name, array in _arrays(trace).items():
         if array is None:
             continue
         data, layout[name] = _pack(array)
@@ -212,7 +223,7 @@ def _read(cache: Path, key: dict[str, Any]) -> tuple[Trace | None, str | None]:
                 raise ValueError("the header's CRC-32 does not match: the file was changed or damaged")
             meta = json.loads(header)
             older = meta["key"].get("format_version")
-            if older != FORMAT_VERSION:  # (format 3: the same layout, int64 block ids)
+            if older != FORMAT_VERSION:  # (format 3: int64 block ids; 4: always flat)
                 return None, f"was built by another kvsim (workload cache format {older})"
             differ = [name for name in key if meta["key"].get(name) != key[name]]
             if differ:
@@ -222,14 +233,17 @@ def _read(cache: Path, key: dict[str, Any]) -> tuple[Trace | None, str | None]:
         start = len(MAGIC) + PREFIX.size + length
         layout = meta["arrays"]
         arrays = {name: _unpack(mapped, start, layout[name]) if name in layout else None for name in ARRAYS}
-        if arrays["block_ids"] is not None and arrays["block_ids"].dtype != BLOCK_ID_DTYPE:  # (Trace would convert)
-            raise ValueError(f"block ids stored as {arrays['block_ids'].dtype}, not {np.dtype(BLOCK_ID_DTYPE)}")
+        _check_consistent(arrays, int(meta["num_unique_blocks"]), meta["provenance"]["rows_used"])
         provenance = meta["provenance"]
         if provenance["request_range"] is not None:
             provenance["request_range"] = tuple(provenance["request_range"])
-        trace = Trace(**arrays, num_unique_blocks=int(meta["num_unique_blocks"]),
-                      provenance=TraceProvenance(**provenance))
-        _check_consistent(trace)
+        from trace.id_runs import IdRuns  # (here: it loads numba, which a short run without ids does without)
+
+        runs = None if arrays["run_offsets"] is None else IdRuns(arrays["run_offsets"], arrays["run_first"],
+                                                                 arrays["run_length"])
+        trace = Trace(arrays["arrival_s"], arrays["input_tokens"], arrays["output_tokens"], arrays["session_id"],
+                      arrays["block_offsets"], arrays["flat_ids"], int(meta["num_unique_blocks"]),
+                      TraceProvenance(**provenance), runs)
     except Exception as exc:  # whatever is wrong with the file, the trace is rebuilt from its source (and the warning says why)
         return None, f"cannot be read ({type(exc).__name__}: {str(exc)[:100]})"
     return trace, None
@@ -275,17 +289,32 @@ def _format_1(cache: Path) -> bool:
         return False
 
 
-def _check_consistent(trace: Trace) -> None:
+def _check_consistent(arrays: dict[str, np.ndarray | None], num_unique: int, rows_used: int) -> None:
     """The arrays fit together as ``load_trace`` makes them (a damaged file fails here, not in a run)."""
-    n = len(trace.arrival_s)
-    offsets = trace.block_offsets
-    shapes_ok = (all(getattr(trace, name).shape == (n,) for name in ARRAYS[:4]) and offsets.shape == (n + 1,)
-                 and all(getattr(trace, name).dtype == np.int64 for name in ARRAYS[1:5])
-                 and trace.arrival_s.dtype == np.float64)
+    n = len(arrays["arrival_s"])
+    offsets = arrays["block_offsets"]
+    shapes_ok = (all(arrays[name].shape == (n,) for name in ARRAYS[:4]) and offsets.shape == (n + 1,)
+                 and all(arrays[name].dtype == np.int64 for name in ARRAYS[1:5])
+                 and arrays["arrival_s"].dtype == np.float64)
     if not shapes_ok or n == 0 or offsets[0] != 0 or (np.diff(offsets) < 0).any():
         raise ValueError("arrays of inconsistent shapes")
-    ids = trace.block_ids
-    if ids is not None and (ids.shape != (int(offsets[-1]),) or (len(ids) and not 0 <= ids.min() <= ids.max() < trace.num_unique_blocks)):
-        raise ValueError("block ids out of range")
-    if trace.provenance.rows_used != n:
+    ids, runs = arrays["flat_ids"], [arrays[name] for name in ARRAYS[6:]]
+    if ids is not None:
+        if any(array is not None for array in runs) or ids.dtype != BLOCK_ID_DTYPE or ids.shape != (int(offsets[-1]),):
+            raise ValueError(f"flat block ids of another shape or dtype ({ids.dtype})")
+        if len(ids) and not 0 <= ids.min() <= ids.max() < num_unique:
+            raise ValueError("block ids out of range")
+    elif any(array is not None for array in runs):  # runs: each request's run lengths add up to its blocks
+        run_offsets, first, length = runs
+        if (any(array is None for array in runs) or (run_offsets.dtype, first.dtype, length.dtype) !=
+                (np.int64, BLOCK_ID_DTYPE, np.int32) or run_offsets.shape != (n + 1,) or run_offsets[0] != 0
+                or (np.diff(run_offsets) < 0).any() or not first.shape == length.shape == (int(run_offsets[-1]),)):
+            raise ValueError("block id runs of another shape or dtype")
+        if len(length) and (length.min() < 1 or first.min() < 0 or (first + length.astype(np.int64)).max() > num_unique):
+            raise ValueError("block id runs out of range")
+        ends = np.zeros(len(length) + 1, dtype=np.int64)
+        np.cumsum(length, out=ends[1:])
+        if not np.array_equal(ends[run_offsets], offsets):
+            raise ValueError("block id runs do not cover the requests' blocks")
+    if rows_used != n:
         raise ValueError("provenance does not match the arrays")

@@ -47,10 +47,12 @@ class GeneratedBlocks:
         return self.ids[self.offsets[request]:self.offsets[request + 1]]
 
 
-def generated_blocks(trace: Trace, block_size: int, id_space: int, continued: bool = True) -> GeneratedBlocks:
+def generated_blocks(trace: Trace, block_size: int, id_space: int, continued: bool = True,
+                     prompt_ids: np.ndarray | None = None) -> GeneratedBlocks:
     """The ids of every request's generated full blocks (``block_size``: the trace's block tokens; ``id_space``:
     one more than its largest block id, where new ids start); ``continued=False``: no later prompt holds them (a
-    replay of recorded prompts, whose answers the server does not reproduce), all new."""
+    replay of recorded prompts, whose answers the server does not reproduce), all new. ``prompt_ids``: the trace's
+    ``access_stream()``, where the caller holds it already (else it is built here, for this pass only)."""
     n = len(trace)
     full = np.asarray(trace.input_tokens, dtype=np.int64) // block_size
     kv = np.asarray(trace.input_tokens, dtype=np.int64) + np.maximum(np.asarray(trace.output_tokens, np.int64), 1) - 1
@@ -61,13 +63,15 @@ def generated_blocks(trace: Trace, block_size: int, id_space: int, continued: bo
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     what = "the workload with its generated blocks"
-    if trace.block_ids is None or not continued:  # (no block repeats: nothing continues another request)
+    if not trace.has_block_ids or not continued:  # (no block repeats: nothing continues another request)
         check_block_id_space(id_space + int(offsets[-1]), what)
         ids = np.arange(id_space, id_space + int(offsets[-1]), dtype=BLOCK_ID_DTYPE)
         return GeneratedBlocks(offsets, ids, 0, id_space + int(offsets[-1]))
-    # the trace's int32 ids as they are (an int64 copy was a fleet's 1 GiB more at start); new ids counted in int64
+    # the trace's int32 ids (an int64 copy was a fleet's 1 GiB more at start); new ids counted in int64
+    if prompt_ids is None:
+        prompt_ids = trace.access_stream()
     ids, continued, fresh = _generated_ids(np.asarray(trace.block_offsets, np.int64),
-                                           np.asarray(trace.block_ids, dtype=BLOCK_ID_DTYPE), full, counts,
+                                           np.asarray(prompt_ids, dtype=BLOCK_ID_DTYPE), full, counts,
                                            offsets, id_space)
     check_block_id_space(int(fresh), what)  # (past it, ids wrapped: refused before anything reads them)
     return GeneratedBlocks(offsets, ids, int(continued), int(fresh))
@@ -132,8 +136,8 @@ def check_outputs_in_next_turn_read(trace: Trace, workload: WorkloadConfig) -> N
     if workload.outputs_in_next_turn or len(trace) == 0:
         return
     source = workload.trace or f"the synthetic {workload.synthetic.kind} workload"
-    if trace.block_ids is None or not len(trace.block_ids) or generated_blocks(
-            trace, trace.provenance.block_tokens, int(trace.block_ids.max()) + 1).continued == 0:
+    if not trace.has_block_ids or not trace.num_accesses or generated_blocks(
+            trace, trace.provenance.block_tokens, trace.block_id_bound()).continued == 0:
         raise UnreadSetting(f"config key 'workload.outputs_in_next_turn'=false changes nothing: no prompt of {source} "
                             "holds an earlier request's prompt and answer, so every answer has blocks of its own either "
                             "way", "workload.outputs_in_next_turn", True)

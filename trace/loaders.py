@@ -247,23 +247,23 @@ def load_trace(workload: WorkloadConfig, block_size: int, sha256: str | None = N
         output_tokens=output_tokens,
         session_id=session,
         block_offsets=offsets,
-        block_ids=block_ids,
+        flat_ids=block_ids,
         num_unique_blocks=num_unique,
         provenance=provenance,
     )
     if kind == "hash_ids":
-        _drop_repeated_hash_ids(path, trace, flat, lists.offsets, ledger.strict)
+        _drop_repeated_hash_ids(path, trace, block_ids, flat, lists.offsets, ledger.strict)
     return trace
 
 
-def _drop_repeated_hash_ids(path: Path, trace: Trace, hash_ids: np.ndarray, hash_offsets: np.ndarray,
-                            strict: bool) -> None:
+def _drop_repeated_hash_ids(path: Path, trace: Trace, block_ids: np.ndarray, hash_ids: np.ndarray,
+                            hash_offsets: np.ndarray, strict: bool) -> None:
     """Skip (``repeated_hash_ids``) a record whose hash_ids name one block twice: an id of a prefix-chained hash
     stands for its whole prefix, so it cannot recur in one prompt, and the replay counted the second as a hit of
     the prompt on itself (a [1, 1, 1, 1] record: 3 hits of 4). Judged on the run's dense block ids in one pass (a
-    split trace block's first piece recurs with it); ``hash_ids``, ``hash_offsets``: the records' own, in arrival
-    order, to name the id."""
-    bad = bm.repeated_within(trace.block_offsets, trace.block_ids, trace.num_unique_blocks) >= 0
+    split trace block's first piece recurs with it): ``block_ids``, the trace's, flat (those it was built from);
+    ``hash_ids``, ``hash_offsets``: the records' own, in arrival order, to name the id."""
+    bad = bm.repeated_within(trace.block_offsets, block_ids, trace.num_unique_blocks) >= 0
     if not bad.any():
         return
     if strict:

@@ -6,11 +6,14 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sim.errors import TraceError
+
+if TYPE_CHECKING:
+    from trace.id_runs import IdRuns
 
 BLOCK_ID_KINDS = ("hash_ids", "chained", "synthetic-sessions", "unique")
 
@@ -107,9 +110,16 @@ class TraceProvenance:
 class Trace:
     """Columnar requests sorted by arrival; prompt blocks in CSR form.
 
-    ``block_ids`` is None for the ``unique`` kind: block j of the stream then has id j,
-    so a 10-million-request token-count trace never materialises its block ids. Ids are int32
-    (``BLOCK_ID_DTYPE``): a trace whose id space reaches ``KEY_LIMIT`` is refused when it is built.
+    The prompts' block ids are held in one of two forms, which ``__post_init__`` picks from the ids it is given
+    (``flat_ids``; every loader, synthetic kind and the workload cache builds a ``Trace`` so): flat (``flat_ids``, one
+    int32 id per block) or, where that takes at most half the bytes, as runs of consecutive ids (``id_runs``; a
+    fleet's 140 M ids are 1.3 M runs, 18 MB instead of 0.52 GiB); the other field is then None. Read them through
+    ``blocks(i)`` (one request's), ``access_stream()`` (all of them, flat: built afresh from runs, so read it once and
+    keep it no longer than the pass that needs it), ``has_block_ids``, ``block_id_bound()`` and ``id_bytes``.
+
+    Both are None for the ``unique`` kind: block j of the stream then has id j, so a 10-million-request
+    token-count trace never materialises its block ids. Ids are int32 (``BLOCK_ID_DTYPE``): a trace whose id space
+    reaches ``KEY_LIMIT`` is refused when it is built.
     """
 
     arrival_s: np.ndarray  # float64, seconds from the first request
@@ -117,20 +127,37 @@ class Trace:
     output_tokens: np.ndarray  # int64
     session_id: np.ndarray  # int64, -1 where the trace has no session
     block_offsets: np.ndarray  # int64, length n + 1
-    block_ids: np.ndarray | None  # int32 dense ids, or None (unique kind)
+    flat_ids: np.ndarray | None  # int32 dense ids, flat; None when held as runs, or for the unique kind
     num_unique_blocks: int
     provenance: TraceProvenance
+    id_runs: IdRuns | None = None  # the ids as runs; None when held flat, or for the unique kind
 
     def __post_init__(self) -> None:
-        """Refuse an id space int32 ids cannot hold (its ids would have wrapped), and hold the ids as int32 (the
-        loaders make them so; ids given in another dtype, by a test or a tool, are converted once, here)."""
+        """Refuse an id space int32 ids cannot hold (its ids would have wrapped), hold the ids as int32 (the
+        loaders make them so; ids given in another dtype, by a test or a tool, are converted once, here), and hold
+        given flat ids in the smaller form."""
         source = self.provenance.path or f"the {self.provenance.format} workload"
         check_block_id_space(self.num_unique_blocks, source)
-        ids = None if self.block_ids is None else np.asarray(self.block_ids)
-        if ids is not None and ids.dtype != BLOCK_ID_DTYPE:
+        if self.flat_ids is None:
+            return
+        ids = np.asarray(self.flat_ids)
+        if ids.dtype != BLOCK_ID_DTYPE:
             if len(ids) and (ids.min() < 0 or ids.max() >= KEY_LIMIT):
                 raise TraceError(f"{source}: block ids must be in [0, {KEY_LIMIT:,})")
-            self.block_ids = ids.astype(BLOCK_ID_DTYPE)
+            ids = ids.astype(BLOCK_ID_DTYPE)
+        self._hold(ids)
+
+    def _hold(self, ids: np.ndarray) -> None:
+        """Hold ``ids`` (int32, flat, CSR by ``block_offsets``) as runs where they take at most half the bytes of
+        the flat array (a trace of random ids stays flat)."""
+        from trace.id_runs import IdRuns, count_runs  # (when ids are held: it loads numba)
+
+        offsets = np.asarray(self.block_offsets, dtype=np.int64)
+        runs = int(count_runs(offsets, ids))
+        if 2 * IdRuns.nbytes_for(len(offsets) - 1, runs) <= ids.nbytes:
+            self.flat_ids, self.id_runs = None, IdRuns.of_flat(offsets, ids, runs)
+        else:
+            self.flat_ids, self.id_runs = ids, None
 
     def __len__(self) -> int:
         return len(self.arrival_s)
@@ -140,18 +167,44 @@ class Trace:
         """Block lookups if every prompt block of every request is looked up once."""
         return int(self.block_offsets[-1])
 
+    @property
+    def has_block_ids(self) -> bool:
+        """Whether the trace names its blocks' ids (False: the ``unique`` kind, block j has id j)."""
+        return self.flat_ids is not None or self.id_runs is not None
+
+    @property
+    def id_bytes(self) -> int:
+        """The bytes the block ids take as held (0: the ``unique`` kind)."""
+        if self.id_runs is not None:
+            return self.id_runs.nbytes
+        return self.flat_ids.nbytes if self.flat_ids is not None else 0
+
+    def block_id_bound(self) -> int:
+        """One more than the largest block id (0 without blocks): what arrays indexed by block id need."""
+        if self.id_runs is not None:
+            return self.id_runs.bound()
+        if self.flat_ids is None:
+            return self.num_accesses
+        return int(self.flat_ids.max()) + 1 if len(self.flat_ids) else 0
+
     def blocks(self, i: int) -> np.ndarray:
-        """Dense block ids of request ``i``'s prompt."""
+        """Dense block ids of request ``i``'s prompt (int32)."""
+        if self.id_runs is not None:
+            return self.id_runs.of(i)
         lo, hi = int(self.block_offsets[i]), int(self.block_offsets[i + 1])
-        if self.block_ids is None:
+        if self.flat_ids is None:
             return np.arange(lo, hi, dtype=BLOCK_ID_DTYPE)
-        return self.block_ids[lo:hi]
+        return self.flat_ids[lo:hi]
 
     def access_stream(self) -> np.ndarray:
-        """Every prompt block of every request in arrival order (the plain access stream)."""
-        if self.block_ids is None:
+        """Every prompt block of every request in arrival order (the plain access stream), int32: the held array
+        (flat), or one built from the runs or (``unique``) the positions, which the caller holds only as long as its
+        pass needs it."""
+        if self.id_runs is not None:
+            return self.id_runs.expand(self.num_accesses)
+        if self.flat_ids is None:
             return np.arange(self.num_accesses, dtype=BLOCK_ID_DTYPE)
-        return self.block_ids
+        return self.flat_ids
 
     def select_range(self, start: float, end: float) -> None:
         """Keep the requests between fractions ``start`` and ``end`` of the trace (arrival order).
@@ -166,13 +219,17 @@ class Trace:
         self.arrival_s = self.arrival_s[first:last] - (self.arrival_s[first] if last > first else 0.0)
         self.input_tokens, self.output_tokens = self.input_tokens[first:last], self.output_tokens[first:last]
         self.session_id = self.session_id[first:last]
-        self.block_offsets = self.block_offsets[first:last + 1] - lo
-        if self.block_ids is not None:
-            self.block_ids = self.block_ids[lo:hi]
-            self.num_unique_blocks = int(np.unique(self.block_ids).size)
+        if self.id_runs is not None:
+            ids = self.id_runs.span(first, last, hi - lo)
+            self.num_unique_blocks = int(np.unique(ids).size)
+        elif self.flat_ids is not None:
+            ids = self.flat_ids[lo:hi]
+            self.num_unique_blocks = int(np.unique(ids).size)
         else:
-            self.block_ids = np.arange(lo, hi, dtype=BLOCK_ID_DTYPE)  # keep the global ids of the unique kind
+            ids = np.arange(lo, hi, dtype=BLOCK_ID_DTYPE)  # keep the global ids of the unique kind
             self.num_unique_blocks = hi - lo
+        self.block_offsets = self.block_offsets[first:last + 1] - lo
+        self._hold(ids)
         self.provenance.request_range = (first, last)
         dropped = {f"workload.range_start={start}": first, f"workload.range_end={end}": n - last}
         self.provenance.range_dropped = {setting: count for setting, count in dropped.items() if count}
@@ -193,11 +250,12 @@ class Trace:
             return 0
         keep = ~mask
         counts = np.diff(self.block_offsets)
-        if self.block_ids is not None:
-            self.block_ids = self.block_ids[np.repeat(keep, counts)]
-            self.num_unique_blocks = int(np.unique(self.block_ids).size)
+        ids = self.access_stream()[np.repeat(keep, counts)] if self.has_block_ids else None
         self.block_offsets = np.concatenate([[0], np.cumsum(counts[keep])]).astype(np.int64)
-        if self.block_ids is None:
+        if ids is not None:
+            self.num_unique_blocks = int(np.unique(ids).size)
+            self._hold(ids)
+        else:
             self.num_unique_blocks = int(self.block_offsets[-1])
         self.arrival_s, self.input_tokens = self.arrival_s[keep], self.input_tokens[keep]
         self.output_tokens, self.session_id = self.output_tokens[keep], self.session_id[keep]
@@ -215,13 +273,16 @@ class Trace:
         bs = self.provenance.block_tokens
         counts = np.diff(self.block_offsets)
         kept = np.minimum(counts, -(-max_tokens // bs))
-        if self.block_ids is not None:
+        ids = None
+        if self.has_block_ids:
             owner = np.repeat(np.arange(len(counts)), counts)
             depth = np.arange(len(owner)) - self.block_offsets[owner]
-            self.block_ids = self.block_ids[depth < kept[owner]]
-            self.num_unique_blocks = int(np.unique(self.block_ids).size)
+            ids = self.access_stream()[depth < kept[owner]]
         self.block_offsets = np.concatenate([[0], np.cumsum(kept)]).astype(np.int64)
-        if self.block_ids is None:
+        if ids is not None:
+            self.num_unique_blocks = int(np.unique(ids).size)
+            self._hold(ids)
+        else:
             self.num_unique_blocks = int(self.block_offsets[-1])
         self.input_tokens = np.minimum(self.input_tokens, max_tokens)
         self.provenance.inputs_truncated = int(long.sum())

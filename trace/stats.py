@@ -116,19 +116,20 @@ def serving_reuse_ceiling(trace: Trace, outputs_in_next_turn: bool = True) -> fl
     prompt's last block is served by a lower tier (HBM stops a token short of the prompt's end:
     ``usable_prefix_blocks``)."""
     accesses = trace.num_accesses
-    if not accesses or trace.block_ids is None:  # (no ids: every block is distinct, nothing hits)
+    if not accesses or not trace.has_block_ids:  # (no ids: every block is distinct, nothing hits)
         return (accesses - trace.num_unique_blocks) / accesses if accesses else 0.0
     prompt_offsets = np.asarray(trace.block_offsets, np.int64)
     block_tokens = trace.provenance.block_tokens
-    id_space = int(trace.block_ids.max()) + 1
+    id_space = trace.block_id_bound()
+    prompt_ids = trace.access_stream()  # (for this pass: read once, for the generated blocks too)
     full = np.minimum(np.asarray(trace.input_tokens, np.int64) // block_tokens, np.diff(prompt_offsets))
     if outputs_in_next_turn:
-        generated = generated_blocks(trace, block_tokens, id_space)
+        generated = generated_blocks(trace, block_tokens, id_space, prompt_ids=prompt_ids)
         generated_offsets, generated_ids = generated.offsets, generated.ids
         id_space = generated.num_ids
     else:  # (generated blocks are never found: none is looked up)
         generated_offsets, generated_ids = np.zeros(len(trace) + 1, np.int64), np.zeros(0, BLOCK_ID_DTYPE)
-    hits = _hits_in_prompts(prompt_offsets, np.asarray(trace.block_ids, dtype=BLOCK_ID_DTYPE), full,  # (no copy)
+    hits = _hits_in_prompts(prompt_offsets, prompt_ids, full,
                             generated_offsets, generated_ids, id_space)
     return hits / accesses
 

@@ -482,7 +482,7 @@ def generate(cfg: SyntheticConfig, block_size: int, rng: np.random.Generator, li
         output_tokens=out.astype(np.int64),
         session_id=np.full(n, -1, dtype=np.int64) if session is None else session.astype(np.int64),
         block_offsets=offsets,
-        block_ids=block_ids,
+        flat_ids=block_ids,
         num_unique_blocks=num_unique,
         provenance=provenance,
     )

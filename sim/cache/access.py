@@ -162,9 +162,7 @@ def block_id_space(trace: Trace) -> int:
     Ids are dense from 0 (``trace.blocks.intern``), except that a request range of the
     ``unique`` kind keeps the global ids of its blocks.
     """
-    if trace.block_ids is None:
-        return trace.num_accesses
-    return int(trace.block_ids.max()) + 1 if len(trace.block_ids) else 0
+    return trace.block_id_bound()
 
 
 def tokens_per_access(trace: Trace) -> np.ndarray:

@@ -118,7 +118,8 @@ class ServingRun:
         # Every tier of the run (each instance's HBM, the shared lower tiers) lives in one arena, whose arrays are
         # sized by the block-id space: the trace's, and the generated blocks' that no later prompt holds.
         self.generated = self._generated_blocks()
-        self.stream = stream = CacheStream(trace, self.generated)
+        # (not kept: its stream, when a policy reads one, is the trace's ids built flat, for this setup only)
+        stream = CacheStream(trace, self.generated)
         self.num_blocks = stream.num_ids
         self.stream_offsets = stream.offsets
         next_use = next_use_index(stream.blocks) if any(k.needs_future for k in kinds) else None
