@@ -75,15 +75,17 @@ def main() -> None:
 def held_at_end(run, trace) -> str:
     """The largest things the run holds when it ends, each in GiB: nearly every block of the fleet's workload is
     distinct and its HBM never fills, so these grow with the blocks seen (where the peak RSS goes)."""
-    from sim.cache.arena_layout import IN_USE
+    from sim.cache.arena_layout import IN_USE, LINK_ROWS
 
     arrays = run.arena._arrays
     slots, table = arrays["slots"], arrays["table"]
     router = sum(value.nbytes for value in vars(run.router).values() if isinstance(value, np.ndarray))
     ids = trace.id_bytes
-    return (f"arena slots {slots.nbytes / 2**30:.2f} GiB ({int(arrays['aux'][IN_USE]):,} in use of {len(slots):,}, "
-            f"{slots.itemsize * slots.shape[1]} bytes each), directory {table.nbytes / 2**30:.2f} GiB "
-            f"({directory_cells(run.arena)}), trace block ids {ids / 2**30:.2f} GiB ({id_form(trace)}), router tables {router / 2**30:.2f} GiB")
+    aux = arrays["aux"]
+    return (f"arena slots {slots.nbytes / 2**30:.2f} GiB ({int(aux[IN_USE]):,} in use of {len(slots):,}, "
+            f"{int(aux[LINK_ROWS]):,} of them holder-chain link rows; {slots.itemsize * slots.shape[1]} bytes each), "
+            f"directory {table.nbytes / 2**30:.2f} GiB ({directory_cells(run.arena)}), trace block ids "
+            f"{ids / 2**30:.2f} GiB ({id_form(trace)}), router tables {router / 2**30:.2f} GiB")
 
 
 def id_form(trace) -> str:

@@ -299,10 +299,10 @@ class TierArena:
         meta, glob = self._arrays["meta"], self._arrays["aux"]
         tiers = np.asarray(tiers, dtype=np.int64)
         rows = meta[tiers]
-        need = slots_needed(int(np.minimum(rows[:, BOUND], GROWTH * uses).sum()), int(glob[SHIFT]))
-        slots = self._arrays["slots"]
-        if len(slots) - glob[IN_USE] < need:
-            self._grow_slots(max(len(slots) + len(slots) // 32, int(glob[IN_USE]) + need, 16))
+        need = int(np.minimum(rows[:, BOUND], GROWTH * uses).sum())
+        slots, free = self._arrays["slots"], slots_needed(need, int(glob[SHIFT]))
+        if len(slots) - glob[IN_USE] < free:
+            self._grow_slots(max(len(slots) + len(slots) // 32, int(glob[IN_USE]) + free, 16))
         if glob[SHIFT] and overloaded.py_func(glob[ENTRIES] + need, self.hashed_cells):  # (SHIFT 0: none hashed)
             self._grow_directory(need)
         for t in tiers[rows[:, HEAPED] == 1].tolist():
