@@ -86,7 +86,8 @@ def _load_outcome(path, monkeypatch, fast: bool, chunk_rows: int | None, **workl
         except InputError as exc:
             return ("error", str(exc))
     arrays = {name: getattr(trace, name) for name in ("arrival_s", "input_tokens", "output_tokens", "session_id",
-                                                      "block_offsets", "block_ids")}
+                                                      "block_offsets")}
+    arrays["block_ids"] = trace.access_stream() if trace.has_block_ids else None  # (held flat or as runs)
     return ("trace", {k: None if v is None else (v.dtype.str, v.tobytes()) for k, v in arrays.items()},
             trace.num_unique_blocks, trace.provenance.to_dict())
 
