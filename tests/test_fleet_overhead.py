@@ -1,5 +1,5 @@
 """The per-step Python around a fleet's instances costs what changed, with the same results: a decode window's block
-claims (one event in the heap at a time, each answer one bisection), and the timeline's samples (sums over every
+claims (each answer one bisection; their events: tests/test_window_claims.py), and the timeline's samples (sums over every
 instance read in C, a pool asked its ``used`` only while a window is open)."""
 
 from __future__ import annotations
@@ -10,14 +10,12 @@ import numpy as np
 import pytest
 
 import sim.serving.timeline as timeline_module
-from sim.config import load_config
 from sim.serving.block_pool import BlockPool, used_sum
 from sim.serving.compute import StepShape
 from sim.serving.decode_windows import DecodeWindow
 from sim.serving.engine import Engine
-from sim.serving.instance import Instance
 from sim.serving.run import run_serving
-from tests.test_serving import _multi_turn_config, _synthetic, make_trace
+from tests.test_serving import _multi_turn_config, _synthetic
 
 
 def _window(start: float, steps: int) -> DecodeWindow:
@@ -77,27 +75,6 @@ def test_reserved_sequence_numbers_run_where_they_were_reserved():
     assert log == ["early", "a", "b", "x"]
     with pytest.raises(ValueError):
         engine.at_seq(0.5, engine.reserve(1), log.append, "past")
-
-
-def test_a_windows_claims_hold_one_event_in_the_heap(monkeypatch):
-    """A request decoding 300 tokens in 16-token blocks: its window takes a block every 16 steps (18 of them),
-    scheduled one at a time. (A second request repeats its prompt: blocks can repeat, so they are cached.)"""
-    heap_claims, distinct = [], []
-    run_window = Instance.run_window
-
-    def counting(self, window, share=None):
-        run_window(self, window, share)
-        distinct.append(len(set(self.pool.claim_steps)))
-        heap_claims.append(sum(getattr(e[3], "__name__", "") == "_claim_blocks" for e in self.engine._heap))
-
-    monkeypatch.setattr(Instance, "run_window", counting)
-    config = load_config(None, sets=["serving.num_instances=1", "serving.num_gpu_blocks=1000",
-                                     "serving.block_size=16"])
-    prompt = list(range(7))  # 100 tokens: 7 blocks
-    trace = make_trace([0.0, 100.0], [100, 100], [300, 2], block_lists=[prompt, prompt])
-    result, _ = run_serving(trace, config, "single")
-    assert max(distinct) >= 3 and heap_claims == [1 if d else 0 for d in distinct]
-    assert result.metrics["requests_completed"] == 2 and result.metrics["hits"] > 0
 
 
 def _plain_sample(timeline) -> tuple[tuple[int, int, int], np.ndarray]:

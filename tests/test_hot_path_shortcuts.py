@@ -22,7 +22,7 @@ def _hbm_over_dram(hbm: int, dram: int) -> MultiTierCache:
     return MultiTierCache(tiers, 1, num_blocks=64, track_positions=True)
 
 
-def test_a_resize_that_demotes_nothing_calls_no_compiled_code_and_sets_the_capacity(monkeypatch):
+def test_a_resize_that_demotes_nothing_calls_no_compiled_code_sets_the_capacity_and_says_so(monkeypatch):
     cache = _hbm_over_dram(4, 10)
     for now, key in enumerate((1, 2)):
         cache.touch(key, now)
@@ -30,11 +30,12 @@ def test_a_resize_that_demotes_nothing_calls_no_compiled_code_and_sets_the_capac
     compiled = multitier.engine.resize_top
     monkeypatch.setattr(multitier.engine, "resize_top", lambda *args: calls.append(args[2]) or compiled(*args))
 
-    # 2 blocks under a capacity of 3: nothing to demote, a store
-    assert cache.resize_top(3) is True
+    # 2 blocks under a capacity of 3: nothing to demote (False: nothing written below), a store
+    assert cache.fits(3) and cache.fits(2) and not cache.fits(1)
+    assert cache.resize_top(3) is False
     assert calls == []
     assert cache.arena.capacity(cache.tiers[0].index) == 3
-    assert cache.resize_top(3) is False  # settled: asking again changes nothing
+    assert cache.resize_top(3) is False and cache.settled(3)  # settled: asking again changes nothing
 
     # the capacity holds: two more blocks make 4 under 3, the least recently used (1) goes down to DRAM
     cache.touch(3, 2)
@@ -42,6 +43,7 @@ def test_a_resize_that_demotes_nothing_calls_no_compiled_code_and_sets_the_capac
     assert cache.resident(0) == {2, 3, 4} and cache.resident(1) == {1}
 
     # 3 blocks over a capacity of 1: the compiled resize demotes the two least recently used (2, then 3)
+    assert not cache.fits(1)
     assert cache.resize_top(1) is True
     assert calls == [1]
     assert cache.resident(0) == {4} and cache.resident(1) == {1, 2, 3}

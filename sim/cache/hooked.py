@@ -149,6 +149,10 @@ class HookedMultiTierCache:
         """Never known here: ``resize_top`` always runs (``MultiTierCache.settled``)."""
         return False
 
+    def fits(self, capacity: int) -> bool:
+        """Whether the top tier's blocks fit in ``capacity`` (``MultiTierCache.fits``)."""
+        return self.spanned is None and len(self.residents[0]) <= max(0, capacity)
+
     def resize_top(self, capacity: int) -> None:
         self.tiers[0].arena.state.meta[self.tiers[0].index, CAP] = max(0, capacity)
         if self.spanned is not None:

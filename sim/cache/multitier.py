@@ -234,10 +234,15 @@ class MultiTierCache:
         """Whether ``resize_top(capacity)`` is known to change nothing (False: it may)."""
         return capacity == self._sized
 
+    def fits(self, capacity: int) -> bool:
+        """Whether the top tier's blocks fit in ``capacity``: ``resize_top(capacity)`` would push none out now (False
+        where tiers are spanned: the union's overflow is not judged here)."""
+        return self.span < 0 and self.arena.resident_count(self.tiers[0].index) <= max(0, capacity)
+
     def resize_top(self, capacity: int) -> bool:
         """Set the top tier's capacity (free HBM blocks change as requests run), at most the capacity
-        it was built with (its slots are sized to it); overflow is demoted. False: nothing changed (the capacity was
-        already that and nothing overflows), so nothing was demoted either."""
+        it was built with (its slots are sized to it); overflow is demoted. False: nothing was demoted (nothing
+        overflowed), so nothing was written below either."""
         if capacity == self._sized:
             return False
         top = self.tiers[0].index
@@ -254,9 +259,10 @@ class MultiTierCache:
             arena.set_capacity(top, max(0, capacity))
             if self.span >= 0:  # (the union's capacity follows the top tier's)
                 arena.set_capacity(self.span, sum(arena.capacity(t.index) for t in self.tiers))
-        else:
-            while not engine.resize_top(arena.state, self.view, capacity):
-                self._reserve()
+            self._sized = capacity if capacity >= 0 else None
+            return False
+        while not engine.resize_top(arena.state, self.view, capacity):
+            self._reserve()
         self._sized = capacity if capacity >= 0 else None  # (resized: nothing overflows it now)
         return True
 

@@ -26,14 +26,9 @@ from sim.serving.kv_cache_manager import KVCacheManager, TieredCache
 from sim.serving.moe import DataParallelShare
 from sim.serving.scheduler import DECODE, PREFILL, UNIFIED, Scheduler, StepBatch
 from sim.serving.utilization import WorkTotals
+from sim.serving.window_claims import CLAIM_PRIORITY, WindowClaims
 
 __all__ = ["DECODE", "PREFILL", "UNIFIED", "Instance", "Job"]
-
-# A window's reserved blocks come into use after the other events of their step's first instant (a single step is
-# planned by an event scheduled at that instant, after those already there): work arriving then still cuts the
-# window before that step, and its blocks are never taken.
-CLAIM_PRIORITY = 1
-
 
 class Instance:
     """A scheduler, a block pool with its prefix cache, and a compute model, driven by the engine."""
@@ -59,6 +54,9 @@ class Instance:
         self.pool = BlockPool(total_blocks, engine, shared=shared_blocks and caching)
         # (``kv_manager``: a hybrid model's, ``sim.serving.hybrid_kv_cache_manager``, where vLLM's hybrid one runs)
         self.kv = kv_manager(self.pool, cache, serving.block_size, caching, clock=lambda: engine.now)
+        self.claims = WindowClaims(engine, self.pool, self.kv)  # a decode window's reserved blocks leaving the cache
+        if caching:
+            self.kv.on_change = self.claims.recheck
         self.scheduler = Scheduler(index, role, serving, self.kv, table, itl, window=compute.sliding_window)
         self.scheduler.on_landed = self.submit  # a connector's load landed: read in as a new request is
         self.busy = False
@@ -234,11 +232,9 @@ class Instance:
             pool = self.pool
             pool.reserve(window, window.growth, self.scheduler.block_size)
             if self.kv.prefix_caching:  # the cache gives them up as their steps start (after the instant's other
-                # events, as a single step plans itself last: CLAIM_PRIORITY), an event per step taking one; each
-                # pushes the next (a heap of 10 k instances' windows held ~8 times as many claims as other events)
-                times = pool.claim_times()
-                seq = self.engine.reserve(len(times))
-                self.engine.at_seq(times[0], seq, self._claim_blocks, times, 0, seq, priority=CLAIM_PRIORITY)
+                # events, as a single step plans itself last: CLAIM_PRIORITY), an event only where one pushes blocks
+                # out of HBM
+                self.claims.start()
         # a stepwise manager's steps allocate as they start (CLAIM_PRIORITY)
         for step in (sorted(window.allocations) if window.allocations else ()):
             self.engine.at(window.start + window.ends[step - 1], self._window_allocations, window, step,
@@ -250,16 +246,6 @@ class Instance:
         single step plans them (none if the window was cut short before it)."""
         if self.window is window and step < window.steps:
             self.kv.window_step(window.jobs, window.computed, step, window.allocations[step])
-
-    def _claim_blocks(self, times: list[float], k: int, seq: int) -> None:
-        """A window's step starts at ``times[k]``: its reserved blocks come into use and leave the prefix cache (none if
-        the window was cut short before it); the next such step's event is pushed (sequence numbers ``seq`` on, as
-        reserved when the window started: ``Engine.reserve``)."""
-        at = times[k]
-        if k + 1 < len(times):
-            self.engine.at_seq(times[k + 1], seq + k + 1, self._claim_blocks, times, k + 1, seq,
-                               priority=CLAIM_PRIORITY)
-        self.kv.sync_free(self.pool.unused_through(at))
 
     def settle(self) -> None:
         """Bring a decode window in progress to what single steps hold now: it ends with its step in progress (and,

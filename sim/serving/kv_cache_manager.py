@@ -60,7 +60,9 @@ class TieredCache(Protocol):
 
     def touch_chain(self, keys: Sequence[int], positions: np.ndarray, freed: bool = False) -> np.ndarray: ...
 
-    def resize_top(self, capacity: int) -> bool | None: ...  # False: nothing changed (nor demoted)
+    def resize_top(self, capacity: int) -> bool | None: ...  # False: nothing demoted
+
+    def fits(self, capacity: int) -> bool: ...  # resize_top(capacity) would demote nothing now
 
     def settled(self, capacity: int) -> bool: ...  # resize_top(capacity) is known to change nothing
 
@@ -167,6 +169,9 @@ class KVCacheManager:
         # each held prompt block's latest access among the requests that held it (stream position), kept where a
         # policy reads positions (``ServingRun`` sets it: Belady, learned): see ``free``
         self.latest_use: dict[int, int] | None = None
+        # told after an allocation or a free changed the pool or the HBM cache (prefix caching): a decode window's
+        # reserved blocks judge again where their steps' starts push blocks out (``WindowClaims.recheck``)
+        self.on_change: Callable[[], None] | None = None
         cache.resize_top(pool.total)
 
     # ------------------------------------------------------------- lookups
@@ -365,7 +370,8 @@ class KVCacheManager:
         prompt, private = self.blocks_for(job, tokens)
         grow = private - job.anonymous if private > job.anonymous else 0
         fresh: Sequence[int] = ()
-        if grow or prompt > job.held:  # (else a step within the blocks it holds: nothing to take)
+        grew = grow or prompt > job.held  # (else a step within the blocks it holds: nothing to take)
+        if grew:
             fresh = self.pool.hold(job.blocks[job.held:prompt], grow)
             if self.latest_use is not None:
                 note_uses(self.latest_use, job.blocks, job.held, prompt, job.position)
@@ -382,6 +388,8 @@ class KVCacheManager:
             # within the job's blocks, the capacity unchanged, has nothing to charge
             if self.cache.resize_top(self.pool.unused) is not False or took:
                 self._charge_writes()
+            if grew and self.on_change is not None:  # (the pool's blocks in use grew)
+                self.on_change()
 
     def free(self, job: Job) -> None:
         """Free a job's blocks; its full blocks return to the prefix cache, deepest first: those its generated tokens
@@ -410,6 +418,8 @@ class KVCacheManager:
                 freed, positions = [*generated, *freed], np.concatenate((at, positions))
             self._return_to_cache(freed, positions)
             self._charge_writes()
+            if self.on_change is not None:  # (the cache grew)
+                self.on_change()
 
     def _generated_full_blocks(self, job: Job) -> tuple[list[int], np.ndarray]:
         """The full blocks ``job``'s generated tokens filled here, deepest first, and their stream positions (they
@@ -430,9 +440,8 @@ class KVCacheManager:
     def sync_free(self, unused: int | None = None) -> None:
         """The HBM cache's capacity follows the pool's blocks not in use (``unused``: as of a later instant; a decode
         window's reserved blocks leave it only as their steps start, as single steps would take them)."""
-        if self.prefix_caching:
-            self.cache.resize_top(self.pool.unused if unused is None else unused)
-            self._charge_writes()
+        if self.prefix_caching and self.cache.resize_top(self.pool.unused if unused is None else unused) is not False:
+            self._charge_writes()  # (what it demoted: every other change charged its own)
 
     # ------------------------------------------------------------- the cache engine
 
