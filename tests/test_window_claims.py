@@ -1,51 +1,67 @@
 """A decode window's reserved blocks leave the HBM cache as their steps start (sim.serving.window_claims); only a start
-that pushes blocks out of HBM gets an event. The oracle: the same run with an event at every start (the cache, asked
-whether its blocks fit, always says no), which is how every start ran before: the reports must be identical, with
-starts that push blocks out in both (so the runs judged do reach the case skipped)."""
+that pushes blocks out of HBM gets an event. The oracle is the straightforward mechanism, as kvsim ran it before: an
+event at every start, each pushing the next, a window's chain running to its end whatever windows follow. Reports
+must be identical, with starts that push blocks out in both (so the runs judged reach the case skipped)."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
-from sim.cache.multitier import MultiTierCache
 from sim.cluster.run import run_cluster
 from sim.config import load_config
-from sim.serving import window_claims
+from sim.serving import compute, instance
 from sim.serving.instance import Instance
 from sim.serving.run import run_serving
+from sim.serving.window_claims import CLAIM_PRIORITY, WindowClaims
 from tests.test_cluster import CLUSTER_64, _trace_and_config
 from tests.test_serving import _multi_turn_config, _synthetic, make_trace
 
 
-def _counted(monkeypatch) -> dict[str, int]:
-    """Count the starts whose event ran, and those of them that pushed blocks out of HBM."""
-    counts = {"events": 0, "pushed_out": 0}
-    claim = window_claims.WindowClaims._claim
+class EveryStart(WindowClaims):
+    """An event at every start taking reserved blocks, each pushing the next, to the end of its window's list."""
 
-    def counting(self, k, version):
-        if version != self._version:
-            return claim(self, k, version)
+    def start(self) -> None:
+        times = self.pool.claim_times()
+        seq = self.engine.reserve(len(times))
+        self.engine.at_seq(times[0], seq, self._claim_at, times, 0, seq, priority=CLAIM_PRIORITY)
+
+    def recheck(self) -> None:
+        pass
+
+    def _claim_at(self, times: list[float], k: int, seq: int) -> None:
+        if k + 1 < len(times):
+            self.engine.at_seq(times[k + 1], seq + k + 1, self._claim_at, times, k + 1, seq, priority=CLAIM_PRIORITY)
+        self.kv.sync_free(self.pool.unused_through(times[k]))
+
+
+def _counting(monkeypatch, cls: type, name: str, counts: dict[str, int]) -> None:
+    """Count ``cls.name``'s calls that act (not a superseded event), and those that pushed blocks out of HBM."""
+    method = getattr(cls, name)
+
+    def counted(self, *args):
+        if name == "_claim" and args[1] != self._version:
+            return method(self, *args)
         top = self.kv.cache.tiers[0]
         before = top.stats.demotions + top.stats.evictions
-        claim(self, k, version)
+        method(self, *args)
         counts["events"] += 1
         counts["pushed_out"] += top.stats.demotions + top.stats.evictions > before
 
-    monkeypatch.setattr(window_claims.WindowClaims, "_claim", counting)
-    return counts
+    monkeypatch.setattr(cls, name, counted)
 
 
 def _same_with_an_event_at_every_start(monkeypatch, run) -> tuple[dict, dict]:
-    counts = _counted(monkeypatch)
+    lazy_counts, every_counts = {"events": 0, "pushed_out": 0}, {"events": 0, "pushed_out": 0}
+    _counting(monkeypatch, WindowClaims, "_claim", lazy_counts)
+    _counting(monkeypatch, EveryStart, "_claim_at", every_counts)
     lazy = json.dumps(run(), sort_keys=True, default=str)
-    lazy_counts = dict(counts)
-    counts.update(events=0, pushed_out=0)
-    monkeypatch.setattr(MultiTierCache, "fits", lambda self, capacity: False)
+    monkeypatch.setattr(instance, "WindowClaims", EveryStart)
     every = json.dumps(run(), sort_keys=True, default=str)
     assert lazy == every
-    return lazy_counts, counts
+    return lazy_counts, every_counts
 
 
 @pytest.mark.parametrize("mode,extra", [
@@ -95,3 +111,25 @@ def test_a_window_holds_at_most_one_start_event_and_none_while_hbm_has_room(monk
         result, _ = run_serving(trace, config, "single")
         assert result.metrics["requests_completed"] == 3
         assert in_heap and max(in_heap) == heaped, (blocks, in_heap)
+
+
+def test_a_window_cut_and_planned_again_keeps_its_starts_order_among_other_instances(monkeypatch):
+    """Steps of 1/64 s (a token batch of 256 more: one more), arrivals on that grid: a window cut short and planned
+    again with the same batch has its starts at exactly the times the cut one's list still held, and at one instant
+    several instances push blocks out into a DRAM they share. Where the earlier window's start would have run first
+    (a lower sequence number), it still does: the shared tier's order is the same (seeds where it was not, before)."""
+    q = 1 / 64
+    roofline = compute.RooflineCompute
+    monkeypatch.setattr(roofline, "step_time", lambda self, shape, share=None: q * (1 + shape.tokens // 256))
+    monkeypatch.setattr(roofline, "decode_times", lambda self, first, steps, share=None: np.full(steps, q))
+    for seed in (202, 210):
+        config = _multi_turn_config(f"seed={seed}", "serving.num_gpu_blocks=320", "serving.num_instances=4",
+                                    "cache.tiers.dram.capacity_gib=0.002", "cache.tiers.ssd.capacity_gib=0",
+                                    "workload.synthetic.turns_mean=6", "cluster.router=round-robin",
+                                    "workload.synthetic.rate_rps=40")
+        trace = _synthetic(config)
+        trace.arrival_s[:] = np.round(trace.arrival_s / q) * q
+        lazy, every = _same_with_an_event_at_every_start(
+            monkeypatch, lambda: run_serving(trace, config, "single")[0].metrics)
+        assert lazy["pushed_out"] == every["pushed_out"] > 0
+        monkeypatch.setattr(instance, "WindowClaims", WindowClaims)

@@ -10,8 +10,9 @@ raise HBM's blocks or lower the pool's unused ones) judges again. A start judged
 as every start did before, so the run is the same with an event at every start (tests/test_window_claims.py).
 
 The events keep the sequence numbers reserved when the window started (``Engine.reserve``): one runs where the same
-start's event ran when every start had one. An allocation or a free runs at priority 0 or less, before any start at
-its instant (``CLAIM_PRIORITY``), so the starts still to come when it judges again are those from its instant on.
+start's event ran when every start had one (or where a cut-short earlier window's start at the same instant ran,
+which came first: ``_earlier``). An allocation or a free runs at priority 0 or less, before any start at its instant
+(``CLAIM_PRIORITY``), so the starts still to come when it judges again are those from its instant on.
 """
 
 from __future__ import annotations
@@ -43,9 +44,20 @@ class WindowClaims:
         self._next = 0  # the first start not yet passed
         self._armed = -1  # the start whose event is in the engine's heap (-1: none)
         self._version = 0  # bumped when an event is armed or the window changes: an older event does nothing
+        # earlier windows' starts still to come (cut short: their blocks are never taken), by time: their events'
+        # sequence numbers. When every start had an event, those ran on; at a time of a later window's start, the
+        # earlier (lower-numbered) one took that start's blocks out, and one instance's order among others' at one
+        # instant decides what a shared lower tier keeps. At any other time they set the capacity it had.
+        self._earlier: dict[float, int] = {}
 
     def start(self) -> None:
         """A window with reserved blocks started (``BlockPool.reserve``): its steps' starts follow."""
+        now, old = self.engine.now, self._times
+        if self._earlier:
+            self._earlier = {t: seq for t, seq in self._earlier.items() if t >= now}
+        if self._next < len(old):
+            for k in range(bisect_left(old, now, self._next), len(old)):
+                self._earlier.setdefault(old[k], self._seq + k)  # (an older window's, lower, stays)
         self._times = times = self.pool.claim_times()
         self._seq = self.engine.reserve(len(times))
         self._next, self._armed = 0, -1
@@ -74,7 +86,10 @@ class WindowClaims:
             return
         self._armed = k
         self._version += 1
-        self.engine.at_seq(times[k], self._seq + k, self._claim, k, self._version, priority=CLAIM_PRIORITY)
+        seq = self._seq + k
+        if self._earlier:
+            seq = min(seq, self._earlier.get(times[k], seq))
+        self.engine.at_seq(times[k], seq, self._claim, k, self._version, priority=CLAIM_PRIORITY)
 
     def _claim(self, k: int, version: int) -> None:
         """Start ``k``: its blocks come into use and leave the cache (unless the window was cut short before it)."""
