@@ -67,7 +67,8 @@ def main() -> None:
           f"router {config.cluster.router}; instances built {m['cluster']['instances_used']:,}")
     print(f"requests: {len(trace):,}  block accesses: {m['accesses']:,}  hit ratio: {m['hit_ratio']:.4f}")
     print(f"wall: {wall:.1f} s (load {loaded - start:.1f} s, simulate {simulate:.1f} s)")
-    print(f"requests/s: {len(trace) / simulate:,.0f}  block accesses/s: {m['accesses'] / simulate:,.0f}")
+    print(f"requests/s: {len(trace) / simulate:,.0f}  block accesses/s: {m['accesses'] / simulate:,.0f}  "
+          f"events: {run.engine.events_run:,} ({run.engine.events_run / len(trace):.1f} a request)")
     print(f"peak RSS: {rss / 2**30:.2f} GiB")
     print("held at the end: " + held_at_end(run, trace))
 
