@@ -22,6 +22,9 @@ COLUMNS = ("arrival_s", "input_tokens", "output_tokens", "session_id", "block_of
 # three prompts of consecutive hash ids (0-39 | 0-49 | 100-129): dense ids 0-39 | 0-49 | 50-79, held as 3 runs
 MOONCAKE_RUNS = (_mooncake_line(0, 40 * 512, 5, list(range(40))) + _mooncake_line(1, 50 * 512, 5, list(range(50)))
                  + _mooncake_line(2, 30 * 512, 5, list(range(100, 130))))
+# the first prompt repeats a hash id (dropped by the loader: repeated_hash_ids), so the dense ids kept start at 1
+MOONCAKE_DROPPED_FIRST = (_mooncake_line(0, 1024, 10, [5000, 5000]) + _mooncake_line(1, 3072, 20, list(range(6)))
+                          + _mooncake_line(2, 2048, 20, [0, 1, 2, 6]))
 BURST_SESSIONS = ("Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type,Session ID\n"
                   "0,ChatGPT,40,10,50,Conversation log,A\n1,ChatGPT,50,10,60,Conversation log,B\n"
                   "2,ChatGPT,70,10,80,Conversation log,A\n3,ChatGPT,20,10,30,API log,\n")
@@ -70,6 +73,7 @@ def traces(tmp_path, shared_data):
     return [
         (write(tmp_path, "bad.csv", AZURE_BAD), 16, {}),  # unique blocks, skip reasons
         (write(tmp_path, "bad.jsonl", MOONCAKE_BAD), 512, {}),  # hash_ids
+        (write(tmp_path, "dropped.jsonl", MOONCAKE_DROPPED_FIRST), 512, {}),  # ids with a gap: bound > count
         (shared_data / "traces" / "mooncake_conversation.jsonl", 16, {"block_mismatch": "split", "limit": 2000}),
         (write(tmp_path, "sessions.csv", BURST_SESSIONS), 16, {}),  # synthetic-sessions
         (shared_data / "traces" / "llmservingsim_sharegpt_llama31_8b_300.jsonl", 16, {}),  # chained
@@ -151,14 +155,19 @@ def _damage(cache, how: str) -> None:
     elif how == "flipped_byte":  # inside the block ids: their CRC-32 no longer matches
         at = header_end + _header(cache)["arrays"][_last_ids(cache)]["offset"]
         cache.write_bytes(data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:])
-    elif how == "ids_out_of_range":  # written whole (CRCs match) by the cache's own writer
+    elif how == "ids_out_of_range":  # written whole (CRCs match) by the cache's own writer, the header's bound kept
         header = _header(cache)
         trace = wc._read(cache, header["key"])[0]
+        bound, computed = trace.block_id_bound(), type(trace).block_id_bound
         if trace.id_runs is not None:
             trace.id_runs.first = trace.id_runs.first + 10**6
         else:
             trace.flat_ids = trace.flat_ids + 10**6
-        wc._write(cache, header["key"], trace)
+        type(trace).block_id_bound = lambda self: bound
+        try:
+            wc._write(cache, header["key"], trace)
+        finally:
+            type(trace).block_id_bound = computed
     elif how == "runs_short":  # the runs' lengths one short of the requests' blocks (CRCs match)
         header = _header(cache)
         trace = wc._read(cache, header["key"])[0]

@@ -168,8 +168,9 @@ def _write(cache: Path, key: dict[str, Any], trace: Trace) -> None:
         layout[name]["offset"] = offset  # from the end of the header
         stored.append(data)
         offset += -(-data.nbytes // ALIGN) * ALIGN
-    meta = {"key": key, "num_unique_blocks": trace.num_unique_blocks, "arrays": layout,
-            "provenance": dataclasses.asdict(trace.provenance)}
+    # the ids' bound, not their count: requests the loader drops leave gaps in the dense ids (``Trace.drop``)
+    meta = {"key": key, "num_unique_blocks": trace.num_unique_blocks, "block_id_bound": trace.block_id_bound(),
+            "arrays": layout, "provenance": dataclasses.asdict(trace.provenance)}
     header = json.dumps(meta).encode()
     header += b" " * (-(len(MAGIC) + PREFIX.size + len(header)) % ALIGN)  # the arrays start aligned
     with atomic_write(cache, binary=True) as fh:
@@ -233,7 +234,10 @@ def _read(cache: Path, key: dict[str, Any]) -> tuple[Trace | None, str | None]:
         start = len(MAGIC) + PREFIX.size + length
         layout = meta["arrays"]
         arrays = {name: _unpack(mapped, start, layout[name]) if name in layout else None for name in ARRAYS}
-        _check_consistent(arrays, int(meta["num_unique_blocks"]), meta["provenance"]["rows_used"])
+        # (format 5 files written before the bound was stored: their ids are dense, the count is the bound, unless
+        # the loader dropped requests: those fail the check and are rebuilt, once)
+        bound = meta["block_id_bound"] if "block_id_bound" in meta else meta["num_unique_blocks"]
+        _check_consistent(arrays, int(bound), meta["provenance"]["rows_used"])
         provenance = meta["provenance"]
         if provenance["request_range"] is not None:
             provenance["request_range"] = tuple(provenance["request_range"])
@@ -289,8 +293,9 @@ def _format_1(cache: Path) -> bool:
         return False
 
 
-def _check_consistent(arrays: dict[str, np.ndarray | None], num_unique: int, rows_used: int) -> None:
-    """The arrays fit together as ``load_trace`` makes them (a damaged file fails here, not in a run)."""
+def _check_consistent(arrays: dict[str, np.ndarray | None], id_bound: int, rows_used: int) -> None:
+    """The arrays fit together as ``load_trace`` makes them, the block ids below ``id_bound`` (a damaged file fails
+    here, not in a run)."""
     n = len(arrays["arrival_s"])
     offsets = arrays["block_offsets"]
     shapes_ok = (all(arrays[name].shape == (n,) for name in ARRAYS[:4]) and offsets.shape == (n + 1,)
@@ -302,7 +307,7 @@ def _check_consistent(arrays: dict[str, np.ndarray | None], num_unique: int, row
     if ids is not None:
         if any(array is not None for array in runs) or ids.dtype != BLOCK_ID_DTYPE or ids.shape != (int(offsets[-1]),):
             raise ValueError(f"flat block ids of another shape or dtype ({ids.dtype})")
-        if len(ids) and not 0 <= ids.min() <= ids.max() < num_unique:
+        if len(ids) and not 0 <= ids.min() <= ids.max() < id_bound:
             raise ValueError("block ids out of range")
     elif any(array is not None for array in runs):  # runs: each request's run lengths add up to its blocks
         run_offsets, first, length = runs
@@ -310,7 +315,7 @@ def _check_consistent(arrays: dict[str, np.ndarray | None], num_unique: int, row
                 (np.int64, BLOCK_ID_DTYPE, np.int32) or run_offsets.shape != (n + 1,) or run_offsets[0] != 0
                 or (np.diff(run_offsets) < 0).any() or not first.shape == length.shape == (int(run_offsets[-1]),)):
             raise ValueError("block id runs of another shape or dtype")
-        if len(length) and (length.min() < 1 or first.min() < 0 or (first + length.astype(np.int64)).max() > num_unique):
+        if len(length) and (length.min() < 1 or first.min() < 0 or (first + length.astype(np.int64)).max() > id_bound):
             raise ValueError("block id runs out of range")
         ends = np.zeros(len(length) + 1, dtype=np.int64)
         np.cumsum(length, out=ends[1:])
