@@ -10,7 +10,19 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from sim.cache.arena import TierArena
-from sim.cache.arena_layout import CHAIN, ENTRIES, IN_USE, KEY, LINK_NEXT, LINK_PREV, LINK_ROWS, META_FIELDS, PLACE
+from sim.cache.arena_layout import (
+    CHAIN,
+    ENTRIES,
+    GROWTH,
+    IN_USE,
+    KEY,
+    LINK_NEXT,
+    LINK_PREV,
+    LINK_ROWS,
+    META_FIELDS,
+    PLACE,
+)
+from sim.cache.block_index import slots_needed
 from sim.cache.hooked import HookedMultiTierCache
 from sim.cache.multitier import MultiTierCache, build_cache
 from sim.cache.policies import lru
@@ -124,18 +136,19 @@ def _check_index(arena: TierArena, chain: list[int]) -> None:
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.sampled_from(KERNEL_POLICIES), min_size=2, max_size=4), st.integers(1, 2),
        st.lists(st.integers(1, 6), min_size=4, max_size=4), st.booleans(), st.lists(op, min_size=1, max_size=60),
-       st.lists(st.integers(0, KEYS - 1), min_size=1, max_size=8), st.sampled_from(DIRECTORIES))
+       st.lists(st.integers(0, KEYS - 1), min_size=1, max_size=8), st.sampled_from(DIRECTORIES), st.booleans())
 # the switch to heads direct at the first growth (ARC's 12 slots and LRU's 6 for 6 blocks: 30 entries' room in
 # 16 cells), then members hashed (inclusive: a block in two or three tiers), taken, resized away, a cache added
 @example(["arc", "lru", "arc"], 2, [6, 6, 6, 6], True,
          [("touch", 0, [0, 1, 2, 3, 4, 5]), ("touch", 0, [6, 7, 8, 9, 10, 11]), ("add", 0, 6),
           ("touch", 1, [0, 1, 2, 3, 4, 5]), ("take", 1, [0, 1]), ("resize", 0, 2), ("touch", 0, [12, 13, 14, 1, 2]),
-          ("touch", 1, [20, 21, 22, 23, 0])], [0, 1, 2, 3], "switching")
+          ("touch", 1, [20, 21, 22, 23, 0])], [0, 1, 2, 3], "switching", False)
 def test_the_block_index_equals_the_tiers_contents_after_every_operation(policies, shared, capacities, inclusive,
-                                                                         ops, chain, directory):
+                                                                         ops, chain, directory, spanned):
     # Several caches with their own top tier over shared lower tiers (serving's layout), tiers of any
-    # kernel policy (ghost entries, LFU buckets, heaps), caches added between operations: after every
-    # touch, take and resize, holders(k) is exactly the set of tiers whose resident set holds k, and the
+    # kernel policy (ghost entries, LFU buckets, heaps), caches added between operations, and (``spanned``) one
+    # whose policy spans three tiers of its own (sim.cache.span; LRU's exclusive tiers are its span already): after
+    # every touch, take and resize, holders(k) is exactly the set of tiers whose resident set holds k, and the
     # directory files every slot once. Every directory (``DIRECTORIES``), the switch to heads direct included.
     stream = np.arange(4 * KEYS) % KEYS  # a next-use index long enough for any position used below
     next_use, _ = oracle_inputs(stream)
@@ -149,6 +162,10 @@ def test_the_block_index_equals_the_tiers_contents_after_every_operation(policie
         caches.append(build_cache([top, *lower], 1, inclusive, track_positions=True, num_blocks=KEYS))
 
     add_cache(capacities[0])
+    if spanned:
+        own = make_tiers([policies[0]] * 3, capacities[1:], stream, num_blocks=KEYS, arena=arena)
+        caches.append(build_cache(own, 1, False, track_positions=True, num_blocks=KEYS, span=True))
+        assert caches[-1].span >= 0 or policies[0] == "lru"
     now = 0
     for kind, which, arg in ops:
         cache = caches[which % len(caches)]
@@ -225,9 +242,10 @@ def test_ten_thousand_large_tiers_holding_ten_blocks_each_take_memory_for_their_
     # 10,000 tiers of 30,000 blocks each (a fleet's HBM tiers), each holding the same 10 blocks
     # (a prefix every instance caches). Preallocating every tier's slots and directory, as the arena
     # did before, would take 10,000 x (30,001 x 64 + 65,536 x 4) bytes = 21.8 GB. Memory for what is
-    # held: per tier a meta row and an ARC scalar; per block held a 28-byte LRU slot and directory cells
-    # at load <= 0.7. The pool grows by a tenth, other arrays at most double past what they need,
-    # and each call reserves room for its own uses (GROWTH = 3 slots per block use).
+    # held: per tier a meta row and an ARC scalar; per block held a 20-byte LRU slot and, its block having other
+    # holders, a link row of the pool (the directory hashes members here); directory cells at load <= 0.7. The pool
+    # grows by a 32nd, other arrays at most double past what they need, and each call reserves room for its own uses
+    # (GROWTH slots per block use, each with two link rows where members are hashed: ``slots_needed``).
     tiers, blocks, capacity = 10_000, 10, 30_000
     arena = TierArena(max_keys=1 << 30)
     keys = np.arange(blocks, dtype=np.int64)
@@ -235,11 +253,14 @@ def test_ten_thousand_large_tiers_holding_ten_blocks_each_take_memory_for_their_
     for _ in range(tiers):
         cache = MultiTierCache([new_tier(arena, "hbm", "lru", capacity, 1.0, 1.0, 0.0)], 1)
         assert (cache.touch_chain(keys, positions) == -1).all()
-    held, reserve = tiers * blocks, 3 * blocks
-    bound = (2 * tiers * (META_FIELDS * 8 + 8)  # meta and real rows
-             + (held + reserve) * 5 // 4 * lru.SLOT_FIELDS * 4  # the slot pool (LRU's int32 columns only)
-             + 4 * (held + reserve) * 4  # int32 directory cells: a power of two >= twice the entries
-             + 1024)  # the arena-wide scalars
+    held, reserve = tiers * blocks, slots_needed(GROWTH * blocks, 1)
+    arrays = arena._arrays
+    assert arrays["meta"].nbytes + arrays["real"].nbytes <= 2 * tiers * (META_FIELDS * 8 + 8)  # meta and real rows
+    assert len(arrays["slots"]) <= (2 * held + reserve) * 33 // 32 + 16  # a slot and a link row per block held
+    assert arrays["slots"].nbytes == len(arrays["slots"]) * lru.SLOT_FIELDS * 4  # (LRU's int32 columns only)
+    assert arrays["table"].nbytes <= 4 * (held + reserve) * 4  # int32 directory cells: a power of two >= 2x entries
+    bound = (2 * tiers * (META_FIELDS * 8 + 8) + ((2 * held + reserve) * 33 // 32 + 16) * lru.SLOT_FIELDS * 4
+             + 4 * (held + reserve) * 4 + 1024)  # (+ the arena-wide scalars)
     assert arena.nbytes <= bound < 50 * 2**20
     # the index across tiers: every tier holds every block, and a chain's holders come in one call
     assert sorted(arena.holders(3).tolist()) == list(range(tiers))
