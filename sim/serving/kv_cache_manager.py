@@ -431,7 +431,7 @@ class KVCacheManager:
         if count <= 0:
             return [], np.zeros(0, dtype=np.int64)
         deepest_first = np.arange(count - 1, -1, -1)
-        return [int(job.generated_ids[j]) for j in deepest_first], job.position + len(job.blocks) + deepest_first
+        return np.asarray(job.generated_ids[count - 1::-1]).tolist(), job.position + len(job.blocks) + deepest_first
 
     def _held_blocks(self, job: Job) -> tuple[Sequence[int], int]:
         """The prompt blocks ``job`` holds by reference, deepest first, and how many blocks it holds privately."""
