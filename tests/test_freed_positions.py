@@ -9,8 +9,9 @@ import json
 import numpy as np
 
 from sim.serving.block_pool import BlockPool
+from sim.serving.freed_positions import freed_positions
 from sim.serving.job import Job
-from sim.serving.kv_cache_manager import KVCacheManager, freed_positions
+from sim.serving.kv_cache_manager import KVCacheManager
 from tests.cache_helpers import make_cache
 
 
