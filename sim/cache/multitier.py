@@ -259,12 +259,13 @@ class MultiTierCache:
             arena.set_capacity(top, max(0, capacity))
             if self.span >= 0:  # (the union's capacity follows the top tier's)
                 arena.set_capacity(self.span, sum(arena.capacity(t.index) for t in self.tiers))
-            self._sized = capacity if capacity >= 0 else None
-            return False
-        while not engine.resize_top(arena.state, self.view, capacity):
-            self._reserve()
+            demoted = False
+        else:
+            while not engine.resize_top(arena.state, self.view, capacity):
+                self._reserve()
+            demoted = True
         self._sized = capacity if capacity >= 0 else None  # (resized: nothing overflows it now)
-        return True
+        return demoted
 
     # ------------------------------------------------------------------ replays
 
