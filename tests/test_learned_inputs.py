@@ -208,10 +208,13 @@ def test_ctrl_c_during_training_is_exit_130_and_leaves_the_previous_model(shared
     model = _copy(small_learned_model, tmp_path)
     before = model.read_bytes(), sidecar_path(model).read_bytes()
     trace = shared_data / "traces" / "mooncake_conversation.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "learned.train", "--workload-trace", str(trace), "--out", str(model),
-                             "--set", "serving.block_size=512", "--rounds", "10000"],
+    proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "learned.train", "--workload-trace",
+                             str(trace), "--out", str(model), "--set", "serving.block_size=512", "--rounds", "10000"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # see test_interrupt.py
+    # (-X faulthandler: a crash's native stack reaches the assertion's message; once, under a CI run's load, the
+    # process died of SIGSEGV here instead of exit 130, and 340 tries since, cold numba cache and two processes
+    # compiling into one cache among them, did not repeat it)
     time.sleep(after_s)  # numpy, LightGBM and the kernels still loading; or well into loading, features or boosting
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
@@ -230,8 +233,8 @@ def test_sigterm_during_training_is_exit_143_and_leaves_the_previous_model(share
     model = _copy(small_learned_model, tmp_path)
     before = model.read_bytes(), sidecar_path(model).read_bytes()
     trace = shared_data / "traces" / "mooncake_conversation.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "learned.train", "--workload-trace", str(trace), "--out", str(model),
-                             "--set", "serving.block_size=512", "--rounds", "10000"],
+    proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "learned.train", "--workload-trace",
+                             str(trace), "--out", str(model), "--set", "serving.block_size=512", "--rounds", "10000"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(after_s)
     proc.send_signal(signal.SIGTERM)
