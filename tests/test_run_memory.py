@@ -13,6 +13,7 @@ from sim.cluster.run import ClusterRun
 from sim.config import load_config
 from sim.serving.admission import admit
 from sim.serving.block_pool import BlockPool
+from sim.serving.freed_positions import latest_positions
 from sim.serving.job import Job
 from trace.workload import load_workload, with_trace_block_size
 
@@ -34,6 +35,15 @@ def test_an_idle_block_pool_keeps_no_table_of_its_busiest_moment():
     assert pool.used == 0 and sys.getsizeof(pool.refs) == empty  # was the busy table's size, for good
     pool.hold([7, 8])  # still usable: the same dict, filled again
     assert 7 in pool and pool.used == 2
+
+
+def test_the_latest_uses_of_an_idle_instance_keep_no_table_of_its_busiest_moment():
+    # Belady's and the learned policy's record of each held block's latest access (``KVCacheManager.latest_use``)
+    latest = {key: key for key in range(5_000)}
+    busy = sys.getsizeof(latest)
+    positions = latest_positions(latest, list(range(4_999, -1, -1)), np.full(5_000, 3, dtype=np.int64))
+    assert positions.tolist() == [max(key, 3) for key in range(4_999, -1, -1)]  # its latest access or the freeing one
+    assert latest == {} and sys.getsizeof(latest) == sys.getsizeof({}) < busy / 100
 
 
 def _referents(obj) -> list:

@@ -27,6 +27,8 @@ def latest_positions(latest: dict[int, int], freed: Sequence[int], positions: np
     out = positions.copy()
     for j, key in enumerate(freed):
         out[j] = max(int(out[j]), latest.pop(int(key), -1))
+    if not latest:  # a dict never shrinks as keys leave: an idle instance kept the table of its busiest moment
+        latest.clear()  # (as ``BlockPool.let_go`` frees its reference counts' table)
     return out
 
 
