@@ -102,15 +102,24 @@ def _check_links(arena: TierArena, filed: np.ndarray) -> np.ndarray:
         is_head = np.where(rows >= 0, slots[np.maximum(rows, 0), LINK_PREV], -1) < 0
     in_use_elsewhere = aux[IN_USE] - len(filed) - aux[LINK_ROWS]  # (LFU's bucket nodes: in use, filed nowhere)
     assert in_use_elsewhere >= 0
-    for head in filed[is_head]:
-        walked_slots, s, before = [], int(head), -1
+    # every chain walked once, each slot's head noted: the chains are the filed slots, each in exactly one chain, that of
+    # its own block id, one chain a block id (one pass over the slots: a fleet-sized directory has 400,000 chains)
+    chain, prev, next_ = (slots[:, column].tolist() for column in (CHAIN, LINK_PREV, LINK_NEXT))
+    head_of = np.full(len(slots), -1, dtype=np.int64)
+    reached = 0
+    for head in filed[is_head].tolist():
+        s, before = head, -1
         while s >= 0:
-            row = slots[s, CHAIN]
+            row = chain[s]
             if not walked:
-                assert (slots[row, LINK_PREV] if row >= 0 else -1) == before
-            walked_slots.append(s)
-            before, s = s, (int(row) if walked or row < 0 else int(slots[row, LINK_NEXT]))
-        assert sorted(walked_slots) == filed[keys == slots[head, KEY]].tolist()
+                assert (prev[row] if row >= 0 else -1) == before
+            assert head_of[s] < 0  # (no slot in two chains, or twice in one)
+            head_of[s] = head
+            reached += 1
+            before, s = s, (row if walked or row < 0 else next_[row])
+    assert reached == len(filed) and (head_of[filed] >= 0).all()  # the chains hold the filed slots, no other
+    assert (slots[head_of[filed], KEY] == keys).all()  # each in its block id's chain
+    assert len(np.unique(keys[is_head])) == is_head.sum() == len(np.unique(keys))  # one chain a block id
     return is_head
 
 
