@@ -17,17 +17,41 @@ SMALL_BY_KIND = {"agentic": ["--set", "workload.synthetic.num_sessions=30"],
                  "rag": ["--set", "workload.synthetic.num_documents=60"]}  # the keys only that kind reads
 
 
-def test_t_table_matches_scipy_within_its_rounding():
+# t(0.975, df) in closed form: 1 degree of freedom is the Cauchy distribution, tan(pi (p - 1/2)); for 2,
+# (2p - 1) / sqrt(2 p (1 - p)) (the t distribution function for 2 df is 1/2 + t / (2 sqrt(2 + t^2))). The NIST
+# table's 12.706 and 4.303, exact.
+T_975_1 = math.tan(math.pi * 0.475)
+T_975_2 = 0.95 / math.sqrt(2 * 0.975 * 0.025)
+
+
+def _t_cdf_3(t: float) -> float:
+    """The t distribution function for 3 degrees of freedom, in closed form (1/2 + (x / (1 + x^2) + atan x) / pi,
+    x = t / sqrt 3)."""
+    x = t / math.sqrt(3)
+    return 0.5 + (x / (1 + x * x) + math.atan(x)) / math.pi
+
+
+def test_t_critical_is_the_975_quantile():
+    """Exact, where the printed table it replaced had 3 decimals and interpolated between its rows (up to 2.3e-4 off
+    at 26 degrees of freedom): the closed forms at 1-3 degrees of freedom, and the distribution function at every
+    count of seeds up to 300 (scipy.stats' own, beside the inverse the code calls)."""
+    assert t_critical(1) == pytest.approx(T_975_1, rel=1e-12) and t_critical(2) == pytest.approx(T_975_2, rel=1e-12)
+    assert _t_cdf_3(t_critical(3)) == pytest.approx(0.975, abs=1e-13)
     stats = pytest.importorskip("scipy.stats")
     for df in range(1, 301):
-        assert t_critical(df) == pytest.approx(stats.t.ppf(0.975, df), abs=1.5e-3), df
+        assert stats.t.cdf(t_critical(df), df) == pytest.approx(0.975, abs=1e-12), df
+    assert 1.959964 < t_critical(999) < 1.959964 * 1.002  # near the normal limit (MAX_SEEDS' comment: 0.12% above)
+    with pytest.raises(ValueError, match="degrees of freedom"):
+        t_critical(0)
 
 
 def test_interval_by_hand():
     mean, (lo, hi) = interval([1.0, 2.0, 3.0, 6.0])
     sd = math.sqrt(((1 - 3) ** 2 + (2 - 3) ** 2 + 0 + (6 - 3) ** 2) / 3)
+    t3 = 3.182446305284263  # t(0.975, 3) (the table's 3.182): the closed form's distribution function is 0.975 there
+    assert _t_cdf_3(t3) == pytest.approx(0.975, abs=1e-13)
     assert mean == 3.0
-    assert (lo, hi) == pytest.approx((3 - 3.182 * sd / 2, 3 + 3.182 * sd / 2))
+    assert (lo, hi) == pytest.approx((3 - t3 * sd / 2, 3 + t3 * sd / 2), rel=1e-12)
 
 
 def test_aggregate_keeps_shape_names_and_constant_integers():
@@ -81,16 +105,17 @@ def test_intervals_are_held_to_the_values_a_metric_can_take():
     """Three seeds with a wide spread: the symmetric t interval reaches below 0 for a latency and above 1 for a hit
     ratio; both are clipped (a latency cannot be negative, a ratio exceed 1). By hand: values {0, 0, 0.3} have mean
     0.1 and sd sqrt(((0.1)^2 + (0.1)^2 + (0.2)^2) / 2) = sqrt(0.03), so h = t(0.975, 2) x sqrt(0.03) / sqrt(3) =
-    4.303 x 0.1 = 0.4303: [-0.3303, 0.5303] -> [0, 0.5303]; the hit ratio {1, 1, 0.7} (mean 0.9, the same sd):
-    [0.4697, 1.3303] -> [0.4697, 1]. A metric with a negative sample ({-1, 0, 1}: sd 1, h = 4.303 / sqrt(3)) is
+    4.3027 x 0.1 = 0.43027: [-0.33027, 0.53027] -> [0, 0.53027]; the hit ratio {1, 1, 0.7} (mean 0.9, the same sd):
+    [0.46973, 1.33027] -> [0.46973, 1]. A metric with a negative sample ({-1, 0, 1}: sd 1, h = 4.3027 / sqrt(3)) is
     signed and keeps its interval."""
     runs = [RunResult("lru", {"ttft_s": {"p99": p}, "hit_ratio": r, "tier_hit_ratio": {"hbm": r}, "gap": g})
             for p, r, g in ((0.0, 1.0, -1.0), (0.0, 1.0, 0.0), (0.3, 0.7, 1.0))]
     ci = aggregate(runs).metrics_ci95
-    assert ci["ttft_s.p99"] == pytest.approx([0.0, 0.1 + 0.4303])
-    assert ci["hit_ratio"] == pytest.approx([0.9 - 0.4303, 1.0])
-    assert ci["tier_hit_ratio.hbm"] == pytest.approx([0.9 - 0.4303, 1.0])
-    assert ci["gap"] == pytest.approx([-4.303 / math.sqrt(3), 4.303 / math.sqrt(3)])
+    h = T_975_2 * 0.1
+    assert ci["ttft_s.p99"] == pytest.approx([0.0, 0.1 + h])
+    assert ci["hit_ratio"] == pytest.approx([0.9 - h, 1.0])
+    assert ci["tier_hit_ratio.hbm"] == pytest.approx([0.9 - h, 1.0])
+    assert ci["gap"] == pytest.approx([-T_975_2 / math.sqrt(3), T_975_2 / math.sqrt(3)])
 
 
 def test_cluster_pd_seeds_and_max_rate_keep_the_pd_pools(run_cli, tmp_path):
@@ -118,13 +143,13 @@ def test_cluster_pd_seeds_and_max_rate_keep_the_pd_pools(run_cli, tmp_path):
 def test_a_fraction_anywhere_in_the_report_is_held_to_one():
     """README Confidence: a fraction of a whole's upper bound is not above 1 — also a --max-rate bracket's
     slo_attainment (the brackets' attainments of `--max-rate --seeds 2` reached 1.07) and a rack's EIC occupancy,
-    not only the top-level names. By hand, as above: {1, 1, 0.7} gives [0.9 - 0.4303, 1.3303] -> [0.4697, 1]."""
+    not only the top-level names. By hand, as above: {1, 1, 0.7} gives [0.9 - 0.43027, 1.33027] -> [0.46973, 1]."""
     runs = [RunResult("lru", {"max_rate_search": {"meets": {"slo_attainment": r}, "fails": {"slo_attainment": r}},
                               "cluster": {"eic_occupancy": {"mean": r, "max": r}}}) for r in (1.0, 1.0, 0.7)]
     ci = aggregate(runs).metrics_ci95
     for name in ("max_rate_search.meets.slo_attainment", "max_rate_search.fails.slo_attainment",
                  "cluster.eic_occupancy.mean", "cluster.eic_occupancy.max"):
-        assert ci[name] == pytest.approx([0.9 - 0.4303, 1.0]), name
+        assert ci[name] == pytest.approx([0.9 - T_975_2 * 0.1, 1.0]), name
 
 
 @pytest.mark.parametrize("undefined", [math.nan, None])
@@ -193,14 +218,14 @@ def test_every_seeds_max_rate_caveat_is_kept():
 def test_a_count_a_seed_did_not_see_is_zero_there_whatever_the_seeds_order():
     """A router counts a decision's reason only once it occurs: seeds {a: 3} and {a: 1, b: 2} mean a (3 + 1) / 2 = 2
     and b (0 + 2) / 2 = 1. Before, b was dropped (first seed without it) or null (a later seed without it). b's
-    interval by hand: {0, 2} has sd sqrt(2), h = t(0.975, 1) x sqrt(2) / sqrt(2) = 12.706: [1 - 12.706, 13.706],
+    interval by hand: {0, 2} has sd sqrt(2), h = t(0.975, 1) x sqrt(2) / sqrt(2) = 12.7062: [1 - 12.7062, 13.7062],
     held at 0 below."""
     runs = [RunResult("prefix-aware", {"cluster": {"router": {"name": "prefix-aware", "decisions": d}}})
             for d in ({"a": 3}, {"a": 1, "b": 2})]
     for order in (runs, runs[::-1]):
         merged = aggregate(order)
         assert merged.metrics["cluster"]["router"] == {"name": "prefix-aware", "decisions": {"a": 2.0, "b": 1.0}}
-        assert merged.metrics_ci95["cluster.router.decisions.b"] == pytest.approx([0.0, 13.706])
+        assert merged.metrics_ci95["cluster.router.decisions.b"] == pytest.approx([0.0, 1 + T_975_1])
     # the same inside a --max-rate run's metrics, and the trace section's skips by reason (rows: means as well)
     traces = [{"format": "synthetic:multi-turn", "rows_read": 18, "rows_used": 2, "rows_skipped": 16,
                "skip_reasons": {"exceeds_kv_capacity": 16}},

@@ -222,9 +222,9 @@ def test_unbounded_link_bandwidth_leaves_only_the_link_latency(run_cli, tmp_path
 # ----------------------------------------------------------------------------- seeds and determinism
 
 
-# Student t, 0.975 quantile, 2 degrees of freedom, as the NIST/SEMATECH e-Handbook table 1.3.6.7.2 gives it (3
-# decimals; experiments/confidence.py cites the same table). The exact value is 4.3026527 (scipy.stats.t.ppf).
-T_975_2 = 4.303
+# Student t, 0.975 quantile, 2 degrees of freedom, in closed form: (2p - 1) / sqrt(2 p (1 - p)) = 4.3026527 (the
+# NIST/SEMATECH e-Handbook table 1.3.6.7.2 prints 4.303)
+T_975_2 = 0.95 / math.sqrt(2 * 0.975 * 0.025)
 
 
 @pytest.mark.parametrize("mode", [("--cache-only", "--capacity-blocks", "300"), ("--set", "serving.num_instances=1")])
