@@ -317,3 +317,29 @@ def test_another_racks_eic_serves_a_prefix_across_the_uplinks(tmp_path, eic_gib)
     assert table.kv_load[3] == 0.0
     if hits:
         assert metrics["tiers"]["eic"]["bytes_read"] == hits * block
+
+
+def test_a_transfer_ranks_other_racks_decode_instances_only_when_its_own_have_no_room(monkeypatch):
+    """A prefilled request goes to its rack's decode pool when one there has room (issue 15: a choice's cost does not
+    grow with the fleet), so the other racks' decode instances are ranked only when none of its own takes it: each
+    transfer here ranks one instance, its rack's. 4 racks of one node of 2 GPUs (1 prefill, 1 decode instance each),
+    round-robin, a light load: every rack's decode instance is built, every transfer lands in its own rack. (Every
+    built decode instance was ranked for each transfer: 4 here, 8,960 a transfer at 160 racks x 56 decode.)"""
+    import sim.cluster.run as cluster_run
+
+    ranked = []
+    rank = cluster_run.decode_rank
+    monkeypatch.setattr(cluster_run, "decode_rank", lambda inst: ranked.append(inst.index) or rank(inst))
+    trace, config = _trace_and_config([
+        "cluster.num_racks=4", "cluster.nodes_per_rack=1", "hardware.gpus_per_node=2", "pd.num_prefill=1",
+        "pd.num_decode=1", "cluster.router=round-robin", "workload.synthetic.num_requests=40",
+        "workload.synthetic.rate_rps=4", "workload.synthetic.input_tokens_mean=200",
+        "workload.synthetic.output_tokens_mean=8"])
+    run = ClusterRun(trace, config, pd=True)
+    assert run.run().metrics["requests_completed"] == 40
+    topo, table = run.topo, run.table
+    prefill_racks = [topo.rack_of(int(i)) for i in table.instance]
+    decode_racks = [topo.rack_of(int(i)) for i in table.decode_instance]
+    assert decode_racks == prefill_racks and sorted(set(decode_racks)) == [0, 1, 2, 3]
+    # its own rack's instance, once a transfer (transfers go in the order prefills end, not request ids)
+    assert len(ranked) == 40 and sorted(topo.rack_of(i) for i in ranked) == sorted(decode_racks)

@@ -20,6 +20,7 @@ last token and its states are sent with its blocks (``sim.serving.state_transfer
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -303,13 +304,15 @@ class ClusterRun(PrefixFetch, ServingRun):
     def _prefill_of(self, job: Job) -> Instance:
         return self.insts[int(self._routed_to[job.rid])]
 
-    def _decode_targets(self, prefill: Instance) -> list[Instance]:
-        """The prefill instance's rack's decode pool first (best first), then the other racks' built ones."""
+    def _decode_targets(self, prefill: Instance) -> Iterator[Instance]:
+        """The prefill instance's rack's decode pool first (best first), then the other racks' built ones: ranked only
+        once the rack's own have been tried (a request's choice costs its rack's pool, not a sort of the fleet's
+        decode instances, 8,960 of them at 160 racks: each ranks by its own state, which trying others leaves)."""
         topo = self.topo
         rack = topo.rack_of(prefill.index)
-        own = [self.instance(rack * topo.instances_per_rack + int(s)) for s in topo.decode_slots()]
-        others = [d for d in self.decode if topo.rack_of(d.index) != rack]
-        return sorted(own, key=decode_rank) + sorted(others, key=decode_rank)
+        yield from sorted([self.instance(rack * topo.instances_per_rack + int(s)) for s in topo.decode_slots()],
+                          key=decode_rank)
+        yield from sorted([d for d in self.decode if topo.rack_of(d.index) != rack], key=decode_rank)
 
     def _kv_link(self, src: Instance, dest: Instance) -> Path:
         """The links a PD transfer crosses, its latency the hops' sum (``sim.cluster.links``): the network's once

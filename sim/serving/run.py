@@ -11,6 +11,7 @@ beforehand (``sim.serving.admission.admit``).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from functools import partial
 from typing import Any
 
@@ -297,7 +298,7 @@ class ServingRun:
             prefill_instance = self._prefill_of(job)
             targets = self._decode_targets(prefill_instance)
             if transfer == "pull":  # the decode side pulls only when it has a sequence slot
-                targets = [d for d in targets if d.has_free_slot]
+                targets = (d for d in targets if d.has_free_slot)
             source_job = job
             prompt = int(table.input_tokens[job.rid])  # (the prefill side's may stop short of it: _arrive)
             ids, chain = (job.blocks, job.chain) if prompt == job.input_tokens else self._prompt(job.rid, prompt)
@@ -334,8 +335,9 @@ class ServingRun:
     def _prefill_of(self, job: Job) -> Instance:
         return self.prefill[int(self.table.instance[job.rid]) - self.prefill[0].index]
 
-    def _decode_targets(self, prefill: Instance) -> list[Instance]:
-        """Decode instances a prefilled job may go to, best first: least KV in use, then least loaded."""
+    def _decode_targets(self, prefill: Instance) -> Iterable[Instance]:
+        """Decode instances a prefilled job may go to, best first: least KV in use, then least loaded (tried in
+        order until one has room)."""
         return sorted(self.decode, key=decode_rank) if len(self.decode) > 1 else self.decode
 
     def _kv_link(self, src: Instance, dest: Instance):
