@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 import traceback
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -215,10 +215,27 @@ def _quiet_other_threads() -> None:
     threading.excepthook = quiet
 
 
+# How often the main thread wakes while it waits for workers' points. A stop signal the kernel delivers to another of
+# its threads (the pool's manager thread, a queue's feeder) runs its Python handler only once the main thread next
+# executes bytecode; blocked on a lock with no timeout it never did, and a sweep sent SIGTERM once waited on for good
+# (CI: its threads' stacks showed the main one in ``as_completed``).
+WAKE_S = 0.2
+
+
+def _completed(futures: dict[Future, Task]):
+    """``futures`` as they complete (those completing together in task order), the main thread waking every
+    ``WAKE_S`` to run the handler of a signal another thread received."""
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, timeout=WAKE_S, return_when=FIRST_COMPLETED)
+        yield from sorted(done, key=lambda f: futures[f].index)
+
+
 def _isolated(task: Task) -> dict:
     pool = _pool(1)
     try:
         [future] = _submit_all(pool, [task])
+        [future] = _completed({future: task})
         record = future.result()
     except BrokenProcessPool:
         record = error_record(task, "the worker process died while running this point (killed or out of memory)",
@@ -240,7 +257,7 @@ def run_local(tasks: list[Task], jobs: int, on_result: Callable[[dict], None]) -
     broken: list[Task] = []
     try:
         futures = _submit_all(pool, tasks)
-        for future in as_completed(futures):
+        for future in _completed(futures):
             try:
                 record = future.result()
             except BrokenProcessPool:

@@ -128,6 +128,36 @@ def test_a_killed_sweep_leaves_no_worker_running(tmp_path, signum, group):
         assert proc.returncode == 130 and proc.stderr.read() == "kvsim: interrupted\n"
 
 
+SIGNAL_TO_ANOTHER_THREAD = SLOW_POINTS.replace("from sim.errors import end_process", """import multiprocessing, threading
+def other_thread():  # a thread of its own (signals not blocked), as tqdm's monitor is: the kernel may pick any
+    while len(multiprocessing.active_children()) < 2:
+        time.sleep(0.01)
+    time.sleep(0.5)  # the main thread is waiting for the workers' points by now
+    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)  # delivered to this thread, not the main one
+threading.Thread(target=other_thread, daemon=True).start()
+from sim.errors import end_process""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pthread_kill to one thread: POSIX")
+def test_a_stop_signal_another_thread_receives_still_stops_the_sweep(tmp_path):
+    """A process-directed SIGTERM reaches whichever of the sweep's threads the kernel picks; Python runs its handler in
+    the main thread, but only once that thread next runs bytecode. Waiting for the workers' points with no timeout
+    (``as_completed``), it never did: once in CI a SIGTERM'd sweep waited for good (its stacks: the main thread in
+    as_completed, a tqdm monitor thread beside it). Here the signal goes to another thread on purpose."""
+    spec = _spec(tmp_path, mode="cache-only", workload=TINY_SYNTHETIC, axes={"cache.capacity_blocks": [300, 600, 900]})
+    argv = [sys.executable, "-c", SIGNAL_TO_ANOTHER_THREAD.format(root=str(ROOT)), "--sweep", spec, "--jobs", "2",
+            "--report-csv", str(tmp_path / "s.csv"), "--no-plot", "--quiet"]
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _, err = proc.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        for w in _children(proc.pid):
+            os.kill(w, signal.SIGKILL)
+        pytest.fail("the sweep went on waiting after its other thread received SIGTERM")
+    assert (proc.returncode, err) == (143, "kvsim: terminated\n")
+
+
 def test_a_failing_point_is_recorded_and_the_others_go_on(run_cli, tmp_path, monkeypatch):
     # a 70B model does not fit one 24 GB card: found when that point runs, not before
     spec = _spec(tmp_path, mode="single", workload={"trace": str(BUNDLED_AZURE), "limit": 40},
