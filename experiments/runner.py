@@ -216,9 +216,9 @@ def _quiet_other_threads() -> None:
 
 
 # How often the main thread wakes while it waits for workers' points. A stop signal the kernel delivers to another of
-# its threads (the pool's manager thread, a queue's feeder) runs its Python handler only once the main thread next
-# executes bytecode; blocked on a lock with no timeout it never did, and a sweep sent SIGTERM once waited on for good
-# (CI: its threads' stacks showed the main one in ``as_completed``).
+# its threads (tqdm's monitor: the pool's own threads start with stop signals held, ``_submit_all``) runs its Python
+# handler only once the main thread next executes bytecode; blocked on a lock with no timeout it never did, and a
+# sweep sent SIGTERM once waited on for good (CI: its threads' stacks showed the main one in ``as_completed``).
 WAKE_S = 0.2
 
 
