@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 from experiments.execute import RunOptions
 from sim.config import Config
-from sim.errors import InputError
+from sim.errors import InputError, Terminated
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKENDS = ("local", "ray")
@@ -306,6 +306,24 @@ def runs_on(backend: str | None, jobs: int | None, address: str | None) -> str:
     return f"{backend} with {jobs} job{'s' if jobs != 1 else ''}"
 
 
+def _stop_handlers() -> dict:
+    """This command's Ctrl-C and SIGTERM handlers, to put back after ``ray.init`` (``_restore_stop_handlers``)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _restore_stop_handlers(handlers: dict) -> None:
+    """Put back the handlers ``ray.init`` replaced. It installs its own for the driver (a SIGTERM runs
+    ``ray.shutdown`` and exits) behind abseil's failure handler, which prints a native stack trace and arms a 3-second
+    alarm that aborts the process if the shutdown takes longer (ray-project/ray#64830): a SIGTERM'd sweep died with
+    SIGABRT (exit 134) and 60 lines of stack, not exit 143 and one line. Setting a handler again takes the signal from
+    abseil's chain too (sigaction)."""
+    for signum, handler in handlers.items():
+        if handler is not None:
+            signal.signal(signum, handler)
+
+
 def run_ray(tasks: list[Task], jobs: int, address: str | None, on_result: Callable[[dict], None]) -> None:
     """Ray tasks: a local Ray started for this run (``jobs`` CPUs), or the cluster at ``address`` (or at
     ``RAY_ADDRESS``: ``ray_address``)."""
@@ -320,18 +338,27 @@ def run_ray(tasks: list[Task], jobs: int, address: str | None, on_result: Callab
 
     started_here = not ray.is_initialized()
     if started_here:
-        if address:  # a remote cluster gets this checkout as the job's working directory
-            env = {"working_dir": str(ROOT), "excludes": [".git", "out", "kvsim-plots", "*.journal.jsonl"]}
-            ray.init(address=address, runtime_env=env, logging_level=logging.ERROR, log_to_driver=False)
-        else:
-            path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
-            ray.init(num_cpus=jobs, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
-                     runtime_env={"env_vars": {"PYTHONPATH": path}})
+        held = _stop_handlers()
+        try:
+            if address:  # a remote cluster gets this checkout as the job's working directory
+                env = {"working_dir": str(ROOT), "excludes": [".git", "out", "kvsim-plots", "*.journal.jsonl"]}
+                ray.init(address=address, runtime_env=env, logging_level=logging.ERROR, log_to_driver=False)
+            else:
+                path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+                ray.init(num_cpus=jobs, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
+                         runtime_env={"env_vars": {"PYTHONPATH": path}})
+        except BaseException as exc:
+            _restore_stop_handlers(held)
+            ray.shutdown()  # what it had started
+            if isinstance(exc, SystemExit):  # Ray's SIGTERM handlers while it starts end with sys.exit (15, or 1)
+                raise Terminated from None
+            raise
+        _restore_stop_handlers(held)
     try:
         remote = ray.remote(num_cpus=1, max_retries=1)(run_task)
         pending = {remote.remote(task): task for task in tasks}
         while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=WAKE_S)
             for ref in done:
                 task = pending.pop(ref)
                 try:

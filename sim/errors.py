@@ -273,12 +273,12 @@ def _status(program: str, body: Callable[[], int]) -> int:
     except InputError as exc:
         _say(f"{program}: error: {exc}")
         return 2
-    except Terminated:
+    except KeyboardInterrupt as exc:  # (Terminated is one)
         _stopped_midway()
-        _say(f"{program}: terminated")
-        return 128 + signal.SIGTERM
-    except KeyboardInterrupt:
-        _stopped_midway()
+        # a library may raise its own KeyboardInterrupt for the one the handler raised (Ray's ray.wait does for any)
+        if isinstance(exc, Terminated) or _stop_signal == signal.SIGTERM:
+            _say(f"{program}: terminated")
+            return 128 + signal.SIGTERM
         _say(f"{program}: interrupted")
         return 130
     except ReaderGone:
