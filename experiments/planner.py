@@ -470,8 +470,10 @@ def _summary(plan: dict, candidates: list[Candidate], chosen: Candidate | None) 
     layout = ("aggregated" if chosen.split is None else f"P:D = {chosen.split[0]}:{chosen.split[1]}")
     if chosen.racks is not None:
         layout = f"{chosen.racks} racks x {chosen.nodes} nodes"
+    met = plan["proof"].get("meets") or {}
+    burst = " — met as a burst, not at a sustained rate (its proof below)" if met.get("steady_state") is False else ""
     lines.append(f"chosen: {chosen.name}: {chosen.gpus} GPUs ({chosen.gpu}), tensor parallel {chosen.tp}, "
-                 f"{layout}, {chosen.cost:.2f} USD/h")
+                 f"{layout}, {chosen.cost:.2f} USD/h{burst}")
     quantity = "SLO attainment" if measure == "max_rate_rps" else "hit ratio"
     for role in ("meets", "fails"):
         p = plan["proof"].get(role)

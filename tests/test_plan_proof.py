@@ -92,3 +92,21 @@ def test_a_proof_run_still_filling_at_its_last_arrival_says_so():
     steady = {"slo_attainment": 1.0, "timeseries": {"arrivals": [5, 5, 0], "completions": [5, 5, 0]}}
     entry = planner._proof_entry(candidate, {"metrics": steady}, 1.0, True, "meets")
     assert "steady_state" not in entry and "note" not in entry
+
+
+@pytest.mark.parametrize("steady", [True, False])
+def test_the_chosen_line_says_when_its_proof_met_the_target_as_a_burst(steady):
+    """The printed answer itself says when the run it rests on met the target only as a burst (its proof entry
+    ``steady_state: false``): the note sat two lines below the "chosen:" line a reader copies (hrev13)."""
+    chosen = Candidate("h100-sxm", 2, 1, None, {}, name="h100-sxm x2", config=Config(), cost=6.0, status="timed")
+    proof = {"role": "meets", "name": chosen.name, "cost_usd_per_hour": 6.0, "measured": 1.0, "meets": True,
+             "metrics": {"ttft_s": {"p99": 0.5}, "tpot_s": {"p99": 0.02}}}
+    if not steady:
+        proof.update(steady_state=False, note="at least 70 of the 100 requests (70%) were still queued or running")
+    plan = {"measure": "max_rate_rps", "proof": {"meets": proof},
+            "target": {"slo": {"ttft_s": 1.0}, "rate_rps": 10.0, "rate_scale": 2.0, "workload_rate_rps": 5.0},
+            "candidates": [{"name": chosen.name, "cost_usd_per_hour": 6.0, "max_rate_rps": 12.0, "pareto": True,
+                            "chosen": True, "status": "timed"}]}
+    (line,) = [x for x in planner._summary(plan, [chosen], chosen).splitlines() if x.startswith("chosen:")]
+    assert line.startswith("chosen: h100-sxm x2: 2 GPUs (h100-sxm), tensor parallel 1, aggregated, 6.00 USD/h")
+    assert line.endswith("met as a burst, not at a sustained rate (its proof below)") is not steady

@@ -130,16 +130,21 @@ def _plots(plots: list[Path]) -> str:
 def _plan(plan: dict) -> str:
     out = [f"<p>target: {_fmt(plan['target'])}</p>"]
     chosen = plan.get("chosen")
-    out.append(f"<p><b>chosen:</b> {html.escape(chosen['name'])} at {chosen['cost_usd_per_hour']:.2f} USD/h</p>"
-               if chosen else "<p><b>no candidate meets the target</b></p>")
     proof = plan.get("proof") or {}
+    burst = (" — met as a burst, not at a sustained rate (its proof below)"
+             if (proof.get("meets") or {}).get("steady_state") is False else "")
+    out.append(f"<p><b>chosen:</b> {html.escape(chosen['name'])} at {chosen['cost_usd_per_hour']:.2f} USD/h{burst}</p>"
+               if chosen else "<p><b>no candidate meets the target</b></p>")
     rows = [[role, p["name"], p["cost_usd_per_hour"], p.get("measured"), p.get("meets")]
             for role, p in proof.items() if p]
     # what "measured" is: the SLO attainment at the target rate (a rate target), else the hit ratio
     quantity = "SLO attainment" if plan["measure"] == "max_rate_rps" else "hit ratio"
     if rows:
+        notes = [f"<li><b>{html.escape(role)}</b>: {html.escape(p['note'])}</li>"
+                 for role, p in proof.items() if p and p.get("note")]
         out.append("<h3>runs that prove the boundary</h3>"
-                   + _table(["role", "candidate", "USD/h", f"measured {quantity}", "meets"], rows, 2))
+                   + _table(["role", "candidate", "USD/h", f"measured {quantity}", "meets"], rows, 2)
+                   + (f'<ul class="warn">{"".join(notes)}</ul>' if notes else ""))
     cands = plan["candidates"]
     measure = plan["measure"]
     rows = [[c["name"], c["cost_usd_per_hour"], c.get(measure), c.get("status"), c.get("pareto")] for c in cands]
