@@ -1,6 +1,6 @@
 """The per-step Python around a fleet's instances costs what changed, with the same results: a decode window's block
 claims (each answer one bisection; their events: tests/test_window_claims.py), and the timeline's samples (sums over every
-instance read in C, a pool asked its ``used`` only while a window is open)."""
+instance read in C, the blocks in use kept as they change, a pool asked for its window's blocks only while one is open)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import sim.serving.timeline as timeline_module
-from sim.serving.block_pool import BlockPool, used_sum
+from sim.serving.block_pool import BlockPool, PoolTotals
 from sim.serving.compute import StepShape
 from sim.serving.decode_windows import DecodeWindow
 from sim.serving.engine import Engine
@@ -44,10 +44,17 @@ def test_a_windows_reserved_blocks_are_taken_as_their_steps_start(monkeypatch):
     window.steps = 5  # cut short after step 5: step 6's block is never taken
     assert (pool.used, pool.reserved, pool.free) == (9, 0, 91)
     assert pool.unused_through(20.0) == 91
-    assert used_sum([pool, BlockPool(50, clock)]) == 9  # (an idle pool counts its own, none here)
+    totals, idle = PoolTotals(), BlockPool(50, clock)
+    pool.count_into(totals)
+    idle.count_into(totals)  # (an idle pool counts its own, none here)
+    assert totals.used(clock.now) == 9 and totals.windows == {pool}
     clock.now = 16.0
     pool.finish_window()
     assert (pool.used, pool.free, pool.claim_steps) == (9, 91, [])
+    assert totals.used(clock.now) == 9 and not totals.windows
+    idle.allocate(4)
+    idle.release(1)
+    assert totals.used(clock.now) == 12
     # ∫ used dt: 7 blocks over 16 s, one more from 11 s, one more from 14 s
     assert pool.block_seconds_until(16.0) == pytest.approx(7 * 16 + 5 + 2)
     # a window from 16 s: two jobs take a block at step 3 (18 s), one of them another at step 7 (22 s): one event a step
@@ -56,6 +63,7 @@ def test_a_windows_reserved_blocks_are_taken_as_their_steps_start(monkeypatch):
     assert (pool.used, pool.reserved) == (9, 3)
     clock.now = 18.5
     assert (pool.used, pool.reserved) == (11, 1)
+    assert totals.used(clock.now) == 14 and totals.windows == {pool}
 
 
 def test_reserved_sequence_numbers_run_where_they_were_reserved():
@@ -101,6 +109,31 @@ def test_timeline_samples_equal_their_definition_and_ask_only_open_windows(monke
     instances; a pool's ``used`` (a Python call) is not asked by a sample: its count is read, and only a pool with a
     window open adds the blocks the window's started steps took."""
     config = _multi_turn_config("pd.num_prefill=1", "pd.num_decode=2", "serving.num_instances=3", *extra)
+    checked = _checking_samples(monkeypatch, lambda: run_serving(_synthetic(config), config, mode))
+    assert checked["samples"] > 100 and checked["busy"] > 50 and checked["open"] > 10
+    assert (checked["dummy"] > 0) == bool(extra)  # (the case each is there for)
+
+
+@pytest.mark.parametrize("pd", [False, True], ids=["aggregated", "pd"])
+def test_a_clusters_timeline_samples_equal_their_definition(monkeypatch, pd):
+    """As above for a cluster, whose instances are built as requests first reach them: a sample sums those built."""
+    from sim.cluster.run import run_cluster
+    from tests.test_cluster import _trace_and_config
+
+    trace, config = _trace_and_config([
+        "cluster.num_racks=3", "cluster.nodes_per_rack=2", "hardware.gpus_per_node=2", "cluster.router=least-loaded",
+        *(["pd.num_prefill=1", "pd.num_decode=1"] if pd else []),
+        "workload.synthetic.num_requests=200", "workload.synthetic.think_time_median_s=0.5",
+        "workload.synthetic.rate_rps=40", "workload.synthetic.input_tokens_mean=512",
+        "workload.synthetic.output_tokens_mean=64", "serving.num_gpu_blocks=400"])
+    built = []
+    checked = _checking_samples(monkeypatch, lambda: run_cluster(trace, config, pd=pd), built)
+    assert checked["samples"] > 100 and checked["busy"] > 50 and checked["open"] > 10
+    assert len(set(built)) > 1  # (instances were built as the run went)
+
+
+def _checking_samples(monkeypatch, run, built: list | None = None) -> dict:
+    """Run ``run`` with every timeline sample checked against ``_plain_sample``; counts of what was checked."""
     checked = {"samples": 0, "busy": 0, "open": 0, "dummy": 0}
     sample = timeline_module.Timeline._sample
     used = BlockPool.used
@@ -110,6 +143,8 @@ def test_timeline_samples_equal_their_definition_and_ask_only_open_windows(monke
         checked["busy"] += expected[0] + expected[1] > 0
         checked["open"] += sum(inst.pool._window is not None for inst in self.instances)
         checked["dummy"] = sum(inst.work.dummy_steps for inst in self.instances)
+        if built is not None:
+            built.append(len(self.instances))
         n = self.n
         monkeypatch.setattr(BlockPool, "used", property(lambda pool: pytest.fail("a pool's used asked")))
         sample(self)
@@ -120,9 +155,8 @@ def test_timeline_samples_equal_their_definition_and_ask_only_open_windows(monke
             assert (self.work[:, :, n] == work).all()
 
     monkeypatch.setattr(timeline_module.Timeline, "_sample", checking)
-    run_serving(_synthetic(config), config, mode)
-    assert checked["samples"] > 100 and checked["busy"] > 50 and checked["open"] > 10
-    assert (checked["dummy"] > 0) == bool(extra)  # (the case each is there for)
+    run()
+    return checked
 
 
 def test_an_instances_level_cells_are_its_tiers_hit_locations():

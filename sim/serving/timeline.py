@@ -11,8 +11,9 @@ table; steps, tokens and sequences from the counters' differences) are derived a
 nothing is recorded per event. A decode window's steps count when the window ends.
 
 A sample sums over every instance built (a cluster's 10,240), so it reads them with ``map`` over flat lists of the
-objects it reads (each instance's queues, scheduler and pool, none of them ever rebound): the loops run in C, with
-the same integer sums; the work counters' sums per role are kept as they change (``WorkTotals.tally``).
+objects it reads (each instance's queues and scheduler, none of them ever rebound): the loops run in C, with the same
+integer sums; the KV blocks in use (``PoolTotals``) and the work counters' sums per role (``WorkTotals.tally``) are
+kept as they change.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from sim.report.metrics import RequestTable
-from sim.serving.block_pool import BlockPool, used_sum
+from sim.serving.block_pool import PoolTotals
 from sim.serving.engine import Engine
 from sim.serving.instance import Instance
 from sim.serving.scheduler import Scheduler
@@ -60,7 +61,7 @@ class Timeline:
         self._queues: list[Sequence] = []
         self._running: list[Sequence] = []
         self._schedulers: list[Scheduler] = []
-        self._pools: list[BlockPool] = []
+        self._pools = PoolTotals()  # every pool's blocks in use, kept as they change
         self._tallies: list[ScheduledWork] = []
         for inst in instances:
             self.add(inst)
@@ -77,7 +78,7 @@ class Timeline:
         self._queues += (s.inbox, s.waiting, s.ready)
         self._running.append(s.running)
         self._schedulers.append(s)
-        self._pools.append(instance.pool)
+        instance.pool.count_into(self._pools)
         w, tally = instance.work, self._tallies[self.roles.index(instance.role)]
         tally.steps += w.steps - w.dummy_steps  # (the batches scheduled: no dummy step)
         tally.tokens += w.prefill_tokens + w.decode_tokens
@@ -94,7 +95,7 @@ class Timeline:
         # queued: inbox, waiting, ready, and loading (vLLM: WAITING_FOR_REMOTE_KVS waits)
         queued = self.extra_queued() + sum(map(len, self._queues)) + sum(map(_LOADING, self._schedulers))
         running = sum(map(len, self._running))
-        used = used_sum(self._pools)
+        used = self._pools.used(self.engine.now)
         n = self.n
         self.state[:, n] = (queued, running, used)
         self.work[:, :, n] = self._work_now()
