@@ -36,6 +36,10 @@ def check_experiment_flags(args: argparse.Namespace, mode: str) -> None:
         from experiments.runner import check_ray_installed
 
         check_ray_installed()
+        if cluster:  # (a missing cluster is found now, in seconds, not once Ray has tried it for minutes)
+            from experiments.runner import check_ray_address, ray_address
+
+            check_ray_address(ray_address(args.ray_address), cluster)
     if args.jobs is not None and args.jobs < 1:
         raise InputError(f"--jobs must be >= 1, got {args.jobs}")
     if args.jobs is not None:

@@ -295,6 +295,43 @@ def ray_address(given: str | None) -> str | None:
     return address if address and address != "local" else None
 
 
+# How long a named Ray cluster's address has to accept a connection before the run is refused: Ray's own wait for one
+# (its driver logs "Failed to connect to GCS at address ... within 5 seconds" and tries again).
+RAY_CONNECT_TIMEOUT_S = 5.0
+RAY_CLIENT_PORT = 10001  # Ray Client's default port (ray start --ray-client-server-port), for ray://HOST without one
+RAY_ADDRESS_FORMS = "HOST:PORT (a Ray head's GCS port, 6379 by default), ray://HOST[:PORT] (Ray Client) or auto"
+
+
+def check_ray_address(address: str, named: str) -> None:
+    """Refuse a Ray cluster address that cannot be what ``ray.init(address=...)`` connects to, in seconds and before
+    any work: not of Ray's forms, a host that does not resolve, or nothing that accepts a connection there within
+    ``RAY_CONNECT_TIMEOUT_S``. Ray itself, given a GCS address where nothing listens, tried for ~40 s twenty times
+    (over 13 minutes, three lines of native warnings a try) inside one native call, where no Ctrl-C or SIGTERM
+    handler of this command runs until the call returns. ``auto`` (the cluster ``ray start`` left on this machine) is
+    Ray's to find: ``run_ray`` turns its "no running Ray instance" into bad input. ``named`` says where the address
+    came from (``--ray-address 'X'``, ``RAY_ADDRESS='X' in the environment``)."""
+    import socket
+
+    if address == "auto":
+        return
+    rest = address.removeprefix("ray://")
+    host, colon, port_text = rest.rpartition(":")
+    if not colon and rest is not address:  # ray://HOST: Ray Client's default port
+        host, port_text = rest, str(RAY_CLIENT_PORT)
+    host = host.removeprefix("[").removesuffix("]")  # an IPv6 literal, [::1]:6379
+    if not host or not port_text.isdigit() or not 1 <= int(port_text) <= 65535 or "/" in host:
+        raise InputError(f"{named}: not a Ray cluster address; expected {RAY_ADDRESS_FORMS}")
+    try:
+        with socket.create_connection((host, int(port_text)), timeout=RAY_CONNECT_TIMEOUT_S):
+            pass
+    except socket.gaierror as exc:
+        raise InputError(f"{named}: cannot resolve host {host!r} ({exc.strerror})") from None
+    except OSError as exc:  # refused, unreachable, or no answer in time
+        why = f"no answer within {RAY_CONNECT_TIMEOUT_S:g} s" if isinstance(exc, TimeoutError) else exc.strerror or exc
+        raise InputError(f"{named}: no Ray cluster answers there ({why}); start one with 'ray start --head', or "
+                         "drop the address to start a Ray for this run") from None
+
+
 def runs_on(backend: str | None, jobs: int | None, address: str | None) -> str:
     """Where the points run, for the line a sweep or plan prints before them: "local with 4 jobs", "ray with 4
     jobs" (a Ray started here), "the Ray cluster at ADDR" (whose CPUs decide: ``--jobs`` is refused there)."""
@@ -342,7 +379,11 @@ def run_ray(tasks: list[Task], jobs: int, address: str | None, on_result: Callab
         try:
             if address:  # a remote cluster gets this checkout as the job's working directory
                 env = {"working_dir": str(ROOT), "excludes": [".git", "out", "kvsim-plots", "*.journal.jsonl"]}
-                ray.init(address=address, runtime_env=env, logging_level=logging.ERROR, log_to_driver=False)
+                try:
+                    ray.init(address=address, runtime_env=env, logging_level=logging.ERROR, log_to_driver=False)
+                except ConnectionError as exc:  # no cluster there ("auto" with none; a Ray Client that timed out)
+                    raise InputError(f"cannot connect to the Ray cluster at {address}: "
+                                     f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
             else:
                 path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
                 ray.init(num_cpus=jobs, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
