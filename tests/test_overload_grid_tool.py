@@ -5,6 +5,7 @@ command hung in the pool's join."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -51,3 +52,40 @@ def test_a_grid_stopped_mid_run_ends_with_143_and_no_traceback(tmp_path):
             proc.communicate()
     assert proc.returncode == 143
     assert "Traceback" not in err
+
+
+def _judge(grid: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "tools" / "overload_grid.py"), "judge", str(grid)],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def _record(name: str, overloaded: bool, sustained: bool) -> str:
+    """A grid point as ``run`` writes it, whose short run has no metrics: the caveat never flags it."""
+    growth = {"ttft_s": 2.0 if overloaded else 1.0}
+    further = {"ttft_s": 2.0 if sustained else 1.0}
+    return json.dumps({"class": "steady", "name": name, "overloaded": overloaded, "sustained": sustained,
+                       "growth": growth, "further": further, "short": {}})
+
+
+def test_judge_scores_the_labels_of_the_grid(tmp_path):
+    grid = tmp_path / "g.jsonl"
+    grid.write_text(_record("a", True, True) + "\n" + _record("b", False, False) + "\n")
+    done = _judge(grid)
+    assert done.returncode == 0 and done.stderr == ""
+    # never flagged: the overloaded point is a false negative, the other a true negative, under each label
+    assert done.stdout.count("  all       tp   0  tn   1  fp   0  fn   1  errors   1") == 3, done.stdout
+
+
+@pytest.mark.parametrize("lines, said", [([], "no points in it"),
+                                         (["{}"], "line 1 lacks class, name, short, overloaded, sustained, growth, further"),
+                                         (["a", '{"short": {}}'], "line 2 lacks class, name, overloaded, sustained, growth, further"),
+                                         (["b", '{"class": 1, "name": 1, "short": {}, "overloaded": true, '
+                                                '"sustained": true, "growth": {}, "further": {}}'],
+                                          "line 2 lacks growth.ttft_s / further.ttft_s")])
+def test_judge_refuses_a_grid_of_no_points_or_a_point_without_its_labels(tmp_path, lines, said):
+    """Each was exit 0 with three empty tables (no points) or a KeyError traceback, exit 1."""
+    grid = tmp_path / "g.jsonl"
+    grid.write_text("".join(_record(x, True, False) + "\n" if len(x) == 1 else x + "\n" for x in lines))
+    done = _judge(grid)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == f"overload_grid: {grid}: not a grid written by 'run' ({said})\n"

@@ -277,6 +277,30 @@ LABELS = {"overloaded": "4x (TTFT of the 4x twin over the run's > 1.25)",
           "agree": "both (points where the two labels agree)"}
 
 
+# what ``judge`` reads of each point ``_point`` wrote: its keys, and the growths' keys
+JUDGED = ("class", "name", "short", "overloaded", "sustained", "growth", "further")
+
+
+def _grid_points(path: Path) -> list[dict[str, Any]]:
+    """The points of a grid ``run`` wrote, each checked for what ``judge`` reads: a ValueError naming the first line
+    that lacks it (a record without its labels was a KeyError traceback, exit 1, from the middle of the scores) or
+    saying the grid holds none (an empty grid printed three empty tables, exit 0)."""
+    points = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        point = json.loads(line)
+        missing = [k for k in JUDGED if k not in point] if isinstance(point, dict) else list(JUDGED)
+        if not missing and not all(isinstance(point[k], dict) and "ttft_s" in point[k] for k in ("growth", "further")):
+            missing = ["growth.ttft_s / further.ttft_s"]
+        if missing:
+            raise ValueError(f"line {number} lacks {', '.join(missing)}")
+        points.append(point)
+    if not points:
+        raise ValueError("no points in it")
+    return points
+
+
 def judge(args: argparse.Namespace) -> int:
     import inspect
 
@@ -292,7 +316,7 @@ def judge(args: argparse.Namespace) -> int:
                              "command line: python tools/overload_grid.py judge GRID --rule-from CHECKOUT)")
     path = Path(args.grid)
     try:
-        recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        recs = _grid_points(path)
         flags = [overload_caveat(r["short"]) is not None for r in recs]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         print(f"overload_grid: {path}: not a grid written by 'run' ({str(exc)[:100]})", file=sys.stderr)
