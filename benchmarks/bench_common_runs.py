@@ -67,7 +67,12 @@ def timed(argv: list[str]) -> tuple[float, float]:
     start = time.perf_counter()
     child = subprocess.Popen([sys.executable, "main.py", *argv], cwd=ROOT, env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)
+    try:
+        _, status, usage = os.wait4(child.pid, 0)
+    except BaseException:  # stopped (SIGTERM, or Ctrl-C sent to this process alone): the run timed goes with it
+        child.kill()
+        child.wait()
+        raise
     wall = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"main.py {' '.join(argv)}: exit {os.waitstatus_to_exitcode(status)}: "
@@ -106,6 +111,6 @@ def main() -> None:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
-    from sim.errors import end_process
+    from sim.errors import command_status, end_process
 
-    end_process(main())  # without the interpreter's teardown: see sim.errors
+    end_process(command_status("bench_common_runs.py", main))  # without the interpreter's teardown: see sim.errors

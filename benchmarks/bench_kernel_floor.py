@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 from numba import njit  # noqa: E402
 
 from sim.cache.arena_layout import GOLDEN  # noqa: E402
-from sim.errors import end_process  # noqa: E402
+from sim.errors import command_status, end_process, raise_if_stopped  # noqa: E402
 
 TRACE = REPO / ".." / "shared" / "data" / "traces" / "mooncake_conversation.jsonl"
 
@@ -154,6 +154,7 @@ def hashed_lru(stream, capacity, bits):
 def best_rate(fn, n: int, repeat: int) -> tuple[int, float]:
     best = float("inf")
     for _ in range(repeat):
+        raise_if_stopped()  # a Ctrl-C numba swallowed while it compiled the kernels: stop here, not after every repeat
         start = time.perf_counter()
         hits = fn()
         best = min(best, time.perf_counter() - start)
@@ -196,4 +197,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    end_process(main())  # without the interpreter's teardown: see sim.errors
+    end_process(command_status("bench_kernel_floor.py", main))  # without the interpreter's teardown: see sim.errors

@@ -34,12 +34,12 @@ if "trace" in sys.modules and not hasattr(sys.modules["trace"], "__path__"):
 
 import numpy as np  # noqa: E402
 
-from learned.train import main as train_main  # noqa: E402
+from learned.train import train_command  # noqa: E402
 from sim.cache.access import NEVER, learned_predictions, next_use_index  # noqa: E402
 from sim.cache.mrc import lru_mrc  # noqa: E402
 from sim.cache.replay import cache_stream, replay  # noqa: E402
 from sim.config import load_config  # noqa: E402
-from sim.errors import end_process  # noqa: E402
+from sim.errors import command_status, end_process  # noqa: E402
 from trace.workload import load_workload  # noqa: E402
 
 TRACES = REPO.parent / "shared" / "data" / "traces"
@@ -109,8 +109,7 @@ def bench(name: str, peers: list[str], markdown: bool, workload: tuple | None = 
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(tmp) / "model.txt"
         start = time.perf_counter()
-        if train_main([*train_args, "--out", str(model)]) != 0:
-            sys.exit(f"{name}: training failed")
+        train_command([*train_args, "--out", str(model)])
         train_s = time.perf_counter() - start
         config = load_config(None, sets=[*sets, f"cache.learned_model={model}"])
         trace = load_workload(config)
@@ -167,9 +166,8 @@ def bench_safety(markdown: bool) -> None:
     capacities = WORKLOADS["mooncake"][2]
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(tmp) / "other.txt"
-        if train_main(["--range", "0:1", "--seed", "1", "--set", "serving.block_size=512", "--set", EMPTY_START,
-                       "--out", str(model)]) != 0:
-            sys.exit("safety: training failed")
+        train_command(["--range", "0:1", "--seed", "1", "--set", "serving.block_size=512", "--set", EMPTY_START,
+                       "--out", str(model)])
         config = load_config(None, sets=[*WORKLOADS["mooncake"][1], f"cache.learned_model={model}"])
         trace = load_workload(config)
         _, other = learned_predictions(trace, config)
@@ -208,8 +206,7 @@ def bench_cross(traces: list[Path], markdown: bool) -> None:
     capacities = WORKLOADS["mooncake"][2]
     with tempfile.TemporaryDirectory() as tmp:
         for name, (train_args, _) in workloads.items():
-            if train_main([*train_args, "--set", "serving.block_size=512", "--out", str(Path(tmp) / f"{name}.txt")]) != 0:
-                sys.exit(f"cross: training on {name} failed")
+            train_command([*train_args, "--set", "serving.block_size=512", "--out", str(Path(tmp) / f"{name}.txt")])
         worst = {}
         for judged, (_, sets) in workloads.items():
             config = load_config(None, sets=[*sets, "serving.block_size=512"])
@@ -286,4 +283,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    end_process(main())  # without the interpreter's teardown: see sim.errors
+    end_process(command_status("bench_learned.py", main))  # without the interpreter's teardown: see sim.errors

@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 
 from sim.cache.mrc import capacity_grid, lru_mrc  # noqa: E402
-from sim.errors import end_process  # noqa: E402
+from sim.errors import command_status, end_process, raise_if_stopped  # noqa: E402
 
 DEFAULT_TRACE = REPO.parent / "shared" / "data" / "traces" / "mooncake_conversation.jsonl"
 KEY_SPACE = 20_000_000
@@ -84,6 +84,7 @@ def main() -> None:
     print(f"{'accesses':>12} {'distinct':>11} {'exact cpu s':>11} {'wall s':>7} {'M acc/s':>8} "
           f"{'SHARDS 1% cpu s':>15} {'hit@100k':>9}")
     for n in sizes:
+        raise_if_stopped()  # a Ctrl-C numba swallowed while it loaded the kernel: stop here, not after every size
         stream = synthetic(n)
         curve, cpu, wall = timed(lru_mrc, stream, capacities=grid)
         shards, shards_cpu, _ = timed(lru_mrc, stream, sample_rate=0.01, capacities=grid, salt=0)
@@ -118,4 +119,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    end_process(main())  # without the interpreter's teardown: see sim.errors
+    end_process(command_status("bench_mrc.py", main))  # without the interpreter's teardown: see sim.errors

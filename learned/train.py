@@ -308,6 +308,13 @@ def main(argv: list[str] | None = None) -> int:
     return command_status("learned.train", lambda: _train_command(args))
 
 
+def train_command(argv: list[str]) -> int:
+    """The command's work, for a program that trains inside its own command (benchmarks/bench_learned.py): bad input,
+    a Ctrl-C or SIGTERM ends that command, which says so in one line (``main`` would have said it as learned.train,
+    and the program then a second line: "training failed", exit 1)."""
+    return _train_command(build_parser().parse_args(argv))
+
+
 def _check_outputs_are_not_inputs(args: argparse.Namespace, config: Config, out: Path) -> None:
     """Neither file written (the model, its sidecar) may be a file read: --out TRACE would overwrite the trace."""
     from sim.config_fields import path_settings

@@ -1,0 +1,72 @@
+"""A benchmark stopped midway (Ctrl-C, SIGTERM) ends with exit 130 or 143 and one line, as kvsim's commands do.
+
+Before, six benchmarks ran their work outside ``command_status``: a Ctrl-C printed a 15-30 line KeyboardInterrupt
+traceback and the process died of SIGINT; SIGTERM killed it silently. bench_learned trained through learned.train's own
+command, which said "learned.train: interrupted" and returned 130, and the benchmark then said "training failed" and
+exited 1. bench_common_runs, sent SIGTERM, left the main.py it was timing running on."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads a process's handlers in /proc")
+
+# each runs for far longer than the test waits (a stopped run is the point): the script and its arguments
+LONG_RUNS = {
+    "bench_cluster.py": ["--requests", "30000"],
+    "bench_common_runs.py": ["--runs", "readme", "--repeat", "50"],
+    "bench_kernel_floor.py": ["--repeat", "1000"],
+    "bench_mrc.py": ["--sizes", ",".join(str(2_000_000 + i) for i in range(40)), "--no-check"],
+    "probe_overlap.py": [],
+    "bench_learned.py": ["--workloads", "multi-turn", "--peers", ""],
+}
+
+
+def _catches_sigterm(pid: int) -> bool:
+    """Whether the process has a handler for SIGTERM: the benchmark's command has started (``watch_stop_signals``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (signal.SIGTERM - 1) & 1)
+    return False
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(c) for c in path.read_text().split()] if path.exists() else []
+
+
+@pytest.mark.parametrize("signum, status, said", [(signal.SIGINT, 130, "interrupted"),
+                                                  (signal.SIGTERM, 143, "terminated")])
+@pytest.mark.parametrize("script", LONG_RUNS)
+def test_a_benchmark_stopped_midway_says_so_in_one_line(script, signum, status, said):
+    proc = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / script), *LONG_RUNS[script]], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    children: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline and not _catches_sigterm(proc.pid):
+            time.sleep(0.02)
+        assert proc.poll() is None and _catches_sigterm(proc.pid), f"{script} never started its command's handlers"
+        time.sleep(0.5)  # into its work
+        children = _children(proc.pid)
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert (proc.returncode, err) == (status, f"{script}: {said}\n")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(Path(f"/proc/{child}").exists() for child in children):
+        time.sleep(0.05)
+    assert not any(Path(f"/proc/{child}").exists() for child in children), "a process it started outlived it"
