@@ -306,7 +306,10 @@ def build_parser(sweep_module: bool = False) -> argparse.ArgumentParser:
     exp.add_argument("--seeds", type=int, metavar="N", help="repeat with seeds seed..seed+N-1: means and 95%% intervals")
     exp.add_argument("--jobs", type=int, metavar="N", help="--sweep/--plan: parallel points (default: the core count)")
     exp.add_argument("--backend", choices=["local", "ray"], help="--sweep/--plan: process pool (default) or Ray")
-    exp.add_argument("--ray-address", metavar="ADDR", help="--backend ray: an existing cluster (default: start one)")
+    exp.add_argument("--ray-address", metavar="ADDR",
+                     help="--backend ray: an existing cluster, HOST:PORT of its head (GCS port, 6379 by default), "
+                          "ray://HOST:PORT (Ray Client) or auto (the one 'ray start' left here); refused at once if "
+                          "nothing answers there (default: RAY_ADDRESS, else start one)")
     exp.add_argument("--resume", action="store_true", help="--sweep: run only the points missing from its journal")
 
     out = p.add_argument_group("output")
