@@ -20,7 +20,7 @@ import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -353,8 +353,8 @@ def _stop_handlers() -> dict:
 def _restore_stop_handlers(handlers: dict) -> None:
     """Put back the handlers ``ray.init`` replaced. It installs its own for the driver (a SIGTERM runs
     ``ray.shutdown`` and exits) behind abseil's failure handler, which prints a native stack trace and arms a 3-second
-    alarm that aborts the process if the shutdown takes longer (ray-project/ray#64830): a SIGTERM'd sweep died with
-    SIGABRT (exit 134) and 60 lines of stack, not exit 143 and one line. Setting a handler again takes the signal from
+    alarm that aborts the process if the shutdown takes longer (ray-project/ray#64830): a SIGTERM'd sweep printed
+    60 lines of native stack and exited 1 (or 134, SIGABRT), not 143 with one line. Setting a handler again takes the signal from
     abseil's chain too (sigaction)."""
     for signum, handler in handlers.items():
         if handler is not None:
@@ -390,7 +390,8 @@ def run_ray(tasks: list[Task], jobs: int, address: str | None, on_result: Callab
                          runtime_env={"env_vars": {"PYTHONPATH": path}})
         except BaseException as exc:
             _restore_stop_handlers(held)
-            ray.shutdown()  # what it had started
+            with suppress(Exception):  # (what it had started; a failing shutdown must not hide why it stopped)
+                ray.shutdown()
             if isinstance(exc, SystemExit):  # Ray's SIGTERM handlers while it starts end with sys.exit (15, or 1)
                 raise Terminated from None
             raise
