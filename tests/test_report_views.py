@@ -503,3 +503,12 @@ def test_mrc_plot_gives_capacity_in_gib_too(figures, tmp_path, run_cli):
     [top] = ax.child_axes
     assert top.get_xlabel() == "cache capacity (GiB at 2 MiB a block)"
     assert top.get_xlim() == pytest.approx([x / 512 for x in ax.get_xlim()], rel=1e-12)
+
+
+def test_html_page_is_the_same_bytes_whatever_the_wall_time():
+    # Before: the summary showed timing.wall_s, so two runs of one config, trace and seed wrote different pages
+    # (the Contract keeps only the JSON's timing block out of byte-identical reports).
+    runs = [{"name": "a", "overrides": {}, "metrics": {"hit_ratio": 0.5}}]
+    fast, slow = _report(runs), _report(runs)
+    slow["timing"] = {"wall_s": 123.456, "peak_rss_bytes": 7}
+    assert render_html(fast, []) == render_html(slow, [])

@@ -155,7 +155,9 @@ def _plan(plan: dict) -> str:
 
 def render_html(report: dict, plots: list[Path], title: str | None = None, cluster_pd: bool = False) -> str:
     """The report document as one HTML page. ``cluster_pd``: a cluster run with prefill/decode pools
-    (``--cluster --pd``), whose report's ``mode`` is ``cluster`` (Contract); its title and summary name PD too."""
+    (``--cluster --pd``), whose report's ``mode`` is ``cluster`` (Contract); its title and summary name PD too.
+    The page leaves out the report's ``timing`` (wall time, peak memory: the JSON and the terminal give them), so the
+    same config, trace and seed give the same bytes, as the JSON's other fields."""
     trace = report.get("trace") or {}
     mode = report.get("mode", "")
     title = title or f"kvsim {mode}{' PD' if cluster_pd else ''} report"
@@ -168,8 +170,7 @@ def render_html(report: dict, plots: list[Path], title: str | None = None, clust
                                 ["runs", len(report["runs"])],
                                 ["trace", trace.get("path") or trace.get("format")],
                                 ["requests used (mean over the seeds)" if seeded else "requests used",
-                                 trace.get("rows_used")],
-                                ["wall time (s)", (report.get("timing") or {}).get("wall_s")]])
+                                 trace.get("rows_used")]])
     sections = [_section("summary", "Summary", summary)]
     if report.get("plan"):
         sections.append(_section("plan", "Plan", _plan(report["plan"])))
