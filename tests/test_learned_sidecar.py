@@ -151,3 +151,13 @@ def test_ctrl_c_between_the_two_renames_leaves_a_consistent_pair(small_learned_m
                        "--set", "workload.synthetic.num_requests=400"]) == 130
     LearnedModel.load(model)  # model and sidecar match: the new pair, both in place
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.txt", "model.txt.json"]
+
+
+def test_training_twice_writes_the_same_model_and_sidecar(small_learned_model, tmp_path):
+    """Before: the sidecar kept the training's wall time (train_seconds), so the same config and seed gave two
+    sidecars that differed; the time is printed, not stored."""
+    again = tmp_path / "model.txt"
+    assert train_main(["--out", str(again), "--range", "0:1", "--rounds", "3", "--set", "serving.block_size=512",
+                       "--set", "workload.synthetic.num_requests=400"]) == 0
+    assert again.read_bytes() == small_learned_model.read_bytes()
+    assert sidecar_path(again).read_bytes() == sidecar_path(small_learned_model).read_bytes()
