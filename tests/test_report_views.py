@@ -512,3 +512,22 @@ def test_html_page_is_the_same_bytes_whatever_the_wall_time():
     fast, slow = _report(runs), _report(runs)
     slow["timing"] = {"wall_s": 123.456, "peak_rss_bytes": 7}
     assert render_html(fast, []) == render_html(slow, [])
+
+
+@pytest.mark.parametrize("arrivals, said", [([3.0], "one request: no rate over time"),
+                                            ([5.0] * 8, "all 8 requests arrive at one instant: no rate over time")])
+def test_trace_stats_rate_panel_without_a_span_says_why_it_is_empty(figures, tmp_path, arrivals, said):
+    # Before: one request, or all at one instant, left the arrival-rate panel blank (no bins: the report's rates are 0).
+    from sim.report.plots import plot_trace_stats
+
+    class Instant:
+        arrival_s = np.array(arrivals)
+        input_tokens = np.full(len(arrivals), 100)
+        output_tokens = np.full(len(arrivals), 5)
+        provenance = type("P", (), {"path": "i.csv", "format": "azure"})()
+
+        def __len__(self):
+            return len(arrivals)
+
+    plot_trace_stats(Instant(), tmp_path / "s.png")
+    assert [t.get_text() for t in figures[0].axes[0].texts] == [said]

@@ -61,6 +61,10 @@ def plot_trace_stats(trace: Trace, path: Path) -> Path:
     # each bin drawn over its whole width: a step plot ends at its last point, so the last bin needs its right edge
     if len(rates):
         axes[0].stairs(rates, edges, baseline=None)
+    elif len(trace):  # no span, so no bins (rate_mean_rps and rate_peak_rps are 0): said, not an empty panel
+        said = "one request: no rate over time" if len(trace) == 1 else \
+            f"all {len(trace):,} requests arrive at one instant: no rate over time"
+        axes[0].text(0.5, 0.5, said, ha="center", va="center", wrap=True, transform=axes[0].transAxes)
     axes[0].set(title=f"Arrival rate ({bin_s:.0f} s bins)", xlabel="time (s)", ylabel="requests/s",
                 ylim=(0, None))  # from zero: a rate axis cut at its minimum makes a small dip look like a stop
     for ax, values, label in ((axes[1], trace.input_tokens, "input"), (axes[2], trace.output_tokens, "output")):
