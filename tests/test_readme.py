@@ -3,6 +3,7 @@ section names every ``--requests-csv`` column."""
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import shlex
@@ -10,6 +11,7 @@ import shlex
 import numpy as np
 import pytest
 
+from sim.report.document import flatten
 from sim.report.metrics import REQUEST_COLUMNS, RequestTable, request_columns
 from tests.conftest import ROOT
 from tests.test_planner import README_PLAN
@@ -141,3 +143,33 @@ def test_the_reports_section_names_every_requests_csv_column():
     elided = ("kv_load_s", "prefill_s", "kv_transfer_s")  # (the breakdown's middle: queue_s … first_decode_s)
     listed = [name for name in dict.fromkeys(named) if name in header and name not in elided]
     assert listed == [c for c in header if c not in elided]
+
+
+@pytest.mark.parametrize("mode", [(), ("--pd",)])
+def test_the_reports_section_names_each_requests_csv_column_that_can_hold_nan_or_minus_one(run_cli, tmp_path, mode):
+    """A spreadsheet reads the requests CSV's ``nan`` as text: the README says where it and -1 (no instance) occur.
+    Before, it named neither."""
+    reports = README.split("\n## Reports", 1)[1].split("\n## ", 1)[0]
+    said = re.search(r"A time that does not apply is written `nan`[^;]*;[^.]*\.", reports)
+    assert said, "the Reports section says where the requests CSV writes nan"
+    trace = tmp_path / "t.jsonl"  # one-token answers: no TPOT (nan per request, null in the JSON)
+    trace.write_text('{"timestamp": 0, "input_length": 100, "output_length": 1, "hash_ids": [1]}\n'
+                     '{"timestamp": 50, "input_length": 600, "output_length": 1, "hash_ids": [1, 2]}\n')
+    status, _, err = run_cli(*mode, "--workload-trace", trace, "--requests-csv", tmp_path / "q.csv", "--no-plot",
+                             "--report-json", tmp_path / "r.json", "--report-csv", tmp_path / "r.csv", "--quiet")
+    assert status == 0, err
+    # the report CSV read back is the JSON: a null (tpot_s.*) is an empty cell, each number parses to the JSON's
+    [row] = csv.DictReader((tmp_path / "r.csv").read_text().splitlines())
+    metrics = flatten(json.loads((tmp_path / "r.json").read_text())["runs"][0]["metrics"])
+    assert metrics["tpot_s.p99"] is None and row["tpot_s.p99"] == ""
+    assert list(row) == ["name", *metrics]
+    for name, value in metrics.items():
+        cell = row[name]
+        assert (cell == "" if value is None else cell == str(value) if isinstance(value, (bool, str))
+                else type(value)(cell) == value), (name, cell, value)
+    header, *rows = (line.split(",") for line in (tmp_path / "q.csv").read_text().splitlines())
+    for sentinel in ("nan", "-1"):
+        columns = {name for r in rows for name, cell in zip(header, r, strict=True) if cell == sentinel}
+        assert columns or sentinel == "-1", sentinel  # (tpot_s's nan occurs in both; -1 outside PD only)
+        named = set(re.findall(r"`([a-z_]+)`" + ("" if sentinel == "nan" else " is -1"), said.group(0)))
+        assert columns <= named, (sentinel, columns - named)
