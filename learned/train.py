@@ -317,10 +317,12 @@ def train_command(argv: list[str]) -> int:
 
 
 def _check_outputs_are_not_inputs(args: argparse.Namespace, config: Config, out: Path) -> None:
-    """Neither file written (the model, its sidecar) may be a file read: --out TRACE would overwrite the trace."""
+    """Neither file written (the model, its sidecar) may be a file read: --out TRACE would overwrite the trace; nor
+    the workload cache, which loading writes first (the model then replaced it)."""
     from sim.config_fields import path_settings
 
-    check_distinct([("--config", args.config), *((f"config key '{key}'", path) for key, path in path_settings(config))],
+    check_distinct([("--config", args.config), *((f"config key '{key}'", path) for key, path in path_settings(config)),
+                    ("config key 'workload.cache'", config.workload.cache)],
                    [("--out", out), ("--out (its sidecar)", sidecar_path(out))])
 
 

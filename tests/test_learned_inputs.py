@@ -133,6 +133,13 @@ TRAIN_CASES = {
                          "is also the path of config key 'workload.trace'"),
     "out's sidecar is the config": (["--config", "{tmp}/m.txt.json", "--out", "{tmp}/m.txt"],
                                     "--out (its sidecar) '{tmp}/m.txt.json' is also the path of --config"),
+    # the workload cache is written by loading, before training: the model then replaced it (the cache, then the
+    # model, written to m.txt)
+    "out is the workload cache": (["--workload-trace", "{tmp}/unique.csv", "--out", "{tmp}/m.txt", "--set",
+                                   "workload.cache={tmp}/m.txt"], "is also the path of config key 'workload.cache'"),
+    "out's sidecar is the workload cache": (["--workload-trace", "{tmp}/unique.csv", "--out", "{tmp}/m",
+                                             "--set", "workload.cache={tmp}/m.json"],
+                                            "--out (its sidecar) '{tmp}/m.json' is also the path of config key"),
     # the message names the flag given, not a '--set' the user never wrote
     "seed beyond 64 bits": (["--out", "{tmp}/m.txt", "--seed", str(2**64)], "--seed: config key 'seed'"),
     "range end not finite": (["--out", "{tmp}/m.txt", "--range", "0:inf"], "--range: config key 'workload.range_end'"),
