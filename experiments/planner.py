@@ -256,9 +256,9 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
     refuse_unread([(givens[c.name],
                     check_point(c.mode, c.config, options, where=f"plan {plan.path}: candidate {c.name}", given=given))
                    for c in candidates if c.status != "infeasible"])
+    check_inputs_spared(plan.layers, [base, *(c.config for c in candidates)], outputs, ("--plan", plan.path))
     check_learned_points([(f"plan {plan.path}: candidate {c.name}", c.mode, c.config) for c in candidates
-                          if c.status != "infeasible"], options)
-    check_inputs_spared(plan.layers, [base, *(c.config for c in candidates)], outputs)
+                          if c.status != "infeasible"], options)  # (may load the workload: writes its cache)
 
     trace = load_workload(replace(base, **{"workload.rate_scale": 1.0}))
     duration = float(trace.arrival_s[-1] - trace.arrival_s[0]) if len(trace) else 0.0

@@ -176,17 +176,24 @@ def parse_layers(data: dict, path: Path, what: str) -> ConfigLayers:
     return layers
 
 
-def check_inputs_spared(layers: ConfigLayers, configs: list[Config], outputs) -> None:
+def check_inputs_spared(layers: ConfigLayers, configs: list[Config], outputs, spec: tuple[str, Path]) -> None:
     """No output of a sweep or a plan (``outputs``: ``sim.cli_outputs.Outputs``) is a file its runs read: the spec's config file, its
     overlays, or a path a run's config names (a trace, an axis of traces, a profile). main.py checks the command
     line's inputs before the spec is read; these are known once its points are built (--report-json of the trace
-    overwrote it, exit 0)."""
+    overwrote it, exit 0). The workload cache a run's config names (``workload.cache``, the spec's own, unlike
+    ``--workload-cache`` checked by main.py) is written too: it is neither another output nor a file read (as the
+    report it was replaced by the report, exit 0, and the next run refused it; as the spec, the journal, each point
+    failed). ``spec``: the flag that names the spec or plan, and its path."""
     from sim.config_fields import path_settings
     from sim.report.output import check_distinct
 
-    inputs = [(f"{layers.source}'s 'config'", layers.config), *((f"{layers.source}'s overlay", o) for o in layers.overlays),
+    inputs = [spec, (f"{layers.source}'s 'config'", layers.config),
+              *((f"{layers.source}'s overlay", o) for o in layers.overlays),
               *((f"config key '{key}'", path) for config in configs for key, path in path_settings(config))]
-    check_distinct(inputs, outputs.files)
+    given = {Path(path).resolve() for flag, path in outputs.files if flag == "--workload-cache"}
+    caches = {Path(c.workload.cache).resolve(): c.workload.cache for c in configs if c.workload.cache is not None}
+    written = [("config key 'workload.cache'", path) for key, path in caches.items() if key not in given]
+    check_distinct(inputs, [*outputs.files, *written])
 
 
 def keys_overlap(a: str, b: str) -> bool:

@@ -324,7 +324,7 @@ def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
                                                 where=f"sweep spec {spec.path}: point {point.name!r}",
                                                 given=point_given)))
     refuse_unread(unread)  # (a key some points read is kept: a fixed threshold beside a router axis)
-    check_inputs_spared(spec.layers, configs, outputs)
+    check_inputs_spared(spec.layers, configs, outputs, ("--sweep", spec.path))
     check_points_differ(points, configs, spec.path)
     check_block_size_varies(spec, configs)
     check_learned_points([(f"sweep spec {spec.path}: point {p.name!r}", spec.mode, c)
