@@ -348,9 +348,12 @@ def expand_home(value: str) -> str:
 
 def rebase_path(base: Path, value: str) -> str:
     """A path written in a file in folder ``base``, re-rooted to the working directory (absolute: unchanged; from the
-    home folder, ``~/...``: expanded, as a config key's path is, e.g. a sweep or plan file's ``config:``)."""
+    home folder, ``~/...``: expanded, as a config key's path is, e.g. a sweep or plan file's ``config:``). Spelled
+    as the file was named: relative under a relative ``base``, absolute under an absolute one. (Made relative to the
+    working directory, a file named by its absolute path gave reports that differed with the directory a command
+    ran in: ``../../x`` here, ``../../../x`` one folder down.)"""
     value = expand_home(value)
-    return value if Path(value).is_absolute() else os.path.normpath(os.path.join(os.path.relpath(base), value))
+    return value if Path(value).is_absolute() else os.path.normpath(os.path.join(base, value))
 
 
 def rebase_setting(base: Path, dotted: str, value: Any) -> Any:

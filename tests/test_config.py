@@ -291,3 +291,28 @@ def test_trace_path_from_the_home_folder(tmp_path, monkeypatch):
     assert load_config(flags=[("--workload-trace", "workload.trace", "~/traces/t.csv")]).workload.trace == expected
     with pytest.raises(ConfigError, match="'a~/t.csv' does not exist"):
         load_config(sets=["workload.trace=a~/t.csv"])
+
+
+def test_a_report_is_the_same_from_any_working_directory(run_cli, tmp_path, monkeypatch):
+    """A config file named by its absolute path, naming its trace relative to itself: the same command in two working
+    directories wrote reports that differed (the trace, as every path key, was re-spelled relative to the working
+    directory: '../data/t.csv' in one, '../../data/t.csv' one folder down). Byte-identical apart from timing now."""
+    import json
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "t.jsonl").write_text("".join(f'{{"timestamp": {i}, "input_length": 600, "output_length": 2, '
+                                          f'"hash_ids": [1, {i + 2}]}}\n' for i in range(5)))
+    config = data / "c.yaml"
+    config.write_text(yaml.safe_dump({"workload": {"trace": "t.jsonl"}}))
+    reports = []
+    for where in (tmp_path / "a", tmp_path / "b" / "c"):
+        where.mkdir(parents=True)
+        monkeypatch.chdir(where)
+        status, _, err = run_cli("--config", config, "--trace-stats", "--no-plot", "--quiet", "--report-json", "r.json")
+        assert status == 0, err
+        report = json.loads((where / "r.json").read_text())
+        report.pop("timing")
+        reports.append(report)
+    assert reports[0] == reports[1]
+    assert reports[0]["config"]["workload"]["trace"] == str(data / "t.jsonl")  # spelled as the config file was named
