@@ -355,7 +355,9 @@ def test_bundle_rows_not_used_are_told_on_stderr_by_check_calibration(tmp_path):
     with open(tmp_path / "b" / "tp1" / "per_sequence.csv", "a") as table:
         table.write("lm_head,6,100\nsampler,6,10\n")
     (tmp_path / "o.yaml").write_text("model: llama-3-8b\ncompute: {backend: profiled, profile: b}\n")
-    command = [sys.executable, str(ROOT / "main.py"), "--check-calibration", str(tmp_path / "o.yaml")]
+    # (the overlay named relatively, as its folder: its profile's files are named so; named by its absolute path,
+    # they are named absolutely)
+    command = [sys.executable, str(ROOT / "main.py"), "--check-calibration", "o.yaml"]
     proc = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.splitlines() == [
