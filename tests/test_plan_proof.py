@@ -9,6 +9,8 @@ from experiments import planner
 from experiments.plan_candidates import Candidate
 from sim.config import Config
 from sim.errors import InputError
+from sim.report.html import render_html
+from tests.test_report_views import _report, _tables
 
 
 def test_slo_proof_runs_the_cheaper_candidate_nearest_the_target(monkeypatch):
@@ -110,3 +112,38 @@ def test_the_chosen_line_says_when_its_proof_met_the_target_as_a_burst(steady):
     (line,) = [x for x in planner._summary(plan, [chosen], chosen).splitlines() if x.startswith("chosen:")]
     assert line.startswith("chosen: h100-sxm x2: 2 GPUs (h100-sxm), tensor parallel 1, aggregated, 6.00 USD/h")
     assert line.endswith("met as a burst, not at a sustained rate (its proof below)") is not steady
+
+
+# ---- the plan's HTML page: its proof table and chosen line
+
+def test_plan_proof_table_names_what_was_measured():
+    # Before: the proof table's column was "measured", which for a rate target is the SLO attainment at the target rate.
+    plan = {"target": {"slo": {"ttft_s": 0.3}, "rate_rps": 40.0}, "measure": "max_rate_rps",
+            "chosen": {"name": "big", "cost_usd_per_hour": 2.0},
+            "proof": {"meets": {"name": "big", "cost_usd_per_hour": 2.0, "measured": 0.99, "meets": True},
+                      "fails": {"name": "small", "cost_usd_per_hour": 1.0, "measured": 0.455, "meets": False}},
+            "candidates": [{"name": "small", "cost_usd_per_hour": 1.0, "max_rate_rps": 17.5, "status": "timed"},
+                           {"name": "big", "cost_usd_per_hour": 2.0, "max_rate_rps": 40.0, "status": "timed",
+                            "chosen": True}]}
+    page = render_html(_report([], plan=plan, mode="plan"), [])
+    proof, candidates = _tables(page, "plan")
+    assert proof[0] == ["role", "candidate", "USD/h", "measured SLO attainment", "meets"]
+    assert proof[1] == [["meets", "big", "2", "0.99", "yes"], ["fails", "small", "1", "0.455", "no"]]
+    hit_plan = {**plan, "measure": "hit_ratio", "target": {"hit_ratio": 0.25}}
+    proof, _ = _tables(render_html(_report([], plan=hit_plan, mode="plan"), []), "plan")
+    assert proof[0][3] == "measured hit ratio"
+    assert "<b>chosen:</b> big at 2.00 USD/h</p>" in page and 'class="warn"' not in page
+
+
+def test_plan_page_says_when_the_chosen_one_met_the_target_as_a_burst():
+    # Before: the page's chosen line and proof table dropped the proof's steady_state and note the printed plan gives
+    note = "at least 70 of the 100 requests (70%) were still queued or running when the last arrived"
+    plan = {"target": {"slo": {"ttft_s": 0.3}, "rate_rps": 40.0}, "measure": "max_rate_rps",
+            "chosen": {"name": "big", "cost_usd_per_hour": 2.0},
+            "proof": {"meets": {"name": "big", "cost_usd_per_hour": 2.0, "measured": 0.99, "meets": True,
+                                "steady_state": False, "note": note}},
+            "candidates": [{"name": "big", "cost_usd_per_hour": 2.0, "max_rate_rps": 40.0, "status": "timed",
+                            "chosen": True}]}
+    page = render_html(_report([], plan=plan, mode="plan"), [])
+    assert "<b>chosen:</b> big at 2.00 USD/h — met as a burst, not at a sustained rate (its proof below)</p>" in page
+    assert f'<ul class="warn"><li><b>meets</b>: {note}</li></ul>' in page

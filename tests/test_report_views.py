@@ -154,39 +154,6 @@ def test_plain_runs_table_has_no_interval_note():
     assert row == ["a", "", "0.5"] and "95% interval" not in page
 
 
-def test_plan_proof_table_names_what_was_measured():
-    # Before: the proof table's column was "measured", which for a rate target is the SLO attainment at the target rate.
-    plan = {"target": {"slo": {"ttft_s": 0.3}, "rate_rps": 40.0}, "measure": "max_rate_rps",
-            "chosen": {"name": "big", "cost_usd_per_hour": 2.0},
-            "proof": {"meets": {"name": "big", "cost_usd_per_hour": 2.0, "measured": 0.99, "meets": True},
-                      "fails": {"name": "small", "cost_usd_per_hour": 1.0, "measured": 0.455, "meets": False}},
-            "candidates": [{"name": "small", "cost_usd_per_hour": 1.0, "max_rate_rps": 17.5, "status": "timed"},
-                           {"name": "big", "cost_usd_per_hour": 2.0, "max_rate_rps": 40.0, "status": "timed",
-                            "chosen": True}]}
-    page = render_html(_report([], plan=plan, mode="plan"), [])
-    proof, candidates = _tables(page, "plan")
-    assert proof[0] == ["role", "candidate", "USD/h", "measured SLO attainment", "meets"]
-    assert proof[1] == [["meets", "big", "2", "0.99", "yes"], ["fails", "small", "1", "0.455", "no"]]
-    hit_plan = {**plan, "measure": "hit_ratio", "target": {"hit_ratio": 0.25}}
-    proof, _ = _tables(render_html(_report([], plan=hit_plan, mode="plan"), []), "plan")
-    assert proof[0][3] == "measured hit ratio"
-    assert "<b>chosen:</b> big at 2.00 USD/h</p>" in page and 'class="warn"' not in page
-
-
-def test_plan_page_says_when_the_chosen_one_met_the_target_as_a_burst():
-    # Before: the page's chosen line and proof table dropped the proof's steady_state and note the printed plan gives
-    note = "at least 70 of the 100 requests (70%) were still queued or running when the last arrived"
-    plan = {"target": {"slo": {"ttft_s": 0.3}, "rate_rps": 40.0}, "measure": "max_rate_rps",
-            "chosen": {"name": "big", "cost_usd_per_hour": 2.0},
-            "proof": {"meets": {"name": "big", "cost_usd_per_hour": 2.0, "measured": 0.99, "meets": True,
-                                "steady_state": False, "note": note}},
-            "candidates": [{"name": "big", "cost_usd_per_hour": 2.0, "max_rate_rps": 40.0, "status": "timed",
-                            "chosen": True}]}
-    page = render_html(_report([], plan=plan, mode="plan"), [])
-    assert "<b>chosen:</b> big at 2.00 USD/h — met as a burst, not at a sustained rate (its proof below)</p>" in page
-    assert f'<ul class="warn"><li><b>meets</b>: {note}</li></ul>' in page
-
-
 def test_wide_tables_scroll_inside_the_page():
     # Before: a plan's runs table (14 metric columns) ran off the right edge of the page, its last columns cut.
     page = render_html(_report([{"name": "a", "overrides": {}, "metrics": {"hit_ratio": 0.5}}]), [])
