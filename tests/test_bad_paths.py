@@ -9,6 +9,7 @@ import pytest
 
 from tests.bad_input_helpers import AZURE_OK, TRACE_STATS, Case, check_bad_input, setting, trace_stats
 from tests.conftest import BUNDLED_AZURE
+from tests.test_sweep import _spec
 
 CASES: dict[str, Case] = {
     "missing_trace": Case(trace_stats(trace="{tmp}/none.csv"), names=("none.csv",)),
@@ -114,3 +115,30 @@ def test_an_input_that_is_a_loop_of_links_says_so(run_cli, tmp_path):
     status, _, err = run_cli(*TRACE_STATS, "--workload-trace", str(tmp_path / "loop1"))
     assert status == 2 and err.strip() == (f"kvsim: error: config key 'workload.trace': '{tmp_path}/loop1' is a symbolic "
                                            "link to nothing that exists (or a loop of links)")
+
+
+@pytest.mark.parametrize("kind, cache, said", [
+    ("sweep", "r.json", "is also the path of --report-json"),
+    ("sweep", "spec.yaml", "is also the path of --sweep"),
+    ("sweep", "r.journal.jsonl", "is also the path of the sweep's journal"),
+    ("plan", "r.json", "is also the path of --report-json"),
+])
+def test_a_workload_cache_the_spec_names_is_no_other_output_or_input(run_cli, tmp_path, kind, cache, said):
+    """The spec's own workload.cache is written as the report, the spec and the journal are: before, one at the
+    report's path was written, then replaced by the report (exit 0; the next run refused the 'cache'), and one at the
+    spec's or the journal's path failed every point. Now exit 2 in one line before any point runs."""
+    trace = tmp_path / "t.jsonl"
+    trace.write_text("".join(f'{{"timestamp": {i}, "input_length": 600, "output_length": 2, "hash_ids": [1, {i + 2}]}}\n'
+                             for i in range(6)))
+    workload = {"trace": str(trace), "cache": cache}  # (relative to the spec: its folder)
+    if kind == "sweep":
+        path = _spec(tmp_path, mode="cache-only", workload=workload, axes={"cache.policy": ["lru", "fifo"]})
+    else:
+        path = _spec(tmp_path, workload=workload, target={"slo": {"ttft_s": 2.0, "attainment": 0.9}, "rate_rps": 2},
+                     search={"gpu": ["h100-sxm"], "gpus": [1], "tensor_parallel_size": [1], "pd_split": ["aggregated"]})
+    before = sorted(p.name for p in tmp_path.iterdir())
+    status, _, err = run_cli(f"--{kind}", path, "--jobs", "1", "--no-plot", "--quiet",
+                             "--report-json", tmp_path / "r.json")
+    assert status == 2 and "config key 'workload.cache'" in err and said in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written

@@ -497,30 +497,3 @@ def test_a_sweep_whose_blocks_repeat_has_no_no_repeat_note(run_cli, tmp_path):
     assert status == 0, err
     assert "repeats" not in stdout and "offered_rps" not in stdout and "offered_rps" not in _rows(out)[0]
     assert all(float(r["hit_ratio"]) > 0 for r in _rows(out))
-
-
-@pytest.mark.parametrize("kind, cache, said", [
-    ("sweep", "r.json", "is also the path of --report-json"),
-    ("sweep", "spec.yaml", "is also the path of --sweep"),
-    ("sweep", "r.journal.jsonl", "is also the path of the sweep's journal"),
-    ("plan", "r.json", "is also the path of --report-json"),
-])
-def test_a_workload_cache_the_spec_names_is_no_other_output_or_input(run_cli, tmp_path, kind, cache, said):
-    """The spec's own workload.cache is written as the report, the spec and the journal are: before, one at the
-    report's path was written, then replaced by the report (exit 0; the next run refused the 'cache'), and one at the
-    spec's or the journal's path failed every point. Now exit 2 in one line before any point runs."""
-    trace = tmp_path / "t.jsonl"
-    trace.write_text("".join(f'{{"timestamp": {i}, "input_length": 600, "output_length": 2, "hash_ids": [1, {i + 2}]}}\n'
-                             for i in range(6)))
-    workload = {"trace": str(trace), "cache": cache}  # (relative to the spec: its folder)
-    if kind == "sweep":
-        path = _spec(tmp_path, mode="cache-only", workload=workload, axes={"cache.policy": ["lru", "fifo"]})
-    else:
-        path = _spec(tmp_path, workload=workload, target={"slo": {"ttft_s": 2.0, "attainment": 0.9}, "rate_rps": 2},
-                     search={"gpu": ["h100-sxm"], "gpus": [1], "tensor_parallel_size": [1], "pd_split": ["aggregated"]})
-    before = sorted(p.name for p in tmp_path.iterdir())
-    status, _, err = run_cli(f"--{kind}", path, "--jobs", "1", "--no-plot", "--quiet",
-                             "--report-json", tmp_path / "r.json")
-    assert status == 2 and "config key 'workload.cache'" in err and said in err, err
-    assert len(err.strip().splitlines()) == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
