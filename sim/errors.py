@@ -10,7 +10,8 @@ import signal
 import sys
 import threading
 import traceback
-from typing import Callable, NoReturn
+from contextlib import contextmanager
+from typing import Callable, Iterator, NoReturn
 
 QUOTE_LIMIT = 100  # characters of user input a message may echo (Contract: at most ~100)
 
@@ -54,6 +55,9 @@ class Terminated(KeyboardInterrupt):
 # Python 3.11's "Error calling __set_name__" RuntimeError around one), and the command must still stop
 # (``raise_if_stopped``) and say it was stopped, not report an internal error or train on for minutes.
 _stop_signal: int | None = None
+# Depth of ``stops_held`` regions the main thread is in: a stop signal that comes there is noted, and raised as the
+# region ends, not inside it.
+_held = 0
 _commands_running = 0  # command_status calls under way: tools/random_runs.py runs main.main's inside its own
 
 
@@ -61,7 +65,8 @@ def _interrupt(signum: int, frame: object) -> None:
     global _stop_signal
     _stop_signal = signum
     _stopped_midway()
-    raise KeyboardInterrupt
+    if not _held:
+        raise KeyboardInterrupt
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -71,7 +76,8 @@ def _terminate(signum: int, frame: object) -> None:
     # the command is stopping: a second SIGTERM (coreutils ``timeout`` signals the command, then its process group)
     # must not interrupt the stopping itself (``command_status`` puts the previous handler back when it returns)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise Terminated
+    if not _held:
+        raise Terminated
 
 
 def watch_stop_signals() -> None:
@@ -89,6 +95,27 @@ def raise_if_stopped() -> None:
     can stop cleanly (before an output replaces the previous one, between training rounds, as a command ends)."""
     if _stop_signal is not None:
         raise Terminated if _stop_signal == signal.SIGTERM else KeyboardInterrupt
+
+
+@contextmanager
+def stops_held() -> Iterator[None]:
+    """Inside, a Ctrl-C or SIGTERM is noted but raised only as the region ends (``raise_if_stopped``).
+
+    For native work that an exception raised halfway leaves half-built: numba loading a cached function or compiling
+    one. A SIGTERM raised there (at the first call of a kernel, while a trace loaded) made the process die of SIGSEGV
+    (exit -11) about one time in thirty in ``tests/test_benchmark_stops.py``, instead of exit 143 and one line. A stop
+    waits for that function's load (milliseconds) or compile (seconds, on a cold cache), not for the whole command."""
+    global _held
+    if threading.current_thread() is not threading.main_thread():  # (signal handlers run in the main thread only)
+        yield
+        return
+    _held += 1
+    try:
+        yield
+    finally:
+        _held -= 1
+    if not _held:
+        raise_if_stopped()
 
 
 def quote(value: object, limit: int = QUOTE_LIMIT) -> str:

@@ -37,7 +37,7 @@ from numba.core.caching import FunctionCache, NullCache
 from numba.core.registry import cpu_target
 from numba.core.runtime.nrt import rtsys
 
-from sim.errors import InputError
+from sim.errors import InputError, stops_held
 from sim.progress import note_once
 from sim.report.output import atomic_write_text
 
@@ -114,7 +114,18 @@ def njit(function: Callable | None = None, **options: Any):
     if cache:
         dispatcher._cache = _LeanLoad(dispatcher.py_func)  # what numba's enable_caching does, with its own class
         dispatcher._cache.uses_runtime = options.get("_nrt", True)
+    dispatcher.compile = _holding_stops(dispatcher.compile)  # a load or compile, never stopped halfway: see stops_held
     return dispatcher
+
+
+def _holding_stops(compile_: Callable) -> Callable:
+    """``compile_`` (a dispatcher's: it loads a cached function or compiles one) with stop signals held until it ends."""
+
+    def compile(sig: Any) -> Any:
+        with stops_held():
+            return compile_(sig)
+
+    return compile
 
 
 def _cached_functions(module: ModuleType) -> list:

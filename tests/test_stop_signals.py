@@ -249,3 +249,30 @@ def test_a_stopped_pool_reports_no_exception_of_another_thread():
     done = subprocess.run([sys.executable, "-c", STOPPED_POOL.format(root=str(ROOT))], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
     assert (done.returncode, done.stderr) == (0, "")
+
+
+@pytest.mark.parametrize("signum, stop", [(signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, Terminated)])
+def test_a_stop_waits_for_a_kernel_compile_to_end(signum, stop):
+    """A stop that comes while numba loads or compiles a kernel is raised once that function is built, never inside:
+    raised halfway through numba's load of a cached kernel, a SIGTERM left native state that crashed the process
+    (SIGSEGV, exit -11, about one stop in thirty at the first kernel call of bench_kernel_floor.py). Here a stop
+    sent as a fresh function starts compiling (~0.1 s) comes out of the call only with the function compiled."""
+    code = f"""
+import os, signal, threading, sys
+from sim.errors import Terminated, watch_stop_signals
+from sim.jit import njit
+
+def twice(x):
+    return 2 * x
+
+kernel = njit(twice)
+watch_stop_signals()
+threading.Timer(0.01, os.kill, (os.getpid(), {int(signum)})).start()
+try:
+    kernel(3)
+except {stop.__name__} as stop:
+    print(type(stop).__name__, len(kernel.signatures))
+"""
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"{stop.__name__} 1\n", "")
