@@ -14,11 +14,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+import sim.script_start  # noqa: E402, F401 (first: a Ctrl-C while the libraries below load ends in one line)
+
+# isort: split
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 from sim.config import load_config  # noqa: E402 (after the path)
 from sim.errors import InputError, command_status, end_process  # noqa: E402

@@ -46,6 +46,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # the project's `trace` package, not the stdlib module
 
+import sim.script_start  # noqa: E402, F401 (first: a Ctrl-C while the libraries below load ends in one line)
+
+# isort: split
+
 import numpy as np  # noqa: E402
 
 from sim.errors import command_status, end_process  # noqa: E402

@@ -20,10 +20,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+import sim.script_start  # noqa: E402, F401 (first: a Ctrl-C while the libraries below load ends in one line)
+
+# isort: split
+
+import numpy as np  # noqa: E402
 
 
 def main() -> None:

@@ -39,10 +39,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # the project's `trace` package, not the stdlib module
+
+import sim.script_start  # noqa: E402, F401 (first: a Ctrl-C while the libraries below load ends in one line)
+
+# isort: split
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
 AZURE = REPO / "trace" / "data" / "azure_conv_2023.csv"
 MOONCAKE = REPO.parent / "shared" / "data" / "traces" / "mooncake_conversation.jsonl"
 MODES = {"single": [], "pd": ["--pd"]}
@@ -165,7 +171,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(REPO))  # the project's `trace` package, not the stdlib module
     from sim.errors import command_status, end_process
 
     end_process(command_status("bench_serving.py", main))  # without the interpreter's teardown: see sim.errors

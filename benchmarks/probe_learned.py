@@ -42,6 +42,10 @@ sys.path.insert(0, str(REPO))
 if "trace" in sys.modules and not hasattr(sys.modules["trace"], "__path__"):
     del sys.modules["trace"]
 
+import sim.script_start  # noqa: E402, F401 (first: a Ctrl-C while the libraries below load ends in one line)
+
+# isort: split
+
 import lightgbm as lgb  # noqa: E402
 import numpy as np  # noqa: E402
 

@@ -193,3 +193,11 @@ def read_timeseries(timeseries_csv: Path) -> dict[str, np.ndarray]:
                 raise InputError(f"{timeseries_csv}: row {number} t {text} is not after the row before's")
             table[name].append(value)
     return {name: np.array(values) for name, values in table.items()}
+
+
+if __name__ == "__main__":  # a module of benchmarks/replay_vllm.py, not a command: say so (exit 2) rather than do nothing
+    import sys
+
+    print("vllm_run_files.py: error: a module of benchmarks/replay_vllm.py, the command to run "
+          "(python benchmarks/replay_vllm.py --help)", file=sys.stderr)
+    sys.exit(2)

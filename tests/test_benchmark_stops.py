@@ -70,3 +70,38 @@ def test_a_benchmark_stopped_midway_says_so_in_one_line(script, signum, status, 
     while time.monotonic() < deadline and any(Path(f"/proc/{child}").exists() for child in children):
         time.sleep(0.05)
     assert not any(Path(f"/proc/{child}").exists() for child in children), "a process it started outlived it"
+
+
+def test_a_stop_while_a_script_loads_its_libraries_says_so_in_one_line(tmp_path):
+    """A Ctrl-C before a script's command starts (numpy, pandas, lightgbm, the simulator loading: up to ~2 s) ends as
+    one during its run does: one line, exit 130; it was a KeyboardInterrupt traceback and death by SIGINT."""
+    script = tmp_path / "slow_start.py"
+    script.write_text(f"import sys\nsys.path.insert(0, {str(ROOT)!r})\nimport sim.script_start  # noqa: F401\n"
+                      "raise KeyboardInterrupt  # (as a Ctrl-C does while a library below loads)\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (130, "slow_start.py: interrupted\n")
+    script.write_text(f"import sys\nsys.path.insert(0, {str(ROOT)!r})\nimport sim.script_start  # noqa: F401\n"
+                      "raise ValueError('a bug')\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "Traceback" in done.stderr and "ValueError: a bug" in done.stderr
+
+
+THIRD_PARTY = {"numpy", "pandas", "lightgbm", "numba", "scipy", "matplotlib", "pyarrow"}
+PROJECT = {"sim", "trace", "learned", "experiments"}
+
+
+@pytest.mark.parametrize("script", sorted(p.relative_to(ROOT).as_posix() for folder in ("benchmarks", "tools")
+                                          for p in (ROOT / folder).glob("*.py") if "command_status" in p.read_text()))
+def test_every_script_guards_its_library_imports(script):
+    """A command that loads a library or the simulator at module level imports ``sim.script_start`` before it (the
+    modules the commands import, such as benchmarks/vllm_run_files.py, only say so when run)."""
+    import ast
+
+    tree = ast.parse((ROOT / script).read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            if "sim.script_start" in names:
+                return
+            heavy = [n for n in names if n.split(".")[0] in THIRD_PARTY | PROJECT]
+            assert not heavy, f"{script} imports {heavy[0]} before sim.script_start"

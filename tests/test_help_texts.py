@@ -4,6 +4,8 @@ states it, and the page ends with examples that run."""
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 
 import pytest
 
@@ -142,3 +144,13 @@ def test_main_help_teaches_the_four_questions():
     assert all(part in examples for part in ("queue", "kv_load", "prefill", "kv_transfer", "first_decode"))
     spec = (ROOT / "experiments/examples/sweep_pd_split.yaml").read_text()
     assert "pd.num_prefill" in spec and "network.bandwidth_gbps" in spec
+
+
+@pytest.mark.parametrize("name", sorted(NOT_COMMANDS - {"profile_gpu_cli.py"}))
+def test_a_module_of_a_command_run_itself_names_the_command(name):
+    """Run directly, a module another command imports says which command to run (exit 2), not nothing at all
+    (benchmarks/vllm_run_files.py printed nothing and exited 0, even to --help)."""
+    path = next(p for p in SCRIPTS if p.name == name)
+    done = subprocess.run([sys.executable, str(path), "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == "" and done.stderr.count("\n") == 1, done.stderr[-2000:]
+    assert done.stderr.startswith(f"{name}: error: a module of ") and " --help)" in done.stderr

@@ -15,6 +15,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere: the repository's packages
 
+import sim.script_start  # noqa: E402, F401 (first: a Ctrl-C while the libraries below load ends in one line)
+
+# isort: split
+
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -121,8 +125,7 @@ def summary(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sim.errors import InputError
-    from sim.specs import resolve_gpu
+    from sim.errors import command_status
 
     p = argparse.ArgumentParser(prog="check_moe_kernels.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
@@ -130,28 +133,32 @@ def main(argv: list[str] | None = None) -> int:
                    help="a moe_perf table (parquet or the collector's CSV) and the kvsim GPU it was measured on; below")
     p.add_argument("--tp1-ep1", action="store_true", help="only rows of one GPU's whole layer (tp 1, ep 1)")
     args = p.parse_args(argv)
+    return command_status("check_moe_kernels.py", lambda: compare(args.tables, args.tp1_ep1))
+
+
+def compare(items: list[str], tp1_ep1: bool) -> int:
+    """Read every TABLE=GPU (each GPU named as hardware.gpu takes it, once) and print the summary."""
+    from sim.errors import InputError
+    from sim.specs import resolve_gpu
+
     tables, paths = {}, {}
-    try:
-        for item in args.tables:  # every GPU first, as hardware.gpu names one (any spelling, or a spec file)
-            path, sep, gpu = item.rpartition("=")
-            if not sep:
-                raise InputError(f"{item}: write TABLE=GPU")
-            gpu = resolve_gpu(gpu)
-            if gpu in paths:  # (the later table replaced the earlier in the summary, unsaid)
-                raise InputError(f"{item}: GPU {gpu!r} is given a table twice; compare one table per GPU at a time")
-            paths[gpu] = path
-        for gpu, path in paths.items():
-            frame = read_table(Path(path))
-            if args.tp1_ep1:
-                frame = frame[(frame["moe_tp_size"] == 1) & (frame["moe_ep_size"] == 1)]
-            if frame.empty:
-                raise InputError(f"{path}: no bf16 balanced Triton fused-MoE rows")
-            tables[gpu] = frame
-        with pd.option_context("display.width", 200):
-            print(summary(tables).to_string(index=False, float_format=lambda x: f"{x:.3f}"))
-    except InputError as e:
-        print(f"check_moe_kernels.py: {e}", file=sys.stderr)
-        return 2
+    for item in items:  # every GPU first, as hardware.gpu names one (any spelling, or a spec file)
+        path, sep, gpu = item.rpartition("=")
+        if not sep:
+            raise InputError(f"{item}: write TABLE=GPU")
+        gpu = resolve_gpu(gpu)
+        if gpu in paths:  # (the later table replaced the earlier in the summary, unsaid)
+            raise InputError(f"{item}: GPU {gpu!r} is given a table twice; compare one table per GPU at a time")
+        paths[gpu] = path
+    for gpu, path in paths.items():
+        frame = read_table(Path(path))
+        if tp1_ep1:
+            frame = frame[(frame["moe_tp_size"] == 1) & (frame["moe_ep_size"] == 1)]
+        if frame.empty:
+            raise InputError(f"{path}: no bf16 balanced Triton fused-MoE rows")
+        tables[gpu] = frame
+    with pd.option_context("display.width", 200):
+        print(summary(tables).to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     return 0
 
 
@@ -159,4 +166,3 @@ if __name__ == "__main__":
     from sim.errors import end_process
 
     end_process(main())
-
