@@ -239,6 +239,20 @@ def test_a_light_run_shorter_than_one_lifetime_is_not_called_overloaded():
     assert e2e[20] < 1.02 * e2e[5]  # a longer trace at this rate takes no longer
 
 
+@pytest.mark.parametrize("mode", ["single", "pd"])
+def test_a_lone_request_is_not_called_overloaded(mode):
+    """One request of 1,024 tokens in, 4 out, alone: nothing else arrived, so nothing came faster than it was served.
+    The Little's-law branch took the arrival span's bound, one time-series interval (its E2E / ~670), as the span of
+    arrivals and told it "~671 at once" would not fit: a rate from one arrival. A burst (two or more requests 20 ms
+    apart, test above) is still judged by it."""
+    from sim.report.document import arrival_backlog, overload_caveat
+
+    sets = ["serving.num_instances=1"] if mode == "single" else ["pd.num_prefill=1", "pd.num_decode=1"]
+    result, _ = run_serving(make_trace([0.0], [1024], [4]), load_config(None, sets=sets), mode)
+    assert arrival_backlog(result.metrics) == (1, 1)  # in the system at its own arrival, past the backlog gate
+    assert overload_caveat(result.metrics) is None, overload_caveat(result.metrics)
+
+
 def _report_metrics(run_cli, tmp_path, *argv: str) -> dict:
     """One CLI run's metrics (its only run), through the report JSON as a user gets them."""
     import json

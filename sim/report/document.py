@@ -261,12 +261,14 @@ def overload_caveat(metrics: dict[str, Any]) -> str | None:
         why = (f"the requests waiting grew across the arrivals ({trend[0]:,.1f} on average over their first half, "
                f"{trend[1]:,.1f} over their last quarter; queued, in PD also for decode memory or with their KV "
                "in transfer)")
-    elif (span is not None and isinstance(e2e, (int, float)) and np.isfinite(e2e) and span <= e2e
+    elif (total > 1 and span is not None and isinstance(e2e, (int, float)) and np.isfinite(e2e) and span <= e2e
           and steady_state_fits(metrics, total * e2e / span) is False):
         # Little's law (L = λW): a steady state at this rate would hold rate x mean E2E requests at once, more than
         # the run has; it never got there, and a longer trace at this rate holds more at once (a growing batch) --
         # an overload only where they would not fit at once (sequence slots, KV blocks): a light run shorter than
-        # one lifetime (5 requests 1 s apart, each 6.7 s: ~8 at once) is short, not overloaded
+        # one lifetime (5 requests 1 s apart, each 6.7 s: ~8 at once) is short, not overloaded. One request has no
+        # rate: the span bound is then one time-series interval (the run's length / ~1,000), and a lone request
+        # was told it came "faster than served", ~700 at once
         why = (f"all arrived within one mean E2E ({span:.3g} s <= {e2e:.3g} s: a steady state at this rate holds "
                f"~{total * e2e / span:,.0f} at once, Little's law)")
     else:
