@@ -41,14 +41,14 @@ def price_file(tmp_path, monkeypatch):
 def test_a_price_in_exponent_form_is_a_number(price_file):
     """DRAM at 1e1 USD/GiB (YAML 1.2 and kvsim's loader: the number 10.0) is 10 over 5 years of 8,766 h:
     10 / 43,830 USD per GiB-hour (hand computation)."""
-    price_file("usd_per_gib: 6.71", "usd_per_gib: 1e1")
+    price_file("usd_per_gib: 6.25", "usd_per_gib: 1e1")
     prices = prices_module.load_prices({}, source="plan p.yaml")
     assert prices.gib_hour("dram") == pytest.approx(10 / (5 * 8766))
 
 
 @pytest.mark.parametrize("old, new, names", [
-    ("usd_per_gib: 6.71", "usd_per_gib: -1", ("prices.yaml", "tiers.dram.usd_per_gib", "-1")),
-    ("usd_per_gib: 6.71", "usd_per_gib: [", ("prices.yaml", "line")),
+    ("usd_per_gib: 6.25", "usd_per_gib: -1", ("prices.yaml", "tiers.dram.usd_per_gib", "-1")),
+    ("usd_per_gib: 6.25", "usd_per_gib: [", ("prices.yaml", "line")),
     ("amortization_years: 5", "amortization_years: 5\namortization_years: 6", ("prices.yaml", "amortization_years")),
 ])
 def test_a_bad_price_file_is_one_line_naming_it_not_the_plan(price_file, tmp_path, capsys, old, new, names):

@@ -246,7 +246,7 @@ def test_cost_counts_the_configured_tiers_the_search_does_not_vary(run_cli, tmp_
     by_dram = {c["overrides"]["cache.tiers.dram.capacity_gib"]: c["cost_usd_per_hour"] for c in candidates}
     hours = 5 * 8766  # amortization_years in profiles/prices.yaml
     assert by_dram[0.0] == pytest.approx(12.29 + 100 * 0.099 / hours)
-    assert by_dram[8.0] == pytest.approx(12.29 + (8 * 6.71 + 100 * 0.099) / hours)
+    assert by_dram[8.0] == pytest.approx(12.29 + (8 * 6.25 + 100 * 0.099) / hours)
 
 
 def test_the_summary_names_the_configured_tiers_the_search_does_not_vary(run_cli, tmp_path, shared_data):
@@ -424,7 +424,7 @@ def test_a_plans_csv_has_a_row_per_run_led_by_the_keys_it_searched(run_cli, tmp_
     for row in rows:
         dram = float(row["cache.tiers.dram.capacity_gib"])
         assert row["hardware.gpu"] == "h100-sxm"
-        assert float(row["cost_usd_per_hour"]) == pytest.approx(12.29 + (dram * 6.71 + 100 * 0.099) / hours)
+        assert float(row["cost_usd_per_hour"]) == pytest.approx(12.29 + (dram * 6.25 + 100 * 0.099) / hours)
         assert 0.0 <= float(row["hit_ratio"]) <= 1.0
 
 
