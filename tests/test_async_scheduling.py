@@ -118,7 +118,7 @@ def memory_pressure(draw) -> dict:
     refused = 0
     if draw(st.booleans()):  # one block too many for an empty instance
         at = draw(st.integers(0, n))
-        total = usable * bs + 1
+        total = usable * bs + 2  # KV of prompt + output - 1 tokens (+ 1 on a PD decode instance): usable x bs + 1
         prompt = draw(st.integers(max(1, total - 150), total - 1))
         prompts.insert(at, prompt)
         outputs.insert(at, total - prompt)
@@ -144,6 +144,20 @@ def memory_pressure(draw) -> dict:
                  f"pd.transfer={draw(st.sampled_from(['push', 'pull', 'layerwise']))}"]
     return {"arrival": np.cumsum([0.0, *gaps]), "prompts": prompts, "outputs": outputs, "blocks": blocks, "bs": bs,
             "sets": sets, "mode": mode, "refused": refused}
+
+
+def test_a_request_needs_the_kv_of_the_tokens_fed_not_its_last():
+    """By hand: 3 usable blocks of 512 tokens (num_gpu_blocks 4 less vLLM's null block) hold 1,536 tokens. A prompt
+    of 1,024 tokens with 513 out feeds the model 1,024 + 512 tokens (the last one is sampled, never fed: vLLM
+    schedules no step past max_tokens), so it runs alone in exactly its 3 blocks, without preemption; it was refused
+    as exceeds_kv_capacity (prompt + output = 1,537 tokens counted, 4 blocks). 514 out needs a 4th block: refused."""
+    config = load_config(None, sets=["serving.block_size=512", "serving.num_gpu_blocks=4", "serving.num_instances=1"])
+    fits = make_trace([0.0], [1024], [513], 512)
+    assert admit(fits, config) == {}
+    result, requests = run_serving(fits, config, "single")
+    assert result.metrics["requests_completed"] == 1 and result.metrics["preemptions"] == 0
+    assert result.metrics["instances"]["each"][0]["kv_usage_peak"] == pytest.approx(1.0)
+    assert admit(make_trace([0.0, 1.0], [1024, 1024], [513, 514], 512), config) == {"exceeds_kv_capacity": 1}
 
 
 class _Hang(Exception):
@@ -178,7 +192,8 @@ def test_every_request_completes_or_is_refused_under_memory_pressure_either_way(
     """Liveness: whatever the memory pressure, every request that fits an empty instance completes (its last token
     after its first, after its arrival), synchronously and asynchronously, and the one that cannot is refused and
     counted before the run (README Serving); none is lost and the run ends. The expectation is by hand: a request
-    needs ceil((prompt + output) / block_size) blocks, an instance has num_gpu_blocks - 1 of them."""
+    needs ceil((prompt + output - 1) / block_size) blocks (its last token is never fed; a PD decode instance one
+    token more, its first step's slot), an instance has num_gpu_blocks - 1 of them."""
     for asynchronous in (False, True):
         config = load_config(None, sets=[*case["sets"], f"serving.async_scheduling={str(asynchronous).lower()}"])
         trace = make_trace(case["arrival"], case["prompts"], case["outputs"], case["bs"], case["blocks"])

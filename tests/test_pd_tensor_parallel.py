@@ -235,17 +235,20 @@ def test_a_lower_tier_is_read_over_the_readers_own_lanes():
 
 def test_a_request_is_skipped_only_when_a_role_could_never_hold_its_part():
     """HBM of 64 MiB a GPU holds 32 Llama blocks at TP 1 (2 MiB each; 31 usable beside vLLM's null block) and 64 at
-    TP 2 (1 MiB a rank; 63 usable). Prefill at TP 1 holds a prompt and its first token (at most 496 tokens), decode
-    at TP 2 the whole sequence (at most 1,008): 400 + 400 runs, 600 + 10 has no prefill instance to hold it, 100 +
-    1,000 no decode instance."""
+    TP 2 (1 MiB a rank; 63 usable). Prefill at TP 1 holds a prompt (at most 496 tokens: its one sampled token is
+    never fed, so has no KV), decode at TP 2 the whole sequence (at most 1,008): 400 + 400 and 496 + 10 run (the
+    latter's prefill in exactly its 31 blocks; refused while the prefill side was asked for the first token's slot
+    too), 600 + 10 and 497 + 10 have no prefill instance to hold them, 100 + 1,000 no decode instance."""
     from sim.serving.admission import admit
 
     config = load_config(None, sets=["cache.tiers.hbm.capacity_gib=0.0625", "pd.decode_tensor_parallel_size=2"])
-    trace = make_trace([0.0, 1.0, 2.0], [400, 600, 100], [400, 10, 1000])
-    assert admit(trace, config, "pd") == {"exceeds_kv_capacity": 2}
-    assert trace.input_tokens.tolist() == [400]
+    trace = make_trace([0.0, 1.0, 2.0, 3.0, 4.0], [400, 600, 100, 496, 497], [400, 10, 1000, 10, 10])
+    assert admit(trace, config, "pd") == {"exceeds_kv_capacity": 3}
+    assert trace.input_tokens.tolist() == [400, 496]
     result, _ = run_serving(trace, config, "pd")
-    assert result.metrics["requests_completed"] == 1
+    assert result.metrics["requests_completed"] == 2
+    prefill = next(e for e in result.metrics["instances"]["each"] if e["role"] == "prefill")
+    assert prefill["kv_usage_peak"] == pytest.approx(31 / 31)  # the 496-token prompt alone: every usable block
     # at one TP (1) the decode side holds 496 tokens too: the 800-token request could never finish
     homogeneous = make_trace([0.0, 1.0], [400, 100], [400, 10])
     assert admit(homogeneous, load_config(None, sets=["cache.tiers.hbm.capacity_gib=0.0625"]), "pd") == {

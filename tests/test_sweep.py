@@ -434,8 +434,8 @@ def test_the_summary_names_the_points_whose_runs_skipped_requests(run_cli, tmp_p
     """A point whose instances are too small for some requests ran the others only (vLLM refuses a request whose KV
     outgrows an instance, ``exceeds_kv_capacity``); the sweep's table showed its metrics beside the other points' with
     nothing to say they cover fewer requests. By hand: at 20 KV blocks an instance has 19 usable (one is vLLM's null
-    block) of 16 tokens, so a request of more than 304 tokens (prompt + output, at least one) never runs; at 2,000
-    blocks, one of more than 31,984."""
+    block) of 16 tokens, so a request feeding the model more than 304 tokens (prompt + output, at least one, less the
+    last, which is sampled and never fed) never runs; at 2,000 blocks, one of more than 31,984."""
     import math
 
     from sim.config import load_config
@@ -447,7 +447,7 @@ def test_the_summary_names_the_points_whose_runs_skipped_requests(run_cli, tmp_p
     assert status == 0, err
     synthetic = TINY_SYNTHETIC["synthetic"]
     trace = load_workload(load_config(None, sets=[f"workload.synthetic.{k}={v}" for k, v in synthetic.items()]))
-    tokens = trace.input_tokens + trace.output_tokens.clip(min=1)
+    tokens = trace.input_tokens + trace.output_tokens.clip(min=1) - 1
     refused = {blocks: sum(math.ceil(t / 16) > blocks - 1 for t in tokens) for blocks in (20, 2000)}
     assert 0 < refused[2000] < refused[20] < len(tokens)  # (a few of the steady start's long chats pass 31,984 tokens)
     for blocks, n in refused.items():

@@ -1,8 +1,8 @@
 """Which requests a serving configuration can never run, skipped (and counted) before any instance is built.
 
 vLLM rejects such a request at admission instead of stalling its scheduler; kvsim skips it once, vectorised over the
-trace (``admit``). In PD each role's instances must hold their part: a prefill instance the prompt and its first token,
-a decode instance the whole sequence; at different TPs (``sim.serving.roles``) their capacities differ.
+trace (``admit``). In PD each role's instances must hold their part: a prefill instance the prompt, a decode instance
+the whole sequence; at different TPs (``sim.serving.roles``) their capacities differ.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from sim.errors import ConfigError, TraceError
 from sim.serving.engine_limits import block_size, max_model_len, resolved_serving
 from sim.serving.kv_groups import KVGroups, hybrid_manager_groups
 from sim.serving.roles import role_blocks, role_configs
-from sim.serving.scheduler import DECODE, PREFILL
+from sim.serving.scheduler import DECODE, PREFILL, UNIFIED
 from sim.serving.state_groups import exports_checkpoints, state_groups
 from sim.specs import model_spec
 from trace.request import Trace
@@ -47,12 +47,14 @@ def admit(trace: Trace, config: Config, mode: str = "single") -> dict[str, int]:
 
     - ``exceeds_max_model_len``: prompt + output tokens above ``max_model_len`` (vLLM's
       ``InputProcessor`` refuses a longer prompt; its OpenAI server refuses prompt + max_tokens);
-    - ``exceeds_kv_capacity``: the KV of prompt + output needs more blocks than one instance
+    - ``exceeds_kv_capacity``: the KV of prompt + output - 1 tokens (the last token is sampled, never fed back: vLLM
+      schedules no step past ``max_tokens``, so a sequence's KV peaks there; one more on a PD decode instance, which
+      holds a slot for its first step's token) needs more blocks than one instance
       holds, so the request could not finish even alone on an empty instance (a hybrid model under vLLM's hybrid
       manager: beside the full group's blocks, each sliding group's that recomputing the whole sequence after a
       preemption asks for; a Gated DeltaNet hybrid: its block in each state group beside its attention
-      blocks, ``StateKVCacheManager.blocks_alone``). In PD (``mode``) a prefill instance holds the prompt and its
-      first token, a decode instance the whole sequence, each role at its own TP's capacity.
+      blocks, ``StateKVCacheManager.blocks_alone``). In PD (``mode``) a prefill instance holds the prompt (its
+      first token is sampled, not stored), a decode instance the whole sequence, each role at its own TP's capacity.
 
     Checked once, vectorised over the trace, before any instance is built. Under
     ``workload.strict_validation`` the first such request is an error instead. Returns the counts.
@@ -70,14 +72,19 @@ def admit(trace: Trace, config: Config, mode: str = "single") -> dict[str, int]:
                 _hybrid_blocks_alone(tokens, groups, config) > capacity)
 
     def exceeds_capacity(tokens: np.ndarray) -> np.ndarray:
-        return np.logical_or.reduce([too_many(trace.input_tokens + 1 if role == PREFILL else tokens, capacity)
-                                     for role, capacity in capacities.items()])
+        # the KV a run writes: every token fed to the model, the prompt and the generated tokens but the last (sampled,
+        # never fed); a prefill instance's one token is not fed there; a decode instance holds the prompt it is sent
+        # and a slot for each decode step, its first step's (the prefill's token) included (Instance.reserve). The
+        # unified role asked one token more: prompt + output = capacity x block + 1 was refused where it runs alone in
+        # exactly its blocks (its kv_usage_peak 1.0)
+        held = {UNIFIED: tokens - 1, PREFILL: trace.input_tokens, DECODE: tokens}
+        return np.logical_or.reduce([too_many(held[role], capacity) for role, capacity in capacities.items()])
 
     one = len(set(capacities.values())) == 1
     capacity = min(capacities.values())
     each = (f"{capacity:,} usable KV blocks of {block} tokens per instance" if one else
-            f"{capacities[PREFILL]:,} usable KV blocks of {block} tokens per prefill instance (the prompt and its "
-            f"first token) and {capacities[DECODE]:,} per decode instance (the whole sequence)")
+            f"{capacities[PREFILL]:,} usable KV blocks of {block} tokens per prefill instance (the prompt) and "
+            f"{capacities[DECODE]:,} per decode instance (the whole sequence)")
     limits = {
         "exceeds_max_model_len": (lambda _: trace.longer_than(max_model_len(config)), _model_len_limit(config)),
         "exceeds_kv_capacity": (exceeds_capacity, each),
