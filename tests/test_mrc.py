@@ -80,3 +80,59 @@ def test_the_default_grid_ends_at_the_infinite_cache():
     dense = np.unique(stream, return_inverse=True)[1]
     for cap in curve.capacities[:: max(1, len(curve.capacities) // 8)]:
         assert curve.hit_ratio_at(int(cap)) == plain_hits("lru", [int(cap)], dense)[0] / len(stream)
+
+
+# ----------------------------------------------------------------------------- prefix semantics (vLLM's lookups)
+
+
+def _prefix_trace(prompts):
+    from tests.test_serving import make_trace
+
+    n = len(prompts)
+    return make_trace(np.arange(n, dtype=float), [16 * len(p) for p in prompts], [1] * n, block_lists=prompts)
+
+
+def _prefix_config(*sets):
+    from sim.config import load_config
+
+    return load_config(None, sets=["cache.access_semantics=prefix", *sets])
+
+
+def test_the_prefix_curve_by_hand():
+    """README Policy study: LRU over 3 blocks and prompts [1,2,3], [1,2,4], [1,5], [1,2,3] hits 5 times under prefix
+    semantics (blocks touched deepest first, so a prefix outlives its continuation), where plain hits 4: the
+    curve at 3 blocks is the replay's, not the plain stream's (it was 4 / 11)."""
+    from sim.cache.replay import run_mrc
+
+    run = run_mrc(_prefix_trace([[1, 2, 3], [1, 2, 4], [1, 5], [1, 2, 3]]), _prefix_config("cache.capacity_blocks=3"))
+    assert run.metrics["access_semantics"] == "prefix"
+    assert run.metrics["hit_ratio"] == 5 / 11
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 30), min_size=1, max_size=8, unique=True), min_size=1, max_size=40),
+       st.lists(st.integers(1, 40), min_size=1, max_size=4))
+def test_the_prefix_curve_equals_separate_prefix_lru_replays(prompts, capacities):
+    """Under ``cache.access_semantics=prefix`` a request hits its longest cached prefix and then touches all its
+    blocks, a stream that does not depend on the capacity, so LRU keeps the inclusion property and one pass gives
+    every capacity; ``--mrc`` drew the plain stream's curve beside the prefix replay's points. Each capacity equals
+    the cache-only replay at that capacity (the oracle: tests/test_cache_properties.py checks it against the
+    reference cache)."""
+    from sim.cache.replay import run_cache_only, run_mrc
+
+    trace = _prefix_trace(prompts)
+    for cap in np.unique(capacities):
+        config = _prefix_config(f"cache.capacity_blocks={cap}")
+        (point,) = run_cache_only(trace, config, ["lru"])
+        assert run_mrc(trace, config).metrics["hit_ratio"] == point.metrics["hit_ratio"], cap
+
+
+def test_a_sampled_prefix_curve_is_refused():
+    """SHARDS keeps a sample of the blocks, and a prefix hit needs every block before it: no sampled curve."""
+    import pytest
+
+    from sim.cache.replay import run_mrc
+    from sim.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="access_semantics"):
+        run_mrc(_prefix_trace([[1, 2], [1, 2]]), _prefix_config("cache.mrc_sample_rate=0.5"))

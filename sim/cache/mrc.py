@@ -43,6 +43,40 @@ def _popcount(x):
     return np.int64((x * _H01) >> np.uint64(56))
 
 
+@njit(inline="always")
+def _marks_up_to(bits, tree, p):
+    """Marks at positions <= ``p``: a Fenwick walk over whole 512-position blocks, then the popcounts of at
+    most 8 words."""
+    block = p >> BLOCK_BITS
+    before = 0
+    i = block
+    while i > 0:
+        before += tree[i]
+        i -= i & -i
+    word = p >> 6
+    for w in range(block << (BLOCK_BITS - 6), word):
+        before += _popcount(bits[w])
+    shift = np.uint64(p & 63)
+    return before + _popcount(bits[word] & ((np.uint64(2) << shift) - np.uint64(1)))
+
+
+@njit(inline="always")
+def _move_mark(bits, tree, blocks, p, t):
+    """Move a key's mark from position ``p`` (none if negative) to ``t``."""
+    one = np.uint64(1)
+    if p >= 0:
+        bits[p >> 6] &= ~(one << np.uint64(p & 63))
+        i = (p >> BLOCK_BITS) + 1
+        while i <= blocks:
+            tree[i] -= 1
+            i += i & -i
+    bits[t >> 6] |= one << np.uint64(t & 63)
+    i = (t >> BLOCK_BITS) + 1
+    while i <= blocks:
+        tree[i] += 1
+        i += i & -i
+
+
 @njit(cache=True)
 def _fenwick_distances(keys: np.ndarray, last: np.ndarray, out: np.ndarray) -> int:
     """Stack distance of every access of ``keys`` into ``out``; returns the number of distinct
@@ -92,8 +126,43 @@ def _fenwick_distances(keys: np.ndarray, last: np.ndarray, out: np.ndarray) -> i
     return distinct
 
 
-def _distances(stream: np.ndarray) -> tuple[np.ndarray, int]:
-    """(stack distances, distinct keys) of ``stream``."""
+@njit(cache=True)
+def _prefix_distances(keys: np.ndarray, offsets: np.ndarray, last: np.ndarray, out: np.ndarray) -> int:
+    """Under prefix semantics (``cache.access_semantics=prefix``: a request reads its longest cached prefix, then
+    touches all its blocks deepest first), the smallest LRU capacity at which each access hits: the largest stack
+    distance, at the request's lookup, of its block and every block before it in the prompt (``NO_REUSE`` when one
+    was never used). The touches do not depend on the capacity, so LRU's inclusion property holds and a block is
+    cached at capacity C iff its distance is at most C. Returns the number of distinct keys."""
+    n = len(keys)
+    bits = np.zeros((n >> 6) + 1, dtype=np.uint64)
+    blocks = (n >> BLOCK_BITS) + 1
+    tree = np.zeros(blocks + 1, dtype=np.int64)
+    distinct = 0
+    t = 0
+    for r in range(len(offsets) - 1):
+        lo, hi = offsets[r], offsets[r + 1]
+        worst = 0
+        for j in range(lo, hi):  # the lookups: nothing moves
+            p = last[keys[j]]
+            if p < 0 or worst == NO_REUSE:
+                worst = NO_REUSE
+            else:
+                worst = max(worst, distinct - _marks_up_to(bits, tree, p) + 1)
+            out[j] = worst
+        for j in range(hi - 1, lo - 1, -1):  # the touches, deepest first
+            k = keys[j]
+            p = last[k]
+            if p < 0:
+                distinct += 1
+            _move_mark(bits, tree, blocks, p, t)
+            last[k] = t
+            t += 1
+    return distinct
+
+
+def _distances(stream: np.ndarray, offsets: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """(stack distances, distinct keys) of ``stream``; with ``offsets`` (each request's prompt in ``stream``, CSR),
+    the prefix semantics' distances (``_prefix_distances``)."""
     stream = np.asarray(stream)
     out = np.empty(len(stream), dtype=np.int64)
     if not len(stream):
@@ -105,7 +174,9 @@ def _distances(stream: np.ndarray) -> tuple[np.ndarray, int]:
     # int32 keys, as a trace holds its block ids (no copy of its stream; int64 only for 2**31 distinct keys)
     stream = np.ascontiguousarray(stream, dtype=BLOCK_ID_DTYPE if high < KEY_LIMIT else np.int64)
     last = np.full(high + 1, -1, dtype=np.int32 if len(stream) < 2**31 else np.int64)
-    return out, _fenwick_distances(stream, last, out)
+    if offsets is None:
+        return out, _fenwick_distances(stream, last, out)
+    return out, _prefix_distances(stream, np.ascontiguousarray(offsets, dtype=np.int64), last, out)
 
 
 def stack_distances(stream: np.ndarray) -> np.ndarray:
@@ -146,17 +217,20 @@ def capacity_grid(max_capacity: int, points: int = 200, extra: tuple[int, ...] =
 
 
 def lru_mrc(stream: np.ndarray, sample_rate: float = 1.0, capacities: np.ndarray | None = None,
-            salt: int = 0) -> MissRatioCurve:
-    """The LRU miss-ratio curve of ``stream`` (exact when ``sample_rate`` is 1)."""
+            salt: int = 0, offsets: np.ndarray | None = None) -> MissRatioCurve:
+    """The LRU miss-ratio curve of ``stream`` (exact when ``sample_rate`` is 1); with ``offsets`` (each request's
+    prompt in ``stream``, CSR) under prefix semantics, exact only: a sample would drop blocks a prefix hit needs."""
     if not 0.0 < sample_rate <= 1.0:
         raise ValueError(f"sample rate must be in (0, 1], got {sample_rate}")
+    if offsets is not None and sample_rate < 1.0:
+        raise ValueError("a prefix-semantics curve is exact only (sample rate 1)")
     stream = np.asarray(stream)
     n = len(stream)
     sampled = stream
     if sample_rate < 1.0:
         hashed = splitmix64(stream.astype(np.uint64) ^ np.uint64(salt)) % np.uint64(SHARDS_MODULUS)
         sampled = stream[hashed < np.uint64(int(sample_rate * SHARDS_MODULUS))]
-    distances, distinct = _distances(sampled)
+    distances, distinct = _distances(sampled, offsets)
     finite = distances[distances != NO_REUSE]
     scaled = np.ceil(finite / sample_rate).astype(np.int64) if sample_rate < 1.0 else finite
     if capacities is None:

@@ -189,19 +189,28 @@ def run_cache_only(trace: Trace, config: Config, policies: list[str], progress: 
 
 
 def run_mrc(trace: Trace, config: Config) -> RunResult:
-    """The LRU miss-ratio curve of the plain block stream, exact or SHARDS-sampled."""
+    """The LRU miss-ratio curve of the block stream, exact or SHARDS-sampled, under the run's access semantics
+    (``plain`` by default; ``prefix``: each request's longest cached prefix, exact only)."""
     from sim.cache.mrc import capacity_grid, lru_mrc
 
     rate = config.cache.mrc_sample_rate
     if not 0.0 < rate <= 1.0:
         raise ConfigError(f"config key 'cache.mrc_sample_rate' must be in (0, 1], got {rate}")
+    semantics = access_semantics(config, "plain")
+    if semantics == "prefix" and rate < 1.0:
+        raise ConfigError(f"config key 'cache.mrc_sample_rate' (--mrc-sample-rate) {rate:g} with "
+                          "cache.access_semantics=prefix: a sample keeps some blocks, and a prefix hit needs every "
+                          "block before it; use rate 1 (exact) or plain semantics")
     stream = trace.access_stream()
     extra = (config.cache.capacity_blocks,) if config.cache.capacity_blocks else ()
-    curve = lru_mrc(stream, rate, capacities=capacity_grid(max(1, trace.num_unique_blocks), extra=extra), salt=config.seed)
+    offsets = trace.block_offsets if semantics == "prefix" else None
+    curve = lru_mrc(stream, rate, capacities=capacity_grid(max(1, trace.num_unique_blocks), extra=extra),
+                    salt=config.seed, offsets=offsets)
     if curve.sampled_accesses == 0:  # SHARDS' correction would then report a hit ratio of 1 at every capacity
         raise ConfigError(f"config key 'cache.mrc_sample_rate' (--mrc-sample-rate) {rate:g} samples none of the "
                           f"{len(stream):,} accesses ({trace.num_unique_blocks:,} distinct blocks); raise it")
-    metrics: dict[str, Any] = {"access_semantics": "plain", "requests_completed": len(trace), "accesses": len(stream)}
+    metrics: dict[str, Any] = {"access_semantics": semantics, "requests_completed": len(trace),
+                               "accesses": len(stream)}
     if config.cache.capacity_blocks:
         metrics["hit_ratio"] = curve.hit_ratio_at(config.cache.capacity_blocks)
     metrics["mrc"] = curve.to_dict()
