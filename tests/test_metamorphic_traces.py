@@ -110,3 +110,28 @@ def test_reordering_rows_of_equal_time_keeps_the_trace_statistics(run_cli, tmp_p
     assert json.dumps(_metrics(a), sort_keys=True) == json.dumps(_metrics(b), sort_keys=True)
     m = _metrics(a)
     assert m["infinite_cache_hit_ratio"] == (m["accesses"] - m["unique_blocks"]) / m["accesses"] > 0
+
+
+def test_a_file_out_of_time_order_routes_each_session_as_the_sorted_file_does(run_cli, tmp_path):
+    """Rows earlier in time than a row above them are kept and sorted by arrival (README Inputs), so a file written
+    out of order is the sorted file's workload. Session ids were numbered by first appearance in the file, before the
+    sort, and session-affinity hashes the number: the same sessions went to other instances (BurstGPT, 120 rows of 12
+    sessions at distinct times: TTFT, E2E and per-instance counts moved). They are numbered in arrival order now, so
+    every run, the router's included, is the sorted file's. (Equal timestamps keep file order: that is the tie rule.)"""
+    import random
+
+    rows = [(round(0.37 * i, 2), 200 + 61 * i % 700, 5 + 13 * i % 40, f"chat-{(7 * i) % 12}") for i in range(120)]
+    header = "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type,Session ID\n"
+    lines = [f"{t},ChatGPT,{n},{o},{n + o},Conversation log,{s}\n" for t, n, o, s in rows]
+    shuffled = lines[:]
+    random.Random(4).shuffle(shuffled)
+    paths = {}
+    for name, text in (("sorted", lines), ("shuffled", shuffled)):
+        paths[name] = tmp_path / f"{name}.csv"
+        paths[name].write_text(header + "".join(text))
+    for mode in (("--router", "session-affinity", "--set", "serving.num_instances=3"),
+                 ("--cluster", "--router", "session-affinity", "--set", "cluster.num_racks=2")):
+        a, _ = _run(run_cli, tmp_path, *mode, "--workload-trace", paths["sorted"], name="a")
+        b, _ = _run(run_cli, tmp_path, *mode, "--workload-trace", paths["shuffled"], name="b")
+        assert b["trace"]["rows_reordered"] > 0 and a["trace"]["block_ids"] == "synthetic-sessions"
+        assert json.dumps(a["runs"], sort_keys=True) == json.dumps(b["runs"], sort_keys=True), mode

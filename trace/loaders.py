@@ -63,6 +63,22 @@ def _dense_codes(labels: pa.Array) -> np.ndarray:
     return np.where(valid(indices), numpy_view(indices), -1).astype(np.int64)
 
 
+def _numbered_by_arrival(session: np.ndarray) -> np.ndarray:
+    """Session codes renumbered densely in order of first appearance in ``session``'s (arrival) order, -1 kept: the
+    codes were numbered in file order, and session-affinity routes by the number, so a file written out of time order
+    sent the sorted file's sessions elsewhere."""
+    named = session >= 0
+    if not named.any():
+        return session
+    codes = session[named]
+    labels, first = np.unique(codes, return_index=True)
+    rank = np.empty(len(labels), dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(labels), dtype=np.int64)
+    out = session.copy()
+    out[named] = rank[np.searchsorted(labels, codes)]
+    return out
+
+
 def _charge_children_before_parents(path: Path, early: np.ndarray, arrival: np.ndarray, chat: np.ndarray,
                                     parent: np.ndarray, time_unit: str | None, ledger: SkipLedger) -> None:
     """Count the records that come before their parents (``children_before_parents``) as ``child_before_parent``;
@@ -169,6 +185,7 @@ def load_trace(workload: WorkloadConfig, block_size: int, sha256: str | None = N
     reordered = 0 if order is None else int(np.count_nonzero(arrival < np.maximum.accumulate(arrival)))
     if order is not None:
         arrival, input_tokens, output_tokens, session = arrival[order], input_tokens[order], output_tokens[order], session[order]
+        session = _numbered_by_arrival(session)
     if time_unit is None and int(arrival[-1]) - int(arrival[0]) > INT64_MAX:
         # datetimes more than 2^63 ns (292 years) apart: their span overflows int64 (it wrapped negative); float is
         # exact enough for a span the workload refuses anyway (sim.config_fields.MAX_TRACE_SPAN_S)
