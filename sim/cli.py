@@ -269,7 +269,8 @@ def build_parser(sweep_module: bool = False) -> argparse.ArgumentParser:
     wl.add_argument("--workload-format", choices=_workload_choices("format"),
                     help="trace format (default auto: sniffed from the header)")
     wl.add_argument("--workload-limit", type=int, metavar="N",
-                    help="use only the first N valid requests of a trace, or draw N of a synthetic workload, N >= 1 "
+                    help="use only the first N valid requests of a trace (its first N valid rows in file order: of a file "
+                         "out of time order, not the N earliest), or draw N of a synthetic workload, N >= 1 "
                          "(default: all)")
     wl.add_argument("--workload-time-unit", choices=_workload_choices("time_unit"),
                     help="unit of numeric timestamps (default: the format's own: "
