@@ -170,21 +170,29 @@ def test_an_instances_level_cells_are_its_tiers_hit_locations():
 
 def test_least_loaded_pick_ties_break_by_tokens_then_round_robin():
     """Hand-made: the least loaded; ties: the fewest prompt tokens routed; ties: the first id after the last routed
-    to, wrapping round. Then, on random loads, the rule's own definition (numpy masks, as written before)."""
-    from sim.cluster.routers import ClusterRouter
+    to, wrapping round. Then, on random loads, the rule's own definition (numpy masks, as written before the compiled
+    pass), ids given as a base plus local offsets as the racks, nodes and instances are."""
+    from sim.cluster.routers import least_of
+
+    def least(ids, loads, tokens, last, base=0):
+        full_loads, full_tokens = np.full(base + 1000, 99), np.full(base + 1000, 99)  # (other ids: never picked)
+        full_loads[base + ids], full_tokens[base + ids] = loads, tokens
+        return least_of(base, ids, full_loads, full_tokens, last)
 
     ids = np.array([3, 5, 7, 9])
-    least = ClusterRouter._least
     assert least(ids, np.array([1, 0, 2, 2]), np.array([0, 9, 0, 0]), -1) == 5  # one least loaded
     assert least(ids, np.array([1, 0, 0, 0]), np.array([0, 5, 2, 2]), 7) == 9  # 7 and 9 tie: after 7
     assert least(ids, np.array([1, 0, 0, 0]), np.array([0, 5, 2, 2]), 9) == 7  # none after 9: wraps round
     assert least(ids, np.zeros(4, int), np.zeros(4, int), 4) == 5
+    assert least(ids, np.zeros(4, int), np.zeros(4, int), 104, base=100) == 105  # the base counts in ids and last
+    assert least_of(0, np.zeros(0, np.int64), np.zeros(4, np.int64), np.zeros(4, np.int64), -1) == -1  # no ids
     rng = np.random.default_rng(3)
     for _ in range(300):
-        n = int(rng.integers(1, 60))  # (either side of ``SMALL``: lists, or numpy masks)
+        n = int(rng.integers(1, 200))  # (a node's instances to a fleet's racks)
         ids = np.sort(rng.choice(1000, n, replace=False))
         loads, tokens, last = rng.integers(0, 3, n), rng.integers(0, 3, n), int(rng.integers(-1, 1000))
+        base = int(rng.integers(0, 3)) * 1000
         low = loads == loads.min()
         tied = ids[low][tokens[low] == tokens[low].min()]
-        after = tied[tied > last]
-        assert least(ids, loads, tokens, last) == int(after[0] if len(after) else tied[0])
+        after = tied[tied > last - base]
+        assert least(ids, loads, tokens, last, base) == base + int(after[0] if len(after) else tied[0])

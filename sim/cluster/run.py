@@ -240,9 +240,14 @@ class ClusterRun(PrefixFetch, ServingRun):
         return UNIFIED if not self.topo.pd else PREFILL if self.topo.is_front(inst_id) else DECODE
 
     def front_ids_of_node(self, node: int) -> np.ndarray:
+        base, slots = self.front_slots_of_node(node)
+        return base + slots
+
+    def front_slots_of_node(self, node: int) -> tuple[int, np.ndarray]:
+        """Node ``node``'s front instances as its rack's first instance id and their rack-local slots (increasing)."""
         topo = self.topo
         rack, local = divmod(node, topo.nodes_per_rack)
-        return rack * topo.instances_per_rack + self._front_slots_of[local]
+        return rack * topo.instances_per_rack, self._front_slots_of[local]
 
     # ------------------------------------------------------------------ arrivals
 
