@@ -196,3 +196,41 @@ def test_least_loaded_pick_ties_break_by_tokens_then_round_robin():
         tied = ids[low][tokens[low] == tokens[low].min()]
         after = tied[tied > last - base]
         assert least(ids, loads, tokens, last, base) == base + int(after[0] if len(after) else tied[0])
+
+
+def test_let_go_of_the_sole_holder_frees_as_the_reference_counts_do():
+    """``BlockPool.let_go``'s shortcut (the caller the only holder of every block held: ``refs`` cleared at once) frees
+    what one holder fewer per block, counted block by block, frees: random requests over a small id space (shared
+    prefixes, a block repeated within a request, some alone in the pool, some beside others), each pool checked
+    against plain reference counts after every let-go: the blocks freed and their order, the counts, blocks in use
+    and what the watcher was told."""
+    rng = np.random.default_rng(11)
+    told: list[tuple[str, list[int]]] = []
+    watcher = SimpleNamespace(taken=lambda keys, tier: told.append(("taken", list(keys))),
+                              freed=lambda keys, tier: told.append(("freed", list(keys))))
+    pool = BlockPool(10_000, SimpleNamespace(now=0.0))
+    pool.watch(watcher, 0)
+    counts: dict[int, int] = {}
+    running: list[list[int]] = []
+    shortcuts = 0
+    for _ in range(2_000):
+        if running and (len(running) > 3 or rng.random() < 0.5):
+            keys = running.pop(int(rng.integers(len(running))))[::-1]  # (deepest first, as a request lets go)
+            expected = []
+            for key in keys:
+                counts[key] -= 1
+                if not counts[key]:
+                    del counts[key]
+                    expected.append(key)
+            shortcuts += len(pool.refs) == len(keys) and set(pool.refs.values()) <= {1}
+            told.clear()
+            assert pool.let_go(keys, private=2) == expected
+            assert told == ([("freed", expected)] if expected else [])
+            assert pool.refs == counts and pool.used == len(counts) + 2 * len(running)
+        else:
+            keys = rng.integers(0, 40, int(rng.integers(0, 12))).tolist()
+            for key in keys:
+                counts[key] = counts.get(key, 0) + 1
+            pool.hold(keys, private=2)
+            running.append(keys)
+    assert shortcuts > 100  # (the shortcut was taken, and the loop too)

@@ -262,20 +262,27 @@ class BlockPool:
         return fresh
 
     def let_go(self, keys: Sequence[int], private: int = 0) -> Sequence[int]:
-        """One holder fewer for each block of ``keys`` (in the order given), and ``private`` private blocks
-        returned; returns the prompt blocks freed."""
+        """One holder fewer for each block of ``keys`` (in the order given; the caller holds each of them, once per
+        occurrence), and ``private`` private blocks returned; returns the prompt blocks freed."""
         if not self.shared:
             self._change(-len(keys) - private)
             return keys
         refs = self.refs
-        freed = []
-        for key in keys:
-            count = refs[key] - 1
-            if count:
-                refs[key] = count
-            else:
-                del refs[key]
-                freed.append(key)
+        if len(refs) == len(keys) and countOf(refs.values(), 1) == len(refs):
+            # the sole holder of every block held (a lightly loaded fleet's every request): each block of ``keys`` is
+            # held by the caller, so ``keys`` (n holds) are the n blocks of ``refs`` (n holds in all), each freed
+            # in order, as the loop below frees them (~1.6 us for 140 blocks, not ~7 us)
+            freed = list(keys)
+            refs.clear()
+        else:
+            freed = []
+            for key in keys:
+                count = refs[key] - 1
+                if count:
+                    refs[key] = count
+                else:
+                    del refs[key]
+                    freed.append(key)
         if not refs:  # a dict never shrinks as keys leave: an idle pool kept the table of its busiest moment
             refs.clear()  # (10,240 instances' empty tables: 260 MiB at 100 k requests); clear() frees it
         if freed:
