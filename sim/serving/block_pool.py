@@ -53,10 +53,14 @@ class PoolTotals:
         self.windows: set[BlockPool] = set()  # the pools with a window open (an integer sum: any order)
 
     def used(self, now: float) -> int:
-        """Σ ``used`` of the pools at ``now``."""
+        """Σ ``used`` of the pools at ``now``: each open window's ``_claimed(now)``, inlined (a fleet's sample asks
+        ~1,200 of them: two Python calls fewer each)."""
         total = self.counted
         for pool in self.windows:
-            total += pool._claimed(now)
+            steps, taken = pool._claims_valid
+            if steps != pool._window.steps:  # (``_taken``: an interruption cut the window's steps)
+                taken = pool._taken()
+            total += bisect_left(pool._claim_times, now, 0, taken)
         return total
 
 
