@@ -66,6 +66,8 @@ def test_topology_ids_round_trip_and_bad_shapes_are_config_errors():
     assert topo.num_instances == 3 * 2 * 4 and topo.num_gpus == 48
     for i in range(topo.num_instances):
         assert topo.instance_id(*topo.locate(i)) == i
+        rack, node, _ = topo.locate(i)  # (node_of and rack_of read the slots' nodes kept as Python ints)
+        assert topo.node_of(i) == rack * 2 + node and topo.rack_of(i) == rack == i // 8
     config = load_config(None, sets=["hardware.gpus_per_node=6", "serving.tensor_parallel_size=4", "serving.num_instances=1"])
     with pytest.raises(ConfigError, match="hardware.gpus_per_node"):
         Topology.from_config(config)
