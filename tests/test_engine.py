@@ -66,3 +66,31 @@ def test_link_completes_at_week_scale_times():
     # Flows 0 and 1 share the first microsecond (0.5 us each); then three share, so flow 0's remaining
     # 79.5 us take 3 x 79.5 us; its last byte arrives 5 us later.
     assert done[0][1] - 604_800.0 == pytest.approx(1e-6 + 3 * 79.5e-6 + 5e-6, rel=1e-5)
+
+
+def test_the_collector_runs_less_often_while_events_run_and_as_before_after():
+    """While events run, the collector's first threshold is at least ``GC_THRESHOLD_WHILE_RUNNING``; the caller's
+    thresholds are back when the run returns or raises; a threshold of 0 (automatic collection off) stays 0."""
+    import gc
+
+    from sim.serving.engine import GC_THRESHOLD_WHILE_RUNNING
+
+    before = gc.get_threshold()
+    try:
+        for first in (700, 0):
+            gc.set_threshold(first, 7, 9)
+            engine, seen = Engine(), []
+            engine.at(1.0, lambda: seen.append(gc.get_threshold()))
+            engine.run()
+            assert seen == [(GC_THRESHOLD_WHILE_RUNNING if first else 0, 7, 9)]
+            assert gc.get_threshold() == (first, 7, 9)
+
+            def fail() -> None:
+                raise RuntimeError("boom")
+
+            engine.at(2.0, fail)
+            with pytest.raises(RuntimeError, match="boom"):
+                engine.run()
+            assert gc.get_threshold() == (first, 7, 9)
+    finally:
+        gc.set_threshold(*before)
