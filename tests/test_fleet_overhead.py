@@ -200,7 +200,8 @@ def test_least_loaded_pick_ties_break_by_tokens_then_round_robin():
 
 def test_let_go_of_the_sole_holder_frees_as_the_reference_counts_do():
     """``BlockPool.let_go``'s shortcut (the caller the only holder of every block held: ``refs`` cleared at once) frees
-    what one holder fewer per block, counted block by block, frees: random requests over a small id space (shared
+    what one holder fewer per block, counted block by block, frees, and ``count_fresh``'s (no block held) counts what
+    asking each block counts: random requests over a small id space (shared
     prefixes, a block repeated within a request, some alone in the pool, some beside others), each pool checked
     against plain reference counts after every let-go: the blocks freed and their order, the counts, blocks in use
     and what the watcher was told."""
@@ -212,7 +213,7 @@ def test_let_go_of_the_sole_holder_frees_as_the_reference_counts_do():
     pool.watch(watcher, 0)
     counts: dict[int, int] = {}
     running: list[list[int]] = []
-    shortcuts = 0
+    shortcuts = empty = 0
     for _ in range(2_000):
         if running and (len(running) > 3 or rng.random() < 0.5):
             keys = running.pop(int(rng.integers(len(running))))[::-1]  # (deepest first, as a request lets go)
@@ -229,8 +230,10 @@ def test_let_go_of_the_sole_holder_frees_as_the_reference_counts_do():
             assert pool.refs == counts and pool.used == len(counts) + 2 * len(running)
         else:
             keys = rng.integers(0, 40, int(rng.integers(0, 12))).tolist()
+            empty += not counts
+            assert pool.count_fresh(keys) == sum(key not in counts for key in keys)  # (none held: all of them)
             for key in keys:
                 counts[key] = counts.get(key, 0) + 1
             pool.hold(keys, private=2)
             running.append(keys)
-    assert shortcuts > 100  # (the shortcut was taken, and the loop too)
+    assert shortcuts > 100 and empty > 100  # (the shortcuts were taken, and the loops too)
