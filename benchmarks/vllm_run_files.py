@@ -198,6 +198,8 @@ def read_timeseries(timeseries_csv: Path) -> dict[str, np.ndarray]:
 if __name__ == "__main__":  # a module of benchmarks/replay_vllm.py, not a command: say so (exit 2) rather than do nothing
     import sys
 
+    from sim.errors import end_process
+
     print("vllm_run_files.py: error: a module of benchmarks/replay_vllm.py, the command to run "
           "(python benchmarks/replay_vllm.py --help)", file=sys.stderr)
-    sys.exit(2)
+    end_process(2)

@@ -255,19 +255,29 @@ def test_a_stopped_pool_reports_no_exception_of_another_thread():
 def test_a_stop_waits_for_a_kernel_compile_to_end(signum, stop):
     """A stop that comes while numba loads or compiles a kernel is raised once that function is built, never inside:
     raised halfway through numba's load of a cached kernel, a SIGTERM left native state that crashed the process
-    (SIGSEGV, exit -11, about one stop in thirty at the first kernel call of bench_kernel_floor.py). Here a stop
-    sent as a fresh function starts compiling (~0.1 s) comes out of the call only with the function compiled."""
+    (SIGSEGV, exit -11, about one stop in thirty at the first kernel call of bench_kernel_floor.py). Here the stop is
+    sent from inside the compile (by the typing of a function the kernel calls) and comes out of the call only with
+    the function compiled."""
     code = f"""
-import os, signal, threading, sys
+import os
+from numba.extending import overload
 from sim.errors import Terminated, watch_stop_signals
 from sim.jit import njit
 
+def ping():
+    pass
+
+@overload(ping)
+def _typing_ping():
+    os.kill(os.getpid(), {int(signum)})  # (numba types the call while it compiles the kernel)
+    return lambda: None
+
 def twice(x):
+    ping()
     return 2 * x
 
 kernel = njit(twice)
 watch_stop_signals()
-threading.Timer(0.01, os.kill, (os.getpid(), {int(signum)})).start()
 try:
     kernel(3)
 except {stop.__name__} as stop:
