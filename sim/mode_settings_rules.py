@@ -1,6 +1,7 @@
 """Settings a run reads only beside others, judged on the resolved config (``sim.mode_settings.unread_settings``
 asks ``unread_with_others``): a lower tier's timing or policy when the tier holds nothing, every cache setting when
-prefix caching is off, a rack's uplink in a one-rack cluster or beside a given uplink, the analytic network's figures
+prefix caching is off, a rack's uplink in a one-rack cluster or beside a given uplink, a node's NIC in a one-node
+cluster without an EIC, the analytic network's figures
 beside an NS-3 table, the SLO attainment without a max-rate search, the inclusion of a hierarchy of HBM alone, the
 router of one instance, and the seed of a trace replayed at its own times. Each was accepted and changed nothing but
 the echoed config (exit 0)."""
@@ -17,6 +18,7 @@ LOWER_TIERS = ("dram", "ssd", "eic")
 TIER_KEYS = ("read_gbps", "write_gbps", "latency_us", "shared_read_gbps", "policy", "layout")
 LEARNED_KEYS = ("cache.learned_model", "cache.allow_train_test_overlap")
 UPLINK_KEYS = ("cluster.uplink_gbps", "cluster.oversubscription", "cluster.uplink_latency_us")
+NIC_KEYS = ("network.bandwidth_gbps", "network.latency_us", "network.lookup")  # a node's NIC (sim.cluster.run)
 SERVING = ("single", "pd", "cluster", "cluster --pd")  # (sim.mode_settings.SERVING and CLUSTER_PD)
 CLUSTERS = ("cluster", "cluster --pd")
 ROUTER_THRESHOLD_KEYS = ("cluster.cache_threshold", "cluster.balance_abs_threshold", "cluster.balance_rel_threshold")
@@ -71,6 +73,7 @@ def unread_with_others(mode: str, config: Config, given: dict[str, str], max_rat
         yield "pd.router", "pd.num_prefill is 1: every request goes to that prefill instance, whatever the router"
     if mode in CLUSTERS:
         yield from _unread_uplink(config, given)
+        yield from _unread_nic(config, given)
     if mode in ("pd", *CLUSTERS) and config.network.lookup:
         yield from _unread_beside_lookup(mode, config, given)
     if serving and _bundle(config):  # (--check-calibration compares the bundle with the roofline: read there)
@@ -138,6 +141,18 @@ def _unread_uplink(config: Config, given: dict[str, str]) -> Iterator[tuple[str,
     elif config.cluster.uplink_gbps is not None and "cluster.oversubscription" in given:
         yield "cluster.oversubscription", (f"cluster.uplink_gbps={config.cluster.uplink_gbps:g} sets the uplink itself "
                                            "(the oversubscription only derives it when uplink_gbps is null); drop one")
+
+
+def _unread_nic(config: Config, given: dict[str, str]) -> Iterator[tuple[str, str]]:
+    """A node's NIC (``network.*``'s link) carries only what crosses nodes or comes from a rack's EIC
+    (sim.cluster.fetch ``_path_links``, sim.cluster.run ``_kv_link``: within a node KV moves over NVLink or PCIe):
+    a cluster of one node without an EIC sends nothing over it."""
+    cluster = config.cluster
+    if cluster.num_racks * cluster.nodes_per_rack == 1 and config.cache.tiers.eic.capacity_gib == 0:
+        for key in NIC_KEYS:
+            if key in given:
+                yield key, ("the cluster has one node (cluster.num_racks x nodes_per_rack = 1) and no EIC "
+                            "(cache.tiers.eic.capacity_gib=0): nothing crosses a node's network link")
 
 
 def _unread_beside_lookup(mode: str, config: Config, given: dict[str, str]) -> Iterator[tuple[str, str]]:

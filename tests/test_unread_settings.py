@@ -109,6 +109,14 @@ CASES: dict[str, Case] = {
     "oversubscription_beside_a_given_uplink": Case(
         ["--cluster", "--no-plot", "--set", "cluster.num_racks=2", "--set", "cluster.uplink_gbps=10", "--set",
          "cluster.oversubscription=3"], names=("--set cluster.oversubscription", "cluster.uplink_gbps=10")),
+    # a node's NIC carries only what crosses nodes or comes from a rack's EIC (sim.cluster.fetch, sim.cluster.run
+    # _kv_link): in one node without an EIC the network's figures moved nothing (exit 0, the same metrics)
+    "network_bandwidth_of_a_one_node_cluster": Case(
+        ["--cluster", "--no-plot", "--set", "cluster.nodes_per_rack=1", "--set", "network.bandwidth_gbps=1"],
+        names=("--set network.bandwidth_gbps", "one node")),
+    "network_latency_of_a_one_node_cluster_pd": Case(
+        ["--cluster", "--pd", "--no-plot", "--set", "cluster.nodes_per_rack=1", "--set", "network.latency_us=500"],
+        names=("--set network.latency_us", "one node")),
     # an NS-3 table times every transfer (sim.serving.network.network_model): the analytic figures did nothing
     "network_bandwidth_beside_a_lookup_table": Case(
         ["--pd", "--no-plot", "--set", "network.lookup=profiles/ns3_kv_transfer_100gbps.json", "--set",
@@ -162,6 +170,8 @@ def test_unread_setting(name, run_cli, tmp_path):
     ["--cluster", "--set", "cluster.num_racks=2", "--set", "network.lookup=profiles/ns3_kv_transfer_100gbps.json",
      "--set", "network.bandwidth_gbps=50"],  # (the racks' uplinks are derived from it)
     ["--set", "cache.tiers.eic.capacity_gib=1", "--set", "cache.tiers.eic.read_gbps=7"],
+    ["--cluster", "--set", "cluster.nodes_per_rack=1", "--set", "cache.tiers.eic.capacity_gib=1", "--set",
+     "network.bandwidth_gbps=1"],  # (the rack's EIC is read over the node's NIC)
     ["--set", "serving.enable_prefix_caching=false", "--set", "cache.tiers.hbm.capacity_gib=20"],
     # (a tier's capacity is still checked, "holds no KV block: give 0", so it may be given)
     ["--set", "serving.enable_prefix_caching=false", "--set", "cache.tiers.dram.capacity_gib=0"],
@@ -173,6 +183,7 @@ def test_unread_setting(name, run_cli, tmp_path):
     ["--set", "cache.tiers.dram.capacity_gib=0", "--set", "cache.tiers.ssd.capacity_gib=1", "--set",
      "cache.inclusion=inclusive"],
 ], ids=["uplink_of_two_racks", "bandwidth_beside_a_table_derives_uplinks", "tier_with_capacity",
+        "nic_of_one_node_beside_an_eic",
         "hbm_sizes_the_pool_without_caching", "tier_capacity_without_caching",
         "attainment_with_max_rate",
         "router_of_two_workers", "prefetch_of_sessions_over_lower_tiers", "inclusion_over_a_lower_tier"])
