@@ -94,9 +94,10 @@ def test_a_refused_sweep_point_runs_no_point(run_cli, tmp_path):
 
 
 def test_a_time_unit_axis_over_a_numeric_trace_is_taken(run_cli, tmp_path):
-    """Where the format reads a unit, a sweep over units runs (the check refuses only a format that fixes its own)."""
+    """Where the format reads a unit, a sweep over units runs (the check refuses only a format that fixes its own; a
+    serving mode, whose clock reads the unit: the cache-only replay has none and refuses it)."""
     (tmp_path / "b.csv").write_text(BURSTGPT_OK)
-    (tmp_path / "s.yaml").write_text("mode: cache-only\nworkload: {trace: b.csv}\naxes: {workload.time_unit: [s, ms]}\n")
+    (tmp_path / "s.yaml").write_text("mode: single\nworkload: {trace: b.csv}\naxes: {workload.time_unit: [s, ms]}\n")
     status, _, err = run_cli("--sweep", tmp_path / "s.yaml", "--quiet", "--no-plot", "--report-json", tmp_path / "r.json")
     assert status == 0, err
     runs = json.loads((tmp_path / "r.json").read_text())["runs"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.bad_input_helpers import AZURE_OK, TRACE_STATS, Case, check_bad_input, trace_stats
+from tests.bad_input_helpers import AZURE_OK, MOONCAKE_OK, TRACE_STATS, Case, check_bad_input, trace_stats
 
 CASES: dict[str, Case] = {
     # --set keys the mode never reads (each changed nothing but the echoed config, exit 0)
@@ -73,6 +73,15 @@ CASES: dict[str, Case] = {
                                        names=("--rate-scale", "no clock", "runs: lru")),
     "rate_scale_set_with_cache_only": Case(["--cache-only", "--no-plot", "--set", "workload.rate_scale=7"],
                                            names=("--set workload.rate_scale", "no clock")),
+    # a trace's time unit scales every timestamp alike: the requests' order, all the replay reads, is the same
+    # (exit 0, the same hits)
+    "time_unit_with_cache_only": Case(["--cache-only", "--no-plot", "--workload-trace", "{tmp}/m.jsonl",
+                                       "--workload-time-unit", "s"], names=("--workload-time-unit", "no clock"),
+                                      files={"m.jsonl": MOONCAKE_OK}),
+    "time_unit_set_with_cache_only": Case(["--cache-only", "--no-plot", "--workload-trace", "{tmp}/m.jsonl",
+                                           "--set", "workload.time_unit=us"],
+                                          names=("--set workload.time_unit", "no clock"),
+                                          files={"m.jsonl": MOONCAKE_OK}),
     "rate_scale_with_max_rate": Case(["--max-rate", "--no-plot", "--rate-scale", "3"],
                                      names=("--rate-scale does nothing with --max-rate",)),
     # a lower tier of capacity 0 is not built (sim.cache.tiers.build_tiers): its timing and policy were read by
