@@ -237,6 +237,12 @@ def _unread(mode: str, config: Config, policies: list[str], given: dict[str, str
         for key in ("workload.format", "workload.time_unit", "workload.strict_validation"):
             if key in given:
                 yield key, "applies to a trace file; no --workload-trace is given (synthetic workload)"
+    synthetic = config.workload.synthetic
+    if config.workload.trace is None and synthetic.kind == "system-prompt" and synthetic.prefix_tokens == 0:
+        for key in ("workload.synthetic.num_prefixes", "workload.synthetic.zipf_alpha"):  # (which prompt, how skewed)
+            if key in given:
+                yield key, ("workload.synthetic.prefix_tokens is 0: there is no system prompt to pick (the requests "
+                            "share no prefix)")
     if config.workload.trace is not None:
         for key in given:
             if key.startswith("workload.synthetic."):

@@ -82,6 +82,14 @@ CASES: dict[str, Case] = {
                                            "--set", "workload.time_unit=us"],
                                           names=("--set workload.time_unit", "no clock"),
                                           files={"m.jsonl": MOONCAKE_OK}),
+    # a system prompt of 0 tokens: every request's prompt is its own, whichever prompt is picked (exit 0, same hits)
+    "num_prefixes_of_empty_system_prompts": Case(
+        ["--cache-only", "--no-plot", "--set", "workload.synthetic.kind=system-prompt", "--set",
+         "workload.synthetic.prefix_tokens=0", "--set", "workload.synthetic.num_prefixes=2"],
+        names=("--set workload.synthetic.num_prefixes", "prefix_tokens is 0")),
+    "zipf_alpha_of_empty_system_prompts": Case(
+        ["--no-plot", "--set", "workload.synthetic.kind=system-prompt", "--set", "workload.synthetic.prefix_tokens=0",
+         "--set", "workload.synthetic.zipf_alpha=3"], names=("--set workload.synthetic.zipf_alpha", "prefix_tokens is 0")),
     "rate_scale_with_max_rate": Case(["--max-rate", "--no-plot", "--rate-scale", "3"],
                                      names=("--rate-scale does nothing with --max-rate",)),
     # a lower tier of capacity 0 is not built (sim.cache.tiers.build_tiers): its timing and policy were read by
@@ -186,6 +194,7 @@ def test_unread_setting(name, run_cli, tmp_path):
     ["--set", "serving.enable_prefix_caching=false", "--set", "cache.tiers.dram.capacity_gib=0"],
     ["--max-rate", "--set", "slo.ttft_s=5", "--set", "slo.attainment=0.5"],
     ["--set", "serving.num_instances=2", "--router", "round-robin"],
+    ["--set", "workload.synthetic.kind=system-prompt", "--set", "workload.synthetic.prefix_tokens=0"],
     # (multi-turn sessions, DRAM and SSD below HBM; conversations that return within the 20 requests: at the default
     # 93 s think time all 20 were first turns, with nothing to prefetch)
     ["--cache-only", "--set", "cache.prefetch=session", "--set", "workload.synthetic.think_time_median_s=1"],
@@ -195,7 +204,7 @@ def test_unread_setting(name, run_cli, tmp_path):
         "nic_of_one_node_beside_an_eic",
         "hbm_sizes_the_pool_without_caching", "tier_capacity_without_caching",
         "attainment_with_max_rate",
-        "router_of_two_workers", "prefetch_of_sessions_over_lower_tiers", "inclusion_over_a_lower_tier"])
+        "router_of_two_workers", "empty_system_prompts", "prefetch_of_sessions_over_lower_tiers", "inclusion_over_a_lower_tier"])
 def test_the_same_settings_where_they_are_read_run(argv, run_cli):
     """The rules above refuse a setting only where nothing reads it: beside what reads it, the run goes on."""
     status, _, err = run_cli("--no-plot", "--quiet", "--set", "workload.synthetic.num_requests=20", *argv)
