@@ -2,7 +2,8 @@
 
 Studied with LRU and MIN in Belady, "A study of replacement algorithms for a virtual-storage
 computer", IBM Systems Journal 5(2), 1966 (where its capacity anomaly was later found).
-LRU's list without the refresh on a hit.
+LRU's list without the refresh on a hit. In the serving modes a block a running request takes leaves the list
+and re-enters it freed (the take rule, ``base``), so there FIFO orders HBM's free blocks by release, as LRU does.
 """
 
 from __future__ import annotations
