@@ -160,6 +160,26 @@ def test_a_request_needs_the_kv_of_the_tokens_fed_not_its_last():
     assert admit(make_trace([0.0, 1.0], [1024, 1024], [513, 514], 512), config) == {"exceeds_kv_capacity": 1}
 
 
+def test_a_request_at_exactly_an_instances_blocks_waits_for_them_instead_of_ending_the_run():
+    """The admission lets in a request whose KV fills an instance exactly (above: a prompt of 3 blocks of 512 with one
+    token out; on a PD prefill instance of 31 blocks of 16 a 496-token prompt). Arriving while another request holds
+    blocks, it must wait for them and run; the scheduler's could-it-ever-fit check asked for one token more (its next
+    slot, which such a request never feeds) and ended the run with exit 2 ("needs 4 KV blocks, more than instance 0
+    has (3 ...)"). By hand: each runs after the first request, both complete, nothing preempted."""
+    for asynchronous in ("true", "false"):
+        config = load_config(None, sets=["serving.block_size=512", "serving.num_gpu_blocks=4",
+                                         "serving.num_instances=1", f"serving.async_scheduling={asynchronous}"])
+        trace = make_trace([0.0, 0.001], [100, 1536], [50, 1], 512)
+        assert admit(trace, config) == {}
+        result, _ = run_serving(trace, config, "single")
+        assert (result.metrics["requests_completed"], result.metrics["preemptions"]) == (2, 0)
+    config = load_config(None, sets=["cache.tiers.hbm.capacity_gib=0.0625", "pd.decode_tensor_parallel_size=2"])
+    trace = make_trace([0.0, 0.0001], [300, 496], [10, 10])
+    assert admit(trace, config, "pd") == {}
+    result, _ = run_serving(trace, config, "pd")
+    assert result.metrics["requests_completed"] == 2
+
+
 class _Hang(Exception):
     pass
 

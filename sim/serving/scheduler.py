@@ -418,8 +418,13 @@ class Scheduler(DecodeWindows):
             kv.record_admission(job, match)
 
     def _check_fits_alone(self, job: Job) -> None:
-        """A waiting ``job`` does not fit now: an input error if it could never fit, even alone."""
-        alone = self.kv.blocks_alone(job.target + 1)
+        """A waiting ``job`` does not fit now: an input error if it could never fit, even alone: its tokens so far and
+        its next one's slot, within the KV it ever holds here (``sim.serving.admission``: a prefill instance's prompt,
+        else prompt + output - 1, the last token never fed). Its next slot alone asked one block too many of a request
+        the admission let in at exactly an instance's blocks, which then ended the run with exit 2 whenever it had to
+        wait for another request's blocks."""
+        last = job.input_tokens if self.role == PREFILL else job.input_tokens + job.output_tokens - 1
+        alone = self.kv.blocks_alone(job.target + 1 if job.target < last else job.target)
         pool = self.kv.pool
         if alone > pool.total:
             raise InputError(
