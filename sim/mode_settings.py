@@ -220,11 +220,12 @@ def _unread(mode: str, config: Config, policies: list[str], given: dict[str, str
     if "cache.allow_train_test_overlap" in given and not uses_learned_policy(config, policies):
         yield "cache.allow_train_test_overlap", f"applies only to a learned policy (runs: {', '.join(policies)})"
     if mode == "cache-only" and not uses_learned_policy(config, policies):
-        # the arrival process, the rate scale and a trace's time unit only move arrival times (the requests' order
-        # is kept: trace.arrivals; a unit scales every timestamp alike), which the replay reads for a learned
-        # policy's features alone
+        # the arrival process and the rate scale only move arrival times (the requests' order is kept:
+        # trace.arrivals), which the replay reads for a learned policy's features alone. (Not a trace's time unit:
+        # the loader reads it to take the file at all, its span and timestamp checks: a trace in us read as ms spans
+        # centuries and is refused, naming --workload-time-unit us)
         for key in given:
-            if key in ("workload.rate_scale", "workload.time_unit") or key.startswith("workload.arrivals."):
+            if key == "workload.rate_scale" or key.startswith("workload.arrivals."):
                 yield key, ("the cache-only replay has no clock (of arrival times only the learned policy's "
                             f"features read any; runs: {', '.join(policies)}); drop it")
     hybrid = "serving.disable_hybrid_kv_cache_manager"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.bad_input_helpers import AZURE_OK, MOONCAKE_OK, TRACE_STATS, Case, check_bad_input, trace_stats
+from tests.bad_input_helpers import AZURE_OK, TRACE_STATS, Case, check_bad_input, mooncake, trace_stats
 
 CASES: dict[str, Case] = {
     # --set keys the mode never reads (each changed nothing but the echoed config, exit 0)
@@ -73,15 +73,6 @@ CASES: dict[str, Case] = {
                                        names=("--rate-scale", "no clock", "runs: lru")),
     "rate_scale_set_with_cache_only": Case(["--cache-only", "--no-plot", "--set", "workload.rate_scale=7"],
                                            names=("--set workload.rate_scale", "no clock")),
-    # a trace's time unit scales every timestamp alike: the requests' order, all the replay reads, is the same
-    # (exit 0, the same hits)
-    "time_unit_with_cache_only": Case(["--cache-only", "--no-plot", "--workload-trace", "{tmp}/m.jsonl",
-                                       "--workload-time-unit", "s"], names=("--workload-time-unit", "no clock"),
-                                      files={"m.jsonl": MOONCAKE_OK}),
-    "time_unit_set_with_cache_only": Case(["--cache-only", "--no-plot", "--workload-trace", "{tmp}/m.jsonl",
-                                           "--set", "workload.time_unit=us"],
-                                          names=("--set workload.time_unit", "no clock"),
-                                          files={"m.jsonl": MOONCAKE_OK}),
     # a system prompt of 0 tokens: every request's prompt is its own, whichever prompt is picked (exit 0, same hits)
     "num_prefixes_of_empty_system_prompts": Case(
         ["--cache-only", "--no-plot", "--set", "workload.synthetic.kind=system-prompt", "--set",
@@ -208,4 +199,18 @@ def test_unread_setting(name, run_cli, tmp_path):
 def test_the_same_settings_where_they_are_read_run(argv, run_cli):
     """The rules above refuse a setting only where nothing reads it: beside what reads it, the run goes on."""
     status, _, err = run_cli("--no-plot", "--quiet", "--set", "workload.synthetic.num_requests=20", *argv)
+    assert status == 0, err[-2000:]
+
+
+def test_the_cache_only_replay_takes_the_time_unit_its_trace_needs(run_cli, tmp_path):
+    """A trace's unit scales every timestamp alike, so the replay's hits do not depend on it, but the loader reads it
+    to take the file at all: Mooncake timestamps in microseconds over 14 days, read as its milliseconds, span 38
+    years (more than the 34 allowed) and the run exits 2 telling the user to pass --workload-time-unit us; that flag
+    was then refused as unread in --cache-only ("no clock"), leaving no way to replay the file."""
+    trace = tmp_path / "m.jsonl"
+    trace.write_text(mooncake(0, 600, 5, [1, 2]) + mooncake(10**12, 1000, 7, [1, 2]) + mooncake(12 * 10**11, 512, 9, [3]))
+    status, _, err = run_cli("--cache-only", "--no-plot", "--quiet", "--workload-trace", trace)
+    assert status == 2 and "--workload-time-unit us" in err, err
+    status, _, err = run_cli("--cache-only", "--no-plot", "--quiet", "--workload-trace", trace, "--workload-time-unit",
+                             "us")
     assert status == 0, err[-2000:]
