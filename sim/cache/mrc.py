@@ -91,7 +91,6 @@ def _fenwick_distances(keys: np.ndarray, last: np.ndarray, out: np.ndarray) -> i
     bits = np.zeros((n >> 6) + 1, dtype=np.uint64)
     blocks = (n >> BLOCK_BITS) + 1
     tree = np.zeros(blocks + 1, dtype=np.int64)  # 1-based: node b counts marks of blocks (b - lowbit(b), b]
-    one = np.uint64(1)
     distinct = 0
     for t in range(n):
         k = keys[t]
@@ -100,28 +99,8 @@ def _fenwick_distances(keys: np.ndarray, last: np.ndarray, out: np.ndarray) -> i
             out[t] = NO_REUSE
             distinct += 1
         else:
-            block = p >> BLOCK_BITS
-            before = 0  # marks at positions <= p
-            i = block
-            while i > 0:
-                before += tree[i]
-                i -= i & -i
-            word = p >> 6
-            for w in range(block << (BLOCK_BITS - 6), word):
-                before += _popcount(bits[w])
-            shift = np.uint64(p & 63)
-            before += _popcount(bits[word] & ((np.uint64(2) << shift) - one))
-            out[t] = distinct - before + 1
-            bits[word] &= ~(one << shift)
-            i = block + 1
-            while i <= blocks:
-                tree[i] -= 1
-                i += i & -i
-        bits[t >> 6] |= one << np.uint64(t & 63)
-        i = (t >> BLOCK_BITS) + 1
-        while i <= blocks:
-            tree[i] += 1
-            i += i & -i
+            out[t] = distinct - _marks_up_to(bits, tree, p) + 1
+        _move_mark(bits, tree, blocks, p, t)
         last[k] = t
     return distinct
 
