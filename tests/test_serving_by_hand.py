@@ -1,0 +1,90 @@
+"""Serving behaviours a hand-made mutation of the scheduler, the admission and the prefix-hit accounting showed no
+test checking (hmut's audit): times and counts worked out by hand from the compute model's step prices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sim.config import load_config
+from sim.serving.admission import admit
+from sim.serving.compute import StepShape
+from sim.serving.compute_backend import compute_model
+from sim.serving.run import run_serving
+from tests.test_serving import make_trace
+
+
+def _price(config, prefills: tuple[tuple[int, int], ...] = (), decode_kv: tuple[int, ...] = ()) -> float:
+    """One step's time: ``prefills`` (chunk, cached context) and decodes over ``decode_kv`` KV tokens."""
+    shape = StepShape()
+    for chunk, context in prefills:
+        shape.add_prefill(chunk, context)
+    for kv in decode_kv:
+        shape.add_decode(kv)
+    return compute_model(config).step_time(shape)
+
+
+def test_a_request_preempted_in_its_decode_recomputes_its_prompt_and_generated_tokens():
+    """vLLM's ``_preempt_request`` sets num_computed_tokens to 0: readmitted, a request prefills its prompt and the
+    tokens it generated. By hand: 3 usable blocks of 16 (4 less the null block), no prefix caching, A (16 tokens, 2
+    out) and B (16, 3 out) together. Step 1 prefills both (a block each). Step 2: A's decode (token 17) takes the
+    third block; B's needs a fourth and preempts B (the last admitted) after 1 token. A ends there. Step 3 prefills
+    B's 16 + 1 tokens (its 2nd token), step 4 decodes over 18 KV tokens (its 3rd)."""
+    config = load_config(None, sets=["serving.num_instances=1", "serving.num_gpu_blocks=4", "serving.block_size=16",
+                                     "serving.enable_prefix_caching=false"])
+    assert _price(config, prefills=((17, 0),)) != _price(config, prefills=((16, 0),))  # (the premise: 1 token shows)
+    t1 = _price(config, prefills=((16, 0), (16, 0)))
+    t2 = t1 + _price(config, decode_kv=(17,))
+    t3 = t2 + _price(config, prefills=((17, 0),))
+    t4 = t3 + _price(config, decode_kv=(18,))
+    _, requests = run_serving(make_trace([0.0, 0.0], [16, 16], [2, 3]), config, "single")
+    assert list(requests.preemptions) == [0, 1]
+    assert requests.first_token.tolist() == pytest.approx([t1, t1], rel=1e-12)
+    assert requests.last_token.tolist() == pytest.approx([t2, t4], rel=1e-12)
+
+
+def test_a_prefix_hit_is_priced_as_a_chunk_over_its_cached_context():
+    """A request whose prompt starts with cached blocks prefills only the rest, attending over the cached tokens: B
+    (48 tokens, blocks 0 1 2) after A (32 tokens, blocks 0 1) has left hits 2 blocks and prefills 16 tokens over a
+    context of 32, so its first token comes one such step after it is scheduled."""
+    config = load_config(None, sets=["serving.num_instances=1", "serving.block_size=16"])
+    assert _price(config, prefills=((16, 32),)) != _price(config, prefills=((16, 0),))  # (the premise)
+    trace = make_trace([0.0, 50.0], [32, 48], [2, 2], block_lists=[[0, 1], [0, 1, 2]])
+    _, requests = run_serving(trace, config, "single")
+    assert requests.cached_tokens.tolist() == [0, 32]
+    assert requests.kv_load[1] == 0.0  # (HBM holds them: nothing to load)
+    assert requests.first_token[1] - requests.scheduled[1] == pytest.approx(_price(config, prefills=((16, 32),)),
+                                                                            rel=1e-12)
+
+
+def test_a_decode_instance_runs_no_more_sequences_than_max_num_seqs():
+    """PD, one sequence slot: a decode instance whose KV has arrived for two requests decodes one at a time (vLLM's
+    max_num_seqs caps the running batch whatever the requests hold), so the second one's 19 decode steps all come
+    after the first one's last token, each at least as long as the shortest decode step."""
+    config = load_config(None, sets=["serving.num_instances=2", "serving.block_size=16", "serving.max_num_seqs=1"])
+    _, requests = run_serving(make_trace([0.0, 0.0], [16, 16], [20, 20]), config, "pd")
+    first, second = np.sort(requests.last_token)
+    assert second - first >= 19 * _price(config, decode_kv=(17,)) * (1 - 1e-12)
+
+
+def test_a_last_block_served_from_a_lower_tier_hits_all_but_the_last_token():
+    """vLLM's offloading connector serves whole blocks up to the prompt's end and the scheduler recomputes the last
+    token (``_update_waiting_for_remote_kv``: num_computed_tokens -= 1): a 32-token prompt whose two blocks are in
+    DRAM is served 31 tokens (2 blocks), where in HBM it would be 16. By hand: 5 usable HBM blocks; C's 64-token
+    prompt (4 blocks, a 5th for its decode) pushes A's 2 cached blocks down to DRAM before B asks for them."""
+    config = load_config(None, sets=["serving.num_instances=1", "serving.block_size=16", "serving.num_gpu_blocks=6",
+                                     "cache.tiers.dram.capacity_gib=1"])
+    trace = make_trace([0.0, 50.0, 100.0], [32, 64, 32], [2, 2, 2], block_lists=[[0, 1], [5, 6, 7, 8], [0, 1]])
+    result, requests = run_serving(trace, config, "single")
+    assert requests.cached_tokens.tolist() == [0, 0, 31]
+    assert requests.kv_load[2] > 0  # (read from DRAM)
+    assert result.metrics["token_hit_ratio"] == pytest.approx(31 / (32 + 64 + 32), rel=1e-12)  # the report's count
+
+
+def test_a_request_of_no_output_still_needs_the_kv_of_its_whole_prompt():
+    """Every request decodes at least one token, so one of 0 output tokens feeds its whole prompt: with 3 usable
+    blocks of 16 (4 less the null block), a 49-token prompt (4 blocks) can never run, a 48-token one can."""
+    config = load_config(None, sets=["serving.num_instances=1", "serving.num_gpu_blocks=4", "serving.block_size=16"])
+    trace = make_trace([0.0, 1.0], [49, 48], [0, 0])
+    assert admit(trace, config) == {"exceeds_kv_capacity": 1}
+    assert trace.input_tokens.tolist() == [48]
