@@ -56,6 +56,16 @@ def test_slo_attainment_and_goodput_by_hand():
     assert math.isclose(sum(metrics["ttft_breakdown_s"].values()), metrics["ttft_s"]["mean"])
 
 
+def test_a_request_exactly_at_its_targets_meets_them():
+    """An SLO target is a bound met at equality (TTFT <= ttft_s, TPOT <= tpot_s), as vLLM's benchmark_serving.py
+    counts goodput (calculate_metrics: a request is good where every slo >= its metric). Binary fractions, so the
+    equality is exact: TTFT 0.25 s and TPOT 1.0 / 4 = 0.25 s meet targets of 0.25 s; a TTFT or TPOT of 0.5 s does
+    not."""
+    table = _table([(0.0, 0.25, 1.25, 5), (1.0, 1.5, 2.5, 5), (2.0, 2.25, 4.25, 5)])
+    assert slo_pass(table, SLOConfig(ttft_s=0.25, tpot_s=0.25)).tolist() == [True, False, False]
+    assert slo_pass(table, SLOConfig(ttft_s=0.25)).tolist() == [True, False, True]
+
+
 def test_weighted_percentiles_equal_numpy_on_the_expanded_sample():
     """Gaps with multiplicities give exactly numpy's linear percentiles of every token's gap,
     whether added one by one or as decode windows, and merged across compactions."""
