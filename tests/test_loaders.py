@@ -346,6 +346,15 @@ def test_time_unit_override_fixture(tmp_path):
     assert load(path, time_unit="ms").arrival_s.tolist() == pytest.approx([0.0, 2.5])
 
 
+def test_millisecond_timestamps_become_the_seconds_written_in_seconds(tmp_path):
+    """A trace in ms gives the arrival a trace in s writing the same times gives: 9 ms is 0.009 s exactly, as the
+    float nearest 9 / 1000 (9 x 0.001 is 0.009000000000000001, so two spellings of one trace would differ)."""
+    rows = "".join(f"{i},2,0,{ms},1,10,1\n" for i, ms in enumerate((1000, 1009, 1013)))
+    path = write(tmp_path, "sw.csv", "request_id,request_type,application_id,arrival_timestamp,batch_size,prompt_size,"
+                 "token_size\n" + rows)
+    assert load(path, time_unit="ms").arrival_s.tolist() == [0.0, 0.009, 0.013]
+
+
 def test_time_unit_rejected_for_datetime_trace():
     with pytest.raises(ConfigError):
         load(BUNDLED_AZURE, time_unit="s")
