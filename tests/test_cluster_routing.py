@@ -235,3 +235,18 @@ def test_precise_prefix_ties_go_to_the_fewest_routed_tokens_then_round_robin(tmp
         assert found == 4 and e0 == e1 and queued == [0, 0]  # a true tie at C..F
     assert run.table.instance.tolist() == [0, 1, 0, 1, 0, 1]
     assert (result.metrics["accesses"], result.metrics["hits"]) == (28, 16)  # C..F each hit their 4-block prefix
+
+
+def test_prefix_aware_follows_a_match_only_past_the_threshold_and_to_its_deepest_block(tmp_path):
+    # SGLang's cache-aware router goes to the match's worker only when the matched fraction exceeds cache_threshold
+    # (sgl-router CacheAwarePolicy: match_rate > cache_threshold; 0.5 here). 2 idle instances, 512-token blocks:
+    # [1, 2] -> 0 (idle fleet); [1, 3] matches 1 of 2 blocks, exactly 0.5, not past it: the least loaded, which ties
+    # at load 0 and has the fewer tokens routed -> 1 (and block 1 is recorded there); [1, 2, 4] matches 2 of 3 (block
+    # 1 now recorded at 1, block 2 at 0): the instance of the deepest matched block, 2 -> 0
+    rows = [(0.0, 1024, [1, 2]), (IDLE_GAP_MS, 1024, [1, 3]), (2 * IDLE_GAP_MS, 1536, [1, 2, 4])]
+    path = _mooncake_file(tmp_path / "prefix.jsonl", rows, output_length=2)
+    trace, config = _trace_and_config([f"workload.trace={path}", "cluster.num_racks=1", "cluster.nodes_per_rack=1",
+                                       "hardware.gpus_per_node=2", "cluster.router=prefix-aware",
+                                       "cluster.cache_threshold=0.5", *HBM_ONLY])
+    _, table = run_cluster(trace, config)
+    assert table.instance.tolist() == [0, 1, 0]
