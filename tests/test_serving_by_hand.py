@@ -88,3 +88,14 @@ def test_a_request_of_no_output_still_needs_the_kv_of_its_whole_prompt():
     trace = make_trace([0.0, 1.0], [49, 48], [0, 0])
     assert admit(trace, config) == {"exceeds_kv_capacity": 1}
     assert trace.input_tokens.tolist() == [48]
+
+
+def test_a_pd_decode_instance_needs_a_slot_for_the_whole_sequence():
+    """In PD the decode instance holds the prompt's KV it receives and a slot for each output token, its first step's
+    included (``admit``: prompt + output there, where a unified instance needs prompt + output - 1): with 3 usable
+    blocks of 16, 40 + 9 tokens (4 blocks) can never run on it, 40 + 8 (3 blocks) can; the prefill instance holds the
+    40-token prompt (3 blocks) either way."""
+    config = load_config(None, sets=["serving.num_instances=2", "serving.num_gpu_blocks=4", "serving.block_size=16"])
+    trace = make_trace([0.0, 1.0], [40, 40], [9, 8])
+    assert admit(trace, config, "pd") == {"exceeds_kv_capacity": 1}
+    assert trace.output_tokens.tolist() == [8]
