@@ -66,6 +66,18 @@ def test_a_request_exactly_at_its_targets_meets_them():
     assert slo_pass(table, SLOConfig(ttft_s=0.25)).tolist() == [True, False, True]
 
 
+def test_a_clusters_fetch_is_kv_load_time_not_queueing():
+    """A cluster's fetch before scheduling (loading a prefix from another location) counts as kv_load, not as
+    queueing, and the parts still sum to the TTFT. By hand (binary fractions, exact): arrival 0, fetch 0.25 s,
+    scheduled at 1, a 0.125 s load in its first step, prefill done at 1.5, first token at 1.75: queue 0.75,
+    kv_load 0.375, prefill 0.375, first decode 0.25."""
+    table = _table([(0.0, 1.75, 2.75, 5)])
+    table.scheduled[:], table.fetch[:], table.kv_load[:], table.prefill_done[:] = 1.0, 0.25, 0.125, 1.5
+    parts = {k: float(v[0]) for k, v in table.breakdown().items()}
+    assert parts == {"queue": 0.75, "kv_load": 0.375, "prefill": 0.375, "kv_transfer": 0.0, "first_decode": 0.25}
+    assert sum(parts.values()) == float(table.ttft[0])
+
+
 def test_weighted_percentiles_equal_numpy_on_the_expanded_sample():
     """Gaps with multiplicities give exactly numpy's linear percentiles of every token's gap,
     whether added one by one or as decode windows, and merged across compactions."""
