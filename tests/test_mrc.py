@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.cache.mrc import NO_REUSE, lru_mrc, stack_distances
+from sim.cache.mrc import NO_REUSE, SHARDS_MODULUS, lru_mrc, stack_distances
 from tests.cache_helpers import plain_hits
+from trace.blocks import splitmix64
 
 
 def _brute_force_distances(stream):
@@ -51,6 +53,20 @@ def test_shards_approximates_the_exact_curve():
     assert sampled.sampled_accesses < 0.2 * len(stream)
     # SHARDS' published mean absolute error at R = 0.1 is well under 0.01 on real traces
     assert np.max(np.abs(sampled.hit_ratios - exact.hit_ratios)) < 0.02
+
+
+def test_a_sampled_distance_hits_only_where_its_scaled_estimate_fits():
+    """SHARDS (Waldspurger et al., FAST'15) estimates a sampled access's distance as d / R: it hits a cache of c blocks
+    only if d / R <= c. Two keys the sample keeps (R = 0.75), used in turn 8 times: 6 reuses at sampled distance 2,
+    each an estimated 2.67, so none fits 2 blocks and all fit 3. SHARDS-adj then adds the expected less the sampled
+    count (8 x 0.75 - 8 = -2) to the hits over the expected 6 accesses: (0 - 2) / 6 clipped to 0 at 2 blocks, and
+    (6 - 2) / 6 at 3."""
+    rate = 0.75
+    keys = np.arange(100, dtype=np.uint64)
+    kept = keys[splitmix64(keys) % np.uint64(SHARDS_MODULUS) < np.uint64(int(rate * SHARDS_MODULUS))][:2]
+    curve = lru_mrc(np.tile(kept, 4).astype(np.int64), sample_rate=rate, capacities=np.array([2, 3]))
+    assert curve.sampled_accesses == 8
+    assert curve.hit_ratios.tolist() == [0.0, pytest.approx(4 / 6, rel=1e-12)]
 
 
 def test_bad_sample_rate():
