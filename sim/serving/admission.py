@@ -15,7 +15,7 @@ from sim.errors import ConfigError, TraceError
 from sim.serving.engine_limits import block_size, max_model_len, resolved_serving
 from sim.serving.kv_groups import KVGroups, hybrid_manager_groups
 from sim.serving.roles import role_blocks, role_configs
-from sim.serving.scheduler import DECODE, PREFILL, UNIFIED
+from sim.serving.scheduler import DECODE, PREFILL, kv_tokens_held
 from sim.serving.state_groups import exports_checkpoints, state_groups
 from sim.specs import model_spec
 from trace.request import Trace
@@ -72,13 +72,9 @@ def admit(trace: Trace, config: Config, mode: str = "single") -> dict[str, int]:
                 _hybrid_blocks_alone(tokens, groups, config) > capacity)
 
     def exceeds_capacity(tokens: np.ndarray) -> np.ndarray:
-        # the KV a run writes: every token fed to the model, the prompt and the generated tokens but the last (sampled,
-        # never fed); a prefill instance's one token is not fed there; a decode instance holds the prompt it is sent
-        # and a slot for each decode step, its first step's (the prefill's token) included (Instance.reserve). The
-        # unified role asked one token more: prompt + output = capacity x block + 1 was refused where it runs alone in
-        # exactly its blocks (its kv_usage_peak 1.0)
-        held = {UNIFIED: tokens - 1, PREFILL: trace.input_tokens, DECODE: tokens}
-        return np.logical_or.reduce([too_many(held[role], capacity) for role, capacity in capacities.items()])
+        prompt = trace.input_tokens
+        return np.logical_or.reduce([too_many(kv_tokens_held(role, prompt, tokens - prompt), capacity)
+                                     for role, capacity in capacities.items()])
 
     one = len(set(capacities.values())) == 1
     capacity = min(capacities.values())

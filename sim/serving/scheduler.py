@@ -51,6 +51,18 @@ from sim.serving.kv_cache_manager import KVCacheManager, PrefixMatch
 UNIFIED, PREFILL, DECODE = "unified", "prefill", "decode"
 
 
+def kv_tokens_held(role: str, prompt: int | np.ndarray, output: int | np.ndarray) -> int | np.ndarray:
+    """The tokens of KV a request ever holds on an instance of ``role`` (ints or arrays; ``output`` at least 1): every
+    token fed to the model, the prompt and the generated tokens but the last (sampled, never fed: vLLM schedules no
+    step past ``max_tokens``); on a prefill instance the prompt alone (its one token is not fed there); on a decode
+    instance the prompt it is sent and a slot for each decode step, the first's (the prefill's token) included
+    (``Instance.reserve``). The admission (``sim.serving.admission``) and a waiting request's could-it-ever-fit check
+    both ask it."""
+    if role == PREFILL:
+        return prompt
+    return prompt + output if role == DECODE else prompt + output - 1
+
+
 @dataclass(slots=True, eq=False)
 class StepBatch:
     """One scheduled step: (job, tokens) per request, the step's shape and the lower-tier load time;
@@ -419,11 +431,8 @@ class Scheduler(DecodeWindows):
 
     def _check_fits_alone(self, job: Job) -> None:
         """A waiting ``job`` does not fit now: an input error if it could never fit, even alone: its tokens so far and
-        its next one's slot, within the KV it ever holds here (``sim.serving.admission``: a prefill instance's prompt,
-        else prompt + output - 1, the last token never fed). Its next slot alone asked one block too many of a request
-        the admission let in at exactly an instance's blocks, which then ended the run with exit 2 whenever it had to
-        wait for another request's blocks."""
-        last = job.input_tokens if self.role == PREFILL else job.input_tokens + job.output_tokens - 1
+        its next one's slot, within the KV it ever holds here (``kv_tokens_held``, as the admission asks)."""
+        last = kv_tokens_held(self.role, job.input_tokens, job.output_tokens)
         alone = self.kv.blocks_alone(job.target + 1 if job.target < last else job.target)
         pool = self.kv.pool
         if alone > pool.total:
