@@ -90,12 +90,19 @@ def test_a_request_of_no_output_still_needs_the_kv_of_its_whole_prompt():
     assert trace.input_tokens.tolist() == [48]
 
 
-def test_a_pd_decode_instance_needs_a_slot_for_the_whole_sequence():
-    """In PD the decode instance holds the prompt's KV it receives and a slot for each output token, its first step's
-    included (``admit``: prompt + output there, where a unified instance needs prompt + output - 1): with 3 usable
-    blocks of 16, 40 + 9 tokens (4 blocks) can never run on it, 40 + 8 (3 blocks) can; the prefill instance holds the
-    40-token prompt (3 blocks) either way."""
+def test_a_pd_decode_instance_holds_the_kv_of_every_token_fed_there():
+    """vLLM's decode side counts a received prompt one token short (``Scheduler._update_waiting_for_remote_kv``:
+    num_computed_tokens -= 1) and its first step feeds the prompt's last token again to sample the first output, so it
+    holds prompt + output - 1 tokens of KV, as a unified instance does. With 3 usable blocks of 16 (4 less the null
+    block): 40 + 10 tokens (49: 4 blocks) can never run there, 40 + 9 (48: 3 blocks) can, alone and unpreempted; its
+    9 decode steps attend to 40, 41, ..., 48 keys (the first over the prompt alone)."""
     config = load_config(None, sets=["serving.num_instances=2", "serving.num_gpu_blocks=4", "serving.block_size=16"])
-    trace = make_trace([0.0, 1.0], [40, 40], [9, 8])
+    trace = make_trace([0.0, 1.0], [40, 40], [10, 9])
     assert admit(trace, config, "pd") == {"exceeds_kv_capacity": 1}
-    assert trace.output_tokens.tolist() == [8]
+    assert trace.output_tokens.tolist() == [9]
+    _, requests = run_serving(make_trace([0.0], [40], [9]), config, "pd")
+    assert list(requests.preemptions) == [0]
+    ready = requests.kv_ready[0]
+    assert requests.first_token[0] - ready == pytest.approx(_price(config, decode_kv=(40,)), rel=1e-9)
+    assert requests.last_token[0] - ready == pytest.approx(sum(_price(config, decode_kv=(kv,)) for kv in range(40, 49)),
+                                                           rel=1e-9)

@@ -48,8 +48,8 @@ def admit(trace: Trace, config: Config, mode: str = "single") -> dict[str, int]:
     - ``exceeds_max_model_len``: prompt + output tokens above ``max_model_len`` (vLLM's
       ``InputProcessor`` refuses a longer prompt; its OpenAI server refuses prompt + max_tokens);
     - ``exceeds_kv_capacity``: the KV of prompt + output - 1 tokens (the last token is sampled, never fed back: vLLM
-      schedules no step past ``max_tokens``, so a sequence's KV peaks there; one more on a PD decode instance, which
-      holds a slot for its first step's token) needs more blocks than one instance
+      schedules no step past ``max_tokens``, so a sequence's KV peaks there; a PD decode instance too, whose first
+      step feeds the prompt's last token again: ``kv_tokens_held``) needs more blocks than one instance
       holds, so the request could not finish even alone on an empty instance (a hybrid model under vLLM's hybrid
       manager: beside the full group's blocks, each sliding group's that recomputing the whole sequence after a
       preemption asks for; a Gated DeltaNet hybrid: its block in each state group beside its attention

@@ -132,9 +132,13 @@ class Instance:
             self._cut_window(ahead=False)
         present = kv.receive(job, tokens)
         loaded = tokens - backoff  # the prompt tokens whose KV the prefill side sends
-        computed, slots, target = loaded, loaded + 1, loaded  # (the first decode step's slot held too)
+        # the first step here feeds the prompt's last token to sample the first output: recomputed over the whole
+        # prompt's KV it was sent (vLLM's scheduler counts a received prompt one token short,
+        # ``Scheduler._update_waiting_for_remote_kv``: "num_computed_tokens -= 1"), so it writes no new slot; a
+        # hybrid's prefill side that leaves the last tokens unsent (``backoff``) sends them as decodes here
+        computed = target = tokens - 1 if not backoff else loaded
+        slots = tokens if not backoff else loaded
         if backoff:
-            slots = loaded
             if present * kv.block_size >= loaded:  # nothing to send: computed here from the agreed hit
                 computed = kv.local_hit(job, present) * kv.block_size
                 slots, target, loaded = computed + 1, tokens, 0

@@ -55,12 +55,12 @@ def kv_tokens_held(role: str, prompt: int | np.ndarray, output: int | np.ndarray
     """The tokens of KV a request ever holds on an instance of ``role`` (ints or arrays; ``output`` at least 1): every
     token fed to the model, the prompt and the generated tokens but the last (sampled, never fed: vLLM schedules no
     step past ``max_tokens``); on a prefill instance the prompt alone (its one token is not fed there); on a decode
-    instance the prompt it is sent and a slot for each decode step, the first's (the prefill's token) included
+    instance the same as a unified one: its first step feeds the prompt's last token again over the KV sent
     (``Instance.reserve``). The admission (``sim.serving.admission``) and a waiting request's could-it-ever-fit check
     both ask it."""
     if role == PREFILL:
         return prompt
-    return prompt + output if role == DECODE else prompt + output - 1
+    return prompt + output - 1
 
 
 @dataclass(slots=True, eq=False)
