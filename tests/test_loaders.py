@@ -416,6 +416,24 @@ def test_unknown_csv_header(tmp_path):
     assert str(path) in str(info.value)
 
 
+def test_an_unrecognised_header_names_the_nearest_format_and_its_missing_columns(tmp_path):
+    """A newcomer's misspelt column (ContextToken, input_len) was told only "unrecognised trace header" and the five
+    formats: now the formats whose columns the header names most of, and what each lacks; none when it names none."""
+    cases = {"a.csv": ("TIMESTAMP,ContextToken,GeneratedTokens\n2023-11-16 18:15:46.5,1,2\n",
+                       "; nearest: azure (missing ContextTokens);"),
+             "s.csv": ("timestamp;contexttokens;generated\n2023-11-16 18:15:46.5;1;2\n",
+                       "; nearest: azure (missing GeneratedTokens);"),
+             "m.jsonl": ('{"timestamp": 0, "input_len": 600, "output_length": 5, "hash_ids": [1, 2]}\n',
+                         "; nearest: mooncake (missing input_length);"),
+             "t.csv": ("Timestamp,x\n1,2\n", "; nearest: azure (missing ContextTokens, GeneratedTokens) or burstgpt "
+                                               "(missing Request tokens, Response tokens);"),
+             "u.csv": ("foo,bar\n1,2\n", "'foo,bar'; pass --workload-format")}
+    for name, (text, expected) in cases.items():
+        with pytest.raises(TraceError, match="unrecognised trace header") as info:
+            load(write(tmp_path, name, text))
+        assert expected in str(info.value), str(info.value)
+
+
 def test_unknown_jsonl_keys(tmp_path):
     path = write(tmp_path, "unknown.jsonl", '{"a": 1, "b": 2}\n')
     with pytest.raises(TraceError) as info:

@@ -40,7 +40,7 @@ import pyarrow as pa
 from sim.config_fields import INT64_MAX  # block and token ids are interned as int64
 from sim.errors import ConfigError, TraceError, quote
 from trace.arrow import from_numpy, with_nulls
-from trace.csv_reader import read_header
+from trace.csv_reader import DELIMITERS, csv_fields, header_names, read_header
 from trace.datetimes import parse_datetimes
 from trace.jsonl_reader import JSONL_EXPECTED, json_line_problem, json_object
 from trace.readers import IdLists, first_line
@@ -391,8 +391,27 @@ def sniff_format(path: Path) -> str:
     if first.startswith("["):  # no CSV header starts so: JSON, an array (of records) rather than JSON Lines
         raise TraceError(f"{path}: line 1 is {json_line_problem(first)}, not a CSV header; a JSON trace must be "
                          f"JSON Lines, one object per line: {quote(first)}")
-    raise TraceError(f"{path}: unrecognised trace header {quote(first)}; pass --workload-format "
-                     f"({', '.join(FORMATS)}; their columns are listed in README.md)")
+    raise TraceError(f"{path}: unrecognised trace header {quote(first)}{_nearest_format(first)}; pass "
+                     f"--workload-format ({', '.join(FORMATS)}; their columns are listed in README.md)")
+
+
+def _nearest_format(first: str) -> str:
+    """'; nearest: azure (missing ContextTokens)' for the formats of the file's kind whose required columns
+    (keys) the header names the most of, at least one: a misspelt column is then named, not only the formats."""
+    if first.startswith("{"):
+        keys = set(json_object(first.encode()) or {})
+        named = {f.name: keys for f in FORMATS.values() if f.kind == "jsonl"}
+    else:
+        named = {f.name: max((set(header_names(csv_fields(first, d), (*f.signature, *f.optional))) for d in DELIMITERS),
+                             key=lambda names, f=f: len(names & set(f.signature)))
+                 for f in FORMATS.values() if f.kind == "csv"}
+    shared = {name: len(set(FORMATS[name].signature) & names) for name, names in named.items()}
+    best = max(shared.values(), default=0)
+    if best == 0:
+        return ""
+    near = [f"{name} (missing {', '.join(c for c in FORMATS[name].signature if c not in named[name])})"
+            for name, count in shared.items() if count == best]
+    return "; nearest: " + " or ".join(near)
 
 
 def carries_hash_ids(path: Path, given: str) -> bool | None:
