@@ -240,11 +240,14 @@ def _entries(points: list[Point], records: dict[str, dict],
 
 
 def _print_summary(report: dict, axis_keys: list[str]) -> None:
+    """The table of points, headed by the keys whose values name them, as the CSV's columns are: a point named
+    '25/1/3' under 'point' said nothing of which key took which value."""
     wanted = ("offered_rps", "hit_ratio", "ttft_s.p99", "tpot_s.p99", "slo_attainment", "goodput_rps", "max_rate_rps")
     flat = [flatten(run.get("metrics") or {}) for run in report["runs"]]
     columns = [k for k in wanted if any(k in f for f in flat)]
-    width = max([len(r["name"]) for r in report["runs"]] + [5])
-    print(f"{'point':<{width}}  " + "  ".join(f"{c:>14}" for c in columns))
+    named = "/".join(axis_keys)
+    width = max([len(r["name"]) for r in report["runs"]] + [len(named)])
+    print(f"{named:<{width}}  " + "  ".join(f"{c:>14}" for c in columns))
     for run, f in zip(report["runs"], flat, strict=True):
         if run.get("error"):
             print(f"{run['name']:<{width}}  FAILED: {run['error'].splitlines()[0][:100]}")

@@ -478,7 +478,7 @@ def test_a_rate_scale_sweep_shows_requests_per_second_and_a_no_repeat_note(run_c
     assert list(rows[0])[:3] == ["name", "workload.rate_scale", "offered_rps"]
     assert [float(r["offered_rps"]) for r in rows] == pytest.approx([own, 4 * own], rel=1e-9)
     header, one, four = stdout.splitlines()[:3]
-    assert header.split()[:2] == ["point", "offered_rps"] and float(four.split()[1]) == pytest.approx(4 * own, rel=1e-3)
+    assert header.split()[:2] == ["workload.rate_scale", "offered_rps"] and float(four.split()[1]) == pytest.approx(4 * own, rel=1e-3)
     notes = [line for line in stdout.splitlines() if "no block of this workload repeats" in line]
     assert notes == [notes[0]] and notes[0].startswith("! every point: ") and "(block ids: unique)" in notes[0]
     tops = [child for fig in figures for ax in fig.axes for child in ax.child_axes]
@@ -497,3 +497,16 @@ def test_a_sweep_whose_blocks_repeat_has_no_no_repeat_note(run_cli, tmp_path):
     assert status == 0, err
     assert "repeats" not in stdout and "offered_rps" not in stdout and "offered_rps" not in _rows(out)[0]
     assert all(float(r["hit_ratio"]) > 0 for r in _rows(out))
+
+
+def test_the_summary_table_is_headed_by_the_keys_that_name_its_points(run_cli, tmp_path):
+    """A point is named by its values in axis order, then zip groups ('25/1/3'): the table's first column is headed
+    by those keys, as the CSV's columns are (it said 'point')."""
+    spec = _spec(tmp_path, mode="cache-only", workload=TINY_SYNTHETIC, axes={"cache.capacity_blocks": [100, 200]},
+                 zip=[{"cache.policy": ["lru", "fifo"], "seed": [1, 2]}])
+    status, stdout, err = run_cli("--sweep", spec, "--jobs", "1", "--no-plot")
+    assert status == 0, err
+    lines = stdout.splitlines()
+    assert lines[0].split()[:2] == ["cache.capacity_blocks/cache.policy/seed", "hit_ratio"], stdout
+    names = [f"{c}/{p}/{s}" for c in (100, 200) for p, s in (("lru", 1), ("fifo", 2))]
+    assert [line.split()[0] for line in lines[1:5]] == names, stdout
