@@ -106,8 +106,11 @@ def max_rate_run(result: MaxRateResult, base_rate_rps: float | None, slo: SLOCon
                 "goodput_rps": m.get("goodput_rps")}
 
     note = None
-    if result.meets is None:
-        note = "no rate tried meets the target: it is missed even at the lowest load tried"
+    if result.meets is None:  # how far off, and where: 'missed' alone left a reader to dig the steps out of the JSON
+        low = result.fails
+        rate = f"{low.scale * base_rate_rps:.4g} req/s" if base_rate_rps is not None else f"rate scale {low.scale:.4g}"
+        note = (f"no rate tried meets the target: SLO attainment {low.attainment:.3g} < {slo.attainment:g} even at the "
+                f"lowest load tried ({rate})")
     elif result.fails is None:
         note = "every rate tried meets the target: the answer is a lower bound"
     burst = _burst(result.meets, metrics["max_rate_rps"]) or _filling(result.meets, metrics["max_rate_rps"])

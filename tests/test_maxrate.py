@@ -151,6 +151,23 @@ def test_an_answer_the_whole_workload_arrives_within_is_flagged_as_a_burst():
     assert "steady_state" not in report and "note" not in report
 
 
+def test_a_target_no_rate_meets_says_how_far_off_at_the_lowest_load():
+    """A search that met nowhere said only "missed even at the lowest load tried": a Mooncake plan at TTFT 2 s
+    failed every candidate with no hint that ~half its requests miss it even unloaded (long prompts' prefill). The
+    note names the lowest load tried, in req/s (a rate scale without a workload rate), and its attainment."""
+    from experiments.maxrate import MaxRateResult, Probe, max_rate_run
+    from sim.config import SLOConfig
+
+    slo = SLOConfig(ttft_s=2.0, attainment=0.9)
+    run = _probe(0.0, 300, 10.0).run
+    high, low = Probe(0.51, 0.173, False, run), Probe(0.031875, 0.5233, False, run)
+    search = max_rate_run(MaxRateResult(None, low, [high, low]), 2.941, slo).metrics["max_rate_search"]
+    assert search["note"] == ("no rate tried meets the target: SLO attainment 0.523 < 0.9 even at the lowest load "
+                              "tried (0.09374 req/s)")  # 0.031875 x 2.941 = 0.0937444
+    search = max_rate_run(MaxRateResult(None, low, [high, low]), None, slo).metrics["max_rate_search"]
+    assert search["note"].endswith("(rate scale 0.03188)")
+
+
 def _lindley_backlog(arrival: np.ndarray, service: float) -> int:
     """Requests of a FIFO single server still queued or in service when the last one arrives (Lindley's recursion)."""
     departure = arrival + _lindley_ttft(np.diff(arrival), service)
