@@ -60,9 +60,14 @@ def test_readme_example_runs(command, run_cli, tmp_path, monkeypatch):
     assert status == 0, err
     for path in (a for a in argv if a.startswith(str(tmp_path)) and "." in a.rsplit("/", 1)[-1]):
         assert (tmp_path / path.rsplit("/", 1)[-1]).stat().st_size > 0, path
-    if "--max-rate" in argv:
-        report = json.loads((tmp_path / "max_rate.json").read_text())
-        assert report["runs"][0]["metrics"]["max_rate_rps"] > 0
+    if "--max-rate" in argv:  # as its comment says: 300 requests are a quick look, flagged; 2,000 answer lower, steady
+        quick = json.loads((tmp_path / "max_rate.json").read_text())["runs"][0]["metrics"]
+        assert quick["max_rate_rps"] > 0 and quick["max_rate_search"]["steady_state"] is False
+        assert "not a sustained rate" in quick["max_rate_search"]["note"]
+        argv[argv.index("--workload-limit") + 1] = "2000"
+        assert run_cli(*argv)[0] == 0
+        longer = json.loads((tmp_path / "max_rate.json").read_text())["runs"][0]["metrics"]
+        assert 0 < longer["max_rate_rps"] < quick["max_rate_rps"] and "steady_state" not in longer["max_rate_search"]
     if "--seeds" in argv:
         assert "hit_ratio" in stdout
     if argv[0] == "--plan":  # the fleet plan: some EIC per rack is what reaches the hit ratio
