@@ -253,6 +253,14 @@ def overload_caveat(metrics: dict[str, Any]) -> str | None:
     if not ttft or not np.isfinite(ttft) or backlog_total is None or held is None:
         return None  # (no TTFT: no request completed)
     backlog, total = backlog_total
+    found = _arrival_series(metrics)
+    if found is not None and found[2] == found[3]:  # every arrival within one interval: a burst, no rate to exceed
+        if steady_state_fits(metrics, total) is not False:
+            return None  # (the series' halves and quarters of one interval are not a trend)
+        interval = (metrics.get("timeseries") or {}).get("interval_s")
+        return (f"overloaded: all {total:,} requests arrived at once (within {interval:.3g} s), more than the "
+                "instances run at once (sequence slots, KV blocks): latencies measure the burst's queue and grow "
+                "with its size (--max-rate finds the rate this deployment sustains)")
     if backlog <= held:
         return None
     trend = waiting_trend(metrics)
