@@ -91,6 +91,12 @@ def resolve_config(args: argparse.Namespace, mode: str | None = None, rules: boo
                        mode=mode or select_mode(args), rules=rules, layers=layers)
 
 
+# what only a policy's replay reads of the cache settings (with every cache.tiers.* key): --mrc without --policy
+# replays none (sim.mode_runs.run_cache_only)
+POLICY_REPLAY_KEYS = frozenset({"cache.policy", "cache.learned_model", "cache.allow_train_test_overlap",
+                                "cache.inclusion", "cache.admission", "cache.selective_write_depth", "cache.prefetch"})
+
+
 def check_config_for_mode(args: argparse.Namespace, config: Config, mode: str, policies: list[str],
                           overlay_tables: dict[str, bool] | None = None) -> None:
     """Flags and settings that only make sense together with others, judged on the resolved config
@@ -114,6 +120,11 @@ def check_config_for_mode(args: argparse.Namespace, config: Config, mode: str, p
             raise InputError(f"{given[key]}: {why}")
     if mode == "cache-only" and args.mrc and config.cache.insert_outputs:
         raise InputError("--mrc: the miss-ratio curve is of the prompt blocks alone; drop cache.insert_outputs")
+    if mode == "cache-only" and args.mrc and not args.policy:  # (no policy replayed: the curve alone)
+        key = next((k for k in given if k in POLICY_REPLAY_KEYS or k.startswith("cache.tiers.")), None)
+        if key is not None:
+            raise InputError(f"{given[key]}: --mrc alone draws LRU's miss-ratio curve over every capacity, which "
+                             f"reads no {key}; add --policy to replay policies beside it, or drop it")
     if mode == "cache-only" and not args.mrc and "cache.mrc_sample_rate" in given:
         raise InputError("--set cache.mrc_sample_rate: used only with --mrc (--mrc-sample-rate)")
     check_mode_settings(mode, config, policies, cluster_pd=mode == "cluster" and args.pd)

@@ -33,6 +33,21 @@ def test_policies_and_mrc_in_one_report(run_cli, tmp_path):
     assert r["runs"][1]["overrides"] == {"cache.policy": "arc"}
 
 
+@pytest.mark.parametrize("setting", ["cache.policy=arc", "cache.admission=selective_write", "cache.inclusion=inclusive",
+                                     "cache.tiers.dram.capacity_gib=1"])
+def test_mrc_alone_refuses_what_only_a_policy_replay_reads(run_cli, tmp_path, setting):
+    """--mrc without --policy replays no policy, only LRU's curve of the block stream: a policy, an admission, tiers
+    set beside it were silently unread (an ARC curve asked for came back LRU's). Exit 2 naming the key; with
+    --policy the same setting is read by the replays and the run goes on."""
+    status, _, err = run_cli(*SYNTH, "--mrc", "--set", setting, "--no-plot", "--quiet")
+    key = setting.split("=")[0]
+    assert status == 2 and f"--set {key}:" in err and "--policy" in err and err.count("\n") == 1, err
+    policies = "arc" if key == "cache.policy" else "lru"  # (one way to ask for ARC)
+    r = _report(run_cli, tmp_path, "p", *SYNTH, "--mrc", "--policy", policies,
+                *(() if key == "cache.policy" else ("--set", setting)))
+    assert [run["name"] for run in r["runs"]] == [policies, "lru-mrc"]
+
+
 def test_same_seed_byte_identical_and_seed_matters(run_cli, tmp_path):
     argv = (*SYNTH, "--policy", "s3fifo,sieve", "--capacity-blocks", "200", "--mrc", "--mrc-sample-rate", "0.5")
     a = _report(run_cli, tmp_path, "a", *argv, "--seed", "1")

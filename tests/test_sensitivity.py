@@ -225,7 +225,7 @@ def _metrics(run_cli, tmp_path, mode: str, sets: list[str], name: str) -> str:
     workload = WORKLOAD
     if any(a.startswith("cache.capacity_blocks=") for a in sets):  # one tier of that many blocks: no others to set
         workload = [a for a in WORKLOAD if not a.startswith(SINGLE_TIER_IGNORES)]
-    if "serving.enable_prefix_caching=false" in sets:  # nothing cached: no tier to size
+    if "serving.enable_prefix_caching=false" in sets or mode == "mrc":  # nothing cached / no policy: no tier to size
         workload = [a for a in WORKLOAD if not a.startswith("cache.")]
     synthetic = [*workload, *([] if other_kind else MULTI_TURN)]
     if any(a.startswith("workload.trace=") for a in sets):  # a trace replayed: no synthetic workload to set
