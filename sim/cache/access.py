@@ -183,6 +183,13 @@ def access_semantics(config: Config, default: str) -> str:
     return default if chosen == "auto" else chosen
 
 
+def run_semantics(config: Config, mode: str) -> str:
+    """How a run of ``mode`` looks blocks up: the cache-only replay (and ``--mrc``) as ``cache.access_semantics``
+    says, ``auto`` being plain (libCacheSim's model); a serving mode (single, pd, cluster) by prefix, as vLLM's prefix
+    cache does (``auto`` is prefix there, and plain is refused: ``check_serving_settings``)."""
+    return access_semantics(config, "plain" if mode == "cache-only" else "prefix")
+
+
 def learned_predictions(trace: Trace, config: Config):
     """Load ``cache.learned_model``, refuse another block size or a train/test overlap, and classify
     every access's predicted next-use distribution (``learned.predictions.Predictions``)."""

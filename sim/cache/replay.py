@@ -8,11 +8,11 @@ import numpy as np
 
 from sim.cache.access import (
     CacheStream,
-    access_semantics,
     block_id_space,
     learned_predictions,
     next_use_index,
     policies_in_use,
+    run_semantics,
     uses_learned_policy,
 )
 from sim.cache.arena import TierArena
@@ -163,7 +163,7 @@ def run_cache_only(trace: Trace, config: Config, policies: list[str], progress: 
         why = "no session ids" if not sessions.size else "no session of two requests or more"
         raise ConfigError(f"config key 'cache.prefetch'=session: {source} has {why} (no request is named a "
                           "later turn of another), so nothing would be prefetched")
-    semantics = access_semantics(config, "plain")
+    semantics = run_semantics(config, "cache-only")
     stream = cache_stream(trace, config)
     next_use = predicted = model = None
     in_use = [POLICIES[p] for name in policies for p in policies_in_use(config, name)]
@@ -196,7 +196,7 @@ def run_mrc(trace: Trace, config: Config) -> RunResult:
     rate = config.cache.mrc_sample_rate
     if not 0.0 < rate <= 1.0:
         raise ConfigError(f"config key 'cache.mrc_sample_rate' must be in (0, 1], got {rate}")
-    semantics = access_semantics(config, "plain")
+    semantics = run_semantics(config, "cache-only")
     if semantics == "prefix" and rate < 1.0:
         raise ConfigError(f"config key 'cache.mrc_sample_rate' (--mrc-sample-rate) {rate:g} with "
                           "cache.access_semantics=prefix: a sample keeps some blocks, and a prefix hit needs every "

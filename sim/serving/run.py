@@ -20,11 +20,11 @@ from tqdm import tqdm
 
 from sim.cache.access import (
     CacheStream,
-    access_semantics,
     block_id_space,
     learned_predictions,
     next_use_index,
     policies_in_use,
+    run_semantics,
 )
 from sim.cache.arena import TierArena
 from sim.cache.multitier import build_cache
@@ -69,7 +69,7 @@ from trace.request import Trace
 
 def check_serving_settings(config: Config) -> None:
     """Refuse the cache settings only the cache-only replay models (the serving modes would ignore them)."""
-    if access_semantics(config, "prefix") != "prefix":
+    if run_semantics(config, "single") != "prefix":  # (every serving mode's)
         raise ConfigError("serving modes use prefix semantics; cache.access_semantics=plain applies to --cache-only")
     for key, value in (("admission", config.cache.admission), ("prefetch", config.cache.prefetch)):
         if value != "none":
