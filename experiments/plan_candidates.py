@@ -169,16 +169,24 @@ def enumerate_candidates(plan: Plan, base: Config, prices: Prices) -> list[Candi
 # ------------------------------------------------------------------------------ MRC pruning
 
 
-def curve_groups(candidates: list[Candidate]) -> dict[int, list[Candidate]]:
+def curve_semantics(c: Candidate) -> str:
+    """How ``c``'s runs look blocks up (``run_semantics`` of its mode): the curve that is theirs is of that semantics."""
+    from sim.cache.access import run_semantics
+
+    return run_semantics(c.config, c.mode)
+
+
+def curve_groups(candidates: list[Candidate]) -> dict[tuple[int, str], list[Candidate]]:
     """The feasible candidates by the block size each runs with (``engine_limits.block_size``: where
     ``serving.block_size`` is null vLLM's for the model on the candidate's GPU, e.g. an MLA model's 32 on a B200 and 16
-    elsewhere), in candidate order: each group's curve is of the workload in blocks of its size."""
+    elsewhere) and the access semantics of its runs (``curve_semantics``), in candidate order: each group's curve is
+    of the workload in blocks of its size, looked up as its runs look them up."""
     from sim.serving.engine_limits import block_size
 
-    groups: dict[int, list[Candidate]] = {}
+    groups: dict[tuple[int, str], list[Candidate]] = {}
     for c in candidates:
         if c.status != "infeasible":
-            groups.setdefault(block_size(c.config), []).append(c)
+            groups.setdefault((block_size(c.config), curve_semantics(c)), []).append(c)
     return groups
 
 
@@ -186,7 +194,9 @@ def mrc_levels(candidates: list[Candidate], trace: Trace) -> None:
     """Each feasible candidate's LRU hit ratio at its cumulative tier capacities (HBM, +DRAM, +SSD, +EIC), over
     ``trace``'s block stream (the workload as the candidates run it: ``curve_groups``), the capacities in its blocks
     (a trace replayed with its own blocks, e.g. Mooncake's 512 tokens, sizes the caches in them, as a run does:
-    ``with_trace_block_size``)."""
+    ``with_trace_block_size``). The curve is of the lookups its runs make (``curve_semantics``): plain (every block),
+    or prefix (a block hits with every block before it in its prompt: ``lru_mrc`` with the prompts' offsets), each
+    curve computed once."""
     from sim.cache.mrc import lru_mrc
     from sim.cache.tiers import hbm_capacity_blocks, lower_tier_blocks
     from trace.workload import with_trace_block_size
@@ -206,14 +216,18 @@ def mrc_levels(candidates: list[Candidate], trace: Trace) -> None:
         for tier in TIERS:
             caps.append(caps[-1] + copies[tier] * lower_tier_blocks(c.run_tier_gib.get(tier, 0.0), config, tier))
         levels[id(c)] = caps
-    if unique >= len(stream):  # no block repeats: every capacity hits nothing
+    if unique >= len(stream):  # no block repeats: every capacity hits nothing (under either semantics)
         for c in feasible:
             c.mrc_levels = (0.0,) * (len(TIERS) + 1)
         return
     grid = np.unique(np.array([v for caps in levels.values() for v in caps], dtype=np.int64).clip(min=1))
-    curve = lru_mrc(stream, capacities=grid)
+    curves = {}
     for c in feasible:
-        c.mrc_levels = tuple(curve.hit_ratio_at(v) if v > 0 else 0.0 for v in levels[id(c)])
+        semantics = curve_semantics(c)
+        if semantics not in curves:
+            curves[semantics] = lru_mrc(stream, capacities=grid,
+                                        offsets=trace.block_offsets if semantics == "prefix" else None)
+        c.mrc_levels = tuple(curves[semantics].hit_ratio_at(v) if v > 0 else 0.0 for v in levels[id(c)])
 
 
 def prune_with_mrc(candidates: list[Candidate], epsilon: float, hit_target: float | None, exact: bool) -> None:
@@ -239,9 +253,19 @@ def prune_with_mrc(candidates: list[Candidate], epsilon: float, hit_target: floa
                 c.reason = f"miss-ratio curve: hit ratio {c.mrc_levels[-1]:.4f} < target (exact for exclusive LRU)"
 
 
-def mrc_is_exact(config: Config) -> bool:
-    """The LRU curve gives the cache-only hit ratio exactly: exclusive LRU tiers, plain lookups, no plug-ins."""
+def mrc_is_exact(config: Config, mode: str) -> bool:
+    """Whether ``mrc_levels``' last level is the hit ratio a run of ``mode`` measures, exactly: a cache-only replay
+    (one cache: a serving run splits the stream over instances and holds blocks in use) of exclusive LRU tiers with no
+    plug-in (admission, prefetch) and only prompt blocks inserted. Its ``hit_ratio`` is hits / prompt-block lookups;
+    a hit is, under plain lookups, a block found in any tier, and under prefix lookups a block found with every block
+    before it in its prompt, at its request's lookup. Exclusive LRU tiers of c1..ck blocks hold the c1+..+ck most
+    recently used blocks of one LRU stack (Wong & Wilkes' DEMOTE; ``SAME_WITHOUT_SPAN``), and a block is there iff
+    its stack distance is at most that sum; prefix lookups touch a request's blocks (deepest first) whatever the
+    capacity, so the stack, and LRU's inclusion, hold for them too, and the prefix curve counts a block's hit at the
+    largest distance of its prefix (``sim.cache.mrc._prefix_distances``). The curve is of the semantics the run
+    uses (``curve_semantics``), so either semantics is exact."""
     tiers = config.cache.tiers
     policies = {config.cache.policy, *(getattr(tiers, t).policy or config.cache.policy for t in ("hbm", *TIERS))}
-    return (policies == {"lru"} and config.cache.inclusion == "exclusive" and config.cache.access_semantics in ("auto", "plain")
-            and config.cache.admission == "none" and config.cache.prefetch == "none")
+    return (mode == "cache-only" and policies == {"lru"} and config.cache.inclusion == "exclusive"
+            and config.cache.admission == "none" and config.cache.prefetch == "none"
+            and not config.cache.insert_outputs and config.cache.capacity_blocks is None)

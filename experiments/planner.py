@@ -7,12 +7,14 @@ target: a hit ratio, or latency SLOs
 request rate. Every candidate gets a cost from ``profiles/prices.yaml`` (overridable in
 the plan). Then:
 
-1. The one-pass LRU miss-ratio curve of the workload's block stream (``lru_mrc``) prunes
+1. The one-pass LRU miss-ratio curve of the workload's block stream (``lru_mrc``), looked up
+   as the candidates' runs look blocks up (serving runs by prefix; cache-only replays as
+   ``cache.access_semantics`` says: ``run_semantics``), prunes
    tier capacities before any timing run: a pricier tier mix is dropped when, at every
    tier level (HBM, +DRAM, +SSD, +EIC), its curve hit ratio is no more than ``mrc_epsilon``
    above a cheaper mix's. For a hit-ratio target with exclusive LRU tiers the curve is
-   exact (an exclusive LRU hierarchy holds the most recent blocks of one LRU stack), so
-   candidates whose curve misses the target are dropped too. A fleet's candidates (``search.racks``
+   exact under either semantics (an exclusive LRU hierarchy holds the most recent blocks of one LRU stack:
+   ``mrc_is_exact``), so candidates whose curve misses the target are dropped too. A fleet's candidates (``search.racks``
    / ``search.nodes_per_rack``: cluster mode, racks x nodes x ``hardware.gpus_per_node`` GPUs,
    DRAM/SSD per node, EIC per rack) are pruned the same way on their fleet-wide capacities,
    never against the target: routing splits the stream over many caches, so the curve is a guide.
@@ -270,10 +272,12 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
         target_rate = plan.rate_rps or base_rate * base.workload.rate_scale
         target_scale = target_rate / base_rate
         _check_target_scale(plan, duration, base_rate, target_rate)
-    for size, group in curve_groups(candidates).items():  # each curve in blocks of the size its candidates run with
-        mrc_levels(group, trace if size == block_size(base) else
-                   load_workload(replace(group[0].config, **{"workload.rate_scale": 1.0})))
-    prune_with_mrc(candidates, plan.mrc_epsilon, hit_target, mrc_is_exact(base) and not plan.fleet)
+    traces = {block_size(base): trace}
+    for (size, _), group in curve_groups(candidates).items():  # each curve in blocks of the size its candidates run
+        if size not in traces:  # with, of the lookups they make
+            traces[size] = load_workload(replace(group[0].config, **{"workload.rate_scale": 1.0}))
+        mrc_levels(group, traces[size])
+    prune_with_mrc(candidates, plan.mrc_epsilon, hit_target, mrc_is_exact(base, modes[0]))
     pending = [c for c in candidates if c.status == "pending"]
     if not args.quiet:
         print(f"plan {plan.path}: {len(candidates)} candidates, {sum(c.status == 'pruned' for c in candidates)} pruned by "
@@ -413,12 +417,11 @@ def _clip(text: str, width: int = 90) -> str:
 
 
 def _hit_access(plan, base: Config) -> str:
-    """How a hit-ratio plan's candidates look blocks up: a fleet's serving runs by prefix; the cache-only replays as
-    cache.access_semantics says, "auto" being plain there (a serving run's "auto" is prefix)."""
-    if plan.fleet:
-        return "prefix"
-    semantics = base.cache.access_semantics
-    return "plain" if semantics == "auto" else semantics
+    """How a hit-ratio plan's candidates look blocks up (``run_semantics`` of their mode): a fleet's serving runs by
+    prefix; the cache-only replays as cache.access_semantics says, "auto" being plain there."""
+    from sim.cache.access import run_semantics
+
+    return run_semantics(base, candidate_modes(plan)[0])
 
 
 def _access_note(semantics: str | None) -> str:
@@ -428,7 +431,7 @@ def _access_note(semantics: str | None) -> str:
         return f" ({semantics} lookups, as a serving run makes them)" if semantics else ""
     return (" (cache-only replays of plain lookups, cache.access_semantics=auto; a serving run looks a prompt up as a "
             "prefix, which can differ slightly: set cache.access_semantics=prefix under 'set' to replay as serving "
-            "does, without the miss-ratio curve's exact pruning)")
+            "does)")
 
 
 def _summary(plan: dict, candidates: list[Candidate], chosen: Candidate | None) -> str:
