@@ -126,6 +126,9 @@ def check_settings_read(plan, args: argparse.Namespace) -> None:
         if key == "cache.insert_outputs":  # (its miss-ratio curve, which prunes the candidates, is of prompt blocks)
             raise plan_error(plan.path, f"{said}: a plan replays prompt blocks alone (the miss-ratio curve that prunes "
                                         "its candidates is theirs), so generated blocks are not inserted")
+        if key == "cache.capacity_blocks":  # (one tier of that many blocks: the searched tiers' sizes unread)
+            raise plan_error(plan.path, f"{said}: a plan sizes the tiers it searches (search.*_gib and the GPUs' HBM); "
+                                        "one cache of fixed blocks would ignore them")
         users = [setting_users(key, mode) for mode in modes]
         if modes and all(u is not None for u in users):
             raise plan_error(plan.path, f"{said}: not read by this plan's runs (mode {' and '.join(modes)}; it applies "

@@ -114,6 +114,9 @@ def test_hit_ratio_plan_uses_the_exact_curve_and_replays_agree(run_cli, tmp_path
     # the curve that prunes a hit-ratio plan's candidates is of prompt blocks: answers inserted would not be in it
     ({"target": {"hit_ratio": 0.2}, "search": {"gpu": ["h100-sxm"]}, "set": {"cache.insert_outputs": True}},
      "'cache.insert_outputs' under 'set'/'workload': a plan replays prompt blocks alone"),
+    # one cache of fixed blocks replaces the tiers a plan searches: every mix measured the same (hplan)
+    ({"target": {"hit_ratio": 0.2}, "search": {"gpu": ["h100-sxm"]}, "set": {"cache.capacity_blocks": 50}},
+     "'cache.capacity_blocks' under 'set'/'workload': a plan sizes the tiers it searches"),
     # a searched value outside its config key's domain is the plan's error (every candidate was "infeasible", exit 0)
     ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "racks": [1, 100_000_000],
                                                    "nodes_per_rack": [1]}}, "search.racks: config key 'cluster.num_racks'"),
