@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 
-try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
+try:  # Ctrl-C or SIGTERM while the libraries load is a stop too, not a traceback or a death by the signal
     from pathlib import Path
 
     # The project root must come before the standard library on sys.path: the stdlib has a
@@ -27,6 +27,14 @@ try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
     if "trace" in sys.modules and not hasattr(sys.modules["trace"], "__path__"):
         del sys.modules["trace"]
 
+    from sim.errors import watch_stop_signals  # (standard library only: a few ms)
+
+    # SIGTERM's handler before the ~0.2 s of imports and argument parsing, not at command_status: a SIGTERM there
+    # killed the process (status -15, no line; 4 of 80 SIGTERMs sent 0.2-2 s into a --pd run). (Run as a program
+    # only: a process that imports main, a test's, keeps its own handlers.)
+    if __name__ == "__main__":
+        watch_stop_signals()
+
     import argparse
     import gc
     import logging
@@ -35,14 +43,15 @@ try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
     from sim.cli import build_parser, check_flags, check_paths_given, parse_policies, parse_routers, select_mode
     from sim.cli_config import check_config_for_mode, given_on_command_line, resolve_config
     from sim.cli_outputs import plan_outputs
-    from sim.errors import command_status, end_process
+    from sim.errors import Terminated, command_status, end_process
     from sim.mode_runs import RUNNERS, Run, run_reading_given
     from sim.mode_settings import EXPERIMENTS
     from sim.progress import show_progress
     from sim.report.console import console_summary
-except KeyboardInterrupt:
-    print("kvsim: interrupted", file=sys.stderr)
-    sys.exit(130)
+except KeyboardInterrupt as stop:  # (sim.errors' Terminated, a KeyboardInterrupt, where SIGTERM came)
+    terminated = type(stop).__name__ == "Terminated"  # (sim.errors itself may be what a Ctrl-C cut short)
+    print(f"kvsim: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+    sys.exit(143 if terminated else 130)
 # numpy, pyarrow and the simulator load when a mode runs (``--help`` and usage errors stay quick):
 # sim.report.document and trace.workload are imported where they are used.
 
@@ -128,7 +137,7 @@ if __name__ == "__main__":
     gc.set_threshold(10_000, *gc.get_threshold()[1:])
     try:
         status = main()
-    except KeyboardInterrupt:  # before main's own handler is in place (argument parsing)
-        print("kvsim: interrupted", file=sys.stderr)
-        status = 130
+    except KeyboardInterrupt as stop:  # before main's own handler is in place (argument parsing)
+        print(f"kvsim: {'terminated' if isinstance(stop, Terminated) else 'interrupted'}", file=sys.stderr)
+        status = 143 if isinstance(stop, Terminated) else 130
     end_process(status)  # its outputs written and closed; without the interpreter's teardown (see there)

@@ -114,23 +114,25 @@ def assert_cluster_serves_as_single_node(config, keys=("requests_completed", "ac
 
 
 IMPORT_INTERRUPTED = """
-import runpy, sys
-class Interrupt:  # Ctrl-C arriving while ``name`` is being imported
+import os, runpy, sys
+class Interrupt:  # Ctrl-C (or the signal ``signum``, sent to the process) arriving while ``name`` is being imported
     def find_spec(self, name, path=None, target=None):
         if name == {name!r}:
-            raise KeyboardInterrupt
+            {stop}
 sys.meta_path.insert(0, Interrupt())
 sys.argv = [{script!r}, "--help"]
 runpy.run_path({script!r}, run_name="__main__")
 """
 
 
-def interrupted_while_importing(script: Path, module: str):
-    """``script --help`` run as a program, with Ctrl-C arriving while it imports ``module``: the finished process."""
+def interrupted_while_importing(script: Path, module: str, signum: int | None = None):
+    """``script --help`` run as a program, with Ctrl-C (or the signal ``signum``, as ``kill`` sends it) arriving while
+    it imports ``module``: the finished process."""
     import subprocess
     import sys
 
-    code = IMPORT_INTERRUPTED.format(name=module, script=str(script))
+    stop = "raise KeyboardInterrupt" if signum is None else f"os.kill(os.getpid(), {int(signum)})"
+    code = IMPORT_INTERRUPTED.format(name=module, script=str(script), stop=stop)
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
                           check=False)
 

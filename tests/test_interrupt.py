@@ -89,6 +89,14 @@ def test_ctrl_c_while_main_loads_its_modules_is_an_interruption(module):
     assert (done.returncode, done.stderr) == (130, "kvsim: interrupted\n")
 
 
+@pytest.mark.parametrize("module", ["argparse", "sim.cli", "sim.report.output"])
+def test_sigterm_while_main_loads_its_modules_is_a_termination(module):
+    """SIGTERM (``timeout``, a batch scheduler) while main.py imports its modules (its first ~0.2 s) ends as one
+    anywhere else does: it killed the process (status -15, no line) while the handlers waited for ``command_status``."""
+    done = interrupted_while_importing(ROOT / "main.py", module, signal.SIGTERM)
+    assert (done.returncode, done.stderr) == (143, "kvsim: terminated\n")
+
+
 def test_sigint_while_writing_a_plot_leaves_no_file(tmp_path):
     done = _interrupt(tmp_path, "writing", ["--trace-stats", "--workload-trace", str(BUNDLED_AZURE),
                                             "--plot-dir", str(tmp_path / "plots"), "--quiet"])
