@@ -291,14 +291,25 @@ def _label(value: Any) -> str:
     return path.stem if re.fullmatch(r"\.[A-Za-z][A-Za-z0-9]*", path.suffix) else path.name
 
 
+def _as_named(key: str, value: Any) -> Any:
+    """A policy axis value as the registry names it (``LRU`` is ``lru``: ``canonical_policy``), so the point's name
+    and overrides in the report are the config's; any other value as written."""
+    if key == "cache.policy" or re.fullmatch(r"cache\.tiers\.[a-z]+\.policy", key):
+        from sim.cache.policies import canonical_policy
+
+        return canonical_policy(value) or value
+    return value
+
+
 def expand(spec: SweepSpec) -> list[Point]:
     """The points: product of the axes and zip groups, in spec order. Two points with the same overrides
     would run twice under one journal key, and two with the same name (a value repeated on an axis, or
     two paths with one file name) would mix in the report: both are refused."""
-    dims: list[list[dict[str, Any]]] = [[{k: v} for v in values] for k, values in spec.axes.items()]
+    dims: list[list[dict[str, Any]]] = [[{k: _as_named(k, v)} for v in values] for k, values in spec.axes.items()]
     for group in spec.zips:
         keys = list(group)
-        dims.append([dict(zip(keys, row, strict=True)) for row in zip(*group.values(), strict=True)])
+        dims.append([{k: _as_named(k, v) for k, v in zip(keys, row, strict=True)}
+                     for row in zip(*group.values(), strict=True)])
     points: list[Point] = []
     by_key: dict[str, Point] = {}
     by_name: dict[str, Point] = {}

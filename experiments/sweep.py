@@ -45,7 +45,9 @@ CHECK_BAR_POINTS = 200  # a sweep of more points shows a progress bar while they
 
 
 def run_options(args: argparse.Namespace) -> RunOptions:
-    policies = tuple(p.strip() for p in args.policy.split(",") if p.strip()) if getattr(args, "policy", None) else ()
+    from sim.cli import parse_policies
+
+    policies = tuple(parse_policies(getattr(args, "policy", None)))  # (checked, in canonical case, as main.py's)
     return RunOptions(policies=policies, max_rate=bool(args.max_rate), seeds=args.seeds or 1)
 
 

@@ -421,9 +421,10 @@ def parse_policies(text: str | None) -> list[str]:
     """``--policy a,b``: the names, each registered and given once."""
     if text is None:
         return []
-    from sim.cache.policies import POLICIES
+    from sim.cache.policies import POLICIES, canonical_policy
 
-    return _parse_names(text, "--policy", "policy", "policies", sorted(POLICIES))
+    names = [canonical_policy(name.strip()) or name for name in text.split(",")]  # any letter case: LRU is lru
+    return _parse_names(",".join(names), "--policy", "policy", "policies", sorted(POLICIES))
 
 
 def _parse_names(text: str, flag: str, kind: str, kinds: str, valid: list[str]) -> list[str]:

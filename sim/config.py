@@ -141,7 +141,8 @@ class TierConfig:
     read_gbps: float = domain(1.0, **BANDWIDTH)
     write_gbps: float = domain(1.0, **BANDWIDTH)
     latency_us: float = domain(0.0, **LATENCY)
-    policy: str | None = domain(None, names="sim.cache.policies:POLICIES")  # None: use cache.policy
+    policy: str | None = domain(None, names="sim.cache.policies:POLICIES",
+                                 canonical="sim.cache.policies:canonical_policy")  # None: use cache.policy
     # What all readers of one copy (a node's SSD, a rack's EIC) share, GB/s: their loads queue for it, first
     # come first served, with the copy's writes (bytes / write_gbps each). None: every reader has read_gbps to
     # itself and writes take no time (DRAM: each GPU its own PCIe link, one direction each).
@@ -178,7 +179,7 @@ class TiersConfig:
 class CacheConfig:
     """Prefix-cache policy and tier layout."""
 
-    policy: str = domain("lru", names="sim.cache.policies:POLICIES")
+    policy: str = domain("lru", names="sim.cache.policies:POLICIES", canonical="sim.cache.policies:canonical_policy")
     learned_model: str | None = None
     allow_train_test_overlap: bool = False  # let a learned model be judged on the requests it was trained on
     inclusion: Literal["exclusive", "inclusive"] = "exclusive"

@@ -8,11 +8,12 @@ from sim.cache.policies.base import (
     POLICIES,
     EvictionPolicy,
     KernelPolicy,
+    canonical_policy,
     check_policy_inputs,
     make_policy,
     policy_class,
     register,
 )
 
-__all__ = ["POLICIES", "EvictionPolicy", "KernelPolicy", "check_policy_inputs", "make_policy", "policy_class",
+__all__ = ["POLICIES", "EvictionPolicy", "KernelPolicy", "canonical_policy", "check_policy_inputs", "make_policy", "policy_class",
            "register"]

@@ -192,6 +192,16 @@ POLICIES = PolicyRegistry({
 register = POLICIES.register
 
 
+def canonical_policy(value: object) -> str | None:
+    """The registered policy ``value`` names in any letter case (``LRU``, ``S3FIFO``), or None: the one place a
+    policy name is normalised (``cache.policy``, a tier's ``policy``, ``--policy``, sweep and plan points), so a
+    report names it as registered, in lower case."""
+    if not isinstance(value, str):
+        return None
+    name = value.lower()
+    return name if name in POLICIES else None
+
+
 def policy_class(name: str) -> type[EvictionPolicy]:
     """The registered policy ``name``; unknown names list the valid ones."""
     if name not in POLICIES:
