@@ -6,6 +6,7 @@ plan that would run for minutes cannot fail at the end on a typo.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 from experiments.prices import TIERS
 from experiments.spec import ConfigLayers, parse_layers, read_yaml_mapping
+from sim.config_rules import SLO_UNUSUAL_S, slo_unit_warning
 from sim.config_yaml import rebase_setting
 from sim.errors import ConfigError, quote_yaml
 
@@ -113,6 +115,9 @@ def load_plan(path: str | Path) -> Plan:
         if value is not None and (not _finite(value) or value <= 0 or (key == "attainment" and value > 1)):
             raise plan_error(path, f"'target.slo.{key}' must be a number > 0" + (" and <= 1" if key == "attainment" else "")
                              + f", got {quote_yaml(value)}")
+    for key in SLO_UNUSUAL_S:  # (a ms target written as seconds: told, as the slo.* config keys are)
+        if (message := slo_unit_warning(f"target.slo.{key}", slo.get(key))) is not None:
+            logging.getLogger("kvsim.config").warning("%s (plan %s)", message, path)
     has_slo = slo.get("ttft_s") is not None or slo.get("tpot_s") is not None
     if (target.get("hit_ratio") is not None) == has_slo:
         raise plan_error(path, "give exactly one target: 'target.hit_ratio', or latency targets under 'target.slo'")

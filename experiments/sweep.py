@@ -299,6 +299,7 @@ def _skipping(report: dict) -> list[tuple[str, dict]]:
 
 def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
     """The ``--sweep`` command: exit 0, or 2 (1) when a point failed on bad input (an internal error)."""
+    from sim.config_rules import warn_slo_units
     from sim.config_yaml import leaf_keys
     from sim.mode_settings_rules import learned_tier_policies
     from sim.report.outputs import render_outputs
@@ -329,6 +330,7 @@ def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
                                                 where=f"sweep spec {spec.path}: point {point.name!r}",
                                                 given=point_given)))
     refuse_unread(unread)  # (a key some points read is kept: a fixed threshold beside a router axis)
+    warn_slo_units(c for c in configs if c.slo != base.slo)  # (the base's own were told as it was resolved)
     check_inputs_spared(spec.layers, configs, outputs, ("--sweep", spec.path))
     check_points_differ(points, configs, spec.path)
     check_block_size_varies(spec, configs)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sim.cli import flag_name, parse_policies, parse_routers, select_mode
 from sim.config import Config, load_config
+from sim.config_rules import warn_slo_units
 from sim.errors import InputError, quote
 from sim.mode_checks import check_mode_settings
 from sim.mode_settings import CLUSTER_PD, check_preset_read, check_settings_given, given_by_set
@@ -87,8 +88,10 @@ def resolve_config(args: argparse.Namespace, mode: str | None = None, rules: boo
     for flag, key, _ in flags:  # (the flag is applied after --set: one of the two would be silently dropped)
         if key in set_keys:
             raise InputError(f"{flag} and {set_keys[key]} both set config key '{key}': give one of them")
-    return load_config(path, overlays=args.calibration_profile, preset=args.preset, sets=args.sets, flags=flags,
-                       mode=mode or select_mode(args), rules=rules, layers=layers)
+    config = load_config(path, overlays=args.calibration_profile, preset=args.preset, sets=args.sets, flags=flags,
+                         mode=mode or select_mode(args), rules=rules, layers=layers)
+    warn_slo_units([config])  # (a sweep's axes are told by the sweep, a plan's target by the plan)
+    return config
 
 
 # what only a policy's replay reads of the cache settings (with every cache.tiers.* key): --mrc without --policy

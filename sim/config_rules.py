@@ -366,3 +366,32 @@ def validate(config: Config) -> None:
     """The cross-field rules over a whole resolved config (each field's own domain is checked as it is built)."""
     for rule in CONSTRAINTS:
         rule(config)
+
+
+# An SLO above these is legal but unusual, and is what a target in milliseconds written as seconds looks like
+# (slo.ttft_s=300 meant 300 ms): told in a warning, never refused. TTFT targets in the literature are 0.1-10 s
+# (DistServe's chatbot 0.25 s, summarisation 15 s at its longest), so past a minute is a ms value of 61 or more; a
+# TPOT past 1 s is slower than anyone reads (~0.2 s a token), so a ms value of 2 or more.
+SLO_UNUSUAL_S = {"ttft_s": 60.0, "tpot_s": 1.0}
+
+
+def slo_unit_warning(key: str, value: float | None) -> str | None:
+    """The warning for an SLO target ``key`` (``ttft_s``/``tpot_s``, named as given: ``slo.ttft_s``) whose
+    ``value`` in seconds is above ``SLO_UNUSUAL_S`` (likely milliseconds written as seconds), or None."""
+    limit = SLO_UNUSUAL_S.get(key.rsplit(".", 1)[-1])
+    if limit is None or value is None or not value > limit:
+        return None
+    minutes = f" ({value / 60:.3g} min)" if value >= 60 else ""
+    return (f"kvsim: warning: {key} = {value:g} s{minutes}: seconds, not ms; above {limit:g} s is unusual for a "
+            f"target (for {value:g} ms give {key}={value / 1000:g})")
+
+
+def warn_slo_units(configs: typing.Iterable[Config]) -> None:
+    """Each distinct unusual SLO target of ``configs`` (``slo_unit_warning``) once, on stderr (the "kvsim" logger:
+    silenced by --quiet)."""
+    import logging
+
+    said = dict.fromkeys(message for config in configs for key in SLO_UNUSUAL_S
+                         if (message := slo_unit_warning(f"slo.{key}", getattr(config.slo, key))) is not None)
+    for message in said:
+        logging.getLogger("kvsim.config").warning("%s", message)
