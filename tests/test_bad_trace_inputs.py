@@ -66,10 +66,17 @@ CASES: dict[str, Case] = {
     "header_only": Case(trace_stats(), names=("no valid requests", "t.csv", "0 rows"), files={"t.csv": AZURE_HEADER}),
     "every_row_bad": Case(trace_stats(), names=("no valid requests", "t.csv", "non_numeric: 2"),
                           files={"t.csv": AZURE_HEADER + "2023-11-16 18:15:10,x,1\n2023-11-16 18:15:11,y,1\n"}),
-    "azure_read_as_mooncake": Case(trace_stats("--workload-format", "mooncake"), names=("t.csv", "not a trace in mooncake format"),
-                                   files={"t.csv": AZURE_OK}),
-    "mooncake_read_as_azure": Case(trace_stats("--workload-format", "azure", trace="{tmp}/m.jsonl"),
-                                   names=("m.jsonl", "not a trace in azure format", "TIMESTAMP"), files={"m.jsonl": MOONCAKE_OK}),
+    # a file of another format (its header or first record sniffed) says which, and the way out
+    "azure_read_as_mooncake": Case(trace_stats("--workload-format", "mooncake"), names=(
+        "t.csv", "not a trace in mooncake format",
+        "; the file looks like azure: drop --workload-format (auto detects it) or pass azure"),
+        files={"t.csv": AZURE_OK}),
+    "mooncake_read_as_azure": Case(trace_stats("--workload-format", "azure", trace="{tmp}/m.jsonl"), names=(
+        "m.jsonl", "not a trace in azure format", "TIMESTAMP", "; the file looks like mooncake: drop --workload-format",
+        "or pass mooncake"), files={"m.jsonl": MOONCAKE_OK}),
+    "mooncake_read_as_llmservingsim": Case(trace_stats("--workload-format", "llmservingsim", trace="{tmp}/m.jsonl"),
+                                           names=("m.jsonl", "no record has key(s) input_toks", "looks like mooncake"),
+                                           files={"m.jsonl": MOONCAKE_OK}),
     "mooncake_key_absent": Case(trace_stats("--workload-format", "mooncake", trace="{tmp}/m.jsonl"),
                                 names=("m.jsonl", "hash_ids"), files={"m.jsonl": '{"timestamp": 0, "input_length": 5, "output_length": 1}\n'}),
     # a JSON array where JSON Lines are expected: said so, with the file and line, not a generic "not a JSON object"
@@ -244,3 +251,13 @@ CASES: dict[str, Case] = {
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_bad_trace_input(name, run_cli, tmp_path):
     check_bad_input(CASES[name], run_cli, tmp_path)
+
+
+def test_a_file_of_no_known_format_or_of_the_format_given_gets_no_other_format_hint(tmp_path):
+    from trace.formats import other_format_hint
+
+    (tmp_path / "m.jsonl").write_text('{"timestamp": 0, "input_length": 5, "output_length": 1}\n')  # no hash_ids
+    (tmp_path / "t.csv").write_text(AZURE_OK)
+    assert other_format_hint(tmp_path / "m.jsonl", "mooncake") == ""  # (sniffing recognises nothing either)
+    assert other_format_hint(tmp_path / "t.csv", "azure") == ""
+    assert other_format_hint(tmp_path / "t.csv", "burstgpt").startswith("; the file looks like azure:")

@@ -414,6 +414,18 @@ def _nearest_format(first: str) -> str:
     return "; nearest: " + " or ".join(near)
 
 
+def other_format_hint(path: Path, given: str) -> str:
+    """'; the file looks like mooncake: ...' when a file refused as format ``given`` (it lacks that format's columns
+    or keys) has another format's header or first record (``sniff_format``); else ''."""
+    try:
+        found = sniff_format(path)
+    except (TraceError, OSError, UnicodeDecodeError):
+        return ""
+    if found == given:
+        return ""
+    return f"; the file looks like {found}: drop --workload-format (auto detects it) or pass {found}"
+
+
 def carries_hash_ids(path: Path, given: str) -> bool | None:
     """Whether a trace's format has block ids of its own size (hash_ids, Mooncake's): the ones
     ``workload.block_mismatch`` reconciles with the cache's blocks. None when the file cannot tell."""

@@ -27,6 +27,7 @@ from trace.formats import (
     TraceFormat,
     block_token_counts,
     hash_ids_mismatch,
+    other_format_hint,
     pick_block_tokens,
 )
 from trace.jsonl_reader import jsonl_chunks, jsonl_line, malformed_record
@@ -40,7 +41,8 @@ def _require_columns(path: Path, fmt: TraceFormat, columns, header: str | None =
     missing = [c for c in fmt.signature if c not in columns]
     if missing:
         seen = f"; header: {quote(header)}" if header is not None else ""
-        raise TraceError(f"{path}: not a trace in {fmt.name} format: missing column(s) {', '.join(missing)}{seen}")
+        raise TraceError(f"{path}: not a trace in {fmt.name} format: missing column(s) {', '.join(missing)}{seen}"
+                         + other_format_hint(path, fmt.name))
     columns = list(columns)
     twice = [c for c in (*fmt.signature, *fmt.optional) if columns.count(c) > 1]
     if twice:
@@ -58,10 +60,11 @@ def _require_keys(path: Path, fmt: TraceFormat, chunk: RawChunk) -> None:
         with path.open("rb") as fh:
             sample = fh.readline(4 * QUOTE_LIMIT).decode("utf-8", "replace").strip()
         raise TraceError(f"{path}: not a trace in {fmt.name} format, JSON Lines: no line is a record; line 1 is "
-                         f"{malformed_record(sample.encode())}: {quote(sample)}")
+                         f"{malformed_record(sample.encode())}: {quote(sample)}" + other_format_hint(path, fmt.name))
     missing = [k for k in fmt.signature if k not in (chunk.keys_seen or ())]
     if missing:
-        raise TraceError(f"{path}: not a trace in {fmt.name} format: no record has key(s) {', '.join(missing)}")
+        raise TraceError(f"{path}: not a trace in {fmt.name} format: no record has key(s) {', '.join(missing)}"
+                         + other_format_hint(path, fmt.name))
 
 
 def csv_line_of_row(path: Path, row: int) -> int | None:
