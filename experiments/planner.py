@@ -410,13 +410,25 @@ def _runs(candidates: list[Candidate], proof: dict, trace: dict) -> list[dict]:
     return runs
 
 
-def _clip(text: str, width: int = 90) -> str:
-    """``text`` for one table cell: whole when it fits, else cut at a word boundary and marked "…", so a reader
-    sees that the sentence goes on (in the report's ``plan.candidates[].reason``) rather than a clause cut short."""
-    if len(text) <= width:
-        return text
-    cut = text[:width].rsplit(" ", 1)[0].rstrip(" ;,:(")
-    return (cut or text[:width]) + "…"
+NOTE_WIDTH = 90  # a candidate's reason longer than this goes whole on a line of its own, under its row
+
+
+def _candidate_rows(entries: list[dict], measure: str, width: int) -> list[str]:
+    """The candidates table's rows (``plan.candidates``, names ``width`` wide). A reason is never cut: a short one
+    follows the status on the row; a longer one (the "not a sustained rate" notes run to ~260 characters, and a cut
+    one lost its figures and its "replay more requests") follows on its own line, whole, under the status column."""
+    lines = []
+    for entry in entries:
+        value = entry[measure]
+        cell = f"{value:>13.4g}" if value is not None else f"{'–':>13}"
+        flag = (" (Pareto)" if entry["pareto"] else "") + (" <- chosen" if entry["chosen"] else "")
+        reason = entry.get("reason") or ""
+        inline = f": {reason}" if reason and len(reason) <= NOTE_WIDTH else ""
+        row = f"  {entry['name']:<{width}}  {entry['cost_usd_per_hour']:>8.3f}  {cell}  "
+        lines.append(f"{row}{entry['status']}{inline}{flag}")
+        if reason and not inline:
+            lines.append(f"{'':<{len(row)}}↳ {reason}")
+    return lines
 
 
 def _hit_access(plan, base: Config) -> str:
@@ -456,12 +468,7 @@ def _summary(plan: dict, candidates: list[Candidate], chosen: Candidate | None) 
                      + " (the config's; not searched: set it to 0 under 'set', or search it under 'search.tiers')")
     width = max(len(c.name) for c in candidates)
     lines.append(f"  {'candidate':<{width}}  {'USD/h':>8}  {measure:>13}  status")
-    for entry in plan["candidates"]:
-        value = entry[measure]
-        cell = f"{value:>13.4g}" if value is not None else f"{'–':>13}"
-        flag = (" (Pareto)" if entry["pareto"] else "") + (" <- chosen" if entry["chosen"] else "")
-        why = f": {_clip(entry['reason'])}" if entry.get("reason") else ""
-        lines.append(f"  {entry['name']:<{width}}  {entry['cost_usd_per_hour']:>8.3f}  {cell}  {entry['status']}{why}{flag}")
+    lines += _candidate_rows(plan["candidates"], measure, width)
     front = [f"{c['name']} {c['cost_usd_per_hour']:.2f} USD/h -> {c[measure]:.4g} {unit}".rstrip()
              for c in plan["candidates"] if c["pareto"]]
     lines.append("Pareto front (cost vs " + ("max rate" if unit else "hit ratio") + "): " +

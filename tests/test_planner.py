@@ -392,17 +392,26 @@ def test_a_trace_replayed_in_its_own_blocks_sizes_the_curve_in_them(run_cli, tmp
     assert candidate["hit_ratio"] == pytest.approx(candidate["mrc_hit_ratio"][-1], abs=1e-12)
 
 
-def test_a_long_candidate_note_is_cut_at_a_word_and_marked():
-    # The candidates table gives a note 90 characters: cut mid-clause with no mark, "(2.75 s;" read as the
-    # whole note. A cut note ends at a whole word with "…" (the full note stays in plan.candidates[].reason).
-    from experiments.planner import _clip
+def test_a_long_candidate_note_is_printed_whole_on_a_line_under_its_row():
+    # The candidates table gave a note 90 characters, then cut it at a word with "…": "no rate tried meets ... even
+    # at the lowest load tried…" lost the load, "not a sustained rate: ... were still…" its "replay more requests",
+    # and without --report-json the rest was nowhere. A note that does not fit is now printed whole on its own line.
+    from experiments.planner import NOTE_WIDTH, _candidate_rows
 
-    note = ("not a sustained rate: at 127.5 req/s the 300 requests arrive within one mean E2E (2.75 s; Little's law: "
-            "350 in the system at once), one burst; replay more requests")
-    cell = _clip(note)
-    assert cell.endswith("…") and len(cell) <= 91
-    assert note.startswith(cell[:-1]) and cell[:-1].split()[-1] in note.replace(";", " ").split()
-    assert _clip("missed even at the lowest load tried") == "missed even at the lowest load tried"
+    long = ("not a sustained rate: at 22.53 req/s at least 95 of the 300 requests (32%) were still queued or running "
+            "when the last arrived (a steady state's arrivals and completions balance): the run ended while it "
+            "filled, and a longer one answers lower; replay more requests")
+    short = "miss-ratio curve: no tier level gains over 1xh100 (cheaper)"
+    entry = {"cost_usd_per_hour": 24.585, "pareto": True, "chosen": True, "status": "timed", "max_rate_rps": 22.53}
+    rows = _candidate_rows([{**entry, "name": "2xh100", "reason": long},
+                            {**entry, "name": "1xh100", "reason": short, "pareto": False, "chosen": False},
+                            {**entry, "name": "4xh100", "pareto": False, "chosen": False}], "max_rate_rps", 6)
+    assert len(short) <= NOTE_WIDTH < len(long)
+    assert rows == ["  2xh100    24.585          22.53  timed (Pareto) <- chosen",
+                    " " * 35 + "↳ " + long,
+                    "  1xh100    24.585          22.53  timed: " + short,
+                    "  4xh100    24.585          22.53  timed"]
+    assert not any("…" in row for row in rows)
 
 
 def test_a_plans_csv_has_a_row_per_run_led_by_the_keys_it_searched(run_cli, tmp_path):
