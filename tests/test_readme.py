@@ -13,7 +13,7 @@ import pytest
 
 from sim.report.document import flatten
 from sim.report.metrics import REQUEST_COLUMNS, RequestTable, request_columns
-from tests.conftest import ROOT
+from tests.conftest import ROOT, SHARED_DATA
 from tests.test_planner import README_PLAN
 
 README = (ROOT / "README.md").read_text()
@@ -73,6 +73,53 @@ def test_readme_example_runs(command, run_cli, tmp_path, monkeypatch):
     if argv[0] == "--plan":  # the fleet plan: some EIC per rack is what reaches the hit ratio
         chosen = next(line for line in stdout.splitlines() if line.startswith("chosen:"))
         assert "eic=" in chosen and "eic=0GiB" not in chosen
+
+
+QUESTIONS = _commands("Four questions")
+
+
+def test_the_four_questions_are_one_command_each_right_after_the_first_screen():
+    assert README.split("\n## ", 2)[1].startswith("Four questions\n")
+    assert len(QUESTIONS) == 4 and all(c.startswith("python main.py ") for c in QUESTIONS)
+    flags = [shlex.split(c) for c in QUESTIONS]
+    assert {"--cache-only", "cache.access_semantics=prefix"} <= set(flags[0]) and "belady" in flags[0][
+        flags[0].index("--policy") + 1].split(",")
+    assert "--plan" in flags[1] and {"--sweep", "--max-rate"} <= set(flags[2]) and "--requests-csv" in flags[3]
+
+
+@pytest.mark.parametrize("command", QUESTIONS, ids=["policy", "tiers", "pd-split", "ttft"])
+def test_each_of_the_four_questions_runs_and_says_what_its_line_reads(command, run_cli, tmp_path, monkeypatch):
+    argv = [a.replace("out/", f"{tmp_path}/") for a in shlex.split(command)[2:]]
+    if (any("../shared/" in a for a in argv) or argv[0] == "--plan") and not SHARED_DATA.is_dir():
+        pytest.skip(f"{SHARED_DATA} absent: the question replays Mooncake's trace from it")
+    if argv[0] == "--plan":  # (its trace is relative to the plan file: ../shared beside this checkout, or SHARED_DATA)
+        plan = (ROOT / argv[1]).read_text()
+        assert "../../../shared/data/traces/mooncake_conversation.jsonl" in plan
+        argv[1] = tmp_path / "plan.yaml"
+        argv[1].write_text(plan.replace("../../../shared/data", str(SHARED_DATA)))
+    argv = [a.replace("../shared/data", str(SHARED_DATA)) if isinstance(a, str) else a for a in argv]
+    monkeypatch.chdir(ROOT)
+    status, stdout, err = run_cli(*argv, "--report-json", tmp_path / "r.json", "--plot-dir", tmp_path / "plots")
+    assert status == 0, err
+    report = json.loads((tmp_path / "r.json").read_text())
+    if "--policy" in argv:  # every policy's hit_ratio printed, Belady's the highest
+        hits = {r["name"]: r["metrics"]["hit_ratio"] for r in report["runs"]}
+        assert len(re.findall(r"^  hit_ratio ", stdout, flags=re.M)) == len(hits) == 4 and max(hits, key=hits.get) == "belady"
+        assert 0 < hits["lru"] < hits["belady"]
+    elif argv[0] == "--plan":  # the chosen mix names its DRAM and SSD and reaches the target
+        chosen = next(line for line in stdout.splitlines() if line.startswith("chosen:"))
+        assert "dram=" in chosen and "ssd=" in chosen
+        assert any(c["chosen"] and c["hit_ratio"] >= 0.3 for c in report["plan"]["candidates"])
+    elif "--sweep" in argv:  # a max rate for each of the 9 points
+        assert "max_rate_rps" in stdout.splitlines()[0] and len(report["runs"]) == 9
+        assert all(r["metrics"]["max_rate_rps"] > 0 for r in report["runs"])
+    else:  # the breakdown's means sum to the TTFT's mean, and each request's parts are columns of its row
+        metrics = report["runs"][0]["metrics"]
+        assert "ttft_breakdown_s" in stdout
+        assert sum(metrics["ttft_breakdown_s"].values()) == pytest.approx(metrics["ttft_s"]["mean"], rel=1e-9)
+        with (tmp_path / "requests.csv").open() as fh:
+            assert {"queue_s", "prefill_s", "kv_transfer_s", "first_decode_s"} <= set(next(csv.reader(fh)))
+        assert (tmp_path / "plots" / "pd_ttft_breakdown.png").stat().st_size > 0
 
 
 PROSE = " ".join(README.split())  # the README's words, line breaks as spaces
