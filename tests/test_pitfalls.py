@@ -4,6 +4,8 @@ worked out by hand from the trace and the documented rules, not read off a run."
 
 from __future__ import annotations
 
+import numpy as np
+
 from sim.config import load_config
 from sim.serving.run import run_serving
 from tests.test_serving import make_trace
@@ -23,3 +25,28 @@ def test_a_preempted_request_readmitted_with_cached_blocks_counts_its_hits_once(
     assert requests.preemptions.tolist() == [0, 1, 0]  # (the premise: B was preempted and re-admitted)
     assert (result.metrics["accesses"], result.metrics["hits"]) == (5, 1)
     assert requests.cached_tokens.tolist() == [0, 0, 16]
+
+
+def test_a_full_lower_tier_hit_is_not_cut_to_the_free_hbm_blocks():
+    """sglang PR#40193: a full L3 hit was cut down to the free L2 capacity and reported as a partial hit. The KV
+    connector's plan serves the whole held prefix whatever HBM has free: the blocks already in use there are shared,
+    not taken again. By hand, one GPU, 4 usable blocks of 16, exclusive tiers: blocks 1 2 3 pushed to DRAM; a running
+    request takes 1 and 2 back (33 tokens: 3 blocks, 1 left free); a 48-token prompt [1, 2, 3] then needs one new block
+    (block 3, loaded), fits, and is served all 3 blocks, 47 tokens (its last recomputed), not min(3, 1 free) = 1."""
+    from sim.cluster.run import ClusterRun
+    from sim.serving.job import Job
+    from tests.test_cluster import ONE_GPU_CLUSTER
+
+    trace = make_trace([0.0, 50.0], [48, 32], [1, 2], block_lists=[[1, 2, 3], [1, 2]])
+    run = ClusterRun(trace, load_config(None, sets=[*ONE_GPU_CLUSTER, "cache.inclusion=exclusive",
+                                                    "serving.num_gpu_blocks=5"]))
+    inst = run.instance(0)
+    kv = inst.kv
+    kv.cache.touch_chain([3, 2, 1], np.array([0, 1, 2]), freed=True)
+    kv.cache.resize_top(0)
+    kv.allocate(Job(1, 32, 2, [1, 2], 0, target=32), 33)
+    job = Job(0, 48, 1, [1, 2, 3], 0, target=48)
+    assert (kv.cache.resident(1), kv.pool.free, kv.admission_blocks(job, 48, True)) == ({3}, 1, 1)  # (it fits)
+    plan = run._connect(inst, job)
+    assert (plan.hits, kv.external_match(job, plan.hits).tokens) == (3, 47)
+    assert kv.lookup(job).tier_of_each == [0, 0, 1]
