@@ -50,3 +50,19 @@ def test_a_full_lower_tier_hit_is_not_cut_to_the_free_hbm_blocks():
     plan = run._connect(inst, job)
     assert (plan.hits, kv.external_match(job, plan.hits).tokens) == (3, 47)
     assert kv.lookup(job).tier_of_each == [0, 0, 1]
+
+
+def test_lower_tiers_are_looked_up_past_an_hbm_hit():
+    """BLIS #1586: the CPU tier was checked only when the GPU lookup found nothing. The prefix runs on through lower
+    tiers after its HBM blocks. By hand, 4 usable blocks of 16, exclusive tiers: A (blocks 1 2 3, 48 tokens) leaves
+    them cached; B (block 7, 16 + 18 out: 3 blocks) takes the free one and evicts the two deepest cached, 3 then 2,
+    into DRAM; C (blocks 1 2 3 4, 64 tokens) at 50 s is served block 1 from HBM and 2 3 from DRAM: 3 hits of 8
+    lookups, 48 tokens cached, a load from DRAM (not 1 block, 16 tokens, and no load)."""
+    config = load_config(None, sets=["serving.num_instances=1", "serving.num_gpu_blocks=5", "serving.block_size=16",
+                                     "cache.inclusion=exclusive"])
+    trace = make_trace([0.0, 10.0, 50.0], [48, 16, 64], [1, 18, 1], block_lists=[[1, 2, 3], [7], [1, 2, 3, 4]])
+    result, requests = run_serving(trace, config, "single")
+    m = result.metrics
+    assert (m["accesses"], m["hits"], m["tier_hit_ratio"]["hbm"], m["tier_hit_ratio"]["dram"]) == (8, 3, 1 / 8, 2 / 8)
+    assert requests.cached_tokens.tolist() == [0, 0, 48]
+    assert requests.kv_load[2] > 0
