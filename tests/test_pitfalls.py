@@ -66,3 +66,18 @@ def test_lower_tiers_are_looked_up_past_an_hbm_hit():
     assert (m["accesses"], m["hits"], m["tier_hit_ratio"]["hbm"], m["tier_hit_ratio"]["dram"]) == (8, 3, 1 / 8, 2 / 8)
     assert requests.cached_tokens.tolist() == [0, 0, 48]
     assert requests.kv_load[2] > 0
+
+
+def test_a_free_cached_block_stays_in_hbm_while_hbm_has_room():
+    """BLIS #511: free cached GPU blocks were moved to CPU, the opposite of vLLM, whose offloading never removes a GPU
+    prefix hash while its block is not needed. By hand, 4 usable blocks of 16, exclusive tiers: A (blocks 1 2 3, 48
+    tokens) leaves them cached with a block to spare; nothing needs HBM, so DRAM is written nothing, and C (blocks 1 2
+    3 4, 64 tokens) at 50 s is served all three from HBM with no load."""
+    config = load_config(None, sets=["serving.num_instances=1", "serving.num_gpu_blocks=5", "serving.block_size=16",
+                                     "cache.inclusion=exclusive"])
+    trace = make_trace([0.0, 50.0], [48, 64], [1, 1], block_lists=[[1, 2, 3], [1, 2, 3, 4]])
+    result, requests = run_serving(trace, config, "single")
+    m = result.metrics
+    assert (m["hits"], m["tier_hit_ratio"]["hbm"]) == (3, 3 / 7)
+    assert m["tiers"]["dram"]["bytes_written"] == 0
+    assert (requests.cached_tokens[1], requests.kv_load[1]) == (48, 0.0)
