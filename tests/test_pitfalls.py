@@ -81,3 +81,17 @@ def test_a_free_cached_block_stays_in_hbm_while_hbm_has_room():
     assert (m["hits"], m["tier_hit_ratio"]["hbm"]) == (3, 3 / 7)
     assert m["tiers"]["dram"]["bytes_written"] == 0
     assert (requests.cached_tokens[1], requests.kv_load[1]) == (48, 0.0)
+
+
+def test_a_chunked_prefill_counts_its_prefix_hits_once():
+    """LLMServingSim PR#49, sglang PR#2555: prefix hits were counted once per prefill chunk, not once per request.
+    vLLM counts a request's prefix-cache queries and hits when it is admitted, whatever the chunks its prefill takes.
+    By hand, blocks of 16, a 16-token step budget: A (blocks 1 2 3, 48 tokens) leaves them cached; C (blocks 1 .. 6,
+    96 tokens) at 50 s hits 3 blocks (48 tokens) and prefills the other 48 in three chunks: 3 + 6 = 9 lookups, 3
+    hits."""
+    config = load_config(None, sets=["serving.num_instances=1", "serving.block_size=16",
+                                     "serving.max_num_batched_tokens=16", "serving.max_model_len=256"])
+    trace = make_trace([0.0, 50.0], [48, 96], [1, 1], block_lists=[[1, 2, 3], [1, 2, 3, 4, 5, 6]])
+    result, requests = run_serving(trace, config, "single")
+    assert (result.metrics["accesses"], result.metrics["hits"]) == (9, 3)
+    assert requests.cached_tokens.tolist() == [0, 48]
