@@ -95,3 +95,20 @@ def test_a_chunked_prefill_counts_its_prefix_hits_once():
     result, requests = run_serving(trace, config, "single")
     assert (result.metrics["accesses"], result.metrics["hits"]) == (9, 3)
     assert requests.cached_tokens.tolist() == [0, 48]
+
+
+def test_two_writers_of_one_output_each_write_through_their_own_temporary_file(tmp_path):
+    """LLMServingSim PR#43: runs in parallel overwrote each other's temporary files. Two runs writing one report at
+    once (a sweep's workers, two shells) each write a temporary file of its own beside it and rename it: both
+    succeed and the report is whole, the last rename's. A fixed temporary name made the second writer truncate the
+    first's file and the first's rename fail."""
+    from sim.report.output import atomic_write
+
+    path = tmp_path / "report.json"
+    with atomic_write(path) as first:
+        first.write("first run's report\n")
+        with atomic_write(path) as second:
+            second.write("second run's report\n")
+        assert path.read_text() == "second run's report\n"
+    assert path.read_text() == "first run's report\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
