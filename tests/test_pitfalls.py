@@ -1,6 +1,6 @@
-"""Bugs peer simulators shipped (/work/shared/PITFALLS.md), each reintroduced into kvsim by hand (hpitmut's mutation
-audit) where no test failed on it: each test here fails on that mutant and holds on kvsim's code. Expectations are
-worked out by hand from the trace and the documented rules, not read off a run."""
+"""Bugs peer simulators shipped (the shared notes' PITFALLS.md), each reintroduced into kvsim by hand
+(hpitmut's mutation audit) where no test failed on it: each test here fails on that mutant and holds on kvsim's code.
+Expectations are worked out by hand from the trace and the documented rules, not read off a run."""
 
 from __future__ import annotations
 
@@ -112,3 +112,4 @@ def test_two_writers_of_one_output_each_write_through_their_own_temporary_file(t
         assert path.read_text() == "second run's report\n"
     assert path.read_text() == "first run's report\n"
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
