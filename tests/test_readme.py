@@ -13,7 +13,7 @@ import pytest
 
 from sim.report.document import flatten
 from sim.report.metrics import REQUEST_COLUMNS, RequestTable, request_columns
-from tests.conftest import ROOT, SHARED_DATA
+from tests.conftest import ROOT
 from tests.test_planner import README_PLAN
 
 README = (ROOT / "README.md").read_text()
@@ -90,14 +90,9 @@ def test_the_four_questions_are_one_command_each_right_after_the_first_screen():
 @pytest.mark.parametrize("command", QUESTIONS, ids=["policy", "tiers", "pd-split", "ttft"])
 def test_each_of_the_four_questions_runs_and_says_what_its_line_reads(command, run_cli, tmp_path, monkeypatch):
     argv = [a.replace("out/", f"{tmp_path}/") for a in shlex.split(command)[2:]]
-    if (any("../shared/" in a for a in argv) or argv[0] == "--plan") and not SHARED_DATA.is_dir():
-        pytest.skip(f"{SHARED_DATA} absent: the question replays Mooncake's trace from it")
-    if argv[0] == "--plan":  # (its trace is relative to the plan file: ../shared beside this checkout, or SHARED_DATA)
-        plan = (ROOT / argv[1]).read_text()
-        assert "../../../shared/data/traces/mooncake_conversation.jsonl" in plan
-        argv[1] = tmp_path / "plan.yaml"
-        argv[1].write_text(plan.replace("../../../shared/data", str(SHARED_DATA)))
-    argv = [a.replace("../shared/data", str(SHARED_DATA)) if isinstance(a, str) else a for a in argv]
+    assert not any("../shared/" in a for a in argv)  # (a newcomer's clone has no ../shared: bundled traces only)
+    if argv[0] == "--plan":
+        assert "../../trace/data/mooncake_conversation_3k.jsonl" in (ROOT / argv[1]).read_text()
     monkeypatch.chdir(ROOT)
     status, stdout, err = run_cli(*argv, "--report-json", tmp_path / "r.json", "--plot-dir", tmp_path / "plots")
     assert status == 0, err
