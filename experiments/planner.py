@@ -115,14 +115,19 @@ def check_not_searched(plan, candidates: list[Candidate], args: argparse.Namespa
                                         f"value given here; drop one of them")
 
 
-def check_settings_read(plan, args: argparse.Namespace) -> None:
+def check_settings_read(plan, args: argparse.Namespace, base: Config) -> None:
     """Every key the command line or the plan's own 'set'/'workload' sets is read by at least one of the modes its
     candidates run in (``sim.mode_settings.SETTING_MODES``, as a sweep checks its keys): pd.transfer in a plan of aggregated
-    splits only did nothing, exit 0."""
+    splits only did nothing, exit 0. ``base``: the resolved base config, whose cache.capacity_blocks a plan refuses
+    wherever it was set (a config file, an overlay, a preset too: it is read, and replaces the tiers searched)."""
     from sim.mode_settings import setting_users
 
     modes = candidate_modes(plan)
-    for said, key in _given_settings(plan, args):
+    given = _given_settings(plan, args)
+    if base.cache.capacity_blocks is not None and all(key != "cache.capacity_blocks" for _, key in given):
+        given.insert(0, (f"config key 'cache.capacity_blocks'={base.cache.capacity_blocks} (the base config: --config, "
+                         "the plan's 'config', an overlay or a preset)", "cache.capacity_blocks"))
+    for said, key in given:
         if key == "cache.insert_outputs":  # (its miss-ratio curve, which prunes the candidates, is of prompt blocks)
             raise plan_error(plan.path, f"{said}: a plan replays prompt blocks alone (the miss-ratio curve that prunes "
                                         "its candidates is theirs), so generated blocks are not inserted")
@@ -253,7 +258,7 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
     prices = load_prices(plan.prices, source=f"plan {plan.path}")
     candidates = enumerate_candidates(plan, base, prices)
     check_not_searched(plan, candidates, args)
-    check_settings_read(plan, args)
+    check_settings_read(plan, args, base)
     options = RunOptions(max_rate=hit_target is None, tolerance=plan.rate_tolerance)
     given = {key: said for said, key in _given_settings(plan, args)}
     givens = {c.name: {**learned_tier_policies(c.config, built_too=True), **given}  # (check_point's: a file's too)
