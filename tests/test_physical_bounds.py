@@ -50,6 +50,7 @@ import pytest
 from report_invariants import check_report
 
 from sim.specs import model_spec
+from tests.conftest import ROOT
 
 # Datasheet peaks (dense BF16 tensor FLOP/s; HBM bytes/s):
 GPUS = {
@@ -59,6 +60,9 @@ GPUS = {
     "h200": (989.4e12, 4.8e12),
     # NVIDIA A100 Tensor Core GPU datasheet, A100 80GB SXM: BF16 312 TFLOPS dense; 2,039 GB/s
     "a100-80gb": (312e12, 2.039e12),
+    # NVIDIA Ada Lovelace architecture whitepaper, GeForce RTX 4090: FP16 tensor 330.3 TFLOPS dense with FP16
+    # accumulate (165.2 with FP32 accumulate, as BF16 GEMMs run: the larger is the safe peak); 1,008 GB/s
+    "rtx4090": (330.3e12, 1.008e12),
 }
 # NVIDIA H100 datasheet: NVLink 900 GB/s (both directions together): 450e9 B/s one way, the fastest KV path inside
 # a node (--cluster --pd sends over NVLink within a node)
@@ -73,6 +77,7 @@ class Published:
 
 MODELS = {
     "llama-3.1-8b": Published(8.025e9, "huggingface.co/meta-llama/Llama-3.1-8B model card: 8.03B"),
+    "llama-3-8b": Published(8.025e9, "huggingface.co/meta-llama/Meta-Llama-3-8B: 8.03B params (safetensors)"),
     "qwen3-30b-a3b": Published(30.45e9, "huggingface.co/Qwen/Qwen3-30B-A3B model card: 30.5B in total"),
     "deepseek-v2-lite": Published(15.65e9, "huggingface.co/deepseek-ai/DeepSeek-V2-Lite model card: 15.7B total"),
     "gemma-2-9b": Published(9.235e9, "Gemma 2 technical report (arXiv:2408.00118) Table: 9.24B (tied embeddings)"),
@@ -229,6 +234,12 @@ RUNS = {
     "sliding-gemma-2-9b": ("sharegpt", [], ["model=gemma-2-9b", "serving.num_instances=2"]),
     "gdn-qwen3-next": ("mooncake", [], ["model=qwen3-next-80b-a3b", "serving.num_instances=1",
                                         "serving.tensor_parallel_size=4", "hardware.gpu=h200"]),
+    # measured operator tables (a profiled backend): interpolated and extrapolated times must stay above physics too
+    "profiled-vidur-a100-tp2": ("sharegpt", ["--calibration-profile", str(ROOT / "profiles" / "vidur_a100_llama3_8b.yaml")],
+                                []),
+    "profiled-rtx4090-overload": ("azure", ["--calibration-profile",
+                                            str(ROOT / "profiles" / "rtx4090_llama31_8b_vllm.yaml"), "--rate-scale", "8"],
+                                  []),
 }
 
 
