@@ -106,3 +106,20 @@ def test_a_pd_decode_instance_holds_the_kv_of_every_token_fed_there():
     assert requests.first_token[0] - ready == pytest.approx(_price(config, decode_kv=(40,)), rel=1e-9)
     assert requests.last_token[0] - ready == pytest.approx(sum(_price(config, decode_kv=(kv,)) for kv in range(40, 49)),
                                                            rel=1e-9)
+
+
+def test_a_pd_decode_instance_finds_no_block_whose_kv_is_still_on_its_way():
+    """vLLM's decode side caches a received block's hash only once its KV has landed (``_update_waiting_for_remote_kv``
+    -> ``cache_blocks``): a request arriving while another's transfer of the same prefix is under way finds none of it
+    and is sent its own copy. Two prefill instances, one decode, a 1 Gb/s link: A and B (blocks 1-4, 64 tokens each)
+    1 ms apart are each sent all 4 blocks (B's first token after its own 4 blocks land: before, it was sent 1 and
+    decoded over A's blocks 50 ms before they arrived); B arriving after A's KV landed finds 3 (all but the block
+    holding its last token) and is sent 1."""
+    config = load_config(None, sets=["pd.num_prefill=2", "pd.num_decode=1", "serving.block_size=16",
+                                     "network.bandwidth_gbps=1"])
+    _, together = run_serving(make_trace([0.0, 0.001], [64, 64], [4, 4], block_lists=[[1, 2, 3, 4]] * 2), config, "pd")
+    block = together.kv_transfer_bytes[0] // 4
+    assert together.kv_transfer_bytes.tolist() == [4 * block, 4 * block]
+    assert together.first_token[1] > together.kv_ready[1] >= together.kv_ready[0]
+    _, apart = run_serving(make_trace([0.0, 5.0], [64, 64], [4, 4], block_lists=[[1, 2, 3, 4]] * 2), config, "pd")
+    assert apart.kv_transfer_bytes.tolist() == [4 * block, block]

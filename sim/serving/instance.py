@@ -67,6 +67,10 @@ class Instance:
         self._window_version = 0
         self.group: LockstepGroup | None = None  # its data-parallel group, which then drives its steps
         self._batch_end = 0.0  # when the single step in flight ends
+        # (decode role) the prompt blocks whose KV is on its way here, by id: how many transfers bring each, and each
+        # request's (``reserve``, ``landed``): not found by a later request until they land
+        self._landing: dict[int, int] = {}
+        self._landing_of: dict[int, list[int]] = {}
 
     # ------------------------------------------------------------------ load
 
@@ -131,6 +135,11 @@ class Instance:
             # blocks are taken, so the window ends with its step in progress
             self._cut_window(ahead=False)
         present = kv.receive(job, tokens)
+        landing = self._landing
+        if landing and present:  # blocks still in transfer to another request: not yet computed here, so not found
+            # (vLLM caches a received block's hash only once its KV lands, ``_update_waiting_for_remote_kv``; until
+            # then a later request's lookup stops there and the connector brings its own copy)
+            present = next((i for i, block in enumerate(job.blocks[:present]) if block in landing), present)
         loaded = tokens - backoff  # the prompt tokens whose KV the prefill side sends
         # the first step here feeds the prompt's last token to sample the first output: recomputed over the whole
         # prompt's KV it was sent (vLLM's scheduler counts a received prompt one token short,
@@ -153,7 +162,28 @@ class Instance:
             return None
         kv.allocate(job, slots)
         job.computed, job.target = computed, target
-        return kv.sent_blocks(job, present) if loaded else 0
+        if not loaded:
+            return 0
+        sent = kv.sent_blocks(job, present)
+        if sent:
+            arriving = [int(block) for block in job.blocks[present:]]  # (its prompt's blocks past what was found)
+            self._landing_of[job.rid] = arriving
+            for block in arriving:
+                landing[block] = landing.get(block, 0) + 1
+        return sent
+
+    def landed(self, job: Job) -> None:
+        """Decode role: the KV ``reserve`` held blocks for has arrived: its blocks are found by later requests."""
+        arriving = self._landing_of.pop(job.rid, None)
+        if arriving is None:
+            return
+        landing = self._landing
+        for block in arriving:
+            left = landing[block] - 1
+            if left:
+                landing[block] = left
+            else:
+                del landing[block]
 
     def release(self, job: Job) -> None:
         """Free a job's blocks (PD: a prefilled job once its KV has been sent) and look for work."""

@@ -382,6 +382,7 @@ class ServingRun:
         self.in_transfer -= 1
         self.table.kv_ready[job.rid] = self.engine.now
         src.release(job)
+        dest.landed(dest_job)
         dest.submit(dest_job)
 
     # ------------------------------------------------------------------ run
