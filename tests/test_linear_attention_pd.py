@@ -55,6 +55,20 @@ def test_one_requests_bytes_and_ttft_by_hand(transfer):
     assert float(requests.ttft[0]) == pytest.approx(sum(breakdown.values()), rel=1e-12)
 
 
+def test_a_one_token_prompt_sends_nothing_and_is_computed_on_the_decode_side():
+    """A 1-token prompt is no longer than the backoff: the prefill side computes it whole (``_truncate_request_for_
+    prefill`` keeps a prompt of at most the backoff), and the decode side asks for N - 1 = 0 remote tokens
+    (``_get_remote_prefill_token_count``): nothing crosses (no attention block, no state), and the decode side
+    computes the token from the initial state, a one-token query over 1 key, and samples the first output."""
+    config = load_config(None, sets=list(PLAIN))
+    _, requests = run_serving(_trace([1], [2], 544), config, "pd")
+    assert requests.kv_transfer_bytes[0] == 0
+    first = StepShape()
+    first.add_decode(1)
+    assert requests.first_token[0] - requests.kv_ready[0] == pytest.approx(compute_model(config).step_time(first),
+                                                                           rel=1e-12)
+
+
 def _decode_side(sets, trace):
     run = ServingRun(trace, load_config(None, sets=list(sets)), "pd")
     return run.decode[0]
