@@ -118,15 +118,18 @@ def check_not_searched(plan, candidates: list[Candidate], args: argparse.Namespa
 def check_settings_read(plan, args: argparse.Namespace, base: Config) -> None:
     """Every key the command line or the plan's own 'set'/'workload' sets is read by at least one of the modes its
     candidates run in (``sim.mode_settings.SETTING_MODES``, as a sweep checks its keys): pd.transfer in a plan of aggregated
-    splits only did nothing, exit 0. ``base``: the resolved base config, whose cache.capacity_blocks a plan refuses
-    wherever it was set (a config file, an overlay, a preset too: it is read, and replaces the tiers searched)."""
+    splits only did nothing, exit 0. ``base``: the resolved base config, whose cache.capacity_blocks and
+    cache.insert_outputs a plan refuses wherever they were set (a config file, an overlay, a preset too: they are
+    read, and one replaces the tiers searched, the other puts blocks in the cache its curve does not have)."""
     from sim.mode_settings import setting_users
 
     modes = candidate_modes(plan)
     given = _given_settings(plan, args)
-    if base.cache.capacity_blocks is not None and all(key != "cache.capacity_blocks" for _, key in given):
-        given.insert(0, (f"config key 'cache.capacity_blocks'={base.cache.capacity_blocks} (the base config: --config, "
-                         "the plan's 'config', an overlay or a preset)", "cache.capacity_blocks"))
+    for key, value in (("cache.capacity_blocks", base.cache.capacity_blocks),
+                       ("cache.insert_outputs", base.cache.insert_outputs or None)):
+        if value is not None and all(k != key for _, k in given):
+            given.insert(0, (f"config key '{key}'={value} (the base config: --config, the plan's 'config', an overlay "
+                             "or a preset)", key))
     for said, key in given:
         if key == "cache.insert_outputs":  # (its miss-ratio curve, which prunes the candidates, is of prompt blocks)
             raise plan_error(plan.path, f"{said}: a plan replays prompt blocks alone (the miss-ratio curve that prunes "

@@ -145,15 +145,19 @@ def test_bad_plans_exit_2_naming_the_key(run_cli, tmp_path, body, needle):
     assert status == 2 and needle in err, err
 
 
-def test_a_plan_refuses_a_fixed_cache_size_from_its_base_config(run_cli, tmp_path):
+@pytest.mark.parametrize("setting, said, why", [
+    ("capacity_blocks: 50", "config key 'cache.capacity_blocks'=50", "a plan sizes the tiers"),
+    ("insert_outputs: true", "config key 'cache.insert_outputs'=True", "a plan replays prompt blocks alone")])
+def test_a_plan_refuses_a_cache_setting_from_its_base_config(run_cli, tmp_path, setting, said, why):
     """cache.capacity_blocks from a config file (not 'set' or --set) replaced the tiers searched as well: both tier
-    mixes replayed one cache of 50 blocks and measured the same hit ratio, exit 0."""
+    mixes replayed one cache of 50 blocks and measured the same hit ratio, exit 0; cache.insert_outputs there put
+    generated blocks in caches the pruning curve (of prompt blocks) does not have, exit 0."""
     config = tmp_path / "fixed.yaml"
-    config.write_text("cache:\n  capacity_blocks: 50\n")
+    config.write_text(f"cache:\n  {setting}\n")
     body = {"workload": {"trace": str(BUNDLED_AZURE), "limit": 20}, "target": {"hit_ratio": 0.2},
             "search": {"gpu": ["h100-sxm"], "tiers": {"dram": [0, 256]}}}
     status, _, err = run_cli("--plan", _plan(tmp_path, body), "--config", config, "--no-plot")
-    assert status == 2 and "config key 'cache.capacity_blocks'=50" in err and "a plan sizes the tiers" in err, err
+    assert status == 2 and said in err and why in err, err
 
 
 def test_prices_cite_sources_and_plan_overrides_apply(run_cli, tmp_path):
