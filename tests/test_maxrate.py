@@ -146,6 +146,9 @@ def test_an_answer_the_whole_workload_arrives_within_is_flagged_as_a_burst():
     burst = _probe(3481.8, 40, 4.7)
     report = max_rate_run(MaxRateResult(burst, _probe(3500.0, 40, 4.7), [burst]), 1.0, slo).metrics["max_rate_search"]
     assert report["steady_state"] is False and "burst" in report["note"] and "16,364 in the system" in report["note"]  # 3,481.8 x 4.7 = 16,364.5
+    at_bound = _probe(10.0, 40, 4.0)  # 40 requests, 10 req/s x 4 s = 40 in the system: "no more than that", a burst
+    report = max_rate_run(MaxRateResult(at_bound, None, [at_bound]), 1.0, slo).metrics["max_rate_search"]
+    assert report["steady_state"] is False and "40 in the system" in report["note"]
     steady = _probe(18.3, 150, 0.6)
     report = max_rate_run(MaxRateResult(steady, _probe(18.5, 150, 0.6), [steady]), 1.0, slo).metrics["max_rate_search"]
     assert "steady_state" not in report and "note" not in report
@@ -164,6 +167,8 @@ def test_a_target_no_rate_meets_says_how_far_off_at_the_lowest_load():
     search = max_rate_run(MaxRateResult(None, low, [high, low]), 2.941, slo).metrics["max_rate_search"]
     assert search["note"] == ("no rate tried meets the target: SLO attainment 0.523 < 0.9 even at the lowest load "
                               "tried (0.09374 req/s)")  # 0.031875 x 2.941 = 0.0937444
+    answer = max_rate_run(MaxRateResult(None, low, [high, low]), 2.941, slo).metrics
+    assert answer["max_rate_scale"] == answer["max_rate_rps"] == 0.0  # no rate met: not the lowest one that failed
     search = max_rate_run(MaxRateResult(None, low, [high, low]), None, slo).metrics["max_rate_search"]
     assert search["note"].endswith("(rate scale 0.03188)")
 
@@ -206,3 +211,32 @@ def test_an_answer_above_the_service_rate_is_flagged_as_transient(run_cli, tmp_p
         assert f"of the {n:,} requests" in search["note"]
     else:
         assert "steady_state" not in search and "note" not in search
+
+
+def _search_over(attainment_at, target: float = 0.9):
+    """``search`` over a made-up deployment whose SLO attainment at rate scale s is ``attainment_at(s)``."""
+    from experiments.maxrate import search
+    from sim.config import SLOConfig
+    from sim.report.document import RunResult
+
+    return search(lambda s: RunResult(name="r", metrics={"slo_attainment": attainment_at(s)}),
+                  SLOConfig(ttft_s=1.0, attainment=target))
+
+
+def test_the_search_brackets_and_bisects_to_the_highest_scale_that_meets():
+    """A deployment meeting the target up to scale 3 exactly: doubling from 1 meets at 1 and 2 and fails at 4, then
+    geometric bisection narrows the bracket [meets, fails] around 3 until fails / meets - 1 <= 1%."""
+    result = _search_over(lambda s: 1.0 if s <= 3.0 else 0.0)
+    assert [p.scale for p in result.steps[:3]] == [1.0, 2.0, 4.0]
+    assert result.meets.scale <= 3.0 < result.fails.scale
+    assert result.fails.scale / result.meets.scale - 1.0 <= 0.01
+    assert all(p.meets == (p.scale <= 3.0) for p in result.steps)
+
+
+def test_the_search_stops_halving_when_less_load_changes_nothing():
+    """A target missed even unloaded (attainment 0.5 at every load, target 0.9): after UNLOADED_REPEATS = 3 probes
+    of one attainment (scales 1, 1/2, 1/4) less load cannot help, so the search stops there; halving on to 2^-24
+    ran 22 more simulations and reported a lowest load a million times lower than any that could matter."""
+    result = _search_over(lambda s: 0.5)
+    assert [p.scale for p in result.steps] == [1.0, 0.5, 0.25]
+    assert result.meets is None and result.fails.scale == 0.25
