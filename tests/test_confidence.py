@@ -116,6 +116,11 @@ def test_intervals_are_held_to_the_values_a_metric_can_take():
     assert ci["hit_ratio"] == pytest.approx([0.9 - h, 1.0])
     assert ci["tier_hit_ratio.hbm"] == pytest.approx([0.9 - h, 1.0])
     assert ci["gap"] == pytest.approx([-T_975_2 / math.sqrt(3), T_975_2 / math.sqrt(3)])
+    # a ratio-named metric with a sample above 1 is no fraction of a whole: its interval keeps its top, so the mean
+    # (1.1 here) stays inside it
+    from experiments.confidence import clipped
+
+    assert clipped("tier_hit_ratio.hbm", [0.9, 1.3], [0.5, 1.7]) == [0.5, 1.7]
 
 
 def test_cluster_pd_seeds_and_max_rate_keep_the_pd_pools(run_cli, tmp_path):
