@@ -24,10 +24,11 @@ CAPACITIES = (1000, 2000, 5000, 10000, 20000)
 CLASSIC = ("lru", "arc", "s3fifo", "sieve")
 
 
-def _chained_trace(block_lists, arrival=None, inputs=None):
+def _chained_trace(block_lists, arrival=None, inputs=None, outputs=None):
     n = len(block_lists)
     return make_trace(arrival if arrival is not None else np.arange(n, dtype=float),
-                      inputs if inputs is not None else [16 * len(b) for b in block_lists], [7] * n,
+                      inputs if inputs is not None else [16 * len(b) for b in block_lists],
+                      outputs if outputs is not None else [7] * n,
                       block_lists=block_lists)
 
 
@@ -35,11 +36,13 @@ prompts = st.lists(st.lists(st.integers(0, 6), min_size=1, max_size=5), min_size
 
 
 @settings(max_examples=60, deadline=None)
-@given(prompts, prompts)
-def test_features_use_no_future(past, future):
-    """The features of the first accesses do not change whatever requests follow them."""
-    alone = access_features(_chained_trace(past))
-    extended = access_features(_chained_trace(past + future))
+@given(prompts, prompts, st.lists(st.integers(1, 4000), min_size=50, max_size=50))
+def test_features_use_no_future(past, future, outputs):
+    """The features of the first accesses do not change whatever requests follow them, their prompts or their
+    response lengths (each request's own is known when its blocks can first be evicted; a later one's is not: with
+    every response 7 tokens long, a feature reading the next request's passed)."""
+    alone = access_features(_chained_trace(past, outputs=outputs[:len(past)]))
+    extended = access_features(_chained_trace(past + future, outputs=outputs[:len(past) + len(future)]))
     np.testing.assert_array_equal(alone, extended[: len(alone)])
 
 
