@@ -13,6 +13,7 @@ import yaml
 
 from learned import fingerprint as fp
 from learned.model import LearnedModel, sidecar_path
+from sim.errors import InputError
 from tests.test_serving import make_trace
 
 MASK = (1 << 64) - 1
@@ -230,3 +231,27 @@ def test_a_plan_candidate_on_training_requests_is_refused_before_any_candidate_r
     assert status == 2 and len(err.strip().splitlines()) == 1, err
     assert f"plan {plan}: candidate " in err and "trained on requests [0, 6016)" in err and "[0, 3000)" in err
     assert not (tmp_path / "out.json").exists()
+
+
+def _check_run(train_range: tuple[int, int], run_range: tuple[int, int], run_block_tokens: int = 16) -> None:
+    """``LearnedModel.check`` of a model trained on requests ``train_range`` of a file, with 16-token blocks, for a
+    run over ``run_range`` of the same file (its content check aside: the ranges alone decide here)."""
+    from types import SimpleNamespace
+
+    model = SimpleNamespace(path="m.txt", meta={"block_tokens": 16, "train": {"source": "sha", "request_range":
+                                                                               list(train_range)}},
+                            _check_content=lambda trace: None)
+    trace = SimpleNamespace(provenance=SimpleNamespace(block_tokens=run_block_tokens, sha256="sha",
+                                                       request_range=run_range, rows_used=run_range[1] - run_range[0]))
+    config = SimpleNamespace(cache=SimpleNamespace(allow_train_test_overlap=False))
+    LearnedModel.check(model, trace, config)
+
+
+def test_one_shared_request_is_an_overlap_and_adjacent_ranges_are_not():
+    """Half-open ranges: [0, 100) and [99, 200) share request 99, so the run is refused; [100, 200) shares none."""
+    shared = r"trained on requests \[0, 100\) of this workload and the run uses \[99, 200\)"
+    with pytest.raises(InputError, match=shared):
+        _check_run((0, 100), (99, 200))
+    _check_run((0, 100), (100, 200))
+    with pytest.raises(InputError, match="trained on 16-token blocks and this run uses 32-token blocks"):
+        _check_run((0, 100), (100, 200), run_block_tokens=32)
