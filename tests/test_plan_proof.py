@@ -147,3 +147,41 @@ def test_plan_page_says_when_the_chosen_one_met_the_target_as_a_burst():
     page = render_html(_report([], plan=plan, mode="plan"), [])
     assert "<b>chosen:</b> big at 2.00 USD/h — met as a burst, not at a sustained rate (its proof below)</p>" in page
     assert f'<ul class="warn"><li><b>meets</b>: {note}</li></ul>' in page
+
+
+def test_a_candidate_whose_search_reached_the_target_but_whose_proof_run_misses_is_not_chosen(monkeypatch):
+    """A (5 USD/h) searched to 2x the target but attains 0.5 when run at it (a bracket off by noise): the answer is the
+    next candidate reaching the target whose own run meets it, B (8 USD/h, 0.95 >= 0.9), with A as its failing
+    cheaper neighbour. Chosen anyway, A was reported as meeting the target beside its own proof's miss."""
+    at_target = {"A": 0.5, "B": 0.95}
+    monkeypatch.setattr(planner, "run_task", lambda task: {"error": None, "runs": [
+        {"metrics": {"slo_attainment": at_target[task.name]}}]})
+    candidates = []
+    for name, cost, scale in (("A", 5.0, 2.0), ("B", 8.0, 1.5)):
+        c = Candidate("h100-sxm", 1, 1, None, {}, name=name, config=Config(), cost=cost, status="timed")
+        c.metrics, c.measured = {"max_rate_scale": scale}, scale
+        candidates.append(c)
+    chosen, proof = planner._prove_slo(candidates, target_scale=1.0, attainment=0.9)
+    assert chosen.name == "B" and proof["meets"]["name"] == "B" and proof["meets"]["meets"] is True
+    assert proof["fails"]["name"] == "A" and proof["fails"]["measured"] == 0.5
+
+
+def test_a_hit_ratio_exactly_at_the_target_meets_it():
+    """Target 0.25: a candidate replayed at exactly 0.25 meets it ("at the target hit ratio") and, the cheapest, is
+    the answer with no cheaper one to fail."""
+    c = Candidate("h100-sxm", 1, 1, None, {}, name="E", mode="cache-only", config=Config(), cost=3.0, status="timed")
+    c.measured, c.metrics, c.mrc_levels = 0.25, {"hit_ratio": 0.25}, (0.0, 0.25)
+    chosen, proof = planner._prove_hit([c], [c], 0.25)
+    assert chosen is c and proof == {"meets": proof["meets"], "fails": None} and proof["meets"]["meets"] is True
+
+
+def test_the_pareto_front_keeps_each_candidate_no_cheaper_one_matches():
+    """By cost: A (1 USD/h, 0.5), B (2, 0.5: A matches it), C (3, 0.7), D (4, 0.0: a zero measure is never on it),
+    E (5, 0.6: C is cheaper and better): the front is A and C."""
+    timed = []
+    for name, cost, measured in (("A", 1.0, 0.5), ("B", 2.0, 0.5), ("C", 3.0, 0.7), ("D", 4.0, 0.0), ("E", 5.0, 0.6)):
+        c = Candidate("h100-sxm", 1, 1, None, {}, name=name, config=Config(), cost=cost, status="timed")
+        c.measured = measured
+        timed.append(c)
+    planner._pareto(timed)
+    assert [c.name for c in timed if c.pareto] == ["A", "C"]
