@@ -316,3 +316,22 @@ def test_a_report_is_the_same_from_any_working_directory(run_cli, tmp_path, monk
         reports.append(report)
     assert reports[0] == reports[1]
     assert reports[0]["config"]["workload"]["trace"] == str(data / "t.jsonl")  # spelled as the config file was named
+
+
+def test_cross_field_bounds_hold_at_their_edges():
+    """serving.max_model_len may equal the model's context (opt-13b: 2,048 tokens), not exceed it (vLLM's
+    _get_and_verify_max_len); a request range must hold a request: range_start equal to range_end is refused."""
+    assert load_config(None, sets=["model=opt-13b", "serving.max_model_len=2048"]).serving.max_model_len == 2048
+    with pytest.raises(ConfigError, match="exceeds model opt-13b's context of 2048 tokens"):
+        load_config(None, sets=["model=opt-13b", "serving.max_model_len=2049"])
+    with pytest.raises(ConfigError, match="'workload.range_start'=0.5 and 'workload.range_end'=0.5: start must be below"):
+        load_config(None, sets=["workload.range_start=0.5", "workload.range_end=0.5"])
+
+
+def test_a_data_parallel_group_must_fit_one_node_in_gpus_not_only_in_ranks():
+    """A data-parallel group is data_parallel_size x tensor_parallel_size GPUs of one node: 2 x 4 = 8 fits an
+    8-GPU node; 4 x 4 = 16 does not, though 4 ranks alone would."""
+    moe = ["model=qwen3-30b-a3b", "hardware.gpus_per_node=8", "serving.tensor_parallel_size=4"]
+    load_config(None, sets=[*moe, "serving.data_parallel_size=2", "serving.num_instances=2"])
+    with pytest.raises(ConfigError, match="'serving.data_parallel_size'=4 x tensor_parallel_size 4 needs 16 GPUs"):
+        load_config(None, sets=[*moe, "serving.data_parallel_size=4", "serving.num_instances=4"])
