@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -184,3 +186,24 @@ def test_a_steep_zipf_draws_the_first_item_without_a_numpy_warning():
         warnings.simplefilter("error")
         drawn = _zipf_choice(np.random.default_rng(0), 5, 1e6, 100)
     assert (drawn == 0).all()
+
+
+def test_rag_requests_share_exactly_the_blocks_inside_their_documents():
+    """One 31-token document in every prompt, 16-token blocks: block 0 (tokens 0-15) lies inside it, shared by every
+    request; block 1 (tokens 16-31) ends on the request's own first token (31), so it is never shared, nor any after."""
+    t = _gen(kind="rag", num_requests=200, num_documents=1, documents_per_request=1, document_tokens=31)
+    heads = {int(t.blocks(i)[0]) for i in range(len(t))}
+    assert len(heads) == 1
+    tails = np.concatenate([t.blocks(i)[1:] for i in range(len(t))])
+    assert len(np.unique(tails)) == len(tails)
+
+
+def test_lengths_are_exponential_with_the_configured_mean_rounded_to_the_nearest_token():
+    """max(1, round(X)) for X ~ Exp(mean 100): E[round X] = sum over k >= 1 of P(X >= k - 1/2) = e^(1/200) / (e^(1/100)
+    - 1) = 100.0000, and the floor at 1 adds P(X < 1/2) = 1 - e^(-1/200) = 0.0050: 100.005. Over 4 M draws the mean's
+    standard error is 0.05; truncating (floor) would give 99.51, ten of them off."""
+    from trace.synthetic import _lengths
+
+    expected = math.exp(1 / 200) / math.expm1(1 / 100) - math.expm1(-1 / 200)
+    assert expected == pytest.approx(100.005, abs=1e-3)
+    assert _lengths(np.random.default_rng(0), 100.0, 4_000_000).mean() == pytest.approx(expected, abs=0.2)
