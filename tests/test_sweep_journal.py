@@ -85,3 +85,19 @@ def test_a_report_to_a_device_keeps_the_journal_beside_the_spec(run_cli, tmp_pat
     assert (tmp_path / "spec.journal.jsonl").is_file()
     status, _, err = run_cli(*argv, "--resume")
     assert status == 0 and "2 already done; running 0" in err, err
+
+
+def test_resume_cuts_a_torn_last_line_and_keeps_every_whole_record(tmp_path):
+    """A run killed while appending leaves a last line without its newline: resuming keeps each whole record and cuts
+    the torn one off the file (so the next record starts a line of its own), rather than calling the journal damaged."""
+    from experiments.journal import Journal
+
+    path = tmp_path / "s.journal.jsonl"
+    assert Journal(path, "fp").start(resume=False) == {}
+    record = {"key": "a", "trace": None, "error": "out of memory", "runs": []}
+    Journal(path, "fp").append(record)
+    whole = path.read_bytes()
+    with path.open("ab") as fh:
+        fh.write(b'{"key": "b", "trace": nu')
+    assert Journal(path, "fp").start(resume=True, keys={"a", "b"}) == {"a": record}
+    assert path.read_bytes() == whole
