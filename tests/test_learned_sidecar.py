@@ -54,6 +54,9 @@ CASES = {  # corruption: (edit, field the message names)
     "features all one name": (_set("features", lambda f: [f[0]] * len(f)), "features"),
     "source missing": (_set("train.source", _DEL), "train.source"),
     "request range text": (_set("train.request_range", "x"), "train.request_range"),
+    # reversed, no range overlaps it: the train/test overlap refusal would pass every run (hmut3 mutant SC1)
+    "request range reversed": (_set("train.request_range", [200, 100]), "train.request_range"),
+    "request range negative": (_set("train.request_range", [-1, 100]), "train.request_range"),
     "train text": (_set("train", "x"), "train"),
     "thresholds NaN": (_set("classes.thresholds", lambda t: [[NAN] * len(r) for r in t]), "classes.thresholds"),
     "thresholds shortened": (_set("classes.thresholds", lambda t: t[:-1]), "classes.thresholds"),
