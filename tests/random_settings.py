@@ -149,8 +149,8 @@ def draw_argv(c: Chooser, *, hunt: bool = False) -> list[str]:
             sets.append(f"cache.learned_model={learned_model()}")
         argv += ["--policy", ",".join(policies)]
     one_tier = mode == "cache-only" and c.maybe(0.3)  # --capacity-blocks: one tier of that many blocks
-    # the tiers' settings, read by every mode but --trace-stats (and refused there: a wider hunt draws them rarely)
-    tiers = not one_tier and (mode != "trace-stats" or c.maybe(0.1))
+    # the tiers' settings, read by every mode but --trace-stats and --mrc without --policy (refused there: drawn rarely)
+    tiers = not one_tier and (mode not in ("trace-stats", "mrc") or c.maybe(0.1))
     for tier in ("dram", "ssd", "eic"):
         size = None
         if tiers and c.maybe(0.5):
