@@ -69,11 +69,11 @@ CASES: dict[str, Case] = {
     # a file of another format (its header or first record sniffed) says which, and the way out
     "azure_read_as_mooncake": Case(trace_stats("--workload-format", "mooncake"), names=(
         "t.csv", "not a trace in mooncake format",
-        "; the file looks like azure: drop --workload-format (auto detects it) or pass azure"),
+        "; the file looks like azure: give format auto (detects it) or azure"),
         files={"t.csv": AZURE_OK}),
     "mooncake_read_as_azure": Case(trace_stats("--workload-format", "azure", trace="{tmp}/m.jsonl"), names=(
-        "m.jsonl", "not a trace in azure format", "TIMESTAMP", "; the file looks like mooncake: drop --workload-format",
-        "or pass mooncake"), files={"m.jsonl": MOONCAKE_OK}),
+        "m.jsonl", "not a trace in azure format", "TIMESTAMP", "; the file looks like mooncake: give format auto",
+        "or mooncake"), files={"m.jsonl": MOONCAKE_OK}),
     "mooncake_read_as_llmservingsim": Case(trace_stats("--workload-format", "llmservingsim", trace="{tmp}/m.jsonl"),
                                            names=("m.jsonl", "no record has key(s) input_toks", "looks like mooncake"),
                                            files={"m.jsonl": MOONCAKE_OK}),

@@ -423,7 +423,8 @@ def other_format_hint(path: Path, given: str) -> str:
         return ""
     if found == given:
         return ""
-    return f"; the file looks like {found}: drop --workload-format (auto detects it) or pass {found}"
+    # (not "--workload-format": the format given may be a config file's workload.format)
+    return f"; the file looks like {found}: give format auto (detects it) or {found}"
 
 
 def carries_hash_ids(path: Path, given: str) -> bool | None:
