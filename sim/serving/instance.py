@@ -10,6 +10,7 @@ when its time has passed. Roles (``unified``, ``prefill``, ``decode``) are descr
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Callable
 
@@ -69,7 +70,7 @@ class Instance:
         self._batch_end = 0.0  # when the single step in flight ends
         # (decode role) the prompt blocks whose KV is on its way here, by id: how many transfers bring each, and each
         # request's (``reserve``, ``landed``): not found by a later request until they land
-        self._landing: dict[int, int] = {}
+        self._landing: Counter[int] = Counter()
         self._landing_of: dict[int, list[int]] = {}
 
     # ------------------------------------------------------------------ load
@@ -168,22 +169,14 @@ class Instance:
         if sent:
             arriving = [int(block) for block in job.blocks[present:]]  # (its prompt's blocks past what was found)
             self._landing_of[job.rid] = arriving
-            for block in arriving:
-                landing[block] = landing.get(block, 0) + 1
+            landing.update(arriving)
         return sent
 
     def landed(self, job: Job) -> None:
         """Decode role: the KV ``reserve`` held blocks for has arrived: its blocks are found by later requests."""
         arriving = self._landing_of.pop(job.rid, None)
-        if arriving is None:
-            return
-        landing = self._landing
-        for block in arriving:
-            left = landing[block] - 1
-            if left:
-                landing[block] = left
-            else:
-                del landing[block]
+        if arriving is not None:
+            self._landing -= Counter(arriving)  # (a block no transfer brings any more leaves it)
 
     def release(self, job: Job) -> None:
         """Free a job's blocks (PD: a prefilled job once its KV has been sent) and look for work."""
