@@ -49,11 +49,17 @@ from experiments.plan_candidates import (
     mrc_levels,
     prune_with_mrc,
 )
+from experiments.plan_checks import (
+    candidate_modes,
+    check_not_searched,
+    check_settings_read,
+    check_target_scale,
+    given_settings,
+)
 from experiments.plan_file import load_plan, plan_error
 from experiments.prices import load_prices
 from experiments.runner import Task, default_jobs, run_task, run_tasks, runs_on
-from experiments.spec import check_inputs_spared, keys_overlap, resolve_layers
-from sim.cli_config import command_line_settings
+from experiments.spec import check_inputs_spared, resolve_layers
 from sim.config import Config, replace
 from sim.errors import InputError
 from sim.mode_settings_rules import learned_tier_policies
@@ -61,86 +67,6 @@ from sim.report.document import build_report, still_filling
 
 if TYPE_CHECKING:  # the command line's checked output paths
     from sim.cli_outputs import Outputs
-
-
-def candidate_modes(plan) -> list[str]:
-    """The modes the plan's candidates run in (``experiments.plan_candidates``): a fleet's cluster runs, a hit-ratio
-    target's cache-only replays, else single-node runs (aggregated) and PD runs (a prefill:decode split)."""
-    if plan.fleet:
-        return ["cluster"]
-    if plan.hit_ratio is not None:
-        return ["cache-only"]
-    return [m for m in ("single", "pd") if any((s == "aggregated") == (m == "single") for s in plan.pd_split)]
-
-
-def _check_target_scale(plan, duration: float, base_rate: float, target_rate: float) -> None:
-    """Refuse, before any candidate runs, a target rate no run can replay: one that stretches the workload's arrivals
-    past ``MAX_TRACE_SPAN_S`` (each candidate failed at its first run: a plan of failures, exit 0), or one from which
-    the max-rate search's doublings (``maxrate.MAX_EXPANSIONS``) pass the largest rate scale a config holds (each
-    candidate that met the target failed at its last doubling)."""
-    from experiments.maxrate import MAX_EXPANSIONS
-    from sim.config_fields import MAX_CONFIG_FLOAT, MAX_TRACE_SPAN_S
-
-    target_scale = target_rate / base_rate
-    said = (f"'target.rate_rps' {target_rate:.4g} req/s ({target_scale:.3g}x the workload's {base_rate:.4g} req/s)"
-            if plan.rate_rps is not None else f"the target rate {target_rate:.4g} req/s (workload.rate_scale="
-            f"{target_scale:g} x the workload's {base_rate:.4g} req/s)")
-    if duration / target_scale > MAX_TRACE_SPAN_S:
-        raise plan_error(plan.path, f"{said} spreads its arrivals over {duration / target_scale:.3g} s, more than "
-                                    f"{MAX_TRACE_SPAN_S:.3g} s (34 years): give a higher rate")
-    if target_scale * 2.0 ** MAX_EXPANSIONS >= MAX_CONFIG_FLOAT:
-        raise plan_error(plan.path, f"{said} leaves the max-rate search no room: its {MAX_EXPANSIONS} doublings pass "
-                                    f"the largest rate scale, {MAX_CONFIG_FLOAT:.0e}; give a lower rate")
-
-
-def _given_settings(plan, args: argparse.Namespace) -> list[tuple[str, str]]:
-    """(how it was given, dotted key) of each key the command line or the plan's own 'set'/'workload' sets."""
-    return [*command_line_settings(args), *((f"'{k}' under 'set'/'workload'", k) for k in plan.layers.sets)]
-
-
-def check_not_searched(plan, candidates: list[Candidate], args: argparse.Namespace) -> None:
-    """A key the plan sets on every run it makes (a candidate's searched layout, GPU, tiers; the target's SLO and
-    rate) is refused when the command line or the plan's own 'set'/'workload' sets it too: the candidate's value
-    replaced it, so the setting did nothing (``--set hardware.gpu=a100-80gb`` ran search.gpu's GPUs)."""
-    planned = {key: "each candidate's value from 'search'" for c in candidates for key in c.overrides}
-    if plan.hit_ratio is None:
-        planned |= {f"slo.{k}": f"'target.slo.{k}'" for k, v in plan.slo.items() if v is not None}
-        if plan.rate_rps is not None:
-            planned["workload.rate_scale"] = "the scale of 'target.rate_rps'"
-    for said, key in _given_settings(plan, args):
-        hit = next((k for k in planned if keys_overlap(k, key)), None)
-        if hit is not None:
-            named = said if said.startswith(("--set", "'")) else f"{said} (config key '{key}')"
-            raise plan_error(plan.path, f"{named}: the plan sets '{hit}' on every run, to {planned[hit]}, replacing the "
-                                        f"value given here; drop one of them")
-
-
-def check_settings_read(plan, args: argparse.Namespace, base: Config) -> None:
-    """Every key the command line or the plan's own 'set'/'workload' sets is read by at least one of the modes its
-    candidates run in (``sim.mode_settings.SETTING_MODES``, as a sweep checks its keys): pd.transfer in a plan of aggregated
-    splits only did nothing, exit 0. ``base``: the resolved base config, whose cache.capacity_blocks and
-    cache.insert_outputs a plan refuses wherever they were set (a config file, an overlay, a preset too: they are
-    read, and one replaces the tiers searched, the other puts blocks in the cache its curve does not have)."""
-    from sim.mode_settings import setting_users
-
-    modes = candidate_modes(plan)
-    given = _given_settings(plan, args)
-    for key, value in (("cache.capacity_blocks", base.cache.capacity_blocks),
-                       ("cache.insert_outputs", base.cache.insert_outputs or None)):
-        if value is not None and all(k != key for _, k in given):
-            given.insert(0, (f"config key '{key}'={value} (the base config: --config, the plan's 'config', an overlay "
-                             "or a preset)", key))
-    for said, key in given:
-        if key == "cache.insert_outputs":  # (its miss-ratio curve, which prunes the candidates, is of prompt blocks)
-            raise plan_error(plan.path, f"{said}: a plan replays prompt blocks alone (the miss-ratio curve that prunes "
-                                        "its candidates is theirs), so generated blocks are not inserted")
-        if key == "cache.capacity_blocks":  # (one tier of that many blocks: the searched tiers' sizes unread)
-            raise plan_error(plan.path, f"{said}: a plan sizes the tiers it searches (search.*_gib and the GPUs' HBM); "
-                                        "one cache of fixed blocks would ignore them")
-        users = [setting_users(key, mode) for mode in modes]
-        if modes and all(u is not None for u in users):
-            raise plan_error(plan.path, f"{said}: not read by this plan's runs (mode {' and '.join(modes)}; it applies "
-                                        f"to {users[0]}): it would do nothing")
 
 
 def _order(c: Candidate) -> tuple:
@@ -263,7 +189,7 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
     check_not_searched(plan, candidates, args)
     check_settings_read(plan, args, base)
     options = RunOptions(max_rate=hit_target is None, tolerance=plan.rate_tolerance)
-    given = {key: said for said, key in _given_settings(plan, args)}
+    given = {key: said for said, key in given_settings(plan, args)}
     givens = {c.name: {**learned_tier_policies(c.config, built_too=True), **given}  # (check_point's: a file's too)
               for c in candidates if c.status != "infeasible"}
     refuse_unread([(givens[c.name],
@@ -282,7 +208,7 @@ def run_plan(args: argparse.Namespace, outputs: Outputs) -> int:
             raise plan_error(plan.path, "the workload's requests all arrive at once: its rate, and so a target rate, is undefined")
         target_rate = plan.rate_rps or base_rate * base.workload.rate_scale
         target_scale = target_rate / base_rate
-        _check_target_scale(plan, duration, base_rate, target_rate)
+        check_target_scale(plan, duration, base_rate, target_rate)
     traces = {block_size(base): trace}
     for (size, _), group in curve_groups(candidates).items():  # each curve in blocks of the size its candidates run
         if size not in traces:  # with, of the lookups they make

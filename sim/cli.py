@@ -311,7 +311,8 @@ def build_parser(sweep_module: bool = False) -> argparse.ArgumentParser:
                      help="--backend ray: an existing cluster, HOST:PORT of its head (GCS port, 6379 by default), "
                           "ray://HOST:PORT (Ray Client) or auto (the one 'ray start' left here); refused at once if "
                           "nothing answers there (default: RAY_ADDRESS, else start one)")
-    exp.add_argument("--resume", action="store_true", help="--sweep: run only the points missing from its journal (<report>.journal.jsonl beside "
+    exp.add_argument("--resume", action="store_true",
+                     help="--sweep: run only the points missing from its journal (<report>.journal.jsonl beside "
                           "--report-json/--report-csv, else <spec>.journal.jsonl here)")
 
     out = p.add_argument_group("output")
