@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import yaml
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from experiments.prices import load_prices
 from sim.specs import PROFILES_DIR
@@ -90,74 +87,6 @@ def test_hit_ratio_plan_uses_the_exact_curve_and_replays_agree(run_cli, tmp_path
     assert plan["chosen"]["name"] == meeting[0]["name"]
     assert all(c["status"] == "pruned" for c in plan["candidates"] if c["mrc_hit_ratio"][-1] < 0.2)
     assert plan["proof"]["fails"]["meets"] is False and plan["proof"]["fails"]["measured"] < 0.2
-
-
-@pytest.mark.parametrize("body, needle", [
-    ({"target": {"hit_ratio": 0.2}, "search": {"gpu": ["h100-sxm"]}, "extra": 1}, "unknown key 'extra'"),
-    ({"target": {"hit_ratio": 0.2, "slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"]}}, "exactly one target"),
-    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "gpus": [16]}}, "search.racks"),
-    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "racks": [1], "gpus": [8]}},
-     "'search.gpus' does not apply to a fleet plan"),
-    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "nodes_per_rack": [0]}}, "search.nodes_per_rack"),
-    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["rtx4090"]}}, "no price for GPU 'rtx4090'"),
-    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "pd_split": ["2-1"]}}, "pd_split"),
-    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "tiers": {"hbm": [1]}}}, "search.tiers.hbm"),
-    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"]}, "prices": {"gpus": {"h100-sxm": {"usd": 1}}}},
-     "prices.gpus.h100-sxm.usd"),
-    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"]}, "set": {"slo.ttft_z": 1}}, "slo.ttft_z"),
-    ({"target": {"hit_ratio": 0.2}, "search": {"gpu": ["h100-sxm"], "gpus": [1, 2]}}, "does not apply to a hit-ratio"),
-    # a value given twice (two spellings of one GPU too) made two candidates of one name
-    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm", "H100"]}}, "'search.gpu' names 'h100-sxm' twice"),
-    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "gpus": [2, 2]}}, "'search.gpus' names 2 twice"),
-    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "pd_split": ["1:1", "1:1"]}},
-     "'search.pd_split' names '1:1' twice"),
-    # the curve that prunes a hit-ratio plan's candidates is of prompt blocks: answers inserted would not be in it
-    ({"target": {"hit_ratio": 0.2}, "search": {"gpu": ["h100-sxm"]}, "set": {"cache.insert_outputs": True}},
-     "'cache.insert_outputs' under 'set'/'workload': a plan replays prompt blocks alone"),
-    # one cache of fixed blocks replaces the tiers a plan searches: every mix measured the same (hplan)
-    ({"target": {"hit_ratio": 0.2}, "search": {"gpu": ["h100-sxm"]}, "set": {"cache.capacity_blocks": 50}},
-     "'cache.capacity_blocks' under 'set'/'workload': a plan sizes the tiers it searches"),
-    # a searched value outside its config key's domain is the plan's error (every candidate was "infeasible", exit 0)
-    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "racks": [1, 100_000_000],
-                                                   "nodes_per_rack": [1]}}, "search.racks: config key 'cluster.num_racks'"),
-    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "tiers": {"dram": [0, 1e30]}}},
-     "search.tiers.dram: config key 'cache.tiers.dram.capacity_gib' must be >= 0 and <="),
-    # an attainment beside a hit-ratio target was ignored (the replay has no clock)
-    # "how much HBM?": the tier a capacity question names first is no searched tier; the error says what sizes it
-    ({"target": {"hit_ratio": 0.2}, "search": {"gpu": ["h100-sxm"], "tiers": {"hbm": [80]}}},
-     "unknown key 'search.tiers.hbm'; valid keys: dram, ssd, eic (HBM is each GPU's memory: search 'gpu' types"),
-    ({"target": {"hit_ratio": 0.2, "slo": {"attainment": 0.9}}, "search": {"gpu": ["h100-sxm"]}},
-     "'target.slo.attainment' goes with latency targets"),
-    # a split that needs more instances than the GPU counts make: not a TP that divides none
-    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "gpus": [1], "pd_split": ["1:3"]}},
-     "the search space is empty: no 'search.pd_split' fits the instances of its GPU counts"),
-    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "gpus": [1], "tensor_parallel_size": [2]}},
-     "the search space is empty: no GPU count of 'search.gpus' is a multiple of a 'search.tensor_parallel_size'"),
-    # judged per candidate as a command-line run judges its own (sim.mode_settings.check_settings_given)
-    ({"target": {"hit_ratio": 0.2}, "search": {"gpu": ["h100-sxm"]}, "set": {"workload.outputs_in_next_turn": True}},
-     "'workload.outputs_in_next_turn' under 'set'/'workload': the cache-only replay reads it only with"),
-    ({"target": {"hit_ratio": 0.2}, "search": {"gpu": ["h100-sxm"]}, "set": {"cache.learned_model": str(BUNDLED_AZURE)}},
-     "'cache.learned_model' under 'set'/'workload': no run uses the learned policy"),
-])
-def test_bad_plans_exit_2_naming_the_key(run_cli, tmp_path, body, needle):
-    body = {"workload": {"trace": str(BUNDLED_AZURE), "limit": 20}, **body}
-    status, _, err = run_cli("--plan", _plan(tmp_path, body), "--no-plot")
-    assert status == 2 and needle in err, err
-
-
-@pytest.mark.parametrize("setting, said, why", [
-    ("capacity_blocks: 50", "config key 'cache.capacity_blocks'=50", "a plan sizes the tiers"),
-    ("insert_outputs: true", "config key 'cache.insert_outputs'=True", "a plan replays prompt blocks alone")])
-def test_a_plan_refuses_a_cache_setting_from_its_base_config(run_cli, tmp_path, setting, said, why):
-    """cache.capacity_blocks from a config file (not 'set' or --set) replaced the tiers searched as well: both tier
-    mixes replayed one cache of 50 blocks and measured the same hit ratio, exit 0; cache.insert_outputs there put
-    generated blocks in caches the pruning curve (of prompt blocks) does not have, exit 0."""
-    config = tmp_path / "fixed.yaml"
-    config.write_text(f"cache:\n  {setting}\n")
-    body = {"workload": {"trace": str(BUNDLED_AZURE), "limit": 20}, "target": {"hit_ratio": 0.2},
-            "search": {"gpu": ["h100-sxm"], "tiers": {"dram": [0, 256]}}}
-    status, _, err = run_cli("--plan", _plan(tmp_path, body), "--config", config, "--no-plot")
-    assert status == 2 and said in err and why in err, err
 
 
 def test_prices_cite_sources_and_plan_overrides_apply(run_cli, tmp_path):
@@ -517,110 +446,3 @@ def test_a_hit_ratio_plan_says_which_lookups_it_replayed(run_cli, tmp_path, sema
         assert c["hit_ratio"] == pytest.approx(c["mrc_hit_ratio"][-1], abs=1e-12)
     [line] = [line for line in out.splitlines() if line.startswith("target: hit ratio")]
     assert (f"{said} lookups" in line) and (("cache.access_semantics=prefix under 'set'" in line) == (said == "plain"))
-
-
-# ------------------------------------------------------------------ the curve of each candidate's own lookups
-
-
-def _curve_candidate(mode: str, hbm: int, lower: dict[str, int], *sets: str):
-    """A candidate of one instance (``mode``) with ``hbm`` blocks of HBM and ``lower`` blocks of each lower tier (the
-    others off), as ``enumerate_candidates`` makes one: its searched tiers, its config, a cost that grows with them."""
-    from experiments.plan_candidates import Candidate
-    from experiments.prices import TIERS
-    from sim.cache.tiers import tier_slot_bytes
-    from sim.config import load_config, replace
-    from sim.specs import GIB
-
-    base = load_config(None, sets=[f"serving.num_gpu_blocks={hbm}", *sets])
-    gib = {t: lower.get(t, 0) * tier_slot_bytes(t, base) / GIB for t in TIERS}
-    c = Candidate("h100-sxm", 1, 1, None, gib, mode=mode, name=f"{mode} {hbm} {lower}", cost=hbm + sum(lower.values()))
-    c.config, c.run_tier_gib = replace(base, **{f"cache.tiers.{t}.capacity_gib": g for t, g in gib.items()}), gib
-    return c
-
-
-def _chain_trace(prompts):
-    from tests.test_serving import make_trace
-
-    n = len(prompts)
-    return make_trace(np.arange(n, dtype=float), [16 * len(p) for p in prompts], [1] * n, block_lists=prompts)
-
-
-def test_a_serving_candidates_curve_is_the_prefix_one_and_a_cache_only_ones_follows_its_semantics():
-    """README Policy study's hand case: LRU over 3 blocks, prompts [1,2,3], [1,2,4], [1,5], [1,2,3]: plain lookups hit
-    4 of 11 (the second prompt's 1 and 2, the fourth's 1 and 2: 3 was pushed out by 4 and 5), prefix lookups 5 (the
-    prefix 1, 2, 3 of the fourth outlived 4 and 5, touched deepest first). A serving candidate (single, pd, cluster)
-    looks prompts up by prefix, so its curve is the prefix one; the planner gave every candidate the plain curve."""
-    from experiments.plan_candidates import curve_groups, mrc_levels
-
-    trace = _chain_trace([[1, 2, 3], [1, 2, 4], [1, 5], [1, 2, 3]])
-    serving = _curve_candidate("single", 3, {})
-    plain = _curve_candidate("cache-only", 3, {})
-    prefix = _curve_candidate("cache-only", 3, {}, "cache.access_semantics=prefix")
-    groups = curve_groups([serving, plain, prefix])
-    assert {k: [c.name for c in v] for k, v in groups.items()} == {
-        (16, "prefix"): [serving.name, prefix.name], (16, "plain"): [plain.name]}
-    mrc_levels([serving, plain, prefix], trace)  # one call over both semantics: each candidate gets its own
-    assert serving.mrc_levels[0] == prefix.mrc_levels[0] == 5 / 11
-    assert plain.mrc_levels[0] == 4 / 11
-
-
-# (HBM blocks, lower tiers' blocks): equal totals split differently, and a range of totals
-SPLITS = [(1, {}), (2, {"dram": 1}), (1, {"dram": 2}), (3, {"ssd": 4}), (1, {"dram": 1, "ssd": 1, "eic": 5}),
-          (4, {"dram": 4, "ssd": 4})]
-
-
-@settings(max_examples=20, deadline=None)
-@given(st.lists(st.lists(st.integers(0, 25), min_size=1, max_size=8), min_size=1, max_size=40),
-       st.sampled_from(["plain", "prefix"]), st.floats(0.0, 0.9))
-def test_each_mrc_level_is_a_cache_only_replay_and_target_pruning_keeps_every_candidate_that_meets_it(
-        prompts, semantics, target):
-    """With exclusive LRU tiers the curve is the cache-only hit ratio exactly, plain or prefix lookups alike
-    (``mrc_is_exact``): each level (HBM, +DRAM, +SSD, +EIC) equals the replay of a cache of the tiers down to it, for
-    random prompts (a block repeated within one too) and several capacity splits of the same or different totals.
-    So pruning on a hit target drops no candidate whose replay meets it, and a tier mix dropped as no better than a
-    cheaper one (epsilon 0) leaves one that meets it whenever it would have."""
-    from experiments.plan_candidates import mrc_is_exact, mrc_levels, prune_with_mrc
-    from experiments.prices import TIERS
-    from sim.cache.replay import run_cache_only
-    from sim.config import replace
-
-    trace = _chain_trace(prompts)
-    sets = [f"cache.access_semantics={semantics}"]
-    candidates = [_curve_candidate("cache-only", hbm, lower, *sets) for hbm, lower in SPLITS]
-    mrc_levels(candidates, trace)
-    replayed, runs = {}, {}
-    for c in candidates:
-        for level in range(len(TIERS) + 1):  # the tiers below this level off
-            tiers = {t: c.run_tier_gib[t] if i < level else 0.0 for i, t in enumerate(TIERS)}
-            key = (c.config.serving.num_gpu_blocks, *tiers.values())
-            if key not in runs:  # (a split's levels past its last tier are the same cache)
-                config = replace(c.config, **{f"cache.tiers.{t}.capacity_gib": g for t, g in tiers.items()})
-                (runs[key],) = run_cache_only(trace, config, ["lru"])
-            assert runs[key].metrics["access_semantics"] == semantics
-            assert c.mrc_levels[level] == runs[key].metrics["hit_ratio"], (c.name, level)
-        replayed[c.name] = runs[key].metrics["hit_ratio"]
-    assert mrc_is_exact(candidates[0].config, "cache-only")
-    prune_with_mrc(candidates, 0.0, target, exact=True)
-    by_name = {c.name: c for c in candidates}
-    for c in candidates:
-        if replayed[c.name] >= target and c.status == "pruned":
-            assert "no tier level gains over" in c.reason
-            better = by_name[c.reason.split("gains over ")[1].removesuffix(" (cheaper)")]
-            assert better.status == "pending" and replayed[better.name] >= target
-        if replayed[c.name] < target:
-            assert c.status == "pruned"
-
-
-@pytest.mark.parametrize("mode, sets, exact", [
-    ("cache-only", [], True), ("cache-only", ["cache.access_semantics=prefix"], True),
-    ("single", [], False), ("cluster", [], False),  # a serving run splits the stream and holds blocks in use
-    ("cache-only", ["cache.policy=fifo"], False), ("cache-only", ["cache.inclusion=inclusive"], False),
-    ("cache-only", ["cache.tiers.dram.policy=arc"], False), ("cache-only", ["cache.admission=selective_write"], False),
-    ("cache-only", ["cache.prefetch=session"], False), ("cache-only", ["cache.insert_outputs=true"], False),
-    ("cache-only", ["cache.capacity_blocks=5"], False),
-])
-def test_when_the_curve_is_exact(mode, sets, exact):
-    from experiments.plan_candidates import mrc_is_exact
-    from sim.config import load_config
-
-    assert mrc_is_exact(load_config(None, sets=sets), mode) is exact

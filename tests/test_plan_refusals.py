@@ -1,0 +1,77 @@
+"""Plans refused before any candidate runs (exit 2 naming the key or the plan's field): the plan file's own fields
+(``experiments.plan_file``) and the settings its runs would not read or that it replaces (``experiments.plan_checks``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import BUNDLED_AZURE
+from tests.test_planner import _plan
+
+
+@pytest.mark.parametrize("body, needle", [
+    ({"target": {"hit_ratio": 0.2}, "search": {"gpu": ["h100-sxm"]}, "extra": 1}, "unknown key 'extra'"),
+    ({"target": {"hit_ratio": 0.2, "slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"]}}, "exactly one target"),
+    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "gpus": [16]}}, "search.racks"),
+    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "racks": [1], "gpus": [8]}},
+     "'search.gpus' does not apply to a fleet plan"),
+    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "nodes_per_rack": [0]}}, "search.nodes_per_rack"),
+    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["rtx4090"]}}, "no price for GPU 'rtx4090'"),
+    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "pd_split": ["2-1"]}}, "pd_split"),
+    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "tiers": {"hbm": [1]}}}, "search.tiers.hbm"),
+    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"]}, "prices": {"gpus": {"h100-sxm": {"usd": 1}}}},
+     "prices.gpus.h100-sxm.usd"),
+    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"]}, "set": {"slo.ttft_z": 1}}, "slo.ttft_z"),
+    ({"target": {"hit_ratio": 0.2}, "search": {"gpu": ["h100-sxm"], "gpus": [1, 2]}}, "does not apply to a hit-ratio"),
+    # a value given twice (two spellings of one GPU too) made two candidates of one name
+    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm", "H100"]}}, "'search.gpu' names 'h100-sxm' twice"),
+    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "gpus": [2, 2]}}, "'search.gpus' names 2 twice"),
+    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "pd_split": ["1:1", "1:1"]}},
+     "'search.pd_split' names '1:1' twice"),
+    # the curve that prunes a hit-ratio plan's candidates is of prompt blocks: answers inserted would not be in it
+    ({"target": {"hit_ratio": 0.2}, "search": {"gpu": ["h100-sxm"]}, "set": {"cache.insert_outputs": True}},
+     "'cache.insert_outputs' under 'set'/'workload': a plan replays prompt blocks alone"),
+    # one cache of fixed blocks replaces the tiers a plan searches: every mix measured the same (hplan)
+    ({"target": {"hit_ratio": 0.2}, "search": {"gpu": ["h100-sxm"]}, "set": {"cache.capacity_blocks": 50}},
+     "'cache.capacity_blocks' under 'set'/'workload': a plan sizes the tiers it searches"),
+    # a searched value outside its config key's domain is the plan's error (every candidate was "infeasible", exit 0)
+    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "racks": [1, 100_000_000],
+                                                   "nodes_per_rack": [1]}}, "search.racks: config key 'cluster.num_racks'"),
+    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "tiers": {"dram": [0, 1e30]}}},
+     "search.tiers.dram: config key 'cache.tiers.dram.capacity_gib' must be >= 0 and <="),
+    # an attainment beside a hit-ratio target was ignored (the replay has no clock)
+    # "how much HBM?": the tier a capacity question names first is no searched tier; the error says what sizes it
+    ({"target": {"hit_ratio": 0.2}, "search": {"gpu": ["h100-sxm"], "tiers": {"hbm": [80]}}},
+     "unknown key 'search.tiers.hbm'; valid keys: dram, ssd, eic (HBM is each GPU's memory: search 'gpu' types"),
+    ({"target": {"hit_ratio": 0.2, "slo": {"attainment": 0.9}}, "search": {"gpu": ["h100-sxm"]}},
+     "'target.slo.attainment' goes with latency targets"),
+    # a split that needs more instances than the GPU counts make: not a TP that divides none
+    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "gpus": [1], "pd_split": ["1:3"]}},
+     "the search space is empty: no 'search.pd_split' fits the instances of its GPU counts"),
+    ({"target": {"slo": {"ttft_s": 1}}, "search": {"gpu": ["h100-sxm"], "gpus": [1], "tensor_parallel_size": [2]}},
+     "the search space is empty: no GPU count of 'search.gpus' is a multiple of a 'search.tensor_parallel_size'"),
+    # judged per candidate as a command-line run judges its own (sim.mode_settings.check_settings_given)
+    ({"target": {"hit_ratio": 0.2}, "search": {"gpu": ["h100-sxm"]}, "set": {"workload.outputs_in_next_turn": True}},
+     "'workload.outputs_in_next_turn' under 'set'/'workload': the cache-only replay reads it only with"),
+    ({"target": {"hit_ratio": 0.2}, "search": {"gpu": ["h100-sxm"]}, "set": {"cache.learned_model": str(BUNDLED_AZURE)}},
+     "'cache.learned_model' under 'set'/'workload': no run uses the learned policy"),
+])
+def test_bad_plans_exit_2_naming_the_key(run_cli, tmp_path, body, needle):
+    body = {"workload": {"trace": str(BUNDLED_AZURE), "limit": 20}, **body}
+    status, _, err = run_cli("--plan", _plan(tmp_path, body), "--no-plot")
+    assert status == 2 and needle in err, err
+
+
+@pytest.mark.parametrize("setting, said, why", [
+    ("capacity_blocks: 50", "config key 'cache.capacity_blocks'=50", "a plan sizes the tiers"),
+    ("insert_outputs: true", "config key 'cache.insert_outputs'=True", "a plan replays prompt blocks alone")])
+def test_a_plan_refuses_a_cache_setting_from_its_base_config(run_cli, tmp_path, setting, said, why):
+    """cache.capacity_blocks from a config file (not 'set' or --set) replaced the tiers searched as well: both tier
+    mixes replayed one cache of 50 blocks and measured the same hit ratio, exit 0; cache.insert_outputs there put
+    generated blocks in caches the pruning curve (of prompt blocks) does not have, exit 0."""
+    config = tmp_path / "fixed.yaml"
+    config.write_text(f"cache:\n  {setting}\n")
+    body = {"workload": {"trace": str(BUNDLED_AZURE), "limit": 20}, "target": {"hit_ratio": 0.2},
+            "search": {"gpu": ["h100-sxm"], "tiers": {"dram": [0, 256]}}}
+    status, _, err = run_cli("--plan", _plan(tmp_path, body), "--config", config, "--no-plot")
+    assert status == 2 and said in err and why in err, err
