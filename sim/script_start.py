@@ -4,10 +4,6 @@ A script's run is under ``sim.errors.command_status``, which turns Ctrl-C into o
 but loading numpy, pandas, lightgbm or the simulator takes up to a couple of seconds before that, and a Ctrl-C there
 printed a KeyboardInterrupt traceback, a SIGTERM killed the process (status -15, no line). This module makes that
 moment end the same way. Standard library only (with ``sim.errors``): it must load in no time itself.
-
-Only for the program itself: a script imported as a module (a test's ``spec_from_file_location``, a worker unpickling
-one of its functions) is imported by a module not named ``__main__``, and its process keeps its own handlers and
-excepthook (pytest's, Ray's: a worker's SIGTERM is its graceful shutdown).
 """
 
 from __future__ import annotations
@@ -33,20 +29,5 @@ def _interrupted_quietly(kind: type[BaseException], value: BaseException, tb: Tr
     os._exit(143 if terminated else 130)  # (nothing is written yet; else the interpreter dies by the signal)
 
 
-def _in_importlib(filename: str) -> bool:
-    """Whether code of ``filename`` is the import machinery's (frozen, ``<frozen importlib._bootstrap>``, or not)."""
-    return filename.startswith("<frozen importlib") or Path(filename).parent.name == "importlib"
-
-
-def _imported_by_main() -> bool:
-    """Whether the module importing this one (the first frame outside importlib's machinery) is ``__main__``: a script
-    run as a program (``python tools/x.py``, ``python -m benchmarks.x``, ``runpy`` with run_name ``__main__``)."""
-    frame = sys._getframe(2)  # (1: this module's own code)
-    while frame is not None and _in_importlib(frame.f_code.co_filename):
-        frame = frame.f_back
-    return frame is not None and frame.f_globals.get("__name__") == "__main__"
-
-
-if _imported_by_main():
-    sys.excepthook = _interrupted_quietly
-    watch_stop_signals()  # (SIGTERM raises Terminated from here on, as command_status will have it)
+sys.excepthook = _interrupted_quietly
+watch_stop_signals()  # (SIGTERM raises Terminated from here on, as command_status will have it)

@@ -112,21 +112,3 @@ def test_every_script_guards_its_library_imports(script):
                 return
             heavy = [n for n in names if n.split(".")[0] in THIRD_PARTY | PROJECT]
             assert not heavy, f"{script} imports {heavy[0]} before sim.script_start"
-
-
-def test_a_script_imported_as_a_module_leaves_its_importers_handlers():
-    """``sim.script_start`` installs the stop handlers for a script run as a program only: a process that imports the
-    script as a module (a test's ``spec_from_file_location``, as conftest's ``replay_module``) keeps its own SIGTERM
-    and SIGINT handlers and excepthook (they were replaced by kvsim's: a SIGTERM then raised inside pytest)."""
-    code = ("import importlib.util, signal, sys\n"
-            f"sys.path.insert(0, {str(ROOT)!r})\n"
-            "hook = sys.excepthook\n"
-            f"spec = importlib.util.spec_from_file_location('replay_vllm', {str(ROOT / 'benchmarks' / 'replay_vllm.py')!r})\n"
-            "module = importlib.util.module_from_spec(spec)\n"
-            "sys.modules['replay_vllm'] = module\n"
-            "spec.loader.exec_module(module)\n"
-            "assert 'sim.script_start' in sys.modules\n"
-            "print(signal.getsignal(signal.SIGTERM) is signal.SIG_DFL,\n"
-            "      signal.getsignal(signal.SIGINT) is signal.default_int_handler, sys.excepthook is hook)\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert (done.returncode, done.stdout) == (0, "True True True\n"), done.stderr
