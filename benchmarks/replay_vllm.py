@@ -18,38 +18,34 @@ the profile bundle given, or with ``--overlay`` instead. Definitions as
 
 from __future__ import annotations
 
-import os
 import sys
 
-# kvsim's root on the path first (os and sys come loaded with the interpreter): then a stop while anything below loads
-# ends in one line (sim.script_start)
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+try:  # Ctrl-C while the libraries load is an interruption too, not a traceback (as main.py)
+    import json
+    import tempfile
+    from pathlib import Path
+    from typing import Any
 
-import sim.script_start  # noqa: E402, F401
+    import numpy as np
 
-# isort: split
-import json
-import tempfile
-from pathlib import Path
-from typing import Any
+    REPO = Path(__file__).resolve().parent.parent
+    sys.path.insert(0, str(REPO))
 
-REPO = Path(__file__).resolve().parent.parent
-
-# isort: split
-import numpy as np
-
-from benchmarks.vllm_run_files import (
-    STATE,
-    check_run,
-    is_number,
-    read_json,
-    read_timeseries,
-    whole_count,
-)
-from sim.cli import OneLineParser, path_argument
-from sim.config_yaml import names_a_path
-from sim.errors import InputError, command_status, end_process
-from sim.specs import canonical_model, model_spec
+    from benchmarks.vllm_run_files import (
+        STATE,
+        check_run,
+        is_number,
+        read_json,
+        read_timeseries,
+        whole_count,
+    )
+    from sim.cli import OneLineParser, path_argument
+    from sim.config_yaml import names_a_path
+    from sim.errors import InputError, command_status, end_process
+    from sim.specs import canonical_model, model_spec
+except KeyboardInterrupt:
+    print("replay_vllm.py: interrupted", file=sys.stderr)
+    sys.exit(130)
 
 DTYPES = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "float32": "fp32", "auto": "bf16"}
 # vLLM's --kv-cache-dtype choices (vllm/config/cache.py CacheDType) that kvsim models: "auto" follows the model dtype

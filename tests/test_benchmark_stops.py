@@ -74,18 +74,12 @@ def test_a_benchmark_stopped_midway_says_so_in_one_line(script, signum, status, 
 
 def test_a_stop_while_a_script_loads_its_libraries_says_so_in_one_line(tmp_path):
     """A Ctrl-C before a script's command starts (numpy, pandas, lightgbm, the simulator loading: up to ~2 s) ends as
-    one during its run does: one line, exit 130; it was a KeyboardInterrupt traceback and death by SIGINT. A SIGTERM
-    there: one line, exit 143 (it was death by the signal, -15, no line)."""
+    one during its run does: one line, exit 130; it was a KeyboardInterrupt traceback and death by SIGINT."""
     script = tmp_path / "slow_start.py"
     script.write_text(f"import sys\nsys.path.insert(0, {str(ROOT)!r})\nimport sim.script_start  # noqa: F401\n"
                       "raise KeyboardInterrupt  # (as a Ctrl-C does while a library below loads)\n")
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stderr) == (130, "slow_start.py: interrupted\n")
-    script.write_text(f"import os, signal, sys\nsys.path.insert(0, {str(ROOT)!r})\nimport sim.script_start  # noqa: F401\n"
-                      "os.kill(os.getpid(), signal.SIGTERM)  # (as a SIGTERM does while a library below loads)\n"
-                      "import time\ntime.sleep(30)\n")
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
-    assert (done.returncode, done.stderr) == (143, "slow_start.py: terminated\n")  # (was death by SIGTERM, -15)
     script.write_text(f"import sys\nsys.path.insert(0, {str(ROOT)!r})\nimport sim.script_start  # noqa: F401\n"
                       "raise ValueError('a bug')\n")
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
@@ -100,12 +94,11 @@ PROJECT = {"sim", "trace", "learned", "experiments"}
                                           for p in (ROOT / folder).glob("*.py") if "command_status" in p.read_text()))
 def test_every_script_guards_its_library_imports(script):
     """A command that loads a library or the simulator at module level imports ``sim.script_start`` before it (the
-    modules the commands import, such as benchmarks/vllm_run_files.py, only say so when run), a try-guarded import
-    included: a guard catching KeyboardInterrupt let a SIGTERM there kill the process (-15, no line)."""
+    modules the commands import, such as benchmarks/vllm_run_files.py, only say so when run)."""
     import ast
 
     tree = ast.parse((ROOT / script).read_text())
-    for node in (n for top in tree.body for n in ([top, *top.body] if isinstance(top, ast.Try) else [top])):
+    for node in tree.body:
         if isinstance(node, ast.Import | ast.ImportFrom):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
             if "sim.script_start" in names:

@@ -46,51 +46,48 @@ Examples::
 
 from __future__ import annotations
 
-import os
 import sys
 
-# kvsim's root on the path first (os and sys come loaded with the interpreter): then a stop while anything below loads
-# ends in one line (sim.script_start)
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
+    import argparse
+    import datetime
+    import json
+    import math
+    import shlex
+    import time
+    from dataclasses import asdict
+    from pathlib import Path
+    from typing import Any
 
-import sim.script_start  # noqa: E402, F401
+    REPO = Path(__file__).resolve().parent.parent
+    for folder in (REPO, Path(__file__).resolve().parent):  # kvsim, and this tool's ns-3 half beside it
+        if str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
 
-# isort: split
-import argparse
-import datetime
-import json
-import math
-import shlex
-import time
-from dataclasses import asdict
-from pathlib import Path
-from typing import Any
+    from ns3_flows import (
+        IP_TCP_HEADER_BYTES,
+        LINUX_DELAYED_ACK_MS,
+        LINUX_MIN_RTO_MS,
+        MAX_BUFFER_BYTES,
+        FlowResult,
+        LinkParams,
+        check_link,
+        default_tcp,
+        load_ns3,
+        ns3_attributes,
+        ns3_version,
+        simulate,
+    )
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # this tool's ns-3 half beside it
-
-# isort: split
-from ns3_flows import (
-    IP_TCP_HEADER_BYTES,
-    LINUX_DELAYED_ACK_MS,
-    LINUX_MIN_RTO_MS,
-    MAX_BUFFER_BYTES,
-    FlowResult,
-    LinkParams,
-    check_link,
-    default_tcp,
-    load_ns3,
-    ns3_attributes,
-    ns3_version,
-    simulate,
-)
-
-from sim.cli import OneLineParser
-from sim.config import MAX_LATENCY_US
-from sim.errors import InputError, command_status, end_process
-from sim.report.output import atomic_write_text, check_writable
-from sim.serving.engine import Engine
-from sim.serving.network import MIB, Link
+    from sim.cli import OneLineParser
+    from sim.config import MAX_LATENCY_US
+    from sim.errors import InputError, command_status, end_process
+    from sim.report.output import atomic_write_text, check_writable
+    from sim.serving.engine import Engine
+    from sim.serving.network import MIB, Link
+except KeyboardInterrupt:
+    print("ns3_kv_timing: interrupted", file=sys.stderr)
+    sys.exit(130)
 
 MIN_IPV4_MTU = 576  # RFC 791: every IPv4 host must accept datagrams of 576 bytes
 MAX_P2P_MTU = 65535  # ns-3 PointToPointNetDevice's largest MTU

@@ -31,32 +31,30 @@ use LLMServingSim's profiler (its bundles load directly). Nothing is downloaded:
 
 from __future__ import annotations
 
-import os
 import sys
 
-# kvsim's root on the path first (os and sys come loaded with the interpreter): then a stop while anything below loads
-# ends in one line (sim.script_start)
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
+    import argparse
+    import csv
+    import datetime
+    import math
+    import os
+    import platform
+    import shutil
+    import subprocess
+    import tempfile
+    from dataclasses import asdict, dataclass, replace
+    from pathlib import Path
 
-import sim.script_start  # noqa: E402, F401
+    REPO = Path(__file__).resolve().parent.parent
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
 
-# isort: split
-import argparse
-import csv
-import datetime
-import math
-import platform
-import shutil
-import subprocess
-import tempfile
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parent.parent
-
-# isort: split
-from gpu_timing import STATS, TORCH_DTYPES, Timer, profile_all_reduce  # a sibling: tools/ is on the path
-from profile_gpu_cli import build_parser, parse_args  # noqa: F401 (build_parser: the --help test reads it)
+    from gpu_timing import STATS, TORCH_DTYPES, Timer, profile_all_reduce  # a sibling: tools/ is on the path
+    from profile_gpu_cli import build_parser, parse_args  # noqa: F401 (build_parser: the --help test reads it)
+except KeyboardInterrupt:
+    print("profile_gpu: interrupted", file=sys.stderr)
+    sys.exit(130)
 
 MLP_OPS = ("emb", "input_layernorm", "attn_pre_proj", "attn_rope", "attn_post_proj", "post_attention_layernorm",
            "mlp_up_proj", "mlp_act", "mlp_down_proj", "add")

@@ -12,27 +12,24 @@ reads it back with the same block sharing (it infers the block size from the ids
 
 from __future__ import annotations
 
-import os
 import sys
 
-# kvsim's root on the path first (os and sys come loaded with the interpreter): then a stop while anything below loads
-# ends in one line (sim.script_start)
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
+    import argparse
+    import json
+    from pathlib import Path
 
-import sim.script_start  # noqa: E402, F401
+    REPO = Path(__file__).resolve().parent.parent
+    sys.path.insert(0, str(REPO))
+    if "trace" in sys.modules and not hasattr(sys.modules["trace"], "__path__"):
+        del sys.modules["trace"]  # the stdlib's ``trace``, not kvsim's package
 
-# isort: split
-import argparse
-import json
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parent.parent
-if "trace" in sys.modules and not hasattr(sys.modules["trace"], "__path__"):
-    del sys.modules["trace"]  # the stdlib's ``trace``, not kvsim's package
-
-from sim.cli import OneLineParser, path_argument
-from sim.errors import InputError, command_status, end_process
-from sim.report.output import atomic_write_text, check_distinct, check_writable
+    from sim.cli import OneLineParser, path_argument
+    from sim.errors import InputError, command_status, end_process
+    from sim.report.output import atomic_write_text, check_distinct, check_writable
+except KeyboardInterrupt:
+    print("to_mooncake.py: interrupted", file=sys.stderr)
+    sys.exit(130)
 
 DEFAULT_BLOCK_SIZE = 16
 # kvsim reads a Mooncake trace's block size back from the hash ids' count per prompt, among the powers of two
