@@ -58,6 +58,8 @@ _stop_signal: int | None = None
 # Depth of ``stops_held`` regions the main thread is in: a stop signal that comes there is noted, and raised as the
 # region ends, not inside it.
 _held = 0
+# how long after a stop lost in a destructor it is raised again (``_lost_stop``): past the destructor's return
+LOST_STOP_RETRY_S = 0.001
 _commands_running = 0  # command_status calls under way: tools/random_runs.py runs main.main's inside its own
 
 
@@ -265,8 +267,29 @@ def _stopped_midway() -> None:
     compiler: llvmlite's ``ObjectRef``), whose destructor then fails as the unwound frames are freed, or inside a C
     library's call back into Python (llvmlite's object-cache notification), which cannot pass the KeyboardInterrupt
     on; Python prints either as "Exception ignored in ..." with a traceback. From the stop signal on, the process
-    ends with one line saying it was stopped (``raise_if_stopped`` raises a lost interruption again), not that noise."""
-    sys.unraisablehook = lambda _unraisable: None
+    ends with one line saying it was stopped (``raise_if_stopped`` raises a lost interruption again), not that noise
+    (``_lost_stop``)."""
+    sys.unraisablehook = _lost_stop
+
+
+def _lost_stop(unraisable: object) -> None:
+    """``sys.unraisablehook`` once a stop came: quiet, and a stop's own exception lost there (raised while Python ran a
+    destructor or a weakref callback, which cannot pass it on) is raised again a millisecond later in the main thread,
+    where the run goes on (a one-shot SIGALRM; a handler tripped at once would run inside this hook and be lost too):
+    else the run went on, the Ctrl-C or SIGTERM waiting for the next ``raise_if_stopped``, perhaps a long run's end.
+    Lost again (the alarm came inside another destructor), it is raised again the same way."""
+    if _stop_signal is None or not isinstance(getattr(unraisable, "exc_value", None), KeyboardInterrupt) \
+            or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        return
+    previous = signal.getsignal(signal.SIGALRM)
+
+    def again(_signum: int, _frame: object) -> None:
+        signal.signal(signal.SIGALRM, previous)
+        if not _held:  # (a held region raises it as it ends)
+            raise_if_stopped()
+
+    signal.signal(signal.SIGALRM, again)
+    signal.setitimer(signal.ITIMER_REAL, LOST_STOP_RETRY_S)
 
 
 def interruption_behind(exc: BaseException) -> KeyboardInterrupt | None:

@@ -286,3 +286,33 @@ except {stop.__name__} as stop:
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert (done.returncode, done.stdout, done.stderr) == (0, f"{stop.__name__} 1\n", "")
+
+
+@pytest.mark.parametrize("signum, stop", [(signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, Terminated)])
+def test_a_stop_lost_in_a_destructor_still_stops_the_run_at_once(signum, stop):
+    """A stop whose exception is raised while Python runs a destructor (``__del__``, a weakref callback) cannot leave
+    it: Python reports it as unraisable and goes on. The run then went on to its end (here a 20 s loop), the Ctrl-C or
+    SIGTERM waiting for the next checkpoint; it is raised again in the main code within milliseconds, silently."""
+    code = f"""
+import os, time
+from sim.errors import Terminated, watch_stop_signals
+
+class Finalised:
+    def __del__(self):
+        os.kill(os.getpid(), {int(signum)})  # the stop arrives while Python runs this destructor
+        for _ in range(1000):  # (bytecode after it: the handler's exception is raised in here)
+            pass
+
+watch_stop_signals()
+start = time.monotonic()
+try:
+    Finalised()  # (freed at once: its destructor runs)
+    while time.monotonic() - start < 20:
+        pass
+    print("ran on")
+except {stop.__name__} as stop:
+    print(type(stop).__name__, time.monotonic() - start < 10)
+"""
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"{stop.__name__} True\n", "")
