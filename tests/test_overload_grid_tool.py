@@ -41,7 +41,7 @@ def test_a_grid_stopped_mid_run_ends_with_143_and_no_traceback(tmp_path):
         deadline = time.monotonic() + 60
         while len(_children(proc.pid)) < 2 and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
-        time.sleep(1.0)  # a worker has taken the point and is running it
+        time.sleep(0.3)  # a worker has taken the point and is running it (it ends ~1 s after the workers start)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)  # before the fix: no end (the pool waited for a worker that waited)
     finally:
