@@ -60,6 +60,8 @@ _stop_signal: int | None = None
 _held = 0
 # how long after a stop lost in a destructor it is raised again (``_lost_stop``): past the destructor's return
 LOST_STOP_RETRY_S = 0.001
+# SIGALRM's handler from before a lost stop's retry was set (``_lost_stop``); None while no retry is pending
+_retry_previous: object = None
 _commands_running = 0  # command_status calls under way: tools/random_runs.py runs main.main's inside its own
 
 
@@ -68,6 +70,7 @@ def _interrupt(signum: int, frame: object) -> None:
     _stop_signal = signum
     _stopped_midway()
     if not _held:
+        _cancel_retry()
         raise KeyboardInterrupt
 
 
@@ -79,6 +82,7 @@ def _terminate(signum: int, frame: object) -> None:
     # must not interrupt the stopping itself (``command_status`` puts the previous handler back when it returns)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if not _held:
+        _cancel_retry()
         raise Terminated
 
 
@@ -96,6 +100,7 @@ def raise_if_stopped() -> None:
     """Raise the interruption a stop signal already raised once, in case a library swallowed it: checked where work
     can stop cleanly (before an output replaces the previous one, between training rounds, as a command ends)."""
     if _stop_signal is not None:
+        _cancel_retry()
         raise Terminated if _stop_signal == signal.SIGTERM else KeyboardInterrupt
 
 
@@ -203,6 +208,8 @@ def command_status(program: str, body: Callable[[], int]) -> int:
         if not _commands_running:  # (answered: a command run again in this process starts unstopped; one run inside
             _stop_signal = None    # another leaves the signal to it, which stops too: not a hunt going on past Ctrl-C)
         if previous is not None:
+            if not _commands_running:
+                _cancel_retry()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             sys.stdout = stdout
@@ -281,15 +288,30 @@ def _lost_stop(unraisable: object) -> None:
     if _stop_signal is None or not isinstance(getattr(unraisable, "exc_value", None), KeyboardInterrupt) \
             or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
         return
-    previous = signal.getsignal(signal.SIGALRM)
+    global _retry_previous
+    if _retry_previous is None:
+        _retry_previous = signal.getsignal(signal.SIGALRM)
 
     def again(_signum: int, _frame: object) -> None:
-        signal.signal(signal.SIGALRM, previous)
+        _cancel_retry()
         if not _held:  # (a held region raises it as it ends)
             raise_if_stopped()
 
     signal.signal(signal.SIGALRM, again)
     signal.setitimer(signal.ITIMER_REAL, LOST_STOP_RETRY_S)
+
+
+def _cancel_retry() -> None:
+    """Disarm a lost stop's pending retry (``_lost_stop``) and put SIGALRM's handler back: done whenever the stop is
+    raised anew (by a handler or ``raise_if_stopped``) and as the command ends. Else the retry could raise the stop a
+    second time while the command was already handling it (saying it was stopped), out of ``command_status``: a
+    traceback (a pytest worker running tests/test_stop_signals.py was interrupted so in CI)."""
+    global _retry_previous
+    if _retry_previous is None or threading.current_thread() is not threading.main_thread():
+        return
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, _retry_previous)
+    _retry_previous = None
 
 
 def interruption_behind(exc: BaseException) -> KeyboardInterrupt | None:

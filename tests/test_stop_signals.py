@@ -316,3 +316,38 @@ except {stop.__name__} as stop:
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert (done.returncode, done.stdout, done.stderr) == (0, f"{stop.__name__} True\n", "")
+
+
+@pytest.mark.parametrize("signum, line, code", [(signal.SIGINT, "interrupted", 130),
+                                                (signal.SIGTERM, "terminated", 143)])
+def test_a_lost_stop_raised_by_the_command_itself_is_not_raised_again_while_it_is_handled(signum, line, code):
+    """A stop lost in a destructor, then raised by the command's own check (``raise_if_stopped`` as the body returns)
+    before the retry's alarm: the retry must not raise it a second time while the command is saying it was stopped
+    (here a slow line on stderr), which took the stop out of ``command_status`` as a traceback (seen in CI: a pytest
+    worker interrupted in test_a_second_sigterm_while_stopping_is_ignored)."""
+    script = f"""
+import os, time
+import sim.errors
+from sim.errors import command_status
+
+say = sim.errors._say
+def slow_say(text):
+    time.sleep(0.05)  # (50 retry intervals)
+    say(text)
+sim.errors._say = slow_say
+
+class Finalised:
+    def __del__(self):
+        os.kill(os.getpid(), {int(signum)})  # the stop arrives while Python runs this destructor: lost there
+
+def body():
+    Finalised()
+    return 0
+
+status = command_status("kvsim", body)
+time.sleep(0.05)  # (a retry left armed would fire here)
+print(status)
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"{code}\n", f"kvsim: {line}\n")
