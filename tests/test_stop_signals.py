@@ -61,9 +61,14 @@ def test_a_stop_signal_inside_a_c_librarys_call_back_into_python_says_so_in_one_
         ran_on.append("after the call")  # the C library returned normally: the interruption was lost there
         return 0
 
+    alarm_handler = signal.getsignal(signal.SIGALRM)
     assert command_status("kvsim", body) == code
     assert capsys.readouterr().err == f"kvsim: {line}\n"
     assert ran_on == ["after the call"]
+    # the lost stop's retry (a one-shot SIGALRM) is disarmed once the stop was raised anew: left armed, it fired in
+    # the next test's own stop handling and raised out of command_status (CI: a pytest worker interrupted)
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    assert signal.getsignal(signal.SIGALRM) is alarm_handler
 
 
 def test_a_second_sigterm_while_stopping_is_ignored(monkeypatch, capsys):
