@@ -366,7 +366,6 @@ class AlignStateKVCacheManager(RemoteStates, PastHitCopies, KVCacheManager):
         job.state_held, job.state_len, job.state_idx, job.state_junction = False, 0, (), 0
         job.sliding_hit = 0
         super().free(job)
-        job.prompt_copies = ()
 
     # ------------------------------------------------------------- decode windows
 

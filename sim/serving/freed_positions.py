@@ -32,21 +32,22 @@ def latest_positions(latest: dict[int, int], freed: Sequence[int], positions: np
     return out
 
 
-def freed_positions(keys: Sequence[int], freed: Sequence[int], first: int) -> np.ndarray:
+def freed_positions(keys: Sequence[int], freed: Sequence[int], first: int, at: np.ndarray | None = None) -> np.ndarray:
     """Stream positions of the ``freed`` blocks of ``keys``, a job's held prompt blocks deepest first (``keys[i]`` at
-    position ``first - i``), of which ``freed`` are those no other request holds, in order (``BlockPool.let_go``).
+    position ``first - i``, or ``at[i]`` where given: a job holding copies of its own between them,
+    ``Job.prompt_copies``), of which ``freed`` are those no other request holds, in order (``BlockPool.let_go``).
     A block still held elsewhere (a shared prefix) is skipped, not its position: numbering the freed blocks
     ``first, first - 1, ...`` gave each the position, and so the next use (Belady) or predicted class (learned), of a
     block up to the number skipped shallower. A key repeated in ``keys`` is freed at its last occurrence (the count
     reaches zero there), so the match runs from the end."""
     if len(freed) == len(keys):
-        return first - np.arange(len(keys), dtype=np.int64)
+        return first - np.arange(len(keys), dtype=np.int64) if at is None else at
     out = np.empty(len(freed), dtype=np.int64)
     j = len(freed) - 1
     for i in range(len(keys) - 1, -1, -1):
         if j < 0:
             break
         if keys[i] == freed[j]:
-            out[j] = first - i
+            out[j] = first - i if at is None else at[i]
             j -= 1
     return out

@@ -53,48 +53,18 @@ def copy_positions(job: Job, count: int) -> np.ndarray:
 class PastHitCopies:
     """The full-attention group of a hybrid whose prefix hit is cut back below what the full group holds
     (``Job.sliding_hit``: the blocks served): past the hit vLLM allocates new blocks, even where another request
-    holds a block of the same hash (kept as ``Job.prompt_copies``, private to the request)."""
-
-    block_size: int
-    pool: BlockPool
+    holds a block of the same hash (kept as ``Job.prompt_copies``, private to the request: ``KVCacheManager``'s
+    ``_past_hit_new_blocks``, ``_hold_past_hit``, ``_held_blocks``)."""
 
     def _full_new_blocks(self, job: Job, tokens: int) -> int:
-        """Blocks the full group takes to grow ``job`` to ``tokens`` tokens. Past the hit vLLM allocates new blocks
-        (their hashes may match blocks other requests hold, the blocks are not shared): only the hit's blocks are
-        found, as cached or in use."""
-        need, prompt, held = -(-tokens // self.block_size), len(job.blocks), job.held
-        upto = min(need, prompt)
-        fresh = 0
-        if upto > held:
-            split = max(held, min(upto, job.sliding_hit))
-            fresh = self.pool.count_fresh(job.blocks[held:split]) + upto - split
-        return fresh + max(0, need - prompt - job.anonymous)
+        """Blocks the full group takes to grow ``job`` to ``tokens`` tokens: only the hit's blocks are found, as cached
+        or in use."""
+        return self._past_hit_new_blocks(job, tokens, job.sliding_hit)
 
     def _hold_full(self, job: Job, prompt: int, grow: int) -> list[int]:
-        """Hold the full group's prompt blocks up to ``prompt`` and ``grow`` more private ones; a block past the hit
-        that another request holds is computed again into a copy of this request's own (``prompt_copies``). Returns the
-        prompt blocks newly allocated."""
-        refs, hit = self.pool.refs, job.sliding_hit
-        keys, copies = [], []
-        for i in range(job.held, prompt):
-            key = job.blocks[i]
-            if i >= hit and key in refs:
-                copies.append(i)
-            else:
-                keys.append(key)
-        if copies:
-            job.prompt_copies += tuple(copies)
-        return list(self.pool.hold(keys, grow + len(copies)))
-
-    def _held_blocks(self, job: Job) -> tuple[Sequence[int], int]:
-        """The full group's prompt blocks held by reference, deepest first, and its private blocks: the copies of
-        blocks others held (``prompt_copies``) are among the private ones."""
-        if not job.prompt_copies:
-            return super()._held_blocks(job)
-        copies = set(job.prompt_copies)
-        keys = [job.blocks[i] for i in range(job.held - 1, -1, -1) if i not in copies]
-        return keys, job.anonymous + len(copies)
-
+        """Hold the full group's prompt blocks up to ``prompt`` and ``grow`` more private ones, a block past the hit
+        that another request holds as a copy of this request's own. Returns the prompt blocks newly allocated."""
+        return self._hold_past_hit(job, prompt, grow, job.sliding_hit)
 
 
 class HybridKVCacheManager(PastHitCopies, KVCacheManager):
@@ -462,7 +432,6 @@ class HybridKVCacheManager(PastHitCopies, KVCacheManager):
         job.sliding_step = -1
         job.sliding_keyed = ()
         super().free(job)
-        job.prompt_copies = ()
 
 
 def merged(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:

@@ -10,7 +10,6 @@ when its time has passed. Roles (``unified``, ``prefill``, ``decode``) are descr
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from typing import Callable
 
@@ -68,10 +67,6 @@ class Instance:
         self._window_version = 0
         self.group: LockstepGroup | None = None  # its data-parallel group, which then drives its steps
         self._batch_end = 0.0  # when the single step in flight ends
-        # (decode role) the prompt blocks whose KV is on its way here, by id: how many transfers bring each, and each
-        # request's (``reserve``, ``landed``): not found by a later request until they land
-        self._landing: Counter[int] = Counter()
-        self._landing_of: dict[int, list[int]] = {}
 
     # ------------------------------------------------------------------ load
 
@@ -135,12 +130,7 @@ class Instance:
             # its later steps take their blocks as they start, unchecked: single steps would plan them after these
             # blocks are taken, so the window ends with its step in progress
             self._cut_window(ahead=False)
-        present = kv.receive(job, tokens)
-        landing = self._landing
-        if landing and present:  # blocks still in transfer to another request: not yet computed here, so not found
-            # (vLLM caches a received block's hash only once its KV lands, ``_update_waiting_for_remote_kv``; until
-            # then a later request's lookup stops there and the connector brings its own copy)
-            present = next((i for i, block in enumerate(job.blocks[:present]) if block in landing), present)
+        present = kv.receive(job, tokens)  # (none of the blocks still on their way here for another request)
         loaded = tokens - backoff  # the prompt tokens whose KV the prefill side sends
         # the first step here feeds the prompt's last token to sample the first output: recomputed over the whole
         # prompt's KV it was sent (vLLM's scheduler counts a received prompt one token short,
@@ -167,16 +157,12 @@ class Instance:
             return 0
         sent = kv.sent_blocks(job, present)
         if sent:
-            arriving = [int(block) for block in job.blocks[present:]]  # (its prompt's blocks past what was found)
-            self._landing_of[job.rid] = arriving
-            landing.update(arriving)
+            kv.expect(job, present)
         return sent
 
     def landed(self, job: Job) -> None:
         """Decode role: the KV ``reserve`` held blocks for has arrived: its blocks are found by later requests."""
-        arriving = self._landing_of.pop(job.rid, None)
-        if arriving is not None:
-            self._landing -= Counter(arriving)  # (a block no transfer brings any more leaves it)
+        self.kv.landed(job)
 
     def release(self, job: Job) -> None:
         """Free a job's blocks (PD: a prefilled job once its KV has been sent) and look for work."""

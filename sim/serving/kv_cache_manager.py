@@ -173,6 +173,12 @@ class KVCacheManager:
         # told after an allocation or a free changed the pool or the HBM cache (prefix caching): a decode window's
         # reserved blocks judge again where their steps' starts push blocks out (``WindowClaims.recheck``)
         self.on_change: Callable[[], None] | None = None
+        # (PD's decode side) the prompt blocks whose KV is on its way here, by id: how many transfers bring each, and
+        # each request's (``expect``, ``landed``). vLLM caches a received block's hash only once its KV has landed
+        # (vllm/v1/core/sched/scheduler.py ``_update_waiting_for_remote_kv`` -> ``cache_blocks``; until then it was
+        # allocated with ``delay_cache_blocks``): a lookup stops at the first of them
+        self.landing: Counter[int] = Counter()
+        self._landing_of: dict[int, list[int]] = {}
         cache.resize_top(pool.total)
 
     # ------------------------------------------------------------- lookups
@@ -206,6 +212,9 @@ class KVCacheManager:
         levels = self.prefix_levels(job, chain)
         hit, tokens = prefix_hit(levels, job.target, chain_tokens, self.block_size)
         job.generated_hit = max(0, hit - job.input_tokens // self.block_size) if chain_tokens > job.input_tokens else 0
+        if self.landing:  # (a decode instance's preempted request read again while another's KV is on its way:
+            # vLLM's lookup stopped short of those blocks, and its ``allocate_slots`` takes new ones past the hit)
+            job.copies_from = hit
         return PrefixMatch.of(levels[:hit], tokens)
 
     def _sequence_chain(self, job: Job) -> tuple[Sequence[int], int]:
@@ -235,8 +244,18 @@ class KVCacheManager:
         (``_last_block_from_below``). The one rule the scheduler's lookups and the cluster's KV connector
         (``PrefixFetch._fetch_plan``) read a prefix by, so the connector loads what the lookup serves."""
         levels = self.cache.lookup_prefix(chain, self.pool).tolist()
+        if self.landing:  # (a decode instance with KV on its way here: the lookup stops at the first such block)
+            del levels[self._before_landing(chain, len(levels)):]
         self._last_block_from_below(job, levels)
         return levels
+
+    def _before_landing(self, blocks: Sequence[int], n: int) -> int:
+        """The blocks of ``blocks[:n]`` before the first whose KV is still on its way here (``landing``): vLLM finds a
+        received block only once it has landed. (A lower tier's copy of it is not looked for: with exclusive tiers,
+        the default, the receiving request took it; an inclusive tier's copy an offloading connector could load is
+        left unread, the request computing the block again.)"""
+        landing = self.landing
+        return next((i for i, block in enumerate(blocks[:n]) if int(block) in landing), n)
 
     def _last_block_from_below(self, job: Job, levels: list[int]) -> None:
         """A block-aligned request's last block, held in HBM (cached or in use) and copied in a lower tier
@@ -253,10 +272,34 @@ class KVCacheManager:
     def receive(self, job: Job, tokens: int) -> int:
         """A prompt of ``tokens`` tokens whose KV another instance computed is to be sent here (PD's decode side):
         the prompt blocks found here, as vLLM's ``get_computed_blocks`` finds them (whole blocks, short of the last
-        token); the KV connector (e.g. NixlConnector.get_num_new_matched_tokens) brings the rest."""
+        token, none whose KV is still on its way here: ``landing``); the KV connector (e.g.
+        NixlConnector.get_num_new_matched_tokens) brings the rest into new blocks: ``allocate_slots`` takes fresh
+        ones from the free queue for the external tokens past the hit (vllm/v1/core/kv_cache_manager.py), which the
+        connector fills (``update_state_after_alloc``: "Get unhashed blocks to pull from remote"), so a block of the
+        rest that another request holds (its KV in flight, or the last block the hit leaves out) is a second copy
+        here (``copies_from``), counted as such until the request ends."""
         if not self.prefix_caching:
             return 0
-        return min(self.cached_prefix_blocks(job.prompt_ids), usable_prefix_blocks(tokens, self.block_size))
+        present = min(self.cached_prefix_blocks(job.prompt_ids), usable_prefix_blocks(tokens, self.block_size))
+        if self.landing and present:
+            present = self._before_landing(job.prompt_ids, present)
+        job.copies_from = present
+        return present
+
+    def expect(self, job: Job, present: int) -> None:
+        """The prompt blocks of ``job`` past its ``present`` ones are on their way here (``receive``): until they land,
+        no lookup finds them. Its copies (``prompt_copies``) are its own: no lookup finds them anyway."""
+        copies = set(job.prompt_copies)
+        arriving = [int(block) for i, block in enumerate(job.blocks[present:], present) if i not in copies]
+        if arriving:
+            self._landing_of[job.rid] = arriving
+            self.landing.update(arriving)
+
+    def landed(self, job: Job) -> None:
+        """The KV ``expect`` waited for has arrived: its blocks are found by later requests."""
+        arriving = self._landing_of.pop(job.rid, None)
+        if arriving is not None:
+            self.landing -= Counter(arriving)  # (a block no transfer brings any more leaves it)
 
     def sent_blocks(self, job: Job, present: int) -> int:
         """Blocks the connector sends to a job received here (``receive`` found ``present``; its blocks are
@@ -321,6 +364,8 @@ class KVCacheManager:
 
     def new_blocks(self, job: Job, tokens: int) -> int:
         """Physical blocks that growing ``job`` to ``tokens`` tokens would allocate."""
+        if job.copies_from >= 0:
+            return self._past_hit_new_blocks(job, tokens, job.copies_from)
         need = -(-tokens // self.block_size)
         prompt = len(job.blocks)
         if need <= prompt:  # within the prompt: no private blocks
@@ -359,7 +404,7 @@ class KVCacheManager:
         ``full_sequence``), known before the lookup (which changes nothing); None: it may (the first chunk's). A queue
         behind a request that does not fit asks at every step: the answer is kept while what it depends on stays (the
         job's fields ``new_blocks`` reads and the pool's set of blocks in use)."""
-        if not full_sequence:
+        if not full_sequence or self.landing:  # (KV on its way here: past the hit, held blocks are copies)
             return None
         key = (job, job.target, job.held, job.anonymous, job.state_held, self.pool.changes)
         if self._admission[0] != key:
@@ -373,7 +418,8 @@ class KVCacheManager:
         fresh: Sequence[int] = ()
         grew = grow or prompt > job.held  # (else a step within the blocks it holds: nothing to take)
         if grew:
-            fresh = self.pool.hold(job.blocks[job.held:prompt], grow)
+            fresh = (self.pool.hold(job.blocks[job.held:prompt], grow) if job.copies_from < 0
+                     else self._hold_past_hit(job, prompt, grow, job.copies_from))
             if self.latest_use is not None:
                 note_uses(self.latest_use, job.blocks, job.held, prompt, job.position)
             job.held = max(job.held, prompt)
@@ -406,10 +452,13 @@ class KVCacheManager:
         keys, private = self._held_blocks(job)
         freed = self.pool.let_go(keys, private)
         job_held = job.held
+        # (copies held: the blocks held by reference are not consecutive; each at its own stream position)
+        at = job.position + self._held_indices(job) if job.prompt_copies else None
         job.held = job.anonymous = 0
+        job.prompt_copies, job.copies_from = (), -1
         if self.prefix_caching:
             self.cache.resize_top(self.pool.unused)
-            positions = freed_positions(keys, freed, job.position + job_held - 1)
+            positions = freed_positions(keys, freed, job.position + job_held - 1, at)
             if self.latest_use is not None:
                 positions = latest_positions(self.latest_use, freed, positions)
             if partial and len(freed) and freed[0] == job.blocks[-1]:  # (deepest first: the partial one leads)
@@ -435,8 +484,44 @@ class KVCacheManager:
         return np.asarray(job.generated_ids[count - 1::-1]).tolist(), job.position + len(job.blocks) + deepest_first
 
     def _held_blocks(self, job: Job) -> tuple[Sequence[int], int]:
-        """The prompt blocks ``job`` holds by reference, deepest first, and how many blocks it holds privately."""
-        return (job.blocks[job.held - 1::-1] if job.held else ()), job.anonymous
+        """The prompt blocks ``job`` holds by reference, deepest first, and how many blocks it holds privately: the
+        copies of blocks others held (``prompt_copies``) are among the private ones."""
+        if not job.prompt_copies:
+            return (job.blocks[job.held - 1::-1] if job.held else ()), job.anonymous
+        return [job.blocks[i] for i in self._held_indices(job)], job.anonymous + len(job.prompt_copies)
+
+    @staticmethod
+    def _held_indices(job: Job) -> np.ndarray:
+        """The indices of the prompt blocks ``job`` holds by reference, deepest first (its copies left out)."""
+        copies = set(job.prompt_copies)
+        return np.array([i for i in range(job.held - 1, -1, -1) if i not in copies], dtype=np.int64)
+
+    def _past_hit_new_blocks(self, job: Job, tokens: int, hit: int) -> int:
+        """``new_blocks`` where vLLM allocates new blocks past the ``hit``'s: a block there is found neither cached
+        nor in use (its hash may match a block another request holds, the blocks are not shared)."""
+        need, prompt, held = -(-tokens // self.block_size), len(job.blocks), job.held
+        upto = min(need, prompt)
+        fresh = 0
+        if upto > held:
+            split = max(held, min(upto, hit))
+            fresh = self.pool.count_fresh(job.blocks[held:split]) + upto - split
+        return fresh + max(0, need - prompt - job.anonymous)
+
+    def _hold_past_hit(self, job: Job, prompt: int, grow: int, hit: int) -> list[int]:
+        """Hold ``job``'s prompt blocks up to ``prompt`` and ``grow`` more private ones; a block past the ``hit`` that
+        another request holds is a copy of this request's own (``prompt_copies``). Returns the prompt blocks newly
+        allocated."""
+        refs = self.pool.refs
+        keys, copies = [], []
+        for i in range(job.held, prompt):
+            key = job.blocks[i]
+            if i >= hit and key in refs:
+                copies.append(i)
+            else:
+                keys.append(key)
+        if copies:
+            job.prompt_copies += tuple(copies)
+        return list(self.pool.hold(keys, grow + len(copies)))
 
     def sync_free(self, unused: int | None = None) -> None:
         """The HBM cache's capacity follows the pool's blocks not in use (``unused``: as of a later instant; a decode

@@ -1,0 +1,163 @@
+"""PD decode memory when two requests' KV of one prefix is in flight to one decode instance at once.
+
+vLLM's decode side finds a received block only once its KV has landed (``_update_waiting_for_remote_kv`` ->
+``cache_blocks``); a request whose lookup stops there is given new blocks past its hit (``allocate_slots`` takes
+them from the free queue) for the connector to fill: a second physical copy of each block another request holds,
+counted in the pool until that request ends. Cases worked by hand: blocks of 16 tokens, prompts of 64 tokens
+(blocks 1-4), two prefill instances, one decode instance, a 1 Gb/s link (4 blocks take ~66 ms, prefill ~7 ms)."""
+
+from __future__ import annotations
+
+import pytest
+
+from sim.config import load_config
+from sim.serving.block_pool import BlockPool
+from sim.serving.job import Job
+from sim.serving.kv_cache_manager import KVCacheManager
+from sim.serving.run import ServingRun
+from tests.cache_helpers import make_cache
+from tests.test_serving import make_trace
+
+PREFIX = [1, 2, 3, 4]
+
+
+def _config(*extra: str):
+    return load_config(None, sets=["pd.num_prefill=2", "pd.num_decode=1", "serving.block_size=16",
+                                   "network.bandwidth_gbps=1", *extra])
+
+
+def _run(config, arrival, outputs, block_lists=None):
+    """A PD run of 64-token prompts; returns it with the decode pool's (used, blocks held by id) sampled just before
+    and after each KV transfer lands and as each request ends."""
+    n = len(arrival)
+    trace = make_trace(arrival, [64] * n, outputs, block_lists=block_lists or [PREFIX] * n)
+    run = ServingRun(trace, config, "pd")
+    decode = run.decode[0]
+    samples: dict[str, tuple[int, dict[int, int]]] = {}
+
+    def sample(tag: str) -> None:
+        samples[tag] = decode.pool.used, dict(decode.pool.refs)
+
+    arrived, finished = run._arrived, decode.on_finish
+
+    def on_arrived(src, job, dest, dest_job):
+        sample(f"before landed {job.rid}")
+        arrived(src, job, dest, dest_job)
+        sample(f"landed {job.rid}")
+
+    def on_finish(job):
+        sample(f"finished {job.rid}")
+        finished(job)
+
+    run._arrived, decode.on_finish = on_arrived, on_finish
+    run.run()
+    return run, samples
+
+
+def test_two_transfers_of_one_prefix_in_flight_hold_two_copies_until_each_request_ends():
+    """A and B (blocks 1-4, one output token each) 1 ms apart: B's lookup stops at A's block 1 (in flight), so B
+    gets 4 new blocks and is sent all 4. By hand: while both are in flight the decode pool holds 4 + 4 = 8 blocks
+    (kvsim counted 4: B's were A's ids, shared); once both landed still 8 (vLLM keeps both copies: a duplicate is
+    cached beside the first, ``BlockHashToBlockMap`` does not de-duplicate). A ends first (its one token, 64 KV
+    tokens: no 5th block): its 4 blocks go, B's 4 copies stay, and A's blocks 1-4 are the ones cached in HBM (B's
+    copies are its own). B's end frees everything."""
+    run, samples = _run(_config(), [0.0, 0.001], [1, 1])
+    table = run.table
+    block = table.kv_transfer_bytes[0] // 4
+    assert table.kv_transfer_bytes.tolist() == [4 * block, 4 * block]
+    assert table.kv_ready[0] < table.kv_ready[1] < table.last_token[0] < table.last_token[1]
+    held = {1: 1, 2: 1, 3: 1, 4: 1}  # A's blocks by id (B's are copies)
+    assert samples["before landed 0"] == (8, held)  # (both in flight)
+    assert samples["landed 1"] == (8, held)
+    assert samples["finished 0"] == (4, {})  # (after A let go: B's copies)
+    assert samples["finished 1"] == (0, {})
+    assert [run.decode[0].kv.find(key) for key in PREFIX] == [0, 0, 0, 0]  # (A's copies cached in HBM)
+
+
+def test_a_request_arriving_after_the_prefix_landed_copies_only_the_block_its_hit_leaves_out():
+    """B 1 s after A (A still decoding its 400 tokens): B finds A's blocks 1-3 (its hit stops a token short of its 64: block 4 holds
+    its last token) and is sent block 4 into a new block of its own (vLLM's allocate_slots for the external tokens):
+    the decode pool holds A's 4 + its growth and B's 1 (kvsim counted B's block 4 as A's, 0 new)."""
+    run, samples = _run(_config(), [0.0, 1.0], [400, 4])
+    block = run.table.kv_transfer_bytes[0] // 4
+    assert run.table.kv_transfer_bytes.tolist() == [4 * block, block]
+    before, refs_before = samples["before landed 1"]
+    after, refs_after = samples["landed 1"]
+    assert refs_before == refs_after == {1: 2, 2: 2, 3: 2, 4: 1}  # (B shares 1-3 by id; its block 4 is a copy)
+    assert after == before  # (reserved when it was sent: nothing more at landing)
+
+
+def test_reserving_b_before_a_lands_counts_b_in_flight():
+    """B's 4 copies are taken when its transfer starts (``Instance.reserve``), not when A lands: sampled before A's
+    KV lands, the pool already holds both requests' 8."""
+    _, samples = _run(_config(), [0.0, 0.001], [4, 4])
+    assert samples["before landed 0"][0] == 8
+
+
+@pytest.mark.parametrize("async_scheduling, preempted", [(False, [0, 1]), (True, [1, 0])])
+def test_two_copies_that_fill_the_decode_pool_preempt_one_when_a_grows(async_scheduling, preempted):
+    """8 usable blocks: A and B in flight together hold all 8 (4 each; kvsim counted 4 and peaked at 6, never
+    preempting). A's 2nd output token writes KV slot 65: a 5th block, none free. Synchronous scheduling plans that
+    step with B (landed during A's first step) running too: the request that joined last, B, is preempted (vLLM's
+    ``self.running.pop()``) and its 4 copies go. Asynchronously the step was planned before B was read: A is the only
+    running request and preempts itself (vLLM: the victim is the request itself, not scheduled), its blocks 1-4
+    cached; B runs in its copies. The pool never holds more than its 8."""
+    run, _ = _run(_config("serving.num_gpu_blocks=9", f"serving.async_scheduling={str(async_scheduling).lower()}"),
+                  [0.0, 0.001], [4, 4])
+    assert run.table.preemptions.tolist() == preempted
+    assert run.decode[0].pool.peak == 8
+    assert run.completed == 2
+
+
+class _Clock:
+    now = 0.0
+
+
+def _manager(blocks: int = 20) -> KVCacheManager:
+    return KVCacheManager(BlockPool(blocks, _Clock()), make_cache("lru", [blocks], num_blocks=16), 16, True,
+                          lambda: 0.0)
+
+
+def test_a_preempted_request_read_again_finds_no_block_still_landing():
+    """A decode instance whose request B was preempted and whose HBM no longer caches B's blocks, while C's KV of
+    the same prefix (blocks 1-4) is on its way: vLLM's lookup for B finds none of C's blocks (not cached until they
+    land), so B recomputes its prompt into new blocks: 4 copies beside C's 4 (and 1 more for the 16 tokens it
+    generated). Before, the lookup found C's 4 in-flight blocks as HBM hits and B shared them."""
+    kv = _manager()
+    c = Job(2, 64, 4, list(PREFIX), 0, target=64)
+    assert kv.receive(c, 64) == 0
+    kv.allocate(c, 64)
+    kv.expect(c, 0)
+    b = Job(1, 64, 40, list(PREFIX), 0, target=80, admitted_once=True)  # (preempted after 16 tokens)
+    assert kv.admission_before_lookup(b, True) is None  # (its hit decides what it takes)
+    match = kv.lookup(b)
+    assert (match.blocks, match.tokens) == (0, 0)
+    assert kv.new_blocks(b, 80) == 5
+    kv.allocate(b, 80)
+    assert kv.pool.used == 9 and kv.pool.refs == {1: 1, 2: 1, 3: 1, 4: 1}
+    kv.landed(c)  # C's KV landed: now found, and a request read again shares it
+    d = Job(3, 64, 40, list(PREFIX), 0, target=80, admitted_once=True)
+    match = kv.lookup(d)
+    assert match.blocks == 4
+    assert kv.new_blocks(d, 80) == 1
+    kv.free(b)
+    assert kv.pool.used == 4 and kv.pool.refs == {1: 1, 2: 1, 3: 1, 4: 1}  # (B's copies gone, C's blocks kept)
+
+
+def test_a_job_holding_copies_frees_its_shared_blocks_at_their_own_stream_positions():
+    """A job holding a copy between blocks it holds by id (block 1 a copy, 0 2 3 by id, at stream positions 10-13)
+    returns 3, 2, 0 to the cache at 13, 12, 10 (numbering them 13, 12, 11 gave block 0 block 1's position)."""
+    kv = _manager()
+    other = Job(0, 16, 1, [1], 0, target=16)
+    kv.allocate(other, 16)
+    job = Job(1, 64, 1, [0, 1, 2, 3], 10, target=64)
+    job.copies_from = 0
+    kv.allocate(job, 64)
+    assert job.prompt_copies == (1,)
+    calls = []
+    touch = kv.cache.touch_chain
+    kv.cache.touch_chain = lambda keys, positions, freed=False: (
+        calls.append((list(map(int, keys)), list(map(int, positions)))), touch(keys, positions, freed=freed))[1]
+    kv.free(job)
+    assert calls == [([3, 2, 0], [13, 12, 10])]
+    assert (job.prompt_copies, job.copies_from) == ((), -1)
