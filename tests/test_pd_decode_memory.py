@@ -94,6 +94,19 @@ def test_reserving_b_before_a_lands_counts_b_in_flight():
     assert samples["before landed 0"][0] == 8
 
 
+def test_a_decode_instance_too_small_for_two_copies_sends_b_once_a_has_landed():
+    """7 usable blocks (num_gpu_blocks 8, less vLLM's null block): A holds 4 in flight, B would need 4 new ones: it
+    waits (kvsim let it share A's ids and sent it at once). When A lands, B's lookup finds A's blocks 1-3, so it
+    needs 1 new block (its block 4) and is sent that one block, as vLLM's decode scheduler admits it at its next
+    step after A's KV landed (its waiting request is tried every step)."""
+    run, samples = _run(_config("serving.num_gpu_blocks=8"), [0.0, 0.001], [4, 4])
+    table = run.table
+    block = table.kv_transfer_bytes[0] // 4
+    assert table.kv_transfer_bytes.tolist() == [4 * block, block]
+    assert table.kv_sent[1] == pytest.approx(table.kv_ready[0], abs=1e-12)  # (sent as A's KV landed)
+    assert samples["before landed 0"] == (4, {1: 1, 2: 1, 3: 1, 4: 1})  # (only A's in flight)
+
+
 @pytest.mark.parametrize("async_scheduling, preempted", [(False, [0, 1]), (True, [1, 0])])
 def test_two_copies_that_fill_the_decode_pool_preempt_one_when_a_grows(async_scheduling, preempted):
     """8 usable blocks: A and B in flight together hold all 8 (4 each; kvsim counted 4 and peaked at 6, never

@@ -384,6 +384,8 @@ class ServingRun:
         src.release(job)
         dest.landed(dest_job)
         dest.submit(dest_job)
+        if self.pending:  # its blocks are found now: a transfer waiting for decode memory may need fewer (its own
+            self._start_transfers()  # copies of them no more: ``KVCacheManager.receive``)
 
     # ------------------------------------------------------------------ run
 
