@@ -63,10 +63,15 @@ LOST_STOP_RETRY_S = 0.001
 # SIGALRM's handler from before a lost stop's retry was set (``_lost_stop``); None while no retry is pending
 _retry_previous: object = None
 _commands_running = 0  # command_status calls under way: tools/random_runs.py runs main.main's inside its own
+# True while ``command_status`` answers a stop (says so, puts the handlers back): a second Ctrl-C or SIGTERM landing
+# there asks for what is already under way, and raised, it left ``command_status`` as a traceback
+_answering = False
 
 
 def _interrupt(signum: int, frame: object) -> None:
     global _stop_signal
+    if _answering:
+        return
     _stop_signal = signum
     _stopped_midway()
     if not _held:
@@ -76,6 +81,8 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def _terminate(signum: int, frame: object) -> None:
     global _stop_signal
+    if _answering:
+        return
     _stop_signal = signum
     _stopped_midway()
     # the command is stopping: a second SIGTERM (coreutils ``timeout`` signals the command, then its process group)
@@ -193,7 +200,7 @@ def command_status(program: str, body: Callable[[], int]) -> int:
     """Run a command's ``body`` and map how it ends to the Contract's exit status: its own status,
     2 for bad input (one line naming what to fix), 130 for Ctrl-C, 143 for SIGTERM, 1 for an internal error
     (the only case that prints a traceback)."""
-    global _stop_signal, _commands_running
+    global _stop_signal, _commands_running, _answering
     previous, stdout = None, sys.stdout
     if threading.current_thread() is threading.main_thread():
         previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
@@ -213,6 +220,7 @@ def command_status(program: str, body: Callable[[], int]) -> int:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             sys.stdout = stdout
+        _answering = False  # (last: a command run inside another hands the outer one's handlers back meanwhile)
 
 
 def end_process(status: int | None) -> NoReturn:
@@ -331,6 +339,7 @@ def interruption_behind(exc: BaseException) -> KeyboardInterrupt | None:
 
 
 def _status(program: str, body: Callable[[], int]) -> int:
+    global _answering
     try:
         try:
             raise_if_stopped()  # stopped while the command's libraries loaded (a library swallowed the exception)
@@ -346,6 +355,7 @@ def _status(program: str, body: Callable[[], int]) -> int:
         _say(f"{program}: error: {exc}")
         return 2
     except KeyboardInterrupt as exc:  # (Terminated is one)
+        _answering = True  # (first: a second stop from here on is this one, not another exception)
         _stopped_midway()
         # a library may raise its own KeyboardInterrupt for the one the handler raised (Ray's ray.wait does for any)
         if isinstance(exc, Terminated) or _stop_signal == signal.SIGTERM:

@@ -94,6 +94,40 @@ def test_a_second_sigterm_while_stopping_is_ignored(monkeypatch, capsys):
     assert said == ["kvsim: terminated"]
 
 
+@pytest.mark.parametrize(("first", "second", "line", "code"),
+                         [(signal.SIGINT, signal.SIGINT, "interrupted", 130),
+                          (signal.SIGINT, signal.SIGTERM, "interrupted", 130),
+                          (signal.SIGTERM, signal.SIGINT, "terminated", 143)],
+                         ids=["SIGINT-SIGINT", "SIGINT-SIGTERM", "SIGTERM-SIGINT"])
+def test_a_second_stop_while_the_first_is_answered_is_the_same_stop(monkeypatch, capsys, first, second, line, code):
+    """Ctrl-C pressed twice, or a SIGTERM after a Ctrl-C (``timeout`` as the user gives up): the second stop, landing
+    while ``command_status`` says the first one ended the command, raised its exception out of it: a traceback, exit
+    1 or death by SIGINT instead of one line."""
+    import sim.errors
+
+    said = []
+    say = sim.errors._say
+
+    def say_after_another_stop(text: str) -> None:
+        os.kill(os.getpid(), second)  # the second signal, while the first is answered
+        said.append(text)
+        say(text)
+
+    monkeypatch.setattr(sim.errors, "_say", say_after_another_stop)
+
+    def body() -> int:
+        os.kill(os.getpid(), first)
+        return 0
+
+    try:
+        status = command_status("kvsim", body)
+    except KeyboardInterrupt as escaped:  # (not left to end the test session)
+        pytest.fail(f"{type(escaped).__name__} raised out of command_status")
+    assert status == code
+    assert said == [f"kvsim: {line}"]
+    assert capsys.readouterr().err == f"kvsim: {line}\n"
+
+
 def test_a_signal_a_compiled_kernel_returned_with_is_an_interruption_not_an_internal_error(capsys):
     """numba's dispatcher reports a Ctrl-C (or SIGTERM) raised while its function ran as a SystemError caused by it
     ("returned a result with an exception set": seen generating a synthetic trace's block ids)."""
