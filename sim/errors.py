@@ -201,7 +201,7 @@ def command_status(program: str, body: Callable[[], int]) -> int:
     2 for bad input (one line naming what to fix), 130 for Ctrl-C, 143 for SIGTERM, 1 for an internal error
     (the only case that prints a traceback)."""
     global _stop_signal, _commands_running, _answering
-    previous, stdout = None, sys.stdout
+    previous, stdout, unraisable_hook = None, sys.stdout, sys.unraisablehook
     if threading.current_thread() is threading.main_thread():
         previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
         watch_stop_signals()
@@ -214,6 +214,9 @@ def command_status(program: str, body: Callable[[], int]) -> int:
         _commands_running -= 1
         if not _commands_running:  # (answered: a command run again in this process starts unstopped; one run inside
             _stop_signal = None    # another leaves the signal to it, which stops too: not a hunt going on past Ctrl-C)
+            # the stop's quiet hook (``_stopped_midway``) goes too: left, it hid every later "Exception ignored" of a
+            # process that goes on (a test session's next tests) for good
+            sys.unraisablehook = unraisable_hook
         if previous is not None:
             if not _commands_running:
                 _cancel_retry()
@@ -232,6 +235,8 @@ def end_process(status: int | None) -> NoReturn:
     called without an active exception": apache/arrow#34314; here about one trace-reading process in 200 on a busy
     machine); and it frees every object left (numba's type records: ~70 ms of a short run)."""
     code = 0 if status is None else status
+    if code in (128 + signal.SIGINT, 128 + signal.SIGTERM):
+        _stopped_midway()  # a stopped run's half-built objects freed from here on fail quietly, as in the command
     if sys.getprofile() is not None or sys.gettrace() is not None:
         sys.exit(code)  # under a profiler or debugger (python -m cProfile, pdb), which reports after the script ends
     atexit._run_exitfuncs()  # what the interpreter's teardown would run first; it reports a handler's error itself

@@ -71,6 +71,28 @@ def test_a_stop_signal_inside_a_c_librarys_call_back_into_python_says_so_in_one_
     assert signal.getsignal(signal.SIGALRM) is alarm_handler
 
 
+def test_a_stopped_command_leaves_the_process_s_unraisable_hook_as_it_was(monkeypatch, capsys):
+    """A stop quiets "Exception ignored" reports for the command (``_stopped_midway``); the hook stayed for the rest
+    of the process, so a later destructor's error in a process that goes on (a test session, a command run again)
+    vanished without a word."""
+    reported = []
+    monkeypatch.setattr(sys, "unraisablehook", reported.append)  # restored after the test
+
+    def body() -> int:
+        os.kill(os.getpid(), signal.SIGTERM)
+        return 0
+
+    assert command_status("kvsim", body) == 143
+
+    class Failing:
+        def __del__(self) -> None:
+            raise ValueError("a later destructor's error")
+
+    Failing()  # (freed at once: its destructor's error is unraisable)
+    assert [str(unraisable.exc_value) for unraisable in reported] == ["a later destructor's error"]
+    assert capsys.readouterr().err == "kvsim: terminated\n"
+
+
 def test_a_second_sigterm_while_stopping_is_ignored(monkeypatch, capsys):
     """coreutils ``timeout`` signals the command and then its process group, so the command gets SIGTERM twice; the
     second one, landing while the first is being handled, raised Terminated out of the handler: a traceback."""
