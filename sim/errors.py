@@ -9,6 +9,7 @@ import select
 import signal
 import sys
 import threading
+import time
 import traceback
 from contextlib import contextmanager
 from typing import Callable, Iterator, NoReturn
@@ -60,8 +61,10 @@ _stop_signal: int | None = None
 _held = 0
 # how long after a stop lost in a destructor it is raised again (``_lost_stop``): past the destructor's return
 LOST_STOP_RETRY_S = 0.001
-# SIGALRM's handler from before a lost stop's retry was set (``_lost_stop``); None while no retry is pending
-_retry_previous: object = None
+# A lost stop's pending retry (``_lost_stop``): its SIGALRM handler, and the handler and ITIMER_REAL timer (seconds
+# left, interval) from before it, and when it was set (``time.monotonic``): a timeout the user's code or a library set
+# is put back as the retry goes; None while no retry is pending
+_retry_previous: tuple[Callable, object, tuple[float, float], float] | None = None
 _commands_running = 0  # command_status calls under way: tools/random_runs.py runs main.main's inside its own
 # True while ``command_status`` answers a stop (says so, puts the handlers back): a second Ctrl-C or SIGTERM landing
 # there asks for what is already under way, and raised, it left ``command_status`` as a traceback
@@ -302,8 +305,7 @@ def _lost_stop(unraisable: object) -> None:
             or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
         return
     global _retry_previous
-    if _retry_previous is None:
-        _retry_previous = signal.getsignal(signal.SIGALRM)
+    previous_handler = signal.getsignal(signal.SIGALRM)
 
     def again(_signum: int, _frame: object) -> None:
         _cancel_retry()
@@ -311,7 +313,11 @@ def _lost_stop(unraisable: object) -> None:
             raise_if_stopped()
 
     signal.signal(signal.SIGALRM, again)
-    signal.setitimer(signal.ITIMER_REAL, LOST_STOP_RETRY_S)
+    timer = signal.setitimer(signal.ITIMER_REAL, LOST_STOP_RETRY_S)
+    if _retry_previous is None:
+        _retry_previous = (again, previous_handler, timer, time.monotonic())
+    else:  # lost again: what was set before is still the first retry's to put back
+        _retry_previous = (again, *_retry_previous[1:])
 
 
 def _cancel_retry() -> None:
@@ -322,9 +328,14 @@ def _cancel_retry() -> None:
     global _retry_previous
     if _retry_previous is None or threading.current_thread() is not threading.main_thread():
         return
-    signal.setitimer(signal.ITIMER_REAL, 0)
-    signal.signal(signal.SIGALRM, _retry_previous)
+    again, handler, (left, interval), armed_at = _retry_previous
     _retry_previous = None
+    if signal.getsignal(signal.SIGALRM) is not again:  # code that set SIGALRM since owns it and its timer now
+        return
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, handler)
+    if left:  # the timer the retry replaced, with what is left of it (one due meanwhile fires at once)
+        signal.setitimer(signal.ITIMER_REAL, max(left - (time.monotonic() - armed_at), 1e-6), interval)
 
 
 def interruption_behind(exc: BaseException) -> KeyboardInterrupt | None:

@@ -93,6 +93,32 @@ def test_a_stopped_command_leaves_the_process_s_unraisable_hook_as_it_was(monkey
     assert capsys.readouterr().err == "kvsim: terminated\n"
 
 
+def test_a_lost_stop_s_retry_puts_back_the_timer_the_user_s_code_set(monkeypatch, capsys):
+    """The retry of a stop lost in a destructor is a one-shot ITIMER_REAL, the one timer ``signal.alarm`` and a
+    library's timeout (tools/random_runs.py's per-draw limit) use too: arming it threw that timeout away, and putting
+    SIGALRM's handler back left it disarmed for good."""
+    monkeypatch.setattr(sys, "unraisablehook", sys.__unraisablehook__)  # restored after the test
+    handler = signal.signal(signal.SIGALRM, lambda *_: None)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 30)
+
+        class Finalised:
+            def __del__(self) -> None:
+                os.kill(os.getpid(), signal.SIGTERM)  # the stop arrives while Python runs this destructor: lost there
+
+        def body() -> int:
+            Finalised()
+            return 0
+
+        assert command_status("kvsim", body) == 143
+        left, interval = signal.getitimer(signal.ITIMER_REAL)
+        assert 25 < left <= 30 and interval == 0
+        assert capsys.readouterr().err == "kvsim: terminated\n"
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, handler)
+
+
 def test_a_second_sigterm_while_stopping_is_ignored(monkeypatch, capsys):
     """coreutils ``timeout`` signals the command and then its process group, so the command gets SIGTERM twice; the
     second one, landing while the first is being handled, raised Terminated out of the handler: a traceback."""
