@@ -240,6 +240,14 @@ def end_process(status: int | None) -> NoReturn:
     code = 0 if status is None else status
     if code in (128 + signal.SIGINT, 128 + signal.SIGTERM):
         _stopped_midway()  # a stopped run's half-built objects freed from here on fail quietly, as in the command
+    if threading.current_thread() is threading.main_thread():
+        # A stop from here on finds the work done: ending is what it asks for. The handlers command_status put back
+        # raised it inside an exit function (a traceback, "Exception ignored in atexit callback") or let it kill the
+        # process (-15); an exit function (a Ray sweep's shutdown) can take seconds.
+        _cancel_retry()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                signal.signal(signum, _exiting_anyway)
     if sys.getprofile() is not None or sys.gettrace() is not None:
         sys.exit(code)  # under a profiler or debugger (python -m cProfile, pdb), which reports after the script ends
     atexit._run_exitfuncs()  # what the interpreter's teardown would run first; it reports a handler's error itself
@@ -256,6 +264,10 @@ def end_process(status: int | None) -> NoReturn:
     except (OSError, ValueError, AttributeError):
         pass
     os._exit(code)
+
+
+def _exiting_anyway(signum: int, frame: object) -> None:
+    """SIGINT's and SIGTERM's handler while ``end_process`` ends the process: nothing more to stop."""
 
 
 def _say(text: str) -> None:

@@ -119,6 +119,33 @@ def test_a_lost_stop_s_retry_puts_back_the_timer_the_user_s_code_set(monkeypatch
         signal.signal(signal.SIGALRM, handler)
 
 
+@pytest.mark.parametrize("early", [False, True], ids=["script", "main.py"])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_while_the_process_ends_after_its_work_changes_nothing(early, signum):
+    """A stop landing in ``end_process``'s exit functions (a Ray sweep's shutdown: seconds), every output written:
+    with the handlers ``command_status`` put back, a script died by SIGTERM (-15, no line) or printed a Ctrl-C's
+    traceback ("Exception ignored in atexit callback")."""
+    script = f"""
+import atexit, sys, time
+from sim.errors import command_status, end_process, watch_stop_signals
+if {early}:
+    watch_stop_signals()  # (main.py's early handlers, which command_status puts back)
+
+def shutdown():
+    print("exiting", file=sys.stderr, flush=True)
+    time.sleep(1)
+
+atexit.register(shutdown)
+end_process(command_status("kvsim", lambda: 0))
+"""
+    process = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONPATH": str(ROOT)},
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # (not ignored)
+    assert process.stderr.readline() == "exiting\n"
+    process.send_signal(signum)
+    assert (process.wait(timeout=60), process.stderr.read()) == (0, "")
+
+
 def test_a_second_sigterm_while_stopping_is_ignored(monkeypatch, capsys):
     """coreutils ``timeout`` signals the command and then its process group, so the command gets SIGTERM twice; the
     second one, landing while the first is being handled, raised Terminated out of the handler: a traceback."""
