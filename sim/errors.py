@@ -66,14 +66,16 @@ LOST_STOP_RETRY_S = 0.001
 # is put back as the retry goes; None while no retry is pending
 _retry_previous: tuple[Callable, object, tuple[float, float], float] | None = None
 _commands_running = 0  # command_status calls under way: tools/random_runs.py runs main.main's inside its own
-# True while ``command_status`` answers a stop (says so, puts the handlers back): a second Ctrl-C or SIGTERM landing
-# there asks for what is already under way, and raised, it left ``command_status`` as a traceback
+# True while ``command_status`` answers how its command ended (says so, puts the handlers back): a Ctrl-C or SIGTERM
+# landing there asks for what is already under way; raised, it left ``command_status`` as a traceback. It is noted
+# (a command run inside another leaves it to the outer one, which stops too), not raised
 _answering = False
 
 
 def _interrupt(signum: int, frame: object) -> None:
     global _stop_signal
     if _answering:
+        _stop_signal = _stop_signal or signum
         return
     _stop_signal = signum
     _stopped_midway()
@@ -85,6 +87,7 @@ def _interrupt(signum: int, frame: object) -> None:
 def _terminate(signum: int, frame: object) -> None:
     global _stop_signal
     if _answering:
+        _stop_signal = _stop_signal or signum
         return
     _stop_signal = signum
     _stopped_midway()
@@ -380,10 +383,11 @@ def _status(program: str, body: Callable[[], int]) -> int:
                 raise
             raise interrupt from None
     except InputError as exc:
+        _answering = True  # (first in each answer: a stop from here on is noted, not raised)
         _say(f"{program}: error: {exc}")
         return 2
     except KeyboardInterrupt as exc:  # (Terminated is one)
-        _answering = True  # (first: a second stop from here on is this one, not another exception)
+        _answering = True
         _stopped_midway()
         # a library may raise its own KeyboardInterrupt for the one the handler raised (Ray's ray.wait does for any)
         if isinstance(exc, Terminated) or _stop_signal == signal.SIGTERM:
@@ -392,20 +396,24 @@ def _status(program: str, body: Callable[[], int]) -> int:
         _say(f"{program}: interrupted")
         return 130
     except ReaderGone:
+        _answering = True
         _reader_gone()  # when that reader was standard output's, the last flush must not fail again
         return 128 + signal.SIGPIPE
     except BrokenPipeError:
+        _answering = True
         if not _reader_gone():
             return _internal(program)
         # the reader of standard output went away: every file is written, only printing stopped. The status a
         # shell gives a process that SIGPIPE ended (``yes | head -1``), as Python's own docs advise, not a traceback
         return 128 + signal.SIGPIPE
     except OSError as exc:
+        _answering = True
         if not _stdout_unwritable(exc):
             return _internal(program)
         _say(f"{program}: error: cannot write to standard output: {exc.strerror or exc}")  # (a full disk: > /dev/full)
         return 2
     except Exception:  # a bug, not bad input
+        _answering = True
         return _internal(program)
 
 

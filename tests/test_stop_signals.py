@@ -12,10 +12,11 @@ import sys
 
 import pytest
 
-from sim.errors import Terminated, command_status
+from sim.errors import InputError, Terminated, command_status
 from sim.report.output import atomic_write
 from tests.conftest import ROOT, atomic_leftovers
 
+INTERNAL = "kvsim: internal error (please report it with the command line above)"  # (sim.errors._internal's line)
 
 class _FailingDestructor:
     """A native object interrupted half-built (llvmlite's ObjectRef during numba's compile): its __del__ fails."""
@@ -201,6 +202,42 @@ def test_a_second_stop_while_the_first_is_answered_is_the_same_stop(monkeypatch,
     assert status == code
     assert said == [f"kvsim: {line}"]
     assert capsys.readouterr().err == f"kvsim: {line}\n"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize(("error", "code", "said"), [(InputError("bad row 3"), 2, ["kvsim: error: bad row 3"]),
+                                                     (RuntimeError("a bug"), 1, [INTERNAL])],
+                         ids=["bad input", "internal error"])
+def test_a_stop_while_another_end_is_answered_is_noted_not_raised(monkeypatch, capsys, signum, error, code, said):
+    """A Ctrl-C or SIGTERM landing as ``command_status`` says the command failed (its one line, an internal error's
+    traceback) was raised out of it: a second traceback, exit 1 or death by SIGINT. It is noted instead, so a command
+    run inside another (tools/random_runs.py's draws) leaves it to the outer one, which stops."""
+    import sim.errors
+
+    lines = []
+    say = sim.errors._say
+
+    def say_after_a_stop(text: str) -> None:
+        os.kill(os.getpid(), signum)  # the stop, while the end is answered
+        lines.append(text)
+        say(text)
+
+    monkeypatch.setattr(sim.errors, "_say", say_after_a_stop)
+
+    def body() -> int:
+        raise error
+
+    def outer() -> int:
+        try:
+            inner = command_status("kvsim", body)
+        except KeyboardInterrupt as escaped:  # (not left to end the test session)
+            pytest.fail(f"{type(escaped).__name__} raised out of command_status")
+        assert inner == code
+        sim.errors.raise_if_stopped()  # (tools/random_runs.py's check between draws)
+        return 0
+
+    assert command_status("hunt", outer) == 128 + signum
+    assert lines == [*said, f"hunt: {'terminated' if signum == signal.SIGTERM else 'interrupted'}"]
 
 
 def test_a_signal_a_compiled_kernel_returned_with_is_an_interruption_not_an_internal_error(capsys):
