@@ -70,6 +70,8 @@ _commands_running = 0  # command_status calls under way: tools/random_runs.py ru
 # landing there asks for what is already under way; raised, it left ``command_status`` as a traceback. It is noted
 # (a command run inside another leaves it to the outer one, which stops too), not raised
 _answering = False
+# The stop signals a script blocked as it started (``hold_stops_until_command``), unblocked as its command starts
+_blocked_until_command: set[int] = set()
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -107,6 +109,28 @@ def watch_stop_signals() -> None:
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # (a child told to ignore Ctrl-C keeps that)
         signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _terminate)
+
+
+def hold_stops_until_command() -> None:
+    """Block Ctrl-C and SIGTERM until ``command_status`` starts: called first thing by a script whose libraries take
+    a second or two to load (numpy, numba, llvmlite). A SIGTERM there killed the script (status -15, no line); raised
+    there as an exception, a stop could leave a native library half-loaded (SIGSEGV: b6455f1 reverted that). Blocked,
+    it waits in the kernel and the command takes it as it starts: one line, 130 or 143. (Blocked, not handled: no
+    handler tells a parent watching /proc the command has started before it has. Processes started meanwhile inherit
+    the mask: imports start none that outlive them.)"""
+    global _blocked_until_command
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        return
+    stops = {signal.SIGINT, signal.SIGTERM}
+    _blocked_until_command |= stops - signal.pthread_sigmask(signal.SIG_BLOCK, stops)  # (those blocked already stay)
+
+
+def _take_held_stops() -> None:
+    """Unblock what ``hold_stops_until_command`` blocked: a stop that came meanwhile is handled now (raised)."""
+    global _blocked_until_command
+    if _blocked_until_command and threading.current_thread() is threading.main_thread():
+        blocked, _blocked_until_command = _blocked_until_command, set()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
 
 
 def raise_if_stopped() -> None:
@@ -373,6 +397,7 @@ def _status(program: str, body: Callable[[], int]) -> int:
     global _answering
     try:
         try:
+            _take_held_stops()  # (this command's handlers are in place: one that came as the script loaded is raised)
             raise_if_stopped()  # stopped while the command's libraries loaded (a library swallowed the exception)
             status = body()
             raise_if_stopped()  # stopped, but a library swallowed the exception: the command says it was stopped

@@ -2,8 +2,9 @@
 
 A script's run is under ``sim.errors.command_status``, which turns Ctrl-C into one line and exit 130; but loading
 numpy, pandas, lightgbm or the simulator takes up to a couple of seconds before that, and a Ctrl-C there printed a
-KeyboardInterrupt traceback. This module makes that moment end the same way. Standard library only: it must load
-in no time itself.
+KeyboardInterrupt traceback and a SIGTERM killed the script (-15, no line). This module makes that moment end the
+same way: imported by the program itself, it blocks both until the command starts (``hold_stops_until_command``); its
+excepthook answers a Ctrl-C where they cannot be blocked. Standard library only: it must load in no time itself.
 """
 
 from __future__ import annotations
@@ -26,3 +27,17 @@ def _interrupted_quietly(kind: type[BaseException], value: BaseException, tb: Tr
 
 
 sys.excepthook = _interrupted_quietly
+
+
+def _imported_by_the_program() -> bool:
+    """Whether the module importing this one is the program (``__main__``), not a module a test imports."""
+    frame = sys._getframe(2)  # (1: this module's own code)
+    while frame is not None and frame.f_code.co_filename.startswith("<frozen importlib"):
+        frame = frame.f_back
+    return frame is not None and frame.f_globals.get("__name__") == "__main__"
+
+
+if _imported_by_the_program():
+    from sim.errors import hold_stops_until_command
+
+    hold_stops_until_command()  # a SIGTERM while the libraries load waits for the command: one line, not death by it

@@ -86,6 +86,33 @@ def test_a_stop_while_a_script_loads_its_libraries_says_so_in_one_line(tmp_path)
     assert done.returncode == 1 and "Traceback" in done.stderr and "ValueError: a bug" in done.stderr
 
 
+@pytest.mark.parametrize("signum, status, said", [(signal.SIGINT, 130, "interrupted"),
+                                                  (signal.SIGTERM, 143, "terminated")])
+def test_a_stop_signal_while_a_script_loads_its_libraries_waits_for_its_command(tmp_path, signum, status, said):
+    """A SIGTERM while a script's libraries load (here a sleep stands in for them) killed it: status -15, no line.
+    ``sim.script_start`` blocks Ctrl-C and SIGTERM until the command starts, which takes the stop: one line."""
+    script = tmp_path / "slow_start.py"
+    script.write_text(f"import sys, time\nsys.path.insert(0, {str(ROOT)!r})\nimport sim.script_start  # noqa: F401\n"
+                      "print('loading', file=sys.stderr, flush=True)\ntime.sleep(2)  # (numpy, numba loading)\n"
+                      "from sim.errors import command_status, end_process\n"
+                      "end_process(command_status('slow_start.py', lambda: 0))\n")
+    proc = subprocess.Popen([sys.executable, str(script)], stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # (not ignored)
+    assert proc.stderr.readline() == "loading\n"
+    proc.send_signal(signum)
+    assert (proc.wait(timeout=60), proc.stderr.read()) == (status, f"slow_start.py: {said}\n")
+
+
+def test_a_module_importing_script_start_keeps_its_process_s_stop_signals(tmp_path):
+    """Only the program blocks the stop signals as it loads: a test importing a script as a module (conftest's
+    replay_module) must keep getting Ctrl-C and SIGTERM."""
+    (tmp_path / "a_script.py").write_text("import sim.script_start  # noqa: F401\n")
+    code = "import signal, a_script\nprint(sorted(signal.pthread_sigmask(signal.SIG_BLOCK, [])))\n"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"})
+    assert (done.returncode, done.stdout, done.stderr) == (0, "[]\n", "")
+
+
 THIRD_PARTY = {"numpy", "pandas", "lightgbm", "numba", "scipy", "matplotlib", "pyarrow"}
 PROJECT = {"sim", "trace", "learned", "experiments"}
 

@@ -23,7 +23,9 @@ try:  # Ctrl-C while the libraries load is an interruption too, not a traceback
     sys.path.insert(0, str(REPO))
     if "trace" in sys.modules and not hasattr(sys.modules["trace"], "__path__"):
         del sys.modules["trace"]  # the stdlib's ``trace``, not kvsim's package
+    import sim.script_start  # noqa: F401 (first: a SIGTERM while the modules below load waits for the command)
 
+    # isort: split
     from sim.cli import OneLineParser, path_argument
     from sim.errors import InputError, command_status, end_process
     from sim.report.output import atomic_write_text, check_distinct, check_writable
