@@ -267,16 +267,17 @@ def end_process(status: int | None) -> NoReturn:
     code = 0 if status is None else status
     if code in (128 + signal.SIGINT, 128 + signal.SIGTERM):
         _stopped_midway()  # a stopped run's half-built objects freed from here on fail quietly, as in the command
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        sys.exit(code)  # under a profiler or debugger (python -m cProfile, pdb), which reports after the script ends
     if threading.current_thread() is threading.main_thread():
-        # A stop from here on finds the work done: ending is what it asks for. The handlers command_status put back
-        # raised it inside an exit function (a traceback, "Exception ignored in atexit callback") or let it kill the
-        # process (-15); an exit function (a Ray sweep's shutdown) can take seconds.
+        # A stop from here on finds the work done: it ends the process at once with the status decided. The handlers
+        # command_status put back raised it inside an exit function (a traceback, "Exception ignored in atexit
+        # callback") or let it kill the process (-15); an exit function (a Ray sweep's shutdown) can take seconds,
+        # which a second Ctrl-C is meant to cut short.
         _cancel_retry()
         for signum in (signal.SIGINT, signal.SIGTERM):
             if signal.getsignal(signum) is not signal.SIG_IGN:
-                signal.signal(signum, _exiting_anyway)
-    if sys.getprofile() is not None or sys.gettrace() is not None:
-        sys.exit(code)  # under a profiler or debugger (python -m cProfile, pdb), which reports after the script ends
+                signal.signal(signum, lambda _signum, _frame: _exit_now(code))
     atexit._run_exitfuncs()  # what the interpreter's teardown would run first; it reports a handler's error itself
     stdout = sys.stdout
     if stdout is not None and not getattr(stdout, "closed", False):  # ``>&-`` or closed: nothing to flush, as Python
@@ -293,8 +294,15 @@ def end_process(status: int | None) -> NoReturn:
     os._exit(code)
 
 
-def _exiting_anyway(signum: int, frame: object) -> None:
-    """SIGINT's and SIGTERM's handler while ``end_process`` ends the process: nothing more to stop."""
+def _exit_now(code: int) -> NoReturn:
+    """A stop while ``end_process`` runs the exit functions: what is printed is flushed (as far as it can be: the stop
+    may have come inside a write) and the process ends with the ``code`` it was ending with."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError, RuntimeError):  # (RuntimeError: a reentrant call into a write)
+            pass
+    os._exit(code)
 
 
 def _say(text: str) -> None:
