@@ -108,6 +108,19 @@ def test_a_pd_decode_instance_holds_the_kv_of_every_token_fed_there():
                                                            rel=1e-9)
 
 
+
+def test_a_pd_decode_instance_holds_a_prompt_filling_its_blocks_in_them_alone():
+    """The decode side's first step writes no new slot (it feeds the prompt's last token again over the KV sent), so
+    a prompt that fills its blocks exactly needs no block more there. By hand, 3 usable blocks of 16: 48 + 1 tokens
+    (48 held: 3 blocks) is admitted and runs, its one decode step over the 48 keys sent, right after they land (a
+    slot held for a token beyond the prompt needs a 4th block: the request waited for it forever, a stall)."""
+    config = load_config(None, sets=["serving.num_instances=2", "serving.num_gpu_blocks=4", "serving.block_size=16"])
+    trace = make_trace([0.0], [48], [1])
+    assert admit(trace, config, "pd") == {}
+    _, requests = run_serving(trace, config, "pd")
+    assert list(requests.preemptions) == [0]
+    assert requests.first_token[0] - requests.kv_ready[0] == pytest.approx(_price(config, decode_kv=(48,)), rel=1e-9)
+
 def test_a_pd_decode_instance_finds_no_block_whose_kv_is_still_on_its_way():
     """vLLM's decode side caches a received block's hash only once its KV has landed (``_update_waiting_for_remote_kv``
     -> ``cache_blocks``): a request arriving while another's transfer of the same prefix is under way finds none of it
@@ -123,3 +136,23 @@ def test_a_pd_decode_instance_finds_no_block_whose_kv_is_still_on_its_way():
     assert together.first_token[1] > together.kv_ready[1] >= together.kv_ready[0]
     _, apart = run_serving(make_trace([0.0, 5.0], [64, 64], [4, 4], block_lists=[[1, 2, 3, 4]] * 2), config, "pd")
     assert apart.kv_transfer_bytes.tolist() == [4 * block, block]
+
+
+def test_blocks_in_transfer_hide_only_themselves_and_only_until_the_last_copy_lands():
+    """A decode instance's blocks still on their way (``Instance._landing``) are counted per transfer: a lookup stops
+    at the first of them it meets and nowhere else. Three prefill instances, one decode, 1 Gb/s (a block ~16 ms).
+    (1) A (blocks 1-4) lands; B (8 other blocks) is in transfer when C (A's blocks) is reserved: C finds A's 3 blocks
+    that do not hold its last token and is sent 1 (B's blocks in flight hide nothing of C's). (2) A and B (1-4 then
+    9-12) are sent at once, 4 and 8 blocks; C (1-4) is reserved after A's copy landed but while B's copy of 1-4 is
+    still on its way: a copy is still arriving, so C finds none and is sent all 4."""
+    config = load_config(None, sets=["pd.num_prefill=3", "pd.num_decode=1", "serving.block_size=16",
+                                     "network.bandwidth_gbps=1"])
+    a, b = [1, 2, 3, 4], [5, 6, 7, 8, 9, 10, 11, 12]
+    _, other = run_serving(make_trace([0.0, 5.0, 5.002], [64, 128, 64], [4] * 3, block_lists=[a, b, a]), config, "pd")
+    block = other.kv_transfer_bytes[0] // 4
+    assert other.kv_ready[1] > other.kv_sent[2] > other.kv_sent[1] > other.kv_ready[0]  # (the premise: B in flight)
+    assert other.kv_transfer_bytes.tolist() == [4 * block, 8 * block, block]
+    b = [1, 2, 3, 4, 9, 10, 11, 12]
+    _, same = run_serving(make_trace([0.0, 0.0, 0.1], [64, 128, 64], [4] * 3, block_lists=[a, b, a]), config, "pd")
+    assert same.kv_ready[1] > same.kv_sent[2] > same.kv_ready[0]  # (the premise: A's copy landed, B's not)
+    assert same.kv_transfer_bytes.tolist() == [4 * block, 8 * block, 4 * block]
