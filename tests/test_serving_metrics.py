@@ -258,13 +258,15 @@ def test_requests_arriving_at_once_are_overloaded_only_beyond_what_runs_at_once(
     """Requests arriving at one instant have no rate to exceed: five of 1,024 tokens in, 4 out, on one instance of
     1,024 sequence slots and ~28,000 blocks all run at once (5 x 65 blocks), so no caveat (before: "a steady state at
     this rate holds ~3,000 at once", the rate taken from one time-series interval). With 4 sequence slots in all
-    (PD: 2 on each instance) the fifth waits for one: a burst beyond the instances, flagged as one."""
+    (PD: 2 on each instance) the fifth waits for one: a burst beyond the instances, flagged as one; four, one a
+    slot, are not."""
     from sim.report.document import overload_caveat
 
     sets = ["serving.num_instances=1"] if mode == "single" else ["pd.num_prefill=1", "pd.num_decode=1"]
     trace = make_trace([0.0] * 5, [1024] * 5, [4] * 5)
     assert overload_caveat(run_serving(trace, load_config(None, sets=sets), mode)[0].metrics) is None
     slots = load_config(None, sets=[*sets, f"serving.max_num_seqs={4 if mode == 'single' else 2}"])
+    assert overload_caveat(run_serving(make_trace([0.0] * 4, [1024] * 4, [4] * 4), slots, mode)[0].metrics) is None
     caveat = overload_caveat(run_serving(make_trace([0.0] * 5, [1024] * 5, [4] * 5), slots, mode)[0].metrics)
     assert caveat is not None and "all 5 requests arrived at once" in caveat, caveat
 
@@ -387,6 +389,19 @@ def test_a_stable_single_slot_poisson_queue_is_not_called_overloaded():
     assert np.mean(busy) == pytest.approx(rho - (1 - rho) * np.expm1(rho), abs=0.1)  # M/D/1: P(N >= 2)
     assert np.mean(waits) <= 1.2 * rho * service / (2 * (1 - rho))  # P-K, from below
 
+
+def test_a_burst_is_judged_by_all_its_requests_not_those_left_at_its_interval_end():
+    """A burst is judged, and named, by how many arrived at once, not by how many were still in the system at the end
+    of its time-series interval: five at t = 0 on 4 sequence slots, four of 16 tokens in and 1 out (done within the
+    first interval) and one of 3,000 out (the run ~1,000 intervals long). At the interval's end 1 is left, which fits;
+    but 5 arrived at once and the fifth waited for a slot."""
+    from sim.report.document import arrival_backlog, overload_caveat
+
+    config = load_config(None, sets=[*ONE, "serving.max_num_seqs=4"])
+    m = run_serving(make_trace([0.0] * 5, [16] * 5, [1, 1, 1, 1, 3000]), config, "single")[0].metrics
+    assert arrival_backlog(m) == (1, 5)  # (the premise: the short ones were done by the interval's end)
+    caveat = overload_caveat(m)
+    assert caveat is not None and "all 5 requests arrived at once" in caveat, caveat
 
 def test_a_burst_within_one_time_series_interval_is_called_overloaded():
     """By hand: n identical requests (200 tokens in, 50 out) all at t = 0 on one instance of 4 sequence slots. At the
