@@ -33,17 +33,21 @@ def test_policies_and_mrc_in_one_report(run_cli, tmp_path):
     assert r["runs"][1]["overrides"] == {"cache.policy": "arc"}
 
 
-@pytest.mark.parametrize("setting", ["cache.policy=arc", "cache.admission=selective_write", "cache.inclusion=inclusive",
-                                     "cache.tiers.dram.capacity_gib=1"])
-def test_mrc_alone_refuses_what_only_a_policy_replay_reads(run_cli, tmp_path, setting):
-    """--mrc without --policy replays no policy, only LRU's curve of the block stream: a policy, an admission, tiers
-    set beside it were silently unread (an ARC curve asked for came back LRU's). Exit 2 naming the key; with
-    --policy the same setting is read by the replays and the run goes on."""
-    status, _, err = run_cli(*SYNTH, "--mrc", "--set", setting, "--no-plot", "--quiet")
+@pytest.mark.parametrize("setting, kind", [
+    ("cache.policy=arc", "system-prompt"), ("cache.admission=selective_write", "system-prompt"),
+    ("cache.inclusion=inclusive", "system-prompt"), ("cache.tiers.dram.capacity_gib=1", "system-prompt"),
+    ("cache.prefetch=session", "multi-turn"),  # (a session prefetch needs conversations to be read)
+])
+def test_mrc_alone_refuses_what_only_a_policy_replay_reads(run_cli, tmp_path, setting, kind):
+    """--mrc without --policy replays no policy, only LRU's curve of the block stream: a policy, an admission, tiers,
+    a prefetch set beside it were silently unread (an ARC curve asked for came back LRU's). Exit 2 naming the key;
+    with --policy the same setting is read by the replays and the run goes on."""
+    synth = (*SYNTH, "--set", f"workload.synthetic.kind={kind}")
+    status, _, err = run_cli(*synth, "--mrc", "--set", setting, "--no-plot", "--quiet")
     key = setting.split("=")[0]
     assert status == 2 and f"--set {key}:" in err and "--policy" in err and err.count("\n") == 1, err
     policies = "arc" if key == "cache.policy" else "lru"  # (one way to ask for ARC)
-    r = _report(run_cli, tmp_path, "p", *SYNTH, "--mrc", "--policy", policies,
+    r = _report(run_cli, tmp_path, "p", *synth, "--mrc", "--policy", policies,
                 *(() if key == "cache.policy" else ("--set", setting)))
     assert [run["name"] for run in r["runs"]] == [policies, "lru-mrc"]
 
