@@ -154,3 +154,22 @@ def test_a_local_hit_on_a_decode_instance_without_room_is_not_carried_to_the_nex
     second.pool.allocate(second.pool.free - 5)
     assert second.reserve(job, 1) == 2
     assert second.pool.used - (second.pool.total - 5) == 5 and job.state_idx == ((1, True),)
+
+
+@pytest.mark.parametrize("free, sent", [(9, 0), (8, None)])
+def test_a_decode_side_computing_from_its_own_hit_holds_a_block_for_the_token_it_computes(free, sent):
+    """The decode side holds both blocks of the 1,152 tokens sent and the state after them, so nothing is sent and it
+    computes token 1,153 itself, whose KV and state need blocks of their own. By hand (blocks of 576): 3 attention
+    blocks (2 found, 1 for token 1,153) and in each of the 3 state groups the state found and the one after token
+    1,153: 9 blocks, 5 of them found (cached, so among the free ones). With 9 free it is reserved, nothing to send;
+    with 8 it must wait (holding the computed tokens alone, 5 blocks, it was reserved and its step overran)."""
+    ids = [10, 11, 12]
+    run = ServingRun(_trace([1153, 1153], [4, 4], 576, [ids, ids], [0.0, 100.0]), load_config(None, sets=list(ALIGN)),
+                     "pd")
+    (decode,) = run.decode
+    job = Job(0, 1153, 4, list(ids), 0, target=1153, admitted_once=True, chain=np.array(ids))
+    state_keys = decode.kv._state_keys(job, 1)  # (the states after block 1: a hit of both blocks)
+    decode.kv.cache.touch_chain(np.array([10, 11, *state_keys]), np.zeros(2 + len(state_keys), dtype=np.int64))
+    decode.pool.allocate(decode.pool.free - free)
+    assert decode.reserve(job, 1) == sent
+    assert decode.pool.free == (0 if sent == 0 else free)
