@@ -75,3 +75,26 @@ def test_a_plan_refuses_a_cache_setting_from_its_base_config(run_cli, tmp_path, 
             "search": {"gpu": ["h100-sxm"], "tiers": {"dram": [0, 256]}}}
     status, _, err = run_cli("--plan", _plan(tmp_path, body), "--config", config, "--no-plot")
     assert status == 2 and said in err and why in err, err
+
+
+@pytest.mark.parametrize("pd_split, modes, refused", [
+    (["aggregated"], ["single"], True), (["1:1"], ["pd"], False), (["aggregated", "1:1"], ["single", "pd"], False)])
+def test_a_setting_is_refused_only_when_none_of_the_plans_modes_reads_it(tmp_path, pd_split, modes, refused):
+    """pd.transfer is read by PD runs alone: a plan of aggregated splits (single-node runs) refuses it, one with a PD
+    split keeps it, aggregated beside it included (its PD candidates read it)."""
+    from experiments.plan_checks import candidate_modes, check_settings_read
+    from experiments.plan_file import load_plan
+    from sim.cli import build_parser
+    from sim.config import load_config
+    from sim.errors import ConfigError
+
+    path = _plan(tmp_path, {"workload": {"trace": str(BUNDLED_AZURE), "limit": 20}, "target": {"slo": {"ttft_s": 1}},
+                            "search": {"gpu": ["h100-sxm"], "pd_split": pd_split}, "set": {"pd.transfer": "pull"}})
+    plan = load_plan(path)
+    assert candidate_modes(plan) == modes
+    args = build_parser().parse_args(["--plan", path])
+    if refused:
+        with pytest.raises(ConfigError, match="'pd.transfer' under 'set'/'workload': not read by this plan's runs"):
+            check_settings_read(plan, args, load_config(None))
+    else:
+        check_settings_read(plan, args, load_config(None))
