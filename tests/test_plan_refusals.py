@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.conftest import BUNDLED_AZURE
@@ -98,3 +100,31 @@ def test_a_setting_is_refused_only_when_none_of_the_plans_modes_reads_it(tmp_pat
             check_settings_read(plan, args, load_config(None))
     else:
         check_settings_read(plan, args, load_config(None))
+
+
+@pytest.mark.parametrize("target_rate, said", [
+    (100 / 2**30 / 2, "spreads its arrivals over 2.15e+09 s, more than 1.07e+09 s"), (100 / 2**30, None),
+    (1e308 / 2**24, "its 24 doublings pass the largest rate scale, 1e+308"), (1e308 / 2**25, None)])
+def test_a_target_rate_no_run_can_replay_is_refused_before_any_candidate_runs(tmp_path, target_rate, said):
+    """By hand, a workload of 100 s at 1 req/s: a target rate r stretches its arrivals over 100 / r s, refused past
+    MAX_TRACE_SPAN_S = 2^30 s (r = 100 / 2^31; 100 / 2^30 spans 2^30 s exactly and is kept); the max-rate search
+    doubles the scale up to 24 times (maxrate.MAX_EXPANSIONS), refused where that reaches 1e308, the largest config
+    number (r = 1e308 / 2^24; half of it is kept)."""
+    from experiments.plan_checks import check_target_scale
+    from experiments.plan_file import load_plan
+    from sim.errors import ConfigError
+
+    plan = load_plan(_plan(tmp_path, {"workload": {"trace": str(BUNDLED_AZURE)}, "search": {"gpu": ["h100-sxm"]},
+                                      "target": {"slo": {"ttft_s": 1}, "rate_rps": target_rate}}))
+    if said is None:
+        check_target_scale(plan, 100.0, 1.0, target_rate)
+    else:
+        with pytest.raises(ConfigError, match=re.escape(f"'target.rate_rps' {target_rate:.4g} req/s") + ".*" + re.escape(said)):
+            check_target_scale(plan, 100.0, 1.0, target_rate)
+
+
+def test_a_plan_whose_target_rate_spreads_its_arrivals_past_34_years_exits_2(run_cli, tmp_path):
+    body = {"workload": {"trace": str(BUNDLED_AZURE), "limit": 20}, "search": {"gpu": ["h100-sxm"]},
+            "target": {"slo": {"ttft_s": 1}, "rate_rps": 1e-12}}
+    status, _, err = run_cli("--plan", _plan(tmp_path, body), "--no-plot")
+    assert status == 2 and "'target.rate_rps' 1e-12 req/s" in err and "spreads its arrivals over" in err, err
