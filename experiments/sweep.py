@@ -330,7 +330,7 @@ def run_sweep(args: argparse.Namespace, outputs: Outputs) -> int:
                                                 where=f"sweep spec {spec.path}: point {point.name!r}",
                                                 given=point_given)))
     refuse_unread(unread)  # (a key some points read is kept: a fixed threshold beside a router axis)
-    warn_slo_units(c for c in configs if c.slo != base.slo)  # (the base's own were told as it was resolved)
+    warn_slo_units(configs, told=base)  # (the base's own were told as it was resolved)
     check_inputs_spared(spec.layers, configs, outputs, ("--sweep", spec.path))
     check_points_differ(points, configs, spec.path)
     check_block_size_varies(spec, configs)

@@ -386,12 +386,17 @@ def slo_unit_warning(key: str, value: float | None) -> str | None:
             f"target (for {value:g} ms give {key}={value / 1000:g})")
 
 
-def warn_slo_units(configs: typing.Iterable[Config]) -> None:
+def warn_slo_units(configs: typing.Iterable[Config], told: Config | None = None) -> None:
     """Each distinct unusual SLO target of ``configs`` (``slo_unit_warning``) once, on stderr (the "kvsim" logger:
-    silenced by --quiet)."""
+    silenced by --quiet); none ``told`` has (a sweep's base, told as it was resolved: a point that varies another
+    target keeps it, and it was told twice)."""
     import logging
 
-    said = dict.fromkeys(message for config in configs for key in SLO_UNUSUAL_S
-                         if (message := slo_unit_warning(f"slo.{key}", getattr(config.slo, key))) is not None)
+    def messages(config: Config) -> typing.Iterator[str]:
+        return (message for key in SLO_UNUSUAL_S
+                if (message := slo_unit_warning(f"slo.{key}", getattr(config.slo, key))) is not None)
+
+    before = set(messages(told)) if told is not None else set()
+    said = dict.fromkeys(message for config in configs for message in messages(config) if message not in before)
     for message in said:
         logging.getLogger("kvsim.config").warning("%s", message)

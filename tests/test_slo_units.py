@@ -68,3 +68,18 @@ def test_a_plan_target_in_ms_warns_naming_the_plan(tmp_path, caplog):
         load_plan(path)
     (said,) = _warnings(caplog)
     assert said.startswith("kvsim: warning: target.slo.ttft_s = 300 s (5 min)") and str(path) in said
+
+
+def test_a_sweep_warns_once_for_each_unusual_value_its_points_take(run_cli, tmp_path, caplog):
+    """A sweep axis of TTFT targets (0.5 and 200 s) beside a TPOT target of 50 s set on the command line: one warning
+    for each unusual value, and the sweep runs. The TPOT is the base config's, told as it was resolved; every point
+    keeps it (each varies the TTFT), and it was told again for them (two lines for one setting)."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({"mode": "single", "workload": {"synthetic": {"kind": "multi-turn",
+                                                                                  "num_requests": 20}},
+                                    "set": {"serving.num_instances": 1}, "axes": {"slo.ttft_s": [0.5, 200]}}))
+    with caplog.at_level("WARNING", logger="kvsim"):
+        status, _, err = run_cli("--sweep", spec, "--set", "slo.tpot_s=50", "--jobs", "1", "--report-csv",
+                                 tmp_path / "s.csv", "--no-plot")
+    assert status == 0, err
+    assert [m.split(":")[2] for m in _warnings(caplog)] == [" slo.tpot_s = 50 s", " slo.ttft_s = 200 s (3.33 min)"]
