@@ -156,3 +156,24 @@ def test_blocks_in_transfer_hide_only_themselves_and_only_until_the_last_copy_la
     _, same = run_serving(make_trace([0.0, 0.0, 0.1], [64, 128, 64], [4] * 3, block_lists=[a, b, a]), config, "pd")
     assert same.kv_ready[1] > same.kv_sent[2] > same.kv_ready[0]  # (the premise: A's copy landed, B's not)
     assert same.kv_transfer_bytes.tolist() == [4 * block, 8 * block, 4 * block]
+
+
+def test_a_decode_window_gives_back_exactly_the_blocks_a_transfer_needs(monkeypatch):
+    """PD, 4 usable blocks of 16 on each instance (5 less the null block). A (16 in, 40 out) holds up to 55 tokens on
+    the decode instance, all 4 blocks; its decode window reserves the blocks its later steps take. B (32 in, 1 out:
+    2 blocks) arrives at 50 ms, when A's steps have taken 2 (it writes tokens 17-32). With single steps the other 2
+    are free, and B's KV is sent as its prefill ends; the window must return its 2 reserved blocks (free 0 +
+    reserved 2 = need 2) rather than hold B back until A ends (~270 ms): the same run either way."""
+    import sim.serving.decode_windows
+
+    config = load_config(None, sets=["pd.num_prefill=1", "pd.num_decode=1", "serving.block_size=16",
+                                     "serving.num_gpu_blocks=5"])
+    runs = []
+    for steps in (None, 1):
+        if steps:
+            monkeypatch.setattr(sim.serving.decode_windows, "MAX_WINDOW_STEPS", steps)
+        runs.append(run_serving(make_trace([0.0, 0.05], [16, 32], [40, 1]), config, "pd")[1])
+    windowed, stepped = runs
+    assert windowed.kv_sent[1] == windowed.prefill_done[1] and windowed.last_token[1] < windowed.last_token[0]
+    for column in ("kv_sent", "first_token", "last_token"):
+        assert getattr(windowed, column).tolist() == pytest.approx(getattr(stepped, column).tolist(), rel=1e-12)
