@@ -177,3 +177,15 @@ def test_a_decode_window_gives_back_exactly_the_blocks_a_transfer_needs(monkeypa
     assert windowed.kv_sent[1] == windowed.prefill_done[1] and windowed.last_token[1] < windowed.last_token[0]
     for column in ("kv_sent", "first_token", "last_token"):
         assert getattr(windowed, column).tolist() == pytest.approx(getattr(stepped, column).tolist(), rel=1e-12)
+
+
+@pytest.mark.parametrize("transfer", ["push", "pull"])
+def test_a_pull_transfer_waits_for_a_sequence_slot_a_push_only_for_memory(transfer):
+    """PD, one sequence slot an instance, two requests at t = 0 (16 in, 20 out), KV memory ample: pushed, B's KV
+    goes as its prefill ends (it waits on the decode side for the slot); pulled, the decode side takes it only once it
+    has a slot, so B's KV leaves when A's last token frees it."""
+    config = load_config(None, sets=["serving.num_instances=2", "serving.block_size=16", "serving.max_num_seqs=1",
+                                     f"pd.transfer={transfer}"])
+    _, requests = run_serving(make_trace([0.0, 0.0], [16, 16], [20, 20]), config, "pd")
+    assert requests.prefill_done[1] < requests.last_token[0]  # (the premise: B is ready while A decodes)
+    assert requests.kv_sent[1] == (requests.prefill_done[1] if transfer == "push" else requests.last_token[0])
