@@ -346,15 +346,19 @@ def test_a_long_candidate_note_is_printed_whole_on_a_line_under_its_row():
             "when the last arrived (a steady state's arrivals and completions balance): the run ended while it "
             "filled, and a longer one answers lower; replay more requests")
     short = "miss-ratio curve: no tier level gains over 1xh100 (cheaper)"
+    edge = (short + "; " + "x" * NOTE_WIDTH)[:NOTE_WIDTH]
     entry = {"cost_usd_per_hour": 24.585, "pareto": True, "chosen": True, "status": "timed", "max_rate_rps": 22.53}
     rows = _candidate_rows([{**entry, "name": "2xh100", "reason": long},
                             {**entry, "name": "1xh100", "reason": short, "pareto": False, "chosen": False},
-                            {**entry, "name": "4xh100", "pareto": False, "chosen": False}], "max_rate_rps", 6)
-    assert len(short) <= NOTE_WIDTH < len(long)
+                            {**entry, "name": "4xh100", "pareto": False, "chosen": False},
+                            {**entry, "name": "8xh100", "reason": edge, "pareto": False, "chosen": False}],
+                           "max_rate_rps", 6)
+    assert len(short) < len(edge) == NOTE_WIDTH < len(long)  # (a note of exactly the width fits on its row)
     assert rows == ["  2xh100    24.585          22.53  timed (Pareto) <- chosen",
                     " " * 35 + "↳ " + long,
                     "  1xh100    24.585          22.53  timed: " + short,
-                    "  4xh100    24.585          22.53  timed"]
+                    "  4xh100    24.585          22.53  timed",
+                    "  8xh100    24.585          22.53  timed: " + edge]
     assert not any("…" in row for row in rows)
 
 
