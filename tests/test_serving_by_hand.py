@@ -139,12 +139,14 @@ def test_a_pd_decode_instance_finds_no_block_whose_kv_is_still_on_its_way():
 
 
 def test_blocks_in_transfer_hide_only_themselves_and_only_until_the_last_copy_lands():
-    """A decode instance's blocks still on their way (``Instance._landing``) are counted per transfer: a lookup stops
-    at the first of them it meets and nowhere else. Three prefill instances, one decode, 1 Gb/s (a block ~16 ms).
-    (1) A (blocks 1-4) lands; B (8 other blocks) is in transfer when C (A's blocks) is reserved: C finds A's 3 blocks
-    that do not hold its last token and is sent 1 (B's blocks in flight hide nothing of C's). (2) A and B (1-4 then
-    9-12) are sent at once, 4 and 8 blocks; C (1-4) is reserved after A's copy landed but while B's copy of 1-4 is
-    still on its way: a copy is still arriving, so C finds none and is sent all 4."""
+    """A decode instance's blocks still on their way (``KVCacheManager.landing``) hide only themselves, and only until
+    they land: a lookup stops at the first of them it meets and nowhere else. Three prefill instances, one decode,
+    1 Gb/s (a block ~16 ms). (1) A (blocks 1-4) lands; B (8 other blocks) is in transfer when C (A's blocks) is
+    reserved: C finds A's 3 blocks that do not hold its last token and is sent 1 (B's blocks in flight hide nothing of
+    C's). (2) A and B (1-4 then 9-12) are sent at once, 4 and 8 blocks, B's 1-4 into copies of its own (vLLM's
+    ``allocate_slots`` takes new blocks past the hit); C (1-4) is reserved after A's blocks landed but while B's
+    copies are still on their way: A's are cached under their hashes then (vLLM's ``cache_blocks`` as they land; a
+    duplicate in flight does not hide them), so C finds 3 and is sent 1."""
     config = load_config(None, sets=["pd.num_prefill=3", "pd.num_decode=1", "serving.block_size=16",
                                      "network.bandwidth_gbps=1"])
     a, b = [1, 2, 3, 4], [5, 6, 7, 8, 9, 10, 11, 12]
@@ -155,7 +157,7 @@ def test_blocks_in_transfer_hide_only_themselves_and_only_until_the_last_copy_la
     b = [1, 2, 3, 4, 9, 10, 11, 12]
     _, same = run_serving(make_trace([0.0, 0.0, 0.1], [64, 128, 64], [4] * 3, block_lists=[a, b, a]), config, "pd")
     assert same.kv_ready[1] > same.kv_sent[2] > same.kv_ready[0]  # (the premise: A's copy landed, B's not)
-    assert same.kv_transfer_bytes.tolist() == [4 * block, 8 * block, 4 * block]
+    assert same.kv_transfer_bytes.tolist() == [4 * block, 8 * block, block]
 
 
 def test_a_decode_window_gives_back_exactly_the_blocks_a_transfer_needs(monkeypatch):
