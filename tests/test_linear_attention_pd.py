@@ -173,3 +173,33 @@ def test_a_decode_side_computing_from_its_own_hit_holds_a_block_for_the_token_it
     decode.pool.allocate(decode.pool.free - free)
     assert decode.reserve(job, 1) == sent
     assert decode.pool.free == (0 if sent == 0 else free)
+
+
+def test_two_requests_sharing_a_prefix_on_one_decode_instance_by_hand():
+    """Three 1,200-token prompts of blocks 10, 11, 12 (576 tokens each) reserved on one decode instance, with vLLM's
+    decode-side rule (get_computed_blocks_for_connector reports the full-attention hit, whole blocks short of the last
+    token; allocate_slots' add_local_computed_blocks touches those blocks, shared, and skips the state group's hit,
+    get_num_skipped_tokens = computed - 1; allocate_external_computed_blocks takes new blocks for the rest, which the
+    connector fills). Each request sends cdiv(1,199, 576) = 3 blocks' tokens less its hit, and takes new blocks for
+    them and 1 running state block in each of the 3 state groups (index 2).
+
+    A (nothing here): hit 0, sent 3, takes 3 + 3 = 6. B while A's KV is in flight: its lookup stops at A's block 10
+    (not cached until it lands), hit 0, sent 3, takes 3 copies + 3 = 6 (12 in all). C after A landed: its hit is A's
+    blocks 10 and 11 (block 12 holds its last token), shared: sent 1, takes 1 copy (block 12, A's) + 3 = 4 (16 in all;
+    kvsim took 6, copying 10 and 11 too, which the transfer counted as held)."""
+    ids = [10, 11, 12]
+    decode = _decode_side(ALIGN, _trace([1200] * 3, [4] * 3, 576, [ids] * 3))
+
+    def job(rid):
+        return Job(rid, 1200, 4, list(ids), 0, target=1200, admitted_once=True, chain=np.array(ids))
+
+    a, b, c = job(0), job(1), job(2)
+    assert decode.reserve(a, 1) == 3 and decode.pool.used == 6
+    assert decode.reserve(b, 1) == 3 and decode.pool.used == 12 and b.prompt_copies == (0, 1, 2)
+    decode.landed(a)
+    assert decode.reserve(c, 1) == 1
+    assert decode.pool.used == 16
+    assert c.prompt_copies == (2,) and decode.pool.refs == {10: 2, 11: 2, 12: 1}
+    assert c.state_idx == ((2, False),) and (c.computed, c.target) == (1199, 1199)
+    decode.kv.free(c)
+    assert decode.pool.used == 12 and decode.pool.refs == {10: 1, 11: 1, 12: 1}

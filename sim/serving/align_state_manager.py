@@ -173,8 +173,14 @@ class AlignStateKVCacheManager(RemoteStates, PastHitCopies, KVCacheManager):
         return 0, []
 
     def receive(self, job: Job, tokens: int) -> int:
-        """``KVCacheManager.receive``, the job's hit fields cleared first: a ``local_hit`` that another decode instance
-        found for it, and could not hold, is not this instance's."""
+        """``KVCacheManager.receive``: the full group's hit (``copies_from``), its blocks shared with whoever holds
+        them, those past it new; no state hit (``sliding_hit`` 0; also clearing a ``local_hit`` that another decode
+        instance found for the job and could not hold). vLLM's decode side (v1/core/kv_cache_manager.py
+        ``get_computed_blocks_for_connector``) reports the full-attention group's hit as the local one; with the
+        connector's tokens past it, ``allocate_slots`` (single_type_kv_cache_manager.py ``add_local_computed_blocks``)
+        touches the full group's hit blocks (shared: a reference more, no new block) and skips the state group's
+        (``MambaManager.get_num_skipped_tokens``: all but the last computed token), then
+        ``allocate_external_computed_blocks`` takes new blocks for the rest and the running state block."""
         job.sliding_hit = job.state_junction = job.generated_hit = 0
         return super().receive(job, tokens)
 
@@ -185,6 +191,7 @@ class AlignStateKVCacheManager(RemoteStates, PastHitCopies, KVCacheManager):
         hit = next((i + 1 for i in range(present - 1, -1, -1)
                     if all(self.find(key) == 0 for key in self._state_keys(job, i))), 0)
         job.sliding_hit, job.state_junction, job.generated_hit = hit, present if present > hit else 0, 0
+        job.copies_from = hit  # (the full group's blocks past the agreed hit are computed again, into new blocks)
         return hit
 
     # ------------------------------------------------------------- chunks

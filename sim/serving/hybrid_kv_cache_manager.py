@@ -54,17 +54,25 @@ class PastHitCopies:
     """The full-attention group of a hybrid whose prefix hit is cut back below what the full group holds
     (``Job.sliding_hit``: the blocks served): past the hit vLLM allocates new blocks, even where another request
     holds a block of the same hash (kept as ``Job.prompt_copies``, private to the request: ``KVCacheManager``'s
-    ``_past_hit_new_blocks``, ``_hold_past_hit``, ``_held_blocks``)."""
+    ``_past_hit_new_blocks``, ``_hold_past_hit``, ``_held_blocks``). On PD's decode side the full group's hit is
+    ``Job.copies_from`` (``receive``), which a Gated DeltaNet hybrid's state groups do not share: their hit is
+    skipped there (``AlignStateKVCacheManager.receive``)."""
+
+    @staticmethod
+    def _full_hit(job: Job) -> int:
+        """The prompt blocks ``job``'s full group found, shared with whoever holds them: its decode-side hit
+        (``copies_from``) where it has one, else the hit every group served."""
+        return job.copies_from if job.copies_from >= 0 else job.sliding_hit
 
     def _full_new_blocks(self, job: Job, tokens: int) -> int:
         """Blocks the full group takes to grow ``job`` to ``tokens`` tokens: only the hit's blocks are found, as cached
         or in use."""
-        return self._past_hit_new_blocks(job, tokens, job.sliding_hit)
+        return self._past_hit_new_blocks(job, tokens, self._full_hit(job))
 
     def _hold_full(self, job: Job, prompt: int, grow: int) -> list[int]:
         """Hold the full group's prompt blocks up to ``prompt`` and ``grow`` more private ones, a block past the hit
         that another request holds as a copy of this request's own. Returns the prompt blocks newly allocated."""
-        return self._hold_past_hit(job, prompt, grow, job.sliding_hit)
+        return self._hold_past_hit(job, prompt, grow, self._full_hit(job))
 
 
 class HybridKVCacheManager(PastHitCopies, KVCacheManager):
@@ -183,6 +191,8 @@ class HybridKVCacheManager(PastHitCopies, KVCacheManager):
         never allocated)."""
         full_hit = super().receive(job, tokens)
         hit = self._sliding_run(job, full_hit)[0] if full_hit else 0
+        job.copies_from = hit  # (no Mamba group: the connector's local hit is the one every group agrees on,
+        # ``get_computed_blocks_for_connector`` -> ``get_computed_blocks``; past it the blocks are new)
         job.sliding_keyed = merged([self._tail(tokens), self._ending_at(hit)])
         job.sliding_lo = job.sliding_hi = self.groups.first_needed(tokens)
         job.sliding_seen = tokens  # (computed: nothing of it is in flight here)

@@ -42,11 +42,12 @@ class Job:
     sliding_seen: int = 0
     sliding_step: int = -1  # the step whose plan made that allocation (its tokens are in flight at the next one)
     sliding_hit: int = 0  # prompt blocks its (last) prefix hit served, leading null blocks included
-    # prompt blocks past the hit it holds as copies of its own, another request holding the block (the hybrid
-    # managers past ``sliding_hit``; ``KVCacheManager`` past ``copies_from``)
+    # prompt blocks past the hit it holds as copies of its own, another request holding the block (past
+    # ``copies_from``; the hybrid managers, where it is -1, past ``sliding_hit``)
     prompt_copies: tuple[int, ...] = ()
-    # (``KVCacheManager``) past this many prompt blocks, its hit on a PD decode instance, a block another request
-    # holds is taken as a copy of its own (vLLM allocates new blocks past a hit); -1: blocks are shared as found
+    # past this many prompt blocks, its (full-attention) hit on a PD decode instance, a block another request holds
+    # is taken as a copy of its own (vLLM allocates new blocks past a hit); -1: blocks are shared as found (a hybrid
+    # manager: as far as ``sliding_hit``)
     copies_from: int = -1
     # ids of the full blocks its generated tokens fill (the prompt's partial last block completed first): cached
     # when it lets them go, as vLLM caches every full block (``trace.continuations``); empty: kept private
