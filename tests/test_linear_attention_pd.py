@@ -203,3 +203,29 @@ def test_two_requests_sharing_a_prefix_on_one_decode_instance_by_hand():
     assert c.state_idx == ((2, False),) and (c.computed, c.target) == (1199, 1199)
     decode.kv.free(c)
     assert decode.pool.used == 12 and decode.pool.refs == {10: 1, 11: 1, 12: 1}
+
+
+def test_a_second_request_shares_the_prefix_a_running_request_holds_on_the_decode_side():
+    """A run: A (1,200 tokens, blocks 10-12, 200 output tokens) still decoding when B (the same prompt) is sent 0.3 s
+    later: B's decode-side hit is A's blocks 10 and 11, so 1 attention block crosses (with the states) and B's
+    reservation takes 1 new attention block (its block 12) and 1 state block in each of the 3 groups: 4 (kvsim took 6,
+    copying the 2 blocks it did not send)."""
+    ids = [10, 11, 12]
+    run = ServingRun(_trace([1200, 1200], [200, 4], 576, [ids, ids], [0.0, 0.3]), load_config(None, sets=list(ALIGN)),
+                     "pd")
+    decode = run.decode[0]
+    taken = {}
+    reserve = decode.reserve
+
+    def watched(job, backoff=0):
+        before = decode.pool.used
+        blocks = reserve(job, backoff)
+        taken[job.rid] = decode.pool.used - before
+        return blocks
+
+    decode.reserve = watched
+    run.run()
+    table = run.table
+    assert table.kv_sent[1] < table.last_token[0]  # (A still holds its blocks when B is reserved)
+    assert table.kv_transfer_bytes.tolist() == [2 * (3 * BLOCK_576 + STATES), 2 * (BLOCK_576 + STATES)]
+    assert taken == {0: 3 + 3, 1: 1 + 3}
