@@ -356,7 +356,7 @@ def _lost_stop(unraisable: object) -> None:
 
     def again(_signum: int, _frame: object) -> None:
         _cancel_retry()
-        if not _held:  # (a held region raises it as it ends)
+        if not _held and not _answering:  # (a held region raises it as it ends; an answer has it already)
             raise_if_stopped()
 
     signal.signal(signal.SIGALRM, again)

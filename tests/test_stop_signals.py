@@ -503,3 +503,35 @@ print(status)
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert (done.returncode, done.stdout, done.stderr) == (0, f"{code}\n", f"kvsim: {line}\n")
+
+
+def test_a_lost_stop_behind_another_error_is_not_raised_again_while_it_is_answered():
+    """A stop lost in a destructor, then a library's own error because of it (numba's SystemError, an ImportError):
+    ``interruption_behind`` answers the stop without the retry being disarmed, and its alarm raised the stop again
+    while the command said it was stopped (a slow line on stderr here): a traceback and exit 1, not 143."""
+    script = """
+import os, signal, time
+import sim.errors
+from sim.errors import command_status
+
+say = sim.errors._say
+def slow_say(text):
+    time.sleep(0.05)  # (50 retry intervals)
+    say(text)
+sim.errors._say = slow_say
+
+class Finalised:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGTERM)  # the stop arrives while Python runs this destructor: lost there
+
+def body():
+    Finalised()
+    raise RuntimeError("a library's error behind the stop")
+
+status = command_status("kvsim", body)
+time.sleep(0.05)
+print(status)
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert (done.returncode, done.stdout, done.stderr) == (0, "143\n", "kvsim: terminated\n")
